@@ -1,0 +1,54 @@
+// rootseal::kms — error values.
+//
+// Errors a caller must handle are values: Result<T> = std::expected<T, Error>.
+// An Error carries a stable code (for programs, metrics and the one place that
+// maps codes to HTTP status) and a message that is safe to show to a client:
+// it never contains key material, plaintext, PINs or tokens.
+#pragma once
+
+#include <expected>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace rootseal::kms {
+
+enum class Errc {
+  // The caller's input is wrong.
+  invalid_argument,      // a bad field value (bits, key type, version, name ...)
+  malformed_ciphertext,  // not "vault:v<N>:<base64>" or the body is too short
+  bad_base64,            // a field that must be standard base64 is not
+  decryption_failed,     // authentication tag mismatch: wrong key, AAD, context or tampering
+  version_disallowed,    // key_version / ciphertext version outside the key's policy window
+  // The named thing.
+  not_found,             // no such key (or key version)
+  already_exists,
+  conflict,              // a concurrent change won (e.g. two rotations of one key)
+  deletion_not_allowed,  // delete of a key whose deletion_allowed is false
+  // The service.
+  sealed,                // the root of trust is unavailable; nothing can be decrypted
+  unavailable,           // the HSM/TPM is reachable but failed transiently (device removed ...)
+  permission_denied,
+  storage_failure,       // the state store could not read or commit
+  crypto_failure,        // a cryptographic library call failed unexpectedly
+  internal,              // a broken invariant; a bug
+};
+
+// A stable, lower_snake_case name for the code (for logs, metrics, JSON).
+std::string_view to_string(Errc code) noexcept;
+
+struct Error {
+  Errc code;
+  std::string message;  // safe to show; no secret values
+
+  Error(Errc c, std::string msg) : code(c), message(std::move(msg)) {}
+};
+
+template <class T>
+using Result = std::expected<T, Error>;
+
+inline std::unexpected<Error> fail(Errc code, std::string message) {
+  return std::unexpected<Error>(std::in_place, code, std::move(message));
+}
+
+}  // namespace rootseal::kms

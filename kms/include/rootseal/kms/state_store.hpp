@@ -1,0 +1,84 @@
+// rootseal::kms — durable state: named keys, their versions and wrapped KEKs.
+//
+// The store never sees a plaintext key: each version's key-encryption key is
+// stored wrapped by the root of trust, tagged with that root's key check value.
+// Every mutating call is durable (committed and synced) when it returns
+// success; a failed call changes nothing. Implementations are thread-safe and
+// blocking (call them from the blocking pool).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rootseal/kms/aead.hpp"
+#include "rootseal/kms/error.hpp"
+
+namespace rootseal::kms {
+
+// The mutable policy of a key (Transit's keys/:name/config fields).
+struct KeyConfig {
+  std::uint32_t min_decryption_version = 1;
+  std::uint32_t min_encryption_version = 0;  // 0 = always the latest
+  bool deletion_allowed = false;
+  std::int64_t auto_rotate_period_s = 0;  // 0 = off
+  friend bool operator==(const KeyConfig&, const KeyConfig&) = default;
+};
+
+struct KeyVersionRecord {
+  std::uint32_t version = 0;
+  std::int64_t created_unix = 0;
+  std::vector<std::uint8_t> wrapped_key;  // KEK wrapped by the root of trust
+  std::string root_kcv;                   // key check value of that root
+};
+
+struct KeyRecord {
+  std::string name;
+  KeyType type = KeyType::aes256_gcm96;
+  bool derived = false;
+  std::int64_t created_unix = 0;
+  KeyConfig config;
+  std::vector<KeyVersionRecord> versions;  // ascending, 1..latest, none missing
+};
+
+class StateStore {
+ public:
+  virtual ~StateStore() = default;
+
+  // All keys with all versions (used at unseal), ordered by name.
+  virtual Result<std::vector<KeyRecord>> load_all() = 0;
+  virtual Result<std::optional<KeyRecord>> find(std::string_view name) = 0;
+  virtual Result<std::vector<std::string>> list_names() = 0;
+
+  // Creates a key with its first version(s). already_exists if the name is taken.
+  virtual Result<void> create_key(const KeyRecord& key) = 0;
+  // Appends a version; `version.version` must be exactly latest + 1 (conflict otherwise).
+  virtual Result<void> add_version(std::string_view name, const KeyVersionRecord& version) = 0;
+  virtual Result<void> update_config(std::string_view name, const KeyConfig& config) = 0;
+  // Removes the key and every version; not_found if absent.
+  virtual Result<void> delete_key(std::string_view name) = 0;
+
+  // Replaces the wrapped form of every listed version in one transaction (root
+  // key rotation: all or nothing). Each entry names key, version, new blob, new kcv.
+  struct Rewrapped {
+    std::string name;
+    std::uint32_t version;
+    std::vector<std::uint8_t> wrapped_key;
+    std::string root_kcv;
+  };
+  virtual Result<void> replace_wrapped(const std::vector<Rewrapped>& entries) = 0;
+
+  // Schema version of the open store (migrations run on open).
+  [[nodiscard]] virtual int schema_version() const noexcept = 0;
+};
+
+// Opens (creating if absent) the SQLite store at `path`: WAL journal,
+// synchronous=FULL, foreign keys on, schema migrated to the current version.
+// The file and its -wal/-shm siblings are created with mode 0600.
+Result<std::unique_ptr<StateStore>> open_sqlite_store(const std::filesystem::path& path);
+
+}  // namespace rootseal::kms
