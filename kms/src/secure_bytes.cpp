@@ -3,9 +3,9 @@
 // Small secrets are many (one KEK per key version, one buffer per request), so
 // each does not get pages of its own: mlock() works on whole pages and a
 // munlock() of one allocation would unlock its neighbours. Instead the arena
-// maps 64 KiB regions, locks them and excludes them from core dumps once, and
-// serves power-of-two size classes (32 B .. 4 KiB) from per-class free lists.
-// Larger buffers get a private mapping of their own. Regions are never
+// maps regions of at least 64 KiB, locks them and excludes them from core
+// dumps once, and serves power-of-two size classes (32 B .. 32 KiB) from
+// per-class free lists. Larger buffers get a private mapping of their own. Regions are never
 // returned to the OS, so a page once locked stays locked.
 #include "rootseal/kms/secure_bytes.hpp"
 
@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cstring>
@@ -26,8 +27,8 @@ namespace rootseal::kms {
 namespace {
 
 constexpr std::size_t kMinClass = 32;
-constexpr std::size_t kMaxClass = 4096;
-constexpr std::size_t kClassCount = 8;  // 32, 64, ..., 4096
+constexpr std::size_t kMaxClass = 32 * 1024;
+constexpr std::size_t kClassCount = 11;  // 32, 64, ..., 32768
 constexpr std::size_t kRegionSize = 64 * 1024;
 
 std::size_t page_size() noexcept {
@@ -106,11 +107,12 @@ class Arena {
   }
 
   void refill(std::size_t cls, std::size_t size) {
-    void* region = map_locked(kRegionSize);
+    const std::size_t region_size = std::max(kRegionSize, 4 * size);  // at least 4 blocks a region
+    void* region = map_locked(region_size);
     if (region == nullptr) throw SecureMemoryError();
-    locked_bytes_ += kRegionSize;
+    locked_bytes_ += region_size;
     auto& list = free_[cls];
-    const std::size_t blocks = kRegionSize / size;
+    const std::size_t blocks = region_size / size;
     carved_[cls] += blocks;
     list.reserve(carved_[cls]);  // release() never allocates
     auto* base = static_cast<std::uint8_t*>(region);

@@ -52,3 +52,24 @@ inline std::unexpected<Error> fail(Errc code, std::string message) {
 }
 
 }  // namespace rootseal::kms
+
+// Error flow vocabulary (s2n's RESULT_GUARD in std::expected form). Inside a
+// function returning Result<U>:
+//   ROOTSEAL_TRY(expr);              // return the error of a failed Result
+//   ROOTSEAL_TRY_ASSIGN(lhs, expr);  // or move its value into lhs
+#define ROOTSEAL_TRY(expr)                                             \
+  do {                                                                 \
+    auto rootseal_try_result_ = (expr);                                \
+    if (!rootseal_try_result_) {                                       \
+      return std::unexpected(std::move(rootseal_try_result_).error()); \
+    }                                                                  \
+  } while (false)
+
+#define ROOTSEAL_TRY_ASSIGN(lhs, expr)                                 \
+  do {                                                                 \
+    auto rootseal_try_result_ = (expr);                                \
+    if (!rootseal_try_result_) {                                       \
+      return std::unexpected(std::move(rootseal_try_result_).error()); \
+    }                                                                  \
+    lhs = std::move(*rootseal_try_result_);                            \
+  } while (false)

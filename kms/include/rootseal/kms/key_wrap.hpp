@@ -10,9 +10,9 @@
 
 namespace rootseal::kms {
 
-// AES key wrap with padding (RFC 5649, NIST SP 800-38F KWP); kek is 16 or 32
-// bytes. Used by software roots of trust (TPM-sealed root key); an HSM root
-// does the same inside the HSM.
+// AES key wrap with padding (RFC 5649, NIST SP 800-38F KWP); kek is 16, 24 or
+// 32 bytes, the key to wrap 1..8192 bytes. Used by software roots of trust
+// (TPM-sealed root key); an HSM root does the same inside the HSM.
 Result<std::vector<std::uint8_t>> aes_kwp_wrap(const SecureBytes& kek, std::span<const std::uint8_t> key);
 // A wrapped input of the wrong length or failing the integrity check is
 // decryption_failed.

@@ -52,8 +52,8 @@ struct ConfigUpdate {
 };
 
 // Per-request inputs. `context` is the HKDF info for derived keys (required
-// for them, refused otherwise); `aad` is the AEAD associated data; a
-// key_version of 0 means "the latest allowed".
+// for them; ignored for non-derived keys, as Vault does); `aad` is the AEAD
+// associated data; a key_version of 0 means "the latest allowed".
 struct CryptoOptions {
   std::span<const std::uint8_t> context;
   std::span<const std::uint8_t> aad;
