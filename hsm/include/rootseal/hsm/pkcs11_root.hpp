@@ -7,6 +7,7 @@
 // wrap/unwrap only) found by label or generated on first use if allowed.
 // Wrap/unwrap run inside the HSM with CKM_AES_KEY_WRAP_KWP (RFC 5649), or with
 // CKM_AES_GCM when the token lacks it (the wrapped blob records which).
+// Keys to wrap: 16..64 bytes, a multiple of 8 (SoftHSM 2.6.1 pads others).
 //
 // When the token goes away (CKR_DEVICE_REMOVED, CKR_TOKEN_NOT_PRESENT,
 // CKR_SESSION_HANDLE_INVALID, CKR_USER_NOT_LOGGED_IN, CKR_DEVICE_ERROR ...)
@@ -34,7 +35,8 @@ struct Pkcs11Config {
   std::string token_label;                // CKA_LABEL of the token
   std::string key_label = "rootseal-root";
   bool generate_if_missing = false;       // create the root key on first use (dev mode, ceremony)
-  std::size_t max_sessions = 4;           // upper bound of the session pool
+  std::size_t max_sessions = 4;           // upper bound of the session pool (+1 holding the login)
+  bool force_gcm = false;                 // wrap with CKM_AES_GCM even if KWP is there (tests)
 };
 
 // Supplies the user PIN when a login is needed; returns Errc::sealed if none

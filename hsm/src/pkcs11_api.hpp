@@ -1,0 +1,161 @@
+// rootseal::hsm — private: the PKCS#11 module as a process-wide shared object.
+//
+// A PKCS#11 library has one C_Initialize/C_Finalize state per process, and
+// dlopen() of the same file returns the same handle. So every user in the
+// process (each Pkcs11Root, provision_token, test helpers) shares one
+// Module per loaded library, obtained with Module::acquire(). The last user
+// to let go calls C_Finalize and dlclose.
+//
+// Re-initialization (C_Finalize + C_Initialize, the cure for a removed or
+// reset device) invalidates every session and object handle of every user.
+// Users therefore:
+//   - hold call_lock() (shared) while they use handles, and check that the
+//     generation they obtained the handles under is still current;
+//   - ask for reinitialize(seen) with the generation they saw; if another user
+//     re-initialized in the meantime, nothing is done twice.
+//
+// Include this header after all standard headers: it pulls in p11-kit's
+// pkcs11.h (whose compatibility macros are undefined again below).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rootseal/kms/error.hpp"
+
+#include <p11-kit/pkcs11.h>
+
+// p11-kit maps GNU-style member names onto the standard ones with plain
+// macros (`value`, `count`, `params` ...). The structs are declared by now;
+// drop the macros so that they cannot rewrite unrelated code.
+#undef cryptoki_version
+#undef manufacturer_id
+#undef library_description
+#undef library_version
+#undef slot_description
+#undef hardware_version
+#undef firmware_version
+#undef serial_number
+#undef max_session_count
+#undef session_count
+#undef max_rw_session_count
+#undef rw_session_count
+#undef max_pin_len
+#undef min_pin_len
+#undef total_public_memory
+#undef free_public_memory
+#undef total_private_memory
+#undef free_private_memory
+#undef utc_time
+#undef slot_id
+#undef device_error
+#undef value
+#undef value_len
+#undef count
+#undef parameter
+#undef parameter_len
+#undef params
+#undef min_key_size
+#undef max_key_size
+#undef create_mutex
+#undef destroy_mutex
+#undef lock_mutex
+#undef unlock_mutex
+#undef reserved
+#undef hash_alg
+#undef s_len
+#undef source_data
+#undef source_data_len
+#undef counter_bits
+#undef iv_ptr
+#undef iv_len
+#undef iv_bits
+#undef aad_ptr
+#undef aad_len
+#undef tag_bits
+#undef shared_data_len
+#undef shared_data
+#undef public_data_len
+#undef public_data
+#undef string_data
+#undef string_data_len
+#undef data_params
+
+namespace rootseal::hsm::detail {
+
+// PKCS#11 v2.40 CKM_AES_KEY_WRAP_PAD (0x210A): AES key wrap with padding,
+// RFC 5649 / SP 800-38F KWP, as SoftHSM 2.6 implements it. (v3.0 also
+// defines 0x210B under the name CKM_AES_KEY_WRAP_KWP; SoftHSM 2.6 lacks it.)
+inline constexpr CK_MECHANISM_TYPE kMechKwp = 0x210AUL;
+inline constexpr CK_MECHANISM_TYPE kMechGcm = CKM_AES_GCM;
+
+// The label as the token stores it: 32 bytes, blank padded. Longer labels
+// are an error (nullopt-like: returns false).
+bool pad_label(std::string_view label, unsigned char (&out)[32]) noexcept;
+// The label with trailing blanks removed (for messages).
+std::string unpad_label(const unsigned char (&in)[32]);
+
+// Lower-case hex.
+std::string to_hex(std::span<const std::uint8_t> bytes);
+
+// "C_WrapKey: CKR_KEY_HANDLE_INVALID"
+std::string ck_message(std::string_view function, CK_RV rv);
+inline std::unexpected<kms::Error> ck_fail(kms::Errc code, std::string_view function, CK_RV rv) {
+  return kms::fail(code, ck_message(function, rv));
+}
+
+// The return values after which the token, the session or the login state
+// must be considered gone: drop every session and re-connect.
+bool is_disconnect(CK_RV rv) noexcept;
+
+class Module {
+ public:
+  // Loads (RTLD_NOW | RTLD_LOCAL) and initializes the module at `path`, or
+  // returns the process's existing instance of it.
+  static kms::Result<std::shared_ptr<Module>> acquire(const std::filesystem::path& path);
+
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+  ~Module();
+
+  [[nodiscard]] CK_FUNCTION_LIST* api() const noexcept { return api_; }
+  [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
+
+  // Held (shared) while session/object handles are in use. Never taken twice
+  // by one thread. A pending reinitialize() holds the gate, so that a steady
+  // stream of callers cannot starve it (glibc's rwlock prefers readers).
+  [[nodiscard]] std::shared_lock<std::shared_mutex> call_lock() const {
+    std::lock_guard gate(gate_);
+    return std::shared_lock<std::shared_mutex>(mu_);
+  }
+  // Read under call_lock(). Changes on every re-initialization.
+  [[nodiscard]] std::uint64_t generation() const noexcept { return generation_; }
+  [[nodiscard]] bool initialized() const noexcept { return initialized_; }
+
+  // C_Finalize + C_Initialize, unless the generation already moved past
+  // `seen` (somebody else did it). Waits for all call_lock() holders.
+  // Returns the current generation.
+  kms::Result<std::uint64_t> reinitialize(std::uint64_t seen);
+
+ private:
+  Module(std::filesystem::path path, void* handle, CK_FUNCTION_LIST* api)
+      : path_(std::move(path)), handle_(handle), api_(api) {}
+  CK_RV initialize_locked() noexcept;
+
+  std::filesystem::path path_;
+  void* handle_ = nullptr;
+  CK_FUNCTION_LIST* api_ = nullptr;
+  mutable std::mutex gate_;
+  mutable std::shared_mutex mu_;
+  std::uint64_t generation_ = 1;
+  bool initialized_ = false;
+};
+
+}  // namespace rootseal::hsm::detail
