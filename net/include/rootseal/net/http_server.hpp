@@ -1,0 +1,74 @@
+// rootseal::net — the HTTP server core (Boost.Beast over Asio, C++20 coroutines).
+//
+// One coroutine per connection, running on its own strand. Every read and
+// write has a deadline; each request gets a fresh parser with a header and a
+// body limit (413 past it); a connection serves at most max_requests_per_connection
+// requests (keep-alive, no pipelining backlog: one request at a time). The
+// request handler is a function from request to response: it knows no sockets.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "rootseal/net/secure_body.hpp"
+
+namespace rootseal::net {
+
+using Request = boost::beast::http::request<SecureBody>;
+using Response = boost::beast::http::response<SecureBody>;
+
+struct PeerInfo {
+  boost::asio::ip::tcp::endpoint remote;
+  bool tls = false;
+};
+
+// Produces the response for one request. Runs on the connection's strand;
+// blocking work must be moved off it by the handler (co_await a pool).
+using Handler = std::function<boost::asio::awaitable<Response>(Request&, const PeerInfo&)>;
+
+struct ServerLimits {
+  std::size_t max_body_bytes = 1024 * 1024;      // 413 beyond
+  std::size_t max_header_bytes = 16 * 1024;      // 431 beyond
+  std::chrono::seconds header_timeout{10};       // time to receive a request's header
+  std::chrono::seconds body_timeout{30};         // time to receive the rest of the request
+  std::chrono::seconds write_timeout{30};
+  std::chrono::seconds idle_timeout{75};         // keep-alive wait for the next request
+  std::size_t max_requests_per_connection = 10000;
+  std::size_t max_connections = 4096;            // further accepts are closed at once
+};
+
+class HttpServer {
+ public:
+  HttpServer(boost::asio::io_context& io, ServerLimits limits, Handler handler);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds and listens (SO_REUSEADDR, CLOEXEC); port 0 picks a free port.
+  // Returns the bound endpoint.
+  boost::system::error_code listen(const boost::asio::ip::tcp::endpoint& endpoint,
+                                   boost::asio::ip::tcp::endpoint& bound);
+  // Starts accepting on the io_context.
+  void start();
+  // Stops accepting and closes idle connections; requests in flight finish.
+  void stop();
+  [[nodiscard]] std::size_t active_connections() const noexcept;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+// A response with Content-Type: application/json and the given status.
+Response json_response(unsigned status, std::string_view body, unsigned version = 11, bool keep_alive = true);
+
+}  // namespace rootseal::net

@@ -1,0 +1,255 @@
+#include "rootseal/net/http_server.hpp"
+
+#include <fcntl.h>
+
+#include <array>
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <list>
+#include <mutex>
+
+namespace rootseal::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+
+void set_cloexec(int fd) noexcept {
+  const int flags = ::fcntl(fd, F_GETFD);
+  if (flags >= 0) (void)::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
+Response error_response(unsigned status, std::string_view message, unsigned version) {
+  std::string body = R"({"errors":[")";
+  body += message;  // fixed internal strings only; never client input
+  body += R"("]})";
+  return json_response(status, body, version, false);
+}
+
+}  // namespace
+
+Response json_response(unsigned status, std::string_view body, unsigned version, bool keep_alive) {
+  Response res{static_cast<http::status>(status), version};
+  res.set(http::field::content_type, "application/json");
+  res.set(http::field::cache_control, "no-store");
+  res.body() = SecureBuffer(body);
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  return res;
+}
+
+struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
+  struct Connection {
+    beast::tcp_stream* stream = nullptr;
+    asio::any_io_executor executor;
+    std::uint64_t id = 0;
+    bool busy = false;  // a request is being processed
+  };
+
+  Impl(asio::io_context& io_, ServerLimits limits_, Handler handler_)
+      : io(io_), limits(limits_), handler(std::move(handler_)), acceptor(asio::make_strand(io_)) {}
+
+  asio::io_context& io;
+  ServerLimits limits;
+  Handler handler;
+  tcp::acceptor acceptor;
+  std::atomic<bool> stopping{false};
+  std::atomic<std::size_t> connections{0};
+  std::mutex mu;
+  std::list<Connection> live;  // guarded by mu
+  std::uint64_t next_id = 0;   // guarded by mu
+
+  asio::awaitable<void> accept_loop() {
+    auto self = shared_from_this();
+    while (!stopping.load()) {
+      auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(io), kTuple);
+      if (ec) {
+        if (ec == asio::error::operation_aborted || stopping.load()) break;
+        continue;  // EMFILE, ECONNABORTED ...: keep serving the others
+      }
+      set_cloexec(socket.native_handle());
+      if (connections.load() >= limits.max_connections) {
+        boost::system::error_code ignored;
+        socket.close(ignored);
+        continue;
+      }
+      connections.fetch_add(1);
+      auto executor = socket.get_executor();
+      asio::co_spawn(executor, session(self, std::move(socket)), asio::detached);
+    }
+  }
+
+  static asio::awaitable<void> session(std::shared_ptr<Impl> self, tcp::socket socket) {
+    PeerInfo peer;
+    boost::system::error_code ec;
+    peer.remote = socket.remote_endpoint(ec);
+    beast::tcp_stream stream(std::move(socket));
+    std::list<Connection>::iterator me;
+    {
+      std::lock_guard lock(self->mu);
+      me = self->live.insert(self->live.end(),
+                             Connection{&stream, stream.get_executor(), ++self->next_id, false});
+    }
+    co_await self->serve(stream, peer, *me);
+    {
+      std::lock_guard lock(self->mu);
+      self->live.erase(me);
+    }
+    // Lingering close: after an early answer (413, 400) the client may still
+    // be sending; closing with unread data would reset the connection and the
+    // client could lose the answer. Half-close, then discard what arrives for
+    // a bounded time and volume.
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream.expires_after(std::chrono::seconds(1));
+    std::array<char, 4096> sink;
+    for (std::size_t drained = 0; drained < (1u << 20);) {
+      auto [rec, n] = co_await stream.async_read_some(asio::buffer(sink), kTuple);
+      if (rec) break;
+      drained += n;
+    }
+    stream.socket().close(ec);
+    self->connections.fetch_sub(1);
+  }
+
+  asio::awaitable<void> serve(beast::tcp_stream& stream, const PeerInfo& peer, Connection& conn) {
+    beast::flat_buffer buffer(limits.max_header_bytes + 4096);
+    for (std::size_t served = 0; served < limits.max_requests_per_connection; ++served) {
+      if (stopping.load()) co_return;
+      http::request_parser<SecureBody> parser;
+      parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
+      parser.body_limit(limits.max_body_bytes);
+
+      stream.expires_after(served == 0 ? limits.header_timeout : limits.idle_timeout);
+      auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, kTuple);
+      (void)hn;
+      if (hec) {
+        if (hec == http::error::header_limit) {
+          co_await write(stream, error_response(431, "request header too large", 11));
+        } else if (hec == http::error::body_limit) {
+          // A Content-Length over the limit is refused as soon as the header is read.
+          co_await write(stream, error_response(413, "request body too large", parser.get().version()));
+        } else if (hec != http::error::end_of_stream && hec != beast::error::timeout &&
+                   hec != asio::error::operation_aborted && hec != asio::error::connection_reset &&
+                   hec != asio::error::eof) {
+          co_await write(stream, error_response(400, "malformed HTTP request", 11));
+        }
+        co_return;
+      }
+      {
+        std::lock_guard lock(mu);
+        conn.busy = true;
+      }
+      const unsigned version = parser.get().version();
+      if (parser.get()[http::field::expect] == "100-continue") {
+        http::response<http::empty_body> cont{http::status::continue_, version};
+        stream.expires_after(limits.write_timeout);
+        auto [cec, cn] = co_await http::async_write(stream, cont, kTuple);
+        (void)cn;
+        if (cec) co_return;
+      }
+      stream.expires_after(limits.body_timeout);
+      auto [bec, bn] = co_await http::async_read(stream, buffer, parser, kTuple);
+      (void)bn;
+      if (bec) {
+        if (bec == http::error::body_limit) {
+          co_await write(stream, error_response(413, "request body too large", version));
+        } else if (bec != beast::error::timeout && bec != asio::error::operation_aborted) {
+          co_await write(stream, error_response(400, "malformed HTTP request body", version));
+        }
+        co_return;
+      }
+      Request request = parser.release();
+      Response response;
+      try {
+        response = co_await handler(request, peer);
+      } catch (const std::exception&) {
+        // Handlers return errors as values; an exception is a bug. Never echo it.
+        response = error_response(500, "internal error", version);
+      }
+      request.body().clear();  // wipe the request's plaintext now, not at the next request
+      const bool keep = request.keep_alive() && response.keep_alive() && !stopping.load() &&
+                        served + 1 < limits.max_requests_per_connection;
+      response.version(version);
+      response.keep_alive(keep);  // Content-Length is the handler's (HEAD keeps the GET length)
+      if (!co_await write(stream, std::move(response))) co_return;
+      {
+        std::lock_guard lock(mu);
+        conn.busy = false;
+      }
+      if (!keep) co_return;
+    }
+  }
+
+  asio::awaitable<bool> write(beast::tcp_stream& stream, Response response) {
+    stream.expires_after(limits.write_timeout);
+    auto [ec, n] = co_await http::async_write(stream, response, kTuple);
+    (void)n;
+    co_return !ec;
+  }
+
+  void stop() {
+    stopping.store(true);
+    asio::post(acceptor.get_executor(), [self = shared_from_this()] {
+      boost::system::error_code ec;
+      self->acceptor.close(ec);
+    });
+    std::lock_guard lock(mu);
+    for (auto& c : live) {
+      if (c.busy) continue;  // finishes its request, then sees `stopping`
+      asio::post(c.executor, [self = shared_from_this(), id = c.id] {
+        std::lock_guard inner(self->mu);
+        // The session may have ended meanwhile: look it up again by id.
+        for (auto& other : self->live) {
+          if (other.id == id && !other.busy) other.stream->cancel();
+        }
+      });
+    }
+  }
+};
+
+HttpServer::HttpServer(asio::io_context& io, ServerLimits limits, Handler handler)
+    : impl_(std::make_shared<Impl>(io, limits, std::move(handler))) {}
+
+HttpServer::~HttpServer() { impl_->stop(); }
+
+boost::system::error_code HttpServer::listen(const tcp::endpoint& endpoint, tcp::endpoint& bound) {
+  boost::system::error_code ec;
+  auto& a = impl_->acceptor;
+  a.open(endpoint.protocol(), ec);
+  if (ec) return ec;
+  set_cloexec(a.native_handle());
+  a.set_option(asio::socket_base::reuse_address(true), ec);
+  if (ec) return ec;
+  a.bind(endpoint, ec);
+  if (ec) return ec;
+  a.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return ec;
+  bound = a.local_endpoint(ec);
+  return ec;
+}
+
+void HttpServer::start() {
+  asio::co_spawn(impl_->acceptor.get_executor(), impl_->accept_loop(), asio::detached);
+}
+
+void HttpServer::stop() { impl_->stop(); }
+
+std::size_t HttpServer::active_connections() const noexcept { return impl_->connections.load(); }
+
+}  // namespace rootseal::net
