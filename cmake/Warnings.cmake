@@ -2,7 +2,7 @@
 add_compile_options(
   -Wall -Wextra -Werror -Wpedantic
   -Wshadow -Wnon-virtual-dtor -Wcast-align -Wunused -Woverloaded-virtual
-  -Wconversion -Wsign-conversion -Wnull-dereference -Wdouble-promotion -Wformat=2
+  -Wconversion -Wsign-conversion -Wdouble-promotion -Wformat=2
   -Wimplicit-fallthrough
 )
 # Hardening flags for the product binaries (Debian's own defaults, made explicit).

@@ -1,0 +1,85 @@
+// rootseal::daemon — configuration of rootseald (one YAML file).
+//
+// Every option has a default (docs/configuration.md lists them). No secret
+// value is ever read from this file: the HSM PIN comes from a systemd
+// credential or a file readable only by the service user.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "rootseal/kms/error.hpp"
+
+namespace rootseal::daemon {
+
+struct ListenConfig {
+  std::string address = "127.0.0.1:8200";  // host:port; IPv6 as [::1]:8200
+  bool allow_plaintext = false;            // plain HTTP; refused unless loopback (or dev)
+};
+
+struct ApiConfig {
+  std::string mount = "transit";
+  std::size_t max_body_bytes = 1024 * 1024;
+  std::size_t max_header_bytes = 16 * 1024;
+  std::chrono::seconds request_timeout{30};
+  std::chrono::seconds idle_timeout{75};
+  std::size_t max_connections = 4096;
+};
+
+enum class PinSourceKind { credential, file };
+
+struct PinConfig {
+  std::vector<PinSourceKind> sources = {PinSourceKind::credential, PinSourceKind::file};
+  std::string credential_name = "hsm-pin";   // $CREDENTIALS_DIRECTORY/<name>
+  std::filesystem::path file = "/etc/rootseal/hsm-pin";
+};
+
+struct Pkcs11Section {
+  std::filesystem::path module = "/usr/lib/softhsm/libsofthsm2.so";
+  std::string token_label = "rootseal";
+  std::string key_label = "rootseal-root";
+  bool generate_key = false;
+  std::size_t max_sessions = 4;
+};
+
+struct SealConfig {
+  std::chrono::milliseconds probe_interval{5000};  // root-of-trust liveness check and unseal retry
+};
+
+struct LogConfig {
+  std::string level = "info";    // trace, debug, info, warn, error
+  std::string format = "logfmt"; // logfmt or json
+};
+
+struct Config {
+  ListenConfig listen;
+  ApiConfig api;
+  std::filesystem::path state_dir = "/var/lib/rootseal";
+  std::string root_of_trust = "pkcs11";
+  Pkcs11Section pkcs11;
+  PinConfig pin;
+  SealConfig seal;
+  LogConfig log;
+  std::size_t io_threads = 0;        // 0 = one per core
+  std::size_t blocking_threads = 2;  // PKCS#11, SQLite commits
+  bool dev = false;
+};
+
+// Parses YAML text; unknown keys and bad values are errors naming the key.
+kms::Result<Config> parse_config(std::string_view yaml_text);
+kms::Result<Config> load_config(const std::filesystem::path& path);
+
+// host:port -> (host, port); IPv6 in brackets. invalid_argument on bad syntax.
+struct HostPort {
+  std::string host;
+  std::uint16_t port;
+};
+kms::Result<HostPort> parse_host_port(std::string_view text);
+// True for 127.0.0.0/8, ::1 and "localhost".
+bool is_loopback_host(std::string_view host);
+
+}  // namespace rootseal::daemon

@@ -1,0 +1,244 @@
+#include "rootseal/daemon/config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <arpa/inet.h>
+
+#include <charconv>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace rootseal::daemon {
+namespace {
+
+using kms::Errc;
+using kms::fail;
+using kms::Result;
+
+Result<void> check_keys(const YAML::Node& node, const std::string& where,
+                        const std::set<std::string>& allowed) {
+  if (!node.IsMap()) return fail(Errc::invalid_argument, where + ": must be a mapping");
+  for (const auto& kv : node) {
+    const auto key = kv.first.as<std::string>();
+    if (!allowed.contains(key)) {
+      return fail(Errc::invalid_argument, where + ": unknown option '" + key + "'");
+    }
+  }
+  return {};
+}
+
+template <class T>
+Result<T> scalar(const YAML::Node& node, const std::string& where) {
+  if (!node.IsScalar()) return fail(Errc::invalid_argument, where + ": must be a scalar");
+  try {
+    return node.as<T>();
+  } catch (const YAML::Exception&) {
+    return fail(Errc::invalid_argument, where + ": invalid value");
+  }
+}
+
+// "250ms", "5s", "2m", "1h", or a bare integer of seconds.
+Result<std::chrono::milliseconds> duration(const YAML::Node& node, const std::string& where) {
+  auto text = scalar<std::string>(node, where);
+  if (!text) return std::unexpected(text.error());
+  const std::string& s = *text;
+  std::int64_t value = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+  if (ec != std::errc{} || value < 0) return fail(Errc::invalid_argument, where + ": invalid duration");
+  const std::string_view unit(end, static_cast<std::size_t>(s.data() + s.size() - end));
+  std::int64_t ms = 0;
+  if (unit == "ms") ms = value;
+  else if (unit.empty() || unit == "s") ms = value * 1000;
+  else if (unit == "m") ms = value * 60'000;
+  else if (unit == "h") ms = value * 3'600'000;
+  else return fail(Errc::invalid_argument, where + ": invalid duration unit (ms, s, m, h)");
+  return std::chrono::milliseconds(ms);
+}
+
+Result<std::size_t> positive(const YAML::Node& node, const std::string& where, std::size_t max) {
+  auto v = scalar<std::int64_t>(node, where);
+  if (!v) return std::unexpected(v.error());
+  if (*v <= 0 || static_cast<std::uint64_t>(*v) > max) {
+    return fail(Errc::invalid_argument, where + ": must be between 1 and " + std::to_string(max));
+  }
+  return static_cast<std::size_t>(*v);
+}
+
+Result<void> parse_listen(const YAML::Node& n, ListenConfig& out) {
+  ROOTSEAL_TRY(check_keys(n, "listen", {"address", "allow_plaintext"}));
+  if (n["address"]) ROOTSEAL_TRY_ASSIGN(out.address, scalar<std::string>(n["address"], "listen.address"));
+  if (n["allow_plaintext"]) ROOTSEAL_TRY_ASSIGN(out.allow_plaintext, scalar<bool>(n["allow_plaintext"], "listen.allow_plaintext"));
+  ROOTSEAL_TRY(parse_host_port(out.address));
+  return {};
+}
+
+Result<void> parse_api(const YAML::Node& n, ApiConfig& out) {
+  ROOTSEAL_TRY(check_keys(n, "api", {"mount", "max_body_bytes", "max_header_bytes", "request_timeout",
+                               "idle_timeout", "max_connections"}));
+  if (n["mount"]) ROOTSEAL_TRY_ASSIGN(out.mount, scalar<std::string>(n["mount"], "api.mount"));
+  if (out.mount.empty() || out.mount.find_first_of("/ ?#") != std::string::npos) {
+    return fail(Errc::invalid_argument, "api.mount: must be one non-empty path segment");
+  }
+  if (n["max_body_bytes"]) ROOTSEAL_TRY_ASSIGN(out.max_body_bytes, positive(n["max_body_bytes"], "api.max_body_bytes", 64u << 20));
+  if (n["max_header_bytes"]) ROOTSEAL_TRY_ASSIGN(out.max_header_bytes, positive(n["max_header_bytes"], "api.max_header_bytes", 1u << 20));
+  if (n["max_connections"]) ROOTSEAL_TRY_ASSIGN(out.max_connections, positive(n["max_connections"], "api.max_connections", 1u << 20));
+  std::chrono::milliseconds d{};
+  if (n["request_timeout"]) {
+    ROOTSEAL_TRY_ASSIGN(d, duration(n["request_timeout"], "api.request_timeout"));
+    out.request_timeout = std::chrono::duration_cast<std::chrono::seconds>(d);
+  }
+  if (n["idle_timeout"]) {
+    ROOTSEAL_TRY_ASSIGN(d, duration(n["idle_timeout"], "api.idle_timeout"));
+    out.idle_timeout = std::chrono::duration_cast<std::chrono::seconds>(d);
+  }
+  if (out.request_timeout.count() < 1 || out.idle_timeout.count() < 1) {
+    return fail(Errc::invalid_argument, "api: timeouts must be at least 1s");
+  }
+  return {};
+}
+
+Result<void> parse_pkcs11(const YAML::Node& n, Pkcs11Section& out) {
+  ROOTSEAL_TRY(check_keys(n, "pkcs11", {"module", "token_label", "key_label", "generate_key", "max_sessions"}));
+  std::string s;
+  if (n["module"]) {
+    ROOTSEAL_TRY_ASSIGN(s, scalar<std::string>(n["module"], "pkcs11.module"));
+    out.module = s;
+  }
+  if (n["token_label"]) ROOTSEAL_TRY_ASSIGN(out.token_label, scalar<std::string>(n["token_label"], "pkcs11.token_label"));
+  if (n["key_label"]) ROOTSEAL_TRY_ASSIGN(out.key_label, scalar<std::string>(n["key_label"], "pkcs11.key_label"));
+  if (n["generate_key"]) ROOTSEAL_TRY_ASSIGN(out.generate_key, scalar<bool>(n["generate_key"], "pkcs11.generate_key"));
+  if (n["max_sessions"]) ROOTSEAL_TRY_ASSIGN(out.max_sessions, positive(n["max_sessions"], "pkcs11.max_sessions", 256));
+  if (out.token_label.empty() || out.token_label.size() > 32) {
+    return fail(Errc::invalid_argument, "pkcs11.token_label: 1 to 32 characters");
+  }
+  if (out.key_label.empty()) return fail(Errc::invalid_argument, "pkcs11.key_label: must not be empty");
+  if (!out.module.is_absolute()) return fail(Errc::invalid_argument, "pkcs11.module: must be an absolute path");
+  return {};
+}
+
+Result<void> parse_pin(const YAML::Node& n, PinConfig& out) {
+  ROOTSEAL_TRY(check_keys(n, "pin", {"sources", "credential_name", "file"}));
+  if (n["sources"]) {
+    if (!n["sources"].IsSequence()) return fail(Errc::invalid_argument, "pin.sources: must be a list");
+    out.sources.clear();
+    for (const auto& item : n["sources"]) {
+      std::string name;
+      ROOTSEAL_TRY_ASSIGN(name, scalar<std::string>(item, "pin.sources[]"));
+      if (name == "credential") out.sources.push_back(PinSourceKind::credential);
+      else if (name == "file") out.sources.push_back(PinSourceKind::file);
+      else return fail(Errc::invalid_argument, "pin.sources: unknown source '" + name + "' (credential, file)");
+    }
+  }
+  if (n["credential_name"]) ROOTSEAL_TRY_ASSIGN(out.credential_name, scalar<std::string>(n["credential_name"], "pin.credential_name"));
+  if (out.credential_name.empty() || out.credential_name.find('/') != std::string::npos) {
+    return fail(Errc::invalid_argument, "pin.credential_name: a plain file name");
+  }
+  if (n["file"]) {
+    std::string s;
+    ROOTSEAL_TRY_ASSIGN(s, scalar<std::string>(n["file"], "pin.file"));
+    out.file = s;
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<HostPort> parse_host_port(std::string_view text) {
+  std::string_view host;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return fail(Errc::invalid_argument, "address: expected [ipv6]:port");
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) return fail(Errc::invalid_argument, "address: expected host:port");
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) {
+      return fail(Errc::invalid_argument, "address: put IPv6 addresses in brackets, e.g. [::1]:8200");
+    }
+  }
+  unsigned value = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (host.empty() || port.empty() || ec != std::errc{} || end != port.data() + port.size() || value > 65535) {
+    return fail(Errc::invalid_argument, "address: invalid host or port");
+  }
+  return HostPort{std::string(host), static_cast<std::uint16_t>(value)};
+}
+
+bool is_loopback_host(std::string_view host) {
+  if (host == "localhost") return true;
+  const std::string h(host);
+  in_addr v4{};
+  if (::inet_pton(AF_INET, h.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (::inet_pton(AF_INET6, h.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
+  return false;
+}
+
+Result<Config> parse_config(std::string_view yaml_text) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml_text));
+  } catch (const YAML::Exception& e) {
+    return fail(Errc::invalid_argument, "config: YAML syntax error at line " + std::to_string(e.mark.line + 1));
+  }
+  Config cfg;
+  if (root.IsNull()) return cfg;  // an empty file: all defaults
+  ROOTSEAL_TRY(check_keys(root, "config", {"listen", "api", "state_dir", "root_of_trust", "pkcs11", "pin",
+                                     "seal", "log", "io_threads", "blocking_threads"}));
+  if (root["listen"]) ROOTSEAL_TRY(parse_listen(root["listen"], cfg.listen));
+  if (root["api"]) ROOTSEAL_TRY(parse_api(root["api"], cfg.api));
+  if (root["state_dir"]) {
+    std::string s;
+    ROOTSEAL_TRY_ASSIGN(s, scalar<std::string>(root["state_dir"], "state_dir"));
+    cfg.state_dir = s;
+  }
+  if (!cfg.state_dir.is_absolute()) return fail(Errc::invalid_argument, "state_dir: must be an absolute path");
+  if (root["root_of_trust"]) ROOTSEAL_TRY_ASSIGN(cfg.root_of_trust, scalar<std::string>(root["root_of_trust"], "root_of_trust"));
+  if (cfg.root_of_trust != "pkcs11") {
+    return fail(Errc::invalid_argument, "root_of_trust: unsupported '" + cfg.root_of_trust + "' (pkcs11)");
+  }
+  if (root["pkcs11"]) ROOTSEAL_TRY(parse_pkcs11(root["pkcs11"], cfg.pkcs11));
+  if (root["pin"]) ROOTSEAL_TRY(parse_pin(root["pin"], cfg.pin));
+  if (root["seal"]) {
+    ROOTSEAL_TRY(check_keys(root["seal"], "seal", {"probe_interval"}));
+    if (root["seal"]["probe_interval"]) ROOTSEAL_TRY_ASSIGN(cfg.seal.probe_interval, duration(root["seal"]["probe_interval"], "seal.probe_interval"));
+    if (cfg.seal.probe_interval < std::chrono::milliseconds(100)) {
+      return fail(Errc::invalid_argument, "seal.probe_interval: at least 100ms");
+    }
+  }
+  if (root["log"]) {
+    ROOTSEAL_TRY(check_keys(root["log"], "log", {"level", "format"}));
+    if (root["log"]["level"]) ROOTSEAL_TRY_ASSIGN(cfg.log.level, scalar<std::string>(root["log"]["level"], "log.level"));
+    if (root["log"]["format"]) ROOTSEAL_TRY_ASSIGN(cfg.log.format, scalar<std::string>(root["log"]["format"], "log.format"));
+    static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error"};
+    if (!levels.contains(cfg.log.level)) return fail(Errc::invalid_argument, "log.level: trace, debug, info, warn or error");
+    if (cfg.log.format != "logfmt" && cfg.log.format != "json") {
+      return fail(Errc::invalid_argument, "log.format: logfmt or json");
+    }
+  }
+  if (root["io_threads"]) {
+    auto v = scalar<std::int64_t>(root["io_threads"], "io_threads");
+    if (!v || *v < 0 || *v > 256) return fail(Errc::invalid_argument, "io_threads: 0 (one per core) to 256");
+    cfg.io_threads = static_cast<std::size_t>(*v);
+  }
+  if (root["blocking_threads"]) ROOTSEAL_TRY_ASSIGN(cfg.blocking_threads, positive(root["blocking_threads"], "blocking_threads", 64));
+  return cfg;
+}
+
+Result<Config> load_config(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) return fail(Errc::invalid_argument, "config: cannot read " + path.string());
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (ss.str().size() > (1u << 20)) return fail(Errc::invalid_argument, "config: file larger than 1 MiB");
+  return parse_config(ss.str());
+}
+
+}  // namespace rootseal::daemon

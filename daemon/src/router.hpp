@@ -1,0 +1,44 @@
+// The HTTP API as a function from request to response (no sockets here).
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include <functional>
+#include <string>
+
+#include "rootseal/daemon/config.hpp"
+#include "rootseal/kms/error.hpp"
+#include "rootseal/net/http_server.hpp"
+#include "seal_manager.hpp"
+
+namespace rootseal::daemon {
+
+struct ApiContext {
+  const Config* config = nullptr;
+  std::function<SealStatus()> seal_status;
+  std::string root_kind;         // "pkcs11"
+  std::string cluster_name = "rootseal";
+  std::string cluster_id;
+  std::string version;
+};
+
+// The one place that maps an error code to an HTTP status.
+unsigned http_status(kms::Errc code) noexcept;
+
+// {"errors":[message]} with the status of `error.code`.
+net::Response error_response(const kms::Error& error, unsigned http_version);
+
+class Router {
+ public:
+  explicit Router(ApiContext context);
+  boost::asio::awaitable<net::Response> handle(net::Request& request, const net::PeerInfo& peer);
+
+ private:
+  net::Response health(const net::Request& request) const;
+  net::Response seal_status(const net::Request& request) const;
+  net::Response leader(const net::Request& request) const;
+
+  ApiContext ctx_;
+};
+
+}  // namespace rootseal::daemon

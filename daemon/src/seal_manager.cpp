@@ -1,0 +1,110 @@
+#include "seal_manager.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "log.hpp"
+
+namespace rootseal::daemon {
+
+namespace asio = boost::asio;
+
+namespace {
+std::int64_t now_unix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+SealManager::SealManager(asio::io_context& io, asio::thread_pool& blocking, kms::RootOfTrust& root,
+                         kms::Keyring& keyring, std::chrono::milliseconds interval, Listener on_change)
+    : io_(io), blocking_(blocking), root_(root), keyring_(keyring), interval_(interval),
+      on_change_(std::move(on_change)), strand_(asio::make_strand(io)), timer_(strand_) {
+  status_.since_unix = now_unix();
+}
+
+void SealManager::start() {
+  running_ = true;
+  asio::co_spawn(strand_, loop(), asio::detached);
+}
+
+void SealManager::stop() {
+  running_ = false;
+  asio::post(strand_, [this] { timer_.cancel(); });
+}
+
+void SealManager::report_failure() {
+  asio::post(strand_, [this] { timer_.cancel(); });
+}
+
+SealStatus SealManager::status() const {
+  std::lock_guard lock(mu_);
+  return status_;
+}
+
+asio::awaitable<void> SealManager::loop() {
+  while (running_) {
+    // The blocking work runs on the pool; this coroutine resumes on the strand.
+    co_await asio::co_spawn(blocking_, [this]() -> asio::awaitable<void> {
+      check();
+      co_return;
+    }, asio::use_awaitable);
+    if (!running_) break;
+    timer_.expires_after(interval_);
+    (void)co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+}
+
+void SealManager::check() {
+  auto probe = root_.probe();
+  if (keyring_.is_sealed()) {
+    if (!probe) {
+      set(true, probe.error().message);
+      return;
+    }
+    const auto started = std::chrono::steady_clock::now();
+    auto unsealed = keyring_.unseal();
+    if (!unsealed) {
+      set(true, unsealed.error().message);
+      return;
+    }
+    auto kcv = root_.key_check_value();
+    {
+      std::lock_guard lock(mu_);
+      if (kcv) status_.root_kcv = *kcv;
+    }
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+    log::info("unsealed", {{"root", root_.kind()},
+                           {"keys", keyring_.key_count()},
+                           {"versions", keyring_.version_count()},
+                           {"unseal_ms", ms.count()}});
+    set(false, "");
+    return;
+  }
+  if (!probe) {
+    keyring_.seal();
+    log::error("root of trust lost, sealed", {{"root", root_.kind()}, {"reason", probe.error().message}});
+    set(true, probe.error().message);
+  }
+}
+
+void SealManager::set(bool sealed, std::string reason) {
+  SealStatus copy;
+  {
+    std::lock_guard lock(mu_);
+    const bool changed = status_.sealed != sealed || status_.reason != reason;
+    if (!changed) return;
+    if (status_.sealed != sealed) status_.since_unix = now_unix();
+    if (!sealed) ++status_.unseal_count;
+    if (sealed && status_.reason != reason) log::warn("sealed", {{"reason", reason}});
+    status_.sealed = sealed;
+    status_.reason = std::move(reason);
+    copy = status_;
+  }
+  if (on_change_) on_change_(copy);
+}
+
+}  // namespace rootseal::daemon

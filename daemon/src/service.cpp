@@ -1,0 +1,154 @@
+#include "service.hpp"
+
+#include <systemd/sd-daemon.h>
+#include <sys/stat.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <fstream>
+#include <thread>
+#include <vector>
+
+#include "log.hpp"
+#include "pin_source.hpp"
+#include "rootseal/hsm/pkcs11_root.hpp"
+#include "rootseal/kms/encoding.hpp"
+
+#ifndef ROOTSEAL_VERSION
+#define ROOTSEAL_VERSION "0.0.0"
+#endif
+
+namespace rootseal::daemon {
+
+namespace asio = boost::asio;
+using kms::Errc;
+using kms::fail;
+
+Service::Service(Config config, std::optional<kms::SecureBytes> root_token)
+    : config_(std::move(config)), root_token_(std::move(root_token)),
+      io_(static_cast<int>(config_.io_threads == 0 ? std::max(1u, std::thread::hardware_concurrency())
+                                                   : config_.io_threads)),
+      blocking_(config_.blocking_threads), signals_(io_, SIGTERM, SIGINT) {}
+
+Service::~Service() {
+  if (keyring_) keyring_->seal();
+}
+
+kms::Result<std::string> Service::load_cluster_id() {
+  const auto path = config_.state_dir / "cluster-id";
+  std::ifstream in(path);
+  std::string id;
+  if (in && std::getline(in, id) && id.size() == 36) return id;
+  auto raw = kms::SecureBytes::random(16);
+  raw.data()[6] = static_cast<std::uint8_t>((raw.data()[6] & 0x0f) | 0x40);  // UUID v4
+  raw.data()[8] = static_cast<std::uint8_t>((raw.data()[8] & 0x3f) | 0x80);
+  const std::string hex = kms::hex_encode(raw.span());  // an identifier, not a secret
+  id = hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" + hex.substr(16, 4) + "-" +
+       hex.substr(20, 12);
+  std::ofstream out(path, std::ios::trunc);
+  out << id << "\n";
+  if (!out) return fail(Errc::storage_failure, "cannot write " + path.string());
+  return id;
+}
+
+kms::Result<void> Service::start() {
+  auto hp = parse_host_port(config_.listen.address);
+  if (!hp) return std::unexpected(hp.error());
+  const bool loopback = is_loopback_host(hp->host);
+  if (config_.dev && !loopback) {
+    return fail(Errc::invalid_argument, "dev mode listens on loopback only; refused " + hp->host);
+  }
+  if (!loopback || !config_.listen.allow_plaintext) {
+    // TLS arrives with the Transit API; until then only loopback plain HTTP.
+    return fail(Errc::invalid_argument,
+                "plain HTTP is served on loopback only, with listen.allow_plaintext: true (TLS is not configured)");
+  }
+
+  std::error_code ec;
+  std::filesystem::create_directories(config_.state_dir, ec);
+  if (ec) return fail(Errc::storage_failure, "cannot create state_dir " + config_.state_dir.string());
+  ::chmod(config_.state_dir.c_str(), 0700);
+
+  auto store = kms::open_sqlite_store(config_.state_dir / "rootseal.db");
+  if (!store) return std::unexpected(store.error());
+  store_ = std::move(*store);
+
+  std::string cluster_id;
+  ROOTSEAL_TRY_ASSIGN(cluster_id, load_cluster_id());
+
+  hsm::Pkcs11Config p11;
+  p11.module = config_.pkcs11.module;
+  p11.token_label = config_.pkcs11.token_label;
+  p11.key_label = config_.pkcs11.key_label;
+  p11.generate_if_missing = config_.pkcs11.generate_key;
+  p11.max_sessions = config_.pkcs11.max_sessions;
+  root_ = hsm::Pkcs11Root::create(p11, make_pin_source(config_.pin));
+  keyring_ = std::make_unique<kms::Keyring>(*store_, *root_);
+
+  seal_ = std::make_unique<SealManager>(io_, blocking_, *root_, *keyring_, config_.seal.probe_interval,
+                                        [](const SealStatus& s) {
+                                          sd_notifyf(0, "STATUS=%s", s.sealed ? "sealed" : "unsealed");
+                                        });
+
+  ApiContext ctx;
+  ctx.config = &config_;
+  ctx.seal_status = [this] { return seal_->status(); };
+  ctx.root_kind = std::string(root_->kind());
+  ctx.cluster_id = cluster_id;
+  ctx.version = ROOTSEAL_VERSION;
+  router_ = std::make_unique<Router>(std::move(ctx));
+
+  net::ServerLimits limits;
+  limits.max_body_bytes = config_.api.max_body_bytes;
+  limits.max_header_bytes = config_.api.max_header_bytes;
+  limits.body_timeout = config_.api.request_timeout;
+  limits.idle_timeout = config_.api.idle_timeout;
+  limits.max_connections = config_.api.max_connections;
+  server_ = std::make_unique<net::HttpServer>(
+      io_, limits, [this](net::Request& req, const net::PeerInfo& peer) { return router_->handle(req, peer); });
+
+  boost::system::error_code bec;
+  asio::ip::address address = hp->host == "localhost" ? asio::ip::make_address("127.0.0.1", bec)
+                                                      : asio::ip::make_address(hp->host, bec);
+  if (bec) return fail(Errc::invalid_argument, "listen.address: not an IP address: " + hp->host);
+  if (auto lec = server_->listen({address, hp->port}, bound_)) {
+    return fail(Errc::invalid_argument, "cannot listen on " + config_.listen.address + ": " + lec.message());
+  }
+  server_->start();
+  seal_->start();
+  log::info("listening", {{"address", bound_address()}, {"tls", false}, {"dev", config_.dev}});
+  sd_notify(0, "READY=1\nSTATUS=listening, sealed");
+  return {};
+}
+
+std::string Service::bound_address() const {
+  const auto a = bound_.address();
+  return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(bound_.port());
+}
+
+void Service::stop() {
+  sd_notify(0, "STOPPING=1");
+  log::info("stopping");
+  if (server_) server_->stop();
+  if (seal_) seal_->stop();
+  signals_.cancel();
+}
+
+void Service::run() {
+  signals_.async_wait([this](const boost::system::error_code& ec, int signo) {
+    if (ec) return;
+    log::info("signal received", {{"signal", signo == SIGTERM ? "SIGTERM" : "SIGINT"}});
+    stop();
+  });
+  std::vector<std::thread> threads;
+  const std::size_t n = config_.io_threads == 0 ? std::max(1u, std::thread::hardware_concurrency()) : config_.io_threads;
+  for (std::size_t i = 1; i < n; ++i) threads.emplace_back([this] { io_.run(); });
+  io_.run();
+  for (auto& t : threads) t.join();
+  blocking_.join();
+  if (keyring_) keyring_->seal();
+  log::info("stopped");
+}
+
+}  // namespace rootseal::daemon

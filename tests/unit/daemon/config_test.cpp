@@ -1,0 +1,117 @@
+#include <catch2/catch.hpp>
+
+#include "rootseal/daemon/config.hpp"
+
+using namespace rootseal;
+using namespace rootseal::daemon;
+
+TEST_CASE("an empty config file gives the documented defaults") {
+  auto cfg = parse_config("");
+  REQUIRE(cfg);
+  CHECK(cfg->listen.address == "127.0.0.1:8200");
+  CHECK_FALSE(cfg->listen.allow_plaintext);
+  CHECK(cfg->api.mount == "transit");
+  CHECK(cfg->api.max_body_bytes == 1024 * 1024);
+  CHECK(cfg->state_dir == "/var/lib/rootseal");
+  CHECK(cfg->pkcs11.module == "/usr/lib/softhsm/libsofthsm2.so");
+  CHECK(cfg->pkcs11.token_label == "rootseal");
+  CHECK(cfg->pkcs11.key_label == "rootseal-root");
+  CHECK_FALSE(cfg->pkcs11.generate_key);
+  CHECK(cfg->pin.sources == std::vector{PinSourceKind::credential, PinSourceKind::file});
+  CHECK(cfg->seal.probe_interval == std::chrono::milliseconds(5000));
+  CHECK(cfg->log.level == "info");
+  CHECK_FALSE(cfg->dev);
+}
+
+TEST_CASE("a full config is read") {
+  auto cfg = parse_config(R"(
+listen:
+  address: "[::1]:9200"
+  allow_plaintext: true
+api:
+  mount: seal
+  max_body_bytes: 65536
+  request_timeout: 10s
+  idle_timeout: 2m
+state_dir: /srv/rootseal
+pkcs11:
+  module: /usr/lib/x86_64-linux-gnu/pkcs11/yubihsm_pkcs11.so
+  token_label: prod
+  key_label: root-2026
+  max_sessions: 8
+pin:
+  sources: [file]
+  file: /etc/rootseal/pin
+seal:
+  probe_interval: 250ms
+log:
+  level: debug
+  format: json
+io_threads: 2
+blocking_threads: 3
+)");
+  REQUIRE(cfg);
+  CHECK(cfg->listen.address == "[::1]:9200");
+  CHECK(cfg->api.mount == "seal");
+  CHECK(cfg->api.max_body_bytes == 65536);
+  CHECK(cfg->api.request_timeout == std::chrono::seconds(10));
+  CHECK(cfg->api.idle_timeout == std::chrono::seconds(120));
+  CHECK(cfg->pkcs11.token_label == "prod");
+  CHECK(cfg->pkcs11.max_sessions == 8);
+  CHECK(cfg->pin.sources == std::vector{PinSourceKind::file});
+  CHECK(cfg->seal.probe_interval == std::chrono::milliseconds(250));
+  CHECK(cfg->log.format == "json");
+  CHECK(cfg->io_threads == 2);
+  CHECK(cfg->blocking_threads == 3);
+}
+
+TEST_CASE("bad configs are refused with a message naming the option") {
+  struct Case {
+    const char* yaml;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"listen:\n  adress: x\n", "listen: unknown option 'adress'"},
+      {"bogus: 1\n", "config: unknown option 'bogus'"},
+      {"listen:\n  address: 127.0.0.1\n", "address: expected host:port"},
+      {"listen:\n  address: ::1:80\n", "brackets"},
+      {"listen:\n  address: 127.0.0.1:99999\n", "invalid host or port"},
+      {"api:\n  mount: a/b\n", "api.mount"},
+      {"api:\n  max_body_bytes: -1\n", "api.max_body_bytes"},
+      {"api:\n  request_timeout: 5 parsecs\n", "api.request_timeout"},
+      {"state_dir: relative/path\n", "state_dir: must be an absolute path"},
+      {"root_of_trust: floppy\n", "root_of_trust: unsupported"},
+      {"pkcs11:\n  module: libsofthsm2.so\n", "pkcs11.module: must be an absolute path"},
+      {"pkcs11:\n  token_label: \"\"\n", "pkcs11.token_label"},
+      {"pkcs11:\n  token_label: abcdefghijklmnopqrstuvwxyz0123456789\n", "pkcs11.token_label"},
+      {"pin:\n  sources: [typed-on-a-postit]\n", "pin.sources: unknown source"},
+      {"pin:\n  credential_name: ../etc/shadow\n", "pin.credential_name"},
+      {"seal:\n  probe_interval: 1ms\n", "seal.probe_interval"},
+      {"log:\n  level: loud\n", "log.level"},
+      {"listen: [1, 2\n", "YAML syntax error"},
+      {"api: 7\n", "api: must be a mapping"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.yaml);
+    auto cfg = parse_config(c.yaml);
+    REQUIRE_FALSE(cfg);
+    CHECK(cfg.error().code == kms::Errc::invalid_argument);
+    CHECK_THAT(cfg.error().message, Catch::Contains(c.message));
+  }
+}
+
+TEST_CASE("host:port parsing and loopback detection") {
+  auto hp = parse_host_port("[::1]:8200");
+  REQUIRE(hp);
+  CHECK(hp->host == "::1");
+  CHECK(hp->port == 8200);
+  CHECK(is_loopback_host("127.0.0.1"));
+  CHECK(is_loopback_host("127.8.9.10"));
+  CHECK(is_loopback_host("::1"));
+  CHECK(is_loopback_host("localhost"));
+  CHECK_FALSE(is_loopback_host("0.0.0.0"));
+  CHECK_FALSE(is_loopback_host("::"));
+  CHECK_FALSE(is_loopback_host("10.0.0.1"));
+  CHECK_FALSE(is_loopback_host("localhost.example.com"));
+  CHECK_FALSE(is_loopback_host("128.0.0.1"));
+}
