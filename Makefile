@@ -15,6 +15,9 @@ CTEST_FLAGS ?= --output-on-failure -j$(JOBS) --timeout 600
 DEV_ARGS    ?=
 
 export CCACHE_DIR ?= $(HOME)/.cache/ccache
+# Paths relative to the checkout, so a fresh clone elsewhere hits the same cache.
+export CCACHE_BASEDIR ?= $(CURDIR)
+export CCACHE_NOHASHDIR ?= 1
 
 .PHONY: deps build run test test-release test-asan test-fuzz build-asan build-fuzz bench clean help
 
