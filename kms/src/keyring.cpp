@@ -72,7 +72,7 @@ KeyInfo info_of(const Key& key) {
   info.derived = key.derived;
   info.config = key.config;
   info.latest_version = key.latest();
-  info.min_available_version = 1;  // versions are never trimmed
+  info.min_available_version = 0;  // Vault reports 0 while no version has been trimmed; none ever is
   for (const auto& v : key.versions) info.versions.emplace(v->number, v->created_unix);
   return info;
 }

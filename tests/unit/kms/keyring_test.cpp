@@ -136,7 +136,7 @@ TEST_CASE("keyring: create is an idempotent upsert, read and list", "[keyring]")
   REQUIRE(info.type == kms::KeyType::chacha20_poly1305);
   REQUIRE(info.derived);
   REQUIRE(info.latest_version == 1);
-  REQUIRE(info.min_available_version == 1);
+  REQUIRE(info.min_available_version == 0);
   REQUIRE(info.config.min_decryption_version == 1);
   REQUIRE(info.config.min_encryption_version == 0);
   REQUIRE_FALSE(info.config.deletion_allowed);

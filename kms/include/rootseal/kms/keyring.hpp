@@ -33,7 +33,7 @@ struct KeyInfo {
   bool derived = false;
   KeyConfig config;
   std::uint32_t latest_version = 0;
-  std::uint32_t min_available_version = 1;
+  std::uint32_t min_available_version = 0;  // 0 until old versions are trimmed (they never are), as Vault reports
   std::map<std::uint32_t, std::int64_t> versions;  // version -> creation unix time
 };
 
