@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 #include <set>
@@ -142,7 +143,103 @@ Result<void> parse_pin(const YAML::Node& n, PinConfig& out) {
   return {};
 }
 
+Result<Operation> parse_operation(std::string_view name) {
+  static constexpr Operation kAll[] = {Operation::read,    Operation::list,    Operation::create, Operation::config,
+                                       Operation::rotate,  Operation::delete_, Operation::encrypt, Operation::decrypt,
+                                       Operation::rewrap,  Operation::datakey};
+  for (const auto op : kAll) {
+    if (to_string(op) == name) return op;
+  }
+  return fail(Errc::invalid_argument, "unknown operation '" + std::string(name) +
+                                          "' (read, list, create, config, rotate, delete, encrypt, decrypt, rewrap, datakey)");
+}
+
+Result<void> parse_policies(const YAML::Node& n, std::vector<PolicyConfig>& out) {
+  if (!n.IsMap()) return fail(Errc::invalid_argument, "policies: must be a mapping of name to policy");
+  for (const auto& kv : n) {
+    PolicyConfig policy;
+    policy.name = kv.first.as<std::string>();
+    const std::string where = "policies." + policy.name;
+    if (policy.name.empty() || policy.name == "root" || policy.name.size() > 128) {
+      return fail(Errc::invalid_argument, where + ": invalid or reserved policy name");
+    }
+    ROOTSEAL_TRY(check_keys(kv.second, where, {"keys", "operations"}));
+    const auto keys = kv.second["keys"];
+    const auto ops = kv.second["operations"];
+    if (!keys || !keys.IsSequence() || keys.size() == 0) return fail(Errc::invalid_argument, where + ".keys: a non-empty list");
+    if (!ops || !ops.IsSequence() || ops.size() == 0) return fail(Errc::invalid_argument, where + ".operations: a non-empty list");
+    for (const auto& k : keys) {
+      std::string pattern;
+      ROOTSEAL_TRY_ASSIGN(pattern, scalar<std::string>(k, where + ".keys[]"));
+      if (pattern.empty() || pattern.find('*') < pattern.size() - 1) {
+        return fail(Errc::invalid_argument, where + ".keys: '*' may only end a pattern");
+      }
+      policy.keys.push_back(std::move(pattern));
+    }
+    for (const auto& o : ops) {
+      std::string name;
+      ROOTSEAL_TRY_ASSIGN(name, scalar<std::string>(o, where + ".operations[]"));
+      auto op = parse_operation(name);
+      if (!op) return fail(Errc::invalid_argument, where + ".operations: " + op.error().message);
+      policy.operations.insert(*op);
+    }
+    out.push_back(std::move(policy));
+  }
+  return {};
+}
+
+Result<void> parse_tokens(const YAML::Node& n, const std::vector<PolicyConfig>& policies,
+                          std::vector<StaticTokenConfig>& out) {
+  if (!n.IsSequence()) return fail(Errc::invalid_argument, "tokens: must be a list");
+  for (const auto& item : n) {
+    StaticTokenConfig t;
+    const std::string where = "tokens[" + std::to_string(out.size()) + "]";
+    ROOTSEAL_TRY(check_keys(item, where, {"name", "sha256", "policies", "ttl", "renewable"}));
+    if (!item["name"] || !item["sha256"] || !item["policies"]) {
+      return fail(Errc::invalid_argument, where + ": name, sha256 and policies are required");
+    }
+    ROOTSEAL_TRY_ASSIGN(t.name, scalar<std::string>(item["name"], where + ".name"));
+    ROOTSEAL_TRY_ASSIGN(t.sha256, scalar<std::string>(item["sha256"], where + ".sha256"));
+    if (t.sha256.size() != 64 || t.sha256.find_first_not_of("0123456789abcdef") != std::string::npos) {
+      return fail(Errc::invalid_argument, where + ".sha256: 64 lower-case hex digits (sha256sum of the token)");
+    }
+    if (!item["policies"].IsSequence()) return fail(Errc::invalid_argument, where + ".policies: must be a list");
+    for (const auto& p : item["policies"]) {
+      std::string name;
+      ROOTSEAL_TRY_ASSIGN(name, scalar<std::string>(p, where + ".policies[]"));
+      const bool known = name == "root" || std::any_of(policies.begin(), policies.end(),
+                                                        [&](const PolicyConfig& pc) { return pc.name == name; });
+      if (!known) return fail(Errc::invalid_argument, where + ".policies: unknown policy '" + name + "'");
+      t.policies.push_back(std::move(name));
+    }
+    if (item["ttl"]) {
+      std::chrono::milliseconds d{};
+      ROOTSEAL_TRY_ASSIGN(d, duration(item["ttl"], where + ".ttl"));
+      t.ttl_s = std::chrono::duration_cast<std::chrono::seconds>(d).count();
+    }
+    if (item["renewable"]) ROOTSEAL_TRY_ASSIGN(t.renewable, scalar<bool>(item["renewable"], where + ".renewable"));
+    out.push_back(std::move(t));
+  }
+  return {};
+}
+
 }  // namespace
+
+std::string_view to_string(Operation op) noexcept {
+  switch (op) {
+    case Operation::read: return "read";
+    case Operation::list: return "list";
+    case Operation::create: return "create";
+    case Operation::config: return "config";
+    case Operation::rotate: return "rotate";
+    case Operation::delete_: return "delete";
+    case Operation::encrypt: return "encrypt";
+    case Operation::decrypt: return "decrypt";
+    case Operation::rewrap: return "rewrap";
+    case Operation::datakey: return "datakey";
+  }
+  return "unknown";
+}
 
 Result<HostPort> parse_host_port(std::string_view text) {
   std::string_view host;
@@ -191,7 +288,7 @@ Result<Config> parse_config(std::string_view yaml_text) {
   Config cfg;
   if (root.IsNull()) return cfg;  // an empty file: all defaults
   ROOTSEAL_TRY(check_keys(root, "config", {"listen", "api", "state_dir", "root_of_trust", "pkcs11", "pin",
-                                     "seal", "log", "io_threads", "blocking_threads"}));
+                                     "seal", "log", "policies", "tokens", "io_threads", "blocking_threads"}));
   if (root["listen"]) ROOTSEAL_TRY(parse_listen(root["listen"], cfg.listen));
   if (root["api"]) ROOTSEAL_TRY(parse_api(root["api"], cfg.api));
   if (root["state_dir"]) {
@@ -223,6 +320,8 @@ Result<Config> parse_config(std::string_view yaml_text) {
       return fail(Errc::invalid_argument, "log.format: logfmt or json");
     }
   }
+  if (root["policies"]) ROOTSEAL_TRY(parse_policies(root["policies"], cfg.policies));
+  if (root["tokens"]) ROOTSEAL_TRY(parse_tokens(root["tokens"], cfg.policies, cfg.tokens));
   if (root["io_threads"]) {
     auto v = scalar<std::int64_t>(root["io_threads"], "io_threads");
     if (!v || *v < 0 || *v > 256) return fail(Errc::invalid_argument, "io_threads: 0 (one per core) to 256");

@@ -131,11 +131,12 @@ void print_dev_banner(const DevSetup& setup, const std::string& bound_address) {
       "\n"
       "Try:\n"
       "  curl -s http://%s/v1/sys/health\n"
-      "  curl -s http://%s/v1/sys/seal-status\n"
+      "  curl -s -H 'X-Vault-Token: %.*s' -X POST http://%s/v1/transit/keys/demo\n"
+      "  curl -s -H 'X-Vault-Token: %.*s' -d '{\"plaintext\":\"aGVsbG8=\"}' http://%s/v1/transit/encrypt/demo\n"
       "  export VAULT_ADDR=http://%s VAULT_TOKEN=%.*s\n"
       "\n",
-      setup.config.state_dir.c_str(), bound_address.c_str(), tlen, tok, bound_address.c_str(),
-      bound_address.c_str(), bound_address.c_str(), tlen, tok);
+      setup.config.state_dir.c_str(), bound_address.c_str(), tlen, tok, bound_address.c_str(), tlen, tok,
+      bound_address.c_str(), tlen, tok, bound_address.c_str(), bound_address.c_str(), tlen, tok);
   std::fflush(stdout);
 }
 

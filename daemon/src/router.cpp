@@ -1,5 +1,7 @@
 #include "router.hpp"
 
+#include "transit.hpp"
+
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 
@@ -87,6 +89,9 @@ boost::asio::awaitable<net::Response> Router::handle(net::Request& request, cons
   if (path == "/v1/sys/leader") {
     if (!get_like) co_return net::json_response(405, R"({"errors":[]})", version);
     co_return leader(request);
+  }
+  if (ctx_.transit != nullptr && path.starts_with("/v1/") && ctx_.transit->owns(std::string_view(path).substr(4))) {
+    co_return co_await ctx_.transit->handle(request, std::string_view(path).substr(4), parsed->params());
   }
   co_return net::json_response(404, R"({"errors":[]})", version);
 }

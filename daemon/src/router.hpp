@@ -13,6 +13,8 @@
 
 namespace rootseal::daemon {
 
+class TransitApi;
+
 struct ApiContext {
   const Config* config = nullptr;
   std::function<SealStatus()> seal_status;
@@ -20,6 +22,7 @@ struct ApiContext {
   std::string cluster_name = "rootseal";
   std::string cluster_id;
   std::string version;
+  TransitApi* transit = nullptr;  // /v1/<mount>/... and /v1/auth/token/...
 };
 
 // The one place that maps an error code to an HTTP status.

@@ -6,6 +6,8 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/address.hpp>
+#include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <thread>
 #include <vector>
@@ -91,12 +93,44 @@ kms::Result<void> Service::start() {
                                           sd_notifyf(0, "STATUS=%s", s.sealed ? "sealed" : "unsealed");
                                         });
 
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+  if (root_token_) {
+    TokenInfo root;
+    root.display_name = "root";
+    root.root = true;
+    root.creation_time = now;
+    tokens_.add(*root_token_, std::move(root));
+  }
+  for (const auto& t : config_.tokens) {
+    TokenInfo info;
+    info.display_name = t.name;
+    info.policies = t.policies;
+    info.creation_time = now;
+    info.ttl_s = t.ttl_s;
+    info.expire_time = t.ttl_s > 0 ? now + t.ttl_s : 0;
+    info.renewable = t.renewable;
+    info.root = std::find(t.policies.begin(), t.policies.end(), "root") != t.policies.end();
+    tokens_.add_hashed(t.sha256, std::move(info));
+  }
+  authorizer_ = std::make_unique<Authorizer>(config_.policies);
+  TransitDeps deps;
+  deps.keyring = keyring_.get();
+  deps.tokens = &tokens_;
+  deps.authorizer = authorizer_.get();
+  deps.blocking = &blocking_;
+  deps.seal_status = [this] { return seal_->status(); };
+  deps.report_root_failure = [this] { seal_->report_failure(); };
+  deps.mount = config_.api.mount;
+  transit_ = std::make_unique<TransitApi>(std::move(deps));
+
   ApiContext ctx;
   ctx.config = &config_;
   ctx.seal_status = [this] { return seal_->status(); };
   ctx.root_kind = std::string(root_->kind());
   ctx.cluster_id = cluster_id;
   ctx.version = ROOTSEAL_VERSION;
+  ctx.transit = transit_.get();
   router_ = std::make_unique<Router>(std::move(ctx));
 
   net::ServerLimits limits;

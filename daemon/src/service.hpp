@@ -13,7 +13,9 @@
 #include "rootseal/kms/root_of_trust.hpp"
 #include "rootseal/kms/state_store.hpp"
 #include "rootseal/net/http_server.hpp"
+#include "auth.hpp"
 #include "router.hpp"
+#include "transit.hpp"
 #include "seal_manager.hpp"
 
 namespace rootseal::daemon {
@@ -42,6 +44,9 @@ class Service {
   std::unique_ptr<kms::RootOfTrust> root_;
   std::unique_ptr<kms::Keyring> keyring_;
   std::unique_ptr<SealManager> seal_;
+  TokenStore tokens_;
+  std::unique_ptr<Authorizer> authorizer_;
+  std::unique_ptr<TransitApi> transit_;
   std::unique_ptr<Router> router_;
   std::unique_ptr<net::HttpServer> server_;
   boost::asio::signal_set signals_;

@@ -115,3 +115,48 @@ TEST_CASE("host:port parsing and loopback detection") {
   CHECK_FALSE(is_loopback_host("localhost.example.com"));
   CHECK_FALSE(is_loopback_host("128.0.0.1"));
 }
+
+TEST_CASE("policies and static tokens are read and checked") {
+  auto cfg = parse_config(R"(
+policies:
+  seal:
+    keys: [autounseal]
+    operations: [encrypt, decrypt]
+  apps:
+    keys: ["app-*", exact]
+    operations: [read, list, create, config, rotate, delete, encrypt, decrypt, rewrap, datakey]
+tokens:
+  - name: vault
+    sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+    policies: [seal]
+    ttl: 2h
+    renewable: true
+)");
+  REQUIRE(cfg);
+  REQUIRE(cfg->policies.size() == 2);
+  const auto& seal = cfg->policies[0].name == "seal" ? cfg->policies[0] : cfg->policies[1];
+  CHECK(seal.keys == std::vector<std::string>{"autounseal"});
+  CHECK(seal.operations == std::set<Operation>{Operation::encrypt, Operation::decrypt});
+  REQUIRE(cfg->tokens.size() == 1);
+  CHECK(cfg->tokens[0].ttl_s == 7200);
+  CHECK(cfg->tokens[0].renewable);
+
+  const char* bad[] = {
+      "policies:\n  root:\n    keys: [a]\n    operations: [read]\n",
+      "policies:\n  p:\n    keys: [a]\n    operations: [fly]\n",
+      "policies:\n  p:\n    keys: []\n    operations: [read]\n",
+      "policies:\n  p:\n    keys: ['a*b']\n    operations: [read]\n",
+      "tokens:\n  - name: t\n    sha256: abc\n    policies: [root]\n",
+      "tokens:\n  - name: t\n    sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n    policies: [nope]\n",
+      "tokens:\n  - name: t\n    policies: [root]\n",
+      "tokens:\n  - name: t\n    token: plaintext-secret\n    sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n    policies: [root]\n",
+  };
+  for (const char* yaml : bad) {
+    INFO(yaml);
+    auto r = parse_config(yaml);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == kms::Errc::invalid_argument);
+    // A refused config never echoes a token-looking value back.
+    CHECK(r.error().message.find("plaintext-secret") == std::string::npos);
+  }
+}

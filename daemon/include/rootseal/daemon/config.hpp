@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,28 @@ struct SealConfig {
   std::chrono::milliseconds probe_interval{5000};  // root-of-trust liveness check and unseal retry
 };
 
+// What a token may do to a key (Transit endpoints map onto these).
+enum class Operation { read, list, create, config, rotate, delete_, encrypt, decrypt, rewrap, datakey };
+std::string_view to_string(Operation op) noexcept;
+
+// A named policy: key name patterns (exact, or a prefix ending in '*', or
+// "*") and the operations allowed on those keys.
+struct PolicyConfig {
+  std::string name;
+  std::vector<std::string> keys;
+  std::set<Operation> operations;
+};
+
+// A token declared in the configuration by its SHA-256 (hex): the token
+// itself is never written anywhere rootseald reads it from.
+struct StaticTokenConfig {
+  std::string name;                   // display name, for logs and audit
+  std::string sha256;                 // 64 lower-case hex digits
+  std::vector<std::string> policies;
+  std::int64_t ttl_s = 0;             // 0 = does not expire
+  bool renewable = false;
+};
+
 struct LogConfig {
   std::string level = "info";    // trace, debug, info, warn, error
   std::string format = "logfmt"; // logfmt or json
@@ -64,6 +87,8 @@ struct Config {
   PinConfig pin;
   SealConfig seal;
   LogConfig log;
+  std::vector<PolicyConfig> policies;
+  std::vector<StaticTokenConfig> tokens;
   std::size_t io_threads = 0;        // 0 = one per core
   std::size_t blocking_threads = 2;  // PKCS#11, SQLite commits
   bool dev = false;

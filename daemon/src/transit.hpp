@@ -1,0 +1,51 @@
+// The Transit-compatible API (/v1/<mount>/...) and the token self-service
+// endpoints (/v1/auth/token/lookup-self, renew-self), on top of kms::Keyring.
+//
+// Request handling is a function from request to response: authenticate,
+// authorize, parse the body into locked memory, call the keyring (blocking
+// calls on the blocking pool), answer with Vault's envelope and status codes.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/url/params_view.hpp>
+
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "auth.hpp"
+#include "rootseal/kms/keyring.hpp"
+#include "rootseal/net/http_server.hpp"
+#include "seal_manager.hpp"
+
+namespace rootseal::daemon {
+
+struct TransitDeps {
+  kms::Keyring* keyring = nullptr;
+  TokenStore* tokens = nullptr;
+  const Authorizer* authorizer = nullptr;
+  boost::asio::thread_pool* blocking = nullptr;
+  std::function<SealStatus()> seal_status;
+  std::function<void()> report_root_failure;  // an operation saw the root of trust fail
+  std::string mount = "transit";
+};
+
+class TransitApi {
+ public:
+  explicit TransitApi(TransitDeps deps);
+
+  // True for paths (after "/v1/") this API answers: "<mount>/..." and "auth/token/...".
+  [[nodiscard]] bool owns(std::string_view path) const noexcept;
+  boost::asio::awaitable<net::Response> handle(net::Request& request, std::string_view path,
+                                               boost::urls::params_view params);
+
+ private:
+  struct Call;
+  boost::asio::awaitable<net::Response> dispatch(Call& call);
+  boost::asio::awaitable<net::Response> token_self(Call& call, std::string_view what);
+
+  TransitDeps deps_;
+};
+
+}  // namespace rootseal::daemon
