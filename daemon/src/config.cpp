@@ -100,7 +100,7 @@ Result<void> parse_api(const YAML::Node& n, ApiConfig& out) {
 }
 
 Result<void> parse_pkcs11(const YAML::Node& n, Pkcs11Section& out) {
-  ROOTSEAL_TRY(check_keys(n, "pkcs11", {"module", "token_label", "key_label", "generate_key", "max_sessions"}));
+  ROOTSEAL_TRY(check_keys(n, "pkcs11", {"module", "token_label", "key_label", "generate_key", "max_sessions", "unwrap_parallelism"}));
   std::string s;
   if (n["module"]) {
     ROOTSEAL_TRY_ASSIGN(s, scalar<std::string>(n["module"], "pkcs11.module"));
@@ -110,6 +110,9 @@ Result<void> parse_pkcs11(const YAML::Node& n, Pkcs11Section& out) {
   if (n["key_label"]) ROOTSEAL_TRY_ASSIGN(out.key_label, scalar<std::string>(n["key_label"], "pkcs11.key_label"));
   if (n["generate_key"]) ROOTSEAL_TRY_ASSIGN(out.generate_key, scalar<bool>(n["generate_key"], "pkcs11.generate_key"));
   if (n["max_sessions"]) ROOTSEAL_TRY_ASSIGN(out.max_sessions, positive(n["max_sessions"], "pkcs11.max_sessions", 256));
+  if (n["unwrap_parallelism"]) {
+    ROOTSEAL_TRY_ASSIGN(out.unwrap_parallelism, positive(n["unwrap_parallelism"], "pkcs11.unwrap_parallelism", 64));
+  }
   if (out.token_label.empty() || out.token_label.size() > 32) {
     return fail(Errc::invalid_argument, "pkcs11.token_label: 1 to 32 characters");
   }

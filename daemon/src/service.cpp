@@ -85,6 +85,7 @@ kms::Result<void> Service::start() {
   p11.key_label = config_.pkcs11.key_label;
   p11.generate_if_missing = config_.pkcs11.generate_key;
   p11.max_sessions = config_.pkcs11.max_sessions;
+  p11.unwrap_parallelism = config_.pkcs11.unwrap_parallelism;
   root_ = hsm::Pkcs11Root::create(p11, make_pin_source(config_.pin));
   keyring_ = std::make_unique<kms::Keyring>(*store_, *root_);
 

@@ -864,6 +864,10 @@ Pkcs11Root::~Pkcs11Root() {
 
 kms::Result<void> Pkcs11Root::probe() { return impl_->probe(); }
 
+std::size_t Pkcs11Root::unwrap_parallelism() const noexcept {
+  return std::max<std::size_t>(1, impl_->cfg.unwrap_parallelism);
+}
+
 std::string Pkcs11Root::mechanism() const {
   std::lock_guard g(impl_->mu);
   return impl_->mechanism;

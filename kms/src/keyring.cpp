@@ -342,8 +342,8 @@ Result<void> Keyring::unseal() {
   };
 
   {
-    const std::size_t hw = std::max<std::size_t>(1, std::thread::hardware_concurrency());
-    const std::size_t wanted = std::min({hw, kMaxUnsealThreads, jobs.size() / kMinVersionsPerThread + 1});
+    const std::size_t parallel = std::max<std::size_t>(1, s.root.unwrap_parallelism());
+    const std::size_t wanted = std::min({parallel, kMaxUnsealThreads, jobs.size() / kMinVersionsPerThread + 1});
     std::vector<std::jthread> helpers;
     helpers.reserve(wanted);
     for (std::size_t t = 1; t < wanted; ++t) {

@@ -6,6 +6,9 @@
 #include "rootseal/kms/key_wrap.hpp"
 #include "rootseal/kms/root_of_trust.hpp"
 
+#include <algorithm>
+#include <thread>
+
 namespace rootseal::kms {
 namespace {
 
@@ -40,6 +43,10 @@ Result<std::vector<std::uint8_t>> SoftwareRoot::wrap(const SecureBytes& key) {
 
 Result<SecureBytes> SoftwareRoot::unwrap(std::span<const std::uint8_t> wrapped) {
   return aes_kwp_unwrap(root_key_, wrapped);
+}
+
+std::size_t SoftwareRoot::unwrap_parallelism() const noexcept {
+  return std::max<std::size_t>(1, std::thread::hardware_concurrency());  // pure CPU work
 }
 
 }  // namespace rootseal::kms

@@ -45,6 +45,7 @@ struct Pkcs11Section {
   std::string key_label = "rootseal-root";
   bool generate_key = false;
   std::size_t max_sessions = 4;
+  std::size_t unwrap_parallelism = 1;
 };
 
 struct SealConfig {

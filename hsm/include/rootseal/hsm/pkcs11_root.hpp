@@ -36,6 +36,7 @@ struct Pkcs11Config {
   std::string key_label = "rootseal-root";
   bool generate_if_missing = false;       // create the root key on first use (dev mode, ceremony)
   std::size_t max_sessions = 4;           // upper bound of the session pool (+1 holding the login)
+  std::size_t unwrap_parallelism = 1;     // concurrent unwraps at unseal (1 suits SoftHSM2; raise for network HSMs)
   bool force_gcm = false;                 // wrap with CKM_AES_GCM even if KWP is there (tests)
 };
 
@@ -54,6 +55,7 @@ class Pkcs11Root final : public kms::RootOfTrust {
   kms::Result<std::string> key_check_value() override;
   kms::Result<std::vector<std::uint8_t>> wrap(const kms::SecureBytes& key) override;
   kms::Result<kms::SecureBytes> unwrap(std::span<const std::uint8_t> wrapped) override;
+  [[nodiscard]] std::size_t unwrap_parallelism() const noexcept override;
 
   // Wrapping mechanism in use once connected: "CKM_AES_KEY_WRAP_KWP" or "CKM_AES_GCM".
   [[nodiscard]] std::string mechanism() const;

@@ -41,6 +41,11 @@ class RootOfTrust {
   virtual Result<std::vector<std::uint8_t>> wrap(const SecureBytes& key) = 0;
   // Unwraps; a blob from another root key or a damaged one is decryption_failed.
   virtual Result<SecureBytes> unwrap(std::span<const std::uint8_t> wrapped) = 0;
+
+  // How many unwraps are worth running at once (unseal uses this many
+  // threads). 1 for a device that serializes internally, such as SoftHSM2,
+  // whose throughput drops with concurrent callers; more for network HSMs.
+  [[nodiscard]] virtual std::size_t unwrap_parallelism() const noexcept { return 1; }
 };
 
 // A root key held in locked process memory; wraps with AES-KWP in software.
@@ -54,6 +59,7 @@ class SoftwareRoot final : public RootOfTrust {
   Result<std::string> key_check_value() override;
   Result<std::vector<std::uint8_t>> wrap(const SecureBytes& key) override;
   Result<SecureBytes> unwrap(std::span<const std::uint8_t> wrapped) override;
+  [[nodiscard]] std::size_t unwrap_parallelism() const noexcept override;
 
  private:
   explicit SoftwareRoot(SecureBytes root_key, std::string kcv);
