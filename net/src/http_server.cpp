@@ -11,6 +11,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -74,6 +77,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
   std::mutex mu;
   std::list<Connection> live;  // guarded by mu
   std::uint64_t next_id = 0;   // guarded by mu
+  std::shared_ptr<asio::ssl::context> tls;  // guarded by mu; read once per accepted connection
 
   asio::awaitable<void> accept_loop() {
     auto self = shared_from_this();
@@ -99,35 +103,82 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
     PeerInfo peer;
     boost::system::error_code ec;
     peer.remote = socket.remote_endpoint(ec);
-    beast::tcp_stream stream(std::move(socket));
-    std::list<Connection>::iterator me;
+    std::shared_ptr<asio::ssl::context> tls;
     {
       std::lock_guard lock(self->mu);
-      me = self->live.insert(self->live.end(),
-                             Connection{&stream, stream.get_executor(), ++self->next_id, false});
+      tls = self->tls;
     }
-    co_await self->serve(stream, peer, *me);
-    {
-      std::lock_guard lock(self->mu);
-      self->live.erase(me);
+    if (tls) {
+      beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), *tls);
+      auto& raw = beast::get_lowest_layer(stream);
+      raw.expires_after(self->limits.header_timeout);
+      auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kTuple);
+      if (!hec) {
+        peer.tls = true;
+        describe_client_certificate(stream.native_handle(), peer);
+        co_await self->run(stream, raw, peer);
+        raw.expires_after(std::chrono::seconds(1));
+        (void)co_await stream.async_shutdown(kTuple);  // close_notify, bounded
+      }
+      raw.socket().close(ec);
+    } else {
+      beast::tcp_stream stream(std::move(socket));
+      co_await self->run(stream, stream, peer);
+      // Lingering close: after an early answer (413, 400) the client may still
+      // be sending; closing with unread data would reset the connection and the
+      // client could lose the answer. Half-close, then discard what arrives for
+      // a bounded time and volume.
+      stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+      stream.expires_after(std::chrono::seconds(1));
+      std::array<char, 4096> sink;
+      for (std::size_t drained = 0; drained < (1u << 20);) {
+        auto [rec, n] = co_await stream.async_read_some(asio::buffer(sink), kTuple);
+        if (rec) break;
+        drained += n;
+      }
+      stream.socket().close(ec);
     }
-    // Lingering close: after an early answer (413, 400) the client may still
-    // be sending; closing with unread data would reset the connection and the
-    // client could lose the answer. Half-close, then discard what arrives for
-    // a bounded time and volume.
-    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream.expires_after(std::chrono::seconds(1));
-    std::array<char, 4096> sink;
-    for (std::size_t drained = 0; drained < (1u << 20);) {
-      auto [rec, n] = co_await stream.async_read_some(asio::buffer(sink), kTuple);
-      if (rec) break;
-      drained += n;
-    }
-    stream.socket().close(ec);
     self->connections.fetch_sub(1);
   }
 
-  asio::awaitable<void> serve(beast::tcp_stream& stream, const PeerInfo& peer, Connection& conn) {
+  // The verified client certificate, if any (mutual TLS).
+  static void describe_client_certificate(SSL* ssl, PeerInfo& peer) {
+    X509* cert = SSL_get1_peer_certificate(ssl);
+    if (cert == nullptr) return;
+    if (SSL_get_verify_result(ssl) == X509_V_OK) {
+      char* subject = X509_NAME_oneline(X509_get_subject_name(cert), nullptr, 0);
+      if (subject != nullptr) {
+        peer.client_subject = subject;
+        OPENSSL_free(subject);
+      }
+      unsigned char md[EVP_MAX_MD_SIZE];
+      unsigned int len = 0;
+      if (X509_digest(cert, EVP_sha256(), md, &len) == 1) {
+        static constexpr char kHex[] = "0123456789abcdef";
+        for (unsigned int i = 0; i < len; ++i) {
+          peer.client_cert_sha256 += kHex[md[i] >> 4];
+          peer.client_cert_sha256 += kHex[md[i] & 0xf];
+        }
+      }
+    }
+    X509_free(cert);
+  }
+
+  // Registers the connection (so stop() can reach it) and serves it.
+  template <class Stream>
+  asio::awaitable<void> run(Stream& stream, beast::tcp_stream& raw, const PeerInfo& peer) {
+    std::list<Connection>::iterator me;
+    {
+      std::lock_guard lock(mu);
+      me = live.insert(live.end(), Connection{&raw, raw.get_executor(), ++next_id, false});
+    }
+    co_await serve(stream, raw, peer, *me);
+    std::lock_guard lock(mu);
+    live.erase(me);
+  }
+
+  template <class Stream>
+  asio::awaitable<void> serve(Stream& stream, beast::tcp_stream& raw, const PeerInfo& peer, Connection& conn) {
     beast::flat_buffer buffer(limits.max_header_bytes + 4096);
     for (std::size_t served = 0; served < limits.max_requests_per_connection; ++served) {
       if (stopping.load()) co_return;
@@ -135,19 +186,19 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
       parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
       parser.body_limit(limits.max_body_bytes);
 
-      stream.expires_after(served == 0 ? limits.header_timeout : limits.idle_timeout);
+      raw.expires_after(served == 0 ? limits.header_timeout : limits.idle_timeout);
       auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, kTuple);
       (void)hn;
       if (hec) {
         if (hec == http::error::header_limit) {
-          co_await write(stream, error_response(431, "request header too large", 11));
+          co_await write(stream, raw, error_response(431, "request header too large", 11));
         } else if (hec == http::error::body_limit) {
           // A Content-Length over the limit is refused as soon as the header is read.
-          co_await write(stream, error_response(413, "request body too large", parser.get().version()));
+          co_await write(stream, raw, error_response(413, "request body too large", parser.get().version()));
         } else if (hec != http::error::end_of_stream && hec != beast::error::timeout &&
                    hec != asio::error::operation_aborted && hec != asio::error::connection_reset &&
                    hec != asio::error::eof) {
-          co_await write(stream, error_response(400, "malformed HTTP request", 11));
+          co_await write(stream, raw, error_response(400, "malformed HTTP request", 11));
         }
         co_return;
       }
@@ -158,19 +209,19 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
       const unsigned version = parser.get().version();
       if (parser.get()[http::field::expect] == "100-continue") {
         http::response<http::empty_body> cont{http::status::continue_, version};
-        stream.expires_after(limits.write_timeout);
+        raw.expires_after(limits.write_timeout);
         auto [cec, cn] = co_await http::async_write(stream, cont, kTuple);
         (void)cn;
         if (cec) co_return;
       }
-      stream.expires_after(limits.body_timeout);
+      raw.expires_after(limits.body_timeout);
       auto [bec, bn] = co_await http::async_read(stream, buffer, parser, kTuple);
       (void)bn;
       if (bec) {
         if (bec == http::error::body_limit) {
-          co_await write(stream, error_response(413, "request body too large", version));
+          co_await write(stream, raw, error_response(413, "request body too large", version));
         } else if (bec != beast::error::timeout && bec != asio::error::operation_aborted) {
-          co_await write(stream, error_response(400, "malformed HTTP request body", version));
+          co_await write(stream, raw, error_response(400, "malformed HTTP request body", version));
         }
         co_return;
       }
@@ -187,7 +238,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
                         served + 1 < limits.max_requests_per_connection;
       response.version(version);
       response.keep_alive(keep);  // Content-Length is the handler's (HEAD keeps the GET length)
-      if (!co_await write(stream, std::move(response))) co_return;
+      if (!co_await write(stream, raw, std::move(response))) co_return;
       {
         std::lock_guard lock(mu);
         conn.busy = false;
@@ -196,8 +247,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
-  asio::awaitable<bool> write(beast::tcp_stream& stream, Response response) {
-    stream.expires_after(limits.write_timeout);
+  template <class Stream>
+  asio::awaitable<bool> write(Stream& stream, beast::tcp_stream& raw, Response response) {
+    raw.expires_after(limits.write_timeout);
     auto [ec, n] = co_await http::async_write(stream, response, kTuple);
     (void)n;
     co_return !ec;
@@ -242,6 +294,11 @@ boost::system::error_code HttpServer::listen(const tcp::endpoint& endpoint, tcp:
   if (ec) return ec;
   bound = a.local_endpoint(ec);
   return ec;
+}
+
+void HttpServer::set_tls(std::shared_ptr<asio::ssl::context> context) {
+  std::lock_guard lock(impl_->mu);
+  impl_->tls = std::move(context);
 }
 
 void HttpServer::start() {

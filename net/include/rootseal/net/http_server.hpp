@@ -1,7 +1,8 @@
 // rootseal::net — the HTTP server core (Boost.Beast over Asio, C++20 coroutines).
 //
-// One coroutine per connection, running on its own strand. Every read and
-// write has a deadline; each request gets a fresh parser with a header and a
+// One coroutine per connection, running on its own strand; TLS (see tls.hpp)
+// or plain HTTP for loopback. Every handshake, read and write has a
+// deadline; each request gets a fresh parser with a header and a
 // body limit (413 past it); a connection serves at most max_requests_per_connection
 // requests (keep-alive, no pipelining backlog: one request at a time). The
 // request handler is a function from request to response: it knows no sockets.
@@ -10,6 +11,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/system/error_code.hpp>
 
@@ -29,6 +31,10 @@ using Response = boost::beast::http::response<SecureBody>;
 struct PeerInfo {
   boost::asio::ip::tcp::endpoint remote;
   bool tls = false;
+  // With mutual TLS, the verified client certificate: its subject (RFC 2253)
+  // and SHA-256 fingerprint (lower-case hex). Empty otherwise.
+  std::string client_subject;
+  std::string client_cert_sha256;
 };
 
 // Produces the response for one request. Runs on the connection's strand;
@@ -57,6 +63,10 @@ class HttpServer {
   // Returns the bound endpoint.
   boost::system::error_code listen(const boost::asio::ip::tcp::endpoint& endpoint,
                                    boost::asio::ip::tcp::endpoint& bound);
+  // Serves TLS with this context on connections accepted from now on
+  // (nullptr: plain HTTP). Safe to call while running: SIGHUP reloads swap
+  // the context without touching the listener or open connections.
+  void set_tls(std::shared_ptr<boost::asio::ssl::context> context);
   // Starts accepting on the io_context.
   void start();
   // Stops accepting and closes idle connections; requests in flight finish.
