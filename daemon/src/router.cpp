@@ -68,13 +68,37 @@ net::Response error_response(const kms::Error& error, unsigned http_version) {
   return json_body(http_status(error.code), body, http_version);
 }
 
-Router::Router(ApiContext context) : ctx_(std::move(context)) {}
+Router::Router(ApiContext context) : ctx_(std::move(context)) {
+  if (ctx_.metrics == nullptr) return;
+  auto status = ctx_.seal_status;
+  ctx_.metrics->add_gauge("rootseal_sealed", "1 while sealed (root of trust unavailable), else 0.",
+                          [status] { return status().sealed ? 1.0 : 0.0; });
+  ctx_.metrics->add_gauge("rootseal_unseals_total", "Times the daemon has unsealed since it started.",
+                          [status] { return static_cast<double>(status().unseal_count); });
+  ctx_.metrics->add_gauge("rootseal_secure_memory_locked_bytes", "Bytes of locked (mlock) memory for secrets.",
+                          [] { return static_cast<double>(kms::secure_arena_stats().locked_bytes); });
+  ctx_.metrics->add_gauge("rootseal_secure_memory_in_use_bytes", "Bytes of locked memory held by live secrets.",
+                          [] { return static_cast<double>(kms::secure_arena_stats().in_use_bytes); });
+}
 
 boost::asio::awaitable<net::Response> Router::handle(net::Request& request, const net::PeerInfo&) {
-  const unsigned version = request.version();
+  const auto started = std::chrono::steady_clock::now();
   auto parsed = boost::urls::parse_origin_form(request.target());
-  if (!parsed) co_return error_response({Errc::invalid_argument, "malformed request target"}, version);
+  if (!parsed) co_return error_response({Errc::invalid_argument, "malformed request target"}, request.version());
   const std::string path = parsed->path();
+  net::Response response = co_await route(request, path);
+  if (ctx_.metrics != nullptr) {
+    const auto route_label = classify(std::string_view(path).starts_with("/v1/") ? std::string_view(path).substr(4)
+                                                                                : std::string_view(),
+                                      ctx_.config != nullptr ? std::string_view(ctx_.config->api.mount) : "transit");
+    ctx_.metrics->observe_request(route_label, request.method_string(), response.result_int(),
+                                  std::chrono::steady_clock::now() - started);
+  }
+  co_return response;
+}
+
+boost::asio::awaitable<net::Response> Router::route(net::Request& request, const std::string& path) {
+  const unsigned version = request.version();
   const auto method = request.method();
   const bool get_like = method == http::verb::get || method == http::verb::head;
 
@@ -90,10 +114,34 @@ boost::asio::awaitable<net::Response> Router::handle(net::Request& request, cons
     if (!get_like) co_return net::json_response(405, R"({"errors":[]})", version);
     co_return leader(request);
   }
+  if (path == "/v1/sys/metrics") {
+    if (!get_like) co_return net::json_response(405, R"({"errors":[]})", version);
+    co_return metrics(request);
+  }
   if (ctx_.transit != nullptr && path.starts_with("/v1/") && ctx_.transit->owns(std::string_view(path).substr(4))) {
+    auto parsed = boost::urls::parse_origin_form(request.target());
     co_return co_await ctx_.transit->handle(request, std::string_view(path).substr(4), parsed->params());
   }
   co_return net::json_response(404, R"({"errors":[]})", version);
+}
+
+net::Response Router::metrics(const net::Request& request) const {
+  const auto url = boost::urls::parse_origin_form(request.target()).value();
+  auto format = url.params().find("format");
+  if (format == url.params().end() || (*format).value != "prometheus") {
+    return error_response({Errc::invalid_argument, "only format=prometheus is supported"}, request.version());
+  }
+  net::Response res{http::status::ok, request.version()};
+  res.set(http::field::content_type, "text/plain; version=0.0.4");
+  res.set(http::field::cache_control, "no-store");
+  res.body() = net::SecureBuffer(ctx_.metrics != nullptr ? ctx_.metrics->render() : std::string());
+  res.prepare_payload();
+  if (request.method() == http::verb::head) {
+    const auto length = res.body().size();
+    res.body().clear();
+    res.content_length(length);
+  }
+  return res;
 }
 
 net::Response Router::health(const net::Request& request) const {

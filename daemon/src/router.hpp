@@ -9,6 +9,7 @@
 #include "rootseal/daemon/config.hpp"
 #include "rootseal/kms/error.hpp"
 #include "rootseal/net/http_server.hpp"
+#include "metrics.hpp"
 #include "seal_manager.hpp"
 
 namespace rootseal::daemon {
@@ -23,6 +24,7 @@ struct ApiContext {
   std::string cluster_id;
   std::string version;
   TransitApi* transit = nullptr;  // /v1/<mount>/... and /v1/auth/token/...
+  Metrics* metrics = nullptr;      // request counters and latency; gauges are registered here
 };
 
 // The one place that maps an error code to an HTTP status.
@@ -34,9 +36,12 @@ net::Response error_response(const kms::Error& error, unsigned http_version);
 class Router {
  public:
   explicit Router(ApiContext context);
+  // Answers one request and records it in the metrics.
   boost::asio::awaitable<net::Response> handle(net::Request& request, const net::PeerInfo& peer);
 
  private:
+  boost::asio::awaitable<net::Response> route(net::Request& request, const std::string& path);
+  net::Response metrics(const net::Request& request) const;
   net::Response health(const net::Request& request) const;
   net::Response seal_status(const net::Request& request) const;
   net::Response leader(const net::Request& request) const;

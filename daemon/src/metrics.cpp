@@ -1,0 +1,116 @@
+#include "metrics.hpp"
+
+#include <cstdio>
+#include <tuple>
+#include <vector>
+
+namespace rootseal::daemon {
+
+std::string_view to_string(Route route) noexcept {
+  switch (route) {
+    case Route::health: return "sys/health";
+    case Route::seal_status: return "sys/seal-status";
+    case Route::leader: return "sys/leader";
+    case Route::metrics: return "sys/metrics";
+    case Route::keys: return "transit/keys";
+    case Route::encrypt: return "transit/encrypt";
+    case Route::decrypt: return "transit/decrypt";
+    case Route::rewrap: return "transit/rewrap";
+    case Route::datakey: return "transit/datakey";
+    case Route::token: return "auth/token";
+    case Route::other:
+    case Route::count_: break;
+  }
+  return "other";
+}
+
+Route classify(std::string_view path, std::string_view mount) noexcept {
+  if (path == "sys/health") return Route::health;
+  if (path == "sys/seal-status") return Route::seal_status;
+  if (path == "sys/leader") return Route::leader;
+  if (path == "sys/metrics") return Route::metrics;
+  if (path.starts_with("auth/token/")) return Route::token;
+  if (path.size() > mount.size() && path.starts_with(mount) && path[mount.size()] == '/') {
+    const std::string_view rest = path.substr(mount.size() + 1);
+    if (rest.starts_with("keys")) return Route::keys;
+    if (rest.starts_with("encrypt/")) return Route::encrypt;
+    if (rest.starts_with("decrypt/")) return Route::decrypt;
+    if (rest.starts_with("rewrap/")) return Route::rewrap;
+    if (rest.starts_with("datakey/")) return Route::datakey;
+  }
+  return Route::other;
+}
+
+void Metrics::observe_request(Route route, std::string_view method, unsigned status,
+                              std::chrono::nanoseconds elapsed) {
+  auto& h = latency_[static_cast<std::size_t>(route)];
+  const double seconds = std::chrono::duration<double>(elapsed).count();
+  for (std::size_t i = 0; i < kBuckets.size(); ++i) {
+    if (seconds <= kBuckets[i]) h.buckets[i].fetch_add(1, std::memory_order_relaxed);
+  }
+  h.count.fetch_add(1, std::memory_order_relaxed);
+  h.sum_ns.fetch_add(static_cast<std::uint64_t>(elapsed.count()), std::memory_order_relaxed);
+  // Methods outside the known set are folded so a client cannot mint series.
+  static constexpr std::string_view kMethods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "LIST"};
+  std::string_view m = "OTHER";
+  for (const auto known : kMethods) {
+    if (method == known) m = known;
+  }
+  std::lock_guard lock(mu_);
+  ++requests_[{route, std::string(m), status}];
+}
+
+void Metrics::add_gauge(std::string name, std::string help, Gauge gauge) {
+  std::lock_guard lock(mu_);
+  gauges_.emplace_back(std::move(name), std::move(help), std::move(gauge));
+}
+
+std::string Metrics::render() const {
+  std::string out;
+  char buf[256];
+  out += "# HELP rootseal_http_requests_total HTTP requests by route, method and status.\n";
+  out += "# TYPE rootseal_http_requests_total counter\n";
+  std::vector<std::tuple<std::string, std::string, Gauge>> gauges;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [key, count] : requests_) {
+      const auto& [route, method, status] = key;
+      std::snprintf(buf, sizeof buf, "rootseal_http_requests_total{route=\"%.*s\",method=\"%s\",status=\"%u\"} %llu\n",
+                    static_cast<int>(to_string(route).size()), to_string(route).data(), method.c_str(), status,
+                    static_cast<unsigned long long>(count));
+      out += buf;
+    }
+    gauges = gauges_;
+  }
+  out += "# HELP rootseal_http_request_duration_seconds Time from a parsed request to its response.\n";
+  out += "# TYPE rootseal_http_request_duration_seconds histogram\n";
+  for (std::size_t r = 0; r < latency_.size(); ++r) {
+    const auto& h = latency_[r];
+    const auto count = h.count.load(std::memory_order_relaxed);
+    if (count == 0) continue;
+    const auto name = to_string(static_cast<Route>(r));
+    for (std::size_t i = 0; i < kBuckets.size(); ++i) {
+      std::snprintf(buf, sizeof buf, "rootseal_http_request_duration_seconds_bucket{route=\"%.*s\",le=\"%g\"} %llu\n",
+                    static_cast<int>(name.size()), name.data(), kBuckets[i],
+                    static_cast<unsigned long long>(h.buckets[i].load(std::memory_order_relaxed)));
+      out += buf;
+    }
+    std::snprintf(buf, sizeof buf,
+                  "rootseal_http_request_duration_seconds_bucket{route=\"%.*s\",le=\"+Inf\"} %llu\n"
+                  "rootseal_http_request_duration_seconds_sum{route=\"%.*s\"} %.9f\n"
+                  "rootseal_http_request_duration_seconds_count{route=\"%.*s\"} %llu\n",
+                  static_cast<int>(name.size()), name.data(), static_cast<unsigned long long>(count),
+                  static_cast<int>(name.size()), name.data(),
+                  static_cast<double>(h.sum_ns.load(std::memory_order_relaxed)) / 1e9, static_cast<int>(name.size()),
+                  name.data(), static_cast<unsigned long long>(count));
+    out += buf;
+  }
+  for (const auto& [name, help, gauge] : gauges) {
+    std::snprintf(buf, sizeof buf, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name.c_str(), help.c_str(), name.c_str(),
+                  name.c_str(), gauge());
+    out += buf;
+  }
+  return out;
+}
+
+}  // namespace rootseal::daemon

@@ -1,0 +1,54 @@
+// Counters and histograms for /v1/sys/metrics?format=prometheus.
+// Fixed label sets (routes, outcomes), so no client input ever becomes a
+// label and the number of series is bounded. No key names, no secrets.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace rootseal::daemon {
+
+enum class Route : std::uint8_t {
+  health, seal_status, leader, metrics, keys, encrypt, decrypt, rewrap, datakey, token, other, count_
+};
+std::string_view to_string(Route route) noexcept;
+// Classifies a request path (after "/v1/") for the given Transit mount.
+Route classify(std::string_view path, std::string_view mount) noexcept;
+
+class Metrics {
+ public:
+  static constexpr std::array<double, 12> kBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                     0.01,   0.025,   0.05,   0.1,   0.5,    1.0};
+
+  void observe_request(Route route, std::string_view method, unsigned status, std::chrono::nanoseconds elapsed);
+
+  // Values read at scrape time (sealed state, key counts, locked memory ...).
+  using Gauge = std::function<double()>;
+  void add_gauge(std::string name, std::string help, Gauge gauge);
+
+  // Prometheus text exposition format 0.0.4.
+  [[nodiscard]] std::string render() const;
+
+ private:
+  struct Histogram {
+    std::array<std::atomic<std::uint64_t>, kBuckets.size()> buckets{};
+    std::atomic<std::uint64_t> count{0};
+    std::atomic<std::uint64_t> sum_ns{0};
+  };
+  std::array<Histogram, static_cast<std::size_t>(Route::count_)> latency_{};
+
+  mutable std::mutex mu_;
+  // (route, method, status) -> count; methods and statuses come from a small fixed set.
+  std::map<std::tuple<Route, std::string, unsigned>, std::uint64_t> requests_;
+  std::vector<std::tuple<std::string, std::string, Gauge>> gauges_;
+};
+
+}  // namespace rootseal::daemon

@@ -1,0 +1,115 @@
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <sstream>
+#include <sys/stat.h>
+#include <vector>
+
+#include "rootseal/daemon/audit.hpp"
+#include "temp_dir.hpp"
+
+using namespace rootseal;
+using namespace rootseal::daemon;
+
+namespace {
+
+AuditRecord record(int i) {
+  AuditRecord r;
+  r.request_id = "req-" + std::to_string(i);
+  r.remote = "127.0.0.1:5555";
+  r.accessor = "acc-" + std::to_string(i % 3);
+  r.method = "POST";
+  r.path = "/v1/transit/encrypt/k";
+  r.operation = "encrypt";
+  r.key = "k";
+  r.key_version = 1;
+  r.status = 200;
+  r.latency_ms = 0.25;
+  return r;
+}
+
+std::vector<std::string> read_lines(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  return lines;
+}
+
+void write_lines(const std::filesystem::path& p, const std::vector<std::string>& lines) {
+  std::ofstream out(p, std::ios::trunc);
+  for (const auto& l : lines) out << l << "\n";
+}
+
+void write_log(const std::filesystem::path& p, int n) {
+  auto log = AuditLog::open(p);
+  REQUIRE(log);
+  for (int i = 0; i < n; ++i) REQUIRE((*log)->write(record(i)));
+}
+
+}  // namespace
+
+TEST_CASE("audit: a written log verifies, across reopen, and its file is private") {
+  test::TempDir dir;
+  const auto path = dir / "audit.log";
+  write_log(path, 5);
+  write_log(path, 3);  // a restart continues the chain
+  auto v = verify_audit_log(path);
+  REQUIRE(v);
+  CHECK(v->lines == 8);
+  struct stat st{};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  const auto lines = read_lines(path);
+  CHECK(lines[0].find(R"("prev_sha256":"0000000000000000000000000000000000000000000000000000000000000000")") !=
+        std::string::npos);
+  CHECK(lines[1].find(R"("operation":"encrypt")") != std::string::npos);
+}
+
+TEST_CASE("audit: an edited, a deleted, an inserted and a swapped line are each caught") {
+  test::TempDir dir;
+  const auto path = dir / "audit.log";
+  write_log(path, 6);
+  const auto original = read_lines(path);
+
+  auto edited = original;
+  edited[2].replace(edited[2].find("\"status\":200"), 12, "\"status\":403");
+  write_lines(path, edited);
+  auto r = verify_audit_log(path);
+  REQUIRE_FALSE(r);
+  CHECK_THAT(r.error().message, Catch::StartsWith("line 4:"));
+
+  auto deleted = original;
+  deleted.erase(deleted.begin() + 3);
+  write_lines(path, deleted);
+  r = verify_audit_log(path);
+  REQUIRE_FALSE(r);
+  CHECK_THAT(r.error().message, Catch::StartsWith("line 4:"));
+
+  auto swapped = original;
+  std::swap(swapped[1], swapped[2]);
+  write_lines(path, swapped);
+  r = verify_audit_log(path);
+  REQUIRE_FALSE(r);
+  CHECK_THAT(r.error().message, Catch::StartsWith("line 2:"));
+
+  auto inserted = original;
+  inserted.insert(inserted.begin() + 1, original[4]);
+  write_lines(path, inserted);
+  CHECK_FALSE(verify_audit_log(path));
+
+  write_lines(path, original);
+  CHECK(verify_audit_log(path));
+}
+
+TEST_CASE("audit: a torn last line is refused at open instead of being chained over") {
+  test::TempDir dir;
+  const auto path = dir / "audit.log";
+  write_log(path, 2);
+  {
+    std::ofstream out(path, std::ios::app);
+    out << R"({"time":"2026-)";
+  }
+  auto log = AuditLog::open(path);
+  REQUIRE_FALSE(log);
+  CHECK_THAT(log.error().message, Catch::Contains("incomplete"));
+}
