@@ -122,16 +122,22 @@ Result<void> parse_pkcs11(const YAML::Node& n, Pkcs11Section& out) {
 }
 
 Result<void> parse_pin(const YAML::Node& n, PinConfig& out) {
-  ROOTSEAL_TRY(check_keys(n, "pin", {"sources", "credential_name", "file"}));
+  ROOTSEAL_TRY(check_keys(n, "pin", {"sources", "credential_name", "file", "tpm_sealed_file"}));
   if (n["sources"]) {
     if (!n["sources"].IsSequence()) return fail(Errc::invalid_argument, "pin.sources: must be a list");
     out.sources.clear();
     for (const auto& item : n["sources"]) {
       std::string name;
       ROOTSEAL_TRY_ASSIGN(name, scalar<std::string>(item, "pin.sources[]"));
-      if (name == "credential") out.sources.push_back(PinSourceKind::credential);
-      else if (name == "file") out.sources.push_back(PinSourceKind::file);
-      else return fail(Errc::invalid_argument, "pin.sources: unknown source '" + name + "' (credential, file)");
+      PinSourceKind kind{};
+      if (name == "tpm") kind = PinSourceKind::tpm;
+      else if (name == "credential") kind = PinSourceKind::credential;
+      else if (name == "file") kind = PinSourceKind::file;
+      else return fail(Errc::invalid_argument, "pin.sources: unknown source '" + name + "' (tpm, credential, file)");
+      if (std::find(out.sources.begin(), out.sources.end(), kind) != out.sources.end()) {
+        return fail(Errc::invalid_argument, "pin.sources: '" + name + "' is listed twice");
+      }
+      out.sources.push_back(kind);
     }
   }
   if (n["credential_name"]) ROOTSEAL_TRY_ASSIGN(out.credential_name, scalar<std::string>(n["credential_name"], "pin.credential_name"));
@@ -142,6 +148,113 @@ Result<void> parse_pin(const YAML::Node& n, PinConfig& out) {
     std::string s;
     ROOTSEAL_TRY_ASSIGN(s, scalar<std::string>(n["file"], "pin.file"));
     out.file = s;
+  }
+  if (n["tpm_sealed_file"]) {
+    std::string s;
+    ROOTSEAL_TRY_ASSIGN(s, scalar<std::string>(n["tpm_sealed_file"], "pin.tpm_sealed_file"));
+    if (s.empty() || !std::filesystem::path(s).is_absolute()) {
+      return fail(Errc::invalid_argument, "pin.tpm_sealed_file: must be an absolute path");
+    }
+    out.tpm_sealed_file = s;
+  }
+  return {};
+}
+
+// A persistent TPM handle: 0x81000000..0x81FFFFFF, written in hex (0x...) or decimal.
+Result<std::uint32_t> persistent_handle(const YAML::Node& node, const std::string& where) {
+  auto text = scalar<std::string>(node, where);
+  if (!text) return std::unexpected(text.error());
+  std::string_view s = *text;
+  int base = 10;
+  if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+    s.remove_prefix(2);
+    base = 16;
+  }
+  std::uint32_t value = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value, base);
+  if (s.empty() || ec != std::errc{} || end != s.data() + s.size() || value < 0x81000000u || value > 0x81FFFFFFu) {
+    return fail(Errc::invalid_argument, where + ": a persistent handle 0x81000000..0x81FFFFFF (e.g. 0x81000001)");
+  }
+  return value;
+}
+
+Result<void> parse_tpm(const YAML::Node& n, TpmSection& out) {
+  if (n.IsMap() && (n["auth_value"] || n["auth"] || n["password"])) {
+    // Never echo the value back: it is a secret written where it must not be.
+    return fail(Errc::invalid_argument,
+                "tpm: the auth value is never written in the configuration; put it in a file readable only by "
+                "the service user and set tpm.auth_value_file");
+  }
+  ROOTSEAL_TRY(check_keys(n, "tpm", {"tcti", "sealed_file", "pcrs", "persistent_handle", "primary_alg",
+                                     "auth_value_file", "initialize", "verify_on_probe"}));
+  if (n["tcti"]) ROOTSEAL_TRY_ASSIGN(out.tcti, scalar<std::string>(n["tcti"], "tpm.tcti"));
+  if (out.tcti.empty() || out.tcti.size() > 512 ||
+      std::any_of(out.tcti.begin(), out.tcti.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
+    return fail(Errc::invalid_argument,
+                "tpm.tcti: a tpm2-tss TCTI string, e.g. device:/dev/tpmrm0 or swtpm:host=127.0.0.1,port=2321");
+  }
+  if (n["sealed_file"]) {
+    std::string s;
+    ROOTSEAL_TRY_ASSIGN(s, scalar<std::string>(n["sealed_file"], "tpm.sealed_file"));
+    if (s.empty() || !std::filesystem::path(s).is_absolute()) {
+      return fail(Errc::invalid_argument, "tpm.sealed_file: must be an absolute path");
+    }
+    out.sealed_file = s;
+  }
+  if (n["pcrs"]) {
+    if (!n["pcrs"].IsSequence()) return fail(Errc::invalid_argument, "tpm.pcrs: must be a list of PCR indices, e.g. [7]");
+    out.pcrs.clear();
+    for (const auto& item : n["pcrs"]) {
+      auto v = scalar<std::int64_t>(item, "tpm.pcrs[]");
+      if (!v || *v < 0 || *v > 23) return fail(Errc::invalid_argument, "tpm.pcrs: PCR indices are 0..23");
+      if (*v == 16 || *v == 23) {
+        return fail(Errc::invalid_argument, "tpm.pcrs: PCR " + std::to_string(*v) +
+                                                " is resettable by any process (debug/application); sealing to it "
+                                                "protects nothing");
+      }
+      const auto pcr = static_cast<std::uint32_t>(*v);
+      if (std::find(out.pcrs.begin(), out.pcrs.end(), pcr) != out.pcrs.end()) {
+        return fail(Errc::invalid_argument, "tpm.pcrs: PCR " + std::to_string(pcr) + " is listed twice");
+      }
+      out.pcrs.push_back(pcr);
+    }
+    std::sort(out.pcrs.begin(), out.pcrs.end());
+  }
+  if (n["persistent_handle"]) {
+    ROOTSEAL_TRY_ASSIGN(out.persistent_handle, persistent_handle(n["persistent_handle"], "tpm.persistent_handle"));
+  }
+  if (n["primary_alg"]) {
+    std::string alg;
+    ROOTSEAL_TRY_ASSIGN(alg, scalar<std::string>(n["primary_alg"], "tpm.primary_alg"));
+    if (alg == "ecc_p256") out.primary_rsa = false;
+    else if (alg == "rsa2048") out.primary_rsa = true;
+    else return fail(Errc::invalid_argument, "tpm.primary_alg: ecc_p256 or rsa2048");
+  }
+  if (n["auth_value_file"]) {
+    std::string s;
+    ROOTSEAL_TRY_ASSIGN(s, scalar<std::string>(n["auth_value_file"], "tpm.auth_value_file"));
+    if (s.empty() || !std::filesystem::path(s).is_absolute()) {
+      return fail(Errc::invalid_argument, "tpm.auth_value_file: must be an absolute path");
+    }
+    out.auth_value_file = s;
+  }
+  if (n["initialize"]) ROOTSEAL_TRY_ASSIGN(out.initialize, scalar<bool>(n["initialize"], "tpm.initialize"));
+  if (n["verify_on_probe"]) ROOTSEAL_TRY_ASSIGN(out.verify_on_probe, scalar<bool>(n["verify_on_probe"], "tpm.verify_on_probe"));
+  return {};
+}
+
+// Defaults that depend on state_dir, and checks across sections.
+Result<void> finish(Config& cfg) {
+  if (cfg.tpm.sealed_file.empty()) cfg.tpm.sealed_file = cfg.state_dir / "tpm-root.seal";
+  if (cfg.pin.tpm_sealed_file.empty()) cfg.pin.tpm_sealed_file = cfg.state_dir / "hsm-pin.tpm";
+  if (cfg.tpm.initialize && cfg.root_of_trust != "tpm") {
+    return fail(Errc::invalid_argument,
+                "tpm.initialize: only with root_of_trust: tpm (it creates the TPM-sealed root key)");
+  }
+  const bool pin_from_tpm = std::find(cfg.pin.sources.begin(), cfg.pin.sources.end(), PinSourceKind::tpm) !=
+                            cfg.pin.sources.end();
+  if (pin_from_tpm && cfg.pin.tpm_sealed_file.lexically_normal() == cfg.tpm.sealed_file.lexically_normal()) {
+    return fail(Errc::invalid_argument, "pin.tpm_sealed_file: must differ from tpm.sealed_file (the root key)");
   }
   return {};
 }
@@ -289,8 +402,11 @@ Result<Config> parse_config(std::string_view yaml_text) {
     return fail(Errc::invalid_argument, "config: YAML syntax error at line " + std::to_string(e.mark.line + 1));
   }
   Config cfg;
-  if (root.IsNull()) return cfg;  // an empty file: all defaults
-  ROOTSEAL_TRY(check_keys(root, "config", {"listen", "api", "state_dir", "root_of_trust", "pkcs11", "pin",
+  if (root.IsNull()) {  // an empty file: all defaults
+    ROOTSEAL_TRY(finish(cfg));
+    return cfg;
+  }
+  ROOTSEAL_TRY(check_keys(root, "config", {"listen", "api", "state_dir", "root_of_trust", "pkcs11", "tpm", "pin",
                                      "seal", "log", "policies", "tokens", "io_threads", "blocking_threads"}));
   if (root["listen"]) ROOTSEAL_TRY(parse_listen(root["listen"], cfg.listen));
   if (root["api"]) ROOTSEAL_TRY(parse_api(root["api"], cfg.api));
@@ -301,10 +417,11 @@ Result<Config> parse_config(std::string_view yaml_text) {
   }
   if (!cfg.state_dir.is_absolute()) return fail(Errc::invalid_argument, "state_dir: must be an absolute path");
   if (root["root_of_trust"]) ROOTSEAL_TRY_ASSIGN(cfg.root_of_trust, scalar<std::string>(root["root_of_trust"], "root_of_trust"));
-  if (cfg.root_of_trust != "pkcs11") {
-    return fail(Errc::invalid_argument, "root_of_trust: unsupported '" + cfg.root_of_trust + "' (pkcs11)");
+  if (cfg.root_of_trust != "pkcs11" && cfg.root_of_trust != "tpm") {
+    return fail(Errc::invalid_argument, "root_of_trust: unsupported '" + cfg.root_of_trust + "' (pkcs11, tpm)");
   }
   if (root["pkcs11"]) ROOTSEAL_TRY(parse_pkcs11(root["pkcs11"], cfg.pkcs11));
+  if (root["tpm"]) ROOTSEAL_TRY(parse_tpm(root["tpm"], cfg.tpm));
   if (root["pin"]) ROOTSEAL_TRY(parse_pin(root["pin"], cfg.pin));
   if (root["seal"]) {
     ROOTSEAL_TRY(check_keys(root["seal"], "seal", {"probe_interval"}));
@@ -331,6 +448,7 @@ Result<Config> parse_config(std::string_view yaml_text) {
     cfg.io_threads = static_cast<std::size_t>(*v);
   }
   if (root["blocking_threads"]) ROOTSEAL_TRY_ASSIGN(cfg.blocking_threads, positive(root["blocking_threads"], "blocking_threads", 64));
+  ROOTSEAL_TRY(finish(cfg));
   return cfg;
 }
 

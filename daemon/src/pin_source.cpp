@@ -44,23 +44,75 @@ kms::Result<kms::SecureBytes> read_secret_file(const std::filesystem::path& path
   return buf;
 }
 
-hsm::PinSource make_pin_source(const PinConfig& config) {
-  return [config]() -> kms::Result<kms::SecureBytes> {
+kms::Result<tpm::SealPolicy> tpm_seal_policy(const TpmSection& tpm) {
+  tpm::SealPolicy policy;
+  policy.pcrs = tpm.pcrs;
+  policy.primary_handle = tpm.persistent_handle;
+  policy.primary_alg = tpm.primary_rsa ? tpm::PrimaryAlg::rsa2048 : tpm::PrimaryAlg::ecc_p256;
+  if (!tpm.auth_value_file.empty()) {
+    auto value = read_secret_file(tpm.auth_value_file);
+    if (!value) return fail(Errc::sealed, "TPM auth value file " + value.error().message);
+    policy.auth_value = std::move(*value);
+  }
+  return policy;
+}
+
+namespace {
+
+// The TPM-sealed PIN: not_found when there is no sealed file (next source).
+kms::Result<kms::SecureBytes> pin_from_tpm(const PinConfig& pin, const TpmSection& tpm) {
+  if (pin.tpm_sealed_file.empty()) return fail(Errc::not_found, "no pin.tpm_sealed_file configured");
+  // No sealed file: next source, without reading the auth value or opening the TPM.
+  std::error_code ec;
+  if (!std::filesystem::exists(pin.tpm_sealed_file, ec) && !ec) {
+    return fail(Errc::not_found, "no TPM-sealed PIN at " + pin.tpm_sealed_file.string());
+  }
+  tpm::SealPolicy policy;
+  ROOTSEAL_TRY_ASSIGN(policy, tpm_seal_policy(tpm));
+  auto secret = tpm::unseal_secret_from_file(tpm.tcti, policy, pin.tpm_sealed_file);
+  if (!secret) {
+    if (secret.error().code == Errc::not_found) {
+      return fail(Errc::not_found, "no TPM-sealed PIN at " + pin.tpm_sealed_file.string());
+    }
+    return std::unexpected(std::move(secret).error());
+  }
+  std::size_t n = secret->size();
+  while (n > 0 && (secret->data()[n - 1] == '\n' || secret->data()[n - 1] == '\r')) --n;
+  if (n == 0) return fail(Errc::sealed, "the TPM-sealed PIN at " + pin.tpm_sealed_file.string() + " is empty");
+  secret->truncate(n);
+  return secret;
+}
+
+}  // namespace
+
+hsm::PinSource make_pin_source(const PinConfig& pin, const TpmSection& tpm) {
+  return [pin, tpm]() -> kms::Result<kms::SecureBytes> {
     std::string tried;
-    for (const auto kind : config.sources) {
-      if (kind == PinSourceKind::credential) {
-        const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
-        if (dir == nullptr || *dir == '\0') {
-          tried += "credential: $CREDENTIALS_DIRECTORY not set; ";
-          continue;
+    for (const auto kind : pin.sources) {
+      switch (kind) {
+        case PinSourceKind::tpm: {
+          auto secret = pin_from_tpm(pin, tpm);
+          if (secret) return secret;
+          tried += "tpm: " + secret.error().message + "; ";
+          break;
         }
-        auto pin = read_secret_file(std::filesystem::path(dir) / config.credential_name);
-        if (pin) return pin;
-        tried += "credential: " + pin.error().message + "; ";
-      } else {
-        auto pin = read_secret_file(config.file);
-        if (pin) return pin;
-        tried += "file: " + pin.error().message + "; ";
+        case PinSourceKind::credential: {
+          const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
+          if (dir == nullptr || *dir == '\0') {
+            tried += "credential: $CREDENTIALS_DIRECTORY not set; ";
+            break;
+          }
+          auto secret = read_secret_file(std::filesystem::path(dir) / pin.credential_name);
+          if (secret) return secret;
+          tried += "credential: " + secret.error().message + "; ";
+          break;
+        }
+        case PinSourceKind::file: {
+          auto secret = read_secret_file(pin.file);
+          if (secret) return secret;
+          tried += "file: " + secret.error().message + "; ";
+          break;
+        }
       }
     }
     if (tried.size() >= 2) tried.resize(tried.size() - 2);

@@ -3,12 +3,16 @@
 #include <systemd/sd-daemon.h>
 #include <sys/stat.h>
 
+#include <csignal>
+#include <cstdlib>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -16,6 +20,7 @@
 #include "pin_source.hpp"
 #include "rootseal/hsm/pkcs11_root.hpp"
 #include "rootseal/kms/encoding.hpp"
+#include "rootseal/tpm/tpm_root.hpp"
 
 #ifndef ROOTSEAL_VERSION
 #define ROOTSEAL_VERSION "0.0.0"
@@ -26,6 +31,122 @@ namespace rootseal::daemon {
 namespace asio = boost::asio;
 using kms::Errc;
 using kms::fail;
+
+namespace {
+
+bool uses_tpm(const Config& c) {
+  return c.root_of_trust == "tpm" ||
+         std::find(c.pin.sources.begin(), c.pin.sources.end(), PinSourceKind::tpm) != c.pin.sources.end();
+}
+
+std::string pcr_list(const std::vector<std::uint32_t>& pcrs) {
+  std::string out;
+  for (const auto p : pcrs) {
+    if (!out.empty()) out.push_back(',');
+    out.append(std::to_string(p));
+  }
+  return out.empty() ? "none" : out;
+}
+
+// The TPM root of trust as the daemon runs it: a tpm::TpmRoot, rebuilt at
+// every probe while no key is held (so a corrected auth value file is picked
+// up), and, with tpm.initialize, the root key created on first start when the
+// sealed file is absent and the state store is empty. Every failure (no TPM,
+// PCR policy, lockout, wrong auth value, no sealed file) is a probe error: the
+// daemon stays sealed with the reason and tries again at the next probe.
+class DaemonTpmRoot final : public kms::RootOfTrust {
+ public:
+  DaemonTpmRoot(TpmSection config, kms::StateStore& store) : config_(std::move(config)), store_(store) {}
+
+  [[nodiscard]] std::string_view kind() const noexcept override { return "tpm"; }
+
+  kms::Result<void> probe() override {
+    std::lock_guard op(probe_mu_);
+    if (auto held = current(); held && held->holds_key()) return held->probe();
+
+    tpm::TpmRootConfig rc;
+    rc.tcti = config_.tcti;
+    rc.blob_path = config_.sealed_file;
+    rc.verify_on_probe = config_.verify_on_probe;
+    ROOTSEAL_TRY_ASSIGN(rc.policy, tpm_seal_policy(config_));
+    std::shared_ptr<tpm::TpmRoot> fresh = tpm::TpmRoot::create(std::move(rc));
+    {
+      std::lock_guard lock(root_mu_);
+      root_ = fresh;
+    }
+
+    std::error_code ec;
+    const bool exists = std::filesystem::exists(config_.sealed_file, ec);
+    if (ec) return fail(Errc::sealed, "cannot check " + config_.sealed_file.string() + ": " + ec.message());
+    if (!exists) {
+      if (!config_.initialize) {
+        return fail(Errc::sealed, "no TPM-sealed root key at " + config_.sealed_file.string() +
+                                      " (restore it, or set tpm.initialize: true to create one on a new host)");
+      }
+      bool created = false;
+      ROOTSEAL_TRY_ASSIGN(created, create(*fresh));
+      if (created) return {};
+    }
+    return fresh->probe();
+  }
+
+  kms::Result<std::string> key_check_value() override {
+    std::shared_ptr<tpm::TpmRoot> r;
+    ROOTSEAL_TRY_ASSIGN(r, current_or_sealed());
+    return r->key_check_value();
+  }
+  kms::Result<std::vector<std::uint8_t>> wrap(const kms::SecureBytes& key) override {
+    std::shared_ptr<tpm::TpmRoot> r;
+    ROOTSEAL_TRY_ASSIGN(r, current_or_sealed());
+    return r->wrap(key);
+  }
+  kms::Result<kms::SecureBytes> unwrap(std::span<const std::uint8_t> wrapped) override {
+    std::shared_ptr<tpm::TpmRoot> r;
+    ROOTSEAL_TRY_ASSIGN(r, current_or_sealed());
+    return r->unwrap(wrapped);
+  }
+
+ private:
+  std::shared_ptr<tpm::TpmRoot> current() const {
+    std::lock_guard lock(root_mu_);
+    return root_;
+  }
+  kms::Result<std::shared_ptr<tpm::TpmRoot>> current_or_sealed() const {
+    auto r = current();
+    if (!r) return fail(Errc::sealed, "TPM root key is not unsealed yet");
+    return r;
+  }
+
+  // true: created and held; false: someone else created it meanwhile (unseal it).
+  kms::Result<bool> create(tpm::TpmRoot& root) {
+    const std::string where = "no TPM-sealed root key at " + config_.sealed_file.string();
+    auto names = store_.list_names();
+    if (!names) return fail(Errc::sealed, where + ", and the state store cannot be read: " + names.error().message);
+    if (!names->empty()) {
+      // A new root key would not unwrap them: never replace a lost root key silently.
+      return fail(Errc::sealed, where + ", but the state store holds " + std::to_string(names->size()) +
+                                    " key(s) wrapped by an earlier root key; not creating a new one (restore the "
+                                    "sealed file, or import the root key from the ceremony backup)");
+    }
+    auto made = root.initialize();
+    if (!made) {
+      if (made.error().code == Errc::already_exists) return false;
+      return std::unexpected(std::move(made).error());
+    }
+    log::info("created the TPM-sealed root key",
+              {{"sealed_file", config_.sealed_file.string()}, {"tcti", config_.tcti}, {"pcrs", pcr_list(config_.pcrs)},
+               {"auth_value", !config_.auth_value_file.empty()}});
+    return true;
+  }
+
+  const TpmSection config_;
+  kms::StateStore& store_;
+  std::mutex probe_mu_;
+  mutable std::mutex root_mu_;
+  std::shared_ptr<tpm::TpmRoot> root_;
+};
+
+}  // namespace
 
 Service::Service(Config config, std::optional<kms::SecureBytes> root_token)
     : config_(std::move(config)), root_token_(std::move(root_token)),
@@ -55,6 +176,10 @@ kms::Result<std::string> Service::load_cluster_id() {
 }
 
 kms::Result<void> Service::start() {
+  // A peer that closes a socket (an HTTP client, a TPM simulator or
+  // resource manager going away mid-command) must give EPIPE, not kill us.
+  ::signal(SIGPIPE, SIG_IGN);
+
   auto hp = parse_host_port(config_.listen.address);
   if (!hp) return std::unexpected(hp.error());
   const bool loopback = is_loopback_host(hp->host);
@@ -79,14 +204,31 @@ kms::Result<void> Service::start() {
   std::string cluster_id;
   ROOTSEAL_TRY_ASSIGN(cluster_id, load_cluster_id());
 
-  hsm::Pkcs11Config p11;
-  p11.module = config_.pkcs11.module;
-  p11.token_label = config_.pkcs11.token_label;
-  p11.key_label = config_.pkcs11.key_label;
-  p11.generate_if_missing = config_.pkcs11.generate_key;
-  p11.max_sessions = config_.pkcs11.max_sessions;
-  p11.unwrap_parallelism = config_.pkcs11.unwrap_parallelism;
-  root_ = hsm::Pkcs11Root::create(p11, make_pin_source(config_.pin));
+  if (uses_tpm(config_)) {
+    // tpm2-tss logs its own errors on stderr (unstructured; at trace level
+    // with command buffers): silent unless the operator set TSS2_LOG. Set
+    // before the first TCTI is loaded (tpm2-tss reads it once); the blocking
+    // pool's threads are idle until the seal loop starts.
+    ::setenv("TSS2_LOG", "all+none", /*overwrite=*/0);
+  }
+  if (config_.root_of_trust == "tpm") {
+    root_ = std::make_unique<DaemonTpmRoot>(config_.tpm, *store_);
+    log::info("root of trust", {{"root", "tpm"},
+                                {"tcti", config_.tpm.tcti},
+                                {"sealed_file", config_.tpm.sealed_file.string()},
+                                {"pcrs", pcr_list(config_.tpm.pcrs)},
+                                {"initialize", config_.tpm.initialize},
+                                {"verify_on_probe", config_.tpm.verify_on_probe}});
+  } else {
+    hsm::Pkcs11Config p11;
+    p11.module = config_.pkcs11.module;
+    p11.token_label = config_.pkcs11.token_label;
+    p11.key_label = config_.pkcs11.key_label;
+    p11.generate_if_missing = config_.pkcs11.generate_key;
+    p11.max_sessions = config_.pkcs11.max_sessions;
+    p11.unwrap_parallelism = config_.pkcs11.unwrap_parallelism;
+    root_ = hsm::Pkcs11Root::create(p11, make_pin_source(config_.pin, config_.tpm));
+  }
   keyring_ = std::make_unique<kms::Keyring>(*store_, *root_);
 
   seal_ = std::make_unique<SealManager>(io_, blocking_, *root_, *keyring_, config_.seal.probe_interval,
@@ -152,7 +294,7 @@ kms::Result<void> Service::start() {
   }
   server_->start();
   seal_->start();
-  log::info("listening", {{"address", bound_address()}, {"tls", false}, {"dev", config_.dev}});
+  log::info("listening", {{"address", bound_address()}, {"tls", false}, {"dev", config_.dev}, {"root", root_->kind()}});
   sd_notify(0, "READY=1\nSTATUS=listening, sealed");
   return {};
 }

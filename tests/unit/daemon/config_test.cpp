@@ -160,3 +160,123 @@ tokens:
     CHECK(r.error().message.find("plaintext-secret") == std::string::npos);
   }
 }
+
+// --- TPM root of trust and TPM-sealed HSM PIN --------------------------------
+
+TEST_CASE("tpm section and the tpm PIN source have documented defaults that follow state_dir") {
+  auto cfg = parse_config("");
+  REQUIRE(cfg);
+  CHECK(cfg->root_of_trust == "pkcs11");
+  CHECK(cfg->tpm.tcti == "device:/dev/tpmrm0");
+  CHECK(cfg->tpm.sealed_file == "/var/lib/rootseal/tpm-root.seal");
+  CHECK(cfg->tpm.pcrs == std::vector<std::uint32_t>{7});
+  CHECK(cfg->tpm.persistent_handle == 0);
+  CHECK_FALSE(cfg->tpm.primary_rsa);
+  CHECK(cfg->tpm.auth_value_file.empty());
+  CHECK_FALSE(cfg->tpm.initialize);
+  CHECK(cfg->tpm.verify_on_probe);
+  CHECK(cfg->pin.tpm_sealed_file == "/var/lib/rootseal/hsm-pin.tpm");
+
+  auto moved = parse_config("state_dir: /srv/rs\nroot_of_trust: tpm\n");
+  REQUIRE(moved);
+  CHECK(moved->root_of_trust == "tpm");
+  CHECK(moved->tpm.sealed_file == "/srv/rs/tpm-root.seal");
+  CHECK(moved->pin.tpm_sealed_file == "/srv/rs/hsm-pin.tpm");
+}
+
+TEST_CASE("a full tpm config is read") {
+  auto cfg = parse_config(R"(
+state_dir: /srv/rootseal
+root_of_trust: tpm
+tpm:
+  tcti: "swtpm:host=127.0.0.1,port=2321"
+  sealed_file: /srv/tpm/root.seal
+  pcrs: [7, 0, 2]
+  persistent_handle: 0x81000001
+  primary_alg: rsa2048
+  auth_value_file: /etc/rootseal/tpm-auth
+  initialize: true
+  verify_on_probe: false
+pin:
+  sources: [tpm, credential, file]
+  tpm_sealed_file: /srv/tpm/pin.seal
+)");
+  REQUIRE(cfg);
+  CHECK(cfg->root_of_trust == "tpm");
+  CHECK(cfg->tpm.tcti == "swtpm:host=127.0.0.1,port=2321");
+  CHECK(cfg->tpm.sealed_file == "/srv/tpm/root.seal");
+  CHECK(cfg->tpm.pcrs == std::vector<std::uint32_t>{0, 2, 7});
+  CHECK(cfg->tpm.persistent_handle == 0x81000001u);
+  CHECK(cfg->tpm.primary_rsa);
+  CHECK(cfg->tpm.auth_value_file == "/etc/rootseal/tpm-auth");
+  CHECK(cfg->tpm.initialize);
+  CHECK_FALSE(cfg->tpm.verify_on_probe);
+  CHECK(cfg->pin.sources == std::vector{PinSourceKind::tpm, PinSourceKind::credential, PinSourceKind::file});
+  CHECK(cfg->pin.tpm_sealed_file == "/srv/tpm/pin.seal");
+}
+
+TEST_CASE("tpm: an empty PCR list, a decimal handle, and the tpm PIN source with an HSM root") {
+  auto cfg = parse_config("tpm:\n  pcrs: []\n  persistent_handle: 2164260865\npin:\n  sources: [tpm]\n");
+  REQUIRE(cfg);
+  CHECK(cfg->root_of_trust == "pkcs11");
+  CHECK(cfg->tpm.pcrs.empty());
+  CHECK(cfg->tpm.persistent_handle == 0x81000001u);
+  CHECK(cfg->pin.sources == std::vector{PinSourceKind::tpm});
+}
+
+TEST_CASE("bad tpm configs are refused with a message naming the option") {
+  struct Case {
+    const char* yaml;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"root_of_trust: tmp\n", "root_of_trust: unsupported 'tmp' (pkcs11, tpm)"},
+      {"tpm:\n  tcit: device:/dev/tpm0\n", "tpm: unknown option 'tcit'"},
+      {"tpm: device:/dev/tpmrm0\n", "tpm: must be a mapping"},
+      {"tpm:\n  tcti: \"\"\n", "tpm.tcti"},
+      {"tpm:\n  sealed_file: tpm-root.seal\n", "tpm.sealed_file: must be an absolute path"},
+      {"tpm:\n  pcrs: 7\n", "tpm.pcrs: must be a list"},
+      {"tpm:\n  pcrs: [24]\n", "tpm.pcrs: PCR indices are 0..23"},
+      {"tpm:\n  pcrs: [-1]\n", "tpm.pcrs: PCR indices are 0..23"},
+      {"tpm:\n  pcrs: [seven]\n", "tpm.pcrs"},
+      {"tpm:\n  pcrs: [7, 7]\n", "tpm.pcrs: PCR 7 is listed twice"},
+      {"tpm:\n  pcrs: [7, 16]\n", "tpm.pcrs: PCR 16 is resettable"},
+      {"tpm:\n  pcrs: [23]\n", "tpm.pcrs: PCR 23 is resettable"},
+      {"tpm:\n  persistent_handle: 0x80000001\n", "tpm.persistent_handle: a persistent handle"},
+      {"tpm:\n  persistent_handle: 0x82000000\n", "tpm.persistent_handle"},
+      {"tpm:\n  persistent_handle: 0xzz\n", "tpm.persistent_handle"},
+      {"tpm:\n  primary_alg: dsa\n", "tpm.primary_alg: ecc_p256 or rsa2048"},
+      {"tpm:\n  auth_value_file: tpm-auth\n", "tpm.auth_value_file: must be an absolute path"},
+      {"tpm:\n  initialize: maybe\n", "tpm.initialize"},
+      {"tpm:\n  initialize: true\n", "tpm.initialize: only with root_of_trust: tpm"},
+      {"tpm:\n  verify_on_probe: often\n", "tpm.verify_on_probe"},
+      {"pin:\n  sources: [tpm, file, tpm]\n", "pin.sources: 'tpm' is listed twice"},
+      {"pin:\n  sources: [tmp]\n", "pin.sources: unknown source 'tmp' (tpm, credential, file)"},
+      {"pin:\n  tpm_sealed_file: hsm-pin.tpm\n", "pin.tpm_sealed_file: must be an absolute path"},
+      {"root_of_trust: tpm\ntpm:\n  sealed_file: /x/s.seal\npin:\n  sources: [tpm]\n  tpm_sealed_file: /x/s.seal\n",
+       "pin.tpm_sealed_file: must differ from tpm.sealed_file"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.yaml);
+    auto cfg = parse_config(c.yaml);
+    REQUIRE_FALSE(cfg);
+    CHECK(cfg.error().code == kms::Errc::invalid_argument);
+    CHECK_THAT(cfg.error().message, Catch::Contains(c.message));
+  }
+}
+
+TEST_CASE("a TPM auth value written in the config is refused and never echoed") {
+  const char* bad[] = {
+      "root_of_trust: tpm\ntpm:\n  auth_value: hunter2-tpm-secret\n",
+      "root_of_trust: tpm\ntpm:\n  auth: hunter2-tpm-secret\n",
+      "root_of_trust: tpm\ntpm:\n  password: hunter2-tpm-secret\n",
+  };
+  for (const char* yaml : bad) {
+    INFO(yaml);
+    auto r = parse_config(yaml);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == kms::Errc::invalid_argument);
+    CHECK_THAT(r.error().message, Catch::Contains("tpm.auth_value_file"));
+    CHECK(r.error().message.find("hunter2") == std::string::npos);
+  }
+}

@@ -1,8 +1,9 @@
 // rootseal::daemon — configuration of rootseald (one YAML file).
 //
 // Every option has a default (docs/configuration.md lists them). No secret
-// value is ever read from this file: the HSM PIN comes from a systemd
-// credential or a file readable only by the service user.
+// value is ever read from this file: the HSM PIN comes from a TPM-sealed
+// file, a systemd credential or a file readable only by the service user; a
+// TPM auth value comes from a file readable only by the service user.
 #pragma once
 
 #include <chrono>
@@ -31,12 +32,31 @@ struct ApiConfig {
   std::size_t max_connections = 4096;
 };
 
-enum class PinSourceKind { credential, file };
+enum class PinSourceKind { tpm, credential, file };
 
 struct PinConfig {
   std::vector<PinSourceKind> sources = {PinSourceKind::credential, PinSourceKind::file};
   std::string credential_name = "hsm-pin";   // $CREDENTIALS_DIRECTORY/<name>
   std::filesystem::path file = "/etc/rootseal/hsm-pin";
+  // The HSM PIN sealed to the TPM (source `tpm`; tcti and auth value from the
+  // tpm section). parse_config fills in <state_dir>/hsm-pin.tpm when absent.
+  std::filesystem::path tpm_sealed_file;
+};
+
+// The TPM: the root of trust when root_of_trust is "tpm", and what the `tpm`
+// PIN source unseals the HSM PIN with. Plain types only (no tpm2-tss here).
+struct TpmSection {
+  std::string tcti = "device:/dev/tpmrm0";  // any tpm2-tss TCTI string
+  // The TPM-sealed root key; parse_config fills in <state_dir>/tpm-root.seal.
+  std::filesystem::path sealed_file;
+  std::vector<std::uint32_t> pcrs = {7};  // sha256 bank, ascending, no 16/23
+  std::uint32_t persistent_handle = 0;    // 0 = transient primary (SRK template)
+  bool primary_rsa = false;               // transient primary: ECC P-256 (false) or RSA 2048
+  // A file holding the TPM auth value (PolicyAuthValue); empty = none. The
+  // value itself is never written in the configuration.
+  std::filesystem::path auth_value_file;
+  bool initialize = false;       // create the sealed root key on first start if absent
+  bool verify_on_probe = true;   // unseal again at every probe (a PCR change seals at once)
 };
 
 struct Pkcs11Section {
@@ -83,8 +103,9 @@ struct Config {
   ListenConfig listen;
   ApiConfig api;
   std::filesystem::path state_dir = "/var/lib/rootseal";
-  std::string root_of_trust = "pkcs11";
+  std::string root_of_trust = "pkcs11";  // "pkcs11" or "tpm"
   Pkcs11Section pkcs11;
+  TpmSection tpm;
   PinConfig pin;
   SealConfig seal;
   LogConfig log;
