@@ -1,0 +1,3 @@
+#include "rootseal/cli/cli.hpp"
+
+int main(int argc, char** argv) { return rootseal::cli::run(argc, argv); }

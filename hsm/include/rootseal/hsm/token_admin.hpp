@@ -1,0 +1,122 @@
+// rootseal::hsm — administration of a PKCS#11 token for the offline key
+// ceremony (`rootseal ceremony ...`): log in with the user PIN, put a root key
+// into the token (imported from the ceremony's Shamir flow, or generated
+// inside), read its key check value as the token computes it, find keys by
+// label, relabel (copy + destroy) and destroy them.
+//
+// Root keys created here have exactly the attributes Pkcs11Root requires,
+// every one set explicitly (SoftHSM's defaults are not safe): CKO_SECRET_KEY,
+// CKK_AES, 32 bytes, CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, CKA_EXTRACTABLE
+// false, CKA_WRAP + CKA_UNWRAP (plus CKA_ENCRYPT + CKA_DECRYPT only on tokens
+// without CKM_AES_KEY_WRAP_PAD, for Pkcs11Root's GCM fallback), nothing else;
+// CKA_ALLOWED_MECHANISMS where the token accepts it. CKA_MODIFIABLE is true so
+// that a later rotation can relabel (copy) the key; CKA_SENSITIVE and
+// CKA_EXTRACTABLE=false cannot be reverted by anyone.
+//
+// A key is named by its label together with its key check value (lower-case
+// hex CKA_CHECK_VALUE, 3 bytes): during a root rotation two keys may carry
+// related labels, and an operation must never hit the wrong one. Keys are
+// never modified in place: relabel() makes a copy under the new label
+// (C_CopyObject, inside the token), checks it, then destroys the original,
+// so that a crash at any point leaves at least one intact object.
+//
+// Uses the process-wide shared instance of the module (as Pkcs11Root does),
+// so both can be used in one process. Not thread-safe: one ceremony step at a
+// time. The login lasts while this object (or any other session of the
+// process on the token) is alive.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rootseal/kms/error.hpp"
+#include "rootseal/kms/secure_bytes.hpp"
+
+namespace rootseal::hsm {
+
+// What CK_TOKEN_INFO says about the token (blank padding removed).
+struct TokenDetails {
+  std::string label;
+  std::string manufacturer;
+  std::string model;
+  std::string serial;
+  bool has_kwp = false;  // CKM_AES_KEY_WRAP_PAD usable for wrap and unwrap
+  bool has_gcm = false;  // CKM_AES_GCM usable for encrypt and decrypt
+};
+
+// A secret-key object as the ceremony sees it: attributes, never a value.
+struct KeyObject {
+  std::string label;
+  std::string id;   // CKA_ID, lower-case hex
+  std::string kcv;  // CKA_CHECK_VALUE, lower-case hex; empty if the token has none
+  bool aes = false;
+  std::size_t value_len = 0;  // bytes; 0 if unknown
+  bool token = false;
+  bool is_private = false;
+  bool sensitive = false;
+  bool extractable = true;
+  bool wrap = false;
+  bool unwrap = false;
+  bool encrypt = false;
+  bool decrypt = false;
+  bool modifiable = true;  // CKA_MODIFIABLE: false keys cannot be relabelled (only destroyed)
+
+  // AES-256, token, private, sensitive, not extractable, usable for wrap and
+  // unwrap (or, on tokens without KWP, encrypt and decrypt).
+  [[nodiscard]] bool is_valid_root_key() const noexcept;
+};
+
+class TokenAdmin {
+ public:
+  // Finds the initialized token labelled `token_label` in `module` and logs
+  // in as the user on a read/write session. Errors: not_found (no such
+  // token), permission_denied (PIN incorrect or locked), unavailable.
+  static kms::Result<std::unique_ptr<TokenAdmin>> open(const std::filesystem::path& module,
+                                                       std::string_view token_label,
+                                                       const kms::SecureBytes& pin);
+  ~TokenAdmin();
+  TokenAdmin(const TokenAdmin&) = delete;
+  TokenAdmin& operator=(const TokenAdmin&) = delete;
+
+  [[nodiscard]] const TokenDetails& details() const noexcept;
+
+  // n bytes from the token's random number generator (C_GenerateRandom).
+  kms::Result<kms::SecureBytes> generate_random(std::size_t n);
+
+  // Every secret key labelled `label` (exact match), or every secret key of
+  // the token when `label` is empty.
+  kms::Result<std::vector<KeyObject>> find_keys(std::string_view label);
+
+  // Imports a 32-byte AES root key as a non-extractable token object
+  // (C_CreateObject with CKA_VALUE) and checks that the token's
+  // CKA_CHECK_VALUE equals `expected_kcv`; on a mismatch the object is
+  // destroyed again (crypto_failure). already_exists if a secret key with
+  // that label exists.
+  kms::Result<KeyObject> import_root_key(std::string_view label, const kms::SecureBytes& key,
+                                         std::string_view expected_kcv);
+
+  // Generates an AES-256 root key inside the token (C_GenerateKey): it has
+  // never existed outside it and cannot be backed up.
+  kms::Result<KeyObject> generate_root_key(std::string_view label);
+
+  // Copies the key (label, kcv) to a new object labelled `new_label` inside
+  // the token (C_CopyObject); the copy must report the same check value.
+  kms::Result<KeyObject> copy_key(std::string_view label, std::string_view kcv, std::string_view new_label);
+
+  // Destroys the one key labelled `label` whose check value is `kcv`.
+  kms::Result<void> destroy_key(std::string_view label, std::string_view kcv);
+
+  // copy_key + destroy_key. A crash in between leaves both objects.
+  kms::Result<KeyObject> relabel(std::string_view label, std::string_view kcv, std::string_view new_label);
+
+ private:
+  struct Impl;
+  explicit TokenAdmin(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rootseal::hsm

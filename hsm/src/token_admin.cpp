@@ -1,0 +1,471 @@
+// rootseal::hsm — TokenAdmin: the ceremony's view of a PKCS#11 token.
+//
+// One read/write session, logged in as the user, on the process-wide shared
+// module. Every call takes the module's call lock and refuses to use handles
+// from before a re-initialization (another component of the process, e.g. a
+// Pkcs11Root that lost its token, may have run C_Finalize/C_Initialize).
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <optional>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "rootseal/hsm/pkcs11_root.hpp"
+#include "rootseal/hsm/token_admin.hpp"
+#include "pkcs11_api.hpp"  // last: pulls in pkcs11.h
+
+namespace rootseal::hsm {
+
+namespace {
+
+using detail::ck_message;
+using detail::Module;
+using kms::Errc;
+using kms::fail;
+
+constexpr std::size_t kRootKeySize = 32;
+
+template <class T>
+CK_ATTRIBUTE attr(CK_ATTRIBUTE_TYPE type, T& v) noexcept {
+  return CK_ATTRIBUTE{type, &v, sizeof v};
+}
+CK_ATTRIBUTE attr_bytes(CK_ATTRIBUTE_TYPE type, const void* p, std::size_t n) noexcept {
+  // Input templates take non-const pointers; the module does not write them.
+  return CK_ATTRIBUTE{type, const_cast<void*>(p), static_cast<CK_ULONG>(n)};
+}
+
+std::string trimmed(const unsigned char* p, std::size_t n) {
+  while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\0')) --n;
+  return std::string(reinterpret_cast<const char*>(p), n);
+}
+
+Errc classify(CK_RV rv) noexcept {
+  if (detail::is_disconnect(rv)) return Errc::unavailable;
+  switch (rv) {
+    case CKR_HOST_MEMORY:
+    case CKR_DEVICE_MEMORY:
+    case CKR_SESSION_COUNT:
+      return Errc::unavailable;
+    case CKR_PIN_INCORRECT:
+    case CKR_PIN_LOCKED:
+    case CKR_PIN_INVALID:
+    case CKR_PIN_LEN_RANGE:
+    case CKR_PIN_EXPIRED:
+      return Errc::permission_denied;
+    default:
+      return Errc::crypto_failure;
+  }
+}
+
+}  // namespace
+
+bool KeyObject::is_valid_root_key() const noexcept {
+  return aes && value_len == kRootKeySize && token && is_private && sensitive && !extractable &&
+         ((wrap && unwrap) || (encrypt && decrypt));
+}
+
+struct TokenAdmin::Impl {
+  std::shared_ptr<Module> module;
+  std::uint64_t generation = 0;
+  CK_SLOT_ID slot = 0;
+  CK_SESSION_HANDLE session = CK_INVALID_HANDLE;
+  TokenDetails details;
+
+  ~Impl() {
+    if (!module) return;
+    auto lk = module->call_lock();
+    // No C_Logout: other sessions of the process (a Pkcs11Root) share the login.
+    if (session != CK_INVALID_HANDLE && module->generation() == generation && module->initialized()) {
+      module->api()->C_CloseSession(session);
+    }
+  }
+
+  std::string tok() const { return "PKCS#11 token '" + details.label + "'"; }
+
+  std::unexpected<kms::Error> ck(std::string_view what, CK_RV rv) const {
+    return fail(classify(rv), tok() + ": " + ck_message(what, rv));
+  }
+
+  // The call lock, or an error when our handles are void.
+  kms::Result<std::shared_lock<std::shared_mutex>> lock() const {
+    auto lk = module->call_lock();
+    if (module->generation() != generation || !module->initialized()) {
+      return fail(Errc::unavailable, tok() + ": the PKCS#11 module was re-initialized; open the token again");
+    }
+    return lk;
+  }
+
+  // Reads one attribute of fixed size; false if unavailable.
+  template <class T>
+  bool get(CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type, T& out) const {
+    CK_ATTRIBUTE a = attr(type, out);
+    return module->api()->C_GetAttributeValue(session, h, &a, 1) == CKR_OK && a.ulValueLen == sizeof out;
+  }
+  // Reads a variable-length attribute; nullopt if unavailable.
+  std::optional<std::vector<std::uint8_t>> get_bytes(CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type) const {
+    CK_ATTRIBUTE a{type, nullptr, 0};
+    if (module->api()->C_GetAttributeValue(session, h, &a, 1) != CKR_OK || a.ulValueLen == CK_UNAVAILABLE_INFORMATION) {
+      return std::nullopt;
+    }
+    std::vector<std::uint8_t> v(a.ulValueLen);
+    a.pValue = v.data();
+    if (module->api()->C_GetAttributeValue(session, h, &a, 1) != CKR_OK) return std::nullopt;
+    v.resize(a.ulValueLen);
+    return v;
+  }
+
+  KeyObject describe(CK_OBJECT_HANDLE h) const {
+    KeyObject k;
+    if (auto l = get_bytes(h, CKA_LABEL)) k.label.assign(l->begin(), l->end());
+    if (auto id = get_bytes(h, CKA_ID)) k.id = detail::to_hex(*id);
+    if (auto kcv = get_bytes(h, CKA_CHECK_VALUE); kcv && !kcv->empty()) k.kcv = detail::to_hex(*kcv);
+    CK_KEY_TYPE type = 0;
+    k.aes = get(h, CKA_KEY_TYPE, type) && type == CKK_AES;
+    CK_ULONG len = 0;
+    if (get(h, CKA_VALUE_LEN, len)) k.value_len = static_cast<std::size_t>(len);
+    auto flag = [&](CK_ATTRIBUTE_TYPE t, bool fallback) {
+      CK_BBOOL b = CK_FALSE;
+      return get(h, t, b) ? b == CK_TRUE : fallback;
+    };
+    k.token = flag(CKA_TOKEN, false);
+    k.is_private = flag(CKA_PRIVATE, false);
+    k.sensitive = flag(CKA_SENSITIVE, false);
+    k.extractable = flag(CKA_EXTRACTABLE, true);
+    k.wrap = flag(CKA_WRAP, false);
+    k.unwrap = flag(CKA_UNWRAP, false);
+    k.encrypt = flag(CKA_ENCRYPT, false);
+    k.decrypt = flag(CKA_DECRYPT, false);
+    k.modifiable = flag(CKA_MODIFIABLE, true);
+    return k;
+  }
+
+  kms::Result<std::vector<CK_OBJECT_HANDLE>> find_handles(std::string_view label) const {
+    CK_FUNCTION_LIST* api = module->api();
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    std::vector<CK_ATTRIBUTE> tmpl = {attr(CKA_CLASS, cls)};
+    if (!label.empty()) tmpl.push_back(attr_bytes(CKA_LABEL, label.data(), label.size()));
+    if (CK_RV rv = api->C_FindObjectsInit(session, tmpl.data(), static_cast<CK_ULONG>(tmpl.size())); rv != CKR_OK) {
+      return ck("C_FindObjectsInit", rv);
+    }
+    std::vector<CK_OBJECT_HANDLE> out;
+    for (;;) {
+      std::array<CK_OBJECT_HANDLE, 16> batch{};
+      CK_ULONG n = 0;
+      const CK_RV rv = api->C_FindObjects(session, batch.data(), batch.size(), &n);
+      if (rv != CKR_OK) {
+        api->C_FindObjectsFinal(session);
+        return ck("C_FindObjects", rv);
+      }
+      out.insert(out.end(), batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(n));
+      if (n < batch.size()) break;
+    }
+    api->C_FindObjectsFinal(session);
+    return out;
+  }
+
+  // The one key labelled `label` with check value `kcv`.
+  kms::Result<CK_OBJECT_HANDLE> find_one(std::string_view label, std::string_view kcv) const {
+    std::vector<CK_OBJECT_HANDLE> hs;
+    ROOTSEAL_TRY_ASSIGN(hs, find_handles(label));
+    std::optional<CK_OBJECT_HANDLE> hit;
+    std::size_t hits = 0;
+    for (CK_OBJECT_HANDLE h : hs) {
+      auto v = get_bytes(h, CKA_CHECK_VALUE);
+      if (v && detail::to_hex(*v) == kcv) {
+        hit = h;
+        ++hits;
+      }
+    }
+    if (hits == 0) {
+      return fail(Errc::not_found, tok() + ": no secret key labelled '" + std::string(label) + "' with check value " +
+                                       std::string(kcv));
+    }
+    // Two objects with one label and one check value are copies of one key:
+    // either will do (a relabel interrupted between copy and destroy).
+    return *hit;
+  }
+
+  kms::Result<void> require_label_free(std::string_view label) const {
+    std::vector<CK_OBJECT_HANDLE> hs;
+    ROOTSEAL_TRY_ASSIGN(hs, find_handles(label));
+    if (!hs.empty()) {
+      return fail(Errc::already_exists, tok() + " already holds a secret key labelled '" + std::string(label) + "'");
+    }
+    return {};
+  }
+
+  // The template of a root key (everything but the value / how it is made).
+  struct RootTemplate {
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE type = CKK_AES;
+    CK_ULONG len = kRootKeySize;
+    CK_BBOOL yes = CK_TRUE;
+    CK_BBOOL no = CK_FALSE;
+    CK_BBOOL enc = CK_FALSE;
+    std::array<CK_MECHANISM_TYPE, 2> allowed{};
+    CK_ULONG allowed_n = 0;
+    std::array<std::uint8_t, 16> id{};
+    std::vector<CK_ATTRIBUTE> attrs;
+    std::size_t hardening_at = 0;  // attrs from here on are optional hardening
+
+    RootTemplate(const TokenDetails& d, std::string_view label, bool with_value_len) {
+      // As Pkcs11Root::generate: wrap/unwrap with KWP; GCM (encrypt/decrypt)
+      // only where the token lacks KWP.
+      const bool gcm = !d.has_kwp;
+      enc = gcm ? CK_TRUE : CK_FALSE;
+      if (d.has_kwp) allowed[allowed_n++] = detail::kMechKwp;
+      if (gcm) allowed[allowed_n++] = CKM_AES_GCM;
+      attrs = {attr(CKA_CLASS, cls),       attr(CKA_KEY_TYPE, type),
+               attr_bytes(CKA_LABEL, label.data(), label.size()),
+               attr_bytes(CKA_ID, id.data(), id.size()),
+               attr(CKA_TOKEN, yes),       attr(CKA_PRIVATE, yes),
+               attr(CKA_SENSITIVE, yes),   attr(CKA_EXTRACTABLE, no),
+               attr(CKA_WRAP, yes),        attr(CKA_UNWRAP, yes),
+               attr(CKA_ENCRYPT, enc),     attr(CKA_DECRYPT, enc),
+               attr(CKA_SIGN, no),         attr(CKA_VERIFY, no),
+               attr(CKA_DERIVE, no),       attr(CKA_COPYABLE, yes)};
+      if (with_value_len) attrs.push_back(attr(CKA_VALUE_LEN, len));
+      // CKA_MODIFIABLE stays true: rotate-root retires a key by copying it to
+      // a new label (C_CopyObject), which tokens refuse for a non-modifiable
+      // CKA_LABEL. What matters cannot be undone anyway: CKA_SENSITIVE and
+      // CKA_EXTRACTABLE=false are one-way.
+      attrs.push_back(attr(CKA_MODIFIABLE, yes));
+      hardening_at = attrs.size();
+      if (allowed_n > 0) {
+        attrs.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, allowed.data(), allowed_n * sizeof(CK_MECHANISM_TYPE)));
+      }
+    }
+    RootTemplate(const RootTemplate&) = delete;
+    RootTemplate& operator=(const RootTemplate&) = delete;
+  };
+
+  static bool template_refused(CK_RV rv) noexcept {
+    return rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_ATTRIBUTE_VALUE_INVALID || rv == CKR_ATTRIBUTE_READ_ONLY ||
+           rv == CKR_TEMPLATE_INCONSISTENT;
+  }
+
+  // Checks a freshly made root key: attributes and (if given) check value.
+  // Destroys it on any mismatch.
+  kms::Result<KeyObject> check_new_key(CK_OBJECT_HANDLE h, std::string_view expected_kcv, std::string_view what) {
+    KeyObject k = describe(h);
+    std::string problem;
+    if (!k.is_valid_root_key()) {
+      problem = "does not have the attributes of a root key (AES-256, token, private, sensitive, not extractable)";
+    } else if (k.kcv.size() != 2 * 3) {
+      problem = "has no 3-byte CKA_CHECK_VALUE (the ceremony needs the check value computed by the token)";
+    } else if (!expected_kcv.empty() && k.kcv != expected_kcv) {
+      problem = "has check value " + k.kcv + ", expected " + std::string(expected_kcv);
+    }
+    if (problem.empty()) return k;
+    const CK_RV drv = module->api()->C_DestroyObject(session, h);
+    return fail(Errc::crypto_failure, tok() + ": the " + std::string(what) + " key '" + k.label + "' " + problem +
+                                          (drv == CKR_OK ? "; it was destroyed again"
+                                                         : "; destroying it failed too (" +
+                                                               ck_message("C_DestroyObject", drv) + ")"));
+  }
+};
+
+TokenAdmin::TokenAdmin(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+TokenAdmin::~TokenAdmin() = default;
+
+const TokenDetails& TokenAdmin::details() const noexcept { return impl_->details; }
+
+kms::Result<std::unique_ptr<TokenAdmin>> TokenAdmin::open(const std::filesystem::path& module,
+                                                         std::string_view token_label, const kms::SecureBytes& pin) {
+  unsigned char want[32];
+  if (token_label.empty() || !detail::pad_label(token_label, want)) {
+    return fail(Errc::invalid_argument, "token label must be 1..32 bytes");
+  }
+  if (pin.empty()) return fail(Errc::invalid_argument, "the user PIN must not be empty");
+  auto impl = std::make_unique<Impl>();
+  impl->details.label = std::string(token_label);
+  ROOTSEAL_TRY_ASSIGN(impl->module, Module::acquire(module));
+  auto lk = impl->module->call_lock();
+  if (!impl->module->initialized()) return fail(Errc::unavailable, "PKCS#11 module " + module.string() + " is not initialized");
+  impl->generation = impl->module->generation();
+  CK_FUNCTION_LIST* api = impl->module->api();
+
+  std::vector<CK_SLOT_ID> slots;
+  for (;;) {
+    CK_ULONG n = 0;
+    if (CK_RV rv = api->C_GetSlotList(CK_TRUE, nullptr, &n); rv != CKR_OK) return impl->ck("C_GetSlotList", rv);
+    slots.assign(n, 0);
+    const CK_RV rv = api->C_GetSlotList(CK_TRUE, slots.data(), &n);
+    if (rv == CKR_BUFFER_TOO_SMALL) continue;
+    if (rv != CKR_OK) return impl->ck("C_GetSlotList", rv);
+    slots.resize(n);
+    break;
+  }
+  std::vector<CK_SLOT_ID> matches;
+  CK_TOKEN_INFO info{};
+  for (CK_SLOT_ID s : slots) {
+    CK_TOKEN_INFO ti{};
+    if (api->C_GetTokenInfo(s, &ti) != CKR_OK || (ti.flags & CKF_TOKEN_INITIALIZED) == 0) continue;
+    if (std::memcmp(ti.label, want, sizeof want) != 0) continue;
+    matches.push_back(s);
+    info = ti;
+  }
+  if (matches.empty()) return fail(Errc::not_found, impl->tok() + " not found in " + module.string());
+  if (matches.size() > 1) return fail(Errc::conflict, std::to_string(matches.size()) + " tokens are labelled '" +
+                                                          std::string(token_label) + "'; refusing to choose one");
+  impl->slot = matches.front();
+  impl->details.manufacturer = trimmed(info.manufacturerID, sizeof info.manufacturerID);
+  impl->details.model = trimmed(info.model, sizeof info.model);
+  impl->details.serial = trimmed(info.serialNumber, sizeof info.serialNumber);
+  if ((info.flags & CKF_USER_PIN_LOCKED) != 0) {
+    return fail(Errc::permission_denied, impl->tok() + ": the user PIN is locked; the SO must reset it");
+  }
+  if ((info.flags & CKF_USER_PIN_INITIALIZED) == 0) {
+    return fail(Errc::invalid_argument, impl->tok() + ": the user PIN is not initialized");
+  }
+  auto has_mech = [&](CK_MECHANISM_TYPE m, CK_FLAGS need) {
+    CK_MECHANISM_INFO mi{};
+    return api->C_GetMechanismInfo(impl->slot, m, &mi) == CKR_OK && (mi.flags & need) == need;
+  };
+  impl->details.has_kwp = has_mech(detail::kMechKwp, CKF_WRAP | CKF_UNWRAP);
+  impl->details.has_gcm = has_mech(CKM_AES_GCM, CKF_ENCRYPT | CKF_DECRYPT);
+  if (!impl->details.has_kwp && !impl->details.has_gcm) {
+    return fail(Errc::invalid_argument, impl->tok() + " offers neither CKM_AES_KEY_WRAP_PAD nor CKM_AES_GCM");
+  }
+
+  if (CK_RV rv = api->C_OpenSession(impl->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &impl->session);
+      rv != CKR_OK) {
+    impl->session = CK_INVALID_HANDLE;
+    return impl->ck("C_OpenSession(RW)", rv);
+  }
+  const CK_RV rv = api->C_Login(impl->session, CKU_USER, const_cast<std::uint8_t*>(pin.data()),
+                                static_cast<CK_ULONG>(pin.size()));
+  if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
+    if (rv == CKR_PIN_INCORRECT) return fail(Errc::permission_denied, impl->tok() + ": the user PIN is incorrect");
+    return impl->ck("C_Login", rv);
+  }
+  lk.unlock();
+  return std::unique_ptr<TokenAdmin>(new TokenAdmin(std::move(impl)));
+}
+
+kms::Result<kms::SecureBytes> TokenAdmin::generate_random(std::size_t n) {
+  Impl& m = *impl_;
+  std::shared_lock<std::shared_mutex> lk;
+  ROOTSEAL_TRY_ASSIGN(lk, m.lock());
+  kms::SecureBytes out(n);
+  if (CK_RV rv = m.module->api()->C_GenerateRandom(m.session, out.data(), static_cast<CK_ULONG>(n)); rv != CKR_OK) {
+    return m.ck("C_GenerateRandom", rv);
+  }
+  return out;
+}
+
+kms::Result<std::vector<KeyObject>> TokenAdmin::find_keys(std::string_view label) {
+  Impl& m = *impl_;
+  std::shared_lock<std::shared_mutex> lk;
+  ROOTSEAL_TRY_ASSIGN(lk, m.lock());
+  std::vector<CK_OBJECT_HANDLE> hs;
+  ROOTSEAL_TRY_ASSIGN(hs, m.find_handles(label));
+  std::vector<KeyObject> out;
+  out.reserve(hs.size());
+  for (CK_OBJECT_HANDLE h : hs) out.push_back(m.describe(h));
+  std::sort(out.begin(), out.end(), [](const KeyObject& a, const KeyObject& b) {
+    return std::tie(a.label, a.kcv, a.id) < std::tie(b.label, b.kcv, b.id);
+  });
+  return out;
+}
+
+kms::Result<KeyObject> TokenAdmin::import_root_key(std::string_view label, const kms::SecureBytes& key,
+                                                   std::string_view expected_kcv) {
+  Impl& m = *impl_;
+  if (label.empty()) return fail(Errc::invalid_argument, "key label must not be empty");
+  if (key.size() != kRootKeySize) return fail(Errc::invalid_argument, "a root key is 32 bytes");
+  if (expected_kcv.size() != 6) return fail(Errc::invalid_argument, "expected key check value must be 3 bytes (hex)");
+  std::shared_lock<std::shared_mutex> lk;
+  ROOTSEAL_TRY_ASSIGN(lk, m.lock());
+  ROOTSEAL_TRY(m.require_label_free(label));
+  CK_FUNCTION_LIST* api = m.module->api();
+
+  Impl::RootTemplate t(m.details, label, false);
+  if (CK_RV rv = api->C_GenerateRandom(m.session, t.id.data(), t.id.size()); rv != CKR_OK) {
+    return m.ck("C_GenerateRandom", rv);
+  }
+  // The value goes last, so that dropping the optional hardening keeps it.
+  auto with_value = [&](std::size_t n) {
+    std::vector<CK_ATTRIBUTE> a(t.attrs.begin(), t.attrs.begin() + static_cast<std::ptrdiff_t>(n));
+    a.push_back(attr_bytes(CKA_VALUE, key.data(), key.size()));
+    return a;
+  };
+  CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+  auto tmpl = with_value(t.attrs.size());
+  CK_RV rv = api->C_CreateObject(m.session, tmpl.data(), static_cast<CK_ULONG>(tmpl.size()), &h);
+  if (Impl::template_refused(rv)) {
+    tmpl = with_value(t.hardening_at);
+    rv = api->C_CreateObject(m.session, tmpl.data(), static_cast<CK_ULONG>(tmpl.size()), &h);
+  }
+  if (rv != CKR_OK) return m.ck("C_CreateObject(root key)", rv);
+  return m.check_new_key(h, expected_kcv, "imported");
+}
+
+kms::Result<KeyObject> TokenAdmin::generate_root_key(std::string_view label) {
+  Impl& m = *impl_;
+  if (label.empty()) return fail(Errc::invalid_argument, "key label must not be empty");
+  std::shared_lock<std::shared_mutex> lk;
+  ROOTSEAL_TRY_ASSIGN(lk, m.lock());
+  ROOTSEAL_TRY(m.require_label_free(label));
+  CK_FUNCTION_LIST* api = m.module->api();
+  Impl::RootTemplate t(m.details, label, true);
+  if (CK_RV rv = api->C_GenerateRandom(m.session, t.id.data(), t.id.size()); rv != CKR_OK) {
+    return m.ck("C_GenerateRandom", rv);
+  }
+  CK_MECHANISM mech{CKM_AES_KEY_GEN, nullptr, 0};
+  CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+  CK_RV rv = api->C_GenerateKey(m.session, &mech, t.attrs.data(), static_cast<CK_ULONG>(t.attrs.size()), &h);
+  if (Impl::template_refused(rv)) {
+    rv = api->C_GenerateKey(m.session, &mech, t.attrs.data(), static_cast<CK_ULONG>(t.hardening_at), &h);
+  }
+  if (rv != CKR_OK) return m.ck("C_GenerateKey(root key)", rv);
+  return m.check_new_key(h, {}, "generated");
+}
+
+kms::Result<KeyObject> TokenAdmin::copy_key(std::string_view label, std::string_view kcv, std::string_view new_label) {
+  Impl& m = *impl_;
+  if (new_label.empty()) return fail(Errc::invalid_argument, "key label must not be empty");
+  std::shared_lock<std::shared_mutex> lk;
+  ROOTSEAL_TRY_ASSIGN(lk, m.lock());
+  CK_OBJECT_HANDLE src = CK_INVALID_HANDLE;
+  ROOTSEAL_TRY_ASSIGN(src, m.find_one(label, kcv));
+  ROOTSEAL_TRY(m.require_label_free(new_label));
+  CK_ATTRIBUTE tmpl[] = {attr_bytes(CKA_LABEL, new_label.data(), new_label.size())};
+  CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+  if (CK_RV rv = m.module->api()->C_CopyObject(m.session, src, tmpl, 1, &h); rv != CKR_OK) {
+    return m.ck("C_CopyObject", rv);
+  }
+  return m.check_new_key(h, kcv, "copied");
+}
+
+kms::Result<void> TokenAdmin::destroy_key(std::string_view label, std::string_view kcv) {
+  Impl& m = *impl_;
+  std::shared_lock<std::shared_mutex> lk;
+  ROOTSEAL_TRY_ASSIGN(lk, m.lock());
+  // Every object with that label and check value (copies of one key).
+  std::vector<CK_OBJECT_HANDLE> hs;
+  ROOTSEAL_TRY_ASSIGN(hs, m.find_handles(label));
+  std::size_t destroyed = 0;
+  for (CK_OBJECT_HANDLE h : hs) {
+    auto v = m.get_bytes(h, CKA_CHECK_VALUE);
+    if (!v || detail::to_hex(*v) != kcv) continue;
+    if (CK_RV rv = m.module->api()->C_DestroyObject(m.session, h); rv != CKR_OK) return m.ck("C_DestroyObject", rv);
+    ++destroyed;
+  }
+  if (destroyed == 0) {
+    return fail(Errc::not_found, m.tok() + ": no secret key labelled '" + std::string(label) + "' with check value " +
+                                     std::string(kcv));
+  }
+  return {};
+}
+
+kms::Result<KeyObject> TokenAdmin::relabel(std::string_view label, std::string_view kcv, std::string_view new_label) {
+  KeyObject copy;
+  ROOTSEAL_TRY_ASSIGN(copy, copy_key(label, kcv, new_label));
+  ROOTSEAL_TRY(destroy_key(label, kcv));
+  return copy;
+}
+
+}  // namespace rootseal::hsm

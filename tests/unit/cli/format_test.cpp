@@ -1,0 +1,242 @@
+// Share files, typed shares, custodian encryption and the transcript chain.
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "cli_test_util.hpp"
+#include "custodian.hpp"
+#include "share_format.hpp"
+#include "temp_dir.hpp"
+#include "transcript.hpp"
+
+using namespace rootseal;
+using cli::TypedShareReader;
+
+namespace {
+
+// Feeds every line of `text`; returns the completed shares, or the first error.
+kms::Result<std::vector<cli::TypedShare>> feed_all(const std::string& text) {
+  TypedShareReader r;
+  std::vector<cli::TypedShare> out;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t e = text.find('\n', pos);
+    if (e == std::string::npos) e = text.size();
+    const std::string line = text.substr(pos, e - pos);
+    pos = e + 1;
+    auto st = r.feed(std::span(reinterpret_cast<const std::uint8_t*>(line.data()), line.size()));
+    if (!st) return std::unexpected(st.error());
+    if (*st == TypedShareReader::Status::complete) out.push_back(r.take());
+  }
+  return out;
+}
+
+std::string typed(const std::string& id, unsigned index, unsigned threshold, const kms::SecureBytes& y) {
+  auto t = cli::typed_share_text(id, index, threshold, y);
+  return std::string(reinterpret_cast<const char*>(t.data()), t.size());
+}
+
+}  // namespace
+
+TEST_CASE("typed shares round-trip, also in lower case and without spaces") {
+  const std::string id = cli::new_ceremony_id();
+  auto y = kms::SecureBytes::random(32);
+  const std::string t = typed(id, 7, 3, y);
+  CHECK(std::count(t.begin(), t.end(), '\n') == 7);  // a comment line and six share lines
+  auto back = feed_all(t);
+  REQUIRE(back);
+  REQUIRE(back->size() == 1);
+  CHECK((*back)[0].ceremony_id == id);
+  CHECK((*back)[0].index == 7);
+  CHECK((*back)[0].threshold == 3);
+  CHECK((*back)[0].y == y);
+
+  std::string lower;
+  for (char c : t) lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  auto back2 = feed_all(lower);
+  REQUIRE(back2);
+  CHECK((*back2)[0].y == y);
+
+  // Two shares one after the other, with blank lines and comments between.
+  auto y2 = kms::SecureBytes::random(32);
+  auto two = feed_all(t + "\n# next\n\n" + typed(id, 8, 3, y2));
+  REQUIRE(two);
+  REQUIRE(two->size() == 2);
+  CHECK((*two)[1].y == y2);
+}
+
+TEST_CASE("a typo in any character of any line is caught on that line") {
+  const std::string id = cli::new_ceremony_id();
+  auto y = kms::SecureBytes::random(32);
+  const std::string t = typed(id, 2, 2, y);
+  static constexpr char kA[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  std::size_t caught_by_line = 0;
+  std::size_t typos = 0;
+  // Skip the comment line; change every share character to its successor.
+  const std::size_t first = t.find('\n') + 1;
+  for (std::size_t i = first; i < t.size(); ++i) {
+    const char c = t[i];
+    const char* p = std::strchr(kA, c);
+    if (c == ' ' || c == '\n' || p == nullptr) continue;
+    // Line numbers are digits outside the alphabet except 2..7: only touch
+    // characters after the number.
+    const std::size_t line_start = t.rfind('\n', i - 1) + 1;
+    if (i < line_start + 3) continue;
+    std::string bad = t;
+    bad[i] = kA[(p - kA + 1) % 32];
+    ++typos;
+    auto r = feed_all(bad);
+    REQUIRE_FALSE(r);  // never accepted
+    if (r.error().message.find("line ") != std::string::npos) ++caught_by_line;
+  }
+  CHECK(typos == 88 + 12);  // 88 share characters, 6 checksums of 2
+  // 10-bit line checksums: all but (rarely) one are caught on their line; the
+  // rest by the whole-share check.
+  CHECK(caught_by_line + 2 >= typos);
+}
+
+TEST_CASE("typed input errors are specific") {
+  const std::string id = cli::new_ceremony_id();
+  auto y = kms::SecureBytes::random(32);
+  std::string t = typed(id, 1, 2, y);
+  TypedShareReader r;
+  auto feed = [&](const std::string& line) {
+    return r.feed(std::span(reinterpret_cast<const std::uint8_t*>(line.data()), line.size()));
+  };
+  auto st = feed("02  ABCD ABCD ABCD ABCD  AA");
+  REQUIRE_FALSE(st);
+  CHECK(st.error().message.find("line 01") != std::string::npos);
+  st = feed("01  ABCD 0BCD ABCD ABCD  AA");
+  REQUIRE_FALSE(st);
+  CHECK(st.error().message.find("outside A-Z") != std::string::npos);
+  st = feed("01  ABCD ABCD ABCD  AA");
+  REQUIRE_FALSE(st);
+  CHECK(st.error().message.find("expected 16 characters") != std::string::npos);
+  st = feed("01  ABCD ABCD ABCD ABCD  AA");
+  if (!st) CHECK(st.error().message.find("checksum") != std::string::npos);
+}
+
+TEST_CASE("share files round-trip and are checked on parse") {
+  cli::ShareFile f;
+  f.ceremony_id = cli::new_ceremony_id();
+  f.index = 3;
+  f.threshold = 3;
+  f.count = 5;
+  f.root_kcv = "abcdef";
+  f.custodian_name = "carol";
+  f.custodian_key_type = "p256";
+  f.custodian_fingerprint = std::string(64, 'a');
+  f.commitment = std::string(64, 'b');
+  f.sealed.scheme = "p256-hkdf-sha256-aes256gcm";
+  f.sealed.ephemeral = {1, 2, 3};
+  f.sealed.ciphertext = {4, 5, 6, 7};
+  const std::string j = cli::share_file_json(f);
+  auto back = cli::parse_share_file(j, "x");
+  REQUIRE(back);
+  CHECK(back->ceremony_id == f.ceremony_id);
+  CHECK(back->index == 3);
+  CHECK(back->sealed.ciphertext == f.sealed.ciphertext);
+  CHECK(back->sealed.ephemeral == f.sealed.ephemeral);
+  CHECK_FALSE(cli::parse_share_file("{", "x"));
+  CHECK_FALSE(cli::parse_share_file(std::string(j).replace(j.find("\"index\":3"), 9, "\"index\":9"), "x"));
+}
+
+TEST_CASE("custodian encryption: X25519, P-256 and RSA-OAEP round-trip and bind the share") {
+  test::TempDir dir("rootseal-cust");
+  for (const std::string kind : {"x25519", "p256", "rsa2048"}) {
+    INFO(kind);
+    auto kp = test::make_key_pair(dir.path(), "c-" + kind, kind);
+    auto pub = cli::load_custodian_public_key(kp.pub);
+    REQUIRE(pub);
+    auto priv = cli::load_custodian_private_key(kp.priv);
+    REQUIRE(priv);
+    CHECK(pub->fingerprint == priv->fingerprint);
+    const std::string id = cli::new_ceremony_id();
+    const auto binding = cli::share_binding(id, 2, 3, 5, pub->fingerprint);
+    auto share = kms::SecureBytes::random(32);
+    auto sealed = cli::seal_share(*pub, binding, share);
+    REQUIRE(sealed);
+    auto sealed2 = cli::seal_share(*pub, binding, share);
+    REQUIRE(sealed2);
+    CHECK(sealed->ciphertext != sealed2->ciphertext);  // fresh randomness per share
+    auto opened = cli::open_share(*priv, *sealed, binding);
+    REQUIRE(opened);
+    CHECK(*opened == share);
+    // Another index, threshold or ceremony in the binding: refused.
+    for (const auto& other : {cli::share_binding(id, 3, 3, 5, pub->fingerprint),
+                              cli::share_binding(id, 2, 2, 5, pub->fingerprint),
+                              cli::share_binding(cli::new_ceremony_id(), 2, 3, 5, pub->fingerprint)}) {
+      auto r = cli::open_share(*priv, *sealed, other);
+      REQUIRE_FALSE(r);
+      CHECK(r.error().code == kms::Errc::decryption_failed);
+    }
+    // Any flipped ciphertext byte: refused.
+    for (std::size_t i = 0; i < sealed->ciphertext.size(); i += 7) {
+      auto bad = *sealed;
+      bad.ciphertext[i] ^= 0x01;
+      REQUIRE_FALSE(cli::open_share(*priv, bad, binding));
+    }
+    // The public key cannot decrypt.
+    CHECK_FALSE(cli::open_share(*pub, *sealed, binding));
+  }
+}
+
+TEST_CASE("unsupported custodian keys are refused") {
+  test::TempDir dir("rootseal-cust");
+  for (const std::string kind : {"ed25519", "p384", "rsa1024"}) {
+    auto kp = test::make_key_pair(dir.path(), "c-" + kind, kind);
+    auto pub = cli::load_custodian_public_key(kp.pub);
+    REQUIRE_FALSE(pub);
+    CHECK(pub.error().code == kms::Errc::invalid_argument);
+  }
+  CHECK_FALSE(cli::load_custodian_public_key(dir.path() / "missing.pem"));
+}
+
+TEST_CASE("the transcript chain detects edits, removals and secrets") {
+  test::TempDir dir("rootseal-tr");
+  cli::Transcript t(dir.path() / "tr");
+  for (int i = 0; i < 3; ++i) {
+    boost::json::object o;
+    o["kind"] = "verify";
+    o["ceremony_id"] = cli::new_ceremony_id();
+    o["n"] = i;
+    REQUIRE(t.append(o));
+  }
+  auto a = t.audit();
+  REQUIRE(a.problems.empty());
+  REQUIRE(a.entries.size() == 3);
+  CHECK(a.entries[1].str("prev_sha256") == a.entries[0].sha256);
+  CHECK(a.head == a.entries[2].sha256);
+
+  SECTION("an edited entry breaks the link after it") {
+    auto p = a.entries[0].path;
+    std::string s = test::read_file(p);
+    s.replace(s.find("\"n\": 0"), 6, "\"n\": 5");
+    test::write_file(p, s);
+    auto b = t.audit();
+    REQUIRE(b.problems.size() == 1);
+    CHECK(b.problems[0].find(a.entries[1].path.filename().string()) != std::string::npos);
+    CHECK_FALSE(t.load());
+    boost::json::object o;
+    o["kind"] = "verify";
+    CHECK_FALSE(t.append(o));  // never extends a broken chain
+  }
+  SECTION("a removed entry is a gap") {
+    std::filesystem::remove(a.entries[1].path);
+    auto b = t.audit();
+    CHECK(b.problems.size() >= 2);
+  }
+  SECTION("the last entry removed: only the recorded head shows it") {
+    std::filesystem::remove(a.entries[2].path);
+    auto b = t.audit();
+    CHECK(b.problems.empty());
+    CHECK(b.head != a.head);
+  }
+  SECTION("a member named like a secret is a problem") {
+    boost::json::object o;
+    o["kind"] = "verify";
+    o["pin"] = "1234";
+    REQUIRE(t.append(o));
+    CHECK_FALSE(t.audit().problems.empty());
+  }
+}
