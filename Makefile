@@ -75,3 +75,14 @@ bench: build
 
 clean:
 	rm -rf build
+
+# Debian package `rootseal` (debian/, built in a copy under $(DEB_DIR); lintian
+# must report no error): see docs/packaging.md. test-deb installs, upgrades,
+# removes and purges it in a throwaway overlay root, never on this host.
+DEB_DIR ?= build/deb
+.PHONY: deb test-deb
+deb: deps
+	JOBS=$(JOBS) bash packaging/build-deb.sh $(DEB_DIR)
+
+test-deb: deb
+	bash tests/packaging/test-deb.sh $(DEB_DIR)
