@@ -54,10 +54,66 @@ std::optional<TokenInfo> TokenStore::lookup(std::string_view token, std::int64_t
   return it->second;
 }
 
-Authorizer::Authorizer(std::vector<PolicyConfig> policies) : policies_(std::move(policies)) {}
+void TokenStore::replace_static(const std::vector<StaticTokenConfig>& tokens, std::int64_t now) {
+  std::unordered_map<std::string, TokenInfo> fresh;
+  for (const auto& t : tokens) {
+    TokenInfo info;
+    info.display_name = t.name;
+    info.policies = t.policies;
+    info.creation_time = now;
+    info.ttl_s = t.ttl_s;
+    info.expire_time = t.ttl_s > 0 ? now + t.ttl_s : 0;
+    info.renewable = t.renewable;
+    info.root = std::find(t.policies.begin(), t.policies.end(), "root") != t.policies.end();
+    info.from_config = true;
+    info.accessor = kms::hex_encode(kms::SecureBytes::random(12).span());
+    fresh.emplace(t.sha256, std::move(info));
+  }
+  std::lock_guard lock(mu_);
+  for (auto it = by_hash_.begin(); it != by_hash_.end();) {
+    const auto f = fresh.find(it->first);
+    if (it->second.from_config && f == fresh.end()) {
+      it = by_hash_.erase(it);
+      continue;
+    }
+    if (f != fresh.end()) {
+      // An unchanged token keeps its accessor and its renewed expiry.
+      f->second.accessor = it->second.accessor;
+      if (it->second.ttl_s == f->second.ttl_s) f->second.expire_time = it->second.expire_time;
+    }
+    ++it;
+  }
+  for (auto& [hash, info] : fresh) by_hash_[hash] = std::move(info);
+}
+
+Authorizer::Authorizer(std::vector<PolicyConfig> policies, std::vector<ClientCertIdentity> certs)
+    : policies_(std::move(policies)), certs_(std::move(certs)) {}
+
+void Authorizer::replace(std::vector<PolicyConfig> policies, std::vector<ClientCertIdentity> certs) {
+  std::unique_lock lock(mu_);
+  policies_ = std::move(policies);
+  certs_ = std::move(certs);
+}
+
+std::optional<TokenInfo> Authorizer::certificate_identity(std::string_view sha256) const {
+  if (sha256.size() != 64) return std::nullopt;
+  std::shared_lock lock(mu_);
+  for (const auto& c : certs_) {
+    if (kms::constant_time_equal(c.sha256, sha256)) {
+      TokenInfo info;
+      info.display_name = "cert:" + c.name;
+      info.accessor = "cert:" + c.sha256.substr(0, 16);
+      info.policies = c.policies;
+      info.root = std::find(c.policies.begin(), c.policies.end(), "root") != c.policies.end();
+      return info;
+    }
+  }
+  return std::nullopt;
+}
 
 bool Authorizer::allowed(const TokenInfo& token, Operation op, std::string_view key) const {
   if (token.root) return true;
+  std::shared_lock lock(mu_);
   for (const auto& name : token.policies) {
     if (name == "root") return true;
     for (const auto& p : policies_) {

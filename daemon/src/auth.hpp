@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -32,6 +33,7 @@ struct TokenInfo {
   std::int64_t expire_time = 0;   // 0 = never
   bool renewable = false;
   bool root = false;
+  bool from_config = false;  // a static token of the config (replaced on reload)
 };
 
 // Hash of a presented token (SHA-256, hex): the only form ever stored.
@@ -47,6 +49,8 @@ class TokenStore {
   [[nodiscard]] std::optional<TokenInfo> lookup(std::string_view token, std::int64_t now) const;
   // Extends a renewable token by its TTL from now; nullopt if unknown/expired/not renewable.
   std::optional<TokenInfo> renew(std::string_view token, std::int64_t now);
+  // Replaces every token that came from the config with `tokens` (SIGHUP).
+  void replace_static(const std::vector<StaticTokenConfig>& tokens, std::int64_t now);
 
  private:
   mutable std::mutex mu_;
@@ -55,13 +59,19 @@ class TokenStore {
 
 class Authorizer {
  public:
-  explicit Authorizer(std::vector<PolicyConfig> policies);
+  Authorizer(std::vector<PolicyConfig> policies, std::vector<ClientCertIdentity> certs);
   // True if any of the token's policies allows `op` on `key` (key may be empty
   // for operations that name no key, e.g. list).
   [[nodiscard]] bool allowed(const TokenInfo& token, Operation op, std::string_view key) const;
+  // The identity of a verified client certificate, if the config binds one.
+  [[nodiscard]] std::optional<TokenInfo> certificate_identity(std::string_view sha256) const;
+  // Swaps policies and certificate identities atomically (SIGHUP).
+  void replace(std::vector<PolicyConfig> policies, std::vector<ClientCertIdentity> certs);
 
  private:
+  mutable std::shared_mutex mu_;
   std::vector<PolicyConfig> policies_;
+  std::vector<ClientCertIdentity> certs_;
 };
 
 }  // namespace rootseal::daemon

@@ -66,8 +66,68 @@ Result<std::size_t> positive(const YAML::Node& node, const std::string& where, s
   return static_cast<std::size_t>(*v);
 }
 
+Result<void> parse_tls(const YAML::Node& n, TlsSection& out) {
+  ROOTSEAL_TRY(check_keys(n, "listen.tls", {"cert_file", "key_file", "client_ca_file", "require_client_cert", "min_version"}));
+  std::string s;
+  auto path_field = [&](const char* key, std::filesystem::path& field) -> Result<void> {
+    if (!n[key]) return {};
+    ROOTSEAL_TRY_ASSIGN(s, scalar<std::string>(n[key], std::string("listen.tls.") + key));
+    field = s;
+    if (!field.is_absolute()) return fail(Errc::invalid_argument, std::string("listen.tls.") + key + ": must be an absolute path");
+    return {};
+  };
+  ROOTSEAL_TRY(path_field("cert_file", out.cert_file));
+  ROOTSEAL_TRY(path_field("key_file", out.key_file));
+  ROOTSEAL_TRY(path_field("client_ca_file", out.client_ca_file));
+  if (n["require_client_cert"]) {
+    ROOTSEAL_TRY_ASSIGN(out.require_client_cert, scalar<bool>(n["require_client_cert"], "listen.tls.require_client_cert"));
+  }
+  if (n["min_version"]) ROOTSEAL_TRY_ASSIGN(out.min_version, scalar<std::string>(n["min_version"], "listen.tls.min_version"));
+  if (out.cert_file.empty() != out.key_file.empty()) {
+    return fail(Errc::invalid_argument, "listen.tls: cert_file and key_file go together");
+  }
+  if (!out.enabled()) return fail(Errc::invalid_argument, "listen.tls: cert_file and key_file are required");
+  if (out.require_client_cert && out.client_ca_file.empty()) {
+    return fail(Errc::invalid_argument, "listen.tls.require_client_cert: needs client_ca_file");
+  }
+  if (out.min_version != "1.2" && out.min_version != "1.3") {
+    return fail(Errc::invalid_argument, "listen.tls.min_version: 1.2 or 1.3");
+  }
+  return {};
+}
+
+Result<void> parse_client_certs(const YAML::Node& n, const std::vector<PolicyConfig>& policies,
+                                std::vector<ClientCertIdentity>& out) {
+  if (!n.IsSequence()) return fail(Errc::invalid_argument, "client_certs: must be a list");
+  for (const auto& item : n) {
+    ClientCertIdentity c;
+    const std::string where = "client_certs[" + std::to_string(out.size()) + "]";
+    ROOTSEAL_TRY(check_keys(item, where, {"name", "sha256", "policies"}));
+    if (!item["name"] || !item["sha256"] || !item["policies"] || !item["policies"].IsSequence()) {
+      return fail(Errc::invalid_argument, where + ": name, sha256 and a policies list are required");
+    }
+    ROOTSEAL_TRY_ASSIGN(c.name, scalar<std::string>(item["name"], where + ".name"));
+    ROOTSEAL_TRY_ASSIGN(c.sha256, scalar<std::string>(item["sha256"], where + ".sha256"));
+    if (c.sha256.size() != 64 || c.sha256.find_first_not_of("0123456789abcdef") != std::string::npos) {
+      return fail(Errc::invalid_argument,
+                  where + ".sha256: the certificate's SHA-256 fingerprint, 64 lower-case hex digits");
+    }
+    for (const auto& p : item["policies"]) {
+      std::string name;
+      ROOTSEAL_TRY_ASSIGN(name, scalar<std::string>(p, where + ".policies[]"));
+      const bool known = name == "root" || std::any_of(policies.begin(), policies.end(),
+                                                        [&](const PolicyConfig& pc) { return pc.name == name; });
+      if (!known) return fail(Errc::invalid_argument, where + ".policies: unknown policy '" + name + "'");
+      c.policies.push_back(std::move(name));
+    }
+    out.push_back(std::move(c));
+  }
+  return {};
+}
+
 Result<void> parse_listen(const YAML::Node& n, ListenConfig& out) {
-  ROOTSEAL_TRY(check_keys(n, "listen", {"address", "allow_plaintext"}));
+  ROOTSEAL_TRY(check_keys(n, "listen", {"address", "allow_plaintext", "tls"}));
+  if (n["tls"]) ROOTSEAL_TRY(parse_tls(n["tls"], out.tls));
   if (n["address"]) ROOTSEAL_TRY_ASSIGN(out.address, scalar<std::string>(n["address"], "listen.address"));
   if (n["allow_plaintext"]) ROOTSEAL_TRY_ASSIGN(out.allow_plaintext, scalar<bool>(n["allow_plaintext"], "listen.allow_plaintext"));
   ROOTSEAL_TRY(parse_host_port(out.address));
@@ -407,7 +467,8 @@ Result<Config> parse_config(std::string_view yaml_text) {
     return cfg;
   }
   ROOTSEAL_TRY(check_keys(root, "config", {"listen", "api", "state_dir", "root_of_trust", "pkcs11", "tpm", "pin",
-                                     "seal", "log", "policies", "tokens", "io_threads", "blocking_threads"}));
+                                     "seal", "log", "policies", "tokens", "client_certs", "audit", "io_threads",
+                                     "blocking_threads"}));
   if (root["listen"]) ROOTSEAL_TRY(parse_listen(root["listen"], cfg.listen));
   if (root["api"]) ROOTSEAL_TRY(parse_api(root["api"], cfg.api));
   if (root["state_dir"]) {
@@ -442,6 +503,17 @@ Result<Config> parse_config(std::string_view yaml_text) {
   }
   if (root["policies"]) ROOTSEAL_TRY(parse_policies(root["policies"], cfg.policies));
   if (root["tokens"]) ROOTSEAL_TRY(parse_tokens(root["tokens"], cfg.policies, cfg.tokens));
+  if (root["client_certs"]) ROOTSEAL_TRY(parse_client_certs(root["client_certs"], cfg.policies, cfg.client_certs));
+  if (root["audit"]) {
+    ROOTSEAL_TRY(check_keys(root["audit"], "audit", {"enabled", "file"}));
+    if (root["audit"]["enabled"]) ROOTSEAL_TRY_ASSIGN(cfg.audit.enabled, scalar<bool>(root["audit"]["enabled"], "audit.enabled"));
+    if (root["audit"]["file"]) {
+      std::string f;
+      ROOTSEAL_TRY_ASSIGN(f, scalar<std::string>(root["audit"]["file"], "audit.file"));
+      cfg.audit.file = f;
+      if (!cfg.audit.file.is_absolute()) return fail(Errc::invalid_argument, "audit.file: must be an absolute path");
+    }
+  }
   if (root["io_threads"]) {
     auto v = scalar<std::int64_t>(root["io_threads"], "io_threads");
     if (!v || *v < 0 || *v > 256) return fail(Errc::invalid_argument, "io_threads: 0 (one per core) to 256");

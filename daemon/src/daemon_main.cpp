@@ -76,7 +76,7 @@ int daemon_main(int argc, char** argv) {
   if (!log_level.empty()) config.log.level = log_level;
   log::init(config.log.format, config.log.level);
 
-  Service service(config, std::move(root_token));
+  Service service(config, std::move(root_token), dev ? std::filesystem::path() : std::filesystem::path(config_path));
   if (auto started = service.start(); !started) {
     log::error("start-up failed", {{"reason", started.error().message}});
     return 1;

@@ -55,6 +55,43 @@ unsigned query_code(const boost::urls::url_view& url, std::string_view name, uns
   return code;
 }
 
+// Error messages of an error response (they never carry secrets).
+std::string errors_of(const net::Response& response) {
+  if (response.result_int() < 400 || response.body().size() > 8192) return {};
+  json::error_code ec;
+  const auto v = json::parse(response.body().view(), ec);
+  if (ec || !v.is_object()) return {};
+  const auto* list = v.as_object().if_contains("errors");
+  if (list == nullptr || !list->is_array()) return {};
+  std::string out;
+  for (const auto& e : list->as_array()) {
+    if (!e.is_string()) continue;
+    if (!out.empty()) out += "; ";
+    out += std::string_view(e.as_string());
+  }
+  return out;
+}
+
+AuditRecord audit_record(const net::Request& request, const std::string& path, const net::PeerInfo& peer,
+                         const RequestNote& note, const net::Response& response,
+                         std::chrono::steady_clock::time_point started) {
+  AuditRecord r;
+  r.request_id = note.request_id;
+  r.remote = peer.remote.address().to_string() + ":" + std::to_string(peer.remote.port());
+  r.client_cert = peer.client_subject;
+  r.accessor = note.accessor;
+  r.method = std::string(request.method_string());
+  r.path = path;
+  r.operation = note.operation;
+  r.key = note.key;
+  r.key_version = note.key_version;
+  r.batch_items = note.batch_items;
+  r.status = response.result_int();
+  r.error = errors_of(response);
+  r.latency_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  return r;
+}
+
 std::int64_t now_unix() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
@@ -81,12 +118,12 @@ Router::Router(ApiContext context) : ctx_(std::move(context)) {
                           [] { return static_cast<double>(kms::secure_arena_stats().in_use_bytes); });
 }
 
-boost::asio::awaitable<net::Response> Router::handle(net::Request& request, const net::PeerInfo&) {
+boost::asio::awaitable<net::Response> Router::handle(net::Request& request, const net::PeerInfo& peer) {
   const auto started = std::chrono::steady_clock::now();
   auto parsed = boost::urls::parse_origin_form(request.target());
   if (!parsed) co_return error_response({Errc::invalid_argument, "malformed request target"}, request.version());
   const std::string path = parsed->path();
-  net::Response response = co_await route(request, path);
+  net::Response response = co_await route(request, path, peer, started);
   if (ctx_.metrics != nullptr) {
     const auto route_label = classify(std::string_view(path).starts_with("/v1/") ? std::string_view(path).substr(4)
                                                                                 : std::string_view(),
@@ -97,7 +134,9 @@ boost::asio::awaitable<net::Response> Router::handle(net::Request& request, cons
   co_return response;
 }
 
-boost::asio::awaitable<net::Response> Router::route(net::Request& request, const std::string& path) {
+boost::asio::awaitable<net::Response> Router::route(net::Request& request, const std::string& path,
+                                                    const net::PeerInfo& peer,
+                                                    std::chrono::steady_clock::time_point started) {
   const unsigned version = request.version();
   const auto method = request.method();
   const bool get_like = method == http::verb::get || method == http::verb::head;
@@ -120,7 +159,15 @@ boost::asio::awaitable<net::Response> Router::route(net::Request& request, const
   }
   if (ctx_.transit != nullptr && path.starts_with("/v1/") && ctx_.transit->owns(std::string_view(path).substr(4))) {
     auto parsed = boost::urls::parse_origin_form(request.target());
-    co_return co_await ctx_.transit->handle(request, std::string_view(path).substr(4), parsed->params());
+    RequestNote note;
+    net::Response response =
+        co_await ctx_.transit->handle(request, std::string_view(path).substr(4), parsed->params(), peer, note);
+    if (ctx_.audit != nullptr) {
+      auto written = ctx_.audit->write(audit_record(request, path, peer, note, response, started));
+      // Vault's rule: a request that cannot be audited fails.
+      if (!written) co_return net::json_response(500, R"({"errors":["audit log unavailable"]})", version);
+    }
+    co_return response;
   }
   co_return net::json_response(404, R"({"errors":[]})", version);
 }

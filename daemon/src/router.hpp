@@ -10,6 +10,7 @@
 #include "rootseal/kms/error.hpp"
 #include "rootseal/net/http_server.hpp"
 #include "metrics.hpp"
+#include "rootseal/daemon/audit.hpp"
 #include "seal_manager.hpp"
 
 namespace rootseal::daemon {
@@ -25,6 +26,7 @@ struct ApiContext {
   std::string version;
   TransitApi* transit = nullptr;  // /v1/<mount>/... and /v1/auth/token/...
   Metrics* metrics = nullptr;      // request counters and latency; gauges are registered here
+  AuditLog* audit = nullptr;       // every Transit and token request, before its answer is sent
 };
 
 // The one place that maps an error code to an HTTP status.
@@ -40,7 +42,8 @@ class Router {
   boost::asio::awaitable<net::Response> handle(net::Request& request, const net::PeerInfo& peer);
 
  private:
-  boost::asio::awaitable<net::Response> route(net::Request& request, const std::string& path);
+  boost::asio::awaitable<net::Response> route(net::Request& request, const std::string& path,
+                                              const net::PeerInfo& peer, std::chrono::steady_clock::time_point started);
   net::Response metrics(const net::Request& request) const;
   net::Response health(const net::Request& request) const;
   net::Response seal_status(const net::Request& request) const;

@@ -11,7 +11,9 @@
 #include <boost/asio/ip/address.hpp>
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -148,11 +150,11 @@ class DaemonTpmRoot final : public kms::RootOfTrust {
 
 }  // namespace
 
-Service::Service(Config config, std::optional<kms::SecureBytes> root_token)
-    : config_(std::move(config)), root_token_(std::move(root_token)),
+Service::Service(Config config, std::optional<kms::SecureBytes> root_token, std::filesystem::path config_path)
+    : config_(std::move(config)), root_token_(std::move(root_token)), config_path_(std::move(config_path)),
       io_(static_cast<int>(config_.io_threads == 0 ? std::max(1u, std::thread::hardware_concurrency())
                                                    : config_.io_threads)),
-      blocking_(config_.blocking_threads), signals_(io_, SIGTERM, SIGINT) {}
+      blocking_(config_.blocking_threads), signals_(io_, SIGTERM, SIGINT, SIGHUP), watchdog_(io_) {}
 
 Service::~Service() {
   if (keyring_) keyring_->seal();
@@ -186,10 +188,14 @@ kms::Result<void> Service::start() {
   if (config_.dev && !loopback) {
     return fail(Errc::invalid_argument, "dev mode listens on loopback only; refused " + hp->host);
   }
-  if (!loopback || !config_.listen.allow_plaintext) {
-    // TLS arrives with the Transit API; until then only loopback plain HTTP.
+  std::shared_ptr<boost::asio::ssl::context> tls;
+  if (config_.listen.tls.enabled()) {
+    net::TlsConfig t{config_.listen.tls.cert_file, config_.listen.tls.key_file, config_.listen.tls.client_ca_file,
+                     config_.listen.tls.require_client_cert, config_.listen.tls.min_version};
+    ROOTSEAL_TRY_ASSIGN(tls, net::make_server_tls(t));
+  } else if (!config_.dev && (!loopback || !config_.listen.allow_plaintext)) {
     return fail(Errc::invalid_argument,
-                "plain HTTP is served on loopback only, with listen.allow_plaintext: true (TLS is not configured)");
+                "plain HTTP is refused: configure listen.tls, or listen on loopback with listen.allow_plaintext: true");
   }
 
   std::error_code ec;
@@ -254,9 +260,10 @@ kms::Result<void> Service::start() {
     info.expire_time = t.ttl_s > 0 ? now + t.ttl_s : 0;
     info.renewable = t.renewable;
     info.root = std::find(t.policies.begin(), t.policies.end(), "root") != t.policies.end();
+    info.from_config = true;
     tokens_.add_hashed(t.sha256, std::move(info));
   }
-  authorizer_ = std::make_unique<Authorizer>(config_.policies);
+  authorizer_ = std::make_unique<Authorizer>(config_.policies, config_.client_certs);
   TransitDeps deps;
   deps.keyring = keyring_.get();
   deps.tokens = &tokens_;
@@ -274,6 +281,20 @@ kms::Result<void> Service::start() {
   ctx.cluster_id = cluster_id;
   ctx.version = ROOTSEAL_VERSION;
   ctx.transit = transit_.get();
+  ctx.metrics = &metrics_;
+  if (config_.audit.enabled) {
+    const auto path = config_.audit.file.empty() ? config_.state_dir / "audit.log" : config_.audit.file;
+    auto audit = AuditLog::open(path);
+    if (!audit) return std::unexpected(audit.error());
+    audit_ = std::move(*audit);
+    ctx.audit = audit_.get();
+  }
+  metrics_.add_gauge("rootseal_keys", "Named keys in the keyring (0 while sealed).",
+                     [this] { return static_cast<double>(keyring_->key_count()); });
+  metrics_.add_gauge("rootseal_key_versions", "Key versions held unwrapped (0 while sealed).",
+                     [this] { return static_cast<double>(keyring_->version_count()); });
+  metrics_.add_gauge("rootseal_audit_lines_written", "Audit lines written since start.",
+                     [this] { return audit_ ? static_cast<double>(audit_->lines_written()) : 0.0; });
   router_ = std::make_unique<Router>(std::move(ctx));
 
   net::ServerLimits limits;
@@ -284,6 +305,7 @@ kms::Result<void> Service::start() {
   limits.max_connections = config_.api.max_connections;
   server_ = std::make_unique<net::HttpServer>(
       io_, limits, [this](net::Request& req, const net::PeerInfo& peer) { return router_->handle(req, peer); });
+  server_->set_tls(tls);
 
   boost::system::error_code bec;
   asio::ip::address address = hp->host == "localhost" ? asio::ip::make_address("127.0.0.1", bec)
@@ -294,9 +316,84 @@ kms::Result<void> Service::start() {
   }
   server_->start();
   seal_->start();
-  log::info("listening", {{"address", bound_address()}, {"tls", false}, {"dev", config_.dev}, {"root", root_->kind()}});
+  log::info("listening", {{"address", bound_address()},
+                          {"tls", tls != nullptr},
+                          {"mtls", !config_.listen.tls.client_ca_file.empty()},
+                          {"dev", config_.dev},
+                          {"root", root_->kind()}});
+  arm_watchdog();
   sd_notify(0, "READY=1\nSTATUS=listening, sealed");
   return {};
+}
+
+void Service::arm_watchdog() {
+  if (watchdog_interval_.count() == 0) {
+    std::uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0) return;
+    watchdog_interval_ = std::chrono::microseconds(usec / 2);
+  }
+  // Pings come from the I/O loop itself: a loop that stops turning stops them
+  // and systemd restarts the service.
+  sd_notify(0, "WATCHDOG=1");
+  watchdog_.expires_after(watchdog_interval_);
+  watchdog_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) arm_watchdog();
+  });
+}
+
+void Service::reload() {
+  sd_notify(0, "RELOADING=1\nSTATUS=reloading");
+  auto finish = [this](bool ok) {
+    sd_notifyf(0, "READY=1\nSTATUS=%s%s", seal_->status().sealed ? "sealed" : "unsealed",
+               ok ? "" : " (last reload rejected)");
+  };
+  if (config_path_.empty()) {
+    log::info("reload: dev mode has no configuration file; nothing to reload");
+    finish(true);
+    return;
+  }
+  auto next = load_config(config_path_);
+  if (!next) {
+    log::error("reload rejected, the running configuration keeps serving", {{"reason", next.error().message}});
+    finish(false);
+    return;
+  }
+  std::shared_ptr<boost::asio::ssl::context> tls;
+  if (next->listen.tls.enabled()) {
+    net::TlsConfig t{next->listen.tls.cert_file, next->listen.tls.key_file, next->listen.tls.client_ca_file,
+                     next->listen.tls.require_client_cert, next->listen.tls.min_version};
+    auto ctx = net::make_server_tls(t);
+    if (!ctx) {
+      log::error("reload rejected, the running configuration keeps serving", {{"reason", ctx.error().message}});
+      finish(false);
+      return;
+    }
+    tls = *ctx;
+  } else if (config_.listen.tls.enabled()) {
+    log::error("reload rejected, the running configuration keeps serving",
+               {{"reason", "listen.tls cannot be removed by a reload; restart to serve plain HTTP"}});
+    finish(false);
+    return;
+  }
+  // Everything checked: apply all at once.
+  if (tls) server_->set_tls(tls);
+  authorizer_->replace(next->policies, next->client_certs);
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+  tokens_.replace_static(next->tokens, now);
+  std::string restart;
+  if (next->listen.address != config_.listen.address) restart += "listen.address ";
+  if (next->state_dir != config_.state_dir) restart += "state_dir ";
+  if (next->root_of_trust != config_.root_of_trust) restart += "root_of_trust ";
+  if (next->api.mount != config_.api.mount) restart += "api.mount ";
+  if (!restart.empty()) log::warn("reload: these changes take effect at the next restart", {{"options", restart}});
+  config_.listen.tls = next->listen.tls;
+  config_.policies = next->policies;
+  config_.tokens = next->tokens;
+  config_.client_certs = next->client_certs;
+  if (audit_) (void)audit_->flush();
+  log::info("reloaded", {{"tls", tls != nullptr}, {"policies", next->policies.size()}, {"tokens", next->tokens.size()}});
+  finish(true);
 }
 
 std::string Service::bound_address() const {
@@ -310,21 +407,52 @@ void Service::stop() {
   if (server_) server_->stop();
   if (seal_) seal_->stop();
   signals_.cancel();
+  watchdog_.cancel();
+  // Requests in flight finish (each bounded by its own deadlines). A guard
+  // thread bounds the whole drain: it waits off the I/O context (a timer on it
+  // would itself keep run() from returning) and stops the context only if the
+  // drain outlives the deadline.
+  const auto deadline = std::chrono::steady_clock::now() + config_.api.request_timeout + std::chrono::seconds(5);
+  drain_guard_ = std::jthread([this, deadline](std::stop_token stop) {
+    std::mutex m;
+    std::condition_variable_any cv;
+    std::unique_lock lock(m);
+    if (!cv.wait_until(lock, stop, deadline, [] { return false; })) {
+      if (stop.stop_requested()) return;
+      log::warn("drain deadline passed, stopping with requests still open");
+      io_.stop();
+    }
+  });
 }
 
-void Service::run() {
+void Service::wait_for_signals() {
   signals_.async_wait([this](const boost::system::error_code& ec, int signo) {
     if (ec) return;
+    if (signo == SIGHUP) {
+      log::info("signal received", {{"signal", "SIGHUP"}});
+      reload();
+      wait_for_signals();
+      return;
+    }
     log::info("signal received", {{"signal", signo == SIGTERM ? "SIGTERM" : "SIGINT"}});
     stop();
   });
+}
+
+void Service::run() {
+  wait_for_signals();
   std::vector<std::thread> threads;
   const std::size_t n = config_.io_threads == 0 ? std::max(1u, std::thread::hardware_concurrency()) : config_.io_threads;
   for (std::size_t i = 1; i < n; ++i) threads.emplace_back([this] { io_.run(); });
   io_.run();
   for (auto& t : threads) t.join();
+  if (drain_guard_.joinable()) {
+    drain_guard_.request_stop();
+    drain_guard_.join();
+  }
   blocking_.join();
   if (keyring_) keyring_->seal();
+  if (audit_) (void)audit_->flush();
   log::info("stopped");
 }
 

@@ -2,9 +2,11 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 #include <memory>
+#include <thread>
 #include <optional>
 #include <string>
 
@@ -13,6 +15,7 @@
 #include "rootseal/kms/root_of_trust.hpp"
 #include "rootseal/kms/state_store.hpp"
 #include "rootseal/net/http_server.hpp"
+#include "rootseal/net/tls.hpp"
 #include "auth.hpp"
 #include "router.hpp"
 #include "transit.hpp"
@@ -22,7 +25,8 @@ namespace rootseal::daemon {
 
 class Service {
  public:
-  Service(Config config, std::optional<kms::SecureBytes> root_token);
+  // config_path: the file to re-read on SIGHUP (empty in dev mode).
+  Service(Config config, std::optional<kms::SecureBytes> root_token, std::filesystem::path config_path = {});
   ~Service();
 
   // Opens the store, creates the root of trust and listens. Fatal start-up
@@ -35,9 +39,15 @@ class Service {
 
  private:
   kms::Result<std::string> load_cluster_id();
+  // SIGHUP: re-read the config; apply TLS material, policies and static tokens
+  // all together, or nothing (the old ones keep serving) if anything is wrong.
+  void reload();
+  void arm_watchdog();
+  void wait_for_signals();
 
   Config config_;
   std::optional<kms::SecureBytes> root_token_;
+  std::filesystem::path config_path_;
   boost::asio::io_context io_;
   boost::asio::thread_pool blocking_;
   std::unique_ptr<kms::StateStore> store_;
@@ -49,7 +59,12 @@ class Service {
   std::unique_ptr<TransitApi> transit_;
   std::unique_ptr<Router> router_;
   std::unique_ptr<net::HttpServer> server_;
+  Metrics metrics_;
+  std::unique_ptr<AuditLog> audit_;
   boost::asio::signal_set signals_;
+  boost::asio::steady_timer watchdog_;
+  std::jthread drain_guard_;
+  std::chrono::microseconds watchdog_interval_{0};
   boost::asio::ip::tcp::endpoint bound_;
 };
 

@@ -188,19 +188,20 @@ struct TransitApi::Call {
   std::string_view path;  // after "/v1/"
   boost::urls::params_view params;
   unsigned version;
+  RequestNote& note;
   std::optional<TokenInfo> token;
   std::string_view token_text;  // the presented token, in the request's header (lookup-self's "id")
   LockedJson arena;
   json::object body;
 
-  Call(net::Request& r, std::string_view p, boost::urls::params_view q)
-      : request(r), path(p), params(q), version(r.version()),
+  Call(net::Request& r, std::string_view p, boost::urls::params_view q, RequestNote& n)
+      : request(r), path(p), params(q), version(r.version()), note(n),
         arena(arena_size_for(r.body().size())), body(arena.storage()) {}
 
   // Vault's success envelope around `data`, serialized into locked memory.
   net::Response ok(json::value data, json::array warnings = {}) {
     json::object env(arena.storage());
-    env["request_id"] = new_request_id();
+    env["request_id"] = note.request_id;
     env["lease_id"] = "";
     env["renewable"] = false;
     env["lease_duration"] = 0;
@@ -230,8 +231,10 @@ bool TransitApi::owns(std::string_view path) const noexcept {
 }
 
 asio::awaitable<net::Response> TransitApi::handle(net::Request& request, std::string_view path,
-                                                  boost::urls::params_view params) {
-  Call call(request, path, params);
+                                                  boost::urls::params_view params, const net::PeerInfo& peer,
+                                                  RequestNote& note) {
+  note.request_id = new_request_id();
+  Call call(request, path, params, note);
   // Sealed: nothing can be decrypted and no key read; Vault answers 503 first.
   if (deps_.seal_status().sealed) co_return errors(503, "rootseal is sealed", call.version);
 
@@ -243,7 +246,12 @@ asio::awaitable<net::Response> TransitApi::handle(net::Request& request, std::st
     if (v.starts_with("Bearer ")) presented = v.substr(7);
   }
   call.token = deps_.tokens->lookup(presented, now_unix());
+  if (!call.token && presented.empty() && !peer.client_cert_sha256.empty()) {
+    // Mutual TLS: a verified client certificate bound to policies in the config.
+    call.token = deps_.authorizer->certificate_identity(peer.client_cert_sha256);
+  }
   if (!call.token) co_return errors(403, "permission denied", call.version);
+  note.accessor = call.token->accessor;
   call.token_text = presented;
 
   // PUT and POST are the same write; LIST is also GET ?list=true.
@@ -272,6 +280,8 @@ asio::awaitable<net::Response> TransitApi::dispatch(Call& call) {
   auto unsupported_op = [&] { return errors(405, "unsupported operation", version); };
   auto denied = [&] { return errors(403, "permission denied", version); };
   auto allowed = [&](Operation op, std::string_view key) {
+    call.note.operation = std::string(to_string(op));
+    call.note.key = std::string(key);
     return deps_.authorizer->allowed(*call.token, op, key);
   };
   auto on_error = [&](const kms::Error& e) {
@@ -472,6 +482,7 @@ asio::awaitable<net::Response> TransitApi::dispatch(Call& call) {
     }
     auto created = co_await blocking([&] { return ring.create(name, opts); });
     if (!created) co_return on_error(created.error());
+    call.note.operation = "encrypt";
   }
 
   // One item: returns its result object, or the item's error.
@@ -511,6 +522,11 @@ asio::awaitable<net::Response> TransitApi::dispatch(Call& call) {
   const auto* batch = call.body.if_contains("batch_input");
   if (batch == nullptr || batch->is_null()) {
     auto result = one(call.body);
+    if (result) {
+      if (const auto* v = result->if_contains("key_version"); v != nullptr && v->is_uint64()) {
+        call.note.key_version = static_cast<std::uint32_t>(v->get_uint64());
+      }
+    }
     if (!result) {
       if (result.error().code == Errc::not_found) co_return errors(400, "encryption key not found", version);
       co_return on_error(result.error());
@@ -521,6 +537,7 @@ asio::awaitable<net::Response> TransitApi::dispatch(Call& call) {
   auto partial_code = opt_int(call.body, "partial_failure_response_code");
   if (!partial_code) co_return call.error(partial_code.error());
 
+  call.note.batch_items = batch->get_array().size();
   json::array results(sp);
   std::size_t failed = 0;
   bool internal = false;
@@ -615,7 +632,7 @@ asio::awaitable<net::Response> TransitApi::token_self(Call& call, std::string_vi
     auth["token_type"] = "service";
     auth["orphan"] = true;
     json::object env(sp);
-    env["request_id"] = new_request_id();
+    env["request_id"] = call.note.request_id;
     env["lease_id"] = "";
     env["renewable"] = false;
     env["lease_duration"] = 0;

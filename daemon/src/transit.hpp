@@ -31,6 +31,16 @@ struct TransitDeps {
   std::string mount = "transit";
 };
 
+// What a request did, for the audit log (filled while it is handled).
+struct RequestNote {
+  std::string request_id;  // also the envelope's request_id
+  std::string accessor;    // of the token or certificate identity; never the token
+  std::string operation;   // create, read, encrypt, ...
+  std::string key;
+  std::uint32_t key_version = 0;
+  std::size_t batch_items = 0;
+};
+
 class TransitApi {
  public:
   explicit TransitApi(TransitDeps deps);
@@ -38,7 +48,8 @@ class TransitApi {
   // True for paths (after "/v1/") this API answers: "<mount>/..." and "auth/token/...".
   [[nodiscard]] bool owns(std::string_view path) const noexcept;
   boost::asio::awaitable<net::Response> handle(net::Request& request, std::string_view path,
-                                               boost::urls::params_view params);
+                                               boost::urls::params_view params, const net::PeerInfo& peer,
+                                               RequestNote& note);
 
  private:
   struct Call;

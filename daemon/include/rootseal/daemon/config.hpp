@@ -18,9 +18,32 @@
 
 namespace rootseal::daemon {
 
+struct TlsSection {
+  std::filesystem::path cert_file;       // PEM chain; TLS is on when cert_file is set
+  std::filesystem::path key_file;        // PEM key, mode 0600/0400
+  std::filesystem::path client_ca_file;  // CA bundle for client certificates (mutual TLS)
+  bool require_client_cert = false;
+  std::string min_version = "1.2";
+  [[nodiscard]] bool enabled() const noexcept { return !cert_file.empty(); }
+};
+
 struct ListenConfig {
   std::string address = "127.0.0.1:8200";  // host:port; IPv6 as [::1]:8200
-  bool allow_plaintext = false;            // plain HTTP; refused unless loopback (or dev)
+  bool allow_plaintext = false;            // plain HTTP without tls; refused unless loopback (or dev)
+  TlsSection tls;
+};
+
+// A verified client certificate (mutual TLS) that acts as a token: requests
+// over TLS with this certificate and no token get these policies.
+struct ClientCertIdentity {
+  std::string name;
+  std::string sha256;  // certificate fingerprint, 64 lower-case hex digits
+  std::vector<std::string> policies;
+};
+
+struct AuditConfig {
+  bool enabled = true;
+  std::filesystem::path file;  // empty: <state_dir>/audit.log
 };
 
 struct ApiConfig {
@@ -111,6 +134,8 @@ struct Config {
   LogConfig log;
   std::vector<PolicyConfig> policies;
   std::vector<StaticTokenConfig> tokens;
+  std::vector<ClientCertIdentity> client_certs;
+  AuditConfig audit;
   std::size_t io_threads = 0;        // 0 = one per core
   std::size_t blocking_threads = 2;  // PKCS#11, SQLite commits
   bool dev = false;

@@ -1,0 +1,96 @@
+// The load harness's baseline: a minimal Boost.Beast HTTPS server that answers
+// every request with a fixed 200 JSON body. Same TLS settings as rootseald
+// (net::make_server_tls), same threads, keep-alive, but none of rootseald's
+// work: it bounds what any HTTPS service can do on this machine.
+//
+//   rootseal_baseline_https <cert.pem> <key.pem> <port> [threads]
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+#include <vector>
+
+#include "rootseal/net/tls.hpp"
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::string_view kBody =
+    R"({"request_id":"00000000-0000-0000-0000-000000000000","lease_id":"","renewable":false,"lease_duration":0,)"
+    R"("data":{"ciphertext":"vault:v1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","key_version":1},)"
+    R"("wrap_info":null,"warnings":null,"auth":null})";
+
+asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<asio::ssl::context> ctx) {
+  beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), *ctx);
+  beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
+  auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kTuple);
+  if (hec) co_return;
+  beast::flat_buffer buffer;
+  for (;;) {
+    http::request<http::string_body> req;
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
+    auto [rec, rn] = co_await http::async_read(stream, buffer, req, kTuple);
+    if (rec) break;
+    http::response<http::string_body> res{http::status::ok, req.version()};
+    res.set(http::field::content_type, "application/json");
+    res.keep_alive(req.keep_alive());
+    res.body() = kBody;
+    res.prepare_payload();
+    auto [wec, wn] = co_await http::async_write(stream, res, kTuple);
+    if (wec || !res.keep_alive()) break;
+  }
+  beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(1));
+  (void)co_await stream.async_shutdown(kTuple);
+}
+
+asio::awaitable<void> listen(tcp::acceptor& acceptor, std::shared_ptr<asio::ssl::context> ctx) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(acceptor.get_executor()), kTuple);
+    if (ec) break;
+    auto executor = socket.get_executor();
+    asio::co_spawn(executor, session(std::move(socket), ctx), asio::detached);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 4) {
+    std::fprintf(stderr, "usage: %s <cert.pem> <key.pem> <port> [threads]\n", argv[0]);
+    return 2;
+  }
+  rootseal::net::TlsConfig tls;
+  tls.cert_file = argv[1];
+  tls.key_file = argv[2];
+  auto ctx = rootseal::net::make_server_tls(tls);
+  if (!ctx) {
+    std::fprintf(stderr, "%s\n", ctx.error().message.c_str());
+    return 1;
+  }
+  const int threads = argc > 4 ? std::atoi(argv[4]) : static_cast<int>(std::thread::hardware_concurrency());
+  asio::io_context io(threads);
+  tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(std::atoi(argv[3]))});
+  asio::co_spawn(io, listen(acceptor, *ctx), asio::detached);
+  asio::signal_set signals(io, SIGTERM, SIGINT);
+  signals.async_wait([&](auto, auto) { io.stop(); });
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) pool.emplace_back([&] { io.run(); });
+  io.run();
+  for (auto& t : pool) t.join();
+  return 0;
+}
