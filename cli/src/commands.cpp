@@ -12,6 +12,7 @@
 #include "ceremony.hpp"
 #include "rootseal/cli/cli.hpp"
 #include "secret_io.hpp"
+#include "rootseal/daemon/audit.hpp"
 
 #ifndef ROOTSEAL_VERSION
 #define ROOTSEAL_VERSION "0.0.0"
@@ -104,6 +105,13 @@ int run(int argc, char** argv) {
   app.require_subcommand(1);
   CLI::App* ceremony = app.add_subcommand("ceremony", "the offline key ceremony (docs/ceremony.md)");
   ceremony->require_subcommand(1);
+
+  // rootseal audit verify FILE: the daemon's hash-chained audit log.
+  CLI::App* audit_log = app.add_subcommand("audit", "rootseald's audit log");
+  audit_log->require_subcommand(1);
+  CLI::App* audit_verify = audit_log->add_subcommand("verify", "check the hash chain of an audit log file");
+  std::string audit_file;
+  audit_verify->add_option("file", audit_file, "the audit log (e.g. /var/log/rootseal/audit.log)")->required();
 
   // init
   TokenArgs init_tok;
@@ -312,6 +320,15 @@ int run(int argc, char** argv) {
     if (*audit) {
       auto r = ceremony_audit(AuditOptions{aud_transcript, aud_head}, con);
       return r ? 0 : report(r.error(), con);
+    }
+    if (*audit_verify) {
+      auto r = daemon::verify_audit_log(audit_file);
+      if (!r) {
+        con.err("rootseal: audit log " + audit_file + ": " + r.error().message + "\n");
+        return 1;
+      }
+      con.out("audit log " + audit_file + ": " + std::to_string(r->lines) + " lines, chain intact\n");
+      return 0;
     }
   } catch (const std::exception& e) {
     con.err(std::string("rootseal: error: ") + e.what() + "\n");

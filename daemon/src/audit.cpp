@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <optional>
 
 namespace rootseal::daemon {
 
@@ -22,6 +23,7 @@ namespace {
 
 const std::string kGenesis(64, '0');
 constexpr std::string_view kPrevField = R"(,"prev_sha256":")";
+constexpr std::string_view kSelfField = R"(,"sha256":")";
 
 std::string sha256_hex(std::string_view line) {
   std::array<unsigned char, SHA256_DIGEST_LENGTH> d{};
@@ -48,12 +50,28 @@ std::string now_rfc3339() {
   return buf;
 }
 
-// The "prev_sha256" a line claims, or empty if the line is not of our shape.
-std::string_view claimed_prev(std::string_view line) {
-  if (line.size() < kPrevField.size() + 64 + 2 || !line.ends_with("\"}")) return {};
-  const std::string_view tail = line.substr(line.size() - 2 - 64 - kPrevField.size());
-  if (!tail.starts_with(kPrevField)) return {};
-  return tail.substr(kPrevField.size(), 64);
+// A line is `{...,"prev_sha256":"<64 hex>","sha256":"<64 hex>"}` where sha256
+// covers the line up to and including the prev_sha256 field, closed by "}".
+struct ParsedLine {
+  std::string_view prev;
+  std::string_view self;
+  std::string covered;  // the text sha256 covers
+};
+
+std::optional<ParsedLine> parse_line(std::string_view line) {
+  constexpr std::size_t kTail = kSelfField.size() + 64 + 2;  // ,"sha256":"<hex>"}
+  if (line.size() < kPrevField.size() + 64 + 1 + kTail || !line.ends_with("\"}")) return std::nullopt;
+  const std::string_view self_part = line.substr(line.size() - kTail);
+  if (!self_part.starts_with(kSelfField)) return std::nullopt;
+  const std::string_view head = line.substr(0, line.size() - kTail);  // ends with the prev hash's closing quote
+  if (head.size() < kPrevField.size() + 65) return std::nullopt;
+  const std::string_view prev_part = head.substr(head.size() - kPrevField.size() - 65);
+  if (!prev_part.starts_with(kPrevField)) return std::nullopt;
+  ParsedLine p;
+  p.prev = prev_part.substr(kPrevField.size(), 64);
+  p.self = self_part.substr(kSelfField.size(), 64);
+  p.covered = std::string(head) + "}";
+  return p;
 }
 
 }  // namespace
@@ -72,12 +90,13 @@ kms::Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::filesystem::pat
         in.seekg(size - std::streamoff(1));
         char c = 0;
         in.get(c);
-        if (c != '\n' || claimed_prev(last).empty()) {
+        const auto parsed = parse_line(last);
+        if (c != '\n' || !parsed || sha256_hex(parsed->covered) != parsed->self) {
           return fail(Errc::storage_failure, "audit log " + path.string() +
                                                  ": the last line is incomplete or not an audit line; "
                                                  "move the file aside and investigate");
         }
-        last_hash = sha256_hex(last);
+        last_hash = std::string(parsed->self);
       }
     }
   }
@@ -116,9 +135,11 @@ kms::Result<void> AuditLog::write(const AuditRecord& r) {
   std::string line = body;
   line += kPrevField;
   line += prev_;
-  line += "\"}";
-  const std::string hash = sha256_hex(line);
-  line += '\n';
+  line += '"';
+  const std::string hash = sha256_hex(line + "}");
+  line += kSelfField;
+  line += hash;
+  line += "\"}\n";
   const ssize_t n = ::write(fd_, line.data(), line.size());
   if (n != static_cast<ssize_t>(line.size())) {
     return fail(Errc::storage_failure, "audit log write failed");
@@ -148,16 +169,19 @@ kms::Result<AuditVerification> verify_audit_log(const std::filesystem::path& pat
   while (std::getline(in, line)) {
     ++v.lines;
     const std::string where = "line " + std::to_string(v.lines);
-    const auto claimed = claimed_prev(line);
-    if (claimed.empty()) return fail(Errc::decryption_failed, where + ": not an audit line");
-    if (claimed != prev) {
+    const auto parsed = parse_line(line);
+    if (!parsed) return fail(Errc::decryption_failed, where + ": not an audit line");
+    if (sha256_hex(parsed->covered) != parsed->self) {
+      return fail(Errc::decryption_failed, where + ": edited (its content does not match its sha256)");
+    }
+    if (parsed->prev != prev) {
       return fail(Errc::decryption_failed,
-                  where + ": chain broken (a line before it, or this one, was edited, removed, inserted or moved)");
+                  where + ": chain broken (a line before it was removed, inserted or moved here)");
     }
     json::error_code ec;
-    const auto parsed = json::parse(line, ec);
-    if (ec || !parsed.is_object()) return fail(Errc::decryption_failed, where + ": not valid JSON");
-    prev = sha256_hex(line);
+    const auto value = json::parse(line, ec);
+    if (ec || !value.is_object()) return fail(Errc::decryption_failed, where + ": not valid JSON");
+    prev = std::string(parsed->self);
   }
   return v;
 }

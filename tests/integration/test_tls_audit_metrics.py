@@ -208,10 +208,30 @@ client_certs:
         for secret in (APP_TOKEN, ct, "YQ==", "1111"):
             self.assertNotIn(secret, raw)
         self.assertEqual(lines[0]["prev_sha256"], "0" * 64)
+        self.assertEqual(lines[1]["prev_sha256"], lines[0]["sha256"])
         with open(self.p("audit.log"), "rb") as f:
             first = f.readline().rstrip(b"\n")
-        self.assertEqual(lines[1]["prev_sha256"], hashlib.sha256(first).hexdigest())
+        covered = first[:first.rindex(b',"sha256":')] + b"}"
+        self.assertEqual(lines[0]["sha256"], hashlib.sha256(covered).hexdigest())
         self.assertEqual(os.stat(self.p("audit.log")).st_mode & 0o777, 0o600)
+        # `rootseal audit verify` accepts the log and names the first bad line of an edited copy.
+        cli = os.environ["ROOTSEAL_CLI"]
+        ok = subprocess.run([cli, "audit", "verify", self.p("audit.log")], capture_output=True)
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        self.assertIn(b"3 lines, chain intact", ok.stdout)
+        with open(self.p("audit.log")) as f:
+            text = f.read()
+        with open(self.p("edited.log"), "w") as f:
+            f.write(text.replace('"status":403', '"status":200'))
+        bad = subprocess.run([cli, "audit", "verify", self.p("edited.log")], capture_output=True)
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn(b"line 3", bad.stderr)
+        with open(self.p("swapped.log"), "w") as f:
+            l = text.splitlines(keepends=True)
+            f.write(l[1] + l[0] + l[2])
+        swapped = subprocess.run([cli, "audit", "verify", self.p("swapped.log")], capture_output=True)
+        self.assertEqual(swapped.returncode, 1)
+        self.assertIn(b"line 1", swapped.stderr)
 
     def test_plain_http_refused_off_loopback_and_without_opt_in(self):
         self.write_config()

@@ -76,7 +76,14 @@ TEST_CASE("audit: an edited, a deleted, an inserted and a swapped line are each 
   write_lines(path, edited);
   auto r = verify_audit_log(path);
   REQUIRE_FALSE(r);
-  CHECK_THAT(r.error().message, Catch::StartsWith("line 4:"));
+  CHECK_THAT(r.error().message, Catch::StartsWith("line 3: edited"));
+
+  auto last_edited = original;  // the last line has no successor to betray it; its own hash does
+  last_edited[5].replace(last_edited[5].find("\"status\":200"), 12, "\"status\":500");
+  write_lines(path, last_edited);
+  r = verify_audit_log(path);
+  REQUIRE_FALSE(r);
+  CHECK_THAT(r.error().message, Catch::StartsWith("line 6: edited"));
 
   auto deleted = original;
   deleted.erase(deleted.begin() + 3);

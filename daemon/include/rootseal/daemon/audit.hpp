@@ -1,11 +1,15 @@
 // rootseal::daemon — the audit log: one JSON line per request, hash-chained.
 //
-// Each line is a JSON object whose last field, "prev_sha256", is the SHA-256
-// (hex) of the previous line's bytes (without its newline); the first line of
-// a file chains to 64 zeros. An edited, removed, inserted or reordered line
-// breaks the chain at that point, which verify_audit_log() reports. (Cutting
-// lines off the end cannot be seen from the file alone: ship the log off the
-// host, or compare the line count with the daemon's metrics.)
+// Each line is a JSON object ending in two fields: "prev_sha256", the previous
+// line's "sha256" (64 zeros for the first line of a file), and "sha256", the
+// SHA-256 of the line itself up to and including "prev_sha256" (closed by
+// "}"). An edited line no longer matches its own hash; a removed, inserted or
+// reordered line breaks the chain; verify_audit_log() names the first bad line.
+// The chain has no secret key: it catches edits, not a writer who recomputes
+// every hash after an edit, and cutting lines off the end leaves a valid
+// chain. Against such an attacker, ship each line off the host as it is
+// written (journald forwarding, a log shipper) and compare line counts with
+// the rootseal_audit_lines_written metric.
 //
 // Lines carry identities (token accessor, client address, certificate
 // subject), key names, versions, outcomes and latency — never a token,
