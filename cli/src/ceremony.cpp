@@ -1232,39 +1232,35 @@ std::string retired_label(std::string_view key_label, std::string_view kcv) {
   return std::string(key_label) + ".retired-" + std::string(kcv);
 }
 
-kms::Result<Outcome> ceremony_init(const InitOptions& options, Console& console) {
-  Context ctx(options.transcript_dir, "init", options.people);
-  auto r = init_impl(options, console, ctx);
+namespace {
+// Every ceremony step records its failure in the transcript the same way.
+template <class Options, class Impl>
+kms::Result<Outcome> recorded(const char* step, const Options& options, Console& console, Impl impl) {
+  Context ctx(options.transcript_dir, step, options.people);
+  auto r = impl(options, console, ctx);
   if (!r) ctx.record_failure(r.error(), console);
   return r;
+}
+}  // namespace
+
+kms::Result<Outcome> ceremony_init(const InitOptions& options, Console& console) {
+  return recorded("init", options, console, init_impl);
 }
 
 kms::Result<Outcome> ceremony_restore(const RestoreOptions& options, Console& console) {
-  Context ctx(options.transcript_dir, "restore", options.people);
-  auto r = restore_impl(options, console, ctx);
-  if (!r) ctx.record_failure(r.error(), console);
-  return r;
+  return recorded("restore", options, console, restore_impl);
 }
 
 kms::Result<Outcome> ceremony_reshare(const ReshareOptions& options, Console& console) {
-  Context ctx(options.transcript_dir, "reshare", options.people);
-  auto r = reshare_impl(options, console, ctx);
-  if (!r) ctx.record_failure(r.error(), console);
-  return r;
+  return recorded("reshare", options, console, reshare_impl);
 }
 
 kms::Result<Outcome> ceremony_verify(const VerifyOptions& options, Console& console) {
-  Context ctx(options.transcript_dir, "verify", options.people);
-  auto r = verify_impl(options, console, ctx);
-  if (!r) ctx.record_failure(r.error(), console);
-  return r;
+  return recorded("verify", options, console, verify_impl);
 }
 
 kms::Result<Outcome> ceremony_rotate_root(const RotateOptions& options, Console& console) {
-  Context ctx(options.transcript_dir, "rotate-root", options.people);
-  auto r = rotate_impl(options, console, ctx);
-  if (!r) ctx.record_failure(r.error(), console);
-  return r;
+  return recorded("rotate-root", options, console, rotate_impl);
 }
 
 kms::Result<void> share_decrypt(const DecryptOptions& o, Console& con) {
