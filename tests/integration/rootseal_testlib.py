@@ -6,6 +6,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -126,3 +127,29 @@ def tempdir(prefix):
 
 def rmtree(d):
     shutil.rmtree(d, ignore_errors=True)
+
+
+def free_port():
+    """A free loopback TCP port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(proc, log, predicate, what, timeout=30):
+    """Polls predicate() (bounded) until it returns something true; fails at
+    once if the process exits. OSError (connection refused, TLS errors) counts
+    as not yet."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError("rootseald exited %s\n%s" % (proc.returncode, log()))
+        try:
+            last = predicate()
+            if last:
+                return last
+        except OSError as e:
+            last = e
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for %s (last %r)\n%s" % (what, last, log()))

@@ -11,16 +11,11 @@ import subprocess
 import time
 import unittest
 
-from rootseal_testlib import ROOTSEALD, SOFTHSM2_MODULE, make_softhsm, rmtree, tempdir
+from rootseal_testlib import free_port, wait_until, ROOTSEALD, SOFTHSM2_MODULE, make_softhsm, rmtree, tempdir
 
 SEAL_TOKEN = "s.seal-token-0123456789abcdef"
 APP_TOKEN = "s.app-token-0123456789abcdef"
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ConfigModeTest(unittest.TestCase):
@@ -97,19 +92,7 @@ tokens:
         return r.status, (json.loads(data) if data else None)
 
     def wait_for(self, predicate, what, timeout=30):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("rootseald exited %s\n%s" % (self.proc.returncode, self.log()))
-            try:
-                last = predicate()
-                if last:
-                    return last
-            except OSError as e:
-                last = e
-            time.sleep(0.05)
-        raise AssertionError("timed out waiting for %s (last %r)\n%s" % (what, last, self.log()))
+        return wait_until(self.proc, self.log, predicate, what, timeout)
 
     def health(self):
         return self.call("GET", "/v1/sys/health")[0]

@@ -13,7 +13,7 @@ import subprocess
 import time
 import unittest
 
-from rootseal_testlib import ROOTSEALD, SOFTHSM2_MODULE, make_softhsm, rmtree, tempdir
+from rootseal_testlib import free_port, wait_until, ROOTSEALD, SOFTHSM2_MODULE, make_softhsm, rmtree, tempdir
 
 APP_TOKEN = "s.tls-app-token-0123456789abcdef"
 
@@ -21,11 +21,6 @@ APP_TOKEN = "s.tls-app-token-0123456789abcdef"
 def run(cmd):
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class TlsAuditMetricsTest(unittest.TestCase):
@@ -131,19 +126,7 @@ client_certs:
         return r.status, r.getheader("Content-Type"), data, cn
 
     def wait_for(self, predicate, what, timeout=30):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("rootseald exited %s\n%s" % (self.proc.returncode, self.log()))
-            try:
-                last = predicate()
-                if last:
-                    return last
-            except (OSError, ssl.SSLError) as e:
-                last = e
-            time.sleep(0.05)
-        raise AssertionError("timed out waiting for %s (last %r)\n%s" % (what, last, self.log()))
+        return wait_until(self.proc, self.log, predicate, what, timeout)
 
     def test_tls_mtls_reload_audit_metrics(self):
         self.start()

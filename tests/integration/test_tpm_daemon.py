@@ -20,7 +20,7 @@ import threading
 import time
 import unittest
 
-from rootseal_testlib import ROOTSEALD, SOFTHSM2_MODULE, make_softhsm, rmtree, tempdir
+from rootseal_testlib import wait_until, ROOTSEALD, SOFTHSM2_MODULE, make_softhsm, rmtree, tempdir
 
 TPM_TOOL = os.environ.get("TPM_TOOL", "")
 APP_TOKEN = "s.tpm-app-token-5b0e2d7c41a9"
@@ -223,19 +223,7 @@ class TpmDaemonTest(unittest.TestCase):
         return r.status, (json.loads(data) if data else None)
 
     def wait_for(self, predicate, what, timeout=30):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("rootseald exited %s\n%s" % (self.proc.returncode, self.log()))
-            try:
-                last = predicate()
-                if last:
-                    return last
-            except OSError as e:
-                last = e
-            time.sleep(0.05)
-        raise AssertionError("timed out waiting for %s (last %r)\n%s" % (what, last, self.log()))
+        return wait_until(self.proc, self.log, predicate, what, timeout)
 
     def seal_status(self):
         return self.call("GET", "/v1/sys/seal-status")[1]
