@@ -280,9 +280,16 @@ class CeremonyTest(unittest.TestCase):
                 time.sleep(0.05)
             if not asan_build(proc.pid):  # ASan makes mlock() a no-op: VmLck is 0 in sanitizer builds
                 self.assertGreater(vmlck, 0)
-            with open("/proc/%d/limits" % proc.pid) as f:
-                core = re.search(r"Max core file size\s+(\S+)\s+(\S+)", f.read())
-            self.assertEqual(core.groups(), ("0", "0"))
+            # The CLI hardens itself first thing after exec; poll (bounded) rather
+            # than race its start-up (sanitizer builds skip the VmLck wait above).
+            core = None
+            while time.monotonic() < deadline:
+                with open("/proc/%d/limits" % proc.pid) as f:
+                    core = re.search(r"Max core file size\s+(\S+)\s+(\S+)", f.read()).groups()
+                if core == ("0", "0"):
+                    break
+                time.sleep(0.05)
+            self.assertEqual(core, ("0", "0"))
         finally:
             proc.kill()
             proc.communicate()
