@@ -15,7 +15,8 @@ LockedJson::LockedJson(std::size_t capacity)
 std::size_t arena_size_for(std::size_t body_bytes) noexcept {
   // A parsed DOM costs a few times its text (values, object tables, strings);
   // responses of a batch are of the same order. Generous and still bounded by
-  // the request body limit.
+  // the request body limit. Key metadata answers are built on the heap, so
+  // their size does not depend on this.
   return 8 * body_bytes + 64 * 1024;
 }
 

@@ -152,10 +152,12 @@ Result<ItemInputs> item_inputs(const json::object& o) {
   return in;
 }
 
-json::object key_info_json(const kms::KeyInfo& info, const json::storage_ptr& sp) {
-  json::object keys(sp);
+// Key metadata is not secret: it lives on the ordinary heap, so a key with
+// thousands of versions is not bounded by a request's locked arena.
+json::object key_info_json(const kms::KeyInfo& info) {
+  json::object keys;
   for (const auto& [version, created] : info.versions) keys[std::to_string(version)] = created;
-  json::object d(sp);
+  json::object d;
   d["name"] = info.name;
   d["type"] = kms::to_string(info.type);
   d["keys"] = std::move(keys);
@@ -198,9 +200,11 @@ struct TransitApi::Call {
       : request(r), path(p), params(q), version(r.version()), note(n),
         arena(arena_size_for(r.body().size())), body(arena.storage()) {}
 
-  // Vault's success envelope around `data`, serialized into locked memory.
+  // Vault's success envelope around `data`, in the same storage as `data`
+  // (the locked arena for secret results, the heap for key metadata),
+  // serialized into locked memory.
   net::Response ok(json::value data, json::array warnings = {}) {
-    json::object env(arena.storage());
+    json::object env(data.storage());
     env["request_id"] = note.request_id;
     env["lease_id"] = "";
     env["renewable"] = false;
@@ -319,11 +323,11 @@ asio::awaitable<net::Response> TransitApi::dispatch(Call& call) {
       auto names = ring.list();
       if (!names) co_return on_error(names.error());
       if (names->empty()) co_return errors(404, "", version);  // Vault: an empty list is a 404
-      json::array keys(call.arena.storage());
+      json::array keys;  // names are not secret: the heap, not the request's arena
       for (const auto& n : *names) {
         if (allowed(Operation::list, n) || allowed(Operation::read, n)) keys.emplace_back(n);
       }
-      json::object data(call.arena.storage());
+      json::object data;
       data["keys"] = std::move(keys);
       co_return call.ok(std::move(data));
     }
@@ -358,16 +362,16 @@ asio::awaitable<net::Response> TransitApi::dispatch(Call& call) {
         if (auto p = parse(); !p) co_return call.error(p.error());
         auto created = co_await blocking([&] { return ring.create(name, opts); });
         if (!created) co_return on_error(created.error());
-        json::array warnings(call.arena.storage());
+        json::array warnings;
         if (created->existed) warnings.emplace_back("key " + name + " already existed");
-        co_return call.ok(key_info_json(created->info, call.arena.storage()), std::move(warnings));
+        co_return call.ok(key_info_json(created->info), std::move(warnings));
       }
       if (is_get && !list) {
         if (!allowed(Operation::read, name)) co_return denied();
         auto info = ring.read(name);
         if (!info && info.error().code == Errc::not_found) co_return errors(404, "", version);
         if (!info) co_return on_error(info.error());
-        co_return call.ok(key_info_json(*info, call.arena.storage()));
+        co_return call.ok(key_info_json(*info));
       }
       if (method == http::verb::delete_) {
         if (!allowed(Operation::delete_, name)) co_return denied();
@@ -387,7 +391,7 @@ asio::awaitable<net::Response> TransitApi::dispatch(Call& call) {
       if (!allowed(Operation::rotate, name)) co_return denied();
       auto info = co_await blocking([&] { return ring.rotate(name); });
       if (!info) co_return on_error(info.error());
-      co_return call.ok(key_info_json(*info, call.arena.storage()));
+      co_return call.ok(key_info_json(*info));
     }
     if (seg.size() == 3 && seg[2] == "config") {
       if (!write) co_return unsupported_op();
@@ -421,7 +425,7 @@ asio::awaitable<net::Response> TransitApi::dispatch(Call& call) {
       if (auto p = parse(); !p) co_return call.error(p.error());
       auto info = co_await blocking([&] { return ring.configure(name, update); });
       if (!info) co_return on_error(info.error());
-      co_return call.ok(key_info_json(*info, call.arena.storage()));
+      co_return call.ok(key_info_json(*info));
     }
     co_return errors(404, "unsupported path", version);
   }

@@ -190,6 +190,18 @@ class TransitTest(unittest.TestCase):
         # Nothing was damaged: the good ciphertext still opens.
         self.assertEqual(base64.b64decode(self.transit.decrypt_data("bad", good)["data"]["plaintext"]), b"payload")
 
+    def test_key_with_many_versions_reads_and_lists(self):
+        # Key metadata is not bounded by the request's locked arena.
+        self.transit.create_key("many")
+        for _ in range(1499):
+            status, _, _ = self.raw("POST", "/v1/transit/keys/many/rotate", {})
+            self.assertEqual(status, 200)
+        info = self.transit.read_key("many")["data"]
+        self.assertEqual(info["latest_version"], 1500)
+        self.assertEqual(len(info["keys"]), 1500)
+        ct = self.transit.encrypt_data("many", b64(b"v1500"))["data"]
+        self.assertEqual(ct["key_version"], 1500)
+
     def test_oversize_body_and_slow_client(self):
         status, _, body = self.raw("POST", "/v1/transit/encrypt/big", b'{"plaintext":"' + b"A" * (1024 * 1024) + b'"}')
         self.assertEqual(status, 413)
