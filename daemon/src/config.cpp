@@ -66,6 +66,22 @@ Result<std::size_t> positive(const YAML::Node& node, const std::string& where, s
   return static_cast<std::size_t>(*v);
 }
 
+// A list of policy names, each declared in `policies` (or "root").
+Result<std::vector<std::string>> policy_names(const YAML::Node& n, const std::string& where,
+                                              const std::vector<PolicyConfig>& policies) {
+  if (!n.IsSequence()) return fail(Errc::invalid_argument, where + ".policies: must be a list");
+  std::vector<std::string> out;
+  for (const auto& p : n) {
+    std::string name;
+    ROOTSEAL_TRY_ASSIGN(name, scalar<std::string>(p, where + ".policies[]"));
+    const bool known = name == "root" || std::any_of(policies.begin(), policies.end(),
+                                                      [&](const PolicyConfig& pc) { return pc.name == name; });
+    if (!known) return fail(Errc::invalid_argument, where + ".policies: unknown policy '" + name + "'");
+    out.push_back(std::move(name));
+  }
+  return out;
+}
+
 Result<void> parse_tls(const YAML::Node& n, TlsSection& out) {
   ROOTSEAL_TRY(check_keys(n, "listen.tls", {"cert_file", "key_file", "client_ca_file", "require_client_cert", "min_version"}));
   std::string s;
@@ -112,14 +128,7 @@ Result<void> parse_client_certs(const YAML::Node& n, const std::vector<PolicyCon
       return fail(Errc::invalid_argument,
                   where + ".sha256: the certificate's SHA-256 fingerprint, 64 lower-case hex digits");
     }
-    for (const auto& p : item["policies"]) {
-      std::string name;
-      ROOTSEAL_TRY_ASSIGN(name, scalar<std::string>(p, where + ".policies[]"));
-      const bool known = name == "root" || std::any_of(policies.begin(), policies.end(),
-                                                        [&](const PolicyConfig& pc) { return pc.name == name; });
-      if (!known) return fail(Errc::invalid_argument, where + ".policies: unknown policy '" + name + "'");
-      c.policies.push_back(std::move(name));
-    }
+    ROOTSEAL_TRY_ASSIGN(c.policies, policy_names(item["policies"], where, policies));
     out.push_back(std::move(c));
   }
   return {};
@@ -379,15 +388,7 @@ Result<void> parse_tokens(const YAML::Node& n, const std::vector<PolicyConfig>& 
     if (t.sha256.size() != 64 || t.sha256.find_first_not_of("0123456789abcdef") != std::string::npos) {
       return fail(Errc::invalid_argument, where + ".sha256: 64 lower-case hex digits (sha256sum of the token)");
     }
-    if (!item["policies"].IsSequence()) return fail(Errc::invalid_argument, where + ".policies: must be a list");
-    for (const auto& p : item["policies"]) {
-      std::string name;
-      ROOTSEAL_TRY_ASSIGN(name, scalar<std::string>(p, where + ".policies[]"));
-      const bool known = name == "root" || std::any_of(policies.begin(), policies.end(),
-                                                        [&](const PolicyConfig& pc) { return pc.name == name; });
-      if (!known) return fail(Errc::invalid_argument, where + ".policies: unknown policy '" + name + "'");
-      t.policies.push_back(std::move(name));
-    }
+    ROOTSEAL_TRY_ASSIGN(t.policies, policy_names(item["policies"], where, policies));
     if (item["ttl"]) {
       std::chrono::milliseconds d{};
       ROOTSEAL_TRY_ASSIGN(d, duration(item["ttl"], where + ".ttl"));

@@ -123,7 +123,7 @@ boost::asio::awaitable<net::Response> Router::handle(net::Request& request, cons
   auto parsed = boost::urls::parse_origin_form(request.target());
   if (!parsed) co_return error_response({Errc::invalid_argument, "malformed request target"}, request.version());
   const std::string path = parsed->path();
-  net::Response response = co_await route(request, path, peer, started);
+  net::Response response = co_await route(request, *parsed, path, peer, started);
   if (ctx_.metrics != nullptr) {
     const auto route_label = classify(std::string_view(path).starts_with("/v1/") ? std::string_view(path).substr(4)
                                                                                 : std::string_view(),
@@ -134,8 +134,8 @@ boost::asio::awaitable<net::Response> Router::handle(net::Request& request, cons
   co_return response;
 }
 
-boost::asio::awaitable<net::Response> Router::route(net::Request& request, const std::string& path,
-                                                    const net::PeerInfo& peer,
+boost::asio::awaitable<net::Response> Router::route(net::Request& request, const boost::urls::url_view& url,
+                                                    const std::string& path, const net::PeerInfo& peer,
                                                     std::chrono::steady_clock::time_point started) {
   const unsigned version = request.version();
   const auto method = request.method();
@@ -158,10 +158,9 @@ boost::asio::awaitable<net::Response> Router::route(net::Request& request, const
     co_return metrics(request);
   }
   if (ctx_.transit != nullptr && path.starts_with("/v1/") && ctx_.transit->owns(std::string_view(path).substr(4))) {
-    auto parsed = boost::urls::parse_origin_form(request.target());
     RequestNote note;
     net::Response response =
-        co_await ctx_.transit->handle(request, std::string_view(path).substr(4), parsed->params(), peer, note);
+        co_await ctx_.transit->handle(request, std::string_view(path).substr(4), url.params(), peer, note);
     if (ctx_.audit != nullptr) {
       auto written = ctx_.audit->write(audit_record(request, path, peer, note, response, started));
       // Vault's rule: a request that cannot be audited fails.

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/url/url_view.hpp>
 
 #include <functional>
 #include <string>
@@ -42,8 +43,9 @@ class Router {
   boost::asio::awaitable<net::Response> handle(net::Request& request, const net::PeerInfo& peer);
 
  private:
-  boost::asio::awaitable<net::Response> route(net::Request& request, const std::string& path,
-                                              const net::PeerInfo& peer, std::chrono::steady_clock::time_point started);
+  boost::asio::awaitable<net::Response> route(net::Request& request, const boost::urls::url_view& url,
+                                              const std::string& path, const net::PeerInfo& peer,
+                                              std::chrono::steady_clock::time_point started);
   net::Response metrics(const net::Request& request) const;
   net::Response health(const net::Request& request) const;
   net::Response seal_status(const net::Request& request) const;
