@@ -83,6 +83,71 @@ TEST_CASE("base64 agrees with OpenSSL and round-trips every length", "[encoding]
   }
 }
 
+TEST_CASE("base64 secret codec agrees with OpenSSL and round-trips every length", "[encoding]") {
+  // The *_secure variants (arithmetic, eight characters at a time) against the
+  // same oracle: every length exercises the 8-wide body and each tail shape.
+  std::mt19937 rng(20240602);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (std::size_t len = 0; len <= 200; ++len) {
+    std::vector<std::uint8_t> data(len);
+    for (auto& b : data) b = static_cast<std::uint8_t>(byte(rng));
+    const std::string expected = openssl_base64(data);
+    INFO("length " << len);
+    const SecureBytes encoded = base64_encode_secure(data);
+    CHECK(std::string_view(reinterpret_cast<const char*>(encoded.data()), encoded.size()) == expected);
+    auto decoded = base64_decode_secure(expected);
+    REQUIRE(decoded.has_value());
+    CHECK(std::vector<std::uint8_t>(decoded->data(), decoded->data() + decoded->size()) == data);
+  }
+}
+
+std::vector<std::uint8_t> openssl_unbase64(const std::string& text) {
+  std::vector<std::uint8_t> out(text.size() / 4 * 3);
+  const int n = EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(text.data()),
+                                static_cast<int>(text.size()));
+  out.resize(n < 0 ? 0 : static_cast<std::size_t>(n));
+  return out;
+}
+
+TEST_CASE("base64 decoders agree on every byte value at every position of a long text", "[encoding]") {
+  // 30 bytes -> 40 characters, no padding: five 8-character blocks, so each
+  // lane of the 8-wide decoders sees every byte value.
+  std::vector<std::uint8_t> data(30);
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<std::uint8_t>(i * 37 + 11);
+  const std::string clean = base64_encode(data);
+  REQUIRE(clean.size() == 40);
+  int accepted = 0;
+  for (std::size_t pos = 0; pos < clean.size(); ++pos) {
+    for (int c = 0; c < 256; ++c) {
+      std::string text = clean;
+      text[pos] = static_cast<char>(c);
+      INFO("position " << pos << ", byte " << c);
+      auto plain = base64_decode(text);
+      auto secure = base64_decode_secure(text);
+      REQUIRE(plain.has_value() == secure.has_value());
+      if (pos == clean.size() - 1 && c == '=') {  // real padding now: 29 bytes if the stray bits are zero
+        const bool canonical = (kAlphabet.find(clean[pos - 1]) & 3) == 0;
+        CHECK(plain.has_value() == canonical);
+        if (plain) CHECK(std::vector<std::uint8_t>(secure->data(), secure->data() + secure->size()) == *plain);
+        continue;
+      }
+      const bool in_alphabet = kAlphabet.find(static_cast<char>(c)) != std::string_view::npos;
+      CHECK(plain.has_value() == in_alphabet);
+      if (!plain) {
+        CHECK(plain.error().message == secure.error().message);
+        CHECK(plain.error().message.find(c == '=' ? "before the end" : "outside the standard alphabet") !=
+              std::string::npos);
+        continue;
+      }
+      ++accepted;
+      const auto expected = openssl_unbase64(text);
+      CHECK(*plain == expected);
+      CHECK(std::vector<std::uint8_t>(secure->data(), secure->data() + secure->size()) == expected);
+    }
+  }
+  CHECK(accepted == 40 * 64);
+}
+
 TEST_CASE("base64 accepts exactly the 64 standard characters", "[encoding]") {
   // Each byte value inside a group (where '=' is not padding either): only
   // the standard alphabet may decode, and to its index.

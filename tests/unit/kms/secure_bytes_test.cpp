@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "rootseal/kms/secure_bytes.hpp"
 
@@ -180,6 +181,9 @@ TEST_CASE("The locked arena counts live allocations", "[secure_bytes]") {
   CHECK(after.in_use_bytes == before.in_use_bytes);
 }
 
+// Locked bytes not sitting in the large-block cache.
+std::size_t locked_outside_cache(const rootseal::kms::SecureArenaStats& s) { return s.locked_bytes - s.cached_bytes; }
+
 TEST_CASE("Allocations above 32 KiB get locked pages of their own", "[secure_bytes]") {
   const auto before = secure_arena_stats();
   {
@@ -187,14 +191,90 @@ TEST_CASE("Allocations above 32 KiB get locked pages of their own", "[secure_byt
     const auto during = secure_arena_stats();
     CHECK(during.live_allocations == before.live_allocations + 1);
     CHECK(during.in_use_bytes >= before.in_use_bytes + 40000);
-    CHECK(during.locked_bytes >= before.locked_bytes + 40000);
+    CHECK(locked_outside_cache(during) >= locked_outside_cache(before) + 40000);
     CHECK(big.data()[39999] == 0x3C);
     SecureBytes copy = big.clone();
     CHECK(copy == big);
   }
   const auto after = secure_arena_stats();
   CHECK(after.live_allocations == before.live_allocations);
-  CHECK(after.locked_bytes == before.locked_bytes);  // private mappings are returned
+  // Given back: either unmapped or kept (wiped, still locked) in the cache.
+  CHECK(locked_outside_cache(after) == locked_outside_cache(before));
+  CHECK(after.cached_bytes <= after.locked_bytes);
+}
+
+TEST_CASE("A freed large block is reused from the cache and reads as zeros", "[secure_bytes]") {
+  constexpr std::size_t kSize = 128 * 1024;
+  SecureBytes first = filled(kSize, 0xA5);
+  const std::uint8_t* const where = first.data();
+  first.clear();
+  const auto freed = secure_arena_stats();
+  CHECK(freed.cached_bytes >= kSize);
+  CHECK(freed.cached_blocks >= 1);
+
+  SecureBytes again(kSize);
+  const auto reused = secure_arena_stats();
+  CHECK(again.data() == where);                           // the same block, most recently freed first
+  CHECK(all_zero(again.data(), again.size()));            // wiped on free, not re-zeroed on reuse
+  CHECK(reused.locked_bytes == freed.locked_bytes);       // no new mapping
+  CHECK(reused.cached_bytes == freed.cached_bytes - kSize);
+  CHECK(reused.cached_blocks == freed.cached_blocks - 1);
+
+  // A request of a different size that still fits (not more than twice over)
+  // takes it too, and sees only zeros over the whole of what it asked for.
+  std::memset(again.data(), 0x5A, kSize);
+  again.clear();
+  SecureBytes smaller(100000);  // no other test leaves a block of this size cached
+  CHECK(smaller.data() == where);
+  CHECK(all_zero(smaller.data(), smaller.size()));
+  // One less than half its size does not pin the 128 KiB block.
+  smaller.clear();
+  SecureBytes much_smaller(40000);
+  CHECK(much_smaller.data() != where);
+}
+
+TEST_CASE("A reused small block reads as zeros, also after truncate", "[secure_bytes]") {
+  SecureBytes first = filled(48, 0xFF);
+  const std::uint8_t* const where = first.data();
+  first.truncate(5);  // the tail is wiped now, the head on release
+  first.clear();
+  SecureBytes again(48);
+  CHECK(again.data() == where);  // the size class's free list is last in, first out
+  CHECK(all_zero(again.data(), again.size()));
+}
+
+TEST_CASE("The large-block cache is bounded in blocks and bytes", "[secure_bytes]") {
+  constexpr std::size_t kBlock = 36 * 1024;  // the smallest large block (33 KiB rounded to pages)
+  constexpr std::size_t kCount = 80;         // more than the 64-block bound
+  const auto before = secure_arena_stats();
+  std::size_t locked_while_live = 0;
+  {
+    std::vector<SecureBytes> live;
+    for (std::size_t i = 0; i < kCount; ++i) live.push_back(filled(33 * 1024, 0x77));
+    locked_while_live = secure_arena_stats().locked_bytes;
+  }
+  const auto after = secure_arena_stats();
+  CHECK(after.live_allocations == before.live_allocations);
+  CHECK(after.cached_blocks <= 64);
+  CHECK(after.cached_bytes <= 8 * 1024 * 1024);
+  CHECK(after.cached_bytes <= after.cached_blocks * 1024 * 1024);  // sanity: counts agree in scale
+  // Not all of them were kept: at least kCount - 64 went back to the OS.
+  CHECK(after.locked_bytes + (kCount - 64) * kBlock <= locked_while_live);
+  // The rest is still counted as locked (it is), and only what fit was kept.
+  CHECK(locked_outside_cache(after) == locked_outside_cache(before));
+
+  // 3 x 4 MiB cannot all fit a cache of at most 8 MiB.
+  const auto before_big = secure_arena_stats();
+  std::size_t locked_big = 0;
+  {
+    std::vector<SecureBytes> live;
+    for (int i = 0; i < 3; ++i) live.emplace_back(4 * 1024 * 1024);
+    locked_big = secure_arena_stats().locked_bytes;
+  }
+  const auto after_big = secure_arena_stats();
+  CHECK(after_big.cached_bytes <= 8 * 1024 * 1024);
+  CHECK(after_big.locked_bytes + 4 * 1024 * 1024 <= locked_big);
+  CHECK(locked_outside_cache(after_big) == locked_outside_cache(before_big));
 }
 
 TEST_CASE("Allocations from 4 KiB to 32 KiB come from the locked arena and are reused", "[secure_bytes]") {

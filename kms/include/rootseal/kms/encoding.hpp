@@ -14,12 +14,16 @@
 
 namespace rootseal::kms {
 
+// For public values only (ciphertexts, certificates, signatures, context):
+// table-driven, so their timing and cache footprint depend on the data.
 std::string base64_encode(std::span<const std::uint8_t> bytes);
 Result<std::vector<std::uint8_t>> base64_decode(std::string_view text);
-// For secrets (plaintext fields): decodes straight into locked memory.
+// For secrets (plaintext fields): decodes straight into locked memory, with
+// data-independent timing (no branch or table lookup on the characters).
 Result<SecureBytes> base64_decode_secure(std::string_view text);
 // Base64 of a secret, for a response body that must carry it (datakey
-// plaintext, decrypt). The caller owns wiping the returned buffer.
+// plaintext, decrypt); data-independent timing too. The caller owns wiping the
+// returned buffer.
 SecureBytes base64_encode_secure(std::span<const std::uint8_t> bytes);
 
 std::string hex_encode(std::span<const std::uint8_t> bytes);
