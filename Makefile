@@ -48,7 +48,7 @@ $(FUZZ_DIR)/build.ninja: | deps
 	  -DCMAKE_C_COMPILER=clang-19 -DCMAKE_CXX_COMPILER=clang++-19 \
 	  -DROOTSEAL_BUILD_FUZZ=ON -DROOTSEAL_BUILD_TESTS=OFF -DROOTSEAL_BUILD_BENCH=OFF
 
-# Only the fuzz targets (and the kms sources they instrument) are built here.
+# Only the fuzz targets (and the kms and daemon sources they instrument) are built here.
 build-fuzz: deps $(FUZZ_DIR)/build.ninja
 	cmake --build $(FUZZ_DIR) -j $(JOBS) --target rootseal_fuzzers
 
@@ -72,6 +72,7 @@ bench: build
 	bash bench/aead-vs-openssl.sh $(BUILD_DIR)
 	$(BUILD_DIR)/bench/rootseal_bench_pkcs11
 	bash bench/startup.sh $(BUILD_DIR)
+	bash bench/load.sh $(BUILD_DIR)
 
 clean:
 	rm -rf build
@@ -79,6 +80,8 @@ clean:
 # Debian package `rootseal` (debian/, built in a copy under $(DEB_DIR); lintian
 # must report no error): see docs/packaging.md. test-deb installs, upgrades,
 # removes and purges it in a throwaway overlay root, never on this host.
+# `make test` runs both as the ctest test packaging_deb (into
+# $(BUILD_DIR)/deb); these targets are for running them alone.
 DEB_DIR ?= build/deb
 .PHONY: deb test-deb
 deb: deps

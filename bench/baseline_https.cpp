@@ -1,6 +1,6 @@
 // The load harness's baseline: a minimal Boost.Beast HTTPS server that answers
 // every request with a fixed 200 JSON body. Same TLS settings as rootseald
-// (net::make_server_tls), same threads, keep-alive, but none of rootseald's
+// (net::make_server_tls), same threads, keep-alive, TCP_NODELAY, but none of rootseald's
 // work: it bounds what any HTTPS service can do on this machine.
 //
 //   rootseal_baseline_https <cert.pem> <key.pem> <port> [threads]
@@ -62,6 +62,8 @@ asio::awaitable<void> listen(tcp::acceptor& acceptor, std::shared_ptr<asio::ssl:
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(acceptor.get_executor()), kTuple);
     if (ec) break;
+    boost::system::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);  // as rootseald's server does
     auto executor = socket.get_executor();
     asio::co_spawn(executor, session(std::move(socket), ctx), asio::detached);
   }

@@ -94,6 +94,12 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
         continue;
       }
       connections.fetch_add(1);
+      // A response leaves in several writes (TLS records, a large body in
+      // pieces): with Nagle's algorithm the last small segment waits for the
+      // client's delayed ACK, up to 40 ms on Linux. Request/response traffic
+      // wants every write on the wire at once.
+      boost::system::error_code nodelay_ec;
+      socket.set_option(tcp::no_delay(true), nodelay_ec);
       auto executor = socket.get_executor();
       asio::co_spawn(executor, session(self, std::move(socket)), asio::detached);
     }

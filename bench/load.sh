@@ -1,0 +1,292 @@
+#!/usr/bin/env bash
+# Load harness: rootseald over TLS with keep-alive against a minimal Beast
+# HTTPS baseline (bench/baseline_https.cpp, same TLS settings), driven by wrk.
+#
+#   bench/load.sh BUILD_DIR
+#
+# Scenarios (each CONNECTIONS connections, THREADS wrk threads, DURATION):
+#   baseline      POST of the 32 B encrypt body to the baseline (fixed 200 JSON)
+#   encrypt-32    POST /v1/transit/encrypt/bench, 32 B plaintext
+#   encrypt-1k    same, 1 KiB
+#   decrypt-32    POST /v1/transit/decrypt/bench of a 32 B plaintext's ciphertext
+#   decrypt-1k    same, 1 KiB
+#   batch-1000    POST /v1/transit/encrypt/bench with batch_input of 1,000 items of 32 B
+# All scenarios run ROUNDS times, interleaved (baseline, then each rootseald
+# scenario, then again), and the run with the median req/s is reported, so a
+# burst of foreign load on the machine does not favour one side.
+# Then the RSS run: encrypt/decrypt of 32 B in DURATION-long wrk runs until
+# RSS_REQUESTS requests are done, sampling rootseald's VmRSS every RSS_INTERVAL s.
+#
+# Environment (defaults):
+#   DURATION=10s CONNECTIONS=32 THREADS=2 ROUNDS=3
+#   SERVER_THREADS=$(nproc)     I/O threads of both servers
+#   SERVER_CPUS= CLIENT_CPUS=   taskset CPU lists for both servers / for wrk (empty: no pinning)
+#   RSS_REQUESTS=1000000 RSS_INTERVAL=2   (RSS_REQUESTS=0 skips the RSS run)
+#   SCENARIOS="baseline encrypt-32 ..."   a subset (baseline first)
+#   RESULTS=FILE                also write the result tables (markdown) to FILE
+#   KEEP=1                      keep the temporary folder (certs, config, logs)
+set -euo pipefail
+
+BUILD=$(cd "${1:?usage: bench/load.sh BUILD_DIR}" && pwd)
+HERE=$(cd "$(dirname "$0")" && pwd)
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-32}
+THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-3}
+SERVER_THREADS=${SERVER_THREADS:-$(nproc)}
+SERVER_CPUS=${SERVER_CPUS:-}
+CLIENT_CPUS=${CLIENT_CPUS:-}
+RSS_REQUESTS=${RSS_REQUESTS:-1000000}
+RSS_INTERVAL=${RSS_INTERVAL:-2}
+RESULTS=${RESULTS:-}
+BATCH_ITEMS=1000
+
+ROOTSEALD=$BUILD/daemon/rootseald
+BASELINE=$BUILD/bench/rootseal_baseline_https
+for exe in "$ROOTSEALD" "$BASELINE"; do
+  [[ -x $exe ]] || { echo "load.sh: $exe is missing (build it first)" >&2; exit 1; }
+done
+for tool in wrk openssl curl softhsm2-util python3 taskset; do
+  command -v "$tool" >/dev/null || { echo "load.sh: $tool is not installed (scripts/install-deps)" >&2; exit 1; }
+done
+
+DIR=$(mktemp -d /tmp/rootseal-load-XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [[ ${KEEP:-0} == 1 ]]; then echo "load.sh: kept $DIR" >&2; else rm -rf "$DIR"; fi
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+SERVER_PIN=()
+CLIENT_PIN=()
+[[ -n $SERVER_CPUS ]] && SERVER_PIN=(taskset -c "$SERVER_CPUS")
+[[ -n $CLIENT_CPUS ]] && CLIENT_PIN=(taskset -c "$CLIENT_CPUS")
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
+mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
+field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# --- throwaway CA and server certificate (P-256, like the integration tests) ---
+q() { "$@" >/dev/null 2>&1 || { echo "load.sh: failed: $*" >&2; exit 1; }; }
+q openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=rootseal-load-ca \
+  -keyout "$DIR/ca.key" -out "$DIR/ca.pem"
+echo "subjectAltName=IP:127.0.0.1" >"$DIR/server.ext"
+q openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=rootseal-load \
+  -keyout "$DIR/server.key" -out "$DIR/server.csr"
+q openssl x509 -req -in "$DIR/server.csr" -CA "$DIR/ca.pem" -CAkey "$DIR/ca.key" -CAcreateserial -days 2 \
+  -extfile "$DIR/server.ext" -out "$DIR/server.pem"
+chmod 600 "$DIR/server.key" "$DIR/ca.key"
+
+# --- SoftHSM2 token, PIN file, token for the API ---
+mkdir -p "$DIR/hsm/tokens"
+printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$DIR/hsm/tokens" >"$DIR/hsm/softhsm2.conf"
+export SOFTHSM2_CONF=$DIR/hsm/softhsm2.conf
+q softhsm2-util --init-token --free --label load --so-pin 0000 --pin 1234
+printf 1234 >"$DIR/pin"
+chmod 600 "$DIR/pin"
+TOKEN=$(openssl rand -hex 32)
+TOKEN_SHA=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
+
+RS_PORT=$(free_port)
+BL_PORT=$(free_port)
+cat >"$DIR/rootseald.yaml" <<EOF
+listen:
+  address: 127.0.0.1:$RS_PORT
+  tls:
+    cert_file: $DIR/server.pem
+    key_file: $DIR/server.key
+state_dir: $DIR/state
+pkcs11:
+  module: /usr/lib/softhsm/libsofthsm2.so
+  token_label: load
+  generate_key: true
+pin:
+  sources: [file]
+  file: $DIR/pin
+audit:
+  file: $DIR/audit.log
+log:
+  level: warn
+io_threads: $SERVER_THREADS
+tokens:
+  - name: load
+    sha256: $TOKEN_SHA
+    policies: [root]
+EOF
+
+# --- start both servers under the same conditions ---
+RS_ARGS=(--config "$DIR/rootseald.yaml")
+# rootseald refuses to run as root without --allow-root (a throwaway bench instance may).
+if [[ $(id -u) == 0 ]] && "$ROOTSEALD" --help 2>&1 | grep -q -- --allow-root; then RS_ARGS+=(--allow-root); fi
+"${SERVER_PIN[@]}" "$ROOTSEALD" "${RS_ARGS[@]}" >"$DIR/rootseald.out" 2>"$DIR/rootseald.log" &
+RS_PID=$!
+PIDS+=("$RS_PID")
+"${SERVER_PIN[@]}" "$BASELINE" "$DIR/server.pem" "$DIR/server.key" "$BL_PORT" "$SERVER_THREADS" \
+  >"$DIR/baseline.log" 2>&1 &
+BL_PID=$!
+PIDS+=("$BL_PID")
+
+CURL=(curl -s --cacert "$DIR/ca.pem" -H "X-Vault-Token: $TOKEN" -H "Content-Type: application/json")
+wait_ready() {  # name pid url
+  local deadline=$((SECONDS + 60))
+  until [[ $("${CURL[@]}" -o /dev/null -w '%{http_code}' "$3" 2>/dev/null) == 200 ]]; do
+    kill -0 "$2" 2>/dev/null || { echo "load.sh: $1 exited" >&2; cat "$DIR"/*.log >&2; exit 1; }
+    ((SECONDS < deadline)) || { echo "load.sh: $1 not ready after 60 s" >&2; cat "$DIR"/*.log >&2; exit 1; }
+    sleep 0.1
+  done
+}
+RS_URL=https://127.0.0.1:$RS_PORT
+BL_URL=https://127.0.0.1:$BL_PORT
+wait_ready rootseald "$RS_PID" "$RS_URL/v1/sys/health"
+wait_ready baseline "$BL_PID" "$BL_URL/"
+RSS_IDLE=$(rss_kib "$RS_PID")
+
+# --- key and request bodies ---
+code=$("${CURL[@]}" -o "$DIR/create.json" -w '%{http_code}' -X POST -d '{}' "$RS_URL/v1/transit/keys/bench")
+[[ $code == 200 || $code == 204 ]] || { echo "load.sh: creating key 'bench' answered $code" >&2; exit 1; }
+python3 - "$DIR" "$BATCH_ITEMS" <<'EOF'
+import base64, json, os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+b64 = lambda k: base64.b64encode(os.urandom(k)).decode()
+for name, size in (("encrypt-32", 32), ("encrypt-1k", 1024)):
+    with open(os.path.join(d, name + ".json"), "w") as f:
+        json.dump({"plaintext": b64(size)}, f)
+with open(os.path.join(d, "batch-1000.json"), "w") as f:
+    json.dump({"batch_input": [{"plaintext": b64(32)} for _ in range(n)]}, f)
+EOF
+for size in 32 1k; do
+  "${CURL[@]}" -X POST --data-binary "@$DIR/encrypt-$size.json" "$RS_URL/v1/transit/encrypt/bench" \
+    | python3 -c 'import json,sys; print(json.dumps({"ciphertext": json.load(sys.stdin)["data"]["ciphertext"]}))' \
+      >"$DIR/decrypt-$size.json"
+done
+
+# Every scenario is checked once (status 200 and the answer's shape) before it is measured.
+check() {  # scenario url
+  local code
+  code=$("${CURL[@]}" -o "$DIR/check.json" -w '%{http_code}' -X POST --data-binary "@$(body_of "$1")" "$2")
+  [[ $code == 200 ]] || { echo "load.sh: $1 answered $code: $(head -c 300 "$DIR/check.json")" >&2; exit 1; }
+  python3 - "$1" "$DIR/check.json" "$BATCH_ITEMS" <<'EOF' || { echo "load.sh: $1 answered an unexpected body" >&2; exit 1; }
+import json, sys
+name, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+data = json.load(open(path))["data"]
+if name.startswith("batch"):
+    r = data["batch_results"]
+    assert len(r) == n and all("ciphertext" in x and not x.get("error") for x in r)
+elif name.startswith("encrypt"):
+    assert data["ciphertext"].startswith("vault:v1:")
+elif name.startswith("decrypt"):
+    assert data["plaintext"]
+EOF
+}
+body_of() { case $1 in baseline) echo "$DIR/encrypt-32.json" ;; *) echo "$DIR/$1.json" ;; esac; }
+url_of() {
+  case $1 in
+    baseline) echo "$BL_URL/v1/transit/encrypt/bench" ;;
+    encrypt-* | batch-*) echo "$RS_URL/v1/transit/encrypt/bench" ;;
+    decrypt-*) echo "$RS_URL/v1/transit/decrypt/bench" ;;
+  esac
+}
+pid_of() { if [[ $1 == baseline ]]; then echo "$BL_PID"; else echo "$RS_PID"; fi; }
+
+# One wrk run; prints its RESULT line extended with the server's CPU time per request.
+run_wrk() {  # scenario duration
+  local name=$1 pid t0 t1 out line
+  pid=$(pid_of "$name")
+  t0=$(cpu_ticks "$pid")
+  out=$(BODY_FILE=$(body_of "$name") VAULT_TOKEN=$TOKEN "${CLIENT_PIN[@]}" \
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$2" --latency -s "$HERE/wrk/post.lua" "$(url_of "$name")")
+  t1=$(cpu_ticks "$pid")
+  printf '%s\n' "$out" >>"$DIR/wrk-$name.log"
+  line=$(grep '^RESULT ' <<<"$out") || { echo "load.sh: wrk printed no result for $name:" >&2; echo "$out" >&2; exit 1; }
+  if [[ $(field status_errors "$line") != 0 || $(field socket_errors "$line") != 0 ]]; then
+    echo "load.sh: $name had errors: $line" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+  echo "$line server_cpu_s=$(awk -v t=$((t1 - t0)) -v c="$CLK_TCK" 'BEGIN {printf "%.2f", t / c}')"
+}
+
+read -r -a SCENARIOS <<<"${SCENARIOS:-baseline encrypt-32 encrypt-1k decrypt-32 decrypt-1k batch-1000}"
+[[ ${SCENARIOS[0]} == baseline ]] || { echo "load.sh: SCENARIOS must start with baseline" >&2; exit 1; }
+for s in "${SCENARIOS[@]}"; do check "$s" "$(url_of "$s")"; done
+
+echo "rootseald pid $RS_PID, baseline pid $BL_PID; server threads $SERVER_THREADS, CPUs ${SERVER_CPUS:-any};" \
+  "wrk $THREADS threads, $CONNECTIONS connections, CPUs ${CLIENT_CPUS:-any}; $DURATION x $ROUNDS rounds"
+echo "rootseald idle RSS: $(mib "$RSS_IDLE") MiB"
+for s in "${SCENARIOS[@]}"; do run_wrk "$s" 2s >/dev/null; done  # warm-up
+for round in $(seq 1 "$ROUNDS"); do
+  echo "round $round (load average $(loadavg))"
+  for s in "${SCENARIOS[@]}"; do
+    line=$(run_wrk "$s" "$DURATION")
+    echo "$line" >>"$DIR/result-$s"
+    printf '  %-11s %10s req/s  p50 %6s us  p99 %6s us\n' "$s" "$(field rps "$line")" \
+      "$(field p50_us "$line")" "$(field p99_us "$line")"
+  done
+done
+
+median_of() { awk '{for (i = 1; i <= NF; i++) if ($i ~ /^rps=/) {split($i, a, "="); print a[2], $0}}' "$DIR/result-$1" \
+  | sort -n -k1 | awk -v m=$(((ROUNDS + 1) / 2)) 'NR == m {sub(/^[^ ]+ /, ""); print}'; }
+
+BASE_RPS=$(field rps "$(median_of baseline)")
+TABLE="| scenario | req/s | × baseline | items/s | p50 ms | p99 ms | server CPU µs/req |
+|---|---:|---:|---:|---:|---:|---:|"
+for s in "${SCENARIOS[@]}"; do
+  line=$(median_of "$s")
+  rps=$(field rps "$line")
+  items=$rps
+  [[ $s == batch-* ]] && items=$(awk -v r="$rps" -v n="$BATCH_ITEMS" 'BEGIN {printf "%.0f", r * n}')
+  TABLE+=$'\n'$(awk -v s="$s" -v r="$rps" -v b="$BASE_RPS" -v i="$items" -v p50="$(field p50_us "$line")" \
+    -v p99="$(field p99_us "$line")" -v cpu="$(field server_cpu_s "$line")" -v n="$(field requests "$line")" \
+    'BEGIN {printf "| %s | %.0f | %.2f | %.0f | %.2f | %.2f | %.0f |", s, r, r / b, i, p50 / 1000, p99 / 1000, cpu * 1e6 / n}')
+done
+echo
+echo "median of $ROUNDS rounds, $DURATION each, $CONNECTIONS connections:"
+echo "$TABLE"
+
+RSS_TABLE=""
+if ((RSS_REQUESTS > 0)); then
+  echo
+  echo "RSS run: $RSS_REQUESTS requests (encrypt/decrypt of 32 B, alternating ${DURATION} runs) ..."
+  RSS_START=$(rss_kib "$RS_PID")
+  (while kill -0 "$RS_PID" 2>/dev/null; do rss_kib "$RS_PID"; sleep "$RSS_INTERVAL"; done) >"$DIR/rss.samples" &
+  SAMPLER=$!
+  PIDS+=("$SAMPLER")
+  total=0
+  runs=0
+  while ((total < RSS_REQUESTS)); do
+    if ((runs % 2 == 0)); then s=encrypt-32; else s=decrypt-32; fi
+    line=$(run_wrk "$s" "$DURATION")
+    total=$((total + $(field requests "$line")))
+    runs=$((runs + 1))
+    echo "  $s: $(field rps "$line") req/s, total $total, RSS $(mib "$(rss_kib "$RS_PID")") MiB"
+  done
+  RSS_END=$(rss_kib "$RS_PID")
+  kill "$SAMPLER" 2>/dev/null || true
+  RSS_MAX=$(sort -n "$DIR/rss.samples" | tail -1)
+  ((RSS_END > RSS_MAX)) && RSS_MAX=$RSS_END
+  RSS_TABLE="| rootseald RSS | MiB |
+|---|---:|
+| idle, after start | $(mib "$RSS_IDLE") |
+| start of the ${total}-request run (after the scenarios above) | $(mib "$RSS_START") |
+| end of the run | $(mib "$RSS_END") |
+| max during the run (sampled every ${RSS_INTERVAL} s) | $(mib "$RSS_MAX") |
+| drift end vs start | $(awk -v a="$RSS_START" -v b="$RSS_END" 'BEGIN {printf "%+.1f %%", (b - a) * 100 / a}') |
+| drift max vs start | $(awk -v a="$RSS_START" -v b="$RSS_MAX" 'BEGIN {printf "%+.1f %%", (b - a) * 100 / a}') |"
+  echo
+  echo "$RSS_TABLE"
+fi
+
+if [[ -n $RESULTS ]]; then
+  {
+    echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, load average at end $(loadavg)"
+    echo "server threads $SERVER_THREADS, CPUs ${SERVER_CPUS:-any}; wrk $THREADS threads, $CONNECTIONS connections, CPUs ${CLIENT_CPUS:-any}; median of $ROUNDS rounds of $DURATION"
+    echo
+    echo "$TABLE"
+    if [[ -n $RSS_TABLE ]]; then printf '\n%s\n' "$RSS_TABLE"; fi
+  } >"$RESULTS"
+fi
