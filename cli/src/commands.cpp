@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "admin_commands.hpp"
 #include "ceremony.hpp"
 #include "rootseal/cli/cli.hpp"
 #include "secret_io.hpp"
@@ -100,7 +101,7 @@ int run(int argc, char** argv) {
     return 1;
   }
 
-  CLI::App app{"rootseal — offline key ceremony for rootseald's HSM root key"};
+  CLI::App app{"rootseal — offline key ceremony for rootseald's HSM root key, and local admin of rootseald"};
   app.set_version_flag("--version", "rootseal " ROOTSEAL_VERSION);
   app.require_subcommand(1);
   CLI::App* ceremony = app.add_subcommand("ceremony", "the offline key ceremony (docs/ceremony.md)");
@@ -227,6 +228,9 @@ int run(int argc, char** argv) {
   audit->add_option("--transcript-dir", aud_transcript, "folder of the transcript")->required();
   audit->add_option("--expect-head", aud_head, "the chain head the witness recorded");
 
+  // status, unseal, token ..., tpm seal-pin | reseal (docs/admin.md)
+  auto admin = add_admin_commands(app);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -235,6 +239,7 @@ int run(int argc, char** argv) {
   }
 
   try {
+    if (auto rc = run_admin_commands(*admin, con)) return *rc;
     if (*init) {
       InitOptions o;
       o.token = token_target(init_tok);

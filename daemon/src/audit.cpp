@@ -126,6 +126,7 @@ kms::Result<void> AuditLog::write(const AuditRecord& r) {
   if (r.key_version != 0) o["key_version"] = r.key_version;
   if (r.batch_items != 0) o["batch_items"] = r.batch_items;
   o["status"] = r.status;
+  if (!r.outcome.empty()) o["outcome"] = r.outcome;
   if (!r.error.empty()) o["error"] = r.error;
   o["latency_ms"] = r.latency_ms;
   std::string body = json::serialize(o);

@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <array>
 
+#include <cstring>
+
+#include "admin_token_db.hpp"
 #include "rootseal/kms/encoding.hpp"
 
 namespace rootseal::daemon {
@@ -13,6 +16,124 @@ std::string token_hash(std::string_view token) {
   std::array<std::uint8_t, SHA256_DIGEST_LENGTH> digest{};
   ::SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), digest.data());
   return kms::hex_encode(digest);
+}
+
+TokenStore::TokenStore() = default;
+TokenStore::~TokenStore() = default;
+
+kms::Result<void> TokenStore::attach(std::unique_ptr<TokenDb> db, std::int64_t now, Deferrer defer) {
+  ROOTSEAL_TRY(db->purge_expired(now));
+  std::vector<StoredToken> stored;
+  ROOTSEAL_TRY_ASSIGN(stored, db->load_all());
+  std::lock_guard lock(mu_);
+  for (auto& t : stored) {
+    t.info.persistent = true;
+    by_hash_[std::move(t.hash)] = std::move(t.info);
+  }
+  db_ = std::move(db);
+  defer_ = std::move(defer);
+  return {};
+}
+
+kms::Result<TokenStore::Created> TokenStore::create(TokenInfo info, std::int64_t now) {
+  // "rs." + 48 hex digits (192 random bits), built in locked memory.
+  static constexpr char kHex[] = "0123456789abcdef";
+  const auto raw = kms::SecureBytes::random(24);
+  kms::SecureBytes token(3 + 2 * raw.size());
+  std::memcpy(token.data(), "rs.", 3);
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    token.data()[3 + 2 * i] = static_cast<std::uint8_t>(kHex[raw.data()[i] >> 4]);
+    token.data()[4 + 2 * i] = static_cast<std::uint8_t>(kHex[raw.data()[i] & 0xf]);
+  }
+  std::string hash = token_hash(std::string_view(reinterpret_cast<const char*>(token.data()), token.size()));
+  info.accessor = kms::hex_encode(kms::SecureBytes::random(12).span());  // an identifier, not a secret
+  info.creation_time = now;
+  info.expire_time = info.ttl_s > 0 ? now + info.ttl_s : 0;
+  info.root = std::find(info.policies.begin(), info.policies.end(), "root") != info.policies.end();
+  info.from_config = false;
+  info.persistent = db_ != nullptr;
+  // Durable before anyone sees it: the database first, then memory.
+  if (db_) ROOTSEAL_TRY(db_->insert(hash, info));
+  {
+    std::lock_guard lock(mu_);
+    by_hash_[std::move(hash)] = info;
+  }
+  return Created{std::move(token), std::move(info)};
+}
+
+std::vector<TokenInfo> TokenStore::list(std::int64_t now) const {
+  std::vector<TokenInfo> out;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [hash, info] : by_hash_) {
+      if (info.expire_time != 0 && now >= info.expire_time) continue;
+      out.push_back(info);
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const TokenInfo& a, const TokenInfo& b) {
+    return a.creation_time != b.creation_time ? a.creation_time < b.creation_time : a.accessor < b.accessor;
+  });
+  return out;
+}
+
+std::optional<TokenInfo> TokenStore::lookup_accessor(std::string_view accessor, std::int64_t now) const {
+  if (accessor.empty()) return std::nullopt;
+  std::lock_guard lock(mu_);
+  for (const auto& [hash, info] : by_hash_) {
+    if (info.accessor != accessor) continue;
+    if (info.expire_time != 0 && now >= info.expire_time) return std::nullopt;
+    return info;
+  }
+  return std::nullopt;
+}
+
+kms::Result<TokenInfo> TokenStore::revoke(std::string_view accessor) {
+  TokenInfo found;
+  {
+    std::lock_guard lock(mu_);
+    auto it = std::find_if(by_hash_.begin(), by_hash_.end(), [&](const auto& kv) {
+      return !accessor.empty() && kv.second.accessor == accessor;
+    });
+    if (it == by_hash_.end()) return kms::fail(kms::Errc::not_found, "no token with accessor " + std::string(accessor));
+    if (it->second.from_config) {
+      return kms::fail(kms::Errc::invalid_argument,
+                       "token " + std::string(accessor) + " (" + it->second.display_name +
+                           ") is declared in the configuration: remove it there and reload (SIGHUP)");
+    }
+    if (!it->second.persistent && it->second.display_name == "root" && it->second.root) {
+      return kms::fail(kms::Errc::invalid_argument, "the dev root token cannot be revoked; restart rootseald --dev");
+    }
+    found = it->second;
+  }
+  // The database first: a revocation that did not commit must not look done.
+  if (found.persistent && db_) {
+    bool removed = false;
+    ROOTSEAL_TRY_ASSIGN(removed, db_->remove(found.accessor));
+    (void)removed;
+  }
+  std::lock_guard lock(mu_);
+  for (auto it = by_hash_.begin(); it != by_hash_.end(); ++it) {
+    if (it->second.accessor == found.accessor) {
+      by_hash_.erase(it);
+      break;
+    }
+  }
+  return found;
+}
+
+kms::Result<std::size_t> TokenStore::purge_expired(std::int64_t now) {
+  std::size_t dropped = 0;
+  if (db_) ROOTSEAL_TRY(db_->purge_expired(now));
+  std::lock_guard lock(mu_);
+  for (auto it = by_hash_.begin(); it != by_hash_.end();) {
+    if (!it->second.from_config && it->second.expire_time != 0 && now >= it->second.expire_time) {
+      it = by_hash_.erase(it);
+      ++dropped;
+    } else {
+      ++it;
+    }
+  }
+  return dropped;
 }
 
 std::string TokenStore::add(const kms::SecureBytes& token, TokenInfo info) {
@@ -38,6 +159,15 @@ std::optional<TokenInfo> TokenStore::renew(std::string_view token, std::int64_t 
   if (it == by_hash_.end() || !it->second.renewable) return std::nullopt;
   if (it->second.expire_time != 0 && now >= it->second.expire_time) return std::nullopt;
   if (it->second.ttl_s > 0) it->second.expire_time = now + it->second.ttl_s;
+  if (it->second.persistent && db_ && it->second.ttl_s > 0) {
+    // The new expiry is kept, off this (I/O) thread; losing it in a crash
+    // only makes the token expire at its previous time.
+    auto job = [db = db_.get(), accessor = it->second.accessor, expire = it->second.expire_time] {
+      (void)db->set_expiry(accessor, expire);
+    };
+    if (defer_) defer_(std::move(job));
+    else job();
+  }
   return it->second;
 }
 
@@ -109,6 +239,12 @@ std::optional<TokenInfo> Authorizer::certificate_identity(std::string_view sha25
     }
   }
   return std::nullopt;
+}
+
+bool Authorizer::has_policy(std::string_view name) const {
+  if (name == "root") return true;
+  std::shared_lock lock(mu_);
+  return std::any_of(policies_.begin(), policies_.end(), [&](const PolicyConfig& p) { return p.name == name; });
 }
 
 bool Authorizer::allowed(const TokenInfo& token, Operation op, std::string_view key) const {

@@ -6,9 +6,18 @@
 // Policies are declared in the configuration: key name patterns (exact, or a
 // prefix ending in '*') and the operations allowed on them. The policy "root"
 // allows everything.
+//
+// Tokens come from three places: the dev root token, the static tokens of the
+// config (by hash; replaced on reload) and tokens created over the admin
+// socket (`rootseal token create`), which are persisted — hash, never the
+// token — in <state_dir>/tokens.db (TokenDb) and survive restarts. Lookups are
+// served from memory; a revocation removes the token from the database and
+// from memory at once, so the next HTTP request with it gets 403.
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -34,13 +43,45 @@ struct TokenInfo {
   bool renewable = false;
   bool root = false;
   bool from_config = false;  // a static token of the config (replaced on reload)
+  bool persistent = false;   // created over the admin socket, kept in the TokenDb
 };
+
+class TokenDb;
 
 // Hash of a presented token (SHA-256, hex): the only form ever stored.
 std::string token_hash(std::string_view token);
 
 class TokenStore {
  public:
+  // Runs a blocking job (a SQLite commit) somewhere else than the caller's
+  // thread: renew() is called on the I/O threads. Empty: inline.
+  using Deferrer = std::function<void(std::function<void()>)>;
+
+  TokenStore();
+  ~TokenStore();
+  TokenStore(const TokenStore&) = delete;
+  TokenStore& operator=(const TokenStore&) = delete;
+
+  // Keeps created tokens in `db` and loads those it holds (expired ones are
+  // purged first). Blocking: call at start-up or on the blocking pool.
+  kms::Result<void> attach(std::unique_ptr<TokenDb> db, std::int64_t now, Deferrer defer = {});
+
+  struct Created {
+    kms::SecureBytes token;  // "rs.<48 hex digits>": shown once, never stored
+    TokenInfo info;
+  };
+  // Creates a random token (persisted if a TokenDb is attached, committed
+  // before this returns). info.accessor is filled in. Blocking.
+  kms::Result<Created> create(TokenInfo info, std::int64_t now);
+  // Every live token (expired ones left out), by creation time.
+  [[nodiscard]] std::vector<TokenInfo> list(std::int64_t now) const;
+  [[nodiscard]] std::optional<TokenInfo> lookup_accessor(std::string_view accessor, std::int64_t now) const;
+  // Revokes a created token by accessor: not_found if unknown, invalid_argument
+  // for the dev root token and static tokens of the config. Blocking.
+  kms::Result<TokenInfo> revoke(std::string_view accessor);
+  // Drops expired created tokens from memory and the database. Blocking.
+  kms::Result<std::size_t> purge_expired(std::int64_t now);
+
   // Registers a token (its hash). Returns its accessor.
   std::string add(const kms::SecureBytes& token, TokenInfo info);
   // Registers a token known only by its SHA-256 hex (static tokens of the config).
@@ -55,6 +96,8 @@ class TokenStore {
  private:
   mutable std::mutex mu_;
   std::unordered_map<std::string, TokenInfo> by_hash_;
+  std::unique_ptr<TokenDb> db_;  // set once by attach(); has its own lock
+  Deferrer defer_;
 };
 
 class Authorizer {
@@ -65,6 +108,8 @@ class Authorizer {
   [[nodiscard]] bool allowed(const TokenInfo& token, Operation op, std::string_view key) const;
   // The identity of a verified client certificate, if the config binds one.
   [[nodiscard]] std::optional<TokenInfo> certificate_identity(std::string_view sha256) const;
+  // True if `name` is "root" or a policy of the current configuration.
+  [[nodiscard]] bool has_policy(std::string_view name) const;
   // Swaps policies and certificate identities atomically (SIGHUP).
   void replace(std::vector<PolicyConfig> policies, std::vector<ClientCertIdentity> certs);
 

@@ -1,10 +1,13 @@
 #include "rootseal/daemon/config.hpp"
 
+#include "sync_config.hpp"
+
 #include <yaml-cpp/yaml.h>
 
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <fstream>
 #include <set>
@@ -37,6 +40,46 @@ Result<T> scalar(const YAML::Node& node, const std::string& where) {
   } catch (const YAML::Exception&) {
     return fail(Errc::invalid_argument, where + ": invalid value");
   }
+}
+
+// A secret is never written in the configuration: the HSM PIN comes from
+// pin.sources, tokens are listed by their SHA-256, the TPM auth value and
+// provider credentials by the file or credential that holds them. A scalar
+// under a secret-looking key is refused wherever it stands (the value is never
+// echoed), so a pasted PIN fails loudly instead of being ignored or logged.
+bool secret_looking_key(std::string key) {
+  for (auto& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  static const std::set<std::string, std::less<>> exact{
+      "pin", "user_pin", "so_pin", "hsm_pin", "token", "root_token", "password", "passphrase", "secret",
+      "auth_value", "api_key", "secret_key", "private_key", "secret_access_key", "client_secret", "secret_id"};
+  if (exact.contains(key)) return true;
+  for (std::string_view suffix : {"_pin", "_token", "_password", "_secret", "_passphrase"}) {
+    if (key.size() > suffix.size() && key.ends_with(suffix)) return true;
+  }
+  return false;
+}
+
+Result<void> refuse_inline_secrets(const YAML::Node& node, const std::string& where) {
+  if (node.IsMap()) {
+    for (const auto& kv : node) {
+      if (!kv.first.IsScalar()) continue;
+      const auto key = kv.first.as<std::string>();
+      const auto path = where.empty() ? key : where + "." + key;
+      if (kv.second.IsScalar() && secret_looking_key(key)) {
+        return fail(Errc::invalid_argument,
+                    path + ": a secret is never written in the configuration (the HSM PIN comes from "
+                           "pin.sources: credential, file, tpm or typed; a token is listed by its sha256; "
+                           "a TPM auth value by tpm.auth_value_file; provider credentials by file or credential)");
+      }
+      ROOTSEAL_TRY(refuse_inline_secrets(kv.second, path));
+    }
+  } else if (node.IsSequence()) {
+    std::size_t i = 0;
+    for (const auto& item : node) {
+      ROOTSEAL_TRY(refuse_inline_secrets(item, where + "[" + std::to_string(i++) + "]"));
+    }
+  }
+  return {};
 }
 
 // "250ms", "5s", "2m", "1h", or a bare integer of seconds.
@@ -202,7 +245,8 @@ Result<void> parse_pin(const YAML::Node& n, PinConfig& out) {
       if (name == "tpm") kind = PinSourceKind::tpm;
       else if (name == "credential") kind = PinSourceKind::credential;
       else if (name == "file") kind = PinSourceKind::file;
-      else return fail(Errc::invalid_argument, "pin.sources: unknown source '" + name + "' (tpm, credential, file)");
+      else if (name == "typed") kind = PinSourceKind::typed;
+      else return fail(Errc::invalid_argument, "pin.sources: unknown source '" + name + "' (tpm, credential, file), or typed (rootseal unseal)");
       if (std::find(out.sources.begin(), out.sources.end(), kind) != out.sources.end()) {
         return fail(Errc::invalid_argument, "pin.sources: '" + name + "' is listed twice");
       }
@@ -309,6 +353,40 @@ Result<void> parse_tpm(const YAML::Node& n, TpmSection& out) {
   }
   if (n["initialize"]) ROOTSEAL_TRY_ASSIGN(out.initialize, scalar<bool>(n["initialize"], "tpm.initialize"));
   if (n["verify_on_probe"]) ROOTSEAL_TRY_ASSIGN(out.verify_on_probe, scalar<bool>(n["verify_on_probe"], "tpm.verify_on_probe"));
+  return {};
+}
+
+Result<void> parse_admin(const YAML::Node& n, AdminConfig& out) {
+  ROOTSEAL_TRY(check_keys(n, "admin", {"enabled", "socket", "mode", "timeout", "unseal_delay", "max_unseal_delay"}));
+  if (n["enabled"]) ROOTSEAL_TRY_ASSIGN(out.enabled, scalar<bool>(n["enabled"], "admin.enabled"));
+  if (n["socket"]) {
+    std::string s;
+    ROOTSEAL_TRY_ASSIGN(s, scalar<std::string>(n["socket"], "admin.socket"));
+    out.socket = s;
+  }
+  // sun_path holds 108 bytes; the temporary name used to create it atomically adds up to 24.
+  if (!out.socket.is_absolute() || out.socket.filename().empty() || out.socket.native().size() > 80) {
+    return fail(Errc::invalid_argument, "admin.socket: an absolute path of at most 80 characters");
+  }
+  if (n["mode"]) {
+    std::string m;
+    ROOTSEAL_TRY_ASSIGN(m, scalar<std::string>(n["mode"], "admin.mode"));
+    if (m == "0600" || m == "600") out.mode = 0600;
+    else if (m == "0660" || m == "660") out.mode = 0660;
+    else return fail(Errc::invalid_argument, "admin.mode: \"0600\" or \"0660\"");
+  }
+  if (n["timeout"]) ROOTSEAL_TRY_ASSIGN(out.timeout, duration(n["timeout"], "admin.timeout"));
+  if (n["unseal_delay"]) ROOTSEAL_TRY_ASSIGN(out.unseal_delay, duration(n["unseal_delay"], "admin.unseal_delay"));
+  if (n["max_unseal_delay"]) {
+    ROOTSEAL_TRY_ASSIGN(out.max_unseal_delay, duration(n["max_unseal_delay"], "admin.max_unseal_delay"));
+  }
+  if (out.timeout < std::chrono::milliseconds(100)) return fail(Errc::invalid_argument, "admin.timeout: at least 100ms");
+  if (out.unseal_delay < std::chrono::milliseconds(100)) {
+    return fail(Errc::invalid_argument, "admin.unseal_delay: at least 100ms (wrong PINs must be rate-limited)");
+  }
+  if (out.max_unseal_delay < out.unseal_delay) {
+    return fail(Errc::invalid_argument, "admin.max_unseal_delay: at least admin.unseal_delay");
+  }
   return {};
 }
 
@@ -467,9 +545,11 @@ Result<Config> parse_config(std::string_view yaml_text) {
     ROOTSEAL_TRY(finish(cfg));
     return cfg;
   }
+  ROOTSEAL_TRY(refuse_inline_secrets(root, ""));
   ROOTSEAL_TRY(check_keys(root, "config", {"listen", "api", "state_dir", "root_of_trust", "pkcs11", "tpm", "pin",
                                      "seal", "log", "policies", "tokens", "client_certs", "audit", "io_threads",
-                                     "blocking_threads"}));
+                                     "blocking_threads", "admin", "sync"}));
+  if (root["sync"]) ROOTSEAL_TRY_ASSIGN(cfg.sync, parse_sync_config(root["sync"]));
   if (root["listen"]) ROOTSEAL_TRY(parse_listen(root["listen"], cfg.listen));
   if (root["api"]) ROOTSEAL_TRY(parse_api(root["api"], cfg.api));
   if (root["state_dir"]) {
@@ -515,6 +595,7 @@ Result<Config> parse_config(std::string_view yaml_text) {
       if (!cfg.audit.file.is_absolute()) return fail(Errc::invalid_argument, "audit.file: must be an absolute path");
     }
   }
+  if (root["admin"]) ROOTSEAL_TRY(parse_admin(root["admin"], cfg.admin));
   if (root["io_threads"]) {
     auto v = scalar<std::int64_t>(root["io_threads"], "io_threads");
     if (!v || *v < 0 || *v > 256) return fail(Errc::invalid_argument, "io_threads: 0 (one per core) to 256");

@@ -1,11 +1,10 @@
-#include <sys/prctl.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
+#include <openssl/crypto.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
 #include "dev_mode.hpp"
+#include "hardening.hpp"
 #include "log.hpp"
 #include "rootseal/daemon/service.hpp"
 #include "service.hpp"
@@ -17,19 +16,21 @@
 namespace rootseal::daemon {
 namespace {
 
-// Process hardening that does not depend on systemd having applied it:
-// no core dumps, not ptrace-attachable by other users' processes, private files.
-void harden_process() {
-  (void)::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-  const rlimit no_core{0, 0};
-  (void)::setrlimit(RLIMIT_CORE, &no_core);
-  ::umask(0077);
-}
+// Dev mode's root token may come from the environment (like Vault's
+// VAULT_DEV_ROOT_TOKEN_ID) instead of the command line; it is scrubbed.
+constexpr const char* kDevRootTokenEnv = "ROOTSEAL_DEV_ROOT_TOKEN_ID";
 
 }  // namespace
 
 int daemon_main(int argc, char** argv) {
-  harden_process();
+  // First, before anything can be read from this process: not dumpable, no
+  // core, private files. Then the secrets out of the environment.
+  if (auto hardened = hardening::harden_process(); !hardened) {
+    std::fprintf(stderr, "rootseald: %s\n", hardened.error().message.c_str());
+    return 1;
+  }
+  auto env_root_token = hardening::take_secret_env(kDevRootTokenEnv);
+  const std::string scrubbed_env = hardening::scrub_secret_environment();
 
   CLI::App app{"rootseald — HSM-rooted seal, envelope-encryption and secrets-sync daemon"};
   app.set_version_flag("--version", ROOTSEAL_VERSION);
@@ -46,11 +47,21 @@ int daemon_main(int argc, char** argv) {
   app.add_option("--dev-state-dir", dev_state_dir, "dev mode: state folder (token, PIN file, SQLite)")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "override log.level (trace, debug, info, warn, error)");
+  bool allow_root = false;
+  app.add_flag("--allow-root", allow_root,
+               "run even as root (refused otherwise, except in dev mode): for containers whose root is an "
+               "unprivileged user namespace");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  // /proc/<pid>/cmdline is world-readable: the token must not stay there.
+  hardening::scrub_argv_value(argc, argv, "--dev-root-token-id");
+  if (dev_options.root_token_id.empty() && env_root_token) {
+    dev_options.root_token_id.assign(reinterpret_cast<const char*>(env_root_token->data()), env_root_token->size());
+  }
+  env_root_token.reset();
 
   std::optional<kms::SecureBytes> root_token;
   Config config;
@@ -58,6 +69,8 @@ int daemon_main(int argc, char** argv) {
   if (dev) {
     dev_options.state_dir = dev_state_dir;
     auto prepared = prepare_dev(dev_options);
+    OPENSSL_cleanse(dev_options.root_token_id.data(), dev_options.root_token_id.size());
+    dev_options.root_token_id.clear();
     if (!prepared) {
       std::fprintf(stderr, "rootseald: %s\n", prepared.error().message.c_str());
       return 1;
@@ -73,8 +86,23 @@ int daemon_main(int argc, char** argv) {
     }
     config = std::move(*loaded);
   }
+  // After the configuration (whose errors are worth seeing first), before
+  // anything is created or opened under state_dir.
+  auto user = hardening::check_user(allow_root, dev);
+  if (!user) {
+    std::fprintf(stderr, "rootseald: %s\n", user.error().message.c_str());
+    return 1;
+  }
   if (!log_level.empty()) config.log.level = log_level;
   log::init(config.log.format, config.log.level);
+  if (*user == hardening::UserCheck::root_allowed) {
+    log::warn("running as root (--allow-root): files created under state_dir belong to root");
+  } else if (*user == hardening::UserCheck::root_dev) {
+    log::warn("running as root in dev mode; outside dev mode rootseald refuses root without --allow-root");
+  }
+  if (!scrubbed_env.empty()) {
+    log::info("removed secret-looking variables from the environment", {{"names", scrubbed_env}});
+  }
 
   Service service(config, std::move(root_token), dev ? std::filesystem::path() : std::filesystem::path(config_path));
   if (auto started = service.start(); !started) {

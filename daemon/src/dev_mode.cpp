@@ -94,8 +94,9 @@ kms::Result<DevSetup> prepare_dev(const DevOptions& options) {
   cfg.pkcs11.module = options.softhsm_module;
   cfg.pkcs11.token_label = kDevTokenLabel;
   cfg.pkcs11.generate_key = true;
-  cfg.pin.sources = {PinSourceKind::file};
+  cfg.pin.sources = {PinSourceKind::file, PinSourceKind::typed};
   cfg.pin.file = pin_file;
+  cfg.admin.socket = dir / "admin.sock";
   cfg.seal.probe_interval = std::chrono::milliseconds(2000);
 
   auto hp = parse_host_port(cfg.listen.address);

@@ -1,5 +1,6 @@
 #include "locked_json.hpp"
 
+#include <algorithm>
 #include <array>
 #include <new>
 
@@ -7,17 +8,46 @@ namespace rootseal::daemon {
 
 namespace json = boost::json;
 
-LockedJson::LockedJson(std::size_t capacity)
-    : buffer_(capacity),
-      resource_(buffer_.data(), buffer_.size(), json::get_null_resource()),
+void* LockedJson::Upstream::do_allocate(std::size_t bytes, std::size_t alignment) {
+  // SecureBytes blocks are aligned to their size class (>= 32) or to a page.
+  if (alignment > 32 || bytes > limit_ || total_ > limit_ - bytes) throw std::bad_alloc();
+  chunks_.reserve(chunks_.size() + 1);  // so that emplace_back below cannot throw after the allocation
+  kms::SecureBytes chunk(bytes);        // throws kms::SecureMemoryError (a bad_alloc) without locked memory
+  void* p = chunk.data();
+  chunks_.push_back(std::move(chunk));
+  total_ += bytes;
+  return p;
+}
+
+void LockedJson::Upstream::do_deallocate(void* p, std::size_t /*bytes*/, std::size_t /*alignment*/) {
+  // (monotonic_resource passes a size without its block header: count the chunk's own.)
+  const auto it = std::find_if(chunks_.begin(), chunks_.end(), [p](const kms::SecureBytes& c) {
+    return static_cast<const void*>(c.data()) == p;
+  });
+  if (it == chunks_.end()) return;
+  total_ -= it->size();
+  it->clear();  // zeroized and given back to the locked arena
+  chunks_.erase(it);
+}
+
+LockedJson::LockedJson(std::size_t initial, std::size_t limit)
+    : first_(initial),
+      upstream_(limit > initial ? limit - initial : 0),
+      resource_(first_.data(), first_.size(), &upstream_),
       storage_(&resource_) {}
 
-std::size_t arena_size_for(std::size_t body_bytes) noexcept {
-  // A parsed DOM costs a few times its text (values, object tables, strings);
-  // responses of a batch are of the same order. Generous and still bounded by
-  // the request body limit. Key metadata answers are built on the heap, so
-  // their size does not depend on this.
-  return 8 * body_bytes + 64 * 1024;
+ArenaSize arena_size_for(std::size_t body_bytes) noexcept {
+  // A parsed DOM costs a few times its text (values, object tables, strings)
+  // and a batch's answer is of the same order, more for tiny items (an item
+  // "{}" of 3 bytes answers with an error object). Start small, so the common
+  // request (a seal call of a few dozen bytes) locks one small block, and
+  // allow generous growth that is still bounded by the body limit. Key
+  // metadata answers are built on the heap, so they do not count here.
+  constexpr std::size_t kFloor = 16 * 1024;
+  constexpr std::size_t kSlack = 1024 * 1024;
+  constexpr std::size_t kGrowth = 64;
+  const std::size_t body = std::min<std::size_t>(body_bytes, std::size_t{1} << 40);
+  return {2 * body + kFloor, kGrowth * body + kSlack};
 }
 
 kms::Result<json::object> parse_object(std::string_view body, LockedJson& arena) {
@@ -25,19 +55,25 @@ kms::Result<json::object> parse_object(std::string_view body, LockedJson& arena)
   json::parse_options options;
   options.max_depth = 32;
   json::error_code ec;
-  json::value value;
   try {
-    value = json::parse(body, ec, arena.storage(), options);
+    // Initialized, never assigned: assigning to a value constructed earlier
+    // would copy the document into that value's (default, ordinary heap)
+    // storage. Moves below keep the arena's storage.
+    json::value value = json::parse(body, ec, arena.storage(), options);
+    if (ec) return kms::fail(kms::Errc::invalid_argument, "failed to parse JSON input: " + ec.message());
+    if (!value.is_object()) {
+      return kms::fail(kms::Errc::invalid_argument, "failed to parse JSON input: not a JSON object");
+    }
+    return std::move(value.as_object());
   } catch (const std::bad_alloc&) {
     return kms::fail(kms::Errc::invalid_argument, "failed to parse JSON input: request too complex");
   }
-  if (ec) return kms::fail(kms::Errc::invalid_argument, "failed to parse JSON input: " + ec.message());
-  if (!value.is_object()) return kms::fail(kms::Errc::invalid_argument, "failed to parse JSON input: not a JSON object");
-  return std::move(value.as_object());
 }
 
-net::SecureBuffer serialize_locked(const json::value& value) {
-  net::SecureBuffer out;
+namespace {
+
+template <class T>
+void serialize_into(const T& value, net::SecureBuffer& out) {
   json::serializer sr;
   sr.reset(&value);
   std::array<char, 4096> chunk;  // on the stack; wiped below
@@ -46,7 +82,16 @@ net::SecureBuffer serialize_locked(const json::value& value) {
     out.append(piece.data(), piece.size());
   }
   kms::secure_zero(chunk.data(), chunk.size());
+}
+
+}  // namespace
+
+net::SecureBuffer serialize_locked(const json::value& value) {
+  net::SecureBuffer out;
+  serialize_into(value, out);
   return out;
 }
+
+void serialize_locked_into(const json::object& object, net::SecureBuffer& out) { serialize_into(object, out); }
 
 }  // namespace rootseal::daemon

@@ -85,8 +85,57 @@ kms::Result<kms::SecureBytes> pin_from_tpm(const PinConfig& pin, const TpmSectio
 
 }  // namespace
 
-hsm::PinSource make_pin_source(const PinConfig& pin, const TpmSection& tpm) {
-  return [pin, tpm]() -> kms::Result<kms::SecureBytes> {
+void PinBroker::put_typed(kms::SecureBytes pin) {
+  std::lock_guard lock(mu_);
+  typed_ = std::move(pin);
+  typed_taken_ = false;
+}
+
+bool PinBroker::finish_typed() {
+  std::lock_guard lock(mu_);
+  typed_.reset();
+  const bool taken = typed_taken_;
+  typed_taken_ = false;
+  return taken;
+}
+
+std::optional<kms::SecureBytes> PinBroker::take_typed() {
+  std::lock_guard lock(mu_);
+  if (!typed_) return std::nullopt;
+  std::optional<kms::SecureBytes> out(std::move(*typed_));
+  typed_.reset();
+  typed_taken_ = true;
+  return out;
+}
+
+void PinBroker::handed_out(const kms::SecureBytes& pin) {
+  std::lock_guard lock(mu_);
+  confirmed_.reset();  // a new login starts: the old one no longer proves anything
+  if (keep_confirmed_) pending_ = pin.clone();
+}
+
+void PinBroker::confirm() {
+  std::lock_guard lock(mu_);
+  if (pending_) {
+    confirmed_ = std::move(pending_);
+    pending_.reset();
+  }
+}
+
+void PinBroker::forget() {
+  std::lock_guard lock(mu_);
+  pending_.reset();
+  confirmed_.reset();
+}
+
+std::optional<kms::SecureBytes> PinBroker::confirmed() const {
+  std::lock_guard lock(mu_);
+  if (!confirmed_) return std::nullopt;
+  return confirmed_->clone();
+}
+
+hsm::PinSource make_pin_source(const PinConfig& pin, const TpmSection& tpm, std::shared_ptr<PinBroker> broker) {
+  auto pick = [pin, tpm, broker]() -> kms::Result<kms::SecureBytes> {
     std::string tried;
     for (const auto kind : pin.sources) {
       switch (kind) {
@@ -113,10 +162,24 @@ hsm::PinSource make_pin_source(const PinConfig& pin, const TpmSection& tpm) {
           tried += "file: " + secret.error().message + "; ";
           break;
         }
+        case PinSourceKind::typed: {
+          auto typed = broker ? broker->take_typed() : std::nullopt;
+          if (typed) return std::move(*typed);
+          tried += "typed: no PIN typed (rootseal unseal); ";
+          break;
+        }
       }
     }
     if (tried.size() >= 2) tried.resize(tried.size() - 2);
     return fail(Errc::sealed, "no HSM PIN available (" + tried + ")");
+  };
+  return [pick = std::move(pick), broker]() -> kms::Result<kms::SecureBytes> {
+    auto chosen = pick();
+    if (broker) {
+      if (chosen) broker->handed_out(*chosen);
+      else broker->forget();
+    }
+    return chosen;
   };
 }
 

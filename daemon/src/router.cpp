@@ -7,6 +7,7 @@
 
 #include <charconv>
 #include <chrono>
+#include <optional>
 
 namespace rootseal::daemon {
 
@@ -41,18 +42,35 @@ unsigned http_status(Errc code) noexcept {
 namespace {
 
 net::Response json_body(unsigned status, const json::value& body, unsigned version) {
+  // 1xx, 204 and 304 carry no body (a health override may ask for them, as
+  // Go's server would send them: without the body).
+  if (status < 200 || status == 204 || status == 304) {
+    net::Response res{static_cast<http::status>(status), version};
+    res.set(http::field::content_type, "application/json");
+    res.set(http::field::cache_control, "no-store");
+    return res;
+  }
   return net::json_response(status, json::serialize(body), version);
 }
 
-// Vault's health query overrides: ?sealedcode=, ?activecode=, ... (100..599).
-unsigned query_code(const boost::urls::url_view& url, std::string_view name, unsigned fallback) {
+// Vault's health query overrides: ?sealedcode=, ?activecode=, ... nullopt
+// when absent, 0 when present but not a status code (100..599).
+std::optional<unsigned> query_code(const boost::urls::url_view& url, std::string_view name) {
   auto it = url.params().find(name);
-  if (it == url.params().end() || !(*it).has_value) return fallback;
+  if (it == url.params().end()) return std::nullopt;
   const std::string value = (*it).value;
   unsigned code = 0;
   auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), code);
-  if (ec != std::errc{} || end != value.data() + value.size() || code < 100 || code > 599) return fallback;
+  if (ec != std::errc{} || end != value.data() + value.size() || code < 100 || code > 599) return 0u;
   return code;
+}
+
+// Go's strconv.ParseBool, which Vault uses for ?standbyok= and ?perfstandbyok=.
+bool is_go_bool(std::string_view v) {
+  for (std::string_view b : {"1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"}) {
+    if (v == b) return true;
+  }
+  return false;
 }
 
 // Error messages of an error response (they never carry secrets).
@@ -72,6 +90,14 @@ std::string errors_of(const net::Response& response) {
   return out;
 }
 
+std::string outcome_of(unsigned status) {
+  if (status < 400) return "ok";
+  if (status == 403) return "denied";
+  if (status == 503) return "sealed";
+  if (status < 500) return "invalid";
+  return "error";
+}
+
 AuditRecord audit_record(const net::Request& request, const std::string& path, const net::PeerInfo& peer,
                          const RequestNote& note, const net::Response& response,
                          std::chrono::steady_clock::time_point started) {
@@ -87,6 +113,7 @@ AuditRecord audit_record(const net::Request& request, const std::string& path, c
   r.key_version = note.key_version;
   r.batch_items = note.batch_items;
   r.status = response.result_int();
+  r.outcome = outcome_of(r.status);
   r.error = errors_of(response);
   r.latency_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   return r;
@@ -192,8 +219,26 @@ net::Response Router::metrics(const net::Request& request) const {
 
 net::Response Router::health(const net::Request& request) const {
   const auto url = boost::urls::parse_origin_form(request.target()).value();
+  // Every override Vault knows is checked, though rootseal is never a standby,
+  // a DR or performance secondary, uninitialized or in recovery mode.
+  for (std::string_view name : {"activecode", "standbycode", "sealedcode", "uninitcode", "drsecondarycode",
+                                "performancestandbycode", "recoverymodecode", "haunhealthycode"}) {
+    if (query_code(url, name) == 0u) {
+      return error_response({Errc::invalid_argument, "bad value for " + std::string(name) +
+                                                         " parameter: an HTTP status code (100-599) is required"},
+                            request.version());
+    }
+  }
+  for (std::string_view name : {"standbyok", "perfstandbyok"}) {
+    auto it = url.params().find(name);
+    if (it != url.params().end() && !is_go_bool((*it).value)) {
+      return error_response({Errc::invalid_argument, "bad value for " + std::string(name) + " parameter: a boolean is required"},
+                            request.version());
+    }
+  }
   const SealStatus s = ctx_.seal_status();
-  const unsigned status = s.sealed ? query_code(url, "sealedcode", 503) : query_code(url, "activecode", 200);
+  const unsigned status = s.sealed ? query_code(url, "sealedcode").value_or(503u)
+                                   : query_code(url, "activecode").value_or(200u);
   json::object body{
       {"initialized", true},
       {"sealed", s.sealed},
@@ -207,7 +252,7 @@ net::Response Router::health(const net::Request& request) const {
       {"cluster_id", ctx_.cluster_id},
   };
   auto res = json_body(status, body, request.version());
-  if (request.method() == http::verb::head) {
+  if (request.method() == http::verb::head && res.body().size() != 0) {
     // HEAD: the same headers (Content-Length of the GET body), no body.
     const auto length = res.body().size();
     res.body().clear();

@@ -58,8 +58,21 @@ asio::awaitable<void> SealManager::loop() {
   }
 }
 
+SealStatus SealManager::check_now() {
+  check();
+  return status();
+}
+
+void SealManager::set_probe_hooks(std::function<void()> ok, std::function<void()> failed) {
+  on_probe_ok_ = std::move(ok);
+  on_probe_failed_ = std::move(failed);
+}
+
 void SealManager::check() {
+  std::lock_guard serial(check_mu_);
   auto probe = root_.probe();
+  if (probe && on_probe_ok_) on_probe_ok_();
+  if (!probe && on_probe_failed_) on_probe_failed_();
   if (keyring_.is_sealed()) {
     if (!probe) {
       set(true, probe.error().message);

@@ -46,6 +46,12 @@ class SealManager {
   // An operation saw the root of trust fail (unavailable/sealed): check now.
   void report_failure();
   [[nodiscard]] SealStatus status() const;
+  // Runs one check now (the same as the loop's, serialized with it) and
+  // returns the status after it. Blocking: call it on the blocking pool.
+  SealStatus check_now();
+  // Called (on the blocking pool) after each probe of the root of trust that
+  // succeeded / failed. Set before start().
+  void set_probe_hooks(std::function<void()> ok, std::function<void()> failed);
 
  private:
   boost::asio::awaitable<void> loop();
@@ -58,6 +64,9 @@ class SealManager {
   kms::Keyring& keyring_;
   std::chrono::milliseconds interval_;
   Listener on_change_;
+  std::function<void()> on_probe_ok_;
+  std::function<void()> on_probe_failed_;
+  std::mutex check_mu_;  // one check at a time (the loop's or check_now's)
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
   boost::asio::steady_timer timer_;
   std::atomic<bool> running_{false};

@@ -5,10 +5,12 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <ctime>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/post.hpp>
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -19,7 +21,9 @@
 #include <vector>
 
 #include "log.hpp"
+#include "admin_token_db.hpp"
 #include "pin_source.hpp"
+#include "sync_config.hpp"
 #include "rootseal/hsm/pkcs11_root.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "rootseal/tpm/tpm_root.hpp"
@@ -90,6 +94,23 @@ class DaemonTpmRoot final : public kms::RootOfTrust {
       if (created) return {};
     }
     return fresh->probe();
+  }
+
+  // `rootseal tpm reseal`: the held root key, sealed again under the
+  // configured policy (with `pcrs` instead of tpm.pcrs if given) and the PCR
+  // values of now. Authorised by holding the key: a daemon that is sealed
+  // holds nothing to reseal (then only the ceremony's backup helps).
+  kms::Result<void> reseal(const std::optional<std::vector<std::uint32_t>>& pcrs) {
+    std::lock_guard op(probe_mu_);
+    auto held = current();
+    if (!held || !held->holds_key()) {
+      return fail(Errc::sealed, "rootseald does not hold the TPM root key (it is sealed); reseal needs the key "
+                                "unsealed, or the ceremony's backup (docs/tpm.md)");
+    }
+    tpm::SealPolicy policy;
+    ROOTSEAL_TRY_ASSIGN(policy, tpm_seal_policy(config_));
+    if (pcrs) policy.pcrs = *pcrs;
+    return held->reseal(policy);
   }
 
   kms::Result<std::string> key_check_value() override {
@@ -217,8 +238,21 @@ kms::Result<void> Service::start() {
     // pool's threads are idle until the seal loop starts.
     ::setenv("TSS2_LOG", "all+none", /*overwrite=*/0);
   }
+  // Created tokens (rootseal token create) live in their own SQLite file.
+  {
+    auto db = TokenDb::open(config_.state_dir / "tokens.db");
+    if (!db) return std::unexpected(db.error());
+    const auto started = std::chrono::duration_cast<std::chrono::seconds>(
+                             std::chrono::system_clock::now().time_since_epoch()).count();
+    ROOTSEAL_TRY(tokens_.attach(std::move(*db), started,
+                                [this](std::function<void()> job) { asio::post(blocking_, std::move(job)); }));
+  }
+
+  std::function<kms::Result<void>(const std::optional<std::vector<std::uint32_t>>&)> reseal_root;
   if (config_.root_of_trust == "tpm") {
-    root_ = std::make_unique<DaemonTpmRoot>(config_.tpm, *store_);
+    auto tpm_root = std::make_unique<DaemonTpmRoot>(config_.tpm, *store_);
+    reseal_root = [r = tpm_root.get()](const std::optional<std::vector<std::uint32_t>>& pcrs) { return r->reseal(pcrs); };
+    root_ = std::move(tpm_root);
     log::info("root of trust", {{"root", "tpm"},
                                 {"tcti", config_.tpm.tcti},
                                 {"sealed_file", config_.tpm.sealed_file.string()},
@@ -233,7 +267,11 @@ kms::Result<void> Service::start() {
     p11.generate_if_missing = config_.pkcs11.generate_key;
     p11.max_sessions = config_.pkcs11.max_sessions;
     p11.unwrap_parallelism = config_.pkcs11.unwrap_parallelism;
-    root_ = hsm::Pkcs11Root::create(p11, make_pin_source(config_.pin, config_.tpm));
+    // The broker keeps the PIN of the last good login only when it can be
+    // resealed to the TPM (`rootseal tpm reseal`).
+    pins_ = std::make_shared<PinBroker>(std::find(config_.pin.sources.begin(), config_.pin.sources.end(),
+                                                  PinSourceKind::tpm) != config_.pin.sources.end());
+    root_ = hsm::Pkcs11Root::create(p11, make_pin_source(config_.pin, config_.tpm, pins_));
   }
   keyring_ = std::make_unique<kms::Keyring>(*store_, *root_);
 
@@ -241,6 +279,7 @@ kms::Result<void> Service::start() {
                                         [](const SealStatus& s) {
                                           sd_notifyf(0, "STATUS=%s", s.sealed ? "sealed" : "unsealed");
                                         });
+  if (pins_) seal_->set_probe_hooks([p = pins_] { p->confirm(); }, [p = pins_] { p->forget(); });
 
   const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                        std::chrono::system_clock::now().time_since_epoch()).count();
@@ -297,6 +336,30 @@ kms::Result<void> Service::start() {
                      [this] { return audit_ ? static_cast<double>(audit_->lines_written()) : 0.0; });
   router_ = std::make_unique<Router>(std::move(ctx));
 
+  AdminDeps admin;
+  admin.config = &config_;
+  admin.tokens = &tokens_;
+  admin.authorizer = authorizer_.get();
+  admin.seal = seal_.get();
+  admin.pins = pins_;
+  admin.audit = audit_.get();
+  admin.blocking = &blocking_;
+  admin.root_kind = std::string(root_->kind());
+  admin.reseal_root = std::move(reseal_root);
+  admin_ = std::make_unique<AdminServer>(io_, std::move(admin));
+  // Without its admin socket the daemon still serves its HTTP API (the
+  // unseal endpoint of a whole cluster): the failure is logged loudly and
+  // start-up goes on; `rootseal` then cannot reach this daemon.
+  bool admin_listening = false;
+  if (config_.admin.enabled) {
+    if (auto listening = admin_->listen(); !listening) {
+      log::error("admin socket unavailable; rootseal status/unseal/token cannot reach this daemon",
+                 {{"reason", listening.error().message}});
+    } else {
+      admin_listening = true;
+    }
+  }
+
   net::ServerLimits limits;
   limits.max_body_bytes = config_.api.max_body_bytes;
   limits.max_header_bytes = config_.api.max_header_bytes;
@@ -315,12 +378,15 @@ kms::Result<void> Service::start() {
     return fail(Errc::invalid_argument, "cannot listen on " + config_.listen.address + ": " + lec.message());
   }
   server_->start();
+  admin_->start();
   seal_->start();
+  ROOTSEAL_TRY_ASSIGN(sync_, start_sync_engine(config_, io_.get_executor(), metrics_));
   log::info("listening", {{"address", bound_address()},
                           {"tls", tls != nullptr},
                           {"mtls", !config_.listen.tls.client_ca_file.empty()},
                           {"dev", config_.dev},
                           {"root", root_->kind()}});
+  if (admin_listening) log::info("admin socket", {{"path", admin_->path().string()}, {"mode", config_.admin.mode == 0660 ? "0660" : "0600"}});
   arm_watchdog();
   sd_notify(0, "READY=1\nSTATUS=listening, sealed");
   return {};
@@ -342,7 +408,13 @@ void Service::arm_watchdog() {
 }
 
 void Service::reload() {
-  sd_notify(0, "RELOADING=1\nSTATUS=reloading");
+  // systemd >= 253 (Type=notify-reload) wants the reload's start time with
+  // RELOADING=1 to tell this reload from an earlier one; older ones ignore it.
+  timespec now_mono{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now_mono);
+  sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
+             static_cast<unsigned long long>(now_mono.tv_sec) * 1000000ULL +
+                 static_cast<unsigned long long>(now_mono.tv_nsec) / 1000ULL);
   auto finish = [this](bool ok) {
     sd_notifyf(0, "READY=1\nSTATUS=%s%s", seal_->status().sealed ? "sealed" : "unsealed",
                ok ? "" : " (last reload rejected)");
@@ -405,7 +477,9 @@ void Service::stop() {
   sd_notify(0, "STOPPING=1");
   log::info("stopping");
   if (server_) server_->stop();
+  if (admin_) admin_->stop();
   if (seal_) seal_->stop();
+  if (sync_) sync_->stop();
   signals_.cancel();
   watchdog_.cancel();
   // Requests in flight finish (each bounded by its own deadlines). A guard

@@ -16,6 +16,8 @@
 #include "rootseal/kms/state_store.hpp"
 #include "rootseal/net/http_server.hpp"
 #include "rootseal/net/tls.hpp"
+#include "rootseal/sync/engine.hpp"
+#include "admin_server.hpp"
 #include "auth.hpp"
 #include "router.hpp"
 #include "transit.hpp"
@@ -60,7 +62,10 @@ class Service {
   std::unique_ptr<Router> router_;
   std::unique_ptr<net::HttpServer> server_;
   Metrics metrics_;
+  std::unique_ptr<sync::Engine> sync_;  // the sync engine, when sync.enabled
   std::unique_ptr<AuditLog> audit_;
+  std::shared_ptr<PinBroker> pins_;
+  std::unique_ptr<AdminServer> admin_;
   boost::asio::signal_set signals_;
   boost::asio::steady_timer watchdog_;
   std::jthread drain_guard_;

@@ -53,6 +53,10 @@ std::string must_be(std::string_view field, std::string_view what) {
   return m;
 }
 
+// First locked block of a batch item's arena (its result object, strings and
+// a copy of its reference); larger results grow it.
+constexpr std::size_t kItemArenaBytes = 1024;
+
 std::span<const std::uint8_t> bytes_of(const std::vector<std::uint8_t>& v) { return {v.data(), v.size()}; }
 
 // ---- typed field access (Vault accepts numbers as strings and vice versa) ----
@@ -193,12 +197,13 @@ struct TransitApi::Call {
   RequestNote& note;
   std::optional<TokenInfo> token;
   std::string_view token_text;  // the presented token, in the request's header (lookup-self's "id")
+  std::size_t arena_limit;      // of this request's arena, and of each batch item's
   LockedJson arena;
   json::object body;
 
-  Call(net::Request& r, std::string_view p, boost::urls::params_view q, RequestNote& n)
-      : request(r), path(p), params(q), version(r.version()), note(n),
-        arena(arena_size_for(r.body().size())), body(arena.storage()) {}
+  Call(net::Request& r, std::string_view p, boost::urls::params_view q, RequestNote& n, ArenaSize size)
+      : request(r), path(p), params(q), version(r.version()), note(n), arena_limit(size.limit),
+        arena(size.initial, size.limit), body(arena.storage()) {}
 
   // Vault's success envelope around `data`, in the same storage as `data`
   // (the locked arena for secret results, the heap for key metadata),
@@ -215,6 +220,24 @@ struct TransitApi::Call {
     env["auth"] = nullptr;
     env["mount_type"] = "transit";
     return respond(200, env);
+  }
+  // A batch answer, written as text: the envelope up to "batch_results":[ ...
+  [[nodiscard]] net::SecureBuffer batch_prefix() const {
+    net::SecureBuffer out;
+    out.append(R"({"request_id":")");
+    out.append(note.request_id);  // a UUID: nothing to escape
+    out.append(R"(","lease_id":"","renewable":false,"lease_duration":0,"data":{"batch_results":[)");
+    return out;
+  }
+  // ... and after the items, the rest of Vault's envelope.
+  net::Response batch_done(net::SecureBuffer text) const {
+    text.append(R"(]},"wrap_info":null,"warnings":null,"auth":null,"mount_type":"transit"})");
+    net::Response res{http::status::ok, version};
+    res.set(http::field::content_type, "application/json");
+    res.set(http::field::cache_control, "no-store");
+    res.body() = std::move(text);
+    res.prepare_payload();
+    return res;
   }
   net::Response respond(unsigned status, const json::object& env) {
     net::Response res{static_cast<http::status>(status), version};
@@ -238,9 +261,22 @@ asio::awaitable<net::Response> TransitApi::handle(net::Request& request, std::st
                                                   boost::urls::params_view params, const net::PeerInfo& peer,
                                                   RequestNote& note) {
   note.request_id = new_request_id();
-  Call call(request, path, params, note);
+  const unsigned version = request.version();
   // Sealed: nothing can be decrypted and no key read; Vault answers 503 first.
-  if (deps_.seal_status().sealed) co_return errors(503, "rootseal is sealed", call.version);
+  if (deps_.seal_status().sealed) co_return errors(503, "rootseal is sealed", version);
+  try {
+    Call call(request, path, params, note, arena_size_for(request.body().size()));
+    co_return co_await authenticated(call, peer);
+  } catch (const std::bad_alloc&) {
+    // The request's locked arena reached its limit (or locked memory ran
+    // out): too large a request or answer to process.
+  }
+  co_return errors(413, "request too large to process", version);
+}
+
+asio::awaitable<net::Response> TransitApi::authenticated(Call& call, const net::PeerInfo& peer) {
+  net::Request& request = call.request;
+  RequestNote& note = call.note;
 
   std::string_view presented;
   if (auto it = request.find("X-Vault-Token"); it != request.end()) {
@@ -265,12 +301,7 @@ asio::awaitable<net::Response> TransitApi::handle(net::Request& request, std::st
     if (!parsed) co_return call.error(parsed.error());
     call.body = std::move(*parsed);
   }
-  try {
-    co_return co_await dispatch(call);
-  } catch (const std::bad_alloc&) {
-    // The locked arena of this request is exhausted: too large a response.
-    co_return errors(413, "request too large to process", call.version);
-  }
+  co_return co_await dispatch(call);
 }
 
 asio::awaitable<net::Response> TransitApi::dispatch(Call& call) {
@@ -376,8 +407,12 @@ asio::awaitable<net::Response> TransitApi::dispatch(Call& call) {
       if (method == http::verb::delete_) {
         if (!allowed(Operation::delete_, name)) co_return denied();
         auto removed = co_await blocking([&] { return ring.remove(name); });
+        // Vault's words and status (400) for both refusals.
         if (!removed && removed.error().code == Errc::deletion_not_allowed) {
-          co_return errors(400, "deletion is not allowed for this key", version);
+          co_return errors(400, "error deleting policy " + name + ": deletion is not allowed for this key", version);
+        }
+        if (!removed && removed.error().code == Errc::not_found) {
+          co_return errors(400, "error deleting policy " + name + ": could not delete key; not found", version);
         }
         if (!removed) co_return on_error(removed.error());
         net::Response res{http::status::no_content, version};
@@ -390,6 +425,7 @@ asio::awaitable<net::Response> TransitApi::dispatch(Call& call) {
       if (!write) co_return unsupported_op();
       if (!allowed(Operation::rotate, name)) co_return denied();
       auto info = co_await blocking([&] { return ring.rotate(name); });
+      if (!info && info.error().code == Errc::not_found) co_return errors(400, "key not found", version);
       if (!info) co_return on_error(info.error());
       co_return call.ok(key_info_json(*info));
     }
@@ -424,6 +460,9 @@ asio::awaitable<net::Response> TransitApi::dispatch(Call& call) {
       };
       if (auto p = parse(); !p) co_return call.error(p.error());
       auto info = co_await blocking([&] { return ring.configure(name, update); });
+      if (!info && info.error().code == Errc::not_found) {
+        co_return errors(400, "no existing key named " + name + " could be found", version);
+      }
       if (!info) co_return on_error(info.error());
       co_return call.ok(key_info_json(*info));
     }
@@ -456,6 +495,7 @@ asio::awaitable<net::Response> TransitApi::dispatch(Call& call) {
     const std::int64_t b = bits->value_or(256);
     if (b != 128 && b != 256 && b != 512) co_return errors(400, "invalid bit length", version);
     auto dk = ring.generate_data_key(name, static_cast<unsigned>(b), in->options());
+    if (!dk && dk.error().code == Errc::not_found) co_return errors(400, "encryption key not found", version);
     if (!dk) co_return on_error(dk.error());
     json::object data(sp);
     data["ciphertext"] = dk->ciphertext;
@@ -472,10 +512,15 @@ asio::awaitable<net::Response> TransitApi::dispatch(Call& call) {
                                                : Operation::rewrap;
   if (!allowed(op, name)) co_return denied();
 
-  // Encrypt upserts a missing key (Vault), which needs the create capability.
-  const auto existing = op == Operation::encrypt ? ring.read(name) : Result<kms::KeyInfo>(kms::KeyInfo{});
-  if (!existing && existing.error().code == Errc::not_found) {
-    if (!allowed(Operation::create, name)) co_return errors(400, "encryption key not found", version);
+  // The key is looked up once for the whole request (batch or not), as Vault
+  // does: a missing key is one 400, not one error per item. Encrypt upserts a
+  // missing key, which needs the create capability.
+  const auto existing = ring.read(name);
+  if (!existing && existing.error().code != Errc::not_found) co_return on_error(existing.error());
+  if (!existing) {
+    if (op != Operation::encrypt || !allowed(Operation::create, name)) {
+      co_return errors(400, "encryption key not found", version);
+    }
     kms::CreateOptions opts;
     auto type = opt_string(call.body, "type");
     if (!type) co_return call.error(type.error());
@@ -486,14 +531,15 @@ asio::awaitable<net::Response> TransitApi::dispatch(Call& call) {
     }
     auto created = co_await blocking([&] { return ring.create(name, opts); });
     if (!created) co_return on_error(created.error());
-    call.note.operation = "encrypt";
   }
+  call.note.operation = std::string(to_string(op));  // allowed(create) above noted "create"
+  call.note.key = name;
 
   // One item: returns its result object, or the item's error.
-  auto one = [&](const json::object& item) -> Result<json::object> {
+  auto one = [&](const json::object& item, json::storage_ptr storage) -> Result<json::object> {
     ItemInputs in;
     ROOTSEAL_TRY_ASSIGN(in, item_inputs(item));
-    json::object out(sp);
+    json::object out(3, storage);
     if (op == Operation::encrypt) {
       std::optional<std::string_view> text;
       ROOTSEAL_TRY_ASSIGN(text, opt_string(item, "plaintext"));
@@ -525,7 +571,7 @@ asio::awaitable<net::Response> TransitApi::dispatch(Call& call) {
 
   const auto* batch = call.body.if_contains("batch_input");
   if (batch == nullptr || batch->is_null()) {
-    auto result = one(call.body);
+    auto result = one(call.body, sp);
     if (result) {
       if (const auto* v = result->if_contains("key_version"); v != nullptr && v->is_uint64()) {
         call.note.key_version = static_cast<std::uint32_t>(v->get_uint64());
@@ -538,22 +584,30 @@ asio::awaitable<net::Response> TransitApi::dispatch(Call& call) {
     co_return call.ok(std::move(*result));
   }
   if (!batch->is_array()) co_return errors(400, "'batch_input' must be an array of objects", version);
+  if (batch->get_array().empty()) co_return errors(400, "missing batch input to process", version);
   auto partial_code = opt_int(call.body, "partial_failure_response_code");
   if (!partial_code) co_return call.error(partial_code.error());
 
   call.note.batch_items = batch->get_array().size();
-  json::array results(sp);
+  // The answer is written item by item into one locked buffer: each item's
+  // result is built in a small arena of its own and serialized at once, so a
+  // batch never holds a DOM of all its answers (boost::json spends a few
+  // hundred bytes on each small object).
+  net::SecureBuffer text = call.batch_prefix();
   std::size_t failed = 0;
   bool internal = false;
+  bool first = true;
   for (const auto& entry : batch->get_array()) {
-    json::object item_result(sp);
+    LockedJson item_arena(kItemArenaBytes, call.arena_limit);
+    const auto isp = item_arena.storage();
+    json::object item_result(3, isp);
     const json::value* reference = nullptr;
     if (!entry.is_object()) {
       item_result["error"] = "batch_input items must be objects";
       ++failed;
     } else {
       reference = entry.get_object().if_contains("reference");
-      auto r = one(entry.get_object());
+      auto r = one(entry.get_object(), isp);
       if (r) {
         item_result = std::move(*r);
       } else {
@@ -568,18 +622,19 @@ asio::awaitable<net::Response> TransitApi::dispatch(Call& call) {
       }
     }
     if (reference != nullptr) item_result["reference"] = *reference;
-    results.emplace_back(std::move(item_result));
+    if (!first) text.append(",");
+    first = false;
+    serialize_locked_into(item_result, text);
   }
-  json::object data(sp);
-  data["batch_results"] = std::move(results);
-  net::Response res = call.ok(std::move(data));
+  net::Response res = call.batch_done(std::move(text));
   // Vault: any failed item makes it a 400 (500 for an internal error), unless
   // partial_failure_response_code is set and at least one item succeeded.
   if (failed > 0) {
     unsigned status = internal ? 500 : 400;
     const std::int64_t c = partial_code->value_or(0);
     if (!internal && c != 0 && failed < batch->get_array().size()) {
-      if (c >= 100 && c <= 599) status = static_cast<unsigned>(c);
+      // A code that cannot carry the results (1xx, 204, 304) is not used.
+      if (c >= 200 && c <= 599 && c != 204 && c != 304) status = static_cast<unsigned>(c);
     }
     res.result(static_cast<http::status>(status));
   }

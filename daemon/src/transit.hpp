@@ -53,6 +53,7 @@ class TransitApi {
 
  private:
   struct Call;
+  boost::asio::awaitable<net::Response> authenticated(Call& call, const net::PeerInfo& peer);
   boost::asio::awaitable<net::Response> dispatch(Call& call);
   boost::asio::awaitable<net::Response> token_self(Call& call, std::string_view what);
 

@@ -74,7 +74,7 @@ tokens:
         env = dict(self.env)
         env.pop("CREDENTIALS_DIRECTORY", None)
         self.err = open(self.stderr_path, "ab")
-        self.proc = subprocess.Popen([ROOTSEALD, "--config", self.config], stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([ROOTSEALD, "--config", self.config, "--allow-root"], stdout=subprocess.DEVNULL,
                                      stderr=self.err, env=env)
 
     def log(self):

@@ -102,7 +102,7 @@ client_certs:
 
     def start(self):
         self.log_file = open(self.p("stderr.log"), "ab")
-        self.proc = subprocess.Popen([ROOTSEALD, "--config", self.config], stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([ROOTSEALD, "--config", self.config, "--allow-root"], stdout=subprocess.DEVNULL,
                                      stderr=self.log_file, env=self.env)
 
     def log(self):
@@ -185,6 +185,9 @@ client_certs:
                                                      "/v1/transit/decrypt/autounseal"])
         self.assertEqual(len({l["accessor"] for l in lines[:2]}), 2)  # token and certificate identities differ
         self.assertEqual([l["status"] for l in lines], [200, 200, 403])
+        # The refused request is audited as denied, with no accessor (no identity was presented).
+        self.assertEqual([l["outcome"] for l in lines], ["ok", "ok", "denied"])
+        self.assertEqual(lines[2]["accessor"], "")
         self.assertEqual(lines[1]["client_cert"].split("CN=")[-1], "vault-seal")
         self.assertEqual(lines[2]["error"], "permission denied")
         raw = open(self.p("audit.log")).read()
@@ -224,13 +227,13 @@ client_certs:
                              % (self.dir, self.dir, self.dir), "")
         with open(self.config, "w") as f:
             f.write(no_tls)
-        r = subprocess.run([ROOTSEALD, "--config", self.config], capture_output=True, env=self.env, timeout=60)
+        r = subprocess.run([ROOTSEALD, "--config", self.config, "--allow-root"], capture_output=True, env=self.env, timeout=60)
         self.assertEqual(r.returncode, 1)
         self.assertIn(b"plain HTTP is refused", r.stderr)
         with open(self.config, "w") as f:
             f.write(no_tls.replace("address: 127.0.0.1:", "address: 0.0.0.0:").replace(
                 "listen:\n", "listen:\n  allow_plaintext: true\n"))
-        r = subprocess.run([ROOTSEALD, "--config", self.config], capture_output=True, env=self.env, timeout=60)
+        r = subprocess.run([ROOTSEALD, "--config", self.config, "--allow-root"], capture_output=True, env=self.env, timeout=60)
         self.assertEqual(r.returncode, 1)
         self.assertIn(b"plain HTTP is refused", r.stderr)
 

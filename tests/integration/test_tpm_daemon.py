@@ -23,6 +23,7 @@ import unittest
 from rootseal_testlib import wait_until, ROOTSEALD, SOFTHSM2_MODULE, make_softhsm, rmtree, tempdir
 
 TPM_TOOL = os.environ.get("TPM_TOOL", "")
+ROOTSEAL_CLI = os.environ.get("ROOTSEAL_CLI", "")
 APP_TOKEN = "s.tpm-app-token-5b0e2d7c41a9"
 HSM_PIN = "7391-tpm-sealed-pin"
 AUTH_VALUE = "tpm-auth-8c1f6e20d4"
@@ -122,7 +123,8 @@ def tpm_state(tcti):
 
 class TpmDaemonTest(unittest.TestCase):
     def setUp(self):
-        self.assertTrue(ROOTSEALD and TPM_TOOL, "ROOTSEALD and TPM_TOOL must be set (run through ctest)")
+        self.assertTrue(ROOTSEALD and TPM_TOOL and ROOTSEAL_CLI,
+                        "ROOTSEALD, TPM_TOOL and ROOTSEAL_CLI must be set (run through ctest)")
         self.dir = tempdir("rootseal-tpmd-")
         self.state_dir = os.path.join(self.dir, "state")
         os.makedirs(self.state_dir, mode=0o700)
@@ -181,6 +183,8 @@ class TpmDaemonTest(unittest.TestCase):
             if pin_file:
                 lines.append("  file: %s" % pin_file)
         lines += [
+            "admin:",
+            "  socket: %s" % os.path.join(self.dir, "admin.sock"),
             "seal:",
             "  probe_interval: 200ms",
             "policies:",
@@ -198,13 +202,22 @@ class TpmDaemonTest(unittest.TestCase):
     def start(self):
         self.assertTrue(self.proc is None or self.proc.poll() is not None, "daemon already running")
         err = open(self.stderr_path, "ab")
-        self.proc = subprocess.Popen([ROOTSEALD, "--config", self.config], stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([ROOTSEALD, "--config", self.config, "--allow-root"], stdout=subprocess.DEVNULL,
                                      stderr=err, env=self.env)
         err.close()
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
         self.assertEqual(self.proc.wait(timeout=30), 0, self.log())
+
+    def rootseal(self, *args, stdin=None, expect=0):
+        """The rootseal CLI; admin commands find the socket through --config."""
+        r = subprocess.run([ROOTSEAL_CLI] + list(args) + ["--config", self.config], input=stdin,
+                           capture_output=True, timeout=120, env=self.env)
+        if expect is not None and r.returncode != expect:
+            raise AssertionError("rootseal %s: exit %d (want %d)\n%s%s\n%s" % (
+                " ".join(args), r.returncode, expect, r.stdout.decode(), r.stderr.decode(), self.log()))
+        return r.stdout.decode(), r.stderr.decode()
 
     def log(self):
         with open(self.stderr_path, "rb") as f:
@@ -351,8 +364,12 @@ class TpmDaemonTest(unittest.TestCase):
         sw = self.swtpm()
         self.env.update(make_softhsm(os.path.join(self.dir, "hsm"), "tpmpin", pin=HSM_PIN))
         pin_blob = os.path.join(self.state_dir, "hsm-pin.tpm")  # the default pin.tpm_sealed_file
-        tpm_tool("seal", sw.tcti, pin_blob, "7", stdin=HSM_PIN.encode())
         self.write_config(sw.tcti, root="pkcs11", pin_sources=["tpm"], pkcs11_label="tpmpin")
+        # The product path: rootseal tpm seal-pin, on the TPM directly, with the daemon's policy.
+        out, _ = self.rootseal("tpm", "seal-pin", stdin=(HSM_PIN + "\n").encode())
+        self.assertIn("sealed the HSM PIN to %s (tcti %s, sha256 PCRs 7)" % (pin_blob, sw.tcti), out)
+        self.assertEqual(stat.S_IMODE(os.stat(pin_blob).st_mode), 0o600)
+        self.assertEqual(bytes.fromhex(tpm_tool("unseal-hex", sw.tcti, pin_blob).strip()), HSM_PIN.encode())
         self.start()
         status = self.wait_unsealed()
         self.assertEqual(status["type"], "pkcs11")
@@ -395,6 +412,99 @@ class TpmDaemonTest(unittest.TestCase):
         self.wait_unsealed()
         self.stop()
         self.assert_no_secret_in_log(HSM_PIN)
+
+    def test_b3_pin_reseal_after_pcr_change_authorised_by_a_typed_pin(self):
+        sw = self.swtpm()
+        self.env.update(make_softhsm(os.path.join(self.dir, "hsm"), "reseal", pin=HSM_PIN))
+        pin_blob = os.path.join(self.state_dir, "hsm-pin.tpm")
+        self.write_config(sw.tcti, root="pkcs11", pin_sources=["tpm", "typed"], pkcs11_label="reseal")
+        _, err = self.rootseal("tpm", "seal-pin", "--pcrs", "24", stdin=HSM_PIN.encode(), expect=1)
+        self.assertIn("--pcrs", err)
+        self.assertFalse(os.path.exists(pin_blob))
+        self.rootseal("tpm", "seal-pin", stdin=HSM_PIN.encode())
+        with open(pin_blob, "rb") as f:
+            old_blob = f.read()
+        self.start()
+        self.wait_unsealed()
+        ct = self.create_and_encrypt()
+        self.stop()
+
+        # An intended PCR change (firmware/dbx update), then a restart: sealed with the reason.
+        tpm_tool("extend", sw.tcti, "7")
+        self.start()
+        reason = self.wait_sealed_with(r"^no HSM PIN available \(tpm: " + re.escape(PCR_REASON) +
+                                       r".*; typed: no PIN typed \(rootseal unseal\)\)$", "sealed: PCR changed")
+        out, _ = self.rootseal("status", expect=2)
+        self.assertIn(PCR_REASON, out)
+        # Nothing to reseal yet: the daemon holds no PIN that logged in.
+        _, err = self.rootseal("tpm", "reseal", expect=1)
+        self.assertIn("rootseald holds no HSM PIN that logged in", err)
+        with open(pin_blob, "rb") as f:
+            self.assertEqual(f.read(), old_blob)
+        # The operator types the PIN: the token accepts it (the authorisation) ...
+        out, _ = self.rootseal("unseal", stdin=(HSM_PIN + "\n").encode())
+        self.assertEqual(out.strip(), "unsealed")
+        self.assert_decrypts(ct)
+        # ... and rootseald seals that PIN again under the PCR values of now.
+        out, _ = self.rootseal("tpm", "reseal")
+        self.assertIn("resealed the HSM PIN to %s under the current values of sha256 PCRs 7" % pin_blob, out)
+        with open(pin_blob, "rb") as f:
+            self.assertNotEqual(f.read(), old_blob)
+        self.assertEqual(stat.S_IMODE(os.stat(pin_blob).st_mode), 0o600)
+        self.stop()
+
+        # A restart unseals by itself from the resealed PIN, no person needed.
+        self.start()
+        self.wait_unsealed()
+        self.assert_decrypts(ct)
+        self.stop()
+        self.assertIn('msg="TPM-sealed HSM PIN resealed" pcrs=7', self.log())
+        self.assertNotIn(HSM_PIN, reason)
+        self.assert_no_secret_in_log(HSM_PIN)
+        self.assert_no_tss2_noise()
+        state = tpm_state(sw.tcti)
+        self.assertEqual((state["transient"], state["sessions"], state["lockout_counter"]), (0, 0, 0), state)
+
+    def test_b4_root_reseal_before_a_planned_change_and_refused_when_sealed(self):
+        sw = self.swtpm()
+        self.write_config(sw.tcti, initialize=True)
+        self.start()
+        kcv = self.wait_unsealed()["root_key_check_value"]
+        ct = self.create_and_encrypt()
+        sealed_file = os.path.join(self.state_dir, "tpm-root.seal")
+
+        # Planned change: while unsealed, reseal to a policy the change will not touch (no PCRs) ...
+        out, _ = self.rootseal("tpm", "reseal", "--pcrs", "none")
+        self.assertIn("resealed the root key to %s under the current values of sha256 PCRs none" % sealed_file, out)
+        self.assertFalse(self.seal_status()["sealed"])
+        self.stop()
+        # ... the change happens (PCR 7 measures something else from now on) and the
+        # daemon starts on it unsealed ...
+        tpm_tool("extend", sw.tcti, "7")
+        self.start()
+        self.assertEqual(self.wait_unsealed()["root_key_check_value"], kcv)
+        # ... then it is sealed again to the configured PCR 7, under its new value.
+        out, _ = self.rootseal("tpm", "reseal", "--target", "root")
+        self.assertIn("sha256 PCRs 7", out)
+        self.stop()
+        self.start()
+        self.assertEqual(self.wait_unsealed()["root_key_check_value"], kcv)
+        self.assert_decrypts(ct)
+        self.assert_root_key_not_in_log(sw.tcti)
+        self.assertEqual(self.log().count('msg="TPM root key resealed"'), 2)
+
+        # An unplanned change: sealed at the next probe, and a reseal is refused (nothing held).
+        tpm_tool("extend", sw.tcti, "7")
+        self.wait_sealed_with(re.escape(PCR_REASON), "sealed: PCR changed at run time")
+        _, err = self.rootseal("tpm", "reseal", expect=1)
+        self.assertIn("rootseald does not hold the TPM root key", err)
+        # A PIN reseal makes no sense with a TPM root.
+        _, err = self.rootseal("tpm", "reseal", "--target", "pin", expect=1)
+        self.assertIn("the HSM PIN is not TPM-sealed here", err)
+        _, err = self.rootseal("unseal", stdin=b"1234\n", expect=1)
+        self.assertIn("takes no typed PIN", err)
+        self.stop()
+        self.assert_no_tss2_noise()
 
     # --- (c) a PCR change ---------------------------------------------------
 

@@ -686,6 +686,7 @@ class Store:
         self.close_generation = 0    # bumped to end every open watch silently
         self.bookmark_generation = 0  # bumped to send a BOOKMARK now
         self.dependents = {}  # owner uid -> {(gr, (namespace, name))}
+        self.live_uids = set()  # uids of every stored object (owner existence for GC)
         with self.lock:
             for ns in ("default", "kube-system", "kube-public"):
                 self._put(self.by_gr[("", "namespaces")], None, self._new_meta_obj(
@@ -768,6 +769,7 @@ class Store:
         key = (ns or "", obj["metadata"]["name"])
         self._index_owners(res.gr, key, self.objects[res.gr].get(key), obj)
         self.objects[res.gr][key] = obj
+        self.live_uids.add(obj["metadata"]["uid"])
         self._record(res, ns, etype, obj, old)
         return obj
 
@@ -863,7 +865,24 @@ class Store:
             if dry_run:
                 obj["metadata"]["resourceVersion"] = ""
                 return obj
-            return self._put(res, ns, obj)
+            created = self._put(res, ns, obj)
+            # The garbage collector deletes a dependent whose owners are all gone
+            # (a create that raced the owner's deletion); the real one does it
+            # shortly after, this double right after the create is answered.
+            owners = obj["metadata"].get("ownerReferences") or []
+            if owners and not any(o.get("uid") in self.live_uids for o in owners):
+                threading.Thread(target=self._collect_orphan, args=(res, ns, obj["metadata"]["name"],
+                                                                    obj["metadata"]["uid"]), daemon=True).start()
+            return created
+
+    def _collect_orphan(self, res, ns, name, uid):
+        with self.lock:
+            cur = self.objects[res.gr].get((ns or "", name))
+            if cur is None or cur["metadata"]["uid"] != uid:
+                return
+            owners = cur["metadata"].get("ownerReferences") or []
+            if owners and not any(o.get("uid") in self.live_uids for o in owners):
+                self.delete(res, ns, name, "Background")
 
     @staticmethod
     def _fold_string_data(body):
@@ -1131,6 +1150,7 @@ class Store:
 
     def _remove(self, res, ns, name, obj, propagation):
         del self.objects[res.gr][(ns or "", name)]
+        self.live_uids.discard(obj["metadata"]["uid"])
         self._index_owners(res.gr, (ns or "", name), obj, None)
         final = jcopy(obj)
         final["metadata"]["resourceVersion"] = str(self._next_rv())

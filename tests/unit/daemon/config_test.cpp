@@ -280,3 +280,28 @@ TEST_CASE("a TPM auth value written in the config is refused and never echoed") 
     CHECK(r.error().message.find("hunter2") == std::string::npos);
   }
 }
+
+TEST_CASE("a secret written inline in the config is refused without echoing it") {
+  struct Case {
+    const char* yaml;
+    const char* path;
+  };
+  const Case cases[] = {
+      {"pin: \"493817\"\n", "pin:"},
+      {"pin:\n  sources: [file]\n  user_pin: \"493817\"\n", "pin.user_pin:"},
+      {"tokens:\n  - token: \"rs.493817\"\n    policies: [root]\n", "tokens[0].token:"},
+      {"tpm:\n  auth_value: \"493817\"\n", "tpm.auth_value"},
+      {"sync:\n  stores:\n    v:\n      kind: vault\n      token: \"hvs.493817\"\n", "sync.stores.v.token:"},
+      {"pkcs11:\n  so_password: \"493817\"\n", "pkcs11.so_password:"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.yaml);
+    auto cfg = parse_config(c.yaml);
+    REQUIRE_FALSE(cfg);
+    CHECK(cfg.error().message.find(c.path) != std::string::npos);
+    CHECK(cfg.error().message.find("493817") == std::string::npos);
+  }
+  // Keys that only name where a secret lives are not secrets.
+  auto ok = parse_config("pkcs11:\n  token_label: rootseal\ntpm:\n  auth_value_file: /etc/rootseal/tpm-auth\n");
+  CHECK(ok);
+}

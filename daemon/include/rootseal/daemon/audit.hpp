@@ -11,6 +11,9 @@
 // written (journald forwarding, a log shipper) and compare line counts with
 // the rootseal_audit_lines_written metric.
 //
+// Every request to the Transit API and the token endpoints gets a line,
+// refused ones too: an unauthenticated request has an empty accessor, one
+// denied by policy names the token's accessor; both have outcome "denied".
 // Lines carry identities (token accessor, client address, certificate
 // subject), key names, versions, outcomes and latency — never a token,
 // plaintext, ciphertext or key material.
@@ -38,7 +41,10 @@ struct AuditRecord {
   std::uint32_t key_version = 0;
   std::size_t batch_items = 0;
   unsigned status = 0;
-  std::string error;           // the error message sent, if any
+  // ok (2xx), denied (403: no valid token, or a token whose policies do not
+  // allow it), sealed (503), invalid (other 4xx), error (5xx).
+  std::string outcome;
+  std::string error;           // the error message sent, if any (never echoes request data)
   double latency_ms = 0;
 };
 

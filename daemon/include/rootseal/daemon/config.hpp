@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -55,7 +56,9 @@ struct ApiConfig {
   std::size_t max_connections = 4096;
 };
 
-enum class PinSourceKind { tpm, credential, file };
+// typed: the PIN an operator types into `rootseal unseal` (admin socket),
+// used once for one login attempt and wiped; see docs/admin.md.
+enum class PinSourceKind { tpm, credential, file, typed };
 
 struct PinConfig {
   std::vector<PinSourceKind> sources = {PinSourceKind::credential, PinSourceKind::file};
@@ -117,10 +120,31 @@ struct StaticTokenConfig {
   bool renewable = false;
 };
 
+// The local admin socket (docs/admin.md): `rootseal token|unseal|status|tpm
+// reseal` talk to rootseald over it. Only uid 0 and the daemon's own uid are
+// served (SO_PEERCRED, checked on every connection).
+struct AdminConfig {
+  bool enabled = true;
+  // parse_config keeps the default; dev mode puts it in its state folder.
+  std::filesystem::path socket = "/run/rootseal/admin.sock";
+  unsigned mode = 0600;  // 0600 or 0660
+  std::chrono::milliseconds timeout{10000};  // to read a request / write an answer
+  // `rootseal unseal` after a wrong PIN: the next attempt is refused for
+  // unseal_delay, doubling with every further wrong PIN up to max_unseal_delay.
+  std::chrono::milliseconds unseal_delay{1000};
+  std::chrono::milliseconds max_unseal_delay{300000};
+};
+
 struct LogConfig {
   std::string level = "info";    // trace, debug, info, warn, error
   std::string format = "logfmt"; // logfmt or json
 };
+
+}  // namespace rootseal::daemon
+namespace rootseal::sync {
+struct EngineConfig;  // rootseal/sync/engine.hpp; the `sync:` section (daemon/src/sync_config.hpp)
+}  // namespace rootseal::sync
+namespace rootseal::daemon {
 
 struct Config {
   ListenConfig listen;
@@ -136,9 +160,11 @@ struct Config {
   std::vector<StaticTokenConfig> tokens;
   std::vector<ClientCertIdentity> client_certs;
   AuditConfig audit;
+  AdminConfig admin;
   std::size_t io_threads = 0;        // 0 = one per core
   std::size_t blocking_threads = 2;  // PKCS#11, SQLite commits
   bool dev = false;
+  std::shared_ptr<const sync::EngineConfig> sync;  // null: no `sync:` section (engine off)
 };
 
 // Parses YAML text; unknown keys and bad values are errors naming the key.

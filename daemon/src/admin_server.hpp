@@ -1,0 +1,110 @@
+// The local admin socket of rootseald (docs/admin.md).
+//
+// A unix stream socket (admin.socket, default /run/rootseal/admin.sock; in
+// --dev mode <state dir>/admin.sock), created atomically (bound under a
+// temporary name, chmod'ed to admin.mode, renamed into place; an existing
+// socket is replaced only if nobody accepts on it). Every connection's peer
+// credentials (SO_PEERCRED) are checked first: only uid 0 and the daemon's
+// own uid are served; anyone else gets one refusal line, and a log and audit
+// line records the uid and pid.
+//
+// Protocol: one request line, one answer line, then the connection closes.
+//   request  {"op": "<name>", ...arguments}\n        at most 64 KiB
+//   answer   {"ok": true, "data": {...}}\n
+//            {"ok": false, "error": {"code": "<errc>", "message": "...", "retry_after_ms": N?}}\n
+// Both are read and written in locked memory (a request may carry a PIN, an
+// answer a new token). Reading the request and writing the answer are each
+// bounded by admin.timeout. Operations: status, token.create, token.list,
+// token.lookup, token.revoke, unseal, tpm.reseal (see admin_server.cpp).
+//
+// Sessions are coroutines on the daemon's io_context, one strand each; the
+// blocking parts (SQLite, PKCS#11 login and unseal, TPM) run on the blocking
+// pool.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "auth.hpp"
+#include "pin_source.hpp"
+#include "rootseal/daemon/audit.hpp"
+#include "rootseal/daemon/config.hpp"
+#include "seal_manager.hpp"
+
+namespace rootseal::daemon {
+
+struct AdminDeps {
+  const Config* config = nullptr;
+  TokenStore* tokens = nullptr;
+  const Authorizer* authorizer = nullptr;
+  SealManager* seal = nullptr;
+  std::shared_ptr<PinBroker> pins;
+  AuditLog* audit = nullptr;  // may be null (audit.enabled: false)
+  boost::asio::thread_pool* blocking = nullptr;
+  std::string root_kind;  // "pkcs11" or "tpm"
+  // Re-seals the held TPM root key under the configured policy, with these
+  // PCRs instead of tpm.pcrs if given. Blocking. Empty unless root is tpm.
+  std::function<kms::Result<void>(const std::optional<std::vector<std::uint32_t>>& pcrs)> reseal_root;
+};
+
+class AdminServer {
+ public:
+  AdminServer(boost::asio::io_context& io, AdminDeps deps);
+  ~AdminServer();
+
+  // Creates the socket (see above). Fatal start-up problems are returned.
+  kms::Result<void> listen();
+  // Accepts connections; also purges expired tokens every minute.
+  void start();
+  // Closes the listener and removes the socket file.
+  void stop();
+  [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  struct Peer {
+    std::int64_t uid = -1;
+    std::int64_t gid = -1;
+    std::int64_t pid = -1;
+  };
+  struct Answer;
+  using Socket = boost::asio::local::stream_protocol::socket;
+
+  boost::asio::awaitable<void> accept_loop();
+  boost::asio::awaitable<void> purge_loop();
+  boost::asio::awaitable<void> session(Socket socket);
+  boost::asio::awaitable<Answer> dispatch(const Peer& peer, std::string_view line, std::string& op,
+                                          std::string& accessor);
+  boost::asio::awaitable<Answer> unseal(const kms::SecureBytes& pin);
+  boost::asio::awaitable<Answer> reseal(std::string_view target, std::optional<std::vector<std::uint32_t>> pcrs);
+  void audit(const Peer& peer, std::string_view op, std::string_view accessor, unsigned status,
+             std::string_view error);
+
+  boost::asio::io_context& io_;
+  AdminDeps deps_;
+  std::filesystem::path path_;
+  std::unique_ptr<boost::asio::local::stream_protocol::acceptor> acceptor_;
+  boost::asio::steady_timer purge_timer_;
+  std::atomic<bool> running_{false};
+  std::atomic<int> sessions_{0};
+
+  // Rate limit of `rootseal unseal` (wrong PINs), and one unseal at a time.
+  std::mutex unseal_mu_;
+  bool unseal_busy_ = false;
+  unsigned wrong_pins_ = 0;
+  std::chrono::steady_clock::time_point next_unseal_{};
+};
+
+}  // namespace rootseal::daemon

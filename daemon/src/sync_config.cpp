@@ -1,0 +1,223 @@
+#include "sync_config.hpp"
+
+#include <charconv>
+#include <set>
+
+#include "metrics.hpp"
+
+namespace rootseal::daemon {
+
+using kms::Errc;
+using kms::fail;
+using kms::Result;
+
+namespace {
+
+Result<void> only_keys(const YAML::Node& node, const std::string& where, const std::set<std::string>& allowed) {
+  if (!node.IsMap()) return fail(Errc::invalid_argument, where + ": must be a mapping");
+  for (const auto& kv : node) {
+    const auto key = kv.first.as<std::string>();
+    if (!allowed.contains(key)) return fail(Errc::invalid_argument, where + ": unknown option '" + key + "'");
+  }
+  return {};
+}
+
+template <class T>
+Result<T> get(const YAML::Node& node, const std::string& where) {
+  if (!node.IsScalar()) return fail(Errc::invalid_argument, where + ": must be a scalar");
+  try {
+    return node.as<T>();
+  } catch (const YAML::Exception&) {
+    return fail(Errc::invalid_argument, where + ": invalid value");
+  }
+}
+
+// "250ms", "10s", "5m", "1h" or a bare number of seconds.
+Result<std::chrono::milliseconds> millis(const YAML::Node& node, const std::string& where) {
+  auto text = get<std::string>(node, where);
+  if (!text) return std::unexpected(text.error());
+  std::int64_t v = 0;
+  auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), v);
+  if (ec != std::errc{} || v < 0) return fail(Errc::invalid_argument, where + ": invalid duration");
+  const std::string_view unit(end, static_cast<std::size_t>(text->data() + text->size() - end));
+  if (unit == "ms") return std::chrono::milliseconds(v);
+  if (unit.empty() || unit == "s") return std::chrono::milliseconds(v * 1000);
+  if (unit == "m") return std::chrono::milliseconds(v * 60'000);
+  if (unit == "h") return std::chrono::milliseconds(v * 3'600'000);
+  return fail(Errc::invalid_argument, where + ": invalid duration unit (ms, s, m, h)");
+}
+
+Result<std::vector<std::string>> strings(const YAML::Node& node, const std::string& where) {
+  if (!node.IsSequence()) return fail(Errc::invalid_argument, where + ": must be a list");
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < node.size(); ++i) {
+    auto s = get<std::string>(node[i], where + "[" + std::to_string(i) + "]");
+    if (!s) return std::unexpected(s.error());
+    out.push_back(std::move(*s));
+  }
+  return out;
+}
+
+// {file: PATH} or {credential: NAME}; a bare string is refused (it could be
+// the secret itself).
+Result<sync::CredentialRef> credential(const YAML::Node& node, const std::string& where) {
+  if (!node.IsMap()) {
+    return fail(Errc::invalid_argument, where + ": must be {file: PATH} or {credential: NAME} (secret values are never written in the configuration)");
+  }
+  ROOTSEAL_TRY(only_keys(node, where, {"file", "credential"}));
+  sync::CredentialRef ref;
+  if (node["file"]) {
+    std::string f;
+    ROOTSEAL_TRY_ASSIGN(f, get<std::string>(node["file"], where + ".file"));
+    ref.file = f;
+    if (!ref.file.is_absolute()) return fail(Errc::invalid_argument, where + ".file: must be an absolute path");
+  }
+  if (node["credential"]) ROOTSEAL_TRY_ASSIGN(ref.credential, get<std::string>(node["credential"], where + ".credential"));
+  if (ref.file.empty() == ref.credential.empty()) return fail(Errc::invalid_argument, where + ": exactly one of file or credential");
+  if (ref.credential.find('/') != std::string::npos) return fail(Errc::invalid_argument, where + ".credential: a name, not a path");
+  return ref;
+}
+
+Result<sync::HostStoreConfig> host_store(const std::string& name, const YAML::Node& n) {
+  const std::string w = "sync.stores." + name;
+  ROOTSEAL_TRY(only_keys(n, w, {"kind", "namespaces", "ca_file", "server", "path", "vault_namespace", "token", "approle_path",
+                                "role_id", "secret_id", "region", "endpoint", "access_key_id", "secret_access_key",
+                                "session_token", "vault_url", "tenant_id", "client_id", "authority_host", "client_secret",
+                                "project_id", "gcp_endpoint", "token_uri", "service_account_json"}));
+  sync::HostStoreConfig s;
+  s.name = name;
+  if (!n["kind"]) return fail(Errc::invalid_argument, w + ".kind: required (vault, aws, azure, gcp)");
+  ROOTSEAL_TRY_ASSIGN(s.kind, get<std::string>(n["kind"], w + ".kind"));
+  if (s.kind != "vault" && s.kind != "aws" && s.kind != "azure" && s.kind != "gcp") {
+    return fail(Errc::invalid_argument, w + ".kind: vault, aws, azure or gcp");
+  }
+  if (!n["namespaces"]) return fail(Errc::invalid_argument, w + ".namespaces: required (the namespaces that may use these credentials, or [\"*\"])");
+  ROOTSEAL_TRY_ASSIGN(s.namespaces, strings(n["namespaces"], w + ".namespaces"));
+  auto str = [&](const char* key, std::string& out) -> Result<void> {
+    if (n[key]) ROOTSEAL_TRY_ASSIGN(out, get<std::string>(n[key], w + "." + key));
+    return {};
+  };
+  auto cred = [&](const char* key, sync::CredentialRef& out) -> Result<void> {
+    if (n[key]) ROOTSEAL_TRY_ASSIGN(out, credential(n[key], w + "." + key));
+    return {};
+  };
+  std::string ca;
+  ROOTSEAL_TRY(str("ca_file", ca));
+  s.ca_file = ca;
+  ROOTSEAL_TRY(str("server", s.server));
+  ROOTSEAL_TRY(str("path", s.path));
+  ROOTSEAL_TRY(str("vault_namespace", s.vault_namespace));
+  ROOTSEAL_TRY(cred("token", s.token));
+  ROOTSEAL_TRY(str("approle_path", s.approle_path));
+  ROOTSEAL_TRY(str("role_id", s.role_id));
+  ROOTSEAL_TRY(cred("secret_id", s.secret_id));
+  ROOTSEAL_TRY(str("region", s.region));
+  ROOTSEAL_TRY(str("endpoint", s.endpoint));
+  ROOTSEAL_TRY(cred("access_key_id", s.access_key_id));
+  ROOTSEAL_TRY(cred("secret_access_key", s.secret_access_key));
+  ROOTSEAL_TRY(cred("session_token", s.session_token));
+  ROOTSEAL_TRY(str("vault_url", s.vault_url));
+  ROOTSEAL_TRY(str("tenant_id", s.tenant_id));
+  ROOTSEAL_TRY(str("client_id", s.client_id));
+  ROOTSEAL_TRY(str("authority_host", s.authority_host));
+  ROOTSEAL_TRY(cred("client_secret", s.client_secret));
+  ROOTSEAL_TRY(str("project_id", s.project_id));
+  ROOTSEAL_TRY(str("gcp_endpoint", s.gcp_endpoint));
+  ROOTSEAL_TRY(str("token_uri", s.token_uri));
+  ROOTSEAL_TRY(cred("service_account_json", s.service_account_json));
+  if (s.kind == "vault") {
+    if (s.server.empty()) return fail(Errc::invalid_argument, w + ".server: required for vault");
+    if (!s.token.set() && (s.role_id.empty() || !s.secret_id.set())) {
+      return fail(Errc::invalid_argument, w + ": vault needs token, or role_id and secret_id");
+    }
+  } else if (s.kind == "aws") {
+    if (s.region.empty()) return fail(Errc::invalid_argument, w + ".region: required for aws");
+    if (!s.access_key_id.set() || !s.secret_access_key.set()) {
+      return fail(Errc::invalid_argument, w + ": aws needs access_key_id and secret_access_key");
+    }
+  }
+  return s;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<const sync::EngineConfig>> parse_sync_config(const YAML::Node& n) {
+  ROOTSEAL_TRY(only_keys(n, "sync", {"enabled", "kubeconfig", "context", "concurrency", "refresh_window", "namespaces",
+                                     "rollout_restart", "kube_qps", "kube_burst", "retry_base", "retry_max", "stores"}));
+  auto c = std::make_shared<sync::EngineConfig>();
+  if (n["enabled"]) ROOTSEAL_TRY_ASSIGN(c->enabled, get<bool>(n["enabled"], "sync.enabled"));
+  if (n["kubeconfig"]) {
+    std::string k;
+    ROOTSEAL_TRY_ASSIGN(k, get<std::string>(n["kubeconfig"], "sync.kubeconfig"));
+    c->kubeconfig = k;
+    if (!c->kubeconfig.empty() && !c->kubeconfig.is_absolute()) {
+      return fail(Errc::invalid_argument, "sync.kubeconfig: must be an absolute path");
+    }
+  }
+  if (n["context"]) ROOTSEAL_TRY_ASSIGN(c->context, get<std::string>(n["context"], "sync.context"));
+  if (n["concurrency"]) {
+    std::int64_t v = 0;
+    ROOTSEAL_TRY_ASSIGN(v, get<std::int64_t>(n["concurrency"], "sync.concurrency"));
+    if (v < 0 || v > 1024) return fail(Errc::invalid_argument, "sync.concurrency: 0 (4 per core) to 1024");
+    c->concurrency = static_cast<std::size_t>(v);
+  }
+  if (n["refresh_window"]) ROOTSEAL_TRY_ASSIGN(c->refresh_window, millis(n["refresh_window"], "sync.refresh_window"));
+  if (c->refresh_window < std::chrono::milliseconds(100) || c->refresh_window > std::chrono::hours(1)) {
+    return fail(Errc::invalid_argument, "sync.refresh_window: between 100ms and 1h");
+  }
+  if (n["namespaces"]) ROOTSEAL_TRY_ASSIGN(c->namespaces, strings(n["namespaces"], "sync.namespaces"));
+  if (n["rollout_restart"]) ROOTSEAL_TRY_ASSIGN(c->rollout_restart, get<bool>(n["rollout_restart"], "sync.rollout_restart"));
+  if (n["kube_qps"]) {
+    ROOTSEAL_TRY_ASSIGN(c->kube_qps, get<double>(n["kube_qps"], "sync.kube_qps"));
+    if (!(c->kube_qps > 0) || c->kube_qps > 10000) return fail(Errc::invalid_argument, "sync.kube_qps: greater than 0, at most 10000");
+  }
+  if (n["kube_burst"]) {
+    std::int64_t v = 0;
+    ROOTSEAL_TRY_ASSIGN(v, get<std::int64_t>(n["kube_burst"], "sync.kube_burst"));
+    if (v < 1 || v > 100000) return fail(Errc::invalid_argument, "sync.kube_burst: 1 to 100000");
+    c->kube_burst = static_cast<std::size_t>(v);
+  }
+  if (n["retry_base"]) ROOTSEAL_TRY_ASSIGN(c->retry_base, millis(n["retry_base"], "sync.retry_base"));
+  if (n["retry_max"]) ROOTSEAL_TRY_ASSIGN(c->retry_max, millis(n["retry_max"], "sync.retry_max"));
+  if (c->retry_base.count() <= 0 || c->retry_max < c->retry_base) {
+    return fail(Errc::invalid_argument, "sync.retry_base/retry_max: 0 < retry_base <= retry_max");
+  }
+  if (n["stores"]) {
+    if (!n["stores"].IsMap()) return fail(Errc::invalid_argument, "sync.stores: must be a mapping of name to store");
+    for (const auto& kv : n["stores"]) {
+      const auto name = kv.first.as<std::string>();
+      sync::HostStoreConfig s;
+      ROOTSEAL_TRY_ASSIGN(s, host_store(name, kv.second));
+      c->stores.emplace(name, std::move(s));
+    }
+  }
+  return std::shared_ptr<const sync::EngineConfig>(std::move(c));
+}
+
+Result<std::unique_ptr<sync::Engine>> start_sync_engine(const Config& cfg, boost::asio::any_io_executor ex,
+                                                        Metrics& metrics) {
+  if (!cfg.sync || !cfg.sync->enabled) return std::unique_ptr<sync::Engine>();
+  auto engine = sync::Engine::create(std::move(ex), *cfg.sync);
+  if (!engine) return fail(engine.error().code, "sync: " + engine.error().message);
+  sync::Engine* e = engine->get();
+  auto gauge = [&](const char* name, const char* help, auto field) {
+    metrics.add_gauge(name, help, [e, field] { return static_cast<double>(e->stats().*field); });
+  };
+  gauge("rootseal_sync_reconciles", "ExternalSecret reconciles since start.", &sync::EngineStats::reconciles);
+  gauge("rootseal_sync_provider_calls", "Provider fetches that reached a store.", &sync::EngineStats::provider_calls);
+  gauge("rootseal_sync_fetch_dedup_hits", "Fetches served by the refresh-window cache or an in-flight call.",
+        &sync::EngineStats::fetch_dedup_hits);
+  gauge("rootseal_sync_secret_writes", "Kubernetes Secret creates, updates and deletes.", &sync::EngineStats::secret_writes);
+  gauge("rootseal_sync_status_writes", "ExternalSecret/PushSecret status writes.", &sync::EngineStats::status_writes);
+  gauge("rootseal_sync_errors", "Reconciles that ended in an error.", &sync::EngineStats::errors);
+  gauge("rootseal_sync_conflicts", "409 Conflicts on Secret writes (retried).", &sync::EngineStats::conflicts);
+  gauge("rootseal_sync_restarts", "Workload rollout restarts.", &sync::EngineStats::restarts);
+  gauge("rootseal_sync_kube_requests", "Kubernetes API requests sent.", &sync::EngineStats::kube_requests);
+  gauge("rootseal_sync_queue_ready", "Keys ready in the work queue.", &sync::EngineStats::queue_ready);
+  gauge("rootseal_sync_managed_secrets", "Managed Secrets in the cache.", &sync::EngineStats::managed_secrets);
+  gauge("rootseal_sync_synced", "1 once the caches are filled and workers run.", &sync::EngineStats::synced);
+  (*engine)->start();
+  return std::move(*engine);
+}
+
+}  // namespace rootseal::daemon

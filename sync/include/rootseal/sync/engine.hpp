@@ -1,0 +1,114 @@
+// rootseal::sync — the sync engine rootseald runs when `sync.enabled` is set.
+//
+// It watches external-secrets.io resources (ExternalSecret, SecretStore,
+// ClusterSecretStore, PushSecret) and the Secrets it manages, and keeps every
+// ExternalSecret's Secret in step with the central store (docs/sync.md):
+// watch-driven caches (no polling of the API), a deduplicating work queue with
+// a fast lane for new and changed objects, one provider call per
+// (store, key, version) per refresh window, writes only on change, rollout
+// restarts of opted-in workloads. Store credentials come from Kubernetes
+// Secrets (ESO's model) or, with the annotation sync.rootseal.io/credentials,
+// from this configuration (`stores`), never inline: a file readable only by
+// the service user or a systemd credential.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "rootseal/kms/error.hpp"
+
+namespace rootseal::sync {
+
+// Where a credential is read from: exactly one of the two.
+struct CredentialRef {
+  std::filesystem::path file;  // mode 0600/0400, owned by the service user
+  std::string credential;      // systemd credential name ($CREDENTIALS_DIRECTORY/<name>)
+  [[nodiscard]] bool set() const noexcept { return !file.empty() || !credential.empty(); }
+};
+
+// A store whose credentials live in rootseald's configuration (the host
+// model). A SecretStore/ClusterSecretStore annotated
+// `sync.rootseal.io/credentials: <name>` uses it; its endpoint comes from here.
+struct HostStoreConfig {
+  std::string name;
+  std::string kind;  // vault | aws | azure | gcp
+  std::vector<std::string> namespaces;  // namespaces whose stores may use it; "*" = all
+  std::filesystem::path ca_file;        // PEM bundle for the endpoint; empty = system roots
+  // vault
+  std::string server;
+  std::string path = "secret";
+  std::string vault_namespace;
+  CredentialRef token;
+  std::string approle_path = "approle";
+  std::string role_id;
+  CredentialRef secret_id;
+  // aws
+  std::string region;
+  std::string endpoint;  // override (tests: moto_server)
+  CredentialRef access_key_id;
+  CredentialRef secret_access_key;
+  CredentialRef session_token;
+  // azure
+  std::string vault_url;
+  std::string tenant_id;
+  std::string client_id;
+  std::string authority_host;
+  CredentialRef client_secret;
+  // gcp
+  std::string project_id;
+  std::string gcp_endpoint;
+  std::string token_uri;
+  CredentialRef service_account_json;
+};
+
+struct EngineConfig {
+  bool enabled = false;
+  std::filesystem::path kubeconfig;  // empty: in-cluster service account
+  std::string context;               // kubeconfig context; empty = current-context
+  std::size_t concurrency = 0;       // reconcile workers; 0 = 4 per core
+  std::chrono::milliseconds refresh_window{10'000};  // fetch dedup window / refresh quantum
+  std::vector<std::string> namespaces;  // watched namespaces; empty = all (needs cluster-wide RBAC)
+  std::map<std::string, HostStoreConfig> stores;
+  bool rollout_restart = true;  // watch Deployments/StatefulSets/DaemonSets for secret.rootseal.io/reload
+  double kube_qps = 50;
+  std::size_t kube_burst = 100;
+  std::chrono::milliseconds retry_base{500};    // per-item backoff on errors
+  std::chrono::milliseconds retry_max{300'000};
+  std::filesystem::path credentials_directory;  // empty: $CREDENTIALS_DIRECTORY
+};
+
+struct EngineStats {
+  std::uint64_t reconciles = 0;
+  std::uint64_t provider_calls = 0;   // fetches that reached a provider
+  std::uint64_t fetch_dedup_hits = 0; // fetches served by the window cache or an in-flight call
+  std::uint64_t secret_writes = 0;    // Secret creates/updates/deletes
+  std::uint64_t status_writes = 0;
+  std::uint64_t errors = 0;
+  std::uint64_t conflicts = 0;
+  std::uint64_t restarts = 0;         // workload rollout restarts
+  std::uint64_t kube_requests = 0;
+  std::size_t queue_ready = 0;
+  std::size_t managed_secrets = 0;
+  bool synced = false;                // caches filled and workers running
+};
+
+class Engine {
+ public:
+  // Reads the kubeconfig and builds the engine on `ex` (nothing runs yet).
+  static kms::Result<std::unique_ptr<Engine>> create(boost::asio::any_io_executor ex, EngineConfig config);
+  virtual ~Engine() = default;
+  // Starts the caches and the workers (returns at once).
+  virtual void start() = 0;
+  // Stops watching and working; safe to call twice.
+  virtual void stop() = 0;
+  [[nodiscard]] virtual EngineStats stats() const = 0;
+};
+
+}  // namespace rootseal::sync

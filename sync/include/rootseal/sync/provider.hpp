@@ -1,0 +1,187 @@
+// rootseal::sync — the secret-store provider interfaces.
+//
+// A Provider reads from a store (pull: ExternalSecret data / dataFrom.extract),
+// a PushProvider writes to one (PushSecret). Instances are long-lived: build
+// one per store (ProviderFactory) and keep it across reconciles, so that the
+// HTTP connection pool, the Vault login token (renewed before expiry, not one
+// login per fetch) and the cloud access tokens are reused. All methods are
+// coroutines on the executor the factory was given; they never block it and
+// are safe to call concurrently. Reference parameters (RemoteRef, PushRef,
+// values) must outlive the returned awaitable: fine with `co_await p->fetch(ref)`,
+// not with a temporary passed to a co_spawn that runs later.
+//
+// Errors (kms::Error, messages safe to show, never with secret values):
+//   not_found          the remote secret, its version or the property does not exist
+//                      (ESO's NoSecretErr: drives deletion policy)
+//   permission_denied  the store refused the credentials or the call (401/403), or
+//                      PushProvider: the remote secret exists and is not managed by rootseal
+//   unavailable        network, timeout, 5xx, throttled beyond the retry budget
+//   invalid_argument   a bad reference (key, property, name syntax) or a bad store spec
+//   bad_base64         decodingStrategy could not decode the value
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "rootseal/kms/error.hpp"
+#include "rootseal/kms/secure_bytes.hpp"
+
+namespace rootseal::sync {
+
+template <class T>
+using Task = boost::asio::awaitable<kms::Result<T>>;
+
+// ESO remoteRef.decodingStrategy.
+enum class DecodingStrategy { none, base64, base64url, auto_detect };
+// Parses "None" | "Base64" | "Base64URL" | "Auto" (ESO spelling); empty = None.
+kms::Result<DecodingStrategy> parse_decoding_strategy(std::string_view s);
+// Applies a strategy to a value (Auto: base64 or base64url if it decodes, else unchanged).
+kms::Result<kms::SecureBytes> apply_decoding(DecodingStrategy strategy, kms::SecureBytes value);
+
+// ESO remoteRef (ExternalSecret data[].remoteRef and dataFrom[].extract).
+struct RemoteRef {
+  std::string key;       // Vault: path below the mount ("foo/bar"); AWS: secret name or ARN
+  std::string property;  // JSON property; nested with dots ("a.b.c"), a literal key with dots wins; empty = whole value
+  std::string version;   // Vault: KV version number; AWS: "uuid:<VersionId>" / a VersionId (uuid) / a stage ("AWSCURRENT", default); empty = latest
+  DecodingStrategy decoding = DecodingStrategy::none;
+};
+
+// Key -> value, for dataFrom.extract. Values in locked memory.
+using SecretMap = std::map<std::string, kms::SecureBytes, std::less<>>;
+
+class Provider {
+ public:
+  virtual ~Provider() = default;
+  // One value: the whole secret (Vault: the data map as JSON; AWS: SecretString
+  // or SecretBinary) or one property of it. Nested objects come back as JSON,
+  // strings as their bytes. Decoding is applied last.
+  virtual Task<kms::SecureBytes> fetch(const RemoteRef& ref) = 0;
+  // dataFrom.extract: the secret (or ref.property of it) must be a JSON object;
+  // each top-level entry becomes a key (strings as-is, others as JSON), with
+  // the decoding strategy applied to each value.
+  virtual Task<SecretMap> fetch_all(const RemoteRef& ref) = 0;
+  // Checks that the store answers and accepts the credentials (SecretStore Ready).
+  virtual Task<void> validate() = 0;
+  [[nodiscard]] virtual std::string_view kind() const noexcept = 0;  // "vault", "aws", ...
+};
+
+// The remote end of a PushSecret data[] entry.
+struct PushRef {
+  std::string remote_key;  // AWS secret name, Azure secret name, GCP secret id
+  std::string property;    // non-empty: the value goes into this key of a JSON object kept in the remote secret
+};
+
+struct RemoteState {
+  bool exists = false;
+  bool managed = false;  // carries managed-by=rootseal
+};
+
+struct PushOutcome {
+  bool written = false;  // false: value already current, nothing written
+  bool created = false;  // the remote secret was created by this call
+  std::string version;   // remote version id after the call, when the API gives one
+};
+
+class PushProvider {
+ public:
+  virtual ~PushProvider() = default;
+  virtual Task<RemoteState> describe(std::string_view remote_key) = 0;
+  // Creates the remote secret (tagged managed-by=rootseal, no value yet where
+  // the API allows) if missing; permission_denied if it exists unmanaged.
+  virtual Task<RemoteState> ensure_managed(std::string_view remote_key) = 0;
+  // Writes value (or merges it into ref.property) only when it differs from
+  // the current remote value; creates the secret when missing; refuses
+  // (permission_denied) a secret not managed by rootseal. if_not_exists: ESO
+  // updatePolicy IfNotExists — an existing value is left alone.
+  virtual Task<PushOutcome> put_if_changed(const PushRef& ref, const kms::SecureBytes& value,
+                                           bool if_not_exists = false) = 0;
+  // Deletes the remote secret if rootseal manages it (AWS: recovery window from
+  // the spec). Missing: Ok. Unmanaged: permission_denied. With a property: only
+  // that key is removed from the JSON object (the secret is deleted when empty).
+  virtual Task<void> remove(const PushRef& ref) = 0;
+  virtual Task<void> validate() = 0;
+  [[nodiscard]] virtual std::string_view kind() const noexcept = 0;
+};
+
+// ---- store specs (resolved: credentials already read into SecureBytes) ----
+
+struct TlsSpec {
+  std::string ca_pem;  // PEM bundle (ESO caBundle, decoded); empty = system trust store
+  std::string ca_file;
+  bool insecure_skip_verify = false;  // tests only
+};
+
+struct VaultSpec {
+  std::string server;        // "https://vault:8200"
+  std::string path = "secret";  // KV v2 mount
+  std::string version = "v2";   // only v2 supported (v1: invalid_argument)
+  std::string namespace_;       // X-Vault-Namespace, empty = none
+  TlsSpec tls;
+  // Auth: token, or AppRole when role_id is set.
+  kms::SecureBytes token;
+  std::string approle_path = "approle";
+  std::string role_id;
+  kms::SecureBytes secret_id;
+  // Renew the login token when less than this fraction of its TTL is left.
+  double renew_fraction = 0.5;
+};
+
+struct AwsSpec {
+  std::string region;    // required
+  std::string endpoint;  // override ("http://127.0.0.1:5000"); empty = https://secretsmanager.<region>.amazonaws.com
+  kms::SecureBytes access_key_id;
+  kms::SecureBytes secret_access_key;
+  kms::SecureBytes session_token;  // optional
+  TlsSpec tls;
+  // Push:
+  int recovery_window_days = 30;  // 7..30
+  bool force_delete_without_recovery = false;
+  double writes_per_second = 50;  // own limiter for PutSecretValue/CreateSecret/TagResource/DeleteSecret
+};
+
+struct AzureSpec {
+  std::string vault_url;  // "https://myvault.vault.azure.net"
+  std::string tenant_id;
+  std::string client_id;
+  kms::SecureBytes client_secret;
+  std::string authority_host = "https://login.microsoftonline.com";
+  std::string api_version = "7.4";
+  TlsSpec tls;
+  TlsSpec authority_tls;
+};
+
+struct GcpSpec {
+  std::string project_id;
+  kms::SecureBytes service_account_json;  // the key file: client_email, private_key, token_uri
+  std::string endpoint = "https://secretmanager.googleapis.com";
+  std::string token_uri;  // override of the key file's token_uri; empty = from the key file
+  TlsSpec tls;
+  TlsSpec token_tls;
+};
+
+using StoreSpec = std::variant<VaultSpec, AwsSpec, AzureSpec, GcpSpec>;
+
+// Builds providers on an executor. Stateless apart from the executor; cache
+// the providers it returns (per store and store generation).
+class ProviderFactory {
+ public:
+  explicit ProviderFactory(boost::asio::any_io_executor executor);
+  // Vault or AWS; Azure/GCP as pull sources are not supported (invalid_argument).
+  [[nodiscard]] kms::Result<std::shared_ptr<Provider>> make_provider(StoreSpec spec) const;
+  // AWS, Azure or GCP; Vault as a push target is not supported (invalid_argument).
+  [[nodiscard]] kms::Result<std::shared_ptr<PushProvider>> make_push_provider(StoreSpec spec) const;
+
+ private:
+  boost::asio::any_io_executor executor_;
+};
+
+}  // namespace rootseal::sync

@@ -1,0 +1,530 @@
+// rootseal::sync — the engine: informers → work queue → reconcilers.
+#include "rootseal/sync/engine.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+
+#include <openssl/rand.h>
+
+#include <thread>
+
+#include "engine/provider_source.hpp"
+#include "kube/informer.hpp"
+#include "kube/kube_client.hpp"
+#include "kube/work_queue.hpp"
+#include "reconcile/eso_meta.hpp"
+#include "reconcile/external_secret_reconciler.hpp"
+#include "reconcile/fetch_cache.hpp"
+#include "reconcile/push_secret_reconciler.hpp"
+#include "reconcile/rollout.hpp"
+
+namespace rootseal::sync {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using kms::Errc;
+using reconcile::ObjectPtr;
+using reconcile::Resource;
+
+namespace {
+
+const kube::GroupVersionResource& es_gvr() {
+  static const kube::GroupVersionResource g{"external-secrets.io", "v1", "externalsecrets", "ExternalSecret", true, false};
+  return g;
+}
+const kube::GroupVersionResource& ss_gvr() {
+  static const kube::GroupVersionResource g{"external-secrets.io", "v1", "secretstores", "SecretStore", true, false};
+  return g;
+}
+const kube::GroupVersionResource& css_gvr() {
+  static const kube::GroupVersionResource g{"external-secrets.io", "v1", "clustersecretstores", "ClusterSecretStore", false, false};
+  return g;
+}
+const kube::GroupVersionResource& ps_gvr() {
+  static const kube::GroupVersionResource g{"external-secrets.io", "v1alpha1", "pushsecrets", "PushSecret", true, false};
+  return g;
+}
+const kube::GroupVersionResource& gvr_of(Resource r) {
+  switch (r) {
+    case Resource::external_secret: return es_gvr();
+    case Resource::push_secret: return ps_gvr();
+    case Resource::secret: return kube::secrets_gvr();
+    case Resource::deployment: return kube::deployments_gvr();
+    case Resource::stateful_set: return kube::statefulsets_gvr();
+    case Resource::daemon_set: return kube::daemonsets_gvr();
+  }
+  return es_gvr();
+}
+
+std::string_view str_of(const json::value& v, std::string_view a, std::string_view b = {}, std::string_view c = {}) {
+  const json::value* cur = &v;
+  for (auto k : {a, b, c}) {
+    if (k.empty()) break;
+    if (!cur->is_object()) return {};
+    cur = cur->as_object().if_contains(k);
+    if (cur == nullptr) return {};
+  }
+  return cur->is_string() ? std::string_view(cur->as_string()) : std::string_view{};
+}
+
+// The part of an object whose change means "reconcile now": generation,
+// labels, annotations, deletion (not status, not resourceVersion).
+std::string trigger_fingerprint(const json::value& o) {
+  std::string f;
+  const auto* md = o.is_object() ? o.as_object().if_contains("metadata") : nullptr;
+  if (md == nullptr || !md->is_object()) return f;
+  const auto& m = md->as_object();
+  if (const auto* g = m.if_contains("generation")) f += json::serialize(*g);
+  f += "|";
+  if (const auto* l = m.if_contains("labels")) f += json::serialize(*l);
+  f += "|";
+  if (const auto* a = m.if_contains("annotations")) f += json::serialize(*a);
+  f += "|";
+  if (m.contains("deletionTimestamp")) f += "D";
+  return f;
+}
+
+// A set of informers for one resource: one per watched namespace, or one
+// cluster-wide.
+class InformerSet {
+ public:
+  InformerSet(std::shared_ptr<kube::KubeClient> client, const kube::GroupVersionResource& gvr,
+              const std::vector<std::string>& namespaces, std::string label_selector = {}) {
+    if (!gvr.namespaced || namespaces.empty()) {
+      kube::InformerOptions o;
+      o.label_selector = label_selector;
+      all_.push_back(kube::Informer::create(client, gvr, o));
+    } else {
+      for (const auto& ns : namespaces) {
+        kube::InformerOptions o;
+        o.ns = ns;
+        o.label_selector = label_selector;
+        auto inf = kube::Informer::create(client, gvr, o);
+        by_ns_[ns] = inf;
+        all_.push_back(inf);
+      }
+    }
+  }
+  void set_handlers(const kube::InformerHandlers& h) {
+    for (auto& i : all_) i->set_handlers(h);
+  }
+  [[nodiscard]] ObjectPtr get(std::string_view ns, std::string_view name) const {
+    if (by_ns_.empty()) return all_.front()->get(ns, name);
+    auto it = by_ns_.find(std::string(ns));
+    return it == by_ns_.end() ? nullptr : it->second->get(ns, name);
+  }
+  [[nodiscard]] std::vector<ObjectPtr> list(std::string_view ns) const {
+    if (by_ns_.empty()) return all_.front()->list(ns);
+    auto it = by_ns_.find(std::string(ns));
+    return it == by_ns_.end() ? std::vector<ObjectPtr>{} : it->second->list(ns);
+  }
+  [[nodiscard]] bool synced() const {
+    return std::all_of(all_.begin(), all_.end(), [](const auto& i) { return i->has_synced(); });
+  }
+  [[nodiscard]] std::size_t size() const {
+    std::size_t n = 0;
+    for (const auto& i : all_) n += i->size();
+    return n;
+  }
+  void start(asio::any_io_executor ex) {
+    for (auto& i : all_) asio::co_spawn(ex, i->run(), asio::detached);
+  }
+  void stop() {
+    for (auto& i : all_) i->stop();
+  }
+
+ private:
+  std::vector<std::shared_ptr<kube::Informer>> all_;
+  std::map<std::string, std::shared_ptr<kube::Informer>> by_ns_;
+};
+
+// KubeApi over the real client and the informers.
+class KubeFacade final : public reconcile::KubeApi {
+ public:
+  KubeFacade(std::shared_ptr<kube::KubeClient> client, asio::any_io_executor ex, const EngineConfig& cfg)
+      : client_(std::move(client)), ex_(std::move(ex)),
+        es_(client_, es_gvr(), cfg.namespaces),
+        ps_(client_, ps_gvr(), cfg.namespaces),
+        ss_(client_, ss_gvr(), cfg.namespaces),
+        css_(client_, css_gvr(), cfg.namespaces),
+        secrets_(client_, kube::secrets_gvr(), cfg.namespaces, std::string(reconcile::kManagedLabel) + "=true") {
+    if (cfg.rollout_restart) {
+      deploy_.emplace(client_, kube::deployments_gvr(), cfg.namespaces);
+      sts_.emplace(client_, kube::statefulsets_gvr(), cfg.namespaces);
+      ds_.emplace(client_, kube::daemonsets_gvr(), cfg.namespaces);
+    }
+  }
+
+  InformerSet& es() { return es_; }
+  InformerSet& ps() { return ps_; }
+  InformerSet& ss() { return ss_; }
+  InformerSet& css() { return css_; }
+  InformerSet& secrets() { return secrets_; }
+  std::optional<InformerSet>& deploy() { return deploy_; }
+  std::optional<InformerSet>& sts() { return sts_; }
+  std::optional<InformerSet>& ds() { return ds_; }
+
+  void start() {
+    for (auto* s : sets()) s->start(ex_);
+  }
+  void stop() {
+    for (auto* s : sets()) s->stop();
+  }
+  [[nodiscard]] bool synced() {
+    for (auto* s : sets()) {
+      if (!s->synced()) return false;
+    }
+    return true;
+  }
+  std::vector<InformerSet*> sets() {
+    std::vector<InformerSet*> v{&es_, &ps_, &ss_, &css_, &secrets_};
+    if (deploy_) v.insert(v.end(), {&*deploy_, &*sts_, &*ds_});
+    return v;
+  }
+  std::uint64_t events_failed() const { return events_failed_.load(); }
+
+  ObjectPtr external_secret(std::string_view ns, std::string_view name) override { return es_.get(ns, name); }
+  ObjectPtr push_secret(std::string_view ns, std::string_view name) override { return ps_.get(ns, name); }
+  ObjectPtr store(model::StoreKind kind, std::string_view ns, std::string_view name) override {
+    return kind == model::StoreKind::cluster_secret_store ? css_.get("", name) : ss_.get(ns, name);
+  }
+  std::vector<std::pair<Resource, ObjectPtr>> workloads(std::string_view ns) override {
+    std::vector<std::pair<Resource, ObjectPtr>> out;
+    if (!deploy_) return out;
+    for (auto& o : deploy_->list(ns)) out.emplace_back(Resource::deployment, o);
+    for (auto& o : sts_->list(ns)) out.emplace_back(Resource::stateful_set, o);
+    for (auto& o : ds_->list(ns)) out.emplace_back(Resource::daemon_set, o);
+    return out;
+  }
+  Task<ObjectPtr> secret(std::string_view ns, std::string_view name) override {
+    if (auto o = secrets_.get(ns, name)) co_return o;
+    auto r = co_await client_->get(kube::secrets_gvr(), ns, name);  // (string_view args: trivial)
+    if (!r) {
+      if (r.error().is_not_found()) co_return ObjectPtr{};
+      co_return std::unexpected(r.error().to_error());
+    }
+    co_return std::make_shared<const json::value>(std::move(*r));
+  }
+  Task<model::StringMap> namespace_labels(std::string_view ns) override {
+    auto r = co_await client_->get(kube::namespaces_gvr(), "", ns);
+    if (!r) co_return std::unexpected(r.error().to_error());
+    model::StringMap out;
+    const auto* md = r->as_object().if_contains("metadata");
+    if (md != nullptr && md->is_object()) {
+      if (const auto* l = md->as_object().if_contains("labels"); l != nullptr && l->is_object()) {
+        for (const auto& kv : l->as_object()) {
+          if (kv.value().is_string()) out.emplace(std::string(kv.key()), std::string(kv.value().as_string()));
+        }
+      }
+    }
+    co_return out;
+  }
+  Task<ObjectPtr> create_secret(std::string_view ns, const json::value& secret, std::string_view fm) override {
+    kube::WriteOptions o;
+    o.field_manager = fm;  // a view of the caller's named string, alive across the call
+    auto r = co_await client_->create(kube::secrets_gvr(), ns, secret, o);
+    if (!r) co_return std::unexpected(r.error().to_error());
+    co_return std::make_shared<const json::value>(std::move(*r));
+  }
+  Task<ObjectPtr> update_secret(std::string_view ns, const json::value& secret, std::string_view fm) override {
+    kube::WriteOptions o;
+    o.field_manager = fm;  // a view of the caller's named string, alive across the call
+    auto r = co_await client_->update(kube::secrets_gvr(), ns, secret, o);
+    if (!r) co_return std::unexpected(r.error().to_error());
+    co_return std::make_shared<const json::value>(std::move(*r));
+  }
+  Task<void> delete_secret(std::string_view ns, std::string_view name, std::string_view uid) override {
+    kube::DeleteOptions o;
+    o.precondition_uid = std::string(uid);
+    auto r = co_await client_->remove(kube::secrets_gvr(), ns, name, o);
+    if (!r) co_return std::unexpected(r.error().to_error());
+    co_return kms::Result<void>{};
+  }
+  Task<void> patch_status(Resource r, std::string_view ns, std::string_view name, const json::value& status) override {
+    json::object p;
+    p["status"] = status;
+    const json::value body(std::move(p));
+    const kube::WriteOptions opts;
+    auto res = co_await client_->patch(gvr_of(r), ns, name, kube::PatchType::merge, body, opts, "status");
+    if (!res) co_return std::unexpected(res.error().to_error());
+    co_return kms::Result<void>{};
+  }
+  Task<void> patch(Resource r, std::string_view ns, std::string_view name, const json::value& merge_patch) override {
+    const kube::WriteOptions opts;
+    auto res = co_await client_->patch(gvr_of(r), ns, name, kube::PatchType::merge, merge_patch, opts);
+    if (!res) co_return std::unexpected(res.error().to_error());
+    co_return kms::Result<void>{};
+  }
+  void event(Resource r, const model::ObjectMeta& about, bool warning, std::string_view reason,
+             std::string message) override {
+    unsigned char rnd[6];
+    RAND_bytes(rnd, sizeof rnd);
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string suffix;
+    for (unsigned char c : rnd) {
+      suffix.push_back(hex[c >> 4]);
+      suffix.push_back(hex[c & 15]);
+    }
+    const std::string now = reconcile::rfc3339(std::chrono::system_clock::now());
+    json::object ev;
+    ev["apiVersion"] = "v1";
+    ev["kind"] = "Event";
+    ev["metadata"] = json::object{{"name", about.name + "." + suffix}, {"namespace", about.namespace_}};
+    ev["involvedObject"] = json::object{{"apiVersion", gvr_of(r).api_version()},
+                                        {"kind", reconcile::to_string(r)},
+                                        {"name", about.name},
+                                        {"namespace", about.namespace_},
+                                        {"uid", about.uid}};
+    ev["reason"] = reason;
+    ev["message"] = message;
+    ev["type"] = warning ? "Warning" : "Normal";
+    ev["source"] = json::object{{"component", "rootseal-sync"}};
+    ev["reportingComponent"] = "rootseal-sync";
+    ev["firstTimestamp"] = now;
+    ev["lastTimestamp"] = now;
+    ev["count"] = 1;
+    // A plain coroutine with by-value parameters (not a capturing lambda:
+    // g++ 12 mishandles capturing coroutine lambdas).
+    asio::co_spawn(ex_, post_event(client_, about.namespace_, json::value(std::move(ev)), &events_failed_),
+                   asio::detached);
+  }
+
+  static asio::awaitable<void> post_event(std::shared_ptr<kube::KubeClient> client, std::string ns, json::value body,
+                                          std::atomic<std::uint64_t>* failed) {
+    const kube::WriteOptions opts;  // named: no non-trivial temporaries in a co_await (g++ 12)
+    auto res = co_await client->create(kube::events_gvr(), ns, body, opts);
+    if (!res) ++*failed;
+  }
+
+ private:
+  std::shared_ptr<kube::KubeClient> client_;
+  asio::any_io_executor ex_;
+  InformerSet es_, ps_, ss_, css_, secrets_;
+  std::optional<InformerSet> deploy_, sts_, ds_;
+  std::atomic<std::uint64_t> events_failed_{0};
+};
+
+class EngineImpl final : public Engine {
+ public:
+  EngineImpl(asio::any_io_executor ex, EngineConfig cfg, std::shared_ptr<kube::KubeClient> client)
+      : ex_(ex), cfg_(std::move(cfg)), client_(client), kube_(client, ex, cfg_),
+        providers_(kube_, ProviderFactory(ex), cfg_.stores, cfg_.credentials_directory),
+        cache_(cfg_.refresh_window),
+        es_rec_(kube_, providers_, cache_, reconcile::ReconcilerOptions{cfg_.refresh_window, [] { return std::chrono::system_clock::now(); }}),
+        push_rec_(kube_, providers_, [] { return std::chrono::system_clock::now(); }),
+        rollout_(kube_, [] { return std::chrono::system_clock::now(); }) {
+    kube::WorkQueueOptions qo;
+    qo.base_delay = cfg_.retry_base;
+    qo.max_delay = cfg_.retry_max;
+    qo.workers = cfg_.concurrency;
+    queue_ = kube::WorkQueue::create(ex, qo);
+    es_rec_.on_secret_changed([this](const std::string& ns, const std::string& secret) { enqueue_workloads(ns, secret); });
+    wire();
+  }
+
+  void start() override {
+    kube_.start();
+    asio::co_spawn(ex_, run_workers(queue_), asio::detached);
+  }
+
+  // Workers start once every cache is filled: no reconcile reads a half-listed world.
+  asio::awaitable<void> run_workers(std::shared_ptr<kube::WorkQueue> queue) {
+    asio::steady_timer t(ex_);
+    while (!stopped_ && !kube_.synced()) {
+      t.expires_after(std::chrono::milliseconds(50));
+      co_await t.async_wait(asio::use_awaitable);
+    }
+    if (stopped_) co_return;
+    synced_ = true;
+    const kube::WorkQueue::Handler handler = [this](const kube::QueueItem& item) { return handle(item); };
+    co_await queue->run(handler);
+  }
+
+  void stop() override {
+    if (stopped_.exchange(true)) return;
+    kube_.stop();
+    queue_->shut_down();
+  }
+
+  [[nodiscard]] EngineStats stats() const override {
+    EngineStats s;
+    const auto& rs = es_rec_.stats();
+    s.reconciles = rs.reconciles.load();
+    const auto cs = cache_.stats();
+    s.provider_calls = cs.calls;
+    s.fetch_dedup_hits = cs.hits + cs.joined;
+    s.secret_writes = rs.secret_writes.load() + push_rec_.stats().writes.load();
+    s.status_writes = rs.status_writes.load() + push_rec_.stats().status_writes.load();
+    s.errors = rs.errors.load() + push_rec_.stats().errors.load();
+    s.conflicts = rs.conflicts.load();
+    s.restarts = rollout_.restarts();
+    s.kube_requests = client_->stats().requests;
+    const auto qs = queue_->stats();
+    s.queue_ready = qs.ready_fast + qs.ready_normal;
+    s.managed_secrets = const_cast<KubeFacade&>(kube_).secrets().size();
+    s.synced = synced_.load();
+    return s;
+  }
+
+  ~EngineImpl() override { stop(); }
+
+ private:
+  static std::string key(std::string_view prefix, std::string_view ns, std::string_view name) {
+    std::string k(prefix);
+    k.push_back('|');
+    k.append(ns);
+    k.push_back('/');
+    k.append(name);
+    return k;
+  }
+
+  void enqueue_workloads(const std::string& ns, const std::string& secret) {
+    for (const auto& [kind, name] : rollout_.referencing(ns, secret)) {
+      queue_->add(key("wl:" + std::string(reconcile::to_string(kind)), ns, name), kube::Lane::fast);
+    }
+  }
+
+  void enqueue_store_users(const json::value& store, bool cluster) {
+    const std::string name(str_of(store, "metadata", "name"));
+    const std::string ns(str_of(store, "metadata", "namespace"));
+    const std::string kind = cluster ? "ClusterSecretStore" : "SecretStore";
+    for (const auto& es : cluster ? kube_.es().list("") : kube_.es().list(ns)) {
+      const auto ref_kind = str_of(*es, "spec", "secretStoreRef", "kind");
+      if (str_of(*es, "spec", "secretStoreRef", "name") == name && (ref_kind.empty() ? "SecretStore" : ref_kind) == kind) {
+        queue_->add(key("es", str_of(*es, "metadata", "namespace"), str_of(*es, "metadata", "name")), kube::Lane::fast);
+      }
+    }
+  }
+
+  void wire() {
+    auto es_key = [](const ObjectPtr& o) {
+      return key("es", str_of(*o, "metadata", "namespace"), str_of(*o, "metadata", "name"));
+    };
+    kube_.es().set_handlers(kube::InformerHandlers{
+        [this, es_key](const ObjectPtr& o) { queue_->add(es_key(o), kube::Lane::fast); },
+        [this, es_key](const ObjectPtr& old, const ObjectPtr& now) {
+          if (trigger_fingerprint(*old) != trigger_fingerprint(*now)) queue_->add(es_key(now), kube::Lane::fast);
+        },
+        [this, es_key](const ObjectPtr& o) {
+          asio::co_spawn(ex_, es_rec_.deleted(o), asio::detached);
+          queue_->add(es_key(o), kube::Lane::fast);
+        },
+        {}});
+    auto ps_key = [](const ObjectPtr& o) {
+      return key("ps", str_of(*o, "metadata", "namespace"), str_of(*o, "metadata", "name"));
+    };
+    kube_.ps().set_handlers(kube::InformerHandlers{
+        [this, ps_key](const ObjectPtr& o) { queue_->add(ps_key(o), kube::Lane::fast); },
+        [this, ps_key](const ObjectPtr& old, const ObjectPtr& now) {
+          if (trigger_fingerprint(*old) != trigger_fingerprint(*now)) queue_->add(ps_key(now), kube::Lane::fast);
+        },
+        [this, ps_key](const ObjectPtr& o) { queue_->add(ps_key(o), kube::Lane::fast); },
+        {}});
+    kube_.ss().set_handlers(kube::InformerHandlers{
+        {}, [this](const ObjectPtr&, const ObjectPtr& now) { enqueue_store_users(*now, false); }, {}, {}});
+    kube_.css().set_handlers(kube::InformerHandlers{
+        {}, [this](const ObjectPtr&, const ObjectPtr& now) { enqueue_store_users(*now, true); }, {}, {}});
+    // Managed Secrets: an edit or a deletion brings their writers back at once.
+    auto secret_event = [this](const ObjectPtr& o, bool data_changed) {
+      const std::string ns(str_of(*o, "metadata", "namespace"));
+      const std::string name(str_of(*o, "metadata", "name"));
+      for (const auto& w : es_rec_.writers_of(ns, name)) queue_->add("es|" + w, kube::Lane::fast);
+      for (const auto& w : push_rec_.readers_of(ns, name)) queue_->add("ps|" + w, kube::Lane::fast);
+      if (data_changed) enqueue_workloads(ns, name);
+    };
+    kube_.secrets().set_handlers(kube::InformerHandlers{
+        [this, secret_event](const ObjectPtr& o) { secret_event(o, synced_.load()); },
+        [secret_event](const ObjectPtr& old, const ObjectPtr& now) {
+          const bool changed = json::value(old->as_object().contains("data") ? old->at("data") : json::value()) !=
+                               json::value(now->as_object().contains("data") ? now->at("data") : json::value());
+          secret_event(now, changed);
+        },
+        [secret_event](const ObjectPtr& o) { secret_event(o, false); },
+        {}});
+    if (kube_.deploy()) {
+      auto wl = [this](Resource kind) {
+        auto k = [kind](const ObjectPtr& o) {
+          return key("wl:" + std::string(reconcile::to_string(kind)), str_of(*o, "metadata", "namespace"),
+                     str_of(*o, "metadata", "name"));
+        };
+        return kube::InformerHandlers{
+            [this, k](const ObjectPtr& o) {
+              if (!str_of(*o, "metadata", "annotations", reconcile::kReloadAnnotation).empty()) queue_->add(k(o), kube::Lane::normal);
+            },
+            [this, k](const ObjectPtr& old, const ObjectPtr& now) {
+              if (str_of(*old, "metadata", "annotations", reconcile::kReloadAnnotation) !=
+                  str_of(*now, "metadata", "annotations", reconcile::kReloadAnnotation)) {
+                queue_->add(k(now), kube::Lane::normal);
+              }
+            },
+            {},
+            {}};
+      };
+      kube_.deploy()->set_handlers(wl(Resource::deployment));
+      kube_.sts()->set_handlers(wl(Resource::stateful_set));
+      kube_.ds()->set_handlers(wl(Resource::daemon_set));
+    }
+  }
+
+  static kube::WorkOutcome outcome(const reconcile::ReconcileResult& r) {
+    switch (r.kind) {
+      case reconcile::ReconcileResult::Kind::done: return kube::WorkOutcome::success();
+      case reconcile::ReconcileResult::Kind::retry: return kube::WorkOutcome::retry();
+      case reconcile::ReconcileResult::Kind::requeue_now:
+        return kube::WorkOutcome::requeue_after(kube::Duration(0), kube::Lane::fast);
+      case reconcile::ReconcileResult::Kind::requeue_after:
+        return kube::WorkOutcome::requeue_after(std::chrono::duration_cast<kube::Duration>(r.after), kube::Lane::normal);
+    }
+    return kube::WorkOutcome::success();
+  }
+
+  asio::awaitable<kube::WorkOutcome> handle(const kube::QueueItem& item) {
+    const auto bar = item.key.find('|');
+    if (bar == std::string::npos) co_return kube::WorkOutcome::success();
+    const std::string prefix = item.key.substr(0, bar);
+    const std::string rest = item.key.substr(bar + 1);
+    const auto slash = rest.find('/');
+    const std::string ns = rest.substr(0, slash);
+    const std::string name = slash == std::string::npos ? std::string() : rest.substr(slash + 1);
+    if (prefix == "es") co_return outcome(co_await es_rec_.reconcile(ns, name));
+    if (prefix == "ps") co_return outcome(co_await push_rec_.reconcile(ns, name));
+    if (prefix == "wl:Deployment") co_return outcome(co_await rollout_.reconcile(Resource::deployment, ns, name));
+    if (prefix == "wl:StatefulSet") co_return outcome(co_await rollout_.reconcile(Resource::stateful_set, ns, name));
+    if (prefix == "wl:DaemonSet") co_return outcome(co_await rollout_.reconcile(Resource::daemon_set, ns, name));
+    co_return kube::WorkOutcome::success();
+  }
+
+  asio::any_io_executor ex_;
+  EngineConfig cfg_;
+  std::shared_ptr<kube::KubeClient> client_;
+  KubeFacade kube_;
+  engine::EngineProviders providers_;
+  reconcile::FetchCache cache_;
+  reconcile::ExternalSecretReconciler es_rec_;
+  reconcile::PushSecretReconciler push_rec_;
+  reconcile::RolloutReconciler rollout_;
+  std::shared_ptr<kube::WorkQueue> queue_;
+  std::atomic<bool> stopped_{false};
+  std::atomic<bool> synced_{false};
+};
+
+}  // namespace
+
+kms::Result<std::unique_ptr<Engine>> Engine::create(asio::any_io_executor ex, EngineConfig config) {
+  kms::Result<kube::KubeConfig> kc = config.kubeconfig.empty() ? kube::KubeConfig::in_cluster()
+                                                               : kube::KubeConfig::from_file(config.kubeconfig, config.context);
+  if (!kc) return std::unexpected(kc.error());
+  if (config.concurrency == 0) config.concurrency = 4 * std::max(1u, std::thread::hardware_concurrency());
+  kube::ClientOptions co;
+  co.qps = config.kube_qps;
+  co.burst = config.kube_burst;
+  co.field_manager = "rootseal-sync";
+  auto client = kube::KubeClient::create(ex, std::move(*kc), co);
+  if (!client) return std::unexpected(client.error());
+  return std::unique_ptr<Engine>(new EngineImpl(ex, std::move(config), std::move(*client)));
+}
+
+}  // namespace rootseal::sync

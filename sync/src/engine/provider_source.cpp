@@ -1,0 +1,289 @@
+#include "engine/provider_source.hpp"
+
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "let.hpp"
+#include "reconcile/eso_meta.hpp"
+#include "rootseal/kms/encoding.hpp"
+#include "secure_buffer.hpp"
+
+namespace rootseal::sync::engine {
+
+using kms::Errc;
+using kms::fail;
+
+namespace {
+
+std::string store_id(const model::SecretStore& s) {
+  return std::string(model::to_string(s.kind)) + "/" + s.meta.namespace_ + "/" + s.meta.name;
+}
+
+std::string fingerprint(const StoreSpec& spec) {
+  SecureBuffer buf(256);
+  auto add = [&](const kms::SecureBytes& b) {
+    buf.append(std::to_string(b.size()));
+    buf.push_back(':');
+    buf.append(b.span());
+  };
+  std::visit(
+      [&](const auto& s) {
+        using T = std::decay_t<decltype(s)>;
+        if constexpr (std::is_same_v<T, VaultSpec>) {
+          add(s.token);
+          add(s.secret_id);
+          buf.append(s.role_id);
+        } else if constexpr (std::is_same_v<T, AwsSpec>) {
+          add(s.access_key_id);
+          add(s.secret_access_key);
+          add(s.session_token);
+        } else if constexpr (std::is_same_v<T, AzureSpec>) {
+          add(s.client_secret);
+        } else {
+          add(s.service_account_json);
+        }
+      },
+      spec);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(buf.span().data(), buf.size(), md, &len, EVP_sha256(), nullptr);
+  return kms::hex_encode(std::span<const std::uint8_t>(md, len));
+}
+
+}  // namespace
+
+EngineProviders::EngineProviders(reconcile::KubeApi& api, ProviderFactory factory,
+                                 std::map<std::string, HostStoreConfig> host, std::filesystem::path credentials_directory,
+                                 std::chrono::seconds recheck)
+    : api_(api), factory_(std::move(factory)), host_(std::move(host)), cred_dir_(std::move(credentials_directory)),
+      recheck_(recheck) {}
+
+kms::Result<kms::SecureBytes> EngineProviders::read_credential(const CredentialRef& ref,
+                                                               const std::filesystem::path& cred_dir,
+                                                               std::string_view what) {
+  std::filesystem::path path = ref.file;
+  if (path.empty()) {
+    std::filesystem::path dir = cred_dir;
+    if (dir.empty()) {
+      const char* env = std::getenv("CREDENTIALS_DIRECTORY");
+      if (env == nullptr) {
+        return fail(Errc::invalid_argument, std::string(what) + ": systemd credential '" + ref.credential +
+                                                "' requested but $CREDENTIALS_DIRECTORY is not set");
+      }
+      dir = env;
+    }
+    path = dir / ref.credential;
+  }
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return fail(Errc::permission_denied, std::string(what) + ": cannot open " + path.string());
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return fail(Errc::invalid_argument, std::string(what) + ": " + path.string() + " is not a regular file");
+  }
+  if (ref.credential.empty() && (st.st_mode & 077) != 0) {
+    ::close(fd);
+    return fail(Errc::permission_denied, std::string(what) + ": " + path.string() +
+                                             " is readable by group or others (chmod 600)");
+  }
+  if (st.st_size > (1 << 20)) {
+    ::close(fd);
+    return fail(Errc::invalid_argument, std::string(what) + ": " + path.string() + " is larger than 1 MiB");
+  }
+  kms::SecureBytes buf(static_cast<std::size_t>(st.st_size));
+  std::size_t got = 0;
+  while (got < buf.size()) {
+    const auto n = ::read(fd, buf.data() + got, buf.size() - got);
+    if (n <= 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  while (got > 0 && (buf.data()[got - 1] == '\n' || buf.data()[got - 1] == '\r')) --got;
+  buf.truncate(got);
+  if (buf.empty()) return fail(Errc::invalid_argument, std::string(what) + ": " + path.string() + " is empty");
+  return buf;
+}
+
+Task<kms::SecureBytes> EngineProviders::secret_key(const model::SecretKeyRef& ref, std::string_view store_ns) {
+  std::string ns = ref.namespace_;
+  if (ns.empty()) ns = std::string(store_ns);
+  auto obj = co_await api_.secret(ns, ref.name);
+  if (!obj) co_return std::unexpected(obj.error());
+  if (!*obj) co_return fail(Errc::not_found, "credential Secret " + ns + "/" + ref.name + " not found");
+  auto data = reconcile::secret_data(**obj);
+  if (!data) co_return std::unexpected(data.error());
+  auto it = data->find(ref.key);
+  if (it == data->end()) co_return fail(Errc::not_found, "credential Secret " + ns + "/" + ref.name + " has no key '" + ref.key + "'");
+  co_return std::move(it->second);
+}
+
+Task<StoreSpec> EngineProviders::spec_for(const model::SecretStore& store, std::string_view ns) {
+  const HostStoreConfig* host = nullptr;
+  if (!store.host_credentials.empty()) {
+    auto it = host_.find(store.host_credentials);
+    if (it == host_.end()) {
+      co_return fail(Errc::invalid_argument, "host credentials '" + store.host_credentials + "' are not configured in rootseald");
+    }
+    host = &it->second;
+    const auto& allowed = host->namespaces;
+    std::string check_ns = store.meta.namespace_;
+    if (store.kind == model::StoreKind::cluster_secret_store) check_ns = std::string(ns);
+    if (std::find(allowed.begin(), allowed.end(), "*") == allowed.end() &&
+        std::find(allowed.begin(), allowed.end(), check_ns) == allowed.end()) {
+      co_return fail(Errc::permission_denied, "host credentials '" + host->name + "' may not be used from namespace \"" +
+                                                  check_ns + "\" (sync.stores." + host->name + ".namespaces)");
+    }
+  }
+  const std::string store_ns = store.meta.namespace_;
+  if (store.provider == model::SecretStore::Provider::vault) {
+    VaultSpec v;
+    v.server = store.vault.server;
+    v.path = store.vault.path;
+    if (v.path.empty()) v.path = "secret";
+    v.version = store.vault.version;
+    v.namespace_ = store.vault.namespace_;
+    v.tls.ca_pem = store.vault.ca_bundle;
+    if (host != nullptr) {
+      if (host->kind != "vault") co_return fail(Errc::invalid_argument, "host credentials '" + host->name + "' are not for vault");
+      if (!host->server.empty() && store.vault.server != host->server) {
+        co_return fail(Errc::permission_denied, "spec.provider.vault.server must be " + host->server +
+                                                    " to use host credentials '" + host->name + "'");
+      }
+      if (!host->vault_namespace.empty()) v.namespace_ = host->vault_namespace;
+      if (!host->ca_file.empty()) v.tls.ca_file = host->ca_file.string();
+      if (host->token.set()) {
+        ROOTSEAL_CO_LET(t, read_credential(host->token, cred_dir_, "sync.stores." + host->name + ".token"));
+        v.token = std::move(t);
+      } else {
+        v.approle_path = host->approle_path;
+        v.role_id = host->role_id;
+        ROOTSEAL_CO_LET(sid, read_credential(host->secret_id, cred_dir_, "sync.stores." + host->name + ".secret_id"));
+        v.secret_id = std::move(sid);
+      }
+      co_return StoreSpec(std::move(v));
+    }
+    const auto& a = store.vault.auth;
+    if (a.kind == model::VaultAuth::Kind::token) {
+      auto t = co_await secret_key(a.token_secret_ref, store_ns);
+      if (!t) co_return std::unexpected(t.error());
+      v.token = std::move(*t);
+    } else if (a.kind == model::VaultAuth::Kind::app_role) {
+      v.approle_path = a.approle_path;
+      v.role_id = a.role_id;
+      if (v.role_id.empty()) {
+        auto r = co_await secret_key(a.role_id_ref, store_ns);
+        if (!r) co_return std::unexpected(r.error());
+        v.role_id.assign(reinterpret_cast<const char*>(r->data()), r->size());  // a role id is an identifier, not a secret
+      }
+      auto s = co_await secret_key(a.secret_id_ref, store_ns);
+      if (!s) co_return std::unexpected(s.error());
+      v.secret_id = std::move(*s);
+    } else {
+      co_return fail(Errc::invalid_argument, "vault store has no usable auth");
+    }
+    co_return StoreSpec(std::move(v));
+  }
+  AwsSpec a;
+  a.region = store.aws.region;
+  if (host != nullptr) {
+    if (host->kind != "aws") co_return fail(Errc::invalid_argument, "host credentials '" + host->name + "' are not for aws");
+    if (!host->region.empty() && host->region != a.region) {
+      co_return fail(Errc::permission_denied, "spec.provider.aws.region must be " + host->region +
+                                                  " to use host credentials '" + host->name + "'");
+    }
+    a.endpoint = host->endpoint;
+    if (!host->ca_file.empty()) a.tls.ca_file = host->ca_file.string();
+    ROOTSEAL_CO_LET(id, read_credential(host->access_key_id, cred_dir_, "sync.stores." + host->name + ".access_key_id"));
+    ROOTSEAL_CO_LET(sk, read_credential(host->secret_access_key, cred_dir_, "sync.stores." + host->name + ".secret_access_key"));
+    a.access_key_id = std::move(id);
+    a.secret_access_key = std::move(sk);
+    if (host->session_token.set()) {
+      ROOTSEAL_CO_LET(st, read_credential(host->session_token, cred_dir_, "sync.stores." + host->name + ".session_token"));
+      a.session_token = std::move(st);
+    }
+    co_return StoreSpec(std::move(a));
+  }
+  auto id = co_await secret_key(store.aws.access_key_id_ref, store_ns);
+  if (!id) co_return std::unexpected(id.error());
+  auto sk = co_await secret_key(store.aws.secret_access_key_ref, store_ns);
+  if (!sk) co_return std::unexpected(sk.error());
+  a.access_key_id = std::move(*id);
+  a.secret_access_key = std::move(*sk);
+  if (!store.aws.session_token_ref.name.empty()) {
+    auto st = co_await secret_key(store.aws.session_token_ref, store_ns);
+    if (!st) co_return std::unexpected(st.error());
+    a.session_token = std::move(*st);
+  }
+  co_return StoreSpec(std::move(a));
+}
+
+Task<std::shared_ptr<Provider>> EngineProviders::provider(const model::SecretStore& store, std::string_view ns) {
+  // A ClusterSecretStore's host-credential check depends on the namespace.
+  std::string id = store_id(store);
+  if (store.kind == model::StoreKind::cluster_secret_store && !store.host_credentials.empty()) id += "@" + std::string(ns);
+  const auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(mu_);
+    auto it = cache_.find(id);
+    if (it != cache_.end() && it->second.resource_version == store.meta.resource_version &&
+        now - it->second.checked < recheck_) {
+      co_return it->second.provider;
+    }
+  }
+  auto spec = co_await spec_for(store, ns);
+  if (!spec) co_return std::unexpected(spec.error());
+  const std::string fp = fingerprint(*spec);
+  {
+    std::lock_guard lock(mu_);
+    auto it = cache_.find(id);
+    if (it != cache_.end() && it->second.resource_version == store.meta.resource_version && it->second.fingerprint == fp) {
+      it->second.checked = now;  // same store, same credentials: keep the provider (and its login)
+      co_return it->second.provider;
+    }
+  }
+  auto p = factory_.make_provider(std::move(*spec));
+  if (!p) {
+    co_return fail(p.error().code, std::string(model::to_string(store.kind)) + " \"" + store.meta.name + "\": " + p.error().message);
+  }
+  std::lock_guard lock(mu_);
+  cache_[id] = Entry{store.meta.resource_version, fp, now, *p};
+  co_return *p;
+}
+
+Task<std::shared_ptr<PushProvider>> EngineProviders::push_provider(const model::SecretStore& store, std::string_view ns) {
+  std::string id = store_id(store);
+  if (store.kind == model::StoreKind::cluster_secret_store && !store.host_credentials.empty()) id += "@" + std::string(ns);
+  const auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(mu_);
+    auto it = push_cache_.find(id);
+    if (it != push_cache_.end() && it->second.resource_version == store.meta.resource_version &&
+        now - it->second.checked < recheck_) {
+      co_return it->second.provider;
+    }
+  }
+  auto spec = co_await spec_for(store, ns);
+  if (!spec) co_return std::unexpected(spec.error());
+  const std::string fp = fingerprint(*spec);
+  {
+    std::lock_guard lock(mu_);
+    auto it = push_cache_.find(id);
+    if (it != push_cache_.end() && it->second.resource_version == store.meta.resource_version && it->second.fingerprint == fp) {
+      it->second.checked = now;  // keeps its token cache and write limiter
+      co_return it->second.provider;
+    }
+  }
+  auto p = factory_.make_push_provider(std::move(*spec));
+  if (!p) {
+    co_return kms::fail(p.error().code, std::string(model::to_string(store.kind)) + " \"" + store.meta.name + "\": " + p.error().message);
+  }
+  std::lock_guard lock(mu_);
+  push_cache_[id] = PushEntry{store.meta.resource_version, fp, now, *p};
+  co_return *p;
+}
+
+}  // namespace rootseal::sync::engine

@@ -1,0 +1,65 @@
+// rootseal::sync::engine — the ProviderSource of the running engine: builds a
+// Provider per store from its spec and credentials and keeps it (so Vault
+// tokens and HTTP connections are reused), rebuilding when the store changes
+// or its credentials rotate (re-read at most every `recheck`).
+//
+// Credentials come from the Kubernetes Secrets the store references (ESO's
+// model) or, for a store annotated sync.rootseal.io/credentials, from
+// rootseald's own configuration (HostStoreConfig): then the endpoint comes
+// from the configuration too (a store may not send the host's credentials to
+// a server of its choosing), and only the namespaces the configuration lists
+// may use it.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "reconcile/kube_api.hpp"
+#include "rootseal/sync/engine.hpp"
+#include "rootseal/sync/provider.hpp"
+
+namespace rootseal::sync::engine {
+
+class EngineProviders final : public reconcile::ProviderSource {
+ public:
+  EngineProviders(reconcile::KubeApi& api, ProviderFactory factory, std::map<std::string, HostStoreConfig> host,
+                  std::filesystem::path credentials_directory,
+                  std::chrono::seconds recheck = std::chrono::seconds(300));
+
+  Task<std::shared_ptr<Provider>> provider(const model::SecretStore& store, std::string_view ns) override;
+  Task<std::shared_ptr<PushProvider>> push_provider(const model::SecretStore& store, std::string_view ns) override;
+
+  // Reads a CredentialRef (file mode must deny group/other; trailing newline dropped).
+  static kms::Result<kms::SecureBytes> read_credential(const CredentialRef& ref, const std::filesystem::path& cred_dir,
+                                                       std::string_view what);
+
+ private:
+  struct Entry {
+    std::string resource_version;
+    std::string fingerprint;  // SHA-256 of the credentials, hex
+    std::chrono::steady_clock::time_point checked;
+    std::shared_ptr<Provider> provider;
+  };
+  Task<StoreSpec> spec_for(const model::SecretStore& store, std::string_view ns);
+  Task<kms::SecureBytes> secret_key(const model::SecretKeyRef& ref, std::string_view store_ns);
+
+  reconcile::KubeApi& api_;
+  ProviderFactory factory_;
+  std::map<std::string, HostStoreConfig> host_;
+  std::filesystem::path cred_dir_;
+  std::chrono::seconds recheck_;
+  std::mutex mu_;
+  std::map<std::string, Entry> cache_;
+  struct PushEntry {
+    std::string resource_version;
+    std::string fingerprint;
+    std::chrono::steady_clock::time_point checked;
+    std::shared_ptr<PushProvider> provider;
+  };
+  std::map<std::string, PushEntry> push_cache_;  // same rules: kept while store and credentials are unchanged
+};
+
+}  // namespace rootseal::sync::engine

@@ -1,0 +1,721 @@
+#include "model/parse.hpp"
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <initializer_list>
+#include <regex>
+#include <utility>
+
+#include "let.hpp"
+#include "model/duration.hpp"
+#include "rootseal/kms/encoding.hpp"
+
+namespace rootseal::sync::model {
+
+namespace json = boost::json;
+using kms::Errc;
+using kms::fail;
+using kms::Result;
+
+std::string_view to_string(StoreKind k) noexcept {
+  return k == StoreKind::cluster_secret_store ? "ClusterSecretStore" : "SecretStore";
+}
+std::string_view to_string(CreationPolicy p) noexcept {
+  switch (p) {
+    case CreationPolicy::owner: return "Owner";
+    case CreationPolicy::orphan: return "Orphan";
+    case CreationPolicy::merge: return "Merge";
+    case CreationPolicy::none: return "None";
+    case CreationPolicy::create_or_merge: return "CreateOrMerge";
+  }
+  return "?";
+}
+std::string_view to_string(DeletionPolicy p) noexcept {
+  switch (p) {
+    case DeletionPolicy::retain: return "Retain";
+    case DeletionPolicy::delete_: return "Delete";
+    case DeletionPolicy::merge: return "Merge";
+  }
+  return "?";
+}
+
+namespace {
+
+std::unexpected<kms::Error> bad(const std::string& path, std::string_view reason) {
+  return fail(Errc::invalid_argument, path + ": " + std::string(reason));
+}
+
+std::string join(const std::string& path, std::string_view key) {
+  return path.empty() ? std::string(key) : path + "." + std::string(key);
+}
+std::string index(const std::string& path, std::size_t i) { return path + "[" + std::to_string(i) + "]"; }
+
+// A JSON object with the path it was found at, for messages.
+struct Obj {
+  const json::object* o = nullptr;
+  std::string path;
+
+  [[nodiscard]] const json::value* get(std::string_view key) const {
+    const auto* v = o->if_contains(key);
+    return (v == nullptr || v->is_null()) ? nullptr : v;
+  }
+  [[nodiscard]] bool has(std::string_view key) const { return get(key) != nullptr; }
+  [[nodiscard]] std::string at(std::string_view key) const { return join(path, key); }
+};
+
+Result<Obj> as_obj(const json::value& v, const std::string& path) {
+  if (!v.is_object()) return bad(path, "must be an object");
+  return Obj{&v.as_object(), path};
+}
+
+Result<std::optional<Obj>> opt_obj(const Obj& parent, std::string_view key) {
+  const auto* v = parent.get(key);
+  if (v == nullptr) return std::optional<Obj>{};
+  ROOTSEAL_LET(o, as_obj(*v, parent.at(key)));
+  return std::optional<Obj>(std::move(o));
+}
+
+Result<std::optional<std::string>> opt_str(const Obj& parent, std::string_view key) {
+  const auto* v = parent.get(key);
+  if (v == nullptr) return std::optional<std::string>{};
+  if (!v->is_string()) return bad(parent.at(key), "must be a string");
+  return std::optional<std::string>(std::string(v->as_string()));
+}
+
+Result<std::string> str_or(const Obj& parent, std::string_view key, std::string def) {
+  ROOTSEAL_LET(s, opt_str(parent, key));
+  return s ? std::move(*s) : std::move(def);
+}
+
+Result<std::string> req_str(const Obj& parent, std::string_view key) {
+  ROOTSEAL_LET(s, opt_str(parent, key));
+  if (!s || s->empty()) return bad(parent.at(key), "required");
+  return std::move(*s);
+}
+
+Result<bool> bool_or(const Obj& parent, std::string_view key, bool def) {
+  const auto* v = parent.get(key);
+  if (v == nullptr) return def;
+  if (!v->is_bool()) return bad(parent.at(key), "must be true or false");
+  return v->as_bool();
+}
+
+Result<StringMap> str_map(const Obj& parent, std::string_view key) {
+  StringMap out;
+  const auto* v = parent.get(key);
+  if (v == nullptr) return out;
+  if (!v->is_object()) return bad(parent.at(key), "must be a map of strings");
+  for (const auto& kv : v->as_object()) {
+    if (!kv.value().is_string()) return bad(join(parent.at(key), kv.key()), "must be a string");
+    out.emplace(std::string(kv.key()), std::string(kv.value().as_string()));
+  }
+  return out;
+}
+
+Result<std::vector<std::string>> str_list(const Obj& parent, std::string_view key) {
+  std::vector<std::string> out;
+  const auto* v = parent.get(key);
+  if (v == nullptr) return out;
+  if (!v->is_array()) return bad(parent.at(key), "must be a list of strings");
+  std::size_t i = 0;
+  for (const auto& e : v->as_array()) {
+    if (!e.is_string()) return bad(index(parent.at(key), i), "must be a string");
+    out.emplace_back(e.as_string());
+    ++i;
+  }
+  return out;
+}
+
+Result<const json::array*> opt_array(const Obj& parent, std::string_view key) {
+  const auto* v = parent.get(key);
+  if (v == nullptr) return static_cast<const json::array*>(nullptr);
+  if (!v->is_array()) return bad(parent.at(key), "must be a list");
+  return &v->as_array();
+}
+
+template <class E>
+Result<E> enum_field(const Obj& parent, std::string_view key, E def,
+                     std::initializer_list<std::pair<std::string_view, E>> values) {
+  ROOTSEAL_LET(s, opt_str(parent, key));
+  if (!s || s->empty()) return def;
+  std::string allowed;
+  for (const auto& [name, e] : values) {
+    if (*s == name) return e;
+    if (!allowed.empty()) allowed += ", ";
+    allowed += name;
+  }
+  return bad(parent.at(key), "unsupported value '" + *s + "' (supported: " + allowed + ")");
+}
+
+// Fields rootseal knows but does not serve: present and non-empty -> error.
+Result<void> unsupported(const Obj& parent, std::initializer_list<std::string_view> keys) {
+  for (auto k : keys) {
+    const auto* v = parent.get(k);
+    if (v == nullptr) continue;
+    if (v->is_array() && v->as_array().empty()) continue;
+    if (v->is_object() && v->as_object().empty()) continue;
+    if (v->is_string() && v->as_string().empty()) continue;
+    return bad(parent.at(k), "not supported by rootseal");
+  }
+  return {};
+}
+
+// A DNS subdomain (RFC 1123), the rule for Secret and most object names.
+bool valid_object_name(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  for (char c : s) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.')) return false;
+  }
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  return alnum(s.front()) && alnum(s.back());
+}
+
+// A Secret data key: [-._a-zA-Z0-9]+, at most 253 characters.
+bool valid_secret_key(std::string_view s) {
+  if (s.empty() || s.size() > 253 || s == "." || s == "..") return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_';
+  });
+}
+
+Result<std::chrono::nanoseconds> duration_field(const Obj& parent, std::string_view key, std::chrono::nanoseconds def) {
+  const auto* v = parent.get(key);
+  if (v == nullptr) return def;
+  if (!v->is_string()) return bad(parent.at(key), "must be a duration string such as \"1h\" or \"15m\"");
+  auto d = parse_go_duration(v->as_string());
+  if (!d) return bad(parent.at(key), d.error().message);
+  return *d;
+}
+
+Result<StoreRef> store_ref(const Obj& o) {
+  StoreRef r;
+  ROOTSEAL_TRY_ASSIGN(r.name, req_str(o, "name"));
+  ROOTSEAL_TRY_ASSIGN(r.kind, enum_field(o, "kind", StoreKind::secret_store,
+                                         {{"SecretStore", StoreKind::secret_store},
+                                          {"ClusterSecretStore", StoreKind::cluster_secret_store}}));
+  return r;
+}
+
+Result<RemoteRef> remote_ref(const Obj& o) {
+  RemoteRef r;
+  ROOTSEAL_TRY_ASSIGN(r.key, req_str(o, "key"));
+  ROOTSEAL_TRY_ASSIGN(r.property, str_or(o, "property", ""));
+  ROOTSEAL_TRY_ASSIGN(r.version, str_or(o, "version", ""));
+  ROOTSEAL_TRY_ASSIGN(r.decoding, enum_field(o, "decodingStrategy", DecodingStrategy::none,
+                                             {{"None", DecodingStrategy::none},
+                                              {"Auto", DecodingStrategy::auto_detect},
+                                              {"Base64", DecodingStrategy::base64},
+                                              {"Base64URL", DecodingStrategy::base64url}}));
+  ROOTSEAL_TRY(enum_field(o, "conversionStrategy", 0, {{"Default", 0}}));
+  ROOTSEAL_TRY(enum_field(o, "metadataPolicy", 0, {{"None", 0}}));
+  ROOTSEAL_TRY(enum_field(o, "nullBytePolicy", 0, {{"Ignore", 0}}));
+  return r;
+}
+
+// sourceRef{storeRef | generatorRef}: a per-item store; generators are not served.
+Result<std::optional<StoreRef>> source_ref(const Obj& item) {
+  ROOTSEAL_LET(src, opt_obj(item, "sourceRef"));
+  if (!src) return std::optional<StoreRef>{};
+  ROOTSEAL_TRY(unsupported(*src, {"generatorRef"}));
+  ROOTSEAL_LET(sr, opt_obj(*src, "storeRef"));
+  if (!sr) return std::optional<StoreRef>{};
+  ROOTSEAL_LET(r, store_ref(*sr));
+  return std::optional<StoreRef>(std::move(r));
+}
+
+Result<SecretTemplate> parse_template(const Obj& t) {
+  SecretTemplate out;
+  ROOTSEAL_TRY(unsupported(t, {"templateFrom"}));
+  ROOTSEAL_TRY(enum_field(t, "engineVersion", 2, {{"v2", 2}}));
+  ROOTSEAL_LET(type, opt_str(t, "type"));
+  if (type && !type->empty()) out.type = std::move(*type);
+  ROOTSEAL_TRY_ASSIGN(out.merge_policy, enum_field(t, "mergePolicy", MergePolicy::replace,
+                                                   {{"Replace", MergePolicy::replace}, {"Merge", MergePolicy::merge}}));
+  ROOTSEAL_LET(md, opt_obj(t, "metadata"));
+  if (md) {
+    ROOTSEAL_TRY(unsupported(*md, {"finalizers"}));
+    ROOTSEAL_TRY_ASSIGN(out.labels, str_map(*md, "labels"));
+    ROOTSEAL_TRY_ASSIGN(out.annotations, str_map(*md, "annotations"));
+    for (const auto* m : {&out.labels, &out.annotations}) {
+      for (const auto& [k, v] : *m) {
+        if (v.find("{{") != std::string::npos) {
+          return bad(md->at(m == &out.labels ? "labels" : "annotations") + "." + k,
+                     "templates in metadata are not supported (metadata would expose secret values); use a literal");
+        }
+      }
+    }
+  }
+  ROOTSEAL_LET(data, str_map(t, "data"));
+  for (auto& [k, v] : data) {
+    if (!valid_secret_key(k)) return bad(t.at("data") + "." + k, "not a valid Secret key ([-._a-zA-Z0-9]+)");
+    out.data.emplace(k, std::move(v));
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<ObjectMeta> parse_meta(const json::value& object) {
+  ROOTSEAL_LET(root, as_obj(object, "object"));
+  root.path.clear();
+  ROOTSEAL_LET(md, opt_obj(root, "metadata"));
+  if (!md) return bad("metadata", "required");
+  md->path = "metadata";
+  ObjectMeta m;
+  ROOTSEAL_TRY_ASSIGN(m.name, req_str(*md, "name"));
+  ROOTSEAL_TRY_ASSIGN(m.namespace_, str_or(*md, "namespace", ""));
+  ROOTSEAL_TRY_ASSIGN(m.uid, str_or(*md, "uid", ""));
+  ROOTSEAL_TRY_ASSIGN(m.resource_version, str_or(*md, "resourceVersion", ""));
+  if (const auto* g = md->get("generation"); g != nullptr) {
+    if (!g->is_int64() && !g->is_uint64()) return bad(md->at("generation"), "must be an integer");
+    m.generation = g->to_number<std::int64_t>();
+  }
+  ROOTSEAL_TRY_ASSIGN(m.labels, str_map(*md, "labels"));
+  ROOTSEAL_TRY_ASSIGN(m.annotations, str_map(*md, "annotations"));
+  ROOTSEAL_TRY_ASSIGN(m.finalizers, str_list(*md, "finalizers"));
+  m.being_deleted = md->has("deletionTimestamp");
+  return m;
+}
+
+Result<ExternalSecret> parse_external_secret(const json::value& object) {
+  ExternalSecret es;
+  ROOTSEAL_LET(root, as_obj(object, "object"));
+  root.path.clear();
+  ROOTSEAL_TRY_ASSIGN(es.api_version, str_or(root, "apiVersion", "external-secrets.io/v1"));
+  if (es.api_version != "external-secrets.io/v1" && es.api_version != "external-secrets.io/v1beta1") {
+    return bad("apiVersion", "unsupported '" + es.api_version + "' (external-secrets.io/v1 or v1beta1)");
+  }
+  ROOTSEAL_TRY_ASSIGN(es.meta, parse_meta(object));
+  ROOTSEAL_LET(spec, opt_obj(root, "spec"));
+  if (!spec) return bad("spec", "required");
+  spec->path = "spec";
+
+  ROOTSEAL_LET(ref, opt_obj(*spec, "secretStoreRef"));
+  if (ref) {
+    ROOTSEAL_TRY_ASSIGN(es.store_ref, store_ref(*ref));
+    es.has_store_ref = true;
+  }
+  ROOTSEAL_TRY_ASSIGN(es.refresh_interval, duration_field(*spec, "refreshInterval", std::chrono::hours(1)));
+  ROOTSEAL_TRY_ASSIGN(es.refresh_policy, enum_field(*spec, "refreshPolicy", RefreshPolicy::periodic,
+                                                    {{"Periodic", RefreshPolicy::periodic},
+                                                     {"OnChange", RefreshPolicy::on_change},
+                                                     {"CreatedOnce", RefreshPolicy::created_once}}));
+  ROOTSEAL_TRY(unsupported(*spec, {"syncWindows"}));
+
+  // target
+  es.target.name = es.meta.name;
+  ROOTSEAL_LET(target, opt_obj(*spec, "target"));
+  if (target) {
+    ROOTSEAL_TRY(unsupported(*target, {"manifest"}));
+    ROOTSEAL_LET(name, opt_str(*target, "name"));
+    if (name && !name->empty()) es.target.name = std::move(*name);
+    ROOTSEAL_TRY_ASSIGN(es.target.creation, enum_field(*target, "creationPolicy", CreationPolicy::owner,
+                                                       {{"Owner", CreationPolicy::owner},
+                                                        {"Orphan", CreationPolicy::orphan},
+                                                        {"Merge", CreationPolicy::merge},
+                                                        {"None", CreationPolicy::none},
+                                                        {"CreateOrMerge", CreationPolicy::create_or_merge}}));
+    ROOTSEAL_TRY_ASSIGN(es.target.deletion, enum_field(*target, "deletionPolicy", DeletionPolicy::retain,
+                                                       {{"Retain", DeletionPolicy::retain},
+                                                        {"Delete", DeletionPolicy::delete_},
+                                                        {"Merge", DeletionPolicy::merge}}));
+    ROOTSEAL_TRY_ASSIGN(es.target.immutable, bool_or(*target, "immutable", false));
+    ROOTSEAL_LET(tmpl, opt_obj(*target, "template"));
+    if (tmpl) {
+      ROOTSEAL_LET(t, parse_template(*tmpl));
+      es.target.template_ = std::move(t);
+    }
+  }
+  if (!valid_object_name(es.target.name)) {
+    return bad("spec.target.name", "'" + es.target.name + "' is not a valid Secret name (RFC 1123 subdomain)");
+  }
+  const auto cp = es.target.creation;
+  if (es.target.deletion == DeletionPolicy::delete_ &&
+      (cp == CreationPolicy::merge || cp == CreationPolicy::none || cp == CreationPolicy::create_or_merge)) {
+    return bad("spec.target.deletionPolicy", "Delete is not allowed with creationPolicy " + std::string(to_string(cp)));
+  }
+  if (es.target.deletion == DeletionPolicy::merge && cp == CreationPolicy::none) {
+    return bad("spec.target.deletionPolicy", "Merge is not allowed with creationPolicy None");
+  }
+
+  // data[]
+  ROOTSEAL_LET(data, opt_array(*spec, "data"));
+  if (data != nullptr) {
+    std::size_t i = 0;
+    for (const auto& e : *data) {
+      const std::string path = index("spec.data", i++);
+      ROOTSEAL_LET(item, as_obj(e, path));
+      DataItem d;
+      ROOTSEAL_TRY_ASSIGN(d.secret_key, req_str(item, "secretKey"));
+      if (!valid_secret_key(d.secret_key)) return bad(item.at("secretKey"), "not a valid Secret key ([-._a-zA-Z0-9]+)");
+      ROOTSEAL_LET(rr, opt_obj(item, "remoteRef"));
+      if (!rr) return bad(item.at("remoteRef"), "required");
+      ROOTSEAL_TRY_ASSIGN(d.remote_ref, remote_ref(*rr));
+      ROOTSEAL_TRY_ASSIGN(d.store_override, source_ref(item));
+      if (!d.store_override && !es.has_store_ref) {
+        return bad(path, "no store: set spec.secretStoreRef or this item's sourceRef.storeRef");
+      }
+      es.data.push_back(std::move(d));
+    }
+  }
+  // dataFrom[]
+  ROOTSEAL_LET(data_from, opt_array(*spec, "dataFrom"));
+  if (data_from != nullptr) {
+    std::size_t i = 0;
+    for (const auto& e : *data_from) {
+      const std::string path = index("spec.dataFrom", i++);
+      ROOTSEAL_LET(item, as_obj(e, path));
+      ROOTSEAL_TRY(unsupported(item, {"find", "rewrite"}));
+      ROOTSEAL_LET(ex, opt_obj(item, "extract"));
+      if (!ex) return bad(path, "extract is required (find and generators are not supported by rootseal)");
+      DataFromItem d;
+      ROOTSEAL_TRY_ASSIGN(d.extract, remote_ref(*ex));
+      if (!d.extract.property.empty()) return bad(ex->at("property"), "not allowed in extract");
+      ROOTSEAL_TRY_ASSIGN(d.store_override, source_ref(item));
+      if (!d.store_override && !es.has_store_ref) {
+        return bad(path, "no store: set spec.secretStoreRef or this item's sourceRef.storeRef");
+      }
+      es.data_from.push_back(std::move(d));
+    }
+  }
+  if (es.data.empty() && es.data_from.empty() && !(es.target.template_ && !es.target.template_->data.empty())) {
+    return bad("spec", "one of data, dataFrom or target.template.data must be set");
+  }
+  if (!es.has_store_ref && es.data.empty() && es.data_from.empty()) {
+    return bad("spec.secretStoreRef", "required");
+  }
+
+  // status (what rootseal needs from a previous run, possibly ESO's)
+  if (const auto* st = root.get("status"); st != nullptr && st->is_object()) {
+    const Obj s{&st->as_object(), "status"};
+    es.status.refresh_time = str_or(s, "refreshTime", "").value_or("");
+    es.status.synced_resource_version = str_or(s, "syncedResourceVersion", "").value_or("");
+    if (const auto* b = s.get("binding"); b != nullptr && b->is_object()) {
+      es.status.binding_name = str_or(Obj{&b->as_object(), "status.binding"}, "name", "").value_or("");
+    }
+    if (const auto* conds = s.get("conditions"); conds != nullptr && conds->is_array()) {
+      for (const auto& c : conds->as_array()) {
+        if (!c.is_object()) continue;
+        const Obj co{&c.as_object(), "status.conditions"};
+        if (str_or(co, "type", "").value_or("") != "Ready") continue;
+        es.status.ready_status = str_or(co, "status", "").value_or("");
+        es.status.ready_reason = str_or(co, "reason", "").value_or("");
+        es.status.ready_message = str_or(co, "message", "").value_or("");
+        es.status.ready_transition = str_or(co, "lastTransitionTime", "").value_or("");
+      }
+    }
+  }
+  return es;
+}
+
+namespace {
+
+Result<SecretKeyRef> key_ref(const Obj& o, StoreKind kind, const std::string& own_ns) {
+  SecretKeyRef r;
+  ROOTSEAL_TRY_ASSIGN(r.name, req_str(o, "name"));
+  ROOTSEAL_TRY_ASSIGN(r.key, req_str(o, "key"));
+  ROOTSEAL_TRY_ASSIGN(r.namespace_, str_or(o, "namespace", ""));
+  if (kind == StoreKind::secret_store) {
+    if (!r.namespace_.empty() && r.namespace_ != own_ns) {
+      return bad(o.at("namespace"), "a SecretStore may only reference Secrets in its own namespace");
+    }
+    r.namespace_ = own_ns;
+  } else if (r.namespace_.empty()) {
+    return bad(o.at("namespace"), "required in a ClusterSecretStore");
+  }
+  return r;
+}
+
+Result<void> parse_vault(const Obj& v, SecretStore& s) {
+  auto& out = s.vault;
+  ROOTSEAL_TRY_ASSIGN(out.server, req_str(v, "server"));
+  if (!out.server.starts_with("https://") && !out.server.starts_with("http://")) {
+    return bad(v.at("server"), "must be an http:// or https:// URL");
+  }
+  ROOTSEAL_TRY_ASSIGN(out.path, str_or(v, "path", ""));
+  ROOTSEAL_TRY_ASSIGN(out.version, enum_field(v, "version", std::string("v2"), {{"v2", std::string("v2")}}));
+  ROOTSEAL_TRY_ASSIGN(out.namespace_, str_or(v, "namespace", ""));
+  ROOTSEAL_TRY(unsupported(v, {"caProvider", "tls", "headers", "checkAndSet", "forwardInconsistent", "readYourWrites"}));
+  ROOTSEAL_LET(ca, opt_str(v, "caBundle"));
+  if (ca && !ca->empty()) {
+    auto pem = kms::base64_decode(*ca);
+    if (!pem) return bad(v.at("caBundle"), "must be base64 of a PEM bundle");
+    out.ca_bundle.assign(pem->begin(), pem->end());
+  }
+  ROOTSEAL_LET(auth, opt_obj(v, "auth"));
+  if (!auth) {
+    if (s.host_credentials.empty()) {
+      return bad(v.at("auth"), "required (or annotate the store " + std::string(kHostCredentialsAnnotation) +
+                                   " to use credentials from rootseald's configuration)");
+    }
+    out.auth.kind = VaultAuth::Kind::host;
+    return {};
+  }
+  ROOTSEAL_TRY(unsupported(*auth, {"kubernetes", "cert", "ldap", "jwt", "iam", "userPass", "gcp"}));
+  const auto ns = s.meta.namespace_;
+  ROOTSEAL_LET(tok, opt_obj(*auth, "tokenSecretRef"));
+  ROOTSEAL_LET(ar, opt_obj(*auth, "appRole"));
+  if (tok && ar) return bad(auth->path, "exactly one of tokenSecretRef or appRole");
+  if (tok) {
+    out.auth.kind = VaultAuth::Kind::token;
+    ROOTSEAL_TRY_ASSIGN(out.auth.token_secret_ref, key_ref(*tok, s.kind, ns));
+  } else if (ar) {
+    out.auth.kind = VaultAuth::Kind::app_role;
+    ROOTSEAL_TRY_ASSIGN(out.auth.approle_path, str_or(*ar, "path", "approle"));
+    ROOTSEAL_TRY_ASSIGN(out.auth.role_id, str_or(*ar, "roleId", ""));
+    ROOTSEAL_LET(rr, opt_obj(*ar, "roleRef"));
+    if (rr) ROOTSEAL_TRY_ASSIGN(out.auth.role_id_ref, key_ref(*rr, s.kind, ns));
+    if (out.auth.role_id.empty() && !rr) return bad(ar->at("roleId"), "required (or roleRef)");
+    ROOTSEAL_LET(sr, opt_obj(*ar, "secretRef"));
+    if (!sr) return bad(ar->at("secretRef"), "required");
+    ROOTSEAL_TRY_ASSIGN(out.auth.secret_id_ref, key_ref(*sr, s.kind, ns));
+  } else if (!s.host_credentials.empty()) {
+    out.auth.kind = VaultAuth::Kind::host;
+  } else {
+    return bad(auth->path, "one of tokenSecretRef or appRole is required");
+  }
+  return {};
+}
+
+Result<void> parse_aws(const Obj& a, SecretStore& s) {
+  auto& out = s.aws;
+  ROOTSEAL_TRY_ASSIGN(out.service, enum_field(a, "service", std::string("SecretsManager"),
+                                              {{"SecretsManager", std::string("SecretsManager")}}));
+  ROOTSEAL_TRY_ASSIGN(out.region, req_str(a, "region"));
+  ROOTSEAL_TRY(unsupported(a, {"role", "externalID", "sessionTags", "transitiveTagKeys", "prefix"}));
+  ROOTSEAL_LET(auth, opt_obj(a, "auth"));
+  if (auth) {
+    ROOTSEAL_TRY(unsupported(*auth, {"jwt"}));
+    ROOTSEAL_LET(sr, opt_obj(*auth, "secretRef"));
+    if (sr) {
+      ROOTSEAL_LET(ak, opt_obj(*sr, "accessKeyIDSecretRef"));
+      ROOTSEAL_LET(sk, opt_obj(*sr, "secretAccessKeySecretRef"));
+      if (!ak) return bad(sr->at("accessKeyIDSecretRef"), "required");
+      if (!sk) return bad(sr->at("secretAccessKeySecretRef"), "required");
+      ROOTSEAL_TRY_ASSIGN(out.access_key_id_ref, key_ref(*ak, s.kind, s.meta.namespace_));
+      ROOTSEAL_TRY_ASSIGN(out.secret_access_key_ref, key_ref(*sk, s.kind, s.meta.namespace_));
+      ROOTSEAL_LET(st, opt_obj(*sr, "sessionTokenSecretRef"));
+      if (st) ROOTSEAL_TRY_ASSIGN(out.session_token_ref, key_ref(*st, s.kind, s.meta.namespace_));
+      out.has_secret_ref = true;
+    }
+  }
+  if (!out.has_secret_ref && s.host_credentials.empty()) {
+    return bad(a.at("auth.secretRef"), "required (or annotate the store " + std::string(kHostCredentialsAnnotation) +
+                                           " to use credentials from rootseald's configuration)");
+  }
+  return {};
+}
+
+Result<LabelSelector> label_selector(const Obj& o) {
+  LabelSelector sel;
+  ROOTSEAL_TRY_ASSIGN(sel.match_labels, str_map(o, "matchLabels"));
+  ROOTSEAL_LET(exprs, opt_array(o, "matchExpressions"));
+  if (exprs != nullptr) {
+    std::size_t i = 0;
+    for (const auto& e : *exprs) {
+      ROOTSEAL_LET(eo, as_obj(e, index(o.at("matchExpressions"), i++)));
+      LabelSelectorRequirement r;
+      ROOTSEAL_TRY_ASSIGN(r.key, req_str(eo, "key"));
+      ROOTSEAL_TRY_ASSIGN(r.op, enum_field(eo, "operator", std::string(),
+                                           {{"In", std::string("In")}, {"NotIn", std::string("NotIn")},
+                                            {"Exists", std::string("Exists")}, {"DoesNotExist", std::string("DoesNotExist")}}));
+      if (r.op.empty()) return bad(eo.at("operator"), "required");
+      ROOTSEAL_TRY_ASSIGN(r.values, str_list(eo, "values"));
+      if ((r.op == "In" || r.op == "NotIn") && r.values.empty()) return bad(eo.at("values"), "required for In and NotIn");
+      sel.match_expressions.push_back(std::move(r));
+    }
+  }
+  return sel;
+}
+
+}  // namespace
+
+Result<SecretStore> parse_secret_store(const json::value& object) {
+  SecretStore s;
+  ROOTSEAL_LET(root, as_obj(object, "object"));
+  root.path.clear();
+  ROOTSEAL_LET(kind, str_or(root, "kind", "SecretStore"));
+  if (kind == "ClusterSecretStore") s.kind = StoreKind::cluster_secret_store;
+  else if (kind != "SecretStore") return bad("kind", "expected SecretStore or ClusterSecretStore");
+  ROOTSEAL_TRY_ASSIGN(s.meta, parse_meta(object));
+  if (auto it = s.meta.annotations.find(std::string(kHostCredentialsAnnotation)); it != s.meta.annotations.end()) {
+    s.host_credentials = it->second;
+  }
+  ROOTSEAL_LET(spec, opt_obj(root, "spec"));
+  if (!spec) return bad("spec", "required");
+  spec->path = "spec";
+  ROOTSEAL_LET(provider, opt_obj(*spec, "provider"));
+  if (!provider) return bad("spec.provider", "required");
+  std::size_t n = 0;
+  for (const auto& kv : *provider->o) {
+    if (kv.value().is_null()) continue;
+    ++n;
+    if (kv.key() != "vault" && kv.key() != "aws") {
+      return bad(provider->at(kv.key()), "provider not served by rootseal's pull engine (vault, aws)");
+    }
+  }
+  if (n != 1) return bad("spec.provider", "exactly one provider must be set");
+  if (provider->has("vault")) {
+    s.provider = SecretStore::Provider::vault;
+    ROOTSEAL_LET(v, opt_obj(*provider, "vault"));
+    ROOTSEAL_TRY(parse_vault(*v, s));
+  } else {
+    s.provider = SecretStore::Provider::aws;
+    ROOTSEAL_LET(a, opt_obj(*provider, "aws"));
+    ROOTSEAL_TRY(parse_aws(*a, s));
+  }
+  ROOTSEAL_LET(conds, opt_array(*spec, "conditions"));
+  if (conds != nullptr && !conds->empty()) {
+    if (s.kind != StoreKind::cluster_secret_store) return bad("spec.conditions", "only allowed on a ClusterSecretStore");
+    std::size_t i = 0;
+    for (const auto& c : *conds) {
+      ROOTSEAL_LET(co, as_obj(c, index("spec.conditions", i++)));
+      ClusterStoreCondition cond;
+      ROOTSEAL_LET(sel, opt_obj(co, "namespaceSelector"));
+      if (sel) {
+        ROOTSEAL_LET(ls, label_selector(*sel));
+        cond.namespace_selector = std::move(ls);
+      }
+      ROOTSEAL_TRY_ASSIGN(cond.namespaces, str_list(co, "namespaces"));
+      ROOTSEAL_TRY_ASSIGN(cond.namespace_regexes, str_list(co, "namespaceRegexes"));
+      std::size_t j = 0;
+      for (const auto& re : cond.namespace_regexes) {
+        const std::string path = index(co.at("namespaceRegexes"), j++);
+        if (re.size() > 256) return bad(path, "longer than 256 characters");
+        try {
+          std::regex compiled(re, std::regex::ECMAScript);
+          (void)compiled;
+        } catch (const std::regex_error&) {
+          return bad(path, "not a valid regular expression");
+        }
+      }
+      s.conditions.push_back(std::move(cond));
+    }
+  }
+  return s;
+}
+
+bool matches(const LabelSelector& sel, const StringMap& labels) {
+  for (const auto& [k, v] : sel.match_labels) {
+    auto it = labels.find(k);
+    if (it == labels.end() || it->second != v) return false;
+  }
+  for (const auto& r : sel.match_expressions) {
+    auto it = labels.find(r.key);
+    const bool has = it != labels.end();
+    const bool in = has && std::find(r.values.begin(), r.values.end(), it->second) != r.values.end();
+    if (r.op == "In" && !in) return false;
+    if (r.op == "NotIn" && in) return false;
+    if (r.op == "Exists" && !has) return false;
+    if (r.op == "DoesNotExist" && has) return false;
+  }
+  return true;
+}
+
+bool namespace_allowed(const SecretStore& store, const std::string& ns, const StringMap& ns_labels) {
+  if (store.kind != StoreKind::cluster_secret_store) return store.meta.namespace_ == ns;
+  if (store.conditions.empty()) return true;
+  for (const auto& c : store.conditions) {
+    // ESO: each set field of one condition must match; an entry with no
+    // field set matches nothing.
+    bool any_field = false;
+    bool ok = true;
+    if (c.namespace_selector) {
+      any_field = true;
+      ok = ok && matches(*c.namespace_selector, ns_labels);
+    }
+    if (!c.namespaces.empty()) {
+      any_field = true;
+      ok = ok && std::find(c.namespaces.begin(), c.namespaces.end(), ns) != c.namespaces.end();
+    }
+    if (!c.namespace_regexes.empty()) {
+      any_field = true;
+      bool re_ok = false;
+      for (const auto& re : c.namespace_regexes) {
+        try {
+          if (std::regex_search(ns, std::regex(re, std::regex::ECMAScript))) {
+            re_ok = true;
+            break;
+          }
+        } catch (const std::regex_error&) {
+        }
+      }
+      ok = ok && re_ok;
+    }
+    if (any_field && ok) return true;
+  }
+  return false;
+}
+
+Result<PushSecret> parse_push_secret(const json::value& object) {
+  PushSecret p;
+  ROOTSEAL_LET(root, as_obj(object, "object"));
+  root.path.clear();
+  ROOTSEAL_LET(api, str_or(root, "apiVersion", "external-secrets.io/v1alpha1"));
+  if (api != "external-secrets.io/v1alpha1") return bad("apiVersion", "unsupported '" + api + "' (external-secrets.io/v1alpha1)");
+  ROOTSEAL_TRY_ASSIGN(p.meta, parse_meta(object));
+  ROOTSEAL_LET(spec, opt_obj(root, "spec"));
+  if (!spec) return bad("spec", "required");
+  spec->path = "spec";
+  ROOTSEAL_TRY(unsupported(*spec, {"dataTo", "template"}));
+  ROOTSEAL_TRY_ASSIGN(p.refresh_interval, duration_field(*spec, "refreshInterval", std::chrono::hours(1)));
+  ROOTSEAL_TRY_ASSIGN(p.update_policy, enum_field(*spec, "updatePolicy", UpdatePolicy::replace,
+                                                  {{"Replace", UpdatePolicy::replace},
+                                                   {"IfNotExists", UpdatePolicy::if_not_exists}}));
+  ROOTSEAL_TRY_ASSIGN(p.deletion_policy, enum_field(*spec, "deletionPolicy", PushDeletionPolicy::none,
+                                                    {{"None", PushDeletionPolicy::none},
+                                                     {"Delete", PushDeletionPolicy::delete_}}));
+  ROOTSEAL_LET(refs, opt_array(*spec, "secretStoreRefs"));
+  if (refs == nullptr || refs->empty()) return bad("spec.secretStoreRefs", "required");
+  std::size_t i = 0;
+  for (const auto& r : *refs) {
+    ROOTSEAL_LET(ro, as_obj(r, index("spec.secretStoreRefs", i++)));
+    ROOTSEAL_TRY(unsupported(ro, {"labelSelector"}));
+    PushStoreRef sr;
+    ROOTSEAL_TRY_ASSIGN(sr.name, req_str(ro, "name"));
+    ROOTSEAL_TRY_ASSIGN(sr.kind, enum_field(ro, "kind", StoreKind::secret_store,
+                                            {{"SecretStore", StoreKind::secret_store},
+                                             {"ClusterSecretStore", StoreKind::cluster_secret_store}}));
+    p.store_refs.push_back(std::move(sr));
+  }
+  ROOTSEAL_LET(sel, opt_obj(*spec, "selector"));
+  if (!sel) return bad("spec.selector", "required");
+  ROOTSEAL_TRY(unsupported(*sel, {"generatorRef"}));
+  ROOTSEAL_LET(sec, opt_obj(*sel, "secret"));
+  ROOTSEAL_LET(rem, opt_obj(*sel, "remoteRef"));
+  if (sec && rem) return bad("spec.selector", "exactly one of secret or remoteRef");
+  if (sec) {
+    ROOTSEAL_TRY(unsupported(*sec, {"selector"}));
+    ROOTSEAL_TRY_ASSIGN(p.source_secret, req_str(*sec, "name"));
+  } else if (rem) {
+    PushRemoteSource src;
+    ROOTSEAL_LET(st, opt_obj(*rem, "storeRef"));
+    if (!st) return bad(rem->at("storeRef"), "required");
+    ROOTSEAL_TRY_ASSIGN(src.store, store_ref(*st));
+    ROOTSEAL_TRY_ASSIGN(src.ref, remote_ref(*rem));
+    p.source_remote = std::move(src);
+  } else {
+    return bad("spec.selector", "one of secret or remoteRef is required");
+  }
+  ROOTSEAL_LET(data, opt_array(*spec, "data"));
+  if (data == nullptr || data->empty()) return bad("spec.data", "required");
+  i = 0;
+  for (const auto& d : *data) {
+    const std::string path = index("spec.data", i++);
+    ROOTSEAL_LET(dob, as_obj(d, path));
+    ROOTSEAL_TRY(enum_field(dob, "conversionStrategy", 0, {{"None", 0}}));
+    ROOTSEAL_LET(match, opt_obj(dob, "match"));
+    if (!match) return bad(dob.at("match"), "required");
+    PushMatch m;
+    ROOTSEAL_TRY_ASSIGN(m.secret_key, str_or(*match, "secretKey", ""));
+    ROOTSEAL_LET(rr, opt_obj(*match, "remoteRef"));
+    if (!rr) return bad(match->at("remoteRef"), "required");
+    ROOTSEAL_TRY_ASSIGN(m.remote_key, req_str(*rr, "remoteKey"));
+    ROOTSEAL_TRY_ASSIGN(m.property, str_or(*rr, "property", ""));
+    p.data.push_back(std::move(m));
+  }
+  return p;
+}
+
+}  // namespace rootseal::sync::model

@@ -1,0 +1,220 @@
+// rootseal::sync::model — typed, validated forms of the external-secrets.io
+// resources rootseal serves: ExternalSecret (v1; v1beta1 read the same),
+// SecretStore and ClusterSecretStore (v1/v1beta1), PushSecret (v1alpha1).
+//
+// Only declarations live here: no secret values ever do (a store's
+// credentials are *references* to a Kubernetes Secret or to the daemon's own
+// configuration). Parsing is in parse.hpp.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "rootseal/sync/provider.hpp"
+
+namespace rootseal::sync::model {
+
+// The remote reference is the provider interface's own type.
+using sync::DecodingStrategy;
+using sync::RemoteRef;
+
+using StringMap = std::map<std::string, std::string>;
+
+// The metadata rootseal needs from any object.
+struct ObjectMeta {
+  std::string name;
+  std::string namespace_;  // empty for cluster-scoped objects
+  std::string uid;
+  std::string resource_version;
+  std::int64_t generation = 0;
+  StringMap labels;
+  StringMap annotations;
+  std::vector<std::string> finalizers;
+  bool being_deleted = false;  // metadata.deletionTimestamp is set
+};
+
+enum class StoreKind { secret_store, cluster_secret_store };
+std::string_view to_string(StoreKind k) noexcept;  // "SecretStore" / "ClusterSecretStore"
+
+struct StoreRef {
+  std::string name;
+  StoreKind kind = StoreKind::secret_store;
+  friend bool operator==(const StoreRef&, const StoreRef&) = default;
+};
+
+// --- ExternalSecret -------------------------------------------------------
+
+enum class CreationPolicy { owner, orphan, merge, none, create_or_merge };
+enum class DeletionPolicy { retain, delete_, merge };
+enum class RefreshPolicy { periodic, on_change, created_once };
+enum class MergePolicy { replace, merge };
+std::string_view to_string(CreationPolicy p) noexcept;
+std::string_view to_string(DeletionPolicy p) noexcept;
+
+struct DataItem {
+  std::string secret_key;
+  RemoteRef remote_ref;
+  std::optional<StoreRef> store_override;  // sourceRef.storeRef
+};
+
+struct DataFromItem {
+  RemoteRef extract;  // the remote value must be a JSON object; each key becomes a Secret key
+  std::optional<StoreRef> store_override;
+};
+
+struct SecretTemplate {
+  std::optional<std::string> type;  // Secret type (Opaque, kubernetes.io/tls ...)
+  StringMap labels;
+  StringMap annotations;
+  MergePolicy merge_policy = MergePolicy::replace;
+  // Template text per Secret key (template.data); the text itself is not
+  // secret, the values substituted into it are.
+  std::map<std::string, std::string> data;
+};
+
+struct Target {
+  std::string name;  // defaults to the ExternalSecret's name
+  CreationPolicy creation = CreationPolicy::owner;
+  DeletionPolicy deletion = DeletionPolicy::retain;
+  std::optional<SecretTemplate> template_;
+  bool immutable = false;
+};
+
+struct ExternalSecretStatus {
+  std::string refresh_time;  // RFC 3339, as last written
+  std::string synced_resource_version;
+  std::string ready_status;  // "True"/"False"/"" of the Ready condition
+  std::string ready_reason;
+  std::string ready_message;
+  std::string ready_transition;
+  std::string binding_name;
+};
+
+struct ExternalSecret {
+  std::string api_version;  // as read (v1 or v1beta1)
+  ObjectMeta meta;
+  StoreRef store_ref;
+  bool has_store_ref = false;  // every item may carry its own sourceRef instead
+  Target target;
+  RefreshPolicy refresh_policy = RefreshPolicy::periodic;
+  std::chrono::nanoseconds refresh_interval = std::chrono::hours(1);  // 0 = sync once
+  std::vector<DataItem> data;
+  std::vector<DataFromItem> data_from;
+  ExternalSecretStatus status;
+};
+
+// --- SecretStore / ClusterSecretStore -------------------------------------
+
+// A key of a Kubernetes Secret (ESO's SecretKeySelector). namespace_ is only
+// honoured for ClusterSecretStores; a SecretStore reads its own namespace.
+struct SecretKeyRef {
+  std::string name;
+  std::string key;
+  std::string namespace_;
+  friend bool operator==(const SecretKeyRef&, const SecretKeyRef&) = default;
+};
+
+struct VaultAuth {
+  enum class Kind { token, app_role, host } kind = Kind::token;
+  SecretKeyRef token_secret_ref;  // kind token
+  std::string approle_path = "approle";  // kind app_role: the auth mount
+  std::string role_id;
+  SecretKeyRef role_id_ref;     // roleRef (alternative to role_id)
+  SecretKeyRef secret_id_ref;   // secretRef
+};
+
+struct VaultProviderSpec {
+  std::string server;
+  std::string path;              // the KV mount ("secret"); may be empty when keys carry it
+  std::string version = "v2";    // only v2 is served
+  std::string namespace_;        // X-Vault-Namespace
+  std::string ca_bundle;         // PEM (base64-decoded caBundle), not secret
+  VaultAuth auth;
+};
+
+struct AwsProviderSpec {
+  std::string service = "SecretsManager";
+  std::string region;
+  std::string role;  // accepted and reported as unsupported at reconcile time
+  SecretKeyRef access_key_id_ref;
+  SecretKeyRef secret_access_key_ref;
+  SecretKeyRef session_token_ref;  // optional
+  bool has_secret_ref = false;     // false: host credentials (annotation) are required
+};
+
+// Namespace conditions of a ClusterSecretStore (all entries are ORed; within
+// one entry, the fields that are set are ANDed — ESO's semantics).
+struct LabelSelectorRequirement {
+  std::string key;
+  std::string op;  // In, NotIn, Exists, DoesNotExist
+  std::vector<std::string> values;
+};
+struct LabelSelector {
+  StringMap match_labels;
+  std::vector<LabelSelectorRequirement> match_expressions;
+  [[nodiscard]] bool empty() const { return match_labels.empty() && match_expressions.empty(); }
+};
+bool matches(const LabelSelector& sel, const StringMap& labels);
+
+struct ClusterStoreCondition {
+  std::optional<LabelSelector> namespace_selector;
+  std::vector<std::string> namespaces;
+  std::vector<std::string> namespace_regexes;  // unanchored search (Go regexp.MatchString)
+};
+
+// The annotation of rootseal's host-model extension: the store's credentials
+// (and endpoint defaults) come from the daemon's own configuration
+// (`sync.stores.<name>`), not from a Kubernetes Secret.
+inline constexpr std::string_view kHostCredentialsAnnotation = "sync.rootseal.io/credentials";
+
+struct SecretStore {
+  ObjectMeta meta;
+  StoreKind kind = StoreKind::secret_store;
+  enum class Provider { vault, aws } provider = Provider::vault;
+  VaultProviderSpec vault;
+  AwsProviderSpec aws;
+  std::string host_credentials;  // kHostCredentialsAnnotation's value; empty = none
+  std::vector<ClusterStoreCondition> conditions;  // ClusterSecretStore only
+};
+
+// --- PushSecret (v1alpha1) -------------------------------------------------
+
+enum class UpdatePolicy { replace, if_not_exists };
+enum class PushDeletionPolicy { none, delete_ };
+
+struct PushStoreRef {
+  std::string name;
+  StoreKind kind = StoreKind::secret_store;
+};
+
+struct PushMatch {
+  std::string secret_key;  // empty: the whole source Secret as a JSON object
+  std::string remote_key;
+  std::string property;    // empty: the value itself; else a JSON object key in the remote secret
+};
+
+// The rootseal extension `selector.remoteRef`: the source is a remote key of
+// a SecretStore (store-to-cloud push, no Kubernetes Secret in between).
+struct PushRemoteSource {
+  StoreRef store;
+  RemoteRef ref;
+};
+
+struct PushSecret {
+  ObjectMeta meta;
+  std::vector<PushStoreRef> store_refs;
+  std::string source_secret;                // selector.secret.name
+  std::optional<PushRemoteSource> source_remote;  // selector.remoteRef (extension)
+  std::vector<PushMatch> data;
+  UpdatePolicy update_policy = UpdatePolicy::replace;
+  PushDeletionPolicy deletion_policy = PushDeletionPolicy::none;
+  std::chrono::nanoseconds refresh_interval = std::chrono::hours(1);
+};
+
+inline constexpr std::string_view kPushSecretFinalizer = "pushsecret.externalsecrets.io/finalizer";
+
+}  // namespace rootseal::sync::model

@@ -1,0 +1,471 @@
+#include "providers/aws_sm.hpp"
+
+#include <boost/json.hpp>
+#include <boost/url/parse.hpp>
+
+#include <chrono>
+#include <optional>
+
+#include "providers/aws_sigv4.hpp"
+#include "providers/common.hpp"
+#include "rootseal/kms/encoding.hpp"
+#include "secure_buffer.hpp"
+#include "secure_json.hpp"
+
+namespace rootseal::sync::providers {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+namespace json = boost::json;
+using kms::Errc;
+using kms::fail;
+
+namespace {
+
+std::span<const std::uint8_t> bytes_of(std::string_view s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+
+void quote(std::string_view s, SecureBuffer& out) { json_quote(bytes_of(s), out); }
+
+// An AWS answer: status and parsed body (in locked memory).
+struct Answer {
+  unsigned status = 0;
+  std::shared_ptr<SecureJson> doc;
+  std::string type;     // __type without its namespace prefix, on errors
+  std::string message;  // message of an error, bounded
+  [[nodiscard]] const json::value& root() const { return doc->root(); }
+};
+
+bool valid_secret_name(std::string_view n) {
+  if (n.empty() || n.size() > 512) return false;
+  return std::all_of(n.begin(), n.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '/' || c == '_' || c == '+' || c == '=' ||
+           c == '.' || c == '@' || c == '-';
+  });
+}
+
+class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_this<AwsImpl> {
+ public:
+  AwsImpl(AwsSpec spec, std::shared_ptr<net::HttpClient> client)
+      : spec_(std::move(spec)),
+        client_(std::move(client)),
+        writes_(spec_.writes_per_second, std::max(1.0, spec_.writes_per_second)) {}
+
+  const AwsCounters& counters() const noexcept override { return counters_; }
+
+  // ---- pull ----
+  Task<kms::SecureBytes> fetch(const RemoteRef& ref) override {
+    ROOTSEAL_CO_LET(whole, co_await get_value(ref.key, ref.version));
+    if (!whole) co_return fail(Errc::not_found, "aws: secret \"" + ref.key + "\" has no value");
+    kms::SecureBytes value = std::move(*whole);
+    if (!ref.property.empty()) {
+      ROOTSEAL_CO_LET(prop, extract_property(value, ref.property));
+      value = std::move(prop);
+    }
+    co_return apply_decoding(ref.decoding, std::move(value));
+  }
+
+  Task<SecretMap> fetch_all(const RemoteRef& ref) override {
+    ROOTSEAL_CO_LET(whole, co_await get_value(ref.key, ref.version));
+    if (!whole) co_return fail(Errc::not_found, "aws: secret \"" + ref.key + "\" has no value");
+    kms::SecureBytes object = std::move(*whole);
+    if (!ref.property.empty()) {
+      ROOTSEAL_CO_LET(prop, extract_property(object, ref.property));
+      object = std::move(prop);
+    }
+    ROOTSEAL_CO_LET(map, extract_map(object));
+    SecretMap out;
+    for (auto& [k, v] : map) {
+      ROOTSEAL_CO_LET(dec, apply_decoding(ref.decoding, std::move(v)));
+      out.emplace(k, std::move(dec));
+    }
+    co_return out;
+  }
+
+  Task<void> validate() override {
+    // ListSecrets with one result: proves the endpoint, region and credentials.
+    SecureBuffer body(32);
+    body.append(R"({"MaxResults":1})");
+    ROOTSEAL_CO_LET(a, co_await call("ListSecrets", body.view()));
+    if (a.status != 200) co_return fail(error_code(a), error_text("ListSecrets", a));
+    co_return kms::Result<void>{};
+  }
+
+  // ---- push ----
+  Task<RemoteState> describe(std::string_view remote_key) override {
+    ROOTSEAL_CO_LET(d, co_await describe_full(remote_key));
+    co_return RemoteState{d.exists, d.managed};
+  }
+
+  Task<RemoteState> ensure_managed(std::string_view remote_key) override {
+    ROOTSEAL_CO_LET(d, co_await describe_full(remote_key));
+    if (d.exists && !d.managed) co_return refuse(remote_key);
+    if (d.exists) {
+      if (d.deleted) ROOTSEAL_CO_TRY(co_await restore(remote_key));
+      co_return RemoteState{true, true};
+    }
+    ROOTSEAL_CO_LET(created, co_await create(remote_key, nullptr));
+    (void)created;
+    co_return RemoteState{true, true};
+  }
+
+  Task<PushOutcome> put_if_changed(const PushRef& ref, const kms::SecureBytes& value, bool if_not_exists) override {
+    ROOTSEAL_CO_LET(d, co_await describe_full(ref.remote_key));
+    if (d.exists && !d.managed) co_return refuse(ref.remote_key);
+    if (!d.exists) {
+      ROOTSEAL_CO_LET(desired, compose(nullptr, ref.property, value));
+      auto created = co_await create(ref.remote_key, &desired);
+      if (created) co_return PushOutcome{true, true, std::move(*created)};
+      if (created.error().code != Errc::already_exists) co_return std::unexpected(std::move(created).error());
+      // Lost a race with another writer: carry on as for an existing secret.
+      ROOTSEAL_CO_LET(again, co_await describe_full(ref.remote_key));
+      if (!again.managed) co_return refuse(ref.remote_key);
+      d = std::move(again);
+    }
+    if (d.deleted) ROOTSEAL_CO_TRY(co_await restore(ref.remote_key));
+    ROOTSEAL_CO_LET(current, co_await get_value(ref.remote_key, "", true));
+    if (if_not_exists && current) co_return PushOutcome{false, false, {}};
+    ROOTSEAL_CO_LET(desired, compose(current ? &*current : nullptr, ref.property, value));
+    if (current && *current == desired) co_return PushOutcome{false, false, {}};
+    ROOTSEAL_CO_LET(version, co_await put_value(ref.remote_key, desired));
+    co_return PushOutcome{true, false, std::move(version)};
+  }
+
+  Task<void> remove(const PushRef& ref) override {
+    ROOTSEAL_CO_LET(d, co_await describe_full(ref.remote_key));
+    if (!d.exists) co_return kms::Result<void>{};
+    if (!d.managed) co_return refuse(ref.remote_key);
+    if (d.deleted) co_return kms::Result<void>{};  // already scheduled for deletion
+    if (!ref.property.empty()) {
+      ROOTSEAL_CO_LET(current, co_await get_value(ref.remote_key, "", true));
+      if (current) {
+        ROOTSEAL_CO_LET(rest, without_property(*current, ref.property));
+        if (rest) {
+          if (!(*rest == *current)) ROOTSEAL_CO_TRY(co_await put_value(ref.remote_key, *rest));
+          co_return kms::Result<void>{};
+        }
+      }
+    }
+    SecureBuffer body(128);
+    body.append(R"({"SecretId":)");
+    quote(ref.remote_key, body);
+    if (spec_.force_delete_without_recovery) {
+      body.append(R"(,"ForceDeleteWithoutRecovery":true})");
+    } else {
+      body.append(R"(,"RecoveryWindowInDays":)" + std::to_string(spec_.recovery_window_days) + "}");
+    }
+    ROOTSEAL_CO_LET(a, co_await write("DeleteSecret", body.view()));
+    if (a.status == 200 || a.type == "ResourceNotFoundException") co_return kms::Result<void>{};
+    co_return fail(error_code(a), error_text("DeleteSecret", a));
+  }
+
+ private:
+  struct Description {
+    bool exists = false;
+    bool managed = false;
+    bool deleted = false;  // scheduled for deletion (DeletedDate set)
+  };
+
+  static kms::Error refuse_error(std::string_view key) {
+    return kms::Error(Errc::permission_denied, "aws: secret \"" + std::string(key) +
+                                                   "\" exists and is not managed by rootseal (tag managed-by=rootseal missing); refusing to overwrite it");
+  }
+  static std::unexpected<kms::Error> refuse(std::string_view key) { return std::unexpected(refuse_error(key)); }
+
+  static Errc error_code(const Answer& a) {
+    const std::string& t = a.type;
+    if (t == "ResourceNotFoundException") return Errc::not_found;
+    if (t == "ResourceExistsException") return Errc::already_exists;
+    if (t == "AccessDeniedException" || t == "UnrecognizedClientException" || t == "InvalidSignatureException" ||
+        t == "ExpiredTokenException" || t == "IncompleteSignature" || t == "MissingAuthenticationToken") {
+      return Errc::permission_denied;
+    }
+    if (t == "ThrottlingException" || t == "InternalServiceError" || t == "ServiceUnavailable" ||
+        t == "DecryptionFailure" || t == "RequestTimeout") {
+      return Errc::unavailable;
+    }
+    if (a.status >= 500 || a.status == 429) return Errc::unavailable;
+    if (a.status == 401 || a.status == 403) return Errc::permission_denied;
+    return Errc::invalid_argument;
+  }
+
+  static std::string error_text(std::string_view op, const Answer& a) {
+    std::string s = "aws: " + std::string(op) + " failed (" + std::to_string(a.status);
+    if (!a.type.empty()) s += " " + a.type;
+    s += ")";
+    if (!a.message.empty()) s += ": " + a.message;
+    return s;
+  }
+
+  static bool retryable(const Answer& a) {
+    return a.type == "ThrottlingException" || a.type == "InternalServiceError" || a.type == "ServiceUnavailable" ||
+           a.status == 429 || (a.status >= 500 && a.status != 501);
+  }
+
+  // One signed call, retried with backoff on throttling/5xx/connection errors.
+  asio::awaitable<kms::Result<Answer>> call(std::string_view op, std::string_view body) {
+    kms::Result<Answer> last = fail(Errc::internal, "aws: no attempt");
+    std::chrono::milliseconds backoff{100};
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      if (attempt > 0) {
+        co_await sleep_for(backoff);
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(3000));
+      }
+      last = co_await call_once(op, body);
+      if (!last) {
+        if (last.error().code != Errc::unavailable) break;
+        continue;
+      }
+      if (!retryable(*last)) break;
+    }
+    co_return last;
+  }
+
+  asio::awaitable<kms::Result<Answer>> call_once(std::string_view op, std::string_view body) {
+    ++counters_.calls;
+    const std::string target = "secretsmanager." + std::string(op);
+    const std::string date = sigv4::amz_date(std::chrono::system_clock::now());
+    sigv4::Request req;
+    req.method = "POST";
+    req.path = "/";
+    req.headers = {{"content-type", "application/x-amz-json-1.1"},
+                   {"host", client_->host_header()},
+                   {"x-amz-date", date},
+                   {"x-amz-target", target}};
+    if (!spec_.session_token.empty()) req.headers.emplace_back("x-amz-security-token", std::string(as_view(spec_.session_token)));
+    req.payload = body;
+    const auto auth = sigv4::authorization(req, {spec_.access_key_id, spec_.secret_access_key}, spec_.region,
+                                           "secretsmanager", date);
+    // The headers sent refer to the locked copies; the signing copy of the session token is wiped.
+    std::vector<net::Header> headers = {{"Content-Type", "application/x-amz-json-1.1"},
+                                        {"X-Amz-Date", date},
+                                        {"X-Amz-Target", target},
+                                        {"Authorization", as_view(auth)}};
+    if (!spec_.session_token.empty()) headers.push_back({"X-Amz-Security-Token", as_view(spec_.session_token)});
+    if (!req.headers.empty() && req.headers.back().first == "x-amz-security-token") {
+      auto& v = req.headers.back().second;
+      kms::secure_zero(v.data(), v.size());
+    }
+    auto res = co_await client_->request(http::verb::post, "/", headers, body);
+    if (!res) co_return fail(res.error().code, "aws: " + res.error().message);
+    Answer a;
+    a.status = res->status;
+    if (!res->body.empty()) {
+      auto doc = SecureJson::parse(res->body.view());
+      if (doc) a.doc = std::move(*doc);
+    }
+    if (!a.doc) {
+      auto empty = SecureJson::parse(std::string_view("{}"));
+      a.doc = std::move(*empty);
+      if (a.status == 200) co_return fail(Errc::unavailable, "aws: " + std::string(op) + ": the answer is not JSON");
+    }
+    if (a.status != 200) {
+      std::string t(json_string(a.root(), "__type"));
+      if (auto hash = t.rfind('#'); hash != std::string::npos) t.erase(0, hash + 1);
+      a.type = t;
+      std::string m(json_string(a.root(), "message"));
+      if (m.empty()) m = std::string(json_string(a.root(), "Message"));
+      if (m.size() > 300) m.resize(300);
+      a.message = std::move(m);
+    }
+    co_return a;
+  }
+
+  asio::awaitable<kms::Result<Answer>> write(std::string_view op, std::string_view body) {
+    co_await writes_.acquire();
+    ++counters_.writes;
+    co_return co_await call(op, body);
+  }
+
+  Task<Description> describe_full(std::string_view key) {
+    if (!valid_secret_name(key)) {
+      co_return fail(Errc::invalid_argument, "aws: secret name must be 1-512 characters of A-Za-z0-9/_+=.@-");
+    }
+    SecureBuffer body(64);
+    body.append(R"({"SecretId":)");
+    quote(key, body);
+    body.append("}");
+    ROOTSEAL_CO_LET(a, co_await call("DescribeSecret", body.view()));
+    Description d;
+    if (a.type == "ResourceNotFoundException") co_return d;
+    if (a.status != 200) co_return fail(error_code(a), error_text("DescribeSecret", a));
+    d.exists = true;
+    const auto& root = a.root();
+    if (root.is_object()) {
+      if (const auto* tags = root.as_object().if_contains("Tags"); tags && tags->is_array()) {
+        for (const auto& t : tags->as_array()) {
+          if (json_string(t, "Key") == kManagedByKey && json_string(t, "Value") == kManagedByValue) d.managed = true;
+        }
+      }
+      if (const auto* del = root.as_object().if_contains("DeletedDate"); del && !del->is_null()) d.deleted = true;
+    }
+    co_return d;
+  }
+
+  // The current value (SecretString or decoded SecretBinary); nullopt when the
+  // secret exists without a value in that version/stage.
+  Task<std::optional<kms::SecureBytes>> get_value(std::string_view key, std::string_view version,
+                                                  bool known_to_exist = false) {
+    if (key.empty()) co_return fail(Errc::invalid_argument, "aws: remoteRef.key is empty");
+    SecureBuffer body(96);
+    body.append(R"({"SecretId":)");
+    quote(key, body);
+    if (version.starts_with("uuid/")) {
+      body.append(R"(,"VersionId":)");
+      quote(version.substr(5), body);
+    } else if (!version.empty()) {
+      body.append(R"(,"VersionStage":)");
+      quote(version, body);
+    }
+    body.append("}");
+    ROOTSEAL_CO_LET(a, co_await call("GetSecretValue", body.view()));
+    if (a.type == "ResourceNotFoundException") {
+      // The secret, or a version in that stage: for a secret known to exist, "no value yet".
+      if (known_to_exist) co_return std::optional<kms::SecureBytes>{};
+      co_return fail(Errc::not_found, "aws: secret \"" + std::string(key) + "\"" +
+                                          (version.empty() ? std::string() : " version \"" + std::string(version) + "\"") +
+                                          " not found");
+    }
+    if (a.status != 200) co_return fail(error_code(a), error_text("GetSecretValue", a));
+    const auto& root = a.root();
+    if (root.is_object()) {
+      if (const auto* s = root.as_object().if_contains("SecretString"); s && s->is_string()) {
+        co_return std::optional<kms::SecureBytes>(kms::SecureBytes::copy_of(std::string_view(s->as_string())));
+      }
+      if (const auto* b = root.as_object().if_contains("SecretBinary"); b && b->is_string()) {
+        auto raw = kms::base64_decode_secure(std::string_view(b->as_string()));
+        if (!raw) co_return fail(Errc::unavailable, "aws: SecretBinary is not base64");
+        co_return std::optional<kms::SecureBytes>(std::move(*raw));
+      }
+    }
+    co_return std::optional<kms::SecureBytes>{};
+  }
+
+  // "SecretString":"..." for UTF-8 text, "SecretBinary":"<base64>" otherwise.
+  static void append_value(const kms::SecureBytes& v, SecureBuffer& body) {
+    if (is_utf8(v.span())) {
+      body.append(R"("SecretString":)");
+      json_quote(v.span(), body);
+    } else {
+      body.append(R"("SecretBinary":")");
+      const auto b64 = kms::base64_encode_secure(v.span());
+      body.append(b64.span());
+      body.append("\"");
+    }
+  }
+
+  // Creates the secret, tagged, with the value if given; its VersionId.
+  Task<std::string> create(std::string_view key, const kms::SecureBytes* value) {
+    if (!valid_secret_name(key)) {
+      co_return fail(Errc::invalid_argument, "aws: secret name must be 1-512 characters of A-Za-z0-9/_+=.@-");
+    }
+    SecureBuffer body(256 + (value ? value->size() * 2 : 0));
+    body.append(R"({"Name":)");
+    quote(key, body);
+    body.append(R"(,"Description":"managed by rootseal","Tags":[{"Key":")" + std::string(kManagedByKey) +
+                R"(","Value":")" + std::string(kManagedByValue) + R"("}])");
+    if (value != nullptr) {
+      body.append(R"(,"ClientRequestToken":")" + random_uuid() + "\",");
+      append_value(*value, body);
+    }
+    body.append("}");
+    ROOTSEAL_CO_LET(a, co_await write("CreateSecret", body.view()));
+    if (a.status != 200) {
+      if (a.type == "ResourceExistsException") co_return fail(Errc::already_exists, "aws: secret already exists");
+      co_return fail(error_code(a), error_text("CreateSecret", a));
+    }
+    co_return std::string(json_string(a.root(), "VersionId"));
+  }
+
+  Task<std::string> put_value(std::string_view key, const kms::SecureBytes& value) {
+    SecureBuffer body(128 + value.size() * 2);
+    body.append(R"({"SecretId":)");
+    quote(key, body);
+    // One token per logical write, reused by every retry of it: AWS treats a
+    // repeat with the same token and data as a no-op, never a second version.
+    body.append(R"(,"ClientRequestToken":")" + random_uuid() + "\",");
+    append_value(value, body);
+    body.append("}");
+    ROOTSEAL_CO_LET(a, co_await write("PutSecretValue", body.view()));
+    if (a.status != 200) co_return fail(error_code(a), error_text("PutSecretValue", a));
+    co_return std::string(json_string(a.root(), "VersionId"));
+  }
+
+  Task<void> restore(std::string_view key) {
+    SecureBuffer body(64);
+    body.append(R"({"SecretId":)");
+    quote(key, body);
+    body.append("}");
+    ROOTSEAL_CO_LET(a, co_await write("RestoreSecret", body.view()));
+    if (a.status != 200) co_return fail(error_code(a), error_text("RestoreSecret", a));
+    co_return kms::Result<void>{};
+  }
+
+  // The value to store: `value` itself, or the current JSON object with
+  // `property` set to value (a string).
+  static kms::Result<kms::SecureBytes> compose(const kms::SecureBytes* current, const std::string& property,
+                                               const kms::SecureBytes& value) {
+    if (property.empty()) return value.clone();
+    if (!is_utf8(value.span())) return fail(Errc::invalid_argument, "aws: a value pushed into a property must be UTF-8 text");
+    auto sp = make_secure_storage();
+    json::object obj(sp);
+    if (current != nullptr && !current->empty()) {
+      auto doc = SecureJson::parse(current->span());
+      if (!doc || !(*doc)->root().is_object()) {
+        return fail(Errc::invalid_argument, "aws: the remote value is not a JSON object; cannot set property \"" + property + "\"");
+      }
+      for (const auto& kv : (*doc)->root().as_object()) obj.emplace(kv.key(), json::value(kv.value(), sp));
+    }
+    obj[property] = json::string(as_view(value), sp);
+    SecureBuffer out(64 + value.size());
+    serialize_json(obj, out);
+    return out.take();
+  }
+
+  // The current JSON object without `property`; nullopt when nothing remains.
+  static kms::Result<std::optional<kms::SecureBytes>> without_property(const kms::SecureBytes& current,
+                                                                       const std::string& property) {
+    auto doc = SecureJson::parse(current.span());
+    if (!doc || !(*doc)->root().is_object()) return std::optional<kms::SecureBytes>{};
+    auto sp = make_secure_storage();
+    json::object obj(sp);
+    for (const auto& kv : (*doc)->root().as_object()) {
+      if (kv.key() != property) obj.emplace(kv.key(), json::value(kv.value(), sp));
+    }
+    if (obj.empty()) return std::optional<kms::SecureBytes>{};
+    SecureBuffer out(64 + current.size());
+    serialize_json(obj, out);
+    return std::optional<kms::SecureBytes>(out.take());
+  }
+
+  AwsSpec spec_;
+  std::shared_ptr<net::HttpClient> client_;
+  RateLimiter writes_;
+  AwsCounters counters_;
+};
+
+}  // namespace
+
+kms::Result<std::shared_ptr<AwsSecretsManager>> make_aws_provider(const asio::any_io_executor& executor, AwsSpec spec) {
+  if (spec.region.empty()) return fail(Errc::invalid_argument, "aws: region is required");
+  for (char c : spec.region) {
+    if (std::isalnum(static_cast<unsigned char>(c)) == 0 && c != '-') return fail(Errc::invalid_argument, "aws: bad region");
+  }
+  if (spec.access_key_id.empty() || spec.secret_access_key.empty()) {
+    return fail(Errc::invalid_argument, "aws: access key id and secret access key are required");
+  }
+  if (!spec.force_delete_without_recovery && (spec.recovery_window_days < 7 || spec.recovery_window_days > 30)) {
+    return fail(Errc::invalid_argument, "aws: recoveryWindowInDays must be between 7 and 30");
+  }
+  if (!(spec.writes_per_second > 0)) return fail(Errc::invalid_argument, "aws: writes_per_second must be positive");
+  std::string endpoint = spec.endpoint.empty() ? "https://secretsmanager." + spec.region + ".amazonaws.com" : spec.endpoint;
+  auto u = boost::urls::parse_uri(endpoint);
+  if (!u || !(u->encoded_path().empty() || u->encoded_path() == "/")) {
+    return fail(Errc::invalid_argument, "aws: endpoint must be scheme://host[:port]");
+  }
+  ROOTSEAL_LET(client, make_client(executor, endpoint, spec.tls));
+  return std::shared_ptr<AwsSecretsManager>(std::make_shared<AwsImpl>(std::move(spec), std::move(client)));
+}
+
+}  // namespace rootseal::sync::providers

@@ -1,0 +1,290 @@
+#include "providers/azure_kv.hpp"
+
+#include <boost/json.hpp>
+
+#include <chrono>
+#include <optional>
+
+#include "providers/common.hpp"
+#include "secure_buffer.hpp"
+#include "secure_json.hpp"
+
+namespace rootseal::sync::providers {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+namespace json = boost::json;
+using kms::Errc;
+using kms::fail;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::string_view kScope = "https://vault.azure.net/.default";
+
+bool valid_name(std::string_view n) {
+  if (n.empty() || n.size() > 127) return false;
+  return std::all_of(n.begin(), n.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-'; });
+}
+
+std::string az_error(const net::Response& r) {
+  auto doc = SecureJson::parse(r.body.view());
+  std::string code;
+  std::string msg;
+  if (doc && (*doc)->root().is_object()) {
+    if (const auto* e = (*doc)->root().as_object().if_contains("error"); e && e->is_object()) {
+      code = std::string(json_string(*e, "code"));
+      msg = std::string(json_string(*e, "message"));
+    } else {
+      code = std::string(json_string((*doc)->root(), "error"));  // identity platform: {"error","error_description"}
+      msg = std::string(json_string((*doc)->root(), "error_description"));
+    }
+  }
+  if (msg.size() > 300) msg.resize(300);
+  return std::to_string(r.status) + (code.empty() ? "" : " " + code) + (msg.empty() ? "" : ": " + msg);
+}
+
+struct Current {
+  bool exists = false;
+  bool managed = false;
+  std::optional<kms::SecureBytes> value;
+};
+
+class AzureImpl final : public AzureKeyVault {
+ public:
+  AzureImpl(const asio::any_io_executor& ex, AzureSpec spec, std::shared_ptr<net::HttpClient> vault,
+            std::shared_ptr<net::HttpClient> login)
+      : spec_(std::move(spec)), vault_(std::move(vault)), login_(std::move(login)), mu_(ex) {}
+
+  std::string_view kind() const noexcept override { return "azure"; }
+  const AzureCounters& counters() const noexcept override { return counters_; }
+
+  Task<void> validate() override {
+    ROOTSEAL_CO_LET(token, co_await access_token());
+    (void)token;
+    ROOTSEAL_CO_LET(r, co_await call(http::verb::get, "/secrets?maxresults=1", {}));
+    if (r.status != 200) co_return fail(errc_for_status(r.status), "azure: listing secrets failed: " + az_error(r));
+    co_return kms::Result<void>{};
+  }
+
+  Task<RemoteState> describe(std::string_view name) override {
+    ROOTSEAL_CO_LET(c, co_await current(name));
+    co_return RemoteState{c.exists, c.managed};
+  }
+
+  Task<RemoteState> ensure_managed(std::string_view name) override {
+    // Key Vault has no secret without a value: nothing to create before the first write.
+    ROOTSEAL_CO_LET(c, co_await current(name));
+    if (c.exists && !c.managed) co_return refuse(name);
+    co_return RemoteState{c.exists, c.managed};
+  }
+
+  Task<PushOutcome> put_if_changed(const PushRef& ref, const kms::SecureBytes& value, bool if_not_exists) override {
+    ROOTSEAL_CO_LET(c, co_await current(ref.remote_key));
+    if (c.exists && !c.managed) co_return refuse(ref.remote_key);
+    if (c.exists && if_not_exists && c.value) co_return PushOutcome{false, false, {}};
+    if (!is_utf8(value.span())) co_return fail(Errc::invalid_argument, "azure: Key Vault secret values are text; the value is not UTF-8");
+    ROOTSEAL_CO_LET(desired, compose(c.value ? &*c.value : nullptr, ref.property, value));
+    if (c.value && *c.value == desired) co_return PushOutcome{false, false, {}};
+    SecureBuffer body(128 + desired.size() * 2);
+    body.append(R"({"value":)");
+    json_quote(desired.span(), body);
+    body.append(R"(,"contentType":"text/plain","attributes":{"enabled":true},"tags":{"managed-by":"rootseal"}})");
+    ++counters_.writes;
+    ROOTSEAL_CO_LET(r, co_await call(http::verb::put, "/secrets/" + std::string(ref.remote_key), body.view()));
+    if (r.status != 200) co_return fail(errc_for_status(r.status), "azure: setting the secret failed: " + az_error(r));
+    std::string version;
+    if (auto doc = SecureJson::parse(r.body.view())) {
+      const std::string_view id = json_string((*doc)->root(), "id");
+      if (auto slash = id.rfind('/'); slash != std::string_view::npos) version = std::string(id.substr(slash + 1));
+    }
+    co_return PushOutcome{true, !c.exists, std::move(version)};
+  }
+
+  Task<void> remove(const PushRef& ref) override {
+    ROOTSEAL_CO_LET(c, co_await current(ref.remote_key));
+    if (!c.exists) co_return kms::Result<void>{};
+    if (!c.managed) co_return refuse(ref.remote_key);
+    if (!ref.property.empty() && c.value) {
+      auto doc = SecureJson::parse(c.value->span());
+      if (doc && (*doc)->root().is_object() && (*doc)->root().as_object().size() > 1) {
+        auto sp = make_secure_storage();
+        json::object obj(sp);
+        for (const auto& kv : (*doc)->root().as_object()) {
+          if (kv.key() != ref.property) obj.emplace(kv.key(), json::value(kv.value(), sp));
+        }
+        SecureBuffer out(c.value->size());
+        serialize_json(obj, out);
+        auto rest = out.take();
+        if (rest == *c.value) co_return kms::Result<void>{};
+        PushRef whole{ref.remote_key, ""};
+        ROOTSEAL_CO_LET(w, co_await put_if_changed(whole, rest, false));
+        (void)w;
+        co_return kms::Result<void>{};
+      }
+    }
+    ++counters_.writes;
+    ROOTSEAL_CO_LET(r, co_await call(http::verb::delete_, "/secrets/" + std::string(ref.remote_key), {}));
+    if (r.status != 200 && r.status != 404) co_return fail(errc_for_status(r.status), "azure: deleting the secret failed: " + az_error(r));
+    co_return kms::Result<void>{};
+  }
+
+ private:
+  static std::unexpected<kms::Error> refuse(std::string_view name) {
+    return std::unexpected(kms::Error(Errc::permission_denied, "azure: secret \"" + std::string(name) +
+                                                                   "\" exists and is not managed by rootseal (tag managed-by=rootseal missing); refusing to overwrite it"));
+  }
+
+  static kms::Result<kms::SecureBytes> compose(const kms::SecureBytes* current, const std::string& property,
+                                               const kms::SecureBytes& value) {
+    if (property.empty()) return value.clone();
+    auto sp = make_secure_storage();
+    json::object obj(sp);
+    if (current != nullptr && !current->empty()) {
+      auto doc = SecureJson::parse(current->span());
+      if (!doc || !(*doc)->root().is_object()) {
+        return fail(Errc::invalid_argument, "azure: the remote value is not a JSON object; cannot set property \"" + property + "\"");
+      }
+      for (const auto& kv : (*doc)->root().as_object()) obj.emplace(kv.key(), json::value(kv.value(), sp));
+    }
+    obj[property] = json::string(as_view(value), sp);
+    SecureBuffer out(64 + value.size());
+    serialize_json(obj, out);
+    return out.take();
+  }
+
+  Task<Current> current(std::string_view name) {
+    if (!valid_name(name)) co_return fail(Errc::invalid_argument, "azure: secret names must match ^[0-9a-zA-Z-]{1,127}$");
+    ROOTSEAL_CO_LET(r, co_await call(http::verb::get, "/secrets/" + std::string(name), {}));
+    Current c;
+    if (r.status == 404) co_return c;
+    if (r.status != 200) co_return fail(errc_for_status(r.status), "azure: reading the secret failed: " + az_error(r));
+    auto doc = SecureJson::parse(r.body.view());
+    if (!doc) co_return fail(Errc::unavailable, "azure: the answer is not JSON");
+    const auto& root = (*doc)->root();
+    c.exists = true;
+    if (root.is_object()) {
+      if (const auto* tags = root.as_object().if_contains("tags"); tags && tags->is_object()) {
+        c.managed = json_string(*tags, "managed-by") == "rootseal";
+      }
+      if (const auto* v = root.as_object().if_contains("value"); v && v->is_string()) {
+        c.value = kms::SecureBytes::copy_of(std::string_view(v->as_string()));
+      }
+    }
+    co_return c;
+  }
+
+  // One call to the vault with the cached token; 401 renews the token once,
+  // 429/5xx wait (Retry-After when given) and retry, at most 5 attempts.
+  asio::awaitable<kms::Result<net::Response>> call(http::verb verb, std::string target, std::string_view body) {
+    target += (target.find('?') == std::string::npos ? "?" : "&");
+    target += "api-version=" + spec_.api_version;
+    bool renewed = false;
+    std::chrono::milliseconds backoff{200};
+    kms::Result<net::Response> last = fail(Errc::internal, "azure: no attempt");
+    for (int attempt = 0; attempt < 6; ++attempt) {
+      ROOTSEAL_CO_LET(token, co_await access_token());
+      SecureBuffer bearer(token.size() + 8);
+      bearer.append("Bearer ");
+      bearer.append(token.span());
+      std::vector<net::Header> headers = {{"Authorization", bearer.view()}};
+      if (!body.empty()) headers.push_back({"Content-Type", "application/json"});
+      ++counters_.calls;
+      last = co_await vault_->request(verb, target, headers, body);
+      if (!last) {
+        co_await sleep_for(backoff);
+        backoff *= 2;
+        continue;
+      }
+      if (last->status == 401 && !renewed) {
+        renewed = true;
+        co_await drop_token(token);
+        continue;
+      }
+      if (retryable_status(last->status)) {
+        if (last->status == 429) ++counters_.throttled;
+        co_await sleep_for(retry_after(*last).value_or(backoff));
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(8000));
+        continue;
+      }
+      break;
+    }
+    if (!last) co_return fail(last.error().code, "azure: " + last.error().message);
+    co_return last;
+  }
+
+  Task<kms::SecureBytes> access_token() {
+    co_await mu_.lock();
+    auto r = co_await access_token_locked();
+    mu_.unlock();
+    co_return r;
+  }
+
+  Task<kms::SecureBytes> access_token_locked() {
+    if (!token_.empty() && Clock::now() < token_expiry_) co_return token_.clone();
+    token_.clear();
+    ++counters_.token_requests;
+    SecureBuffer form(256);
+    form.append("grant_type=client_credentials&client_id=" + net::url_encode(spec_.client_id) + "&scope=" +
+                net::url_encode(kScope) + "&client_secret=");
+    // The secret percent-encoded straight into locked memory.
+    static constexpr char kHex[] = "0123456789ABCDEF";
+    for (std::uint8_t c : spec_.client_secret.span()) {
+      if (std::isalnum(c) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
+        form.push_back(static_cast<char>(c));
+      } else {
+        const char esc[3] = {'%', kHex[c >> 4], kHex[c & 0xF]};
+        form.append(std::string_view(esc, 3));
+      }
+    }
+    const net::Header headers[] = {{"Content-Type", "application/x-www-form-urlencoded"}};
+    const std::string target = "/" + net::url_encode(spec_.tenant_id) + "/oauth2/v2.0/token";
+    auto r = co_await login_->request(http::verb::post, target, headers, form.view());
+    if (!r) co_return fail(r.error().code, "azure: token request failed: " + r.error().message);
+    if (r->status != 200) co_return fail(errc_for_status(r->status), "azure: token request refused: " + az_error(*r));
+    auto doc = SecureJson::parse(r->body.view());
+    if (!doc) co_return fail(Errc::unavailable, "azure: the token answer is not JSON");
+    const auto& root = (*doc)->root();
+    const std::string_view tok = json_string(root, "access_token");
+    if (tok.empty()) co_return fail(Errc::unavailable, "azure: the token answer has no access_token");
+    std::int64_t ttl = 3599;
+    if (const auto* e = root.as_object().if_contains("expires_in")) {
+      if (e->is_int64()) ttl = e->as_int64();
+      else if (e->is_string()) ttl = std::atoll(std::string(e->as_string()).c_str());
+    }
+    // Renew a little before expiry (5 minutes, or a tenth of short lifetimes).
+    const std::int64_t margin = std::min<std::int64_t>(300, ttl / 10);
+    token_ = kms::SecureBytes::copy_of(tok);
+    token_expiry_ = Clock::now() + std::chrono::seconds(std::max<std::int64_t>(1, ttl - margin));
+    co_return token_.clone();
+  }
+
+  asio::awaitable<void> drop_token(const kms::SecureBytes& used) {
+    co_await mu_.lock();
+    if (!token_.empty() && token_ == used) token_.clear();
+    mu_.unlock();
+  }
+
+  AzureSpec spec_;
+  std::shared_ptr<net::HttpClient> vault_;
+  std::shared_ptr<net::HttpClient> login_;
+  AsyncMutex mu_;
+  kms::SecureBytes token_;  // guarded by mu_
+  Clock::time_point token_expiry_{};
+  AzureCounters counters_;
+};
+
+}  // namespace
+
+kms::Result<std::shared_ptr<AzureKeyVault>> make_azure_provider(const asio::any_io_executor& executor, AzureSpec spec) {
+  if (spec.vault_url.empty()) return fail(Errc::invalid_argument, "azure: vaultUrl is required");
+  if (spec.tenant_id.empty() || spec.client_id.empty() || spec.client_secret.empty()) {
+    return fail(Errc::invalid_argument, "azure: tenantId, clientId and clientSecret are required");
+  }
+  if (spec.api_version.empty()) return fail(Errc::invalid_argument, "azure: api_version is required");
+  ROOTSEAL_LET(vault, make_client(executor, spec.vault_url, spec.tls));
+  ROOTSEAL_LET(login, make_client(executor, spec.authority_host, spec.authority_tls));
+  return std::shared_ptr<AzureKeyVault>(std::make_shared<AzureImpl>(executor, std::move(spec), std::move(vault), std::move(login)));
+}
+
+}  // namespace rootseal::sync::providers

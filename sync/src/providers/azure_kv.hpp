@@ -1,0 +1,31 @@
+// Azure Key Vault secrets (push), REST API version 7.4. Client-credentials
+// token from the Microsoft identity platform, cached until shortly before it
+// expires (a 401 drops it and retries once). PUT only when the value changed
+// (every PUT is a new version), the tag managed-by=rootseal required on an
+// existing secret, names checked against ^[0-9a-zA-Z-]{1,127}$, 429 retried
+// after Retry-After.
+#pragma once
+
+#include <atomic>
+#include <memory>
+
+#include "rootseal/sync/provider.hpp"
+
+namespace rootseal::sync::providers {
+
+struct AzureCounters {
+  std::atomic<std::size_t> token_requests{0};
+  std::atomic<std::size_t> calls{0};
+  std::atomic<std::size_t> writes{0};  // PUT + DELETE
+  std::atomic<std::size_t> throttled{0};
+};
+
+class AzureKeyVault : public PushProvider {
+ public:
+  [[nodiscard]] virtual const AzureCounters& counters() const noexcept = 0;
+};
+
+kms::Result<std::shared_ptr<AzureKeyVault>> make_azure_provider(const boost::asio::any_io_executor& executor,
+                                                                AzureSpec spec);
+
+}  // namespace rootseal::sync::providers

@@ -1,0 +1,141 @@
+#include "providers/common.hpp"
+
+#include <openssl/rand.h>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cmath>
+
+#include "rootseal/kms/encoding.hpp"
+
+namespace rootseal::sync::providers {
+
+namespace asio = boost::asio;
+using kms::Errc;
+
+kms::Result<std::shared_ptr<net::HttpClient>> make_client(const asio::any_io_executor& executor, std::string_view url,
+                                                          const TlsSpec& tls, net::ClientOptions options) {
+  net::ClientTls t;
+  t.ca_pem = tls.ca_pem;
+  t.ca_file = tls.ca_file;
+  t.insecure_skip_verify = tls.insecure_skip_verify;
+  return net::HttpClient::create(executor, url, std::move(t), std::move(options));
+}
+
+kms::Errc errc_for_status(unsigned status) noexcept {
+  if (status == 401 || status == 403) return Errc::permission_denied;
+  if (status == 404) return Errc::not_found;
+  if (status == 408 || status == 429 || status >= 500) return Errc::unavailable;
+  return Errc::invalid_argument;
+}
+
+bool retryable_status(unsigned status) noexcept { return status == 429 || (status >= 500 && status != 501); }
+
+std::optional<std::chrono::milliseconds> retry_after(const net::Response& r) {
+  auto h = r.header("Retry-After");
+  if (!h) return std::nullopt;
+  unsigned seconds = 0;
+  auto [end, ec] = std::from_chars(h->data(), h->data() + h->size(), seconds);
+  if (ec != std::errc{} || end != h->data() + h->size()) return std::nullopt;  // HTTP-date form: ignored
+  return std::chrono::milliseconds(std::min(seconds, 60u) * 1000u);
+}
+
+std::string_view json_string(const boost::json::value& v, std::string_view key) {
+  if (!v.is_object()) return {};
+  const auto* m = v.as_object().if_contains(key);
+  if (m == nullptr || !m->is_string()) return {};
+  return std::string_view(m->as_string());
+}
+
+std::string random_uuid() {
+  std::array<std::uint8_t, 16> b{};
+  if (RAND_bytes(b.data(), static_cast<int>(b.size())) != 1) throw std::runtime_error("RAND_bytes failed");
+  b[6] = static_cast<std::uint8_t>((b[6] & 0x0F) | 0x40);
+  b[8] = static_cast<std::uint8_t>((b[8] & 0x3F) | 0x80);
+  const std::string hex = kms::hex_encode(b);
+  return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" + hex.substr(16, 4) + "-" +
+         hex.substr(20);
+}
+
+asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
+  asio::steady_timer t(co_await asio::this_coro::executor, d);
+  boost::system::error_code ec;
+  co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+}
+
+AsyncMutex::AsyncMutex(const asio::any_io_executor& executor) : token_(executor, 1) {
+  token_.try_send(boost::system::error_code{});
+}
+
+asio::awaitable<void> AsyncMutex::lock() {
+  boost::system::error_code ec;
+  co_await token_.async_receive(asio::redirect_error(asio::use_awaitable, ec));
+}
+
+void AsyncMutex::unlock() { token_.try_send(boost::system::error_code{}); }
+
+RateLimiter::RateLimiter(double per_second, double burst)
+    : rate_(per_second > 0 ? per_second : 1), burst_(burst >= 1 ? burst : 1), tokens_(burst_),
+      last_(std::chrono::steady_clock::now()) {}
+
+asio::awaitable<void> RateLimiter::acquire() {
+  std::chrono::nanoseconds wait{0};
+  {
+    std::lock_guard lock(mu_);
+    const auto now = std::chrono::steady_clock::now();
+    const double elapsed = std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+    tokens_ = std::min(burst_, tokens_ + elapsed * rate_);
+    tokens_ -= 1;  // may go negative: later callers queue up behind
+    ++acquired_;
+    if (tokens_ < 0) wait = std::chrono::nanoseconds(static_cast<long long>(std::ceil(-tokens_ / rate_ * 1e9)));
+  }
+  if (wait.count() > 0) co_await sleep_for(std::chrono::ceil<std::chrono::milliseconds>(wait));
+}
+
+std::size_t RateLimiter::acquired() const {
+  std::lock_guard lock(const_cast<std::mutex&>(mu_));
+  return acquired_;
+}
+
+bool is_utf8(std::span<const std::uint8_t> s) noexcept {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const std::uint8_t c = s[i];
+    std::size_t n = 0;
+    std::uint32_t cp = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      n = 1;
+      cp = c & 0x1Fu;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2;
+      cp = c & 0x0Fu;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3;
+      cp = c & 0x07u;
+    } else {
+      return false;
+    }
+    for (std::size_t k = 1; k <= n; ++k) {
+      if (i + k >= s.size() || (s[i + k] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (s[i + k] & 0x3Fu);
+    }
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF)) {
+      return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
+}  // namespace rootseal::sync::providers

@@ -1,0 +1,38 @@
+// ProviderFactory: a StoreSpec to a provider instance.
+#include "providers/aws_sm.hpp"
+#include "providers/azure_kv.hpp"
+#include "providers/gcp_sm.hpp"
+#include "let.hpp"
+#include "providers/vault_kv2.hpp"
+#include "rootseal/sync/provider.hpp"
+
+namespace rootseal::sync {
+
+using kms::Errc;
+using kms::fail;
+
+ProviderFactory::ProviderFactory(boost::asio::any_io_executor executor) : executor_(std::move(executor)) {}
+
+kms::Result<std::shared_ptr<Provider>> ProviderFactory::make_provider(StoreSpec spec) const {
+  if (auto* v = std::get_if<VaultSpec>(&spec)) {
+    ROOTSEAL_LET(p, providers::make_vault_provider(executor_, std::move(*v)));
+    return std::shared_ptr<Provider>(std::move(p));
+  }
+  if (auto* a = std::get_if<AwsSpec>(&spec)) {
+    ROOTSEAL_LET(p, providers::make_aws_provider(executor_, std::move(*a)));
+    return std::shared_ptr<Provider>(std::move(p));
+  }
+  return fail(Errc::invalid_argument, "this store kind is supported as a push target only (pull: vault, aws)");
+}
+
+kms::Result<std::shared_ptr<PushProvider>> ProviderFactory::make_push_provider(StoreSpec spec) const {
+  if (auto* a = std::get_if<AwsSpec>(&spec)) {
+    ROOTSEAL_LET(p, providers::make_aws_provider(executor_, std::move(*a)));
+    return std::shared_ptr<PushProvider>(std::move(p));
+  }
+  if (auto* z = std::get_if<AzureSpec>(&spec)) return providers::make_azure_provider(executor_, std::move(*z));
+  if (auto* g = std::get_if<GcpSpec>(&spec)) return providers::make_gcp_provider(executor_, std::move(*g));
+  return fail(Errc::invalid_argument, "vault is supported as a pull source only (push: aws, azure, gcp)");
+}
+
+}  // namespace rootseal::sync

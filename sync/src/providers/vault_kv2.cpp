@@ -1,0 +1,312 @@
+#include "providers/vault_kv2.hpp"
+
+#include <boost/json.hpp>
+
+#include <chrono>
+#include <optional>
+
+#include "providers/common.hpp"
+#include "secure_buffer.hpp"
+#include "secure_json.hpp"
+
+namespace rootseal::sync::providers {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+namespace json = boost::json;
+using kms::Errc;
+using kms::fail;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::string trim_slashes(std::string_view s) {
+  while (!s.empty() && s.front() == '/') s.remove_prefix(1);
+  while (!s.empty() && s.back() == '/') s.remove_suffix(1);
+  return std::string(s);
+}
+
+// The first message of a Vault error body {"errors":[...]}, bounded; never a secret.
+std::string vault_error(const net::Response& r) {
+  auto doc = SecureJson::parse(r.body.view());
+  std::string msg;
+  if (doc && (*doc)->root().is_object()) {
+    if (const auto* e = (*doc)->root().as_object().if_contains("errors"); e && e->is_array() && !e->as_array().empty() &&
+                                                                       e->as_array()[0].is_string()) {
+      msg = std::string(e->as_array()[0].as_string());
+    }
+  }
+  if (msg.size() > 200) msg.resize(200);
+  return "vault answered " + std::to_string(r.status) + (msg.empty() ? "" : ": " + msg);
+}
+
+std::optional<std::int64_t> json_int(const json::value& obj, std::string_view key) {
+  if (!obj.is_object()) return std::nullopt;
+  const auto* v = obj.as_object().if_contains(key);
+  if (v == nullptr) return std::nullopt;
+  if (v->is_int64()) return v->as_int64();
+  if (v->is_uint64()) return static_cast<std::int64_t>(v->as_uint64());
+  return std::nullopt;
+}
+
+bool json_bool(const json::value& obj, std::string_view key) {
+  if (!obj.is_object()) return false;
+  const auto* v = obj.as_object().if_contains(key);
+  return v != nullptr && v->is_bool() && v->as_bool();
+}
+
+class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_this<VaultImpl> {
+ public:
+  VaultImpl(asio::any_io_executor executor, VaultSpec spec, std::shared_ptr<net::HttpClient> client)
+      : spec_(std::move(spec)), client_(std::move(client)), mu_(executor) {
+    mount_ = trim_slashes(spec_.path);
+  }
+
+  std::string_view kind() const noexcept override { return "vault"; }
+  const VaultCounters& counters() const noexcept override { return counters_; }
+
+  Task<kms::SecureBytes> fetch(const RemoteRef& ref) override {
+    ROOTSEAL_CO_LET(whole, co_await read(ref));
+    if (!ref.property.empty()) {
+      ROOTSEAL_CO_LET(prop, extract_property(whole, ref.property));
+      co_return apply_decoding(ref.decoding, std::move(prop));
+    }
+    co_return apply_decoding(ref.decoding, std::move(whole));
+  }
+
+  Task<SecretMap> fetch_all(const RemoteRef& ref) override {
+    ROOTSEAL_CO_LET(whole, co_await read(ref));
+    kms::SecureBytes object;
+    if (!ref.property.empty()) {
+      ROOTSEAL_CO_LET(prop, extract_property(whole, ref.property));
+      object = std::move(prop);
+    } else {
+      object = std::move(whole);
+    }
+    ROOTSEAL_CO_LET(map, extract_map(object));
+    SecretMap out;
+    for (auto& [k, v] : map) {
+      ROOTSEAL_CO_LET(dec, apply_decoding(ref.decoding, std::move(v)));
+      out.emplace(k, std::move(dec));
+    }
+    co_return out;
+  }
+
+  Task<void> validate() override {
+    ROOTSEAL_CO_LET(token, co_await current_token());
+    (void)token;
+    co_return kms::Result<void>{};
+  }
+
+ private:
+  // The data map of the secret (KV v2 data.data) as JSON text.
+  Task<kms::SecureBytes> read(const RemoteRef& ref) {
+    std::string key = trim_slashes(ref.key);
+    if (key.empty()) co_return fail(Errc::invalid_argument, "vault: remoteRef.key is empty");
+    if (key.find("..") != std::string::npos) co_return fail(Errc::invalid_argument, "vault: remoteRef.key must not contain '..'");
+    std::string target = "/v1/";
+    if (mount_.empty()) {
+      // No mount in the store: the key's first segment is the mount (ESO's behaviour).
+      const auto slash = key.find('/');
+      if (slash == std::string::npos) co_return fail(Errc::invalid_argument, "vault: key needs a mount (path is empty)");
+      target += net::url_encode(key.substr(0, slash), false) + "/data/" + net::url_encode(key.substr(slash + 1), false);
+    } else {
+      target += net::url_encode(mount_, false) + "/data/" + net::url_encode(key, false);
+    }
+    if (!ref.version.empty()) {
+      if (ref.version.find_first_not_of("0123456789") != std::string::npos || ref.version.size() > 18) {
+        co_return fail(Errc::invalid_argument, "vault: version must be a KV version number");
+      }
+      target += "?version=" + ref.version;
+    }
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      ROOTSEAL_CO_LET(token, co_await current_token());
+      ++counters_.reads;
+      auto res = co_await get(target, token);
+      if (!res) co_return std::unexpected(std::move(res).error());
+      if (res->status == 403 && attempt == 0 && approle()) {
+        co_await invalidate(token);  // revoked or expired behind our back: log in again, once
+        continue;
+      }
+      if (res->status == 404) co_return fail(Errc::not_found, "vault: secret \"" + key + "\" not found");
+      if (res->status != 200) co_return fail(errc_for_status(res->status), vault_error(*res));
+      auto doc = SecureJson::parse(res->body.view());
+      if (!doc) co_return fail(Errc::unavailable, "vault: the answer is not JSON");
+      const auto& root = (*doc)->root();
+      const json::value* data = root.is_object() ? root.as_object().if_contains("data") : nullptr;
+      const json::value* inner = data != nullptr && data->is_object() ? data->as_object().if_contains("data") : nullptr;
+      if (inner == nullptr || inner->is_null()) {
+        co_return fail(Errc::not_found, "vault: secret \"" + key + "\" has no data (deleted or destroyed version)");
+      }
+      if (!inner->is_object()) co_return fail(Errc::unavailable, "vault: data.data is not an object");
+      SecureBuffer out(256);
+      serialize_json(*inner, out);
+      co_return out.take();
+    }
+    co_return fail(Errc::permission_denied, "vault: permission denied after a fresh login");
+  }
+
+  asio::awaitable<kms::Result<net::Response>> get(const std::string& target, const kms::SecureBytes& token) {
+    return call(http::verb::get, target, &token, {});
+  }
+
+  asio::awaitable<kms::Result<net::Response>> call(http::verb verb, const std::string& target,
+                                                   const kms::SecureBytes* token, std::string_view body) {
+    std::vector<net::Header> headers;
+    headers.push_back({"X-Vault-Request", "true"});
+    if (token != nullptr) headers.push_back({"X-Vault-Token", as_view(*token)});
+    if (!spec_.namespace_.empty()) headers.push_back({"X-Vault-Namespace", spec_.namespace_});
+    if (!body.empty()) headers.push_back({"Content-Type", "application/json"});
+    // Transient failures (connection, 5xx, 429): a short bounded retry.
+    kms::Result<net::Response> res = fail(Errc::internal, "vault: no attempt");
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      res = co_await client_->request(verb, target, headers, body);
+      if (res && !retryable_status(res->status)) break;
+      if (attempt < 2) co_await sleep_for(std::chrono::milliseconds(100 << attempt));
+    }
+    if (!res) co_return fail(res.error().code, "vault: " + res.error().message);
+    co_return res;
+  }
+
+  bool approle() const noexcept { return !spec_.role_id.empty(); }
+
+  // A valid token (logging in or renewing as needed); a copy for the caller.
+  Task<kms::SecureBytes> current_token() {
+    co_await mu_.lock();
+    auto r = co_await refresh_locked();
+    mu_.unlock();
+    co_return r;
+  }
+
+  Task<kms::SecureBytes> refresh_locked() {
+    const auto now = Clock::now();
+    if (!token_.empty() && (!expires_at_ || now < *expires_at_)) {
+      if (renew_at_ && now >= *renew_at_) {
+        if (auto ok = co_await renew(); !ok) {
+          if (approle()) {
+            token_.clear();  // renewal refused or failed: log in afresh
+          } else if (expires_at_ && now >= *expires_at_) {
+            co_return std::unexpected(std::move(ok).error());
+          }
+        }
+      }
+      if (!token_.empty()) co_return token_.clone();
+    }
+    token_.clear();
+    if (approle()) {
+      ROOTSEAL_CO_TRY(co_await login());
+    } else {
+      if (spec_.token.empty()) co_return fail(Errc::invalid_argument, "vault: no token and no AppRole credentials");
+      token_ = spec_.token.clone();
+      if (auto ok = co_await lookup_self(); !ok) {
+        token_.clear();
+        co_return std::unexpected(std::move(ok).error());
+      }
+    }
+    co_return token_.clone();
+  }
+
+  void set_lease(std::int64_t ttl_seconds, bool renewable) {
+    const auto now = Clock::now();
+    if (ttl_seconds <= 0) {  // root / non-expiring token
+      renew_at_.reset();
+      expires_at_.reset();
+      return;
+    }
+    const auto ttl = std::chrono::seconds(ttl_seconds);
+    expires_at_ = now + ttl;
+    if (renewable || approle()) {
+      renew_at_ = now + std::chrono::duration_cast<Clock::duration>(ttl * spec_.renew_fraction);
+    } else {
+      renew_at_.reset();
+    }
+    renewable_ = renewable;
+  }
+
+  Task<void> login() {
+    ++counters_.logins;
+    SecureBuffer body(128);
+    body.append(R"({"role_id":)");
+    json_quote(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(spec_.role_id.data()), spec_.role_id.size()), body);
+    body.append(R"(,"secret_id":)");
+    json_quote(spec_.secret_id.span(), body);
+    body.append("}");
+    const std::string target = "/v1/auth/" + net::url_encode(trim_slashes(spec_.approle_path), false) + "/login";
+    ROOTSEAL_CO_LET(res, co_await call(http::verb::post, target, nullptr, body.view()));
+    if (res.status != 200) co_return fail(errc_for_status(res.status), "vault: AppRole login failed: " + vault_error(res));
+    auto doc = SecureJson::parse(res.body.view());
+    if (!doc) co_return fail(Errc::unavailable, "vault: the login answer is not JSON");
+    const auto& root = (*doc)->root();
+    const json::value* auth = root.is_object() ? root.as_object().if_contains("auth") : nullptr;
+    if (auth == nullptr || json_string(*auth, "client_token").empty()) {
+      co_return fail(Errc::unavailable, "vault: the login answer has no auth.client_token");
+    }
+    token_ = kms::SecureBytes::copy_of(json_string(*auth, "client_token"));
+    set_lease(json_int(*auth, "lease_duration").value_or(0), json_bool(*auth, "renewable"));
+    co_return kms::Result<void>{};
+  }
+
+  Task<void> lookup_self() {
+    ++counters_.lookups;
+    ROOTSEAL_CO_LET(res, co_await call(http::verb::get, "/v1/auth/token/lookup-self", &token_, {}));
+    if (res.status != 200) co_return fail(errc_for_status(res.status), "vault: token lookup failed: " + vault_error(res));
+    auto doc = SecureJson::parse(res.body.view());
+    if (!doc) co_return fail(Errc::unavailable, "vault: the lookup answer is not JSON");
+    const auto& root = (*doc)->root();
+    const json::value* data = root.is_object() ? root.as_object().if_contains("data") : nullptr;
+    if (data == nullptr) co_return fail(Errc::unavailable, "vault: the lookup answer has no data");
+    set_lease(json_int(*data, "ttl").value_or(0), json_bool(*data, "renewable"));
+    co_return kms::Result<void>{};
+  }
+
+  Task<void> renew() {
+    ++counters_.renewals;
+    ROOTSEAL_CO_LET(res, co_await call(http::verb::post, "/v1/auth/token/renew-self", &token_, "{}"));
+    if (res.status != 200) co_return fail(errc_for_status(res.status), "vault: token renewal failed: " + vault_error(res));
+    auto doc = SecureJson::parse(res.body.view());
+    if (!doc) co_return fail(Errc::unavailable, "vault: the renewal answer is not JSON");
+    const auto& root = (*doc)->root();
+    const json::value* auth = root.is_object() ? root.as_object().if_contains("auth") : nullptr;
+    if (auth == nullptr) co_return fail(Errc::unavailable, "vault: the renewal answer has no auth");
+    const auto ttl = json_int(*auth, "lease_duration").value_or(0);
+    // A renewal that no longer extends (max TTL reached) leaves little time: log in at the next use.
+    set_lease(ttl, json_bool(*auth, "renewable"));
+    if (approle() && ttl > 0 && ttl < 2) token_.clear();
+    co_return kms::Result<void>{};
+  }
+
+  asio::awaitable<void> invalidate(const kms::SecureBytes& used) {
+    co_await mu_.lock();
+    if (!token_.empty() && token_ == used) token_.clear();
+    mu_.unlock();
+  }
+
+  VaultSpec spec_;
+  std::string mount_;
+  std::shared_ptr<net::HttpClient> client_;
+  AsyncMutex mu_;
+  // Guarded by mu_:
+  kms::SecureBytes token_;
+  std::optional<Clock::time_point> renew_at_;
+  std::optional<Clock::time_point> expires_at_;
+  bool renewable_ = false;
+  VaultCounters counters_;
+};
+
+}  // namespace
+
+kms::Result<std::shared_ptr<VaultKv2Provider>> make_vault_provider(const asio::any_io_executor& executor, VaultSpec spec) {
+  if (spec.server.empty()) return fail(Errc::invalid_argument, "vault: server is required");
+  if (spec.version != "v2") return fail(Errc::invalid_argument, "vault: only KV version v2 is supported");
+  if (spec.role_id.empty() && spec.token.empty()) {
+    return fail(Errc::invalid_argument, "vault: auth needs a token or AppRole role_id + secret_id");
+  }
+  if (!spec.role_id.empty() && spec.secret_id.empty()) return fail(Errc::invalid_argument, "vault: AppRole needs a secret_id");
+  if (!(spec.renew_fraction > 0.0 && spec.renew_fraction < 1.0)) {
+    return fail(Errc::invalid_argument, "vault: renew_fraction must be between 0 and 1");
+  }
+  ROOTSEAL_LET(client, make_client(executor, spec.server, spec.tls));
+  return std::shared_ptr<VaultKv2Provider>(std::make_shared<VaultImpl>(executor, std::move(spec), std::move(client)));
+}
+
+}  // namespace rootseal::sync::providers

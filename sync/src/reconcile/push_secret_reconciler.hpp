@@ -1,0 +1,60 @@
+// rootseal::sync::reconcile — PushSecret (external-secrets.io/v1alpha1):
+// values from a Kubernetes Secret — or, with rootseal's extension
+// `selector.remoteRef`, from a remote key of a SecretStore — pushed to the
+// stores of spec.secretStoreRefs through their PushProvider.
+//
+//  - updatePolicy Replace (write when the value differs; the provider compares,
+//    so an unchanged value makes no remote write) or IfNotExists;
+//  - deletionPolicy Delete: the finalizer pushsecret.externalsecrets.io/finalizer
+//    is added, and on deletion every pushed remote key is removed (only if
+//    rootseal manages it) before the finalizer goes; None: nothing removed;
+//  - reacts to source Secret changes at once (the engine routes Secret events
+//    through readers_of), not only on its interval;
+//  - status: syncedPushSecrets {"<Kind>/<store>": {"<remoteKey>": {...}}},
+//    Ready with reasons Synced / Errored; written only when it changes.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include <atomic>
+#include <functional>
+#include <mutex>
+#include <set>
+#include <string>
+#include <unordered_map>
+
+#include "reconcile/external_secret_reconciler.hpp"
+#include "reconcile/kube_api.hpp"
+
+namespace rootseal::sync::reconcile {
+
+struct PushStats {
+  std::atomic<std::uint64_t> reconciles{0};
+  std::atomic<std::uint64_t> writes{0};         // remote writes (PushOutcome.written)
+  std::atomic<std::uint64_t> unchanged{0};      // pushes that found the value current
+  std::atomic<std::uint64_t> status_writes{0};
+  std::atomic<std::uint64_t> errors{0};
+  std::atomic<std::uint64_t> removals{0};
+};
+
+class PushSecretReconciler {
+ public:
+  PushSecretReconciler(KubeApi& api, ProviderSource& providers,
+                       std::function<std::chrono::system_clock::time_point()> now);
+
+  boost::asio::awaitable<ReconcileResult> reconcile(std::string ns, std::string name);
+  // PushSecrets ("ns/name") whose source is Secret ns/secret.
+  [[nodiscard]] std::vector<std::string> readers_of(const std::string& ns, const std::string& secret) const;
+  [[nodiscard]] const PushStats& stats() const noexcept { return stats_; }
+
+ private:
+  KubeApi& api_;
+  ProviderSource& providers_;
+  std::function<std::chrono::system_clock::time_point()> now_;
+  PushStats stats_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::set<std::string>> readers_;  // "ns/secret" -> PushSecret keys
+  std::unordered_map<std::string, std::string> source_of_;          // PushSecret key -> "ns/secret"
+};
+
+}  // namespace rootseal::sync::reconcile

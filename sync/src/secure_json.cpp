@@ -1,0 +1,164 @@
+#include "secure_json.hpp"
+
+#include <boost/json/parser.hpp>
+#include <boost/json/serializer.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdint>
+#include <new>
+
+namespace rootseal::sync {
+
+namespace json = boost::json;
+using kms::Errc;
+using kms::fail;
+
+SecureJson::~SecureJson() {
+  // The tree lives in arena_ (zeroized by SecureBytes); release it first.
+  root_ = json::value();
+}
+
+kms::Result<std::shared_ptr<SecureJson>> SecureJson::parse(std::string_view text) {
+  return parse(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
+}
+
+kms::Result<std::shared_ptr<SecureJson>> SecureJson::parse(std::span<const std::uint8_t> text) {
+  if (text.size() > (64u << 20)) return fail(Errc::invalid_argument, "JSON value larger than 64 MiB");
+  // Start at 4x the text (+ room for the parser's stack); grow on exhaustion.
+  std::size_t cap = text.size() * 4 + 8192;
+  for (int attempt = 0; attempt < 4; ++attempt, cap *= 3) {
+    std::shared_ptr<SecureJson> doc(new SecureJson());
+    doc->arena_ = kms::SecureBytes(cap);
+    doc->resource_ = std::make_unique<json::static_resource>(doc->arena_.data(), doc->arena_.size());
+    try {
+      json::storage_ptr sp(doc->resource_.get());
+      json::parse_options opt;
+      opt.max_depth = 64;
+      json::parser p(sp, opt);
+      p.reset(sp);
+      json::error_code ec;
+      p.write(reinterpret_cast<const char*>(text.data()), text.size(), ec);
+      if (ec) return fail(Errc::invalid_argument, "not valid JSON");
+      doc->root_ = p.release();
+      return doc;
+    } catch (const std::bad_alloc&) {
+      continue;  // the static arena was too small: retry bigger
+    }
+  }
+  return fail(Errc::invalid_argument, "JSON value too large to parse");
+}
+
+void* SecureArena::do_allocate(std::size_t n, std::size_t align) {
+  if (align == 0) align = alignof(std::max_align_t);
+  if (!chunks_.empty()) {
+    auto& c = chunks_.back();
+    const auto base = reinterpret_cast<std::uintptr_t>(c.data());
+    const std::uintptr_t start = (base + used_ + align - 1) & ~(static_cast<std::uintptr_t>(align) - 1);
+    if (start + n <= base + c.size()) {
+      used_ = static_cast<std::size_t>(start + n - base);
+      return reinterpret_cast<void*>(start);
+    }
+  }
+  const std::size_t last = chunks_.empty() ? 0 : chunks_.back().size();
+  const std::size_t size = std::max<std::size_t>({n + align, 4096, std::min<std::size_t>(last * 2, 1u << 20)});
+  chunks_.emplace_back(size);
+  const auto base = reinterpret_cast<std::uintptr_t>(chunks_.back().data());
+  const std::uintptr_t start = (base + align - 1) & ~(static_cast<std::uintptr_t>(align) - 1);
+  used_ = static_cast<std::size_t>(start + n - base);
+  return reinterpret_cast<void*>(start);
+}
+
+json::storage_ptr make_secure_storage() { return json::make_shared_resource<SecureArena>(); }
+
+void serialize_json(const json::value& v, SecureBuffer& out) {
+  json::serializer sr;
+  sr.reset(&v);
+  char buf[1024];
+  while (!sr.done()) {
+    const auto piece = sr.read(buf, sizeof buf);
+    out.append(piece);
+  }
+  kms::secure_zero(buf, sizeof buf);
+}
+
+void json_quote(std::span<const std::uint8_t> bytes, SecureBuffer& out) {
+  static constexpr char hex[] = "0123456789abcdef";
+  out.push_back('"');
+  for (const std::uint8_t c : bytes) {
+    switch (c) {
+      case '"': out.append("\\\""); break;
+      case '\\': out.append("\\\\"); break;
+      case '\n': out.append("\\n"); break;
+      case '\r': out.append("\\r"); break;
+      case '\t': out.append("\\t"); break;
+      case '\b': out.append("\\b"); break;
+      case '\f': out.append("\\f"); break;
+      default:
+        if (c < 0x20) {
+          const char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+          out.append(std::string_view(esc, 6));
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+  }
+  out.push_back('"');
+}
+
+kms::SecureBytes json_value_bytes(const json::value& v) {
+  if (v.is_string()) return kms::SecureBytes::copy_of(std::string_view(v.as_string()));
+  SecureBuffer out(64);
+  serialize_json(v, out);
+  return out.take();
+}
+
+namespace {
+
+const json::value* lookup(const json::value& root, std::string_view property) {
+  if (!root.is_object()) return nullptr;
+  if (const auto* v = root.as_object().if_contains(property)) return v;  // a literal key wins
+  const json::value* cur = &root;
+  while (!property.empty()) {
+    const auto dot = property.find('.');
+    const std::string_view part = property.substr(0, dot);
+    property = dot == std::string_view::npos ? std::string_view{} : property.substr(dot + 1);
+    if (cur->is_object()) {
+      cur = cur->as_object().if_contains(part);
+    } else if (cur->is_array()) {
+      std::size_t i = 0;
+      auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), i);
+      if (ec != std::errc{} || end != part.data() + part.size() || i >= cur->as_array().size()) return nullptr;
+      cur = &cur->as_array()[i];
+    } else {
+      return nullptr;
+    }
+    if (cur == nullptr) return nullptr;
+  }
+  return cur;
+}
+
+}  // namespace
+
+kms::Result<kms::SecureBytes> extract_property(const kms::SecureBytes& whole, std::string_view property) {
+  if (property.empty()) return whole.clone();
+  auto doc = SecureJson::parse(whole.span());
+  if (!doc) return fail(Errc::invalid_argument, "property '" + std::string(property) + "': the remote value is not JSON");
+  const auto* v = lookup((*doc)->root(), property);
+  if (v == nullptr) return fail(Errc::not_found, "property '" + std::string(property) + "' not found");
+  return json_value_bytes(*v);
+}
+
+kms::Result<SecretMap> extract_map(const kms::SecureBytes& whole) {
+  auto doc = SecureJson::parse(whole.span());
+  if (!doc || !(*doc)->root().is_object()) {
+    return fail(Errc::invalid_argument, "extract: the remote value is not a JSON object");
+  }
+  SecretMap out;
+  for (const auto& kv : (*doc)->root().as_object()) {
+    out.emplace(std::string(kv.key()), json_value_bytes(kv.value()));
+  }
+  return out;
+}
+
+}  // namespace rootseal::sync

@@ -1,0 +1,76 @@
+// rootseal::sync — JSON that carries secret values, kept in locked memory.
+//
+// SecureJson parses into a boost::json tree whose every allocation (the
+// parser's temporaries included) comes from a kms::SecureBytes arena, so
+// secret strings never land in ordinary heap memory. Helpers serialize JSON
+// and extract ESO `property` references into SecureBytes.
+#pragma once
+
+#include <boost/json/monotonic_resource.hpp>
+#include <boost/json/static_resource.hpp>
+#include <boost/json/value.hpp>
+
+#include <memory>
+#include <vector>
+#include <span>
+#include <string_view>
+
+#include "rootseal/kms/error.hpp"
+#include "rootseal/kms/secure_bytes.hpp"
+#include "rootseal/sync/provider.hpp"
+#include "secure_buffer.hpp"
+
+namespace rootseal::sync {
+
+class SecureJson {
+ public:
+  // invalid_argument "not valid JSON" (the text is never quoted back).
+  static kms::Result<std::shared_ptr<SecureJson>> parse(std::span<const std::uint8_t> text);
+  static kms::Result<std::shared_ptr<SecureJson>> parse(std::string_view text);
+  [[nodiscard]] const boost::json::value& root() const noexcept { return root_; }
+  SecureJson(const SecureJson&) = delete;
+  SecureJson& operator=(const SecureJson&) = delete;
+  ~SecureJson();
+
+ private:
+  SecureJson() = default;
+  kms::SecureBytes arena_;
+  std::unique_ptr<boost::json::static_resource> resource_;
+  boost::json::value root_;
+};
+
+// A growable boost::json memory resource whose chunks are locked, zeroized
+// SecureBytes (for building objects that carry secret values, e.g. a Secret
+// body). Deallocation is a no-op; everything is wiped when the resource goes.
+// Use through make_secure_storage() so values keep it alive.
+class SecureArena final : public boost::json::memory_resource {
+ public:
+  SecureArena() = default;
+ private:
+  void* do_allocate(std::size_t n, std::size_t align) override;
+  void do_deallocate(void*, std::size_t, std::size_t) override {}
+  [[nodiscard]] bool do_is_equal(const boost::json::memory_resource& other) const noexcept override {
+    return this == &other;
+  }
+  std::vector<kms::SecureBytes> chunks_;
+  std::size_t used_ = 0;  // in chunks_.back()
+};
+boost::json::storage_ptr make_secure_storage();
+
+// Appends the JSON text of v.
+void serialize_json(const boost::json::value& v, SecureBuffer& out);
+// Appends a JSON string literal of `bytes` (quotes and escapes; bytes >= 0x80 as is).
+void json_quote(std::span<const std::uint8_t> bytes, SecureBuffer& out);
+// A value as ESO hands it out: strings as their bytes, everything else as JSON.
+kms::SecureBytes json_value_bytes(const boost::json::value& v);
+
+// ESO `property` on a whole remote value: the value must be a JSON object; a
+// literal key (dots included) wins, else the dotted path is followed through
+// objects (and array indexes). Empty property = the whole value unchanged.
+// not_found "property '<p>' not found"; invalid_argument if not JSON.
+kms::Result<kms::SecureBytes> extract_property(const kms::SecureBytes& whole, std::string_view property);
+// dataFrom.extract: the whole value must be a JSON object; each top-level
+// entry becomes a key (strings as-is, others as JSON).
+kms::Result<SecretMap> extract_map(const kms::SecureBytes& whole);
+
+}  // namespace rootseal::sync

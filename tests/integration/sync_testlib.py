@@ -1,0 +1,275 @@
+"""Shared set-up for the sync engine's end-to-end tests: the Kubernetes API
+double and the Vault KV v2 double in-process, moto_server as a process, and
+rootseald from a configuration file with `sync.enabled`."""
+import base64
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from rootseal_testlib import free_port, wait_until, ROOTSEALD, SOFTHSM2_MODULE, make_softhsm, rmtree, tempdir
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+import importlib.util  # noqa: E402
+
+
+def _load(name, rel):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, "..", "doubles", rel, "server.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+k8s_double = _load("k8s_double", "k8s_apiserver")
+vault_double = _load("vault_double", "vault_kv")
+
+K8S_TOKEN = "sync-e2e-token"
+VAULT_ROOT = "vault-root-token"
+ESO = "/apis/external-secrets.io/v1"
+
+
+def b64(s):
+    return base64.b64encode(s.encode()).decode()
+
+
+class Kube:
+    """A tiny client of the API double (the test's own view of the cluster)."""
+
+    def __init__(self, port):
+        self.port = port
+
+    def req(self, method, path, body=None, ctype="application/json"):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            h = {"Authorization": "Bearer " + K8S_TOKEN}
+            data = None
+            if body is not None:
+                data = json.dumps(body).encode()
+                h["Content-Type"] = ctype
+            c.request(method, path, body=data, headers=h)
+            r = c.getresponse()
+            raw = r.read()
+            return r.status, (json.loads(raw) if raw else None)
+        finally:
+            c.close()
+
+    def create(self, path, obj):
+        st, body = self.req("POST", path, obj)
+        assert st == 201, (st, body)
+        return body
+
+    def get(self, path):
+        st, body = self.req("GET", path)
+        return body if st == 200 else None
+
+    def delete(self, path):
+        return self.req("DELETE", path)
+
+    def merge_patch(self, path, patch):
+        st, body = self.req("PATCH", path, patch, "application/merge-patch+json")
+        assert st == 200, (st, body)
+        return body
+
+    def namespace(self, name, labels=None):
+        self.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                           "metadata": {"name": name, "labels": labels or {}}})
+
+    def secret(self, ns, name):
+        return self.get("/api/v1/namespaces/%s/secrets/%s" % (ns, name))
+
+    def secret_value(self, ns, name, key):
+        s = self.secret(ns, name)
+        if not s or key not in (s.get("data") or {}):
+            return None
+        return base64.b64decode(s["data"][key]).decode()
+
+    def es(self, ns, name):
+        return self.get(ESO + "/namespaces/%s/externalsecrets/%s" % (ns, name))
+
+    def ready(self, ns, name):
+        """(status, reason, message) of the Ready condition, or None."""
+        es = self.es(ns, name)
+        for c in ((es or {}).get("status") or {}).get("conditions") or []:
+            if c.get("type") == "Ready":
+                return c.get("status"), c.get("reason"), c.get("message")
+        return None
+
+
+class SyncEnv:
+    """Doubles + rootseald with sync enabled. Call start(); stop() in tearDown."""
+
+    def __init__(self, refresh_window="1s", extra_stores="", concurrency=0):
+        self.dir = tempdir("rootseal-sync-")
+        self.k8s = k8s_double.K8sApiServerDouble(tokens=[K8S_TOKEN], bookmark_interval=1.0).start()
+        self.kube = Kube(self.k8s.port)
+        self.vault = vault_double.VaultKvDouble(root_token=VAULT_ROOT).start()
+        self.moto_port = free_port()
+        self.moto = subprocess.Popen(["moto_server", "-p", str(self.moto_port)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        self.refresh_window = refresh_window
+        self.extra_stores = extra_stores
+        self.concurrency = concurrency
+        self.proc = None
+
+    def aws(self, *args):
+        env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                   AWS_DEFAULT_REGION="us-east-1")
+        out = subprocess.run(["aws", "--endpoint-url", "http://127.0.0.1:%d" % self.moto_port, "secretsmanager"]
+                             + list(args) + ["--output", "json"], check=True, capture_output=True, env=env)
+        return json.loads(out.stdout) if out.stdout.strip() else None
+
+    def wait_moto(self):
+        def up():
+            c = http.client.HTTPConnection("127.0.0.1", self.moto_port, timeout=2)
+            try:
+                c.request("GET", "/")
+                return c.getresponse().status < 500
+            finally:
+                c.close()
+        wait_until(self.moto, lambda: "moto_server", up, "moto_server", timeout=60)
+
+    def write_private(self, name, text):
+        p = os.path.join(self.dir, name)
+        with open(p, "w") as f:
+            f.write(text + "\n")
+        os.chmod(p, 0o600)
+        return p
+
+    def start(self):
+        self.wait_moto()
+        env = make_softhsm(os.path.join(self.dir, "hsm"), "sync", pin="4321")
+        pin = self.write_private("hsm-pin", "4321")
+        kubeconfig = os.path.join(self.dir, "kubeconfig")
+        with open(kubeconfig, "w") as f:
+            f.write("""apiVersion: v1
+kind: Config
+clusters:
+- name: double
+  cluster: {server: "http://127.0.0.1:%d"}
+users:
+- name: rootseal
+  user: {token: "%s"}
+contexts:
+- name: double
+  context: {cluster: double, user: rootseal}
+current-context: double
+""" % (self.k8s.port, K8S_TOKEN))
+        os.chmod(kubeconfig, 0o600)
+        aws_id = self.write_private("aws-id", "testing")
+        aws_secret = self.write_private("aws-secret", "testing")
+        vault_token = self.write_private("vault-token", VAULT_ROOT)
+        self.port = free_port()
+        self.config = os.path.join(self.dir, "rootseald.yaml")
+        with open(self.config, "w") as f:
+            f.write("""
+listen:
+  address: 127.0.0.1:%(port)d
+  allow_plaintext: true
+state_dir: %(dir)s/state
+pkcs11:
+  module: %(module)s
+  token_label: sync
+  generate_key: true
+pin:
+  sources: [file]
+  file: %(pin)s
+sync:
+  enabled: true
+  kubeconfig: %(kubeconfig)s
+  refresh_window: %(window)s
+  concurrency: %(concurrency)d
+  retry_base: 200ms
+  retry_max: 2s
+  stores:
+    moto:
+      kind: aws
+      region: us-east-1
+      endpoint: http://127.0.0.1:%(moto)d
+      access_key_id: {file: %(aws_id)s}
+      secret_access_key: {file: %(aws_secret)s}
+      namespaces: ["*"]
+    central:
+      kind: vault
+      server: %(vault)s
+      token: {file: %(vault_token)s}
+      namespaces: [team-host]
+%(extra)s
+""" % {"port": self.port, "dir": self.dir, "module": SOFTHSM2_MODULE, "pin": pin, "kubeconfig": kubeconfig,
+       "window": self.refresh_window, "moto": self.moto_port, "aws_id": aws_id, "aws_secret": aws_secret,
+       "vault": self.vault.url, "vault_token": vault_token, "extra": self.extra_stores,
+       "concurrency": self.concurrency})
+        env.pop("CREDENTIALS_DIRECTORY", None)
+        self.stderr_path = os.path.join(self.dir, "stderr.log")
+        self.err = open(self.stderr_path, "ab")
+        self.proc = subprocess.Popen([ROOTSEALD, "--config", self.config, "--allow-root"], stdout=subprocess.DEVNULL,
+                                     stderr=self.err, env=env)
+        self.wait(lambda: self.metric("rootseal_sync_synced") == 1.0, "sync engine synced", timeout=60)
+        return self
+
+    def log(self):
+        self.err.flush()
+        with open(self.stderr_path, "rb") as f:
+            return f.read().decode(errors="replace")[-6000:]
+
+    def wait(self, predicate, what, timeout=30):
+        return wait_until(self.proc, self.log, predicate, what, timeout)
+
+    def metrics(self):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            c.request("GET", "/v1/sys/metrics?format=prometheus")
+            r = c.getresponse()
+            text = r.read().decode()
+        finally:
+            c.close()
+        out = {}
+        for line in text.splitlines():
+            if line.startswith("#") or " " not in line:
+                continue
+            k, v = line.rsplit(" ", 1)
+            try:
+                out[k] = float(v)
+            except ValueError:
+                pass
+        return out
+
+    def metric(self, name):
+        return self.metrics().get(name)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.err.close()
+        self.moto.terminate()
+        self.moto.wait(timeout=10)
+        self.k8s.stop()
+        self.vault.stop()
+        rmtree(self.dir)
+
+    # ---- objects ---------------------------------------------------------------
+
+    def vault_store(self, ns, name="vault"):
+        self.kube.create("/api/v1/namespaces/%s/secrets" % ns, {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vault-token", "namespace": ns},
+            "data": {"token": b64(VAULT_ROOT)}})
+        self.kube.create(ESO + "/namespaces/%s/secretstores" % ns, {
+            "apiVersion": "external-secrets.io/v1", "kind": "SecretStore", "metadata": {"name": name, "namespace": ns},
+            "spec": {"provider": {"vault": {"server": self.vault.url, "path": "secret", "version": "v2",
+                                            "auth": {"tokenSecretRef": {"name": "vault-token", "key": "token"}}}}}})
+
+    def external_secret(self, ns, name, data, refresh="1h", target=None, store="vault", kind="SecretStore",
+                        api="external-secrets.io/v1"):
+        spec = {"refreshInterval": refresh, "secretStoreRef": {"name": store, "kind": kind}, "data": data}
+        if target:
+            spec["target"] = target
+        return self.kube.create("/apis/%s/namespaces/%s/externalsecrets" % (api, ns), {
+            "apiVersion": api, "kind": "ExternalSecret", "metadata": {"name": name, "namespace": ns}, "spec": spec})

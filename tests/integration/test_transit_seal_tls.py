@@ -1,0 +1,331 @@
+"""Vault's transit seal, replayed request by request against the real rootseald
+over TLS with a required client certificate (mutual TLS): renew-self with
+increment 0, PUT encrypt of "YQ==", decrypt, heartbeats, key rotation then
+decrypt of the old blobs (and their upgrade), across a restart. Then bad
+input over the same real server: a slow-loris client cut by the header
+timeout, a stalled body cut by the request timeout, an oversized body (413),
+an expired token, malformed and tampered requests; the daemon stays up and
+keeps answering, and the audit log holds no secret."""
+import base64
+import hashlib
+import http.client
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import unittest
+
+from rootseal_testlib import free_port, wait_until, ROOTSEALD, SOFTHSM2_MODULE, make_softhsm, rmtree, tempdir
+
+SEAL_TOKEN = "s.vault-transit-seal-token-0123456789"   # renewable, 1 h, policy autounseal
+ADMIN_TOKEN = "s.rootseal-admin-token-0123456789"       # manages the autounseal key
+SHORT_TOKEN = "s.short-lived-token-0123456789"          # expires 12 s after start
+MAX_BODY = 64 * 1024
+
+
+def run(cmd):
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def b64(data):
+    return base64.b64encode(data).decode()
+
+
+class TransitSealOverMutualTlsTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempdir("rootseal-seal-tls-")
+        self.env = make_softhsm(os.path.join(self.dir, "hsm"), "seal", pin="2222")
+        with open(self.p("pin"), "w") as f:
+            f.write("2222")
+        os.chmod(self.p("pin"), 0o600)
+        run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+             "-subj", "/CN=rootseal-seal-test-ca", "-keyout", self.p("ca.key"), "-out", self.p("ca.pem")])
+        for name, cn, ext in (("server", "rootseal", "subjectAltName=IP:127.0.0.1"),
+                              ("client", "vault-seal", "extendedKeyUsage=clientAuth")):
+            with open(self.p(name + ".ext"), "w") as f:
+                f.write(ext + "\n")
+            run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=" + cn,
+                 "-keyout", self.p(name + ".key"), "-out", self.p(name + ".csr")])
+            run(["openssl", "x509", "-req", "-in", self.p(name + ".csr"), "-CA", self.p("ca.pem"), "-CAkey",
+                 self.p("ca.key"), "-CAcreateserial", "-days", "2", "-extfile", self.p(name + ".ext"), "-out",
+                 self.p(name + ".pem")])
+            os.chmod(self.p(name + ".key"), 0o600)
+        self.port = free_port()
+        h = lambda t: hashlib.sha256(t.encode()).hexdigest()
+        with open(self.p("rootseald.yaml"), "w") as f:
+            f.write("""
+listen:
+  address: 127.0.0.1:%(port)d
+  tls:
+    cert_file: %(dir)s/server.pem
+    key_file: %(dir)s/server.key
+    client_ca_file: %(dir)s/ca.pem
+    require_client_cert: true
+api:
+  max_body_bytes: %(max_body)d
+  request_timeout: 2s
+state_dir: %(dir)s/state
+pkcs11:
+  module: %(module)s
+  token_label: seal
+  generate_key: true
+pin:
+  sources: [file]
+  file: %(dir)s/pin
+seal:
+  probe_interval: 200ms
+audit:
+  file: %(dir)s/audit.log
+policies:
+  autounseal:
+    keys: [autounseal]
+    operations: [encrypt, decrypt]
+  admin:
+    keys: [autounseal]
+    operations: [create, read, rotate, config]
+tokens:
+  - name: vault-seal
+    sha256: %(seal)s
+    policies: [autounseal]
+    ttl: 1h
+    renewable: true
+  - name: admin
+    sha256: %(admin)s
+    policies: [admin]
+  - name: short
+    sha256: %(short)s
+    policies: [autounseal]
+    ttl: 12s
+""" % {"port": self.port, "dir": self.dir, "module": SOFTHSM2_MODULE, "max_body": MAX_BODY,
+       "seal": h(SEAL_TOKEN), "admin": h(ADMIN_TOKEN), "short": h(SHORT_TOKEN)})
+        self.proc = None
+
+    def p(self, leaf):
+        return os.path.join(self.dir, leaf)
+
+    def tearDown(self):
+        self.stop()
+        rmtree(self.dir)
+
+    def start(self):
+        self.log_file = open(self.p("stderr.log"), "ab")
+        self.proc = subprocess.Popen([ROOTSEALD, "--config", self.p("rootseald.yaml"), "--allow-root"], stdout=subprocess.DEVNULL,
+                                     stderr=self.log_file, env=self.env)
+        wait_until(self.proc, self.log, lambda: self.call("GET", "/v1/sys/health")[0] == 200, "unsealed over mTLS", 60)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.assertEqual(self.proc.wait(timeout=30), 0, self.log())
+        self.proc = None
+
+    def log(self):
+        with open(self.p("stderr.log"), "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def ctx(self, client_cert=True):
+        c = ssl.create_default_context(cafile=self.p("ca.pem"))
+        if client_cert:
+            c.load_cert_chain(self.p("client.pem"), self.p("client.key"))
+        return c
+
+    def call(self, method, path, body=None, token=None, raw_body=None):
+        """One request the way Vault's api client sends it (Logical().Write is a PUT)."""
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10, context=self.ctx())
+        headers = {"X-Vault-Request": "true"}
+        if token:
+            headers["X-Vault-Token"] = token
+        data = raw_body if raw_body is not None else (json.dumps(body).encode() if body is not None else None)
+        try:
+            conn.request(method, path, body=data, headers=headers)
+            r = conn.getresponse()
+            payload = r.read()
+            return r.status, r.getheader("Content-Type"), (json.loads(payload) if payload else None)
+        finally:
+            conn.close()
+
+    def tls_socket(self):
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        return self.ctx().wrap_socket(raw, server_hostname="127.0.0.1")
+
+    # -- the seal's own sequence ------------------------------------------------
+
+    def seal_encrypt(self, plaintext):
+        status, ctype, body = self.call("PUT", "/v1/transit/encrypt/autounseal", {"plaintext": b64(plaintext)},
+                                        SEAL_TOKEN)
+        self.assertEqual((status, ctype), (200, "application/json"), body)
+        ct = body["data"]["ciphertext"]
+        self.assertIsInstance(ct, str)
+        parts = ct.split(":")
+        self.assertEqual(len(parts), 3, ct)  # the seal needs exactly 3 parts; KeyId = the middle one
+        return ct, parts[1]
+
+    def seal_decrypt(self, ct):
+        status, ctype, body = self.call("PUT", "/v1/transit/decrypt/autounseal", {"ciphertext": ct}, SEAL_TOKEN)
+        self.assertEqual((status, ctype), (200, "application/json"), body)
+        self.assertIsInstance(body["data"]["plaintext"], str)
+        return base64.b64decode(body["data"]["plaintext"], validate=True)
+
+    def test_transit_seal_sequence_with_rotation_and_restart(self):
+        self.start()
+        # The TLS layer requires a client certificate: without one there is no HTTP at all.
+        with self.assertRaises((ssl.SSLError, ConnectionError, OSError)):
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10, context=self.ctx(False))
+            conn.request("GET", "/v1/sys/health")
+            conn.getresponse().read()
+
+        # The operator creates the seal's key (the seal itself may not create it).
+        status, _, body = self.call("PUT", "/v1/transit/encrypt/autounseal", {"plaintext": "YQ=="}, SEAL_TOKEN)
+        self.assertEqual((status, body), (400, {"errors": ["encryption key not found"]}))
+        status, _, body = self.call("POST", "/v1/transit/keys/autounseal", {}, ADMIN_TOKEN)
+        self.assertEqual(status, 200, body)
+
+        # 1. SetConfig: renew-self with increment 0 must return a real auth block.
+        status, ctype, body = self.call("PUT", "/v1/auth/token/renew-self", {"increment": 0}, SEAL_TOKEN)
+        self.assertEqual((status, ctype), (200, "application/json"), body)
+        self.assertEqual(body["auth"]["client_token"], SEAL_TOKEN)
+        self.assertTrue(body["auth"]["renewable"])
+        self.assertEqual(body["auth"]["lease_duration"], 3600)
+        self.assertEqual(body["auth"]["policies"], ["autounseal"])
+        # 2. The test encrypt of "a" (YQ==) that sets the KeyId, then decrypt of it.
+        ct_a, key_id = self.seal_encrypt(b"a")
+        self.assertEqual(key_id, "v1")
+        self.assertEqual(self.seal_decrypt(ct_a), b"a")
+        # Initialization stores the wrapped barrier/recovery keys.
+        barrier = os.urandom(32)
+        recovery = os.urandom(32)
+        blob_barrier, _ = self.seal_encrypt(barrier)
+        blob_recovery, _ = self.seal_encrypt(recovery)
+        # 3. The health check: encrypt then decrypt "Heartbeat N".
+        for n in range(1, 4):
+            ct, kid = self.seal_encrypt(b"Heartbeat %d" % n)
+            self.assertEqual(kid, "v1")
+            self.assertEqual(self.seal_decrypt(ct), b"Heartbeat %d" % n)
+
+        # 4. The operator rotates the key; the seal's token may not.
+        status, _, _ = self.call("POST", "/v1/transit/keys/autounseal/rotate", {}, SEAL_TOKEN)
+        self.assertEqual(status, 403)
+        status, _, body = self.call("POST", "/v1/transit/keys/autounseal/rotate", {}, ADMIN_TOKEN)
+        self.assertEqual((status, body["data"]["latest_version"]), (200, 2))
+        # Old blobs still decrypt; new encryptions use v2.
+        self.assertEqual(self.seal_decrypt(blob_barrier), barrier)
+        _, kid = self.seal_encrypt(b"a")
+        self.assertEqual(kid, "v2")
+        # UpgradeKeys: a KeyId differs from the current one, so decrypt and re-encrypt.
+        upgraded, kid = self.seal_encrypt(self.seal_decrypt(blob_recovery))
+        self.assertEqual(kid, "v2")
+        self.assertEqual(self.seal_decrypt(upgraded), recovery)
+
+        # 5. A restart of rootseald (the seal's blobs outlive it): both versions still open.
+        self.stop()
+        self.start()
+        status, _, body = self.call("PUT", "/v1/auth/token/renew-self", {"increment": 0}, SEAL_TOKEN)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(self.seal_decrypt(blob_barrier), barrier)
+        self.assertEqual(self.seal_decrypt(upgraded), recovery)
+        self.assertEqual(self.seal_decrypt(ct_a), b"a")
+        ct, kid = self.seal_encrypt(b"Heartbeat 4")
+        self.assertEqual((kid, self.seal_decrypt(ct)), ("v2", b"Heartbeat 4"))
+        self.stop()
+
+        # Every request is in the audit log, denied ones too; no token, plaintext or blob.
+        with open(self.p("audit.log")) as f:
+            raw = f.read()
+        lines = [json.loads(l) for l in raw.splitlines()]
+        self.assertGreaterEqual(len(lines), 20)
+        self.assertTrue(all(l.get("client_cert", "").endswith("CN=vault-seal") for l in lines), lines[0])
+        denied = [l for l in lines if l["status"] == 403]
+        self.assertEqual([(l["outcome"], l["operation"]) for l in denied], [("denied", "rotate")])
+        self.assertTrue(denied[0]["accessor"])
+        for secret in (SEAL_TOKEN, ADMIN_TOKEN, ct_a, blob_barrier, blob_barrier.split(":")[2][:16], upgraded,
+                       b64(barrier), b64(recovery), "YQ==", "SGVhcnRiZWF0"):
+            self.assertNotIn(secret, raw)
+        cli = os.environ["ROOTSEAL_CLI"]
+        verify = subprocess.run([cli, "audit", "verify", self.p("audit.log")], capture_output=True)
+        self.assertEqual(verify.returncode, 0, verify.stderr)
+
+    # -- bad input over the real server ----------------------------------------
+
+    def test_bad_input_over_mutual_tls_leaves_the_daemon_serving(self):
+        self.start()
+        self.assertEqual(self.call("POST", "/v1/transit/keys/autounseal", {}, ADMIN_TOKEN)[0], 200)
+        good, _ = self.seal_encrypt(b"keep me")
+        # The short-lived token works while it lives (it expires during the slow clients below).
+        status, _, _ = self.call("PUT", "/v1/transit/encrypt/autounseal", {"plaintext": "YQ=="}, SHORT_TOKEN)
+        self.assertEqual(status, 200)
+
+        # A slow-loris client (half a header, then nothing) is cut by the header timeout (10 s) ...
+        slow = self.tls_socket()
+        slow.sendall(b"PUT /v1/transit/encrypt/autounseal HTTP/1.1\r\nHost: x\r\nX-Vault-Tok")
+        started = time.monotonic()
+        # ... while other clients are served meanwhile.
+        self.assertEqual(self.seal_decrypt(good), b"keep me")
+        try:
+            closed = slow.recv(1024)
+        except (ssl.SSLError, ConnectionError):
+            closed = b""
+        elapsed = time.monotonic() - started
+        slow.close()
+        self.assertEqual(closed, b"")  # closed without an answer
+        self.assertLess(elapsed, 25)
+        self.assertGreater(elapsed, 5)
+        # A client that stalls in the body is cut by the request timeout (2 s here).
+        stall = self.tls_socket()
+        stall.sendall(b"PUT /v1/transit/encrypt/autounseal HTTP/1.1\r\nHost: x\r\nX-Vault-Token: " +
+                      SEAL_TOKEN.encode() + b"\r\nContent-Length: 40\r\n\r\n{\"plaintext\":")
+        started = time.monotonic()
+        try:
+            closed = stall.recv(1024)
+        except (ssl.SSLError, ConnectionError):
+            closed = b""
+        stall.close()
+        self.assertEqual(closed, b"")
+        self.assertLess(time.monotonic() - started, 10)
+
+        # Oversized body: 413 with a JSON error, announced or not.
+        big = json.dumps({"plaintext": "A" * MAX_BODY}).encode()
+        status, ctype, body = self.call("PUT", "/v1/transit/encrypt/autounseal", token=SEAL_TOKEN, raw_body=big)
+        self.assertEqual((status, ctype), (413, "application/json"))
+        self.assertEqual(body, {"errors": ["request body too large"]})
+
+        # An expired token: 403 once its TTL has passed (polled, bounded).
+        wait_until(self.proc, self.log,
+                   lambda: self.call("GET", "/v1/auth/token/lookup-self", token=SHORT_TOKEN)[0] == 403,
+                   "the short token to expire", 15)
+        status, ctype, body = self.call("PUT", "/v1/transit/encrypt/autounseal", {"plaintext": "YQ=="}, SHORT_TOKEN)
+        self.assertEqual((status, ctype, body), (403, "application/json", {"errors": ["permission denied"]}))
+        status, _, body = self.call("PUT", "/v1/auth/token/renew-self", {"increment": 0}, SHORT_TOKEN)
+        self.assertEqual(status, 403)
+
+        # Malformed, mistyped, tampered, truncated, unknown key, another policy, wrong token.
+        tampered = good[:12] + ("A" if good[12] != "A" else "B") + good[13:]
+        cases = [
+            ("PUT", "/v1/transit/encrypt/autounseal", b'{"plaintext": ', SEAL_TOKEN, 400),
+            ("PUT", "/v1/transit/encrypt/autounseal", b'{"plaintext": 5}', SEAL_TOKEN, 400),
+            ("PUT", "/v1/transit/encrypt/autounseal", b'{"plaintext": "%%%"}', SEAL_TOKEN, 400),
+            ("PUT", "/v1/transit/decrypt/autounseal", json.dumps({"ciphertext": tampered}).encode(), SEAL_TOKEN, 400),
+            ("PUT", "/v1/transit/decrypt/autounseal", json.dumps({"ciphertext": good[:-8]}).encode(), SEAL_TOKEN, 400),
+            ("PUT", "/v1/transit/decrypt/other", json.dumps({"ciphertext": good}).encode(), SEAL_TOKEN, 403),
+            ("PUT", "/v1/transit/decrypt/autounseal", json.dumps({"ciphertext": good}).encode(), "s.wrong", 403),
+            ("GET", "/v1/transit/keys/autounseal", None, SEAL_TOKEN, 403),
+            ("PATCH", "/v1/transit/encrypt/autounseal", b"{}", SEAL_TOKEN, 405),
+            ("PUT", "/v1/transit/nothing/autounseal", b"{}", SEAL_TOKEN, 404),
+        ]
+        for method, path, raw, token, want in cases:
+            with self.subTest(method=method, path=path, body=(raw or b"")[:40]):
+                status, ctype, body = self.call(method, path, token=token, raw_body=raw)
+                self.assertEqual((status, ctype), (want, "application/json"), body)
+                self.assertIsInstance(body["errors"], list)
+
+        # Still up, nothing damaged.
+        self.assertIsNone(self.proc.poll())
+        self.assertEqual(self.seal_decrypt(good), b"keep me")
+        status, _, body = self.call("GET", "/v1/sys/health")
+        self.assertEqual((status, body["sealed"]), (200, False))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,204 @@
+// rootseal::sync::model — parsing and validation of ESO resources.
+#include <catch2/catch.hpp>
+
+#include <boost/json.hpp>
+
+#include "model/duration.hpp"
+#include "model/parse.hpp"
+
+using namespace rootseal::sync::model;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+namespace {
+json::value es_json(std::string_view spec, std::string_view api = "external-secrets.io/v1") {
+  return json::parse(R"({"apiVersion":")" + std::string(api) +
+                     R"(","kind":"ExternalSecret","metadata":{"name":"db","namespace":"team-a","uid":"u1","generation":3,
+                     "labels":{"app":"x"}},"spec":)" + std::string(spec) + "}");
+}
+std::string es_error(std::string_view spec) {
+  auto r = parse_external_secret(es_json(spec));
+  REQUIRE_FALSE(r.has_value());
+  return r.error().message;
+}
+}  // namespace
+
+TEST_CASE("Go durations parse like time.ParseDuration") {
+  CHECK(*parse_go_duration("1h30m") == 90min);
+  CHECK(*parse_go_duration("15m") == 15min);
+  CHECK(*parse_go_duration("0") == 0s);
+  CHECK(*parse_go_duration("1.5h") == 90min);
+  CHECK(*parse_go_duration("300ms") == 300ms);
+  CHECK(*parse_go_duration("1h0m0s") == 1h);
+  CHECK(*parse_go_duration("2us") == 2us);
+  CHECK_FALSE(parse_go_duration("").has_value());
+  CHECK_FALSE(parse_go_duration("-1h").has_value());
+  CHECK_FALSE(parse_go_duration("10").has_value());
+  CHECK_FALSE(parse_go_duration("1d").has_value());
+  CHECK_FALSE(parse_go_duration("h").has_value());
+  CHECK_FALSE(parse_go_duration("99999999999999h").has_value());
+  CHECK(format_go_duration(1h) == "1h0m0s");
+  CHECK(format_go_duration(90s) == "1m30s");
+  CHECK(format_go_duration(0s) == "0s");
+}
+
+TEST_CASE("an ExternalSecret v1 with data, dataFrom, template and policies parses into typed fields") {
+  auto r = parse_external_secret(es_json(R"({
+    "refreshInterval":"1h30m",
+    "secretStoreRef":{"name":"vault","kind":"ClusterSecretStore"},
+    "target":{"name":"db-creds","creationPolicy":"Merge","deletionPolicy":"Merge",
+              "template":{"type":"kubernetes.io/basic-auth","metadata":{"labels":{"l":"1"},"annotations":{"a":"2"}},
+                          "data":{"url":"postgres://{{ .user }}@db"}}},
+    "data":[{"secretKey":"user","remoteRef":{"key":"db/creds","property":"username","version":"3","decodingStrategy":"Base64"}}],
+    "dataFrom":[{"extract":{"key":"db/extra"}}]})"));
+  REQUIRE(r.has_value());
+  CHECK(r->meta.name == "db");
+  CHECK(r->meta.generation == 3);
+  CHECK(r->store_ref.kind == StoreKind::cluster_secret_store);
+  CHECK(r->refresh_interval == 90min);
+  CHECK(r->target.name == "db-creds");
+  CHECK(r->target.creation == CreationPolicy::merge);
+  CHECK(r->target.deletion == DeletionPolicy::merge);
+  REQUIRE(r->target.template_.has_value());
+  CHECK(*r->target.template_->type == "kubernetes.io/basic-auth");
+  CHECK(r->target.template_->labels.at("l") == "1");
+  CHECK(r->target.template_->data.at("url") == "postgres://{{ .user }}@db");
+  REQUIRE(r->data.size() == 1);
+  CHECK(r->data[0].remote_ref.key == "db/creds");
+  CHECK(r->data[0].remote_ref.property == "username");
+  CHECK(r->data[0].remote_ref.version == "3");
+  CHECK(r->data[0].remote_ref.decoding == DecodingStrategy::base64);
+  REQUIRE(r->data_from.size() == 1);
+  CHECK(r->data_from[0].extract.key == "db/extra");
+}
+
+TEST_CASE("v1beta1 ExternalSecrets are read the same and defaults follow ESO") {
+  auto r = parse_external_secret(es_json(R"({"secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})",
+                                         "external-secrets.io/v1beta1"));
+  REQUIRE(r.has_value());
+  CHECK(r->store_ref.kind == StoreKind::secret_store);
+  CHECK(r->refresh_interval == 1h);
+  CHECK(r->target.name == "db");
+  CHECK(r->target.creation == CreationPolicy::owner);
+  CHECK(r->target.deletion == DeletionPolicy::retain);
+  auto zero = parse_external_secret(es_json(R"({"refreshInterval":"0","secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})"));
+  REQUIRE(zero.has_value());
+  CHECK(zero->refresh_interval == 0s);
+  CHECK_FALSE(parse_external_secret(es_json(R"({"secretStoreRef":{"name":"s"},"data":[]})", "external-secrets.io/v2")).has_value());
+}
+
+TEST_CASE("invalid ExternalSecret specs give the field path and the reason") {
+  CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{}}]})") ==
+        "spec.data[0].remoteRef.key: required");
+  CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}},{"secretKey":"bad key!","remoteRef":{"key":"b"}}]})") ==
+        "spec.data[1].secretKey: not a valid Secret key ([-._a-zA-Z0-9]+)");
+  CHECK(es_error(R"({"refreshInterval":"1d","secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})") ==
+        "spec.refreshInterval: unknown unit 'd' in duration (ns, us, ms, s, m, h)");
+  CHECK(es_error(R"({"secretStoreRef":{"name":"s","kind":"Vault"},"data":[]})") ==
+        "spec.secretStoreRef.kind: unsupported value 'Vault' (supported: SecretStore, ClusterSecretStore)");
+  CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"target":{"creationPolicy":"Merge","deletionPolicy":"Delete"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})") ==
+        "spec.target.deletionPolicy: Delete is not allowed with creationPolicy Merge");
+  CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"dataFrom":[{"find":{"path":"x"}}]})") ==
+        "spec.dataFrom[0].find: not supported by rootseal");
+  CHECK(es_error(R"({"secretStoreRef":{"name":"s"}})") == "spec: one of data, dataFrom or target.template.data must be set");
+  CHECK(es_error(R"({"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})") ==
+        "spec.data[0]: no store: set spec.secretStoreRef or this item's sourceRef.storeRef");
+  CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"target":{"name":"Bad_Name"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})") ==
+        "spec.target.name: 'Bad_Name' is not a valid Secret name (RFC 1123 subdomain)");
+  CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a","decodingStrategy":"Hex"}}]})") ==
+        "spec.data[0].remoteRef.decodingStrategy: unsupported value 'Hex' (supported: None, Auto, Base64, Base64URL)");
+  CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"target":{"template":{"metadata":{"labels":{"x":"{{ .k }}"}}}},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})")
+            .starts_with("spec.target.template.metadata.labels.x: templates in metadata are not supported"));
+  CHECK(es_error(R"("nope")") == "spec: must be an object");
+}
+
+TEST_CASE("SecretStores: vault token and AppRole, aws secretRef, host credentials annotation") {
+  auto v = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"ns1"},
+    "spec":{"provider":{"vault":{"server":"https://vault:8200","path":"secret","namespace":"team",
+      "auth":{"appRole":{"path":"approle","roleId":"r-1","secretRef":{"name":"approle","key":"secret-id"}}}}}}})"));
+  REQUIRE(v.has_value());
+  CHECK(v->provider == SecretStore::Provider::vault);
+  CHECK(v->vault.namespace_ == "team");
+  CHECK(v->vault.auth.kind == VaultAuth::Kind::app_role);
+  CHECK(v->vault.auth.role_id == "r-1");
+  CHECK(v->vault.auth.secret_id_ref.namespace_ == "ns1");
+
+  auto a = parse_secret_store(json::parse(R"({"kind":"ClusterSecretStore","metadata":{"name":"aws"},
+    "spec":{"provider":{"aws":{"service":"SecretsManager","region":"eu-west-1","auth":{"secretRef":{
+      "accessKeyIDSecretRef":{"name":"aws","key":"id","namespace":"ops"},
+      "secretAccessKeySecretRef":{"name":"aws","key":"secret","namespace":"ops"}}}}},
+    "conditions":[{"namespaces":["team-a"]},{"namespaceRegexes":["^prod-"]},{"namespaceSelector":{"matchLabels":{"tier":"gold"}}}]}})"));
+  REQUIRE(a.has_value());
+  CHECK(a->kind == StoreKind::cluster_secret_store);
+  CHECK(a->aws.region == "eu-west-1");
+  CHECK(a->aws.access_key_id_ref.namespace_ == "ops");
+  CHECK(namespace_allowed(*a, "team-a", {}));
+  CHECK(namespace_allowed(*a, "prod-eu", {}));
+  CHECK(namespace_allowed(*a, "other", {{"tier", "gold"}}));
+  CHECK_FALSE(namespace_allowed(*a, "other", {{"tier", "silver"}}));
+  CHECK_FALSE(namespace_allowed(*a, "team-b", {}));
+
+  auto host = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"ns1",
+    "annotations":{"sync.rootseal.io/credentials":"central"}},"spec":{"provider":{"vault":{"server":"https://vault:8200"}}}})"));
+  REQUIRE(host.has_value());
+  CHECK(host->host_credentials == "central");
+  CHECK(host->vault.auth.kind == VaultAuth::Kind::host);
+}
+
+TEST_CASE("invalid SecretStores are refused with the field path") {
+  auto err = [](std::string_view text) {
+    auto r = parse_secret_store(json::parse(text));
+    REQUIRE_FALSE(r.has_value());
+    return r.error().message;
+  };
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"gcpsm":{}}}})") ==
+        "spec.provider.gcpsm: provider not served by rootseal's pull engine (vault, aws)");
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{"server":"vault:8200","auth":{}}}}})") ==
+        "spec.provider.vault.server: must be an http:// or https:// URL");
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{"server":"http://v","version":"v1","auth":{}}}}})") ==
+        "spec.provider.vault.version: unsupported value 'v1' (supported: v2)");
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{"server":"http://v",
+     "auth":{"tokenSecretRef":{"name":"t","key":"k","namespace":"other"}}}}}})") ==
+        "spec.provider.vault.auth.tokenSecretRef.namespace: a SecretStore may only reference Secrets in its own namespace");
+  CHECK(err(R"({"kind":"ClusterSecretStore","metadata":{"name":"v"},"spec":{"provider":{"vault":{"server":"http://v",
+     "auth":{"tokenSecretRef":{"name":"t","key":"k"}}}}}})") ==
+        "spec.provider.vault.auth.tokenSecretRef.namespace: required in a ClusterSecretStore");
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"aws":{"region":"x"}}}})")
+            .starts_with("spec.provider.aws.auth.secretRef: required"));
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"aws":{"region":"x",
+     "auth":{"secretRef":{"accessKeyIDSecretRef":{"name":"a","key":"b"},"secretAccessKeySecretRef":{"name":"a","key":"c"}}}}},
+     "conditions":[{"namespaces":["a"]}]}})") == "spec.conditions: only allowed on a ClusterSecretStore");
+  CHECK(err(R"({"kind":"ClusterSecretStore","metadata":{"name":"v"},"spec":{"provider":{"vault":{"server":"http://v",
+     "auth":{"tokenSecretRef":{"name":"t","key":"k","namespace":"n"}}}},"conditions":[{"namespaceRegexes":["(["]}]}})") ==
+        "spec.conditions[0].namespaceRegexes[0]: not a valid regular expression");
+}
+
+TEST_CASE("PushSecrets v1alpha1 parse, with the selector.remoteRef extension") {
+  auto p = parse_push_secret(json::parse(R"({"apiVersion":"external-secrets.io/v1alpha1","kind":"PushSecret",
+    "metadata":{"name":"p","namespace":"n"},"spec":{"refreshInterval":"10m","updatePolicy":"IfNotExists","deletionPolicy":"Delete",
+    "secretStoreRefs":[{"name":"aws","kind":"ClusterSecretStore"}],"selector":{"secret":{"name":"src"}},
+    "data":[{"match":{"secretKey":"pw","remoteRef":{"remoteKey":"app/pw","property":"password"}}}]}})"));
+  REQUIRE(p.has_value());
+  CHECK(p->source_secret == "src");
+  CHECK(p->update_policy == UpdatePolicy::if_not_exists);
+  CHECK(p->deletion_policy == PushDeletionPolicy::delete_);
+  CHECK(p->refresh_interval == 10min);
+  CHECK(p->data.at(0).remote_key == "app/pw");
+  CHECK(p->data.at(0).property == "password");
+
+  auto r = parse_push_secret(json::parse(R"({"apiVersion":"external-secrets.io/v1alpha1","kind":"PushSecret",
+    "metadata":{"name":"p","namespace":"n"},"spec":{"secretStoreRefs":[{"name":"aws"}],
+    "selector":{"remoteRef":{"storeRef":{"name":"vault"},"key":"db/creds","version":"2"}},
+    "data":[{"match":{"remoteRef":{"remoteKey":"db-creds"}}}]}})"));
+  REQUIRE(r.has_value());
+  REQUIRE(r->source_remote.has_value());
+  CHECK(r->source_remote->store.name == "vault");
+  CHECK(r->source_remote->ref.key == "db/creds");
+  CHECK(r->source_remote->ref.version == "2");
+
+  auto bad = parse_push_secret(json::parse(R"({"apiVersion":"external-secrets.io/v1alpha1","kind":"PushSecret",
+    "metadata":{"name":"p","namespace":"n"},"spec":{"secretStoreRefs":[{"name":"aws"}],"selector":{"secret":{"name":"s"}},
+    "data":[{"match":{"secretKey":"k","remoteRef":{}}}]}})"));
+  REQUIRE_FALSE(bad.has_value());
+  CHECK(bad.error().message == "spec.data[0].match.remoteRef.remoteKey: required");
+}

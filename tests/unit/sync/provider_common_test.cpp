@@ -1,0 +1,101 @@
+// Decoding strategies, the secure memory resources, and the rate limiter.
+#include <catch2/catch.hpp>
+
+#include <memory_resource>
+#include <string>
+#include <vector>
+
+#include "provider_test_util.hpp"
+#include "providers/common.hpp"
+#include "rootseal/kms/secure_memory_resource.hpp"
+#include "rootseal/sync/provider.hpp"
+
+using namespace rootseal;
+using namespace rootseal::test;
+
+TEST_CASE("decoding: ESO strategies None, Base64, Base64URL, Auto") {
+  using sync::DecodingStrategy;
+  auto dec = [](DecodingStrategy s, std::string in) { return sync::apply_decoding(s, secure(in)); };
+  CHECK(text(*dec(DecodingStrategy::none, "aGk=")) == "aGk=");
+  CHECK(text(*dec(DecodingStrategy::base64, "aGk=")) == "hi");
+  CHECK(text(*dec(DecodingStrategy::base64, "aGk")) == "hi");  // unpadded accepted
+  CHECK(text(*dec(DecodingStrategy::base64, "")) == "");
+  CHECK(text(*dec(DecodingStrategy::base64, "+/8=")) == "\xfb\xff");
+  CHECK(text(*dec(DecodingStrategy::base64url, "-_8=")) == "\xfb\xff");
+  CHECK_FALSE(dec(DecodingStrategy::base64, "-_8="));
+  CHECK_FALSE(dec(DecodingStrategy::base64url, "+/8="));
+  CHECK_FALSE(dec(DecodingStrategy::base64, "a"));
+  CHECK_FALSE(dec(DecodingStrategy::base64, "aGk=="));  // wrong padding
+  CHECK_FALSE(dec(DecodingStrategy::base64, "aGl="));   // non-zero trailing bits
+  CHECK_FALSE(dec(DecodingStrategy::base64, "aG k="));
+  CHECK(dec(DecodingStrategy::base64, "!!!!").error().code == kms::Errc::bad_base64);
+  CHECK(text(*dec(DecodingStrategy::auto_detect, "aGk=")) == "hi");
+  CHECK(text(*dec(DecodingStrategy::auto_detect, "-_8")) == "\xfb\xff");
+  CHECK(text(*dec(DecodingStrategy::auto_detect, "not base64!")) == "not base64!");
+
+  CHECK(*sync::parse_decoding_strategy("") == DecodingStrategy::none);
+  CHECK(*sync::parse_decoding_strategy("Base64URL") == DecodingStrategy::base64url);
+  CHECK(*sync::parse_decoding_strategy("Auto") == DecodingStrategy::auto_detect);
+  auto bad = sync::parse_decoding_strategy("base64");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message.find("Base64URL") != std::string::npos);
+}
+
+TEST_CASE("secure memory resource: allocations are locked, freed at once, and zeroized") {
+  const auto before = kms::secure_arena_stats();
+  kms::SecureMemoryResource mr;
+  {
+    std::pmr::vector<std::pmr::string> v(&mr);
+    for (int i = 0; i < 100; ++i) v.emplace_back(std::string(100, static_cast<char>('a' + i % 26)));
+    CHECK(mr.allocations() > 100);
+    CHECK(mr.in_use() >= 100 * 100);
+    CHECK(kms::secure_arena_stats().in_use_bytes >= before.in_use_bytes + 100 * 100);
+  }
+  CHECK(mr.allocations() == 0);
+  CHECK(mr.in_use() == 0);
+  CHECK(kms::secure_arena_stats().live_allocations == before.live_allocations);
+
+  kms::SecureMemoryResource limited(1000);
+  void* ok = limited.allocate(600, 8);
+  CHECK_THROWS_AS(limited.allocate(600, 8), std::bad_alloc);
+  CHECK_THROWS_AS(limited.allocate(8, 64), std::bad_alloc);  // alignment beyond the arena's
+  // Memory freed to the resource is wiped before reuse: write, free, and the
+  // next block of that size class from the arena comes back zeroed.
+  std::memset(ok, 0x5A, 600);
+  limited.deallocate(ok, 600, 8);
+  kms::SecureBytes again(600);
+  CHECK(std::all_of(again.data(), again.data() + again.size(), [](std::uint8_t b) { return b == 0; }));
+}
+
+TEST_CASE("secure memory resource: the monotonic arena grows geometrically within its limit") {
+  kms::SecureMonotonicResource mr(128, 4096);
+  std::vector<void*> ptrs;
+  for (int i = 0; i < 20; ++i) ptrs.push_back(mr.allocate(100, 8));
+  CHECK(mr.reserved() <= 4096);
+  CHECK(mr.reserved() >= 2000);
+  for (void* p : ptrs) CHECK(reinterpret_cast<std::uintptr_t>(p) % 8 == 0);
+  CHECK_THROWS_AS(mr.allocate(4096, 8), std::bad_alloc);
+  mr.release();
+  CHECK(mr.reserved() == 0);
+
+  // std::pmr containers on it, and SecureAllocator for default-constructed allocators.
+  kms::SecureMonotonicResource doc;
+  std::pmr::string s("a secret value long enough to leave the small string buffer", &doc);
+  CHECK(doc.reserved() > 0);
+  std::basic_string<char, std::char_traits<char>, kms::SecureAllocator<char>> held(200, 'x');
+  CHECK(held.size() == 200);
+}
+
+TEST_CASE("rate limiter: a burst passes at once, the rest at the configured rate") {
+  Loop loop;
+  sync::providers::RateLimiter limiter(20, 5);
+  const auto t0 = std::chrono::steady_clock::now();
+  loop.run([&]() -> boost::asio::awaitable<void> {
+    for (int i = 0; i < 15; ++i) co_await limiter.acquire();
+  }());
+  const auto took = std::chrono::steady_clock::now() - t0;
+  // 5 at once, 10 more at 20/s = 0.5 s.
+  CHECK(took >= std::chrono::milliseconds(450));
+  CHECK(took < std::chrono::milliseconds(2000));
+  CHECK(limiter.acquired() == 15);
+}

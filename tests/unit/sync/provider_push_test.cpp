@@ -1,0 +1,470 @@
+// Push providers. AWS Secrets Manager against moto_server, every result read
+// back with the aws CLI (an independent client).
+#include <catch2/catch.hpp>
+
+#include <boost/json.hpp>
+
+#include "process_util.hpp"
+#include "provider_test_util.hpp"
+#include "providers/aws_sm.hpp"
+#include "rootseal/kms/encoding.hpp"
+
+#include <fstream>
+
+using namespace rootseal;
+using namespace rootseal::test;
+namespace json = boost::json;
+
+namespace {
+
+sync::AwsSpec moto_spec(const Moto& moto) {
+  sync::AwsSpec s;
+  s.region = "us-east-1";
+  s.endpoint = moto.url();
+  s.access_key_id = secure("testing");
+  s.secret_access_key = secure("testing");
+  return s;
+}
+
+std::shared_ptr<sync::providers::AwsSecretsManager> make(Loop& loop, sync::AwsSpec spec) {
+  auto p = sync::providers::make_aws_provider(loop.io.get_executor(), std::move(spec));
+  REQUIRE(p);
+  return *p;
+}
+
+json::value aws_json(const Moto& moto, const std::string& args) {
+  const auto r = moto.aws(args);
+  INFO(r.out);
+  REQUIRE(r.status == 0);
+  return json::parse(r.out);
+}
+
+std::string cli_value(const Moto& moto, const std::string& name) {
+  return std::string(aws_json(moto, "secretsmanager get-secret-value --secret-id " + name).at("SecretString").as_string());
+}
+
+std::size_t cli_versions(const Moto& moto, const std::string& name) {
+  return aws_json(moto, "secretsmanager list-secret-version-ids --secret-id " + name).at("Versions").as_array().size();
+}
+
+bool cli_managed(const json::value& describe) {
+  for (const auto& t : describe.at("Tags").as_array()) {
+    if (t.at("Key") == "managed-by" && t.at("Value") == "rootseal") return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("aws push: creates tagged, writes only on change, one version per change") {
+  Moto moto;
+  Loop loop;
+  auto p = make(loop, moto_spec(moto));
+
+  auto first = loop.run(p->put_if_changed({"prod/api-key", ""}, secure("v1-secret")));
+  REQUIRE(first);
+  CHECK(first->written);
+  CHECK(first->created);
+  CHECK_FALSE(first->version.empty());
+  CHECK(cli_value(moto, "prod/api-key") == "v1-secret");
+  CHECK(cli_managed(aws_json(moto, "secretsmanager describe-secret --secret-id prod/api-key")));
+
+  const auto writes_before = p->counters().writes.load();
+  for (int i = 0; i < 10; ++i) {
+    auto same = loop.run(p->put_if_changed({"prod/api-key", ""}, secure("v1-secret")));
+    REQUIRE(same);
+    CHECK_FALSE(same->written);
+  }
+  CHECK(p->counters().writes == writes_before);  // ten idle refreshes: zero writes
+  CHECK(cli_versions(moto, "prod/api-key") == 1);
+
+  auto changed = loop.run(p->put_if_changed({"prod/api-key", ""}, secure("v2-secret")));
+  REQUIRE(changed);
+  CHECK(changed->written);
+  CHECK_FALSE(changed->created);
+  CHECK(cli_value(moto, "prod/api-key") == "v2-secret");
+  CHECK(cli_versions(moto, "prod/api-key") == 2);
+
+  auto state = loop.run(p->describe("prod/api-key"));
+  REQUIRE(state);
+  CHECK(state->exists);
+  CHECK(state->managed);
+}
+
+TEST_CASE("aws push: a secret without the managed-by tag is never overwritten or deleted") {
+  Moto moto;
+  aws_json(moto, "secretsmanager create-secret --name theirs --secret-string original");
+  aws_json(moto, "secretsmanager create-secret --name tagged-other --secret-string x --tags Key=managed-by,Value=external-secrets");
+  Loop loop;
+  auto p = make(loop, moto_spec(moto));
+  for (const std::string name : {"theirs", "tagged-other"}) {
+    auto r = loop.run(p->put_if_changed({name, ""}, secure("mine")));
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == kms::Errc::permission_denied);
+    CHECK(r.error().message.find("not managed by rootseal") != std::string::npos);
+    CHECK(r.error().message.find("mine") == std::string::npos);
+    auto del = loop.run(p->remove({name, ""}));
+    REQUIRE_FALSE(del);
+    CHECK(del.error().code == kms::Errc::permission_denied);
+    auto ens = loop.run(p->ensure_managed(name));
+    REQUIRE_FALSE(ens);
+  }
+  CHECK(cli_value(moto, "theirs") == "original");
+  CHECK(cli_versions(moto, "theirs") == 1);
+  auto state = loop.run(p->describe("theirs"));
+  REQUIRE(state);
+  CHECK(state->exists);
+  CHECK_FALSE(state->managed);
+}
+
+TEST_CASE("aws push: properties merge into a JSON object, IfNotExists leaves values alone, binary values") {
+  Moto moto;
+  Loop loop;
+  auto p = make(loop, moto_spec(moto));
+  REQUIRE(loop.run(p->put_if_changed({"app/cfg", "user"}, secure("alice"))));
+  REQUIRE(loop.run(p->put_if_changed({"app/cfg", "pass"}, secure("pw1"))));
+  CHECK(json::parse(cli_value(moto, "app/cfg")) == json::parse(R"({"user":"alice","pass":"pw1"})"));
+  auto same = loop.run(p->put_if_changed({"app/cfg", "pass"}, secure("pw1")));
+  REQUIRE(same);
+  CHECK_FALSE(same->written);
+  REQUIRE(loop.run(p->remove({"app/cfg", "pass"})));
+  CHECK(json::parse(cli_value(moto, "app/cfg")) == json::parse(R"({"user":"alice"})"));
+
+  auto keep = loop.run(p->put_if_changed({"app/cfg", ""}, secure("other"), /*if_not_exists=*/true));
+  REQUIRE(keep);
+  CHECK_FALSE(keep->written);
+  CHECK(json::parse(cli_value(moto, "app/cfg")) == json::parse(R"({"user":"alice"})"));
+
+  const std::string binary("\x00\x01\xfe\xff", 4);
+  auto bin = loop.run(p->put_if_changed({"app/bin", ""}, secure(binary)));
+  REQUIRE(bin);
+  CHECK(bin->written);
+  const auto got = aws_json(moto, "secretsmanager get-secret-value --secret-id app/bin");
+  CHECK(got.at("SecretBinary") == "AAH+/w==");
+  auto again = loop.run(p->put_if_changed({"app/bin", ""}, secure(binary)));
+  REQUIRE(again);
+  CHECK_FALSE(again->written);
+
+  auto bad_name = loop.run(p->put_if_changed({"bad name!", ""}, secure("x")));
+  REQUIRE_FALSE(bad_name);
+  CHECK(bad_name.error().code == kms::Errc::invalid_argument);
+}
+
+TEST_CASE("aws push: remove deletes with the configured recovery window, only managed secrets") {
+  Moto moto;
+  Loop loop;
+  auto spec = moto_spec(moto);
+  spec.recovery_window_days = 7;
+  auto p = make(loop, std::move(spec));
+  REQUIRE(loop.run(p->put_if_changed({"gone-soon", ""}, secure("x"))));
+  REQUIRE(loop.run(p->remove({"gone-soon", ""})));
+  const auto d = aws_json(moto, "secretsmanager describe-secret --secret-id gone-soon");
+  REQUIRE(d.as_object().contains("DeletedDate"));
+  REQUIRE(loop.run(p->remove({"gone-soon", ""})));  // already scheduled: fine
+  REQUIRE(loop.run(p->remove({"never-existed", ""})));
+
+  // Pushing again restores the secret scheduled for deletion.
+  auto back = loop.run(p->put_if_changed({"gone-soon", ""}, secure("y")));
+  REQUIRE(back);
+  CHECK(cli_value(moto, "gone-soon") == "y");
+
+  auto force_spec = moto_spec(moto);
+  force_spec.force_delete_without_recovery = true;
+  auto f = make(loop, std::move(force_spec));
+  REQUIRE(loop.run(f->remove({"gone-soon", ""})));
+  const auto r = moto.aws("secretsmanager describe-secret --secret-id gone-soon");
+  CHECK(r.status != 0);
+  CHECK(r.out.find("ResourceNotFoundException") != std::string::npos);
+}
+
+TEST_CASE("aws push: ensure_managed creates an empty tagged secret, then the first value is written") {
+  Moto moto;
+  Loop loop;
+  auto p = make(loop, moto_spec(moto));
+  auto e = loop.run(p->ensure_managed("empty/one"));
+  REQUIRE(e);
+  CHECK(e->exists);
+  CHECK(e->managed);
+  CHECK(cli_managed(aws_json(moto, "secretsmanager describe-secret --secret-id empty/one")));
+  auto w = loop.run(p->put_if_changed({"empty/one", ""}, secure("first")));
+  REQUIRE(w);
+  CHECK(w->written);
+  CHECK(cli_value(moto, "empty/one") == "first");
+}
+
+TEST_CASE("aws push: the write limiter holds writes to the configured rate") {
+  Moto moto;
+  Loop loop;
+  auto spec = moto_spec(moto);
+  spec.writes_per_second = 5;
+  auto p = make(loop, std::move(spec));
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 10; ++i) {
+    auto r = loop.run(p->put_if_changed({"rate/" + std::to_string(i), ""}, secure("v")));
+    REQUIRE(r);
+    CHECK(r->written);
+  }
+  // A burst of 5, then 5 more at 5/s: at least ~1 s.
+  CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(900));
+  CHECK(p->counters().writes == 10);
+}
+
+// ---- Azure Key Vault (tests/doubles/azure_keyvault) ------------------------------------
+
+#include "providers/azure_kv.hpp"
+#include "providers/gcp_sm.hpp"
+#include "temp_dir.hpp"
+
+namespace {
+
+struct Azure {
+  PyDouble d{"azure_keyvault", {"--tenant", "tenant-1", "--client", "client-1:client-secret-1", "--token", "reader-token"}};
+  // Reads through the vault REST API with a static token (an independent client: curl).
+  json::value get(const std::string& path) const {
+    const auto r = run_command("curl -s -H 'Authorization: Bearer reader-token' '" + d.url() + path +
+                               (path.find('?') == std::string::npos ? "?" : "&") + "api-version=7.4'");
+    REQUIRE(r.status == 0);
+    return json::parse(r.out);
+  }
+  void put_unmanaged(const std::string& name, const std::string& value) const {
+    const auto r = run_command("curl -sf -X PUT -H 'Authorization: Bearer reader-token' -H 'Content-Type: application/json' -d '{\"value\":\"" +
+                               value + "\"}' '" + d.url() + "/secrets/" + name + "?api-version=7.4'");
+    REQUIRE(r.status == 0);
+  }
+  void admin(const std::string& path, const std::string& body = "{}") const {
+    REQUIRE(run_command("curl -sf -X POST -d '" + body + "' " + d.url() + "/_double/" + path).status == 0);
+  }
+  sync::AzureSpec spec() const {
+    sync::AzureSpec s;
+    s.vault_url = d.url();
+    s.authority_host = d.url();
+    s.tenant_id = "tenant-1";
+    s.client_id = "client-1";
+    s.client_secret = secure("client-secret-1");
+    return s;
+  }
+};
+
+std::shared_ptr<sync::providers::AzureKeyVault> make_azure(Loop& loop, sync::AzureSpec spec) {
+  auto p = sync::providers::make_azure_provider(loop.io.get_executor(), std::move(spec));
+  REQUIRE(p);
+  return *p;
+}
+
+}  // namespace
+
+TEST_CASE("azure push: PUT only on change, tagged, one token for many calls") {
+  Azure az;
+  Loop loop;
+  auto p = make_azure(loop, az.spec());
+  REQUIRE(loop.run(p->validate()));
+  auto first = loop.run(p->put_if_changed({"db-password", ""}, secure("pw-1")));
+  REQUIRE(first);
+  CHECK(first->written);
+  CHECK(first->created);
+  CHECK_FALSE(first->version.empty());
+  const auto got = az.get("/secrets/db-password");
+  CHECK(got.at("value") == "pw-1");
+  CHECK(got.at("tags").at("managed-by") == "rootseal");
+
+  for (int i = 0; i < 10; ++i) {
+    auto same = loop.run(p->put_if_changed({"db-password", ""}, secure("pw-1")));
+    REQUIRE(same);
+    CHECK_FALSE(same->written);
+  }
+  CHECK(p->counters().writes == 1);
+  auto changed = loop.run(p->put_if_changed({"db-password", ""}, secure("pw-2")));
+  REQUIRE(changed);
+  CHECK(changed->written);
+  CHECK(az.get("/secrets/db-password").at("value") == "pw-2");
+  CHECK(az.get("/secrets/db-password/versions").at("value").as_array().size() == 2);
+  CHECK(p->counters().token_requests == 1);
+
+  // Property pushes merge into a JSON object.
+  REQUIRE(loop.run(p->put_if_changed({"app-cfg", "user"}, secure("alice"))));
+  REQUIRE(loop.run(p->put_if_changed({"app-cfg", "pass"}, secure("pw"))));
+  CHECK(json::parse(std::string(az.get("/secrets/app-cfg").at("value").as_string())) ==
+        json::parse(R"({"user":"alice","pass":"pw"})"));
+}
+
+TEST_CASE("azure push: unmanaged secrets are refused, names validated, deletes only managed") {
+  Azure az;
+  az.put_unmanaged("theirs", "original");
+  Loop loop;
+  auto p = make_azure(loop, az.spec());
+  auto r = loop.run(p->put_if_changed({"theirs", ""}, secure("mine")));
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == kms::Errc::permission_denied);
+  CHECK(az.get("/secrets/theirs").at("value") == "original");
+  auto del = loop.run(p->remove({"theirs", ""}));
+  REQUIRE_FALSE(del);
+  CHECK(del.error().code == kms::Errc::permission_denied);
+  auto bad = loop.run(p->put_if_changed({"under_score", ""}, secure("x")));
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().code == kms::Errc::invalid_argument);
+
+  REQUIRE(loop.run(p->put_if_changed({"mine", ""}, secure("x"))));
+  REQUIRE(loop.run(p->remove({"mine", ""})));
+  CHECK(az.get("/secrets/mine").at("error").at("code") == "SecretNotFound");
+  REQUIRE(loop.run(p->remove({"mine", ""})));  // already gone: fine
+}
+
+TEST_CASE("azure push: an expired token is replaced once, 429 waits for Retry-After, bad credentials are clear") {
+  Azure az;
+  Loop loop;
+  auto p = make_azure(loop, az.spec());
+  REQUIRE(loop.run(p->put_if_changed({"s1", ""}, secure("a"))));
+  CHECK(p->counters().token_requests == 1);
+  az.admin("expire-tokens");
+  auto again = loop.run(p->put_if_changed({"s1", ""}, secure("b")));
+  REQUIRE(again);
+  CHECK(again->written);
+  CHECK(p->counters().token_requests == 2);
+
+  az.admin("faults", R"({"status":429,"count":2,"retry_after":1,"path":"/secrets/s1"})");
+  const auto t0 = std::chrono::steady_clock::now();
+  auto throttled = loop.run(p->put_if_changed({"s1", ""}, secure("c")));
+  REQUIRE(throttled);
+  CHECK(throttled->written);
+  CHECK(p->counters().throttled == 2);
+  CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(1900));
+  CHECK(az.get("/secrets/s1").at("value") == "c");
+
+  auto wrong = az.spec();
+  wrong.client_secret = secure("nope");
+  auto bad = make_azure(loop, std::move(wrong));
+  auto denied = loop.run(bad->put_if_changed({"s1", ""}, secure("d")));
+  REQUIRE_FALSE(denied);
+  CHECK(denied.error().code == kms::Errc::permission_denied);
+  CHECK(denied.error().message.find("nope") == std::string::npos);
+}
+
+// ---- GCP Secret Manager (tests/doubles/gcp_secretmanager) ------------------------------
+
+namespace {
+
+struct Gcp {
+  TempDir dir{"rootseal-gcp"};
+  std::string key_json;
+  std::unique_ptr<PyDouble> d;
+  Gcp() {
+    REQUIRE(run_command("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " + (dir / "sa.pem").string() +
+                        " 2>/dev/null").status == 0);
+    std::ifstream in(dir / "sa.pem");
+    const std::string pem((std::istreambuf_iterator<char>(in)), {});
+    // The token_uri is filled in once the port is known: written twice.
+    const auto write = [&](const std::string& token_uri) {
+      json::object o;
+      o["type"] = "service_account";
+      o["project_id"] = "proj-1";
+      o["private_key_id"] = "key-1";
+      o["private_key"] = pem;
+      o["client_email"] = "sync@proj-1.iam.gserviceaccount.com";
+      o["token_uri"] = token_uri;
+      key_json = json::serialize(o);
+      std::ofstream(dir / "sa.json") << key_json;
+    };
+    write("https://oauth2.googleapis.com/token");
+    d = std::make_unique<PyDouble>("gcp_secretmanager", std::vector<std::string>{
+        "--service-account", (dir / "sa.json").string(), "--project", "proj-1:123456", "--token", "reader-token"});
+    write(d->url() + "/token");
+  }
+  json::value get(const std::string& path) const {
+    const auto r = run_command("curl -s -H 'Authorization: Bearer reader-token' '" + d->url() + path + "'");
+    REQUIRE(r.status == 0);
+    return json::parse(r.out);
+  }
+  sync::GcpSpec spec() const {
+    sync::GcpSpec s;
+    s.project_id = "proj-1";
+    s.endpoint = d->url();
+    s.service_account_json = secure(key_json);
+    return s;
+  }
+};
+
+std::shared_ptr<sync::providers::GcpSecretManager> make_gcp(Loop& loop, sync::GcpSpec spec) {
+  auto p = sync::providers::make_gcp_provider(loop.io.get_executor(), std::move(spec));
+  REQUIRE(p);
+  return *p;
+}
+
+std::string gcp_latest(const Gcp& g, const std::string& id) {
+  const auto a = g.get("/v1/projects/proj-1/secrets/" + id + "/versions/latest:access");
+  auto raw = kms::base64_decode(std::string_view(a.at("payload").at("data").as_string()));
+  REQUIRE(raw);
+  return std::string(raw->begin(), raw->end());
+}
+
+}  // namespace
+
+TEST_CASE("gcp: CRC32C matches the Castagnoli check value") {
+  const std::string_view check = "123456789";
+  CHECK(sync::providers::crc32c({reinterpret_cast<const std::uint8_t*>(check.data()), check.size()}) == 0xE3069283u);
+  CHECK(sync::providers::crc32c({}) == 0u);
+}
+
+TEST_CASE("gcp push: service-account JWT token cached, labelled secret, addVersion only on change") {
+  Gcp g;
+  Loop loop;
+  auto p = make_gcp(loop, g.spec());
+  REQUIRE(loop.run(p->validate()));
+  auto first = loop.run(p->put_if_changed({"api-key", ""}, secure("k1")));
+  REQUIRE(first);
+  CHECK(first->written);
+  CHECK(first->created);
+  CHECK(first->version == "1");
+  const auto s = g.get("/v1/projects/proj-1/secrets/api-key");
+  CHECK(s.at("labels").at("managed-by") == "rootseal");
+  CHECK(s.at("replication").as_object().contains("automatic"));
+  CHECK(gcp_latest(g, "api-key") == "k1");
+
+  for (int i = 0; i < 10; ++i) {
+    auto same = loop.run(p->put_if_changed({"api-key", ""}, secure("k1")));
+    REQUIRE(same);
+    CHECK_FALSE(same->written);
+  }
+  CHECK(p->counters().writes == 2);  // create + first addVersion
+  auto changed = loop.run(p->put_if_changed({"api-key", ""}, secure("k2")));
+  REQUIRE(changed);
+  CHECK(changed->version == "2");
+  CHECK(gcp_latest(g, "api-key") == "k2");
+  CHECK(g.get("/v1/projects/proj-1/secrets/api-key/versions").at("versions").as_array().size() == 2);
+  CHECK(p->counters().token_requests == 1);
+
+  const std::string binary("\x00\xff\x01", 3);
+  REQUIRE(loop.run(p->put_if_changed({"bin", ""}, secure(binary))));
+  CHECK(gcp_latest(g, "bin") == binary);
+}
+
+TEST_CASE("gcp push: unmanaged secrets refused, remove deletes managed ones, bad keys refused") {
+  Gcp g;
+  REQUIRE(run_command("curl -sf -X POST -H 'Authorization: Bearer reader-token' -d '{\"replication\":{\"automatic\":{}}}' '" +
+                      g.d->url() + "/v1/projects/proj-1/secrets?secretId=theirs'").status == 0);
+  Loop loop;
+  auto p = make_gcp(loop, g.spec());
+  auto r = loop.run(p->put_if_changed({"theirs", ""}, secure("x")));
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == kms::Errc::permission_denied);
+  CHECK_FALSE(loop.run(p->remove({"theirs", ""})));
+  CHECK(g.get("/v1/projects/proj-1/secrets/theirs/versions").as_object().empty());
+
+  auto e = loop.run(p->ensure_managed("mine"));
+  REQUIRE(e);
+  CHECK(e->managed);
+  REQUIRE(loop.run(p->put_if_changed({"mine", ""}, secure("v"))));
+  REQUIRE(loop.run(p->remove({"mine", ""})));
+  CHECK(g.get("/v1/projects/proj-1/secrets/mine").at("error").at("code") == 404);
+
+  auto bad_id = loop.run(p->put_if_changed({"has/slash", ""}, secure("x")));
+  REQUIRE_FALSE(bad_id);
+  CHECK(bad_id.error().code == kms::Errc::invalid_argument);
+
+  Loop loop2;
+  auto spec = g.spec();
+  spec.service_account_json = secure(R"({"client_email":"x@y","private_key":"not a key"})");
+  auto broken = make_gcp(loop2, std::move(spec));
+  auto denied = loop2.run(broken->put_if_changed({"mine", ""}, secure("v")));
+  REQUIRE_FALSE(denied);
+  CHECK(denied.error().code == kms::Errc::invalid_argument);
+}

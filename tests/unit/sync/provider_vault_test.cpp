@@ -1,0 +1,250 @@
+// The Vault KV v2 provider against tests/doubles/vault_kv (checked against hvac
+// by its own tests): token and AppRole auth, one login reused and renewed,
+// re-login on 403 or failed renewal, namespaces, versions, properties, decoding.
+#include <catch2/catch.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/json.hpp>
+
+#include "process_util.hpp"
+#include "provider_test_util.hpp"
+#include "providers/vault_kv2.hpp"
+
+using namespace rootseal;
+using namespace rootseal::test;
+namespace json = boost::json;
+
+namespace {
+
+void vault_put(const PyDouble& v, const std::string& path, const std::string& data_json, const std::string& ns = "") {
+  const auto r = run_command("curl -sf -X POST -H 'X-Vault-Token: root' " +
+                             (ns.empty() ? std::string() : "-H 'X-Vault-Namespace: " + ns + "' ") + "-d '{\"data\":" +
+                             data_json + "}' " + v.url() + "/v1/secret/data/" + path);
+  REQUIRE(r.status == 0);
+}
+
+json::value admin(const PyDouble& v, const std::string& method, const std::string& path, const std::string& body = "{}") {
+  const auto r = run_command("curl -sf -X " + method + " -d '" + body + "' " + v.url() + "/_double/" + path);
+  REQUIRE(r.status == 0);
+  return json::parse(r.out);
+}
+
+sync::VaultSpec token_spec(const PyDouble& v, std::string token = "root") {
+  sync::VaultSpec s;
+  s.server = v.url();
+  s.token = secure(token);
+  return s;
+}
+
+std::shared_ptr<sync::providers::VaultKv2Provider> make(Loop& loop, sync::VaultSpec spec) {
+  auto p = sync::providers::make_vault_provider(loop.io.get_executor(), std::move(spec));
+  REQUIRE(p);
+  return *p;
+}
+
+sync::RemoteRef ref(std::string key, std::string property = "", std::string version = "",
+                    sync::DecodingStrategy d = sync::DecodingStrategy::none) {
+  return {std::move(key), std::move(property), std::move(version), d};
+}
+
+}  // namespace
+
+TEST_CASE("vault provider: token auth reads whole values, properties, nested properties, versions") {
+  PyDouble vault("vault_kv");
+  vault_put(vault, "team/app", R"({"user":"alice","pass":"s3cret","cfg":{"db":{"host":"db1"}},"a.b":"literal","b64":"aGVsbG8gd29ybGQ=","url":"aGk_Pz4-"})");
+  vault_put(vault, "team/app", R"({"user":"bob","pass":"rotated","cfg":{"db":{"host":"db2"}},"a.b":"literal","b64":"aGVsbG8gd29ybGQ=","url":"aGk_Pz4-"})");
+  Loop loop;
+  auto p = make(loop, token_spec(vault));
+
+  auto whole = loop.run(p->fetch(ref("team/app")));
+  REQUIRE(whole);
+  auto doc = json::parse(text(*whole));
+  CHECK(doc.at("user") == "bob");
+  CHECK(doc.at("cfg").at("db").at("host") == "db2");
+
+  auto user = loop.run(p->fetch(ref("team/app", "user")));
+  REQUIRE(user);
+  CHECK(text(*user) == "bob");
+  auto v1 = loop.run(p->fetch(ref("team/app", "pass", "1")));
+  REQUIRE(v1);
+  CHECK(text(*v1) == "s3cret");
+  auto nested = loop.run(p->fetch(ref("team/app", "cfg.db.host")));
+  REQUIRE(nested);
+  CHECK(text(*nested) == "db2");
+  auto object = loop.run(p->fetch(ref("team/app", "cfg")));
+  REQUIRE(object);
+  CHECK(json::parse(text(*object)) == json::parse(R"({"db":{"host":"db2"}})"));
+  auto literal = loop.run(p->fetch(ref("/team/app", "a.b")));
+  REQUIRE(literal);
+  CHECK(text(*literal) == "literal");
+  auto b64 = loop.run(p->fetch(ref("team/app", "b64", "", sync::DecodingStrategy::base64)));
+  REQUIRE(b64);
+  CHECK(text(*b64) == "hello world");
+  auto b64url = loop.run(p->fetch(ref("team/app", "url", "", sync::DecodingStrategy::base64url)));
+  REQUIRE(b64url);
+  CHECK(text(*b64url) == "hi?\?>>");
+  auto autod = loop.run(p->fetch(ref("team/app", "user", "", sync::DecodingStrategy::auto_detect)));
+  REQUIRE(autod);
+  CHECK(text(*autod) == "bob");  // "bob" is not base64 (length 3): left as is
+  auto bad = loop.run(p->fetch(ref("team/app", "user", "", sync::DecodingStrategy::base64)));
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().code == kms::Errc::bad_base64);
+
+  auto all = loop.run(p->fetch_all(ref("team/app")));
+  REQUIRE(all);
+  CHECK(all->size() == 6);
+  CHECK(text(all->at("pass")) == "rotated");
+  CHECK(json::parse(text(all->at("cfg"))) == json::parse(R"({"db":{"host":"db2"}})"));
+  auto sub = loop.run(p->fetch_all(ref("team/app", "cfg.db")));
+  REQUIRE(sub);
+  CHECK(sub->size() == 1);
+  CHECK(text(sub->at("host")) == "db2");
+
+  // One token lookup for all of the above: the token is reused, not re-checked per fetch.
+  CHECK(p->counters().lookups == 1);
+  CHECK(p->counters().logins == 0);
+}
+
+TEST_CASE("vault provider: missing secrets, versions and properties are not_found, bad refs invalid_argument") {
+  PyDouble vault("vault_kv");
+  vault_put(vault, "app", R"({"k":"v"})");
+  Loop loop;
+  auto p = make(loop, token_spec(vault));
+  auto missing = loop.run(p->fetch(ref("nope")));
+  REQUIRE_FALSE(missing);
+  CHECK(missing.error().code == kms::Errc::not_found);
+  auto no_version = loop.run(p->fetch(ref("app", "", "7")));
+  REQUIRE_FALSE(no_version);
+  CHECK(no_version.error().code == kms::Errc::not_found);
+  auto no_prop = loop.run(p->fetch(ref("app", "other")));
+  REQUIRE_FALSE(no_prop);
+  CHECK(no_prop.error().code == kms::Errc::not_found);
+  auto bad_version = loop.run(p->fetch(ref("app", "", "latest")));
+  REQUIRE_FALSE(bad_version);
+  CHECK(bad_version.error().code == kms::Errc::invalid_argument);
+  auto traversal = loop.run(p->fetch(ref("../sys/seal")));
+  REQUIRE_FALSE(traversal);
+  CHECK(traversal.error().code == kms::Errc::invalid_argument);
+}
+
+TEST_CASE("vault provider: a bad token is permission_denied and the message carries no token") {
+  PyDouble vault("vault_kv");
+  Loop loop;
+  auto p = make(loop, token_spec(vault, "s.not-a-real-token"));
+  auto r = loop.run(p->fetch(ref("app")));
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == kms::Errc::permission_denied);
+  CHECK(r.error().message.find("s.not-a-real-token") == std::string::npos);
+  auto v = loop.run(p->validate());
+  CHECK_FALSE(v);
+}
+
+TEST_CASE("vault provider: AppRole logs in once for many concurrent fetches and renews before expiry") {
+  PyDouble vault("vault_kv");
+  vault_put(vault, "app", R"({"k":"v"})");
+  const auto role = admin(vault, "POST", "approle", R"({"name":"sync","token_ttl":2,"token_max_ttl":3600})");
+  sync::VaultSpec spec;
+  spec.server = vault.url();
+  spec.role_id = std::string(role.at("role_id").as_string());
+  spec.secret_id = secure(std::string(role.at("secret_id").as_string()));
+  Loop loop;
+  auto p = make(loop, std::move(spec));
+
+  // The coroutines hold the RemoteRef by reference: it must outlive them.
+  const auto shared_ref = ref("app", "k");
+  std::vector<std::future<kms::Result<kms::SecureBytes>>> futures;
+  for (int i = 0; i < 20; ++i) futures.push_back(boost::asio::co_spawn(loop.io, p->fetch(shared_ref), boost::asio::use_future));
+  for (auto& f : futures) {
+    auto r = f.get();
+    REQUIRE(r);
+    CHECK(text(*r) == "v");
+  }
+  CHECK(p->counters().logins == 1);
+  CHECK(admin(vault, "GET", "state").at("logins") == 1);
+
+  // The token lives 2 s; fetches past half of it renew (renew-self), never log in again.
+  REQUIRE(wait_until([&] {
+    auto r = loop.run(p->fetch(ref("app", "k")));
+    return r && p->counters().renewals >= 2;
+  }, std::chrono::seconds(10)));
+  CHECK(p->counters().logins == 1);
+  CHECK(admin(vault, "GET", "state").at("renewals").as_int64() >= 2);
+  CHECK(admin(vault, "GET", "state").at("logins") == 1);
+}
+
+TEST_CASE("vault provider: AppRole logs in again after a 403 or a failed renewal, not otherwise") {
+  PyDouble vault("vault_kv");
+  vault_put(vault, "app", R"({"k":"v"})");
+  const auto role = admin(vault, "POST", "approle", R"({"name":"sync","token_ttl":2,"token_max_ttl":3600})");
+  sync::VaultSpec spec;
+  spec.server = vault.url();
+  spec.role_id = std::string(role.at("role_id").as_string());
+  spec.secret_id = secure(std::string(role.at("secret_id").as_string()));
+  Loop loop;
+  auto p = make(loop, std::move(spec));
+  REQUIRE(loop.run(p->fetch(ref("app", "k"))));
+  CHECK(p->counters().logins == 1);
+
+  // A 403 on the read (token revoked behind our back): one fresh login, then success.
+  admin(vault, "POST", "faults", R"({"status":403,"count":1,"method":"GET","path":"/v1/secret/data/app"})");
+  auto r = loop.run(p->fetch(ref("app", "k")));
+  REQUIRE(r);
+  CHECK(text(*r) == "v");
+  CHECK(p->counters().logins == 2);
+
+  // Renewal refused: the provider logs in afresh instead of failing.
+  admin(vault, "POST", "faults", R"({"status":403,"count":10,"path":"renew-self"})");
+  REQUIRE(wait_until([&] {
+    auto x = loop.run(p->fetch(ref("app", "k")));
+    return x && p->counters().logins >= 3;
+  }, std::chrono::seconds(10)));
+  CHECK(p->counters().renewals >= 1);
+}
+
+TEST_CASE("vault provider: X-Vault-Namespace selects the namespace") {
+  PyDouble vault("vault_kv");
+  vault_put(vault, "app", R"({"k":"in-ns"})", "team-a");
+  vault_put(vault, "app", R"({"k":"root-ns"})");
+  Loop loop;
+  auto spec = token_spec(vault);
+  spec.namespace_ = "team-a";
+  auto ns = make(loop, std::move(spec));
+  auto root = make(loop, token_spec(vault));
+  auto a = loop.run(ns->fetch(ref("app", "k")));
+  REQUIRE(a);
+  CHECK(text(*a) == "in-ns");
+  auto b = loop.run(root->fetch(ref("app", "k")));
+  REQUIRE(b);
+  CHECK(text(*b) == "root-ns");
+}
+
+TEST_CASE("vault provider: Vault down is unavailable, and it recovers when Vault is back") {
+  PyDouble vault("vault_kv");
+  vault_put(vault, "app", R"({"k":"v"})");
+  Loop loop;
+  auto p = make(loop, token_spec(vault));
+  REQUIRE(loop.run(p->fetch(ref("app", "k"))));
+  admin(vault, "POST", "down", R"({"mode":"503"})");
+  auto down = loop.run(p->fetch(ref("app", "k")));
+  REQUIRE_FALSE(down);
+  CHECK(down.error().code == kms::Errc::unavailable);
+  admin(vault, "POST", "up");
+  auto up = loop.run(p->fetch(ref("app", "k")));
+  REQUIRE(up);
+  CHECK(text(*up) == "v");
+}
+
+TEST_CASE("vault provider: bad specs are refused") {
+  Loop loop;
+  sync::VaultSpec none;
+  none.server = "http://127.0.0.1:1";
+  CHECK_FALSE(sync::providers::make_vault_provider(loop.io.get_executor(), std::move(none)));
+  sync::VaultSpec v1;
+  v1.server = "http://127.0.0.1:1";
+  v1.version = "v1";
+  v1.token = secure("t");
+  auto r = sync::providers::make_vault_provider(loop.io.get_executor(), std::move(v1));
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message.find("v2") != std::string::npos);
+}

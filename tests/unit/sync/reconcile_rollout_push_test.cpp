@@ -1,0 +1,204 @@
+// rootseal::sync::reconcile — rollout restarts and PushSecrets against fakes.
+#include <catch2/catch.hpp>
+
+#include <boost/json.hpp>
+
+#include "reconcile/eso_meta.hpp"
+#include "reconcile/push_secret_reconciler.hpp"
+#include "reconcile/rollout.hpp"
+#include "reconcile_fakes.hpp"
+
+using namespace rootseal;
+using namespace rootseal::sync;
+using namespace rootseal::sync::reconcile;
+using namespace rootseal::sync::testing;
+namespace json = boost::json;
+
+namespace {
+
+json::value secret(std::string_view name, std::string_view b64value) {
+  return json::parse(R"({"apiVersion":"v1","kind":"Secret","metadata":{"name":")" + std::string(name) +
+                     R"(","namespace":"ns"},"data":{"v":")" + std::string(b64value) + R"("}})");
+}
+
+void add_deployment(FakeKube& k, std::string_view name, std::string_view reload) {
+  json::value d = json::parse(R"({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":")" + std::string(name) +
+                              R"(","namespace":"ns","annotations":{}},"spec":{"template":{"metadata":{}}}})");
+  if (!reload.empty()) d.as_object()["metadata"].as_object()["annotations"].as_object()[kReloadAnnotation] = reload;
+  k.workloads_["ns/Deployment/" + std::string(name)] = {Resource::deployment, d};
+}
+
+std::string restarted_at(FakeKube& k, std::string_view name) {
+  const auto& d = k.workloads_["ns/Deployment/" + std::string(name)].second;
+  const auto* ann = d.at("spec").at("template").at("metadata").as_object().if_contains("annotations");
+  if (ann == nullptr) return "";
+  const auto* v = ann->as_object().if_contains(kRestartedAtAnnotation);
+  return v ? std::string(v->as_string()) : "";
+}
+
+}  // namespace
+
+TEST_CASE("rollout restart: first sight records, a data change restarts exactly once, others untouched") {
+  FakeKube k;
+  k.put(k.secrets, secret("db", "YQ=="));
+  add_deployment(k, "web", "db, other");
+  add_deployment(k, "plain", "");
+  auto t = std::chrono::system_clock::time_point(std::chrono::hours(400000));
+  RolloutReconciler r(k, [&] { return t; });
+  CHECK(r.referencing("ns", "db") == std::vector<std::pair<Resource, std::string>>{{Resource::deployment, "web"}});
+
+  run_sync(r.reconcile(Resource::deployment, "ns", "web"));
+  CHECK(restarted_at(k, "web").empty());
+  CHECK(k.patches.size() == 1);  // the record only
+  run_sync(r.reconcile(Resource::deployment, "ns", "web"));
+  CHECK(k.patches.size() == 1);  // nothing changed: no write
+
+  {
+    std::lock_guard l(k.mu);
+    k.secrets["ns/db"].as_object()["data"].as_object()["v"] = "Yg==";
+  }
+  run_sync(r.reconcile(Resource::deployment, "ns", "web"));
+  const std::string first = restarted_at(k, "web");
+  CHECK_FALSE(first.empty());
+  CHECK(r.restarts() == 1);
+  t += std::chrono::minutes(1);
+  run_sync(r.reconcile(Resource::deployment, "ns", "web"));
+  run_sync(r.reconcile(Resource::deployment, "ns", "web"));
+  CHECK(restarted_at(k, "web") == first);
+  CHECK(r.restarts() == 1);
+  run_sync(r.reconcile(Resource::deployment, "ns", "plain"));
+  CHECK(restarted_at(k, "plain").empty());
+  CHECK(split_names(" a, ,b ,c") == std::vector<std::string>{"a", "b", "c"});
+}
+
+namespace {
+
+class FakePush final : public PushProvider {
+ public:
+  std::map<std::string, std::string> remote;
+  std::set<std::string> unmanaged;
+  int writes = 0;
+  int removes = 0;
+  Task<RemoteState> describe(std::string_view k) override {
+    co_return RemoteState{remote.contains(std::string(k)), !unmanaged.contains(std::string(k))};
+  }
+  Task<RemoteState> ensure_managed(std::string_view k) override { co_return co_await describe(k); }
+  Task<PushOutcome> put_if_changed(const PushRef& ref, const kms::SecureBytes& value, bool if_not_exists) override {
+    if (unmanaged.contains(ref.remote_key)) co_return kms::fail(kms::Errc::permission_denied, "not managed by rootseal");
+    const std::string v(reinterpret_cast<const char*>(value.data()), value.size());
+    auto it = remote.find(ref.remote_key);
+    if (it != remote.end() && (it->second == v || if_not_exists)) co_return PushOutcome{false, false, ""};
+    const bool created = it == remote.end();
+    remote[ref.remote_key] = v;
+    ++writes;
+    co_return PushOutcome{true, created, std::to_string(writes)};
+  }
+  Task<void> remove(const PushRef& ref) override {
+    remote.erase(ref.remote_key);
+    ++removes;
+    co_return kms::Result<void>{};
+  }
+  Task<void> validate() override { co_return kms::Result<void>{}; }
+  [[nodiscard]] std::string_view kind() const noexcept override { return "fake"; }
+};
+
+class PushProviders final : public ProviderSource {
+ public:
+  std::shared_ptr<FakePush> push = std::make_shared<FakePush>();
+  std::shared_ptr<FakeProvider> pull = std::make_shared<FakeProvider>();
+  Task<std::shared_ptr<Provider>> provider(const model::SecretStore&, std::string_view) override {
+    co_return std::shared_ptr<Provider>(pull);
+  }
+  Task<std::shared_ptr<PushProvider>> push_provider(const model::SecretStore&, std::string_view) override {
+    co_return std::shared_ptr<PushProvider>(push);
+  }
+};
+
+json::value aws_store() {
+  return json::parse(R"({"apiVersion":"external-secrets.io/v1","kind":"SecretStore","metadata":{"name":"aws","namespace":"ns"},
+    "spec":{"provider":{"aws":{"service":"SecretsManager","region":"us-east-1","auth":{"secretRef":{
+      "accessKeyIDSecretRef":{"name":"a","key":"id"},"secretAccessKeySecretRef":{"name":"a","key":"sk"}}}}}}})");
+}
+
+json::value push_secret(std::string_view selector, std::string_view extra = "") {
+  return json::parse(R"({"apiVersion":"external-secrets.io/v1alpha1","kind":"PushSecret","metadata":{"name":"p","namespace":"ns"},
+    "spec":{"refreshInterval":"1m","secretStoreRefs":[{"name":"aws"}],"selector":)" + std::string(selector) +
+                     R"(,"data":[{"match":{"secretKey":"v","remoteRef":{"remoteKey":"app/v"}}}])" + std::string(extra) + "}}");
+}
+
+std::string ps_condition(FakeKube& k, std::string_view field) {
+  std::lock_guard l(k.mu);
+  return std::string(k.push_secrets["ns/p"].at("status").at("conditions").at(0).at(field).as_string());
+}
+
+}  // namespace
+
+TEST_CASE("PushSecret: pushes the source Secret, no write when unchanged, reacts to changes, status") {
+  FakeKube k;
+  PushProviders p;
+  k.put(k.stores, aws_store());
+  k.put(k.secrets, secret("src", "b25l"));  // "one"
+  k.put(k.push_secrets, push_secret(R"({"secret":{"name":"src"}})"));
+  PushSecretReconciler r(k, p, [] { return std::chrono::system_clock::now(); });
+  auto res = run_sync(r.reconcile("ns", "p"));
+  CHECK(res.kind == ReconcileResult::Kind::requeue_after);
+  CHECK(p.push->remote["app/v"] == "one");
+  CHECK(ps_condition(k, "reason") == "Synced");
+  {
+    std::lock_guard l(k.mu);
+    CHECK(k.push_secrets["ns/p"].at("status").at("syncedPushSecrets").at("SecretStore/aws").as_object().contains("app/v"));
+  }
+  CHECK(r.readers_of("ns", "src") == std::vector<std::string>{"ns/p"});
+  const int status_writes = k.status_patches;
+  for (int i = 0; i < 10; ++i) run_sync(r.reconcile("ns", "p"));
+  CHECK(p.push->writes == 1);             // ten idle refreshes: zero remote writes
+  CHECK(k.status_patches == status_writes);  // and zero status writes
+  {
+    std::lock_guard l(k.mu);
+    k.secrets["ns/src"].as_object()["data"].as_object()["v"] = "dHdv";  // "two"
+  }
+  run_sync(r.reconcile("ns", "p"));
+  CHECK(p.push->remote["app/v"] == "two");
+  CHECK(p.push->writes == 2);
+}
+
+TEST_CASE("PushSecret: an unmanaged remote secret is refused with the reason in status") {
+  FakeKube k;
+  PushProviders p;
+  k.put(k.stores, aws_store());
+  k.put(k.secrets, secret("src", "b25l"));
+  k.put(k.push_secrets, push_secret(R"({"secret":{"name":"src"}})"));
+  p.push->remote["app/v"] = "theirs";
+  p.push->unmanaged.insert("app/v");
+  PushSecretReconciler r(k, p, [] { return std::chrono::system_clock::now(); });
+  CHECK(run_sync(r.reconcile("ns", "p")).kind == ReconcileResult::Kind::retry);
+  CHECK(p.push->remote["app/v"] == "theirs");
+  CHECK(ps_condition(k, "reason") == "Errored");
+  CHECK(ps_condition(k, "message").find("not managed by rootseal") != std::string::npos);
+}
+
+TEST_CASE("PushSecret: store-to-cloud via selector.remoteRef, and deletionPolicy Delete with its finalizer") {
+  FakeKube k;
+  PushProviders p;
+  k.put(k.stores, aws_store());
+  k.put(k.stores, vault_store("ns", "vault"));
+  p.pull->set("db/creds", R"({"v":"from-vault"})");
+  k.put(k.push_secrets, push_secret(R"({"remoteRef":{"storeRef":{"name":"vault"},"key":"db/creds"}})", R"(,"deletionPolicy":"Delete")"));
+  PushSecretReconciler r(k, p, [] { return std::chrono::system_clock::now(); });
+  run_sync(r.reconcile("ns", "p"));
+  CHECK(p.push->remote["app/v"] == "from-vault");
+  {
+    std::lock_guard l(k.mu);
+    const auto& fins = k.push_secrets["ns/p"].at("metadata").at("finalizers").as_array();
+    REQUIRE(fins.size() == 1);
+    CHECK(fins[0] == "pushsecret.externalsecrets.io/finalizer");
+    k.push_secrets["ns/p"].as_object()["metadata"].as_object()["deletionTimestamp"] = "2026-01-01T00:00:00Z";
+  }
+  run_sync(r.reconcile("ns", "p"));
+  CHECK(p.push->removes == 1);
+  CHECK_FALSE(p.push->remote.contains("app/v"));
+  {
+    std::lock_guard l(k.mu);
+    CHECK(k.push_secrets["ns/p"].at("metadata").at("finalizers").as_array().empty());
+  }
+}
