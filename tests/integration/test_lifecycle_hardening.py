@@ -12,6 +12,7 @@
 - the dev root token given on the command line gone from /proc/<pid>/cmdline;
 - a configuration with a secret written inline refused, the value never echoed.
 """
+import http.client
 import os
 import re
 import select
@@ -142,9 +143,20 @@ class HardeningTest(unittest.TestCase):
         self.assertEqual(os.stat("/proc/%d/status" % daemon.pid).st_uid, 0)
         self.assertEqual(os.stat("/proc/%d/environ" % daemon.pid).st_uid, 0)
 
-        # Key pages locked; no core limit.
+        # Key pages locked while key material is held: a fresh dev daemon may
+        # hold none (the PIN is wiped after login), so create a key first —
+        # its unwrapped versions live in SecureBytes. No core limit.
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("POST", "/v1/transit/keys/locked-pages", headers={"X-Vault-Token": token})
+        self.assertIn(conn.getresponse().status, (200, 204))
+        conn.close()
         vmlck_kb = int(proc_status(daemon.pid)["VmLck"].split()[0])
-        self.assertGreater(vmlck_kb, 0)
+        # AddressSanitizer's runtime intercepts mlock() as a no-op (it would
+        # lock shadow memory), so locked pages are only visible without it.
+        with open("/proc/%d/maps" % daemon.pid) as f:
+            sanitized = "libasan" in f.read()
+        if not sanitized:
+            self.assertGreater(vmlck_kb, 0)
         with open("/proc/%d/limits" % daemon.pid) as f:
             core = [l for l in f if l.startswith("Max core file size")][0].split()
         self.assertEqual(core[4:6], ["0", "0"], core)
