@@ -169,6 +169,22 @@ class SyncE2E(unittest.TestCase):
         self.env.wait(lambda: self.kube.secret(ns, "owned") is None, "Owner Secret removed")
         self.assertEqual(self.kube.secret_value(ns, "orphan", "value"), "x")
 
+    def test_deletion_policy_delete_removes_secret_when_remote_key_is_gone(self):
+        # The reconciler itself deletes the Secret here (the ExternalSecret, its owner, still exists),
+        # with the Secret's uid as a delete precondition.
+        ns = self.ns("e2e-delpol")
+        self.env.vault.put("gone/key", {"value": "soon gone"})
+        self.env.vault_store(ns)
+        self.env.external_secret(ns, "d", [{"secretKey": "value", "remoteRef": {"key": "gone/key", "property": "value"}}],
+                                 refresh="1s", target={"deletionPolicy": "Delete"})
+        self.env.wait(lambda: self.kube.secret_value(ns, "d", "value") == "soon gone", "Secret d synced")
+        self.env.vault.remove("gone/key")
+        self.env.wait(lambda: self.kube.secret(ns, "d") is None, "Secret d deleted by DeletionPolicy=Delete")
+        ready = self.env.wait(lambda: self.kube.ready(ns, "d") if (self.kube.ready(ns, "d") or ("",))[1] == "SecretDeleted"
+                              else None, "Ready condition SecretDeleted")
+        self.assertEqual(ready[:2], ("False", "SecretDeleted"))
+        self.assertIsNotNone(self.kube.es(ns, "d"), "the ExternalSecret itself stays")
+
     def test_cluster_secret_store_refuses_disallowed_namespace(self):
         allowed = self.ns("e2e-css-ok")
         refused = self.ns("e2e-css-no")

@@ -238,7 +238,7 @@ class KubeFacade final : public reconcile::KubeApi {
   }
   Task<void> delete_secret(std::string_view ns, std::string_view name, std::string_view uid) override {
     kube::DeleteOptions o;
-    o.precondition_uid = std::string(uid);
+    o.precondition_uid = uid;  // a view of the caller's Secret object, alive across the call
     auto r = co_await client_->remove(kube::secrets_gvr(), ns, name, o);
     if (!r) co_return std::unexpected(r.error().to_error());
     co_return kms::Result<void>{};

@@ -538,6 +538,11 @@ class VaultKvDouble(DoubleServer):
             e = ns.kv.setdefault((mount, path), KvEntry())
             return write_version(e, data, self.state.mount_max_versions)["version"]
 
+    def remove(self, path, mount="secret", namespace=""):
+        """Deletes a secret with all its versions and metadata (test setup, as DELETE .../metadata/<path>)."""
+        with self.state.lock:
+            self.state.ns(namespace).kv.pop((mount, path), None)
+
 
 def main(argv=None):
     ap = arg_parser(__doc__)
