@@ -25,6 +25,7 @@
 #   SCENARIOS="baseline encrypt-32 ..."   a subset (baseline first)
 #   RESULTS=FILE                also write the result tables (markdown) to FILE
 #   KEEP=1                      keep the temporary folder (certs, config, logs)
+#   AUDIT=0                     run rootseald without its audit log (diagnosis only; production audits)
 set -euo pipefail
 
 BUILD=$(cd "${1:?usage: bench/load.sh BUILD_DIR}" && pwd)
@@ -108,8 +109,7 @@ pkcs11:
 pin:
   sources: [file]
   file: $DIR/pin
-audit:
-  file: $DIR/audit.log
+$( [[ ${AUDIT:-1} == 1 ]] && printf 'audit:\n  file: %s/audit.log\n' "$DIR" )
 log:
   level: warn
 io_threads: $SERVER_THREADS

@@ -1,11 +1,17 @@
 #include "rootseal/daemon/audit.hpp"
 
 #include <fcntl.h>
-#include <openssl/sha.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <memory>
 #include <boost/json.hpp>
 #include <cerrno>
 #include <chrono>
@@ -25,29 +31,140 @@ const std::string kGenesis(64, '0');
 constexpr std::string_view kPrevField = R"(,"prev_sha256":")";
 constexpr std::string_view kSelfField = R"(,"sha256":")";
 
-std::string sha256_hex(std::string_view line) {
-  std::array<unsigned char, SHA256_DIGEST_LENGTH> d{};
-  ::SHA256(reinterpret_cast<const unsigned char*>(line.data()), line.size(), d.data());
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(64);
-  for (const auto b : d) {
-    out += kHex[b >> 4];
-    out += kHex[b & 0xf];
-  }
-  return out;
+const EVP_MD* sha256_md() {
+  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);  // fetched once, not per line
+  return md;
 }
 
-std::string now_rfc3339() {
+// Hex SHA-256 of the concatenation of `parts`.
+template <class... Parts>
+void sha256_hex_into(char (&out)[64], const Parts&... parts) {
+  struct CtxFree {
+    void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+  };
+  thread_local const std::unique_ptr<EVP_MD_CTX, CtxFree> ctx(EVP_MD_CTX_new());
+  std::array<unsigned char, EVP_MAX_MD_SIZE> d{};
+  unsigned int n = 0;
+  bool ok = ctx && sha256_md() != nullptr && EVP_DigestInit_ex2(ctx.get(), sha256_md(), nullptr) == 1;
+  ((ok = ok && EVP_DigestUpdate(ctx.get(), parts.data(), parts.size()) == 1), ...);
+  ok = ok && EVP_DigestFinal_ex(ctx.get(), d.data(), &n) == 1 && n == 32;
+  if (!ok) std::abort();  // SHA-256 is always available; a failing digest is a broken library
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (std::size_t i = 0; i < 32; ++i) {
+    out[2 * i] = kHex[d[i] >> 4];
+    out[2 * i + 1] = kHex[d[i] & 0xf];
+  }
+}
+
+std::string sha256_hex(std::string_view line) {
+  char hex[64];
+  sha256_hex_into(hex, line);
+  return {hex, sizeof hex};
+}
+
+// RFC 3339 UTC with microseconds; the part up to the seconds is formatted
+// once per second per thread.
+void append_now_rfc3339(std::string& out) {
   const auto now = std::chrono::system_clock::now();
   const auto secs = std::chrono::system_clock::to_time_t(now);
   const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
-  std::tm tm{};
-  ::gmtime_r(&secs, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(us));
-  return buf;
+  thread_local std::time_t cached = -1;
+  thread_local std::array<char, 32> prefix{};  // "YYYY-MM-DDTHH:MM:SS."
+  thread_local std::size_t prefix_len = 0;
+  if (secs != cached) {
+    std::tm tm{};
+    ::gmtime_r(&secs, &tm);
+    const int n = std::snprintf(prefix.data(), prefix.size(), "%04d-%02d-%02dT%02d:%02d:%02d.", tm.tm_year + 1900,
+                                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    prefix_len = n > 0 ? static_cast<std::size_t>(n) : 0;
+    cached = secs;
+  }
+  out.append(prefix.data(), prefix_len);
+  char digits[6];
+  auto v = static_cast<unsigned>(us);
+  for (int i = 5; i >= 0; --i) {
+    digits[i] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  }
+  out.append(digits, sizeof digits);
+  out += 'Z';
+}
+
+// Length of the valid UTF-8 sequence at s[i], or 0 if it is not one.
+std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = b(i);
+  std::size_t len = 0;
+  unsigned cp = 0;
+  if (c >= 0xc2 && c <= 0xdf) len = 2, cp = c & 0x1fu;
+  else if (c >= 0xe0 && c <= 0xef) len = 3, cp = c & 0x0fu;
+  else if (c >= 0xf0 && c <= 0xf4) len = 4, cp = c & 0x07u;
+  else return 0;
+  if (i + len > s.size()) return 0;
+  for (std::size_t k = 1; k < len; ++k) {
+    if ((b(i + k) & 0xc0) != 0x80) return 0;
+    cp = (cp << 6) | (b(i + k) & 0x3fu);
+  }
+  const bool overlong = (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000);
+  if (overlong || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+  return len;
+}
+
+// A JSON string: quotes, backslashes and control characters escaped; bytes
+// that are not valid UTF-8 become U+FFFD, so every line parses as JSON.
+void append_json_string(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  std::size_t run = 0;  // start of the pending run of bytes copied as they are
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+      ++i;
+      continue;
+    }
+    if (c >= 0x80) {
+      if (const std::size_t len = utf8_sequence(s, i); len != 0) {
+        i += len;
+        continue;
+      }
+    }
+    out.append(s.data() + run, i - run);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 0xf];
+        } else {
+          out += "\\ufffd";
+        }
+    }
+    run = ++i;
+  }
+  out.append(s.data() + run, s.size() - run);
+  out += '"';
+}
+
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+  out += ',';
+  append_json_string(out, name);
+  out += ':';
+  append_json_string(out, value);
+}
+
+template <class N>
+void append_number(std::string& out, std::string_view name, N value) {
+  out += ',';
+  append_json_string(out, name);
+  out += ':';
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, value);
+  out.append(buf, r.ec == std::errc() ? static_cast<std::size_t>(r.ptr - buf) : 0);
 }
 
 // A line is `{...,"prev_sha256":"<64 hex>","sha256":"<64 hex>"}` where sha256
@@ -100,12 +217,20 @@ kms::Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::filesystem::pat
       }
     }
   }
-  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  // No O_APPEND: lines are written with pwrite(2) at offsets reserved in chain
+  // order (see write()), starting at the current end of the file.
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return fail(Errc::storage_failure, "audit log " + path.string() + ": " + std::strerror(errno));
-  return std::unique_ptr<AuditLog>(new AuditLog(fd, std::move(last_hash)));
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) {
+    const int e = errno;
+    ::close(fd);
+    return fail(Errc::storage_failure, "audit log " + path.string() + ": " + std::strerror(e));
+  }
+  return std::unique_ptr<AuditLog>(new AuditLog(fd, std::move(last_hash), st.st_size));
 }
 
-AuditLog::AuditLog(int fd, std::string last_hash) : fd_(fd), prev_(std::move(last_hash)) {}
+AuditLog::AuditLog(int fd, std::string last_hash, off_t end) : fd_(fd), prev_(std::move(last_hash)), end_(end) {}
 
 AuditLog::~AuditLog() {
   (void)flush();
@@ -113,40 +238,64 @@ AuditLog::~AuditLog() {
 }
 
 kms::Result<void> AuditLog::write(const AuditRecord& r) {
-  json::object o;
-  o["time"] = now_rfc3339();
-  o["request_id"] = r.request_id;
-  o["remote"] = r.remote;
-  if (!r.client_cert.empty()) o["client_cert"] = r.client_cert;
-  o["accessor"] = r.accessor;
-  o["method"] = r.method;
-  o["path"] = r.path;
-  if (!r.operation.empty()) o["operation"] = r.operation;
-  if (!r.key.empty()) o["key"] = r.key;
-  if (r.key_version != 0) o["key_version"] = r.key_version;
-  if (r.batch_items != 0) o["batch_items"] = r.batch_items;
-  o["status"] = r.status;
-  if (!r.outcome.empty()) o["outcome"] = r.outcome;
-  if (!r.error.empty()) o["error"] = r.error;
-  o["latency_ms"] = r.latency_ms;
-  std::string body = json::serialize(o);
-  body.pop_back();  // reopen the object to append the chain field last
-
-  std::lock_guard lock(mu_);
-  std::string line = body;
-  line += kPrevField;
-  line += prev_;
+  // The line is built outside the lock; the lock covers only the chain (hash
+  // of the line with the previous hash) and reserving the line's place in the
+  // file, so requests on other threads do not wait for this one's write(2).
+  std::string line;
+  line.reserve(512);
+  line += R"({"time":")";
+  append_now_rfc3339(line);
   line += '"';
-  const std::string hash = sha256_hex(line + "}");
+  append_field(line, "request_id", r.request_id);
+  append_field(line, "remote", r.remote);
+  if (!r.client_cert.empty()) append_field(line, "client_cert", r.client_cert);
+  append_field(line, "accessor", r.accessor);
+  append_field(line, "method", r.method);
+  append_field(line, "path", r.path);
+  if (!r.operation.empty()) append_field(line, "operation", r.operation);
+  if (!r.key.empty()) append_field(line, "key", r.key);
+  if (r.key_version != 0) append_number(line, "key_version", r.key_version);
+  if (r.batch_items != 0) append_number(line, "batch_items", r.batch_items);
+  append_number(line, "status", r.status);
+  if (!r.outcome.empty()) append_field(line, "outcome", r.outcome);
+  if (!r.error.empty()) append_field(line, "error", r.error);
+  append_number(line, "latency_ms", std::isfinite(r.latency_ms) ? r.latency_ms : 0.0);
+  line += kPrevField;
+  const std::size_t prev_at = line.size();
+  line.append(64, '0');  // the previous hash, filled in under the lock
+  line += '"';
+  const std::size_t self_at = line.size() + kSelfField.size();
   line += kSelfField;
-  line += hash;
+  line.append(64, '0');
   line += "\"}\n";
-  const ssize_t n = ::write(fd_, line.data(), line.size());
-  if (n != static_cast<ssize_t>(line.size())) {
-    return fail(Errc::storage_failure, "audit log write failed");
+  const std::string_view covered(line.data(), self_at - kSelfField.size());
+
+  off_t offset = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (failed_) return fail(Errc::storage_failure, "audit log write failed earlier; restart after fixing the cause");
+    std::memcpy(line.data() + prev_at, prev_.data(), 64);
+    char self[64];
+    sha256_hex_into(self, covered, std::string_view("}"));
+    std::memcpy(line.data() + self_at, self, sizeof self);
+    prev_.assign(self, sizeof self);
+    offset = end_;
+    end_ += static_cast<off_t>(line.size());
+    ++lines_;
   }
-  prev_ = hash;
-  ++lines_;
+  // Lines land at the offsets reserved in chain order, whatever the order the
+  // pwrite(2) calls complete in.
+  std::size_t done = 0;
+  while (done < line.size()) {
+    const ssize_t n = ::pwrite(fd_, line.data() + done, line.size() - done, offset + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      std::lock_guard lock(mu_);
+      failed_ = true;  // a hole in the file: every later request fails too
+      return fail(Errc::storage_failure, "audit log write failed");
+    }
+    done += static_cast<std::size_t>(n);
+  }
   return {};
 }
 

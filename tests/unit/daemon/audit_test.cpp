@@ -1,6 +1,10 @@
 #include <catch2/catch.hpp>
 
+#include <boost/json.hpp>
 #include <fstream>
+#include <atomic>
+#include <set>
+#include <thread>
 #include <sstream>
 #include <sys/stat.h>
 #include <vector>
@@ -119,4 +123,64 @@ TEST_CASE("audit: a torn last line is refused at open instead of being chained o
   auto log = AuditLog::open(path);
   REQUIRE_FALSE(log);
   CHECK_THAT(log.error().message, Catch::Contains("incomplete"));
+}
+
+TEST_CASE("audit: concurrent writers produce one unbroken chain with every line once") {
+  test::TempDir dir;
+  const auto path = dir / "audit.log";
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 500;
+  {
+    auto log = AuditLog::open(path);
+    REQUIRE(log);
+    std::vector<std::thread> threads;
+    std::atomic<int> failures{0};
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kPerThread; ++i) {
+          if (!(*log)->write(record(t * kPerThread + i))) ++failures;
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    CHECK(failures == 0);
+    CHECK((*log)->lines_written() == kThreads * kPerThread);
+  }
+  auto v = verify_audit_log(path);
+  REQUIRE(v);
+  CHECK(v->lines == kThreads * kPerThread);
+  std::set<std::string> ids;
+  for (const auto& l : read_lines(path)) ids.insert(std::string(boost::json::parse(l).at("request_id").as_string()));
+  CHECK(ids.size() == kThreads * kPerThread);
+  write_log(path, 2);  // reopened: continues at the end of the file
+  v = verify_audit_log(path);
+  REQUIRE(v);
+  CHECK(v->lines == kThreads * kPerThread + 2);
+}
+
+TEST_CASE("audit: field values are escaped so that every line is JSON and says what was sent") {
+  test::TempDir dir;
+  const auto path = dir / "audit.log";
+  {
+    auto log = AuditLog::open(path);
+    REQUIRE(log);
+    AuditRecord r = record(1);
+    r.path = std::string("/v1/transit/encrypt/a\"b\\c\n\t\x01\x7f/") + "\xc3\xa9" + "\xff\xc3" + "\xe2\x82";
+    r.error = "quote \" and \r";
+    r.latency_ms = 1.5e-5;
+    REQUIRE((*log)->write(r));
+  }
+  REQUIRE(verify_audit_log(path));
+  const auto lines = read_lines(path);
+  REQUIRE(lines.size() == 1);
+  const auto v = boost::json::parse(lines[0]);
+  CHECK(v.at("path").as_string() == "/v1/transit/encrypt/a\"b\\c\n\t\x01\x7f/\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");  // one U+FFFD per invalid byte
+  CHECK(v.at("error").as_string() == "quote \" and \r");
+  CHECK(v.at("latency_ms").to_number<double>() == Approx(1.5e-5));
+  CHECK(v.at("status").to_number<int>() == 200);
+  CHECK(v.at("key_version").to_number<int>() == 1);
+  const std::string time(v.at("time").as_string());
+  CHECK(time.size() == 27);  // YYYY-MM-DDTHH:MM:SS.uuuuuuZ
+  CHECK(time[10] == 'T');
+  CHECK(time.back() == 'Z');
 }

@@ -24,6 +24,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <sys/types.h>
 
 #include "rootseal/kms/error.hpp"
 
@@ -58,17 +59,22 @@ class AuditLog {
   AuditLog(const AuditLog&) = delete;
   AuditLog& operator=(const AuditLog&) = delete;
 
-  // Appends one line (one write(2) call). An error means the request must fail.
+  // Appends one line (one pwrite(2) at a place reserved in chain order, so
+  // concurrent callers do not wait for each other's I/O). An error means the
+  // request must fail; after a failed write every later write fails too (the
+  // file would have a gap), until the daemon is restarted.
   kms::Result<void> write(const AuditRecord& record);
   // fdatasync; called at shutdown and on reload.
   kms::Result<void> flush();
   [[nodiscard]] std::uint64_t lines_written() const;
 
  private:
-  AuditLog(int fd, std::string last_hash);
+  AuditLog(int fd, std::string last_hash, off_t end);
   mutable std::mutex mu_;
   int fd_;
   std::string prev_;  // hex SHA-256 of the last line
+  off_t end_;         // where the next line goes
+  bool failed_ = false;
   std::uint64_t lines_ = 0;
 };
 
