@@ -6,7 +6,12 @@
 #include <set>
 #include <thread>
 #include <sstream>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
 #include <vector>
 
 #include "rootseal/daemon/audit.hpp"
@@ -183,4 +188,36 @@ TEST_CASE("audit: field values are escaped so that every line is JSON and says w
   CHECK(time.size() == 27);  // YYYY-MM-DDTHH:MM:SS.uuuuuuZ
   CHECK(time[10] == 'T');
   CHECK(time.back() == 'Z');
+}
+
+TEST_CASE("audit: after a failed write every later write fails too, and the torn line is refused at the next open") {
+  test::TempDir dir;
+  const auto path = dir / "audit.log";
+  // In a child: the file size limit makes the 4th line's pwrite fail (EFBIG).
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    std::signal(SIGXFSZ, SIG_IGN);
+    auto log = AuditLog::open(path);
+    if (!log) ::_exit(10);
+    for (int i = 0; i < 3; ++i) {
+      if (!(*log)->write(record(i))) ::_exit(11);
+    }
+    struct stat st{};
+    if (::stat(path.c_str(), &st) != 0) ::_exit(12);
+    rlimit original{};
+    if (::getrlimit(RLIMIT_FSIZE, &original) != 0) ::_exit(13);
+    const rlimit limit{static_cast<rlim_t>(st.st_size) + 10, original.rlim_max};  // soft limit only
+    if (::setrlimit(RLIMIT_FSIZE, &limit) != 0) ::_exit(13);
+    if ((*log)->write(record(3))) ::_exit(14);  // must fail
+    if (::setrlimit(RLIMIT_FSIZE, &original) != 0) ::_exit(16);
+    if ((*log)->write(record(4))) ::_exit(15);  // still fails: the file would have a gap
+    ::_exit(0);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  // The partial 4th line is at the end: reopening refuses the file.
+  CHECK_FALSE(AuditLog::open(path));
 }
