@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include <exception>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -107,12 +108,18 @@ int run(int argc, char** argv) {
   CLI::App* ceremony = app.add_subcommand("ceremony", "the offline key ceremony (docs/ceremony.md)");
   ceremony->require_subcommand(1);
 
-  // rootseal audit verify FILE: the daemon's hash-chained audit log.
+  // rootseal audit verify FILE...: the daemon's hash-chained audit log; rotated
+  // files given oldest first are checked as one chain.
   CLI::App* audit_log = app.add_subcommand("audit", "rootseald's audit log");
   audit_log->require_subcommand(1);
-  CLI::App* audit_verify = audit_log->add_subcommand("verify", "check the hash chain of an audit log file");
-  std::string audit_file;
-  audit_verify->add_option("file", audit_file, "the audit log (e.g. /var/log/rootseal/audit.log)")->required();
+  CLI::App* audit_verify = audit_log->add_subcommand(
+      "verify", "check the hash chain of an audit log file, or of rotated files given oldest first as one chain");
+  std::vector<std::string> audit_files;
+  audit_verify
+      ->add_option("files", audit_files,
+                   "the audit log (e.g. /var/log/rootseal/audit.log), or its rotated files oldest first "
+                   "(audit.log.2 audit.log.1 audit.log)")
+      ->required();
 
   // init
   TokenArgs init_tok;
@@ -327,12 +334,22 @@ int run(int argc, char** argv) {
       return r ? 0 : report(r.error(), con);
     }
     if (*audit_verify) {
-      auto r = daemon::verify_audit_log(audit_file);
-      if (!r) {
-        con.err("rootseal: audit log " + audit_file + ": " + r.error().message + "\n");
-        return 1;
+      std::optional<std::string> previous_last;
+      std::uint64_t total = 0;
+      for (const auto& file : audit_files) {
+        auto r = daemon::verify_audit_log(file, previous_last);
+        if (!r) {
+          con.err("rootseal: audit log " + file + ": " + r.error().message + "\n");
+          return 1;
+        }
+        total += r->lines;
+        previous_last = r->last_sha256;
+        con.out("audit log " + file + ": " + std::to_string(r->lines) + " lines, chain intact" +
+                (r->continues.empty() ? "" : ", continues the file before it") + "\n");
       }
-      con.out("audit log " + audit_file + ": " + std::to_string(r->lines) + " lines, chain intact\n");
+      if (audit_files.size() > 1) {
+        con.out(std::to_string(audit_files.size()) + " files, " + std::to_string(total) + " lines, one chain\n");
+      }
       return 0;
     }
   } catch (const std::exception& e) {

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <fstream>
 #include <optional>
+#include <utility>
 
 namespace rootseal::daemon {
 
@@ -193,32 +194,33 @@ std::optional<ParsedLine> parse_line(std::string_view line) {
 
 }  // namespace
 
-kms::Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::filesystem::path& path) {
-  std::string last_hash = kGenesis;
-  {
-    std::ifstream in(path, std::ios::binary);
-    if (in) {
-      std::string line, last;
-      while (std::getline(in, line)) last = std::move(line);
-      in.clear();
-      in.seekg(0, std::ios::end);
-      const auto size = in.tellg();
-      if (size > 0) {
-        in.seekg(size - std::streamoff(1));
-        char c = 0;
-        in.get(c);
-        const auto parsed = parse_line(last);
-        if (c != '\n' || !parsed || sha256_hex(parsed->covered) != parsed->self) {
-          return fail(Errc::storage_failure, "audit log " + path.string() +
-                                                 ": the last line is incomplete or not an audit line; "
-                                                 "move the file aside and investigate");
-        }
-        last_hash = std::string(parsed->self);
-      }
-    }
+namespace {
+
+// The hash the next line written to `path` chains to: its last line's, or 64
+// zeros for a missing or empty file. A torn or foreign last line is refused.
+kms::Result<std::string> last_hash_of(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return kGenesis;
+  std::string line, last;
+  while (std::getline(in, line)) last = std::move(line);
+  in.clear();
+  in.seekg(0, std::ios::end);
+  const auto size = in.tellg();
+  if (size <= 0) return kGenesis;
+  in.seekg(size - std::streamoff(1));
+  char c = 0;
+  in.get(c);
+  const auto parsed = parse_line(last);
+  if (c != '\n' || !parsed || sha256_hex(parsed->covered) != parsed->self) {
+    return fail(Errc::storage_failure, "audit log " + path.string() +
+                                           ": the last line is incomplete or not an audit line; "
+                                           "move the file aside and investigate");
   }
-  // No O_APPEND: lines are written with pwrite(2) at offsets reserved in chain
-  // order (see write()), starting at the current end of the file.
+  return std::string(parsed->self);
+}
+
+// Opens (creating 0600) for pwrite(2) at offsets the writer reserves; no O_APPEND.
+kms::Result<std::pair<int, off_t>> open_for_lines(const std::filesystem::path& path) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return fail(Errc::storage_failure, "audit log " + path.string() + ": " + std::strerror(errno));
   struct stat st{};
@@ -227,20 +229,68 @@ kms::Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::filesystem::pat
     ::close(fd);
     return fail(Errc::storage_failure, "audit log " + path.string() + ": " + std::strerror(e));
   }
-  return std::unique_ptr<AuditLog>(new AuditLog(fd, std::move(last_hash), st.st_size));
+  return std::pair{fd, st.st_size};
 }
 
-AuditLog::AuditLog(int fd, std::string last_hash, off_t end) : fd_(fd), prev_(std::move(last_hash)), end_(end) {}
+}  // namespace
 
-AuditLog::~AuditLog() {
-  (void)flush();
-  ::close(fd_);
+AuditLog::File::~File() { ::close(fd); }
+
+kms::Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::filesystem::path& path) {
+  std::string last_hash;
+  ROOTSEAL_TRY_ASSIGN(last_hash, last_hash_of(path));
+  std::pair<int, off_t> opened;
+  ROOTSEAL_TRY_ASSIGN(opened, open_for_lines(path));
+  auto file = std::make_shared<const File>(opened.first);
+  return std::unique_ptr<AuditLog>(new AuditLog(path, std::move(file), std::move(last_hash), opened.second));
 }
 
-kms::Result<void> AuditLog::write(const AuditRecord& r) {
-  // The line is built outside the lock; the lock covers only the chain (hash
-  // of the line with the previous hash) and reserving the line's place in the
-  // file, so requests on other threads do not wait for this one's write(2).
+AuditLog::AuditLog(std::filesystem::path path, std::shared_ptr<const File> file, std::string last_hash, off_t end)
+    : path_(std::move(path)), file_(std::move(file)), prev_(std::move(last_hash)), end_(end) {}
+
+AuditLog::~AuditLog() { (void)flush(); }
+
+kms::Result<bool> AuditLog::reopen() {
+  std::pair<int, off_t> opened;
+  ROOTSEAL_TRY_ASSIGN(opened, open_for_lines(path_));
+  auto file = std::make_shared<const File>(opened.first);
+  struct stat now{}, open_now{};
+  if (::fstat(file->fd, &now) != 0) return fail(Errc::storage_failure, "audit log " + path_.string() + ": fstat failed");
+  {
+    std::lock_guard lock(mu_);
+    if (::fstat(file_->fd, &open_now) != 0) return fail(Errc::storage_failure, "audit log: fstat failed");
+  }
+  if (now.st_dev == open_now.st_dev && now.st_ino == open_now.st_ino) return false;  // not rotated
+  // Another file at the path: continue its chain if it has lines (as at
+  // start), else begin it with a reopen line that names the old file's last line.
+  std::string last_hash;
+  ROOTSEAL_TRY_ASSIGN(last_hash, last_hash_of(path_));
+  AuditRecord r;
+  r.request_id = "audit-reopen";
+  r.remote = "local";
+  r.method = "SIGHUP";
+  r.path = path_.string();
+  r.operation = "audit_reopen";
+  r.status = 200;
+  r.outcome = "ok";
+  Reserved first;
+  {
+    std::lock_guard lock(mu_);
+    (void)::fdatasync(file_->fd);  // the old file's lines on disk before it is let go
+    r.continues = prev_;
+    file_ = std::move(file);  // writers that reserved a place in the old file still hold it
+    prev_ = std::move(last_hash);
+    end_ = opened.second;
+    failed_ = false;  // a new file has no gap
+    // Reserved under the same lock: no other line can come first in the new file.
+    if (opened.second == 0) first = reserve_locked(format_line(r));
+  }
+  if (first.file) ROOTSEAL_TRY(put(first));
+  return true;
+}
+
+// The line up to its two hashes, which reserve_locked() fills in.
+std::string AuditLog::format_line(const AuditRecord& r) {
   std::string line;
   line.reserve(512);
   line += R"({"time":")";
@@ -260,38 +310,44 @@ kms::Result<void> AuditLog::write(const AuditRecord& r) {
   if (!r.outcome.empty()) append_field(line, "outcome", r.outcome);
   if (!r.error.empty()) append_field(line, "error", r.error);
   append_number(line, "latency_ms", std::isfinite(r.latency_ms) ? r.latency_ms : 0.0);
+  if (!r.continues.empty()) append_field(line, "continues", r.continues);
   line += kPrevField;
-  const std::size_t prev_at = line.size();
-  line.append(64, '0');  // the previous hash, filled in under the lock
+  line.append(64, '0');  // the previous hash
   line += '"';
-  const std::size_t self_at = line.size() + kSelfField.size();
   line += kSelfField;
-  line.append(64, '0');
+  line.append(64, '0');  // this line's hash
   line += "\"}\n";
-  const std::string_view covered(line.data(), self_at - kSelfField.size());
+  return line;
+}
 
-  off_t offset = 0;
-  {
-    std::lock_guard lock(mu_);
-    if (failed_) return fail(Errc::storage_failure, "audit log write failed earlier; restart after fixing the cause");
-    std::memcpy(line.data() + prev_at, prev_.data(), 64);
-    char self[64];
-    sha256_hex_into(self, covered, std::string_view("}"));
-    std::memcpy(line.data() + self_at, self, sizeof self);
-    prev_.assign(self, sizeof self);
-    offset = end_;
-    end_ += static_cast<off_t>(line.size());
-    ++lines_;
-  }
-  // Lines land at the offsets reserved in chain order, whatever the order the
-  // pwrite(2) calls complete in.
+// Under mu_: chains the line (previous hash in, own hash computed) and
+// reserves its place at the end of the current file.
+AuditLog::Reserved AuditLog::reserve_locked(std::string line) {
+  constexpr std::size_t kTail = 64 + 3;  // <hash>"}\n
+  const std::size_t self_at = line.size() - kTail;
+  const std::size_t prev_at = self_at - kSelfField.size() - 1 - 64;
+  std::memcpy(line.data() + prev_at, prev_.data(), 64);
+  char self[64];
+  sha256_hex_into(self, std::string_view(line.data(), self_at - kSelfField.size()), std::string_view("}"));
+  std::memcpy(line.data() + self_at, self, sizeof self);
+  prev_.assign(self, sizeof self);
+  Reserved r{file_, end_, std::move(line)};
+  end_ += static_cast<off_t>(r.line.size());
+  ++lines_;
+  return r;
+}
+
+// Lines land at the offsets reserved in chain order, whatever the order the
+// pwrite(2) calls complete in.
+kms::Result<void> AuditLog::put(const Reserved& r) {
   std::size_t done = 0;
-  while (done < line.size()) {
-    const ssize_t n = ::pwrite(fd_, line.data() + done, line.size() - done, offset + static_cast<off_t>(done));
+  while (done < r.line.size()) {
+    const ssize_t n =
+        ::pwrite(r.file->fd, r.line.data() + done, r.line.size() - done, r.offset + static_cast<off_t>(done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       std::lock_guard lock(mu_);
-      failed_ = true;  // a hole in the file: every later request fails too
+      if (r.file == file_) failed_ = true;  // a hole in the file: every later request fails too
       return fail(Errc::storage_failure, "audit log write failed");
     }
     done += static_cast<std::size_t>(n);
@@ -299,9 +355,27 @@ kms::Result<void> AuditLog::write(const AuditRecord& r) {
   return {};
 }
 
+kms::Result<void> AuditLog::write(const AuditRecord& record) {
+  // The line is built outside the lock; the lock covers only the chain and
+  // reserving the line's place in the file, so requests on other threads do
+  // not wait for this one's pwrite(2).
+  std::string line = format_line(record);
+  Reserved reserved;
+  {
+    std::lock_guard lock(mu_);
+    if (failed_) return fail(Errc::storage_failure, "audit log write failed earlier; restart after fixing the cause");
+    reserved = reserve_locked(std::move(line));
+  }
+  return put(reserved);
+}
+
 kms::Result<void> AuditLog::flush() {
-  std::lock_guard lock(mu_);
-  if (::fdatasync(fd_) != 0) return fail(Errc::storage_failure, "audit log fdatasync failed");
+  std::shared_ptr<const File> file;
+  {
+    std::lock_guard lock(mu_);
+    file = file_;
+  }
+  if (::fdatasync(file->fd) != 0) return fail(Errc::storage_failure, "audit log fdatasync failed");
   return {};
 }
 
@@ -310,7 +384,8 @@ std::uint64_t AuditLog::lines_written() const {
   return lines_;
 }
 
-kms::Result<AuditVerification> verify_audit_log(const std::filesystem::path& path) {
+kms::Result<AuditVerification> verify_audit_log(const std::filesystem::path& path,
+                                                 std::optional<std::string_view> previous_last) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return fail(Errc::not_found, "cannot read " + path.string());
   std::string prev = kGenesis;
@@ -331,8 +406,22 @@ kms::Result<AuditVerification> verify_audit_log(const std::filesystem::path& pat
     json::error_code ec;
     const auto value = json::parse(line, ec);
     if (ec || !value.is_object()) return fail(Errc::decryption_failed, where + ": not valid JSON");
+    if (v.lines == 1) {
+      const auto* c = value.as_object().if_contains("continues");
+      if (c != nullptr && c->is_string()) v.continues = std::string(c->as_string());
+      if (previous_last && v.continues != *previous_last) {
+        return fail(Errc::decryption_failed,
+                    v.continues.empty()
+                        ? where + ": does not continue the previous file (this file was started without a "
+                                  "reopen: a file is missing between them, or the daemon was restarted)"
+                        : where + ": does not continue the previous file (its last line is not the one this "
+                                  "file names: a file or lines are missing between them)");
+      }
+    }
     prev = std::string(parsed->self);
   }
+  if (previous_last && v.lines == 0) return fail(Errc::decryption_failed, "empty: nothing continues the previous file");
+  v.last_sha256 = prev;
   return v;
 }
 

@@ -407,6 +407,19 @@ void Service::arm_watchdog() {
   });
 }
 
+void Service::reopen_audit() {
+  if (!audit_) return;
+  auto r = audit_->reopen();
+  if (!r) {
+    // The old file stays in use: no line is lost, the rotation did not happen.
+    log::error("audit log not reopened; still writing to the file open before", {{"reason", r.error().message}});
+  } else if (*r) {
+    log::info("audit log reopened (rotated); its first line continues the previous file's chain");
+  } else {
+    (void)audit_->flush();
+  }
+}
+
 void Service::reload() {
   // systemd >= 253 (Type=notify-reload) wants the reload's start time with
   // RELOADING=1 to tell this reload from an earlier one; older ones ignore it.
@@ -419,6 +432,7 @@ void Service::reload() {
     sd_notifyf(0, "READY=1\nSTATUS=%s%s", seal_->status().sealed ? "sealed" : "unsealed",
                ok ? "" : " (last reload rejected)");
   };
+  reopen_audit();  // first, whatever becomes of the configuration: logrotate's postrotate sends SIGHUP
   if (config_path_.empty()) {
     log::info("reload: dev mode has no configuration file; nothing to reload");
     finish(true);
@@ -463,7 +477,6 @@ void Service::reload() {
   config_.policies = next->policies;
   config_.tokens = next->tokens;
   config_.client_certs = next->client_certs;
-  if (audit_) (void)audit_->flush();
   log::info("reloaded", {{"tls", tls != nullptr}, {"policies", next->policies.size()}, {"tokens", next->tokens.size()}});
   finish(true);
 }

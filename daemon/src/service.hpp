@@ -44,6 +44,7 @@ class Service {
   // SIGHUP: re-read the config; apply TLS material, policies and static tokens
   // all together, or nothing (the old ones keep serving) if anything is wrong.
   void reload();
+  void reopen_audit();  // SIGHUP: a rotated audit log is reopened, its chain carried over
   void arm_watchdog();
   void wait_for_signals();
 

@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 #include <fstream>
 #include <atomic>
+#include <optional>
 #include <set>
 #include <thread>
 #include <sstream>
@@ -220,4 +221,92 @@ TEST_CASE("audit: after a failed write every later write fails too, and the torn
   CHECK(WEXITSTATUS(status) == 0);
   // The partial 4th line is at the end: reopening refuses the file.
   CHECK_FALSE(AuditLog::open(path));
+}
+
+TEST_CASE("audit: a rotated log is reopened and the new file continues the old file's chain") {
+  test::TempDir dir;
+  const auto path = dir / "audit.log";
+  auto log = AuditLog::open(path);
+  REQUIRE(log);
+  for (int i = 0; i < 3; ++i) REQUIRE((*log)->write(record(i)));
+  auto same = (*log)->reopen();  // not rotated: nothing to do
+  REQUIRE(same);
+  CHECK_FALSE(*same);
+  std::filesystem::rename(path, dir / "audit.log.1");
+  auto reopened = (*log)->reopen();
+  REQUIRE(reopened);
+  CHECK(*reopened);
+  for (int i = 3; i < 5; ++i) REQUIRE((*log)->write(record(i)));
+
+  auto old_file = verify_audit_log(dir / "audit.log.1");
+  REQUIRE(old_file);
+  CHECK(old_file->lines == 3);
+  auto new_alone = verify_audit_log(path);  // each file verifies on its own
+  REQUIRE(new_alone);
+  CHECK(new_alone->lines == 3);  // the reopen line + 2
+  auto linked = verify_audit_log(path, old_file->last_sha256);
+  REQUIRE(linked);
+  CHECK(linked->continues == old_file->last_sha256);
+  const auto first = boost::json::parse(read_lines(path).front());
+  CHECK(first.at("operation").as_string() == "audit_reopen");
+
+  // A line cut off the end of the old file no longer links to the new one.
+  auto lines = read_lines(dir / "audit.log.1");
+  lines.pop_back();
+  write_lines(dir / "audit.log.2", lines);
+  auto cut = verify_audit_log(dir / "audit.log.2");
+  REQUIRE(cut);
+  auto broken = verify_audit_log(path, cut->last_sha256);
+  REQUIRE_FALSE(broken);
+  CHECK_THAT(broken.error().message, Catch::StartsWith("line 1: does not continue the previous file"));
+  // A file started fresh (a restart after a move) does not claim to continue anything.
+  write_log(dir / "fresh.log", 2);
+  auto fresh = verify_audit_log(dir / "fresh.log", old_file->last_sha256);
+  REQUIRE_FALSE(fresh);
+  CHECK_THAT(fresh.error().message, Catch::Contains("started without a reopen"));
+}
+
+TEST_CASE("audit: lines written while the log is rotated again and again all land, in one chain") {
+  test::TempDir dir;
+  const auto path = dir / "audit.log";
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 300;
+  constexpr int kRotations = 5;
+  std::vector<std::filesystem::path> files;
+  {
+    auto log = AuditLog::open(path);
+    REQUIRE(log);
+    std::atomic<int> failures{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kPerThread; ++i) {
+          if (!(*log)->write(record(t * kPerThread + i))) ++failures;
+        }
+      });
+    }
+    for (int k = 0; k < kRotations; ++k) {
+      const auto rotated = dir / ("audit.log." + std::to_string(k));
+      std::filesystem::rename(path, rotated);
+      files.push_back(rotated);
+      auto r = (*log)->reopen();
+      REQUIRE(r);
+      CHECK(*r);
+    }
+    for (auto& th : threads) th.join();
+    CHECK(failures == 0);
+  }
+  files.push_back(path);
+  std::optional<std::string> previous;
+  std::uint64_t total = 0;
+  std::set<std::string> ids;
+  for (const auto& f : files) {
+    auto v = verify_audit_log(f, previous);
+    REQUIRE(v);
+    total += v->lines;
+    previous = v->last_sha256;
+    for (const auto& l : read_lines(f)) ids.insert(std::string(boost::json::parse(l).at("request_id").as_string()));
+  }
+  CHECK(total == kThreads * kPerThread + kRotations);  // every request line + one reopen line per rotation
+  CHECK(ids.size() == kThreads * kPerThread + 1);       // the reopen lines share one id
 }

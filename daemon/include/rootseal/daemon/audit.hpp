@@ -23,6 +23,8 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <string_view>
 #include <string>
 #include <sys/types.h>
 
@@ -47,6 +49,7 @@ struct AuditRecord {
   std::string outcome;
   std::string error;           // the error message sent, if any (never echoes request data)
   double latency_ms = 0;
+  std::string continues;       // first line after a reopen: the previous file's last sha256
 };
 
 class AuditLog {
@@ -66,12 +69,36 @@ class AuditLog {
   kms::Result<void> write(const AuditRecord& record);
   // fdatasync; called at shutdown and on reload.
   kms::Result<void> flush();
+  // After a rotation (the path moved away, SIGHUP): opens the path again. If
+  // it names a new, empty file, the first line written there is a reopen
+  // line whose "continues" field is the old file's last sha256, so
+  // `verify_audit_log(new, old_last)` links the files; a non-empty file is
+  // continued from its last line, as at start. Lines whose place was reserved
+  // in the old file still land there. false if the path still names the open
+  // file (nothing to do). An error leaves the old file in use.
+  kms::Result<bool> reopen();
   [[nodiscard]] std::uint64_t lines_written() const;
 
  private:
-  AuditLog(int fd, std::string last_hash, off_t end);
+  struct File {
+    explicit File(int f) : fd(f) {}
+    ~File();
+    File(const File&) = delete;
+    File& operator=(const File&) = delete;
+    int fd;
+  };
+  struct Reserved {
+    std::shared_ptr<const File> file;  // the file the place is in, even if a reopen follows
+    off_t offset = 0;
+    std::string line;
+  };
+  AuditLog(std::filesystem::path path, std::shared_ptr<const File> file, std::string last_hash, off_t end);
+  static std::string format_line(const AuditRecord& record);
+  Reserved reserve_locked(std::string line);
+  kms::Result<void> put(const Reserved& reserved);
   mutable std::mutex mu_;
-  int fd_;
+  const std::filesystem::path path_;
+  std::shared_ptr<const File> file_;
   std::string prev_;  // hex SHA-256 of the last line
   off_t end_;         // where the next line goes
   bool failed_ = false;
@@ -80,8 +107,13 @@ class AuditLog {
 
 struct AuditVerification {
   std::uint64_t lines = 0;
+  std::string last_sha256;  // where the next file's chain must continue
+  std::string continues;    // the first line's "continues" field (written by a reopen), or empty
 };
-// Checks the whole chain; the error names the first bad line (1-based).
-kms::Result<AuditVerification> verify_audit_log(const std::filesystem::path& path);
+// Checks the whole chain; the error names the first bad line (1-based). With
+// `previous_last` (the previous file's last_sha256), the file must begin with
+// a reopen line that continues it: rotated files verify as one chain.
+kms::Result<AuditVerification> verify_audit_log(const std::filesystem::path& path,
+                                                 std::optional<std::string_view> previous_last = std::nullopt);
 
 }  // namespace rootseal::daemon
