@@ -36,20 +36,6 @@
 
 #include "rootseal/kms/secure_memory_resource.hpp"
 
-// Coroutine forms of ROOTSEAL_TRY / ROOTSEAL_TRY_ASSIGN (co_return instead of return).
-#define RS_CO_CAT2(a, b) a##b
-#define RS_CO_CAT(a, b) RS_CO_CAT2(a, b)
-#define ROOTSEAL_TRY_CO(decl, expr)                                                  \
-  auto RS_CO_CAT(rs_co_r_, __LINE__) = (expr);                                       \
-  if (!RS_CO_CAT(rs_co_r_, __LINE__))                                                \
-    co_return std::unexpected(std::move(RS_CO_CAT(rs_co_r_, __LINE__)).error());     \
-  decl = std::move(*RS_CO_CAT(rs_co_r_, __LINE__))
-#define ROOTSEAL_TRY_CO_VOID(expr)                                                   \
-  do {                                                                               \
-    auto rs_co_v_ = (expr);                                                          \
-    if (!rs_co_v_) co_return std::unexpected(std::move(rs_co_v_).error());           \
-  } while (false)
-
 namespace rootseal::net {
 
 namespace asio = boost::asio;
@@ -415,8 +401,8 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
                                                  std::span<const Header> headers, std::string_view body) {
     auto self = shared_from_this();
     const auto deadline = Clock::now() + options.request_timeout;
-    ROOTSEAL_TRY_CO(auto req, build(method, target, headers, body));
-    ROOTSEAL_TRY_CO_VOID(co_await acquire_slot(deadline));
+    ROOTSEAL_CO_LET(req, build(method, target, headers, body));
+    ROOTSEAL_CO_TRY(co_await acquire_slot(deadline));
     requests.fetch_add(1);
     kms::Result<Response> result = fail(Errc::internal, "http: no attempt");
     for (int attempt = 0; attempt < 2; ++attempt) {
@@ -525,9 +511,9 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
                                                 LineHandler on_line, StreamControl control) {
     auto self = shared_from_this();
     const auto deadline = Clock::now() + options.request_timeout;  // for connect + header
-    ROOTSEAL_TRY_CO(auto req, build(method, target, headers, body));
+    ROOTSEAL_CO_LET(req, build(method, target, headers, body));
     if (control.cancelled()) co_return fail(Errc::unavailable, "http: stream cancelled");
-    ROOTSEAL_TRY_CO_VOID(co_await acquire_slot(deadline));
+    ROOTSEAL_CO_TRY(co_await acquire_slot(deadline));
     requests.fetch_add(1);
     auto fresh = co_await connect(deadline);
     if (!fresh) {

@@ -15,28 +15,18 @@
 //   - no 500 (an internal error is a bug) unless the client chose the code
 //     (health overrides, partial_failure_response_code);
 //   - the token is never echoed except by lookup-self/renew-self.
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/thread_pool.hpp>
-#include <boost/asio/use_future.hpp>
 #include <boost/json.hpp>
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
 #include <string_view>
 
-#include "auth.hpp"
-#include "metrics.hpp"
-#include "rootseal/daemon/audit.hpp"
-#include "rootseal/kms/keyring.hpp"
-#include "rootseal/kms/root_of_trust.hpp"
-#include "rootseal/kms/state_store.hpp"
-#include "router.hpp"
-#include "transit.hpp"
+#include "router_rig.hpp"  // tests/unit/daemon: router_test's set-up
 
 namespace {
 
@@ -51,17 +41,7 @@ constexpr std::string_view kSealToken = "fuzz-seal-token";
 
 struct World {
   std::filesystem::path dir;
-  std::unique_ptr<kms::StateStore> store;
-  std::unique_ptr<kms::SoftwareRoot> root;
-  std::unique_ptr<kms::Keyring> ring;
-  TokenStore tokens;
-  std::unique_ptr<Authorizer> authorizer;
-  boost::asio::thread_pool pool{1};
-  Config config;
-  Metrics metrics;
-  std::unique_ptr<AuditLog> audit;
-  std::unique_ptr<TransitApi> transit;
-  std::unique_ptr<Router> router;
+  std::unique_ptr<test::RouterRig> rig;
   std::string ct_v1, ct_v2;
 };
 
@@ -83,75 +63,55 @@ World& world() {
       std::error_code ec;
       std::filesystem::remove_all(scratch, ec);
     });
-    auto store = kms::open_sqlite_store(x->dir / "state.db");
-    if (!store) die("store");
-    x->store = std::move(*store);
-    auto root = kms::SoftwareRoot::create(kms::SecureBytes(32));  // a fixed (zero) key: reproducible runs
-    if (!root) die("root");
-    x->root = std::move(*root);
-    x->ring = std::make_unique<kms::Keyring>(*x->store, *x->root);
-    if (!x->ring->unseal()) die("unseal");
+
+    test::RouterRigOptions options;
+    options.dir = x->dir;
+    options.root_key = kms::SecureBytes(32);  // a fixed (zero) key: reproducible runs
+    options.policies = {
+        {"autounseal", {"autounseal"}, {Operation::encrypt, Operation::decrypt}},
+        // The app may do everything to fz* keys but create, rotate or
+        // delete them (those grow the store on every run; root may).
+        {"app", {"fz*"}, {Operation::read, Operation::list, Operation::config, Operation::encrypt,
+                          Operation::decrypt, Operation::rewrap, Operation::datakey}}};
+    options.audit_path = "/dev/null";  // audit lines are built and written, not kept
+    options.seal_status = [] { return SealStatus{false, "", 0, 1, "kcv"}; };
+    options.cluster_id = "fuzz";
+    options.version = "fuzz";
+    auto rig = test::RouterRig::create(std::move(options));
+    if (!rig) die("router rig (store, root, unseal or audit)");
+    x->rig = std::move(*rig);
+
     // Keys the seeds use: plain (two versions), derived, deletable.
+    kms::Keyring& ring = x->rig->ring();
     kms::CreateOptions plain;
-    if (!x->ring->create("fz", plain) || !x->ring->rotate("fz")) die("key fz");
+    if (!ring.create("fz", plain) || !ring.rotate("fz")) die("key fz");
     kms::CreateOptions derived;
     derived.derived = true;
-    if (!x->ring->create("fz-derived", derived)) die("key fz-derived");
-    if (!x->ring->create("autounseal", plain)) die("key autounseal");
+    if (!ring.create("fz-derived", derived)) die("key fz-derived");
+    if (!ring.create("autounseal", plain)) die("key autounseal");
     const std::string_view hello = "hello";
     const auto hello_bytes = std::span(reinterpret_cast<const std::uint8_t*>(hello.data()), hello.size());
-    auto v1 = x->ring->encrypt("fz", hello_bytes, {{}, {}, 1});
-    auto v2 = x->ring->encrypt("fz", hello_bytes, {});
+    auto v1 = ring.encrypt("fz", hello_bytes, {{}, {}, 1});
+    auto v2 = ring.encrypt("fz", hello_bytes, {});
     if (!v1 || !v2) die("ciphertexts");
     x->ct_v1 = v1->ciphertext;
     x->ct_v2 = v2->ciphertext;
 
+    TokenStore& tokens = x->rig->tokens();
     TokenInfo root_info;
     root_info.display_name = "root";
     root_info.root = true;
-    x->tokens.add(kms::SecureBytes::copy_of(kRootToken), root_info);
+    tokens.add(kms::SecureBytes::copy_of(kRootToken), root_info);
     TokenInfo app;
     app.display_name = "app";
     app.policies = {"app"};
-    x->tokens.add(kms::SecureBytes::copy_of(kAppToken), app);
+    tokens.add(kms::SecureBytes::copy_of(kAppToken), app);
     TokenInfo seal;
     seal.display_name = "seal";
     seal.policies = {"autounseal"};
     seal.renewable = true;
     seal.ttl_s = 3600;
-    x->tokens.add(kms::SecureBytes::copy_of(kSealToken), seal);
-    x->authorizer = std::make_unique<Authorizer>(
-        std::vector<PolicyConfig>{
-            {"autounseal", {"autounseal"}, {Operation::encrypt, Operation::decrypt}},
-            // The app may do everything to fz* keys but create, rotate or
-            // delete them (those grow the store on every run; root may).
-            {"app", {"fz*"}, {Operation::read, Operation::list, Operation::config, Operation::encrypt,
-                              Operation::decrypt, Operation::rewrap, Operation::datakey}}},
-        std::vector<ClientCertIdentity>{});
-
-    auto audit = AuditLog::open("/dev/null");  // audit lines are built and written, not kept
-    if (!audit) die("audit");
-    x->audit = std::move(*audit);
-
-    TransitDeps deps;
-    deps.keyring = x->ring.get();
-    deps.tokens = &x->tokens;
-    deps.authorizer = x->authorizer.get();
-    deps.blocking = &x->pool;
-    deps.seal_status = [] { return SealStatus{false, "", 0, 1, "kcv"}; };
-    deps.report_root_failure = [] {};
-    x->transit = std::make_unique<TransitApi>(std::move(deps));
-
-    ApiContext ctx;
-    ctx.config = &x->config;
-    ctx.seal_status = [] { return SealStatus{false, "", 0, 1, "kcv"}; };
-    ctx.root_kind = "software";
-    ctx.cluster_id = "fuzz";
-    ctx.version = "fuzz";
-    ctx.transit = x->transit.get();
-    ctx.metrics = &x->metrics;
-    ctx.audit = x->audit.get();
-    x->router = std::make_unique<Router>(std::move(ctx));
+    tokens.add(kms::SecureBytes::copy_of(kSealToken), seal);
     return x;
   }();
   return *w;
@@ -219,15 +179,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!is_token_char(c)) return 0;
   }
 
-  net::Request req;
-  const auto verb = http::string_to_verb(method);
-  if (verb == http::verb::unknown) {
-    req.method_string(method);
-  } else {
-    req.method(verb);
-  }
-  req.target(target);
-  req.version(11);
+  net::Request req = test::RouterRig::request(method, target, body);
   std::string_view token;
   if (who == "root") token = kRootToken;
   if (who == "app") token = kAppToken;
@@ -239,15 +191,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } else if (!token.empty()) {
     req.set("X-Vault-Token", token);
   }
-  req.body() = net::SecureBuffer(body);
-  req.prepare_payload();
   net::PeerInfo peer;
   peer.remote = {boost::asio::ip::make_address("127.0.0.1"), 4242};
-
-  boost::asio::io_context io;
-  auto future = boost::asio::co_spawn(io, w.router->handle(req, peer), boost::asio::use_future);
-  io.run();
-  const net::Response res = future.get();
+  const net::Response res = w.rig->handle(req, peer);
 
   const unsigned status = res.result_int();
   const bool client_chose_code = target.find("code=") != std::string_view::npos ||

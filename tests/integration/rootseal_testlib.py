@@ -1,4 +1,5 @@
 """Helpers for rootseal's integration tests: start the real rootseald, talk HTTP."""
+import hashlib
 import http.client
 import json
 import os
@@ -7,6 +8,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -153,3 +155,159 @@ def wait_until(proc, log, predicate, what, timeout=30):
             last = e
         time.sleep(0.05)
     raise AssertionError("timed out waiting for %s (last %r)\n%s" % (what, last, log()))
+
+
+def write_private(path, text):
+    """Writes text to path with mode 0600 (PIN files, keys); returns path."""
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+    return path
+
+
+def sha256_hex(text):
+    """What a configuration's tokens[].sha256 holds for a token value."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+SERVER_EXT = "subjectAltName=IP:127.0.0.1"
+CLIENT_EXT = "extendedKeyUsage=clientAuth"
+
+
+def make_tls_material(folder, ca_cn="rootseal-test-ca",
+                      leaves=(("server", "rootseal", SERVER_EXT), ("client", "vault-seal", CLIENT_EXT))):
+    """A throwaway CA and leaf certificates (EC P-256, valid 2 days) made with
+    the openssl CLI in `folder`: ca.pem/ca.key, and for each (name, common
+    name, extension line) of `leaves` <name>.pem and <name>.key (mode 0600).
+    Returns {name: SHA-256 hex of the leaf's DER certificate} (what
+    client_certs[].sha256 names)."""
+    def run(*args):
+        subprocess.run(["openssl"] + list(args), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def p(leaf):
+        return os.path.join(folder, leaf)
+
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+        "-subj", "/CN=" + ca_cn, "-keyout", p("ca.key"), "-out", p("ca.pem"))
+    fingerprints = {}
+    for name, cn, ext in leaves:
+        with open(p(name + ".ext"), "w") as f:
+            f.write(ext + "\n")
+        run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=" + cn,
+            "-keyout", p(name + ".key"), "-out", p(name + ".csr"))
+        run("x509", "-req", "-in", p(name + ".csr"), "-CA", p("ca.pem"), "-CAkey", p("ca.key"), "-CAcreateserial",
+            "-days", "2", "-extfile", p(name + ".ext"), "-out", p(name + ".pem"))
+        os.chmod(p(name + ".key"), 0o600)
+        der = subprocess.run(["openssl", "x509", "-in", p(name + ".pem"), "-outform", "DER"], check=True,
+                             capture_output=True).stdout
+        fingerprints[name] = hashlib.sha256(der).hexdigest()
+    return fingerprints
+
+
+class Reply:
+    """One HTTP answer: status, Content-Type, raw body, the server certificate's CN (TLS only)."""
+
+    def __init__(self, status, content_type, data, peer_cn=None):
+        self.status, self.content_type, self.data, self.peer_cn = status, content_type, data, peer_cn
+
+    def json(self):
+        return json.loads(self.data) if self.data else None
+
+
+class ConfigDaemon:
+    """rootseald from a configuration file (not dev mode) in a throwaway folder
+    `dir`: a SoftHSM2 token under dir/hsm (`env` uses it), a free loopback
+    `port`, dir/rootseald.yaml from write_config(), stderr appended to
+    dir/stderr.log. TLS material, if any, is the caller's (make_tls_material(d.dir)).
+    close() stops a running daemon and removes the folder."""
+
+    def __init__(self, prefix, token_label, pin):
+        self.dir = tempdir(prefix)
+        self.token_label = token_label
+        self.env = make_softhsm(self.p("hsm"), token_label, pin=pin)
+        self.port = free_port()
+        self.config = self.p("rootseald.yaml")
+        self.stderr_path = self.p("stderr.log")
+        self.proc = None
+
+    def p(self, leaf):
+        return os.path.join(self.dir, leaf)
+
+    def tls_listen(self, cert="server", client_ca=True, require_client_cert=False):
+        """The `listen:` lines (after address) of a TLS listener with dir/<cert>.pem and .key."""
+        lines = "  tls:\n    cert_file: %s/%s.pem\n    key_file: %s/%s.key\n" % (self.dir, cert, self.dir, cert)
+        if client_ca:
+            lines += "    client_ca_file: %s/ca.pem\n" % self.dir
+        if require_client_cert:
+            lines += "    require_client_cert: true\n"
+        return lines
+
+    def write_config(self, rest="", listen="  allow_plaintext: true\n", pin_sources=("file",), pin_file=None):
+        """Writes rootseald.yaml: listen on 127.0.0.1:<port> (`listen`: the lines
+        under listen: after address), state in dir/state, the SoftHSM2 token
+        with a generated key, the PIN sources (and file), a 200 ms seal probe,
+        then `rest` (YAML, as given)."""
+        pin = "pin:\n  sources: [%s]\n" % ", ".join(pin_sources)
+        if pin_file:
+            pin += "  file: %s\n" % pin_file
+        with open(self.config, "w") as f:
+            f.write("\nlisten:\n  address: 127.0.0.1:%d\n%sstate_dir: %s/state\n"
+                    "pkcs11:\n  module: %s\n  token_label: %s\n  generate_key: true\n"
+                    "%sseal:\n  probe_interval: 200ms\n%s"
+                    % (self.port, listen, self.dir, SOFTHSM2_MODULE, self.token_label, pin, rest))
+
+    def start(self, env=None):
+        """rootseald --config rootseald.yaml --allow-root, with `env` (default: self.env)."""
+        with open(self.stderr_path, "ab") as err:
+            self.proc = subprocess.Popen([ROOTSEALD, "--config", self.config, "--allow-root"],
+                                         stdout=subprocess.DEVNULL, stderr=err,
+                                         env=self.env if env is None else env)
+        return self.proc
+
+    def log(self):
+        with open(self.stderr_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def wait_for(self, predicate, what, timeout=30):
+        return wait_until(self.proc, self.log, predicate, what, timeout)
+
+    def stop(self, timeout=30):
+        """SIGTERM and wait; the exit status (None if it was not running)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def close(self):
+        self.stop()
+        rmtree(self.dir)
+
+    def tls_context(self, client_cert=False):
+        """Trusts dir/ca.pem; with client_cert, presents dir/client.pem."""
+        c = ssl.create_default_context(cafile=self.p("ca.pem"))
+        if client_cert:
+            c.load_cert_chain(self.p("client.pem"), self.p("client.key"))
+        return c
+
+    def call(self, method, path, body=None, token=None, headers=None, raw_body=None, context=None, timeout=10):
+        """One request to 127.0.0.1:<port> (HTTPS with `context`): body as JSON
+        or raw_body as is, the token in X-Vault-Token."""
+        if context is None:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        else:
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=context)
+        hdrs = dict(headers or {})
+        if token:
+            hdrs["X-Vault-Token"] = token
+        data = raw_body if raw_body is not None else (json.dumps(body).encode() if body is not None else None)
+        try:
+            cn = None
+            if context is not None:
+                conn.connect()
+                cn = dict(x[0] for x in conn.sock.getpeercert()["subject"])["commonName"]
+            conn.request(method, path, body=data, headers=hdrs)
+            r = conn.getresponse()
+            return Reply(r.status, r.getheader("Content-Type"), r.read(), cn)
+        finally:
+            conn.close()

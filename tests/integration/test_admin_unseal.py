@@ -8,10 +8,9 @@ import os
 import re
 import signal
 import subprocess
-import time
 import unittest
 
-from rootseal_testlib import free_port, make_softhsm, rmtree, tempdir, wait_until, ROOTSEALD, SOFTHSM2_MODULE
+from rootseal_testlib import ConfigDaemon, wait_until, ROOTSEALD
 
 ROOTSEAL_CLI = os.environ.get("ROOTSEAL_CLI", "")
 PIN = "5150-typed-into-rootseal"
@@ -22,26 +21,12 @@ NO_PIN_REASON = "no HSM PIN available (typed: no PIN typed (rootseal unseal))"
 class TypedUnsealTest(unittest.TestCase):
     def setUp(self):
         self.assertTrue(ROOTSEALD and ROOTSEAL_CLI, "ROOTSEALD and ROOTSEAL_CLI must be set (run through ctest)")
-        self.dir = tempdir("rootseal-unseal-")
-        self.env = make_softhsm(os.path.join(self.dir, "hsm"), "typed", pin=PIN)
-        self.port = free_port()
+        self.d = ConfigDaemon("rootseal-unseal-", "typed", pin=PIN)
+        self.dir = self.d.dir
+        self.port = self.d.port
         self.socket = os.path.join(self.dir, "run", "admin.sock")
-        self.config = os.path.join(self.dir, "rootseald.yaml")
-        with open(self.config, "w") as f:
-            f.write("""
-listen:
-  address: 127.0.0.1:%(port)d
-  allow_plaintext: true
-state_dir: %(dir)s/state
-pkcs11:
-  module: %(module)s
-  token_label: typed
-  generate_key: true
-pin:
-  sources: [typed]
-seal:
-  probe_interval: 200ms
-admin:
+        self.config = self.d.config
+        self.d.write_config(pin_sources=("typed",), rest="""admin:
   socket: %(socket)s
   unseal_delay: 2s
   max_unseal_delay: 1m
@@ -49,22 +34,14 @@ policies:
   apps:
     keys: ["app-*"]
     operations: [create, read, encrypt, decrypt]
-""" % {"port": self.port, "dir": self.dir, "module": SOFTHSM2_MODULE, "socket": self.socket})
-        self.stderr_path = os.path.join(self.dir, "stderr.log")
-        err = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen([ROOTSEALD, "--config", self.config, "--allow-root"], stdout=subprocess.DEVNULL, stderr=err,
-                                     env=self.env)
-        err.close()
+""" % {"socket": self.socket})
+        self.proc = self.d.start()
 
     def tearDown(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=30)
-        rmtree(self.dir)
+        self.d.close()
 
     def log(self):
-        with open(self.stderr_path, "rb") as f:
-            return f.read().decode(errors="replace")
+        return self.d.log()
 
     def cli(self, *args, stdin=None, expect=0):
         # --config: the CLI finds admin.socket in rootseald's own configuration.
@@ -83,16 +60,8 @@ policies:
         return s
 
     def http(self, method, path, body=None, token=None):
-        import http.client
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request(method, path, body=json.dumps(body).encode() if body is not None else None,
-                         headers={"X-Vault-Token": token} if token else {})
-            r = conn.getresponse()
-            data = r.read()
-            return r.status, (json.loads(data) if data else None)
-        finally:
-            conn.close()
+        r = self.d.call(method, path, body, token)
+        return r.status, r.json()
 
     def test_wrong_pin_rate_limited_then_right_pin_unseals(self):
         wait_until(self.proc, self.log, lambda: os.path.exists(self.socket) and self.status()["sealed_reason"] == NO_PIN_REASON,

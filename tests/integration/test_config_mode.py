@@ -1,49 +1,21 @@
 """rootseald from a configuration file (not dev mode): a SoftHSM2 token, the
 PIN from a private file, policies and static tokens declared by hash."""
-import hashlib
-import json
 import os
-import re
 import shutil
-import signal
-import socket
-import subprocess
-import time
 import unittest
 
-from rootseal_testlib import free_port, wait_until, ROOTSEALD, SOFTHSM2_MODULE, make_softhsm, rmtree, tempdir
+from rootseal_testlib import ConfigDaemon, sha256_hex, write_private
 
 SEAL_TOKEN = "s.seal-token-0123456789abcdef"
 APP_TOKEN = "s.app-token-0123456789abcdef"
 
 
-
 class ConfigModeTest(unittest.TestCase):
     def setUp(self):
-        self.dir = tempdir("rootseal-cfg-")
-        self.env = make_softhsm(os.path.join(self.dir, "hsm"), "prod", pin="4321")
-        self.pin = os.path.join(self.dir, "hsm-pin")
-        with open(self.pin, "w") as f:
-            f.write("4321\n")
-        os.chmod(self.pin, 0o600)
-        self.port = free_port()
-        self.config = os.path.join(self.dir, "rootseald.yaml")
-        with open(self.config, "w") as f:
-            f.write("""
-listen:
-  address: 127.0.0.1:%(port)d
-  allow_plaintext: true
-state_dir: %(dir)s/state
-pkcs11:
-  module: %(module)s
-  token_label: prod
-  generate_key: true
-pin:
-  sources: [credential, file]
-  file: %(pin)s
-seal:
-  probe_interval: 200ms
-policies:
+        self.d = ConfigDaemon("rootseal-cfg-", "prod", pin="4321")
+        self.dir = self.d.dir
+        self.pin = write_private(self.d.p("hsm-pin"), "4321\n")
+        self.d.write_config(pin_sources=("credential", "file"), pin_file=self.pin, rest="""policies:
   autounseal:
     keys: [autounseal]
     operations: [encrypt, decrypt]
@@ -59,40 +31,25 @@ tokens:
   - name: app
     sha256: %(app)s
     policies: [apps]
-""" % {"port": self.port, "dir": self.dir, "module": SOFTHSM2_MODULE, "pin": self.pin,
-       "seal": hashlib.sha256(SEAL_TOKEN.encode()).hexdigest(), "app": hashlib.sha256(APP_TOKEN.encode()).hexdigest()})
-        self.stderr_path = os.path.join(self.dir, "stderr.log")
-        self.proc = None
+""" % {"seal": sha256_hex(SEAL_TOKEN), "app": sha256_hex(APP_TOKEN)})
 
     def tearDown(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=30)
-        rmtree(self.dir)
+        self.d.close()
 
     def start(self):
-        env = dict(self.env)
+        env = dict(self.d.env)
         env.pop("CREDENTIALS_DIRECTORY", None)
-        self.err = open(self.stderr_path, "ab")
-        self.proc = subprocess.Popen([ROOTSEALD, "--config", self.config, "--allow-root"], stdout=subprocess.DEVNULL,
-                                     stderr=self.err, env=env)
+        self.d.start(env)
 
     def log(self):
-        with open(self.stderr_path, "rb") as f:
-            return f.read().decode(errors="replace")
+        return self.d.log()
 
     def call(self, method, path, body=None, token=None):
-        import http.client
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        headers = {"X-Vault-Token": token} if token else {}
-        conn.request(method, path, body=json.dumps(body).encode() if body is not None else None, headers=headers)
-        r = conn.getresponse()
-        data = r.read()
-        conn.close()
-        return r.status, (json.loads(data) if data else None)
+        r = self.d.call(method, path, body, token)
+        return r.status, r.json()
 
     def wait_for(self, predicate, what, timeout=30):
-        return wait_until(self.proc, self.log, predicate, what, timeout)
+        return self.d.wait_for(predicate, what, timeout)
 
     def health(self):
         return self.call("GET", "/v1/sys/health")[0]

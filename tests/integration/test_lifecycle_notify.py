@@ -22,7 +22,7 @@ import threading
 import time
 import unittest
 
-from rootseal_testlib import ROOTSEALD, SOFTHSM2_MODULE, free_port, make_softhsm, rmtree, tempdir
+from rootseal_testlib import ROOTSEALD, ConfigDaemon, rmtree, write_private
 
 
 class Notifications:
@@ -137,32 +137,13 @@ class StderrPipe:
 
 class NotifyTest(unittest.TestCase):
     def setUp(self):
-        self.dir = tempdir("rootseal-notify-")
-        self.env = make_softhsm(os.path.join(self.dir, "hsm"), "notify", pin="2222")
-        pin = os.path.join(self.dir, "pin")
-        with open(pin, "w") as f:
-            f.write("2222")
-        os.chmod(pin, 0o600)
-        self.port = free_port()
-        self.config = os.path.join(self.dir, "rootseald.yaml")
-        with open(self.config, "w") as f:
-            # One I/O thread: the thread that pings is the thread that serves.
-            f.write("""
-listen:
-  address: 127.0.0.1:%d
-  allow_plaintext: true
-state_dir: %s/state
-pkcs11:
-  module: %s
-  token_label: notify
-  generate_key: true
-pin:
-  sources: [file]
-  file: %s
-seal:
-  probe_interval: 200ms
-io_threads: 1
-""" % (self.port, self.dir, SOFTHSM2_MODULE, pin))
+        self.d = ConfigDaemon("rootseal-notify-", "notify", pin="2222")
+        self.dir = self.d.dir
+        self.env = self.d.env
+        self.port = self.d.port
+        self.config = self.d.config
+        # One I/O thread: the thread that pings is the thread that serves.
+        self.d.write_config(pin_file=write_private(self.d.p("pin"), "2222"), rest="io_threads: 1\n")
         self.notify = Notifications(os.path.join(self.dir, "notify.sock"))
         self.stderr = StderrPipe()
         self.proc = None

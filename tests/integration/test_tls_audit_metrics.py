@@ -3,81 +3,41 @@ client with certificate verification, SIGHUP reload of the certificate (a
 broken one is refused and the old keeps serving), the audit log (chained,
 verified, no secrets) and Prometheus metrics."""
 import hashlib
-import http.client
 import json
 import os
 import signal
 import socket
-import ssl
 import subprocess
-import time
 import unittest
 
-from rootseal_testlib import free_port, wait_until, ROOTSEALD, SOFTHSM2_MODULE, make_softhsm, rmtree, tempdir
+from rootseal_testlib import (CLIENT_EXT, ROOTSEALD, SERVER_EXT, ConfigDaemon, make_tls_material, sha256_hex,
+                              write_private)
 
 APP_TOKEN = "s.tls-app-token-0123456789abcdef"
 
 
-def run(cmd):
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-
 class TlsAuditMetricsTest(unittest.TestCase):
     def setUp(self):
-        self.dir = tempdir("rootseal-tls-")
-        d = self.dir
-        self.env = make_softhsm(os.path.join(d, "hsm"), "tls", pin="1111")
-        self.pin = os.path.join(d, "pin")
-        with open(self.pin, "w") as f:
-            f.write("1111")
-        os.chmod(self.pin, 0o600)
-        run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
-             "-subj", "/CN=rootseal-test-ca", "-keyout", self.p("ca.key"), "-out", self.p("ca.pem")])
-        for name, cn, ext in (("server", "rootseal-one", "subjectAltName=IP:127.0.0.1"),
-                              ("server2", "rootseal-two", "subjectAltName=IP:127.0.0.1"),
-                              ("client", "vault-seal", "extendedKeyUsage=clientAuth")):
-            with open(self.p(name + ".ext"), "w") as f:
-                f.write(ext + "\n")
-            run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=" + cn,
-                 "-keyout", self.p(name + ".key"), "-out", self.p(name + ".csr")])
-            run(["openssl", "x509", "-req", "-in", self.p(name + ".csr"), "-CA", self.p("ca.pem"), "-CAkey",
-                 self.p("ca.key"), "-CAcreateserial", "-days", "2", "-extfile", self.p(name + ".ext"), "-out",
-                 self.p(name + ".pem")])
-            os.chmod(self.p(name + ".key"), 0o600)
-        der = subprocess.run(["openssl", "x509", "-in", self.p("client.pem"), "-outform", "DER"], check=True,
-                             capture_output=True).stdout
-        self.client_fp = hashlib.sha256(der).hexdigest()
+        self.d = ConfigDaemon("rootseal-tls-", "tls", pin="1111")
+        self.dir = self.d.dir
+        self.env = self.d.env
+        self.port = self.d.port
+        self.config = self.d.config
+        self.pin = write_private(self.p("pin"), "1111")
+        fingerprints = make_tls_material(self.dir, leaves=(("server", "rootseal-one", SERVER_EXT),
+                                                           ("server2", "rootseal-two", SERVER_EXT),
+                                                           ("client", "vault-seal", CLIENT_EXT)))
+        self.client_fp = fingerprints["client"]
         os.symlink(self.p("server.pem"), self.p("live.pem"))
         os.symlink(self.p("server.key"), self.p("live.key"))
-        self.port = free_port()
-        self.config = self.p("rootseald.yaml")
         self.write_config()
         self.proc = None
 
     def p(self, leaf):
-        return os.path.join(self.dir, leaf)
+        return self.d.p(leaf)
 
     def write_config(self, extra=""):
-        with open(self.config, "w") as f:
-            f.write("""
-listen:
-  address: 127.0.0.1:%(port)d
-  tls:
-    cert_file: %(dir)s/live.pem
-    key_file: %(dir)s/live.key
-    client_ca_file: %(dir)s/ca.pem
-state_dir: %(dir)s/state
-pkcs11:
-  module: %(module)s
-  token_label: tls
-  generate_key: true
-pin:
-  sources: [file]
-  file: %(pin)s
-seal:
-  probe_interval: 200ms
-audit:
+        self.d.write_config(listen=self.d.tls_listen(cert="live"), pin_file=self.pin, rest="""audit:
   file: %(dir)s/audit.log
 policies:
   seal:
@@ -91,42 +51,23 @@ client_certs:
   - name: vault-seal
     sha256: %(fp)s
     policies: [seal]
-%(extra)s""" % {"port": self.port, "dir": self.dir, "module": SOFTHSM2_MODULE, "pin": self.pin,
-               "app": hashlib.sha256(APP_TOKEN.encode()).hexdigest(), "fp": self.client_fp, "extra": extra})
+%(extra)s""" % {"dir": self.dir, "app": sha256_hex(APP_TOKEN), "fp": self.client_fp, "extra": extra})
 
     def tearDown(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=30)
-        rmtree(self.dir)
+        self.d.close()
 
     def start(self):
-        self.log_file = open(self.p("stderr.log"), "ab")
-        self.proc = subprocess.Popen([ROOTSEALD, "--config", self.config, "--allow-root"], stdout=subprocess.DEVNULL,
-                                     stderr=self.log_file, env=self.env)
+        self.proc = self.d.start()
 
     def log(self):
-        with open(self.p("stderr.log"), "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def ctx(self, client_cert=False):
-        c = ssl.create_default_context(cafile=self.p("ca.pem"))
-        if client_cert:
-            c.load_cert_chain(self.p("client.pem"), self.p("client.key"))
-        return c
+        return self.d.log()
 
     def call(self, method, path, body=None, token=None, client_cert=False):
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10, context=self.ctx(client_cert))
-        headers = {"X-Vault-Token": token} if token else {}
-        conn.request(method, path, body=json.dumps(body).encode() if body is not None else None, headers=headers)
-        r = conn.getresponse()
-        data = r.read()
-        cn = dict(x[0] for x in conn.sock.getpeercert()["subject"])["commonName"]
-        conn.close()
-        return r.status, r.getheader("Content-Type"), data, cn
+        r = self.d.call(method, path, body, token, context=self.d.tls_context(client_cert))
+        return r.status, r.content_type, r.data, r.peer_cn
 
     def wait_for(self, predicate, what, timeout=30):
-        return wait_until(self.proc, self.log, predicate, what, timeout)
+        return self.d.wait_for(predicate, what, timeout)
 
     def test_tls_mtls_reload_audit_metrics(self):
         self.start()

@@ -7,27 +7,21 @@ timeout, a stalled body cut by the request timeout, an oversized body (413),
 an expired token, malformed and tampered requests; the daemon stays up and
 keeps answering, and the audit log holds no secret."""
 import base64
-import hashlib
 import http.client
 import json
 import os
-import signal
 import socket
 import ssl
 import subprocess
 import time
 import unittest
 
-from rootseal_testlib import free_port, wait_until, ROOTSEALD, SOFTHSM2_MODULE, make_softhsm, rmtree, tempdir
+from rootseal_testlib import ConfigDaemon, make_tls_material, sha256_hex, wait_until, write_private
 
 SEAL_TOKEN = "s.vault-transit-seal-token-0123456789"   # renewable, 1 h, policy autounseal
 ADMIN_TOKEN = "s.rootseal-admin-token-0123456789"       # manages the autounseal key
 SHORT_TOKEN = "s.short-lived-token-0123456789"          # expires 12 s after start
 MAX_BODY = 64 * 1024
-
-
-def run(cmd):
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def b64(data):
@@ -36,47 +30,16 @@ def b64(data):
 
 class TransitSealOverMutualTlsTest(unittest.TestCase):
     def setUp(self):
-        self.dir = tempdir("rootseal-seal-tls-")
-        self.env = make_softhsm(os.path.join(self.dir, "hsm"), "seal", pin="2222")
-        with open(self.p("pin"), "w") as f:
-            f.write("2222")
-        os.chmod(self.p("pin"), 0o600)
-        run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
-             "-subj", "/CN=rootseal-seal-test-ca", "-keyout", self.p("ca.key"), "-out", self.p("ca.pem")])
-        for name, cn, ext in (("server", "rootseal", "subjectAltName=IP:127.0.0.1"),
-                              ("client", "vault-seal", "extendedKeyUsage=clientAuth")):
-            with open(self.p(name + ".ext"), "w") as f:
-                f.write(ext + "\n")
-            run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=" + cn,
-                 "-keyout", self.p(name + ".key"), "-out", self.p(name + ".csr")])
-            run(["openssl", "x509", "-req", "-in", self.p(name + ".csr"), "-CA", self.p("ca.pem"), "-CAkey",
-                 self.p("ca.key"), "-CAcreateserial", "-days", "2", "-extfile", self.p(name + ".ext"), "-out",
-                 self.p(name + ".pem")])
-            os.chmod(self.p(name + ".key"), 0o600)
-        self.port = free_port()
-        h = lambda t: hashlib.sha256(t.encode()).hexdigest()
-        with open(self.p("rootseald.yaml"), "w") as f:
-            f.write("""
-listen:
-  address: 127.0.0.1:%(port)d
-  tls:
-    cert_file: %(dir)s/server.pem
-    key_file: %(dir)s/server.key
-    client_ca_file: %(dir)s/ca.pem
-    require_client_cert: true
-api:
+        self.d = ConfigDaemon("rootseal-seal-tls-", "seal", pin="2222")
+        self.dir = self.d.dir
+        self.port = self.d.port
+        make_tls_material(self.dir, ca_cn="rootseal-seal-test-ca")
+        self.d.write_config(
+            listen=self.d.tls_listen(require_client_cert=True),
+            pin_file=write_private(self.p("pin"), "2222"),
+            rest="""api:
   max_body_bytes: %(max_body)d
   request_timeout: 2s
-state_dir: %(dir)s/state
-pkcs11:
-  module: %(module)s
-  token_label: seal
-  generate_key: true
-pin:
-  sources: [file]
-  file: %(dir)s/pin
-seal:
-  probe_interval: 200ms
 audit:
   file: %(dir)s/audit.log
 policies:
@@ -99,53 +62,37 @@ tokens:
     sha256: %(short)s
     policies: [autounseal]
     ttl: 12s
-""" % {"port": self.port, "dir": self.dir, "module": SOFTHSM2_MODULE, "max_body": MAX_BODY,
-       "seal": h(SEAL_TOKEN), "admin": h(ADMIN_TOKEN), "short": h(SHORT_TOKEN)})
+""" % {"dir": self.dir, "max_body": MAX_BODY, "seal": sha256_hex(SEAL_TOKEN), "admin": sha256_hex(ADMIN_TOKEN),
+       "short": sha256_hex(SHORT_TOKEN)})
         self.proc = None
 
     def p(self, leaf):
-        return os.path.join(self.dir, leaf)
+        return self.d.p(leaf)
 
     def tearDown(self):
         self.stop()
-        rmtree(self.dir)
+        self.d.close()
 
     def start(self):
-        self.log_file = open(self.p("stderr.log"), "ab")
-        self.proc = subprocess.Popen([ROOTSEALD, "--config", self.p("rootseald.yaml"), "--allow-root"], stdout=subprocess.DEVNULL,
-                                     stderr=self.log_file, env=self.env)
+        self.proc = self.d.start()
         wait_until(self.proc, self.log, lambda: self.call("GET", "/v1/sys/health")[0] == 200, "unsealed over mTLS", 60)
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.assertEqual(self.proc.wait(timeout=30), 0, self.log())
+            self.assertEqual(self.d.stop(), 0, self.log())
         self.proc = None
 
     def log(self):
-        with open(self.p("stderr.log"), "rb") as f:
-            return f.read().decode(errors="replace")
+        return self.d.log()
 
     def ctx(self, client_cert=True):
-        c = ssl.create_default_context(cafile=self.p("ca.pem"))
-        if client_cert:
-            c.load_cert_chain(self.p("client.pem"), self.p("client.key"))
-        return c
+        return self.d.tls_context(client_cert)
 
     def call(self, method, path, body=None, token=None, raw_body=None):
         """One request the way Vault's api client sends it (Logical().Write is a PUT)."""
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10, context=self.ctx())
-        headers = {"X-Vault-Request": "true"}
-        if token:
-            headers["X-Vault-Token"] = token
-        data = raw_body if raw_body is not None else (json.dumps(body).encode() if body is not None else None)
-        try:
-            conn.request(method, path, body=data, headers=headers)
-            r = conn.getresponse()
-            payload = r.read()
-            return r.status, r.getheader("Content-Type"), (json.loads(payload) if payload else None)
-        finally:
-            conn.close()
+        r = self.d.call(method, path, body, token, headers={"X-Vault-Request": "true"}, raw_body=raw_body,
+                        context=self.ctx())
+        return r.status, r.content_type, r.json()
 
     def tls_socket(self):
         raw = socket.create_connection(("127.0.0.1", self.port), timeout=30)

@@ -4,10 +4,6 @@
 // asserts the exact status, Content-Type and Vault's envelope or error body.
 #include <catch2/catch.hpp>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/thread_pool.hpp>
-#include <boost/asio/use_future.hpp>
 #include <boost/json.hpp>
 
 #include <fstream>
@@ -15,17 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "auth.hpp"
 #include "locked_json.hpp"
-#include "metrics.hpp"
-#include "rootseal/daemon/audit.hpp"
 #include "rootseal/kms/encoding.hpp"
-#include "rootseal/kms/keyring.hpp"
-#include "rootseal/kms/root_of_trust.hpp"
-#include "rootseal/kms/state_store.hpp"
-#include "router.hpp"
+#include "router_rig.hpp"
 #include "temp_dir.hpp"
-#include "transit.hpp"
 
 using namespace rootseal;
 using namespace rootseal::daemon;
@@ -84,51 +73,23 @@ TokenInfo token_info(std::string name, std::vector<std::string> policies) {
   return t;
 }
 
-// A complete API over in-memory/temporary components.
+// A complete API over in-memory/temporary components (router_rig.hpp).
 class Api {
  public:
   explicit Api(std::string mount = "transit") {
-    auto store = kms::open_sqlite_store(dir_ / "state.db");
-    REQUIRE(store);
-    store_ = std::move(*store);
-    auto root = kms::SoftwareRoot::create(kms::SecureBytes::random(32));
-    REQUIRE(root);
-    root_ = std::move(*root);
-    ring_ = std::make_unique<kms::Keyring>(*store_, *root_);
-    REQUIRE(ring_->unseal());
-
-    auto root_token = token_info("root", {});
-    root_token.root = true;
-    root_accessor = tokens_.add(kms::SecureBytes::copy_of(kRoot), root_token);
-    seal_accessor = tokens_.add(kms::SecureBytes::copy_of(kSeal), token_info("vault-seal", {"autounseal"}));
-    app_accessor = tokens_.add(kms::SecureBytes::copy_of(kApp), token_info("app", {"app"}));
-    auto renewable = token_info("renewable", {"autounseal"});
-    renewable.ttl_s = 3600;
-    renewable.expire_time = now_unix() + 60;
-    renewable.renewable = true;
-    tokens_.add(kms::SecureBytes::copy_of(kRenewable), renewable);
-    auto expired = token_info("expired", {"app"});
-    expired.ttl_s = 60;
-    expired.expire_time = now_unix() - 10;
-    expired.renewable = true;
-    tokens_.add(kms::SecureBytes::copy_of(kExpired), expired);
-
-    PolicyConfig seal{"autounseal", {"autounseal"}, {Operation::encrypt, Operation::decrypt}};
-    PolicyConfig app{"app",
-                     {"app-*"},
-                     {Operation::read, Operation::list, Operation::create, Operation::config, Operation::rotate,
-                      Operation::delete_, Operation::encrypt, Operation::decrypt, Operation::rewrap,
-                      Operation::datakey}};
-    authorizer_ = std::make_unique<Authorizer>(std::vector<PolicyConfig>{seal, app},
-                                               std::vector<ClientCertIdentity>{
-                                                   {"vault", std::string(64, 'a'), {"autounseal"}}});
-
-    config_.api.mount = mount;
-    auto audit = AuditLog::open(audit_path());
-    REQUIRE(audit);
-    audit_ = std::move(*audit);
-
-    auto status = [this] {
+    test::RouterRigOptions options;
+    options.dir = dir_.path();
+    options.root_key = kms::SecureBytes::random(32);
+    options.policies = {
+        {"autounseal", {"autounseal"}, {Operation::encrypt, Operation::decrypt}},
+        {"app",
+         {"app-*"},
+         {Operation::read, Operation::list, Operation::create, Operation::config, Operation::rotate,
+          Operation::delete_, Operation::encrypt, Operation::decrypt, Operation::rewrap, Operation::datakey}}};
+    options.cert_identities = {{"vault", std::string(64, 'a'), {"autounseal"}}};
+    options.audit_path = audit_path();
+    options.mount = std::move(mount);
+    options.seal_status = [this] {
       SealStatus s;
       s.sealed = sealed;
       s.reason = sealed ? "root of trust unavailable (test)" : "";
@@ -137,57 +98,45 @@ class Api {
       s.root_kcv = "abcdef";
       return s;
     };
-    TransitDeps deps;
-    deps.keyring = ring_.get();
-    deps.tokens = &tokens_;
-    deps.authorizer = authorizer_.get();
-    deps.blocking = &pool_;
-    deps.seal_status = status;
-    deps.report_root_failure = [this] { ++root_failures; };
-    deps.mount = mount;
-    transit_ = std::make_unique<TransitApi>(std::move(deps));
+    options.report_root_failure = [this] { ++root_failures; };
+    options.cluster_id = "cluster-id-1";
+    options.version = "0.1.0-test";
+    auto rig = test::RouterRig::create(std::move(options));
+    REQUIRE(rig);
+    rig_ = std::move(*rig);
 
-    ApiContext ctx;
-    ctx.config = &config_;
-    ctx.seal_status = status;
-    ctx.root_kind = "software";
-    ctx.cluster_id = "cluster-id-1";
-    ctx.version = "0.1.0-test";
-    ctx.transit = transit_.get();
-    ctx.metrics = &metrics_;
-    ctx.audit = audit_.get();
-    router_ = std::make_unique<Router>(std::move(ctx));
+    auto& tokens = rig_->tokens();
+    auto root_token = token_info("root", {});
+    root_token.root = true;
+    root_accessor = tokens.add(kms::SecureBytes::copy_of(kRoot), root_token);
+    seal_accessor = tokens.add(kms::SecureBytes::copy_of(kSeal), token_info("vault-seal", {"autounseal"}));
+    app_accessor = tokens.add(kms::SecureBytes::copy_of(kApp), token_info("app", {"app"}));
+    auto renewable = token_info("renewable", {"autounseal"});
+    renewable.ttl_s = 3600;
+    renewable.expire_time = now_unix() + 60;
+    renewable.renewable = true;
+    tokens.add(kms::SecureBytes::copy_of(kRenewable), renewable);
+    auto expired = token_info("expired", {"app"});
+    expired.ttl_s = 60;
+    expired.expire_time = now_unix() - 10;
+    expired.renewable = true;
+    tokens.add(kms::SecureBytes::copy_of(kExpired), expired);
   }
-  ~Api() { pool_.join(); }
 
   // One request through Router::handle, run to completion on a local io_context.
   Reply call(std::string_view method, std::string_view target, std::string_view body = {},
              std::optional<std::string_view> token = kRoot,
              const std::vector<std::pair<std::string, std::string>>& headers = {},
              const std::string& client_cert_sha256 = {}) {
-    net::Request req;
-    const auto verb = http::string_to_verb(method);
-    if (verb == http::verb::unknown) {
-      req.method_string(method);
-    } else {
-      req.method(verb);
-    }
-    req.target(target);
-    req.version(11);
+    net::Request req = test::RouterRig::request(method, target, body);
     req.set(http::field::host, "rootseal.test");
     if (token) req.set("X-Vault-Token", *token);
     for (const auto& [k, v] : headers) req.set(k, v);
-    req.body() = net::SecureBuffer(body);
-    req.prepare_payload();
     net::PeerInfo peer;
     peer.remote = {boost::asio::ip::make_address("127.0.0.1"), 40001};
     peer.client_cert_sha256 = client_cert_sha256;
     if (!client_cert_sha256.empty()) peer.client_subject = "CN=vault-seal";
-
-    boost::asio::io_context io;
-    auto future = boost::asio::co_spawn(io, router_->handle(req, peer), boost::asio::use_future);
-    io.run();
-    net::Response res = future.get();
+    const net::Response res = rig_->handle(req, peer);
 
     Reply r;
     r.status = res.result_int();
@@ -221,8 +170,8 @@ class Api {
     std::ifstream in(audit_path());
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
   }
-  [[nodiscard]] std::string metrics_text() const { return metrics_.render(); }
-  kms::Keyring& ring() { return *ring_; }
+  [[nodiscard]] std::string metrics_text() const { return rig_->metrics().render(); }
+  kms::Keyring& ring() { return rig_->ring(); }
 
   bool sealed = false;
   int root_failures = 0;
@@ -230,17 +179,7 @@ class Api {
 
  private:
   test::TempDir dir_{"rootseal-router"};
-  std::unique_ptr<kms::StateStore> store_;
-  std::unique_ptr<kms::SoftwareRoot> root_;
-  std::unique_ptr<kms::Keyring> ring_;
-  TokenStore tokens_;
-  std::unique_ptr<Authorizer> authorizer_;
-  boost::asio::thread_pool pool_{1};
-  Config config_;
-  Metrics metrics_;
-  std::unique_ptr<AuditLog> audit_;
-  std::unique_ptr<TransitApi> transit_;
-  std::unique_ptr<Router> router_;
+  std::unique_ptr<test::RouterRig> rig_;  // after dir_: goes first
 };
 
 // Vault's success envelope, exactly.

@@ -15,6 +15,7 @@
 
 using namespace rootseal;
 using namespace rootseal::test;
+using namespace rootseal::test::aws_moto;
 namespace sigv4 = rootseal::sync::providers::sigv4;
 namespace json = boost::json;
 
@@ -36,28 +37,6 @@ sigv4::Request suite_request(std::string method, std::string path,
 
 std::string suite_signature(const sigv4::Request& r) {
   return sigv4::signature(r, kSuiteSecret, "us-east-1", "service", "20150830T123600Z");
-}
-
-sync::AwsSpec moto_spec(const Moto& moto) {
-  sync::AwsSpec s;
-  s.region = "us-east-1";
-  s.endpoint = moto.url();
-  s.access_key_id = secure("testing");
-  s.secret_access_key = secure("testing");
-  return s;
-}
-
-std::shared_ptr<sync::providers::AwsSecretsManager> make(Loop& loop, sync::AwsSpec spec) {
-  auto p = sync::providers::make_aws_provider(loop.io.get_executor(), std::move(spec));
-  REQUIRE(p);
-  return *p;
-}
-
-json::value aws_json(const Moto& moto, const std::string& args) {
-  const auto r = moto.aws(args);
-  INFO(r.out);
-  REQUIRE(r.status == 0);
-  return json::parse(r.out);
 }
 
 sync::RemoteRef ref(std::string key, std::string property = "", std::string version = "") {

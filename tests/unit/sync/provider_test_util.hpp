@@ -1,16 +1,21 @@
-// Runs provider coroutines on an io_context with its own thread.
+// Runs provider coroutines on an io_context with its own thread; the AWS
+// provider against moto_server.
 #pragma once
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/json.hpp>
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <thread>
 
+#include "process_util.hpp"
+#include "providers/aws_sm.hpp"
 #include "rootseal/kms/secure_bytes.hpp"
 
 namespace rootseal::test {
@@ -35,5 +40,36 @@ struct Loop {
 
 inline std::string text(const kms::SecureBytes& b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
 inline kms::SecureBytes secure(std::string_view s) { return kms::SecureBytes::copy_of(s); }
+
+// The AWS Secrets Manager provider against a running moto_server (Moto,
+// process_util.hpp), for the pull and the push tests. A namespace of its own:
+// `using namespace rootseal::test::aws_moto;` where they are wanted.
+namespace aws_moto {
+
+// The region, endpoint and (dummy) credentials moto_server and Moto::aws use.
+inline sync::AwsSpec moto_spec(const Moto& moto) {
+  sync::AwsSpec s;
+  s.region = "us-east-1";
+  s.endpoint = moto.url();
+  s.access_key_id = secure("testing");
+  s.secret_access_key = secure("testing");
+  return s;
+}
+
+inline std::shared_ptr<sync::providers::AwsSecretsManager> make(Loop& loop, sync::AwsSpec spec) {
+  auto p = sync::providers::make_aws_provider(loop.io.get_executor(), std::move(spec));
+  REQUIRE(p);
+  return *p;
+}
+
+// The JSON an `aws ...` CLI command (an independent client) prints; it must succeed.
+inline boost::json::value aws_json(const Moto& moto, const std::string& args) {
+  const auto r = moto.aws(args);
+  INFO(r.out);
+  REQUIRE(r.status == 0);
+  return boost::json::parse(r.out);
+}
+
+}  // namespace aws_moto
 
 }  // namespace rootseal::test

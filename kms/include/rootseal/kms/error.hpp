@@ -56,20 +56,41 @@ inline std::unexpected<Error> fail(Errc code, std::string message) {
 // Error flow vocabulary (s2n's RESULT_GUARD in std::expected form). Inside a
 // function returning Result<U>:
 //   ROOTSEAL_TRY(expr);              // return the error of a failed Result
-//   ROOTSEAL_TRY_ASSIGN(lhs, expr);  // or move its value into lhs
-#define ROOTSEAL_TRY(expr)                                             \
-  do {                                                                 \
-    auto rootseal_try_result_ = (expr);                                \
-    if (!rootseal_try_result_) {                                       \
-      return std::unexpected(std::move(rootseal_try_result_).error()); \
-    }                                                                  \
+//   ROOTSEAL_TRY_ASSIGN(lhs, expr);  // or move its value into an already declared lhs
+//   ROOTSEAL_LET(name, expr);        // or declare `name` from its value in the enclosing scope
+// Inside a coroutine whose result is a Result<U> (asio::awaitable<Result<U>>,
+// sync's Task<U>), the same with co_return instead of return:
+//   ROOTSEAL_CO_TRY(expr);  ROOTSEAL_CO_TRY_ASSIGN(lhs, expr);  ROOTSEAL_CO_LET(name, expr);
+// `ret` below is the keyword `return` or `co_return`.
+#define ROOTSEAL_DETAIL_TRY(ret, expr)                                \
+  do {                                                                \
+    auto rootseal_try_result_ = (expr);                               \
+    if (!rootseal_try_result_) {                                      \
+      ret std::unexpected(std::move(rootseal_try_result_).error());   \
+    }                                                                 \
   } while (false)
 
-#define ROOTSEAL_TRY_ASSIGN(lhs, expr)                                 \
-  do {                                                                 \
-    auto rootseal_try_result_ = (expr);                                \
-    if (!rootseal_try_result_) {                                       \
-      return std::unexpected(std::move(rootseal_try_result_).error()); \
-    }                                                                  \
-    lhs = std::move(*rootseal_try_result_);                            \
+#define ROOTSEAL_DETAIL_TRY_ASSIGN(ret, lhs, expr)                    \
+  do {                                                                \
+    auto rootseal_try_result_ = (expr);                               \
+    if (!rootseal_try_result_) {                                      \
+      ret std::unexpected(std::move(rootseal_try_result_).error());   \
+    }                                                                 \
+    lhs = std::move(*rootseal_try_result_);                           \
   } while (false)
+
+// Not wrapped in do/while: `name` must outlive the macro.
+#define ROOTSEAL_DETAIL_LET(ret, name, expr)                          \
+  auto name##_result_ = (expr);                                       \
+  if (!name##_result_) {                                              \
+    ret std::unexpected(std::move(name##_result_).error());           \
+  }                                                                   \
+  auto name = std::move(*name##_result_)
+
+#define ROOTSEAL_TRY(expr) ROOTSEAL_DETAIL_TRY(return, expr)
+#define ROOTSEAL_TRY_ASSIGN(lhs, expr) ROOTSEAL_DETAIL_TRY_ASSIGN(return, lhs, expr)
+#define ROOTSEAL_LET(name, expr) ROOTSEAL_DETAIL_LET(return, name, expr)
+
+#define ROOTSEAL_CO_TRY(expr) ROOTSEAL_DETAIL_TRY(co_return, expr)
+#define ROOTSEAL_CO_TRY_ASSIGN(lhs, expr) ROOTSEAL_DETAIL_TRY_ASSIGN(co_return, lhs, expr)
+#define ROOTSEAL_CO_LET(name, expr) ROOTSEAL_DETAIL_LET(co_return, name, expr)

@@ -1,0 +1,71 @@
+#include "router_rig.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <utility>
+
+namespace rootseal::test {
+
+namespace http = boost::beast::http;
+
+kms::Result<std::unique_ptr<RouterRig>> RouterRig::create(RouterRigOptions options) {
+  std::unique_ptr<RouterRig> rig(new RouterRig());
+  ROOTSEAL_TRY_ASSIGN(rig->store_, kms::open_sqlite_store(options.dir / "state.db"));
+  ROOTSEAL_TRY_ASSIGN(rig->root_, kms::SoftwareRoot::create(std::move(options.root_key)));
+  rig->ring_ = std::make_unique<kms::Keyring>(*rig->store_, *rig->root_);
+  ROOTSEAL_TRY(rig->ring_->unseal());
+  rig->authorizer_ =
+      std::make_unique<daemon::Authorizer>(std::move(options.policies), std::move(options.cert_identities));
+  rig->config_.api.mount = options.mount;
+  ROOTSEAL_TRY_ASSIGN(rig->audit_, daemon::AuditLog::open(options.audit_path));
+
+  daemon::TransitDeps deps;
+  deps.keyring = rig->ring_.get();
+  deps.tokens = &rig->tokens_;
+  deps.authorizer = rig->authorizer_.get();
+  deps.blocking = &rig->pool_;
+  deps.seal_status = options.seal_status;
+  deps.report_root_failure = std::move(options.report_root_failure);
+  deps.mount = options.mount;
+  rig->transit_ = std::make_unique<daemon::TransitApi>(std::move(deps));
+
+  daemon::ApiContext ctx;
+  ctx.config = &rig->config_;
+  ctx.seal_status = std::move(options.seal_status);
+  ctx.root_kind = "software";
+  ctx.cluster_id = std::move(options.cluster_id);
+  ctx.version = std::move(options.version);
+  ctx.transit = rig->transit_.get();
+  ctx.metrics = &rig->metrics_;
+  ctx.audit = rig->audit_.get();
+  rig->router_ = std::make_unique<daemon::Router>(std::move(ctx));
+  return rig;
+}
+
+RouterRig::~RouterRig() { pool_.join(); }
+
+net::Request RouterRig::request(std::string_view method, std::string_view target, std::string_view body) {
+  net::Request req;
+  const auto verb = http::string_to_verb(method);
+  if (verb == http::verb::unknown) {
+    req.method_string(method);
+  } else {
+    req.method(verb);
+  }
+  req.target(target);
+  req.version(11);
+  req.body() = net::SecureBuffer(body);
+  req.prepare_payload();
+  return req;
+}
+
+net::Response RouterRig::handle(net::Request& request, const net::PeerInfo& peer) {
+  boost::asio::io_context io;
+  auto future = boost::asio::co_spawn(io, router_->handle(request, peer), boost::asio::use_future);
+  io.run();
+  return future.get();
+}
+
+}  // namespace rootseal::test
