@@ -14,16 +14,18 @@ from rootseal_testlib import (CLIENT_EXT, ROOTSEALD, SERVER_EXT, ConfigDaemon, m
                               write_private)
 
 APP_TOKEN = "s.tls-app-token-0123456789abcdef"
+# Not hex: a hex PIN such as "1111" turns up by chance in the log's hashes and request ids.
+TLS_PIN = "pin-tls-zq"
 
 
 class TlsAuditMetricsTest(unittest.TestCase):
     def setUp(self):
-        self.d = ConfigDaemon("rootseal-tls-", "tls", pin="1111")
+        self.d = ConfigDaemon("rootseal-tls-", "tls", pin=TLS_PIN)
         self.dir = self.d.dir
         self.env = self.d.env
         self.port = self.d.port
         self.config = self.d.config
-        self.pin = write_private(self.p("pin"), "1111")
+        self.pin = write_private(self.p("pin"), TLS_PIN)
         fingerprints = make_tls_material(self.dir, leaves=(("server", "rootseal-one", SERVER_EXT),
                                                            ("server2", "rootseal-two", SERVER_EXT),
                                                            ("client", "vault-seal", CLIENT_EXT)))
@@ -132,7 +134,7 @@ client_certs:
         self.assertEqual(lines[1]["client_cert"].split("CN=")[-1], "vault-seal")
         self.assertEqual(lines[2]["error"], "permission denied")
         raw = open(self.p("audit.log")).read()
-        for secret in (APP_TOKEN, ct, "YQ==", "1111"):
+        for secret in (APP_TOKEN, ct, "YQ==", TLS_PIN):
             self.assertNotIn(secret, raw)
         self.assertEqual(lines[0]["prev_sha256"], "0" * 64)
         self.assertEqual(lines[1]["prev_sha256"], lines[0]["sha256"])
@@ -159,6 +161,48 @@ client_certs:
         swapped = subprocess.run([cli, "audit", "verify", self.p("swapped.log")], capture_output=True)
         self.assertEqual(swapped.returncode, 1)
         self.assertIn(b"line 1", swapped.stderr)
+
+    def test_audit_log_rotated_by_move_and_sighup_stays_one_chain(self):
+        self.start()
+        self.wait_for(lambda: self.call("GET", "/v1/sys/health")[0] == 200, "unsealed over TLS")
+        cli = os.environ["ROOTSEAL_CLI"]
+        encrypt = lambda: self.call("PUT", "/v1/transit/encrypt/autounseal", {"plaintext": "YQ=="}, APP_TOKEN)[0]
+        self.assertEqual([encrypt() for _ in range(3)], [200] * 3)
+        files = []
+        pid = self.proc.pid
+        for k in (2, 1):  # logrotate's order: audit.log -> audit.log.2, later audit.log -> audit.log.1
+            rotated = self.p("audit.log.%d" % k)
+            os.rename(self.p("audit.log"), rotated)
+            files.append(rotated)
+            self.assertEqual(encrypt(), 200)  # after the move, before SIGHUP: still written to the moved file
+            self.proc.send_signal(signal.SIGHUP)
+            self.wait_for(lambda: os.path.exists(self.p("audit.log")), "the reopened audit log")
+            self.assertEqual([encrypt() for _ in range(2)], [200] * 2)
+        self.assertEqual(self.proc.pid, pid)
+        self.assertIn("audit log reopened", self.log())
+        files.append(self.p("audit.log"))
+        self.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.proc.wait(timeout=30), 0, self.log())
+
+        counts = []
+        for f in files:
+            with open(f) as fh:
+                counts.append(len(fh.readlines()))
+        # 3 + 1 moved-file line | reopen line + 2 + 1 | reopen line + 2
+        self.assertEqual(counts, [4, 4, 3])
+        with open(self.p("audit.log")) as fh:
+            first = json.loads(fh.readline())
+        self.assertEqual((first["operation"], first["method"]), ("audit_reopen", "SIGHUP"))
+        with open(files[1]) as fh:
+            last_of_previous = json.loads(fh.readlines()[-1])["sha256"]
+        self.assertEqual(first["continues"], last_of_previous)
+        ok = subprocess.run([cli, "audit", "verify"] + files, capture_output=True)
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        self.assertIn(b"3 files, 11 lines, one chain", ok.stdout)
+        # A rotated file missing from the list breaks the chain at the file after the gap.
+        gap = subprocess.run([cli, "audit", "verify", files[0], files[2]], capture_output=True)
+        self.assertEqual(gap.returncode, 1)
+        self.assertIn(b"line 1: does not continue the previous file", gap.stderr)
 
     def test_plain_http_refused_off_loopback_and_without_opt_in(self):
         self.write_config()
