@@ -135,6 +135,19 @@ Result<sync::HostStoreConfig> host_store(const std::string& name, const YAML::No
     if (!s.access_key_id.set() || !s.secret_access_key.set()) {
       return fail(Errc::invalid_argument, w + ": aws needs access_key_id and secret_access_key");
     }
+  } else if (s.kind == "azure") {
+    if (s.vault_url.empty()) return fail(Errc::invalid_argument, w + ".vault_url: required for azure");
+    if (s.tenant_id.empty()) return fail(Errc::invalid_argument, w + ".tenant_id: required for azure");
+    if (s.client_id.empty()) return fail(Errc::invalid_argument, w + ".client_id: required for azure");
+    if (!s.client_secret.set()) return fail(Errc::invalid_argument, w + ".client_secret: required for azure");
+  } else {
+    if (s.project_id.empty()) return fail(Errc::invalid_argument, w + ".project_id: required for gcp");
+    if (!s.service_account_json.set()) return fail(Errc::invalid_argument, w + ".service_account_json: required for gcp");
+  }
+  for (const auto* url : {&s.server, &s.endpoint, &s.vault_url, &s.authority_host, &s.gcp_endpoint, &s.token_uri}) {
+    if (!url->empty() && !url->starts_with("https://") && !url->starts_with("http://")) {
+      return fail(Errc::invalid_argument, w + ": '" + *url + "' is not an http:// or https:// URL");
+    }
   }
   return s;
 }
@@ -215,6 +228,13 @@ Result<std::unique_ptr<sync::Engine>> start_sync_engine(const Config& cfg, boost
   gauge("rootseal_sync_kube_requests", "Kubernetes API requests sent.", &sync::EngineStats::kube_requests);
   gauge("rootseal_sync_queue_ready", "Keys ready in the work queue.", &sync::EngineStats::queue_ready);
   gauge("rootseal_sync_managed_secrets", "Managed Secrets in the cache.", &sync::EngineStats::managed_secrets);
+  gauge("rootseal_sync_push_reconciles", "PushSecret reconciles since start.", &sync::EngineStats::push_reconciles);
+  gauge("rootseal_sync_push_writes", "Remote writes by PushSecrets (a value that changed or a created secret).",
+        &sync::EngineStats::push_writes);
+  gauge("rootseal_sync_push_unchanged", "PushSecret values found current remotely (no write).",
+        &sync::EngineStats::push_unchanged);
+  gauge("rootseal_sync_push_removals", "Remote keys removed for deletionPolicy Delete.", &sync::EngineStats::push_removals);
+  gauge("rootseal_sync_push_errors", "PushSecret reconciles that ended in an error.", &sync::EngineStats::push_errors);
   gauge("rootseal_sync_synced", "1 once the caches are filled and workers run.", &sync::EngineStats::synced);
   (*engine)->start();
   return std::move(*engine);

@@ -1,14 +1,15 @@
 """Shared set-up for the sync engine's end-to-end tests: the Kubernetes API
 double and the Vault KV v2 double in-process, moto_server as a process, and
-rootseald from a configuration file with `sync.enabled`."""
+rootseald from a configuration file with `sync.enabled`. With push=True also
+the Azure Key Vault and GCP Secret Manager doubles (in-process), declared as
+host-credential stores `azure` and `gcp` in rootseald.yaml (PushCloud reads
+them back independently of rootseald)."""
 import base64
 import http.client
 import json
 import os
 import signal
 import subprocess
-import sys
-import time
 
 from rootseal_testlib import free_port, wait_until, ROOTSEALD, SOFTHSM2_MODULE, make_softhsm, rmtree, tempdir
 
@@ -25,14 +26,38 @@ def _load(name, rel):
 
 k8s_double = _load("k8s_double", "k8s_apiserver")
 vault_double = _load("vault_double", "vault_kv")
+azure_double = _load("azure_double", "azure_keyvault")
+gcp_double = _load("gcp_double", "gcp_secretmanager")
 
 K8S_TOKEN = "sync-e2e-token"
 VAULT_ROOT = "vault-root-token"
 ESO = "/apis/external-secrets.io/v1"
+ESO_PUSH = "/apis/external-secrets.io/v1alpha1"
+AZ_TENANT, AZ_CLIENT, AZ_SECRET = "tenant-e2e", "client-e2e", "client-secret-e2e"
+AZ_TOKEN = "azure-test-reader"  # static token the test itself uses to read the double
+GCP_PROJECT, GCP_NUMBER, GCP_EMAIL = "rootseal-test", "123456789012", "rootseal-push@rootseal-test.iam.gserviceaccount.com"
+GCP_TOKEN = "gcp-test-reader"
 
 
 def b64(s):
     return base64.b64encode(s.encode()).decode()
+
+
+def http_json(port, method, path, headers, body=None, ctype="application/json", timeout=10):
+    """One plain-HTTP request to 127.0.0.1:port with a JSON body; (status, parsed JSON body or None)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        h = dict(headers)
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            h["Content-Type"] = ctype
+        c.request(method, path, body=data, headers=h)
+        r = c.getresponse()
+        raw = r.read()
+        return r.status, (json.loads(raw) if raw else None)
+    finally:
+        c.close()
 
 
 class Kube:
@@ -42,19 +67,7 @@ class Kube:
         self.port = port
 
     def req(self, method, path, body=None, ctype="application/json"):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            h = {"Authorization": "Bearer " + K8S_TOKEN}
-            data = None
-            if body is not None:
-                data = json.dumps(body).encode()
-                h["Content-Type"] = ctype
-            c.request(method, path, body=data, headers=h)
-            r = c.getresponse()
-            raw = r.read()
-            return r.status, (json.loads(raw) if raw else None)
-        finally:
-            c.close()
+        return http_json(self.port, method, path, {"Authorization": "Bearer " + K8S_TOKEN}, body, ctype)
 
     def create(self, path, obj):
         st, body = self.req("POST", path, obj)
@@ -101,8 +114,39 @@ class Kube:
 class SyncEnv:
     """Doubles + rootseald with sync enabled. Call start(); stop() in tearDown."""
 
-    def __init__(self, refresh_window="1s", extra_stores="", concurrency=0):
+    def __init__(self, refresh_window="1s", extra_stores="", concurrency=0, push=False):
         self.dir = tempdir("rootseal-sync-")
+        self.azure = self.gcp = None
+        if push:
+            self.azure = azure_double.AzureKeyVaultDouble(tenant=AZ_TENANT, clients={AZ_CLIENT: AZ_SECRET},
+                                                          static_tokens=[AZ_TOKEN]).start()
+            key = subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+                                 check=True, capture_output=True).stdout.decode()
+            self.gcp = gcp_double.GcpSecretManagerDouble(accounts={GCP_EMAIL: key},
+                                                         projects={GCP_PROJECT: GCP_NUMBER}).start()
+            self.gcp.state.tokens[GCP_TOKEN] = ("static", float("inf"))
+            sa = self.write_private("gcp-sa.json", json.dumps({
+                "type": "service_account", "project_id": GCP_PROJECT, "private_key_id": "k1", "private_key": key,
+                "client_email": GCP_EMAIL, "token_uri": self.gcp.token_url}))
+            az = self.write_private("azure-client-secret", AZ_SECRET)
+            extra_stores += """
+    azure:
+      kind: azure
+      vault_url: %(az)s
+      authority_host: %(az)s
+      tenant_id: %(tenant)s
+      client_id: %(client)s
+      client_secret: {file: %(az_secret)s}
+      namespaces: ["*"]
+    gcp:
+      kind: gcp
+      project_id: %(project)s
+      gcp_endpoint: %(gcp)s
+      token_uri: %(gcp)s/token
+      service_account_json: {file: %(sa)s}
+      namespaces: ["*"]
+""" % {"az": self.azure.url, "tenant": AZ_TENANT, "client": AZ_CLIENT, "az_secret": az, "project": GCP_PROJECT,
+                "gcp": self.gcp.url, "sa": sa}
         self.k8s = k8s_double.K8sApiServerDouble(tokens=[K8S_TOKEN], bookmark_interval=1.0).start()
         self.kube = Kube(self.k8s.port)
         self.vault = vault_double.VaultKvDouble(root_token=VAULT_ROOT).start()
@@ -240,6 +284,9 @@ sync:
         return self.metrics().get(name)
 
     def stop(self):
+        """Stops everything; raises if rootseald did not exit cleanly on SIGTERM
+        (a crash, or a leak report under LeakSanitizer), with its log."""
+        failure = None
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -248,12 +295,19 @@ sync:
                 self.proc.kill()
                 self.proc.wait()
         if self.proc:
+            if self.proc.returncode != 0:
+                failure = "rootseald exited %s on SIGTERM\n%s" % (self.proc.returncode, self.log())
             self.err.close()
         self.moto.terminate()
         self.moto.wait(timeout=10)
         self.k8s.stop()
         self.vault.stop()
+        for d in (self.azure, self.gcp):
+            if d:
+                d.stop()
         rmtree(self.dir)
+        if failure:
+            raise AssertionError(failure)
 
     # ---- objects ---------------------------------------------------------------
 
@@ -273,3 +327,97 @@ sync:
             spec["target"] = target
         return self.kube.create("/apis/%s/namespaces/%s/externalsecrets" % (api, ns), {
             "apiVersion": api, "kind": "ExternalSecret", "metadata": {"name": name, "namespace": ns}, "spec": spec})
+
+    # ---- push (PushSecret) ------------------------------------------------------
+
+    def push_stores(self, ns, aws_extra=None):
+        """SecretStores `aws`, `azure`, `gcp` in ns, each on the host credentials
+        of the same name in rootseald.yaml (moto, the Azure and GCP doubles)."""
+        aws = {"service": "SecretsManager", "region": "us-east-1"}
+        aws.update(aws_extra or {})
+        for name, cred, provider in (
+                ("aws", "moto", {"aws": aws}),
+                ("azure", "azure", {"azurekv": {"vaultUrl": self.azure.url, "authType": "ServicePrincipal"}}),
+                ("gcp", "gcp", {"gcpsm": {"projectID": GCP_PROJECT}})):
+            self.kube.create(ESO + "/namespaces/%s/secretstores" % ns, {
+                "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+                "metadata": {"name": name, "namespace": ns,
+                             "annotations": {"sync.rootseal.io/credentials": cred}},
+                "spec": {"provider": provider}})
+
+    def push_secret(self, ns, name, selector, data, refresh="1h", stores=("aws", "azure", "gcp"), deletion=None,
+                    update=None):
+        spec = {"refreshInterval": refresh, "secretStoreRefs": [{"name": s, "kind": "SecretStore"} for s in stores],
+                "selector": selector, "data": data}
+        if deletion:
+            spec["deletionPolicy"] = deletion
+        if update:
+            spec["updatePolicy"] = update
+        return self.kube.create(ESO_PUSH + "/namespaces/%s/pushsecrets" % ns, {
+            "apiVersion": "external-secrets.io/v1alpha1", "kind": "PushSecret",
+            "metadata": {"name": name, "namespace": ns}, "spec": spec})
+
+    def push_ready(self, ns, name):
+        """(status, reason, message) of the PushSecret's Ready condition, or None."""
+        ps = self.kube.get(ESO_PUSH + "/namespaces/%s/pushsecrets/%s" % (ns, name))
+        for c in ((ps or {}).get("status") or {}).get("conditions") or []:
+            if c.get("type") == "Ready":
+                return c.get("status"), c.get("reason"), c.get("message")
+        return None
+
+
+def _http(url, method, path, token, body=None):
+    return http_json(int(url.rsplit(":", 1)[1]), method, path, {"Authorization": "Bearer " + token}, body)
+
+
+class PushCloud:
+    """The test's own view of the three push targets (not through rootseald):
+    the aws CLI against moto, raw REST against the Azure and GCP doubles."""
+
+    def __init__(self, env):
+        self.env = env
+
+    # AWS (aws CLI)
+    def aws_value(self, name):
+        try:
+            return self.env.aws("get-secret-value", "--secret-id", name)["SecretString"]
+        except subprocess.CalledProcessError:
+            return None
+
+    def aws_versions(self, name):
+        out = self.env.aws("list-secret-version-ids", "--secret-id", name, "--include-deprecated")
+        return len(out["Versions"])
+
+    def aws_describe(self, name):
+        try:
+            return self.env.aws("describe-secret", "--secret-id", name)
+        except subprocess.CalledProcessError:
+            return None
+
+    # Azure Key Vault (REST 7.4)
+    def azure(self, method, path, body=None):
+        sep = "&" if "?" in path else "?"
+        return _http(self.env.azure.url, method, path + sep + "api-version=7.4", AZ_TOKEN, body)
+
+    def azure_value(self, name):
+        st, body = self.azure("GET", "/secrets/" + name)
+        return body["value"] if st == 200 else None
+
+    def azure_versions(self, name):
+        st, body = self.azure("GET", "/secrets/%s/versions" % name)
+        return len(body.get("value") or []) if st == 200 else 0
+
+    # GCP Secret Manager (REST v1)
+    def gcp(self, method, path, body=None):
+        return _http(self.env.gcp.url, method, "/v1/projects/%s/%s" % (GCP_PROJECT, path), GCP_TOKEN, body)
+
+    def gcp_value(self, sid):
+        st, body = self.gcp("GET", "secrets/%s/versions/latest:access" % sid)
+        return base64.b64decode(body["payload"]["data"]).decode() if st == 200 else None
+
+    def gcp_versions(self, sid):
+        st, body = self.gcp("GET", "secrets/%s/versions" % sid)
+        return len(body.get("versions") or []) if st == 200 else 0
+
+    def values(self, aws_name, azure_name, gcp_id):
+        return self.aws_value(aws_name), self.azure_value(azure_name), self.gcp_value(gcp_id)

@@ -297,6 +297,19 @@ class SyncConfigRefused(unittest.TestCase):
         rc, err = self.run_config("  enabled: true\n  stores:\n    a:\n      kind: aws\n      namespaces: [x]\n")
         self.assertEqual(rc, 1)
         self.assertIn("sync.stores.a.region: required for aws", err)
+        rc, err = self.run_config("  enabled: true\n  stores:\n    z:\n      kind: azure\n      namespaces: [x]\n"
+                                  "      vault_url: https://kv.vault.azure.net\n      tenant_id: t\n")
+        self.assertEqual(rc, 1)
+        self.assertIn("sync.stores.z.client_id: required for azure", err)
+        rc, err = self.run_config("  enabled: true\n  stores:\n    g:\n      kind: gcp\n      namespaces: [x]\n"
+                                  "      project_id: p\n")
+        self.assertEqual(rc, 1)
+        self.assertIn("sync.stores.g.service_account_json: required for gcp", err)
+        rc, err = self.run_config("  enabled: true\n  stores:\n    g:\n      kind: gcp\n      namespaces: [x]\n"
+                                  "      project_id: p\n      service_account_json: {file: /nonexistent}\n"
+                                  "      gcp_endpoint: secretmanager.example\n")
+        self.assertEqual(rc, 1)
+        self.assertIn("is not an http:// or https:// URL", err)
 
 
 if __name__ == "__main__":

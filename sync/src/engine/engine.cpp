@@ -150,7 +150,10 @@ class KubeFacade final : public reconcile::KubeApi {
         ps_(client_, ps_gvr(), cfg.namespaces),
         ss_(client_, ss_gvr(), cfg.namespaces),
         css_(client_, css_gvr(), cfg.namespaces),
-        secrets_(client_, kube::secrets_gvr(), cfg.namespaces, std::string(reconcile::kManagedLabel) + "=true") {
+        secrets_(client_, kube::secrets_gvr(), cfg.namespaces, std::string(reconcile::kManagedLabel) + "=true"),
+        // The other Secrets (disjoint from secrets_): PushSecret sources, so a
+        // change is pushed at once, not on the next refreshInterval.
+        sources_(client_, kube::secrets_gvr(), cfg.namespaces, std::string(reconcile::kManagedLabel) + "!=true") {
     if (cfg.rollout_restart) {
       deploy_.emplace(client_, kube::deployments_gvr(), cfg.namespaces);
       sts_.emplace(client_, kube::statefulsets_gvr(), cfg.namespaces);
@@ -163,6 +166,7 @@ class KubeFacade final : public reconcile::KubeApi {
   InformerSet& ss() { return ss_; }
   InformerSet& css() { return css_; }
   InformerSet& secrets() { return secrets_; }
+  InformerSet& sources() { return sources_; }
   std::optional<InformerSet>& deploy() { return deploy_; }
   std::optional<InformerSet>& sts() { return sts_; }
   std::optional<InformerSet>& ds() { return ds_; }
@@ -180,7 +184,7 @@ class KubeFacade final : public reconcile::KubeApi {
     return true;
   }
   std::vector<InformerSet*> sets() {
-    std::vector<InformerSet*> v{&es_, &ps_, &ss_, &css_, &secrets_};
+    std::vector<InformerSet*> v{&es_, &ps_, &ss_, &css_, &secrets_, &sources_};
     if (deploy_) v.insert(v.end(), {&*deploy_, &*sts_, &*ds_});
     return v;
   }
@@ -201,6 +205,7 @@ class KubeFacade final : public reconcile::KubeApi {
   }
   Task<ObjectPtr> secret(std::string_view ns, std::string_view name) override {
     if (auto o = secrets_.get(ns, name)) co_return o;
+    if (auto o = sources_.get(ns, name)) co_return o;
     auto r = co_await client_->get(kube::secrets_gvr(), ns, name);  // (string_view args: trivial)
     if (!r) {
       if (r.error().is_not_found()) co_return ObjectPtr{};
@@ -302,7 +307,7 @@ class KubeFacade final : public reconcile::KubeApi {
  private:
   std::shared_ptr<kube::KubeClient> client_;
   asio::any_io_executor ex_;
-  InformerSet es_, ps_, ss_, css_, secrets_;
+  InformerSet es_, ps_, ss_, css_, secrets_, sources_;
   std::optional<InformerSet> deploy_, sts_, ds_;
   std::atomic<std::uint64_t> events_failed_{0};
 };
@@ -360,6 +365,12 @@ class EngineImpl final : public Engine {
     s.status_writes = rs.status_writes.load() + push_rec_.stats().status_writes.load();
     s.errors = rs.errors.load() + push_rec_.stats().errors.load();
     s.conflicts = rs.conflicts.load();
+    const auto& ps = push_rec_.stats();
+    s.push_reconciles = ps.reconciles.load();
+    s.push_writes = ps.writes.load();
+    s.push_unchanged = ps.unchanged.load();
+    s.push_removals = ps.removals.load();
+    s.push_errors = ps.errors.load();
     s.restarts = rollout_.restarts();
     s.kube_requests = client_->stats().requests;
     const auto qs = queue_->stats();
@@ -438,11 +449,31 @@ class EngineImpl final : public Engine {
     kube_.secrets().set_handlers(kube::InformerHandlers{
         [this, secret_event](const ObjectPtr& o) { secret_event(o, synced_.load()); },
         [secret_event](const ObjectPtr& old, const ObjectPtr& now) {
-          const bool changed = json::value(old->as_object().contains("data") ? old->at("data") : json::value()) !=
-                               json::value(now->as_object().contains("data") ? now->at("data") : json::value());
+          // Compared in place: a copy would put secret values in ordinary heap memory.
+          const auto* before = old->as_object().if_contains("data");
+          const auto* after = now->as_object().if_contains("data");
+          const bool changed = (before == nullptr) != (after == nullptr) || (before != nullptr && *before != *after);
           secret_event(now, changed);
         },
         [secret_event](const ObjectPtr& o) { secret_event(o, false); },
+        {}});
+    // Unmanaged Secrets: only PushSecrets reading them care (no rollout
+    // restarts for Secrets rootseal does not manage).
+    auto source_event = [this](const ObjectPtr& o) {
+      const std::string ns(str_of(*o, "metadata", "namespace"));
+      const std::string name(str_of(*o, "metadata", "name"));
+      for (const auto& w : push_rec_.readers_of(ns, name)) queue_->add("ps|" + w, kube::Lane::fast);
+    };
+    kube_.sources().set_handlers(kube::InformerHandlers{
+        [source_event](const ObjectPtr& o) { source_event(o); },
+        [source_event](const ObjectPtr& old, const ObjectPtr& now) {
+          // Compared in place: a copy would put secret values in ordinary heap memory.
+          const auto* before = old->as_object().if_contains("data");
+          const auto* after = now->as_object().if_contains("data");
+          const bool changed = (before == nullptr) != (after == nullptr) || (before != nullptr && *before != *after);
+          if (changed) source_event(now);
+        },
+        [source_event](const ObjectPtr& o) { source_event(o); },
         {}});
     if (kube_.deploy()) {
       auto wl = [this](Resource kind) {

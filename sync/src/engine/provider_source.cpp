@@ -43,6 +43,9 @@ std::string fingerprint(const StoreSpec& spec) {
           add(s.session_token);
         } else if constexpr (std::is_same_v<T, AzureSpec>) {
           add(s.client_secret);
+          buf.append(s.client_id);  // from a Secret too: a new application id needs a new token
+          buf.push_back('|');
+          buf.append(s.tenant_id);
         } else {
           add(s.service_account_json);
         }
@@ -121,6 +124,79 @@ Task<kms::SecureBytes> EngineProviders::secret_key(const model::SecretKeyRef& re
   co_return std::move(it->second);
 }
 
+// Host credentials: the vault URL, tenant, client id and authority come from
+// rootseald's configuration; a store that names another vault is refused (it
+// could otherwise send the host's token elsewhere).
+Task<StoreSpec> EngineProviders::azure_spec(const model::SecretStore& store, const HostStoreConfig* host) {
+  const auto& z = store.azurekv;
+  AzureSpec a;
+  a.vault_url = z.vault_url;
+  a.tenant_id = z.tenant_id;
+  a.authority_host = z.authority_host;
+  if (host != nullptr) {
+    if (host->kind != "azure") co_return fail(Errc::invalid_argument, "host credentials '" + host->name + "' are not for azure");
+    if (!host->vault_url.empty()) {
+      std::string want = host->vault_url;
+      while (want.ends_with('/')) want.pop_back();
+      if (z.vault_url != want) {
+        co_return fail(Errc::permission_denied, "spec.provider.azurekv.vaultUrl must be " + want +
+                                                    " to use host credentials '" + host->name + "'");
+      }
+    }
+    if (!z.tenant_id.empty() && z.tenant_id != host->tenant_id) {
+      co_return fail(Errc::permission_denied, "spec.provider.azurekv.tenantId must be " + host->tenant_id +
+                                                  " (or empty) to use host credentials '" + host->name + "'");
+    }
+    a.tenant_id = host->tenant_id;
+    a.client_id = host->client_id;
+    a.authority_host = host->authority_host.empty() ? std::string("https://login.microsoftonline.com") : host->authority_host;
+    if (!host->ca_file.empty()) {
+      a.tls.ca_file = host->ca_file.string();
+      a.authority_tls.ca_file = host->ca_file.string();
+    }
+    ROOTSEAL_CO_LET(cs, read_credential(host->client_secret, cred_dir_, "sync.stores." + host->name + ".client_secret"));
+    a.client_secret = std::move(cs);
+    co_return StoreSpec(std::move(a));
+  }
+  auto id = co_await secret_key(z.client_id_ref, store.meta.namespace_);
+  if (!id) co_return std::unexpected(id.error());
+  a.client_id.assign(reinterpret_cast<const char*>(id->data()), id->size());  // an application id, not a secret
+  auto cs = co_await secret_key(z.client_secret_ref, store.meta.namespace_);
+  if (!cs) co_return std::unexpected(cs.error());
+  a.client_secret = std::move(*cs);
+  co_return StoreSpec(std::move(a));
+}
+
+// Host credentials: project, Secret Manager endpoint and token URI from the
+// configuration (the store's projectID, when set, must match).
+Task<StoreSpec> EngineProviders::gcp_spec(const model::SecretStore& store, const HostStoreConfig* host) {
+  const auto& g = store.gcpsm;
+  GcpSpec s;
+  s.project_id = g.project_id;
+  if (host != nullptr) {
+    if (host->kind != "gcp") co_return fail(Errc::invalid_argument, "host credentials '" + host->name + "' are not for gcp");
+    if (!g.project_id.empty() && g.project_id != host->project_id) {
+      co_return fail(Errc::permission_denied, "spec.provider.gcpsm.projectID must be " + host->project_id +
+                                                  " (or empty) to use host credentials '" + host->name + "'");
+    }
+    s.project_id = host->project_id;
+    if (!host->gcp_endpoint.empty()) s.endpoint = host->gcp_endpoint;
+    s.token_uri = host->token_uri;
+    if (!host->ca_file.empty()) {
+      s.tls.ca_file = host->ca_file.string();
+      s.token_tls.ca_file = host->ca_file.string();
+    }
+    ROOTSEAL_CO_LET(key, read_credential(host->service_account_json, cred_dir_,
+                                         "sync.stores." + host->name + ".service_account_json"));
+    s.service_account_json = std::move(key);
+    co_return StoreSpec(std::move(s));
+  }
+  auto key = co_await secret_key(g.service_account_ref, store.meta.namespace_);
+  if (!key) co_return std::unexpected(key.error());
+  s.service_account_json = std::move(*key);
+  co_return StoreSpec(std::move(s));
+}
+
 Task<StoreSpec> EngineProviders::spec_for(const model::SecretStore& store, std::string_view ns) {
   const HostStoreConfig* host = nullptr;
   if (!store.host_credentials.empty()) {
@@ -187,8 +263,12 @@ Task<StoreSpec> EngineProviders::spec_for(const model::SecretStore& store, std::
     }
     co_return StoreSpec(std::move(v));
   }
+  if (store.provider == model::SecretStore::Provider::azurekv) co_return co_await azure_spec(store, host);
+  if (store.provider == model::SecretStore::Provider::gcpsm) co_return co_await gcp_spec(store, host);
   AwsSpec a;
   a.region = store.aws.region;
+  a.recovery_window_days = store.aws.recovery_window_days;
+  a.force_delete_without_recovery = store.aws.force_delete_without_recovery;
   if (host != nullptr) {
     if (host->kind != "aws") co_return fail(Errc::invalid_argument, "host credentials '" + host->name + "' are not for aws");
     if (!host->region.empty() && host->region != a.region) {
@@ -221,15 +301,17 @@ Task<StoreSpec> EngineProviders::spec_for(const model::SecretStore& store, std::
   co_return StoreSpec(std::move(a));
 }
 
-Task<std::shared_ptr<Provider>> EngineProviders::provider(const model::SecretStore& store, std::string_view ns) {
+template <class P, class Make>
+Task<std::shared_ptr<P>> EngineProviders::cached(std::map<std::string, CacheEntry<P>>& cache,
+                                                 const model::SecretStore& store, std::string_view ns, Make make) {
   // A ClusterSecretStore's host-credential check depends on the namespace.
   std::string id = store_id(store);
   if (store.kind == model::StoreKind::cluster_secret_store && !store.host_credentials.empty()) id += "@" + std::string(ns);
   const auto now = std::chrono::steady_clock::now();
   {
     std::lock_guard lock(mu_);
-    auto it = cache_.find(id);
-    if (it != cache_.end() && it->second.resource_version == store.meta.resource_version &&
+    auto it = cache.find(id);
+    if (it != cache.end() && it->second.resource_version == store.meta.resource_version &&
         now - it->second.checked < recheck_) {
       co_return it->second.provider;
     }
@@ -239,51 +321,38 @@ Task<std::shared_ptr<Provider>> EngineProviders::provider(const model::SecretSto
   const std::string fp = fingerprint(*spec);
   {
     std::lock_guard lock(mu_);
-    auto it = cache_.find(id);
-    if (it != cache_.end() && it->second.resource_version == store.meta.resource_version && it->second.fingerprint == fp) {
-      it->second.checked = now;  // same store, same credentials: keep the provider (and its login)
+    auto it = cache.find(id);
+    if (it != cache.end() && it->second.resource_version == store.meta.resource_version && it->second.fingerprint == fp) {
+      it->second.checked = now;  // same store, same credentials: keep the provider (its login, token cache, limiter)
       co_return it->second.provider;
     }
   }
-  auto p = factory_.make_provider(std::move(*spec));
+  kms::Result<std::shared_ptr<P>> p = make(std::move(*spec));
   if (!p) {
     co_return fail(p.error().code, std::string(model::to_string(store.kind)) + " \"" + store.meta.name + "\": " + p.error().message);
   }
   std::lock_guard lock(mu_);
-  cache_[id] = Entry{store.meta.resource_version, fp, now, *p};
+  cache[id] = CacheEntry<P>{store.meta.resource_version, fp, now, *p};
   co_return *p;
 }
 
+Task<std::shared_ptr<Provider>> EngineProviders::provider(const model::SecretStore& store, std::string_view ns) {
+  if (model::push_only(store.provider)) {
+    co_return fail(Errc::invalid_argument, std::string(model::to_string(store.kind)) + " \"" + store.meta.name + "\": " +
+                                               std::string(model::to_string(store.provider)) +
+                                               " is supported as a PushSecret target only (read from: vault, aws)");
+  }
+  const auto make = [this](StoreSpec spec) { return factory_.make_provider(std::move(spec)); };
+  co_return co_await cached<Provider>(cache_, store, ns, make);
+}
+
 Task<std::shared_ptr<PushProvider>> EngineProviders::push_provider(const model::SecretStore& store, std::string_view ns) {
-  std::string id = store_id(store);
-  if (store.kind == model::StoreKind::cluster_secret_store && !store.host_credentials.empty()) id += "@" + std::string(ns);
-  const auto now = std::chrono::steady_clock::now();
-  {
-    std::lock_guard lock(mu_);
-    auto it = push_cache_.find(id);
-    if (it != push_cache_.end() && it->second.resource_version == store.meta.resource_version &&
-        now - it->second.checked < recheck_) {
-      co_return it->second.provider;
-    }
+  if (store.provider == model::SecretStore::Provider::vault) {
+    co_return fail(Errc::invalid_argument, std::string(model::to_string(store.kind)) + " \"" + store.meta.name +
+                                               "\": vault is supported as a source only (push to: aws, azurekv, gcpsm)");
   }
-  auto spec = co_await spec_for(store, ns);
-  if (!spec) co_return std::unexpected(spec.error());
-  const std::string fp = fingerprint(*spec);
-  {
-    std::lock_guard lock(mu_);
-    auto it = push_cache_.find(id);
-    if (it != push_cache_.end() && it->second.resource_version == store.meta.resource_version && it->second.fingerprint == fp) {
-      it->second.checked = now;  // keeps its token cache and write limiter
-      co_return it->second.provider;
-    }
-  }
-  auto p = factory_.make_push_provider(std::move(*spec));
-  if (!p) {
-    co_return kms::fail(p.error().code, std::string(model::to_string(store.kind)) + " \"" + store.meta.name + "\": " + p.error().message);
-  }
-  std::lock_guard lock(mu_);
-  push_cache_[id] = PushEntry{store.meta.resource_version, fp, now, *p};
-  co_return *p;
+  const auto make = [this](StoreSpec spec) { return factory_.make_push_provider(std::move(spec)); };
+  co_return co_await cached<PushProvider>(push_cache_, store, ns, make);
 }
 
 }  // namespace rootseal::sync::engine

@@ -35,15 +35,26 @@ class EngineProviders final : public reconcile::ProviderSource {
   // Reads a CredentialRef (file mode must deny group/other; trailing newline dropped).
   static kms::Result<kms::SecureBytes> read_credential(const CredentialRef& ref, const std::filesystem::path& cred_dir,
                                                        std::string_view what);
+  // The resolved spec of a store for namespace ns: credentials read from its
+  // Kubernetes Secrets or from the host configuration (then the endpoints
+  // come from the configuration). Public for tests.
+  Task<StoreSpec> spec_for(const model::SecretStore& store, std::string_view ns);
 
  private:
-  struct Entry {
+  template <class P>
+  struct CacheEntry {
     std::string resource_version;
     std::string fingerprint;  // SHA-256 of the credentials, hex
     std::chrono::steady_clock::time_point checked;
-    std::shared_ptr<Provider> provider;
+    std::shared_ptr<P> provider;
   };
-  Task<StoreSpec> spec_for(const model::SecretStore& store, std::string_view ns);
+  // The provider of `store` from `cache`, rebuilt with `make` when the store
+  // changed or (checked at most every recheck_) its credentials did.
+  template <class P, class Make>
+  Task<std::shared_ptr<P>> cached(std::map<std::string, CacheEntry<P>>& cache, const model::SecretStore& store,
+                                  std::string_view ns, Make make);
+  Task<StoreSpec> azure_spec(const model::SecretStore& store, const HostStoreConfig* host);
+  Task<StoreSpec> gcp_spec(const model::SecretStore& store, const HostStoreConfig* host);
   Task<kms::SecureBytes> secret_key(const model::SecretKeyRef& ref, std::string_view store_ns);
 
   reconcile::KubeApi& api_;
@@ -52,14 +63,8 @@ class EngineProviders final : public reconcile::ProviderSource {
   std::filesystem::path cred_dir_;
   std::chrono::seconds recheck_;
   std::mutex mu_;
-  std::map<std::string, Entry> cache_;
-  struct PushEntry {
-    std::string resource_version;
-    std::string fingerprint;
-    std::chrono::steady_clock::time_point checked;
-    std::shared_ptr<PushProvider> provider;
-  };
-  std::map<std::string, PushEntry> push_cache_;  // same rules: kept while store and credentials are unchanged
+  std::map<std::string, CacheEntry<Provider>> cache_;
+  std::map<std::string, CacheEntry<PushProvider>> push_cache_;  // same rules: kept while store and credentials are unchanged
 };
 
 }  // namespace rootseal::sync::engine

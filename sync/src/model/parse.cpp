@@ -31,6 +31,15 @@ std::string_view to_string(CreationPolicy p) noexcept {
   }
   return "?";
 }
+std::string_view to_string(SecretStore::Provider p) noexcept {
+  switch (p) {
+    case SecretStore::Provider::vault: return "vault";
+    case SecretStore::Provider::aws: return "aws";
+    case SecretStore::Provider::azurekv: return "azurekv";
+    case SecretStore::Provider::gcpsm: return "gcpsm";
+  }
+  return "?";
+}
 std::string_view to_string(DeletionPolicy p) noexcept {
   switch (p) {
     case DeletionPolicy::retain: return "Retain";
@@ -500,9 +509,89 @@ Result<void> parse_aws(const Obj& a, SecretStore& s) {
       out.has_secret_ref = true;
     }
   }
+  ROOTSEAL_LET(sm, opt_obj(a, "secretsManager"));
+  if (sm) {
+    ROOTSEAL_TRY_ASSIGN(out.force_delete_without_recovery, bool_or(*sm, "forceDeleteWithoutRecovery", false));
+    const auto* w = sm->get("recoveryWindowInDays");
+    if (w != nullptr) {
+      if (!w->is_int64() && !w->is_uint64()) return bad(sm->at("recoveryWindowInDays"), "must be an integer");
+      const auto days = w->is_int64() ? w->as_int64() : static_cast<std::int64_t>(std::min<std::uint64_t>(w->as_uint64(), 1000));
+      if (days != 0) {
+        if (days < 7 || days > 30) return bad(sm->at("recoveryWindowInDays"), "must be between 7 and 30");
+        if (out.force_delete_without_recovery) {
+          return bad(sm->at("recoveryWindowInDays"), "cannot be combined with forceDeleteWithoutRecovery");
+        }
+        out.recovery_window_days = static_cast<int>(days);
+      }
+    }
+  }
   if (!out.has_secret_ref && s.host_credentials.empty()) {
     return bad(a.at("auth.secretRef"), "required (or annotate the store " + std::string(kHostCredentialsAnnotation) +
                                            " to use credentials from rootseald's configuration)");
+  }
+  return {};
+}
+
+std::string host_hint() {
+  return "required (or annotate the store " + std::string(kHostCredentialsAnnotation) +
+         " to use credentials from rootseald's configuration)";
+}
+
+// ESO azurekv: vaultUrl, tenantId, authType, authSecretRef{clientId, clientSecret}, environmentType.
+Result<void> parse_azurekv(const Obj& a, SecretStore& s) {
+  auto& out = s.azurekv;
+  ROOTSEAL_TRY_ASSIGN(out.vault_url, req_str(a, "vaultUrl"));
+  if (!out.vault_url.starts_with("https://") && !out.vault_url.starts_with("http://")) {
+    return bad(a.at("vaultUrl"), "must be an https:// URL");
+  }
+  while (out.vault_url.ends_with('/')) out.vault_url.pop_back();
+  ROOTSEAL_TRY_ASSIGN(out.tenant_id, str_or(a, "tenantId", ""));
+  ROOTSEAL_TRY(enum_field(a, "authType", 0, {{"ServicePrincipal", 0}}));
+  ROOTSEAL_TRY(unsupported(a, {"identityId", "serviceAccountRef", "customCloudConfig"}));
+  ROOTSEAL_TRY_ASSIGN(out.environment_type,
+                      enum_field(a, "environmentType", std::string("PublicCloud"),
+                                 {{"PublicCloud", std::string("PublicCloud")},
+                                  {"USGovernmentCloud", std::string("USGovernmentCloud")},
+                                  {"ChinaCloud", std::string("ChinaCloud")}}));
+  if (out.environment_type == "USGovernmentCloud") out.authority_host = "https://login.microsoftonline.us";
+  else if (out.environment_type == "ChinaCloud") out.authority_host = "https://login.chinacloudapi.cn";
+  ROOTSEAL_LET(ref, opt_obj(a, "authSecretRef"));
+  if (ref) {
+    ROOTSEAL_TRY(unsupported(*ref, {"clientCertificate", "tenantId"}));
+    ROOTSEAL_LET(id, opt_obj(*ref, "clientId"));
+    ROOTSEAL_LET(secret, opt_obj(*ref, "clientSecret"));
+    if (!id) return bad(ref->at("clientId"), "required");
+    if (!secret) return bad(ref->at("clientSecret"), "required");
+    ROOTSEAL_TRY_ASSIGN(out.client_id_ref, key_ref(*id, s.kind, s.meta.namespace_));
+    ROOTSEAL_TRY_ASSIGN(out.client_secret_ref, key_ref(*secret, s.kind, s.meta.namespace_));
+    out.has_secret_ref = true;
+    if (out.tenant_id.empty()) return bad(a.at("tenantId"), "required with authSecretRef");
+  } else if (s.host_credentials.empty()) {
+    return bad(a.at("authSecretRef"), host_hint());
+  }
+  return {};
+}
+
+// ESO gcpsm: projectID, auth.secretRef.secretAccessKeySecretRef (the service-account key JSON).
+Result<void> parse_gcpsm(const Obj& g, SecretStore& s) {
+  auto& out = s.gcpsm;
+  ROOTSEAL_TRY_ASSIGN(out.project_id, str_or(g, "projectID", ""));
+  ROOTSEAL_TRY(unsupported(g, {"location", "secretVersionSelectionPolicy"}));
+  ROOTSEAL_LET(auth, opt_obj(g, "auth"));
+  if (auth) {
+    ROOTSEAL_TRY(unsupported(*auth, {"workloadIdentity", "workloadIdentityFederation"}));
+    ROOTSEAL_LET(sr, opt_obj(*auth, "secretRef"));
+    if (sr) {
+      ROOTSEAL_LET(key, opt_obj(*sr, "secretAccessKeySecretRef"));
+      if (!key) return bad(sr->at("secretAccessKeySecretRef"), "required");
+      ROOTSEAL_TRY_ASSIGN(out.service_account_ref, key_ref(*key, s.kind, s.meta.namespace_));
+      out.has_secret_ref = true;
+    }
+  }
+  if (!out.has_secret_ref) {
+    if (s.host_credentials.empty()) return bad(g.at("auth.secretRef"), host_hint());
+  } else if (out.project_id.empty()) {
+    return bad(g.at("projectID"), "required");
   }
   return {};
 }
@@ -551,8 +640,8 @@ Result<SecretStore> parse_secret_store(const json::value& object) {
   for (const auto& kv : *provider->o) {
     if (kv.value().is_null()) continue;
     ++n;
-    if (kv.key() != "vault" && kv.key() != "aws") {
-      return bad(provider->at(kv.key()), "provider not served by rootseal's pull engine (vault, aws)");
+    if (kv.key() != "vault" && kv.key() != "aws" && kv.key() != "azurekv" && kv.key() != "gcpsm") {
+      return bad(provider->at(kv.key()), "provider not served by rootseal (vault, aws; push targets: aws, azurekv, gcpsm)");
     }
   }
   if (n != 1) return bad("spec.provider", "exactly one provider must be set");
@@ -560,10 +649,18 @@ Result<SecretStore> parse_secret_store(const json::value& object) {
     s.provider = SecretStore::Provider::vault;
     ROOTSEAL_LET(v, opt_obj(*provider, "vault"));
     ROOTSEAL_TRY(parse_vault(*v, s));
-  } else {
+  } else if (provider->has("aws")) {
     s.provider = SecretStore::Provider::aws;
     ROOTSEAL_LET(a, opt_obj(*provider, "aws"));
     ROOTSEAL_TRY(parse_aws(*a, s));
+  } else if (provider->has("azurekv")) {
+    s.provider = SecretStore::Provider::azurekv;
+    ROOTSEAL_LET(a, opt_obj(*provider, "azurekv"));
+    ROOTSEAL_TRY(parse_azurekv(*a, s));
+  } else {
+    s.provider = SecretStore::Provider::gcpsm;
+    ROOTSEAL_LET(g, opt_obj(*provider, "gcpsm"));
+    ROOTSEAL_TRY(parse_gcpsm(*g, s));
   }
   ROOTSEAL_LET(conds, opt_array(*spec, "conditions"));
   if (conds != nullptr && !conds->empty()) {

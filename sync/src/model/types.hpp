@@ -144,6 +144,29 @@ struct AwsProviderSpec {
   SecretKeyRef secret_access_key_ref;
   SecretKeyRef session_token_ref;  // optional
   bool has_secret_ref = false;     // false: host credentials (annotation) are required
+  // secretsManager{recoveryWindowInDays, forceDeleteWithoutRecovery} (push: deletionPolicy Delete)
+  int recovery_window_days = 30;   // 7..30
+  bool force_delete_without_recovery = false;
+};
+
+// ESO azurekv (push target only). authType ServicePrincipal with
+// authSecretRef{clientId, clientSecret}; the authority follows environmentType.
+struct AzureProviderSpec {
+  std::string vault_url;        // https://<name>.vault.azure.net
+  std::string tenant_id;
+  std::string environment_type = "PublicCloud";  // PublicCloud | USGovernmentCloud | ChinaCloud
+  std::string authority_host = "https://login.microsoftonline.com";  // from environment_type
+  SecretKeyRef client_id_ref;
+  SecretKeyRef client_secret_ref;
+  bool has_secret_ref = false;  // false: host credentials (annotation) are required
+};
+
+// ESO gcpsm (push target only): the service-account key JSON in
+// auth.secretRef.secretAccessKeySecretRef.
+struct GcpProviderSpec {
+  std::string project_id;  // may be empty with host credentials (the configured project is used)
+  SecretKeyRef service_account_ref;
+  bool has_secret_ref = false;
 };
 
 // Namespace conditions of a ClusterSecretStore (all entries are ORed; within
@@ -174,12 +197,19 @@ inline constexpr std::string_view kHostCredentialsAnnotation = "sync.rootseal.io
 struct SecretStore {
   ObjectMeta meta;
   StoreKind kind = StoreKind::secret_store;
-  enum class Provider { vault, aws } provider = Provider::vault;
+  enum class Provider { vault, aws, azurekv, gcpsm } provider = Provider::vault;
   VaultProviderSpec vault;
   AwsProviderSpec aws;
+  AzureProviderSpec azurekv;
+  GcpProviderSpec gcpsm;
   std::string host_credentials;  // kHostCredentialsAnnotation's value; empty = none
   std::vector<ClusterStoreCondition> conditions;  // ClusterSecretStore only
 };
+std::string_view to_string(SecretStore::Provider p) noexcept;  // ESO's provider key: "vault", "aws", "azurekv", "gcpsm"
+// azurekv and gcpsm are push targets only: a pull from them is refused.
+inline bool push_only(SecretStore::Provider p) noexcept {
+  return p == SecretStore::Provider::azurekv || p == SecretStore::Provider::gcpsm;
+}
 
 // --- PushSecret (v1alpha1) -------------------------------------------------
 

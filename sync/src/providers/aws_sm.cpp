@@ -114,7 +114,7 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
     ROOTSEAL_CO_LET(d, co_await describe_full(ref.remote_key));
     if (d.exists && !d.managed) co_return refuse(ref.remote_key);
     if (!d.exists) {
-      ROOTSEAL_CO_LET(desired, compose(nullptr, ref.property, value));
+      ROOTSEAL_CO_LET(desired, with_property("aws", nullptr, ref.property, value));
       auto created = co_await create(ref.remote_key, &desired);
       if (created) co_return PushOutcome{true, true, std::move(*created)};
       if (created.error().code != Errc::already_exists) co_return std::unexpected(std::move(created).error());
@@ -126,7 +126,7 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
     if (d.deleted) ROOTSEAL_CO_TRY(co_await restore(ref.remote_key));
     ROOTSEAL_CO_LET(current, co_await get_value(ref.remote_key, "", true));
     if (if_not_exists && current) co_return PushOutcome{false, false, {}};
-    ROOTSEAL_CO_LET(desired, compose(current ? &*current : nullptr, ref.property, value));
+    ROOTSEAL_CO_LET(desired, with_property("aws", current ? &*current : nullptr, ref.property, value));
     if (current && *current == desired) co_return PushOutcome{false, false, {}};
     ROOTSEAL_CO_LET(version, co_await put_value(ref.remote_key, desired));
     co_return PushOutcome{true, false, std::move(version)};
@@ -140,7 +140,7 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
     if (!ref.property.empty()) {
       ROOTSEAL_CO_LET(current, co_await get_value(ref.remote_key, "", true));
       if (current) {
-        ROOTSEAL_CO_LET(rest, without_property(*current, ref.property));
+        const auto rest = without_property(*current, ref.property);
         if (rest) {
           if (!(*rest == *current)) ROOTSEAL_CO_TRY(co_await put_value(ref.remote_key, *rest));
           co_return kms::Result<void>{};
@@ -167,10 +167,7 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
     bool deleted = false;  // scheduled for deletion (DeletedDate set)
   };
 
-  static kms::Error refuse_error(std::string_view key) {
-    return kms::Error(Errc::permission_denied, "aws: secret \"" + std::string(key) +
-                                                   "\" exists and is not managed by rootseal (tag managed-by=rootseal missing); refusing to overwrite it");
-  }
+  static kms::Error refuse_error(std::string_view key) { return not_managed("aws", key, "tag").error(); }
   static std::unexpected<kms::Error> refuse(std::string_view key) { return std::unexpected(refuse_error(key)); }
 
   static Errc error_code(const Answer& a) {
@@ -400,43 +397,6 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
     ROOTSEAL_CO_LET(a, co_await write("RestoreSecret", body.view()));
     if (a.status != 200) co_return fail(error_code(a), error_text("RestoreSecret", a));
     co_return kms::Result<void>{};
-  }
-
-  // The value to store: `value` itself, or the current JSON object with
-  // `property` set to value (a string).
-  static kms::Result<kms::SecureBytes> compose(const kms::SecureBytes* current, const std::string& property,
-                                               const kms::SecureBytes& value) {
-    if (property.empty()) return value.clone();
-    if (!is_utf8(value.span())) return fail(Errc::invalid_argument, "aws: a value pushed into a property must be UTF-8 text");
-    auto sp = make_secure_storage();
-    json::object obj(sp);
-    if (current != nullptr && !current->empty()) {
-      auto doc = SecureJson::parse(current->span());
-      if (!doc || !(*doc)->root().is_object()) {
-        return fail(Errc::invalid_argument, "aws: the remote value is not a JSON object; cannot set property \"" + property + "\"");
-      }
-      for (const auto& kv : (*doc)->root().as_object()) obj.emplace(kv.key(), json::value(kv.value(), sp));
-    }
-    obj[property] = json::string(as_view(value), sp);
-    SecureBuffer out(64 + value.size());
-    serialize_json(obj, out);
-    return out.take();
-  }
-
-  // The current JSON object without `property`; nullopt when nothing remains.
-  static kms::Result<std::optional<kms::SecureBytes>> without_property(const kms::SecureBytes& current,
-                                                                       const std::string& property) {
-    auto doc = SecureJson::parse(current.span());
-    if (!doc || !(*doc)->root().is_object()) return std::optional<kms::SecureBytes>{};
-    auto sp = make_secure_storage();
-    json::object obj(sp);
-    for (const auto& kv : (*doc)->root().as_object()) {
-      if (kv.key() != property) obj.emplace(kv.key(), json::value(kv.value(), sp));
-    }
-    if (obj.empty()) return std::optional<kms::SecureBytes>{};
-    SecureBuffer out(64 + current.size());
-    serialize_json(obj, out);
-    return std::optional<kms::SecureBytes>(out.take());
   }
 
   AwsSpec spec_;

@@ -16,7 +16,6 @@ namespace http = boost::beast::http;
 namespace json = boost::json;
 using kms::Errc;
 using kms::fail;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
@@ -50,11 +49,11 @@ struct Current {
   std::optional<kms::SecureBytes> value;
 };
 
-class AzureImpl final : public AzureKeyVault {
+class AzureImpl final : public AzureKeyVault, private BearerAuth {
  public:
   AzureImpl(const asio::any_io_executor& ex, AzureSpec spec, std::shared_ptr<net::HttpClient> vault,
             std::shared_ptr<net::HttpClient> login)
-      : spec_(std::move(spec)), vault_(std::move(vault)), login_(std::move(login)), mu_(ex) {}
+      : BearerAuth(ex), spec_(std::move(spec)), vault_(std::move(vault)), login_(std::move(login)) {}
 
   std::string_view kind() const noexcept override { return "azure"; }
   const AzureCounters& counters() const noexcept override { return counters_; }
@@ -84,7 +83,7 @@ class AzureImpl final : public AzureKeyVault {
     if (c.exists && !c.managed) co_return refuse(ref.remote_key);
     if (c.exists && if_not_exists && c.value) co_return PushOutcome{false, false, {}};
     if (!is_utf8(value.span())) co_return fail(Errc::invalid_argument, "azure: Key Vault secret values are text; the value is not UTF-8");
-    ROOTSEAL_CO_LET(desired, compose(c.value ? &*c.value : nullptr, ref.property, value));
+    ROOTSEAL_CO_LET(desired, with_property("azure", c.value ? &*c.value : nullptr, ref.property, value));
     if (c.value && *c.value == desired) co_return PushOutcome{false, false, {}};
     SecureBuffer body(128 + desired.size() * 2);
     body.append(R"({"value":)");
@@ -106,19 +105,10 @@ class AzureImpl final : public AzureKeyVault {
     if (!c.exists) co_return kms::Result<void>{};
     if (!c.managed) co_return refuse(ref.remote_key);
     if (!ref.property.empty() && c.value) {
-      auto doc = SecureJson::parse(c.value->span());
-      if (doc && (*doc)->root().is_object() && (*doc)->root().as_object().size() > 1) {
-        auto sp = make_secure_storage();
-        json::object obj(sp);
-        for (const auto& kv : (*doc)->root().as_object()) {
-          if (kv.key() != ref.property) obj.emplace(kv.key(), json::value(kv.value(), sp));
-        }
-        SecureBuffer out(c.value->size());
-        serialize_json(obj, out);
-        auto rest = out.take();
-        if (rest == *c.value) co_return kms::Result<void>{};
-        PushRef whole{ref.remote_key, ""};
-        ROOTSEAL_CO_LET(w, co_await put_if_changed(whole, rest, false));
+      if (auto rest = without_property(*c.value, ref.property)) {
+        if (*rest == *c.value) co_return kms::Result<void>{};
+        const PushRef whole{ref.remote_key, ""};
+        ROOTSEAL_CO_LET(w, co_await put_if_changed(whole, *rest, false));
         (void)w;
         co_return kms::Result<void>{};
       }
@@ -130,28 +120,7 @@ class AzureImpl final : public AzureKeyVault {
   }
 
  private:
-  static std::unexpected<kms::Error> refuse(std::string_view name) {
-    return std::unexpected(kms::Error(Errc::permission_denied, "azure: secret \"" + std::string(name) +
-                                                                   "\" exists and is not managed by rootseal (tag managed-by=rootseal missing); refusing to overwrite it"));
-  }
-
-  static kms::Result<kms::SecureBytes> compose(const kms::SecureBytes* current, const std::string& property,
-                                               const kms::SecureBytes& value) {
-    if (property.empty()) return value.clone();
-    auto sp = make_secure_storage();
-    json::object obj(sp);
-    if (current != nullptr && !current->empty()) {
-      auto doc = SecureJson::parse(current->span());
-      if (!doc || !(*doc)->root().is_object()) {
-        return fail(Errc::invalid_argument, "azure: the remote value is not a JSON object; cannot set property \"" + property + "\"");
-      }
-      for (const auto& kv : (*doc)->root().as_object()) obj.emplace(kv.key(), json::value(kv.value(), sp));
-    }
-    obj[property] = json::string(as_view(value), sp);
-    SecureBuffer out(64 + value.size());
-    serialize_json(obj, out);
-    return out.take();
-  }
+  static std::unexpected<kms::Error> refuse(std::string_view name) { return not_managed("azure", name, "tag"); }
 
   Task<Current> current(std::string_view name) {
     if (!valid_name(name)) co_return fail(Errc::invalid_argument, "azure: secret names must match ^[0-9a-zA-Z-]{1,127}$");
@@ -174,55 +143,16 @@ class AzureImpl final : public AzureKeyVault {
     co_return c;
   }
 
-  // One call to the vault with the cached token; 401 renews the token once,
-  // 429/5xx wait (Retry-After when given) and retry, at most 5 attempts.
+  // One call to the vault (bearer_request: token, 401 renewal, 429/5xx retries).
   asio::awaitable<kms::Result<net::Response>> call(http::verb verb, std::string target, std::string_view body) {
     target += (target.find('?') == std::string::npos ? "?" : "&");
     target += "api-version=" + spec_.api_version;
-    bool renewed = false;
-    std::chrono::milliseconds backoff{200};
-    kms::Result<net::Response> last = fail(Errc::internal, "azure: no attempt");
-    for (int attempt = 0; attempt < 6; ++attempt) {
-      ROOTSEAL_CO_LET(token, co_await access_token());
-      SecureBuffer bearer(token.size() + 8);
-      bearer.append("Bearer ");
-      bearer.append(token.span());
-      std::vector<net::Header> headers = {{"Authorization", bearer.view()}};
-      if (!body.empty()) headers.push_back({"Content-Type", "application/json"});
-      ++counters_.calls;
-      last = co_await vault_->request(verb, target, headers, body);
-      if (!last) {
-        co_await sleep_for(backoff);
-        backoff *= 2;
-        continue;
-      }
-      if (last->status == 401 && !renewed) {
-        renewed = true;
-        co_await drop_token(token);
-        continue;
-      }
-      if (retryable_status(last->status)) {
-        if (last->status == 429) ++counters_.throttled;
-        co_await sleep_for(retry_after(*last).value_or(backoff));
-        backoff = std::min(backoff * 2, std::chrono::milliseconds(8000));
-        continue;
-      }
-      break;
-    }
-    if (!last) co_return fail(last.error().code, "azure: " + last.error().message);
-    co_return last;
+    const CallCounters counted{&counters_.calls, &counters_.throttled};
+    co_return co_await bearer_request(*this, *vault_, verb, target, body, "azure", counted);
   }
 
-  Task<kms::SecureBytes> access_token() {
-    co_await mu_.lock();
-    auto r = co_await access_token_locked();
-    mu_.unlock();
-    co_return r;
-  }
-
-  Task<kms::SecureBytes> access_token_locked() {
-    if (!token_.empty() && Clock::now() < token_expiry_) co_return token_.clone();
-    token_.clear();
+  // A client-credentials token from the Microsoft identity platform.
+  Task<Token> fetch_token() override {
     ++counters_.token_requests;
     SecureBuffer form(256);
     form.append("grant_type=client_credentials&client_id=" + net::url_encode(spec_.client_id) + "&scope=" +
@@ -247,30 +177,12 @@ class AzureImpl final : public AzureKeyVault {
     const auto& root = (*doc)->root();
     const std::string_view tok = json_string(root, "access_token");
     if (tok.empty()) co_return fail(Errc::unavailable, "azure: the token answer has no access_token");
-    std::int64_t ttl = 3599;
-    if (const auto* e = root.as_object().if_contains("expires_in")) {
-      if (e->is_int64()) ttl = e->as_int64();
-      else if (e->is_string()) ttl = std::atoll(std::string(e->as_string()).c_str());
-    }
-    // Renew a little before expiry (5 minutes, or a tenth of short lifetimes).
-    const std::int64_t margin = std::min<std::int64_t>(300, ttl / 10);
-    token_ = kms::SecureBytes::copy_of(tok);
-    token_expiry_ = Clock::now() + std::chrono::seconds(std::max<std::int64_t>(1, ttl - margin));
-    co_return token_.clone();
-  }
-
-  asio::awaitable<void> drop_token(const kms::SecureBytes& used) {
-    co_await mu_.lock();
-    if (!token_.empty() && token_ == used) token_.clear();
-    mu_.unlock();
+    co_return Token{kms::SecureBytes::copy_of(tok), expires_in(root)};
   }
 
   AzureSpec spec_;
   std::shared_ptr<net::HttpClient> vault_;
   std::shared_ptr<net::HttpClient> login_;
-  AsyncMutex mu_;
-  kms::SecureBytes token_;  // guarded by mu_
-  Clock::time_point token_expiry_{};
   AzureCounters counters_;
 };
 

@@ -13,6 +13,8 @@
 #include <cmath>
 
 #include "rootseal/kms/encoding.hpp"
+#include "secure_buffer.hpp"
+#include "secure_json.hpp"
 
 namespace rootseal::sync::providers {
 
@@ -136,6 +138,133 @@ bool is_utf8(std::span<const std::uint8_t> s) noexcept {
     i += n + 1;
   }
   return true;
+}
+
+std::unexpected<kms::Error> not_managed(std::string_view who, std::string_view name, std::string_view marker) {
+  return std::unexpected(kms::Error(Errc::permission_denied,
+                                    std::string(who) + ": secret \"" + std::string(name) + "\" exists and is not managed by rootseal (" +
+                                        std::string(marker) + " managed-by=rootseal missing); refusing to overwrite it"));
+}
+
+kms::Result<kms::SecureBytes> with_property(std::string_view who, const kms::SecureBytes* current,
+                                            const std::string& property, const kms::SecureBytes& value) {
+  namespace json = boost::json;
+  if (property.empty()) return value.clone();
+  if (!is_utf8(value.span())) {
+    return kms::fail(Errc::invalid_argument, std::string(who) + ": a value pushed into a property must be UTF-8 text");
+  }
+  auto sp = make_secure_storage();
+  json::object obj(sp);
+  if (current != nullptr && !current->empty()) {
+    auto doc = SecureJson::parse(current->span());
+    if (!doc || !(*doc)->root().is_object()) {
+      return kms::fail(Errc::invalid_argument, std::string(who) + ": the remote value is not a JSON object; cannot set property \"" +
+                                                   property + "\"");
+    }
+    for (const auto& kv : (*doc)->root().as_object()) obj.emplace(kv.key(), json::value(kv.value(), sp));
+  }
+  obj[property] = json::string(as_view(value), sp);
+  SecureBuffer out(64 + value.size());
+  serialize_json(obj, out);
+  return out.take();
+}
+
+std::optional<kms::SecureBytes> without_property(const kms::SecureBytes& current, const std::string& property) {
+  namespace json = boost::json;
+  auto doc = SecureJson::parse(current.span());
+  if (!doc || !(*doc)->root().is_object()) return std::nullopt;
+  auto sp = make_secure_storage();
+  json::object obj(sp);
+  for (const auto& kv : (*doc)->root().as_object()) {
+    if (kv.key() != property) obj.emplace(kv.key(), json::value(kv.value(), sp));
+  }
+  if (obj.empty()) return std::nullopt;
+  SecureBuffer out(64 + current.size());
+  serialize_json(obj, out);
+  return out.take();
+}
+
+BearerAuth::BearerAuth(const asio::any_io_executor& executor) : mu_(executor) {}
+
+Task<kms::SecureBytes> BearerAuth::access_token() {
+  co_await mu_.lock();
+  if (!token_.empty() && std::chrono::steady_clock::now() < expiry_) {
+    auto cached = token_.clone();
+    mu_.unlock();
+    co_return cached;
+  }
+  token_.clear();
+  auto fetched = co_await fetch_token();
+  if (!fetched) {
+    mu_.unlock();
+    co_return std::unexpected(fetched.error());
+  }
+  const std::int64_t ttl = fetched->lifetime.count();
+  const std::int64_t margin = std::min<std::int64_t>(300, ttl / 10);
+  token_ = std::move(fetched->value);
+  expiry_ = std::chrono::steady_clock::now() + std::chrono::seconds(std::max<std::int64_t>(1, ttl - margin));
+  auto out = token_.clone();
+  mu_.unlock();
+  co_return out;
+}
+
+asio::awaitable<void> BearerAuth::drop_token(const kms::SecureBytes& used) {
+  co_await mu_.lock();
+  if (!token_.empty() && token_ == used) token_.clear();
+  mu_.unlock();
+}
+
+std::chrono::seconds expires_in(const boost::json::value& answer) {
+  std::int64_t ttl = 3599;
+  const auto* e = answer.is_object() ? answer.as_object().if_contains("expires_in") : nullptr;
+  if (e != nullptr && e->is_int64()) {
+    ttl = e->as_int64();
+  } else if (e != nullptr && e->is_string()) {
+    const auto& s = e->as_string();
+    std::int64_t v = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec == std::errc{} && end == s.data() + s.size()) ttl = v;
+  }
+  return std::chrono::seconds(ttl);
+}
+
+asio::awaitable<kms::Result<net::Response>> bearer_request(BearerAuth& auth, net::HttpClient& client,
+                                                           boost::beast::http::verb verb, const std::string& target,
+                                                           std::string_view body, std::string_view who,
+                                                           CallCounters counters) {
+  bool renewed = false;
+  std::chrono::milliseconds backoff{200};
+  kms::Result<net::Response> last = kms::fail(Errc::internal, std::string(who) + ": no attempt");
+  for (int attempt = 0; attempt < 6; ++attempt) {
+    auto token = co_await auth.access_token();
+    if (!token) co_return std::unexpected(token.error());
+    SecureBuffer bearer(token->size() + 8);
+    bearer.append("Bearer ");
+    bearer.append(token->span());
+    std::vector<net::Header> headers = {{"Authorization", bearer.view()}};
+    if (!body.empty()) headers.push_back({"Content-Type", "application/json"});
+    if (counters.calls != nullptr) ++*counters.calls;
+    last = co_await client.request(verb, target, headers, body);
+    if (!last) {
+      co_await sleep_for(backoff);
+      backoff *= 2;
+      continue;
+    }
+    if (last->status == 401 && !renewed) {
+      renewed = true;
+      co_await auth.drop_token(*token);
+      continue;
+    }
+    if (retryable_status(last->status)) {
+      if (last->status == 429 && counters.throttled != nullptr) ++*counters.throttled;
+      co_await sleep_for(retry_after(*last).value_or(backoff));
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(8000));
+      continue;
+    }
+    break;
+  }
+  if (!last) co_return kms::fail(last.error().code, std::string(who) + ": " + last.error().message);
+  co_return last;
 }
 
 }  // namespace rootseal::sync::providers

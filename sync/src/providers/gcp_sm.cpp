@@ -22,7 +22,6 @@ namespace http = boost::beast::http;
 namespace json = boost::json;
 using kms::Errc;
 using kms::fail;
-using Clock = std::chrono::steady_clock;
 
 std::uint32_t crc32c(std::span<const std::uint8_t> data) noexcept {
   static const auto table = [] {
@@ -109,14 +108,14 @@ struct Current {
   bool managed = false;
 };
 
-class GcpImpl final : public GcpSecretManager {
+class GcpImpl final : public GcpSecretManager, private BearerAuth {
  public:
   GcpImpl(const asio::any_io_executor& ex, GcpSpec spec, std::string email, std::string key_id, kms::SecureBytes key_pem,
           std::string token_uri, std::string token_path, std::shared_ptr<net::HttpClient> api,
           std::shared_ptr<net::HttpClient> oauth)
-      : spec_(std::move(spec)), email_(std::move(email)), key_id_(std::move(key_id)), key_pem_(std::move(key_pem)),
-        token_uri_(std::move(token_uri)), token_path_(std::move(token_path)), api_(std::move(api)),
-        oauth_(std::move(oauth)), mu_(ex) {}
+      : BearerAuth(ex), spec_(std::move(spec)), email_(std::move(email)), key_id_(std::move(key_id)),
+        key_pem_(std::move(key_pem)), token_uri_(std::move(token_uri)), token_path_(std::move(token_path)),
+        api_(std::move(api)), oauth_(std::move(oauth)) {}
 
   std::string_view kind() const noexcept override { return "gcp"; }
   const GcpCounters& counters() const noexcept override { return counters_; }
@@ -153,7 +152,7 @@ class GcpImpl final : public GcpSecretManager {
       cur = std::move(latest);
     }
     if (if_not_exists && cur) co_return PushOutcome{false, false, {}};
-    ROOTSEAL_CO_LET(desired, compose(cur ? &*cur : nullptr, ref.property, value));
+    ROOTSEAL_CO_LET(desired, with_property("gcp", cur ? &*cur : nullptr, ref.property, value));
     if (cur && *cur == desired) co_return PushOutcome{false, false, {}};
     SecureBuffer body(128 + desired.size() * 2);
     body.append(R"({"payload":{"data":")");
@@ -177,16 +176,10 @@ class GcpImpl final : public GcpSecretManager {
     if (!ref.property.empty()) {
       ROOTSEAL_CO_LET(cur, co_await access_latest(ref.remote_key));
       if (cur) {
-        auto doc = SecureJson::parse(cur->span());
-        if (doc && (*doc)->root().is_object() && (*doc)->root().as_object().size() > 1) {
-          auto sp = make_secure_storage();
-          json::object obj(sp);
-          for (const auto& kv : (*doc)->root().as_object()) {
-            if (kv.key() != ref.property) obj.emplace(kv.key(), json::value(kv.value(), sp));
-          }
-          SecureBuffer out(cur->size());
-          serialize_json(obj, out);
-          ROOTSEAL_CO_LET(w, co_await put_if_changed(PushRef{ref.remote_key, ""}, out.take(), false));
+        if (auto rest = without_property(*cur, ref.property)) {
+          if (*rest == *cur) co_return kms::Result<void>{};
+          const PushRef whole{ref.remote_key, ""};
+          ROOTSEAL_CO_LET(w, co_await put_if_changed(whole, *rest, false));
           (void)w;
           co_return kms::Result<void>{};
         }
@@ -201,29 +194,7 @@ class GcpImpl final : public GcpSecretManager {
  private:
   std::string base() const { return "/v1/projects/" + net::url_encode(spec_.project_id) + "/secrets"; }
 
-  static std::unexpected<kms::Error> refuse(std::string_view id) {
-    return std::unexpected(kms::Error(Errc::permission_denied, "gcp: secret \"" + std::string(id) +
-                                                                   "\" exists and is not managed by rootseal (label managed-by=rootseal missing); refusing to overwrite it"));
-  }
-
-  static kms::Result<kms::SecureBytes> compose(const kms::SecureBytes* current, const std::string& property,
-                                               const kms::SecureBytes& value) {
-    if (property.empty()) return value.clone();
-    if (!is_utf8(value.span())) return fail(Errc::invalid_argument, "gcp: a value pushed into a property must be UTF-8 text");
-    auto sp = make_secure_storage();
-    json::object obj(sp);
-    if (current != nullptr && !current->empty()) {
-      auto doc = SecureJson::parse(current->span());
-      if (!doc || !(*doc)->root().is_object()) {
-        return fail(Errc::invalid_argument, "gcp: the remote value is not a JSON object; cannot set property \"" + property + "\"");
-      }
-      for (const auto& kv : (*doc)->root().as_object()) obj.emplace(kv.key(), json::value(kv.value(), sp));
-    }
-    obj[property] = json::string(as_view(value), sp);
-    SecureBuffer out(64 + value.size());
-    serialize_json(obj, out);
-    return out.take();
-  }
+  static std::unexpected<kms::Error> refuse(std::string_view id) { return not_managed("gcp", id, "label"); }
 
   Task<Current> secret(std::string_view id) {
     if (!valid_id(id)) co_return fail(Errc::invalid_argument, "gcp: secret IDs are 1-255 characters of A-Za-z0-9_-");
@@ -275,50 +246,14 @@ class GcpImpl final : public GcpSecretManager {
     co_return std::optional<kms::SecureBytes>(std::move(*data));
   }
 
+  // One API call (bearer_request: token, 401 renewal, 429/5xx retries).
   asio::awaitable<kms::Result<net::Response>> call(http::verb verb, const std::string& target, std::string_view body) {
-    bool renewed = false;
-    std::chrono::milliseconds backoff{200};
-    kms::Result<net::Response> last = fail(Errc::internal, "gcp: no attempt");
-    for (int attempt = 0; attempt < 6; ++attempt) {
-      ROOTSEAL_CO_LET(token, co_await access_token());
-      SecureBuffer bearer(token.size() + 8);
-      bearer.append("Bearer ");
-      bearer.append(token.span());
-      std::vector<net::Header> headers = {{"Authorization", bearer.view()}};
-      if (!body.empty()) headers.push_back({"Content-Type", "application/json"});
-      ++counters_.calls;
-      last = co_await api_->request(verb, target, headers, body);
-      if (!last) {
-        co_await sleep_for(backoff);
-        backoff *= 2;
-        continue;
-      }
-      if (last->status == 401 && !renewed) {
-        renewed = true;
-        co_await drop_token(token);
-        continue;
-      }
-      if (retryable_status(last->status)) {
-        co_await sleep_for(retry_after(*last).value_or(backoff));
-        backoff = std::min(backoff * 2, std::chrono::milliseconds(8000));
-        continue;
-      }
-      break;
-    }
-    if (!last) co_return fail(last.error().code, "gcp: " + last.error().message);
-    co_return last;
+    const CallCounters counted{&counters_.calls, nullptr};
+    co_return co_await bearer_request(*this, *api_, verb, target, body, "gcp", counted);
   }
 
-  Task<kms::SecureBytes> access_token() {
-    co_await mu_.lock();
-    auto r = co_await access_token_locked();
-    mu_.unlock();
-    co_return r;
-  }
-
-  Task<kms::SecureBytes> access_token_locked() {
-    if (!token_.empty() && Clock::now() < token_expiry_) co_return token_.clone();
-    token_.clear();
+  // A service-account JWT (RS256) exchanged at token_uri for an access token.
+  Task<Token> fetch_token() override {
     ++counters_.token_requests;
     const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
     std::string header = R"({"alg":"RS256","typ":"JWT")";
@@ -344,18 +279,7 @@ class GcpImpl final : public GcpSecretManager {
     const auto& root = (*doc)->root();
     const std::string_view tok = json_string(root, "access_token");
     if (tok.empty()) co_return fail(Errc::unavailable, "gcp: the token answer has no access_token");
-    std::int64_t ttl = 3599;
-    if (const auto* e = root.as_object().if_contains("expires_in"); e && e->is_int64()) ttl = e->as_int64();
-    const std::int64_t margin = std::min<std::int64_t>(300, ttl / 10);
-    token_ = kms::SecureBytes::copy_of(tok);
-    token_expiry_ = Clock::now() + std::chrono::seconds(std::max<std::int64_t>(1, ttl - margin));
-    co_return token_.clone();
-  }
-
-  asio::awaitable<void> drop_token(const kms::SecureBytes& used) {
-    co_await mu_.lock();
-    if (!token_.empty() && token_ == used) token_.clear();
-    mu_.unlock();
+    co_return Token{kms::SecureBytes::copy_of(tok), expires_in(root)};
   }
 
   GcpSpec spec_;
@@ -366,9 +290,6 @@ class GcpImpl final : public GcpSecretManager {
   std::string token_path_;
   std::shared_ptr<net::HttpClient> api_;
   std::shared_ptr<net::HttpClient> oauth_;
-  AsyncMutex mu_;
-  kms::SecureBytes token_;
-  Clock::time_point token_expiry_{};
   GcpCounters counters_;
 };
 

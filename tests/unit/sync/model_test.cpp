@@ -151,8 +151,8 @@ TEST_CASE("invalid SecretStores are refused with the field path") {
     REQUIRE_FALSE(r.has_value());
     return r.error().message;
   };
-  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"gcpsm":{}}}})") ==
-        "spec.provider.gcpsm: provider not served by rootseal's pull engine (vault, aws)");
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"akeyless":{}}}})") ==
+        "spec.provider.akeyless: provider not served by rootseal (vault, aws; push targets: aws, azurekv, gcpsm)");
   CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{"server":"vault:8200","auth":{}}}}})") ==
         "spec.provider.vault.server: must be an http:// or https:// URL");
   CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{"server":"http://v","version":"v1","auth":{}}}}})") ==
@@ -171,6 +171,95 @@ TEST_CASE("invalid SecretStores are refused with the field path") {
   CHECK(err(R"({"kind":"ClusterSecretStore","metadata":{"name":"v"},"spec":{"provider":{"vault":{"server":"http://v",
      "auth":{"tokenSecretRef":{"name":"t","key":"k","namespace":"n"}}}},"conditions":[{"namespaceRegexes":["(["]}]}})") ==
         "spec.conditions[0].namespaceRegexes[0]: not a valid regular expression");
+}
+
+TEST_CASE("SecretStores: azurekv and gcpsm (push targets) with ESO's field names") {
+  auto z = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"team-a"},
+    "spec":{"provider":{"azurekv":{"vaultUrl":"https://team-a-kv.vault.azure.net/","tenantId":"t-1",
+      "authType":"ServicePrincipal","environmentType":"ChinaCloud",
+      "authSecretRef":{"clientId":{"name":"azure","key":"client-id"},"clientSecret":{"name":"azure","key":"client-secret"}}}}}})"));
+  REQUIRE(z.has_value());
+  CHECK(z->provider == SecretStore::Provider::azurekv);
+  CHECK(to_string(z->provider) == "azurekv");
+  CHECK(push_only(z->provider));
+  CHECK(z->azurekv.vault_url == "https://team-a-kv.vault.azure.net");
+  CHECK(z->azurekv.tenant_id == "t-1");
+  CHECK(z->azurekv.authority_host == "https://login.chinacloudapi.cn");
+  CHECK(z->azurekv.has_secret_ref);
+  CHECK(z->azurekv.client_id_ref == SecretKeyRef{"azure", "client-id", "team-a"});
+  CHECK(z->azurekv.client_secret_ref == SecretKeyRef{"azure", "client-secret", "team-a"});
+
+  auto zd = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"team-a",
+    "annotations":{"sync.rootseal.io/credentials":"azure-prod"}},
+    "spec":{"provider":{"azurekv":{"vaultUrl":"https://kv.vault.azure.net"}}}})"));
+  REQUIRE(zd.has_value());
+  CHECK(zd->azurekv.authority_host == "https://login.microsoftonline.com");
+  CHECK(zd->azurekv.environment_type == "PublicCloud");
+  CHECK_FALSE(zd->azurekv.has_secret_ref);
+  CHECK(zd->host_credentials == "azure-prod");
+
+  auto g = parse_secret_store(json::parse(R"({"kind":"ClusterSecretStore","metadata":{"name":"gcp"},
+    "spec":{"provider":{"gcpsm":{"projectID":"my-project","auth":{"secretRef":{
+      "secretAccessKeySecretRef":{"name":"gcp","key":"sa.json","namespace":"ops"}}}}}}})"));
+  REQUIRE(g.has_value());
+  CHECK(g->provider == SecretStore::Provider::gcpsm);
+  CHECK(push_only(g->provider));
+  CHECK(g->gcpsm.project_id == "my-project");
+  CHECK(g->gcpsm.service_account_ref == SecretKeyRef{"gcp", "sa.json", "ops"});
+
+  auto gh = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"gcp","namespace":"a",
+    "annotations":{"sync.rootseal.io/credentials":"gcp-prod"}},"spec":{"provider":{"gcpsm":{}}}})"));
+  REQUIRE(gh.has_value());
+  CHECK(gh->gcpsm.project_id.empty());
+  CHECK_FALSE(gh->gcpsm.has_secret_ref);
+
+  auto aws = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"aws","namespace":"a",
+    "annotations":{"sync.rootseal.io/credentials":"moto"}},"spec":{"provider":{"aws":{"region":"eu-west-1",
+    "secretsManager":{"recoveryWindowInDays":7}}}}})"));
+  REQUIRE(aws.has_value());
+  CHECK(aws->aws.recovery_window_days == 7);
+  CHECK_FALSE(aws->aws.force_delete_without_recovery);
+  CHECK_FALSE(push_only(aws->provider));
+}
+
+TEST_CASE("invalid azurekv and gcpsm stores are refused with the field path") {
+  auto err = [](std::string_view provider) {
+    auto r = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":)" +
+                                            std::string(provider) + "}}"));
+    REQUIRE_FALSE(r.has_value());
+    return r.error().message;
+  };
+  const std::string refs = R"("authSecretRef":{"clientId":{"name":"z","key":"id"},"clientSecret":{"name":"z","key":"s"}})";
+  CHECK(err(R"({"azurekv":{"tenantId":"t"}})") == "spec.provider.azurekv.vaultUrl: required");
+  CHECK(err(R"({"azurekv":{"vaultUrl":"kv.vault.azure.net"}})") == "spec.provider.azurekv.vaultUrl: must be an https:// URL");
+  CHECK(err(R"({"azurekv":{"vaultUrl":"https://kv","tenantId":"t","authType":"ManagedIdentity",)" + refs + "}}") ==
+        "spec.provider.azurekv.authType: unsupported value 'ManagedIdentity' (supported: ServicePrincipal)");
+  CHECK(err(R"({"azurekv":{"vaultUrl":"https://kv","tenantId":"t","environmentType":"GermanCloud",)" + refs + "}}") ==
+        "spec.provider.azurekv.environmentType: unsupported value 'GermanCloud' (supported: PublicCloud, USGovernmentCloud, ChinaCloud)");
+  CHECK(err(R"({"azurekv":{"vaultUrl":"https://kv",)" + refs + "}}") == "spec.provider.azurekv.tenantId: required with authSecretRef");
+  CHECK(err(R"({"azurekv":{"vaultUrl":"https://kv","tenantId":"t","authSecretRef":{"clientId":{"name":"z","key":"id"}}}})") ==
+        "spec.provider.azurekv.authSecretRef.clientSecret: required");
+  CHECK(err(R"({"azurekv":{"vaultUrl":"https://kv","tenantId":"t","authSecretRef":{"clientId":{"name":"z","key":"id"},
+       "clientCertificate":{"name":"z","key":"c"}}}})") ==
+        "spec.provider.azurekv.authSecretRef.clientCertificate: not supported by rootseal");
+  CHECK(err(R"({"azurekv":{"vaultUrl":"https://kv","tenantId":"t"}})").starts_with("spec.provider.azurekv.authSecretRef: required (or annotate"));
+  CHECK(err(R"({"azurekv":{"vaultUrl":"https://kv","tenantId":"t","authSecretRef":{"clientId":{"name":"z","key":"id","namespace":"b"},
+       "clientSecret":{"name":"z","key":"s"}}}})") ==
+        "spec.provider.azurekv.authSecretRef.clientId.namespace: a SecretStore may only reference Secrets in its own namespace");
+  CHECK(err(R"({"gcpsm":{"projectID":"p"}})").starts_with("spec.provider.gcpsm.auth.secretRef: required (or annotate"));
+  CHECK(err(R"({"gcpsm":{"auth":{"secretRef":{"secretAccessKeySecretRef":{"name":"g","key":"k"}}}}})") ==
+        "spec.provider.gcpsm.projectID: required");
+  CHECK(err(R"({"gcpsm":{"projectID":"p","auth":{"secretRef":{}}}})") ==
+        "spec.provider.gcpsm.auth.secretRef.secretAccessKeySecretRef: required");
+  CHECK(err(R"({"gcpsm":{"projectID":"p","auth":{"workloadIdentity":{"clusterLocation":"x"}}}})") ==
+        "spec.provider.gcpsm.auth.workloadIdentity: not supported by rootseal");
+  CHECK(err(R"({"gcpsm":{"projectID":"p","location":"europe-west1","auth":{"secretRef":{"secretAccessKeySecretRef":{"name":"g","key":"k"}}}}})") ==
+        "spec.provider.gcpsm.location: not supported by rootseal");
+  const std::string aws_auth = R"("auth":{"secretRef":{"accessKeyIDSecretRef":{"name":"a","key":"b"},"secretAccessKeySecretRef":{"name":"a","key":"c"}}})";
+  CHECK(err(R"({"aws":{"region":"x","secretsManager":{"recoveryWindowInDays":3},)" + aws_auth + "}}") ==
+        "spec.provider.aws.secretsManager.recoveryWindowInDays: must be between 7 and 30");
+  CHECK(err(R"({"aws":{"region":"x","secretsManager":{"recoveryWindowInDays":7,"forceDeleteWithoutRecovery":true},)" + aws_auth + "}}") ==
+        "spec.provider.aws.secretsManager.recoveryWindowInDays: cannot be combined with forceDeleteWithoutRecovery");
 }
 
 TEST_CASE("PushSecrets v1alpha1 parse, with the selector.remoteRef extension") {

@@ -15,29 +15,9 @@ using namespace rootseal;
 using namespace rootseal::test;
 namespace json = boost::json;
 
+using namespace rootseal::test::aws_moto;
+
 namespace {
-
-sync::AwsSpec moto_spec(const Moto& moto) {
-  sync::AwsSpec s;
-  s.region = "us-east-1";
-  s.endpoint = moto.url();
-  s.access_key_id = secure("testing");
-  s.secret_access_key = secure("testing");
-  return s;
-}
-
-std::shared_ptr<sync::providers::AwsSecretsManager> make(Loop& loop, sync::AwsSpec spec) {
-  auto p = sync::providers::make_aws_provider(loop.io.get_executor(), std::move(spec));
-  REQUIRE(p);
-  return *p;
-}
-
-json::value aws_json(const Moto& moto, const std::string& args) {
-  const auto r = moto.aws(args);
-  INFO(r.out);
-  REQUIRE(r.status == 0);
-  return json::parse(r.out);
-}
 
 std::string cli_value(const Moto& moto, const std::string& name) {
   return std::string(aws_json(moto, "secretsmanager get-secret-value --secret-id " + name).at("SecretString").as_string());

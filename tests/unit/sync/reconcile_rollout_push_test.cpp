@@ -3,7 +3,16 @@
 
 #include <boost/json.hpp>
 
+#include <unistd.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+
+#include "engine/provider_source.hpp"
+#include "model/parse.hpp"
 #include "reconcile/eso_meta.hpp"
+#include "rootseal/kms/encoding.hpp"
 #include "reconcile/push_secret_reconciler.hpp"
 #include "reconcile/rollout.hpp"
 #include "reconcile_fakes.hpp"
@@ -201,4 +210,169 @@ TEST_CASE("PushSecret: store-to-cloud via selector.remoteRef, and deletionPolicy
     std::lock_guard l(k.mu);
     CHECK(k.push_secrets["ns/p"].at("metadata").at("finalizers").as_array().empty());
   }
+}
+
+// ---- EngineProviders: the specs of the push-only stores ----------------------
+
+namespace {
+
+json::value k8s_secret(std::string_view ns, std::string_view name, std::string_view key1, std::string_view v1,
+                       std::string_view key2 = {}, std::string_view v2 = {}) {
+  json::object data;
+  data[key1] = kms::base64_encode(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(v1.data()), v1.size()));
+  if (!key2.empty()) {
+    data[key2] = kms::base64_encode(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(v2.data()), v2.size()));
+  }
+  json::object md;
+  md["name"] = name;
+  md["namespace"] = ns;
+  json::object s;
+  s["apiVersion"] = "v1";
+  s["kind"] = "Secret";
+  s["metadata"] = std::move(md);
+  s["data"] = std::move(data);
+  return s;
+}
+
+model::SecretStore store_of(std::string_view text) {
+  auto s = model::parse_secret_store(json::parse(text));
+  REQUIRE(s.has_value());
+  return std::move(*s);
+}
+
+std::string as_text(const kms::SecureBytes& b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
+
+// A 0600 file holding `text`, removed with the object.
+struct PrivateFile {
+  std::filesystem::path path;
+  explicit PrivateFile(std::string_view text) {
+    path = std::filesystem::temp_directory_path() / ("rootseal-cred-" + std::to_string(::getpid()) + "-" +
+                                                     std::to_string(reinterpret_cast<std::uintptr_t>(this)));
+    std::ofstream(path) << text << "\n";
+    std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  }
+  ~PrivateFile() { std::filesystem::remove(path); }
+};
+
+}  // namespace
+
+TEST_CASE("EngineProviders: azurekv and gcpsm specs from Kubernetes Secrets, pull from them refused") {
+  boost::asio::io_context io;
+  FakeKube kube;
+  kube.put(kube.secrets, k8s_secret("ns", "azure", "client-id", "app-1", "client-secret", "s3cret"));
+  kube.put(kube.secrets, k8s_secret("ns", "gcp", "sa.json", R"({"client_email":"a@b"})"));
+  engine::EngineProviders ep(kube, ProviderFactory(io.get_executor()), {}, {});
+
+  const auto az = store_of(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"ns","resourceVersion":"1"},
+    "spec":{"provider":{"azurekv":{"vaultUrl":"https://kv.vault.azure.net","tenantId":"t-1","environmentType":"USGovernmentCloud",
+      "authSecretRef":{"clientId":{"name":"azure","key":"client-id"},"clientSecret":{"name":"azure","key":"client-secret"}}}}}})");
+  auto spec = run_sync(ep.spec_for(az, "ns"));
+  REQUIRE(spec.has_value());
+  const auto* a = std::get_if<AzureSpec>(&*spec);
+  REQUIRE(a != nullptr);
+  CHECK(a->vault_url == "https://kv.vault.azure.net");
+  CHECK(a->tenant_id == "t-1");
+  CHECK(a->client_id == "app-1");
+  CHECK(as_text(a->client_secret) == "s3cret");
+  CHECK(a->authority_host == "https://login.microsoftonline.us");
+
+  const auto g = store_of(R"({"kind":"SecretStore","metadata":{"name":"sm","namespace":"ns","resourceVersion":"1"},
+    "spec":{"provider":{"gcpsm":{"projectID":"p-1","auth":{"secretRef":{"secretAccessKeySecretRef":{"name":"gcp","key":"sa.json"}}}}}}})");
+  auto gspec = run_sync(ep.spec_for(g, "ns"));
+  REQUIRE(gspec.has_value());
+  const auto* gs = std::get_if<GcpSpec>(&*gspec);
+  REQUIRE(gs != nullptr);
+  CHECK(gs->project_id == "p-1");
+  CHECK(as_text(gs->service_account_json) == R"({"client_email":"a@b"})");
+  CHECK(gs->endpoint == "https://secretmanager.googleapis.com");
+
+  // A missing credential key is named in the error.
+  const auto bad = store_of(R"({"kind":"SecretStore","metadata":{"name":"kv2","namespace":"ns"},
+    "spec":{"provider":{"azurekv":{"vaultUrl":"https://kv.vault.azure.net","tenantId":"t-1",
+      "authSecretRef":{"clientId":{"name":"azure","key":"nope"},"clientSecret":{"name":"azure","key":"client-secret"}}}}}})");
+  auto missing = run_sync(ep.spec_for(bad, "ns"));
+  REQUIRE_FALSE(missing.has_value());
+  CHECK(missing.error().message == "credential Secret ns/azure has no key 'nope'");
+
+  // Reading from a push-only store, pushing to vault: refused with the store named.
+  auto pull = run_sync(ep.provider(az, "ns"));
+  REQUIRE_FALSE(pull.has_value());
+  CHECK(pull.error().message == "SecretStore \"kv\": azurekv is supported as a PushSecret target only (read from: vault, aws)");
+  const auto vs = store_of(json::serialize(vault_store("ns", "v")));
+  auto push_vault = run_sync(ep.push_provider(vs, "ns"));
+  REQUIRE_FALSE(push_vault.has_value());
+  CHECK(push_vault.error().message == "SecretStore \"v\": vault is supported as a source only (push to: aws, azurekv, gcpsm)");
+}
+
+TEST_CASE("EngineProviders: host credentials for azure and gcp take endpoints from the configuration") {
+  boost::asio::io_context io;
+  FakeKube kube;
+  PrivateFile az_secret("host-secret");
+  PrivateFile sa(R"({"client_email":"host@p"})");
+  std::map<std::string, HostStoreConfig> host;
+  HostStoreConfig az;
+  az.name = "azure-prod";
+  az.kind = "azure";
+  az.namespaces = {"team-a"};
+  az.vault_url = "https://kv.vault.azure.net/";
+  az.tenant_id = "t-host";
+  az.client_id = "app-host";
+  az.authority_host = "http://127.0.0.1:9";
+  az.client_secret.file = az_secret.path;
+  host["azure-prod"] = az;
+  HostStoreConfig g;
+  g.name = "gcp-prod";
+  g.kind = "gcp";
+  g.namespaces = {"*"};
+  g.project_id = "p-host";
+  g.gcp_endpoint = "http://127.0.0.1:8";
+  g.token_uri = "http://127.0.0.1:8/token";
+  g.ca_file = "/etc/rootseal/gcp-ca.pem";
+  g.service_account_json.file = sa.path;
+  host["gcp-prod"] = g;
+  engine::EngineProviders ep(kube, ProviderFactory(io.get_executor()), host, {});
+
+  auto store = [](std::string_view ns, std::string_view cred, std::string_view provider) {
+    return store_of(R"({"kind":"SecretStore","metadata":{"name":"s","namespace":")" + std::string(ns) +
+                    R"(","annotations":{"sync.rootseal.io/credentials":")" + std::string(cred) +
+                    R"("}},"spec":{"provider":)" + std::string(provider) + "}}");
+  };
+  auto spec = run_sync(ep.spec_for(store("team-a", "azure-prod", R"({"azurekv":{"vaultUrl":"https://kv.vault.azure.net"}})"), "team-a"));
+  REQUIRE(spec.has_value());
+  const auto* a = std::get_if<AzureSpec>(&*spec);
+  REQUIRE(a != nullptr);
+  CHECK(a->tenant_id == "t-host");
+  CHECK(a->client_id == "app-host");
+  CHECK(a->authority_host == "http://127.0.0.1:9");
+  CHECK(as_text(a->client_secret) == "host-secret");
+
+  // The store may not redirect the host's credentials, nor use them from another namespace.
+  auto other_vault = run_sync(ep.spec_for(store("team-a", "azure-prod", R"({"azurekv":{"vaultUrl":"https://evil.example"}})"), "team-a"));
+  REQUIRE_FALSE(other_vault.has_value());
+  CHECK(other_vault.error().code == kms::Errc::permission_denied);
+  CHECK(other_vault.error().message ==
+        "spec.provider.azurekv.vaultUrl must be https://kv.vault.azure.net to use host credentials 'azure-prod'");
+  auto other_tenant = run_sync(ep.spec_for(
+      store("team-a", "azure-prod", R"({"azurekv":{"vaultUrl":"https://kv.vault.azure.net","tenantId":"t-other"}})"), "team-a"));
+  REQUIRE_FALSE(other_tenant.has_value());
+  CHECK(other_tenant.error().code == kms::Errc::permission_denied);
+  auto other_ns = run_sync(ep.spec_for(store("team-b", "azure-prod", R"({"azurekv":{"vaultUrl":"https://kv.vault.azure.net"}})"), "team-b"));
+  REQUIRE_FALSE(other_ns.has_value());
+  CHECK(other_ns.error().message.find("may not be used from namespace \"team-b\"") != std::string::npos);
+  auto wrong_kind = run_sync(ep.spec_for(store("team-a", "gcp-prod", R"({"azurekv":{"vaultUrl":"https://kv.vault.azure.net"}})"), "team-a"));
+  REQUIRE_FALSE(wrong_kind.has_value());
+  CHECK(wrong_kind.error().message == "host credentials 'gcp-prod' are not for azure");
+
+  auto gspec = run_sync(ep.spec_for(store("any", "gcp-prod", R"({"gcpsm":{}})"), "any"));
+  REQUIRE(gspec.has_value());
+  const auto* gs = std::get_if<GcpSpec>(&*gspec);
+  REQUIRE(gs != nullptr);
+  CHECK(gs->project_id == "p-host");
+  CHECK(gs->endpoint == "http://127.0.0.1:8");
+  CHECK(gs->token_uri == "http://127.0.0.1:8/token");
+  CHECK(gs->tls.ca_file == "/etc/rootseal/gcp-ca.pem");
+  CHECK(as_text(gs->service_account_json) == R"({"client_email":"host@p"})");
+  auto other_project = run_sync(ep.spec_for(store("any", "gcp-prod", R"({"gcpsm":{"projectID":"p-other"}})"), "any"));
+  REQUIRE_FALSE(other_project.has_value());
+  CHECK(other_project.error().message == "spec.provider.gcpsm.projectID must be p-host (or empty) to use host credentials 'gcp-prod'");
 }

@@ -88,7 +88,12 @@ struct EngineStats {
   std::uint64_t reconciles = 0;
   std::uint64_t provider_calls = 0;   // fetches that reached a provider
   std::uint64_t fetch_dedup_hits = 0; // fetches served by the window cache or an in-flight call
-  std::uint64_t secret_writes = 0;    // Secret creates/updates/deletes
+  std::uint64_t secret_writes = 0;    // Secret creates/updates/deletes (and remote push writes)
+  std::uint64_t push_reconciles = 0;  // PushSecret reconciles
+  std::uint64_t push_writes = 0;      // remote writes by PushSecrets
+  std::uint64_t push_unchanged = 0;   // pushes that found the remote value current
+  std::uint64_t push_removals = 0;    // remote keys removed (deletionPolicy Delete)
+  std::uint64_t push_errors = 0;
   std::uint64_t status_writes = 0;
   std::uint64_t errors = 0;
   std::uint64_t conflicts = 0;
