@@ -45,19 +45,24 @@ void Metrics::observe_request(Route route, std::string_view method, unsigned sta
                               std::chrono::nanoseconds elapsed) {
   auto& h = latency_[static_cast<std::size_t>(route)];
   const double seconds = std::chrono::duration<double>(elapsed).count();
-  for (std::size_t i = 0; i < kBuckets.size(); ++i) {
-    if (seconds <= kBuckets[i]) h.buckets[i].fetch_add(1, std::memory_order_relaxed);
-  }
-  h.count.fetch_add(1, std::memory_order_relaxed);
+  std::size_t bucket = 0;
+  while (bucket < kBuckets.size() && seconds > kBuckets[bucket]) ++bucket;
+  h.buckets[bucket].fetch_add(1, std::memory_order_relaxed);
   h.sum_ns.fetch_add(static_cast<std::uint64_t>(elapsed.count()), std::memory_order_relaxed);
   // Methods outside the known set are folded so a client cannot mint series.
-  static constexpr std::string_view kMethods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "LIST"};
-  std::string_view m = "OTHER";
-  for (const auto known : kMethods) {
-    if (method == known) m = known;
+  std::size_t m = kMethods.size() - 1;  // OTHER
+  for (std::size_t i = 0; i + 1 < kMethods.size(); ++i) {
+    if (method == kMethods[i]) m = i;
+  }
+  for (std::size_t s = 0; s < kStatuses.size(); ++s) {
+    if (kStatuses[s] == status) {
+      common_[(static_cast<std::size_t>(route) * kMethods.size() + m) * kStatuses.size() + s].fetch_add(
+          1, std::memory_order_relaxed);
+      return;
+    }
   }
   std::lock_guard lock(mu_);
-  ++requests_[{route, std::string(m), status}];
+  ++requests_[{route, std::string(kMethods[m]), status}];
 }
 
 void Metrics::add_gauge(std::string name, std::string help, Gauge gauge) {
@@ -71,28 +76,41 @@ std::string Metrics::render() const {
   out += "# HELP rootseal_http_requests_total HTTP requests by route, method and status.\n";
   out += "# TYPE rootseal_http_requests_total counter\n";
   std::vector<std::tuple<std::string, std::string, Gauge>> gauges;
+  std::map<std::tuple<Route, std::string, unsigned>, std::uint64_t> requests;
   {
     std::lock_guard lock(mu_);
-    for (const auto& [key, count] : requests_) {
-      const auto& [route, method, status] = key;
-      std::snprintf(buf, sizeof buf, "rootseal_http_requests_total{route=\"%.*s\",method=\"%s\",status=\"%u\"} %llu\n",
-                    static_cast<int>(to_string(route).size()), to_string(route).data(), method.c_str(), status,
-                    static_cast<unsigned long long>(count));
-      out += buf;
-    }
+    requests = requests_;
     gauges = gauges_;
+  }
+  for (std::size_t r = 0; r < kRoutes; ++r) {
+    for (std::size_t m = 0; m < kMethods.size(); ++m) {
+      for (std::size_t s = 0; s < kStatuses.size(); ++s) {
+        const auto n = common_[(r * kMethods.size() + m) * kStatuses.size() + s].load(std::memory_order_relaxed);
+        if (n != 0) requests[{static_cast<Route>(r), std::string(kMethods[m]), kStatuses[s]}] = n;
+      }
+    }
+  }
+  for (const auto& [key, count] : requests) {
+    const auto& [route, method, status] = key;
+    std::snprintf(buf, sizeof buf, "rootseal_http_requests_total{route=\"%.*s\",method=\"%s\",status=\"%u\"} %llu\n",
+                  static_cast<int>(to_string(route).size()), to_string(route).data(), method.c_str(), status,
+                  static_cast<unsigned long long>(count));
+    out += buf;
   }
   out += "# HELP rootseal_http_request_duration_seconds Time from a parsed request to its response.\n";
   out += "# TYPE rootseal_http_request_duration_seconds histogram\n";
   for (std::size_t r = 0; r < latency_.size(); ++r) {
     const auto& h = latency_[r];
-    const auto count = h.count.load(std::memory_order_relaxed);
+    std::array<std::uint64_t, kBuckets.size() + 1> per{};
+    std::uint64_t count = 0;
+    for (std::size_t i = 0; i < per.size(); ++i) count += per[i] = h.buckets[i].load(std::memory_order_relaxed);
     if (count == 0) continue;
     const auto name = to_string(static_cast<Route>(r));
+    std::uint64_t cumulative = 0;
     for (std::size_t i = 0; i < kBuckets.size(); ++i) {
+      cumulative += per[i];
       std::snprintf(buf, sizeof buf, "rootseal_http_request_duration_seconds_bucket{route=\"%.*s\",le=\"%g\"} %llu\n",
-                    static_cast<int>(name.size()), name.data(), kBuckets[i],
-                    static_cast<unsigned long long>(h.buckets[i].load(std::memory_order_relaxed)));
+                    static_cast<int>(name.size()), name.data(), kBuckets[i], static_cast<unsigned long long>(cumulative));
       out += buf;
     }
     std::snprintf(buf, sizeof buf,

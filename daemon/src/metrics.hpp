@@ -39,15 +39,22 @@ class Metrics {
 
  private:
   struct Histogram {
-    std::array<std::atomic<std::uint64_t>, kBuckets.size()> buckets{};
-    std::atomic<std::uint64_t> count{0};
+    // Per bucket, not cumulative (one increment a request); render() sums up.
+    // The last slot counts what is above the largest bound.
+    std::array<std::atomic<std::uint64_t>, kBuckets.size() + 1> buckets{};
     std::atomic<std::uint64_t> sum_ns{0};
   };
   std::array<Histogram, static_cast<std::size_t>(Route::count_)> latency_{};
 
+  // Request counts by (route, method, status) for the methods and statuses the
+  // API answers with, lock-free; anything else goes to the map under mu_.
+  static constexpr std::array<std::string_view, 7> kMethods = {"GET", "HEAD", "POST", "PUT", "DELETE", "LIST", "OTHER"};
+  static constexpr std::array<unsigned, 12> kStatuses = {200, 204, 400, 401, 403, 404, 405, 408, 413, 429, 500, 503};
+  static constexpr std::size_t kRoutes = static_cast<std::size_t>(Route::count_);
+  std::array<std::atomic<std::uint64_t>, kRoutes * kMethods.size() * kStatuses.size()> common_{};
+
   mutable std::mutex mu_;
-  // (route, method, status) -> count; methods and statuses come from a small fixed set.
-  std::map<std::tuple<Route, std::string, unsigned>, std::uint64_t> requests_;
+  std::map<std::tuple<Route, std::string, unsigned>, std::uint64_t> requests_;  // the rare other statuses
   std::vector<std::tuple<std::string, std::string, Gauge>> gauges_;
 };
 
