@@ -234,7 +234,12 @@ kms::Result<std::pair<int, off_t>> open_for_lines(const std::filesystem::path& p
 
 }  // namespace
 
-AuditLog::File::~File() { ::close(fd); }
+// A file is let go (after a reopen, or at exit) when the last writer that
+// reserved a place in it is done: its lines are synced to disk then.
+AuditLog::File::~File() {
+  (void)::fdatasync(fd);
+  ::close(fd);
+}
 
 kms::Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::filesystem::path& path) {
   std::string last_hash;
@@ -276,7 +281,6 @@ kms::Result<bool> AuditLog::reopen() {
   Reserved first;
   {
     std::lock_guard lock(mu_);
-    (void)::fdatasync(file_->fd);  // the old file's lines on disk before it is let go
     r.continues = prev_;
     file_ = std::move(file);  // writers that reserved a place in the old file still hold it
     prev_ = std::move(last_hash);
