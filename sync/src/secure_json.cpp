@@ -161,4 +161,44 @@ kms::Result<SecretMap> extract_map(const kms::SecureBytes& whole) {
   return out;
 }
 
+void json_object_of(const SecretMap& map, SecureBuffer& out) {
+  out.push_back('{');
+  bool first = true;
+  for (const auto& [k, v] : map) {
+    if (!first) out.push_back(',');
+    first = false;
+    json_quote(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(k.data()), k.size()), out);
+    out.push_back(':');
+    json_quote(v.span(), out);
+  }
+  out.push_back('}');
+}
+
+kms::Result<kms::SecureBytes> select_value(kms::SecureBytes whole, std::string_view property,
+                                           DecodingStrategy decoding) {
+  if (!property.empty()) {
+    auto prop = extract_property(whole, property);
+    if (!prop) return std::unexpected(prop.error());
+    whole = std::move(*prop);
+  }
+  return apply_decoding(decoding, std::move(whole));
+}
+
+kms::Result<SecretMap> select_map(kms::SecureBytes whole, std::string_view property, DecodingStrategy decoding) {
+  if (!property.empty()) {
+    auto prop = extract_property(whole, property);
+    if (!prop) return std::unexpected(prop.error());
+    whole = std::move(*prop);
+  }
+  auto map = extract_map(whole);
+  if (!map) return std::unexpected(map.error());
+  SecretMap out;
+  for (auto& [k, v] : *map) {
+    auto dec = apply_decoding(decoding, std::move(v));
+    if (!dec) return std::unexpected(dec.error());
+    out.emplace(k, std::move(*dec));
+  }
+  return out;
+}
+
 }  // namespace rootseal::sync

@@ -61,6 +61,8 @@ boost::json::storage_ptr make_secure_storage();
 void serialize_json(const boost::json::value& v, SecureBuffer& out);
 // Appends a JSON string literal of `bytes` (quotes and escapes; bytes >= 0x80 as is).
 void json_quote(std::span<const std::uint8_t> bytes, SecureBuffer& out);
+// Appends a JSON object of the map's entries, each value a string.
+void json_object_of(const SecretMap& map, SecureBuffer& out);
 // A value as ESO hands it out: strings as their bytes, everything else as JSON.
 kms::SecureBytes json_value_bytes(const boost::json::value& v);
 
@@ -72,5 +74,11 @@ kms::Result<kms::SecureBytes> extract_property(const kms::SecureBytes& whole, st
 // dataFrom.extract: the whole value must be a JSON object; each top-level
 // entry becomes a key (strings as-is, others as JSON).
 kms::Result<SecretMap> extract_map(const kms::SecureBytes& whole);
+
+// What a provider's fetch/fetch_all hands out for a remote value: `property`
+// selected (if any), then `decoding` applied (to each entry, for a map).
+kms::Result<kms::SecureBytes> select_value(kms::SecureBytes whole, std::string_view property,
+                                           DecodingStrategy decoding);
+kms::Result<SecretMap> select_map(kms::SecureBytes whole, std::string_view property, DecodingStrategy decoding);
 
 }  // namespace rootseal::sync

@@ -442,17 +442,7 @@ class Evaluator {
       } else if (a.kind == Value::Kind::bytes) {
         json_quote(a.bytes.span(), buf);
       } else {
-        // The whole data map: an object of strings.
-        buf.push_back('{');
-        bool first = true;
-        for (const auto& [k, v] : values_) {
-          if (!first) buf.push_back(',');
-          first = false;
-          json_quote(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(k.data()), k.size()), buf);
-          buf.push_back(':');
-          json_quote(v.span(), buf);
-        }
-        buf.push_back('}');
+        json_object_of(values_, buf);  // the whole data map: an object of strings
       }
       return bytes_value(buf.take());
     }

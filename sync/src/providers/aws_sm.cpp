@@ -58,29 +58,13 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
   Task<kms::SecureBytes> fetch(const RemoteRef& ref) override {
     ROOTSEAL_CO_LET(whole, co_await get_value(ref.key, ref.version));
     if (!whole) co_return fail(Errc::not_found, "aws: secret \"" + ref.key + "\" has no value");
-    kms::SecureBytes value = std::move(*whole);
-    if (!ref.property.empty()) {
-      ROOTSEAL_CO_LET(prop, extract_property(value, ref.property));
-      value = std::move(prop);
-    }
-    co_return apply_decoding(ref.decoding, std::move(value));
+    co_return select_value(std::move(*whole), ref.property, ref.decoding);
   }
 
   Task<SecretMap> fetch_all(const RemoteRef& ref) override {
     ROOTSEAL_CO_LET(whole, co_await get_value(ref.key, ref.version));
     if (!whole) co_return fail(Errc::not_found, "aws: secret \"" + ref.key + "\" has no value");
-    kms::SecureBytes object = std::move(*whole);
-    if (!ref.property.empty()) {
-      ROOTSEAL_CO_LET(prop, extract_property(object, ref.property));
-      object = std::move(prop);
-    }
-    ROOTSEAL_CO_LET(map, extract_map(object));
-    SecretMap out;
-    for (auto& [k, v] : map) {
-      ROOTSEAL_CO_LET(dec, apply_decoding(ref.decoding, std::move(v)));
-      out.emplace(k, std::move(dec));
-    }
-    co_return out;
+    co_return select_map(std::move(*whole), ref.property, ref.decoding);
   }
 
   Task<void> validate() override {

@@ -67,29 +67,12 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
 
   Task<kms::SecureBytes> fetch(const RemoteRef& ref) override {
     ROOTSEAL_CO_LET(whole, co_await read(ref));
-    if (!ref.property.empty()) {
-      ROOTSEAL_CO_LET(prop, extract_property(whole, ref.property));
-      co_return apply_decoding(ref.decoding, std::move(prop));
-    }
-    co_return apply_decoding(ref.decoding, std::move(whole));
+    co_return select_value(std::move(whole), ref.property, ref.decoding);
   }
 
   Task<SecretMap> fetch_all(const RemoteRef& ref) override {
     ROOTSEAL_CO_LET(whole, co_await read(ref));
-    kms::SecureBytes object;
-    if (!ref.property.empty()) {
-      ROOTSEAL_CO_LET(prop, extract_property(whole, ref.property));
-      object = std::move(prop);
-    } else {
-      object = std::move(whole);
-    }
-    ROOTSEAL_CO_LET(map, extract_map(object));
-    SecretMap out;
-    for (auto& [k, v] : map) {
-      ROOTSEAL_CO_LET(dec, apply_decoding(ref.decoding, std::move(v)));
-      out.emplace(k, std::move(dec));
-    }
-    co_return out;
+    co_return select_map(std::move(whole), ref.property, ref.decoding);
   }
 
   Task<void> validate() override {

@@ -294,16 +294,7 @@ asio::awaitable<ReconcileResult> PushSecretReconciler::reconcile(std::string ns,
         value = extract_property(whole_json, d.secret_key);
       } else if (d.secret_key.empty()) {
         SecureBuffer buf(256);
-        buf.push_back('{');
-        bool first = true;
-        for (const auto& [k, v] : source) {
-          if (!first) buf.push_back(',');
-          first = false;
-          json_quote(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(k.data()), k.size()), buf);
-          buf.push_back(':');
-          json_quote(v.span(), buf);
-        }
-        buf.push_back('}');
+        json_object_of(source, buf);
         value = buf.take();
       } else {
         auto it = source.find(d.secret_key);
