@@ -1,4 +1,5 @@
 #include "rootseal/daemon/audit.hpp"
+#include "rootseal/kms/encoding.hpp"
 
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -50,11 +51,7 @@ void sha256_hex_into(char (&out)[64], const Parts&... parts) {
   ((ok = ok && EVP_DigestUpdate(ctx.get(), parts.data(), parts.size()) == 1), ...);
   ok = ok && EVP_DigestFinal_ex(ctx.get(), d.data(), &n) == 1 && n == 32;
   if (!ok) std::abort();  // SHA-256 is always available; a failing digest is a broken library
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (std::size_t i = 0; i < 32; ++i) {
-    out[2 * i] = kHex[d[i] >> 4];
-    out[2 * i + 1] = kHex[d[i] & 0xf];
-  }
+  kms::hex_encode_into(std::span(d.data(), 32), out);
 }
 
 std::string sha256_hex(std::string_view line) {

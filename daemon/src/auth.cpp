@@ -43,14 +43,10 @@ kms::Result<void> TokenStore::attach(std::unique_ptr<TokenDb> db, std::int64_t n
 
 kms::Result<TokenStore::Created> TokenStore::create(TokenInfo info, std::int64_t now) {
   // "rs." + 48 hex digits (192 random bits), built in locked memory.
-  static constexpr char kHex[] = "0123456789abcdef";
   const auto raw = kms::SecureBytes::random(24);
   kms::SecureBytes token(3 + 2 * raw.size());
   std::memcpy(token.data(), "rs.", 3);
-  for (std::size_t i = 0; i < raw.size(); ++i) {
-    token.data()[3 + 2 * i] = static_cast<std::uint8_t>(kHex[raw.data()[i] >> 4]);
-    token.data()[4 + 2 * i] = static_cast<std::uint8_t>(kHex[raw.data()[i] & 0xf]);
-  }
+  kms::hex_encode_into(raw.span(), reinterpret_cast<char*>(token.data() + 3));
   std::string hash = token_hash(std::string_view(reinterpret_cast<const char*>(token.data()), token.size()));
   info.accessor = kms::hex_encode(kms::SecureBytes::random(12).span());  // an identifier, not a secret
   info.creation_time = now;

@@ -45,11 +45,7 @@ kms::Result<void> write_secret_file(const std::filesystem::path& path, const kms
 kms::SecureBytes random_hex(std::size_t n) {
   auto raw = kms::SecureBytes::random(n);
   kms::SecureBytes out(2 * n);
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (std::size_t i = 0; i < n; ++i) {
-    out.data()[2 * i] = static_cast<std::uint8_t>(kHex[raw.data()[i] >> 4]);
-    out.data()[2 * i + 1] = static_cast<std::uint8_t>(kHex[raw.data()[i] & 0xf]);
-  }
+  kms::hex_encode_into(raw.span(), reinterpret_cast<char*>(out.data()));
   return out;
 }
 

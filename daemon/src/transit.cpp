@@ -55,14 +55,13 @@ std::string new_request_id() {
   used += sizeof raw;
   raw[6] = static_cast<std::uint8_t>((raw[6] & 0x0f) | 0x40);
   raw[8] = static_cast<std::uint8_t>((raw[8] & 0x3f) | 0x80);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string id;
-  id.reserve(36);
-  for (std::size_t i = 0; i < sizeof raw; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) id += '-';
-    id += kHex[raw[i] >> 4];
-    id += kHex[raw[i] & 0xf];
-  }
+  std::string id(36, '-');  // 8-4-4-4-12
+  const std::span<const std::uint8_t> r(raw);
+  kms::hex_encode_into(r.subspan(0, 4), id.data());
+  kms::hex_encode_into(r.subspan(4, 2), id.data() + 9);
+  kms::hex_encode_into(r.subspan(6, 2), id.data() + 14);
+  kms::hex_encode_into(r.subspan(8, 2), id.data() + 19);
+  kms::hex_encode_into(r.subspan(10, 6), id.data() + 24);
   return id;
 }
 

@@ -378,12 +378,16 @@ Result<SecureBytes> base64_decode_secure(std::string_view text) {
   return out;
 }
 
-std::string hex_encode(std::span<const std::uint8_t> bytes) {
-  std::string out(bytes.size() * 2, '\0');
+void hex_encode_into(std::span<const std::uint8_t> bytes, char* out) noexcept {
   for (std::size_t i = 0; i < bytes.size(); ++i) {
     out[2 * i] = hex_char(u32{bytes[i]} >> 4);
     out[2 * i + 1] = hex_char(u32{bytes[i]} & 0x0fU);
   }
+}
+
+std::string hex_encode(std::span<const std::uint8_t> bytes) {
+  std::string out(bytes.size() * 2, '\0');
+  hex_encode_into(bytes, out.data());
   return out;
 }
 

@@ -22,6 +22,8 @@
 #include <list>
 #include <mutex>
 
+#include "rootseal/kms/encoding.hpp"
+
 namespace rootseal::net {
 
 namespace asio = boost::asio;
@@ -160,11 +162,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
       unsigned char md[EVP_MAX_MD_SIZE];
       unsigned int len = 0;
       if (X509_digest(cert, EVP_sha256(), md, &len) == 1) {
-        static constexpr char kHex[] = "0123456789abcdef";
-        for (unsigned int i = 0; i < len; ++i) {
-          peer.client_cert_sha256 += kHex[md[i] >> 4];
-          peer.client_cert_sha256 += kHex[md[i] & 0xf];
-        }
+        peer.client_cert_sha256 = kms::hex_encode(std::span<const std::uint8_t>(md, len));
       }
     }
     X509_free(cert);

@@ -19,6 +19,7 @@
 #include "reconcile/external_secret_reconciler.hpp"
 #include "reconcile/fetch_cache.hpp"
 #include "reconcile/push_secret_reconciler.hpp"
+#include "rootseal/kms/encoding.hpp"
 #include "reconcile/rollout.hpp"
 
 namespace rootseal::sync {
@@ -267,12 +268,7 @@ class KubeFacade final : public reconcile::KubeApi {
              std::string message) override {
     unsigned char rnd[6];
     RAND_bytes(rnd, sizeof rnd);
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string suffix;
-    for (unsigned char c : rnd) {
-      suffix.push_back(hex[c >> 4]);
-      suffix.push_back(hex[c & 15]);
-    }
+    const std::string suffix = kms::hex_encode(rnd);
     const std::string now = reconcile::rfc3339(std::chrono::system_clock::now());
     json::object ev;
     ev["apiVersion"] = "v1";

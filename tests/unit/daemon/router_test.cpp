@@ -190,6 +190,12 @@ void check_envelope(const Reply& r, unsigned status = 200) {
   const auto& o = r.obj();
   CHECK(o.at("request_id").as_string().size() == 36);
   CHECK(o.at("request_id").as_string()[14] == '4');  // a version-4 UUID
+  {
+    const std::string id(o.at("request_id").as_string());
+    CHECK((id[8] == '-' && id[13] == '-' && id[18] == '-' && id[23] == '-'));
+    CHECK(std::string_view("89ab").find(id[19]) != std::string_view::npos);  // RFC 4122 variant
+    CHECK(id.find_first_not_of("0123456789abcdef-") == std::string::npos);
+  }
   CHECK(o.at("lease_id").as_string() == "");
   CHECK(o.at("renewable").as_bool() == false);
   CHECK(num(o.at("lease_duration")) == 0);

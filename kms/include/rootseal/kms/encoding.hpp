@@ -27,6 +27,9 @@ Result<SecureBytes> base64_decode_secure(std::string_view text);
 SecureBytes base64_encode_secure(std::span<const std::uint8_t> bytes);
 
 std::string hex_encode(std::span<const std::uint8_t> bytes);
+// Lowercase hex of `bytes` into out[0 .. 2 * bytes.size()), with
+// data-independent timing (for secrets too: tokens, random passwords).
+void hex_encode_into(std::span<const std::uint8_t> bytes, char* out) noexcept;
 Result<std::vector<std::uint8_t>> hex_decode(std::string_view text);
 
 }  // namespace rootseal::kms
