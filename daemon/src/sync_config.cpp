@@ -144,9 +144,13 @@ Result<sync::HostStoreConfig> host_store(const std::string& name, const YAML::No
     if (s.project_id.empty()) return fail(Errc::invalid_argument, w + ".project_id: required for gcp");
     if (!s.service_account_json.set()) return fail(Errc::invalid_argument, w + ".service_account_json: required for gcp");
   }
-  for (const auto* url : {&s.server, &s.endpoint, &s.vault_url, &s.authority_host, &s.gcp_endpoint, &s.token_uri}) {
+  // The value is not echoed: a URL may carry user:password@.
+  const std::pair<const char*, const std::string*> urls[] = {{"server", &s.server},       {"endpoint", &s.endpoint},
+                                                             {"vault_url", &s.vault_url}, {"authority_host", &s.authority_host},
+                                                             {"gcp_endpoint", &s.gcp_endpoint}, {"token_uri", &s.token_uri}};
+  for (const auto& [key, url] : urls) {
     if (!url->empty() && !url->starts_with("https://") && !url->starts_with("http://")) {
-      return fail(Errc::invalid_argument, w + ": '" + *url + "' is not an http:// or https:// URL");
+      return fail(Errc::invalid_argument, w + "." + key + ": not an http:// or https:// URL");
     }
   }
   return s;

@@ -309,7 +309,8 @@ class SyncConfigRefused(unittest.TestCase):
                                   "      project_id: p\n      service_account_json: {file: /nonexistent}\n"
                                   "      gcp_endpoint: secretmanager.example\n")
         self.assertEqual(rc, 1)
-        self.assertIn("is not an http:// or https:// URL", err)
+        self.assertIn("sync.stores.g.gcp_endpoint: not an http:// or https:// URL", err)
+        self.assertNotIn("secretmanager.example", err)
 
 
 if __name__ == "__main__":
