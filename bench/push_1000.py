@@ -23,7 +23,6 @@ import base64
 import concurrent.futures
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -34,7 +33,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, os.path.join(ROOT, "bench", "sync"))
 from rootseal_testlib import free_port, make_softhsm, rmtree, tempdir, SOFTHSM2_MODULE  # noqa: E402
 from sync_testlib import http_json  # noqa: E402
-from bench_sync import metrics, start_double, wait_for  # noqa: E402
+from bench_sync import metrics, start_double, stop_all, wait_for  # noqa: E402
 
 ROOTSEALD = os.environ.get("ROOTSEALD") or os.path.join(ROOT, "build", "daemon", "rootseald")
 K8S_TOKEN = "bench-token"
@@ -216,13 +215,7 @@ sync:
         if results["remote_wrong_or_missing"] or any(results["writes_per_idle_cycle"]) or v0 != v1:
             raise SystemExit("push benchmark: wrong values or writes while idle")
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        stop_all(procs)
         rmtree(work)
 
 

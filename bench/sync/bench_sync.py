@@ -26,6 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from rootseal_testlib import free_port, make_softhsm, rmtree, tempdir, SOFTHSM2_MODULE  # noqa: E402
+from sync_testlib import http_json  # noqa: E402
 
 ROOTSEALD = os.environ.get("ROOTSEALD") or os.path.join(ROOT, "build", "daemon", "rootseald")
 K8S_TOKEN = "bench-token"
@@ -47,19 +48,18 @@ class Http:
         self.port, self.headers = port, headers
 
     def req(self, method, path, body=None, ctype="application/json"):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        try:
-            h = dict(self.headers)
-            data = None
-            if body is not None:
-                data = json.dumps(body).encode()
-                h["Content-Type"] = ctype
-            c.request(method, path, body=data, headers=h)
-            r = c.getresponse()
-            raw = r.read()
-            return r.status, (json.loads(raw) if raw else None)
-        finally:
-            c.close()
+        return http_json(self.port, method, path, self.headers, body, ctype, timeout=60)
+
+
+def stop_all(procs):
+    """SIGTERM to each still-running process, last started first; kill after 30 s."""
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
 
 
 def rss_kib(pid):
@@ -267,13 +267,7 @@ sync:
         results["store_change_bound_seconds"] = "refreshInterval + refresh_window"
         print(json.dumps(results, indent=2))
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        stop_all(procs)
         rmtree(work)
 
 
