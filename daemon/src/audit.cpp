@@ -195,24 +195,47 @@ namespace {
 
 // The hash the next line written to `path` chains to: its last line's, or 64
 // zeros for a missing or empty file. A torn or foreign last line is refused.
+// Only the end of the file is read (a log can be gigabytes by its rotation).
 kms::Result<std::string> last_hash_of(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return kGenesis;
-  std::string line, last;
-  while (std::getline(in, line)) last = std::move(line);
-  in.clear();
   in.seekg(0, std::ios::end);
-  const auto size = in.tellg();
+  const std::streamoff size = in.tellg();
   if (size <= 0) return kGenesis;
-  in.seekg(size - std::streamoff(1));
-  char c = 0;
-  in.get(c);
-  const auto parsed = parse_line(last);
-  if (c != '\n' || !parsed || sha256_hex(parsed->covered) != parsed->self) {
+  const auto refuse = [&] {
     return fail(Errc::storage_failure, "audit log " + path.string() +
                                            ": the last line is incomplete or not an audit line; "
                                            "move the file aside and investigate");
+  };
+  // Back from the end in steps until the newline before the last line (an
+  // audit line is a few hundred bytes; more than 1 MiB without one is not a log).
+  constexpr std::streamoff kStep = 4096;
+  constexpr std::size_t kMaxTail = 1 << 20;
+  std::string tail;
+  std::streamoff pos = size;
+  std::size_t start = std::string::npos;  // where the last line begins in `tail`
+  while (true) {
+    const std::streamoff n = std::min(kStep, pos);
+    pos -= n;
+    std::string chunk(static_cast<std::size_t>(n), '\0');
+    in.seekg(pos);
+    if (!in.read(chunk.data(), n)) return refuse();
+    tail.insert(0, chunk);
+    if (tail.size() >= 2) {
+      if (const auto nl = tail.rfind('\n', tail.size() - 2); nl != std::string::npos) {
+        start = nl + 1;
+        break;
+      }
+    }
+    if (pos == 0) {
+      start = 0;
+      break;
+    }
+    if (tail.size() >= kMaxTail) return refuse();
   }
+  if (tail.back() != '\n') return refuse();
+  const auto parsed = parse_line(std::string_view(tail).substr(start, tail.size() - 1 - start));
+  if (!parsed || sha256_hex(parsed->covered) != parsed->self) return refuse();
   return std::string(parsed->self);
 }
 

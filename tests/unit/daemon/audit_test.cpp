@@ -310,3 +310,26 @@ TEST_CASE("audit: lines written while the log is rotated again and again all lan
   CHECK(total == kThreads * kPerThread + kRotations);  // every request line + one reopen line per rotation
   CHECK(ids.size() == kThreads * kPerThread + 1);       // the reopen lines share one id
 }
+
+TEST_CASE("audit: a restart continues the chain when the last line spans more than one read step") {
+  test::TempDir dir;
+  const auto path = dir / "audit.log";
+  {
+    auto log = AuditLog::open(path);
+    REQUIRE(log);
+    REQUIRE((*log)->write(record(0)));
+    AuditRecord big = record(1);
+    big.path = "/v1/transit/encrypt/" + std::string(10000, 'k');  // the line is longer than 2 steps of 4 KiB
+    REQUIRE((*log)->write(big));
+  }
+  write_log(path, 2);  // reopened: must chain to the long line
+  auto v = verify_audit_log(path);
+  REQUIRE(v);
+  CHECK(v->lines == 4);
+  // A file that is one torn line with no newline anywhere is refused.
+  {
+    std::ofstream out(dir / "torn.log", std::ios::binary);
+    out << std::string(9000, 'x');
+  }
+  CHECK_FALSE(AuditLog::open(dir / "torn.log"));
+}
