@@ -180,8 +180,10 @@ class SyncE2E(unittest.TestCase):
         self.env.wait(lambda: self.kube.secret_value(ns, "d", "value") == "soon gone", "Secret d synced")
         self.env.vault.remove("gone/key")
         self.env.wait(lambda: self.kube.secret(ns, "d") is None, "Secret d deleted by DeletionPolicy=Delete")
-        ready = self.env.wait(lambda: self.kube.ready(ns, "d") if (self.kube.ready(ns, "d") or ("",))[1] == "SecretDeleted"
-                              else None, "Ready condition SecretDeleted")
+        def deleted_condition():
+            r = self.kube.ready(ns, "d")  # None until the status has a Ready condition
+            return r if r is not None and r[1] == "SecretDeleted" else None
+        ready = self.env.wait(deleted_condition, "Ready condition SecretDeleted")
         self.assertEqual(ready[:2], ("False", "SecretDeleted"))
         self.assertIsNotNone(self.kube.es(ns, "d"), "the ExternalSecret itself stays")
 
