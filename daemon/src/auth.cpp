@@ -34,7 +34,7 @@ kms::Result<void> TokenStore::attach(std::unique_ptr<TokenDb> db, std::int64_t n
   std::lock_guard lock(mu_);
   for (auto& t : stored) {
     t.info.persistent = true;
-    by_hash_[std::move(t.hash)] = std::move(t.info);
+    by_hash_[std::move(t.hash)] = std::make_shared<const TokenInfo>(std::move(t.info));
   }
   db_ = std::move(db);
   defer_ = std::move(defer);
@@ -58,7 +58,7 @@ kms::Result<TokenStore::Created> TokenStore::create(TokenInfo info, std::int64_t
   if (db_) ROOTSEAL_TRY(db_->insert(hash, info));
   {
     std::lock_guard lock(mu_);
-    by_hash_[std::move(hash)] = info;
+    by_hash_[std::move(hash)] = std::make_shared<const TokenInfo>(info);
   }
   return Created{std::move(token), std::move(info)};
 }
@@ -68,8 +68,8 @@ std::vector<TokenInfo> TokenStore::list(std::int64_t now) const {
   {
     std::lock_guard lock(mu_);
     for (const auto& [hash, info] : by_hash_) {
-      if (info.expire_time != 0 && now >= info.expire_time) continue;
-      out.push_back(info);
+      if (info->expire_time != 0 && now >= info->expire_time) continue;
+      out.push_back(*info);
     }
   }
   std::sort(out.begin(), out.end(), [](const TokenInfo& a, const TokenInfo& b) {
@@ -82,9 +82,9 @@ std::optional<TokenInfo> TokenStore::lookup_accessor(std::string_view accessor, 
   if (accessor.empty()) return std::nullopt;
   std::lock_guard lock(mu_);
   for (const auto& [hash, info] : by_hash_) {
-    if (info.accessor != accessor) continue;
-    if (info.expire_time != 0 && now >= info.expire_time) return std::nullopt;
-    return info;
+    if (info->accessor != accessor) continue;
+    if (info->expire_time != 0 && now >= info->expire_time) return std::nullopt;
+    return *info;
   }
   return std::nullopt;
 }
@@ -94,18 +94,18 @@ kms::Result<TokenInfo> TokenStore::revoke(std::string_view accessor) {
   {
     std::lock_guard lock(mu_);
     auto it = std::find_if(by_hash_.begin(), by_hash_.end(), [&](const auto& kv) {
-      return !accessor.empty() && kv.second.accessor == accessor;
+      return !accessor.empty() && kv.second->accessor == accessor;
     });
     if (it == by_hash_.end()) return kms::fail(kms::Errc::not_found, "no token with accessor " + std::string(accessor));
-    if (it->second.from_config) {
+    if (it->second->from_config) {
       return kms::fail(kms::Errc::invalid_argument,
-                       "token " + std::string(accessor) + " (" + it->second.display_name +
+                       "token " + std::string(accessor) + " (" + it->second->display_name +
                            ") is declared in the configuration: remove it there and reload (SIGHUP)");
     }
-    if (!it->second.persistent && it->second.display_name == "root" && it->second.root) {
+    if (!it->second->persistent && it->second->display_name == "root" && it->second->root) {
       return kms::fail(kms::Errc::invalid_argument, "the dev root token cannot be revoked; restart rootseald --dev");
     }
-    found = it->second;
+    found = *it->second;
   }
   // The database first: a revocation that did not commit must not look done.
   if (found.persistent && db_) {
@@ -115,7 +115,7 @@ kms::Result<TokenInfo> TokenStore::revoke(std::string_view accessor) {
   }
   std::lock_guard lock(mu_);
   for (auto it = by_hash_.begin(); it != by_hash_.end(); ++it) {
-    if (it->second.accessor == found.accessor) {
+    if (it->second->accessor == found.accessor) {
       by_hash_.erase(it);
       break;
     }
@@ -128,7 +128,7 @@ kms::Result<std::size_t> TokenStore::purge_expired(std::int64_t now) {
   if (db_) ROOTSEAL_TRY(db_->purge_expired(now));
   std::lock_guard lock(mu_);
   for (auto it = by_hash_.begin(); it != by_hash_.end();) {
-    if (!it->second.from_config && it->second.expire_time != 0 && now >= it->second.expire_time) {
+    if (!it->second->from_config && it->second->expire_time != 0 && now >= it->second->expire_time) {
       it = by_hash_.erase(it);
       ++dropped;
     } else {
@@ -149,7 +149,7 @@ std::string TokenStore::add_hashed(std::string hash, TokenInfo info) {
   }
   std::string accessor = info.accessor;
   std::lock_guard lock(mu_);
-  by_hash_[std::move(hash)] = std::move(info);
+  by_hash_[std::move(hash)] = std::make_shared<const TokenInfo>(std::move(info));
   return accessor;
 }
 
@@ -158,31 +158,36 @@ std::optional<TokenInfo> TokenStore::renew(std::string_view token, std::int64_t 
   const std::string hash = token_hash(token);
   std::lock_guard lock(mu_);
   const auto it = by_hash_.find(hash);
-  if (it == by_hash_.end() || !it->second.renewable) return std::nullopt;
-  if (it->second.expire_time != 0 && now >= it->second.expire_time) return std::nullopt;
-  if (it->second.ttl_s > 0) it->second.expire_time = now + it->second.ttl_s;
-  if (it->second.persistent && db_ && it->second.ttl_s > 0) {
+  if (it == by_hash_.end() || !it->second->renewable) return std::nullopt;
+  if (it->second->expire_time != 0 && now >= it->second->expire_time) return std::nullopt;
+  if (it->second->ttl_s > 0) {
+    // Published entries are shared with requests in flight: replace, never modify.
+    auto renewed = std::make_shared<TokenInfo>(*it->second);
+    renewed->expire_time = now + renewed->ttl_s;
+    it->second = std::move(renewed);
+  }
+  if (it->second->persistent && db_ && it->second->ttl_s > 0) {
     // The new expiry is kept, off this (I/O) thread; losing it in a crash
     // only makes the token expire at its previous time.
-    auto job = [db = db_.get(), accessor = it->second.accessor, expire = it->second.expire_time] {
+    auto job = [db = db_.get(), accessor = it->second->accessor, expire = it->second->expire_time] {
       (void)db->set_expiry(accessor, expire);
     };
     if (defer_) defer_(std::move(job));
     else job();
   }
-  return it->second;
+  return *it->second;
 }
 
-std::optional<TokenInfo> TokenStore::lookup(std::string_view token, std::int64_t now) const {
-  if (token.empty() || token.size() > 512) return std::nullopt;
+std::shared_ptr<const TokenInfo> TokenStore::lookup(std::string_view token, std::int64_t now) const {
+  if (token.empty() || token.size() > 512) return nullptr;
   // The lookup is by hash: the hash, not the token, meets the table, so the
   // comparison leaks nothing useful about the secret.
   const std::string hash = token_hash(token);
   std::lock_guard lock(mu_);
   const auto it = by_hash_.find(hash);
-  if (it == by_hash_.end()) return std::nullopt;
-  if (!kms::constant_time_equal(it->first, hash)) return std::nullopt;
-  if (it->second.expire_time != 0 && now >= it->second.expire_time) return std::nullopt;
+  if (it == by_hash_.end()) return nullptr;
+  if (!kms::constant_time_equal(it->first, hash)) return nullptr;
+  if (it->second->expire_time != 0 && now >= it->second->expire_time) return nullptr;
   return it->second;
 }
 
@@ -204,18 +209,18 @@ void TokenStore::replace_static(const std::vector<StaticTokenConfig>& tokens, st
   std::lock_guard lock(mu_);
   for (auto it = by_hash_.begin(); it != by_hash_.end();) {
     const auto f = fresh.find(it->first);
-    if (it->second.from_config && f == fresh.end()) {
+    if (it->second->from_config && f == fresh.end()) {
       it = by_hash_.erase(it);
       continue;
     }
     if (f != fresh.end()) {
       // An unchanged token keeps its accessor and its renewed expiry.
-      f->second.accessor = it->second.accessor;
-      if (it->second.ttl_s == f->second.ttl_s) f->second.expire_time = it->second.expire_time;
+      f->second.accessor = it->second->accessor;
+      if (it->second->ttl_s == f->second.ttl_s) f->second.expire_time = it->second->expire_time;
     }
     ++it;
   }
-  for (auto& [hash, info] : fresh) by_hash_[hash] = std::move(info);
+  for (auto& [hash, info] : fresh) by_hash_[hash] = std::make_shared<const TokenInfo>(std::move(info));
 }
 
 Authorizer::Authorizer(std::vector<PolicyConfig> policies, std::vector<ClientCertIdentity> certs)

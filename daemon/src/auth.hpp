@@ -86,8 +86,10 @@ class TokenStore {
   std::string add(const kms::SecureBytes& token, TokenInfo info);
   // Registers a token known only by its SHA-256 hex (static tokens of the config).
   std::string add_hashed(std::string hash, TokenInfo info);
-  // Looks a presented token up; nullopt if unknown or expired.
-  [[nodiscard]] std::optional<TokenInfo> lookup(std::string_view token, std::int64_t now) const;
+  // Looks a presented token up; null if unknown or expired. The entry is
+  // shared, not copied (this runs on every request); it is never modified
+  // once published: renew() and reload replace it.
+  [[nodiscard]] std::shared_ptr<const TokenInfo> lookup(std::string_view token, std::int64_t now) const;
   // Extends a renewable token by its TTL from now; nullopt if unknown/expired/not renewable.
   std::optional<TokenInfo> renew(std::string_view token, std::int64_t now);
   // Replaces every token that came from the config with `tokens` (SIGHUP).
@@ -95,7 +97,7 @@ class TokenStore {
 
  private:
   mutable std::mutex mu_;
-  std::unordered_map<std::string, TokenInfo> by_hash_;
+  std::unordered_map<std::string, std::shared_ptr<const TokenInfo>> by_hash_;
   std::unique_ptr<TokenDb> db_;  // set once by attach(); has its own lock
   Deferrer defer_;
 };

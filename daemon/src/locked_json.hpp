@@ -65,8 +65,9 @@ kms::Result<boost::json::object> parse_object(std::string_view body, LockedJson&
 
 // Serializes into a SecureBuffer without any intermediate heap string.
 net::SecureBuffer serialize_locked(const boost::json::value& value);
-// Appends the serialization of `object` to `out`, the same way.
+// Appends the serialization of `object` (or `value`) to `out`, the same way.
 void serialize_locked_into(const boost::json::object& object, net::SecureBuffer& out);
+void serialize_locked_into(const boost::json::value& value, net::SecureBuffer& out);
 
 // The arena of a request whose body has n bytes: what is locked at once, and
 // the most it may grow to (the parsed request plus the response).

@@ -223,7 +223,7 @@ struct TransitApi::Call {
   boost::urls::params_view params;
   unsigned version;
   RequestNote& note;
-  std::optional<TokenInfo> token;
+  std::shared_ptr<const TokenInfo> token;
   std::string_view token_text;  // the presented token, in the request's header (lookup-self's "id")
   std::size_t arena_limit;      // of this request's arena, and of each batch item's
   LockedJson arena;
@@ -236,30 +236,40 @@ struct TransitApi::Call {
   // Vault's success envelope around `data`, in the same storage as `data`
   // (the locked arena for secret results, the heap for key metadata),
   // serialized into locked memory.
-  net::Response ok(json::value data, json::array warnings = {}) {
-    json::object env(data.storage());
-    env["request_id"] = note.request_id;
-    env["lease_id"] = "";
-    env["renewable"] = false;
-    env["lease_duration"] = 0;
-    env["data"] = std::move(data);
-    env["wrap_info"] = nullptr;
-    env["warnings"] = warnings.empty() ? json::value(nullptr) : json::value(std::move(warnings));
-    env["auth"] = nullptr;
-    env["mount_type"] = "transit";
-    return respond(200, env);
+  // Vault's envelope, written as text around the serialized `data` (the
+  // fixed members need no JSON object of their own: this is every answer).
+  net::Response ok(const json::value& data, const json::array& warnings = {}) {
+    net::SecureBuffer text = envelope_prefix();
+    serialize_locked_into(data, text);
+    text.append(R"(,"wrap_info":null,"warnings":)");
+    if (warnings.empty()) {
+      text.append("null");
+    } else {
+      serialize_locked_into(json::value(warnings, data.storage()), text);
+    }
+    text.append(R"(,"auth":null,"mount_type":"transit"})");
+    return text_response(std::move(text));
+  }
+  // The envelope up to "data": (a UUID request id: nothing to escape).
+  [[nodiscard]] net::SecureBuffer envelope_prefix() const {
+    net::SecureBuffer out;
+    out.append(R"({"request_id":")");
+    out.append(note.request_id);
+    out.append(R"(","lease_id":"","renewable":false,"lease_duration":0,"data":)");
+    return out;
   }
   // A batch answer, written as text: the envelope up to "batch_results":[ ...
   [[nodiscard]] net::SecureBuffer batch_prefix() const {
-    net::SecureBuffer out;
-    out.append(R"({"request_id":")");
-    out.append(note.request_id);  // a UUID: nothing to escape
-    out.append(R"(","lease_id":"","renewable":false,"lease_duration":0,"data":{"batch_results":[)");
+    net::SecureBuffer out = envelope_prefix();
+    out.append(R"({"batch_results":[)");
     return out;
   }
   // ... and after the items, the rest of Vault's envelope.
   net::Response batch_done(net::SecureBuffer text) const {
     text.append(R"(]},"wrap_info":null,"warnings":null,"auth":null,"mount_type":"transit"})");
+    return text_response(std::move(text));
+  }
+  net::Response text_response(net::SecureBuffer text) const {
     net::Response res{http::status::ok, version};
     res.set(http::field::content_type, "application/json");
     res.set(http::field::cache_control, "no-store");
@@ -316,7 +326,9 @@ asio::awaitable<net::Response> TransitApi::authenticated(Call& call, const net::
   call.token = deps_.tokens->lookup(presented, now_unix());
   if (!call.token && presented.empty() && !peer.client_cert_sha256.empty()) {
     // Mutual TLS: a verified client certificate bound to policies in the config.
-    call.token = deps_.authorizer->certificate_identity(peer.client_cert_sha256);
+    if (auto identity = deps_.authorizer->certificate_identity(peer.client_cert_sha256)) {
+      call.token = std::make_shared<const TokenInfo>(std::move(*identity));
+    }
   }
   if (!call.token) co_return errors(403, "permission denied", call.version);
   note.accessor = call.token->accessor;
