@@ -11,14 +11,20 @@
 #   decrypt-32    POST /v1/transit/decrypt/bench of a 32 B plaintext's ciphertext
 #   decrypt-1k    same, 1 KiB
 #   batch-1000    POST /v1/transit/encrypt/bench with batch_input of 1,000 items of 32 B
+#   paced-baseline, paced-encrypt-32
+#                 the same requests at a steady offered load below saturation:
+#                 each connection waits a random think time (exponential, mean
+#                 THINK_MS) after each answer, so the latency is the service's,
+#                 not the queue of 32 requests always outstanding
 # All scenarios run ROUNDS times, interleaved (baseline, then each rootseald
-# scenario, then again), and the run with the median req/s is reported, so a
-# burst of foreign load on the machine does not favour one side.
+# scenario, then again), and the run with the median req/s is reported (for
+# paced scenarios: the median p99), so a burst of foreign load on the machine
+# does not favour one side.
 # Then the RSS run: encrypt/decrypt of 32 B in DURATION-long wrk runs until
 # RSS_REQUESTS requests are done, sampling rootseald's VmRSS every RSS_INTERVAL s.
 #
 # Environment (defaults):
-#   DURATION=10s CONNECTIONS=32 THREADS=2 ROUNDS=3
+#   DURATION=10s CONNECTIONS=32 THREADS=2 ROUNDS=3 THINK_MS=1
 #   SERVER_THREADS=$(nproc)     I/O threads of both servers
 #   SERVER_CPUS= CLIENT_CPUS=   taskset CPU lists for both servers / for wrk (empty: no pinning)
 #   RSS_REQUESTS=1000000 RSS_INTERVAL=2   (RSS_REQUESTS=0 skips the RSS run)
@@ -40,6 +46,7 @@ CLIENT_CPUS=${CLIENT_CPUS:-}
 RSS_REQUESTS=${RSS_REQUESTS:-1000000}
 RSS_INTERVAL=${RSS_INTERVAL:-2}
 RESULTS=${RESULTS:-}
+THINK_MS=${THINK_MS:-1}
 BATCH_ITEMS=1000
 
 ROOTSEALD=$BUILD/daemon/rootseald
@@ -170,7 +177,7 @@ check() {  # scenario url
   local code
   code=$("${CURL[@]}" -o "$DIR/check.json" -w '%{http_code}' -X POST --data-binary "@$(body_of "$1")" "$2")
   [[ $code == 200 ]] || { echo "load.sh: $1 answered $code: $(head -c 300 "$DIR/check.json")" >&2; exit 1; }
-  python3 - "$1" "$DIR/check.json" "$BATCH_ITEMS" <<'EOF' || { echo "load.sh: $1 answered an unexpected body" >&2; exit 1; }
+  python3 - "${1#paced-}" "$DIR/check.json" "$BATCH_ITEMS" <<'EOF' || { echo "load.sh: $1 answered an unexpected body" >&2; exit 1; }
 import json, sys
 name, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 data = json.load(open(path))["data"]
@@ -183,22 +190,23 @@ elif name.startswith("decrypt"):
     assert data["plaintext"]
 EOF
 }
-body_of() { case $1 in baseline) echo "$DIR/encrypt-32.json" ;; *) echo "$DIR/$1.json" ;; esac; }
+body_of() { case ${1#paced-} in baseline) echo "$DIR/encrypt-32.json" ;; *) echo "$DIR/${1#paced-}.json" ;; esac; }
 url_of() {
-  case $1 in
+  case ${1#paced-} in
     baseline) echo "$BL_URL/v1/transit/encrypt/bench" ;;
     encrypt-* | batch-*) echo "$RS_URL/v1/transit/encrypt/bench" ;;
     decrypt-*) echo "$RS_URL/v1/transit/decrypt/bench" ;;
   esac
 }
-pid_of() { if [[ $1 == baseline ]]; then echo "$BL_PID"; else echo "$RS_PID"; fi; }
+pid_of() { if [[ ${1#paced-} == baseline ]]; then echo "$BL_PID"; else echo "$RS_PID"; fi; }
+think_of() { if [[ $1 == paced-* ]]; then echo "$THINK_MS"; else echo 0; fi; }
 
 # One wrk run; prints its RESULT line extended with the server's CPU time per request.
 run_wrk() {  # scenario duration
   local name=$1 pid t0 t1 out line
   pid=$(pid_of "$name")
   t0=$(cpu_ticks "$pid")
-  out=$(BODY_FILE=$(body_of "$name") VAULT_TOKEN=$TOKEN "${CLIENT_PIN[@]}" \
+  out=$(BODY_FILE=$(body_of "$name") VAULT_TOKEN=$TOKEN THINK_MS=$(think_of "$name") "${CLIENT_PIN[@]}" \
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"$2" --latency -s "$HERE/wrk/post.lua" "$(url_of "$name")")
   t1=$(cpu_ticks "$pid")
   printf '%s\n' "$out" >>"$DIR/wrk-$name.log"
@@ -211,7 +219,7 @@ run_wrk() {  # scenario duration
   echo "$line server_cpu_s=$(awk -v t=$((t1 - t0)) -v c="$CLK_TCK" 'BEGIN {printf "%.2f", t / c}')"
 }
 
-read -r -a SCENARIOS <<<"${SCENARIOS:-baseline encrypt-32 encrypt-1k decrypt-32 decrypt-1k batch-1000}"
+read -r -a SCENARIOS <<<"${SCENARIOS:-baseline encrypt-32 encrypt-1k decrypt-32 decrypt-1k batch-1000 paced-baseline paced-encrypt-32}"
 [[ ${SCENARIOS[0]} == baseline ]] || { echo "load.sh: SCENARIOS must start with baseline" >&2; exit 1; }
 for s in "${SCENARIOS[@]}"; do check "$s" "$(url_of "$s")"; done
 
@@ -224,19 +232,36 @@ for round in $(seq 1 "$ROUNDS"); do
   for s in "${SCENARIOS[@]}"; do
     line=$(run_wrk "$s" "$DURATION")
     echo "$line" >>"$DIR/result-$s"
-    printf '  %-11s %10s req/s  p50 %6s us  p99 %6s us\n' "$s" "$(field rps "$line")" \
+    printf '  %-16s %10s req/s  p50 %6s us  p99 %6s us\n' "$s" "$(field rps "$line")" \
       "$(field p50_us "$line")" "$(field p99_us "$line")"
   done
 done
 
-median_of() { awk '{for (i = 1; i <= NF; i++) if ($i ~ /^rps=/) {split($i, a, "="); print a[2], $0}}' "$DIR/result-$1" \
-  | sort -n -k1 | awk -v m=$(((ROUNDS + 1) / 2)) 'NR == m {sub(/^[^ ]+ /, ""); print}'; }
+# The round with the median req/s; for a paced scenario (whose req/s is the
+# offered load) the round with the median p99.
+median_of() {
+  local key=rps
+  [[ $1 == paced-* ]] && key=p99_us
+  awk -v k="^$key=" '{for (i = 1; i <= NF; i++) if ($i ~ k) {split($i, a, "="); print a[2], $0}}' "$DIR/result-$1" \
+    | sort -n -k1 | awk -v m=$(((ROUNDS + 1) / 2)) 'NR == m {sub(/^[^ ]+ /, ""); print}'
+}
 
 BASE_RPS=$(field rps "$(median_of baseline)")
 TABLE="| scenario | req/s | × baseline | items/s | p50 ms | p99 ms | server CPU µs/req |
 |---|---:|---:|---:|---:|---:|---:|"
+PACED_TABLE="| scenario (think time mean $THINK_MS ms) | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | server CPU µs/req |
+|---|---:|---:|---:|---:|---:|---:|"
+PACED=0
 for s in "${SCENARIOS[@]}"; do
   line=$(median_of "$s")
+  if [[ $s == paced-* ]]; then
+    PACED=1
+    PACED_TABLE+=$'\n'$(awk -v s="$s" -v r="$(field rps "$line")" -v p50="$(field p50_us "$line")" \
+      -v p90="$(field p90_us "$line")" -v p99="$(field p99_us "$line")" -v p999="$(field p999_us "$line")" \
+      -v cpu="$(field server_cpu_s "$line")" -v n="$(field requests "$line")" \
+      'BEGIN {printf "| %s | %.0f | %.2f | %.2f | %.2f | %.2f | %.0f |", s, r, p50 / 1000, p90 / 1000, p99 / 1000, p999 / 1000, cpu * 1e6 / n}')
+    continue
+  fi
   rps=$(field rps "$line")
   items=$rps
   [[ $s == batch-* ]] && items=$(awk -v r="$rps" -v n="$BATCH_ITEMS" 'BEGIN {printf "%.0f", r * n}')
@@ -247,6 +272,11 @@ done
 echo
 echo "median of $ROUNDS rounds, $DURATION each, $CONNECTIONS connections:"
 echo "$TABLE"
+if ((PACED)); then
+  echo
+  echo "paced (steady offered load, $CONNECTIONS connections, think time mean $THINK_MS ms; round with the median p99):"
+  echo "$PACED_TABLE"
+fi
 
 RSS_TABLE=""
 if ((RSS_REQUESTS > 0)); then
@@ -287,6 +317,7 @@ if [[ -n $RESULTS ]]; then
     echo "server threads $SERVER_THREADS, CPUs ${SERVER_CPUS:-any}; wrk $THREADS threads, $CONNECTIONS connections, CPUs ${CLIENT_CPUS:-any}; median of $ROUNDS rounds of $DURATION"
     echo
     echo "$TABLE"
+    if ((PACED)); then printf '\n%s\n' "$PACED_TABLE"; fi
     if [[ -n $RSS_TABLE ]]; then printf '\n%s\n' "$RSS_TABLE"; fi
   } >"$RESULTS"
 fi
