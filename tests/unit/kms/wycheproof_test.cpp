@@ -1,5 +1,5 @@
 // Project Wycheproof sweep over AES-GCM, ChaCha20-Poly1305, AES-KWP and
-// HKDF-SHA256 (vectors in ROOTSEAL_VECTORS_DIR, see shared/vectors/README.md).
+// HKDF-SHA256 (vectors in rootseal::test::vectors_dir(), see shared/vectors/README.md).
 //
 // Every test case is checked against its "result":
 //  - valid: our output equals the vector's, and the reverse operation agrees;
@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "paths.hpp"
 #include "rootseal/kms/aead.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "rootseal/kms/key_wrap.hpp"
@@ -29,7 +30,7 @@ namespace {
 
 using Bytes = std::vector<std::uint8_t>;
 
-const std::filesystem::path kVectorsDir = ROOTSEAL_VECTORS_DIR;
+const std::filesystem::path kVectorsDir = rootseal::test::vectors_dir();
 
 struct Tally {
   int valid = 0;

@@ -1,4 +1,5 @@
 #include "kube_double.hpp"
+#include "paths.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -23,7 +24,7 @@ using Clock = std::chrono::steady_clock;
 
 K8sDouble::K8sDouble(std::vector<std::string> extra_args) {
   std::vector<std::string> args = {"/usr/bin/python3", "-u",
-                                   std::string(ROOTSEAL_SOURCE_DIR) + "/tests/doubles/k8s_apiserver/server.py",
+                                   (rootseal::test::source_dir() / "tests/doubles/k8s_apiserver/server.py").string(),
                                    "--port", "0"};
   for (auto& a : extra_args) args.push_back(std::move(a));
   std::vector<char*> argv;

@@ -1,4 +1,5 @@
 #include "process_util.hpp"
+#include "paths.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -113,7 +114,7 @@ CommandResult run_command(const std::string& cmd) {
 }
 
 PyDouble::PyDouble(const std::string& name, std::vector<std::string> extra_args) {
-  std::vector<std::string> argv{"/usr/bin/python3", std::string(ROOTSEAL_SOURCE_DIR) + "/tests/doubles/" + name + "/server.py",
+  std::vector<std::string> argv{"/usr/bin/python3", (rootseal::test::source_dir() / "tests/doubles" / name / "server.py").string(),
                                 "--port", "0"};
   for (auto& a : extra_args) argv.push_back(std::move(a));
   process = std::make_unique<ChildProcess>(argv);
