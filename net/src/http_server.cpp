@@ -218,9 +218,17 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
         (void)cn;
         if (cec) co_return;
       }
-      raw.expires_after(limits.body_timeout);
-      auto [bec, bn] = co_await http::async_read(stream, buffer, parser, kTuple);
-      (void)bn;
+      // A small request's body usually came in the same read as its header:
+      // parse what is buffered first and go back to the socket only for the
+      // rest (an async_read that needs no I/O still costs a round through
+      // the scheduler and the strand).
+      beast::error_code bec = parse_buffered(parser, buffer);
+      if (!bec && !parser.is_done()) {
+        raw.expires_after(limits.body_timeout);
+        auto [rec, rn] = co_await http::async_read(stream, buffer, parser, kTuple);
+        (void)rn;
+        bec = rec;
+      }
       if (bec) {
         if (bec == http::error::body_limit) {
           co_await write(stream, raw, error_response(413, "request body too large", version));
@@ -249,6 +257,22 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
       }
       if (!keep) co_return;
     }
+  }
+
+  // Feeds the parser (its header complete) from what `buffer` holds. Returns
+  // the parser's error (body_limit, a malformed chunk ...); running out of
+  // buffered bytes before the message is complete is not one.
+  template <class Parser>
+  static beast::error_code parse_buffered(Parser& parser, beast::flat_buffer& buffer) {
+    beast::error_code ec;
+    while (!parser.is_done() && buffer.size() != 0) {
+      const std::size_t used = parser.put(buffer.data(), ec);
+      buffer.consume(used);
+      if (ec == http::error::need_more) return {};
+      if (ec) return ec;
+      if (used == 0) break;  // nothing more it can take without more input
+    }
+    return ec;
   }
 
   template <class Stream>

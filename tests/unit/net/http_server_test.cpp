@@ -200,3 +200,47 @@ TEST_CASE("Expect: 100-continue is answered before the body is read") {
   auto res = c.read();
   CHECK(res.body() == R"({"len":5})");
 }
+
+// The server parses a body it already holds before reading more: requests that
+// share a read (pipelining) must each get their own body, in order.
+TEST_CASE("pipelined requests in one write are each answered with their own body, in order") {
+  TestServer s({});
+  Client c(s.bound);
+  std::string raw;
+  for (const std::size_t n : {3u, 0u, 17u}) {
+    raw += "POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(n) + "\r\n\r\n" + std::string(n, 'p');
+  }
+  raw += "POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n2\r\nef\r\n0\r\n\r\n";
+  asio::write(c.socket, asio::buffer(raw));
+  for (const int n : {3, 0, 17, 6}) {
+    auto res = c.read();
+    CHECK(res.result_int() == 200);
+    CHECK(res.body() == R"({"len":)" + std::to_string(n) + "}");
+  }
+  CHECK(s.handled == 4);
+}
+
+TEST_CASE("a body that arrives after its header, in pieces, is read whole") {
+  TestServer s({});
+  Client c(s.bound);
+  c.socket.set_option(tcp::no_delay(true));
+  asio::write(c.socket, asio::buffer(std::string("POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")));
+  asio::write(c.socket, asio::buffer(std::string("defg")));
+  asio::write(c.socket, asio::buffer(std::string("hij")));
+  auto res = c.read();
+  CHECK(res.result_int() == 200);
+  CHECK(res.body() == R"({"len":10})");
+  CHECK(c.send(post("/x", "again")).body() == R"({"len":5})");  // the connection is still in step
+}
+
+TEST_CASE("a malformed chunk in the body gets 400 and the handler never runs") {
+  TestServer s({});
+  Client c(s.bound);
+  asio::write(c.socket, asio::buffer(std::string(
+                            "POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")));
+  auto res = c.read();
+  CHECK(res.result_int() == 400);
+  CHECK(res.body() == R"({"errors":["malformed HTTP request body"]})");
+  CHECK(s.handled == 0);
+  CHECK(c.closed_by_peer());
+}
