@@ -1,5 +1,6 @@
 // The load harness's baseline: a minimal Boost.Beast HTTPS server that answers
-// every request with a fixed 200 JSON body. Same TLS settings as rootseald
+// every request with a fixed 200 JSON body: the size of a 32 B encrypt answer,
+// or of a 1 KiB one for a target ending in "/1k". Same TLS settings as rootseald
 // (net::make_server_tls), same threads, keep-alive, TCP_NODELAY, but none of rootseald's
 // work: it bounds what any HTTPS service can do on this machine.
 //
@@ -35,6 +36,17 @@ constexpr std::string_view kBody =
     R"("data":{"ciphertext":"vault:v1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","key_version":1},)"
     R"("wrap_info":null,"warnings":null,"auth":null})";
 
+// The same answer with the ciphertext of a 1 KiB plaintext (base64 of 12 + 1024 + 16 bytes).
+const std::string& body_1k() {
+  static const std::string body = [] {
+    const std::string_view marker = "vault:v1:";
+    const auto at = kBody.find(marker) + marker.size();
+    const auto end = kBody.find('"', at);
+    return std::string(kBody.substr(0, at)) + std::string(1404, 'A') + std::string(kBody.substr(end));
+  }();
+  return body;
+}
+
 asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<asio::ssl::context> ctx) {
   beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), *ctx);
   beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
@@ -49,7 +61,11 @@ asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<asio::ssl::con
     http::response<http::string_body> res{http::status::ok, req.version()};
     res.set(http::field::content_type, "application/json");
     res.keep_alive(req.keep_alive());
-    res.body() = kBody;
+    if (req.target().ends_with("/1k")) {
+      res.body() = body_1k();
+    } else {
+      res.body() = kBody;
+    }
     res.prepare_payload();
     auto [wec, wn] = co_await http::async_write(stream, res, kTuple);
     if (wec || !res.keep_alive()) break;

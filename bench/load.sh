@@ -6,6 +6,8 @@
 #
 # Scenarios (each CONNECTIONS connections, THREADS wrk threads, DURATION):
 #   baseline      POST of the 32 B encrypt body to the baseline (fixed 200 JSON)
+#   baseline-1k   POST of the 1 KiB encrypt body to the baseline (fixed 200 JSON
+#                 of a 1 KiB encrypt answer's size): the reference of the 1k scenarios
 #   encrypt-32    POST /v1/transit/encrypt/bench, 32 B plaintext
 #   encrypt-1k    same, 1 KiB
 #   decrypt-32    POST /v1/transit/decrypt/bench of a 32 B plaintext's ciphertext
@@ -190,15 +192,24 @@ elif name.startswith("decrypt"):
     assert data["plaintext"]
 EOF
 }
-body_of() { case ${1#paced-} in baseline) echo "$DIR/encrypt-32.json" ;; *) echo "$DIR/${1#paced-}.json" ;; esac; }
+body_of() {
+  case ${1#paced-} in
+    baseline) echo "$DIR/encrypt-32.json" ;;
+    baseline-1k) echo "$DIR/encrypt-1k.json" ;;
+    *) echo "$DIR/${1#paced-}.json" ;;
+  esac
+}
 url_of() {
   case ${1#paced-} in
     baseline) echo "$BL_URL/v1/transit/encrypt/bench" ;;
+    baseline-1k) echo "$BL_URL/v1/transit/encrypt/1k" ;;
     encrypt-* | batch-*) echo "$RS_URL/v1/transit/encrypt/bench" ;;
     decrypt-*) echo "$RS_URL/v1/transit/decrypt/bench" ;;
   esac
 }
-pid_of() { if [[ ${1#paced-} == baseline ]]; then echo "$BL_PID"; else echo "$RS_PID"; fi; }
+pid_of() { if [[ ${1#paced-} == baseline* ]]; then echo "$BL_PID"; else echo "$RS_PID"; fi; }
+# The reference of a scenario's ratio: the baseline moving the same sizes.
+base_of() { if [[ $1 == *-1k && " ${SCENARIOS[*]} " == *" baseline-1k "* ]]; then echo baseline-1k; else echo baseline; fi; }
 think_of() { if [[ $1 == paced-* ]]; then echo "$THINK_MS"; else echo 0; fi; }
 
 # One wrk run; prints its RESULT line extended with the server's CPU time per request.
@@ -219,7 +230,7 @@ run_wrk() {  # scenario duration
   echo "$line server_cpu_s=$(awk -v t=$((t1 - t0)) -v c="$CLK_TCK" 'BEGIN {printf "%.2f", t / c}')"
 }
 
-read -r -a SCENARIOS <<<"${SCENARIOS:-baseline encrypt-32 encrypt-1k decrypt-32 decrypt-1k batch-1000 paced-baseline paced-encrypt-32}"
+read -r -a SCENARIOS <<<"${SCENARIOS:-baseline baseline-1k encrypt-32 encrypt-1k decrypt-32 decrypt-1k batch-1000 paced-baseline paced-encrypt-32}"
 [[ ${SCENARIOS[0]} == baseline ]] || { echo "load.sh: SCENARIOS must start with baseline" >&2; exit 1; }
 for s in "${SCENARIOS[@]}"; do check "$s" "$(url_of "$s")"; done
 
@@ -246,8 +257,7 @@ median_of() {
     | sort -n -k1 | awk -v m=$(((ROUNDS + 1) / 2)) 'NR == m {sub(/^[^ ]+ /, ""); print}'
 }
 
-BASE_RPS=$(field rps "$(median_of baseline)")
-TABLE="| scenario | req/s | × baseline | items/s | p50 ms | p99 ms | server CPU µs/req |
+TABLE="| scenario | req/s | × baseline (same sizes) | items/s | p50 ms | p99 ms | server CPU µs/req |
 |---|---:|---:|---:|---:|---:|---:|"
 PACED_TABLE="| scenario (think time mean $THINK_MS ms) | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | server CPU µs/req |
 |---|---:|---:|---:|---:|---:|---:|"
@@ -263,9 +273,10 @@ for s in "${SCENARIOS[@]}"; do
     continue
   fi
   rps=$(field rps "$line")
+  base_rps=$(field rps "$(median_of "$(base_of "$s")")")
   items=$rps
   [[ $s == batch-* ]] && items=$(awk -v r="$rps" -v n="$BATCH_ITEMS" 'BEGIN {printf "%.0f", r * n}')
-  TABLE+=$'\n'$(awk -v s="$s" -v r="$rps" -v b="$BASE_RPS" -v i="$items" -v p50="$(field p50_us "$line")" \
+  TABLE+=$'\n'$(awk -v s="$s" -v r="$rps" -v b="$base_rps" -v i="$items" -v p50="$(field p50_us "$line")" \
     -v p99="$(field p99_us "$line")" -v cpu="$(field server_cpu_s "$line")" -v n="$(field requests "$line")" \
     'BEGIN {printf "| %s | %.0f | %.2f | %.0f | %.2f | %.2f | %.0f |", s, r, r / b, i, p50 / 1000, p99 / 1000, cpu * 1e6 / n}')
 done
