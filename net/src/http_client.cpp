@@ -144,9 +144,9 @@ std::string describe(const boost::system::error_code& ec) {
 
 }  // namespace
 
-// ---- Response / StreamControl ----------------------------------------------------------
+// ---- ClientResponse / StreamControl ----------------------------------------------------------
 
-std::optional<std::string_view> Response::header(std::string_view name) const {
+std::optional<std::string_view> ClientResponse::header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
     if (iequals(k, name)) return std::string_view(v);
   }
@@ -374,7 +374,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
 
   // One exchange on `conn`. got_bytes: whether any response byte arrived.
   template <class Stream>
-  asio::awaitable<kms::Result<Response>> exchange(Stream& s, Connection& conn, const SecureBuffer& req, http::verb method,
+  asio::awaitable<kms::Result<ClientResponse>> exchange(Stream& s, Connection& conn, const SecureBuffer& req, http::verb method,
                                                   Clock::time_point deadline, bool& got_bytes, bool& reusable) {
     conn.lowest().expires_at(deadline);
     if (auto ec = co_await write(s, req)) co_return fail(Errc::unavailable, "http: sending the request failed: " + describe(ec));
@@ -389,7 +389,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
     if (ec == http::error::header_limit) co_return fail(Errc::invalid_argument, "http: response header over the limit");
     if (ec) co_return fail(Errc::unavailable, "http: reading the response failed: " + describe(ec));
     auto msg = parser.release();
-    Response out;
+    ClientResponse out;
     out.status = msg.result_int();
     for (const auto& f : msg) out.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
     out.body = std::move(msg.body());
@@ -397,14 +397,14 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
     co_return out;
   }
 
-  asio::awaitable<kms::Result<Response>> request(http::verb method, std::string_view target,
+  asio::awaitable<kms::Result<ClientResponse>> request(http::verb method, std::string_view target,
                                                  std::span<const Header> headers, std::string_view body) {
     auto self = shared_from_this();
     const auto deadline = Clock::now() + options.request_timeout;
     ROOTSEAL_CO_LET(req, build(method, target, headers, body));
     ROOTSEAL_CO_TRY(co_await acquire_slot(deadline));
     requests.fetch_add(1);
-    kms::Result<Response> result = fail(Errc::internal, "http: no attempt");
+    kms::Result<ClientResponse> result = fail(Errc::internal, "http: no attempt");
     for (int attempt = 0; attempt < 2; ++attempt) {
       std::unique_ptr<Connection> conn = take_idle();
       const bool reused = conn != nullptr;
@@ -439,7 +439,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
   }
 
   template <class Stream>
-  asio::awaitable<kms::Result<Response>> stream_on(Stream& s, Connection& conn, const SecureBuffer& req,
+  asio::awaitable<kms::Result<ClientResponse>> stream_on(Stream& s, Connection& conn, const SecureBuffer& req,
                                                    const LineHandler& on_line, Clock::time_point deadline) {
     conn.lowest().expires_at(deadline);
     if (auto ec = co_await write(s, req)) co_return fail(Errc::unavailable, "http: sending the request failed: " + describe(ec));
@@ -449,7 +449,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
     auto [hec, hn] = co_await http::async_read_header(s, conn.buffer, parser, kTuple);
     (void)hn;
     if (hec) co_return fail(Errc::unavailable, "http: reading the response header failed: " + describe(hec));
-    Response out;
+    ClientResponse out;
     out.status = parser.get().result_int();
     for (const auto& f : parser.get()) out.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
     const bool ok = out.status >= 200 && out.status < 300;
@@ -506,7 +506,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
     co_return out;
   }
 
-  asio::awaitable<kms::Result<Response>> stream(http::verb method, std::string_view target,
+  asio::awaitable<kms::Result<ClientResponse>> stream(http::verb method, std::string_view target,
                                                 std::span<const Header> headers, std::string_view body,
                                                 LineHandler on_line, StreamControl control) {
     auto self = shared_from_this();
@@ -535,7 +535,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
         };
       }
     }
-    kms::Result<Response> result = fail(Errc::internal, "http: no attempt");
+    kms::Result<ClientResponse> result = fail(Errc::internal, "http: no attempt");
     if (control.cancelled()) {
       result = fail(Errc::unavailable, "http: stream cancelled");
     } else if (auto* p = std::get_if<std::unique_ptr<PlainStream>>(&conn->stream)) {
@@ -596,12 +596,12 @@ kms::Result<std::shared_ptr<HttpClient>> HttpClient::create(asio::any_io_executo
   return std::shared_ptr<HttpClient>(new HttpClient(std::move(impl)));
 }
 
-asio::awaitable<kms::Result<Response>> HttpClient::request(http::verb method, std::string_view target,
+asio::awaitable<kms::Result<ClientResponse>> HttpClient::request(http::verb method, std::string_view target,
                                                            std::span<const Header> headers, std::string_view body) {
   return impl_->request(method, target, headers, body);
 }
 
-asio::awaitable<kms::Result<Response>> HttpClient::stream(http::verb method, std::string_view target,
+asio::awaitable<kms::Result<ClientResponse>> HttpClient::stream(http::verb method, std::string_view target,
                                                           std::span<const Header> headers, std::string_view body,
                                                           LineHandler on_line, StreamControl control) {
   return impl_->stream(method, target, headers, body, std::move(on_line), std::move(control));

@@ -26,7 +26,7 @@ bool valid_name(std::string_view n) {
   return std::all_of(n.begin(), n.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-'; });
 }
 
-std::string az_error(const net::Response& r) {
+std::string az_error(const net::ClientResponse& r) {
   auto doc = SecureJson::parse(r.body.view());
   std::string code;
   std::string msg;
@@ -144,7 +144,7 @@ class AzureImpl final : public AzureKeyVault, private BearerAuth {
   }
 
   // One call to the vault (bearer_request: token, 401 renewal, 429/5xx retries).
-  asio::awaitable<kms::Result<net::Response>> call(http::verb verb, std::string target, std::string_view body) {
+  asio::awaitable<kms::Result<net::ClientResponse>> call(http::verb verb, std::string target, std::string_view body) {
     target += (target.find('?') == std::string::npos ? "?" : "&");
     target += "api-version=" + spec_.api_version;
     const CallCounters counted{&counters_.calls, &counters_.throttled};

@@ -39,7 +39,7 @@ kms::Errc errc_for_status(unsigned status) noexcept {
 
 bool retryable_status(unsigned status) noexcept { return status == 429 || (status >= 500 && status != 501); }
 
-std::optional<std::chrono::milliseconds> retry_after(const net::Response& r) {
+std::optional<std::chrono::milliseconds> retry_after(const net::ClientResponse& r) {
   auto h = r.header("Retry-After");
   if (!h) return std::nullopt;
   unsigned seconds = 0;
@@ -228,13 +228,13 @@ std::chrono::seconds expires_in(const boost::json::value& answer) {
   return std::chrono::seconds(ttl);
 }
 
-asio::awaitable<kms::Result<net::Response>> bearer_request(BearerAuth& auth, net::HttpClient& client,
+asio::awaitable<kms::Result<net::ClientResponse>> bearer_request(BearerAuth& auth, net::HttpClient& client,
                                                            boost::beast::http::verb verb, const std::string& target,
                                                            std::string_view body, std::string_view who,
                                                            CallCounters counters) {
   bool renewed = false;
   std::chrono::milliseconds backoff{200};
-  kms::Result<net::Response> last = kms::fail(Errc::internal, std::string(who) + ": no attempt");
+  kms::Result<net::ClientResponse> last = kms::fail(Errc::internal, std::string(who) + ": no attempt");
   for (int attempt = 0; attempt < 6; ++attempt) {
     auto token = co_await auth.access_token();
     if (!token) co_return std::unexpected(token.error());

@@ -37,7 +37,7 @@ kms::Errc errc_for_status(unsigned status) noexcept;
 // True for answers worth retrying (429, 5xx except 501).
 bool retryable_status(unsigned status) noexcept;
 // Retry-After (seconds) of a 429/503, bounded to [0, 60]; nullopt if absent.
-std::optional<std::chrono::milliseconds> retry_after(const net::Response& r);
+std::optional<std::chrono::milliseconds> retry_after(const net::ClientResponse& r);
 
 // The string member `key` of an object, or empty.
 std::string_view json_string(const boost::json::value& v, std::string_view key);
@@ -135,7 +135,7 @@ struct CallCounters {
 // 429 and 5xx wait (Retry-After when given, else 200 ms doubling to 8 s) and
 // retry; connection errors back off and retry; at most 6 attempts. The last
 // answer is returned whatever its status; `who` prefixes transport errors.
-boost::asio::awaitable<kms::Result<net::Response>> bearer_request(BearerAuth& auth, net::HttpClient& client,
+boost::asio::awaitable<kms::Result<net::ClientResponse>> bearer_request(BearerAuth& auth, net::HttpClient& client,
                                                                   boost::beast::http::verb verb, const std::string& target,
                                                                   std::string_view body, std::string_view who,
                                                                   CallCounters counters);

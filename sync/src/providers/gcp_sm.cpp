@@ -62,7 +62,7 @@ bool valid_id(std::string_view n) {
   });
 }
 
-std::string g_error(const net::Response& r) {
+std::string g_error(const net::ClientResponse& r) {
   auto doc = SecureJson::parse(r.body.view());
   std::string status;
   std::string msg;
@@ -247,7 +247,7 @@ class GcpImpl final : public GcpSecretManager, private BearerAuth {
   }
 
   // One API call (bearer_request: token, 401 renewal, 429/5xx retries).
-  asio::awaitable<kms::Result<net::Response>> call(http::verb verb, const std::string& target, std::string_view body) {
+  asio::awaitable<kms::Result<net::ClientResponse>> call(http::verb verb, const std::string& target, std::string_view body) {
     const CallCounters counted{&counters_.calls, nullptr};
     co_return co_await bearer_request(*this, *api_, verb, target, body, "gcp", counted);
   }

@@ -27,7 +27,7 @@ std::string trim_slashes(std::string_view s) {
 }
 
 // The first message of a Vault error body {"errors":[...]}, bounded; never a secret.
-std::string vault_error(const net::Response& r) {
+std::string vault_error(const net::ClientResponse& r) {
   auto doc = SecureJson::parse(r.body.view());
   std::string msg;
   if (doc && (*doc)->root().is_object()) {
@@ -129,11 +129,11 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
     co_return fail(Errc::permission_denied, "vault: permission denied after a fresh login");
   }
 
-  asio::awaitable<kms::Result<net::Response>> get(const std::string& target, const kms::SecureBytes& token) {
+  asio::awaitable<kms::Result<net::ClientResponse>> get(const std::string& target, const kms::SecureBytes& token) {
     return call(http::verb::get, target, &token, {});
   }
 
-  asio::awaitable<kms::Result<net::Response>> call(http::verb verb, const std::string& target,
+  asio::awaitable<kms::Result<net::ClientResponse>> call(http::verb verb, const std::string& target,
                                                    const kms::SecureBytes* token, std::string_view body) {
     std::vector<net::Header> headers;
     headers.push_back({"X-Vault-Request", "true"});
@@ -141,7 +141,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
     if (!spec_.namespace_.empty()) headers.push_back({"X-Vault-Namespace", spec_.namespace_});
     if (!body.empty()) headers.push_back({"Content-Type", "application/json"});
     // Transient failures (connection, 5xx, 429): a short bounded retry.
-    kms::Result<net::Response> res = fail(Errc::internal, "vault: no attempt");
+    kms::Result<net::ClientResponse> res = fail(Errc::internal, "vault: no attempt");
     for (int attempt = 0; attempt < 3; ++attempt) {
       res = co_await client_->request(verb, target, headers, body);
       if (res && !retryable_status(res->status)) break;

@@ -277,7 +277,7 @@ TEST_CASE("http client: the pool never opens more than max_connections") {
   opts.max_connections = 2;
   auto client = net::HttpClient::create(loop.io.get_executor(), server.url(), {}, opts);
   REQUIRE(client);
-  std::vector<std::future<kms::Result<net::Response>>> futures;
+  std::vector<std::future<kms::Result<net::ClientResponse>>> futures;
   for (int i = 0; i < 8; ++i) {
     futures.push_back(asio::co_spawn(loop.io, (*client)->request(http::verb::get, "/slow"), asio::use_future));
   }

@@ -1,6 +1,4 @@
-// net::HttpServer on its own thread, for the HTTP client tests. Kept in its own
-// translation unit: the server's net::Response and the client's net::Response
-// cannot meet in one.
+// net::HttpServer on its own thread, for the HTTP client tests.
 #pragma once
 
 #include <chrono>

@@ -21,11 +21,8 @@
 // Error codes: kms::Errc::unavailable for connect/TLS/I-O failures and
 // timeouts (message says which), invalid_argument for a bad URL/target or a
 // response beyond the size limits. HTTP status codes are NOT errors: the
-// caller inspects Response::status.
-//
-// Note: net::Response here is the client's response; http_server.hpp has a
-// server-side net::Response too, so one translation unit includes one of the
-// two headers, not both.
+// caller inspects ClientResponse::status. (net::Response, in http_server.hpp,
+// is the server's answer; the two headers can meet in one translation unit.)
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -82,7 +79,7 @@ struct Header {
   std::string_view value;
 };
 
-struct Response {
+struct ClientResponse {
   unsigned status = 0;
   std::vector<std::pair<std::string, std::string>> headers;  // as received (non-secret use only)
   SecureBuffer body;
@@ -133,18 +130,18 @@ class HttpClient {
   // non-empty body gets Content-Length (set Content-Type through headers).
   // Retries once on a fresh connection when a reused keep-alive connection
   // turns out to be closed by the server before any response byte.
-  boost::asio::awaitable<kms::Result<Response>> request(boost::beast::http::verb method, std::string_view target,
+  boost::asio::awaitable<kms::Result<ClientResponse>> request(boost::beast::http::verb method, std::string_view target,
                                                         std::span<const Header> headers = {},
                                                         std::string_view body = {});
 
   // A long-lived streamed GET-style request (Kubernetes watch, chunked or
   // not). On a 2xx answer each line is handed to on_line as it arrives and
-  // the returned Response has the status and headers and an empty body; on
+  // the returned ClientResponse has the status and headers and an empty body; on
   // any other status the whole (bounded) body is read and returned. Ends when
   // the server ends the body (Ok), on_line returns false (Ok) or an error,
   // control.cancel() is called, or nothing arrives for stream_idle_timeout.
   // The connection is not returned to the pool.
-  boost::asio::awaitable<kms::Result<Response>> stream(boost::beast::http::verb method, std::string_view target,
+  boost::asio::awaitable<kms::Result<ClientResponse>> stream(boost::beast::http::verb method, std::string_view target,
                                                        std::span<const Header> headers, std::string_view body,
                                                        LineHandler on_line, StreamControl control = {});
 
