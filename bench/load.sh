@@ -16,17 +16,19 @@
 #   paced-baseline, paced-encrypt-32
 #                 the same requests at a steady offered load below saturation:
 #                 each connection waits a random think time (exponential, mean
-#                 THINK_MS) after each answer, so the latency is the service's,
-#                 not the queue of 32 requests always outstanding
+#                 T ms) after each answer, so the latency is the service's,
+#                 not the queue of 32 requests always outstanding; run once
+#                 for each T in THINK_MS (as paced-...@T)
 # All scenarios run ROUNDS times, interleaved (baseline, then each rootseald
 # scenario, then again), and the run with the median req/s is reported (for
-# paced scenarios: the median p99), so a burst of foreign load on the machine
-# does not favour one side.
+# paced scenarios: the median p99). The ratio to the baseline is taken within
+# each round (a scenario against the baseline run just before it, under the
+# same foreign load) and the median of those ratios is reported.
 # Then the RSS run: encrypt/decrypt of 32 B in DURATION-long wrk runs until
 # RSS_REQUESTS requests are done, sampling rootseald's VmRSS every RSS_INTERVAL s.
 #
 # Environment (defaults):
-#   DURATION=10s CONNECTIONS=32 THREADS=2 ROUNDS=3 THINK_MS=1
+#   DURATION=10s CONNECTIONS=32 THREADS=2 ROUNDS=3 THINK_MS="2 1"
 #   SERVER_THREADS=$(nproc)     I/O threads of both servers
 #   SERVER_CPUS= CLIENT_CPUS=   taskset CPU lists for both servers / for wrk (empty: no pinning)
 #   RSS_REQUESTS=1000000 RSS_INTERVAL=2   (RSS_REQUESTS=0 skips the RSS run)
@@ -48,7 +50,7 @@ CLIENT_CPUS=${CLIENT_CPUS:-}
 RSS_REQUESTS=${RSS_REQUESTS:-1000000}
 RSS_INTERVAL=${RSS_INTERVAL:-2}
 RESULTS=${RESULTS:-}
-THINK_MS=${THINK_MS:-1}
+read -r -a THINK_MS <<<"${THINK_MS:-2 1}"
 BATCH_ITEMS=1000
 
 ROOTSEALD=$BUILD/daemon/rootseald
@@ -179,7 +181,7 @@ check() {  # scenario url
   local code
   code=$("${CURL[@]}" -o "$DIR/check.json" -w '%{http_code}' -X POST --data-binary "@$(body_of "$1")" "$2")
   [[ $code == 200 ]] || { echo "load.sh: $1 answered $code: $(head -c 300 "$DIR/check.json")" >&2; exit 1; }
-  python3 - "${1#paced-}" "$DIR/check.json" "$BATCH_ITEMS" <<'EOF' || { echo "load.sh: $1 answered an unexpected body" >&2; exit 1; }
+  python3 - "$(kind_of "$1")" "$DIR/check.json" "$BATCH_ITEMS" <<'EOF' || { echo "load.sh: $1 answered an unexpected body" >&2; exit 1; }
 import json, sys
 name, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 data = json.load(open(path))["data"]
@@ -193,24 +195,26 @@ elif name.startswith("decrypt"):
 EOF
 }
 body_of() {
-  case ${1#paced-} in
+  case $(kind_of "$1") in
     baseline) echo "$DIR/encrypt-32.json" ;;
     baseline-1k) echo "$DIR/encrypt-1k.json" ;;
-    *) echo "$DIR/${1#paced-}.json" ;;
+    *) echo "$DIR/$(kind_of "$1").json" ;;
   esac
 }
 url_of() {
-  case ${1#paced-} in
+  case $(kind_of "$1") in
     baseline) echo "$BL_URL/v1/transit/encrypt/bench" ;;
     baseline-1k) echo "$BL_URL/v1/transit/encrypt/1k" ;;
     encrypt-* | batch-*) echo "$RS_URL/v1/transit/encrypt/bench" ;;
     decrypt-*) echo "$RS_URL/v1/transit/decrypt/bench" ;;
   esac
 }
-pid_of() { if [[ ${1#paced-} == baseline* ]]; then echo "$BL_PID"; else echo "$RS_PID"; fi; }
+# A scenario's request kind: paced-encrypt-32@2 -> encrypt-32.
+kind_of() { local k=${1#paced-}; echo "${k%@*}"; }
+pid_of() { if [[ $(kind_of "$1") == baseline* ]]; then echo "$BL_PID"; else echo "$RS_PID"; fi; }
 # The reference of a scenario's ratio: the baseline moving the same sizes.
 base_of() { if [[ $1 == *-1k && " ${SCENARIOS[*]} " == *" baseline-1k "* ]]; then echo baseline-1k; else echo baseline; fi; }
-think_of() { if [[ $1 == paced-* ]]; then echo "$THINK_MS"; else echo 0; fi; }
+think_of() { if [[ $1 == *@* ]]; then echo "${1##*@}"; else echo 0; fi; }
 
 # One wrk run; prints its RESULT line extended with the server's CPU time per request.
 run_wrk() {  # scenario duration
@@ -230,7 +234,15 @@ run_wrk() {  # scenario duration
   echo "$line server_cpu_s=$(awk -v t=$((t1 - t0)) -v c="$CLK_TCK" 'BEGIN {printf "%.2f", t / c}')"
 }
 
-read -r -a SCENARIOS <<<"${SCENARIOS:-baseline baseline-1k encrypt-32 encrypt-1k decrypt-32 decrypt-1k batch-1000 paced-baseline paced-encrypt-32}"
+read -r -a REQUESTED <<<"${SCENARIOS:-baseline baseline-1k encrypt-32 encrypt-1k decrypt-32 decrypt-1k batch-1000 paced-baseline paced-encrypt-32}"
+SCENARIOS=()  # paced-X becomes paced-X@T for each think time T
+for s in "${REQUESTED[@]}"; do
+  if [[ $s == paced-* && $s != *@* ]]; then
+    for t in "${THINK_MS[@]}"; do SCENARIOS+=("$s@$t"); done
+  else
+    SCENARIOS+=("$s")
+  fi
+done
 [[ ${SCENARIOS[0]} == baseline ]] || { echo "load.sh: SCENARIOS must start with baseline" >&2; exit 1; }
 for s in "${SCENARIOS[@]}"; do check "$s" "$(url_of "$s")"; done
 
@@ -248,6 +260,15 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
+# The median over the rounds of req/s(scenario) / req/s(its baseline) in the same round.
+median_ratio() {
+  paste -d' ' "$DIR/result-$1" "$DIR/result-$2" | awk '{
+      n = 0
+      for (i = 1; i <= NF; i++) if ($i ~ /^rps=/) {split($i, a, "="); v[++n] = a[2]}
+      print v[1] / v[2]
+    }' | sort -g | awk -v m=$(((ROUNDS + 1) / 2)) 'NR == m'
+}
+
 # The round with the median req/s; for a paced scenario (whose req/s is the
 # offered load) the round with the median p99.
 median_of() {
@@ -259,7 +280,7 @@ median_of() {
 
 TABLE="| scenario | req/s | × baseline (same sizes) | items/s | p50 ms | p99 ms | server CPU µs/req |
 |---|---:|---:|---:|---:|---:|---:|"
-PACED_TABLE="| scenario (think time mean $THINK_MS ms) | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | server CPU µs/req |
+PACED_TABLE="| scenario@think time mean (ms) | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | server CPU µs/req |
 |---|---:|---:|---:|---:|---:|---:|"
 PACED=0
 for s in "${SCENARIOS[@]}"; do
@@ -273,19 +294,19 @@ for s in "${SCENARIOS[@]}"; do
     continue
   fi
   rps=$(field rps "$line")
-  base_rps=$(field rps "$(median_of "$(base_of "$s")")")
+  ratio=$(median_ratio "$s" "$(base_of "$s")")
   items=$rps
   [[ $s == batch-* ]] && items=$(awk -v r="$rps" -v n="$BATCH_ITEMS" 'BEGIN {printf "%.0f", r * n}')
-  TABLE+=$'\n'$(awk -v s="$s" -v r="$rps" -v b="$base_rps" -v i="$items" -v p50="$(field p50_us "$line")" \
+  TABLE+=$'\n'$(awk -v s="$s" -v r="$rps" -v x="$ratio" -v i="$items" -v p50="$(field p50_us "$line")" \
     -v p99="$(field p99_us "$line")" -v cpu="$(field server_cpu_s "$line")" -v n="$(field requests "$line")" \
-    'BEGIN {printf "| %s | %.0f | %.2f | %.0f | %.2f | %.2f | %.0f |", s, r, r / b, i, p50 / 1000, p99 / 1000, cpu * 1e6 / n}')
+    'BEGIN {printf "| %s | %.0f | %.2f | %.0f | %.2f | %.2f | %.0f |", s, r, x, i, p50 / 1000, p99 / 1000, cpu * 1e6 / n}')
 done
 echo
 echo "median of $ROUNDS rounds, $DURATION each, $CONNECTIONS connections:"
 echo "$TABLE"
 if ((PACED)); then
   echo
-  echo "paced (steady offered load, $CONNECTIONS connections, think time mean $THINK_MS ms; round with the median p99):"
+  echo "paced (steady offered load, $CONNECTIONS connections, think time mean ${THINK_MS[*]} ms; round with the median p99):"
   echo "$PACED_TABLE"
 fi
 
