@@ -233,11 +233,9 @@ struct TransitApi::Call {
       : request(r), path(p), params(q), version(r.version()), note(n), arena_limit(size.limit),
         arena(size.initial, size.limit), body(arena.storage()) {}
 
-  // Vault's success envelope around `data`, in the same storage as `data`
-  // (the locked arena for secret results, the heap for key metadata),
-  // serialized into locked memory.
-  // Vault's envelope, written as text around the serialized `data` (the
-  // fixed members need no JSON object of their own: this is every answer).
+  // Vault's success envelope around `data`, serialized into locked memory:
+  // written as text around the serialized `data` (the fixed members need no
+  // JSON object of their own; this runs for every answer).
   net::Response ok(const json::value& data, const json::array& warnings = {}) {
     net::SecureBuffer text = envelope_prefix();
     serialize_locked_into(data, text);
