@@ -31,12 +31,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, os.path.join(ROOT, "bench", "sync"))
-from rootseal_testlib import free_port, make_softhsm, rmtree, tempdir, SOFTHSM2_MODULE  # noqa: E402
+from rootseal_testlib import free_port, rmtree, tempdir  # noqa: E402
 from sync_testlib import http_json  # noqa: E402
-from bench_sync import metrics, start_double, stop_all, wait_for  # noqa: E402
-
-ROOTSEALD = os.environ.get("ROOTSEALD") or os.path.join(ROOT, "build", "daemon", "rootseald")
-K8S_TOKEN = "bench-token"
+from bench_sync import K8S_TOKEN, metrics, start_double, start_rootseald, stop_all, wait_for, write_private  # noqa: E402
 
 
 def k8s(port, method, path, body=None):
@@ -129,37 +126,9 @@ def main():
         results["load_seconds"] = round(time.monotonic() - t0, 1)
         print("loaded %d PushSecrets in %d namespaces (%.1fs)" % (n, args.namespaces, results["load_seconds"]), flush=True)
 
-        env = make_softhsm(os.path.join(work, "hsm"), "bench", pin="4321")
-        env.pop("CREDENTIALS_DIRECTORY", None)
-
-        def private(name, text):
-            p = os.path.join(work, name)
-            with open(p, "w") as f:
-                f.write(text + "\n")
-            os.chmod(p, 0o600)
-            return p
-        pin = private("pin", "4321")
-        aws_id = private("aws-id", "testing")
-        aws_secret = private("aws-secret", "testing")
-        kubeconfig = private("kubeconfig", (
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: d\n  cluster: {server: \"http://127.0.0.1:%d\"}\n"
-            "users:\n- name: u\n  user: {token: \"%s\"}\ncontexts:\n- name: c\n  context: {cluster: d, user: u}\n"
-            "current-context: c") % (kport, K8S_TOKEN))
-        port = free_port()
-        cfg = os.path.join(work, "rootseald.yaml")
-        with open(cfg, "w") as f:
-            f.write("""listen: {address: 127.0.0.1:%d, allow_plaintext: true}
-state_dir: %s/state
-pkcs11: {module: %s, token_label: bench, generate_key: true}
-pin: {sources: [file], file: %s}
-log: {level: warn}
-sync:
-  enabled: true
-  kubeconfig: %s
-  refresh_window: 1s
-  kube_qps: 5000
-  kube_burst: 5000
-  rollout_restart: false
+        aws_id = write_private(work, "aws-id", "testing")
+        aws_secret = write_private(work, "aws-secret", "testing")
+        port, rs, t_start = start_rootseald(work, kport, """  refresh_window: 1s
   stores:
     moto:
       kind: aws
@@ -168,11 +137,7 @@ sync:
       access_key_id: {file: %s}
       secret_access_key: {file: %s}
       namespaces: ["*"]
-""" % (port, work, SOFTHSM2_MODULE, pin, kubeconfig, moto, aws_id, aws_secret))
-        t_start = time.monotonic()
-        err = open(os.path.join(work, "stderr.log"), "wb")
-        rs = subprocess.Popen([ROOTSEALD, "--config", cfg, "--allow-root"], stdout=subprocess.DEVNULL, stderr=err, env=env)
-        procs.append(rs)
+""" % (moto, aws_id, aws_secret), procs)
 
         def pushed():
             try:

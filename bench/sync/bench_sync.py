@@ -62,6 +62,47 @@ def stop_all(procs):
                 p.kill()
 
 
+def write_private(work, name, text):
+    path = os.path.join(work, name)
+    with open(path, "w") as f:
+        f.write(text + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def start_rootseald(work, kport, sync_extra, procs):
+    """rootseald in config mode on a fresh SoftHSM2 token, syncing with the
+    Kubernetes double at kport; sync_extra is YAML appended under `sync:`
+    (indented by two). Returns (port, process, monotonic start time)."""
+    env = make_softhsm(os.path.join(work, "hsm"), "bench", pin="4321")
+    env.pop("CREDENTIALS_DIRECTORY", None)
+    pin = write_private(work, "pin", "4321")
+    kubeconfig = write_private(work, "kubeconfig", (
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: d\n  cluster: {server: \"http://127.0.0.1:%d\"}\n"
+        "users:\n- name: u\n  user: {token: \"%s\"}\ncontexts:\n- name: c\n  context: {cluster: d, user: u}\n"
+        "current-context: c") % (kport, K8S_TOKEN))
+    port = free_port()
+    cfg = os.path.join(work, "rootseald.yaml")
+    with open(cfg, "w") as f:
+        f.write("""listen: {address: 127.0.0.1:%d, allow_plaintext: true}
+state_dir: %s/state
+pkcs11: {module: %s, token_label: bench, generate_key: true}
+pin: {sources: [file], file: %s}
+log: {level: warn}
+sync:
+  enabled: true
+  kubeconfig: %s
+  kube_qps: 5000
+  kube_burst: 5000
+  rollout_restart: false
+%s""" % (port, work, SOFTHSM2_MODULE, pin, kubeconfig, sync_extra))
+    t_start = time.monotonic()
+    err = open(os.path.join(work, "stderr.log"), "wb")
+    rs = subprocess.Popen([ROOTSEALD, "--config", cfg, "--allow-root"], stdout=subprocess.DEVNULL, stderr=err, env=env)
+    procs.append(rs)
+    return port, rs, t_start
+
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -152,8 +193,6 @@ def main():
             assert st == 201, (st, body)
         list(pool.map(make_ns, range(args.namespaces)))
 
-        per_ns = args.es // args.namespaces
-
         def make_es(i):
             ns = "bench-%03d" % (i % args.namespaces)
             key = i % args.keys
@@ -169,39 +208,9 @@ def main():
               flush=True)
 
         # rootseald
-        env = make_softhsm(os.path.join(work, "hsm"), "bench", pin="4321")
-        env.pop("CREDENTIALS_DIRECTORY", None)
-        pin = os.path.join(work, "pin")
-        with open(pin, "w") as f:
-            f.write("4321\n")
-        os.chmod(pin, 0o600)
-        kubeconfig = os.path.join(work, "kubeconfig")
-        with open(kubeconfig, "w") as f:
-            f.write("apiVersion: v1\nkind: Config\nclusters:\n- name: d\n  cluster: {server: \"http://127.0.0.1:%d\"}\n"
-                    "users:\n- name: u\n  user: {token: \"%s\"}\ncontexts:\n- name: c\n  context: {cluster: d, user: u}\n"
-                    "current-context: c\n" % (kport, K8S_TOKEN))
-        port = free_port()
-        cfg = os.path.join(work, "rootseald.yaml")
-        with open(cfg, "w") as f:
-            f.write("""listen: {address: 127.0.0.1:%d, allow_plaintext: true}
-state_dir: %s/state
-pkcs11: {module: %s, token_label: bench, generate_key: true}
-pin: {sources: [file], file: %s}
-log: {level: warn}
-sync:
-  enabled: true
-  kubeconfig: %s
-  refresh_window: %s
-  kube_qps: 5000
-  kube_burst: 5000
-  rollout_restart: false
-""" % (port, work, SOFTHSM2_MODULE, pin, kubeconfig, args.window))
         k8s.req("POST", "/_double/stats/reset")
         vault.req("POST", "/_double/stats/reset")
-        t_start = time.monotonic()
-        err = open(os.path.join(work, "stderr.log"), "wb")
-        rs = subprocess.Popen([ROOTSEALD, "--config", cfg, "--allow-root"], stdout=subprocess.DEVNULL, stderr=err, env=env)
-        procs.append(rs)
+        port, rs, t_start = start_rootseald(work, kport, "  refresh_window: %s\n" % args.window, procs)
 
         def synced():
             try:
@@ -231,7 +240,6 @@ sync:
         wait_for(lambda: metrics(port).get("rootseal_sync_queue_ready", 1) == 0, "queue drained", timeout=600, proc=rs)
         time.sleep(2)  # let in-flight status patches land before counting (measurement pause, not synchronisation)
         w0, _ = k8s_writes(k8s)
-        r0 = vault_reads(vault)
         m0 = metrics(port)
         cycles = []
         for c in range(args.cycles):
