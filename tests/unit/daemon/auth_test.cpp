@@ -192,9 +192,14 @@ TEST_CASE("renewing a created token extends it durably") {
   auto t = store->create(info({"apps"}, 60, true), kNow);
   REQUIRE(t);
   const std::string token = text(t->token);
+  const auto in_flight = store->lookup(token, kNow + 40);  // what a request holds while it runs
+  REQUIRE(in_flight);
   auto renewed = store->renew(token, kNow + 50);  // no deferrer: written inline
   REQUIRE(renewed);
   CHECK(renewed->expire_time == kNow + 110);
+  // The entry is replaced, not modified under a request that shares it.
+  CHECK(in_flight->expire_time == kNow + 60);
+  CHECK(store->lookup(token, kNow + 50)->expire_time == kNow + 110);
   auto fixed = store->create(info({"apps"}, 60, false), kNow);
   CHECK_FALSE(store->renew(text(fixed->token), kNow + 1));
   store.reset();
