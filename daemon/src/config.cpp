@@ -1,6 +1,7 @@
 #include "rootseal/daemon/config.hpp"
 
 #include "sync_config.hpp"
+#include "rootseal/kms/numbers.hpp"
 
 #include <yaml-cpp/yaml.h>
 
@@ -82,22 +83,14 @@ Result<void> refuse_inline_secrets(const YAML::Node& node, const std::string& wh
   return {};
 }
 
-// "250ms", "5s", "2m", "1h", or a bare integer of seconds.
+// A bare integer of seconds or a Go duration ("250ms", "5s", "1h30m"), at
+// most kms::kLongestDelay: range-checked before any arithmetic.
 Result<std::chrono::milliseconds> duration(const YAML::Node& node, const std::string& where) {
   auto text = scalar<std::string>(node, where);
   if (!text) return std::unexpected(text.error());
-  const std::string& s = *text;
-  std::int64_t value = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
-  if (ec != std::errc{} || value < 0) return fail(Errc::invalid_argument, where + ": invalid duration");
-  const std::string_view unit(end, static_cast<std::size_t>(s.data() + s.size() - end));
-  std::int64_t ms = 0;
-  if (unit == "ms") ms = value;
-  else if (unit.empty() || unit == "s") ms = value * 1000;
-  else if (unit == "m") ms = value * 60'000;
-  else if (unit == "h") ms = value * 3'600'000;
-  else return fail(Errc::invalid_argument, where + ": invalid duration unit (ms, s, m, h)");
-  return std::chrono::milliseconds(ms);
+  auto d = kms::parse_config_duration(*text);
+  if (!d) return fail(Errc::invalid_argument, where + ": invalid duration (" + d.error().message + ")");
+  return *d;
 }
 
 Result<std::size_t> positive(const YAML::Node& node, const std::string& where, std::size_t max) {

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "metrics.hpp"
+#include "rootseal/kms/numbers.hpp"
 
 namespace rootseal::daemon {
 
@@ -32,19 +33,14 @@ Result<T> get(const YAML::Node& node, const std::string& where) {
   }
 }
 
-// "250ms", "10s", "5m", "1h" or a bare number of seconds.
+// A bare number of seconds or a Go duration ("250ms", "10s", "1h30m"), at
+// most kms::kLongestDelay: range-checked before any arithmetic.
 Result<std::chrono::milliseconds> millis(const YAML::Node& node, const std::string& where) {
   auto text = get<std::string>(node, where);
   if (!text) return std::unexpected(text.error());
-  std::int64_t v = 0;
-  auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), v);
-  if (ec != std::errc{} || v < 0) return fail(Errc::invalid_argument, where + ": invalid duration");
-  const std::string_view unit(end, static_cast<std::size_t>(text->data() + text->size() - end));
-  if (unit == "ms") return std::chrono::milliseconds(v);
-  if (unit.empty() || unit == "s") return std::chrono::milliseconds(v * 1000);
-  if (unit == "m") return std::chrono::milliseconds(v * 60'000);
-  if (unit == "h") return std::chrono::milliseconds(v * 3'600'000);
-  return fail(Errc::invalid_argument, where + ": invalid duration unit (ms, s, m, h)");
+  auto d = kms::parse_config_duration(*text);
+  if (!d) return fail(Errc::invalid_argument, where + ": invalid duration (" + d.error().message + ")");
+  return *d;
 }
 
 Result<std::vector<std::string>> strings(const YAML::Node& node, const std::string& where) {

@@ -295,7 +295,7 @@ class SyncConfigRefused(unittest.TestCase):
         self.assertIn("sync: unknown option 'refresh_windw'", err)
         rc, err = self.run_config("  enabled: true\n  refresh_window: 5d\n")
         self.assertEqual(rc, 1)
-        self.assertIn("sync.refresh_window: invalid duration unit", err)
+        self.assertIn("sync.refresh_window: invalid duration (unknown unit 'd'", err)
         rc, err = self.run_config("  enabled: true\n  stores:\n    a:\n      kind: aws\n      namespaces: [x]\n")
         self.assertEqual(rc, 1)
         self.assertIn("sync.stores.a.region: required for aws", err)

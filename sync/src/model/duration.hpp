@@ -7,14 +7,13 @@
 #include <string_view>
 
 #include "rootseal/kms/error.hpp"
+#include "rootseal/kms/numbers.hpp"
 
 namespace rootseal::sync::model {
 
-// Parses a non-negative Go duration. Units ns, us, µs, ms, s, m, h; numbers
-// may have a fraction; "0" alone is zero. Negative durations, empty text,
-// a missing unit, unknown units and overflow (> ~292 years) are errors; the
-// message names the reason, not the field (the caller prefixes it).
-kms::Result<std::chrono::nanoseconds> parse_go_duration(std::string_view text);
+// Go duration strings are parsed by kms::parse_go_duration (one checked
+// parser for every duration rootseal reads).
+using kms::parse_go_duration;
 
 // Formats like Go's Duration.String() ("1h0m0s", "15m0s", "1.5s", "0s").
 std::string format_go_duration(std::chrono::nanoseconds d);

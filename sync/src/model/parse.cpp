@@ -194,7 +194,10 @@ Result<std::chrono::nanoseconds> duration_field(const Obj& parent, std::string_v
   if (!v->is_string()) return bad(parent.at(key), "must be a duration string such as \"1h\" or \"15m\"");
   auto d = parse_go_duration(v->as_string());
   if (!d) return bad(parent.at(key), d.error().message);
-  return *d;
+  // Go allows up to ~292 years; the reconcilers add the interval to the
+  // clock (nanoseconds since 1970), which that would overflow. Longer than
+  // kLongestDelay (100 years) means "never" just as well.
+  return std::min<std::chrono::nanoseconds>(*d, kms::kLongestDelay);
 }
 
 Result<StoreRef> store_ref(const Obj& o) {

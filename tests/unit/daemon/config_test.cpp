@@ -100,6 +100,33 @@ TEST_CASE("bad configs are refused with a message naming the option") {
   }
 }
 
+TEST_CASE("durations from the config are range-checked before any arithmetic") {
+  // These used to be multiplied (value * 3'600'000 ms) past int64: UB, and
+  // a wrapped (possibly negative) timeout. Each is now a clear refusal.
+  const std::pair<const char*, const char*> over[] = {
+      {"api:\n  request_timeout: 9999999999999999h\n", "api.request_timeout: invalid duration (duration out of range)"},
+      {"api:\n  idle_timeout: 9223372036854775807\n", "api.idle_timeout: invalid duration"},
+      {"seal:\n  probe_interval: 2562048h\n", "seal.probe_interval: invalid duration"},
+      {"admin:\n  unseal_delay: 9223372036854775807s\n", "admin.unseal_delay: invalid duration"},
+      {"sync:\n  retry_max: 9999999999999999h\n", "sync.retry_max: invalid duration (duration out of range)"},
+      {"api:\n  request_timeout: -5\n", "api.request_timeout: invalid duration"},
+  };
+  for (const auto& [yaml, message] : over) {
+    INFO(yaml);
+    auto cfg = parse_config(yaml);
+    REQUIRE_FALSE(cfg);
+    CHECK_THAT(cfg.error().message, Catch::Contains(message));
+  }
+  // The boundaries themselves are accepted: 100 years, as a Go duration or seconds.
+  auto longest = parse_config("api:\n  idle_timeout: 876000h\n  request_timeout: 3153600000\n");
+  REQUIRE(longest);
+  CHECK(longest->api.idle_timeout == std::chrono::hours(876000));
+  CHECK(longest->api.request_timeout == std::chrono::seconds(3153600000));
+  auto go = parse_config("api:\n  request_timeout: 1m30s\n");
+  REQUIRE(go);
+  CHECK(go->api.request_timeout == std::chrono::seconds(90));
+}
+
 TEST_CASE("host:port parsing and loopback detection") {
   auto hp = parse_host_port("[::1]:8200");
   REQUIRE(hp);

@@ -87,6 +87,23 @@ TEST_CASE("v1beta1 ExternalSecrets are read the same and defaults follow ESO") {
   CHECK_FALSE(parse_external_secret(es_json(R"({"secretStoreRef":{"name":"s"},"data":[]})", "external-secrets.io/v2")).has_value());
 }
 
+TEST_CASE("refresh intervals longer than 100 years are 100 years (the clock arithmetic cannot overflow)") {
+  // Go's largest duration (~292 years) added to the clock's nanoseconds
+  // since 1970 overflows int64; the model clamps to kms::kLongestDelay.
+  for (const char* longest : {"2562047h47m16.854775807s", "2562047h", "876001h"}) {
+    INFO(longest);
+    auto r = parse_external_secret(es_json(std::string(R"({"refreshInterval":")") + longest +
+                                           R"(","secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})"));
+    REQUIRE(r.has_value());
+    CHECK(r->refresh_interval == rootseal::kms::kLongestDelay);
+  }
+  auto exact = parse_external_secret(es_json(R"({"refreshInterval":"876000h","secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})"));
+  REQUIRE(exact.has_value());
+  CHECK(exact->refresh_interval == std::chrono::hours(876000));
+  CHECK(es_error(R"({"refreshInterval":"2562048h","secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})") ==
+        "spec.refreshInterval: duration out of range");
+}
+
 TEST_CASE("invalid ExternalSecret specs give the field path and the reason") {
   CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{}}]})") ==
         "spec.data[0].remoteRef.key: required");
