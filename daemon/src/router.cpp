@@ -1,5 +1,6 @@
 #include "router.hpp"
 
+#include "rootseal/kms/numbers.hpp"
 #include "transit.hpp"
 
 #include <boost/json.hpp>
@@ -14,30 +15,6 @@ namespace rootseal::daemon {
 namespace http = boost::beast::http;
 namespace json = boost::json;
 using kms::Errc;
-
-unsigned http_status(Errc code) noexcept {
-  switch (code) {
-    case Errc::invalid_argument:
-    case Errc::malformed_ciphertext:
-    case Errc::bad_base64:
-    case Errc::decryption_failed:
-    case Errc::version_disallowed:
-    case Errc::already_exists:
-    case Errc::deletion_not_allowed:
-      return 400;
-    case Errc::permission_denied: return 403;
-    case Errc::not_found: return 404;
-    case Errc::conflict: return 409;
-    case Errc::sealed:
-    case Errc::unavailable:
-      return 503;
-    case Errc::storage_failure:
-    case Errc::crypto_failure:
-    case Errc::internal:
-      return 500;
-  }
-  return 500;
-}
 
 namespace {
 
@@ -63,14 +40,6 @@ std::optional<unsigned> query_code(const boost::urls::url_view& url, std::string
   auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), code);
   if (ec != std::errc{} || end != value.data() + value.size() || code < 100 || code > 599) return 0u;
   return code;
-}
-
-// Go's strconv.ParseBool, which Vault uses for ?standbyok= and ?perfstandbyok=.
-bool is_go_bool(std::string_view v) {
-  for (std::string_view b : {"1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"}) {
-    if (v == b) return true;
-  }
-  return false;
 }
 
 // Error messages of an error response (they never carry secrets).
@@ -126,12 +95,6 @@ std::int64_t now_unix() {
 
 }  // namespace
 
-net::Response error_response(const kms::Error& error, unsigned http_version) {
-  json::object body;
-  body["errors"] = json::array{json::string(error.message)};
-  return json_body(http_status(error.code), body, http_version);
-}
-
 Router::Router(ApiContext context) : ctx_(std::move(context)) {
   if (ctx_.metrics == nullptr) return;
   auto status = ctx_.seal_status;
@@ -148,9 +111,14 @@ Router::Router(ApiContext context) : ctx_(std::move(context)) {
 boost::asio::awaitable<net::Response> Router::handle(net::Request& request, const net::PeerInfo& peer) {
   const auto started = std::chrono::steady_clock::now();
   auto parsed = boost::urls::parse_origin_form(request.target());
-  if (!parsed) co_return error_response({Errc::invalid_argument, "malformed request target"}, request.version());
-  const std::string path = parsed->path();
-  net::Response response = co_await route(request, *parsed, path, peer, started);
+  const std::string path = parsed ? std::string(parsed->path()) : std::string();
+  // (No co_await inside ?: — GCC 12 miscompiles it.)
+  net::Response response = error_response({Errc::invalid_argument, "malformed request target"}, request.version());
+  if (parsed) response = co_await route(request, *parsed, path, peer, started);
+  // Every route reads a HEAD as a GET (is_read_method, verb_of); its answer
+  // leaves here with the GET's status and headers and no body.
+  if (request.method() == http::verb::head) strip_for_head(response);
+  if (!parsed) co_return response;
   if (ctx_.metrics != nullptr) {
     const auto route_label = classify(std::string_view(path).starts_with("/v1/") ? std::string_view(path).substr(4)
                                                                                 : std::string_view(),
@@ -165,23 +133,22 @@ boost::asio::awaitable<net::Response> Router::route(net::Request& request, const
                                                     const std::string& path, const net::PeerInfo& peer,
                                                     std::chrono::steady_clock::time_point started) {
   const unsigned version = request.version();
-  const auto method = request.method();
-  const bool get_like = method == http::verb::get || method == http::verb::head;
+  const bool get_like = is_read_method(request);
 
   if (path == "/v1/sys/health") {
-    if (!get_like) co_return net::json_response(405, R"({"errors":[]})", version);
+    if (!get_like) co_return error_response(VaultError::method_not_allowed, version);
     co_return health(request);
   }
   if (path == "/v1/sys/seal-status") {
-    if (!get_like) co_return net::json_response(405, R"({"errors":[]})", version);
+    if (!get_like) co_return error_response(VaultError::method_not_allowed, version);
     co_return seal_status(request);
   }
   if (path == "/v1/sys/leader") {
-    if (!get_like) co_return net::json_response(405, R"({"errors":[]})", version);
+    if (!get_like) co_return error_response(VaultError::method_not_allowed, version);
     co_return leader(request);
   }
   if (path == "/v1/sys/metrics") {
-    if (!get_like) co_return net::json_response(405, R"({"errors":[]})", version);
+    if (!get_like) co_return error_response(VaultError::method_not_allowed, version);
     co_return metrics(request);
   }
   if (ctx_.transit != nullptr && path.starts_with("/v1/") && ctx_.transit->owns(std::string_view(path).substr(4))) {
@@ -195,7 +162,7 @@ boost::asio::awaitable<net::Response> Router::route(net::Request& request, const
     }
     co_return response;
   }
-  co_return net::json_response(404, R"({"errors":[]})", version);
+  co_return error_response(VaultError::not_found, version);
 }
 
 net::Response Router::metrics(const net::Request& request) const {
@@ -209,11 +176,6 @@ net::Response Router::metrics(const net::Request& request) const {
   res.set(http::field::cache_control, "no-store");
   res.body() = net::SecureBuffer(ctx_.metrics != nullptr ? ctx_.metrics->render() : std::string());
   res.prepare_payload();
-  if (request.method() == http::verb::head) {
-    const auto length = res.body().size();
-    res.body().clear();
-    res.content_length(length);
-  }
   return res;
 }
 
@@ -231,7 +193,7 @@ net::Response Router::health(const net::Request& request) const {
   }
   for (std::string_view name : {"standbyok", "perfstandbyok"}) {
     auto it = url.params().find(name);
-    if (it != url.params().end() && !is_go_bool((*it).value)) {
+    if (it != url.params().end() && !kms::parse_go_bool((*it).value)) {
       return error_response({Errc::invalid_argument, "bad value for " + std::string(name) + " parameter: a boolean is required"},
                             request.version());
     }
@@ -251,14 +213,7 @@ net::Response Router::health(const net::Request& request) const {
       {"cluster_name", ctx_.cluster_name},
       {"cluster_id", ctx_.cluster_id},
   };
-  auto res = json_body(status, body, request.version());
-  if (request.method() == http::verb::head && res.body().size() != 0) {
-    // HEAD: the same headers (Content-Length of the GET body), no body.
-    const auto length = res.body().size();
-    res.body().clear();
-    res.content_length(length);
-  }
-  return res;
+  return json_body(status, body, request.version());
 }
 
 net::Response Router::seal_status(const net::Request& request) const {
@@ -284,9 +239,7 @@ net::Response Router::seal_status(const net::Request& request) const {
       {"unsealed_since_unix", s.sealed ? 0 : s.since_unix},
       {"root_key_check_value", s.root_kcv},
   };
-  auto res = json_body(200, body, request.version());
-  if (request.method() == http::verb::head) res.body().clear();
-  return res;
+  return json_body(200, body, request.version());
 }
 
 net::Response Router::leader(const net::Request& request) const {

@@ -13,6 +13,7 @@
 #include "metrics.hpp"
 #include "rootseal/daemon/audit.hpp"
 #include "seal_manager.hpp"
+#include "vault_http.hpp"  // http_status, error_response (admin_server uses them too)
 
 namespace rootseal::daemon {
 
@@ -30,16 +31,11 @@ struct ApiContext {
   AuditLog* audit = nullptr;       // every Transit and token request, before its answer is sent
 };
 
-// The one place that maps an error code to an HTTP status.
-unsigned http_status(kms::Errc code) noexcept;
-
-// {"errors":[message]} with the status of `error.code`.
-net::Response error_response(const kms::Error& error, unsigned http_version);
-
 class Router {
  public:
   explicit Router(ApiContext context);
-  // Answers one request and records it in the metrics.
+  // Answers one request and records it in the metrics. HEAD is answered
+  // here, once, for every route: routed as GET, sent without the body.
   boost::asio::awaitable<net::Response> handle(net::Request& request, const net::PeerInfo& peer);
 
  private:

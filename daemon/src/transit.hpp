@@ -2,8 +2,11 @@
 // endpoints (/v1/auth/token/lookup-self, renew-self), on top of kms::Keyring.
 //
 // Request handling is a function from request to response: authenticate,
-// authorize, parse the body into locked memory, call the keyring (blocking
-// calls on the blocking pool), answer with Vault's envelope and status codes.
+// parse the body into locked memory, find the endpoint in a route table
+// ({verb, pattern} -> one small handler each), authorize, call the keyring
+// (blocking calls on the blocking pool), answer with Vault's envelope; errors
+// and their statuses come from vault_http.hpp. HEAD is the router's (it
+// arrives here as a read and leaves with its body stripped there).
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -52,11 +55,6 @@ class TransitApi {
                                                RequestNote& note);
 
  private:
-  struct Call;
-  boost::asio::awaitable<net::Response> authenticated(Call& call, const net::PeerInfo& peer);
-  boost::asio::awaitable<net::Response> dispatch(Call& call);
-  boost::asio::awaitable<net::Response> token_self(Call& call, std::string_view what);
-
   TransitDeps deps_;
 };
 

@@ -475,6 +475,12 @@ Result<KeyInfo> Keyring::read(std::string_view name) const {
   return info_of(*key);
 }
 
+Result<bool> Keyring::contains(std::string_view name) const {
+  std::shared_lock lock(state_->mu);
+  if (state_->sealed) return fail(Errc::sealed, "keyring is sealed");
+  return state_->keys.find(name) != state_->keys.end();
+}
+
 Result<std::vector<std::string>> Keyring::list() const {
   std::shared_lock lock(state_->mu);
   if (state_->sealed) return fail(Errc::sealed, "keyring is sealed");

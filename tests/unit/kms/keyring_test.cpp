@@ -171,6 +171,16 @@ TEST_CASE("keyring: create is an idempotent upsert, read and list", "[keyring]")
 
   require_error(f.ring.read("missing"), Errc::not_found);
   require_error(f.ring.read("bad name"), Errc::invalid_argument);
+
+  // contains: existence without a copy of the versions; sealed is an error, not "no".
+  auto has = f.ring.contains("orders");
+  REQUIRE(has);
+  REQUIRE(*has);
+  auto hasnt = f.ring.contains("missing");
+  REQUIRE(hasnt);
+  REQUIRE_FALSE(*hasnt);
+  f.ring.seal();
+  require_error(f.ring.contains("orders"), Errc::sealed);
 }
 
 TEST_CASE("keyring: create validation", "[keyring]") {

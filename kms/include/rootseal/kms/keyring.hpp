@@ -98,6 +98,8 @@ class Keyring {
   };
   Result<Created> create(std::string_view name, const CreateOptions& options);
   Result<KeyInfo> read(std::string_view name) const;
+  // Whether the key exists (sealed: an error), without copying its versions.
+  Result<bool> contains(std::string_view name) const;
   Result<std::vector<std::string>> list() const;
   // Adds version latest+1; durable in the store before it returns.
   Result<KeyInfo> rotate(std::string_view name);
