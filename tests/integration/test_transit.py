@@ -210,6 +210,79 @@ class TransitTest(unittest.TestCase):
             slow.sendall(b"POST /v1/transit/encrypt/x HTTP/1.1\r\nHost: x\r\n")
             self.assertEqual(self.transit.create_key("after-slow")["data"]["name"], "after-slow")
 
+    # ---- HEAD on a real keep-alive connection ----
+
+    def _read_head(self, sock, buf):
+        """Reads one response header block from sock; returns (status, headers, rest of buf)."""
+        while b"\r\n\r\n" not in buf:
+            chunk = sock.recv(65536)
+            self.assertTrue(chunk, "connection closed before a full response header")
+            buf += chunk
+        head, rest = buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        self.assertTrue(lines[0].startswith("HTTP/1.1 "), "not a status line: %r" % lines[0][:80])
+        headers = {}
+        for line in lines[1:]:
+            k, v = line.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+        return int(lines[0].split()[1]), headers, rest
+
+    def _head_then_get(self, path, token):
+        """HEAD then GET on one connection: the GET's status line must follow the
+        HEAD's header directly (a body after a HEAD answer breaks the framing)."""
+        host, port = self.d.address.rsplit(":", 1)
+        auth = ("X-Vault-Token: %s\r\n" % token) if token else ""
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            for method in ("HEAD", "GET"):
+                sock.sendall(("%s %s HTTP/1.1\r\nHost: test\r\n%s\r\n" % (method, path, auth)).encode())
+            buf = b""
+            head_status, head_headers, buf = self._read_head(sock, buf)
+            # Nothing may follow the HEAD header but the GET's answer.
+            get_status, get_headers, buf = self._read_head(sock, buf)
+            length = int(get_headers.get("content-length", "0"))
+            while len(buf) < length:
+                chunk = sock.recv(65536)
+                self.assertTrue(chunk, "connection closed inside the GET body")
+                buf += chunk
+            self.assertEqual(len(buf), length, "bytes beyond the GET body")
+            return head_status, head_headers, get_status, get_headers, buf
+
+    def test_head_then_get_on_one_keep_alive_connection_for_every_route(self):
+        self.transit.create_key("headkey")
+        root = "transit-test-root"
+        routes = [
+            ("/v1/sys/health", None, 200),
+            ("/v1/sys/seal-status", None, 200),
+            ("/v1/sys/leader", None, 200),
+            ("/v1/sys/metrics?format=prometheus", None, 200),
+            ("/v1/sys/metrics", None, 400),
+            ("/v1/transit/keys?list=true", root, 200),
+            ("/v1/transit/keys?list=1", root, 200),
+            ("/v1/transit/keys", root, 405),
+            ("/v1/transit/keys/headkey", root, 200),
+            ("/v1/transit/keys/nokey", root, 404),
+            ("/v1/transit/keys/headkey/config", root, 405),
+            ("/v1/transit/keys/headkey/rotate", root, 405),
+            ("/v1/transit/encrypt/headkey", root, 405),
+            ("/v1/transit/decrypt/headkey", root, 405),
+            ("/v1/transit/rewrap/headkey", root, 405),
+            ("/v1/transit/datakey/plaintext/headkey", root, 405),
+            ("/v1/transit/datakey/wrapped/headkey", root, 405),
+            ("/v1/transit/nothing/here", root, 404),
+            ("/v1/transit/keys/headkey", None, 403),
+            ("/v1/auth/token/lookup-self", root, 200),
+            ("/v1/auth/token/renew-self", root, 405),
+            ("/v1/no/such/path", None, 404),
+        ]
+        for path, token, status in routes:
+            with self.subTest(path=path, token=bool(token)):
+                hs, hh, gs, gh, body = self._head_then_get(path, token)
+                self.assertEqual(gs, status)
+                self.assertEqual(hs, gs)
+                self.assertEqual(hh.get("content-type"), gh.get("content-type"))
+                if "metrics?format" not in path:  # metrics count the HEAD itself
+                    self.assertEqual(int(hh["content-length"]), len(body))
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

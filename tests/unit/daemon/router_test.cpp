@@ -7,6 +7,7 @@
 #include <boost/json.hpp>
 
 #include <fstream>
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,6 +33,7 @@ constexpr std::string_view kExpired = "expired-token-0123456789";  // policy app
 struct Reply {
   unsigned status = 0;
   std::string content_type;
+  std::optional<std::string> content_length;  // the header, if sent
   std::string body;
   json::value value;
 
@@ -142,6 +144,7 @@ class Api {
     r.status = res.result_int();
     if (auto ct = res.find(http::field::content_type); ct != res.end()) r.content_type = std::string(ct->value());
     r.body = std::string(res.body().view());
+    if (auto cl = res.find(http::field::content_length); cl != res.end()) r.content_length = std::string(cl->value());
     if (auto cl = res.find(http::field::content_length); cl != res.end() && method != "HEAD") {
       CHECK(cl->value() == std::to_string(r.body.size()));
     }
@@ -1032,4 +1035,185 @@ TEST_CASE("router: a maximal batch_input (1 MiB body) never fails for arena size
   r = api.call("POST", "/v1/transit/encrypt/app-max", worst, kApp);
   check_envelope(r, 400);
   REQUIRE(r.data().at("batch_results").as_array().size() == m);
+}
+
+// ------------------------------------------------------------------ HEAD ----
+
+TEST_CASE("router: HEAD is GET without the body, for every route (status, headers and Content-Length)") {
+  Api api;
+  check_envelope(api.call("POST", "/v1/transit/keys/app-head", "", kApp));
+  struct Case {
+    const char* target;
+    std::optional<std::string_view> token;
+    unsigned status;
+  };
+  const Case cases[] = {
+      {"/v1/sys/health", std::nullopt, 200},
+      {"/v1/sys/health?sealedcode=299", std::nullopt, 200},
+      {"/v1/sys/seal-status", std::nullopt, 200},
+      {"/v1/sys/leader", std::nullopt, 200},
+      {"/v1/sys/metrics", std::nullopt, 400},
+      {"/v1/transit/keys?list=true", kApp, 200},
+      {"/v1/transit/keys", kApp, 405},
+      {"/v1/transit/keys?list=maybe", kApp, 400},
+      {"/v1/transit/keys/app-head", kApp, 200},
+      {"/v1/transit/keys/app-missing", kApp, 404},
+      {"/v1/transit/keys/app-head/config", kApp, 405},
+      {"/v1/transit/keys/app-head/rotate", kApp, 405},
+      {"/v1/transit/encrypt/app-head", kApp, 405},
+      {"/v1/transit/decrypt/app-head", kApp, 405},
+      {"/v1/transit/rewrap/app-head", kApp, 405},
+      {"/v1/transit/datakey/plaintext/app-head", kApp, 405},
+      {"/v1/transit/nope", kApp, 404},
+      {"/v1/transit/keys/app-head", std::nullopt, 403},
+      {"/v1/auth/token/lookup-self", kApp, 200},
+      {"/v1/auth/token/renew-self", kApp, 405},
+      {"/v1/nope", std::nullopt, 404},
+  };
+  for (const auto& c : cases) {
+    INFO(c.target);
+    const Reply get = api.call("GET", c.target, {}, c.token);
+    const Reply head = api.call("HEAD", c.target, {}, c.token);
+    CHECK(get.status == c.status);
+    CHECK(head.status == get.status);
+    CHECK(head.content_type == get.content_type);
+    CHECK(head.body.empty());
+    REQUIRE(get.content_length.has_value());
+    REQUIRE(head.content_length.has_value());
+    CHECK(*head.content_length == std::to_string(get.body.size()));  // the GET body's length
+  }
+  // Metrics change between two requests (they count them): only the shape is compared.
+  const Reply get = api.call("GET", "/v1/sys/metrics?format=prometheus", {}, std::nullopt);
+  const Reply head = api.call("HEAD", "/v1/sys/metrics?format=prometheus", {}, std::nullopt);
+  CHECK(head.status == 200);
+  CHECK(head.content_type == get.content_type);
+  CHECK(head.body.empty());
+  REQUIRE(head.content_length.has_value());
+  CHECK(std::stoul(*head.content_length) > 0);
+}
+
+// ------------------------------------------------ Vault's field parser ----
+
+TEST_CASE("router: ?list= takes every value of Go's ParseBool, as Vault does") {
+  Api api;
+  check_envelope(api.call("POST", "/v1/transit/keys/app-list", "", kApp));
+  for (const char* yes : {"1", "t", "T", "TRUE", "true", "True"}) {
+    INFO(yes);
+    auto r = api.call("GET", std::string("/v1/transit/keys?list=") + yes, {}, kApp);
+    check_envelope(r);
+    CHECK(r.data().at("keys").as_array() == json::array{"app-list"});
+    CHECK(api.call("GET", std::string("/v1/transit/keys/?list=") + yes, {}, kApp).status == 200);
+  }
+  // false: a read of "keys", which has no read (Vault's 405).
+  for (const char* no : {"0", "f", "F", "FALSE", "false", "False", ""}) {
+    INFO(no);
+    check_error(api.call("GET", std::string("/v1/transit/keys?list=") + no, {}, kApp), 405, "unsupported operation");
+  }
+  for (const char* bad : {"yes", "2", "tRUE", "on"}) {
+    INFO(bad);
+    check_error(api.call("GET", std::string("/v1/transit/keys?list=") + bad, {}, kApp), 400, "list");
+  }
+  // A key read with ?list=false is still a read.
+  check_envelope(api.call("GET", "/v1/transit/keys/app-list?list=false", {}, kApp));
+}
+
+TEST_CASE("router: boolean, integer and duration fields follow Vault's field parser") {
+  Api api;
+  // Booleans: JSON booleans, Go's ParseBool strings, "" (false), and the numbers 1 and 0.
+  const std::pair<const char*, bool> bools[] = {{"true", true},    {"\"1\"", true},    {"\"t\"", true},
+                                                {"\"T\"", true},   {"\"TRUE\"", true}, {"\"True\"", true},
+                                                {"1", true},       {"false", false},   {"\"0\"", false},
+                                                {"\"f\"", false},  {"\"F\"", false},   {"\"FALSE\"", false},
+                                                {"\"False\"", false}, {"0", false},   {"\"\"", false}};
+  int n = 0;
+  for (const auto& [text, value] : bools) {
+    INFO(text);
+    const std::string name = "app-b" + std::to_string(n++);
+    auto r = api.call("POST", "/v1/transit/keys/" + name, std::string(R"({"derived":)") + text + "}", kApp);
+    check_envelope(r);
+    CHECK(r.data().at("derived").as_bool() == value);
+    r = api.call("POST", "/v1/transit/keys/" + name + "/config", std::string(R"({"deletion_allowed":)") + text + "}", kApp);
+    check_envelope(r);
+    CHECK(r.data().at("deletion_allowed").as_bool() == value);
+  }
+  for (const char* bad : {"2", "-1", "1.0", "\"yes\"", "\"tRUE\"", "[]", "{}"}) {
+    INFO(bad);
+    check_error(api.call("POST", "/v1/transit/keys/app-bad", std::string(R"({"derived":)") + bad + "}", kApp), 400,
+                "'derived' must be a boolean");
+  }
+
+  // Integers: JSON integers, decimal strings, "" (0), booleans (1/0).
+  check_envelope(api.call("POST", "/v1/transit/keys/app-int", "", kApp));
+  check_envelope(api.call("POST", "/v1/transit/keys/app-int/rotate", "", kApp));
+  for (const char* v : {"2", "\"2\"", "\"+2\""}) {
+    INFO(v);
+    auto r = api.call("POST", "/v1/transit/encrypt/app-int", std::string(R"({"plaintext":"YQ==","key_version":)") + v + "}", kApp);
+    check_envelope(r);
+    CHECK(num(r.data().at("key_version")) == 2);
+  }
+  auto r = api.call("POST", "/v1/transit/encrypt/app-int", R"({"plaintext":"YQ==","key_version":true})", kApp);
+  CHECK(num(r.data().at("key_version")) == 1);
+  r = api.call("POST", "/v1/transit/encrypt/app-int", R"({"plaintext":"YQ==","key_version":""})", kApp);
+  CHECK(num(r.data().at("key_version")) == 2);  // 0: the latest
+  r = api.call("POST", "/v1/transit/datakey/wrapped/app-int", R"({"bits":"128"})", kApp);
+  check_envelope(r);
+  for (const char* bad : {"1.5", "\"1.5\"", "\"0x2\"", "\" 2\"", "\"9223372036854775808\"", "18446744073709551615", "[]"}) {
+    INFO(bad);
+    check_error(api.call("POST", "/v1/transit/encrypt/app-int", std::string(R"({"plaintext":"YQ==","key_version":)") + bad + "}", kApp),
+                400, "'key_version' must be an integer");
+  }
+  check_error(api.call("POST", "/v1/transit/encrypt/app-int", R"({"plaintext":"YQ==","key_version":"9223372036854775807"})", kApp),
+              400, "invalid key version");
+
+  // Durations: seconds (number or string), "<n>d", Go durations, "" (0); range-checked.
+  const std::pair<const char*, std::int64_t> durations[] = {
+      {"3600", 3600},   {"\"3600\"", 3600}, {"\"2d\"", 172800}, {"\"1h30m\"", 5400},
+      {"\"\"", 0},      {"0", 0},           {"\"2562047h\"", 2562047LL * 3600}, {"9223372036", 9223372036}};
+  for (const auto& [text, seconds] : durations) {
+    INFO(text);
+    r = api.call("POST", "/v1/transit/keys/app-int/config", std::string(R"({"auto_rotate_period":)") + text + "}", kApp);
+    check_envelope(r);
+    CHECK(num(r.data().at("auto_rotate_period")) == seconds);
+  }
+  // The reported overflow ("9999999999999999h" multiplied past int64) and its neighbours.
+  for (const char* over : {"\"9999999999999999h\"", "\"2562048h\"", "9223372037", "\"9223372036854775807\"",
+                           "9223372036854775807", "18446744073709551615", "\"106752d\""}) {
+    INFO(over);
+    check_error(api.call("POST", "/v1/transit/keys/app-int/config", std::string(R"({"auto_rotate_period":)") + over + "}", kApp),
+                400, "out of range");
+    check_error(api.call("POST", "/v1/transit/keys/app-new", std::string(R"({"auto_rotate_period":)") + over + "}", kApp),
+                400, "out of range");
+  }
+  for (const char* bad : {"-1", "\"-1h\"", "1.5", "true", "\"soon\"", "\"1.5d\""}) {
+    INFO(bad);
+    check_error(api.call("POST", "/v1/transit/keys/app-int/config", std::string(R"({"auto_rotate_period":)") + bad + "}", kApp),
+                400, "'auto_rotate_period' must be a duration");
+  }
+  check_error(api.call("POST", "/v1/transit/keys/app-int/config", R"({"auto_rotate_period":"30m"})", kApp), 400,
+              "at least an hour");
+}
+
+TEST_CASE("router: a key read lists only the versions at or above min_decryption_version, as Vault") {
+  Api api;
+  check_envelope(api.call("POST", "/v1/transit/keys/app-window", "", kApp));
+  check_envelope(api.call("POST", "/v1/transit/keys/app-window/rotate", "", kApp));
+  check_envelope(api.call("POST", "/v1/transit/keys/app-window/rotate", "", kApp));
+  auto keys_of = [](const Reply& r) {
+    std::vector<std::string> out;
+    for (const auto& [k, v] : r.data().at("keys").as_object()) out.emplace_back(k);
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  CHECK(keys_of(api.call("GET", "/v1/transit/keys/app-window", {}, kApp)) == std::vector<std::string>{"1", "2", "3"});
+  auto r = api.call("POST", "/v1/transit/keys/app-window/config", R"({"min_decryption_version":2})", kApp);
+  CHECK(keys_of(r) == std::vector<std::string>{"2", "3"});
+  r = api.call("GET", "/v1/transit/keys/app-window", {}, kApp);
+  CHECK(keys_of(r) == std::vector<std::string>{"2", "3"});
+  CHECK(num(r.data().at("latest_version")) == 3);
+  CHECK(num(r.data().at("min_decryption_version")) == 2);
+  r = api.call("POST", "/v1/transit/keys/app-window/config", R"({"min_decryption_version":3})", kApp);
+  CHECK(keys_of(r) == std::vector<std::string>{"3"});
+  // Lowering it again lists the old versions again (they were never dropped).
+  r = api.call("POST", "/v1/transit/keys/app-window/config", R"({"min_decryption_version":1})", kApp);
+  CHECK(keys_of(r) == std::vector<std::string>{"1", "2", "3"});
 }
