@@ -77,6 +77,8 @@ class TransitTest(unittest.TestCase):
         with self.assertRaises(hvac.exceptions.InvalidRequest) as ctx:
             self.transit.decrypt_data("app", ct1)
         self.assertIn("too old", str(ctx.exception))
+        # As Vault, the key's `keys` lists only versions that can still decrypt.
+        self.assertEqual(sorted(self.transit.read_key("app")["data"]["keys"]), ["2"])
 
     def test_batch_in_order_with_references(self):
         self.transit.create_key("batch")
@@ -246,6 +248,25 @@ class TransitTest(unittest.TestCase):
                 buf += chunk
             self.assertEqual(len(buf), length, "bytes beyond the GET body")
             return head_status, head_headers, get_status, get_headers, buf
+
+    def test_go_booleans_for_list_and_body_fields(self):
+        """Another Vault client sends ?list=1 and "TRUE" strings: Vault's ParseBool."""
+        self.transit.create_key("boolkey")
+        for value in ("1", "t", "T", "TRUE", "true", "True"):
+            status, _, body = self.raw("GET", "/v1/transit/keys?list=" + value)
+            self.assertEqual(status, 200, value)
+            self.assertIn("boolkey", body["data"]["keys"])
+        for value in ("0", "f", "false", "False"):
+            status, _, _ = self.raw("GET", "/v1/transit/keys?list=" + value)
+            self.assertEqual(status, 405, value)
+        status, _, body = self.raw("GET", "/v1/transit/keys?list=yes")
+        self.assertEqual(status, 400)
+        status, _, body = self.raw("POST", "/v1/transit/keys/boolkey/config", {"deletion_allowed": "TRUE"})
+        self.assertEqual(status, 200)
+        self.assertTrue(body["data"]["deletion_allowed"])
+        status, _, body = self.raw("POST", "/v1/transit/keys/boolkey/config", {"auto_rotate_period": "9999999999999999h"})
+        self.assertEqual(status, 400)
+        self.assertIn("out of range", body["errors"][0])
 
     def test_head_then_get_on_one_keep_alive_connection_for_every_route(self):
         self.transit.create_key("headkey")
