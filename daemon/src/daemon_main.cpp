@@ -2,6 +2,8 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <optional>
+#include <string>
 
 #include "dev_mode.hpp"
 #include "hardening.hpp"
@@ -20,6 +22,40 @@ namespace {
 // VAULT_DEV_ROOT_TOKEN_ID) instead of the command line; it is scrubbed.
 constexpr const char* kDevRootTokenEnv = "ROOTSEAL_DEV_ROOT_TOKEN_ID";
 
+struct CommandLine {
+  std::string config_path = "/etc/rootseal/rootseald.yaml";
+  bool dev = false;
+  DevOptions dev_options;
+  std::string dev_state_dir = "rootseal-dev";
+  std::string log_level;
+  bool allow_root = false;
+};
+
+// Reads the options; an exit code when the process should end here (--help,
+// --version, a bad option).
+std::optional<int> parse_command_line(int argc, char** argv, CommandLine& cli) {
+  CLI::App app{"rootseald — HSM-rooted seal, envelope-encryption and secrets-sync daemon"};
+  app.set_version_flag("--version", ROOTSEAL_VERSION);
+  app.add_option("--config", cli.config_path, "configuration file (YAML)")->capture_default_str();
+  app.add_flag("--dev", cli.dev, "development mode: SoftHSM2 token in a local folder, loopback HTTP, printed root token");
+  app.add_option("--dev-root-token-id", cli.dev_options.root_token_id,
+                 "dev mode: use this root token instead of a random one");
+  app.add_option("--dev-listen-address", cli.dev_options.listen_address, "dev mode: loopback address to listen on")
+      ->capture_default_str();
+  app.add_option("--dev-state-dir", cli.dev_state_dir, "dev mode: state folder (token, PIN file, SQLite)")
+      ->capture_default_str();
+  app.add_option("--log-level", cli.log_level, "override log.level (trace, debug, info, warn, error)");
+  app.add_flag("--allow-root", cli.allow_root,
+               "run even as root (refused otherwise, except in dev mode): for containers whose root is an "
+               "unprivileged user namespace");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 int daemon_main(int argc, char** argv) {
@@ -32,30 +68,11 @@ int daemon_main(int argc, char** argv) {
   auto env_root_token = hardening::take_secret_env(kDevRootTokenEnv);
   const std::string scrubbed_env = hardening::scrub_secret_environment();
 
-  CLI::App app{"rootseald — HSM-rooted seal, envelope-encryption and secrets-sync daemon"};
-  app.set_version_flag("--version", ROOTSEAL_VERSION);
-  std::string config_path = "/etc/rootseal/rootseald.yaml";
-  bool dev = false;
-  DevOptions dev_options;
-  std::string dev_state_dir = "rootseal-dev";
-  std::string log_level;
-  app.add_option("--config", config_path, "configuration file (YAML)")->capture_default_str();
-  app.add_flag("--dev", dev, "development mode: SoftHSM2 token in a local folder, loopback HTTP, printed root token");
-  app.add_option("--dev-root-token-id", dev_options.root_token_id, "dev mode: use this root token instead of a random one");
-  app.add_option("--dev-listen-address", dev_options.listen_address, "dev mode: loopback address to listen on")
-      ->capture_default_str();
-  app.add_option("--dev-state-dir", dev_state_dir, "dev mode: state folder (token, PIN file, SQLite)")
-      ->capture_default_str();
-  app.add_option("--log-level", log_level, "override log.level (trace, debug, info, warn, error)");
-  bool allow_root = false;
-  app.add_flag("--allow-root", allow_root,
-               "run even as root (refused otherwise, except in dev mode): for containers whose root is an "
-               "unprivileged user namespace");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  CommandLine cli;
+  if (auto exit_code = parse_command_line(argc, argv, cli)) return *exit_code;
+  const std::string& config_path = cli.config_path;
+  const bool dev = cli.dev;
+  DevOptions& dev_options = cli.dev_options;
   // /proc/<pid>/cmdline is world-readable: the token must not stay there.
   hardening::scrub_argv_value(argc, argv, "--dev-root-token-id");
   if (dev_options.root_token_id.empty() && env_root_token) {
@@ -67,7 +84,7 @@ int daemon_main(int argc, char** argv) {
   Config config;
   std::optional<DevSetup> setup;
   if (dev) {
-    dev_options.state_dir = dev_state_dir;
+    dev_options.state_dir = cli.dev_state_dir;
     auto prepared = prepare_dev(dev_options);
     OPENSSL_cleanse(dev_options.root_token_id.data(), dev_options.root_token_id.size());
     dev_options.root_token_id.clear();
@@ -88,12 +105,12 @@ int daemon_main(int argc, char** argv) {
   }
   // After the configuration (whose errors are worth seeing first), before
   // anything is created or opened under state_dir.
-  auto user = hardening::check_user(allow_root, dev);
+  auto user = hardening::check_user(cli.allow_root, dev);
   if (!user) {
     std::fprintf(stderr, "rootseald: %s\n", user.error().message.c_str());
     return 1;
   }
-  if (!log_level.empty()) config.log.level = log_level;
+  if (!cli.log_level.empty()) config.log.level = cli.log_level;
   log::init(config.log.format, config.log.level);
   if (*user == hardening::UserCheck::root_allowed) {
     log::warn("running as root (--allow-root): files created under state_dir belong to root");
