@@ -112,6 +112,23 @@ TEST_CASE("a steady state makes no provider call within the refresh interval and
   CHECK(f.kube.creates + f.kube.updates + f.kube.status_patches == writes);
 }
 
+TEST_CASE("Go's longest refreshInterval neither overflows the clock nor refreshes early") {
+  // 2562047h (~292 years) added to the clock's nanoseconds since 1970 used
+  // to overflow int64 (UB; in practice a deadline in the past and a fetch on
+  // every reconcile). The model clamps it to 100 years.
+  Fixture f;
+  json::value longest = es("db", kData);
+  longest.as_object()["spec"].as_object()["refreshInterval"] = "2562047h";
+  f.kube.put(f.kube.external_secrets, longest);
+  f.reconcile("db");
+  const int calls = f.providers.fake->calls;
+  REQUIRE(calls == 1);
+  f.advance(3600s);
+  auto r = f.reconcile("db");
+  CHECK(r.kind == ReconcileResult::Kind::requeue_after);
+  CHECK(f.providers.fake->calls == calls);  // not due for a century
+}
+
 TEST_CASE("a rotated store value updates the Secret at the next refresh") {
   Fixture f;
   f.kube.put(f.kube.external_secrets, es("db", kData));
