@@ -104,6 +104,18 @@ TEST_CASE("refresh intervals longer than 100 years are 100 years (the clock arit
         "spec.refreshInterval: duration out of range");
 }
 
+TEST_CASE("metadata.generation outside int64 is refused, not thrown") {
+  auto doc = es_json(R"({"secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})");
+  doc.as_object()["metadata"].as_object()["generation"] = std::uint64_t{18446744073709551615ULL};
+  auto r = parse_external_secret(doc);
+  REQUIRE_FALSE(r.has_value());
+  CHECK_THAT(r.error().message, Catch::Contains("generation"));
+  doc.as_object()["metadata"].as_object()["generation"] = std::uint64_t{9223372036854775807ULL};
+  auto ok = parse_external_secret(doc);
+  REQUIRE(ok.has_value());
+  CHECK(ok->meta.generation == INT64_MAX);
+}
+
 TEST_CASE("invalid ExternalSecret specs give the field path and the reason") {
   CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{}}]})") ==
         "spec.data[0].remoteRef.key: required");
