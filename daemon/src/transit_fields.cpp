@@ -53,6 +53,10 @@ Result<std::optional<std::int64_t>> int_field(const json::object& o, std::string
   if (v->is_string()) {
     const std::string_view s = v->get_string();
     if (s.empty()) return Out(0);
+    // Vault reads "010" as octal (Go's ParseInt with base 0): a leading zero
+    // is refused rather than read as a different number than Vault would.
+    const std::string_view digits = s.substr(s.starts_with('+') || s.starts_with('-') ? 1 : 0);
+    if (digits.size() > 1 && digits.front() == '0') return std::unexpected(must_be(key, "a decimal integer"));
     if (auto n = kms::parse_int(s, kI64Min, kI64Max)) return Out(*n);
   }
   return std::unexpected(must_be(key, "an integer"));

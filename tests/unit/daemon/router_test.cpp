@@ -1157,13 +1157,20 @@ TEST_CASE("router: boolean, integer and duration fields follow Vault's field par
   CHECK(num(r.data().at("key_version")) == 2);  // 0: the latest
   r = api.call("POST", "/v1/transit/datakey/wrapped/app-int", R"({"bits":"128"})", kApp);
   check_envelope(r);
-  for (const char* bad : {"1.5", "\"1.5\"", "\"0x2\"", "\" 2\"", "\"9223372036854775808\"", "18446744073709551615", "[]"}) {
+  for (const char* bad : {"1.5", "\"1.5\"", "\"2x\"", "\" 2\"", "\"9223372036854775808\"", "18446744073709551615", "[]"}) {
     INFO(bad);
     check_error(api.call("POST", "/v1/transit/encrypt/app-int", std::string(R"({"plaintext":"YQ==","key_version":)") + bad + "}", kApp),
                 400, "'key_version' must be an integer");
   }
   check_error(api.call("POST", "/v1/transit/encrypt/app-int", R"({"plaintext":"YQ==","key_version":"9223372036854775807"})", kApp),
               400, "invalid key version");
+  // Vault would read these as octal or hex (ParseInt base 0): refused, never a different number.
+  for (const char* prefixed : {"\"01\"", "\"-01\"", "\"00\"", "\"0x1\"", "\"0b1\"", "\"0o1\""}) {
+    INFO(prefixed);
+    check_error(api.call("POST", "/v1/transit/encrypt/app-int", std::string(R"({"plaintext":"YQ==","key_version":)") + prefixed + "}", kApp),
+                400, "'key_version' must be");
+  }
+  check_envelope(api.call("POST", "/v1/transit/encrypt/app-int", R"({"plaintext":"YQ==","key_version":"0"})", kApp));
 
   // Durations: seconds (number or string), "<n>d", Go durations, "" (0); range-checked.
   const std::pair<const char*, std::int64_t> durations[] = {
