@@ -3,10 +3,12 @@
 
 #include <string>
 
+#include "admin_client.hpp"
 #include "cli_test_util.hpp"
 #include "custodian.hpp"
 #include "share_format.hpp"
 #include "temp_dir.hpp"
+#include "rootseal/kms/secure_json.hpp"
 #include "transcript.hpp"
 
 using namespace rootseal;
@@ -239,4 +241,15 @@ TEST_CASE("the transcript chain detects edits, removals and secrets") {
     REQUIRE(t.append(o));
     CHECK_FALSE(t.audit().problems.empty());
   }
+}
+
+TEST_CASE("an admin answer (a new token, say) is parsed into locked memory, not copied to the heap") {
+  cli::AdminAnswer answer(kms::SecureBytes::copy_of(
+      std::string_view(R"({"ok":true,"data":{"token":"rs.0123456789abcdef0123456789abcdef0123456789abcdef"}})")));
+  auto data = answer.data();
+  REQUIRE(data);
+  const auto& token = (*data)->at("token").as_string();
+  CHECK(token.starts_with("rs.0123"));
+  CHECK(kms::is_secure_json_storage(token.storage()));
+  CHECK(kms::is_secure_json_storage((*data)->storage()));
 }
