@@ -60,8 +60,7 @@ AdminAnswer::AdminAnswer(kms::SecureBytes line)
       value_(arena_.storage()) {
   json::error_code ec;
   try {
-    value_ = json::parse(std::string_view(reinterpret_cast<const char*>(line_.data()), line_.size()), ec,
-                         arena_.storage());
+    value_ = kms::parse_into(kms::as_view(line_), arena_.storage(), ec);
   } catch (const std::bad_alloc&) {
     parse_error_ = "the answer of rootseald is too large";
     return;

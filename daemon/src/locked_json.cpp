@@ -33,7 +33,7 @@ kms::Result<json::object> parse_object(std::string_view body, LockedJson& arena)
     // Initialized, never assigned: assigning to a value constructed earlier
     // would copy the document into that value's (default, ordinary heap)
     // storage. Moves below keep the arena's storage.
-    json::value value = json::parse(body, ec, arena.storage(), options);
+    json::value value = kms::parse_into(body, arena.storage(), ec, options);
     if (ec) return kms::fail(kms::Errc::invalid_argument, "failed to parse JSON input: " + ec.message());
     if (!value.is_object()) {
       return kms::fail(kms::Errc::invalid_argument, "failed to parse JSON input: not a JSON object");

@@ -1,5 +1,6 @@
 #include "rootseal/kms/secure_json.hpp"
 
+#include <boost/json/parser.hpp>
 #include <boost/json/serializer.hpp>
 
 #include <array>
@@ -16,6 +17,15 @@ bool is_secure_json_storage(const json::storage_ptr& sp) noexcept {
   // make_shared_resource<T> wraps T in detail::shared_resource_impl<T>.
   return dynamic_cast<const json::detail::shared_resource_impl<SecureJsonResource>*>(sp.get()) != nullptr ||
          dynamic_cast<const SecureJsonResource*>(sp.get()) != nullptr;
+}
+
+json::value parse_into(std::string_view text, const json::storage_ptr& sp, boost::system::error_code& ec,
+                       const json::parse_options& options) {
+  json::parser p(sp, options);  // temporaries in sp
+  p.reset(sp);                  // and the result
+  p.write(text.data(), text.size(), ec);
+  if (ec) return json::value(sp);
+  return p.release();
 }
 
 namespace {

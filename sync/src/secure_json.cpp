@@ -40,12 +40,10 @@ kms::Result<std::shared_ptr<SecureJson>> SecureJson::parse(std::span<const std::
   try {
     json::parse_options opt;
     opt.max_depth = 64;
-    json::parser p(doc->arena_.storage(), opt);
-    p.reset(doc->arena_.storage());  // the result's storage (the constructor's is for temporaries)
     json::error_code ec;
-    p.write(reinterpret_cast<const char*>(text.data()), text.size(), ec);
+    const std::string_view chars(reinterpret_cast<const char*>(text.data()), text.size());
+    doc->root_ = kms::parse_into(chars, doc->arena_.storage(), ec, opt);  // same storage: moved, not copied
     if (ec) return fail(Errc::invalid_argument, "not valid JSON");
-    doc->root_ = p.release();
     return doc;
   } catch (const std::bad_alloc&) {
     return fail(Errc::invalid_argument, "JSON value too large to parse");

@@ -16,10 +16,14 @@
 
 #include <boost/json/fwd.hpp>
 #include <boost/json/memory_resource.hpp>
+#include <boost/json/parse_options.hpp>
 #include <boost/json/storage_ptr.hpp>
+#include <boost/json/value.hpp>
+#include <boost/system/error_code.hpp>
 
 #include <cstddef>
 #include <limits>
+#include <string_view>
 
 #include "rootseal/kms/secure_buffer.hpp"
 #include "rootseal/kms/secure_memory_resource.hpp"
@@ -57,6 +61,13 @@ boost::json::storage_ptr secure_json_storage(std::size_t initial = 1024,
                                              std::size_t limit = std::numeric_limits<std::size_t>::max());
 // True if `sp` is a storage of secure_json_storage() or a SecureJsonResource.
 bool is_secure_json_storage(const boost::json::storage_ptr& sp) noexcept;
+
+// Parses `text` into `sp`, the parser's temporaries included: the value
+// stack of boost::json::parse sits on the stack and the default heap, with
+// short strings (up to 14 bytes) held inline in it. ec is set on a syntax
+// error; std::bad_alloc past the resource's limit.
+boost::json::value parse_into(std::string_view text, const boost::json::storage_ptr& sp,
+                              boost::system::error_code& ec, const boost::json::parse_options& options = {});
 
 // Appends the JSON text of a value (or object) to `out`, without any
 // intermediate heap string (the serializer's buffer is on the stack, wiped).
