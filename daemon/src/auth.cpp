@@ -71,8 +71,9 @@ TokenKey token_table_key(std::string_view token) { return keyed(sha256(token)); 
 TokenKey token_table_key_of_hash(std::string_view sha256_hex) {
   auto digest = kms::hex_decode(sha256_hex);
   if (digest && digest->size() == SHA256_DIGEST_LENGTH) return keyed(*digest);
-  // Not a SHA-256 (the config and the TokenDb only hold valid ones): a key
-  // no presented token maps to (a MAC input of another length).
+  // Not a SHA-256 (the config and the TokenDb only hold valid ones): the MAC
+  // of the text itself, which a presented token would only meet through a
+  // SHA-256 preimage.
   return keyed(std::span(reinterpret_cast<const std::uint8_t*>(sha256_hex.data()), sha256_hex.size()));
 }
 
