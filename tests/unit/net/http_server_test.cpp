@@ -292,6 +292,23 @@ std::size_t occurrences(const HiddenText& text) {
   std::vector<std::uint8_t> chunk(1 << 20);
   const std::uint8_t first = text.at(0);
   std::size_t found = 0;
+  // Chunks overlap by size()-1 bytes so that no occurrence straddles two unseen.
+  const auto scan = [&](std::uint64_t at, std::uint64_t end) {
+    while (at < end) {
+      const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), end - at));
+      const ssize_t got = ::pread(mem, chunk.data(), want, static_cast<off_t>(at));
+      if (got <= 0) return;
+      const auto n = static_cast<std::size_t>(got);
+      for (std::size_t i = 0; i + text.size() <= n; ++i) {
+        if (chunk[i] != first) continue;
+        std::size_t k = 1;
+        while (k < text.size() && chunk[i + k] == text.at(k)) ++k;
+        if (k == text.size()) ++found;
+      }
+      if (n < text.size() || at + n >= end) return;
+      at += n - (text.size() - 1);
+    }
+  };
   std::string line;
   while (std::getline(maps, line)) {
     std::istringstream fields(line);
@@ -305,21 +322,11 @@ std::size_t occurrences(const HiddenText& text) {
     const std::uint64_t begin = std::stoull(range.substr(0, dash), nullptr, 16);
     const std::uint64_t end = std::stoull(range.substr(dash + 1), nullptr, 16);
     if (end - begin > (std::uint64_t{1} << 30)) continue;
-    // Chunks overlap by size()-1 bytes so that no occurrence straddles two unseen.
-    for (std::uint64_t at = begin; at < end;) {
-      const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), end - at));
-      const ssize_t got = ::pread(mem, chunk.data(), want, static_cast<off_t>(at));
-      if (got <= 0) break;
-      const auto n = static_cast<std::size_t>(got);
-      for (std::size_t i = 0; i + text.size() <= n; ++i) {
-        if (chunk[i] != first) continue;
-        std::size_t k = 1;
-        while (k < text.size() && chunk[i + k] == text.at(k)) ++k;
-        if (k == text.size()) ++found;
-      }
-      if (n < text.size() || at + n >= end) break;
-      at += n - (text.size() - 1);
-    }
+    // The scan's own buffer holds copies of what it read: leave it out.
+    const auto own_begin = reinterpret_cast<std::uint64_t>(chunk.data());
+    const auto own_end = own_begin + chunk.size();
+    scan(begin, std::min(end, own_begin));
+    scan(std::max(begin, own_end), end);
   }
   ::close(mem);
   return found;
