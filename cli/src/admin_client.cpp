@@ -55,12 +55,12 @@ kms::Result<std::filesystem::path> admin_socket_path(const std::string& socket_o
   return daemon::AdminConfig{}.socket;
 }
 
-AdminAnswer::AdminAnswer(kms::SecureBytes line) : line_(std::move(line)), arena_(4 * line_.size() + 16 * 1024) {
-  resource_ = std::make_unique<json::static_resource>(arena_.data(), arena_.size());
+AdminAnswer::AdminAnswer(kms::SecureBytes line)
+    : line_(std::move(line)), arena_(4 * line_.size() + 16 * 1024, 16 * line_.size() + 64 * 1024),
+      value_(arena_.storage()) {
   json::error_code ec;
   try {
-    value_ = json::parse(std::string_view(reinterpret_cast<const char*>(line_.data()), line_.size()), ec,
-                         json::storage_ptr(resource_.get()));
+    value_ = kms::parse_into(kms::as_view(line_), arena_.storage(), ec);
   } catch (const std::bad_alloc&) {
     parse_error_ = "the answer of rootseald is too large";
     return;

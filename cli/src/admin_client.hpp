@@ -2,7 +2,7 @@
 //
 // One request line out, one answer line back, both in locked memory: a
 // request may carry a PIN, an answer a new token. The answer is parsed into
-// a fixed arena of locked memory (no heap fallback).
+// an arena of locked memory (no heap fallback).
 #pragma once
 
 #include <boost/json.hpp>
@@ -14,6 +14,7 @@
 
 #include "rootseal/kms/error.hpp"
 #include "rootseal/kms/secure_bytes.hpp"
+#include "rootseal/kms/secure_json.hpp"
 
 namespace rootseal::cli {
 
@@ -37,9 +38,8 @@ class AdminAnswer {
 
  private:
   kms::SecureBytes line_;
-  kms::SecureBytes arena_;
-  std::unique_ptr<boost::json::static_resource> resource_;
-  boost::json::value value_;
+  kms::SecureJsonResource arena_;
+  boost::json::value value_;  // in arena_ from the start (an assigned value keeps its own storage)
   std::string parse_error_;
   std::string error_code_;
   std::int64_t retry_after_ms_ = -1;

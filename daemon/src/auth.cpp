@@ -1,6 +1,9 @@
 #include "auth.hpp"
 
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/params.h>
 #include <openssl/sha.h>
 
 #include <algorithm>
@@ -14,14 +17,74 @@
 
 namespace rootseal::daemon {
 
-std::string token_hash(std::string_view token) {
+namespace {
+
+using Digest = std::array<std::uint8_t, SHA256_DIGEST_LENGTH>;
+
+Digest sha256(std::string_view text) {
   static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);  // once: a fetch per call costs more than the hash
-  std::array<std::uint8_t, SHA256_DIGEST_LENGTH> digest{};
+  Digest digest{};
   unsigned int n = 0;
-  if (md == nullptr || EVP_Digest(token.data(), token.size(), digest.data(), &n, md, nullptr) != 1 || n != digest.size()) {
+  if (md == nullptr || EVP_Digest(text.data(), text.size(), digest.data(), &n, md, nullptr) != 1 || n != digest.size()) {
     std::abort();  // SHA-256 is always available; a failing digest is a broken library
   }
-  return kms::hex_encode(digest);
+  return digest;
+}
+
+struct MacCtxFree {
+  void operator()(EVP_MAC_CTX* ctx) const noexcept { EVP_MAC_CTX_free(ctx); }
+};
+
+// This thread's HMAC-SHA256 context, keyed once with the process's table key
+// (32 random bytes drawn at first use, kept in locked memory).
+EVP_MAC_CTX* table_mac() {
+  thread_local const std::unique_ptr<EVP_MAC_CTX, MacCtxFree> ctx = [] {
+    static const kms::SecureBytes key = kms::SecureBytes::random(32);
+    static EVP_MAC* const mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+    EVP_MAC_CTX* c = mac == nullptr ? nullptr : EVP_MAC_CTX_new(mac);
+    char digest[] = "SHA256";
+    const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0), OSSL_PARAM_construct_end()};
+    if (c == nullptr || EVP_MAC_init(c, key.data(), key.size(), params) != 1) std::abort();  // a broken library
+    return std::unique_ptr<EVP_MAC_CTX, MacCtxFree>(c);
+  }();
+  return ctx.get();
+}
+
+TokenKey keyed(std::span<const std::uint8_t> bytes) {
+  EVP_MAC_CTX* ctx = table_mac();
+  TokenKey key;
+  std::size_t n = 0;
+  // A null key re-initialises the context with the key it already has.
+  if (EVP_MAC_init(ctx, nullptr, 0, nullptr) != 1 || EVP_MAC_update(ctx, bytes.data(), bytes.size()) != 1 ||
+      EVP_MAC_final(ctx, key.bytes.data(), &n, key.bytes.size()) != 1 || n != key.bytes.size()) {
+    std::abort();
+  }
+  return key;
+}
+
+}  // namespace
+
+std::string token_hash(std::string_view token) { return kms::hex_encode(sha256(token)); }
+
+TokenKey token_table_key(std::string_view token) { return keyed(sha256(token)); }
+
+TokenKey token_table_key_of_hash(std::string_view sha256_hex) {
+  auto digest = kms::hex_decode(sha256_hex);
+  if (digest && digest->size() == SHA256_DIGEST_LENGTH) return keyed(*digest);
+  // Not a SHA-256 (the config and the TokenDb only hold valid ones): the MAC
+  // of the text itself, which a presented token would only meet through a
+  // SHA-256 preimage.
+  return keyed(std::span(reinterpret_cast<const std::uint8_t*>(sha256_hex.data()), sha256_hex.size()));
+}
+
+std::size_t TokenKeyHash::operator()(const TokenKey& k) const noexcept {
+  std::size_t h = 0;
+  std::memcpy(&h, k.bytes.data(), sizeof h);
+  return h;
+}
+
+bool TokenKeyEqual::operator()(const TokenKey& a, const TokenKey& b) const noexcept {
+  return CRYPTO_memcmp(a.bytes.data(), b.bytes.data(), a.bytes.size()) == 0;
 }
 
 TokenStore::TokenStore() = default;
@@ -34,7 +97,7 @@ kms::Result<void> TokenStore::attach(std::unique_ptr<TokenDb> db, std::int64_t n
   std::lock_guard lock(mu_);
   for (auto& t : stored) {
     t.info.persistent = true;
-    by_hash_[std::move(t.hash)] = std::make_shared<const TokenInfo>(std::move(t.info));
+    by_key_[token_table_key_of_hash(t.hash)] = std::make_shared<const TokenInfo>(std::move(t.info));
   }
   db_ = std::move(db);
   defer_ = std::move(defer);
@@ -47,7 +110,9 @@ kms::Result<TokenStore::Created> TokenStore::create(TokenInfo info, std::int64_t
   kms::SecureBytes token(3 + 2 * raw.size());
   std::memcpy(token.data(), "rs.", 3);
   kms::hex_encode_into(raw.span(), reinterpret_cast<char*>(token.data() + 3));
-  std::string hash = token_hash(std::string_view(reinterpret_cast<const char*>(token.data()), token.size()));
+  const std::string_view text(reinterpret_cast<const char*>(token.data()), token.size());
+  const std::string hash = token_hash(text);
+  const TokenKey key = token_table_key(text);
   info.accessor = kms::hex_encode(kms::SecureBytes::random(12).span());  // an identifier, not a secret
   info.creation_time = now;
   info.expire_time = info.ttl_s > 0 ? now + info.ttl_s : 0;
@@ -58,7 +123,7 @@ kms::Result<TokenStore::Created> TokenStore::create(TokenInfo info, std::int64_t
   if (db_) ROOTSEAL_TRY(db_->insert(hash, info));
   {
     std::lock_guard lock(mu_);
-    by_hash_[std::move(hash)] = std::make_shared<const TokenInfo>(info);
+    by_key_[key] = std::make_shared<const TokenInfo>(info);
   }
   return Created{std::move(token), std::move(info)};
 }
@@ -67,7 +132,7 @@ std::vector<TokenInfo> TokenStore::list(std::int64_t now) const {
   std::vector<TokenInfo> out;
   {
     std::lock_guard lock(mu_);
-    for (const auto& [hash, info] : by_hash_) {
+    for (const auto& [key, info] : by_key_) {
       if (info->expire_time != 0 && now >= info->expire_time) continue;
       out.push_back(*info);
     }
@@ -81,7 +146,7 @@ std::vector<TokenInfo> TokenStore::list(std::int64_t now) const {
 std::optional<TokenInfo> TokenStore::lookup_accessor(std::string_view accessor, std::int64_t now) const {
   if (accessor.empty()) return std::nullopt;
   std::lock_guard lock(mu_);
-  for (const auto& [hash, info] : by_hash_) {
+  for (const auto& [key, info] : by_key_) {
     if (info->accessor != accessor) continue;
     if (info->expire_time != 0 && now >= info->expire_time) return std::nullopt;
     return *info;
@@ -93,10 +158,10 @@ kms::Result<TokenInfo> TokenStore::revoke(std::string_view accessor) {
   TokenInfo found;
   {
     std::lock_guard lock(mu_);
-    auto it = std::find_if(by_hash_.begin(), by_hash_.end(), [&](const auto& kv) {
+    auto it = std::find_if(by_key_.begin(), by_key_.end(), [&](const auto& kv) {
       return !accessor.empty() && kv.second->accessor == accessor;
     });
-    if (it == by_hash_.end()) return kms::fail(kms::Errc::not_found, "no token with accessor " + std::string(accessor));
+    if (it == by_key_.end()) return kms::fail(kms::Errc::not_found, "no token with accessor " + std::string(accessor));
     if (it->second->from_config) {
       return kms::fail(kms::Errc::invalid_argument,
                        "token " + std::string(accessor) + " (" + it->second->display_name +
@@ -114,9 +179,9 @@ kms::Result<TokenInfo> TokenStore::revoke(std::string_view accessor) {
     (void)removed;
   }
   std::lock_guard lock(mu_);
-  for (auto it = by_hash_.begin(); it != by_hash_.end(); ++it) {
+  for (auto it = by_key_.begin(); it != by_key_.end(); ++it) {
     if (it->second->accessor == found.accessor) {
-      by_hash_.erase(it);
+      by_key_.erase(it);
       break;
     }
   }
@@ -127,9 +192,9 @@ kms::Result<std::size_t> TokenStore::purge_expired(std::int64_t now) {
   std::size_t dropped = 0;
   if (db_) ROOTSEAL_TRY(db_->purge_expired(now));
   std::lock_guard lock(mu_);
-  for (auto it = by_hash_.begin(); it != by_hash_.end();) {
+  for (auto it = by_key_.begin(); it != by_key_.end();) {
     if (!it->second->from_config && it->second->expire_time != 0 && now >= it->second->expire_time) {
-      it = by_hash_.erase(it);
+      it = by_key_.erase(it);
       ++dropped;
     } else {
       ++it;
@@ -149,16 +214,16 @@ std::string TokenStore::add_hashed(std::string hash, TokenInfo info) {
   }
   std::string accessor = info.accessor;
   std::lock_guard lock(mu_);
-  by_hash_[std::move(hash)] = std::make_shared<const TokenInfo>(std::move(info));
+  by_key_[token_table_key_of_hash(hash)] = std::make_shared<const TokenInfo>(std::move(info));
   return accessor;
 }
 
 std::optional<TokenInfo> TokenStore::renew(std::string_view token, std::int64_t now) {
   if (token.empty() || token.size() > 512) return std::nullopt;
-  const std::string hash = token_hash(token);
+  const TokenKey key = token_table_key(token);
   std::lock_guard lock(mu_);
-  const auto it = by_hash_.find(hash);
-  if (it == by_hash_.end() || !it->second->renewable) return std::nullopt;
+  const auto it = by_key_.find(key);
+  if (it == by_key_.end() || !it->second->renewable) return std::nullopt;
   if (it->second->expire_time != 0 && now >= it->second->expire_time) return std::nullopt;
   if (it->second->ttl_s > 0) {
     // Published entries are shared with requests in flight: replace, never modify.
@@ -180,19 +245,18 @@ std::optional<TokenInfo> TokenStore::renew(std::string_view token, std::int64_t 
 
 std::shared_ptr<const TokenInfo> TokenStore::lookup(std::string_view token, std::int64_t now) const {
   if (token.empty() || token.size() > 512) return nullptr;
-  // The lookup is by hash: the hash, not the token, meets the table, so the
-  // comparison leaks nothing useful about the secret.
-  const std::string hash = token_hash(token);
+  // Only the keyed MAC of the token meets the table: the bucket probed and
+  // the constant-time comparisons depend on nothing a client can compute.
+  const TokenKey key = token_table_key(token);
   std::lock_guard lock(mu_);
-  const auto it = by_hash_.find(hash);
-  if (it == by_hash_.end()) return nullptr;
-  if (!kms::constant_time_equal(it->first, hash)) return nullptr;
+  const auto it = by_key_.find(key);
+  if (it == by_key_.end()) return nullptr;
   if (it->second->expire_time != 0 && now >= it->second->expire_time) return nullptr;
   return it->second;
 }
 
 void TokenStore::replace_static(const std::vector<StaticTokenConfig>& tokens, std::int64_t now) {
-  std::unordered_map<std::string, TokenInfo> fresh;
+  std::unordered_map<TokenKey, TokenInfo, TokenKeyHash, TokenKeyEqual> fresh;
   for (const auto& t : tokens) {
     TokenInfo info;
     info.display_name = t.name;
@@ -204,13 +268,13 @@ void TokenStore::replace_static(const std::vector<StaticTokenConfig>& tokens, st
     info.root = std::find(t.policies.begin(), t.policies.end(), "root") != t.policies.end();
     info.from_config = true;
     info.accessor = kms::hex_encode(kms::SecureBytes::random(12).span());
-    fresh.emplace(t.sha256, std::move(info));
+    fresh.emplace(token_table_key_of_hash(t.sha256), std::move(info));
   }
   std::lock_guard lock(mu_);
-  for (auto it = by_hash_.begin(); it != by_hash_.end();) {
+  for (auto it = by_key_.begin(); it != by_key_.end();) {
     const auto f = fresh.find(it->first);
     if (it->second->from_config && f == fresh.end()) {
-      it = by_hash_.erase(it);
+      it = by_key_.erase(it);
       continue;
     }
     if (f != fresh.end()) {
@@ -220,7 +284,7 @@ void TokenStore::replace_static(const std::vector<StaticTokenConfig>& tokens, st
     }
     ++it;
   }
-  for (auto& [hash, info] : fresh) by_hash_[hash] = std::make_shared<const TokenInfo>(std::move(info));
+  for (auto& [key, info] : fresh) by_key_[key] = std::make_shared<const TokenInfo>(std::move(info));
 }
 
 Authorizer::Authorizer(std::vector<PolicyConfig> policies, std::vector<ClientCertIdentity> certs)

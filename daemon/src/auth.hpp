@@ -1,7 +1,11 @@
 // Tokens and policies: who may do what to which key.
 //
-// A token is a random secret; only its SHA-256 is kept, and presented tokens
-// are compared by hash in constant time. Each token has an accessor (a second,
+// A token is a random secret; only its SHA-256 is kept (in the TokenDb and
+// the config). In memory the table is keyed by HMAC-SHA256(process key,
+// SHA-256(token)) under a random key drawn at start-up, and keys compare in
+// constant time: a lookup's timing (the bucket it probes, the entries it
+// compares) depends on values no client can compute, so it tells a client
+// nothing about the tokens in the table (docs/architecture.md, "Token lookup"). Each token has an accessor (a second,
 // non-secret identifier for logs and audit), a TTL and a set of policies.
 // Policies are declared in the configuration: key name patterns (exact, or a
 // prefix ending in '*') and the operations allowed on them. The policy "root"
@@ -15,6 +19,7 @@
 // from memory at once, so the next HTTP request with it gets 403.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -50,6 +55,22 @@ class TokenDb;
 
 // Hash of a presented token (SHA-256, hex): the only form ever stored.
 std::string token_hash(std::string_view token);
+
+// The token table's key of a token: HMAC-SHA256 under the per-process key of
+// the token's SHA-256. Uniformly random to anyone without the process key.
+struct TokenKey {
+  std::array<std::uint8_t, 32> bytes{};
+};
+TokenKey token_table_key(std::string_view token);
+// Of a token known by its SHA-256 hex (the config, the TokenDb).
+TokenKey token_table_key_of_hash(std::string_view sha256_hex);
+// Its first bytes already are a uniform hash; equality in constant time.
+struct TokenKeyHash {
+  std::size_t operator()(const TokenKey& k) const noexcept;
+};
+struct TokenKeyEqual {
+  bool operator()(const TokenKey& a, const TokenKey& b) const noexcept;
+};
 
 class TokenStore {
  public:
@@ -97,7 +118,7 @@ class TokenStore {
 
  private:
   mutable std::mutex mu_;
-  std::unordered_map<std::string, std::shared_ptr<const TokenInfo>> by_hash_;
+  std::unordered_map<TokenKey, std::shared_ptr<const TokenInfo>, TokenKeyHash, TokenKeyEqual> by_key_;
   std::unique_ptr<TokenDb> db_;  // set once by attach(); has its own lock
   Deferrer defer_;
 };

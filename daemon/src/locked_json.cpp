@@ -1,40 +1,11 @@
 #include "locked_json.hpp"
 
 #include <algorithm>
-#include <array>
 #include <new>
 
 namespace rootseal::daemon {
 
 namespace json = boost::json;
-
-void* LockedJson::Upstream::do_allocate(std::size_t bytes, std::size_t alignment) {
-  // SecureBytes blocks are aligned to their size class (>= 32) or to a page.
-  if (alignment > 32 || bytes > limit_ || total_ > limit_ - bytes) throw std::bad_alloc();
-  chunks_.reserve(chunks_.size() + 1);  // so that emplace_back below cannot throw after the allocation
-  kms::SecureBytes chunk(bytes);        // throws kms::SecureMemoryError (a bad_alloc) without locked memory
-  void* p = chunk.data();
-  chunks_.push_back(std::move(chunk));
-  total_ += bytes;
-  return p;
-}
-
-void LockedJson::Upstream::do_deallocate(void* p, std::size_t /*bytes*/, std::size_t /*alignment*/) {
-  // (monotonic_resource passes a size without its block header: count the chunk's own.)
-  const auto it = std::find_if(chunks_.begin(), chunks_.end(), [p](const kms::SecureBytes& c) {
-    return static_cast<const void*>(c.data()) == p;
-  });
-  if (it == chunks_.end()) return;
-  total_ -= it->size();
-  it->clear();  // zeroized and given back to the locked arena
-  chunks_.erase(it);
-}
-
-LockedJson::LockedJson(std::size_t initial, std::size_t limit)
-    : first_(initial),
-      upstream_(limit > initial ? limit - initial : 0),
-      resource_(first_.data(), first_.size(), &upstream_),
-      storage_(&resource_) {}
 
 ArenaSize arena_size_for(std::size_t body_bytes) noexcept {
   // A parsed DOM costs a few times its text (values, object tables, strings)
@@ -62,7 +33,7 @@ kms::Result<json::object> parse_object(std::string_view body, LockedJson& arena)
     // Initialized, never assigned: assigning to a value constructed earlier
     // would copy the document into that value's (default, ordinary heap)
     // storage. Moves below keep the arena's storage.
-    json::value value = json::parse(body, ec, arena.storage(), options);
+    json::value value = kms::parse_into(body, arena.storage(), ec, options);
     if (ec) return kms::fail(kms::Errc::invalid_argument, "failed to parse JSON input: " + ec.message());
     if (!value.is_object()) {
       return kms::fail(kms::Errc::invalid_argument, "failed to parse JSON input: not a JSON object");
@@ -73,29 +44,10 @@ kms::Result<json::object> parse_object(std::string_view body, LockedJson& arena)
   }
 }
 
-namespace {
-
-template <class T>
-void serialize_into(const T& value, net::SecureBuffer& out) {
-  json::serializer sr;
-  sr.reset(&value);
-  std::array<char, 4096> chunk;  // on the stack; wiped below
-  while (!sr.done()) {
-    const auto piece = sr.read(chunk.data(), chunk.size());
-    out.append(piece.data(), piece.size());
-  }
-  kms::secure_zero(chunk.data(), chunk.size());
-}
-
-}  // namespace
-
 net::SecureBuffer serialize_locked(const json::value& value) {
   net::SecureBuffer out;
-  serialize_into(value, out);
+  kms::serialize_into(value, out);
   return out;
 }
-
-void serialize_locked_into(const json::object& object, net::SecureBuffer& out) { serialize_into(object, out); }
-void serialize_locked_into(const json::value& value, net::SecureBuffer& out) { serialize_into(value, out); }
 
 }  // namespace rootseal::daemon

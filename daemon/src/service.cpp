@@ -26,6 +26,7 @@
 #include "sync_config.hpp"
 #include "rootseal/hsm/pkcs11_root.hpp"
 #include "rootseal/kms/encoding.hpp"
+#include "rootseal/kms/random.hpp"
 #include "rootseal/tpm/tpm_root.hpp"
 
 #ifndef ROOTSEAL_VERSION
@@ -186,12 +187,7 @@ kms::Result<std::string> Service::load_cluster_id() {
   std::ifstream in(path);
   std::string id;
   if (in && std::getline(in, id) && id.size() == 36) return id;
-  auto raw = kms::SecureBytes::random(16);
-  raw.data()[6] = static_cast<std::uint8_t>((raw.data()[6] & 0x0f) | 0x40);  // UUID v4
-  raw.data()[8] = static_cast<std::uint8_t>((raw.data()[8] & 0x3f) | 0x80);
-  const std::string hex = kms::hex_encode(raw.span());  // an identifier, not a secret
-  id = hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" + hex.substr(16, 4) + "-" +
-       hex.substr(20, 12);
+  id = kms::uuid_v4();  // an identifier, not a secret
   std::ofstream out(path, std::ios::trunc);
   out << id << "\n";
   if (!out) return fail(Errc::storage_failure, "cannot write " + path.string());

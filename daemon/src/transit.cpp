@@ -4,8 +4,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
-#include <openssl/rand.h>
-
 #include <array>
 #include <atomic>
 #include <cstring>
@@ -17,6 +15,7 @@
 #include "locked_json.hpp"
 #include "rootseal/kms/ciphertext.hpp"
 #include "rootseal/kms/encoding.hpp"
+#include "rootseal/kms/random.hpp"
 #include "transit_fields.hpp"
 #include "vault_http.hpp"
 
@@ -34,37 +33,6 @@ namespace {
 std::int64_t now_unix() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-// A random UUID (v4) per request. Not a secret: drawn from OpenSSL's public
-// DRBG in blocks of 32 identifiers per thread rather than one RNG call each.
-std::string new_request_id() {
-  thread_local std::array<std::uint8_t, 512> pool{};
-  thread_local std::size_t used = pool.size();
-  if (used == pool.size()) {
-    if (RAND_bytes(pool.data(), static_cast<int>(pool.size())) != 1) {
-      // The RNG failing fails every key operation anyway; the identifier stays unique.
-      static std::atomic<std::uint64_t> counter{0};
-      for (std::size_t i = 0; i + 16 <= pool.size(); i += 16) {
-        const std::uint64_t c = ++counter;
-        std::memcpy(pool.data() + i, &c, sizeof c);
-      }
-    }
-    used = 0;
-  }
-  std::uint8_t raw[16];
-  std::memcpy(raw, pool.data() + used, sizeof raw);
-  used += sizeof raw;
-  raw[6] = static_cast<std::uint8_t>((raw[6] & 0x0f) | 0x40);
-  raw[8] = static_cast<std::uint8_t>((raw[8] & 0x3f) | 0x80);
-  std::string id(36, '-');  // 8-4-4-4-12
-  const std::span<const std::uint8_t> r(raw);
-  kms::hex_encode_into(r.subspan(0, 4), id.data());
-  kms::hex_encode_into(r.subspan(4, 2), id.data() + 9);
-  kms::hex_encode_into(r.subspan(6, 2), id.data() + 14);
-  kms::hex_encode_into(r.subspan(8, 2), id.data() + 19);
-  kms::hex_encode_into(r.subspan(10, 6), id.data() + 24);
-  return id;
 }
 
 // First locked block of a batch item's arena (its result object, strings and
@@ -708,7 +676,7 @@ bool TransitApi::owns(std::string_view path) const noexcept {
 asio::awaitable<net::Response> TransitApi::handle(net::Request& request, std::string_view path,
                                                   boost::urls::params_view params, const net::PeerInfo& peer,
                                                   RequestNote& note) {
-  note.request_id = new_request_id();
+  note.request_id = kms::uuid_v4();  // public DRBG, checked; drawn in blocks per thread
   const unsigned version = request.version();
   // Sealed: nothing can be decrypted and no key read; Vault answers 503 first.
   if (deps_.seal_status().sealed) co_return error_response(VaultError::sealed, version);

@@ -30,6 +30,8 @@
 // RLIMIT_MEMLOCK, and a failed mmap/mlock first empties it and tries again.
 #include "rootseal/kms/secure_bytes.hpp"
 
+#include "locked_blocks.hpp"
+
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <sys/mman.h>
@@ -94,7 +96,9 @@ class Arena {
     return *arena;
   }
 
-  std::uint8_t* allocate(std::size_t n, std::size_t& capacity) {
+  // exact: a large block of exactly n rounded to pages (never a bigger cached
+  // one), so that the capacity follows from n alone (locked_release()).
+  std::uint8_t* allocate(std::size_t n, std::size_t& capacity, bool exact = false) {
     if (n <= kMaxClass) {
       const std::size_t cls = class_index(n);
       if (cls < kThreadClasses && t_cache.count[cls] != 0) {
@@ -107,7 +111,7 @@ class Arena {
     std::lock_guard lock(mu_);
     if (n > kMaxClass) {
       const std::size_t bytes = (n + page_size() - 1) / page_size() * page_size();
-      void* p = take_cached(bytes, capacity);
+      void* p = take_cached(bytes, capacity, exact);
       if (p == nullptr) {
         p = map_locked_or_flush(bytes);
         if (p == nullptr) throw SecureMemoryError();
@@ -199,13 +203,14 @@ class Arena {
   }
 
   // The smallest cached block of at least `bytes` and at most twice that
-  // (so a small request does not pin a much larger block). nullptr if none.
-  void* take_cached(std::size_t bytes, std::size_t& capacity) noexcept {
+  // (so a small request does not pin a much larger block); with `exact`, one
+  // of exactly `bytes`. nullptr if none.
+  void* take_cached(std::size_t bytes, std::size_t& capacity, bool exact) noexcept {
     // From the most recently freed (its pages are the likeliest in cache).
     std::size_t best = large_.size();
     for (std::size_t i = large_.size(); i-- > 0;) {
       const std::size_t have = large_[i].bytes;
-      if (have < bytes || have / 2 > bytes) continue;
+      if (have < bytes || have / 2 > bytes || (exact && have != bytes)) continue;
       if (best == large_.size() || have < large_[best].bytes) best = i;
       if (have == bytes) break;
     }
@@ -377,5 +382,27 @@ bool constant_time_equal(std::string_view a, std::string_view b) noexcept {
 }
 
 SecureArenaStats secure_arena_stats() noexcept { return Arena::instance().stats(); }
+
+namespace detail {
+
+static std::size_t locked_capacity(std::size_t n) noexcept {
+  if (n <= kMaxClass) return std::bit_ceil(n < kMinClass ? kMinClass : n);
+  return (n + page_size() - 1) / page_size() * page_size();
+}
+
+std::uint8_t* locked_allocate(std::size_t n) {
+  std::size_t capacity = 0;
+  std::uint8_t* p = Arena::instance().allocate(n == 0 ? 1 : n, capacity, true);
+#ifndef NDEBUG
+  if (capacity != locked_capacity(n == 0 ? 1 : n) || !all_zero(p, capacity)) std::abort();
+#endif
+  return p;
+}
+
+void locked_release(void* p, std::size_t n) noexcept {
+  if (p != nullptr) Arena::instance().release(static_cast<std::uint8_t*>(p), locked_capacity(n == 0 ? 1 : n));
+}
+
+}  // namespace detail
 
 }  // namespace rootseal::kms

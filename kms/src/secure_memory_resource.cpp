@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <new>
 
+#include "locked_blocks.hpp"
+
 namespace rootseal::kms {
 
 namespace {
@@ -15,45 +17,44 @@ SecureMemoryResource::~SecureMemoryResource() = default;
 void* SecureMemoryResource::do_allocate(std::size_t bytes, std::size_t alignment) {
   if (alignment > kMaxAlign) throw std::bad_alloc();
   if (bytes == 0) bytes = 1;
-  std::lock_guard lock(mu_);
-  if (bytes > limit_ || in_use_ > limit_ - bytes) throw std::bad_alloc();
-  SecureBytes block(bytes);  // throws SecureMemoryError (a bad_alloc) without locked memory
-  void* p = block.data();
-  blocks_.emplace(p, std::move(block));
-  in_use_ += bytes;
-  return p;
-}
-
-void SecureMemoryResource::do_deallocate(void* p, std::size_t /*bytes*/, std::size_t /*alignment*/) {
-  if (p == nullptr) return;
-  SecureBytes victim;
-  {
-    std::lock_guard lock(mu_);
-    const auto it = blocks_.find(p);
-    if (it == blocks_.end()) return;  // not ours: nothing to do (a bug elsewhere; never free foreign memory)
-    in_use_ -= it->second.size();
-    victim = std::move(it->second);
-    blocks_.erase(it);
+  if (limit_ != std::numeric_limits<std::size_t>::max()) {
+    std::size_t used = in_use_.load(std::memory_order_relaxed);
+    do {
+      if (bytes > limit_ || used > limit_ - bytes) throw std::bad_alloc();
+    } while (!in_use_.compare_exchange_weak(used, used + bytes, std::memory_order_relaxed));
+  } else {
+    in_use_.fetch_add(bytes, std::memory_order_relaxed);
   }
-  // victim is zeroized and returned to the locked arena here, outside the lock.
+  try {
+    void* p = detail::locked_allocate(bytes);  // throws SecureMemoryError (a bad_alloc) without locked memory
+    allocations_.fetch_add(1, std::memory_order_relaxed);
+    return p;
+  } catch (...) {
+    in_use_.fetch_sub(bytes, std::memory_order_relaxed);
+    throw;
+  }
 }
 
-std::size_t SecureMemoryResource::in_use() const noexcept {
-  std::lock_guard lock(mu_);
-  return in_use_;
+void SecureMemoryResource::do_deallocate(void* p, std::size_t bytes, std::size_t /*alignment*/) {
+  if (p == nullptr) return;
+  if (bytes == 0) bytes = 1;
+  detail::locked_release(p, bytes);  // zeroized and returned to the locked arena
+  in_use_.fetch_sub(bytes, std::memory_order_relaxed);
+  allocations_.fetch_sub(1, std::memory_order_relaxed);
 }
+
+std::size_t SecureMemoryResource::in_use() const noexcept { return in_use_.load(std::memory_order_relaxed); }
 
 std::size_t SecureMemoryResource::allocations() const noexcept {
-  std::lock_guard lock(mu_);
-  return blocks_.size();
+  return allocations_.load(std::memory_order_relaxed);
 }
 
 void* SecureMonotonicResource::do_allocate(std::size_t bytes, std::size_t alignment) {
   if (alignment > kMaxAlign || alignment == 0 || (alignment & (alignment - 1)) != 0) throw std::bad_alloc();
   if (bytes == 0) bytes = 1;
-  if (!chunks_.empty()) {
+  if (!first_.empty()) {
+    SecureBytes& last = chunks_.empty() ? first_ : chunks_.back();
     const std::size_t start = (used_ + alignment - 1) & ~(alignment - 1);
-    SecureBytes& last = chunks_.back();
     if (start <= last.size() && bytes <= last.size() - start) {
       used_ = start + bytes;
       return last.data() + start;
@@ -64,16 +65,23 @@ void* SecureMonotonicResource::do_allocate(std::size_t bytes, std::size_t alignm
     if (bytes > limit_ || reserved_ > limit_ - bytes) throw std::bad_alloc();
     size = bytes;
   }
-  chunks_.reserve(chunks_.size() + 1);  // so that push_back cannot throw after the allocation
-  chunks_.emplace_back(size);
+  if (!first_.empty()) chunks_.reserve(chunks_.size() + 1);  // so that push_back cannot throw below
+  SecureBytes chunk(size);  // aligned to 32 bytes at least
+  std::uint8_t* p = chunk.data();
+  if (first_.empty()) {
+    first_ = std::move(chunk);
+  } else {
+    chunks_.push_back(std::move(chunk));
+  }
   reserved_ += size;
   if (next_chunk_ <= std::numeric_limits<std::size_t>::max() / 2) next_chunk_ *= 2;
   used_ = bytes;
-  return chunks_.back().data();
+  return p;
 }
 
 void SecureMonotonicResource::release() noexcept {
   chunks_.clear();  // each SecureBytes zeroizes itself
+  first_.clear();
   used_ = 0;
   reserved_ = 0;
 }

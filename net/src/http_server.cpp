@@ -35,6 +35,18 @@ namespace {
 
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
+// The connection's read buffer: it holds the raw requests (tokens, plaintext).
+using ReadBuffer = beast::basic_flat_buffer<kms::SecureAllocator<char>>;
+
+// Wipes every byte of `buffer` that is not unread input: what the parser has
+// consumed stays in a flat buffer until overwritten. (prepare() of all the
+// free room moves unread bytes to the front, so the room it returns is all of
+// the rest.)
+void wipe_consumed(ReadBuffer& buffer) noexcept {
+  const auto room = buffer.prepare(buffer.capacity() - buffer.size());
+  kms::secure_zero(room.data(), room.size());
+}
+
 void set_cloexec(int fd) noexcept {
   const int flags = ::fcntl(fd, F_GETFD);
   if (flags >= 0) (void)::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
@@ -183,10 +195,10 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
 
   template <class Stream>
   asio::awaitable<void> serve(Stream& stream, beast::tcp_stream& raw, const PeerInfo& peer, Connection& conn) {
-    beast::flat_buffer buffer(limits.max_header_bytes + 4096);
+    ReadBuffer buffer(limits.max_header_bytes + 4096);
     for (std::size_t served = 0; served < limits.max_requests_per_connection; ++served) {
       if (stopping.load()) co_return;
-      http::request_parser<SecureBody> parser;
+      http::request_parser<SecureBody, kms::SecureAllocator<char>> parser;
       parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
       parser.body_limit(limits.max_body_bytes);
 
@@ -229,6 +241,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
         (void)rn;
         bec = rec;
       }
+      wipe_consumed(buffer);  // the request is in the parser now (or refused)
       if (bec) {
         if (bec == http::error::body_limit) {
           co_await write(stream, raw, error_response(413, "request body too large", version));
@@ -237,16 +250,19 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
         }
         co_return;
       }
-      Request request = parser.release();
       Response response;
-      try {
-        response = co_await handler(request, peer);
-      } catch (const std::exception&) {
-        // Handlers return errors as values; an exception is a bug. Never echo it.
-        response = error_response(500, "internal error", version);
-      }
-      request.body().clear();  // wipe the request's plaintext now, not at the next request
-      const bool keep = request.keep_alive() && response.keep_alive() && !stopping.load() &&
+      bool client_keep = false;
+      {
+        Request request = parser.release();
+        try {
+          response = co_await handler(request, peer);
+        } catch (const std::exception&) {
+          // Handlers return errors as values; an exception is a bug. Never echo it.
+          response = error_response(500, "internal error", version);
+        }
+        client_keep = request.keep_alive();
+      }  // the request's body and fields (token) are wiped here, before the answer leaves
+      const bool keep = client_keep && response.keep_alive() && !stopping.load() &&
                         served + 1 < limits.max_requests_per_connection;
       response.version(version);
       response.keep_alive(keep);  // Content-Length is the handler's (HEAD keeps the GET length)
@@ -263,7 +279,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
   // the parser's error (body_limit, a malformed chunk ...); running out of
   // buffered bytes before the message is complete is not one.
   template <class Parser>
-  static beast::error_code parse_buffered(Parser& parser, beast::flat_buffer& buffer) {
+  static beast::error_code parse_buffered(Parser& parser, ReadBuffer& buffer) {
     beast::error_code ec;
     while (!parser.is_done() && buffer.size() != 0) {
       const std::size_t used = parser.put(buffer.data(), ec);

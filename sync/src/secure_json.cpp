@@ -14,8 +14,19 @@ namespace json = boost::json;
 using kms::Errc;
 using kms::fail;
 
+namespace {
+constexpr std::size_t kMaxText = 64u << 20;
+}  // namespace
+
+// A DOM costs a few times its text (values, object tables, strings): start at
+// 4x the text plus room for the parser's stack, grow as needed, up to 16x.
+// root_ uses the arena from the start: a value assigned to one of another
+// storage is copied into that storage (the default one: the heap).
+SecureJson::SecureJson(std::size_t text_bytes)
+    : arena_(text_bytes * 4 + 8192, text_bytes * 16 + 64 * 1024), root_(arena_.storage()) {}
+
 SecureJson::~SecureJson() {
-  // The tree lives in arena_ (zeroized by SecureBytes); release it first.
+  // The tree lives in arena_ (wiped when it goes); release it first.
   root_ = json::value();
 }
 
@@ -24,63 +35,22 @@ kms::Result<std::shared_ptr<SecureJson>> SecureJson::parse(std::string_view text
 }
 
 kms::Result<std::shared_ptr<SecureJson>> SecureJson::parse(std::span<const std::uint8_t> text) {
-  if (text.size() > (64u << 20)) return fail(Errc::invalid_argument, "JSON value larger than 64 MiB");
-  // Start at 4x the text (+ room for the parser's stack); grow on exhaustion.
-  std::size_t cap = text.size() * 4 + 8192;
-  for (int attempt = 0; attempt < 4; ++attempt, cap *= 3) {
-    std::shared_ptr<SecureJson> doc(new SecureJson());
-    doc->arena_ = kms::SecureBytes(cap);
-    doc->resource_ = std::make_unique<json::static_resource>(doc->arena_.data(), doc->arena_.size());
-    try {
-      json::storage_ptr sp(doc->resource_.get());
-      json::parse_options opt;
-      opt.max_depth = 64;
-      json::parser p(sp, opt);
-      p.reset(sp);
-      json::error_code ec;
-      p.write(reinterpret_cast<const char*>(text.data()), text.size(), ec);
-      if (ec) return fail(Errc::invalid_argument, "not valid JSON");
-      doc->root_ = p.release();
-      return doc;
-    } catch (const std::bad_alloc&) {
-      continue;  // the static arena was too small: retry bigger
-    }
+  if (text.size() > kMaxText) return fail(Errc::invalid_argument, "JSON value larger than 64 MiB");
+  std::shared_ptr<SecureJson> doc(new SecureJson(text.size()));
+  try {
+    json::parse_options opt;
+    opt.max_depth = 64;
+    json::error_code ec;
+    const std::string_view chars(reinterpret_cast<const char*>(text.data()), text.size());
+    doc->root_ = kms::parse_into(chars, doc->arena_.storage(), ec, opt);  // same storage: moved, not copied
+    if (ec) return fail(Errc::invalid_argument, "not valid JSON");
+    return doc;
+  } catch (const std::bad_alloc&) {
+    return fail(Errc::invalid_argument, "JSON value too large to parse");
   }
-  return fail(Errc::invalid_argument, "JSON value too large to parse");
 }
 
-void* SecureArena::do_allocate(std::size_t n, std::size_t align) {
-  if (align == 0) align = alignof(std::max_align_t);
-  if (!chunks_.empty()) {
-    auto& c = chunks_.back();
-    const auto base = reinterpret_cast<std::uintptr_t>(c.data());
-    const std::uintptr_t start = (base + used_ + align - 1) & ~(static_cast<std::uintptr_t>(align) - 1);
-    if (start + n <= base + c.size()) {
-      used_ = static_cast<std::size_t>(start + n - base);
-      return reinterpret_cast<void*>(start);
-    }
-  }
-  const std::size_t last = chunks_.empty() ? 0 : chunks_.back().size();
-  const std::size_t size = std::max<std::size_t>({n + align, 4096, std::min<std::size_t>(last * 2, 1u << 20)});
-  chunks_.emplace_back(size);
-  const auto base = reinterpret_cast<std::uintptr_t>(chunks_.back().data());
-  const std::uintptr_t start = (base + align - 1) & ~(static_cast<std::uintptr_t>(align) - 1);
-  used_ = static_cast<std::size_t>(start + n - base);
-  return reinterpret_cast<void*>(start);
-}
-
-json::storage_ptr make_secure_storage() { return json::make_shared_resource<SecureArena>(); }
-
-void serialize_json(const json::value& v, SecureBuffer& out) {
-  json::serializer sr;
-  sr.reset(&v);
-  char buf[1024];
-  while (!sr.done()) {
-    const auto piece = sr.read(buf, sizeof buf);
-    out.append(piece);
-  }
-  kms::secure_zero(buf, sizeof buf);
-}
+void serialize_json(const json::value& v, SecureBuffer& out) { kms::serialize_into(v, out); }
 
 void json_quote(std::span<const std::uint8_t> bytes, SecureBuffer& out) {
   static constexpr char hex[] = "0123456789abcdef";

@@ -6,8 +6,6 @@
 // and extract ESO `property` references into SecureBytes.
 #pragma once
 
-#include <boost/json/monotonic_resource.hpp>
-#include <boost/json/static_resource.hpp>
 #include <boost/json/value.hpp>
 
 #include <memory>
@@ -17,6 +15,7 @@
 
 #include "rootseal/kms/error.hpp"
 #include "rootseal/kms/secure_bytes.hpp"
+#include "rootseal/kms/secure_json.hpp"
 #include "rootseal/sync/provider.hpp"
 #include "secure_buffer.hpp"
 
@@ -33,29 +32,14 @@ class SecureJson {
   ~SecureJson();
 
  private:
-  SecureJson() = default;
-  kms::SecureBytes arena_;
-  std::unique_ptr<boost::json::static_resource> resource_;
+  explicit SecureJson(std::size_t text_bytes);
+  kms::SecureJsonResource arena_;
   boost::json::value root_;
 };
 
-// A growable boost::json memory resource whose chunks are locked, zeroized
-// SecureBytes (for building objects that carry secret values, e.g. a Secret
-// body). Deallocation is a no-op; everything is wiped when the resource goes.
-// Use through make_secure_storage() so values keep it alive.
-class SecureArena final : public boost::json::memory_resource {
- public:
-  SecureArena() = default;
- private:
-  void* do_allocate(std::size_t n, std::size_t align) override;
-  void do_deallocate(void*, std::size_t, std::size_t) override {}
-  [[nodiscard]] bool do_is_equal(const boost::json::memory_resource& other) const noexcept override {
-    return this == &other;
-  }
-  std::vector<kms::SecureBytes> chunks_;
-  std::size_t used_ = 0;  // in chunks_.back()
-};
-boost::json::storage_ptr make_secure_storage();
+// A fresh reference-counted locked arena for building objects that carry
+// secret values (e.g. a Secret body); values built with it keep it alive.
+inline boost::json::storage_ptr make_secure_storage() { return kms::secure_json_storage(4096); }
 
 // Appends the JSON text of v.
 void serialize_json(const boost::json::value& v, SecureBuffer& out);

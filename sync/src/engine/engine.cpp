@@ -7,8 +7,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
-#include <openssl/rand.h>
-
 #include <thread>
 
 #include "engine/provider_source.hpp"
@@ -20,6 +18,7 @@
 #include "reconcile/fetch_cache.hpp"
 #include "reconcile/push_secret_reconciler.hpp"
 #include "rootseal/kms/encoding.hpp"
+#include "rootseal/kms/random.hpp"
 #include "reconcile/rollout.hpp"
 
 namespace rootseal::sync {
@@ -267,7 +266,7 @@ class KubeFacade final : public reconcile::KubeApi {
   void event(Resource r, const model::ObjectMeta& about, bool warning, std::string_view reason,
              std::string message) override {
     unsigned char rnd[6];
-    RAND_bytes(rnd, sizeof rnd);
+    kms::random_public_bytes(rnd);  // checked: throws rather than name an Event with unset bytes
     const std::string suffix = kms::hex_encode(rnd);
     const std::string now = reconcile::rfc3339(std::chrono::system_clock::now());
     json::object ev;

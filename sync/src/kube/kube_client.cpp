@@ -289,7 +289,7 @@ json::parse_options parse_opts() {
 kms::Result<json::value> parse_body(std::string_view body, bool sensitive) {
   boost::system::error_code ec;
   json::storage_ptr sp = sensitive ? secure_json_storage(body.size() + 512) : json::storage_ptr{};
-  json::value v = json::parse(body, ec, std::move(sp), parse_opts());
+  json::value v = kms::parse_into(body, sp, ec, parse_opts());
   if (ec) return kms::fail(kms::Errc::unavailable, "kubernetes: the answer is not valid JSON");
   return v;
 }
@@ -365,7 +365,7 @@ class KubeClientImpl final : public KubeClient, public std::enable_shared_from_t
         }
         ++result.pages;
         boost::system::error_code ec;
-        json::value page = json::parse(r->body.view(), ec, sp, parse_opts());
+        json::value page = kms::parse_into(r->body.view(), sp, ec, parse_opts());
         if (ec || !page.is_object()) co_return std::unexpected(ApiError::transport_error("list: the answer is not a JSON list"));
         auto& po = page.as_object();
         if (auto* items = po.if_contains("items"); items != nullptr && items->is_array()) {

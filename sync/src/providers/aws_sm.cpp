@@ -9,6 +9,7 @@
 #include "providers/aws_sigv4.hpp"
 #include "providers/common.hpp"
 #include "rootseal/kms/encoding.hpp"
+#include "rootseal/kms/random.hpp"
 #include "secure_buffer.hpp"
 #include "secure_json.hpp"
 
@@ -347,7 +348,7 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
     body.append(R"(,"Description":"managed by rootseal","Tags":[{"Key":")" + std::string(kManagedByKey) +
                 R"(","Value":")" + std::string(kManagedByValue) + R"("}])");
     if (value != nullptr) {
-      body.append(R"(,"ClientRequestToken":")" + random_uuid() + "\",");
+      body.append(R"(,"ClientRequestToken":")" + kms::uuid_v4() + "\",");
       append_value(*value, body);
     }
     body.append("}");
@@ -365,7 +366,7 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
     quote(key, body);
     // One token per logical write, reused by every retry of it: AWS treats a
     // repeat with the same token and data as a no-op, never a second version.
-    body.append(R"(,"ClientRequestToken":")" + random_uuid() + "\",");
+    body.append(R"(,"ClientRequestToken":")" + kms::uuid_v4() + "\",");
     append_value(value, body);
     body.append("}");
     ROOTSEAL_CO_LET(a, co_await write("PutSecretValue", body.view()));

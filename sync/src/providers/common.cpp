@@ -1,7 +1,5 @@
 #include "providers/common.hpp"
 
-#include <openssl/rand.h>
-
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -53,16 +51,6 @@ std::string_view json_string(const boost::json::value& v, std::string_view key) 
   const auto* m = v.as_object().if_contains(key);
   if (m == nullptr || !m->is_string()) return {};
   return std::string_view(m->as_string());
-}
-
-std::string random_uuid() {
-  std::array<std::uint8_t, 16> b{};
-  if (RAND_bytes(b.data(), static_cast<int>(b.size())) != 1) throw std::runtime_error("RAND_bytes failed");
-  b[6] = static_cast<std::uint8_t>((b[6] & 0x0F) | 0x40);
-  b[8] = static_cast<std::uint8_t>((b[8] & 0x3F) | 0x80);
-  const std::string hex = kms::hex_encode(b);
-  return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" + hex.substr(16, 4) + "-" +
-         hex.substr(20);
 }
 
 asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {

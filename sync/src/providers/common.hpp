@@ -1,5 +1,5 @@
 // Shared pieces of the providers: HTTP clients from a TlsSpec, error mapping,
-// an async mutex, a write-rate limiter, uuids, the coroutine forms of the
+// an async mutex, a write-rate limiter, the coroutine forms of the
 // error macros; for the push providers the "not managed" refusal, JSON
 // property merge/removal, a cached bearer token and the retrying request.
 #pragma once
@@ -41,9 +41,6 @@ std::optional<std::chrono::milliseconds> retry_after(const net::ClientResponse& 
 
 // The string member `key` of an object, or empty.
 std::string_view json_string(const boost::json::value& v, std::string_view key);
-
-// A random RFC 4122 version 4 UUID.
-std::string random_uuid();
 
 // Current UTC time as seconds since the epoch (injectable for tests).
 using WallClock = std::function<std::chrono::system_clock::time_point()>;

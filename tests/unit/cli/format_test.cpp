@@ -3,10 +3,12 @@
 
 #include <string>
 
+#include "admin_client.hpp"
 #include "cli_test_util.hpp"
 #include "custodian.hpp"
 #include "share_format.hpp"
 #include "temp_dir.hpp"
+#include "rootseal/kms/secure_json.hpp"
 #include "transcript.hpp"
 
 using namespace rootseal;
@@ -112,8 +114,16 @@ TEST_CASE("typed input errors are specific") {
   st = feed("01  ABCD ABCD ABCD  AA");
   REQUIRE_FALSE(st);
   CHECK(st.error().message.find("expected 16 characters") != std::string::npos);
-  st = feed("01  ABCD ABCD ABCD ABCD  AA");
-  if (!st) CHECK(st.error().message.find("checksum") != std::string::npos);
+  // The real line 01 of `t` with its checksum's last character changed: a
+  // mismatch for certain (a made-up checksum could happen to be right).
+  const auto start = t.find("\n01 ");
+  REQUIRE(start != std::string::npos);
+  std::string line = t.substr(start + 1, t.find('\n', start + 1) - start - 1);
+  REQUIRE(line.size() >= 2);
+  line.back() = line.back() == 'A' ? 'B' : 'A';
+  st = feed(line);
+  REQUIRE_FALSE(st);
+  CHECK(st.error().message.find("checksum") != std::string::npos);
 }
 
 TEST_CASE("share files round-trip and are checked on parse") {
@@ -239,4 +249,15 @@ TEST_CASE("the transcript chain detects edits, removals and secrets") {
     REQUIRE(t.append(o));
     CHECK_FALSE(t.audit().problems.empty());
   }
+}
+
+TEST_CASE("an admin answer (a new token, say) is parsed into locked memory, not copied to the heap") {
+  cli::AdminAnswer answer(kms::SecureBytes::copy_of(
+      std::string_view(R"({"ok":true,"data":{"token":"rs.0123456789abcdef0123456789abcdef0123456789abcdef"}})")));
+  auto data = answer.data();
+  REQUIRE(data);
+  const auto& token = (*data)->at("token").as_string();
+  CHECK(token.starts_with("rs.0123"));
+  CHECK(kms::is_secure_json_storage(token.storage()));
+  CHECK(kms::is_secure_json_storage((*data)->storage()));
 }

@@ -13,6 +13,8 @@
 #include "admin_token_db.hpp"
 #include "auth.hpp"
 #include "pin_source.hpp"
+#include "rootseal/kms/encoding.hpp"
+#include "rootseal/kms/secure_buffer.hpp"
 #include "rootseal/daemon/config.hpp"
 #include "temp_dir.hpp"
 
@@ -297,4 +299,32 @@ TEST_CASE("the admin section of the config") {
     REQUIRE_FALSE(bad);
     CHECK_THAT(bad.error().message, Catch::Contains(c.message));
   }
+}
+
+TEST_CASE("the token table is keyed by a MAC under a per-process key, not by the token's SHA-256") {
+  const std::string token = "rs.0123456789abcdef0123456789abcdef0123456789abcdef";
+  const TokenKey key = token_table_key(token);
+  CHECK(TokenKeyEqual{}(key, token_table_key(token)));
+  CHECK(TokenKeyHash{}(key) == TokenKeyHash{}(token_table_key(token)));
+  // Not the SHA-256 a client can compute for any guess ...
+  CHECK(kms::hex_encode(key.bytes) != token_hash(token));
+  // ... but what the stored form (SHA-256 hex, config and TokenDb) maps to.
+  CHECK(TokenKeyEqual{}(token_table_key_of_hash(token_hash(token)), key));
+  CHECK_FALSE(TokenKeyEqual{}(token_table_key(token.substr(0, token.size() - 1) + "e"), key));
+  CHECK_FALSE(TokenKeyEqual{}(token_table_key_of_hash("not-a-sha256"), key));
+
+  // Lookups through the keyed table: created, static (by hash) and unknown tokens.
+  TokenStore store;
+  TokenInfo info;
+  info.policies = {"root"};
+  auto created = store.create(info, 100);
+  REQUIRE(created);
+  CHECK(store.lookup(kms::as_view(created->token), 100) != nullptr);
+  TokenInfo stat;
+  stat.display_name = "static";
+  store.add_hashed(token_hash(token), stat);
+  auto found = store.lookup(token, 100);
+  REQUIRE(found != nullptr);
+  CHECK(found->display_name == "static");
+  CHECK(store.lookup(token + "x", 100) == nullptr);
 }

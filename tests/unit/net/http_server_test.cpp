@@ -8,10 +8,20 @@
 #include <boost/beast/http.hpp>
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <array>
 #include <atomic>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
+#include "rootseal/kms/secure_bytes.hpp"
 #include "rootseal/net/http_server.hpp"
 
 namespace asio = boost::asio;
@@ -243,4 +253,127 @@ TEST_CASE("a malformed chunk in the body gets 400 and the handler never runs") {
   CHECK(res.body() == R"({"errors":["malformed HTTP request body"]})");
   CHECK(s.handled == 0);
   CHECK(c.closed_by_peer());
+}
+
+// ------------------------------------------------------- secret memory ----
+
+namespace {
+
+// A byte string that is nowhere in this process's memory as such: it is kept
+// as `masked` XOR `mask` and only ever put together where the test decides.
+struct HiddenText {
+  explicit HiddenText(std::size_t n) : masked(n), mask(n) {
+    std::random_device rd;
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto letter = static_cast<std::uint8_t>('a' + rd() % 26);  // header- and JSON-safe
+      mask[i] = static_cast<std::uint8_t>(rd() | 0x80);                 // never equal to a letter
+      masked[i] = letter ^ mask[i];
+    }
+  }
+  [[nodiscard]] std::uint8_t at(std::size_t i) const { return masked[i] ^ mask[i]; }
+  [[nodiscard]] std::size_t size() const { return masked.size(); }
+  void write_to(std::uint8_t* out) const {
+    for (std::size_t i = 0; i < size(); ++i) out[i] = at(i);
+  }
+  std::vector<std::uint8_t> masked;
+  std::vector<std::uint8_t> mask;
+};
+
+// How many times `text` occurs in this process's readable memory: every
+// readable mapping of /proc/self/maps, read through /proc/self/mem (so an
+// unreadable page is an error to skip, not a crash). Mappings over 1 GiB
+// (sanitizer shadow memory) are left out: the heap, the stacks and the locked
+// arena are far smaller.
+std::size_t occurrences(const HiddenText& text) {
+  const int mem = ::open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
+  REQUIRE(mem >= 0);
+  std::ifstream maps("/proc/self/maps");
+  REQUIRE(maps.good());
+  std::vector<std::uint8_t> chunk(1 << 20);
+  const std::uint8_t first = text.at(0);
+  std::size_t found = 0;
+  // Chunks overlap by size()-1 bytes so that no occurrence straddles two unseen.
+  const auto scan = [&](std::uint64_t at, std::uint64_t end) {
+    while (at < end) {
+      const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), end - at));
+      const ssize_t got = ::pread(mem, chunk.data(), want, static_cast<off_t>(at));
+      if (got <= 0) return;
+      const auto n = static_cast<std::size_t>(got);
+      for (std::size_t i = 0; i + text.size() <= n; ++i) {
+        if (chunk[i] != first) continue;
+        std::size_t k = 1;
+        while (k < text.size() && chunk[i + k] == text.at(k)) ++k;
+        if (k == text.size()) ++found;
+      }
+      if (n < text.size() || at + n >= end) return;
+      at += n - (text.size() - 1);
+    }
+  };
+  std::string line;
+  while (std::getline(maps, line)) {
+    std::istringstream fields(line);
+    std::string range, perms;
+    fields >> range >> perms;
+    if (perms.empty() || perms[0] != 'r' || line.find("[vvar]") != std::string::npos ||
+        line.find("[vsyscall]") != std::string::npos) {
+      continue;
+    }
+    const auto dash = range.find('-');
+    const std::uint64_t begin = std::stoull(range.substr(0, dash), nullptr, 16);
+    const std::uint64_t end = std::stoull(range.substr(dash + 1), nullptr, 16);
+    if (end - begin > (std::uint64_t{1} << 30)) continue;
+    // The scan's own buffer holds copies of what it read: leave it out.
+    const auto own_begin = reinterpret_cast<std::uint64_t>(chunk.data());
+    const auto own_end = own_begin + chunk.size();
+    scan(begin, std::min(end, own_begin));
+    scan(std::max(begin, own_end), end);
+  }
+  ::close(mem);
+  return found;
+}
+
+}  // namespace
+
+TEST_CASE("the scan finds a text that is in memory (control for the test below)") {
+  const HiddenText text(32);
+  CHECK(occurrences(text) == 0);
+  auto heap = std::make_unique<std::uint8_t[]>(text.size());
+  text.write_to(heap.get());
+  CHECK(occurrences(text) == 1);
+  kms::secure_zero(heap.get(), text.size());
+  CHECK(occurrences(text) == 0);
+}
+
+TEST_CASE("a request's token and plaintext are gone from the server's memory once it has answered") {
+  const HiddenText token(32), plaintext(40);
+  std::atomic<bool> saw_request{false};
+  TestServer s({}, [&](net::Request& req, const net::PeerInfo&) -> asio::awaitable<net::Response> {
+    saw_request = req["X-Vault-Token"].size() == token.size() && req.body().size() == plaintext.size() + 16;
+    co_return net::json_response(200, R"({"ok":true})");
+  });
+  Client c(s.bound);
+  {
+    // The raw request is put together in locked memory, wiped once sent.
+    const std::string head = "POST /v1/transit/encrypt/k HTTP/1.1\r\nHost: t\r\nX-Vault-Token: ";
+    const std::string mid = "\r\nContent-Length: " + std::to_string(plaintext.size() + 16) + "\r\n\r\n{\"plaintext\":\"";
+    kms::SecureBytes raw(head.size() + token.size() + mid.size() + plaintext.size() + 2);
+    std::uint8_t* p = raw.data();
+    p = std::copy(head.begin(), head.end(), p);
+    token.write_to(p);
+    p += token.size();
+    p = std::copy(mid.begin(), mid.end(), p);
+    plaintext.write_to(p);
+    p += plaintext.size();
+    std::memcpy(p, "\"}", 2);
+    asio::write(c.socket, asio::buffer(raw.data(), raw.size()));
+  }
+  auto res = c.read();
+  REQUIRE(res.result_int() == 200);
+  CHECK(saw_request);
+  // The connection stays open (keep-alive): its read buffer is still alive.
+  CHECK(res.keep_alive());
+  CHECK(occurrences(token) == 0);
+  CHECK(occurrences(plaintext) == 0);
+  // And the connection still works.
+  CHECK(c.send(post("/x", "again")).result_int() == 200);
 }

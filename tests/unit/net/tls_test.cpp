@@ -102,7 +102,8 @@ ssl::context client_context(const Pki& pki, bool with_cert, int max_version) {
 
 struct Client {
   Client(const Pki& pki, const tcp::endpoint& ep, bool with_cert, int max_version = 0)
-      : ctx(client_context(pki, with_cert, max_version)), stream(io, ctx) {
+      : Client(ep, client_context(pki, with_cert, max_version)) {}
+  Client(const tcp::endpoint& ep, ssl::context context) : ctx(std::move(context)), stream(io, ctx) {
     beast::get_lowest_layer(stream).connect(ep);
     beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
   }
@@ -155,13 +156,57 @@ TEST_CASE("TLS: requests are served over TLS 1.2+ with the configured certificat
   CHECK(s.last_subject.empty());  // no client certificate asked for
 }
 
+namespace {
+
+// A client that really speaks TLS 1.1: OpenSSL 3 at its default security
+// level refuses TLS 1.1 on its own (no SHA-1 signatures), so a test with such
+// a client would pass whatever the server does. Security level 0 and the
+// TLS 1.0/1.1 CBC suites make the client able to; the control below shows
+// that it does connect to a server that allows TLS 1.1.
+ssl::context tls11_client_context(const Pki& pki) {
+  ssl::context ctx = client_context(pki, false, TLS1_1_VERSION);
+  SSL_CTX* native = ctx.native_handle();
+  SSL_CTX_set_security_level(native, 0);
+  REQUIRE(SSL_CTX_set_cipher_list(native, "DEFAULT:@SECLEVEL=0") == 1);
+  REQUIRE(SSL_CTX_set_min_proto_version(native, TLS1_1_VERSION) == 1);
+  return ctx;
+}
+
+// The server's own context, relaxed to allow TLS 1.1 (the control server).
+std::shared_ptr<ssl::context> allowing_tls11(std::shared_ptr<ssl::context> ctx) {
+  SSL_CTX* native = ctx->native_handle();
+  SSL_CTX_set_security_level(native, 0);
+  REQUIRE(SSL_CTX_set_min_proto_version(native, TLS1_1_VERSION) == 1);
+  REQUIRE(SSL_CTX_set_cipher_list(native, "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:@SECLEVEL=0") == 1);
+  return ctx;
+}
+
+}  // namespace
+
+TEST_CASE("TLS: a client able to speak TLS 1.1 connects to a server that allows it (control)") {
+  Pki pki;
+  auto ctx = net::make_server_tls(pki.server());
+  REQUIRE(ctx);
+  TlsServer s(allowing_tls11(*ctx));
+  Client old(s.bound, tls11_client_context(pki));
+  const auto ec = old.handshake();
+  INFO(ec.message());
+  REQUIRE_FALSE(ec);
+  CHECK(SSL_version(old.stream.native_handle()) == TLS1_1_VERSION);
+  CHECK(old.get() == 200);
+}
+
 TEST_CASE("TLS: a TLS 1.1 client is refused, a TLS 1.2-only client is served") {
   Pki pki;
   auto ctx = net::make_server_tls(pki.server());
   REQUIRE(ctx);
   TlsServer s(*ctx);
-  Client old(pki, s.bound, false, TLS1_1_VERSION);
-  CHECK(old.handshake());
+  Client old(s.bound, tls11_client_context(pki));
+  const auto ec = old.handshake();
+  REQUIRE(ec);
+  // Refused for its protocol version (the server's alert), not for anything else.
+  INFO(ec.message());
+  CHECK(ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == SSL_R_TLSV1_ALERT_PROTOCOL_VERSION);
   Client v12(pki, s.bound, false, TLS1_2_VERSION);
   REQUIRE_FALSE(v12.handshake());
   CHECK(SSL_version(v12.stream.native_handle()) == TLS1_2_VERSION);

@@ -7,7 +7,9 @@
 
 #include "provider_test_util.hpp"
 #include "providers/common.hpp"
+#include "rootseal/kms/secure_json.hpp"
 #include "rootseal/kms/secure_memory_resource.hpp"
+#include "secure_json.hpp"
 #include "rootseal/sync/provider.hpp"
 
 using namespace rootseal;
@@ -84,6 +86,18 @@ TEST_CASE("secure memory resource: the monotonic arena grows geometrically withi
   CHECK(doc.reserved() > 0);
   std::basic_string<char, std::char_traits<char>, kms::SecureAllocator<char>> held(200, 'x');
   CHECK(held.size() == 200);
+}
+
+TEST_CASE("SecureJson: the parsed tree, strings included, stays in locked memory") {
+  // A provider's answer with a secret value (longer than boost::json's inline strings).
+  auto doc = sync::SecureJson::parse(std::string_view(R"({"data":{"password":"a-secret-longer-than-fourteen"}})"));
+  REQUIRE(doc);
+  const auto& root = (*doc)->root();
+  CHECK(kms::is_secure_json_storage(root.storage()));
+  const auto& value = root.at("data").at("password").as_string();
+  CHECK(value == "a-secret-longer-than-fourteen");
+  CHECK(kms::is_secure_json_storage(value.storage()));
+  CHECK_FALSE(sync::SecureJson::parse(std::string_view("{nope")).has_value());
 }
 
 TEST_CASE("rate limiter: a burst passes at once, the rest at the configured rate") {

@@ -9,19 +9,20 @@
 // bad_alloc beyond a resource's limit); there is no fallback to the heap.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <limits>
 #include <memory_resource>
-#include <mutex>
-#include <unordered_map>
 #include <vector>
 
 #include "rootseal/kms/secure_bytes.hpp"
 
 namespace rootseal::kms {
 
-// General purpose: each allocation is its own SecureBytes (the arena's size
-// classes make small ones cheap); deallocation zeroizes and frees at once.
+// General purpose: each allocation is its own block of the locked arena (its
+// size classes, cached per thread up to 4 KiB, make small ones cheap: no
+// mmap/mlock per allocation); deallocation zeroizes and frees at once. No
+// table of blocks: the pmr contract gives back the size at deallocation.
 // Thread-safe. Alignment up to 32 bytes (the arena's smallest class).
 class SecureMemoryResource final : public std::pmr::memory_resource {
  public:
@@ -41,10 +42,9 @@ class SecureMemoryResource final : public std::pmr::memory_resource {
     return this == &other;
   }
 
-  mutable std::mutex mu_;
   std::size_t limit_;
-  std::size_t in_use_ = 0;
-  std::unordered_map<const void*, SecureBytes> blocks_;
+  std::atomic<std::size_t> in_use_{0};
+  std::atomic<std::size_t> allocations_{0};
 };
 
 // Monotonic: hands out pieces of SecureBytes chunks that grow geometrically
@@ -70,8 +70,9 @@ class SecureMonotonicResource final : public std::pmr::memory_resource {
     return this == &other;
   }
 
-  std::vector<SecureBytes> chunks_;
-  std::size_t used_ = 0;  // in the last chunk
+  SecureBytes first_;               // the first chunk (most documents need no other)
+  std::vector<SecureBytes> chunks_;  // the further ones
+  std::size_t used_ = 0;             // in the last chunk
   std::size_t next_chunk_;
   std::size_t limit_;
   std::size_t reserved_ = 0;

@@ -6,6 +6,13 @@
 // body limit (413 past it); a connection serves at most max_requests_per_connection
 // requests (keep-alive, no pipelining backlog: one request at a time). The
 // request handler is a function from request to response: it knows no sockets.
+//
+// A request carries secrets in three places: its body (plaintext), its header
+// fields (the token) and the connection's read buffer (the raw bytes of all
+// of it). All three are locked memory (kms::SecureAllocator: the locked
+// arena's size classes, no mmap/mlock per request) and are wiped before the
+// answer leaves: the read buffer as soon as the request is parsed, the body
+// and the fields when the handler returns.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -21,11 +28,14 @@
 #include <memory>
 #include <string>
 
+#include "rootseal/kms/secure_memory_resource.hpp"
 #include "rootseal/net/secure_body.hpp"
 
 namespace rootseal::net {
 
-using Request = boost::beast::http::request<SecureBody>;
+// Header fields in locked memory, wiped when freed.
+using SecureFields = boost::beast::http::basic_fields<kms::SecureAllocator<char>>;
+using Request = boost::beast::http::request<SecureBody, SecureFields>;
 using Response = boost::beast::http::response<SecureBody>;
 
 struct PeerInfo {

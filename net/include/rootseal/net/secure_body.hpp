@@ -9,51 +9,15 @@
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/message.hpp>
 
-#include <cstdint>
-#include <cstring>
 #include <boost/optional.hpp>
-#include <algorithm>
-#include <string_view>
+#include <cstdint>
 
-#include "rootseal/kms/secure_bytes.hpp"
+#include "rootseal/kms/secure_buffer.hpp"
 
 namespace rootseal::net {
 
-// A growable byte buffer in locked memory.
-class SecureBuffer {
- public:
-  SecureBuffer() = default;
-  explicit SecureBuffer(std::string_view text) { append(text.data(), text.size()); }
-
-  [[nodiscard]] std::size_t size() const noexcept { return size_; }
-  [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
-  [[nodiscard]] const std::uint8_t* data() const noexcept { return bytes_.data(); }
-  [[nodiscard]] std::string_view view() const noexcept {
-    return {reinterpret_cast<const char*>(bytes_.data()), size_};
-  }
-
-  void reserve(std::size_t n) {
-    if (n <= bytes_.size()) return;
-    kms::SecureBytes bigger(n);
-    if (size_ != 0) std::memcpy(bigger.data(), bytes_.data(), size_);
-    bytes_ = std::move(bigger);
-  }
-  void append(const void* p, std::size_t n) {
-    if (n == 0) return;
-    if (size_ + n > bytes_.size()) reserve(std::max(size_ + n, bytes_.size() * 2));
-    std::memcpy(bytes_.data() + size_, p, n);
-    size_ += n;
-  }
-  void append(std::string_view s) { append(s.data(), s.size()); }
-  void clear() noexcept {
-    bytes_.clear();
-    size_ = 0;
-  }
-
- private:
-  kms::SecureBytes bytes_;
-  std::size_t size_ = 0;
-};
+// The body's bytes: kms's growable locked buffer.
+using kms::SecureBuffer;
 
 struct SecureBody {
   using value_type = SecureBuffer;
