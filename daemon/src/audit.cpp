@@ -228,10 +228,11 @@ bool pwrite_all(int fd, std::string_view data, off_t at) {
 }
 
 // Where the intact part of a log ends: the end of its last line L that is
-// complete (newline-terminated, its own sha256 right) and linked — the line
-// before L is complete too and its sha256 is L's prev_sha256, or L is the
-// first line of the file and chains to 64 zeros. Everything after it is a
-// damaged tail (a torn line, a run of NUL bytes, lines after a gap).
+// complete (newline-terminated, its own sha256 right), before any NUL byte,
+// and linked — the line before L is complete too and its sha256 is L's
+// prev_sha256, or L is the first line of the file and chains to 64 zeros.
+// Everything after it is a damaged tail (a torn line, a run of NUL bytes and
+// whatever lines follow it).
 struct IntactEnd {
   off_t end = 0;
   std::string last_hash = kGenesis;
@@ -258,8 +259,17 @@ kms::Result<IntactEnd> find_intact_end(int fd, off_t size, const std::filesystem
       if (!p || sha256_hex(p->covered) != p->self) return std::nullopt;
       return p;
     };
+    // NUL bytes are never in a line (JSON escapes them): they are a hole
+    // (the file grown past data never written: a power cut, or a writer
+    // before this one that placed lines out of order). The damage starts at
+    // the last run of them at the latest, whatever complete lines follow.
+    std::size_t limit = buf.size();
+    if (const std::size_t z = buf.rfind('\0'); z != std::string::npos) {
+      limit = z;
+      while (limit > 0 && buf[limit - 1] == '\0') --limit;
+    }
     bool need_more = false;
-    std::size_t nl = buf.empty() ? std::string::npos : buf.rfind('\n');
+    std::size_t nl = limit == 0 ? std::string::npos : buf.rfind('\n', limit - 1);
     while (nl != std::string::npos) {
       const auto line = line_at(nl);
       if (!line) {

@@ -61,6 +61,35 @@ class AuditCrashTest(unittest.TestCase):
         self.assertRegex(r.stdout.decode(), r"line 2: recovered after a crash or a full disk: %d bytes set aside in "
                                             r"%s \(sha256 [0-9a-f]{64}\), checked" % (len(torn), damaged[0]))
 
+    def test_a_dev_token_object_emptied_by_a_kill_is_put_back(self):
+        """SoftHSM2 rewrites token.object in place at each login; a kill
+        between its truncate and its write leaves it empty (seen in this
+        campaign). The next start puts back the last good copy."""
+        state = self.dir + "/state"
+        d = Daemon(state)
+        d.wait_health(200)
+        status, _, _ = d.json("POST", "/v1/transit/keys/k", headers={"X-Vault-Token": d.token})
+        self.assertIn(status, (200, 204))
+        status, _, body = d.json("POST", "/v1/transit/encrypt/k", body=json.dumps({"plaintext": "YQ=="}),
+                                 headers={"X-Vault-Token": d.token})
+        self.assertEqual(status, 200, body)
+        ciphertext = body["data"]["ciphertext"]
+        d.proc.kill()
+        d.proc.wait()
+        d.stop()
+        tokens = os.path.join(state, "softhsm", "tokens")
+        (token,) = os.listdir(tokens)
+        open(os.path.join(tokens, token, "token.object"), "wb").close()  # what the kill leaves
+        d = Daemon(state)
+        try:
+            d.wait_health(200)
+            status, _, body = d.json("POST", "/v1/transit/decrypt/k", body=json.dumps({"ciphertext": ciphertext}),
+                                     headers={"X-Vault-Token": d.token})
+            self.assertEqual(status, 200, body)
+            self.assertEqual(body["data"]["plaintext"], "YQ==")
+        finally:
+            self.assertEqual(d.stop(), 0)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
