@@ -121,6 +121,11 @@ class Campaign:
             if op == "audit_recovery":
                 self.recoveries += 1
                 self.damaged_bytes += l["damaged_bytes"]
+                # A kill can cut the last write short; it never leaves a hole
+                # (NUL bytes: a line written after one that was not).
+                with open(os.path.join(self.state, l["damaged_file"]), "rb") as f:
+                    if b"\0" in f.read():
+                        raise AssertionError("a hole in the audit log (set aside in %s)" % l["damaged_file"])
                 continue
             if op in ("audit_reopen",):
                 continue
