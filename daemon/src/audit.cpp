@@ -467,25 +467,33 @@ kms::Result<bool> AuditLog::reopen() {
   // start), else begin it with a reopen line that names the old file's last line.
   OpenedFile f;
   ROOTSEAL_TRY_ASSIGN(f, open_log_file(path_));
-  AuditRecord r = local_record("audit-reopen", "SIGHUP", path_.string(), "audit_reopen");
-  r.continues = prev_;
+  const bool fresh = f.end == 0;
+  if (fresh) {
+    // The reopen line goes in before the switch: if it cannot be written
+    // (a full disk), the old file stays in use and nothing is lost.
+    AuditRecord r = local_record("audit-reopen", "SIGHUP", path_.string(), "audit_reopen");
+    r.continues = prev_;
+    std::string line = format_audit_line(r, nullptr);
+    std::string self = chain_line(line, f.last_hash);
+    if (!pwrite_all(f.fd, line, 0)) {
+      const int e = errno;
+      const bool cut = ::ftruncate(f.fd, 0) == 0;  // a partial line would be damage at its next open
+      ::close(f.fd);
+      if (!cut) return std::unexpected(io_fail(path_, "write the reopen line, then cut it back", e));
+      return std::unexpected(io_fail(path_, "write the reopen line (the old file stays in use)", e));
+    }
+    f.end = static_cast<off_t>(line.size());
+    f.last_hash = std::move(self);
+  }
   (void)::fdatasync(fd_);
   ::close(fd_);
   fd_ = f.fd;
   prev_ = std::move(f.last_hash);
   end_ = f.end;
   tail_dirty_ = false;
-  {
-    std::lock_guard lock(mu_);
-    if (f.recovery) recovery_ = std::move(f.recovery);
-  }
-  if (end_ == 0) {
-    Pending first{format_audit_line(r, nullptr), false, {}};
-    std::vector<Pending*> batch{&first};
-    ROOTSEAL_TRY(commit(batch));
-    std::lock_guard lock(mu_);
-    lines_ += 1;
-  }
+  std::lock_guard lock(mu_);
+  if (f.recovery) recovery_ = std::move(f.recovery);
+  if (fresh) ++lines_;
   return true;
 }
 

@@ -111,7 +111,8 @@ class AuditLog {
   // line whose "continues" field is the old file's last sha256, so
   // `verify_audit_log(new, old_last)` links the files; a non-empty file is
   // continued from its last intact line, as at start. false if the path still
-  // names the open file (nothing to do). An error leaves the old file in use.
+  // names the open file (nothing to do). An error (the new file cannot be
+  // opened, or its reopen line written) leaves the old file in use.
   kms::Result<bool> reopen();
 
   // The recovery open() or the last reopen() performed, if any.
