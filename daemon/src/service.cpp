@@ -197,7 +197,7 @@ kms::Result<std::string> Service::load_cluster_id() {
   // disk before it is announced in /v1/sys/health.
   const std::string text = id + "\n";
   ROOTSEAL_TRY(kms::write_file_durably(
-      path, std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()), 0644, /*exclusive=*/false));
+      path, std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()), 0600, /*exclusive=*/false));
   return id;
 }
 
