@@ -344,8 +344,17 @@ int run(int argc, char** argv) {
         }
         total += r->lines;
         previous_last = r->last_sha256;
+        const auto n = r->recoveries.size();
         con.out("audit log " + file + ": " + std::to_string(r->lines) + " lines, chain intact" +
-                (r->continues.empty() ? "" : ", continues the file before it") + "\n");
+                (r->continues.empty() ? "" : ", continues the file before it") +
+                (n == 0 ? "" : ", " + std::to_string(n) + (n == 1 ? " recovery:" : " recoveries:")) + "\n");
+        // Each recovery line is for the auditor to check (docs/operations.md).
+        for (const auto& rec : r->recoveries) {
+          con.out("  line " + std::to_string(rec.line) + ": recovered after a crash or a full disk: " +
+                  std::to_string(rec.recovery.damaged_bytes) + " bytes set aside in " +
+                  rec.recovery.damaged_file.string() + " (sha256 " + rec.recovery.damaged_sha256 + "), " +
+                  (rec.damaged_file_checked ? "checked" : "not found beside the log") + "\n");
+        }
       }
       if (audit_files.size() > 1) {
         con.out(std::to_string(audit_files.size()) + " files, " + std::to_string(total) + " lines, one chain\n");

@@ -92,49 +92,6 @@ std::string errno_text() { return std::strerror(errno); }
 
 }  // namespace
 
-kms::Result<void> write_file_durably(const std::filesystem::path& path, std::span<const std::uint8_t> data,
-                                     unsigned mode, bool exclusive) {
-  std::error_code ec;
-  if (exclusive && std::filesystem::exists(path, ec)) {
-    return fail(Errc::already_exists, path.string() + " exists; refusing to overwrite it");
-  }
-  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  std::string tmp_name = path.filename().string();
-  tmp_name.insert(tmp_name.begin(), '.');  // (not "." + s: g++ 12 -Wrestrict false positive)
-  tmp_name.append(".tmp");
-  const std::filesystem::path tmp = dir / tmp_name;
-  {
-    Fd f;
-    f.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, static_cast<mode_t>(mode));
-    if (f.fd < 0) return fail(Errc::storage_failure, tmp.string() + ": " + errno_text());
-    if (::fchmod(f.fd, static_cast<mode_t>(mode)) != 0) return fail(Errc::storage_failure, tmp.string() + ": " + errno_text());
-    std::size_t done = 0;
-    while (done < data.size()) {
-      const ssize_t n = ::write(f.fd, data.data() + done, data.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return fail(Errc::storage_failure, tmp.string() + ": write: " + errno_text());
-      done += static_cast<std::size_t>(n);
-    }
-    if (::fsync(f.fd) != 0) return fail(Errc::storage_failure, tmp.string() + ": fsync: " + errno_text());
-  }
-  if (exclusive) {
-    // link(2) fails if the name exists: no race with another writer.
-    if (::link(tmp.c_str(), path.c_str()) != 0) {
-      const int e = errno;
-      ::unlink(tmp.c_str());
-      if (e == EEXIST) return fail(Errc::already_exists, path.string() + " exists; refusing to overwrite it");
-      return fail(Errc::storage_failure, path.string() + ": " + std::strerror(e));
-    }
-    ::unlink(tmp.c_str());
-  } else if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return fail(Errc::storage_failure, path.string() + ": rename: " + errno_text());
-  }
-  Fd d;
-  d.fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (d.fd < 0 || ::fsync(d.fd) != 0) return fail(Errc::storage_failure, dir.string() + ": fsync: " + errno_text());
-  return {};
-}
-
 kms::Result<std::string> read_small_file(const std::filesystem::path& path, std::size_t max_bytes) {
   Fd f;
   f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "rootseal/kms/durable_file.hpp"
 #include "rootseal/kms/error.hpp"
 #include "rootseal/kms/secure_bytes.hpp"
 
@@ -32,10 +33,8 @@ std::vector<std::uint8_t> random_public(std::size_t n);
 std::string utc_now();
 std::string host_name();
 
-// Writes `data` to `path` durably: a temporary sibling, fsync, rename, fsync
-// of the folder. `exclusive`: already_exists if `path` exists.
-kms::Result<void> write_file_durably(const std::filesystem::path& path, std::span<const std::uint8_t> data,
-                                     unsigned mode, bool exclusive);
+// Writing a file durably: kms::write_file_durably (rootseal/kms/durable_file.hpp).
+using kms::write_file_durably;
 kms::Result<std::string> read_small_file(const std::filesystem::path& path, std::size_t max_bytes = 1 << 20);
 kms::Result<void> make_private_dir(const std::filesystem::path& dir);
 

@@ -18,6 +18,9 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <iterator>
+#include <algorithm>
+#include "rootseal/kms/durable_file.hpp"
 #include <optional>
 #include <utility>
 
@@ -193,128 +196,311 @@ std::optional<ParsedLine> parse_line(std::string_view line) {
 
 namespace {
 
-// The hash the next line written to `path` chains to: its last line's, or 64
-// zeros for a missing or empty file. A torn or foreign last line is refused.
-// Only the end of the file is read (a log can be gigabytes by its rotation).
-kms::Result<std::string> last_hash_of(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return kGenesis;
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  if (size <= 0) return kGenesis;
-  const auto refuse = [&] {
-    return fail(Errc::storage_failure, "audit log " + path.string() +
-                                           ": the last line is incomplete or not an audit line; "
-                                           "move the file aside and investigate");
-  };
-  // Back from the end in steps until the newline before the last line (an
-  // audit line is a few hundred bytes; more than 1 MiB without one is not a log).
-  constexpr std::streamoff kStep = 4096;
-  constexpr std::size_t kMaxTail = 1 << 20;
-  std::string tail;
-  std::streamoff pos = size;
-  std::size_t start = std::string::npos;  // where the last line begins in `tail`
-  while (true) {
-    const std::streamoff n = std::min(kStep, pos);
-    pos -= n;
-    std::string chunk(static_cast<std::size_t>(n), '\0');
-    in.seekg(pos);
-    if (!in.read(chunk.data(), n)) return refuse();
-    tail.insert(0, chunk);
-    if (tail.size() >= 2) {
-      if (const auto nl = tail.rfind('\n', tail.size() - 2); nl != std::string::npos) {
-        start = nl + 1;
-        break;
-      }
-    }
-    if (pos == 0) {
-      start = 0;
-      break;
-    }
-    if (tail.size() >= kMaxTail) return refuse();
-  }
-  if (tail.back() != '\n') return refuse();
-  const auto parsed = parse_line(std::string_view(tail).substr(start, tail.size() - 1 - start));
-  if (!parsed || sha256_hex(parsed->covered) != parsed->self) return refuse();
-  return std::string(parsed->self);
+std::string errno_text(int e) { return std::strerror(e); }
+
+kms::Error io_fail(const std::filesystem::path& path, std::string_view what, int e) {
+  return {Errc::storage_failure, "audit log " + path.string() + ": " + std::string(what) + ": " + errno_text(e)};
 }
 
-// Opens (creating 0600) for pwrite(2) at offsets the writer reserves; no O_APPEND.
-kms::Result<std::pair<int, off_t>> open_for_lines(const std::filesystem::path& path) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return fail(Errc::storage_failure, "audit log " + path.string() + ": " + std::strerror(errno));
-  struct stat st{};
-  if (::fstat(fd, &st) != 0) {
-    const int e = errno;
-    ::close(fd);
-    return fail(Errc::storage_failure, "audit log " + path.string() + ": " + std::strerror(e));
+bool pread_all(int fd, char* out, std::size_t n, off_t at) {
+  for (std::size_t done = 0; done < n;) {
+    const ssize_t r = ::pread(fd, out + done, n - done, at + static_cast<off_t>(done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    done += static_cast<std::size_t>(r);
   }
-  return std::pair{fd, st.st_size};
+  return true;
+}
+
+// pwrite(2) all of `data` at `at`; false with errno set on failure.
+bool pwrite_all(int fd, std::string_view data, off_t at) {
+  for (std::size_t done = 0; done < data.size();) {
+    const ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done, at + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    if (n == 0) {
+      errno = EIO;
+      return false;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+// Where the intact part of a log ends: the end of its last line L that is
+// complete (newline-terminated, its own sha256 right), before any NUL byte,
+// and linked — the line before L is complete too and its sha256 is L's
+// prev_sha256, or L is the first line of the file and chains to 64 zeros.
+// Everything after it is a damaged tail (a torn line, a run of NUL bytes and
+// whatever lines follow it).
+struct IntactEnd {
+  off_t end = 0;
+  std::string last_hash = kGenesis;
+};
+
+// A tail this long without an intact line is not the result of a crash.
+constexpr off_t kMaxDamagedTail = 64 << 20;
+
+kms::Result<IntactEnd> find_intact_end(int fd, off_t size, const std::filesystem::path& path) {
+  off_t window = std::min<off_t>(size, 64 << 10);
+  while (true) {
+    const off_t base = size - window;
+    std::string buf(static_cast<std::size_t>(window), '\0');
+    if (!pread_all(fd, buf.data(), buf.size(), base)) return std::unexpected(io_fail(path, "read", errno ? errno : EIO));
+    // [start, end) of the line ending at buf[nl] ('\n'); nullopt if its start
+    // is not inside the window (a larger window is needed).
+    const auto line_at = [&](std::size_t nl) -> std::optional<std::pair<std::size_t, std::size_t>> {
+      const std::size_t prev_nl = nl == 0 ? std::string::npos : buf.rfind('\n', nl - 1);
+      if (prev_nl == std::string::npos && base != 0) return std::nullopt;
+      return std::pair{prev_nl == std::string::npos ? 0 : prev_nl + 1, nl};
+    };
+    const auto valid = [&](std::size_t from, std::size_t to) -> std::optional<ParsedLine> {
+      auto p = parse_line(std::string_view(buf).substr(from, to - from));
+      if (!p || sha256_hex(p->covered) != p->self) return std::nullopt;
+      return p;
+    };
+    // NUL bytes are never in a line (JSON escapes them): they are a hole
+    // (the file grown past data never written: a power cut, or a writer
+    // before this one that placed lines out of order). The damage starts at
+    // the last run of them at the latest, whatever complete lines follow.
+    std::size_t limit = buf.size();
+    if (const std::size_t z = buf.rfind('\0'); z != std::string::npos) {
+      limit = z;
+      while (limit > 0 && buf[limit - 1] == '\0') --limit;
+    }
+    bool need_more = false;
+    std::size_t nl = limit == 0 ? std::string::npos : buf.rfind('\n', limit - 1);
+    while (nl != std::string::npos) {
+      const auto line = line_at(nl);
+      if (!line) {
+        need_more = true;
+        break;
+      }
+      if (const auto l = valid(line->first, line->second)) {
+        bool linked = false;
+        if (base + static_cast<off_t>(line->first) == 0) {
+          linked = l->prev == kGenesis;
+        } else if (line->first == 0) {
+          need_more = true;  // the line before starts outside the window
+          break;
+        } else if (const auto before = line_at(line->first - 1); !before) {
+          need_more = true;
+          break;
+        } else if (const auto b = valid(before->first, before->second)) {
+          linked = b->self == l->prev;
+        }
+        if (linked) return IntactEnd{base + static_cast<off_t>(nl) + 1, std::string(l->self)};
+      }
+      nl = line->first == 0 ? std::string::npos : line->first - 1;
+    }
+    if (!need_more && base == 0) return IntactEnd{};  // nothing intact: all of it is damage
+    if (window >= size || window >= kMaxDamagedTail) {
+      return fail(Errc::storage_failure,
+                  "audit log " + path.string() + ": no intact line in its last " + std::to_string(window) +
+                      " bytes; this is not the end of a crash; move the file aside and investigate");
+    }
+    window = std::min<off_t>({size, window * 8, kMaxDamagedTail});
+  }
+}
+
+// "20261206T141700Z"
+std::string compact_utc_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[32];
+  const std::size_t n = std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+  return {buf, n};
+}
+
+// The damaged tail [from, size) copied byte for byte to a new file beside
+// the log (durably: temporary file, fsync, link, fsync of the folder).
+kms::Result<AuditRecovery> set_aside(int fd, off_t from, off_t size, const std::filesystem::path& path,
+                                     const std::string& last_intact) {
+  std::string bytes(static_cast<std::size_t>(size - from), '\0');
+  if (!pread_all(fd, bytes.data(), bytes.size(), from)) return std::unexpected(io_fail(path, "read", errno ? errno : EIO));
+  AuditRecovery r;
+  r.damaged_bytes = bytes.size();
+  r.damaged_sha256 = sha256_hex(bytes);
+  r.last_intact_sha256 = last_intact;
+  const std::string stem = path.filename().string() + ".damaged-" + compact_utc_now();
+  const auto data = std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
+  for (int k = 0;; ++k) {
+    r.damaged_file = path.parent_path() / (k == 0 ? stem : stem + "." + std::to_string(k));
+    auto written = kms::write_file_durably(r.damaged_file, data, 0600, /*exclusive=*/true);
+    if (written) return r;
+    if (written.error().code != Errc::already_exists || k >= 1000) {
+      return fail(Errc::storage_failure, "audit log " + path.string() + ": cannot set its damaged end aside: " +
+                                             written.error().message);
+    }
+  }
+}
+
+AuditRecord local_record(std::string request_id, std::string method, std::string path, std::string operation) {
+  AuditRecord r;
+  r.request_id = std::move(request_id);
+  r.remote = "local";
+  r.method = std::move(method);
+  r.path = std::move(path);
+  r.operation = std::move(operation);
+  r.status = 200;
+  r.outcome = "ok";
+  return r;
+}
+
+// Fills in the previous hash and the line's own; returns the latter.
+std::string chain_line(std::string& line, std::string_view prev) {
+  constexpr std::size_t kTail = 64 + 3;  // <hash>"}\n
+  const std::size_t self_at = line.size() - kTail;
+  const std::size_t prev_at = self_at - kSelfField.size() - 1 - 64;
+  std::memcpy(line.data() + prev_at, prev.data(), 64);
+  char self[64];
+  sha256_hex_into(self, std::string_view(line.data(), self_at - kSelfField.size()), std::string_view("}"));
+  std::memcpy(line.data() + self_at, self, sizeof self);
+  return {self, sizeof self};
+}
+
+struct OpenedFile {
+  int fd = -1;
+  off_t end = 0;
+  std::string last_hash;
+  std::optional<AuditRecovery> recovery;
+};
+
+std::string format_audit_line(const AuditRecord& r, const AuditRecovery* recovery);
+
+// Opens (creating 0600) the log at `path`, finds where its intact part ends
+// and, if a damaged tail follows, sets it aside and replaces it with a
+// recovery line: written over the start of the damaged tail first, then the
+// file cut just after it, so that a crash during recovery leaves either the
+// damaged tail (recovered again at the next start) or the recovery line.
+kms::Result<OpenedFile> open_log_file(const std::filesystem::path& path) {
+  OpenedFile f;
+  f.fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (f.fd < 0) return std::unexpected(io_fail(path, "open", errno));
+  const auto close_with = [&](kms::Error e) -> kms::Result<OpenedFile> {
+    ::close(f.fd);
+    return std::unexpected(std::move(e));
+  };
+  struct stat st{};
+  if (::fstat(f.fd, &st) != 0) return close_with(io_fail(path, "fstat", errno));
+  if (!S_ISREG(st.st_mode)) return close_with({Errc::storage_failure, "audit log " + path.string() + ": not a regular file"});
+  auto intact = find_intact_end(f.fd, st.st_size, path);
+  if (!intact) return close_with(intact.error());
+  f.end = intact->end;
+  f.last_hash = intact->last_hash;
+  if (intact->end == st.st_size) return f;
+
+  auto recovery = set_aside(f.fd, intact->end, st.st_size, path, intact->last_hash);
+  if (!recovery) return close_with(recovery.error());
+  std::string line = format_audit_line(local_record("audit-recovery", "START", path.string(), "audit_recovery"),
+                                       &*recovery);
+  const std::string self = chain_line(line, f.last_hash);
+  if (!pwrite_all(f.fd, line, f.end)) return close_with(io_fail(path, "write the recovery line", errno));
+  const off_t end = f.end + static_cast<off_t>(line.size());
+  if (::ftruncate(f.fd, end) != 0) return close_with(io_fail(path, "cut the damaged end", errno));
+  if (::fdatasync(f.fd) != 0) return close_with(io_fail(path, "fdatasync", errno));
+  f.end = end;
+  f.last_hash = self;
+  f.recovery = std::move(*recovery);
+  return f;
 }
 
 }  // namespace
 
-// A file is let go (after a reopen, or at exit) when the last writer that
-// reserved a place in it is done: its lines are synced to disk then.
-AuditLog::File::~File() {
-  (void)::fdatasync(fd);
-  ::close(fd);
+// One line waiting for the write that will hold it (on its caller's stack).
+struct AuditLog::Pending {
+  std::string line;  // hashes filled in by the writer
+  bool done = false;
+  kms::Result<void> result;
+};
+
+// The writer role: while held, this thread alone touches fd_, prev_, end_.
+struct AuditLog::Writer {
+  AuditLog* log;
+  explicit Writer(AuditLog* l) : log(l) {}
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+  ~Writer() {
+    std::lock_guard lock(log->mu_);
+    log->writing_ = false;
+    log->cv_.notify_all();
+  }
+};
+
+AuditLog::Writer AuditLog::become_writer() {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [this] { return !writing_; });
+  writing_ = true;
+  return Writer(this);
 }
 
-kms::Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::filesystem::path& path) {
-  std::string last_hash;
-  ROOTSEAL_TRY_ASSIGN(last_hash, last_hash_of(path));
-  std::pair<int, off_t> opened;
-  ROOTSEAL_TRY_ASSIGN(opened, open_for_lines(path));
-  auto file = std::make_shared<const File>(opened.first);
-  return std::unique_ptr<AuditLog>(new AuditLog(path, std::move(file), std::move(last_hash), opened.second));
+kms::Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::filesystem::path& path, AuditOptions options) {
+  OpenedFile f;
+  ROOTSEAL_TRY_ASSIGN(f, open_log_file(path));
+  std::unique_ptr<AuditLog> log(new AuditLog(path, options, f.fd, std::move(f.last_hash), f.end));
+  log->recovery_ = std::move(f.recovery);
+  return log;
 }
 
-AuditLog::AuditLog(std::filesystem::path path, std::shared_ptr<const File> file, std::string last_hash, off_t end)
-    : path_(std::move(path)), file_(std::move(file)), prev_(std::move(last_hash)), end_(end) {}
+AuditLog::AuditLog(std::filesystem::path path, AuditOptions options, int fd, std::string last_hash, off_t end)
+    : path_(std::move(path)), options_(options), fd_(fd), prev_(std::move(last_hash)), end_(end) {}
 
-AuditLog::~AuditLog() { (void)flush(); }
+AuditLog::~AuditLog() {
+  (void)flush();
+  ::close(fd_);
+}
+
+void AuditLog::on_health_change(std::function<void(bool, const std::string&)> listener) {
+  std::lock_guard lock(mu_);
+  listener_ = std::move(listener);
+}
 
 kms::Result<bool> AuditLog::reopen() {
-  std::pair<int, off_t> opened;
-  ROOTSEAL_TRY_ASSIGN(opened, open_for_lines(path_));
-  auto file = std::make_shared<const File>(opened.first);
+  Writer role = become_writer();
   struct stat now{}, open_now{};
-  if (::fstat(file->fd, &now) != 0) return fail(Errc::storage_failure, "audit log " + path_.string() + ": fstat failed");
-  {
-    std::lock_guard lock(mu_);
-    if (::fstat(file_->fd, &open_now) != 0) return fail(Errc::storage_failure, "audit log: fstat failed");
+  if (::stat(path_.c_str(), &now) == 0 && ::fstat(fd_, &open_now) == 0 && now.st_dev == open_now.st_dev &&
+      now.st_ino == open_now.st_ino) {
+    return false;  // not rotated
   }
-  if (now.st_dev == open_now.st_dev && now.st_ino == open_now.st_ino) return false;  // not rotated
   // Another file at the path: continue its chain if it has lines (as at
   // start), else begin it with a reopen line that names the old file's last line.
-  std::string last_hash;
-  ROOTSEAL_TRY_ASSIGN(last_hash, last_hash_of(path_));
-  AuditRecord r;
-  r.request_id = "audit-reopen";
-  r.remote = "local";
-  r.method = "SIGHUP";
-  r.path = path_.string();
-  r.operation = "audit_reopen";
-  r.status = 200;
-  r.outcome = "ok";
-  Reserved first;
-  {
-    std::lock_guard lock(mu_);
+  OpenedFile f;
+  ROOTSEAL_TRY_ASSIGN(f, open_log_file(path_));
+  const bool fresh = f.end == 0;
+  if (fresh) {
+    // The reopen line goes in before the switch: if it cannot be written
+    // (a full disk), the old file stays in use and nothing is lost.
+    AuditRecord r = local_record("audit-reopen", "SIGHUP", path_.string(), "audit_reopen");
     r.continues = prev_;
-    file_ = std::move(file);  // writers that reserved a place in the old file still hold it
-    prev_ = std::move(last_hash);
-    end_ = opened.second;
-    failed_ = false;  // a new file has no gap
-    // Reserved under the same lock: no other line can come first in the new file.
-    if (opened.second == 0) first = reserve_locked(format_line(r));
+    std::string line = format_audit_line(r, nullptr);
+    std::string self = chain_line(line, f.last_hash);
+    if (!pwrite_all(f.fd, line, 0)) {
+      const int e = errno;
+      const bool cut = ::ftruncate(f.fd, 0) == 0;  // a partial line would be damage at its next open
+      ::close(f.fd);
+      if (!cut) return std::unexpected(io_fail(path_, "write the reopen line, then cut it back", e));
+      return std::unexpected(io_fail(path_, "write the reopen line (the old file stays in use)", e));
+    }
+    f.end = static_cast<off_t>(line.size());
+    f.last_hash = std::move(self);
   }
-  if (first.file) ROOTSEAL_TRY(put(first));
+  (void)::fdatasync(fd_);
+  ::close(fd_);
+  fd_ = f.fd;
+  prev_ = std::move(f.last_hash);
+  end_ = f.end;
+  tail_dirty_ = false;
+  std::lock_guard lock(mu_);
+  if (f.recovery) recovery_ = std::move(f.recovery);
+  if (fresh) ++lines_;
   return true;
 }
 
-// The line up to its two hashes, which reserve_locked() fills in.
-std::string AuditLog::format_line(const AuditRecord& r) {
+namespace {
+
+// The line up to its two hashes (zeros here), which the writer fills in.
+std::string format_audit_line(const AuditRecord& r, const AuditRecovery* recovery) {
   std::string line;
   line.reserve(512);
   line += R"({"time":")";
@@ -335,6 +521,12 @@ std::string AuditLog::format_line(const AuditRecord& r) {
   if (!r.error.empty()) append_field(line, "error", r.error);
   append_number(line, "latency_ms", std::isfinite(r.latency_ms) ? r.latency_ms : 0.0);
   if (!r.continues.empty()) append_field(line, "continues", r.continues);
+  if (recovery != nullptr) {
+    append_field(line, "damaged_file", recovery->damaged_file.filename().string());
+    append_number(line, "damaged_bytes", recovery->damaged_bytes);
+    append_field(line, "damaged_sha256", recovery->damaged_sha256);
+    append_field(line, "last_intact_sha256", recovery->last_intact_sha256);
+  }
   line += kPrevField;
   line.append(64, '0');  // the previous hash
   line += '"';
@@ -344,69 +536,151 @@ std::string AuditLog::format_line(const AuditRecord& r) {
   return line;
 }
 
-// Under mu_: chains the line (previous hash in, own hash computed) and
-// reserves its place at the end of the current file.
-AuditLog::Reserved AuditLog::reserve_locked(std::string line) {
-  constexpr std::size_t kTail = 64 + 3;  // <hash>"}\n
-  const std::size_t self_at = line.size() - kTail;
-  const std::size_t prev_at = self_at - kSelfField.size() - 1 - 64;
-  std::memcpy(line.data() + prev_at, prev_.data(), 64);
-  char self[64];
-  sha256_hex_into(self, std::string_view(line.data(), self_at - kSelfField.size()), std::string_view("}"));
-  std::memcpy(line.data() + self_at, self, sizeof self);
-  prev_.assign(self, sizeof self);
-  Reserved r{file_, end_, std::move(line)};
-  end_ += static_cast<off_t>(r.line.size());
-  ++lines_;
-  return r;
-}
+}  // namespace
 
-// Lines land at the offsets reserved in chain order, whatever the order the
-// pwrite(2) calls complete in.
-kms::Result<void> AuditLog::put(const Reserved& r) {
-  std::size_t done = 0;
-  while (done < r.line.size()) {
-    const ssize_t n =
-        ::pwrite(r.file->fd, r.line.data() + done, r.line.size() - done, r.offset + static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      std::lock_guard lock(mu_);
-      if (r.file == file_) failed_ = true;  // a hole in the file: every later request fails too
-      return fail(Errc::storage_failure, "audit log write failed");
-    }
-    done += static_cast<std::size_t>(n);
+// The writer: chains the batch onto the file's last line and appends it with
+// one pwrite(2) (and fdatasync with options_.sync). On failure the file is
+// cut back to where it was and the chain does not move.
+kms::Result<void> AuditLog::commit(std::vector<Pending*>& batch) {
+  std::string buf;
+  std::size_t total = 0;
+  for (const auto* p : batch) total += p->line.size();
+  buf.reserve(total);
+  std::string prev = prev_;
+  for (auto* p : batch) {
+    prev = chain_line(p->line, prev);
+    buf += p->line;
   }
+  const auto failed = [&](std::string_view what, int e) -> kms::Result<void> {
+    if (::ftruncate(fd_, end_) != 0) tail_dirty_ = true;  // cut at the next attempt, before writing
+    return fail(Errc::unavailable, "audit log unavailable: " + std::string(what) + ": " + errno_text(e));
+  };
+  if (tail_dirty_) {
+    if (::ftruncate(fd_, end_) != 0) return fail(Errc::unavailable, "audit log unavailable: cut back: " + errno_text(errno));
+    tail_dirty_ = false;
+  }
+  if (!pwrite_all(fd_, buf, end_)) return failed("write", errno);
+  if (options_.sync && ::fdatasync(fd_) != 0) return failed("fdatasync", errno);
+  end_ += static_cast<off_t>(buf.size());
+  prev_ = std::move(prev);
   return {};
 }
 
 kms::Result<void> AuditLog::write(const AuditRecord& record) {
-  // The line is built outside the lock; the lock covers only the chain and
-  // reserving the line's place in the file, so requests on other threads do
-  // not wait for this one's pwrite(2).
-  std::string line = format_line(record);
-  Reserved reserved;
-  {
-    std::lock_guard lock(mu_);
-    if (failed_) return fail(Errc::storage_failure, "audit log write failed earlier; restart after fixing the cause");
-    reserved = reserve_locked(std::move(line));
+  Pending me{format_audit_line(record, nullptr), false, {}};  // built before any lock
+  std::unique_lock lock(mu_);
+  if (!healthy_ && std::chrono::steady_clock::now() < retry_at_) {
+    ++failures_;
+    return fail(Errc::unavailable, "audit log unavailable (retrying)");
   }
-  return put(reserved);
+  queue_.push_back(&me);
+  std::optional<bool> changed;  // the health this call switched to
+  std::string reason;
+  while (!me.done) {
+    if (writing_) {
+      cv_.wait(lock);
+      continue;
+    }
+    // The writer for every line queued so far, in queue (chain) order.
+    writing_ = true;
+    std::vector<Pending*> batch;
+    batch.swap(queue_);
+    lock.unlock();
+    auto result = commit(batch);
+    lock.lock();
+    writing_ = false;
+    for (auto* p : batch) {
+      p->result = result;
+      p->done = true;
+    }
+    if (result) {
+      lines_ += batch.size();
+      if (!healthy_) {
+        healthy_ = true;
+        backoff_ = std::chrono::milliseconds(0);
+        changed = true;
+      }
+    } else {
+      failures_ += batch.size();
+      backoff_ = std::clamp(backoff_ * 2, options_.retry_min, options_.retry_max);
+      retry_at_ = std::chrono::steady_clock::now() + backoff_;
+      if (healthy_) {
+        healthy_ = false;
+        changed = false;
+        reason = result.error().message;
+      }
+    }
+    cv_.notify_all();
+  }
+  auto listener = changed ? listener_ : nullptr;
+  lock.unlock();
+  if (listener) listener(*changed, reason);
+  return me.result;
 }
 
 kms::Result<void> AuditLog::flush() {
-  std::shared_ptr<const File> file;
-  {
-    std::lock_guard lock(mu_);
-    file = file_;
-  }
-  if (::fdatasync(file->fd) != 0) return fail(Errc::storage_failure, "audit log fdatasync failed");
+  Writer role = become_writer();
+  if (::fdatasync(fd_) != 0) return fail(Errc::storage_failure, "audit log fdatasync failed: " + errno_text(errno));
   return {};
+}
+
+std::optional<AuditRecovery> AuditLog::recovery() const {
+  std::lock_guard lock(mu_);
+  return recovery_;
 }
 
 std::uint64_t AuditLog::lines_written() const {
   std::lock_guard lock(mu_);
   return lines_;
 }
+
+std::uint64_t AuditLog::write_failures() const {
+  std::lock_guard lock(mu_);
+  return failures_;
+}
+
+bool AuditLog::healthy() const {
+  std::lock_guard lock(mu_);
+  return healthy_;
+}
+
+namespace {
+
+// A recovery line's fields; its damaged file, if it is beside the log, must
+// have the recorded size and sha256.
+kms::Result<AuditRecoveryLine> recovery_line(const json::object& obj, const std::filesystem::path& log,
+                                             const std::string& where) {
+  const auto text = [&](std::string_view name) -> std::string {
+    const auto* v = obj.if_contains(name);
+    return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
+  };
+  AuditRecoveryLine rec;
+  rec.recovery.damaged_file = text("damaged_file");
+  rec.recovery.damaged_sha256 = text("damaged_sha256");
+  rec.recovery.last_intact_sha256 = text("last_intact_sha256");
+  const auto* bytes = obj.if_contains("damaged_bytes");
+  if (rec.recovery.damaged_file.empty() || rec.recovery.damaged_file.has_parent_path() ||
+      rec.recovery.damaged_sha256.size() != 64 || rec.recovery.last_intact_sha256.size() != 64 || bytes == nullptr ||
+      !bytes->is_number()) {
+    return fail(Errc::decryption_failed, where + ": a recovery line without its damaged_file, damaged_bytes, "
+                                                 "damaged_sha256 and last_intact_sha256");
+  }
+  json::error_code ec;
+  rec.recovery.damaged_bytes = bytes->to_number<std::uint64_t>(ec);
+  if (ec) return fail(Errc::decryption_failed, where + ": damaged_bytes is not a size");
+  const auto damaged = log.parent_path() / rec.recovery.damaged_file;
+  std::ifstream in(damaged, std::ios::binary);
+  if (!in) return rec;  // not beside the log (archived elsewhere): the auditor checks it there
+  const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (content.size() != rec.recovery.damaged_bytes || sha256_hex(content) != rec.recovery.damaged_sha256) {
+    return fail(Errc::decryption_failed, where + ": recovery line names " + damaged.string() +
+                                             ", whose size or sha256 is not the one recorded");
+  }
+  rec.damaged_file_checked = true;
+  return rec;
+}
+
+}  // namespace
 
 kms::Result<AuditVerification> verify_audit_log(const std::filesystem::path& path,
                                                  std::optional<std::string_view> previous_last) {
@@ -430,8 +704,18 @@ kms::Result<AuditVerification> verify_audit_log(const std::filesystem::path& pat
     json::error_code ec;
     const auto value = json::parse(line, ec);
     if (ec || !value.is_object()) return fail(Errc::decryption_failed, where + ": not valid JSON");
+    const auto& obj = value.as_object();
+    if (const auto* op = obj.if_contains("operation"); op != nullptr && op->is_string() && op->as_string() == "audit_recovery") {
+      AuditRecoveryLine rec;
+      ROOTSEAL_TRY_ASSIGN(rec, recovery_line(obj, path, where));
+      if (rec.recovery.last_intact_sha256 != parsed->prev) {
+        return fail(Errc::decryption_failed, where + ": recovery line does not name the line before it as the last intact one");
+      }
+      rec.line = v.lines;
+      v.recoveries.push_back(std::move(rec));
+    }
     if (v.lines == 1) {
-      const auto* c = value.as_object().if_contains("continues");
+      const auto* c = obj.if_contains("continues");
       if (c != nullptr && c->is_string()) v.continues = std::string(c->as_string());
       if (previous_last && v.continues != *previous_last) {
         return fail(Errc::decryption_failed,

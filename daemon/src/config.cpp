@@ -181,7 +181,8 @@ Result<void> parse_listen(const YAML::Node& n, ListenConfig& out) {
 
 Result<void> parse_api(const YAML::Node& n, ApiConfig& out) {
   ROOTSEAL_TRY(check_keys(n, "api", {"mount", "max_body_bytes", "max_header_bytes", "request_timeout",
-                               "idle_timeout", "max_connections"}));
+                               "idle_timeout", "header_timeout", "max_connections",
+                               "max_connections_per_client"}));
   if (n["mount"]) ROOTSEAL_TRY_ASSIGN(out.mount, scalar<std::string>(n["mount"], "api.mount"));
   if (out.mount.empty() || out.mount.find_first_of("/ ?#") != std::string::npos) {
     return fail(Errc::invalid_argument, "api.mount: must be one non-empty path segment");
@@ -189,7 +190,19 @@ Result<void> parse_api(const YAML::Node& n, ApiConfig& out) {
   if (n["max_body_bytes"]) ROOTSEAL_TRY_ASSIGN(out.max_body_bytes, positive(n["max_body_bytes"], "api.max_body_bytes", 64u << 20));
   if (n["max_header_bytes"]) ROOTSEAL_TRY_ASSIGN(out.max_header_bytes, positive(n["max_header_bytes"], "api.max_header_bytes", 1u << 20));
   if (n["max_connections"]) ROOTSEAL_TRY_ASSIGN(out.max_connections, positive(n["max_connections"], "api.max_connections", 1u << 20));
+  if (n["max_connections_per_client"]) {
+    auto v = scalar<std::int64_t>(n["max_connections_per_client"], "api.max_connections_per_client");
+    if (!v) return std::unexpected(v.error());
+    if (*v < 0 || *v > (1 << 20)) {
+      return fail(Errc::invalid_argument, "api.max_connections_per_client: must be 0 (no limit) to 1048576");
+    }
+    out.max_connections_per_client = static_cast<std::size_t>(*v);
+  }
   std::chrono::milliseconds d{};
+  if (n["header_timeout"]) {
+    ROOTSEAL_TRY_ASSIGN(d, duration(n["header_timeout"], "api.header_timeout"));
+    out.header_timeout = std::chrono::duration_cast<std::chrono::seconds>(d);
+  }
   if (n["request_timeout"]) {
     ROOTSEAL_TRY_ASSIGN(d, duration(n["request_timeout"], "api.request_timeout"));
     out.request_timeout = std::chrono::duration_cast<std::chrono::seconds>(d);
@@ -198,7 +211,7 @@ Result<void> parse_api(const YAML::Node& n, ApiConfig& out) {
     ROOTSEAL_TRY_ASSIGN(d, duration(n["idle_timeout"], "api.idle_timeout"));
     out.idle_timeout = std::chrono::duration_cast<std::chrono::seconds>(d);
   }
-  if (out.request_timeout.count() < 1 || out.idle_timeout.count() < 1) {
+  if (out.request_timeout.count() < 1 || out.idle_timeout.count() < 1 || out.header_timeout.count() < 1) {
     return fail(Errc::invalid_argument, "api: timeouts must be at least 1s");
   }
   return {};
@@ -579,8 +592,9 @@ Result<Config> parse_config(std::string_view yaml_text) {
   if (root["tokens"]) ROOTSEAL_TRY(parse_tokens(root["tokens"], cfg.policies, cfg.tokens));
   if (root["client_certs"]) ROOTSEAL_TRY(parse_client_certs(root["client_certs"], cfg.policies, cfg.client_certs));
   if (root["audit"]) {
-    ROOTSEAL_TRY(check_keys(root["audit"], "audit", {"enabled", "file"}));
+    ROOTSEAL_TRY(check_keys(root["audit"], "audit", {"enabled", "file", "fsync"}));
     if (root["audit"]["enabled"]) ROOTSEAL_TRY_ASSIGN(cfg.audit.enabled, scalar<bool>(root["audit"]["enabled"], "audit.enabled"));
+    if (root["audit"]["fsync"]) ROOTSEAL_TRY_ASSIGN(cfg.audit.fsync, scalar<bool>(root["audit"]["fsync"], "audit.fsync"));
     if (root["audit"]["file"]) {
       std::string f;
       ROOTSEAL_TRY_ASSIGN(f, scalar<std::string>(root["audit"]["file"], "audit.file"));

@@ -8,8 +8,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
+#include <optional>
+#include <span>
+#include <string_view>
 
 #include "rootseal/hsm/pkcs11_root.hpp"
+#include "rootseal/kms/durable_file.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "pin_source.hpp"
 
@@ -30,14 +35,38 @@ kms::Result<void> ensure_private_dir(const std::filesystem::path& dir) {
   return {};
 }
 
-// Writes a secret to a new file with mode 0600 (O_EXCL: never over an existing one).
-kms::Result<void> write_secret_file(const std::filesystem::path& path, const kms::SecureBytes& secret) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return fail(Errc::invalid_argument, "cannot create " + path.string());
-  const auto n = ::write(fd, secret.data(), secret.size());
-  const bool ok = n == static_cast<ssize_t>(secret.size()) && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok) return fail(Errc::invalid_argument, "cannot write " + path.string());
+std::span<const std::uint8_t> bytes_of(std::string_view text) {
+  return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
+}
+
+std::optional<std::string> read_whole(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// SoftHSM2's file backend rewrites each token's token.object in place
+// (truncate, then write) at every login: a process killed in between leaves
+// it empty, and the token, its PINs and the dev root key with it, is gone. A
+// copy of the last good token.object is kept outside the token folder
+// (softhsm/good/<token>.token.object) and put back when the file is empty or
+// shorter than that copy, before SoftHSM2 reads it.
+kms::Result<void> keep_softhsm_tokens(const std::filesystem::path& token_dir, const std::filesystem::path& good_dir) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(token_dir, ec)) {
+    if (!entry.is_directory()) continue;
+    const auto object = entry.path() / "token.object";
+    const auto good = good_dir / (entry.path().filename().string() + ".token.object");
+    const auto current = read_whole(object);
+    const auto copy = read_whole(good);
+    if (copy && !copy->empty() && (!current || current->size() < copy->size())) {
+      ROOTSEAL_TRY(kms::write_file_durably(object, bytes_of(*copy), 0600, /*exclusive=*/false));
+    } else if (current && !current->empty() && current != copy) {
+      // Best effort: on a full disk the older copy stays (it still opens the token).
+      (void)kms::write_file_durably(good, bytes_of(*current), 0600, /*exclusive=*/false);
+    }
+  }
+  if (ec) return fail(Errc::invalid_argument, "cannot list " + token_dir.string() + ": " + ec.message());
   return {};
 }
 
@@ -56,31 +85,41 @@ kms::Result<DevSetup> prepare_dev(const DevOptions& options) {
   const auto dir = std::filesystem::absolute(options.state_dir);
   const auto token_dir = dir / "softhsm" / "tokens";
   ROOTSEAL_TRY(ensure_private_dir(token_dir));
+  const auto good_dir = dir / "softhsm" / "good";
+  ROOTSEAL_TRY(ensure_private_dir(good_dir));
+  ROOTSEAL_TRY(keep_softhsm_tokens(token_dir, good_dir));
   const auto conf = dir / "softhsm" / "softhsm2.conf";
-  {
-    std::ofstream out(conf, std::ios::trunc);
-    out << "# written by rootseald --dev\n"
-        << "directories.tokendir = " << token_dir.string() << "\n"
-        << "objectstore.backend = file\n"
-        << "log.level = ERROR\n"
-        << "slots.removable = false\n";
-    if (!out) return fail(Errc::invalid_argument, "cannot write " + conf.string());
+  const std::string conf_text = "# written by rootseald --dev\n"
+                                "directories.tokendir = " + token_dir.string() + "\n"
+                                "objectstore.backend = file\n"
+                                "log.level = ERROR\n"
+                                "slots.removable = false\n";
+  // Written only when it changes, whole or not at all (a full disk or a kill
+  // never leaves SoftHSM2 a partial configuration).
+  if (read_whole(conf) != conf_text) {
+    ROOTSEAL_TRY(kms::write_file_durably(conf, bytes_of(conf_text), 0600, /*exclusive=*/false));
   }
   // SoftHSM2 reads this at C_Initialize, which has not happened yet.
   if (::setenv("SOFTHSM2_CONF", conf.c_str(), 1) != 0) return fail(Errc::internal, "setenv failed");
 
+  // The PIN file is written (whole, durably) before the token is made with
+  // that PIN: a start killed in between finds the PIN and makes the token.
   const auto pin_file = dir / "hsm-pin";
-  if (!std::filesystem::exists(pin_file)) {
+  const bool new_pin = !std::filesystem::exists(pin_file);
+  if (new_pin) {
     auto user_pin = random_hex(16);
-    auto so_pin = random_hex(16);
-    auto provisioned = hsm::provision_token(options.softhsm_module, kDevTokenLabel, so_pin, user_pin);
-    if (!provisioned && provisioned.error().code != Errc::already_exists) return std::unexpected(provisioned.error());
-    if (!provisioned) {
-      return fail(Errc::invalid_argument, "dev token exists but its PIN file " + pin_file.string() +
-                                              " is missing; remove " + dir.string() + " to start afresh");
-    }
-    ROOTSEAL_TRY(write_secret_file(pin_file, user_pin));
+    ROOTSEAL_TRY(kms::write_file_durably(pin_file, user_pin.span(), 0600, /*exclusive=*/true));
   }
+  kms::SecureBytes user_pin;
+  ROOTSEAL_TRY_ASSIGN(user_pin, read_secret_file(pin_file));
+  auto provisioned = hsm::provision_token(options.softhsm_module, kDevTokenLabel, random_hex(16), user_pin);
+  if (!provisioned && provisioned.error().code != Errc::already_exists) return std::unexpected(provisioned.error());
+  if (!provisioned && new_pin) {
+    std::filesystem::remove(pin_file);  // not this token's PIN: stay refused at the next start too
+    return fail(Errc::invalid_argument, "dev token exists but its PIN file " + pin_file.string() +
+                                            " was missing; remove " + dir.string() + " to start afresh");
+  }
+  if (provisioned) ROOTSEAL_TRY(keep_softhsm_tokens(token_dir, good_dir));
 
   Config cfg;
   cfg.dev = true;

@@ -124,8 +124,11 @@ std::string Metrics::render() const {
     out += buf;
   }
   for (const auto& [name, help, gauge] : gauges) {
-    std::snprintf(buf, sizeof buf, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name.c_str(), help.c_str(), name.c_str(),
-                  name.c_str(), gauge());
+    // A value read at scrape time; by Prometheus' naming rule one ending in
+    // _total only ever grows: a counter.
+    const char* type = std::string_view(name).ends_with("_total") ? "counter" : "gauge";
+    std::snprintf(buf, sizeof buf, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name.c_str(), help.c_str(), name.c_str(),
+                  type, name.c_str(), gauge());
     out += buf;
   }
   return out;

@@ -30,7 +30,8 @@ class Metrics {
 
   void observe_request(Route route, std::string_view method, unsigned status, std::chrono::nanoseconds elapsed);
 
-  // Values read at scrape time (sealed state, key counts, locked memory ...).
+  // Values read at scrape time (sealed state, key counts, locked memory ...);
+  // a name ending in _total is exposed as a counter.
   using Gauge = std::function<double()>;
   void add_gauge(std::string name, std::string help, Gauge gauge);
 

@@ -157,8 +157,9 @@ boost::asio::awaitable<net::Response> Router::route(net::Request& request, const
         co_await ctx_.transit->handle(request, std::string_view(path).substr(4), url.params(), peer, note);
     if (ctx_.audit != nullptr) {
       auto written = ctx_.audit->write(audit_record(request, path, peer, note, response, started));
-      // Vault's rule: a request that cannot be audited fails.
-      if (!written) co_return net::json_response(500, R"({"errors":["audit log unavailable"]})", version);
+      // Vault's rule: a request that cannot be audited fails; 503 (it is
+      // retried by clients) while the log cannot be written, e.g. a full disk.
+      if (!written) co_return net::json_response(503, R"({"errors":["audit log unavailable"]})", version);
     }
     co_return response;
   }

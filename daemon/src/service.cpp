@@ -25,6 +25,7 @@
 #include "pin_source.hpp"
 #include "sync_config.hpp"
 #include "rootseal/hsm/pkcs11_root.hpp"
+#include "rootseal/kms/durable_file.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "rootseal/kms/random.hpp"
 #include "rootseal/tpm/tpm_root.hpp"
@@ -188,9 +189,11 @@ kms::Result<std::string> Service::load_cluster_id() {
   std::string id;
   if (in && std::getline(in, id) && id.size() == 36) return id;
   id = kms::uuid_v4();  // an identifier, not a secret
-  std::ofstream out(path, std::ios::trunc);
-  out << id << "\n";
-  if (!out) return fail(Errc::storage_failure, "cannot write " + path.string());
+  // Whole or not at all (a crash or a full disk leaves no empty file), and on
+  // disk before it is announced in /v1/sys/health.
+  const std::string text = id + "\n";
+  ROOTSEAL_TRY(kms::write_file_durably(
+      path, std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()), 0600, /*exclusive=*/false));
   return id;
 }
 
@@ -319,9 +322,20 @@ kms::Result<void> Service::start() {
   ctx.metrics = &metrics_;
   if (config_.audit.enabled) {
     const auto path = config_.audit.file.empty() ? config_.state_dir / "audit.log" : config_.audit.file;
-    auto audit = AuditLog::open(path);
+    AuditOptions options;
+    options.sync = config_.audit.fsync;
+    auto audit = AuditLog::open(path, options);
     if (!audit) return std::unexpected(audit.error());
     audit_ = std::move(*audit);
+    log_audit_recovery();
+    audit_->on_health_change([](bool healthy, const std::string& reason) {
+      if (healthy) {
+        log::info("audit log writable again; requests are served");
+      } else {
+        log::error("audit log cannot be written; requests fail with 503 until it can (retried by itself)",
+                   {{"reason", reason}});
+      }
+    });
     ctx.audit = audit_.get();
   }
   metrics_.add_gauge("rootseal_keys", "Named keys in the keyring (0 while sealed).",
@@ -330,6 +344,14 @@ kms::Result<void> Service::start() {
                      [this] { return static_cast<double>(keyring_->version_count()); });
   metrics_.add_gauge("rootseal_audit_lines_written", "Audit lines written since start.",
                      [this] { return audit_ ? static_cast<double>(audit_->lines_written()) : 0.0; });
+  metrics_.add_gauge("rootseal_audit_write_failures_total",
+                     "Audit lines that could not be written since start (each one a request answered 503).",
+                     [this] { return audit_ ? static_cast<double>(audit_->write_failures()) : 0.0; });
+  metrics_.add_gauge("rootseal_audit_healthy", "1 while the audit log can be written (or is disabled), else 0.",
+                     [this] { return !audit_ || audit_->healthy() ? 1.0 : 0.0; });
+  metrics_.add_gauge("rootseal_http_connections_rejected_per_client_total",
+                     "Connections closed at accept: their client address had api.max_connections_per_client open.",
+                     [this] { return server_ ? static_cast<double>(server_->rejected_per_client()) : 0.0; });
   router_ = std::make_unique<Router>(std::move(ctx));
 
   AdminDeps admin;
@@ -361,7 +383,9 @@ kms::Result<void> Service::start() {
   limits.max_header_bytes = config_.api.max_header_bytes;
   limits.body_timeout = config_.api.request_timeout;
   limits.idle_timeout = config_.api.idle_timeout;
+  limits.header_timeout = config_.api.header_timeout;
   limits.max_connections = config_.api.max_connections;
+  limits.max_connections_per_client = config_.api.max_connections_per_client;
   server_ = std::make_unique<net::HttpServer>(
       io_, limits, [this](net::Request& req, const net::PeerInfo& peer) { return router_->handle(req, peer); });
   server_->set_tls(tls);
@@ -403,9 +427,24 @@ void Service::arm_watchdog() {
   });
 }
 
+void Service::log_audit_recovery() {
+  const auto r = audit_->recovery();
+  if (!r) return;
+  log::warn("audit log: a damaged end (a crash or a full disk during a write) was set aside and the chain "
+            "continues with a recovery line (docs/operations.md)",
+            {{"damaged_file", r->damaged_file.string()},
+             {"damaged_bytes", r->damaged_bytes},
+             {"damaged_sha256", r->damaged_sha256},
+             {"last_intact_sha256", r->last_intact_sha256}});
+}
+
 void Service::reopen_audit() {
   if (!audit_) return;
+  const auto before = audit_->recovery();
   auto r = audit_->reopen();
+  if (r && *r && audit_->recovery() && (!before || before->damaged_file != audit_->recovery()->damaged_file)) {
+    log_audit_recovery();
+  }
   if (!r) {
     // The old file stays in use: no line is lost, the rotation did not happen.
     log::error("audit log not reopened; still writing to the file open before", {{"reason", r.error().message}});

@@ -44,7 +44,8 @@ class Service {
   // SIGHUP: re-read the config; apply TLS material, policies and static tokens
   // all together, or nothing (the old ones keep serving) if anything is wrong.
   void reload();
-  void reopen_audit();  // SIGHUP: a rotated audit log is reopened, its chain carried over
+  void reopen_audit();
+  void log_audit_recovery();  // a warning for the recovery the audit log's last open did  // SIGHUP: a rotated audit log is reopened, its chain carried over
   void arm_watchdog();
   void wait_for_signals();
 

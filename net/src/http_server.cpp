@@ -21,6 +21,7 @@
 #include <boost/beast/http/write.hpp>
 #include <list>
 #include <mutex>
+#include <unordered_map>
 
 #include "rootseal/kms/encoding.hpp"
 
@@ -92,6 +93,27 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
   std::list<Connection> live;  // guarded by mu
   std::uint64_t next_id = 0;   // guarded by mu
   std::shared_ptr<asio::ssl::context> tls;  // guarded by mu; read once per accepted connection
+  // Open connections per client address (guarded by per_client_mu); an
+  // address leaves the map with its last connection.
+  std::mutex per_client_mu;
+  std::unordered_map<asio::ip::address, std::size_t> per_client;
+  std::atomic<std::uint64_t> rejected_per_client{0};
+
+  // Counts a connection from `address`; false (not counted) if it already has the maximum.
+  bool admit(const asio::ip::address& address) {
+    if (limits.max_connections_per_client == 0) return true;
+    std::lock_guard lock(per_client_mu);
+    auto& n = per_client[address];
+    if (n >= limits.max_connections_per_client) return false;
+    ++n;
+    return true;
+  }
+  void release(const asio::ip::address& address) {
+    if (limits.max_connections_per_client == 0) return;
+    std::lock_guard lock(per_client_mu);
+    auto it = per_client.find(address);
+    if (it != per_client.end() && --it->second == 0) per_client.erase(it);
+  }
 
   asio::awaitable<void> accept_loop() {
     auto self = shared_from_this();
@@ -102,7 +124,16 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
         continue;  // EMFILE, ECONNABORTED ...: keep serving the others
       }
       set_cloexec(socket.native_handle());
-      if (connections.load() >= limits.max_connections) {
+      boost::system::error_code rec;
+      const auto remote = socket.remote_endpoint(rec);
+      if (rec || connections.load() >= limits.max_connections) {
+        boost::system::error_code ignored;
+        socket.close(ignored);
+        continue;
+      }
+      // One client (address) cannot hold all of max_connections.
+      if (!admit(remote.address())) {
+        rejected_per_client.fetch_add(1, std::memory_order_relaxed);
         boost::system::error_code ignored;
         socket.close(ignored);
         continue;
@@ -115,14 +146,14 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
       boost::system::error_code nodelay_ec;
       socket.set_option(tcp::no_delay(true), nodelay_ec);
       auto executor = socket.get_executor();
-      asio::co_spawn(executor, session(self, std::move(socket)), asio::detached);
+      asio::co_spawn(executor, session(self, std::move(socket), remote), asio::detached);
     }
   }
 
-  static asio::awaitable<void> session(std::shared_ptr<Impl> self, tcp::socket socket) {
+  static asio::awaitable<void> session(std::shared_ptr<Impl> self, tcp::socket socket, tcp::endpoint remote) {
     PeerInfo peer;
     boost::system::error_code ec;
-    peer.remote = socket.remote_endpoint(ec);
+    peer.remote = remote;
     std::shared_ptr<asio::ssl::context> tls;
     {
       std::lock_guard lock(self->mu);
@@ -158,6 +189,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
       }
       stream.socket().close(ec);
     }
+    self->release(peer.remote.address());
     self->connections.fetch_sub(1);
   }
 
@@ -352,5 +384,9 @@ void HttpServer::start() {
 void HttpServer::stop() { impl_->stop(); }
 
 std::size_t HttpServer::active_connections() const noexcept { return impl_->connections.load(); }
+
+std::uint64_t HttpServer::rejected_per_client() const noexcept {
+  return impl_->rejected_per_client.load(std::memory_order_relaxed);
+}
 
 }  // namespace rootseal::net

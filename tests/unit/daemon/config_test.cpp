@@ -21,6 +21,9 @@ TEST_CASE("an empty config file gives the documented defaults") {
   CHECK(cfg->seal.probe_interval == std::chrono::milliseconds(5000));
   CHECK(cfg->log.level == "info");
   CHECK_FALSE(cfg->dev);
+  CHECK(cfg->api.header_timeout == std::chrono::seconds(10));
+  CHECK(cfg->api.max_connections_per_client == 256);
+  CHECK_FALSE(cfg->audit.fsync);
 }
 
 TEST_CASE("a full config is read") {
@@ -33,6 +36,10 @@ api:
   max_body_bytes: 65536
   request_timeout: 10s
   idle_timeout: 2m
+  header_timeout: 3s
+  max_connections_per_client: 0
+audit:
+  fsync: true
 state_dir: /srv/rootseal
 pkcs11:
   module: /usr/lib/x86_64-linux-gnu/pkcs11/yubihsm_pkcs11.so
@@ -56,6 +63,9 @@ blocking_threads: 3
   CHECK(cfg->api.max_body_bytes == 65536);
   CHECK(cfg->api.request_timeout == std::chrono::seconds(10));
   CHECK(cfg->api.idle_timeout == std::chrono::seconds(120));
+  CHECK(cfg->api.header_timeout == std::chrono::seconds(3));
+  CHECK(cfg->api.max_connections_per_client == 0);
+  CHECK(cfg->audit.fsync);
   CHECK(cfg->pkcs11.token_label == "prod");
   CHECK(cfg->pkcs11.max_sessions == 8);
   CHECK(cfg->pin.sources == std::vector{PinSourceKind::file});
@@ -79,6 +89,9 @@ TEST_CASE("bad configs are refused with a message naming the option") {
       {"api:\n  mount: a/b\n", "api.mount"},
       {"api:\n  max_body_bytes: -1\n", "api.max_body_bytes"},
       {"api:\n  request_timeout: 5 parsecs\n", "api.request_timeout"},
+      {"api:\n  header_timeout: 500ms\n", "timeouts must be at least 1s"},
+      {"api:\n  max_connections_per_client: -3\n", "api.max_connections_per_client"},
+      {"audit:\n  fsync: sometimes\n", "audit.fsync"},
       {"state_dir: relative/path\n", "state_dir: must be an absolute path"},
       {"root_of_trust: floppy\n", "root_of_trust: unsupported"},
       {"pkcs11:\n  module: libsofthsm2.so\n", "pkcs11.module: must be an absolute path"},

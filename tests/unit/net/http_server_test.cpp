@@ -376,4 +376,39 @@ TEST_CASE("a request's token and plaintext are gone from the server's memory onc
   CHECK(occurrences(plaintext) == 0);
   // And the connection still works.
   CHECK(c.send(post("/x", "again")).result_int() == 200);
+
+TEST_CASE("connections over max_connections_per_client from one address are closed at accept, others are served") {
+  net::ServerLimits limits;
+  limits.max_connections_per_client = 2;
+  TestServer s(limits);
+  auto a = std::make_unique<Client>(s.bound);
+  Client b(s.bound);
+  CHECK(a->send(post("/x", "")).result_int() == 200);  // both admitted and being served
+  CHECK(b.send(post("/x", "")).result_int() == 200);
+  Client third(s.bound);  // the TCP handshake completes; the server closes it at accept
+  CHECK(third.closed_by_peer());
+  CHECK(s.server->rejected_per_client() == 1);
+
+  // Another client address (127.0.0.2 is loopback too) has its own count.
+  asio::io_context io;
+  tcp::socket other(io);
+  other.open(tcp::v4());
+  other.bind({asio::ip::make_address("127.0.0.2"), 0});
+  other.connect(s.bound);
+  auto req = post("/x", "");
+  req.prepare_payload();
+  http::write(other, req);
+  beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  http::read(other, buf, res);
+  CHECK(res.result_int() == 200);
+
+  // A closed connection gives its place back.
+  a.reset();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (s.server->active_connections() > 2 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  REQUIRE(s.server->active_connections() == 2);
+  Client fourth(s.bound);
+  CHECK(fourth.send(post("/x", "")).result_int() == 200);
+  CHECK(s.server->rejected_per_client() == 1);
 }

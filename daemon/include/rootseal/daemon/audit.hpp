@@ -19,7 +19,10 @@
 // plaintext, ciphertext or key material.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -27,6 +30,7 @@
 #include <string_view>
 #include <string>
 #include <sys/types.h>
+#include <vector>
 
 #include "rootseal/kms/error.hpp"
 
@@ -52,20 +56,53 @@ struct AuditRecord {
   std::string continues;       // first line after a reopen: the previous file's last sha256
 };
 
+// Crash consistency: lines reach the file in chain order, whole, and with no
+// gap. One caller at a time is the writer: it takes every line queued while
+// the previous write ran, chains them (prev_sha256, sha256) and appends them
+// with one pwrite(2) at the end of the file; the other callers wait for the
+// write that holds their line. write() returns only after that write
+// completed, so a request is audited before it is answered (and an answer
+// never goes out for a line that is not in the file). A write that fails
+// (ENOSPC, EIO, EFBIG) is cut back off the file (ftruncate), so no partial
+// line stays; the chain is not advanced and every request of that write fails.
+//
+// Durability: with sync off (the default) a written line is in the kernel's
+// page cache: it survives the process being killed (SIGKILL, OOM, abort),
+// not a power cut or kernel crash before writeback. With sync on, each write
+// is followed by fdatasync(2) before the requests it holds are answered.
+struct AuditOptions {
+  bool sync = false;
+  // While the file cannot be written, requests fail at once (without a
+  // write) until the next retry, which is backed off from `retry_min` to
+  // `retry_max`; the first write after it that succeeds makes the log healthy.
+  std::chrono::milliseconds retry_min{10};
+  std::chrono::milliseconds retry_max{1000};
+};
+
+// What open() did with a damaged end of the file (a crash during a write,
+// or a line torn by a full disk): the bytes after the last intact line,
+// moved byte for byte to `damaged_file`, the file cut back to that line and a
+// recovery line appended that names it (see verify_audit_log()).
+struct AuditRecovery {
+  std::filesystem::path damaged_file;
+  std::uint64_t damaged_bytes = 0;
+  std::string damaged_sha256;
+  std::string last_intact_sha256;  // 64 zeros: no intact line was left
+};
+
 class AuditLog {
  public:
-  // Opens (creating 0600) for appending and continues the chain from the
-  // file's last line. A file whose last line is not a complete JSON line is
-  // refused (tampering or a torn write: rotate the file and investigate).
-  static kms::Result<std::unique_ptr<AuditLog>> open(const std::filesystem::path& path);
+  // Opens (creating 0600) and continues the chain from the file's last intact
+  // line. A damaged end (see AuditRecovery) is set aside and recorded; only
+  // failing to do that (I/O error, no space for the damaged copy) is an error.
+  static kms::Result<std::unique_ptr<AuditLog>> open(const std::filesystem::path& path, AuditOptions options = {});
   ~AuditLog();
   AuditLog(const AuditLog&) = delete;
   AuditLog& operator=(const AuditLog&) = delete;
 
-  // Appends one line (one pwrite(2) at a place reserved in chain order, so
-  // concurrent callers do not wait for each other's I/O). An error means the
-  // request must fail; after a failed write every later write fails too (the
-  // file would have a gap), until the daemon is restarted.
+  // Appends one line and returns once the write holding it completed. An
+  // error (Errc::unavailable) means the line is not in the file and the
+  // request must fail; later writes retry by themselves (see AuditOptions).
   kms::Result<void> write(const AuditRecord& record);
   // fdatasync; called at shutdown and on reload.
   kms::Result<void> flush();
@@ -73,46 +110,67 @@ class AuditLog {
   // it names a new, empty file, the first line written there is a reopen
   // line whose "continues" field is the old file's last sha256, so
   // `verify_audit_log(new, old_last)` links the files; a non-empty file is
-  // continued from its last line, as at start. Lines whose place was reserved
-  // in the old file still land there. false if the path still names the open
-  // file (nothing to do). An error leaves the old file in use.
+  // continued from its last intact line, as at start. false if the path still
+  // names the open file (nothing to do). An error (the new file cannot be
+  // opened, or its reopen line written) leaves the old file in use.
   kms::Result<bool> reopen();
+
+  // The recovery open() or the last reopen() performed, if any.
+  [[nodiscard]] std::optional<AuditRecovery> recovery() const;
   [[nodiscard]] std::uint64_t lines_written() const;
+  [[nodiscard]] std::uint64_t write_failures() const;  // lines that could not be written
+  [[nodiscard]] bool healthy() const;                   // false from a failed write to the next good one
+  // Called (by the thread that saw it, outside the log's locks) when the log
+  // becomes unhealthy, with the reason, and when it is healthy again.
+  void on_health_change(std::function<void(bool healthy, const std::string& reason)> listener);
 
  private:
-  struct File {
-    explicit File(int f) : fd(f) {}
-    ~File();
-    File(const File&) = delete;
-    File& operator=(const File&) = delete;
-    int fd;
-  };
-  struct Reserved {
-    std::shared_ptr<const File> file;  // the file the place is in, even if a reopen follows
-    off_t offset = 0;
-    std::string line;
-  };
-  AuditLog(std::filesystem::path path, std::shared_ptr<const File> file, std::string last_hash, off_t end);
-  static std::string format_line(const AuditRecord& record);
-  Reserved reserve_locked(std::string line);
-  kms::Result<void> put(const Reserved& reserved);
-  mutable std::mutex mu_;
+  struct Pending;
+  struct Writer;
+  AuditLog(std::filesystem::path path, AuditOptions options, int fd, std::string last_hash, off_t end);
+  kms::Result<void> commit(std::vector<Pending*>& batch);
+  Writer become_writer();
   const std::filesystem::path path_;
-  std::shared_ptr<const File> file_;
-  std::string prev_;  // hex SHA-256 of the last line
-  off_t end_;         // where the next line goes
-  bool failed_ = false;
+  const AuditOptions options_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Pending*> queue_;   // lines waiting for the next write, in chain order
+  bool writing_ = false;          // a writer holds fd_, prev_, end_
+  bool healthy_ = true;
+  std::chrono::steady_clock::time_point retry_at_{};
+  std::chrono::milliseconds backoff_{0};
   std::uint64_t lines_ = 0;
+  std::uint64_t failures_ = 0;
+  std::optional<AuditRecovery> recovery_;
+  std::function<void(bool, const std::string&)> listener_;
+
+  // Owned by the writer (writing_), no lock needed.
+  int fd_;
+  std::string prev_;  // hex SHA-256 of the last line in the file
+  off_t end_;         // where the next line goes
+  bool tail_dirty_ = false;  // a failed write could not be cut back yet
 };
 
+struct AuditRecoveryLine {
+  std::uint64_t line = 0;       // 1-based
+  AuditRecovery recovery;       // damaged_file as the line names it (a file name beside the log)
+  bool damaged_file_checked = false;  // found beside the log with that size and sha256
+};
 struct AuditVerification {
   std::uint64_t lines = 0;
   std::string last_sha256;  // where the next file's chain must continue
   std::string continues;    // the first line's "continues" field (written by a reopen), or empty
+  std::vector<AuditRecoveryLine> recoveries;
 };
 // Checks the whole chain; the error names the first bad line (1-based). With
 // `previous_last` (the previous file's last_sha256), the file must begin with
 // a reopen line that continues it: rotated files verify as one chain.
+// A recovery line (operation "audit_recovery", written by open() after a
+// crash or a full disk) is a link of the chain like any other; it must name
+// the line before it as its last intact line, and if its damaged file is
+// beside the log, that file's size and sha256 must be the ones recorded.
+// Lines edited, removed or inserted anywhere still fail.
 kms::Result<AuditVerification> verify_audit_log(const std::filesystem::path& path,
                                                  std::optional<std::string_view> previous_last = std::nullopt);
 

@@ -45,6 +45,7 @@ struct ClientCertIdentity {
 struct AuditConfig {
   bool enabled = true;
   std::filesystem::path file;  // empty: <state_dir>/audit.log
+  bool fsync = false;          // fdatasync each write before answering (survives power loss; costs latency)
 };
 
 struct ApiConfig {
@@ -53,7 +54,9 @@ struct ApiConfig {
   std::size_t max_header_bytes = 16 * 1024;
   std::chrono::seconds request_timeout{30};
   std::chrono::seconds idle_timeout{75};
+  std::chrono::seconds header_timeout{10};  // to receive a request's header (TLS handshake included)
   std::size_t max_connections = 4096;
+  std::size_t max_connections_per_client = 256;  // per client IP address; 0: no limit
 };
 
 // typed: the PIN an operator types into `rootseal unseal` (admin socket),

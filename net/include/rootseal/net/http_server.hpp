@@ -24,6 +24,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -60,6 +61,7 @@ struct ServerLimits {
   std::chrono::seconds idle_timeout{75};         // keep-alive wait for the next request
   std::size_t max_requests_per_connection = 10000;
   std::size_t max_connections = 4096;            // further accepts are closed at once
+  std::size_t max_connections_per_client = 256;  // per client IP address, further accepts closed at once; 0: none
 };
 
 class HttpServer {
@@ -82,6 +84,9 @@ class HttpServer {
   // Stops accepting and closes idle connections; requests in flight finish.
   void stop();
   [[nodiscard]] std::size_t active_connections() const noexcept;
+  // Connections closed at accept because their client address already had
+  // max_connections_per_client open, since start.
+  [[nodiscard]] std::uint64_t rejected_per_client() const noexcept;
 
  private:
   struct Impl;
