@@ -376,6 +376,7 @@ TEST_CASE("a request's token and plaintext are gone from the server's memory onc
   CHECK(occurrences(plaintext) == 0);
   // And the connection still works.
   CHECK(c.send(post("/x", "again")).result_int() == 200);
+}
 
 TEST_CASE("connections over max_connections_per_client from one address are closed at accept, others are served") {
   net::ServerLimits limits;
