@@ -52,10 +52,6 @@ std::string key_of(std::string_view ns, std::string_view name) {
   return k;
 }
 
-std::string store_label(const model::StoreRef& r) {
-  return std::string(model::to_string(r.kind)) + " \"" + r.name + "\"";
-}
-
 // A string field (one or two levels deep); empty when absent. (No
 // initializer lists: g++ 12 miscompiles braced string lists in coroutines.)
 std::string_view str_at(const json::value& v, std::string_view a, std::string_view b = {}) {
@@ -126,7 +122,7 @@ struct ResolvedStore {
 
 ExternalSecretReconciler::ExternalSecretReconciler(KubeApi& api, ProviderSource& providers, FetchCache& cache,
                                                    ReconcilerOptions options)
-    : api_(api), providers_(providers), cache_(cache), options_(std::move(options)) {}
+    : api_(api), providers_(providers), cache_(cache), resolver_(api), options_(std::move(options)) {}
 
 std::vector<std::string> ExternalSecretReconciler::writers_of(const std::string& ns, const std::string& secret) const {
   std::lock_guard lock(mu_);
@@ -335,26 +331,8 @@ asio::awaitable<ReconcileResult> ExternalSecretReconciler::run(const std::string
   auto resolve = [&](const model::StoreRef& ref) -> asio::awaitable<kms::Result<ResolvedStore*>> {
     const std::string id = std::string(model::to_string(ref.kind)) + "/" + ref.name;
     if (auto it = stores.find(id); it != stores.end()) co_return &it->second;
-    std::string store_ns;
-    if (ref.kind != model::StoreKind::cluster_secret_store) store_ns = ns;
-    const ObjectPtr so = api_.store(ref.kind, store_ns, ref.name);
-    if (!so) co_return kms::fail(Errc::not_found, store_label(ref) + " not found");
-    auto parsed_store = model::parse_secret_store(*so);
-    if (!parsed_store) co_return kms::fail(Errc::invalid_argument, store_label(ref) + " is invalid: " + parsed_store.error().message);
-    if (ref.kind == model::StoreKind::cluster_secret_store) {
-      model::StringMap labels;
-      bool needs_labels = false;
-      for (const auto& c : parsed_store->conditions) needs_labels = needs_labels || c.namespace_selector.has_value();
-      if (needs_labels) {
-        auto l = co_await api_.namespace_labels(ns);
-        if (!l) co_return kms::fail(l.error().code, "could not read namespace labels: " + l.error().message);
-        labels = std::move(*l);
-      }
-      if (!model::namespace_allowed(*parsed_store, ns, labels)) {
-        co_return kms::fail(Errc::permission_denied, "using " + store_label(ref) + " is not allowed from namespace \"" +
-                                                         ns + "\": denied by spec.conditions");
-      }
-    }
+    auto parsed_store = co_await resolver_.resolve(ref, ns);
+    if (!parsed_store) co_return std::unexpected(parsed_store.error());
     auto provider = co_await providers_.provider(*parsed_store, ns);
     if (!provider) co_return std::unexpected(provider.error());
     ResolvedStore rs;

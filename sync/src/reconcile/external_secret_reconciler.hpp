@@ -37,6 +37,7 @@
 #include "model/types.hpp"
 #include "reconcile/fetch_cache.hpp"
 #include "reconcile/kube_api.hpp"
+#include "reconcile/store_resolver.hpp"
 
 namespace rootseal::sync::reconcile {
 
@@ -104,6 +105,7 @@ class ExternalSecretReconciler {
   KubeApi& api_;
   ProviderSource& providers_;
   FetchCache& cache_;
+  StoreResolver resolver_;
   ReconcilerOptions options_;
   SecretChanged secret_changed_;
   ReconcilerStats stats_;

@@ -96,7 +96,7 @@ json::value synced_entry(const model::PushMatch& d) {
 
 PushSecretReconciler::PushSecretReconciler(KubeApi& api, ProviderSource& providers,
                                            std::function<std::chrono::system_clock::time_point()> now)
-    : api_(api), providers_(providers), now_(std::move(now)) {}
+    : api_(api), providers_(providers), resolver_(api), now_(std::move(now)) {}
 
 std::vector<std::string> PushSecretReconciler::readers_of(const std::string& ns, const std::string& secret) const {
   std::lock_guard lock(mu_);
@@ -163,31 +163,12 @@ asio::awaitable<ReconcileResult> PushSecretReconciler::reconcile(std::string ns,
   std::vector<Target> targets;
   std::string resolve_error;
   for (const auto& ref : ps.store_refs) {
-    std::string store_ns;
-    if (ref.kind != model::StoreKind::cluster_secret_store) store_ns = ns;
+    const model::StoreRef sref{ref.name, ref.kind};
     const std::string label = std::string(model::to_string(ref.kind)) + "/" + ref.name;
-    const ObjectPtr so = api_.store(ref.kind, store_ns, ref.name);
-    if (!so) {
-      resolve_error = label + " not found";
-      break;
-    }
-    auto store = model::parse_secret_store(*so);
+    auto store = co_await resolver_.resolve(sref, ns);
     if (!store) {
-      resolve_error = label + " is invalid: " + store.error().message;
+      resolve_error = store.error().message;
       break;
-    }
-    if (ref.kind == model::StoreKind::cluster_secret_store) {
-      model::StringMap labels;
-      bool needs = false;
-      for (const auto& c : store->conditions) needs = needs || c.namespace_selector.has_value();
-      if (needs) {
-        auto l = co_await api_.namespace_labels(ns);
-        if (l) labels = std::move(*l);
-      }
-      if (!model::namespace_allowed(*store, ns, labels)) {
-        resolve_error = "using " + label + " is not allowed from namespace \"" + ns + "\": denied by spec.conditions";
-        break;
-      }
     }
     auto p = co_await providers_.push_provider(*store, ns);
     if (!p) {
@@ -241,24 +222,17 @@ asio::awaitable<ReconcileResult> PushSecretReconciler::reconcile(std::string ns,
   kms::SecureBytes whole_json;
   if (ps.source_remote) {
     const auto& src = *ps.source_remote;
-    std::string store_ns;
-    if (src.store.kind != model::StoreKind::cluster_secret_store) store_ns = ns;
-    const ObjectPtr so = api_.store(src.store.kind, store_ns, src.store.name);
-    kms::Result<kms::SecureBytes> value = kms::fail(Errc::not_found, std::string(model::to_string(src.store.kind)) + " \"" + src.store.name + "\" not found");
-    if (so) {
-      auto store = model::parse_secret_store(*so);
-      if (!store) {
-        value = kms::fail(Errc::invalid_argument, "source store is invalid: " + store.error().message);
-      } else if (store->kind == model::StoreKind::cluster_secret_store && !model::namespace_allowed(*store, ns, {})) {
-        value = kms::fail(Errc::permission_denied, "source store not allowed from namespace \"" + ns + "\"");
+    kms::Result<kms::SecureBytes> value = kms::SecureBytes();
+    auto store = co_await resolver_.resolve(src.store, ns);
+    if (!store) {
+      value = std::unexpected(store.error());
+    } else {
+      auto p = co_await providers_.provider(*store, ns);
+      if (!p) {
+        value = std::unexpected(p.error());
       } else {
-        auto p = co_await providers_.provider(*store, ns);
-        if (!p) {
-          value = std::unexpected(p.error());
-        } else {
-          const RemoteRef whole{src.ref.key, src.ref.property, src.ref.version, src.ref.decoding};
-          value = co_await (*p)->fetch(whole);
-        }
+        const RemoteRef whole{src.ref.key, src.ref.property, src.ref.version, src.ref.decoding};
+        value = co_await (*p)->fetch(whole);
       }
     }
     if (!value) {

@@ -25,6 +25,7 @@
 
 #include "reconcile/external_secret_reconciler.hpp"
 #include "reconcile/kube_api.hpp"
+#include "reconcile/store_resolver.hpp"
 
 namespace rootseal::sync::reconcile {
 
@@ -50,6 +51,7 @@ class PushSecretReconciler {
  private:
   KubeApi& api_;
   ProviderSource& providers_;
+  StoreResolver resolver_;
   std::function<std::chrono::system_clock::time_point()> now_;
   PushStats stats_;
   mutable std::mutex mu_;
