@@ -249,10 +249,10 @@ class PushE2E(unittest.TestCase):
                          "data": [{"match": {"secretKey": "v", "remoteRef": {"remoteKey": "remote-" + ns}}}]}})
         self.env.wait(lambda: self.cloud.aws_value("remote-push-css-ok") == "value-of-push-css-ok", "allowed namespace pushed")
         self.assertEqual(self.wait_ready("push-css-ok", "p")[0], "True")
-        denied = self.wait_ready("push-css-no", "p", reason="Errored")
-        self.assertIn('using ClusterSecretStore "push-css" is not allowed from namespace "push-css-no"', denied[2])
         unread = self.wait_ready("push-css-unread", "p", reason="Errored")
         self.assertIn('from namespace "push-css-unread" refused: could not read namespace labels', unread[2])
+        denied = self.wait_ready("push-css-no", "p", reason="Errored")
+        self.assertIn('is not allowed from namespace "push-css-no": denied by spec.conditions', denied[2])
         # The refused namespaces never reached the store.
         self.assertIsNone(self.cloud.aws_describe("remote-push-css-no"))
         self.assertIsNone(self.cloud.aws_describe("remote-push-css-unread"))
