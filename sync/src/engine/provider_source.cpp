@@ -198,6 +198,9 @@ Task<StoreSpec> EngineProviders::gcp_spec(const model::SecretStore& store, const
   co_return StoreSpec(std::move(s));
 }
 
+// Long (~90 lines): the vault and aws branches (credentials from Kubernetes
+// Secrets or the host configuration) kept inline, as they were, to keep this
+// file's changes small while the providers' retry code is reworked.
 Task<StoreSpec> EngineProviders::spec_for(const model::SecretStore& store, std::string_view ns) {
   ROOTSEAL_CO_LET(host, reconcile::host_store_for(host_, store, ns));  // the one lookup of a host store
   const std::string store_ns = store.meta.namespace_;

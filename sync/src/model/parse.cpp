@@ -287,6 +287,9 @@ Result<ObjectMeta> parse_meta(const json::value& object) {
   return m;
 }
 
+// Long (~130 lines) on purpose: it reads the ExternalSecret schema top to
+// bottom, one field after the other, so each error path sits next to its
+// field; splitting it would scatter the schema.
 Result<ExternalSecret> parse_external_secret(const json::value& object) {
   ExternalSecret es;
   ROOTSEAL_LET(root, as_obj(object, "object"));

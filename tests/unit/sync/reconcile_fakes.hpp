@@ -223,7 +223,7 @@ class FakeProvider final : public Provider {
     auto& v = values[key];
     v[v.empty() ? 1 : v.rbegin()->first + 1] = value;
   }
-  Task<kms::SecureBytes> fetch(const RemoteRef& ref) override {
+  Task<kms::SecureBytes> fetch(const RemoteKey& ref) override {
     ++calls;
     if (down) co_return kms::fail(kms::Errc::unavailable, "vault: connection refused");
     std::lock_guard l(mu);
@@ -239,7 +239,6 @@ class FakeProvider final : public Provider {
     }
     co_return kms::SecureBytes::copy_of(v);
   }
-  Task<SecretMap> fetch_all(const RemoteRef&) override { co_return kms::fail(kms::Errc::internal, "unused"); }
   Task<void> validate() override { co_return kms::Result<void>{}; }
   [[nodiscard]] std::string_view kind() const noexcept override { return "fake"; }
 };
