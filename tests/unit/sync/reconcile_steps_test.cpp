@@ -337,7 +337,7 @@ TEST_CASE("invalid_shell and check_templates: refusals before any read") {
   CHECK(t.error().message.starts_with("invalid ExternalSecret: spec.target.template.data.k: "));
 }
 
-TEST_CASE("values_to_push: a Secret key, the whole Secret, a remote property; remote_source_value") {
+TEST_CASE("values_to_push: a Secret key, the whole Secret, a remote property, and remote_source_value") {
   auto ps = model::parse_push_secret(json::parse(R"({"apiVersion":"external-secrets.io/v1alpha1","kind":"PushSecret",
     "metadata":{"name":"p","namespace":"ns"},"spec":{"secretStoreRefs":[{"name":"aws"}],"selector":{"secret":{"name":"src"}},
     "data":[{"match":{"secretKey":"a","remoteRef":{"remoteKey":"r1"}}},{"match":{"remoteRef":{"remoteKey":"r2"}}}]}})"));
