@@ -6,7 +6,7 @@
 // HTTP connection pool, the Vault login token (renewed before expiry, not one
 // login per fetch) and the cloud access tokens are reused. All methods are
 // coroutines on the executor the factory was given; they never block it and
-// are safe to call concurrently. Reference parameters (RemoteRef, PushRef,
+// are safe to call concurrently. Reference parameters (RemoteKey, PushRef,
 // values) must outlive the returned awaitable: fine with `co_await p->fetch(ref)`,
 // not with a temporary passed to a co_spawn that runs later.
 //
