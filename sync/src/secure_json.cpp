@@ -165,7 +165,7 @@ kms::Result<SecretMap> select_map(kms::SecureBytes whole, std::string_view prope
   SecretMap out;
   for (auto& [k, v] : *map) {
     auto dec = apply_decoding(decoding, std::move(v));
-    if (!dec) return std::unexpected(dec.error());
+    if (!dec) return fail(dec.error().code, "key \"" + k + "\": " + dec.error().message);
     out.emplace(k, std::move(*dec));
   }
   return out;

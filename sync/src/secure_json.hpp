@@ -59,8 +59,11 @@ kms::Result<kms::SecureBytes> extract_property(const kms::SecureBytes& whole, st
 // entry becomes a key (strings as-is, others as JSON).
 kms::Result<SecretMap> extract_map(const kms::SecureBytes& whole);
 
-// What a provider's fetch/fetch_all hands out for a remote value: `property`
-// selected (if any), then `decoding` applied (to each entry, for a map).
+// ESO's remoteRef.property and decodingStrategy on the whole value a Provider
+// returned — the one place they are applied, for every provider and both
+// reconcilers: `property` selected (if any), then `decoding` applied (to each
+// entry, for a map; a decoding error names the entry: `key "<k>": ...`).
+// Errors: not_found / invalid_argument (property, not JSON), bad_base64.
 kms::Result<kms::SecureBytes> select_value(kms::SecureBytes whole, std::string_view property,
                                            DecodingStrategy decoding);
 kms::Result<SecretMap> select_map(kms::SecureBytes whole, std::string_view property, DecodingStrategy decoding);

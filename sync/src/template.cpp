@@ -124,6 +124,8 @@ class ActionParser {
     }
   }
 
+  // Long (~85 lines) on purpose: the template grammar of one command (pipeline
+  // stages, functions, arguments) in one recursive-descent function.
   Result<Command> command(int depth) {
     Command c;
     for (;;) {

@@ -11,7 +11,7 @@ import datetime
 import time
 import unittest
 
-from sync_testlib import SyncEnv, PushCloud, ESO_PUSH, b64
+from sync_testlib import SyncEnv, PushCloud, ESO, ESO_PUSH, b64
 
 ENV = None
 
@@ -220,6 +220,42 @@ class PushE2E(unittest.TestCase):
         # deletionPolicy None: kept everywhere.
         self.assertEqual(self.cloud.values("push-keep-b", "push-keep-b", "push-keep-b"), ("vb",) * 3)
         self.assertNotIn("DeletedDate", self.cloud.aws_describe("push-keep-b"))
+
+    def test_cluster_store_conditions_fail_closed_on_push(self):
+        # A ClusterSecretStore for every namespace not labelled tier=silver.
+        # Under "no labels" NotIn holds, so a namespace whose labels cannot be
+        # read must be refused, not treated as unlabelled.
+        self.kube.create(ESO + "/clustersecretstores", {
+            "apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore",
+            "metadata": {"name": "push-css", "annotations": {"sync.rootseal.io/credentials": "moto"}},
+            "spec": {"provider": {"aws": {"service": "SecretsManager", "region": "us-east-1"}},
+                     "conditions": [{"namespaceSelector": {"matchExpressions": [
+                         {"key": "tier", "operator": "NotIn", "values": ["silver"]}]}}]}})
+        cases = {"push-css-ok": {"tier": "gold"}, "push-css-no": {"tier": "silver"}, "push-css-unread": {}}
+        # The API answers 403 to reading the labels of push-css-unread (as without RBAC on namespaces).
+        self.env.k8s.faults.add({"status": 403, "count": 1000000, "method": "GET",
+                                 "path": "^/api/v1/namespaces/push-css-unread$"})
+        self.addCleanup(self.env.k8s.faults.clear)
+        for ns, labels in cases.items():
+            self.kube.namespace(ns, labels)
+            self.kube.create("/api/v1/namespaces/%s/secrets" % ns, {
+                "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "src", "namespace": ns},
+                "data": {"v": b64("value-of-" + ns)}})
+            self.kube.create(ESO_PUSH + "/namespaces/%s/pushsecrets" % ns, {
+                "apiVersion": "external-secrets.io/v1alpha1", "kind": "PushSecret",
+                "metadata": {"name": "p", "namespace": ns},
+                "spec": {"refreshInterval": "1h", "secretStoreRefs": [{"name": "push-css", "kind": "ClusterSecretStore"}],
+                         "selector": {"secret": {"name": "src"}},
+                         "data": [{"match": {"secretKey": "v", "remoteRef": {"remoteKey": "remote-" + ns}}}]}})
+        self.env.wait(lambda: self.cloud.aws_value("remote-push-css-ok") == "value-of-push-css-ok", "allowed namespace pushed")
+        self.assertEqual(self.wait_ready("push-css-ok", "p")[0], "True")
+        unread = self.wait_ready("push-css-unread", "p", reason="Errored")
+        self.assertIn('from namespace "push-css-unread" refused: could not read namespace labels', unread[2])
+        denied = self.wait_ready("push-css-no", "p", reason="Errored")
+        self.assertIn('is not allowed from namespace "push-css-no": denied by spec.conditions', denied[2])
+        # The refused namespaces never reached the store.
+        self.assertIsNone(self.cloud.aws_describe("remote-push-css-no"))
+        self.assertIsNone(self.cloud.aws_describe("remote-push-css-unread"))
 
 
 if __name__ == "__main__":

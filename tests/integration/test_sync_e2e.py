@@ -209,6 +209,38 @@ class SyncE2E(unittest.TestCase):
         self.assertIn("is not allowed from namespace \"%s\"" % refused, ready[2])
         self.assertIsNone(self.kube.secret(refused, "s"))
 
+    def test_cluster_secret_store_selector_fails_closed_when_labels_cannot_be_read(self):
+        ok = self.ns("e2e-sel-ok")
+        quarantined = self.ns("e2e-sel-q", {"quarantine": "yes"})
+        unread = self.ns("e2e-sel-unread")
+        self.env.vault.put("sel/key", {"value": "selected"})
+        self.kube.create("/api/v1/namespaces/%s/secrets" % ok, {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vault-token", "namespace": ok},
+            "data": {"token": b64("vault-root-token")}})
+        self.kube.create(ESO + "/clustersecretstores", {
+            "apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore", "metadata": {"name": "selected"},
+            "spec": {"provider": {"vault": {"server": self.env.vault.url, "path": "secret",
+                                            "auth": {"tokenSecretRef": {"name": "vault-token", "key": "token",
+                                                                        "namespace": ok}}}},
+                     "conditions": [{"namespaceSelector": {"matchExpressions": [
+                         {"key": "quarantine", "operator": "DoesNotExist"}]}}]}})
+        # Reading the labels of e2e-sel-unread fails (403, as without RBAC on namespaces).
+        self.env.k8s.faults.add({"status": 403, "count": 1000000, "method": "GET",
+                                 "path": "^/api/v1/namespaces/%s$" % unread})
+        self.addCleanup(self.env.k8s.faults.clear)
+        ref = [{"secretKey": "value", "remoteRef": {"key": "sel/key", "property": "value"}}]
+        for ns in (ok, quarantined, unread):
+            self.env.external_secret(ns, "s", ref, store="selected", kind="ClusterSecretStore")
+        self.env.wait(lambda: self.kube.secret_value(ok, "s", "value") == "selected", "admitted namespace synced")
+        denied = self.env.wait(lambda: self.kube.ready(quarantined, "s"), "refused status")
+        self.assertEqual(denied[:2], ("False", "SecretSyncedError"))
+        self.assertIn("is not allowed from namespace \"%s\"" % quarantined, denied[2])
+        refused = self.env.wait(lambda: self.kube.ready(unread, "s"), "refused status (labels unread)")
+        self.assertEqual(refused[:2], ("False", "SecretSyncedError"))
+        self.assertIn("refused: could not read namespace labels", refused[2])
+        self.assertIsNone(self.kube.secret(quarantined, "s"))
+        self.assertIsNone(self.kube.secret(unread, "s"))
+
     def test_hand_edited_secret_is_restored(self):
         ns = self.ns("e2e-edit")
         self.env.vault.put("edit/key", {"value": "truth"})

@@ -405,6 +405,8 @@ class EngineImpl final : public Engine {
     }
   }
 
+  // Long (~90 lines) on purpose: one informer handler set per watched kind,
+  // listed together so every event source of the queue is in one place.
   void wire() {
     auto es_key = [](const ObjectPtr& o) {
       return key("es", str_of(*o, "metadata", "namespace"), str_of(*o, "metadata", "name"));

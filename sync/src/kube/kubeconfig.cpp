@@ -139,6 +139,8 @@ kms::Result<KubeConfig> KubeConfig::from_file(const fs::path& file, std::string_
   return from_yaml(text.view(), file.parent_path(), context, file.string());
 }
 
+// Long (~110 lines) on purpose: the kubeconfig schema read top to bottom
+// (context, cluster, user), each error next to its field.
 kms::Result<KubeConfig> KubeConfig::from_yaml(std::string_view yaml, const fs::path& base_dir,
                                               std::string_view context, std::string_view origin_view) {
   const std::string origin(origin_view);

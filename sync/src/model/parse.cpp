@@ -293,6 +293,9 @@ Result<ObjectMeta> parse_meta(const json::value& object) {
   return m;
 }
 
+// Long (~130 lines) on purpose: it reads the ExternalSecret schema top to
+// bottom, one field after the other, so each error path sits next to its
+// field; splitting it would scatter the schema.
 Result<ExternalSecret> parse_external_secret(const json::value& object) {
   ExternalSecret es;
   ROOTSEAL_LET(root, as_obj(object, "object"));
@@ -708,10 +711,12 @@ bool matches(const LabelSelector& sel, const StringMap& labels) {
     auto it = labels.find(r.key);
     const bool has = it != labels.end();
     const bool in = has && std::find(r.values.begin(), r.values.end(), it->second) != r.values.end();
-    if (r.op == "In" && !in) return false;
-    if (r.op == "NotIn" && in) return false;
-    if (r.op == "Exists" && !has) return false;
-    if (r.op == "DoesNotExist" && has) return false;
+    bool ok = false;  // an operator not known here matches nothing (fail closed)
+    if (r.op == "In") ok = in;
+    else if (r.op == "NotIn") ok = !in;
+    else if (r.op == "Exists") ok = has;
+    else if (r.op == "DoesNotExist") ok = !has;
+    if (!ok) return false;
   }
   return true;
 }

@@ -22,6 +22,10 @@ kms::Result<PushSecret> parse_push_secret(const boost::json::value& object);
 // Namespace conditions of a ClusterSecretStore: true if `ns` (with its
 // labels) may use the store. A store without conditions allows every
 // namespace (ESO's behaviour; rootseal's docs recommend always setting them).
+// `ns_labels` must be the namespace's labels as read: under empty labels
+// NotIn and DoesNotExist hold. Reconcilers call it only through
+// reconcile::StoreResolver (store_resolver.hpp), which reads the labels and
+// refuses the store when it cannot.
 bool namespace_allowed(const SecretStore& store, const std::string& ns, const StringMap& ns_labels);
 
 }  // namespace rootseal::sync::model

@@ -56,16 +56,10 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
   const AwsCounters& counters() const noexcept override { return counters_; }
 
   // ---- pull ----
-  Task<kms::SecureBytes> fetch(const RemoteRef& ref) override {
+  Task<kms::SecureBytes> fetch(const RemoteKey& ref) override {
     ROOTSEAL_CO_LET(whole, co_await get_value(ref.key, ref.version));
     if (!whole) co_return fail(Errc::not_found, "aws: secret \"" + ref.key + "\" has no value");
-    co_return select_value(std::move(*whole), ref.property, ref.decoding);
-  }
-
-  Task<SecretMap> fetch_all(const RemoteRef& ref) override {
-    ROOTSEAL_CO_LET(whole, co_await get_value(ref.key, ref.version));
-    if (!whole) co_return fail(Errc::not_found, "aws: secret \"" + ref.key + "\" has no value");
-    co_return select_map(std::move(*whole), ref.property, ref.decoding);
+    co_return std::move(*whole);
   }
 
   Task<void> validate() override {

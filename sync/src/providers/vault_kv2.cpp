@@ -65,15 +65,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
   std::string_view kind() const noexcept override { return "vault"; }
   const VaultCounters& counters() const noexcept override { return counters_; }
 
-  Task<kms::SecureBytes> fetch(const RemoteRef& ref) override {
-    ROOTSEAL_CO_LET(whole, co_await read(ref));
-    co_return select_value(std::move(whole), ref.property, ref.decoding);
-  }
-
-  Task<SecretMap> fetch_all(const RemoteRef& ref) override {
-    ROOTSEAL_CO_LET(whole, co_await read(ref));
-    co_return select_map(std::move(whole), ref.property, ref.decoding);
-  }
+  Task<kms::SecureBytes> fetch(const RemoteKey& ref) override { co_return co_await read(ref); }
 
   Task<void> validate() override {
     ROOTSEAL_CO_LET(token, co_await current_token());
@@ -83,7 +75,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
 
  private:
   // The data map of the secret (KV v2 data.data) as JSON text.
-  Task<kms::SecureBytes> read(const RemoteRef& ref) {
+  Task<kms::SecureBytes> read(const RemoteKey& ref) {
     std::string key = trim_slashes(ref.key);
     if (key.empty()) co_return fail(Errc::invalid_argument, "vault: remoteRef.key is empty");
     if (key.find("..") != std::string::npos) co_return fail(Errc::invalid_argument, "vault: remoteRef.key must not contain '..'");

@@ -35,8 +35,10 @@
 #include <vector>
 
 #include "model/types.hpp"
+#include "reconcile/external_secret_steps.hpp"
 #include "reconcile/fetch_cache.hpp"
 #include "reconcile/kube_api.hpp"
+#include "reconcile/store_resolver.hpp"
 
 namespace rootseal::sync::reconcile {
 
@@ -91,19 +93,28 @@ class ExternalSecretReconciler {
     std::string last_error;
     std::string target;
   };
-  struct Outcome;
+  struct UsedStore;
 
   boost::asio::awaitable<ReconcileResult> run(const std::string& key, const boost::json::value& object);
+  boost::asio::awaitable<Step<ProviderData>> fetch(const model::ExternalSecret& es);
+  boost::asio::awaitable<Step<kms::Result<kms::SecureBytes>>> fetch_whole(std::map<std::string, UsedStore>& stores,
+                                                                         const std::string& ns, const model::StoreRef& ref,
+                                                                         const RemoteRef& remote);
+  boost::asio::awaitable<Step<Keep>> apply(const model::ExternalSecret& es, Action action);
   boost::asio::awaitable<void> set_status(const model::ExternalSecret& es, bool ready, std::string_view reason,
                                           const std::string& message, const std::string& synced_rv);
-  boost::asio::awaitable<ReconcileResult> fail(const std::string& key, const model::ExternalSecret& es,
-                                               std::string_view reason, const std::string& message, bool retry);
+  boost::asio::awaitable<ReconcileResult> fail(const std::string& key, const model::ExternalSecret& es, const Refusal& why);
+  boost::asio::awaitable<ReconcileResult> succeed(const std::string& key, const model::ExternalSecret& es,
+                                                  const std::string& synced_rv, std::chrono::system_clock::time_point now,
+                                                  const Keep& status);
+  ReconcileResult next_after(const model::ExternalSecret& es, std::chrono::system_clock::time_point last) const;
   std::chrono::milliseconds next_refresh_in(const model::ExternalSecret& es, std::chrono::system_clock::time_point last) const;
   void remember_target(const std::string& key, const std::string& ns, const std::string& target);
 
   KubeApi& api_;
   ProviderSource& providers_;
   FetchCache& cache_;
+  StoreResolver resolver_;
   ReconcilerOptions options_;
   SecretChanged secret_changed_;
   ReconcilerStats stats_;

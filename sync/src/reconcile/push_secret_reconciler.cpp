@@ -96,7 +96,7 @@ json::value synced_entry(const model::PushMatch& d) {
 
 PushSecretReconciler::PushSecretReconciler(KubeApi& api, ProviderSource& providers,
                                            std::function<std::chrono::system_clock::time_point()> now)
-    : api_(api), providers_(providers), now_(std::move(now)) {}
+    : api_(api), providers_(providers), resolver_(api), now_(std::move(now)) {}
 
 std::vector<std::string> PushSecretReconciler::readers_of(const std::string& ns, const std::string& secret) const {
   std::lock_guard lock(mu_);
@@ -105,222 +105,180 @@ std::vector<std::string> PushSecretReconciler::readers_of(const std::string& ns,
   return {it->second.begin(), it->second.end()};
 }
 
+// What one reconcile writes its status against: the object as read.
+struct PushSecretReconciler::StatusContext {
+  std::string ns;
+  std::string name;
+  std::string before;      // current_status() of the object
+  std::string synced_rv;   // of the parsed spec; empty when invalid
+};
+
+struct PushSecretReconciler::Target {
+  std::string label;  // "Kind/name"
+  std::shared_ptr<PushProvider> provider;
+};
+
 asio::awaitable<ReconcileResult> PushSecretReconciler::reconcile(std::string ns, std::string name) {
   ++stats_.reconciles;
   const std::string key = ps_key(ns, name);
   const ObjectPtr obj = api_.push_secret(ns, name);
-  auto forget_source = [&] {
-    std::lock_guard lock(mu_);
-    if (auto it = source_of_.find(key); it != source_of_.end()) {
-      readers_[it->second].erase(key);
-      source_of_.erase(it);
-    }
-  };
   if (!obj) {
-    forget_source();
+    remember_source(key, ns, "");
     co_return ReconcileResult::done();
   }
   auto parsed = model::parse_push_secret(*obj);
-  const std::string before = current_status(*obj);
-  // Called only with named arguments (g++ 12 double-destroys non-trivial
-  // temporaries of a co_await expression).
-  auto write_status = [&](bool ready, std::string_view reason, const std::string& message,
-                          const json::object& synced) -> asio::awaitable<void> {
-    if (json::serialize(status_fingerprint(ready, reason, message, synced)) == before) co_return;
-    const std::string now = rfc3339(now_());
-    std::string srv;
-    if (parsed) srv = synced_resource_version(parsed->meta);
-    json::value st = status_body(now, ready, reason, message, synced, srv);
-    if (auto r = co_await api_.patch_status(Resource::push_secret, ns, name, st); r) {
-      ++stats_.status_writes;
-    }
-  };
-  const json::object no_sync;
+  StatusContext ctx{ns, name, current_status(*obj), ""};
   if (!parsed) {
-    ++stats_.errors;
-    {
-      const std::string status_msg = "invalid PushSecret: " + parsed.error().message;
-      co_await write_status(false, "Errored", status_msg, no_sync);
-    }
+    const std::string msg = "invalid PushSecret: " + parsed.error().message;
+    co_await error_status(ctx, msg);
     co_return ReconcileResult::done();
   }
   const model::PushSecret& ps = *parsed;
-  if (!ps.source_secret.empty()) {
-    std::lock_guard lock(mu_);
-    const std::string src = ps_key(ns, ps.source_secret);
-    if (auto it = source_of_.find(key); it != source_of_.end() && it->second != src) readers_[it->second].erase(key);
-    source_of_[key] = src;
-    readers_[src].insert(key);
-  }
-  const bool has_finalizer =
-      std::find(ps.meta.finalizers.begin(), ps.meta.finalizers.end(), model::kPushSecretFinalizer) != ps.meta.finalizers.end();
-
-  // Resolve every target store once.
-  struct Target {
-    std::string label;  // "Kind/name"
-    std::shared_ptr<PushProvider> provider;
-  };
-  std::vector<Target> targets;
-  std::string resolve_error;
-  for (const auto& ref : ps.store_refs) {
-    std::string store_ns;
-    if (ref.kind != model::StoreKind::cluster_secret_store) store_ns = ns;
-    const std::string label = std::string(model::to_string(ref.kind)) + "/" + ref.name;
-    const ObjectPtr so = api_.store(ref.kind, store_ns, ref.name);
-    if (!so) {
-      resolve_error = label + " not found";
-      break;
-    }
-    auto store = model::parse_secret_store(*so);
-    if (!store) {
-      resolve_error = label + " is invalid: " + store.error().message;
-      break;
-    }
-    if (ref.kind == model::StoreKind::cluster_secret_store) {
-      model::StringMap labels;
-      bool needs = false;
-      for (const auto& c : store->conditions) needs = needs || c.namespace_selector.has_value();
-      if (needs) {
-        auto l = co_await api_.namespace_labels(ns);
-        if (l) labels = std::move(*l);
-      }
-      if (!model::namespace_allowed(*store, ns, labels)) {
-        resolve_error = "using " + label + " is not allowed from namespace \"" + ns + "\": denied by spec.conditions";
-        break;
-      }
-    }
-    auto p = co_await providers_.push_provider(*store, ns);
-    if (!p) {
-      resolve_error = label + ": " + p.error().message;
-      break;
-    }
-    targets.push_back(Target{label, std::move(*p)});
-  }
-
-  // Deletion.
-  if (ps.meta.being_deleted) {
-    if (!has_finalizer) co_return ReconcileResult::done();
-    if (ps.deletion_policy == model::PushDeletionPolicy::delete_) {
-      if (!resolve_error.empty()) co_return ReconcileResult::retry();
-      for (auto& t : targets) {
-        for (const auto& d : ps.data) {
-          const PushRef ref{d.remote_key, d.property};
-          auto r = co_await t.provider->remove(ref);
-          if (!r) {
-            ++stats_.errors;
-            {
-              const std::string status_msg = "could not delete " + t.label + " key \"" + d.remote_key + "\": " + r.error().message;
-              co_await write_status(false, "Errored", status_msg, no_sync);
-            }
-            co_return ReconcileResult::retry();
-          }
-          ++stats_.removals;
-        }
-      }
-    }
-    const json::value fp = finalizers_patch(ps.meta.finalizers, false);
-    auto r = co_await api_.patch(Resource::push_secret, ns, name, fp);
-    co_return r ? ReconcileResult::done() : ReconcileResult::retry();
-  }
+  ctx.synced_rv = synced_resource_version(ps.meta);
+  remember_source(key, ns, ps.source_secret);
+  auto targets = co_await resolve_targets(ps);  // every target store, once
+  if (ps.meta.being_deleted) co_return co_await finalize(ps, ctx, targets);
+  const bool has_finalizer = std::find(ps.meta.finalizers.begin(), ps.meta.finalizers.end(),
+                                       model::kPushSecretFinalizer) != ps.meta.finalizers.end();
   if (ps.deletion_policy == model::PushDeletionPolicy::delete_ && !has_finalizer) {
     const json::value fp = finalizers_patch(ps.meta.finalizers, true);
     auto r = co_await api_.patch(Resource::push_secret, ns, name, fp);
     if (!r) co_return ReconcileResult::retry();
   }
-  if (!resolve_error.empty()) {
-    ++stats_.errors;
-    {
-      const std::string status_msg = resolve_error;
-      co_await write_status(false, "Errored", status_msg, no_sync);
-    }
+  if (!targets) {
+    co_await error_status(ctx, targets.error().message);
     co_return ReconcileResult::retry();
   }
+  auto values = co_await read_values(ps);
+  if (!values) {
+    co_await error_status(ctx, values.error().message);
+    co_return ReconcileResult::retry();
+  }
+  co_return co_await push_all(ps, ctx, *targets, *values);
+}
 
-  // Source values.
-  SecretMap source;
-  kms::SecureBytes whole_json;
+void PushSecretReconciler::remember_source(const std::string& key, const std::string& ns, const std::string& secret) {
+  std::lock_guard lock(mu_);
+  auto it = source_of_.find(key);
+  if (secret.empty()) {  // gone, or its source is a remote key
+    if (it != source_of_.end()) {
+      readers_[it->second].erase(key);
+      source_of_.erase(it);
+    }
+    return;
+  }
+  const std::string src = ps_key(ns, secret);
+  if (it != source_of_.end() && it->second != src) readers_[it->second].erase(key);
+  source_of_[key] = src;
+  readers_[src].insert(key);
+}
+
+asio::awaitable<void> PushSecretReconciler::write_status(const StatusContext& ctx, bool ready, std::string_view reason,
+                                                         const std::string& message, const json::object& synced) {
+  if (json::serialize(status_fingerprint(ready, reason, message, synced)) == ctx.before) co_return;
+  const std::string now = rfc3339(now_());
+  const json::value st = status_body(now, ready, reason, message, synced, ctx.synced_rv);
+  if (auto r = co_await api_.patch_status(Resource::push_secret, ctx.ns, ctx.name, st); r) ++stats_.status_writes;
+}
+
+asio::awaitable<void> PushSecretReconciler::error_status(const StatusContext& ctx, const std::string& message) {
+  ++stats_.errors;
+  const json::object no_sync;
+  co_await write_status(ctx, false, "Errored", message, no_sync);
+}
+
+// Every store of spec.secretStoreRefs through the StoreResolver, with its
+// push provider; the first refusal stops (nothing is pushed anywhere).
+asio::awaitable<kms::Result<std::vector<PushSecretReconciler::Target>>> PushSecretReconciler::resolve_targets(
+    const model::PushSecret& ps) {
+  std::vector<Target> targets;
+  for (const auto& ref : ps.store_refs) {
+    const model::StoreRef sref{ref.name, ref.kind};
+    auto store = co_await resolver_.resolve(sref, ps.meta.namespace_);
+    if (!store) co_return std::unexpected(store.error());
+    auto p = co_await providers_.push_provider(*store, ps.meta.namespace_);
+    const std::string label = std::string(model::to_string(ref.kind)) + "/" + ref.name;
+    if (!p) co_return kms::fail(p.error().code, label + ": " + p.error().message);
+    targets.push_back(Target{label, std::move(*p)});
+  }
+  co_return targets;
+}
+
+// The PushSecret is being deleted: with deletionPolicy Delete every pushed
+// remote key goes first; then the finalizer.
+asio::awaitable<ReconcileResult> PushSecretReconciler::finalize(const model::PushSecret& ps, const StatusContext& ctx,
+                                                                const kms::Result<std::vector<Target>>& targets) {
+  const bool has_finalizer = std::find(ps.meta.finalizers.begin(), ps.meta.finalizers.end(),
+                                       model::kPushSecretFinalizer) != ps.meta.finalizers.end();
+  if (!has_finalizer) co_return ReconcileResult::done();
+  if (ps.deletion_policy == model::PushDeletionPolicy::delete_) {
+    if (!targets) co_return ReconcileResult::retry();
+    for (const auto& t : *targets) {
+      for (const auto& d : ps.data) {
+        const PushRef ref{d.remote_key, d.property};
+        auto r = co_await t.provider->remove(ref);
+        if (!r) {
+          const std::string msg = "could not delete " + t.label + " key \"" + d.remote_key + "\": " + r.error().message;
+          co_await error_status(ctx, msg);
+          co_return ReconcileResult::retry();
+        }
+        ++stats_.removals;
+      }
+    }
+  }
+  const json::value fp = finalizers_patch(ps.meta.finalizers, false);
+  auto r = co_await api_.patch(Resource::push_secret, ctx.ns, ctx.name, fp);
+  co_return r ? ReconcileResult::done() : ReconcileResult::retry();
+}
+
+// The value of each spec.data entry: reads the source (a Secret, or with
+// selector.remoteRef the whole remote value of a store), then the pure
+// push steps select.
+asio::awaitable<kms::Result<std::vector<kms::SecureBytes>>> PushSecretReconciler::read_values(const model::PushSecret& ps) {
+  const std::string& ns = ps.meta.namespace_;
   if (ps.source_remote) {
     const auto& src = *ps.source_remote;
-    std::string store_ns;
-    if (src.store.kind != model::StoreKind::cluster_secret_store) store_ns = ns;
-    const ObjectPtr so = api_.store(src.store.kind, store_ns, src.store.name);
-    kms::Result<kms::SecureBytes> value = kms::fail(Errc::not_found, std::string(model::to_string(src.store.kind)) + " \"" + src.store.name + "\" not found");
-    if (so) {
-      auto store = model::parse_secret_store(*so);
-      if (!store) {
-        value = kms::fail(Errc::invalid_argument, "source store is invalid: " + store.error().message);
-      } else if (store->kind == model::StoreKind::cluster_secret_store && !model::namespace_allowed(*store, ns, {})) {
-        value = kms::fail(Errc::permission_denied, "source store not allowed from namespace \"" + ns + "\"");
-      } else {
-        auto p = co_await providers_.provider(*store, ns);
-        if (!p) {
-          value = std::unexpected(p.error());
-        } else {
-          const RemoteRef whole{src.ref.key, src.ref.property, src.ref.version, src.ref.decoding};
-          value = co_await (*p)->fetch(whole);
-        }
-      }
+    kms::Result<kms::SecureBytes> whole = kms::SecureBytes();
+    auto store = co_await resolver_.resolve(src.store, ns);
+    kms::Result<std::shared_ptr<Provider>> p = std::shared_ptr<Provider>();
+    if (store) {
+      p = co_await providers_.provider(*store, ns);
+    } else {
+      p = std::unexpected(store.error());
     }
-    if (!value) {
-      ++stats_.errors;
-      {
-        const std::string status_msg = "could not read the source remote key \"" + src.ref.key + "\": " + value.error().message;
-        co_await write_status(false, "Errored", status_msg, no_sync);
-      }
-      co_return ReconcileResult::retry();
+    if (p) {
+      const RemoteKey rk{src.ref.key, src.ref.version};
+      whole = co_await (*p)->fetch(rk);
+    } else {
+      whole = std::unexpected(p.error());
     }
-    whole_json = std::move(*value);
-  } else {
-    auto secret = co_await api_.secret(ns, ps.source_secret);
-    if (!secret || !*secret) {
-      ++stats_.errors;
-      {
-        const std::string status_msg = "source Secret \"" + ps.source_secret + "\" not found";
-        co_await write_status(false, "Errored", status_msg, no_sync);
-      }
-      co_return ReconcileResult::retry();
-    }
-    auto data = secret_data(**secret);
-    if (!data) co_return ReconcileResult::retry();
-    source = std::move(*data);
+    auto remote = remote_source_value(ps, std::move(whole));
+    if (!remote) co_return std::unexpected(remote.error());
+    co_return values_to_push(ps, SecretMap{}, &*remote);
   }
+  auto secret = co_await api_.secret(ns, ps.source_secret);
+  if (!secret || !*secret) co_return kms::fail(Errc::not_found, "source Secret \"" + ps.source_secret + "\" not found");
+  auto data = secret_data(**secret);
+  if (!data) co_return std::unexpected(data.error());
+  co_return values_to_push(ps, *data, nullptr);
+}
 
+// Pushes every value to every target (the provider writes only on change),
+// then the status with syncedPushSecrets.
+asio::awaitable<ReconcileResult> PushSecretReconciler::push_all(const model::PushSecret& ps, const StatusContext& ctx,
+                                                                const std::vector<Target>& targets,
+                                                                const std::vector<kms::SecureBytes>& values) {
+  const bool if_not_exists = ps.update_policy == model::UpdatePolicy::if_not_exists;
   json::object synced;
-  for (auto& t : targets) {
+  for (const auto& t : targets) {
     json::object per_store;
-    for (const auto& d : ps.data) {
-      kms::Result<kms::SecureBytes> value = kms::SecureBytes();
-      if (ps.source_remote) {
-        value = extract_property(whole_json, d.secret_key);
-      } else if (d.secret_key.empty()) {
-        SecureBuffer buf(256);
-        json_object_of(source, buf);
-        value = buf.take();
-      } else {
-        auto it = source.find(d.secret_key);
-        if (it == source.end()) {
-          value = kms::fail(Errc::not_found, "source Secret has no key \"" + d.secret_key + "\"");
-        } else {
-          value = it->second.clone();
-        }
-      }
-      if (!value) {
-        ++stats_.errors;
-        {
-          const std::string status_msg = value.error().message;
-          co_await write_status(false, "Errored", status_msg, no_sync);
-        }
-        co_return ReconcileResult::retry();
-      }
+    for (std::size_t i = 0; i < ps.data.size(); ++i) {
+      const auto& d = ps.data[i];
       const PushRef ref{d.remote_key, d.property};
-      const bool if_not_exists = ps.update_policy == model::UpdatePolicy::if_not_exists;
-      auto out = co_await t.provider->put_if_changed(ref, *value, if_not_exists);
+      auto out = co_await t.provider->put_if_changed(ref, values[i], if_not_exists);
       if (!out) {
-        ++stats_.errors;
-        {
-          const std::string status_msg = "could not push to " + t.label + " key \"" + d.remote_key + "\": " + out.error().message;
-          co_await write_status(false, "Errored", status_msg, no_sync);
-        }
+        const std::string msg = "could not push to " + t.label + " key \"" + d.remote_key + "\": " + out.error().message;
+        co_await error_status(ctx, msg);
         co_return ReconcileResult::retry();
       }
       if (out->written) {
@@ -333,12 +291,41 @@ asio::awaitable<ReconcileResult> PushSecretReconciler::reconcile(std::string ns,
     }
     synced[t.label] = std::move(per_store);
   }
-  {
-    const std::string status_msg = "PushSecret synced successfully";
-    co_await write_status(true, "Synced", status_msg, std::move(synced));
-  }
+  const std::string msg = "PushSecret synced successfully";
+  co_await write_status(ctx, true, "Synced", msg, synced);
   if (ps.refresh_interval.count() == 0) co_return ReconcileResult::done();
   co_return ReconcileResult::requeue_after(std::chrono::duration_cast<std::chrono::milliseconds>(ps.refresh_interval));
+}
+
+kms::Result<kms::SecureBytes> remote_source_value(const model::PushSecret& ps, kms::Result<kms::SecureBytes> whole) {
+  const auto& src = *ps.source_remote;
+  if (whole) whole = select_value(std::move(*whole), src.ref.property, src.ref.decoding);
+  if (!whole) {
+    return kms::fail(whole.error().code, "could not read the source remote key \"" + src.ref.key + "\": " + whole.error().message);
+  }
+  return whole;
+}
+
+kms::Result<std::vector<kms::SecureBytes>> values_to_push(const model::PushSecret& ps, const SecretMap& source,
+                                                          const kms::SecureBytes* remote) {
+  std::vector<kms::SecureBytes> out;
+  out.reserve(ps.data.size());
+  for (const auto& d : ps.data) {
+    if (remote != nullptr) {  // selector.remoteRef: secretKey is a property of the remote value
+      auto v = extract_property(*remote, d.secret_key);
+      if (!v) return std::unexpected(v.error());
+      out.push_back(std::move(*v));
+    } else if (d.secret_key.empty()) {  // the whole Secret as a JSON object
+      SecureBuffer buf(256);
+      json_object_of(source, buf);
+      out.push_back(buf.take());
+    } else {
+      auto it = source.find(d.secret_key);
+      if (it == source.end()) return kms::fail(Errc::not_found, "source Secret has no key \"" + d.secret_key + "\"");
+      out.push_back(it->second.clone());
+    }
+  }
+  return out;
 }
 
 }  // namespace rootseal::sync::reconcile

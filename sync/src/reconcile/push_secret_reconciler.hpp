@@ -15,6 +15,7 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
 
 #include <atomic>
 #include <functional>
@@ -25,6 +26,7 @@
 
 #include "reconcile/external_secret_reconciler.hpp"
 #include "reconcile/kube_api.hpp"
+#include "reconcile/store_resolver.hpp"
 
 namespace rootseal::sync::reconcile {
 
@@ -48,13 +50,39 @@ class PushSecretReconciler {
   [[nodiscard]] const PushStats& stats() const noexcept { return stats_; }
 
  private:
+  struct StatusContext;
+  struct Target;
+  void remember_source(const std::string& key, const std::string& ns, const std::string& secret);
+  boost::asio::awaitable<void> write_status(const StatusContext& ctx, bool ready, std::string_view reason,
+                                            const std::string& message, const boost::json::object& synced);
+  boost::asio::awaitable<void> error_status(const StatusContext& ctx, const std::string& message);
+  boost::asio::awaitable<kms::Result<std::vector<Target>>> resolve_targets(const model::PushSecret& ps);
+  boost::asio::awaitable<ReconcileResult> finalize(const model::PushSecret& ps, const StatusContext& ctx,
+                                                   const kms::Result<std::vector<Target>>& targets);
+  boost::asio::awaitable<kms::Result<std::vector<kms::SecureBytes>>> read_values(const model::PushSecret& ps);
+  boost::asio::awaitable<ReconcileResult> push_all(const model::PushSecret& ps, const StatusContext& ctx,
+                                                   const std::vector<Target>& targets,
+                                                   const std::vector<kms::SecureBytes>& values);
+
   KubeApi& api_;
   ProviderSource& providers_;
+  StoreResolver resolver_;
   std::function<std::chrono::system_clock::time_point()> now_;
   PushStats stats_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::set<std::string>> readers_;  // "ns/secret" -> PushSecret keys
   std::unordered_map<std::string, std::string> source_of_;          // PushSecret key -> "ns/secret"
 };
+
+// The pure steps (what to push), tested without fakes.
+// selector.remoteRef: the whole remote value of the source (or the error of
+// reading it) with the source's property and decoding applied; errors say
+// "could not read the source remote key ...".
+kms::Result<kms::SecureBytes> remote_source_value(const model::PushSecret& ps, kms::Result<kms::SecureBytes> whole);
+// The value each spec.data entry pushes, in order: from the source Secret's
+// data (secretKey; empty: the whole Secret as a JSON object of strings) or,
+// when `remote` is set, the property secretKey of the remote value.
+kms::Result<std::vector<kms::SecureBytes>> values_to_push(const model::PushSecret& ps, const SecretMap& source,
+                                                          const kms::SecureBytes* remote);
 
 }  // namespace rootseal::sync::reconcile

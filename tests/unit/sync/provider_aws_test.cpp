@@ -96,39 +96,39 @@ TEST_CASE("aws provider: SecretString, properties, SecretBinary, VersionStage an
   auto p = make(loop, moto_spec(moto));
   REQUIRE(loop.run(p->validate()));
 
-  auto whole = loop.run(p->fetch(ref("app/db")));
+  auto whole = loop.run(selected(p, ref("app/db")));
   REQUIRE(whole);
   CHECK(json::parse(text(*whole)).at("pass") == "two");
-  auto pass = loop.run(p->fetch(ref("app/db", "pass")));
+  auto pass = loop.run(selected(p, ref("app/db", "pass")));
   REQUIRE(pass);
   CHECK(text(*pass) == "two");
-  auto port = loop.run(p->fetch(ref("app/db", "cfg.port")));
+  auto port = loop.run(selected(p, ref("app/db", "cfg.port")));
   REQUIRE(port);
   CHECK(text(*port) == "5432");
-  auto previous = loop.run(p->fetch(ref("app/db", "pass", "AWSPREVIOUS")));
+  auto previous = loop.run(selected(p, ref("app/db", "pass", "AWSPREVIOUS")));
   REQUIRE(previous);
   CHECK(text(*previous) == "one");
-  auto by_id = loop.run(p->fetch(ref("app/db", "pass", "uuid/" + std::string(v2.at("VersionId").as_string()))));
+  auto by_id = loop.run(selected(p, ref("app/db", "pass", "uuid/" + std::string(v2.at("VersionId").as_string()))));
   REQUIRE(by_id);
   CHECK(text(*by_id) == "two");
-  auto blob = loop.run(p->fetch(ref("app/blob")));
+  auto blob = loop.run(selected(p, ref("app/blob")));
   REQUIRE(blob);
   CHECK(text(*blob) == std::string("\x00\xff\x10secret", 9));
-  auto all = loop.run(p->fetch_all(ref("app/db")));
+  auto all = loop.run(selected_map(p, ref("app/db")));
   REQUIRE(all);
   CHECK(all->size() == 3);
   CHECK(text(all->at("user")) == "alice");
 
-  auto missing = loop.run(p->fetch(ref("app/none")));
+  auto missing = loop.run(selected(p, ref("app/none")));
   REQUIRE_FALSE(missing);
   CHECK(missing.error().code == kms::Errc::not_found);
-  auto no_prop = loop.run(p->fetch(ref("app/db", "nope")));
+  auto no_prop = loop.run(selected(p, ref("app/db", "nope")));
   REQUIRE_FALSE(no_prop);
   CHECK(no_prop.error().code == kms::Errc::not_found);
-  auto no_stage = loop.run(p->fetch(ref("app/db", "", "AWSPENDING")));
+  auto no_stage = loop.run(selected(p, ref("app/db", "", "AWSPENDING")));
   REQUIRE_FALSE(no_stage);
   CHECK(no_stage.error().code == kms::Errc::not_found);
-  auto not_json = loop.run(p->fetch(ref("app/blob", "x")));
+  auto not_json = loop.run(selected(p, ref("app/blob", "x")));
   REQUIRE_FALSE(not_json);
   CHECK(not_json.error().code == kms::Errc::invalid_argument);
 }
@@ -141,7 +141,7 @@ TEST_CASE("aws provider: an unreachable endpoint is unavailable, bad specs are r
   s.access_key_id = secure("a");
   s.secret_access_key = secure("b");
   auto p = make(loop, std::move(s));
-  auto r = loop.run(p->fetch(ref("x")));
+  auto r = loop.run(selected(p, ref("x")));
   REQUIRE_FALSE(r);
   CHECK(r.error().code == kms::Errc::unavailable);
 

@@ -16,9 +16,25 @@
 
 #include "process_util.hpp"
 #include "providers/aws_sm.hpp"
+#include "secure_json.hpp"
 #include "rootseal/kms/secure_bytes.hpp"
 
 namespace rootseal::test {
+
+// A provider's whole value with ESO's property and decoding applied, as the
+// reconcilers do (providers return whole values; selection is in one place).
+inline boost::asio::awaitable<kms::Result<kms::SecureBytes>> selected(std::shared_ptr<sync::Provider> p, sync::RemoteRef ref) {
+  const sync::RemoteKey key{ref.key, ref.version};  // named: no temporaries in a co_await (g++ 12)
+  auto whole = co_await p->fetch(key);
+  if (!whole) co_return std::unexpected(whole.error());
+  co_return sync::select_value(std::move(*whole), ref.property, ref.decoding);
+}
+inline boost::asio::awaitable<kms::Result<sync::SecretMap>> selected_map(std::shared_ptr<sync::Provider> p, sync::RemoteRef ref) {
+  const sync::RemoteKey key{ref.key, ref.version};  // named: no temporaries in a co_await (g++ 12)
+  auto whole = co_await p->fetch(key);
+  if (!whole) co_return std::unexpected(whole.error());
+  co_return sync::select_map(std::move(*whole), ref.property, ref.decoding);
+}
 
 struct Loop {
   Loop() : guard(boost::asio::make_work_guard(io)), thread([this] { io.run(); }) {}

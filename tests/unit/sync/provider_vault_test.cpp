@@ -57,46 +57,46 @@ TEST_CASE("vault provider: token auth reads whole values, properties, nested pro
   Loop loop;
   auto p = make(loop, token_spec(vault));
 
-  auto whole = loop.run(p->fetch(ref("team/app")));
+  auto whole = loop.run(selected(p, ref("team/app")));
   REQUIRE(whole);
   auto doc = json::parse(text(*whole));
   CHECK(doc.at("user") == "bob");
   CHECK(doc.at("cfg").at("db").at("host") == "db2");
 
-  auto user = loop.run(p->fetch(ref("team/app", "user")));
+  auto user = loop.run(selected(p, ref("team/app", "user")));
   REQUIRE(user);
   CHECK(text(*user) == "bob");
-  auto v1 = loop.run(p->fetch(ref("team/app", "pass", "1")));
+  auto v1 = loop.run(selected(p, ref("team/app", "pass", "1")));
   REQUIRE(v1);
   CHECK(text(*v1) == "s3cret");
-  auto nested = loop.run(p->fetch(ref("team/app", "cfg.db.host")));
+  auto nested = loop.run(selected(p, ref("team/app", "cfg.db.host")));
   REQUIRE(nested);
   CHECK(text(*nested) == "db2");
-  auto object = loop.run(p->fetch(ref("team/app", "cfg")));
+  auto object = loop.run(selected(p, ref("team/app", "cfg")));
   REQUIRE(object);
   CHECK(json::parse(text(*object)) == json::parse(R"({"db":{"host":"db2"}})"));
-  auto literal = loop.run(p->fetch(ref("/team/app", "a.b")));
+  auto literal = loop.run(selected(p, ref("/team/app", "a.b")));
   REQUIRE(literal);
   CHECK(text(*literal) == "literal");
-  auto b64 = loop.run(p->fetch(ref("team/app", "b64", "", sync::DecodingStrategy::base64)));
+  auto b64 = loop.run(selected(p, ref("team/app", "b64", "", sync::DecodingStrategy::base64)));
   REQUIRE(b64);
   CHECK(text(*b64) == "hello world");
-  auto b64url = loop.run(p->fetch(ref("team/app", "url", "", sync::DecodingStrategy::base64url)));
+  auto b64url = loop.run(selected(p, ref("team/app", "url", "", sync::DecodingStrategy::base64url)));
   REQUIRE(b64url);
   CHECK(text(*b64url) == "hi?\?>>");
-  auto autod = loop.run(p->fetch(ref("team/app", "user", "", sync::DecodingStrategy::auto_detect)));
+  auto autod = loop.run(selected(p, ref("team/app", "user", "", sync::DecodingStrategy::auto_detect)));
   REQUIRE(autod);
   CHECK(text(*autod) == "bob");  // "bob" is not base64 (length 3): left as is
-  auto bad = loop.run(p->fetch(ref("team/app", "user", "", sync::DecodingStrategy::base64)));
+  auto bad = loop.run(selected(p, ref("team/app", "user", "", sync::DecodingStrategy::base64)));
   REQUIRE_FALSE(bad);
   CHECK(bad.error().code == kms::Errc::bad_base64);
 
-  auto all = loop.run(p->fetch_all(ref("team/app")));
+  auto all = loop.run(selected_map(p, ref("team/app")));
   REQUIRE(all);
   CHECK(all->size() == 6);
   CHECK(text(all->at("pass")) == "rotated");
   CHECK(json::parse(text(all->at("cfg"))) == json::parse(R"({"db":{"host":"db2"}})"));
-  auto sub = loop.run(p->fetch_all(ref("team/app", "cfg.db")));
+  auto sub = loop.run(selected_map(p, ref("team/app", "cfg.db")));
   REQUIRE(sub);
   CHECK(sub->size() == 1);
   CHECK(text(sub->at("host")) == "db2");
@@ -111,19 +111,19 @@ TEST_CASE("vault provider: missing secrets, versions and properties are not_foun
   vault_put(vault, "app", R"({"k":"v"})");
   Loop loop;
   auto p = make(loop, token_spec(vault));
-  auto missing = loop.run(p->fetch(ref("nope")));
+  auto missing = loop.run(selected(p, ref("nope")));
   REQUIRE_FALSE(missing);
   CHECK(missing.error().code == kms::Errc::not_found);
-  auto no_version = loop.run(p->fetch(ref("app", "", "7")));
+  auto no_version = loop.run(selected(p, ref("app", "", "7")));
   REQUIRE_FALSE(no_version);
   CHECK(no_version.error().code == kms::Errc::not_found);
-  auto no_prop = loop.run(p->fetch(ref("app", "other")));
+  auto no_prop = loop.run(selected(p, ref("app", "other")));
   REQUIRE_FALSE(no_prop);
   CHECK(no_prop.error().code == kms::Errc::not_found);
-  auto bad_version = loop.run(p->fetch(ref("app", "", "latest")));
+  auto bad_version = loop.run(selected(p, ref("app", "", "latest")));
   REQUIRE_FALSE(bad_version);
   CHECK(bad_version.error().code == kms::Errc::invalid_argument);
-  auto traversal = loop.run(p->fetch(ref("../sys/seal")));
+  auto traversal = loop.run(selected(p, ref("../sys/seal")));
   REQUIRE_FALSE(traversal);
   CHECK(traversal.error().code == kms::Errc::invalid_argument);
 }
@@ -132,7 +132,7 @@ TEST_CASE("vault provider: a bad token is permission_denied and the message carr
   PyDouble vault("vault_kv");
   Loop loop;
   auto p = make(loop, token_spec(vault, "s.not-a-real-token"));
-  auto r = loop.run(p->fetch(ref("app")));
+  auto r = loop.run(selected(p, ref("app")));
   REQUIRE_FALSE(r);
   CHECK(r.error().code == kms::Errc::permission_denied);
   CHECK(r.error().message.find("s.not-a-real-token") == std::string::npos);
@@ -154,7 +154,7 @@ TEST_CASE("vault provider: AppRole logs in once for many concurrent fetches and 
   // The coroutines hold the RemoteRef by reference: it must outlive them.
   const auto shared_ref = ref("app", "k");
   std::vector<std::future<kms::Result<kms::SecureBytes>>> futures;
-  for (int i = 0; i < 20; ++i) futures.push_back(boost::asio::co_spawn(loop.io, p->fetch(shared_ref), boost::asio::use_future));
+  for (int i = 0; i < 20; ++i) futures.push_back(boost::asio::co_spawn(loop.io, selected(p, shared_ref), boost::asio::use_future));
   for (auto& f : futures) {
     auto r = f.get();
     REQUIRE(r);
@@ -165,7 +165,7 @@ TEST_CASE("vault provider: AppRole logs in once for many concurrent fetches and 
 
   // The token lives 2 s; fetches past half of it renew (renew-self), never log in again.
   REQUIRE(wait_until([&] {
-    auto r = loop.run(p->fetch(ref("app", "k")));
+    auto r = loop.run(selected(p, ref("app", "k")));
     return r && p->counters().renewals >= 2;
   }, std::chrono::seconds(10)));
   CHECK(p->counters().logins == 1);
@@ -183,12 +183,12 @@ TEST_CASE("vault provider: AppRole logs in again after a 403 or a failed renewal
   spec.secret_id = secure(std::string(role.at("secret_id").as_string()));
   Loop loop;
   auto p = make(loop, std::move(spec));
-  REQUIRE(loop.run(p->fetch(ref("app", "k"))));
+  REQUIRE(loop.run(selected(p, ref("app", "k"))));
   CHECK(p->counters().logins == 1);
 
   // A 403 on the read (token revoked behind our back): one fresh login, then success.
   admin(vault, "POST", "faults", R"({"status":403,"count":1,"method":"GET","path":"/v1/secret/data/app"})");
-  auto r = loop.run(p->fetch(ref("app", "k")));
+  auto r = loop.run(selected(p, ref("app", "k")));
   REQUIRE(r);
   CHECK(text(*r) == "v");
   CHECK(p->counters().logins == 2);
@@ -196,7 +196,7 @@ TEST_CASE("vault provider: AppRole logs in again after a 403 or a failed renewal
   // Renewal refused: the provider logs in afresh instead of failing.
   admin(vault, "POST", "faults", R"({"status":403,"count":10,"path":"renew-self"})");
   REQUIRE(wait_until([&] {
-    auto x = loop.run(p->fetch(ref("app", "k")));
+    auto x = loop.run(selected(p, ref("app", "k")));
     return x && p->counters().logins >= 3;
   }, std::chrono::seconds(10)));
   CHECK(p->counters().renewals >= 1);
@@ -211,10 +211,10 @@ TEST_CASE("vault provider: X-Vault-Namespace selects the namespace") {
   spec.namespace_ = "team-a";
   auto ns = make(loop, std::move(spec));
   auto root = make(loop, token_spec(vault));
-  auto a = loop.run(ns->fetch(ref("app", "k")));
+  auto a = loop.run(selected(ns, ref("app", "k")));
   REQUIRE(a);
   CHECK(text(*a) == "in-ns");
-  auto b = loop.run(root->fetch(ref("app", "k")));
+  auto b = loop.run(selected(root, ref("app", "k")));
   REQUIRE(b);
   CHECK(text(*b) == "root-ns");
 }
@@ -224,13 +224,13 @@ TEST_CASE("vault provider: Vault down is unavailable, and it recovers when Vault
   vault_put(vault, "app", R"({"k":"v"})");
   Loop loop;
   auto p = make(loop, token_spec(vault));
-  REQUIRE(loop.run(p->fetch(ref("app", "k"))));
+  REQUIRE(loop.run(selected(p, ref("app", "k"))));
   admin(vault, "POST", "down", R"({"mode":"503"})");
-  auto down = loop.run(p->fetch(ref("app", "k")));
+  auto down = loop.run(selected(p, ref("app", "k")));
   REQUIRE_FALSE(down);
   CHECK(down.error().code == kms::Errc::unavailable);
   admin(vault, "POST", "up");
-  auto up = loop.run(p->fetch(ref("app", "k")));
+  auto up = loop.run(selected(p, ref("app", "k")));
   REQUIRE(up);
   CHECK(text(*up) == "v");
 }

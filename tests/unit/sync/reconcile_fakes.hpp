@@ -10,6 +10,7 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,8 @@ class FakeKube final : public reconcile::KubeApi {
   std::map<std::string, json::value> external_secrets, push_secrets, secrets, stores, cluster_stores;
   std::map<std::string, std::pair<Resource, json::value>> workloads_;  // "ns/kind/name"
   std::map<std::string, model::StringMap> ns_labels;
+  bool ns_labels_fail = false;  // namespace_labels() answers unavailable
+  int label_reads = 0;
   std::vector<FakeEvent> events;
   std::vector<std::string> patches;  // "Kind ns/name <json>"
   int creates = 0, updates = 0, deletes = 0, status_patches = 0;
@@ -105,6 +108,8 @@ class FakeKube final : public reconcile::KubeApi {
   }
   Task<model::StringMap> namespace_labels(std::string_view ns) override {
     std::lock_guard l(mu);
+    ++label_reads;
+    if (ns_labels_fail) co_return kms::fail(kms::Errc::unavailable, "namespaces \"" + std::string(ns) + "\": connection refused");
     co_return ns_labels[std::string(ns)];
   }
   Task<ObjectPtr> create_secret(std::string_view ns, const json::value& secret, std::string_view) override {
@@ -218,7 +223,7 @@ class FakeProvider final : public Provider {
     auto& v = values[key];
     v[v.empty() ? 1 : v.rbegin()->first + 1] = value;
   }
-  Task<kms::SecureBytes> fetch(const RemoteRef& ref) override {
+  Task<kms::SecureBytes> fetch(const RemoteKey& ref) override {
     ++calls;
     if (down) co_return kms::fail(kms::Errc::unavailable, "vault: connection refused");
     std::lock_guard l(mu);
@@ -234,7 +239,6 @@ class FakeProvider final : public Provider {
     }
     co_return kms::SecureBytes::copy_of(v);
   }
-  Task<SecretMap> fetch_all(const RemoteRef&) override { co_return kms::fail(kms::Errc::internal, "unused"); }
   Task<void> validate() override { co_return kms::Result<void>{}; }
   [[nodiscard]] std::string_view kind() const noexcept override { return "fake"; }
 };
@@ -247,6 +251,48 @@ class FakeProviders final : public reconcile::ProviderSource {
   }
   Task<std::shared_ptr<PushProvider>> push_provider(const model::SecretStore&, std::string_view) override {
     co_return kms::fail(kms::Errc::invalid_argument, "no push provider");
+  }
+};
+
+// A push target: remote key -> value; keys in `unmanaged` are refused.
+class FakePush final : public PushProvider {
+ public:
+  std::map<std::string, std::string> remote;
+  std::set<std::string> unmanaged;
+  int writes = 0;
+  int removes = 0;
+  Task<RemoteState> describe(std::string_view k) override {
+    co_return RemoteState{remote.contains(std::string(k)), !unmanaged.contains(std::string(k))};
+  }
+  Task<RemoteState> ensure_managed(std::string_view k) override { co_return co_await describe(k); }
+  Task<PushOutcome> put_if_changed(const PushRef& ref, const kms::SecureBytes& value, bool if_not_exists) override {
+    if (unmanaged.contains(ref.remote_key)) co_return kms::fail(kms::Errc::permission_denied, "not managed by rootseal");
+    const std::string v(reinterpret_cast<const char*>(value.data()), value.size());
+    auto it = remote.find(ref.remote_key);
+    if (it != remote.end() && (it->second == v || if_not_exists)) co_return PushOutcome{false, false, ""};
+    const bool created = it == remote.end();
+    remote[ref.remote_key] = v;
+    ++writes;
+    co_return PushOutcome{true, created, std::to_string(writes)};
+  }
+  Task<void> remove(const PushRef& ref) override {
+    remote.erase(ref.remote_key);
+    ++removes;
+    co_return kms::Result<void>{};
+  }
+  Task<void> validate() override { co_return kms::Result<void>{}; }
+  [[nodiscard]] std::string_view kind() const noexcept override { return "fake"; }
+};
+
+class PushProviders final : public reconcile::ProviderSource {
+ public:
+  std::shared_ptr<FakePush> push = std::make_shared<FakePush>();
+  std::shared_ptr<FakeProvider> pull = std::make_shared<FakeProvider>();
+  Task<std::shared_ptr<Provider>> provider(const model::SecretStore&, std::string_view) override {
+    co_return std::shared_ptr<Provider>(pull);
+  }
+  Task<std::shared_ptr<PushProvider>> push_provider(const model::SecretStore&, std::string_view) override {
+    co_return std::shared_ptr<PushProvider>(push);
   }
 };
 

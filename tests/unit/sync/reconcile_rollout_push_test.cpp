@@ -82,47 +82,6 @@ TEST_CASE("rollout restart: first sight records, a data change restarts exactly 
 
 namespace {
 
-class FakePush final : public PushProvider {
- public:
-  std::map<std::string, std::string> remote;
-  std::set<std::string> unmanaged;
-  int writes = 0;
-  int removes = 0;
-  Task<RemoteState> describe(std::string_view k) override {
-    co_return RemoteState{remote.contains(std::string(k)), !unmanaged.contains(std::string(k))};
-  }
-  Task<RemoteState> ensure_managed(std::string_view k) override { co_return co_await describe(k); }
-  Task<PushOutcome> put_if_changed(const PushRef& ref, const kms::SecureBytes& value, bool if_not_exists) override {
-    if (unmanaged.contains(ref.remote_key)) co_return kms::fail(kms::Errc::permission_denied, "not managed by rootseal");
-    const std::string v(reinterpret_cast<const char*>(value.data()), value.size());
-    auto it = remote.find(ref.remote_key);
-    if (it != remote.end() && (it->second == v || if_not_exists)) co_return PushOutcome{false, false, ""};
-    const bool created = it == remote.end();
-    remote[ref.remote_key] = v;
-    ++writes;
-    co_return PushOutcome{true, created, std::to_string(writes)};
-  }
-  Task<void> remove(const PushRef& ref) override {
-    remote.erase(ref.remote_key);
-    ++removes;
-    co_return kms::Result<void>{};
-  }
-  Task<void> validate() override { co_return kms::Result<void>{}; }
-  [[nodiscard]] std::string_view kind() const noexcept override { return "fake"; }
-};
-
-class PushProviders final : public ProviderSource {
- public:
-  std::shared_ptr<FakePush> push = std::make_shared<FakePush>();
-  std::shared_ptr<FakeProvider> pull = std::make_shared<FakeProvider>();
-  Task<std::shared_ptr<Provider>> provider(const model::SecretStore&, std::string_view) override {
-    co_return std::shared_ptr<Provider>(pull);
-  }
-  Task<std::shared_ptr<PushProvider>> push_provider(const model::SecretStore&, std::string_view) override {
-    co_return std::shared_ptr<PushProvider>(push);
-  }
-};
-
 json::value aws_store() {
   return json::parse(R"({"apiVersion":"external-secrets.io/v1","kind":"SecretStore","metadata":{"name":"aws","namespace":"ns"},
     "spec":{"provider":{"aws":{"service":"SecretsManager","region":"us-east-1","auth":{"secretRef":{

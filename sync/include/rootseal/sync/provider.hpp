@@ -6,7 +6,7 @@
 // HTTP connection pool, the Vault login token (renewed before expiry, not one
 // login per fetch) and the cloud access tokens are reused. All methods are
 // coroutines on the executor the factory was given; they never block it and
-// are safe to call concurrently. Reference parameters (RemoteRef, PushRef,
+// are safe to call concurrently. Reference parameters (RemoteKey, PushRef,
 // values) must outlive the returned awaitable: fine with `co_await p->fetch(ref)`,
 // not with a temporary passed to a co_spawn that runs later.
 //
@@ -47,7 +47,16 @@ kms::Result<DecodingStrategy> parse_decoding_strategy(std::string_view s);
 // Applies a strategy to a value (Auto: base64 or base64url if it decodes, else unchanged).
 kms::Result<kms::SecureBytes> apply_decoding(DecodingStrategy strategy, kms::SecureBytes value);
 
+// Which remote value a Provider reads: ESO remoteRef.key and .version.
+struct RemoteKey {
+  std::string key;
+  std::string version;  // empty = latest
+};
+
 // ESO remoteRef (ExternalSecret data[].remoteRef and dataFrom[].extract).
+// Providers see only its RemoteKey; property and decodingStrategy are applied
+// to the whole value by the caller, in one place for every provider
+// (select_value / select_map, sync/src/secure_json.hpp).
 struct RemoteRef {
   std::string key;       // Vault: path below the mount ("foo/bar"); AWS: secret name or ARN
   std::string property;  // JSON property; nested with dots ("a.b.c"), a literal key with dots wins; empty = whole value
@@ -55,20 +64,16 @@ struct RemoteRef {
   DecodingStrategy decoding = DecodingStrategy::none;
 };
 
-// Key -> value, for dataFrom.extract. Values in locked memory.
+// Key -> value (dataFrom.extract, a Secret's data). Values in locked memory.
 using SecretMap = std::map<std::string, kms::SecureBytes, std::less<>>;
 
 class Provider {
  public:
   virtual ~Provider() = default;
-  // One value: the whole secret (Vault: the data map as JSON; AWS: SecretString
-  // or SecretBinary) or one property of it. Nested objects come back as JSON,
-  // strings as their bytes. Decoding is applied last.
-  virtual Task<kms::SecureBytes> fetch(const RemoteRef& ref) = 0;
-  // dataFrom.extract: the secret (or ref.property of it) must be a JSON object;
-  // each top-level entry becomes a key (strings as-is, others as JSON), with
-  // the decoding strategy applied to each value.
-  virtual Task<SecretMap> fetch_all(const RemoteRef& ref) = 0;
+  // The whole value of a remote secret (Vault: the data map as JSON; AWS:
+  // SecretString or SecretBinary), as stored: no property is selected and no
+  // decoding applied here.
+  virtual Task<kms::SecureBytes> fetch(const RemoteKey& ref) = 0;
   // Checks that the store answers and accepts the credentials (SecretStore Ready).
   virtual Task<void> validate() = 0;
   [[nodiscard]] virtual std::string_view kind() const noexcept = 0;  // "vault", "aws", ...

@@ -1,0 +1,344 @@
+#include "reconcile/external_secret_steps.hpp"
+
+#include <boost/json.hpp>
+
+#include "model/parse.hpp"
+#include "reconcile/eso_meta.hpp"
+#include "reconcile/store_resolver.hpp"
+#include "rootseal/kms/encoding.hpp"
+#include "secure_json.hpp"
+#include "template.hpp"
+
+namespace rootseal::sync::reconcile {
+
+namespace json = boost::json;
+using kms::Errc;
+
+namespace {
+
+// A string field (one or two levels deep); empty when absent.
+std::string_view str_at(const json::value& v, std::string_view a, std::string_view b = {}) {
+  if (!v.is_object()) return {};
+  const json::value* cur = v.as_object().if_contains(a);
+  if (cur != nullptr && !b.empty()) cur = cur->is_object() ? cur->as_object().if_contains(b) : nullptr;
+  return (cur != nullptr && cur->is_string()) ? std::string_view(cur->as_string()) : std::string_view{};
+}
+
+std::string_view obj_str(const json::object* o, std::string_view k) {
+  const auto* v = o == nullptr ? nullptr : o->if_contains(k);
+  return (v != nullptr && v->is_string()) ? std::string_view(v->as_string()) : std::string_view{};
+}
+
+bool is_controller(const json::value& ref) {
+  if (!ref.is_object()) return false;
+  const auto* c = ref.as_object().if_contains("controller");
+  return c != nullptr && c->is_bool() && c->as_bool();
+}
+
+// The controller ownerReference of an object, if any.
+const json::object* controller_of(const json::value& obj) {
+  const auto* md = obj.is_object() ? obj.as_object().if_contains("metadata") : nullptr;
+  if (md == nullptr || !md->is_object()) return nullptr;
+  const auto* refs = md->as_object().if_contains("ownerReferences");
+  if (refs == nullptr || !refs->is_array()) return nullptr;
+  for (const auto& r : refs->as_array()) {
+    if (is_controller(r)) return &r.as_object();
+  }
+  return nullptr;
+}
+
+const json::object* object_at(const json::value& v, std::string_view a, std::string_view b) {
+  if (!v.is_object()) return nullptr;
+  const auto* x = v.as_object().if_contains(a);
+  if (x == nullptr || !x->is_object()) return nullptr;
+  const auto* y = x->as_object().if_contains(b);
+  return (y != nullptr && y->is_object()) ? &y->as_object() : nullptr;
+}
+
+bool has_entry(const json::object* m, std::string_view k, std::string_view v) {
+  if (m == nullptr) return false;
+  const auto* x = m->if_contains(k);
+  return x != nullptr && x->is_string() && x->as_string() == v;
+}
+
+Refusal refused(std::string message, bool retry, std::string_view reason = kReasonError) {
+  return Refusal{reason, std::move(message), retry, false};
+}
+
+std::string provider_error(const model::StoreRef& store, const std::string& key, const std::string& property,
+                           const kms::Error& e) {
+  std::string m = "could not get secret data from provider: " + store_label(store) + " key \"" + key + "\"";
+  if (!property.empty()) m += " property \"" + property + "\"";
+  return m + ": " + e.message;
+}
+
+// The metadata rootseal wants on the Secret (template metadata + ESO's).
+struct WantedMeta {
+  model::StringMap labels;
+  model::StringMap annotations;
+  std::string type;  // empty: keep / Opaque
+};
+
+WantedMeta wanted_meta(const model::ExternalSecret& es, const std::string& hash) {
+  WantedMeta w;
+  if (const auto& tmpl = es.target.template_) {
+    w.labels = tmpl->labels;
+    w.annotations = tmpl->annotations;
+    if (tmpl->type) w.type = *tmpl->type;
+  }
+  w.labels[std::string(kManagedLabel)] = "true";
+  if (es.target.creation == model::CreationPolicy::owner) {
+    w.labels[std::string(kCreatedByLabel)] = created_by(es.meta.namespace_, es.meta.name);
+  }
+  w.annotations[std::string(kDataHashAnnotation)] = hash;
+  return w;
+}
+
+bool up_to_date(const model::ExternalSecret& es, const json::value& existing, const std::string& hash,
+                const WantedMeta& want) {
+  auto cur = secret_data(existing);
+  bool ok = cur && data_hash(*cur) == hash;
+  const auto* labels = object_at(existing, "metadata", "labels");
+  const auto* anns = object_at(existing, "metadata", "annotations");
+  for (const auto& [k, v] : want.labels) ok = ok && has_entry(labels, k, v);
+  for (const auto& [k, v] : want.annotations) ok = ok && has_entry(anns, k, v);
+  if (!want.type.empty()) ok = ok && str_at(existing, "type") == want.type;
+  if (es.target.creation == model::CreationPolicy::owner) ok = ok && controller_of(existing) != nullptr;
+  return ok;
+}
+
+json::object& child_object(json::object& o, std::string_view key, const json::storage_ptr& sp) {
+  if (!o.contains(key) || !o[key].is_object()) o[key] = json::object(sp);
+  return o[key].as_object();
+}
+
+// The controller ownerReference to this ExternalSecret, replacing any other controller.
+json::array owner_refs(const model::ExternalSecret& es, const json::object& md, const json::storage_ptr& sp) {
+  json::array refs(sp);
+  if (const auto* cur = md.if_contains("ownerReferences"); cur != nullptr && cur->is_array()) {
+    for (const auto& r : cur->as_array()) {
+      if (!is_controller(r)) refs.push_back(r);
+    }
+  }
+  json::object ref(sp);
+  ref["apiVersion"] = "external-secrets.io/v1";
+  ref["kind"] = "ExternalSecret";
+  ref["name"] = es.meta.name;
+  ref["uid"] = es.meta.uid;
+  ref["controller"] = true;
+  ref["blockOwnerDeletion"] = true;
+  refs.push_back(std::move(ref));
+  return refs;
+}
+
+// The Secret body: the existing object (if any) with the wanted metadata and
+// data, built in locked memory.
+json::value secret_body(const model::ExternalSecret& es, const json::value* existing, const SecretMap& data,
+                        const WantedMeta& want) {
+  json::storage_ptr sp = make_secure_storage();
+  json::value body(json::object_kind, sp);
+  if (existing != nullptr) body = json::value(*existing, sp);
+  json::object& o = body.as_object();
+  o["apiVersion"] = "v1";
+  o["kind"] = "Secret";
+  json::object& md = child_object(o, "metadata", sp);
+  md["name"] = es.target.name;
+  md["namespace"] = es.meta.namespace_;
+  md.erase("managedFields");
+  json::object& labels = child_object(md, "labels", sp);
+  for (const auto& [k, v] : want.labels) labels[k] = v;
+  json::object& anns = child_object(md, "annotations", sp);
+  for (const auto& [k, v] : want.annotations) anns[k] = v;
+  if (es.target.creation == model::CreationPolicy::owner) md["ownerReferences"] = owner_refs(es, md, sp);
+  if (!want.type.empty()) {
+    o["type"] = want.type;
+  } else if (!o.contains("type")) {
+    o["type"] = "Opaque";
+  }
+  if (es.target.immutable) o["immutable"] = true;
+  o.erase("stringData");
+  json::object data_obj(sp);
+  for (const auto& [k, v] : data) {
+    kms::SecureBytes b64 = kms::base64_encode_secure(v.span());
+    data_obj[k] = json::string(as_view(b64), sp);
+  }
+  o["data"] = std::move(data_obj);
+  return body;
+}
+
+bool immutable(const json::value& secret) {
+  const auto* v = secret.as_object().if_contains("immutable");
+  return v != nullptr && v->is_bool() && v->as_bool();
+}
+
+// Refusals that do not depend on the data: Merge without a Secret, a Secret
+// controlled by another owner.
+Step<void> check_existing(const model::ExternalSecret& es, const json::value* existing) {
+  const auto cp = es.target.creation;
+  if (existing == nullptr && cp == model::CreationPolicy::merge) {
+    return std::unexpected(refused("Secret \"" + es.target.name +
+                                       "\" does not exist (creationPolicy Merge only updates an existing Secret)",
+                                   true, kReasonMissing));
+  }
+  if (existing != nullptr && cp == model::CreationPolicy::owner) {
+    const auto* ctl = controller_of(*existing);
+    if (ctl != nullptr && obj_str(ctl, "uid") != es.meta.uid) {
+      return std::unexpected(refused("Secret \"" + es.target.name + "\" is controlled by another owner (" +
+                                         std::string(obj_str(ctl, "kind")) + "/" + std::string(obj_str(ctl, "name")) + ")",
+                                     true));
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+std::optional<model::ExternalSecret> invalid_shell(const json::value& object) {
+  auto meta = model::parse_meta(object);
+  if (!meta) return std::nullopt;
+  model::ExternalSecret shell;
+  shell.meta = std::move(*meta);
+  shell.target.name = shell.meta.name;
+  // The status fields, for change detection.
+  const auto* st = object.as_object().if_contains("status");
+  if (st == nullptr || !st->is_object()) return shell;
+  shell.status.synced_resource_version = std::string(str_at(*st, "syncedResourceVersion"));
+  shell.status.binding_name = std::string(str_at(*st, "binding", "name"));
+  const auto* conds = st->as_object().if_contains("conditions");
+  if (conds == nullptr || !conds->is_array()) return shell;
+  for (const auto& c : conds->as_array()) {
+    if (str_at(c, "type") != "Ready") continue;
+    shell.status.ready_status = std::string(str_at(c, "status"));
+    shell.status.ready_reason = std::string(str_at(c, "reason"));
+    shell.status.ready_message = std::string(str_at(c, "message"));
+    shell.status.ready_transition = std::string(str_at(c, "lastTransitionTime"));
+  }
+  return shell;
+}
+
+Step<void> check_templates(const model::ExternalSecret& es) {
+  if (!es.target.template_) return {};
+  for (const auto& [k, text] : es.target.template_->data) {
+    if (auto ok = check_template(text); !ok) {
+      return std::unexpected(
+          refused("invalid ExternalSecret: spec.target.template.data." + k + ": " + ok.error().message, false));
+    }
+  }
+  return {};
+}
+
+bool secret_valid(const json::value& secret) {
+  if (!has_entry(object_at(secret, "metadata", "labels"), kManagedLabel, "true")) return false;
+  const auto* ann = object_at(secret, "metadata", "annotations");
+  if (ann == nullptr) return false;
+  const auto* h = ann->if_contains(kDataHashAnnotation);
+  if (h == nullptr || !h->is_string()) return false;
+  auto data = secret_data(secret);
+  return data && data_hash(*data) == h->as_string();
+}
+
+bool must_fetch(const model::ExternalSecret& es, bool spec_changed, bool interval_elapsed,
+                const json::value* existing) {
+  const bool periodic_due = es.refresh_policy == model::RefreshPolicy::periodic && es.refresh_interval.count() > 0 &&
+                            interval_elapsed;
+  const bool due = spec_changed || periodic_due;
+  const auto cp = es.target.creation;
+  bool valid = true;  // Orphan and None: the Secret always counts as valid (ESO)
+  if (cp != model::CreationPolicy::orphan && cp != model::CreationPolicy::none) {
+    valid = existing != nullptr && secret_valid(*existing);
+  }
+  return due || !valid;
+}
+
+Step<void> add_data_from(ProviderData& out, const model::ExternalSecret& es, std::size_t i,
+                         const model::StoreRef& store, kms::Result<kms::SecureBytes> whole) {
+  const auto& ref = es.data_from.at(i).extract;
+  if (!whole && whole.error().code == Errc::not_found && es.target.deletion != model::DeletionPolicy::retain) {
+    out.missing.push_back(ref.key);
+    return {};
+  }
+  if (!whole) return std::unexpected(refused(provider_error(store, ref.key, "", whole.error()), true));
+  auto map = select_map(std::move(*whole), ref.property, ref.decoding);
+  if (!map && map.error().code == Errc::bad_base64) {
+    return std::unexpected(refused("spec.dataFrom[" + std::to_string(i) + "]: " + map.error().message, false));
+  }
+  if (!map) {
+    return std::unexpected(refused(
+        "spec.dataFrom[" + std::to_string(i) + "].extract: key \"" + ref.key + "\": " + map.error().message, true));
+  }
+  for (auto& [k, v] : *map) out.data.insert_or_assign(k, std::move(v));
+  return {};
+}
+
+Step<void> add_data(ProviderData& out, const model::ExternalSecret& es, std::size_t i, const model::StoreRef& store,
+                    kms::Result<kms::SecureBytes> whole) {
+  const auto& item = es.data.at(i);
+  const auto& ref = item.remote_ref;
+  kms::Result<kms::SecureBytes> value = std::move(whole);
+  if (value) value = select_value(std::move(*value), ref.property, ref.decoding);
+  if (!value && value.error().code == Errc::not_found && es.target.deletion != model::DeletionPolicy::retain) {
+    out.missing.push_back(ref.key);
+    return {};
+  }
+  if (!value && value.error().code == Errc::bad_base64) {
+    return std::unexpected(
+        refused("spec.data[" + std::to_string(i) + "] (" + item.secret_key + "): " + value.error().message, false));
+  }
+  if (!value) return std::unexpected(refused(provider_error(store, ref.key, ref.property, value.error()), true));
+  out.data.insert_or_assign(item.secret_key, std::move(*value));
+  return {};
+}
+
+Step<SecretMap> secret_data_of(const model::ExternalSecret& es, SecretMap provider_data) {
+  const auto& tmpl = es.target.template_;
+  if (!tmpl || tmpl->data.empty()) return provider_data;
+  SecretMap data;
+  if (tmpl->merge_policy == model::MergePolicy::merge) {
+    for (const auto& [k, v] : provider_data) data.insert_or_assign(k, v.clone());
+  }
+  for (const auto& [k, text] : tmpl->data) {
+    auto r = render_template(text, provider_data);
+    if (!r) return std::unexpected(refused("spec.target.template.data." + k + ": " + r.error().message, false));
+    data.insert_or_assign(k, std::move(*r));
+  }
+  return data;
+}
+
+std::optional<Delete> owned_secret(const model::ExternalSecret& es, const json::value& existing) {
+  const auto* ctl = controller_of(existing);
+  if (ctl == nullptr || es.meta.uid.empty() || obj_str(ctl, "uid") != es.meta.uid) return std::nullopt;
+  return Delete{std::string(str_at(existing, "metadata", "uid"))};
+}
+
+Step<Action> desired_secret(const model::ExternalSecret& es, SecretMap data, bool any_missing,
+                            const json::value* existing) {
+  const auto cp = es.target.creation;
+  if (cp == model::CreationPolicy::none) return Keep{};
+  const bool nothing = data.empty() && any_missing;
+  if (nothing && es.target.deletion == model::DeletionPolicy::delete_) {
+    if (existing != nullptr && cp == model::CreationPolicy::owner) {
+      if (auto d = owned_secret(es, *existing)) return *d;
+    }
+    return Keep{kReasonDeleted, "secret deleted due to DeletionPolicy", false};
+  }
+  if (nothing && es.target.deletion == model::DeletionPolicy::retain) {
+    return Keep{kReasonSynced, "secret retained due to DeletionPolicy=Retain", true};
+  }
+  if (auto ok = check_existing(es, existing); !ok) return std::unexpected(ok.error());
+  SecretMap final_data;
+  if (existing != nullptr && (cp == model::CreationPolicy::merge || cp == model::CreationPolicy::create_or_merge)) {
+    auto cur = secret_data(*existing);
+    if (!cur) return std::unexpected(refused(cur.error().message, false));
+    final_data = std::move(*cur);
+  }
+  for (auto& [k, v] : data) final_data.insert_or_assign(k, std::move(v));
+  const std::string hash = data_hash(final_data);
+  const WantedMeta want = wanted_meta(es, hash);
+  if (existing != nullptr && up_to_date(es, *existing, hash, want)) return Keep{};
+  if (existing != nullptr && immutable(*existing)) {
+    return std::unexpected(refused("Secret \"" + es.target.name + "\" is immutable and its data differs", false));
+  }
+  return Write{secret_body(es, existing, final_data, want), existing == nullptr};
+}
+
+}  // namespace rootseal::sync::reconcile

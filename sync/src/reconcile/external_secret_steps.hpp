@@ -1,0 +1,109 @@
+// rootseal::sync::reconcile — the ExternalSecret reconcile as pure steps: no
+// I/O, no clock, no state. ExternalSecretReconciler::run reads the world
+// (the ExternalSecret, its Secret, the stores' values), calls these in order
+// and does what they decide:
+//
+//   invalid_shell / check_templates   → refuse before any read
+//   must_fetch                        → skip the provider when nothing is due
+//   add_data_from / add_data          → each whole remote value, property and
+//                                       decoding applied (select_value/_map)
+//   secret_data_of                    → target.template rendered
+//   desired_secret                    → Keep, Delete or Write (the body)
+//
+// Every step that can stop the reconcile says why in a Refusal: the Ready=False
+// reason and message, and whether to retry with backoff.
+#pragma once
+
+#include <boost/json/value.hpp>
+
+#include <cstddef>
+#include <expected>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "model/types.hpp"
+#include "rootseal/kms/error.hpp"
+#include "rootseal/sync/provider.hpp"
+
+namespace rootseal::sync::reconcile {
+
+inline constexpr std::string_view kReasonSynced = "SecretSynced";
+inline constexpr std::string_view kReasonError = "SecretSyncedError";
+inline constexpr std::string_view kReasonDeleted = "SecretDeleted";
+inline constexpr std::string_view kReasonMissing = "SecretMissing";
+
+// Why a reconcile stops short. retry false: wait for a change of the object.
+// conflict: a 409 on the write — retry at once, status untouched.
+struct Refusal {
+  std::string_view reason = kReasonError;
+  std::string message;
+  bool retry = true;
+  bool conflict = false;
+};
+template <class T>
+using Step = std::expected<T, Refusal>;
+
+// An ExternalSecret the parser rejected, with what its status needs (meta,
+// target name, current status); nullopt when even its metadata is unreadable.
+std::optional<model::ExternalSecret> invalid_shell(const boost::json::value& object);
+
+// Template texts are checked before anything is fetched (no retry).
+Step<void> check_templates(const model::ExternalSecret& es);
+
+// ESO's isSecretValid: the managed label, and a data-hash annotation that
+// matches the Secret's data.
+bool secret_valid(const boost::json::value& secret);
+
+// ESO's shouldRefresh || !isSecretValid: whether the provider must be read.
+// spec_changed: syncedResourceVersion moved; interval_elapsed: the
+// refreshInterval since the last refresh has passed (the caller's clock);
+// existing: the Secret, nullptr if absent.
+bool must_fetch(const model::ExternalSecret& es, bool spec_changed, bool interval_elapsed,
+                const boost::json::value* existing);
+
+// The values read so far, property and decoding applied.
+struct ProviderData {
+  SecretMap data;
+  std::vector<std::string> missing;  // remote keys not found, skipped (deletionPolicy Delete/Merge)
+};
+// Adds dataFrom[i] / data[i] to `out`, given the whole remote value the
+// provider answered (or its error) through `store`. Later entries override
+// earlier ones (ESO: dataFrom first, then data).
+Step<void> add_data_from(ProviderData& out, const model::ExternalSecret& es, std::size_t i,
+                         const model::StoreRef& store, kms::Result<kms::SecureBytes> whole);
+Step<void> add_data(ProviderData& out, const model::ExternalSecret& es, std::size_t i, const model::StoreRef& store,
+                    kms::Result<kms::SecureBytes> whole);
+
+// The Secret's data: target.template.data rendered over the provider data
+// (mergePolicy Merge keeps the provider keys too), or the provider data.
+Step<SecretMap> secret_data_of(const model::ExternalSecret& es, SecretMap provider_data);
+
+// What desired_secret decides.
+struct Keep {  // no write; the status to set
+  std::string_view reason = kReasonSynced;
+  std::string message = "secret synced";
+  bool ready = true;
+};
+struct Delete {  // delete the Secret (uid precondition), then Keep{SecretDeleted}
+  std::string uid;
+};
+struct Write {  // create or update with this body (locked memory)
+  boost::json::value body;
+  bool create = false;
+};
+using Action = std::variant<Keep, Delete, Write>;
+
+// The Secret `data` calls for, given whether any remote key was missing and
+// the existing Secret (nullptr: none): creationPolicy, deletionPolicy, owner
+// and immutability checks, the ESO metadata, and no write when up to date.
+Step<Action> desired_secret(const model::ExternalSecret& es, SecretMap data, bool any_missing,
+                            const boost::json::value* existing);
+
+// Delete{uid of `existing`} when the ExternalSecret is its controller
+// (creationPolicy Owner), else nullopt.
+std::optional<Delete> owned_secret(const model::ExternalSecret& es, const boost::json::value& existing);
+
+}  // namespace rootseal::sync::reconcile

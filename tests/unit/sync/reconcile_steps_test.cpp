@@ -1,0 +1,373 @@
+// rootseal::sync::reconcile — the pure steps of the ExternalSecret and
+// PushSecret reconciles (external_secret_steps.hpp, push_secret_reconciler.hpp),
+// without fakes: inputs in, decision out.
+#include <catch2/catch.hpp>
+
+#include <boost/json.hpp>
+
+#include "model/parse.hpp"
+#include "reconcile/eso_meta.hpp"
+#include "reconcile/external_secret_steps.hpp"
+#include "reconcile/push_secret_reconciler.hpp"
+#include "rootseal/kms/encoding.hpp"
+
+using namespace rootseal;
+using namespace rootseal::sync;
+using namespace rootseal::sync::reconcile;
+namespace json = boost::json;
+
+namespace {
+
+model::ExternalSecret es_of(std::string_view spec) {
+  auto es = model::parse_external_secret(json::parse(
+      R"({"apiVersion":"external-secrets.io/v1","kind":"ExternalSecret","metadata":{"name":"app","namespace":"ns","uid":"es-uid","generation":1},
+      "spec":)" + std::string(spec) + "}"));
+  REQUIRE(es.has_value());
+  return std::move(*es);
+}
+
+const std::string kOneItem = R"("secretStoreRef":{"name":"vault"},"data":[{"secretKey":"u","remoteRef":{"key":"db","property":"user"}}])";
+
+model::ExternalSecret es_with(std::string_view extra = "") {
+  return es_of("{" + kOneItem + std::string(extra) + "}");
+}
+
+kms::SecureBytes bytes(std::string_view s) { return kms::SecureBytes::copy_of(s); }
+std::string text(const kms::SecureBytes& b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
+
+SecretMap map_of(std::initializer_list<std::pair<std::string, std::string>> kv) {
+  SecretMap m;
+  for (const auto& [k, v] : kv) m.emplace(k, bytes(v));
+  return m;
+}
+
+std::string b64(std::string_view s) {
+  return kms::base64_encode(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(s.data()), s.size()));
+}
+
+// A Secret as desired_secret would write it for `es` and `data`.
+json::value written(const model::ExternalSecret& es, const SecretMap& data, const json::value* existing = nullptr) {
+  SecretMap copy;
+  for (const auto& [k, v] : data) copy.emplace(k, v.clone());
+  auto a = desired_secret(es, std::move(copy), false, existing);
+  REQUIRE(a.has_value());
+  REQUIRE(std::holds_alternative<Write>(*a));
+  return json::value(std::get<Write>(*a).body);  // a copy on the ordinary heap: test only
+}
+
+const model::StoreRef kVault{"vault", model::StoreKind::secret_store};
+
+}  // namespace
+
+TEST_CASE("must_fetch: due (spec change, periodic interval) or the Secret is not valid") {
+  auto periodic = es_with(R"(,"refreshInterval":"1h")");
+  const json::value valid = written(periodic, map_of({{"u", "alice"}}));
+  json::value edited = valid;
+  edited.as_object()["data"].as_object()["u"] = b64("mallory");
+  json::value unlabelled = valid;
+  unlabelled.as_object()["metadata"].as_object()["labels"].as_object().erase(kManagedLabel);
+
+  CHECK(secret_valid(valid));
+  CHECK_FALSE(secret_valid(edited));
+  CHECK_FALSE(secret_valid(unlabelled));
+
+  CHECK_FALSE(must_fetch(periodic, false, false, &valid));
+  CHECK(must_fetch(periodic, true, false, &valid));    // spec changed
+  CHECK(must_fetch(periodic, false, true, &valid));    // interval elapsed
+  CHECK(must_fetch(periodic, false, false, &edited));  // hand edit restored
+  CHECK(must_fetch(periodic, false, false, &unlabelled));
+  CHECK(must_fetch(periodic, false, false, nullptr));  // Secret gone
+
+  auto never = es_with(R"(,"refreshInterval":"0s")");
+  CHECK_FALSE(must_fetch(never, false, true, &valid));
+  CHECK(must_fetch(never, true, false, &valid));
+  for (const char* policy : {"OnChange", "CreatedOnce"}) {
+    INFO(policy);
+    auto p = es_with(std::string(R"(,"refreshPolicy":")") + policy + "\"");
+    CHECK_FALSE(must_fetch(p, false, true, &valid));
+    CHECK(must_fetch(p, true, false, &valid));
+    CHECK(must_fetch(p, false, false, nullptr));
+  }
+  // Orphan and None: the Secret always counts as valid.
+  for (const char* cp : {"Orphan", "None"}) {
+    INFO(cp);
+    auto p = es_with(std::string(R"(,"target":{"creationPolicy":")") + cp + "\"}");
+    CHECK_FALSE(must_fetch(p, false, false, nullptr));
+    CHECK_FALSE(must_fetch(p, false, false, &edited));
+    CHECK(must_fetch(p, false, true, nullptr));
+  }
+}
+
+TEST_CASE("add_data: property and decoding applied once, missing keys by deletionPolicy, precise refusals") {
+  auto es = es_of(R"({"secretStoreRef":{"name":"vault"},"data":[
+    {"secretKey":"u","remoteRef":{"key":"db","property":"user"}},
+    {"secretKey":"c","remoteRef":{"key":"db","property":"cert","decodingStrategy":"Base64"}},
+    {"secretKey":"w","remoteRef":{"key":"db"}}]})");
+  const std::string whole = R"({"user":"alice","cert":"aGk=","bad":"***"})";
+  ProviderData out;
+  REQUIRE(add_data(out, es, 0, kVault, bytes(whole)));
+  REQUIRE(add_data(out, es, 1, kVault, bytes(whole)));
+  REQUIRE(add_data(out, es, 2, kVault, bytes(whole)));
+  CHECK(text(out.data.at("u")) == "alice");
+  CHECK(text(out.data.at("c")) == "hi");
+  CHECK(text(out.data.at("w")) == whole);
+  CHECK(out.missing.empty());
+
+  // Retain (default): a missing key or property is an error, retried.
+  auto gone = add_data(out, es, 0, kVault, kms::fail(kms::Errc::not_found, "secret not found"));
+  REQUIRE_FALSE(gone);
+  CHECK(gone.error().reason == kReasonError);
+  CHECK(gone.error().retry);
+  CHECK(gone.error().message ==
+        "could not get secret data from provider: SecretStore \"vault\" key \"db\" property \"user\": secret not found");
+  auto no_prop = add_data(out, es, 0, kVault, bytes(R"({"other":1})"));
+  REQUIRE_FALSE(no_prop);
+  CHECK(no_prop.error().message.ends_with("property 'user' not found"));
+  auto down = add_data(out, es, 2, kVault, kms::fail(kms::Errc::unavailable, "vault: connection refused"));
+  CHECK(down.error().message == "could not get secret data from provider: SecretStore \"vault\" key \"db\": vault: connection refused");
+  // A bad encoding is the spec's fault: no retry.
+  auto bad = add_data(out, es, 1, kVault, bytes(R"({"cert":"***"})"));
+  REQUIRE_FALSE(bad);
+  CHECK_FALSE(bad.error().retry);
+  CHECK(bad.error().message == "spec.data[1] (c): decodingStrategy Base64: the value is not valid base64");
+
+  // Delete / Merge: the key is skipped and listed.
+  for (const char* policy : {"Delete", "Merge"}) {
+    INFO(policy);
+    auto del = es_of(std::string(R"({"secretStoreRef":{"name":"vault"},"target":{"creationPolicy":"Orphan","deletionPolicy":")") +
+                     policy + R"("},"data":[{"secretKey":"u","remoteRef":{"key":"db","property":"user"}}]})");
+    ProviderData skipped;
+    REQUIRE(add_data(skipped, del, 0, kVault, kms::fail(kms::Errc::not_found, "gone")));
+    REQUIRE(add_data(skipped, del, 0, kVault, bytes("{}")));  // the property is missing too
+    CHECK(skipped.data.empty());
+    CHECK(skipped.missing == std::vector<std::string>{"db", "db"});
+  }
+}
+
+TEST_CASE("add_data_from: each entry a key, decoding per entry, data overrides") {
+  auto es = es_of(R"({"secretStoreRef":{"name":"vault"},
+    "dataFrom":[{"extract":{"key":"all"}},{"extract":{"key":"nested","decodingStrategy":"Base64"}}],
+    "data":[{"secretKey":"a","remoteRef":{"key":"x"}}]})");
+  ProviderData out;
+  REQUIRE(add_data_from(out, es, 0, kVault, bytes(R"({"a":"1","n":{"x":2}})")));
+  CHECK(text(out.data.at("a")) == "1");
+  CHECK(json::parse(text(out.data.at("n"))) == json::parse(R"({"x":2})"));
+  REQUIRE(add_data_from(out, es, 1, kVault, bytes(R"({"h":"aGk="})")));
+  CHECK(text(out.data.at("h")) == "hi");
+  REQUIRE(add_data(out, es, 0, kVault, bytes("override")));
+  CHECK(text(out.data.at("a")) == "override");
+
+  auto not_object = add_data_from(out, es, 0, kVault, bytes("plain"));
+  REQUIRE_FALSE(not_object);
+  CHECK(not_object.error().retry);
+  CHECK(not_object.error().message == "spec.dataFrom[0].extract: key \"all\": extract: the remote value is not a JSON object");
+  auto bad = add_data_from(out, es, 1, kVault, bytes(R"({"h":"***"})"));
+  REQUIRE_FALSE(bad);
+  CHECK_FALSE(bad.error().retry);
+  CHECK(bad.error().message == "spec.dataFrom[1]: key \"h\": decodingStrategy Base64: the value is not valid base64");
+  auto gone = add_data_from(out, es, 0, kVault, kms::fail(kms::Errc::not_found, "secret not found"));
+  CHECK(gone.error().message == "could not get secret data from provider: SecretStore \"vault\" key \"all\": secret not found");
+}
+
+TEST_CASE("secret_data_of: provider data as is, template Replace and Merge, render errors") {
+  CHECK(text(secret_data_of(es_with(), map_of({{"u", "alice"}}))->at("u")) == "alice");
+  auto replace = es_with(R"(,"target":{"template":{"data":{"dsn":"pg://{{ .u }}@db"}}})");
+  auto r = secret_data_of(replace, map_of({{"u", "alice"}}));
+  REQUIRE(r);
+  CHECK(r->size() == 1);
+  CHECK(text(r->at("dsn")) == "pg://alice@db");
+  auto merge = es_with(R"(,"target":{"template":{"mergePolicy":"Merge","data":{"dsn":"{{ .u }}"}}})");
+  auto m = secret_data_of(merge, map_of({{"u", "alice"}}));
+  REQUIRE(m);
+  CHECK(m->size() == 2);
+  CHECK(text(m->at("u")) == "alice");
+  auto missing = secret_data_of(replace, SecretMap{});
+  REQUIRE_FALSE(missing);
+  CHECK_FALSE(missing.error().retry);
+  CHECK(missing.error().message.starts_with("spec.target.template.data.dsn: "));
+}
+
+TEST_CASE("desired_secret: a new Secret carries ESO's metadata, owner reference and data") {
+  auto es = es_with(R"(,"target":{"name":"db-creds","immutable":true,"template":{"type":"kubernetes.io/basic-auth",
+    "metadata":{"labels":{"team":"a"},"annotations":{"owner":"ops"}}}})");
+  const auto data = map_of({{"u", "alice"}});
+  auto a = desired_secret(es, map_of({{"u", "alice"}}), false, nullptr);
+  REQUIRE(a);
+  REQUIRE(std::holds_alternative<Write>(*a));
+  CHECK(std::get<Write>(*a).create);
+  const json::value s = written(es, data);
+  const auto& md = s.at("metadata");
+  CHECK(md.at("name") == "db-creds");
+  CHECK(md.at("namespace") == "ns");
+  CHECK(md.at("labels").at("team") == "a");
+  CHECK(md.at("labels").at(kManagedLabel) == "true");
+  CHECK(md.at("labels").at(kCreatedByLabel).as_string() == created_by("ns", "app"));
+  CHECK(md.at("annotations").at("owner") == "ops");
+  CHECK(md.at("annotations").at(kDataHashAnnotation).as_string() == data_hash(data));
+  const auto& ref = md.at("ownerReferences").at(0);
+  CHECK(ref.at("kind") == "ExternalSecret");
+  CHECK(ref.at("uid") == "es-uid");
+  CHECK(ref.at("controller") == true);
+  CHECK(s.at("type") == "kubernetes.io/basic-auth");
+  CHECK(s.at("immutable") == true);
+  CHECK(s.at("data").at("u").as_string() == b64("alice"));
+  CHECK(secret_valid(s));
+
+  // Orphan: no owner reference, no created-by label; default type Opaque.
+  const json::value o = written(es_with(R"(,"target":{"creationPolicy":"Orphan"})"), data);
+  CHECK_FALSE(o.at("metadata").as_object().contains("ownerReferences"));
+  CHECK_FALSE(o.at("metadata").at("labels").as_object().contains(kCreatedByLabel));
+  CHECK(o.at("type") == "Opaque");
+}
+
+TEST_CASE("desired_secret: up to date is no write, a change updates and keeps foreign metadata") {
+  auto es = es_with();
+  json::value cur = written(es, map_of({{"u", "alice"}}));
+  cur.as_object()["metadata"].as_object()["resourceVersion"] = "7";
+  cur.as_object()["metadata"].as_object()["uid"] = "secret-uid";
+  auto same = desired_secret(es, map_of({{"u", "alice"}}), false, &cur);
+  REQUIRE(same);
+  REQUIRE(std::holds_alternative<Keep>(*same));
+  CHECK(std::get<Keep>(*same).reason == kReasonSynced);
+  CHECK(std::get<Keep>(*same).message == "secret synced");
+
+  json::value foreign = cur;
+  auto& fmd = foreign.as_object()["metadata"].as_object();
+  fmd["labels"].as_object()["app"] = "web";
+  fmd["ownerReferences"].as_array().push_back(json::parse(R"({"kind":"Thing","name":"t","uid":"t-uid"})"));
+  fmd["managedFields"] = json::array();
+  foreign.as_object()["stringData"] = json::parse(R"({"x":"y"})");
+  auto upd = desired_secret(es, map_of({{"u", "bob"}}), false, &foreign);
+  REQUIRE(upd);
+  REQUIRE(std::holds_alternative<Write>(*upd));
+  const auto& w = std::get<Write>(*upd);
+  CHECK_FALSE(w.create);
+  const json::value body(w.body);
+  CHECK(body.at("metadata").at("resourceVersion") == "7");  // optimistic concurrency
+  CHECK(body.at("metadata").at("labels").at("app") == "web");
+  CHECK(body.at("metadata").at("ownerReferences").as_array().size() == 2);
+  CHECK_FALSE(body.at("metadata").as_object().contains("managedFields"));
+  CHECK_FALSE(body.as_object().contains("stringData"));
+  CHECK(body.at("data").at("u").as_string() == b64("bob"));
+
+  // An immutable Secret whose data differs cannot be changed.
+  json::value frozen = cur;
+  frozen.as_object()["immutable"] = true;
+  auto imm = desired_secret(es, map_of({{"u", "bob"}}), false, &frozen);
+  REQUIRE_FALSE(imm);
+  CHECK_FALSE(imm.error().retry);
+  CHECK(imm.error().message == "Secret \"app\" is immutable and its data differs");
+  CHECK(desired_secret(es, map_of({{"u", "alice"}}), false, &frozen));  // unchanged: fine
+}
+
+TEST_CASE("desired_secret: creationPolicy Merge, CreateOrMerge, None and a foreign owner") {
+  const json::value other = json::parse(R"({"apiVersion":"v1","kind":"Secret","metadata":{"name":"app","namespace":"ns","uid":"s1"},
+    "data":{"keep":")" + b64("mine") + R"(","u":")" + b64("old") + R"("}})");
+  auto merge = es_with(R"(,"target":{"creationPolicy":"Merge"})");
+  auto none_yet = desired_secret(merge, map_of({{"u", "alice"}}), false, nullptr);
+  REQUIRE_FALSE(none_yet);
+  CHECK(none_yet.error().reason == kReasonMissing);
+  CHECK(none_yet.error().retry);
+  const json::value merged = written(merge, map_of({{"u", "alice"}}), &other);
+  CHECK(merged.at("data").at("keep").as_string() == b64("mine"));
+  CHECK(merged.at("data").at("u").as_string() == b64("alice"));
+  CHECK_FALSE(merged.at("metadata").as_object().contains("ownerReferences"));
+
+  auto com = es_with(R"(,"target":{"creationPolicy":"CreateOrMerge"})");
+  CHECK(std::get<Write>(*desired_secret(com, map_of({{"u", "a"}}), false, nullptr)).create);
+  CHECK(written(com, map_of({{"u", "alice"}}), &other).at("data").at("keep").as_string() == b64("mine"));
+
+  auto none = es_with(R"(,"target":{"creationPolicy":"None"})");
+  auto n = desired_secret(none, map_of({{"u", "alice"}}), false, &other);
+  REQUIRE(n);
+  CHECK(std::holds_alternative<Keep>(*n));
+
+  json::value owned = other;
+  owned.as_object()["metadata"].as_object()["ownerReferences"] =
+      json::parse(R"([{"kind":"Deployment","name":"web","uid":"d1","controller":true}])");
+  auto foreign = desired_secret(es_with(), map_of({{"u", "alice"}}), false, &owned);
+  REQUIRE_FALSE(foreign);
+  CHECK(foreign.error().message == "Secret \"app\" is controlled by another owner (Deployment/web)");
+}
+
+TEST_CASE("desired_secret: every remote key missing — Delete removes an owned Secret, Retain keeps it") {
+  auto del = es_with(R"(,"target":{"deletionPolicy":"Delete"})");
+  json::value mine = written(del, map_of({{"u", "alice"}}));
+  mine.as_object()["metadata"].as_object()["uid"] = "secret-uid";
+  auto d = desired_secret(del, SecretMap{}, true, &mine);
+  REQUIRE(d);
+  REQUIRE(std::holds_alternative<Delete>(*d));
+  CHECK(std::get<Delete>(*d).uid == "secret-uid");
+  auto absent = desired_secret(del, SecretMap{}, true, nullptr);
+  REQUIRE(std::holds_alternative<Keep>(*absent));
+  CHECK(std::get<Keep>(*absent).reason == kReasonDeleted);
+  CHECK_FALSE(std::get<Keep>(*absent).ready);
+  json::value theirs = mine;
+  theirs.as_object()["metadata"].as_object()["ownerReferences"].as_array()[0].as_object()["uid"] = "someone";
+  CHECK(std::holds_alternative<Keep>(*desired_secret(del, SecretMap{}, true, &theirs)));
+  CHECK_FALSE(owned_secret(del, theirs));
+  CHECK(owned_secret(del, mine)->uid == "secret-uid");
+
+  auto keep = desired_secret(es_with(), SecretMap{}, true, &mine);
+  REQUIRE(std::holds_alternative<Keep>(*keep));
+  CHECK(std::get<Keep>(*keep).message == "secret retained due to DeletionPolicy=Retain");
+  CHECK(std::get<Keep>(*keep).ready);
+  // Some data left: written as usual.
+  CHECK(std::holds_alternative<Write>(*desired_secret(del, map_of({{"u", "x"}}), true, &mine)));
+}
+
+TEST_CASE("invalid_shell and check_templates: refusals before any read") {
+  const json::value bad = json::parse(R"({"apiVersion":"external-secrets.io/v1","kind":"ExternalSecret",
+    "metadata":{"name":"x","namespace":"ns"},"spec":{},
+    "status":{"syncedResourceVersion":"1-a","binding":{"name":"x"},
+      "conditions":[{"type":"Ready","status":"False","reason":"SecretSyncedError","message":"m","lastTransitionTime":"t"}]}})");
+  auto shell = invalid_shell(bad);
+  REQUIRE(shell);
+  CHECK(shell->meta.name == "x");
+  CHECK(shell->target.name == "x");
+  CHECK(shell->status.ready_message == "m");
+  CHECK(shell->status.ready_transition == "t");
+  CHECK(shell->status.synced_resource_version == "1-a");
+  CHECK_FALSE(invalid_shell(json::parse(R"({"metadata":"nope"})")));
+
+  CHECK(check_templates(es_with(R"(,"target":{"template":{"data":{"k":"{{ .u }}"}}})")));
+  auto t = check_templates(es_with(R"(,"target":{"template":{"data":{"k":"{{ .u "}}})"));
+  REQUIRE_FALSE(t);
+  CHECK_FALSE(t.error().retry);
+  CHECK(t.error().message.starts_with("invalid ExternalSecret: spec.target.template.data.k: "));
+}
+
+TEST_CASE("values_to_push: a Secret key, the whole Secret, a remote property, and remote_source_value") {
+  auto ps = model::parse_push_secret(json::parse(R"({"apiVersion":"external-secrets.io/v1alpha1","kind":"PushSecret",
+    "metadata":{"name":"p","namespace":"ns"},"spec":{"secretStoreRefs":[{"name":"aws"}],"selector":{"secret":{"name":"src"}},
+    "data":[{"match":{"secretKey":"a","remoteRef":{"remoteKey":"r1"}}},{"match":{"remoteRef":{"remoteKey":"r2"}}}]}})"));
+  REQUIRE(ps);
+  auto v = values_to_push(*ps, map_of({{"a", "1"}, {"b", "2"}}), nullptr);
+  REQUIRE(v);
+  REQUIRE(v->size() == 2);
+  CHECK(text((*v)[0]) == "1");
+  CHECK(json::parse(text((*v)[1])) == json::parse(R"({"a":"1","b":"2"})"));
+  auto missing = values_to_push(*ps, map_of({{"b", "2"}}), nullptr);
+  REQUIRE_FALSE(missing);
+  CHECK(missing.error().message == "source Secret has no key \"a\"");
+
+  auto remote = model::parse_push_secret(json::parse(R"({"apiVersion":"external-secrets.io/v1alpha1","kind":"PushSecret",
+    "metadata":{"name":"p","namespace":"ns"},"spec":{"secretStoreRefs":[{"name":"aws"}],
+    "selector":{"remoteRef":{"storeRef":{"name":"vault"},"key":"db","property":"inner","decodingStrategy":"Base64"}},
+    "data":[{"match":{"secretKey":"pw","remoteRef":{"remoteKey":"r1"}}}]}})"));
+  REQUIRE(remote);
+  auto src = remote_source_value(*remote, bytes(R"({"inner":")" + b64(R"({"pw":"s3cret"})") + "\"}"));
+  REQUIRE(src);
+  auto rv = values_to_push(*remote, SecretMap{}, &*src);
+  REQUIRE(rv);
+  CHECK(text((*rv)[0]) == "s3cret");
+  auto down = remote_source_value(*remote, kms::fail(kms::Errc::unavailable, "vault down"));
+  REQUIRE_FALSE(down);
+  CHECK(down.error().code == kms::Errc::unavailable);
+  CHECK(down.error().message == "could not read the source remote key \"db\": vault down");
+  auto empty_inner = remote_source_value(*remote, bytes(R"({"inner":")" + b64("{}") + "\"}"));
+  REQUIRE(empty_inner);
+  auto no_prop = values_to_push(*remote, SecretMap{}, &*empty_inner);
+  REQUIRE_FALSE(no_prop);
+  CHECK(no_prop.error().code == kms::Errc::not_found);
+}
