@@ -170,15 +170,22 @@ struct GcpSpec {
 
 using StoreSpec = std::variant<VaultSpec, AwsSpec, AzureSpec, GcpSpec>;
 
+// The shared backoff of one store (sync/src/providers/store_health.hpp).
+class StoreHealth;
+
 // Builds providers on an executor. Stateless apart from the executor; cache
-// the providers it returns (per store and store generation).
+// the providers it returns (per store and store generation). `health`: the
+// store's shared backoff (every provider of one store should get the same);
+// null: the provider gets its own.
 class ProviderFactory {
  public:
   explicit ProviderFactory(boost::asio::any_io_executor executor);
   // Vault or AWS; Azure/GCP as pull sources are not supported (invalid_argument).
-  [[nodiscard]] kms::Result<std::shared_ptr<Provider>> make_provider(StoreSpec spec) const;
+  [[nodiscard]] kms::Result<std::shared_ptr<Provider>> make_provider(StoreSpec spec,
+                                                                     std::shared_ptr<StoreHealth> health = nullptr) const;
   // AWS, Azure or GCP; Vault as a push target is not supported (invalid_argument).
-  [[nodiscard]] kms::Result<std::shared_ptr<PushProvider>> make_push_provider(StoreSpec spec) const;
+  [[nodiscard]] kms::Result<std::shared_ptr<PushProvider>> make_push_provider(
+      StoreSpec spec, std::shared_ptr<StoreHealth> health = nullptr) const;
 
  private:
   boost::asio::any_io_executor executor_;
