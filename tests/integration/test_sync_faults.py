@@ -47,7 +47,10 @@ class StoreFaults(unittest.TestCase):
     NS = "faults-store"
 
     def all_ready(self):
-        return all(ENV.kube.ready(self.NS, "es-%d" % i) for i in range(N_ES))
+        return all((ENV.kube.ready(self.NS, "es-%d" % i) or ("",))[0] == "True" for i in range(N_ES))
+
+    def not_ready(self):
+        return sum((ENV.kube.ready(self.NS, "es-%d" % i) or ("",))[0] != "True" for i in range(N_ES))
 
     def secrets_rv(self):
         return {i: ENV.kube.secret(self.NS, "s-%d" % i)["metadata"]["resourceVersion"] for i in range(N_ES)}
@@ -87,9 +90,12 @@ class StoreFaults(unittest.TestCase):
         store = 'store="SecretStore/%s/vault"' % self.NS
         self.assertGreater(m.get("rootseal_sync_store_refused_calls{%s}" % store, 0), 0, "no call refused locally")
         self.assertEqual(m.get("rootseal_sync_store_backing_off{%s}" % store), 1.0)
+        self.assertGreater(m.get("rootseal_sync_store_parked{%s}" % store, 0), 0, "no ExternalSecret parked")
+        self.assertGreater(self.not_ready(), 0, "no ExternalSecret reported the outage")
         # Ready again within one refresh interval after the store came back.
         ENV.wait(self.all_ready, "every ExternalSecret Ready after the outage", timeout=REFRESH)
         self.assertEqual(self.secrets_rv(), before, "a Secret was rewritten with the same data")
+        self.assertEqual(ENV.metric("rootseal_sync_store_backing_off{%s}" % store), 0.0)
 
         # 2. Vault answers 500, then 429 with Retry-After, then recovers.
         fault_at = time.time()
