@@ -98,7 +98,10 @@ kms::Error StoreHealth::refusal() {
 }
 
 Task<StoreHealth::Ticket> StoreHealth::admit() {
-  const auto deadline = Clock::now() + options_.wait_budget;
+  // Only a store in its first round of failures (a blip) is waited for; once
+  // a probe failed too, calls are refused at once (no worker sits waiting for
+  // an outage while other stores' work queues up).
+  const auto deadline = Clock::now() + (snapshot().level <= 1 ? options_.wait_budget : Millis(0));
   for (;;) {
     const auto now = Clock::now();
     auto d = decide(now);

@@ -5,8 +5,9 @@
 // throttling error) backs the store off as a whole: exponential backoff with
 // jitter (level n waits between half and all of base·2^(n-1), capped at max),
 // never sooner than a Retry-After the store sent. While backed off, calls are
-// refused locally (Errc::unavailable, counted) after waiting at most
-// `wait_budget` for the store to reopen. When the wait is over exactly one
+// refused locally (Errc::unavailable, counted): at once when a probe failed
+// too (an outage), after waiting at most `wait_budget` for the store to
+// reopen in its first round (a blip, so statuses do not flap). When the wait is over exactly one
 // call is let through (the probe, half-open); the others keep waiting for
 // its outcome (within their budget). A probe that gets any answer that is not
 // transient (2xx, 404, 403 ...) makes the store healthy again and runs the
@@ -69,7 +70,8 @@ class StoreHealth {
   // [0, 1) (tests pass a fixed one).
   explicit StoreHealth(std::string name, Options options = {}, std::function<double()> rand01 = {});
 
-  // Waits (asynchronously, at most wait_budget) until the store takes calls.
+  // Waits (asynchronously, at most wait_budget, and only in the first round
+  // of failures) until the store takes calls.
   Task<Ticket> admit();
   // The call got an answer that says nothing against the store (any non-transient outcome).
   void succeeded(const Ticket& ticket) { succeeded_at(Clock::now(), ticket); }
