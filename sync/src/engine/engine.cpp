@@ -200,11 +200,6 @@ class KubeFacade final : public reconcile::KubeApi {
     }
     return true;
   }
-  std::vector<const InformerSet*> sets() const {
-    std::vector<const InformerSet*> v{&es_, &ps_, &ss_, &css_, &secrets_, &sources_};
-    if (deploy_) v.insert(v.end(), {&*deploy_, &*sts_, &*ds_});
-    return v;
-  }
   std::vector<InformerSet*> sets() {
     std::vector<InformerSet*> v{&es_, &ps_, &ss_, &css_, &secrets_, &sources_};
     if (deploy_) v.insert(v.end(), {&*deploy_, &*sts_, &*ds_});
@@ -398,7 +393,7 @@ class EngineImpl final : public Engine {
     s.queue_ready = qs.ready_fast + qs.ready_normal;
     s.managed_secrets = const_cast<KubeFacade&>(kube_).secrets().size();
     s.synced = synced_.load();
-    for (const auto* set : kube_.sets()) set->add_stats(s.relists, s.watch_reconnects);
+    for (const auto* set : const_cast<KubeFacade&>(kube_).sets()) set->add_stats(s.relists, s.watch_reconnects);
     for (const auto& h : store_health()) s.parked += h.parked;
     return s;
   }

@@ -237,6 +237,7 @@ asio::awaitable<void> Informer::run() {
     return base + std::chrono::milliseconds(static_cast<std::int64_t>(static_cast<double>(base.count()) * 0.5 * jitter_fraction()));
   };
   bool need_list = true;
+  bool listed = false;
   std::string relist_reason;
   while (!stopped_.load(std::memory_order_acquire)) {
     if (need_list) {
@@ -253,7 +254,8 @@ asio::awaitable<void> Informer::run() {
       }
       need_list = false;
       backoff = options_.backoff_initial;  // the API answers: the next failure starts small again
-      if (!relist_reason.empty() && options_.on_relist) options_.on_relist(relist_reason);
+      if (listed && !relist_reason.empty() && options_.on_relist) options_.on_relist(relist_reason);
+      listed = true;
       relist_reason.clear();
     }
     const auto started = std::chrono::steady_clock::now();
