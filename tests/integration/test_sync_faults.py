@@ -92,6 +92,7 @@ class StoreFaults(unittest.TestCase):
         self.assertEqual(m.get("rootseal_sync_store_backing_off{%s}" % store), 1.0)
         self.assertGreater(m.get("rootseal_sync_store_parked{%s}" % store, 0), 0, "no ExternalSecret parked")
         self.assertGreater(self.not_ready(), 0, "no ExternalSecret reported the outage")
+        self.assertIn("store backing off after errors", ENV.log())
         # Ready again within one refresh interval after the store came back.
         ENV.wait(self.all_ready, "every ExternalSecret Ready after the outage", timeout=REFRESH)
         self.assertEqual(self.secrets_rv(), before, "a Secret was rewritten with the same data")

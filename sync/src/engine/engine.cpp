@@ -342,6 +342,9 @@ class EngineImpl final : public Engine {
     qo.burst = cfg_.queue_burst;
     queue_ = kube::WorkQueue::create(ex, qo);
     providers_.on_recovered([this](const std::string& store) { store_recovered(store); });
+    providers_.on_backing_off([log = cfg_.log](const std::string& store, const std::string& reason) {
+      if (log) log(true, "sync: store backing off after errors", {{"store", store}, {"reason", reason}});
+    });
     es_rec_.on_secret_changed([this](const std::string& ns, const std::string& secret) { enqueue_workloads(ns, secret); });
     wire();
   }

@@ -70,9 +70,8 @@ std::shared_ptr<StoreHealth> EngineProviders::health(const std::string& store_id
   auto& h = health_[store_id];
   if (!h) {
     h = std::make_shared<StoreHealth>(store_id, health_options_);
-    if (recovered_) {
-      h->on_recovered([cb = recovered_, store_id] { cb(store_id); });
-    }
+    if (recovered_) h->on_recovered([cb = recovered_, store_id] { cb(store_id); });
+    if (backing_off_) h->on_backing_off([cb = backing_off_, store_id](const std::string& why) { cb(store_id, why); });
   }
   return h;
 }

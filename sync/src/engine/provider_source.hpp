@@ -49,6 +49,10 @@ class EngineProviders final : public reconcile::ProviderSource {
   // Runs with the store id each time a store becomes healthy after a backoff
   // (set before any provider is built).
   void on_recovered(std::function<void(const std::string& store_id)> callback) { recovered_ = std::move(callback); }
+  // Runs with the store id and the reason each time a healthy store starts backing off.
+  void on_backing_off(std::function<void(const std::string& store_id, const std::string& reason)> callback) {
+    backing_off_ = std::move(callback);
+  }
 
   // The resolved spec of a store for namespace ns: credentials read from its
   // Kubernetes Secrets or from the host configuration (then the endpoints
@@ -79,6 +83,7 @@ class EngineProviders final : public reconcile::ProviderSource {
   std::chrono::seconds recheck_;
   StoreHealthOptions health_options_;
   std::function<void(const std::string&)> recovered_;
+  std::function<void(const std::string&, const std::string&)> backing_off_;
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<StoreHealth>> health_;
   std::map<std::string, CacheEntry<Provider>> cache_;

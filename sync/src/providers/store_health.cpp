@@ -35,6 +35,11 @@ void StoreHealth::on_recovered(std::function<void()> callback) {
   recovered_ = std::move(callback);
 }
 
+void StoreHealth::on_backing_off(std::function<void(const std::string&)> callback) {
+  std::lock_guard lock(mu_);
+  backing_off_cb_ = std::move(callback);
+}
+
 Millis StoreHealth::backoff_for(unsigned level) {
   // base·2^(level-1), capped; "equal jitter": between half and all of it.
   Millis d = options_.base;
@@ -73,20 +78,29 @@ void StoreHealth::succeeded_at(Clock::time_point /*now*/, const Ticket& ticket) 
 
 void StoreHealth::failed_at(Clock::time_point now, const Ticket& ticket, std::optional<Millis> retry_after,
                             std::string_view reason) {
-  std::lock_guard lock(mu_);
-  ++failures_;
-  last_error_ = std::string(reason.substr(0, 300));
-  const Millis hint = std::clamp(retry_after.value_or(Millis(0)), Millis(0), kMaxRetryAfter);
-  if (!backing_off_ || ticket.probe) {
+  std::function<void(const std::string&)> cb;
+  std::string why;
+  {
+    std::lock_guard lock(mu_);
+    ++failures_;
+    last_error_ = std::string(reason.substr(0, 300));
+    const Millis hint = std::clamp(retry_after.value_or(Millis(0)), Millis(0), kMaxRetryAfter);
+    if (backing_off_ && !ticket.probe) {
+      // A call that was already out when the store fell ill: only its hint counts.
+      next_attempt_ = std::max(next_attempt_, now + hint);
+      return;
+    }
     // A new round: the store fell ill, or the probe failed.
+    if (!backing_off_) {
+      cb = backing_off_cb_;
+      why = last_error_;
+    }
     level_ = backing_off_ ? level_ + 1 : 1;
     backing_off_ = true;
     if (ticket.probe) probe_in_flight_ = false;
     next_attempt_ = now + std::max(backoff_for(level_), hint);
-    return;
   }
-  // A call that was already out when the store fell ill: only its hint counts.
-  next_attempt_ = std::max(next_attempt_, now + hint);
+  if (cb) cb(why);
 }
 
 kms::Error StoreHealth::refusal() {

@@ -82,6 +82,9 @@ class StoreHealth {
 
   // Runs (outside the lock) each time the store becomes healthy after a backoff.
   void on_recovered(std::function<void()> callback);
+  // Runs (outside the lock) each time a healthy store starts backing off,
+  // with the failure's reason (no values).
+  void on_backing_off(std::function<void(const std::string& reason)> callback);
 
   // ---- the pure state machine (explicit time) ----
   Decision decide(Clock::time_point now);
@@ -104,6 +107,7 @@ class StoreHealth {
   std::function<double()> rand01_;
   mutable std::mutex mu_;
   std::function<void()> recovered_;
+  std::function<void(const std::string&)> backing_off_cb_;
   bool backing_off_ = false;
   bool probe_in_flight_ = false;
   Clock::time_point probe_since_{};

@@ -27,7 +27,9 @@ StoreHealth make_health(StoreHealth::Options o = {}) {
 TEST_CASE("store health: a failure backs the whole store off; one probe after the wait; success recovers") {
   auto h = make_health({1000ms, 8000ms, 2000ms});
   int recovered = 0;
+  std::vector<std::string> fell_ill;
   h.on_recovered([&] { ++recovered; });
+  h.on_backing_off([&](const std::string& why) { fell_ill.push_back(why); });
   const auto t0 = Clock::now();
   auto a = h.decide(t0);
   auto b = h.decide(t0);
@@ -40,6 +42,7 @@ TEST_CASE("store health: a failure backs the whole store off; one probe after th
   h.failed_at(t0 + 10ms, *b.ticket, std::nullopt, "vault answered 500");
   CHECK(h.snapshot().level == 1);
   CHECK(h.snapshot().next_attempt == t0 + 1000ms);
+  CHECK(fell_ill == std::vector<std::string>{"vault answered 500"});  // once per outage, not per failure
   // Refused until then.
   auto d = h.decide(t0 + 999ms);
   CHECK_FALSE(d.ticket);
@@ -64,6 +67,7 @@ TEST_CASE("store health: a failure backs the whole store off; one probe after th
   CHECK(recovered == 1);
   CHECK(h.snapshot().level == 0);
   CHECK(h.decide(t0 + 3151ms).ticket);
+  CHECK(fell_ill.size() == 1);
 }
 
 TEST_CASE("store health: the backoff is capped, a Retry-After wins over it, refusals are counted and say why") {
