@@ -14,7 +14,7 @@ of 10 s / 30 s); the properties asserted are the same."""
 import time
 import unittest
 
-from sync_testlib import SyncEnv
+from sync_testlib import ESO, SyncEnv
 
 REFRESH = 4.0        # refreshInterval of every ExternalSecret (s)
 N_ES, N_KEYS = 24, 12
@@ -124,6 +124,10 @@ class StoreFaults(unittest.TestCase):
                              "call rate while Vault answers 500/429 above the steady rate")
         ENV.wait(self.all_ready, "every ExternalSecret Ready after the throttling", timeout=RETRY_AFTER + REFRESH)
         self.assertEqual(self.secrets_rv(), before, "a Secret was written during the faults")
+
+        # A deleted store leaves no health (nor metric series) behind.
+        kube.delete(ESO + "/namespaces/%s/secretstores/vault" % self.NS)
+        ENV.wait(lambda: "rootseal_sync_store_failures{%s}" % store not in ENV.metrics(), "the store's series gone")
 
 
 class ApiFaults(unittest.TestCase):

@@ -476,10 +476,21 @@ class EngineImpl final : public Engine {
         },
         [this, ps_key](const ObjectPtr& o) { queue_->add(ps_key(o), kube::Lane::fast); },
         {}});
+    // A deleted store: its health is dropped and what waited for it is queued
+    // (it will report the missing store).
+    auto store_gone = [this](const ObjectPtr& o, bool cluster) {
+      const std::string id = std::string(cluster ? "ClusterSecretStore/" : "SecretStore/") +
+                             std::string(cluster ? std::string_view{} : str_of(*o, "metadata", "namespace")) + "/" +
+                             std::string(str_of(*o, "metadata", "name"));
+      providers_.forget_health(id);
+      for (const auto& k : parking_.release(id)) queue_->add(k, kube::Lane::normal);
+    };
     kube_.ss().set_handlers(kube::InformerHandlers{
-        {}, [this](const ObjectPtr&, const ObjectPtr& now) { enqueue_store_users(*now, false); }, {}, {}});
+        {}, [this](const ObjectPtr&, const ObjectPtr& now) { enqueue_store_users(*now, false); },
+        [store_gone](const ObjectPtr& o) { store_gone(o, false); }, {}});
     kube_.css().set_handlers(kube::InformerHandlers{
-        {}, [this](const ObjectPtr&, const ObjectPtr& now) { enqueue_store_users(*now, true); }, {}, {}});
+        {}, [this](const ObjectPtr&, const ObjectPtr& now) { enqueue_store_users(*now, true); },
+        [store_gone](const ObjectPtr& o) { store_gone(o, true); }, {}});
     // Managed Secrets: an edit or a deletion brings their writers back at once.
     auto secret_event = [this](const ObjectPtr& o, bool data_changed) {
       const std::string ns(str_of(*o, "metadata", "namespace"));

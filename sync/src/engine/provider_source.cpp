@@ -82,6 +82,11 @@ std::shared_ptr<StoreHealth> EngineProviders::find_health(const std::string& sto
   return it == health_.end() ? nullptr : it->second;
 }
 
+void EngineProviders::forget_health(const std::string& store_id) {
+  std::lock_guard lock(mu_);
+  health_.erase(store_id);
+}
+
 std::vector<std::pair<std::string, StoreHealth::Snapshot>> EngineProviders::health_snapshots() const {
   std::vector<std::shared_ptr<StoreHealth>> all;
   {

@@ -44,6 +44,8 @@ class EngineProviders final : public reconcile::ProviderSource {
   std::shared_ptr<StoreHealth> health(const std::string& store_id);
   // The health of a store if a provider was ever built for it, else null.
   std::shared_ptr<StoreHealth> find_health(const std::string& store_id) const;
+  // Drops a deleted store's health (a new store of that name starts healthy).
+  void forget_health(const std::string& store_id);
   // Every store's health, by id (metrics).
   std::vector<std::pair<std::string, StoreHealth::Snapshot>> health_snapshots() const;
   // Runs with the store id each time a store becomes healthy after a backoff
