@@ -1,7 +1,8 @@
 // Shared pieces of the providers: HTTP clients from a TlsSpec, error mapping,
 // an async mutex, a write-rate limiter, uuids, the coroutine forms of the
-// error macros; for the push providers the "not managed" refusal, JSON
-// property merge/removal, a cached bearer token and the retrying request.
+// error macros, Retry-After, the guarded call under a store's health; for the
+// push providers the "not managed" refusal, JSON property merge/removal, a
+// cached bearer token and the bearer request.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>

@@ -15,7 +15,8 @@
 //                      (ESO's NoSecretErr: drives deletion policy)
 //   permission_denied  the store refused the credentials or the call (401/403), or
 //                      PushProvider: the remote secret exists and is not managed by rootseal
-//   unavailable        network, timeout, 5xx, throttled beyond the retry budget
+//   unavailable        network, timeout, 5xx, throttled beyond the retry budget, or
+//                      refused locally while the store backs off (StoreHealth)
 //   invalid_argument   a bad reference (key, property, name syntax) or a bad store spec
 //   bad_base64         decodingStrategy could not decode the value
 #pragma once
