@@ -148,6 +148,51 @@ def k8s_writes(k8s):
     return s["writes"], s["by_verb"]
 
 
+def ready_count(k8s):
+    """ExternalSecrets whose Ready condition is True, from the API server."""
+    st, lst = k8s.req("GET", "/apis/external-secrets.io/v1/externalsecrets")
+    n = 0
+    for es in lst.get("items", []):
+        for c in (es.get("status") or {}).get("conditions") or []:
+            if c.get("type") == "Ready" and c.get("status") == "True":
+                n += 1
+    return n
+
+
+def outage(args, results, k8s, vault, port, rs):
+    """Vault down (503 to everything) for args.outage seconds, then back:
+    provider calls during the outage and the recovery, ExternalSecrets parked,
+    time from Vault's return until every ExternalSecret is Ready again."""
+    r0 = vault_reads(vault)
+    m0 = metrics(port)
+    vault.req("POST", "/_double/down", {"mode": "503"})
+    t_down = time.monotonic()
+    parked_max = 0
+    while time.monotonic() - t_down < args.outage:  # the outage's length (a measurement window)
+        parked_max = max(parked_max, int(metrics(port).get("rootseal_sync_parked", 0)))
+        time.sleep(1)
+    not_ready = args.es - ready_count(k8s)
+    r1 = vault_reads(vault)
+    vault.req("POST", "/_double/up")
+    t_up = time.monotonic()
+    wait_for(lambda: ready_count(k8s) >= args.es, "every ExternalSecret Ready after the outage", timeout=900, proc=rs,
+             step=0.5)
+    t_ready = time.monotonic()
+    r2 = vault_reads(vault)
+    m2 = metrics(port)
+    results["outage_seconds"] = args.outage
+    results["outage_not_ready_at_end"] = not_ready
+    results["outage_parked_max"] = parked_max
+    results["outage_vault_reads"] = r1 - r0
+    results["outage_refused_locally"] = int(sum(v for k, v in m2.items() if k.startswith("rootseal_sync_store_refused_calls"))
+                                            - sum(v for k, v in m0.items() if k.startswith("rootseal_sync_store_refused_calls")))
+    results["recovery_seconds_until_all_ready"] = round(t_ready - t_up, 1)
+    results["recovery_vault_reads"] = r2 - r1
+    print("outage %.0fs: %d vault reads during it, %d ExternalSecrets not Ready at its end (%d parked at most); "
+          "all Ready %.1fs after Vault returned, %d vault reads for the recovery"
+          % (args.outage, r1 - r0, not_ready, parked_max, t_ready - t_up, r2 - r1), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--es", type=int, default=10000)
@@ -157,6 +202,8 @@ def main():
     ap.add_argument("--window", default="10s", help="sync.refresh_window")
     ap.add_argument("--cycles", type=int, default=2, help="steady-state refresh cycles to observe")
     ap.add_argument("--loaders", type=int, default=16)
+    ap.add_argument("--outage", type=float, default=0,
+                    help="then Vault down (503) for this many seconds: recovery time and provider calls (0: skip)")
     args = ap.parse_args()
     refresh_s = int(args.refresh.rstrip("s"))
 
@@ -273,6 +320,8 @@ def main():
         wait_for(updated, "store change reaches the Secrets", timeout=refresh_s * 3 + 60, proc=rs, step=0.1)
         results["store_change_to_secret_seconds"] = round(time.monotonic() - t_change, 1)
         results["store_change_bound_seconds"] = "refreshInterval + refresh_window"
+        if args.outage > 0:
+            outage(args, results, k8s, vault, port, rs)
         print(json.dumps(results, indent=2))
     finally:
         stop_all(procs)

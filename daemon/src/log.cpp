@@ -85,6 +85,10 @@ void init(std::string_view format, std::string_view level) {
 }
 
 void write(Level level, std::string_view message, std::initializer_list<Field> fields) {
+  write(level, message, std::span<const Field>(fields.begin(), fields.size()));
+}
+
+void write(Level level, std::string_view message, std::span<const Field> fields) {
   if (to_spd(level) < g_level) return;
   std::string line;
   line.reserve(128);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <initializer_list>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -26,6 +27,8 @@ struct Field {
 // format: "logfmt" or "json"; level: trace..error.
 void init(std::string_view format, std::string_view level);
 void write(Level level, std::string_view message, std::initializer_list<Field> fields = {});
+// The same with fields known only at run time.
+void write(Level level, std::string_view message, std::span<const Field> fields);
 
 inline void info(std::string_view m, std::initializer_list<Field> f = {}) { write(Level::info, m, f); }
 inline void warn(std::string_view m, std::initializer_list<Field> f = {}) { write(Level::warn, m, f); }

@@ -70,17 +70,24 @@ void Metrics::add_gauge(std::string name, std::string help, Gauge gauge) {
   gauges_.emplace_back(std::move(name), std::move(help), std::move(gauge));
 }
 
+void Metrics::add_gauge_family(std::string name, std::string help, GaugeFamily family, std::string label) {
+  std::lock_guard lock(mu_);
+  families_.emplace_back(std::move(name), std::move(help), std::move(family), std::move(label));
+}
+
 std::string Metrics::render() const {
   std::string out;
   char buf[256];
   out += "# HELP rootseal_http_requests_total HTTP requests by route, method and status.\n";
   out += "# TYPE rootseal_http_requests_total counter\n";
   std::vector<std::tuple<std::string, std::string, Gauge>> gauges;
+  std::vector<std::tuple<std::string, std::string, GaugeFamily, std::string>> families;
   std::map<std::tuple<Route, std::string, unsigned>, std::uint64_t> requests;
   {
     std::lock_guard lock(mu_);
     requests = requests_;
     gauges = gauges_;
+    families = families_;
   }
   for (std::size_t r = 0; r < kRoutes; ++r) {
     for (std::size_t m = 0; m < kMethods.size(); ++m) {
@@ -130,6 +137,24 @@ std::string Metrics::render() const {
     std::snprintf(buf, sizeof buf, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name.c_str(), help.c_str(), name.c_str(),
                   type, name.c_str(), gauge());
     out += buf;
+  }
+  for (const auto& [name, help, family, label] : families) {
+    out += "# HELP " + name + " " + help + "\n# TYPE " + name + " gauge\n";
+    std::size_t n = 0;
+    for (const auto& [value_label, value] : family()) {
+      if (++n > 1000) break;
+      out += name + "{" + label + "=\"";
+      for (const char c : value_label) {  // the text format's escapes: backslash, quote, newline
+        if (c == '\\' || c == '"') out += '\\';
+        if (c == '\n') {
+          out += "\\n";
+          continue;
+        }
+        out += c;
+      }
+      std::snprintf(buf, sizeof buf, "\"} %.17g\n", value);
+      out += buf;
+    }
   }
   return out;
 }

@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace rootseal::daemon {
 
@@ -34,6 +35,10 @@ class Metrics {
   // a name ending in _total is exposed as a counter.
   using Gauge = std::function<double()>;
   void add_gauge(std::string name, std::string help, Gauge gauge);
+  // A gauge with one label (`label`), values read at scrape time: one series
+  // per (label value, number). Label values are escaped; at most 1000 series.
+  using GaugeFamily = std::function<std::vector<std::pair<std::string, double>>()>;
+  void add_gauge_family(std::string name, std::string help, GaugeFamily family, std::string label);
 
   // Prometheus text exposition format 0.0.4.
   [[nodiscard]] std::string render() const;
@@ -57,6 +62,7 @@ class Metrics {
   mutable std::mutex mu_;
   std::map<std::tuple<Route, std::string, unsigned>, std::uint64_t> requests_;  // the rare other statuses
   std::vector<std::tuple<std::string, std::string, Gauge>> gauges_;
+  std::vector<std::tuple<std::string, std::string, GaugeFamily, std::string>> families_;
 };
 
 }  // namespace rootseal::daemon

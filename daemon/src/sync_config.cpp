@@ -3,6 +3,7 @@
 #include <charconv>
 #include <set>
 
+#include "log.hpp"
 #include "metrics.hpp"
 #include "rootseal/kms/numbers.hpp"
 
@@ -156,7 +157,8 @@ Result<sync::HostStoreConfig> host_store(const std::string& name, const YAML::No
 
 Result<std::shared_ptr<const sync::EngineConfig>> parse_sync_config(const YAML::Node& n) {
   ROOTSEAL_TRY(only_keys(n, "sync", {"enabled", "kubeconfig", "context", "concurrency", "refresh_window", "namespaces",
-                                     "rollout_restart", "kube_qps", "kube_burst", "retry_base", "retry_max", "stores"}));
+                                     "rollout_restart", "kube_qps", "kube_burst", "retry_base", "retry_max", "queue",
+                                     "store_backoff", "stores"}));
   auto c = std::make_shared<sync::EngineConfig>();
   if (n["enabled"]) ROOTSEAL_TRY_ASSIGN(c->enabled, get<bool>(n["enabled"], "sync.enabled"));
   if (n["kubeconfig"]) {
@@ -195,6 +197,30 @@ Result<std::shared_ptr<const sync::EngineConfig>> parse_sync_config(const YAML::
   if (c->retry_base.count() <= 0 || c->retry_max < c->retry_base) {
     return fail(Errc::invalid_argument, "sync.retry_base/retry_max: 0 < retry_base <= retry_max");
   }
+  if (const auto q = n["queue"]) {
+    ROOTSEAL_TRY(only_keys(q, "sync.queue", {"qps", "burst"}));
+    if (q["qps"]) {
+      ROOTSEAL_TRY_ASSIGN(c->queue_qps, get<double>(q["qps"], "sync.queue.qps"));
+      if (!(c->queue_qps > 0) || c->queue_qps > 100000) {
+        return fail(Errc::invalid_argument, "sync.queue.qps: greater than 0, at most 100000");
+      }
+    }
+    if (q["burst"]) {
+      std::int64_t v = 0;
+      ROOTSEAL_TRY_ASSIGN(v, get<std::int64_t>(q["burst"], "sync.queue.burst"));
+      if (v < 1 || v > 1000000) return fail(Errc::invalid_argument, "sync.queue.burst: 1 to 1000000");
+      c->queue_burst = static_cast<std::size_t>(v);
+    }
+  }
+  if (const auto b = n["store_backoff"]) {
+    ROOTSEAL_TRY(only_keys(b, "sync.store_backoff", {"base", "max"}));
+    if (b["base"]) ROOTSEAL_TRY_ASSIGN(c->store_backoff_base, millis(b["base"], "sync.store_backoff.base"));
+    if (b["max"]) ROOTSEAL_TRY_ASSIGN(c->store_backoff_max, millis(b["max"], "sync.store_backoff.max"));
+  }
+  if (c->store_backoff_base < std::chrono::milliseconds(10) || c->store_backoff_max < c->store_backoff_base ||
+      c->store_backoff_max > std::chrono::hours(1)) {
+    return fail(Errc::invalid_argument, "sync.store_backoff: 10ms <= base <= max <= 1h");
+  }
   if (n["stores"]) {
     if (!n["stores"].IsMap()) return fail(Errc::invalid_argument, "sync.stores: must be a mapping of name to store");
     for (const auto& kv : n["stores"]) {
@@ -210,7 +236,14 @@ Result<std::shared_ptr<const sync::EngineConfig>> parse_sync_config(const YAML::
 Result<std::unique_ptr<sync::Engine>> start_sync_engine(const Config& cfg, boost::asio::any_io_executor ex,
                                                         Metrics& metrics) {
   if (!cfg.sync || !cfg.sync->enabled) return std::unique_ptr<sync::Engine>();
-  auto engine = sync::Engine::create(std::move(ex), *cfg.sync);
+  sync::EngineConfig ec = *cfg.sync;
+  ec.log = [](bool warning, std::string_view message, const std::vector<std::pair<std::string, std::string>>& fields) {
+    std::vector<log::Field> f;
+    f.reserve(fields.size());
+    for (const auto& [k, v] : fields) f.emplace_back(k, v);
+    log::write(warning ? log::Level::warn : log::Level::info, message, f);
+  };
+  auto engine = sync::Engine::create(std::move(ex), std::move(ec));
   if (!engine) return fail(engine.error().code, "sync: " + engine.error().message);
   sync::Engine* e = engine->get();
   auto gauge = [&](const char* name, const char* help, auto field) {
@@ -236,6 +269,30 @@ Result<std::unique_ptr<sync::Engine>> start_sync_engine(const Config& cfg, boost
   gauge("rootseal_sync_push_removals", "Remote keys removed for deletionPolicy Delete.", &sync::EngineStats::push_removals);
   gauge("rootseal_sync_push_errors", "PushSecret reconciles that ended in an error.", &sync::EngineStats::push_errors);
   gauge("rootseal_sync_synced", "1 once the caches are filled and workers run.", &sync::EngineStats::synced);
+  gauge("rootseal_sync_informer_relists", "Informer re-lists after the first list (410 Gone, failed list).",
+        &sync::EngineStats::relists);
+  gauge("rootseal_sync_watch_reconnects", "Watches reopened after a failure.", &sync::EngineStats::watch_reconnects);
+  gauge("rootseal_sync_parked", "ExternalSecrets/PushSecrets waiting for a store that backs off.",
+        &sync::EngineStats::parked);
+  // Per store: a store is a Kubernetes object rootseal reads, so the number of
+  // series is bounded by the stores in use (label values escaped by Metrics).
+  auto family = [&](const char* name, const char* help, auto value) {
+    metrics.add_gauge_family(name, help, [e, value] {
+      std::vector<std::pair<std::string, double>> out;
+      for (const auto& h : e->store_health()) out.emplace_back(h.store, value(h));
+      return out;
+    }, "store");
+  };
+  family("rootseal_sync_store_backing_off", "1 while the store is backed off after errors, else 0.",
+         [](const sync::StoreHealthStats& h) { return h.backing_off ? 1.0 : 0.0; });
+  family("rootseal_sync_store_next_attempt_seconds", "Unix time of the next call a backed-off store gets (0: ok).",
+         [](const sync::StoreHealthStats& h) { return h.next_attempt_unix; });
+  family("rootseal_sync_store_refused_calls", "Calls refused locally while the store was backed off.",
+         [](const sync::StoreHealthStats& h) { return static_cast<double>(h.refused); });
+  family("rootseal_sync_store_failures", "Calls to the store that failed transiently (5xx, 429, throttling, network).",
+         [](const sync::StoreHealthStats& h) { return static_cast<double>(h.failures); });
+  family("rootseal_sync_store_parked", "ExternalSecrets/PushSecrets waiting for the store.",
+         [](const sync::StoreHealthStats& h) { return static_cast<double>(h.parked); });
   (*engine)->start();
   return std::move(*engine);
 }

@@ -114,7 +114,7 @@ class Kube:
 class SyncEnv:
     """Doubles + rootseald with sync enabled. Call start(); stop() in tearDown."""
 
-    def __init__(self, refresh_window="1s", extra_stores="", concurrency=0, push=False):
+    def __init__(self, refresh_window="1s", extra_stores="", concurrency=0, push=False, sync_extra=""):
         self.dir = tempdir("rootseal-sync-")
         self.azure = self.gcp = None
         if push:
@@ -156,6 +156,7 @@ class SyncEnv:
         self.refresh_window = refresh_window
         self.extra_stores = extra_stores
         self.concurrency = concurrency
+        self.sync_extra = sync_extra  # more YAML under sync: (indented by two)
         self.proc = None
 
     def aws(self, *args):
@@ -227,6 +228,7 @@ sync:
   concurrency: %(concurrency)d
   retry_base: 200ms
   retry_max: 2s
+%(sync_extra)s
   stores:
     moto:
       kind: aws
@@ -244,7 +246,7 @@ sync:
 """ % {"port": self.port, "dir": self.dir, "module": SOFTHSM2_MODULE, "pin": pin, "kubeconfig": kubeconfig,
        "window": self.refresh_window, "moto": self.moto_port, "aws_id": aws_id, "aws_secret": aws_secret,
        "vault": self.vault.url, "vault_token": vault_token, "extra": self.extra_stores,
-       "concurrency": self.concurrency})
+       "concurrency": self.concurrency, "sync_extra": self.sync_extra})
         env.pop("CREDENTIALS_DIRECTORY", None)
         self.stderr_path = os.path.join(self.dir, "stderr.log")
         self.err = open(self.stderr_path, "ab")

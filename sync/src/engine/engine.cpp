@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "engine/provider_source.hpp"
+#include "engine/store_parking.hpp"
 #include "kube/informer.hpp"
 #include "kube/kube_client.hpp"
 #include "kube/work_queue.hpp"
@@ -92,16 +93,23 @@ std::string trigger_fingerprint(const json::value& o) {
 class InformerSet {
  public:
   InformerSet(std::shared_ptr<kube::KubeClient> client, const kube::GroupVersionResource& gvr,
-              const std::vector<std::string>& namespaces, std::string label_selector = {}) {
+              const std::vector<std::string>& namespaces, const EngineConfig& cfg, std::string label_selector = {}) {
+    const auto relisted = [log = cfg.log, what = gvr.resource, selector = label_selector](const std::string& ns,
+                                                                                        std::string_view reason) {
+      if (log) log(true, "sync: informer re-list", {{"resource", what}, {"namespace", ns}, {"selector", selector},
+                                                     {"reason", std::string(reason)}});
+    };
     if (!gvr.namespaced || namespaces.empty()) {
       kube::InformerOptions o;
       o.label_selector = label_selector;
+      o.on_relist = [relisted](std::string_view reason) { relisted("", reason); };
       all_.push_back(kube::Informer::create(client, gvr, o));
     } else {
       for (const auto& ns : namespaces) {
         kube::InformerOptions o;
         o.ns = ns;
         o.label_selector = label_selector;
+        o.on_relist = [relisted, ns](std::string_view reason) { relisted(ns, reason); };
         auto inf = kube::Informer::create(client, gvr, o);
         by_ns_[ns] = inf;
         all_.push_back(inf);
@@ -129,6 +137,14 @@ class InformerSet {
     for (const auto& i : all_) n += i->size();
     return n;
   }
+  // Re-lists (after each informer's first list) and watch reconnects.
+  void add_stats(std::uint64_t& relists, std::uint64_t& reconnects) const {
+    for (const auto& i : all_) {
+      const auto st = i->stats();
+      relists += st.lists > 0 ? st.lists - 1 : 0;
+      reconnects += st.reconnects;
+    }
+  }
   void start(asio::any_io_executor ex) {
     for (auto& i : all_) asio::co_spawn(ex, i->run(), asio::detached);
   }
@@ -146,18 +162,18 @@ class KubeFacade final : public reconcile::KubeApi {
  public:
   KubeFacade(std::shared_ptr<kube::KubeClient> client, asio::any_io_executor ex, const EngineConfig& cfg)
       : client_(std::move(client)), ex_(std::move(ex)),
-        es_(client_, es_gvr(), cfg.namespaces),
-        ps_(client_, ps_gvr(), cfg.namespaces),
-        ss_(client_, ss_gvr(), cfg.namespaces),
-        css_(client_, css_gvr(), cfg.namespaces),
-        secrets_(client_, kube::secrets_gvr(), cfg.namespaces, std::string(reconcile::kManagedLabel) + "=true"),
+        es_(client_, es_gvr(), cfg.namespaces, cfg),
+        ps_(client_, ps_gvr(), cfg.namespaces, cfg),
+        ss_(client_, ss_gvr(), cfg.namespaces, cfg),
+        css_(client_, css_gvr(), cfg.namespaces, cfg),
+        secrets_(client_, kube::secrets_gvr(), cfg.namespaces, cfg, std::string(reconcile::kManagedLabel) + "=true"),
         // The other Secrets (disjoint from secrets_): PushSecret sources, so a
         // change is pushed at once, not on the next refreshInterval.
-        sources_(client_, kube::secrets_gvr(), cfg.namespaces, std::string(reconcile::kManagedLabel) + "!=true") {
+        sources_(client_, kube::secrets_gvr(), cfg.namespaces, cfg, std::string(reconcile::kManagedLabel) + "!=true") {
     if (cfg.rollout_restart) {
-      deploy_.emplace(client_, kube::deployments_gvr(), cfg.namespaces);
-      sts_.emplace(client_, kube::statefulsets_gvr(), cfg.namespaces);
-      ds_.emplace(client_, kube::daemonsets_gvr(), cfg.namespaces);
+      deploy_.emplace(client_, kube::deployments_gvr(), cfg.namespaces, cfg);
+      sts_.emplace(client_, kube::statefulsets_gvr(), cfg.namespaces, cfg);
+      ds_.emplace(client_, kube::daemonsets_gvr(), cfg.namespaces, cfg);
     }
   }
 
@@ -311,7 +327,8 @@ class EngineImpl final : public Engine {
  public:
   EngineImpl(asio::any_io_executor ex, EngineConfig cfg, std::shared_ptr<kube::KubeClient> client)
       : ex_(ex), cfg_(std::move(cfg)), client_(client), kube_(client, ex, cfg_),
-        providers_(kube_, ProviderFactory(ex), cfg_.stores, cfg_.credentials_directory),
+        providers_(kube_, ProviderFactory(ex), cfg_.stores, cfg_.credentials_directory, std::chrono::seconds(300),
+                   StoreHealthOptions{cfg_.store_backoff_base, cfg_.store_backoff_max, StoreHealthOptions{}.wait_budget}),
         cache_(cfg_.refresh_window),
         es_rec_(kube_, providers_, cache_, reconcile::ReconcilerOptions{cfg_.refresh_window, [] { return std::chrono::system_clock::now(); }}),
         push_rec_(kube_, providers_, [] { return std::chrono::system_clock::now(); }),
@@ -320,7 +337,13 @@ class EngineImpl final : public Engine {
     qo.base_delay = cfg_.retry_base;
     qo.max_delay = cfg_.retry_max;
     qo.workers = cfg_.concurrency;
+    qo.qps = cfg_.queue_qps;
+    qo.burst = cfg_.queue_burst;
     queue_ = kube::WorkQueue::create(ex, qo);
+    providers_.on_recovered([this](const std::string& store) { store_recovered(store); });
+    providers_.on_backing_off([log = cfg_.log](const std::string& store, const std::string& reason) {
+      if (log) log(true, "sync: store backing off after errors", {{"store", store}, {"reason", reason}});
+    });
     es_rec_.on_secret_changed([this](const std::string& ns, const std::string& secret) { enqueue_workloads(ns, secret); });
     wire();
   }
@@ -372,7 +395,30 @@ class EngineImpl final : public Engine {
     s.queue_ready = qs.ready_fast + qs.ready_normal;
     s.managed_secrets = const_cast<KubeFacade&>(kube_).secrets().size();
     s.synced = synced_.load();
+    for (const auto* set : const_cast<KubeFacade&>(kube_).sets()) set->add_stats(s.relists, s.watch_reconnects);
+    for (const auto& h : store_health()) s.parked += h.parked;
     return s;
+  }
+
+  [[nodiscard]] std::vector<StoreHealthStats> store_health() const override {
+    std::vector<StoreHealthStats> out;
+    const auto now_steady = StoreHealth::Clock::now();
+    const auto now_wall = std::chrono::system_clock::now();
+    for (const auto& [id, snap] : providers_.health_snapshots()) {
+      StoreHealthStats h;
+      h.store = id;
+      h.backing_off = snap.backing_off;
+      if (snap.backing_off) {
+        const auto wall = now_wall + std::chrono::duration_cast<std::chrono::system_clock::duration>(snap.next_attempt - now_steady);
+        h.next_attempt_unix = std::chrono::duration<double>(wall.time_since_epoch()).count();
+      }
+      h.refused = snap.refused;
+      h.failures = snap.failures;
+      h.recoveries = snap.recoveries;
+      h.parked = parking_.parked(id);
+      out.push_back(std::move(h));
+    }
+    return out;
   }
 
   ~EngineImpl() override { stop(); }
@@ -431,10 +477,21 @@ class EngineImpl final : public Engine {
         },
         [this, ps_key](const ObjectPtr& o) { queue_->add(ps_key(o), kube::Lane::fast); },
         {}});
+    // A deleted store: its health is dropped and what waited for it is queued
+    // (it will report the missing store).
+    auto store_gone = [this](const ObjectPtr& o, bool cluster) {
+      const std::string id = std::string(cluster ? "ClusterSecretStore/" : "SecretStore/") +
+                             std::string(cluster ? std::string_view{} : str_of(*o, "metadata", "namespace")) + "/" +
+                             std::string(str_of(*o, "metadata", "name"));
+      providers_.forget_health(id);
+      for (const auto& k : parking_.release(id)) queue_->add(k, kube::Lane::normal);
+    };
     kube_.ss().set_handlers(kube::InformerHandlers{
-        {}, [this](const ObjectPtr&, const ObjectPtr& now) { enqueue_store_users(*now, false); }, {}, {}});
+        {}, [this](const ObjectPtr&, const ObjectPtr& now) { enqueue_store_users(*now, false); },
+        [store_gone](const ObjectPtr& o) { store_gone(o, false); }, {}});
     kube_.css().set_handlers(kube::InformerHandlers{
-        {}, [this](const ObjectPtr&, const ObjectPtr& now) { enqueue_store_users(*now, true); }, {}, {}});
+        {}, [this](const ObjectPtr&, const ObjectPtr& now) { enqueue_store_users(*now, true); },
+        [store_gone](const ObjectPtr& o) { store_gone(o, true); }, {}});
     // Managed Secrets: an edit or a deletion brings their writers back at once.
     auto secret_event = [this](const ObjectPtr& o, bool data_changed) {
       const std::string ns(str_of(*o, "metadata", "namespace"));
@@ -509,6 +566,35 @@ class EngineImpl final : public Engine {
     return kube::WorkOutcome::success();
   }
 
+  // A reconcile that asks for a retry while one of its stores backs off is
+  // parked under that store (no per-key retry: the store's recovery re-queues
+  // it with the others); the store's probe is queued for when its backoff ends.
+  kube::WorkOutcome after_store_call(const std::string& key, const ObjectPtr& object, const reconcile::ReconcileResult& r) {
+    if (r.kind == reconcile::ReconcileResult::Kind::retry && object) {
+      for (const auto& store : engine::store_ids_of(*object)) {
+        auto health = providers_.find_health(store);
+        if (!health || !health->backing_off()) continue;
+        const auto parked = parking_.park(store, key, *health);
+        if (!parked.parked) continue;
+        if (parked.probe_after) queue_->add_after(key, *parked.probe_after, kube::Lane::normal);
+        return kube::WorkOutcome::success();
+      }
+    }
+    for (const auto& store : parking_.probed_by(key)) {
+      auto health = providers_.find_health(store);
+      if (!health) continue;
+      if (auto next = parking_.probe_done(store, key, *health)) queue_->add_after(next->first, next->second, kube::Lane::normal);
+    }
+    return outcome(r);
+  }
+
+  // A store answers again: everything parked under it is queued together.
+  void store_recovered(const std::string& store) {
+    const auto keys = parking_.release(store);
+    for (const auto& k : keys) queue_->add(k, kube::Lane::normal);
+    if (cfg_.log) cfg_.log(false, "sync: store answers again", {{"store", store}, {"requeued", std::to_string(keys.size())}});
+  }
+
   asio::awaitable<kube::WorkOutcome> handle(const kube::QueueItem& item) {
     const auto bar = item.key.find('|');
     if (bar == std::string::npos) co_return kube::WorkOutcome::success();
@@ -517,8 +603,8 @@ class EngineImpl final : public Engine {
     const auto slash = rest.find('/');
     const std::string ns = rest.substr(0, slash);
     const std::string name = slash == std::string::npos ? std::string() : rest.substr(slash + 1);
-    if (prefix == "es") co_return outcome(co_await es_rec_.reconcile(ns, name));
-    if (prefix == "ps") co_return outcome(co_await push_rec_.reconcile(ns, name));
+    if (prefix == "es") co_return after_store_call(item.key, kube_.es().get(ns, name), co_await es_rec_.reconcile(ns, name));
+    if (prefix == "ps") co_return after_store_call(item.key, kube_.ps().get(ns, name), co_await push_rec_.reconcile(ns, name));
     if (prefix == "wl:Deployment") co_return outcome(co_await rollout_.reconcile(Resource::deployment, ns, name));
     if (prefix == "wl:StatefulSet") co_return outcome(co_await rollout_.reconcile(Resource::stateful_set, ns, name));
     if (prefix == "wl:DaemonSet") co_return outcome(co_await rollout_.reconcile(Resource::daemon_set, ns, name));
@@ -530,6 +616,7 @@ class EngineImpl final : public Engine {
   std::shared_ptr<kube::KubeClient> client_;
   KubeFacade kube_;
   engine::EngineProviders providers_;
+  engine::ParkingLot parking_;
   reconcile::FetchCache cache_;
   reconcile::ExternalSecretReconciler es_rec_;
   reconcile::PushSecretReconciler push_rec_;

@@ -62,9 +62,43 @@ std::string fingerprint(const StoreSpec& spec) {
 
 EngineProviders::EngineProviders(reconcile::KubeApi& api, ProviderFactory factory,
                                  std::map<std::string, HostStoreConfig> host, std::filesystem::path credentials_directory,
-                                 std::chrono::seconds recheck)
+                                 std::chrono::seconds recheck, StoreHealthOptions health)
     : api_(api), factory_(std::move(factory)), host_(std::move(host)), cred_dir_(std::move(credentials_directory)),
-      recheck_(recheck) {}
+      recheck_(recheck), health_options_(health) {}
+
+std::shared_ptr<StoreHealth> EngineProviders::health(const std::string& store_id) {
+  std::lock_guard lock(mu_);
+  auto& h = health_[store_id];
+  if (!h) {
+    h = std::make_shared<StoreHealth>(store_id, health_options_);
+    if (recovered_) h->on_recovered([cb = recovered_, store_id] { cb(store_id); });
+    if (backing_off_) h->on_backing_off([cb = backing_off_, store_id](const std::string& why) { cb(store_id, why); });
+  }
+  return h;
+}
+
+std::shared_ptr<StoreHealth> EngineProviders::find_health(const std::string& store_id) const {
+  std::lock_guard lock(mu_);
+  auto it = health_.find(store_id);
+  return it == health_.end() ? nullptr : it->second;
+}
+
+void EngineProviders::forget_health(const std::string& store_id) {
+  std::lock_guard lock(mu_);
+  health_.erase(store_id);
+}
+
+std::vector<std::pair<std::string, StoreHealth::Snapshot>> EngineProviders::health_snapshots() const {
+  std::vector<std::shared_ptr<StoreHealth>> all;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, h] : health_) all.push_back(h);
+  }
+  std::vector<std::pair<std::string, StoreHealth::Snapshot>> out;
+  out.reserve(all.size());
+  for (const auto& h : all) out.emplace_back(h->name(), h->snapshot());
+  return out;
+}
 
 kms::Result<kms::SecureBytes> EngineProviders::read_credential(const CredentialRef& ref,
                                                                const std::filesystem::path& cred_dir,
@@ -316,7 +350,7 @@ Task<std::shared_ptr<P>> EngineProviders::cached(std::map<std::string, CacheEntr
       co_return it->second.provider;
     }
   }
-  kms::Result<std::shared_ptr<P>> p = make(std::move(*spec));
+  kms::Result<std::shared_ptr<P>> p = make(std::move(*spec), health(store_id(store)));
   if (!p) {
     co_return fail(p.error().code, std::string(model::to_string(store.kind)) + " \"" + store.meta.name + "\": " + p.error().message);
   }
@@ -331,7 +365,9 @@ Task<std::shared_ptr<Provider>> EngineProviders::provider(const model::SecretSto
                                                std::string(model::to_string(store.provider)) +
                                                " is supported as a PushSecret target only (read from: vault, aws)");
   }
-  const auto make = [this](StoreSpec spec) { return factory_.make_provider(std::move(spec)); };
+  const auto make = [this](StoreSpec spec, std::shared_ptr<StoreHealth> h) {
+    return factory_.make_provider(std::move(spec), std::move(h));
+  };
   co_return co_await cached<Provider>(cache_, store, ns, make);
 }
 
@@ -340,7 +376,9 @@ Task<std::shared_ptr<PushProvider>> EngineProviders::push_provider(const model::
     co_return fail(Errc::invalid_argument, std::string(model::to_string(store.kind)) + " \"" + store.meta.name +
                                                "\": vault is supported as a source only (push to: aws, azurekv, gcpsm)");
   }
-  const auto make = [this](StoreSpec spec) { return factory_.make_push_provider(std::move(spec)); };
+  const auto make = [this](StoreSpec spec, std::shared_ptr<StoreHealth> h) {
+    return factory_.make_push_provider(std::move(spec), std::move(h));
+  };
   co_return co_await cached<PushProvider>(push_cache_, store, ns, make);
 }
 

@@ -12,11 +12,14 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
+#include <vector>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 
+#include "providers/store_health.hpp"
 #include "reconcile/kube_api.hpp"
 #include "rootseal/sync/engine.hpp"
 #include "rootseal/sync/provider.hpp"
@@ -27,7 +30,7 @@ class EngineProviders final : public reconcile::ProviderSource {
  public:
   EngineProviders(reconcile::KubeApi& api, ProviderFactory factory, std::map<std::string, HostStoreConfig> host,
                   std::filesystem::path credentials_directory,
-                  std::chrono::seconds recheck = std::chrono::seconds(300));
+                  std::chrono::seconds recheck = std::chrono::seconds(300), StoreHealthOptions health = {});
 
   Task<std::shared_ptr<Provider>> provider(const model::SecretStore& store, std::string_view ns) override;
   Task<std::shared_ptr<PushProvider>> push_provider(const model::SecretStore& store, std::string_view ns) override;
@@ -35,6 +38,24 @@ class EngineProviders final : public reconcile::ProviderSource {
   // Reads a CredentialRef (file mode must deny group/other; trailing newline dropped).
   static kms::Result<kms::SecureBytes> read_credential(const CredentialRef& ref, const std::filesystem::path& cred_dir,
                                                        std::string_view what);
+  // The shared health of a store, by id ("SecretStore/<ns>/<name>",
+  // "ClusterSecretStore//<name>"): every provider built for the store (pull
+  // and push, every namespace) uses it. Created on first use.
+  std::shared_ptr<StoreHealth> health(const std::string& store_id);
+  // The health of a store if a provider was ever built for it, else null.
+  std::shared_ptr<StoreHealth> find_health(const std::string& store_id) const;
+  // Drops a deleted store's health (a new store of that name starts healthy).
+  void forget_health(const std::string& store_id);
+  // Every store's health, by id (metrics).
+  std::vector<std::pair<std::string, StoreHealth::Snapshot>> health_snapshots() const;
+  // Runs with the store id each time a store becomes healthy after a backoff
+  // (set before any provider is built).
+  void on_recovered(std::function<void(const std::string& store_id)> callback) { recovered_ = std::move(callback); }
+  // Runs with the store id and the reason each time a healthy store starts backing off.
+  void on_backing_off(std::function<void(const std::string& store_id, const std::string& reason)> callback) {
+    backing_off_ = std::move(callback);
+  }
+
   // The resolved spec of a store for namespace ns: credentials read from its
   // Kubernetes Secrets or from the host configuration (then the endpoints
   // come from the configuration). Public for tests.
@@ -62,7 +83,11 @@ class EngineProviders final : public reconcile::ProviderSource {
   std::map<std::string, HostStoreConfig> host_;
   std::filesystem::path cred_dir_;
   std::chrono::seconds recheck_;
-  std::mutex mu_;
+  StoreHealthOptions health_options_;
+  std::function<void(const std::string&)> recovered_;
+  std::function<void(const std::string&, const std::string&)> backing_off_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<StoreHealth>> health_;
   std::map<std::string, CacheEntry<Provider>> cache_;
   std::map<std::string, CacheEntry<PushProvider>> push_cache_;  // same rules: kept while store and credentials are unchanged
 };

@@ -237,6 +237,8 @@ asio::awaitable<void> Informer::run() {
     return base + std::chrono::milliseconds(static_cast<std::int64_t>(static_cast<double>(base.count()) * 0.5 * jitter_fraction()));
   };
   bool need_list = true;
+  bool listed = false;
+  std::string relist_reason;
   while (!stopped_.load(std::memory_order_acquire)) {
     if (need_list) {
       auto r = co_await relist();
@@ -246,10 +248,15 @@ asio::awaitable<void> Informer::run() {
           std::lock_guard lock(mu_);
           ++stats_.reconnects;
         }
+        if (relist_reason.empty() || relist_reason.starts_with("list failed")) relist_reason = "list failed: " + r.error().message;
         co_await sleep(next_backoff());
         continue;
       }
       need_list = false;
+      backoff = options_.backoff_initial;  // the API answers: the next failure starts small again
+      if (listed && !relist_reason.empty() && options_.on_relist) options_.on_relist(relist_reason);
+      listed = true;
+      relist_reason.clear();
     }
     const auto started = std::chrono::steady_clock::now();
     auto w = co_await watch_once();
@@ -262,6 +269,7 @@ asio::awaitable<void> Informer::run() {
         std::lock_guard lock(mu_);
         ++stats_.relists_gone;
         need_list = true;
+        relist_reason = "resourceVersion too old (410)";
         continue;
       }
       {
@@ -271,9 +279,12 @@ asio::awaitable<void> Informer::run() {
       co_await sleep(next_backoff());
       continue;
     }
-    // Ended normally (timeoutSeconds): reopen from the last resourceVersion at
-    // once — unless it ended at once with nothing, which would spin.
-    if (!healthy) co_await sleep(next_backoff());
+    // Ended normally (timeoutSeconds, or the server closed it): reopen from
+    // the last resourceVersion at once, with a small floor against a tight loop.
+    const auto lived = std::chrono::steady_clock::now() - started;
+    if (lived < options_.reopen_floor) {
+      co_await sleep(std::chrono::ceil<std::chrono::milliseconds>(options_.reopen_floor - lived));
+    }
   }
 }
 

@@ -7,9 +7,13 @@
 // object's or a BOOKMARK's) when the server ends it, so steady state makes no
 // list calls. Only a 410 (Expired/Gone, in-stream ERROR or on connect) forces
 // a relist; the relist is diffed against the cache, so handlers see the adds,
-// updates and deletes that happened while the watch was away. Connection
-// failures reconnect with exponential backoff (with jitter), reset by a watch
-// that delivered events.
+// updates and deletes that happened while the watch was away. A watch the
+// server ends cleanly is reopened at once (not sooner than `reopen_floor`
+// after it was opened, against a tight loop). Failed lists and watches are
+// retried with exponential backoff (with jitter, capped at backoff_max so a
+// returning API server is seen within about backoff_max), reset by a
+// successful list and by a watch that delivered events. Every re-list (after
+// the first list) is counted and reported to `on_relist`.
 //
 // The cache holds immutable snapshots (shared_ptr<const json::value>); get()
 // and list() are thread-safe and cheap. `transform` may trim objects before
@@ -56,7 +60,11 @@ struct InformerOptions {
   std::uint32_t page_size = 500;
   std::chrono::seconds watch_timeout{300};          // per watch request (server closes, we reopen)
   std::chrono::milliseconds backoff_initial{200};   // reconnect backoff
-  std::chrono::milliseconds backoff_max{30'000};
+  std::chrono::milliseconds backoff_max{800};       // (+ up to 50 % jitter)
+  std::chrono::milliseconds reopen_floor{250};      // a cleanly ended watch is reopened no sooner after its start
+  // Called after each re-list (not the first list), with the reason; runs on
+  // the informer's coroutine, must not block.
+  std::function<void(std::string_view reason)> on_relist;
   // Trims an object before it is cached (runs on the informer's coroutine).
   // Default: erase metadata.managedFields.
   std::function<void(json::value&)> transform;
@@ -64,7 +72,7 @@ struct InformerOptions {
 };
 
 struct InformerStats {
-  std::uint64_t lists = 0;        // list() calls made (1 at start + one per 410)
+  std::uint64_t lists = 0;        // successful lists (1 at start + one per re-list)
   std::uint64_t watches = 0;      // watch connections opened
   std::uint64_t events = 0;       // ADDED/MODIFIED/DELETED applied
   std::uint64_t bookmarks = 0;

@@ -35,6 +35,7 @@ struct Answer {
   std::shared_ptr<SecureJson> doc;
   std::string type;     // __type without its namespace prefix, on errors
   std::string message;  // message of an error, bounded
+  std::optional<std::chrono::milliseconds> retry_after;
   [[nodiscard]] const json::value& root() const { return doc->root(); }
 };
 
@@ -48,9 +49,10 @@ bool valid_secret_name(std::string_view n) {
 
 class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_this<AwsImpl> {
  public:
-  AwsImpl(AwsSpec spec, std::shared_ptr<net::HttpClient> client)
+  AwsImpl(AwsSpec spec, std::shared_ptr<net::HttpClient> client, std::shared_ptr<StoreHealth> health)
       : spec_(std::move(spec)),
         client_(std::move(client)),
+        health_(std::move(health)),
         writes_(spec_.writes_per_second, std::max(1.0, spec_.writes_per_second)) {}
 
   const AwsCounters& counters() const noexcept override { return counters_; }
@@ -179,23 +181,23 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
            a.status == 429 || (a.status >= 500 && a.status != 501);
   }
 
-  // One signed call, retried with backoff on throttling/5xx/connection errors.
+  // One signed call under the store's health: throttling, 5xx and connection
+  // errors back the store off (guarded_call: at most two attempts, spaced).
   asio::awaitable<kms::Result<Answer>> call(std::string_view op, std::string_view body) {
-    kms::Result<Answer> last = fail(Errc::internal, "aws: no attempt");
-    std::chrono::milliseconds backoff{100};
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      if (attempt > 0) {
-        co_await sleep_for(backoff);
-        backoff = std::min(backoff * 2, std::chrono::milliseconds(3000));
+    const auto send = [&] { return call_once(op, body); };
+    const auto verdict = [](const kms::Result<Answer>& r) {
+      AttemptVerdict v;
+      if (!r) {
+        v.transient = r.error().code == Errc::unavailable;
+        v.reason = r.error().message;
+      } else if (retryable(*r)) {
+        v.transient = true;
+        v.retry_after = r->retry_after;
+        v.reason = error_text("call", *r);
       }
-      last = co_await call_once(op, body);
-      if (!last) {
-        if (last.error().code != Errc::unavailable) break;
-        continue;
-      }
-      if (!retryable(*last)) break;
-    }
-    co_return last;
+      return v;
+    };
+    co_return co_await guarded_call<Answer>(*health_, send, verdict);
   }
 
   asio::awaitable<kms::Result<Answer>> call_once(std::string_view op, std::string_view body) {
@@ -227,6 +229,7 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
     if (!res) co_return fail(res.error().code, "aws: " + res.error().message);
     Answer a;
     a.status = res->status;
+    a.retry_after = retry_after(*res);
     if (!res->body.empty()) {
       auto doc = SecureJson::parse(res->body.view());
       if (doc) a.doc = std::move(*doc);
@@ -380,13 +383,15 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
 
   AwsSpec spec_;
   std::shared_ptr<net::HttpClient> client_;
+  std::shared_ptr<StoreHealth> health_;
   RateLimiter writes_;
   AwsCounters counters_;
 };
 
 }  // namespace
 
-kms::Result<std::shared_ptr<AwsSecretsManager>> make_aws_provider(const asio::any_io_executor& executor, AwsSpec spec) {
+kms::Result<std::shared_ptr<AwsSecretsManager>> make_aws_provider(const asio::any_io_executor& executor, AwsSpec spec,
+                                                                  std::shared_ptr<StoreHealth> health) {
   if (spec.region.empty()) return fail(Errc::invalid_argument, "aws: region is required");
   for (char c : spec.region) {
     if (std::isalnum(static_cast<unsigned char>(c)) == 0 && c != '-') return fail(Errc::invalid_argument, "aws: bad region");
@@ -404,7 +409,8 @@ kms::Result<std::shared_ptr<AwsSecretsManager>> make_aws_provider(const asio::an
     return fail(Errc::invalid_argument, "aws: endpoint must be scheme://host[:port]");
   }
   ROOTSEAL_LET(client, make_client(executor, endpoint, spec.tls));
-  return std::shared_ptr<AwsSecretsManager>(std::make_shared<AwsImpl>(std::move(spec), std::move(client)));
+  if (!health) health = std::make_shared<StoreHealth>("aws " + spec.region);
+  return std::shared_ptr<AwsSecretsManager>(std::make_shared<AwsImpl>(std::move(spec), std::move(client), std::move(health)));
 }
 
 }  // namespace rootseal::sync::providers

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 
+#include "providers/store_health.hpp"
 #include "rootseal/sync/provider.hpp"
 
 namespace rootseal::sync::providers {
@@ -33,6 +34,6 @@ inline constexpr std::string_view kManagedByKey = "managed-by";
 inline constexpr std::string_view kManagedByValue = "rootseal";
 
 kms::Result<std::shared_ptr<AwsSecretsManager>> make_aws_provider(const boost::asio::any_io_executor& executor,
-                                                                  AwsSpec spec);
+    AwsSpec spec, std::shared_ptr<StoreHealth> health = nullptr);
 
 }  // namespace rootseal::sync::providers

@@ -52,8 +52,9 @@ struct Current {
 class AzureImpl final : public AzureKeyVault, private BearerAuth {
  public:
   AzureImpl(const asio::any_io_executor& ex, AzureSpec spec, std::shared_ptr<net::HttpClient> vault,
-            std::shared_ptr<net::HttpClient> login)
-      : BearerAuth(ex), spec_(std::move(spec)), vault_(std::move(vault)), login_(std::move(login)) {}
+            std::shared_ptr<net::HttpClient> login, std::shared_ptr<StoreHealth> health)
+      : BearerAuth(ex), spec_(std::move(spec)), vault_(std::move(vault)), login_(std::move(login)),
+        health_(std::move(health)) {}
 
   std::string_view kind() const noexcept override { return "azure"; }
   const AzureCounters& counters() const noexcept override { return counters_; }
@@ -143,12 +144,12 @@ class AzureImpl final : public AzureKeyVault, private BearerAuth {
     co_return c;
   }
 
-  // One call to the vault (bearer_request: token, 401 renewal, 429/5xx retries).
+  // One call to the vault (bearer_request: token, 401 renewal, the store's health).
   asio::awaitable<kms::Result<net::ClientResponse>> call(http::verb verb, std::string target, std::string_view body) {
     target += (target.find('?') == std::string::npos ? "?" : "&");
     target += "api-version=" + spec_.api_version;
     const CallCounters counted{&counters_.calls, &counters_.throttled};
-    co_return co_await bearer_request(*this, *vault_, verb, target, body, "azure", counted);
+    co_return co_await bearer_request(*this, *health_, *vault_, verb, target, body, "azure", counted);
   }
 
   // A client-credentials token from the Microsoft identity platform.
@@ -183,12 +184,14 @@ class AzureImpl final : public AzureKeyVault, private BearerAuth {
   AzureSpec spec_;
   std::shared_ptr<net::HttpClient> vault_;
   std::shared_ptr<net::HttpClient> login_;
+  std::shared_ptr<StoreHealth> health_;
   AzureCounters counters_;
 };
 
 }  // namespace
 
-kms::Result<std::shared_ptr<AzureKeyVault>> make_azure_provider(const asio::any_io_executor& executor, AzureSpec spec) {
+kms::Result<std::shared_ptr<AzureKeyVault>> make_azure_provider(const asio::any_io_executor& executor, AzureSpec spec,
+                                                                std::shared_ptr<StoreHealth> health) {
   if (spec.vault_url.empty()) return fail(Errc::invalid_argument, "azure: vaultUrl is required");
   if (spec.tenant_id.empty() || spec.client_id.empty() || spec.client_secret.empty()) {
     return fail(Errc::invalid_argument, "azure: tenantId, clientId and clientSecret are required");
@@ -196,7 +199,9 @@ kms::Result<std::shared_ptr<AzureKeyVault>> make_azure_provider(const asio::any_
   if (spec.api_version.empty()) return fail(Errc::invalid_argument, "azure: api_version is required");
   ROOTSEAL_LET(vault, make_client(executor, spec.vault_url, spec.tls));
   ROOTSEAL_LET(login, make_client(executor, spec.authority_host, spec.authority_tls));
-  return std::shared_ptr<AzureKeyVault>(std::make_shared<AzureImpl>(executor, std::move(spec), std::move(vault), std::move(login)));
+  if (!health) health = std::make_shared<StoreHealth>("azure " + spec.vault_url);
+  return std::shared_ptr<AzureKeyVault>(
+      std::make_shared<AzureImpl>(executor, std::move(spec), std::move(vault), std::move(login), std::move(health)));
 }
 
 }  // namespace rootseal::sync::providers

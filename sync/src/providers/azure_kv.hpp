@@ -9,6 +9,7 @@
 #include <atomic>
 #include <memory>
 
+#include "providers/store_health.hpp"
 #include "rootseal/sync/provider.hpp"
 
 namespace rootseal::sync::providers {
@@ -26,6 +27,6 @@ class AzureKeyVault : public PushProvider {
 };
 
 kms::Result<std::shared_ptr<AzureKeyVault>> make_azure_provider(const boost::asio::any_io_executor& executor,
-                                                                AzureSpec spec);
+    AzureSpec spec, std::shared_ptr<StoreHealth> health = nullptr);
 
 }  // namespace rootseal::sync::providers

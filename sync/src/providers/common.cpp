@@ -37,13 +37,64 @@ kms::Errc errc_for_status(unsigned status) noexcept {
 
 bool retryable_status(unsigned status) noexcept { return status == 429 || (status >= 500 && status != 501); }
 
-std::optional<std::chrono::milliseconds> retry_after(const net::ClientResponse& r) {
+std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view h, std::chrono::system_clock::time_point now) {
+  using std::chrono::milliseconds;
+  while (!h.empty() && h.front() == ' ') h.remove_prefix(1);
+  while (!h.empty() && h.back() == ' ') h.remove_suffix(1);
+  if (h.empty()) return std::nullopt;
+  const auto bound = [](std::int64_t ms) {
+    return std::clamp(milliseconds(ms), milliseconds(0), StoreHealth::kMaxRetryAfter);
+  };
+  if (h.find_first_not_of("0123456789") == std::string_view::npos) {
+    if (h.size() > 9) return StoreHealth::kMaxRetryAfter;  // absurdly long: the cap
+    std::int64_t seconds = 0;
+    std::from_chars(h.data(), h.data() + h.size(), seconds);
+    return bound(seconds * 1000);
+  }
+  // HTTP-date, IMF-fixdate only (RFC 9110 5.6.7): "Sun, 06 Nov 1994 08:49:37 GMT".
+  if (h.size() != 29 || h[3] != ',' || h.substr(25) != " GMT") return std::nullopt;
+  static constexpr std::string_view kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  const auto num = [&](std::size_t pos, std::size_t len, int& out) {
+    auto [end, ec] = std::from_chars(h.data() + pos, h.data() + pos + len, out);
+    return ec == std::errc{} && end == h.data() + pos + len;
+  };
+  int day = 0, year = 0, hh = 0, mm = 0, ss = 0;
+  int month = -1;
+  for (int i = 0; i < 12; ++i) {
+    if (h.substr(8, 3) == kMonths[i]) month = i;
+  }
+  if (month < 0 || h[4] != ' ' || h[7] != ' ' || h[11] != ' ' || h[16] != ' ' || h[19] != ':' || h[22] != ':' ||
+      !num(5, 2, day) || !num(12, 4, year) || !num(17, 2, hh) || !num(20, 2, mm) || !num(23, 2, ss) || day < 1 ||
+      day > 31 || hh > 23 || mm > 59 || ss > 60) {
+    return std::nullopt;
+  }
+  const std::chrono::year_month_day ymd{std::chrono::year(year), std::chrono::month(static_cast<unsigned>(month + 1)),
+                                        std::chrono::day(static_cast<unsigned>(day))};
+  if (!ymd.ok()) return std::nullopt;
+  const auto when = std::chrono::sys_days(ymd) + std::chrono::hours(hh) + std::chrono::minutes(mm) + std::chrono::seconds(ss);
+  const auto delta = std::chrono::duration_cast<milliseconds>(when - now);
+  return bound(delta.count());
+}
+
+std::optional<std::chrono::milliseconds> retry_after(const net::ClientResponse& r, std::chrono::system_clock::time_point now) {
   auto h = r.header("Retry-After");
   if (!h) return std::nullopt;
-  unsigned seconds = 0;
-  auto [end, ec] = std::from_chars(h->data(), h->data() + h->size(), seconds);
-  if (ec != std::errc{} || end != h->data() + h->size()) return std::nullopt;  // HTTP-date form: ignored
-  return std::chrono::milliseconds(std::min(seconds, 60u) * 1000u);
+  return parse_retry_after(*h, now);
+}
+
+AttemptVerdict http_verdict(const kms::Result<net::ClientResponse>& r, std::string_view who) {
+  AttemptVerdict v;
+  if (!r) {
+    v.transient = r.error().code == Errc::unavailable;
+    v.reason = std::string(who) + ": " + r.error().message;
+    return v;
+  }
+  if (!retryable_status(r->status)) return v;
+  v.transient = true;
+  v.retry_after = retry_after(*r);
+  v.reason = std::string(who) + " answered " + std::to_string(r->status);
+  return v;
 }
 
 std::string_view json_string(const boost::json::value& v, std::string_view key) {
@@ -216,14 +267,12 @@ std::chrono::seconds expires_in(const boost::json::value& answer) {
   return std::chrono::seconds(ttl);
 }
 
-asio::awaitable<kms::Result<net::ClientResponse>> bearer_request(BearerAuth& auth, net::HttpClient& client,
-                                                           boost::beast::http::verb verb, const std::string& target,
-                                                           std::string_view body, std::string_view who,
-                                                           CallCounters counters) {
+asio::awaitable<kms::Result<net::ClientResponse>> bearer_request(BearerAuth& auth, StoreHealth& health,
+                                                                 net::HttpClient& client, boost::beast::http::verb verb,
+                                                                 const std::string& target, std::string_view body,
+                                                                 std::string_view who, CallCounters counters) {
   bool renewed = false;
-  std::chrono::milliseconds backoff{200};
-  kms::Result<net::ClientResponse> last = kms::fail(Errc::internal, std::string(who) + ": no attempt");
-  for (int attempt = 0; attempt < 6; ++attempt) {
+  for (;;) {
     auto token = co_await auth.access_token();
     if (!token) co_return std::unexpected(token.error());
     SecureBuffer bearer(token->size() + 8);
@@ -231,28 +280,23 @@ asio::awaitable<kms::Result<net::ClientResponse>> bearer_request(BearerAuth& aut
     bearer.append(token->span());
     std::vector<net::Header> headers = {{"Authorization", bearer.view()}};
     if (!body.empty()) headers.push_back({"Content-Type", "application/json"});
-    if (counters.calls != nullptr) ++*counters.calls;
-    last = co_await client.request(verb, target, headers, body);
-    if (!last) {
-      co_await sleep_for(backoff);
-      backoff *= 2;
-      continue;
-    }
-    if (last->status == 401 && !renewed) {
+    const auto send = [&] {
+      if (counters.calls != nullptr) ++*counters.calls;
+      return client.request(verb, target, headers, body);
+    };
+    const auto verdict = [&](const kms::Result<net::ClientResponse>& r) {
+      if (r && r->status == 429 && counters.throttled != nullptr) ++*counters.throttled;
+      return http_verdict(r, who);
+    };
+    auto last = co_await guarded_call<net::ClientResponse>(health, send, verdict);
+    if (last && last->status == 401 && !renewed) {
       renewed = true;
       co_await auth.drop_token(*token);
       continue;
     }
-    if (retryable_status(last->status)) {
-      if (last->status == 429 && counters.throttled != nullptr) ++*counters.throttled;
-      co_await sleep_for(retry_after(*last).value_or(backoff));
-      backoff = std::min(backoff * 2, std::chrono::milliseconds(8000));
-      continue;
-    }
-    break;
+    if (!last) co_return kms::fail(last.error().code, std::string(who) + ": " + last.error().message);
+    co_return last;
   }
-  if (!last) co_return kms::fail(last.error().code, std::string(who) + ": " + last.error().message);
-  co_return last;
 }
 
 }  // namespace rootseal::sync::providers

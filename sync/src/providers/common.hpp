@@ -1,7 +1,8 @@
 // Shared pieces of the providers: HTTP clients from a TlsSpec, error mapping,
 // an async mutex, a write-rate limiter, the coroutine forms of the
-// error macros; for the push providers the "not managed" refusal, JSON
-// property merge/removal, a cached bearer token and the retrying request.
+// error macros, Retry-After, the guarded call under a store's health; for the
+// push providers the "not managed" refusal, JSON property merge/removal, a
+// cached bearer token and the bearer request.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -20,6 +21,7 @@
 #include <string_view>
 
 #include "let.hpp"
+#include "providers/store_health.hpp"
 #include "rootseal/kms/error.hpp"
 #include "rootseal/net/http_client.hpp"
 #include "rootseal/sync/provider.hpp"
@@ -36,16 +38,58 @@ kms::Result<std::shared_ptr<net::HttpClient>> make_client(const boost::asio::any
 kms::Errc errc_for_status(unsigned status) noexcept;
 // True for answers worth retrying (429, 5xx except 501).
 bool retryable_status(unsigned status) noexcept;
-// Retry-After (seconds) of a 429/503, bounded to [0, 60]; nullopt if absent.
-std::optional<std::chrono::milliseconds> retry_after(const net::ClientResponse& r);
+// Retry-After of an answer, in seconds or as an HTTP date (IMF-fixdate,
+// relative to `now`), bounded to [0, StoreHealth::kMaxRetryAfter]; nullopt if
+// absent or unreadable.
+std::optional<std::chrono::milliseconds> retry_after(
+    const net::ClientResponse& r, std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
+std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view value,
+                                                           std::chrono::system_clock::time_point now);
+
+// What one attempt of a provider call says about the store.
+struct AttemptVerdict {
+  bool transient = false;                            // connection error, 5xx, 429, throttling
+  std::optional<std::chrono::milliseconds> retry_after;  // the store's own hint
+  std::string reason;                                // for the refusal message (no values)
+};
+// The verdict on an HTTP answer (or a transport error): `who` prefixes the reason.
+AttemptVerdict http_verdict(const kms::Result<net::ClientResponse>& r, std::string_view who);
+
+boost::asio::awaitable<void> sleep_for(std::chrono::milliseconds d);
+
+// One provider call under its store's health (store_health.hpp): it waits for
+// the store to take calls (refused locally while it is backed off), makes at
+// most two attempts, and a transient failure backs the whole store off; the
+// second attempt is made only after a failure of a store that was healthy
+// (a blip), and only if the store reopens within the wait budget (never
+// before a Retry-After), as the one probe. `send` returns the awaitable
+// of one attempt; `verdict` judges its result. The last result is returned.
+template <class R, class Send, class Verdict>
+boost::asio::awaitable<kms::Result<R>> guarded_call(StoreHealth& health, Send send, Verdict verdict) {
+  kms::Result<R> last = kms::fail(kms::Errc::internal, "no attempt");
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto ticket = co_await health.admit();
+    if (!ticket) {
+      if (attempt == 0) co_return std::unexpected(std::move(ticket).error());
+      break;  // the store stays closed: the transient answer we have is the result
+    }
+    last = co_await send();
+    const AttemptVerdict v = verdict(last);
+    if (!v.transient) {
+      health.succeeded(*ticket);
+      break;
+    }
+    health.failed(*ticket, v.retry_after, v.reason);
+    if (ticket->probe) break;  // the store is known to be ill: its next probe is the engine's
+  }
+  co_return last;
+}
 
 // The string member `key` of an object, or empty.
 std::string_view json_string(const boost::json::value& v, std::string_view key);
 
 // Current UTC time as seconds since the epoch (injectable for tests).
 using WallClock = std::function<std::chrono::system_clock::time_point()>;
-
-boost::asio::awaitable<void> sleep_for(std::chrono::milliseconds d);
 
 // An async mutex usable from coroutines on any thread.
 class AsyncMutex {
@@ -128,11 +172,13 @@ struct CallCounters {
   std::atomic<std::size_t>* throttled = nullptr;  // 429s; may be null
 };
 
-// One API request with auth's bearer token: a 401 renews the token once;
-// 429 and 5xx wait (Retry-After when given, else 200 ms doubling to 8 s) and
-// retry; connection errors back off and retry; at most 6 attempts. The last
-// answer is returned whatever its status; `who` prefixes transport errors.
-boost::asio::awaitable<kms::Result<net::ClientResponse>> bearer_request(BearerAuth& auth, net::HttpClient& client,
+// One API request with auth's bearer token, under the store's health
+// (guarded_call: 429, 5xx and connection errors back the store off; at most
+// two attempts, the second only when the store reopens within the wait
+// budget); a 401 renews the token once. The last answer is returned whatever
+// its status; `who` prefixes transport errors.
+boost::asio::awaitable<kms::Result<net::ClientResponse>> bearer_request(BearerAuth& auth, StoreHealth& health,
+                                                                  net::HttpClient& client,
                                                                   boost::beast::http::verb verb, const std::string& target,
                                                                   std::string_view body, std::string_view who,
                                                                   CallCounters counters);

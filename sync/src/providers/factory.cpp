@@ -13,25 +13,25 @@ using kms::fail;
 
 ProviderFactory::ProviderFactory(boost::asio::any_io_executor executor) : executor_(std::move(executor)) {}
 
-kms::Result<std::shared_ptr<Provider>> ProviderFactory::make_provider(StoreSpec spec) const {
+kms::Result<std::shared_ptr<Provider>> ProviderFactory::make_provider(StoreSpec spec, std::shared_ptr<StoreHealth> health) const {
   if (auto* v = std::get_if<VaultSpec>(&spec)) {
-    ROOTSEAL_LET(p, providers::make_vault_provider(executor_, std::move(*v)));
+    ROOTSEAL_LET(p, providers::make_vault_provider(executor_, std::move(*v), health));
     return std::shared_ptr<Provider>(std::move(p));
   }
   if (auto* a = std::get_if<AwsSpec>(&spec)) {
-    ROOTSEAL_LET(p, providers::make_aws_provider(executor_, std::move(*a)));
+    ROOTSEAL_LET(p, providers::make_aws_provider(executor_, std::move(*a), health));
     return std::shared_ptr<Provider>(std::move(p));
   }
   return fail(Errc::invalid_argument, "this store kind is supported as a push target only (pull: vault, aws)");
 }
 
-kms::Result<std::shared_ptr<PushProvider>> ProviderFactory::make_push_provider(StoreSpec spec) const {
+kms::Result<std::shared_ptr<PushProvider>> ProviderFactory::make_push_provider(StoreSpec spec, std::shared_ptr<StoreHealth> health) const {
   if (auto* a = std::get_if<AwsSpec>(&spec)) {
-    ROOTSEAL_LET(p, providers::make_aws_provider(executor_, std::move(*a)));
+    ROOTSEAL_LET(p, providers::make_aws_provider(executor_, std::move(*a), health));
     return std::shared_ptr<PushProvider>(std::move(p));
   }
-  if (auto* z = std::get_if<AzureSpec>(&spec)) return providers::make_azure_provider(executor_, std::move(*z));
-  if (auto* g = std::get_if<GcpSpec>(&spec)) return providers::make_gcp_provider(executor_, std::move(*g));
+  if (auto* z = std::get_if<AzureSpec>(&spec)) return providers::make_azure_provider(executor_, std::move(*z), health);
+  if (auto* g = std::get_if<GcpSpec>(&spec)) return providers::make_gcp_provider(executor_, std::move(*g), health);
   return fail(Errc::invalid_argument, "vault is supported as a pull source only (push: aws, azure, gcp)");
 }
 

@@ -112,10 +112,10 @@ class GcpImpl final : public GcpSecretManager, private BearerAuth {
  public:
   GcpImpl(const asio::any_io_executor& ex, GcpSpec spec, std::string email, std::string key_id, kms::SecureBytes key_pem,
           std::string token_uri, std::string token_path, std::shared_ptr<net::HttpClient> api,
-          std::shared_ptr<net::HttpClient> oauth)
+          std::shared_ptr<net::HttpClient> oauth, std::shared_ptr<StoreHealth> health)
       : BearerAuth(ex), spec_(std::move(spec)), email_(std::move(email)), key_id_(std::move(key_id)),
         key_pem_(std::move(key_pem)), token_uri_(std::move(token_uri)), token_path_(std::move(token_path)),
-        api_(std::move(api)), oauth_(std::move(oauth)) {}
+        api_(std::move(api)), oauth_(std::move(oauth)), health_(std::move(health)) {}
 
   std::string_view kind() const noexcept override { return "gcp"; }
   const GcpCounters& counters() const noexcept override { return counters_; }
@@ -246,10 +246,11 @@ class GcpImpl final : public GcpSecretManager, private BearerAuth {
     co_return std::optional<kms::SecureBytes>(std::move(*data));
   }
 
-  // One API call (bearer_request: token, 401 renewal, 429/5xx retries).
+  // One API call (bearer_request: token, 401 renewal, the store's health;
+  // RESOURCE_EXHAUSTED comes as 429).
   asio::awaitable<kms::Result<net::ClientResponse>> call(http::verb verb, const std::string& target, std::string_view body) {
     const CallCounters counted{&counters_.calls, nullptr};
-    co_return co_await bearer_request(*this, *api_, verb, target, body, "gcp", counted);
+    co_return co_await bearer_request(*this, *health_, *api_, verb, target, body, "gcp", counted);
   }
 
   // A service-account JWT (RS256) exchanged at token_uri for an access token.
@@ -290,12 +291,14 @@ class GcpImpl final : public GcpSecretManager, private BearerAuth {
   std::string token_path_;
   std::shared_ptr<net::HttpClient> api_;
   std::shared_ptr<net::HttpClient> oauth_;
+  std::shared_ptr<StoreHealth> health_;
   GcpCounters counters_;
 };
 
 }  // namespace
 
-kms::Result<std::shared_ptr<GcpSecretManager>> make_gcp_provider(const asio::any_io_executor& executor, GcpSpec spec) {
+kms::Result<std::shared_ptr<GcpSecretManager>> make_gcp_provider(const asio::any_io_executor& executor, GcpSpec spec,
+                                                                std::shared_ptr<StoreHealth> health) {
   if (spec.project_id.empty()) return fail(Errc::invalid_argument, "gcp: projectID is required");
   if (spec.service_account_json.empty()) return fail(Errc::invalid_argument, "gcp: the service-account key is required");
   auto doc = SecureJson::parse(spec.service_account_json.span());
@@ -314,11 +317,12 @@ kms::Result<std::shared_ptr<GcpSecretManager>> make_gcp_provider(const asio::any
   std::string path = u->encoded_path().empty() ? "/" : std::string(u->encoded_path());
   ROOTSEAL_LET(api, make_client(executor, spec.endpoint, spec.tls));
   ROOTSEAL_LET(oauth, make_client(executor, origin, spec.token_tls));
+  if (!health) health = std::make_shared<StoreHealth>("gcp " + spec.project_id);
   auto key = kms::SecureBytes::copy_of(pem);
   std::string key_id(json_string(root, "private_key_id"));
   return std::shared_ptr<GcpSecretManager>(std::make_shared<GcpImpl>(executor, std::move(spec), email, std::move(key_id),
                                                                      std::move(key), std::move(token_uri), std::move(path),
-                                                                     std::move(api), std::move(oauth)));
+                                                                     std::move(api), std::move(oauth), std::move(health)));
 }
 
 }  // namespace rootseal::sync::providers

@@ -11,6 +11,7 @@
 #include <memory>
 #include <span>
 
+#include "providers/store_health.hpp"
 #include "rootseal/sync/provider.hpp"
 
 namespace rootseal::sync::providers {
@@ -30,6 +31,6 @@ class GcpSecretManager : public PushProvider {
 std::uint32_t crc32c(std::span<const std::uint8_t> data) noexcept;
 
 kms::Result<std::shared_ptr<GcpSecretManager>> make_gcp_provider(const boost::asio::any_io_executor& executor,
-                                                                 GcpSpec spec);
+    GcpSpec spec, std::shared_ptr<StoreHealth> health = nullptr);
 
 }  // namespace rootseal::sync::providers

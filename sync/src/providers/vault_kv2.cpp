@@ -57,8 +57,9 @@ bool json_bool(const json::value& obj, std::string_view key) {
 
 class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_this<VaultImpl> {
  public:
-  VaultImpl(asio::any_io_executor executor, VaultSpec spec, std::shared_ptr<net::HttpClient> client)
-      : spec_(std::move(spec)), client_(std::move(client)), mu_(executor) {
+  VaultImpl(asio::any_io_executor executor, VaultSpec spec, std::shared_ptr<net::HttpClient> client,
+            std::shared_ptr<StoreHealth> health)
+      : spec_(std::move(spec)), client_(std::move(client)), health_(std::move(health)), mu_(executor) {
     mount_ = trim_slashes(spec_.path);
   }
 
@@ -132,13 +133,10 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
     if (token != nullptr) headers.push_back({"X-Vault-Token", as_view(*token)});
     if (!spec_.namespace_.empty()) headers.push_back({"X-Vault-Namespace", spec_.namespace_});
     if (!body.empty()) headers.push_back({"Content-Type", "application/json"});
-    // Transient failures (connection, 5xx, 429): a short bounded retry.
-    kms::Result<net::ClientResponse> res = fail(Errc::internal, "vault: no attempt");
-    for (int attempt = 0; attempt < 3; ++attempt) {
-      res = co_await client_->request(verb, target, headers, body);
-      if (res && !retryable_status(res->status)) break;
-      if (attempt < 2) co_await sleep_for(std::chrono::milliseconds(100 << attempt));
-    }
+    // Under the store's health: transient failures back the whole store off.
+    const auto send = [&] { return client_->request(verb, target, headers, body); };
+    const auto verdict = [](const kms::Result<net::ClientResponse>& r) { return http_verdict(r, "vault"); };
+    auto res = co_await guarded_call<net::ClientResponse>(*health_, send, verdict);
     if (!res) co_return fail(res.error().code, "vault: " + res.error().message);
     co_return res;
   }
@@ -259,6 +257,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
   VaultSpec spec_;
   std::string mount_;
   std::shared_ptr<net::HttpClient> client_;
+  std::shared_ptr<StoreHealth> health_;
   AsyncMutex mu_;
   // Guarded by mu_:
   kms::SecureBytes token_;
@@ -270,7 +269,8 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
 
 }  // namespace
 
-kms::Result<std::shared_ptr<VaultKv2Provider>> make_vault_provider(const asio::any_io_executor& executor, VaultSpec spec) {
+kms::Result<std::shared_ptr<VaultKv2Provider>> make_vault_provider(const asio::any_io_executor& executor, VaultSpec spec,
+                                                                    std::shared_ptr<StoreHealth> health) {
   if (spec.server.empty()) return fail(Errc::invalid_argument, "vault: server is required");
   if (spec.version != "v2") return fail(Errc::invalid_argument, "vault: only KV version v2 is supported");
   if (spec.role_id.empty() && spec.token.empty()) {
@@ -281,7 +281,9 @@ kms::Result<std::shared_ptr<VaultKv2Provider>> make_vault_provider(const asio::a
     return fail(Errc::invalid_argument, "vault: renew_fraction must be between 0 and 1");
   }
   ROOTSEAL_LET(client, make_client(executor, spec.server, spec.tls));
-  return std::shared_ptr<VaultKv2Provider>(std::make_shared<VaultImpl>(executor, std::move(spec), std::move(client)));
+  if (!health) health = std::make_shared<StoreHealth>("vault " + spec.server);
+  return std::shared_ptr<VaultKv2Provider>(
+      std::make_shared<VaultImpl>(executor, std::move(spec), std::move(client), std::move(health)));
 }
 
 }  // namespace rootseal::sync::providers

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <memory>
 
+#include "providers/store_health.hpp"
 #include "rootseal/sync/provider.hpp"
 
 namespace rootseal::sync::providers {
@@ -21,7 +22,7 @@ struct VaultCounters {
 class VaultKv2Provider;
 
 kms::Result<std::shared_ptr<VaultKv2Provider>> make_vault_provider(const boost::asio::any_io_executor& executor,
-                                                                   VaultSpec spec);
+    VaultSpec spec, std::shared_ptr<StoreHealth> health = nullptr);
 
 class VaultKv2Provider : public Provider {
  public:

@@ -87,6 +87,11 @@ def retry_after_header(rule):
 
 
 class Counters:
+    """Request counters, and the request log: one entry per API request
+    {"t": wall-clock seconds, "method", "path", "verb", "resource"}, the last
+    LOG_MAX kept (GET /_double/log?since=T answers the entries after T)."""
+    LOG_MAX = 200000
+
     def __init__(self):
         self.lock = threading.Lock()
         self.reset()
@@ -97,9 +102,14 @@ class Counters:
             self.by_verb = {}
             self.by_resource = {}
             self.total = 0
+            self.log = []
 
-    def add(self, method, path, verb=None, resource=None):
+    def add(self, method, path, verb=None, resource=None, query=None):
         with self.lock:
+            self.log.append({"t": time.time(), "method": method, "path": path, "verb": verb, "resource": resource,
+                             "query": query})
+            if len(self.log) > self.LOG_MAX:
+                del self.log[:len(self.log) - self.LOG_MAX]
             self.total += 1
             k = method + " " + path
             self.by_path[k] = self.by_path.get(k, 0) + 1
@@ -108,6 +118,10 @@ class Counters:
                 if resource:
                     d = self.by_resource.setdefault(resource, {})
                     d[verb] = d.get(verb, 0) + 1
+
+    def log_since(self, since=0.0):
+        with self.lock:
+            return [e for e in self.log if e["t"] > since]
 
     def snapshot(self):
         with self.lock:
@@ -254,6 +268,8 @@ class BaseDoubleHandler(BaseHTTPRequestHandler):
         post = self.command == "POST" or not self.admin_post_only
         if path == "/_double/stats" and self.command == "GET":
             return self.send_json(200, d.stats())
+        if path == "/_double/log" and self.command == "GET":
+            return self.send_json(200, {"entries": d.counters.log_since(float(q.get("since") or 0))})
         if path == "/_double/stats/reset" and post:
             d.counters.reset()
             return self.send_json(200, {})

@@ -1251,6 +1251,9 @@ class K8sHandler(BaseDoubleHandler):
         elif path == "/_double/close-watches" and self.command == "POST":
             d.store.close_watches()
             self.send_json(200, {})
+        elif path == "/_double/watch-limit" and self.command == "POST":
+            d.watch_limit = float(arg.get("seconds") or 0) or None
+            self.send_json(200, {})
         elif path == "/_double/bookmark" and self.command == "POST":
             d.store.bookmark_now()
             self.send_json(200, {})
@@ -1364,7 +1367,8 @@ class K8sHandler(BaseDoubleHandler):
         verb = {"GET": "get" if name else ("watch" if q.get("watch") in ("1", "true") else "list"),
                 "POST": "create", "PUT": "update", "PATCH": "patch",
                 "DELETE": "delete" if name else "deletecollection"}[m]
-        d.counters.add(m, self.path.split("?")[0], verb, res.plural + ("/" + sub if sub else ""))
+        d.counters.add(m, self.path.split("?")[0], verb, res.plural + ("/" + sub if sub else ""),
+                       self.path.partition("?")[2])
         rule = self.take_fault(self.path.split("?")[0], m)
         if rule:
             raise _status_for_fault(rule, m, self.path)
@@ -1538,6 +1542,9 @@ class K8sHandler(BaseDoubleHandler):
             raise bad_request("invalid timeoutSeconds")
         rvp = q.get("resourceVersion") or ""
         send_initial = q.get("sendInitialEvents") == "true"
+        limit = d.watch_limit  # /_double/watch-limit: the server ends every watch early
+        if limit:
+            timeout = min(timeout, limit) if timeout else limit
         deadline = time.monotonic() + timeout if timeout else None
 
         def matches(o):
@@ -1674,6 +1681,7 @@ class K8sApiServerDouble(DoubleServer):
         self.tokens = set(tokens or [])
         self.open_watches = 0
         self.stopping = False
+        self.watch_limit = None  # seconds: every watch ends this early (/_double/watch-limit)
         super().__init__(host, port, tls_cert, tls_key, verbose, client_ca)
 
     def find(self, group, version, plural):

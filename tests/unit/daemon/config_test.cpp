@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "rootseal/daemon/config.hpp"
+#include "rootseal/sync/engine.hpp"
 
 using namespace rootseal;
 using namespace rootseal::daemon;
@@ -344,4 +345,35 @@ TEST_CASE("a secret written inline in the config is refused without echoing it")
   // Keys that only name where a secret lives are not secrets.
   auto ok = parse_config("pkcs11:\n  token_label: rootseal\ntpm:\n  auth_value_file: /etc/rootseal/tpm-auth\n");
   CHECK(ok);
+}
+
+TEST_CASE("sync.queue and sync.store_backoff: defaults, values, and out-of-range values refused") {
+  auto def = parse_config("sync:\n  enabled: false\n");
+  REQUIRE(def);
+  REQUIRE(def->sync);
+  CHECK(def->sync->queue_qps == 500);
+  CHECK(def->sync->queue_burst == 1000);
+  CHECK(def->sync->store_backoff_base == std::chrono::milliseconds(1000));
+  CHECK(def->sync->store_backoff_max == std::chrono::milliseconds(10'000));
+  auto set = parse_config("sync:\n  queue: {qps: 2000, burst: 5000}\n  store_backoff: {base: 250ms, max: 30s}\n");
+  REQUIRE(set);
+  CHECK(set->sync->queue_qps == 2000);
+  CHECK(set->sync->queue_burst == 5000);
+  CHECK(set->sync->store_backoff_base == std::chrono::milliseconds(250));
+  CHECK(set->sync->store_backoff_max == std::chrono::milliseconds(30'000));
+  const std::pair<const char*, const char*> bad[] = {
+      {"sync:\n  queue: {qps: 0}\n", "sync.queue.qps"},
+      {"sync:\n  queue: {burst: 0}\n", "sync.queue.burst"},
+      {"sync:\n  queue: {rate: 5}\n", "sync.queue: unknown option 'rate'"},
+      {"sync:\n  store_backoff: {base: 5s, max: 1s}\n", "sync.store_backoff"},
+      {"sync:\n  store_backoff: {base: 1ms}\n", "sync.store_backoff"},
+      {"sync:\n  store_backoff: {max: 2h}\n", "sync.store_backoff"},
+  };
+  for (const auto& [yaml, what] : bad) {
+    INFO(yaml);
+    auto r = parse_config(yaml);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == kms::Errc::invalid_argument);
+    CHECK_THAT(r.error().message, Catch::Contains(what));
+  }
 }

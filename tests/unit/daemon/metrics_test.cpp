@@ -70,3 +70,19 @@ TEST_CASE("metrics: counts from many threads add up") {
   CHECK(value_of(text, R"(rootseal_http_requests_total{route="transit/encrypt",method="PUT",status="429"})") == 4000);
   CHECK(value_of(text, R"(rootseal_http_request_duration_seconds_count{route="transit/encrypt"})") == 40000);
 }
+
+TEST_CASE("metrics: a labelled gauge family renders one escaped series per value, bounded") {
+  Metrics m;
+  std::vector<std::pair<std::string, double>> values = {{"SecretStore/ns/vault", 1}, {"odd\"store\\x\ny", 2}};
+  m.add_gauge_family("rootseal_sync_store_backing_off", "help", [&] { return values; }, "store");
+  auto text = m.render();
+  CHECK(text.find("# TYPE rootseal_sync_store_backing_off gauge\n") != std::string::npos);
+  CHECK(value_of(text, R"(rootseal_sync_store_backing_off{store="SecretStore/ns/vault"})") == 1);
+  CHECK(value_of(text, R"(rootseal_sync_store_backing_off{store="odd\"store\\x\ny"})") == 2);
+  values.clear();
+  for (int i = 0; i < 1500; ++i) values.emplace_back("s" + std::to_string(i), i);
+  text = m.render();
+  std::size_t series = 0;
+  for (std::size_t p = 0; (p = text.find("rootseal_sync_store_backing_off{", p)) != std::string::npos; ++p) ++series;
+  CHECK(series == 1000);
+}

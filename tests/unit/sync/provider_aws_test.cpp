@@ -144,6 +144,14 @@ TEST_CASE("aws provider: an unreachable endpoint is unavailable, bad specs are r
   auto r = loop.run(selected(p, ref("x")));
   REQUIRE_FALSE(r);
   CHECK(r.error().code == kms::Errc::unavailable);
+  // Two attempts at most (the second after the store's first backoff), and
+  // then the store is backed off: the next fetch is refused locally, no call.
+  CHECK(p->counters().calls == 2);
+  auto refused = loop.run(p->fetch(ref("y")));
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().code == kms::Errc::unavailable);
+  CHECK(refused.error().message.find("backing off") != std::string::npos);
+  CHECK(p->counters().calls == 2);
 
   sync::AwsSpec no_region;
   no_region.access_key_id = secure("a");

@@ -301,18 +301,31 @@ TEST_CASE("azure push: an expired token is replaced once, 429 waits for Retry-Af
   CHECK(again->written);
   CHECK(p->counters().token_requests == 2);
 
-  az.admin("faults", R"({"status":429,"count":2,"retry_after":1,"path":"/secrets/s1"})");
+  // One 429: the call waits for Retry-After (within its budget) and retries once.
+  az.admin("faults", R"({"status":429,"count":1,"retry_after":1,"path":"/secrets/s1"})");
   const auto t0 = std::chrono::steady_clock::now();
   auto throttled = loop.run(p->put_if_changed({"s1", ""}, secure("c")));
   REQUIRE(throttled);
   CHECK(throttled->written);
-  CHECK(p->counters().throttled == 2);
-  CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(1900));
+  CHECK(p->counters().throttled == 1);
+  CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(950));
   CHECK(az.get("/secrets/s1").at("value") == "c");
+  // A 429 to the retry too: the call gives up (bounded), and the store is
+  // backed off: the next call is refused locally, without a request.
+  az.admin("faults", R"({"status":429,"count":2,"retry_after":30,"path":"/secrets/s1"})");
+  auto refused_first = loop.run(p->put_if_changed({"s1", ""}, secure("d")));
+  REQUIRE_FALSE(refused_first);
+  CHECK(refused_first.error().code == kms::Errc::unavailable);
+  const auto calls = p->counters().calls.load();
+  auto refused = loop.run(p->put_if_changed({"s1", ""}, secure("d")));
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().code == kms::Errc::unavailable);
+  CHECK(refused.error().message.find("backing off") != std::string::npos);
+  CHECK(p->counters().calls == calls);
 
   auto wrong = az.spec();
   wrong.client_secret = secure("nope");
-  auto bad = make_azure(loop, std::move(wrong));
+  auto bad = make_azure(loop, std::move(wrong));  // its own store health
   auto denied = loop.run(bad->put_if_changed({"s1", ""}, secure("d")));
   REQUIRE_FALSE(denied);
   CHECK(denied.error().code == kms::Errc::permission_denied);

@@ -3,6 +3,8 @@
 // re-login on 403 or failed renewal, namespaces, versions, properties, decoding.
 #include <catch2/catch.hpp>
 
+#include <thread>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/json.hpp>
@@ -229,8 +231,16 @@ TEST_CASE("vault provider: Vault down is unavailable, and it recovers when Vault
   auto down = loop.run(selected(p, ref("app", "k")));
   REQUIRE_FALSE(down);
   CHECK(down.error().code == kms::Errc::unavailable);
+  // The store is backed off now: calls are refused locally until its next
+  // probe (at most store_backoff max, 10 s), which finds Vault back.
   admin(vault, "POST", "up");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
   auto up = loop.run(selected(p, ref("app", "k")));
+  while (!up && std::chrono::steady_clock::now() < deadline) {
+    CHECK(up.error().message.find("backing off") != std::string::npos);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // poll interval
+    up = loop.run(selected(p, ref("app", "k")));
+  }
   REQUIRE(up);
   CHECK(text(*up) == "v");
 }

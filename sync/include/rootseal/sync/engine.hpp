@@ -17,9 +17,12 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "rootseal/kms/error.hpp"
@@ -81,6 +84,20 @@ struct EngineConfig {
   std::size_t kube_burst = 100;
   std::chrono::milliseconds retry_base{500};    // per-item backoff on errors
   std::chrono::milliseconds retry_max{300'000};
+  // The work queue's global retry bucket (sync.queue.qps / burst): how fast
+  // keys that failed are retried overall. A store's recovery does not go
+  // through it (its parked keys are queued together).
+  double queue_qps = 500;
+  std::size_t queue_burst = 1000;
+  // A failing store backs off as a whole (sync.store_backoff.base / max):
+  // base·2^n with jitter, capped; a Retry-After from the store wins.
+  std::chrono::milliseconds store_backoff_base{1000};
+  std::chrono::milliseconds store_backoff_max{10'000};
+  // Where the engine reports what an operator should see (re-lists, stores
+  // backing off and recovering): (warning?, message, fields). Never values.
+  std::function<void(bool warning, std::string_view message,
+                     const std::vector<std::pair<std::string, std::string>>& fields)>
+      log;
   std::filesystem::path credentials_directory;  // empty: $CREDENTIALS_DIRECTORY
 };
 
@@ -102,6 +119,21 @@ struct EngineStats {
   std::size_t queue_ready = 0;
   std::size_t managed_secrets = 0;
   bool synced = false;                // caches filled and workers running
+  std::uint64_t relists = 0;          // informer re-lists after the first list (410, failed list)
+  std::uint64_t watch_reconnects = 0; // watches reopened after a failure
+  std::uint64_t parked = 0;           // keys waiting for a store that backs off
+};
+
+// The health of one store (metrics): ok or backing off, when the next call
+// may go, how many calls were refused locally.
+struct StoreHealthStats {
+  std::string store;  // "SecretStore/<ns>/<name>" or "ClusterSecretStore//<name>"
+  bool backing_off = false;
+  double next_attempt_unix = 0;  // seconds since the epoch; 0 when ok
+  std::uint64_t refused = 0;     // calls refused locally
+  std::uint64_t failures = 0;    // calls that failed transiently
+  std::uint64_t recoveries = 0;
+  std::uint64_t parked = 0;      // ExternalSecrets/PushSecrets waiting for it
 };
 
 class Engine {
@@ -114,6 +146,7 @@ class Engine {
   // Stops watching and working; safe to call twice.
   virtual void stop() = 0;
   [[nodiscard]] virtual EngineStats stats() const = 0;
+  [[nodiscard]] virtual std::vector<StoreHealthStats> store_health() const = 0;
 };
 
 }  // namespace rootseal::sync

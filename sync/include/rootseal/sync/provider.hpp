@@ -15,7 +15,8 @@
 //                      (ESO's NoSecretErr: drives deletion policy)
 //   permission_denied  the store refused the credentials or the call (401/403), or
 //                      PushProvider: the remote secret exists and is not managed by rootseal
-//   unavailable        network, timeout, 5xx, throttled beyond the retry budget
+//   unavailable        network, timeout, 5xx, throttled beyond the retry budget, or
+//                      refused locally while the store backs off (StoreHealth)
 //   invalid_argument   a bad reference (key, property, name syntax) or a bad store spec
 //   bad_base64         decodingStrategy could not decode the value
 #pragma once
@@ -175,15 +176,22 @@ struct GcpSpec {
 
 using StoreSpec = std::variant<VaultSpec, AwsSpec, AzureSpec, GcpSpec>;
 
+// The shared backoff of one store (sync/src/providers/store_health.hpp).
+class StoreHealth;
+
 // Builds providers on an executor. Stateless apart from the executor; cache
-// the providers it returns (per store and store generation).
+// the providers it returns (per store and store generation). `health`: the
+// store's shared backoff (every provider of one store should get the same);
+// null: the provider gets its own.
 class ProviderFactory {
  public:
   explicit ProviderFactory(boost::asio::any_io_executor executor);
   // Vault or AWS; Azure/GCP as pull sources are not supported (invalid_argument).
-  [[nodiscard]] kms::Result<std::shared_ptr<Provider>> make_provider(StoreSpec spec) const;
+  [[nodiscard]] kms::Result<std::shared_ptr<Provider>> make_provider(StoreSpec spec,
+                                                                     std::shared_ptr<StoreHealth> health = nullptr) const;
   // AWS, Azure or GCP; Vault as a push target is not supported (invalid_argument).
-  [[nodiscard]] kms::Result<std::shared_ptr<PushProvider>> make_push_provider(StoreSpec spec) const;
+  [[nodiscard]] kms::Result<std::shared_ptr<PushProvider>> make_push_provider(
+      StoreSpec spec, std::shared_ptr<StoreHealth> health = nullptr) const;
 
  private:
   boost::asio::any_io_executor executor_;
