@@ -147,7 +147,7 @@ TEST_CASE("aws provider: an unreachable endpoint is unavailable, bad specs are r
   // Two attempts at most (the second after the store's first backoff), and
   // then the store is backed off: the next fetch is refused locally, no call.
   CHECK(p->counters().calls == 2);
-  auto refused = loop.run(p->fetch(ref("y")));
+  auto refused = loop.run(selected(p, ref("y")));
   REQUIRE_FALSE(refused);
   CHECK(refused.error().code == kms::Errc::unavailable);
   CHECK(refused.error().message.find("backing off") != std::string::npos);
