@@ -204,7 +204,7 @@ TEST_CASE("audit: a hole (NUL bytes, then complete lines after it) is set aside 
   check_recovery(path, damage, 2);
 }
 
-TEST_CASE("audit: a last line edited or cut off its newline is damage at the end; every line gone is too") {
+TEST_CASE("audit: a last line edited or cut off its newline is damage at the end, and so is every line gone is too") {
   test::TempDir dir;
   SECTION("edited last line") {
     const auto path = dir / "audit.log";
@@ -236,7 +236,7 @@ TEST_CASE("audit: a last line edited or cut off its newline is damage at the end
   }
 }
 
-TEST_CASE("audit: damage in the middle is not recovered: verify still names the line; a long bad tail is refused") {
+TEST_CASE("audit: damage in the middle is not recovered: verify still names the line, and a long bad tail is refused") {
   test::TempDir dir;
   const auto path = dir / "audit.log";
   write_log(path, 5);

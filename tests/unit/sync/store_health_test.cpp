@@ -24,7 +24,7 @@ StoreHealth make_health(StoreHealth::Options o = {}) {
 
 }  // namespace
 
-TEST_CASE("store health: a failure backs the whole store off; one probe after the wait; success recovers") {
+TEST_CASE("store health: a failure backs the whole store off, one probe after the wait, success recovers") {
   auto h = make_health({1000ms, 8000ms, 2000ms});
   int recovered = 0;
   std::vector<std::string> fell_ill;
@@ -107,7 +107,7 @@ TEST_CASE("store health: jitter spreads a level's wait over its upper half") {
   CHECK(h2.snapshot().next_attempt == t + 750ms);
 }
 
-TEST_CASE("Retry-After: seconds and HTTP dates, bounded; junk is ignored") {
+TEST_CASE("Retry-After: seconds and HTTP dates, bounded, junk is ignored") {
   using sync::providers::parse_retry_after;
   const auto now = std::chrono::sys_days(std::chrono::year(2026) / 12 / 6) + 14h;  // Sun, 06 Dec 2026 14:00:00 GMT
   CHECK(parse_retry_after("5", now) == 5000ms);
