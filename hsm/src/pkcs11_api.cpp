@@ -3,6 +3,7 @@
 
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <utility>
 
@@ -169,6 +170,34 @@ bool is_disconnect(CK_RV rv) noexcept {
     default:
       return false;
   }
+}
+
+CK_RV slot_list(CK_FUNCTION_LIST* api, bool token_present, std::vector<CK_SLOT_ID>& out) {
+  const CK_BBOOL present = token_present ? CK_TRUE : CK_FALSE;
+  for (;;) {
+    CK_ULONG n = 0;
+    if (CK_RV rv = api->C_GetSlotList(present, nullptr, &n); rv != CKR_OK) return rv;
+    out.assign(n, 0);
+    const CK_RV rv = api->C_GetSlotList(present, out.data(), &n);
+    if (rv == CKR_BUFFER_TOO_SMALL) continue;
+    if (rv != CKR_OK) return rv;
+    out.resize(n);
+    return CKR_OK;
+  }
+}
+
+std::vector<CK_SLOT_ID> slots_labelled(CK_FUNCTION_LIST* api, std::span<const CK_SLOT_ID> slots,
+                                       const unsigned char (&padded_label)[32], CK_TOKEN_INFO& info) {
+  std::vector<CK_SLOT_ID> matches;
+  for (CK_SLOT_ID s : slots) {
+    CK_TOKEN_INFO ti{};
+    if (api->C_GetTokenInfo(s, &ti) != CKR_OK) continue;  // gone meanwhile, unrecognized ...
+    if ((ti.flags & CKF_TOKEN_INITIALIZED) == 0) continue;
+    if (std::memcmp(ti.label, padded_label, sizeof padded_label) != 0) continue;
+    matches.push_back(s);
+    info = ti;
+  }
+  return matches;
 }
 
 namespace {
