@@ -99,9 +99,7 @@ kms::Result<void> write_file_durably(const std::filesystem::path& path, std::spa
     return fail(Errc::already_exists, path.string() + " exists; refusing to overwrite it");
   }
   const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  std::string tmp_name = path.filename().string();
-  tmp_name.insert(tmp_name.begin(), '.');  // (not "." + s: g++ 12 -Wrestrict false positive)
-  tmp_name.append(".tmp");
+  const std::string tmp_name = "." + path.filename().string() + ".tmp";
   const std::filesystem::path tmp = dir / tmp_name;
   {
     Fd f;

@@ -189,10 +189,7 @@ kms::Result<SealedBlob> SealedBlob::parse(std::span<const std::uint8_t> bytes) {
 kms::Result<void> SealedBlob::save(const std::filesystem::path& path, bool replace) const {
   const auto bytes = serialize();
   const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  // (Built by appending: GCC 12's -Wrestrict misfires on "." + std::string.)
-  std::string leaf(1, '.');
-  leaf += path.filename().string();
-  leaf += ".tmp-XXXXXX";
+  const std::string leaf = "." + path.filename().string() + ".tmp-XXXXXX";
   std::string tmpl = (dir / leaf).string();
   std::vector<char> name(tmpl.begin(), tmpl.end());
   name.push_back('\0');
