@@ -90,6 +90,18 @@ kms::Result<std::vector<LoadedCustodian>> load_custodians(const std::vector<Cust
   return out;
 }
 
+kms::Result<std::vector<LoadedCustodian>> backup_custodians(bool no_backup, const std::vector<CustodianArg>& args,
+                                                            unsigned threshold, const fs::path& out_dir) {
+  if (no_backup) {
+    if (!args.empty() || threshold != 0) {
+      return fail(Errc::invalid_argument, "--no-backup takes no custodians and no threshold");
+    }
+    return std::vector<LoadedCustodian>{};
+  }
+  if (out_dir.empty()) return fail(Errc::invalid_argument, "--out (the folder for the share files) is required");
+  return load_custodians(args, threshold);
+}
+
 kms::Result<std::unique_ptr<hsm::TokenAdmin>> open_token(const TokenTarget& t) {
   kms::SecureBytes pin;
   ROOTSEAL_TRY_ASSIGN(pin, t.pin());

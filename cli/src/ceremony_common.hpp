@@ -128,6 +128,10 @@ struct LoadedCustodian {
 };
 
 kms::Result<std::vector<LoadedCustodian>> load_custodians(const std::vector<CustodianArg>& args, unsigned threshold);
+// The custodians of a new backup (an --out folder is required), or none with
+// --no-backup, which takes neither custodians nor a threshold.
+kms::Result<std::vector<LoadedCustodian>> backup_custodians(bool no_backup, const std::vector<CustodianArg>& args,
+                                                            unsigned threshold, const fs::path& out_dir);
 kms::Result<std::unique_ptr<hsm::TokenAdmin>> open_token(const TokenTarget& t);
 // 32 bytes: the OS's random source XOR the HSM's, so that either alone is enough.
 kms::Result<kms::SecureBytes> generate_root_key(hsm::TokenAdmin& admin);

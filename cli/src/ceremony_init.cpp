@@ -28,14 +28,7 @@ kms::Result<Outcome> init_impl(const InitOptions& o, Console& con, Context& ctx)
   ROOTSEAL_TRY(check_token(o.token));
   ROOTSEAL_TRY(check_people(o.people));
   std::vector<LoadedCustodian> custodians;
-  if (o.no_backup) {
-    if (!o.custodians.empty() || o.threshold != 0) {
-      return fail(Errc::invalid_argument, "--no-backup takes no custodians and no threshold");
-    }
-  } else {
-    if (o.out_dir.empty()) return fail(Errc::invalid_argument, "--out (the folder for the share files) is required");
-    ROOTSEAL_TRY_ASSIGN(custodians, load_custodians(o.custodians, o.threshold));
-  }
+  ROOTSEAL_TRY_ASSIGN(custodians, backup_custodians(o.no_backup, o.custodians, o.threshold, o.out_dir));
   ROOTSEAL_TRY(ctx.load_chain());
   ctx.ceremony_id = new_ceremony_id();
 

@@ -246,14 +246,7 @@ kms::Result<Outcome> rotate_impl(const RotateOptions& o, Console& con, Context& 
       return fail(Errc::conflict, "root rotation " + pending->ceremony_id + " was interrupted; finish it first with "
                                   "`rootseal ceremony rotate-root --resume`");
     }
-    if (o.no_backup) {
-      if (!o.custodians.empty() || o.threshold != 0) {
-        return fail(Errc::invalid_argument, "--no-backup takes no custodians and no threshold");
-      }
-    } else {
-      if (o.out_dir.empty()) return fail(Errc::invalid_argument, "--out (the folder for the share files) is required");
-      ROOTSEAL_TRY_ASSIGN(custodians, load_custodians(o.custodians, o.threshold));
-    }
+    ROOTSEAL_TRY_ASSIGN(custodians, backup_custodians(o.no_backup, o.custodians, o.threshold, o.out_dir));
   }
 
   std::unique_ptr<hsm::TokenAdmin> admin;
