@@ -23,7 +23,9 @@ using kms::fail;
 kms::Result<void> ceremony_audit(const AuditOptions& o, Console& con) {
   if (o.transcript_dir.empty()) return fail(Errc::invalid_argument, "--transcript-dir is required");
   std::error_code ec;
-  if (!fs::is_directory(o.transcript_dir, ec)) return fail(Errc::not_found, o.transcript_dir.string() + ": no such folder");
+  if (!fs::is_directory(o.transcript_dir, ec)) {
+    return fail(Errc::not_found, o.transcript_dir.string() + ": no such folder");
+  }
   const Transcript t(o.transcript_dir);
   const Transcript::Audit a = t.audit();
   for (const auto& e : a.entries) {

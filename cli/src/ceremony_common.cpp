@@ -58,7 +58,9 @@ kms::Result<void> check_people(const People& p) {
 kms::Result<void> check_token(const TokenTarget& t) {
   if (t.module.empty()) return fail(Errc::invalid_argument, "--module is required");
   if (t.token_label.empty()) return fail(Errc::invalid_argument, "--token is required");
-  if (t.key_label.empty() || t.key_label.size() > 64) return fail(Errc::invalid_argument, "--key-label must be 1..64 characters");
+  if (t.key_label.empty() || t.key_label.size() > 64) {
+    return fail(Errc::invalid_argument, "--key-label must be 1..64 characters");
+  }
   if (!t.pin) return fail(Errc::invalid_argument, "no PIN source");
   return {};
 }
@@ -69,8 +71,8 @@ kms::Result<std::vector<LoadedCustodian>> load_custodians(const std::vector<Cust
   }
   const unsigned n = static_cast<unsigned>(args.size());
   if (threshold < 2 || threshold > n) {
-    return fail(Errc::invalid_argument, "--threshold must be between 2 and the number of custodians (" +
-                                            std::to_string(n) + ")");
+    return fail(Errc::invalid_argument,
+                "--threshold must be between 2 and the number of custodians (" + std::to_string(n) + ")");
   }
   std::vector<LoadedCustodian> out;
   std::set<std::string> names;
@@ -82,8 +84,9 @@ kms::Result<std::vector<LoadedCustodian>> load_custodians(const std::vector<Cust
     c.name = a.name;
     ROOTSEAL_TRY_ASSIGN(c.key, load_custodian_public_key(a.public_key));
     if (!fps.insert(c.key.fingerprint).second) {
-      return fail(Errc::invalid_argument, "custodian '" + a.name + "' has the same key as another custodian: one "
-                                          "person holding two shares defeats the threshold");
+      return fail(Errc::invalid_argument, "custodian '" + a.name +
+                                              "' has the same key as another custodian: one "
+                                              "person holding two shares defeats the threshold");
     }
     out.push_back(std::move(c));
   }
@@ -124,7 +127,6 @@ kms::Result<std::string> software_kcv(const kms::SecureBytes& key) {
   ROOTSEAL_TRY_ASSIGN(kcv, kms::aes_key_check_value(key));
   return kms::hex_encode(kcv);
 }
-
 
 namespace {
 
@@ -167,8 +169,9 @@ kms::Result<Backup> write_backup(const kms::SecureBytes& root, std::string_view 
   b.shamir["threshold"] = threshold;
   b.shamir["shares"] = n;
   b.shamir["field"] = "GF(2^8), x^8+x^4+x^3+x+1";
-  b.shamir["commitment"] = "HMAC-SHA256(commitment_salt, rootseal-share-commitment-v1 || ceremony id || index || "
-                           "threshold || share)";
+  b.shamir["commitment"] =
+      "HMAC-SHA256(commitment_salt, rootseal-share-commitment-v1 || ceremony id || index || "
+      "threshold || share)";
   b.shamir["commitment_salt"] = kms::hex_encode(salt);
   for (unsigned i = 0; i < n; ++i) {
     const LoadedCustodian& c = custodians[i];
@@ -243,7 +246,6 @@ std::string current_ceremony(const std::vector<TranscriptEntry>& entries) {
   return {};
 }
 
-
 // ----- verify & store --------------------------------------------------------
 
 // Opens the store and unseals a keyring with the token's key `label`.
@@ -256,9 +258,8 @@ kms::Result<std::pair<std::size_t, std::size_t>> open_store_with(const TokenTarg
   cfg.token_label = t.token_label;
   cfg.key_label = std::string(label);
   // The TokenAdmin of this process holds the login; no PIN is kept around.
-  auto root = hsm::Pkcs11Root::create(cfg, [] {
-    return kms::Result<kms::SecureBytes>(fail(Errc::sealed, "not logged in"));
-  });
+  auto root =
+      hsm::Pkcs11Root::create(cfg, [] { return kms::Result<kms::SecureBytes>(fail(Errc::sealed, "not logged in")); });
   kms::Keyring ring(*store, *root);
   ROOTSEAL_TRY(ring.unseal());
   return std::make_pair(ring.key_count(), ring.version_count());

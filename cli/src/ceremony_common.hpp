@@ -178,8 +178,8 @@ struct Combined {
 
 // The shares of one ceremony, checked against its transcript record and
 // combined; the key's check value equals the recorded one.
-kms::Result<Combined> gather_and_combine(const std::vector<ShareSource>& files, LineSource* typed_input,
-                                         Context& ctx, Console& con);
+kms::Result<Combined> gather_and_combine(const std::vector<ShareSource>& files, LineSource* typed_input, Context& ctx,
+                                         Console& con);
 
 // ----- store and rotation -------------------------------------------------------
 

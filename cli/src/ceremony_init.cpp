@@ -102,7 +102,6 @@ kms::Result<Outcome> init_impl(const InitOptions& o, Console& con, Context& ctx)
   return out;
 }
 
-
 }  // namespace
 
 kms::Result<Outcome> ceremony_init(const InitOptions& options, Console& console) {

@@ -41,20 +41,22 @@ kms::Result<Outcome> reshare_impl(const ReshareOptions& o, Console& con, Context
   con.out("rootseal: re-sharing the root key of ceremony " + previous + " (kcv " + c.kcv + ") as ceremony " +
           ctx.ceremony_id + "\n");
   Backup backup;
-  ROOTSEAL_TRY_ASSIGN(backup, write_backup(c.root, c.kcv, ctx.ceremony_id, custodians, o.threshold, o.out_dir, ctx, con));
+  ROOTSEAL_TRY_ASSIGN(backup,
+                      write_backup(c.root, c.kcv, ctx.ceremony_id, custodians, o.threshold, o.out_dir, ctx, con));
   c.root.clear();
   json::object r = ctx.record("reshare");
   r["previous_ceremony"] = previous;
   r["shares_used"] = std::move(c.used);
-  r["root_key"] = json::object{{"kcv", c.kcv}, {"origin", "the root key of ceremony " + previous + ", re-split"},
-                               {"backup", true}};
+  r["root_key"] =
+      json::object{{"kcv", c.kcv}, {"origin", "the root key of ceremony " + previous + ", re-split"}, {"backup", true}};
   r["shamir"] = std::move(backup.shamir);
   r["custodians"] = std::move(backup.custodians);
   r["warning"] = "the shares of ceremony " + previous + " still reconstruct this same key";
   r["outcome"] = "ok";
   TranscriptEntry e;
   ROOTSEAL_TRY_ASSIGN(e, ctx.append(std::move(r)));
-  con.err("note: the old shares (ceremony " + previous + ") still reconstruct this key; have them destroyed, or "
+  con.err("note: the old shares (ceremony " + previous +
+          ") still reconstruct this key; have them destroyed, or "
           "rotate the root if they may be exposed\n");
   con.out("  " + std::to_string(o.threshold) + " of " + std::to_string(custodians.size()) +
           " new shares restore the key (kcv " + c.kcv + ")\n" + head_line(e));
@@ -65,7 +67,6 @@ kms::Result<Outcome> reshare_impl(const ReshareOptions& o, Console& con, Context
   out.share_files = std::move(backup.files);
   return out;
 }
-
 
 }  // namespace
 

@@ -62,8 +62,8 @@ kms::Result<Outcome> restore_impl(const RestoreOptions& o, Console& con, Context
     TranscriptEntry e;
     ROOTSEAL_TRY_ASSIGN(e, ctx.append(std::move(r)));
     out.transcript = e.path;
-    con.out("rootseal: dry run: the shares combine to the root key of ceremony " + ctx.ceremony_id + " (kcv " +
-            c.kcv + "); nothing was imported\n" + head_line(e));
+    con.out("rootseal: dry run: the shares combine to the root key of ceremony " + ctx.ceremony_id + " (kcv " + c.kcv +
+            "); nothing was imported\n" + head_line(e));
     return out;
   }
 
@@ -78,11 +78,10 @@ kms::Result<Outcome> restore_impl(const RestoreOptions& o, Console& con, Context
   ROOTSEAL_TRY_ASSIGN(e, ctx.append(std::move(r)));
   out.transcript = e.path;
   con.out("rootseal: restored the root key of ceremony " + ctx.ceremony_id + " into token '" + o.token.token_label +
-          "' (serial " + admin->details().serial + ") as '" + k.label + "'\n  key check value (computed by the HSM): " +
-          k.kcv + "\n" + head_line(e));
+          "' (serial " + admin->details().serial + ") as '" + k.label +
+          "'\n  key check value (computed by the HSM): " + k.kcv + "\n" + head_line(e));
   return out;
 }
-
 
 }  // namespace
 

@@ -43,7 +43,6 @@ std::optional<Pending> find_pending(const std::vector<TranscriptEntry>& entries)
   return std::nullopt;
 }
 
-
 namespace {
 
 std::optional<hsm::KeyObject> key_with(const std::vector<hsm::KeyObject>& keys, std::string_view kcv) {
@@ -118,7 +117,8 @@ kms::Result<std::size_t> rewrap_store(const TokenTarget& t, const fs::path& stor
     ROOTSEAL_TRY(store->replace_wrapped(entries));
     crash_point("rewrap-committed");
     total += entries.size();
-    ctx.step("rewrapped", "ok", std::to_string(entries.size()) + " wrapped keys moved to the new root in one transaction");
+    ctx.step("rewrapped", "ok",
+             std::to_string(entries.size()) + " wrapped keys moved to the new root in one transaction");
   }
   return total;
 }
@@ -126,8 +126,8 @@ kms::Result<std::size_t> rewrap_store(const TokenTarget& t, const fs::path& stor
 // Drives a prepared rotation to its end from whatever state a crash left:
 // rewrap (if the store is still under the old root), retire the old key,
 // move the new key to the final label. Every step is idempotent.
-kms::Result<std::size_t> finish_rotation(const RotateOptions& o, hsm::TokenAdmin& admin, const Pending& p,
-                                         Context& ctx, Console& con, std::string& retired_as) {
+kms::Result<std::size_t> finish_rotation(const RotateOptions& o, hsm::TokenAdmin& admin, const Pending& p, Context& ctx,
+                                         Console& con, std::string& retired_as) {
   const std::string& L = o.token.key_label;
   const std::string T = next_label(L);
   const std::string R = retired_label(L, p.old_kcv);
@@ -162,8 +162,8 @@ kms::Result<std::size_t> finish_rotation(const RotateOptions& o, hsm::TokenAdmin
     auto n = rewrap_store(o.token, o.store, old_at.empty() ? L : old_at, p.old_kcv, new_at, p.new_kcv, ctx);
     if (!n) {
       if (old_at.empty()) {
-        return fail(n.error().code, n.error().message + " (and the old root key, kcv " + p.old_kcv +
-                                        ", is no longer in the token)");
+        return fail(n.error().code,
+                    n.error().message + " (and the old root key, kcv " + p.old_kcv + ", is no longer in the token)");
       }
       return std::unexpected(n.error());
     }
@@ -176,8 +176,9 @@ kms::Result<std::size_t> finish_rotation(const RotateOptions& o, hsm::TokenAdmin
       ROOTSEAL_TRY_ASSIGN(at_r, admin.find_keys(R));
       if (!key_with(at_r, p.old_kcv)) {
         if (!key_with(at_l, p.old_kcv)->modifiable) {
-          return fail(Errc::invalid_argument, "the old root key '" + L + "' is not modifiable (CKA_MODIFIABLE=false) "
-                                              "and cannot be relabelled; finish with --resume --retire destroy");
+          return fail(Errc::invalid_argument, "the old root key '" + L +
+                                                  "' is not modifiable (CKA_MODIFIABLE=false) "
+                                                  "and cannot be relabelled; finish with --resume --retire destroy");
         }
         ROOTSEAL_TRY(admin.copy_key(L, p.old_kcv, R));
         crash_point("old-key-copied");
@@ -211,7 +212,9 @@ kms::Result<std::size_t> finish_rotation(const RotateOptions& o, hsm::TokenAdmin
   }
   // 4. Proof: the store opens with the key under the final label.
   auto opened = open_store_with(o.token, L, o.store);
-  if (!opened) return fail(opened.error().code, "after the rotation the store does not open: " + opened.error().message);
+  if (!opened) {
+    return fail(opened.error().code, "after the rotation the store does not open: " + opened.error().message);
+  }
   ctx.step("store-opened", "ok", std::to_string(opened->second) + " versions unwrap under '" + L + "'");
   con.out("  state store " + o.store.string() + ": " + std::to_string(opened->first) + " keys, " +
           std::to_string(opened->second) + " versions open under the new root key\n");
@@ -243,8 +246,9 @@ kms::Result<Outcome> rotate_impl(const RotateOptions& o, Console& con, Context& 
   std::vector<LoadedCustodian> custodians;
   if (!o.resume) {
     if (pending) {
-      return fail(Errc::conflict, "root rotation " + pending->ceremony_id + " was interrupted; finish it first with "
-                                  "`rootseal ceremony rotate-root --resume`");
+      return fail(Errc::conflict, "root rotation " + pending->ceremony_id +
+                                      " was interrupted; finish it first with "
+                                      "`rootseal ceremony rotate-root --resume`");
     }
     ROOTSEAL_TRY_ASSIGN(custodians, backup_custodians(o.no_backup, o.custodians, o.threshold, o.out_dir));
   }
@@ -318,8 +322,9 @@ kms::Result<Outcome> rotate_impl(const RotateOptions& o, Console& con, Context& 
   }
 
   if (!at_t.empty()) {
-    return fail(Errc::conflict, "token holds a key labelled '" + T + "' from an interrupted rotation; run "
-                                "`rootseal ceremony rotate-root --resume` first");
+    return fail(Errc::conflict, "token holds a key labelled '" + T +
+                                    "' from an interrupted rotation; run "
+                                    "`rootseal ceremony rotate-root --resume` first");
   }
   // The current root and the store it wraps.
   std::vector<hsm::KeyObject> at_l;
@@ -330,9 +335,11 @@ kms::Result<Outcome> rotate_impl(const RotateOptions& o, Console& con, Context& 
   }
   const std::string old_kcv = at_l.front().kcv;
   if (o.retire == Retire::relabel && !at_l.front().modifiable) {
-    return fail(Errc::invalid_argument, "the current root key '" + L + "' is not modifiable (CKA_MODIFIABLE=false, "
-                                        "e.g. generated by rootseald --dev) and cannot be kept under another label; "
-                                        "use --retire destroy (any shares of it still restore it)");
+    return fail(Errc::invalid_argument,
+                "the current root key '" + L +
+                    "' is not modifiable (CKA_MODIFIABLE=false, "
+                    "e.g. generated by rootseald --dev) and cannot be kept under another label; "
+                    "use --retire destroy (any shares of it still restore it)");
   }
   {
     std::unique_ptr<kms::StateStore> store;
@@ -427,7 +434,6 @@ kms::Result<Outcome> rotate_impl(const RotateOptions& o, Console& con, Context& 
   out.transcript = e.path;
   return out;
 }
-
 
 }  // namespace
 

@@ -30,10 +30,10 @@ kms::Result<GatheredShare> share_from_file(const ShareSource& s) {
   CustodianKey key;
   ROOTSEAL_TRY_ASSIGN(key, load_custodian_private_key(s.private_key));
   if (key.fingerprint != f.custodian_fingerprint) {
-    return fail(Errc::permission_denied,
-                where + ": wrong custodian key: the share is encrypted to key " + f.custodian_fingerprint.substr(0, 16) +
-                    "... (" + f.custodian_name + "), " + s.private_key.filename().string() + " is key " +
-                    key.fingerprint.substr(0, 16) + "...");
+    return fail(Errc::permission_denied, where + ": wrong custodian key: the share is encrypted to key " +
+                                             f.custodian_fingerprint.substr(0, 16) + "... (" + f.custodian_name +
+                                             "), " + s.private_key.filename().string() + " is key " +
+                                             key.fingerprint.substr(0, 16) + "...");
   }
   const auto binding = share_binding(f.ceremony_id, f.index, f.threshold, f.count, f.custodian_fingerprint);
   GatheredShare g;
@@ -48,7 +48,6 @@ kms::Result<GatheredShare> share_from_file(const ShareSource& s) {
   return g;
 }
 
-
 namespace {
 
 kms::Result<void> read_typed_shares(LineSource& src, std::vector<GatheredShare>& out, Console& con) {
@@ -56,7 +55,8 @@ kms::Result<void> read_typed_shares(LineSource& src, std::vector<GatheredShare>&
   std::size_t typed = 0;
   unsigned want = 0;  // threshold, once a share says it
   for (;;) {
-    const std::string prompt = "share " + std::to_string(typed + 1) + ", line " + two_digits(static_cast<unsigned>(reader.next_line())) +
+    const std::string prompt = "share " + std::to_string(typed + 1) + ", line " +
+                               two_digits(static_cast<unsigned>(reader.next_line())) +
                                (reader.in_progress() || typed == 0 ? ": " : " (or an empty line to finish): ");
     std::optional<kms::SecureBytes> line;
     ROOTSEAL_TRY_ASSIGN(line, src.next_line(prompt));
@@ -96,13 +96,12 @@ kms::Result<void> read_typed_shares(LineSource& src, std::vector<GatheredShare>&
   return {};
 }
 
-
 }  // namespace
 
 // The shares of one ceremony, checked against its transcript record and
 // combined; the key's check value equals the recorded one.
-kms::Result<Combined> gather_and_combine(const std::vector<ShareSource>& files, LineSource* typed_input,
-                                         Context& ctx, Console& con) {
+kms::Result<Combined> gather_and_combine(const std::vector<ShareSource>& files, LineSource* typed_input, Context& ctx,
+                                         Console& con) {
   // 1. Gather and decrypt every share.
   std::vector<GatheredShare> shares;
   for (const auto& s : files) {
@@ -125,8 +124,8 @@ kms::Result<Combined> gather_and_combine(const std::vector<ShareSource>& files, 
   }
   const TranscriptEntry* rec = find_key_record(ctx.entries, ctx.ceremony_id);
   if (rec == nullptr) {
-    return fail(Errc::not_found, "the transcript in " + ctx.transcript.dir().string() +
-                                     " has no completed ceremony " + ctx.ceremony_id + " with a backup");
+    return fail(Errc::not_found, "the transcript in " + ctx.transcript.dir().string() + " has no completed ceremony " +
+                                     ctx.ceremony_id + " with a backup");
   }
   const std::string kcv = record_kcv(*rec);
   unsigned threshold = 0;
@@ -148,8 +147,8 @@ kms::Result<Combined> gather_and_combine(const std::vector<ShareSource>& files, 
     return fail(Errc::invalid_argument, rec->path.filename().string() + ": no usable share record (was ceremony " +
                                             ctx.ceremony_id + " made with --no-backup?)");
   }
-  ctx.step("ceremony-found", "ok", rec->path.filename().string() + ": threshold " + std::to_string(threshold) +
-                                       ", kcv " + kcv);
+  ctx.step("ceremony-found", "ok",
+           rec->path.filename().string() + ": threshold " + std::to_string(threshold) + ", kcv " + kcv);
 
   // 3. Each share must be the one the ceremony committed to, once.
   std::set<unsigned> seen;
@@ -167,9 +166,10 @@ kms::Result<Combined> gather_and_combine(const std::vector<ShareSource>& files, 
     const std::string mine = share_commitment(*salt, ctx.ceremony_id, s.index, threshold, s.y);
     if (!kms::constant_time_equal(mine, c->second)) {
       return fail(Errc::decryption_failed,
-                  "share " + std::to_string(s.index) + " (" + s.source + ") does not match the commitment the "
-                  "transcript records for it: it was altered, mistyped or belongs to another ceremony; refusing "
-                  "to combine");
+                  "share " + std::to_string(s.index) + " (" + s.source +
+                      ") does not match the commitment the "
+                      "transcript records for it: it was altered, mistyped or belongs to another ceremony; refusing "
+                      "to combine");
     }
     json::object u;
     u["index"] = s.index;
@@ -208,7 +208,6 @@ kms::Result<Combined> gather_and_combine(const std::vector<ShareSource>& files, 
   return out;
 }
 
-
 kms::Result<void> share_decrypt(const DecryptOptions& o, Console& con) {
   ShareSource s{o.share_file, o.private_key};
   GatheredShare g;
@@ -217,7 +216,8 @@ kms::Result<void> share_decrypt(const DecryptOptions& o, Console& con) {
   kms::SecureBytes text = typed_share_text(g.ceremony_id, g.index, g.threshold, g.y);
   g.y.clear();
   con.err("Share " + std::to_string(g.index) + " of ceremony " + g.ceremony_id + " (threshold " +
-          std::to_string(g.threshold) + "). Copy the numbered lines exactly, on paper or a device of your own; the "
+          std::to_string(g.threshold) +
+          "). Copy the numbered lines exactly, on paper or a device of your own; the "
           "last pair on each line is its checksum, so a typo is caught on the line where it is made.\n");
   con.secret_out(text.span());
   return {};

@@ -49,8 +49,9 @@ kms::Result<Outcome> verify_impl(const VerifyOptions& o, Console& con, Context& 
   }
   const hsm::KeyObject& k = keys.front();
   if (!k.is_valid_root_key()) {
-    return fail(Errc::conflict, "key '" + k.label + "' lacks the attributes of a root key (AES-256, token, private, "
-                                "sensitive, not extractable, wrap/unwrap)");
+    return fail(Errc::conflict, "key '" + k.label +
+                                    "' lacks the attributes of a root key (AES-256, token, private, "
+                                    "sensitive, not extractable, wrap/unwrap)");
   }
   if (k.kcv != want) {
     return fail(Errc::conflict, "key '" + k.label + "' has check value " + k.kcv + " (computed by the HSM); ceremony " +
@@ -65,8 +66,8 @@ kms::Result<Outcome> verify_impl(const VerifyOptions& o, Console& con, Context& 
   if (!o.store.empty()) {
     auto opened = open_store_with(o.token, o.token.key_label, o.store);
     if (!opened) return fail(opened.error().code, "state store " + o.store.string() + ": " + opened.error().message);
-    ctx.step("store-opened", "ok", std::to_string(opened->first) + " keys, " + std::to_string(opened->second) +
-                                       " versions unwrapped");
+    ctx.step("store-opened", "ok",
+             std::to_string(opened->first) + " keys, " + std::to_string(opened->second) + " versions unwrapped");
     r["store"] = json::object{{"path", o.store.string()}, {"keys", opened->first}, {"versions", opened->second}};
     store_line = "  state store " + o.store.string() + " opens: " + std::to_string(opened->first) + " keys, " +
                  std::to_string(opened->second) + " versions unwrapped\n";
@@ -74,8 +75,8 @@ kms::Result<Outcome> verify_impl(const VerifyOptions& o, Console& con, Context& 
   r["outcome"] = "ok";
   TranscriptEntry e;
   ROOTSEAL_TRY_ASSIGN(e, ctx.append(std::move(r)));
-  con.out("rootseal: token '" + o.token.token_label + "' holds the root key of ceremony " + ctx.ceremony_id +
-          " as '" + k.label + "'\n  key check value (computed by the HSM): " + k.kcv + " = transcript\n" + store_line +
+  con.out("rootseal: token '" + o.token.token_label + "' holds the root key of ceremony " + ctx.ceremony_id + " as '" +
+          k.label + "'\n  key check value (computed by the HSM): " + k.kcv + " = transcript\n" + store_line +
           head_line(e));
   Outcome out;
   out.ceremony_id = ctx.ceremony_id;
@@ -84,7 +85,6 @@ kms::Result<Outcome> verify_impl(const VerifyOptions& o, Console& con, Context& 
   out.key_label = k.label;
   return out;
 }
-
 
 }  // namespace
 

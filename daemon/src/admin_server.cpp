@@ -401,7 +401,9 @@ AdminServer::Answer AdminServer::status() {
   {
     std::lock_guard lock(unseal_mu_);
     const auto now = std::chrono::steady_clock::now();
-    if (now < next_unseal_) retry_ms = std::chrono::duration_cast<std::chrono::milliseconds>(next_unseal_ - now).count();
+    if (now < next_unseal_) {
+      retry_ms = std::chrono::duration_cast<std::chrono::milliseconds>(next_unseal_ - now).count();
+    }
   }
   return Answer::ok(json::object{
       {"sealed", s.sealed},

@@ -36,7 +36,8 @@ struct CommandLine {
 void add_options(CLI::App& app, CommandLine& cl) {
   app.set_version_flag("--version", ROOTSEAL_VERSION);
   app.add_option("--config", cl.config_path, "configuration file (YAML)")->capture_default_str();
-  app.add_flag("--dev", cl.dev, "development mode: SoftHSM2 token in a local folder, loopback HTTP, printed root token");
+  app.add_flag("--dev", cl.dev,
+               "development mode: SoftHSM2 token in a local folder, loopback HTTP, printed root token");
   app.add_option("--dev-root-token-id", cl.dev_options.root_token_id,
                  "dev mode: use this root token instead of a random one");
   app.add_option("--dev-listen-address", cl.dev_options.listen_address, "dev mode: loopback address to listen on")

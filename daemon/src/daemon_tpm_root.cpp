@@ -55,8 +55,9 @@ kms::Result<void> DaemonTpmRoot::reseal(const std::optional<std::vector<std::uin
   std::lock_guard op(probe_mu_);
   auto held = current();
   if (!held || !held->holds_key()) {
-    return fail(Errc::sealed, "rootseald does not hold the TPM root key (it is sealed); reseal needs the key "
-                              "unsealed, or the ceremony's backup (docs/tpm.md)");
+    return fail(Errc::sealed,
+                "rootseald does not hold the TPM root key (it is sealed); reseal needs the key "
+                "unsealed, or the ceremony's backup (docs/tpm.md)");
   }
   tpm::SealPolicy policy;
   ROOTSEAL_TRY_ASSIGN(policy, tpm_seal_policy(config_));
@@ -108,9 +109,10 @@ kms::Result<bool> DaemonTpmRoot::create(tpm::TpmRoot& root) {
     if (made.error().code == Errc::already_exists) return false;
     return std::unexpected(std::move(made).error());
   }
-  log::info("created the TPM-sealed root key",
-            {{"sealed_file", config_.sealed_file.string()}, {"tcti", config_.tcti}, {"pcrs", pcr_list(config_.pcrs)},
-             {"auth_value", !config_.auth_value_file.empty()}});
+  log::info("created the TPM-sealed root key", {{"sealed_file", config_.sealed_file.string()},
+                                                {"tcti", config_.tcti},
+                                                {"pcrs", pcr_list(config_.pcrs)},
+                                                {"auth_value", !config_.auth_value_file.empty()}});
   return true;
 }
 

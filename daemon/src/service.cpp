@@ -101,7 +101,10 @@ kms::Result<void> Service::start() {
                           {"mtls", !config_.listen.tls.client_ca_file.empty()},
                           {"dev", config_.dev},
                           {"root", root_->kind()}});
-  if (admin_listening) log::info("admin socket", {{"path", admin_->path().string()}, {"mode", config_.admin.mode == 0660 ? "0660" : "0600"}});
+  if (admin_listening) {
+    log::info("admin socket",
+              {{"path", admin_->path().string()}, {"mode", config_.admin.mode == 0660 ? "0660" : "0600"}});
+  }
   arm_watchdog();
   sd_notify(0, "READY=1\nSTATUS=listening, sealed");
   return {};
@@ -147,8 +150,8 @@ kms::Result<std::string> Service::open_state() {
   // Created tokens (rootseal token create) live in their own SQLite file.
   auto db = TokenDb::open(config_.state_dir / "tokens.db");
   if (!db) return std::unexpected(db.error());
-  const auto started = std::chrono::duration_cast<std::chrono::seconds>(
-                           std::chrono::system_clock::now().time_since_epoch()).count();
+  const auto started =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   ROOTSEAL_TRY(tokens_.attach(std::move(*db), started,
                               [this](std::function<void()> job) { asio::post(blocking_, std::move(job)); }));
   return cluster_id;
@@ -290,8 +293,8 @@ kms::Result<void> Service::listen_http(const HostPort& hp, std::shared_ptr<boost
   server_->set_tls(std::move(tls));
 
   boost::system::error_code bec;
-  asio::ip::address address = hp.host == "localhost" ? asio::ip::make_address("127.0.0.1", bec)
-                                                     : asio::ip::make_address(hp.host, bec);
+  asio::ip::address address =
+      hp.host == "localhost" ? asio::ip::make_address("127.0.0.1", bec) : asio::ip::make_address(hp.host, bec);
   if (bec) return fail(Errc::invalid_argument, "listen.address: not an IP address: " + hp.host);
   if (auto lec = server_->listen({address, hp.port}, bound_)) {
     return fail(Errc::invalid_argument, "cannot listen on " + config_.listen.address + ": " + lec.message());

@@ -85,9 +85,7 @@ struct KekTemplate {
 
 }  // namespace
 
-std::string_view mech_name(Mech m) noexcept {
-  return m == Mech::kwp ? "CKM_AES_KEY_WRAP_KWP" : "CKM_AES_GCM";
-}
+std::string_view mech_name(Mech m) noexcept { return m == Mech::kwp ? "CKM_AES_KEY_WRAP_KWP" : "CKM_AES_GCM"; }
 
 kms::Result<void> check_key_to_wrap(const kms::SecureBytes& key) {
   // Multiples of 8 only: SoftHSM 2.6.1 zero-pads other lengths to 8 bytes
@@ -105,13 +103,11 @@ kms::Result<void> check_wrapped(std::span<const std::uint8_t> wrapped) {
   const auto body = wrapped.subspan(1);
   if (format == kFormatKwp) {
     // KWP output: 8-byte blocks, at least the 16..64-byte key plus 8.
-    if (body.size() < kMinKeySize + kKwpOverhead || body.size() > kMaxKeySize + kKwpOverhead ||
-        body.size() % 8 != 0) {
+    if (body.size() < kMinKeySize + kKwpOverhead || body.size() > kMaxKeySize + kKwpOverhead || body.size() % 8 != 0) {
       return fail(Errc::decryption_failed, "wrapped key (KWP) has an invalid length");
     }
   } else if (format == kFormatGcm) {
-    if (body.size() < kGcmIvSize + kMinKeySize + kGcmTagSize ||
-        body.size() > kGcmIvSize + kMaxKeySize + kGcmTagSize) {
+    if (body.size() < kGcmIvSize + kMinKeySize + kGcmTagSize || body.size() > kGcmIvSize + kMaxKeySize + kGcmTagSize) {
       return fail(Errc::decryption_failed, "wrapped key (GCM) has an invalid length");
     }
   } else {
@@ -145,8 +141,8 @@ Step wrap_kwp(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root,
   return {};
 }
 
-Step unwrap_kwp(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root,
-                std::span<const std::uint8_t> body, kms::SecureBytes& out) {
+Step unwrap_kwp(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, std::span<const std::uint8_t> body,
+                kms::SecureBytes& out) {
   KekTemplate t(true, nullptr);
   ObjectGuard obj(api, s);
   CK_MECHANISM mech{kMechKwp, nullptr, 0};
@@ -185,8 +181,8 @@ Step wrap_gcm(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root,
   return {};
 }
 
-Step unwrap_gcm(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root,
-                std::span<const std::uint8_t> body, kms::SecureBytes& out, bool& op_active) {
+Step unwrap_gcm(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, std::span<const std::uint8_t> body,
+                kms::SecureBytes& out, bool& op_active) {
   CK_GCM_PARAMS p = gcm_params(body.data(), kGcmAad);
   CK_MECHANISM mech{CKM_AES_GCM, &p, sizeof p};
   if (CK_RV rv = api->C_DecryptInit(s, &mech, root); rv != CKR_OK) return {"C_DecryptInit", rv};
@@ -194,8 +190,8 @@ Step unwrap_gcm(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE roo
   const auto ct = body.subspan(kGcmIvSize);
   out = kms::SecureBytes(ct.size());
   CK_ULONG len = static_cast<CK_ULONG>(out.size());
-  const CK_RV rv = api->C_Decrypt(s, const_cast<std::uint8_t*>(ct.data()), static_cast<CK_ULONG>(ct.size()),
-                                  out.data(), &len);
+  const CK_RV rv =
+      api->C_Decrypt(s, const_cast<std::uint8_t*>(ct.data()), static_cast<CK_ULONG>(ct.size()), out.data(), &len);
   if (rv != CKR_BUFFER_TOO_SMALL) op_active = false;
   if (rv != CKR_OK) {
     out.clear();

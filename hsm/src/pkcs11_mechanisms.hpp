@@ -47,10 +47,10 @@ Step wrap_kwp(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root,
 Step wrap_gcm(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, const kms::SecureBytes& key,
               std::vector<std::uint8_t>& out, bool& op_active);
 // Unwrap `body` (the blob without its format byte) into `out`.
-Step unwrap_kwp(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root,
-                std::span<const std::uint8_t> body, kms::SecureBytes& out);
-Step unwrap_gcm(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root,
-                std::span<const std::uint8_t> body, kms::SecureBytes& out, bool& op_active);
+Step unwrap_kwp(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, std::span<const std::uint8_t> body,
+                kms::SecureBytes& out);
+Step unwrap_gcm(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, std::span<const std::uint8_t> body,
+                kms::SecureBytes& out, bool& op_active);
 
 // The key check value of tokens without CKA_CHECK_VALUE: the first 3 bytes of
 // what the root key makes of a fixed all-zero 16-byte key — KWP output, or the

@@ -65,8 +65,8 @@ kms::Result<void> provision_token(const std::filesystem::path& module, std::stri
       rv != CKR_OK) {
     return ck_fail(Errc::unavailable, "C_Login(SO)", rv);
   }
-  const CK_RV rv = api->C_InitPIN(s.handle, const_cast<std::uint8_t*>(user_pin.data()),
-                                  static_cast<CK_ULONG>(user_pin.size()));
+  const CK_RV rv =
+      api->C_InitPIN(s.handle, const_cast<std::uint8_t*>(user_pin.data()), static_cast<CK_ULONG>(user_pin.size()));
   api->C_Logout(s.handle);
   if (rv != CKR_OK) {
     return ck_fail(rv == CKR_PIN_LEN_RANGE || rv == CKR_PIN_INVALID ? Errc::invalid_argument : Errc::unavailable,

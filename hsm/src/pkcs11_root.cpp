@@ -231,8 +231,7 @@ kms::Result<void> Pkcs11Root::Impl::connect_locked() {
   // 3. The login session (kept open for as long as we are connected: the
   //    login lasts while the application has a session with the token).
   detail::SessionGuard login_session(api);
-  if (CK_RV rv = api->C_OpenSession(slot, CKF_SERIAL_SESSION, nullptr, nullptr, &login_session.handle);
-      rv != CKR_OK) {
+  if (CK_RV rv = api->C_OpenSession(slot, CKF_SERIAL_SESSION, nullptr, nullptr, &login_session.handle); rv != CKR_OK) {
     login_session.handle = CK_INVALID_HANDLE;
     return unavailable("C_OpenSession", rv);
   }
@@ -281,16 +280,15 @@ kms::Result<void> Pkcs11Root::Impl::load_module_locked() {
   return {};
 }
 
-kms::Result<CK_SLOT_ID> Pkcs11Root::Impl::find_token_locked(CK_FUNCTION_LIST* api,
-                                                           const unsigned char (&label)[32]) {
+kms::Result<CK_SLOT_ID> Pkcs11Root::Impl::find_token_locked(CK_FUNCTION_LIST* api, const unsigned char (&label)[32]) {
   std::vector<CK_SLOT_ID> slots;
   if (CK_RV rv = detail::slot_list(api, true, slots); rv != CKR_OK) return unavailable("C_GetSlotList", rv);
   CK_TOKEN_INFO token_info{};
   const std::vector<CK_SLOT_ID> matches = detail::slots_labelled(api, slots, label, token_info);
   if (matches.empty()) {
     need_reinit = true;  // a token plugged in (or created) later shows up after C_Initialize
-    return fail(Errc::unavailable, tok() + " not found (" + std::to_string(slots.size()) +
-                                       " slot(s) with a token present)");
+    return fail(Errc::unavailable,
+                tok() + " not found (" + std::to_string(slots.size()) + " slot(s) with a token present)");
   }
   if (matches.size() > 1) {
     return fail(Errc::sealed, std::to_string(matches.size()) + " tokens are labelled '" + cfg.token_label +
@@ -306,14 +304,14 @@ kms::Result<CK_SLOT_ID> Pkcs11Root::Impl::find_token_locked(CK_FUNCTION_LIST* ap
 }
 
 kms::Result<CK_OBJECT_HANDLE> Pkcs11Root::Impl::root_key_locked(CK_FUNCTION_LIST* api, CK_SLOT_ID slot,
-                                                               CK_SESSION_HANDLE s, TokenMechs mechs) {
+                                                                CK_SESSION_HANDLE s, TokenMechs mechs) {
   bool found = false;
   CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
   ROOTSEAL_TRY_ASSIGN(key, find_key_locked(api, s, found));
   if (found) return key;
   if (!cfg.generate_if_missing) {
-    return fail(Errc::sealed, tok() + ": no AES root key labelled '" + cfg.key_label +
-                                  "' (and generating one is not enabled)");
+    return fail(Errc::sealed,
+                tok() + ": no AES root key labelled '" + cfg.key_label + "' (and generating one is not enabled)");
   }
   const bool gcm = cfg.force_gcm || !mechs.kwp;
   if (gcm && !mechs.gcm) return fail(Errc::sealed, tok() + " offers neither CKM_AES_KEY_WRAP_PAD nor CKM_AES_GCM");
@@ -354,9 +352,10 @@ kms::Result<Mech> Pkcs11Root::Impl::check_root_key_locked(CK_FUNCTION_LIST* api,
   const bool key_gcm = known(5) && known(6) && can_encrypt == CK_TRUE && can_decrypt == CK_TRUE;
   if (!cfg.force_gcm && mechs.kwp && key_kwp) return Mech::kwp;
   if (mechs.gcm && key_gcm) return Mech::gcm;
-  return fail(Errc::sealed, key_desc + " cannot be used: it needs CKA_WRAP+CKA_UNWRAP with "
-                                       "CKM_AES_KEY_WRAP_PAD or CKA_ENCRYPT+CKA_DECRYPT with CKM_AES_GCM" +
-                                       (cfg.force_gcm ? " (GCM forced by configuration)" : ""));
+  return fail(Errc::sealed, key_desc +
+                                " cannot be used: it needs CKA_WRAP+CKA_UNWRAP with "
+                                "CKM_AES_KEY_WRAP_PAD or CKA_ENCRYPT+CKA_DECRYPT with CKM_AES_GCM" +
+                                (cfg.force_gcm ? " (GCM forced by configuration)" : ""));
 }
 
 kms::Result<void> Pkcs11Root::Impl::login_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s) {

@@ -60,8 +60,7 @@ std::optional<Lease> acquire_session(const std::shared_ptr<Connection>& c, Step&
       if (!c->handles_valid()) {
         step = {kReinitialized, CKR_CRYPTOKI_NOT_INITIALIZED};
       } else {
-        step = {"C_OpenSession",
-                c->module->api()->C_OpenSession(c->slot, CKF_SERIAL_SESSION, nullptr, nullptr, &s)};
+        step = {"C_OpenSession", c->module->api()->C_OpenSession(c->slot, CKF_SERIAL_SESSION, nullptr, nullptr, &s)};
       }
     }
     if (step.ok()) return Lease(c, s);
