@@ -150,7 +150,7 @@ std::string ck_message(std::string_view function, CK_RV rv) {
   msg += name;
   if (name == "CKR_UNKNOWN" || name == "CKR_VENDOR_DEFINED") {
     char buf[24];
-    std::snprintf(buf, sizeof buf, " (0x%lx)", rv);
+    (void)std::snprintf(buf, sizeof buf, " (0x%lx)", rv);
     msg += buf;
   }
   return msg;

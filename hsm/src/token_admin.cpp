@@ -246,7 +246,7 @@ struct TokenAdmin::Impl {
     std::string problem;
     if (!k.is_valid_root_key()) {
       problem = "does not have the attributes of a root key (AES-256, token, private, sensitive, not extractable)";
-    } else if (k.kcv.size() != 2 * 3) {
+    } else if (k.kcv.size() != std::size_t{2} * 3) {
       problem = "has no 3-byte CKA_CHECK_VALUE (the ceremony needs the check value computed by the token)";
     } else if (!expected_kcv.empty() && k.kcv != expected_kcv) {
       problem = "has check value " + k.kcv + ", expected " + std::string(expected_kcv);

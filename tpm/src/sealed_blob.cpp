@@ -27,7 +27,7 @@ constexpr std::array<std::uint8_t, 4> kMagic{'R', 'S', 'T', 'S'};
 constexpr std::size_t kDigestSize = 32;
 constexpr std::uint8_t kFlagAuthValue = 0x01;
 constexpr std::uint32_t kMaxPcr = 23;
-constexpr std::size_t kMaxFileSize = 64 * 1024;
+constexpr std::size_t kMaxFileSize = std::size_t{64} * 1024;
 
 void put_u16(std::vector<std::uint8_t>& out, std::uint16_t v) {
   out.push_back(static_cast<std::uint8_t>(v >> 8));
@@ -195,7 +195,7 @@ kms::Result<void> SealedBlob::save(const std::filesystem::path& path, bool repla
   name.push_back('\0');
   const int fd = ::mkostemp(name.data(), O_CLOEXEC);
   if (fd < 0) return fail(Errc::storage_failure, "cannot create a file in " + dir.string() + ": " + errno_text(errno));
-  const auto cleanup = [&](std::string what) {
+  const auto cleanup = [&](const std::string& what) {
     const int err = errno;
     ::close(fd);
     ::unlink(name.data());
