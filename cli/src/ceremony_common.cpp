@@ -212,6 +212,15 @@ kms::Result<Backup> write_backup(const kms::SecureBytes& root, std::string_view 
   return b;
 }
 
+void record_backed_up_key(json::object& rec, const hsm::KeyObject& k, Backup& backup) {
+  json::object rk = key_json(k);
+  rk["origin"] = "OS random (getrandom) XOR HSM random (C_GenerateRandom), split, then imported";
+  rk["backup"] = true;
+  rec["root_key"] = std::move(rk);
+  rec["shamir"] = std::move(backup.shamir);
+  rec["custodians"] = std::move(backup.custodians);
+}
+
 // The record (init or rotate-root) that created the root key of `ceremony_id`.
 const TranscriptEntry* find_key_record(const std::vector<TranscriptEntry>& entries, std::string_view ceremony_id) {
   for (auto it = entries.rbegin(); it != entries.rend(); ++it) {

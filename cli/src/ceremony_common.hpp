@@ -149,6 +149,9 @@ struct Backup {
 kms::Result<Backup> write_backup(const kms::SecureBytes& root, std::string_view kcv, std::string_view ceremony_id,
                                  const std::vector<LoadedCustodian>& custodians, unsigned threshold,
                                  const fs::path& out_dir, Context& ctx, Console& con);
+// The transcript's root_key, shamir and custodians records of a key generated
+// in software, backed up in shares and imported (moves backup's records).
+void record_backed_up_key(json::object& rec, const hsm::KeyObject& k, Backup& backup);
 
 // The record (init or rotate-root) that created the root key of `ceremony_id`.
 const TranscriptEntry* find_key_record(const std::vector<TranscriptEntry>& entries, std::string_view ceremony_id);

@@ -85,12 +85,7 @@ kms::Result<Outcome> init_impl(const InitOptions& o, Console& con, Context& ctx)
   ctx.step("key-imported", "ok", "label '" + k.label + "', kcv computed by the HSM " + k.kcv + " matches");
   crash_point("key-imported");
 
-  json::object rk = key_json(k);
-  rk["origin"] = "OS random (getrandom) XOR HSM random (C_GenerateRandom), split, then imported";
-  rk["backup"] = true;
-  rec["root_key"] = std::move(rk);
-  rec["shamir"] = std::move(backup.shamir);
-  rec["custodians"] = std::move(backup.custodians);
+  record_backed_up_key(rec, k, backup);
   rec["outcome"] = "ok";
   TranscriptEntry e;
   ROOTSEAL_TRY_ASSIGN(e, ctx.append(std::move(rec)));

@@ -399,12 +399,7 @@ kms::Result<Outcome> rotate_impl(const RotateOptions& o, Console& con, Context& 
     ROOTSEAL_TRY_ASSIGN(k, admin->import_root_key(T, root, kcv));
     root.clear();
     ctx.step("key-imported", "ok", "label '" + T + "', kcv computed by the HSM " + k.kcv + " matches");
-    json::object rk = key_json(k);
-    rk["origin"] = "OS random (getrandom) XOR HSM random (C_GenerateRandom), split, then imported";
-    rk["backup"] = true;
-    rec["root_key"] = std::move(rk);
-    rec["shamir"] = std::move(backup.shamir);
-    rec["custodians"] = std::move(backup.custodians);
+    record_backed_up_key(rec, k, backup);
     out.share_files = std::move(backup.files);
   }
   crash_point("new-key-imported");
