@@ -11,10 +11,12 @@ pkg_check_modules(P11KIT REQUIRED IMPORTED_TARGET p11-kit-1)
 pkg_check_modules(SYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
 
 # Boost.Asio/Beast are header-only; keep them from pulling deprecated APIs.
+# (No BOOST_BEAST_USE_STD_STRING_VIEW: since Boost 1.81 it only prints a
+# deprecation note; beast::string_view is boost::core::string_view either way,
+# which converts to and from std::string_view.)
 add_library(rootseal_boost INTERFACE)
 target_link_libraries(rootseal_boost INTERFACE Boost::headers Boost::json Boost::url Threads::Threads)
-target_compile_definitions(rootseal_boost INTERFACE
-  BOOST_ASIO_NO_DEPRECATED BOOST_BEAST_USE_STD_STRING_VIEW BOOST_ASIO_DISABLE_BOOST_COROUTINE)
+target_compile_definitions(rootseal_boost INTERFACE BOOST_ASIO_NO_DEPRECATED BOOST_ASIO_DISABLE_BOOST_COROUTINE)
 
 # The PKCS#11 headers only (p11-kit's pkcs11.h); modules are dlopen'ed at run time.
 add_library(rootseal_pkcs11_headers INTERFACE)

@@ -116,6 +116,23 @@ std::string pcr_text(const std::vector<std::uint32_t>& pcrs) {
   return out.empty() ? "none" : out;
 }
 
+// A string argument of a request (at most 256 bytes), or "" when absent.
+std::string string_arg(const json::object& req, const char* name) {
+  const auto* v = req.if_contains(name);
+  return v != nullptr && v->is_string() && v->as_string().size() <= 256 ? std::string(v->as_string()) : std::string();
+}
+
+// The PIN of an unseal request: base64, 1 to 128 bytes, decoded into locked memory.
+kms::Result<kms::SecureBytes> pin_arg(const json::object& req) {
+  const auto* pin_value = req.if_contains("pin");
+  if (pin_value == nullptr || !pin_value->is_string()) return fail(Errc::invalid_argument, "pin (base64) is required");
+  auto pin = kms::base64_decode_secure(std::string_view(pin_value->as_string()));
+  if (!pin || pin->empty() || pin->size() > tpm::kMaxSealedSecret) {
+    return fail(Errc::invalid_argument, "pin: 1 to 128 bytes, base64");
+  }
+  return std::move(*pin);
+}
+
 }  // namespace
 
 // One answer line, serialized in locked memory.
@@ -284,6 +301,18 @@ void AdminServer::audit(const Peer& peer, std::string_view op, std::string_view 
   }
 }
 
+// Who is on the other end of an admin connection (SO_PEERCRED); nullopt, logged, if unknown.
+std::optional<AdminServer::Peer> AdminServer::peer_of(Socket& socket) {
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || len != sizeof(cred)) {
+    log::error("admin: cannot read peer credentials; connection closed", {{"errno", errno}});
+    return std::nullopt;
+  }
+  return Peer{static_cast<std::int64_t>(cred.uid), static_cast<std::int64_t>(cred.gid),
+              static_cast<std::int64_t>(cred.pid)};
+}
+
 asio::awaitable<void> AdminServer::session(Socket plain) {
   struct Count {
     std::atomic<int>& n;
@@ -310,14 +339,9 @@ asio::awaitable<void> AdminServer::session(Socket plain) {
 
   try {
     // Who is on the other end: checked before a byte is read.
-    Peer peer;
-    ucred cred{};
-    socklen_t len = sizeof(cred);
-    if (::getsockopt(socket->native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || len != sizeof(cred)) {
-      log::error("admin: cannot read peer credentials; connection closed", {{"errno", errno}});
-      co_return;
-    }
-    peer = {static_cast<std::int64_t>(cred.uid), static_cast<std::int64_t>(cred.gid), static_cast<std::int64_t>(cred.pid)};
+    const std::optional<Peer> peer_found = peer_of(*socket);
+    if (!peer_found) co_return;
+    const Peer peer = *peer_found;
     const auto self = static_cast<std::int64_t>(::geteuid());
     if (peer.uid != 0 && peer.uid != self) {
       const std::string msg = "permission denied: the admin socket serves only root (uid 0) and the service user (uid " +
@@ -368,6 +392,73 @@ asio::awaitable<void> AdminServer::session(Socket plain) {
   }
 }
 
+AdminServer::Answer AdminServer::status() {
+  const Config& cfg = *deps_.config;
+  const SealStatus s = deps_.seal->status();
+  json::array sources;
+  for (const auto k : cfg.pin.sources) sources.emplace_back(pin_source_name(k));
+  std::int64_t retry_ms = 0;
+  {
+    std::lock_guard lock(unseal_mu_);
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_unseal_) {
+      retry_ms = std::chrono::duration_cast<std::chrono::milliseconds>(next_unseal_ - now).count();
+    }
+  }
+  return Answer::ok(json::object{
+      {"sealed", s.sealed},
+      {"sealed_reason", s.reason},
+      {"type", deps_.root_kind},
+      {"since_unix", s.since_unix},
+      {"unseal_count", s.unseal_count},
+      {"root_key_check_value", s.root_kcv},
+      {"pin_sources", deps_.root_kind == "pkcs11" ? json::value(std::move(sources)) : json::value(nullptr)},
+      {"unseal_retry_after_ms", retry_ms},
+      {"dev", cfg.dev},
+  });
+}
+
+// The token a token.create request asks for, checked (not created yet).
+kms::Result<TokenInfo> AdminServer::token_request(const json::object& req) const {
+  TokenInfo info;
+  const auto* policies = req.if_contains("policies");
+  if (policies == nullptr || !policies->is_array() || policies->as_array().empty()) {
+    return fail(Errc::invalid_argument, "at least one policy is required (--policy NAME)");
+  }
+  for (const auto& p : policies->as_array()) {
+    if (!p.is_string() || p.as_string().empty() || p.as_string().size() > 128) {
+      return fail(Errc::invalid_argument, "policies: a list of policy names");
+    }
+    std::string name(p.as_string());
+    if (!deps_.authorizer->has_policy(name)) {
+      return fail(Errc::invalid_argument,
+                  "unknown policy '" + name + "' (declare it under policies: in the configuration)");
+    }
+    if (std::find(info.policies.begin(), info.policies.end(), name) == info.policies.end()) {
+      info.policies.push_back(std::move(name));
+    }
+  }
+  if (const auto* ttl = req.if_contains("ttl_s"); ttl != nullptr) {
+    if (!ttl->is_int64() || ttl->as_int64() < 0 || ttl->as_int64() > kMaxTtl) {
+      return fail(Errc::invalid_argument, "ttl: 0 (no expiry) up to 10 years, in seconds");
+    }
+    info.ttl_s = ttl->as_int64();
+  }
+  if (const auto* r = req.if_contains("renewable"); r != nullptr) {
+    if (!r->is_bool()) return fail(Errc::invalid_argument, "renewable: true or false");
+    info.renewable = r->as_bool();
+  }
+  if (info.renewable && info.ttl_s == 0) {
+    return fail(Errc::invalid_argument, "a renewable token needs a ttl (--ttl)");
+  }
+  info.display_name = string_arg(req, "display_name");
+  if (info.display_name.empty()) info.display_name = "token";
+  if (!valid_display_name(info.display_name)) {
+    return fail(Errc::invalid_argument, "display_name: 1..128 of letters, digits, space and ._@:-");
+  }
+  return info;
+}
+
 asio::awaitable<AdminServer::Answer> AdminServer::dispatch(const Peer& peer, std::string_view line, std::string& op,
                                                            std::string& accessor) {
   (void)peer;
@@ -380,72 +471,13 @@ asio::awaitable<AdminServer::Answer> AdminServer::dispatch(const Peer& peer, std
     co_return Answer::err(Errc::invalid_argument, "missing \"op\"");
   }
   op = std::string(op_value->as_string());
-  const Config& cfg = *deps_.config;
-  auto string_arg = [&](const char* name) -> std::string {
-    const auto* v = req.if_contains(name);
-    return v != nullptr && v->is_string() && v->as_string().size() <= 256 ? std::string(v->as_string()) : std::string();
-  };
 
-  if (op == "status") {
-    const SealStatus s = deps_.seal->status();
-    json::array sources;
-    for (const auto k : cfg.pin.sources) sources.emplace_back(pin_source_name(k));
-    std::int64_t retry_ms = 0;
-    {
-      std::lock_guard lock(unseal_mu_);
-      const auto now = std::chrono::steady_clock::now();
-      if (now < next_unseal_) retry_ms = std::chrono::duration_cast<std::chrono::milliseconds>(next_unseal_ - now).count();
-    }
-    co_return Answer::ok(json::object{
-        {"sealed", s.sealed},
-        {"sealed_reason", s.reason},
-        {"type", deps_.root_kind},
-        {"since_unix", s.since_unix},
-        {"unseal_count", s.unseal_count},
-        {"root_key_check_value", s.root_kcv},
-        {"pin_sources", deps_.root_kind == "pkcs11" ? json::value(std::move(sources)) : json::value(nullptr)},
-        {"unseal_retry_after_ms", retry_ms},
-        {"dev", cfg.dev},
-    });
-  }
+  if (op == "status") co_return status();
 
   if (op == "token.create") {
-    TokenInfo info;
-    const auto* policies = req.if_contains("policies");
-    if (policies == nullptr || !policies->is_array() || policies->as_array().empty()) {
-      co_return Answer::err(Errc::invalid_argument, "at least one policy is required (--policy NAME)");
-    }
-    for (const auto& p : policies->as_array()) {
-      if (!p.is_string() || p.as_string().empty() || p.as_string().size() > 128) {
-        co_return Answer::err(Errc::invalid_argument, "policies: a list of policy names");
-      }
-      std::string name(p.as_string());
-      if (!deps_.authorizer->has_policy(name)) {
-        co_return Answer::err(Errc::invalid_argument,
-                              "unknown policy '" + name + "' (declare it under policies: in the configuration)");
-      }
-      if (std::find(info.policies.begin(), info.policies.end(), name) == info.policies.end()) {
-        info.policies.push_back(std::move(name));
-      }
-    }
-    if (const auto* ttl = req.if_contains("ttl_s"); ttl != nullptr) {
-      if (!ttl->is_int64() || ttl->as_int64() < 0 || ttl->as_int64() > kMaxTtl) {
-        co_return Answer::err(Errc::invalid_argument, "ttl: 0 (no expiry) up to 10 years, in seconds");
-      }
-      info.ttl_s = ttl->as_int64();
-    }
-    if (const auto* r = req.if_contains("renewable"); r != nullptr) {
-      if (!r->is_bool()) co_return Answer::err(Errc::invalid_argument, "renewable: true or false");
-      info.renewable = r->as_bool();
-    }
-    if (info.renewable && info.ttl_s == 0) {
-      co_return Answer::err(Errc::invalid_argument, "a renewable token needs a ttl (--ttl)");
-    }
-    info.display_name = string_arg("display_name");
-    if (info.display_name.empty()) info.display_name = "token";
-    if (!valid_display_name(info.display_name)) {
-      co_return Answer::err(Errc::invalid_argument, "display_name: 1..128 of letters, digits, space and ._@:-");
-    }
+    auto checked = token_request(req);
+    if (!checked) co_return Answer::err(checked.error());
+    TokenInfo info = std::move(*checked);
     std::optional<kms::Result<TokenStore::Created>> result;
     const std::function<void()> job = [&] { result.emplace(deps_.tokens->create(info, now_unix())); };
     co_await on_pool(*deps_.blocking, job);
@@ -475,7 +507,7 @@ asio::awaitable<AdminServer::Answer> AdminServer::dispatch(const Peer& peer, std
   }
 
   if (op == "token.lookup" || op == "token.revoke") {
-    accessor = string_arg("accessor");
+    accessor = string_arg(req, "accessor");
     if (accessor.empty()) co_return Answer::err(Errc::invalid_argument, "accessor is required");
     if (op == "token.lookup") {
       auto t = deps_.tokens->lookup_accessor(accessor, now_unix());
@@ -492,21 +524,15 @@ asio::awaitable<AdminServer::Answer> AdminServer::dispatch(const Peer& peer, std
   }
 
   if (op == "unseal") {
-    const auto* pin_value = req.if_contains("pin");
-    if (pin_value == nullptr || !pin_value->is_string()) {
-      co_return Answer::err(Errc::invalid_argument, "pin (base64) is required");
-    }
-    auto pin = kms::base64_decode_secure(std::string_view(pin_value->as_string()));
-    if (!pin || pin->empty() || pin->size() > tpm::kMaxSealedSecret) {
-      co_return Answer::err(Errc::invalid_argument, "pin: 1 to 128 bytes, base64");
-    }
+    auto pin = pin_arg(req);
+    if (!pin) co_return Answer::err(pin.error());
     co_return co_await unseal(*pin);
   }
 
   if (op == "tpm.reseal") {
     auto pcrs = parse_pcrs(req);
     if (!pcrs) co_return Answer::err(pcrs.error());
-    co_return co_await reseal(string_arg("target"), std::move(*pcrs));
+    co_return co_await reseal(string_arg(req, "target"), std::move(*pcrs));
   }
 
   co_return Answer::err(Errc::invalid_argument, "unknown op '" + op + "'");

@@ -27,6 +27,7 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <boost/json/fwd.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -85,6 +86,9 @@ class AdminServer {
   boost::asio::awaitable<void> accept_loop();
   boost::asio::awaitable<void> purge_loop();
   boost::asio::awaitable<void> session(Socket socket);
+  static std::optional<Peer> peer_of(Socket& socket);
+  Answer status();
+  kms::Result<TokenInfo> token_request(const boost::json::object& req) const;
   boost::asio::awaitable<Answer> dispatch(const Peer& peer, std::string_view line, std::string& op,
                                           std::string& accessor);
   boost::asio::awaitable<Answer> unseal(const kms::SecureBytes& pin);

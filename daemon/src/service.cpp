@@ -16,19 +16,18 @@
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
-#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "log.hpp"
 #include "admin_token_db.hpp"
+#include "daemon_tpm_root.hpp"
 #include "pin_source.hpp"
 #include "sync_config.hpp"
 #include "rootseal/hsm/pkcs11_root.hpp"
 #include "rootseal/kms/durable_file.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "rootseal/kms/random.hpp"
-#include "rootseal/tpm/tpm_root.hpp"
 
 #ifndef ROOTSEAL_VERSION
 #define ROOTSEAL_VERSION "0.0.0"
@@ -46,130 +45,6 @@ bool uses_tpm(const Config& c) {
   return c.root_of_trust == "tpm" ||
          std::find(c.pin.sources.begin(), c.pin.sources.end(), PinSourceKind::tpm) != c.pin.sources.end();
 }
-
-std::string pcr_list(const std::vector<std::uint32_t>& pcrs) {
-  std::string out;
-  for (const auto p : pcrs) {
-    if (!out.empty()) out.push_back(',');
-    out.append(std::to_string(p));
-  }
-  return out.empty() ? "none" : out;
-}
-
-// The TPM root of trust as the daemon runs it: a tpm::TpmRoot, rebuilt at
-// every probe while no key is held (so a corrected auth value file is picked
-// up), and, with tpm.initialize, the root key created on first start when the
-// sealed file is absent and the state store is empty. Every failure (no TPM,
-// PCR policy, lockout, wrong auth value, no sealed file) is a probe error: the
-// daemon stays sealed with the reason and tries again at the next probe.
-class DaemonTpmRoot final : public kms::RootOfTrust {
- public:
-  DaemonTpmRoot(TpmSection config, kms::StateStore& store) : config_(std::move(config)), store_(store) {}
-
-  [[nodiscard]] std::string_view kind() const noexcept override { return "tpm"; }
-
-  kms::Result<void> probe() override {
-    std::lock_guard op(probe_mu_);
-    if (auto held = current(); held && held->holds_key()) return held->probe();
-
-    tpm::TpmRootConfig rc;
-    rc.tcti = config_.tcti;
-    rc.blob_path = config_.sealed_file;
-    rc.verify_on_probe = config_.verify_on_probe;
-    ROOTSEAL_TRY_ASSIGN(rc.policy, tpm_seal_policy(config_));
-    std::shared_ptr<tpm::TpmRoot> fresh = tpm::TpmRoot::create(std::move(rc));
-    {
-      std::lock_guard lock(root_mu_);
-      root_ = fresh;
-    }
-
-    std::error_code ec;
-    const bool exists = std::filesystem::exists(config_.sealed_file, ec);
-    if (ec) return fail(Errc::sealed, "cannot check " + config_.sealed_file.string() + ": " + ec.message());
-    if (!exists) {
-      if (!config_.initialize) {
-        return fail(Errc::sealed, "no TPM-sealed root key at " + config_.sealed_file.string() +
-                                      " (restore it, or set tpm.initialize: true to create one on a new host)");
-      }
-      bool created = false;
-      ROOTSEAL_TRY_ASSIGN(created, create(*fresh));
-      if (created) return {};
-    }
-    return fresh->probe();
-  }
-
-  // `rootseal tpm reseal`: the held root key, sealed again under the
-  // configured policy (with `pcrs` instead of tpm.pcrs if given) and the PCR
-  // values of now. Authorised by holding the key: a daemon that is sealed
-  // holds nothing to reseal (then only the ceremony's backup helps).
-  kms::Result<void> reseal(const std::optional<std::vector<std::uint32_t>>& pcrs) {
-    std::lock_guard op(probe_mu_);
-    auto held = current();
-    if (!held || !held->holds_key()) {
-      return fail(Errc::sealed, "rootseald does not hold the TPM root key (it is sealed); reseal needs the key "
-                                "unsealed, or the ceremony's backup (docs/tpm.md)");
-    }
-    tpm::SealPolicy policy;
-    ROOTSEAL_TRY_ASSIGN(policy, tpm_seal_policy(config_));
-    if (pcrs) policy.pcrs = *pcrs;
-    return held->reseal(policy);
-  }
-
-  kms::Result<std::string> key_check_value() override {
-    std::shared_ptr<tpm::TpmRoot> r;
-    ROOTSEAL_TRY_ASSIGN(r, current_or_sealed());
-    return r->key_check_value();
-  }
-  kms::Result<std::vector<std::uint8_t>> wrap(const kms::SecureBytes& key) override {
-    std::shared_ptr<tpm::TpmRoot> r;
-    ROOTSEAL_TRY_ASSIGN(r, current_or_sealed());
-    return r->wrap(key);
-  }
-  kms::Result<kms::SecureBytes> unwrap(std::span<const std::uint8_t> wrapped) override {
-    std::shared_ptr<tpm::TpmRoot> r;
-    ROOTSEAL_TRY_ASSIGN(r, current_or_sealed());
-    return r->unwrap(wrapped);
-  }
-
- private:
-  std::shared_ptr<tpm::TpmRoot> current() const {
-    std::lock_guard lock(root_mu_);
-    return root_;
-  }
-  kms::Result<std::shared_ptr<tpm::TpmRoot>> current_or_sealed() const {
-    auto r = current();
-    if (!r) return fail(Errc::sealed, "TPM root key is not unsealed yet");
-    return r;
-  }
-
-  // true: created and held; false: someone else created it meanwhile (unseal it).
-  kms::Result<bool> create(tpm::TpmRoot& root) {
-    const std::string where = "no TPM-sealed root key at " + config_.sealed_file.string();
-    auto names = store_.list_names();
-    if (!names) return fail(Errc::sealed, where + ", and the state store cannot be read: " + names.error().message);
-    if (!names->empty()) {
-      // A new root key would not unwrap them: never replace a lost root key silently.
-      return fail(Errc::sealed, where + ", but the state store holds " + std::to_string(names->size()) +
-                                    " key(s) wrapped by an earlier root key; not creating a new one (restore the "
-                                    "sealed file, or import the root key from the ceremony backup)");
-    }
-    auto made = root.initialize();
-    if (!made) {
-      if (made.error().code == Errc::already_exists) return false;
-      return std::unexpected(std::move(made).error());
-    }
-    log::info("created the TPM-sealed root key",
-              {{"sealed_file", config_.sealed_file.string()}, {"tcti", config_.tcti}, {"pcrs", pcr_list(config_.pcrs)},
-               {"auth_value", !config_.auth_value_file.empty()}});
-    return true;
-  }
-
-  const TpmSection config_;
-  kms::StateStore& store_;
-  std::mutex probe_mu_;
-  mutable std::mutex root_mu_;
-  std::shared_ptr<tpm::TpmRoot> root_;
-};
 
 }  // namespace
 
@@ -197,16 +72,47 @@ kms::Result<std::string> Service::load_cluster_id() {
   return id;
 }
 
+// start() runs these steps in order; each one fails start-up with its reason.
 kms::Result<void> Service::start() {
   // A peer that closes a socket (an HTTP client, a TPM simulator or
   // resource manager going away mid-command) must give EPIPE, not kill us.
   ::signal(SIGPIPE, SIG_IGN);
 
-  auto hp = parse_host_port(config_.listen.address);
-  if (!hp) return std::unexpected(hp.error());
-  const bool loopback = is_loopback_host(hp->host);
+  HostPort hp;
+  ROOTSEAL_TRY_ASSIGN(hp, parse_host_port(config_.listen.address));
+  std::shared_ptr<boost::asio::ssl::context> tls;
+  ROOTSEAL_TRY_ASSIGN(tls, listen_tls(hp));
+  std::string cluster_id;
+  ROOTSEAL_TRY_ASSIGN(cluster_id, open_state());
+  ResealRoot reseal_root = make_root_of_trust();
+  make_seal_manager();
+  add_startup_tokens();
+  ROOTSEAL_TRY(make_api(cluster_id));
+  const bool admin_listening = make_admin(std::move(reseal_root));
+  ROOTSEAL_TRY(listen_http(hp, tls));
+
+  server_->start();
+  admin_->start();
+  seal_->start();
+  ROOTSEAL_TRY_ASSIGN(sync_, start_sync_engine(config_, io_.get_executor(), metrics_));
+  log::info("listening", {{"address", bound_address()},
+                          {"tls", tls != nullptr},
+                          {"mtls", !config_.listen.tls.client_ca_file.empty()},
+                          {"dev", config_.dev},
+                          {"root", root_->kind()}});
+  if (admin_listening) {
+    log::info("admin socket",
+              {{"path", admin_->path().string()}, {"mode", config_.admin.mode == 0660 ? "0660" : "0600"}});
+  }
+  arm_watchdog();
+  sd_notify(0, "READY=1\nSTATUS=listening, sealed");
+  return {};
+}
+
+kms::Result<std::shared_ptr<boost::asio::ssl::context>> Service::listen_tls(const HostPort& hp) const {
+  const bool loopback = is_loopback_host(hp.host);
   if (config_.dev && !loopback) {
-    return fail(Errc::invalid_argument, "dev mode listens on loopback only; refused " + hp->host);
+    return fail(Errc::invalid_argument, "dev mode listens on loopback only; refused " + hp.host);
   }
   std::shared_ptr<boost::asio::ssl::context> tls;
   if (config_.listen.tls.enabled()) {
@@ -217,7 +123,10 @@ kms::Result<void> Service::start() {
     return fail(Errc::invalid_argument,
                 "plain HTTP is refused: configure listen.tls, or listen on loopback with listen.allow_plaintext: true");
   }
+  return tls;
+}
 
+kms::Result<std::string> Service::open_state() {
   std::error_code ec;
   std::filesystem::create_directories(config_.state_dir, ec);
   if (ec) return fail(Errc::storage_failure, "cannot create state_dir " + config_.state_dir.string());
@@ -238,19 +147,21 @@ kms::Result<void> Service::start() {
     ::setenv("TSS2_LOG", "all+none", /*overwrite=*/0);
   }
   // Created tokens (rootseal token create) live in their own SQLite file.
-  {
-    auto db = TokenDb::open(config_.state_dir / "tokens.db");
-    if (!db) return std::unexpected(db.error());
-    const auto started = std::chrono::duration_cast<std::chrono::seconds>(
-                             std::chrono::system_clock::now().time_since_epoch()).count();
-    ROOTSEAL_TRY(tokens_.attach(std::move(*db), started,
-                                [this](std::function<void()> job) { asio::post(blocking_, std::move(job)); }));
-  }
+  auto db = TokenDb::open(config_.state_dir / "tokens.db");
+  if (!db) return std::unexpected(db.error());
+  const auto started =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  ROOTSEAL_TRY(tokens_.attach(std::move(*db), started,
+                              [this](std::function<void()> job) { asio::post(blocking_, std::move(job)); }));
+  return cluster_id;
+}
 
-  std::function<kms::Result<void>(const std::optional<std::vector<std::uint32_t>>&)> reseal_root;
+Service::ResealRoot Service::make_root_of_trust() {
   if (config_.root_of_trust == "tpm") {
     auto tpm_root = std::make_unique<DaemonTpmRoot>(config_.tpm, *store_);
-    reseal_root = [r = tpm_root.get()](const std::optional<std::vector<std::uint32_t>>& pcrs) { return r->reseal(pcrs); };
+    ResealRoot reseal_root = [r = tpm_root.get()](const std::optional<std::vector<std::uint32_t>>& pcrs) {
+      return r->reseal(pcrs);
+    };
     root_ = std::move(tpm_root);
     log::info("root of trust", {{"root", "tpm"},
                                 {"tcti", config_.tpm.tcti},
@@ -258,28 +169,33 @@ kms::Result<void> Service::start() {
                                 {"pcrs", pcr_list(config_.tpm.pcrs)},
                                 {"initialize", config_.tpm.initialize},
                                 {"verify_on_probe", config_.tpm.verify_on_probe}});
-  } else {
-    hsm::Pkcs11Config p11;
-    p11.module = config_.pkcs11.module;
-    p11.token_label = config_.pkcs11.token_label;
-    p11.key_label = config_.pkcs11.key_label;
-    p11.generate_if_missing = config_.pkcs11.generate_key;
-    p11.max_sessions = config_.pkcs11.max_sessions;
-    p11.unwrap_parallelism = config_.pkcs11.unwrap_parallelism;
-    // The broker keeps the PIN of the last good login only when it can be
-    // resealed to the TPM (`rootseal tpm reseal`).
-    pins_ = std::make_shared<PinBroker>(std::find(config_.pin.sources.begin(), config_.pin.sources.end(),
-                                                  PinSourceKind::tpm) != config_.pin.sources.end());
-    root_ = hsm::Pkcs11Root::create(p11, make_pin_source(config_.pin, config_.tpm, pins_));
+    return reseal_root;
   }
-  keyring_ = std::make_unique<kms::Keyring>(*store_, *root_);
+  hsm::Pkcs11Config p11;
+  p11.module = config_.pkcs11.module;
+  p11.token_label = config_.pkcs11.token_label;
+  p11.key_label = config_.pkcs11.key_label;
+  p11.generate_if_missing = config_.pkcs11.generate_key;
+  p11.max_sessions = config_.pkcs11.max_sessions;
+  p11.unwrap_parallelism = config_.pkcs11.unwrap_parallelism;
+  // The broker keeps the PIN of the last good login only when it can be
+  // resealed to the TPM (`rootseal tpm reseal`).
+  pins_ = std::make_shared<PinBroker>(std::find(config_.pin.sources.begin(), config_.pin.sources.end(),
+                                                PinSourceKind::tpm) != config_.pin.sources.end());
+  root_ = hsm::Pkcs11Root::create(p11, make_pin_source(config_.pin, config_.tpm, pins_));
+  return {};
+}
 
+void Service::make_seal_manager() {
+  keyring_ = std::make_unique<kms::Keyring>(*store_, *root_);
   seal_ = std::make_unique<SealManager>(io_, blocking_, *root_, *keyring_, config_.seal.probe_interval,
                                         [](const SealStatus& s) {
                                           sd_notifyf(0, "STATUS=%s", s.sealed ? "sealed" : "unsealed");
                                         });
   if (pins_) seal_->set_probe_hooks([p = pins_] { p->confirm(); }, [p = pins_] { p->forget(); });
+}
 
+void Service::add_startup_tokens() {
   const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                        std::chrono::system_clock::now().time_since_epoch()).count();
   if (root_token_) {
@@ -301,6 +217,9 @@ kms::Result<void> Service::start() {
     info.from_config = true;
     tokens_.add_hashed(t.sha256, std::move(info));
   }
+}
+
+kms::Result<void> Service::make_api(const std::string& cluster_id) {
   authorizer_ = std::make_unique<Authorizer>(config_.policies, config_.client_certs);
   TransitDeps deps;
   deps.keyring = keyring_.get();
@@ -353,7 +272,10 @@ kms::Result<void> Service::start() {
                      "Connections closed at accept: their client address had api.max_connections_per_client open.",
                      [this] { return server_ ? static_cast<double>(server_->rejected_per_client()) : 0.0; });
   router_ = std::make_unique<Router>(std::move(ctx));
+  return {};
+}
 
+bool Service::make_admin(ResealRoot reseal_root) {
   AdminDeps admin;
   admin.config = &config_;
   admin.tokens = &tokens_;
@@ -368,16 +290,16 @@ kms::Result<void> Service::start() {
   // Without its admin socket the daemon still serves its HTTP API (the
   // unseal endpoint of a whole cluster): the failure is logged loudly and
   // start-up goes on; `rootseal` then cannot reach this daemon.
-  bool admin_listening = false;
-  if (config_.admin.enabled) {
-    if (auto listening = admin_->listen(); !listening) {
-      log::error("admin socket unavailable; rootseal status/unseal/token cannot reach this daemon",
-                 {{"reason", listening.error().message}});
-    } else {
-      admin_listening = true;
-    }
+  if (!config_.admin.enabled) return false;
+  if (auto listening = admin_->listen(); !listening) {
+    log::error("admin socket unavailable; rootseal status/unseal/token cannot reach this daemon",
+               {{"reason", listening.error().message}});
+    return false;
   }
+  return true;
+}
 
+kms::Result<void> Service::listen_http(const HostPort& hp, std::shared_ptr<boost::asio::ssl::context> tls) {
   net::ServerLimits limits;
   limits.max_body_bytes = config_.api.max_body_bytes;
   limits.max_header_bytes = config_.api.max_header_bytes;
@@ -388,27 +310,15 @@ kms::Result<void> Service::start() {
   limits.max_connections_per_client = config_.api.max_connections_per_client;
   server_ = std::make_unique<net::HttpServer>(
       io_, limits, [this](net::Request& req, const net::PeerInfo& peer) { return router_->handle(req, peer); });
-  server_->set_tls(tls);
+  server_->set_tls(std::move(tls));
 
   boost::system::error_code bec;
-  asio::ip::address address = hp->host == "localhost" ? asio::ip::make_address("127.0.0.1", bec)
-                                                      : asio::ip::make_address(hp->host, bec);
-  if (bec) return fail(Errc::invalid_argument, "listen.address: not an IP address: " + hp->host);
-  if (auto lec = server_->listen({address, hp->port}, bound_)) {
+  asio::ip::address address =
+      hp.host == "localhost" ? asio::ip::make_address("127.0.0.1", bec) : asio::ip::make_address(hp.host, bec);
+  if (bec) return fail(Errc::invalid_argument, "listen.address: not an IP address: " + hp.host);
+  if (auto lec = server_->listen({address, hp.port}, bound_)) {
     return fail(Errc::invalid_argument, "cannot listen on " + config_.listen.address + ": " + lec.message());
   }
-  server_->start();
-  admin_->start();
-  seal_->start();
-  ROOTSEAL_TRY_ASSIGN(sync_, start_sync_engine(config_, io_.get_executor(), metrics_));
-  log::info("listening", {{"address", bound_address()},
-                          {"tls", tls != nullptr},
-                          {"mtls", !config_.listen.tls.client_ca_file.empty()},
-                          {"dev", config_.dev},
-                          {"root", root_->kind()}});
-  if (admin_listening) log::info("admin socket", {{"path", admin_->path().string()}, {"mode", config_.admin.mode == 0660 ? "0660" : "0600"}});
-  arm_watchdog();
-  sd_notify(0, "READY=1\nSTATUS=listening, sealed");
   return {};
 }
 

@@ -5,10 +5,13 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "rootseal/daemon/config.hpp"
 #include "rootseal/kms/keyring.hpp"
@@ -40,6 +43,17 @@ class Service {
   [[nodiscard]] std::string bound_address() const;
 
  private:
+  // The steps of start(), in the order it runs them.
+  using ResealRoot = std::function<kms::Result<void>(const std::optional<std::vector<std::uint32_t>>&)>;
+  kms::Result<std::shared_ptr<boost::asio::ssl::context>> listen_tls(const HostPort& hp) const;
+  kms::Result<std::string> open_state();  // state_dir, store, cluster id, token db; returns the cluster id
+  ResealRoot make_root_of_trust();        // `rootseal tpm reseal`'s action for a TPM root, else empty
+  void make_seal_manager();
+  void add_startup_tokens();  // the root token (dev mode) and the tokens of the configuration
+  kms::Result<void> make_api(const std::string& cluster_id);
+  bool make_admin(ResealRoot reseal_root);  // true: the admin socket is listening
+  kms::Result<void> listen_http(const HostPort& hp, std::shared_ptr<boost::asio::ssl::context> tls);
+
   kms::Result<std::string> load_cluster_id();
   // SIGHUP: re-read the config; apply TLS material, policies and static tokens
   // all together, or nothing (the old ones keep serving) if anything is wrong.

@@ -3,6 +3,7 @@
 
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <utility>
 
@@ -11,7 +12,8 @@
 
 namespace rootseal::hsm {
 
-std::string_view rv_name(unsigned long rv) noexcept {
+// One case per CK_RV: a table, long but flat.
+std::string_view rv_name(unsigned long rv) noexcept {  // NOLINT(readability-function-size)
   switch (rv) {
     case CKR_OK: return "CKR_OK";
     case CKR_CANCEL: return "CKR_CANCEL";
@@ -148,7 +150,7 @@ std::string ck_message(std::string_view function, CK_RV rv) {
   msg += name;
   if (name == "CKR_UNKNOWN" || name == "CKR_VENDOR_DEFINED") {
     char buf[24];
-    std::snprintf(buf, sizeof buf, " (0x%lx)", rv);
+    (void)std::snprintf(buf, sizeof buf, " (0x%lx)", rv);
     msg += buf;
   }
   return msg;
@@ -169,6 +171,34 @@ bool is_disconnect(CK_RV rv) noexcept {
     default:
       return false;
   }
+}
+
+CK_RV slot_list(CK_FUNCTION_LIST* api, bool token_present, std::vector<CK_SLOT_ID>& out) {
+  const CK_BBOOL present = token_present ? CK_TRUE : CK_FALSE;
+  for (;;) {
+    CK_ULONG n = 0;
+    if (CK_RV rv = api->C_GetSlotList(present, nullptr, &n); rv != CKR_OK) return rv;
+    out.assign(n, 0);
+    const CK_RV rv = api->C_GetSlotList(present, out.data(), &n);
+    if (rv == CKR_BUFFER_TOO_SMALL) continue;
+    if (rv != CKR_OK) return rv;
+    out.resize(n);
+    return CKR_OK;
+  }
+}
+
+std::vector<CK_SLOT_ID> slots_labelled(CK_FUNCTION_LIST* api, std::span<const CK_SLOT_ID> slots,
+                                       const unsigned char (&padded_label)[32], CK_TOKEN_INFO& info) {
+  std::vector<CK_SLOT_ID> matches;
+  for (CK_SLOT_ID s : slots) {
+    CK_TOKEN_INFO ti{};
+    if (api->C_GetTokenInfo(s, &ti) != CKR_OK) continue;  // gone meanwhile, unrecognized ...
+    if ((ti.flags & CKF_TOKEN_INITIALIZED) == 0) continue;
+    if (std::memcmp(ti.label, padded_label, sizeof padded_label) != 0) continue;
+    matches.push_back(s);
+    info = ti;
+  }
+  return matches;
 }
 
 namespace {

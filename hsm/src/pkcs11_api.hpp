@@ -26,6 +26,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "rootseal/kms/error.hpp"
@@ -114,6 +115,49 @@ inline std::unexpected<kms::Error> ck_fail(kms::Errc code, std::string_view func
 // The return values after which the token, the session or the login state
 // must be considered gone: drop every session and re-connect.
 bool is_disconnect(CK_RV rv) noexcept;
+
+// The result of one PKCS#11 step: the function name and its return value.
+struct Step {
+  const char* function = "";
+  CK_RV rv = CKR_OK;
+  [[nodiscard]] bool ok() const noexcept { return rv == CKR_OK; }
+};
+
+// One attribute of a template.
+template <class T>
+CK_ATTRIBUTE attr(CK_ATTRIBUTE_TYPE type, T& v) noexcept {
+  return CK_ATTRIBUTE{type, &v, sizeof v};
+}
+inline CK_ATTRIBUTE attr_bytes(CK_ATTRIBUTE_TYPE type, const void* p, std::size_t n) noexcept {
+  // PKCS#11 takes non-const pointers for input templates; it does not write them.
+  return CK_ATTRIBUTE{type, const_cast<void*>(p), static_cast<CK_ULONG>(n)};
+}
+
+// C_GetSlotList into `out`, asked again while the list grows between the size
+// query and the fetch. `token_present`: only slots with a token in them.
+CK_RV slot_list(CK_FUNCTION_LIST* api, bool token_present, std::vector<CK_SLOT_ID>& out);
+
+// The slots among `slots` with an initialized token labelled `padded_label`;
+// `info` receives the token information of the last one found.
+std::vector<CK_SLOT_ID> slots_labelled(CK_FUNCTION_LIST* api, std::span<const CK_SLOT_ID> slots,
+                                       const unsigned char (&padded_label)[32], CK_TOKEN_INFO& info);
+
+// Closes a session when leaving scope unless released (error paths). Must be
+// destroyed while the module call lock is held.
+class SessionGuard {
+ public:
+  explicit SessionGuard(CK_FUNCTION_LIST* api) : api_(api) {}
+  SessionGuard(const SessionGuard&) = delete;
+  SessionGuard& operator=(const SessionGuard&) = delete;
+  ~SessionGuard() {
+    if (handle != CK_INVALID_HANDLE) api_->C_CloseSession(handle);
+  }
+  CK_SESSION_HANDLE release() noexcept { return std::exchange(handle, CK_INVALID_HANDLE); }
+  CK_SESSION_HANDLE handle = CK_INVALID_HANDLE;
+
+ private:
+  CK_FUNCTION_LIST* api_;
+};
 
 class Module {
  public:

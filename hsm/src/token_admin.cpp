@@ -20,21 +20,14 @@ namespace rootseal::hsm {
 
 namespace {
 
+using detail::attr;
+using detail::attr_bytes;
 using detail::ck_message;
 using detail::Module;
 using kms::Errc;
 using kms::fail;
 
 constexpr std::size_t kRootKeySize = 32;
-
-template <class T>
-CK_ATTRIBUTE attr(CK_ATTRIBUTE_TYPE type, T& v) noexcept {
-  return CK_ATTRIBUTE{type, &v, sizeof v};
-}
-CK_ATTRIBUTE attr_bytes(CK_ATTRIBUTE_TYPE type, const void* p, std::size_t n) noexcept {
-  // Input templates take non-const pointers; the module does not write them.
-  return CK_ATTRIBUTE{type, const_cast<void*>(p), static_cast<CK_ULONG>(n)};
-}
 
 std::string trimmed(const unsigned char* p, std::size_t n) {
   while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\0')) --n;
@@ -253,7 +246,7 @@ struct TokenAdmin::Impl {
     std::string problem;
     if (!k.is_valid_root_key()) {
       problem = "does not have the attributes of a root key (AES-256, token, private, sensitive, not extractable)";
-    } else if (k.kcv.size() != 2 * 3) {
+    } else if (k.kcv.size() != std::size_t{2} * 3) {
       problem = "has no 3-byte CKA_CHECK_VALUE (the ceremony needs the check value computed by the token)";
     } else if (!expected_kcv.empty() && k.kcv != expected_kcv) {
       problem = "has check value " + k.kcv + ", expected " + std::string(expected_kcv);
@@ -288,25 +281,9 @@ kms::Result<std::unique_ptr<TokenAdmin>> TokenAdmin::open(const std::filesystem:
   CK_FUNCTION_LIST* api = impl->module->api();
 
   std::vector<CK_SLOT_ID> slots;
-  for (;;) {
-    CK_ULONG n = 0;
-    if (CK_RV rv = api->C_GetSlotList(CK_TRUE, nullptr, &n); rv != CKR_OK) return impl->ck("C_GetSlotList", rv);
-    slots.assign(n, 0);
-    const CK_RV rv = api->C_GetSlotList(CK_TRUE, slots.data(), &n);
-    if (rv == CKR_BUFFER_TOO_SMALL) continue;
-    if (rv != CKR_OK) return impl->ck("C_GetSlotList", rv);
-    slots.resize(n);
-    break;
-  }
-  std::vector<CK_SLOT_ID> matches;
+  if (CK_RV rv = detail::slot_list(api, true, slots); rv != CKR_OK) return impl->ck("C_GetSlotList", rv);
   CK_TOKEN_INFO info{};
-  for (CK_SLOT_ID s : slots) {
-    CK_TOKEN_INFO ti{};
-    if (api->C_GetTokenInfo(s, &ti) != CKR_OK || (ti.flags & CKF_TOKEN_INITIALIZED) == 0) continue;
-    if (std::memcmp(ti.label, want, sizeof want) != 0) continue;
-    matches.push_back(s);
-    info = ti;
-  }
+  const std::vector<CK_SLOT_ID> matches = detail::slots_labelled(api, slots, want, info);
   if (matches.empty()) return fail(Errc::not_found, impl->tok() + " not found in " + module.string());
   if (matches.size() > 1) return fail(Errc::conflict, std::to_string(matches.size()) + " tokens are labelled '" +
                                                           std::string(token_label) + "'; refusing to choose one");

@@ -1,21 +1,18 @@
 // AES-GCM and ChaCha20-Poly1305 through OpenSSL EVP.
 //
 // The hot path (one seal per Transit encrypt) is tuned by measurement
-// (bench/aead_bench.cpp, bench/aead-vs-openssl.sh):
+// (bench/aead_bench.cpp, bench/aead-vs-openssl.sh; the figures are in
+// docs/benchmarks.md, "The AEAD hot path"):
 //  - each EVP_CIPHER is fetched once per process: a fetch walks the provider
 //    tables under a lock;
 //  - each Aead keeps a keyed template context and a small lock-free pool of
 //    keyed copies. A call borrows one and only sets the nonce, so neither the
-//    AES key schedule nor the GHASH table is recomputed per message. Measured per
-//    AES-256-GCM message (OpenSSL 3.0, 32 B / 1 KiB): nonce-only re-init
-//    266 / 630 ns, re-keying 440 / 786 ns, EVP_CIPHER_CTX_copy per call
-//    472 / 610 ns (it allocates); equal within noise at 16 KiB;
+//    AES key schedule nor the GHASH table is recomputed per message;
 //  - nonces come from OpenSSL's DRBG in per-thread batches (see NonceSource):
-//    one RAND_bytes call costs more than sealing 1 KiB;
+//    one RAND_bytes call costs more than sealing a small message;
 //  - what is left is OpenSSL 3.0's own per-message parameter plumbing (see
-//    start_message): of ~3,350 instructions per 32-byte seal, ~630 are the IV
-//    length query inside EVP_CipherInit_ex2 and ~670 the tag read, both
-//    OSSL_PARAM lookups by name; the public API offers no way around them.
+//    start_message): OSSL_PARAM lookups by name for the IV length and the
+//    tag; the public API offers no way around them.
 #include "rootseal/kms/aead.hpp"
 
 #include <openssl/core_names.h>

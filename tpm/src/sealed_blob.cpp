@@ -27,7 +27,7 @@ constexpr std::array<std::uint8_t, 4> kMagic{'R', 'S', 'T', 'S'};
 constexpr std::size_t kDigestSize = 32;
 constexpr std::uint8_t kFlagAuthValue = 0x01;
 constexpr std::uint32_t kMaxPcr = 23;
-constexpr std::size_t kMaxFileSize = 64 * 1024;
+constexpr std::size_t kMaxFileSize = std::size_t{64} * 1024;
 
 void put_u16(std::vector<std::uint8_t>& out, std::uint16_t v) {
   out.push_back(static_cast<std::uint8_t>(v >> 8));
@@ -189,16 +189,13 @@ kms::Result<SealedBlob> SealedBlob::parse(std::span<const std::uint8_t> bytes) {
 kms::Result<void> SealedBlob::save(const std::filesystem::path& path, bool replace) const {
   const auto bytes = serialize();
   const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  // (Built by appending: GCC 12's -Wrestrict misfires on "." + std::string.)
-  std::string leaf(1, '.');
-  leaf += path.filename().string();
-  leaf += ".tmp-XXXXXX";
+  const std::string leaf = "." + path.filename().string() + ".tmp-XXXXXX";
   std::string tmpl = (dir / leaf).string();
   std::vector<char> name(tmpl.begin(), tmpl.end());
   name.push_back('\0');
   const int fd = ::mkostemp(name.data(), O_CLOEXEC);
   if (fd < 0) return fail(Errc::storage_failure, "cannot create a file in " + dir.string() + ": " + errno_text(errno));
-  const auto cleanup = [&](std::string what) {
+  const auto cleanup = [&](const std::string& what) {
     const int err = errno;
     ::close(fd);
     ::unlink(name.data());

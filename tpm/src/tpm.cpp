@@ -185,7 +185,7 @@ class Session {
       if (rc != TSS2_RC_SUCCESS) {
         kms::Error e = error(rc, "Esys_TR_FromTPMPublic", Step::persistent);
         char at[32];
-        std::snprintf(at, sizeof at, "at 0x%08x", static_cast<unsigned>(persistent_handle));
+        (void)std::snprintf(at, sizeof at, "at 0x%08x", static_cast<unsigned>(persistent_handle));
         if (const auto pos = e.message.find("at the configured handle"); pos != std::string::npos) {
           e.message.replace(pos, std::strlen("at the configured handle"), at);
         }

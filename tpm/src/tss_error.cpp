@@ -37,7 +37,7 @@ std::string rc_text(TSS2_RC rc) {
   const char* text = Tss2_RC_Decode(rc);  // a thread-local buffer; copy at once
   if (text != nullptr && *text != '\0') return text;
   char buf[16];
-  std::snprintf(buf, sizeof buf, "0x%08x", static_cast<unsigned>(rc));
+  (void)std::snprintf(buf, sizeof buf, "0x%08x", static_cast<unsigned>(rc));
   return buf;
 }
 

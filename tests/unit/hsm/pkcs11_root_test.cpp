@@ -39,8 +39,7 @@ std::unique_ptr<Pkcs11Root> connected_root(const SoftHsm& hsm, Pkcs11Config cfg)
 
 std::unique_ptr<Pkcs11Root> connected_root(const SoftHsm& hsm) { return connected_root(hsm, hsm.config()); }
 
-// A config for another token of the same store. (Takes the label as a
-// std::string: assigning a literal trips GCC 12's -Wrestrict false positive.)
+// A config for another token of the same store.
 Pkcs11Config config_for(const SoftHsm& hsm, std::string label, bool force_gcm = false) {
   Pkcs11Config c = hsm.config();
   c.token_label = std::move(label);

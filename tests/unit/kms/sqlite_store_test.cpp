@@ -64,12 +64,7 @@ void require_same(const kms::KeyRecord& a, const kms::KeyRecord& b) {
   }
 }
 
-// (GCC 12 warns falsely on `"literal" + std::string&&`, -Wrestrict.)
-std::string tagged(std::string_view prefix, std::uint32_t n) {
-  std::string s(prefix);
-  s += std::to_string(n);
-  return s;
-}
+std::string tagged(std::string_view prefix, std::uint32_t n) { return std::string(prefix) + std::to_string(n); }
 
 unsigned file_mode(const std::filesystem::path& p) {
   struct stat st {};

@@ -1,0 +1,204 @@
+// rootseal::cli — private: what the ceremony subcommands share (ceremony_*.cpp):
+// the transcript record of one command (Context), checks of the common
+// options, the token, the root key, the share backup, the records of the chain.
+#pragma once
+
+#include <boost/json.hpp>
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "ceremony.hpp"
+#include "custodian.hpp"
+#include "rootseal/hsm/token_admin.hpp"
+#include "rootseal/kms/secure_bytes.hpp"
+#include "transcript.hpp"
+#include "util.hpp"
+
+#ifndef ROOTSEAL_VERSION
+#define ROOTSEAL_VERSION "0.0.0"
+#endif
+
+namespace rootseal::cli {
+
+namespace json = boost::json;
+namespace fs = std::filesystem;
+
+inline constexpr std::string_view kNoBackupWarning =
+    "NO BACKUP: this root key was generated inside the HSM and never existed anywhere else. It can never be "
+    "restored: if this HSM is lost, reset or fails, every key wrapped under it - and all data encrypted with "
+    "them - is lost for good.";
+
+// ----- records ---------------------------------------------------------------
+
+// What every transcript entry of one command shares, and its steps so far.
+struct Context {
+  Transcript transcript;
+  std::string kind;
+  People people;
+  std::string started = utc_now();
+  std::string ceremony_id;
+  json::array steps;
+  bool chain_ok = false;  // the chain loaded: a failure may be recorded in it
+  std::vector<TranscriptEntry> entries;
+
+  Context(fs::path dir, std::string k, People p)
+      : transcript(std::move(dir)), kind(std::move(k)), people(std::move(p)) {}
+
+  void step(std::string_view name, std::string_view outcome, std::string_view detail = {}) {
+    json::object s;
+    s["step"] = name;
+    s["outcome"] = outcome;
+    s["at"] = utc_now();
+    if (!detail.empty()) s["detail"] = detail;
+    steps.push_back(std::move(s));
+  }
+
+  kms::Result<void> load_chain() {
+    if (transcript.dir().empty()) return kms::fail(kms::Errc::invalid_argument, "a transcript folder is required");
+    ROOTSEAL_TRY_ASSIGN(entries, transcript.load());
+    chain_ok = true;
+    return {};
+  }
+
+  json::object record(std::string_view kind_name) const {
+    json::object o;
+    o["kind"] = kind_name;
+    o["ceremony_id"] = ceremony_id;
+    o["tool"] = "rootseal " ROOTSEAL_VERSION;
+    o["host"] = host_name();
+    o["started_at"] = started;
+    o["finished_at"] = utc_now();
+    o["officer"] = people.officer;
+    json::array w;
+    for (const auto& p : people.witnesses) w.emplace_back(p);
+    o["witnesses"] = std::move(w);
+    return o;
+  }
+
+  kms::Result<TranscriptEntry> append(json::object o) {
+    o["steps"] = steps;
+    return transcript.append(std::move(o));
+  }
+
+  // Best effort: a failed ceremony step is recorded too (never a secret: error
+  // messages carry none).
+  void record_failure(const kms::Error& e, Console& con) {
+    if (!chain_ok) return;
+    json::object o = record(kind + "-failed");
+    o["outcome"] = "failed";
+    o["error"] = e.message;
+    auto r = append(std::move(o));
+    if (r) {
+      con.err("rootseal: the failure is recorded in " + r->path.string() + "\n");
+    } else {
+      con.err("rootseal: could not record the failure in the transcript: " + r.error().message + "\n");
+    }
+  }
+};
+
+// Every ceremony step records its failure in the transcript the same way.
+template <class Options, class Impl>
+kms::Result<Outcome> recorded(const char* step, const Options& options, Console& console, Impl impl) {
+  Context ctx(options.transcript_dir, step, options.people);
+  auto r = impl(options, console, ctx);
+  if (!r) ctx.record_failure(r.error(), console);
+  return r;
+}
+
+// ----- records ---------------------------------------------------------------
+
+json::object token_json(const hsm::TokenDetails& d, const fs::path& module);
+json::object key_json(const hsm::KeyObject& k);
+std::string head_line(const TranscriptEntry& e);
+
+// ----- inputs ----------------------------------------------------------------
+
+kms::Result<void> check_people(const People& p);
+kms::Result<void> check_token(const TokenTarget& t);
+
+struct LoadedCustodian {
+  std::string name;
+  CustodianKey key;
+};
+
+kms::Result<std::vector<LoadedCustodian>> load_custodians(const std::vector<CustodianArg>& args, unsigned threshold);
+// The custodians of a new backup (an --out folder is required), or none with
+// --no-backup, which takes neither custodians nor a threshold.
+kms::Result<std::vector<LoadedCustodian>> backup_custodians(bool no_backup, const std::vector<CustodianArg>& args,
+                                                            unsigned threshold, const fs::path& out_dir);
+kms::Result<std::unique_ptr<hsm::TokenAdmin>> open_token(const TokenTarget& t);
+// 32 bytes: the OS's random source XOR the HSM's, so that either alone is enough.
+kms::Result<kms::SecureBytes> generate_root_key(hsm::TokenAdmin& admin);
+kms::Result<std::string> software_kcv(const kms::SecureBytes& key);
+std::string two_digits(unsigned n);
+
+// The transcript's "shamir" and "custodians" records of a backup, and its files.
+struct Backup {
+  json::object shamir;
+  json::array custodians;
+  std::vector<fs::path> files;
+};
+
+// Splits `root`, encrypts and writes one share file per custodian.
+kms::Result<Backup> write_backup(const kms::SecureBytes& root, std::string_view kcv, std::string_view ceremony_id,
+                                 const std::vector<LoadedCustodian>& custodians, unsigned threshold,
+                                 const fs::path& out_dir, Context& ctx, Console& con);
+// The transcript's root_key, shamir and custodians records of a key generated
+// in software, backed up in shares and imported (moves backup's records).
+void record_backed_up_key(json::object& rec, const hsm::KeyObject& k, Backup& backup);
+
+// The record (init or rotate-root) that created the root key of `ceremony_id`.
+const TranscriptEntry* find_key_record(const std::vector<TranscriptEntry>& entries, std::string_view ceremony_id);
+std::string record_kcv(const TranscriptEntry& e);
+// The ceremony whose root key the chain considers current (latest init,
+// completed rotation or restore).
+std::string current_ceremony(const std::vector<TranscriptEntry>& entries);
+
+// ----- shares (ceremony_shares.cpp) -------------------------------------------
+
+struct GatheredShare {
+  std::string ceremony_id;
+  unsigned index = 0;
+  unsigned threshold = 0;
+  kms::SecureBytes y;
+  std::string source;  // "file <name>" / "typed"
+};
+
+kms::Result<GatheredShare> share_from_file(const ShareSource& s);
+
+struct Combined {
+  kms::SecureBytes root;
+  std::string kcv;
+  json::array used;
+  std::string from;  // the record's file name
+};
+
+// The shares of one ceremony, checked against its transcript record and
+// combined; the key's check value equals the recorded one.
+kms::Result<Combined> gather_and_combine(const std::vector<ShareSource>& files, LineSource* typed_input, Context& ctx,
+                                         Console& con);
+
+// ----- store and rotation -------------------------------------------------------
+
+// Opens the store and unseals a keyring with the token's key `label`.
+kms::Result<std::pair<std::size_t, std::size_t>> open_store_with(const TokenTarget& t, std::string_view label,
+                                                                 const fs::path& store_path);
+
+struct Pending {
+  std::string ceremony_id;
+  std::string old_kcv;
+  std::string new_kcv;
+  std::string store;
+  const TranscriptEntry* entry = nullptr;
+};
+
+// The last rotate-root with no completion (or abandonment) after it.
+std::optional<Pending> find_pending(const std::vector<TranscriptEntry>& entries);
+
+}  // namespace rootseal::cli

@@ -1,0 +1,106 @@
+// rootseal::cli — `rootseal ceremony init`: a new root key in the HSM, backed up in shares.
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <set>
+
+#include "ceremony_common.hpp"
+#include "rootseal/hsm/pkcs11_root.hpp"
+#include "rootseal/kms/encoding.hpp"
+#include "rootseal/kms/key_wrap.hpp"
+#include "rootseal/kms/keyring.hpp"
+#include "rootseal/kms/state_store.hpp"
+#include "shamir.hpp"
+#include "share_format.hpp"
+
+namespace rootseal::cli {
+
+using kms::Errc;
+using kms::fail;
+
+namespace {
+
+// ----- init -----------------------------------------------------------------
+
+kms::Result<Outcome> init_impl(const InitOptions& o, Console& con, Context& ctx) {
+  ROOTSEAL_TRY(check_token(o.token));
+  ROOTSEAL_TRY(check_people(o.people));
+  std::vector<LoadedCustodian> custodians;
+  ROOTSEAL_TRY_ASSIGN(custodians, backup_custodians(o.no_backup, o.custodians, o.threshold, o.out_dir));
+  ROOTSEAL_TRY(ctx.load_chain());
+  ctx.ceremony_id = new_ceremony_id();
+
+  std::unique_ptr<hsm::TokenAdmin> admin;
+  ROOTSEAL_TRY_ASSIGN(admin, open_token(o.token));
+  std::vector<hsm::KeyObject> existing;
+  ROOTSEAL_TRY_ASSIGN(existing, admin->find_keys(o.token.key_label));
+  if (!existing.empty()) {
+    return fail(Errc::already_exists, "token '" + o.token.token_label + "' already holds a key labelled '" +
+                                          o.token.key_label + "'; refusing to create another");
+  }
+  ctx.step("token-opened", "ok", "serial " + admin->details().serial);
+  con.out("rootseal: ceremony " + ctx.ceremony_id + " on token '" + o.token.token_label + "' (serial " +
+          admin->details().serial + ")\n");
+
+  Outcome out;
+  out.ceremony_id = ctx.ceremony_id;
+  out.key_label = o.token.key_label;
+  json::object rec = ctx.record("init");
+  rec["token"] = token_json(admin->details(), o.token.module);
+
+  if (o.no_backup) {
+    hsm::KeyObject k;
+    ROOTSEAL_TRY_ASSIGN(k, admin->generate_root_key(o.token.key_label));
+    ctx.step("key-generated-in-hsm", "ok", "kcv " + k.kcv);
+    out.kcv = k.kcv;
+    json::object rk = key_json(k);
+    rk["origin"] = "generated inside the HSM (C_GenerateKey); never outside it";
+    rk["backup"] = false;
+    rec["root_key"] = std::move(rk);
+    rec["warning"] = kNoBackupWarning;
+    rec["outcome"] = "ok";
+    TranscriptEntry e;
+    ROOTSEAL_TRY_ASSIGN(e, ctx.append(std::move(rec)));
+    out.transcript = e.path;
+    con.err("\n*** WARNING ***\n" + std::string(kNoBackupWarning) + "\n\n");
+    con.out("  key check value (computed by the HSM): " + k.kcv + "\n" + head_line(e));
+    return out;
+  }
+
+  const unsigned n = static_cast<unsigned>(custodians.size());
+  kms::SecureBytes root;
+  ROOTSEAL_TRY_ASSIGN(root, generate_root_key(*admin));
+  crash_point("root-key-held");
+  std::string kcv;
+  ROOTSEAL_TRY_ASSIGN(kcv, software_kcv(root));
+  ctx.step("key-generated", "ok", "OS random XOR HSM random; kcv " + kcv);
+
+  Backup backup;
+  ROOTSEAL_TRY_ASSIGN(backup, write_backup(root, kcv, ctx.ceremony_id, custodians, o.threshold, o.out_dir, ctx, con));
+  hsm::KeyObject k;
+  ROOTSEAL_TRY_ASSIGN(k, admin->import_root_key(o.token.key_label, root, kcv));
+  root.clear();
+  ctx.step("key-imported", "ok", "label '" + k.label + "', kcv computed by the HSM " + k.kcv + " matches");
+  crash_point("key-imported");
+
+  record_backed_up_key(rec, k, backup);
+  rec["outcome"] = "ok";
+  TranscriptEntry e;
+  ROOTSEAL_TRY_ASSIGN(e, ctx.append(std::move(rec)));
+  out.kcv = k.kcv;
+  out.transcript = e.path;
+  out.share_files = std::move(backup.files);
+  con.out("  " + std::to_string(o.threshold) + " of " + std::to_string(n) + " shares restore the key\n" +
+          "  key check value (computed by the HSM): " + k.kcv + "\n" + head_line(e));
+  return out;
+}
+
+}  // namespace
+
+kms::Result<Outcome> ceremony_init(const InitOptions& options, Console& console) {
+  return recorded("init", options, console, init_impl);
+}
+
+}  // namespace rootseal::cli

@@ -1,0 +1,445 @@
+// rootseal::cli — `rootseal ceremony rotate-root`: a new root key, the store rewrapped, resumable.
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <set>
+
+#include "ceremony_common.hpp"
+#include "rootseal/hsm/pkcs11_root.hpp"
+#include "rootseal/kms/encoding.hpp"
+#include "rootseal/kms/key_wrap.hpp"
+#include "rootseal/kms/keyring.hpp"
+#include "rootseal/kms/state_store.hpp"
+#include "shamir.hpp"
+#include "share_format.hpp"
+
+namespace rootseal::cli {
+
+using kms::Errc;
+using kms::fail;
+
+// The last rotate-root with no completion (or abandonment) after it.
+std::optional<Pending> find_pending(const std::vector<TranscriptEntry>& entries) {
+  std::set<std::string> closed;
+  for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
+    const std::string kind = it->str("kind");
+    if (kind == "rotate-root-complete" || kind == "rotate-root-abandoned") closed.insert(it->str("ceremony_id"));
+    if (kind == "rotate-root" && it->str("outcome") == "ok" && closed.count(it->str("ceremony_id")) == 0) {
+      Pending p;
+      p.ceremony_id = it->str("ceremony_id");
+      p.new_kcv = record_kcv(*it);
+      const json::value* prev = it->body.if_contains("previous_root");
+      if (prev != nullptr && prev->is_object()) {
+        const json::value* k = prev->as_object().if_contains("kcv");
+        if (k != nullptr && k->is_string()) p.old_kcv = std::string(k->as_string());
+      }
+      p.store = it->str("store");
+      p.entry = &*it;
+      return p;
+    }
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+std::optional<hsm::KeyObject> key_with(const std::vector<hsm::KeyObject>& keys, std::string_view kcv) {
+  for (const auto& k : keys) {
+    if (k.kcv == kcv) return k;
+  }
+  return std::nullopt;
+}
+
+// Rewraps every version still under `old_kcv` (found under label `old_at`)
+// to the key `new_at`, in one transaction per round. Returns how many.
+kms::Result<std::size_t> rewrap_store(const TokenTarget& t, const fs::path& store_path, std::string_view old_at,
+                                      std::string_view old_kcv, std::string_view new_at, std::string_view new_kcv,
+                                      Context& ctx) {
+  std::unique_ptr<kms::StateStore> store;
+  ROOTSEAL_TRY_ASSIGN(store, kms::open_sqlite_store(store_path));
+  auto no_pin = [] { return kms::Result<kms::SecureBytes>(fail(Errc::sealed, "not logged in")); };
+  auto make_root = [&](std::string_view label) {
+    hsm::Pkcs11Config cfg;
+    cfg.module = t.module;
+    cfg.token_label = t.token_label;
+    cfg.key_label = std::string(label);
+    return hsm::Pkcs11Root::create(cfg, no_pin);
+  };
+  std::unique_ptr<hsm::Pkcs11Root> old_root;
+  std::unique_ptr<hsm::Pkcs11Root> new_root;
+  std::size_t total = 0;
+  // A second round only if something was added under the old root meanwhile
+  // (rootseald must be stopped; this is a safety net, not a feature).
+  for (int round = 0; round < 3; ++round) {
+    std::vector<kms::KeyRecord> records;
+    ROOTSEAL_TRY_ASSIGN(records, store->load_all());
+    std::vector<kms::StateStore::Rewrapped> entries;
+    std::size_t todo = 0;
+    for (const auto& k : records) {
+      for (const auto& v : k.versions) {
+        if (v.root_kcv == old_kcv) {
+          ++todo;
+        } else if (v.root_kcv != new_kcv) {
+          return fail(Errc::conflict, "key '" + k.name + "' version " + std::to_string(v.version) +
+                                          " is wrapped by an unknown root key (kcv " + v.root_kcv + ")");
+        }
+      }
+    }
+    if (todo == 0) break;
+    if (!old_root) {
+      old_root = make_root(old_at);
+      new_root = make_root(new_at);
+      ROOTSEAL_TRY(old_root->probe());
+      ROOTSEAL_TRY(new_root->probe());
+      std::string ok;
+      std::string nk;
+      ROOTSEAL_TRY_ASSIGN(ok, old_root->key_check_value());
+      ROOTSEAL_TRY_ASSIGN(nk, new_root->key_check_value());
+      if (ok != old_kcv || nk != new_kcv) return fail(Errc::internal, "root keys changed under the rotation");
+    }
+    entries.reserve(todo);
+    for (const auto& k : records) {
+      for (const auto& v : k.versions) {
+        if (v.root_kcv != old_kcv) continue;
+        kms::SecureBytes kek;
+        ROOTSEAL_TRY_ASSIGN(kek, old_root->unwrap(v.wrapped_key));
+        std::vector<std::uint8_t> blob;
+        ROOTSEAL_TRY_ASSIGN(blob, new_root->wrap(kek));
+        kms::SecureBytes check;
+        ROOTSEAL_TRY_ASSIGN(check, new_root->unwrap(blob));
+        if (!(check == kek)) return fail(Errc::crypto_failure, "rewrap self-check failed for key '" + k.name + "'");
+        entries.push_back({k.name, v.version, std::move(blob), std::string(new_kcv)});
+      }
+    }
+    crash_point("rewrap-before-commit");
+    ROOTSEAL_TRY(store->replace_wrapped(entries));
+    crash_point("rewrap-committed");
+    total += entries.size();
+    ctx.step("rewrapped", "ok",
+             std::to_string(entries.size()) + " wrapped keys moved to the new root in one transaction");
+  }
+  return total;
+}
+
+// Drives a prepared rotation to its end from whatever state a crash left:
+// rewrap (if the store is still under the old root), retire the old key,
+// move the new key to the final label. Every step is idempotent.
+kms::Result<std::size_t> finish_rotation(const RotateOptions& o, hsm::TokenAdmin& admin, const Pending& p, Context& ctx,
+                                         Console& con, std::string& retired_as) {
+  const std::string& L = o.token.key_label;
+  const std::string T = next_label(L);
+  const std::string R = retired_label(L, p.old_kcv);
+  std::vector<hsm::KeyObject> at_l;
+  std::vector<hsm::KeyObject> at_t;
+  ROOTSEAL_TRY_ASSIGN(at_l, admin.find_keys(L));
+  ROOTSEAL_TRY_ASSIGN(at_t, admin.find_keys(T));
+  for (const auto& k : at_l) {
+    if (k.kcv != p.old_kcv && k.kcv != p.new_kcv) {
+      return fail(Errc::conflict, "key '" + L + "' with kcv " + k.kcv + " belongs to neither side of rotation " +
+                                      p.ceremony_id + "; resolve by hand");
+    }
+  }
+  const bool new_at_l = key_with(at_l, p.new_kcv).has_value();
+  const bool new_at_t = key_with(at_t, p.new_kcv).has_value();
+  if (!new_at_l && !new_at_t) {
+    return fail(Errc::not_found, "the new root key (kcv " + p.new_kcv + ") of rotation " + p.ceremony_id +
+                                     " is in neither '" + T + "' nor '" + L + "'");
+  }
+  // 1. Rewrap.
+  std::size_t rewrapped = 0;
+  {
+    std::string old_at;
+    if (key_with(at_l, p.old_kcv)) {
+      old_at = L;
+    } else {
+      std::vector<hsm::KeyObject> at_r;
+      ROOTSEAL_TRY_ASSIGN(at_r, admin.find_keys(R));
+      if (key_with(at_r, p.old_kcv)) old_at = R;
+    }
+    const std::string new_at = new_at_t ? T : L;
+    auto n = rewrap_store(o.token, o.store, old_at.empty() ? L : old_at, p.old_kcv, new_at, p.new_kcv, ctx);
+    if (!n) {
+      if (old_at.empty()) {
+        return fail(n.error().code,
+                    n.error().message + " (and the old root key, kcv " + p.old_kcv + ", is no longer in the token)");
+      }
+      return std::unexpected(n.error());
+    }
+    rewrapped = *n;
+  }
+  // 2. Retire the old key: only now that nothing in the store needs it.
+  if (key_with(at_l, p.old_kcv)) {
+    if (o.retire == Retire::relabel) {
+      std::vector<hsm::KeyObject> at_r;
+      ROOTSEAL_TRY_ASSIGN(at_r, admin.find_keys(R));
+      if (!key_with(at_r, p.old_kcv)) {
+        if (!key_with(at_l, p.old_kcv)->modifiable) {
+          return fail(Errc::invalid_argument, "the old root key '" + L +
+                                                  "' is not modifiable (CKA_MODIFIABLE=false) "
+                                                  "and cannot be relabelled; finish with --resume --retire destroy");
+        }
+        ROOTSEAL_TRY(admin.copy_key(L, p.old_kcv, R));
+        crash_point("old-key-copied");
+      }
+      retired_as = "relabelled '" + R + "'";
+    } else {
+      retired_as = "destroyed";
+    }
+    ROOTSEAL_TRY(admin.destroy_key(L, p.old_kcv));
+    crash_point("old-key-retired");
+    ctx.step("old-root-retired", "ok", "kcv " + p.old_kcv + " " + retired_as);
+  } else {
+    retired_as = o.retire == Retire::relabel ? "relabelled '" + R + "'" : "destroyed";
+  }
+  if (o.retire == Retire::destroy) {
+    std::vector<hsm::KeyObject> at_r;
+    ROOTSEAL_TRY_ASSIGN(at_r, admin.find_keys(R));
+    if (key_with(at_r, p.old_kcv)) ROOTSEAL_TRY(admin.destroy_key(R, p.old_kcv));
+  }
+  // 3. The new key under the final label (a copy, then the temporary goes).
+  if (new_at_t) {
+    std::vector<hsm::KeyObject> now_l;
+    ROOTSEAL_TRY_ASSIGN(now_l, admin.find_keys(L));
+    if (!key_with(now_l, p.new_kcv)) {
+      ROOTSEAL_TRY(admin.copy_key(T, p.new_kcv, L));
+      crash_point("new-key-copied");
+    }
+    ROOTSEAL_TRY(admin.destroy_key(T, p.new_kcv));
+    crash_point("new-key-promoted");
+    ctx.step("new-root-promoted", "ok", "kcv " + p.new_kcv + " is now '" + L + "'");
+  }
+  // 4. Proof: the store opens with the key under the final label.
+  auto opened = open_store_with(o.token, L, o.store);
+  if (!opened) {
+    return fail(opened.error().code, "after the rotation the store does not open: " + opened.error().message);
+  }
+  ctx.step("store-opened", "ok", std::to_string(opened->second) + " versions unwrap under '" + L + "'");
+  con.out("  state store " + o.store.string() + ": " + std::to_string(opened->first) + " keys, " +
+          std::to_string(opened->second) + " versions open under the new root key\n");
+  return rewrapped;
+}
+
+kms::Result<TranscriptEntry> record_completion(const RotateOptions& o, hsm::TokenAdmin& admin, const Pending& p,
+                                               std::size_t rewrapped, const std::string& retired_as, Context& ctx) {
+  json::object r = ctx.record("rotate-root-complete");
+  r["ceremony_id"] = p.ceremony_id;
+  r["token"] = token_json(admin.details(), o.token.module);
+  r["store"] = o.store.string();
+  r["previous_root"] = json::object{{"kcv", p.old_kcv}, {"retired", retired_as}};
+  r["root_key"] = json::object{{"label", o.token.key_label}, {"kcv", p.new_kcv}};
+  r["rewrapped_in_this_run"] = rewrapped;
+  r["outcome"] = "ok";
+  return ctx.append(std::move(r));
+}
+
+kms::Result<Outcome> rotate_impl(const RotateOptions& o, Console& con, Context& ctx) {
+  ROOTSEAL_TRY(check_token(o.token));
+  ROOTSEAL_TRY(check_people(o.people));
+  if (o.store.empty()) return fail(Errc::invalid_argument, "--store (the state store to rewrap) is required");
+  ROOTSEAL_TRY(ctx.load_chain());
+  const std::string& L = o.token.key_label;
+  const std::string T = next_label(L);
+
+  std::optional<Pending> pending = find_pending(ctx.entries);
+  std::vector<LoadedCustodian> custodians;
+  if (!o.resume) {
+    if (pending) {
+      return fail(Errc::conflict, "root rotation " + pending->ceremony_id +
+                                      " was interrupted; finish it first with "
+                                      "`rootseal ceremony rotate-root --resume`");
+    }
+    ROOTSEAL_TRY_ASSIGN(custodians, backup_custodians(o.no_backup, o.custodians, o.threshold, o.out_dir));
+  }
+
+  std::unique_ptr<hsm::TokenAdmin> admin;
+  ROOTSEAL_TRY_ASSIGN(admin, open_token(o.token));
+  std::vector<hsm::KeyObject> at_t;
+  ROOTSEAL_TRY_ASSIGN(at_t, admin->find_keys(T));
+  Outcome out;
+  out.key_label = L;
+
+  if (o.resume) {
+    if (!pending) {
+      // Interrupted between importing '<label>.next' and recording it: that
+      // key has no transcript, so its shares cannot be used; it is removed
+      // if the store does not use it.
+      if (at_t.empty()) {
+        con.out("rootseal: no interrupted root rotation; nothing to resume\n");
+        return out;
+      }
+      std::unique_ptr<kms::StateStore> store;
+      ROOTSEAL_TRY_ASSIGN(store, kms::open_sqlite_store(o.store));
+      std::vector<kms::KeyRecord> records;
+      ROOTSEAL_TRY_ASSIGN(records, store->load_all());
+      for (const auto& tk : at_t) {
+        for (const auto& k : records) {
+          for (const auto& v : k.versions) {
+            if (v.root_kcv == tk.kcv) {
+              return fail(Errc::conflict, "the store uses '" + T + "' (kcv " + tk.kcv +
+                                              ") but no transcript records it; resolve by hand");
+            }
+          }
+        }
+      }
+      json::array gone;
+      for (const auto& tk : at_t) {
+        ROOTSEAL_TRY(admin->destroy_key(T, tk.kcv));
+        gone.emplace_back(tk.kcv);
+        ctx.step("orphan-destroyed", "ok", "'" + T + "' kcv " + tk.kcv + " (never recorded, never used)");
+      }
+      ctx.ceremony_id = "00000000000000000000000000000000";
+      json::object r = ctx.record("rotate-root-abandoned");
+      r["destroyed_kcvs"] = std::move(gone);
+      r["reason"] = "interrupted before the rotation was recorded; its share files (if any) are void";
+      r["outcome"] = "ok";
+      TranscriptEntry e;
+      ROOTSEAL_TRY_ASSIGN(e, ctx.append(std::move(r)));
+      con.out("rootseal: removed an unrecorded '" + T + "' left by an interrupted rotation; run rotate-root again\n" +
+              head_line(e));
+      out.transcript = e.path;
+      return out;
+    }
+    ctx.ceremony_id = pending->ceremony_id;
+    if (!pending->store.empty() && fs::path(pending->store) != o.store) {
+      con.err("rootseal: note: the rotation was started on store " + pending->store + "\n");
+    }
+    con.out("rootseal: resuming root rotation " + pending->ceremony_id + " (kcv " + pending->old_kcv + " -> " +
+            pending->new_kcv + ")\n");
+    std::string retired_as;
+    std::size_t n = 0;
+    ROOTSEAL_TRY_ASSIGN(n, finish_rotation(o, *admin, *pending, ctx, con, retired_as));
+    TranscriptEntry e;
+    ROOTSEAL_TRY_ASSIGN(e, record_completion(o, *admin, *pending, n, retired_as, ctx));
+    con.out("rootseal: root rotation " + pending->ceremony_id + " complete; the root key is '" + L + "' (kcv " +
+            pending->new_kcv + ")\n" + head_line(e));
+    out.ceremony_id = pending->ceremony_id;
+    out.kcv = pending->new_kcv;
+    out.rewrapped = n;
+    out.transcript = e.path;
+    return out;
+  }
+
+  if (!at_t.empty()) {
+    return fail(Errc::conflict, "token holds a key labelled '" + T +
+                                    "' from an interrupted rotation; run "
+                                    "`rootseal ceremony rotate-root --resume` first");
+  }
+  // The current root and the store it wraps.
+  std::vector<hsm::KeyObject> at_l;
+  ROOTSEAL_TRY_ASSIGN(at_l, admin->find_keys(L));
+  if (at_l.size() != 1 || !at_l.front().is_valid_root_key() || at_l.front().kcv.empty()) {
+    return fail(Errc::not_found, "token '" + o.token.token_label + "' must hold exactly one root key labelled '" + L +
+                                     "' (it holds " + std::to_string(at_l.size()) + ")");
+  }
+  const std::string old_kcv = at_l.front().kcv;
+  if (o.retire == Retire::relabel && !at_l.front().modifiable) {
+    return fail(Errc::invalid_argument,
+                "the current root key '" + L +
+                    "' is not modifiable (CKA_MODIFIABLE=false, "
+                    "e.g. generated by rootseald --dev) and cannot be kept under another label; "
+                    "use --retire destroy (any shares of it still restore it)");
+  }
+  {
+    std::unique_ptr<kms::StateStore> store;
+    ROOTSEAL_TRY_ASSIGN(store, kms::open_sqlite_store(o.store));
+    std::vector<kms::KeyRecord> records;
+    ROOTSEAL_TRY_ASSIGN(records, store->load_all());
+    std::size_t versions = 0;
+    for (const auto& k : records) {
+      for (const auto& v : k.versions) {
+        if (v.root_kcv != old_kcv) {
+          return fail(Errc::conflict, "key '" + k.name + "' version " + std::to_string(v.version) +
+                                          " of the store is wrapped by kcv " + v.root_kcv + ", not by '" + L +
+                                          "' (kcv " + old_kcv + "); refusing to rotate");
+        }
+        ++versions;
+      }
+    }
+    ctx.step("store-checked", "ok", std::to_string(versions) + " wrapped keys under kcv " + old_kcv);
+  }
+  ctx.ceremony_id = new_ceremony_id();
+  con.out("rootseal: root rotation " + ctx.ceremony_id + " on token '" + o.token.token_label + "' (current kcv " +
+          old_kcv + ")\n");
+  json::object rec = ctx.record("rotate-root");
+  rec["token"] = token_json(admin->details(), o.token.module);
+  rec["store"] = o.store.string();
+  rec["previous_root"] = json::object{{"label", L}, {"kcv", old_kcv}};
+  rec["temporary_label"] = T;
+
+  hsm::KeyObject k;
+  if (o.no_backup) {
+    for (int attempt = 0;; ++attempt) {
+      ROOTSEAL_TRY_ASSIGN(k, admin->generate_root_key(T));
+      if (k.kcv != old_kcv) break;
+      ROOTSEAL_TRY(admin->destroy_key(T, k.kcv));  // a 24-bit collision: make another
+      if (attempt > 3) return fail(Errc::internal, "cannot make a key with a check value of its own");
+    }
+    ctx.step("key-generated-in-hsm", "ok", "'" + T + "' kcv " + k.kcv);
+    json::object rk = key_json(k);
+    rk["origin"] = "generated inside the HSM (C_GenerateKey); never outside it";
+    rk["backup"] = false;
+    rec["root_key"] = std::move(rk);
+    rec["warning"] = kNoBackupWarning;
+    con.err("\n*** WARNING ***\n" + std::string(kNoBackupWarning) + "\n\n");
+  } else {
+    kms::SecureBytes root;
+    std::string kcv;
+    for (int attempt = 0;; ++attempt) {
+      ROOTSEAL_TRY_ASSIGN(root, generate_root_key(*admin));
+      ROOTSEAL_TRY_ASSIGN(kcv, software_kcv(root));
+      if (kcv != old_kcv) break;
+      if (attempt > 3) return fail(Errc::internal, "cannot make a key with a check value of its own");
+    }
+    crash_point("root-key-held");
+    ctx.step("key-generated", "ok", "OS random XOR HSM random; kcv " + kcv);
+    Backup backup;
+    ROOTSEAL_TRY_ASSIGN(backup, write_backup(root, kcv, ctx.ceremony_id, custodians, o.threshold, o.out_dir, ctx, con));
+    ROOTSEAL_TRY_ASSIGN(k, admin->import_root_key(T, root, kcv));
+    root.clear();
+    ctx.step("key-imported", "ok", "label '" + T + "', kcv computed by the HSM " + k.kcv + " matches");
+    record_backed_up_key(rec, k, backup);
+    out.share_files = std::move(backup.files);
+  }
+  crash_point("new-key-imported");
+  rec["state"] = "prepared: the new key is in the token; the store is rewrapped next";
+  rec["outcome"] = "ok";
+  TranscriptEntry prepared;
+  ROOTSEAL_TRY_ASSIGN(prepared, ctx.append(std::move(rec)));
+  crash_point("rotation-recorded");
+
+  Pending p;
+  p.ceremony_id = ctx.ceremony_id;
+  p.old_kcv = old_kcv;
+  p.new_kcv = k.kcv;
+  p.store = o.store.string();
+  ctx.steps = json::array();  // the completion record has its own steps
+  std::string retired_as;
+  std::size_t n = 0;
+  ROOTSEAL_TRY_ASSIGN(n, finish_rotation(o, *admin, p, ctx, con, retired_as));
+  TranscriptEntry e;
+  ROOTSEAL_TRY_ASSIGN(e, record_completion(o, *admin, p, n, retired_as, ctx));
+  con.out("rootseal: root rotation " + p.ceremony_id + " complete: " + std::to_string(n) +
+          " wrapped keys moved; old root (kcv " + old_kcv + ") " + retired_as + "; the root key is '" + L + "' (kcv " +
+          p.new_kcv + ")\n" + head_line(e));
+  out.ceremony_id = p.ceremony_id;
+  out.kcv = p.new_kcv;
+  out.rewrapped = n;
+  out.transcript = e.path;
+  return out;
+}
+
+}  // namespace
+
+std::string next_label(std::string_view key_label) { return std::string(key_label) + ".next"; }
+
+std::string retired_label(std::string_view key_label, std::string_view kcv) {
+  return std::string(key_label) + ".retired-" + std::string(kcv);
+}
+
+kms::Result<Outcome> ceremony_rotate_root(const RotateOptions& options, Console& console) {
+  return recorded("rotate-root", options, console, rotate_impl);
+}
+
+}  // namespace rootseal::cli

@@ -1,0 +1,226 @@
+// rootseal::cli — shares: read from files or typed, combined into the root key;
+// `rootseal share decrypt`.
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <set>
+
+#include "ceremony_common.hpp"
+#include "rootseal/hsm/pkcs11_root.hpp"
+#include "rootseal/kms/encoding.hpp"
+#include "rootseal/kms/key_wrap.hpp"
+#include "rootseal/kms/keyring.hpp"
+#include "rootseal/kms/state_store.hpp"
+#include "shamir.hpp"
+#include "share_format.hpp"
+
+namespace rootseal::cli {
+
+using kms::Errc;
+using kms::fail;
+
+kms::Result<GatheredShare> share_from_file(const ShareSource& s) {
+  std::string text;
+  ROOTSEAL_TRY_ASSIGN(text, read_small_file(s.share_file, 64 * 1024));
+  const std::string where = s.share_file.filename().string();
+  ShareFile f;
+  ROOTSEAL_TRY_ASSIGN(f, parse_share_file(text, where));
+  CustodianKey key;
+  ROOTSEAL_TRY_ASSIGN(key, load_custodian_private_key(s.private_key));
+  if (key.fingerprint != f.custodian_fingerprint) {
+    return fail(Errc::permission_denied, where + ": wrong custodian key: the share is encrypted to key " +
+                                             f.custodian_fingerprint.substr(0, 16) + "... (" + f.custodian_name +
+                                             "), " + s.private_key.filename().string() + " is key " +
+                                             key.fingerprint.substr(0, 16) + "...");
+  }
+  const auto binding = share_binding(f.ceremony_id, f.index, f.threshold, f.count, f.custodian_fingerprint);
+  GatheredShare g;
+  auto y = open_share(key, f.sealed, binding);
+  if (!y) return fail(y.error().code, where + ": " + y.error().message);
+  g.y = std::move(*y);
+  if (g.y.size() != kRootKeySize) return fail(Errc::decryption_failed, where + ": the share has the wrong length");
+  g.ceremony_id = f.ceremony_id;
+  g.index = f.index;
+  g.threshold = f.threshold;
+  g.source = "file " + where;
+  return g;
+}
+
+namespace {
+
+kms::Result<void> read_typed_shares(LineSource& src, std::vector<GatheredShare>& out, Console& con) {
+  TypedShareReader reader;
+  std::size_t typed = 0;
+  unsigned want = 0;  // threshold, once a share says it
+  for (;;) {
+    const std::string prompt = "share " + std::to_string(typed + 1) + ", line " +
+                               two_digits(static_cast<unsigned>(reader.next_line())) +
+                               (reader.in_progress() || typed == 0 ? ": " : " (or an empty line to finish): ");
+    std::optional<kms::SecureBytes> line;
+    ROOTSEAL_TRY_ASSIGN(line, src.next_line(prompt));
+    if (!line) {
+      if (reader.in_progress()) {
+        return fail(Errc::invalid_argument, "typed share " + std::to_string(typed + 1) + ": the input ended at line " +
+                                                two_digits(static_cast<unsigned>(reader.next_line())));
+      }
+      break;
+    }
+    auto st = reader.feed(line->span());
+    if (!st) {
+      const std::string msg = "typed share " + std::to_string(typed + 1) + ", " + st.error().message;
+      if (!src.interactive()) return fail(Errc::invalid_argument, msg);
+      con.err(msg + "\n");
+      continue;
+    }
+    if (*st == TypedShareReader::Status::skipped) {
+      if (src.interactive() && line->empty() && !reader.in_progress() && typed > 0) break;
+      continue;
+    }
+    if (*st == TypedShareReader::Status::complete) {
+      TypedShare t = reader.take();
+      ++typed;
+      GatheredShare g;
+      g.ceremony_id = std::move(t.ceremony_id);
+      g.index = t.index;
+      g.threshold = t.threshold;
+      g.y = std::move(t.y);
+      g.source = "typed";
+      want = g.threshold;
+      out.push_back(std::move(g));
+      if (src.interactive()) con.err("share accepted (index " + std::to_string(out.back().index) + ")\n");
+      if (src.interactive() && want > 0 && out.size() >= want) break;
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+// The shares of one ceremony, checked against its transcript record and
+// combined; the key's check value equals the recorded one.
+kms::Result<Combined> gather_and_combine(const std::vector<ShareSource>& files, LineSource* typed_input, Context& ctx,
+                                         Console& con) {
+  // 1. Gather and decrypt every share.
+  std::vector<GatheredShare> shares;
+  for (const auto& s : files) {
+    GatheredShare g;
+    ROOTSEAL_TRY_ASSIGN(g, share_from_file(s));
+    shares.push_back(std::move(g));
+  }
+  if (typed_input != nullptr) ROOTSEAL_TRY(read_typed_shares(*typed_input, shares, con));
+  if (shares.empty()) return fail(Errc::invalid_argument, "no shares given (--share FILE --key KEY.pem, or --typed)");
+  crash_point("shares-held");
+
+  // 2. One ceremony, known to the transcript.
+  if (ctx.ceremony_id.empty()) ctx.ceremony_id = shares.front().ceremony_id;
+  for (const auto& s : shares) {
+    if (s.ceremony_id != ctx.ceremony_id) {
+      return fail(Errc::invalid_argument, "share " + std::to_string(s.index) + " (" + s.source +
+                                              ") belongs to ceremony " + s.ceremony_id + ", not " + ctx.ceremony_id +
+                                              ": shares of different ceremonies cannot be combined");
+    }
+  }
+  const TranscriptEntry* rec = find_key_record(ctx.entries, ctx.ceremony_id);
+  if (rec == nullptr) {
+    return fail(Errc::not_found, "the transcript in " + ctx.transcript.dir().string() + " has no completed ceremony " +
+                                     ctx.ceremony_id + " with a backup");
+  }
+  const std::string kcv = record_kcv(*rec);
+  unsigned threshold = 0;
+  std::optional<std::vector<std::uint8_t>> salt;
+  std::map<unsigned, std::string> commitments;
+  try {
+    const json::object& sh = rec->body.at("shamir").as_object();
+    threshold = static_cast<unsigned>(sh.at("threshold").to_number<std::int64_t>());
+    if (auto sb = kms::hex_decode(std::string_view(sh.at("commitment_salt").as_string()))) salt = std::move(*sb);
+    for (const auto& c : rec->body.at("custodians").as_array()) {
+      const auto& co = c.as_object();
+      commitments[static_cast<unsigned>(co.at("index").to_number<std::int64_t>())] =
+          std::string(co.at("share_commitment").as_string());
+    }
+  } catch (const std::exception&) {
+    salt.reset();
+  }
+  if (!salt || threshold < 2 || commitments.empty() || kcv.size() != 6) {
+    return fail(Errc::invalid_argument, rec->path.filename().string() + ": no usable share record (was ceremony " +
+                                            ctx.ceremony_id + " made with --no-backup?)");
+  }
+  ctx.step("ceremony-found", "ok",
+           rec->path.filename().string() + ": threshold " + std::to_string(threshold) + ", kcv " + kcv);
+
+  // 3. Each share must be the one the ceremony committed to, once.
+  std::set<unsigned> seen;
+  Combined out;
+  for (const auto& s : shares) {
+    if (!seen.insert(s.index).second) {
+      return fail(Errc::invalid_argument, "share " + std::to_string(s.index) + " is given twice (" + s.source +
+                                              "): duplicate shares do not count towards the threshold");
+    }
+    const auto c = commitments.find(s.index);
+    if (c == commitments.end() || s.threshold != threshold) {
+      return fail(Errc::invalid_argument, "share " + std::to_string(s.index) + " (" + s.source +
+                                              ") is not a share of ceremony " + ctx.ceremony_id);
+    }
+    const std::string mine = share_commitment(*salt, ctx.ceremony_id, s.index, threshold, s.y);
+    if (!kms::constant_time_equal(mine, c->second)) {
+      return fail(Errc::decryption_failed,
+                  "share " + std::to_string(s.index) + " (" + s.source +
+                      ") does not match the commitment the "
+                      "transcript records for it: it was altered, mistyped or belongs to another ceremony; refusing "
+                      "to combine");
+    }
+    json::object u;
+    u["index"] = s.index;
+    u["source"] = s.source;
+    u["share_commitment"] = c->second;
+    out.used.push_back(std::move(u));
+  }
+  if (shares.size() < threshold) {
+    return fail(Errc::invalid_argument, "ceremony " + ctx.ceremony_id + " needs " + std::to_string(threshold) +
+                                            " shares; only " + std::to_string(shares.size()) + " given");
+  }
+  ctx.step("shares-checked", "ok", std::to_string(shares.size()) + " shares match their commitments");
+
+  // 4. Combine and compare the check value.
+  std::vector<shamir::Share> points;
+  for (auto& s : shares) {
+    shamir::Share p;
+    p.x = static_cast<std::uint8_t>(s.index);
+    p.y = std::move(s.y);
+    points.push_back(std::move(p));
+  }
+  shares.clear();
+  ROOTSEAL_TRY_ASSIGN(out.root, shamir::combine(points));
+  points.clear();
+  crash_point("root-key-held");
+  std::string mine;
+  ROOTSEAL_TRY_ASSIGN(mine, software_kcv(out.root));
+  if (mine != kcv) {
+    out.root.clear();
+    return fail(Errc::decryption_failed, "the combined key has check value " + mine + ", the transcript records " +
+                                             kcv + "; nothing was imported");
+  }
+  ctx.step("combined", "ok", "kcv " + mine + " matches the transcript");
+  out.kcv = kcv;
+  out.from = rec->path.filename().string();
+  return out;
+}
+
+kms::Result<void> share_decrypt(const DecryptOptions& o, Console& con) {
+  ShareSource s{o.share_file, o.private_key};
+  GatheredShare g;
+  ROOTSEAL_TRY_ASSIGN(g, share_from_file(s));
+  crash_point("share-held");
+  kms::SecureBytes text = typed_share_text(g.ceremony_id, g.index, g.threshold, g.y);
+  g.y.clear();
+  con.err("Share " + std::to_string(g.index) + " of ceremony " + g.ceremony_id + " (threshold " +
+          std::to_string(g.threshold) +
+          "). Copy the numbered lines exactly, on paper or a device of your own; the "
+          "last pair on each line is its checksum, so a typo is caught on the line where it is made.\n");
+  con.secret_out(text.span());
+  return {};
+}
+
+}  // namespace rootseal::cli

@@ -1,0 +1,95 @@
+// rootseal::cli — `rootseal ceremony verify`: the token's root key against the transcript (and a store).
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <set>
+
+#include "ceremony_common.hpp"
+#include "rootseal/hsm/pkcs11_root.hpp"
+#include "rootseal/kms/encoding.hpp"
+#include "rootseal/kms/key_wrap.hpp"
+#include "rootseal/kms/keyring.hpp"
+#include "rootseal/kms/state_store.hpp"
+#include "shamir.hpp"
+#include "share_format.hpp"
+
+namespace rootseal::cli {
+
+using kms::Errc;
+using kms::fail;
+
+namespace {
+
+kms::Result<Outcome> verify_impl(const VerifyOptions& o, Console& con, Context& ctx) {
+  ROOTSEAL_TRY(check_token(o.token));
+  ROOTSEAL_TRY(check_people(o.people));
+  ROOTSEAL_TRY(ctx.load_chain());
+  ctx.ceremony_id = o.ceremony_id.empty() ? current_ceremony(ctx.entries) : o.ceremony_id;
+  if (ctx.ceremony_id.empty()) return fail(Errc::not_found, "the transcript records no root key yet");
+  const TranscriptEntry* rec = nullptr;
+  for (auto it = ctx.entries.rbegin(); it != ctx.entries.rend() && rec == nullptr; ++it) {
+    const std::string kind = it->str("kind");
+    if ((kind == "init" || kind == "rotate-root" || kind == "reshare") && it->str("ceremony_id") == ctx.ceremony_id &&
+        it->str("outcome") == "ok") {
+      rec = &*it;
+    }
+  }
+  if (rec == nullptr) return fail(Errc::not_found, "the transcript has no ceremony " + ctx.ceremony_id);
+  const std::string want = record_kcv(*rec);
+
+  std::unique_ptr<hsm::TokenAdmin> admin;
+  ROOTSEAL_TRY_ASSIGN(admin, open_token(o.token));
+  std::vector<hsm::KeyObject> keys;
+  ROOTSEAL_TRY_ASSIGN(keys, admin->find_keys(o.token.key_label));
+  if (keys.size() != 1) {
+    return fail(Errc::not_found, "token '" + o.token.token_label + "' holds " + std::to_string(keys.size()) +
+                                     " keys labelled '" + o.token.key_label + "' (exactly one expected)");
+  }
+  const hsm::KeyObject& k = keys.front();
+  if (!k.is_valid_root_key()) {
+    return fail(Errc::conflict, "key '" + k.label +
+                                    "' lacks the attributes of a root key (AES-256, token, private, "
+                                    "sensitive, not extractable, wrap/unwrap)");
+  }
+  if (k.kcv != want) {
+    return fail(Errc::conflict, "key '" + k.label + "' has check value " + k.kcv + " (computed by the HSM); ceremony " +
+                                    ctx.ceremony_id + " recorded " + want + ": the token does NOT hold that root key");
+  }
+  ctx.step("kcv-compared", "ok", "token kcv " + k.kcv + " = transcript kcv");
+  json::object r = ctx.record("verify");
+  r["token"] = token_json(admin->details(), o.token.module);
+  r["root_key"] = key_json(k);
+  r["verified_against"] = rec->path.filename().string();
+  std::string store_line;
+  if (!o.store.empty()) {
+    auto opened = open_store_with(o.token, o.token.key_label, o.store);
+    if (!opened) return fail(opened.error().code, "state store " + o.store.string() + ": " + opened.error().message);
+    ctx.step("store-opened", "ok",
+             std::to_string(opened->first) + " keys, " + std::to_string(opened->second) + " versions unwrapped");
+    r["store"] = json::object{{"path", o.store.string()}, {"keys", opened->first}, {"versions", opened->second}};
+    store_line = "  state store " + o.store.string() + " opens: " + std::to_string(opened->first) + " keys, " +
+                 std::to_string(opened->second) + " versions unwrapped\n";
+  }
+  r["outcome"] = "ok";
+  TranscriptEntry e;
+  ROOTSEAL_TRY_ASSIGN(e, ctx.append(std::move(r)));
+  con.out("rootseal: token '" + o.token.token_label + "' holds the root key of ceremony " + ctx.ceremony_id + " as '" +
+          k.label + "'\n  key check value (computed by the HSM): " + k.kcv + " = transcript\n" + store_line +
+          head_line(e));
+  Outcome out;
+  out.ceremony_id = ctx.ceremony_id;
+  out.kcv = k.kcv;
+  out.transcript = e.path;
+  out.key_label = k.label;
+  return out;
+}
+
+}  // namespace
+
+kms::Result<Outcome> ceremony_verify(const VerifyOptions& options, Console& console) {
+  return recorded("verify", options, console, verify_impl);
+}
+
+}  // namespace rootseal::cli

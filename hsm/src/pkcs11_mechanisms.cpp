@@ -1,0 +1,224 @@
+// rootseal::hsm — private: KWP and GCM wrapping with the root key in the token.
+#include <array>
+#include <string>
+
+#include "rootseal/kms/key_wrap.hpp"
+#include "pkcs11_mechanisms.hpp"  // last: pulls in pkcs11.h
+
+namespace rootseal::hsm::detail {
+
+namespace {
+
+using kms::Errc;
+using kms::fail;
+
+constexpr std::size_t kMinKeySize = 16;
+constexpr std::size_t kMaxKeySize = 64;
+constexpr std::size_t kKwpOverhead = 8;  // plus padding to a multiple of 8
+constexpr std::size_t kGcmIvSize = 12;
+constexpr std::size_t kGcmTagSize = 16;
+constexpr char kGcmAad[] = "rootseal-kek-v1";  // non-empty: SoftHSM 2.6.1 aborts on empty AAD
+constexpr char kKcvAad[] = "rootseal-kcv-v1";
+
+// AES-GCM parameters with a 12-byte IV, a 16-byte tag and `aad` (a literal).
+template <std::size_t N>
+CK_GCM_PARAMS gcm_params(const std::uint8_t* iv, const char (&aad)[N]) noexcept {
+  CK_GCM_PARAMS p{};
+  p.pIv = const_cast<std::uint8_t*>(iv);
+  p.ulIvLen = kGcmIvSize;
+  p.ulIvBits = kGcmIvSize * 8;
+  p.pAAD = reinterpret_cast<CK_BYTE_PTR>(const_cast<char*>(aad));
+  p.ulAADLen = N - 1;
+  p.ulTagBits = kGcmTagSize * 8;
+  return p;
+}
+
+// Destroys a temporary session object when leaving scope (also on errors).
+// Must be destroyed while the module call lock is held.
+class ObjectGuard {
+ public:
+  ObjectGuard(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s) : api_(api), session_(s) {}
+  ObjectGuard(const ObjectGuard&) = delete;
+  ObjectGuard& operator=(const ObjectGuard&) = delete;
+  ~ObjectGuard() {
+    if (handle != CK_INVALID_HANDLE) api_->C_DestroyObject(session_, handle);
+  }
+  CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
+
+ private:
+  CK_FUNCTION_LIST* api_;
+  CK_SESSION_HANDLE session_;
+};
+
+// A secret-key template for a temporary session object holding a KEK.
+// `readable`: CKA_SENSITIVE=false so that CKA_VALUE can be read (unwrap);
+// otherwise sensitive (wrap: the token only needs CKA_EXTRACTABLE).
+struct KekTemplate {
+  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+  CK_KEY_TYPE type = CKK_GENERIC_SECRET;
+  CK_BBOOL yes = CK_TRUE;
+  CK_BBOOL no = CK_FALSE;
+  CK_BBOOL sensitive;
+  std::array<CK_ATTRIBUTE, 14> attrs{};
+  CK_ULONG count = 0;
+
+  KekTemplate(bool readable, const kms::SecureBytes* key) : sensitive(readable ? CK_FALSE : CK_TRUE) {
+    auto add = [&](CK_ATTRIBUTE a) { attrs[count++] = a; };
+    add(attr(CKA_CLASS, cls));
+    add(attr(CKA_KEY_TYPE, type));
+    add(attr(CKA_TOKEN, no));
+    add(attr(CKA_PRIVATE, yes));
+    add(attr(CKA_SENSITIVE, sensitive));
+    add(attr(CKA_EXTRACTABLE, yes));
+    add(attr(CKA_ENCRYPT, no));
+    add(attr(CKA_DECRYPT, no));
+    add(attr(CKA_SIGN, no));
+    add(attr(CKA_VERIFY, no));
+    add(attr(CKA_WRAP, no));
+    add(attr(CKA_UNWRAP, no));
+    add(attr(CKA_DERIVE, no));
+    if (key != nullptr) add(attr_bytes(CKA_VALUE, key->data(), key->size()));
+  }
+  KekTemplate(const KekTemplate&) = delete;
+  KekTemplate& operator=(const KekTemplate&) = delete;
+};
+
+}  // namespace
+
+std::string_view mech_name(Mech m) noexcept { return m == Mech::kwp ? "CKM_AES_KEY_WRAP_KWP" : "CKM_AES_GCM"; }
+
+kms::Result<void> check_key_to_wrap(const kms::SecureBytes& key) {
+  // Multiples of 8 only: SoftHSM 2.6.1 zero-pads other lengths to 8 bytes
+  // before KWP, and would hand back a longer key than it was given.
+  if (key.size() < kMinKeySize || key.size() > kMaxKeySize || key.size() % 8 != 0) {
+    return fail(Errc::invalid_argument,
+                "key to wrap must be 16..64 bytes, a multiple of 8; got " + std::to_string(key.size()));
+  }
+  return {};
+}
+
+kms::Result<void> check_wrapped(std::span<const std::uint8_t> wrapped) {
+  if (wrapped.empty()) return fail(Errc::decryption_failed, "wrapped key is empty");
+  const std::uint8_t format = wrapped[0];
+  const auto body = wrapped.subspan(1);
+  if (format == kFormatKwp) {
+    // KWP output: 8-byte blocks, at least the 16..64-byte key plus 8.
+    if (body.size() < kMinKeySize + kKwpOverhead || body.size() > kMaxKeySize + kKwpOverhead || body.size() % 8 != 0) {
+      return fail(Errc::decryption_failed, "wrapped key (KWP) has an invalid length");
+    }
+  } else if (format == kFormatGcm) {
+    if (body.size() < kGcmIvSize + kMinKeySize + kGcmTagSize || body.size() > kGcmIvSize + kMaxKeySize + kGcmTagSize) {
+      return fail(Errc::decryption_failed, "wrapped key (GCM) has an invalid length");
+    }
+  } else {
+    return fail(Errc::decryption_failed, "wrapped key has an unknown format");
+  }
+  return {};
+}
+
+bool plausible_key_size(std::size_t n) noexcept { return n >= kMinKeySize && n <= kMaxKeySize; }
+
+Step wrap_kwp(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, const kms::SecureBytes& key,
+              std::vector<std::uint8_t>& out) {
+  KekTemplate t(false, &key);
+  ObjectGuard obj(api, s);
+  if (CK_RV rv = api->C_CreateObject(s, t.attrs.data(), t.count, &obj.handle); rv != CKR_OK) {
+    obj.handle = CK_INVALID_HANDLE;
+    return {"C_CreateObject", rv};
+  }
+  CK_MECHANISM mech{kMechKwp, nullptr, 0};
+  out.assign(1 + key.size() + 2 * kKwpOverhead, 0);
+  out[0] = kFormatKwp;
+  CK_ULONG len = static_cast<CK_ULONG>(out.size() - 1);
+  CK_RV rv = api->C_WrapKey(s, &mech, root, obj.handle, out.data() + 1, &len);
+  if (rv == CKR_BUFFER_TOO_SMALL) {
+    out.assign(1 + len, 0);
+    out[0] = kFormatKwp;
+    rv = api->C_WrapKey(s, &mech, root, obj.handle, out.data() + 1, &len);
+  }
+  if (rv != CKR_OK) return {"C_WrapKey", rv};
+  out.resize(1 + len);
+  return {};
+}
+
+Step unwrap_kwp(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, std::span<const std::uint8_t> body,
+                kms::SecureBytes& out) {
+  KekTemplate t(true, nullptr);
+  ObjectGuard obj(api, s);
+  CK_MECHANISM mech{kMechKwp, nullptr, 0};
+  if (CK_RV rv = api->C_UnwrapKey(s, &mech, root, const_cast<std::uint8_t*>(body.data()),
+                                  static_cast<CK_ULONG>(body.size()), t.attrs.data(), t.count, &obj.handle);
+      rv != CKR_OK) {
+    obj.handle = CK_INVALID_HANDLE;
+    return {"C_UnwrapKey", rv};
+  }
+  out = kms::SecureBytes(body.size());  // the key is shorter than its wrapping
+  CK_ATTRIBUTE a = attr_bytes(CKA_VALUE, out.data(), out.size());
+  if (CK_RV rv = api->C_GetAttributeValue(s, obj.handle, &a, 1); rv != CKR_OK) {
+    out.clear();
+    return {"C_GetAttributeValue(CKA_VALUE)", rv};
+  }
+  out.truncate(static_cast<std::size_t>(a.ulValueLen));
+  return {};
+}
+
+Step wrap_gcm(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, const kms::SecureBytes& key,
+              std::vector<std::uint8_t>& out, bool& op_active) {
+  out.assign(1 + kGcmIvSize + key.size() + kGcmTagSize, 0);
+  out[0] = kFormatGcm;
+  std::uint8_t* iv = out.data() + 1;
+  if (CK_RV rv = api->C_GenerateRandom(s, iv, kGcmIvSize); rv != CKR_OK) return {"C_GenerateRandom", rv};
+  CK_GCM_PARAMS p = gcm_params(iv, kGcmAad);
+  CK_MECHANISM mech{CKM_AES_GCM, &p, sizeof p};  // SoftHSM insists on sizeof with ulIvBits
+  if (CK_RV rv = api->C_EncryptInit(s, &mech, root); rv != CKR_OK) return {"C_EncryptInit", rv};
+  op_active = true;
+  CK_ULONG len = static_cast<CK_ULONG>(out.size() - 1 - kGcmIvSize);
+  const CK_RV rv = api->C_Encrypt(s, const_cast<std::uint8_t*>(key.data()), static_cast<CK_ULONG>(key.size()),
+                                  out.data() + 1 + kGcmIvSize, &len);
+  if (rv != CKR_BUFFER_TOO_SMALL) op_active = false;  // any other result ends the operation
+  if (rv != CKR_OK) return {"C_Encrypt", rv};
+  if (len != key.size() + kGcmTagSize) return {"C_Encrypt", CKR_GENERAL_ERROR};
+  return {};
+}
+
+Step unwrap_gcm(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, std::span<const std::uint8_t> body,
+                kms::SecureBytes& out, bool& op_active) {
+  CK_GCM_PARAMS p = gcm_params(body.data(), kGcmAad);
+  CK_MECHANISM mech{CKM_AES_GCM, &p, sizeof p};
+  if (CK_RV rv = api->C_DecryptInit(s, &mech, root); rv != CKR_OK) return {"C_DecryptInit", rv};
+  op_active = true;
+  const auto ct = body.subspan(kGcmIvSize);
+  out = kms::SecureBytes(ct.size());
+  CK_ULONG len = static_cast<CK_ULONG>(out.size());
+  const CK_RV rv =
+      api->C_Decrypt(s, const_cast<std::uint8_t*>(ct.data()), static_cast<CK_ULONG>(ct.size()), out.data(), &len);
+  if (rv != CKR_BUFFER_TOO_SMALL) op_active = false;
+  if (rv != CKR_OK) {
+    out.clear();
+    return {"C_Decrypt", rv};
+  }
+  out.truncate(static_cast<std::size_t>(len));
+  return {};
+}
+
+Step fallback_check_value(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, Mech mech,
+                          std::vector<std::uint8_t>& out) {
+  kms::SecureBytes zero(16);
+  Step st;
+  if (mech == Mech::kwp) {
+    st = wrap_kwp(api, s, root, zero, out);
+    if (st.ok()) out.erase(out.begin());
+  } else {
+    const std::uint8_t iv[kGcmIvSize] = {};
+    CK_GCM_PARAMS p = gcm_params(iv, kKcvAad);
+    CK_MECHANISM m{CKM_AES_GCM, &p, sizeof p};
+    out.assign(zero.size() + kGcmTagSize, 0);
+    CK_ULONG n = static_cast<CK_ULONG>(out.size());
+    st = {"C_EncryptInit", api->C_EncryptInit(s, &m, root)};
+    if (st.ok()) st = {"C_Encrypt", api->C_Encrypt(s, zero.data(), static_cast<CK_ULONG>(zero.size()), out.data(), &n)};
+  }
+  if (st.ok() && out.size() < kms::kKeyCheckValueSize) st = {"key check value", CKR_GENERAL_ERROR};
+  return st;
+}
+
+}  // namespace rootseal::hsm::detail
