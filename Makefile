@@ -21,7 +21,7 @@ export CCACHE_DIR ?= $(HOME)/.cache/ccache
 export CCACHE_BASEDIR ?= $(CURDIR)
 export CCACHE_NOHASHDIR ?= 1
 
-.PHONY: deps build run test test-release test-asan test-fuzz build-asan build-fuzz bench clean help \
+.PHONY: deps build run test test-release test-asan test-fuzz build-asan build-fuzz fuzz-long bench clean help \
         lint format format-check
 
 help:
@@ -51,7 +51,8 @@ $(FUZZ_DIR)/build.ninja: | deps
 	  -DCMAKE_C_COMPILER=clang-19 -DCMAKE_CXX_COMPILER=clang++-19 \
 	  -DROOTSEAL_BUILD_FUZZ=ON -DROOTSEAL_BUILD_TESTS=OFF -DROOTSEAL_BUILD_BENCH=OFF
 
-# Only the fuzz targets (and the kms and daemon sources they instrument) are built here.
+# Only the fuzz targets (and the module sources they instrument) and the
+# template differential test are built here.
 build-fuzz: deps $(FUZZ_DIR)/build.ninja
 	cmake --build $(FUZZ_DIR) -j $(JOBS) --target rootseal_fuzzers
 
@@ -70,6 +71,15 @@ test-fuzz: build-fuzz
 	cd $(FUZZ_DIR) && ctest $(CTEST_FLAGS) -L fuzz
 
 test: test-release test-asan test-fuzz
+
+# The long campaign: every fuzz target for FUZZ_LONG_SECONDS, at nice 10, on
+# corpora kept outside the checkout (FUZZ_CORPUS_ROOT) that grow run after
+# run; FUZZ_TARGETS (a regex) picks some. See docs/development.md.
+FUZZ_LONG_SECONDS ?= 3600
+FUZZ_CORPUS_ROOT  ?= $(HOME)/.cache/rootseal-fuzz
+FUZZ_TARGETS      ?= .
+fuzz-long: build-fuzz
+	bash tests/fuzz/run-long.sh $(FUZZ_DIR) $(FUZZ_LONG_SECONDS) $(FUZZ_CORPUS_ROOT) '$(FUZZ_TARGETS)'
 
 bench: build
 	bash bench/aead-vs-openssl.sh $(BUILD_DIR)

@@ -163,7 +163,10 @@ Transcript::Audit Transcript::audit() const {
     e.body = std::move(v.as_object());
     if (e.str("format") != kTranscriptFormat) a.problems.push_back(name + ": unknown format");
     const json::value* seq = e.body.if_contains("sequence");
-    if (seq == nullptr || !seq->is_number() || seq->to_number<std::int64_t>() != static_cast<std::int64_t>(l.sequence)) {
+    // The error_code form: a number that is no int64 (1e300, 2^64) is a mismatch, not an exception.
+    json::error_code seq_ec;
+    const std::int64_t seq_n = seq != nullptr && seq->is_number() ? seq->to_number<std::int64_t>(seq_ec) : -1;
+    if (seq == nullptr || !seq->is_number() || seq_ec || seq_n != static_cast<std::int64_t>(l.sequence)) {
       a.problems.push_back(name + ": its \"sequence\" does not match its file name");
     }
     if (e.str("prev_sha256") != prev) {

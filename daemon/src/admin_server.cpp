@@ -135,6 +135,72 @@ kms::Result<kms::SecureBytes> pin_arg(const json::object& req) {
 
 }  // namespace
 
+kms::Result<AdminRequest> parse_admin_request(std::string_view line, std::string* op_out) {
+  LockedJson arena(16 * 1024, 512 * 1024);
+  auto parsed = parse_object(line, arena);
+  if (!parsed) return std::unexpected(parsed.error());
+  const json::object& req = *parsed;
+  const auto* op_value = req.if_contains("op");
+  if (op_value == nullptr || !op_value->is_string() || op_value->as_string().size() > 64) {
+    return fail(Errc::invalid_argument, "missing \"op\"");
+  }
+  AdminRequest r;
+  r.op = std::string(op_value->as_string());
+  if (op_out != nullptr) *op_out = r.op;
+
+  if (r.op == "status" || r.op == "token.list") return r;
+
+  if (r.op == "token.create") {
+    const auto* policies = req.if_contains("policies");
+    if (policies == nullptr || !policies->is_array() || policies->as_array().empty()) {
+      return fail(Errc::invalid_argument, "at least one policy is required (--policy NAME)");
+    }
+    for (const auto& p : policies->as_array()) {
+      if (!p.is_string() || p.as_string().empty() || p.as_string().size() > 128) {
+        return fail(Errc::invalid_argument, "policies: a list of policy names");
+      }
+      std::string name(p.as_string());
+      if (std::find(r.policies.begin(), r.policies.end(), name) == r.policies.end()) r.policies.push_back(std::move(name));
+    }
+    if (const auto* ttl = req.if_contains("ttl_s"); ttl != nullptr) {
+      if (!ttl->is_int64() || ttl->as_int64() < 0 || ttl->as_int64() > kMaxTtl) {
+        return fail(Errc::invalid_argument, "ttl: 0 (no expiry) up to 10 years, in seconds");
+      }
+      r.ttl_s = ttl->as_int64();
+    }
+    if (const auto* rn = req.if_contains("renewable"); rn != nullptr) {
+      if (!rn->is_bool()) return fail(Errc::invalid_argument, "renewable: true or false");
+      r.renewable = rn->as_bool();
+    }
+    if (r.renewable && r.ttl_s == 0) return fail(Errc::invalid_argument, "a renewable token needs a ttl (--ttl)");
+    r.display_name = string_arg(req, "display_name");
+    if (r.display_name.empty()) r.display_name = "token";
+    if (!valid_display_name(r.display_name)) {
+      return fail(Errc::invalid_argument, "display_name: 1..128 of letters, digits, space and ._@:-");
+    }
+    return r;
+  }
+
+  if (r.op == "token.lookup" || r.op == "token.revoke") {
+    r.accessor = string_arg(req, "accessor");
+    if (r.accessor.empty()) return fail(Errc::invalid_argument, "accessor is required");
+    return r;
+  }
+
+  if (r.op == "unseal") {
+    ROOTSEAL_TRY_ASSIGN(r.pin, pin_arg(req));
+    return r;
+  }
+
+  if (r.op == "tpm.reseal") {
+    ROOTSEAL_TRY_ASSIGN(r.pcrs, parse_pcrs(req));
+    r.target = string_arg(req, "target");
+    return r;
+  }
+
+  return fail(Errc::invalid_argument, "unknown op '" + r.op + "'");
+}
+
 // One answer line, serialized in locked memory.
 struct AdminServer::Answer {
   net::SecureBuffer line;
@@ -418,66 +484,27 @@ AdminServer::Answer AdminServer::status() {
   });
 }
 
-// The token a token.create request asks for, checked (not created yet).
-kms::Result<TokenInfo> AdminServer::token_request(const json::object& req) const {
-  TokenInfo info;
-  const auto* policies = req.if_contains("policies");
-  if (policies == nullptr || !policies->is_array() || policies->as_array().empty()) {
-    return fail(Errc::invalid_argument, "at least one policy is required (--policy NAME)");
-  }
-  for (const auto& p : policies->as_array()) {
-    if (!p.is_string() || p.as_string().empty() || p.as_string().size() > 128) {
-      return fail(Errc::invalid_argument, "policies: a list of policy names");
-    }
-    std::string name(p.as_string());
-    if (!deps_.authorizer->has_policy(name)) {
-      return fail(Errc::invalid_argument,
-                  "unknown policy '" + name + "' (declare it under policies: in the configuration)");
-    }
-    if (std::find(info.policies.begin(), info.policies.end(), name) == info.policies.end()) {
-      info.policies.push_back(std::move(name));
-    }
-  }
-  if (const auto* ttl = req.if_contains("ttl_s"); ttl != nullptr) {
-    if (!ttl->is_int64() || ttl->as_int64() < 0 || ttl->as_int64() > kMaxTtl) {
-      return fail(Errc::invalid_argument, "ttl: 0 (no expiry) up to 10 years, in seconds");
-    }
-    info.ttl_s = ttl->as_int64();
-  }
-  if (const auto* r = req.if_contains("renewable"); r != nullptr) {
-    if (!r->is_bool()) return fail(Errc::invalid_argument, "renewable: true or false");
-    info.renewable = r->as_bool();
-  }
-  if (info.renewable && info.ttl_s == 0) {
-    return fail(Errc::invalid_argument, "a renewable token needs a ttl (--ttl)");
-  }
-  info.display_name = string_arg(req, "display_name");
-  if (info.display_name.empty()) info.display_name = "token";
-  if (!valid_display_name(info.display_name)) {
-    return fail(Errc::invalid_argument, "display_name: 1..128 of letters, digits, space and ._@:-");
-  }
-  return info;
-}
-
 asio::awaitable<AdminServer::Answer> AdminServer::dispatch(const Peer& peer, std::string_view line, std::string& op,
                                                            std::string& accessor) {
   (void)peer;
-  LockedJson arena(16 * 1024, 512 * 1024);
-  auto parsed = parse_object(line, arena);
+  auto parsed = parse_admin_request(line, &op);
   if (!parsed) co_return Answer::err(parsed.error());
-  const json::object& req = *parsed;
-  const auto* op_value = req.if_contains("op");
-  if (op_value == nullptr || !op_value->is_string() || op_value->as_string().size() > 64) {
-    co_return Answer::err(Errc::invalid_argument, "missing \"op\"");
-  }
-  op = std::string(op_value->as_string());
+  AdminRequest& req = *parsed;
 
   if (op == "status") co_return status();
 
   if (op == "token.create") {
-    auto checked = token_request(req);
-    if (!checked) co_return Answer::err(checked.error());
-    TokenInfo info = std::move(*checked);
+    TokenInfo info;
+    for (const auto& name : req.policies) {
+      if (!deps_.authorizer->has_policy(name)) {
+        co_return Answer::err(Errc::invalid_argument,
+                              "unknown policy '" + name + "' (declare it under policies: in the configuration)");
+      }
+    }
+    info.policies = std::move(req.policies);
+    info.ttl_s = req.ttl_s;
+    info.renewable = req.renewable;
+    info.display_name = std::move(req.display_name);
     std::optional<kms::Result<TokenStore::Created>> result;
     const std::function<void()> job = [&] { result.emplace(deps_.tokens->create(info, now_unix())); };
     co_await on_pool(*deps_.blocking, job);
@@ -507,8 +534,7 @@ asio::awaitable<AdminServer::Answer> AdminServer::dispatch(const Peer& peer, std
   }
 
   if (op == "token.lookup" || op == "token.revoke") {
-    accessor = string_arg(req, "accessor");
-    if (accessor.empty()) co_return Answer::err(Errc::invalid_argument, "accessor is required");
+    accessor = req.accessor;
     if (op == "token.lookup") {
       auto t = deps_.tokens->lookup_accessor(accessor, now_unix());
       if (!t) co_return Answer::err(Errc::not_found, "no live token with accessor " + accessor);
@@ -523,19 +549,11 @@ asio::awaitable<AdminServer::Answer> AdminServer::dispatch(const Peer& peer, std
     co_return Answer::ok(token_json(*revoked));
   }
 
-  if (op == "unseal") {
-    auto pin = pin_arg(req);
-    if (!pin) co_return Answer::err(pin.error());
-    co_return co_await unseal(*pin);
-  }
+  if (op == "unseal") co_return co_await unseal(req.pin);
 
-  if (op == "tpm.reseal") {
-    auto pcrs = parse_pcrs(req);
-    if (!pcrs) co_return Answer::err(pcrs.error());
-    co_return co_await reseal(string_arg(req, "target"), std::move(*pcrs));
-  }
+  if (op == "tpm.reseal") co_return co_await reseal(req.target, std::move(req.pcrs));
 
-  co_return Answer::err(Errc::invalid_argument, "unknown op '" + op + "'");
+  co_return Answer::err(Errc::internal, "unhandled op '" + op + "'");
 }
 
 asio::awaitable<AdminServer::Answer> AdminServer::unseal(const kms::SecureBytes& pin) {

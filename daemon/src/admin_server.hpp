@@ -37,6 +37,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "auth.hpp"
@@ -46,6 +47,24 @@
 #include "seal_manager.hpp"
 
 namespace rootseal::daemon {
+
+// One request line, parsed and checked as far as it can be without the
+// daemon's state (policy names are checked against the configuration by the
+// server): the op and its arguments. Errors are invalid_argument and never
+// quote the PIN. `op_out` gets the op name as soon as it is known (for the
+// audit line of a refused request). Pure: tests/fuzz calls it directly.
+struct AdminRequest {
+  std::string op;  // status, token.create, token.list, token.lookup, token.revoke, unseal, tpm.reseal
+  std::vector<std::string> policies;  // token.create: distinct, in order
+  std::int64_t ttl_s = 0;
+  bool renewable = false;
+  std::string display_name;  // token.create ("token" when absent)
+  std::string accessor;      // token.lookup, token.revoke
+  kms::SecureBytes pin;      // unseal: 1..128 bytes
+  std::optional<std::vector<std::uint32_t>> pcrs;  // tpm.reseal: sorted
+  std::string target;        // tpm.reseal
+};
+kms::Result<AdminRequest> parse_admin_request(std::string_view line, std::string* op_out = nullptr);
 
 struct AdminDeps {
   const Config* config = nullptr;
@@ -88,7 +107,6 @@ class AdminServer {
   boost::asio::awaitable<void> session(Socket socket);
   static std::optional<Peer> peer_of(Socket& socket);
   Answer status();
-  kms::Result<TokenInfo> token_request(const boost::json::object& req) const;
   boost::asio::awaitable<Answer> dispatch(const Peer& peer, std::string_view line, std::string& op,
                                           std::string& accessor);
   boost::asio::awaitable<Answer> unseal(const kms::SecureBytes& pin);

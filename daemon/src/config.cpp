@@ -25,6 +25,8 @@ Result<void> check_keys(const YAML::Node& node, const std::string& where,
                         const std::set<std::string>& allowed) {
   if (!node.IsMap()) return fail(Errc::invalid_argument, where + ": must be a mapping");
   for (const auto& kv : node) {
+    // A key that is a sequence or mapping (YAML allows them) has no string form.
+    if (!kv.first.IsScalar()) return fail(Errc::invalid_argument, where + ": option names must be plain words");
     const auto key = kv.first.as<std::string>();
     if (!allowed.contains(key)) {
       return fail(Errc::invalid_argument, where + ": unknown option '" + key + "'");
@@ -427,6 +429,7 @@ Result<void> parse_policies(const YAML::Node& n, std::vector<PolicyConfig>& out)
   if (!n.IsMap()) return fail(Errc::invalid_argument, "policies: must be a mapping of name to policy");
   for (const auto& kv : n) {
     PolicyConfig policy;
+    if (!kv.first.IsScalar()) return fail(Errc::invalid_argument, "policies: policy names must be plain words");
     policy.name = kv.first.as<std::string>();
     const std::string where = "policies." + policy.name;
     if (policy.name.empty() || policy.name == "root" || policy.name.size() > 128) {

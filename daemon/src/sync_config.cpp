@@ -18,6 +18,8 @@ namespace {
 Result<void> only_keys(const YAML::Node& node, const std::string& where, const std::set<std::string>& allowed) {
   if (!node.IsMap()) return fail(Errc::invalid_argument, where + ": must be a mapping");
   for (const auto& kv : node) {
+    // A key that is a sequence or mapping (YAML allows them) has no string form.
+    if (!kv.first.IsScalar()) return fail(Errc::invalid_argument, where + ": option names must be plain words");
     const auto key = kv.first.as<std::string>();
     if (!allowed.contains(key)) return fail(Errc::invalid_argument, where + ": unknown option '" + key + "'");
   }
@@ -224,6 +226,7 @@ Result<std::shared_ptr<const sync::EngineConfig>> parse_sync_config(const YAML::
   if (n["stores"]) {
     if (!n["stores"].IsMap()) return fail(Errc::invalid_argument, "sync.stores: must be a mapping of name to store");
     for (const auto& kv : n["stores"]) {
+      if (!kv.first.IsScalar()) return fail(Errc::invalid_argument, "sync.stores: store names must be plain words");
       const auto name = kv.first.as<std::string>();
       sync::HostStoreConfig s;
       ROOTSEAL_TRY_ASSIGN(s, host_store(name, kv.second));

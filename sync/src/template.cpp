@@ -272,12 +272,14 @@ Result<std::vector<Piece>> parse_template(std::string_view text) {
       trim_next = true;
     }
     std::string_view inner = text.substr(inner_start, inner_end - inner_start);
-    const auto first = inner.find_first_not_of(" \t\r\n");
-    if (first != std::string_view::npos && inner.substr(first).starts_with("/*")) {
-      const auto last = inner.find_last_not_of(" \t\r\n");
-      if (last == std::string_view::npos || last < 1 || inner.substr(0, last + 1).substr(first).size() < 4 ||
-          inner.substr(last - 1, 2) != "*/") {
-        return err("unterminated comment");
+    // A comment starts right after "{{" or "{{- " and ends with its first
+    // "*/" right before "}}" or " -}}", as Go's lexer has it ("{{ /* x */ }}"
+    // is an error there, so it is one here).
+    std::string_view comment = inner.substr(inner_start == open + 3 ? 1 : 0);
+    if (comment.starts_with("/*")) {
+      if (trim_next) comment.remove_suffix(1);
+      if (comment.size() < 4 || comment.find("*/", 2) != comment.size() - 2) {
+        return err("a comment must end with \"*/\" right before the closing \"}}\"");
       }
     } else {
       ROOTSEAL_LET(pipe, ActionParser(inner).parse_all());
@@ -310,10 +312,43 @@ Value bytes_value(kms::SecureBytes b) {
 Result<kms::SecureBytes> to_bytes(const Value& v, std::string_view fn) {
   switch (v.kind) {
     case Value::Kind::bytes: return v.bytes.clone();
-    case Value::Kind::json: return json_value_bytes(*v.jv);
+    case Value::Kind::json:
+      // Go would print its map[...] / [...] formatting here: not JSON, not useful.
+      if (v.jv->is_object() || v.jv->is_array()) return err(std::string(fn) + ": a JSON object or array is not text (use toJson)");
+      return json_value_bytes(*v.jv);
     case Value::Kind::root: break;
   }
   return err(std::string(fn) + ": cannot use the whole data map as a string");
+}
+
+// toJson of a JSON value as Go's encoding/json writes what Sprig's fromJson
+// gave: object members sorted by key.
+void serialize_sorted(const json::value& v, SecureBuffer& out) {
+  if (v.is_object()) {
+    std::vector<const json::key_value_pair*> members;
+    for (const auto& kv : v.as_object()) members.push_back(&kv);
+    std::sort(members.begin(), members.end(), [](const auto* a, const auto* b) { return a->key() < b->key(); });
+    out.append("{");
+    for (std::size_t i = 0; i < members.size(); ++i) {
+      if (i != 0) out.append(",");
+      const auto k = members[i]->key();
+      json_quote(std::span(reinterpret_cast<const std::uint8_t*>(k.data()), k.size()), out);
+      out.append(":");
+      serialize_sorted(members[i]->value(), out);
+    }
+    out.append("}");
+  } else if (v.is_array()) {
+    out.append("[");
+    bool first = true;
+    for (const auto& e : v.as_array()) {
+      if (!first) out.append(",");
+      first = false;
+      serialize_sorted(e, out);
+    }
+    out.append("]");
+  } else {
+    serialize_json(v, out);
+  }
 }
 
 class Evaluator {
@@ -417,6 +452,10 @@ class Evaluator {
   Result<Value> call(const std::string& fn, std::vector<Value>& args) {
     if (fn == "index" || fn == "get") {
       if (args.size() < 2 || (fn == "get" && args.size() != 2)) return err(fn + ": wants a collection and a key");
+      // Sprig's get takes a JSON object (fromJson), never the data map.
+      if (fn == "get" && args.front().kind == Value::Kind::root) {
+        return err("get: wants a JSON object (the data map is not one: use index . \"key\")");
+      }
       Value cur = std::move(args.front());
       for (std::size_t i = 1; i < args.size(); ++i) {
         ROOTSEAL_LET(k, to_bytes(args[i], fn));
@@ -440,7 +479,7 @@ class Evaluator {
     if (fn == "toJson") {
       SecureBuffer buf(64);
       if (a.kind == Value::Kind::json) {
-        serialize_json(*a.jv, buf);
+        serialize_sorted(*a.jv, buf);
       } else if (a.kind == Value::Kind::bytes) {
         json_quote(a.bytes.span(), buf);
       } else {

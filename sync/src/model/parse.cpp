@@ -280,9 +280,10 @@ Result<ObjectMeta> parse_meta(const json::value& object) {
   ROOTSEAL_TRY_ASSIGN(m.uid, str_or(*md, "uid", ""));
   ROOTSEAL_TRY_ASSIGN(m.resource_version, str_or(*md, "resourceVersion", ""));
   if (const auto* g = md->get("generation"); g != nullptr) {
-    // A uint64 above int64's range would make to_number throw: refused here.
+    // Kubernetes' generation is an int64; a larger number threw out of
+    // to_number (found by fuzz_eso_manifest): refused here.
     if (!g->is_int64() && !(g->is_uint64() && g->as_uint64() <= static_cast<std::uint64_t>(INT64_MAX))) {
-      return bad(md->at("generation"), "must be an integer (64-bit signed)");
+      return bad(md->at("generation"), "must be an integer of at most 2^63-1");
     }
     m.generation = g->to_number<std::int64_t>();
   }

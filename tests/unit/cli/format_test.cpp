@@ -261,3 +261,19 @@ TEST_CASE("an admin answer (a new token, say) is parsed into locked memory, not 
   CHECK(kms::is_secure_json_storage(token.storage()));
   CHECK(kms::is_secure_json_storage((*data)->storage()));
 }
+
+TEST_CASE("a transcript entry whose sequence is no int64 is a problem, never an exception") {
+  test::TempDir dir("rootseal-tr");
+  cli::Transcript t(dir.path() / "tr");
+  boost::json::object o;
+  o["kind"] = "verify";
+  REQUIRE(t.append(o));
+  const auto p = t.audit().entries.at(0).path;
+  std::string s = test::read_file(p);
+  s.replace(s.find("\"sequence\": 1"), 13, "\"sequence\": 11111111111111111111");
+  test::write_file(p, s);
+  cli::Transcript::Audit a;
+  REQUIRE_NOTHROW(a = t.audit());
+  REQUIRE(a.problems.size() == 1);
+  CHECK(a.problems[0].find("does not match its file name") != std::string::npos);
+}

@@ -377,3 +377,27 @@ TEST_CASE("sync.queue and sync.store_backoff: defaults, values, and out-of-range
     CHECK_THAT(r.error().message, Catch::Contains(what));
   }
 }
+
+// Found by tests/fuzz (fuzz_config_yaml): YAML allows a sequence or a mapping
+// as a key, which has no string form; yaml-cpp threw out of parse_config.
+TEST_CASE("a key that is not a plain word is refused, never thrown") {
+  struct Case {
+    const char* yaml;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"? [a, b]\n: 1\n", "config: option names must be plain words"},
+      {"listen:\n  ? {x: 1}\n  : 2\n", "listen: option names must be plain words"},
+      {"policies:\n  ? [p]\n  : {keys: [a], operations: [read]}\n", "policies: policy names must be plain words"},
+      {"sync:\n  ? [enabled]\n  : true\n", "sync: option names must be plain words"},
+      {"sync:\n  stores:\n    ? [central]\n    : {kind: vault}\n", "sync.stores: store names must be plain words"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.yaml);
+    kms::Result<Config> cfg = kms::fail(kms::Errc::internal, "not run");
+    REQUIRE_NOTHROW(cfg = parse_config(c.yaml));
+    REQUIRE_FALSE(cfg);
+    CHECK(cfg.error().code == kms::Errc::invalid_argument);
+    CHECK_THAT(cfg.error().message, Catch::Contains(c.message));
+  }
+}

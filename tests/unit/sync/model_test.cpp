@@ -320,3 +320,15 @@ TEST_CASE("PushSecrets v1alpha1 parse, with the selector.remoteRef extension") {
   REQUIRE_FALSE(bad.has_value());
   CHECK(bad.error().message == "spec.data[0].match.remoteRef.remoteKey: required");
 }
+
+// Found by tests/fuzz (fuzz_eso_manifest): a generation beyond int64 threw out of the parser.
+TEST_CASE("a metadata.generation beyond int64 is a clear error, never thrown") {
+  const auto v = json::parse(R"({"apiVersion":"external-secrets.io/v1","kind":"ExternalSecret",
+      "metadata":{"name":"db","namespace":"team-a","generation":11111111111111111111},"spec":{}})");
+  rootseal::kms::Result<ObjectMeta> r = rootseal::kms::fail(rootseal::kms::Errc::internal, "not run");
+  REQUIRE_NOTHROW(r = parse_meta(v));
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().message == "metadata.generation: must be an integer of at most 2^63-1");
+  CHECK_NOTHROW(parse_external_secret(v));
+  CHECK_FALSE(parse_external_secret(v).has_value());
+}

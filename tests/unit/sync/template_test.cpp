@@ -67,3 +67,22 @@ TEST_CASE("unsupported template constructs and missing keys are clear errors") {
   CHECK(check_template("{{ .a | b64enc }}").has_value());
   CHECK_FALSE(check_template("{{ with .a }}").has_value());
 }
+
+// Found by tests/fuzz/template_diff against Go's text/template + Sprig (ESO engine v2).
+TEST_CASE("templates follow Go where ESO's engine would differ") {
+  // Comments: "/*" right after "{{" (or "{{- "), "*/" right before "}}" (or " -}}").
+  CHECK(render("a {{- /* c */ -}} b") == "ab");
+  CHECK(error("{{ /* c */ }}") == "template: unexpected '/' in action");
+  CHECK(error("{{/* c */ }}") == "template: a comment must end with \"*/\" right before the closing \"}}\"");
+  CHECK(error("{{/* a */ b */}}") == "template: a comment must end with \"*/\" right before the closing \"}}\"");
+  // toJson writes object members sorted by key, as Go's encoding/json does.
+  CHECK(render(R"({{ "{\"b\":1,\"a\":{\"d\":[2],\"c\":null}}" | fromJson | toJson }})") ==
+        R"({"a":{"c":null,"d":[2]},"b":1})");
+  // A JSON object or array is not text (Go prints map[...]); get wants a JSON object.
+  CHECK(error("{{ .cfg | fromJson }}") == "template: output: a JSON object or array is not text (use toJson)");
+  CHECK(error("{{ (.cfg | fromJson).list | toString }}") ==
+        "template: toString: a JSON object or array is not text (use toJson)");
+  CHECK(error("{{ get . \"user\" }}") ==
+        "template: get: wants a JSON object (the data map is not one: use index . \"key\")");
+  CHECK(render("{{ (.cfg | fromJson).db.host }}") == "h1");
+}

@@ -1,0 +1,160 @@
+// Fuzz target: the Kubernetes API client's decoding of what an API server
+// sends (sync/src/kube/kube_client.cpp): list pages (with continue tokens
+// and a 410 restart), watch-event streams (one JSON event per line, BOOKMARK
+// and ERROR events), single objects and Status error bodies, for a plain and
+// a sensitive (Secret: locked-memory JSON) resource. The real KubeClient
+// talks HTTP to the scripted loopback server (scripted_server.hpp).
+//
+// Input: line 1 the call: list | watch | get | create, followed by " secret"
+// for the sensitive resource; then the answers: blocks separated by a line
+// "--", each "<status>\n<body>" (see parse_script).
+// Properties beyond "no crash, no sanitizer report, no leak":
+//  - a failure is an ApiError with a code in 0..999, a message, and a
+//    kms::Error mapping to one of the documented codes;
+//  - agreement with a second JSON reader (boost::json on the plain heap):
+//    get/create give exactly the body's value; a list that needed no
+//    restart has the items of the pages it read, in order; a watch's
+//    events are the "object"s of the stream's lines, in order.
+#include <boost/json.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fuzz_util.hpp"
+#include "kube/kube_client.hpp"
+#include "remote_loop.hpp"
+#include "scripted_server.hpp"
+
+namespace json = boost::json;
+namespace kube = rootseal::sync::kube;
+using namespace rootseal;
+
+namespace {
+
+fuzz::ScriptedServer& server() {
+  static auto* s = new fuzz::ScriptedServer();  // lives for the whole run
+  return *s;
+}
+
+const kube::GroupVersionResource& plain_gvr() {
+  static const kube::GroupVersionResource g{"external-secrets.io", "v1", "externalsecrets", "ExternalSecret", true, false};
+  return g;
+}
+
+void check_error(const kube::ApiError& e) {
+  fuzz::require(e.code >= 0 && e.code < 1000, "ApiError code range");
+  fuzz::require(!e.message.empty() && !e.describe().empty(), "ApiError has a message");
+  fuzz::require(e.retry_after.count() >= 0 && e.retry_after.count() <= 3600, "retry_after range");
+  fuzz::require_clean_error(e.to_error(),
+                            {kms::Errc::not_found, kms::Errc::already_exists, kms::Errc::conflict,
+                             kms::Errc::permission_denied, kms::Errc::invalid_argument, kms::Errc::unavailable},
+                            "ApiError maps to a documented code");
+}
+
+std::optional<json::value> plain_parse(std::string_view s) {
+  json::error_code ec;
+  json::parse_options o;
+  o.max_depth = 128;
+  json::value v = json::parse(s, ec, {}, o);
+  if (ec) return std::nullopt;
+  return v;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  std::string_view in = fuzz::as_text(data, size);
+  std::string_view call = fuzz::next_line(in);
+  const bool sensitive = call.ends_with(" secret");
+  if (sensitive) call.remove_suffix(7);
+  const auto& gvr = sensitive ? kube::secrets_gvr() : plain_gvr();
+  auto script = fuzz::parse_script(in);
+  const auto answers = script;
+  server().set_script(std::move(script));
+
+  // One io_context and one client for the whole run, as the engine keeps
+  // them (the client holds no state between calls but pooled connections).
+  static boost::asio::io_context io;
+  static const std::shared_ptr<kube::KubeClient> client = [] {
+    kube::KubeConfig cfg;
+    cfg.server = server().url();
+    kube::ClientOptions options;
+    options.qps = 1e9;
+    options.burst = 1000000;
+    options.request_timeout = std::chrono::seconds(10);
+    auto made = kube::KubeClient::create(io.get_executor(), std::move(cfg), options);
+    if (!made) fuzz::fail_property("client");
+    return *made;
+  }();
+  auto& c = *client;
+
+  if (call == "get" || call == "create") {
+    const json::value obj = json::object{{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", {{"name", "x"}}}};
+    auto r = fuzz::run_to_completion(io, [&]() -> boost::asio::awaitable<kube::KubeResult<json::value>> {
+      if (call == "get") co_return co_await c.get(gvr, "default", "x");
+      co_return co_await c.create(gvr, "default", obj);
+    });
+    if (!r) {
+      check_error(r.error());
+      return 0;
+    }
+    fuzz::require(!answers.empty() && answers[0].status < 300, "success only from a 2xx answer");
+    const auto plain = plain_parse(answers[0].body);
+    fuzz::require(plain && *plain == *r, "the object is the body's value");
+  } else if (call == "list") {
+    kube::ListOptions lo;
+    lo.page_size = 2;
+    auto r = fuzz::run_to_completion(io, [&]() -> boost::asio::awaitable<kube::KubeResult<kube::ListResult>> {
+      co_return co_await c.list(gvr, "default", lo);
+    });
+    if (!r) {
+      check_error(r.error());
+      return 0;
+    }
+    fuzz::require(r->pages >= 1 && r->pages <= server().requests(), "pages read");
+    if (r->pages == server().requests()) {  // no restart: the pages are the first answers
+      json::array expected;
+      for (std::size_t i = 0; i < r->pages; ++i) {
+        fuzz::require(answers.size() > i && answers[i].status < 300, "pages are 2xx answers");
+        const auto page = plain_parse(answers[i].body);
+        fuzz::require(page && page->is_object(), "a page the client read is a JSON object");
+        if (const auto* items = page->as_object().if_contains("items"); items != nullptr && items->is_array()) {
+          for (const auto& it : items->as_array()) expected.push_back(it);
+        }
+      }
+      fuzz::require(json::value(expected) == json::value(r->items), "the list's items are the pages' items");
+    }
+  } else if (call == "watch") {
+    std::vector<kube::WatchEvent> events;
+    kube::WatchOptions wo;
+    wo.resource_version = "1";
+    auto r = fuzz::run_to_completion(io, [&]() -> boost::asio::awaitable<kube::KubeResult<void>> {
+      co_return co_await c.watch(gvr, "default", wo, [&](kube::WatchEvent&& e) {
+        events.push_back(std::move(e));
+        return true;
+      });
+    });
+    if (!r) check_error(r.error());
+    if (!events.empty()) {
+      fuzz::require(!answers.empty() && answers[0].status < 300, "events only from a 2xx stream");
+      std::string_view body = answers[0].body;
+      std::size_t i = 0;
+      while (!body.empty() && i < events.size()) {
+        std::string_view line = fuzz::next_line(body);
+        while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+        while (!line.empty() && (line.front() == ' ' || line.front() == '\r')) line.remove_prefix(1);
+        if (line.empty()) continue;
+        const auto ev = plain_parse(line);
+        fuzz::require(ev && ev->is_object() && ev->as_object().contains("object"), "an event line the client took");
+        fuzz::require(ev->as_object().at("object") == events[i].object, "the event's object is the line's");
+        ++i;
+      }
+      fuzz::require(i == events.size(), "one event per line");
+    }
+  }
+  return 0;
+}

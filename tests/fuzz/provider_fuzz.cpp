@@ -1,0 +1,204 @@
+// Fuzz target: every provider's handling of what its remote service answers
+// (sync/src/providers/): Vault KV v2 (reads, AppRole login, token lookup),
+// AWS Secrets Manager (GetSecretValue, DescribeSecret, writes), Azure Key
+// Vault and GCP Secret Manager (OAuth token answers, secret and version
+// reads, writes), success and error bodies. The real providers talk HTTP to
+// the scripted loopback server (scripted_server.hpp).
+//
+// Input: line 1 "<provider> <op> <key> [<property>]", provider one of vault,
+// vault-approle, aws, azure, gcp; op one of fetch, fetch_all, validate,
+// describe, ensure, put, put_new, remove (pull ops for vault/aws, push ops
+// for aws/azure/gcp); then the answers, in the order the provider asks:
+// blocks separated by a line "--", each "<status>\n<body>".
+//
+// The providers' pauses between retries (providers::sleep_for, called from
+// vault_kv2.cpp and aws_sm.cpp) are linked to a no-op here (-Wl,--wrap):
+// a retry is immediate, so the fuzzer is not slowed by backoff; what a
+// retry reads is unchanged. 429/5xx are not scripted (parse_script).
+//
+// Properties beyond "no crash, no sanitizer report, no leak":
+//  - a failure is one of the documented provider errors (provider.hpp:
+//    not_found, permission_denied, unavailable, invalid_argument,
+//    bad_base64) with a message;
+//  - agreement with a second JSON reader for Vault: a fetch_all that
+//    succeeded on a one-answer script gives exactly the string members of
+//    the answer's data.data (boost::json on the plain heap), non-strings as
+//    their JSON text.
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/json.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "fuzz_util.hpp"
+#include "providers/aws_sm.hpp"
+#include "providers/azure_kv.hpp"
+#include "providers/gcp_sm.hpp"
+#include "providers/vault_kv2.hpp"
+#include "remote_loop.hpp"
+#include "scripted_server.hpp"
+
+namespace json = boost::json;
+namespace providers = rootseal::sync::providers;
+using namespace rootseal;
+
+// The no-op pause (see above). The name is providers::sleep_for's, wrapped.
+boost::asio::awaitable<void> fuzz_no_sleep(std::chrono::milliseconds)
+    asm("__wrap__ZN8rootseal4sync9providers9sleep_forENSt6chrono8durationIlSt5ratioILl1ELl1000EEEE");
+boost::asio::awaitable<void> fuzz_no_sleep(std::chrono::milliseconds) { co_return; }
+
+namespace {
+
+fuzz::ScriptedServer& server() {
+  static auto* s = new fuzz::ScriptedServer();  // lives for the whole run
+  return *s;
+}
+
+// A GCP service-account key file with a fresh RSA key, made once.
+const std::string& gcp_key_json() {
+  static const std::string key = [] {
+    EVP_PKEY* pkey = EVP_RSA_gen(2048);
+    if (pkey == nullptr) fuzz::fail_property("RSA key");
+    BIO* bio = BIO_new(BIO_s_mem());
+    PEM_write_bio_PrivateKey(bio, pkey, nullptr, nullptr, 0, nullptr, nullptr);
+    char* p = nullptr;
+    const long n = BIO_get_mem_data(bio, &p);
+    std::string pem(p, static_cast<std::size_t>(n));
+    BIO_free(bio);
+    EVP_PKEY_free(pkey);
+    return json::serialize(json::object{{"type", "service_account"},
+                                        {"client_email", "fuzz@fuzz-project.iam.gserviceaccount.com"},
+                                        {"private_key_id", "k1"},
+                                        {"private_key", pem}});
+  }();
+  return key;
+}
+
+template <class T>
+void check(const kms::Result<T>& r) {
+  if (r) return;
+  fuzz::require_clean_error(r.error(),
+                            {kms::Errc::not_found, kms::Errc::permission_denied, kms::Errc::unavailable,
+                             kms::Errc::invalid_argument, kms::Errc::bad_base64},
+                            "provider error code");
+}
+
+std::string text(const kms::SecureBytes& b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
+
+void vault_agreement(const sync::SecretMap& got, const std::vector<fuzz::ScriptedAnswer>& answers) {
+  if (answers.size() != 1 || server().requests() != 1) return;
+  json::error_code ec;
+  const json::value v = json::parse(answers[0].body, ec);
+  fuzz::require(!ec && v.is_object(), "vault: a read answer the provider took is JSON");
+  const json::value& inner = v.at("data").at("data");
+  fuzz::require(inner.is_object() && inner.as_object().size() == got.size(), "vault: one entry per member");
+  for (const auto& kv : inner.as_object()) {
+    const auto it = got.find(std::string_view(kv.key()));
+    fuzz::require(it != got.end(), "vault: every member is an entry");
+    const std::string want = kv.value().is_string() ? std::string(kv.value().as_string()) : json::serialize(kv.value());
+    fuzz::require(text(it->second) == want, "vault: the entry is the member's value");
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  std::string_view in = fuzz::as_text(data, size);
+  std::string_view head = fuzz::next_line(in);
+  const std::string provider(fuzz::next_part(head, " "));
+  const std::string op(fuzz::next_part(head, " "));
+  const std::string key(fuzz::next_part(head, " "));
+  const std::string property(head);
+  auto script = fuzz::parse_script(in);
+  const auto answers = script;
+  server().set_script(std::move(script));
+  const std::string url = server().url();
+
+  // One io_context for the run; providers are made per input (they cache
+  // tokens, which would make an input's answers depend on earlier inputs).
+  static boost::asio::io_context io;
+  const auto ex = io.get_executor();
+  std::shared_ptr<sync::Provider> pull;
+  std::shared_ptr<sync::PushProvider> push;
+  if (provider == "vault" || provider == "vault-approle") {
+    sync::VaultSpec s;
+    s.server = url;
+    if (provider == "vault") {
+      s.token = kms::SecureBytes::copy_of(std::string_view("fuzz-vault-token"));
+    } else {
+      s.role_id = "fuzz-role";
+      s.secret_id = kms::SecureBytes::copy_of(std::string_view("fuzz-secret-id"));
+    }
+    auto p = providers::make_vault_provider(ex, std::move(s));
+    fuzz::require(p.has_value(), "vault provider");
+    pull = *p;
+  } else if (provider == "aws") {
+    sync::AwsSpec s;
+    s.region = "us-east-1";
+    s.endpoint = url;
+    s.access_key_id = kms::SecureBytes::copy_of(std::string_view("AKIDFUZZ"));
+    s.secret_access_key = kms::SecureBytes::copy_of(std::string_view("fuzz-secret-key"));
+    s.writes_per_second = 1e9;
+    auto p = providers::make_aws_provider(ex, std::move(s));
+    fuzz::require(p.has_value(), "aws provider");
+    pull = *p;
+    push = *p;
+  } else if (provider == "azure") {
+    sync::AzureSpec s;
+    s.vault_url = url;
+    s.authority_host = url;
+    s.tenant_id = "fuzz-tenant";
+    s.client_id = "fuzz-client";
+    s.client_secret = kms::SecureBytes::copy_of(std::string_view("fuzz-client-secret"));
+    auto p = providers::make_azure_provider(ex, std::move(s));
+    fuzz::require(p.has_value(), "azure provider");
+    push = *p;
+  } else if (provider == "gcp") {
+    sync::GcpSpec s;
+    s.project_id = "fuzz-project";
+    s.endpoint = url;
+    s.token_uri = url + "/token";
+    s.service_account_json = kms::SecureBytes::copy_of(std::string_view(gcp_key_json()));
+    auto p = providers::make_gcp_provider(ex, std::move(s));
+    fuzz::require(p.has_value(), "gcp provider");
+    push = *p;
+  } else {
+    return 0;
+  }
+
+  sync::RemoteRef ref;
+  ref.key = key;
+  ref.property = property;
+  sync::PushRef pref;
+  pref.remote_key = key;
+  pref.property = property;
+  const auto value = kms::SecureBytes::copy_of(std::string_view("fuzz-value"));
+  if (pull && op == "fetch") {
+    check(fuzz::run_to_completion(io, [&] { return pull->fetch(ref); }));
+  } else if (pull && op == "fetch_all") {
+    const auto r = fuzz::run_to_completion(io, [&] { return pull->fetch_all(ref); });
+    check(r);
+    if (r && provider == "vault" && property.empty()) vault_agreement(*r, answers);
+  } else if (pull && op == "validate") {
+    check(fuzz::run_to_completion(io, [&] { return pull->validate(); }));
+  } else if (push && op == "validate") {
+    check(fuzz::run_to_completion(io, [&] { return push->validate(); }));
+  } else if (push && op == "describe") {
+    check(fuzz::run_to_completion(io, [&] { return push->describe(key); }));
+  } else if (push && op == "ensure") {
+    check(fuzz::run_to_completion(io, [&] { return push->ensure_managed(key); }));
+  } else if (push && (op == "put" || op == "put_new")) {
+    check(fuzz::run_to_completion(io, [&] { return push->put_if_changed(pref, value, op == "put_new"); }));
+  } else if (push && op == "remove") {
+    check(fuzz::run_to_completion(io, [&] { return push->remove(pref); }));
+  }
+  return 0;
+}

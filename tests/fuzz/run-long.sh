@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The long fuzzing campaign (`make fuzz-long`): every target of the fuzz build
+# for SECONDS each, one after the other, at low priority, each with a
+# persistent corpus outside the source tree (CORPUS_ROOT/<target>, seeded
+# from tests/fuzz/corpus) that grows from run to run. A crash, leak or
+# sanitizer report stops that target, keeps the input as
+# CORPUS_ROOT/<target>.crash-* and makes the campaign fail at the end.
+# Prints executions per target. Add a crash input to tests/fuzz/corpus/<dir>
+# once fixed: it is then replayed by every `make test`.
+#
+#   tests/fuzz/run-long.sh <fuzz build dir> <seconds> <corpus root> [target regex]
+set -uo pipefail
+
+build=${1:?fuzz build dir}
+seconds=${2:?seconds per target}
+root=${3:?corpus root}
+filter=${4:-.}
+list="$build/tests/fuzz/fuzz-targets.txt"
+[[ -f $list ]] || { echo "run-long: $list missing (configure the fuzz build first)" >&2; exit 2; }
+mkdir -p "$root"
+failed=()
+summary=()
+while IFS='=' read -r name seeds; do
+  [[ -n $name && $name =~ $filter ]] || continue
+  bin="$build/tests/fuzz/$name"
+  [[ -x $bin ]] || { echo "run-long: $bin missing (make build-fuzz)" >&2; exit 2; }
+  mkdir -p "$root/$name"
+  log="$root/$name.log"
+  echo "== $name: ${seconds}s, corpus $root/$name (seeds $seeds)"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    nice -n 10 "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
+    -print_final_stats=1 -artifact_prefix="$root/$name.crash-" "$root/$name" "$seeds" >"$log" 2>&1
+  rc=$?
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+  corpus=$(find "$root/$name" -type f | wc -l)
+  summary+=("$name: ${execs:-?} executions, corpus $corpus, exit $rc")
+  if ((rc != 0)); then
+    failed+=("$name")
+    tail -40 "$log"
+  fi
+done <"$list"
+printf '%s\n' "${summary[@]}"
+if ((${#failed[@]})); then
+  echo "run-long: findings in ${failed[*]} (inputs: $root/<target>.crash-*, logs: $root/<target>.log)" >&2
+  exit 1
+fi

@@ -1,0 +1,224 @@
+// template_diff: rootseal's template engine against the reference, Go's
+// text/template + Sprig as ESO's engine v2 runs it (template_ref/main.go).
+//
+//   template_diff <template_ref binary> <case folder> <generated cases>
+//
+// Cases: every file of the folder (the fuzz corpus, format in
+// template_cases.hpp) and a fixed-seed generated set built from the
+// supported constructs, refused constructs and near-misses, over data of
+// printable ASCII. Each case is rendered by both; the rules:
+//   1. both render: the outputs are identical;
+//   2. Go refuses: rootseal refuses too (rendering what ESO cannot would
+//      make a Secret ESO would not), except the documented extension
+//      (docs/sync.md) of `index` walking JSON arrays with a digit-string key;
+//   3. rootseal refuses, Go renders: only for a documented refusal of the
+//      subset (if/range/variables/numbers/unknown functions/escapes:
+//      "not supported"), and the documented strict cases: b64dec/fromJson
+//      of bad input (Sprig renders its error text / nothing), the whole data
+//      map or a JSON object/array as text (Go prints map[...] — with every
+//      value, for the data map), a missing key (Sprig's get/index give an
+//      empty value; missingkey=error) and a pipeline ending in '|' (which Go
+//      accepts).
+// Any other outcome is a failure; the cases are printed (no data values:
+// the data here is test data).
+#include <boost/json.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <unistd.h>
+#include <vector>
+
+#include "rootseal/kms/encoding.hpp"
+#include "template.hpp"
+#include "template_cases.hpp"
+
+namespace json = boost::json;
+namespace fs = std::filesystem;
+using namespace rootseal;
+
+namespace {
+
+struct Case {
+  std::string name;
+  std::string text;
+  sync::SecretMap data;
+};
+
+std::string b64(std::string_view s) {
+  return kms::base64_encode({reinterpret_cast<const std::uint8_t*>(s.data()), s.size()});
+}
+std::string str(const kms::SecureBytes& b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
+
+// A generated template: pieces of literal text and actions over the data's keys.
+std::string generate(std::mt19937& rng, const std::vector<std::string>& keys) {
+  auto pick = [&](const auto& v) -> const auto& { return v[std::uniform_int_distribution<std::size_t>(0, v.size() - 1)(rng)]; };
+  auto chance = [&](int pct) { return std::uniform_int_distribution<int>(0, 99)(rng) < pct; };
+  static const std::vector<std::string> unary = {"b64enc", "upper", "lower", "trim", "toString", "quote", "toJson"};
+  static const std::vector<std::string> literals = {"\"lit\"", "`raw`", "\"a b\"", "\"\"", "\"x\\ty\"", "\"q\\\"\""};
+  static const std::vector<std::string> odd = {"{{ if .user }}y{{ end }}", "{{ range . }}x{{ end }}", "{{ $x := 1 }}",
+                                               "{{ 42 }}", "{{ .user | sha256sum }}", "{{ }}", "{{ .user",
+                                               "{{ .user.x }}", "{{ . }}", "{{ .nope }}", "{{ \"\\x41\" }}",
+                                               "{{ print .user }}", "{{/* c */}}", "{{- /* c */ -}}", "{{ /* c */ }}",
+                                               "{{ .user | }}", "{{ (.user) }}", "{{ ( .user | upper ).x }}",
+                                               "{{ index . \"user\" }}", "{{ index . }}", "{{ get . \"user\" }}",
+                                               "{{ \"YQ==\" | b64dec }}", "{{ \"!\" | b64dec }}", "{{ .json | fromJson | toString }}",
+                                               "{{ (.json | fromJson).host }}", "{{ (.json | fromJson).port }}",
+                                               "{{ index (.json | fromJson) \"list\" \"0\" }}", "{{ \"{}\" | fromJson }}"};
+  std::string out;
+  const int pieces = std::uniform_int_distribution<int>(1, 4)(rng);
+  for (int i = 0; i < pieces; ++i) {
+    if (chance(30)) out += pick(std::vector<std::string>{"text ", " - ", "\n", "a:", "  ", "{", "}", "x}y"});
+    if (chance(15)) {
+      out += pick(odd);
+      continue;
+    }
+    std::string value = chance(80) ? (chance(85) ? "." + pick(keys) : "index . \"" + pick(keys) + "\"") : pick(literals);
+    const int fns = std::uniform_int_distribution<int>(0, 3)(rng);
+    std::string action = value;
+    for (int f = 0; f < fns; ++f) {
+      const std::string fn = pick(unary);
+      if (chance(50)) {
+        action += " | " + fn;
+      } else {
+        action = fn + " (" + action + ")";
+      }
+    }
+    const std::string open = chance(20) ? "{{- " : "{{ ";
+    const std::string close = chance(20) ? " -}}" : " }}";
+    out += open + action + close;
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 4) {
+    std::cerr << "usage: template_diff <template_ref> <case folder> <generated cases>\n";
+    return 2;
+  }
+  const std::string ref = argv[1];
+  const fs::path folder = argv[2];
+  const int generated = std::atoi(argv[3]);
+  if (!fs::is_regular_file(ref) || !fs::is_directory(folder)) {
+    std::cerr << "template_diff: missing " << (fs::is_regular_file(ref) ? folder.string() : ref) << "\n";
+    return 2;
+  }
+
+  std::vector<Case> cases;
+  for (const auto& e : fs::directory_iterator(folder)) {
+    std::ifstream f(e.path(), std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    const std::string in = ss.str();
+    auto c = fuzz::parse_template_case(in);
+    if (!c) continue;
+    cases.push_back({e.path().filename().string(), std::string(c->text), std::move(c->data)});
+  }
+  const std::size_t from_folder = cases.size();
+  std::mt19937 rng(20261206);
+  sync::SecretMap gen_data;
+  gen_data.emplace("user", kms::SecureBytes::copy_of(std::string_view("alice")));
+  gen_data.emplace("password", kms::SecureBytes::copy_of(std::string_view("s3cr\"et pw\\x")));
+  gen_data.emplace("b64", kms::SecureBytes::copy_of(std::string_view("aGVsbG8gd29ybGQ=")));
+  gen_data.emplace("json", kms::SecureBytes::copy_of(std::string_view(R"({"host":"db","port":5432,"list":["a","b"]})")));
+  gen_data.emplace("my-key", kms::SecureBytes::copy_of(std::string_view("  padded\tvalue  ")));
+  gen_data.emplace("empty", kms::SecureBytes());
+  const std::vector<std::string> keys = {"user", "password", "b64", "json", "my-key", "empty"};
+  for (int i = 0; i < generated; ++i) {
+    Case c{"generated-" + std::to_string(i), generate(rng, keys), {}};
+    for (const auto& [k, v] : gen_data) c.data.emplace(k, v.clone());
+    cases.push_back(std::move(c));
+  }
+
+  // The requests, one JSON line each, through the reference in one run.
+  char in_path[] = "/tmp/rootseal-template-diff-XXXXXX";
+  const int fd = ::mkstemp(in_path);
+  if (fd < 0) return 2;
+  ::close(fd);
+  {
+    std::ofstream req(in_path, std::ios::binary);
+    for (const auto& c : cases) {
+      json::object d;
+      for (const auto& [k, v] : c.data) d[k] = b64(str(v));
+      req << json::serialize(json::object{{"t", b64(c.text)}, {"d", std::move(d)}}) << "\n";
+    }
+  }
+  const std::string cmd = "'" + ref + "' < " + in_path;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::vector<json::value> answers;
+  std::string line;
+  for (int ch; p != nullptr && (ch = std::fgetc(p)) != EOF;) {
+    if (ch != '\n') {
+      line.push_back(static_cast<char>(ch));
+      continue;
+    }
+    answers.push_back(json::parse(line));
+    line.clear();
+  }
+  const int status = p != nullptr ? ::pclose(p) : -1;
+  ::unlink(in_path);
+  if (status != 0 || answers.size() != cases.size()) {
+    std::cerr << "template_diff: the reference failed (status " << status << ", " << answers.size() << " of "
+              << cases.size() << " answers)\n";
+    return 2;
+  }
+
+  int agree = 0, both_refuse = 0, stricter = 0, extension = 0, failures = 0;
+  static constexpr std::string_view kDocumentedRefusals[] = {
+      "not supported", "unsupported escape", "b64dec: the value is not valid base64", "fromJson: the value is not valid JSON",
+      "cannot use the whole data map", "index: wants a collection and a key", "is not text (use toJson)",
+      "map has no entry for key", "missing command after '|'"};
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const auto& c = cases[i];
+    const auto& a = answers[i].as_object();
+    const bool go_ok = a.at("ok").as_bool();
+    std::string go_out;
+    if (go_ok && a.contains("out")) {
+      auto d = kms::base64_decode(std::string_view(a.at("out").as_string()));
+      go_out.assign(d->begin(), d->end());
+    }
+    const auto r = sync::render_template(c.text, c.data);
+    std::string verdict;
+    if (r && go_ok) {
+      if (str(*r) == go_out) {
+        ++agree;
+        continue;
+      }
+      verdict = "different output: rootseal " + json::serialize(json::value(str(*r))) + ", Go " +
+                json::serialize(json::value(go_out));
+    } else if (!r && !go_ok) {
+      ++both_refuse;
+      continue;
+    } else if (r && !go_ok) {
+      const std::string err(a.at("err").as_string());
+      if (err.find("cannot index slice/array with type string") != std::string::npos) {
+        ++extension;
+        continue;
+      }
+      verdict = "rootseal renders what Go refuses (" + err + "): " + json::serialize(json::value(str(*r)));
+    } else {
+      bool documented = false;
+      for (const auto m : kDocumentedRefusals) documented = documented || r.error().message.find(m) != std::string::npos;
+      if (documented) {
+        ++stricter;
+        continue;
+      }
+      verdict = "rootseal refuses (" + r.error().message + ") what Go renders: " + json::serialize(json::value(go_out));
+    }
+    ++failures;
+    std::cout << "MISMATCH " << c.name << " template " << json::serialize(json::value(c.text)) << "\n  " << verdict << "\n";
+  }
+  std::cout << "template_diff: " << cases.size() << " cases (" << from_folder << " from " << folder.string() << ", "
+            << generated << " generated): " << agree << " same output, " << both_refuse << " refused by both, "
+            << stricter << " refused by rootseal only (documented), " << extension
+            << " index-on-array extension, " << failures << " mismatches\n";
+  return failures == 0 ? 0 : 1;
+}
