@@ -264,7 +264,10 @@ std::chrono::seconds expires_in(const boost::json::value& answer) {
     auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     if (ec == std::errc{} && end == s.data() + s.size()) ttl = v;
   }
-  return std::chrono::seconds(ttl);
+  // The provider's number is outside input: the caller adds it to the clock,
+  // so it is bounded first (a token lives a day at most; a negative one is spent).
+  constexpr std::int64_t kMaxTokenLifetime = 24 * 3600;
+  return std::chrono::seconds(std::clamp<std::int64_t>(ttl, 0, kMaxTokenLifetime));
 }
 
 asio::awaitable<kms::Result<net::ClientResponse>> bearer_request(BearerAuth& auth, StoreHealth& health,

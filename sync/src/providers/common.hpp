@@ -164,7 +164,8 @@ class BearerAuth {
   std::chrono::steady_clock::time_point expiry_{};
 };
 
-// expires_in of a token answer (a number, or a string of digits); 3599 if absent.
+// expires_in of a token answer (a number, or a string of digits); 3599 if
+// absent; bounded to 0..24 h before anyone adds it to a clock.
 std::chrono::seconds expires_in(const boost::json::value& token_answer);
 
 struct CallCounters {

@@ -43,6 +43,17 @@ TEST_CASE("decoding: ESO strategies None, Base64, Base64URL, Auto") {
   CHECK(bad.error().message.find("Base64URL") != std::string::npos);
 }
 
+TEST_CASE("a token answer's expires_in is bounded before it meets a clock") {
+  using std::chrono::seconds;
+  const auto of = [](std::string_view j) { return sync::providers::expires_in(boost::json::parse(j)); };
+  CHECK(of(R"({"expires_in":3600})") == seconds(3600));
+  CHECK(of(R"({"expires_in":"86399"})") == seconds(86399));
+  CHECK(of(R"({})") == seconds(3599));
+  CHECK(of(R"({"expires_in":9223372036854775807})") == seconds(86400));
+  CHECK(of(R"({"expires_in":"9223372036854775807"})") == seconds(86400));
+  CHECK(of(R"({"expires_in":-9223372036854775807})") == seconds(0));
+}
+
 TEST_CASE("secure memory resource: allocations are locked, freed at once, and zeroized") {
   const auto before = kms::secure_arena_stats();
   kms::SecureMemoryResource mr;
