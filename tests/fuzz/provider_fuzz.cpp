@@ -45,6 +45,7 @@
 #include "providers/vault_kv2.hpp"
 #include "remote_loop.hpp"
 #include "scripted_server.hpp"
+#include "secure_json.hpp"
 
 namespace json = boost::json;
 namespace providers = rootseal::sync::providers;
@@ -174,17 +175,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return 0;
   }
 
-  sync::RemoteRef ref;
-  ref.key = key;
-  ref.property = property;
+  // Providers return the whole value; property selection is the caller's
+  // (select_value / select_map, as the reconcilers do).
+  const sync::RemoteKey ref{std::string(key), ""};
   sync::PushRef pref;
   pref.remote_key = key;
   pref.property = property;
   const auto value = kms::SecureBytes::copy_of(std::string_view("fuzz-value"));
   if (pull && op == "fetch") {
-    check(fuzz::run_to_completion(io, [&] { return pull->fetch(ref); }));
+    auto whole = fuzz::run_to_completion(io, [&] { return pull->fetch(ref); });
+    check(whole);
+    if (whole) check(sync::select_value(std::move(*whole), property, sync::DecodingStrategy::none));
   } else if (pull && op == "fetch_all") {
-    const auto r = fuzz::run_to_completion(io, [&] { return pull->fetch_all(ref); });
+    auto whole = fuzz::run_to_completion(io, [&] { return pull->fetch(ref); });
+    check(whole);
+    if (!whole) return 0;
+    const auto r = sync::select_map(std::move(*whole), property, sync::DecodingStrategy::none);
     check(r);
     if (r && provider == "vault" && property.empty()) vault_agreement(*r, answers);
   } else if (pull && op == "validate") {
