@@ -1,5 +1,6 @@
 #include "swtpm.hpp"
 
+#include <random>
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -14,6 +15,7 @@
 #include <chrono>
 #include <fstream>
 #include <iterator>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -51,13 +53,20 @@ std::uint16_t bound_port(int fd) {
   return ntohs(a.sin_port);
 }
 
-// A port P with P and P+1 both free right now.
+// A port P with P and P+1 both free right now, below the kernel's ephemeral
+// range (32768 and up by default): the kernel never hands such a port to
+// another process's outgoing connection, so a TPM restarted on the same port
+// (Swtpm::restart) finds it free again. (Ports from bind(0) were ephemeral:
+// between a stop and a start, a client connection elsewhere in a parallel
+// test could take one, and swtpm failed with "Address already in use".)
 std::uint16_t free_port_pair() {
-  for (int i = 0; i < 100; ++i) {
-    const int a = bind_loopback(0);
+  thread_local std::mt19937 pick(std::random_device{}());
+  std::uniform_int_distribution<int> in_range(20000, 32000);
+  for (int i = 0; i < 200; ++i) {
+    const auto p = static_cast<std::uint16_t>(in_range(pick));
+    const int a = bind_loopback(p);
     if (a < 0) continue;
-    const std::uint16_t p = bound_port(a);
-    const int b = p < 65535 ? bind_loopback(static_cast<std::uint16_t>(p + 1)) : -1;
+    const int b = bind_loopback(static_cast<std::uint16_t>(p + 1));
     ::close(a);
     if (b >= 0) {
       ::close(b);
