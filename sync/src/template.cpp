@@ -300,6 +300,9 @@ struct Value {
   kms::SecureBytes bytes;
   std::shared_ptr<SecureJson> doc;      // keeps the tree alive
   const json::value* jv = nullptr;      // into doc
+  // Text of the template itself (a string literal): the only kind of key an
+  // error message may quote. A computed key can be (part of) a secret value.
+  bool literal = false;
 };
 
 Value bytes_value(kms::SecureBytes b) {
@@ -369,21 +372,24 @@ class Evaluator {
  private:
   Result<Value> field(Value base, const std::vector<std::string>& chain) {
     for (const auto& f : chain) {
-      ROOTSEAL_LET(next, index_one(base, f, "field"));
+      ROOTSEAL_LET(next, index_one(base, f, /*literal=*/true, "field"));
       base = std::move(next);
     }
     return base;
   }
 
-  Result<Value> index_one(const Value& base, std::string_view key, std::string_view how) {
+  // `literal`: the key is template text, and may be quoted in an error;
+  // otherwise it was computed from data and is never quoted.
+  Result<Value> index_one(const Value& base, std::string_view key, bool literal, std::string_view how) {
+    const std::string quoted = literal ? "\"" + std::string(key) + "\"" : std::string("(a key computed from data)");
     if (base.kind == Value::Kind::root) {
       auto it = values_.find(key);
-      if (it == values_.end()) return err("map has no entry for key \"" + std::string(key) + "\"");
+      if (it == values_.end()) return err("map has no entry for key " + quoted);
       return bytes_value(it->second.clone());
     }
     if (base.kind == Value::Kind::json && base.jv->is_object()) {
       const auto* v = base.jv->as_object().if_contains(key);
-      if (v == nullptr) return err("map has no entry for key \"" + std::string(key) + "\"");
+      if (v == nullptr) return err("map has no entry for key " + quoted);
       Value out;
       out.kind = Value::Kind::json;
       out.doc = base.doc;
@@ -402,7 +408,7 @@ class Evaluator {
       out.jv = &base.jv->as_array()[i];
       return out;
     }
-    return err("can't evaluate " + std::string(how) + " \"" + std::string(key) + "\" on a string value (use fromJson first)");
+    return err("can't evaluate " + std::string(how) + " " + quoted + " on a string value (use fromJson first)");
   }
 
   Result<Value> operand(const Operand& op, int depth) {
@@ -417,7 +423,11 @@ class Evaluator {
         root.kind = Value::Kind::root;
         return field(std::move(root), op.fields);
       }
-      case Operand::Kind::string: return bytes_value(kms::SecureBytes::copy_of(op.text));
+      case Operand::Kind::string: {
+        Value v = bytes_value(kms::SecureBytes::copy_of(op.text));
+        v.literal = true;
+        return v;
+      }
       case Operand::Kind::group: {
         ROOTSEAL_LET(v, eval(*op.group, depth + 1));
         return field(std::move(v), op.fields);
@@ -459,7 +469,7 @@ class Evaluator {
       Value cur = std::move(args.front());
       for (std::size_t i = 1; i < args.size(); ++i) {
         ROOTSEAL_LET(k, to_bytes(args[i], fn));
-        ROOTSEAL_LET(next, index_one(cur, as_view(k), fn));
+        ROOTSEAL_LET(next, index_one(cur, as_view(k), args[i].literal, fn));
         cur = std::move(next);
       }
       return cur;

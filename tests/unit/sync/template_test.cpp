@@ -64,6 +64,14 @@ TEST_CASE("unsupported template constructs and missing keys are clear errors") {
   CHECK(error("{{ upper .user .pass }}") == "template: upper: wants 1 argument(s), got 2");
   // No secret value appears in any message.
   CHECK(error("{{ .pass | fromJson }}").find("s3cr") == std::string::npos);
+  // A key computed from data is never quoted (found by fuzz_template: the
+  // trimmed value of my-key used as an index into a string).
+  CHECK(error("{{ index .user (index . \"my-key\" | trim) }}") ==
+        "template: can't evaluate index (a key computed from data) on a string value (use fromJson first)");
+  CHECK(error("{{ index . (.my-key | trim) }}").find("padded") == std::string::npos);
+  CHECK(error("{{ index . .user }}") == "template: map has no entry for key (a key computed from data)");
+  CHECK(error("{{ index (.cfg | fromJson) .pass }}") == "template: map has no entry for key (a key computed from data)");
+  CHECK(error("{{ index . \"nope\" }}") == "template: map has no entry for key \"nope\"");
   CHECK(check_template("{{ .a | b64enc }}").has_value());
   CHECK_FALSE(check_template("{{ with .a }}").has_value());
 }
