@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "fuzz_util.hpp"
+#include "json_limits.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "share_format.hpp"
 #include "transcript.hpp"
@@ -159,6 +160,7 @@ void transcript(std::string_view in) {
   fuzz::require(loaded.has_value() == a.problems.empty(), "load() succeeds exactly when audit finds nothing");
   if (loaded) fuzz::require(loaded->size() == a.entries.size(), "load() gives the audited entries");
   for (const auto& e : a.entries) {
+    if (!fuzz::boost_json_round_trips(e.body)) continue;  // json_limits.hpp
     json::error_code jec;
     const json::value back = json::parse(cli::pretty_json(e.body), jec);
     fuzz::require(!jec && back == json::value(e.body), "pretty_json round trip");
