@@ -14,7 +14,10 @@
 // The providers' pauses between retries (providers::sleep_for, called from
 // vault_kv2.cpp and aws_sm.cpp) are linked to a no-op here (-Wl,--wrap):
 // a retry is immediate, so the fuzzer is not slowed by backoff; what a
-// retry reads is unchanged. 429/5xx are not scripted (parse_script).
+// retry reads is unchanged. 429/5xx are not scripted (parse_script). The
+// store's health (store_health.hpp) backs off for at most 2 ms and waits at
+// most 3 ms: a throttling answer still exercises the backoff, the probe and
+// the refusal, without a real second of waiting per input.
 //
 // Properties beyond "no crash, no sanitizer report, no leak":
 //  - a failure is one of the documented provider errors (provider.hpp:
@@ -45,6 +48,7 @@
 #include "providers/vault_kv2.hpp"
 #include "remote_loop.hpp"
 #include "scripted_server.hpp"
+#include "providers/store_health.hpp"
 #include "secure_json.hpp"
 
 namespace json = boost::json;
@@ -127,8 +131,30 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // tokens, which would make an input's answers depend on earlier inputs).
   static boost::asio::io_context io;
   const auto ex = io.get_executor();
+  auto health = std::make_shared<sync::StoreHealth>(
+      "fuzz store", sync::StoreHealthOptions{std::chrono::milliseconds(1), std::chrono::milliseconds(2),
+                                             std::chrono::milliseconds(3)});
   std::shared_ptr<sync::Provider> pull;
   std::shared_ptr<sync::PushProvider> push;
+  // At the end of the input the providers go, and the io_context runs what
+  // their destruction posted (socket closes, cancelled timers): every
+  // allocation of an input is freed within it, so libFuzzer's malloc/free
+  // balance holds and it does not run a full LeakSanitizer scan per input
+  // (which made this target ~100 inputs/s). A real leak still unbalances it.
+  struct Drain {
+    boost::asio::io_context& io;
+    std::shared_ptr<sync::Provider>& pull;
+    std::shared_ptr<sync::PushProvider>& push;
+    std::shared_ptr<sync::StoreHealth>& health;
+    ~Drain() {
+      pull.reset();
+      push.reset();
+      health.reset();
+      io.restart();
+      io.run();
+      io.restart();
+    }
+  } drain{io, pull, push, health};
   if (provider == "vault" || provider == "vault-approle") {
     sync::VaultSpec s;
     s.server = url;
@@ -138,7 +164,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       s.role_id = "fuzz-role";
       s.secret_id = kms::SecureBytes::copy_of(std::string_view("fuzz-secret-id"));
     }
-    auto p = providers::make_vault_provider(ex, std::move(s));
+    auto p = providers::make_vault_provider(ex, std::move(s), health);
     fuzz::require(p.has_value(), "vault provider");
     pull = *p;
   } else if (provider == "aws") {
@@ -148,7 +174,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     s.access_key_id = kms::SecureBytes::copy_of(std::string_view("AKIDFUZZ"));
     s.secret_access_key = kms::SecureBytes::copy_of(std::string_view("fuzz-secret-key"));
     s.writes_per_second = 1e9;
-    auto p = providers::make_aws_provider(ex, std::move(s));
+    auto p = providers::make_aws_provider(ex, std::move(s), health);
     fuzz::require(p.has_value(), "aws provider");
     pull = *p;
     push = *p;
@@ -159,7 +185,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     s.tenant_id = "fuzz-tenant";
     s.client_id = "fuzz-client";
     s.client_secret = kms::SecureBytes::copy_of(std::string_view("fuzz-client-secret"));
-    auto p = providers::make_azure_provider(ex, std::move(s));
+    auto p = providers::make_azure_provider(ex, std::move(s), health);
     fuzz::require(p.has_value(), "azure provider");
     push = *p;
   } else if (provider == "gcp") {
@@ -168,7 +194,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     s.endpoint = url;
     s.token_uri = url + "/token";
     s.service_account_json = kms::SecureBytes::copy_of(std::string_view(gcp_key_json()));
-    auto p = providers::make_gcp_provider(ex, std::move(s));
+    auto p = providers::make_gcp_provider(ex, std::move(s), health);
     fuzz::require(p.has_value(), "gcp provider");
     push = *p;
   } else {

@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -42,6 +43,15 @@ struct ScriptedServer::Impl {
   std::mutex mu;
   std::deque<ScriptedAnswer> script;
   std::size_t served = 0;
+
+  // Accepted connections waiting for a worker: a fixed ring, so handing one
+  // over allocates nothing.
+  static constexpr std::size_t kQueue = 256;
+  std::mutex qmu;
+  std::condition_variable qcv;
+  int queue[kQueue] = {};
+  std::size_t qhead = 0;
+  std::size_t qcount = 0;
 
   ScriptedAnswer next() {
     std::lock_guard lock(mu);
@@ -84,10 +94,14 @@ std::size_t content_length(std::string_view head) {
 // One connection. Between requests (blocked in recv) it holds no heap
 // memory, only its stack: a connection the client dropped is noticed
 // asynchronously, possibly while libFuzzer checks the next input for leaks.
-constexpr std::size_t kBuf = 256 * 1024;
+// The buffers are small (inputs are at most -max_len=4096 bytes; a request
+// or answer that does not fit closes the connection): LeakSanitizer scans
+// every worker's stack whenever it runs.
+constexpr std::size_t kBuf = 32 * 1024;
 
 void serve(const std::shared_ptr<ScriptedServer::Impl>& impl, int fd) {
   char buf[kBuf];
+  char out[kBuf];
   std::size_t have = 0;
   auto done = [&] { ::close(fd); };
   for (;;) {
@@ -107,16 +121,21 @@ void serve(const std::shared_ptr<ScriptedServer::Impl>& impl, int fd) {
     }
     std::memmove(buf, buf + need, have - need);
     have -= need;
-    bool sent = false;
+    // The answer is copied into the stack buffer and freed before the first
+    // byte goes out: once the client has the response, this thread frees
+    // nothing more of the input (libFuzzer's per-input malloc/free balance,
+    // which otherwise sends every input through a full LeakSanitizer scan).
+    std::size_t out_len = 0;
     {
       const ScriptedAnswer a = impl->next();
-      char head[160];
-      const int n = std::snprintf(head, sizeof head,
+      const int n = std::snprintf(out, kBuf,
                                   "HTTP/1.1 %u Scripted\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
                                   a.status, a.body.size());
-      sent = n > 0 && send_all(fd, std::string_view(head, static_cast<std::size_t>(n))) && send_all(fd, a.body);
+      if (n <= 0 || static_cast<std::size_t>(n) + a.body.size() > kBuf) return done();
+      std::memcpy(out + n, a.body.data(), a.body.size());
+      out_len = static_cast<std::size_t>(n) + a.body.size();
     }
-    if (!sent) return done();
+    if (!send_all(fd, std::string_view(out, out_len))) return done();
   }
 }
 
@@ -134,14 +153,42 @@ ScriptedServer::ScriptedServer() : impl_(std::make_shared<Impl>()) {
     fail_property("scripted server: cannot listen on 127.0.0.1");
   }
   impl_->port = ntohs(addr.sin_port);
-  // Lives as long as the process (the fuzz run); connections are detached.
+  // A fixed pool of workers, one connection each at a time, started here and
+  // living as long as the process (the fuzz run). Not a thread per
+  // connection: a thread's exit frees its TLS asynchronously, after the input
+  // that closed the connection, and libFuzzer then sees more mallocs than
+  // frees and runs a full LeakSanitizer scan on every input. kWorkers covers
+  // a client's whole pool (max_connections 16) plus its streams.
+  constexpr int kWorkers = 24;
+  for (int i = 0; i < kWorkers; ++i) {
+    std::thread([impl = impl_] {
+      for (;;) {
+        int fd = -1;
+        {
+          std::unique_lock lock(impl->qmu);
+          impl->qcv.wait(lock, [&] { return impl->qcount > 0; });
+          fd = impl->queue[impl->qhead];
+          impl->qhead = (impl->qhead + 1) % Impl::kQueue;
+          --impl->qcount;
+        }
+        serve(impl, fd);
+      }
+    }).detach();
+  }
   std::thread([impl = impl_] {
     for (;;) {
       const int fd = ::accept4(impl->listener, nullptr, nullptr, SOCK_CLOEXEC);
       if (fd < 0) continue;
       const int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      std::thread(serve, impl, fd).detach();
+      std::lock_guard lock(impl->qmu);
+      if (impl->qcount == Impl::kQueue) {
+        ::close(fd);  // more connections than any client here opens: refuse
+        continue;
+      }
+      impl->queue[(impl->qhead + impl->qcount) % Impl::kQueue] = fd;
+      ++impl->qcount;
+      impl->qcv.notify_one();
     }
   }).detach();
 }

@@ -2,7 +2,7 @@
 // request gets the next answer of a script the fuzz input wrote (status and
 // body); when the script is used up, 404 with an empty body. Answers always
 // carry Content-Length and keep the connection open. Plain POSIX sockets,
-// one thread per connection: nothing here is code under test.
+// a fixed pool of worker threads: nothing here is code under test.
 #pragma once
 
 #include <cstddef>
