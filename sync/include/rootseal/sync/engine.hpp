@@ -122,6 +122,14 @@ struct EngineStats {
   std::uint64_t relists = 0;          // informer re-lists after the first list (410, failed list)
   std::uint64_t watch_reconnects = 0; // watches reopened after a failure
   std::uint64_t parked = 0;           // keys waiting for a store that backs off
+  // ExternalSecrets and PushSecrets in the cache by their Ready condition
+  // (no condition yet: unknown).
+  std::size_t es_ready = 0, es_not_ready = 0, es_unknown = 0;
+  std::size_t ps_ready = 0, ps_not_ready = 0, ps_unknown = 0;
+  // Periodically refreshed ExternalSecrets whose last successful refresh (or,
+  // not yet refreshed since start, first reconcile) is older than their
+  // refreshInterval + refresh_window + 1 minute.
+  std::size_t es_stale = 0;
 };
 
 // The health of one store (metrics): ok or backing off, when the next call
