@@ -413,6 +413,11 @@ class EngineImpl final : public Engine {
     s.synced = synced_.load();
     for (const auto* set : const_cast<KubeFacade&>(kube_).sets()) set->add_stats(s.relists, s.watch_reconnects);
     for (const auto& h : store_health()) s.parked += h.parked;
+    return s;
+  }
+
+  [[nodiscard]] ObjectStats object_stats() const override {
+    ObjectStats s;
     auto& kube = const_cast<KubeFacade&>(kube_);
     kube.es().count_ready(s.es_ready, s.es_not_ready, s.es_unknown);
     kube.ps().count_ready(s.ps_ready, s.ps_not_ready, s.ps_unknown);

@@ -122,6 +122,10 @@ struct EngineStats {
   std::uint64_t relists = 0;          // informer re-lists after the first list (410, failed list)
   std::uint64_t watch_reconnects = 0; // watches reopened after a failure
   std::uint64_t parked = 0;           // keys waiting for a store that backs off
+};
+
+// The watched objects (metrics; a walk over the caches, so apart from stats()).
+struct ObjectStats {
   // ExternalSecrets and PushSecrets in the cache by their Ready condition
   // (no condition yet: unknown).
   std::size_t es_ready = 0, es_not_ready = 0, es_unknown = 0;
@@ -155,6 +159,7 @@ class Engine {
   virtual void stop() = 0;
   [[nodiscard]] virtual EngineStats stats() const = 0;
   [[nodiscard]] virtual std::vector<StoreHealthStats> store_health() const = 0;
+  [[nodiscard]] virtual ObjectStats object_stats() const = 0;
 };
 
 }  // namespace rootseal::sync
