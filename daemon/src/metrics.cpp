@@ -135,7 +135,8 @@ std::string Metrics::render() const {
     // _total only ever grows: a counter.
     // (Name and help are appended as they are: they may be longer than buf.)
     const char* type = std::string_view(name).ends_with("_total") ? "counter" : "gauge";
-    out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name;
+    out.append("# HELP ").append(name).append(" ").append(help).append("\n# TYPE ").append(name).append(" ");
+    out.append(type).append("\n").append(name);
     std::snprintf(buf, sizeof buf, " %.17g\n", gauge());
     out += buf;
   }
