@@ -284,17 +284,20 @@ Result<std::unique_ptr<sync::Engine>> start_sync_engine(const Config& cfg, boost
   // ExternalSecrets / PushSecrets by their Ready condition: one series each
   // for True, False and Unknown (no condition yet), zeros included.
   auto by_ready = [&](const char* name, const char* help, auto ready, auto not_ready, auto unknown) {
-    metrics.add_gauge_family(name, help, [e, ready, not_ready, unknown] {
-      const auto s = e->object_stats();
-      return std::vector<std::pair<std::string, double>>{{"True", static_cast<double>(s.*ready)},
-                                                         {"False", static_cast<double>(s.*not_ready)},
-                                                         {"Unknown", static_cast<double>(s.*unknown)}};
-    }, "ready");
+    metrics.add_gauge_family(
+        name, help,
+        [e, ready, not_ready, unknown] {
+          const auto s = e->object_stats();
+          return std::vector<std::pair<std::string, double>>{{"True", static_cast<double>(s.*ready)},
+                                                             {"False", static_cast<double>(s.*not_ready)},
+                                                             {"Unknown", static_cast<double>(s.*unknown)}};
+        },
+        "ready");
   };
   by_ready("rootseal_sync_externalsecrets", "ExternalSecrets watched, by their Ready condition.",
            &sync::ObjectStats::es_ready, &sync::ObjectStats::es_not_ready, &sync::ObjectStats::es_unknown);
-  by_ready("rootseal_sync_pushsecrets", "PushSecrets watched, by their Ready condition.",
-           &sync::ObjectStats::ps_ready, &sync::ObjectStats::ps_not_ready, &sync::ObjectStats::ps_unknown);
+  by_ready("rootseal_sync_pushsecrets", "PushSecrets watched, by their Ready condition.", &sync::ObjectStats::ps_ready,
+           &sync::ObjectStats::ps_not_ready, &sync::ObjectStats::ps_unknown);
   // Per store: a store is a Kubernetes object rootseal reads, so the number of
   // series is bounded by the stores in use (label values escaped by Metrics).
   auto family = [&](const char* name, const char* help, auto value) {

@@ -93,7 +93,7 @@ std::chrono::milliseconds ExternalSecretReconciler::next_refresh_in(const model:
 }
 
 std::size_t ExternalSecretReconciler::stale(std::chrono::system_clock::time_point now,
-                                           std::chrono::milliseconds grace) const {
+                                            std::chrono::milliseconds grace) const {
   std::lock_guard lock(mu_);
   std::size_t n = 0;
   for (const auto& [key, st] : state_) {

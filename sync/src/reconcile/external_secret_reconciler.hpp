@@ -94,7 +94,7 @@ class ExternalSecretReconciler {
   struct State {
     std::chrono::system_clock::time_point last_refresh{};
     std::chrono::system_clock::time_point first_seen;  // first reconcile since start
-    std::chrono::milliseconds refresh_interval{0};        // 0: not refreshed periodically
+    std::chrono::milliseconds refresh_interval{0};     // 0: not refreshed periodically
     std::string synced_rv;
     std::string last_error;
     std::string target;

@@ -44,7 +44,8 @@ TEST_CASE("seal manager: each probe is counted with its failures and the last ou
   test::TempDir dir("rootseal-seal");
   auto store = kms::open_sqlite_store(dir / "state.db");
   REQUIRE(store);
-  auto inner = kms::SoftwareRoot::create(kms::SecureBytes::copy_of(std::string_view("0123456789abcdef0123456789abcdef")));
+  auto inner =
+      kms::SoftwareRoot::create(kms::SecureBytes::copy_of(std::string_view("0123456789abcdef0123456789abcdef")));
   REQUIRE(inner);
   FlakyRoot root(std::move(*inner));
   kms::Keyring ring(**store, root);
