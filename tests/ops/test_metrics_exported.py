@@ -13,9 +13,11 @@ deploy/grafana/rootseal.json (promql_refs.py) is checked against it:
  - every label matched on is one of the metric's labels (or job/instance,
    which Prometheus adds), and an equality matcher's value is one it has;
  - every label grouped on (by, on, ...) is a label of a metric the
-   expression reads."""
+   expression reads.
+The whole exposition also passes `promtool check metrics`."""
 import http.client
 import re
+import subprocess
 import unittest
 
 import opslib
@@ -91,7 +93,7 @@ class MetricsExported(unittest.TestCase):
             c.request("GET", "/v1/sys/metrics?format=prometheus")
             r = c.getresponse()
             self.assertEqual(r.status, 200)
-            return parse_exposition(r.read().decode())
+            return r.read().decode()
         finally:
             c.close()
 
@@ -115,7 +117,11 @@ class MetricsExported(unittest.TestCase):
             return (t, f) == (1.0, 1.0) and any(k.startswith("rootseal_sync_store_failures{") for k in m)
         env.wait(ready_counts, "one ExternalSecret Ready, one not, and the store's series", timeout=30)
 
-        exported = self.scrape()
+        text = self.scrape()
+        # Prometheus' own parser and linter accept the whole exposition.
+        p = subprocess.run([opslib.PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True)
+        self.assertEqual((p.returncode, p.stdout + p.stderr), (0, ""))
+        exported = parse_exposition(text)
         self.assertEqual(exported["rootseal_sync_externalsecrets_stale"], [{}])
         self.assertEqual(exported["rootseal_root_probe_ok"], [{"root": "pkcs11"}])
         self.assertEqual({s["ready"] for s in exported["rootseal_sync_pushsecrets"]}, {"True", "False", "Unknown"})
