@@ -5,6 +5,7 @@
 #   /usr/lib/sysusers.d/rootseal.conf, /usr/lib/tmpfiles.d/rootseal.conf
 #   /etc/rootseal/rootseald.yaml               (a conffile in the package)
 #   /usr/share/man/man8/rootseald.8, /usr/share/man/man1/rootseal.1
+#   /usr/share/bash-completion/completions/rootseald, .../rootseal
 #   /usr/share/doc/rootseal/*.md, /usr/share/doc/rootseal/examples/*.conf.example
 # With any other prefix everything stays under it (no write to /lib or /etc).
 include(GNUInstallDirs)
@@ -51,6 +52,12 @@ install(FILES packaging/rootseald.yaml DESTINATION "${CMAKE_INSTALL_FULL_SYSCONF
 install(FILES packaging/man/rootseald.8 DESTINATION "${CMAKE_INSTALL_MANDIR}/man8")
 if(TARGET rootseal)
   install(FILES packaging/man/rootseal.1 DESTINATION "${CMAKE_INSTALL_MANDIR}/man1")
+endif()
+
+# bash completions (bash-completion loads them on first use of the command).
+install(FILES packaging/completion/rootseald DESTINATION "${CMAKE_INSTALL_DATADIR}/bash-completion/completions")
+if(TARGET rootseal)
+  install(FILES packaging/completion/rootseal DESTINATION "${CMAKE_INSTALL_DATADIR}/bash-completion/completions")
 endif()
 
 # Operator documentation (development.md is for building rootseal, not running it).

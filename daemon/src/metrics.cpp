@@ -133,9 +133,11 @@ std::string Metrics::render() const {
   for (const auto& [name, help, gauge] : gauges) {
     // A value read at scrape time; by Prometheus' naming rule one ending in
     // _total only ever grows: a counter.
+    // (Name and help are appended as they are: they may be longer than buf.)
     const char* type = std::string_view(name).ends_with("_total") ? "counter" : "gauge";
-    std::snprintf(buf, sizeof buf, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name.c_str(), help.c_str(), name.c_str(),
-                  type, name.c_str(), gauge());
+    out.append("# HELP ").append(name).append(" ").append(help).append("\n# TYPE ").append(name).append(" ");
+    out.append(type).append("\n").append(name);
+    std::snprintf(buf, sizeof buf, " %.17g\n", gauge());
     out += buf;
   }
   for (const auto& [name, help, family, label] : families) {

@@ -102,6 +102,16 @@ Router::Router(ApiContext context) : ctx_(std::move(context)) {
                           [status] { return status().sealed ? 1.0 : 0.0; });
   ctx_.metrics->add_gauge("rootseal_unseals_total", "Times the daemon has unsealed since it started.",
                           [status] { return static_cast<double>(status().unseal_count); });
+  ctx_.metrics->add_gauge("rootseal_root_probes_total", "Probes of the root of trust (HSM, TPM) since start.",
+                          [status] { return static_cast<double>(status().probes); });
+  ctx_.metrics->add_gauge("rootseal_root_probe_failures_total", "Probes of the root of trust that failed since start.",
+                          [status] { return static_cast<double>(status().probe_failures); });
+  ctx_.metrics->add_gauge_family(
+      "rootseal_root_probe_ok", "1 while the last probe of the root of trust succeeded, else 0 (label: its kind).",
+      [status, kind = std::string(ctx_.root_kind)] {
+        return std::vector<std::pair<std::string, double>>{{kind, status().last_probe_ok ? 1.0 : 0.0}};
+      },
+      "root");
   ctx_.metrics->add_gauge("rootseal_secure_memory_locked_bytes", "Bytes of locked (mlock) memory for secrets.",
                           [] { return static_cast<double>(kms::secure_arena_stats().locked_bytes); });
   ctx_.metrics->add_gauge("rootseal_secure_memory_in_use_bytes", "Bytes of locked memory held by live secrets.",

@@ -71,6 +71,12 @@ void SealManager::set_probe_hooks(std::function<void()> ok, std::function<void()
 void SealManager::check() {
   std::lock_guard serial(check_mu_);
   auto probe = root_.probe();
+  {
+    std::lock_guard lock(mu_);
+    ++status_.probes;
+    if (!probe) ++status_.probe_failures;
+    status_.last_probe_ok = probe.has_value();
+  }
   if (probe && on_probe_ok_) on_probe_ok_();
   if (!probe && on_probe_failed_) on_probe_failed_();
   if (keyring_.is_sealed()) {

@@ -32,6 +32,11 @@ struct SealStatus {
   std::int64_t since_unix = 0;
   std::uint64_t unseal_count = 0;
   std::string root_kcv;             // key check value of the root, once known
+  // Probes of the root of trust since start (the loop's and check_now's), the
+  // failed ones, and whether the last one succeeded (metrics).
+  std::uint64_t probes = 0;
+  std::uint64_t probe_failures = 0;
+  bool last_probe_ok = false;
 };
 
 class SealManager {

@@ -277,6 +277,27 @@ Result<std::unique_ptr<sync::Engine>> start_sync_engine(const Config& cfg, boost
   gauge("rootseal_sync_watch_reconnects", "Watches reopened after a failure.", &sync::EngineStats::watch_reconnects);
   gauge("rootseal_sync_parked", "ExternalSecrets/PushSecrets waiting for a store that backs off.",
         &sync::EngineStats::parked);
+  metrics.add_gauge(
+      "rootseal_sync_externalsecrets_stale",
+      "Periodically refreshed ExternalSecrets not refreshed successfully for refreshInterval + refresh_window + 1m.",
+      [e] { return static_cast<double>(e->object_stats().es_stale); });
+  // ExternalSecrets / PushSecrets by their Ready condition: one series each
+  // for True, False and Unknown (no condition yet), zeros included.
+  auto by_ready = [&](const char* name, const char* help, auto ready, auto not_ready, auto unknown) {
+    metrics.add_gauge_family(
+        name, help,
+        [e, ready, not_ready, unknown] {
+          const auto s = e->object_stats();
+          return std::vector<std::pair<std::string, double>>{{"True", static_cast<double>(s.*ready)},
+                                                             {"False", static_cast<double>(s.*not_ready)},
+                                                             {"Unknown", static_cast<double>(s.*unknown)}};
+        },
+        "ready");
+  };
+  by_ready("rootseal_sync_externalsecrets", "ExternalSecrets watched, by their Ready condition.",
+           &sync::ObjectStats::es_ready, &sync::ObjectStats::es_not_ready, &sync::ObjectStats::es_unknown);
+  by_ready("rootseal_sync_pushsecrets", "PushSecrets watched, by their Ready condition.", &sync::ObjectStats::ps_ready,
+           &sync::ObjectStats::ps_not_ready, &sync::ObjectStats::ps_unknown);
   // Per store: a store is a Kubernetes object rootseal reads, so the number of
   // series is bounded by the stores in use (label values escaped by Metrics).
   auto family = [&](const char* name, const char* help, auto value) {

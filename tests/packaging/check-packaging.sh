@@ -143,14 +143,14 @@ if DESTDIR="$dest" cmake --install "$build" >"$tmp/install.log" 2>&1; then
   sysconfdir=$prefix/etc; [[ "$prefix" == /usr ]] && sysconfdir=/etc
   want=("$prefix/bin/rootseald" "$unitdir/rootseald.service" "$sysusersdir/rootseal.conf"
         "$tmpfilesdir/rootseal.conf" "$sysconfdir/rootseal/rootseald.yaml"
-        "$prefix/share/man/man8/rootseald.8"
+        "$prefix/share/man/man8/rootseald.8" "$prefix/share/bash-completion/completions/rootseald"
         "$prefix/share/doc/rootseal/configuration.md" "$prefix/share/doc/rootseal/operations.md"
         "$prefix/share/doc/rootseal/packaging.md"
         "$prefix/share/doc/rootseal/examples/rootseald-usb-hsm.conf.example"
         "$prefix/share/doc/rootseal/examples/rootseald-tpm.conf.example")
   # The CLI (and its man page) once cli/ defines the `rootseal` executable.
   if grep -q 'add_executable(rootseal ' "$src/cli/CMakeLists.txt"; then
-    want+=("$prefix/bin/rootseal" "$prefix/share/man/man1/rootseal.1")
+    want+=("$prefix/bin/rootseal" "$prefix/share/man/man1/rootseal.1" "$prefix/share/bash-completion/completions/rootseal")
   fi
   for f in "${want[@]}"; do
     [[ -f "$dest$f" ]] && pass "cmake --install: $f" || fail "cmake --install did not install $f"

@@ -132,6 +132,22 @@ class InformerSet {
   [[nodiscard]] bool synced() const {
     return std::all_of(all_.begin(), all_.end(), [](const auto& i) { return i->has_synced(); });
   }
+  // Objects by their Ready condition: True, False, anything else or none.
+  void count_ready(std::size_t& ready, std::size_t& not_ready, std::size_t& unknown) const {
+    for (const auto& i : all_) {
+      for (const auto& o : i->list()) {
+        std::string_view status;
+        const auto* st = o->is_object() ? o->as_object().if_contains("status") : nullptr;
+        const auto* conds = st && st->is_object() ? st->as_object().if_contains("conditions") : nullptr;
+        if (conds && conds->is_array()) {
+          for (const auto& c : conds->as_array()) {
+            if (c.is_object() && str_of(c, "type") == "Ready") status = str_of(c, "status");
+          }
+        }
+        ++(status == "True" ? ready : status == "False" ? not_ready : unknown);
+      }
+    }
+  }
   [[nodiscard]] std::size_t size() const {
     std::size_t n = 0;
     for (const auto& i : all_) n += i->size();
@@ -397,6 +413,15 @@ class EngineImpl final : public Engine {
     s.synced = synced_.load();
     for (const auto* set : const_cast<KubeFacade&>(kube_).sets()) set->add_stats(s.relists, s.watch_reconnects);
     for (const auto& h : store_health()) s.parked += h.parked;
+    return s;
+  }
+
+  [[nodiscard]] ObjectStats object_stats() const override {
+    ObjectStats s;
+    auto& kube = const_cast<KubeFacade&>(kube_);
+    kube.es().count_ready(s.es_ready, s.es_not_ready, s.es_unknown);
+    kube.ps().count_ready(s.ps_ready, s.ps_not_ready, s.ps_unknown);
+    s.es_stale = es_rec_.stale(std::chrono::system_clock::now(), cfg_.refresh_window + std::chrono::minutes(1));
     return s;
   }
 

@@ -92,6 +92,18 @@ std::chrono::milliseconds ExternalSecretReconciler::next_refresh_in(const model:
   return due <= now ? milliseconds(0) : duration_cast<milliseconds>(due - now);
 }
 
+std::size_t ExternalSecretReconciler::stale(std::chrono::system_clock::time_point now,
+                                            std::chrono::milliseconds grace) const {
+  std::lock_guard lock(mu_);
+  std::size_t n = 0;
+  for (const auto& [key, st] : state_) {
+    if (st.refresh_interval.count() <= 0) continue;
+    const auto since = st.last_refresh == std::chrono::system_clock::time_point{} ? st.first_seen : st.last_refresh;
+    if (since != std::chrono::system_clock::time_point{} && now - since > st.refresh_interval + grace) ++n;
+  }
+  return n;
+}
+
 asio::awaitable<ReconcileResult> ExternalSecretReconciler::reconcile(std::string ns, std::string name) {
   ++stats_.reconciles;
   const std::string key = key_of(ns, name);
@@ -205,11 +217,16 @@ asio::awaitable<ReconcileResult> ExternalSecretReconciler::run(const std::string
 
   const std::string synced_rv = synced_resource_version(es.meta);
   State st;
+  const auto now = options_.now();
   {
     std::lock_guard lock(mu_);
-    st = state_[key];
+    auto& s = state_[key];
+    if (s.first_seen == std::chrono::system_clock::time_point{}) s.first_seen = now;
+    s.refresh_interval = es.refresh_policy == model::RefreshPolicy::periodic
+                             ? std::chrono::duration_cast<std::chrono::milliseconds>(es.refresh_interval)
+                             : std::chrono::milliseconds(0);
+    st = s;
   }
-  const auto now = options_.now();
   auto existing_r = co_await api_.secret(es.meta.namespace_, es.target.name);
   if (!existing_r) {
     const Refusal why{kReasonError, "could not read Secret: " + existing_r.error().message, true, false};

@@ -85,10 +85,16 @@ class ExternalSecretReconciler {
   [[nodiscard]] std::vector<std::string> writers_of(const std::string& ns, const std::string& secret) const;
   void on_secret_changed(SecretChanged cb) { secret_changed_ = std::move(cb); }
   [[nodiscard]] const ReconcilerStats& stats() const noexcept { return stats_; }
+  // Periodically refreshed ExternalSecrets whose last successful refresh (or,
+  // none yet, first reconcile since start) is more than their refreshInterval
+  // + `grace` before `now`: their Secret may be out of date.
+  [[nodiscard]] std::size_t stale(std::chrono::system_clock::time_point now, std::chrono::milliseconds grace) const;
 
  private:
   struct State {
     std::chrono::system_clock::time_point last_refresh{};
+    std::chrono::system_clock::time_point first_seen;  // first reconcile since start
+    std::chrono::milliseconds refresh_interval{0};     // 0: not refreshed periodically
     std::string synced_rv;
     std::string last_error;
     std::string target;

@@ -1,8 +1,11 @@
 #!/usr/bin/python3
 """A Kubernetes API server test double (Python 3 standard library only).
 
-Serves core/v1 Namespaces, Secrets, ConfigMaps and Events; apps/v1
-Deployments, StatefulSets and DaemonSets; and the External Secrets Operator
+Serves core/v1 Namespaces, Secrets, ConfigMaps, Events and ServiceAccounts;
+apps/v1 Deployments, StatefulSets and DaemonSets; rbac.authorization.k8s.io/v1
+Roles, RoleBindings, ClusterRoles, ClusterRoleBindings and
+apiextensions.k8s.io/v1 CustomResourceDefinitions (stored, not enforced or
+served: so that deploy/ can be applied); and the External Secrets Operator
 CRDs (external-secrets.io v1 + v1beta1 ExternalSecret, SecretStore,
 ClusterSecretStore; v1alpha1 PushSecret) with the API machinery behaviour of
 /work/shared/reference/eso-k8s.md section 4: a global resourceVersion,
@@ -79,6 +82,18 @@ def default_resources(serve_v1beta1=True):
         Res(ESO, eso_versions, "ClusterSecretStore", "clustersecretstores", "clustersecretstore",
             False, True, ["css"], crd=True),
         Res(ESO, ["v1alpha1"], "PushSecret", "pushsecrets", "pushsecret", True, True, [], crd=True),
+        # Stored only, for applying deploy/ (tests/ops/test_kustomize.py): the
+        # double neither enforces RBAC nor serves the kinds a CRD defines (the
+        # external-secrets.io kinds above are always served).
+        Res("rbac.authorization.k8s.io", ["v1"], "Role", "roles", "role", True, False, generation=False),
+        Res("rbac.authorization.k8s.io", ["v1"], "RoleBinding", "rolebindings", "rolebinding", True, False,
+            generation=False),
+        Res("rbac.authorization.k8s.io", ["v1"], "ClusterRole", "clusterroles", "clusterrole", False, False,
+            generation=False),
+        Res("rbac.authorization.k8s.io", ["v1"], "ClusterRoleBinding", "clusterrolebindings",
+            "clusterrolebinding", False, False, generation=False),
+        Res("apiextensions.k8s.io", ["v1"], "CustomResourceDefinition", "customresourcedefinitions",
+            "customresourcedefinition", False, True, ["crd", "crds"]),
     ]
 
 

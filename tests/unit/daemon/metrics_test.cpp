@@ -86,3 +86,18 @@ TEST_CASE("metrics: a labelled gauge family renders one escaped series per value
   for (std::size_t p = 0; (p = text.find("rootseal_sync_store_backing_off{", p)) != std::string::npos; ++p) ++series;
   CHECK(series == 1000);
 }
+
+TEST_CASE("metrics: a gauge whose name and help are long renders whole") {
+  // The HELP, TYPE and sample lines of one gauge went through one 256-byte
+  // buffer: rootseal_http_connections_rejected_per_client_total's were cut off
+  // mid-line, and Prometheus refuses a scrape with a broken line.
+  Metrics m;
+  const std::string name = "rootseal_" + std::string(120, 'x') + "_total";
+  const std::string help = "A help text of some length. " + std::string(200, 'h');
+  m.add_gauge(name, help, [] { return 42.0; });
+  m.add_gauge("rootseal_after", "next", [] { return 1.0; });
+  const auto text = m.render();
+  CHECK(text.find("# HELP " + name + " " + help + "\n# TYPE " + name + " counter\n" + name + " 42\n") !=
+        std::string::npos);
+  CHECK(text.find("# HELP rootseal_after next\n# TYPE rootseal_after gauge\nrootseal_after 1\n") != std::string::npos);
+}

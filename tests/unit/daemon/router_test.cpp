@@ -98,6 +98,9 @@ class Api {
       s.since_unix = 1700000000;
       s.unseal_count = sealed ? 0 : 1;
       s.root_kcv = "abcdef";
+      s.probes = 7;
+      s.probe_failures = sealed ? 3 : 0;
+      s.last_probe_ok = !sealed;
       return s;
     };
     options.report_root_failure = [this] { ++root_failures; };
@@ -336,6 +339,10 @@ TEST_CASE("router: sys/metrics in Prometheus format counts requests by route and
         std::string::npos);
   CHECK(r.body.find("rootseal_sealed 0") != std::string::npos);
   CHECK(r.body.find("rootseal_http_request_duration_seconds_bucket") != std::string::npos);
+  // The root of trust's probes (SealStatus): counters and the last outcome, labelled with the root's kind.
+  CHECK(r.body.find("# TYPE rootseal_root_probes_total counter\nrootseal_root_probes_total 7\n") != std::string::npos);
+  CHECK(r.body.find("rootseal_root_probe_failures_total 0\n") != std::string::npos);
+  CHECK(r.body.find("rootseal_root_probe_ok{root=\"software\"} 1\n") != std::string::npos);
   check_error(api.call("GET", "/v1/sys/metrics", {}, std::nullopt), 400, "format=prometheus");
   check_error(api.call("GET", "/v1/sys/metrics?format=json", {}, std::nullopt), 400, "format=prometheus");
   check_error(api.call("POST", "/v1/sys/metrics?format=prometheus", {}, std::nullopt), 405);
@@ -343,6 +350,8 @@ TEST_CASE("router: sys/metrics in Prometheus format counts requests by route and
   r = api.call("GET", "/v1/sys/metrics?format=prometheus", {}, std::nullopt);
   REQUIRE(r.status == 200);  // monitoring keeps working while sealed
   CHECK(r.body.find("rootseal_sealed 1") != std::string::npos);
+  CHECK(r.body.find("rootseal_root_probe_failures_total 3\n") != std::string::npos);
+  CHECK(r.body.find("rootseal_root_probe_ok{root=\"software\"} 0\n") != std::string::npos);
 }
 
 // ---------------------------------------------------------------- keys ----

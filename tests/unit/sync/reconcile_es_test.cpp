@@ -350,3 +350,37 @@ TEST_CASE("a provider not-found value is an error under Retain and the decoding 
   f.reconcile("m");
   CHECK(f.kube.es_condition("team-a", "m", "message").find("property 'nope' not found") != std::string::npos);
 }
+
+TEST_CASE("stale: an ExternalSecret not refreshed for refreshInterval + grace is counted until a refresh succeeds") {
+  Fixture f;
+  f.kube.put(f.kube.external_secrets, es("db", kData));  // refreshInterval 1h
+  json::value once = es("once", std::string(kData) + R"(,"target":{"name":"once"})");
+  once.at("spec").as_object()["refreshInterval"] = "0";
+  f.kube.put(f.kube.external_secrets, once);
+  const auto grace = std::chrono::milliseconds(70'000);
+  f.reconcile("db");
+  f.reconcile("once");
+  CHECK(f.rec.stale(f.now, grace) == 0);
+  f.advance(3600s + 60s);  // past the interval, within the grace
+  CHECK(f.rec.stale(f.now, grace) == 0);
+  f.providers.fake->down = true;
+  f.reconcile("db");  // the refresh fails: the Secret keeps its old data
+  CHECK(f.kube.es_condition("team-a", "db", "status") == "False");
+  f.advance(20s);
+  CHECK(f.rec.stale(f.now, grace) == 1);  // "once" (refreshInterval 0) is never stale
+  f.providers.fake->down = false;
+  f.reconcile("db");
+  CHECK(f.rec.stale(f.now, grace) == 0);
+}
+
+TEST_CASE("stale: an ExternalSecret never refreshed since start counts from its first reconcile") {
+  Fixture f;
+  f.providers.fake->down = true;
+  f.kube.put(f.kube.external_secrets, es("late", kData));
+  const auto grace = std::chrono::milliseconds(70'000);
+  f.reconcile("late");
+  f.advance(3600s + 60s);
+  CHECK(f.rec.stale(f.now, grace) == 0);
+  f.advance(11s);
+  CHECK(f.rec.stale(f.now, grace) == 1);
+}

@@ -124,6 +124,18 @@ struct EngineStats {
   std::uint64_t parked = 0;           // keys waiting for a store that backs off
 };
 
+// The watched objects (metrics; a walk over the caches, so apart from stats()).
+struct ObjectStats {
+  // ExternalSecrets and PushSecrets in the cache by their Ready condition
+  // (no condition yet: unknown).
+  std::size_t es_ready = 0, es_not_ready = 0, es_unknown = 0;
+  std::size_t ps_ready = 0, ps_not_ready = 0, ps_unknown = 0;
+  // Periodically refreshed ExternalSecrets whose last successful refresh (or,
+  // not yet refreshed since start, first reconcile) is older than their
+  // refreshInterval + refresh_window + 1 minute.
+  std::size_t es_stale = 0;
+};
+
 // The health of one store (metrics): ok or backing off, when the next call
 // may go, how many calls were refused locally.
 struct StoreHealthStats {
@@ -147,6 +159,7 @@ class Engine {
   virtual void stop() = 0;
   [[nodiscard]] virtual EngineStats stats() const = 0;
   [[nodiscard]] virtual std::vector<StoreHealthStats> store_health() const = 0;
+  [[nodiscard]] virtual ObjectStats object_stats() const = 0;
 };
 
 }  // namespace rootseal::sync
