@@ -23,6 +23,7 @@
 #include "admin_token_db.hpp"
 #include "daemon_tpm_root.hpp"
 #include "pin_source.hpp"
+#include "snapshot_scheduler.hpp"
 #include "sync_config.hpp"
 #include "rootseal/hsm/pkcs11_root.hpp"
 #include "rootseal/kms/durable_file.hpp"
@@ -95,6 +96,7 @@ kms::Result<void> Service::start() {
   admin_->start();
   seal_->start();
   ROOTSEAL_TRY_ASSIGN(sync_, start_sync_engine(config_, io_.get_executor(), metrics_));
+  ROOTSEAL_TRY(start_snapshots());
   log::info("listening", {{"address", bound_address()},
                           {"tls", tls != nullptr},
                           {"mtls", !config_.listen.tls.client_ca_file.empty()},
@@ -106,6 +108,20 @@ kms::Result<void> Service::start() {
   }
   arm_watchdog();
   sd_notify(0, "READY=1\nSTATUS=listening, sealed");
+  return {};
+}
+
+kms::Result<void> Service::start_snapshots() {
+  if (!config_.snapshots || !config_.snapshots->enabled) return {};
+  snapshots_ = std::make_unique<SnapshotScheduler>(io_, blocking_, *root_, config_.state_dir, config_.snapshots);
+  ROOTSEAL_TRY(snapshots_->open());
+  snapshots_->register_metrics(metrics_);
+  snapshots_->start();
+  std::string names;
+  for (const auto& d : config_.snapshots->destinations) names += (names.empty() ? "" : ",") + d.name;
+  log::info("snapshots scheduled", {{"interval_ms", config_.snapshots->interval.count()},
+                                    {"retain_count", config_.snapshots->retain_count},
+                                    {"destinations", names}});
   return {};
 }
 
@@ -438,6 +454,7 @@ void Service::stop() {
   if (admin_) admin_->stop();
   if (seal_) seal_->stop();
   if (sync_) sync_->stop();
+  if (snapshots_) snapshots_->stop();
   signals_.cancel();
   watchdog_.cancel();
   // Requests in flight finish (each bounded by its own deadlines). A guard

@@ -1,0 +1,56 @@
+// The daemon's snapshot scheduler: every snapshots.interval, one snapshot of
+// the state folder to every destination (rootseal/daemon/snapshots.hpp), on
+// the blocking pool; metrics of the last good one and of failures.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include <atomic>
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include "rootseal/daemon/snapshots.hpp"
+
+namespace rootseal::daemon {
+
+class Metrics;
+
+class SnapshotScheduler {
+ public:
+  SnapshotScheduler(boost::asio::io_context& io, boost::asio::thread_pool& blocking, kms::RootOfTrust& root,
+                    std::filesystem::path state_dir, std::shared_ptr<const SnapshotsConfig> config);
+  // Opens every destination (credentials are read now: a missing one fails the start).
+  kms::Result<void> open();
+  void register_metrics(Metrics& metrics);
+  void start();
+  void stop();
+
+  // One run (tests call it through the loop): true when the snapshot is good.
+  boost::asio::awaitable<bool> run_once();
+
+ private:
+  boost::asio::awaitable<void> loop();
+  boost::asio::awaitable<kms::Result<std::string>> upload(sync::ObjectStore& dest, const TakenSnapshot& snap);
+
+  boost::asio::io_context& io_;
+  boost::asio::thread_pool& blocking_;
+  kms::RootOfTrust& root_;
+  std::filesystem::path state_dir_;
+  std::shared_ptr<const SnapshotsConfig> config_;
+  std::vector<std::unique_ptr<sync::ObjectStore>> destinations_;
+  boost::asio::strand<boost::asio::io_context::executor_type> strand_;
+  boost::asio::steady_timer timer_;
+  std::atomic<bool> running_{false};
+  std::atomic<std::int64_t> last_good_ms_{0};
+  std::atomic<std::uint64_t> last_size_{0};
+  std::atomic<std::uint64_t> good_{0};
+  std::atomic<std::uint64_t> failures_{0};
+  std::atomic<std::uint64_t> deleted_{0};
+};
+
+}  // namespace rootseal::daemon
