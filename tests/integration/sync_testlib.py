@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 
-from rootseal_testlib import free_port, wait_until, ROOTSEALD, SOFTHSM2_MODULE, make_softhsm, rmtree, tempdir
+from rootseal_testlib import aws_cli, free_port, wait_moto, wait_until, ROOTSEALD, SOFTHSM2_MODULE, make_softhsm, rmtree, tempdir
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 import importlib.util  # noqa: E402
@@ -160,21 +160,11 @@ class SyncEnv:
         self.proc = None
 
     def aws(self, *args):
-        env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                   AWS_DEFAULT_REGION="us-east-1")
-        out = subprocess.run(["aws", "--endpoint-url", "http://127.0.0.1:%d" % self.moto_port, "secretsmanager"]
-                             + list(args) + ["--output", "json"], check=True, capture_output=True, env=env)
-        return json.loads(out.stdout) if out.stdout.strip() else None
+        out = aws_cli(self.moto_port, ["secretsmanager"] + list(args) + ["--output", "json"])
+        return json.loads(out) if out.strip() else None
 
     def wait_moto(self):
-        def up():
-            c = http.client.HTTPConnection("127.0.0.1", self.moto_port, timeout=2)
-            try:
-                c.request("GET", "/")
-                return c.getresponse().status < 500
-            finally:
-                c.close()
-        wait_until(self.moto, lambda: "moto_server", up, "moto_server", timeout=60)
+        wait_moto(self.moto, self.moto_port)
 
     def write_private(self, name, text):
         p = os.path.join(self.dir, name)

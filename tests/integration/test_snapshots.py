@@ -17,7 +17,6 @@ moto_server as S3 and the real aws CLI reading back what was uploaded.
 """
 import base64
 import hashlib
-import http.client
 import json
 import os
 import re
@@ -28,7 +27,7 @@ import threading
 import time
 import unittest
 
-from rootseal_testlib import ConfigDaemon, SOFTHSM2_MODULE, free_port, rmtree, tempdir, wait_until
+from rootseal_testlib import ConfigDaemon, SOFTHSM2_MODULE, aws_cli, free_port, rmtree, tempdir, wait_moto
 
 ROOTSEAL = os.environ["ROOTSEAL_CLI"]
 BUCKET = "rootseal-snapshots"
@@ -115,15 +114,7 @@ class SnapshotTest(unittest.TestCase):
         cls.moto_port = free_port()
         cls.moto = subprocess.Popen(["moto_server", "-p", str(cls.moto_port)], stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
-
-        def up():
-            c = http.client.HTTPConnection("127.0.0.1", cls.moto_port, timeout=2)
-            try:
-                c.request("GET", "/")
-                return c.getresponse().status < 500
-            finally:
-                c.close()
-        wait_until(cls.moto, lambda: "moto_server", up, "moto_server", timeout=60)
+        wait_moto(cls.moto, cls.moto_port)
         cls.aws("s3", "mb", "s3://" + BUCKET)
         cls.creds = {}
         for name, value in (("aws-id", "testing"), ("aws-secret", "testing")):
@@ -159,12 +150,8 @@ class SnapshotTest(unittest.TestCase):
 
     # --- helpers -------------------------------------------------------------
     @classmethod
-    def aws(cls, *args, binary=False):
-        env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                   AWS_DEFAULT_REGION="us-east-1")
-        out = subprocess.run(["aws", "--endpoint-url", "http://127.0.0.1:%d" % cls.moto_port] + list(args),
-                             check=True, capture_output=True, env=env, timeout=120)
-        return out.stdout if binary else out.stdout.decode()
+    def aws(cls, *args):
+        return aws_cli(cls.moto_port, args).decode()
 
     def s3_objects(self, prefix):
         out = self.aws("s3api", "list-objects-v2", "--bucket", BUCKET, "--prefix", prefix, "--output", "json")

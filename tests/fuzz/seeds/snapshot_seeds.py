@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Regenerates the seeds of tests/fuzz/corpus/snapshot (fuzz_snapshot).
 
-A keyring database in the store's schema (kms/src/sqlite_store.cpp, migration
-1) with 512-byte pages, so that a whole image fits the fuzzer's 4 KiB inputs:
+A keyring database in the store's schema (migration 1, read from
+kms/src/sqlite_store.cpp) with 512-byte pages, so that a whole image fits the fuzzer's 4 KiB inputs:
 one key with two versions, their KEKs wrapped (AES-KWP, RFC 5649) under the
 fixed root key of snapshot_fuzz.cpp (32 bytes of 0x42). Seeds: that image (the
 harness builds and verifies a snapshot around it), the snapshot file made of
@@ -13,6 +13,7 @@ Run from the checkout root: python3 tests/fuzz/seeds/snapshot_seeds.py
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import tempfile
 
@@ -21,26 +22,14 @@ from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
 
 OUT = "tests/fuzz/corpus/snapshot"
 ROOT = bytes([0x42]) * 32
-SCHEMA = """
-CREATE TABLE keys (
-  name                   TEXT    NOT NULL PRIMARY KEY,
-  type                   TEXT    NOT NULL,
-  derived                INTEGER NOT NULL CHECK (derived IN (0, 1)),
-  created                INTEGER NOT NULL,
-  min_decryption_version INTEGER NOT NULL CHECK (min_decryption_version BETWEEN 1 AND 2147483647),
-  min_encryption_version INTEGER NOT NULL CHECK (min_encryption_version BETWEEN 0 AND 2147483647),
-  deletion_allowed       INTEGER NOT NULL CHECK (deletion_allowed IN (0, 1)),
-  auto_rotate_period     INTEGER NOT NULL CHECK (auto_rotate_period >= 0)
-) STRICT;
-CREATE TABLE key_versions (
-  name     TEXT    NOT NULL REFERENCES keys (name) ON DELETE CASCADE,
-  version  INTEGER NOT NULL CHECK (version BETWEEN 1 AND 2147483647),
-  created  INTEGER NOT NULL,
-  wrapped  BLOB    NOT NULL,
-  root_kcv TEXT    NOT NULL,
-  PRIMARY KEY (name, version)
-) STRICT, WITHOUT ROWID;
-"""
+STORE_SOURCE = "kms/src/sqlite_store.cpp"
+
+
+def schema():
+    """The store's first migration, read from its source (so the seeds follow it)."""
+    with open(STORE_SOURCE) as f:
+        text = f.read()
+    return re.search(r'R"sql\((.*?)\)sql"', text, re.S).group(1)
 
 
 def kcv(key):
@@ -53,7 +42,7 @@ def image():
         path = os.path.join(d, "k.db")
         db = sqlite3.connect(path)
         db.execute("PRAGMA page_size=512")
-        db.executescript(SCHEMA)
+        db.executescript(schema())
         db.execute("PRAGMA user_version=1")
         db.execute("INSERT INTO keys VALUES ('fuzz', 'aes256-gcm96', 0, 1000, 1, 0, 0, 0)")
         for v in (1, 2):
