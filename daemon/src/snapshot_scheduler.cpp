@@ -51,11 +51,17 @@ void SnapshotScheduler::register_metrics(Metrics& metrics) {
                     [this] { return static_cast<double>(failures_.load()); });
   metrics.add_gauge("rootseal_snapshots_deleted_total", "Snapshots deleted by retention.",
                     [this] { return static_cast<double>(deleted_.load()); });
+  metrics.add_gauge("rootseal_snapshot_age_seconds", "Seconds since the last good snapshot (or the start).",
+                    [this] {
+                      const std::int64_t good = last_good_ms_.load();
+                      return static_cast<double>(now_ms() - (good > 0 ? good : started_ms_.load())) / 1000.0;
+                    });
   metrics.add_gauge("rootseal_snapshot_interval_seconds", "The configured snapshots.interval.",
                     [this] { return static_cast<double>(config_->interval.count()) / 1000.0; });
 }
 
 void SnapshotScheduler::start() {
+  started_ms_ = now_ms();
   running_ = true;
   asio::co_spawn(strand_, loop(), asio::detached);
 }

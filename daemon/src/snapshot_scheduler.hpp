@@ -46,6 +46,7 @@ class SnapshotScheduler {
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
   boost::asio::steady_timer timer_;
   std::atomic<bool> running_{false};
+  std::atomic<std::int64_t> started_ms_{0};
   std::atomic<std::int64_t> last_good_ms_{0};
   std::atomic<std::uint64_t> last_size_{0};
   std::atomic<std::uint64_t> good_{0};

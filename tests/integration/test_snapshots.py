@@ -293,6 +293,7 @@ class SnapshotTest(unittest.TestCase):
         m = self.metrics(a)
         self.assertGreater(m["rootseal_snapshot_last_good_size_bytes"], 100000)
         self.assertEqual(m["rootseal_snapshot_interval_seconds"], 2)
+        self.assertLess(m["rootseal_snapshot_age_seconds"], 10)
 
         # What the aws CLI sees in the bucket: names that sort by time, the newest holds everything.
         names = self.s3_objects(prefix)
@@ -425,6 +426,7 @@ class SnapshotTest(unittest.TestCase):
         self.assertEqual(after["rootseal_snapshots_good_total"], during["rootseal_snapshots_good_total"])
         self.assertEqual(after["rootseal_snapshot_last_good_timestamp_seconds"], last_good)
         self.assertEqual(after["rootseal_snapshots_deleted_total"], during["rootseal_snapshots_deleted_total"])
+        self.assertGreaterEqual(after["rootseal_snapshot_age_seconds"], time.time() - last_good - 1)
         self.assertEqual(self.s3_objects(prefix), kept)  # no partial object, nothing deleted
         self.assertIn("snapshot failed", a.log())
 
