@@ -11,6 +11,10 @@ moto_server as S3 and the real aws CLI reading back what was uploaded.
   clear and nothing of the audit log.
 - A snapshot with one byte changed is refused by `snapshot verify` and
   `snapshot restore` (which writes nothing).
+- moto_server checks SigV4 signatures here (INITIAL_NO_AUTH_ACTION_COUNT: an
+  IAM user and its access key are made first, then every request must be
+  signed with that key): rootseal's S3 requests pass, a wrong secret gets
+  SignatureDoesNotMatch.
 - An upload cut midway (a proxy in front of moto_server closes the
   connection) is never counted good and retention deletes nothing; once
   uploads work again, retention keeps the newest `retain.count`.
@@ -107,22 +111,72 @@ class CutProxy:
         self.set_cut(False)
 
 
+class Moto:
+    """A moto_server. With `signed`, it checks SigV4 signatures
+    (INITIAL_NO_AUTH_ACTION_COUNT: the first three requests make an IAM user,
+    its access key and its policy; every later one must be signed with that
+    key). Each has `buckets`, and credential files for rootseald in `folder`."""
+
+    def __init__(self, folder, signed, buckets):
+        self.port = free_port()
+        env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3") if signed else None
+        self.proc = subprocess.Popen(["moto_server", "-p", str(self.port)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, env=env)
+        # Only a TCP probe: with authentication on, every answered request counts.
+        wait_moto(self.proc, self.port, http_probe=False)
+        self.key = ("testing", "testing")
+        if signed:
+            self.aws("iam", "create-user", "--user-name", "snapshots")
+            made = json.loads(self.aws("iam", "create-access-key", "--user-name", "snapshots", "--output", "json"))
+            self.aws("iam", "put-user-policy", "--user-name", "snapshots", "--policy-name", "s3", "--policy-document",
+                     json.dumps({"Version": "2012-10-17",
+                                 "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+            self.key = (made["AccessKey"]["AccessKeyId"], made["AccessKey"]["SecretAccessKey"])
+        for b in buckets:
+            self.aws("s3", "mb", "s3://" + b)
+        self.id_file = self._private(folder, "id", self.key[0])
+        self.secret_file = self._private(folder, "secret", self.key[1])
+
+    def _private(self, folder, name, value):
+        p = os.path.join(folder, "moto-%d-%s" % (self.port, name))
+        with open(p, "w") as f:
+            f.write(value + "\n")
+        os.chmod(p, 0o600)
+        return p
+
+    def aws(self, *args):
+        return aws_cli(self.port, args, key=self.key).decode()
+
+    def objects(self, bucket, prefix):
+        out = self.aws("s3api", "list-objects-v2", "--bucket", bucket, "--prefix", prefix, "--output", "json")
+        listed = json.loads(out) if out.strip() else {}
+        return sorted(o["Key"][len(prefix):] for o in listed.get("Contents", []))
+
+    def fetch(self, folder, bucket, prefix, name):
+        path = os.path.join(folder, "fetched-" + name)
+        self.aws("s3", "cp", "s3://%s/%s%s" % (bucket, prefix, name), path)
+        with open(path, "rb") as f:
+            return f.read()
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
 class SnapshotTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = tempdir("rootseal-snapshots-")
-        cls.moto_port = free_port()
-        cls.moto = subprocess.Popen(["moto_server", "-p", str(cls.moto_port)], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
-        wait_moto(cls.moto, cls.moto_port)
-        cls.aws("s3", "mb", "s3://" + BUCKET)
-        cls.creds = {}
-        for name, value in (("aws-id", "testing"), ("aws-secret", "testing")):
-            p = os.path.join(cls.dir, name)
-            with open(p, "w") as f:
-                f.write(value + "\n")
-            os.chmod(p, 0o600)
-            cls.creds[name] = p
+        # Signed: the drill and the cut uploads (one bucket each, no prefix:
+        # moto's signature check mis-verifies a ListObjectsV2 whose prefix has
+        # a '/', the aws CLI's own included). Open: prefixes ("corrupt/").
+        cls.signed = Moto(cls.dir, True, ["rootseal-drill", "rootseal-cut"])
+        cls.open = Moto(cls.dir, False, [BUCKET])
+        wrong = os.path.join(cls.dir, "wrong-secret")
+        with open(wrong, "w") as f:
+            f.write("not-the-secret\n")
+        os.chmod(wrong, 0o600)
+        cls.wrong_secret = wrong
         # Custodian keys for the ceremony (X25519, by the openssl tool).
         cls.keys = os.path.join(cls.dir, "keys")
         os.makedirs(cls.keys)
@@ -134,8 +188,8 @@ class SnapshotTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.moto.terminate()
-        cls.moto.wait(timeout=30)
+        cls.signed.close()
+        cls.open.close()
         rmtree(cls.dir)
 
     def setUp(self):
@@ -149,21 +203,6 @@ class SnapshotTest(unittest.TestCase):
             p.close()
 
     # --- helpers -------------------------------------------------------------
-    @classmethod
-    def aws(cls, *args):
-        return aws_cli(cls.moto_port, args).decode()
-
-    def s3_objects(self, prefix):
-        out = self.aws("s3api", "list-objects-v2", "--bucket", BUCKET, "--prefix", prefix, "--output", "json")
-        listed = json.loads(out) if out.strip() else {}
-        return sorted(o["Key"][len(prefix):] for o in listed.get("Contents", []))
-
-    def s3_fetch(self, prefix, name):
-        path = os.path.join(self.dir, "fetched-" + name)
-        self.aws("s3", "cp", "s3://%s/%s%s" % (BUCKET, prefix, name), path)
-        with open(path, "rb") as f:
-            return f.read()
-
     def cli(self, args, env, pin=None, expect=0, stdin=b""):
         """rootseal with the PIN on a pipe (never in argv)."""
         fds = ()
@@ -191,17 +230,17 @@ class SnapshotTest(unittest.TestCase):
         d.pin = pin
         return d
 
-    def configure(self, d, prefix, endpoint_port, interval="1s", count=3, enabled=True):
+    def configure(self, d, moto, bucket, prefix, interval="1s", count=3, enabled=True, port=None):
         d.write_config(
             "admin:\n  socket: %s\n"
             "tokens:\n  - name: test\n    sha256: %s\n    policies: [root]\n"
             "snapshots:\n  enabled: %s\n  interval: %s\n  retain:\n    count: %d\n"
-            "  destinations:\n    - name: s3\n      kind: s3\n      bucket: %s\n      prefix: %s\n"
+            "  destinations:\n    - name: s3\n      kind: s3\n      bucket: %s\n      prefix: \"%s\"\n"
             "      region: us-east-1\n      endpoint: http://127.0.0.1:%d\n      server_side_encryption: AES256\n"
             "      access_key_id: {file: %s}\n      secret_access_key: {file: %s}\n"
             "    - name: local\n      kind: folder\n      path: %s\n"
             % (d.p("admin.sock"), hashlib.sha256(d.token.encode()).hexdigest(), "true" if enabled else "false",
-               interval, count, BUCKET, prefix, endpoint_port, self.creds["aws-id"], self.creds["aws-secret"],
+               interval, count, bucket, prefix, port or moto.port, moto.id_file, moto.secret_file,
                d.p("local-snapshots")),
             pin_file=self.pin_file(d))
 
@@ -261,11 +300,11 @@ class SnapshotTest(unittest.TestCase):
 
     # --- the drill -----------------------------------------------------------
     def test_disaster_drill_restore_on_second_host_from_s3(self):
-        prefix = "drill/"
+        moto, bucket, prefix = self.signed, "rootseal-drill", ""
         transcript = os.path.join(self.dir, "transcript-drill")
         a = self.host("A", "snap-pin-4a7e91")
         shares = self.ceremony_init(a, transcript)
-        self.configure(a, prefix, self.moto_port, interval="2s")
+        self.configure(a, moto, bucket, prefix, interval="2s")
         a.start()
         self.unsealed(a)
 
@@ -296,11 +335,11 @@ class SnapshotTest(unittest.TestCase):
         self.assertLess(m["rootseal_snapshot_age_seconds"], 10)
 
         # What the aws CLI sees in the bucket: names that sort by time, the newest holds everything.
-        names = self.s3_objects(prefix)
+        names = moto.objects(bucket, prefix)
         self.assertTrue(names, "no snapshot in S3")
         self.assertTrue(all(re.match(r"^rootseal-\d{8}T\d{6}\.\d{3}Z\.snap$", n) for n in names), names)
         self.assertLessEqual(len(names), 3)  # retain.count
-        newest = self.s3_fetch(prefix, names[-1])
+        newest = moto.fetch(self.dir, bucket, prefix, names[-1])
         self.assertTrue(newest.startswith(b"rootseal-snapshot 1\n"))
         manifest = json.loads(newest.split(b"\n", 2)[1])
         self.assertEqual((manifest["keys"], manifest["versions"]), (KEYS, KEYS * VERSIONS))
@@ -334,7 +373,7 @@ class SnapshotTest(unittest.TestCase):
         b = self.host("B", "snap-pin-b2c8d4")
         self.ceremony_restore(b, transcript, shares)
         b.token = a.token
-        self.configure(b, prefix, self.moto_port, enabled=False)
+        self.configure(b, moto, bucket, prefix, enabled=False)
         out, _ = self.cli(["snapshot", "list", "--config", b.config], b.env)
         self.assertIn(names[-1], out)
         out, _ = self.cli(["snapshot", "restore", "--config", b.config] + self.token_args(b), b.env, pin=b.pin)
@@ -357,9 +396,9 @@ class SnapshotTest(unittest.TestCase):
 
     # --- corruption ------------------------------------------------------------
     def test_one_changed_byte_is_refused_by_verify_and_restore(self):
-        prefix = "corrupt/"
+        moto, bucket, prefix = self.open, BUCKET, "corrupt/"
         a = self.host("C", "snap-pin-c0ffee")
-        self.configure(a, prefix, self.moto_port, interval="1s")
+        self.configure(a, moto, bucket, prefix, interval="1s")
         a.start()
         self.unsealed(a)
         for k in range(5):
@@ -367,11 +406,22 @@ class SnapshotTest(unittest.TestCase):
         done = time.time()
         self.wait_metric(a, lambda m: m.get("rootseal_snapshot_last_good_timestamp_seconds", 0) > done, "a good snapshot")
         self.assertEqual(a.stop(), 0)
-        names = self.s3_objects(prefix)
-        good = self.s3_fetch(prefix, names[-1])
+        names = moto.objects(bucket, prefix)
+        good = moto.fetch(self.dir, bucket, prefix, names[-1])
         out, _ = self.cli(["snapshot", "verify", names[-1], "--config", a.config] + self.token_args(a), a.env,
                           pin=a.pin)
         self.assertIn("5 keys, 5 versions: every one unwraps", out)
+        # The signed moto_server checks signatures: the right key lists, a wrong secret is refused.
+        self.configure(a, self.signed, "rootseal-cut", "", enabled=False)
+        self.cli(["snapshot", "list", "--config", a.config], a.env)
+        with open(a.config) as f:
+            text = f.read()
+        wrong = a.p("wrong.yaml")
+        with open(wrong, "w") as f:
+            f.write(text.replace(self.signed.secret_file, self.wrong_secret))
+        _, err = self.cli(["snapshot", "list", "--config", wrong], a.env, expect=1)
+        self.assertIn("s3: ListObjectsV2: HTTP 403 SignatureDoesNotMatch", err)
+        self.assertNotIn("not-the-secret", err)
 
         # One byte of the object changed, uploaded with the aws CLI under a newer name.
         bad = bytearray(good)
@@ -380,7 +430,8 @@ class SnapshotTest(unittest.TestCase):
         path = os.path.join(self.dir, bad_name)
         with open(path, "wb") as f:
             f.write(bytes(bad))
-        self.aws("s3", "cp", path, "s3://%s/%s%s" % (BUCKET, prefix, bad_name))
+        moto.aws("s3", "cp", path, "s3://%s/%s%s" % (bucket, prefix, bad_name))
+        self.configure(a, moto, bucket, prefix, enabled=False)
         _, err = self.cli(["snapshot", "verify", "--config", a.config] + self.token_args(a), a.env, pin=a.pin, expect=1)
         self.assertIn("snapshot %s: snapshot refused: content SHA-256 does not match the manifest" % bad_name, err)
         target = os.path.join(self.dir, "corrupt-restore")
@@ -398,24 +449,24 @@ class SnapshotTest(unittest.TestCase):
 
     # --- failed uploads and retention -------------------------------------------
     def test_failed_upload_counts_nothing_and_deletes_nothing(self):
-        prefix = "cut/"
-        proxy = CutProxy(self.moto_port)
+        moto, bucket, prefix = self.signed, "rootseal-cut", ""
+        proxy = CutProxy(moto.port)
         self.proxies.append(proxy)
         a = self.host("D", "snap-pin-d00d42")
-        self.configure(a, prefix, proxy.port, interval="1s", count=2)
+        self.configure(a, moto, bucket, prefix, interval="1s", count=2, port=proxy.port)
         a.start()
         self.unsealed(a)
         self.api(a, "POST", "/v1/transit/keys/cut-0", {}, expect=(200, 204))
         self.wait_metric(a, lambda m: m.get("rootseal_snapshots_good_total", 0) >= 3, "three good snapshots")
         self.wait_metric(a, lambda m: m.get("rootseal_snapshots_deleted_total", 0) >= 1, "retention at work")
-        self.assertEqual(len(self.s3_objects(prefix)), 2)  # retain.count
+        self.assertEqual(len(moto.objects(bucket, prefix)), 2)  # retain.count
 
         proxy.set_cut(True)
         before = self.metrics(a)
         failures = before["rootseal_snapshot_failures_total"]
         self.wait_metric(a, lambda m: m["rootseal_snapshot_failures_total"] >= failures + 3, "three failed uploads")
         during = self.metrics(a)
-        kept = self.s3_objects(prefix)
+        kept = moto.objects(bucket, prefix)
         self.assertGreater(proxy.cuts, 0)
         # Counted good: nothing new. Deleted by retention: nothing.
         self.assertLessEqual(during["rootseal_snapshots_good_total"], before["rootseal_snapshots_good_total"] + 1)
@@ -427,14 +478,14 @@ class SnapshotTest(unittest.TestCase):
         self.assertEqual(after["rootseal_snapshot_last_good_timestamp_seconds"], last_good)
         self.assertEqual(after["rootseal_snapshots_deleted_total"], during["rootseal_snapshots_deleted_total"])
         self.assertGreaterEqual(after["rootseal_snapshot_age_seconds"], time.time() - last_good - 1)
-        self.assertEqual(self.s3_objects(prefix), kept)  # no partial object, nothing deleted
+        self.assertEqual(moto.objects(bucket, prefix), kept)  # no partial object, nothing deleted
         self.assertIn("snapshot failed", a.log())
 
         # Uploads work again: good snapshots, retention back to the newest two.
         proxy.set_cut(False)
         self.wait_metric(a, lambda m: m["rootseal_snapshots_good_total"] >= after["rootseal_snapshots_good_total"] + 2,
                          "good snapshots again")
-        names = self.s3_objects(prefix)
+        names = moto.objects(bucket, prefix)
         self.assertEqual(len(names), 2)
         self.assertGreater(names[0], kept[-1])
 
