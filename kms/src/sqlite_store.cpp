@@ -220,7 +220,6 @@ class SqliteStore final : public StateStore {
   };
 
   Result<void> exec(const char* sql, std::string_view what);
-  Result<void> harden();
   Result<void> configure_connection();
   Result<void> migrate();
   Result<void> prepare_all();
@@ -311,19 +310,18 @@ Result<std::int64_t> pragma_int(sqlite3* db, const char* sql) {
   return ::sqlite3_column_int64(s.get(), 0);
 }
 
-Result<void> SqliteStore::harden() {
-  ::sqlite3_extended_result_codes(db_, 1);
-  // Hardening: no extension loading, no writes to sqlite_schema or other
-  // corruption-prone tricks, no SQL functions run from schema content.
+// Hardening: no extension loading, no writes to sqlite_schema or other
+// corruption-prone tricks, no SQL functions run from schema content.
+void harden_connection(sqlite3* db) {
+  ::sqlite3_extended_result_codes(db, 1);
   int ignored = 0;
-  (void)::sqlite3_db_config(db_, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, &ignored);
-  (void)::sqlite3_db_config(db_, SQLITE_DBCONFIG_DEFENSIVE, 1, &ignored);
-  (void)::sqlite3_db_config(db_, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, &ignored);
-  return {};
+  (void)::sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, &ignored);
+  (void)::sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, &ignored);
+  (void)::sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, &ignored);
 }
 
 Result<void> SqliteStore::configure_connection() {
-  ROOTSEAL_TRY(harden());
+  harden_connection(db_);
   const int rc = ::sqlite3_busy_timeout(db_, kBusyTimeoutMs);
   if (rc != SQLITE_OK) return storage_fail("busy_timeout", rc);
 
@@ -458,8 +456,7 @@ Result<std::unique_ptr<StateStore>> SqliteStore::open(const std::filesystem::pat
 Result<std::unique_ptr<StateStore>> SqliteStore::open_image(std::span<const std::uint8_t> image) {
   sqlite3* db = nullptr;
   ROOTSEAL_TRY(open_memory_image(image, &db));
-  std::unique_ptr<SqliteStore> store(new SqliteStore(db));
-  ROOTSEAL_TRY(store->harden());
+  std::unique_ptr<SqliteStore> store(new SqliteStore(db));  // hardened by open_memory_image
   ROOTSEAL_TRY(store->exec("PRAGMA foreign_keys=ON", "enable foreign keys"));
   ROOTSEAL_TRY(store->migrate());
   ROOTSEAL_TRY(store->prepare_all());
@@ -745,6 +742,7 @@ Result<void> open_memory_image(std::span<const std::uint8_t> image, sqlite3** ou
     ::sqlite3_close_v2(db);
     return storage_fail("open in memory", rc);
   }
+  harden_connection(db);  // before SQLite reads a byte of the image
   auto* buf = static_cast<unsigned char*>(::sqlite3_malloc64(image.size()));
   if (buf == nullptr) {
     ::sqlite3_close_v2(db);
