@@ -3,10 +3,13 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <iterator>
 #include <string>
 
+#include "admin_client.hpp"
 #include "ceremony_common.hpp"
 #include "rootseal/daemon/config.hpp"
 #include "rootseal/daemon/snapshots.hpp"
@@ -31,6 +34,10 @@ struct SnapshotCommands {
   CLI::App* list = nullptr;
   CLI::App* verify = nullptr;
   CLI::App* restore = nullptr;
+  CLI::App* now = nullptr;
+  std::string now_socket;
+  std::string now_config;
+  int now_timeout_s = 600;
   Source list_src, verify_src, restore_src;
   std::string verify_name, restore_name;
   TokenArgs verify_tok, restore_tok;
@@ -208,6 +215,30 @@ int run_restore(SnapshotCommands& c, Console& con) {
   return 0;
 }
 
+// Asks the running rootseald for a snapshot now, over its admin socket, and
+// waits for the run (take, upload, read back, verify at every destination).
+int run_now(SnapshotCommands& c, Console& con) {
+  auto socket = admin_socket_path(c.now_socket, c.now_config);
+  if (!socket) return report(socket.error(), con);
+  const auto request = kms::SecureBytes::copy_of(std::string_view(R"({"op":"snapshot.now"})"));
+  auto answer = admin_call(*socket, request, std::chrono::seconds(std::max(1, c.now_timeout_s)));
+  if (!answer) return report(answer.error(), con);
+  auto data = (*answer)->data();
+  if (!data) return report(data.error(), con);
+  const auto& d = **data;
+  auto text = [&](const char* k) -> std::string {
+    const auto* v = d.if_contains(k);
+    if (v == nullptr) return "";
+    if (v->is_string()) return std::string(v->get_string());
+    if (v->is_uint64()) return std::to_string(v->get_uint64());
+    if (v->is_int64()) return std::to_string(v->get_int64());
+    return "";
+  };
+  con.out("snapshot " + text("snapshot") + ": good at " + text("destinations") + " destinations (" + text("bytes") +
+          " bytes, " + text("keys") + " keys, " + text("versions") + " versions unwrapped)\n");
+  return 0;
+}
+
 }  // namespace
 
 std::unique_ptr<SnapshotCommands, void (*)(SnapshotCommands*)> add_snapshot_commands(CLI::App& app) {
@@ -229,6 +260,12 @@ std::unique_ptr<SnapshotCommands, void (*)(SnapshotCommands*)> add_snapshot_comm
   add_token_options(c->restore, c->restore_tok);
   c->restore->add_option("--state-dir", c->state_dir, "the state folder to restore into (default: the configuration's state_dir)");
   c->restore->add_flag("--force", c->force, "replace the databases of a non-empty state folder");
+  c->now = snap->add_subcommand("now", "ask the running rootseald for a snapshot now, over its admin socket, "
+                                       "and wait until it is verified at every destination");
+  c->now->add_option("--socket", c->now_socket, "rootseald's admin socket (default: admin.socket of --config, "
+                                                "$ROOTSEAL_ADMIN_SOCKET, /run/rootseal/admin.sock)");
+  c->now->add_option("--config", c->now_config, "rootseald's configuration file, to find admin.socket");
+  c->now->add_option("--timeout", c->now_timeout_s, "seconds to wait for the run")->capture_default_str();
   return c;
 }
 
@@ -236,6 +273,7 @@ std::optional<int> run_snapshot_commands(SnapshotCommands& c, Console& con) {
   if (*c.list) return run_list(c, con);
   if (*c.verify) return run_verify(c, con);
   if (*c.restore) return run_restore(c, con);
+  if (*c.now) return run_now(c, con);
   return std::nullopt;
 }
 

@@ -89,6 +89,7 @@ kms::Result<void> Service::start() {
   make_seal_manager();
   add_startup_tokens();
   ROOTSEAL_TRY(make_api(cluster_id));
+  ROOTSEAL_TRY(start_snapshots());  // before the admin socket, which can ask for one
   const bool admin_listening = make_admin(std::move(reseal_root));
   ROOTSEAL_TRY(listen_http(hp, tls));
 
@@ -96,7 +97,6 @@ kms::Result<void> Service::start() {
   admin_->start();
   seal_->start();
   ROOTSEAL_TRY_ASSIGN(sync_, start_sync_engine(config_, io_.get_executor(), metrics_));
-  ROOTSEAL_TRY(start_snapshots());
   log::info("listening", {{"address", bound_address()},
                           {"tls", tls != nullptr},
                           {"mtls", !config_.listen.tls.client_ca_file.empty()},
@@ -302,6 +302,7 @@ bool Service::make_admin(ResealRoot reseal_root) {
   admin.blocking = &blocking_;
   admin.root_kind = std::string(root_->kind());
   admin.reseal_root = std::move(reseal_root);
+  admin.snapshots = snapshots_.get();
   admin_ = std::make_unique<AdminServer>(io_, std::move(admin));
   // Without its admin socket the daemon still serves its HTTP API (the
   // unseal endpoint of a whole cluster): the failure is logged loudly and

@@ -7,6 +7,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <chrono>
+#include <optional>
 
 #include "log.hpp"
 #include "metrics.hpp"
@@ -76,7 +77,7 @@ asio::awaitable<void> SnapshotScheduler::loop() {
     timer_.expires_after(config_->interval);
     (void)co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
     if (!running_) break;
-    (void)co_await run_once();
+    (void)co_await run_once();  // logged and counted inside
   }
 }
 
@@ -94,7 +95,13 @@ asio::awaitable<kms::Result<std::string>> SnapshotScheduler::upload(sync::Object
   co_return dest.describe();
 }
 
-asio::awaitable<bool> SnapshotScheduler::run_once() {
+asio::awaitable<kms::Result<SnapshotScheduler::RunResult>> SnapshotScheduler::run_once() {
+  // One run at a time: the timer's and an admin request's never overlap.
+  if (busy_.exchange(true)) co_return fail(Errc::conflict, "a snapshot is being taken; try again when it is done");
+  struct Release {
+    std::atomic<bool>& flag;
+    ~Release() { flag = false; }
+  } release{busy_};
   const std::int64_t started = now_ms();
   auto taken = co_await asio::co_spawn(
       blocking_, [this, started]() -> asio::awaitable<kms::Result<TakenSnapshot>> {
@@ -104,23 +111,26 @@ asio::awaitable<bool> SnapshotScheduler::run_once() {
   if (!taken) {
     ++failures_;
     log::error("snapshot failed", {{"step", "take"}, {"error", taken.error().message}});
-    co_return false;
+    co_return fail(taken.error().code, "snapshot failed: " + taken.error().message);
   }
   // Every destination must hold a verified copy before the snapshot counts.
-  bool all = true;
+  std::optional<kms::Error> first_failure;
   for (std::size_t i = 0; i < destinations_.size(); ++i) {
     auto r = co_await upload(*destinations_[i], *taken);
     if (!r) {
-      all = false;
+      if (!first_failure) {
+        first_failure.emplace(r.error().code, "snapshot " + taken->name + " failed at destination " +
+                                                  config_->destinations[i].name + ": " + r.error().message);
+      }
       log::error("snapshot failed", {{"step", "upload"},
                                      {"destination", config_->destinations[i].name},
                                      {"snapshot", taken->name},
                                      {"error", r.error().message}});
     }
   }
-  if (!all) {
+  if (first_failure) {
     ++failures_;
-    co_return false;  // nothing counted good, nothing deleted
+    co_return std::unexpected(std::move(*first_failure));  // nothing counted good, nothing deleted
   }
   ++good_;
   last_good_ms_ = started;
@@ -153,7 +163,8 @@ asio::awaitable<bool> SnapshotScheduler::run_once() {
       }
     }
   }
-  co_return true;
+  co_return RunResult{taken->name, taken->bytes.size(), taken->report.manifest.keys, taken->report.unwrapped,
+                      destinations_.size()};
 }
 
 }  // namespace rootseal::daemon

@@ -30,8 +30,18 @@ class SnapshotScheduler {
   void start();
   void stop();
 
-  // One run (tests call it through the loop): true when the snapshot is good.
-  boost::asio::awaitable<bool> run_once();
+  // What a good run produced.
+  struct RunResult {
+    std::string name;
+    std::uint64_t bytes = 0;
+    std::uint64_t keys = 0;
+    std::uint64_t versions = 0;
+    std::size_t destinations = 0;
+  };
+  // One run now (the timer's, or `rootseal snapshot now` over the admin
+  // socket): the good snapshot, or why not (conflict while another run is
+  // under way; the first failing step otherwise).
+  boost::asio::awaitable<kms::Result<RunResult>> run_once();
 
  private:
   boost::asio::awaitable<void> loop();
@@ -46,6 +56,7 @@ class SnapshotScheduler {
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
   boost::asio::steady_timer timer_;
   std::atomic<bool> running_{false};
+  std::atomic<bool> busy_{false};  // a run is under way
   std::atomic<std::int64_t> started_ms_{0};
   std::atomic<std::int64_t> last_good_ms_{0};
   std::atomic<std::uint64_t> last_size_{0};

@@ -447,6 +447,32 @@ class SnapshotTest(unittest.TestCase):
         _, err = self.cli(["snapshot", "verify", "--file", path] + self.token_args(a), a.env, pin=a.pin, expect=1)
         self.assertIn("the keyring holds 5 keys and 5 versions, the manifest says 6 and 5", err)
 
+    # --- a snapshot on request, over the admin socket ------------------------------
+    def test_snapshot_now_over_the_admin_socket(self):
+        moto, bucket, prefix = self.open, BUCKET, "now/"
+        a = self.host("E", "snap-pin-e4e4e4")
+        self.configure(a, moto, bucket, prefix, interval="1h")
+        a.start()
+        self.unsealed(a)
+        for k in range(3):
+            self.api(a, "POST", "/v1/transit/keys/now-%d" % k, {}, expect=(200, 204))
+        self.assertEqual(moto.objects(bucket, prefix), [])  # the timer's first run is an hour away
+        out, _ = self.cli(["snapshot", "now", "--socket", a.p("admin.sock")], a.env)
+        m = re.search(r"^snapshot (rootseal-\S+\.snap): good at 2 destinations \(\d+ bytes, 3 keys, 3 versions "
+                      r"unwrapped\)$", out.strip())
+        self.assertIsNotNone(m, out)
+        self.assertEqual(moto.objects(bucket, prefix), [m.group(1)])
+        self.assertEqual(self.metrics(a)["rootseal_snapshots_good_total"], 1)
+        self.assertEqual(a.stop(), 0)
+
+        # A daemon without snapshots: says so.
+        b = self.host("F", "snap-pin-f5f5f5")
+        self.configure(b, moto, bucket, prefix, enabled=False)
+        b.start()
+        self.unsealed(b)
+        _, err = self.cli(["snapshot", "now", "--socket", b.p("admin.sock")], b.env, expect=1)
+        self.assertIn("this rootseald takes no snapshots", err)
+
     # --- failed uploads and retention -------------------------------------------
     def test_failed_upload_counts_nothing_and_deletes_nothing(self):
         moto, bucket, prefix = self.signed, "rootseal-cut", ""
