@@ -144,7 +144,8 @@ kms::Result<HsmRoot> open_root(const TokenArgs& args) {
   cfg.token_label = t.token_label;
   cfg.key_label = t.key_label;
   // The TokenAdmin of this process holds the login; no PIN is kept around.
-  out.root = hsm::Pkcs11Root::create(cfg, [] { return kms::Result<kms::SecureBytes>(fail(Errc::sealed, "not logged in")); });
+  out.root =
+      hsm::Pkcs11Root::create(cfg, [] { return kms::Result<kms::SecureBytes>(fail(Errc::sealed, "not logged in")); });
   ROOTSEAL_TRY(out.root->probe());
   return out;
 }
@@ -208,8 +209,8 @@ int run_restore(SnapshotCommands& c, Console& con) {
   if (!view) return report(view.error(), con);
   auto restored = kms::restore_snapshot_files(*view, target, c.force);
   if (!restored) return report(restored.error(), con);
-  con.out(describe(got->first, *r) + "restored into " + target.string() +
-          " (rootseal.db" + (view->section("tokens").empty() ? "" : ", tokens.db") +
+  con.out(describe(got->first, *r) + "restored into " + target.string() + " (rootseal.db" +
+          (view->section("tokens").empty() ? "" : ", tokens.db") +
           (view->manifest.cluster_id.empty() ? "" : ", cluster-id") +
           "); give the files to the service user (chown) and start rootseald\n");
   return 0;
@@ -248,22 +249,27 @@ std::unique_ptr<SnapshotCommands, void (*)(SnapshotCommands*)> add_snapshot_comm
   snap->require_subcommand(1);
   c->list = snap->add_subcommand("list", "list the snapshots of a destination, oldest first");
   add_source(c->list, c->list_src, false);
-  c->verify = snap->add_subcommand("verify", "check a snapshot against the HSM: digests, SQLite integrity, counts, "
-                                             "root check value, every key version unwraps");
+  c->verify = snap->add_subcommand("verify",
+                                   "check a snapshot against the HSM: digests, SQLite integrity, counts, "
+                                   "root check value, every key version unwraps");
   c->verify->add_option("name", c->verify_name, "the snapshot (default: the newest)");
   add_source(c->verify, c->verify_src, true);
   add_token_options(c->verify, c->verify_tok);
-  c->restore = snap->add_subcommand("restore", "verify a snapshot against the HSM, then write it into an empty "
-                                               "state folder (rootseald stopped)");
+  c->restore = snap->add_subcommand("restore",
+                                    "verify a snapshot against the HSM, then write it into an empty "
+                                    "state folder (rootseald stopped)");
   c->restore->add_option("name", c->restore_name, "the snapshot (default: the newest)");
   add_source(c->restore, c->restore_src, true);
   add_token_options(c->restore, c->restore_tok);
-  c->restore->add_option("--state-dir", c->state_dir, "the state folder to restore into (default: the configuration's state_dir)");
+  c->restore->add_option("--state-dir", c->state_dir,
+                         "the state folder to restore into (default: the configuration's state_dir)");
   c->restore->add_flag("--force", c->force, "replace the databases of a non-empty state folder");
-  c->now = snap->add_subcommand("now", "ask the running rootseald for a snapshot now, over its admin socket, "
-                                       "and wait until it is verified at every destination");
-  c->now->add_option("--socket", c->now_socket, "rootseald's admin socket (default: admin.socket of --config, "
-                                                "$ROOTSEAL_ADMIN_SOCKET, /run/rootseal/admin.sock)");
+  c->now = snap->add_subcommand("now",
+                                "ask the running rootseald for a snapshot now, over its admin socket, "
+                                "and wait until it is verified at every destination");
+  c->now->add_option("--socket", c->now_socket,
+                     "rootseald's admin socket (default: admin.socket of --config, "
+                     "$ROOTSEAL_ADMIN_SOCKET, /run/rootseal/admin.sock)");
   c->now->add_option("--config", c->now_config, "rootseald's configuration file, to find admin.socket");
   c->now->add_option("--timeout", c->now_timeout_s, "seconds to wait for the run")->capture_default_str();
   return c;

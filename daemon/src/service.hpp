@@ -52,7 +52,7 @@ class Service {
   void make_seal_manager();
   void add_startup_tokens();  // the root token (dev mode) and the tokens of the configuration
   kms::Result<void> make_api(const std::string& cluster_id);
-  kms::Result<void> start_snapshots();  // the snapshot scheduler, when configured
+  kms::Result<void> start_snapshots();      // the snapshot scheduler, when configured
   bool make_admin(ResealRoot reseal_root);  // true: the admin socket is listening
   kms::Result<void> listen_http(const HostPort& hp, std::shared_ptr<boost::asio::ssl::context> tls);
 

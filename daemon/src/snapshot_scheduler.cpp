@@ -29,8 +29,13 @@ std::int64_t now_ms() {
 
 SnapshotScheduler::SnapshotScheduler(asio::io_context& io, asio::thread_pool& blocking, kms::RootOfTrust& root,
                                      std::filesystem::path state_dir, std::shared_ptr<const SnapshotsConfig> config)
-    : io_(io), blocking_(blocking), root_(root), state_dir_(std::move(state_dir)), config_(std::move(config)),
-      strand_(asio::make_strand(io)), timer_(strand_) {}
+    : io_(io),
+      blocking_(blocking),
+      root_(root),
+      state_dir_(std::move(state_dir)),
+      config_(std::move(config)),
+      strand_(asio::make_strand(io)),
+      timer_(strand_) {}
 
 kms::Result<void> SnapshotScheduler::open() {
   for (const auto& d : config_->destinations) {
@@ -52,11 +57,10 @@ void SnapshotScheduler::register_metrics(Metrics& metrics) {
                     [this] { return static_cast<double>(failures_.load()); });
   metrics.add_gauge("rootseal_snapshots_deleted_total", "Snapshots deleted by retention.",
                     [this] { return static_cast<double>(deleted_.load()); });
-  metrics.add_gauge("rootseal_snapshot_age_seconds", "Seconds since the last good snapshot (or the start).",
-                    [this] {
-                      const std::int64_t good = last_good_ms_.load();
-                      return static_cast<double>(now_ms() - (good > 0 ? good : started_ms_.load())) / 1000.0;
-                    });
+  metrics.add_gauge("rootseal_snapshot_age_seconds", "Seconds since the last good snapshot (or the start).", [this] {
+    const std::int64_t good = last_good_ms_.load();
+    return static_cast<double>(now_ms() - (good > 0 ? good : started_ms_.load())) / 1000.0;
+  });
   metrics.add_gauge("rootseal_snapshot_interval_seconds", "The configured snapshots.interval.",
                     [this] { return static_cast<double>(config_->interval.count()) / 1000.0; });
 }
@@ -82,12 +86,14 @@ asio::awaitable<void> SnapshotScheduler::loop() {
 }
 
 // Put, read back, compare, verify what was read back with the root.
-asio::awaitable<kms::Result<std::string>> SnapshotScheduler::upload(sync::ObjectStore& dest, const TakenSnapshot& snap) {
+asio::awaitable<kms::Result<std::string>> SnapshotScheduler::upload(sync::ObjectStore& dest,
+                                                                    const TakenSnapshot& snap) {
   ROOTSEAL_CO_TRY(co_await dest.put(snap.name, snap.bytes));
   ROOTSEAL_CO_LET(back, co_await dest.get(snap.name));
   if (back != snap.bytes) co_return fail(Errc::storage_failure, "the object read back differs from what was written");
   auto verified = co_await asio::co_spawn(
-      blocking_, [this, &back]() -> asio::awaitable<kms::Result<kms::SnapshotReport>> {
+      blocking_,
+      [this, &back]() -> asio::awaitable<kms::Result<kms::SnapshotReport>> {
         co_return kms::verify_snapshot(back, root_);
       },
       asio::use_awaitable);
@@ -104,7 +110,8 @@ asio::awaitable<kms::Result<SnapshotScheduler::RunResult>> SnapshotScheduler::ru
   } release{busy_};
   const std::int64_t started = now_ms();
   auto taken = co_await asio::co_spawn(
-      blocking_, [this, started]() -> asio::awaitable<kms::Result<TakenSnapshot>> {
+      blocking_,
+      [this, started]() -> asio::awaitable<kms::Result<TakenSnapshot>> {
         co_return take_snapshot(state_dir_, root_, started);
       },
       asio::use_awaitable);
@@ -144,8 +151,8 @@ asio::awaitable<kms::Result<SnapshotScheduler::RunResult>> SnapshotScheduler::ru
   for (std::size_t i = 0; i < destinations_.size(); ++i) {
     auto listed = co_await destinations_[i]->list();
     if (!listed) {
-      log::warn("snapshot retention skipped", {{"destination", config_->destinations[i].name},
-                                               {"error", listed.error().message}});
+      log::warn("snapshot retention skipped",
+                {{"destination", config_->destinations[i].name}, {"error", listed.error().message}});
       continue;
     }
     // A named vector: GCC 12 destroys a range-for temporary twice across a co_await.
@@ -155,11 +162,12 @@ asio::awaitable<kms::Result<SnapshotScheduler::RunResult>> SnapshotScheduler::ru
       auto removed = co_await destinations_[i]->remove(name);
       if (removed) {
         ++deleted_;
-        log::info("snapshot deleted by retention", {{"destination", config_->destinations[i].name}, {"snapshot", name}});
+        log::info("snapshot deleted by retention",
+                  {{"destination", config_->destinations[i].name}, {"snapshot", name}});
       } else {
-        log::warn("snapshot retention: delete failed", {{"destination", config_->destinations[i].name},
-                                                        {"snapshot", name},
-                                                        {"error", removed.error().message}});
+        log::warn(
+            "snapshot retention: delete failed",
+            {{"destination", config_->destinations[i].name}, {"snapshot", name}, {"error", removed.error().message}});
       }
     }
   }

@@ -108,7 +108,8 @@ std::vector<std::string> snapshots_to_delete(const std::vector<sync::ObjectInfo>
   for (const auto& o : objects) {
     if (auto t = snapshot_name_time(o.name)) snaps.emplace_back(*t, o.name);
   }
-  std::sort(snaps.begin(), snaps.end(), [](const auto& a, const auto& b) { return a.second > b.second; });  // newest first
+  std::sort(snaps.begin(), snaps.end(),
+            [](const auto& a, const auto& b) { return a.second > b.second; });  // newest first
   std::vector<std::string> out;
   for (std::size_t i = 0; i < snaps.size(); ++i) {
     const auto& [t, name] = snaps[i];

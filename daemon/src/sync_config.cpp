@@ -265,18 +265,19 @@ Result<std::shared_ptr<const SnapshotsConfig>> parse_snapshots_config(const YAML
   for (std::size_t i = 0; i < n["destinations"].size(); ++i) {
     const auto& d = n["destinations"][i];
     std::string at = w + ".destinations[" + std::to_string(i) + "]";
-    ROOTSEAL_TRY(only_keys(d, at, {"name", "kind", "path", "bucket", "prefix", "region", "endpoint",
-                                   "server_side_encryption", "sse_kms_key_id", "ca_file", "access_key_id",
-                                   "secret_access_key", "session_token"}));
+    ROOTSEAL_TRY(only_keys(d, at,
+                           {"name", "kind", "path", "bucket", "prefix", "region", "endpoint", "server_side_encryption",
+                            "sse_kms_key_id", "ca_file", "access_key_id", "secret_access_key", "session_token"}));
     SnapshotDestination dest;
     if (!d["name"]) return fail(Errc::invalid_argument, at + ".name: required");
     ROOTSEAL_TRY_ASSIGN(dest.name, get<std::string>(d["name"], at + ".name"));
-    if (dest.name.empty() || dest.name.size() > 32 ||
-        !std::all_of(dest.name.begin(), dest.name.end(),
-                     [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'; })) {
+    if (dest.name.empty() || dest.name.size() > 32 || !std::all_of(dest.name.begin(), dest.name.end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+        })) {
       return fail(Errc::invalid_argument, at + ".name: 1 to 32 of [a-z0-9_-]");
     }
-    if (!names.insert(dest.name).second) return fail(Errc::invalid_argument, at + ".name: '" + dest.name + "' is used twice");
+    if (!names.insert(dest.name).second)
+      return fail(Errc::invalid_argument, at + ".name: '" + dest.name + "' is used twice");
     at = w + ".destinations." + dest.name;
     if (!d["kind"]) return fail(Errc::invalid_argument, at + ".kind: required (folder or s3)");
     ROOTSEAL_TRY_ASSIGN(dest.kind, get<std::string>(d["kind"], at + ".kind"));
@@ -288,7 +289,8 @@ Result<std::shared_ptr<const SnapshotsConfig>> parse_snapshots_config(const YAML
       std::string p;
       ROOTSEAL_TRY(str(key, p));
       out = p;
-      if (!p.empty() && !out.is_absolute()) return fail(Errc::invalid_argument, at + "." + key + ": must be an absolute path");
+      if (!p.empty() && !out.is_absolute())
+        return fail(Errc::invalid_argument, at + "." + key + ": must be an absolute path");
       return {};
     };
     auto cred = [&](const char* key, sync::CredentialRef& out) -> Result<void> {
@@ -317,10 +319,12 @@ Result<std::shared_ptr<const SnapshotsConfig>> parse_snapshots_config(const YAML
       if (dest.bucket.empty()) return fail(Errc::invalid_argument, at + ".bucket: required for s3");
       if (dest.region.empty()) return fail(Errc::invalid_argument, at + ".region: required for s3");
       if (!dest.access_key_id.set() || !dest.secret_access_key.set()) {
-        return fail(Errc::invalid_argument, at + ": s3 needs access_key_id and secret_access_key ({file: ...} or {credential: ...})");
+        return fail(Errc::invalid_argument,
+                    at + ": s3 needs access_key_id and secret_access_key ({file: ...} or {credential: ...})");
       }
       if (!dest.prefix.empty() && (dest.prefix.back() != '/' || dest.prefix.front() == '/')) {
-        return fail(Errc::invalid_argument, at + ".prefix: must end with '/' and not start with one (\"rootseal/prod/\")");
+        return fail(Errc::invalid_argument,
+                    at + ".prefix: must end with '/' and not start with one (\"rootseal/prod/\")");
       }
       const auto& sse = dest.server_side_encryption;
       if (!sse.empty() && sse != "AES256" && sse != "aws:kms") {

@@ -35,9 +35,8 @@ std::string sha256_hex(std::span<const std::uint8_t> data) {
 }
 
 bool is_lower_hex(std::string_view s, std::size_t n) {
-  return s.size() == n && std::all_of(s.begin(), s.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
+  return s.size() == n &&
+         std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 bool is_section_name(std::string_view s) {
@@ -47,9 +46,8 @@ bool is_section_name(std::string_view s) {
 // Host names and cluster ids: printable ASCII without quotes or backslashes,
 // so a manifest field never carries control characters into a log line.
 bool is_plain_text(std::string_view s, std::size_t max) {
-  return s.size() <= max && std::all_of(s.begin(), s.end(), [](char c) {
-           return c > 0x20 && c < 0x7f && c != '"' && c != '\\';
-         });
+  return s.size() <= max &&
+         std::all_of(s.begin(), s.end(), [](char c) { return c > 0x20 && c < 0x7f && c != '"' && c != '\\'; });
 }
 
 std::unexpected<Error> bad(std::string what) {
@@ -78,7 +76,8 @@ Result<std::uint64_t> field_uint(const json::object& o, std::string_view key, st
   return n;
 }
 
-Result<void> only_fields(const json::object& o, std::initializer_list<std::string_view> allowed, std::string_view where) {
+Result<void> only_fields(const json::object& o, std::initializer_list<std::string_view> allowed,
+                         std::string_view where) {
   for (const auto& kv : o) {
     if (std::find(allowed.begin(), allowed.end(), kv.key()) == allowed.end()) {
       // The unknown name is from outside: say where, not what.
@@ -121,8 +120,9 @@ Result<SnapshotManifest> parse_manifest(std::string_view line) {
   }
   if (!v.is_object()) return bad("not a JSON object");
   const auto& o = v.get_object();
-  ROOTSEAL_TRY(only_fields(o, {"format", "version", "created", "created_unix_ms", "host", "cluster_id", "root_kcv",
-                               "keys", "versions", "sections", "content_sha256"},
+  ROOTSEAL_TRY(only_fields(o,
+                           {"format", "version", "created", "created_unix_ms", "host", "cluster_id", "root_kcv", "keys",
+                            "versions", "sections", "content_sha256"},
                            "the manifest"));
   ROOTSEAL_LET(format, field_string(o, "format"));
   if (format != "rootseal-snapshot") return bad("format is not rootseal-snapshot");
@@ -146,7 +146,8 @@ Result<SnapshotManifest> parse_manifest(std::string_view line) {
   if (!is_lower_hex(m.content_sha256, 64)) return bad("'content_sha256' must be 64 lower-case hex digits");
   const auto* secs = o.if_contains("sections");
   if (secs == nullptr || !secs->is_array()) return bad("'sections' must be a list");
-  if (secs->get_array().empty() || secs->get_array().size() > kMaxSections) return bad("'sections' must hold 1 to 8 entries");
+  if (secs->get_array().empty() || secs->get_array().size() > kMaxSections)
+    return bad("'sections' must hold 1 to 8 entries");
   std::set<std::string> seen;
   for (const auto& e : secs->get_array()) {
     if (!e.is_object()) return bad("a section must be an object");
@@ -287,8 +288,10 @@ Result<std::vector<std::uint8_t>> build_snapshot(const SnapshotInput& input, std
   m.keys = keys.size();
   for (const auto& k : keys) m.versions += k.versions.size();
   if (!is_plain_text(m.host, 255)) return fail(Errc::invalid_argument, "snapshot: the host name is not plain text");
-  if (!is_plain_text(m.cluster_id, 64)) return fail(Errc::invalid_argument, "snapshot: the cluster id is not plain text");
-  if (!is_lower_hex(m.root_kcv, 6)) return fail(Errc::invalid_argument, "snapshot: the root check value is not 6 hex digits");
+  if (!is_plain_text(m.cluster_id, 64))
+    return fail(Errc::invalid_argument, "snapshot: the cluster id is not plain text");
+  if (!is_lower_hex(m.root_kcv, 6))
+    return fail(Errc::invalid_argument, "snapshot: the root check value is not 6 hex digits");
   std::vector<std::uint8_t> body;
   auto add = [&](std::string name, const std::vector<std::uint8_t>& image) {
     m.sections.push_back({std::move(name), image.size(), sha256_hex(image)});
@@ -335,8 +338,8 @@ Result<SnapshotReport> verify_snapshot(std::span<const std::uint8_t> bytes, Root
   }
   ROOTSEAL_LET(kcv, root.key_check_value());
   if (kcv != m.root_kcv) {
-    return fail(Errc::decryption_failed, "snapshot refused: it was taken under root key " + m.root_kcv +
-                                             ", the root of trust here is " + kcv);
+    return fail(Errc::decryption_failed,
+                "snapshot refused: it was taken under root key " + m.root_kcv + ", the root of trust here is " + kcv);
   }
   SnapshotReport report;
   for (const auto& k : *keys) {
@@ -358,8 +361,8 @@ Result<SnapshotReport> verify_snapshot(std::span<const std::uint8_t> bytes, Root
 }
 
 Result<void> restore_snapshot_files(const SnapshotView& snapshot, const std::filesystem::path& state_dir, bool force) {
-  static constexpr std::string_view kFiles[] = {"rootseal.db", "rootseal.db-wal", "rootseal.db-shm", "tokens.db",
-                                                "tokens.db-wal", "tokens.db-shm", "cluster-id"};
+  static constexpr std::string_view kFiles[] = {"rootseal.db",   "rootseal.db-wal", "rootseal.db-shm", "tokens.db",
+                                                "tokens.db-wal", "tokens.db-shm",   "cluster-id"};
   std::error_code ec;
   std::filesystem::create_directories(state_dir, ec);
   if (ec) return fail(Errc::storage_failure, "restore: cannot create " + state_dir.string());

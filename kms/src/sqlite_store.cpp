@@ -735,8 +735,9 @@ Result<void> open_memory_image(std::span<const std::uint8_t> image, sqlite3** ou
     return fail(Errc::invalid_argument, "not an SQLite database image (bad header)");
   }
   sqlite3* db = nullptr;
-  int rc = ::sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_EXRESCODE |
-                                                  SQLITE_OPEN_PRIVATECACHE | SQLITE_OPEN_MEMORY,
+  int rc = ::sqlite3_open_v2(":memory:", &db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_EXRESCODE |
+                                 SQLITE_OPEN_PRIVATECACHE | SQLITE_OPEN_MEMORY,
                              nullptr);
   if (rc != SQLITE_OK) {
     ::sqlite3_close_v2(db);

@@ -25,9 +25,10 @@ namespace {
 
 kms::SoftwareRoot& root() {
   static std::unique_ptr<kms::SoftwareRoot> r = [] {
-    auto made = kms::SoftwareRoot::create(kms::SecureBytes::copy_of(std::string_view(
-        "\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42"
-        "\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42", 32)));
+    auto made = kms::SoftwareRoot::create(
+        kms::SecureBytes::copy_of(std::string_view("\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42"
+                                                   "\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42\x42",
+                                                   32)));
     if (!made) __builtin_trap();
     return std::move(*made);
   }();

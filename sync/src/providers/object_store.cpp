@@ -37,7 +37,8 @@ bool valid_object_name(std::string_view n) {
 }
 
 kms::Result<void> check_name(std::string_view n) {
-  if (!valid_object_name(n)) return fail(Errc::invalid_argument, "object name must be [A-Za-z0-9._-], not starting with '.'");
+  if (!valid_object_name(n))
+    return fail(Errc::invalid_argument, "object name must be [A-Za-z0-9._-], not starting with '.'");
   return {};
 }
 
@@ -153,7 +154,8 @@ class S3Store final : public ObjectStore {
     const std::string_view body(reinterpret_cast<const char*>(data.data()), data.size());
     std::vector<std::pair<std::string, std::string>> extra;
     if (!spec_.sse.empty()) extra.emplace_back("x-amz-server-side-encryption", spec_.sse);
-    if (!spec_.sse_kms_key_id.empty()) extra.emplace_back("x-amz-server-side-encryption-aws-kms-key-id", spec_.sse_kms_key_id);
+    if (!spec_.sse_kms_key_id.empty())
+      extra.emplace_back("x-amz-server-side-encryption-aws-kms-key-id", spec_.sse_kms_key_id);
     const std::string path = object_path(name);
     const std::vector<std::pair<std::string, std::string>> no_query;
     ROOTSEAL_CO_LET(res, co_await call(http::verb::put, path, no_query, extra, body));
@@ -231,7 +233,8 @@ class S3Store final : public ObjectStore {
     std::size_t at = 0;
     const auto code = xml_text(res.body.view(), "Code", at);
     std::string c = code.value_or("");
-    if (c.size() > 64 || !std::all_of(c.begin(), c.end(), [](char ch) { return std::isalnum(static_cast<unsigned char>(ch)) != 0; })) {
+    if (c.size() > 64 ||
+        !std::all_of(c.begin(), c.end(), [](char ch) { return std::isalnum(static_cast<unsigned char>(ch)) != 0; })) {
       c.clear();
     }
     return "s3: " + op + ": HTTP " + std::to_string(res.status) + (c.empty() ? "" : " " + c);
@@ -254,16 +257,17 @@ class S3Store final : public ObjectStore {
     req.query = query;
     req.headers = {{"host", client_->host_header()}, {"x-amz-date", date}, {"x-amz-content-sha256", payload_hash}};
     for (const auto& h : extra) req.headers.push_back(h);
-    if (!spec_.session_token.empty()) req.headers.emplace_back("x-amz-security-token", std::string(kms::as_view(spec_.session_token)));
+    if (!spec_.session_token.empty())
+      req.headers.emplace_back("x-amz-security-token", std::string(kms::as_view(spec_.session_token)));
     req.payload = body;
-    const auto auth = providers::sigv4::authorization(req, {spec_.access_key_id, spec_.secret_access_key}, spec_.region,
-                                                      "s3", date);
+    const auto auth =
+        providers::sigv4::authorization(req, {spec_.access_key_id, spec_.secret_access_key}, spec_.region, "s3", date);
     if (!spec_.session_token.empty()) {
       auto& v = req.headers.back().second;
       kms::secure_zero(v.data(), v.size());
     }
-    std::vector<net::Header> headers = {{"X-Amz-Date", date}, {"X-Amz-Content-Sha256", payload_hash},
-                                        {"Authorization", kms::as_view(auth)}};
+    std::vector<net::Header> headers = {
+        {"X-Amz-Date", date}, {"X-Amz-Content-Sha256", payload_hash}, {"Authorization", kms::as_view(auth)}};
     for (const auto& [k, v] : extra) headers.push_back({k, v});
     if (!body.empty()) headers.push_back({"Content-Type", "application/octet-stream"});
     if (!spec_.session_token.empty()) headers.push_back({"X-Amz-Security-Token", kms::as_view(spec_.session_token)});
@@ -336,7 +340,8 @@ kms::Result<std::unique_ptr<ObjectStore>> make_s3_store(const asio::any_io_execu
   options.request_timeout = std::chrono::minutes(10);
   options.max_response_bytes = 64u << 20;  // a snapshot read back (lands in locked memory), or a long listing
   ROOTSEAL_LET(client, providers::make_client(executor, endpoint, tls, options));
-  return std::unique_ptr<ObjectStore>(std::make_unique<S3Store>(std::move(spec), std::move(client), std::move(base_path)));
+  return std::unique_ptr<ObjectStore>(
+      std::make_unique<S3Store>(std::move(spec), std::move(client), std::move(base_path)));
 }
 
 kms::Result<kms::SecureBytes> read_host_credential(const CredentialRef& ref, std::string_view what,

@@ -68,8 +68,9 @@ TEST_CASE("snapshots: defaults, and no section means no snapshots") {
 }
 
 TEST_CASE("snapshots: bad values are refused with the option's name, secrets never inline") {
-  const std::string s3 = "snapshots:\n  destinations:\n    - name: x\n      kind: s3\n      bucket: b-1\n      region: r\n"
-                         "      access_key_id: {file: /i}\n      secret_access_key: {file: /s}\n";
+  const std::string s3 =
+      "snapshots:\n  destinations:\n    - name: x\n      kind: s3\n      bucket: b-1\n      region: r\n"
+      "      access_key_id: {file: /i}\n      secret_access_key: {file: /s}\n";
   struct Case {
     std::string yaml;
     std::string message;
@@ -84,23 +85,29 @@ TEST_CASE("snapshots: bad values are refused with the option's name, secrets nev
        "snapshots.retain.count: 1 to 100000"},
       {"snapshots:\n  interval: 1h\n  retain: {age: 10m}\n  destinations:\n    - {name: l, kind: folder, path: /b}\n",
        "snapshots.retain.age"},
-      {"snapshots:\n  destinations:\n    - {name: l, kind: folder, path: rel}\n", "snapshots.destinations.l.path: must be an absolute path"},
+      {"snapshots:\n  destinations:\n    - {name: l, kind: folder, path: rel}\n",
+       "snapshots.destinations.l.path: must be an absolute path"},
       {"snapshots:\n  destinations:\n    - {name: l, kind: folder}\n", "snapshots.destinations.l.path: required"},
       {"snapshots:\n  destinations:\n    - {name: l, kind: gcs}\n", "snapshots.destinations.l.kind: folder or s3"},
       {"snapshots:\n  destinations:\n    - {name: L!, kind: folder, path: /b}\n", "name: 1 to 32 of"},
-      {"snapshots:\n  destinations:\n    - {name: l, kind: folder, path: /b}\n    - {name: l, kind: folder, path: /c}\n",
+      {"snapshots:\n  destinations:\n    - {name: l, kind: folder, path: /b}\n    - {name: l, kind: folder, path: "
+       "/c}\n",
        "is used twice"},
-      {"snapshots:\n  destinations:\n    - {name: l, kind: folder, path: /b, bucket: x}\n", "not an option of a folder"},
+      {"snapshots:\n  destinations:\n    - {name: l, kind: folder, path: /b, bucket: x}\n",
+       "not an option of a folder"},
       {s3 + "      prefix: /abs/\n", "prefix: must end with '/' and not start with one"},
       {s3 + "      prefix: noslash\n", "prefix: must end with '/'"},
       {s3 + "      server_side_encryption: aes\n", "server_side_encryption: AES256 or aws:kms"},
       {s3 + "      sse_kms_key_id: k\n", "sse_kms_key_id: needs server_side_encryption: aws:kms"},
       {s3 + "      endpoint: s3.local\n", "endpoint: must be an http(s):// URL"},
-      {"snapshots:\n  destinations:\n    - {name: x, kind: s3, region: r, access_key_id: {file: /i}, secret_access_key: {file: /s}}\n",
+      {"snapshots:\n  destinations:\n    - {name: x, kind: s3, region: r, access_key_id: {file: /i}, "
+       "secret_access_key: {file: /s}}\n",
        "bucket: required"},
-      {"snapshots:\n  destinations:\n    - {name: x, kind: s3, bucket: b-1, region: r, access_key_id: AKIAXXXX, secret_access_key: {file: /s}}\n",
+      {"snapshots:\n  destinations:\n    - {name: x, kind: s3, bucket: b-1, region: r, access_key_id: AKIAXXXX, "
+       "secret_access_key: {file: /s}}\n",
        "must be {file: PATH} or {credential: NAME}"},
-      {"snapshots:\n  destinations:\n    - {name: x, kind: s3, bucket: b-1, region: r, access_key_id: {file: /i}, secret_access_key: hunter2}\n",
+      {"snapshots:\n  destinations:\n    - {name: x, kind: s3, bucket: b-1, region: r, access_key_id: {file: /i}, "
+       "secret_access_key: hunter2}\n",
        "a secret is never written in the configuration"},
       {"snapshots:\n  destinations:\n    - {name: x, kind: s3, bucket: b-1, region: r, access_key_id: {file: /i}}\n",
        "s3 needs access_key_id and secret_access_key"},

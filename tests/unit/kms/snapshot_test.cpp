@@ -108,8 +108,7 @@ TEST_CASE("manifest: the parser refuses every malformed field with a reason") {
       {manifest_with("\"name\":\"tokens\"", "\"name\":\"keyring\""), "appears twice"},
       {manifest_with("\"name\":\"keyring\"", "\"name\":\"other\""), "no 'keyring' section"},
       {manifest_with("\"name\":\"tokens\"", "\"name\":\"Tokens\""), "section name"},
-      {manifest_with("\"created\":\"20261206T151900.123Z\"", "\"created\":\"20261206T151900.124Z\""),
-       "does not match"},
+      {manifest_with("\"created\":\"20261206T151900.123Z\"", "\"created\":\"20261206T151900.124Z\""), "does not match"},
       {manifest_with("\"host\":\"host-a.example\"", "\"host\":\"a\\nb\""), "'host'"},
       {manifest_with("\"sections\":[", "\"sections\":[],\"x\":["), "unknown field"},
       {manifest_with("\"bytes\":8192", "\"bytes\":1e3"), "'bytes' must be a non-negative integer"},
@@ -156,12 +155,17 @@ TEST_CASE("snapshot: a consistent copy that verifies by unwrapping every version
 TEST_CASE("snapshot: one changed byte anywhere is refused with a reason") {
   State state(3, 2);
   const auto snap = state.snapshot();
-  const std::size_t manifest_end = std::string_view(reinterpret_cast<const char*>(snap.data()), snap.size())
-                                       .find('\n', kms::kSnapshotMagic.size());
+  const std::size_t manifest_end =
+      std::string_view(reinterpret_cast<const char*>(snap.data()), snap.size()).find('\n', kms::kSnapshotMagic.size());
   REQUIRE(manifest_end != std::string_view::npos);
   // First line, manifest, SQLite header, a page in the middle, the last byte.
-  const std::vector<std::size_t> positions = {0, 5, manifest_end - 3, manifest_end + 1, manifest_end + 20,
-                                              manifest_end + (snap.size() - manifest_end) / 2, snap.size() - 1};
+  const std::vector<std::size_t> positions = {0,
+                                              5,
+                                              manifest_end - 3,
+                                              manifest_end + 1,
+                                              manifest_end + 20,
+                                              manifest_end + (snap.size() - manifest_end) / 2,
+                                              snap.size() - 1};
   for (const auto pos : positions) {
     INFO("byte " << pos);
     auto bad = snap;
@@ -234,7 +238,8 @@ TEST_CASE("snapshot: restore into an empty folder, refuse a non-empty one withou
   REQUIRE(again.version_count() == 12);
   // The same key material: a ciphertext of the original decrypts.
   const std::string text = "hello";
-  auto ct = state.keyring->encrypt("key-2", std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()), {});
+  auto ct =
+      state.keyring->encrypt("key-2", std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()), {});
   REQUIRE(ct);
   auto pt = again.decrypt("key-2", ct->ciphertext, {});
   REQUIRE(pt);

@@ -49,7 +49,7 @@ struct SnapshotDestination {
 struct SnapshotsConfig {
   bool enabled = true;
   std::chrono::milliseconds interval{3'600'000};
-  std::size_t retain_count = 24;          // newest snapshots kept per destination (at least 1)
+  std::size_t retain_count = 24;            // newest snapshots kept per destination (at least 1)
   std::chrono::milliseconds retain_age{0};  // older ones are deleted too; 0 = no age limit
   std::vector<SnapshotDestination> destinations;
 };

@@ -31,9 +31,9 @@ inline constexpr std::string_view kSnapshotMagic = "rootseal-snapshot 1\n";
 inline constexpr std::size_t kMaxManifestBytes = 64 * 1024;
 
 struct SnapshotSection {
-  std::string name;      // [a-z]{1,32}: "keyring", "tokens"
+  std::string name;  // [a-z]{1,32}: "keyring", "tokens"
   std::uint64_t bytes = 0;
-  std::string sha256;    // lower-case hex
+  std::string sha256;  // lower-case hex
   friend bool operator==(const SnapshotSection&, const SnapshotSection&) = default;
 };
 

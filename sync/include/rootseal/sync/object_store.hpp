@@ -53,11 +53,11 @@ class ObjectStore {
 std::unique_ptr<ObjectStore> make_folder_store(std::filesystem::path folder);
 
 struct S3Spec {
-  std::string bucket;    // required
-  std::string prefix;    // "" or ending in "/" ("rootseal/prod/")
-  std::string region;    // required
-  std::string endpoint;  // override ("http://127.0.0.1:5000"); path-style addressing
-  std::string sse;       // "" | "AES256" | "aws:kms": x-amz-server-side-encryption
+  std::string bucket;          // required
+  std::string prefix;          // "" or ending in "/" ("rootseal/prod/")
+  std::string region;          // required
+  std::string endpoint;        // override ("http://127.0.0.1:5000"); path-style addressing
+  std::string sse;             // "" | "AES256" | "aws:kms": x-amz-server-side-encryption
   std::string sse_kms_key_id;  // with aws:kms: x-amz-server-side-encryption-aws-kms-key-id
   std::filesystem::path ca_file;
   kms::SecureBytes access_key_id;
