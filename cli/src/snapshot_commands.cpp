@@ -59,7 +59,7 @@ template <class T>
 kms::Result<T> wait(asio::io_context& io, asio::awaitable<kms::Result<T>> a) {
   std::optional<kms::Result<T>> out;
   std::exception_ptr failure;
-  asio::co_spawn(io, std::move(a), [&](std::exception_ptr e, kms::Result<T> r) {
+  asio::co_spawn(io, std::move(a), [&](const std::exception_ptr& e, kms::Result<T> r) {
     if (e) {
       failure = e;
       return;
@@ -69,6 +69,7 @@ kms::Result<T> wait(asio::io_context& io, asio::awaitable<kms::Result<T>> a) {
   io.restart();
   io.run();
   if (failure) std::rethrow_exception(failure);
+  if (!out) return fail(Errc::internal, "the operation did not complete");
   return std::move(*out);
 }
 

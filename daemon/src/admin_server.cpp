@@ -630,7 +630,7 @@ asio::awaitable<AdminServer::Answer> AdminServer::snapshot_now() {
     co_return Answer::err(Errc::invalid_argument,
                           "this rootseald takes no snapshots: add a snapshots: section (enabled) to its configuration");
   }
-  auto r = co_await deps_.snapshots->run_once();
+  auto r = co_await deps_.snapshots->run_now();
   if (!r) co_return Answer::err(r.error());
   co_return Answer::ok(json::object{{"snapshot", r->name},
                                     {"bytes", r->bytes},

@@ -101,6 +101,11 @@ asio::awaitable<kms::Result<std::string>> SnapshotScheduler::upload(sync::Object
   co_return dest.describe();
 }
 
+asio::awaitable<kms::Result<SnapshotScheduler::RunResult>> SnapshotScheduler::run_now() {
+  // On the scheduler's strand, where the timer's runs and the destinations' clients live.
+  co_return co_await asio::co_spawn(strand_, run_once(), asio::use_awaitable);
+}
+
 asio::awaitable<kms::Result<SnapshotScheduler::RunResult>> SnapshotScheduler::run_once() {
   // One run at a time: the timer's and an admin request's never overlap.
   if (busy_.exchange(true)) co_return fail(Errc::conflict, "a snapshot is being taken; try again when it is done");
@@ -155,7 +160,7 @@ asio::awaitable<kms::Result<SnapshotScheduler::RunResult>> SnapshotScheduler::ru
                 {{"destination", config_->destinations[i].name}, {"error", listed.error().message}});
       continue;
     }
-    // A named vector: GCC 12 destroys a range-for temporary twice across a co_await.
+    // Kept out of the range-for header: GCC 12 has mishandled temporaries that live across a co_await.
     const std::vector<std::string> doomed =
         snapshots_to_delete(*listed, taken->name, config_->retain_count, config_->retain_age, now_ms());
     for (const auto& name : doomed) {

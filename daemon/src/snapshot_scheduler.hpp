@@ -38,13 +38,14 @@ class SnapshotScheduler {
     std::uint64_t versions = 0;
     std::size_t destinations = 0;
   };
-  // One run now (the timer's, or `rootseal snapshot now` over the admin
+  // One run now, from any executor (`rootseal snapshot now` over the admin
   // socket): the good snapshot, or why not (conflict while another run is
   // under way; the first failing step otherwise).
-  boost::asio::awaitable<kms::Result<RunResult>> run_once();
+  boost::asio::awaitable<kms::Result<RunResult>> run_now();
 
  private:
   boost::asio::awaitable<void> loop();
+  boost::asio::awaitable<kms::Result<RunResult>> run_once();  // on strand_
   boost::asio::awaitable<kms::Result<std::string>> upload(sync::ObjectStore& dest, const TakenSnapshot& snap);
 
   boost::asio::io_context& io_;

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <system_error>
 
 #include "engine/provider_source.hpp"
 #include "providers/aws_sigv4.hpp"
@@ -62,8 +63,10 @@ class FolderStore final : public ObjectStore {
     const auto path = folder_ / std::string(name);
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
-      co_return fail(errno == ENOENT ? Errc::not_found : Errc::storage_failure,
-                     "snapshot folder: cannot open " + std::string(name) + ": " + std::strerror(errno));
+      const int err = errno;
+      co_return fail(err == ENOENT ? Errc::not_found : Errc::storage_failure,
+                     "snapshot folder: cannot open " + std::string(name) + ": " +
+                         std::generic_category().message(err));
     }
     std::vector<std::uint8_t> out;
     std::uint8_t buf[65536];
@@ -273,6 +276,7 @@ class S3Store final : public ObjectStore {
     if (!spec_.session_token.empty()) headers.push_back({"X-Amz-Security-Token", kms::as_view(spec_.session_token)});
     std::string target = path;
     std::vector<std::pair<std::string, std::string>> encoded;
+    encoded.reserve(query.size());
     for (const auto& [k, v] : query) encoded.emplace_back(net::url_encode(k), net::url_encode(v));
     std::sort(encoded.begin(), encoded.end());
     for (std::size_t i = 0; i < encoded.size(); ++i) {
@@ -312,7 +316,7 @@ kms::Result<std::unique_ptr<ObjectStore>> make_s3_store(const asio::any_io_execu
   if (!spec.prefix.empty() && (spec.prefix.back() != '/' || spec.prefix.front() == '/')) {
     return fail(Errc::invalid_argument, "s3: prefix must end with '/' and not start with one");
   }
-  if (spec.sse != "" && spec.sse != "AES256" && spec.sse != "aws:kms") {
+  if (!spec.sse.empty() && spec.sse != "AES256" && spec.sse != "aws:kms") {
     return fail(Errc::invalid_argument, "s3: server_side_encryption must be AES256 or aws:kms");
   }
   if (!spec.sse_kms_key_id.empty() && spec.sse != "aws:kms") {

@@ -28,7 +28,7 @@
 namespace rootseal::kms {
 
 inline constexpr std::string_view kSnapshotMagic = "rootseal-snapshot 1\n";
-inline constexpr std::size_t kMaxManifestBytes = 64 * 1024;
+inline constexpr std::size_t kMaxManifestBytes = std::size_t{64} * 1024;
 
 struct SnapshotSection {
   std::string name;  // [a-z]{1,32}: "keyring", "tokens"
