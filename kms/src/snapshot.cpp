@@ -172,7 +172,7 @@ std::string snapshot_time_name(std::int64_t unix_ms) {
   if (gmtime_r(&secs, &tm) == nullptr) return "00000000T000000.000Z";  // out of range: never a valid name
   char buf[40];
   (void)std::snprintf(buf, sizeof buf, "%04d%02d%02dT%02d%02d%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(unix_ms % 1000));
+                      tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(unix_ms % 1000));
   return buf;
 }
 

@@ -65,8 +65,7 @@ class FolderStore final : public ObjectStore {
     if (fd < 0) {
       const int err = errno;
       co_return fail(err == ENOENT ? Errc::not_found : Errc::storage_failure,
-                     "snapshot folder: cannot open " + std::string(name) + ": " +
-                         std::generic_category().message(err));
+                     "snapshot folder: cannot open " + std::string(name) + ": " + std::generic_category().message(err));
     }
     std::vector<std::uint8_t> out;
     std::uint8_t buf[65536];
