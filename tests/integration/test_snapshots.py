@@ -122,6 +122,13 @@ class Moto:
         env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3") if signed else None
         self.proc = subprocess.Popen(["moto_server", "-p", str(self.port)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, env=env)
+        try:
+            self._set_up(folder, signed, buckets)
+        except BaseException:
+            self.close()  # a failed set-up leaves no server behind
+            raise
+
+    def _set_up(self, folder, signed, buckets):
         # Only a TCP probe: with authentication on, every answered request counts.
         wait_moto(self.proc, self.port, http_probe=False)
         self.key = ("testing", "testing")
@@ -167,6 +174,15 @@ class SnapshotTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = tempdir("rootseal-snapshots-")
+        cls.signed = cls.open = None
+        try:
+            cls._set_up_class()
+        except BaseException:
+            cls.tearDownClass()  # unittest does not call it when setUpClass fails
+            raise
+
+    @classmethod
+    def _set_up_class(cls):
         # Signed: the drill and the cut uploads (one bucket each, no prefix:
         # moto's signature check mis-verifies a ListObjectsV2 whose prefix has
         # a '/', the aws CLI's own included). Open: prefixes ("corrupt/").
@@ -188,8 +204,9 @@ class SnapshotTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.signed.close()
-        cls.open.close()
+        for moto in (cls.signed, cls.open):
+            if moto is not None:
+                moto.close()
         rmtree(cls.dir)
 
     def setUp(self):
