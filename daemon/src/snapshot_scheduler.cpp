@@ -46,7 +46,6 @@ kms::Result<void> SnapshotScheduler::open() {
 }
 
 void SnapshotScheduler::register_metrics(Metrics& metrics) {
-  // Help texts stay short: Metrics::render formats each gauge into 256 bytes.
   metrics.add_gauge("rootseal_snapshot_last_good_timestamp_seconds", "Unix time of the last good snapshot (0: none).",
                     [this] { return static_cast<double>(last_good_ms_.load()) / 1000.0; });
   metrics.add_gauge("rootseal_snapshot_last_good_size_bytes", "Size of the last good snapshot.",
