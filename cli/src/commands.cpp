@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "admin_commands.hpp"
+#include "snapshot_commands.hpp"
+#include "token_args.hpp"
 #include "ceremony.hpp"
 #include "rootseal/cli/cli.hpp"
 #include "secret_io.hpp"
@@ -28,15 +30,6 @@ bool harden_process() noexcept {
   ok = ::setrlimit(RLIMIT_CORE, &no_core) == 0 && ok;
   return ok;
 }
-
-namespace {
-
-struct TokenArgs {
-  std::string module;
-  std::string token;
-  std::string key_label = "rootseal-root";
-  int pin_fd = -1;
-};
 
 void add_token_options(CLI::App* cmd, TokenArgs& t) {
   cmd->add_option("--module", t.module, "PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so)")->required();
@@ -63,6 +56,8 @@ TokenTarget token_target(const TokenArgs& a) {
   };
   return t;
 }
+
+namespace {
 
 struct PeopleArgs {
   std::string officer;
@@ -237,6 +232,8 @@ int run(int argc, char** argv) {
 
   // status, unseal, token ..., tpm seal-pin | reseal (docs/admin.md)
   auto admin = add_admin_commands(app);
+  // snapshot list | verify | restore (docs/operations.md)
+  auto snapshots = add_snapshot_commands(app);
 
   try {
     app.parse(argc, argv);
@@ -247,6 +244,7 @@ int run(int argc, char** argv) {
 
   try {
     if (auto rc = run_admin_commands(*admin, con)) return *rc;
+    if (auto rc = run_snapshot_commands(*snapshots, con)) return *rc;
     if (*init) {
       InitOptions o;
       o.token = token_target(init_tok);

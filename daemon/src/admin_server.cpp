@@ -1,4 +1,5 @@
 #include "admin_server.hpp"
+#include "snapshot_scheduler.hpp"
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -148,7 +149,7 @@ kms::Result<AdminRequest> parse_admin_request(std::string_view line, std::string
   r.op = std::string(op_value->as_string());
   if (op_out != nullptr) *op_out = r.op;
 
-  if (r.op == "status" || r.op == "token.list") return r;
+  if (r.op == "status" || r.op == "token.list" || r.op == "snapshot.now") return r;
 
   if (r.op == "token.create") {
     const auto* policies = req.if_contains("policies");
@@ -553,6 +554,8 @@ asio::awaitable<AdminServer::Answer> AdminServer::dispatch(const Peer& peer, std
 
   if (op == "tpm.reseal") co_return co_await reseal(req.target, std::move(req.pcrs));
 
+  if (op == "snapshot.now") co_return co_await snapshot_now();
+
   co_return Answer::err(Errc::internal, "unhandled op '" + op + "'");
 }
 
@@ -620,6 +623,20 @@ asio::awaitable<AdminServer::Answer> AdminServer::unseal(const kms::SecureBytes&
   log::warn("typed PIN did not unseal", {{"wrong_pins", wrong_pins_}, {"next_attempt_in_ms", delay_ms},
                                          {"reason", outcome.status.reason}});
   co_return Answer::err(Errc::sealed, "still sealed: " + outcome.status.reason, delay_ms);
+}
+
+asio::awaitable<AdminServer::Answer> AdminServer::snapshot_now() {
+  if (deps_.snapshots == nullptr) {
+    co_return Answer::err(Errc::invalid_argument,
+                          "this rootseald takes no snapshots: add a snapshots: section (enabled) to its configuration");
+  }
+  auto r = co_await deps_.snapshots->run_now();
+  if (!r) co_return Answer::err(r.error());
+  co_return Answer::ok(json::object{{"snapshot", r->name},
+                                    {"bytes", r->bytes},
+                                    {"keys", r->keys},
+                                    {"versions", r->versions},
+                                    {"destinations", r->destinations}});
 }
 
 asio::awaitable<AdminServer::Answer> AdminServer::reseal(std::string_view target,

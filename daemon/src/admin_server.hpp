@@ -66,6 +66,8 @@ struct AdminRequest {
 };
 kms::Result<AdminRequest> parse_admin_request(std::string_view line, std::string* op_out = nullptr);
 
+class SnapshotScheduler;
+
 struct AdminDeps {
   const Config* config = nullptr;
   TokenStore* tokens = nullptr;
@@ -78,6 +80,7 @@ struct AdminDeps {
   // Re-seals the held TPM root key under the configured policy, with these
   // PCRs instead of tpm.pcrs if given. Blocking. Empty unless root is tpm.
   std::function<kms::Result<void>(const std::optional<std::vector<std::uint32_t>>& pcrs)> reseal_root;
+  SnapshotScheduler* snapshots = nullptr;  // snapshot.now; null without an enabled snapshots: section
 };
 
 class AdminServer {
@@ -111,6 +114,7 @@ class AdminServer {
                                           std::string& accessor);
   boost::asio::awaitable<Answer> unseal(const kms::SecureBytes& pin);
   boost::asio::awaitable<Answer> reseal(std::string_view target, std::optional<std::vector<std::uint32_t>> pcrs);
+  boost::asio::awaitable<Answer> snapshot_now();
   void audit(const Peer& peer, std::string_view op, std::string_view accessor, unsigned status,
              std::string_view error);
 

@@ -555,10 +555,12 @@ Result<Config> parse_config(std::string_view yaml_text) {
     return cfg;
   }
   ROOTSEAL_TRY(refuse_inline_secrets(root, ""));
-  ROOTSEAL_TRY(check_keys(root, "config", {"listen", "api", "state_dir", "root_of_trust", "pkcs11", "tpm", "pin",
-                                     "seal", "log", "policies", "tokens", "client_certs", "audit", "io_threads",
-                                     "blocking_threads", "admin", "sync"}));
+  ROOTSEAL_TRY(
+      check_keys(root, "config",
+                 {"listen", "api", "state_dir", "root_of_trust", "pkcs11", "tpm", "pin", "seal", "log", "policies",
+                  "tokens", "client_certs", "audit", "io_threads", "blocking_threads", "admin", "sync", "snapshots"}));
   if (root["sync"]) ROOTSEAL_TRY_ASSIGN(cfg.sync, parse_sync_config(root["sync"]));
+  if (root["snapshots"]) ROOTSEAL_TRY_ASSIGN(cfg.snapshots, parse_snapshots_config(root["snapshots"]));
   if (root["listen"]) ROOTSEAL_TRY(parse_listen(root["listen"], cfg.listen));
   if (root["api"]) ROOTSEAL_TRY(parse_api(root["api"], cfg.api));
   if (root["state_dir"]) {

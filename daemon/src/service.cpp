@@ -23,6 +23,7 @@
 #include "admin_token_db.hpp"
 #include "daemon_tpm_root.hpp"
 #include "pin_source.hpp"
+#include "snapshot_scheduler.hpp"
 #include "sync_config.hpp"
 #include "rootseal/hsm/pkcs11_root.hpp"
 #include "rootseal/kms/durable_file.hpp"
@@ -88,6 +89,7 @@ kms::Result<void> Service::start() {
   make_seal_manager();
   add_startup_tokens();
   ROOTSEAL_TRY(make_api(cluster_id));
+  ROOTSEAL_TRY(start_snapshots());  // before the admin socket, which can ask for one
   const bool admin_listening = make_admin(std::move(reseal_root));
   ROOTSEAL_TRY(listen_http(hp, tls));
 
@@ -106,6 +108,20 @@ kms::Result<void> Service::start() {
   }
   arm_watchdog();
   sd_notify(0, "READY=1\nSTATUS=listening, sealed");
+  return {};
+}
+
+kms::Result<void> Service::start_snapshots() {
+  if (!config_.snapshots || !config_.snapshots->enabled) return {};
+  snapshots_ = std::make_unique<SnapshotScheduler>(io_, blocking_, *root_, config_.state_dir, config_.snapshots);
+  ROOTSEAL_TRY(snapshots_->open());
+  snapshots_->register_metrics(metrics_);
+  snapshots_->start();
+  std::string names;
+  for (const auto& d : config_.snapshots->destinations) names += (names.empty() ? "" : ",") + d.name;
+  log::info("snapshots scheduled", {{"interval_ms", config_.snapshots->interval.count()},
+                                    {"retain_count", config_.snapshots->retain_count},
+                                    {"destinations", names}});
   return {};
 }
 
@@ -286,6 +302,7 @@ bool Service::make_admin(ResealRoot reseal_root) {
   admin.blocking = &blocking_;
   admin.root_kind = std::string(root_->kind());
   admin.reseal_root = std::move(reseal_root);
+  admin.snapshots = snapshots_.get();
   admin_ = std::make_unique<AdminServer>(io_, std::move(admin));
   // Without its admin socket the daemon still serves its HTTP API (the
   // unseal endpoint of a whole cluster): the failure is logged loudly and
@@ -438,6 +455,7 @@ void Service::stop() {
   if (admin_) admin_->stop();
   if (seal_) seal_->stop();
   if (sync_) sync_->stop();
+  if (snapshots_) snapshots_->stop();
   signals_.cancel();
   watchdog_.cancel();
   // Requests in flight finish (each bounded by its own deadlines). A guard

@@ -25,6 +25,7 @@
 #include "router.hpp"
 #include "transit.hpp"
 #include "seal_manager.hpp"
+#include "snapshot_scheduler.hpp"
 
 namespace rootseal::daemon {
 
@@ -51,6 +52,7 @@ class Service {
   void make_seal_manager();
   void add_startup_tokens();  // the root token (dev mode) and the tokens of the configuration
   kms::Result<void> make_api(const std::string& cluster_id);
+  kms::Result<void> start_snapshots();      // the snapshot scheduler, when configured
   bool make_admin(ResealRoot reseal_root);  // true: the admin socket is listening
   kms::Result<void> listen_http(const HostPort& hp, std::shared_ptr<boost::asio::ssl::context> tls);
 
@@ -79,6 +81,7 @@ class Service {
   std::unique_ptr<net::HttpServer> server_;
   Metrics metrics_;
   std::unique_ptr<sync::Engine> sync_;  // the sync engine, when sync.enabled
+  std::unique_ptr<SnapshotScheduler> snapshots_;  // when snapshots: is configured and enabled
   std::unique_ptr<AuditLog> audit_;
   std::shared_ptr<PinBroker> pins_;
   std::unique_ptr<AdminServer> admin_;

@@ -1,5 +1,6 @@
 #include "sync_config.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <set>
 
@@ -234,6 +235,113 @@ Result<std::shared_ptr<const sync::EngineConfig>> parse_sync_config(const YAML::
     }
   }
   return std::shared_ptr<const sync::EngineConfig>(std::move(c));
+}
+
+Result<std::shared_ptr<const SnapshotsConfig>> parse_snapshots_config(const YAML::Node& n) {
+  const std::string w = "snapshots";
+  ROOTSEAL_TRY(only_keys(n, w, {"enabled", "interval", "retain", "destinations"}));
+  auto cfg = std::make_shared<SnapshotsConfig>();
+  if (n["enabled"]) ROOTSEAL_TRY_ASSIGN(cfg->enabled, get<bool>(n["enabled"], w + ".enabled"));
+  if (n["interval"]) ROOTSEAL_TRY_ASSIGN(cfg->interval, millis(n["interval"], w + ".interval"));
+  if (cfg->interval < std::chrono::seconds(1)) return fail(Errc::invalid_argument, w + ".interval: at least 1s");
+  if (n["retain"]) {
+    const auto& r = n["retain"];
+    ROOTSEAL_TRY(only_keys(r, w + ".retain", {"count", "age"}));
+    if (r["count"]) {
+      std::int64_t c = 0;
+      ROOTSEAL_TRY_ASSIGN(c, get<std::int64_t>(r["count"], w + ".retain.count"));
+      if (c < 1 || c > 100000) return fail(Errc::invalid_argument, w + ".retain.count: 1 to 100000");
+      cfg->retain_count = static_cast<std::size_t>(c);
+    }
+    if (r["age"]) ROOTSEAL_TRY_ASSIGN(cfg->retain_age, millis(r["age"], w + ".retain.age"));
+    if (cfg->retain_age.count() > 0 && cfg->retain_age < cfg->interval) {
+      return fail(Errc::invalid_argument, w + ".retain.age: 0 (no limit) or at least snapshots.interval");
+    }
+  }
+  if (!n["destinations"] || !n["destinations"].IsSequence() || n["destinations"].size() == 0) {
+    return fail(Errc::invalid_argument, w + ".destinations: required, a list of at least one destination");
+  }
+  std::set<std::string> names;
+  for (std::size_t i = 0; i < n["destinations"].size(); ++i) {
+    const auto& d = n["destinations"][i];
+    std::string at = w + ".destinations[" + std::to_string(i) + "]";
+    ROOTSEAL_TRY(only_keys(d, at,
+                           {"name", "kind", "path", "bucket", "prefix", "region", "endpoint", "server_side_encryption",
+                            "sse_kms_key_id", "ca_file", "access_key_id", "secret_access_key", "session_token"}));
+    SnapshotDestination dest;
+    if (!d["name"]) return fail(Errc::invalid_argument, at + ".name: required");
+    ROOTSEAL_TRY_ASSIGN(dest.name, get<std::string>(d["name"], at + ".name"));
+    if (dest.name.empty() || dest.name.size() > 32 || !std::all_of(dest.name.begin(), dest.name.end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+        })) {
+      return fail(Errc::invalid_argument, at + ".name: 1 to 32 of [a-z0-9_-]");
+    }
+    if (!names.insert(dest.name).second)
+      return fail(Errc::invalid_argument, at + ".name: '" + dest.name + "' is used twice");
+    at = w + ".destinations." + dest.name;
+    if (!d["kind"]) return fail(Errc::invalid_argument, at + ".kind: required (folder or s3)");
+    ROOTSEAL_TRY_ASSIGN(dest.kind, get<std::string>(d["kind"], at + ".kind"));
+    auto str = [&](const char* key, std::string& out) -> Result<void> {
+      if (d[key]) ROOTSEAL_TRY_ASSIGN(out, get<std::string>(d[key], at + "." + key));
+      return {};
+    };
+    auto path = [&](const char* key, std::filesystem::path& out) -> Result<void> {
+      std::string p;
+      ROOTSEAL_TRY(str(key, p));
+      out = p;
+      if (!p.empty() && !out.is_absolute())
+        return fail(Errc::invalid_argument, at + "." + key + ": must be an absolute path");
+      return {};
+    };
+    auto cred = [&](const char* key, sync::CredentialRef& out) -> Result<void> {
+      if (d[key]) ROOTSEAL_TRY_ASSIGN(out, credential(d[key], at + "." + key));
+      return {};
+    };
+    if (dest.kind == "folder") {
+      for (const char* k : {"bucket", "prefix", "region", "endpoint", "server_side_encryption", "sse_kms_key_id",
+                            "ca_file", "access_key_id", "secret_access_key", "session_token"}) {
+        if (d[k]) return fail(Errc::invalid_argument, at + "." + k + ": not an option of a folder destination");
+      }
+      ROOTSEAL_TRY(path("path", dest.path));
+      if (dest.path.empty()) return fail(Errc::invalid_argument, at + ".path: required for a folder");
+    } else if (dest.kind == "s3") {
+      if (d["path"]) return fail(Errc::invalid_argument, at + ".path: not an option of an s3 destination");
+      ROOTSEAL_TRY(str("bucket", dest.bucket));
+      ROOTSEAL_TRY(str("prefix", dest.prefix));
+      ROOTSEAL_TRY(str("region", dest.region));
+      ROOTSEAL_TRY(str("endpoint", dest.endpoint));
+      ROOTSEAL_TRY(str("server_side_encryption", dest.server_side_encryption));
+      ROOTSEAL_TRY(str("sse_kms_key_id", dest.sse_kms_key_id));
+      ROOTSEAL_TRY(path("ca_file", dest.ca_file));
+      ROOTSEAL_TRY(cred("access_key_id", dest.access_key_id));
+      ROOTSEAL_TRY(cred("secret_access_key", dest.secret_access_key));
+      ROOTSEAL_TRY(cred("session_token", dest.session_token));
+      if (dest.bucket.empty()) return fail(Errc::invalid_argument, at + ".bucket: required for s3");
+      if (dest.region.empty()) return fail(Errc::invalid_argument, at + ".region: required for s3");
+      if (!dest.access_key_id.set() || !dest.secret_access_key.set()) {
+        return fail(Errc::invalid_argument,
+                    at + ": s3 needs access_key_id and secret_access_key ({file: ...} or {credential: ...})");
+      }
+      if (!dest.prefix.empty() && (dest.prefix.back() != '/' || dest.prefix.front() == '/')) {
+        return fail(Errc::invalid_argument,
+                    at + ".prefix: must end with '/' and not start with one (\"rootseal/prod/\")");
+      }
+      const auto& sse = dest.server_side_encryption;
+      if (!sse.empty() && sse != "AES256" && sse != "aws:kms") {
+        return fail(Errc::invalid_argument, at + ".server_side_encryption: AES256 or aws:kms");
+      }
+      if (!dest.sse_kms_key_id.empty() && sse != "aws:kms") {
+        return fail(Errc::invalid_argument, at + ".sse_kms_key_id: needs server_side_encryption: aws:kms");
+      }
+      if (!dest.endpoint.empty() && !dest.endpoint.starts_with("http://") && !dest.endpoint.starts_with("https://")) {
+        return fail(Errc::invalid_argument, at + ".endpoint: must be an http(s):// URL");
+      }
+    } else {
+      return fail(Errc::invalid_argument, at + ".kind: folder or s3");
+    }
+    cfg->destinations.push_back(std::move(dest));
+  }
+  return std::shared_ptr<const SnapshotsConfig>(std::move(cfg));
 }
 
 Result<std::unique_ptr<sync::Engine>> start_sync_engine(const Config& cfg, boost::asio::any_io_executor ex,

@@ -31,6 +31,7 @@
 #include <memory>
 
 #include "rootseal/daemon/config.hpp"
+#include "rootseal/daemon/snapshots.hpp"
 #include "rootseal/kms/error.hpp"
 #include "rootseal/sync/engine.hpp"
 
@@ -39,6 +40,11 @@ namespace rootseal::daemon {
 class Metrics;
 
 kms::Result<std::shared_ptr<const sync::EngineConfig>> parse_sync_config(const YAML::Node& node);
+
+// The `snapshots:` section (docs/configuration.md): interval, retention,
+// destinations (folder, s3) with credentials as {file: …} / {credential: …},
+// parsed here with the same rules as the sync engine's host stores.
+kms::Result<std::shared_ptr<const SnapshotsConfig>> parse_snapshots_config(const YAML::Node& node);
 
 // Starts the engine when cfg.sync is set and enabled (nullptr otherwise) and
 // registers its gauges with `metrics`. Errors (bad kubeconfig ...) are fatal

@@ -35,6 +35,7 @@
 #include <utility>
 
 #include "rootseal/kms/state_store.hpp"
+#include "sqlite_image.hpp"
 
 namespace rootseal::kms {
 namespace {
@@ -176,6 +177,7 @@ Result<void> prepare_file(const std::filesystem::path& path, bool create) {
 class SqliteStore final : public StateStore {
  public:
   static Result<std::unique_ptr<StateStore>> open(const std::filesystem::path& path);
+  static Result<std::unique_ptr<StateStore>> open_image(std::span<const std::uint8_t> image);
   ~SqliteStore() override {
     // Statements first: a connection with unfinalized statements will not close.
     stmts_ = {};
@@ -308,14 +310,18 @@ Result<std::int64_t> pragma_int(sqlite3* db, const char* sql) {
   return ::sqlite3_column_int64(s.get(), 0);
 }
 
-Result<void> SqliteStore::configure_connection() {
-  ::sqlite3_extended_result_codes(db_, 1);
-  // Hardening: no extension loading, no writes to sqlite_schema or other
-  // corruption-prone tricks, no SQL functions run from schema content.
+// Hardening: no extension loading, no writes to sqlite_schema or other
+// corruption-prone tricks, no SQL functions run from schema content.
+void harden_connection(sqlite3* db) {
+  ::sqlite3_extended_result_codes(db, 1);
   int ignored = 0;
-  (void)::sqlite3_db_config(db_, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, &ignored);
-  (void)::sqlite3_db_config(db_, SQLITE_DBCONFIG_DEFENSIVE, 1, &ignored);
-  (void)::sqlite3_db_config(db_, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, &ignored);
+  (void)::sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, &ignored);
+  (void)::sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, &ignored);
+  (void)::sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, &ignored);
+}
+
+Result<void> SqliteStore::configure_connection() {
+  harden_connection(db_);
   const int rc = ::sqlite3_busy_timeout(db_, kBusyTimeoutMs);
   if (rc != SQLITE_OK) return storage_fail("busy_timeout", rc);
 
@@ -439,6 +445,19 @@ Result<std::unique_ptr<StateStore>> SqliteStore::open(const std::filesystem::pat
   }
   std::unique_ptr<SqliteStore> store(new SqliteStore(db));
   ROOTSEAL_TRY(store->configure_connection());
+  ROOTSEAL_TRY(store->migrate());
+  ROOTSEAL_TRY(store->prepare_all());
+  return std::unique_ptr<StateStore>(std::move(store));
+}
+
+// An image (a snapshot section) in memory: deserialized into a private
+// connection, integrity-checked, migrated there if it is older; nothing
+// touches a file.
+Result<std::unique_ptr<StateStore>> SqliteStore::open_image(std::span<const std::uint8_t> image) {
+  sqlite3* db = nullptr;
+  ROOTSEAL_TRY(open_memory_image(image, &db));
+  std::unique_ptr<SqliteStore> store(new SqliteStore(db));  // hardened by open_memory_image
+  ROOTSEAL_TRY(store->exec("PRAGMA foreign_keys=ON", "enable foreign keys"));
   ROOTSEAL_TRY(store->migrate());
   ROOTSEAL_TRY(store->prepare_all());
   return std::unique_ptr<StateStore>(std::move(store));
@@ -705,6 +724,59 @@ Result<void> SqliteStore::replace_wrapped(const std::vector<Rewrapped>& entries)
 
 Result<std::unique_ptr<StateStore>> open_sqlite_store(const std::filesystem::path& path) {
   return SqliteStore::open(path);
+}
+
+Result<void> open_memory_image(std::span<const std::uint8_t> image, sqlite3** out) {
+  *out = nullptr;
+  // The 100-byte header plus at least one page; SQLite checks the rest.
+  if (image.size() < 512) return fail(Errc::invalid_argument, "not an SQLite database image (too short)");
+  static constexpr char kHeader[] = "SQLite format 3";
+  if (std::memcmp(image.data(), kHeader, sizeof kHeader) != 0) {
+    return fail(Errc::invalid_argument, "not an SQLite database image (bad header)");
+  }
+  sqlite3* db = nullptr;
+  int rc = ::sqlite3_open_v2(":memory:", &db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_EXRESCODE |
+                                 SQLITE_OPEN_PRIVATECACHE | SQLITE_OPEN_MEMORY,
+                             nullptr);
+  if (rc != SQLITE_OK) {
+    ::sqlite3_close_v2(db);
+    return storage_fail("open in memory", rc);
+  }
+  harden_connection(db);  // before SQLite reads a byte of the image
+  auto* buf = static_cast<unsigned char*>(::sqlite3_malloc64(image.size()));
+  if (buf == nullptr) {
+    ::sqlite3_close_v2(db);
+    return storage_fail("open in memory", SQLITE_NOMEM);
+  }
+  std::memcpy(buf, image.data(), image.size());
+  // A WAL-mode image cannot be opened in memory: read it as rollback-journal.
+  buf[18] = 1;
+  buf[19] = 1;
+  const auto n = static_cast<sqlite3_int64>(image.size());
+  rc = ::sqlite3_deserialize(db, "main", buf, n, n, SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE);
+  if (rc != SQLITE_OK) {
+    ::sqlite3_close_v2(db);
+    return storage_fail("open image", rc);
+  }
+  // Damage SQLite can see in the b-trees, before any row is trusted.
+  sqlite3_stmt* raw = nullptr;
+  rc = ::sqlite3_prepare_v2(db, "PRAGMA integrity_check(1)", -1, &raw, nullptr);
+  {
+    Stmt s(raw);
+    const bool ok = rc == SQLITE_OK && ::sqlite3_step(s.get()) == SQLITE_ROW && column_text(s.get(), 0) == "ok";
+    if (!ok) {
+      s = Stmt();
+      ::sqlite3_close_v2(db);
+      return fail(Errc::invalid_argument, "the database image fails SQLite's integrity check");
+    }
+  }
+  *out = db;
+  return {};
+}
+
+Result<std::unique_ptr<StateStore>> open_sqlite_image(std::span<const std::uint8_t> image) {
+  return SqliteStore::open_image(image);
 }
 
 }  // namespace rootseal::kms

@@ -157,6 +157,35 @@ def wait_until(proc, log, predicate, what, timeout=30):
     raise AssertionError("timed out waiting for %s (last %r)\n%s" % (what, last, log()))
 
 
+def wait_moto(proc, port, timeout=60, http_probe=True):
+    """Waits until the moto_server process `proc` answers HTTP on `port` (or,
+    without http_probe, accepts connections: with INITIAL_NO_AUTH_ACTION_COUNT
+    every answered request counts)."""
+    def up():
+        if not http_probe:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                return True
+            except OSError:
+                return False
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            c.request("GET", "/")
+            return c.getresponse().status < 500
+        finally:
+            c.close()
+    wait_until(proc, lambda: "moto_server", up, "moto_server", timeout=timeout)
+
+
+def aws_cli(port, args, timeout=120, key=("testing", "testing")):
+    """The real aws CLI against moto_server on `port` (dummy credentials, or
+    `key` = (access key id, secret)); its stdout as bytes."""
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=key[0], AWS_SECRET_ACCESS_KEY=key[1],
+               AWS_DEFAULT_REGION="us-east-1")
+    return subprocess.run(["aws", "--endpoint-url", "http://127.0.0.1:%d" % port] + list(args), check=True,
+                          capture_output=True, env=env, timeout=timeout).stdout
+
+
 def write_private(path, text):
     """Writes text to path with mode 0600 (PIN files, keys); returns path."""
     with open(path, "w") as f:

@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 
-from rootseal_testlib import free_port, wait_until, ROOTSEALD, SOFTHSM2_MODULE, make_softhsm, rmtree, tempdir
+from rootseal_testlib import aws_cli, free_port, wait_moto, wait_until, ROOTSEALD, SOFTHSM2_MODULE, make_softhsm, rmtree, tempdir
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 import importlib.util  # noqa: E402
@@ -114,8 +114,11 @@ class Kube:
 class SyncEnv:
     """Doubles + rootseald with sync enabled. Call start(); stop() in tearDown."""
 
-    def __init__(self, refresh_window="1s", extra_stores="", concurrency=0, push=False, sync_extra=""):
+    def __init__(self, refresh_window="1s", extra_stores="", concurrency=0, push=False, sync_extra="",
+                 top_extra=""):
         self.dir = tempdir("rootseal-sync-")
+        # More top-level YAML after the sync: section ("{dir}" is this env's folder).
+        self.top_extra = top_extra.replace("{dir}", self.dir)
         self.azure = self.gcp = None
         if push:
             self.azure = azure_double.AzureKeyVaultDouble(tenant=AZ_TENANT, clients={AZ_CLIENT: AZ_SECRET},
@@ -160,21 +163,11 @@ class SyncEnv:
         self.proc = None
 
     def aws(self, *args):
-        env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                   AWS_DEFAULT_REGION="us-east-1")
-        out = subprocess.run(["aws", "--endpoint-url", "http://127.0.0.1:%d" % self.moto_port, "secretsmanager"]
-                             + list(args) + ["--output", "json"], check=True, capture_output=True, env=env)
-        return json.loads(out.stdout) if out.stdout.strip() else None
+        out = aws_cli(self.moto_port, ["secretsmanager"] + list(args) + ["--output", "json"])
+        return json.loads(out) if out.strip() else None
 
     def wait_moto(self):
-        def up():
-            c = http.client.HTTPConnection("127.0.0.1", self.moto_port, timeout=2)
-            try:
-                c.request("GET", "/")
-                return c.getresponse().status < 500
-            finally:
-                c.close()
-        wait_until(self.moto, lambda: "moto_server", up, "moto_server", timeout=60)
+        wait_moto(self.moto, self.moto_port)
 
     def write_private(self, name, text):
         p = os.path.join(self.dir, name)
@@ -243,10 +236,11 @@ sync:
       token: {file: %(vault_token)s}
       namespaces: [team-host]
 %(extra)s
+%(top_extra)s
 """ % {"port": self.port, "dir": self.dir, "module": SOFTHSM2_MODULE, "pin": pin, "kubeconfig": kubeconfig,
        "window": self.refresh_window, "moto": self.moto_port, "aws_id": aws_id, "aws_secret": aws_secret,
        "vault": self.vault.url, "vault_token": vault_token, "extra": self.extra_stores,
-       "concurrency": self.concurrency, "sync_extra": self.sync_extra})
+       "concurrency": self.concurrency, "sync_extra": self.sync_extra, "top_extra": self.top_extra})
         env.pop("CREDENTIALS_DIRECTORY", None)
         self.stderr_path = os.path.join(self.dir, "stderr.log")
         self.err = open(self.stderr_path, "ab")

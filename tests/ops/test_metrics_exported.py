@@ -5,7 +5,8 @@ rootseald runs from a configuration file with the sync engine on (dev mode
 has no sync section), against the Kubernetes and Vault KV doubles and
 moto_server (tests/integration/sync_testlib.py), with one ExternalSecret
 that syncs and one that cannot (so the per-store series and both Ready
-values exist) and one Transit request. Its /v1/sys/metrics is parsed, and
+values exist), one Transit request, and snapshots to a local folder (the
+rootseal_snapshot_* series exist only with a snapshots: section). Its /v1/sys/metrics is parsed, and
 every selector of deploy/prometheus/rootseal-rules.yaml and
 deploy/grafana/rootseal.json (promql_refs.py) is checked against it:
  - the metric name is exported (recording rules resolve to their own
@@ -81,7 +82,14 @@ def check_expr(where, expr, exported, records, problems):
 class MetricsExported(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.env = SyncEnv(refresh_window="1s").start()
+        cls.env = SyncEnv(refresh_window="1s", top_extra="""
+snapshots:
+  interval: 1h
+  destinations:
+    - name: local
+      kind: folder
+      path: {dir}/snapshots
+""").start()
 
     @classmethod
     def tearDownClass(cls):
@@ -124,6 +132,7 @@ class MetricsExported(unittest.TestCase):
         exported = parse_exposition(text)
         self.assertEqual(exported["rootseal_sync_externalsecrets_stale"], [{}])
         self.assertEqual(exported["rootseal_root_probe_ok"], [{"root": "pkcs11"}])
+        self.assertEqual(exported["rootseal_snapshot_interval_seconds"], [{}])
         self.assertEqual({s["ready"] for s in exported["rootseal_sync_pushsecrets"]}, {"True", "False", "Unknown"})
 
         records = opslib.records()

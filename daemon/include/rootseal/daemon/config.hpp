@@ -149,6 +149,8 @@ struct EngineConfig;  // rootseal/sync/engine.hpp; the `sync:` section (daemon/s
 }  // namespace rootseal::sync
 namespace rootseal::daemon {
 
+struct SnapshotsConfig;  // rootseal/daemon/snapshots.hpp; the `snapshots:` section
+
 struct Config {
   ListenConfig listen;
   ApiConfig api;
@@ -168,6 +170,7 @@ struct Config {
   std::size_t blocking_threads = 2;  // PKCS#11, SQLite commits
   bool dev = false;
   std::shared_ptr<const sync::EngineConfig> sync;  // null: no `sync:` section (engine off)
+  std::shared_ptr<const SnapshotsConfig> snapshots;  // null: no `snapshots:` section (no scheduled snapshots)
 };
 
 // Parses YAML text; unknown keys and bad values are errors naming the key.

@@ -1,0 +1,287 @@
+#include "snapshot_commands.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include "admin_client.hpp"
+#include "ceremony_common.hpp"
+#include "rootseal/daemon/config.hpp"
+#include "rootseal/daemon/snapshots.hpp"
+#include "rootseal/hsm/pkcs11_root.hpp"
+#include "rootseal/kms/snapshot.hpp"
+#include "token_args.hpp"
+
+namespace rootseal::cli {
+
+namespace asio = boost::asio;
+using kms::Errc;
+using kms::fail;
+
+struct SnapshotCommands {
+  // Where the snapshots are: a destination of the configuration, a folder, or one file.
+  struct Source {
+    std::string config = "/etc/rootseal/rootseald.yaml";
+    std::string destination;
+    std::string folder;
+    std::string file;
+  };
+  CLI::App* list = nullptr;
+  CLI::App* verify = nullptr;
+  CLI::App* restore = nullptr;
+  CLI::App* now = nullptr;
+  std::string now_socket;
+  std::string now_config;
+  int now_timeout_s = 600;
+  Source list_src, verify_src, restore_src;
+  std::string verify_name, restore_name;
+  TokenArgs verify_tok, restore_tok;
+  std::string state_dir;
+  bool force = false;
+};
+
+namespace {
+
+void add_source(CLI::App* cmd, SnapshotCommands::Source& s, bool with_file) {
+  cmd->add_option("--config", s.config, "rootseald.yaml whose snapshots.destinations to read")->capture_default_str();
+  cmd->add_option("--destination", s.destination, "name of the destination (default: the first one)");
+  cmd->add_option("--folder", s.folder, "a folder of snapshots instead of the configuration's destinations");
+  if (with_file) cmd->add_option("--file", s.file, "one snapshot file instead of a destination");
+}
+
+// Runs one awaitable to completion on `io`.
+template <class T>
+kms::Result<T> wait(asio::io_context& io, asio::awaitable<kms::Result<T>> a) {
+  std::optional<kms::Result<T>> out;
+  std::exception_ptr failure;
+  asio::co_spawn(io, std::move(a), [&](const std::exception_ptr& e, kms::Result<T> r) {
+    if (e) {
+      failure = e;
+      return;
+    }
+    out.emplace(std::move(r));
+  });
+  io.restart();
+  io.run();
+  if (failure) std::rethrow_exception(failure);
+  if (!out) return fail(Errc::internal, "the operation did not complete");
+  return std::move(*out);
+}
+
+struct Opened {
+  std::unique_ptr<sync::ObjectStore> store;
+  std::filesystem::path state_dir;  // the configuration's, when one was read
+};
+
+kms::Result<Opened> open_source(const SnapshotCommands::Source& s, asio::io_context& io) {
+  Opened out;
+  if (!s.folder.empty()) {
+    out.store = sync::make_folder_store(s.folder);
+    return out;
+  }
+  ROOTSEAL_LET(cfg, daemon::load_config(s.config));
+  out.state_dir = cfg.state_dir;
+  if (!cfg.snapshots || cfg.snapshots->destinations.empty()) {
+    return fail(Errc::not_found, s.config + " has no snapshots.destinations (or give --folder / --file)");
+  }
+  const daemon::SnapshotDestination* chosen = &cfg.snapshots->destinations.front();
+  if (!s.destination.empty()) {
+    chosen = nullptr;
+    for (const auto& d : cfg.snapshots->destinations) {
+      if (d.name == s.destination) chosen = &d;
+    }
+    if (chosen == nullptr) return fail(Errc::not_found, "no destination '" + s.destination + "' in " + s.config);
+  }
+  ROOTSEAL_TRY_ASSIGN(out.store, daemon::open_snapshot_destination(*chosen, io.get_executor()));
+  return out;
+}
+
+kms::Result<std::vector<std::uint8_t>> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return fail(Errc::not_found, "cannot read " + path);
+  return std::vector<std::uint8_t>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// The named snapshot, or the newest one; its name and bytes.
+kms::Result<std::pair<std::string, std::vector<std::uint8_t>>> fetch(const SnapshotCommands::Source& s,
+                                                                     const std::string& name, asio::io_context& io,
+                                                                     std::filesystem::path* config_state_dir) {
+  if (!s.file.empty()) {
+    ROOTSEAL_LET(bytes, read_file(s.file));
+    return std::make_pair(std::filesystem::path(s.file).filename().string(), std::move(bytes));
+  }
+  ROOTSEAL_LET(src, open_source(s, io));
+  if (config_state_dir != nullptr) *config_state_dir = src.state_dir;
+  std::string chosen = name;
+  if (chosen.empty()) {
+    ROOTSEAL_LET(objects, wait(io, src.store->list()));
+    for (const auto& o : objects) {
+      if (kms::is_snapshot_object_name(o.name)) chosen = o.name;  // sorted: the last is the newest
+    }
+    if (chosen.empty()) return fail(Errc::not_found, "no snapshot in " + src.store->describe());
+  }
+  ROOTSEAL_LET(bytes, wait(io, src.store->get(chosen)));
+  return std::make_pair(chosen, std::move(bytes));
+}
+
+// The HSM's root key, logged in through the token (the PIN is read once and wiped).
+struct HsmRoot {
+  std::unique_ptr<hsm::TokenAdmin> admin;  // holds the login
+  std::unique_ptr<hsm::Pkcs11Root> root;
+};
+
+kms::Result<HsmRoot> open_root(const TokenArgs& args) {
+  const TokenTarget t = token_target(args);
+  ROOTSEAL_TRY(check_token(t));
+  HsmRoot out;
+  ROOTSEAL_TRY_ASSIGN(out.admin, open_token(t));
+  hsm::Pkcs11Config cfg;
+  cfg.module = t.module;
+  cfg.token_label = t.token_label;
+  cfg.key_label = t.key_label;
+  // The TokenAdmin of this process holds the login; no PIN is kept around.
+  out.root =
+      hsm::Pkcs11Root::create(cfg, [] { return kms::Result<kms::SecureBytes>(fail(Errc::sealed, "not logged in")); });
+  ROOTSEAL_TRY(out.root->probe());
+  return out;
+}
+
+std::string describe(const std::string& name, const kms::SnapshotReport& r) {
+  const auto& m = r.manifest;
+  return "snapshot " + name + ": good\n  taken " + kms::snapshot_time_name(m.created_unix_ms) + " on host " + m.host +
+         (m.cluster_id.empty() ? "" : ", cluster " + m.cluster_id) + "\n  " + std::to_string(m.keys) + " keys, " +
+         std::to_string(r.unwrapped) + " versions: every one unwraps with the root key in the HSM (check value " +
+         m.root_kcv + ")\n  content sha256 " + m.content_sha256 + "\n";
+}
+
+int report(const kms::Error& e, Console& con) {
+  con.err("rootseal: error: " + e.message + "\n");
+  return 1;
+}
+
+int run_list(SnapshotCommands& c, Console& con) {
+  asio::io_context io;
+  auto src = open_source(c.list_src, io);
+  if (!src) return report(src.error(), con);
+  auto objects = wait(io, src->store->list());
+  if (!objects) return report(objects.error(), con);
+  std::size_t n = 0;
+  for (const auto& o : *objects) {
+    if (!kms::is_snapshot_object_name(o.name)) continue;
+    con.out(o.name + "  " + std::to_string(o.size) + " bytes\n");
+    ++n;
+  }
+  con.out(std::to_string(n) + " snapshots in " + src->store->describe() + "\n");
+  return 0;
+}
+
+int run_verify(SnapshotCommands& c, Console& con) {
+  asio::io_context io;
+  auto got = fetch(c.verify_src, c.verify_name, io, nullptr);
+  if (!got) return report(got.error(), con);
+  auto root = open_root(c.verify_tok);
+  if (!root) return report(root.error(), con);
+  auto r = kms::verify_snapshot(got->second, *root->root);
+  if (!r) return report(kms::Error(r.error().code, "snapshot " + got->first + ": " + r.error().message), con);
+  con.out(describe(got->first, *r));
+  return 0;
+}
+
+int run_restore(SnapshotCommands& c, Console& con) {
+  asio::io_context io;
+  std::filesystem::path config_state_dir;
+  auto got = fetch(c.restore_src, c.restore_name, io, &config_state_dir);
+  if (!got) return report(got.error(), con);
+  const std::filesystem::path target = c.state_dir.empty() ? config_state_dir : std::filesystem::path(c.state_dir);
+  if (target.empty() || !target.is_absolute()) {
+    return report(kms::Error(Errc::invalid_argument, "--state-dir: an absolute path is required"), con);
+  }
+  auto root = open_root(c.restore_tok);
+  if (!root) return report(root.error(), con);
+  // Manifest, digests, SQLite integrity, counts, root check value, every unwrap: before any file is written.
+  auto r = kms::verify_snapshot(got->second, *root->root);
+  if (!r) return report(kms::Error(r.error().code, "snapshot " + got->first + ": " + r.error().message), con);
+  auto view = kms::parse_snapshot(got->second);
+  if (!view) return report(view.error(), con);
+  auto restored = kms::restore_snapshot_files(*view, target, c.force);
+  if (!restored) return report(restored.error(), con);
+  con.out(describe(got->first, *r) + "restored into " + target.string() + " (rootseal.db" +
+          (view->section("tokens").empty() ? "" : ", tokens.db") +
+          (view->manifest.cluster_id.empty() ? "" : ", cluster-id") +
+          "); give the files to the service user (chown) and start rootseald\n");
+  return 0;
+}
+
+// Asks the running rootseald for a snapshot now, over its admin socket, and
+// waits for the run (take, upload, read back, verify at every destination).
+int run_now(SnapshotCommands& c, Console& con) {
+  auto socket = admin_socket_path(c.now_socket, c.now_config);
+  if (!socket) return report(socket.error(), con);
+  const auto request = kms::SecureBytes::copy_of(std::string_view(R"({"op":"snapshot.now"})"));
+  auto answer = admin_call(*socket, request, std::chrono::seconds(std::max(1, c.now_timeout_s)));
+  if (!answer) return report(answer.error(), con);
+  auto data = (*answer)->data();
+  if (!data) return report(data.error(), con);
+  const auto& d = **data;
+  auto text = [&](const char* k) -> std::string {
+    const auto* v = d.if_contains(k);
+    if (v == nullptr) return "";
+    if (v->is_string()) return std::string(v->get_string());
+    if (v->is_uint64()) return std::to_string(v->get_uint64());
+    if (v->is_int64()) return std::to_string(v->get_int64());
+    return "";
+  };
+  con.out("snapshot " + text("snapshot") + ": good at " + text("destinations") + " destinations (" + text("bytes") +
+          " bytes, " + text("keys") + " keys, " + text("versions") + " versions unwrapped)\n");
+  return 0;
+}
+
+}  // namespace
+
+std::unique_ptr<SnapshotCommands, void (*)(SnapshotCommands*)> add_snapshot_commands(CLI::App& app) {
+  std::unique_ptr<SnapshotCommands, void (*)(SnapshotCommands*)> c(new SnapshotCommands,
+                                                                   [](SnapshotCommands* p) { delete p; });
+  CLI::App* snap = app.add_subcommand("snapshot", "keyring snapshots (docs/operations.md: Backups of the state folder)");
+  snap->require_subcommand(1);
+  c->list = snap->add_subcommand("list", "list the snapshots of a destination, oldest first");
+  add_source(c->list, c->list_src, false);
+  c->verify = snap->add_subcommand("verify",
+                                   "check a snapshot against the HSM: digests, SQLite integrity, counts, "
+                                   "root check value, every key version unwraps");
+  c->verify->add_option("name", c->verify_name, "the snapshot (default: the newest)");
+  add_source(c->verify, c->verify_src, true);
+  add_token_options(c->verify, c->verify_tok);
+  c->restore = snap->add_subcommand("restore",
+                                    "verify a snapshot against the HSM, then write it into an empty "
+                                    "state folder (rootseald stopped)");
+  c->restore->add_option("name", c->restore_name, "the snapshot (default: the newest)");
+  add_source(c->restore, c->restore_src, true);
+  add_token_options(c->restore, c->restore_tok);
+  c->restore->add_option("--state-dir", c->state_dir,
+                         "the state folder to restore into (default: the configuration's state_dir)");
+  c->restore->add_flag("--force", c->force, "replace the databases of a non-empty state folder");
+  c->now = snap->add_subcommand("now",
+                                "ask the running rootseald for a snapshot now, over its admin socket, "
+                                "and wait until it is verified at every destination");
+  c->now->add_option("--socket", c->now_socket,
+                     "rootseald's admin socket (default: admin.socket of --config, "
+                     "$ROOTSEAL_ADMIN_SOCKET, /run/rootseal/admin.sock)");
+  c->now->add_option("--config", c->now_config, "rootseald's configuration file, to find admin.socket");
+  c->now->add_option("--timeout", c->now_timeout_s, "seconds to wait for the run")->capture_default_str();
+  return c;
+}
+
+std::optional<int> run_snapshot_commands(SnapshotCommands& c, Console& con) {
+  if (*c.list) return run_list(c, con);
+  if (*c.verify) return run_verify(c, con);
+  if (*c.restore) return run_restore(c, con);
+  if (*c.now) return run_now(c, con);
+  return std::nullopt;
+}
+
+}  // namespace rootseal::cli

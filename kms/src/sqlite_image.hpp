@@ -1,0 +1,23 @@
+// Private to kms: SQLite database images held in memory (snapshots).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "rootseal/kms/error.hpp"
+#include "rootseal/kms/state_store.hpp"
+
+struct sqlite3;
+
+namespace rootseal::kms {
+
+// Opens a copy of `image` as an in-memory database (no file is touched) and
+// runs SQLite's integrity check on it; invalid_argument if it is not an
+// intact SQLite database. The caller closes *out with sqlite3_close_v2.
+Result<void> open_memory_image(std::span<const std::uint8_t> image, sqlite3** out);
+
+// The image of a keyring database as a StateStore, entirely in memory.
+Result<std::unique_ptr<StateStore>> open_sqlite_image(std::span<const std::uint8_t> image);
+
+}  // namespace rootseal::kms

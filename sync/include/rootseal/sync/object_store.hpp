@@ -1,0 +1,77 @@
+// rootseal::sync — object storage for keyring snapshots: a local folder and
+// Amazon S3 (or an S3-compatible endpoint), behind one small interface.
+//
+// S3 requests are signed with the AWS provider's SigV4 (service "s3",
+// x-amz-content-sha256 of the payload); credentials are read the way the
+// sync engine's host-credential stores read them ({file: …} or
+// {credential: …}) and kept in SecureBytes. With an endpoint override the
+// bucket is addressed path-style (http://host:port/bucket/key), otherwise
+// virtual-hosted (https://bucket.s3.region.amazonaws.com/key).
+//
+// Objects are whole: put() either stores every byte or fails (S3: one PUT
+// with Content-Length; the folder: a durable temporary file renamed into
+// place), so no partial object is ever listed under its final name.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rootseal/kms/error.hpp"
+#include "rootseal/kms/secure_bytes.hpp"
+#include "rootseal/sync/engine.hpp"
+
+namespace rootseal::sync {
+
+struct ObjectInfo {
+  std::string name;  // relative to the store's prefix
+  std::uint64_t size = 0;
+};
+
+class ObjectStore {
+ public:
+  virtual ~ObjectStore() = default;
+  virtual boost::asio::awaitable<kms::Result<void>> put(std::string_view name, std::span<const std::uint8_t> data) = 0;
+  // not_found when absent.
+  virtual boost::asio::awaitable<kms::Result<std::vector<std::uint8_t>>> get(std::string_view name) = 0;
+  // Every object under the prefix, sorted by name.
+  virtual boost::asio::awaitable<kms::Result<std::vector<ObjectInfo>>> list() = 0;
+  // Absent: Ok.
+  virtual boost::asio::awaitable<kms::Result<void>> remove(std::string_view name) = 0;
+  // "folder:/path" or "s3://bucket/prefix": for logs and the CLI.
+  [[nodiscard]] virtual std::string describe() const = 0;
+};
+
+// Objects are files directly in `folder` (created 0700), written 0600.
+std::unique_ptr<ObjectStore> make_folder_store(std::filesystem::path folder);
+
+struct S3Spec {
+  std::string bucket;          // required
+  std::string prefix;          // "" or ending in "/" ("rootseal/prod/")
+  std::string region;          // required
+  std::string endpoint;        // override ("http://127.0.0.1:5000"); path-style addressing
+  std::string sse;             // "" | "AES256" | "aws:kms": x-amz-server-side-encryption
+  std::string sse_kms_key_id;  // with aws:kms: x-amz-server-side-encryption-aws-kms-key-id
+  std::filesystem::path ca_file;
+  kms::SecureBytes access_key_id;
+  kms::SecureBytes secret_access_key;
+  kms::SecureBytes session_token;  // optional
+};
+
+kms::Result<std::unique_ptr<ObjectStore>> make_s3_store(const boost::asio::any_io_executor& executor, S3Spec spec);
+
+// Reads a host credential ({file: …}: refused if group or others can read
+// it; {credential: …}: $CREDENTIALS_DIRECTORY/<name>, or `credentials_dir`
+// when given) into locked memory, as the sync engine's host stores do.
+// `what` names the option in errors.
+kms::Result<kms::SecureBytes> read_host_credential(const CredentialRef& ref, std::string_view what,
+                                                   const std::filesystem::path& credentials_dir = {});
+
+}  // namespace rootseal::sync
