@@ -50,9 +50,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     fuzz::require(again.error().message == r.error().message, "deterministic message");
     if (pin_text.size() >= 4 && r.error().message.find(pin_text) != std::string::npos) {
       // The text may be in the message for another reason (the op's name, a
-      // word of the message): then it stays there with another PIN.
+      // word of the message): then it stays there with another PIN. That PIN
+      // shifts every letter and digit and keeps every other character, so it
+      // is refused for the same reason (base64 or not, same length).
       json::object other = *o;
-      other["pin"] = std::string(pin_text.size(), pin_text[0] == 'Z' ? 'Y' : 'Z');
+      std::string shifted = pin_text;
+      for (char& ch : shifted) {
+        if (ch >= 'a' && ch <= 'z') ch = static_cast<char>('a' + (ch - 'a' + 1) % 26);
+        else if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>('A' + (ch - 'A' + 1) % 26);
+        else if (ch >= '0' && ch <= '9') ch = static_cast<char>('0' + (ch - '0' + 1) % 10);
+      }
+      other["pin"] = shifted;
       const auto r2 = daemon::parse_admin_request(json::serialize(other));
       fuzz::require(!r2 && r2.error().message.find(pin_text) != std::string::npos, "no PIN in an error");
     }
