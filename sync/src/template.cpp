@@ -381,15 +381,16 @@ class Evaluator {
   // `literal`: the key is template text, and may be quoted in an error;
   // otherwise it was computed from data and is never quoted.
   Result<Value> index_one(const Value& base, std::string_view key, bool literal, std::string_view how) {
-    const std::string quoted = literal ? "\"" + std::string(key) + "\"" : std::string("(a key computed from data)");
+    // Built only for an error: lookups that succeed allocate nothing here.
+    auto quoted = [&] { return literal ? "\"" + std::string(key) + "\"" : std::string("(a key computed from data)"); };
     if (base.kind == Value::Kind::root) {
       auto it = values_.find(key);
-      if (it == values_.end()) return err("map has no entry for key " + quoted);
+      if (it == values_.end()) return err("map has no entry for key " + quoted());
       return bytes_value(it->second.clone());
     }
     if (base.kind == Value::Kind::json && base.jv->is_object()) {
       const auto* v = base.jv->as_object().if_contains(key);
-      if (v == nullptr) return err("map has no entry for key " + quoted);
+      if (v == nullptr) return err("map has no entry for key " + quoted());
       Value out;
       out.kind = Value::Kind::json;
       out.doc = base.doc;
@@ -408,7 +409,7 @@ class Evaluator {
       out.jv = &base.jv->as_array()[i];
       return out;
     }
-    return err("can't evaluate " + std::string(how) + " " + quoted + " on a string value (use fromJson first)");
+    return err("can't evaluate " + std::string(how) + " " + quoted() + " on a string value (use fromJson first)");
   }
 
   Result<Value> operand(const Operand& op, int depth) {
