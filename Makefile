@@ -76,10 +76,11 @@ test: test-release test-asan test-fuzz
 # corpora kept outside the checkout (FUZZ_CORPUS_ROOT) that grow run after
 # run; FUZZ_TARGETS (a regex) picks some. See docs/development.md.
 FUZZ_LONG_SECONDS ?= 3600
+FUZZ_LONG_RUNS    ?= 0
 FUZZ_CORPUS_ROOT  ?= $(HOME)/.cache/rootseal-fuzz
 FUZZ_TARGETS      ?= .
 fuzz-long: build-fuzz
-	bash tests/fuzz/run-long.sh $(FUZZ_DIR) $(FUZZ_LONG_SECONDS) $(FUZZ_CORPUS_ROOT) '$(FUZZ_TARGETS)'
+	RUNS=$(FUZZ_LONG_RUNS) bash tests/fuzz/run-long.sh $(FUZZ_DIR) $(FUZZ_LONG_SECONDS) $(FUZZ_CORPUS_ROOT) '$(FUZZ_TARGETS)'
 
 bench: build
 	bash bench/aead-vs-openssl.sh $(BUILD_DIR)

@@ -7,6 +7,10 @@
 # CORPUS_ROOT/<target>.crash-* and makes the campaign fail at the end.
 # Prints executions per target. Add a crash input to tests/fuzz/corpus/<dir>
 # once fixed: it is then replayed by every `make test`.
+# NICE (environment, default 10) is the niceness of the runs.
+# RUNS (environment, default 0 = no limit) also stops a target after that
+# many executions, whichever of the two budgets ends first: RUNS=10000000 with
+# a generous SECONDS is the "ten million executions per target" campaign.
 #
 #   tests/fuzz/run-long.sh <fuzz build dir> <seconds> <corpus root> [target regex]
 set -uo pipefail
@@ -15,6 +19,10 @@ build=${1:?fuzz build dir}
 seconds=${2:?seconds per target}
 root=${3:?corpus root}
 filter=${4:-.}
+runs=${RUNS:-0}
+[[ $runs =~ ^[0-9]+$ ]] || { echo "run-long: RUNS must be a number" >&2; exit 2; }
+runs_flag=()
+((runs > 0)) && runs_flag=(-runs="$runs")
 list="$build/tests/fuzz/fuzz-targets.txt"
 [[ -f $list ]] || { echo "run-long: $list missing (configure the fuzz build first)" >&2; exit 2; }
 mkdir -p "$root"
@@ -26,9 +34,9 @@ while IFS='=' read -r name seeds; do
   [[ -x $bin ]] || { echo "run-long: $bin missing (make build-fuzz)" >&2; exit 2; }
   mkdir -p "$root/$name"
   log="$root/$name.log"
-  echo "== $name: ${seconds}s, corpus $root/$name (seeds $seeds)"
+  echo "== $name: ${seconds}s${runs_flag:+ or $runs executions}, corpus $root/$name (seeds $seeds)"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    nice -n 10 "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
+    nice -n "${NICE:-10}" "$bin" -max_total_time="$seconds" "${runs_flag[@]}" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
     -print_final_stats=1 -artifact_prefix="$root/$name.crash-" "$root/$name" "$seeds" >"$log" 2>&1
   rc=$?
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
