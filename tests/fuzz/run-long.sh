@@ -6,7 +6,8 @@
 # sanitizer report stops that target, keeps the input as
 # CORPUS_ROOT/<target>.crash-* and makes the campaign fail at the end.
 # Prints executions per target. Add a crash input to tests/fuzz/corpus/<dir>
-# once fixed: it is then replayed by every `make test`.
+# once fixed: it is then replayed by every `make test`. Each run appends
+# "time target executions corpus exit" to CORPUS_ROOT/history.tsv.
 # NICE (environment, default 10) is the niceness of the runs.
 # RUNS (environment, default 0 = no limit) also stops a target after that
 # many executions, whichever of the two budgets ends first: RUNS=10000000 with
@@ -42,6 +43,8 @@ while IFS='=' read -r name seeds; do
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
   corpus=$(find "$root/$name" -type f | wc -l)
   summary+=("$name: ${execs:-?} executions, corpus $corpus, exit $rc")
+  # The campaign history: one line per run, kept across campaigns.
+  printf '%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$name" "${execs:-?}" "$corpus" "$rc" >>"$root/history.tsv"
   if ((rc != 0)); then
     failed+=("$name")
     tail -40 "$log"
