@@ -6,7 +6,8 @@
 //   kubeconfig   sync::kube::KubeConfig::from_yaml (kubectl's kubeconfig)
 // Properties beyond "no crash, no sanitizer report, no exception escaping":
 //  - a failure is invalid_argument with a message;
-//  - parsing is deterministic (same outcome and message twice);
+//  (Parsing each input twice to check determinism halved the rate and found
+//  nothing in millions of runs: the parsers keep no state between calls.)
 //  - kubeconfig: an error message does not depend on a credential of the
 //    file (users[].user token, password, client-key-data of 6+ characters,
 //    read with yaml-cpp directly): its text is in the message only if it
@@ -68,15 +69,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string_view in = fuzz::as_text(data, size);
   const std::string_view which = fuzz::next_line(in);
   if (which == "rootseald") {
-    const std::string a = outcome(daemon::parse_config(in));
-    fuzz::require(a == outcome(daemon::parse_config(in)), "deterministic");
+    (void)outcome(daemon::parse_config(in));
   } else if (which == "sync") {
-    const std::string a = parse_sync(in);
-    fuzz::require(a == parse_sync(in), "deterministic");
+    (void)parse_sync(in);
   } else if (which == "kubeconfig") {
     const auto r = sync::kube::KubeConfig::from_yaml(in, "/nonexistent-fuzz-dir");
-    const std::string a = outcome(r);
-    fuzz::require(a == outcome(sync::kube::KubeConfig::from_yaml(in, "/nonexistent-fuzz-dir")), "deterministic");
+    (void)outcome(r);
     if (!r) {
       for (const auto& c : credentials(in)) {
         // Only a credential that is not also a name or path of the file's structure.
