@@ -193,6 +193,158 @@ std::int64_t system_now() {
       .count();
 }
 
+// --- unseal steps -------------------------------------------------------------
+
+// One wrapped version to unwrap at unseal.
+struct UnsealJob {
+  const KeyRecord* key;
+  const KeyVersionRecord* version;
+};
+
+// The versions to unwrap, in store order; refuses up front what the store
+// must not hold (no versions, an unknown type, a gap) and what the current
+// root cannot have wrapped (another key check value).
+Result<std::vector<UnsealJob>> plan_unseal(const std::vector<KeyRecord>& records, std::string_view kcv) {
+  std::vector<UnsealJob> jobs;
+  for (const auto& k : records) {
+    // The keyring indexes versions by number; any StateStore must deliver 1..N.
+    if (k.versions.empty()) return fail(Errc::storage_failure, "unseal: key " + in_quotes(k.name) + " has no versions");
+    if (key_size(k.type) == 0) return fail(Errc::storage_failure, "unseal: key " + in_quotes(k.name) + " has an unknown type");
+    for (std::size_t i = 0; i < k.versions.size(); ++i) {
+      if (k.versions[i].version != i + 1) {
+        return fail(Errc::storage_failure, "unseal: key " + in_quotes(k.name) + " has a gap in its versions");
+      }
+    }
+    for (const auto& v : k.versions) {
+      if (v.root_kcv != kcv) {
+        return fail(Errc::sealed, "unseal: key " + in_quotes(k.name) + " version " + std::to_string(v.version) +
+                                      " was wrapped by another root key (kcv " + v.root_kcv + ", root kcv " +
+                                      std::string(kcv) + ")");
+      }
+      jobs.push_back({&k, &v});
+    }
+  }
+  return jobs;
+}
+
+// The unwrapped material of every job, index for index.
+struct Unwrapped {
+  std::vector<SecureBytes> keks;
+  std::vector<std::unique_ptr<Aead>> aeads;  // null for derived keys
+};
+
+// Unwraps every job, in parallel (through an HSM each unwrap is a round
+// trip), on up to `parallel` threads. On failure, the error of the first
+// failing version in store order, naming its key and version.
+class ParallelUnwrap {
+ public:
+  ParallelUnwrap(RootOfTrust& root, const std::vector<UnsealJob>& jobs)
+      : root_(root), jobs_(jobs), error_index_(jobs.size()) {
+    out_.keks.resize(jobs.size());
+    out_.aeads.resize(jobs.size());
+  }
+
+  Result<Unwrapped> run(std::size_t parallel) && {
+    const std::size_t wanted =
+        std::min({std::max<std::size_t>(1, parallel), kMaxUnsealThreads, jobs_.size() / kMinVersionsPerThread + 1});
+    {
+      std::vector<std::jthread> helpers;
+      helpers.reserve(wanted);
+      for (std::size_t t = 1; t < wanted; ++t) {
+        try {
+          helpers.emplace_back([this]() noexcept { work(); });
+        } catch (const std::system_error&) {
+          break;  // fewer threads; this one still works through the queue
+        }
+      }
+      work();
+    }  // joins the helpers
+    if (!failed_.load()) return std::move(out_);
+    if (!error_) return fail(Errc::internal, "unseal failed");
+    const UnsealJob& job = jobs_[error_index_];
+    return fail(error_->code, "unseal: key " + in_quotes(job.key->name) + " version " +
+                                  std::to_string(job.version->version) + ": " + error_->message);
+  }
+
+ private:
+  Result<void> unwrap_one(std::size_t i) {
+    const UnsealJob& job = jobs_[i];
+    SecureBytes kek;
+    ROOTSEAL_TRY_ASSIGN(kek, root_.unwrap(job.version->wrapped_key));
+    if (kek.size() != key_size(job.key->type)) {
+      return fail(Errc::storage_failure, "unwrapped key has the wrong length for its type");
+    }
+    if (!job.key->derived) ROOTSEAL_TRY_ASSIGN(out_.aeads[i], make_aead(job.key->type, kek));
+    out_.keks[i] = std::move(kek);
+    return {};
+  }
+
+  void record_error(std::size_t i, Error e) {
+    std::lock_guard lock(error_mu_);
+    if (i < error_index_) {  // report the first failing version in store order
+      error_index_ = i;
+      error_.emplace(std::move(e));
+    }
+    failed_.store(true, std::memory_order_relaxed);
+  }
+
+  void work() noexcept {
+    std::size_t i = jobs_.size();
+    try {
+      while (!failed_.load(std::memory_order_relaxed)) {
+        i = next_.fetch_add(1, std::memory_order_relaxed);
+        if (i >= jobs_.size()) return;
+        if (auto r = unwrap_one(i); !r) {
+          record_error(i, std::move(r).error());
+          return;
+        }
+      }
+    } catch (const std::exception&) {
+      // Out of (locked) memory: fail this unseal rather than the process.
+      try {
+        record_error(i, Error(Errc::internal, "out of memory while unwrapping keys"));
+      } catch (...) {
+        failed_.store(true, std::memory_order_relaxed);
+      }
+    }
+  }
+
+  RootOfTrust& root_;
+  const std::vector<UnsealJob>& jobs_;
+  Unwrapped out_;
+  std::atomic<std::size_t> next_{0};
+  std::atomic<bool> failed_{false};
+  std::mutex error_mu_;
+  std::size_t error_index_;  // jobs_.size() until a version fails
+  std::optional<Error> error_;
+};
+
+// The in-memory keys of `records`, taking the unwrapped material (in store order).
+std::map<std::string, KeyPtr, std::less<>> build_keys(const std::vector<KeyRecord>& records, Unwrapped& material) {
+  std::map<std::string, KeyPtr, std::less<>> loaded;
+  std::size_t i = 0;
+  for (const auto& k : records) {
+    auto key = std::make_shared<Key>();
+    key->name = k.name;
+    key->type = k.type;
+    key->derived = k.derived;
+    key->created_unix = k.created_unix;
+    key->config = k.config;
+    key->versions.reserve(k.versions.size());
+    for (const auto& v : k.versions) {
+      auto ver = std::make_shared<Version>();
+      ver->number = v.version;
+      ver->created_unix = v.created_unix;
+      ver->kek = std::move(material.keks[i]);
+      ver->aead = std::move(material.aeads[i]);
+      ++i;
+      key->versions.push_back(std::move(ver));
+    }
+    loaded.emplace(k.name, std::move(key));
+  }
+  return loaded;
+}
+
 }  // namespace
 
 struct Keyring::State {
@@ -266,124 +418,12 @@ Result<void> Keyring::unseal() {
   ROOTSEAL_TRY_ASSIGN(kcv, s.root.key_check_value());
   std::vector<KeyRecord> records;
   ROOTSEAL_TRY_ASSIGN(records, s.store.load_all());
+  std::vector<UnsealJob> jobs;
+  ROOTSEAL_TRY_ASSIGN(jobs, plan_unseal(records, kcv));
+  Unwrapped material;
+  ROOTSEAL_TRY_ASSIGN(material, ParallelUnwrap(s.root, jobs).run(s.root.unwrap_parallelism()));
 
-  // One job per version; refuse up front what the root cannot have wrapped.
-  struct Job {
-    const KeyRecord* key;
-    const KeyVersionRecord* version;
-  };
-  std::vector<Job> jobs;
-  for (const auto& k : records) {
-    // The keyring indexes versions by number; any StateStore must deliver 1..N.
-    if (k.versions.empty()) return fail(Errc::storage_failure, "unseal: key " + in_quotes(k.name) + " has no versions");
-    if (key_size(k.type) == 0) return fail(Errc::storage_failure, "unseal: key " + in_quotes(k.name) + " has an unknown type");
-    for (std::size_t i = 0; i < k.versions.size(); ++i) {
-      if (k.versions[i].version != i + 1) {
-        return fail(Errc::storage_failure, "unseal: key " + in_quotes(k.name) + " has a gap in its versions");
-      }
-    }
-    for (const auto& v : k.versions) {
-      if (v.root_kcv != kcv) {
-        return fail(Errc::sealed, "unseal: key " + in_quotes(k.name) + " version " + std::to_string(v.version) +
-                                      " was wrapped by another root key (kcv " + v.root_kcv + ", root kcv " + kcv +
-                                      ")");
-      }
-      jobs.push_back({&k, &v});
-    }
-  }
-
-  // Unwrap in parallel: through an HSM each unwrap is a round trip.
-  std::vector<SecureBytes> keks(jobs.size());
-  std::vector<std::unique_ptr<Aead>> aeads(jobs.size());
-  std::atomic<std::size_t> next{0};
-  std::atomic<bool> failed{false};
-  std::mutex error_mu;
-  std::size_t error_index = jobs.size();
-  std::optional<Error> error;
-
-  auto record_error = [&](std::size_t i, Error e) {
-    std::lock_guard lock(error_mu);
-    if (i < error_index) {  // report the first failing version in store order
-      error_index = i;
-      error.emplace(std::move(e));
-    }
-    failed.store(true, std::memory_order_relaxed);
-  };
-  auto unwrap_one = [&](std::size_t i) -> Result<void> {
-    const Job& job = jobs[i];
-    SecureBytes kek;
-    ROOTSEAL_TRY_ASSIGN(kek, s.root.unwrap(job.version->wrapped_key));
-    if (kek.size() != key_size(job.key->type)) {
-      return fail(Errc::storage_failure, "unwrapped key has the wrong length for its type");
-    }
-    if (!job.key->derived) ROOTSEAL_TRY_ASSIGN(aeads[i], make_aead(job.key->type, kek));
-    keks[i] = std::move(kek);
-    return {};
-  };
-  auto worker = [&]() noexcept {
-    std::size_t i = jobs.size();
-    try {
-      while (!failed.load(std::memory_order_relaxed)) {
-        i = next.fetch_add(1, std::memory_order_relaxed);
-        if (i >= jobs.size()) return;
-        if (auto r = unwrap_one(i); !r) {
-          record_error(i, std::move(r).error());
-          return;
-        }
-      }
-    } catch (const std::exception&) {
-      // Out of (locked) memory: fail this unseal rather than the process.
-      try {
-        record_error(i, Error(Errc::internal, "out of memory while unwrapping keys"));
-      } catch (...) {
-        failed.store(true, std::memory_order_relaxed);
-      }
-    }
-  };
-
-  {
-    const std::size_t parallel = std::max<std::size_t>(1, s.root.unwrap_parallelism());
-    const std::size_t wanted = std::min({parallel, kMaxUnsealThreads, jobs.size() / kMinVersionsPerThread + 1});
-    std::vector<std::jthread> helpers;
-    helpers.reserve(wanted);
-    for (std::size_t t = 1; t < wanted; ++t) {
-      try {
-        helpers.emplace_back(worker);
-      } catch (const std::system_error&) {
-        break;  // fewer threads; this one still works through the queue
-      }
-    }
-    worker();
-  }  // joins the helpers
-
-  if (failed.load()) {
-    if (!error) return fail(Errc::internal, "unseal failed");
-    const Job& job = jobs[error_index];
-    return fail(error->code, "unseal: key " + in_quotes(job.key->name) + " version " +
-                                 std::to_string(job.version->version) + ": " + error->message);
-  }
-
-  std::map<std::string, KeyPtr, std::less<>> loaded;
-  std::size_t i = 0;
-  for (const auto& k : records) {
-    auto key = std::make_shared<Key>();
-    key->name = k.name;
-    key->type = k.type;
-    key->derived = k.derived;
-    key->created_unix = k.created_unix;
-    key->config = k.config;
-    key->versions.reserve(k.versions.size());
-    for (const auto& v : k.versions) {
-      auto ver = std::make_shared<Version>();
-      ver->number = v.version;
-      ver->created_unix = v.created_unix;
-      ver->kek = std::move(keks[i]);
-      ver->aead = std::move(aeads[i]);
-      ++i;
-      key->versions.push_back(std::move(ver));
-    }
-    loaded.emplace(k.name, std::move(key));
-  }
+  auto loaded = build_keys(records, material);
   {
     std::unique_lock lock(s.mu);
     s.keys.swap(loaded);
