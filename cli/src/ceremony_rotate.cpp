@@ -123,6 +123,78 @@ kms::Result<std::size_t> rewrap_store(const TokenTarget& t, const fs::path& stor
   return total;
 }
 
+// Step 1 of finish_rotation: rewrap what is still under the old root.
+kms::Result<std::size_t> rewrap_step(const RotateOptions& o, hsm::TokenAdmin& admin, const Pending& p,
+                                     const std::vector<hsm::KeyObject>& at_l, bool new_at_t, Context& ctx) {
+  const std::string& L = o.token.key_label;
+  const std::string R = retired_label(L, p.old_kcv);
+  std::string old_at;
+  if (key_with(at_l, p.old_kcv)) {
+    old_at = L;
+  } else {
+    std::vector<hsm::KeyObject> at_r;
+    ROOTSEAL_TRY_ASSIGN(at_r, admin.find_keys(R));
+    if (key_with(at_r, p.old_kcv)) old_at = R;
+  }
+  const std::string new_at = new_at_t ? next_label(L) : L;
+  auto n = rewrap_store(o.token, o.store, old_at.empty() ? L : old_at, p.old_kcv, new_at, p.new_kcv, ctx);
+  if (!n && old_at.empty()) {
+    return fail(n.error().code,
+                n.error().message + " (and the old root key, kcv " + p.old_kcv + ", is no longer in the token)");
+  }
+  return n;
+}
+
+// Step 2 of finish_rotation: retire the old key, only once nothing in the
+// store needs it. Returns how it was retired ("relabelled '<label>'" or "destroyed").
+kms::Result<std::string> retire_step(const RotateOptions& o, hsm::TokenAdmin& admin, const Pending& p,
+                                     const std::vector<hsm::KeyObject>& at_l, Context& ctx) {
+  const std::string& L = o.token.key_label;
+  const std::string R = retired_label(L, p.old_kcv);
+  const std::string retired_as = o.retire == Retire::relabel ? "relabelled '" + R + "'" : "destroyed";
+  if (const auto old_key = key_with(at_l, p.old_kcv)) {
+    if (o.retire == Retire::relabel) {
+      std::vector<hsm::KeyObject> at_r;
+      ROOTSEAL_TRY_ASSIGN(at_r, admin.find_keys(R));
+      if (!key_with(at_r, p.old_kcv)) {
+        if (!old_key->modifiable) {
+          return fail(Errc::invalid_argument, "the old root key '" + L +
+                                                  "' is not modifiable (CKA_MODIFIABLE=false) "
+                                                  "and cannot be relabelled; finish with --resume --retire destroy");
+        }
+        ROOTSEAL_TRY(admin.copy_key(L, p.old_kcv, R));
+        crash_point("old-key-copied");
+      }
+    }
+    ROOTSEAL_TRY(admin.destroy_key(L, p.old_kcv));
+    crash_point("old-key-retired");
+    ctx.step("old-root-retired", "ok", "kcv " + p.old_kcv + " " + retired_as);
+  }
+  if (o.retire == Retire::destroy) {
+    std::vector<hsm::KeyObject> at_r;
+    ROOTSEAL_TRY_ASSIGN(at_r, admin.find_keys(R));
+    if (key_with(at_r, p.old_kcv)) ROOTSEAL_TRY(admin.destroy_key(R, p.old_kcv));
+  }
+  return retired_as;
+}
+
+// Step 3 of finish_rotation: the new key under the final label (a copy,
+// then the temporary goes).
+kms::Result<void> promote_step(const RotateOptions& o, hsm::TokenAdmin& admin, const Pending& p, Context& ctx) {
+  const std::string& L = o.token.key_label;
+  const std::string T = next_label(L);
+  std::vector<hsm::KeyObject> now_l;
+  ROOTSEAL_TRY_ASSIGN(now_l, admin.find_keys(L));
+  if (!key_with(now_l, p.new_kcv)) {
+    ROOTSEAL_TRY(admin.copy_key(T, p.new_kcv, L));
+    crash_point("new-key-copied");
+  }
+  ROOTSEAL_TRY(admin.destroy_key(T, p.new_kcv));
+  crash_point("new-key-promoted");
+  ctx.step("new-root-promoted", "ok", "kcv " + p.new_kcv + " is now '" + L + "'");
+  return {};
+}
+
 // Drives a prepared rotation to its end from whatever state a crash left:
 // rewrap (if the store is still under the old root), retire the old key,
 // move the new key to the final label. Every step is idempotent.
@@ -130,7 +202,6 @@ kms::Result<std::size_t> finish_rotation(const RotateOptions& o, hsm::TokenAdmin
                                          Console& con, std::string& retired_as) {
   const std::string& L = o.token.key_label;
   const std::string T = next_label(L);
-  const std::string R = retired_label(L, p.old_kcv);
   std::vector<hsm::KeyObject> at_l;
   std::vector<hsm::KeyObject> at_t;
   ROOTSEAL_TRY_ASSIGN(at_l, admin.find_keys(L));
@@ -147,69 +218,10 @@ kms::Result<std::size_t> finish_rotation(const RotateOptions& o, hsm::TokenAdmin
     return fail(Errc::not_found, "the new root key (kcv " + p.new_kcv + ") of rotation " + p.ceremony_id +
                                      " is in neither '" + T + "' nor '" + L + "'");
   }
-  // 1. Rewrap.
   std::size_t rewrapped = 0;
-  {
-    std::string old_at;
-    if (key_with(at_l, p.old_kcv)) {
-      old_at = L;
-    } else {
-      std::vector<hsm::KeyObject> at_r;
-      ROOTSEAL_TRY_ASSIGN(at_r, admin.find_keys(R));
-      if (key_with(at_r, p.old_kcv)) old_at = R;
-    }
-    const std::string new_at = new_at_t ? T : L;
-    auto n = rewrap_store(o.token, o.store, old_at.empty() ? L : old_at, p.old_kcv, new_at, p.new_kcv, ctx);
-    if (!n) {
-      if (old_at.empty()) {
-        return fail(n.error().code,
-                    n.error().message + " (and the old root key, kcv " + p.old_kcv + ", is no longer in the token)");
-      }
-      return std::unexpected(n.error());
-    }
-    rewrapped = *n;
-  }
-  // 2. Retire the old key: only now that nothing in the store needs it.
-  if (key_with(at_l, p.old_kcv)) {
-    if (o.retire == Retire::relabel) {
-      std::vector<hsm::KeyObject> at_r;
-      ROOTSEAL_TRY_ASSIGN(at_r, admin.find_keys(R));
-      if (!key_with(at_r, p.old_kcv)) {
-        if (!key_with(at_l, p.old_kcv)->modifiable) {
-          return fail(Errc::invalid_argument, "the old root key '" + L +
-                                                  "' is not modifiable (CKA_MODIFIABLE=false) "
-                                                  "and cannot be relabelled; finish with --resume --retire destroy");
-        }
-        ROOTSEAL_TRY(admin.copy_key(L, p.old_kcv, R));
-        crash_point("old-key-copied");
-      }
-      retired_as = "relabelled '" + R + "'";
-    } else {
-      retired_as = "destroyed";
-    }
-    ROOTSEAL_TRY(admin.destroy_key(L, p.old_kcv));
-    crash_point("old-key-retired");
-    ctx.step("old-root-retired", "ok", "kcv " + p.old_kcv + " " + retired_as);
-  } else {
-    retired_as = o.retire == Retire::relabel ? "relabelled '" + R + "'" : "destroyed";
-  }
-  if (o.retire == Retire::destroy) {
-    std::vector<hsm::KeyObject> at_r;
-    ROOTSEAL_TRY_ASSIGN(at_r, admin.find_keys(R));
-    if (key_with(at_r, p.old_kcv)) ROOTSEAL_TRY(admin.destroy_key(R, p.old_kcv));
-  }
-  // 3. The new key under the final label (a copy, then the temporary goes).
-  if (new_at_t) {
-    std::vector<hsm::KeyObject> now_l;
-    ROOTSEAL_TRY_ASSIGN(now_l, admin.find_keys(L));
-    if (!key_with(now_l, p.new_kcv)) {
-      ROOTSEAL_TRY(admin.copy_key(T, p.new_kcv, L));
-      crash_point("new-key-copied");
-    }
-    ROOTSEAL_TRY(admin.destroy_key(T, p.new_kcv));
-    crash_point("new-key-promoted");
-    ctx.step("new-root-promoted", "ok", "kcv " + p.new_kcv + " is now '" + L + "'");
-  }
+  ROOTSEAL_TRY_ASSIGN(rewrapped, rewrap_step(o, admin, p, at_l, new_at_t, ctx));
+  ROOTSEAL_TRY_ASSIGN(retired_as, retire_step(o, admin, p, at_l, ctx));
+  if (new_at_t) ROOTSEAL_TRY(promote_step(o, admin, p, ctx));
   // 4. Proof: the store opens with the key under the final label.
   auto opened = open_store_with(o.token, L, o.store);
   if (!opened) {
@@ -234,13 +246,211 @@ kms::Result<TranscriptEntry> record_completion(const RotateOptions& o, hsm::Toke
   return ctx.append(std::move(r));
 }
 
+// A finished rotation: what finish_rotation did and its completion record.
+struct Finished {
+  std::size_t rewrapped = 0;
+  std::string retired_as;
+  TranscriptEntry entry;
+};
+
+kms::Result<Finished> finish_and_record(const RotateOptions& o, hsm::TokenAdmin& admin, const Pending& p,
+                                        Context& ctx, Console& con, Outcome& out) {
+  Finished f;
+  ROOTSEAL_TRY_ASSIGN(f.rewrapped, finish_rotation(o, admin, p, ctx, con, f.retired_as));
+  ROOTSEAL_TRY_ASSIGN(f.entry, record_completion(o, admin, p, f.rewrapped, f.retired_as, ctx));
+  out.ceremony_id = p.ceremony_id;
+  out.kcv = p.new_kcv;
+  out.rewrapped = f.rewrapped;
+  out.transcript = f.entry.path;
+  return f;
+}
+
+// `--resume` with no recorded rotation: a '<label>.next' left between its
+// import and its record has no transcript, so its shares cannot be used; it
+// is removed if the store does not use it.
+kms::Result<Outcome> abandon_unrecorded(const RotateOptions& o, hsm::TokenAdmin& admin,
+                                        const std::vector<hsm::KeyObject>& at_t, Console& con, Context& ctx,
+                                        Outcome out) {
+  const std::string T = next_label(o.token.key_label);
+  if (at_t.empty()) {
+    con.out("rootseal: no interrupted root rotation; nothing to resume\n");
+    return out;
+  }
+  std::unique_ptr<kms::StateStore> store;
+  ROOTSEAL_TRY_ASSIGN(store, kms::open_sqlite_store(o.store));
+  std::vector<kms::KeyRecord> records;
+  ROOTSEAL_TRY_ASSIGN(records, store->load_all());
+  for (const auto& tk : at_t) {
+    for (const auto& k : records) {
+      for (const auto& v : k.versions) {
+        if (v.root_kcv == tk.kcv) {
+          return fail(Errc::conflict, "the store uses '" + T + "' (kcv " + tk.kcv +
+                                          ") but no transcript records it; resolve by hand");
+        }
+      }
+    }
+  }
+  json::array gone;
+  for (const auto& tk : at_t) {
+    ROOTSEAL_TRY(admin.destroy_key(T, tk.kcv));
+    gone.emplace_back(tk.kcv);
+    ctx.step("orphan-destroyed", "ok", "'" + T + "' kcv " + tk.kcv + " (never recorded, never used)");
+  }
+  ctx.ceremony_id = "00000000000000000000000000000000";
+  json::object r = ctx.record("rotate-root-abandoned");
+  r["destroyed_kcvs"] = std::move(gone);
+  r["reason"] = "interrupted before the rotation was recorded; its share files (if any) are void";
+  r["outcome"] = "ok";
+  TranscriptEntry e;
+  ROOTSEAL_TRY_ASSIGN(e, ctx.append(std::move(r)));
+  con.out("rootseal: removed an unrecorded '" + T + "' left by an interrupted rotation; run rotate-root again\n" +
+          head_line(e));
+  out.transcript = e.path;
+  return out;
+}
+
+kms::Result<Outcome> resume_rotation(const RotateOptions& o, hsm::TokenAdmin& admin, const Pending& pending,
+                                     Console& con, Context& ctx, Outcome out) {
+  ctx.ceremony_id = pending.ceremony_id;
+  if (!pending.store.empty() && fs::path(pending.store) != o.store) {
+    con.err("rootseal: note: the rotation was started on store " + pending.store + "\n");
+  }
+  con.out("rootseal: resuming root rotation " + pending.ceremony_id + " (kcv " + pending.old_kcv + " -> " +
+          pending.new_kcv + ")\n");
+  Finished f;
+  ROOTSEAL_TRY_ASSIGN(f, finish_and_record(o, admin, pending, ctx, con, out));
+  con.out("rootseal: root rotation " + pending.ceremony_id + " complete; the root key is '" + o.token.key_label +
+          "' (kcv " + pending.new_kcv + ")\n" + head_line(f.entry));
+  return out;
+}
+
+// The current root key's check value, once the token holds exactly one root
+// key under the label, it can be retired as asked, and the store holds
+// nothing wrapped by another root.
+kms::Result<std::string> check_current_root(const RotateOptions& o, hsm::TokenAdmin& admin, Context& ctx) {
+  const std::string& L = o.token.key_label;
+  std::vector<hsm::KeyObject> at_l;
+  ROOTSEAL_TRY_ASSIGN(at_l, admin.find_keys(L));
+  if (at_l.size() != 1 || !at_l.front().is_valid_root_key() || at_l.front().kcv.empty()) {
+    return fail(Errc::not_found, "token '" + o.token.token_label + "' must hold exactly one root key labelled '" + L +
+                                     "' (it holds " + std::to_string(at_l.size()) + ")");
+  }
+  std::string old_kcv = at_l.front().kcv;
+  if (o.retire == Retire::relabel && !at_l.front().modifiable) {
+    return fail(Errc::invalid_argument,
+                "the current root key '" + L +
+                    "' is not modifiable (CKA_MODIFIABLE=false, "
+                    "e.g. generated by rootseald --dev) and cannot be kept under another label; "
+                    "use --retire destroy (any shares of it still restore it)");
+  }
+  std::unique_ptr<kms::StateStore> store;
+  ROOTSEAL_TRY_ASSIGN(store, kms::open_sqlite_store(o.store));
+  std::vector<kms::KeyRecord> records;
+  ROOTSEAL_TRY_ASSIGN(records, store->load_all());
+  std::size_t versions = 0;
+  for (const auto& k : records) {
+    for (const auto& v : k.versions) {
+      if (v.root_kcv != old_kcv) {
+        return fail(Errc::conflict, "key '" + k.name + "' version " + std::to_string(v.version) +
+                                        " of the store is wrapped by kcv " + v.root_kcv + ", not by '" + L +
+                                        "' (kcv " + old_kcv + "); refusing to rotate");
+      }
+      ++versions;
+    }
+  }
+  ctx.step("store-checked", "ok", std::to_string(versions) + " wrapped keys under kcv " + old_kcv);
+  return old_kcv;
+}
+
+// The new root key under '<label>.next': generated inside the HSM
+// (--no-backup), or made outside it, split into shares and imported.
+// Describes it in the rotation record `rec`.
+kms::Result<hsm::KeyObject> make_new_root(const RotateOptions& o, hsm::TokenAdmin& admin, const std::string& old_kcv,
+                                          const std::vector<LoadedCustodian>& custodians, json::object& rec,
+                                          Context& ctx, Console& con, Outcome& out) {
+  const std::string T = next_label(o.token.key_label);
+  hsm::KeyObject k;
+  if (o.no_backup) {
+    for (int attempt = 0;; ++attempt) {
+      ROOTSEAL_TRY_ASSIGN(k, admin.generate_root_key(T));
+      if (k.kcv != old_kcv) break;
+      ROOTSEAL_TRY(admin.destroy_key(T, k.kcv));  // a 24-bit collision: make another
+      if (attempt > 3) return fail(Errc::internal, "cannot make a key with a check value of its own");
+    }
+    ctx.step("key-generated-in-hsm", "ok", "'" + T + "' kcv " + k.kcv);
+    json::object rk = key_json(k);
+    rk["origin"] = "generated inside the HSM (C_GenerateKey); never outside it";
+    rk["backup"] = false;
+    rec["root_key"] = std::move(rk);
+    rec["warning"] = kNoBackupWarning;
+    con.err("\n*** WARNING ***\n" + std::string(kNoBackupWarning) + "\n\n");
+    return k;
+  }
+  kms::SecureBytes root;
+  std::string kcv;
+  for (int attempt = 0;; ++attempt) {
+    ROOTSEAL_TRY_ASSIGN(root, generate_root_key(admin));
+    ROOTSEAL_TRY_ASSIGN(kcv, software_kcv(root));
+    if (kcv != old_kcv) break;
+    if (attempt > 3) return fail(Errc::internal, "cannot make a key with a check value of its own");
+  }
+  crash_point("root-key-held");
+  ctx.step("key-generated", "ok", "OS random XOR HSM random; kcv " + kcv);
+  Backup backup;
+  ROOTSEAL_TRY_ASSIGN(backup, write_backup(root, kcv, ctx.ceremony_id, custodians, o.threshold, o.out_dir, ctx, con));
+  ROOTSEAL_TRY_ASSIGN(k, admin.import_root_key(T, root, kcv));
+  root.clear();
+  ctx.step("key-imported", "ok", "label '" + T + "', kcv computed by the HSM " + k.kcv + " matches");
+  record_backed_up_key(rec, k, backup);
+  out.share_files = std::move(backup.files);
+  return k;
+}
+
+// A new rotation: check the current root and the store, make and record the
+// new key (the rotation is resumable from here), then finish it.
+kms::Result<Outcome> start_rotation(const RotateOptions& o, hsm::TokenAdmin& admin,
+                                    const std::vector<LoadedCustodian>& custodians, Console& con, Context& ctx,
+                                    Outcome out) {
+  const std::string& L = o.token.key_label;
+  std::string old_kcv;
+  ROOTSEAL_TRY_ASSIGN(old_kcv, check_current_root(o, admin, ctx));
+  ctx.ceremony_id = new_ceremony_id();
+  con.out("rootseal: root rotation " + ctx.ceremony_id + " on token '" + o.token.token_label + "' (current kcv " +
+          old_kcv + ")\n");
+  json::object rec = ctx.record("rotate-root");
+  rec["token"] = token_json(admin.details(), o.token.module);
+  rec["store"] = o.store.string();
+  rec["previous_root"] = json::object{{"label", L}, {"kcv", old_kcv}};
+  rec["temporary_label"] = next_label(L);
+  hsm::KeyObject k;
+  ROOTSEAL_TRY_ASSIGN(k, make_new_root(o, admin, old_kcv, custodians, rec, ctx, con, out));
+  crash_point("new-key-imported");
+  rec["state"] = "prepared: the new key is in the token; the store is rewrapped next";
+  rec["outcome"] = "ok";
+  TranscriptEntry prepared;
+  ROOTSEAL_TRY_ASSIGN(prepared, ctx.append(std::move(rec)));
+  crash_point("rotation-recorded");
+
+  Pending p;
+  p.ceremony_id = ctx.ceremony_id;
+  p.old_kcv = old_kcv;
+  p.new_kcv = k.kcv;
+  p.store = o.store.string();
+  ctx.steps = json::array();  // the completion record has its own steps
+  Finished f;
+  ROOTSEAL_TRY_ASSIGN(f, finish_and_record(o, admin, p, ctx, con, out));
+  con.out("rootseal: root rotation " + p.ceremony_id + " complete: " + std::to_string(f.rewrapped) +
+          " wrapped keys moved; old root (kcv " + old_kcv + ") " + f.retired_as + "; the root key is '" + L +
+          "' (kcv " + p.new_kcv + ")\n" + head_line(f.entry));
+  return out;
+}
+
 kms::Result<Outcome> rotate_impl(const RotateOptions& o, Console& con, Context& ctx) {
   ROOTSEAL_TRY(check_token(o.token));
   ROOTSEAL_TRY(check_people(o.people));
   if (o.store.empty()) return fail(Errc::invalid_argument, "--store (the state store to rewrap) is required");
   ROOTSEAL_TRY(ctx.load_chain());
-  const std::string& L = o.token.key_label;
-  const std::string T = next_label(L);
+  const std::string T = next_label(o.token.key_label);
 
   std::optional<Pending> pending = find_pending(ctx.entries);
   std::vector<LoadedCustodian> custodians;
@@ -258,176 +468,17 @@ kms::Result<Outcome> rotate_impl(const RotateOptions& o, Console& con, Context& 
   std::vector<hsm::KeyObject> at_t;
   ROOTSEAL_TRY_ASSIGN(at_t, admin->find_keys(T));
   Outcome out;
-  out.key_label = L;
-
+  out.key_label = o.token.key_label;
   if (o.resume) {
-    if (!pending) {
-      // Interrupted between importing '<label>.next' and recording it: that
-      // key has no transcript, so its shares cannot be used; it is removed
-      // if the store does not use it.
-      if (at_t.empty()) {
-        con.out("rootseal: no interrupted root rotation; nothing to resume\n");
-        return out;
-      }
-      std::unique_ptr<kms::StateStore> store;
-      ROOTSEAL_TRY_ASSIGN(store, kms::open_sqlite_store(o.store));
-      std::vector<kms::KeyRecord> records;
-      ROOTSEAL_TRY_ASSIGN(records, store->load_all());
-      for (const auto& tk : at_t) {
-        for (const auto& k : records) {
-          for (const auto& v : k.versions) {
-            if (v.root_kcv == tk.kcv) {
-              return fail(Errc::conflict, "the store uses '" + T + "' (kcv " + tk.kcv +
-                                              ") but no transcript records it; resolve by hand");
-            }
-          }
-        }
-      }
-      json::array gone;
-      for (const auto& tk : at_t) {
-        ROOTSEAL_TRY(admin->destroy_key(T, tk.kcv));
-        gone.emplace_back(tk.kcv);
-        ctx.step("orphan-destroyed", "ok", "'" + T + "' kcv " + tk.kcv + " (never recorded, never used)");
-      }
-      ctx.ceremony_id = "00000000000000000000000000000000";
-      json::object r = ctx.record("rotate-root-abandoned");
-      r["destroyed_kcvs"] = std::move(gone);
-      r["reason"] = "interrupted before the rotation was recorded; its share files (if any) are void";
-      r["outcome"] = "ok";
-      TranscriptEntry e;
-      ROOTSEAL_TRY_ASSIGN(e, ctx.append(std::move(r)));
-      con.out("rootseal: removed an unrecorded '" + T + "' left by an interrupted rotation; run rotate-root again\n" +
-              head_line(e));
-      out.transcript = e.path;
-      return out;
-    }
-    ctx.ceremony_id = pending->ceremony_id;
-    if (!pending->store.empty() && fs::path(pending->store) != o.store) {
-      con.err("rootseal: note: the rotation was started on store " + pending->store + "\n");
-    }
-    con.out("rootseal: resuming root rotation " + pending->ceremony_id + " (kcv " + pending->old_kcv + " -> " +
-            pending->new_kcv + ")\n");
-    std::string retired_as;
-    std::size_t n = 0;
-    ROOTSEAL_TRY_ASSIGN(n, finish_rotation(o, *admin, *pending, ctx, con, retired_as));
-    TranscriptEntry e;
-    ROOTSEAL_TRY_ASSIGN(e, record_completion(o, *admin, *pending, n, retired_as, ctx));
-    con.out("rootseal: root rotation " + pending->ceremony_id + " complete; the root key is '" + L + "' (kcv " +
-            pending->new_kcv + ")\n" + head_line(e));
-    out.ceremony_id = pending->ceremony_id;
-    out.kcv = pending->new_kcv;
-    out.rewrapped = n;
-    out.transcript = e.path;
-    return out;
+    if (!pending) return abandon_unrecorded(o, *admin, at_t, con, ctx, std::move(out));
+    return resume_rotation(o, *admin, *pending, con, ctx, std::move(out));
   }
-
   if (!at_t.empty()) {
     return fail(Errc::conflict, "token holds a key labelled '" + T +
                                     "' from an interrupted rotation; run "
                                     "`rootseal ceremony rotate-root --resume` first");
   }
-  // The current root and the store it wraps.
-  std::vector<hsm::KeyObject> at_l;
-  ROOTSEAL_TRY_ASSIGN(at_l, admin->find_keys(L));
-  if (at_l.size() != 1 || !at_l.front().is_valid_root_key() || at_l.front().kcv.empty()) {
-    return fail(Errc::not_found, "token '" + o.token.token_label + "' must hold exactly one root key labelled '" + L +
-                                     "' (it holds " + std::to_string(at_l.size()) + ")");
-  }
-  const std::string old_kcv = at_l.front().kcv;
-  if (o.retire == Retire::relabel && !at_l.front().modifiable) {
-    return fail(Errc::invalid_argument,
-                "the current root key '" + L +
-                    "' is not modifiable (CKA_MODIFIABLE=false, "
-                    "e.g. generated by rootseald --dev) and cannot be kept under another label; "
-                    "use --retire destroy (any shares of it still restore it)");
-  }
-  {
-    std::unique_ptr<kms::StateStore> store;
-    ROOTSEAL_TRY_ASSIGN(store, kms::open_sqlite_store(o.store));
-    std::vector<kms::KeyRecord> records;
-    ROOTSEAL_TRY_ASSIGN(records, store->load_all());
-    std::size_t versions = 0;
-    for (const auto& k : records) {
-      for (const auto& v : k.versions) {
-        if (v.root_kcv != old_kcv) {
-          return fail(Errc::conflict, "key '" + k.name + "' version " + std::to_string(v.version) +
-                                          " of the store is wrapped by kcv " + v.root_kcv + ", not by '" + L +
-                                          "' (kcv " + old_kcv + "); refusing to rotate");
-        }
-        ++versions;
-      }
-    }
-    ctx.step("store-checked", "ok", std::to_string(versions) + " wrapped keys under kcv " + old_kcv);
-  }
-  ctx.ceremony_id = new_ceremony_id();
-  con.out("rootseal: root rotation " + ctx.ceremony_id + " on token '" + o.token.token_label + "' (current kcv " +
-          old_kcv + ")\n");
-  json::object rec = ctx.record("rotate-root");
-  rec["token"] = token_json(admin->details(), o.token.module);
-  rec["store"] = o.store.string();
-  rec["previous_root"] = json::object{{"label", L}, {"kcv", old_kcv}};
-  rec["temporary_label"] = T;
-
-  hsm::KeyObject k;
-  if (o.no_backup) {
-    for (int attempt = 0;; ++attempt) {
-      ROOTSEAL_TRY_ASSIGN(k, admin->generate_root_key(T));
-      if (k.kcv != old_kcv) break;
-      ROOTSEAL_TRY(admin->destroy_key(T, k.kcv));  // a 24-bit collision: make another
-      if (attempt > 3) return fail(Errc::internal, "cannot make a key with a check value of its own");
-    }
-    ctx.step("key-generated-in-hsm", "ok", "'" + T + "' kcv " + k.kcv);
-    json::object rk = key_json(k);
-    rk["origin"] = "generated inside the HSM (C_GenerateKey); never outside it";
-    rk["backup"] = false;
-    rec["root_key"] = std::move(rk);
-    rec["warning"] = kNoBackupWarning;
-    con.err("\n*** WARNING ***\n" + std::string(kNoBackupWarning) + "\n\n");
-  } else {
-    kms::SecureBytes root;
-    std::string kcv;
-    for (int attempt = 0;; ++attempt) {
-      ROOTSEAL_TRY_ASSIGN(root, generate_root_key(*admin));
-      ROOTSEAL_TRY_ASSIGN(kcv, software_kcv(root));
-      if (kcv != old_kcv) break;
-      if (attempt > 3) return fail(Errc::internal, "cannot make a key with a check value of its own");
-    }
-    crash_point("root-key-held");
-    ctx.step("key-generated", "ok", "OS random XOR HSM random; kcv " + kcv);
-    Backup backup;
-    ROOTSEAL_TRY_ASSIGN(backup, write_backup(root, kcv, ctx.ceremony_id, custodians, o.threshold, o.out_dir, ctx, con));
-    ROOTSEAL_TRY_ASSIGN(k, admin->import_root_key(T, root, kcv));
-    root.clear();
-    ctx.step("key-imported", "ok", "label '" + T + "', kcv computed by the HSM " + k.kcv + " matches");
-    record_backed_up_key(rec, k, backup);
-    out.share_files = std::move(backup.files);
-  }
-  crash_point("new-key-imported");
-  rec["state"] = "prepared: the new key is in the token; the store is rewrapped next";
-  rec["outcome"] = "ok";
-  TranscriptEntry prepared;
-  ROOTSEAL_TRY_ASSIGN(prepared, ctx.append(std::move(rec)));
-  crash_point("rotation-recorded");
-
-  Pending p;
-  p.ceremony_id = ctx.ceremony_id;
-  p.old_kcv = old_kcv;
-  p.new_kcv = k.kcv;
-  p.store = o.store.string();
-  ctx.steps = json::array();  // the completion record has its own steps
-  std::string retired_as;
-  std::size_t n = 0;
-  ROOTSEAL_TRY_ASSIGN(n, finish_rotation(o, *admin, p, ctx, con, retired_as));
-  TranscriptEntry e;
-  ROOTSEAL_TRY_ASSIGN(e, record_completion(o, *admin, p, n, retired_as, ctx));
-  con.out("rootseal: root rotation " + p.ceremony_id + " complete: " + std::to_string(n) +
-          " wrapped keys moved; old root (kcv " + old_kcv + ") " + retired_as + "; the root key is '" + L + "' (kcv " +
-          p.new_kcv + ")\n" + head_line(e));
-  out.ceremony_id = p.ceremony_id;
-  out.kcv = p.new_kcv;
-  out.rewrapped = n;
-  out.transcript = e.path;
-  return out;
+  return start_rotation(o, *admin, custodians, con, ctx, std::move(out));
 }
 
 }  // namespace
