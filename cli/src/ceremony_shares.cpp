@@ -96,6 +96,93 @@ kms::Result<void> read_typed_shares(LineSource& src, std::vector<GatheredShare>&
   return {};
 }
 
+// What the transcript records of a ceremony's backup.
+struct ShareRecord {
+  const TranscriptEntry* entry = nullptr;
+  std::string kcv;
+  unsigned threshold = 0;
+  std::vector<std::uint8_t> salt;
+  std::map<unsigned, std::string> commitments;  // share index -> commitment
+};
+
+// The backup record of the shares' ceremony (all shares must be of one).
+kms::Result<ShareRecord> ceremony_record(const std::vector<GatheredShare>& shares, Context& ctx) {
+  if (ctx.ceremony_id.empty()) ctx.ceremony_id = shares.front().ceremony_id;
+  for (const auto& s : shares) {
+    if (s.ceremony_id != ctx.ceremony_id) {
+      return fail(Errc::invalid_argument, "share " + std::to_string(s.index) + " (" + s.source +
+                                              ") belongs to ceremony " + s.ceremony_id + ", not " + ctx.ceremony_id +
+                                              ": shares of different ceremonies cannot be combined");
+    }
+  }
+  ShareRecord r;
+  r.entry = find_key_record(ctx.entries, ctx.ceremony_id);
+  if (r.entry == nullptr) {
+    return fail(Errc::not_found, "the transcript in " + ctx.transcript.dir().string() + " has no completed ceremony " +
+                                     ctx.ceremony_id + " with a backup");
+  }
+  r.kcv = record_kcv(*r.entry);
+  std::optional<std::vector<std::uint8_t>> salt;
+  try {
+    const json::object& sh = r.entry->body.at("shamir").as_object();
+    r.threshold = static_cast<unsigned>(sh.at("threshold").to_number<std::int64_t>());
+    if (auto sb = kms::hex_decode(std::string_view(sh.at("commitment_salt").as_string()))) salt = std::move(*sb);
+    for (const auto& c : r.entry->body.at("custodians").as_array()) {
+      const auto& co = c.as_object();
+      r.commitments[static_cast<unsigned>(co.at("index").to_number<std::int64_t>())] =
+          std::string(co.at("share_commitment").as_string());
+    }
+  } catch (const std::exception&) {
+    salt.reset();
+  }
+  if (!salt || r.threshold < 2 || r.commitments.empty() || r.kcv.size() != 6) {
+    return fail(Errc::invalid_argument, r.entry->path.filename().string() +
+                                            ": no usable share record (was ceremony " + ctx.ceremony_id +
+                                            " made with --no-backup?)");
+  }
+  r.salt = std::move(*salt);
+  ctx.step("ceremony-found", "ok",
+           r.entry->path.filename().string() + ": threshold " + std::to_string(r.threshold) + ", kcv " + r.kcv);
+  return r;
+}
+
+// Each share must be the one the ceremony committed to, once, and there
+// must be enough of them. Adds each share used to `used`.
+kms::Result<void> check_shares(const std::vector<GatheredShare>& shares, const ShareRecord& r, Context& ctx,
+                               json::array& used) {
+  std::set<unsigned> seen;
+  for (const auto& s : shares) {
+    if (!seen.insert(s.index).second) {
+      return fail(Errc::invalid_argument, "share " + std::to_string(s.index) + " is given twice (" + s.source +
+                                              "): duplicate shares do not count towards the threshold");
+    }
+    const auto c = r.commitments.find(s.index);
+    if (c == r.commitments.end() || s.threshold != r.threshold) {
+      return fail(Errc::invalid_argument, "share " + std::to_string(s.index) + " (" + s.source +
+                                              ") is not a share of ceremony " + ctx.ceremony_id);
+    }
+    const std::string mine = share_commitment(r.salt, ctx.ceremony_id, s.index, r.threshold, s.y);
+    if (!kms::constant_time_equal(mine, c->second)) {
+      return fail(Errc::decryption_failed,
+                  "share " + std::to_string(s.index) + " (" + s.source +
+                      ") does not match the commitment the "
+                      "transcript records for it: it was altered, mistyped or belongs to another ceremony; refusing "
+                      "to combine");
+    }
+    json::object u;
+    u["index"] = s.index;
+    u["source"] = s.source;
+    u["share_commitment"] = c->second;
+    used.push_back(std::move(u));
+  }
+  if (shares.size() < r.threshold) {
+    return fail(Errc::invalid_argument, "ceremony " + ctx.ceremony_id + " needs " + std::to_string(r.threshold) +
+                                            " shares; only " + std::to_string(shares.size()) + " given");
+  }
+  ctx.step("shares-checked", "ok", std::to_string(shares.size()) + " shares match their commitments");
+  return {};
+}
+
 }  // namespace
 
 // The shares of one ceremony, checked against its transcript record and
@@ -113,75 +200,11 @@ kms::Result<Combined> gather_and_combine(const std::vector<ShareSource>& files, 
   if (shares.empty()) return fail(Errc::invalid_argument, "no shares given (--share FILE --key KEY.pem, or --typed)");
   crash_point("shares-held");
 
-  // 2. One ceremony, known to the transcript.
-  if (ctx.ceremony_id.empty()) ctx.ceremony_id = shares.front().ceremony_id;
-  for (const auto& s : shares) {
-    if (s.ceremony_id != ctx.ceremony_id) {
-      return fail(Errc::invalid_argument, "share " + std::to_string(s.index) + " (" + s.source +
-                                              ") belongs to ceremony " + s.ceremony_id + ", not " + ctx.ceremony_id +
-                                              ": shares of different ceremonies cannot be combined");
-    }
-  }
-  const TranscriptEntry* rec = find_key_record(ctx.entries, ctx.ceremony_id);
-  if (rec == nullptr) {
-    return fail(Errc::not_found, "the transcript in " + ctx.transcript.dir().string() + " has no completed ceremony " +
-                                     ctx.ceremony_id + " with a backup");
-  }
-  const std::string kcv = record_kcv(*rec);
-  unsigned threshold = 0;
-  std::optional<std::vector<std::uint8_t>> salt;
-  std::map<unsigned, std::string> commitments;
-  try {
-    const json::object& sh = rec->body.at("shamir").as_object();
-    threshold = static_cast<unsigned>(sh.at("threshold").to_number<std::int64_t>());
-    if (auto sb = kms::hex_decode(std::string_view(sh.at("commitment_salt").as_string()))) salt = std::move(*sb);
-    for (const auto& c : rec->body.at("custodians").as_array()) {
-      const auto& co = c.as_object();
-      commitments[static_cast<unsigned>(co.at("index").to_number<std::int64_t>())] =
-          std::string(co.at("share_commitment").as_string());
-    }
-  } catch (const std::exception&) {
-    salt.reset();
-  }
-  if (!salt || threshold < 2 || commitments.empty() || kcv.size() != 6) {
-    return fail(Errc::invalid_argument, rec->path.filename().string() + ": no usable share record (was ceremony " +
-                                            ctx.ceremony_id + " made with --no-backup?)");
-  }
-  ctx.step("ceremony-found", "ok",
-           rec->path.filename().string() + ": threshold " + std::to_string(threshold) + ", kcv " + kcv);
-
-  // 3. Each share must be the one the ceremony committed to, once.
-  std::set<unsigned> seen;
+  // 2. One ceremony, known to the transcript; 3. each share committed to, once.
+  ShareRecord rec;
+  ROOTSEAL_TRY_ASSIGN(rec, ceremony_record(shares, ctx));
   Combined out;
-  for (const auto& s : shares) {
-    if (!seen.insert(s.index).second) {
-      return fail(Errc::invalid_argument, "share " + std::to_string(s.index) + " is given twice (" + s.source +
-                                              "): duplicate shares do not count towards the threshold");
-    }
-    const auto c = commitments.find(s.index);
-    if (c == commitments.end() || s.threshold != threshold) {
-      return fail(Errc::invalid_argument, "share " + std::to_string(s.index) + " (" + s.source +
-                                              ") is not a share of ceremony " + ctx.ceremony_id);
-    }
-    const std::string mine = share_commitment(*salt, ctx.ceremony_id, s.index, threshold, s.y);
-    if (!kms::constant_time_equal(mine, c->second)) {
-      return fail(Errc::decryption_failed,
-                  "share " + std::to_string(s.index) + " (" + s.source +
-                      ") does not match the commitment the "
-                      "transcript records for it: it was altered, mistyped or belongs to another ceremony; refusing "
-                      "to combine");
-    }
-    json::object u;
-    u["index"] = s.index;
-    u["source"] = s.source;
-    u["share_commitment"] = c->second;
-    out.used.push_back(std::move(u));
-  }
-  if (shares.size() < threshold) {
-    return fail(Errc::invalid_argument, "ceremony " + ctx.ceremony_id + " needs " + std::to_string(threshold) +
-                                            " shares; only " + std::to_string(shares.size()) + " given");
-  }
-  ctx.step("shares-checked", "ok", std::to_string(shares.size()) + " shares match their commitments");
+  ROOTSEAL_TRY(check_shares(shares, rec, ctx, out.used));
 
   // 4. Combine and compare the check value.
   std::vector<shamir::Share> points;
@@ -197,14 +220,14 @@ kms::Result<Combined> gather_and_combine(const std::vector<ShareSource>& files, 
   crash_point("root-key-held");
   std::string mine;
   ROOTSEAL_TRY_ASSIGN(mine, software_kcv(out.root));
-  if (mine != kcv) {
+  if (mine != rec.kcv) {
     out.root.clear();
     return fail(Errc::decryption_failed, "the combined key has check value " + mine + ", the transcript records " +
-                                             kcv + "; nothing was imported");
+                                             rec.kcv + "; nothing was imported");
   }
   ctx.step("combined", "ok", "kcv " + mine + " matches the transcript");
-  out.kcv = kcv;
-  out.from = rec->path.filename().string();
+  out.kcv = rec.kcv;
+  out.from = rec.entry->path.filename().string();
   return out;
 }
 

@@ -251,20 +251,59 @@ kms::SecureBytes typed_share_text(std::string_view ceremony_id, unsigned index, 
   return text;
 }
 
-kms::Result<TypedShareReader::Status> TypedShareReader::feed(std::span<const std::uint8_t> line) {
+namespace {
+
+// A typed line's tokens as [begin, end) pairs: no copies of the text outside
+// locked memory. Spaces, tabs, line ends and '-' separate them.
+std::vector<std::pair<std::size_t, std::size_t>> typed_tokens(std::span<const std::uint8_t> line) {
   auto is_space = [](std::uint8_t c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '-'; };
+  std::vector<std::pair<std::size_t, std::size_t>> tokens;
   std::size_t i = 0;
   while (i < line.size() && is_space(line[i])) ++i;
-  if (i == line.size() || line[i] == '#') return Status::skipped;
-
-  // Tokens as [begin, end) pairs; no copies of the text outside locked memory.
-  std::vector<std::pair<std::size_t, std::size_t>> tokens;
   while (i < line.size()) {
     const std::size_t b = i;
     while (i < line.size() && !is_space(line[i])) ++i;
     tokens.emplace_back(b, i);
     while (i < line.size() && is_space(line[i])) ++i;
   }
+  return tokens;
+}
+
+// The share of a whole typed text (the base32 characters of every line),
+// checked as a whole.
+kms::Result<TypedShare> decode_typed(const kms::SecureBytes& chars, std::size_t nchars) {
+  kms::SecureBytes raw(kTypedBytes);
+  unsigned acc = 0;
+  int nbits = 0;
+  std::size_t out = 0;
+  for (std::size_t k = 0; k < nchars; ++k) {
+    acc = ((acc << 5) | static_cast<unsigned>(b32_value(chars.data()[k]))) & 0xFFFFU;
+    nbits += 5;
+    if (nbits >= 8) {
+      nbits -= 8;
+      raw.data()[out++] = static_cast<std::uint8_t>((acc >> nbits) & 0xFFU);
+    }
+  }
+  const std::uint8_t* p = raw.data();
+  const auto check = typed_check(std::span<const std::uint8_t>(p, kTypedBytes - 4));
+  if (out != kTypedBytes || p[0] != kTypedVersion ||
+      !kms::constant_time_equal(std::span<const std::uint8_t>(p + kTypedBytes - 4, 4), check)) {
+    return fail(Errc::invalid_argument, "the share does not check out as a whole (every line passed its own "
+                                        "checksum: lines from different shares?); enter it again from line 01");
+  }
+  TypedShare s;
+  s.ceremony_id = kms::hex_encode(std::span<const std::uint8_t>(p + 1, kCeremonyIdSize));
+  s.index = p[17];
+  s.threshold = p[18];
+  s.y = kms::SecureBytes::copy_of(std::span<const std::uint8_t>(p + 19, kRootKeySize));
+  return s;
+}
+
+}  // namespace
+
+kms::Result<TypedShareReader::Status> TypedShareReader::feed(std::span<const std::uint8_t> line) {
+  const auto tokens = typed_tokens(line);
+  if (tokens.empty() || line[tokens.front().first] == '#') return Status::skipped;
   const std::size_t expected = lines_ + 1;
   auto where = [&] {
     std::string w = "line ";
@@ -319,34 +358,12 @@ kms::Result<TypedShareReader::Status> TypedShareReader::feed(std::span<const std
   ++lines_;
   if (lines_ < kTypedLines) return Status::more;
 
-  // Decode the whole share.
-  kms::SecureBytes raw(kTypedBytes);
-  unsigned acc = 0;
-  int nbits = 0;
-  std::size_t out = 0;
-  for (std::size_t k = 0; k < nchars_; ++k) {
-    acc = ((acc << 5) | static_cast<unsigned>(b32_value(chars_.data()[k]))) & 0xFFFFU;
-    nbits += 5;
-    if (nbits >= 8) {
-      nbits -= 8;
-      raw.data()[out++] = static_cast<std::uint8_t>((acc >> nbits) & 0xFFU);
-    }
-  }
   lines_ = 0;
+  const std::size_t nchars = nchars_;
   nchars_ = 0;
-  const std::uint8_t* p = raw.data();
-  const auto check = typed_check(std::span<const std::uint8_t>(p, kTypedBytes - 4));
-  if (out != kTypedBytes || p[0] != kTypedVersion ||
-      !kms::constant_time_equal(std::span<const std::uint8_t>(p + kTypedBytes - 4, 4), check)) {
-    return fail(Errc::invalid_argument, "the share does not check out as a whole (every line passed its own "
-                                        "checksum: lines from different shares?); enter it again from line 01");
-  }
-  TypedShare s;
-  s.ceremony_id = kms::hex_encode(std::span<const std::uint8_t>(p + 1, kCeremonyIdSize));
-  s.index = p[17];
-  s.threshold = p[18];
-  s.y = kms::SecureBytes::copy_of(std::span<const std::uint8_t>(p + 19, kRootKeySize));
-  done_ = std::move(s);
+  TypedShare share;
+  ROOTSEAL_TRY_ASSIGN(share, decode_typed(chars_, nchars));
+  done_ = std::move(share);
   return Status::complete;
 }
 
