@@ -47,49 +47,88 @@ int exit_status(const kms::Result<T>& r, Console& con) {
   return r ? 0 : report(r.error(), con);
 }
 
-// The share files and the custodian keys that open them, paired in order.
-std::optional<std::vector<ShareSource>> share_sources(const std::vector<std::string>& shares,
-                                                      const std::vector<std::string>& keys, Console& con) {
-  if (shares.size() != keys.size()) {
+// A subcommand that works on a token, with the people present recorded.
+CLI::App* add_token_command(CLI::App* ceremony, const char* name, const char* what, TokenArgs& token,
+                            PeopleArgs& people) {
+  CLI::App* cmd = ceremony->add_subcommand(name, what);
+  add_token_options(cmd, token);
+  add_people_options(cmd, people);
+  return cmd;
+}
+
+// The new shares: who gets them, how many restore, where the files go.
+struct SplitArgs {
+  std::vector<std::string> custodians;
+  unsigned threshold = 0;
+  std::string out;
+};
+
+void add_split_options(CLI::App* cmd, SplitArgs& a, bool required) {
+  const char* fresh = required ? "new " : "";
+  cmd->add_option("--custodian", a.custodians,
+                  std::string("NAME=PUBLIC_KEY.pem of the ") + fresh + "custodian set, one per custodian, in share order")
+      ->required(required);
+  cmd->add_option("--threshold", a.threshold, std::string(fresh) + "shares needed to restore (M)")->required(required);
+  cmd->add_option("--out", a.out, std::string("folder for the ") + fresh + "encrypted share files")
+      ->required(required);
+}
+
+template <class Options>
+kms::Result<void> apply_split(const SplitArgs& a, Options& o) {
+  ROOTSEAL_TRY_ASSIGN(o.custodians, parse_custodians(a.custodians));
+  o.threshold = a.threshold;
+  o.out_dir = a.out;
+  return {};
+}
+
+// The current shares: files with the custodian keys that open them, or typed.
+struct ShareInputArgs {
+  std::vector<std::string> shares;
+  std::vector<std::string> keys;
+  bool typed = false;
+};
+
+void add_share_input_options(CLI::App* cmd, ShareInputArgs& a) {
+  cmd->add_option("--share", a.shares, "a share file (repeatable; paired in order with --key)");
+  cmd->add_option("--key", a.keys, "the custodian private key of the matching --share");
+  cmd->add_flag("--typed", a.typed, "read typed shares from standard input");
+}
+
+// The share files paired in order with their keys; false (after saying
+// why) when the counts differ.
+template <class Options>
+bool apply_share_input(const ShareInputArgs& a, LineSource& typed, Options& o, Console& con) {
+  if (a.shares.size() != a.keys.size()) {
     con.err("rootseal: error: every --share needs its --key (custodian private key), in the same order\n");
-    return std::nullopt;
+    return false;
   }
-  std::vector<ShareSource> out;
-  for (std::size_t i = 0; i < shares.size(); ++i) out.push_back({shares[i], keys[i]});
-  return out;
+  for (std::size_t i = 0; i < a.shares.size(); ++i) o.files.push_back({a.shares[i], a.keys[i]});
+  if (a.typed) o.typed = &typed;
+  return true;
 }
 
 struct InitArgs {
   CLI::App* cmd = nullptr;
   TokenArgs token;
   PeopleArgs people;
-  std::vector<std::string> custodians;
-  unsigned threshold = 0;
-  std::string out;
+  SplitArgs split;
   std::string transcript;
   bool no_backup = false;
 };
 
 void add_init(CLI::App* ceremony, InitArgs& a) {
-  a.cmd = ceremony->add_subcommand("init", "create the root key, split it M-of-N to custodians, import it");
-  add_token_options(a.cmd, a.token);
-  add_people_options(a.cmd, a.people);
-  a.cmd->add_option("--custodian", a.custodians, "NAME=PUBLIC_KEY.pem, one per custodian, in share order");
-  a.cmd->add_option("--threshold", a.threshold, "shares needed to restore (M)");
-  a.cmd->add_option("--out", a.out, "folder for the encrypted share files");
+  a.cmd = add_token_command(ceremony, "init", "create the root key, split it M-of-N to custodians, import it",
+                            a.token, a.people);
+  add_split_options(a.cmd, a.split, false);
   a.cmd->add_option("--transcript-dir", a.transcript, "folder of the hash-chained transcript")->required();
   a.cmd->add_flag("--no-backup", a.no_backup, "generate the key inside the HSM: NO shares, it can NEVER be restored");
 }
 
 int run_init(const InitArgs& a, Console& con) {
   InitOptions o;
+  if (auto r = apply_split(a.split, o); !r) return report(r.error(), con);
   o.token = token_target(a.token);
   o.people = people(a.people);
-  auto c = parse_custodians(a.custodians);
-  if (!c) return report(c.error(), con);
-  o.custodians = std::move(*c);
-  o.threshold = a.threshold;
-  o.out_dir = a.out;
   o.transcript_dir = a.transcript;
   o.no_backup = a.no_backup;
   return exit_status(ceremony_init(o, con), con);
@@ -113,35 +152,27 @@ struct RestoreArgs {
   CLI::App* cmd = nullptr;
   TokenArgs token;
   PeopleArgs people;
-  std::vector<std::string> shares;
-  std::vector<std::string> keys;
+  ShareInputArgs input;
   std::string transcript;
   std::string ceremony;
-  bool typed = false;
   bool dry_run = false;
 };
 
 void add_restore(CLI::App* ceremony, RestoreArgs& a) {
-  a.cmd = ceremony->add_subcommand("restore", "combine M shares and import the root key into a token");
-  add_token_options(a.cmd, a.token);
-  add_people_options(a.cmd, a.people);
-  a.cmd->add_option("--share", a.shares, "a share file (repeatable; paired in order with --key)");
-  a.cmd->add_option("--key", a.keys, "the custodian private key of the matching --share");
-  a.cmd->add_flag("--typed", a.typed, "read typed shares from standard input");
+  a.cmd = add_token_command(ceremony, "restore", "combine M shares and import the root key into a token", a.token,
+                            a.people);
+  add_share_input_options(a.cmd, a.input);
   a.cmd->add_option("--ceremony", a.ceremony, "the ceremony id to restore (default: the shares')");
   a.cmd->add_option("--transcript-dir", a.transcript, "folder of the transcript")->required();
   a.cmd->add_flag("--dry-run", a.dry_run, "check and combine the shares, import nothing");
 }
 
 int run_restore(const RestoreArgs& a, Console& con) {
-  auto files = share_sources(a.shares, a.keys, con);
-  if (!files) return 2;
   RestoreOptions o;
+  FdLineSource stdin_lines(STDIN_FILENO);
+  if (!apply_share_input(a.input, stdin_lines, o, con)) return 2;
   o.token = token_target(a.token);
   o.people = people(a.people);
-  o.files = std::move(*files);
-  FdLineSource stdin_lines(STDIN_FILENO);
-  if (a.typed) o.typed = &stdin_lines;
   o.ceremony_id = a.ceremony;
   o.transcript_dir = a.transcript;
   o.dry_run = a.dry_run;
@@ -151,43 +182,28 @@ int run_restore(const RestoreArgs& a, Console& con) {
 struct ReshareArgs {
   CLI::App* cmd = nullptr;
   PeopleArgs people;
-  std::vector<std::string> shares;
-  std::vector<std::string> keys;
-  std::vector<std::string> custodians;
-  unsigned threshold = 0;
-  std::string out;
+  ShareInputArgs input;
+  SplitArgs split;
   std::string transcript;
   std::string ceremony;
-  bool typed = false;
 };
 
 void add_reshare(CLI::App* ceremony, ReshareArgs& a) {
   a.cmd = ceremony->add_subcommand("reshare", "split the same root key again for a new custodian set "
                                               "(M current shares in; no token)");
   add_people_options(a.cmd, a.people);
-  a.cmd->add_option("--share", a.shares, "a current share file (repeatable; paired in order with --key)");
-  a.cmd->add_option("--key", a.keys, "the custodian private key of the matching --share");
-  a.cmd->add_flag("--typed", a.typed, "read typed shares from standard input");
+  add_share_input_options(a.cmd, a.input);
   a.cmd->add_option("--ceremony", a.ceremony, "the ceremony id of the shares (default: the shares')");
-  a.cmd->add_option("--custodian", a.custodians, "NAME=PUBLIC_KEY.pem of the new custodian set")->required();
-  a.cmd->add_option("--threshold", a.threshold, "new shares needed to restore (M)")->required();
-  a.cmd->add_option("--out", a.out, "folder for the new encrypted share files")->required();
+  add_split_options(a.cmd, a.split, true);
   a.cmd->add_option("--transcript-dir", a.transcript, "folder of the transcript")->required();
 }
 
 int run_reshare(const ReshareArgs& a, Console& con) {
-  auto files = share_sources(a.shares, a.keys, con);
-  if (!files) return 2;
   ReshareOptions o;
-  o.people = people(a.people);
-  o.files = std::move(*files);
   FdLineSource stdin_lines(STDIN_FILENO);
-  if (a.typed) o.typed = &stdin_lines;
-  auto c = parse_custodians(a.custodians);
-  if (!c) return report(c.error(), con);
-  o.custodians = std::move(*c);
-  o.threshold = a.threshold;
-  o.out_dir = a.out;
+  if (!apply_share_input(a.input, stdin_lines, o, con)) return 2;
+  if (auto r = apply_split(a.split, o); !r) return report(r.error(), con);
+  o.people = people(a.people);
   o.transcript_dir = a.transcript;
   o.ceremony_id = a.ceremony;
   return exit_status(ceremony_reshare(o, con), con);
@@ -203,9 +219,8 @@ struct VerifyArgs {
 };
 
 void add_verify(CLI::App* ceremony, VerifyArgs& a) {
-  a.cmd = ceremony->add_subcommand("verify", "prove that a token holds the root key of a transcript");
-  add_token_options(a.cmd, a.token);
-  add_people_options(a.cmd, a.people);
+  a.cmd = add_token_command(ceremony, "verify", "prove that a token holds the root key of a transcript", a.token,
+                            a.people);
   a.cmd->add_option("--transcript-dir", a.transcript, "folder of the transcript")->required();
   a.cmd->add_option("--ceremony", a.ceremony, "ceremony id (default: the current root key)");
   a.cmd->add_option("--store", a.store, "also prove that this state store opens with the key");
@@ -225,9 +240,7 @@ struct RotateArgs {
   CLI::App* cmd = nullptr;
   TokenArgs token;
   PeopleArgs people;
-  std::vector<std::string> custodians;
-  unsigned threshold = 0;
-  std::string out;
+  SplitArgs split;
   std::string transcript;
   std::string store;
   std::string retire = "relabel";
@@ -236,13 +249,10 @@ struct RotateArgs {
 };
 
 void add_rotate(CLI::App* ceremony, RotateArgs& a) {
-  a.cmd = ceremony->add_subcommand("rotate-root", "new root key and shares; rewrap the state store");
-  add_token_options(a.cmd, a.token);
-  add_people_options(a.cmd, a.people);
+  a.cmd = add_token_command(ceremony, "rotate-root", "new root key and shares; rewrap the state store", a.token,
+                            a.people);
   a.cmd->add_option("--store", a.store, "the SQLite state store to rewrap (rootseald stopped)")->required();
-  a.cmd->add_option("--custodian", a.custodians, "NAME=PUBLIC_KEY.pem, one per custodian");
-  a.cmd->add_option("--threshold", a.threshold, "shares needed to restore (M)");
-  a.cmd->add_option("--out", a.out, "folder for the new encrypted share files");
+  add_split_options(a.cmd, a.split, false);
   a.cmd->add_option("--transcript-dir", a.transcript, "folder of the transcript")->required();
   a.cmd->add_option("--retire", a.retire, "what happens to the old root key: relabel (keep it as "
                                           "<label>.retired-<kcv>) or destroy")
@@ -254,13 +264,9 @@ void add_rotate(CLI::App* ceremony, RotateArgs& a) {
 
 int run_rotate(const RotateArgs& a, Console& con) {
   RotateOptions o;
+  if (auto r = apply_split(a.split, o); !r) return report(r.error(), con);
   o.token = token_target(a.token);
   o.people = people(a.people);
-  auto c = parse_custodians(a.custodians);
-  if (!c) return report(c.error(), con);
-  o.custodians = std::move(*c);
-  o.threshold = a.threshold;
-  o.out_dir = a.out;
   o.transcript_dir = a.transcript;
   o.store = a.store;
   o.no_backup = a.no_backup;
