@@ -35,6 +35,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "reference_process.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "template.hpp"
 #include "template_cases.hpp"
@@ -139,37 +140,18 @@ int main(int argc, char** argv) {
   }
 
   // The requests, one JSON line each, through the reference in one run.
-  char in_path[] = "/tmp/rootseal-template-diff-XXXXXX";
-  const int fd = ::mkstemp(in_path);
-  if (fd < 0) return 2;
-  ::close(fd);
-  {
-    std::ofstream req(in_path, std::ios::binary);
-    for (const auto& c : cases) {
-      json::object d;
-      for (const auto& [k, v] : c.data) d[k] = b64(str(v));
-      req << json::serialize(json::object{{"t", b64(c.text)}, {"d", std::move(d)}}) << "\n";
-    }
+  std::vector<std::string> requests;
+  requests.reserve(cases.size());
+  for (const auto& c : cases) {
+    json::object d;
+    for (const auto& [k, v] : c.data) d[k] = b64(str(v));
+    requests.push_back(json::serialize(json::object{{"t", b64(c.text)}, {"d", std::move(d)}}));
   }
-  const std::string cmd = "'" + ref + "' < " + in_path;
-  FILE* p = ::popen(cmd.c_str(), "r");
+  const auto replies = fuzz::run_reference(ref, requests);
+  if (!replies) return 2;
   std::vector<json::value> answers;
-  std::string line;
-  for (int ch; p != nullptr && (ch = std::fgetc(p)) != EOF;) {
-    if (ch != '\n') {
-      line.push_back(static_cast<char>(ch));
-      continue;
-    }
-    answers.push_back(json::parse(line));
-    line.clear();
-  }
-  const int status = p != nullptr ? ::pclose(p) : -1;
-  ::unlink(in_path);
-  if (status != 0 || answers.size() != cases.size()) {
-    std::cerr << "template_diff: the reference failed (status " << status << ", " << answers.size() << " of "
-              << cases.size() << " answers)\n";
-    return 2;
-  }
+  answers.reserve(replies->size());
+  for (const auto& line : *replies) answers.push_back(json::parse(line));
 
   int agree = 0, both_refuse = 0, stricter = 0, extension = 0, failures = 0;
   static constexpr std::string_view kDocumentedRefusals[] = {

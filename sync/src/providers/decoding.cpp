@@ -11,42 +11,65 @@ using kms::fail;
 
 namespace {
 
-// Decodes base64 (std or url alphabet) into locked memory. Padding is
-// optional but, when present, must be correct; whitespace is not allowed.
+// Decodes base64 (std or url alphabet) into locked memory exactly as ESO
+// does: Go's base64.StdEncoding / URLEncoding DecodeString, which is not
+// Strict mode. So: padding is required (the text is whole quanta of four),
+// '=' only ends the last quantum ("xx==" or "xxx="), nothing but line ends
+// may follow it; '\r' and '\n' are skipped anywhere; the unused low bits
+// of the last quantum are ignored (Go checks them only in Strict mode).
 kms::Result<kms::SecureBytes> decode_base64(std::span<const std::uint8_t> in, bool url) {
   std::array<std::int8_t, 256> table{};
   table.fill(-1);
   const char* alphabet = url ? "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
                              : "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   for (int i = 0; i < 64; ++i) table[static_cast<unsigned char>(alphabet[i])] = static_cast<std::int8_t>(i);
-  std::size_t n = in.size();
-  std::size_t pad = 0;
-  while (n > 0 && in[n - 1] == '=' && pad < 2) {
-    --n;
-    ++pad;
-  }
-  if (pad > 0 && in.size() % 4 != 0) return fail(Errc::bad_base64, "value is not valid base64");
-  if (n % 4 == 1) return fail(Errc::bad_base64, "value is not valid base64");
-  if (pad > 0 && (n + pad) % 4 != 0) return fail(Errc::bad_base64, "value is not valid base64");
-  kms::SecureBytes out(n / 4 * 3 + (n % 4 == 0 ? 0 : n % 4 - 1));
+  const auto bad = [] { return fail(Errc::bad_base64, "value is not valid base64"); };
+  std::size_t i = 0;
+  // The next character that is not a line end, if any.
+  const auto next = [&](std::uint8_t& c) {
+    while (i < in.size() && (in[i] == '\r' || in[i] == '\n')) ++i;
+    if (i == in.size()) return false;
+    c = in[i++];
+    return true;
+  };
+  kms::SecureBytes out(in.size() / 4 * 3 + 3);
   std::size_t o = 0;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::int8_t v = table[in[i]];
-    if (v < 0) return fail(Errc::bad_base64, "value is not valid base64");
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.data()[o++] = static_cast<std::uint8_t>((acc >> bits) & 0xFF);
+  for (;;) {
+    std::uint32_t acc = 0;
+    std::size_t len = 0;  // data characters in this quantum
+    bool padded = false;
+    for (std::size_t j = 0; j < 4; ++j) {
+      std::uint8_t c = 0;
+      if (!next(c)) {
+        if (j == 0) {
+          out.truncate(o);
+          return out;
+        }
+        return bad();  // a partial quantum: padding is required
+      }
+      if (c == '=') {
+        if (j < 2) return bad();
+        if (j == 2 && (!next(c) || c != '=')) return bad();  // "xx=" must be "xx=="
+        std::uint8_t rest = 0;
+        if (next(rest)) return bad();  // data after the padding
+        padded = true;
+        break;
+      }
+      const std::int8_t v = table[c];
+      if (v < 0) return bad();
+      acc = (acc << 6) | static_cast<std::uint32_t>(v);
+      ++len;
+    }
+    acc <<= 6 * (4 - len);
+    out.data()[o++] = static_cast<std::uint8_t>(acc >> 16);
+    if (len > 2) out.data()[o++] = static_cast<std::uint8_t>(acc >> 8);
+    if (len > 3) out.data()[o++] = static_cast<std::uint8_t>(acc);
+    acc = 0;
+    if (padded) {
+      out.truncate(o);
+      return out;
     }
   }
-  // Leftover bits must be zero (canonical encoding), as Go's decoder checks in strict mode.
-  if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) return fail(Errc::bad_base64, "value is not valid base64");
-  acc = 0;
-  out.truncate(o);
-  return out;
 }
 
 }  // namespace

@@ -15,25 +15,42 @@
 using namespace rootseal;
 using namespace rootseal::test;
 
-TEST_CASE("decoding: ESO strategies None, Base64, Base64URL, Auto") {
+TEST_CASE("decoding: ESO strategies None, Base64, Base64URL, Auto, with Go's base64 rules") {
   using sync::DecodingStrategy;
   auto dec = [](DecodingStrategy s, std::string in) { return sync::apply_decoding(s, secure(in)); };
   CHECK(text(*dec(DecodingStrategy::none, "aGk=")) == "aGk=");
   CHECK(text(*dec(DecodingStrategy::base64, "aGk=")) == "hi");
-  CHECK(text(*dec(DecodingStrategy::base64, "aGk")) == "hi");  // unpadded accepted
   CHECK(text(*dec(DecodingStrategy::base64, "")) == "");
   CHECK(text(*dec(DecodingStrategy::base64, "+/8=")) == "\xfb\xff");
   CHECK(text(*dec(DecodingStrategy::base64url, "-_8=")) == "\xfb\xff");
+  // Go's StdEncoding is not Strict: line ends are skipped anywhere, and the
+  // unused bits of the last quantum are ignored.
+  CHECK(text(*dec(DecodingStrategy::base64, "aG\r\nk=\n")) == "hi");
+  CHECK(text(*dec(DecodingStrategy::base64, "aGl=")) == "hi");
+  CHECK(text(*dec(DecodingStrategy::base64, "aR==")) == "i");
+  CHECK_FALSE(dec(DecodingStrategy::base64, "aGk"));  // padding is required
+  CHECK_FALSE(dec(DecodingStrategy::base64url, "-_8"));
+  CHECK_FALSE(dec(DecodingStrategy::base64, "aQ="));  // "x=" must be "x=="
   CHECK_FALSE(dec(DecodingStrategy::base64, "-_8="));
   CHECK_FALSE(dec(DecodingStrategy::base64url, "+/8="));
   CHECK_FALSE(dec(DecodingStrategy::base64, "a"));
-  CHECK_FALSE(dec(DecodingStrategy::base64, "aGk=="));  // wrong padding
-  CHECK_FALSE(dec(DecodingStrategy::base64, "aGl="));   // non-zero trailing bits
+  CHECK_FALSE(dec(DecodingStrategy::base64, "aGk=="));   // data after the padding
+  CHECK_FALSE(dec(DecodingStrategy::base64, "aQ==aQ=="));
+  CHECK_FALSE(dec(DecodingStrategy::base64, "a==="));
+  CHECK_FALSE(dec(DecodingStrategy::base64, "===="));
   CHECK_FALSE(dec(DecodingStrategy::base64, "aG k="));
   CHECK(dec(DecodingStrategy::base64, "!!!!").error().code == kms::Errc::bad_base64);
   CHECK(text(*dec(DecodingStrategy::auto_detect, "aGk=")) == "hi");
-  CHECK(text(*dec(DecodingStrategy::auto_detect, "-_8")) == "\xfb\xff");
+  CHECK(text(*dec(DecodingStrategy::auto_detect, "-_8=")) == "\xfb\xff");
+  CHECK(text(*dec(DecodingStrategy::auto_detect, "-_8")) == "-_8");
   CHECK(text(*dec(DecodingStrategy::auto_detect, "not base64!")) == "not base64!");
+  // ESO's guide (guides/decoding-strategy): with Auto, "Gustavo" and "Fring"
+  // stay as they are and "aGFwcHkgc3RyZWV0" becomes "happy street".
+  CHECK(text(*dec(DecodingStrategy::auto_detect, "Gustavo")) == "Gustavo");
+  CHECK(text(*dec(DecodingStrategy::auto_detect, "Fring")) == "Fring");
+  CHECK(text(*dec(DecodingStrategy::auto_detect, "aGFwcHkgc3RyZWV0")) == "happy street");
+  // Four letters are whole base64 as far as Go is concerned: ESO decodes them too.
+  CHECK(dec(DecodingStrategy::auto_detect, "Walt")->size() == 3);
 
   CHECK(*sync::parse_decoding_strategy("") == DecodingStrategy::none);
   CHECK(*sync::parse_decoding_strategy("Base64URL") == DecodingStrategy::base64url);
