@@ -184,7 +184,7 @@ class SyncE2E(unittest.TestCase):
             r = self.kube.ready(ns, "d")  # None until the status has a Ready condition
             return r if r is not None and r[1] == "SecretDeleted" else None
         ready = self.env.wait(deleted_condition, "Ready condition SecretDeleted")
-        self.assertEqual(ready[:2], ("False", "SecretDeleted"))
+        self.assertEqual(ready[:2], ("True", "SecretDeleted"))  # as ESO (markAsDone)
         self.assertIsNotNone(self.kube.es(ns, "d"), "the ExternalSecret itself stays")
 
     def test_cluster_secret_store_refuses_disallowed_namespace(self):

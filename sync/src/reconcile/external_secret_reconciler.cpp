@@ -320,8 +320,8 @@ asio::awaitable<Step<Keep>> ExternalSecretReconciler::apply(const model::Externa
       co_return std::unexpected(Refusal{kReasonError, "could not delete Secret: " + d.error().message, true, false});
     }
     ++stats_.secret_writes;
-    api_.event(Resource::external_secret, es.meta, false, "Deleted", "secret deleted due to DeletionPolicy=Delete");
-    co_return Keep{kReasonDeleted, "secret deleted due to DeletionPolicy", false};
+    api_.event(Resource::external_secret, es.meta, false, "Deleted", std::string(kMsgDeleted));
+    co_return Keep{kReasonDeleted, std::string(kMsgDeleted), true};
   }
   auto& write = std::get<Write>(action);
   const std::string fm = field_manager(es.meta.name);

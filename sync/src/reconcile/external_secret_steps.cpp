@@ -171,15 +171,10 @@ bool immutable(const json::value& secret) {
   return v != nullptr && v->is_bool() && v->as_bool();
 }
 
-// Refusals that do not depend on the data: Merge without a Secret, a Secret
-// controlled by another owner.
+// The refusal that does not depend on the data: a Secret controlled by
+// another owner.
 Step<void> check_existing(const model::ExternalSecret& es, const json::value* existing) {
   const auto cp = es.target.creation;
-  if (existing == nullptr && cp == model::CreationPolicy::merge) {
-    return std::unexpected(refused("Secret \"" + es.target.name +
-                                       "\" does not exist (creationPolicy Merge only updates an existing Secret)",
-                                   true, kReasonMissing));
-  }
   if (existing != nullptr && cp == model::CreationPolicy::owner) {
     const auto* ctl = controller_of(*existing);
     if (ctl != nullptr && obj_str(ctl, "uid") != es.meta.uid) {
@@ -319,11 +314,15 @@ Step<Action> desired_secret(const model::ExternalSecret& es, SecretMap data, boo
     if (existing != nullptr && cp == model::CreationPolicy::owner) {
       if (auto d = owned_secret(es, *existing)) return *d;
     }
-    return Keep{kReasonDeleted, "secret deleted due to DeletionPolicy", false};
+    return Keep{kReasonDeleted, std::string(kMsgDeleted), true};
   }
   if (nothing && es.target.deletion == model::DeletionPolicy::retain) {
-    return Keep{kReasonSynced, "secret retained due to DeletionPolicy=Retain", true};
+    return Keep{kReasonSynced, std::string(kMsgRetained), true};
   }
+  // As ESO: Merge does not create the Secret; Ready=True, and it is looked
+  // for again at the next refresh (an unmanaged Secret's creation wakes
+  // nothing, in ESO as here).
+  if (existing == nullptr && cp == model::CreationPolicy::merge) return Keep{kReasonMissing, std::string(kMsgMissing), true};
   if (auto ok = check_existing(es, existing); !ok) return std::unexpected(ok.error());
   SecretMap final_data;
   if (existing != nullptr && (cp == model::CreationPolicy::merge || cp == model::CreationPolicy::create_or_merge)) {

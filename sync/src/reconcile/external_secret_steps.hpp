@@ -34,6 +34,11 @@ inline constexpr std::string_view kReasonSynced = "SecretSynced";
 inline constexpr std::string_view kReasonError = "SecretSyncedError";
 inline constexpr std::string_view kReasonDeleted = "SecretDeleted";
 inline constexpr std::string_view kReasonMissing = "SecretMissing";
+// ESO's condition messages (externalsecret_controller.go) for the outcomes
+// that are not errors: each goes with Ready=True.
+inline constexpr std::string_view kMsgDeleted = "secret deleted due to DeletionPolicy=Delete";
+inline constexpr std::string_view kMsgRetained = "secret retained due to DeletionPolicy=Retain";
+inline constexpr std::string_view kMsgMissing = "secret will not be created due to CreationPolicy=Merge";
 
 // Why a reconcile stops short. retry false: wait for a change of the object.
 // conflict: a 409 on the write — retry at once, status untouched.

@@ -251,9 +251,13 @@ TEST_CASE("a ClusterSecretStore refuses a namespace outside its conditions") {
 TEST_CASE("creationPolicy Merge needs an existing Secret and keeps its other keys") {
   Fixture f;
   f.kube.put(f.kube.external_secrets, es("db", std::string(kData) + R"(,"target":{"name":"app","creationPolicy":"Merge"})"));
+  // As ESO: Ready=True with its message, and no retry before the refresh.
   auto r = f.reconcile("db");
-  CHECK(r.kind == ReconcileResult::Kind::retry);
+  CHECK(r.kind == ReconcileResult::Kind::requeue_after);
+  CHECK(f.kube.es_condition("team-a", "db", "status") == "True");
   CHECK(f.kube.es_condition("team-a", "db", "reason") == "SecretMissing");
+  CHECK(f.kube.es_condition("team-a", "db", "message") == "secret will not be created due to CreationPolicy=Merge");
+  CHECK(f.kube.snapshot(f.kube.secrets, "team-a", "app") == nullptr);
   f.kube.put(f.kube.secrets, json::parse(R"({"apiVersion":"v1","kind":"Secret","metadata":{"name":"app","namespace":"team-a"},
                                              "data":{"other":"b3RoZXI="}})"));
   f.advance(2s);
@@ -296,7 +300,14 @@ TEST_CASE("deletionPolicy: Retain keeps the Secret on a missing remote key, Dele
   CHECK(f.kube.es_condition("team-a", "keep", "reason") == "SecretSyncedError");
   f.reconcile("drop");
   CHECK(f.kube.snapshot(f.kube.secrets, "team-a", "drop") == nullptr);
+  CHECK(f.kube.es_condition("team-a", "drop", "status") == "True");
   CHECK(f.kube.es_condition("team-a", "drop", "reason") == "SecretDeleted");
+  CHECK(f.kube.es_condition("team-a", "drop", "message") == "secret deleted due to DeletionPolicy=Delete");
+  // Once deleted, the next refresh keeps the same condition.
+  f.advance(3601s);
+  f.reconcile("drop");
+  CHECK(f.kube.es_condition("team-a", "drop", "status") == "True");
+  CHECK(f.kube.es_condition("team-a", "drop", "message") == "secret deleted due to DeletionPolicy=Delete");
 }
 
 TEST_CASE("templates render into the Secret with its type, invalid templates are Ready=False without a fetch") {

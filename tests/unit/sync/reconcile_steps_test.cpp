@@ -264,10 +264,13 @@ TEST_CASE("desired_secret: creationPolicy Merge, CreateOrMerge, None and a forei
   const json::value other = json::parse(R"({"apiVersion":"v1","kind":"Secret","metadata":{"name":"app","namespace":"ns","uid":"s1"},
     "data":{"keep":")" + b64("mine") + R"(","u":")" + b64("old") + R"("}})");
   auto merge = es_with(R"(,"target":{"creationPolicy":"Merge"})");
+  // As ESO: not an error; Ready=True with ESO's message until the Secret exists.
   auto none_yet = desired_secret(merge, map_of({{"u", "alice"}}), false, nullptr);
-  REQUIRE_FALSE(none_yet);
-  CHECK(none_yet.error().reason == kReasonMissing);
-  CHECK(none_yet.error().retry);
+  REQUIRE(none_yet);
+  REQUIRE(std::holds_alternative<Keep>(*none_yet));
+  CHECK(std::get<Keep>(*none_yet).reason == kReasonMissing);
+  CHECK(std::get<Keep>(*none_yet).message == "secret will not be created due to CreationPolicy=Merge");
+  CHECK(std::get<Keep>(*none_yet).ready);
   const json::value merged = written(merge, map_of({{"u", "alice"}}), &other);
   CHECK(merged.at("data").at("keep").as_string() == b64("mine"));
   CHECK(merged.at("data").at("u").as_string() == b64("alice"));
@@ -301,7 +304,8 @@ TEST_CASE("desired_secret: every remote key missing — Delete removes an owned 
   auto absent = desired_secret(del, SecretMap{}, true, nullptr);
   REQUIRE(std::holds_alternative<Keep>(*absent));
   CHECK(std::get<Keep>(*absent).reason == kReasonDeleted);
-  CHECK_FALSE(std::get<Keep>(*absent).ready);
+  CHECK(std::get<Keep>(*absent).message == "secret deleted due to DeletionPolicy=Delete");
+  CHECK(std::get<Keep>(*absent).ready);  // as ESO (markAsDone)
   json::value theirs = mine;
   theirs.as_object()["metadata"].as_object()["ownerReferences"].as_array()[0].as_object()["uid"] = "someone";
   CHECK(std::holds_alternative<Keep>(*desired_secret(del, SecretMap{}, true, &theirs)));
