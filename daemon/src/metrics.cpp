@@ -75,20 +75,60 @@ void Metrics::add_gauge_family(std::string name, std::string help, GaugeFamily f
   families_.emplace_back(std::move(name), std::move(help), std::move(family), std::move(label));
 }
 
-std::string Metrics::render() const {
-  std::string out;
+namespace {
+
+// Scrape-time gauges; by Prometheus' naming rule one ending in _total only
+// ever grows: a counter.
+void append_gauges(std::string& out, const std::vector<std::tuple<std::string, std::string, Metrics::Gauge>>& gauges) {
+  char buf[64];
+  for (const auto& [name, help, gauge] : gauges) {
+    // (Name and help are appended as they are: they may be longer than buf.)
+    const char* type = std::string_view(name).ends_with("_total") ? "counter" : "gauge";
+    out.append("# HELP ").append(name).append(" ").append(help).append("\n# TYPE ").append(name).append(" ");
+    out.append(type).append("\n").append(name);
+    std::snprintf(buf, sizeof buf, " %.17g\n", gauge());
+    out += buf;
+  }
+}
+
+// A label value with the text format's escapes: backslash, quote, newline.
+void append_label_value(std::string& out, std::string_view value) {
+  for (const char c : value) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+}
+
+// Gauge families: one series per label value, at most 1000 a family.
+void append_families(std::string& out,
+                     const std::vector<std::tuple<std::string, std::string, Metrics::GaugeFamily, std::string>>& families) {
+  char buf[64];
+  for (const auto& [name, help, family, label] : families) {
+    out += "# HELP " + name + " " + help + "\n# TYPE " + name + " gauge\n";
+    std::size_t n = 0;
+    for (const auto& [value_label, value] : family()) {
+      if (++n > 1000) break;
+      out += name + "{" + label + "=\"";
+      append_label_value(out, value_label);
+      std::snprintf(buf, sizeof buf, "\"} %.17g\n", value);
+      out += buf;
+    }
+  }
+}
+
+}  // namespace
+
+// The lock-free counters merged into `requests` (the rare statuses), in the
+// map's order: route, method, status.
+void Metrics::append_requests(std::string& out,
+                              std::map<std::tuple<Route, std::string, unsigned>, std::uint64_t> requests) const {
   char buf[256];
   out += "# HELP rootseal_http_requests_total HTTP requests by route, method and status.\n";
   out += "# TYPE rootseal_http_requests_total counter\n";
-  std::vector<std::tuple<std::string, std::string, Gauge>> gauges;
-  std::vector<std::tuple<std::string, std::string, GaugeFamily, std::string>> families;
-  std::map<std::tuple<Route, std::string, unsigned>, std::uint64_t> requests;
-  {
-    std::lock_guard lock(mu_);
-    requests = requests_;
-    gauges = gauges_;
-    families = families_;
-  }
   for (std::size_t r = 0; r < kRoutes; ++r) {
     for (std::size_t m = 0; m < kMethods.size(); ++m) {
       for (std::size_t s = 0; s < kStatuses.size(); ++s) {
@@ -104,6 +144,11 @@ std::string Metrics::render() const {
                   static_cast<unsigned long long>(count));
     out += buf;
   }
+}
+
+// One histogram per route that saw a request; cumulative buckets.
+void Metrics::append_latency(std::string& out) const {
+  char buf[256];
   out += "# HELP rootseal_http_request_duration_seconds Time from a parsed request to its response.\n";
   out += "# TYPE rootseal_http_request_duration_seconds histogram\n";
   for (std::size_t r = 0; r < latency_.size(); ++r) {
@@ -130,34 +175,23 @@ std::string Metrics::render() const {
                   name.data(), static_cast<unsigned long long>(count));
     out += buf;
   }
-  for (const auto& [name, help, gauge] : gauges) {
-    // A value read at scrape time; by Prometheus' naming rule one ending in
-    // _total only ever grows: a counter.
-    // (Name and help are appended as they are: they may be longer than buf.)
-    const char* type = std::string_view(name).ends_with("_total") ? "counter" : "gauge";
-    out.append("# HELP ").append(name).append(" ").append(help).append("\n# TYPE ").append(name).append(" ");
-    out.append(type).append("\n").append(name);
-    std::snprintf(buf, sizeof buf, " %.17g\n", gauge());
-    out += buf;
+}
+
+std::string Metrics::render() const {
+  std::vector<std::tuple<std::string, std::string, Gauge>> gauges;
+  std::vector<std::tuple<std::string, std::string, GaugeFamily, std::string>> families;
+  std::map<std::tuple<Route, std::string, unsigned>, std::uint64_t> requests;
+  {
+    std::lock_guard lock(mu_);
+    requests = requests_;
+    gauges = gauges_;
+    families = families_;
   }
-  for (const auto& [name, help, family, label] : families) {
-    out += "# HELP " + name + " " + help + "\n# TYPE " + name + " gauge\n";
-    std::size_t n = 0;
-    for (const auto& [value_label, value] : family()) {
-      if (++n > 1000) break;
-      out += name + "{" + label + "=\"";
-      for (const char c : value_label) {  // the text format's escapes: backslash, quote, newline
-        if (c == '\\' || c == '"') out += '\\';
-        if (c == '\n') {
-          out += "\\n";
-          continue;
-        }
-        out += c;
-      }
-      std::snprintf(buf, sizeof buf, "\"} %.17g\n", value);
-      out += buf;
-    }
-  }
+  std::string out;
+  append_requests(out, std::move(requests));
+  append_latency(out);
+  append_gauges(out, gauges);
+  append_families(out, families);
   return out;
 }
 

@@ -63,6 +63,10 @@ class Metrics {
   std::map<std::tuple<Route, std::string, unsigned>, std::uint64_t> requests_;  // the rare other statuses
   std::vector<std::tuple<std::string, std::string, Gauge>> gauges_;
   std::vector<std::tuple<std::string, std::string, GaugeFamily, std::string>> families_;
+
+  // render()'s parts: request counts (with the rare ones from `requests`), latency histograms.
+  void append_requests(std::string& out, std::map<std::tuple<Route, std::string, unsigned>, std::uint64_t> requests) const;
+  void append_latency(std::string& out) const;
 };
 
 }  // namespace rootseal::daemon

@@ -124,92 +124,123 @@ class ActionParser {
     }
   }
 
-  // Long (~85 lines) on purpose: the template grammar of one command (pipeline
-  // stages, functions, arguments) in one recursive-descent function.
+  // One command: operands up to '|', ')' or the end. A function (first)
+  // takes the operands after it as arguments; a value takes none.
   Result<Command> command(int depth) {
     Command c;
     for (;;) {
       skip_ws();
       if (pos_ >= s_.size() || s_[pos_] == '|' || s_[pos_] == ')') return c;
-      const char ch = s_[pos_];
-      Operand op;
-      if (ch == '.') {
-        ROOTSEAL_LET(chain, field_chain());
-        if (chain.empty()) {
-          op.kind = Operand::Kind::root;
-        } else {
-          op.kind = Operand::Kind::field;
-          op.fields = std::move(chain);
-        }
-      } else if (ch == '"') {
-        ++pos_;
-        std::string lit;
-        bool closed = false;
-        while (pos_ < s_.size()) {
-          char x = s_[pos_++];
-          if (x == '"') {
-            closed = true;
-            break;
-          }
-          if (x == '\\') {
-            if (pos_ >= s_.size()) break;
-            const char e = s_[pos_++];
-            switch (e) {
-              case 'n': lit.push_back('\n'); break;
-              case 't': lit.push_back('\t'); break;
-              case 'r': lit.push_back('\r'); break;
-              case '\\': lit.push_back('\\'); break;
-              case '"': lit.push_back('"'); break;
-              default: return err("unsupported escape in string literal");
-            }
-          } else {
-            lit.push_back(x);
-          }
-        }
-        if (!closed) return err("unterminated string literal");
-        op.kind = Operand::Kind::string;
-        op.text = std::move(lit);
-      } else if (ch == '`') {
-        const auto end = s_.find('`', pos_ + 1);
-        if (end == std::string_view::npos) return err("unterminated raw string");
-        op.kind = Operand::Kind::string;
-        op.text = std::string(s_.substr(pos_ + 1, end - pos_ - 1));
-        pos_ = end + 1;
-      } else if (ch == '(') {
-        ++pos_;
-        ROOTSEAL_LET(inner, pipeline(depth + 1));
-        skip_ws();
-        if (pos_ >= s_.size() || s_[pos_] != ')') return err("missing ')'");
-        ++pos_;
-        if (inner.commands.empty()) return err("empty parentheses");
-        op.kind = Operand::Kind::group;
-        op.group = std::make_shared<Pipeline>(std::move(inner));
-        ROOTSEAL_LET(chain, field_chain());
-        op.fields = std::move(chain);
-      } else if (ident_start(ch)) {
-        const std::size_t start = pos_;
-        while (pos_ < s_.size() && (ident_char(s_[pos_]))) ++pos_;
-        const std::string name(s_.substr(start, pos_ - start));
-        if (is_keyword(name)) return err("'" + name + "' is not supported (no control flow; see docs/sync.md)");
-        const auto& fns = known_functions();
-        if (std::find(fns.begin(), fns.end(), name) == fns.end()) {
-          return err("function '" + name + "' is not supported (see docs/sync.md)");
-        }
-        if (!c.args.empty()) return err("function '" + name + "' must come first in a command (use parentheses)");
-        op.kind = Operand::Kind::func;
-        op.text = name;
-      } else if (ch == '$') {
-        return err("variables are not supported");
-      } else if (std::isdigit(static_cast<unsigned char>(ch)) != 0 || ch == '-') {
-        return err("number literals are not supported");
-      } else {
-        return err("unexpected '" + std::string(1, ch) + "' in action");
-      }
+      ROOTSEAL_LET(op, operand(depth, c.args.empty()));
       if (!c.args.empty() && c.args.front().kind != Operand::Kind::func) {
         return err("a value cannot take arguments (missing '|'?)");
       }
       c.args.push_back(std::move(op));
     }
+  }
+
+  // One operand at pos_ (not at the end): .field, "string", `raw`, (pipeline)
+  // or a function name; anything else is refused.
+  Result<Operand> operand(int depth, bool first) {
+    const char ch = s_[pos_];
+    if (ch == '.') return field_operand();
+    if (ch == '"') return string_literal();
+    if (ch == '`') return raw_string();
+    if (ch == '(') return group(depth);
+    if (ident_start(ch)) return function(first);
+    if (ch == '$') return err("variables are not supported");
+    if (std::isdigit(static_cast<unsigned char>(ch)) != 0 || ch == '-') return err("number literals are not supported");
+    return err("unexpected '" + std::string(1, ch) + "' in action");
+  }
+
+  // "." (the root) or a chain of fields ".a.b".
+  Result<Operand> field_operand() {
+    Operand op;
+    ROOTSEAL_LET(chain, field_chain());
+    if (chain.empty()) {
+      op.kind = Operand::Kind::root;
+    } else {
+      op.kind = Operand::Kind::field;
+      op.fields = std::move(chain);
+    }
+    return op;
+  }
+
+  // A "..." literal with the escapes \n \t \r \\ \".
+  Result<Operand> string_literal() {
+    ++pos_;
+    std::string lit;
+    bool closed = false;
+    while (pos_ < s_.size()) {
+      char x = s_[pos_++];
+      if (x == '"') {
+        closed = true;
+        break;
+      }
+      if (x == '\\') {
+        if (pos_ >= s_.size()) break;
+        const char e = s_[pos_++];
+        switch (e) {
+          case 'n': lit.push_back('\n'); break;
+          case 't': lit.push_back('\t'); break;
+          case 'r': lit.push_back('\r'); break;
+          case '\\': lit.push_back('\\'); break;
+          case '"': lit.push_back('"'); break;
+          default: return err("unsupported escape in string literal");
+        }
+      } else {
+        lit.push_back(x);
+      }
+    }
+    if (!closed) return err("unterminated string literal");
+    Operand op;
+    op.kind = Operand::Kind::string;
+    op.text = std::move(lit);
+    return op;
+  }
+
+  // A `...` literal, taken as it is.
+  Result<Operand> raw_string() {
+    const auto end = s_.find('`', pos_ + 1);
+    if (end == std::string_view::npos) return err("unterminated raw string");
+    Operand op;
+    op.kind = Operand::Kind::string;
+    op.text = std::string(s_.substr(pos_ + 1, end - pos_ - 1));
+    pos_ = end + 1;
+    return op;
+  }
+
+  // "(pipeline)", optionally followed by a field chain.
+  Result<Operand> group(int depth) {
+    ++pos_;
+    ROOTSEAL_LET(inner, pipeline(depth + 1));
+    skip_ws();
+    if (pos_ >= s_.size() || s_[pos_] != ')') return err("missing ')'");
+    ++pos_;
+    if (inner.commands.empty()) return err("empty parentheses");
+    Operand op;
+    op.kind = Operand::Kind::group;
+    op.group = std::make_shared<Pipeline>(std::move(inner));
+    ROOTSEAL_LET(chain, field_chain());
+    op.fields = std::move(chain);
+    return op;
+  }
+
+  // A function name: one of known_functions(), first in its command.
+  Result<Operand> function(bool first) {
+    const std::size_t start = pos_;
+    while (pos_ < s_.size() && (ident_char(s_[pos_]))) ++pos_;
+    const std::string name(s_.substr(start, pos_ - start));
+    if (is_keyword(name)) return err("'" + name + "' is not supported (no control flow; see docs/sync.md)");
+    const auto& fns = known_functions();
+    if (std::find(fns.begin(), fns.end(), name) == fns.end()) {
+      return err("function '" + name + "' is not supported (see docs/sync.md)");
+    }
+    if (!first) return err("function '" + name + "' must come first in a command (use parentheses)");
+    Operand op;
+    op.kind = Operand::Kind::func;
+    op.text = name;
+    return op;
   }
 
   std::string_view s_;

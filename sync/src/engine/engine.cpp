@@ -71,6 +71,14 @@ std::string_view str_of(const json::value& v, std::string_view a, std::string_vi
   return cur->is_string() ? std::string_view(cur->as_string()) : std::string_view{};
 }
 
+// Whether a Secret's data changed between two versions. Compared in place: a
+// copy would put secret values in ordinary heap memory.
+bool secret_data_changed(const json::value& old, const json::value& now) {
+  const auto* before = old.as_object().if_contains("data");
+  const auto* after = now.as_object().if_contains("data");
+  return (before == nullptr) != (after == nullptr) || (before != nullptr && *before != *after);
+}
+
 // The part of an object whose change means "reconcile now": generation,
 // labels, annotations, deletion (not status, not resourceVersion).
 std::string trigger_fingerprint(const json::value& o) {
@@ -476,9 +484,17 @@ class EngineImpl final : public Engine {
     }
   }
 
-  // Long (~90 lines) on purpose: one informer handler set per watched kind,
-  // listed together so every event source of the queue is in one place.
+  // Every event source of the queue: one informer handler set per watched kind.
   void wire() {
+    wire_resources();
+    wire_stores();
+    wire_secrets();
+    if (kube_.deploy()) wire_workloads();
+  }
+
+  // ExternalSecrets and PushSecrets: queued when created, when what triggers
+  // a reconcile changed (see trigger_fingerprint), and when deleted.
+  void wire_resources() {
     auto es_key = [](const ObjectPtr& o) {
       return key("es", str_of(*o, "metadata", "namespace"), str_of(*o, "metadata", "name"));
     };
@@ -502,6 +518,10 @@ class EngineImpl final : public Engine {
         },
         [this, ps_key](const ObjectPtr& o) { queue_->add(ps_key(o), kube::Lane::fast); },
         {}});
+  }
+
+  // SecretStores and ClusterSecretStores: an edited store queues its users.
+  void wire_stores() {
     // A deleted store: its health is dropped and what waited for it is queued
     // (it will report the missing store).
     auto store_gone = [this](const ObjectPtr& o, bool cluster) {
@@ -517,6 +537,10 @@ class EngineImpl final : public Engine {
     kube_.css().set_handlers(kube::InformerHandlers{
         {}, [this](const ObjectPtr&, const ObjectPtr& now) { enqueue_store_users(*now, true); },
         [store_gone](const ObjectPtr& o) { store_gone(o, true); }, {}});
+  }
+
+  // Managed and unmanaged (source) Secrets.
+  void wire_secrets() {
     // Managed Secrets: an edit or a deletion brings their writers back at once.
     auto secret_event = [this](const ObjectPtr& o, bool data_changed) {
       const std::string ns(str_of(*o, "metadata", "namespace"));
@@ -527,13 +551,7 @@ class EngineImpl final : public Engine {
     };
     kube_.secrets().set_handlers(kube::InformerHandlers{
         [this, secret_event](const ObjectPtr& o) { secret_event(o, synced_.load()); },
-        [secret_event](const ObjectPtr& old, const ObjectPtr& now) {
-          // Compared in place: a copy would put secret values in ordinary heap memory.
-          const auto* before = old->as_object().if_contains("data");
-          const auto* after = now->as_object().if_contains("data");
-          const bool changed = (before == nullptr) != (after == nullptr) || (before != nullptr && *before != *after);
-          secret_event(now, changed);
-        },
+        [secret_event](const ObjectPtr& old, const ObjectPtr& now) { secret_event(now, secret_data_changed(*old, *now)); },
         [secret_event](const ObjectPtr& o) { secret_event(o, false); },
         {}});
     // Unmanaged Secrets: only PushSecrets reading them care (no rollout
@@ -546,37 +564,36 @@ class EngineImpl final : public Engine {
     kube_.sources().set_handlers(kube::InformerHandlers{
         [source_event](const ObjectPtr& o) { source_event(o); },
         [source_event](const ObjectPtr& old, const ObjectPtr& now) {
-          // Compared in place: a copy would put secret values in ordinary heap memory.
-          const auto* before = old->as_object().if_contains("data");
-          const auto* after = now->as_object().if_contains("data");
-          const bool changed = (before == nullptr) != (after == nullptr) || (before != nullptr && *before != *after);
-          if (changed) source_event(now);
+          if (secret_data_changed(*old, *now)) source_event(now);
         },
         [source_event](const ObjectPtr& o) { source_event(o); },
         {}});
-    if (kube_.deploy()) {
-      auto wl = [this](Resource kind) {
-        auto k = [kind](const ObjectPtr& o) {
-          return key("wl:" + std::string(reconcile::to_string(kind)), str_of(*o, "metadata", "namespace"),
-                     str_of(*o, "metadata", "name"));
-        };
-        return kube::InformerHandlers{
-            [this, k](const ObjectPtr& o) {
-              if (!str_of(*o, "metadata", "annotations", reconcile::kReloadAnnotation).empty()) queue_->add(k(o), kube::Lane::normal);
-            },
-            [this, k](const ObjectPtr& old, const ObjectPtr& now) {
-              if (str_of(*old, "metadata", "annotations", reconcile::kReloadAnnotation) !=
-                  str_of(*now, "metadata", "annotations", reconcile::kReloadAnnotation)) {
-                queue_->add(k(now), kube::Lane::normal);
-              }
-            },
-            {},
-            {}};
+  }
+
+  // Deployments, StatefulSets and DaemonSets (when rollouts are on): queued
+  // when they carry, or change, the reload annotation.
+  void wire_workloads() {
+    auto wl = [this](Resource kind) {
+      auto k = [kind](const ObjectPtr& o) {
+        return key("wl:" + std::string(reconcile::to_string(kind)), str_of(*o, "metadata", "namespace"),
+                   str_of(*o, "metadata", "name"));
       };
-      kube_.deploy()->set_handlers(wl(Resource::deployment));
-      kube_.sts()->set_handlers(wl(Resource::stateful_set));
-      kube_.ds()->set_handlers(wl(Resource::daemon_set));
-    }
+      return kube::InformerHandlers{
+          [this, k](const ObjectPtr& o) {
+            if (!str_of(*o, "metadata", "annotations", reconcile::kReloadAnnotation).empty()) queue_->add(k(o), kube::Lane::normal);
+          },
+          [this, k](const ObjectPtr& old, const ObjectPtr& now) {
+            if (str_of(*old, "metadata", "annotations", reconcile::kReloadAnnotation) !=
+                str_of(*now, "metadata", "annotations", reconcile::kReloadAnnotation)) {
+              queue_->add(k(now), kube::Lane::normal);
+            }
+          },
+          {},
+          {}};
+    };
+    kube_.deploy()->set_handlers(wl(Resource::deployment));
+    kube_.sts()->set_handlers(wl(Resource::stateful_set));
+    kube_.ds()->set_handlers(wl(Resource::daemon_set));
   }
 
   static kube::WorkOutcome outcome(const reconcile::ReconcileResult& r) {

@@ -232,62 +232,64 @@ Task<StoreSpec> EngineProviders::gcp_spec(const model::SecretStore& store, const
   co_return StoreSpec(std::move(s));
 }
 
-// Long (~90 lines): the vault and aws branches (credentials from Kubernetes
-// Secrets or the host configuration) kept inline, as they were, to keep this
-// file's changes small while the providers' retry code is reworked.
-Task<StoreSpec> EngineProviders::spec_for(const model::SecretStore& store, std::string_view ns) {
-  ROOTSEAL_CO_LET(host, reconcile::host_store_for(host_, store, ns));  // the one lookup of a host store
+// Host credentials: a token, or an AppRole, from the configuration; a store
+// that names another Vault server is refused (it could otherwise send the
+// host's token elsewhere). Otherwise a token or AppRole from Kubernetes Secrets.
+Task<StoreSpec> EngineProviders::vault_spec(const model::SecretStore& store, const HostStoreConfig* host) {
   const std::string store_ns = store.meta.namespace_;
-  if (store.provider == model::SecretStore::Provider::vault) {
-    VaultSpec v;
-    v.server = store.vault.server;
-    v.path = store.vault.path;
-    if (v.path.empty()) v.path = "secret";
-    v.version = store.vault.version;
-    v.namespace_ = store.vault.namespace_;
-    v.tls.ca_pem = store.vault.ca_bundle;
-    if (host != nullptr) {
-      if (host->kind != "vault") co_return fail(Errc::invalid_argument, "host credentials '" + host->name + "' are not for vault");
-      if (!host->server.empty() && store.vault.server != host->server) {
-        co_return fail(Errc::permission_denied, "spec.provider.vault.server must be " + host->server +
-                                                    " to use host credentials '" + host->name + "'");
-      }
-      if (!host->vault_namespace.empty()) v.namespace_ = host->vault_namespace;
-      if (!host->ca_file.empty()) v.tls.ca_file = host->ca_file.string();
-      if (host->token.set()) {
-        ROOTSEAL_CO_LET(t, read_credential(host->token, cred_dir_, "sync.stores." + host->name + ".token"));
-        v.token = std::move(t);
-      } else {
-        v.approle_path = host->approle_path;
-        v.role_id = host->role_id;
-        ROOTSEAL_CO_LET(sid, read_credential(host->secret_id, cred_dir_, "sync.stores." + host->name + ".secret_id"));
-        v.secret_id = std::move(sid);
-      }
-      co_return StoreSpec(std::move(v));
+  VaultSpec v;
+  v.server = store.vault.server;
+  v.path = store.vault.path;
+  if (v.path.empty()) v.path = "secret";
+  v.version = store.vault.version;
+  v.namespace_ = store.vault.namespace_;
+  v.tls.ca_pem = store.vault.ca_bundle;
+  if (host != nullptr) {
+    if (host->kind != "vault") co_return fail(Errc::invalid_argument, "host credentials '" + host->name + "' are not for vault");
+    if (!host->server.empty() && store.vault.server != host->server) {
+      co_return fail(Errc::permission_denied, "spec.provider.vault.server must be " + host->server +
+                                                  " to use host credentials '" + host->name + "'");
     }
-    const auto& a = store.vault.auth;
-    if (a.kind == model::VaultAuth::Kind::token) {
-      auto t = co_await secret_key(a.token_secret_ref, store_ns);
-      if (!t) co_return std::unexpected(t.error());
-      v.token = std::move(*t);
-    } else if (a.kind == model::VaultAuth::Kind::app_role) {
-      v.approle_path = a.approle_path;
-      v.role_id = a.role_id;
-      if (v.role_id.empty()) {
-        auto r = co_await secret_key(a.role_id_ref, store_ns);
-        if (!r) co_return std::unexpected(r.error());
-        v.role_id.assign(reinterpret_cast<const char*>(r->data()), r->size());  // a role id is an identifier, not a secret
-      }
-      auto s = co_await secret_key(a.secret_id_ref, store_ns);
-      if (!s) co_return std::unexpected(s.error());
-      v.secret_id = std::move(*s);
+    if (!host->vault_namespace.empty()) v.namespace_ = host->vault_namespace;
+    if (!host->ca_file.empty()) v.tls.ca_file = host->ca_file.string();
+    if (host->token.set()) {
+      ROOTSEAL_CO_LET(t, read_credential(host->token, cred_dir_, "sync.stores." + host->name + ".token"));
+      v.token = std::move(t);
     } else {
-      co_return fail(Errc::invalid_argument, "vault store has no usable auth");
+      v.approle_path = host->approle_path;
+      v.role_id = host->role_id;
+      ROOTSEAL_CO_LET(sid, read_credential(host->secret_id, cred_dir_, "sync.stores." + host->name + ".secret_id"));
+      v.secret_id = std::move(sid);
     }
     co_return StoreSpec(std::move(v));
   }
-  if (store.provider == model::SecretStore::Provider::azurekv) co_return co_await azure_spec(store, host);
-  if (store.provider == model::SecretStore::Provider::gcpsm) co_return co_await gcp_spec(store, host);
+  const auto& a = store.vault.auth;
+  if (a.kind == model::VaultAuth::Kind::token) {
+    auto t = co_await secret_key(a.token_secret_ref, store_ns);
+    if (!t) co_return std::unexpected(t.error());
+    v.token = std::move(*t);
+  } else if (a.kind == model::VaultAuth::Kind::app_role) {
+    v.approle_path = a.approle_path;
+    v.role_id = a.role_id;
+    if (v.role_id.empty()) {
+      auto r = co_await secret_key(a.role_id_ref, store_ns);
+      if (!r) co_return std::unexpected(r.error());
+      v.role_id.assign(reinterpret_cast<const char*>(r->data()), r->size());  // a role id is an identifier, not a secret
+    }
+    auto s = co_await secret_key(a.secret_id_ref, store_ns);
+    if (!s) co_return std::unexpected(s.error());
+    v.secret_id = std::move(*s);
+  } else {
+    co_return fail(Errc::invalid_argument, "vault store has no usable auth");
+  }
+  co_return StoreSpec(std::move(v));
+}
+
+// Host credentials: access keys (and a session token) and the endpoint from
+// the configuration (the store's region, when the host sets one, must match).
+// Otherwise the keys from Kubernetes Secrets.
+Task<StoreSpec> EngineProviders::aws_spec(const model::SecretStore& store, const HostStoreConfig* host) {
+  const std::string store_ns = store.meta.namespace_;
   AwsSpec a;
   a.region = store.aws.region;
   a.recovery_window_days = store.aws.recovery_window_days;
@@ -322,6 +324,17 @@ Task<StoreSpec> EngineProviders::spec_for(const model::SecretStore& store, std::
     a.session_token = std::move(*st);
   }
   co_return StoreSpec(std::move(a));
+}
+
+Task<StoreSpec> EngineProviders::spec_for(const model::SecretStore& store, std::string_view ns) {
+  ROOTSEAL_CO_LET(host, reconcile::host_store_for(host_, store, ns));  // the one lookup of a host store
+  switch (store.provider) {
+    case model::SecretStore::Provider::vault: co_return co_await vault_spec(store, host);
+    case model::SecretStore::Provider::azurekv: co_return co_await azure_spec(store, host);
+    case model::SecretStore::Provider::gcpsm: co_return co_await gcp_spec(store, host);
+    case model::SecretStore::Provider::aws: break;
+  }
+  co_return co_await aws_spec(store, host);
 }
 
 template <class P, class Make>

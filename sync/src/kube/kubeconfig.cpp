@@ -116,6 +116,140 @@ kms::Result<std::string> decode_data(const std::string& b64, const std::string& 
   return std::string(bytes->begin(), bytes->end());
 }
 
+// The document as a YAML tree; the string copy yaml-cpp needs is wiped.
+kms::Result<YAML::Node> load_yaml(std::string_view yaml, const std::string& origin) {
+  YAML::Node root;
+  std::string text(yaml);  // yaml-cpp wants a string; wiped below (it may hold a token)
+  try {
+    root = YAML::Load(text);
+    kms::secure_zero(text.data(), text.size());
+  } catch (const YAML::Exception& e) {
+    kms::secure_zero(text.data(), text.size());
+    // e.mark is a position; e.msg describes the syntax problem without quoting values.
+    return kms::fail(kms::Errc::invalid_argument, origin + ": not valid YAML (line " + std::to_string(e.mark.line + 1) +
+                                                      ", column " + std::to_string(e.mark.column + 1) + ")");
+  }
+  if (!root || !root.IsMap()) return kms::fail(kms::Errc::invalid_argument, origin + ": not a kubeconfig (expected a map)");
+  return root;
+}
+
+// What a context names: its cluster (required), user and namespace.
+struct ContextRefs {
+  std::string name;
+  std::string cluster;
+  std::string user;
+  std::string namespace_;
+};
+
+// The context `context` (or current-context when empty).
+kms::Result<ContextRefs> read_context(const YAML::Node& root, std::string_view context, const std::string& origin) {
+  ContextRefs refs;
+  refs.name = std::string(context);
+  if (refs.name.empty()) {
+    ROOTSEAL_TRY_ASSIGN(refs.name, scalar(root, "current-context", origin));
+    if (refs.name.empty())
+      return kms::fail(kms::Errc::invalid_argument, origin + ": current-context is not set and no context was given");
+  }
+  YAML::Node ctx;
+  ROOTSEAL_TRY_ASSIGN(ctx, named_entry(root, "contexts", "context", refs.name, origin));
+  const std::string cwhere = origin + ": context '" + refs.name + "'";
+  ROOTSEAL_TRY_ASSIGN(refs.cluster, scalar(ctx, "cluster", cwhere));
+  ROOTSEAL_TRY_ASSIGN(refs.user, scalar(ctx, "user", cwhere));
+  ROOTSEAL_TRY_ASSIGN(refs.namespace_, scalar(ctx, "namespace", cwhere));
+  if (refs.cluster.empty()) return kms::fail(kms::Errc::invalid_argument, cwhere + " names no cluster");
+  return refs;
+}
+
+// A public PEM given inline (`<key>-data`, base64; it wins) or as a file
+// (`<key>`, relative to the kubeconfig's folder); "" when neither is set.
+kms::Result<std::string> pem_field(const YAML::Node& map, const std::string& key, const std::string& where,
+                                   const fs::path& base_dir) {
+  const std::string data_key = key + "-data";
+  std::string data;
+  ROOTSEAL_TRY_ASSIGN(data, scalar(map, data_key.c_str(), where));
+  std::string file;
+  ROOTSEAL_TRY_ASSIGN(file, scalar(map, key.c_str(), where));
+  if (!data.empty()) return decode_data(data, where + "." + data_key);
+  if (!file.empty()) return read_public(resolve(base_dir, file), where + "." + key);
+  return std::string{};
+}
+
+// The cluster entry: server URL, TLS settings and certificate authority.
+kms::Result<void> read_cluster(const YAML::Node& root, const std::string& cluster_name, const std::string& origin,
+                               const fs::path& base_dir, KubeConfig& cfg) {
+  YAML::Node cluster;
+  ROOTSEAL_TRY_ASSIGN(cluster, named_entry(root, "clusters", "cluster", cluster_name, origin));
+  const std::string where = origin + ": cluster '" + cluster_name + "'";
+  ROOTSEAL_TRY_ASSIGN(cfg.server, scalar(cluster, "server", where));
+  if (cfg.server.empty()) return kms::fail(kms::Errc::invalid_argument, where + ".server is empty");
+  if (!cfg.server.starts_with("https://") && !cfg.server.starts_with("http://"))
+    return kms::fail(kms::Errc::invalid_argument, where + ".server must start with https:// or http://");
+  while (cfg.server.ends_with('/')) cfg.server.pop_back();
+  ROOTSEAL_TRY_ASSIGN(cfg.insecure_skip_tls_verify, parse_bool(cluster, "insecure-skip-tls-verify", where));
+  ROOTSEAL_TRY_ASSIGN(cfg.tls_server_name, scalar(cluster, "tls-server-name", where));
+  ROOTSEAL_TRY_ASSIGN(cfg.ca_pem, pem_field(cluster, "certificate-authority", where, base_dir));
+  if (!cfg.ca_pem.empty() && cfg.ca_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+    return kms::fail(kms::Errc::invalid_argument, where + ": certificate authority is not a PEM certificate");
+  return {};
+}
+
+// A user's bearer token: inline `token` and/or `tokenFile` (read once now, so
+// a missing or empty file fails at start rather than at the first request).
+kms::Result<void> read_user_token(const YAML::Node& user, const std::string& uwhere, const fs::path& base_dir,
+                                  KubeConfig& cfg) {
+  ROOTSEAL_TRY_ASSIGN(cfg.bearer_token, secret_scalar(user, "token", uwhere));
+  std::string token_file;
+  ROOTSEAL_TRY_ASSIGN(token_file, scalar(user, "tokenFile", uwhere));
+  if (!token_file.empty()) {
+    cfg.token_file = resolve(base_dir, token_file);
+    // Fail now rather than at the first request.
+    net::SecureBuffer t;
+    ROOTSEAL_TRY_ASSIGN(t, read_secure(cfg.token_file, uwhere + ".tokenFile"));
+    if (trim(t.view()).empty()) return kms::fail(kms::Errc::invalid_argument, uwhere + ".tokenFile " + cfg.token_file.string() + " is empty");
+  }
+  return {};
+}
+
+// A user's client certificate and key (inline data or files); both or neither.
+kms::Result<void> read_user_client_cert(const YAML::Node& user, const std::string& uwhere, const fs::path& base_dir,
+                                        KubeConfig& cfg) {
+  ROOTSEAL_TRY_ASSIGN(cfg.client_cert_pem, pem_field(user, "client-certificate", uwhere, base_dir));
+  const YAML::Node key_data = user["client-key-data"];
+  std::string key_file;
+  ROOTSEAL_TRY_ASSIGN(key_file, scalar(user, "client-key", uwhere));
+  if (key_data && key_data.IsScalar() && !key_data.Scalar().empty()) {
+    auto key = kms::base64_decode_secure(trim(key_data.Scalar()));
+    if (!key) return kms::fail(kms::Errc::invalid_argument, uwhere + ".client-key-data: not valid base64");
+    cfg.client_key_pem = std::move(*key);
+  } else if (!key_file.empty()) {
+    net::SecureBuffer k;
+    ROOTSEAL_TRY_ASSIGN(k, read_secure(resolve(base_dir, key_file), uwhere + ".client-key"));
+    cfg.client_key_pem = kms::SecureBytes::copy_of(k.view());
+  }
+  if (!cfg.client_cert_pem.empty() && cfg.client_key_pem.empty())
+    return kms::fail(kms::Errc::invalid_argument, uwhere + ": client certificate without client key");
+  if (cfg.client_cert_pem.empty() && !cfg.client_key_pem.empty())
+    return kms::fail(kms::Errc::invalid_argument, uwhere + ": client key without client certificate");
+  if (!cfg.client_cert_pem.empty() && cfg.client_cert_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+    return kms::fail(kms::Errc::invalid_argument, uwhere + ": client certificate is not a PEM certificate");
+  return {};
+}
+
+// The user entry: the credential kinds rootseal refuses, then token and client certificate.
+kms::Result<void> read_user(const YAML::Node& root, const std::string& user_name, const std::string& origin,
+                            const fs::path& base_dir, KubeConfig& cfg) {
+  YAML::Node user;
+  ROOTSEAL_TRY_ASSIGN(user, named_entry(root, "users", "user", user_name, origin));
+  const std::string uwhere = origin + ": user '" + user_name + "'";
+  if (user["exec"]) return kms::fail(kms::Errc::invalid_argument, uwhere + ": exec credential plugins are not supported; use a token, tokenFile or client certificate");
+  if (user["auth-provider"])
+    return kms::fail(kms::Errc::invalid_argument, uwhere + ": auth-provider is not supported; use a token, tokenFile or client certificate");
+  if (user["username"] || user["password"])
+    return kms::fail(kms::Errc::invalid_argument, uwhere + ": basic authentication is not supported");
+  ROOTSEAL_TRY(read_user_token(user, uwhere, base_dir, cfg));
+  return read_user_client_cert(user, uwhere, base_dir, cfg);
+}
+
 }  // namespace
 
 KubeConfig KubeConfig::clone() const {
@@ -139,115 +273,22 @@ kms::Result<KubeConfig> KubeConfig::from_file(const fs::path& file, std::string_
   return from_yaml(text.view(), file.parent_path(), context, file.string());
 }
 
-// Long (~110 lines) on purpose: the kubeconfig schema read top to bottom
-// (context, cluster, user), each error next to its field.
+// The kubeconfig schema read top to bottom (context, cluster, user), each
+// error naming its field. yaml-cpp throws on structures it cannot index; that
+// is one message for the whole document.
 kms::Result<KubeConfig> KubeConfig::from_yaml(std::string_view yaml, const fs::path& base_dir,
                                               std::string_view context, std::string_view origin_view) {
   const std::string origin(origin_view);
   YAML::Node root;
-  std::string text(yaml);  // yaml-cpp wants a string; wiped below (it may hold a token)
+  ROOTSEAL_TRY_ASSIGN(root, load_yaml(yaml, origin));
   try {
-    root = YAML::Load(text);
-    kms::secure_zero(text.data(), text.size());
-  } catch (const YAML::Exception& e) {
-    kms::secure_zero(text.data(), text.size());
-    // e.mark is a position; e.msg describes the syntax problem without quoting values.
-    return kms::fail(kms::Errc::invalid_argument, origin + ": not valid YAML (line " + std::to_string(e.mark.line + 1) +
-                                                      ", column " + std::to_string(e.mark.column + 1) + ")");
-  }
-  if (!root || !root.IsMap()) return kms::fail(kms::Errc::invalid_argument, origin + ": not a kubeconfig (expected a map)");
-
-  try {
-    std::string ctx_name(context);
-    if (ctx_name.empty()) {
-      ROOTSEAL_TRY_ASSIGN(ctx_name, scalar(root, "current-context", origin));
-      if (ctx_name.empty())
-        return kms::fail(kms::Errc::invalid_argument, origin + ": current-context is not set and no context was given");
-    }
-    YAML::Node ctx;
-    ROOTSEAL_TRY_ASSIGN(ctx, named_entry(root, "contexts", "context", ctx_name, origin));
-    const std::string cwhere = origin + ": context '" + ctx_name + "'";
-    std::string cluster_name;
-    ROOTSEAL_TRY_ASSIGN(cluster_name, scalar(ctx, "cluster", cwhere));
-    std::string user_name;
-    ROOTSEAL_TRY_ASSIGN(user_name, scalar(ctx, "user", cwhere));
-    std::string ns;
-    ROOTSEAL_TRY_ASSIGN(ns, scalar(ctx, "namespace", cwhere));
-    if (cluster_name.empty()) return kms::fail(kms::Errc::invalid_argument, cwhere + " names no cluster");
-
+    ContextRefs refs;
+    ROOTSEAL_TRY_ASSIGN(refs, read_context(root, context, origin));
     KubeConfig cfg;
-    cfg.context_name = ctx_name;
-    cfg.default_namespace = ns.empty() ? "default" : ns;
-
-    YAML::Node cluster;
-    ROOTSEAL_TRY_ASSIGN(cluster, named_entry(root, "clusters", "cluster", cluster_name, origin));
-    const std::string where = origin + ": cluster '" + cluster_name + "'";
-    ROOTSEAL_TRY_ASSIGN(cfg.server, scalar(cluster, "server", where));
-    if (cfg.server.empty()) return kms::fail(kms::Errc::invalid_argument, where + ".server is empty");
-    if (!cfg.server.starts_with("https://") && !cfg.server.starts_with("http://"))
-      return kms::fail(kms::Errc::invalid_argument, where + ".server must start with https:// or http://");
-    while (cfg.server.ends_with('/')) cfg.server.pop_back();
-    ROOTSEAL_TRY_ASSIGN(cfg.insecure_skip_tls_verify, parse_bool(cluster, "insecure-skip-tls-verify", where));
-    ROOTSEAL_TRY_ASSIGN(cfg.tls_server_name, scalar(cluster, "tls-server-name", where));
-    std::string ca_data;
-    ROOTSEAL_TRY_ASSIGN(ca_data, scalar(cluster, "certificate-authority-data", where));
-    std::string ca_file;
-    ROOTSEAL_TRY_ASSIGN(ca_file, scalar(cluster, "certificate-authority", where));
-    if (!ca_data.empty()) {
-      ROOTSEAL_TRY_ASSIGN(cfg.ca_pem, decode_data(ca_data, where + ".certificate-authority-data"));
-    } else if (!ca_file.empty()) {
-      ROOTSEAL_TRY_ASSIGN(cfg.ca_pem, read_public(resolve(base_dir, ca_file), where + ".certificate-authority"));
-    }
-    if (!cfg.ca_pem.empty() && cfg.ca_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos)
-      return kms::fail(kms::Errc::invalid_argument, where + ": certificate authority is not a PEM certificate");
-
-    if (!user_name.empty()) {
-      YAML::Node user;
-      ROOTSEAL_TRY_ASSIGN(user, named_entry(root, "users", "user", user_name, origin));
-      const std::string uwhere = origin + ": user '" + user_name + "'";
-      if (user["exec"]) return kms::fail(kms::Errc::invalid_argument, uwhere + ": exec credential plugins are not supported; use a token, tokenFile or client certificate");
-      if (user["auth-provider"])
-        return kms::fail(kms::Errc::invalid_argument, uwhere + ": auth-provider is not supported; use a token, tokenFile or client certificate");
-      if (user["username"] || user["password"])
-        return kms::fail(kms::Errc::invalid_argument, uwhere + ": basic authentication is not supported");
-      ROOTSEAL_TRY_ASSIGN(cfg.bearer_token, secret_scalar(user, "token", uwhere));
-      std::string token_file;
-      ROOTSEAL_TRY_ASSIGN(token_file, scalar(user, "tokenFile", uwhere));
-      if (!token_file.empty()) {
-        cfg.token_file = resolve(base_dir, token_file);
-        // Fail now rather than at the first request.
-        net::SecureBuffer t;
-        ROOTSEAL_TRY_ASSIGN(t, read_secure(cfg.token_file, uwhere + ".tokenFile"));
-        if (trim(t.view()).empty()) return kms::fail(kms::Errc::invalid_argument, uwhere + ".tokenFile " + cfg.token_file.string() + " is empty");
-      }
-      std::string cert_data;
-      ROOTSEAL_TRY_ASSIGN(cert_data, scalar(user, "client-certificate-data", uwhere));
-      std::string cert_file;
-      ROOTSEAL_TRY_ASSIGN(cert_file, scalar(user, "client-certificate", uwhere));
-      if (!cert_data.empty()) {
-        ROOTSEAL_TRY_ASSIGN(cfg.client_cert_pem, decode_data(cert_data, uwhere + ".client-certificate-data"));
-      } else if (!cert_file.empty()) {
-        ROOTSEAL_TRY_ASSIGN(cfg.client_cert_pem, read_public(resolve(base_dir, cert_file), uwhere + ".client-certificate"));
-      }
-      const YAML::Node key_data = user["client-key-data"];
-      std::string key_file;
-      ROOTSEAL_TRY_ASSIGN(key_file, scalar(user, "client-key", uwhere));
-      if (key_data && key_data.IsScalar() && !key_data.Scalar().empty()) {
-        auto key = kms::base64_decode_secure(trim(key_data.Scalar()));
-        if (!key) return kms::fail(kms::Errc::invalid_argument, uwhere + ".client-key-data: not valid base64");
-        cfg.client_key_pem = std::move(*key);
-      } else if (!key_file.empty()) {
-        net::SecureBuffer k;
-        ROOTSEAL_TRY_ASSIGN(k, read_secure(resolve(base_dir, key_file), uwhere + ".client-key"));
-        cfg.client_key_pem = kms::SecureBytes::copy_of(k.view());
-      }
-      if (!cfg.client_cert_pem.empty() && cfg.client_key_pem.empty())
-        return kms::fail(kms::Errc::invalid_argument, uwhere + ": client certificate without client key");
-      if (cfg.client_cert_pem.empty() && !cfg.client_key_pem.empty())
-        return kms::fail(kms::Errc::invalid_argument, uwhere + ": client key without client certificate");
-      if (!cfg.client_cert_pem.empty() && cfg.client_cert_pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos)
-        return kms::fail(kms::Errc::invalid_argument, uwhere + ": client certificate is not a PEM certificate");
-    }
+    cfg.context_name = refs.name;
+    cfg.default_namespace = refs.namespace_.empty() ? "default" : refs.namespace_;
+    ROOTSEAL_TRY(read_cluster(root, refs.cluster, origin, base_dir, cfg));
+    if (!refs.user.empty()) ROOTSEAL_TRY(read_user(root, refs.user, origin, base_dir, cfg));
     return cfg;
   } catch (const YAML::Exception&) {
     return kms::fail(kms::Errc::invalid_argument, origin + ": unexpected structure");

@@ -294,37 +294,12 @@ Result<ObjectMeta> parse_meta(const json::value& object) {
   return m;
 }
 
-// Long (~130 lines) on purpose: it reads the ExternalSecret schema top to
-// bottom, one field after the other, so each error path sits next to its
-// field; splitting it would scatter the schema.
-Result<ExternalSecret> parse_external_secret(const json::value& object) {
-  ExternalSecret es;
-  ROOTSEAL_LET(root, as_obj(object, "object"));
-  root.path.clear();
-  ROOTSEAL_TRY_ASSIGN(es.api_version, str_or(root, "apiVersion", "external-secrets.io/v1"));
-  if (es.api_version != "external-secrets.io/v1" && es.api_version != "external-secrets.io/v1beta1") {
-    return bad("apiVersion", "unsupported '" + es.api_version + "' (external-secrets.io/v1 or v1beta1)");
-  }
-  ROOTSEAL_TRY_ASSIGN(es.meta, parse_meta(object));
-  ROOTSEAL_LET(spec, opt_obj(root, "spec"));
-  if (!spec) return bad("spec", "required");
-  spec->path = "spec";
+namespace {
 
-  ROOTSEAL_LET(ref, opt_obj(*spec, "secretStoreRef"));
-  if (ref) {
-    ROOTSEAL_TRY_ASSIGN(es.store_ref, store_ref(*ref));
-    es.has_store_ref = true;
-  }
-  ROOTSEAL_TRY_ASSIGN(es.refresh_interval, duration_field(*spec, "refreshInterval", std::chrono::hours(1)));
-  ROOTSEAL_TRY_ASSIGN(es.refresh_policy, enum_field(*spec, "refreshPolicy", RefreshPolicy::periodic,
-                                                    {{"Periodic", RefreshPolicy::periodic},
-                                                     {"OnChange", RefreshPolicy::on_change},
-                                                     {"CreatedOnce", RefreshPolicy::created_once}}));
-  ROOTSEAL_TRY(unsupported(*spec, {"syncWindows"}));
-
-  // target
+// spec.target, then the rules that tie deletionPolicy to creationPolicy.
+Result<void> parse_target(const Obj& spec, ExternalSecret& es) {
   es.target.name = es.meta.name;
-  ROOTSEAL_LET(target, opt_obj(*spec, "target"));
+  ROOTSEAL_LET(target, opt_obj(spec, "target"));
   if (target) {
     ROOTSEAL_TRY(unsupported(*target, {"manifest"}));
     ROOTSEAL_LET(name, opt_str(*target, "name"));
@@ -357,74 +332,124 @@ Result<ExternalSecret> parse_external_secret(const json::value& object) {
   if (es.target.deletion == DeletionPolicy::merge && cp == CreationPolicy::none) {
     return bad("spec.target.deletionPolicy", "Merge is not allowed with creationPolicy None");
   }
+  return {};
+}
 
-  // data[]
-  ROOTSEAL_LET(data, opt_array(*spec, "data"));
-  if (data != nullptr) {
-    std::size_t i = 0;
-    for (const auto& e : *data) {
-      const std::string path = index("spec.data", i++);
-      ROOTSEAL_LET(item, as_obj(e, path));
-      DataItem d;
-      ROOTSEAL_TRY_ASSIGN(d.secret_key, req_str(item, "secretKey"));
-      if (!valid_secret_key(d.secret_key)) return bad(item.at("secretKey"), "not a valid Secret key ([-._a-zA-Z0-9]+)");
-      ROOTSEAL_LET(rr, opt_obj(item, "remoteRef"));
-      if (!rr) return bad(item.at("remoteRef"), "required");
-      ROOTSEAL_TRY_ASSIGN(d.remote_ref, remote_ref(*rr));
-      ROOTSEAL_TRY_ASSIGN(d.store_override, source_ref(item));
-      if (!d.store_override && !es.has_store_ref) {
-        return bad(path, "no store: set spec.secretStoreRef or this item's sourceRef.storeRef");
-      }
-      es.data.push_back(std::move(d));
-    }
+// An item's sourceRef.storeRef, or the ExternalSecret's own store: one of them must be there.
+Result<std::optional<StoreRef>> item_store(const Obj& item, const std::string& path, const ExternalSecret& es) {
+  ROOTSEAL_LET(store, source_ref(item));
+  if (!store && !es.has_store_ref) {
+    return bad(path, "no store: set spec.secretStoreRef or this item's sourceRef.storeRef");
   }
-  // dataFrom[]
-  ROOTSEAL_LET(data_from, opt_array(*spec, "dataFrom"));
-  if (data_from != nullptr) {
-    std::size_t i = 0;
-    for (const auto& e : *data_from) {
-      const std::string path = index("spec.dataFrom", i++);
-      ROOTSEAL_LET(item, as_obj(e, path));
-      ROOTSEAL_TRY(unsupported(item, {"find", "rewrite"}));
-      ROOTSEAL_LET(ex, opt_obj(item, "extract"));
-      if (!ex) return bad(path, "extract is required (find and generators are not supported by rootseal)");
-      DataFromItem d;
-      ROOTSEAL_TRY_ASSIGN(d.extract, remote_ref(*ex));
-      if (!d.extract.property.empty()) return bad(ex->at("property"), "not allowed in extract");
-      ROOTSEAL_TRY_ASSIGN(d.store_override, source_ref(item));
-      if (!d.store_override && !es.has_store_ref) {
-        return bad(path, "no store: set spec.secretStoreRef or this item's sourceRef.storeRef");
-      }
-      es.data_from.push_back(std::move(d));
-    }
+  return store;
+}
+
+// Calls each_item(item, path) for every object of the list parent.key (absent: none).
+template <class F>
+Result<void> for_each_item(const Obj& parent, std::string_view key, F each_item) {
+  ROOTSEAL_LET(items, opt_array(parent, key));
+  if (items == nullptr) return {};
+  std::size_t i = 0;
+  for (const auto& e : *items) {
+    const std::string path = index(parent.at(key), i++);
+    ROOTSEAL_LET(item, as_obj(e, path));
+    ROOTSEAL_TRY(each_item(item, path));
   }
+  return {};
+}
+
+// spec.data[]: one Secret key per remote reference.
+Result<void> parse_data(const Obj& spec, ExternalSecret& es) {
+  return for_each_item(spec, "data", [&es](const Obj& item, const std::string& path) -> Result<void> {
+    DataItem d;
+    ROOTSEAL_TRY_ASSIGN(d.secret_key, req_str(item, "secretKey"));
+    if (!valid_secret_key(d.secret_key)) return bad(item.at("secretKey"), "not a valid Secret key ([-._a-zA-Z0-9]+)");
+    ROOTSEAL_LET(rr, opt_obj(item, "remoteRef"));
+    if (!rr) return bad(item.at("remoteRef"), "required");
+    ROOTSEAL_TRY_ASSIGN(d.remote_ref, remote_ref(*rr));
+    ROOTSEAL_TRY_ASSIGN(d.store_override, item_store(item, path, es));
+    es.data.push_back(std::move(d));
+    return {};
+  });
+}
+
+// spec.dataFrom[]: extract only (find, rewrite and generators are refused).
+Result<void> parse_data_from(const Obj& spec, ExternalSecret& es) {
+  return for_each_item(spec, "dataFrom", [&es](const Obj& item, const std::string& path) -> Result<void> {
+    ROOTSEAL_TRY(unsupported(item, {"find", "rewrite"}));
+    ROOTSEAL_LET(ex, opt_obj(item, "extract"));
+    if (!ex) return bad(path, "extract is required (find and generators are not supported by rootseal)");
+    DataFromItem d;
+    ROOTSEAL_TRY_ASSIGN(d.extract, remote_ref(*ex));
+    if (!d.extract.property.empty()) return bad(ex->at("property"), "not allowed in extract");
+    ROOTSEAL_TRY_ASSIGN(d.store_override, item_store(item, path, es));
+    es.data_from.push_back(std::move(d));
+    return {};
+  });
+}
+
+// status (what rootseal needs from a previous run, possibly ESO's): read
+// leniently, a malformed field is treated as absent.
+void read_status(const Obj& root, ExternalSecret& es) {
+  const auto* st = root.get("status");
+  if (st == nullptr || !st->is_object()) return;
+  const Obj s{&st->as_object(), "status"};
+  es.status.refresh_time = str_or(s, "refreshTime", "").value_or("");
+  es.status.synced_resource_version = str_or(s, "syncedResourceVersion", "").value_or("");
+  if (const auto* b = s.get("binding"); b != nullptr && b->is_object()) {
+    es.status.binding_name = str_or(Obj{&b->as_object(), "status.binding"}, "name", "").value_or("");
+  }
+  const auto* conds = s.get("conditions");
+  if (conds == nullptr || !conds->is_array()) return;
+  for (const auto& c : conds->as_array()) {
+    if (!c.is_object()) continue;
+    const Obj co{&c.as_object(), "status.conditions"};
+    if (str_or(co, "type", "").value_or("") != "Ready") continue;
+    es.status.ready_status = str_or(co, "status", "").value_or("");
+    es.status.ready_reason = str_or(co, "reason", "").value_or("");
+    es.status.ready_message = str_or(co, "message", "").value_or("");
+    es.status.ready_transition = str_or(co, "lastTransitionTime", "").value_or("");
+  }
+}
+
+}  // namespace
+
+// Reads the ExternalSecret schema top to bottom; the first error found wins,
+// so the order of the steps below is the order of the messages.
+Result<ExternalSecret> parse_external_secret(const json::value& object) {
+  ExternalSecret es;
+  ROOTSEAL_LET(root, as_obj(object, "object"));
+  root.path.clear();
+  ROOTSEAL_TRY_ASSIGN(es.api_version, str_or(root, "apiVersion", "external-secrets.io/v1"));
+  if (es.api_version != "external-secrets.io/v1" && es.api_version != "external-secrets.io/v1beta1") {
+    return bad("apiVersion", "unsupported '" + es.api_version + "' (external-secrets.io/v1 or v1beta1)");
+  }
+  ROOTSEAL_TRY_ASSIGN(es.meta, parse_meta(object));
+  ROOTSEAL_LET(spec, opt_obj(root, "spec"));
+  if (!spec) return bad("spec", "required");
+  spec->path = "spec";
+
+  ROOTSEAL_LET(ref, opt_obj(*spec, "secretStoreRef"));
+  if (ref) {
+    ROOTSEAL_TRY_ASSIGN(es.store_ref, store_ref(*ref));
+    es.has_store_ref = true;
+  }
+  ROOTSEAL_TRY_ASSIGN(es.refresh_interval, duration_field(*spec, "refreshInterval", std::chrono::hours(1)));
+  ROOTSEAL_TRY_ASSIGN(es.refresh_policy, enum_field(*spec, "refreshPolicy", RefreshPolicy::periodic,
+                                                    {{"Periodic", RefreshPolicy::periodic},
+                                                     {"OnChange", RefreshPolicy::on_change},
+                                                     {"CreatedOnce", RefreshPolicy::created_once}}));
+  ROOTSEAL_TRY(unsupported(*spec, {"syncWindows"}));
+  ROOTSEAL_TRY(parse_target(*spec, es));
+  ROOTSEAL_TRY(parse_data(*spec, es));
+  ROOTSEAL_TRY(parse_data_from(*spec, es));
   if (es.data.empty() && es.data_from.empty() && !(es.target.template_ && !es.target.template_->data.empty())) {
     return bad("spec", "one of data, dataFrom or target.template.data must be set");
   }
   if (!es.has_store_ref && es.data.empty() && es.data_from.empty()) {
     return bad("spec.secretStoreRef", "required");
   }
-
-  // status (what rootseal needs from a previous run, possibly ESO's)
-  if (const auto* st = root.get("status"); st != nullptr && st->is_object()) {
-    const Obj s{&st->as_object(), "status"};
-    es.status.refresh_time = str_or(s, "refreshTime", "").value_or("");
-    es.status.synced_resource_version = str_or(s, "syncedResourceVersion", "").value_or("");
-    if (const auto* b = s.get("binding"); b != nullptr && b->is_object()) {
-      es.status.binding_name = str_or(Obj{&b->as_object(), "status.binding"}, "name", "").value_or("");
-    }
-    if (const auto* conds = s.get("conditions"); conds != nullptr && conds->is_array()) {
-      for (const auto& c : conds->as_array()) {
-        if (!c.is_object()) continue;
-        const Obj co{&c.as_object(), "status.conditions"};
-        if (str_or(co, "type", "").value_or("") != "Ready") continue;
-        es.status.ready_status = str_or(co, "status", "").value_or("");
-        es.status.ready_reason = str_or(co, "reason", "").value_or("");
-        es.status.ready_message = str_or(co, "message", "").value_or("");
-        es.status.ready_transition = str_or(co, "lastTransitionTime", "").value_or("");
-      }
-    }
-  }
+  read_status(root, es);
   return es;
 }
 
