@@ -19,7 +19,7 @@ using kms::fail;
 
 namespace {
 
-constexpr std::size_t kMaxAnswer = 4 * 1024 * 1024;
+constexpr std::size_t kMaxAnswer = std::size_t{4} * 1024 * 1024;
 constexpr const char* kDefaultConfig = "/etc/rootseal/rootseald.yaml";
 
 struct Fd {
@@ -39,7 +39,8 @@ std::int64_t remaining_ms(std::chrono::steady_clock::time_point deadline) {
 kms::Result<std::filesystem::path> admin_socket_path(const std::string& socket_option,
                                                      const std::string& config_option) {
   if (!socket_option.empty()) return std::filesystem::path(socket_option);
-  if (const char* env = std::getenv("ROOTSEAL_ADMIN_SOCKET"); env != nullptr && *env != '\0') {
+  // The single-threaded CLI reads its environment and never writes it.
+  if (const char* env = std::getenv("ROOTSEAL_ADMIN_SOCKET"); env != nullptr && *env != '\0') {  // NOLINT(concurrency-mt-unsafe)
     return std::filesystem::path(env);
   }
   const std::string config = config_option.empty() ? kDefaultConfig : config_option;
@@ -56,7 +57,7 @@ kms::Result<std::filesystem::path> admin_socket_path(const std::string& socket_o
 }
 
 AdminAnswer::AdminAnswer(kms::SecureBytes line)
-    : line_(std::move(line)), arena_(4 * line_.size() + 16 * 1024, 16 * line_.size() + 64 * 1024),
+    : line_(std::move(line)), arena_(4 * line_.size() + std::size_t{16} * 1024, 16 * line_.size() + std::size_t{64} * 1024),
       value_(arena_.storage()) {
   json::error_code ec;
   try {
@@ -115,13 +116,13 @@ kms::Result<std::unique_ptr<AdminAnswer>> admin_call(const std::filesystem::path
   std::memcpy(sa.sun_path, socket.c_str(), socket.native().size());
   Fd s;
   s.fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (s.fd < 0) return fail(Errc::internal, where + ": socket(): " + std::strerror(errno));
+  if (s.fd < 0) return fail(Errc::internal, where + ": socket(): " + kms::errno_text(errno));
   if (::connect(s.fd, reinterpret_cast<const sockaddr*>(&sa), sizeof(sa)) != 0) {
     const int e = errno;
     if (e == EACCES || e == EPERM) {
-      return fail(Errc::permission_denied, where + ": " + std::strerror(e) + " (run as root or the service user)");
+      return fail(Errc::permission_denied, where + ": " + kms::errno_text(e) + " (run as root or the service user)");
     }
-    return fail(Errc::unavailable, where + ": " + std::strerror(e) + " (is rootseald running? --socket PATH)");
+    return fail(Errc::unavailable, where + ": " + kms::errno_text(e) + " (is rootseald running? --socket PATH)");
   }
   // The request line, written with write(2) straight from locked memory.
   kms::SecureBytes line(request.size() + 1);
@@ -136,7 +137,7 @@ kms::Result<std::unique_ptr<AdminAnswer>> admin_call(const std::filesystem::path
   }
   line.clear();
 
-  kms::SecureBytes buf(64 * 1024);
+  kms::SecureBytes buf(std::size_t{64} * 1024);
   std::size_t have = 0;
   for (;;) {
     pollfd p{s.fd, POLLIN, 0};
@@ -151,7 +152,7 @@ kms::Result<std::unique_ptr<AdminAnswer>> admin_call(const std::filesystem::path
     }
     const ssize_t n = ::read(s.fd, buf.data() + have, buf.size() - have);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail(Errc::unavailable, where + ": " + std::strerror(errno));
+    if (n < 0) return fail(Errc::unavailable, where + ": " + kms::errno_text(errno));
     if (n == 0) break;
     have += static_cast<std::size_t>(n);
     if (std::memchr(buf.data(), '\n', have) != nullptr) break;

@@ -15,6 +15,7 @@
 #include "rootseal/daemon/config.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "rootseal/tpm/tpm_root.hpp"
+#include "util.hpp"
 
 namespace rootseal::cli {
 
@@ -125,12 +126,7 @@ std::int64_t num(const json::object& o, const char* key) {
 
 std::string utc(std::int64_t t) {
   if (t == 0) return "never";
-  const std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  ::gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  return utc_text(static_cast<std::time_t>(t));
 }
 
 std::string policies_text(const json::object& o) {
@@ -345,13 +341,14 @@ int run_seal_pin(AdminCommands& c, Console& con) {
   policy.primary_alg = cfg->tpm.primary_rsa ? tpm::PrimaryAlg::rsa2048 : tpm::PrimaryAlg::ecc_p256;
   auto auth = read_auth_value(cfg->tpm.auth_value_file);
   if (!auth) return failed(con, auth.error());
-  if (*auth) policy.auth_value = std::move(**auth);
+  if (auto& value = *auth; value.has_value()) policy.auth_value = std::move(*value);
   const std::filesystem::path out = c.out_file.empty() ? cfg->pin.tpm_sealed_file : std::filesystem::path(c.out_file);
 
   auto pin = read_pin(c.seal_pin_fd, "HSM user PIN to seal to the TPM: ");
   c.seal_pin_fd = -1;
   if (!pin) return failed(con, pin.error());
-  ::setenv("TSS2_LOG", "all+none", /*overwrite=*/0);
+  // Before any thread exists (the CLI is single-threaded): setenv is safe here.
+  ::setenv("TSS2_LOG", "all+none", /*overwrite=*/0);  // NOLINT(concurrency-mt-unsafe)
   // Sealed, unsealed once and compared, then renamed over the old file.
   if (auto r = tpm::seal_secret_to_file(cfg->tpm.tcti, policy, *pin, out); !r) return failed(con, r.error());
   pin->clear();

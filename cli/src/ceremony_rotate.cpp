@@ -26,7 +26,7 @@ std::optional<Pending> find_pending(const std::vector<TranscriptEntry>& entries)
   for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
     const std::string kind = it->str("kind");
     if (kind == "rotate-root-complete" || kind == "rotate-root-abandoned") closed.insert(it->str("ceremony_id"));
-    if (kind == "rotate-root" && it->str("outcome") == "ok" && closed.count(it->str("ceremony_id")) == 0) {
+    if (kind == "rotate-root" && it->str("outcome") == "ok" && !closed.contains(it->str("ceremony_id"))) {
       Pending p;
       p.ceremony_id = it->str("ceremony_id");
       p.new_kcv = record_kcv(*it);
@@ -151,7 +151,7 @@ kms::Result<std::string> retire_step(const RotateOptions& o, hsm::TokenAdmin& ad
                                      const std::vector<hsm::KeyObject>& at_l, Context& ctx) {
   const std::string& L = o.token.key_label;
   const std::string R = retired_label(L, p.old_kcv);
-  const std::string retired_as = o.retire == Retire::relabel ? "relabelled '" + R + "'" : "destroyed";
+  std::string retired_as = o.retire == Retire::relabel ? "relabelled '" + R + "'" : "destroyed";
   if (const auto old_key = key_with(at_l, p.old_kcv)) {
     if (o.retire == Retire::relabel) {
       std::vector<hsm::KeyObject> at_r;
@@ -324,6 +324,14 @@ kms::Result<Outcome> resume_rotation(const RotateOptions& o, hsm::TokenAdmin& ad
   return out;
 }
 
+// The refusal of a store version wrapped by another root than `label` (kcv `kcv`).
+std::unexpected<kms::Error> foreign_version(const std::string& key, const kms::KeyVersionRecord& v,
+                                            const std::string& label, const std::string& kcv) {
+  return fail(Errc::conflict, "key '" + key + "' version " + std::to_string(v.version) +
+                                  " of the store is wrapped by kcv " + v.root_kcv + ", not by '" + label + "' (kcv " +
+                                  kcv + "); refusing to rotate");
+}
+
 // The current root key's check value, once the token holds exactly one root
 // key under the label, it can be retired as asked, and the store holds
 // nothing wrapped by another root.
@@ -350,11 +358,7 @@ kms::Result<std::string> check_current_root(const RotateOptions& o, hsm::TokenAd
   std::size_t versions = 0;
   for (const auto& k : records) {
     for (const auto& v : k.versions) {
-      if (v.root_kcv != old_kcv) {
-        return fail(Errc::conflict, "key '" + k.name + "' version " + std::to_string(v.version) +
-                                        " of the store is wrapped by kcv " + v.root_kcv + ", not by '" + L +
-                                        "' (kcv " + old_kcv + "); refusing to rotate");
-      }
+      if (v.root_kcv != old_kcv) return foreign_version(k.name, v, L, old_kcv);
       ++versions;
     }
   }

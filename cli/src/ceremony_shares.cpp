@@ -23,7 +23,7 @@ using kms::fail;
 
 kms::Result<GatheredShare> share_from_file(const ShareSource& s) {
   std::string text;
-  ROOTSEAL_TRY_ASSIGN(text, read_small_file(s.share_file, 64 * 1024));
+  ROOTSEAL_TRY_ASSIGN(text, read_small_file(s.share_file, std::size_t{64} * 1024));
   const std::string where = s.share_file.filename().string();
   ShareFile f;
   ROOTSEAL_TRY_ASSIGN(f, parse_share_file(text, where));

@@ -64,7 +64,7 @@ kms::Result<std::optional<kms::SecureBytes>> FdLineSource::next_line(std::string
     }
     const ssize_t r = ::read(fd_, buf_.data(), buf_.size());
     if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return fail(Errc::invalid_argument, std::string("reading shares: ") + std::strerror(errno));
+    if (r < 0) return fail(Errc::invalid_argument, std::string("reading shares: ") + kms::errno_text(errno));
     begin_ = 0;
     end_ = static_cast<std::size_t>(r);
     if (r == 0) eof_ = true;
@@ -87,7 +87,7 @@ kms::Result<kms::SecureBytes> read_secret_fd(int fd) {
     std::uint8_t c = 0;
     const ssize_t r = ::read(fd, &c, 1);
     if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return fail(Errc::invalid_argument, "reading the PIN from fd " + std::to_string(fd) + ": " + std::strerror(errno));
+    if (r < 0) return fail(Errc::invalid_argument, "reading the PIN from fd " + std::to_string(fd) + ": " + kms::errno_text(errno));
     if (r == 0 || c == '\n') break;
     if (n == kMaxSecret) return fail(Errc::invalid_argument, "the PIN is longer than 256 bytes");
     out.data()[n++] = c;

@@ -90,7 +90,9 @@ kms::Result<unsigned> get_uint(const json::object& o, std::string_view key, std:
 bool is_lower_hex(std::string_view s, std::size_t len) {
   if (s.size() != len) return false;
   for (char c : s) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    const bool digit = c >= '0' && c <= '9';
+    const bool letter = c >= 'a' && c <= 'f';
+    if (!digit && !letter) return false;
   }
   return true;
 }
@@ -368,7 +370,7 @@ kms::Result<TypedShareReader::Status> TypedShareReader::feed(std::span<const std
 }
 
 TypedShare TypedShareReader::take() {
-  TypedShare s = std::move(*done_);
+  TypedShare s = std::move(done_.value());  // throws if no share is complete
   done_.reset();
   return s;
 }

@@ -175,7 +175,11 @@ Transcript::Audit Transcript::audit() const {
     }
     std::vector<std::string> bad;
     scan_names(e.body, bad);
-    for (const auto& b : bad) a.problems.push_back(name + ": has a member named \"" + b + "\", which is not allowed");
+    for (const auto& b : bad) {
+      std::string problem = name;
+      problem.append(": has a member named \"").append(b).append("\", which is not allowed");
+      a.problems.push_back(std::move(problem));
+    }
     prev = e.sha256;
     a.entries.push_back(std::move(e));
   }
@@ -214,7 +218,10 @@ kms::Result<TranscriptEntry> Transcript::append(json::object body) const {
                                                                              : std::string("00000000");
   id.resize(8, '0');
   char name[96];
-  std::snprintf(name, sizeof name, "%06u-%s-%s.json", seq, kind.c_str(), id.c_str());
+  const int n = std::snprintf(name, sizeof name, "%06u-%s-%s.json", seq, kind.c_str(), id.c_str());
+  if (n < 0 || static_cast<std::size_t>(n) >= sizeof name) {
+    return fail(Errc::invalid_argument, "transcript: the entry kind is too long for a file name");
+  }
   const std::string text = pretty_json(o);
   ROOTSEAL_TRY(write_file_durably(dir_ / name, bytes_of(text), 0644, true));
   TranscriptEntry e;

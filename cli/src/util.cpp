@@ -64,14 +64,16 @@ std::vector<std::uint8_t> random_public(std::size_t n) {
   return out;
 }
 
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
+std::string utc_text(std::time_t t) {
   std::tm tm{};
-  ::gmtime_r(&t, &tm);
   char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  if (::gmtime_r(&t, &tm) == nullptr || std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+    return "(time " + std::to_string(t) + ")";  // beyond the years gmtime can show
+  }
   return buf;
 }
+
+std::string utc_now() { return utc_text(std::time(nullptr)); }
 
 std::string host_name() {
   char buf[256] = {};
@@ -88,7 +90,7 @@ struct Fd {
   }
 };
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() { return kms::errno_text(errno); }
 
 }  // namespace
 
@@ -139,8 +141,9 @@ void set_stage_observer(StageObserver observer) noexcept { g_observer.store(obse
 
 void crash_point(std::string_view point) {
   if (StageObserver o = g_observer.load(); o != nullptr) o(point);
-  const char* at = std::getenv("ROOTSEAL_TEST_CRASH_AT");
-  if (at != nullptr && point == at) ::raise(SIGKILL);
+  // The environment is read, never written, by this single-threaded CLI.
+  const char* at = std::getenv("ROOTSEAL_TEST_CRASH_AT");  // NOLINT(concurrency-mt-unsafe)
+  if (at != nullptr && point == at) (void)::raise(SIGKILL);
 }
 
 }  // namespace rootseal::cli

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <ctime>
 #include <filesystem>
 #include <initializer_list>
 #include <span>
@@ -31,6 +32,8 @@ std::vector<std::uint8_t> random_public(std::size_t n);
 
 // "2025-01-31T12:34:56Z"
 std::string utc_now();
+// `t` as 2026-12-06T20:00:00Z.
+std::string utc_text(std::time_t t);
 std::string host_name();
 
 // Writing a file durably: kms::write_file_durably (rootseal/kms/durable_file.hpp).

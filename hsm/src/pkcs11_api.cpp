@@ -232,10 +232,11 @@ CK_RV Module::initialize_locked() noexcept {
 }
 
 kms::Result<std::shared_ptr<Module>> Module::acquire(const std::filesystem::path& path) {
-  ::dlerror();
+  // glibc keeps dlerror()'s state per thread: these calls are thread-safe.
+  (void)::dlerror();  // NOLINT(concurrency-mt-unsafe)
   void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) {
-    const char* why = ::dlerror();
+    const char* why = ::dlerror();  // NOLINT(concurrency-mt-unsafe)
     return kms::fail(kms::Errc::unavailable, "cannot load PKCS#11 module " + path.string() + ": " +
                                                  (why != nullptr ? why : "dlopen failed"));
   }

@@ -163,15 +163,11 @@ struct TokenAdmin::Impl {
     std::vector<CK_OBJECT_HANDLE> hs;
     ROOTSEAL_TRY_ASSIGN(hs, find_handles(label));
     std::optional<CK_OBJECT_HANDLE> hit;
-    std::size_t hits = 0;
     for (CK_OBJECT_HANDLE h : hs) {
       auto v = get_bytes(h, CKA_CHECK_VALUE);
-      if (v && detail::to_hex(*v) == kcv) {
-        hit = h;
-        ++hits;
-      }
+      if (v && detail::to_hex(*v) == kcv) hit = h;
     }
-    if (hits == 0) {
+    if (!hit.has_value()) {
       return fail(Errc::not_found, tok() + ": no secret key labelled '" + std::string(label) + "' with check value " +
                                        std::string(kcv));
     }

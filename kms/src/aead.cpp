@@ -294,7 +294,7 @@ class EvpAead final : public Aead {
       EVP_CIPHER_CTX* empty = nullptr;
       if (slot.load(std::memory_order_relaxed) == nullptr &&
           slot.compare_exchange_strong(empty, ctx.get(), std::memory_order_release, std::memory_order_relaxed)) {
-        (void)ctx.release();
+        [[maybe_unused]] EVP_CIPHER_CTX* pooled = ctx.release();  // the slot owns it now
         return;
       }
     }
@@ -327,7 +327,7 @@ Result<KeyType> parse_key_type(std::string_view name) {
 std::size_t key_size(KeyType type) noexcept {
   switch (type) {
     case KeyType::aes128_gcm96: return 16;
-    case KeyType::aes256_gcm96: return 32;
+    case KeyType::aes256_gcm96:
     case KeyType::chacha20_poly1305: return 32;
   }
   return 0;

@@ -13,7 +13,6 @@ namespace rootseal::kms {
 
 namespace {
 
-std::string errno_text(int e) { return std::strerror(e); }
 
 struct Fd {
   int fd = -1;

@@ -1,5 +1,7 @@
 #include "rootseal/kms/error.hpp"
 
+#include <string.h>  // strerrordesc_np (glibc 2.32)
+
 namespace rootseal::kms {
 
 std::string_view to_string(Errc code) noexcept {
@@ -21,6 +23,13 @@ std::string_view to_string(Errc code) noexcept {
     case Errc::internal: return "internal";
   }
   return "unknown";
+}
+
+std::string errno_text(int err) {
+  // strerrordesc_np reads glibc's constant table: no shared buffer, no
+  // locale, safe from any thread (strerror is neither).
+  const char* d = ::strerrordesc_np(err);
+  return d != nullptr ? std::string(d) : "error " + std::to_string(err);
 }
 
 }  // namespace rootseal::kms

@@ -33,7 +33,7 @@ constexpr std::size_t kSha256Size = 32;
 constexpr std::size_t kMaxHkdfOutput = 255 * kSha256Size;  // RFC 5869 §2.3
 // Salt, info (Transit's derivation `context`) and key material, each: far
 // above real use; 32 KiB is also OpenSSL 3.0's own cap on info.
-constexpr std::size_t kMaxHkdfInput = 32 * 1024;
+constexpr std::size_t kMaxHkdfInput = std::size_t{32} * 1024;
 
 struct KdfCtxFree {
   void operator()(EVP_KDF_CTX* ctx) const noexcept { EVP_KDF_CTX_free(ctx); }

@@ -53,11 +53,11 @@ namespace rootseal::kms {
 namespace {
 
 constexpr std::size_t kMinClass = 32;
-constexpr std::size_t kMaxClass = 32 * 1024;
+constexpr std::size_t kMaxClass = std::size_t{32} * 1024;
 constexpr std::size_t kClassCount = 11;  // 32, 64, ..., 32768
-constexpr std::size_t kRegionSize = 64 * 1024;
+constexpr std::size_t kRegionSize = std::size_t{64} * 1024;
 constexpr std::size_t kLargeCacheEntries = 64;
-constexpr std::size_t kLargeCacheBytes = 8 * 1024 * 1024;
+constexpr std::size_t kLargeCacheBytes = std::size_t{8} * 1024 * 1024;
 constexpr std::size_t kThreadClasses = 8;  // 32 B .. 4 KiB are kept per thread
 constexpr std::size_t kThreadBlocks = 32;  // per class and thread (at most ~270 KiB of locked memory a thread)
 

@@ -87,7 +87,10 @@ void SecureMonotonicResource::release() noexcept {
 }
 
 std::pmr::memory_resource* secure_memory_resource() noexcept {
-  static auto* resource = new SecureMemoryResource();  // never destroyed: outlives static users
+  // Never destroyed (it outlives static users), and built in static storage:
+  // no allocation that could fail here.
+  alignas(SecureMemoryResource) static unsigned char storage[sizeof(SecureMemoryResource)];
+  static auto* resource = ::new (storage) SecureMemoryResource();
   return resource;
 }
 

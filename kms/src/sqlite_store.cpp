@@ -159,16 +159,16 @@ Result<void> prepare_file(const std::filesystem::path& path, bool create) {
   if (fd < 0) {
     if (!create && errno == ENOENT) return {};
     return fail(Errc::storage_failure,
-                std::string("state store: cannot open ") + path.filename().string() + ": " + std::strerror(errno));
+                std::string("state store: cannot open ") + path.filename().string() + ": " + errno_text(errno));
   }
   struct stat st {};
   Result<void> result;
   if (::fstat(fd, &st) != 0) {
-    result = fail(Errc::storage_failure, std::string("state store: fstat failed: ") + std::strerror(errno));
+    result = fail(Errc::storage_failure, std::string("state store: fstat failed: ") + errno_text(errno));
   } else if (!S_ISREG(st.st_mode)) {
     result = fail(Errc::storage_failure, "state store: " + path.filename().string() + " is not a regular file");
   } else if ((st.st_mode & 0077) != 0 && ::fchmod(fd, 0600) != 0) {
-    result = fail(Errc::storage_failure, std::string("state store: fchmod failed: ") + std::strerror(errno));
+    result = fail(Errc::storage_failure, std::string("state store: fchmod failed: ") + errno_text(errno));
   }
   ::close(fd);
   return result;

@@ -91,7 +91,6 @@ kms::Error malformed(std::string_view why) {
   return {Errc::invalid_argument, "malformed sealed blob: " + std::string(why)};
 }
 
-std::string errno_text(int err) { return std::system_category().message(err); }
 
 // write(2) all of it, through EINTR.
 bool write_all(int fd, const std::uint8_t* p, std::size_t n) {
@@ -194,12 +193,12 @@ kms::Result<void> SealedBlob::save(const std::filesystem::path& path, bool repla
   std::vector<char> name(tmpl.begin(), tmpl.end());
   name.push_back('\0');
   const int fd = ::mkostemp(name.data(), O_CLOEXEC);
-  if (fd < 0) return fail(Errc::storage_failure, "cannot create a file in " + dir.string() + ": " + errno_text(errno));
+  if (fd < 0) return fail(Errc::storage_failure, "cannot create a file in " + dir.string() + ": " + kms::errno_text(errno));
   const auto cleanup = [&](const std::string& what) {
     const int err = errno;
     ::close(fd);
     ::unlink(name.data());
-    return fail(Errc::storage_failure, "cannot write " + path.string() + ": " + what + ": " + errno_text(err));
+    return fail(Errc::storage_failure, "cannot write " + path.string() + ": " + what + ": " + kms::errno_text(err));
   };
   if (::fchmod(fd, 0600) != 0) return cleanup("fchmod");
   if (!write_all(fd, bytes.data(), bytes.size())) return cleanup("write");
@@ -207,13 +206,13 @@ kms::Result<void> SealedBlob::save(const std::filesystem::path& path, bool repla
   if (::close(fd) != 0) {
     const int err = errno;
     ::unlink(name.data());
-    return fail(Errc::storage_failure, "cannot write " + path.string() + ": close: " + errno_text(err));
+    return fail(Errc::storage_failure, "cannot write " + path.string() + ": close: " + kms::errno_text(err));
   }
   if (replace) {
     if (::rename(name.data(), path.c_str()) != 0) {
       const int err = errno;
       ::unlink(name.data());
-      return fail(Errc::storage_failure, "cannot rename into " + path.string() + ": " + errno_text(err));
+      return fail(Errc::storage_failure, "cannot rename into " + path.string() + ": " + kms::errno_text(err));
     }
   } else {
     // link(2) never replaces: two concurrent creators cannot both win.
@@ -221,14 +220,14 @@ kms::Result<void> SealedBlob::save(const std::filesystem::path& path, bool repla
     const int err = errno;
     ::unlink(name.data());
     if (rc != 0 && err == EEXIST) return fail(Errc::already_exists, path.string() + " already exists");
-    if (rc != 0) return fail(Errc::storage_failure, "cannot create " + path.string() + ": " + errno_text(err));
+    if (rc != 0) return fail(Errc::storage_failure, "cannot create " + path.string() + ": " + kms::errno_text(err));
   }
   const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return fail(Errc::storage_failure, "cannot open " + dir.string() + ": " + errno_text(errno));
+  if (dfd < 0) return fail(Errc::storage_failure, "cannot open " + dir.string() + ": " + kms::errno_text(errno));
   const int rc = ::fsync(dfd);
   const int err = errno;
   ::close(dfd);
-  if (rc != 0) return fail(Errc::storage_failure, "cannot fsync " + dir.string() + ": " + errno_text(err));
+  if (rc != 0) return fail(Errc::storage_failure, "cannot fsync " + dir.string() + ": " + kms::errno_text(err));
   return {};
 }
 
@@ -237,7 +236,7 @@ kms::Result<SealedBlob> SealedBlob::load(const std::filesystem::path& path) {
   if (fd < 0) {
     const int err = errno;
     if (err == ENOENT) return fail(Errc::not_found, "no sealed blob at " + path.string());
-    return fail(Errc::storage_failure, "cannot open " + path.string() + ": " + errno_text(err));
+    return fail(Errc::storage_failure, "cannot open " + path.string() + ": " + kms::errno_text(err));
   }
   std::vector<std::uint8_t> bytes;
   std::array<std::uint8_t, 4096> buf{};
@@ -247,7 +246,7 @@ kms::Result<SealedBlob> SealedBlob::load(const std::filesystem::path& path) {
       if (errno == EINTR) continue;
       const int err = errno;
       ::close(fd);
-      return fail(Errc::storage_failure, "cannot read " + path.string() + ": " + errno_text(err));
+      return fail(Errc::storage_failure, "cannot read " + path.string() + ": " + kms::errno_text(err));
     }
     if (n == 0) break;
     bytes.insert(bytes.end(), buf.begin(), buf.begin() + n);

@@ -138,7 +138,7 @@ class AuditLog {
   std::vector<Pending*> queue_;   // lines waiting for the next write, in chain order
   bool writing_ = false;          // a writer holds fd_, prev_, end_
   bool healthy_ = true;
-  std::chrono::steady_clock::time_point retry_at_{};
+  std::chrono::steady_clock::time_point retry_at_;
   std::chrono::milliseconds backoff_{0};
   std::uint64_t lines_ = 0;
   std::uint64_t failures_ = 0;

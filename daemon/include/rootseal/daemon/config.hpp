@@ -50,8 +50,8 @@ struct AuditConfig {
 
 struct ApiConfig {
   std::string mount = "transit";
-  std::size_t max_body_bytes = 1024 * 1024;
-  std::size_t max_header_bytes = 16 * 1024;
+  std::size_t max_body_bytes = std::size_t{1024} * 1024;
+  std::size_t max_header_bytes = std::size_t{16} * 1024;
   std::chrono::seconds request_timeout{30};
   std::chrono::seconds idle_timeout{75};
   std::chrono::seconds header_timeout{10};  // to receive a request's header (TLS handshake included)

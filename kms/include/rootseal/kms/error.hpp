@@ -37,6 +37,11 @@ enum class Errc {
 // A stable, lower_snake_case name for the code (for logs, metrics, JSON).
 std::string_view to_string(Errc code) noexcept;
 
+// The description of an errno value ("No such file or directory"), from
+// glibc's table: thread-safe, unlike strerror. Unknown values read
+// "error <n>".
+std::string errno_text(int err);
+
 struct Error {
   Errc code;
   std::string message;  // safe to show; no secret values
@@ -76,7 +81,7 @@ inline std::unexpected<Error> fail(Errc code, std::string message) {
     if (!rootseal_try_result_) {                                      \
       ret std::unexpected(std::move(rootseal_try_result_).error());   \
     }                                                                 \
-    lhs = std::move(*rootseal_try_result_);                           \
+    (lhs) = std::move(*rootseal_try_result_);                         \
   } while (false)
 
 // Not wrapped in do/while: `name` must outlive the macro.
@@ -85,7 +90,7 @@ inline std::unexpected<Error> fail(Errc code, std::string message) {
   if (!name##_result_) {                                              \
     ret std::unexpected(std::move(name##_result_).error());           \
   }                                                                   \
-  auto name = std::move(*name##_result_)
+  auto name = std::move(*name##_result_) /* NOLINT(bugprone-macro-parentheses): a declarator */
 
 #define ROOTSEAL_TRY(expr) ROOTSEAL_DETAIL_TRY(return, expr)
 #define ROOTSEAL_TRY_ASSIGN(lhs, expr) ROOTSEAL_DETAIL_TRY_ASSIGN(return, lhs, expr)

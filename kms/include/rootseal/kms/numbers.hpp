@@ -30,7 +30,7 @@ Result<std::int64_t> parse_int(std::string_view text, std::int64_t min, std::int
 // h), e.g. "1h30m", "1.5h", "300ms"; "0" alone is zero; a leading '+' is
 // allowed. Negative, empty, unit-less, unknown-unit and out-of-range
 // (> kMaxDuration) text is an error.
-Result<std::chrono::nanoseconds> parse_go_duration(std::string_view text);
+Result<std::chrono::nanoseconds> parse_go_duration(std::string_view s);
 
 // Vault's duration fields (parseutil.ParseDurationSecond, as its field parser
 // uses them), in whole seconds: "" is 0; an integer is seconds ("3600");

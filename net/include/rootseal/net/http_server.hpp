@@ -53,8 +53,8 @@ struct PeerInfo {
 using Handler = std::function<boost::asio::awaitable<Response>(Request&, const PeerInfo&)>;
 
 struct ServerLimits {
-  std::size_t max_body_bytes = 1024 * 1024;      // 413 beyond
-  std::size_t max_header_bytes = 16 * 1024;      // 431 beyond
+  std::size_t max_body_bytes = std::size_t{1024} * 1024;  // 413 beyond
+  std::size_t max_header_bytes = std::size_t{16} * 1024;  // 431 beyond
   std::chrono::seconds header_timeout{10};       // time to receive a request's header
   std::chrono::seconds body_timeout{30};         // time to receive the rest of the request
   std::chrono::seconds write_timeout{30};
