@@ -2,7 +2,8 @@
 the real rootseald and `rootseal` CLI against the GCS and Azure Blob doubles
 (tests/doubles/gcs, azure_blob; both checked with the real npm clients by
 integration_double_gcs / integration_double_azure_blob), over TLS with a
-throwaway CA (ca_file), credentials from 0600 files.
+throwaway CA (ca_file), credentials from 0600 files. The doubles answer at
+most two objects per listing page, so every listing follows page tokens.
 
 For each of the two destinations:
 - scheduled snapshots reach the bucket/container (names that sort by time,
@@ -75,7 +76,7 @@ class Gcs:
         self.wrong_file = self._sa_file("sa-wrong.json", other)
         pub = openssl("pkey", "-in", self.sa_key, "-pubout").decode()
         self.d = gcs_double.GcsDouble(tls_cert=tls[0], tls_key=tls[1], accounts={EMAIL: (pub, "key-1")},
-                                      buckets=[BUCKET]).start()
+                                      buckets=[BUCKET], page_limit=2).start()
         self.ctx = ssl.create_default_context(cafile=tls[2])
 
     def _sa_file(self, name, key):
@@ -144,7 +145,8 @@ class Blob:
         self.secret_file = write_private(os.path.join(folder, "client-secret"), SECRET + "\n")
         self.wrong_file = write_private(os.path.join(folder, "client-secret-wrong"), "not-the-secret\n")
         self.d = blob_double.AzureBlobDouble(tls_cert=tls[0], tls_key=tls[1], tenant=TENANT,
-                                             clients={CLIENT: SECRET}, accounts={ACCOUNT: [CONTAINER]}).start()
+                                             clients={CLIENT: SECRET}, accounts={ACCOUNT: [CONTAINER]},
+                                             page_limit=2).start()
         self.ctx = ssl.create_default_context(cafile=tls[2])
 
     def destination(self, prefix, wrong=False):

@@ -287,6 +287,7 @@ class BlobHandler(_kv.AzureHandler):
             raise BlobError(400, "OutOfRangeQueryParameterValue", [("QueryParameterName", "maxresults")],
                             message="One of the query parameters specified in the request URI is outside the "
                                     "permissible range.")
+        limit = min(size, d.page_limit)
         entries, seen_prefixes, nxt = [], set(), ""
         for name in sorted(blobs):
             if not name.startswith(prefix) or (marker and name < marker):
@@ -296,13 +297,13 @@ class BlobHandler(_kv.AzureHandler):
                 p = prefix + rest.split(delim, 1)[0] + delim
                 if p in seen_prefixes:
                     continue
-                if len(entries) == size:
+                if len(entries) == limit:
                     nxt = name
                     break
                 seen_prefixes.add(p)
                 entries.append("<BlobPrefix><Name>%s</Name></BlobPrefix>" % escape(p))
                 continue
-            if len(entries) == size:
+            if len(entries) == limit:
                 nxt = name
                 break
             b = blobs[name]
@@ -358,11 +359,14 @@ class AzureBlobDouble(_kv.AzureKeyVaultDouble):
 
     One server plays the storage account(s) ({url}/{account}/...) and the
     Microsoft identity platform ({url}/{tenant}/oauth2/v2.0/token).
-    accounts: {account: [containers that exist]}."""
+    accounts: {account: [containers that exist]}; page_limit: the most
+    entries one List Blobs page holds (the service's is 5000; smaller makes
+    clients follow NextMarker)."""
     handler = BlobHandler
 
     def __init__(self, host="127.0.0.1", port=0, tls_cert=None, tls_key=None, tenant="tenant-1", clients=None,
-                 accounts=None, token_ttl=3599, verbose=False):
+                 accounts=None, token_ttl=3599, verbose=False, page_limit=5000):
+        self.page_limit = page_limit
         super().__init__(host, port, tls_cert, tls_key, tenant, clients, token_ttl, resource=RESOURCE,
                          verbose=verbose)
         self.accounts = {a: {c: {} for c in cs} for a, cs in (accounts or {"rootseal": ["snapshots"]}).items()}

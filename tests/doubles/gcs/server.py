@@ -216,7 +216,7 @@ class GcsHandler(_gcp.GcpHandler):
         prefix = q.get("prefix") or ""
         delim = q.get("delimiter")
         try:
-            size = max(1, min(int(q.get("maxResults") or 1000), 1000))
+            size = max(1, min(int(q.get("maxResults") or 1000), 1000, self.server.double.page_limit))
         except ValueError:
             raise GcsError(400, "invalid", "Invalid unsigned integer value: '%s'." % q.get("maxResults"))
         token = q.get("pageToken") or ""
@@ -293,12 +293,14 @@ class GcsDouble(_gcp.GcpSecretManagerDouble):
     """In-process handle: start(), stop(), url, port, state, faults, counters.
 
     accounts: {client_email: PEM or (PEM, key_id)} (only the public half is
-    used); buckets: the bucket names that exist."""
+    used); buckets: the bucket names that exist; page_limit: the most items
+    one listing page holds (Cloud Storage's is 1000; smaller makes clients page)."""
     handler = GcsHandler
 
     def __init__(self, host="127.0.0.1", port=0, tls_cert=None, tls_key=None, accounts=None, buckets=("rootseal",),
-                 token_ttl=3599, verbose=False):
+                 token_ttl=3599, verbose=False, page_limit=1000):
         super().__init__(host, port, tls_cert, tls_key, accounts, None, token_ttl, verbose)
+        self.page_limit = page_limit
         for b in buckets:
             if not _BUCKET.match(b):
                 raise ValueError("invalid bucket name %r" % b)
