@@ -62,7 +62,41 @@ def b64url(b):
     return base64.urlsafe_b64encode(b).decode().rstrip("=")
 
 
-class Gcs:
+class StoreDouble:
+    """What both doubles' wrappers share: the stored objects (name -> entry
+    with "data") under the double's lock, read and changed in place."""
+
+    def stored(self):
+        raise NotImplementedError
+
+    def objects(self, prefix):
+        with self.d.state.lock:
+            names = sorted(self.stored())
+        return [n[len(prefix):] for n in names if n.startswith(prefix) and "/" not in n[len(prefix):]]
+
+    def read(self, prefix, name):
+        with self.d.state.lock:
+            return self.stored()[prefix + name]["data"]
+
+    def rot(self, prefix, name, offset):
+        """One byte flipped, the checksums stored with the object unchanged."""
+        with self.d.state.lock:
+            e = self.stored()[prefix + name]
+            data = bytearray(e["data"])
+            data[offset] ^= 0x20
+            e["data"] = bytes(data)
+
+    def deletes(self):
+        return self.d.stats()["by_verb"].get("delete", 0)
+
+    def uploads(self):
+        return self.d.stats()["by_verb"].get(self.upload_verb, 0)
+
+    def close(self):
+        self.d.stop()
+
+
+class Gcs(StoreDouble):
     """The GCS double and what a destination of kind gcs needs."""
     kind = "gcs"
 
@@ -93,21 +127,8 @@ class Gcs:
                 "      service_account_json: {file: %s}\n"
                 % (BUCKET, prefix, self.d.url, self.d.url, self.wrong_file if wrong else self.key_file))
 
-    def objects(self, prefix):
-        with self.d.state.lock:
-            names = sorted(self.d.state.buckets[BUCKET])
-        return [n[len(prefix):] for n in names if n.startswith(prefix) and "/" not in n[len(prefix):]]
-
-    def read(self, prefix, name):
-        with self.d.state.lock:
-            return self.d.state.buckets[BUCKET][prefix + name]["data"]
-
-    def rot(self, prefix, name, offset):
-        with self.d.state.lock:
-            e = self.d.state.buckets[BUCKET][prefix + name]
-            data = bytearray(e["data"])
-            data[offset] ^= 0x20
-            e["data"] = bytes(data)
+    def stored(self):
+        return self.d.state.buckets[BUCKET]
 
     def upload(self, prefix, name, data):
         """A consistent upload (checksums of these bytes) over the JSON API, with a self-signed JWT."""
@@ -127,17 +148,10 @@ class Gcs:
     def fail_uploads(self, status):
         self.d.faults.add({"status": status, "count": 100000, "path": "^/upload/"})
 
-    def deletes(self):
-        return self.d.stats()["by_verb"].get("delete", 0)
-
-    def uploads(self):
-        return self.d.stats()["by_verb"].get("insert", 0)
-
-    def close(self):
-        self.d.stop()
+    upload_verb = "insert"
 
 
-class Blob:
+class Blob(StoreDouble):
     """The Azure Blob double and what a destination of kind azure needs."""
     kind = "azure"
 
@@ -155,24 +169,8 @@ class Blob:
                 % (ACCOUNT, CONTAINER, prefix, self.d.url, TENANT, CLIENT, self.d.url,
                    self.wrong_file if wrong else self.secret_file))
 
-    def _blobs(self):
+    def stored(self):
         return self.d.accounts[ACCOUNT][CONTAINER]
-
-    def objects(self, prefix):
-        with self.d.state.lock:
-            names = sorted(self._blobs())
-        return [n[len(prefix):] for n in names if n.startswith(prefix) and "/" not in n[len(prefix):]]
-
-    def read(self, prefix, name):
-        with self.d.state.lock:
-            return self._blobs()[prefix + name]["data"]
-
-    def rot(self, prefix, name, offset):
-        with self.d.state.lock:
-            b = self._blobs()[prefix + name]
-            data = bytearray(b["data"])
-            data[offset] ^= 0x20
-            b["data"] = bytes(data)
 
     def upload(self, prefix, name, data):
         """A consistent Put Blob (Content-MD5 of these bytes) with a client-credentials token."""
@@ -191,14 +189,7 @@ class Blob:
     def fail_uploads(self, status):
         self.d.faults.add({"status": status, "count": 100000, "method": "PUT"})
 
-    def deletes(self):
-        return self.d.stats()["by_verb"].get("delete", 0)
-
-    def uploads(self):
-        return self.d.stats()["by_verb"].get("put", 0)
-
-    def close(self):
-        self.d.stop()
+    upload_verb = "put"
 
 
 class CloudSnapshotTest(SnapshotHelpers):

@@ -8,6 +8,7 @@
 #include <boost/url/parse.hpp>
 
 #include <chrono>
+#include <utility>
 
 #include "rootseal/kms/encoding.hpp"
 #include "secure_buffer.hpp"
@@ -86,11 +87,21 @@ std::string json_error(const net::ClientResponse& r, bool google) {
   return std::to_string(r.status) + (code.empty() ? "" : " " + code) + (msg.empty() ? "" : ": " + msg);
 }
 
-// The access token and lifetime of a token endpoint's answer.
-kms::Result<kms::SecureBytes> token_of(const std::string& who, const json::value& root) {
-  const std::string_view tok = json_string(root, "access_token");
-  if (tok.empty()) return fail(Errc::unavailable, who + ": the token answer has no access_token");
-  return kms::SecureBytes::copy_of(tok);
+// POSTs `form` to a token endpoint; the access token and lifetime of its
+// answer. The arguments are the caller's named locals (they outlive the call).
+asio::awaitable<kms::Result<std::pair<kms::SecureBytes, std::chrono::seconds>>> token_exchange(
+    net::HttpClient& client, const std::string& target, std::string_view form, const std::string& who, bool google) {
+  const net::Header headers[] = {{"Content-Type", "application/x-www-form-urlencoded"}};
+  auto r = co_await client.request(http::verb::post, target, headers, form);
+  if (!r) co_return fail(r.error().code, who + ": token request failed: " + r.error().message);
+  if (r->status != 200) {
+    co_return fail(errc_for_status(r->status), who + ": token request refused: " + json_error(*r, google));
+  }
+  auto doc = SecureJson::parse(r->body.view());
+  if (!doc) co_return fail(Errc::unavailable, who + ": the token answer is not JSON");
+  const std::string_view tok = json_string((*doc)->root(), "access_token");
+  if (tok.empty()) co_return fail(Errc::unavailable, who + ": the token answer has no access_token");
+  co_return std::pair{kms::SecureBytes::copy_of(tok), expires_in((*doc)->root())};
 }
 
 }  // namespace
@@ -152,14 +163,8 @@ Task<BearerAuth::Token> GoogleServiceAccountAuth::fetch_token() {
   const std::string assertion = signing_input + "." + b64url(sig);
   const std::string form =
       "grant_type=" + net::url_encode("urn:ietf:params:oauth:grant-type:jwt-bearer") + "&assertion=" + assertion;
-  const net::Header headers[] = {{"Content-Type", "application/x-www-form-urlencoded"}};
-  auto r = co_await oauth_->request(http::verb::post, token_path_, headers, form);
-  if (!r) co_return fail(r.error().code, who_ + ": token request failed: " + r.error().message);
-  if (r->status != 200) co_return fail(errc_for_status(r->status), who_ + ": token request refused: " + google_error(*r));
-  auto doc = SecureJson::parse(r->body.view());
-  if (!doc) co_return fail(Errc::unavailable, who_ + ": the token answer is not JSON");
-  ROOTSEAL_CO_LET(tok, token_of(who_, (*doc)->root()));
-  co_return Token{std::move(tok), expires_in((*doc)->root())};
+  ROOTSEAL_CO_LET(tok, co_await token_exchange(*oauth_, token_path_, form, who_, /*google=*/true));
+  co_return Token{std::move(tok.first), tok.second};
 }
 
 // ---- Microsoft ---------------------------------------------------------------
@@ -201,15 +206,9 @@ Task<BearerAuth::Token> MicrosoftClientCredentialsAuth::fetch_token() {
       form.append(std::string_view(esc, 3));
     }
   }
-  const net::Header headers[] = {{"Content-Type", "application/x-www-form-urlencoded"}};
   const std::string target = "/" + net::url_encode(tenant_id_) + "/oauth2/v2.0/token";
-  auto r = co_await login_->request(http::verb::post, target, headers, form.view());
-  if (!r) co_return fail(r.error().code, who_ + ": token request failed: " + r.error().message);
-  if (r->status != 200) co_return fail(errc_for_status(r->status), who_ + ": token request refused: " + microsoft_error(*r));
-  auto doc = SecureJson::parse(r->body.view());
-  if (!doc) co_return fail(Errc::unavailable, who_ + ": the token answer is not JSON");
-  ROOTSEAL_CO_LET(tok, token_of(who_, (*doc)->root()));
-  co_return Token{std::move(tok), expires_in((*doc)->root())};
+  ROOTSEAL_CO_LET(tok, co_await token_exchange(*login_, target, form.view(), who_, /*google=*/false));
+  co_return Token{std::move(tok.first), tok.second};
 }
 
 }  // namespace rootseal::sync::providers

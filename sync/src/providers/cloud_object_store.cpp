@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <functional>
 #include <iterator>
 
 #include "providers/cloud_auth.hpp"
@@ -40,10 +41,6 @@ std::string header_value(const net::ClientResponse& r, std::string_view name) {
   return {};
 }
 
-void sort_by_name(std::vector<ObjectInfo>& v) {
-  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
-}
-
 // What both stores share: an API client, the store's health, an OAuth token.
 class BearerStore : public ObjectStore {
  protected:
@@ -57,6 +54,27 @@ class BearerStore : public ObjectStore {
                                                          std::string_view body, std::span<const net::Header> extra) {
     co_return co_await providers::bearer_request(*auth_, *health_, *api_, verb, target, body, who_,
                                                  providers::CallCounters{}, extra);
+  }
+
+  // Every page of a listing, sorted by name: `target(token)` is the request
+  // for the page after `token` ("" first), `parse` reads one answer (its
+  // status included). The arguments are the caller's named locals.
+  using PageTarget = std::function<std::string(const std::string& token)>;
+  using PageParser = std::function<kms::Result<providers::ListingPage>(const net::ClientResponse&)>;
+  asio::awaitable<kms::Result<std::vector<ObjectInfo>>> list_pages(const PageTarget& target, const PageParser& parse,
+                                                                   std::span<const net::Header> extra) {
+    std::vector<ObjectInfo> out;
+    std::string token;
+    for (std::size_t page = 0; page < kMaxPages; ++page) {
+      const std::string request = target(token);
+      ROOTSEAL_CO_LET(res, co_await call(http::verb::get, request, {}, extra));
+      ROOTSEAL_CO_LET(listed, parse(res));
+      std::move(listed.objects.begin(), listed.objects.end(), std::back_inserter(out));
+      if (listed.next.empty() || listed.next == token) break;  // the last page (or a service repeating itself)
+      token = std::move(listed.next);
+    }
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+    co_return out;
   }
 
   std::string who_;
@@ -163,22 +181,17 @@ class GcsStore final : public BearerStore {
   }
 
   asio::awaitable<kms::Result<std::vector<ObjectInfo>>> list() override {
-    std::vector<ObjectInfo> out;
-    std::string token;
-    for (std::size_t page = 0; page < kMaxPages; ++page) {
-      std::string target = "/storage/v1/b/" + spec_.bucket + "/o?maxResults=1000&prefix=" + net::url_encode(spec_.prefix);
-      if (!token.empty()) target += "&pageToken=" + net::url_encode(token);
-      ROOTSEAL_CO_LET(res, co_await call(http::verb::get, target, {}, {}));
+    const PageTarget target = [this](const std::string& token) {
+      return "/storage/v1/b/" + spec_.bucket + "/o?maxResults=1000&prefix=" + net::url_encode(spec_.prefix) +
+             (token.empty() ? "" : "&pageToken=" + net::url_encode(token));
+    };
+    const PageParser parse = [this](const net::ClientResponse& res) -> kms::Result<providers::ListingPage> {
       if (res.status != 200) {
-        co_return fail(providers::errc_for_status(res.status), "gcs: listing failed: " + providers::google_error(res));
+        return fail(providers::errc_for_status(res.status), "gcs: listing failed: " + providers::google_error(res));
       }
-      ROOTSEAL_CO_LET(listed, providers::parse_gcs_listing(res.body.view(), spec_.prefix));
-      std::move(listed.objects.begin(), listed.objects.end(), std::back_inserter(out));
-      if (listed.next.empty() || listed.next == token) break;
-      token = std::move(listed.next);
-    }
-    sort_by_name(out);
-    co_return out;
+      return providers::parse_gcs_listing(res.body.view(), spec_.prefix);
+    };
+    co_return co_await list_pages(target, parse, {});
   }
 
   asio::awaitable<kms::Result<void>> remove(std::string_view name) override {
@@ -279,23 +292,19 @@ class AzureBlobStore final : public BearerStore {
   }
 
   asio::awaitable<kms::Result<std::vector<ObjectInfo>>> list() override {
-    std::vector<ObjectInfo> out;
-    std::string marker;
-    for (std::size_t page = 0; page < kMaxPages; ++page) {
-      std::string target = base_path_ + "/" + spec_.container + "?restype=container&comp=list&maxresults=5000";
-      if (!spec_.prefix.empty()) target += "&prefix=" + net::url_encode(spec_.prefix);
-      if (!marker.empty()) target += "&marker=" + net::url_encode(marker);
-      const std::string date = http_date(std::chrono::system_clock::now());
-      const net::Header extra[] = {{"x-ms-version", kAzureStorageVersion}, {"x-ms-date", date}};
-      ROOTSEAL_CO_LET(res, co_await call(http::verb::get, target, {}, extra));
-      if (res.status != 200) co_return fail(providers::errc_for_status(res.status), error_text("List Blobs", res));
-      ROOTSEAL_CO_LET(listed, providers::parse_azure_listing(res.body.view(), spec_.prefix));
-      std::move(listed.objects.begin(), listed.objects.end(), std::back_inserter(out));
-      if (listed.next.empty() || listed.next == marker) break;
-      marker = std::move(listed.next);
-    }
-    sort_by_name(out);
-    co_return out;
+    const PageTarget target = [this](const std::string& marker) {
+      return base_path_ + "/" + spec_.container + "?restype=container&comp=list&maxresults=5000" +
+             (spec_.prefix.empty() ? "" : "&prefix=" + net::url_encode(spec_.prefix)) +
+             (marker.empty() ? "" : "&marker=" + net::url_encode(marker));
+    };
+    const PageParser parse = [this](const net::ClientResponse& res) -> kms::Result<providers::ListingPage> {
+      if (res.status != 200) return fail(providers::errc_for_status(res.status), error_text("List Blobs", res));
+      return providers::parse_azure_listing(res.body.view(), spec_.prefix);
+    };
+    // One x-ms-date for the listing (the service allows 15 minutes of skew).
+    const std::string date = http_date(std::chrono::system_clock::now());
+    const net::Header extra[] = {{"x-ms-version", kAzureStorageVersion}, {"x-ms-date", date}};
+    co_return co_await list_pages(target, parse, extra);
   }
 
   asio::awaitable<kms::Result<void>> remove(std::string_view name) override {
