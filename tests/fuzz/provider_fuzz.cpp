@@ -213,6 +213,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // snapshot-store names, sorted.
     kms::Result<std::unique_ptr<sync::ObjectStore>> made = kms::fail(kms::Errc::internal, "none");
     const std::string prefix = property.empty() ? "" : "p/";
+    // As the providers' health above: a transient answer backs off for milliseconds.
+    const sync::ObjectStoreBackoff backoff{std::chrono::milliseconds(1), std::chrono::milliseconds(2),
+                                           std::chrono::milliseconds(3)};
     if (provider == "s3") {
       sync::S3Spec s;
       s.bucket = "fuzz-bucket";
@@ -229,6 +232,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       s.endpoint = url;
       s.token_uri = url + "/token";
       s.service_account_json = kms::SecureBytes::copy_of(std::string_view(gcp_key_json()));
+      s.backoff = backoff;
       made = sync::make_gcs_store(ex, std::move(s));
     } else {
       sync::AzureBlobSpec s;
@@ -240,6 +244,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       s.tenant_id = "fuzz-tenant";
       s.client_id = "fuzz-client";
       s.client_secret = kms::SecureBytes::copy_of(std::string_view("fuzz-client-secret"));
+      s.backoff = backoff;
       made = sync::make_azure_blob_store(ex, std::move(s));
     }
     fuzz::require(made.has_value(), "object store");

@@ -44,10 +44,10 @@ std::string header_value(const net::ClientResponse& r, std::string_view name) {
 // What both stores share: an API client, the store's health, an OAuth token.
 class BearerStore : public ObjectStore {
  protected:
-  BearerStore(std::string who, std::shared_ptr<net::HttpClient> api, std::unique_ptr<providers::BearerAuth> auth)
+  BearerStore(std::string who, std::shared_ptr<net::HttpClient> api, std::unique_ptr<providers::BearerAuth> auth,
+              const ObjectStoreBackoff& backoff)
       : who_(std::move(who)), api_(std::move(api)), auth_(std::move(auth)),
-        health_(std::make_shared<StoreHealth>(
-            who_, StoreHealthOptions{std::chrono::milliseconds(500), std::chrono::seconds(5), std::chrono::seconds(2)})) {}
+        health_(std::make_shared<StoreHealth>(who_, StoreHealthOptions{backoff.base, backoff.max, backoff.wait})) {}
 
   // The arguments are the caller's named locals (they outlive the call).
   asio::awaitable<kms::Result<net::ClientResponse>> call(http::verb verb, const std::string& target,
@@ -112,7 +112,7 @@ std::string crc32c_base64(std::span<const std::uint8_t> data) {
 class GcsStore final : public BearerStore {
  public:
   GcsStore(GcsSpec spec, std::shared_ptr<net::HttpClient> api, std::unique_ptr<providers::BearerAuth> auth)
-      : BearerStore("gcs", std::move(api), std::move(auth)), spec_(std::move(spec)) {}
+      : BearerStore("gcs", std::move(api), std::move(auth), spec.backoff), spec_(std::move(spec)) {}
 
   asio::awaitable<kms::Result<void>> put(std::string_view name, std::span<const std::uint8_t> data) override {
     ROOTSEAL_CO_TRY(check_object_name(name));
@@ -247,7 +247,7 @@ class AzureBlobStore final : public BearerStore {
  public:
   AzureBlobStore(AzureBlobSpec spec, std::string base_path, std::shared_ptr<net::HttpClient> api,
                  std::unique_ptr<providers::BearerAuth> auth)
-      : BearerStore("azure-blob", std::move(api), std::move(auth)), spec_(std::move(spec)),
+      : BearerStore("azure-blob", std::move(api), std::move(auth), spec.backoff), spec_(std::move(spec)),
         base_path_(std::move(base_path)) {}
 
   asio::awaitable<kms::Result<void>> put(std::string_view name, std::span<const std::uint8_t> data) override {

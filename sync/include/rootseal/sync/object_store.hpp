@@ -18,6 +18,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -70,6 +71,16 @@ struct S3Spec {
 
 kms::Result<std::unique_ptr<ObjectStore>> make_s3_store(const boost::asio::any_io_executor& executor, S3Spec spec);
 
+// How a GCS or Azure store backs off after a transient failure (a 5xx, 429
+// or dropped connection): the calls of a store share one backoff, a call
+// makes at most two attempts, the second only if the store reopens within
+// `wait` (providers/store_health.hpp). Tests and fuzzers shorten it.
+struct ObjectStoreBackoff {
+  std::chrono::milliseconds base{500};
+  std::chrono::milliseconds max{5000};
+  std::chrono::milliseconds wait{2000};
+};
+
 // Google Cloud Storage (JSON API v1): objects are uploaded with
 // uploadType=multipart (the CRC32C in the metadata, so Cloud Storage refuses
 // a corrupted upload; ifGenerationMatch=0, so an object is never replaced),
@@ -83,6 +94,7 @@ struct GcsSpec {
   std::string token_uri;  // override of the key file's token_uri
   std::filesystem::path ca_file;
   kms::SecureBytes service_account_json;  // the key file
+  ObjectStoreBackoff backoff;
 };
 kms::Result<std::unique_ptr<ObjectStore>> make_gcs_store(const boost::asio::any_io_executor& executor, GcsSpec spec);
 
@@ -104,6 +116,7 @@ struct AzureBlobSpec {
   std::string authority_host;  // empty: https://login.microsoftonline.com
   std::filesystem::path ca_file;
   kms::SecureBytes client_secret;
+  ObjectStoreBackoff backoff;
 };
 kms::Result<std::unique_ptr<ObjectStore>> make_azure_blob_store(const boost::asio::any_io_executor& executor,
                                                                 AzureBlobSpec spec);
