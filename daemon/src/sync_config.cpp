@@ -329,7 +329,8 @@ Result<std::shared_ptr<const SnapshotsConfig>> parse_snapshots_config(const YAML
     }
     ROOTSEAL_TRY(str("prefix", dest.prefix));
     if (!dest.prefix.empty() && (dest.prefix.back() != '/' || dest.prefix.front() == '/')) {
-      return fail(Errc::invalid_argument, at + ".prefix: must end with '/' and not start with one (\"rootseal/prod/\")");
+      return fail(Errc::invalid_argument,
+                  at + ".prefix: must end with '/' and not start with one (\"rootseal/prod/\")");
     }
     ROOTSEAL_TRY(str("endpoint", dest.endpoint));
     ROOTSEAL_TRY(path("ca_file", dest.ca_file));
@@ -340,8 +341,8 @@ Result<std::shared_ptr<const SnapshotsConfig>> parse_snapshots_config(const YAML
     const auto required_cred = [&](const char* key, sync::CredentialRef& out) -> Result<void> {
       ROOTSEAL_TRY(cred(key, out));
       if (!out.set()) {
-        return fail(Errc::invalid_argument, at + "." + key + ": required for " + dest.kind +
-                                                " ({file: ...} or {credential: ...})");
+        return fail(Errc::invalid_argument,
+                    at + "." + key + ": required for " + dest.kind + " ({file: ...} or {credential: ...})");
       }
       return {};
     };

@@ -253,8 +253,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       auto r = fuzz::run_to_completion(io, [&] { return store->list(); });
       check(r);
       if (r) {
-        fuzz::require(std::is_sorted(r->begin(), r->end(), [](const auto& a, const auto& b) { return a.name < b.name; }),
-                      "object store: a listing is sorted");
+        fuzz::require(
+            std::is_sorted(r->begin(), r->end(), [](const auto& a, const auto& b) { return a.name < b.name; }),
+            "object store: a listing is sorted");
         for (const auto& o : *r) {
           fuzz::require(providers::valid_object_name(o.name), "object store: only valid names are listed");
         }

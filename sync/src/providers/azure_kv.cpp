@@ -49,7 +49,8 @@ class AzureImpl final : public AzureKeyVault {
     ROOTSEAL_CO_LET(token, co_await auth_->access_token());
     (void)token;
     ROOTSEAL_CO_LET(r, co_await call(http::verb::get, "/secrets?maxresults=1", {}));
-    if (r.status != 200) co_return fail(errc_for_status(r.status), "azure: listing secrets failed: " + microsoft_error(r));
+    if (r.status != 200)
+      co_return fail(errc_for_status(r.status), "azure: listing secrets failed: " + microsoft_error(r));
     co_return kms::Result<void>{};
   }
 
@@ -78,7 +79,8 @@ class AzureImpl final : public AzureKeyVault {
     body.append(R"(,"contentType":"text/plain","attributes":{"enabled":true},"tags":{"managed-by":"rootseal"}})");
     ++counters_.writes;
     ROOTSEAL_CO_LET(r, co_await call(http::verb::put, "/secrets/" + std::string(ref.remote_key), body.view()));
-    if (r.status != 200) co_return fail(errc_for_status(r.status), "azure: setting the secret failed: " + microsoft_error(r));
+    if (r.status != 200)
+      co_return fail(errc_for_status(r.status), "azure: setting the secret failed: " + microsoft_error(r));
     std::string version;
     if (auto doc = SecureJson::parse(r.body.view())) {
       const std::string_view id = json_string((*doc)->root(), "id");
@@ -102,7 +104,8 @@ class AzureImpl final : public AzureKeyVault {
     }
     ++counters_.writes;
     ROOTSEAL_CO_LET(r, co_await call(http::verb::delete_, "/secrets/" + std::string(ref.remote_key), {}));
-    if (r.status != 200 && r.status != 404) co_return fail(errc_for_status(r.status), "azure: deleting the secret failed: " + microsoft_error(r));
+    if (r.status != 200 && r.status != 404)
+      co_return fail(errc_for_status(r.status), "azure: deleting the secret failed: " + microsoft_error(r));
     co_return kms::Result<void>{};
   }
 
@@ -114,7 +117,8 @@ class AzureImpl final : public AzureKeyVault {
     ROOTSEAL_CO_LET(r, co_await call(http::verb::get, "/secrets/" + std::string(name), {}));
     Current c;
     if (r.status == 404) co_return c;
-    if (r.status != 200) co_return fail(errc_for_status(r.status), "azure: reading the secret failed: " + microsoft_error(r));
+    if (r.status != 200)
+      co_return fail(errc_for_status(r.status), "azure: reading the secret failed: " + microsoft_error(r));
     auto doc = SecureJson::parse(r.body.view());
     if (!doc) co_return fail(Errc::unavailable, "azure: the answer is not JSON");
     const auto& root = (*doc)->root();

@@ -27,8 +27,10 @@ namespace {
 std::string b64url(std::span<const std::uint8_t> in) {
   std::string s = kms::base64_encode(in);
   for (auto& c : s) {
-    if (c == '+') c = '-';
-    else if (c == '/') c = '_';
+    if (c == '+')
+      c = '-';
+    else if (c == '/')
+      c = '_';
   }
   while (!s.empty() && s.back() == '=') s.pop_back();
   return s;
@@ -43,7 +45,8 @@ kms::Result<std::vector<std::uint8_t>> rs256(const std::string& who, std::string
   if (bio == nullptr) return fail(Errc::crypto_failure, who + ": out of memory");
   EVP_PKEY* key = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
   BIO_free(bio);
-  if (key == nullptr) return fail(Errc::invalid_argument, who + ": the service-account private_key is not a PEM private key");
+  if (key == nullptr)
+    return fail(Errc::invalid_argument, who + ": the service-account private_key is not a PEM private key");
   std::vector<std::uint8_t> sig;
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   std::size_t len = 0;
@@ -116,24 +119,26 @@ kms::Result<std::unique_ptr<GoogleServiceAccountAuth>> GoogleServiceAccountAuth:
     const TlsSpec& token_tls, std::string scope, std::string who, std::atomic<std::size_t>* token_requests) {
   if (key_json.empty()) return fail(Errc::invalid_argument, who + ": the service-account key is required");
   auto doc = SecureJson::parse(key_json.span());
-  if (!doc || !(*doc)->root().is_object()) return fail(Errc::invalid_argument, who + ": the service-account key is not JSON");
+  if (!doc || !(*doc)->root().is_object())
+    return fail(Errc::invalid_argument, who + ": the service-account key is not JSON");
   const auto& root = (*doc)->root();
   std::string email(json_string(root, "client_email"));
   const std::string_view pem = json_string(root, "private_key");
   if (email.empty() || pem.empty()) {
     return fail(Errc::invalid_argument, who + ": the service-account key needs client_email and private_key");
   }
-  std::string token_uri = token_uri_override.empty() ? std::string(json_string(root, "token_uri"))
-                                                     : std::string(token_uri_override);
+  std::string token_uri =
+      token_uri_override.empty() ? std::string(json_string(root, "token_uri")) : std::string(token_uri_override);
   if (token_uri.empty()) token_uri = kGoogleTokenUri;
   auto u = boost::urls::parse_uri(token_uri);
-  if (!u || (u->scheme() != "http" && u->scheme() != "https")) return fail(Errc::invalid_argument, who + ": bad token_uri");
+  if (!u || (u->scheme() != "http" && u->scheme() != "https"))
+    return fail(Errc::invalid_argument, who + ": bad token_uri");
   const std::string origin = std::string(u->scheme()) + "://" + std::string(u->encoded_authority());
   std::string path = u->encoded_path().empty() ? "/" : std::string(u->encoded_path());
   ROOTSEAL_LET(oauth, make_client(executor, origin, token_tls));
-  return std::make_unique<GoogleServiceAccountAuth>(executor, std::move(email), std::string(json_string(root, "private_key_id")),
-                                                    kms::SecureBytes::copy_of(pem), std::move(token_uri), std::move(path),
-                                                    std::move(oauth), std::move(scope), std::move(who), token_requests);
+  return std::make_unique<GoogleServiceAccountAuth>(
+      executor, std::move(email), std::string(json_string(root, "private_key_id")), kms::SecureBytes::copy_of(pem),
+      std::move(token_uri), std::move(path), std::move(oauth), std::move(scope), std::move(who), token_requests);
 }
 
 GoogleServiceAccountAuth::GoogleServiceAccountAuth(const asio::any_io_executor& executor, std::string email,
@@ -141,9 +146,16 @@ GoogleServiceAccountAuth::GoogleServiceAccountAuth(const asio::any_io_executor& 
                                                    std::string token_path, std::shared_ptr<net::HttpClient> oauth,
                                                    std::string scope, std::string who,
                                                    std::atomic<std::size_t>* token_requests)
-    : BearerAuth(executor), email_(std::move(email)), key_id_(std::move(key_id)), key_pem_(std::move(key_pem)),
-      token_uri_(std::move(token_uri)), token_path_(std::move(token_path)), oauth_(std::move(oauth)),
-      scope_(std::move(scope)), who_(std::move(who)), token_requests_(token_requests) {}
+    : BearerAuth(executor),
+      email_(std::move(email)),
+      key_id_(std::move(key_id)),
+      key_pem_(std::move(key_pem)),
+      token_uri_(std::move(token_uri)),
+      token_path_(std::move(token_path)),
+      oauth_(std::move(oauth)),
+      scope_(std::move(scope)),
+      who_(std::move(who)),
+      token_requests_(token_requests) {}
 
 Task<BearerAuth::Token> GoogleServiceAccountAuth::fetch_token() {
   if (token_requests_ != nullptr) ++*token_requests_;
@@ -186,16 +198,22 @@ MicrosoftClientCredentialsAuth::MicrosoftClientCredentialsAuth(const asio::any_i
                                                                std::shared_ptr<net::HttpClient> login,
                                                                std::string tenant_id, std::string client_id,
                                                                kms::SecureBytes client_secret, std::string scope,
-                                                               std::string who, std::atomic<std::size_t>* token_requests)
-    : BearerAuth(executor), login_(std::move(login)), tenant_id_(std::move(tenant_id)), client_id_(std::move(client_id)),
-      client_secret_(std::move(client_secret)), scope_(std::move(scope)), who_(std::move(who)),
+                                                               std::string who,
+                                                               std::atomic<std::size_t>* token_requests)
+    : BearerAuth(executor),
+      login_(std::move(login)),
+      tenant_id_(std::move(tenant_id)),
+      client_id_(std::move(client_id)),
+      client_secret_(std::move(client_secret)),
+      scope_(std::move(scope)),
+      who_(std::move(who)),
       token_requests_(token_requests) {}
 
 Task<BearerAuth::Token> MicrosoftClientCredentialsAuth::fetch_token() {
   if (token_requests_ != nullptr) ++*token_requests_;
   SecureBuffer form(256);
-  form.append("grant_type=client_credentials&client_id=" + net::url_encode(client_id_) + "&scope=" +
-              net::url_encode(scope_) + "&client_secret=");
+  form.append("grant_type=client_credentials&client_id=" + net::url_encode(client_id_) +
+              "&scope=" + net::url_encode(scope_) + "&client_secret=");
   // The secret percent-encoded straight into locked memory.
   static constexpr char kHex[] = "0123456789ABCDEF";
   for (std::uint8_t c : client_secret_.span()) {

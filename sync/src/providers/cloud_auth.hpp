@@ -28,11 +28,9 @@ class GoogleServiceAccountAuth final : public BearerAuth {
   // `key_json`: the key file. `token_uri`: override of its token_uri (empty:
   // the file's, else Google's). `who` prefixes errors ("gcp", "gcs").
   // `token_requests` (may be null) counts token fetches.
-  static kms::Result<std::unique_ptr<GoogleServiceAccountAuth>> make(const boost::asio::any_io_executor& executor,
-                                                                     const kms::SecureBytes& key_json,
-                                                                     std::string_view token_uri, const TlsSpec& token_tls,
-                                                                     std::string scope, std::string who,
-                                                                     std::atomic<std::size_t>* token_requests = nullptr);
+  static kms::Result<std::unique_ptr<GoogleServiceAccountAuth>> make(
+      const boost::asio::any_io_executor& executor, const kms::SecureBytes& key_json, std::string_view token_uri,
+      const TlsSpec& token_tls, std::string scope, std::string who, std::atomic<std::size_t>* token_requests = nullptr);
   GoogleServiceAccountAuth(const boost::asio::any_io_executor& executor, std::string email, std::string key_id,
                            kms::SecureBytes key_pem, std::string token_uri, std::string token_path,
                            std::shared_ptr<net::HttpClient> oauth, std::string scope, std::string who,

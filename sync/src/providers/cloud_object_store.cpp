@@ -46,7 +46,9 @@ class BearerStore : public ObjectStore {
  protected:
   BearerStore(std::string who, std::shared_ptr<net::HttpClient> api, std::unique_ptr<providers::BearerAuth> auth,
               const ObjectStoreBackoff& backoff)
-      : who_(std::move(who)), api_(std::move(api)), auth_(std::move(auth)),
+      : who_(std::move(who)),
+        api_(std::move(api)),
+        auth_(std::move(auth)),
         health_(std::make_shared<StoreHealth>(who_, StoreHealthOptions{backoff.base, backoff.max, backoff.wait})) {}
 
   // The arguments are the caller's named locals (they outlive the call).
@@ -128,8 +130,8 @@ class GcsStore final : public BearerStore {
       if (RAND_bytes(r, sizeof r) != 1) co_return fail(Errc::crypto_failure, "gcs: no random boundary");
       boundary = "rootseal-" + kms::hex_encode(r);
     } while (content.find(boundary) != std::string_view::npos);
-    const std::string metadata = json::serialize(
-        json::object{{"name", full}, {"crc32c", crc}, {"contentType", "application/octet-stream"}});
+    const std::string metadata =
+        json::serialize(json::object{{"name", full}, {"crc32c", crc}, {"contentType", "application/octet-stream"}});
     std::string body;
     body.reserve(data.size() + metadata.size() + 256);
     body += "--" + boundary + "\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n" + metadata + "\r\n";
@@ -139,8 +141,7 @@ class GcsStore final : public BearerStore {
     const std::string type = "multipart/related; boundary=" + boundary;
     const net::Header extra[] = {{"Content-Type", type}};
     // ifGenerationMatch=0: only if no object has the name (never a replacement).
-    const std::string target =
-        "/upload/storage/v1/b/" + spec_.bucket + "/o?uploadType=multipart&ifGenerationMatch=0";
+    const std::string target = "/upload/storage/v1/b/" + spec_.bucket + "/o?uploadType=multipart&ifGenerationMatch=0";
     ROOTSEAL_CO_LET(res, co_await call(http::verb::post, target, body, extra));
     if (res.status != 200) {
       co_return fail(providers::errc_for_status(res.status),
@@ -247,7 +248,8 @@ class AzureBlobStore final : public BearerStore {
  public:
   AzureBlobStore(AzureBlobSpec spec, std::string base_path, std::shared_ptr<net::HttpClient> api,
                  std::unique_ptr<providers::BearerAuth> auth)
-      : BearerStore("azure-blob", std::move(api), std::move(auth), spec.backoff), spec_(std::move(spec)),
+      : BearerStore("azure-blob", std::move(api), std::move(auth), spec.backoff),
+        spec_(std::move(spec)),
         base_path_(std::move(base_path)) {}
 
   asio::awaitable<kms::Result<void>> put(std::string_view name, std::span<const std::uint8_t> data) override {
@@ -258,9 +260,9 @@ class AzureBlobStore final : public BearerStore {
     // bytes it got differ; If-None-Match: * never replaces a blob.
     const std::string md5 = md5_base64(data);
     if (md5.empty()) co_return fail(Errc::crypto_failure, "azure-blob: MD5 failed");
-    const net::Header extra[] = {{"x-ms-version", kAzureStorageVersion}, {"x-ms-date", date},
-                                 {"x-ms-blob-type", "BlockBlob"},        {"Content-Type", "application/octet-stream"},
-                                 {"Content-MD5", md5},                   {"If-None-Match", "*"}};
+    const net::Header extra[] = {
+        {"x-ms-version", kAzureStorageVersion},       {"x-ms-date", date},  {"x-ms-blob-type", "BlockBlob"},
+        {"Content-Type", "application/octet-stream"}, {"Content-MD5", md5}, {"If-None-Match", "*"}};
     const std::string_view body(reinterpret_cast<const char*>(data.data()), data.size());
     ROOTSEAL_CO_LET(res, co_await call(http::verb::put, target, body, extra));
     if (res.status != 201) {
@@ -346,7 +348,8 @@ bool valid_azure_account(std::string_view a) {
 bool valid_azure_container(std::string_view c) {
   if (c.size() < 3 || c.size() > 63 || c.front() == '-' || c.back() == '-' || c.find("--") != std::string_view::npos)
     return false;
-  return std::all_of(c.begin(), c.end(), [](char x) { return (x >= 'a' && x <= 'z') || (x >= '0' && x <= '9') || x == '-'; });
+  return std::all_of(c.begin(), c.end(),
+                     [](char x) { return (x >= 'a' && x <= 'z') || (x >= '0' && x <= '9') || x == '-'; });
 }
 
 }  // namespace
@@ -360,9 +363,9 @@ kms::Result<std::unique_ptr<ObjectStore>> make_gcs_store(const asio::any_io_exec
   if (!plain_origin(spec.endpoint)) return fail(Errc::invalid_argument, "gcs: endpoint must be http(s)://host[:port]");
   TlsSpec tls;
   tls.ca_file = spec.ca_file.string();
-  ROOTSEAL_LET(auth, providers::GoogleServiceAccountAuth::make(
-                         executor, spec.service_account_json, spec.token_uri, tls,
-                         "https://www.googleapis.com/auth/devstorage.read_write", "gcs"));
+  ROOTSEAL_LET(
+      auth, providers::GoogleServiceAccountAuth::make(executor, spec.service_account_json, spec.token_uri, tls,
+                                                      "https://www.googleapis.com/auth/devstorage.read_write", "gcs"));
   spec.service_account_json = kms::SecureBytes();  // the key is in the auth now
   ROOTSEAL_LET(api, providers::make_client(executor, spec.endpoint, tls, store_client_options()));
   return std::unique_ptr<ObjectStore>(std::make_unique<GcsStore>(std::move(spec), std::move(api), std::move(auth)));
@@ -370,9 +373,11 @@ kms::Result<std::unique_ptr<ObjectStore>> make_gcs_store(const asio::any_io_exec
 
 kms::Result<std::unique_ptr<ObjectStore>> make_azure_blob_store(const asio::any_io_executor& executor,
                                                                 AzureBlobSpec spec) {
-  if (!valid_azure_account(spec.account)) return fail(Errc::invalid_argument, "azure-blob: account must be 3-24 of [a-z0-9]");
+  if (!valid_azure_account(spec.account))
+    return fail(Errc::invalid_argument, "azure-blob: account must be 3-24 of [a-z0-9]");
   if (!valid_azure_container(spec.container)) {
-    return fail(Errc::invalid_argument, "azure-blob: container must be 3-63 of [a-z0-9-] (no leading, trailing or double '-')");
+    return fail(Errc::invalid_argument,
+                "azure-blob: container must be 3-63 of [a-z0-9-] (no leading, trailing or double '-')");
   }
   if (!providers::valid_object_prefix(spec.prefix)) {
     return fail(Errc::invalid_argument,
@@ -384,16 +389,17 @@ kms::Result<std::unique_ptr<ObjectStore>> make_azure_blob_store(const asio::any_
   } else {
     base_path = "/" + spec.account;
   }
-  if (!plain_origin(spec.endpoint)) return fail(Errc::invalid_argument, "azure-blob: endpoint must be http(s)://host[:port]");
+  if (!plain_origin(spec.endpoint))
+    return fail(Errc::invalid_argument, "azure-blob: endpoint must be http(s)://host[:port]");
   if (spec.authority_host.empty()) spec.authority_host = "https://login.microsoftonline.com";
   if (!plain_origin(spec.authority_host)) {
     return fail(Errc::invalid_argument, "azure-blob: authority_host must be http(s)://host[:port]");
   }
   TlsSpec tls;
   tls.ca_file = spec.ca_file.string();
-  ROOTSEAL_LET(auth, providers::MicrosoftClientCredentialsAuth::make(
-                         executor, spec.authority_host, tls, spec.tenant_id, spec.client_id,
-                         std::move(spec.client_secret), std::string(kAzureStorageScope), "azure-blob"));
+  ROOTSEAL_LET(auth, providers::MicrosoftClientCredentialsAuth::make(executor, spec.authority_host, tls, spec.tenant_id,
+                                                                     spec.client_id, std::move(spec.client_secret),
+                                                                     std::string(kAzureStorageScope), "azure-blob"));
   ROOTSEAL_LET(api, providers::make_client(executor, spec.endpoint, tls, store_client_options()));
   return std::unique_ptr<ObjectStore>(
       std::make_unique<AzureBlobStore>(std::move(spec), std::move(base_path), std::move(api), std::move(auth)));

@@ -285,9 +285,8 @@ asio::awaitable<kms::Result<net::ClientResponse>> bearer_request(BearerAuth& aut
     bearer.append(token->span());
     std::vector<net::Header> headers = {{"Authorization", bearer.view()}};
     headers.insert(headers.end(), extra.begin(), extra.end());
-    const bool typed = std::any_of(extra.begin(), extra.end(), [](const net::Header& h) {
-      return boost::beast::iequals(h.name, "Content-Type");
-    });
+    const bool typed = std::any_of(extra.begin(), extra.end(),
+                                   [](const net::Header& h) { return boost::beast::iequals(h.name, "Content-Type"); });
     if (!body.empty() && !typed) headers.push_back({"Content-Type", "application/json"});
     const auto send = [&] {
       if (counters.calls != nullptr) ++*counters.calls;

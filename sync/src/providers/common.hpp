@@ -180,11 +180,9 @@ struct CallCounters {
 // its status; `who` prefixes transport errors. `extra` headers go with every
 // attempt; a body is sent as application/json unless `extra` names a
 // Content-Type.
-boost::asio::awaitable<kms::Result<net::ClientResponse>> bearer_request(BearerAuth& auth, StoreHealth& health,
-                                                                  net::HttpClient& client,
-                                                                  boost::beast::http::verb verb, const std::string& target,
-                                                                  std::string_view body, std::string_view who,
-                                                                  CallCounters counters,
-                                                                  std::span<const net::Header> extra = {});
+boost::asio::awaitable<kms::Result<net::ClientResponse>> bearer_request(
+    BearerAuth& auth, StoreHealth& health, net::HttpClient& client, boost::beast::http::verb verb,
+    const std::string& target, std::string_view body, std::string_view who, CallCounters counters,
+    std::span<const net::Header> extra = {});
 
 }  // namespace rootseal::sync::providers

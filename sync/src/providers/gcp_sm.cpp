@@ -130,7 +130,8 @@ class GcpImpl final : public GcpSecretManager {
     }
     ++counters_.writes;
     ROOTSEAL_CO_LET(r, co_await call(http::verb::delete_, base() + "/" + std::string(ref.remote_key), {}));
-    if (r.status != 200 && r.status != 404) co_return fail(errc_for_status(r.status), "gcp: deleting the secret failed: " + google_error(r));
+    if (r.status != 200 && r.status != 404)
+      co_return fail(errc_for_status(r.status), "gcp: deleting the secret failed: " + google_error(r));
     co_return kms::Result<void>{};
   }
 
@@ -144,7 +145,8 @@ class GcpImpl final : public GcpSecretManager {
     ROOTSEAL_CO_LET(r, co_await call(http::verb::get, base() + "/" + std::string(id), {}));
     Current c;
     if (r.status == 404) co_return c;
-    if (r.status != 200) co_return fail(errc_for_status(r.status), "gcp: reading the secret failed: " + google_error(r));
+    if (r.status != 200)
+      co_return fail(errc_for_status(r.status), "gcp: reading the secret failed: " + google_error(r));
     auto doc = SecureJson::parse(r.body.view());
     if (!doc) co_return fail(Errc::unavailable, "gcp: the answer is not JSON");
     c.exists = true;
@@ -166,7 +168,8 @@ class GcpImpl final : public GcpSecretManager {
       if (!c.managed) co_return refuse(id);
       co_return kms::Result<void>{};
     }
-    if (r.status != 200) co_return fail(errc_for_status(r.status), "gcp: creating the secret failed: " + google_error(r));
+    if (r.status != 200)
+      co_return fail(errc_for_status(r.status), "gcp: creating the secret failed: " + google_error(r));
     co_return kms::Result<void>{};
   }
 
@@ -174,7 +177,8 @@ class GcpImpl final : public GcpSecretManager {
   Task<std::optional<kms::SecureBytes>> access_latest(std::string_view id) {
     ROOTSEAL_CO_LET(r, co_await call(http::verb::get, base() + "/" + std::string(id) + "/versions/latest:access", {}));
     if (r.status == 404 || r.status == 400) co_return std::optional<kms::SecureBytes>{};  // no versions / latest disabled
-    if (r.status != 200) co_return fail(errc_for_status(r.status), "gcp: accessing the latest version failed: " + google_error(r));
+    if (r.status != 200)
+      co_return fail(errc_for_status(r.status), "gcp: accessing the latest version failed: " + google_error(r));
     auto doc = SecureJson::parse(r.body.view());
     if (!doc) co_return fail(Errc::unavailable, "gcp: the answer is not JSON");
     const auto& root = (*doc)->root();
@@ -214,8 +218,8 @@ kms::Result<std::shared_ptr<GcpSecretManager>> make_gcp_provider(const asio::any
   const std::string token_uri = spec.token_uri;
   const TlsSpec token_tls = spec.token_tls;
   auto impl = std::make_shared<GcpImpl>(std::move(spec), std::move(api), std::move(health));
-  ROOTSEAL_LET(auth, GoogleServiceAccountAuth::make(executor, key_json, token_uri, token_tls, std::string(kScope), "gcp",
-                                                    &impl->token_requests()));
+  ROOTSEAL_LET(auth, GoogleServiceAccountAuth::make(executor, key_json, token_uri, token_tls, std::string(kScope),
+                                                    "gcp", &impl->token_requests()));
   impl->set_auth(std::move(auth));
   return std::shared_ptr<GcpSecretManager>(std::move(impl));
 }

@@ -30,8 +30,7 @@ bool valid_object_prefix(std::string_view p) {
   if (p.empty()) return true;
   if (p.size() > 512 || p.front() == '/' || p.back() != '/' || p.find("//") != std::string_view::npos) return false;
   return std::all_of(p.begin(), p.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_' || c == '.' || c == '~' ||
-           c == '/';
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_' || c == '.' || c == '~' || c == '/';
   });
 }
 
@@ -72,8 +71,7 @@ std::string xml_error_text(std::string_view who, std::string_view op, const net:
   std::string c = xml_text(res.body.view(), "Code", at).value_or("");
   if (c.empty() && !code_header.empty()) {
     for (const auto& [k, v] : res.headers) {
-      if (k.size() == code_header.size() &&
-          std::equal(k.begin(), k.end(), code_header.begin(), [](char x, char y) {
+      if (k.size() == code_header.size() && std::equal(k.begin(), k.end(), code_header.begin(), [](char x, char y) {
             return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
           })) {
         c = v;
@@ -84,7 +82,8 @@ std::string xml_error_text(std::string_view who, std::string_view op, const net:
       !std::all_of(c.begin(), c.end(), [](char ch) { return std::isalnum(static_cast<unsigned char>(ch)) != 0; })) {
     c.clear();
   }
-  return std::string(who) + ": " + std::string(op) + ": HTTP " + std::to_string(res.status) + (c.empty() ? "" : " " + c);
+  return std::string(who) + ": " + std::string(op) + ": HTTP " + std::to_string(res.status) +
+         (c.empty() ? "" : " " + c);
 }
 
 namespace {

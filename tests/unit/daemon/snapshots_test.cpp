@@ -102,8 +102,9 @@ snapshots:
 TEST_CASE("snapshots: gcs and azure destinations refuse what is missing or misplaced, secrets never inline") {
   const std::string gcs = "snapshots:\n  destinations:\n    - name: g\n      kind: gcs\n";
   const std::string az = "snapshots:\n  destinations:\n    - name: a\n      kind: azure\n";
-  const std::string az_ok = az + "      account: acct\n      container: snaps\n      tenant_id: t\n"
-                                 "      client_id: c\n";
+  const std::string az_ok = az +
+                            "      account: acct\n      container: snaps\n      tenant_id: t\n"
+                            "      client_id: c\n";
   const std::pair<std::string, std::string> cases[] = {
       {gcs + "      service_account_json: {file: /k}\n", "snapshots.destinations.g.bucket: required for gcs"},
       {gcs + "      bucket: b-1\n", "snapshots.destinations.g.service_account_json: required for gcs"},

@@ -115,8 +115,8 @@ TEST_CASE("azure listing: blobs under the prefix with Content-Length, NextMarker
       "</EnumerationResults>";
   auto p = parse_azure_listing(page, "prod/");
   REQUIRE(p);
-  CHECK(names(*p) == std::vector<std::string>{"rootseal-20261206T171900.123Z.snap",
-                                              "rootseal-20261206T181900.000Z.snap"});
+  CHECK(names(*p) ==
+        std::vector<std::string>{"rootseal-20261206T171900.123Z.snap", "rootseal-20261206T181900.000Z.snap"});
   CHECK(p->objects[0].size == 103424);
   CHECK(p->next == "2!96!MDAwMDIxIXByb2Qvcm9vdHNlYWwtMjAyNjEyMDZUMTkxOTAwLjAwMFouc25hcCEwMDAwMjgh");
 
@@ -163,9 +163,11 @@ TEST_CASE("s3 listing: keys under the prefix, the continuation token only while 
 }
 
 TEST_CASE("xml error texts: the code only, from the body or the header, never the message") {
-  CHECK(xml_error_text("azure-blob", "Get Blob x", answer(404, "\xEF\xBB\xBF<?xml version=\"1.0\"?><Error><Code>"
-                                                               "BlobNotFound</Code><Message>The specified blob does "
-                                                               "not exist. secret-ish</Message></Error>")) ==
+  CHECK(xml_error_text("azure-blob", "Get Blob x",
+                       answer(404,
+                              "\xEF\xBB\xBF<?xml version=\"1.0\"?><Error><Code>"
+                              "BlobNotFound</Code><Message>The specified blob does "
+                              "not exist. secret-ish</Message></Error>")) ==
         "azure-blob: Get Blob x: HTTP 404 BlobNotFound");
   CHECK(xml_error_text("azure-blob", "Put Blob x", answer(403, "", {{"X-Ms-Error-Code", "AuthenticationFailed"}}),
                        "x-ms-error-code") == "azure-blob: Put Blob x: HTTP 403 AuthenticationFailed");
@@ -208,7 +210,8 @@ TEST_CASE("gcs and azure stores: the spec is checked before any request") {
       {[](sync::GcsSpec& s) { s.endpoint = "http://127.0.0.1:4443/storage"; }, "gcs: endpoint"},
       {[](sync::GcsSpec& s) { s.endpoint = "ftp://127.0.0.1"; }, "gcs: endpoint"},
       {[](sync::GcsSpec& s) { s.token_uri = "ftp://x/token"; }, "gcs: bad token_uri"},
-      {[](sync::GcsSpec& s) { s.service_account_json = kms::SecureBytes(); }, "gcs: the service-account key is required"},
+      {[](sync::GcsSpec& s) { s.service_account_json = kms::SecureBytes(); },
+       "gcs: the service-account key is required"},
       {[](sync::GcsSpec& s) { s.service_account_json = kms::SecureBytes::copy_of(std::string_view("hunter2")); },
        "gcs: the service-account key is not JSON"},
       {[](sync::GcsSpec& s) { s.service_account_json = kms::SecureBytes::copy_of(std::string_view("{}")); },
