@@ -12,6 +12,7 @@
 #include <ctime>
 #include <functional>
 #include <iterator>
+#include <optional>
 
 #include "providers/cloud_auth.hpp"
 #include "providers/common.hpp"
@@ -111,6 +112,21 @@ std::string crc32c_base64(std::span<const std::uint8_t> data) {
   return kms::base64_encode(be);
 }
 
+// The crc32c= value of a download's x-goog-hash headers, if there is one.
+std::optional<std::string> goog_hash_crc32c(const net::ClientResponse& r) {
+  for (const auto& [k, v] : r.headers) {
+    if (!boost::beast::iequals(k, "x-goog-hash")) continue;
+    for (std::string_view rest = v; !rest.empty();) {
+      const auto comma = rest.find(',');
+      std::string_view item = rest.substr(0, comma);
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+      while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+      if (item.starts_with("crc32c=")) return std::string(item.substr(7));
+    }
+  }
+  return std::nullopt;
+}
+
 class GcsStore final : public BearerStore {
  public:
   GcsStore(GcsSpec spec, std::shared_ptr<net::HttpClient> api, std::unique_ptr<providers::BearerAuth> auth)
@@ -169,14 +185,10 @@ class GcsStore final : public BearerStore {
                      "gcs: reading " + std::string(name) + " failed: " + providers::google_error(res));
     }
     const auto s = res.body.span();
-    // x-goog-hash: crc32c=<base64>, md5=<base64>: the CRC32C of what came.
-    const std::string hash = header_value(res, "x-goog-hash");
-    if (const auto at = hash.find("crc32c="); at != std::string::npos) {
-      const auto end = hash.find(',', at);
-      const std::string want = hash.substr(at + 7, end == std::string::npos ? std::string::npos : end - at - 7);
-      if (want != crc32c_base64(s)) {
-        co_return fail(Errc::unavailable, "gcs: " + std::string(name) + " does not match its CRC32C (x-goog-hash)");
-      }
+    // x-goog-hash: crc32c=<base64>[,md5=<base64>], one header or one per
+    // hash: the CRC32C of what came.
+    if (const auto want = goog_hash_crc32c(res); want && *want != crc32c_base64(s)) {
+      co_return fail(Errc::unavailable, "gcs: " + std::string(name) + " does not match its CRC32C (x-goog-hash)");
     }
     co_return std::vector<std::uint8_t>(s.begin(), s.end());
   }
