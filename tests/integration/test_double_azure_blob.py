@@ -153,6 +153,10 @@ def test_rest(d, rest):
             break
         marker = m.group(1)
     assert names == ["p/one.snap", "p/sub/three.snap", "p/two.snap"], names
+    # More than 5000 asked is not an error (the service caps it); zero is.
+    assert rest.req("GET", base + "?restype=container&comp=list&maxresults=9000")[0] == 200
+    st, _, raw = rest.req("GET", base + "?restype=container&comp=list&maxresults=0")
+    assert st == 400 and error_code(raw) == "OutOfRangeQueryParameterValue", raw
 
     # Get Blob: bytes with Content-MD5; a range; Delete Blob: 202, then 404.
     st, h, raw = rest.req("GET", base + "/p/one.snap")

@@ -283,11 +283,12 @@ class BlobHandler(_kv.AzureHandler):
             size = int(q.get("maxresults") or 5000)
         except ValueError:
             raise BlobError(400, "InvalidQueryParameterValue", [("QueryParameterName", "maxresults")])
-        if size < 1 or size > 5000:
+        # Documented: at most 5000 per page (more is not an error); zero or less is a 400.
+        if size < 1:
             raise BlobError(400, "OutOfRangeQueryParameterValue", [("QueryParameterName", "maxresults")],
                             message="One of the query parameters specified in the request URI is outside the "
                                     "permissible range.")
-        limit = min(size, d.page_limit)
+        limit = min(size, 5000, d.page_limit)
         entries, seen_prefixes, nxt = [], set(), ""
         for name in sorted(blobs):
             if not name.startswith(prefix) or (marker and name < marker):
