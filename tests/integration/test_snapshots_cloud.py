@@ -240,6 +240,7 @@ class CloudSnapshotTest(SnapshotHelpers):
     # --- scheduled, listed, verified, restored -------------------------------------
     def test_scheduled_snapshots_restore_onto_an_empty_state(self):
         prefix = "drill/"
+        counted = self.store.d.stats()
         a = self.host(self.store.kind + "-a", "cloud-pin-" + secrets.token_hex(3))
         self.configure(a, prefix, interval="1s", count=3)
         a.start()
@@ -268,6 +269,12 @@ class CloudSnapshotTest(SnapshotHelpers):
         self.assertEqual(hashlib.sha256(newest.split(b"\n", 2)[2]).hexdigest(), manifest["content_sha256"])
         self.assertNotIn(a.pin.encode(), newest)
         self.assertNotIn(a.token.encode(), newest)
+        # Every upload carried the checksum the service checks it against (CRC32C in
+        # the GCS metadata, Content-MD5 for Azure): a corrupted upload would be refused.
+        st = self.store.d.stats()
+        uploads = st["by_verb"][self.store.upload_verb] - counted["by_verb"].get(self.store.upload_verb, 0)
+        self.assertGreaterEqual(uploads, 3)
+        self.assertEqual(st["checksummed_uploads"] - counted["checksummed_uploads"], uploads)
 
         self.configure(a, prefix, enabled=False)
         out, _ = self.cli(["snapshot", "list", "--config", a.config], a.env)

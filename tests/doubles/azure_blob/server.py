@@ -238,6 +238,8 @@ class BlobHandler(_kv.AzureHandler):
         sent = self.headers.get("Content-MD5")
         if sent is not None and sent != md5:
             raise BlobError(400, "Md5Mismatch", [("UserSpecifiedMd5", sent), ("ServerCalculatedMd5", md5)])
+        if sent is not None:
+            self.server.double.checksummed_uploads += 1
         stored_md5 = self.headers.get("x-ms-blob-content-md5") or md5
         now = time.time()
         etag = '"0x%X"' % time.time_ns()
@@ -371,6 +373,12 @@ class AzureBlobDouble(_kv.AzureKeyVaultDouble):
         super().__init__(host, port, tls_cert, tls_key, tenant, clients, token_ttl, resource=RESOURCE,
                          verbose=verbose)
         self.accounts = {a: {c: {} for c in cs} for a, cs in (accounts or {"rootseal": ["snapshots"]}).items()}
+        self.checksummed_uploads = 0  # Put Blobs that carried a Content-MD5 (checked)
+
+    def stats(self):
+        s = super().stats()
+        s["checksummed_uploads"] = self.checksummed_uploads
+        return s
 
 
 def main(argv=None):

@@ -79,6 +79,7 @@ class GcsState(_gcp.GcpState):
     def __init__(self, accounts, token_ttl, buckets):
         super().__init__({}, accounts, token_ttl)
         self.buckets = {b: {} for b in buckets}  # bucket -> {name: {"meta": {...}, "data": bytes}}
+        self.checksummed_uploads = 0  # uploads whose metadata carried a crc32c or md5Hash (checked)
         self.generation = int(time.time() * 1e6)
 
 
@@ -194,6 +195,8 @@ class GcsHandler(_gcp.GcpHandler):
                            % (meta["md5Hash"], md5_b64(data)))
         self._preconditions(objects.get(name), q)
         st = self.server.double.state
+        if meta.get("crc32c") is not None or meta.get("md5Hash") is not None:
+            st.checksummed_uploads += 1
         st.generation += 1
         gen = str(st.generation)
         now = rfc3339_micros()
@@ -309,6 +312,7 @@ class GcsDouble(_gcp.GcpSecretManagerDouble):
     def stats(self):
         s = super().stats()
         s["writes"] = sum(v for k, v in s["by_verb"].items() if k in ("insert", "delete", "patch"))
+        s["checksummed_uploads"] = self.state.checksummed_uploads
         return s
 
 
