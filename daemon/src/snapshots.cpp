@@ -16,22 +16,46 @@ using kms::fail;
 kms::Result<std::unique_ptr<sync::ObjectStore>> open_snapshot_destination(const SnapshotDestination& d,
                                                                           const boost::asio::any_io_executor& ex) {
   if (d.kind == "folder") return sync::make_folder_store(d.path);
-  if (d.kind != "s3") return fail(Errc::invalid_argument, "snapshots.destinations." + d.name + ": unknown kind");
   const std::string w = "snapshots.destinations." + d.name;
-  sync::S3Spec s;
-  s.bucket = d.bucket;
-  s.prefix = d.prefix;
-  s.region = d.region;
-  s.endpoint = d.endpoint;
-  s.sse = d.server_side_encryption;
-  s.sse_kms_key_id = d.sse_kms_key_id;
-  s.ca_file = d.ca_file;
-  ROOTSEAL_TRY_ASSIGN(s.access_key_id, sync::read_host_credential(d.access_key_id, w + ".access_key_id"));
-  ROOTSEAL_TRY_ASSIGN(s.secret_access_key, sync::read_host_credential(d.secret_access_key, w + ".secret_access_key"));
-  if (d.session_token.set()) {
-    ROOTSEAL_TRY_ASSIGN(s.session_token, sync::read_host_credential(d.session_token, w + ".session_token"));
+  kms::Result<std::unique_ptr<sync::ObjectStore>> store = fail(Errc::invalid_argument, "unknown kind");
+  if (d.kind == "s3") {
+    sync::S3Spec s;
+    s.bucket = d.bucket;
+    s.prefix = d.prefix;
+    s.region = d.region;
+    s.endpoint = d.endpoint;
+    s.sse = d.server_side_encryption;
+    s.sse_kms_key_id = d.sse_kms_key_id;
+    s.ca_file = d.ca_file;
+    ROOTSEAL_TRY_ASSIGN(s.access_key_id, sync::read_host_credential(d.access_key_id, w + ".access_key_id"));
+    ROOTSEAL_TRY_ASSIGN(s.secret_access_key, sync::read_host_credential(d.secret_access_key, w + ".secret_access_key"));
+    if (d.session_token.set()) {
+      ROOTSEAL_TRY_ASSIGN(s.session_token, sync::read_host_credential(d.session_token, w + ".session_token"));
+    }
+    store = sync::make_s3_store(ex, std::move(s));
+  } else if (d.kind == "gcs") {
+    sync::GcsSpec s;
+    s.bucket = d.bucket;
+    s.prefix = d.prefix;
+    s.endpoint = d.endpoint;
+    s.token_uri = d.token_uri;
+    s.ca_file = d.ca_file;
+    ROOTSEAL_TRY_ASSIGN(s.service_account_json,
+                        sync::read_host_credential(d.service_account_json, w + ".service_account_json"));
+    store = sync::make_gcs_store(ex, std::move(s));
+  } else if (d.kind == "azure") {
+    sync::AzureBlobSpec s;
+    s.account = d.account;
+    s.container = d.container;
+    s.prefix = d.prefix;
+    s.endpoint = d.endpoint;
+    s.tenant_id = d.tenant_id;
+    s.client_id = d.client_id;
+    s.authority_host = d.authority_host;
+    s.ca_file = d.ca_file;
+    ROOTSEAL_TRY_ASSIGN(s.client_secret, sync::read_host_credential(d.client_secret, w + ".client_secret"));
+    store = sync::make_azure_blob_store(ex, std::move(s));
   }
-  auto store = sync::make_s3_store(ex, std::move(s));
   if (!store) return fail(store.error().code, w + ": " + store.error().message);
   return store;
 }

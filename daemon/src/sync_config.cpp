@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <map>
 #include <set>
 
 #include "log.hpp"
@@ -265,9 +266,20 @@ Result<std::shared_ptr<const SnapshotsConfig>> parse_snapshots_config(const YAML
   for (std::size_t i = 0; i < n["destinations"].size(); ++i) {
     const auto& d = n["destinations"][i];
     std::string at = w + ".destinations[" + std::to_string(i) + "]";
-    ROOTSEAL_TRY(only_keys(d, at,
-                           {"name", "kind", "path", "bucket", "prefix", "region", "endpoint", "server_side_encryption",
-                            "sse_kms_key_id", "ca_file", "access_key_id", "secret_access_key", "session_token"}));
+    // The options of each kind (name and kind: every kind).
+    static const std::map<std::string, std::set<std::string>> kKindOptions = {
+        {"folder", {"path"}},
+        {"s3",
+         {"bucket", "prefix", "region", "endpoint", "server_side_encryption", "sse_kms_key_id", "ca_file",
+          "access_key_id", "secret_access_key", "session_token"}},
+        {"gcs", {"bucket", "prefix", "endpoint", "token_uri", "ca_file", "service_account_json"}},
+        {"azure",
+         {"account", "container", "prefix", "endpoint", "tenant_id", "client_id", "authority_host", "ca_file",
+          "client_secret"}},
+    };
+    std::set<std::string> every = {"name", "kind"};
+    for (const auto& [kind, options] : kKindOptions) every.insert(options.begin(), options.end());
+    ROOTSEAL_TRY(only_keys(d, at, every));
     SnapshotDestination dest;
     if (!d["name"]) return fail(Errc::invalid_argument, at + ".name: required");
     ROOTSEAL_TRY_ASSIGN(dest.name, get<std::string>(d["name"], at + ".name"));
@@ -279,8 +291,18 @@ Result<std::shared_ptr<const SnapshotsConfig>> parse_snapshots_config(const YAML
     if (!names.insert(dest.name).second)
       return fail(Errc::invalid_argument, at + ".name: '" + dest.name + "' is used twice");
     at = w + ".destinations." + dest.name;
-    if (!d["kind"]) return fail(Errc::invalid_argument, at + ".kind: required (folder or s3)");
+    if (!d["kind"]) return fail(Errc::invalid_argument, at + ".kind: required (folder, s3, gcs or azure)");
     ROOTSEAL_TRY_ASSIGN(dest.kind, get<std::string>(d["kind"], at + ".kind"));
+    const auto kind_options = kKindOptions.find(dest.kind);
+    if (kind_options == kKindOptions.end()) return fail(Errc::invalid_argument, at + ".kind: folder, s3, gcs or azure");
+    for (const auto& kv : d) {
+      const auto key = kv.first.as<std::string>();
+      if (key != "name" && key != "kind" && !kind_options->second.contains(key)) {
+        return fail(Errc::invalid_argument, at + "." + key + ": not an option of a" +
+                                                (dest.kind == "s3" || dest.kind == "azure" ? "n " : " ") + dest.kind +
+                                                " destination");
+      }
+    }
     auto str = [&](const char* key, std::string& out) -> Result<void> {
       if (d[key]) ROOTSEAL_TRY_ASSIGN(out, get<std::string>(d[key], at + "." + key));
       return {};
@@ -297,34 +319,49 @@ Result<std::shared_ptr<const SnapshotsConfig>> parse_snapshots_config(const YAML
       if (d[key]) ROOTSEAL_TRY_ASSIGN(out, credential(d[key], at + "." + key));
       return {};
     };
-    if (dest.kind == "folder") {
-      for (const char* k : {"bucket", "prefix", "region", "endpoint", "server_side_encryption", "sse_kms_key_id",
-                            "ca_file", "access_key_id", "secret_access_key", "session_token"}) {
-        if (d[k]) return fail(Errc::invalid_argument, at + "." + k + ": not an option of a folder destination");
+    // Every URL option: http(s) (the value is not echoed: a URL may carry user:password@).
+    for (const char* k : {"endpoint", "token_uri", "authority_host"}) {
+      std::string url;
+      ROOTSEAL_TRY(str(k, url));
+      if (!url.empty() && !url.starts_with("http://") && !url.starts_with("https://")) {
+        return fail(Errc::invalid_argument, at + "." + k + ": must be an http(s):// URL");
       }
+    }
+    ROOTSEAL_TRY(str("prefix", dest.prefix));
+    if (!dest.prefix.empty() && (dest.prefix.back() != '/' || dest.prefix.front() == '/')) {
+      return fail(Errc::invalid_argument,
+                  at + ".prefix: must end with '/' and not start with one (\"rootseal/prod/\")");
+    }
+    ROOTSEAL_TRY(str("endpoint", dest.endpoint));
+    ROOTSEAL_TRY(path("ca_file", dest.ca_file));
+    const auto required = [&](const char* key, const std::string& value) -> Result<void> {
+      if (value.empty()) return fail(Errc::invalid_argument, at + "." + key + ": required for " + dest.kind);
+      return {};
+    };
+    const auto required_cred = [&](const char* key, sync::CredentialRef& out) -> Result<void> {
+      ROOTSEAL_TRY(cred(key, out));
+      if (!out.set()) {
+        return fail(Errc::invalid_argument,
+                    at + "." + key + ": required for " + dest.kind + " ({file: ...} or {credential: ...})");
+      }
+      return {};
+    };
+    if (dest.kind == "folder") {
       ROOTSEAL_TRY(path("path", dest.path));
       if (dest.path.empty()) return fail(Errc::invalid_argument, at + ".path: required for a folder");
     } else if (dest.kind == "s3") {
-      if (d["path"]) return fail(Errc::invalid_argument, at + ".path: not an option of an s3 destination");
       ROOTSEAL_TRY(str("bucket", dest.bucket));
-      ROOTSEAL_TRY(str("prefix", dest.prefix));
       ROOTSEAL_TRY(str("region", dest.region));
-      ROOTSEAL_TRY(str("endpoint", dest.endpoint));
       ROOTSEAL_TRY(str("server_side_encryption", dest.server_side_encryption));
       ROOTSEAL_TRY(str("sse_kms_key_id", dest.sse_kms_key_id));
-      ROOTSEAL_TRY(path("ca_file", dest.ca_file));
       ROOTSEAL_TRY(cred("access_key_id", dest.access_key_id));
       ROOTSEAL_TRY(cred("secret_access_key", dest.secret_access_key));
       ROOTSEAL_TRY(cred("session_token", dest.session_token));
-      if (dest.bucket.empty()) return fail(Errc::invalid_argument, at + ".bucket: required for s3");
-      if (dest.region.empty()) return fail(Errc::invalid_argument, at + ".region: required for s3");
+      ROOTSEAL_TRY(required("bucket", dest.bucket));
+      ROOTSEAL_TRY(required("region", dest.region));
       if (!dest.access_key_id.set() || !dest.secret_access_key.set()) {
         return fail(Errc::invalid_argument,
                     at + ": s3 needs access_key_id and secret_access_key ({file: ...} or {credential: ...})");
-      }
-      if (!dest.prefix.empty() && (dest.prefix.back() != '/' || dest.prefix.front() == '/')) {
-        return fail(Errc::invalid_argument,
-                    at + ".prefix: must end with '/' and not start with one (\"rootseal/prod/\")");
       }
       const auto& sse = dest.server_side_encryption;
       if (!sse.empty() && sse != "AES256" && sse != "aws:kms") {
@@ -333,11 +370,22 @@ Result<std::shared_ptr<const SnapshotsConfig>> parse_snapshots_config(const YAML
       if (!dest.sse_kms_key_id.empty() && sse != "aws:kms") {
         return fail(Errc::invalid_argument, at + ".sse_kms_key_id: needs server_side_encryption: aws:kms");
       }
-      if (!dest.endpoint.empty() && !dest.endpoint.starts_with("http://") && !dest.endpoint.starts_with("https://")) {
-        return fail(Errc::invalid_argument, at + ".endpoint: must be an http(s):// URL");
-      }
-    } else {
-      return fail(Errc::invalid_argument, at + ".kind: folder or s3");
+    } else if (dest.kind == "gcs") {
+      ROOTSEAL_TRY(str("bucket", dest.bucket));
+      ROOTSEAL_TRY(str("token_uri", dest.token_uri));
+      ROOTSEAL_TRY(required("bucket", dest.bucket));
+      ROOTSEAL_TRY(required_cred("service_account_json", dest.service_account_json));
+    } else {  // azure
+      ROOTSEAL_TRY(str("account", dest.account));
+      ROOTSEAL_TRY(str("container", dest.container));
+      ROOTSEAL_TRY(str("tenant_id", dest.tenant_id));
+      ROOTSEAL_TRY(str("client_id", dest.client_id));
+      ROOTSEAL_TRY(str("authority_host", dest.authority_host));
+      ROOTSEAL_TRY(required("account", dest.account));
+      ROOTSEAL_TRY(required("container", dest.container));
+      ROOTSEAL_TRY(required("tenant_id", dest.tenant_id));
+      ROOTSEAL_TRY(required("client_id", dest.client_id));
+      ROOTSEAL_TRY(required_cred("client_secret", dest.client_secret));
     }
     cfg->destinations.push_back(std::move(dest));
   }

@@ -2,12 +2,15 @@
 // (sync/src/providers/): Vault KV v2 (reads, AppRole login, token lookup),
 // AWS Secrets Manager (GetSecretValue, DescribeSecret, writes), Azure Key
 // Vault and GCP Secret Manager (OAuth token answers, secret and version
-// reads, writes), success and error bodies. The real providers talk HTTP to
-// the scripted loopback server (scripted_server.hpp).
+// reads, writes), the snapshot object stores on S3, Google Cloud Storage
+// and Azure Blob Storage (listings, objects, uploads), success and error
+// bodies. The real providers talk HTTP to the scripted loopback server
+// (scripted_server.hpp).
 //
 // Input: line 1 "<provider> <op> <key> [<property>]", provider one of vault,
-// vault-approle, aws, azure, gcp, s3 (the snapshot object store: list, get,
-// put, remove; object_store.hpp); op one of fetch, fetch_all, validate,
+// vault-approle, aws, azure, gcp, or s3, gcs, azblob (the snapshot object
+// stores: list, get, put, remove; object_store.hpp; a <property> puts them
+// under the prefix "p/"); op one of fetch, fetch_all, validate,
 // describe, ensure, put, put_new, remove (pull ops for vault/aws, push ops
 // for aws/azure/gcp); then the answers, in the order the provider asks:
 // blocks separated by a line "--", each "<status>\n<body>".
@@ -47,6 +50,7 @@
 #include "providers/aws_sm.hpp"
 #include "providers/azure_kv.hpp"
 #include "providers/gcp_sm.hpp"
+#include "providers/object_listing.hpp"
 #include "providers/vault_kv2.hpp"
 #include "rootseal/sync/object_store.hpp"
 #include "remote_loop.hpp"
@@ -200,26 +204,61 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto p = providers::make_gcp_provider(ex, std::move(s), health);
     fuzz::require(p.has_value(), "gcp provider");
     push = *p;
-  } else if (provider == "s3") {
-    // S3's answers: ListObjectsV2 pages (XML, continuation tokens), objects,
-    // error bodies. A listing holds only valid snapshot-store names, sorted.
-    sync::S3Spec s;
-    s.bucket = "fuzz-bucket";
-    s.prefix = property.empty() ? "" : "p/";
-    s.region = "us-east-1";
-    s.endpoint = url;
-    s.access_key_id = kms::SecureBytes::copy_of(std::string_view("AKIDFUZZ"));
-    s.secret_access_key = kms::SecureBytes::copy_of(std::string_view("fuzz-secret-key"));
-    auto made = sync::make_s3_store(ex, std::move(s));
-    fuzz::require(made.has_value(), "s3 store");
+  } else if (provider == "s3" || provider == "gcs" || provider == "azblob") {
+    // The snapshot object stores: S3 (ListObjectsV2 XML pages and
+    // continuation tokens), GCS (a token answer, then objects.list JSON
+    // pages, uploads' object resources, alt=media with x-goog-hash) and
+    // Azure Blob (a token answer, then List Blobs XML with NextMarker,
+    // Content-MD5); objects and error bodies. A listing holds only valid
+    // snapshot-store names, sorted.
+    kms::Result<std::unique_ptr<sync::ObjectStore>> made = kms::fail(kms::Errc::internal, "none");
+    const std::string prefix = property.empty() ? "" : "p/";
+    // As the providers' health above: a transient answer backs off for milliseconds.
+    const sync::ObjectStoreBackoff backoff{std::chrono::milliseconds(1), std::chrono::milliseconds(2),
+                                           std::chrono::milliseconds(3)};
+    if (provider == "s3") {
+      sync::S3Spec s;
+      s.bucket = "fuzz-bucket";
+      s.prefix = prefix;
+      s.region = "us-east-1";
+      s.endpoint = url;
+      s.access_key_id = kms::SecureBytes::copy_of(std::string_view("AKIDFUZZ"));
+      s.secret_access_key = kms::SecureBytes::copy_of(std::string_view("fuzz-secret-key"));
+      made = sync::make_s3_store(ex, std::move(s));
+    } else if (provider == "gcs") {
+      sync::GcsSpec s;
+      s.bucket = "fuzz-bucket";
+      s.prefix = prefix;
+      s.endpoint = url;
+      s.token_uri = url + "/token";
+      s.service_account_json = kms::SecureBytes::copy_of(std::string_view(gcp_key_json()));
+      s.backoff = backoff;
+      made = sync::make_gcs_store(ex, std::move(s));
+    } else {
+      sync::AzureBlobSpec s;
+      s.account = "fuzzaccount";
+      s.container = "fuzz-container";
+      s.prefix = prefix;
+      s.endpoint = url;
+      s.authority_host = url;
+      s.tenant_id = "fuzz-tenant";
+      s.client_id = "fuzz-client";
+      s.client_secret = kms::SecureBytes::copy_of(std::string_view("fuzz-client-secret"));
+      s.backoff = backoff;
+      made = sync::make_azure_blob_store(ex, std::move(s));
+    }
+    fuzz::require(made.has_value(), "object store");
     std::unique_ptr<sync::ObjectStore> store = std::move(*made);
     if (op == "list") {
       auto r = fuzz::run_to_completion(io, [&] { return store->list(); });
       check(r);
       if (r) {
-        fuzz::require(std::is_sorted(r->begin(), r->end(), [](const auto& a, const auto& b) { return a.name < b.name; }),
-                      "s3: a listing is sorted");
-        for (const auto& o : *r) fuzz::require(!o.name.empty() && o.name.find('/') == std::string::npos, "s3: names");
+        fuzz::require(
+            std::is_sorted(r->begin(), r->end(), [](const auto& a, const auto& b) { return a.name < b.name; }),
+            "object store: a listing is sorted");
+        for (const auto& o : *r) {
+          fuzz::require(providers::valid_object_name(o.name), "object store: only valid names are listed");
+        }
       }
     } else if (op == "get") {
       check(fuzz::run_to_completion(io, [&] { return store->get(key); }));

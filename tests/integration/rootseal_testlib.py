@@ -199,6 +199,30 @@ def sha256_hex(text):
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def npm_install(name, src):
+    """npm ci of src/package-lock.json (a double's sdk/ folder) into
+    $ROOTSEAL_NPM_DIR/name (reused while the lock is unchanged), with src's
+    check.js copied beside it; returns that folder."""
+    base = os.environ.get("ROOTSEAL_NPM_DIR") or os.path.join(tempfile.gettempdir(), "rootseal-npm-doubles")
+    dst = os.path.join(base, name)
+    os.makedirs(dst, exist_ok=True)
+    with open(os.path.join(src, "package-lock.json")) as f:
+        lock = f.read()
+    stamp = os.path.join(dst, ".installed-lock")
+    if not (os.path.isdir(os.path.join(dst, "node_modules")) and os.path.exists(stamp)
+            and open(stamp).read() == lock):
+        for fn in ("package.json", "package-lock.json"):
+            shutil.copy(os.path.join(src, fn), dst)
+        p = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=dst,
+                           capture_output=True, text=True, timeout=600)
+        if p.returncode != 0:
+            raise AssertionError("npm ci failed in %s: %s %s" % (dst, p.stdout, p.stderr))
+        with open(stamp, "w") as f:
+            f.write(lock)
+    shutil.copy(os.path.join(src, "check.js"), dst)
+    return dst
+
+
 SERVER_EXT = "subjectAltName=IP:127.0.0.1"
 CLIENT_EXT = "extendedKeyUsage=clientAuth"
 

@@ -7,7 +7,6 @@ documented REST shapes with raw HTTP."""
 import http.client
 import json
 import os
-import shutil
 import ssl
 import subprocess
 import sys
@@ -18,6 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DOUBLE = os.path.join(HERE, "..", "doubles", "azure_keyvault")
 sys.path.insert(0, DOUBLE)
 import server as azure  # noqa: E402
+from rootseal_testlib import npm_install  # noqa: E402
 
 TENANT, CLIENT, SECRET = "0f0e0d0c-tenant", "app-client-1", "s3cr3t-value"
 
@@ -28,28 +28,6 @@ def make_cert(d):
                     "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return cert, key
-
-
-def npm_dir(name, src):
-    """npm ci of src/package-lock.json into $ROOTSEAL_NPM_DIR/name (reused while the lock is unchanged)."""
-    base = os.environ.get("ROOTSEAL_NPM_DIR") or os.path.join(tempfile.gettempdir(), "rootseal-npm-doubles")
-    dst = os.path.join(base, name)
-    os.makedirs(dst, exist_ok=True)
-    with open(os.path.join(src, "package-lock.json")) as f:
-        lock = f.read()
-    stamp = os.path.join(dst, ".installed-lock")
-    if not (os.path.isdir(os.path.join(dst, "node_modules")) and os.path.exists(stamp)
-            and open(stamp).read() == lock):
-        for fn in ("package.json", "package-lock.json"):
-            shutil.copy(os.path.join(src, fn), dst)
-        p = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=dst,
-                           capture_output=True, text=True, timeout=600)
-        if p.returncode != 0:
-            raise AssertionError("npm ci failed in %s: %s %s" % (dst, p.stdout, p.stderr))
-        with open(stamp, "w") as f:
-            f.write(lock)
-    shutil.copy(os.path.join(src, "check.js"), dst)
-    return dst
 
 
 def req(d, ctx, method, path, body=None, headers=None):
@@ -64,7 +42,7 @@ def req(d, ctx, method, path, body=None, headers=None):
 
 
 def test_sdk(d, cert):
-    work = npm_dir("azure-keyvault", os.path.join(DOUBLE, "sdk"))
+    work = npm_install("azure-keyvault", os.path.join(DOUBLE, "sdk"))
     env = dict(os.environ, NODE_EXTRA_CA_CERTS=cert)
     p = subprocess.run(["node", "check.js", d.url, TENANT, CLIENT, SECRET], cwd=work, env=env,
                        capture_output=True, text=True, timeout=120)

@@ -8,7 +8,6 @@ import base64
 import http.client
 import json
 import os
-import shutil
 import ssl
 import subprocess
 import sys
@@ -20,6 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DOUBLE = os.path.join(HERE, "..", "doubles", "gcp_secretmanager")
 sys.path.insert(0, DOUBLE)
 import server as gcp  # noqa: E402
+from rootseal_testlib import npm_install  # noqa: E402
 
 EMAIL = "sync@rootseal-test.iam.gserviceaccount.com"
 PROJECT, NUMBER = "rootseal-test", "123456789012"
@@ -59,28 +59,6 @@ def jwt(key_file, claims, header=None):
     return signing_input + "." + b64url(sig)
 
 
-def npm_dir(name, src):
-    """npm ci of src/package-lock.json into $ROOTSEAL_NPM_DIR/name (reused while the lock is unchanged)."""
-    base = os.environ.get("ROOTSEAL_NPM_DIR") or os.path.join(tempfile.gettempdir(), "rootseal-npm-doubles")
-    dst = os.path.join(base, name)
-    os.makedirs(dst, exist_ok=True)
-    with open(os.path.join(src, "package-lock.json")) as f:
-        lock = f.read()
-    stamp = os.path.join(dst, ".installed-lock")
-    if not (os.path.isdir(os.path.join(dst, "node_modules")) and os.path.exists(stamp)
-            and open(stamp).read() == lock):
-        for fn in ("package.json", "package-lock.json"):
-            shutil.copy(os.path.join(src, fn), dst)
-        p = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=dst,
-                           capture_output=True, text=True, timeout=600)
-        if p.returncode != 0:
-            raise AssertionError("npm ci failed in %s: %s %s" % (dst, p.stdout, p.stderr))
-        with open(stamp, "w") as f:
-            f.write(lock)
-    shutil.copy(os.path.join(src, "check.js"), dst)
-    return dst
-
-
 class Rest:
     def __init__(self, d, cafile):
         self.d, self.ctx = d, ssl.create_default_context(cafile=cafile)
@@ -105,7 +83,7 @@ class Rest:
 
 
 def test_sdk(d, cert, sa_json):
-    work = npm_dir("gcp-secretmanager", os.path.join(DOUBLE, "sdk"))
+    work = npm_install("gcp-secretmanager", os.path.join(DOUBLE, "sdk"))
     p = subprocess.run(["node", "check.js", "127.0.0.1", str(d.port), sa_json, PROJECT], cwd=work,
                        env=dict(os.environ, NODE_EXTRA_CA_CERTS=cert), capture_output=True, text=True, timeout=120)
     if p.returncode != 0:

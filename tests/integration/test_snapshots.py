@@ -170,7 +170,75 @@ class Moto:
         self.proc.wait(timeout=30)
 
 
-class SnapshotTest(unittest.TestCase):
+class SnapshotHelpers:
+    """What the snapshot tests share (test_snapshots_cloud.py too): rootseal
+    with the PIN on a pipe, hosts (ConfigDaemon with a token), the API,
+    the snapshot metrics. The test's setUp/tearDown keep `self.daemons`."""
+
+    def cli(self, args, env, pin=None, expect=0, stdin=b""):
+        """rootseal with the PIN on a pipe (never in argv)."""
+        fds = ()
+        argv = [ROOTSEAL] + args
+        r_fd = None
+        if pin is not None:
+            r_fd, w_fd = os.pipe()
+            os.write(w_fd, pin.encode() + b"\n")
+            os.close(w_fd)
+            argv += ["--pin-fd", str(r_fd)]
+            fds = (r_fd,)
+        try:
+            p = subprocess.run(argv, input=stdin, capture_output=True, env=env, timeout=300, pass_fds=fds)
+        finally:
+            if r_fd is not None:
+                os.close(r_fd)
+        out, err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+        self.assertEqual(p.returncode, expect, "rootseal %s\nstdout:\n%s\nstderr:\n%s" % (" ".join(args), out, err))
+        return out, err
+
+    def host(self, name, pin):
+        d = ConfigDaemon("rootseal-snap-%s-" % name, name, pin)
+        self.daemons.append(d)
+        d.token = "rs." + secrets.token_hex(24)
+        d.pin = pin
+        return d
+
+    def pin_file(self, d):
+        p = d.p("hsm-pin")
+        with open(p, "w") as f:
+            f.write(d.pin + "\n")
+        os.chmod(p, 0o600)
+        return p
+
+    def api(self, d, method, path, body=None, expect=200):
+        r = d.call(method, path, body=body, token=d.token, timeout=30)
+        expect = expect if isinstance(expect, tuple) else (expect,)
+        self.assertIn(r.status, expect, "%s %s -> %d %r" % (method, path, r.status, r.data[:300]))
+        return r.json()
+
+    def metrics(self, d):
+        r = d.call("GET", "/v1/sys/metrics?format=prometheus", token=d.token)
+        self.assertEqual(r.status, 200)
+        out = {}
+        for line in r.data.decode().splitlines():
+            m = re.match(r"^(rootseal_snapshots?_[a-z_]+) (\S+)$", line)
+            if m:
+                out[m.group(1)] = float(m.group(2))
+        return out
+
+    def wait_metric(self, d, predicate, what, timeout=60):
+        return d.wait_for(lambda: predicate(self.metrics(d)), what, timeout=timeout)
+
+    def unsealed(self, d):
+        def ok():
+            r = d.call("GET", "/v1/sys/health")
+            return r.status == 200
+        d.wait_for(ok, "unsealed", timeout=60)
+
+    def token_args(self, d):
+        return ["--module", SOFTHSM2_MODULE, "--token", d.token_label]
+
+
+class SnapshotTest(SnapshotHelpers, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = tempdir("rootseal-snapshots-")
@@ -220,33 +288,6 @@ class SnapshotTest(unittest.TestCase):
             p.close()
 
     # --- helpers -------------------------------------------------------------
-    def cli(self, args, env, pin=None, expect=0, stdin=b""):
-        """rootseal with the PIN on a pipe (never in argv)."""
-        fds = ()
-        argv = [ROOTSEAL] + args
-        r_fd = None
-        if pin is not None:
-            r_fd, w_fd = os.pipe()
-            os.write(w_fd, pin.encode() + b"\n")
-            os.close(w_fd)
-            argv += ["--pin-fd", str(r_fd)]
-            fds = (r_fd,)
-        try:
-            p = subprocess.run(argv, input=stdin, capture_output=True, env=env, timeout=300, pass_fds=fds)
-        finally:
-            if r_fd is not None:
-                os.close(r_fd)
-        out, err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
-        self.assertEqual(p.returncode, expect, "rootseal %s\nstdout:\n%s\nstderr:\n%s" % (" ".join(args), out, err))
-        return out, err
-
-    def host(self, name, pin):
-        d = ConfigDaemon("rootseal-snap-%s-" % name, name, pin)
-        self.daemons.append(d)
-        d.token = "rs." + secrets.token_hex(24)
-        d.pin = pin
-        return d
-
     def configure(self, d, moto, bucket, prefix, interval="1s", count=3, enabled=True, port=None):
         d.write_config(
             "admin:\n  socket: %s\n"
@@ -260,38 +301,6 @@ class SnapshotTest(unittest.TestCase):
                interval, count, bucket, prefix, port or moto.port, moto.id_file, moto.secret_file,
                d.p("local-snapshots")),
             pin_file=self.pin_file(d))
-
-    def pin_file(self, d):
-        p = d.p("hsm-pin")
-        with open(p, "w") as f:
-            f.write(d.pin + "\n")
-        os.chmod(p, 0o600)
-        return p
-
-    def api(self, d, method, path, body=None, expect=200):
-        r = d.call(method, path, body=body, token=d.token, timeout=30)
-        expect = expect if isinstance(expect, tuple) else (expect,)
-        self.assertIn(r.status, expect, "%s %s -> %d %r" % (method, path, r.status, r.data[:300]))
-        return r.json()
-
-    def metrics(self, d):
-        r = d.call("GET", "/v1/sys/metrics?format=prometheus", token=d.token)
-        self.assertEqual(r.status, 200)
-        out = {}
-        for line in r.data.decode().splitlines():
-            m = re.match(r"^(rootseal_snapshots?_[a-z_]+) (\S+)$", line)
-            if m:
-                out[m.group(1)] = float(m.group(2))
-        return out
-
-    def wait_metric(self, d, predicate, what, timeout=60):
-        return d.wait_for(lambda: predicate(self.metrics(d)), what, timeout=timeout)
-
-    def unsealed(self, d):
-        def ok():
-            r = d.call("GET", "/v1/sys/health")
-            return r.status == 200
-        d.wait_for(ok, "unsealed", timeout=60)
 
     def ceremony_init(self, d, transcript):
         args = ["ceremony", "init", "--module", SOFTHSM2_MODULE, "--token", d.token_label, "--threshold", "2",
@@ -311,9 +320,6 @@ class SnapshotTest(unittest.TestCase):
             typed += out
         self.cli(["ceremony", "restore", "--module", SOFTHSM2_MODULE, "--token", d.token_label, "--typed",
                   "--transcript-dir", transcript], d.env, pin=d.pin, stdin=typed.encode())
-
-    def token_args(self, d):
-        return ["--module", SOFTHSM2_MODULE, "--token", d.token_label]
 
     # --- the drill -----------------------------------------------------------
     def test_disaster_drill_restore_on_second_host_from_s3(self):
@@ -502,7 +508,8 @@ class SnapshotTest(unittest.TestCase):
         self.api(a, "POST", "/v1/transit/keys/cut-0", {}, expect=(200, 204))
         self.wait_metric(a, lambda m: m.get("rootseal_snapshots_good_total", 0) >= 3, "three good snapshots")
         self.wait_metric(a, lambda m: m.get("rootseal_snapshots_deleted_total", 0) >= 1, "retention at work")
-        self.assertEqual(len(moto.objects(bucket, prefix)), 2)  # retain.count
+        # retain.count between runs (a run's upload lands before its retention deletes the oldest).
+        a.wait_for(lambda: len(moto.objects(bucket, prefix)) == 2, "retain.count objects between runs")
 
         proxy.set_cut(True)
         before = self.metrics(a)
@@ -528,9 +535,8 @@ class SnapshotTest(unittest.TestCase):
         proxy.set_cut(False)
         self.wait_metric(a, lambda m: m["rootseal_snapshots_good_total"] >= after["rootseal_snapshots_good_total"] + 2,
                          "good snapshots again")
-        names = moto.objects(bucket, prefix)
-        self.assertEqual(len(names), 2)
-        self.assertGreater(names[0], kept[-1])
+        a.wait_for(lambda: (lambda names: len(names) == 2 and names[0] > kept[-1])(moto.objects(bucket, prefix)),
+                   "the newest two, taken after the failures")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <optional>
 
+#include "providers/cloud_auth.hpp"
 #include "providers/common.hpp"
 #include "secure_buffer.hpp"
 #include "secure_json.hpp"
@@ -26,44 +27,30 @@ bool valid_name(std::string_view n) {
   return std::all_of(n.begin(), n.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-'; });
 }
 
-std::string az_error(const net::ClientResponse& r) {
-  auto doc = SecureJson::parse(r.body.view());
-  std::string code;
-  std::string msg;
-  if (doc && (*doc)->root().is_object()) {
-    if (const auto* e = (*doc)->root().as_object().if_contains("error"); e && e->is_object()) {
-      code = std::string(json_string(*e, "code"));
-      msg = std::string(json_string(*e, "message"));
-    } else {
-      code = std::string(json_string((*doc)->root(), "error"));  // identity platform: {"error","error_description"}
-      msg = std::string(json_string((*doc)->root(), "error_description"));
-    }
-  }
-  if (msg.size() > 300) msg.resize(300);
-  return std::to_string(r.status) + (code.empty() ? "" : " " + code) + (msg.empty() ? "" : ": " + msg);
-}
-
 struct Current {
   bool exists = false;
   bool managed = false;
   std::optional<kms::SecureBytes> value;
 };
 
-class AzureImpl final : public AzureKeyVault, private BearerAuth {
+class AzureImpl final : public AzureKeyVault {
  public:
-  AzureImpl(const asio::any_io_executor& ex, AzureSpec spec, std::shared_ptr<net::HttpClient> vault,
-            std::shared_ptr<net::HttpClient> login, std::shared_ptr<StoreHealth> health)
-      : BearerAuth(ex), spec_(std::move(spec)), vault_(std::move(vault)), login_(std::move(login)),
-        health_(std::move(health)) {}
+  AzureImpl(AzureSpec spec, std::shared_ptr<net::HttpClient> vault, std::shared_ptr<StoreHealth> health)
+      : spec_(std::move(spec)), vault_(std::move(vault)), health_(std::move(health)) {}
+
+  // Set once by make_azure_provider (the auth counts its fetches in counters_).
+  void set_auth(std::unique_ptr<MicrosoftClientCredentialsAuth> auth) { auth_ = std::move(auth); }
+  std::atomic<std::size_t>& token_requests() { return counters_.token_requests; }
 
   std::string_view kind() const noexcept override { return "azure"; }
   const AzureCounters& counters() const noexcept override { return counters_; }
 
   Task<void> validate() override {
-    ROOTSEAL_CO_LET(token, co_await access_token());
+    ROOTSEAL_CO_LET(token, co_await auth_->access_token());
     (void)token;
     ROOTSEAL_CO_LET(r, co_await call(http::verb::get, "/secrets?maxresults=1", {}));
-    if (r.status != 200) co_return fail(errc_for_status(r.status), "azure: listing secrets failed: " + az_error(r));
+    if (r.status != 200)
+      co_return fail(errc_for_status(r.status), "azure: listing secrets failed: " + microsoft_error(r));
     co_return kms::Result<void>{};
   }
 
@@ -92,7 +79,8 @@ class AzureImpl final : public AzureKeyVault, private BearerAuth {
     body.append(R"(,"contentType":"text/plain","attributes":{"enabled":true},"tags":{"managed-by":"rootseal"}})");
     ++counters_.writes;
     ROOTSEAL_CO_LET(r, co_await call(http::verb::put, "/secrets/" + std::string(ref.remote_key), body.view()));
-    if (r.status != 200) co_return fail(errc_for_status(r.status), "azure: setting the secret failed: " + az_error(r));
+    if (r.status != 200)
+      co_return fail(errc_for_status(r.status), "azure: setting the secret failed: " + microsoft_error(r));
     std::string version;
     if (auto doc = SecureJson::parse(r.body.view())) {
       const std::string_view id = json_string((*doc)->root(), "id");
@@ -116,7 +104,8 @@ class AzureImpl final : public AzureKeyVault, private BearerAuth {
     }
     ++counters_.writes;
     ROOTSEAL_CO_LET(r, co_await call(http::verb::delete_, "/secrets/" + std::string(ref.remote_key), {}));
-    if (r.status != 200 && r.status != 404) co_return fail(errc_for_status(r.status), "azure: deleting the secret failed: " + az_error(r));
+    if (r.status != 200 && r.status != 404)
+      co_return fail(errc_for_status(r.status), "azure: deleting the secret failed: " + microsoft_error(r));
     co_return kms::Result<void>{};
   }
 
@@ -128,7 +117,8 @@ class AzureImpl final : public AzureKeyVault, private BearerAuth {
     ROOTSEAL_CO_LET(r, co_await call(http::verb::get, "/secrets/" + std::string(name), {}));
     Current c;
     if (r.status == 404) co_return c;
-    if (r.status != 200) co_return fail(errc_for_status(r.status), "azure: reading the secret failed: " + az_error(r));
+    if (r.status != 200)
+      co_return fail(errc_for_status(r.status), "azure: reading the secret failed: " + microsoft_error(r));
     auto doc = SecureJson::parse(r.body.view());
     if (!doc) co_return fail(Errc::unavailable, "azure: the answer is not JSON");
     const auto& root = (*doc)->root();
@@ -149,41 +139,12 @@ class AzureImpl final : public AzureKeyVault, private BearerAuth {
     target += (target.find('?') == std::string::npos ? "?" : "&");
     target += "api-version=" + spec_.api_version;
     const CallCounters counted{&counters_.calls, &counters_.throttled};
-    co_return co_await bearer_request(*this, *health_, *vault_, verb, target, body, "azure", counted);
-  }
-
-  // A client-credentials token from the Microsoft identity platform.
-  Task<Token> fetch_token() override {
-    ++counters_.token_requests;
-    SecureBuffer form(256);
-    form.append("grant_type=client_credentials&client_id=" + net::url_encode(spec_.client_id) + "&scope=" +
-                net::url_encode(kScope) + "&client_secret=");
-    // The secret percent-encoded straight into locked memory.
-    static constexpr char kHex[] = "0123456789ABCDEF";
-    for (std::uint8_t c : spec_.client_secret.span()) {
-      if (std::isalnum(c) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
-        form.push_back(static_cast<char>(c));
-      } else {
-        const char esc[3] = {'%', kHex[c >> 4], kHex[c & 0xF]};
-        form.append(std::string_view(esc, 3));
-      }
-    }
-    const net::Header headers[] = {{"Content-Type", "application/x-www-form-urlencoded"}};
-    const std::string target = "/" + net::url_encode(spec_.tenant_id) + "/oauth2/v2.0/token";
-    auto r = co_await login_->request(http::verb::post, target, headers, form.view());
-    if (!r) co_return fail(r.error().code, "azure: token request failed: " + r.error().message);
-    if (r->status != 200) co_return fail(errc_for_status(r->status), "azure: token request refused: " + az_error(*r));
-    auto doc = SecureJson::parse(r->body.view());
-    if (!doc) co_return fail(Errc::unavailable, "azure: the token answer is not JSON");
-    const auto& root = (*doc)->root();
-    const std::string_view tok = json_string(root, "access_token");
-    if (tok.empty()) co_return fail(Errc::unavailable, "azure: the token answer has no access_token");
-    co_return Token{kms::SecureBytes::copy_of(tok), expires_in(root)};
+    co_return co_await bearer_request(*auth_, *health_, *vault_, verb, target, body, "azure", counted);
   }
 
   AzureSpec spec_;
+  std::unique_ptr<MicrosoftClientCredentialsAuth> auth_;
   std::shared_ptr<net::HttpClient> vault_;
-  std::shared_ptr<net::HttpClient> login_;
   std::shared_ptr<StoreHealth> health_;
   AzureCounters counters_;
 };
@@ -198,10 +159,18 @@ kms::Result<std::shared_ptr<AzureKeyVault>> make_azure_provider(const asio::any_
   }
   if (spec.api_version.empty()) return fail(Errc::invalid_argument, "azure: api_version is required");
   ROOTSEAL_LET(vault, make_client(executor, spec.vault_url, spec.tls));
-  ROOTSEAL_LET(login, make_client(executor, spec.authority_host, spec.authority_tls));
   if (!health) health = std::make_shared<StoreHealth>("azure " + spec.vault_url);
-  return std::shared_ptr<AzureKeyVault>(
-      std::make_shared<AzureImpl>(executor, std::move(spec), std::move(vault), std::move(login), std::move(health)));
+  std::string authority = spec.authority_host;
+  const TlsSpec authority_tls = spec.authority_tls;
+  std::string tenant = spec.tenant_id;
+  std::string client = spec.client_id;
+  kms::SecureBytes secret = std::move(spec.client_secret);
+  auto impl = std::make_shared<AzureImpl>(std::move(spec), std::move(vault), std::move(health));
+  ROOTSEAL_LET(auth, MicrosoftClientCredentialsAuth::make(executor, authority, authority_tls, std::move(tenant),
+                                                          std::move(client), std::move(secret), std::string(kScope),
+                                                          "azure", &impl->token_requests()));
+  impl->set_auth(std::move(auth));
+  return std::shared_ptr<AzureKeyVault>(std::move(impl));
 }
 
 }  // namespace rootseal::sync::providers

@@ -4,6 +4,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/string.hpp>
 
 #include <algorithm>
 #include <array>
@@ -273,7 +274,8 @@ std::chrono::seconds expires_in(const boost::json::value& answer) {
 asio::awaitable<kms::Result<net::ClientResponse>> bearer_request(BearerAuth& auth, StoreHealth& health,
                                                                  net::HttpClient& client, boost::beast::http::verb verb,
                                                                  const std::string& target, std::string_view body,
-                                                                 std::string_view who, CallCounters counters) {
+                                                                 std::string_view who, CallCounters counters,
+                                                                 std::span<const net::Header> extra) {
   bool renewed = false;
   for (;;) {
     auto token = co_await auth.access_token();
@@ -282,7 +284,10 @@ asio::awaitable<kms::Result<net::ClientResponse>> bearer_request(BearerAuth& aut
     bearer.append("Bearer ");
     bearer.append(token->span());
     std::vector<net::Header> headers = {{"Authorization", bearer.view()}};
-    if (!body.empty()) headers.push_back({"Content-Type", "application/json"});
+    headers.insert(headers.end(), extra.begin(), extra.end());
+    const bool typed = std::any_of(extra.begin(), extra.end(),
+                                   [](const net::Header& h) { return boost::beast::iequals(h.name, "Content-Type"); });
+    if (!body.empty() && !typed) headers.push_back({"Content-Type", "application/json"});
     const auto send = [&] {
       if (counters.calls != nullptr) ++*counters.calls;
       return client.request(verb, target, headers, body);

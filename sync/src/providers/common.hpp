@@ -177,11 +177,12 @@ struct CallCounters {
 // (guarded_call: 429, 5xx and connection errors back the store off; at most
 // two attempts, the second only when the store reopens within the wait
 // budget); a 401 renews the token once. The last answer is returned whatever
-// its status; `who` prefixes transport errors.
-boost::asio::awaitable<kms::Result<net::ClientResponse>> bearer_request(BearerAuth& auth, StoreHealth& health,
-                                                                  net::HttpClient& client,
-                                                                  boost::beast::http::verb verb, const std::string& target,
-                                                                  std::string_view body, std::string_view who,
-                                                                  CallCounters counters);
+// its status; `who` prefixes transport errors. `extra` headers go with every
+// attempt; a body is sent as application/json unless `extra` names a
+// Content-Type.
+boost::asio::awaitable<kms::Result<net::ClientResponse>> bearer_request(
+    BearerAuth& auth, StoreHealth& health, net::HttpClient& client, boost::beast::http::verb verb,
+    const std::string& target, std::string_view body, std::string_view who, CallCounters counters,
+    std::span<const net::Header> extra = {});
 
 }  // namespace rootseal::sync::providers

@@ -12,11 +12,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 #include <system_error>
 
 #include "engine/provider_source.hpp"
 #include "providers/aws_sigv4.hpp"
 #include "providers/common.hpp"
+#include "providers/object_listing.hpp"
 #include "rootseal/kms/durable_file.hpp"
 
 namespace rootseal::sync {
@@ -28,20 +30,8 @@ using kms::fail;
 
 namespace {
 
-// Object names: what a snapshot writer produces, and nothing that could
-// climb out of a folder or need escaping in a URL or XML.
-bool valid_object_name(std::string_view n) {
-  if (n.empty() || n.size() > 200 || n.front() == '.') return false;
-  return std::all_of(n.begin(), n.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_' || c == '.';
-  });
-}
-
-kms::Result<void> check_name(std::string_view n) {
-  if (!valid_object_name(n))
-    return fail(Errc::invalid_argument, "object name must be [A-Za-z0-9._-], not starting with '.'");
-  return {};
-}
+using providers::valid_object_name;
+kms::Result<void> check_name(std::string_view n) { return providers::check_object_name(n); }
 
 // ---- folder -----------------------------------------------------------------
 
@@ -113,39 +103,6 @@ class FolderStore final : public ObjectStore {
 
 // ---- S3 ---------------------------------------------------------------------
 
-// The text of the first <tag>…</tag> at or after `from` (entities decoded);
-// `from` moves past it. nullopt when there is none.
-std::optional<std::string> xml_text(std::string_view doc, std::string_view tag, std::size_t& from) {
-  const std::string open = "<" + std::string(tag) + ">";
-  const std::string close = "</" + std::string(tag) + ">";
-  const auto a = doc.find(open, from);
-  if (a == std::string_view::npos) return std::nullopt;
-  const auto b = doc.find(close, a + open.size());
-  if (b == std::string_view::npos) return std::nullopt;
-  from = b + close.size();
-  const auto raw = doc.substr(a + open.size(), b - a - open.size());
-  std::string out;
-  for (std::size_t i = 0; i < raw.size(); ++i) {
-    if (raw[i] != '&') {
-      out.push_back(raw[i]);
-      continue;
-    }
-    static constexpr std::pair<std::string_view, char> kEntities[] = {
-        {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
-    bool done = false;
-    for (const auto& [e, c] : kEntities) {
-      if (raw.substr(i, e.size()) == e) {
-        out.push_back(c);
-        i += e.size() - 1;
-        done = true;
-        break;
-      }
-    }
-    if (!done) out.push_back('&');
-  }
-  return out;
-}
-
 class S3Store final : public ObjectStore {
  public:
   S3Store(S3Spec spec, std::shared_ptr<net::HttpClient> client, std::string base_path)
@@ -186,29 +143,10 @@ class S3Store final : public ObjectStore {
       const std::vector<std::pair<std::string, std::string>> no_headers;
       ROOTSEAL_CO_LET(res, co_await call(http::verb::get, bucket_path, query, no_headers, {}));
       if (res.status != 200) co_return fail(errc_of(res.status), error_text("ListObjectsV2", res));
-      const auto doc = res.body.view();
-      for (std::size_t at = doc.find("<Contents>"); at != std::string_view::npos; at = doc.find("<Contents>", at)) {
-        const auto end = doc.find("</Contents>", at);
-        if (end == std::string_view::npos) break;
-        const auto part = doc.substr(at, end - at);
-        at = end;
-        std::size_t k = 0;
-        std::size_t z = 0;
-        auto key = xml_text(part, "Key", k);
-        auto size = xml_text(part, "Size", z);
-        if (!key || !key->starts_with(spec_.prefix)) continue;
-        ObjectInfo info;
-        info.name = key->substr(spec_.prefix.size());
-        if (!valid_object_name(info.name)) continue;  // not ours (a "folder" below the prefix, ...)
-        if (size) info.size = std::strtoull(size->c_str(), nullptr, 10);
-        out.push_back(std::move(info));
-      }
-      std::size_t t = 0;
-      const auto truncated = xml_text(doc, "IsTruncated", t);
-      std::size_t n = 0;
-      const auto next = xml_text(doc, "NextContinuationToken", n);
-      if (!truncated || *truncated != "true" || !next || next->empty()) break;
-      token = *next;
+      auto listed = providers::parse_s3_listing(res.body.view(), spec_.prefix);
+      std::move(listed.objects.begin(), listed.objects.end(), std::back_inserter(out));
+      if (listed.next.empty()) break;
+      token = std::move(listed.next);
     }
     std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
     co_return out;
@@ -232,14 +170,7 @@ class S3Store final : public ObjectStore {
 
   // "s3: PutObject: 403 AccessDenied": S3's error code only (never the message, which may echo input).
   static std::string error_text(const std::string& op, const net::ClientResponse& res) {
-    std::size_t at = 0;
-    const auto code = xml_text(res.body.view(), "Code", at);
-    std::string c = code.value_or("");
-    if (c.size() > 64 ||
-        !std::all_of(c.begin(), c.end(), [](char ch) { return std::isalnum(static_cast<unsigned char>(ch)) != 0; })) {
-      c.clear();
-    }
-    return "s3: " + op + ": HTTP " + std::to_string(res.status) + (c.empty() ? "" : " " + c);
+    return providers::xml_error_text("s3", op, res);
   }
 
   std::string object_path(std::string_view name) const {

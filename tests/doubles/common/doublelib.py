@@ -8,6 +8,8 @@ so it still runs stand-alone from any directory. See docs/testing-doubles.md.
 """
 import argparse
 import datetime
+import importlib.util
+import os
 import json
 import re
 import socket
@@ -21,6 +23,20 @@ from urllib.parse import parse_qs, urlsplit
 # Verbs that count as writes in the "writes" figure of /_double/stats (the
 # Kubernetes verbs, and the lower-cased HTTP methods Vault and Azure count).
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection", "put", "post")
+
+
+def load_double(name):
+    """tests/doubles/<name>/server.py as the module "<name>_double" (every
+    double's file is server.py: imported by name they would shadow each other)."""
+    mod_name = name + "_double"
+    if mod_name in sys.modules:
+        return sys.modules[mod_name]
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, name, "server.py")
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def jcopy(obj):

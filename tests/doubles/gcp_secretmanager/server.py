@@ -207,15 +207,22 @@ class GcpState:
 class GcpHandler(BaseDoubleHandler):
     do_GET = do_POST = do_PATCH = do_DELETE = BaseDoubleHandler.dispatch
     admin_expire_tokens = True
+    # What a subclass for another Google API (tests/doubles/gcs) changes: the
+    # OAuth scopes a token may carry, the audiences of a self-signed JWT used
+    # as the bearer token, and the error class (its body shape).
+    scopes = (SCOPE,)
+    service_auds = (SERVICE_AUD, SERVICE_AUD.rstrip("/"))
+    error_class = GError
+    resource_name = "secrets"
 
     def serve_api(self, path, q, body):
         d = self.server.double
         self.enum_int = "enum-encoding=int" in (q.get("$alt") or "")
         verb = "token" if path == "/token" else self._verb(path)
-        d.counters.add(self.command, path, verb, "oauth2" if path == "/token" else "secrets")
+        d.counters.add(self.command, path, verb, "oauth2" if path == "/token" else self.resource_name)
         try:
             if d.faults.down == "503":
-                raise GError(503, "UNAVAILABLE", "The service is currently unavailable.")
+                raise self.error_class(503, "UNAVAILABLE", "The service is currently unavailable.")
             rule = self.take_fault(path)
             if rule:
                 status = {429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 409: "ABORTED",
@@ -224,7 +231,7 @@ class GcpHandler(BaseDoubleHandler):
                     429: "Quota exceeded for quota metric 'Access requests' and limit 'Access requests per "
                          "minute per project' of service 'secretmanager.googleapis.com'."}.get(
                     rule["status"], "Injected failure.")
-                raise GError(rule["status"], status, msg, retry_after_header(rule))
+                raise self.error_class(rule["status"], status, msg, retry_after_header(rule))
             if path == "/token" and self.command == "POST":
                 return self.token(body)
             self.authenticate()
@@ -294,7 +301,7 @@ class GcpHandler(BaseDoubleHandler):
         if not form.get("assertion"):
             raise OAuthError(400, "invalid_request", "Missing required parameter: assertion")
         claims = self._verify_jwt(form["assertion"], {GOOGLE_TOKEN_URL, d.url + "/token"})
-        if SCOPE not in str(claims.get("scope", "")).split():
+        if not set(self.scopes) & set(str(claims.get("scope", "")).split()):
             raise OAuthError(400, "invalid_scope", "Invalid OAuth scope or ID token audience provided.")
         tok = "ya29.c." + secrets.token_urlsafe(48)
         with st.lock:
@@ -305,7 +312,7 @@ class GcpHandler(BaseDoubleHandler):
     def authenticate(self):
         st = self.server.double.state
         auth = self.headers.get("Authorization") or ""
-        unauth = GError(401, "UNAUTHENTICATED",
+        unauth = self.error_class(401, "UNAUTHENTICATED",
                         "Request had invalid authentication credentials. Expected OAuth 2 access token, login "
                         "cookie or other valid authentication credential. See "
                         "https://developers.google.com/identity/sign-in/web/devconsole-project.",
@@ -327,8 +334,7 @@ class GcpHandler(BaseDoubleHandler):
             except OAuthError:
                 raise unauth
             aud = claims.get("aud")
-            if aud not in (SERVICE_AUD, SERVICE_AUD.rstrip("/")) and \
-                    SCOPE not in str(claims.get("scope", "")).split():
+            if aud not in self.service_auds and not set(self.scopes) & set(str(claims.get("scope", "")).split()):
                 raise unauth
             with st.lock:
                 st.self_signed_uses += 1

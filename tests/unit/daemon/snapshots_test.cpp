@@ -56,6 +56,97 @@ snapshots:
   CHECK(d.session_token.credential == "s3-session");
 }
 
+TEST_CASE("snapshots: gcs and azure destinations are read") {
+  auto cfg = parse_config(R"(
+snapshots:
+  destinations:
+    - name: gcs
+      kind: gcs
+      bucket: rootseal-snapshots
+      prefix: prod/
+      endpoint: http://127.0.0.1:4443
+      token_uri: http://127.0.0.1:4443/token
+      ca_file: /etc/rootseal/gcs-ca.pem
+      service_account_json: {credential: gcs-key}
+    - name: blob
+      kind: azure
+      account: rootsealbackups
+      container: snapshots
+      prefix: prod/
+      tenant_id: 72f988bf-86f1-41af-91ab-2d7cd011db47
+      client_id: 0c4f3e2a-1111-2222-3333-444455556666
+      authority_host: https://login.example
+      client_secret: {file: /etc/rootseal/blob-secret}
+)");
+  if (!cfg) FAIL(cfg.error().message);
+  const auto& g = cfg->snapshots->destinations.at(0);
+  CHECK(g.kind == "gcs");
+  CHECK(g.bucket == "rootseal-snapshots");
+  CHECK(g.prefix == "prod/");
+  CHECK(g.endpoint == "http://127.0.0.1:4443");
+  CHECK(g.token_uri == "http://127.0.0.1:4443/token");
+  CHECK(g.ca_file == "/etc/rootseal/gcs-ca.pem");
+  CHECK(g.service_account_json.credential == "gcs-key");
+  const auto& a = cfg->snapshots->destinations.at(1);
+  CHECK(a.kind == "azure");
+  CHECK(a.account == "rootsealbackups");
+  CHECK(a.container == "snapshots");
+  CHECK(a.prefix == "prod/");
+  CHECK(a.endpoint.empty());  // the real service unless overridden
+  CHECK(a.tenant_id == "72f988bf-86f1-41af-91ab-2d7cd011db47");
+  CHECK(a.client_id == "0c4f3e2a-1111-2222-3333-444455556666");
+  CHECK(a.authority_host == "https://login.example");
+  CHECK(a.client_secret.file == "/etc/rootseal/blob-secret");
+}
+
+TEST_CASE("snapshots: gcs and azure destinations refuse what is missing or misplaced, secrets never inline") {
+  const std::string gcs = "snapshots:\n  destinations:\n    - name: g\n      kind: gcs\n";
+  const std::string az = "snapshots:\n  destinations:\n    - name: a\n      kind: azure\n";
+  const std::string az_ok = az +
+                            "      account: acct\n      container: snaps\n      tenant_id: t\n"
+                            "      client_id: c\n";
+  const std::pair<std::string, std::string> cases[] = {
+      {gcs + "      service_account_json: {file: /k}\n", "snapshots.destinations.g.bucket: required for gcs"},
+      {gcs + "      bucket: b-1\n", "snapshots.destinations.g.service_account_json: required for gcs"},
+      {gcs + "      bucket: b-1\n      service_account_json: '{\"private_key\": \"hunter2\"}'\n",
+       "must be {file: PATH} or {credential: NAME}"},
+      {gcs + "      bucket: b-1\n      service_account_json: {file: /k}\n      region: r\n",
+       "snapshots.destinations.g.region: not an option of a gcs destination"},
+      {gcs + "      bucket: b-1\n      service_account_json: {file: /k}\n      endpoint: storage.local\n",
+       "snapshots.destinations.g.endpoint: must be an http(s):// URL"},
+      {gcs + "      bucket: b-1\n      service_account_json: {file: /k}\n      token_uri: oauth2.local/token\n",
+       "snapshots.destinations.g.token_uri: must be an http(s):// URL"},
+      {gcs + "      bucket: b-1\n      service_account_json: {file: /k}\n      prefix: /x/\n",
+       "snapshots.destinations.g.prefix: must end with '/' and not start with one"},
+      {az + "      container: snaps\n      tenant_id: t\n      client_id: c\n      client_secret: {file: /s}\n",
+       "snapshots.destinations.a.account: required for azure"},
+      {az + "      account: acct\n      tenant_id: t\n      client_id: c\n      client_secret: {file: /s}\n",
+       "snapshots.destinations.a.container: required for azure"},
+      {az + "      account: acct\n      container: snaps\n      client_id: c\n      client_secret: {file: /s}\n",
+       "snapshots.destinations.a.tenant_id: required for azure"},
+      {az + "      account: acct\n      container: snaps\n      tenant_id: t\n      client_secret: {file: /s}\n",
+       "snapshots.destinations.a.client_id: required for azure"},
+      {az_ok, "snapshots.destinations.a.client_secret: required for azure ({file: ...} or {credential: ...})"},
+      {az_ok + "      client_secret: hunter2\n", "a secret is never written in the configuration"},
+      {az_ok + "      client_secret: {file: /s}\n      bucket: b\n",
+       "snapshots.destinations.a.bucket: not an option of an azure destination"},
+      {az_ok + "      client_secret: {file: /s}\n      authority_host: login.local\n",
+       "snapshots.destinations.a.authority_host: must be an http(s):// URL"},
+      {az_ok + "      client_secret: {file: /s}\n      access_key_id: {file: /i}\n",
+       "not an option of an azure destination"},
+  };
+  for (const auto& [yaml, message] : cases) {
+    INFO(yaml);
+    auto cfg = parse_config(yaml);
+    REQUIRE_FALSE(cfg);
+    CHECK(cfg.error().message.find(message) != std::string::npos);
+    CHECK(cfg.error().message.find("hunter2") == std::string::npos);
+  }
+  // The same destinations, complete, are accepted.
+  CHECK(parse_config(gcs + "      bucket: b-1\n      service_account_json: {file: /k}\n"));
+  CHECK(parse_config(az_ok + "      client_secret: {credential: blob}\n"));
+}
+
 TEST_CASE("snapshots: defaults, and no section means no snapshots") {
   auto none = parse_config("");
   REQUIRE(none);
@@ -88,7 +179,8 @@ TEST_CASE("snapshots: bad values are refused with the option's name, secrets nev
       {"snapshots:\n  destinations:\n    - {name: l, kind: folder, path: rel}\n",
        "snapshots.destinations.l.path: must be an absolute path"},
       {"snapshots:\n  destinations:\n    - {name: l, kind: folder}\n", "snapshots.destinations.l.path: required"},
-      {"snapshots:\n  destinations:\n    - {name: l, kind: gcs}\n", "snapshots.destinations.l.kind: folder or s3"},
+      {"snapshots:\n  destinations:\n    - {name: l, kind: tape}\n",
+       "snapshots.destinations.l.kind: folder, s3, gcs or azure"},
       {"snapshots:\n  destinations:\n    - {name: L!, kind: folder, path: /b}\n", "name: 1 to 32 of"},
       {"snapshots:\n  destinations:\n    - {name: l, kind: folder, path: /b}\n    - {name: l, kind: folder, path: "
        "/c}\n",

@@ -30,20 +30,31 @@ namespace rootseal::daemon {
 
 struct SnapshotDestination {
   std::string name;  // [a-z0-9_-]{1,32}; for logs, metrics and `--destination`
-  std::string kind;  // folder | s3
+  std::string kind;  // folder | s3 | gcs | azure
   // folder
   std::filesystem::path path;
-  // s3
+  // s3, gcs (bucket), azure (container); prefix, endpoint and ca_file for all three
   std::string bucket;
   std::string prefix;
+  std::string endpoint;  // override (tests); empty: the real service
+  std::filesystem::path ca_file;
+  // s3
   std::string region;
-  std::string endpoint;
   std::string server_side_encryption;  // "" | AES256 | aws:kms
   std::string sse_kms_key_id;
-  std::filesystem::path ca_file;
   sync::CredentialRef access_key_id;
   sync::CredentialRef secret_access_key;
   sync::CredentialRef session_token;
+  // gcs: a service-account key file, as the sync engine's gcp stores
+  std::string token_uri;  // override of the key file's token_uri
+  sync::CredentialRef service_account_json;
+  // azure: a storage account and container, client credentials as the sync engine's azure stores
+  std::string account;
+  std::string container;
+  std::string tenant_id;
+  std::string client_id;
+  std::string authority_host;  // empty: https://login.microsoftonline.com
+  sync::CredentialRef client_secret;
 };
 
 struct SnapshotsConfig {
@@ -54,8 +65,8 @@ struct SnapshotsConfig {
   std::vector<SnapshotDestination> destinations;
 };
 
-// The destination's object store, credentials read now (S3: from their
-// files or systemd credentials, into locked memory).
+// The destination's object store, credentials read now (from their files or
+// systemd credentials, into locked memory).
 kms::Result<std::unique_ptr<sync::ObjectStore>> open_snapshot_destination(const SnapshotDestination& d,
                                                                           const boost::asio::any_io_executor& ex);
 

@@ -1,0 +1,232 @@
+// OAuth 2 tokens for Google and Microsoft APIs (providers/cloud_auth.hpp).
+#include "providers/cloud_auth.hpp"
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include <boost/json.hpp>
+#include <boost/url/parse.hpp>
+
+#include <chrono>
+#include <utility>
+
+#include "rootseal/kms/encoding.hpp"
+#include "secure_buffer.hpp"
+#include "secure_json.hpp"
+
+namespace rootseal::sync::providers {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+namespace json = boost::json;
+using kms::Errc;
+using kms::fail;
+
+namespace {
+
+std::string b64url(std::span<const std::uint8_t> in) {
+  std::string s = kms::base64_encode(in);
+  for (auto& c : s) {
+    if (c == '+')
+      c = '-';
+    else if (c == '/')
+      c = '_';
+  }
+  while (!s.empty() && s.back() == '=') s.pop_back();
+  return s;
+}
+std::string b64url(std::string_view in) {
+  return b64url(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(in.data()), in.size()));
+}
+
+// RS256 over `input` with a PEM private key held in locked memory.
+kms::Result<std::vector<std::uint8_t>> rs256(const std::string& who, std::string_view pem, std::string_view input) {
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  if (bio == nullptr) return fail(Errc::crypto_failure, who + ": out of memory");
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  if (key == nullptr)
+    return fail(Errc::invalid_argument, who + ": the service-account private_key is not a PEM private key");
+  std::vector<std::uint8_t> sig;
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  std::size_t len = 0;
+  bool ok = ctx != nullptr && EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA &&
+            EVP_DigestSignInit(ctx, nullptr, EVP_sha256(), nullptr, key) == 1 &&
+            EVP_DigestSign(ctx, nullptr, &len, reinterpret_cast<const unsigned char*>(input.data()), input.size()) == 1;
+  if (ok) {
+    sig.resize(len);
+    ok = EVP_DigestSign(ctx, sig.data(), &len, reinterpret_cast<const unsigned char*>(input.data()), input.size()) == 1;
+    sig.resize(len);
+  }
+  EVP_MD_CTX_free(ctx);
+  EVP_PKEY_free(key);
+  if (!ok) return fail(Errc::crypto_failure, who + ": RS256 signing failed (is the key RSA?)");
+  return sig;
+}
+
+// {"error":{code-ish, "message"}} or {"error": "...", "error_description": "..."}.
+std::string json_error(const net::ClientResponse& r, bool google) {
+  auto doc = SecureJson::parse(r.body.view());
+  std::string code;
+  std::string msg;
+  if (doc && (*doc)->root().is_object()) {
+    if (const auto* e = (*doc)->root().as_object().if_contains("error"); e && e->is_object()) {
+      code = std::string(json_string(*e, google ? "status" : "code"));
+      if (google && code.empty()) {
+        // Cloud Storage's JSON API: errors[0].reason ("notFound", "conditionNotMet").
+        if (const auto* errs = e->as_object().if_contains("errors");
+            errs && errs->is_array() && !errs->as_array().empty()) {
+          code = std::string(json_string(errs->as_array().front(), "reason"));
+        }
+      }
+      msg = std::string(json_string(*e, "message"));
+    } else {
+      code = std::string(json_string((*doc)->root(), "error"));
+      msg = std::string(json_string((*doc)->root(), "error_description"));
+    }
+  }
+  if (code.size() > 64) code.resize(64);
+  if (msg.size() > 300) msg.resize(300);
+  return std::to_string(r.status) + (code.empty() ? "" : " " + code) + (msg.empty() ? "" : ": " + msg);
+}
+
+// POSTs `form` to a token endpoint; the access token and lifetime of its
+// answer. The arguments are the caller's named locals (they outlive the call).
+asio::awaitable<kms::Result<std::pair<kms::SecureBytes, std::chrono::seconds>>> token_exchange(
+    net::HttpClient& client, const std::string& target, std::string_view form, const std::string& who, bool google) {
+  const net::Header headers[] = {{"Content-Type", "application/x-www-form-urlencoded"}};
+  auto r = co_await client.request(http::verb::post, target, headers, form);
+  if (!r) co_return fail(r.error().code, who + ": token request failed: " + r.error().message);
+  if (r->status != 200) {
+    co_return fail(errc_for_status(r->status), who + ": token request refused: " + json_error(*r, google));
+  }
+  auto doc = SecureJson::parse(r->body.view());
+  if (!doc) co_return fail(Errc::unavailable, who + ": the token answer is not JSON");
+  const std::string_view tok = json_string((*doc)->root(), "access_token");
+  if (tok.empty()) co_return fail(Errc::unavailable, who + ": the token answer has no access_token");
+  co_return std::pair{kms::SecureBytes::copy_of(tok), expires_in((*doc)->root())};
+}
+
+}  // namespace
+
+std::string google_error(const net::ClientResponse& r) { return json_error(r, true); }
+std::string microsoft_error(const net::ClientResponse& r) { return json_error(r, false); }
+
+// ---- Google ------------------------------------------------------------------
+
+kms::Result<std::unique_ptr<GoogleServiceAccountAuth>> GoogleServiceAccountAuth::make(
+    const asio::any_io_executor& executor, const kms::SecureBytes& key_json, std::string_view token_uri_override,
+    const TlsSpec& token_tls, std::string scope, std::string who, std::atomic<std::size_t>* token_requests) {
+  if (key_json.empty()) return fail(Errc::invalid_argument, who + ": the service-account key is required");
+  auto doc = SecureJson::parse(key_json.span());
+  if (!doc || !(*doc)->root().is_object())
+    return fail(Errc::invalid_argument, who + ": the service-account key is not JSON");
+  const auto& root = (*doc)->root();
+  std::string email(json_string(root, "client_email"));
+  const std::string_view pem = json_string(root, "private_key");
+  if (email.empty() || pem.empty()) {
+    return fail(Errc::invalid_argument, who + ": the service-account key needs client_email and private_key");
+  }
+  std::string token_uri =
+      token_uri_override.empty() ? std::string(json_string(root, "token_uri")) : std::string(token_uri_override);
+  if (token_uri.empty()) token_uri = kGoogleTokenUri;
+  auto u = boost::urls::parse_uri(token_uri);
+  if (!u || (u->scheme() != "http" && u->scheme() != "https"))
+    return fail(Errc::invalid_argument, who + ": bad token_uri");
+  const std::string origin = std::string(u->scheme()) + "://" + std::string(u->encoded_authority());
+  std::string path = u->encoded_path().empty() ? "/" : std::string(u->encoded_path());
+  ROOTSEAL_LET(oauth, make_client(executor, origin, token_tls));
+  return std::make_unique<GoogleServiceAccountAuth>(
+      executor, std::move(email), std::string(json_string(root, "private_key_id")), kms::SecureBytes::copy_of(pem),
+      std::move(token_uri), std::move(path), std::move(oauth), std::move(scope), std::move(who), token_requests);
+}
+
+GoogleServiceAccountAuth::GoogleServiceAccountAuth(const asio::any_io_executor& executor, std::string email,
+                                                   std::string key_id, kms::SecureBytes key_pem, std::string token_uri,
+                                                   std::string token_path, std::shared_ptr<net::HttpClient> oauth,
+                                                   std::string scope, std::string who,
+                                                   std::atomic<std::size_t>* token_requests)
+    : BearerAuth(executor),
+      email_(std::move(email)),
+      key_id_(std::move(key_id)),
+      key_pem_(std::move(key_pem)),
+      token_uri_(std::move(token_uri)),
+      token_path_(std::move(token_path)),
+      oauth_(std::move(oauth)),
+      scope_(std::move(scope)),
+      who_(std::move(who)),
+      token_requests_(token_requests) {}
+
+Task<BearerAuth::Token> GoogleServiceAccountAuth::fetch_token() {
+  if (token_requests_ != nullptr) ++*token_requests_;
+  const auto now =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  std::string header = R"({"alg":"RS256","typ":"JWT")";
+  if (!key_id_.empty()) header += R"(,"kid":)" + json::serialize(json::value(key_id_));
+  header += "}";
+  json::object claims;
+  claims["iss"] = email_;
+  claims["scope"] = scope_;
+  claims["aud"] = token_uri_;
+  claims["iat"] = now;
+  claims["exp"] = now + 3600;
+  const std::string signing_input = b64url(header) + "." + b64url(json::serialize(claims));
+  ROOTSEAL_CO_LET(sig, rs256(who_, as_view(key_pem_), signing_input));
+  const std::string assertion = signing_input + "." + b64url(sig);
+  const std::string form =
+      "grant_type=" + net::url_encode("urn:ietf:params:oauth:grant-type:jwt-bearer") + "&assertion=" + assertion;
+  ROOTSEAL_CO_LET(tok, co_await token_exchange(*oauth_, token_path_, form, who_, /*google=*/true));
+  co_return Token{std::move(tok.first), tok.second};
+}
+
+// ---- Microsoft ---------------------------------------------------------------
+
+kms::Result<std::unique_ptr<MicrosoftClientCredentialsAuth>> MicrosoftClientCredentialsAuth::make(
+    const asio::any_io_executor& executor, std::string_view authority_host, const TlsSpec& authority_tls,
+    std::string tenant_id, std::string client_id, kms::SecureBytes client_secret, std::string scope, std::string who,
+    std::atomic<std::size_t>* token_requests) {
+  if (tenant_id.empty() || client_id.empty() || client_secret.empty()) {
+    return fail(Errc::invalid_argument, who + ": tenantId, clientId and clientSecret are required");
+  }
+  ROOTSEAL_LET(login, make_client(executor, authority_host, authority_tls));
+  return std::make_unique<MicrosoftClientCredentialsAuth>(executor, std::move(login), std::move(tenant_id),
+                                                          std::move(client_id), std::move(client_secret),
+                                                          std::move(scope), std::move(who), token_requests);
+}
+
+MicrosoftClientCredentialsAuth::MicrosoftClientCredentialsAuth(const asio::any_io_executor& executor,
+                                                               std::shared_ptr<net::HttpClient> login,
+                                                               std::string tenant_id, std::string client_id,
+                                                               kms::SecureBytes client_secret, std::string scope,
+                                                               std::string who,
+                                                               std::atomic<std::size_t>* token_requests)
+    : BearerAuth(executor),
+      login_(std::move(login)),
+      tenant_id_(std::move(tenant_id)),
+      client_id_(std::move(client_id)),
+      client_secret_(std::move(client_secret)),
+      scope_(std::move(scope)),
+      who_(std::move(who)),
+      token_requests_(token_requests) {}
+
+Task<BearerAuth::Token> MicrosoftClientCredentialsAuth::fetch_token() {
+  if (token_requests_ != nullptr) ++*token_requests_;
+  SecureBuffer form(256);
+  form.append("grant_type=client_credentials&client_id=" + net::url_encode(client_id_) +
+              "&scope=" + net::url_encode(scope_) + "&client_secret=");
+  // The secret percent-encoded straight into locked memory.
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (std::uint8_t c : client_secret_.span()) {
+    if (std::isalnum(c) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
+      form.push_back(static_cast<char>(c));
+    } else {
+      const char esc[3] = {'%', kHex[c >> 4], kHex[c & 0xF]};
+      form.append(std::string_view(esc, 3));
+    }
+  }
+  const std::string target = "/" + net::url_encode(tenant_id_) + "/oauth2/v2.0/token";
+  ROOTSEAL_CO_LET(tok, co_await token_exchange(*login_, target, form.view(), who_, /*google=*/false));
+  co_return Token{std::move(tok.first), tok.second};
+}
+
+}  // namespace rootseal::sync::providers

@@ -1,0 +1,87 @@
+// OAuth 2 access tokens for Google and Microsoft APIs, shared by the push
+// providers (GCP Secret Manager, Azure Key Vault) and the snapshot object
+// stores (Google Cloud Storage, Azure Blob Storage); and the error texts of
+// those services' JSON answers.
+//
+// Google: a service-account key file (client_email, private_key,
+// private_key_id, token_uri) signs an RS256 JWT that is exchanged at the
+// token endpoint (grant type jwt-bearer) for an access token.
+// Microsoft: the client-credentials grant at
+// <authority>/<tenant>/oauth2/v2.0/token with a client secret.
+// Both are BearerAuth (common.hpp): cached, one fetch for many waiters,
+// dropped after a 401. Key and secret stay in locked memory.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "providers/common.hpp"
+
+namespace rootseal::sync::providers {
+
+inline constexpr std::string_view kGoogleTokenUri = "https://oauth2.googleapis.com/token";
+
+class GoogleServiceAccountAuth final : public BearerAuth {
+ public:
+  // `key_json`: the key file. `token_uri`: override of its token_uri (empty:
+  // the file's, else Google's). `who` prefixes errors ("gcp", "gcs").
+  // `token_requests` (may be null) counts token fetches.
+  static kms::Result<std::unique_ptr<GoogleServiceAccountAuth>> make(
+      const boost::asio::any_io_executor& executor, const kms::SecureBytes& key_json, std::string_view token_uri,
+      const TlsSpec& token_tls, std::string scope, std::string who, std::atomic<std::size_t>* token_requests = nullptr);
+  GoogleServiceAccountAuth(const boost::asio::any_io_executor& executor, std::string email, std::string key_id,
+                           kms::SecureBytes key_pem, std::string token_uri, std::string token_path,
+                           std::shared_ptr<net::HttpClient> oauth, std::string scope, std::string who,
+                           std::atomic<std::size_t>* token_requests);
+
+ protected:
+  Task<Token> fetch_token() override;
+
+ private:
+  std::string email_;
+  std::string key_id_;
+  kms::SecureBytes key_pem_;
+  std::string token_uri_;
+  std::string token_path_;
+  std::shared_ptr<net::HttpClient> oauth_;
+  std::string scope_;
+  std::string who_;
+  std::atomic<std::size_t>* token_requests_;
+};
+
+class MicrosoftClientCredentialsAuth final : public BearerAuth {
+ public:
+  // `authority_host`: "https://login.microsoftonline.com" (or a test double);
+  // `scope`: "https://vault.azure.net/.default", "https://storage.azure.com/.default".
+  static kms::Result<std::unique_ptr<MicrosoftClientCredentialsAuth>> make(
+      const boost::asio::any_io_executor& executor, std::string_view authority_host, const TlsSpec& authority_tls,
+      std::string tenant_id, std::string client_id, kms::SecureBytes client_secret, std::string scope, std::string who,
+      std::atomic<std::size_t>* token_requests = nullptr);
+  MicrosoftClientCredentialsAuth(const boost::asio::any_io_executor& executor, std::shared_ptr<net::HttpClient> login,
+                                 std::string tenant_id, std::string client_id, kms::SecureBytes client_secret,
+                                 std::string scope, std::string who, std::atomic<std::size_t>* token_requests);
+
+ protected:
+  Task<Token> fetch_token() override;
+
+ private:
+  std::shared_ptr<net::HttpClient> login_;
+  std::string tenant_id_;
+  std::string client_id_;
+  kms::SecureBytes client_secret_;
+  std::string scope_;
+  std::string who_;
+  std::atomic<std::size_t>* token_requests_;
+};
+
+// "404 NOT_FOUND: message" from a Google error answer: {"error":{"code",
+// "status" or errors[0].reason, "message"}} or OAuth's {"error",
+// "error_description"}; the message cut to 300 bytes.
+std::string google_error(const net::ClientResponse& r);
+// "403 Forbidden: message" from a Microsoft JSON error answer ({"error":{"code",
+// "message"}} or the identity platform's {"error","error_description"}).
+std::string microsoft_error(const net::ClientResponse& r);
+
+}  // namespace rootseal::sync::providers
