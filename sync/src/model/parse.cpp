@@ -381,7 +381,6 @@ Result<void> parse_data_from(const Obj& spec, ExternalSecret& es) {
     if (!ex) return bad(path, "extract is required (find and generators are not supported by rootseal)");
     DataFromItem d;
     ROOTSEAL_TRY_ASSIGN(d.extract, remote_ref(*ex));
-    if (!d.extract.property.empty()) return bad(ex->at("property"), "not allowed in extract");
     ROOTSEAL_TRY_ASSIGN(d.store_override, item_store(item, path, es));
     es.data_from.push_back(std::move(d));
     return {};
