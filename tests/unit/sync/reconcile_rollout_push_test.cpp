@@ -335,3 +335,45 @@ TEST_CASE("EngineProviders: host credentials for azure and gcp take endpoints fr
   REQUIRE_FALSE(other_project.has_value());
   CHECK(other_project.error().message == "spec.provider.gcpsm.projectID must be p-host (or empty) to use host credentials 'gcp-prod'");
 }
+
+TEST_CASE("EngineProviders: an aws store on auth.secretRef uses sync.aws_endpoint; host stores keep their own") {
+  boost::asio::io_context io;
+  FakeKube kube;
+  kube.put(kube.secrets, k8s_secret("ns", "awssm", "access-key", "AKIDTENANT", "secret-access-key", "tenant-secret"));
+  PrivateFile id("AKIDHOST");
+  PrivateFile sk("host-secret");
+  std::map<std::string, HostStoreConfig> host;
+  HostStoreConfig h;
+  h.name = "aws-host";
+  h.kind = "aws";
+  h.namespaces = {"*"};
+  h.region = "eu-west-1";
+  h.endpoint = "http://127.0.0.1:7";
+  h.access_key_id.file = id.path;
+  h.secret_access_key.file = sk.path;
+  host["aws-host"] = h;
+  engine::EngineProviders ep(kube, ProviderFactory(io.get_executor()), host, {});
+  const auto tenant = store_of(R"({"kind":"SecretStore","metadata":{"name":"aws","namespace":"ns"},
+    "spec":{"provider":{"aws":{"service":"SecretsManager","region":"eu-west-1","auth":{"secretRef":{
+      "accessKeyIDSecretRef":{"name":"awssm","key":"access-key"},
+      "secretAccessKeySecretRef":{"name":"awssm","key":"secret-access-key"}}}}}}})");
+  const auto on_host = store_of(R"({"kind":"SecretStore","metadata":{"name":"aws2","namespace":"ns",
+    "annotations":{"sync.rootseal.io/credentials":"aws-host"}},
+    "spec":{"provider":{"aws":{"service":"SecretsManager","region":"eu-west-1"}}}})");
+  auto aws_of = [&](const model::SecretStore& s) {
+    auto spec = run_sync(ep.spec_for(s, "ns"));
+    REQUIRE(spec.has_value());
+    REQUIRE(std::holds_alternative<AwsSpec>(*spec));
+    return std::get<AwsSpec>(std::move(*spec));
+  };
+  // Not configured: AWS's own endpoint (the provider's default).
+  CHECK(aws_of(tenant).endpoint.empty());
+  ep.aws_endpoint("http://127.0.0.1:5000");
+  const auto t = aws_of(tenant);
+  CHECK(t.endpoint == "http://127.0.0.1:5000");
+  CHECK(as_text(t.access_key_id) == "AKIDTENANT");
+  CHECK(as_text(t.secret_access_key) == "tenant-secret");
+  const auto hs = aws_of(on_host);
+  CHECK(hs.endpoint == "http://127.0.0.1:7");
+  CHECK(as_text(hs.access_key_id) == "AKIDHOST");
+}
