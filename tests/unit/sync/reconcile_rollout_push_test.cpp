@@ -213,6 +213,14 @@ struct PrivateFile {
   ~PrivateFile() { std::filesystem::remove(path); }
 };
 
+HostStoreConfig host_config(std::string name, std::string kind, std::vector<std::string> namespaces) {
+  HostStoreConfig h;
+  h.name = std::move(name);
+  h.kind = std::move(kind);
+  h.namespaces = std::move(namespaces);
+  return h;
+}
+
 }  // namespace
 
 TEST_CASE("EngineProviders: azurekv and gcpsm specs from Kubernetes Secrets, pull from them refused") {
@@ -269,20 +277,14 @@ TEST_CASE("EngineProviders: host credentials for azure and gcp take endpoints fr
   PrivateFile az_secret("host-secret");
   PrivateFile sa(R"({"client_email":"host@p"})");
   std::map<std::string, HostStoreConfig> host;
-  HostStoreConfig az;
-  az.name = "azure-prod";
-  az.kind = "azure";
-  az.namespaces = {"team-a"};
+  HostStoreConfig az = host_config("azure-prod", "azure", {"team-a"});
   az.vault_url = "https://kv.vault.azure.net/";
   az.tenant_id = "t-host";
   az.client_id = "app-host";
   az.authority_host = "http://127.0.0.1:9";
   az.client_secret.file = az_secret.path;
   host["azure-prod"] = az;
-  HostStoreConfig g;
-  g.name = "gcp-prod";
-  g.kind = "gcp";
-  g.namespaces = {"*"};
+  HostStoreConfig g = host_config("gcp-prod", "gcp", {"*"});
   g.project_id = "p-host";
   g.gcp_endpoint = "http://127.0.0.1:8";
   g.token_uri = "http://127.0.0.1:8/token";
@@ -343,10 +345,7 @@ TEST_CASE("EngineProviders: an aws store on auth.secretRef uses sync.aws_endpoin
   PrivateFile id("AKIDHOST");
   PrivateFile sk("host-secret");
   std::map<std::string, HostStoreConfig> host;
-  HostStoreConfig h;
-  h.name = "aws-host";
-  h.kind = "aws";
-  h.namespaces = {"*"};
+  HostStoreConfig h = host_config("aws-host", "aws", {"*"});
   h.region = "eu-west-1";
   h.endpoint = "http://127.0.0.1:7";
   h.access_key_id.file = id.path;
