@@ -17,6 +17,14 @@ using kms::Result;
 
 namespace {
 
+// Empty, or an http(s):// URL. The value is not echoed: a URL may carry user:password@.
+Result<void> http_url(const std::string& where, const std::string& url) {
+  if (!url.empty() && !url.starts_with("https://") && !url.starts_with("http://")) {
+    return fail(Errc::invalid_argument, where + ": not an http:// or https:// URL");
+  }
+  return {};
+}
+
 Result<void> only_keys(const YAML::Node& node, const std::string& where, const std::set<std::string>& allowed) {
   if (!node.IsMap()) return fail(Errc::invalid_argument, where + ": must be a mapping");
   for (const auto& kv : node) {
@@ -145,15 +153,10 @@ Result<sync::HostStoreConfig> host_store(const std::string& name, const YAML::No
     if (s.project_id.empty()) return fail(Errc::invalid_argument, w + ".project_id: required for gcp");
     if (!s.service_account_json.set()) return fail(Errc::invalid_argument, w + ".service_account_json: required for gcp");
   }
-  // The value is not echoed: a URL may carry user:password@.
   const std::pair<const char*, const std::string*> urls[] = {{"server", &s.server},       {"endpoint", &s.endpoint},
                                                              {"vault_url", &s.vault_url}, {"authority_host", &s.authority_host},
                                                              {"gcp_endpoint", &s.gcp_endpoint}, {"token_uri", &s.token_uri}};
-  for (const auto& [key, url] : urls) {
-    if (!url->empty() && !url->starts_with("https://") && !url->starts_with("http://")) {
-      return fail(Errc::invalid_argument, w + "." + key + ": not an http:// or https:// URL");
-    }
-  }
+  for (const auto& [key, url] : urls) ROOTSEAL_TRY(http_url(w + "." + key, *url));
   return s;
 }
 
@@ -162,7 +165,7 @@ Result<sync::HostStoreConfig> host_store(const std::string& name, const YAML::No
 Result<std::shared_ptr<const sync::EngineConfig>> parse_sync_config(const YAML::Node& n) {
   ROOTSEAL_TRY(only_keys(n, "sync", {"enabled", "kubeconfig", "context", "concurrency", "refresh_window", "namespaces",
                                      "rollout_restart", "kube_qps", "kube_burst", "retry_base", "retry_max", "queue",
-                                     "store_backoff", "stores"}));
+                                     "store_backoff", "stores", "aws_endpoint"}));
   auto c = std::make_shared<sync::EngineConfig>();
   if (n["enabled"]) ROOTSEAL_TRY_ASSIGN(c->enabled, get<bool>(n["enabled"], "sync.enabled"));
   if (n["kubeconfig"]) {
@@ -224,6 +227,10 @@ Result<std::shared_ptr<const sync::EngineConfig>> parse_sync_config(const YAML::
   if (c->store_backoff_base < std::chrono::milliseconds(10) || c->store_backoff_max < c->store_backoff_base ||
       c->store_backoff_max > std::chrono::hours(1)) {
     return fail(Errc::invalid_argument, "sync.store_backoff: 10ms <= base <= max <= 1h");
+  }
+  if (n["aws_endpoint"]) {
+    ROOTSEAL_TRY_ASSIGN(c->aws_endpoint, get<std::string>(n["aws_endpoint"], "sync.aws_endpoint"));
+    ROOTSEAL_TRY(http_url("sync.aws_endpoint", c->aws_endpoint));
   }
   if (n["stores"]) {
     if (!n["stores"].IsMap()) return fail(Errc::invalid_argument, "sync.stores: must be a mapping of name to store");

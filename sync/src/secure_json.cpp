@@ -161,6 +161,9 @@ kms::Result<SecretMap> select_map(kms::SecureBytes whole, std::string_view prope
     whole = std::move(*prop);
   }
   auto map = extract_map(whole);
+  if (!map && !property.empty()) {
+    return fail(map.error().code, "extract: property '" + std::string(property) + "' is not a JSON object");
+  }
   if (!map) return std::unexpected(map.error());
   SecretMap out;
   for (auto& [k, v] : *map) {

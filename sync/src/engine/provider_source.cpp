@@ -287,7 +287,7 @@ Task<StoreSpec> EngineProviders::vault_spec(const model::SecretStore& store, con
 
 // Host credentials: access keys (and a session token) and the endpoint from
 // the configuration (the store's region, when the host sets one, must match).
-// Otherwise the keys from Kubernetes Secrets.
+// Otherwise the keys from Kubernetes Secrets, and sync.aws_endpoint (if set).
 Task<StoreSpec> EngineProviders::aws_spec(const model::SecretStore& store, const HostStoreConfig* host) {
   const std::string store_ns = store.meta.namespace_;
   AwsSpec a;
@@ -312,6 +312,7 @@ Task<StoreSpec> EngineProviders::aws_spec(const model::SecretStore& store, const
     }
     co_return StoreSpec(std::move(a));
   }
+  a.endpoint = aws_endpoint_;
   auto id = co_await secret_key(store.aws.access_key_id_ref, store_ns);
   if (!id) co_return std::unexpected(id.error());
   auto sk = co_await secret_key(store.aws.secret_access_key_ref, store_ns);

@@ -46,6 +46,9 @@ class EngineProviders final : public reconcile::ProviderSource {
   std::shared_ptr<StoreHealth> find_health(const std::string& store_id) const;
   // Drops a deleted store's health (a new store of that name starts healthy).
   void forget_health(const std::string& store_id);
+  // The Secrets Manager endpoint of AWS stores on Kubernetes-Secret
+  // credentials (EngineConfig::aws_endpoint; empty = AWS's). Set before use.
+  void aws_endpoint(std::string url) { aws_endpoint_ = std::move(url); }
   // Every store's health, by id (metrics).
   std::vector<std::pair<std::string, StoreHealth::Snapshot>> health_snapshots() const;
   // Runs with the store id each time a store becomes healthy after a backoff
@@ -84,6 +87,7 @@ class EngineProviders final : public reconcile::ProviderSource {
   ProviderFactory factory_;
   std::map<std::string, HostStoreConfig> host_;
   std::filesystem::path cred_dir_;
+  std::string aws_endpoint_;  // for stores on their own credentials
   std::chrono::seconds recheck_;
   StoreHealthOptions health_options_;
   std::function<void(const std::string&)> recovered_;

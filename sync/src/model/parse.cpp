@@ -381,7 +381,6 @@ Result<void> parse_data_from(const Obj& spec, ExternalSecret& es) {
     if (!ex) return bad(path, "extract is required (find and generators are not supported by rootseal)");
     DataFromItem d;
     ROOTSEAL_TRY_ASSIGN(d.extract, remote_ref(*ex));
-    if (!d.extract.property.empty()) return bad(ex->at("property"), "not allowed in extract");
     ROOTSEAL_TRY_ASSIGN(d.store_override, item_store(item, path, es));
     es.data_from.push_back(std::move(d));
     return {};
@@ -839,6 +838,14 @@ Result<PushSecret> parse_push_secret(const json::value& object) {
     const std::string path = index("spec.data", i++);
     ROOTSEAL_LET(dob, as_obj(d, path));
     ROOTSEAL_TRY(enum_field(dob, "conversionStrategy", 0, {{"None", 0}}));
+    // ESO's provider-specific metadata (AWS PushSecretMetadata: tags,
+    // description, secretPushFormat, kmsKeyID; Azure/GCP labels...) is not
+    // applied by rootseal: refused, never ignored while the status says Synced.
+    if (const auto* md = dob.get("metadata"); md != nullptr && !md->is_null() &&
+                                             !(md->is_object() && md->as_object().empty())) {
+      return bad(dob.at("metadata"), "not supported by rootseal (provider metadata such as PushSecretMetadata "
+                                     "tags, description, secretPushFormat or kmsKeyID is not applied); remove it");
+    }
     ROOTSEAL_LET(match, opt_obj(dob, "match"));
     if (!match) return bad(dob.at("match"), "required");
     PushMatch m;

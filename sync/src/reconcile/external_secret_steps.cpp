@@ -254,6 +254,9 @@ Step<void> add_data_from(ProviderData& out, const model::ExternalSecret& es, std
   }
   if (!whole) return std::unexpected(refused(provider_error(store, ref.key, "", whole.error()), true));
   auto map = select_map(std::move(*whole), ref.property, ref.decoding);
+  if (!map && map.error().code == Errc::not_found) {  // the property is missing: an error, as ESO's providers
+    return std::unexpected(refused(provider_error(store, ref.key, ref.property, map.error()), true));
+  }
   if (!map && map.error().code == Errc::bad_base64) {
     return std::unexpected(refused("spec.dataFrom[" + std::to_string(i) + "]: " + map.error().message, false));
   }

@@ -401,3 +401,18 @@ TEST_CASE("a key that is not a plain word is refused, never thrown") {
     CHECK_THAT(cfg.error().message, Catch::Contains(c.message));
   }
 }
+
+TEST_CASE("sync.aws_endpoint: the Secrets Manager endpoint of stores on their own credentials") {
+  auto def = parse_config("sync:\n  enabled: false\n");
+  REQUIRE(def);
+  CHECK(def->sync->aws_endpoint.empty());
+  auto set = parse_config("sync:\n  aws_endpoint: http://127.0.0.1:5000\n");
+  REQUIRE(set);
+  CHECK(set->sync->aws_endpoint == "http://127.0.0.1:5000");
+  // Not a URL: refused without echoing it (a URL may carry a password).
+  auto bad = parse_config("sync:\n  aws_endpoint: ftp://user:hunter2@host\n");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().code == kms::Errc::invalid_argument);
+  CHECK(bad.error().message == "sync.aws_endpoint: not an http:// or https:// URL");
+  CHECK(bad.error().message.find("hunter2") == std::string::npos);
+}

@@ -332,3 +332,32 @@ TEST_CASE("a metadata.generation beyond int64 is a clear error, never thrown") {
   CHECK_NOTHROW(parse_external_secret(v));
   CHECK_FALSE(parse_external_secret(v).has_value());
 }
+
+// Issue 17 item 3: data[].metadata was ignored while the status said Synced.
+TEST_CASE("PushSecret data[].metadata (ESO's PushSecretMetadata) is refused with the field named, never ignored") {
+  auto with = [](std::string_view metadata) {
+    return parse_push_secret(json::parse(R"({"apiVersion":"external-secrets.io/v1alpha1","kind":"PushSecret",
+      "metadata":{"name":"p","namespace":"n"},"spec":{"secretStoreRefs":[{"name":"aws"}],"selector":{"secret":{"name":"s"}},
+      "data":[{"match":{"secretKey":"k","remoteRef":{"remoteKey":"r"}}},
+              {"match":{"secretKey":"k","remoteRef":{"remoteKey":"r2"}},"metadata":)" + std::string(metadata) + "}]}}"));
+  };
+  const std::string want = "spec.data[1].metadata: not supported by rootseal (provider metadata such as "
+                           "PushSecretMetadata tags, description, secretPushFormat or kmsKeyID is not applied); remove it";
+  for (const std::string_view md : {
+           // AWS (ESO's aws provider: tags, description, secretPushFormat, kmsKeyID)
+           R"({"apiVersion":"kubernetes.external-secrets.io/v1alpha1","kind":"PushSecretMetadata",
+               "spec":{"secretPushFormat":"string","description":"d","tags":{"team":"a"},"kmsKeyID":"alias/k"}})",
+           // GCP (replicationLocation), Azure / Vault-like shapes, and values of any JSON type
+           R"({"apiVersion":"kubernetes.external-secrets.io/v1alpha1","kind":"PushSecretMetadata","spec":{"replicationLocation":"us-east1"}})",
+           R"({"spec":{}})", R"("text")", R"([1])", "true"}) {
+    INFO(md);
+    auto r = with(md);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().message == want);
+  }
+  // Absent, null and {} carry nothing: accepted.
+  for (const std::string_view md : {"null", "{}"}) {
+    INFO(md);
+    CHECK(with(md).has_value());
+  }
+}

@@ -213,6 +213,14 @@ struct PrivateFile {
   ~PrivateFile() { std::filesystem::remove(path); }
 };
 
+HostStoreConfig host_config(std::string name, std::string kind, std::vector<std::string> namespaces) {
+  HostStoreConfig h;
+  h.name = std::move(name);
+  h.kind = std::move(kind);
+  h.namespaces = std::move(namespaces);
+  return h;
+}
+
 }  // namespace
 
 TEST_CASE("EngineProviders: azurekv and gcpsm specs from Kubernetes Secrets, pull from them refused") {
@@ -269,20 +277,14 @@ TEST_CASE("EngineProviders: host credentials for azure and gcp take endpoints fr
   PrivateFile az_secret("host-secret");
   PrivateFile sa(R"({"client_email":"host@p"})");
   std::map<std::string, HostStoreConfig> host;
-  HostStoreConfig az;
-  az.name = "azure-prod";
-  az.kind = "azure";
-  az.namespaces = {"team-a"};
+  HostStoreConfig az = host_config("azure-prod", "azure", {"team-a"});
   az.vault_url = "https://kv.vault.azure.net/";
   az.tenant_id = "t-host";
   az.client_id = "app-host";
   az.authority_host = "http://127.0.0.1:9";
   az.client_secret.file = az_secret.path;
   host["azure-prod"] = az;
-  HostStoreConfig g;
-  g.name = "gcp-prod";
-  g.kind = "gcp";
-  g.namespaces = {"*"};
+  HostStoreConfig g = host_config("gcp-prod", "gcp", {"*"});
   g.project_id = "p-host";
   g.gcp_endpoint = "http://127.0.0.1:8";
   g.token_uri = "http://127.0.0.1:8/token";
@@ -334,4 +336,43 @@ TEST_CASE("EngineProviders: host credentials for azure and gcp take endpoints fr
   auto other_project = run_sync(ep.spec_for(store("any", "gcp-prod", R"({"gcpsm":{"projectID":"p-other"}})"), "any"));
   REQUIRE_FALSE(other_project.has_value());
   CHECK(other_project.error().message == "spec.provider.gcpsm.projectID must be p-host (or empty) to use host credentials 'gcp-prod'");
+}
+
+TEST_CASE("EngineProviders: an aws store on auth.secretRef uses sync.aws_endpoint; host stores keep their own") {
+  boost::asio::io_context io;
+  FakeKube kube;
+  kube.put(kube.secrets, k8s_secret("ns", "awssm", "access-key", "AKIDTENANT", "secret-access-key", "tenant-secret"));
+  PrivateFile id("AKIDHOST");
+  PrivateFile sk("host-secret");
+  std::map<std::string, HostStoreConfig> host;
+  HostStoreConfig h = host_config("aws-host", "aws", {"*"});
+  h.region = "eu-west-1";
+  h.endpoint = "http://127.0.0.1:7";
+  h.access_key_id.file = id.path;
+  h.secret_access_key.file = sk.path;
+  host["aws-host"] = h;
+  engine::EngineProviders ep(kube, ProviderFactory(io.get_executor()), host, {});
+  const auto tenant = store_of(R"({"kind":"SecretStore","metadata":{"name":"aws","namespace":"ns"},
+    "spec":{"provider":{"aws":{"service":"SecretsManager","region":"eu-west-1","auth":{"secretRef":{
+      "accessKeyIDSecretRef":{"name":"awssm","key":"access-key"},
+      "secretAccessKeySecretRef":{"name":"awssm","key":"secret-access-key"}}}}}}})");
+  const auto on_host = store_of(R"({"kind":"SecretStore","metadata":{"name":"aws2","namespace":"ns",
+    "annotations":{"sync.rootseal.io/credentials":"aws-host"}},
+    "spec":{"provider":{"aws":{"service":"SecretsManager","region":"eu-west-1"}}}})");
+  auto aws_of = [&](const model::SecretStore& s) {
+    auto spec = run_sync(ep.spec_for(s, "ns"));
+    REQUIRE(spec.has_value());
+    REQUIRE(std::holds_alternative<AwsSpec>(*spec));
+    return std::get<AwsSpec>(std::move(*spec));
+  };
+  // Not configured: AWS's own endpoint (the provider's default).
+  CHECK(aws_of(tenant).endpoint.empty());
+  ep.aws_endpoint("http://127.0.0.1:5000");
+  const auto t = aws_of(tenant);
+  CHECK(t.endpoint == "http://127.0.0.1:5000");
+  CHECK(as_text(t.access_key_id) == "AKIDTENANT");
+  CHECK(as_text(t.secret_access_key) == "tenant-secret");
+  const auto hs = aws_of(on_host);
+  CHECK(hs.endpoint == "http://127.0.0.1:7");
+  CHECK(as_text(hs.access_key_id) == "AKIDHOST");
 }

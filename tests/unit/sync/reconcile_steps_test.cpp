@@ -169,6 +169,50 @@ TEST_CASE("add_data_from: each entry a key, decoding per entry, data overrides")
   CHECK(gone.error().message == "could not get secret data from provider: SecretStore \"vault\" key \"all\": secret not found");
 }
 
+// ESO's AWS guide's "friendslist" value: dataFrom.extract.property selects a
+// (nested) property, whose object is spread into keys as extract does.
+TEST_CASE("add_data_from: extract.property selects a nested JSON object and spreads it") {
+  auto es = es_of(R"({"secretStoreRef":{"name":"vault"},
+    "dataFrom":[{"extract":{"key":"friendslist","property":"name"}},
+                {"extract":{"key":"nested","property":"a.b","decodingStrategy":"Base64"}},
+                {"extract":{"key":"friendslist","property":"nickname"}},
+                {"extract":{"key":"friendslist","property":"friends"}},
+                {"extract":{"key":"friendslist","property":"name.first"}}]})");
+  REQUIRE(es.data_from[0].extract.property == "name");
+  const std::string friends =
+      R"({"name":{"first":"Tom","last":"Anderson"},"friends":[{"first":"Dale","last":"Murphy"},{"first":"Roger","last":"Craig"}]})";
+  ProviderData out;
+  REQUIRE(add_data_from(out, es, 0, kVault, bytes(friends)));
+  CHECK(out.data.size() == 2);
+  CHECK(text(out.data.at("first")) == "Tom");
+  CHECK(text(out.data.at("last")) == "Anderson");
+  REQUIRE(add_data_from(out, es, 1, kVault, bytes(R"({"a":{"b":{"pw":"aGk=","user":"Ym9i"},"c":"no"}})")));
+  CHECK(text(out.data.at("pw")) == "hi");
+  CHECK(text(out.data.at("user")) == "bob");
+  CHECK(out.data.count("c") == 0);
+
+  auto missing = add_data_from(out, es, 2, kVault, bytes(friends));
+  REQUIRE_FALSE(missing);
+  CHECK(missing.error().retry);
+  CHECK(missing.error().message ==
+        "could not get secret data from provider: SecretStore \"vault\" key \"friendslist\" property \"nickname\": "
+        "property 'nickname' not found");
+  for (const std::size_t i : {std::size_t{3}, std::size_t{4}}) {  // an array, a string: not objects
+    auto not_object = add_data_from(out, es, i, kVault, bytes(friends));
+    REQUIRE_FALSE(not_object);
+    CHECK(not_object.error().retry);
+    CHECK(not_object.error().message == "spec.dataFrom[" + std::to_string(i) + "].extract: key \"friendslist\": extract: property '" +
+                                            es.data_from[i].extract.property + "' is not a JSON object");
+    CHECK(not_object.error().message.find("Tom") == std::string::npos);  // no value in the message
+  }
+  // a missing remote key with deletionPolicy Delete is still "missing", not an error
+  auto del = es_of(R"({"secretStoreRef":{"name":"vault"},"target":{"deletionPolicy":"Delete"},
+    "dataFrom":[{"extract":{"key":"friendslist","property":"name"}}]})");
+  ProviderData skipped;
+  REQUIRE(add_data_from(skipped, del, 0, kVault, kms::fail(kms::Errc::not_found, "gone")));
+  CHECK(skipped.missing == std::vector<std::string>{"friendslist"});
+}
+
 TEST_CASE("secret_data_of: provider data as is, template Replace and Merge, render errors") {
   CHECK(text(secret_data_of(es_with(), map_of({{"u", "alice"}}))->at("u")) == "alice");
   auto replace = es_with(R"(,"target":{"template":{"data":{"dsn":"pg://{{ .u }}@db"}}})");

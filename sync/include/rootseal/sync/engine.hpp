@@ -79,6 +79,11 @@ struct EngineConfig {
   std::chrono::milliseconds refresh_window{10'000};  // fetch dedup window / refresh quantum
   std::vector<std::string> namespaces;  // watched namespaces; empty = all (needs cluster-wide RBAC)
   std::map<std::string, HostStoreConfig> stores;
+  // sync.aws_endpoint: the Secrets Manager endpoint of AWS stores on their
+  // own credentials (ESO's auth.secretRef), as ESO's AWS_SECRETSMANAGER_ENDPOINT;
+  // empty = https://secretsmanager.<region>.amazonaws.com. Host stores
+  // (sync.stores) keep their own `endpoint`.
+  std::string aws_endpoint;
   bool rollout_restart = true;  // watch Deployments/StatefulSets/DaemonSets for secret.rootseal.io/reload
   double kube_qps = 50;
   std::size_t kube_burst = 100;
