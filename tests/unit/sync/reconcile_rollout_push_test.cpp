@@ -338,7 +338,7 @@ TEST_CASE("EngineProviders: host credentials for azure and gcp take endpoints fr
   CHECK(other_project.error().message == "spec.provider.gcpsm.projectID must be p-host (or empty) to use host credentials 'gcp-prod'");
 }
 
-TEST_CASE("EngineProviders: an aws store on auth.secretRef uses sync.aws_endpoint; host stores keep their own") {
+TEST_CASE("EngineProviders: an aws store on auth.secretRef uses sync.aws_endpoint, host stores keep their own") {
   boost::asio::io_context io;
   FakeKube kube;
   kube.put(kube.secrets, k8s_secret("ns", "awssm", "access-key", "AKIDTENANT", "secret-access-key", "tenant-secret"));
