@@ -160,55 +160,13 @@ Result<sync::HostStoreConfig> host_store(const std::string& name, const YAML::No
   return s;
 }
 
-}  // namespace
-
-Result<std::shared_ptr<const sync::EngineConfig>> parse_sync_config(const YAML::Node& n) {
-  ROOTSEAL_TRY(only_keys(n, "sync", {"enabled", "kubeconfig", "context", "concurrency", "refresh_window", "namespaces",
-                                     "rollout_restart", "kube_qps", "kube_burst", "retry_base", "retry_max", "queue",
-                                     "store_backoff", "stores", "aws_endpoint"}));
-  auto c = std::make_shared<sync::EngineConfig>();
-  if (n["enabled"]) ROOTSEAL_TRY_ASSIGN(c->enabled, get<bool>(n["enabled"], "sync.enabled"));
-  if (n["kubeconfig"]) {
-    std::string k;
-    ROOTSEAL_TRY_ASSIGN(k, get<std::string>(n["kubeconfig"], "sync.kubeconfig"));
-    c->kubeconfig = k;
-    if (!c->kubeconfig.empty() && !c->kubeconfig.is_absolute()) {
-      return fail(Errc::invalid_argument, "sync.kubeconfig: must be an absolute path");
-    }
-  }
-  if (n["context"]) ROOTSEAL_TRY_ASSIGN(c->context, get<std::string>(n["context"], "sync.context"));
-  if (n["concurrency"]) {
-    std::int64_t v = 0;
-    ROOTSEAL_TRY_ASSIGN(v, get<std::int64_t>(n["concurrency"], "sync.concurrency"));
-    if (v < 0 || v > 1024) return fail(Errc::invalid_argument, "sync.concurrency: 0 (4 per core) to 1024");
-    c->concurrency = static_cast<std::size_t>(v);
-  }
-  if (n["refresh_window"]) ROOTSEAL_TRY_ASSIGN(c->refresh_window, millis(n["refresh_window"], "sync.refresh_window"));
-  if (c->refresh_window < std::chrono::milliseconds(100) || c->refresh_window > std::chrono::hours(1)) {
-    return fail(Errc::invalid_argument, "sync.refresh_window: between 100ms and 1h");
-  }
-  if (n["namespaces"]) ROOTSEAL_TRY_ASSIGN(c->namespaces, strings(n["namespaces"], "sync.namespaces"));
-  if (n["rollout_restart"]) ROOTSEAL_TRY_ASSIGN(c->rollout_restart, get<bool>(n["rollout_restart"], "sync.rollout_restart"));
-  if (n["kube_qps"]) {
-    ROOTSEAL_TRY_ASSIGN(c->kube_qps, get<double>(n["kube_qps"], "sync.kube_qps"));
-    if (!(c->kube_qps > 0) || c->kube_qps > 10000) return fail(Errc::invalid_argument, "sync.kube_qps: greater than 0, at most 10000");
-  }
-  if (n["kube_burst"]) {
-    std::int64_t v = 0;
-    ROOTSEAL_TRY_ASSIGN(v, get<std::int64_t>(n["kube_burst"], "sync.kube_burst"));
-    if (v < 1 || v > 100000) return fail(Errc::invalid_argument, "sync.kube_burst: 1 to 100000");
-    c->kube_burst = static_cast<std::size_t>(v);
-  }
-  if (n["retry_base"]) ROOTSEAL_TRY_ASSIGN(c->retry_base, millis(n["retry_base"], "sync.retry_base"));
-  if (n["retry_max"]) ROOTSEAL_TRY_ASSIGN(c->retry_max, millis(n["retry_max"], "sync.retry_max"));
-  if (c->retry_base.count() <= 0 || c->retry_max < c->retry_base) {
-    return fail(Errc::invalid_argument, "sync.retry_base/retry_max: 0 < retry_base <= retry_max");
-  }
+// sync.queue and sync.store_backoff: how fast work is taken up.
+Result<void> parse_sync_pacing(const YAML::Node& n, sync::EngineConfig& c) {
   if (const auto q = n["queue"]) {
     ROOTSEAL_TRY(only_keys(q, "sync.queue", {"qps", "burst"}));
     if (q["qps"]) {
-      ROOTSEAL_TRY_ASSIGN(c->queue_qps, get<double>(q["qps"], "sync.queue.qps"));
-      if (!(c->queue_qps > 0) || c->queue_qps > 100000) {
+      ROOTSEAL_TRY_ASSIGN(c.queue_qps, get<double>(q["qps"], "sync.queue.qps"));
+      if (!(c.queue_qps > 0) || c.queue_qps > 100000) {
         return fail(Errc::invalid_argument, "sync.queue.qps: greater than 0, at most 100000");
       }
     }
@@ -216,202 +174,205 @@ Result<std::shared_ptr<const sync::EngineConfig>> parse_sync_config(const YAML::
       std::int64_t v = 0;
       ROOTSEAL_TRY_ASSIGN(v, get<std::int64_t>(q["burst"], "sync.queue.burst"));
       if (v < 1 || v > 1000000) return fail(Errc::invalid_argument, "sync.queue.burst: 1 to 1000000");
-      c->queue_burst = static_cast<std::size_t>(v);
+      c.queue_burst = static_cast<std::size_t>(v);
     }
   }
   if (const auto b = n["store_backoff"]) {
     ROOTSEAL_TRY(only_keys(b, "sync.store_backoff", {"base", "max"}));
-    if (b["base"]) ROOTSEAL_TRY_ASSIGN(c->store_backoff_base, millis(b["base"], "sync.store_backoff.base"));
-    if (b["max"]) ROOTSEAL_TRY_ASSIGN(c->store_backoff_max, millis(b["max"], "sync.store_backoff.max"));
+    if (b["base"]) ROOTSEAL_TRY_ASSIGN(c.store_backoff_base, millis(b["base"], "sync.store_backoff.base"));
+    if (b["max"]) ROOTSEAL_TRY_ASSIGN(c.store_backoff_max, millis(b["max"], "sync.store_backoff.max"));
   }
-  if (c->store_backoff_base < std::chrono::milliseconds(10) || c->store_backoff_max < c->store_backoff_base ||
-      c->store_backoff_max > std::chrono::hours(1)) {
+  if (c.store_backoff_base < std::chrono::milliseconds(10) || c.store_backoff_max < c.store_backoff_base ||
+      c.store_backoff_max > std::chrono::hours(1)) {
     return fail(Errc::invalid_argument, "sync.store_backoff: 10ms <= base <= max <= 1h");
   }
-  if (n["aws_endpoint"]) {
-    ROOTSEAL_TRY_ASSIGN(c->aws_endpoint, get<std::string>(n["aws_endpoint"], "sync.aws_endpoint"));
-    ROOTSEAL_TRY(http_url("sync.aws_endpoint", c->aws_endpoint));
-  }
-  if (n["stores"]) {
-    if (!n["stores"].IsMap()) return fail(Errc::invalid_argument, "sync.stores: must be a mapping of name to store");
-    for (const auto& kv : n["stores"]) {
-      if (!kv.first.IsScalar()) return fail(Errc::invalid_argument, "sync.stores: store names must be plain words");
-      const auto name = kv.first.as<std::string>();
-      sync::HostStoreConfig s;
-      ROOTSEAL_TRY_ASSIGN(s, host_store(name, kv.second));
-      c->stores.emplace(name, std::move(s));
-    }
-  }
-  return std::shared_ptr<const sync::EngineConfig>(std::move(c));
+  return {};
 }
 
-Result<std::shared_ptr<const SnapshotsConfig>> parse_snapshots_config(const YAML::Node& n) {
-  const std::string w = "snapshots";
-  ROOTSEAL_TRY(only_keys(n, w, {"enabled", "interval", "retain", "destinations"}));
-  auto cfg = std::make_shared<SnapshotsConfig>();
-  if (n["enabled"]) ROOTSEAL_TRY_ASSIGN(cfg->enabled, get<bool>(n["enabled"], w + ".enabled"));
-  if (n["interval"]) ROOTSEAL_TRY_ASSIGN(cfg->interval, millis(n["interval"], w + ".interval"));
-  if (cfg->interval < std::chrono::seconds(1)) return fail(Errc::invalid_argument, w + ".interval: at least 1s");
-  if (n["retain"]) {
-    const auto& r = n["retain"];
-    ROOTSEAL_TRY(only_keys(r, w + ".retain", {"count", "age"}));
-    if (r["count"]) {
-      std::int64_t c = 0;
-      ROOTSEAL_TRY_ASSIGN(c, get<std::int64_t>(r["count"], w + ".retain.count"));
-      if (c < 1 || c > 100000) return fail(Errc::invalid_argument, w + ".retain.count: 1 to 100000");
-      cfg->retain_count = static_cast<std::size_t>(c);
-    }
-    if (r["age"]) ROOTSEAL_TRY_ASSIGN(cfg->retain_age, millis(r["age"], w + ".retain.age"));
-    if (cfg->retain_age.count() > 0 && cfg->retain_age < cfg->interval) {
-      return fail(Errc::invalid_argument, w + ".retain.age: 0 (no limit) or at least snapshots.interval");
-    }
+// snapshots.retain: count and age.
+Result<void> parse_snapshot_retention(const YAML::Node& r, SnapshotsConfig& cfg) {
+  const std::string w = "snapshots.retain";
+  ROOTSEAL_TRY(only_keys(r, w, {"count", "age"}));
+  if (r["count"]) {
+    std::int64_t c = 0;
+    ROOTSEAL_TRY_ASSIGN(c, get<std::int64_t>(r["count"], w + ".count"));
+    if (c < 1 || c > 100000) return fail(Errc::invalid_argument, w + ".count: 1 to 100000");
+    cfg.retain_count = static_cast<std::size_t>(c);
   }
-  if (!n["destinations"] || !n["destinations"].IsSequence() || n["destinations"].size() == 0) {
-    return fail(Errc::invalid_argument, w + ".destinations: required, a list of at least one destination");
+  if (r["age"]) ROOTSEAL_TRY_ASSIGN(cfg.retain_age, millis(r["age"], w + ".age"));
+  if (cfg.retain_age.count() > 0 && cfg.retain_age < cfg.interval) {
+    return fail(Errc::invalid_argument, w + ".age: 0 (no limit) or at least snapshots.interval");
   }
-  std::set<std::string> names;
-  for (std::size_t i = 0; i < n["destinations"].size(); ++i) {
-    const auto& d = n["destinations"][i];
-    std::string at = w + ".destinations[" + std::to_string(i) + "]";
-    // The options of each kind (name and kind: every kind).
-    static const std::map<std::string, std::set<std::string>> kKindOptions = {
-        {"folder", {"path"}},
-        {"s3",
-         {"bucket", "prefix", "region", "endpoint", "server_side_encryption", "sse_kms_key_id", "ca_file",
-          "access_key_id", "secret_access_key", "session_token"}},
-        {"gcs", {"bucket", "prefix", "endpoint", "token_uri", "ca_file", "service_account_json"}},
-        {"azure",
-         {"account", "container", "prefix", "endpoint", "tenant_id", "client_id", "authority_host", "ca_file",
-          "client_secret"}},
-    };
-    std::set<std::string> every = {"name", "kind"};
-    for (const auto& [kind, options] : kKindOptions) every.insert(options.begin(), options.end());
-    ROOTSEAL_TRY(only_keys(d, at, every));
-    SnapshotDestination dest;
-    if (!d["name"]) return fail(Errc::invalid_argument, at + ".name: required");
-    ROOTSEAL_TRY_ASSIGN(dest.name, get<std::string>(d["name"], at + ".name"));
-    if (dest.name.empty() || dest.name.size() > 32 || !std::all_of(dest.name.begin(), dest.name.end(), [](char c) {
-          return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
-        })) {
-      return fail(Errc::invalid_argument, at + ".name: 1 to 32 of [a-z0-9_-]");
-    }
-    if (!names.insert(dest.name).second)
-      return fail(Errc::invalid_argument, at + ".name: '" + dest.name + "' is used twice");
-    at = w + ".destinations." + dest.name;
-    if (!d["kind"]) return fail(Errc::invalid_argument, at + ".kind: required (folder, s3, gcs or azure)");
-    ROOTSEAL_TRY_ASSIGN(dest.kind, get<std::string>(d["kind"], at + ".kind"));
-    const auto kind_options = kKindOptions.find(dest.kind);
-    if (kind_options == kKindOptions.end()) return fail(Errc::invalid_argument, at + ".kind: folder, s3, gcs or azure");
-    for (const auto& kv : d) {
-      const auto key = kv.first.as<std::string>();
-      if (key != "name" && key != "kind" && !kind_options->second.contains(key)) {
-        return fail(Errc::invalid_argument, at + "." + key + ": not an option of a" +
-                                                (dest.kind == "s3" || dest.kind == "azure" ? "n " : " ") + dest.kind +
-                                                " destination");
-      }
-    }
-    auto str = [&](const char* key, std::string& out) -> Result<void> {
-      if (d[key]) ROOTSEAL_TRY_ASSIGN(out, get<std::string>(d[key], at + "." + key));
-      return {};
-    };
-    auto path = [&](const char* key, std::filesystem::path& out) -> Result<void> {
-      std::string p;
-      ROOTSEAL_TRY(str(key, p));
-      out = p;
-      if (!p.empty() && !out.is_absolute())
-        return fail(Errc::invalid_argument, at + "." + key + ": must be an absolute path");
-      return {};
-    };
-    auto cred = [&](const char* key, sync::CredentialRef& out) -> Result<void> {
-      if (d[key]) ROOTSEAL_TRY_ASSIGN(out, credential(d[key], at + "." + key));
-      return {};
-    };
-    // Every URL option: http(s) (the value is not echoed: a URL may carry user:password@).
-    for (const char* k : {"endpoint", "token_uri", "authority_host"}) {
-      std::string url;
-      ROOTSEAL_TRY(str(k, url));
-      if (!url.empty() && !url.starts_with("http://") && !url.starts_with("https://")) {
-        return fail(Errc::invalid_argument, at + "." + k + ": must be an http(s):// URL");
-      }
-    }
-    ROOTSEAL_TRY(str("prefix", dest.prefix));
-    if (!dest.prefix.empty() && (dest.prefix.back() != '/' || dest.prefix.front() == '/')) {
-      return fail(Errc::invalid_argument,
-                  at + ".prefix: must end with '/' and not start with one (\"rootseal/prod/\")");
-    }
-    ROOTSEAL_TRY(str("endpoint", dest.endpoint));
-    ROOTSEAL_TRY(path("ca_file", dest.ca_file));
-    const auto required = [&](const char* key, const std::string& value) -> Result<void> {
-      if (value.empty()) return fail(Errc::invalid_argument, at + "." + key + ": required for " + dest.kind);
-      return {};
-    };
-    const auto required_cred = [&](const char* key, sync::CredentialRef& out) -> Result<void> {
-      ROOTSEAL_TRY(cred(key, out));
-      if (!out.set()) {
-        return fail(Errc::invalid_argument,
-                    at + "." + key + ": required for " + dest.kind + " ({file: ...} or {credential: ...})");
-      }
-      return {};
-    };
-    if (dest.kind == "folder") {
-      ROOTSEAL_TRY(path("path", dest.path));
-      if (dest.path.empty()) return fail(Errc::invalid_argument, at + ".path: required for a folder");
-    } else if (dest.kind == "s3") {
-      ROOTSEAL_TRY(str("bucket", dest.bucket));
-      ROOTSEAL_TRY(str("region", dest.region));
-      ROOTSEAL_TRY(str("server_side_encryption", dest.server_side_encryption));
-      ROOTSEAL_TRY(str("sse_kms_key_id", dest.sse_kms_key_id));
-      ROOTSEAL_TRY(cred("access_key_id", dest.access_key_id));
-      ROOTSEAL_TRY(cred("secret_access_key", dest.secret_access_key));
-      ROOTSEAL_TRY(cred("session_token", dest.session_token));
-      ROOTSEAL_TRY(required("bucket", dest.bucket));
-      ROOTSEAL_TRY(required("region", dest.region));
-      if (!dest.access_key_id.set() || !dest.secret_access_key.set()) {
-        return fail(Errc::invalid_argument,
-                    at + ": s3 needs access_key_id and secret_access_key ({file: ...} or {credential: ...})");
-      }
-      const auto& sse = dest.server_side_encryption;
-      if (!sse.empty() && sse != "AES256" && sse != "aws:kms") {
-        return fail(Errc::invalid_argument, at + ".server_side_encryption: AES256 or aws:kms");
-      }
-      if (!dest.sse_kms_key_id.empty() && sse != "aws:kms") {
-        return fail(Errc::invalid_argument, at + ".sse_kms_key_id: needs server_side_encryption: aws:kms");
-      }
-    } else if (dest.kind == "gcs") {
-      ROOTSEAL_TRY(str("bucket", dest.bucket));
-      ROOTSEAL_TRY(str("token_uri", dest.token_uri));
-      ROOTSEAL_TRY(required("bucket", dest.bucket));
-      ROOTSEAL_TRY(required_cred("service_account_json", dest.service_account_json));
-    } else {  // azure
-      ROOTSEAL_TRY(str("account", dest.account));
-      ROOTSEAL_TRY(str("container", dest.container));
-      ROOTSEAL_TRY(str("tenant_id", dest.tenant_id));
-      ROOTSEAL_TRY(str("client_id", dest.client_id));
-      ROOTSEAL_TRY(str("authority_host", dest.authority_host));
-      ROOTSEAL_TRY(required("account", dest.account));
-      ROOTSEAL_TRY(required("container", dest.container));
-      ROOTSEAL_TRY(required("tenant_id", dest.tenant_id));
-      ROOTSEAL_TRY(required("client_id", dest.client_id));
-      ROOTSEAL_TRY(required_cred("client_secret", dest.client_secret));
-    }
-    cfg->destinations.push_back(std::move(dest));
-  }
-  return std::shared_ptr<const SnapshotsConfig>(std::move(cfg));
+  return {};
 }
 
-Result<std::unique_ptr<sync::Engine>> start_sync_engine(const Config& cfg, boost::asio::any_io_executor ex,
-                                                        Metrics& metrics) {
-  if (!cfg.sync || !cfg.sync->enabled) return std::unique_ptr<sync::Engine>();
-  sync::EngineConfig ec = *cfg.sync;
-  ec.log = [](bool warning, std::string_view message, const std::vector<std::pair<std::string, std::string>>& fields) {
-    std::vector<log::Field> f;
-    f.reserve(fields.size());
-    for (const auto& [k, v] : fields) f.emplace_back(k, v);
-    log::write(warning ? log::Level::warn : log::Level::info, message, f);
+// The options of each kind of snapshot destination (name and kind: every kind).
+const std::map<std::string, std::set<std::string>>& destination_options() {
+  static const std::map<std::string, std::set<std::string>> kKindOptions = {
+      {"folder", {"path"}},
+      {"s3",
+       {"bucket", "prefix", "region", "endpoint", "server_side_encryption", "sse_kms_key_id", "ca_file",
+        "access_key_id", "secret_access_key", "session_token"}},
+      {"gcs", {"bucket", "prefix", "endpoint", "token_uri", "ca_file", "service_account_json"}},
+      {"azure",
+       {"account", "container", "prefix", "endpoint", "tenant_id", "client_id", "authority_host", "ca_file",
+        "client_secret"}},
   };
-  auto engine = sync::Engine::create(std::move(ex), std::move(ec));
-  if (!engine) return fail(engine.error().code, "sync: " + engine.error().message);
-  sync::Engine* e = engine->get();
+  return kKindOptions;
+}
+
+// Reads the options of one destination `d` (at `at`, of kind `kind`), with
+// the messages every option shares.
+struct DestinationReader {
+  const YAML::Node& d;
+  std::string at;
+  std::string kind;
+
+  Result<void> str(const char* key, std::string& out) const {
+    if (d[key]) ROOTSEAL_TRY_ASSIGN(out, get<std::string>(d[key], at + "." + key));
+    return {};
+  }
+  Result<void> path(const char* key, std::filesystem::path& out) const {
+    std::string p;
+    ROOTSEAL_TRY(str(key, p));
+    out = p;
+    if (!p.empty() && !out.is_absolute()) return fail(Errc::invalid_argument, at + "." + key + ": must be an absolute path");
+    return {};
+  }
+  Result<void> cred(const char* key, sync::CredentialRef& out) const {
+    if (d[key]) ROOTSEAL_TRY_ASSIGN(out, credential(d[key], at + "." + key));
+    return {};
+  }
+  Result<void> required(const char* key, const std::string& value) const {
+    if (value.empty()) return fail(Errc::invalid_argument, at + "." + key + ": required for " + kind);
+    return {};
+  }
+  // Reads every option of `fields`, then checks the first `required` of them are set.
+  Result<void> strings(std::initializer_list<std::pair<const char*, std::string*>> fields, std::size_t required_count) const {
+    for (const auto& [key, out] : fields) ROOTSEAL_TRY(str(key, *out));
+    for (const auto& [key, out] : fields) {
+      if (required_count-- == 0) break;
+      ROOTSEAL_TRY(required(key, *out));
+    }
+    return {};
+  }
+  Result<void> required_cred(const char* key, sync::CredentialRef& out) const {
+    ROOTSEAL_TRY(cred(key, out));
+    if (!out.set()) {
+      return fail(Errc::invalid_argument, at + "." + key + ": required for " + kind + " ({file: ...} or {credential: ...})");
+    }
+    return {};
+  }
+};
+
+// The destination's name (unique, [a-z0-9_-]{1,32}) and kind; refuses an
+// option that no kind has or that is not one of its kind's.
+Result<void> destination_identity(const YAML::Node& d, std::string at, std::set<std::string>& names,
+                                  SnapshotDestination& dest) {
+  std::set<std::string> every = {"name", "kind"};
+  for (const auto& [kind, options] : destination_options()) every.insert(options.begin(), options.end());
+  ROOTSEAL_TRY(only_keys(d, at, every));
+  if (!d["name"]) return fail(Errc::invalid_argument, at + ".name: required");
+  ROOTSEAL_TRY_ASSIGN(dest.name, get<std::string>(d["name"], at + ".name"));
+  if (dest.name.empty() || dest.name.size() > 32 || !std::all_of(dest.name.begin(), dest.name.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+      })) {
+    return fail(Errc::invalid_argument, at + ".name: 1 to 32 of [a-z0-9_-]");
+  }
+  if (!names.insert(dest.name).second) return fail(Errc::invalid_argument, at + ".name: '" + dest.name + "' is used twice");
+  at = "snapshots.destinations." + dest.name;
+  if (!d["kind"]) return fail(Errc::invalid_argument, at + ".kind: required (folder, s3, gcs or azure)");
+  ROOTSEAL_TRY_ASSIGN(dest.kind, get<std::string>(d["kind"], at + ".kind"));
+  const auto kind_options = destination_options().find(dest.kind);
+  if (kind_options == destination_options().end()) {
+    return fail(Errc::invalid_argument, at + ".kind: folder, s3, gcs or azure");
+  }
+  for (const auto& kv : d) {
+    const auto key = kv.first.as<std::string>();
+    if (key != "name" && key != "kind" && !kind_options->second.contains(key)) {
+      return fail(Errc::invalid_argument, at + "." + key + ": not an option of a" +
+                                              (dest.kind == "s3" || dest.kind == "azure" ? "n " : " ") + dest.kind +
+                                              " destination");
+    }
+  }
+  return {};
+}
+
+// The options every kind of destination may have: URLs, prefix, endpoint, CA file.
+Result<void> read_common_options(const DestinationReader& r, SnapshotDestination& dest) {
+  // Every URL option: http(s) (the value is not echoed: a URL may carry user:password@).
+  for (const char* k : {"endpoint", "token_uri", "authority_host"}) {
+    std::string url;
+    ROOTSEAL_TRY(r.str(k, url));
+    if (!url.empty() && !url.starts_with("http://") && !url.starts_with("https://")) {
+      return fail(Errc::invalid_argument, r.at + "." + k + ": must be an http(s):// URL");
+    }
+  }
+  ROOTSEAL_TRY(r.str("prefix", dest.prefix));
+  if (!dest.prefix.empty() && (dest.prefix.back() != '/' || dest.prefix.front() == '/')) {
+    return fail(Errc::invalid_argument, r.at + ".prefix: must end with '/' and not start with one (\"rootseal/prod/\")");
+  }
+  ROOTSEAL_TRY(r.str("endpoint", dest.endpoint));
+  ROOTSEAL_TRY(r.path("ca_file", dest.ca_file));
+  return {};
+}
+
+Result<void> read_s3_options(const DestinationReader& r, SnapshotDestination& dest) {
+  ROOTSEAL_TRY(r.strings({{"bucket", &dest.bucket},
+                           {"region", &dest.region},
+                           {"server_side_encryption", &dest.server_side_encryption},
+                           {"sse_kms_key_id", &dest.sse_kms_key_id}},
+                          2));
+  ROOTSEAL_TRY(r.cred("access_key_id", dest.access_key_id));
+  ROOTSEAL_TRY(r.cred("secret_access_key", dest.secret_access_key));
+  ROOTSEAL_TRY(r.cred("session_token", dest.session_token));
+  if (!dest.access_key_id.set() || !dest.secret_access_key.set()) {
+    return fail(Errc::invalid_argument,
+                r.at + ": s3 needs access_key_id and secret_access_key ({file: ...} or {credential: ...})");
+  }
+  const auto& sse = dest.server_side_encryption;
+  if (!sse.empty() && sse != "AES256" && sse != "aws:kms") {
+    return fail(Errc::invalid_argument, r.at + ".server_side_encryption: AES256 or aws:kms");
+  }
+  if (!dest.sse_kms_key_id.empty() && sse != "aws:kms") {
+    return fail(Errc::invalid_argument, r.at + ".sse_kms_key_id: needs server_side_encryption: aws:kms");
+  }
+  return {};
+}
+
+Result<void> read_azure_options(const DestinationReader& r, SnapshotDestination& dest) {
+  ROOTSEAL_TRY(r.strings({{"account", &dest.account},
+                           {"container", &dest.container},
+                           {"tenant_id", &dest.tenant_id},
+                           {"client_id", &dest.client_id},
+                           {"authority_host", &dest.authority_host}},
+                          4));
+  return r.required_cred("client_secret", dest.client_secret);
+}
+
+// snapshots.destinations[i]: one destination, checked for its kind.
+Result<SnapshotDestination> parse_snapshot_destination(const YAML::Node& d, std::size_t i,
+                                                       std::set<std::string>& names) {
+  SnapshotDestination dest;
+  ROOTSEAL_TRY(destination_identity(d, "snapshots.destinations[" + std::to_string(i) + "]", names, dest));
+  const DestinationReader r{d, "snapshots.destinations." + dest.name, dest.kind};
+  ROOTSEAL_TRY(read_common_options(r, dest));
+  if (dest.kind == "folder") {
+    ROOTSEAL_TRY(r.path("path", dest.path));
+    if (dest.path.empty()) return fail(Errc::invalid_argument, r.at + ".path: required for a folder");
+  } else if (dest.kind == "s3") {
+    ROOTSEAL_TRY(read_s3_options(r, dest));
+  } else if (dest.kind == "gcs") {
+    ROOTSEAL_TRY(r.strings({{"bucket", &dest.bucket}, {"token_uri", &dest.token_uri}}, 1));
+    ROOTSEAL_TRY(r.required_cred("service_account_json", dest.service_account_json));
+  } else {
+    ROOTSEAL_TRY(read_azure_options(r, dest));
+  }
+  return dest;
+}
+
+// The sync engine's metrics (docs/operations.md lists them).
+void add_sync_metrics(Metrics& metrics, sync::Engine* e) {
   auto gauge = [&](const char* name, const char* help, auto field) {
     metrics.add_gauge(name, help, [e, field] { return static_cast<double>(e->stats().*field); });
   };
@@ -480,6 +441,103 @@ Result<std::unique_ptr<sync::Engine>> start_sync_engine(const Config& cfg, boost
          [](const sync::StoreHealthStats& h) { return static_cast<double>(h.failures); });
   family("rootseal_sync_store_parked", "ExternalSecrets/PushSecrets waiting for the store.",
          [](const sync::StoreHealthStats& h) { return static_cast<double>(h.parked); });
+}
+
+}  // namespace
+
+Result<std::shared_ptr<const sync::EngineConfig>> parse_sync_config(const YAML::Node& n) {
+  ROOTSEAL_TRY(only_keys(n, "sync", {"enabled", "kubeconfig", "context", "concurrency", "refresh_window", "namespaces",
+                                     "rollout_restart", "kube_qps", "kube_burst", "retry_base", "retry_max", "queue",
+                                     "store_backoff", "stores", "aws_endpoint"}));
+  auto c = std::make_shared<sync::EngineConfig>();
+  if (n["enabled"]) ROOTSEAL_TRY_ASSIGN(c->enabled, get<bool>(n["enabled"], "sync.enabled"));
+  if (n["kubeconfig"]) {
+    std::string k;
+    ROOTSEAL_TRY_ASSIGN(k, get<std::string>(n["kubeconfig"], "sync.kubeconfig"));
+    c->kubeconfig = k;
+    if (!c->kubeconfig.empty() && !c->kubeconfig.is_absolute()) {
+      return fail(Errc::invalid_argument, "sync.kubeconfig: must be an absolute path");
+    }
+  }
+  if (n["context"]) ROOTSEAL_TRY_ASSIGN(c->context, get<std::string>(n["context"], "sync.context"));
+  if (n["concurrency"]) {
+    std::int64_t v = 0;
+    ROOTSEAL_TRY_ASSIGN(v, get<std::int64_t>(n["concurrency"], "sync.concurrency"));
+    if (v < 0 || v > 1024) return fail(Errc::invalid_argument, "sync.concurrency: 0 (4 per core) to 1024");
+    c->concurrency = static_cast<std::size_t>(v);
+  }
+  if (n["refresh_window"]) ROOTSEAL_TRY_ASSIGN(c->refresh_window, millis(n["refresh_window"], "sync.refresh_window"));
+  if (c->refresh_window < std::chrono::milliseconds(100) || c->refresh_window > std::chrono::hours(1)) {
+    return fail(Errc::invalid_argument, "sync.refresh_window: between 100ms and 1h");
+  }
+  if (n["namespaces"]) ROOTSEAL_TRY_ASSIGN(c->namespaces, strings(n["namespaces"], "sync.namespaces"));
+  if (n["rollout_restart"]) ROOTSEAL_TRY_ASSIGN(c->rollout_restart, get<bool>(n["rollout_restart"], "sync.rollout_restart"));
+  if (n["kube_qps"]) {
+    ROOTSEAL_TRY_ASSIGN(c->kube_qps, get<double>(n["kube_qps"], "sync.kube_qps"));
+    if (!(c->kube_qps > 0) || c->kube_qps > 10000) return fail(Errc::invalid_argument, "sync.kube_qps: greater than 0, at most 10000");
+  }
+  if (n["kube_burst"]) {
+    std::int64_t v = 0;
+    ROOTSEAL_TRY_ASSIGN(v, get<std::int64_t>(n["kube_burst"], "sync.kube_burst"));
+    if (v < 1 || v > 100000) return fail(Errc::invalid_argument, "sync.kube_burst: 1 to 100000");
+    c->kube_burst = static_cast<std::size_t>(v);
+  }
+  if (n["retry_base"]) ROOTSEAL_TRY_ASSIGN(c->retry_base, millis(n["retry_base"], "sync.retry_base"));
+  if (n["retry_max"]) ROOTSEAL_TRY_ASSIGN(c->retry_max, millis(n["retry_max"], "sync.retry_max"));
+  if (c->retry_base.count() <= 0 || c->retry_max < c->retry_base) {
+    return fail(Errc::invalid_argument, "sync.retry_base/retry_max: 0 < retry_base <= retry_max");
+  }
+  ROOTSEAL_TRY(parse_sync_pacing(n, *c));
+  if (n["aws_endpoint"]) {
+    ROOTSEAL_TRY_ASSIGN(c->aws_endpoint, get<std::string>(n["aws_endpoint"], "sync.aws_endpoint"));
+    ROOTSEAL_TRY(http_url("sync.aws_endpoint", c->aws_endpoint));
+  }
+  if (n["stores"]) {
+    if (!n["stores"].IsMap()) return fail(Errc::invalid_argument, "sync.stores: must be a mapping of name to store");
+    for (const auto& kv : n["stores"]) {
+      if (!kv.first.IsScalar()) return fail(Errc::invalid_argument, "sync.stores: store names must be plain words");
+      const auto name = kv.first.as<std::string>();
+      sync::HostStoreConfig s;
+      ROOTSEAL_TRY_ASSIGN(s, host_store(name, kv.second));
+      c->stores.emplace(name, std::move(s));
+    }
+  }
+  return std::shared_ptr<const sync::EngineConfig>(std::move(c));
+}
+
+Result<std::shared_ptr<const SnapshotsConfig>> parse_snapshots_config(const YAML::Node& n) {
+  const std::string w = "snapshots";
+  ROOTSEAL_TRY(only_keys(n, w, {"enabled", "interval", "retain", "destinations"}));
+  auto cfg = std::make_shared<SnapshotsConfig>();
+  if (n["enabled"]) ROOTSEAL_TRY_ASSIGN(cfg->enabled, get<bool>(n["enabled"], w + ".enabled"));
+  if (n["interval"]) ROOTSEAL_TRY_ASSIGN(cfg->interval, millis(n["interval"], w + ".interval"));
+  if (cfg->interval < std::chrono::seconds(1)) return fail(Errc::invalid_argument, w + ".interval: at least 1s");
+  if (n["retain"]) ROOTSEAL_TRY(parse_snapshot_retention(n["retain"], *cfg));
+  if (!n["destinations"] || !n["destinations"].IsSequence() || n["destinations"].size() == 0) {
+    return fail(Errc::invalid_argument, w + ".destinations: required, a list of at least one destination");
+  }
+  std::set<std::string> names;
+  for (std::size_t i = 0; i < n["destinations"].size(); ++i) {
+    SnapshotDestination dest;
+    ROOTSEAL_TRY_ASSIGN(dest, parse_snapshot_destination(n["destinations"][i], i, names));
+    cfg->destinations.push_back(std::move(dest));
+  }
+  return std::shared_ptr<const SnapshotsConfig>(std::move(cfg));
+}
+
+Result<std::unique_ptr<sync::Engine>> start_sync_engine(const Config& cfg, boost::asio::any_io_executor ex,
+                                                        Metrics& metrics) {
+  if (!cfg.sync || !cfg.sync->enabled) return std::unique_ptr<sync::Engine>();
+  sync::EngineConfig ec = *cfg.sync;
+  ec.log = [](bool warning, std::string_view message, const std::vector<std::pair<std::string, std::string>>& fields) {
+    std::vector<log::Field> f;
+    f.reserve(fields.size());
+    for (const auto& [k, v] : fields) f.emplace_back(k, v);
+    log::write(warning ? log::Level::warn : log::Level::info, message, f);
+  };
+  auto engine = sync::Engine::create(std::move(ex), std::move(ec));
+  if (!engine) return fail(engine.error().code, "sync: " + engine.error().message);
+  add_sync_metrics(metrics, engine->get());
   (*engine)->start();
   return std::move(*engine);
 }

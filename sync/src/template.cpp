@@ -11,7 +11,7 @@
 #include <variant>
 #include <vector>
 
-#include "let.hpp"
+#include "rootseal/kms/error.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "secure_buffer.hpp"
 #include "secure_json.hpp"

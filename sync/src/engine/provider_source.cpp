@@ -7,7 +7,7 @@
 
 #include <algorithm>
 
-#include "let.hpp"
+#include "rootseal/kms/error.hpp"
 #include "reconcile/eso_meta.hpp"
 #include "reconcile/store_resolver.hpp"
 #include "rootseal/kms/encoding.hpp"

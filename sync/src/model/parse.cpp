@@ -7,7 +7,7 @@
 #include <regex>
 #include <utility>
 
-#include "let.hpp"
+#include "rootseal/kms/error.hpp"
 #include "model/duration.hpp"
 #include "rootseal/kms/encoding.hpp"
 

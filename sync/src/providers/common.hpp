@@ -20,7 +20,6 @@
 #include <string>
 #include <string_view>
 
-#include "let.hpp"
 #include "providers/store_health.hpp"
 #include "rootseal/kms/error.hpp"
 #include "rootseal/net/http_client.hpp"

@@ -2,7 +2,7 @@
 #include "providers/aws_sm.hpp"
 #include "providers/azure_kv.hpp"
 #include "providers/gcp_sm.hpp"
-#include "let.hpp"
+#include "rootseal/kms/error.hpp"
 #include "providers/vault_kv2.hpp"
 #include "rootseal/sync/provider.hpp"
 
