@@ -21,7 +21,7 @@ std::int64_t now_unix() {
 
 SealManager::SealManager(asio::io_context& io, asio::thread_pool& blocking, kms::RootOfTrust& root,
                          kms::Keyring& keyring, std::chrono::milliseconds interval, Listener on_change)
-    : io_(io), blocking_(blocking), root_(root), keyring_(keyring), interval_(interval),
+    : blocking_(blocking), root_(root), keyring_(keyring), interval_(interval),
       on_change_(std::move(on_change)), strand_(asio::make_strand(io)), timer_(strand_) {
   status_.since_unix = now_unix();
 }

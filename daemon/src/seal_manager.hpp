@@ -63,7 +63,6 @@ class SealManager {
   void check();  // runs on the blocking pool
   void set(bool sealed, std::string reason);
 
-  boost::asio::io_context& io_;
   boost::asio::thread_pool& blocking_;
   kms::RootOfTrust& root_;
   kms::Keyring& keyring_;

@@ -29,8 +29,7 @@ std::int64_t now_ms() {
 
 SnapshotScheduler::SnapshotScheduler(asio::io_context& io, asio::thread_pool& blocking, kms::RootOfTrust& root,
                                      std::filesystem::path state_dir, std::shared_ptr<const SnapshotsConfig> config)
-    : io_(io),
-      blocking_(blocking),
+    : blocking_(blocking),
       root_(root),
       state_dir_(std::move(state_dir)),
       config_(std::move(config)),

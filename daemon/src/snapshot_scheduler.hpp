@@ -48,7 +48,6 @@ class SnapshotScheduler {
   boost::asio::awaitable<kms::Result<RunResult>> run_once();  // on strand_
   boost::asio::awaitable<kms::Result<std::string>> upload(sync::ObjectStore& dest, const TakenSnapshot& snap);
 
-  boost::asio::io_context& io_;
   boost::asio::thread_pool& blocking_;
   kms::RootOfTrust& root_;
   std::filesystem::path state_dir_;

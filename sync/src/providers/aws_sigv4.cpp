@@ -80,9 +80,19 @@ std::string canonical_request(const Request& r, std::string& signed_headers) {
     if (!query.empty()) query += '&';
     query += k + "=" + v;
   }
+  // By name; a repeated header keeps its values in request order (SigV4 joins
+  // them in that order): the position breaks ties, as a stable sort would.
   std::vector<std::pair<std::string, std::string>> h;
   for (const auto& [k, v] : r.headers) h.emplace_back(lower(k), canonical_value(v));
-  std::stable_sort(h.begin(), h.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<std::size_t> order(h.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&h](std::size_t a, std::size_t b) {
+    return h[a].first != h[b].first ? h[a].first < h[b].first : a < b;
+  });
+  std::vector<std::pair<std::string, std::string>> sorted;
+  sorted.reserve(h.size());
+  for (std::size_t i : order) sorted.push_back(std::move(h[i]));
+  h = std::move(sorted);
   std::string headers;
   signed_headers.clear();
   for (std::size_t i = 0; i < h.size(); ++i) {
