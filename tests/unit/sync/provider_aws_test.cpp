@@ -45,6 +45,25 @@ sync::RemoteRef ref(std::string key, std::string property = "", std::string vers
 
 }  // namespace
 
+TEST_CASE("sigv4: a repeated header keeps its values in request order (test suite get-header-key-duplicate)") {
+  auto r = suite_request("GET", "/");
+  r.headers = {{"Host", "example.amazonaws.com"},
+               {"My-Header1", "value2"},
+               {"My-Header1", "value2"},
+               {"My-Header1", "value1"},
+               {"X-Amz-Date", "20150830T123600Z"}};
+  std::string signed_headers;
+  const auto creq = sigv4::canonical_request(r, signed_headers);
+  CHECK(signed_headers == "host;my-header1;x-amz-date");
+  CHECK(creq.find("\nhost:example.amazonaws.com\nmy-header1:value2,value2,value1\nx-amz-date:20150830T123600Z\n") !=
+        std::string::npos);
+  // Names sort case-insensitively; the values of one name are not sorted.
+  r.headers = {{"x-amz-date", "20150830T123600Z"}, {"b", "2"}, {"A", "z"}, {"a", "y"}, {"host", "h"}};
+  const auto mixed = sigv4::canonical_request(r, signed_headers);
+  CHECK(signed_headers == "a;b;host;x-amz-date");
+  CHECK(mixed.find("\na:z,y\nb:2\nhost:h\nx-amz-date:20150830T123600Z\n") != std::string::npos);
+}
+
 TEST_CASE("sigv4: AWS test-suite vectors (get-vanilla, query order, post-vanilla, post query, utf8 path)") {
   // get-vanilla
   auto get = suite_request("GET", "/");
