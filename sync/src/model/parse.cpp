@@ -373,14 +373,45 @@ Result<void> parse_data(const Obj& spec, ExternalSecret& es) {
   });
 }
 
-// spec.dataFrom[]: extract only (find, rewrite and generators are refused).
+// dataFrom[].rewrite[]: each item holds exactly one operation (the CRD's
+// MinProperties/MaxProperties = 1). The regexp is compiled when it is used,
+// as ESO does: a bad one fails the reconcile with Go's message, not the parse.
+Result<std::vector<Rewrite>> parse_rewrites(const Obj& item) {
+  std::vector<Rewrite> out;
+  auto each = [&out](const Obj& op, const std::string& path) -> Result<void> {
+    if (op.o->size() != 1) return bad(path, "must hold exactly one of regexp, transform, merge");
+    ROOTSEAL_TRY(unsupported(op, {"merge"}));
+    ROOTSEAL_LET(re, opt_obj(op, "regexp"));
+    if (re) {
+      RewriteRegexp r;
+      ROOTSEAL_TRY_ASSIGN(r.source, req_str(*re, "source"));
+      if (re->get("target") == nullptr) return bad(re->at("target"), "required");
+      ROOTSEAL_TRY_ASSIGN(r.target, str_or(*re, "target", ""));
+      out.emplace_back(std::move(r));
+      return {};
+    }
+    ROOTSEAL_LET(tr, opt_obj(op, "transform"));
+    if (tr) {
+      RewriteTransform t;
+      ROOTSEAL_TRY_ASSIGN(t.template_text, req_str(*tr, "template"));
+      out.emplace_back(std::move(t));
+      return {};
+    }
+    return bad(path, "must hold exactly one of regexp, transform, merge");
+  };
+  ROOTSEAL_TRY(for_each_item(item, "rewrite", each));
+  return out;
+}
+
+// spec.dataFrom[]: extract, with rewrite (find and generators are refused).
 Result<void> parse_data_from(const Obj& spec, ExternalSecret& es) {
   return for_each_item(spec, "dataFrom", [&es](const Obj& item, const std::string& path) -> Result<void> {
-    ROOTSEAL_TRY(unsupported(item, {"find", "rewrite"}));
+    ROOTSEAL_TRY(unsupported(item, {"find"}));
     ROOTSEAL_LET(ex, opt_obj(item, "extract"));
     if (!ex) return bad(path, "extract is required (find and generators are not supported by rootseal)");
     DataFromItem d;
     ROOTSEAL_TRY_ASSIGN(d.extract, remote_ref(*ex));
+    ROOTSEAL_TRY_ASSIGN(d.rewrite, parse_rewrites(item));
     ROOTSEAL_TRY_ASSIGN(d.store_override, item_store(item, path, es));
     es.data_from.push_back(std::move(d));
     return {};

@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "rootseal/sync/provider.hpp"
@@ -61,8 +62,23 @@ struct DataItem {
   std::optional<StoreRef> store_override;  // sourceRef.storeRef
 };
 
+// dataFrom[].rewrite[]: one operation on the keys of the extracted map (ESO's
+// ExternalSecretRewrite), applied in order. Both texts come from the
+// manifest; neither is secret.
+struct RewriteRegexp {  // every key: Go's regexp.ReplaceAllString(key, target)
+  std::string source;
+  std::string target;
+  friend bool operator==(const RewriteRegexp&, const RewriteRegexp&) = default;
+};
+struct RewriteTransform {  // every key: the template rendered over {"value": key}
+  std::string template_text;
+  friend bool operator==(const RewriteTransform&, const RewriteTransform&) = default;
+};
+using Rewrite = std::variant<RewriteRegexp, RewriteTransform>;
+
 struct DataFromItem {
   RemoteRef extract;  // the remote value must be a JSON object; each key becomes a Secret key
+  std::vector<Rewrite> rewrite;
   std::optional<StoreRef> store_override;
 };
 

@@ -5,6 +5,7 @@
 #include "model/parse.hpp"
 #include "reconcile/eso_meta.hpp"
 #include "reconcile/store_resolver.hpp"
+#include "rewrite.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "secure_json.hpp"
 #include "template.hpp"
@@ -245,6 +246,39 @@ bool must_fetch(const model::ExternalSecret& es, bool spec_changed, bool interva
   return due || !valid;
 }
 
+namespace {
+
+// ESO's handleExtractSecrets between the provider and the decoding: the
+// rewrite operations, or (without any) conversionStrategy Default, then the
+// key validation. Messages as ESO's events. A bad rewrite is the manifest's
+// fault (no retry); a collision or an invalid key comes from the remote
+// value, which may change (retry).
+Step<SecretMap> keys_of(const model::DataFromItem& item, std::size_t i, SecretMap map) {
+  const std::string where = "error processing spec.dataFrom[" + std::to_string(i) + "].extract, err: ";
+  if (!item.rewrite.empty()) {
+    auto rewritten = rewrite_map(item.rewrite, std::move(map));
+    if (!rewritten) {
+      return std::unexpected(refused(where + "error applying rewrite to keys: " + rewritten.error().message, false));
+    }
+    map = std::move(*rewritten);
+  } else {
+    auto converted = convert_keys(std::move(map));
+    if (!converted) {
+      return std::unexpected(
+          refused(where + "error applying conversion strategy Default to keys: " + converted.error().message, true));
+    }
+    map = std::move(*converted);
+  }
+  if (auto valid = validate_keys(map); !valid) {
+    return std::unexpected(refused(
+        where + "invalid secret keys (TIP: use rewrite or conversionStrategy to change keys): " + valid.error().message,
+        true));
+  }
+  return map;
+}
+
+}  // namespace
+
 Step<void> add_data_from(ProviderData& out, const model::ExternalSecret& es, std::size_t i,
                          const model::StoreRef& store, kms::Result<kms::SecureBytes> whole) {
   const auto& ref = es.data_from.at(i).extract;
@@ -253,18 +287,24 @@ Step<void> add_data_from(ProviderData& out, const model::ExternalSecret& es, std
     return {};
   }
   if (!whole) return std::unexpected(refused(provider_error(store, ref.key, "", whole.error()), true));
-  auto map = select_map(std::move(*whole), ref.property, ref.decoding);
+  auto map = select_map(std::move(*whole), ref.property, DecodingStrategy::none);
   if (!map && map.error().code == Errc::not_found) {  // the property is missing: an error, as ESO's providers
     return std::unexpected(refused(provider_error(store, ref.key, ref.property, map.error()), true));
-  }
-  if (!map && map.error().code == Errc::bad_base64) {
-    return std::unexpected(refused("spec.dataFrom[" + std::to_string(i) + "]: " + map.error().message, false));
   }
   if (!map) {
     return std::unexpected(refused(
         "spec.dataFrom[" + std::to_string(i) + "].extract: key \"" + ref.key + "\": " + map.error().message, true));
   }
-  for (auto& [k, v] : *map) out.data.insert_or_assign(k, std::move(v));
+  auto keyed = keys_of(es.data_from.at(i), i, std::move(*map));
+  if (!keyed) return std::unexpected(keyed.error());
+  for (auto& [k, v] : *keyed) {  // decodingStrategy last, on the final keys (ESO)
+    auto decoded = apply_decoding(ref.decoding, std::move(v));
+    if (!decoded) {
+      return std::unexpected(refused(
+          "spec.dataFrom[" + std::to_string(i) + "]: key \"" + k + "\": " + decoded.error().message, false));
+    }
+    out.data.insert_or_assign(k, std::move(*decoded));
+  }
   return {};
 }
 

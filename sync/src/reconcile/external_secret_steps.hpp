@@ -5,8 +5,9 @@
 //
 //   invalid_shell / check_templates   → refuse before any read
 //   must_fetch                        → skip the provider when nothing is due
-//   add_data_from / add_data          → each whole remote value, property and
-//                                       decoding applied (select_value/_map)
+//   add_data_from / add_data          → each whole remote value, property,
+//                                       dataFrom's rewrite / key conversion and
+//                                       validation (rewrite.hpp), decoding
 //   secret_data_of                    → target.template rendered
 //   desired_secret                    → Keep, Delete or Write (the body)
 //

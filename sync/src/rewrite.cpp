@@ -1,0 +1,320 @@
+#include "rewrite.hpp"
+
+#include <re2/re2.h>
+
+#include <algorithm>
+#include <iterator>
+#include <utility>
+
+#include "template.hpp"
+
+namespace rootseal::sync {
+
+namespace {
+
+using kms::Errc;
+
+kms::Result<void> fail(std::string message) { return kms::fail(Errc::invalid_argument, std::move(message)); }
+
+// One UTF-8 character at s[i]: its code point and width, as Go's
+// utf8.DecodeRuneInString (an invalid or truncated sequence is U+FFFD, width 1;
+// width 0 at the end).
+struct Rune {
+  char32_t cp = 0xFFFD;
+  std::size_t width = 0;
+};
+
+Rune decode_rune(std::string_view s, std::size_t i) {
+  if (i >= s.size()) return {0xFFFD, 0};
+  const auto b0 = static_cast<unsigned char>(s[i]);
+  if (b0 < 0x80) return {b0, 1};
+  std::size_t n = 0;
+  char32_t cp = 0;
+  char32_t min = 0;
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    n = 2, cp = b0 & 0x1F, min = 0x80;
+  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+    n = 3, cp = b0 & 0x0F, min = 0x800;
+  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+    n = 4, cp = b0 & 0x07, min = 0x10000;
+  } else {
+    return {0xFFFD, 1};
+  }
+  if (i + n > s.size()) return {0xFFFD, 1};
+  for (std::size_t k = 1; k < n; ++k) {
+    const auto b = static_cast<unsigned char>(s[i + k]);
+    if ((b & 0xC0) != 0x80) return {0xFFFD, 1};
+    cp = (cp << 6) | (b & 0x3F);
+  }
+  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return {0xFFFD, 1};
+  return {cp, n};
+}
+
+struct CodeRange {
+  char32_t first;
+  char32_t last;
+};
+constexpr CodeRange kLetterOrNumber[] = {
+#include "unicode_alnum.inc"
+};
+
+// unicode.IsLetter || unicode.IsNumber, on Go's own tables (generated).
+bool letter_or_number(char32_t c) {
+  if (c < 0x80) return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  const auto* it = std::upper_bound(std::begin(kLetterOrNumber), std::end(kLetterOrNumber), c,
+                                    [](char32_t v, const CodeRange& r) { return v < r.first; });
+  return it != std::begin(kLetterOrNumber) && c <= std::prev(it)->last;
+}
+
+bool key_char(char32_t c) { return letter_or_number(c) || c == '-' || c == '.' || c == '_'; }
+
+// Go's regexp/syntax error texts, by RE2's error code (RE2 and Go's parser
+// come from the same design and report the same offending part).
+std::string_view go_error_text(re2::RE2::ErrorCode code) {
+  switch (code) {
+    case re2::RE2::ErrorBadEscape: return "invalid escape sequence";
+    case re2::RE2::ErrorBadCharClass: return "invalid character class";
+    case re2::RE2::ErrorBadCharRange: return "invalid character class range";
+    case re2::RE2::ErrorMissingBracket: return "missing closing ]";
+    case re2::RE2::ErrorMissingParen: return "missing closing )";
+    case re2::RE2::ErrorUnexpectedParen: return "unexpected )";
+    case re2::RE2::ErrorTrailingBackslash: return "trailing backslash at end of expression";
+    case re2::RE2::ErrorRepeatArgument: return "missing argument to repetition operator";
+    case re2::RE2::ErrorRepeatSize: return "invalid repeat count";
+    case re2::RE2::ErrorRepeatOp: return "invalid nested repetition operator";
+    case re2::RE2::ErrorBadPerlOp: return "invalid or unsupported Perl syntax";
+    case re2::RE2::ErrorBadUTF8: return "invalid UTF-8";
+    case re2::RE2::ErrorBadNamedCapture: return "invalid named capture";
+    case re2::RE2::ErrorPatternTooLarge: return "expression too large";
+    default: return "regexp/syntax: internal error";
+  }
+}
+
+// RE2 accepts \C (any byte), which Go refuses; every other escape is shared.
+std::string_view any_byte_escape(std::string_view pattern) {
+  for (std::size_t i = 0; i + 1 < pattern.size(); ++i) {
+    if (pattern[i] != '\\') continue;
+    if (pattern[i + 1] == 'C') return pattern.substr(i, 2);
+    ++i;  // the escaped character
+  }
+  return {};
+}
+
+bool name_char(char32_t c) { return letter_or_number(c) || c == '_'; }
+
+// Go's extract: the group reference at the start of tmpl (just after '$'):
+// its name, whether it was braced, and the rest. ok=false: not a reference.
+struct Reference {
+  std::string_view name;
+  std::string_view rest;
+  bool ok = false;
+};
+
+Reference reference(std::string_view tmpl) {
+  if (tmpl.empty()) return {};
+  const bool brace = tmpl.front() == '{';
+  std::size_t i = brace ? 1 : 0;
+  while (i < tmpl.size()) {
+    const Rune r = decode_rune(tmpl, i);
+    if (!name_char(r.cp)) break;
+    i += r.width;
+  }
+  const std::size_t start = brace ? 1 : 0;
+  if (i == start) return {};  // empty name
+  Reference ref{tmpl.substr(start, i - start), {}, true};
+  if (brace) {
+    if (i >= tmpl.size() || tmpl[i] != '}') return {};  // missing closing brace
+    ++i;
+  }
+  ref.rest = tmpl.substr(i);
+  return ref;
+}
+
+// A group number as Go reads it: digits only, no leading zero, below 1e8.
+int group_number(std::string_view name) {
+  if (name.size() > 1 && name.front() == '0') return -1;
+  int num = 0;
+  for (char c : name) {
+    if (c < '0' || c > '9' || num >= 100'000'000) return -1;
+    num = num * 10 + (c - '0');
+  }
+  return num;
+}
+
+}  // namespace
+
+GoRegexp::GoRegexp() = default;
+GoRegexp::GoRegexp(GoRegexp&&) noexcept = default;
+GoRegexp& GoRegexp::operator=(GoRegexp&&) noexcept = default;
+GoRegexp::~GoRegexp() = default;
+
+kms::Result<GoRegexp> GoRegexp::compile(std::string_view pattern) {
+  if (auto bad = any_byte_escape(pattern); !bad.empty()) {
+    return kms::fail(Errc::invalid_argument, "error parsing regexp: invalid escape sequence: `" + std::string(bad) + "`");
+  }
+  re2::RE2::Options options;
+  options.set_log_errors(false);
+  options.set_encoding(re2::RE2::Options::EncodingUTF8);
+  GoRegexp out;
+  out.re_ = std::make_unique<re2::RE2>(re2::StringPiece(pattern.data(), pattern.size()), options);
+  if (!out.re_->ok()) {
+    return kms::fail(Errc::invalid_argument, "error parsing regexp: " + std::string(go_error_text(out.re_->error_code())) +
+                                                 ": `" + out.re_->error_arg() + "`");
+  }
+  out.names_.assign(static_cast<std::size_t>(out.re_->NumberOfCapturingGroups()) + 1, std::string());
+  for (const auto& [index, name] : out.re_->CapturingGroupNames()) {
+    out.names_.at(static_cast<std::size_t>(index)) = name;
+  }
+  return out;
+}
+
+void GoRegexp::expand(std::string& out, std::string_view tmpl, const std::vector<std::string_view>& groups) const {
+  while (!tmpl.empty()) {
+    const auto dollar = tmpl.find('$');
+    if (dollar == std::string_view::npos) break;
+    out.append(tmpl.substr(0, dollar));
+    tmpl.remove_prefix(dollar);
+    if (tmpl.size() > 1 && tmpl[1] == '$') {  // "$$" is a literal '$'
+      out.push_back('$');
+      tmpl.remove_prefix(2);
+      continue;
+    }
+    const Reference ref = reference(tmpl.substr(1));
+    if (!ref.ok) {  // malformed: the '$' is text
+      out.push_back('$');
+      tmpl.remove_prefix(1);
+      continue;
+    }
+    tmpl = ref.rest;
+    const int num = group_number(ref.name);
+    if (num >= 0) {
+      const auto n = static_cast<std::size_t>(num);
+      if (n < groups.size() && groups[n].data() != nullptr) out.append(groups[n]);
+      continue;
+    }
+    for (std::size_t i = 0; i < names_.size(); ++i) {
+      if (names_[i] == ref.name && i < groups.size() && groups[i].data() != nullptr) {
+        out.append(groups[i]);
+        break;
+      }
+    }
+  }
+  out.append(tmpl);
+}
+
+std::string GoRegexp::replace_all(std::string_view src, std::string_view tmpl) const {
+  std::string out;
+  std::vector<re2::StringPiece> m(names_.size());
+  std::vector<std::string_view> groups(names_.size());
+  const re2::StringPiece text(src.data(), src.size());
+  // Where Go's decoding puts character boundaries (an invalid byte is one
+  // character, as in Go).
+  std::vector<bool> boundary(src.size() + 1, false);
+  for (std::size_t i = 0; i < src.size(); i += decode_rune(src, i).width) boundary[i] = true;
+  boundary[src.size()] = true;
+  std::size_t last_end = 0;
+  std::size_t search = 0;
+  while (search <= src.size()) {
+    if (!re_->Match(text, search, src.size(), re2::RE2::UNANCHORED, m.data(), static_cast<int>(m.size()))) break;
+    const auto begin = static_cast<std::size_t>(m[0].data() - src.data());
+    const std::size_t end = begin + m[0].size();
+    if (!boundary[begin]) {
+      // RE2 tries empty-width assertions (\B) between the bytes of one
+      // character; Go only at character boundaries: look again from the next.
+      search = begin + 1;
+      while (!boundary[search]) ++search;
+      continue;
+    }
+    out.append(src.substr(last_end, begin - last_end));
+    // No replacement for an empty match right after the previous match.
+    if (end > last_end || begin == 0) {
+      for (std::size_t g = 0; g < m.size(); ++g) {
+        groups[g] = m[g].data() == nullptr ? std::string_view{} : std::string_view(m[g].data(), m[g].size());
+      }
+      expand(out, tmpl, groups);
+    }
+    last_end = end;
+    // Advance past this match, by at least one character.
+    const std::size_t width = decode_rune(src, search).width;
+    if (search + width > end) {
+      search += width;
+    } else if (search + 1 > end) {
+      ++search;
+    } else {
+      search = end;
+    }
+  }
+  out.append(src.substr(last_end));
+  return out;
+}
+
+kms::Result<SecretMap> rewrite_map(const std::vector<model::Rewrite>& operations, SecretMap in) {
+  for (std::size_t i = 0; i < operations.size(); ++i) {
+    const std::string prefix = "failed rewrite operation[" + std::to_string(i) + "]: ";
+    SecretMap out;
+    if (const auto* re = std::get_if<model::RewriteRegexp>(&operations[i])) {
+      auto compiled = GoRegexp::compile(re->source);
+      if (!compiled) {
+        return kms::fail(Errc::invalid_argument, prefix + "regexp failed with failed to compile: " + compiled.error().message);
+      }
+      for (auto& [key, value] : in) out.insert_or_assign(compiled->replace_all(key, re->target), std::move(value));
+    } else {
+      const auto& tr = std::get<model::RewriteTransform>(operations[i]);
+      for (auto& [key, value] : in) {
+        SecretMap data;
+        data.emplace("value", kms::SecureBytes::copy_of(std::string_view(key)));
+        auto rendered = render_template(tr.template_text, data);
+        if (!rendered) {
+          return kms::fail(Errc::invalid_argument,
+                           prefix + "transform failed with failed to transform key: " + rendered.error().message);
+        }
+        out.insert_or_assign(std::string(reinterpret_cast<const char*>(rendered->data()), rendered->size()),
+                             std::move(value));
+      }
+    }
+    in = std::move(out);
+  }
+  return in;
+}
+
+kms::Result<SecretMap> convert_keys(SecretMap in) {
+  SecretMap out;
+  for (auto& [key, value] : in) {
+    std::string converted;
+    for (std::size_t i = 0; i < key.size();) {
+      const Rune r = decode_rune(key, i);
+      if (key_char(r.cp)) {
+        converted.append(key, i, r.width);
+      } else {
+        converted.push_back('_');
+      }
+      i += r.width;
+    }
+    if (out.contains(converted)) {
+      return kms::fail(Errc::invalid_argument, "secret name collision during conversion: " + converted);
+    }
+    out.emplace(std::move(converted), std::move(value));
+  }
+  return out;
+}
+
+kms::Result<void> validate_keys(SecretMap& in) {
+  in.erase("");
+  for (const auto& [key, value] : in) {
+    if (key.size() > 253) {
+      return fail("key has length " + std::to_string(key.size()) +
+                  " but max is 253: (following is truncated): " + key.substr(0, 253));
+    }
+    for (std::size_t i = 0; i < key.size();) {
+      const Rune r = decode_rune(key, i);
+      if (!key_char(r.cp)) {
+        const std::string shown = r.cp == 0xFFFD ? std::string("\xEF\xBF\xBD") : key.substr(i, r.width);
+        return fail("key has invalid character " + shown + ", only alphanumeric, '-', '.' and '_' are allowed: " + key);
+      }
+      i += r.width;
+    }
+  }
+  return {};
+}
+
+}  // namespace rootseal::sync
