@@ -29,6 +29,7 @@ from rootseal_testlib import ConfigDaemon, rmtree, tempdir
 from test_tpm_daemon import Swtpm, free_port, tpm_tool
 
 ROOTSEAL = os.environ.get("ROOTSEAL_CLI", "")
+AUTH_VALUE = "snap-tpm-auth-51c9e0"
 KEYS = 6
 VERSIONS = 3
 
@@ -50,6 +51,8 @@ class TpmSnapshotTest(unittest.TestCase):
     def _set_up_class(cls):
         cls.sw = Swtpm(cls.dir)
         cls.sw.start()
+        # The root key is sealed with an auth value too (tpm.auth_value_file): the offline commands read it.
+        cls.auth_file = cls.private_file("tpm-auth", AUTH_VALUE)
         # Host A: the root key created in the TPM on first start; keys, versions, ciphertexts.
         a = cls.host("A")
         cls.a = a
@@ -98,18 +101,26 @@ class TpmSnapshotTest(unittest.TestCase):
         return d
 
     @classmethod
+    def private_file(cls, leaf, text):
+        path = os.path.join(cls.dir, leaf)
+        with open(path, "w") as f:
+            f.write(text + "\n")
+        os.chmod(path, 0o600)
+        return path
+
+    @classmethod
     def write_config(cls, d, initialize=True):
         with open(d.config, "w") as f:
             f.write("listen:\n  address: 127.0.0.1:%d\n  allow_plaintext: true\n"
                     "state_dir: %s/state\n"
                     "root_of_trust: tpm\n"
-                    "tpm:\n  tcti: \"%s\"\n  pcrs: [7]\n  initialize: %s\n"
+                    "tpm:\n  tcti: \"%s\"\n  pcrs: [7]\n  initialize: %s\n  auth_value_file: %s\n"
                     "admin:\n  socket: %s\n"
                     "seal:\n  probe_interval: 200ms\n"
                     "tokens:\n  - name: test\n    sha256: %s\n    policies: [root]\n"
                     "snapshots:\n  interval: 1h\n  retain:\n    count: 5\n"
                     "  destinations:\n    - name: local\n      kind: folder\n      path: %s\n"
-                    % (d.port, d.dir, cls.sw.tcti, "true" if initialize else "false", d.p("admin.sock"),
+                    % (d.port, d.dir, cls.sw.tcti, "true" if initialize else "false", cls.auth_file, d.p("admin.sock"),
                        hashlib.sha256(d.token.encode()).hexdigest(), d.p("snapshots")))
 
     @classmethod
@@ -221,7 +232,7 @@ class TpmSnapshotTest(unittest.TestCase):
     def test_another_seal_is_refused_on_the_check_value(self):
         other = os.path.join(self.dir, "other-root.seal")
         if not os.path.exists(other):
-            tpm_tool("seal", self.sw.tcti, other, "7", stdin=secrets.token_bytes(32))
+            tpm_tool("seal", self.sw.tcti, other, "7", self.auth_file, stdin=secrets.token_bytes(32))
         _, err = self.cli(["snapshot", "verify", "--config", self.a.config, "--sealed-file", other], expect=1)
         m = re.search(r"snapshot %s: snapshot refused: it was taken under root key ([0-9a-f]{6}), the root of trust "
                       r"here is ([0-9a-f]{6})" % re.escape(self.name), err)
@@ -246,9 +257,21 @@ class TpmSnapshotTest(unittest.TestCase):
         self.assertIn("sealed file %s): sealed blob at %s is damaged" % (damaged, damaged), err)
         short = os.path.join(self.dir, "short.seal")
         if not os.path.exists(short):
-            tpm_tool("seal", self.sw.tcti, short, "7", stdin=secrets.token_bytes(16))
+            tpm_tool("seal", self.sw.tcti, short, "7", self.auth_file, stdin=secrets.token_bytes(16))
         _, err = self.cli(["snapshot", "verify", "--config", cfg, "--sealed-file", short], expect=1)
         self.assertIn("the TPM-sealed secret is not a 32-byte root key", err)
+        # The auth value of tpm.auth_value_file, read as rootseald reads it: a wrong one, one others can read.
+        with open(cfg) as f:
+            text = f.read()
+        wrong = self.private_file("wrong-auth", "not-the-auth-value")
+        wrong_cfg = self.write("wrong-auth.yaml", text.replace(self.auth_file, wrong).encode())
+        _, err = self.cli(["snapshot", "verify", "--config", wrong_cfg], expect=1)
+        self.assertIn("sealed file %s): wrong TPM auth value" % self.seal, err)
+        self.assertNotIn("not-the-auth-value", err)
+        self.assertNotIn(AUTH_VALUE, err)
+        os.chmod(wrong, 0o644)
+        _, err = self.cli(["snapshot", "verify", "--config", wrong_cfg], expect=1)
+        self.assertIn("TPM auth value file %s: refused, readable or writable by group or others" % wrong, err)
         nobody = "swtpm:host=127.0.0.1,port=%d" % free_port()
         _, err = self.cli(["snapshot", "verify", "--config", cfg, "--tcti", nobody], expect=1)
         self.assertIn("TPM root (tcti %s, sealed file %s): no TPM at %s" % (nobody, self.seal, nobody), err)
