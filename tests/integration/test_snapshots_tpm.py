@@ -25,7 +25,7 @@ import signal
 import subprocess
 import unittest
 
-from rootseal_testlib import ConfigDaemon, rmtree, tempdir
+from rootseal_testlib import ConfigDaemon, rmtree, tempdir, write_private
 from test_tpm_daemon import Swtpm, free_port, tpm_tool
 
 ROOTSEAL = os.environ.get("ROOTSEAL_CLI", "")
@@ -38,18 +38,13 @@ class TpmSnapshotTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         assert ROOTSEAL and os.environ.get("TPM_TOOL"), "ROOTSEAL_CLI and TPM_TOOL must be set (run through ctest)"
+        # Class cleanups run even when setUpClass fails (tearDownClass would not); last added, first run.
         cls.dir = tempdir("rootseal-snaptpm-")
-        cls.sw = None
+        cls.addClassCleanup(rmtree, cls.dir)
         cls.daemons = []
-        try:
-            cls._set_up_class()
-        except BaseException:
-            cls.tearDownClass()  # unittest does not call it when setUpClass fails
-            raise
-
-    @classmethod
-    def _set_up_class(cls):
+        cls.addClassCleanup(lambda: [d.close() for d in cls.daemons])
         cls.sw = Swtpm(cls.dir)
+        cls.addClassCleanup(cls.sw.stop, signal.SIGKILL)
         cls.sw.start()
         # The root key is sealed with an auth value too (tpm.auth_value_file): the offline commands read it.
         cls.auth_file = cls.private_file("tpm-auth", AUTH_VALUE)
@@ -83,14 +78,6 @@ class TpmSnapshotTest(unittest.TestCase):
         cls.manifest = json.loads(cls.bytes.split(b"\n", 2)[1])
         cls.seal = os.path.join(a.dir, "state", "tpm-root.seal")
 
-    @classmethod
-    def tearDownClass(cls):
-        for d in cls.daemons:
-            d.close()
-        if cls.sw is not None:
-            cls.sw.stop(signal.SIGKILL)
-        rmtree(cls.dir)
-
     # --- helpers ---------------------------------------------------------------
     @classmethod
     def host(cls, name):
@@ -102,11 +89,7 @@ class TpmSnapshotTest(unittest.TestCase):
 
     @classmethod
     def private_file(cls, leaf, text):
-        path = os.path.join(cls.dir, leaf)
-        with open(path, "w") as f:
-            f.write(text + "\n")
-        os.chmod(path, 0o600)
-        return path
+        return write_private(os.path.join(cls.dir, leaf), text + "\n")
 
     @classmethod
     def write_config(cls, d, initialize=True):
