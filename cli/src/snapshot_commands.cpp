@@ -203,8 +203,9 @@ kms::Result<Root> open_root(const TokenArgs& tok, const SnapshotCommands::TpmArg
   const bool config_exists = std::filesystem::exists(s.config, ec);
   if (tpm.chosen()) {
     if (!tok.module.empty() || !tok.token.empty() || tok.pin_fd >= 0) {
-      return fail(Errc::invalid_argument, "a TPM root (--tpm, --tcti, --sealed-file) and a PKCS#11 token (--module, "
-                                          "--token, --pin-fd) exclude each other");
+      return fail(Errc::invalid_argument,
+                  "a TPM root (--tpm, --tcti, --sealed-file) and a PKCS#11 token (--module, "
+                  "--token, --pin-fd) exclude each other");
     }
     if (!config_given && !config_exists) {
       if (tpm.sealed_file.empty()) {
@@ -231,8 +232,8 @@ std::string describe(const std::string& name, const kms::SnapshotReport& r, cons
   const auto& m = r.manifest;
   return "snapshot " + name + ": good\n  taken " + kms::snapshot_time_name(m.created_unix_ms) + " on host " + m.host +
          (m.cluster_id.empty() ? "" : ", cluster " + m.cluster_id) + "\n  " + std::to_string(m.keys) + " keys, " +
-         std::to_string(r.unwrapped) + " versions: every one unwraps with " + root + " (check value " +
-         m.root_kcv + ")\n  content sha256 " + m.content_sha256 + "\n";
+         std::to_string(r.unwrapped) + " versions: every one unwraps with " + root + " (check value " + m.root_kcv +
+         ")\n  content sha256 " + m.content_sha256 + "\n";
 }
 
 int report(const kms::Error& e, Console& con) {
