@@ -194,8 +194,7 @@ kms::Result<Root> open_tpm_root(const SnapshotCommands::TpmArgs& args, const dae
 }
 
 // --module: the token. --tpm, --tcti or --sealed-file: the TPM root. Neither:
-// the TPM root if the configuration says root_of_trust: tpm, else the token
-// (whose options are then missing: "--module is required").
+// the TPM root if the configuration says root_of_trust: tpm, else refused.
 kms::Result<Root> open_root(const TokenArgs& tok, const SnapshotCommands::TpmArgs& tpm,
                             const SnapshotCommands::Source& s) {
   const bool config_given = s.config_option != nullptr && s.config_option->count() > 0;
@@ -217,13 +216,14 @@ kms::Result<Root> open_root(const TokenArgs& tok, const SnapshotCommands::TpmArg
     ROOTSEAL_LET(cfg, daemon::load_config(s.config));
     return open_tpm_root(tpm, cfg.tpm);
   }
-  if (tok.module.empty() && (config_given || config_exists)) {
-    auto cfg = daemon::load_config(s.config);
-    if (cfg && cfg->root_of_trust == "tpm") return open_tpm_root(tpm, cfg->tpm);
-  }
   if (tok.module.empty()) {
-    return fail(Errc::invalid_argument,
-                "no root to check against: --module and --token (a PKCS#11 token), or --tpm (root_of_trust: tpm)");
+    const std::string none =
+        "no root to check against: --module and --token (a PKCS#11 token), or --tpm (root_of_trust: tpm)";
+    if (!config_given && !config_exists) return fail(Errc::invalid_argument, none);
+    auto cfg = daemon::load_config(s.config);
+    if (!cfg) return fail(Errc::invalid_argument, none + "; " + cfg.error().message);
+    if (cfg->root_of_trust == "tpm") return open_tpm_root(tpm, cfg->tpm);
+    return fail(Errc::invalid_argument, none);
   }
   return open_hsm_root(tok);
 }
