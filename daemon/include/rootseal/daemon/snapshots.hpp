@@ -89,7 +89,7 @@ kms::Result<TakenSnapshot> take_snapshot(const std::filesystem::path& state_dir,
 // restore`. Never creates a root key (tpm.initialize is not used). not_found:
 // no sealed file; sealed: a damaged or foreign sealed file, a PCR policy or
 // auth value that does not hold; unavailable: no TPM at the TCTI. Blocking.
-kms::Result<std::unique_ptr<kms::RootOfTrust>> open_tpm_root(const TpmSection& tpm);
+kms::Result<std::unique_ptr<kms::RootOfTrust>> open_tpm_root(const TpmSection& config);
 
 // Unix milliseconds of a snapshot object name; nullopt if it is not one.
 std::optional<std::int64_t> snapshot_name_time(std::string_view name);
