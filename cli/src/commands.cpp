@@ -32,9 +32,9 @@ bool harden_process() noexcept {
   return ok;
 }
 
-void add_token_options(CLI::App* cmd, TokenArgs& t) {
-  cmd->add_option("--module", t.module, "PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so)")->required();
-  cmd->add_option("--token", t.token, "label of the PKCS#11 token")->required();
+void add_token_options(CLI::App* cmd, TokenArgs& t, bool required) {
+  cmd->add_option("--module", t.module, "PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so)")->required(required);
+  cmd->add_option("--token", t.token, "label of the PKCS#11 token")->required(required);
   cmd->add_option("--key-label", t.key_label, "label of the root key in the token")->capture_default_str();
   cmd->add_option("--pin-fd", t.pin_fd,
                   "read the user PIN from this file descriptor (default: prompt on the terminal, echo off)");

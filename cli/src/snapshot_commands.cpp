@@ -5,9 +5,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <system_error>
 
 #include "admin_client.hpp"
 #include "ceremony_common.hpp"
@@ -30,6 +33,14 @@ struct SnapshotCommands {
     std::string destination;
     std::string folder;
     std::string file;
+    CLI::Option* config_option = nullptr;  // given on the command line?
+  };
+  // The TPM root of `root_of_trust: tpm` (the `tpm:` section of --config), with overrides.
+  struct TpmArgs {
+    bool use = false;
+    std::string tcti;
+    std::string sealed_file;
+    [[nodiscard]] bool chosen() const { return use || !tcti.empty() || !sealed_file.empty(); }
   };
   CLI::App* list = nullptr;
   CLI::App* verify = nullptr;
@@ -41,6 +52,7 @@ struct SnapshotCommands {
   Source list_src, verify_src, restore_src;
   std::string verify_name, restore_name;
   TokenArgs verify_tok, restore_tok;
+  TpmArgs verify_tpm, restore_tpm;
   std::string state_dir;
   bool force = false;
 };
@@ -48,10 +60,25 @@ struct SnapshotCommands {
 namespace {
 
 void add_source(CLI::App* cmd, SnapshotCommands::Source& s, bool with_file) {
-  cmd->add_option("--config", s.config, "rootseald.yaml whose snapshots.destinations to read")->capture_default_str();
+  s.config_option = cmd->add_option("--config", s.config,
+                                    "rootseald.yaml whose snapshots.destinations (and, with a TPM root, tpm:) to read")
+                        ->capture_default_str();
   cmd->add_option("--destination", s.destination, "name of the destination (default: the first one)");
   cmd->add_option("--folder", s.folder, "a folder of snapshots instead of the configuration's destinations");
   if (with_file) cmd->add_option("--file", s.file, "one snapshot file instead of a destination");
+}
+
+// The root options: a PKCS#11 token (--module, --token, ...) or the TPM root.
+void add_root_options(CLI::App* cmd, TokenArgs& tok, SnapshotCommands::TpmArgs& t) {
+  add_token_options(cmd, tok, /*required=*/false);
+  cmd->add_flag("--tpm", t.use,
+                "check against the TPM-sealed root key of root_of_trust: tpm (tcti, sealed_file, auth_value_file "
+                "of the tpm: section of --config) instead of a PKCS#11 token; the default when --config says "
+                "root_of_trust: tpm and no --module is given");
+  cmd->add_option("--tcti", t.tcti, "with a TPM root: the TCTI instead of tpm.tcti (implies --tpm)");
+  cmd->add_option("--sealed-file", t.sealed_file,
+                  "with a TPM root: the sealed root key instead of tpm.sealed_file (<state_dir>/tpm-root.seal; "
+                  "implies --tpm)");
 }
 
 // Runs one awaitable to completion on `io`.
@@ -129,34 +156,84 @@ kms::Result<std::pair<std::string, std::vector<std::uint8_t>>> fetch(const Snaps
   return std::make_pair(chosen, std::move(bytes));
 }
 
-// The HSM's root key, logged in through the token (the PIN is read once and wiped).
-struct HsmRoot {
-  std::unique_ptr<hsm::TokenAdmin> admin;  // holds the login
-  std::unique_ptr<hsm::Pkcs11Root> root;
+// The root of trust a snapshot is checked against: the HSM's root key,
+// logged in through the token (the PIN is read once and wiped), or the
+// TPM-sealed root key, unsealed as rootseald unseals it.
+struct Root {
+  std::unique_ptr<hsm::TokenAdmin> admin;  // holds the login (PKCS#11)
+  std::unique_ptr<kms::RootOfTrust> root;
+  std::string what;  // for the report
 };
 
-kms::Result<HsmRoot> open_root(const TokenArgs& args) {
+kms::Result<Root> open_hsm_root(const TokenArgs& args) {
   const TokenTarget t = token_target(args);
   ROOTSEAL_TRY(check_token(t));
-  HsmRoot out;
+  Root out;
   ROOTSEAL_TRY_ASSIGN(out.admin, open_token(t));
   hsm::Pkcs11Config cfg;
   cfg.module = t.module;
   cfg.token_label = t.token_label;
   cfg.key_label = t.key_label;
   // The TokenAdmin of this process holds the login; no PIN is kept around.
-  out.root =
+  auto root =
       hsm::Pkcs11Root::create(cfg, [] { return kms::Result<kms::SecureBytes>(fail(Errc::sealed, "not logged in")); });
-  ROOTSEAL_TRY(out.root->probe());
+  ROOTSEAL_TRY(root->probe());
+  out.root = std::move(root);
+  out.what = "the root key in the HSM";
   return out;
 }
 
-std::string describe(const std::string& name, const kms::SnapshotReport& r) {
+kms::Result<Root> open_tpm_root(const SnapshotCommands::TpmArgs& args, const daemon::TpmSection& section) {
+  daemon::TpmSection tpm = section;
+  if (!args.tcti.empty()) tpm.tcti = args.tcti;
+  if (!args.sealed_file.empty()) tpm.sealed_file = args.sealed_file;
+  Root out;
+  ROOTSEAL_TRY_ASSIGN(out.root, daemon::open_tpm_root(tpm));
+  out.what = "the TPM-sealed root key (" + tpm.sealed_file.string() + ")";
+  return out;
+}
+
+// --module: the token. --tpm, --tcti or --sealed-file: the TPM root. Neither:
+// the TPM root if the configuration says root_of_trust: tpm, else refused.
+kms::Result<Root> open_root(const TokenArgs& tok, const SnapshotCommands::TpmArgs& tpm,
+                            const SnapshotCommands::Source& s) {
+  const bool config_given = s.config_option != nullptr && s.config_option->count() > 0;
+  std::error_code ec;
+  const bool config_exists = std::filesystem::exists(s.config, ec);
+  if (tpm.chosen()) {
+    if (!tok.module.empty() || !tok.token.empty() || tok.pin_fd >= 0) {
+      return fail(Errc::invalid_argument,
+                  "a TPM root (--tpm, --tcti, --sealed-file) and a PKCS#11 token (--module, "
+                  "--token, --pin-fd) exclude each other");
+    }
+    if (!config_given && !config_exists) {
+      if (tpm.sealed_file.empty()) {
+        return fail(Errc::invalid_argument,
+                    "a TPM root needs the tpm: section of --config (" + s.config + " does not exist) or --sealed-file");
+      }
+      return open_tpm_root(tpm, daemon::TpmSection{});
+    }
+    ROOTSEAL_LET(cfg, daemon::load_config(s.config));
+    return open_tpm_root(tpm, cfg.tpm);
+  }
+  if (tok.module.empty()) {
+    const std::string none =
+        "no root to check against: --module and --token (a PKCS#11 token), or --tpm (root_of_trust: tpm)";
+    if (!config_given && !config_exists) return fail(Errc::invalid_argument, none);
+    auto cfg = daemon::load_config(s.config);
+    if (!cfg) return fail(Errc::invalid_argument, none + "; " + cfg.error().message);
+    if (cfg->root_of_trust == "tpm") return open_tpm_root(tpm, cfg->tpm);
+    return fail(Errc::invalid_argument, none);
+  }
+  return open_hsm_root(tok);
+}
+
+std::string describe(const std::string& name, const kms::SnapshotReport& r, const std::string& root) {
   const auto& m = r.manifest;
   return "snapshot " + name + ": good\n  taken " + kms::snapshot_time_name(m.created_unix_ms) + " on host " + m.host +
          (m.cluster_id.empty() ? "" : ", cluster " + m.cluster_id) + "\n  " + std::to_string(m.keys) + " keys, " +
-         std::to_string(r.unwrapped) + " versions: every one unwraps with the root key in the HSM (check value " +
-         m.root_kcv + ")\n  content sha256 " + m.content_sha256 + "\n";
+         std::to_string(r.unwrapped) + " versions: every one unwraps with " + root + " (check value " + m.root_kcv +
+         ")\n  content sha256 " + m.content_sha256 + "\n";
 }
 
 int report(const kms::Error& e, Console& con) {
@@ -184,11 +261,11 @@ int run_verify(SnapshotCommands& c, Console& con) {
   asio::io_context io;
   auto got = fetch(c.verify_src, c.verify_name, io, nullptr);
   if (!got) return report(got.error(), con);
-  auto root = open_root(c.verify_tok);
+  auto root = open_root(c.verify_tok, c.verify_tpm, c.verify_src);
   if (!root) return report(root.error(), con);
   auto r = kms::verify_snapshot(got->second, *root->root);
   if (!r) return report(kms::Error(r.error().code, "snapshot " + got->first + ": " + r.error().message), con);
-  con.out(describe(got->first, *r));
+  con.out(describe(got->first, *r, root->what));
   return 0;
 }
 
@@ -201,7 +278,7 @@ int run_restore(SnapshotCommands& c, Console& con) {
   if (target.empty() || !target.is_absolute()) {
     return report(kms::Error(Errc::invalid_argument, "--state-dir: an absolute path is required"), con);
   }
-  auto root = open_root(c.restore_tok);
+  auto root = open_root(c.restore_tok, c.restore_tpm, c.restore_src);
   if (!root) return report(root.error(), con);
   // Manifest, digests, SQLite integrity, counts, root check value, every unwrap: before any file is written.
   auto r = kms::verify_snapshot(got->second, *root->root);
@@ -210,7 +287,7 @@ int run_restore(SnapshotCommands& c, Console& con) {
   if (!view) return report(view.error(), con);
   auto restored = kms::restore_snapshot_files(*view, target, c.force);
   if (!restored) return report(restored.error(), con);
-  con.out(describe(got->first, *r) + "restored into " + target.string() + " (rootseal.db" +
+  con.out(describe(got->first, *r, root->what) + "restored into " + target.string() + " (rootseal.db" +
           (view->section("tokens").empty() ? "" : ", tokens.db") +
           (view->manifest.cluster_id.empty() ? "" : ", cluster-id") +
           "); give the files to the service user (chown) and start rootseald\n");
@@ -251,17 +328,18 @@ std::unique_ptr<SnapshotCommands, void (*)(SnapshotCommands*)> add_snapshot_comm
   c->list = snap->add_subcommand("list", "list the snapshots of a destination, oldest first");
   add_source(c->list, c->list_src, false);
   c->verify = snap->add_subcommand("verify",
-                                   "check a snapshot against the HSM: digests, SQLite integrity, counts, "
-                                   "root check value, every key version unwraps");
+                                   "check a snapshot against the root key (PKCS#11 token, or TPM with --tpm): "
+                                   "digests, SQLite integrity, counts, root check value, every key version "
+                                   "unwraps");
   c->verify->add_option("name", c->verify_name, "the snapshot (default: the newest)");
   add_source(c->verify, c->verify_src, true);
-  add_token_options(c->verify, c->verify_tok);
+  add_root_options(c->verify, c->verify_tok, c->verify_tpm);
   c->restore = snap->add_subcommand("restore",
-                                    "verify a snapshot against the HSM, then write it into an empty "
-                                    "state folder (rootseald stopped)");
+                                    "verify a snapshot against the root key (PKCS#11 token, or TPM with "
+                                    "--tpm), then write it into an empty state folder (rootseald stopped)");
   c->restore->add_option("name", c->restore_name, "the snapshot (default: the newest)");
   add_source(c->restore, c->restore_src, true);
-  add_token_options(c->restore, c->restore_tok);
+  add_root_options(c->restore, c->restore_tok, c->restore_tpm);
   c->restore->add_option("--state-dir", c->state_dir,
                          "the state folder to restore into (default: the configuration's state_dir)");
   c->restore->add_flag("--force", c->force, "replace the databases of a non-empty state folder");
@@ -278,6 +356,11 @@ std::unique_ptr<SnapshotCommands, void (*)(SnapshotCommands*)> add_snapshot_comm
 
 std::optional<int> run_snapshot_commands(SnapshotCommands& c, Console& con) {
   if (*c.list) return run_list(c, con);
+  if (*c.verify || *c.restore) {
+    // tpm2-tss logs its own errors on stderr, unstructured: silent unless the
+    // operator set TSS2_LOG. Before any thread exists: setenv is safe here.
+    ::setenv("TSS2_LOG", "all+none", /*overwrite=*/0);  // NOLINT(concurrency-mt-unsafe)
+  }
   if (*c.verify) return run_verify(c, con);
   if (*c.restore) return run_restore(c, con);
   if (*c.now) return run_now(c, con);

@@ -17,7 +17,9 @@ struct TokenArgs {
   int pin_fd = -1;
 };
 
-void add_token_options(CLI::App* cmd, TokenArgs& t);
+// required=false: the command checks --module and --token itself (it has
+// another root to offer).
+void add_token_options(CLI::App* cmd, TokenArgs& t, bool required = true);
 // The target; its PIN is read once (from --pin-fd, else typed on the terminal).
 TokenTarget token_target(const TokenArgs& a);
 

@@ -6,6 +6,7 @@
 
 #include "log.hpp"
 #include "pin_source.hpp"
+#include "rootseal/daemon/snapshots.hpp"
 
 namespace rootseal::daemon {
 
@@ -21,16 +22,40 @@ std::string pcr_list(const std::vector<std::uint32_t>& pcrs) {
   return out.empty() ? "none" : out;
 }
 
+namespace {
+
+// The tpm::TpmRoot of a `tpm:` section (its auth value read now).
+kms::Result<std::unique_ptr<tpm::TpmRoot>> make_tpm_root(const TpmSection& config) {
+  tpm::TpmRootConfig rc;
+  rc.tcti = config.tcti;
+  rc.blob_path = config.sealed_file;
+  rc.verify_on_probe = config.verify_on_probe;
+  ROOTSEAL_TRY_ASSIGN(rc.policy, tpm_seal_policy(config));
+  return tpm::TpmRoot::create(std::move(rc));
+}
+
+}  // namespace
+
+kms::Result<std::unique_ptr<kms::RootOfTrust>> open_tpm_root(const TpmSection& config) {
+  const std::string where = "TPM root (tcti " + config.tcti + ", sealed file " + config.sealed_file.string() + ")";
+  if (config.sealed_file.empty()) return fail(Errc::invalid_argument, "TPM root: no sealed file (tpm.sealed_file)");
+  std::error_code ec;
+  const bool exists = std::filesystem::exists(config.sealed_file, ec);
+  if (ec) return fail(Errc::sealed, where + ": cannot check the sealed file: " + ec.message());
+  if (!exists) return fail(Errc::not_found, where + ": no TPM-sealed root key at " + config.sealed_file.string());
+  auto root = make_tpm_root(config);
+  if (!root) return fail(root.error().code, where + ": " + root.error().message);
+  // Unsealed once here; the unwraps that follow use the held key.
+  if (auto r = (*root)->probe(); !r) return fail(r.error().code, where + ": " + r.error().message);
+  return std::unique_ptr<kms::RootOfTrust>(std::move(*root));
+}
+
 kms::Result<void> DaemonTpmRoot::probe() {
   std::lock_guard op(probe_mu_);
   if (auto held = current(); held && held->holds_key()) return held->probe();
 
-  tpm::TpmRootConfig rc;
-  rc.tcti = config_.tcti;
-  rc.blob_path = config_.sealed_file;
-  rc.verify_on_probe = config_.verify_on_probe;
-  ROOTSEAL_TRY_ASSIGN(rc.policy, tpm_seal_policy(config_));
-  std::shared_ptr<tpm::TpmRoot> fresh = tpm::TpmRoot::create(std::move(rc));
+  std::shared_ptr<tpm::TpmRoot> fresh;
+  ROOTSEAL_TRY_ASSIGN(fresh, make_tpm_root(config_));
   {
     std::lock_guard lock(root_mu_);
     root_ = fresh;

@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "rootseal/daemon/config.hpp"
 #include "rootseal/kms/error.hpp"
 #include "rootseal/kms/root_of_trust.hpp"
 #include "rootseal/kms/snapshot.hpp"
@@ -80,6 +81,15 @@ struct TakenSnapshot {
 };
 kms::Result<TakenSnapshot> take_snapshot(const std::filesystem::path& state_dir, kms::RootOfTrust& root,
                                          std::int64_t now_ms);
+
+// The TPM root of trust of `root_of_trust: tpm`, opened as rootseald opens it
+// (tpm.tcti, tpm.sealed_file and the auth value of tpm.auth_value_file, read
+// as the daemon reads it; the PCR selection and the primary key are the sealed
+// file's) and unsealed now: the root of the offline `rootseal snapshot verify |
+// restore`. Never creates a root key (tpm.initialize is not used). not_found:
+// no sealed file; sealed: a damaged or foreign sealed file, a PCR policy or
+// auth value that does not hold; unavailable: no TPM at the TCTI. Blocking.
+kms::Result<std::unique_ptr<kms::RootOfTrust>> open_tpm_root(const TpmSection& config);
 
 // Unix milliseconds of a snapshot object name; nullopt if it is not one.
 std::optional<std::int64_t> snapshot_name_time(std::string_view name);
