@@ -300,8 +300,8 @@ Step<void> add_data_from(ProviderData& out, const model::ExternalSecret& es, std
   for (auto& [k, v] : *keyed) {  // decodingStrategy last, on the final keys (ESO)
     auto decoded = apply_decoding(ref.decoding, std::move(v));
     if (!decoded) {
-      return std::unexpected(refused(
-          "spec.dataFrom[" + std::to_string(i) + "]: key \"" + k + "\": " + decoded.error().message, false));
+      return std::unexpected(
+          refused("spec.dataFrom[" + std::to_string(i) + "]: key \"" + k + "\": " + decoded.error().message, false));
     }
     out.data.insert_or_assign(k, std::move(*decoded));
   }
