@@ -23,15 +23,11 @@
 #include <string>
 #include <string_view>
 #include <utility>
-#include <variant>
 #include <vector>
 
 #include "rootseal/kms/error.hpp"
 #include "rootseal/sync/host_store.hpp"
-#include "rootseal/sync/providers/aws.hpp"
-#include "rootseal/sync/providers/azure.hpp"
-#include "rootseal/sync/providers/gcp.hpp"
-#include "rootseal/sync/providers/vault.hpp"
+#include "rootseal/sync/provider.hpp"
 
 namespace rootseal::sync {
 
@@ -39,9 +35,7 @@ namespace rootseal::sync {
 // model, `sync.stores.<name>`). A SecretStore/ClusterSecretStore annotated
 // `sync.rootseal.io/credentials: <name>` uses it; its endpoint comes from here.
 // The settings of each kind are declared beside their provider
-// (rootseal/sync/providers/<provider>.hpp).
-using HostSettings = std::variant<VaultHost, AwsHost, AzureHost, GcpHost>;
-
+// (rootseal/sync/providers/<provider>.hpp; the list: HostSettings in provider.hpp).
 struct HostStoreConfig {
   std::string name;
   std::vector<std::string> namespaces;  // namespaces whose stores may use it; "*" = all
