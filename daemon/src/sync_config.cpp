@@ -126,7 +126,9 @@ Result<sync::HostSettings> host_settings(const YAML::Node& n, const std::string&
     const auto key = kv.first.as<std::string>();
     const bool own = std::any_of(options.begin(), options.end(), [&](const auto& o) { return o.name == key; });
     if (!own && !kHostCommonOptions.contains(key)) {
-      return fail(Errc::invalid_argument, w + "." + key + ": not an option of a " + std::string(H::kind) + " store");
+      std::string message = w;
+      message.append(".").append(key).append(": not an option of a ").append(H::kind).append(" store");
+      return fail(Errc::invalid_argument, std::move(message));
     }
   }
   H h;

@@ -62,7 +62,8 @@ std::string fingerprint(const StoreSpec& spec) {
 template <class H>
 kms::Result<const H*> host_settings(const HostStoreConfig& host) {
   const H* h = std::get_if<H>(&host.settings);
-  if (h == nullptr) return fail(Errc::invalid_argument, "host credentials '" + host.name + "' are not for " + std::string(H::kind));
+  if (h == nullptr)
+    return fail(Errc::invalid_argument, "host credentials '" + host.name + "' are not for " + std::string(H::kind));
   return h;
 }
 
@@ -231,8 +232,8 @@ Task<StoreSpec> EngineProviders::gcp_spec(const model::SecretStore& store, const
       s.tls.ca_file = host->ca_file.string();
       s.token_tls.ca_file = host->ca_file.string();
     }
-    ROOTSEAL_CO_LET(key, read_credential(h.service_account_json, cred_dir_,
-                                         "sync.stores." + host->name + ".service_account_json"));
+    ROOTSEAL_CO_LET(
+        key, read_credential(h.service_account_json, cred_dir_, "sync.stores." + host->name + ".service_account_json"));
     s.service_account_json = std::move(key);
     co_return StoreSpec(std::move(s));
   }
@@ -309,13 +310,14 @@ Task<StoreSpec> EngineProviders::aws_spec(const model::SecretStore& store, const
     ROOTSEAL_CO_LET(settings, host_settings<AwsHost>(*host));
     const AwsHost& h = *settings;
     if (!h.region.empty() && h.region != a.region) {
-      co_return fail(Errc::permission_denied, "spec.provider.aws.region must be " + h.region +
-                                                  " to use host credentials '" + host->name + "'");
+      co_return fail(Errc::permission_denied,
+                     "spec.provider.aws.region must be " + h.region + " to use host credentials '" + host->name + "'");
     }
     a.endpoint = h.endpoint;
     if (!host->ca_file.empty()) a.tls.ca_file = host->ca_file.string();
     ROOTSEAL_CO_LET(id, read_credential(h.access_key_id, cred_dir_, "sync.stores." + host->name + ".access_key_id"));
-    ROOTSEAL_CO_LET(sk, read_credential(h.secret_access_key, cred_dir_, "sync.stores." + host->name + ".secret_access_key"));
+    ROOTSEAL_CO_LET(
+        sk, read_credential(h.secret_access_key, cred_dir_, "sync.stores." + host->name + ".secret_access_key"));
     a.access_key_id = std::move(id);
     a.secret_access_key = std::move(sk);
     if (h.session_token.set()) {

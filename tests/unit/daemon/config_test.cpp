@@ -494,7 +494,8 @@ TEST_CASE("sync.stores: unknown, misplaced, missing and malformed options are re
       // An option of another kind: refused, not silently ignored.
       {head + "      kind: vault\n      server: https://v\n      token: {file: /t}\n      region: eu-west-1\n",
        "sync.stores.s.region: not an option of a vault store"},
-      {head + "      kind: gcp\n      project_id: p\n      service_account_json: {file: /k}\n      vault_url: https://kv\n",
+      {head + "      kind: gcp\n      project_id: p\n      service_account_json: {file: /k}\n"
+              "      vault_url: https://kv\n",
        "sync.stores.s.vault_url: not an option of a gcp store"},
       {head + "      kind: vault\n      token: {file: /t}\n", "sync.stores.s.server: required for vault"},
       {head + "      kind: vault\n      server: https://v\n      role_id: r\n",
@@ -503,9 +504,11 @@ TEST_CASE("sync.stores: unknown, misplaced, missing and malformed options are re
        "sync.stores.s: aws needs access_key_id and secret_access_key"},
       {head + "      kind: azure\n      vault_url: https://kv\n      tenant_id: t\n      client_id: c\n",
        "sync.stores.s.client_secret: required for azure"},
-      {head + "      kind: gcp\n      service_account_json: {file: /k}\n", "sync.stores.s.project_id: required for gcp"},
+      {head + "      kind: gcp\n      service_account_json: {file: /k}\n",
+       "sync.stores.s.project_id: required for gcp"},
       {head + "      kind: aws\n      region: [eu]\n", "sync.stores.s.region: must be a scalar"},
-      {head + "      kind: aws\n      region: eu-west-1\n      access_key_id: {file: a}\n      secret_access_key: {file: /s}\n",
+      {head + "      kind: aws\n      region: eu-west-1\n      access_key_id: {file: a}\n"
+              "      secret_access_key: {file: /s}\n",
        "sync.stores.s.access_key_id.file: must be an absolute path"},
       {head + "      kind: azure\n      vault_url: https://kv\n      tenant_id: t\n      client_id: c\n"
               "      client_secret: {file: /s}\n      authority_host: login.example\n",

@@ -12,7 +12,7 @@ namespace rootseal::sync {
 
 struct GcpHost {
   static constexpr std::string_view kind = "gcp";
-  std::string project_id;  // an annotated store's projectID, when set, must match
+  std::string project_id;    // an annotated store's projectID, when set, must match
   std::string gcp_endpoint;  // empty = https://secretmanager.googleapis.com
   std::string token_uri;     // empty = the key file's token_uri
   CredentialRef service_account_json;
