@@ -1,6 +1,7 @@
 #include "rootseal/daemon/config.hpp"
 
 #include "sync_config.hpp"
+#include "rootseal/kms/keyring.hpp"
 #include "rootseal/kms/numbers.hpp"
 
 #include <yaml-cpp/yaml.h>
@@ -542,6 +543,49 @@ bool is_loopback_host(std::string_view host) {
   return false;
 }
 
+static Result<void> parse_kms_plugin(const YAML::Node& n, KmsPluginConfig& out) {
+  ROOTSEAL_TRY(check_keys(n, "kms_plugin", {"enabled", "socket", "mode", "group", "allowed_uids", "key"}));
+  if (n["enabled"]) ROOTSEAL_TRY_ASSIGN(out.enabled, scalar<bool>(n["enabled"], "kms_plugin.enabled"));
+  if (n["socket"]) {
+    std::string s;
+    ROOTSEAL_TRY_ASSIGN(s, scalar<std::string>(n["socket"], "kms_plugin.socket"));
+    out.socket = s;
+  }
+  // A file-system socket only: an abstract one (unix:///@name) has no access control.
+  if (!out.socket.is_absolute() || out.socket.filename().empty() || out.socket.native().size() > 80) {
+    return fail(Errc::invalid_argument, "kms_plugin.socket: an absolute path of at most 80 characters");
+  }
+  if (n["mode"]) {
+    std::string m;
+    ROOTSEAL_TRY_ASSIGN(m, scalar<std::string>(n["mode"], "kms_plugin.mode"));
+    if (m == "0600" || m == "600") out.mode = 0600;
+    else if (m == "0660" || m == "660") out.mode = 0660;
+    else return fail(Errc::invalid_argument, "kms_plugin.mode: \"0600\" or \"0660\"");
+  }
+  if (n["group"]) ROOTSEAL_TRY_ASSIGN(out.group, scalar<std::string>(n["group"], "kms_plugin.group"));
+  if (!out.group.empty() && out.mode != 0660) {
+    return fail(Errc::invalid_argument, "kms_plugin.group: only with kms_plugin.mode \"0660\"");
+  }
+  if (n["allowed_uids"]) {
+    if (!n["allowed_uids"].IsSequence() || n["allowed_uids"].size() == 0) {
+      return fail(Errc::invalid_argument, "kms_plugin.allowed_uids: a non-empty list of uids");
+    }
+    out.allowed_uids.clear();
+    for (const auto& u : n["allowed_uids"]) {
+      auto v = scalar<std::int64_t>(u, "kms_plugin.allowed_uids");
+      if (!v || *v < 0 || *v > 0xfffffffe) {
+        return fail(Errc::invalid_argument, "kms_plugin.allowed_uids: uids are 0 to 4294967294");
+      }
+      out.allowed_uids.push_back(static_cast<std::uint32_t>(*v));
+    }
+  }
+  if (n["key"]) ROOTSEAL_TRY_ASSIGN(out.key, scalar<std::string>(n["key"], "kms_plugin.key"));
+  if (auto valid = kms::validate_key_name(out.key); !valid) {
+    return fail(Errc::invalid_argument, "kms_plugin.key: " + valid.error().message);
+  }
+  return {};
+}
+
 Result<Config> parse_config(std::string_view yaml_text) {
   YAML::Node root;
   try {
@@ -558,7 +602,7 @@ Result<Config> parse_config(std::string_view yaml_text) {
   ROOTSEAL_TRY(
       check_keys(root, "config",
                  {"listen", "api", "state_dir", "root_of_trust", "pkcs11", "tpm", "pin", "seal", "log", "policies",
-                  "tokens", "client_certs", "audit", "io_threads", "blocking_threads", "admin", "sync", "snapshots"}));
+                  "tokens", "client_certs", "audit", "io_threads", "blocking_threads", "admin", "kms_plugin", "sync", "snapshots"}));
   if (root["sync"]) ROOTSEAL_TRY_ASSIGN(cfg.sync, parse_sync_config(root["sync"]));
   if (root["snapshots"]) ROOTSEAL_TRY_ASSIGN(cfg.snapshots, parse_snapshots_config(root["snapshots"]));
   if (root["listen"]) ROOTSEAL_TRY(parse_listen(root["listen"], cfg.listen));
@@ -608,6 +652,7 @@ Result<Config> parse_config(std::string_view yaml_text) {
     }
   }
   if (root["admin"]) ROOTSEAL_TRY(parse_admin(root["admin"], cfg.admin));
+  if (root["kms_plugin"]) ROOTSEAL_TRY(parse_kms_plugin(root["kms_plugin"], cfg.kms_plugin));
   if (root["io_threads"]) {
     auto v = scalar<std::int64_t>(root["io_threads"], "io_threads");
     if (!v || *v < 0 || *v > 256) return fail(Errc::invalid_argument, "io_threads: 0 (one per core) to 256");

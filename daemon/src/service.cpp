@@ -90,6 +90,7 @@ kms::Result<void> Service::start() {
   add_startup_tokens();
   ROOTSEAL_TRY(make_api(cluster_id));
   ROOTSEAL_TRY(start_snapshots());  // before the admin socket, which can ask for one
+  ROOTSEAL_TRY(start_kms_plugin(cluster_id));
   const bool admin_listening = make_admin(std::move(reseal_root));
   ROOTSEAL_TRY(listen_http(hp, tls));
 
@@ -123,6 +124,27 @@ kms::Result<void> Service::start_snapshots() {
                                     {"retain_count", config_.snapshots->retain_count},
                                     {"destinations", names}});
   return {};
+}
+
+kms::Result<void> Service::start_kms_plugin(const std::string& cluster_id) {
+  const auto& c = config_.kms_plugin;
+  if (!c.enabled) return {};
+  kms_plugin_ = std::make_unique<KmsPlugin>(c, *keyring_, *root_, cluster_id, audit_.get(), metrics_);
+  // Status answers from the self-test the seal probe runs, never from a call to the root.
+  seal_->set_after_check([p = kms_plugin_.get()] { p->self_test(); });
+  ROOTSEAL_TRY(kms_plugin_->start());
+  std::string uids;
+  for (const auto u : c.allowed_uids) uids += (uids.empty() ? "" : ",") + std::to_string(u);
+  log::info("kms plugin socket", {{"path", c.socket.string()},
+                                  {"mode", c.mode == 0660 ? "0660" : "0600"},
+                                  {"group", c.group},
+                                  {"allowed_uids", uids},
+                                  {"key", c.key}});
+  return {};
+}
+
+std::filesystem::path Service::kms_socket() const {
+  return kms_plugin_ ? kms_plugin_->socket() : std::filesystem::path{};
 }
 
 kms::Result<std::shared_ptr<boost::asio::ssl::context>> Service::listen_tls(const HostPort& hp) const {
@@ -453,6 +475,7 @@ void Service::stop() {
   log::info("stopping");
   if (server_) server_->stop();
   if (admin_) admin_->stop();
+  if (kms_plugin_) kms_plugin_->stop();
   if (seal_) seal_->stop();
   if (sync_) sync_->stop();
   if (snapshots_) snapshots_->stop();
