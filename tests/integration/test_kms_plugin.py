@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import unittest
 
-from rootseal_testlib import ConfigDaemon, npm_install, sha256_hex, write_private
+from rootseal_testlib import ConfigDaemon, Daemon, npm_install, rmtree, sha256_hex, tempdir, write_private
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROTO = os.path.join(HERE, "..", "..", "kmsplugin", "proto", "api.proto")
@@ -219,6 +219,30 @@ tokens:
         audit = open(os.path.join(self.d.dir, "state", "audit.log")).read()
         self.assertNotIn("kms_status", audit)  # nothing was served
         self.assertEqual(os.stat(self.sock).st_mode & 0o777, 0o600)
+
+
+class KmsPluginDevModeTest(unittest.TestCase):
+    def test_dev_mode_serves_the_plugin_and_prints_the_encryption_configuration(self):
+        client_dir = npm_install("kms-client", os.path.join(HERE, "kms_client"))
+        state = tempdir("rootseal-kms-dev-")
+        d = Daemon(os.path.join(state, "st"))
+        try:
+            sock = os.path.join(state, "st", "kms.sock")
+            self.assertIn("KMS plugin:  unix://" + sock, d.banner)
+            self.assertIn("kind: EncryptionConfiguration", d.banner)
+            self.assertIn("endpoint: unix://" + sock, d.banner)
+            ops = [{"op": "status_until", "want": "ok", "timeout_ms": 30000},
+                   {"op": "encrypt", "plaintext": b64(b"s" * 32)}]
+            p = subprocess.run(["node", os.path.join(client_dir, "check.js"), sock, PROTO], input=json.dumps(ops),
+                               capture_output=True, text=True, timeout=120)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            status, enc = json.loads(p.stdout)
+            self.assertTrue(status["ok"] and enc["ok"], p.stdout)
+            self.assertEqual(enc["key_id"], status["key_id"])
+            self.assertEqual(os.stat(sock).st_mode & 0o777, 0o600)
+        finally:
+            self.assertEqual(d.stop(), 0)
+            rmtree(state)
 
 
 if __name__ == "__main__":
