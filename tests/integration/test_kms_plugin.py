@@ -24,6 +24,94 @@ def b64(data):
     return base64.b64encode(data).decode()
 
 
+# -- a second, independent client: Debian's python3-grpcio, with the three
+# messages encoded and decoded by hand from the field table (no generated code).
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number, data):
+    """A length-delimited field (wire type 2): string, bytes, message."""
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def _read_fields(data):
+    """[(number, bytes)] of a message with length-delimited fields only."""
+    fields, i = [], 0
+    while i < len(data):
+        key, shift = 0, 0
+        while True:
+            b = data[i]
+            i += 1
+            key |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        if key & 7 != 2:
+            raise AssertionError("unexpected wire type %d" % (key & 7))
+        n, shift = 0, 0
+        while True:
+            b = data[i]
+            i += 1
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        fields.append((key >> 3, data[i:i + n]))
+        i += n
+    return fields
+
+
+def _map_entries(fields, number):
+    out = {}
+    for num, entry in fields:
+        if num == number:
+            kv = dict(_read_fields(entry))
+            out[kv.get(1, b"").decode()] = kv.get(2, b"")
+    return out
+
+
+class GrpcioClient:
+    def __init__(self, sock):
+        import grpc  # Debian's python3-grpcio (the tests run /usr/bin/python3)
+        self.grpc = grpc
+        self.channel = grpc.insecure_channel("unix://" + sock)
+        ident = lambda b: b  # noqa: E731
+        self.calls = {m: self.channel.unary_unary("/v2.KeyManagementService/" + m, request_serializer=ident,
+                                                  response_deserializer=ident)
+                      for m in ("Status", "Encrypt", "Decrypt")}
+
+    def call(self, method, request):
+        return self.calls[method](request, timeout=3, wait_for_ready=True)
+
+    def status(self):
+        f = dict(_read_fields(self.call("Status", b"")))
+        return f.get(1, b"").decode(), f.get(2, b"").decode(), f.get(3, b"").decode()
+
+    def encrypt(self, plaintext):
+        import uuid
+        fields = _read_fields(self.call("Encrypt", _field(1, plaintext) + _field(2, str(uuid.uuid4()).encode())))
+        f = dict(fields)
+        return f.get(1, b""), f.get(2, b"").decode(), _map_entries(fields, 3)
+
+    def decrypt(self, ciphertext, key_id, annotations):
+        import uuid
+        req = _field(1, ciphertext) + _field(2, str(uuid.uuid4()).encode()) + _field(3, key_id.encode())
+        for k, v in annotations.items():
+            req += _field(4, _field(1, k.encode()) + _field(2, v))
+        return dict(_read_fields(self.call("Decrypt", req))).get(1, b"")
+
+    def close(self):
+        self.channel.close()
+
+
 class KmsPluginTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -89,6 +177,10 @@ tokens:
         r = self.d.call("POST", "/v1/transit/keys/%s/rotate" % KEY, {}, ADMIN_TOKEN)
         self.assertEqual(r.status, 200, r.data)
 
+    def audit_text(self):
+        with open(os.path.join(self.d.dir, "state", "audit.log")) as f:
+            return f.read()
+
     def metrics(self):
         return self.d.call("GET", "/v1/sys/metrics?format=prometheus").data.decode()
 
@@ -126,7 +218,7 @@ tokens:
 
         # Every call audited with its uid, never with the seed.
         self.assertEqual(self.decrypt(enc2, uid="audit-uid-0001")["plaintext"], b64(seed2))
-        audit = open(os.path.join(self.d.dir, "state", "audit.log")).read()
+        audit = self.audit_text()
         lines = [json.loads(line) for line in audit.splitlines()]
         mine = [line for line in lines if line.get("request_id") == "audit-uid-0001"]
         self.assertEqual(len(mine), 1, audit)
@@ -203,6 +295,31 @@ tokens:
         self.assertEqual(r.get("key_id"), key_id, r)
         self.assertEqual(self.decrypt(enc)["plaintext"], b64(seed))
 
+    def test_python_grpcio_client_agrees_with_grpc_js(self):
+        key_id = self.start()
+        py = GrpcioClient(self.sock)
+        try:
+            self.assertEqual(py.status(), ("v2", "ok", key_id))
+            seed = os.urandom(32)
+            ct, py_key_id, annotations = py.encrypt(seed)
+            self.assertEqual(py_key_id, key_id)
+            self.assertLessEqual(len(ct), 1024)
+            self.assertEqual(annotations, {"version.kms.rootseal.io": b"1"})
+            self.assertEqual(py.decrypt(ct, key_id, annotations), seed)
+            # What one client encrypted, the other decrypts.
+            r = self.decrypt({"ciphertext": b64(ct), "key_id": key_id,
+                              "annotations": {k: b64(v) for k, v in annotations.items()}})
+            self.assertEqual(r["plaintext"], b64(seed))
+            seed2 = os.urandom(32)
+            enc = self.encrypt(seed2)
+            self.assertEqual(py.decrypt(base64.b64decode(enc["ciphertext"]), enc["key_id"],
+                                        {k: base64.b64decode(v) for k, v in enc["annotations"].items()}), seed2)
+            with self.assertRaises(py.grpc.RpcError) as caught:
+                py.decrypt(ct, "rs1-" + "f" * 64, annotations)
+            self.assertEqual(caught.exception.code(), py.grpc.StatusCode.INVALID_ARGUMENT)
+        finally:
+            py.close()
+
     def test_peer_uid_not_allowed_is_refused(self):
         # The socket's mode lets this process connect; SO_PEERCRED does not.
         other = 4242 if os.getuid() != 4242 else 4243
@@ -216,7 +333,7 @@ tokens:
         self.assertIn("peer_uid=%d" % os.getuid(), self.d.log())
         m = re.search(r"rootseal_kms_plugin_connections_refused_total (\d+)", self.metrics())
         self.assertTrue(m and int(m.group(1)) >= 1, self.metrics())
-        audit = open(os.path.join(self.d.dir, "state", "audit.log")).read()
+        audit = self.audit_text()
         self.assertNotIn("kms_status", audit)  # nothing was served
         self.assertEqual(os.stat(self.sock).st_mode & 0o777, 0o600)
 
