@@ -456,6 +456,12 @@ void Service::reload() {
   if (next->state_dir != config_.state_dir) restart += "state_dir ";
   if (next->root_of_trust != config_.root_of_trust) restart += "root_of_trust ";
   if (next->api.mount != config_.api.mount) restart += "api.mount ";
+  const auto& ka = next->kms_plugin;
+  const auto& kb = config_.kms_plugin;
+  if (ka.enabled != kb.enabled || ka.socket != kb.socket || ka.mode != kb.mode || ka.group != kb.group ||
+      ka.allowed_uids != kb.allowed_uids || ka.key != kb.key) {
+    restart += "kms_plugin ";
+  }
   if (!restart.empty()) log::warn("reload: these changes take effect at the next restart", {{"options", restart}});
   config_.listen.tls = next->listen.tls;
   config_.policies = next->policies;
