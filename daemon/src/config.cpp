@@ -365,25 +365,33 @@ Result<void> parse_tpm(const YAML::Node& n, TpmSection& out) {
   return {};
 }
 
-Result<void> parse_admin(const YAML::Node& n, AdminConfig& out) {
-  ROOTSEAL_TRY(check_keys(n, "admin", {"enabled", "socket", "mode", "timeout", "unseal_delay", "max_unseal_delay"}));
-  if (n["enabled"]) ROOTSEAL_TRY_ASSIGN(out.enabled, scalar<bool>(n["enabled"], "admin.enabled"));
+// `socket` and `mode` of a section serving a unix socket (admin, kms_plugin).
+Result<void> parse_unix_socket(const YAML::Node& n, const std::string& section, std::filesystem::path& socket,
+                               unsigned& mode) {
   if (n["socket"]) {
     std::string s;
-    ROOTSEAL_TRY_ASSIGN(s, scalar<std::string>(n["socket"], "admin.socket"));
-    out.socket = s;
+    ROOTSEAL_TRY_ASSIGN(s, scalar<std::string>(n["socket"], section + ".socket"));
+    socket = s;
   }
   // sun_path holds 108 bytes; the temporary name used to create it atomically adds up to 24.
-  if (!out.socket.is_absolute() || out.socket.filename().empty() || out.socket.native().size() > 80) {
-    return fail(Errc::invalid_argument, "admin.socket: an absolute path of at most 80 characters");
+  // A relative path is refused, and with it an abstract socket ("@name": no access control).
+  if (!socket.is_absolute() || socket.filename().empty() || socket.native().size() > 80) {
+    return fail(Errc::invalid_argument, section + ".socket: an absolute path of at most 80 characters");
   }
   if (n["mode"]) {
     std::string m;
-    ROOTSEAL_TRY_ASSIGN(m, scalar<std::string>(n["mode"], "admin.mode"));
-    if (m == "0600" || m == "600") out.mode = 0600;
-    else if (m == "0660" || m == "660") out.mode = 0660;
-    else return fail(Errc::invalid_argument, "admin.mode: \"0600\" or \"0660\"");
+    ROOTSEAL_TRY_ASSIGN(m, scalar<std::string>(n["mode"], section + ".mode"));
+    if (m == "0600" || m == "600") mode = 0600;
+    else if (m == "0660" || m == "660") mode = 0660;
+    else return fail(Errc::invalid_argument, section + ".mode: \"0600\" or \"0660\"");
   }
+  return {};
+}
+
+Result<void> parse_admin(const YAML::Node& n, AdminConfig& out) {
+  ROOTSEAL_TRY(check_keys(n, "admin", {"enabled", "socket", "mode", "timeout", "unseal_delay", "max_unseal_delay"}));
+  if (n["enabled"]) ROOTSEAL_TRY_ASSIGN(out.enabled, scalar<bool>(n["enabled"], "admin.enabled"));
+  ROOTSEAL_TRY(parse_unix_socket(n, "admin", out.socket, out.mode));
   if (n["timeout"]) ROOTSEAL_TRY_ASSIGN(out.timeout, duration(n["timeout"], "admin.timeout"));
   if (n["unseal_delay"]) ROOTSEAL_TRY_ASSIGN(out.unseal_delay, duration(n["unseal_delay"], "admin.unseal_delay"));
   if (n["max_unseal_delay"]) {
@@ -546,22 +554,7 @@ bool is_loopback_host(std::string_view host) {
 static Result<void> parse_kms_plugin(const YAML::Node& n, KmsPluginConfig& out) {
   ROOTSEAL_TRY(check_keys(n, "kms_plugin", {"enabled", "socket", "mode", "group", "allowed_uids", "key"}));
   if (n["enabled"]) ROOTSEAL_TRY_ASSIGN(out.enabled, scalar<bool>(n["enabled"], "kms_plugin.enabled"));
-  if (n["socket"]) {
-    std::string s;
-    ROOTSEAL_TRY_ASSIGN(s, scalar<std::string>(n["socket"], "kms_plugin.socket"));
-    out.socket = s;
-  }
-  // A file-system socket only: an abstract one (unix:///@name) has no access control.
-  if (!out.socket.is_absolute() || out.socket.filename().empty() || out.socket.native().size() > 80) {
-    return fail(Errc::invalid_argument, "kms_plugin.socket: an absolute path of at most 80 characters");
-  }
-  if (n["mode"]) {
-    std::string m;
-    ROOTSEAL_TRY_ASSIGN(m, scalar<std::string>(n["mode"], "kms_plugin.mode"));
-    if (m == "0600" || m == "600") out.mode = 0600;
-    else if (m == "0660" || m == "660") out.mode = 0660;
-    else return fail(Errc::invalid_argument, "kms_plugin.mode: \"0600\" or \"0660\"");
-  }
+  ROOTSEAL_TRY(parse_unix_socket(n, "kms_plugin", out.socket, out.mode));
   if (n["group"]) ROOTSEAL_TRY_ASSIGN(out.group, scalar<std::string>(n["group"], "kms_plugin.group"));
   if (!out.group.empty() && out.mode != 0660) {
     return fail(Errc::invalid_argument, "kms_plugin.group: only with kms_plugin.mode \"0660\"");

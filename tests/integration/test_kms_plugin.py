@@ -42,28 +42,28 @@ def _field(number, data):
     return _varint(number << 3 | 2) + _varint(len(data)) + data
 
 
+def _read_varint(data, i):
+    """(value, next index) of the varint at data[i]."""
+    value, shift = 0, 0
+    while True:
+        b = data[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, i
+
+
 def _read_fields(data):
     """[(number, bytes)] of a message with length-delimited fields only."""
     fields, i = [], 0
     while i < len(data):
-        key, shift = 0, 0
-        while True:
-            b = data[i]
-            i += 1
-            key |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
+        key, i = _read_varint(data, i)
         if key & 7 != 2:
             raise AssertionError("unexpected wire type %d" % (key & 7))
-        n, shift = 0, 0
-        while True:
-            b = data[i]
-            i += 1
-            n |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
+        n, i = _read_varint(data, i)
+        if i + n > len(data):
+            raise AssertionError("field runs past the message")
         fields.append((key >> 3, data[i:i + n]))
         i += n
     return fields
