@@ -71,7 +71,19 @@ void KmsPlugin::stop() {
   if (server_) server_->stop();
 }
 
-void KmsPlugin::self_test() { handler_.self_test(root_); }
+void KmsPlugin::self_test() {
+  handler_.self_test(root_);
+  // Logged when the outcome changes (the seal probe's log covers sealing).
+  auto reason = handler_.unhealthy_reason();
+  std::lock_guard lock(health_mu_);
+  if (reason == last_reason_) return;
+  if (reason.empty()) {
+    log::info("kms plugin: self-test passed, Status answers ok", {{"key", handler_.key_name()}});
+  } else if (reason != "sealed") {
+    log::error("kms plugin: self-test failed, Status answers UNAVAILABLE", {{"reason", reason}});
+  }
+  last_reason_ = std::move(reason);
+}
 
 const std::filesystem::path& KmsPlugin::socket() const noexcept { return server_->path(); }
 

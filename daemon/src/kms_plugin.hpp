@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "rootseal/daemon/audit.hpp"
@@ -40,6 +41,8 @@ class KmsPlugin {
   std::array<std::atomic<std::uint64_t>, kMethods * kSlots> latency_{};
   std::array<std::atomic<std::uint64_t>, kMethods> latency_sum_ns_{};
   std::atomic<std::uint64_t> refused_{0};
+  std::mutex health_mu_;
+  std::string last_reason_ = "not run";  // the last self-test's unhealthy_reason(), logged on change
 
   kms::RootOfTrust& root_;
   AuditLog* audit_;

@@ -155,6 +155,11 @@ void Handler::self_test(kms::RootOfTrust& root) {
   set(true, "");
 }
 
+std::string Handler::unhealthy_reason() const {
+  std::lock_guard lock(state_->mu);
+  return state_->healthy ? std::string() : state_->reason;
+}
+
 Answer<StatusAnswer> Handler::status() const {
   auto current = state_->current();
   if (!current) return std::unexpected(current.error());

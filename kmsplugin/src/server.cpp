@@ -223,7 +223,16 @@ struct Server::Impl final : v2::KeyManagementService::Service {
       if (fds[1].revents != 0) return;
       if ((fds[0].revents & POLLIN) == 0) continue;
       const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-      if (fd < 0) continue;  // EAGAIN, ECONNABORTED, EMFILE: the next poll tries again
+      if (fd < 0) {
+        // Out of descriptors or memory: the listening socket stays readable,
+        // so wait a little (or for stop) instead of spinning; others
+        // (EAGAIN, ECONNABORTED) retry at the next poll.
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          pollfd stop_only{stop_fd, POLLIN, 0};
+          (void)::poll(&stop_only, 1, 100);
+        }
+        continue;
+      }
       ucred cred{};
       socklen_t len = sizeof(cred);
       const bool known = ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && len == sizeof(cred);

@@ -294,6 +294,8 @@ tokens:
         [r] = self.ops([{"op": "status_until", "want": "ok", "timeout_ms": 30000}])
         self.assertEqual(r.get("key_id"), key_id, r)
         self.assertEqual(self.decrypt(enc)["plaintext"], b64(seed))
+        # Logged when the outcome changes: ok at start, ok again after the token came back.
+        self.assertEqual(self.d.log().count("kms plugin: self-test passed"), 2, self.d.log())
 
     def test_python_grpcio_client_agrees_with_grpc_js(self):
         key_id = self.start()

@@ -93,6 +93,8 @@ class Handler {
   // through the root, and the transit key created if it is missing. Status
   // answers UNAVAILABLE until one succeeds and again after one fails.
   void self_test(kms::RootOfTrust& root);
+  // The last self-test's outcome: empty when it passed, else why not.
+  [[nodiscard]] std::string unhealthy_reason() const;
 
   [[nodiscard]] Answer<StatusAnswer> status() const;
   [[nodiscard]] Answer<EncryptAnswer> encrypt(std::span<const std::uint8_t> plaintext) const;
