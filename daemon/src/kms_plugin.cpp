@@ -85,8 +85,6 @@ void KmsPlugin::self_test() {
   last_reason_ = std::move(reason);
 }
 
-const std::filesystem::path& KmsPlugin::socket() const noexcept { return server_->path(); }
-
 kms::Result<void> KmsPlugin::on_call(const kmsplugin::CallRecord& call) {
   const std::size_t m = method_index(call.method);
   calls_[m * kCodes + code_index(call.code)].fetch_add(1, std::memory_order_relaxed);

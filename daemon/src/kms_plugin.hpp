@@ -28,7 +28,6 @@ class KmsPlugin {
   void stop();
   // Blocking: the root-of-trust round trip behind Status (the seal probe's after-check hook).
   void self_test();
-  [[nodiscard]] const std::filesystem::path& socket() const noexcept;
 
  private:
   kms::Result<void> on_call(const kmsplugin::CallRecord& call);

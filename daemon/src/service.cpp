@@ -143,10 +143,6 @@ kms::Result<void> Service::start_kms_plugin(const std::string& cluster_id) {
   return {};
 }
 
-std::filesystem::path Service::kms_socket() const {
-  return kms_plugin_ ? kms_plugin_->socket() : std::filesystem::path{};
-}
-
 kms::Result<std::shared_ptr<boost::asio::ssl::context>> Service::listen_tls(const HostPort& hp) const {
   const bool loopback = is_loopback_host(hp.host);
   if (config_.dev && !loopback) {

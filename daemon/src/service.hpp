@@ -43,8 +43,6 @@ class Service {
   void run();
   void stop();
   [[nodiscard]] std::string bound_address() const;
-  // The KMS v2 plugin's socket, empty when the plugin is off.
-  [[nodiscard]] std::filesystem::path kms_socket() const;
 
  private:
   // The steps of start(), in the order it runs them.
