@@ -524,3 +524,42 @@ TEST_CASE("sync.stores: unknown, misplaced, missing and malformed options are re
     CHECK_THAT(r.error().message, Catch::Contains(message));
   }
 }
+
+TEST_CASE("kms_plugin: defaults, a full section, and bad values refused with the option named") {
+  auto defaults = parse_config("");
+  REQUIRE(defaults);
+  CHECK_FALSE(defaults->kms_plugin.enabled);
+  CHECK(defaults->kms_plugin.socket == "/run/rootseal/kms.sock");
+  CHECK(defaults->kms_plugin.mode == 0600);
+  CHECK(defaults->kms_plugin.allowed_uids == std::vector<std::uint32_t>{0});
+  CHECK(defaults->kms_plugin.key == "kubernetes");
+
+  auto full = parse_config("kms_plugin:\n  enabled: true\n  socket: /run/rootseal/k.sock\n  mode: \"0660\"\n"
+                           "  group: kube\n  allowed_uids: [0, 998]\n  key: k8s-etcd\n");
+  REQUIRE(full);
+  CHECK(full->kms_plugin.enabled);
+  CHECK(full->kms_plugin.socket == "/run/rootseal/k.sock");
+  CHECK(full->kms_plugin.mode == 0660);
+  CHECK(full->kms_plugin.group == "kube");
+  CHECK(full->kms_plugin.allowed_uids == std::vector<std::uint32_t>{0, 998});
+  CHECK(full->kms_plugin.key == "k8s-etcd");
+
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"kms_plugin:\n  socket: \"@kms\"\n", "kms_plugin.socket: an absolute path"},  // abstract: no ACL
+      {"kms_plugin:\n  socket: run/kms.sock\n", "kms_plugin.socket: an absolute path"},
+      {"kms_plugin:\n  socket: /" + std::string(90, 'a') + "\n", "kms_plugin.socket: an absolute path"},
+      {"kms_plugin:\n  mode: \"0666\"\n", "kms_plugin.mode"},
+      {"kms_plugin:\n  group: kube\n", "kms_plugin.group: only with kms_plugin.mode \"0660\""},
+      {"kms_plugin:\n  allowed_uids: []\n", "kms_plugin.allowed_uids"},
+      {"kms_plugin:\n  allowed_uids: [-1]\n", "kms_plugin.allowed_uids"},
+      {"kms_plugin:\n  allowed_uids: [4294967295]\n", "kms_plugin.allowed_uids"},
+      {"kms_plugin:\n  key: \"bad/name\"\n", "kms_plugin.key"},
+      {"kms_plugin:\n  sockets: /x\n", "kms_plugin"},
+  };
+  for (const auto& [yaml, message] : bad) {
+    INFO(yaml);
+    auto cfg = parse_config(yaml);
+    REQUIRE_FALSE(cfg);
+    CHECK_THAT(cfg.error().message, Catch::Contains(message));
+  }
+}
