@@ -84,7 +84,7 @@ std::string to_text(const hsm::TokenProbe& p) {
   out += "  firmware version: " + p.firmware_version + "\n";
   out += "  flags:            " + hex(p.flags) + " (" + joined(p.flag_names) + ")\n";
   out += "mechanisms (" + std::to_string(p.mechanisms.size()) +
-         "; key sizes as the token reports them: bytes for AES and HMAC keys, bits for RSA):\n";
+         "; key sizes as the token reports them: bytes for AES, bits for RSA, either for others):\n";
   for (const auto& m : p.mechanisms) {
     out += "  " + padded(m.name, 30) + " " + padded(hex(m.type), 10) + " key size " +
            padded(std::to_string(m.min_key_size) + ".." + std::to_string(m.max_key_size), 12) + " " +
