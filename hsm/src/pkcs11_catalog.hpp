@@ -17,6 +17,8 @@ std::string mechanism_name(CK_MECHANISM_TYPE type);
 
 // "encrypt", "decrypt", ... for the CKF_* bits of a CK_MECHANISM_INFO.
 std::vector<std::string> mechanism_flag_names(CK_FLAGS flags);
+// The same, joined: "encrypt, decrypt, wrap".
+std::string mechanism_flag_list(CK_FLAGS flags);
 
 // The AES, RSA and HMAC mechanisms among those the token in `slot` offers
 // that a root key could be built on, with their flags:

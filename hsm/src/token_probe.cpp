@@ -160,13 +160,18 @@ std::vector<std::string> mechanism_flag_names(CK_FLAGS flags) {
   return out;
 }
 
+std::string mechanism_flag_list(CK_FLAGS flags) {
+  std::string out;
+  for (const auto& f : mechanism_flag_names(flags)) out += (out.empty() ? "" : ", ") + f;
+  return out;
+}
+
 std::string relevant_mechanisms(CK_FUNCTION_LIST* api, CK_SLOT_ID slot) {
   std::string out;
   for (CK_MECHANISM_TYPE m : kRelevant) {
     CK_MECHANISM_INFO mi{};
     if (api->C_GetMechanismInfo(slot, m, &mi) != CKR_OK) continue;
-    std::string flags;
-    for (const auto& f : mechanism_flag_names(mi.flags)) flags += (flags.empty() ? "" : ", ") + f;
+    const std::string flags = mechanism_flag_list(mi.flags);
     out += (out.empty() ? "" : ", ") + mechanism_name(m) + " (" + (flags.empty() ? "no flags" : flags) + ")";
   }
   return out.empty() ? "none of the AES, RSA or HMAC mechanisms" : out;
@@ -235,8 +240,7 @@ RootMechanismVerdict verdict(const std::vector<MechanismDetails>& offered, std::
   v.name = std::move(name);
   v.in_this_build = in_build;
   for (const Need& n : needs) {
-    std::string flags;
-    for (const auto& f : detail::mechanism_flag_names(n.flags)) flags += (flags.empty() ? "" : ", ") + f;
+    const std::string flags = detail::mechanism_flag_list(n.flags);
     const std::string want = detail::mechanism_name(n.type) + " (" + flags + ")";
     v.needs += (v.needs.empty() ? "" : " + ") + want;
     const auto it = std::ranges::find(offered, static_cast<std::uint64_t>(n.type), &MechanismDetails::type);

@@ -1,4 +1,4 @@
-"""Three independent PKCS#11 implementations, each
+"""Three independent PKCS#11 implementations (and p11-kit's proxy), each
 started from scratch inside the test, each giving back a Token: the module
 path, the token label, the user PIN and the environment to run clients with.
 
@@ -14,6 +14,10 @@ path, the token label, the user PIN and the environment to run clients with.
   tpm2_pkcs11(base)    tpm2-pkcs11 over a fresh swtpm, its store under `base`
                        (TPM2_PKCS11_STORE), the token made by the library's own
                        C_InitToken/C_InitPIN (through OpenSC's pkcs11-tool).
+  p11kit_proxy(base, inner)  p11-kit-proxy.so with `inner` as its only module
+                       (a module file in base/modules bound over p11-kit's
+                       package module folder /usr/share/p11-kit/modules; needs
+                       enter_private_namespace() too; no user configuration).
 
 Every token is labelled "rootseal" unless told otherwise. stop() ends what
 was started (by pid) and removes nothing the caller did not give.
@@ -33,6 +37,8 @@ from rootseal_testlib import make_softhsm
 SOFTHSM2_MODULE = os.environ.get("SOFTHSM2_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
 OPENCRYPTOKI_MODULE = "/usr/lib/x86_64-linux-gnu/pkcs11/libopencryptoki.so"
 TPM2_PKCS11_MODULE = "/usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so"
+P11KIT_PROXY_MODULE = "/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so"
+P11KIT_PACKAGE_MODULES = "/usr/share/p11-kit/modules"
 OPENCRYPTOKI_SW_SLOT = 3  # the slot of libpkcs11_sw.so in the package's opencryptoki.conf
 
 CLONE_NEWNS = 0x00020000
@@ -217,6 +223,21 @@ def tpm2_pkcs11(base, label="rootseal", pin="12345678", so_pin="87654321"):
 
 def remove(base):
     shutil.rmtree(base, ignore_errors=True)
+
+
+def p11kit_proxy(base, inner):
+    """p11-kit's proxy module, configured (inside the private namespace) with
+    `inner`'s module as the only one; `inner`'s environment is kept."""
+    if not _in_namespace:
+        raise AssertionError("p11kit_proxy() needs enter_private_namespace() first")
+    modules = os.path.join(base, "modules")
+    os.makedirs(modules, exist_ok=True)
+    with open(os.path.join(modules, "inner.module"), "w") as f:
+        f.write("module: %s\ncritical: yes\n" % inner.module)
+    if not os.path.ismount(P11KIT_PACKAGE_MODULES):
+        _bind(modules, P11KIT_PACKAGE_MODULES)
+    env = dict(inner.env, P11_KIT_NO_USER_CONFIG="1")
+    return Token("p11-kit-proxy", P11KIT_PROXY_MODULE, inner.label, inner.pin, env)
 
 
 def tempfile_dir(prefix):

@@ -1,5 +1,6 @@
 """`rootseal hsm probe` against three independent PKCS#11 implementations
-(SoftHSM2, opencryptoki's software token, tpm2-pkcs11 over swtpm), each
+(SoftHSM2, opencryptoki's software token, tpm2-pkcs11 over swtpm) and
+p11-kit's proxy module in front of SoftHSM2, each
 started here from scratch (pkcs11_impls.py). What the probe reports is checked
 against a second, independent client (OpenSC's pkcs11-tool --list-mechanisms)
 and against what each implementation is known to offer; rootseald on a token
@@ -38,12 +39,14 @@ EXPECTED_USABLE = {
     "softhsm2": ["aes-kwp", "aes-gcm"],
     "opencryptoki": [],
     "tpm2-pkcs11": [],
+    "p11-kit-proxy": ["aes-kwp", "aes-gcm"],
 }
 # ... and what the token offers of the fallbacks issue 19 adds.
 EXPECTED_OFFERED = {
     "softhsm2": ["aes-kwp", "aes-gcm", "aes-cbc-pad-hmac", "rsa-oaep"],
     "opencryptoki": ["aes-cbc-pad-hmac", "rsa-oaep"],
     "tpm2-pkcs11": ["aes-cbc-pad-hmac", "rsa-oaep"],
+    "p11-kit-proxy": ["aes-kwp", "aes-gcm", "aes-cbc-pad-hmac", "rsa-oaep"],
 }
 
 # What the refusals say opencryptoki's software token offers.
@@ -114,6 +117,9 @@ class HsmProbeTest(unittest.TestCase):
                 d = os.path.join(cls.base, name)
                 os.makedirs(d)
                 cls.tokens[name] = start(d)
+            d = os.path.join(cls.base, "p11-kit-proxy")
+            os.makedirs(d)
+            cls.tokens["p11-kit-proxy"] = pkcs11_impls.p11kit_proxy(d, cls.tokens["softhsm2"])
         except BaseException:
             cls.tearDownClass()
             raise
@@ -196,6 +202,26 @@ class HsmProbeTest(unittest.TestCase):
         doc = self.check_implementation("tpm2-pkcs11")
         self.assertEqual(doc["token"]["manufacturer"], "IBM")  # swtpm's TPM manufacturer
 
+    def test_p11kit_proxy(self):
+        doc = self.check_implementation("p11-kit-proxy")
+        self.assertEqual(doc["module"], pkcs11_impls.P11KIT_PROXY_MODULE)
+        # The proxy forwards SoftHSM2's token and mechanisms unchanged.
+        direct = json.loads(self.probe(self.tokens["softhsm2"], "--json").stdout)
+        self.assertEqual(doc["token"], direct["token"])
+        self.assertEqual(doc["mechanisms"], direct["mechanisms"])
+
+    def test_rootseald_unseals_through_p11kit_proxy(self):
+        tok = self.tokens["p11-kit-proxy"]
+        d = ConfigDaemon("rootseal-hsmprobe-daemon-", "unused", pin="12345678")
+        try:
+            self.write_daemon_config(d, tok)
+            d.start(env=tok.env)
+            d.wait_for(lambda: d.call("GET", "/v1/sys/health").status == 200, "unsealed through p11-kit's proxy")
+            status = d.call("GET", "/v1/sys/seal-status").json()
+            self.assertFalse(status["sealed"])
+        finally:
+            d.close()
+
     def test_unknown_token(self):
         tok = self.tokens["softhsm2"]
         r = subprocess.run([ROOTSEAL_CLI, "hsm", "probe", "--module", tok.module, "--token", "no-such-token"],
@@ -204,17 +230,22 @@ class HsmProbeTest(unittest.TestCase):
         self.assertIn("PKCS#11 token 'no-such-token' not found in " + tok.module, r.stderr)
         self.assertEqual(r.stdout, "")
 
+    @staticmethod
+    def write_daemon_config(d, tok):
+        """rootseald.yaml in d's folder: the token `tok`, a generated root key, its PIN from a file."""
+        pin_file = d.p("pin")
+        write_private(pin_file, tok.pin)
+        with open(d.config, "w") as f:
+            f.write("listen:\n  address: 127.0.0.1:%d\n  allow_plaintext: true\nstate_dir: %s/state\n"
+                    "pkcs11:\n  module: %s\n  token_label: %s\n  generate_key: true\n"
+                    "pin:\n  sources: [file]\n  file: %s\nseal:\n  probe_interval: 200ms\n"
+                    % (d.port, d.dir, tok.module, tok.label, pin_file))
+
     def check_rootseald_refuses(self, name, offers):
         tok = self.tokens[name]
         d = ConfigDaemon("rootseal-hsmprobe-daemon-", "unused", pin="12345678")
         try:
-            pin_file = d.p("pin")
-            write_private(pin_file, tok.pin)
-            with open(d.config, "w") as f:
-                f.write("listen:\n  address: 127.0.0.1:%d\n  allow_plaintext: true\nstate_dir: %s/state\n"
-                        "pkcs11:\n  module: %s\n  token_label: %s\n  generate_key: true\n"
-                        "pin:\n  sources: [file]\n  file: %s\nseal:\n  probe_interval: 200ms\n"
-                        % (d.port, d.dir, tok.module, tok.label, pin_file))
+            self.write_daemon_config(d, tok)
             d.start(env=tok.env)
             reason = d.wait_for(lambda: (lambda s: s["sealed_reason"] if s["sealed"] and "offers neither" in
                                          s["sealed_reason"] else None)(d.call("GET", "/v1/sys/seal-status").json()),
