@@ -3,16 +3,20 @@
 #include <boost/json.hpp>
 
 #include <cstdio>
+#include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "rootseal/hsm/token_admin.hpp"
 #include "rootseal/hsm/token_probe.hpp"
+#include "token_args.hpp"
 
 namespace rootseal::cli {
 
 struct HsmCommands {
   CLI::App* probe = nullptr;
-  std::string module;
-  std::string token;
+  TokenArgs tok;  // --pin-fd optional: without it, nothing needs a login
   bool json = false;
 };
 
@@ -75,6 +79,45 @@ boost::json::object to_json(const hsm::TokenProbe& p) {
                              {"usable_root_mechanisms", std::move(usable)}};
 }
 
+// The root key objects found with the user's login (--pin-fd): never a value.
+boost::json::object keys_json(const std::string& label, const std::vector<hsm::KeyObject>& keys) {
+  boost::json::array objects;
+  for (const auto& k : keys) {
+    objects.push_back(boost::json::object{{"kcv", k.kcv},
+                                          {"id", k.id},
+                                          {"aes", k.aes},
+                                          {"value_len", k.value_len},
+                                          {"token", k.token},
+                                          {"private", k.is_private},
+                                          {"sensitive", k.sensitive},
+                                          {"extractable", k.extractable},
+                                          {"wrap", k.wrap},
+                                          {"unwrap", k.unwrap},
+                                          {"encrypt", k.encrypt},
+                                          {"decrypt", k.decrypt},
+                                          {"valid_root_key", k.is_valid_root_key()}});
+  }
+  return boost::json::object{{"label", label}, {"objects", std::move(objects)}};
+}
+
+std::string keys_text(const std::string& label, const std::vector<hsm::KeyObject>& keys) {
+  std::string out = "root key objects labelled '" + label + "' (logged in as the user): " +
+                    std::to_string(keys.size()) + "\n";
+  for (const auto& k : keys) {
+    std::vector<std::string> attrs;
+    attrs.push_back(k.aes ? "AES-" + std::to_string(k.value_len * 8) : "not AES");
+    for (const auto& [on, name] : {std::pair{k.token, "token"}, std::pair{k.is_private, "private"},
+                                   std::pair{k.sensitive, "sensitive"}, std::pair{!k.extractable, "not extractable"},
+                                   std::pair{k.wrap, "wrap"}, std::pair{k.unwrap, "unwrap"},
+                                   std::pair{k.encrypt, "encrypt"}, std::pair{k.decrypt, "decrypt"}}) {
+      if (on) attrs.emplace_back(name);
+    }
+    out += "  check value " + (k.kcv.empty() ? std::string("(none)") : k.kcv) + ": " + joined(attrs) + "; " +
+           (k.is_valid_root_key() ? "a valid root key" : "NOT a valid root key") + "\n";
+  }
+  return out;
+}
+
 std::string to_text(const hsm::TokenProbe& p) {
   std::string out = "PKCS#11 token '" + p.label + "' in " + p.module.string() + " (slot " + hex(p.slot) + ")\n";
   out += "  manufacturer:     " + p.manufacturer + "\n";
@@ -114,21 +157,50 @@ std::unique_ptr<HsmCommands, void (*)(HsmCommands*)> add_hsm_commands(CLI::App& 
   c->probe = hsm->add_subcommand(
       "probe", "print a token's information and mechanisms, and which root mechanisms rootseal can use on it "
                "(no PIN needed)");
-  c->probe->add_option("--module", c->module, "the PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so)")
+  c->probe->add_option("--module", c->tok.module, "the PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so)")
       ->required();
-  c->probe->add_option("--token", c->token, "the token's label")->required();
+  c->probe->add_option("--token", c->tok.token, "the token's label")->required();
+  c->probe->add_option("--pin-fd", c->tok.pin_fd,
+                       "also log in with the user PIN read from this file descriptor and list the root key "
+                       "objects (by --key-label); without it no PIN is needed");
+  c->probe->add_option("--key-label", c->tok.key_label, "label of the root key objects to look for (with --pin-fd)")
+      ->capture_default_str();
   c->probe->add_flag("--json", c->json, "print JSON instead of text");
   return c;
 }
 
 std::optional<int> run_hsm_commands(HsmCommands& c, Console& con) {
   if (c.probe == nullptr || !*c.probe) return std::nullopt;
-  auto p = hsm::probe_token(c.module, c.token);
-  if (!p) {
-    con.err("rootseal: hsm probe: " + p.error().message + "\n");
+  auto fail = [&](const kms::Error& e) {
+    con.err("rootseal: hsm probe: " + e.message + "\n");
     return 1;
+  };
+  // With --pin-fd, log in first and keep the session while probing: both use
+  // the process's one instance of the module. (Initializing a module again
+  // after C_Finalize crashes opencryptoki 3.8's software token.)
+  std::unique_ptr<hsm::TokenAdmin> admin;
+  if (c.tok.pin_fd >= 0) {
+    auto pin = token_target(c.tok).pin();
+    if (!pin) return fail(pin.error());
+    auto opened = hsm::TokenAdmin::open(c.tok.module, c.tok.token, *pin, /*inspect_only=*/true);
+    pin->clear();
+    if (!opened) return fail(opened.error());
+    admin = std::move(*opened);
   }
-  con.out(c.json ? boost::json::serialize(to_json(*p)) + "\n" : to_text(*p));
+  auto p = hsm::probe_token(c.tok.module, c.tok.token);
+  if (!p) return fail(p.error());
+  boost::json::object doc = c.json ? to_json(*p) : boost::json::object{};
+  std::string text = c.json ? std::string() : to_text(*p);
+  if (admin) {
+    auto keys = admin->find_keys(c.tok.key_label);
+    if (!keys) return fail(keys.error());
+    if (c.json) {
+      doc["root_keys"] = keys_json(c.tok.key_label, *keys);
+    } else {
+      text += keys_text(c.tok.key_label, *keys);
+    }
+  }
+  con.out(c.json ? boost::json::serialize(doc) + "\n" : text);
   return 0;
 }
 

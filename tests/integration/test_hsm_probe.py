@@ -222,6 +222,60 @@ class HsmProbeTest(unittest.TestCase):
         finally:
             d.close()
 
+    def run_with_pin(self, tok, args, pin=None):
+        """rootseal ARGS with tok's PIN (or `pin`) on a pipe passed as --pin-fd."""
+        r_fd, w_fd = os.pipe()
+        os.write(w_fd, (tok.pin if pin is None else pin).encode() + b"\n")
+        os.close(w_fd)
+        try:
+            return subprocess.run([ROOTSEAL_CLI] + args + ["--pin-fd", str(r_fd)], env=tok.env, capture_output=True,
+                                  text=True, timeout=120, pass_fds=(r_fd,))
+        finally:
+            os.close(r_fd)
+
+    def probe_keys(self, tok, *extra):
+        r = self.run_with_pin(tok, ["hsm", "probe", "--module", tok.module, "--token", tok.label, "--json", *extra])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout)["root_keys"]
+
+    def test_pin_fd_lists_the_root_key_objects(self):
+        d = os.path.join(self.base, "softhsm2-keys")
+        os.makedirs(d)
+        tok = pkcs11_impls.softhsm2(d)
+        # A fresh token: none. Without --pin-fd the JSON has no root_keys at all.
+        self.assertEqual(self.probe_keys(tok), {"label": "rootseal-root", "objects": []})
+        self.assertNotIn("root_keys", json.loads(self.probe(tok, "--json").stdout))
+        # The ceremony makes one; the probe shows it with the check value the ceremony printed.
+        r = self.run_with_pin(tok, ["ceremony", "init", "--module", tok.module, "--token", tok.label, "--no-backup",
+                                    "--transcript-dir", os.path.join(d, "transcript")])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        kcv = re.search(r"key check value \(computed by the HSM\): ([0-9a-f]{6})", r.stdout).group(1)
+        keys = self.probe_keys(tok)
+        self.assertEqual(len(keys["objects"]), 1)
+        k = keys["objects"][0]
+        self.assertEqual((k["kcv"], k["aes"], k["value_len"], k["sensitive"], k["extractable"], k["valid_root_key"]),
+                         (kcv, True, 32, True, False, True))
+        text = self.run_with_pin(tok, ["hsm", "probe", "--module", tok.module, "--token", tok.label]).stdout
+        self.assertIn("root key objects labelled 'rootseal-root' (logged in as the user): 1\n"
+                      "  check value %s: AES-256, token, private, sensitive, not extractable, wrap, unwrap; "
+                      "a valid root key\n" % kcv, text)
+        # A key made by another client with its defaults (readable: not CKA_SENSITIVE) is no root key.
+        subprocess.run(["pkcs11-tool", "--module", tok.module, "--token-label", tok.label, "--login", "--pin", tok.pin,
+                        "--keygen", "--key-type", "AES:32", "--label", "other"], env=tok.env, check=True,
+                       capture_output=True)
+        other = self.probe_keys(tok, "--key-label", "other")["objects"]
+        self.assertEqual([(o["aes"], o["value_len"], o["sensitive"], o["valid_root_key"]) for o in other],
+                         [(True, 32, False, False)])
+        # A wrong PIN: refused, nothing printed.
+        r = self.run_with_pin(tok, ["hsm", "probe", "--module", tok.module, "--token", tok.label], pin="11111111")
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stdout, "")
+        self.assertIn("PKCS#11 token 'rootseal': the user PIN is incorrect", r.stderr)
+
+    def test_pin_fd_on_a_token_without_kwp_or_gcm(self):
+        # Looking is allowed where the ceremony would refuse.
+        self.assertEqual(self.probe_keys(self.tokens["opencryptoki"]), {"label": "rootseal-root", "objects": []})
+
     def test_unknown_token(self):
         tok = self.tokens["softhsm2"]
         r = subprocess.run([ROOTSEAL_CLI, "hsm", "probe", "--module", tok.module, "--token", "no-such-token"],
