@@ -42,7 +42,8 @@ std::string padded(std::string s, std::size_t width) {
 std::string status_of(const hsm::RootMechanismVerdict& v) {
   if (v.usable()) return "usable";
   if (v.offered) return "offered by the token; not supported by this build of rootseal (issue 19)";
-  return std::string("not offered (lacks ") + v.missing + ")" + (v.in_this_build ? "" : "; not supported by this build either");
+  return std::string("not offered (lacks ") + v.missing + ")" +
+         (v.in_this_build ? "" : "; not supported by this build either");
 }
 
 boost::json::object to_json(const hsm::TokenProbe& p) {
@@ -74,9 +75,9 @@ boost::json::object to_json(const hsm::TokenProbe& p) {
                                         {"missing", v.missing}});
     if (v.usable()) usable.push_back(boost::json::string(v.name));
   }
-  return boost::json::object{{"module", p.module.string()}, {"slot", p.slot},   {"token", std::move(token)},
-                             {"mechanisms", std::move(mechs)}, {"root_mechanisms", std::move(roots)},
-                             {"usable_root_mechanisms", std::move(usable)}};
+  return boost::json::object{{"module", p.module.string()},         {"slot", p.slot},
+                             {"token", std::move(token)},           {"mechanisms", std::move(mechs)},
+                             {"root_mechanisms", std::move(roots)}, {"usable_root_mechanisms", std::move(usable)}};
 }
 
 // The root key objects found with the user's login (--pin-fd): never a value.
@@ -101,15 +102,15 @@ boost::json::object keys_json(const std::string& label, const std::vector<hsm::K
 }
 
 std::string keys_text(const std::string& label, const std::vector<hsm::KeyObject>& keys) {
-  std::string out = "root key objects labelled '" + label + "' (logged in as the user): " +
-                    std::to_string(keys.size()) + "\n";
+  std::string out =
+      "root key objects labelled '" + label + "' (logged in as the user): " + std::to_string(keys.size()) + "\n";
   for (const auto& k : keys) {
     std::vector<std::string> attrs;
     attrs.push_back(k.aes ? "AES-" + std::to_string(k.value_len * 8) : "not AES");
-    for (const auto& [on, name] : {std::pair{k.token, "token"}, std::pair{k.is_private, "private"},
-                                   std::pair{k.sensitive, "sensitive"}, std::pair{!k.extractable, "not extractable"},
-                                   std::pair{k.wrap, "wrap"}, std::pair{k.unwrap, "unwrap"},
-                                   std::pair{k.encrypt, "encrypt"}, std::pair{k.decrypt, "decrypt"}}) {
+    for (const auto& [on, name] :
+         {std::pair{k.token, "token"}, std::pair{k.is_private, "private"}, std::pair{k.sensitive, "sensitive"},
+          std::pair{!k.extractable, "not extractable"}, std::pair{k.wrap, "wrap"}, std::pair{k.unwrap, "unwrap"},
+          std::pair{k.encrypt, "encrypt"}, std::pair{k.decrypt, "decrypt"}}) {
       if (on) attrs.emplace_back(name);
     }
     out += "  check value " + (k.kcv.empty() ? std::string("(none)") : k.kcv) + ": " + joined(attrs) + "; " +
@@ -155,8 +156,9 @@ std::unique_ptr<HsmCommands, void (*)(HsmCommands*)> add_hsm_commands(CLI::App& 
   CLI::App* hsm = app.add_subcommand("hsm", "inspect a PKCS#11 token (offline)");
   hsm->require_subcommand(1);
   c->probe = hsm->add_subcommand(
-      "probe", "print a token's information and mechanisms, and which root mechanisms rootseal can use on it "
-               "(no PIN needed)");
+      "probe",
+      "print a token's information and mechanisms, and which root mechanisms rootseal can use on it "
+      "(no PIN needed)");
   c->probe->add_option("--module", c->tok.module, "the PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so)")
       ->required();
   c->probe->add_option("--token", c->tok.token, "the token's label")->required();

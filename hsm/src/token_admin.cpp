@@ -262,8 +262,8 @@ TokenAdmin::~TokenAdmin() = default;
 const TokenDetails& TokenAdmin::details() const noexcept { return impl_->details; }
 
 kms::Result<std::unique_ptr<TokenAdmin>> TokenAdmin::open(const std::filesystem::path& module,
-                                                         std::string_view token_label, const kms::SecureBytes& pin,
-                                                         bool inspect_only) {
+                                                          std::string_view token_label, const kms::SecureBytes& pin,
+                                                          bool inspect_only) {
   unsigned char want[32];
   if (token_label.empty() || !detail::pad_label(token_label, want)) {
     return fail(Errc::invalid_argument, "token label must be 1..32 bytes");

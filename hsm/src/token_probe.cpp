@@ -22,6 +22,7 @@ struct Named {
 
 // Every mechanism type p11-kit's pkcs11.h defines (the first name of each
 // value), plus PKCS#11 v3.0's CKM_AES_KEY_WRAP_KWP, which it lacks.
+// clang-format off
 #define N(m) Named{m, #m}
 constexpr Named kMechanisms[] = {
     N(CKM_RSA_PKCS_KEY_PAIR_GEN), N(CKM_RSA_PKCS), N(CKM_RSA_9796), N(CKM_RSA_X_509), N(CKM_MD2_RSA_PKCS),
@@ -101,6 +102,7 @@ constexpr Named kMechanisms[] = {
     N(CKM_RSA_PKCS_TPM_1_1), N(CKM_RSA_PKCS_OAEP_TPM_1_1), N(CKM_EC_EDWARDS_KEY_PAIR_GEN), N(CKM_EDDSA),
     Named{0x210B, "CKM_AES_KEY_WRAP_KWP"},
 };
+// clang-format on
 #undef N
 
 std::string hex(unsigned long v) {
@@ -110,11 +112,11 @@ std::string hex(unsigned long v) {
 }
 
 // The mechanisms that a root key can be built on, today or with issue 19's fallbacks.
-constexpr CK_MECHANISM_TYPE kRelevant[] = {CKM_AES_KEY_GEN,  0x210A /* KWP */, 0x210B /* KWP (v3.0) */,
-                                           0x2109 /* AES_KEY_WRAP */,          CKM_AES_GCM,
-                                           CKM_AES_CBC_PAD,  CKM_AES_CBC,      CKM_AES_ECB,
-                                           CKM_SHA256_HMAC,  CKM_GENERIC_SECRET_KEY_GEN,
-                                           CKM_RSA_PKCS_KEY_PAIR_GEN,          CKM_RSA_PKCS_OAEP};
+constexpr CK_MECHANISM_TYPE kKwpV3 = 0x210B;  // CKM_AES_KEY_WRAP_KWP (v3.0), not in p11-kit's header
+constexpr CK_MECHANISM_TYPE kRelevant[] = {
+    CKM_AES_KEY_GEN,           CKM_AES_KEY_WRAP_PAD, kKwpV3,      CKM_AES_KEY_WRAP, CKM_AES_GCM,
+    CKM_AES_CBC_PAD,           CKM_AES_CBC,          CKM_AES_ECB, CKM_SHA256_HMAC,  CKM_GENERIC_SECRET_KEY_GEN,
+    CKM_RSA_PKCS_KEY_PAIR_GEN, CKM_RSA_PKCS_OAEP};
 
 }  // namespace
 
@@ -179,10 +181,10 @@ std::string relevant_mechanisms(CK_FUNCTION_LIST* api, CK_SLOT_ID slot) {
 
 std::string mechanism_refusal_detail(CK_FUNCTION_LIST* api, CK_SLOT_ID slot, const std::string& module,
                                      const std::string& token_label) {
+  const std::string command = "rootseal hsm probe --module " + module + " --token " + token_label;
   return "; among the AES, RSA and HMAC mechanisms it offers " + relevant_mechanisms(api, slot) +
-         ". This build of rootseal needs CKM_AES_KEY_WRAP_PAD (wrap, unwrap) or CKM_AES_GCM (encrypt, decrypt); "
-         "`rootseal hsm probe --module " + module + " --token " + token_label +
-         "` lists every mechanism and which root mechanisms would do (docs/hsm.md)";
+         ". This build of rootseal needs CKM_AES_KEY_WRAP_PAD (wrap, unwrap) or CKM_AES_GCM (encrypt, decrypt); `" +
+         command + "` lists every mechanism and which root mechanisms would do (docs/hsm.md)";
 }
 
 }  // namespace detail
@@ -268,7 +270,9 @@ kms::Result<TokenProbe> probe_token(const std::filesystem::path& module, std::st
   auto mod = detail::Module::acquire(module);
   if (!mod) return std::unexpected(mod.error());
   auto lk = (*mod)->call_lock();
-  if (!(*mod)->initialized()) return fail(Errc::unavailable, "PKCS#11 module " + module.string() + " is not initialized");
+  if (!(*mod)->initialized()) {
+    return fail(Errc::unavailable, "PKCS#11 module " + module.string() + " is not initialized");
+  }
   CK_FUNCTION_LIST* api = (*mod)->api();
   const std::string tok = "PKCS#11 token '" + std::string(token_label) + "'";
 
@@ -283,8 +287,8 @@ kms::Result<TokenProbe> probe_token(const std::filesystem::path& module, std::st
                                      " slot(s) with a token present)");
   }
   if (matches.size() > 1) {
-    return fail(Errc::conflict, std::to_string(matches.size()) + " tokens are labelled '" +
-                                    std::string(token_label) + "'; refusing to choose one");
+    return fail(Errc::conflict, std::to_string(matches.size()) + " tokens are labelled '" + std::string(token_label) +
+                                    "'; refusing to choose one");
   }
 
   TokenProbe p;
@@ -317,18 +321,16 @@ kms::Result<TokenProbe> probe_token(const std::filesystem::path& module, std::st
     if (CK_RV rv = api->C_GetMechanismInfo(p.slot, t, &mi); rv != CKR_OK) {
       return fail(Errc::unavailable, detail::ck_message("C_GetMechanismInfo(" + detail::mechanism_name(t) + ")", rv));
     }
-    p.mechanisms.push_back(MechanismDetails{t, detail::mechanism_name(t), mi.ulMinKeySize, mi.ulMaxKeySize,
-                                            mi.flags, detail::mechanism_flag_names(mi.flags)});
+    p.mechanisms.push_back(MechanismDetails{t, detail::mechanism_name(t), mi.ulMinKeySize, mi.ulMaxKeySize, mi.flags,
+                                            detail::mechanism_flag_names(mi.flags)});
   }
 
   // AES key sizes are in bytes (32 = AES-256), RSA modulus sizes in bits.
-  p.roots.push_back(verdict(p.mechanisms, "aes-kwp", true,
-                            {{detail::kMechKwp, CKF_WRAP | CKF_UNWRAP, 32}}));
-  p.roots.push_back(verdict(p.mechanisms, "aes-gcm", true,
-                            {{CKM_AES_GCM, CKF_ENCRYPT | CKF_DECRYPT, 32}}));
-  p.roots.push_back(verdict(p.mechanisms, "aes-cbc-pad-hmac", false,
-                            {{CKM_AES_CBC_PAD, CKF_ENCRYPT | CKF_DECRYPT, 32},
-                             {CKM_SHA256_HMAC, CKF_SIGN | CKF_VERIFY, 0}}));
+  p.roots.push_back(verdict(p.mechanisms, "aes-kwp", true, {{detail::kMechKwp, CKF_WRAP | CKF_UNWRAP, 32}}));
+  p.roots.push_back(verdict(p.mechanisms, "aes-gcm", true, {{CKM_AES_GCM, CKF_ENCRYPT | CKF_DECRYPT, 32}}));
+  p.roots.push_back(
+      verdict(p.mechanisms, "aes-cbc-pad-hmac", false,
+              {{CKM_AES_CBC_PAD, CKF_ENCRYPT | CKF_DECRYPT, 32}, {CKM_SHA256_HMAC, CKF_SIGN | CKF_VERIFY, 0}}));
   p.roots.push_back(verdict(p.mechanisms, "rsa-oaep", false,
                             {{CKM_RSA_PKCS_KEY_PAIR_GEN, CKF_GENERATE_KEY_PAIR, 3072},
                              {CKM_RSA_PKCS_OAEP, CKF_ENCRYPT | CKF_DECRYPT, 3072}}));

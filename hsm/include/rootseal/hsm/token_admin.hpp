@@ -78,8 +78,8 @@ class TokenAdmin {
   // invalid_argument (among others: the token offers neither KWP nor GCM,
   // unless `inspect_only`, for looking at keys without making any).
   static kms::Result<std::unique_ptr<TokenAdmin>> open(const std::filesystem::path& module,
-                                                       std::string_view token_label,
-                                                       const kms::SecureBytes& pin, bool inspect_only = false);
+                                                       std::string_view token_label, const kms::SecureBytes& pin,
+                                                       bool inspect_only = false);
   ~TokenAdmin();
   TokenAdmin(const TokenAdmin&) = delete;
   TokenAdmin& operator=(const TokenAdmin&) = delete;
