@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <string>
 #include <initializer_list>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -111,6 +112,20 @@ std::string hex(unsigned long v) {
   return buf;
 }
 
+using FlagName = std::pair<CK_FLAGS, const char*>;
+
+// The names of the bits of `flags` in `table`; bits not in it as one "other_flags=0x...".
+std::vector<std::string> flag_names(CK_FLAGS flags, std::span<const FlagName> table) {
+  std::vector<std::string> out;
+  CK_FLAGS rest = flags;
+  for (const auto& [bit, name] : table) {
+    if ((flags & bit) != 0) out.emplace_back(name);
+    rest &= ~bit;
+  }
+  if (rest != 0) out.push_back("other_flags=" + hex(rest));
+  return out;
+}
+
 // The mechanisms that a root key can be built on, today or with issue 19's fallbacks.
 constexpr CK_MECHANISM_TYPE kKwpV3 = 0x210B;  // CKM_AES_KEY_WRAP_KWP (v3.0), not in p11-kit's header
 constexpr CK_MECHANISM_TYPE kRelevant[] = {
@@ -129,7 +144,7 @@ std::string mechanism_name(CK_MECHANISM_TYPE type) {
 }
 
 std::vector<std::string> mechanism_flag_names(CK_FLAGS flags) {
-  static constexpr std::pair<CK_FLAGS, const char*> kFlags[] = {
+  static constexpr FlagName kFlags[] = {
       {CKF_HW, "hw"},
       {CKF_ENCRYPT, "encrypt"},
       {CKF_DECRYPT, "decrypt"},
@@ -152,14 +167,7 @@ std::vector<std::string> mechanism_flag_names(CK_FLAGS flags) {
       {0x02000000UL, "ec_compress"},
       {0x04000000UL, "ec_curvename"},
   };
-  std::vector<std::string> out;
-  CK_FLAGS rest = flags;
-  for (const auto& [bit, name] : kFlags) {
-    if ((flags & bit) != 0) out.emplace_back(name);
-    rest &= ~bit;
-  }
-  if (rest != 0) out.push_back("other_flags=" + hex(rest));
-  return out;
+  return flag_names(flags, kFlags);
 }
 
 std::string mechanism_flag_list(CK_FLAGS flags) {
@@ -202,7 +210,7 @@ std::string trimmed(const unsigned char* p, std::size_t n) {
 std::string version(CK_VERSION v) { return std::to_string(v.major) + "." + std::to_string(v.minor); }
 
 std::vector<std::string> token_flag_names(CK_FLAGS flags) {
-  static constexpr std::pair<CK_FLAGS, const char*> kFlags[] = {
+  static constexpr detail::FlagName kFlags[] = {
       {CKF_RNG, "rng"},
       {CKF_WRITE_PROTECTED, "write_protected"},
       {CKF_LOGIN_REQUIRED, "login_required"},
@@ -222,11 +230,7 @@ std::vector<std::string> token_flag_names(CK_FLAGS flags) {
       {CKF_SO_PIN_LOCKED, "so_pin_locked"},
       {CKF_SO_PIN_TO_BE_CHANGED, "so_pin_to_be_changed"},
   };
-  std::vector<std::string> out;
-  for (const auto& [bit, name] : kFlags) {
-    if ((flags & bit) != 0) out.emplace_back(name);
-  }
-  return out;
+  return detail::flag_names(flags, kFlags);
 }
 
 // One mechanism a root needs: the type and the CKF_* it must have.
