@@ -23,7 +23,8 @@ std::string mechanism_flag_list(CK_FLAGS flags);
 // The AES, RSA and HMAC mechanisms among those the token in `slot` offers
 // that a root key could be built on, with their flags:
 // "CKM_AES_CBC_PAD (encrypt, decrypt, wrap, unwrap), CKM_SHA256_HMAC (sign, verify)",
-// or "none of the AES, RSA or HMAC mechanisms" / "(mechanism list unavailable: ...)".
+// or "none of the AES, RSA or HMAC mechanisms". Asks C_GetMechanismInfo for
+// each; a mechanism it answers with an error for counts as not offered.
 std::string relevant_mechanisms(CK_FUNCTION_LIST* api, CK_SLOT_ID slot);
 
 // The sentence that ends a refusal for lack of a usable mechanism: what the

@@ -1,9 +1,9 @@
 // rootseal::hsm — probe_token and the mechanism catalog (pkcs11_catalog.hpp).
 #include <algorithm>
 #include <cstdio>
-#include <string>
 #include <initializer_list>
 #include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
