@@ -105,7 +105,13 @@ def enter_private_namespace():
 
 
 def _bind(src, target):
-    os.makedirs(target, exist_ok=True)  # only ever under the private /run (or existing package folders)
+    """Binds src over target inside the private namespace. Creates target only
+    under the private /run (a tmpfs of ours); elsewhere it must exist (the
+    package's folder), so that nothing is ever created on the host."""
+    if target.startswith("/run/"):
+        os.makedirs(target, exist_ok=True)
+    elif not os.path.isdir(target):
+        raise AssertionError("%s is missing: install the package that owns it (scripts/install-deps)" % target)
     subprocess.run(["mount", "--bind", src, target], check=True)
 
 
