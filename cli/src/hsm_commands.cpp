@@ -24,8 +24,8 @@ namespace {
 
 std::string hex(std::uint64_t v) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
+  const int n = std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+  return std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
 }
 
 std::string joined(const std::vector<std::string>& items, const char* sep = ", ") {

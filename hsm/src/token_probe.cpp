@@ -108,8 +108,8 @@ constexpr Named kMechanisms[] = {
 
 std::string hex(unsigned long v) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "0x%lx", v);
-  return buf;
+  const int n = std::snprintf(buf, sizeof buf, "0x%lx", v);
+  return std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
 }
 
 using FlagName = std::pair<CK_FLAGS, const char*>;
