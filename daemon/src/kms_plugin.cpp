@@ -52,7 +52,11 @@ kmsplugin::ServerOptions server_options(const KmsPluginConfig& c) {
 
 KmsPlugin::KmsPlugin(const KmsPluginConfig& config, kms::Keyring& keyring, kms::RootOfTrust& root,
                      std::string cluster_id, AuditLog* audit, Metrics& metrics)
-    : root_(root), audit_(audit), handler_(keyring, std::move(cluster_id), config.key) {
+    : keyring_(keyring),
+      cluster_id_(cluster_id),
+      root_(root),
+      audit_(audit),
+      handler_(keyring, std::move(cluster_id), config.key) {
   kmsplugin::ServerHooks hooks;
   hooks.on_call = [this](const kmsplugin::CallRecord& call) { return on_call(call); };
   hooks.on_refused = [this](long peer_uid) {
@@ -69,6 +73,17 @@ kms::Result<void> KmsPlugin::start() { return server_->start(); }
 
 void KmsPlugin::stop() {
   if (server_) server_->stop();
+}
+
+kms::Result<KmsPlugin::Rotation> KmsPlugin::rotate() {
+  auto info = keyring_.rotate(handler_.key_name());
+  if (!info) return std::unexpected(info.error());
+  const auto created = info->versions.find(info->latest_version);
+  if (created == info->versions.end()) return kms::fail(kms::Errc::internal, "the new version has no creation time");
+  Rotation r{info->name, info->latest_version,
+             kmsplugin::derive_key_id(cluster_id_, info->name, info->latest_version, created->second)};
+  log::info("kms plugin key rotated", {{"key", r.key}, {"version", r.version}, {"key_id", r.key_id}});
+  return r;
 }
 
 void KmsPlugin::self_test() {

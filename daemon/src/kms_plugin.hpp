@@ -28,6 +28,14 @@ class KmsPlugin {
   void stop();
   // Blocking: the root-of-trust round trip behind Status (the seal probe's after-check hook).
   void self_test();
+  // Blocking: a new version of the plugin's transit key (`rootseal kms
+  // rotate`); from now on Encrypt and Status report the new key_id.
+  struct Rotation {
+    std::string key;
+    std::uint32_t version = 0;
+    std::string key_id;
+  };
+  kms::Result<Rotation> rotate();
 
  private:
   kms::Result<void> on_call(const kmsplugin::CallRecord& call);
@@ -43,6 +51,8 @@ class KmsPlugin {
   std::mutex health_mu_;
   std::string last_reason_ = "not run";  // the last self-test's unhealthy_reason(), logged on change
 
+  kms::Keyring& keyring_;
+  std::string cluster_id_;
   kms::RootOfTrust& root_;
   AuditLog* audit_;
   kmsplugin::Handler handler_;

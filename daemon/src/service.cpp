@@ -321,6 +321,13 @@ bool Service::make_admin(ResealRoot reseal_root) {
   admin.root_kind = std::string(root_->kind());
   admin.reseal_root = std::move(reseal_root);
   admin.snapshots = snapshots_.get();
+  if (kms_plugin_) {
+    admin.kms_rotate = [p = kms_plugin_.get()]() -> kms::Result<AdminDeps::KmsRotation> {
+      auto r = p->rotate();
+      if (!r) return std::unexpected(r.error());
+      return AdminDeps::KmsRotation{r->key, r->version, r->key_id};
+    };
+  }
   admin_ = std::make_unique<AdminServer>(io_, std::move(admin));
   // Without its admin socket the daemon still serves its HTTP API (the
   // unseal endpoint of a whole cluster): the failure is logged loudly and

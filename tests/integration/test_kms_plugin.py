@@ -127,7 +127,9 @@ class KmsPluginTest(unittest.TestCase):
         self.d.close()
 
     def configure(self, allowed_uids):
-        self.d.write_config(pin_file=self.pin, rest="""kms_plugin:
+        self.d.write_config(pin_file=self.pin, rest="""admin:
+  socket: %(admin_sock)s
+kms_plugin:
   enabled: true
   socket: %(sock)s
   allowed_uids: [%(uids)s]
@@ -140,7 +142,7 @@ tokens:
   - name: admin
     sha256: %(admin)s
     policies: [kms-admin]
-""" % {"sock": self.sock, "uids": ", ".join(str(u) for u in allowed_uids), "key": KEY,
+""" % {"sock": self.sock, "admin_sock": self.d.p("admin.sock"), "uids": ", ".join(str(u) for u in allowed_uids), "key": KEY,
        "admin": sha256_hex(ADMIN_TOKEN)})
 
     def start(self):
@@ -231,6 +233,34 @@ tokens:
         m = self.metrics()
         self.assertRegex(m, r'rootseal_kms_plugin_requests_total\{method="Decrypt",code="OK"\} [1-9]')
         self.assertRegex(m, r'rootseal_kms_plugin_request_duration_seconds_count\{method="Status"\} [1-9]')
+
+    def test_rootseal_kms_rotate_over_the_admin_socket(self):
+        key_id1 = self.start()
+        enc1 = self.encrypt(b"\x01" * 32)
+        cli = [os.environ["ROOTSEAL_CLI"], "kms", "rotate", "--socket", self.d.p("admin.sock")]
+        p = subprocess.run(cli + ["--json"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr + self.d.log())
+        out = json.loads(p.stdout)
+        self.assertEqual((out["key"], out["version"]), (KEY, 2))
+        [status] = self.ops([{"op": "status"}])
+        self.assertEqual(status["key_id"], out["key_id"])  # what the command printed is what Status reports
+        self.assertNotEqual(out["key_id"], key_id1)
+        enc2 = self.encrypt(b"\x02" * 32)
+        self.assertEqual(enc2["key_id"], out["key_id"])
+        self.assertEqual(self.decrypt(enc1)["plaintext"], b64(b"\x01" * 32))  # old seeds still decrypt
+        p = subprocess.run(cli, capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("rotated %s to version 3; key_id rs1-" % KEY, p.stdout)
+        self.assertIn("kms plugin key rotated", self.d.log())
+
+    def test_rootseal_kms_rotate_without_the_plugin_is_refused(self):
+        self.d.write_config(pin_file=self.pin, rest="admin:\n  socket: %s\n" % self.d.p("admin.sock"))
+        self.d.start()
+        self.d.wait_for(lambda: os.path.exists(self.d.p("admin.sock")), "admin socket")
+        p = subprocess.run([os.environ["ROOTSEAL_CLI"], "kms", "rotate", "--socket", self.d.p("admin.sock")],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 1, p.stdout)
+        self.assertIn("this rootseald serves no KMS plugin: set kms_plugin.enabled in its configuration", p.stderr)
 
     def test_bad_requests_get_the_right_codes(self):
         self.start()
