@@ -30,7 +30,7 @@ std::vector<std::string> split(const std::string& s) {
 }
 
 // fork + exec with stdout/stderr to `log` (appended); the child's pid.
-pid_t spawn_process(const std::vector<std::string>& argv, const std::string& log) {
+pid_t spawn_process(const std::vector<std::string>& argv, const std::string& log, const std::string& input = "/dev/null") {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -42,7 +42,7 @@ pid_t spawn_process(const std::vector<std::string>& argv, const std::string& log
       ::dup2(fd, 1);
       ::dup2(fd, 2);
     }
-    const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    const int null = ::open(input.c_str(), O_RDONLY | O_CLOEXEC);
     if (null >= 0) ::dup2(null, 0);
     ::execv(args[0], args.data());
     ::_exit(127);
@@ -226,11 +226,16 @@ bool EtcdCluster::wait_healthy(int i, std::chrono::milliseconds deadline) const 
   return false;
 }
 
-int EtcdCluster::etcdctl(int i, const std::string& args) const {
+int EtcdCluster::etcdctl(int i, const std::string& args, const std::string& input) const {
   std::vector<std::string> argv = {"/usr/bin/etcdctl", "--endpoints=" + endpoint(i)};
   for (auto& a : split(args)) argv.push_back(a);
   const std::string log = (dir_ / "etcdctl.log").string();
-  const pid_t pid = spawn_process(argv, log);
+  const std::string in = (dir_ / "etcdctl.in").string();
+  {
+    std::ofstream f(in, std::ios::trunc);
+    f << input;
+  }
+  const pid_t pid = spawn_process(argv, log, in);
   int status = 0;
   ::waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;

@@ -43,8 +43,9 @@ class EtcdCluster {
   bool wait_healthy(int i, std::chrono::milliseconds deadline) const;
   // The member's /health answer ("" when it does not answer in time).
   [[nodiscard]] std::string health(int i) const;
-  // Runs etcdctl (v3 API) against member i; its exit status (output discarded).
-  int etcdctl(int i, const std::string& args) const;
+  // Runs etcdctl (v3 API) against member i with `input` on its standard
+  // input; its exit status (output discarded).
+  int etcdctl(int i, const std::string& args, const std::string& input = "") const;
 
  private:
   struct Member {

@@ -16,6 +16,10 @@
 #include <mutex>
 #include <thread>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "etcd_cluster.hpp"
 #include "rootseal/etcd/client.hpp"
 
@@ -82,6 +86,61 @@ struct Recorder {
       events.insert(events.end(), evs.begin(), evs.end());
     };
   }
+};
+
+// A loopback HTTP server that answers every request with one canned body
+// (a member that answers from an old raft term, for the stale-member guard).
+class CannedServer {
+ public:
+  explicit CannedServer(std::string body) : body_(std::move(body)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(fd_, 16) == 0);
+    REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~CannedServer() {
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    thread_.join();
+  }
+  [[nodiscard]] std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::atomic<int> answered{0};
+
+ private:
+  void serve() {
+    while (true) {
+      const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) return;
+      std::string req;
+      char buf[4096];
+      // Headers, then the Content-Length body.
+      while (true) {
+        const auto n = ::recv(c, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        req.append(buf, static_cast<std::size_t>(n));
+        const auto end = req.find("\r\n\r\n");
+        if (end == std::string::npos) continue;
+        const auto cl = req.find("Content-Length: ");
+        const std::size_t want = cl == std::string::npos ? 0 : std::stoul(req.substr(cl + 16));
+        if (req.size() >= end + 4 + want) break;
+      }
+      const std::string answer = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+                                 std::to_string(body_.size()) + "\r\n\r\n" + body_;
+      (void)::send(c, answer.data(), answer.size(), MSG_NOSIGNAL);
+      ++answered;
+      ::close(c);
+    }
+  }
+  std::string body_;
+  int fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
 };
 
 std::int64_t current_revision(Loop& loop, Client& c) {
@@ -359,7 +418,7 @@ TEST_CASE("etcd client: compaction is reported to reads and to a watch that woul
   CHECK(rec.size() == 0);
 }
 
-TEST_CASE("etcd client: username and password; the token is renewed when the member forgets it") {
+TEST_CASE("etcd client: username and password; the token is renewed when etcd invalidates it") {
   test::EtcdCluster cluster(1);
   REQUIRE(cluster.etcdctl(0, "user add root:s3cret-pw") == 0);
   REQUIRE(cluster.etcdctl(0, "auth enable") == 0);
@@ -392,11 +451,9 @@ TEST_CASE("etcd client: username and password; the token is renewed when the mem
   REQUIRE(c);
   REQUIRE(loop.run((*c)->put({"k", "v1", 0, false})));
 
-  // Simple tokens live in the member's memory: after a restart the client's
-  // token is invalid, and the next call authenticates again by itself.
-  cluster.kill(0);
-  cluster.start(0);
-  REQUIRE(cluster.wait_healthy(0, 30s));
+  // A password change (here to the same password) invalidates the user's
+  // tokens: the next call gets "invalid auth token" and authenticates again.
+  REQUIRE(cluster.etcdctl(0, "--user root:s3cret-pw user passwd root --interactive=false", "s3cret-pw\n") == 0);
   auto again = loop.run((*c)->range({"k", "", 0, 0, false, false}));
   REQUIRE(again);
   REQUIRE(again->kvs.size() == 1);
@@ -474,6 +531,8 @@ TEST_CASE("etcd client: without quorum writes fail unavailable within the timeou
   const auto put_took = Clock::now() - t0;
   REQUIRE_FALSE(put);
   CHECK(put.error().code == Errc::unavailable);
+  // A put that reached member 0 and got no answer is not sent again: its outcome is unknown.
+  CHECK(put.error().message.find("outcome unknown") != std::string::npos);
   // Bounded by the client's timeouts (3 endpoints), not etcd's own 7 s.
   CHECK(put_took < 3 * timeout + 1s);
 
@@ -497,4 +556,31 @@ TEST_CASE("etcd client: without quorum writes fail unavailable within the timeou
   REQUIRE(r);
   REQUIRE(r->kvs.size() == 1);
   CHECK(r->kvs[0].value == "after");
+}
+
+TEST_CASE("etcd client: an answer from an older raft term than already seen is refused (stale member)") {
+  test::EtcdCluster cluster(1);
+  Loop loop;
+  // A "member" stuck in raft term 1.
+  CannedServer stale(R"({"header":{"cluster_id":"1","member_id":"2","revision":"1","raft_term":"1"},"kvs":[{"key":"aw==","mod_revision":"1","value":"b2xk"}],"count":"1"})");
+  auto c = make_client(loop, {cluster.endpoint(0), stale.url()});
+  REQUIRE(loop.run(c->put({"k", "new", 0, false})));
+  const auto term = c->highest_raft_term();
+  REQUIRE(term >= 2);  // a single member's first term is 2
+
+  cluster.kill(0);
+  auto r = loop.run(c->range({"k", "", 0, 0, false, false}));
+  CHECK(stale.answered.load() == 1);  // it was asked, after the dead member
+  REQUIRE_FALSE(r);  // and its answer ("old") refused
+  CHECK(r.error().code == Errc::unavailable);
+  CHECK(r.error().message.find("stale member") != std::string::npos);
+  CHECK(c->highest_raft_term() == term);
+
+  // A client that has seen no newer term takes the same answer.
+  auto fresh = make_client(loop, {stale.url()});
+  auto taken = loop.run(fresh->range({"k", "", 0, 0, false, false}));
+  REQUIRE(taken);
+  REQUIRE(taken->kvs.size() == 1);
+  CHECK(taken->kvs[0].value == "old");
+  CHECK(fresh->highest_raft_term() == 1);
 }
