@@ -293,7 +293,7 @@ TEST_CASE("etcd client: two concurrent compare-and-swap writers, exactly one win
   }
 }
 
-TEST_CASE("etcd client: a lease kept alive keeps its key; once it stops, the key goes") {
+TEST_CASE("etcd client: a lease kept alive keeps its key, and once it stops the key goes") {
   test::EtcdCluster cluster(1);
   Loop loop;
   auto c = make_client(loop, cluster.endpoints());
@@ -418,7 +418,7 @@ TEST_CASE("etcd client: compaction is reported to reads and to a watch that woul
   CHECK(rec.size() == 0);
 }
 
-TEST_CASE("etcd client: username and password; the token is renewed when etcd invalidates it") {
+TEST_CASE("etcd client: username and password: the token is renewed when etcd invalidates it") {
   test::EtcdCluster cluster(1);
   REQUIRE(cluster.etcdctl(0, "user add root:s3cret-pw") == 0);
   REQUIRE(cluster.etcdctl(0, "auth enable") == 0);
@@ -517,7 +517,7 @@ TEST_CASE("etcd client: a watch resumes on another member after its member is ki
   }
 }
 
-TEST_CASE("etcd client: without quorum writes fail unavailable within the timeouts; the client recovers") {
+TEST_CASE("etcd client: without quorum writes fail unavailable within the timeouts, and the client recovers") {
   test::EtcdCluster cluster(3);
   Loop loop;
   const auto timeout = 1000ms;

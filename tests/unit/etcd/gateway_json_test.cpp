@@ -82,7 +82,7 @@ TEST_CASE("gateway: put with prev_kv, delete with prev_kvs") {
   CHECK(d->prev_kvs[0].version == 3);
 }
 
-TEST_CASE("gateway: lease grant and keepalive; a keepalive without TTL is an expired lease") {
+TEST_CASE("gateway: lease grant and keepalive (a keepalive without TTL is an expired lease)") {
   auto g = detail::parse_lease_grant(obj(R"({"header":{"revision":"4","raft_term":"2"},"ID":"3620791080152429836","TTL":"5"})"));
   REQUIRE(g);
   CHECK(g->id == 3620791080152429836);
