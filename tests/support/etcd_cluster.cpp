@@ -122,6 +122,7 @@ EtcdCluster::EtcdCluster(Options options) : options_(std::move(options)), dir_("
     m.name = "m" + std::to_string(i);
     m.client_port = free_loopback_port();
     m.peer_port = free_loopback_port();
+    m.plain_port = options_.tls_cert_file.empty() ? m.client_port : free_loopback_port();
     m.data_dir = (dir_ / m.name).string();
     m.log = (dir_ / (m.name + ".log")).string();
     if (!initial_cluster_.empty()) initial_cluster_ += ",";
@@ -158,12 +159,14 @@ EtcdCluster::~EtcdCluster() {
 
 void EtcdCluster::spawn(int i, bool existing) {
   auto& m = members_.at(static_cast<std::size_t>(i));
-  const std::string client = "http://127.0.0.1:" + std::to_string(m.client_port);
+  const bool tls = !options_.tls_cert_file.empty();
+  const std::string client = (tls ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(m.client_port);
+  const std::string listen = tls ? client + ",http://127.0.0.1:" + std::to_string(m.plain_port) : client;
   const std::string peer = "http://127.0.0.1:" + std::to_string(m.peer_port);
   std::vector<std::string> argv = {"/usr/bin/etcd",
                                    "--name", m.name,
                                    "--data-dir", m.data_dir,
-                                   "--listen-client-urls", client,
+                                   "--listen-client-urls", listen,
                                    "--advertise-client-urls", client,
                                    "--listen-peer-urls", peer,
                                    "--initial-advertise-peer-urls", peer,
@@ -173,12 +176,19 @@ void EtcdCluster::spawn(int i, bool existing) {
                                    // Two shared cores: a little slack before elections.
                                    "--heartbeat-interval", "100",
                                    "--election-timeout", "1000"};
+  if (tls) {
+    for (const std::string& f : {"--cert-file=" + options_.tls_cert_file, "--key-file=" + options_.tls_key_file,
+                                 "--trusted-ca-file=" + options_.tls_ca_file, std::string("--client-cert-auth")}) {
+      argv.push_back(f);
+    }
+  }
   for (auto& f : split(options_.extra_flags)) argv.push_back(f);
   m.pid = spawn_process(argv, m.log);
 }
 
 std::string EtcdCluster::endpoint(int i) const {
-  return "http://127.0.0.1:" + std::to_string(members_.at(static_cast<std::size_t>(i)).client_port);
+  return (options_.tls_cert_file.empty() ? "http://127.0.0.1:" : "https://127.0.0.1:") +
+         std::to_string(members_.at(static_cast<std::size_t>(i)).client_port);
 }
 
 std::vector<std::string> EtcdCluster::endpoints() const {
@@ -213,7 +223,7 @@ void EtcdCluster::start(int i) {
 }
 
 std::string EtcdCluster::health(int i) const {
-  return loopback_http(members_.at(static_cast<std::size_t>(i)).client_port, "GET", "/health", "",
+  return loopback_http(members_.at(static_cast<std::size_t>(i)).plain_port, "GET", "/health", "",
                        std::chrono::milliseconds(2000));
 }
 

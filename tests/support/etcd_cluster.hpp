@@ -21,17 +21,22 @@ class EtcdCluster {
     int members = 1;
     std::chrono::seconds start_deadline{60};
     std::string extra_flags;  // appended to every member's command line (space separated)
+    // TLS with client certificates: the members serve https on their client
+    // port (the certificate needs 127.0.0.1 and both server and client auth:
+    // 3.4's gateway presents it to the member's own gRPC server) and plain
+    // http on a second loopback port, used only for the health polls.
+    std::string tls_cert_file, tls_key_file, tls_ca_file;
   };
   // Starts the members and waits until every one reports healthy; throws
   // std::runtime_error (with the members' log tails) otherwise.
   explicit EtcdCluster(Options options);
-  explicit EtcdCluster(int members) : EtcdCluster(Options{members, std::chrono::seconds{60}, {}}) {}
+  explicit EtcdCluster(int members) : EtcdCluster(Options{members, std::chrono::seconds{60}, {}, {}, {}, {}}) {}
   ~EtcdCluster();
   EtcdCluster(const EtcdCluster&) = delete;
   EtcdCluster& operator=(const EtcdCluster&) = delete;
 
   [[nodiscard]] int size() const noexcept { return static_cast<int>(members_.size()); }
-  [[nodiscard]] std::string endpoint(int i) const;  // "http://127.0.0.1:<client port>"
+  [[nodiscard]] std::string endpoint(int i) const;  // "http://127.0.0.1:<client port>" (https with TLS)
   [[nodiscard]] std::vector<std::string> endpoints() const;
   [[nodiscard]] bool running(int i) const;
 
@@ -52,6 +57,7 @@ class EtcdCluster {
     std::string name;
     int client_port = 0;
     int peer_port = 0;
+    int plain_port = 0;  // the port of /health (the client port without TLS)
     pid_t pid = -1;
     std::string data_dir;
     std::string log;

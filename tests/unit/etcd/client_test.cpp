@@ -9,8 +9,12 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include <sys/stat.h>
+
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <future>
 #include <mutex>
@@ -583,4 +587,79 @@ TEST_CASE("etcd client: an answer from an older raft term than already seen is r
   REQUIRE(taken->kvs.size() == 1);
   CHECK(taken->kvs[0].value == "old");
   CHECK(fresh->highest_raft_term() == 1);
+}
+
+namespace {
+
+void run_openssl(const std::string& cmd) {
+  INFO(cmd);
+  REQUIRE(std::system(("openssl " + cmd + " >/dev/null 2>&1").c_str()) == 0);
+}
+
+// A CA, a member certificate for 127.0.0.1 (server and client auth: 3.4's
+// gateway presents it to its own gRPC server) and a client certificate.
+struct EtcdPki {
+  test::TempDir dir{"rootseal-etcd-pki"};
+  std::string p(const std::string& leaf) const { return (dir.path() / leaf).string(); }
+  EtcdPki() {
+    run_openssl("req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=etcd-test-ca -keyout " +
+                p("ca.key") + " -out " + p("ca.pem"));
+    issue("member", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth");
+    issue("client", "extendedKeyUsage=clientAuth");
+  }
+  void issue(const std::string& name, const std::string& ext) {
+    std::ofstream(p(name + ".ext")) << ext << "\n";
+    run_openssl("req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=" + name + " -keyout " +
+                p(name + ".key") + " -out " + p(name + ".csr"));
+    run_openssl("x509 -req -in " + p(name + ".csr") + " -CA " + p("ca.pem") + " -CAkey " + p("ca.key") +
+                " -CAcreateserial -days 2 -extfile " + p(name + ".ext") + " -out " + p(name + ".pem"));
+    ::chmod(p(name + ".key").c_str(), 0600);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("etcd client: TLS with a client certificate (calls and a watch); without one or with another CA, refused") {
+  EtcdPki pki;
+  test::EtcdCluster::Options opts;
+  opts.tls_cert_file = pki.p("member.pem");
+  opts.tls_key_file = pki.p("member.key");
+  opts.tls_ca_file = pki.p("ca.pem");
+  test::EtcdCluster cluster(opts);
+  REQUIRE(cluster.endpoint(0).starts_with("https://"));
+  Loop loop;
+
+  const auto client_with = [&](bool cert, bool ca) {
+    ClientConfig cfg;
+    cfg.endpoints = cluster.endpoints();
+    if (ca) cfg.tls.ca_file = pki.p("ca.pem");
+    if (cert) {
+      cfg.tls.cert_file = pki.p("client.pem");
+      cfg.tls.key_file = pki.p("client.key");
+    }
+    auto c = Client::create(loop.io.get_executor(), std::move(cfg));
+    REQUIRE(c);
+    return *c;
+  };
+  auto c = client_with(true, true);
+  const auto start = current_revision(loop, *c) + 1;
+  Recorder rec;
+  net::StreamControl control;
+  auto watching = loop.spawn(c->watch({"t", "", start, false}, rec.handler(), control));
+  REQUIRE(loop.run(c->put({"t", "over tls", 0, false})));
+  REQUIRE(eventually([&] { return rec.size() >= 1; }, 10s));
+  control.cancel();
+  REQUIRE(watching.get());
+  {
+    std::lock_guard lock(rec.mu);
+    CHECK(rec.events[0].kv.value == "over tls");
+  }
+
+  auto no_cert = loop.run(client_with(false, true)->range({"t", "", 0, 0, false, false}));
+  REQUIRE_FALSE(no_cert);
+  CHECK(no_cert.error().code == Errc::unavailable);
+  auto other_ca = loop.run(client_with(true, false)->range({"t", "", 0, 0, false, false}));
+  REQUIRE_FALSE(other_ca);
+  CHECK(other_ca.error().code == Errc::unavailable);
+  CHECK(other_ca.error().message.find("certificate verification failed") != std::string::npos);
 }
