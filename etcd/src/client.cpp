@@ -354,7 +354,7 @@ asio::awaitable<kms::Result<WatchEnd>> Client::watch(WatchRequest request, Event
           end = WatchEnd{WatchEnd::Reason::compacted, w.compact_revision, next};
           return false;
         }
-        return fail(Errc::unavailable, "etcd: the watch was cancelled by the server: " + w.cancel_reason.substr(0, 200));
+        return std::unexpected(detail::watch_cancel_error(w.cancel_reason));
       }
       if (w.created && next == 0) next = w.header.revision + 1;
       std::vector<Event> fresh;
@@ -396,7 +396,7 @@ asio::awaitable<kms::Result<WatchEnd>> Client::watch(WatchRequest request, Event
       err = detail::gateway_error(r->status, r->body.view());
     }
     if (err.code == Errc::compacted) co_return WatchEnd{WatchEnd::Reason::compacted, 0, next};
-    if (detail::is_invalid_token(err)) {
+    if (auth && detail::is_invalid_token(err)) {  // authenticate again, then reopen
       std::lock_guard lock(impl->token_mu);
       impl->token.clear();
     } else if (err.code != Errc::unavailable) {

@@ -414,6 +414,18 @@ kms::Error map_grpc(int code, std::string_view message) {
   }
 }
 
+kms::Error watch_cancel_error(std::string_view reason) {
+  static constexpr std::pair<std::string_view, int> kCodes[] = {
+      {"code = InvalidArgument", 3}, {"code = NotFound", 5},          {"code = PermissionDenied", 7},
+      {"code = FailedPrecondition", 9}, {"code = OutOfRange", 11},   {"code = Unauthenticated", 16}};
+  const auto desc = reason.find("desc = ");
+  const std::string_view message = desc == std::string_view::npos ? reason : reason.substr(desc + 7);
+  for (const auto& [name, code] : kCodes) {
+    if (reason.find(name) != std::string_view::npos) return map_grpc(code, message);
+  }
+  return {Errc::unavailable, "etcd: the watch was cancelled by the server: " + std::string(message.substr(0, 200))};
+}
+
 kms::Error gateway_error(unsigned http_status, std::string_view body) {
   auto o = parse_object(body);
   if (o) {

@@ -51,6 +51,10 @@ kms::Result<WatchLine> parse_watch_line(std::string_view line);
 // gets a generic message with the HTTP status.
 kms::Error gateway_error(unsigned http_status, std::string_view body);
 kms::Error map_grpc(int code, std::string_view message);
+// A watch cancelled by the server without a compaction: its cancel_reason
+// ("rpc error: code = InvalidArgument desc = etcdserver: user name is empty")
+// mapped like an error answer; unavailable when it names no code.
+kms::Error watch_cancel_error(std::string_view reason);
 
 // Whether an error means the member never applied the request (safe to send
 // elsewhere whatever it was): no leader, not reachable at all.

@@ -117,6 +117,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         clean(w.error(), "watch line");
         continue;
       }
+      if (w->canceled && w->compact_revision == 0) clean(detail::watch_cancel_error(w->cancel_reason), "watch cancel");
       for (const auto& ev : w->events) {
         if (ev.kv.mod_revision < next) continue;  // the client's dedupe
         fuzz::require(ev.kv.mod_revision >= next, "resume revision only moves forward");

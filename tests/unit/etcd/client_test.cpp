@@ -462,6 +462,21 @@ TEST_CASE("etcd client: username and password: the token is renewed when etcd in
   REQUIRE(again);
   REQUIRE(again->kvs.size() == 1);
   CHECK(again->kvs[0].value == "v1");
+
+  // A watch carries the token too.
+  Recorder rec;
+  net::StreamControl control;
+  auto watching = loop.spawn((*c)->watch({"k", "", again->header.revision + 1, false}, rec.handler(), control));
+  REQUIRE(loop.run((*c)->put({"k", "v2", 0, false})));
+  REQUIRE(eventually([&] { return rec.size() >= 1; }, 10s));
+  control.cancel();
+  REQUIRE(watching.get());
+  std::lock_guard lock(rec.mu);
+  CHECK(rec.events[0].kv.value == "v2");
+  // An anonymous watch is refused, not retried for ever.
+  auto anon_watch = loop.run((*nobody)->watch({"k", "", 0, false}, rec.handler()));
+  REQUIRE_FALSE(anon_watch);
+  CHECK(anon_watch.error().code == Errc::permission_denied);
 }
 
 TEST_CASE("etcd client: calls fail over to the next endpoint when a member is gone") {
@@ -619,7 +634,7 @@ struct EtcdPki {
 
 }  // namespace
 
-TEST_CASE("etcd client: TLS with a client certificate (calls and a watch); without one or with another CA, refused") {
+TEST_CASE("etcd client: TLS with a client certificate (calls and a watch), refused without one or with another CA") {
   EtcdPki pki;
   test::EtcdCluster::Options opts;
   opts.tls_cert_file = pki.p("member.pem");

@@ -117,6 +117,10 @@ TEST_CASE("gateway: watch lines: created, events in order with DELETE and prev_k
   REQUIRE(compacted);
   CHECK(compacted->canceled);
   CHECK(compacted->compact_revision == 3);
+  const auto refused = detail::watch_cancel_error("rpc error: code = InvalidArgument desc = etcdserver: user name is empty");
+  CHECK(refused.code == Errc::permission_denied);
+  CHECK(refused.message == "etcd: etcdserver: user name is empty");
+  CHECK(detail::watch_cancel_error("etcdserver: something else").code == Errc::unavailable);
   auto err = detail::parse_watch_line(R"({"error":{"grpc_code":14,"http_code":503,"message":"etcdserver: no leader"}})");
   REQUIRE_FALSE(err);
   CHECK(err.error().code == Errc::unavailable);
