@@ -17,8 +17,9 @@
 // compares: TxnResponse::attempts > 1 tells the caller to re-read.
 //
 // Stale-member guard: the highest raft_term seen in any answer header is
-// kept; an answer from an older term (a partitioned member) is refused and
-// the next endpoint asked.
+// kept; a read (range, watch line) answered from an older term (a
+// partitioned member) is refused and the next endpoint asked. A write's
+// answer is never refused (it was committed); its term is noted.
 //
 // Errors (kms::Error): unavailable for transport failures, timeouts, no
 // leader, stale members; permission_denied for authentication and RBAC
