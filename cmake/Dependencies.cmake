@@ -21,3 +21,9 @@ target_compile_definitions(rootseal_boost INTERFACE BOOST_ASIO_NO_DEPRECATED BOO
 # The PKCS#11 headers only (p11-kit's pkcs11.h); modules are dlopen'ed at run time.
 add_library(rootseal_pkcs11_headers INTERFACE)
 target_include_directories(rootseal_pkcs11_headers SYSTEM INTERFACE ${P11KIT_INCLUDE_DIRS})
+
+# The Kubernetes KMS v2 plugin (kmsplugin/): Debian's gRPC 1.51 and protobuf,
+# stubs generated at build time.
+pkg_check_modules(GRPCPP REQUIRED IMPORTED_TARGET grpc++ protobuf)
+find_program(ROOTSEAL_PROTOC protoc REQUIRED)
+find_program(ROOTSEAL_GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)

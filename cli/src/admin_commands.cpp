@@ -52,6 +52,9 @@ struct AdminCommands {
   std::string out_file;
   CLI::App* reseal = nullptr;
   std::string target;
+
+  CLI::App* kms = nullptr;
+  CLI::App* kms_rotate = nullptr;
 };
 
 namespace {
@@ -115,6 +118,7 @@ std::string str(const json::object& o, const char* key) {
   if (v == nullptr) return {};
   if (v->is_string()) return std::string(v->as_string());
   if (v->is_int64()) return std::to_string(v->as_int64());
+  if (v->is_uint64()) return std::to_string(v->as_uint64());
   if (v->is_bool()) return v->as_bool() ? "true" : "false";
   return {};
 }
@@ -389,6 +393,20 @@ int run_reseal(const AdminCommands& c, Console& con) {
   return 0;
 }
 
+int run_kms_rotate(const AdminCommands& c, Console& con) {
+  auto r = call(c, request_of(json::object{{"op", "kms.rotate"}}));
+  if (!r) return failed(con, r.error());
+  if (c.json_out) {
+    write_json(STDOUT_FILENO, *r->data);
+    return 0;
+  }
+  con.out("rotated " + str(*r->data, "key") + " to version " + str(*r->data, "version") + "; key_id " +
+          str(*r->data, "key_id") +
+          "\nkube-apiserver sees the new key_id at its next Status call; then rewrite the Secrets "
+          "(docs/kms-plugin.md: key rotation)\n");
+  return 0;
+}
+
 }  // namespace
 
 std::unique_ptr<AdminCommands, void (*)(AdminCommands*)> add_admin_commands(CLI::App& app) {
@@ -436,6 +454,13 @@ std::unique_ptr<AdminCommands, void (*)(AdminCommands*)> add_admin_commands(CLI:
                                              "default: root with root_of_trust: tpm, else pin")
       ->check(CLI::IsMember({"root", "pin"}));
   c.reseal->add_option("--pcrs", c.pcrs, "sha256 PCRs instead of tpm.pcrs, e.g. 0,7 or none");
+
+  c.kms = app.add_subcommand("kms", "the Kubernetes KMS v2 plugin (docs/kms-plugin.md)");
+  c.kms->require_subcommand(1);
+  c.kms_rotate = c.kms->add_subcommand("rotate",
+                                       "rotate the plugin's key over the admin socket: a new key_id; "
+                                       "existing seeds keep decrypting");
+  add_socket_options(c.kms_rotate, c);
   return owned;
 }
 
@@ -445,6 +470,7 @@ std::optional<int> run_admin_commands(AdminCommands& c, Console& con) {
   if (*c.token) return run_token(c, con);
   if (*c.seal_pin) return run_seal_pin(c, con);
   if (*c.reseal) return run_reseal(c, con);
+  if (*c.kms_rotate) return run_kms_rotate(c, con);
   return std::nullopt;
 }
 

@@ -12,6 +12,7 @@
 
 #include "admin_commands.hpp"
 #include "ceremony_commands.hpp"
+#include "hsm_commands.hpp"
 #include "snapshot_commands.hpp"
 #include "token_args.hpp"
 #include "ceremony.hpp"
@@ -128,6 +129,8 @@ int run(int argc, char** argv) {
   auto admin = add_admin_commands(app);
   // snapshot list | verify | restore (docs/operations.md)
   auto snapshots = add_snapshot_commands(app);
+  // hsm probe (docs/hsm.md)
+  auto hsm_cmds = add_hsm_commands(app);
 
   try {
     app.parse(argc, argv);
@@ -139,6 +142,7 @@ int run(int argc, char** argv) {
   try {
     if (auto rc = run_admin_commands(*admin, con)) return *rc;
     if (auto rc = run_snapshot_commands(*snapshots, con)) return *rc;
+    if (auto rc = run_hsm_commands(*hsm_cmds, con)) return *rc;
     if (auto rc = run_ceremony_commands(*ceremony, con)) return *rc;
     if (*audit_log.verify) return run_audit_verify(audit_log, con);
   } catch (const std::exception& e) {

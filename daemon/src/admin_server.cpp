@@ -149,7 +149,7 @@ kms::Result<AdminRequest> parse_admin_request(std::string_view line, std::string
   r.op = std::string(op_value->as_string());
   if (op_out != nullptr) *op_out = r.op;
 
-  if (r.op == "status" || r.op == "token.list" || r.op == "snapshot.now") return r;
+  if (r.op == "status" || r.op == "token.list" || r.op == "snapshot.now" || r.op == "kms.rotate") return r;
 
   if (r.op == "token.create") {
     const auto* policies = req.if_contains("policies");
@@ -556,6 +556,8 @@ asio::awaitable<AdminServer::Answer> AdminServer::dispatch(const Peer& peer, std
 
   if (op == "snapshot.now") co_return co_await snapshot_now();
 
+  if (op == "kms.rotate") co_return co_await kms_rotate();
+
   co_return Answer::err(Errc::internal, "unhandled op '" + op + "'");
 }
 
@@ -637,6 +639,19 @@ asio::awaitable<AdminServer::Answer> AdminServer::snapshot_now() {
                                     {"keys", r->keys},
                                     {"versions", r->versions},
                                     {"destinations", r->destinations}});
+}
+
+asio::awaitable<AdminServer::Answer> AdminServer::kms_rotate() {
+  if (!deps_.kms_rotate) {
+    co_return Answer::err(Errc::invalid_argument,
+                          "this rootseald serves no KMS plugin: set kms_plugin.enabled in its configuration");
+  }
+  std::optional<kms::Result<AdminDeps::KmsRotation>> r;
+  const std::function<void()> job = [&] { r.emplace(deps_.kms_rotate()); };
+  co_await on_pool(*deps_.blocking, job);
+  if (!*r) co_return Answer::err((*r).error());
+  const auto& rot = **r;
+  co_return Answer::ok(json::object{{"key", rot.key}, {"version", rot.version}, {"key_id", rot.key_id}});
 }
 
 asio::awaitable<AdminServer::Answer> AdminServer::reseal(std::string_view target,

@@ -81,6 +81,14 @@ struct AdminDeps {
   // PCRs instead of tpm.pcrs if given. Blocking. Empty unless root is tpm.
   std::function<kms::Result<void>(const std::optional<std::vector<std::uint32_t>>& pcrs)> reseal_root;
   SnapshotScheduler* snapshots = nullptr;  // snapshot.now; null without an enabled snapshots: section
+  // kms.rotate: rotates the KMS plugin's key and answers {key, version,
+  // key_id}. Blocking. Empty unless kms_plugin.enabled.
+  struct KmsRotation {
+    std::string key;
+    std::uint32_t version = 0;
+    std::string key_id;
+  };
+  std::function<kms::Result<KmsRotation>()> kms_rotate;
 };
 
 class AdminServer {
@@ -115,6 +123,7 @@ class AdminServer {
   boost::asio::awaitable<Answer> unseal(const kms::SecureBytes& pin);
   boost::asio::awaitable<Answer> reseal(std::string_view target, std::optional<std::vector<std::uint32_t>> pcrs);
   boost::asio::awaitable<Answer> snapshot_now();
+  boost::asio::awaitable<Answer> kms_rotate();
   void audit(const Peer& peer, std::string_view op, std::string_view accessor, unsigned status,
              std::string_view error);
 

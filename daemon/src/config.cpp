@@ -1,6 +1,7 @@
 #include "rootseal/daemon/config.hpp"
 
 #include "sync_config.hpp"
+#include "rootseal/kms/keyring.hpp"
 #include "rootseal/kms/numbers.hpp"
 
 #include <yaml-cpp/yaml.h>
@@ -364,25 +365,33 @@ Result<void> parse_tpm(const YAML::Node& n, TpmSection& out) {
   return {};
 }
 
-Result<void> parse_admin(const YAML::Node& n, AdminConfig& out) {
-  ROOTSEAL_TRY(check_keys(n, "admin", {"enabled", "socket", "mode", "timeout", "unseal_delay", "max_unseal_delay"}));
-  if (n["enabled"]) ROOTSEAL_TRY_ASSIGN(out.enabled, scalar<bool>(n["enabled"], "admin.enabled"));
+// `socket` and `mode` of a section serving a unix socket (admin, kms_plugin).
+Result<void> parse_unix_socket(const YAML::Node& n, const std::string& section, std::filesystem::path& socket,
+                               unsigned& mode) {
   if (n["socket"]) {
     std::string s;
-    ROOTSEAL_TRY_ASSIGN(s, scalar<std::string>(n["socket"], "admin.socket"));
-    out.socket = s;
+    ROOTSEAL_TRY_ASSIGN(s, scalar<std::string>(n["socket"], section + ".socket"));
+    socket = s;
   }
   // sun_path holds 108 bytes; the temporary name used to create it atomically adds up to 24.
-  if (!out.socket.is_absolute() || out.socket.filename().empty() || out.socket.native().size() > 80) {
-    return fail(Errc::invalid_argument, "admin.socket: an absolute path of at most 80 characters");
+  // A relative path is refused, and with it an abstract socket ("@name": no access control).
+  if (!socket.is_absolute() || socket.filename().empty() || socket.native().size() > 80) {
+    return fail(Errc::invalid_argument, section + ".socket: an absolute path of at most 80 characters");
   }
   if (n["mode"]) {
     std::string m;
-    ROOTSEAL_TRY_ASSIGN(m, scalar<std::string>(n["mode"], "admin.mode"));
-    if (m == "0600" || m == "600") out.mode = 0600;
-    else if (m == "0660" || m == "660") out.mode = 0660;
-    else return fail(Errc::invalid_argument, "admin.mode: \"0600\" or \"0660\"");
+    ROOTSEAL_TRY_ASSIGN(m, scalar<std::string>(n["mode"], section + ".mode"));
+    if (m == "0600" || m == "600") mode = 0600;
+    else if (m == "0660" || m == "660") mode = 0660;
+    else return fail(Errc::invalid_argument, section + ".mode: \"0600\" or \"0660\"");
   }
+  return {};
+}
+
+Result<void> parse_admin(const YAML::Node& n, AdminConfig& out) {
+  ROOTSEAL_TRY(check_keys(n, "admin", {"enabled", "socket", "mode", "timeout", "unseal_delay", "max_unseal_delay"}));
+  if (n["enabled"]) ROOTSEAL_TRY_ASSIGN(out.enabled, scalar<bool>(n["enabled"], "admin.enabled"));
+  ROOTSEAL_TRY(parse_unix_socket(n, "admin", out.socket, out.mode));
   if (n["timeout"]) ROOTSEAL_TRY_ASSIGN(out.timeout, duration(n["timeout"], "admin.timeout"));
   if (n["unseal_delay"]) ROOTSEAL_TRY_ASSIGN(out.unseal_delay, duration(n["unseal_delay"], "admin.unseal_delay"));
   if (n["max_unseal_delay"]) {
@@ -542,6 +551,34 @@ bool is_loopback_host(std::string_view host) {
   return false;
 }
 
+static Result<void> parse_kms_plugin(const YAML::Node& n, KmsPluginConfig& out) {
+  ROOTSEAL_TRY(check_keys(n, "kms_plugin", {"enabled", "socket", "mode", "group", "allowed_uids", "key"}));
+  if (n["enabled"]) ROOTSEAL_TRY_ASSIGN(out.enabled, scalar<bool>(n["enabled"], "kms_plugin.enabled"));
+  ROOTSEAL_TRY(parse_unix_socket(n, "kms_plugin", out.socket, out.mode));
+  if (n["group"]) ROOTSEAL_TRY_ASSIGN(out.group, scalar<std::string>(n["group"], "kms_plugin.group"));
+  if (!out.group.empty() && out.mode != 0660) {
+    return fail(Errc::invalid_argument, "kms_plugin.group: only with kms_plugin.mode \"0660\"");
+  }
+  if (n["allowed_uids"]) {
+    if (!n["allowed_uids"].IsSequence() || n["allowed_uids"].size() == 0) {
+      return fail(Errc::invalid_argument, "kms_plugin.allowed_uids: a non-empty list of uids");
+    }
+    out.allowed_uids.clear();
+    for (const auto& u : n["allowed_uids"]) {
+      auto v = scalar<std::int64_t>(u, "kms_plugin.allowed_uids");
+      if (!v || *v < 0 || *v > 0xfffffffe) {
+        return fail(Errc::invalid_argument, "kms_plugin.allowed_uids: uids are 0 to 4294967294");
+      }
+      out.allowed_uids.push_back(static_cast<std::uint32_t>(*v));
+    }
+  }
+  if (n["key"]) ROOTSEAL_TRY_ASSIGN(out.key, scalar<std::string>(n["key"], "kms_plugin.key"));
+  if (auto valid = kms::validate_key_name(out.key); !valid) {
+    return fail(Errc::invalid_argument, "kms_plugin.key: " + valid.error().message);
+  }
+  return {};
+}
+
 Result<Config> parse_config(std::string_view yaml_text) {
   YAML::Node root;
   try {
@@ -558,7 +595,7 @@ Result<Config> parse_config(std::string_view yaml_text) {
   ROOTSEAL_TRY(
       check_keys(root, "config",
                  {"listen", "api", "state_dir", "root_of_trust", "pkcs11", "tpm", "pin", "seal", "log", "policies",
-                  "tokens", "client_certs", "audit", "io_threads", "blocking_threads", "admin", "sync", "snapshots"}));
+                  "tokens", "client_certs", "audit", "io_threads", "blocking_threads", "admin", "kms_plugin", "sync", "snapshots"}));
   if (root["sync"]) ROOTSEAL_TRY_ASSIGN(cfg.sync, parse_sync_config(root["sync"]));
   if (root["snapshots"]) ROOTSEAL_TRY_ASSIGN(cfg.snapshots, parse_snapshots_config(root["snapshots"]));
   if (root["listen"]) ROOTSEAL_TRY(parse_listen(root["listen"], cfg.listen));
@@ -608,6 +645,7 @@ Result<Config> parse_config(std::string_view yaml_text) {
     }
   }
   if (root["admin"]) ROOTSEAL_TRY(parse_admin(root["admin"], cfg.admin));
+  if (root["kms_plugin"]) ROOTSEAL_TRY(parse_kms_plugin(root["kms_plugin"], cfg.kms_plugin));
   if (root["io_threads"]) {
     auto v = scalar<std::int64_t>(root["io_threads"], "io_threads");
     if (!v || *v < 0 || *v > 256) return fail(Errc::invalid_argument, "io_threads: 0 (one per core) to 256");

@@ -133,6 +133,12 @@ kms::Result<DevSetup> prepare_dev(const DevOptions& options) {
   cfg.pin.file = pin_file;
   cfg.admin.socket = dir / "admin.sock";
   cfg.seal.probe_interval = std::chrono::milliseconds(2000);
+  // The Kubernetes KMS v2 plugin, for the user who started the daemon (and
+  // root), when the socket path fits a unix socket address.
+  cfg.kms_plugin.socket = dir / "kms.sock";
+  cfg.kms_plugin.enabled = cfg.kms_plugin.socket.native().size() <= 80;
+  cfg.kms_plugin.allowed_uids = {0};
+  if (::getuid() != 0) cfg.kms_plugin.allowed_uids.push_back(::getuid());
 
   auto hp = parse_host_port(cfg.listen.address);
   if (!hp) return std::unexpected(hp.error());
@@ -153,6 +159,33 @@ kms::Result<DevSetup> prepare_dev(const DevOptions& options) {
   return setup;
 }
 
+namespace {
+
+// The banner's KMS v2 plugin lines: the socket and an EncryptionConfiguration.
+std::string kms_plugin_text(const Config& c) {
+  if (!c.kms_plugin.enabled) {
+    return "  KMS plugin:  off (the state folder's path is too long for a unix socket)\n\n";
+  }
+  const std::string sock = c.kms_plugin.socket.string();
+  return "  KMS plugin:  unix://" + sock + "  (Kubernetes KMS v2, key '" + c.kms_plugin.key + "')\n"
+         "\n"
+         "kube-apiserver --encryption-provider-config=<file with>:\n"
+         "  apiVersion: apiserver.config.k8s.io/v1\n"
+         "  kind: EncryptionConfiguration\n"
+         "  resources:\n"
+         "    - resources: [secrets]\n"
+         "      providers:\n"
+         "        - kms:\n"
+         "            apiVersion: v2\n"
+         "            name: rootseal\n"
+         "            endpoint: unix://" + sock + "\n"
+         "            timeout: 3s\n"
+         "        - identity: {}\n"
+         "\n";
+}
+
+}  // namespace
+
 void print_dev_banner(const DevSetup& setup, const std::string& bound_address) {
   // The token goes from locked memory straight to stdout (dev mode only).
   const int tlen = static_cast<int>(setup.root_token.size());
@@ -165,13 +198,15 @@ void print_dev_banner(const DevSetup& setup, const std::string& bound_address) {
       "  Address:     http://%s\n"
       "  Root token:  %.*s\n"
       "\n"
+      "%s"
       "Try:\n"
       "  curl -s http://%s/v1/sys/health\n"
       "  curl -s -H 'X-Vault-Token: %.*s' -X POST http://%s/v1/transit/keys/demo\n"
       "  curl -s -H 'X-Vault-Token: %.*s' -d '{\"plaintext\":\"aGVsbG8=\"}' http://%s/v1/transit/encrypt/demo\n"
       "  export VAULT_ADDR=http://%s VAULT_TOKEN=%.*s\n"
       "\n",
-      setup.config.state_dir.c_str(), bound_address.c_str(), tlen, tok, bound_address.c_str(), tlen, tok,
+      setup.config.state_dir.c_str(), bound_address.c_str(), tlen, tok, kms_plugin_text(setup.config).c_str(),
+      bound_address.c_str(), tlen, tok,
       bound_address.c_str(), tlen, tok, bound_address.c_str(), bound_address.c_str(), tlen, tok);
   std::fflush(stdout);
 }

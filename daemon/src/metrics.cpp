@@ -75,6 +75,11 @@ void Metrics::add_gauge_family(std::string name, std::string help, GaugeFamily f
   families_.emplace_back(std::move(name), std::move(help), std::move(family), std::move(label));
 }
 
+void Metrics::add_section(Section section) {
+  std::lock_guard lock(mu_);
+  sections_.push_back(std::move(section));
+}
+
 namespace {
 
 // Scrape-time gauges; by Prometheus' naming rule one ending in _total only
@@ -181,17 +186,20 @@ std::string Metrics::render() const {
   std::vector<std::tuple<std::string, std::string, Gauge>> gauges;
   std::vector<std::tuple<std::string, std::string, GaugeFamily, std::string>> families;
   std::map<std::tuple<Route, std::string, unsigned>, std::uint64_t> requests;
+  std::vector<Section> sections;
   {
     std::lock_guard lock(mu_);
     requests = requests_;
     gauges = gauges_;
     families = families_;
+    sections = sections_;
   }
   std::string out;
   append_requests(out, std::move(requests));
   append_latency(out);
   append_gauges(out, gauges);
   append_families(out, families);
+  for (const auto& section : sections) section(out);
   return out;
 }
 

@@ -40,6 +40,11 @@ class Metrics {
   using GaugeFamily = std::function<std::vector<std::pair<std::string, double>>()>;
   void add_gauge_family(std::string name, std::string help, GaugeFamily family, std::string label);
 
+  // A section rendered by its owner (whole families, HELP and TYPE lines
+  // included), appended at every scrape.
+  using Section = std::function<void(std::string& out)>;
+  void add_section(Section section);
+
   // Prometheus text exposition format 0.0.4.
   [[nodiscard]] std::string render() const;
 
@@ -63,6 +68,7 @@ class Metrics {
   std::map<std::tuple<Route, std::string, unsigned>, std::uint64_t> requests_;  // the rare other statuses
   std::vector<std::tuple<std::string, std::string, Gauge>> gauges_;
   std::vector<std::tuple<std::string, std::string, GaugeFamily, std::string>> families_;
+  std::vector<Section> sections_;
 
   // render()'s parts: request counts (with the rare ones from `requests`), latency histograms.
   void append_requests(std::string& out, std::map<std::tuple<Route, std::string, unsigned>, std::uint64_t> requests) const;

@@ -68,8 +68,15 @@ void SealManager::set_probe_hooks(std::function<void()> ok, std::function<void()
   on_probe_failed_ = std::move(failed);
 }
 
+void SealManager::set_after_check(std::function<void()> hook) { after_check_ = std::move(hook); }
+
 void SealManager::check() {
   std::lock_guard serial(check_mu_);
+  check_root();
+  if (after_check_) after_check_();
+}
+
+void SealManager::check_root() {
   auto probe = root_.probe();
   {
     std::lock_guard lock(mu_);

@@ -57,10 +57,14 @@ class SealManager {
   // Called (on the blocking pool) after each probe of the root of trust that
   // succeeded / failed. Set before start().
   void set_probe_hooks(std::function<void()> ok, std::function<void()> failed);
+  // Called (on the blocking pool) at the end of every check, sealed or not:
+  // the KMS plugin's self-test runs there. Set before start().
+  void set_after_check(std::function<void()> hook);
 
  private:
   boost::asio::awaitable<void> loop();
-  void check();  // runs on the blocking pool
+  void check();  // runs on the blocking pool: check_root(), then the after-check hook
+  void check_root();
   void set(bool sealed, std::string reason);
 
   boost::asio::thread_pool& blocking_;
@@ -70,6 +74,7 @@ class SealManager {
   Listener on_change_;
   std::function<void()> on_probe_ok_;
   std::function<void()> on_probe_failed_;
+  std::function<void()> after_check_;
   std::mutex check_mu_;  // one check at a time (the loop's or check_now's)
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
   boost::asio::steady_timer timer_;

@@ -90,6 +90,7 @@ kms::Result<void> Service::start() {
   add_startup_tokens();
   ROOTSEAL_TRY(make_api(cluster_id));
   ROOTSEAL_TRY(start_snapshots());  // before the admin socket, which can ask for one
+  ROOTSEAL_TRY(start_kms_plugin(cluster_id));
   const bool admin_listening = make_admin(std::move(reseal_root));
   ROOTSEAL_TRY(listen_http(hp, tls));
 
@@ -122,6 +123,23 @@ kms::Result<void> Service::start_snapshots() {
   log::info("snapshots scheduled", {{"interval_ms", config_.snapshots->interval.count()},
                                     {"retain_count", config_.snapshots->retain_count},
                                     {"destinations", names}});
+  return {};
+}
+
+kms::Result<void> Service::start_kms_plugin(const std::string& cluster_id) {
+  const auto& c = config_.kms_plugin;
+  if (!c.enabled) return {};
+  kms_plugin_ = std::make_unique<KmsPlugin>(c, *keyring_, *root_, cluster_id, audit_.get(), metrics_);
+  // Status answers from the self-test the seal probe runs, never from a call to the root.
+  seal_->set_after_check([p = kms_plugin_.get()] { p->self_test(); });
+  ROOTSEAL_TRY(kms_plugin_->start());
+  std::string uids;
+  for (const auto u : c.allowed_uids) uids += (uids.empty() ? "" : ",") + std::to_string(u);
+  log::info("kms plugin socket", {{"path", c.socket.string()},
+                                  {"mode", c.mode == 0660 ? "0660" : "0600"},
+                                  {"group", c.group},
+                                  {"allowed_uids", uids},
+                                  {"key", c.key}});
   return {};
 }
 
@@ -303,6 +321,13 @@ bool Service::make_admin(ResealRoot reseal_root) {
   admin.root_kind = std::string(root_->kind());
   admin.reseal_root = std::move(reseal_root);
   admin.snapshots = snapshots_.get();
+  if (kms_plugin_) {
+    admin.kms_rotate = [p = kms_plugin_.get()]() -> kms::Result<AdminDeps::KmsRotation> {
+      auto r = p->rotate();
+      if (!r) return std::unexpected(r.error());
+      return AdminDeps::KmsRotation{r->key, r->version, r->key_id};
+    };
+  }
   admin_ = std::make_unique<AdminServer>(io_, std::move(admin));
   // Without its admin socket the daemon still serves its HTTP API (the
   // unseal endpoint of a whole cluster): the failure is logged loudly and
@@ -434,6 +459,12 @@ void Service::reload() {
   if (next->state_dir != config_.state_dir) restart += "state_dir ";
   if (next->root_of_trust != config_.root_of_trust) restart += "root_of_trust ";
   if (next->api.mount != config_.api.mount) restart += "api.mount ";
+  const auto& ka = next->kms_plugin;
+  const auto& kb = config_.kms_plugin;
+  if (ka.enabled != kb.enabled || ka.socket != kb.socket || ka.mode != kb.mode || ka.group != kb.group ||
+      ka.allowed_uids != kb.allowed_uids || ka.key != kb.key) {
+    restart += "kms_plugin ";
+  }
   if (!restart.empty()) log::warn("reload: these changes take effect at the next restart", {{"options", restart}});
   config_.listen.tls = next->listen.tls;
   config_.policies = next->policies;
@@ -453,6 +484,7 @@ void Service::stop() {
   log::info("stopping");
   if (server_) server_->stop();
   if (admin_) admin_->stop();
+  if (kms_plugin_) kms_plugin_->stop();
   if (seal_) seal_->stop();
   if (sync_) sync_->stop();
   if (snapshots_) snapshots_->stop();

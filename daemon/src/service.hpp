@@ -21,6 +21,7 @@
 #include "rootseal/net/tls.hpp"
 #include "rootseal/sync/engine.hpp"
 #include "admin_server.hpp"
+#include "kms_plugin.hpp"
 #include "auth.hpp"
 #include "router.hpp"
 #include "transit.hpp"
@@ -53,6 +54,7 @@ class Service {
   void add_startup_tokens();  // the root token (dev mode) and the tokens of the configuration
   kms::Result<void> make_api(const std::string& cluster_id);
   kms::Result<void> start_snapshots();      // the snapshot scheduler, when configured
+  kms::Result<void> start_kms_plugin(const std::string& cluster_id);  // when kms_plugin.enabled
   bool make_admin(ResealRoot reseal_root);  // true: the admin socket is listening
   kms::Result<void> listen_http(const HostPort& hp, std::shared_ptr<boost::asio::ssl::context> tls);
 
@@ -85,6 +87,7 @@ class Service {
   std::unique_ptr<AuditLog> audit_;
   std::shared_ptr<PinBroker> pins_;
   std::unique_ptr<AdminServer> admin_;
+  std::unique_ptr<KmsPlugin> kms_plugin_;  // when kms_plugin.enabled
   boost::asio::signal_set signals_;
   boost::asio::steady_timer watchdog_;
   std::jthread drain_guard_;

@@ -4,6 +4,9 @@
 #include <charconv>
 #include <map>
 #include <set>
+#include <type_traits>
+#include <utility>
+#include <variant>
 
 #include "log.hpp"
 #include "metrics.hpp"
@@ -87,76 +90,100 @@ Result<sync::CredentialRef> credential(const YAML::Node& node, const std::string
   return ref;
 }
 
+// Calls f(std::type_identity<H>{}) for each kind H of host store (the
+// alternatives of sync::HostSettings, each declared beside its provider).
+template <class F>
+void for_each_host_kind(F&& f) {
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    (f(std::type_identity<std::variant_alternative_t<I, sync::HostSettings>>{}), ...);
+  }(std::make_index_sequence<std::variant_size_v<sync::HostSettings>>{});
+}
+
+// The options every host store has, whatever its kind.
+const std::set<std::string> kHostCommonOptions = {"kind", "namespaces", "ca_file"};
+
+// The kinds of host store, "vault, aws, azure or gcp" (last_separator " or ")
+// or "vault, aws, azure, gcp" (", ").
+std::string host_kinds(std::string_view last_separator) {
+  std::vector<std::string_view> kinds;
+  for_each_host_kind([&]<class H>(std::type_identity<H>) { kinds.push_back(H::kind); });
+  std::string out;
+  for (std::size_t i = 0; i < kinds.size(); ++i) {
+    if (i > 0) out += i + 1 == kinds.size() ? last_separator : std::string_view(", ");
+    out += kinds[i];
+  }
+  return out;
+}
+
+// The settings of a host store `n` (at `w`) of kind H, read through H's table
+// of options: each option as a string or a credential reference, then the
+// required ones, H's own check between options, and the URLs. An option of
+// another kind is refused.
+template <class H>
+Result<sync::HostSettings> host_settings(const YAML::Node& n, const std::string& w) {
+  const auto options = H::options();
+  for (const auto& kv : n) {
+    const auto key = kv.first.as<std::string>();
+    const bool own = std::any_of(options.begin(), options.end(), [&](const auto& o) { return o.name == key; });
+    if (!own && !kHostCommonOptions.contains(key)) {
+      std::string message = w;
+      message.append(".").append(key).append(": not an option of a ").append(H::kind).append(" store");
+      return fail(Errc::invalid_argument, std::move(message));
+    }
+  }
+  H h;
+  for (const auto& o : options) {
+    const std::string at = w + "." + std::string(o.name);
+    const YAML::Node v = n[std::string(o.name)];
+    if (!v) continue;
+    if (const auto* text = std::get_if<std::string H::*>(&o.field)) {
+      ROOTSEAL_TRY_ASSIGN(h.**text, get<std::string>(v, at));
+    } else {
+      ROOTSEAL_TRY_ASSIGN(h.*std::get<sync::CredentialRef H::*>(o.field), credential(v, at));
+    }
+  }
+  for (const auto& o : options) {
+    const auto* text = std::get_if<std::string H::*>(&o.field);
+    const bool set = text != nullptr ? !(h.**text).empty() : (h.*std::get<sync::CredentialRef H::*>(o.field)).set();
+    if (o.required && !set) {
+      return fail(Errc::invalid_argument, w + "." + std::string(o.name) + ": required for " + std::string(H::kind));
+    }
+  }
+  if constexpr (requires { h.check(w); }) ROOTSEAL_TRY(h.check(w));
+  for (const auto& o : options) {
+    if (o.url) ROOTSEAL_TRY(http_url(w + "." + std::string(o.name), h.*std::get<std::string H::*>(o.field)));
+  }
+  return sync::HostSettings(std::move(h));
+}
+
+// sync.stores.<name>: the options every store has, then those of its kind.
 Result<sync::HostStoreConfig> host_store(const std::string& name, const YAML::Node& n) {
   const std::string w = "sync.stores." + name;
-  ROOTSEAL_TRY(only_keys(n, w, {"kind", "namespaces", "ca_file", "server", "path", "vault_namespace", "token", "approle_path",
-                                "role_id", "secret_id", "region", "endpoint", "access_key_id", "secret_access_key",
-                                "session_token", "vault_url", "tenant_id", "client_id", "authority_host", "client_secret",
-                                "project_id", "gcp_endpoint", "token_uri", "service_account_json"}));
+  std::set<std::string> every = kHostCommonOptions;
+  for_each_host_kind([&]<class H>(std::type_identity<H>) {
+    for (const auto& o : H::options()) every.emplace(o.name);
+  });
+  ROOTSEAL_TRY(only_keys(n, w, every));
   sync::HostStoreConfig s;
   s.name = name;
-  if (!n["kind"]) return fail(Errc::invalid_argument, w + ".kind: required (vault, aws, azure, gcp)");
-  ROOTSEAL_TRY_ASSIGN(s.kind, get<std::string>(n["kind"], w + ".kind"));
-  if (s.kind != "vault" && s.kind != "aws" && s.kind != "azure" && s.kind != "gcp") {
-    return fail(Errc::invalid_argument, w + ".kind: vault, aws, azure or gcp");
-  }
+  if (!n["kind"]) return fail(Errc::invalid_argument, w + ".kind: required (" + host_kinds(", ") + ")");
+  std::string kind;
+  ROOTSEAL_TRY_ASSIGN(kind, get<std::string>(n["kind"], w + ".kind"));
+  bool known = false;
+  for_each_host_kind([&]<class H>(std::type_identity<H>) { known = known || kind == H::kind; });
+  if (!known) return fail(Errc::invalid_argument, w + ".kind: " + host_kinds(" or "));
   if (!n["namespaces"]) return fail(Errc::invalid_argument, w + ".namespaces: required (the namespaces that may use these credentials, or [\"*\"])");
   ROOTSEAL_TRY_ASSIGN(s.namespaces, strings(n["namespaces"], w + ".namespaces"));
-  auto str = [&](const char* key, std::string& out) -> Result<void> {
-    if (n[key]) ROOTSEAL_TRY_ASSIGN(out, get<std::string>(n[key], w + "." + key));
-    return {};
-  };
-  auto cred = [&](const char* key, sync::CredentialRef& out) -> Result<void> {
-    if (n[key]) ROOTSEAL_TRY_ASSIGN(out, credential(n[key], w + "." + key));
-    return {};
-  };
-  std::string ca;
-  ROOTSEAL_TRY(str("ca_file", ca));
-  s.ca_file = ca;
-  ROOTSEAL_TRY(str("server", s.server));
-  ROOTSEAL_TRY(str("path", s.path));
-  ROOTSEAL_TRY(str("vault_namespace", s.vault_namespace));
-  ROOTSEAL_TRY(cred("token", s.token));
-  ROOTSEAL_TRY(str("approle_path", s.approle_path));
-  ROOTSEAL_TRY(str("role_id", s.role_id));
-  ROOTSEAL_TRY(cred("secret_id", s.secret_id));
-  ROOTSEAL_TRY(str("region", s.region));
-  ROOTSEAL_TRY(str("endpoint", s.endpoint));
-  ROOTSEAL_TRY(cred("access_key_id", s.access_key_id));
-  ROOTSEAL_TRY(cred("secret_access_key", s.secret_access_key));
-  ROOTSEAL_TRY(cred("session_token", s.session_token));
-  ROOTSEAL_TRY(str("vault_url", s.vault_url));
-  ROOTSEAL_TRY(str("tenant_id", s.tenant_id));
-  ROOTSEAL_TRY(str("client_id", s.client_id));
-  ROOTSEAL_TRY(str("authority_host", s.authority_host));
-  ROOTSEAL_TRY(cred("client_secret", s.client_secret));
-  ROOTSEAL_TRY(str("project_id", s.project_id));
-  ROOTSEAL_TRY(str("gcp_endpoint", s.gcp_endpoint));
-  ROOTSEAL_TRY(str("token_uri", s.token_uri));
-  ROOTSEAL_TRY(cred("service_account_json", s.service_account_json));
-  if (s.kind == "vault") {
-    if (s.server.empty()) return fail(Errc::invalid_argument, w + ".server: required for vault");
-    if (!s.token.set() && (s.role_id.empty() || !s.secret_id.set())) {
-      return fail(Errc::invalid_argument, w + ": vault needs token, or role_id and secret_id");
-    }
-  } else if (s.kind == "aws") {
-    if (s.region.empty()) return fail(Errc::invalid_argument, w + ".region: required for aws");
-    if (!s.access_key_id.set() || !s.secret_access_key.set()) {
-      return fail(Errc::invalid_argument, w + ": aws needs access_key_id and secret_access_key");
-    }
-  } else if (s.kind == "azure") {
-    if (s.vault_url.empty()) return fail(Errc::invalid_argument, w + ".vault_url: required for azure");
-    if (s.tenant_id.empty()) return fail(Errc::invalid_argument, w + ".tenant_id: required for azure");
-    if (s.client_id.empty()) return fail(Errc::invalid_argument, w + ".client_id: required for azure");
-    if (!s.client_secret.set()) return fail(Errc::invalid_argument, w + ".client_secret: required for azure");
-  } else {
-    if (s.project_id.empty()) return fail(Errc::invalid_argument, w + ".project_id: required for gcp");
-    if (!s.service_account_json.set()) return fail(Errc::invalid_argument, w + ".service_account_json: required for gcp");
+  if (n["ca_file"]) {
+    std::string ca;
+    ROOTSEAL_TRY_ASSIGN(ca, get<std::string>(n["ca_file"], w + ".ca_file"));
+    s.ca_file = ca;
   }
-  const std::pair<const char*, const std::string*> urls[] = {{"server", &s.server},       {"endpoint", &s.endpoint},
-                                                             {"vault_url", &s.vault_url}, {"authority_host", &s.authority_host},
-                                                             {"gcp_endpoint", &s.gcp_endpoint}, {"token_uri", &s.token_uri}};
-  for (const auto& [key, url] : urls) ROOTSEAL_TRY(http_url(w + "." + key, *url));
+  Result<sync::HostSettings> settings = fail(Errc::internal, w + ".kind: not read");
+  for_each_host_kind([&]<class H>(std::type_identity<H>) {
+    if (kind == H::kind) settings = host_settings<H>(n, w);
+  });
+  ROOTSEAL_TRY_ASSIGN(s.settings, std::move(settings));
   return s;
 }
 

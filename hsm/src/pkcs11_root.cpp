@@ -22,7 +22,8 @@
 
 #include "rootseal/hsm/pkcs11_root.hpp"
 #include "rootseal/kms/key_wrap.hpp"
-#include "pkcs11_session_pool.hpp"  // last: pulls in pkcs11.h
+#include "pkcs11_catalog.hpp"
+#include "pkcs11_session_pool.hpp"  // last two: pull in pkcs11.h
 
 namespace rootseal::hsm {
 
@@ -314,7 +315,10 @@ kms::Result<CK_OBJECT_HANDLE> Pkcs11Root::Impl::root_key_locked(CK_FUNCTION_LIST
                 tok() + ": no AES root key labelled '" + cfg.key_label + "' (and generating one is not enabled)");
   }
   const bool gcm = cfg.force_gcm || !mechs.kwp;
-  if (gcm && !mechs.gcm) return fail(Errc::sealed, tok() + " offers neither CKM_AES_KEY_WRAP_PAD nor CKM_AES_GCM");
+  if (gcm && !mechs.gcm) {
+    return fail(Errc::sealed, tok() + " offers neither CKM_AES_KEY_WRAP_PAD nor CKM_AES_GCM" +
+                                  detail::mechanism_refusal_detail(api, slot, cfg.module.string(), cfg.token_label));
+  }
   ROOTSEAL_TRY(generate_key_locked(api, slot, gcm, mechs.kwp));
   ROOTSEAL_TRY_ASSIGN(key, find_key_locked(api, s, found));  // exactly one now? (another process may race)
   if (!found) return fail(Errc::sealed, tok() + ": the generated root key cannot be found");

@@ -14,7 +14,7 @@
 
 #include "rootseal/hsm/pkcs11_root.hpp"
 #include "rootseal/hsm/token_admin.hpp"
-#include "pkcs11_api.hpp"  // last: pulls in pkcs11.h
+#include "pkcs11_catalog.hpp"  // last: pulls in pkcs11.h
 
 namespace rootseal::hsm {
 
@@ -262,7 +262,8 @@ TokenAdmin::~TokenAdmin() = default;
 const TokenDetails& TokenAdmin::details() const noexcept { return impl_->details; }
 
 kms::Result<std::unique_ptr<TokenAdmin>> TokenAdmin::open(const std::filesystem::path& module,
-                                                         std::string_view token_label, const kms::SecureBytes& pin) {
+                                                          std::string_view token_label, const kms::SecureBytes& pin,
+                                                          bool inspect_only) {
   unsigned char want[32];
   if (token_label.empty() || !detail::pad_label(token_label, want)) {
     return fail(Errc::invalid_argument, "token label must be 1..32 bytes");
@@ -299,8 +300,10 @@ kms::Result<std::unique_ptr<TokenAdmin>> TokenAdmin::open(const std::filesystem:
   };
   impl->details.has_kwp = has_mech(detail::kMechKwp, CKF_WRAP | CKF_UNWRAP);
   impl->details.has_gcm = has_mech(CKM_AES_GCM, CKF_ENCRYPT | CKF_DECRYPT);
-  if (!impl->details.has_kwp && !impl->details.has_gcm) {
-    return fail(Errc::invalid_argument, impl->tok() + " offers neither CKM_AES_KEY_WRAP_PAD nor CKM_AES_GCM");
+  if (!inspect_only && !impl->details.has_kwp && !impl->details.has_gcm) {
+    return fail(Errc::invalid_argument,
+                impl->tok() + " offers neither CKM_AES_KEY_WRAP_PAD nor CKM_AES_GCM" +
+                    detail::mechanism_refusal_detail(api, impl->slot, module.string(), std::string(token_label)));
   }
 
   if (CK_RV rv = api->C_OpenSession(impl->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &impl->session);

@@ -72,21 +72,36 @@ bool key_char(char32_t c) { return letter_or_number(c) || c == '-' || c == '.' |
 // come from the same design and report the same offending part).
 std::string_view go_error_text(re2::RE2::ErrorCode code) {
   switch (code) {
-    case re2::RE2::ErrorBadEscape: return "invalid escape sequence";
-    case re2::RE2::ErrorBadCharClass: return "invalid character class";
-    case re2::RE2::ErrorBadCharRange: return "invalid character class range";
-    case re2::RE2::ErrorMissingBracket: return "missing closing ]";
-    case re2::RE2::ErrorMissingParen: return "missing closing )";
-    case re2::RE2::ErrorUnexpectedParen: return "unexpected )";
-    case re2::RE2::ErrorTrailingBackslash: return "trailing backslash at end of expression";
-    case re2::RE2::ErrorRepeatArgument: return "missing argument to repetition operator";
-    case re2::RE2::ErrorRepeatSize: return "invalid repeat count";
-    case re2::RE2::ErrorRepeatOp: return "invalid nested repetition operator";
-    case re2::RE2::ErrorBadPerlOp: return "invalid or unsupported Perl syntax";
-    case re2::RE2::ErrorBadUTF8: return "invalid UTF-8";
-    case re2::RE2::ErrorBadNamedCapture: return "invalid named capture";
-    case re2::RE2::ErrorPatternTooLarge: return "expression too large";
-    default: return "regexp/syntax: internal error";
+    case re2::RE2::ErrorBadEscape:
+      return "invalid escape sequence";
+    case re2::RE2::ErrorBadCharClass:
+      return "invalid character class";
+    case re2::RE2::ErrorBadCharRange:
+      return "invalid character class range";
+    case re2::RE2::ErrorMissingBracket:
+      return "missing closing ]";
+    case re2::RE2::ErrorMissingParen:
+      return "missing closing )";
+    case re2::RE2::ErrorUnexpectedParen:
+      return "unexpected )";
+    case re2::RE2::ErrorTrailingBackslash:
+      return "trailing backslash at end of expression";
+    case re2::RE2::ErrorRepeatArgument:
+      return "missing argument to repetition operator";
+    case re2::RE2::ErrorRepeatSize:
+      return "invalid repeat count";
+    case re2::RE2::ErrorRepeatOp:
+      return "invalid nested repetition operator";
+    case re2::RE2::ErrorBadPerlOp:
+      return "invalid or unsupported Perl syntax";
+    case re2::RE2::ErrorBadUTF8:
+      return "invalid UTF-8";
+    case re2::RE2::ErrorBadNamedCapture:
+      return "invalid named capture";
+    case re2::RE2::ErrorPatternTooLarge:
+      return "expression too large";
+    default:
+      return "regexp/syntax: internal error";
   }
 }
 
@@ -150,7 +165,8 @@ GoRegexp::~GoRegexp() = default;
 
 kms::Result<GoRegexp> GoRegexp::compile(std::string_view pattern) {
   if (auto bad = any_byte_escape(pattern); !bad.empty()) {
-    return kms::fail(Errc::invalid_argument, "error parsing regexp: invalid escape sequence: `" + std::string(bad) + "`");
+    return kms::fail(Errc::invalid_argument,
+                     "error parsing regexp: invalid escape sequence: `" + std::string(bad) + "`");
   }
   re2::RE2::Options options;
   options.set_log_errors(false);
@@ -158,8 +174,9 @@ kms::Result<GoRegexp> GoRegexp::compile(std::string_view pattern) {
   GoRegexp out;
   out.re_ = std::make_unique<re2::RE2>(re2::StringPiece(pattern.data(), pattern.size()), options);
   if (!out.re_->ok()) {
-    return kms::fail(Errc::invalid_argument, "error parsing regexp: " + std::string(go_error_text(out.re_->error_code())) +
-                                                 ": `" + out.re_->error_arg() + "`");
+    return kms::fail(Errc::invalid_argument,
+                     "error parsing regexp: " + std::string(go_error_text(out.re_->error_code())) + ": `" +
+                         out.re_->error_arg() + "`");
   }
   out.names_.assign(static_cast<std::size_t>(out.re_->NumberOfCapturingGroups()) + 1, std::string());
   for (const auto& [index, name] : out.re_->CapturingGroupNames()) {
@@ -255,7 +272,8 @@ kms::Result<SecretMap> rewrite_map(const std::vector<model::Rewrite>& operations
     if (const auto* re = std::get_if<model::RewriteRegexp>(&operations[i])) {
       auto compiled = GoRegexp::compile(re->source);
       if (!compiled) {
-        return kms::fail(Errc::invalid_argument, prefix + "regexp failed with failed to compile: " + compiled.error().message);
+        return kms::fail(Errc::invalid_argument,
+                         prefix + "regexp failed with failed to compile: " + compiled.error().message);
       }
       for (auto& [key, value] : in) out.insert_or_assign(compiled->replace_all(key, re->target), std::move(value));
     } else {
@@ -308,8 +326,11 @@ kms::Result<void> validate_keys(SecretMap& in) {
     for (std::size_t i = 0; i < key.size();) {
       const Rune r = decode_rune(key, i);
       if (!key_char(r.cp)) {
-        const std::string shown = r.cp == 0xFFFD ? std::string("\xEF\xBF\xBD") : key.substr(i, r.width);
-        return fail("key has invalid character " + shown + ", only alphanumeric, '-', '.' and '_' are allowed: " + key);
+        std::string m = "key has invalid character ";
+        m += r.cp == 0xFFFD ? std::string("\xEF\xBF\xBD") : key.substr(i, r.width);
+        m += ", only alphanumeric, '-', '.' and '_' are allowed: ";
+        m += key;
+        return fail(std::move(m));
       }
       i += r.width;
     }

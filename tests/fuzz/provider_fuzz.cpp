@@ -47,11 +47,11 @@
 #include <string_view>
 
 #include "fuzz_util.hpp"
-#include "providers/aws_sm.hpp"
-#include "providers/azure_kv.hpp"
-#include "providers/gcp_sm.hpp"
-#include "providers/object_listing.hpp"
-#include "providers/vault_kv2.hpp"
+#include "providers/aws/aws_sm.hpp"
+#include "providers/azure/azure_kv.hpp"
+#include "providers/gcp/gcp_sm.hpp"
+#include "object_store/object_listing.hpp"
+#include "providers/vault/vault_kv2.hpp"
 #include "rootseal/sync/object_store.hpp"
 #include "remote_loop.hpp"
 #include "scripted_server.hpp"

@@ -32,32 +32,70 @@ std::string hex(std::string_view s) {
 }
 
 const std::vector<std::string> kPatterns = {
-    "a", "^a", "a$", "^$", "", "x*", "a*", "a+", "a?", "a*?", "(a)", "(a)|(b)", "(a)(b)?", "(?P<n>a)", "(?P<n>a)|(?P<n>b)",
-    "(?P<first>\\w+)/(?P<rest>.*)", "^db/", "^([^/]+)/(.*)$", "/", "[/.]", "[^a-z]", "\\.", "\\b", "\\B", "\\bdb\\b", "\\d+",
-    "\\w+", "\\s", "\\S+", "\\pL", "\\PL", "\\p{Greek}", "\\p{Lu}", "[[:alpha:]]+", "[[:^digit:]]", "(?i)DB", "(?i)é",
-    "(?s).", "(?m)^a", "(?U)a+", "(?:ab)+", "a{2}", "a{1,2}", "a{2,}", "a{,5}", ".", "..", "é", "[é-ü]", "\\x41",
-    "\\x{e9}", "\\Q.*\\E", "\\A", "\\z", "(|a)", "(a|)", "a|b|", "()", "(?i:a)b", "[a-c]{0,3}", "\\\\", "\\\\C",
+    "a", "^a", "a$", "^$", "", "x*", "a*", "a+", "a?", "a*?", "(a)", "(a)|(b)", "(a)(b)?", "(?P<n>a)",
+    "(?P<n>a)|(?P<n>b)", "(?P<first>\\w+)/(?P<rest>.*)", "^db/", "^([^/]+)/(.*)$", "/", "[/.]", "[^a-z]", "\\.", "\\b",
+    "\\B", "\\bdb\\b", "\\d+", "\\w+", "\\s", "\\S+", "\\pL", "\\PL", "\\p{Greek}", "\\p{Lu}", "[[:alpha:]]+",
+    "[[:^digit:]]", "(?i)DB", "(?i)é", "(?s).", "(?m)^a", "(?U)a+", "(?:ab)+", "a{2}", "a{1,2}", "a{2,}", "a{,5}", ".",
+    "..", "é", "[é-ü]", "\\x41", "\\x{e9}", "\\Q.*\\E", "\\A", "\\z", "(|a)", "(a|)", "a|b|", "()", "(?i:a)b",
+    "[a-c]{0,3}", "\\\\", "\\\\C",
     // errors
-    "(a", "a)", "[a", "*", "+a", "a**", "a{1001}", "a{2,1}", "x{2}{3}", "\\8", "\\C", "\\Z", "a\\", "(?<n>a)", "(?P<>a)",
-    "(?P<n", "[z-a]", "\\p{Foo}", "(?z)", "[[:foo:]]", "\\x{110000}", "(?P<a-b>x)"};
+    "(a", "a)", "[a", "*", "+a", "a**", "a{1001}", "a{2,1}", "x{2}{3}", "\\8", "\\C", "\\Z", "a\\", "(?<n>a)",
+    "(?P<>a)", "(?P<n", "[z-a]", "\\p{Foo}", "(?z)", "[[:foo:]]", "\\x{110000}", "(?P<a-b>x)"};
 
-const std::vector<std::string> kTemplates = {"", "x", "$1", "${1}", "$1x", "${1}x", "$0", "[$0]", "$2-$1", "${2}_${1}",
-                                             "$n", "${n}", "$first.$rest", "$$", "$", "${", "${1", "$!", "$01",
-                                             "$10", "é$1", "${first}${rest}", "$é"};
+const std::vector<std::string> kTemplates = {"",
+                                             "x",
+                                             "$1",
+                                             "${1}",
+                                             "$1x",
+                                             "${1}x",
+                                             "$0",
+                                             "[$0]",
+                                             "$2-$1",
+                                             "${2}_${1}",
+                                             "$n",
+                                             "${n}",
+                                             "$first.$rest",
+                                             "$$",
+                                             "$",
+                                             "${",
+                                             "${1",
+                                             "$!",
+                                             "$01",
+                                             "$10",
+                                             "é$1",
+                                             "${first}${rest}",
+                                             "$é"};
 
-const std::vector<std::string> kKeys = {"",      "a",   "abc",      "aaa",  "db/user", "app-config.json", "héllo wörld",
-                                        "a/b/c", "ab",  "AbC_1",    "x y",  "ü",       "日本",            "a..b",
-                                        "__",    "DB",  "db/db/db", "b a ", "é",       "first/rest/more"};
+const std::vector<std::string> kKeys = {"",
+                                        "a",
+                                        "abc",
+                                        "aaa",
+                                        "db/user",
+                                        "app-config.json",
+                                        "héllo wörld",
+                                        "a/b/c",
+                                        "ab",
+                                        "AbC_1",
+                                        "x y",
+                                        "ü",
+                                        "日本",
+                                        "a..b",
+                                        "__",
+                                        "DB",
+                                        "db/db/db",
+                                        "b a ",
+                                        "é",
+                                        "first/rest/more"};
 
-const std::vector<std::string> kTokens = {"a",   "b",    "é",    ".",   "*",   "+",    "?",   "|",   "(",    ")",
-                                          "[",   "]",    "^",    "$",   "\\b", "\\d",  "\\w", "\\s", "{2}",  "{1,3}",
-                                          "(?i)", "(?P<n>", "(?:", "-",  "/",   "_",    "\\",  "x*",  "\\pL", "[a-z]",
-                                          "[^/]", "{",    "}",    ",",   "0",   "\\.", "(?s)", "\\Q", "\\E",  "[:"};
+const std::vector<std::string> kTokens = {"a",    "b",      "é",   ".", "*",   "+",   "?",    "|",   "(",    ")",
+                                          "[",    "]",      "^",   "$", "\\b", "\\d", "\\w",  "\\s", "{2}",  "{1,3}",
+                                          "(?i)", "(?P<n>", "(?:", "-", "/",   "_",   "\\",   "x*",  "\\pL", "[a-z]",
+                                          "[^/]", "{",      "}",   ",", "0",   "\\.", "(?s)", "\\Q", "\\E",  "[:"};
 
 // Single characters of the categories ConvertKeys and ValidateKeys look at.
-const std::vector<std::string> kChars = {"a",  "Z", "0",  "-",  ".",  "_",  "/",  " ",  ":",  "é",  "ß",
-                                         "٣",  "Ⅻ", "½",  "€",  "😀", "ǅ",  "\xcc\x81", "日", "ж",  "\t", "~",
-                                         "²",  "ª", "〇", "‿",  "·",  "ـ"};
+const std::vector<std::string> kChars = {"a",  "Z", "0", "-", ".",  "_",  "/", " ",        ":",  "é",
+                                         "ß",  "٣", "Ⅻ", "½", "€",  "😀", "ǅ", "\xcc\x81", "日", "ж",
+                                         "\t", "~", "²", "ª", "〇", "‿",  "·", "ـ"};
 
 std::string random_pattern(std::mt19937& rng) {
   std::string p;
@@ -75,8 +113,9 @@ struct Case {
 std::string mine(const Case& c) {
   if (c.rewrite) {
     auto re = sync::GoRegexp::compile(c.pattern);
-    if (!re) return "E" + kms::hex_encode({reinterpret_cast<const std::uint8_t*>(re.error().message.data()),
-                                           re.error().message.size()});
+    if (!re)
+      return "E" + kms::hex_encode(
+                       {reinterpret_cast<const std::uint8_t*>(re.error().message.data()), re.error().message.size()});
     return hex(re->replace_all(c.key, c.tmpl));
   }
   sync::SecretMap one;

@@ -79,6 +79,10 @@ class AdminSocketTest(unittest.TestCase):
         self.assertEqual((status["sealed"], status["type"], status["pin_sources"]), (False, "pkcs11", ["file", "typed"]))
         # A second daemon on the same state folder cannot take the live socket.
         self.assertNotIn("admin socket unavailable", d.stderr())
+        # --dev serves the KMS plugin too: `rootseal kms rotate` rotates its key.
+        rotated = self.cli_json("kms", "rotate")
+        self.assertEqual(rotated["version"], 2)
+        self.assertTrue(rotated["key_id"].startswith("rs1-"), rotated)
 
     def test_token_lifecycle_create_use_list_revoke_restart(self):
         d = self.start()

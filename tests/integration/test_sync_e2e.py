@@ -73,6 +73,37 @@ class SyncE2E(unittest.TestCase):
         events = self.kube.get("/api/v1/namespaces/%s/events" % ns)["items"]
         self.assertIn("Created", [e["reason"] for e in events])
 
+    def test_template_from_config_map_and_literal(self):
+        """ESO's template-v2-from-secret snippet, edited as in template_from_test.cpp (no
+        {{ now }}, no control flow): a ConfigMap read by the real Kubernetes client."""
+        ns = self.ns("e2e-tplfrom")
+        self.env.vault.put("grafana", {"user": "alice", "password": "s3cret", "uri": "oci://registry"})
+        self.env.vault_store(ns)
+        self.env.external_secret(ns, "grafana", [
+            {"secretKey": k, "remoteRef": {"key": "grafana", "property": k}} for k in ("user", "password", "uri")],
+            target={"name": "grafana-out", "template": {"engineVersion": "v2", "templateFrom": [
+                {"target": "Data", "configMap": {"name": "grafana-config-tpl", "items": [
+                    {"key": "config.yaml", "templateAs": "Values"},
+                    {"key": "templated", "templateAs": "KeysAndValues"}]}},
+                {"target": "Annotations", "literal": "last-synced-for-user/{{ .user }}: synced"}]}})
+        # No ConfigMap yet: Ready=False with ESO's reason text, no Secret.
+        ready = self.env.wait(lambda: (self.kube.ready(ns, "grafana") or [None])[0] == "False" and
+                              self.kube.ready(ns, "grafana"), "Ready=False")
+        self.assertEqual(ready[2], 'error fetching templateFrom data: configmaps "grafana-config-tpl" not found')
+        self.assertIsNone(self.kube.secret(ns, "grafana-out"))
+        self.kube.create("/api/v1/namespaces/%s/configmaps" % ns, {
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "grafana-config-tpl", "namespace": ns},
+            "data": {"config.yaml": 'url: "{{ .uri }}"\nuser: "{{ .user }}"\n',
+                     "templated": "my-application-{{ .user }}: {{ .password | b64enc }}\nenableOCI: yes\n"}})
+        # The retry with backoff picks it up.
+        s = self.env.wait(lambda: self.kube.secret(ns, "grafana-out"), "Secret grafana-out", timeout=60)
+        data = {k: base64.b64decode(v).decode() for k, v in s["data"].items()}
+        self.assertEqual(data, {"config.yaml": 'url: "oci://registry"\nuser: "alice"\n',
+                                "my-application-alice": "czNjcmV0", "enableOCI": "true"})
+        self.assertEqual(s["metadata"]["annotations"]["last-synced-for-user/alice"], "synced")
+        self.assertEqual(self.env.wait(lambda: self.kube.ready(ns, "grafana")[0] == "True" and
+                                       self.kube.ready(ns, "grafana"), "Ready=True")[1], "SecretSynced")
+
     def test_v1beta1_and_aws_secrets_manager_with_host_credentials(self):
         ns = self.ns("e2e-aws")
         self.env.aws("create-secret", "--name", "prod/api", "--secret-string", '{"key":"k-123","region":"eu"}')

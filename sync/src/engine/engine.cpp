@@ -253,6 +253,14 @@ class KubeFacade final : public reconcile::KubeApi {
     }
     co_return std::make_shared<const json::value>(std::move(*r));
   }
+  Task<ObjectPtr> config_map(std::string_view ns, std::string_view name) override {
+    auto r = co_await client_->get(kube::configmaps_gvr(), ns, name);
+    if (!r) {
+      if (r.error().is_not_found()) co_return ObjectPtr{};
+      co_return std::unexpected(r.error().to_error());
+    }
+    co_return std::make_shared<const json::value>(std::move(*r));
+  }
   Task<model::StringMap> namespace_labels(std::string_view ns) override {
     auto r = co_await client_->get(kube::namespaces_gvr(), "", ns);
     if (!r) co_return std::unexpected(r.error().to_error());

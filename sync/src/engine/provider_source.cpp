@@ -58,6 +58,15 @@ std::string fingerprint(const StoreSpec& spec) {
   return kms::hex_encode(std::span<const std::uint8_t>(md, len));
 }
 
+// The settings of host store `host` as kind H (the store's provider), or why not.
+template <class H>
+kms::Result<const H*> host_settings(const HostStoreConfig& host) {
+  const H* h = std::get_if<H>(&host.settings);
+  if (h == nullptr)
+    return fail(Errc::invalid_argument, "host credentials '" + host.name + "' are not for " + std::string(H::kind));
+  return h;
+}
+
 }  // namespace
 
 EngineProviders::EngineProviders(reconcile::KubeApi& api, ProviderFactory factory,
@@ -169,27 +178,28 @@ Task<StoreSpec> EngineProviders::azure_spec(const model::SecretStore& store, con
   a.tenant_id = z.tenant_id;
   a.authority_host = z.authority_host;
   if (host != nullptr) {
-    if (host->kind != "azure") co_return fail(Errc::invalid_argument, "host credentials '" + host->name + "' are not for azure");
-    if (!host->vault_url.empty()) {
-      std::string want = host->vault_url;
+    ROOTSEAL_CO_LET(settings, host_settings<AzureHost>(*host));
+    const AzureHost& h = *settings;
+    if (!h.vault_url.empty()) {
+      std::string want = h.vault_url;
       while (want.ends_with('/')) want.pop_back();
       if (z.vault_url != want) {
         co_return fail(Errc::permission_denied, "spec.provider.azurekv.vaultUrl must be " + want +
                                                     " to use host credentials '" + host->name + "'");
       }
     }
-    if (!z.tenant_id.empty() && z.tenant_id != host->tenant_id) {
-      co_return fail(Errc::permission_denied, "spec.provider.azurekv.tenantId must be " + host->tenant_id +
+    if (!z.tenant_id.empty() && z.tenant_id != h.tenant_id) {
+      co_return fail(Errc::permission_denied, "spec.provider.azurekv.tenantId must be " + h.tenant_id +
                                                   " (or empty) to use host credentials '" + host->name + "'");
     }
-    a.tenant_id = host->tenant_id;
-    a.client_id = host->client_id;
-    a.authority_host = host->authority_host.empty() ? std::string("https://login.microsoftonline.com") : host->authority_host;
+    a.tenant_id = h.tenant_id;
+    a.client_id = h.client_id;
+    a.authority_host = h.authority_host.empty() ? std::string("https://login.microsoftonline.com") : h.authority_host;
     if (!host->ca_file.empty()) {
       a.tls.ca_file = host->ca_file.string();
       a.authority_tls.ca_file = host->ca_file.string();
     }
-    ROOTSEAL_CO_LET(cs, read_credential(host->client_secret, cred_dir_, "sync.stores." + host->name + ".client_secret"));
+    ROOTSEAL_CO_LET(cs, read_credential(h.client_secret, cred_dir_, "sync.stores." + host->name + ".client_secret"));
     a.client_secret = std::move(cs);
     co_return StoreSpec(std::move(a));
   }
@@ -209,20 +219,21 @@ Task<StoreSpec> EngineProviders::gcp_spec(const model::SecretStore& store, const
   GcpSpec s;
   s.project_id = g.project_id;
   if (host != nullptr) {
-    if (host->kind != "gcp") co_return fail(Errc::invalid_argument, "host credentials '" + host->name + "' are not for gcp");
-    if (!g.project_id.empty() && g.project_id != host->project_id) {
-      co_return fail(Errc::permission_denied, "spec.provider.gcpsm.projectID must be " + host->project_id +
+    ROOTSEAL_CO_LET(settings, host_settings<GcpHost>(*host));
+    const GcpHost& h = *settings;
+    if (!g.project_id.empty() && g.project_id != h.project_id) {
+      co_return fail(Errc::permission_denied, "spec.provider.gcpsm.projectID must be " + h.project_id +
                                                   " (or empty) to use host credentials '" + host->name + "'");
     }
-    s.project_id = host->project_id;
-    if (!host->gcp_endpoint.empty()) s.endpoint = host->gcp_endpoint;
-    s.token_uri = host->token_uri;
+    s.project_id = h.project_id;
+    if (!h.gcp_endpoint.empty()) s.endpoint = h.gcp_endpoint;
+    s.token_uri = h.token_uri;
     if (!host->ca_file.empty()) {
       s.tls.ca_file = host->ca_file.string();
       s.token_tls.ca_file = host->ca_file.string();
     }
-    ROOTSEAL_CO_LET(key, read_credential(host->service_account_json, cred_dir_,
-                                         "sync.stores." + host->name + ".service_account_json"));
+    ROOTSEAL_CO_LET(
+        key, read_credential(h.service_account_json, cred_dir_, "sync.stores." + host->name + ".service_account_json"));
     s.service_account_json = std::move(key);
     co_return StoreSpec(std::move(s));
   }
@@ -245,20 +256,21 @@ Task<StoreSpec> EngineProviders::vault_spec(const model::SecretStore& store, con
   v.namespace_ = store.vault.namespace_;
   v.tls.ca_pem = store.vault.ca_bundle;
   if (host != nullptr) {
-    if (host->kind != "vault") co_return fail(Errc::invalid_argument, "host credentials '" + host->name + "' are not for vault");
-    if (!host->server.empty() && store.vault.server != host->server) {
-      co_return fail(Errc::permission_denied, "spec.provider.vault.server must be " + host->server +
+    ROOTSEAL_CO_LET(settings, host_settings<VaultHost>(*host));
+    const VaultHost& h = *settings;
+    if (!h.server.empty() && store.vault.server != h.server) {
+      co_return fail(Errc::permission_denied, "spec.provider.vault.server must be " + h.server +
                                                   " to use host credentials '" + host->name + "'");
     }
-    if (!host->vault_namespace.empty()) v.namespace_ = host->vault_namespace;
+    if (!h.vault_namespace.empty()) v.namespace_ = h.vault_namespace;
     if (!host->ca_file.empty()) v.tls.ca_file = host->ca_file.string();
-    if (host->token.set()) {
-      ROOTSEAL_CO_LET(t, read_credential(host->token, cred_dir_, "sync.stores." + host->name + ".token"));
+    if (h.token.set()) {
+      ROOTSEAL_CO_LET(t, read_credential(h.token, cred_dir_, "sync.stores." + host->name + ".token"));
       v.token = std::move(t);
     } else {
-      v.approle_path = host->approle_path;
-      v.role_id = host->role_id;
-      ROOTSEAL_CO_LET(sid, read_credential(host->secret_id, cred_dir_, "sync.stores." + host->name + ".secret_id"));
+      v.approle_path = h.approle_path;
+      v.role_id = h.role_id;
+      ROOTSEAL_CO_LET(sid, read_credential(h.secret_id, cred_dir_, "sync.stores." + host->name + ".secret_id"));
       v.secret_id = std::move(sid);
     }
     co_return StoreSpec(std::move(v));
@@ -295,19 +307,21 @@ Task<StoreSpec> EngineProviders::aws_spec(const model::SecretStore& store, const
   a.recovery_window_days = store.aws.recovery_window_days;
   a.force_delete_without_recovery = store.aws.force_delete_without_recovery;
   if (host != nullptr) {
-    if (host->kind != "aws") co_return fail(Errc::invalid_argument, "host credentials '" + host->name + "' are not for aws");
-    if (!host->region.empty() && host->region != a.region) {
-      co_return fail(Errc::permission_denied, "spec.provider.aws.region must be " + host->region +
-                                                  " to use host credentials '" + host->name + "'");
+    ROOTSEAL_CO_LET(settings, host_settings<AwsHost>(*host));
+    const AwsHost& h = *settings;
+    if (!h.region.empty() && h.region != a.region) {
+      co_return fail(Errc::permission_denied,
+                     "spec.provider.aws.region must be " + h.region + " to use host credentials '" + host->name + "'");
     }
-    a.endpoint = host->endpoint;
+    a.endpoint = h.endpoint;
     if (!host->ca_file.empty()) a.tls.ca_file = host->ca_file.string();
-    ROOTSEAL_CO_LET(id, read_credential(host->access_key_id, cred_dir_, "sync.stores." + host->name + ".access_key_id"));
-    ROOTSEAL_CO_LET(sk, read_credential(host->secret_access_key, cred_dir_, "sync.stores." + host->name + ".secret_access_key"));
+    ROOTSEAL_CO_LET(id, read_credential(h.access_key_id, cred_dir_, "sync.stores." + host->name + ".access_key_id"));
+    ROOTSEAL_CO_LET(
+        sk, read_credential(h.secret_access_key, cred_dir_, "sync.stores." + host->name + ".secret_access_key"));
     a.access_key_id = std::move(id);
     a.secret_access_key = std::move(sk);
-    if (host->session_token.set()) {
-      ROOTSEAL_CO_LET(st, read_credential(host->session_token, cred_dir_, "sync.stores." + host->name + ".session_token"));
+    if (h.session_token.set()) {
+      ROOTSEAL_CO_LET(st, read_credential(h.session_token, cred_dir_, "sync.stores." + host->name + ".session_token"));
       a.session_token = std::move(st);
     }
     co_return StoreSpec(std::move(a));

@@ -54,6 +54,10 @@ const GroupVersionResource& secrets_gvr() {
   static const GroupVersionResource g{"", "v1", "secrets", "Secret", true, true};
   return g;
 }
+const GroupVersionResource& configmaps_gvr() {
+  static const GroupVersionResource g{"", "v1", "configmaps", "ConfigMap", true, false};
+  return g;
+}
 const GroupVersionResource& namespaces_gvr() {
   static const GroupVersionResource g{"", "v1", "namespaces", "Namespace", false, false};
   return g;

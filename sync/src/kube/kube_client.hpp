@@ -102,6 +102,7 @@ struct GroupVersionResource {
 // Well-known resources.
 const GroupVersionResource& secrets_gvr();      // core/v1 secrets (sensitive)
 const GroupVersionResource& namespaces_gvr();   // core/v1 namespaces (cluster-scoped)
+const GroupVersionResource& configmaps_gvr();   // core/v1 configmaps (templateFrom sources)
 const GroupVersionResource& events_gvr();       // core/v1 events
 const GroupVersionResource& deployments_gvr();  // apps/v1
 const GroupVersionResource& statefulsets_gvr();

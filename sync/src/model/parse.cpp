@@ -236,9 +236,77 @@ Result<std::optional<StoreRef>> source_ref(const Obj& item) {
   return std::optional<StoreRef>(std::move(r));
 }
 
+// Calls each_item(item, path) for every object of the list parent.key (absent: none).
+template <class F>
+Result<void> for_each_item(const Obj& parent, std::string_view key, F each_item) {
+  ROOTSEAL_LET(items, opt_array(parent, key));
+  if (items == nullptr) return {};
+  std::size_t i = 0;
+  for (const auto& e : *items) {
+    const std::string path = index(parent.at(key), i++);
+    ROOTSEAL_LET(item, as_obj(e, path));
+    ROOTSEAL_TRY(each_item(item, path));
+  }
+  return {};
+}
+
+// template.templateFrom[]: configMap and literal sources. A Secret source is
+// refused: its text would be handled as template text, outside locked memory.
+Result<std::vector<TemplateFrom>> parse_template_from(const Obj& t) {
+  std::vector<TemplateFrom> out;
+  auto each = [&out](const Obj& item, const std::string& path) -> Result<void> {
+    TemplateFrom tf;
+    if (item.has("secret")) {
+      return bad(item.at("secret"),
+                 "not supported by rootseal (the template text of a Secret would leave locked memory); "
+                 "use a configMap or a literal");
+    }
+    ROOTSEAL_LET(target, str_or(item, "target", "Data"));
+    std::string lower;
+    for (char c : target) lower.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c));
+    if (lower == "data" || lower.empty()) {
+      tf.target = TemplateTarget::data;
+    } else if (lower == "annotations") {
+      tf.target = TemplateTarget::annotations;
+    } else if (lower == "labels") {
+      tf.target = TemplateTarget::labels;
+    } else {
+      return bad(item.at("target"), "must be Data, Annotations or Labels for a Secret target");
+    }
+    ROOTSEAL_TRY_ASSIGN(tf.values_decoding, enum_field(item, "valuesDecodingStrategy", DecodingStrategy::none,
+                                                       {{"None", DecodingStrategy::none},
+                                                        {"Auto", DecodingStrategy::auto_detect},
+                                                        {"Base64", DecodingStrategy::base64},
+                                                        {"Base64URL", DecodingStrategy::base64url}}));
+    ROOTSEAL_LET(cm, opt_obj(item, "configMap"));
+    if (cm) {
+      ROOTSEAL_LET(name, req_str(*cm, "name"));
+      tf.config_map = std::move(name);
+      auto each_item = [&tf](const Obj& ref, const std::string&) -> Result<void> {
+        TemplateFromItem it;
+        ROOTSEAL_TRY_ASSIGN(it.key, req_str(ref, "key"));
+        ROOTSEAL_TRY_ASSIGN(it.scope, enum_field(ref, "templateAs", TemplateScope::values,
+                                                 {{"Values", TemplateScope::values},
+                                                  {"KeysAndValues", TemplateScope::keys_and_values}}));
+        tf.items.push_back(std::move(it));
+        return {};
+      };
+      ROOTSEAL_TRY(for_each_item(*cm, "items", each_item));
+    }
+    if (item.has("literal")) {
+      ROOTSEAL_LET(lit, str_or(item, "literal", ""));
+      tf.literal = std::move(lit);
+    }
+    if (!tf.config_map && !tf.literal) return bad(path, "needs a configMap or a literal");
+    out.push_back(std::move(tf));
+    return {};
+  };
+  ROOTSEAL_TRY(for_each_item(t, "templateFrom", each));
+  return out;
+}
+
 Result<SecretTemplate> parse_template(const Obj& t) {
   SecretTemplate out;
-  ROOTSEAL_TRY(unsupported(t, {"templateFrom"}));
   ROOTSEAL_TRY(enum_field(t, "engineVersion", 2, {{"v2", 2}}));
   ROOTSEAL_LET(type, opt_str(t, "type"));
   if (type && !type->empty()) out.type = std::move(*type);
@@ -249,15 +317,8 @@ Result<SecretTemplate> parse_template(const Obj& t) {
     ROOTSEAL_TRY(unsupported(*md, {"finalizers"}));
     ROOTSEAL_TRY_ASSIGN(out.labels, str_map(*md, "labels"));
     ROOTSEAL_TRY_ASSIGN(out.annotations, str_map(*md, "annotations"));
-    for (const auto* m : {&out.labels, &out.annotations}) {
-      for (const auto& [k, v] : *m) {
-        if (v.find("{{") != std::string::npos) {
-          return bad(md->at(m == &out.labels ? "labels" : "annotations") + "." + k,
-                     "templates in metadata are not supported (metadata would expose secret values); use a literal");
-        }
-      }
-    }
   }
+  ROOTSEAL_TRY_ASSIGN(out.template_from, parse_template_from(t));
   ROOTSEAL_LET(data, str_map(t, "data"));
   for (auto& [k, v] : data) {
     if (!valid_secret_key(k)) return bad(t.at("data") + "." + k, "not a valid Secret key ([-._a-zA-Z0-9]+)");
@@ -344,19 +405,6 @@ Result<std::optional<StoreRef>> item_store(const Obj& item, const std::string& p
   return store;
 }
 
-// Calls each_item(item, path) for every object of the list parent.key (absent: none).
-template <class F>
-Result<void> for_each_item(const Obj& parent, std::string_view key, F each_item) {
-  ROOTSEAL_LET(items, opt_array(parent, key));
-  if (items == nullptr) return {};
-  std::size_t i = 0;
-  for (const auto& e : *items) {
-    const std::string path = index(parent.at(key), i++);
-    ROOTSEAL_LET(item, as_obj(e, path));
-    ROOTSEAL_TRY(each_item(item, path));
-  }
-  return {};
-}
 
 // spec.data[]: one Secret key per remote reference.
 Result<void> parse_data(const Obj& spec, ExternalSecret& es) {
@@ -473,8 +521,9 @@ Result<ExternalSecret> parse_external_secret(const json::value& object) {
   ROOTSEAL_TRY(parse_target(*spec, es));
   ROOTSEAL_TRY(parse_data(*spec, es));
   ROOTSEAL_TRY(parse_data_from(*spec, es));
-  if (es.data.empty() && es.data_from.empty() && !(es.target.template_ && !es.target.template_->data.empty())) {
-    return bad("spec", "one of data, dataFrom or target.template.data must be set");
+  const auto& tmpl = es.target.template_;
+  if (es.data.empty() && es.data_from.empty() && !(tmpl && (!tmpl->data.empty() || !tmpl->template_from.empty()))) {
+    return bad("spec", "one of data, dataFrom, target.template.data or target.template.templateFrom must be set");
   }
   if (!es.has_store_ref && es.data.empty() && es.data_from.empty()) {
     return bad("spec.secretStoreRef", "required");

@@ -82,14 +82,33 @@ struct DataFromItem {
   std::optional<StoreRef> store_override;
 };
 
+// template.templateFrom[]: where each rendered template goes, and how its
+// text is read (ESO's TemplateFrom, for a Secret target).
+enum class TemplateTarget { data, annotations, labels };
+enum class TemplateScope { values, keys_and_values };
+struct TemplateFromItem {  // configMap.items[]
+  std::string key;
+  TemplateScope scope = TemplateScope::values;
+};
+struct TemplateFrom {
+  TemplateTarget target = TemplateTarget::data;
+  std::optional<std::string> config_map;  // configMap.name, read from the ExternalSecret's namespace
+  std::vector<TemplateFromItem> items;    // configMap.items
+  std::optional<std::string> literal;     // rendered as KeysAndValues
+  DecodingStrategy values_decoding = DecodingStrategy::none;
+};
+
 struct SecretTemplate {
   std::optional<std::string> type;  // Secret type (Opaque, kubernetes.io/tls ...)
+  // metadata.labels / annotations: templates (engine v2), rendered over the
+  // provider data like data templates.
   StringMap labels;
   StringMap annotations;
   MergePolicy merge_policy = MergePolicy::replace;
   // Template text per Secret key (template.data); the text itself is not
   // secret, the values substituted into it are.
   std::map<std::string, std::string> data;
+  std::vector<TemplateFrom> template_from;
 };
 
 struct Target {

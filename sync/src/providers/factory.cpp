@@ -1,9 +1,9 @@
 // ProviderFactory: a StoreSpec to a provider instance.
-#include "providers/aws_sm.hpp"
-#include "providers/azure_kv.hpp"
-#include "providers/gcp_sm.hpp"
+#include "providers/aws/aws_sm.hpp"
+#include "providers/azure/azure_kv.hpp"
+#include "providers/gcp/gcp_sm.hpp"
 #include "rootseal/kms/error.hpp"
-#include "providers/vault_kv2.hpp"
+#include "providers/vault/vault_kv2.hpp"
 #include "rootseal/sync/provider.hpp"
 
 namespace rootseal::sync {

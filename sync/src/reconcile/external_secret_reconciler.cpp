@@ -247,13 +247,30 @@ asio::awaitable<ReconcileResult> ExternalSecretReconciler::run(const std::string
     for (const auto& m : fetched->missing) list += (list.empty() ? "" : ", ") + m;
     api_.event(Resource::external_secret, es.meta, true, "MissingProviderSecret", "remote keys not found, skipped: " + list);
   }
-  auto data = secret_data_of(es, std::move(fetched->data));
-  if (!data) co_return co_await fail(key, es, data.error());
-  auto action = desired_secret(es, std::move(*data), !fetched->missing.empty(), existing.get());
+  auto sources = co_await template_sources(es);
+  if (!sources) co_return co_await fail(key, es, sources.error());
+  auto content = secret_content_of(es, std::move(fetched->data), *sources);
+  if (!content) co_return co_await fail(key, es, content.error());
+  auto action = desired_secret(es, std::move(*content), !fetched->missing.empty(), existing.get());
   if (!action) co_return co_await fail(key, es, action.error());
   auto status = co_await apply(es, std::move(*action));
   if (!status) co_return co_await fail(key, es, status.error());
   co_return co_await succeed(key, es, synced_rv, now, *status);
+}
+
+asio::awaitable<Step<TemplateSources>> ExternalSecretReconciler::template_sources(const model::ExternalSecret& es) {
+  TemplateSources out;
+  if (!es.target.template_) co_return out;
+  for (const auto& tf : es.target.template_->template_from) {
+    if (!tf.config_map || out.contains(*tf.config_map)) continue;
+    auto cm = co_await api_.config_map(es.meta.namespace_, *tf.config_map);
+    if (!cm) {
+      co_return std::unexpected(
+          Refusal{kReasonError, "error fetching templateFrom data: " + cm.error().message, true, false});
+    }
+    out.emplace(*tf.config_map, std::move(*cm));
+  }
+  co_return out;
 }
 
 // Reads every item's whole value (dataFrom first, then data: ESO's order)

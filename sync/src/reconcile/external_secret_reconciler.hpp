@@ -103,6 +103,8 @@ class ExternalSecretReconciler {
 
   boost::asio::awaitable<ReconcileResult> run(const std::string& key, const boost::json::value& object);
   boost::asio::awaitable<Step<ProviderData>> fetch(const model::ExternalSecret& es);
+  // The ConfigMaps template.templateFrom reads (live GETs; absent ones as nullptr).
+  boost::asio::awaitable<Step<TemplateSources>> template_sources(const model::ExternalSecret& es);
   boost::asio::awaitable<Step<kms::Result<kms::SecureBytes>>> fetch_whole(std::map<std::string, UsedStore>& stores,
                                                                          const std::string& ns, const model::StoreRef& ref,
                                                                          const RemoteRef& remote);

@@ -6,11 +6,20 @@
 #include "reconcile/eso_meta.hpp"
 #include "reconcile/store_resolver.hpp"
 #include "rewrite.hpp"
+#include "yaml_string_map.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "secure_json.hpp"
 #include "template.hpp"
 
 namespace rootseal::sync::reconcile {
+
+// Returns the Refusal of a failed Step<void>.
+#define ROOTSEAL_STEP_TRY(expr)                                  \
+  do {                                                           \
+    if (auto rootseal_step_ = (expr); !rootseal_step_) {         \
+      return std::unexpected(std::move(rootseal_step_).error()); \
+    }                                                            \
+  } while (false)
 
 namespace json = boost::json;
 using kms::Errc;
@@ -75,23 +84,26 @@ std::string provider_error(const model::StoreRef& store, const std::string& key,
 
 // The metadata rootseal wants on the Secret (template metadata + ESO's).
 struct WantedMeta {
-  model::StringMap labels;
-  model::StringMap annotations;
+  // Rendered from templates, so possibly holding values: locked memory.
+  SecretMap labels;
+  SecretMap annotations;
   std::string type;  // empty: keep / Opaque
 };
 
-WantedMeta wanted_meta(const model::ExternalSecret& es, const std::string& hash) {
+WantedMeta wanted_meta(const model::ExternalSecret& es, const std::string& hash, SecretContent& content) {
   WantedMeta w;
+  w.labels = std::move(content.labels);
+  w.annotations = std::move(content.annotations);
   if (const auto& tmpl = es.target.template_) {
-    w.labels = tmpl->labels;
-    w.annotations = tmpl->annotations;
     if (tmpl->type) w.type = *tmpl->type;
   }
-  w.labels[std::string(kManagedLabel)] = "true";
+  w.labels.insert_or_assign(std::string(kManagedLabel), kms::SecureBytes::copy_of(std::string_view("true")));
   if (es.target.creation == model::CreationPolicy::owner) {
-    w.labels[std::string(kCreatedByLabel)] = created_by(es.meta.namespace_, es.meta.name);
+    w.labels.insert_or_assign(
+        std::string(kCreatedByLabel),
+        kms::SecureBytes::copy_of(std::string_view(created_by(es.meta.namespace_, es.meta.name))));
   }
-  w.annotations[std::string(kDataHashAnnotation)] = hash;
+  w.annotations.insert_or_assign(std::string(kDataHashAnnotation), kms::SecureBytes::copy_of(std::string_view(hash)));
   return w;
 }
 
@@ -101,8 +113,8 @@ bool up_to_date(const model::ExternalSecret& es, const json::value& existing, co
   bool ok = cur && data_hash(*cur) == hash;
   const auto* labels = object_at(existing, "metadata", "labels");
   const auto* anns = object_at(existing, "metadata", "annotations");
-  for (const auto& [k, v] : want.labels) ok = ok && has_entry(labels, k, v);
-  for (const auto& [k, v] : want.annotations) ok = ok && has_entry(anns, k, v);
+  for (const auto& [k, v] : want.labels) ok = ok && has_entry(labels, k, as_view(v));
+  for (const auto& [k, v] : want.annotations) ok = ok && has_entry(anns, k, as_view(v));
   if (!want.type.empty()) ok = ok && str_at(existing, "type") == want.type;
   if (es.target.creation == model::CreationPolicy::owner) ok = ok && controller_of(existing) != nullptr;
   return ok;
@@ -147,9 +159,9 @@ json::value secret_body(const model::ExternalSecret& es, const json::value* exis
   md["namespace"] = es.meta.namespace_;
   md.erase("managedFields");
   json::object& labels = child_object(md, "labels", sp);
-  for (const auto& [k, v] : want.labels) labels[k] = v;
+  for (const auto& [k, v] : want.labels) labels[k] = json::string(as_view(v), sp);
   json::object& anns = child_object(md, "annotations", sp);
-  for (const auto& [k, v] : want.annotations) anns[k] = v;
+  for (const auto& [k, v] : want.annotations) anns[k] = json::string(as_view(v), sp);
   if (es.target.creation == model::CreationPolicy::owner) md["ownerReferences"] = owner_refs(es, md, sp);
   if (!want.type.empty()) {
     o["type"] = want.type;
@@ -300,8 +312,8 @@ Step<void> add_data_from(ProviderData& out, const model::ExternalSecret& es, std
   for (auto& [k, v] : *keyed) {  // decodingStrategy last, on the final keys (ESO)
     auto decoded = apply_decoding(ref.decoding, std::move(v));
     if (!decoded) {
-      return std::unexpected(refused(
-          "spec.dataFrom[" + std::to_string(i) + "]: key \"" + k + "\": " + decoded.error().message, false));
+      return std::unexpected(
+          refused("spec.dataFrom[" + std::to_string(i) + "]: key \"" + k + "\": " + decoded.error().message, false));
     }
     out.data.insert_or_assign(k, std::move(*decoded));
   }
@@ -327,19 +339,130 @@ Step<void> add_data(ProviderData& out, const model::ExternalSecret& es, std::siz
   return {};
 }
 
-Step<SecretMap> secret_data_of(const model::ExternalSecret& es, SecretMap provider_data) {
-  const auto& tmpl = es.target.template_;
-  if (!tmpl || tmpl->data.empty()) return provider_data;
-  SecretMap data;
-  if (tmpl->merge_policy == model::MergePolicy::merge) {
-    for (const auto& [k, v] : provider_data) data.insert_or_assign(k, v.clone());
+namespace {
+
+// One template of templateFrom: rendered over the provider data, then put
+// under its key (Values) or read as a YAML map of keys and values
+// (KeysAndValues), each value decoded with valuesDecodingStrategy.
+Step<void> apply_template(SecretMap& target, const std::string& key, std::string_view text, model::TemplateScope scope,
+                          const SecretMap& values, DecodingStrategy decoding, const std::string& where) {
+  auto rendered = render_template(text, values);
+  if (!rendered) return std::unexpected(refused(where + ": " + rendered.error().message, false));
+  SecretMap entries;
+  if (scope == model::TemplateScope::values) {
+    entries.emplace(key, std::move(*rendered));
+  } else {
+    auto map = parse_yaml_string_map(as_view(*rendered));
+    if (!map) {
+      return std::unexpected(
+          refused(where + ": could not unmarshal template to 'map[string][]byte': " + map.error().message, false));
+    }
+    entries = std::move(*map);
   }
+  for (auto& [k, v] : entries) {
+    auto decoded = apply_decoding(decoding, std::move(v));
+    if (!decoded) {
+      std::string m = where;
+      m += ": failed to decode rendered template value for key ";
+      m += k;
+      m += ": ";
+      m += decoded.error().message;
+      return std::unexpected(refused(std::move(m), false));
+    }
+    target.insert_or_assign(k, std::move(*decoded));
+  }
+  return {};
+}
+
+// A ConfigMap's data[key] as text; nullptr when absent.
+const json::string* config_map_value(const json::value& cm, std::string_view key) {
+  if (!cm.is_object()) return nullptr;
+  const auto* data = cm.as_object().if_contains("data");
+  if (data == nullptr || !data->is_object()) return nullptr;
+  const auto* v = data->as_object().if_contains(key);
+  return v != nullptr && v->is_string() ? &v->as_string() : nullptr;
+}
+
+Step<void> apply_template_from(SecretContent& out, const model::ExternalSecret& es, const SecretMap& values,
+                               const TemplateSources& config_maps) {
+  if (!es.target.template_) return {};
+  const auto& from = es.target.template_->template_from;
+  for (std::size_t i = 0; i < from.size(); ++i) {
+    const auto& tf = from[i];
+    SecretMap& target = tf.target == model::TemplateTarget::data          ? out.data
+                        : tf.target == model::TemplateTarget::annotations ? out.annotations
+                                                                          : out.labels;
+    const std::string at = "spec.target.template.templateFrom[" + std::to_string(i) + "]";
+    if (tf.config_map) {
+      const auto it = config_maps.find(*tf.config_map);
+      if (it == config_maps.end() || it->second == nullptr) {
+        return std::unexpected(
+            refused("error fetching templateFrom data: configmaps \"" + *tf.config_map + "\" not found", true));
+      }
+      for (std::size_t j = 0; j < tf.items.size(); ++j) {
+        const auto& item = tf.items[j];
+        const auto* text = config_map_value(*it->second, item.key);
+        if (text == nullptr) {
+          return std::unexpected(refused(
+              "error fetching templateFrom data: error in configmap " + *tf.config_map + ": missing key " + item.key,
+              true));
+        }
+        ROOTSEAL_STEP_TRY(apply_template(target, item.key, *text, item.scope, values, tf.values_decoding,
+                                         at + ".configMap.items[" + std::to_string(j) + "] (key " + item.key + ")"));
+      }
+    }
+    if (tf.literal) {
+      ROOTSEAL_STEP_TRY(apply_template(target, *tf.literal, *tf.literal, model::TemplateScope::keys_and_values, values,
+                                       tf.values_decoding, at + ".literal"));
+    }
+  }
+  return {};
+}
+
+// template.metadata labels and annotations, rendered over `values`.
+Step<void> render_metadata(SecretContent& out, const model::ExternalSecret& es, const SecretMap& values) {
+  if (!es.target.template_) return {};
+  for (const auto& [k, text] : es.target.template_->labels) {
+    ROOTSEAL_STEP_TRY(apply_template(out.labels, k, text, model::TemplateScope::values, values, DecodingStrategy::none,
+                                     "spec.target.template.metadata.labels." + k));
+  }
+  for (const auto& [k, text] : es.target.template_->annotations) {
+    ROOTSEAL_STEP_TRY(apply_template(out.annotations, k, text, model::TemplateScope::values, values,
+                                     DecodingStrategy::none, "spec.target.template.metadata.annotations." + k));
+  }
+  return {};
+}
+
+}  // namespace
+
+Step<SecretContent> secret_content_of(const model::ExternalSecret& es, SecretMap provider_data,
+                                      const TemplateSources& config_maps) {
+  SecretContent out;
+  const auto& tmpl = es.target.template_;
+  if (!tmpl) {
+    out.data = std::move(provider_data);
+    return out;
+  }
+  // ESO's ApplyTemplate: the provider data only with mergePolicy Merge or
+  // when there is no data template at all; then templateFrom, then
+  // template.data, then the metadata templates.
+  if (tmpl->merge_policy == model::MergePolicy::merge || (tmpl->data.empty() && tmpl->template_from.empty())) {
+    for (const auto& [k, v] : provider_data) out.data.insert_or_assign(k, v.clone());
+  }
+  ROOTSEAL_STEP_TRY(apply_template_from(out, es, provider_data, config_maps));
   for (const auto& [k, text] : tmpl->data) {
     auto r = render_template(text, provider_data);
     if (!r) return std::unexpected(refused("spec.target.template.data." + k + ": " + r.error().message, false));
-    data.insert_or_assign(k, std::move(*r));
+    out.data.insert_or_assign(k, std::move(*r));
   }
-  return data;
+  ROOTSEAL_STEP_TRY(render_metadata(out, es, provider_data));
+  return out;
+}
+
+Step<SecretMap> secret_data_of(const model::ExternalSecret& es, SecretMap provider_data) {
+  auto content = secret_content_of(es, std::move(provider_data), {});
+  if (!content) return std::unexpected(content.error());
+  return std::move(content->data);
 }
 
 std::optional<Delete> owned_secret(const model::ExternalSecret& es, const json::value& existing) {
@@ -350,6 +473,15 @@ std::optional<Delete> owned_secret(const model::ExternalSecret& es, const json::
 
 Step<Action> desired_secret(const model::ExternalSecret& es, SecretMap data, bool any_missing,
                             const json::value* existing) {
+  SecretContent content;
+  ROOTSEAL_STEP_TRY(render_metadata(content, es, data));
+  content.data = std::move(data);
+  return desired_secret(es, std::move(content), any_missing, existing);
+}
+
+Step<Action> desired_secret(const model::ExternalSecret& es, SecretContent content, bool any_missing,
+                            const json::value* existing) {
+  SecretMap& data = content.data;
   const auto cp = es.target.creation;
   if (cp == model::CreationPolicy::none) return Keep{};
   const bool nothing = data.empty() && any_missing;
@@ -375,7 +507,7 @@ Step<Action> desired_secret(const model::ExternalSecret& es, SecretMap data, boo
   }
   for (auto& [k, v] : data) final_data.insert_or_assign(k, std::move(v));
   const std::string hash = data_hash(final_data);
-  const WantedMeta want = wanted_meta(es, hash);
+  const WantedMeta want = wanted_meta(es, hash, content);
   if (existing != nullptr && up_to_date(es, *existing, hash, want)) return Keep{};
   if (existing != nullptr && immutable(*existing)) {
     return std::unexpected(refused("Secret \"" + es.target.name + "\" is immutable and its data differs", false));

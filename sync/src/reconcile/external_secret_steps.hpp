@@ -8,7 +8,8 @@
 //   add_data_from / add_data          → each whole remote value, property,
 //                                       dataFrom's rewrite / key conversion and
 //                                       validation (rewrite.hpp), decoding
-//   secret_data_of                    → target.template rendered
+//   secret_content_of                 → target.template rendered (templateFrom
+//                                       ConfigMaps read by the caller)
 //   desired_secret                    → Keep, Delete or Write (the body)
 //
 // Every step that can stop the reconcile says why in a Refusal: the Ready=False
@@ -18,6 +19,8 @@
 #include <boost/json/value.hpp>
 
 #include <cstddef>
+#include <map>
+#include <memory>
 #include <expected>
 #include <optional>
 #include <string>
@@ -83,8 +86,26 @@ Step<void> add_data_from(ProviderData& out, const model::ExternalSecret& es, std
 Step<void> add_data(ProviderData& out, const model::ExternalSecret& es, std::size_t i, const model::StoreRef& store,
                     kms::Result<kms::SecureBytes> whole);
 
-// The Secret's data: target.template.data rendered over the provider data
-// (mergePolicy Merge keeps the provider keys too), or the provider data.
+// What the templates make of the provider data: the Secret's data, and the
+// labels and annotations templates put on it (locked memory: a template may
+// place values there).
+struct SecretContent {
+  SecretMap data;
+  SecretMap labels;
+  SecretMap annotations;
+};
+// The ConfigMaps templateFrom names, by name, as read (nullptr: absent).
+using TemplateSources = std::map<std::string, std::shared_ptr<const boost::json::value>, std::less<>>;
+
+// ESO's ApplyTemplate: the provider data (without a template, or with
+// mergePolicy Merge, or when no data template exists), then each
+// templateFrom (configMap items, literals; Values or KeysAndValues; into
+// Data, Annotations or Labels), then template.data, then the
+// template.metadata labels and annotations, all rendered over the provider
+// data.
+Step<SecretContent> secret_content_of(const model::ExternalSecret& es, SecretMap provider_data,
+                                      const TemplateSources& config_maps);
+// Its data only, for an ExternalSecret without templateFrom.
 Step<SecretMap> secret_data_of(const model::ExternalSecret& es, SecretMap provider_data);
 
 // What desired_secret decides.
@@ -105,6 +126,8 @@ using Action = std::variant<Keep, Delete, Write>;
 // The Secret `data` calls for, given whether any remote key was missing and
 // the existing Secret (nullptr: none): creationPolicy, deletionPolicy, owner
 // and immutability checks, the ESO metadata, and no write when up to date.
+Step<Action> desired_secret(const model::ExternalSecret& es, SecretContent content, bool any_missing,
+                            const boost::json::value* existing);
 Step<Action> desired_secret(const model::ExternalSecret& es, SecretMap data, bool any_missing,
                             const boost::json::value* existing);
 

@@ -38,6 +38,9 @@ class KubeApi {
   // A Secret: from the cache of managed Secrets, else a live GET; nullptr if
   // it does not exist.
   virtual Task<ObjectPtr> secret(std::string_view ns, std::string_view name) = 0;
+  // A ConfigMap (template.templateFrom[].configMap), a live GET; nullptr if
+  // it does not exist.
+  virtual Task<ObjectPtr> config_map(std::string_view ns, std::string_view name) = 0;
   // Labels of a namespace (ClusterSecretStore namespaceSelector).
   virtual Task<model::StringMap> namespace_labels(std::string_view ns) = 0;
 

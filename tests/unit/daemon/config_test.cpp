@@ -416,3 +416,150 @@ TEST_CASE("sync.aws_endpoint: the Secrets Manager endpoint of stores on their ow
   CHECK(bad.error().message == "sync.aws_endpoint: not an http:// or https:// URL");
   CHECK(bad.error().message.find("hunter2") == std::string::npos);
 }
+
+TEST_CASE("sync.stores: each kind is read into its provider's host settings") {
+  auto cfg = parse_config(R"(sync:
+  stores:
+    central:
+      kind: vault
+      server: https://vault.internal:8200
+      vault_namespace: team
+      role_id: r-1
+      secret_id: {credential: vault-secret-id}
+      ca_file: /etc/rootseal/vault-ca.pem
+      namespaces: [payments, web]
+    aws-prod:
+      kind: aws
+      region: eu-west-1
+      endpoint: http://127.0.0.1:5000
+      access_key_id: {file: /etc/rootseal/aws-id}
+      secret_access_key: {credential: aws-secret}
+      namespaces: ["*"]
+    az:
+      kind: azure
+      vault_url: https://kv.vault.azure.net
+      tenant_id: t-1
+      client_id: app-1
+      client_secret: {credential: az-secret}
+      namespaces: [team-a]
+    g:
+      kind: gcp
+      project_id: p-1
+      token_uri: https://oauth2.example/token
+      service_account_json: {file: /etc/rootseal/sa.json}
+      namespaces: ["*"]
+)");
+  REQUIRE(cfg);
+  const auto& stores = cfg->sync->stores;
+  REQUIRE(stores.size() == 4);
+  const auto& central = stores.at("central");
+  CHECK(central.name == "central");
+  CHECK(central.namespaces == std::vector<std::string>{"payments", "web"});
+  CHECK(central.ca_file == "/etc/rootseal/vault-ca.pem");
+  const auto* v = std::get_if<sync::VaultHost>(&central.settings);
+  REQUIRE(v != nullptr);
+  CHECK(v->server == "https://vault.internal:8200");
+  CHECK(v->path == "secret");  // the default
+  CHECK(v->vault_namespace == "team");
+  CHECK(v->role_id == "r-1");
+  CHECK(v->secret_id.credential == "vault-secret-id");
+  CHECK_FALSE(v->token.set());
+  const auto* a = std::get_if<sync::AwsHost>(&stores.at("aws-prod").settings);
+  REQUIRE(a != nullptr);
+  CHECK(a->region == "eu-west-1");
+  CHECK(a->endpoint == "http://127.0.0.1:5000");
+  CHECK(a->access_key_id.file == "/etc/rootseal/aws-id");
+  CHECK(a->secret_access_key.credential == "aws-secret");
+  CHECK_FALSE(a->session_token.set());
+  const auto* z = std::get_if<sync::AzureHost>(&stores.at("az").settings);
+  REQUIRE(z != nullptr);
+  CHECK(z->vault_url == "https://kv.vault.azure.net");
+  CHECK(z->tenant_id == "t-1");
+  CHECK(z->client_id == "app-1");
+  CHECK(z->authority_host.empty());
+  CHECK(z->client_secret.credential == "az-secret");
+  const auto* g = std::get_if<sync::GcpHost>(&stores.at("g").settings);
+  REQUIRE(g != nullptr);
+  CHECK(g->project_id == "p-1");
+  CHECK(g->token_uri == "https://oauth2.example/token");
+  CHECK(g->service_account_json.file == "/etc/rootseal/sa.json");
+}
+
+TEST_CASE("sync.stores: unknown, misplaced, missing and malformed options are refused by name") {
+  const std::string head = "sync:\n  stores:\n    s:\n      namespaces: [x]\n";
+  const std::pair<std::string, const char*> bad[] = {
+      {head + "      kind: vault\n      servr: https://v\n", "sync.stores.s: unknown option 'servr'"},
+      {head + "      server: https://v\n", "sync.stores.s.kind: required (vault, aws, azure, gcp)"},
+      {head + "      kind: consul\n", "sync.stores.s.kind: vault, aws, azure or gcp"},
+      // An option of another kind: refused, not silently ignored.
+      {head + "      kind: vault\n      server: https://v\n      token: {file: /t}\n      region: eu-west-1\n",
+       "sync.stores.s.region: not an option of a vault store"},
+      {head + "      kind: gcp\n      project_id: p\n      service_account_json: {file: /k}\n"
+              "      vault_url: https://kv\n",
+       "sync.stores.s.vault_url: not an option of a gcp store"},
+      {head + "      kind: vault\n      token: {file: /t}\n", "sync.stores.s.server: required for vault"},
+      {head + "      kind: vault\n      server: https://v\n      role_id: r\n",
+       "sync.stores.s: vault needs token, or role_id and secret_id"},
+      {head + "      kind: aws\n      region: eu-west-1\n      access_key_id: {file: /a}\n",
+       "sync.stores.s: aws needs access_key_id and secret_access_key"},
+      {head + "      kind: azure\n      vault_url: https://kv\n      tenant_id: t\n      client_id: c\n",
+       "sync.stores.s.client_secret: required for azure"},
+      {head + "      kind: gcp\n      service_account_json: {file: /k}\n",
+       "sync.stores.s.project_id: required for gcp"},
+      {head + "      kind: aws\n      region: [eu]\n", "sync.stores.s.region: must be a scalar"},
+      {head + "      kind: aws\n      region: eu-west-1\n      access_key_id: {file: a}\n"
+              "      secret_access_key: {file: /s}\n",
+       "sync.stores.s.access_key_id.file: must be an absolute path"},
+      {head + "      kind: azure\n      vault_url: https://kv\n      tenant_id: t\n      client_id: c\n"
+              "      client_secret: {file: /s}\n      authority_host: login.example\n",
+       "sync.stores.s.authority_host: not an http:// or https:// URL"},
+      {"sync:\n  stores:\n    s:\n      kind: vault\n      server: https://v\n      token: {file: /t}\n",
+       "sync.stores.s.namespaces: required"},
+  };
+  for (const auto& [yaml, message] : bad) {
+    INFO(yaml);
+    auto r = parse_config(yaml);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == kms::Errc::invalid_argument);
+    CHECK_THAT(r.error().message, Catch::Contains(message));
+  }
+}
+
+TEST_CASE("kms_plugin: defaults, a full section, and bad values refused with the option named") {
+  auto defaults = parse_config("");
+  REQUIRE(defaults);
+  CHECK_FALSE(defaults->kms_plugin.enabled);
+  CHECK(defaults->kms_plugin.socket == "/run/rootseal/kms.sock");
+  CHECK(defaults->kms_plugin.mode == 0600);
+  CHECK(defaults->kms_plugin.allowed_uids == std::vector<std::uint32_t>{0});
+  CHECK(defaults->kms_plugin.key == "kubernetes");
+
+  auto full = parse_config("kms_plugin:\n  enabled: true\n  socket: /run/rootseal/k.sock\n  mode: \"0660\"\n"
+                           "  group: kube\n  allowed_uids: [0, 998]\n  key: k8s-etcd\n");
+  REQUIRE(full);
+  CHECK(full->kms_plugin.enabled);
+  CHECK(full->kms_plugin.socket == "/run/rootseal/k.sock");
+  CHECK(full->kms_plugin.mode == 0660);
+  CHECK(full->kms_plugin.group == "kube");
+  CHECK(full->kms_plugin.allowed_uids == std::vector<std::uint32_t>{0, 998});
+  CHECK(full->kms_plugin.key == "k8s-etcd");
+
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"kms_plugin:\n  socket: \"@kms\"\n", "kms_plugin.socket: an absolute path"},  // abstract: no ACL
+      {"kms_plugin:\n  socket: run/kms.sock\n", "kms_plugin.socket: an absolute path"},
+      {"kms_plugin:\n  socket: /" + std::string(90, 'a') + "\n", "kms_plugin.socket: an absolute path"},
+      {"kms_plugin:\n  mode: \"0666\"\n", "kms_plugin.mode"},
+      {"kms_plugin:\n  group: kube\n", "kms_plugin.group: only with kms_plugin.mode \"0660\""},
+      {"kms_plugin:\n  allowed_uids: []\n", "kms_plugin.allowed_uids"},
+      {"kms_plugin:\n  allowed_uids: [-1]\n", "kms_plugin.allowed_uids"},
+      {"kms_plugin:\n  allowed_uids: [4294967295]\n", "kms_plugin.allowed_uids"},
+      {"kms_plugin:\n  key: \"bad/name\"\n", "kms_plugin.key"},
+      {"kms_plugin:\n  sockets: /x\n", "kms_plugin"},
+  };
+  for (const auto& [yaml, message] : bad) {
+    INFO(yaml);
+    auto cfg = parse_config(yaml);
+    REQUIRE_FALSE(cfg);
+    CHECK_THAT(cfg.error().message, Catch::Contains(message));
+  }
+}

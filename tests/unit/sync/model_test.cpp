@@ -129,15 +129,32 @@ TEST_CASE("invalid ExternalSecret specs give the field path and the reason") {
         "spec.target.deletionPolicy: Delete is not allowed with creationPolicy Merge");
   CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"dataFrom":[{"find":{"path":"x"}}]})") ==
         "spec.dataFrom[0].find: not supported by rootseal");
-  CHECK(es_error(R"({"secretStoreRef":{"name":"s"}})") == "spec: one of data, dataFrom or target.template.data must be set");
+  CHECK(es_error(R"({"secretStoreRef":{"name":"s"}})") ==
+        "spec: one of data, dataFrom, target.template.data or target.template.templateFrom must be set");
   CHECK(es_error(R"({"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})") ==
         "spec.data[0]: no store: set spec.secretStoreRef or this item's sourceRef.storeRef");
   CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"target":{"name":"Bad_Name"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})") ==
         "spec.target.name: 'Bad_Name' is not a valid Secret name (RFC 1123 subdomain)");
   CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a","decodingStrategy":"Hex"}}]})") ==
         "spec.data[0].remoteRef.decodingStrategy: unsupported value 'Hex' (supported: None, Auto, Base64, Base64URL)");
-  CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"target":{"template":{"metadata":{"labels":{"x":"{{ .k }}"}}}},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})")
-            .starts_with("spec.target.template.metadata.labels.x: templates in metadata are not supported"));
+  // template.metadata values are templates (engine v2), as in ESO: accepted, rendered at reconcile
+  CHECK(
+      parse_external_secret(
+          es_json(
+              R"({"secretStoreRef":{"name":"s"},"target":{"template":{"metadata":{"labels":{"x":"{{ .k }}"}}}},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})"))
+          ->target.template_->labels.at("x") == "{{ .k }}");
+  CHECK(
+      es_error(
+          R"({"secretStoreRef":{"name":"s"},"target":{"template":{"templateFrom":[{"secret":{"name":"t"}}]}},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})")
+          .starts_with("spec.target.template.templateFrom[0].secret: not supported by rootseal"));
+  CHECK(
+      es_error(
+          R"({"secretStoreRef":{"name":"s"},"target":{"template":{"templateFrom":[{"target":"Spec","literal":"a: b"}]}},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})") ==
+      "spec.target.template.templateFrom[0].target: must be Data, Annotations or Labels for a Secret target");
+  CHECK(
+      es_error(
+          R"({"secretStoreRef":{"name":"s"},"target":{"template":{"templateFrom":[{"target":"Data"}]}},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})") ==
+      "spec.target.template.templateFrom[0]: needs a configMap or a literal");
   CHECK(es_error(R"("nope")") == "spec: must be an object");
 }
 

@@ -1,4 +1,4 @@
-// The snapshot object stores' answer readers (providers/object_listing.hpp):
+// The snapshot object stores' answer readers (object_store/object_listing.hpp):
 // listing pages of GCS (JSON), Azure Blob and S3 (XML), error texts, names
 // and prefixes; and the GCS / Azure Blob store specs checked before any
 // request. The answers are the services' documented examples.
@@ -8,7 +8,7 @@
 
 #include <functional>
 
-#include "providers/object_listing.hpp"
+#include "object_store/object_listing.hpp"
 #include "rootseal/sync/object_store.hpp"
 
 using namespace rootseal;

@@ -8,8 +8,8 @@
 
 #include "process_util.hpp"
 #include "provider_test_util.hpp"
-#include "providers/aws_sigv4.hpp"
-#include "providers/aws_sm.hpp"
+#include "providers/aws/aws_sigv4.hpp"
+#include "providers/aws/aws_sm.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "temp_dir.hpp"
 

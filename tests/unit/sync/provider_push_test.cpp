@@ -6,7 +6,7 @@
 
 #include "process_util.hpp"
 #include "provider_test_util.hpp"
-#include "providers/aws_sm.hpp"
+#include "providers/aws/aws_sm.hpp"
 #include "rootseal/kms/encoding.hpp"
 
 #include <fstream>
@@ -191,8 +191,8 @@ TEST_CASE("aws push: the write limiter holds writes to the configured rate") {
 
 // ---- Azure Key Vault (tests/doubles/azure_keyvault) ------------------------------------
 
-#include "providers/azure_kv.hpp"
-#include "providers/gcp_sm.hpp"
+#include "providers/azure/azure_kv.hpp"
+#include "providers/gcp/gcp_sm.hpp"
 #include "temp_dir.hpp"
 
 namespace {

@@ -15,7 +15,7 @@
 #include <thread>
 
 #include "process_util.hpp"
-#include "providers/aws_sm.hpp"
+#include "providers/aws/aws_sm.hpp"
 #include "secure_json.hpp"
 #include "rootseal/kms/secure_bytes.hpp"
 

@@ -11,7 +11,7 @@
 
 #include "process_util.hpp"
 #include "provider_test_util.hpp"
-#include "providers/vault_kv2.hpp"
+#include "providers/vault/vault_kv2.hpp"
 
 using namespace rootseal;
 using namespace rootseal::test;

@@ -35,7 +35,7 @@ struct FakeEvent {
 class FakeKube final : public reconcile::KubeApi {
  public:
   std::mutex mu;
-  std::map<std::string, json::value> external_secrets, push_secrets, secrets, stores, cluster_stores;
+  std::map<std::string, json::value> external_secrets, push_secrets, secrets, stores, cluster_stores, config_maps;
   std::map<std::string, std::pair<Resource, json::value>> workloads_;  // "ns/kind/name"
   std::map<std::string, model::StringMap> ns_labels;
   bool ns_labels_fail = false;  // namespace_labels() answers unavailable
@@ -105,6 +105,9 @@ class FakeKube final : public reconcile::KubeApi {
   }
   Task<ObjectPtr> secret(std::string_view ns, std::string_view name) override {
     co_return snapshot(secrets, ns, name);
+  }
+  Task<ObjectPtr> config_map(std::string_view ns, std::string_view name) override {
+    co_return snapshot(config_maps, ns, name);
   }
   Task<model::StringMap> namespace_labels(std::string_view ns) override {
     std::lock_guard l(mu);

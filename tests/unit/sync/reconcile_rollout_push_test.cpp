@@ -213,10 +213,10 @@ struct PrivateFile {
   ~PrivateFile() { std::filesystem::remove(path); }
 };
 
-HostStoreConfig host_config(std::string name, std::string kind, std::vector<std::string> namespaces) {
+HostStoreConfig host_config(std::string name, HostSettings settings, std::vector<std::string> namespaces) {
   HostStoreConfig h;
   h.name = std::move(name);
-  h.kind = std::move(kind);
+  h.settings = std::move(settings);
   h.namespaces = std::move(namespaces);
   return h;
 }
@@ -277,20 +277,20 @@ TEST_CASE("EngineProviders: host credentials for azure and gcp take endpoints fr
   PrivateFile az_secret("host-secret");
   PrivateFile sa(R"({"client_email":"host@p"})");
   std::map<std::string, HostStoreConfig> host;
-  HostStoreConfig az = host_config("azure-prod", "azure", {"team-a"});
+  AzureHost az;
   az.vault_url = "https://kv.vault.azure.net/";
   az.tenant_id = "t-host";
   az.client_id = "app-host";
   az.authority_host = "http://127.0.0.1:9";
   az.client_secret.file = az_secret.path;
-  host["azure-prod"] = az;
-  HostStoreConfig g = host_config("gcp-prod", "gcp", {"*"});
+  host["azure-prod"] = host_config("azure-prod", az, {"team-a"});
+  GcpHost g;
   g.project_id = "p-host";
   g.gcp_endpoint = "http://127.0.0.1:8";
   g.token_uri = "http://127.0.0.1:8/token";
-  g.ca_file = "/etc/rootseal/gcp-ca.pem";
   g.service_account_json.file = sa.path;
-  host["gcp-prod"] = g;
+  host["gcp-prod"] = host_config("gcp-prod", g, {"*"});
+  host["gcp-prod"].ca_file = "/etc/rootseal/gcp-ca.pem";
   engine::EngineProviders ep(kube, ProviderFactory(io.get_executor()), host, {});
 
   auto store = [](std::string_view ns, std::string_view cred, std::string_view provider) {
@@ -345,12 +345,12 @@ TEST_CASE("EngineProviders: an aws store on auth.secretRef uses sync.aws_endpoin
   PrivateFile id("AKIDHOST");
   PrivateFile sk("host-secret");
   std::map<std::string, HostStoreConfig> host;
-  HostStoreConfig h = host_config("aws-host", "aws", {"*"});
+  AwsHost h;
   h.region = "eu-west-1";
   h.endpoint = "http://127.0.0.1:7";
   h.access_key_id.file = id.path;
   h.secret_access_key.file = sk.path;
-  host["aws-host"] = h;
+  host["aws-host"] = host_config("aws-host", h, {"*"});
   engine::EngineProviders ep(kube, ProviderFactory(io.get_executor()), host, {});
   const auto tenant = store_of(R"({"kind":"SecretStore","metadata":{"name":"aws","namespace":"ns"},
     "spec":{"provider":{"aws":{"service":"SecretsManager","region":"eu-west-1","auth":{"secretRef":{

@@ -54,7 +54,7 @@ TEST_CASE("GoRegexp: ReplaceAllString as Go's regexp") {
   CHECK(replace("(?P<first>\\w+)\\.(?P<second>\\w+)", "a.b", "$second.$first") == "b.a");
   CHECK(replace("a", "banana", "$$") == "b$n$n$");
   // $1x is the group named "1x" (absent: empty), not $1 then x
-  CHECK(replace("(a)", "a", "$1x") == "");
+  CHECK(replace("(a)", "a", "$1x").empty());
   CHECK(replace("(a)", "a", "${1}x") == "ax");
   // a malformed reference is text
   CHECK(replace("a", "a", "$") == "$");
@@ -70,7 +70,7 @@ TEST_CASE("GoRegexp: ReplaceAllString as Go's regexp") {
   // an unmatched group and a group number out of range are empty
   CHECK(replace("(a)|(b)", "b", "[$1][$2][$3]") == "[][b][]");
   // a leading zero is not a number: $01 is the group named "01"
-  CHECK(replace("(a)", "a", "$01") == "");
+  CHECK(replace("(a)", "a", "$01").empty());
   // a repeated name (Go allows it): the first group of that name that took part
   CHECK(replace("(?P<n>a)|(?P<n>b)", "ab", "[$n]") == "[a][b]");
 }
@@ -110,10 +110,12 @@ TEST_CASE("rewrite_map: operations in order, ESO's error texts") {
   auto bad_re = rewrite_map({model::RewriteRegexp{"ok", "x"}, model::RewriteRegexp{"(", "x"}}, keys({"k"}));
   REQUIRE_FALSE(bad_re);
   CHECK(bad_re.error().message ==
-        "failed rewrite operation[1]: regexp failed with failed to compile: error parsing regexp: missing closing ): `(`");
+        "failed rewrite operation[1]: regexp failed with failed to compile: error parsing regexp: missing closing ): "
+        "`(`");
   auto bad_tpl = rewrite_map({model::RewriteTransform{"{{ .value"}}, keys({"k"}));
   REQUIRE_FALSE(bad_tpl);
-  CHECK(bad_tpl.error().message.starts_with("failed rewrite operation[0]: transform failed with failed to transform key: "));
+  CHECK(bad_tpl.error().message.starts_with(
+      "failed rewrite operation[0]: transform failed with failed to transform key: "));
   // two keys rewritten to one: the later (in key order) wins, as a map assignment
   auto merged = rewrite_map({model::RewriteRegexp{"[0-9]", ""}}, keys({"a1", "a2"}));
   REQUIRE(merged);
@@ -141,7 +143,8 @@ TEST_CASE("convert_keys and validate_keys: ESO's ConvertKeys(Default) and Valida
   SecretMap longkey = keys({std::string(254, 'k')});
   auto too_long = validate_keys(longkey);
   REQUIRE_FALSE(too_long);
-  CHECK(too_long.error().message == "key has length 254 but max is 253: (following is truncated): " + std::string(253, 'k'));
+  CHECK(too_long.error().message ==
+        "key has length 254 but max is 253: (following is truncated): " + std::string(253, 'k'));
 }
 
 TEST_CASE("add_data_from: rewrite, then key checks, then decoding") {
@@ -169,22 +172,25 @@ TEST_CASE("add_data_from: rewrite, then key checks, then decoding") {
   auto invalid = add_data_from(out, es, 3, kVault, bytes(R"({"db_x":"secret-value"})"));
   REQUIRE_FALSE(invalid);
   CHECK(invalid.error().retry);
-  CHECK(invalid.error().message ==
-        "error processing spec.dataFrom[3].extract, err: invalid secret keys (TIP: use rewrite or conversionStrategy to "
-        "change keys): key has invalid character /, only alphanumeric, '-', '.' and '_' are allowed: db/x");
+  CHECK(
+      invalid.error().message ==
+      "error processing spec.dataFrom[3].extract, err: invalid secret keys (TIP: use rewrite or conversionStrategy to "
+      "change keys): key has invalid character /, only alphanumeric, '-', '.' and '_' are allowed: db/x");
   CHECK(invalid.error().message.find("secret-value") == std::string::npos);
   auto collide = add_data_from(out, es, 1, kVault, bytes(R"({"a/b":"1","a_b":"2"})"));
   REQUIRE_FALSE(collide);
-  CHECK(collide.error().message ==
-        "error processing spec.dataFrom[1].extract, err: error applying conversion strategy Default to keys: secret name "
-        "collision during conversion: a_b");
+  CHECK(
+      collide.error().message ==
+      "error processing spec.dataFrom[1].extract, err: error applying conversion strategy Default to keys: secret name "
+      "collision during conversion: a_b");
 }
 
 TEST_CASE("dataFrom[].rewrite: the manifest's shape is checked") {
   auto refused = [](std::string_view rewrite) {
     auto v = json::parse(R"({"apiVersion":"external-secrets.io/v1","kind":"ExternalSecret",
       "metadata":{"name":"es","namespace":"team"},"spec":{"secretStoreRef":{"name":"vault"},
-      "dataFrom":[{"extract":{"key":"k"},"rewrite":)" + std::string(rewrite) + "}]}}");
+      "dataFrom":[{"extract":{"key":"k"},"rewrite":)" +
+                         std::string(rewrite) + "}]}}");
     auto es = model::parse_external_secret(v);
     REQUIRE_FALSE(es);
     return es.error().message;
@@ -197,7 +203,8 @@ TEST_CASE("dataFrom[].rewrite: the manifest's shape is checked") {
         std::string::npos);
   CHECK(refused(R"([{"regexp":{"target":"a"}}])").find("regexp.source: required") != std::string::npos);
   CHECK(refused(R"([{"transform":{}}])").find("transform.template: required") != std::string::npos);
-  CHECK(refused(R"([{"merge":{"into":"x"}}])").find("rewrite[0].merge: not supported by rootseal") != std::string::npos);
+  CHECK(refused(R"([{"merge":{"into":"x"}}])").find("rewrite[0].merge: not supported by rootseal") !=
+        std::string::npos);
   // an empty target is allowed (strip a prefix)
   auto es = es_of(R"({"secretStoreRef":{"name":"vault"},"dataFrom":[{"extract":{"key":"k"},
     "rewrite":[{"regexp":{"source":"^p-","target":""}}]}]})");
@@ -209,7 +216,8 @@ TEST_CASE("dataFrom[].rewrite: the manifest's shape is checked") {
 // datafrom-rewrite-conflict.yaml and datafrom-rewrite-invalid-characters.yaml
 // (the guide prints "dev_password" for target "dev-$1"; Go gives "dev-password").
 TEST_CASE("add_data_from: ESO's rewrite guide examples") {
-  auto es = es_of(R"j({"secretStoreRef":{"kind":"SecretStore","name":"backend"},"target":{"name":"secret-to-be-created"},
+  auto es =
+      es_of(R"j({"secretStoreRef":{"kind":"SecretStore","name":"backend"},"target":{"name":"secret-to-be-created"},
     "dataFrom":[{"extract":{"key":"my-secrets-dev"},"rewrite":[{"regexp":{"source":"(.*)","target":"dev-$1"}}]},
                 {"extract":{"key":"my-secrets-prod"},"rewrite":[{"regexp":{"source":"(.*)","target":"prod-$1"}}]},
                 {"extract":{"key":"development"},"rewrite":[{"regexp":{"source":"[^a-zA-Z0-9 -]","target":"_"}}]}]})j");

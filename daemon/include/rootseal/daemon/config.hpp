@@ -138,6 +138,18 @@ struct AdminConfig {
   std::chrono::milliseconds max_unseal_delay{300000};
 };
 
+// The Kubernetes KMS v2 plugin (docs/kms-plugin.md): gRPC on a unix socket,
+// served to the peer uids listed (SO_PEERCRED, checked on every connection).
+struct KmsPluginConfig {
+  bool enabled = false;
+  // parse_config keeps the default; dev mode puts it in its state folder.
+  std::filesystem::path socket = "/run/rootseal/kms.sock";
+  unsigned mode = 0600;                   // 0600 or 0660
+  std::string group;                      // the socket's group (with 0660: kube-apiserver's); empty: the daemon's
+  std::vector<std::uint32_t> allowed_uids = {0};
+  std::string key = "kubernetes";         // the transit key that wraps the seeds; created if missing
+};
+
 struct LogConfig {
   std::string level = "info";    // trace, debug, info, warn, error
   std::string format = "logfmt"; // logfmt or json
@@ -166,6 +178,7 @@ struct Config {
   std::vector<ClientCertIdentity> client_certs;
   AuditConfig audit;
   AdminConfig admin;
+  KmsPluginConfig kms_plugin;
   std::size_t io_threads = 0;        // 0 = one per core
   std::size_t blocking_threads = 2;  // PKCS#11, SQLite commits
   bool dev = false;

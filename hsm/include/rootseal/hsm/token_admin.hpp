@@ -74,10 +74,12 @@ class TokenAdmin {
  public:
   // Finds the initialized token labelled `token_label` in `module` and logs
   // in as the user on a read/write session. Errors: not_found (no such
-  // token), permission_denied (PIN incorrect or locked), unavailable.
+  // token), permission_denied (PIN incorrect or locked), unavailable,
+  // invalid_argument (among others: the token offers neither KWP nor GCM,
+  // unless `inspect_only`, for looking at keys without making any).
   static kms::Result<std::unique_ptr<TokenAdmin>> open(const std::filesystem::path& module,
-                                                       std::string_view token_label,
-                                                       const kms::SecureBytes& pin);
+                                                       std::string_view token_label, const kms::SecureBytes& pin,
+                                                       bool inspect_only = false);
   ~TokenAdmin();
   TokenAdmin(const TokenAdmin&) = delete;
   TokenAdmin& operator=(const TokenAdmin&) = delete;

@@ -26,49 +26,21 @@
 #include <vector>
 
 #include "rootseal/kms/error.hpp"
+#include "rootseal/sync/host_store.hpp"
+#include "rootseal/sync/provider.hpp"
 
 namespace rootseal::sync {
 
-// Where a credential is read from: exactly one of the two.
-struct CredentialRef {
-  std::filesystem::path file;  // mode 0600/0400, owned by the service user
-  std::string credential;      // systemd credential name ($CREDENTIALS_DIRECTORY/<name>)
-  [[nodiscard]] bool set() const noexcept { return !file.empty() || !credential.empty(); }
-};
-
 // A store whose credentials live in rootseald's configuration (the host
-// model). A SecretStore/ClusterSecretStore annotated
+// model, `sync.stores.<name>`). A SecretStore/ClusterSecretStore annotated
 // `sync.rootseal.io/credentials: <name>` uses it; its endpoint comes from here.
+// The settings of each kind are declared beside their provider
+// (rootseal/sync/providers/<provider>.hpp; the list: HostSettings in provider.hpp).
 struct HostStoreConfig {
   std::string name;
-  std::string kind;  // vault | aws | azure | gcp
   std::vector<std::string> namespaces;  // namespaces whose stores may use it; "*" = all
-  std::filesystem::path ca_file;        // PEM bundle for the endpoint; empty = system roots
-  // vault
-  std::string server;
-  std::string path = "secret";
-  std::string vault_namespace;
-  CredentialRef token;
-  std::string approle_path = "approle";
-  std::string role_id;
-  CredentialRef secret_id;
-  // aws
-  std::string region;
-  std::string endpoint;  // override (tests: moto_server)
-  CredentialRef access_key_id;
-  CredentialRef secret_access_key;
-  CredentialRef session_token;
-  // azure
-  std::string vault_url;
-  std::string tenant_id;
-  std::string client_id;
-  std::string authority_host;
-  CredentialRef client_secret;
-  // gcp
-  std::string project_id;
-  std::string gcp_endpoint;
-  std::string token_uri;
-  CredentialRef service_account_json;
+  std::filesystem::path ca_file;        // PEM bundle for the endpoints; empty = system roots
+  HostSettings settings;                // the kind is the alternative held
 };
 
 struct EngineConfig {

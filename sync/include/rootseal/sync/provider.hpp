@@ -35,6 +35,10 @@
 
 #include "rootseal/kms/error.hpp"
 #include "rootseal/kms/secure_bytes.hpp"
+#include "rootseal/sync/providers/aws.hpp"
+#include "rootseal/sync/providers/azure.hpp"
+#include "rootseal/sync/providers/gcp.hpp"
+#include "rootseal/sync/providers/vault.hpp"
 
 namespace rootseal::sync {
 
@@ -174,7 +178,12 @@ struct GcpSpec {
   TlsSpec token_tls;
 };
 
+// The providers rootseal has: one alternative each, in the same order, for
+// what a store resolves to (StoreSpec) and for the settings of a store on
+// the daemon's own credentials (HostSettings, declared beside each provider
+// in rootseal/sync/providers/<kind>.hpp; sync.stores.<name> in rootseald.yaml).
 using StoreSpec = std::variant<VaultSpec, AwsSpec, AzureSpec, GcpSpec>;
+using HostSettings = std::variant<VaultHost, AwsHost, AzureHost, GcpHost>;
 
 // The shared backoff of one store (sync/src/providers/store_health.hpp).
 class StoreHealth;

@@ -1,4 +1,4 @@
-#include "providers/vault_kv2.hpp"
+#include "providers/vault/vault_kv2.hpp"
 
 #include <boost/json.hpp>
 

@@ -1,4 +1,4 @@
-#include "providers/aws_sm.hpp"
+#include "providers/aws/aws_sm.hpp"
 
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
@@ -6,7 +6,7 @@
 #include <chrono>
 #include <optional>
 
-#include "providers/aws_sigv4.hpp"
+#include "providers/aws/aws_sigv4.hpp"
 #include "providers/common.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "rootseal/kms/random.hpp"

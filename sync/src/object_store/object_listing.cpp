@@ -1,6 +1,6 @@
 // Object names, XML text and listing pages of the snapshot object stores
-// (providers/object_listing.hpp).
-#include "providers/object_listing.hpp"
+// (object_store/object_listing.hpp).
+#include "object_store/object_listing.hpp"
 
 #include <boost/json.hpp>
 

@@ -16,8 +16,8 @@
 
 #include "providers/cloud_auth.hpp"
 #include "providers/common.hpp"
-#include "providers/gcp_sm.hpp"
-#include "providers/object_listing.hpp"
+#include "providers/gcp/gcp_sm.hpp"
+#include "object_store/object_listing.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "rootseal/sync/object_store.hpp"
 

@@ -1,4 +1,4 @@
-#include "providers/aws_sigv4.hpp"
+#include "providers/aws/aws_sigv4.hpp"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>

@@ -1,4 +1,4 @@
-#include "providers/azure_kv.hpp"
+#include "providers/azure/azure_kv.hpp"
 
 #include <boost/json.hpp>
 

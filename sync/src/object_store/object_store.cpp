@@ -16,9 +16,9 @@
 #include <system_error>
 
 #include "engine/provider_source.hpp"
-#include "providers/aws_sigv4.hpp"
+#include "providers/aws/aws_sigv4.hpp"
 #include "providers/common.hpp"
-#include "providers/object_listing.hpp"
+#include "object_store/object_listing.hpp"
 #include "rootseal/kms/durable_file.hpp"
 
 namespace rootseal::sync {

@@ -1,4 +1,4 @@
-#include "providers/gcp_sm.hpp"
+#include "providers/gcp/gcp_sm.hpp"
 
 #include <boost/json.hpp>
 

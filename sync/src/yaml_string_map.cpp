@@ -1,0 +1,469 @@
+#include "yaml_string_map.hpp"
+
+#include <array>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "secure_buffer.hpp"
+
+namespace rootseal::sync {
+
+namespace {
+
+using kms::Errc;
+
+std::unexpected<kms::Error> yaml_error(std::size_t line, std::string_view what) {
+  return kms::fail(Errc::invalid_argument, "line " + std::to_string(line) + ": " + std::string(what));
+}
+std::unexpected<kms::Error> unsupported(std::size_t line, std::string_view what) {
+  return kms::fail(Errc::invalid_argument, "unsupported YAML at line " + std::to_string(line) + ": " + std::string(what) +
+                                               " (rootseal reads one mapping of `key: value` lines)");
+}
+
+bool space(char c) { return c == ' ' || c == '\t'; }
+
+// --- go-yaml v2's resolution of a plain scalar, as a string ------------------
+
+// strconv.ParseInt / ParseUint with base 0 (0x, 0o, 0b prefixes; a leading 0
+// is octal). nullopt: not a number of that kind (or out of range).
+template <class T>
+std::optional<T> go_parse_int(std::string_view s, bool allow_sign) {
+  bool neg = false;
+  if (allow_sign && !s.empty() && (s.front() == '+' || s.front() == '-')) {
+    neg = s.front() == '-';
+    s.remove_prefix(1);
+  }
+  int base = 10;
+  if (s.size() >= 2 && s[0] == '0') {
+    const char p = static_cast<char>(s[1] | 0x20);
+    if (p == 'x') {
+      base = 16, s.remove_prefix(2);
+    } else if (p == 'b') {
+      base = 2, s.remove_prefix(2);
+    } else if (p == 'o') {
+      base = 8, s.remove_prefix(2);
+    } else {
+      base = 8, s.remove_prefix(1);
+    }
+  }
+  if (s.empty() || s.front() == '+' || s.front() == '-') return std::nullopt;
+  std::uint64_t mag = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), mag, base);
+  if (ec != std::errc{} || end != s.data() + s.size()) return std::nullopt;
+  if constexpr (std::is_signed_v<T>) {
+    constexpr std::uint64_t kMax = static_cast<std::uint64_t>(INT64_MAX);
+    if (neg) {
+      if (mag > kMax + 1) return std::nullopt;
+      return mag == kMax + 1 ? INT64_MIN : -static_cast<std::int64_t>(mag);
+    }
+    if (mag > kMax) return std::nullopt;
+    return static_cast<std::int64_t>(mag);
+  } else {
+    return mag;
+  }
+}
+
+// go-yaml's yamlStyleFloat: ^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$
+bool yaml_style_float(std::string_view s) {
+  std::size_t i = 0;
+  const auto digits = [&] {
+    const std::size_t from = i;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+    return i - from;
+  };
+  if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    if (digits() == 0) return false;
+  } else {
+    if (digits() == 0) return false;
+    if (i < s.size() && s[i] == '.') {
+      ++i;
+      digits();
+    }
+  }
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+    if (digits() == 0) return false;
+  }
+  return i == s.size();
+}
+
+// strconv.ParseFloat on text yaml_style_float accepted (or ".5"-style): an
+// overflow is an error (nullopt), an underflow is zero, as in Go.
+std::optional<double> go_parse_float(std::string_view s) {
+  const bool neg = !s.empty() && s.front() == '-';
+  if (!s.empty() && (s.front() == '+' || s.front() == '-')) s.remove_prefix(1);
+  double v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v, std::chars_format::general);
+  if (end != s.data() + s.size()) return std::nullopt;
+  if (ec == std::errc::result_out_of_range) {
+    const auto e = s.find_first_of("eE");
+    const bool tiny = e != std::string_view::npos && e + 1 < s.size() && s[e + 1] == '-';
+    if (!tiny) return std::nullopt;
+    v = 0;
+  } else if (ec != std::errc{}) {
+    return std::nullopt;
+  }
+  return neg ? -v : v;
+}
+
+// strconv.FormatFloat(v, 'g', -1, 32), as sigs.k8s.io/yaml turns a YAML float
+// into a string.
+std::string go_format_float32(double v) {
+  const auto f = static_cast<float>(v);
+  if (std::isnan(f)) return "NaN";
+  if (std::isinf(f)) return f > 0 ? "+Inf" : "-Inf";
+  std::array<char, 64> buf{};
+  auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), f, std::chars_format::scientific);
+  if (ec != std::errc{}) return "NaN";
+  std::string sci(buf.data(), end);  // [-]d[.ddd]e±XX, shortest digits
+  const auto e = sci.find('e');
+  const int exp = std::stoi(sci.substr(e + 1));
+  if (exp < -4 || exp >= 6) return sci;  // Go's %e: the same shape
+  const bool neg = sci.front() == '-';
+  std::string digits;
+  for (char c : sci.substr(neg ? 1 : 0, e - (neg ? 1 : 0))) {
+    if (c != '.') digits.push_back(c);
+  }
+  std::string out = neg ? "-" : "";
+  if (exp < 0) {
+    out += "0." + std::string(static_cast<std::size_t>(-exp - 1), '0') + digits;
+  } else {
+    const auto point = static_cast<std::size_t>(exp) + 1;
+    if (digits.size() <= point) {
+      out += digits + std::string(point - digits.size(), '0');
+    } else {
+      out += digits.substr(0, point) + "." + digits.substr(point);
+    }
+  }
+  return out;
+}
+
+enum class Kind { string, null, other };
+struct Resolved {
+  Kind kind = Kind::string;
+  std::string text;  // for Kind::other: the value as sigs.k8s.io/yaml writes it into a string
+};
+
+// go-yaml v2's resolve() for a plain scalar, then sigs.k8s.io/yaml's
+// conversion of a bool/int/float to a string. Kind::string: the text stays.
+Resolved resolve_plain(std::string_view in, bool key) {
+  if (in.empty() || in == "~" || in == "null" || in == "Null" || in == "NULL") return {Kind::null, {}};
+  for (std::string_view t : {"y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"}) {
+    if (in == t) return {Kind::other, "true"};
+  }
+  for (std::string_view f : {"n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"}) {
+    if (in == f) return {Kind::other, "false"};
+  }
+  if (in == ".nan" || in == ".NaN" || in == ".NAN") return {Kind::other, key ? ".nan" : "NaN"};
+  for (std::string_view inf : {".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF"}) {
+    if (in == inf) return {Kind::other, key ? ".inf" : "+Inf"};
+  }
+  for (std::string_view inf : {"-.inf", "-.Inf", "-.INF"}) {
+    if (in == inf) return {Kind::other, key ? "-.inf" : "-Inf"};
+  }
+  const char h = in.front();
+  if (h == '.') {
+    std::string_view rest = in.substr(1);
+    if (yaml_style_float(in) && rest.find('.') == std::string_view::npos) {
+      if (auto f = go_parse_float(in)) return {Kind::other, go_format_float32(*f)};
+    }
+    return {Kind::string, {}};
+  }
+  if (h != '+' && h != '-' && (h < '0' || h > '9')) return {Kind::string, {}};
+  std::string plain;
+  for (char c : in) {
+    if (c != '_') plain.push_back(c);
+  }
+  if (auto i = go_parse_int<std::int64_t>(plain, true)) return {Kind::other, std::to_string(*i)};
+  if (auto u = go_parse_int<std::uint64_t>(plain, false)) return {Kind::other, std::to_string(*u)};
+  if (yaml_style_float(plain)) {
+    if (auto f = go_parse_float(plain)) return {Kind::other, go_format_float32(*f)};
+  }
+  std::string_view bin = plain;
+  bool neg = false;
+  if (bin.starts_with("-0b")) {
+    neg = true, bin.remove_prefix(3);
+  } else if (bin.starts_with("0b")) {
+    bin.remove_prefix(2);
+  } else {
+    return {Kind::string, {}};
+  }
+  std::string signed_digits = (neg ? "-" : "") + std::string(bin);
+  std::string_view sd = signed_digits;
+  const bool minus = sd.starts_with('-');
+  if (minus || sd.starts_with('+')) sd.remove_prefix(1);
+  if (!sd.empty() && sd.front() != '+' && sd.front() != '-') {
+    std::uint64_t mag = 0;
+    auto [end, ec] = std::from_chars(sd.data(), sd.data() + sd.size(), mag, 2);
+    if (ec == std::errc{} && end == sd.data() + sd.size()) {
+      if (!minus && mag <= static_cast<std::uint64_t>(INT64_MAX)) return {Kind::other, std::to_string(mag)};
+      if (minus && mag <= static_cast<std::uint64_t>(INT64_MAX) + 1) {
+        return {Kind::other, mag == static_cast<std::uint64_t>(INT64_MAX) + 1 ? std::to_string(INT64_MIN)
+                                                                               : "-" + std::to_string(mag)};
+      }
+      if (!minus) return {Kind::other, std::to_string(mag)};  // ParseUint
+    }
+  }
+  return {Kind::string, {}};
+}
+
+// --- scalars ----------------------------------------------------------------
+
+void put_utf8(SecureBuffer& out, char32_t cp) {
+  if (cp < 0x80) {
+    out.push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else {
+    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  }
+}
+
+struct Scalar {
+  SecureBuffer text;
+  bool plain = false;
+};
+
+// A quoted scalar starting at line[i] (the quote); on success i is past the
+// closing quote. A scalar that goes on to the next line is unsupported.
+kms::Result<Scalar> quoted(std::string_view line, std::size_t& i, std::size_t n) {
+  const char q = line[i++];
+  Scalar s;
+  while (true) {
+    if (i >= line.size()) return unsupported(n, "a quoted scalar that continues on the next line");
+    const char c = line[i];
+    if (q == '\'') {
+      if (c == '\'') {
+        if (i + 1 < line.size() && line[i + 1] == '\'') {
+          s.text.push_back('\'');
+          i += 2;
+          continue;
+        }
+        ++i;
+        return s;
+      }
+      s.text.push_back(c);
+      ++i;
+      continue;
+    }
+    if (c == '"') {
+      ++i;
+      return s;
+    }
+    if (c != '\\') {
+      s.text.push_back(c);
+      ++i;
+      continue;
+    }
+    if (i + 1 >= line.size()) return unsupported(n, "an escaped line break in a double-quoted scalar");
+    const char e = line[i + 1];
+    i += 2;
+    int hex = 0;
+    switch (e) {
+      case '0': s.text.push_back('\0'); break;
+      case 'a': s.text.push_back('\a'); break;
+      case 'b': s.text.push_back('\b'); break;
+      case 't':
+      case '\t': s.text.push_back('\t'); break;
+      case 'n': s.text.push_back('\n'); break;
+      case 'v': s.text.push_back('\v'); break;
+      case 'f': s.text.push_back('\f'); break;
+      case 'r': s.text.push_back('\r'); break;
+      case 'e': s.text.push_back('\x1b'); break;
+      case ' ': s.text.push_back(' '); break;
+      case '"': s.text.push_back('"'); break;
+      case '\\': s.text.push_back('\\'); break;
+      case 'N': put_utf8(s.text, 0x85); break;
+      case '_': put_utf8(s.text, 0xA0); break;
+      case 'L': put_utf8(s.text, 0x2028); break;
+      case 'P': put_utf8(s.text, 0x2029); break;
+      case 'x': hex = 2; break;
+      case 'u': hex = 4; break;
+      case 'U': hex = 8; break;
+      default: return yaml_error(n, "found unknown escape character while parsing a quoted scalar");
+    }
+    if (hex == 0) continue;
+    if (i + static_cast<std::size_t>(hex) > line.size()) return yaml_error(n, "a short escape sequence");
+    std::uint32_t cp = 0;
+    auto [end, ec] = std::from_chars(line.data() + i, line.data() + i + hex, cp, 16);
+    if (ec != std::errc{} || end != line.data() + i + hex) return yaml_error(n, "did not find expected hexdecimal number");
+    if ((cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return yaml_error(n, "found invalid Unicode character escape code");
+    put_utf8(s.text, cp);
+    i += static_cast<std::size_t>(hex);
+  }
+}
+
+// After a quoted scalar or a value: only blanks and a comment may follow.
+bool rest_is_comment(std::string_view line, std::size_t i) {
+  bool blank = i == 0 || space(line[i - 1]);
+  for (; i < line.size(); ++i) {
+    if (space(line[i])) {
+      blank = true;
+      continue;
+    }
+    return line[i] == '#' && blank;
+  }
+  return true;
+}
+
+// Characters a plain scalar cannot start with (the flow and node indicators).
+bool bad_plain_start(std::string_view s) {
+  const char c = s.front();
+  if (std::string_view("[]{},#&*!|>%@`").find(c) != std::string_view::npos) return true;
+  if ((c == '-' || c == '?' || c == ':') && (s.size() == 1 || space(s[1]))) return true;
+  return false;
+}
+
+bool valid_utf8(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    std::size_t n = 0;
+    if (b < 0x80) {
+      n = 1;
+    } else if (b >= 0xC2 && b <= 0xDF) {
+      n = 2;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+      n = 3;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+      n = 4;
+    } else {
+      return false;
+    }
+    if (i + n > s.size()) return false;
+    for (std::size_t k = 1; k < n; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+    }
+    i += n;
+  }
+  return true;
+}
+
+// One `key: value` line (already without its indentation).
+kms::Result<void> entry(std::string_view line, std::size_t n, SecretMap& out) {
+  std::size_t i = 0;
+  std::string key;
+  if (line.front() == '"' || line.front() == '\'') {
+    ROOTSEAL_LET(k, quoted(line, i, n));
+    key.assign(k.text.view());
+    while (i < line.size() && space(line[i])) ++i;
+    if (i >= line.size() || line[i] != ':' || (i + 1 < line.size() && !space(line[i + 1]))) {
+      return unsupported(n, "a quoted scalar that is not a mapping key");
+    }
+    ++i;
+  } else {
+    if (bad_plain_start(line)) return unsupported(n, "a line that does not start with a plain or quoted key");
+    std::size_t colon = std::string_view::npos;
+    for (std::size_t j = 0; j < line.size(); ++j) {
+      if (line[j] == '#' && j > 0 && space(line[j - 1])) break;
+      if (line[j] == ':' && (j + 1 == line.size() || space(line[j + 1]))) {
+        colon = j;
+        break;
+      }
+    }
+    if (colon == std::string_view::npos) return yaml_error(n, "could not find expected ':'");
+    std::string_view k = line.substr(0, colon);
+    while (!k.empty() && space(k.back())) k.remove_suffix(1);
+    const Resolved r = resolve_plain(k, true);
+    if (r.kind == Kind::null) return yaml_error(n, "a null mapping key");
+    if (k == "<<") return unsupported(n, "a merge key (<<)");
+    if (r.kind == Kind::other && r.text == ".nan") return unsupported(n, "a NaN mapping key");
+    key = r.kind == Kind::other ? r.text : std::string(k);
+    i = colon + 1;
+  }
+  while (i < line.size() && space(line[i])) ++i;
+  std::string_view v = line.substr(i);
+  if (v.empty() || (v.front() == '#')) {
+    out.insert_or_assign(std::move(key), kms::SecureBytes());  // null: ""
+    return {};
+  }
+  if (v.front() == '"' || v.front() == '\'') {
+    std::size_t j = 0;
+    ROOTSEAL_LET(s, quoted(v, j, n));
+    if (!rest_is_comment(v, j)) return yaml_error(n, "did not find expected key");
+    out.insert_or_assign(std::move(key), kms::SecureBytes::copy_of(s.text.span()));
+    return {};
+  }
+  if (bad_plain_start(v)) return unsupported(n, "a value that is not a plain or quoted scalar");
+  std::size_t end = v.size();
+  for (std::size_t j = 1; j < v.size(); ++j) {
+    if (v[j] == '#' && space(v[j - 1])) {
+      end = j;
+      break;
+    }
+  }
+  std::string_view plain = v.substr(0, end);
+  while (!plain.empty() && space(plain.back())) plain.remove_suffix(1);
+  for (std::size_t j = 0; j < plain.size(); ++j) {
+    if (plain[j] == ':' && (j + 1 == plain.size() || space(plain[j + 1]))) {
+      return yaml_error(n, "mapping values are not allowed in this context");
+    }
+  }
+  const Resolved r = resolve_plain(plain, false);
+  if (r.kind == Kind::null) {
+    out.insert_or_assign(std::move(key), kms::SecureBytes());
+  } else if (r.kind == Kind::other) {
+    out.insert_or_assign(std::move(key), kms::SecureBytes::copy_of(std::string_view(r.text)));
+  } else {
+    out.insert_or_assign(std::move(key), kms::SecureBytes::copy_of(plain));
+  }
+  return {};
+}
+
+}  // namespace
+
+kms::Result<SecretMap> parse_yaml_string_map(std::string_view text) {
+  if (!valid_utf8(text)) return yaml_error(1, "invalid UTF-8");
+  SecretMap out;
+  std::optional<std::size_t> indent;
+  bool started = false;
+  std::size_t n = 0;
+  while (!text.empty() || n == 0) {
+    ++n;
+    const auto nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    for (char c : line) {
+      const auto u = static_cast<unsigned char>(c);
+      if ((u < 0x20 && c != '\t') || u == 0x7F) return yaml_error(n, "control characters are not allowed");
+    }
+    std::size_t lead = 0;
+    while (lead < line.size() && line[lead] == ' ') ++lead;
+    const std::string_view body = line.substr(lead);
+    if (body.empty() || body.front() == '#') {
+      if (text.empty() && nl == std::string_view::npos) break;
+      continue;
+    }
+    if (body.front() == '\t') return unsupported(n, "a tab in the indentation");
+    if (!started && lead == 0 && body == "---") {
+      started = true;
+      continue;
+    }
+    started = true;
+    if (lead == 0 && (body.starts_with("---") || body.starts_with("..."))) {
+      return unsupported(n, "more than one document");
+    }
+    if (!indent) indent = lead;
+    if (lead != *indent) return unsupported(n, "a nested or continued line");
+    ROOTSEAL_TRY(entry(body, n, out));
+    if (text.empty() && nl == std::string_view::npos) break;
+  }
+  return out;
+}
+
+}  // namespace rootseal::sync

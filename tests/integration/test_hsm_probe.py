@@ -1,0 +1,349 @@
+"""`rootseal hsm probe` against three independent PKCS#11 implementations
+(SoftHSM2, opencryptoki's software token, tpm2-pkcs11 over swtpm) and
+p11-kit's proxy module in front of SoftHSM2, each
+started here from scratch (pkcs11_impls.py). What the probe reports is checked
+against a second, independent client (OpenSC's pkcs11-tool --list-mechanisms)
+and against what each implementation is known to offer; rootseald on a token
+without KWP or GCM stays sealed with a reason naming what the token offers.
+
+Runs as root: opencryptoki's paths are fixed by the package, so this process
+moves into a private mount and IPC namespace first (the host's
+/var/lib/opencryptoki, /var/run and SysV shared memory are never touched)."""
+import json
+import os
+import re
+import subprocess
+import unittest
+
+import pkcs11_impls
+from rootseal_testlib import ConfigDaemon, write_private
+
+ROOTSEAL_CLI = os.environ.get("ROOTSEAL_CLI", "")
+
+# pkcs11-tool's names (OpenSC's table) of the mechanisms the verdicts rest on.
+OPENSC_IDS = {
+    "AES-KEY-GEN": 0x1080, "AES-ECB": 0x1081, "AES-CBC": 0x1082, "AES-CBC-PAD": 0x1085, "AES-CTR": 0x1086,
+    "AES-GCM": 0x1087, "AES-KEY-WRAP": 0x2109, "AES-KEY-WRAP-PAD": 0x210A, "SHA256-HMAC": 0x251,
+    "RSA-PKCS-KEY-PAIR-GEN": 0x0, "RSA-PKCS": 0x1, "RSA-X-509": 0x3, "RSA-PKCS-OAEP": 0x9,
+    "GENERIC-SECRET-KEY-GEN": 0x350, "SHA256": 0x250, "SHA-1": 0x220,
+}
+
+# pkcs11-tool's words for the elliptic-curve flags.
+OPENSC_FLAGS = {
+    "EC F_P": "ec_f_p", "EC F_2M": "ec_f_2m", "EC parameters": "ec_parameters", "EC OID": "ec_oid",
+    "EC uncompressed": "ec_uncompress", "EC compressed": "ec_compress", "EC curve name": "ec_curvename",
+}
+
+# What each implementation, as Debian 12 ships it, lets this build use.
+EXPECTED_USABLE = {
+    "softhsm2": ["aes-kwp", "aes-gcm"],
+    "opencryptoki": [],
+    "tpm2-pkcs11": [],
+    "p11-kit-proxy": ["aes-kwp", "aes-gcm"],
+}
+# ... and what the token offers of the fallbacks issue 19 adds.
+EXPECTED_OFFERED = {
+    "softhsm2": ["aes-kwp", "aes-gcm", "aes-cbc-pad-hmac", "rsa-oaep"],
+    "opencryptoki": ["aes-cbc-pad-hmac", "rsa-oaep"],
+    "tpm2-pkcs11": ["aes-cbc-pad-hmac", "rsa-oaep"],
+    "p11-kit-proxy": ["aes-kwp", "aes-gcm", "aes-cbc-pad-hmac", "rsa-oaep"],
+}
+
+# What the refusals say opencryptoki's software token offers.
+OPENCRYPTOKI_OFFERS = (
+    "CKM_AES_KEY_GEN (generate), CKM_AES_CBC_PAD (encrypt, decrypt, wrap, unwrap), "
+    "CKM_AES_CBC (encrypt, decrypt, wrap, unwrap), CKM_AES_ECB (encrypt, decrypt, wrap, unwrap), "
+    "CKM_SHA256_HMAC (sign, verify), CKM_GENERIC_SECRET_KEY_GEN (generate), "
+    "CKM_RSA_PKCS_KEY_PAIR_GEN (generate_key_pair), CKM_RSA_PKCS_OAEP (encrypt, decrypt, wrap, unwrap)")
+
+
+def pkcs11_tool_mechanisms(tok):
+    """[(name, id or None, (min, max) or None, set of flags)] in the token's order."""
+    out = subprocess.run(["pkcs11-tool", "--module", tok.module, "--token-label", tok.label, "--list-mechanisms"],
+                         env=tok.env, check=True, capture_output=True, text=True).stdout
+    lines = out.splitlines()
+    assert lines and lines[0].startswith("Supported mechanisms"), out
+    result = []
+    for line in lines[1:]:
+        if not line.startswith("  "):
+            continue
+        parts = [p.strip() for p in re.split(r",\s*(?![^{]*\})", line.strip())]
+        name = parts[0]
+        mid = int(name[len("mechtype-"):], 16) if name.startswith("mechtype-") else OPENSC_IDS.get(name)
+        size = None
+        flags = set()
+        for p in parts[1:]:
+            m = re.fullmatch(r"keySize=\{(\d+),(\d+)\}", p)
+            if m:
+                size = (int(m.group(1)), int(m.group(2)))
+            else:
+                flags.add(OPENSC_FLAGS.get(p, p.replace("other flags=", "other_flags=")))
+        result.append((name, mid, size, flags))
+    return result
+
+
+def verdicts_from_pkcs11_tool(mechs):
+    """Which root mechanisms the token offers, worked out from pkcs11-tool's listing alone."""
+    by_id = {mid: (size, flags) for _, mid, size, flags in mechs if mid is not None}
+
+    def has(mid, *flags, min_max=0):
+        if mid not in by_id:
+            return False
+        size, fl = by_id[mid]
+        return set(flags) <= fl and (size is None or size[1] == 0 or size[1] >= min_max)
+
+    offered = []
+    if has(0x210A, "wrap", "unwrap", min_max=32):
+        offered.append("aes-kwp")
+    if has(0x1087, "encrypt", "decrypt", min_max=32):
+        offered.append("aes-gcm")
+    if has(0x1085, "encrypt", "decrypt", min_max=32) and has(0x251, "sign", "verify"):
+        offered.append("aes-cbc-pad-hmac")
+    if has(0x0, "generate_key_pair", min_max=3072) and has(0x9, "encrypt", "decrypt", min_max=3072):
+        offered.append("rsa-oaep")
+    return offered
+
+
+class HsmProbeTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        assert ROOTSEAL_CLI, "ROOTSEAL_CLI is not set"
+        pkcs11_impls.enter_private_namespace()
+        cls.base = pkcs11_impls.tempfile_dir("rootseal-hsmprobe-")
+        cls.tokens = {}
+        try:
+            for name, start in (("softhsm2", pkcs11_impls.softhsm2), ("opencryptoki", pkcs11_impls.opencryptoki),
+                                ("tpm2-pkcs11", pkcs11_impls.tpm2_pkcs11)):
+                d = os.path.join(cls.base, name)
+                os.makedirs(d)
+                cls.tokens[name] = start(d)
+            d = os.path.join(cls.base, "p11-kit-proxy")
+            os.makedirs(d)
+            cls.tokens["p11-kit-proxy"] = pkcs11_impls.p11kit_proxy(d, cls.tokens["softhsm2"])
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        for tok in cls.tokens.values():
+            tok.stop()
+        pkcs11_impls.remove(cls.base)
+
+    def probe(self, tok, *extra, check=True):
+        r = subprocess.run([ROOTSEAL_CLI, "hsm", "probe", "--module", tok.module, "--token", tok.label, *extra],
+                           env=tok.env, capture_output=True, text=True, timeout=120)
+        if check:
+            self.assertEqual(r.returncode, 0, r.stderr)
+        return r
+
+    def check_implementation(self, name):
+        tok = self.tokens[name]
+        doc = json.loads(self.probe(tok, "--json").stdout)
+        theirs = pkcs11_tool_mechanisms(tok)
+        ours = doc["mechanisms"]
+
+        # The same mechanisms, in the same order, with the same key sizes and flags.
+        self.assertGreater(len(theirs), 0)
+        self.assertEqual(len(ours), len(theirs), [m["name"] for m in ours])
+        known_ids = 0
+        for mine, (tname, tid, tsize, tflags) in zip(ours, theirs):
+            what = "%s: ours %s, pkcs11-tool %s" % (name, mine, tname)
+            if tid is not None:
+                self.assertEqual(int(mine["type"], 16), tid, what)
+                known_ids += 1
+            self.assertEqual((mine["min_key_size"], mine["max_key_size"]), tsize or (0, 0), what)
+            self.assertEqual(set(mine["flag_names"]), tflags, what)
+        self.assertGreaterEqual(known_ids, 5, "too few mechanisms identified by both clients")
+
+        # The verdicts: what the listing supports, and what this build can use.
+        roots = {v["mechanism"]: v for v in doc["root_mechanisms"]}
+        self.assertEqual(list(roots), ["aes-kwp", "aes-gcm", "aes-cbc-pad-hmac", "rsa-oaep"])
+        offered = [n for n, v in roots.items() if v["offered_by_token"]]
+        self.assertEqual(offered, verdicts_from_pkcs11_tool(theirs))
+        self.assertEqual(offered, EXPECTED_OFFERED[name])
+        for n, v in roots.items():
+            self.assertEqual(v["supported_by_this_build"], n in ("aes-kwp", "aes-gcm"), n)
+            self.assertEqual(v["usable"], v["offered_by_token"] and v["supported_by_this_build"], n)
+            self.assertEqual(v["missing"] == "", v["offered_by_token"], n)
+        self.assertEqual(doc["usable_root_mechanisms"], EXPECTED_USABLE[name])
+        self.assertEqual(doc["token"]["label"], tok.label)
+        self.assertIn("token_initialized", doc["token"]["flag_names"])
+        self.assertIn("user_pin_initialized", doc["token"]["flag_names"])
+
+        # The text form says the same.
+        text = self.probe(tok).stdout
+        self.assertIn("PKCS#11 token '%s' in %s" % (tok.label, tok.module), text)
+        self.assertIn("mechanisms (%d;" % len(ours), text)
+        for m in ours:
+            self.assertRegex(text, r"(?m)^  %s +%s +key size %d\.\.%d " % (
+                re.escape(m["name"]), m["type"], m["min_key_size"], m["max_key_size"]))
+        for n, v in roots.items():
+            status = ("usable" if v["usable"] else
+                      "offered by the token; not supported by this build" if v["offered_by_token"] else
+                      "not offered (lacks ")
+            self.assertRegex(text, r"(?m)^  %s +%s" % (re.escape(n), re.escape(status)))
+        if EXPECTED_USABLE[name]:
+            self.assertIn("rootseal can hold its root key in this token with: " +
+                          ", ".join(EXPECTED_USABLE[name]) + "\n", text)
+        else:
+            self.assertIn("rootseal cannot hold its root key in this token", text)
+        return doc
+
+    def test_softhsm2(self):
+        doc = self.check_implementation("softhsm2")
+        self.assertEqual(doc["token"]["manufacturer"], "SoftHSM project")
+
+    def test_opencryptoki(self):
+        doc = self.check_implementation("opencryptoki")
+        self.assertEqual(doc["token"]["model"], "IBM SoftTok")
+
+    def test_tpm2_pkcs11(self):
+        doc = self.check_implementation("tpm2-pkcs11")
+        self.assertEqual(doc["token"]["manufacturer"], "IBM")  # swtpm's TPM manufacturer
+
+    def test_p11kit_proxy(self):
+        doc = self.check_implementation("p11-kit-proxy")
+        self.assertEqual(doc["module"], pkcs11_impls.P11KIT_PROXY_MODULE)
+        # The proxy forwards SoftHSM2's token and mechanisms unchanged.
+        direct = json.loads(self.probe(self.tokens["softhsm2"], "--json").stdout)
+        self.assertEqual(doc["token"], direct["token"])
+        self.assertEqual(doc["mechanisms"], direct["mechanisms"])
+
+    def test_rootseald_unseals_through_p11kit_proxy(self):
+        tok = self.tokens["p11-kit-proxy"]
+        d = ConfigDaemon("rootseal-hsmprobe-daemon-", "unused", pin="12345678")
+        try:
+            self.write_daemon_config(d, tok)
+            d.start(env=tok.env)
+            d.wait_for(lambda: d.call("GET", "/v1/sys/health").status == 200, "unsealed through p11-kit's proxy")
+            status = d.call("GET", "/v1/sys/seal-status").json()
+            self.assertFalse(status["sealed"])
+        finally:
+            d.close()
+
+    def run_with_pin(self, tok, args, pin=None):
+        """rootseal ARGS with tok's PIN (or `pin`) on a pipe passed as --pin-fd."""
+        r_fd, w_fd = os.pipe()
+        os.write(w_fd, (tok.pin if pin is None else pin).encode() + b"\n")
+        os.close(w_fd)
+        try:
+            return subprocess.run([ROOTSEAL_CLI] + args + ["--pin-fd", str(r_fd)], env=tok.env, capture_output=True,
+                                  text=True, timeout=120, pass_fds=(r_fd,))
+        finally:
+            os.close(r_fd)
+
+    def probe_keys(self, tok, *extra):
+        r = self.run_with_pin(tok, ["hsm", "probe", "--module", tok.module, "--token", tok.label, "--json", *extra])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout)["root_keys"]
+
+    def test_pin_fd_lists_the_root_key_objects(self):
+        d = os.path.join(self.base, "softhsm2-keys")
+        os.makedirs(d)
+        tok = pkcs11_impls.softhsm2(d)
+        # A fresh token: none. Without --pin-fd the JSON has no root_keys at all.
+        self.assertEqual(self.probe_keys(tok), {"label": "rootseal-root", "objects": []})
+        self.assertNotIn("root_keys", json.loads(self.probe(tok, "--json").stdout))
+        # The ceremony makes one; the probe shows it with the check value the ceremony printed.
+        r = self.run_with_pin(tok, ["ceremony", "init", "--module", tok.module, "--token", tok.label, "--no-backup",
+                                    "--transcript-dir", os.path.join(d, "transcript")])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        kcv = re.search(r"key check value \(computed by the HSM\): ([0-9a-f]{6})", r.stdout).group(1)
+        keys = self.probe_keys(tok)
+        self.assertEqual(len(keys["objects"]), 1)
+        k = keys["objects"][0]
+        self.assertEqual((k["kcv"], k["aes"], k["value_len"], k["sensitive"], k["extractable"], k["valid_root_key"]),
+                         (kcv, True, 32, True, False, True))
+        text = self.run_with_pin(tok, ["hsm", "probe", "--module", tok.module, "--token", tok.label]).stdout
+        self.assertIn("root key objects labelled 'rootseal-root' (logged in as the user): 1\n"
+                      "  check value %s: AES-256, token, private, sensitive, not extractable, wrap, unwrap; "
+                      "a valid root key\n" % kcv, text)
+        # A key made by another client with its defaults (readable: not CKA_SENSITIVE) is no root key.
+        subprocess.run(["pkcs11-tool", "--module", tok.module, "--token-label", tok.label, "--login", "--pin", tok.pin,
+                        "--keygen", "--key-type", "AES:32", "--label", "other"], env=tok.env, check=True,
+                       capture_output=True)
+        other = self.probe_keys(tok, "--key-label", "other")["objects"]
+        self.assertEqual([(o["aes"], o["value_len"], o["sensitive"], o["valid_root_key"]) for o in other],
+                         [(True, 32, False, False)])
+        # A wrong PIN: refused, nothing printed.
+        r = self.run_with_pin(tok, ["hsm", "probe", "--module", tok.module, "--token", tok.label], pin="11111111")
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stdout, "")
+        self.assertIn("PKCS#11 token 'rootseal': the user PIN is incorrect", r.stderr)
+
+    def test_pin_fd_on_a_token_without_kwp_or_gcm(self):
+        # Looking is allowed where the ceremony would refuse.
+        self.assertEqual(self.probe_keys(self.tokens["opencryptoki"]), {"label": "rootseal-root", "objects": []})
+
+    def test_unknown_token(self):
+        tok = self.tokens["softhsm2"]
+        r = subprocess.run([ROOTSEAL_CLI, "hsm", "probe", "--module", tok.module, "--token", "no-such-token"],
+                           env=tok.env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("PKCS#11 token 'no-such-token' not found in " + tok.module, r.stderr)
+        self.assertEqual(r.stdout, "")
+
+    @staticmethod
+    def write_daemon_config(d, tok):
+        """rootseald.yaml in d's folder: the token `tok`, a generated root key, its PIN from a file."""
+        pin_file = d.p("pin")
+        write_private(pin_file, tok.pin)
+        with open(d.config, "w") as f:
+            f.write("listen:\n  address: 127.0.0.1:%d\n  allow_plaintext: true\nstate_dir: %s/state\n"
+                    "pkcs11:\n  module: %s\n  token_label: %s\n  generate_key: true\n"
+                    "pin:\n  sources: [file]\n  file: %s\nseal:\n  probe_interval: 200ms\n"
+                    % (d.port, d.dir, tok.module, tok.label, pin_file))
+
+    def check_rootseald_refuses(self, name, offers):
+        tok = self.tokens[name]
+        d = ConfigDaemon("rootseal-hsmprobe-daemon-", "unused", pin="12345678")
+        try:
+            self.write_daemon_config(d, tok)
+            d.start(env=tok.env)
+            reason = d.wait_for(lambda: (lambda s: s["sealed_reason"] if s["sealed"] and "offers neither" in
+                                         s["sealed_reason"] else None)(d.call("GET", "/v1/sys/seal-status").json()),
+                                "sealed with the mechanism refusal")
+            self.assertEqual(
+                reason,
+                "PKCS#11 token '%s' offers neither CKM_AES_KEY_WRAP_PAD nor CKM_AES_GCM; among the AES, RSA and "
+                "HMAC mechanisms it offers %s. This build of rootseal needs CKM_AES_KEY_WRAP_PAD (wrap, unwrap) "
+                "or CKM_AES_GCM (encrypt, decrypt); `rootseal hsm probe --module %s --token %s` lists every "
+                "mechanism and which root mechanisms would do (docs/hsm.md)" % (tok.label, offers, tok.module,
+                                                                                tok.label))
+            self.assertEqual(d.call("GET", "/v1/sys/health").status, 503)
+        finally:
+            d.close()
+
+    def test_ceremony_refuses_opencryptoki_with_the_reason(self):
+        tok = self.tokens["opencryptoki"]
+        transcript = os.path.join(self.base, "ceremony-transcript")
+        r_fd, w_fd = os.pipe()
+        os.write(w_fd, tok.pin.encode() + b"\n")
+        os.close(w_fd)
+        try:
+            r = subprocess.run([ROOTSEAL_CLI, "ceremony", "init", "--module", tok.module, "--token", tok.label,
+                                "--no-backup", "--transcript-dir", transcript, "--pin-fd", str(r_fd)],
+                               env=tok.env, capture_output=True, text=True, timeout=120, pass_fds=(r_fd,))
+        finally:
+            os.close(r_fd)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("PKCS#11 token '%s' offers neither CKM_AES_KEY_WRAP_PAD nor CKM_AES_GCM; among the AES, RSA "
+                      "and HMAC mechanisms it offers %s. This build of rootseal needs" % (tok.label, OPENCRYPTOKI_OFFERS),
+                      r.stderr)
+        self.assertIn("`rootseal hsm probe --module %s --token %s`" % (tok.module, tok.label), r.stderr)
+
+    def test_rootseald_on_opencryptoki_stays_sealed_with_the_reason(self):
+        self.check_rootseald_refuses("opencryptoki", OPENCRYPTOKI_OFFERS)
+
+    def test_rootseald_on_tpm2_pkcs11_stays_sealed_with_the_reason(self):
+        self.check_rootseald_refuses(
+            "tpm2-pkcs11",
+            "CKM_AES_KEY_GEN (hw, generate), CKM_AES_CBC_PAD (hw, encrypt, decrypt), "
+            "CKM_AES_CBC (hw, encrypt, decrypt), CKM_AES_ECB (hw, encrypt, decrypt), "
+            "CKM_SHA256_HMAC (hw, sign, verify), CKM_RSA_PKCS_KEY_PAIR_GEN (hw, generate_key_pair), "
+            "CKM_RSA_PKCS_OAEP (hw, encrypt, decrypt)")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
