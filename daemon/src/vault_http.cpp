@@ -27,6 +27,7 @@ unsigned http_status(Errc code) noexcept {
     case Errc::unavailable:
       return 503;
     case Errc::storage_failure:
+    case Errc::compacted:
     case Errc::crypto_failure:
     case Errc::internal:
       return 500;

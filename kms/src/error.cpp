@@ -19,6 +19,7 @@ std::string_view to_string(Errc code) noexcept {
     case Errc::unavailable: return "unavailable";
     case Errc::permission_denied: return "permission_denied";
     case Errc::storage_failure: return "storage_failure";
+    case Errc::compacted: return "compacted";
     case Errc::crypto_failure: return "crypto_failure";
     case Errc::internal: return "internal";
   }

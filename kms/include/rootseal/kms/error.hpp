@@ -30,6 +30,7 @@ enum class Errc {
   unavailable,           // the HSM/TPM is reachable but failed transiently (device removed ...)
   permission_denied,
   storage_failure,       // the state store could not read or commit
+  compacted,             // a read or watch asked for a revision the store has compacted away (etcd): reload in full
   crypto_failure,        // a cryptographic library call failed unexpectedly
   internal,              // a broken invariant; a bug
 };
