@@ -32,7 +32,7 @@ import subprocess
 import tempfile
 import time
 
-from rootseal_testlib import make_softhsm
+from rootseal_testlib import free_port_pair, make_softhsm
 
 SOFTHSM2_MODULE = os.environ.get("SOFTHSM2_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
 OPENCRYPTOKI_MODULE = "/usr/lib/x86_64-linux-gnu/pkcs11/libopencryptoki.so"
@@ -136,8 +136,12 @@ def opencryptoki(base, label="rootseal", pin="12345678", so_pin="87654321"):
     _bind(os.path.join(base, "lock"), os.path.realpath("/var/lock") + "/opencryptoki")
     subprocess.run(["pkcsslotd"], check=True)
     pidfile = "/var/run/pkcsslotd.pid"
-    _wait(lambda: os.path.exists(pidfile) and open(pidfile).read().strip().isdigit(), "pkcsslotd's pid file")
-    pid = int(open(pidfile).read().strip())
+    def read_pid():
+        with open(pidfile) as f:
+            return f.read().strip()
+
+    _wait(lambda: os.path.exists(pidfile) and read_pid().isdigit(), "pkcsslotd's pid file")
+    pid = int(read_pid())
     _wait(lambda: os.path.exists("/var/run/pkcsslotd.socket"), "pkcsslotd's socket")
 
     def stop():
@@ -174,19 +178,7 @@ def _group_id(name):
 
 
 def _free_port_pair():
-    for _ in range(100):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-            if port >= 65535:
-                continue
-            with socket.socket() as b:
-                try:
-                    b.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return port
-    raise AssertionError("no free pair of loopback ports")
+    return free_port_pair()
 
 
 def tpm2_pkcs11(base, label="rootseal", pin="12345678", so_pin="87654321"):

@@ -7,6 +7,7 @@ import re
 import select
 import shutil
 import signal
+import random
 import socket
 import ssl
 import subprocess
@@ -136,6 +137,26 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_port_pair():
+    """A port P with P and P+1 both free now (swtpm: server and control port),
+    below the kernel's ephemeral range (32768 and up by default), as
+    tests/support/swtpm.cpp picks them: bind(0) hands out odd ephemeral ports
+    and outgoing connections take the even ones, so under heavy connection
+    churn on the machine (thousands of TIME-WAIT client sockets) P+1 of a
+    bind(0) port is almost never free."""
+    pick = random.SystemRandom()
+    for _ in range(200):
+        port = pick.randrange(20000, 32000)
+        with socket.socket() as a, socket.socket() as b:
+            try:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no free loopback port pair")
 
 
 def wait_until(proc, log, predicate, what, timeout=30):

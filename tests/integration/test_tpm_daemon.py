@@ -20,7 +20,7 @@ import threading
 import time
 import unittest
 
-from rootseal_testlib import wait_until, ROOTSEALD, SOFTHSM2_MODULE, make_softhsm, rmtree, tempdir
+from rootseal_testlib import wait_until, ROOTSEALD, SOFTHSM2_MODULE, free_port_pair, make_softhsm, rmtree, tempdir
 from test_kms_plugin import GrpcioClient
 
 TPM_TOOL = os.environ.get("TPM_TOOL", "")
@@ -32,25 +32,14 @@ PLAINTEXT = base64.b64encode(b"sealed to the TPM").decode()
 PCR_REASON = "TPM policy check failed: PCR values changed since sealing"
 
 
-def port_free(port):
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
 def free_port(pair=False):
-    """A free loopback port (and, with pair, port+1 free too: swtpm's control port)."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port < 65535 and (not pair or port_free(port + 1)):
-            return port
-    raise AssertionError("no free loopback port pair")
+    """A free loopback port (and, with pair, port+1 free too: swtpm's control
+    port, picked below the ephemeral range by rootseal_testlib.free_port_pair)."""
+    if pair:
+        return free_port_pair()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def connectable(port):
