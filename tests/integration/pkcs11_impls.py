@@ -29,10 +29,9 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 
-from rootseal_testlib import free_port_pair, make_softhsm
+from rootseal_testlib import free_port_pair, make_softhsm, tempdir
 
 SOFTHSM2_MODULE = os.environ.get("SOFTHSM2_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
 OPENCRYPTOKI_MODULE = "/usr/lib/x86_64-linux-gnu/pkcs11/libopencryptoki.so"
@@ -248,4 +247,4 @@ def p11kit_proxy(base, inner):
 
 
 def tempfile_dir(prefix):
-    return tempfile.mkdtemp(prefix=prefix)
+    return tempdir(prefix)

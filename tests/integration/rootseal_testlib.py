@@ -10,6 +10,7 @@ import signal
 import random
 import socket
 import ssl
+import atexit
 import subprocess
 import tempfile
 import time
@@ -27,7 +28,7 @@ class Daemon:
         if token_id:
             args += ["--dev-root-token-id", token_id]
         args += list(extra_args)
-        self.stderr_path = os.path.join(tempfile.mkdtemp(prefix="rootseald-log-"), "stderr.log")
+        self.stderr_path = os.path.join(tempdir("rootseald-log-"), "stderr.log")
         self._stderr = open(self.stderr_path, "wb")
         env = dict(os.environ)
         env.pop("SOFTHSM2_CONF", None)
@@ -123,8 +124,22 @@ def make_softhsm(base, label, pin="1234", so_pin="0000"):
     return env
 
 
+_TEMPDIRS = []
+
+
+@atexit.register
+def _remove_tempdirs():
+    """Every folder tempdir() made goes when the test process ends, passed or failed; a test
+    that wants to inspect one afterwards sets ROOTSEAL_KEEP_TMP=1."""
+    if os.environ.get("ROOTSEAL_KEEP_TMP") == "1":
+        return
+    for d in _TEMPDIRS:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def tempdir(prefix):
     d = tempfile.mkdtemp(prefix=prefix)
+    _TEMPDIRS.append(d)
     return d
 
 

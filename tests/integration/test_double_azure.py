@@ -10,14 +10,13 @@ import os
 import ssl
 import subprocess
 import sys
-import tempfile
 from urllib.parse import urlencode
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DOUBLE = os.path.join(HERE, "..", "doubles", "azure_keyvault")
 sys.path.insert(0, DOUBLE)
 import server as azure  # noqa: E402
-from rootseal_testlib import npm_install  # noqa: E402
+from rootseal_testlib import npm_install, tempdir  # noqa: E402
 
 TENANT, CLIENT, SECRET = "0f0e0d0c-tenant", "app-client-1", "s3cr3t-value"
 
@@ -138,7 +137,7 @@ def test_rest(d, ctx):
 
 
 def main():
-    work = tempfile.mkdtemp(prefix="azure-double-")
+    work = tempdir("azure-double-")
     cert, key = make_cert(work)
     d = azure.AzureKeyVaultDouble(tls_cert=cert, tls_key=key, tenant=TENANT, clients={CLIENT: SECRET}).start()
     try:

@@ -14,14 +14,13 @@ import re
 import ssl
 import subprocess
 import sys
-import tempfile
 from urllib.parse import urlencode
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DOUBLES = os.path.join(HERE, "..", "doubles")
 sys.path.insert(0, os.path.join(DOUBLES, "common"))
 from doublelib import load_double  # noqa: E402
-from rootseal_testlib import SERVER_EXT, make_tls_material, npm_install, rmtree  # noqa: E402
+from rootseal_testlib import SERVER_EXT, make_tls_material, npm_install, rmtree, tempdir  # noqa: E402
 
 blob = load_double("azure_blob")
 
@@ -183,7 +182,7 @@ def test_rest(d, rest):
 
 
 def main():
-    work = tempfile.mkdtemp(prefix="azblob-double-")
+    work = tempdir("azblob-double-")
     try:
         make_tls_material(work, leaves=(("server", "127.0.0.1", SERVER_EXT),))
         ca = os.path.join(work, "ca.pem")

@@ -11,7 +11,6 @@ import os
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 from urllib.parse import urlencode
 
@@ -19,7 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DOUBLE = os.path.join(HERE, "..", "doubles", "gcp_secretmanager")
 sys.path.insert(0, DOUBLE)
 import server as gcp  # noqa: E402
-from rootseal_testlib import npm_install  # noqa: E402
+from rootseal_testlib import npm_install, tempdir  # noqa: E402
 
 EMAIL = "sync@rootseal-test.iam.gserviceaccount.com"
 PROJECT, NUMBER = "rootseal-test", "123456789012"
@@ -224,7 +223,7 @@ def test_rest(d, rest, access, sa_key):
 
 
 def main():
-    work = tempfile.mkdtemp(prefix="gcp-double-")
+    work = tempdir("gcp-double-")
     cert, key, sa_key, other_key, pub, sa_json = make_keys(work)
     # The double knows only the public key.
     d = gcp.GcpSecretManagerDouble(tls_cert=cert, tls_key=key, accounts={EMAIL: (pub, "key-1")},

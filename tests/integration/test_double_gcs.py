@@ -12,7 +12,6 @@ import os
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 from urllib.parse import quote, urlencode
 
@@ -20,7 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DOUBLES = os.path.join(HERE, "..", "doubles")
 sys.path.insert(0, os.path.join(DOUBLES, "common"))
 from doublelib import load_double  # noqa: E402
-from rootseal_testlib import SERVER_EXT, make_tls_material, npm_install, rmtree  # noqa: E402
+from rootseal_testlib import SERVER_EXT, make_tls_material, npm_install, rmtree, tempdir  # noqa: E402
 
 gcs = load_double("gcs")
 gcp = load_double("gcp_secretmanager")
@@ -213,7 +212,7 @@ def o_crc(data):
 
 
 def main():
-    work = tempfile.mkdtemp(prefix="gcs-double-")
+    work = tempdir("gcs-double-")
     try:
         sa_key, sa_json = make_keys(work)
         pub = openssl("pkey", "-in", sa_key, "-pubout").decode()

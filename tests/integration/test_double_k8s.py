@@ -7,13 +7,13 @@ import os
 import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "doubles", "k8s_apiserver"))
 import server as k8s  # noqa: E402
+from rootseal_testlib import tempdir  # noqa: E402
 
 TOKEN = "double-token-123"
 KUBECTL = "/usr/bin/kubectl"
@@ -500,7 +500,7 @@ def test_cli_ready(workdir, cert, key):
 
 
 def main():
-    workdir = tempfile.mkdtemp(prefix="k8s-double-")
+    workdir = tempdir("k8s-double-")
     cert, key = make_cert(workdir)
     client_ca, client_cert, client_key = make_client_cert(workdir)
     d = k8s.K8sApiServerDouble(tokens=[TOKEN], tls_cert=cert, tls_key=key, client_ca=client_ca).start()
