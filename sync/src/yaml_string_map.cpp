@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "rootseal/kms/secure_bytes.hpp"
 #include "secure_buffer.hpp"
 
 namespace rootseal::sync {
@@ -113,102 +114,145 @@ std::optional<double> go_parse_float(std::string_view s) {
   return neg ? -v : v;
 }
 
+// Number text is a value's text (a PIN, a port, a key) and so a secret: it is
+// built on the stack in one of these, wiped when it goes, and copied only
+// into locked memory.
+template <std::size_t N>
+struct WipedChars {
+  std::array<char, N> chars{};
+  WipedChars() = default;
+  WipedChars(const WipedChars&) = delete;
+  WipedChars& operator=(const WipedChars&) = delete;
+  ~WipedChars() { kms::secure_zero(chars.data(), chars.size()); }
+  [[nodiscard]] char* begin() noexcept { return chars.data(); }
+  [[nodiscard]] char* end() noexcept { return chars.data() + chars.size(); }
+};
+
+template <class T>
+void append_number(SecureBuffer& out, T v) {
+  WipedChars<24> buf;
+  const auto [end, ec] = std::to_chars(buf.begin(), buf.end(), v);
+  out.append(std::string_view(buf.begin(), static_cast<std::size_t>(end - buf.begin())));
+}
+
 // strconv.FormatFloat(v, 'g', -1, 32), as sigs.k8s.io/yaml turns a YAML float
-// into a string.
-std::string go_format_float32(double v) {
+// into a string, appended to out.
+void append_go_float32(SecureBuffer& out, double v) {
   const auto f = static_cast<float>(v);
-  if (std::isnan(f)) return "NaN";
-  if (std::isinf(f)) return f > 0 ? "+Inf" : "-Inf";
-  std::array<char, 64> buf{};
-  auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), f, std::chars_format::scientific);
-  if (ec != std::errc{}) return "NaN";
-  std::string sci(buf.data(), end);  // [-]d[.ddd]e±XX, shortest digits
+  if (std::isnan(f)) return out.append("NaN");
+  if (std::isinf(f)) return out.append(f > 0 ? "+Inf" : "-Inf");
+  WipedChars<64> buf;
+  const auto [end, ec] = std::to_chars(buf.begin(), buf.end(), f, std::chars_format::scientific);
+  if (ec != std::errc{}) return out.append("NaN");
+  const std::string_view sci(buf.begin(), static_cast<std::size_t>(end - buf.begin()));  // [-]d[.ddd]e±XX
   const auto e = sci.find('e');
-  const int exp = std::stoi(sci.substr(e + 1));
-  if (exp < -4 || exp >= 6) return sci;  // Go's %e: the same shape
+  int exp = 0;
+  std::from_chars(sci.data() + e + 2, sci.data() + sci.size(), exp);
+  if (sci[e + 1] == '-') exp = -exp;
+  if (exp < -4 || exp >= 6) return out.append(sci);  // Go's %e: the same shape
   const bool neg = sci.front() == '-';
-  std::string digits;
-  for (char c : sci.substr(neg ? 1 : 0, e - (neg ? 1 : 0))) {
-    if (c != '.') digits.push_back(c);
+  WipedChars<64> digit_buf;
+  std::size_t n = 0;
+  for (const char c : sci.substr(neg ? 1 : 0, e - (neg ? 1 : 0))) {
+    if (c != '.') digit_buf.chars[n++] = c;
   }
-  std::string out = neg ? "-" : "";
+  const std::string_view digits(digit_buf.begin(), n);
+  if (neg) out.push_back('-');
   if (exp < 0) {
-    out += "0." + std::string(static_cast<std::size_t>(-exp - 1), '0') + digits;
-  } else {
-    const auto point = static_cast<std::size_t>(exp) + 1;
-    if (digits.size() <= point) {
-      out += digits + std::string(point - digits.size(), '0');
-    } else {
-      out += digits.substr(0, point) + "." + digits.substr(point);
-    }
+    out.append("0.");
+    for (int z = 0; z < -exp - 1; ++z) out.push_back('0');
+    out.append(digits);
+    return;
   }
-  return out;
+  const auto point = static_cast<std::size_t>(exp) + 1;
+  if (digits.size() <= point) {
+    out.append(digits);
+    for (std::size_t z = digits.size(); z < point; ++z) out.push_back('0');
+  } else {
+    out.append(digits.substr(0, point));
+    out.push_back('.');
+    out.append(digits.substr(point));
+  }
 }
 
 enum class Kind { string, null, other };
 struct Resolved {
   Kind kind = Kind::string;
-  std::string text;  // for Kind::other: the value as sigs.k8s.io/yaml writes it into a string
+  SecureBuffer text;  // for Kind::other: the value as sigs.k8s.io/yaml writes it into a string
 };
+
+Resolved other(std::string_view text) { return {Kind::other, SecureBuffer(text)}; }
+Resolved other_float(double v) {
+  Resolved r{Kind::other, {}};
+  append_go_float32(r.text, v);
+  return r;
+}
+template <class T>
+Resolved other_number(T v, bool minus = false) {
+  Resolved r{Kind::other, {}};
+  if (minus) r.text.push_back('-');
+  append_number(r.text, v);
+  return r;
+}
 
 // go-yaml v2's resolve() for a plain scalar, then sigs.k8s.io/yaml's
 // conversion of a bool/int/float to a string. Kind::string: the text stays.
 Resolved resolve_plain(std::string_view in, bool key) {
   if (in.empty() || in == "~" || in == "null" || in == "Null" || in == "NULL") return {Kind::null, {}};
   for (std::string_view t : {"y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"}) {
-    if (in == t) return {Kind::other, "true"};
+    if (in == t) return other("true");
   }
   for (std::string_view f : {"n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"}) {
-    if (in == f) return {Kind::other, "false"};
+    if (in == f) return other("false");
   }
-  if (in == ".nan" || in == ".NaN" || in == ".NAN") return {Kind::other, key ? ".nan" : "NaN"};
+  if (in == ".nan" || in == ".NaN" || in == ".NAN") return other(key ? ".nan" : "NaN");
   for (std::string_view inf : {".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF"}) {
-    if (in == inf) return {Kind::other, key ? ".inf" : "+Inf"};
+    if (in == inf) return other(key ? ".inf" : "+Inf");
   }
   for (std::string_view inf : {"-.inf", "-.Inf", "-.INF"}) {
-    if (in == inf) return {Kind::other, key ? "-.inf" : "-Inf"};
+    if (in == inf) return other(key ? "-.inf" : "-Inf");
   }
   const char h = in.front();
   if (h == '.') {
     std::string_view rest = in.substr(1);
     if (yaml_style_float(in) && rest.find('.') == std::string_view::npos) {
-      if (auto f = go_parse_float(in)) return {Kind::other, go_format_float32(*f)};
+      if (auto f = go_parse_float(in)) return other_float(*f);
     }
     return {Kind::string, {}};
   }
   if (h != '+' && h != '-' && (h < '0' || h > '9')) return {Kind::string, {}};
-  std::string plain;
+  SecureBuffer without_underscores(in.size());
   for (char c : in) {
-    if (c != '_') plain.push_back(c);
+    if (c != '_') without_underscores.push_back(c);
   }
-  if (auto i = go_parse_int<std::int64_t>(plain, true)) return {Kind::other, std::to_string(*i)};
-  if (auto u = go_parse_int<std::uint64_t>(plain, false)) return {Kind::other, std::to_string(*u)};
+  const std::string_view plain = without_underscores.view();
+  if (auto i = go_parse_int<std::int64_t>(plain, true)) return other_number(*i);
+  if (auto u = go_parse_int<std::uint64_t>(plain, false)) return other_number(*u);
   if (yaml_style_float(plain)) {
-    if (auto f = go_parse_float(plain)) return {Kind::other, go_format_float32(*f)};
+    if (auto f = go_parse_float(plain)) return other_float(*f);
   }
-  std::string_view bin = plain;
-  bool neg = false;
-  if (bin.starts_with("-0b")) {
-    neg = true, bin.remove_prefix(3);
-  } else if (bin.starts_with("0b")) {
-    bin.remove_prefix(2);
+  // go-yaml: "0b…" is ParseInt(rest, 2) then ParseUint(rest, 2); "-0b…" is
+  // ParseInt("-" + rest, 2). ParseInt takes one sign of its own.
+  std::string_view sd = plain;
+  bool minus = false;
+  if (sd.starts_with("-0b")) {
+    minus = true, sd.remove_prefix(3);
+  } else if (sd.starts_with("0b")) {
+    sd.remove_prefix(2);
+    if (sd.starts_with('-') || sd.starts_with('+')) {
+      minus = sd.front() == '-';
+      sd.remove_prefix(1);
+    }
   } else {
     return {Kind::string, {}};
   }
-  std::string signed_digits = (neg ? "-" : "") + std::string(bin);
-  std::string_view sd = signed_digits;
-  const bool minus = sd.starts_with('-');
-  if (minus || sd.starts_with('+')) sd.remove_prefix(1);
   if (!sd.empty() && sd.front() != '+' && sd.front() != '-') {
     std::uint64_t mag = 0;
     auto [end, ec] = std::from_chars(sd.data(), sd.data() + sd.size(), mag, 2);
     if (ec == std::errc{} && end == sd.data() + sd.size()) {
-      if (!minus && mag <= static_cast<std::uint64_t>(INT64_MAX)) return {Kind::other, std::to_string(mag)};
-      if (minus && mag <= static_cast<std::uint64_t>(INT64_MAX) + 1) {
-        return {Kind::other, mag == static_cast<std::uint64_t>(INT64_MAX) + 1 ? std::to_string(INT64_MIN)
-                                                                               : "-" + std::to_string(mag)};
-      }
-      if (!minus) return {Kind::other, std::to_string(mag)};  // ParseUint
+      constexpr auto kMax = static_cast<std::uint64_t>(INT64_MAX);
+      if (!minus) return other_number(mag);  // ParseInt, or ParseUint beyond int64
+      if (mag <= kMax + 1) return mag == kMax + 1 ? other_number(INT64_MIN) : other_number(mag, true);
     }
   }
   return {Kind::string, {}};
@@ -381,8 +425,8 @@ kms::Result<void> entry(std::string_view line, std::size_t n, SecretMap& out) {
     const Resolved r = resolve_plain(k, true);
     if (r.kind == Kind::null) return yaml_error(n, "a null mapping key");
     if (k == "<<") return unsupported(n, "a merge key (<<)");
-    if (r.kind == Kind::other && r.text == ".nan") return unsupported(n, "a NaN mapping key");
-    key = r.kind == Kind::other ? r.text : std::string(k);
+    if (r.kind == Kind::other && r.text.view() == ".nan") return unsupported(n, "a NaN mapping key");
+    key = r.kind == Kind::other ? std::string(r.text.view()) : std::string(k);
     i = colon + 1;
   }
   while (i < line.size() && space(line[i])) ++i;
@@ -417,7 +461,7 @@ kms::Result<void> entry(std::string_view line, std::size_t n, SecretMap& out) {
   if (r.kind == Kind::null) {
     out.insert_or_assign(std::move(key), kms::SecureBytes());
   } else if (r.kind == Kind::other) {
-    out.insert_or_assign(std::move(key), kms::SecureBytes::copy_of(std::string_view(r.text)));
+    out.insert_or_assign(std::move(key), kms::SecureBytes::copy_of(r.text.span()));
   } else {
     out.insert_or_assign(std::move(key), kms::SecureBytes::copy_of(plain));
   }
