@@ -459,24 +459,10 @@ Step<SecretContent> secret_content_of(const model::ExternalSecret& es, SecretMap
   return out;
 }
 
-Step<SecretMap> secret_data_of(const model::ExternalSecret& es, SecretMap provider_data) {
-  auto content = secret_content_of(es, std::move(provider_data), {});
-  if (!content) return std::unexpected(content.error());
-  return std::move(content->data);
-}
-
 std::optional<Delete> owned_secret(const model::ExternalSecret& es, const json::value& existing) {
   const auto* ctl = controller_of(existing);
   if (ctl == nullptr || es.meta.uid.empty() || obj_str(ctl, "uid") != es.meta.uid) return std::nullopt;
   return Delete{std::string(str_at(existing, "metadata", "uid"))};
-}
-
-Step<Action> desired_secret(const model::ExternalSecret& es, SecretMap data, bool any_missing,
-                            const json::value* existing) {
-  SecretContent content;
-  ROOTSEAL_STEP_TRY(render_metadata(content, es, data));
-  content.data = std::move(data);
-  return desired_secret(es, std::move(content), any_missing, existing);
 }
 
 Step<Action> desired_secret(const model::ExternalSecret& es, SecretContent content, bool any_missing,

@@ -105,8 +105,6 @@ using TemplateSources = std::map<std::string, std::shared_ptr<const boost::json:
 // data.
 Step<SecretContent> secret_content_of(const model::ExternalSecret& es, SecretMap provider_data,
                                       const TemplateSources& config_maps);
-// Its data only, for an ExternalSecret without templateFrom.
-Step<SecretMap> secret_data_of(const model::ExternalSecret& es, SecretMap provider_data);
 
 // What desired_secret decides.
 struct Keep {  // no write; the status to set
@@ -127,8 +125,6 @@ using Action = std::variant<Keep, Delete, Write>;
 // the existing Secret (nullptr: none): creationPolicy, deletionPolicy, owner
 // and immutability checks, the ESO metadata, and no write when up to date.
 Step<Action> desired_secret(const model::ExternalSecret& es, SecretContent content, bool any_missing,
-                            const boost::json::value* existing);
-Step<Action> desired_secret(const model::ExternalSecret& es, SecretMap data, bool any_missing,
                             const boost::json::value* existing);
 
 // Delete{uid of `existing`} when the ExternalSecret is its controller

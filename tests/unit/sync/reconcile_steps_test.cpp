@@ -45,11 +45,23 @@ std::string b64(std::string_view s) {
   return kms::base64_encode(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(s.data()), s.size()));
 }
 
+// What secret_content_of makes of `data` for `es` (no templateFrom sources).
+Step<SecretMap> data_of(const model::ExternalSecret& es, SecretMap data) {
+  auto c = secret_content_of(es, std::move(data), {});
+  if (!c) return std::unexpected(c.error());
+  return std::move(c->data);
+}
+SecretContent content_of(const model::ExternalSecret& es, SecretMap data) {
+  auto c = secret_content_of(es, std::move(data), {});
+  REQUIRE(c);
+  return std::move(*c);
+}
+
 // A Secret as desired_secret would write it for `es` and `data`.
 json::value written(const model::ExternalSecret& es, const SecretMap& data, const json::value* existing = nullptr) {
   SecretMap copy;
   for (const auto& [k, v] : data) copy.emplace(k, v.clone());
-  auto a = desired_secret(es, std::move(copy), false, existing);
+  auto a = desired_secret(es, content_of(es, std::move(copy)), false, existing);
   REQUIRE(a.has_value());
   REQUIRE(std::holds_alternative<Write>(*a));
   return json::value(std::get<Write>(*a).body);  // a copy on the ordinary heap: test only
@@ -214,18 +226,18 @@ TEST_CASE("add_data_from: extract.property selects a nested JSON object and spre
 }
 
 TEST_CASE("secret_data_of: provider data as is, template Replace and Merge, render errors") {
-  CHECK(text(secret_data_of(es_with(), map_of({{"u", "alice"}}))->at("u")) == "alice");
+  CHECK(text(data_of(es_with(), map_of({{"u", "alice"}}))->at("u")) == "alice");
   auto replace = es_with(R"(,"target":{"template":{"data":{"dsn":"pg://{{ .u }}@db"}}})");
-  auto r = secret_data_of(replace, map_of({{"u", "alice"}}));
+  auto r = data_of(replace, map_of({{"u", "alice"}}));
   REQUIRE(r);
   CHECK(r->size() == 1);
   CHECK(text(r->at("dsn")) == "pg://alice@db");
   auto merge = es_with(R"(,"target":{"template":{"mergePolicy":"Merge","data":{"dsn":"{{ .u }}"}}})");
-  auto m = secret_data_of(merge, map_of({{"u", "alice"}}));
+  auto m = data_of(merge, map_of({{"u", "alice"}}));
   REQUIRE(m);
   CHECK(m->size() == 2);
   CHECK(text(m->at("u")) == "alice");
-  auto missing = secret_data_of(replace, SecretMap{});
+  auto missing = data_of(replace, SecretMap{});
   REQUIRE_FALSE(missing);
   CHECK_FALSE(missing.error().retry);
   CHECK(missing.error().message.starts_with("spec.target.template.data.dsn: "));
@@ -235,7 +247,7 @@ TEST_CASE("desired_secret: a new Secret carries ESO's metadata, owner reference 
   auto es = es_with(R"(,"target":{"name":"db-creds","immutable":true,"template":{"type":"kubernetes.io/basic-auth",
     "metadata":{"labels":{"team":"a"},"annotations":{"owner":"ops"}}}})");
   const auto data = map_of({{"u", "alice"}});
-  auto a = desired_secret(es, map_of({{"u", "alice"}}), false, nullptr);
+  auto a = desired_secret(es, content_of(es, map_of({{"u", "alice"}})), false, nullptr);
   REQUIRE(a);
   REQUIRE(std::holds_alternative<Write>(*a));
   CHECK(std::get<Write>(*a).create);
@@ -269,7 +281,7 @@ TEST_CASE("desired_secret: up to date is no write, a change updates and keeps fo
   json::value cur = written(es, map_of({{"u", "alice"}}));
   cur.as_object()["metadata"].as_object()["resourceVersion"] = "7";
   cur.as_object()["metadata"].as_object()["uid"] = "secret-uid";
-  auto same = desired_secret(es, map_of({{"u", "alice"}}), false, &cur);
+  auto same = desired_secret(es, content_of(es, map_of({{"u", "alice"}})), false, &cur);
   REQUIRE(same);
   REQUIRE(std::holds_alternative<Keep>(*same));
   CHECK(std::get<Keep>(*same).reason == kReasonSynced);
@@ -281,7 +293,7 @@ TEST_CASE("desired_secret: up to date is no write, a change updates and keeps fo
   fmd["ownerReferences"].as_array().push_back(json::parse(R"({"kind":"Thing","name":"t","uid":"t-uid"})"));
   fmd["managedFields"] = json::array();
   foreign.as_object()["stringData"] = json::parse(R"({"x":"y"})");
-  auto upd = desired_secret(es, map_of({{"u", "bob"}}), false, &foreign);
+  auto upd = desired_secret(es, content_of(es, map_of({{"u", "bob"}})), false, &foreign);
   REQUIRE(upd);
   REQUIRE(std::holds_alternative<Write>(*upd));
   const auto& w = std::get<Write>(*upd);
@@ -297,11 +309,11 @@ TEST_CASE("desired_secret: up to date is no write, a change updates and keeps fo
   // An immutable Secret whose data differs cannot be changed.
   json::value frozen = cur;
   frozen.as_object()["immutable"] = true;
-  auto imm = desired_secret(es, map_of({{"u", "bob"}}), false, &frozen);
+  auto imm = desired_secret(es, content_of(es, map_of({{"u", "bob"}})), false, &frozen);
   REQUIRE_FALSE(imm);
   CHECK_FALSE(imm.error().retry);
   CHECK(imm.error().message == "Secret \"app\" is immutable and its data differs");
-  CHECK(desired_secret(es, map_of({{"u", "alice"}}), false, &frozen));  // unchanged: fine
+  CHECK(desired_secret(es, content_of(es, map_of({{"u", "alice"}})), false, &frozen));  // unchanged: fine
 }
 
 TEST_CASE("desired_secret: creationPolicy Merge, CreateOrMerge, None and a foreign owner") {
@@ -309,7 +321,7 @@ TEST_CASE("desired_secret: creationPolicy Merge, CreateOrMerge, None and a forei
     "data":{"keep":")" + b64("mine") + R"(","u":")" + b64("old") + R"("}})");
   auto merge = es_with(R"(,"target":{"creationPolicy":"Merge"})");
   // As ESO: not an error; Ready=True with ESO's message until the Secret exists.
-  auto none_yet = desired_secret(merge, map_of({{"u", "alice"}}), false, nullptr);
+  auto none_yet = desired_secret(merge, content_of(merge, map_of({{"u", "alice"}})), false, nullptr);
   REQUIRE(none_yet);
   REQUIRE(std::holds_alternative<Keep>(*none_yet));
   CHECK(std::get<Keep>(*none_yet).reason == kReasonMissing);
@@ -321,18 +333,18 @@ TEST_CASE("desired_secret: creationPolicy Merge, CreateOrMerge, None and a forei
   CHECK_FALSE(merged.at("metadata").as_object().contains("ownerReferences"));
 
   auto com = es_with(R"(,"target":{"creationPolicy":"CreateOrMerge"})");
-  CHECK(std::get<Write>(*desired_secret(com, map_of({{"u", "a"}}), false, nullptr)).create);
+  CHECK(std::get<Write>(*desired_secret(com, content_of(com, map_of({{"u", "a"}})), false, nullptr)).create);
   CHECK(written(com, map_of({{"u", "alice"}}), &other).at("data").at("keep").as_string() == b64("mine"));
 
   auto none = es_with(R"(,"target":{"creationPolicy":"None"})");
-  auto n = desired_secret(none, map_of({{"u", "alice"}}), false, &other);
+  auto n = desired_secret(none, content_of(none, map_of({{"u", "alice"}})), false, &other);
   REQUIRE(n);
   CHECK(std::holds_alternative<Keep>(*n));
 
   json::value owned = other;
   owned.as_object()["metadata"].as_object()["ownerReferences"] =
       json::parse(R"([{"kind":"Deployment","name":"web","uid":"d1","controller":true}])");
-  auto foreign = desired_secret(es_with(), map_of({{"u", "alice"}}), false, &owned);
+  auto foreign = desired_secret(es_with(), content_of(es_with(), map_of({{"u", "alice"}})), false, &owned);
   REQUIRE_FALSE(foreign);
   CHECK(foreign.error().message == "Secret \"app\" is controlled by another owner (Deployment/web)");
 }
@@ -341,27 +353,27 @@ TEST_CASE("desired_secret: every remote key missing — Delete removes an owned 
   auto del = es_with(R"(,"target":{"deletionPolicy":"Delete"})");
   json::value mine = written(del, map_of({{"u", "alice"}}));
   mine.as_object()["metadata"].as_object()["uid"] = "secret-uid";
-  auto d = desired_secret(del, SecretMap{}, true, &mine);
+  auto d = desired_secret(del, content_of(del, SecretMap{}), true, &mine);
   REQUIRE(d);
   REQUIRE(std::holds_alternative<Delete>(*d));
   CHECK(std::get<Delete>(*d).uid == "secret-uid");
-  auto absent = desired_secret(del, SecretMap{}, true, nullptr);
+  auto absent = desired_secret(del, content_of(del, SecretMap{}), true, nullptr);
   REQUIRE(std::holds_alternative<Keep>(*absent));
   CHECK(std::get<Keep>(*absent).reason == kReasonDeleted);
   CHECK(std::get<Keep>(*absent).message == "secret deleted due to DeletionPolicy=Delete");
   CHECK(std::get<Keep>(*absent).ready);  // as ESO (markAsDone)
   json::value theirs = mine;
   theirs.as_object()["metadata"].as_object()["ownerReferences"].as_array()[0].as_object()["uid"] = "someone";
-  CHECK(std::holds_alternative<Keep>(*desired_secret(del, SecretMap{}, true, &theirs)));
+  CHECK(std::holds_alternative<Keep>(*desired_secret(del, content_of(del, SecretMap{}), true, &theirs)));
   CHECK_FALSE(owned_secret(del, theirs));
   CHECK(owned_secret(del, mine)->uid == "secret-uid");
 
-  auto keep = desired_secret(es_with(), SecretMap{}, true, &mine);
+  auto keep = desired_secret(es_with(), content_of(es_with(), SecretMap{}), true, &mine);
   REQUIRE(std::holds_alternative<Keep>(*keep));
   CHECK(std::get<Keep>(*keep).message == "secret retained due to DeletionPolicy=Retain");
   CHECK(std::get<Keep>(*keep).ready);
   // Some data left: written as usual.
-  CHECK(std::holds_alternative<Write>(*desired_secret(del, map_of({{"u", "x"}}), true, &mine)));
+  CHECK(std::holds_alternative<Write>(*desired_secret(del, content_of(del, map_of({{"u", "x"}})), true, &mine)));
 }
 
 TEST_CASE("invalid_shell and check_templates: refusals before any read") {
