@@ -1,5 +1,7 @@
 #include "secure_json.hpp"
 
+#include "go_json.hpp"
+
 #include <boost/json/parser.hpp>
 #include <boost/json/serializer.hpp>
 
@@ -85,48 +87,73 @@ kms::SecureBytes json_value_bytes(const json::value& v) {
 
 namespace {
 
-const json::value* lookup(const json::value& root, std::string_view property) {
-  if (!root.is_object()) return nullptr;
-  if (const auto* v = root.as_object().if_contains(property)) return v;  // a literal key wins
-  const json::value* cur = &root;
-  while (!property.empty()) {
-    const auto dot = property.find('.');
-    const std::string_view part = property.substr(0, dot);
-    property = dot == std::string_view::npos ? std::string_view{} : property.substr(dot + 1);
-    if (cur->is_object()) {
-      cur = cur->as_object().if_contains(part);
-    } else if (cur->is_array()) {
-      std::size_t i = 0;
-      auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), i);
-      if (ec != std::errc{} || end != part.data() + part.size() || i >= cur->as_array().size()) return nullptr;
-      cur = &cur->as_array()[i];
-    } else {
-      return nullptr;
-    }
-    if (cur == nullptr) return nullptr;
-  }
-  return cur;
+using gojson::Document;
+using gojson::Kind;
+using gojson::Numbers;
+
+kms::Result<Document> parse_remote(const kms::SecureBytes& whole, std::string_view what) {
+  auto doc = Document::parse(whole.span());
+  if (!doc) return fail(Errc::invalid_argument, std::string(what) + ": the remote value is not JSON");
+  return doc;
+}
+
+std::unexpected<kms::Error> property_not_found(std::string_view property) {
+  return fail(Errc::not_found, "property '" + std::string(property) + "' not found");
 }
 
 }  // namespace
 
-kms::Result<kms::SecureBytes> extract_property(const kms::SecureBytes& whole, std::string_view property) {
+kms::Result<kms::SecureBytes> extract_property(const kms::SecureBytes& whole, std::string_view property,
+                                               ValueFormat format) {
   if (property.empty()) return whole.clone();
-  auto doc = SecureJson::parse(whole.span());
-  if (!doc) return fail(Errc::invalid_argument, "property '" + std::string(property) + "': the remote value is not JSON");
-  const auto* v = lookup((*doc)->root(), property);
-  if (v == nullptr) return fail(Errc::not_found, "property '" + std::string(property) + "' not found");
-  return json_value_bytes(*v);
+  const std::string what = "property '" + std::string(property) + "'";
+  ROOTSEAL_LET(doc, parse_remote(whole, what));
+  const auto root = Document::root();
+  SecureBuffer out(64);
+  if (format == ValueFormat::go_map && doc.kind(root) == Kind::object) {
+    // Vault: data[property] first, its number as written (UseNumber).
+    if (const auto v = doc.last_member(root, property)) {
+      ROOTSEAL_TRY(gojson::byte_value(doc, *v, Numbers::as_written, out));
+      return out.take();
+    }
+  }
+  if (format == ValueFormat::text && property.find('.') != std::string_view::npos && doc.kind(root) == Kind::object) {
+    // AWS: a key with dots in it wins over the path (escapeDotsIfRequired).
+    if (const auto v = doc.first_member(root, property)) {
+      gojson::gjson_string(doc, *v, out);
+      return out.take();
+    }
+  }
+  if (!gojson::is_plain_gjson_path(property)) {
+    return fail(Errc::invalid_argument, what +
+                                            " uses gjson syntax rootseal does not support (wildcards, queries, "
+                                            "modifiers, pipes): name a key or a path of keys and indexes");
+  }
+  const auto v = gojson::gjson_get(doc, root, property);
+  if (!v) return property_not_found(property);
+  gojson::gjson_string(doc, *v, out);
+  return out.take();
 }
 
-kms::Result<SecretMap> extract_map(const kms::SecureBytes& whole) {
-  auto doc = SecureJson::parse(whole.span());
-  if (!doc || !(*doc)->root().is_object()) {
+kms::Result<SecretMap> extract_map(const kms::SecureBytes& whole, ValueFormat format) {
+  auto doc = Document::parse(whole.span());
+  SecretMap out;
+  // AWS: Unmarshal of `null` into a map leaves it empty, without an error.
+  if (doc && format == ValueFormat::text && doc->kind(Document::root()) == Kind::null) return out;
+  if (!doc || doc->kind(Document::root()) != Kind::object) {
     return fail(Errc::invalid_argument, "extract: the remote value is not a JSON object");
   }
-  SecretMap out;
-  for (const auto& kv : (*doc)->root().as_object()) {
-    out.emplace(std::string(kv.key()), json_value_bytes(kv.value()));
+  for (const auto& m : doc->members(Document::root())) {  // the last of duplicates wins, as in a Go map
+    SecureBuffer value(32);
+    if (format == ValueFormat::go_map) {
+      // Vault: Unmarshal into map[string]any (numbers become float64), then GetByteValue.
+      ROOTSEAL_TRY(gojson::byte_value(*doc, m.value, Numbers::float64, value));
+    } else if (doc->kind(m.value) == Kind::string) {
+      value.append(doc->string(m.value));  // AWS: map[string]RawMessage, strings unquoted
+    } else if (doc->kind(m.value) != Kind::null) {
+      value.append(doc->raw(m.value));  // ... and everything else as written (null: "")
+    }
+    out.insert_or_assign(std::string(doc->string(m.key)), value.take());
   }
   return out;
 }
@@ -144,23 +171,24 @@ void json_object_of(const SecretMap& map, SecureBuffer& out) {
   out.push_back('}');
 }
 
-kms::Result<kms::SecureBytes> select_value(kms::SecureBytes whole, std::string_view property,
-                                           DecodingStrategy decoding) {
+kms::Result<kms::SecureBytes> select_value(kms::SecureBytes whole, std::string_view property, DecodingStrategy decoding,
+                                           ValueFormat format) {
   if (!property.empty()) {
-    auto prop = extract_property(whole, property);
+    auto prop = extract_property(whole, property, format);
     if (!prop) return std::unexpected(prop.error());
     whole = std::move(*prop);
   }
   return apply_decoding(decoding, std::move(whole));
 }
 
-kms::Result<SecretMap> select_map(kms::SecureBytes whole, std::string_view property, DecodingStrategy decoding) {
+kms::Result<SecretMap> select_map(kms::SecureBytes whole, std::string_view property, DecodingStrategy decoding,
+                                  ValueFormat format) {
   if (!property.empty()) {
-    auto prop = extract_property(whole, property);
+    auto prop = extract_property(whole, property, format);
     if (!prop) return std::unexpected(prop.error());
     whole = std::move(*prop);
   }
-  auto map = extract_map(whole);
+  auto map = extract_map(whole, format);
   if (!map && !property.empty()) {
     return fail(map.error().code, "extract: property '" + std::string(property) + "' is not a JSON object");
   }

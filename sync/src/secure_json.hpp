@@ -50,22 +50,26 @@ void json_object_of(const SecretMap& map, SecureBuffer& out);
 // A value as ESO hands it out: strings as their bytes, everything else as JSON.
 kms::SecureBytes json_value_bytes(const boost::json::value& v);
 
-// ESO `property` on a whole remote value: the value must be a JSON object; a
-// literal key (dots included) wins, else the dotted path is followed through
-// objects (and array indexes). Empty property = the whole value unchanged.
-// not_found "property '<p>' not found"; invalid_argument if not JSON.
-kms::Result<kms::SecureBytes> extract_property(const kms::SecureBytes& whole, std::string_view property);
+// ESO `property` on a whole remote value, read as the provider's `format`
+// says (see ValueFormat): a key or a path of keys and array indexes. Empty
+// property = the whole value unchanged. not_found "property '<p>' not found"
+// (for the reconcilers an error, not a missing secret, as in ESO);
+// invalid_argument when the value is not JSON or the path uses gjson syntax
+// rootseal does not implement.
+kms::Result<kms::SecureBytes> extract_property(const kms::SecureBytes& whole, std::string_view property,
+                                               ValueFormat format);
 // dataFrom.extract: the whole value must be a JSON object; each top-level
-// entry becomes a key (strings as-is, others as JSON).
-kms::Result<SecretMap> extract_map(const kms::SecureBytes& whole);
+// entry becomes a key, its value as the provider's `format` says.
+kms::Result<SecretMap> extract_map(const kms::SecureBytes& whole, ValueFormat format);
 
 // ESO's remoteRef.property and decodingStrategy on the whole value a Provider
 // returned — the one place they are applied, for every provider and both
 // reconcilers: `property` selected (if any), then `decoding` applied (to each
 // entry, for a map; a decoding error names the entry: `key "<k>": ...`).
-// Errors: not_found / invalid_argument (property, not JSON), bad_base64.
-kms::Result<kms::SecureBytes> select_value(kms::SecureBytes whole, std::string_view property,
-                                           DecodingStrategy decoding);
-kms::Result<SecretMap> select_map(kms::SecureBytes whole, std::string_view property, DecodingStrategy decoding);
+// Errors: not_found (property), invalid_argument (not JSON, path syntax), bad_base64.
+kms::Result<kms::SecureBytes> select_value(kms::SecureBytes whole, std::string_view property, DecodingStrategy decoding,
+                                           ValueFormat format);
+kms::Result<SecretMap> select_map(kms::SecureBytes whole, std::string_view property, DecodingStrategy decoding,
+                                  ValueFormat format);
 
 }  // namespace rootseal::sync

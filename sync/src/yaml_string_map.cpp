@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "go_json.hpp"
 #include "rootseal/kms/secure_bytes.hpp"
 #include "secure_buffer.hpp"
 
@@ -135,46 +136,6 @@ void append_number(SecureBuffer& out, T v) {
   out.append(std::string_view(buf.begin(), static_cast<std::size_t>(end - buf.begin())));
 }
 
-// strconv.FormatFloat(v, 'g', -1, 32), as sigs.k8s.io/yaml turns a YAML float
-// into a string, appended to out.
-void append_go_float32(SecureBuffer& out, double v) {
-  const auto f = static_cast<float>(v);
-  if (std::isnan(f)) return out.append("NaN");
-  if (std::isinf(f)) return out.append(f > 0 ? "+Inf" : "-Inf");
-  WipedChars<64> buf;
-  const auto [end, ec] = std::to_chars(buf.begin(), buf.end(), f, std::chars_format::scientific);
-  if (ec != std::errc{}) return out.append("NaN");
-  const std::string_view sci(buf.begin(), static_cast<std::size_t>(end - buf.begin()));  // [-]d[.ddd]e±XX
-  const auto e = sci.find('e');
-  int exp = 0;
-  std::from_chars(sci.data() + e + 2, sci.data() + sci.size(), exp);
-  if (sci[e + 1] == '-') exp = -exp;
-  if (exp < -4 || exp >= 6) return out.append(sci);  // Go's %e: the same shape
-  const bool neg = sci.front() == '-';
-  WipedChars<64> digit_buf;
-  std::size_t n = 0;
-  for (const char c : sci.substr(neg ? 1 : 0, e - (neg ? 1 : 0))) {
-    if (c != '.') digit_buf.chars[n++] = c;
-  }
-  const std::string_view digits(digit_buf.begin(), n);
-  if (neg) out.push_back('-');
-  if (exp < 0) {
-    out.append("0.");
-    for (int z = 0; z < -exp - 1; ++z) out.push_back('0');
-    out.append(digits);
-    return;
-  }
-  const auto point = static_cast<std::size_t>(exp) + 1;
-  if (digits.size() <= point) {
-    out.append(digits);
-    for (std::size_t z = digits.size(); z < point; ++z) out.push_back('0');
-  } else {
-    out.append(digits.substr(0, point));
-    out.push_back('.');
-    out.append(digits.substr(point));
-  }
-}
-
 enum class Kind { string, null, other };
 struct Resolved {
   Kind kind = Kind::string;
@@ -182,9 +143,11 @@ struct Resolved {
 };
 
 Resolved other(std::string_view text) { return {Kind::other, SecureBuffer(text)}; }
+// strconv.FormatFloat(v, 'g', -1, 32), as sigs.k8s.io/yaml turns a YAML
+// float into a string.
 Resolved other_float(double v) {
   Resolved r{Kind::other, {}};
-  append_go_float32(r.text, v);
+  gojson::append_format_float(r.text, v, 'g', 32);
   return r;
 }
 template <class T>
@@ -260,23 +223,6 @@ Resolved resolve_plain(std::string_view in, bool key) {
 
 // --- scalars ----------------------------------------------------------------
 
-void put_utf8(SecureBuffer& out, char32_t cp) {
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
 
 struct Scalar {
   SecureBuffer text;
@@ -332,10 +278,18 @@ kms::Result<Scalar> quoted(std::string_view line, std::size_t& i, std::size_t n)
       case ' ': s.text.push_back(' '); break;
       case '"': s.text.push_back('"'); break;
       case '\\': s.text.push_back('\\'); break;
-      case 'N': put_utf8(s.text, 0x85); break;
-      case '_': put_utf8(s.text, 0xA0); break;
-      case 'L': put_utf8(s.text, 0x2028); break;
-      case 'P': put_utf8(s.text, 0x2029); break;
+      case 'N':
+        gojson::append_utf8(s.text, 0x85);
+        break;
+      case '_':
+        gojson::append_utf8(s.text, 0xA0);
+        break;
+      case 'L':
+        gojson::append_utf8(s.text, 0x2028);
+        break;
+      case 'P':
+        gojson::append_utf8(s.text, 0x2029);
+        break;
       case 'x': hex = 2; break;
       case 'u': hex = 4; break;
       case 'U': hex = 8; break;
@@ -347,7 +301,7 @@ kms::Result<Scalar> quoted(std::string_view line, std::size_t& i, std::size_t n)
     auto [end, ec] = std::from_chars(line.data() + i, line.data() + i + hex, cp, 16);
     if (ec != std::errc{} || end != line.data() + i + hex) return yaml_error(n, "did not find expected hexdecimal number");
     if ((cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return yaml_error(n, "found invalid Unicode character escape code");
-    put_utf8(s.text, cp);
+    gojson::append_utf8(s.text, cp);
     i += static_cast<std::size_t>(hex);
   }
 }

@@ -107,16 +107,23 @@ std::string text(const kms::SecureBytes& b) { return {reinterpret_cast<const cha
 
 void vault_agreement(const sync::SecretMap& got, const std::vector<fuzz::ScriptedAnswer>& answers) {
   if (answers.size() != 1 || server().requests() != 1) return;
+  // A second reading of the answer (Boost.JSON; it refuses what Go reads with
+  // U+FFFD, such as invalid UTF-8: then there is nothing to compare). String
+  // members must come out as they are; numbers are Go's float64 text and are
+  // checked against Go itself by fuzz.go_json_diff.
   json::error_code ec;
   const json::value v = json::parse(answers[0].body, ec);
-  fuzz::require(!ec && v.is_object(), "vault: a read answer the provider took is JSON");
+  if (ec) return;
+  fuzz::require(v.is_object(), "vault: a read answer the provider took is an object");
   const json::value& inner = v.at("data").at("data");
   fuzz::require(inner.is_object() && inner.as_object().size() == got.size(), "vault: one entry per member");
   for (const auto& kv : inner.as_object()) {
     const auto it = got.find(std::string_view(kv.key()));
     fuzz::require(it != got.end(), "vault: every member is an entry");
-    const std::string want = kv.value().is_string() ? std::string(kv.value().as_string()) : json::serialize(kv.value());
-    fuzz::require(text(it->second) == want, "vault: the entry is the member's value");
+    if (kv.value().is_string()) {
+      fuzz::require(text(it->second) == std::string_view(kv.value().as_string()),
+                    "vault: a string entry is the member's value");
+    }
   }
 }
 
@@ -284,12 +291,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (pull && op == "fetch") {
     auto whole = fuzz::run_to_completion(io, [&] { return pull->fetch(ref); });
     check(whole);
-    if (whole) check(sync::select_value(std::move(*whole), property, sync::DecodingStrategy::none));
+    if (whole)
+      check(sync::select_value(std::move(*whole), property, sync::DecodingStrategy::none, pull->value_format()));
   } else if (pull && op == "fetch_all") {
     auto whole = fuzz::run_to_completion(io, [&] { return pull->fetch(ref); });
     check(whole);
     if (!whole) return 0;
-    const auto r = sync::select_map(std::move(*whole), property, sync::DecodingStrategy::none);
+    const auto r = sync::select_map(std::move(*whole), property, sync::DecodingStrategy::none, pull->value_format());
     check(r);
     if (r && provider == "vault" && property.empty()) vault_agreement(*r, answers);
   } else if (pull && op == "validate") {

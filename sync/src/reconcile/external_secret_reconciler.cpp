@@ -283,7 +283,7 @@ asio::awaitable<Step<ProviderData>> ExternalSecretReconciler::fetch(const model:
     const model::StoreRef ref = item.store_override ? *item.store_override : es.store_ref;
     auto whole = co_await fetch_whole(stores, es.meta.namespace_, ref, item.extract);
     if (!whole) co_return std::unexpected(whole.error());
-    auto added = add_data_from(out, es, i, ref, std::move(*whole));
+    auto added = add_data_from(out, es, i, ref, whole->format, std::move(whole->value));
     if (!added) co_return std::unexpected(added.error());
   }
   for (std::size_t i = 0; i < es.data.size(); ++i) {
@@ -291,7 +291,7 @@ asio::awaitable<Step<ProviderData>> ExternalSecretReconciler::fetch(const model:
     const model::StoreRef ref = item.store_override ? *item.store_override : es.store_ref;
     auto whole = co_await fetch_whole(stores, es.meta.namespace_, ref, item.remote_ref);
     if (!whole) co_return std::unexpected(whole.error());
-    auto added = add_data(out, es, i, ref, std::move(*whole));
+    auto added = add_data(out, es, i, ref, whole->format, std::move(whole->value));
     if (!added) co_return std::unexpected(added.error());
   }
   co_return out;
@@ -300,8 +300,9 @@ asio::awaitable<Step<ProviderData>> ExternalSecretReconciler::fetch(const model:
 // The whole remote value of `ref` (outer error: the store was refused or has
 // no provider; inner: what the provider answered). One provider call per
 // (store generation, key, version) per refresh window.
-asio::awaitable<Step<kms::Result<kms::SecureBytes>>> ExternalSecretReconciler::fetch_whole(
-    std::map<std::string, UsedStore>& stores, const std::string& ns, const model::StoreRef& ref, const RemoteRef& remote) {
+asio::awaitable<Step<ExternalSecretReconciler::Whole>> ExternalSecretReconciler::fetch_whole(
+    std::map<std::string, UsedStore>& stores, const std::string& ns, const model::StoreRef& ref,
+    const RemoteRef& remote) {
   const std::string id = std::string(model::to_string(ref.kind)) + "/" + ref.name;
   auto it = stores.find(id);
   if (it == stores.end()) {
@@ -323,7 +324,8 @@ asio::awaitable<Step<kms::Result<kms::SecureBytes>>> ExternalSecretReconciler::f
   const RemoteKey whole{remote.key, remote.version};
   FetchCache::Fetch f = [provider, whole]() -> Task<kms::SecureBytes> { co_return co_await provider->fetch(whole); };
   const std::string cache_key = fetch_key(it->second.id, remote.key, remote.version);
-  co_return co_await cache_.get(cache_key, f);
+  auto value = co_await cache_.get(cache_key, f);  // named: no co_await inside a braced initializer (g++ 12)
+  co_return Whole{std::move(value), provider->value_format()};
 }
 
 // Does what desired_secret decided: nothing, a delete or a write. The status

@@ -105,9 +105,12 @@ class ExternalSecretReconciler {
   boost::asio::awaitable<Step<ProviderData>> fetch(const model::ExternalSecret& es);
   // The ConfigMaps template.templateFrom reads (live GETs; absent ones as nullptr).
   boost::asio::awaitable<Step<TemplateSources>> template_sources(const model::ExternalSecret& es);
-  boost::asio::awaitable<Step<kms::Result<kms::SecureBytes>>> fetch_whole(std::map<std::string, UsedStore>& stores,
-                                                                         const std::string& ns, const model::StoreRef& ref,
-                                                                         const RemoteRef& remote);
+  struct Whole {  // what the provider answered, and how to read it
+    kms::Result<kms::SecureBytes> value;
+    ValueFormat format;
+  };
+  boost::asio::awaitable<Step<Whole>> fetch_whole(std::map<std::string, UsedStore>& stores, const std::string& ns,
+                                                  const model::StoreRef& ref, const RemoteRef& remote);
   boost::asio::awaitable<Step<Keep>> apply(const model::ExternalSecret& es, Action action);
   boost::asio::awaitable<void> set_status(const model::ExternalSecret& es, bool ready, std::string_view reason,
                                           const std::string& message, const std::string& synced_rv);

@@ -292,14 +292,14 @@ Step<SecretMap> keys_of(const model::DataFromItem& item, std::size_t i, SecretMa
 }  // namespace
 
 Step<void> add_data_from(ProviderData& out, const model::ExternalSecret& es, std::size_t i,
-                         const model::StoreRef& store, kms::Result<kms::SecureBytes> whole) {
+                         const model::StoreRef& store, ValueFormat format, kms::Result<kms::SecureBytes> whole) {
   const auto& ref = es.data_from.at(i).extract;
   if (!whole && whole.error().code == Errc::not_found && es.target.deletion != model::DeletionPolicy::retain) {
     out.missing.push_back(ref.key);
     return {};
   }
   if (!whole) return std::unexpected(refused(provider_error(store, ref.key, "", whole.error()), true));
-  auto map = select_map(std::move(*whole), ref.property, DecodingStrategy::none);
+  auto map = select_map(std::move(*whole), ref.property, DecodingStrategy::none, format);
   if (!map && map.error().code == Errc::not_found) {  // the property is missing: an error, as ESO's providers
     return std::unexpected(refused(provider_error(store, ref.key, ref.property, map.error()), true));
   }
@@ -321,15 +321,18 @@ Step<void> add_data_from(ProviderData& out, const model::ExternalSecret& es, std
 }
 
 Step<void> add_data(ProviderData& out, const model::ExternalSecret& es, std::size_t i, const model::StoreRef& store,
-                    kms::Result<kms::SecureBytes> whole) {
+                    ValueFormat format, kms::Result<kms::SecureBytes> whole) {
   const auto& item = es.data.at(i);
   const auto& ref = item.remote_ref;
-  kms::Result<kms::SecureBytes> value = std::move(whole);
-  if (value) value = select_value(std::move(*value), ref.property, ref.decoding);
-  if (!value && value.error().code == Errc::not_found && es.target.deletion != model::DeletionPolicy::retain) {
+  // Only the remote secret being gone counts as missing under Delete/Merge; a
+  // missing property is an error (ESO's providers answer NoSecretErr for the
+  // first only).
+  if (!whole && whole.error().code == Errc::not_found && es.target.deletion != model::DeletionPolicy::retain) {
     out.missing.push_back(ref.key);
     return {};
   }
+  kms::Result<kms::SecureBytes> value = std::move(whole);
+  if (value) value = select_value(std::move(*value), ref.property, ref.decoding, format);
   if (!value && value.error().code == Errc::bad_base64) {
     return std::unexpected(
         refused("spec.data[" + std::to_string(i) + "] (" + item.secret_key + "): " + value.error().message, false));

@@ -79,12 +79,13 @@ struct ProviderData {
   std::vector<std::string> missing;  // remote keys not found, skipped (deletionPolicy Delete/Merge)
 };
 // Adds dataFrom[i] / data[i] to `out`, given the whole remote value the
-// provider answered (or its error) through `store`. Later entries override
-// earlier ones (ESO: dataFrom first, then data).
+// provider answered (or its error) through `store`, read as the provider's
+// `format` says. Later entries override earlier ones (ESO: dataFrom first,
+// then data).
 Step<void> add_data_from(ProviderData& out, const model::ExternalSecret& es, std::size_t i,
-                         const model::StoreRef& store, kms::Result<kms::SecureBytes> whole);
+                         const model::StoreRef& store, ValueFormat format, kms::Result<kms::SecureBytes> whole);
 Step<void> add_data(ProviderData& out, const model::ExternalSecret& es, std::size_t i, const model::StoreRef& store,
-                    kms::Result<kms::SecureBytes> whole);
+                    ValueFormat format, kms::Result<kms::SecureBytes> whole);
 
 // What the templates make of the provider data: the Secret's data, and the
 // labels and annotations templates put on it (locked memory: a template may

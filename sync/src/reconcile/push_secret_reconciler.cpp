@@ -246,13 +246,15 @@ asio::awaitable<kms::Result<std::vector<kms::SecureBytes>>> PushSecretReconciler
     } else {
       p = std::unexpected(store.error());
     }
+    ValueFormat format = ValueFormat::text;
     if (p) {
       const RemoteKey rk{src.ref.key, src.ref.version};
       whole = co_await (*p)->fetch(rk);
+      format = (*p)->value_format();
     } else {
       whole = std::unexpected(p.error());
     }
-    auto remote = remote_source_value(ps, std::move(whole));
+    auto remote = remote_source_value(ps, std::move(whole), format);
     if (!remote) co_return std::unexpected(remote.error());
     co_return values_to_push(ps, SecretMap{}, &*remote);
   }
@@ -297,9 +299,10 @@ asio::awaitable<ReconcileResult> PushSecretReconciler::push_all(const model::Pus
   co_return ReconcileResult::requeue_after(std::chrono::duration_cast<std::chrono::milliseconds>(ps.refresh_interval));
 }
 
-kms::Result<kms::SecureBytes> remote_source_value(const model::PushSecret& ps, kms::Result<kms::SecureBytes> whole) {
+kms::Result<kms::SecureBytes> remote_source_value(const model::PushSecret& ps, kms::Result<kms::SecureBytes> whole,
+                                                  ValueFormat format) {
   const auto& src = *ps.source_remote;
-  if (whole) whole = select_value(std::move(*whole), src.ref.property, src.ref.decoding);
+  if (whole) whole = select_value(std::move(*whole), src.ref.property, src.ref.decoding, format);
   if (!whole) {
     return kms::fail(whole.error().code, "could not read the source remote key \"" + src.ref.key + "\": " + whole.error().message);
   }
@@ -312,7 +315,7 @@ kms::Result<std::vector<kms::SecureBytes>> values_to_push(const model::PushSecre
   out.reserve(ps.data.size());
   for (const auto& d : ps.data) {
     if (remote != nullptr) {  // selector.remoteRef: secretKey is a property of the remote value
-      auto v = extract_property(*remote, d.secret_key);
+      auto v = extract_property(*remote, d.secret_key, ValueFormat::text);
       if (!v) return std::unexpected(v.error());
       out.push_back(std::move(*v));
     } else if (d.secret_key.empty()) {  // the whole Secret as a JSON object

@@ -76,12 +76,15 @@ class PushSecretReconciler {
 
 // The pure steps (what to push), tested without fakes.
 // selector.remoteRef: the whole remote value of the source (or the error of
-// reading it) with the source's property and decoding applied; errors say
-// "could not read the source remote key ...".
-kms::Result<kms::SecureBytes> remote_source_value(const model::PushSecret& ps, kms::Result<kms::SecureBytes> whole);
+// reading it) with the source's property and decoding applied (read as the
+// source provider's `format` says); errors say "could not read the source
+// remote key ...".
+kms::Result<kms::SecureBytes> remote_source_value(const model::PushSecret& ps, kms::Result<kms::SecureBytes> whole,
+                                                  ValueFormat format);
 // The value each spec.data entry pushes, in order: from the source Secret's
 // data (secretKey; empty: the whole Secret as a JSON object of strings) or,
-// when `remote` is set, the property secretKey of the remote value.
+// when `remote` is set, the property secretKey of the remote value (the
+// selected and decoded value, read as text: gjson).
 kms::Result<std::vector<kms::SecureBytes>> values_to_push(const model::PushSecret& ps, const SecretMap& source,
                                                           const kms::SecureBytes* remote);
 

@@ -27,13 +27,13 @@ inline boost::asio::awaitable<kms::Result<kms::SecureBytes>> selected(std::share
   const sync::RemoteKey key{ref.key, ref.version};  // named: no temporaries in a co_await (g++ 12)
   auto whole = co_await p->fetch(key);
   if (!whole) co_return std::unexpected(whole.error());
-  co_return sync::select_value(std::move(*whole), ref.property, ref.decoding);
+  co_return sync::select_value(std::move(*whole), ref.property, ref.decoding, p->value_format());
 }
 inline boost::asio::awaitable<kms::Result<sync::SecretMap>> selected_map(std::shared_ptr<sync::Provider> p, sync::RemoteRef ref) {
   const sync::RemoteKey key{ref.key, ref.version};  // named: no temporaries in a co_await (g++ 12)
   auto whole = co_await p->fetch(key);
   if (!whole) co_return std::unexpected(whole.error());
-  co_return sync::select_map(std::move(*whole), ref.property, ref.decoding);
+  co_return sync::select_map(std::move(*whole), ref.property, ref.decoding, p->value_format());
 }
 
 struct Loop {

@@ -117,42 +117,48 @@ TEST_CASE("add_data: property and decoding applied once, missing keys by deletio
     {"secretKey":"w","remoteRef":{"key":"db"}}]})");
   const std::string whole = R"({"user":"alice","cert":"aGk=","bad":"***"})";
   ProviderData out;
-  REQUIRE(add_data(out, es, 0, kVault, bytes(whole)));
-  REQUIRE(add_data(out, es, 1, kVault, bytes(whole)));
-  REQUIRE(add_data(out, es, 2, kVault, bytes(whole)));
+  REQUIRE(add_data(out, es, 0, kVault, ValueFormat::go_map, bytes(whole)));
+  REQUIRE(add_data(out, es, 1, kVault, ValueFormat::go_map, bytes(whole)));
+  REQUIRE(add_data(out, es, 2, kVault, ValueFormat::go_map, bytes(whole)));
   CHECK(text(out.data.at("u")) == "alice");
   CHECK(text(out.data.at("c")) == "hi");
   CHECK(text(out.data.at("w")) == whole);
   CHECK(out.missing.empty());
 
   // Retain (default): a missing key or property is an error, retried.
-  auto gone = add_data(out, es, 0, kVault, kms::fail(kms::Errc::not_found, "secret not found"));
+  auto gone = add_data(out, es, 0, kVault, ValueFormat::go_map, kms::fail(kms::Errc::not_found, "secret not found"));
   REQUIRE_FALSE(gone);
   CHECK(gone.error().reason == kReasonError);
   CHECK(gone.error().retry);
   CHECK(gone.error().message ==
         "could not get secret data from provider: SecretStore \"vault\" key \"db\" property \"user\": secret not found");
-  auto no_prop = add_data(out, es, 0, kVault, bytes(R"({"other":1})"));
+  auto no_prop = add_data(out, es, 0, kVault, ValueFormat::go_map, bytes(R"({"other":1})"));
   REQUIRE_FALSE(no_prop);
   CHECK(no_prop.error().message.ends_with("property 'user' not found"));
-  auto down = add_data(out, es, 2, kVault, kms::fail(kms::Errc::unavailable, "vault: connection refused"));
+  auto down =
+      add_data(out, es, 2, kVault, ValueFormat::go_map, kms::fail(kms::Errc::unavailable, "vault: connection refused"));
   CHECK(down.error().message == "could not get secret data from provider: SecretStore \"vault\" key \"db\": vault: connection refused");
   // A bad encoding is the spec's fault: no retry.
-  auto bad = add_data(out, es, 1, kVault, bytes(R"({"cert":"***"})"));
+  auto bad = add_data(out, es, 1, kVault, ValueFormat::go_map, bytes(R"({"cert":"***"})"));
   REQUIRE_FALSE(bad);
   CHECK_FALSE(bad.error().retry);
   CHECK(bad.error().message == "spec.data[1] (c): decodingStrategy Base64: the value is not valid base64");
 
-  // Delete / Merge: the key is skipped and listed.
+  // Delete / Merge: a remote secret that is gone is skipped and listed; a
+  // missing property stays an error (ESO's providers answer NoSecretErr only
+  // for the first), so the Secret is not deleted for it.
   for (const char* policy : {"Delete", "Merge"}) {
     INFO(policy);
     auto del = es_of(std::string(R"({"secretStoreRef":{"name":"vault"},"target":{"creationPolicy":"Orphan","deletionPolicy":")") +
                      policy + R"("},"data":[{"secretKey":"u","remoteRef":{"key":"db","property":"user"}}]})");
     ProviderData skipped;
-    REQUIRE(add_data(skipped, del, 0, kVault, kms::fail(kms::Errc::not_found, "gone")));
-    REQUIRE(add_data(skipped, del, 0, kVault, bytes("{}")));  // the property is missing too
+    REQUIRE(add_data(skipped, del, 0, kVault, ValueFormat::go_map, kms::fail(kms::Errc::not_found, "gone")));
+    auto no_property = add_data(skipped, del, 0, kVault, ValueFormat::go_map, bytes("{}"));
+    REQUIRE_FALSE(no_property);
+    CHECK(no_property.error().retry);
+    CHECK(no_property.error().message.ends_with("property 'user' not found"));
     CHECK(skipped.data.empty());
-    CHECK(skipped.missing == std::vector<std::string>{"db", "db"});
+    CHECK(skipped.missing == std::vector<std::string>{"db"});
   }
 }
 
@@ -161,23 +167,24 @@ TEST_CASE("add_data_from: each entry a key, decoding per entry, data overrides")
     "dataFrom":[{"extract":{"key":"all"}},{"extract":{"key":"nested","decodingStrategy":"Base64"}}],
     "data":[{"secretKey":"a","remoteRef":{"key":"x"}}]})");
   ProviderData out;
-  REQUIRE(add_data_from(out, es, 0, kVault, bytes(R"({"a":"1","n":{"x":2}})")));
+  REQUIRE(add_data_from(out, es, 0, kVault, ValueFormat::go_map, bytes(R"({"a":"1","n":{"x":2}})")));
   CHECK(text(out.data.at("a")) == "1");
   CHECK(json::parse(text(out.data.at("n"))) == json::parse(R"({"x":2})"));
-  REQUIRE(add_data_from(out, es, 1, kVault, bytes(R"({"h":"aGk="})")));
+  REQUIRE(add_data_from(out, es, 1, kVault, ValueFormat::go_map, bytes(R"({"h":"aGk="})")));
   CHECK(text(out.data.at("h")) == "hi");
-  REQUIRE(add_data(out, es, 0, kVault, bytes("override")));
+  REQUIRE(add_data(out, es, 0, kVault, ValueFormat::go_map, bytes("override")));
   CHECK(text(out.data.at("a")) == "override");
 
-  auto not_object = add_data_from(out, es, 0, kVault, bytes("plain"));
+  auto not_object = add_data_from(out, es, 0, kVault, ValueFormat::go_map, bytes("plain"));
   REQUIRE_FALSE(not_object);
   CHECK(not_object.error().retry);
   CHECK(not_object.error().message == "spec.dataFrom[0].extract: key \"all\": extract: the remote value is not a JSON object");
-  auto bad = add_data_from(out, es, 1, kVault, bytes(R"({"h":"***"})"));
+  auto bad = add_data_from(out, es, 1, kVault, ValueFormat::go_map, bytes(R"({"h":"***"})"));
   REQUIRE_FALSE(bad);
   CHECK_FALSE(bad.error().retry);
   CHECK(bad.error().message == "spec.dataFrom[1]: key \"h\": decodingStrategy Base64: the value is not valid base64");
-  auto gone = add_data_from(out, es, 0, kVault, kms::fail(kms::Errc::not_found, "secret not found"));
+  auto gone =
+      add_data_from(out, es, 0, kVault, ValueFormat::go_map, kms::fail(kms::Errc::not_found, "secret not found"));
   CHECK(gone.error().message == "could not get secret data from provider: SecretStore \"vault\" key \"all\": secret not found");
 }
 
@@ -194,23 +201,24 @@ TEST_CASE("add_data_from: extract.property selects a nested JSON object and spre
   const std::string friends =
       R"({"name":{"first":"Tom","last":"Anderson"},"friends":[{"first":"Dale","last":"Murphy"},{"first":"Roger","last":"Craig"}]})";
   ProviderData out;
-  REQUIRE(add_data_from(out, es, 0, kVault, bytes(friends)));
+  REQUIRE(add_data_from(out, es, 0, kVault, ValueFormat::go_map, bytes(friends)));
   CHECK(out.data.size() == 2);
   CHECK(text(out.data.at("first")) == "Tom");
   CHECK(text(out.data.at("last")) == "Anderson");
-  REQUIRE(add_data_from(out, es, 1, kVault, bytes(R"({"a":{"b":{"pw":"aGk=","user":"Ym9i"},"c":"no"}})")));
+  REQUIRE(add_data_from(out, es, 1, kVault, ValueFormat::go_map,
+                        bytes(R"({"a":{"b":{"pw":"aGk=","user":"Ym9i"},"c":"no"}})")));
   CHECK(text(out.data.at("pw")) == "hi");
   CHECK(text(out.data.at("user")) == "bob");
   CHECK(out.data.count("c") == 0);
 
-  auto missing = add_data_from(out, es, 2, kVault, bytes(friends));
+  auto missing = add_data_from(out, es, 2, kVault, ValueFormat::go_map, bytes(friends));
   REQUIRE_FALSE(missing);
   CHECK(missing.error().retry);
   CHECK(missing.error().message ==
         "could not get secret data from provider: SecretStore \"vault\" key \"friendslist\" property \"nickname\": "
         "property 'nickname' not found");
   for (const std::size_t i : {std::size_t{3}, std::size_t{4}}) {  // an array, a string: not objects
-    auto not_object = add_data_from(out, es, i, kVault, bytes(friends));
+    auto not_object = add_data_from(out, es, i, kVault, ValueFormat::go_map, bytes(friends));
     REQUIRE_FALSE(not_object);
     CHECK(not_object.error().retry);
     CHECK(not_object.error().message == "spec.dataFrom[" + std::to_string(i) + "].extract: key \"friendslist\": extract: property '" +
@@ -221,7 +229,7 @@ TEST_CASE("add_data_from: extract.property selects a nested JSON object and spre
   auto del = es_of(R"({"secretStoreRef":{"name":"vault"},"target":{"deletionPolicy":"Delete"},
     "dataFrom":[{"extract":{"key":"friendslist","property":"name"}}]})");
   ProviderData skipped;
-  REQUIRE(add_data_from(skipped, del, 0, kVault, kms::fail(kms::Errc::not_found, "gone")));
+  REQUIRE(add_data_from(skipped, del, 0, kVault, ValueFormat::go_map, kms::fail(kms::Errc::not_found, "gone")));
   CHECK(skipped.missing == std::vector<std::string>{"friendslist"});
 }
 
@@ -416,16 +424,17 @@ TEST_CASE("values_to_push: a Secret key, the whole Secret, a remote property, an
     "selector":{"remoteRef":{"storeRef":{"name":"vault"},"key":"db","property":"inner","decodingStrategy":"Base64"}},
     "data":[{"match":{"secretKey":"pw","remoteRef":{"remoteKey":"r1"}}}]}})"));
   REQUIRE(remote);
-  auto src = remote_source_value(*remote, bytes(R"({"inner":")" + b64(R"({"pw":"s3cret"})") + "\"}"));
+  auto src =
+      remote_source_value(*remote, bytes(R"({"inner":")" + b64(R"({"pw":"s3cret"})") + "\"}"), ValueFormat::go_map);
   REQUIRE(src);
   auto rv = values_to_push(*remote, SecretMap{}, &*src);
   REQUIRE(rv);
   CHECK(text((*rv)[0]) == "s3cret");
-  auto down = remote_source_value(*remote, kms::fail(kms::Errc::unavailable, "vault down"));
+  auto down = remote_source_value(*remote, kms::fail(kms::Errc::unavailable, "vault down"), ValueFormat::go_map);
   REQUIRE_FALSE(down);
   CHECK(down.error().code == kms::Errc::unavailable);
   CHECK(down.error().message == "could not read the source remote key \"db\": vault down");
-  auto empty_inner = remote_source_value(*remote, bytes(R"({"inner":")" + b64("{}") + "\"}"));
+  auto empty_inner = remote_source_value(*remote, bytes(R"({"inner":")" + b64("{}") + "\"}"), ValueFormat::go_map);
   REQUIRE(empty_inner);
   auto no_prop = values_to_push(*remote, SecretMap{}, &*empty_inner);
   REQUIRE_FALSE(no_prop);

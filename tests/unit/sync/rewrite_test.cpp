@@ -156,20 +156,20 @@ TEST_CASE("add_data_from: rewrite, then key checks, then decoding") {
     {"extract":{"key":"app"},"rewrite":[{"regexp":{"source":"^db_","target":"db/"}}]}]})j");
   REQUIRE(es.data_from[0].rewrite.size() == 2);
   reconcile::ProviderData out;
-  REQUIRE(add_data_from(out, es, 0, kVault, bytes(R"({"db/user":"Ym9i","db/pass":"aGk="})")));
+  REQUIRE(add_data_from(out, es, 0, kVault, ValueFormat::go_map, bytes(R"({"db/user":"Ym9i","db/pass":"aGk="})")));
   CHECK(text(out.data.at("db_user")) == "bob");
   CHECK(text(out.data.at("db_pass")) == "hi");
   // without rewrite: conversionStrategy Default turns '/' into '_'
-  REQUIRE(add_data_from(out, es, 1, kVault, bytes(R"({"a/b":"1"})")));
+  REQUIRE(add_data_from(out, es, 1, kVault, ValueFormat::go_map, bytes(R"({"a/b":"1"})")));
   CHECK(text(out.data.at("a_b")) == "1");
 
-  auto bad_re = add_data_from(out, es, 2, kVault, bytes(R"({"k":"v"})"));
+  auto bad_re = add_data_from(out, es, 2, kVault, ValueFormat::go_map, bytes(R"({"k":"v"})"));
   REQUIRE_FALSE(bad_re);
   CHECK_FALSE(bad_re.error().retry);
   CHECK(bad_re.error().message ==
         "error processing spec.dataFrom[2].extract, err: error applying rewrite to keys: failed rewrite operation[0]: "
         "regexp failed with failed to compile: error parsing regexp: missing closing ): `(`");
-  auto invalid = add_data_from(out, es, 3, kVault, bytes(R"({"db_x":"secret-value"})"));
+  auto invalid = add_data_from(out, es, 3, kVault, ValueFormat::go_map, bytes(R"({"db_x":"secret-value"})"));
   REQUIRE_FALSE(invalid);
   CHECK(invalid.error().retry);
   CHECK(
@@ -177,7 +177,7 @@ TEST_CASE("add_data_from: rewrite, then key checks, then decoding") {
       "error processing spec.dataFrom[3].extract, err: invalid secret keys (TIP: use rewrite or conversionStrategy to "
       "change keys): key has invalid character /, only alphanumeric, '-', '.' and '_' are allowed: db/x");
   CHECK(invalid.error().message.find("secret-value") == std::string::npos);
-  auto collide = add_data_from(out, es, 1, kVault, bytes(R"({"a/b":"1","a_b":"2"})"));
+  auto collide = add_data_from(out, es, 1, kVault, ValueFormat::go_map, bytes(R"({"a/b":"1","a_b":"2"})"));
   REQUIRE_FALSE(collide);
   CHECK(
       collide.error().message ==
@@ -223,9 +223,9 @@ TEST_CASE("add_data_from: ESO's rewrite guide examples") {
                 {"extract":{"key":"development"},"rewrite":[{"regexp":{"source":"[^a-zA-Z0-9 -]","target":"_"}}]}]})j");
   const model::StoreRef backend{"backend", model::StoreKind::secret_store};
   reconcile::ProviderData out;
-  REQUIRE(add_data_from(out, es, 0, backend, bytes(R"({"password":"bar"})")));
-  REQUIRE(add_data_from(out, es, 1, backend, bytes(R"({"password":"safebar"})")));
-  REQUIRE(add_data_from(out, es, 2, backend, bytes(R"({"foo/bar":"1111","foo$baz":"2222"})")));
+  REQUIRE(add_data_from(out, es, 0, backend, ValueFormat::go_map, bytes(R"({"password":"bar"})")));
+  REQUIRE(add_data_from(out, es, 1, backend, ValueFormat::go_map, bytes(R"({"password":"safebar"})")));
+  REQUIRE(add_data_from(out, es, 2, backend, ValueFormat::go_map, bytes(R"({"foo/bar":"1111","foo$baz":"2222"})")));
   REQUIRE(out.data.size() == 4);
   CHECK(text(out.data.at("dev-password")) == "bar");
   CHECK(text(out.data.at("prod-password")) == "safebar");

@@ -69,6 +69,21 @@ struct RemoteRef {
   DecodingStrategy decoding = DecodingStrategy::none;
 };
 
+// How a provider's whole value is read by `property` and dataFrom.extract:
+// as ESO's provider of that kind reads it, so that the Secret bytes are the
+// same (sync/src/go_json.hpp has the details).
+enum class ValueFormat {
+  // The value as stored (AWS SecretString or SecretBinary). property: gjson
+  // (a literal key with dots first); extract: a JSON object whose strings
+  // are decoded and whose other values stay as written (Go's RawMessage).
+  text,
+  // A JSON object Go marshalled from a map decoded with UseNumber (Vault KV's
+  // data): keys sorted, numbers as written. property: a top-level key (its
+  // number as written, an object marshalled) or else a gjson path; extract:
+  // Go's Unmarshal into map[string]any (numbers through float64).
+  go_map,
+};
+
 // Key -> value (dataFrom.extract, a Secret's data). Values in locked memory.
 using SecretMap = std::map<std::string, kms::SecureBytes, std::less<>>;
 
@@ -82,6 +97,8 @@ class Provider {
   // Checks that the store answers and accepts the credentials (SecretStore Ready).
   virtual Task<void> validate() = 0;
   [[nodiscard]] virtual std::string_view kind() const noexcept = 0;  // "vault", "aws", ...
+  // How fetch()'s values are read by property and dataFrom.extract.
+  [[nodiscard]] virtual ValueFormat value_format() const noexcept { return ValueFormat::text; }
 };
 
 // The remote end of a PushSecret data[] entry.

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <optional>
 
+#include "go_json.hpp"
 #include "providers/common.hpp"
 #include "secure_buffer.hpp"
 #include "secure_json.hpp"
@@ -64,6 +65,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
   }
 
   std::string_view kind() const noexcept override { return "vault"; }
+  ValueFormat value_format() const noexcept override { return ValueFormat::go_map; }
   const VaultCounters& counters() const noexcept override { return counters_; }
 
   Task<kms::SecureBytes> fetch(const RemoteKey& ref) override { co_return co_await read(ref); }
@@ -106,17 +108,20 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
       }
       if (res->status == 404) co_return fail(Errc::not_found, "vault: secret \"" + key + "\" not found");
       if (res->status != 200) co_return fail(errc_for_status(res->status), vault_error(*res));
-      auto doc = SecureJson::parse(res->body.view());
+      // The secret's data as ESO hands it on: Go's json.Marshal of the map
+      // Vault's client decoded with UseNumber (numbers as written).
+      auto doc = gojson::Document::parse(res->body.view());
       if (!doc) co_return fail(Errc::unavailable, "vault: the answer is not JSON");
-      const auto& root = (*doc)->root();
-      const json::value* data = root.is_object() ? root.as_object().if_contains("data") : nullptr;
-      const json::value* inner = data != nullptr && data->is_object() ? data->as_object().if_contains("data") : nullptr;
-      if (inner == nullptr || inner->is_null()) {
+      using gojson::Kind;
+      const auto root = gojson::Document::root();
+      const auto data = doc->kind(root) == Kind::object ? doc->last_member(root, "data") : std::nullopt;
+      const auto inner = data && doc->kind(*data) == Kind::object ? doc->last_member(*data, "data") : std::nullopt;
+      if (!inner || doc->kind(*inner) == Kind::null) {
         co_return fail(Errc::not_found, "vault: secret \"" + key + "\" has no data (deleted or destroyed version)");
       }
-      if (!inner->is_object()) co_return fail(Errc::unavailable, "vault: data.data is not an object");
-      SecureBuffer out(256);
-      serialize_json(*inner, out);
+      if (doc->kind(*inner) != Kind::object) co_return fail(Errc::unavailable, "vault: data.data is not an object");
+      SecureBuffer out(res->body.size());
+      ROOTSEAL_CO_TRY(gojson::marshal(*doc, *inner, gojson::Numbers::as_written, out));
       co_return out.take();
     }
     co_return fail(Errc::permission_denied, "vault: permission denied after a fresh login");
