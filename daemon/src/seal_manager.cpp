@@ -104,6 +104,7 @@ void SealManager::check_root() {
     }
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
     log::info("unsealed", {{"root", root_.kind()},
+                           {"mechanism", root_.mechanism()},
                            {"keys", keyring_.key_count()},
                            {"versions", keyring_.version_count()},
                            {"unseal_ms", ms.count()}});
