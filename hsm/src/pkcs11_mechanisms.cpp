@@ -356,7 +356,7 @@ Step unwrap_rsa_oaep(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDL
   CK_MECHANISM mech{CKM_RSA_PKCS_OAEP, &p, sizeof p};
   if (CK_RV rv = api->C_DecryptInit(s, &mech, priv); rv != CKR_OK) return {"C_DecryptInit", rv};
   op_active = true;
-  out = kms::SecureBytes(body.size());
+  out = kms::SecureBytes(kRsaMaxBytes);
   CK_ULONG len = static_cast<CK_ULONG>(out.size());
   const CK_RV rv =
       api->C_Decrypt(s, const_cast<std::uint8_t*>(body.data()), static_cast<CK_ULONG>(body.size()), out.data(), &len);

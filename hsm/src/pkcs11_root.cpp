@@ -575,18 +575,31 @@ kms::Result<void> Pkcs11Root::Impl::check_rsa_locked(CK_FUNCTION_LIST* api, CK_S
   if (!priv_n.empty() && priv_n != pub_n) {
     return fail(Errc::sealed, key_desc + ": the private and public keys labelled so are not one pair");
   }
-  // Does the token do OAEP with SHA-256/MGF1-SHA-256? (SoftHSM 2.6 only does
-  // SHA-1 and says so with CKR_ARGUMENTS_BAD; the mechanism list cannot tell.)
+  // Does the token do OAEP with SHA-256/MGF1-SHA-256, both ways? (SoftHSM
+  // 2.6 only does SHA-1 and says so with CKR_ARGUMENTS_BAD; the mechanism
+  // list cannot tell.) A fixed all-zero 32-byte value, encrypted with the
+  // public key and decrypted with the private key.
   kms::SecureBytes probe_key(kRootKeySize);
   std::vector<std::uint8_t> out;
   bool op_active = false;
-  const Step st = detail::wrap_rsa_oaep(api, s, pub, probe_key, out, op_active);
+  Step st = detail::wrap_rsa_oaep(api, s, pub, probe_key, out, op_active);
   if (op_active) api->C_EncryptFinal(s, nullptr, nullptr);  // ends the operation (the result does not matter)
   if (st.rv == CKR_ARGUMENTS_BAD || st.rv == CKR_MECHANISM_PARAM_INVALID || st.rv == CKR_MECHANISM_INVALID) {
     return fail(Errc::sealed, key_desc + ": the token refuses CKM_RSA_PKCS_OAEP with SHA-256 and MGF1-SHA-256 (" +
                                   ck_message(st.function, st.rv) + "); rsa-oaep cannot be used on it");
   }
   if (!st.ok()) return unavailable(st.function, st.rv);
+  kms::SecureBytes back;
+  op_active = false;
+  st = detail::unwrap_rsa_oaep(api, s, priv, std::span<const std::uint8_t>(out).subspan(1), back, op_active);
+  if (op_active) api->C_DecryptFinal(s, nullptr, nullptr);
+  if (is_disconnect(st.rv)) return unavailable(st.function, st.rv);
+  if (!st.ok() || back != probe_key) {
+    return fail(Errc::sealed, key_desc + ": the token does not decrypt with CKM_RSA_PKCS_OAEP (SHA-256) what it "
+                                  "encrypted with it (" +
+                                  (st.ok() ? std::string("another value came back") : ck_message(st.function, st.rv)) +
+                                  "); rsa-oaep cannot be used on it");
+  }
   return {};
 }
 
@@ -788,23 +801,28 @@ kms::Result<void> Pkcs11Root::Impl::generate_rsa_locked(CK_FUNCTION_LIST* api, C
   std::uint8_t exponent[] = {0x01, 0x00, 0x01};
   CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
   CK_MECHANISM_TYPE allowed[1] = {CKM_RSA_PKCS_OAEP};
+  // The essentials first; what else a key pair must not do is hardening the
+  // token may refuse. (tpm2-pkcs11 makes TPM RSA keys that also sign and
+  // verify, and fails the generation, CKR_GENERAL_ERROR, when the template
+  // says otherwise; a failed attempt there also leaks a TPM object slot, so
+  // the hardening below is only what it ignores.)
   std::vector<CK_ATTRIBUTE> pub = {
       attr(CKA_CLASS, pub_cls),   attr(CKA_KEY_TYPE, type),   attr(CKA_MODULUS_BITS, bits),
       attr_bytes(CKA_PUBLIC_EXPONENT, exponent, sizeof exponent),
       attr_bytes(CKA_LABEL, cfg.key_label.data(), cfg.key_label.size()),
       attr_bytes(CKA_ID, id, sizeof id),
-      attr(CKA_TOKEN, yes),       attr(CKA_ENCRYPT, yes),     attr(CKA_VERIFY, no),
-      attr(CKA_WRAP, no),
+      attr(CKA_TOKEN, yes),       attr(CKA_ENCRYPT, yes),
   };
   std::vector<CK_ATTRIBUTE> priv = {
       attr(CKA_CLASS, priv_cls),  attr(CKA_KEY_TYPE, type),
       attr_bytes(CKA_LABEL, cfg.key_label.data(), cfg.key_label.size()),
       attr_bytes(CKA_ID, id, sizeof id),
       attr(CKA_TOKEN, yes),       attr(CKA_PRIVATE, yes),     attr(CKA_SENSITIVE, yes),
-      attr(CKA_EXTRACTABLE, no),  attr(CKA_DECRYPT, yes),     attr(CKA_SIGN, no),
-      attr(CKA_UNWRAP, no),       attr(CKA_DERIVE, no),
+      attr(CKA_EXTRACTABLE, no),  attr(CKA_DECRYPT, yes),
   };
   const std::size_t pub_n = pub.size(), priv_n = priv.size();
+  priv.push_back(attr(CKA_UNWRAP, no));
+  priv.push_back(attr(CKA_DERIVE, no));
   pub.push_back(attr(CKA_MODIFIABLE, no));
   pub.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, allowed, sizeof allowed));
   priv.push_back(attr(CKA_MODIFIABLE, no));
