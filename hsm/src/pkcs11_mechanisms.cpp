@@ -58,6 +58,23 @@ CK_GCM_PARAMS gcm_params(const std::uint8_t* iv, const char (&aad)[N]) noexcept 
   return p;
 }
 
+// C_Decrypt of `in` (the operation initialized) into `out`, at most `max_out`
+// bytes; out is empty unless it succeeds.
+Step decrypt(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, std::span<const std::uint8_t> in, std::size_t max_out,
+             kms::SecureBytes& out, bool& op_active) {
+  out = kms::SecureBytes(max_out);
+  CK_ULONG len = static_cast<CK_ULONG>(out.size());
+  const CK_RV rv =
+      api->C_Decrypt(s, const_cast<std::uint8_t*>(in.data()), static_cast<CK_ULONG>(in.size()), out.data(), &len);
+  if (rv != CKR_BUFFER_TOO_SMALL) op_active = false;
+  if (rv != CKR_OK) {
+    out.clear();
+    return {"C_Decrypt", rv};
+  }
+  out.truncate(static_cast<std::size_t>(len));
+  return {};
+}
+
 // Destroys a temporary session object when leaving scope (also on errors).
 // Must be destroyed while the module call lock is held.
 class ObjectGuard {
@@ -261,17 +278,7 @@ Step unwrap_gcm(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE roo
   if (CK_RV rv = api->C_DecryptInit(s, &mech, root); rv != CKR_OK) return {"C_DecryptInit", rv};
   op_active = true;
   const auto ct = body.subspan(kGcmIvSize);
-  out = kms::SecureBytes(ct.size());
-  CK_ULONG len = static_cast<CK_ULONG>(out.size());
-  const CK_RV rv =
-      api->C_Decrypt(s, const_cast<std::uint8_t*>(ct.data()), static_cast<CK_ULONG>(ct.size()), out.data(), &len);
-  if (rv != CKR_BUFFER_TOO_SMALL) op_active = false;
-  if (rv != CKR_OK) {
-    out.clear();
-    return {"C_Decrypt", rv};
-  }
-  out.truncate(static_cast<std::size_t>(len));
-  return {};
+  return decrypt(api, s, ct, ct.size(), out, op_active);
 }
 
 Step wrap_cbc_hmac(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE aes, CK_OBJECT_HANDLE mac,
@@ -319,17 +326,7 @@ Step unwrap_cbc_hmac(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDL
   if (CK_RV rv = api->C_DecryptInit(s, &dec, aes); rv != CKR_OK) return {"C_DecryptInit", rv};
   op_active = true;
   const auto ct = blob.subspan(1 + kCbcIvSize, signed_len - 1 - kCbcIvSize);
-  out = kms::SecureBytes(ct.size());
-  CK_ULONG len = static_cast<CK_ULONG>(out.size());
-  const CK_RV rv =
-      api->C_Decrypt(s, const_cast<std::uint8_t*>(ct.data()), static_cast<CK_ULONG>(ct.size()), out.data(), &len);
-  if (rv != CKR_BUFFER_TOO_SMALL) op_active = false;
-  if (rv != CKR_OK) {
-    out.clear();
-    return {"C_Decrypt", rv};
-  }
-  out.truncate(static_cast<std::size_t>(len));
-  return {};
+  return decrypt(api, s, ct, ct.size(), out, op_active);
 }
 
 Step wrap_rsa_oaep(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE pub, const kms::SecureBytes& key,
@@ -356,17 +353,7 @@ Step unwrap_rsa_oaep(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDL
   CK_MECHANISM mech{CKM_RSA_PKCS_OAEP, &p, sizeof p};
   if (CK_RV rv = api->C_DecryptInit(s, &mech, priv); rv != CKR_OK) return {"C_DecryptInit", rv};
   op_active = true;
-  out = kms::SecureBytes(kRsaMaxBytes);
-  CK_ULONG len = static_cast<CK_ULONG>(out.size());
-  const CK_RV rv =
-      api->C_Decrypt(s, const_cast<std::uint8_t*>(body.data()), static_cast<CK_ULONG>(body.size()), out.data(), &len);
-  if (rv != CKR_BUFFER_TOO_SMALL) op_active = false;
-  if (rv != CKR_OK) {
-    out.clear();
-    return {"C_Decrypt", rv};
-  }
-  out.truncate(static_cast<std::size_t>(len));
-  return {};
+  return decrypt(api, s, body, kRsaMaxBytes, out, op_active);
 }
 
 std::vector<std::uint8_t> rsa_check_value(std::span<const std::uint8_t> modulus,

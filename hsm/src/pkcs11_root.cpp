@@ -200,6 +200,10 @@ struct Pkcs11Root::Impl {
   kms::Result<void> generate_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw, Mech mech, bool token_has_kwp);
   kms::Result<void> generate_hmac_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw);
   kms::Result<void> generate_rsa_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw);
+  // C_GenerateKey with `tmpl`, again without its attributes from base_n on
+  // (hardening) if the token refuses them.
+  kms::Result<void> generate_secret_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw, CK_MECHANISM_TYPE gen_mechanism,
+                                           std::vector<CK_ATTRIBUTE>& tmpl, std::size_t base_n, const char* what);
   kms::Result<Mech> check_root_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key,
                                           TokenMechs mechs, bool has_hmac_key);
   kms::Result<void> check_secret_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key,
@@ -701,10 +705,9 @@ kms::Result<void> Pkcs11Root::Impl::generate_locked(CK_FUNCTION_LIST* api, CK_SL
 
 kms::Result<void> Pkcs11Root::Impl::generate_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw, Mech mech,
                                                         bool token_has_kwp) {
-  const std::string tok = this->tok();
   std::uint8_t id[16];
   if (CK_RV rv = api->C_GenerateRandom(rw, id, sizeof id); rv != CKR_OK) {
-    return fail(Errc::unavailable, tok + ": " + ck_message("C_GenerateRandom", rv));
+    return fail(Errc::unavailable, tok() + ": " + ck_message("C_GenerateRandom", rv));
   }
   CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
   CK_KEY_TYPE type = CKK_AES;
@@ -737,19 +740,7 @@ kms::Result<void> Pkcs11Root::Impl::generate_key_locked(CK_FUNCTION_LIST* api, C
   tmpl.push_back(attr(CKA_MODIFIABLE, no));
   tmpl.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, allowed, allowed_n * sizeof(CK_MECHANISM_TYPE)));
 
-  CK_MECHANISM gen{CKM_AES_KEY_GEN, nullptr, 0};
-  CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
-  CK_RV rv = api->C_GenerateKey(rw, &gen, tmpl.data(), static_cast<CK_ULONG>(tmpl.size()), &key);
-  if (template_refused(rv)) {
-    tmpl.resize(base_n);
-    rv = api->C_GenerateKey(rw, &gen, tmpl.data(), static_cast<CK_ULONG>(tmpl.size()), &key);
-  }
-  if (rv != CKR_OK) {
-    if (is_disconnect(rv)) need_reinit = true;
-    return fail(is_disconnect(rv) ? Errc::unavailable : Errc::sealed,
-                tok + ": cannot generate the root key: " + ck_message("C_GenerateKey", rv));
-  }
-  return {};
+  return generate_secret_locked(api, rw, CKM_AES_KEY_GEN, tmpl, base_n, "the root key");
 }
 
 kms::Result<void> Pkcs11Root::Impl::generate_hmac_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw) {
@@ -775,7 +766,13 @@ kms::Result<void> Pkcs11Root::Impl::generate_hmac_key_locked(CK_FUNCTION_LIST* a
   const std::size_t base_n = tmpl.size();
   tmpl.push_back(attr(CKA_MODIFIABLE, no));
   tmpl.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, allowed, sizeof allowed));
-  CK_MECHANISM gen{CKM_GENERIC_SECRET_KEY_GEN, nullptr, 0};
+  return generate_secret_locked(api, rw, CKM_GENERIC_SECRET_KEY_GEN, tmpl, base_n, "the HMAC key");
+}
+
+kms::Result<void> Pkcs11Root::Impl::generate_secret_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw,
+                                                           CK_MECHANISM_TYPE gen_mechanism, std::vector<CK_ATTRIBUTE>& tmpl,
+                                                           std::size_t base_n, const char* what) {
+  CK_MECHANISM gen{gen_mechanism, nullptr, 0};
   CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
   CK_RV rv = api->C_GenerateKey(rw, &gen, tmpl.data(), static_cast<CK_ULONG>(tmpl.size()), &key);
   if (template_refused(rv)) {
@@ -785,7 +782,7 @@ kms::Result<void> Pkcs11Root::Impl::generate_hmac_key_locked(CK_FUNCTION_LIST* a
   if (rv != CKR_OK) {
     if (is_disconnect(rv)) need_reinit = true;
     return fail(is_disconnect(rv) ? Errc::unavailable : Errc::sealed,
-                tok() + ": cannot generate the HMAC key: " + ck_message("C_GenerateKey", rv));
+                tok() + ": cannot generate " + what + ": " + ck_message("C_GenerateKey", rv));
   }
   return {};
 }
