@@ -1,6 +1,7 @@
 #include "rootseal/daemon/config.hpp"
 
 #include "sync_config.hpp"
+#include "rootseal/hsm/pkcs11_root.hpp"
 #include "rootseal/kms/keyring.hpp"
 #include "rootseal/kms/numbers.hpp"
 
@@ -221,7 +222,8 @@ Result<void> parse_api(const YAML::Node& n, ApiConfig& out) {
 }
 
 Result<void> parse_pkcs11(const YAML::Node& n, Pkcs11Section& out) {
-  ROOTSEAL_TRY(check_keys(n, "pkcs11", {"module", "token_label", "key_label", "generate_key", "max_sessions", "unwrap_parallelism"}));
+  ROOTSEAL_TRY(check_keys(n, "pkcs11", {"module", "token_label", "key_label", "generate_key", "max_sessions", "unwrap_parallelism",
+                                      "mechanism"}));
   std::string s;
   if (n["module"]) {
     ROOTSEAL_TRY_ASSIGN(s, scalar<std::string>(n["module"], "pkcs11.module"));
@@ -233,6 +235,14 @@ Result<void> parse_pkcs11(const YAML::Node& n, Pkcs11Section& out) {
   if (n["max_sessions"]) ROOTSEAL_TRY_ASSIGN(out.max_sessions, positive(n["max_sessions"], "pkcs11.max_sessions", 256));
   if (n["unwrap_parallelism"]) {
     ROOTSEAL_TRY_ASSIGN(out.unwrap_parallelism, positive(n["unwrap_parallelism"], "pkcs11.unwrap_parallelism", 64));
+  }
+  if (n["mechanism"]) {
+    ROOTSEAL_TRY_ASSIGN(s, scalar<std::string>(n["mechanism"], "pkcs11.mechanism"));
+    if (!hsm::parse_root_mechanism(s)) {
+      return fail(Errc::invalid_argument,
+                  "pkcs11.mechanism: unknown '" + s + "' (auto, aes-kwp, aes-gcm, aes-cbc-pad-hmac, rsa-oaep)");
+    }
+    out.mechanism = s;
   }
   if (out.token_label.empty() || out.token_label.size() > 32) {
     return fail(Errc::invalid_argument, "pkcs11.token_label: 1 to 32 characters");

@@ -103,10 +103,14 @@ void SealManager::check_root() {
       if (kcv) status_.root_kcv = *kcv;
     }
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
-    log::info("unsealed", {{"root", root_.kind()},
-                           {"keys", keyring_.key_count()},
-                           {"versions", keyring_.version_count()},
-                           {"unseal_ms", ms.count()}});
+    // The root mechanism last, and only where there is a choice (pkcs11).
+    const std::string mechanism = root_.mechanism();
+    std::vector<log::Field> fields = {{"root", root_.kind()},
+                                      {"keys", keyring_.key_count()},
+                                      {"versions", keyring_.version_count()},
+                                      {"unseal_ms", ms.count()}};
+    if (!mechanism.empty()) fields.emplace_back("mechanism", mechanism);
+    log::write(log::Level::info, "unsealed", std::span<const log::Field>(fields));
     set(false, "");
     return;
   }

@@ -212,10 +212,16 @@ Service::ResealRoot Service::make_root_of_trust() {
   p11.generate_if_missing = config_.pkcs11.generate_key;
   p11.max_sessions = config_.pkcs11.max_sessions;
   p11.unwrap_parallelism = config_.pkcs11.unwrap_parallelism;
+  p11.mechanism = hsm::parse_root_mechanism(config_.pkcs11.mechanism).value_or(hsm::RootMechanism::automatic);
   // The broker keeps the PIN of the last good login only when it can be
   // resealed to the TPM (`rootseal tpm reseal`).
   pins_ = std::make_shared<PinBroker>(std::find(config_.pin.sources.begin(), config_.pin.sources.end(),
                                                 PinSourceKind::tpm) != config_.pin.sources.end());
+  log::info("root of trust", {{"root", "pkcs11"},
+                              {"module", config_.pkcs11.module.string()},
+                              {"token_label", config_.pkcs11.token_label},
+                              {"key_label", config_.pkcs11.key_label},
+                              {"mechanism", config_.pkcs11.mechanism}});  // the one in use: "unsealed"
   root_ = hsm::Pkcs11Root::create(p11, make_pin_source(config_.pin, config_.tpm, pins_));
   return {};
 }

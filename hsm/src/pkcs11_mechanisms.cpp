@@ -1,4 +1,11 @@
-// rootseal::hsm — private: KWP and GCM wrapping with the root key in the token.
+// rootseal::hsm — private: KWP, GCM, CBC-PAD+HMAC and RSA-OAEP wrapping with
+// the root key(s) in the token.
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/x509.h>
+
 #include <array>
 #include <string>
 
@@ -19,6 +26,24 @@ constexpr std::size_t kGcmIvSize = 12;
 constexpr std::size_t kGcmTagSize = 16;
 constexpr char kGcmAad[] = "rootseal-kek-v1";  // non-empty: SoftHSM 2.6.1 aborts on empty AAD
 constexpr char kKcvAad[] = "rootseal-kcv-v1";
+constexpr std::size_t kCbcIvSize = 16;
+constexpr std::size_t kCbcBlock = 16;
+constexpr std::size_t kHmacSize = 32;
+constexpr std::size_t kRsaMinBytes = 384;  // RSA-3072
+constexpr std::size_t kRsaMaxBytes = 512;  // RSA-4096
+
+// CBC-PAD output for a key of n bytes: PKCS#7 always adds 1..16 bytes.
+constexpr std::size_t cbc_len(std::size_t n) noexcept { return (n / kCbcBlock + 1) * kCbcBlock; }
+
+CK_RSA_PKCS_OAEP_PARAMS oaep_params() noexcept {
+  CK_RSA_PKCS_OAEP_PARAMS p{};
+  p.hashAlg = CKM_SHA256;
+  p.mgf = CKG_MGF1_SHA256;
+  p.source = CKZ_DATA_SPECIFIED;
+  p.pSourceData = nullptr;
+  p.ulSourceDataLen = 0;
+  return p;
+}
 
 // AES-GCM parameters with a 12-byte IV, a 16-byte tag and `aad` (a literal).
 template <std::size_t N>
@@ -31,6 +56,23 @@ CK_GCM_PARAMS gcm_params(const std::uint8_t* iv, const char (&aad)[N]) noexcept 
   p.ulAADLen = N - 1;
   p.ulTagBits = kGcmTagSize * 8;
   return p;
+}
+
+// C_Decrypt of `in` (the operation initialized) into `out`, at most `max_out`
+// bytes; out is empty unless it succeeds.
+Step decrypt(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, std::span<const std::uint8_t> in, std::size_t max_out,
+             kms::SecureBytes& out, bool& op_active) {
+  out = kms::SecureBytes(max_out);
+  CK_ULONG len = static_cast<CK_ULONG>(out.size());
+  const CK_RV rv =
+      api->C_Decrypt(s, const_cast<std::uint8_t*>(in.data()), static_cast<CK_ULONG>(in.size()), out.data(), &len);
+  if (rv != CKR_BUFFER_TOO_SMALL) op_active = false;
+  if (rv != CKR_OK) {
+    out.clear();
+    return {"C_Decrypt", rv};
+  }
+  out.truncate(static_cast<std::size_t>(len));
+  return {};
 }
 
 // Destroys a temporary session object when leaving scope (also on errors).
@@ -85,7 +127,45 @@ struct KekTemplate {
 
 }  // namespace
 
-std::string_view mech_name(Mech m) noexcept { return m == Mech::kwp ? "CKM_AES_KEY_WRAP_KWP" : "CKM_AES_GCM"; }
+std::string_view mech_name(Mech m) noexcept {
+  switch (m) {
+    case Mech::kwp: return "CKM_AES_KEY_WRAP_KWP";
+    case Mech::gcm: return "CKM_AES_GCM";
+    case Mech::cbc_hmac: return "CKM_AES_CBC_PAD+CKM_SHA256_HMAC";
+    case Mech::rsa_oaep: return "CKM_RSA_PKCS_OAEP";
+  }
+  return "?";
+}
+
+std::string_view mech_config_name(Mech m) noexcept {
+  switch (m) {
+    case Mech::kwp: return "aes-kwp";
+    case Mech::gcm: return "aes-gcm";
+    case Mech::cbc_hmac: return "aes-cbc-pad-hmac";
+    case Mech::rsa_oaep: return "rsa-oaep";
+  }
+  return "?";
+}
+
+std::uint8_t mech_format(Mech m) noexcept {
+  switch (m) {
+    case Mech::kwp: return kFormatKwp;
+    case Mech::gcm: return kFormatGcm;
+    case Mech::cbc_hmac: return kFormatCbcHmac;
+    case Mech::rsa_oaep: return kFormatRsaOaep;
+  }
+  return 0;
+}
+
+bool format_mech(std::uint8_t format, Mech& out) noexcept {
+  switch (format) {
+    case kFormatKwp: out = Mech::kwp; return true;
+    case kFormatGcm: out = Mech::gcm; return true;
+    case kFormatCbcHmac: out = Mech::cbc_hmac; return true;
+    case kFormatRsaOaep: out = Mech::rsa_oaep; return true;
+    default: return false;
+  }
+}
 
 kms::Result<void> check_key_to_wrap(const kms::SecureBytes& key) {
   // Multiples of 8 only: SoftHSM 2.6.1 zero-pads other lengths to 8 bytes
@@ -109,6 +189,16 @@ kms::Result<void> check_wrapped(std::span<const std::uint8_t> wrapped) {
   } else if (format == kFormatGcm) {
     if (body.size() < kGcmIvSize + kMinKeySize + kGcmTagSize || body.size() > kGcmIvSize + kMaxKeySize + kGcmTagSize) {
       return fail(Errc::decryption_failed, "wrapped key (GCM) has an invalid length");
+    }
+  } else if (format == kFormatCbcHmac) {
+    // iv || whole CBC blocks of a 16..64-byte key plus padding || mac
+    const std::size_t ct = body.size() >= kCbcIvSize + kHmacSize ? body.size() - kCbcIvSize - kHmacSize : 0;
+    if (ct < cbc_len(kMinKeySize) || ct > cbc_len(kMaxKeySize) || ct % kCbcBlock != 0) {
+      return fail(Errc::decryption_failed, "wrapped key (CBC-PAD+HMAC) has an invalid length");
+    }
+  } else if (format == kFormatRsaOaep) {
+    if (body.size() != kRsaMinBytes && body.size() != kRsaMaxBytes) {
+      return fail(Errc::decryption_failed, "wrapped key (RSA-OAEP) has an invalid length");
     }
   } else {
     return fail(Errc::decryption_failed, "wrapped key has an unknown format");
@@ -188,17 +278,115 @@ Step unwrap_gcm(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE roo
   if (CK_RV rv = api->C_DecryptInit(s, &mech, root); rv != CKR_OK) return {"C_DecryptInit", rv};
   op_active = true;
   const auto ct = body.subspan(kGcmIvSize);
-  out = kms::SecureBytes(ct.size());
-  CK_ULONG len = static_cast<CK_ULONG>(out.size());
-  const CK_RV rv =
-      api->C_Decrypt(s, const_cast<std::uint8_t*>(ct.data()), static_cast<CK_ULONG>(ct.size()), out.data(), &len);
+  return decrypt(api, s, ct, ct.size(), out, op_active);
+}
+
+Step wrap_cbc_hmac(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE aes, CK_OBJECT_HANDLE mac,
+                   const kms::SecureBytes& key, std::vector<std::uint8_t>& out, bool& op_active) {
+  const std::size_t ct_len = cbc_len(key.size());
+  out.assign(1 + kCbcIvSize + ct_len + kHmacSize, 0);
+  out[0] = kFormatCbcHmac;
+  std::uint8_t* iv = out.data() + 1;
+  if (CK_RV rv = api->C_GenerateRandom(s, iv, kCbcIvSize); rv != CKR_OK) return {"C_GenerateRandom", rv};
+  CK_MECHANISM enc{CKM_AES_CBC_PAD, iv, kCbcIvSize};
+  if (CK_RV rv = api->C_EncryptInit(s, &enc, aes); rv != CKR_OK) return {"C_EncryptInit", rv};
+  op_active = true;
+  CK_ULONG len = static_cast<CK_ULONG>(ct_len);
+  CK_RV rv = api->C_Encrypt(s, const_cast<std::uint8_t*>(key.data()), static_cast<CK_ULONG>(key.size()),
+                            out.data() + 1 + kCbcIvSize, &len);
   if (rv != CKR_BUFFER_TOO_SMALL) op_active = false;
-  if (rv != CKR_OK) {
-    out.clear();
-    return {"C_Decrypt", rv};
-  }
-  out.truncate(static_cast<std::size_t>(len));
+  if (rv != CKR_OK) return {"C_Encrypt", rv};
+  if (len != ct_len) return {"C_Encrypt", CKR_GENERAL_ERROR};
+  // MAC over header || iv || ciphertext.
+  CK_MECHANISM sign{CKM_SHA256_HMAC, nullptr, 0};
+  if (rv = api->C_SignInit(s, &sign, mac); rv != CKR_OK) return {"C_SignInit", rv};
+  op_active = true;
+  CK_ULONG mac_len = kHmacSize;
+  rv = api->C_Sign(s, out.data(), static_cast<CK_ULONG>(1 + kCbcIvSize + ct_len), out.data() + 1 + kCbcIvSize + ct_len,
+                   &mac_len);
+  if (rv != CKR_BUFFER_TOO_SMALL) op_active = false;
+  if (rv != CKR_OK) return {"C_Sign", rv};
+  if (mac_len != kHmacSize) return {"C_Sign", CKR_GENERAL_ERROR};
   return {};
+}
+
+Step unwrap_cbc_hmac(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE aes, CK_OBJECT_HANDLE mac,
+                     std::span<const std::uint8_t> blob, kms::SecureBytes& out, bool& op_active) {
+  const std::size_t signed_len = blob.size() - kHmacSize;
+  // 1. The token verifies the MAC; nothing is decrypted unless it holds.
+  CK_MECHANISM verify{CKM_SHA256_HMAC, nullptr, 0};
+  if (CK_RV rv = api->C_VerifyInit(s, &verify, mac); rv != CKR_OK) return {"C_VerifyInit", rv};
+  op_active = true;
+  const CK_RV vrv = api->C_Verify(s, const_cast<std::uint8_t*>(blob.data()), static_cast<CK_ULONG>(signed_len),
+                                  const_cast<std::uint8_t*>(blob.data() + signed_len), kHmacSize);
+  op_active = false;  // C_Verify always ends the operation
+  if (vrv != CKR_OK) return {"C_Verify", vrv};
+  // 2. Decrypt.
+  CK_MECHANISM dec{CKM_AES_CBC_PAD, const_cast<std::uint8_t*>(blob.data() + 1), kCbcIvSize};
+  if (CK_RV rv = api->C_DecryptInit(s, &dec, aes); rv != CKR_OK) return {"C_DecryptInit", rv};
+  op_active = true;
+  const auto ct = blob.subspan(1 + kCbcIvSize, signed_len - 1 - kCbcIvSize);
+  return decrypt(api, s, ct, ct.size(), out, op_active);
+}
+
+Step wrap_rsa_oaep(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE pub, const kms::SecureBytes& key,
+                   std::vector<std::uint8_t>& out, bool& op_active) {
+  CK_RSA_PKCS_OAEP_PARAMS p = oaep_params();
+  CK_MECHANISM mech{CKM_RSA_PKCS_OAEP, &p, sizeof p};
+  if (CK_RV rv = api->C_EncryptInit(s, &mech, pub); rv != CKR_OK) return {"C_EncryptInit", rv};
+  op_active = true;
+  out.assign(1 + kRsaMaxBytes, 0);
+  out[0] = kFormatRsaOaep;
+  CK_ULONG len = static_cast<CK_ULONG>(kRsaMaxBytes);
+  const CK_RV rv = api->C_Encrypt(s, const_cast<std::uint8_t*>(key.data()), static_cast<CK_ULONG>(key.size()),
+                                  out.data() + 1, &len);
+  if (rv != CKR_BUFFER_TOO_SMALL) op_active = false;
+  if (rv != CKR_OK) return {"C_Encrypt", rv};
+  if (len != kRsaMinBytes && len != kRsaMaxBytes) return {"C_Encrypt", CKR_GENERAL_ERROR};
+  out.resize(1 + len);
+  return {};
+}
+
+Step unwrap_rsa_oaep(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE priv,
+                     std::span<const std::uint8_t> body, kms::SecureBytes& out, bool& op_active) {
+  CK_RSA_PKCS_OAEP_PARAMS p = oaep_params();
+  CK_MECHANISM mech{CKM_RSA_PKCS_OAEP, &p, sizeof p};
+  if (CK_RV rv = api->C_DecryptInit(s, &mech, priv); rv != CKR_OK) return {"C_DecryptInit", rv};
+  op_active = true;
+  return decrypt(api, s, body, kRsaMaxBytes, out, op_active);
+}
+
+std::vector<std::uint8_t> rsa_check_value(std::span<const std::uint8_t> modulus,
+                                          std::span<const std::uint8_t> exponent) {
+  std::vector<std::uint8_t> out;
+  BIGNUM* n = BN_bin2bn(modulus.data(), static_cast<int>(modulus.size()), nullptr);
+  BIGNUM* e = BN_bin2bn(exponent.data(), static_cast<int>(exponent.size()), nullptr);
+  OSSL_PARAM_BLD* bld = OSSL_PARAM_BLD_new();
+  OSSL_PARAM* params = nullptr;
+  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr);
+  EVP_PKEY* pkey = nullptr;
+  if (n != nullptr && e != nullptr && bld != nullptr && ctx != nullptr && !BN_is_zero(n) &&
+      OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) == 1 &&
+      OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) == 1 &&
+      (params = OSSL_PARAM_BLD_to_param(bld)) != nullptr && EVP_PKEY_fromdata_init(ctx) == 1 &&
+      EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) == 1) {
+    unsigned char* der = nullptr;
+    const int der_len = i2d_PUBKEY(pkey, &der);
+    std::array<std::uint8_t, 32> digest{};
+    unsigned int dn = 0;
+    if (der_len > 0 && EVP_Digest(der, static_cast<std::size_t>(der_len), digest.data(), &dn, EVP_sha256(), nullptr) == 1 &&
+        dn == digest.size()) {
+      out.assign(digest.begin(), digest.begin() + kms::kKeyCheckValueSize);
+    }
+    OPENSSL_free(der);
+  }
+  EVP_PKEY_free(pkey);
+  EVP_PKEY_CTX_free(ctx);
+  OSSL_PARAM_free(params);
+  OSSL_PARAM_BLD_free(bld);
+  BN_free(n);
+  BN_free(e);
+  return out;
 }
 
 Step fallback_check_value(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, Mech mech,
@@ -208,6 +396,13 @@ Step fallback_check_value(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_
   if (mech == Mech::kwp) {
     st = wrap_kwp(api, s, root, zero, out);
     if (st.ok()) out.erase(out.begin());
+  } else if (mech == Mech::cbc_hmac) {
+    std::uint8_t iv[kCbcIvSize] = {};
+    CK_MECHANISM m{CKM_AES_CBC_PAD, iv, sizeof iv};
+    out.assign(cbc_len(zero.size()), 0);
+    CK_ULONG n = static_cast<CK_ULONG>(out.size());
+    st = {"C_EncryptInit", api->C_EncryptInit(s, &m, root)};
+    if (st.ok()) st = {"C_Encrypt", api->C_Encrypt(s, zero.data(), static_cast<CK_ULONG>(zero.size()), out.data(), &n)};
   } else {
     const std::uint8_t iv[kGcmIvSize] = {};
     CK_GCM_PARAMS p = gcm_params(iv, kKcvAad);

@@ -68,11 +68,50 @@ kms::SecureBytes pin_digest(const kms::SecureBytes& salt, const kms::SecureBytes
   return out;
 }
 
-// What the token offers of the two wrap mechanisms.
+// What the token offers of the root mechanisms.
 struct TokenMechs {
   bool kwp = false;
   bool gcm = false;
+  bool cbc = false;   // CKM_AES_CBC_PAD encrypt+decrypt
+  bool hmac = false;  // CKM_SHA256_HMAC sign+verify
+  bool rsa = false;   // CKM_RSA_PKCS_OAEP encrypt+decrypt
+  bool aes_gen = false, secret_gen = false, rsa_gen = false;
+
+  [[nodiscard]] bool offers(Mech m) const noexcept {
+    switch (m) {
+      case Mech::kwp: return kwp;
+      case Mech::gcm: return gcm;
+      case Mech::cbc_hmac: return cbc && hmac;
+      case Mech::rsa_oaep: return rsa;
+    }
+    return false;
+  }
+  [[nodiscard]] bool can_generate(Mech m) const noexcept {
+    if (m == Mech::rsa_oaep) return rsa_gen;
+    return aes_gen && (m != Mech::cbc_hmac || secret_gen);
+  }
 };
+
+// The root's keys once found: `root` (AES secret key or RSA private key) and
+// `aux` (the HMAC key of cbc_hmac, the RSA public key of rsa_oaep).
+struct RootKeys {
+  CK_OBJECT_HANDLE root = CK_INVALID_HANDLE;
+  CK_OBJECT_HANDLE aux = CK_INVALID_HANDLE;
+  Mech mech = Mech::kwp;
+};
+
+std::optional<Mech> configured_mech(RootMechanism m) noexcept {
+  switch (m) {
+    case RootMechanism::automatic: return std::nullopt;
+    case RootMechanism::aes_kwp: return Mech::kwp;
+    case RootMechanism::aes_gcm: return Mech::gcm;
+    case RootMechanism::aes_cbc_pad_hmac: return Mech::cbc_hmac;
+    case RootMechanism::rsa_oaep: return Mech::rsa_oaep;
+  }
+  return std::nullopt;
+}
+
+constexpr Mech kPreference[] = {Mech::kwp, Mech::gcm, Mech::cbc_hmac, Mech::rsa_oaep};
 
 }  // namespace
 
@@ -91,6 +130,7 @@ struct Pkcs11Root::Impl {
   std::optional<kms::Error> last_error;     // why we are disconnected
   std::optional<kms::SecureBytes> failed_pin;  // digest of the PIN the token rejected
   std::string mechanism;                    // of the last successful connect
+  std::string root_mechanism;               // the same, as a pkcs11.mechanism value
 
   [[nodiscard]] std::string tok() const { return "PKCS#11 token '" + cfg.token_label + "'"; }
 
@@ -151,14 +191,31 @@ struct Pkcs11Root::Impl {
   kms::Result<void> load_module_locked();
   kms::Result<CK_SLOT_ID> find_token_locked(CK_FUNCTION_LIST* api, const unsigned char (&label)[32]);
   kms::Result<void> login_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s);
-  kms::Result<CK_OBJECT_HANDLE> root_key_locked(CK_FUNCTION_LIST* api, CK_SLOT_ID slot, CK_SESSION_HANDLE s,
-                                                TokenMechs mechs);
-  kms::Result<CK_OBJECT_HANDLE> find_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, bool& found);
-  kms::Result<CK_OBJECT_HANDLE> generate_key_locked(CK_FUNCTION_LIST* api, CK_SLOT_ID slot, bool gcm,
-                                                    bool token_has_kwp);
+  kms::Result<RootKeys> root_keys_locked(CK_FUNCTION_LIST* api, CK_SLOT_ID slot, CK_SESSION_HANDLE s,
+                                         TokenMechs mechs);
+  kms::Result<CK_OBJECT_HANDLE> find_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls,
+                                                const std::string& label, bool& found);
+  kms::Result<void> generate_locked(CK_FUNCTION_LIST* api, CK_SLOT_ID slot, CK_SESSION_HANDLE s, Mech mech,
+                                    TokenMechs mechs);
+  kms::Result<void> generate_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw, Mech mech, bool token_has_kwp);
+  kms::Result<void> generate_hmac_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw);
+  kms::Result<void> generate_rsa_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw);
+  // C_GenerateKey with `tmpl`, again without its attributes from base_n on
+  // (hardening) if the token refuses them.
+  kms::Result<void> generate_secret_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw, CK_MECHANISM_TYPE gen_mechanism,
+                                           std::vector<CK_ATTRIBUTE>& tmpl, std::size_t base_n, const char* what);
   kms::Result<Mech> check_root_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key,
-                                          TokenMechs mechs);
-  kms::Result<std::string> kcv_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key, Mech mech);
+                                          TokenMechs mechs, bool has_hmac_key);
+  kms::Result<void> check_secret_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key,
+                                        const std::string& what);
+  kms::Result<void> check_rsa_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE priv,
+                                     CK_OBJECT_HANDLE pub);
+  kms::Result<std::string> kcv_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, const RootKeys& keys);
+
+  [[nodiscard]] std::string hmac_label() const { return cfg.key_label + "-hmac"; }
+  [[nodiscard]] std::string refusal(CK_FUNCTION_LIST* api, CK_SLOT_ID slot, const std::string& what) const {
+    return tok() + " " + what + detail::mechanism_refusal_detail(api, slot, cfg.module.string(), cfg.token_label);
+  }
 };
 
 // ----- probe -------------------------------------------------------------------
@@ -194,7 +251,9 @@ Step Pkcs11Root::Impl::liveness_locked(const Connection& c) {
   if (CK_RV rv = api->C_GetAttributeValue(c.login_session, c.root_key, &a, 1); rv != CKR_OK) {
     return {"C_GetAttributeValue(root key)", rv};
   }
-  if (cls != CKO_SECRET_KEY) return {"C_GetAttributeValue(root key)", CKR_OBJECT_HANDLE_INVALID};
+  if (cls != (c.mech == Mech::rsa_oaep ? CKO_PRIVATE_KEY : CKO_SECRET_KEY)) {
+    return {"C_GetAttributeValue(root key)", CKR_OBJECT_HANDLE_INVALID};
+  }
   return {};
 }
 
@@ -226,8 +285,15 @@ kms::Result<void> Pkcs11Root::Impl::connect_locked() {
     CK_MECHANISM_INFO mi{};
     return api->C_GetMechanismInfo(slot, m, &mi) == CKR_OK && (mi.flags & need) == need;
   };
-  const TokenMechs mechs{has_mech(detail::kMechKwp, CKF_WRAP | CKF_UNWRAP),
-                         has_mech(CKM_AES_GCM, CKF_ENCRYPT | CKF_DECRYPT)};
+  TokenMechs mechs;
+  mechs.kwp = has_mech(detail::kMechKwp, CKF_WRAP | CKF_UNWRAP);
+  mechs.gcm = has_mech(CKM_AES_GCM, CKF_ENCRYPT | CKF_DECRYPT);
+  mechs.cbc = has_mech(CKM_AES_CBC_PAD, CKF_ENCRYPT | CKF_DECRYPT);
+  mechs.hmac = has_mech(CKM_SHA256_HMAC, CKF_SIGN | CKF_VERIFY);
+  mechs.rsa = has_mech(CKM_RSA_PKCS_OAEP, CKF_ENCRYPT | CKF_DECRYPT);
+  mechs.aes_gen = has_mech(CKM_AES_KEY_GEN, CKF_GENERATE);
+  mechs.secret_gen = has_mech(CKM_GENERIC_SECRET_KEY_GEN, CKF_GENERATE);
+  mechs.rsa_gen = has_mech(CKM_RSA_PKCS_KEY_PAIR_GEN, CKF_GENERATE_KEY_PAIR);
 
   // 3. The login session (kept open for as long as we are connected: the
   //    login lasts while the application has a session with the token).
@@ -238,14 +304,12 @@ kms::Result<void> Pkcs11Root::Impl::connect_locked() {
   }
   ROOTSEAL_TRY(login_locked(api, login_session.handle));
 
-  // 4. The root key, found or generated; 5. is it what it must be?
-  CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
-  ROOTSEAL_TRY_ASSIGN(key, root_key_locked(api, slot, login_session.handle, mechs));
-  Mech mech = Mech::kwp;
-  ROOTSEAL_TRY_ASSIGN(mech, check_root_key_locked(api, login_session.handle, key, mechs));
+  // 4. The root key(s), found or generated, checked; the mechanism.
+  RootKeys keys;
+  ROOTSEAL_TRY_ASSIGN(keys, root_keys_locked(api, slot, login_session.handle, mechs));
 
-  // 6. Key check value.
-  auto kcv = kcv_locked(api, login_session.handle, key, mech);
+  // 5. Key check value.
+  auto kcv = kcv_locked(api, login_session.handle, keys);
   if (!kcv) return std::unexpected(kcv.error());
 
   auto c = std::make_shared<Connection>();
@@ -253,14 +317,16 @@ kms::Result<void> Pkcs11Root::Impl::connect_locked() {
   c->generation = gen;
   c->slot = slot;
   c->login_session = login_session.release();
-  c->root_key = key;
-  c->mech = mech;
+  c->root_key = keys.root;
+  c->aux_key = keys.aux;
+  c->mech = keys.mech;
   c->kcv = std::move(*kcv);
   c->max_sessions = std::max<std::size_t>(1, cfg.max_sessions);
   cl.unlock();  // (the Connection's destructor takes the call lock itself)
   conn = std::move(c);
   last_error.reset();
-  mechanism = std::string(detail::mech_name(mech));
+  mechanism = std::string(detail::mech_name(keys.mech));
+  root_mechanism = std::string(detail::mech_config_name(keys.mech));
   return {};
 }
 
@@ -304,29 +370,74 @@ kms::Result<CK_SLOT_ID> Pkcs11Root::Impl::find_token_locked(CK_FUNCTION_LIST* ap
   return matches.front();
 }
 
-kms::Result<CK_OBJECT_HANDLE> Pkcs11Root::Impl::root_key_locked(CK_FUNCTION_LIST* api, CK_SLOT_ID slot,
-                                                                CK_SESSION_HANDLE s, TokenMechs mechs) {
-  bool found = false;
-  CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
-  ROOTSEAL_TRY_ASSIGN(key, find_key_locked(api, s, found));
-  if (found) return key;
-  if (!cfg.generate_if_missing) {
-    return fail(Errc::sealed,
-                tok() + ": no AES root key labelled '" + cfg.key_label + "' (and generating one is not enabled)");
+kms::Result<RootKeys> Pkcs11Root::Impl::root_keys_locked(CK_FUNCTION_LIST* api, CK_SLOT_ID slot,
+                                                         CK_SESSION_HANDLE s, TokenMechs mechs) {
+  const std::optional<Mech> want = configured_mech(cfg.mechanism);
+  const std::string key_desc = tok() + ": root key '" + cfg.key_label + "'";
+  bool found_aes = false, found_rsa = false;
+  CK_OBJECT_HANDLE aes = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
+  ROOTSEAL_TRY_ASSIGN(aes, find_key_locked(api, s, CKO_SECRET_KEY, cfg.key_label, found_aes));
+  ROOTSEAL_TRY_ASSIGN(priv, find_key_locked(api, s, CKO_PRIVATE_KEY, cfg.key_label, found_rsa));
+  if (!found_aes && !found_rsa) {
+    if (!cfg.generate_if_missing) {
+      return fail(Errc::sealed,
+                  tok() + ": no root key labelled '" + cfg.key_label + "' (and generating one is not enabled)");
+    }
+    std::optional<Mech> pick = want;
+    if (!pick) {
+      for (Mech m : kPreference) {
+        if (mechs.offers(m) && mechs.can_generate(m)) {
+          pick = m;
+          break;
+        }
+      }
+    }
+    if (!pick) return fail(Errc::sealed, refusal(api, slot, "offers none of the root mechanisms"));
+    if (!mechs.offers(*pick) || !mechs.can_generate(*pick)) {
+      return fail(Errc::sealed, refusal(api, slot, "cannot hold a root for pkcs11.mechanism " +
+                                                       std::string(detail::mech_config_name(*pick))));
+    }
+    ROOTSEAL_TRY(generate_locked(api, slot, s, *pick, mechs));
+    // Exactly one of each now? (another process may race)
+    ROOTSEAL_TRY_ASSIGN(aes, find_key_locked(api, s, CKO_SECRET_KEY, cfg.key_label, found_aes));
+    ROOTSEAL_TRY_ASSIGN(priv, find_key_locked(api, s, CKO_PRIVATE_KEY, cfg.key_label, found_rsa));
+    if (!found_aes && !found_rsa) return fail(Errc::sealed, tok() + ": the generated root key cannot be found");
   }
-  const bool gcm = cfg.force_gcm || !mechs.kwp;
-  if (gcm && !mechs.gcm) {
-    return fail(Errc::sealed, tok() + " offers neither CKM_AES_KEY_WRAP_PAD nor CKM_AES_GCM" +
-                                  detail::mechanism_refusal_detail(api, slot, cfg.module.string(), cfg.token_label));
+  if (found_aes && found_rsa) {
+    return fail(Errc::sealed, tok() + ": both a secret key and a private key are labelled '" + cfg.key_label +
+                                  "'; refusing to choose one");
   }
-  ROOTSEAL_TRY(generate_key_locked(api, slot, gcm, mechs.kwp));
-  ROOTSEAL_TRY_ASSIGN(key, find_key_locked(api, s, found));  // exactly one now? (another process may race)
-  if (!found) return fail(Errc::sealed, tok() + ": the generated root key cannot be found");
-  return key;
+  RootKeys keys;
+  if (found_rsa) {
+    if (want && *want != Mech::rsa_oaep) {
+      return fail(Errc::sealed, key_desc + " is an RSA key pair (rsa-oaep), but pkcs11.mechanism is " +
+                                    std::string(detail::mech_config_name(*want)));
+    }
+    if (!mechs.rsa) return fail(Errc::sealed, refusal(api, slot, "does not offer CKM_RSA_PKCS_OAEP (encrypt, decrypt)"));
+    bool found_pub = false;
+    CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE;
+    ROOTSEAL_TRY_ASSIGN(pub, find_key_locked(api, s, CKO_PUBLIC_KEY, cfg.key_label, found_pub));
+    if (!found_pub) return fail(Errc::sealed, key_desc + ": the RSA public key of the pair is missing");
+    ROOTSEAL_TRY(check_rsa_locked(api, s, priv, pub));
+    keys.root = priv;
+    keys.aux = pub;
+    keys.mech = Mech::rsa_oaep;
+    return keys;
+  }
+  bool found_hmac = false;
+  CK_OBJECT_HANDLE hmac = CK_INVALID_HANDLE;
+  ROOTSEAL_TRY_ASSIGN(hmac, find_key_locked(api, s, CKO_SECRET_KEY, hmac_label(), found_hmac));
+  ROOTSEAL_TRY_ASSIGN(keys.mech, check_root_key_locked(api, s, aes, mechs, found_hmac));
+  keys.root = aes;
+  if (keys.mech == Mech::cbc_hmac) {
+    ROOTSEAL_TRY(check_secret_locked(api, s, hmac, "HMAC key '" + hmac_label() + "'"));
+    keys.aux = hmac;
+  }
+  return keys;
 }
 
 kms::Result<Mech> Pkcs11Root::Impl::check_root_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s,
-                                                          CK_OBJECT_HANDLE key, TokenMechs mechs) {
+                                                          CK_OBJECT_HANDLE key, TokenMechs mechs, bool has_hmac_key) {
   // Never use a root key that could be read out.
   CK_KEY_TYPE key_type = 0;
   CK_BBOOL sensitive = CK_FALSE, extractable = CK_TRUE, can_wrap = CK_FALSE, can_unwrap = CK_FALSE,
@@ -352,14 +463,148 @@ kms::Result<Mech> Pkcs11Root::Impl::check_root_key_locked(CK_FUNCTION_LIST* api,
   if (known(7) && value_len != kRootKeySize) {
     return fail(Errc::sealed, key_desc + " is " + std::to_string(value_len * 8) + " bits; AES-256 is required");
   }
-  const bool key_kwp = known(3) && known(4) && can_wrap == CK_TRUE && can_unwrap == CK_TRUE;
-  const bool key_gcm = known(5) && known(6) && can_encrypt == CK_TRUE && can_decrypt == CK_TRUE;
-  if (!cfg.force_gcm && mechs.kwp && key_kwp) return Mech::kwp;
-  if (mechs.gcm && key_gcm) return Mech::gcm;
+  const bool key_wraps = known(3) && known(4) && can_wrap == CK_TRUE && can_unwrap == CK_TRUE;
+  const bool key_encrypts = known(5) && known(6) && can_encrypt == CK_TRUE && can_decrypt == CK_TRUE;
+  auto usable = [&](Mech m) {
+    switch (m) {
+      case Mech::kwp: return mechs.kwp && key_wraps;
+      case Mech::gcm: return mechs.gcm && key_encrypts;
+      case Mech::cbc_hmac: return mechs.cbc && mechs.hmac && key_encrypts && has_hmac_key;
+      case Mech::rsa_oaep: return false;
+    }
+    return false;
+  };
+  const std::optional<Mech> want = configured_mech(cfg.mechanism);
+  if (want) {
+    if (usable(*want)) return *want;
+    std::string why;
+    switch (*want) {
+      case Mech::kwp: why = "it needs CKA_WRAP+CKA_UNWRAP and a token offering CKM_AES_KEY_WRAP_PAD"; break;
+      case Mech::gcm: why = "it needs CKA_ENCRYPT+CKA_DECRYPT and a token offering CKM_AES_GCM"; break;
+      case Mech::cbc_hmac:
+        why = "it needs CKA_ENCRYPT+CKA_DECRYPT, an HMAC key labelled '" + hmac_label() +
+              "' and a token offering CKM_AES_CBC_PAD and CKM_SHA256_HMAC" +
+              (has_hmac_key ? "" : " (there is no such HMAC key)");
+        break;
+      case Mech::rsa_oaep: why = "it is an AES key; rsa-oaep needs an RSA key pair"; break;
+    }
+    return fail(Errc::sealed, key_desc + " cannot be used with pkcs11.mechanism " +
+                                  std::string(detail::mech_config_name(*want)) + ": " + why);
+  }
+  // auto: the companion HMAC key marks a CBC-PAD+HMAC root; otherwise the
+  // strongest the key and the token allow.
+  if (has_hmac_key) {
+    if (usable(Mech::cbc_hmac)) return Mech::cbc_hmac;
+    return fail(Errc::sealed, key_desc + " has an HMAC key '" + hmac_label() +
+                                  "' (an aes-cbc-pad-hmac root) but cannot be used with it: it needs "
+                                  "CKA_ENCRYPT+CKA_DECRYPT and a token offering CKM_AES_CBC_PAD and CKM_SHA256_HMAC");
+  }
+  if (usable(Mech::kwp)) return Mech::kwp;
+  if (usable(Mech::gcm)) return Mech::gcm;
   return fail(Errc::sealed, key_desc +
-                                " cannot be used: it needs CKA_WRAP+CKA_UNWRAP with "
-                                "CKM_AES_KEY_WRAP_PAD or CKA_ENCRYPT+CKA_DECRYPT with CKM_AES_GCM" +
-                                (cfg.force_gcm ? " (GCM forced by configuration)" : ""));
+                                " cannot be used: it needs CKA_WRAP+CKA_UNWRAP with CKM_AES_KEY_WRAP_PAD, "
+                                "CKA_ENCRYPT+CKA_DECRYPT with CKM_AES_GCM, or an HMAC key '" +
+                                hmac_label() + "' for CKM_AES_CBC_PAD+CKM_SHA256_HMAC");
+}
+
+kms::Result<void> Pkcs11Root::Impl::check_secret_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s,
+                                                        CK_OBJECT_HANDLE key, const std::string& what) {
+  CK_KEY_TYPE key_type = 0;
+  CK_BBOOL sensitive = CK_FALSE, extractable = CK_TRUE, can_sign = CK_FALSE, can_verify = CK_FALSE;
+  CK_ULONG value_len = 0;
+  CK_ATTRIBUTE attrs[] = {attr(CKA_KEY_TYPE, key_type),   attr(CKA_SENSITIVE, sensitive),
+                          attr(CKA_EXTRACTABLE, extractable), attr(CKA_SIGN, can_sign),
+                          attr(CKA_VERIFY, can_verify),   attr(CKA_VALUE_LEN, value_len)};
+  const CK_RV arv = api->C_GetAttributeValue(s, key, attrs, std::size(attrs));
+  if (arv != CKR_OK && arv != CKR_ATTRIBUTE_TYPE_INVALID && arv != CKR_ATTRIBUTE_SENSITIVE) {
+    return unavailable("C_GetAttributeValue(HMAC key)", arv);
+  }
+  auto known = [&](std::size_t i) { return attrs[i].ulValueLen != CK_UNAVAILABLE_INFORMATION; };
+  const std::string desc = tok() + ": " + what;
+  if (!known(0) || (key_type != CKK_GENERIC_SECRET && key_type != CKK_SHA256_HMAC)) {
+    return fail(Errc::sealed, desc + " is not a generic secret (or SHA-256 HMAC) key");
+  }
+  if (!known(1) || sensitive != CK_TRUE || !known(2) || extractable != CK_FALSE) {
+    return fail(Errc::sealed, desc + " is not CKA_SENSITIVE and non-extractable; refusing it");
+  }
+  if (!known(3) || !known(4) || can_sign != CK_TRUE || can_verify != CK_TRUE) {
+    return fail(Errc::sealed, desc + " lacks CKA_SIGN+CKA_VERIFY");
+  }
+  if (known(5) && value_len < kRootKeySize) {
+    return fail(Errc::sealed, desc + " is " + std::to_string(value_len * 8) + " bits; at least 256 are required");
+  }
+  return {};
+}
+
+kms::Result<void> Pkcs11Root::Impl::check_rsa_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s,
+                                                     CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub) {
+  const std::string key_desc = tok() + ": RSA root key '" + cfg.key_label + "'";
+  CK_KEY_TYPE type = 0, pub_type = 0;
+  CK_BBOOL sensitive = CK_FALSE, extractable = CK_TRUE, can_decrypt = CK_FALSE, can_encrypt = CK_FALSE;
+  CK_ATTRIBUTE attrs[] = {attr(CKA_KEY_TYPE, type), attr(CKA_SENSITIVE, sensitive),
+                          attr(CKA_EXTRACTABLE, extractable), attr(CKA_DECRYPT, can_decrypt)};
+  CK_RV rv = api->C_GetAttributeValue(s, priv, attrs, std::size(attrs));
+  if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID && rv != CKR_ATTRIBUTE_SENSITIVE) {
+    return unavailable("C_GetAttributeValue(RSA private key)", rv);
+  }
+  auto known = [&](std::size_t i) { return attrs[i].ulValueLen != CK_UNAVAILABLE_INFORMATION; };
+  if (!known(0) || type != CKK_RSA) return fail(Errc::sealed, key_desc + " is not an RSA private key");
+  if (!known(1) || sensitive != CK_TRUE) {
+    return fail(Errc::sealed, key_desc + " is not CKA_SENSITIVE; refusing a root key that can be read out");
+  }
+  if (!known(2) || extractable != CK_FALSE) {
+    return fail(Errc::sealed, key_desc + " is CKA_EXTRACTABLE; refusing a root key that can be wrapped out");
+  }
+  if (!known(3) || can_decrypt != CK_TRUE) return fail(Errc::sealed, key_desc + " lacks CKA_DECRYPT");
+  CK_ATTRIBUTE pattrs[] = {attr(CKA_KEY_TYPE, pub_type), attr(CKA_ENCRYPT, can_encrypt)};
+  rv = api->C_GetAttributeValue(s, pub, pattrs, std::size(pattrs));
+  if (rv != CKR_OK) return unavailable("C_GetAttributeValue(RSA public key)", rv);
+  if (pub_type != CKK_RSA || can_encrypt != CK_TRUE) {
+    return fail(Errc::sealed, key_desc + ": the public key is not an RSA key with CKA_ENCRYPT");
+  }
+  // One pair: the moduli must match; 3072..4096 bits.
+  auto modulus = [&](CK_OBJECT_HANDLE h) {
+    std::vector<std::uint8_t> m(detail::kRsaMaxModulusBytes);
+    CK_ATTRIBUTE a = attr_bytes(CKA_MODULUS, m.data(), m.size());
+    if (api->C_GetAttributeValue(s, h, &a, 1) != CKR_OK || a.ulValueLen == CK_UNAVAILABLE_INFORMATION) m.clear();
+    else m.resize(a.ulValueLen);
+    return m;
+  };
+  const auto pub_n = modulus(pub);
+  if (pub_n.size() != detail::kRsaMinModulusBytes && pub_n.size() != detail::kRsaMaxModulusBytes) {
+    return fail(Errc::sealed, key_desc + ": the modulus is " + std::to_string(pub_n.size() * 8) +
+                                  " bits; 3072 or 4096 are required");
+  }
+  const auto priv_n = modulus(priv);
+  if (!priv_n.empty() && priv_n != pub_n) {
+    return fail(Errc::sealed, key_desc + ": the private and public keys labelled so are not one pair");
+  }
+  // Does the token do OAEP with SHA-256/MGF1-SHA-256, both ways? (SoftHSM
+  // 2.6 only does SHA-1 and says so with CKR_ARGUMENTS_BAD; the mechanism
+  // list cannot tell.) A fixed all-zero 32-byte value, encrypted with the
+  // public key and decrypted with the private key.
+  kms::SecureBytes probe_key(kRootKeySize);
+  std::vector<std::uint8_t> out;
+  bool op_active = false;
+  Step st = detail::wrap_rsa_oaep(api, s, pub, probe_key, out, op_active);
+  if (op_active) api->C_EncryptFinal(s, nullptr, nullptr);  // ends the operation (the result does not matter)
+  if (st.rv == CKR_ARGUMENTS_BAD || st.rv == CKR_MECHANISM_PARAM_INVALID || st.rv == CKR_MECHANISM_INVALID) {
+    return fail(Errc::sealed, key_desc + ": the token refuses CKM_RSA_PKCS_OAEP with SHA-256 and MGF1-SHA-256 (" +
+                                  ck_message(st.function, st.rv) + "); rsa-oaep cannot be used on it");
+  }
+  if (!st.ok()) return unavailable(st.function, st.rv);
+  kms::SecureBytes back;
+  op_active = false;
+  st = detail::unwrap_rsa_oaep(api, s, priv, std::span<const std::uint8_t>(out).subspan(1), back, op_active);
+  if (op_active) api->C_DecryptFinal(s, nullptr, nullptr);
+  if (is_disconnect(st.rv)) return unavailable(st.function, st.rv);
+  if (!st.ok() || back != probe_key) {
+    return fail(Errc::sealed, key_desc + ": the token does not decrypt with CKM_RSA_PKCS_OAEP (SHA-256) what it "
+                                  "encrypted with it (" +
+                                  (st.ok() ? std::string("another value came back") : ck_message(st.function, st.rv)) +
+                                  "); rsa-oaep cannot be used on it");
+  }
+  return {};
 }
 
 kms::Result<void> Pkcs11Root::Impl::login_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s) {
@@ -407,11 +652,10 @@ kms::Result<void> Pkcs11Root::Impl::login_locked(CK_FUNCTION_LIST* api, CK_SESSI
 }
 
 kms::Result<CK_OBJECT_HANDLE> Pkcs11Root::Impl::find_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s,
+                                                               CK_OBJECT_CLASS cls, const std::string& label,
                                                                bool& found) {
   found = false;
-  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-  CK_ATTRIBUTE tmpl[] = {attr(CKA_CLASS, cls),
-                         attr_bytes(CKA_LABEL, cfg.key_label.data(), cfg.key_label.size())};
+  CK_ATTRIBUTE tmpl[] = {attr(CKA_CLASS, cls), attr_bytes(CKA_LABEL, label.data(), label.size())};
   if (CK_RV rv = api->C_FindObjectsInit(s, tmpl, std::size(tmpl)); rv != CKR_OK) {
     return unavailable("C_FindObjectsInit", rv);
   }
@@ -421,39 +665,73 @@ kms::Result<CK_OBJECT_HANDLE> Pkcs11Root::Impl::find_key_locked(CK_FUNCTION_LIST
   api->C_FindObjectsFinal(s);
   if (rv != CKR_OK) return unavailable("C_FindObjects", rv);
   if (n > 1) {
-    return fail(Errc::sealed, "PKCS#11 token '" + cfg.token_label + "': more than one secret key is labelled '" +
-                                  cfg.key_label + "'; refusing to choose one");
+    const char* kind = cls == CKO_SECRET_KEY ? "secret" : cls == CKO_PRIVATE_KEY ? "private" : "public";
+    return fail(Errc::sealed, tok() + ": more than one " + kind + " key is labelled '" + label +
+                                  "'; refusing to choose one");
   }
   found = n == 1;
   return handles[0];
 }
 
-kms::Result<CK_OBJECT_HANDLE> Pkcs11Root::Impl::generate_key_locked(CK_FUNCTION_LIST* api, CK_SLOT_ID slot,
-                                                                   bool gcm, bool token_has_kwp) {
-  const std::string tok = this->tok();
+namespace {
+
+// Generation with optional hardening: tried with the whole template, then
+// without the attributes from `base_n` on if the token refuses them.
+bool template_refused(CK_RV rv) noexcept {
+  return rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_ATTRIBUTE_VALUE_INVALID || rv == CKR_ATTRIBUTE_READ_ONLY ||
+         rv == CKR_TEMPLATE_INCONSISTENT;
+}
+
+}  // namespace
+
+kms::Result<void> Pkcs11Root::Impl::generate_locked(CK_FUNCTION_LIST* api, CK_SLOT_ID slot, CK_SESSION_HANDLE s,
+                                                    Mech mech, TokenMechs mechs) {
   detail::SessionGuard rw(api);  // token objects need a read/write session
   if (CK_RV rv = api->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &rw.handle);
       rv != CKR_OK) {
     rw.handle = CK_INVALID_HANDLE;
-    return fail(Errc::unavailable, tok + ": " + ck_message("C_OpenSession(RW)", rv));
+    return fail(Errc::unavailable, tok() + ": " + ck_message("C_OpenSession(RW)", rv));
   }
+  if (mech == Mech::rsa_oaep) return generate_rsa_locked(api, rw.handle);
+  if (mech == Mech::cbc_hmac) {
+    // The HMAC key first: a crash before the AES key leaves an HMAC key alone,
+    // which the next attempt reuses.
+    bool found = false;
+    ROOTSEAL_TRY(find_key_locked(api, s, CKO_SECRET_KEY, hmac_label(), found));
+    if (!found) ROOTSEAL_TRY(generate_hmac_key_locked(api, rw.handle));
+  }
+  return generate_key_locked(api, rw.handle, mech, mechs.kwp);
+}
+
+kms::Result<void> Pkcs11Root::Impl::generate_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw, Mech mech,
+                                                        bool token_has_kwp) {
   std::uint8_t id[16];
-  if (CK_RV rv = api->C_GenerateRandom(rw.handle, id, sizeof id); rv != CKR_OK) {
-    return fail(Errc::unavailable, tok + ": " + ck_message("C_GenerateRandom", rv));
+  if (CK_RV rv = api->C_GenerateRandom(rw, id, sizeof id); rv != CKR_OK) {
+    return fail(Errc::unavailable, tok() + ": " + ck_message("C_GenerateRandom", rv));
   }
   CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
   CK_KEY_TYPE type = CKK_AES;
   CK_ULONG len = kRootKeySize;
   CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-  CK_BBOOL enc = gcm ? CK_TRUE : CK_FALSE;  // only the GCM fallback encrypts with the root key
-  CK_MECHANISM_TYPE allowed[2] = {gcm ? CKM_AES_GCM : detail::kMechKwp, detail::kMechKwp};
-  const std::size_t allowed_n = gcm && token_has_kwp ? 2 : 1;
+  // KWP wraps; GCM and CBC-PAD encrypt. A GCM key keeps wrap/unwrap (and KWP
+  // among its mechanisms) so that it serves KWP once the token offers it.
+  const bool cbc = mech == Mech::cbc_hmac;
+  CK_BBOOL wraps = cbc ? CK_FALSE : CK_TRUE;
+  CK_BBOOL enc = mech == Mech::kwp ? CK_FALSE : CK_TRUE;
+  CK_MECHANISM_TYPE allowed[2] = {detail::kMechKwp, detail::kMechKwp};
+  std::size_t allowed_n = 1;
+  if (mech == Mech::gcm) {
+    allowed[0] = CKM_AES_GCM;
+    allowed_n = token_has_kwp ? 2 : 1;
+  } else if (cbc) {
+    allowed[0] = CKM_AES_CBC_PAD;
+  }
   std::vector<CK_ATTRIBUTE> tmpl = {
       attr(CKA_CLASS, cls),        attr(CKA_KEY_TYPE, type),     attr(CKA_VALUE_LEN, len),
       attr_bytes(CKA_LABEL, cfg.key_label.data(), cfg.key_label.size()),
       attr_bytes(CKA_ID, id, sizeof id),
       attr(CKA_TOKEN, yes),        attr(CKA_PRIVATE, yes),       attr(CKA_SENSITIVE, yes),
-      attr(CKA_EXTRACTABLE, no),   attr(CKA_WRAP, yes),          attr(CKA_UNWRAP, yes),
+      attr(CKA_EXTRACTABLE, no),   attr(CKA_WRAP, wraps),        attr(CKA_UNWRAP, wraps),
       attr(CKA_ENCRYPT, enc),      attr(CKA_DECRYPT, enc),       attr(CKA_SIGN, no),
       attr(CKA_VERIFY, no),        attr(CKA_DERIVE, no),
   };
@@ -462,24 +740,130 @@ kms::Result<CK_OBJECT_HANDLE> Pkcs11Root::Impl::generate_key_locked(CK_FUNCTION_
   tmpl.push_back(attr(CKA_MODIFIABLE, no));
   tmpl.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, allowed, allowed_n * sizeof(CK_MECHANISM_TYPE)));
 
-  CK_MECHANISM mech{CKM_AES_KEY_GEN, nullptr, 0};
+  return generate_secret_locked(api, rw, CKM_AES_KEY_GEN, tmpl, base_n, "the root key");
+}
+
+kms::Result<void> Pkcs11Root::Impl::generate_hmac_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw) {
+  const std::string label = hmac_label();
+  std::uint8_t id[16];
+  if (CK_RV rv = api->C_GenerateRandom(rw, id, sizeof id); rv != CKR_OK) {
+    return fail(Errc::unavailable, tok() + ": " + ck_message("C_GenerateRandom", rv));
+  }
+  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+  CK_KEY_TYPE type = CKK_GENERIC_SECRET;
+  CK_ULONG len = kRootKeySize;
+  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  CK_MECHANISM_TYPE allowed[1] = {CKM_SHA256_HMAC};
+  std::vector<CK_ATTRIBUTE> tmpl = {
+      attr(CKA_CLASS, cls),       attr(CKA_KEY_TYPE, type),  attr(CKA_VALUE_LEN, len),
+      attr_bytes(CKA_LABEL, label.data(), label.size()),
+      attr_bytes(CKA_ID, id, sizeof id),
+      attr(CKA_TOKEN, yes),       attr(CKA_PRIVATE, yes),    attr(CKA_SENSITIVE, yes),
+      attr(CKA_EXTRACTABLE, no),  attr(CKA_SIGN, yes),       attr(CKA_VERIFY, yes),
+      attr(CKA_ENCRYPT, no),      attr(CKA_DECRYPT, no),     attr(CKA_WRAP, no),
+      attr(CKA_UNWRAP, no),       attr(CKA_DERIVE, no),
+  };
+  const std::size_t base_n = tmpl.size();
+  tmpl.push_back(attr(CKA_MODIFIABLE, no));
+  tmpl.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, allowed, sizeof allowed));
+  return generate_secret_locked(api, rw, CKM_GENERIC_SECRET_KEY_GEN, tmpl, base_n, "the HMAC key");
+}
+
+kms::Result<void> Pkcs11Root::Impl::generate_secret_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw,
+                                                           CK_MECHANISM_TYPE gen_mechanism, std::vector<CK_ATTRIBUTE>& tmpl,
+                                                           std::size_t base_n, const char* what) {
+  CK_MECHANISM gen{gen_mechanism, nullptr, 0};
   CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
-  CK_RV rv = api->C_GenerateKey(rw.handle, &mech, tmpl.data(), static_cast<CK_ULONG>(tmpl.size()), &key);
-  if (rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_ATTRIBUTE_VALUE_INVALID ||
-      rv == CKR_ATTRIBUTE_READ_ONLY || rv == CKR_TEMPLATE_INCONSISTENT) {
+  CK_RV rv = api->C_GenerateKey(rw, &gen, tmpl.data(), static_cast<CK_ULONG>(tmpl.size()), &key);
+  if (template_refused(rv)) {
     tmpl.resize(base_n);
-    rv = api->C_GenerateKey(rw.handle, &mech, tmpl.data(), static_cast<CK_ULONG>(tmpl.size()), &key);
+    rv = api->C_GenerateKey(rw, &gen, tmpl.data(), static_cast<CK_ULONG>(tmpl.size()), &key);
   }
   if (rv != CKR_OK) {
     if (is_disconnect(rv)) need_reinit = true;
     return fail(is_disconnect(rv) ? Errc::unavailable : Errc::sealed,
-                tok + ": cannot generate the root key: " + ck_message("C_GenerateKey", rv));
+                tok() + ": cannot generate " + what + ": " + ck_message("C_GenerateKey", rv));
   }
-  return key;
+  return {};
+}
+
+kms::Result<void> Pkcs11Root::Impl::generate_rsa_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw) {
+  std::uint8_t id[16];
+  if (CK_RV rv = api->C_GenerateRandom(rw, id, sizeof id); rv != CKR_OK) {
+    return fail(Errc::unavailable, tok() + ": " + ck_message("C_GenerateRandom", rv));
+  }
+  CK_OBJECT_CLASS pub_cls = CKO_PUBLIC_KEY, priv_cls = CKO_PRIVATE_KEY;
+  CK_KEY_TYPE type = CKK_RSA;
+  CK_ULONG bits = detail::kRsaModulusBits;
+  std::uint8_t exponent[] = {0x01, 0x00, 0x01};
+  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  CK_MECHANISM_TYPE allowed[1] = {CKM_RSA_PKCS_OAEP};
+  // The essentials first; what else a key pair must not do is hardening the
+  // token may refuse. (tpm2-pkcs11 makes TPM RSA keys that also sign and
+  // verify, and fails the generation, CKR_GENERAL_ERROR, when the template
+  // says otherwise; a failed attempt there also leaks a TPM object slot, so
+  // the hardening below is only what it ignores.)
+  std::vector<CK_ATTRIBUTE> pub = {
+      attr(CKA_CLASS, pub_cls),   attr(CKA_KEY_TYPE, type),   attr(CKA_MODULUS_BITS, bits),
+      attr_bytes(CKA_PUBLIC_EXPONENT, exponent, sizeof exponent),
+      attr_bytes(CKA_LABEL, cfg.key_label.data(), cfg.key_label.size()),
+      attr_bytes(CKA_ID, id, sizeof id),
+      attr(CKA_TOKEN, yes),       attr(CKA_ENCRYPT, yes),
+  };
+  std::vector<CK_ATTRIBUTE> priv = {
+      attr(CKA_CLASS, priv_cls),  attr(CKA_KEY_TYPE, type),
+      attr_bytes(CKA_LABEL, cfg.key_label.data(), cfg.key_label.size()),
+      attr_bytes(CKA_ID, id, sizeof id),
+      attr(CKA_TOKEN, yes),       attr(CKA_PRIVATE, yes),     attr(CKA_SENSITIVE, yes),
+      attr(CKA_EXTRACTABLE, no),  attr(CKA_DECRYPT, yes),
+  };
+  const std::size_t pub_n = pub.size(), priv_n = priv.size();
+  priv.push_back(attr(CKA_UNWRAP, no));
+  priv.push_back(attr(CKA_DERIVE, no));
+  pub.push_back(attr(CKA_MODIFIABLE, no));
+  pub.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, allowed, sizeof allowed));
+  priv.push_back(attr(CKA_MODIFIABLE, no));
+  priv.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, allowed, sizeof allowed));
+  CK_MECHANISM gen{CKM_RSA_PKCS_KEY_PAIR_GEN, nullptr, 0};
+  CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE, hpriv = CK_INVALID_HANDLE;
+  auto generate = [&] {
+    return api->C_GenerateKeyPair(rw, &gen, pub.data(), static_cast<CK_ULONG>(pub.size()), priv.data(),
+                                  static_cast<CK_ULONG>(priv.size()), &hpub, &hpriv);
+  };
+  CK_RV rv = generate();
+  if (template_refused(rv)) {
+    pub.resize(pub_n);
+    priv.resize(priv_n);
+    rv = generate();
+  }
+  if (rv != CKR_OK) {
+    if (is_disconnect(rv)) need_reinit = true;
+    return fail(is_disconnect(rv) ? Errc::unavailable : Errc::sealed,
+                tok() + ": cannot generate the RSA root key pair: " + ck_message("C_GenerateKeyPair", rv));
+  }
+  return {};
 }
 
 kms::Result<std::string> Pkcs11Root::Impl::kcv_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s,
-                                                     CK_OBJECT_HANDLE key, Mech mech) {
+                                                     const RootKeys& keys) {
+  if (keys.mech == Mech::rsa_oaep) {
+    // SHA-256(DER SubjectPublicKeyInfo)[0..3] of the public key (docs/hsm.md).
+    std::vector<std::uint8_t> n(detail::kRsaMaxModulusBytes), e(16);
+    CK_ATTRIBUTE a[] = {attr_bytes(CKA_MODULUS, n.data(), n.size()),
+                        attr_bytes(CKA_PUBLIC_EXPONENT, e.data(), e.size())};
+    if (CK_RV rv = api->C_GetAttributeValue(s, keys.aux, a, std::size(a)); rv != CKR_OK) {
+      return unavailable("C_GetAttributeValue(RSA public key)", rv);
+    }
+    n.resize(a[0].ulValueLen);
+    e.resize(a[1].ulValueLen);
+    const auto kcv = detail::rsa_check_value(n, e);
+    if (kcv.size() != kms::kKeyCheckValueSize) {
+      return fail(Errc::sealed, tok() + ": cannot compute the check value of the RSA public key");
+    }
+    return detail::to_hex(kcv);
+  }
+  const CK_OBJECT_HANDLE key = keys.root;
+  const Mech mech = keys.mech;
   // CKA_CHECK_VALUE: computed by the token as AES-ECB(key, 0^128)[0..3]
   // (SoftHSM 2.6.1 sets it on every AES key it generates or imports).
   std::uint8_t kcv[8] = {};
@@ -537,6 +921,30 @@ std::string Pkcs11Root::mechanism() const {
   return impl_->mechanism;
 }
 
+std::string Pkcs11Root::root_mechanism() const {
+  std::lock_guard g(impl_->mu);
+  return impl_->root_mechanism;
+}
+
+std::string_view root_mechanism_name(RootMechanism m) noexcept {
+  switch (m) {
+    case RootMechanism::automatic: return "auto";
+    case RootMechanism::aes_kwp: return "aes-kwp";
+    case RootMechanism::aes_gcm: return "aes-gcm";
+    case RootMechanism::aes_cbc_pad_hmac: return "aes-cbc-pad-hmac";
+    case RootMechanism::rsa_oaep: return "rsa-oaep";
+  }
+  return "?";
+}
+
+std::optional<RootMechanism> parse_root_mechanism(std::string_view name) noexcept {
+  for (RootMechanism m : {RootMechanism::automatic, RootMechanism::aes_kwp, RootMechanism::aes_gcm,
+                          RootMechanism::aes_cbc_pad_hmac, RootMechanism::rsa_oaep}) {
+    if (root_mechanism_name(m) == name) return m;
+  }
+  return std::nullopt;
+}
+
 kms::Result<std::string> Pkcs11Root::key_check_value() {
   auto c = impl_->current();
   if (!c) return std::unexpected(c.error());
@@ -550,8 +958,13 @@ kms::Result<std::vector<std::uint8_t>> Pkcs11Root::wrap(const kms::SecureBytes& 
 
   std::vector<std::uint8_t> out;
   const Step st = detail::with_session(conn, [&](CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, bool& op_active) {
-    if (conn->mech == Mech::kwp) return detail::wrap_kwp(api, s, conn->root_key, key, out);
-    return detail::wrap_gcm(api, s, conn->root_key, key, out, op_active);
+    switch (conn->mech) {
+      case Mech::kwp: return detail::wrap_kwp(api, s, conn->root_key, key, out);
+      case Mech::gcm: return detail::wrap_gcm(api, s, conn->root_key, key, out, op_active);
+      case Mech::cbc_hmac: return detail::wrap_cbc_hmac(api, s, conn->root_key, conn->aux_key, key, out, op_active);
+      case Mech::rsa_oaep: return detail::wrap_rsa_oaep(api, s, conn->aux_key, key, out, op_active);
+    }
+    return Step{"wrap", CKR_GENERAL_ERROR};
   });
   if (!st.ok()) {
     out.clear();
@@ -562,22 +975,45 @@ kms::Result<std::vector<std::uint8_t>> Pkcs11Root::wrap(const kms::SecureBytes& 
 
 kms::Result<kms::SecureBytes> Pkcs11Root::unwrap(std::span<const std::uint8_t> wrapped) {
   ROOTSEAL_TRY(detail::check_wrapped(wrapped));
-  const std::uint8_t format = wrapped[0];
+  Mech format = Mech::kwp;
+  detail::format_mech(wrapped[0], format);  // known: check_wrapped passed
   const auto body = wrapped.subspan(1);
   std::shared_ptr<Connection> conn;
   ROOTSEAL_TRY_ASSIGN(conn, impl_->current());
 
+  // KWP and GCM blobs may share one AES key (a GCM root serves KWP once the
+  // token offers it); the other mechanisms have keys of their own.
+  const bool aes_pair = (format == Mech::kwp || format == Mech::gcm) && (conn->mech == Mech::kwp || conn->mech == Mech::gcm);
+  if (format != conn->mech && !aes_pair) {
+    return fail(Errc::decryption_failed,
+                "wrapped key was made with root mechanism " + std::string(detail::mech_config_name(format)) +
+                    ", but the root in use is " + std::string(detail::mech_config_name(conn->mech)) +
+                    " (pkcs11.mechanism changed, or another token); not unwrapping it");
+  }
+
   kms::SecureBytes out;
   const Step st = detail::with_session(conn, [&](CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, bool& op_active) {
-    if (format == detail::kFormatKwp) return detail::unwrap_kwp(api, s, conn->root_key, body, out);
-    return detail::unwrap_gcm(api, s, conn->root_key, body, out, op_active);
+    switch (format) {
+      case Mech::kwp: return detail::unwrap_kwp(api, s, conn->root_key, body, out);
+      case Mech::gcm: return detail::unwrap_gcm(api, s, conn->root_key, body, out, op_active);
+      case Mech::cbc_hmac:
+        return detail::unwrap_cbc_hmac(api, s, conn->root_key, conn->aux_key, wrapped, out, op_active);
+      case Mech::rsa_oaep: return detail::unwrap_rsa_oaep(api, s, conn->root_key, body, out, op_active);
+    }
+    return Step{"unwrap", CKR_GENERAL_ERROR};
   });
   if (!st.ok()) {
     out.clear();
+    if (std::string_view(st.function) == "C_Verify" &&
+        (st.rv == CKR_SIGNATURE_INVALID || st.rv == CKR_SIGNATURE_LEN_RANGE)) {
+      return fail(Errc::decryption_failed,
+                  "wrapped key's MAC does not verify under this root's HMAC key (" + ck_message(st.function, st.rv) +
+                      "): damaged, or made under another root; nothing was decrypted");
+    }
     if (st.rv == CKR_MECHANISM_INVALID || st.rv == CKR_KEY_FUNCTION_NOT_PERMITTED ||
         st.rv == CKR_KEY_TYPE_INCONSISTENT) {
       return fail(Errc::decryption_failed,
-                  std::string("wrapped key format ") + (format == detail::kFormatKwp ? "KWP" : "GCM") +
+                  "wrapped key of root mechanism " + std::string(detail::mech_config_name(format)) +
                       " cannot be used with this root key (" + ck_message(st.function, st.rv) + ")");
     }
     return std::unexpected(impl_->classify(conn, st, true));

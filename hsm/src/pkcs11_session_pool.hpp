@@ -33,7 +33,8 @@ struct Connection {
   std::uint64_t generation = 0;
   CK_SLOT_ID slot = 0;
   CK_SESSION_HANDLE login_session = CK_INVALID_HANDLE;
-  CK_OBJECT_HANDLE root_key = CK_INVALID_HANDLE;
+  CK_OBJECT_HANDLE root_key = CK_INVALID_HANDLE;  // AES secret key, or RSA private key
+  CK_OBJECT_HANDLE aux_key = CK_INVALID_HANDLE;   // HMAC key (cbc_hmac), RSA public key (rsa_oaep)
   Mech mech = Mech::kwp;
   std::string kcv;
   std::size_t max_sessions = 1;

@@ -303,7 +303,9 @@ kms::Result<std::unique_ptr<TokenAdmin>> TokenAdmin::open(const std::filesystem:
   if (!inspect_only && !impl->details.has_kwp && !impl->details.has_gcm) {
     return fail(Errc::invalid_argument,
                 impl->tok() + " offers neither CKM_AES_KEY_WRAP_PAD nor CKM_AES_GCM" +
-                    detail::mechanism_refusal_detail(api, impl->slot, module.string(), std::string(token_label)));
+                    detail::mechanism_refusal_detail(api, impl->slot, module.string(), std::string(token_label)) +
+                    ". The ceremony makes aes-kwp and aes-gcm roots only so far; rootseald itself generates an "
+                    "aes-cbc-pad-hmac or rsa-oaep root with pkcs11.generate_key (without a Shamir backup)");
   }
 
   if (CK_RV rv = api->C_OpenSession(impl->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &impl->session);

@@ -191,7 +191,9 @@ std::string mechanism_refusal_detail(CK_FUNCTION_LIST* api, CK_SLOT_ID slot, con
                                      const std::string& token_label) {
   const std::string command = "rootseal hsm probe --module " + module + " --token " + token_label;
   return "; among the AES, RSA and HMAC mechanisms it offers " + relevant_mechanisms(api, slot) +
-         ". This build of rootseal needs CKM_AES_KEY_WRAP_PAD (wrap, unwrap) or CKM_AES_GCM (encrypt, decrypt); `" +
+         ". rootseal needs CKM_AES_KEY_WRAP_PAD (wrap, unwrap), CKM_AES_GCM (encrypt, decrypt), CKM_AES_CBC_PAD "
+         "(encrypt, decrypt) with CKM_SHA256_HMAC (sign, verify), or CKM_RSA_PKCS_OAEP (encrypt, decrypt), each with "
+         "its key generation; `" +
          command + "` lists every mechanism and which root mechanisms would do (docs/hsm.md)";
 }
 
@@ -333,9 +335,9 @@ kms::Result<TokenProbe> probe_token(const std::filesystem::path& module, std::st
   p.roots.push_back(verdict(p.mechanisms, "aes-kwp", true, {{detail::kMechKwp, CKF_WRAP | CKF_UNWRAP, 32}}));
   p.roots.push_back(verdict(p.mechanisms, "aes-gcm", true, {{CKM_AES_GCM, CKF_ENCRYPT | CKF_DECRYPT, 32}}));
   p.roots.push_back(
-      verdict(p.mechanisms, "aes-cbc-pad-hmac", false,
+      verdict(p.mechanisms, "aes-cbc-pad-hmac", true,
               {{CKM_AES_CBC_PAD, CKF_ENCRYPT | CKF_DECRYPT, 32}, {CKM_SHA256_HMAC, CKF_SIGN | CKF_VERIFY, 0}}));
-  p.roots.push_back(verdict(p.mechanisms, "rsa-oaep", false,
+  p.roots.push_back(verdict(p.mechanisms, "rsa-oaep", true,
                             {{CKM_RSA_PKCS_KEY_PAIR_GEN, CKF_GENERATE_KEY_PAIR, 3072},
                              {CKM_RSA_PKCS_OAEP, CKF_ENCRYPT | CKF_DECRYPT, 3072}}));
   return p;

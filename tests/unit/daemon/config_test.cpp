@@ -18,6 +18,7 @@ TEST_CASE("an empty config file gives the documented defaults") {
   CHECK(cfg->pkcs11.token_label == "rootseal");
   CHECK(cfg->pkcs11.key_label == "rootseal-root");
   CHECK_FALSE(cfg->pkcs11.generate_key);
+  CHECK(cfg->pkcs11.mechanism == "auto");
   CHECK(cfg->pin.sources == std::vector{PinSourceKind::credential, PinSourceKind::file});
   CHECK(cfg->seal.probe_interval == std::chrono::milliseconds(5000));
   CHECK(cfg->log.level == "info");
@@ -47,6 +48,7 @@ pkcs11:
   token_label: prod
   key_label: root-2026
   max_sessions: 8
+  mechanism: aes-cbc-pad-hmac
 pin:
   sources: [file]
   file: /etc/rootseal/pin
@@ -69,6 +71,7 @@ blocking_threads: 3
   CHECK(cfg->audit.fsync);
   CHECK(cfg->pkcs11.token_label == "prod");
   CHECK(cfg->pkcs11.max_sessions == 8);
+  CHECK(cfg->pkcs11.mechanism == "aes-cbc-pad-hmac");
   CHECK(cfg->pin.sources == std::vector{PinSourceKind::file});
   CHECK(cfg->seal.probe_interval == std::chrono::milliseconds(250));
   CHECK(cfg->log.format == "json");
@@ -95,6 +98,9 @@ TEST_CASE("bad configs are refused with a message naming the option") {
       {"audit:\n  fsync: sometimes\n", "audit.fsync"},
       {"state_dir: relative/path\n", "state_dir: must be an absolute path"},
       {"root_of_trust: floppy\n", "root_of_trust: unsupported"},
+      {"pkcs11:\n  mechanism: aes-cbc\n",
+       "pkcs11.mechanism: unknown 'aes-cbc' (auto, aes-kwp, aes-gcm, aes-cbc-pad-hmac, rsa-oaep)"},
+      {"pkcs11:\n  mechanism: AES-KWP\n", "pkcs11.mechanism: unknown 'AES-KWP'"},
       {"pkcs11:\n  module: libsofthsm2.so\n", "pkcs11.module: must be an absolute path"},
       {"pkcs11:\n  token_label: \"\"\n", "pkcs11.token_label"},
       {"pkcs11:\n  token_label: abcdefghijklmnopqrstuvwxyz0123456789\n", "pkcs11.token_label"},

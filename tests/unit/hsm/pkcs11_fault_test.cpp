@@ -20,6 +20,7 @@
 
 using rootseal::hsm::Pkcs11Config;
 using rootseal::hsm::Pkcs11Root;
+using rootseal::hsm::RootMechanism;
 using rootseal::kms::Errc;
 using rootseal::kms::SecureBytes;
 using rootseal::test::SoftHsm;
@@ -112,7 +113,7 @@ TEST_CASE("fault: every disconnect-class return value drops the pool and probe r
   SoftHsm hsm;
   Shim shim;
   auto cfg = Shim::config(hsm);
-  cfg.force_gcm = gcm;
+  cfg.mechanism = gcm ? RootMechanism::aes_gcm : RootMechanism::automatic;
   auto root = connected(hsm, cfg);
   const auto key = SecureBytes::random(32);
   const auto w = *root->wrap(key);
@@ -256,7 +257,7 @@ TEST_CASE("fault: without CKA_CHECK_VALUE the key check value falls back to a st
   SoftHsm hsm;
   Shim shim;
   auto cfg = Shim::config(hsm);
-  cfg.force_gcm = gcm;
+  cfg.mechanism = gcm ? RootMechanism::aes_gcm : RootMechanism::automatic;
   std::string token_kcv;
   {
     auto root = connected(hsm, cfg);

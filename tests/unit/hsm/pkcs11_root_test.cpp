@@ -21,6 +21,7 @@
 
 using rootseal::hsm::Pkcs11Config;
 using rootseal::hsm::Pkcs11Root;
+using rootseal::hsm::RootMechanism;
 using rootseal::kms::Errc;
 using rootseal::kms::SecureBytes;
 using rootseal::test::RawSession;
@@ -43,7 +44,7 @@ std::unique_ptr<Pkcs11Root> connected_root(const SoftHsm& hsm) { return connecte
 Pkcs11Config config_for(const SoftHsm& hsm, std::string label, bool force_gcm = false) {
   Pkcs11Config c = hsm.config();
   c.token_label = std::move(label);
-  c.force_gcm = force_gcm;
+  c.mechanism = force_gcm ? RootMechanism::aes_gcm : RootMechanism::automatic;
   return c;
 }
 
@@ -196,7 +197,7 @@ TEST_CASE("a missing root key is sealed unless generation is allowed") {
   auto r = root->probe();
   REQUIRE_FALSE(r);
   CHECK(r.error().code == Errc::sealed);
-  CHECK_THAT(r.error().message, Catch::Contains("no AES root key labelled 'rootseal-root'"));
+  CHECK_THAT(r.error().message, Catch::Contains("no root key labelled 'rootseal-root'"));
   auto w = root->wrap(SecureBytes::random(32));
   REQUIRE_FALSE(w);
   CHECK(w.error().code == Errc::sealed);
@@ -323,7 +324,7 @@ TEST_CASE("KWP wrap and unwrap round trip for 16 to 64-byte keys") {
 TEST_CASE("GCM fallback wrap and unwrap round trip for 16 to 64-byte keys") {
   SoftHsm hsm;
   auto cfg = hsm.config();
-  cfg.force_gcm = true;
+  cfg.mechanism = RootMechanism::aes_gcm;
   auto root = connected_root(hsm, cfg);
   REQUIRE(root->mechanism() == "CKM_AES_GCM");
   for (std::size_t n : {16u, 32u, 64u}) {
@@ -357,7 +358,7 @@ TEST_CASE("blobs record their mechanism so GCM blobs still unwrap once KWP is us
   std::vector<std::uint8_t> gcm_blob;
   {
     auto cfg = hsm.config();
-    cfg.force_gcm = true;
+    cfg.mechanism = RootMechanism::aes_gcm;
     auto root = connected_root(hsm, cfg);
     gcm_blob = *root->wrap(key);
   }
@@ -405,7 +406,7 @@ TEST_CASE("damaged or unknown blobs are decryption_failed and leave the root usa
   const bool gcm = GENERATE(false, true);
   CAPTURE(gcm);
   auto cfg = hsm.config();
-  cfg.force_gcm = gcm;
+  cfg.mechanism = gcm ? RootMechanism::aes_gcm : RootMechanism::automatic;
   auto root = connected_root(hsm, cfg);
   const auto key = SecureBytes::random(32);
   const auto w = *root->wrap(key);
@@ -604,7 +605,7 @@ TEST_CASE("operations racing real token removals and returns only succeed or say
   const bool gcm = GENERATE(false, true);
   CAPTURE(gcm);
   auto cfg = hsm.config();
-  cfg.force_gcm = gcm;
+  cfg.mechanism = gcm ? RootMechanism::aes_gcm : RootMechanism::automatic;
   cfg.max_sessions = 3;
   auto root = connected_root(hsm, cfg);
   const auto key = SecureBytes::random(32);
@@ -666,7 +667,7 @@ TEST_CASE("4 threads x 200 wrap/unwrap concurrently") {
   const std::size_t sessions = GENERATE(std::size_t{1}, std::size_t{4});
   CAPTURE(gcm, sessions);
   auto cfg = hsm.config();
-  cfg.force_gcm = gcm;
+  cfg.mechanism = gcm ? RootMechanism::aes_gcm : RootMechanism::automatic;
   cfg.max_sessions = sessions;
   auto root = connected_root(hsm, cfg);
 

@@ -95,6 +95,7 @@ struct Pkcs11Section {
   bool generate_key = false;
   std::size_t max_sessions = 4;
   std::size_t unwrap_parallelism = 1;
+  std::string mechanism = "auto";  // auto, aes-kwp, aes-gcm, aes-cbc-pad-hmac, rsa-oaep (docs/hsm.md)
 };
 
 struct SealConfig {

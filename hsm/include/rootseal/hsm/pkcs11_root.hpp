@@ -3,10 +3,19 @@
 // The module (e.g. /usr/lib/softhsm/libsofthsm2.so) is dlopen'ed and driven
 // through its CK_FUNCTION_LIST: C_Initialize with CKF_OS_LOCKING_OK, the token
 // found by label (slot IDs move), a pool of logged-in sessions, the root key
-// (AES-256, CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, CKA_EXTRACTABLE=false,
-// wrap/unwrap only) found by label or generated on first use if allowed.
-// Wrap/unwrap run inside the HSM with CKM_AES_KEY_WRAP_KWP (RFC 5649), or with
-// CKM_AES_GCM when the token lacks it (the wrapped blob records which).
+// found by label or generated on first use if allowed. Every key is
+// CKA_TOKEN, CKA_PRIVATE (secret and private keys), CKA_SENSITIVE,
+// CKA_EXTRACTABLE=false. The root mechanism (RootMechanism; docs/hsm.md):
+//   aes-kwp           AES-256 key, CKM_AES_KEY_WRAP_PAD (RFC 5649)
+//   aes-gcm           AES-256 key, CKM_AES_GCM, random 96-bit IV
+//   aes-cbc-pad-hmac  AES-256 key (CKM_AES_CBC_PAD, random IV) + a 256-bit
+//                     generic secret labelled "<key_label>-hmac"
+//                     (CKM_SHA256_HMAC over header+IV+ciphertext, checked by
+//                     the token with C_Verify before any decryption)
+//   rsa-oaep          RSA-3072 key pair (private and public key labelled
+//                     key_label), CKM_RSA_PKCS_OAEP with SHA-256/MGF1-SHA-256
+// Wrap/unwrap run inside the HSM; the wrapped blob's header records the
+// mechanism, so a blob of another mechanism is refused with a clear error.
 // Keys to wrap: 16..64 bytes, a multiple of 8 (SoftHSM 2.6.1 pads others).
 //
 // When the token goes away (CKR_DEVICE_REMOVED, CKR_TOKEN_NOT_PRESENT,
@@ -19,6 +28,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -30,6 +40,16 @@
 
 namespace rootseal::hsm {
 
+// pkcs11.mechanism. `automatic` uses the root key found (its kind and
+// attributes say which mechanism it was made for), or generates one for the
+// strongest mechanism the token offers: aes-kwp, aes-gcm, aes-cbc-pad-hmac,
+// rsa-oaep, in this order.
+enum class RootMechanism { automatic, aes_kwp, aes_gcm, aes_cbc_pad_hmac, rsa_oaep };
+
+// "auto", "aes-kwp", "aes-gcm", "aes-cbc-pad-hmac", "rsa-oaep".
+std::string_view root_mechanism_name(RootMechanism m) noexcept;
+std::optional<RootMechanism> parse_root_mechanism(std::string_view name) noexcept;
+
 struct Pkcs11Config {
   std::filesystem::path module;           // path of the PKCS#11 module
   std::string token_label;                // CKA_LABEL of the token
@@ -37,7 +57,7 @@ struct Pkcs11Config {
   bool generate_if_missing = false;       // create the root key on first use (dev mode, ceremony)
   std::size_t max_sessions = 4;           // upper bound of the session pool (+1 holding the login)
   std::size_t unwrap_parallelism = 1;     // concurrent unwraps at unseal (1 suits SoftHSM2; raise for network HSMs)
-  bool force_gcm = false;                 // wrap with CKM_AES_GCM even if KWP is there (tests)
+  RootMechanism mechanism = RootMechanism::automatic;
 };
 
 // Supplies the user PIN when a login is needed; returns Errc::sealed if none
@@ -57,8 +77,11 @@ class Pkcs11Root final : public kms::RootOfTrust {
   kms::Result<kms::SecureBytes> unwrap(std::span<const std::uint8_t> wrapped) override;
   [[nodiscard]] std::size_t unwrap_parallelism() const noexcept override;
 
-  // Wrapping mechanism in use once connected: "CKM_AES_KEY_WRAP_KWP" or "CKM_AES_GCM".
-  [[nodiscard]] std::string mechanism() const;
+  // Wrapping mechanism in use once connected: "CKM_AES_KEY_WRAP_KWP",
+  // "CKM_AES_GCM", "CKM_AES_CBC_PAD+CKM_SHA256_HMAC" or "CKM_RSA_PKCS_OAEP".
+  [[nodiscard]] std::string mechanism() const override;
+  // The same as a pkcs11.mechanism value ("aes-kwp" ...); empty before.
+  [[nodiscard]] std::string root_mechanism() const;
 
  private:
   struct Impl;

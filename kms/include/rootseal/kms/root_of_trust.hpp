@@ -46,6 +46,10 @@ class RootOfTrust {
   // threads). 1 for a device that serializes internally, such as SoftHSM2,
   // whose throughput drops with concurrent callers; more for network HSMs.
   [[nodiscard]] virtual std::size_t unwrap_parallelism() const noexcept { return 1; }
+
+  // The wrapping mechanism in use, for logs ("CKM_AES_KEY_WRAP_KWP"); empty
+  // where there is no choice.
+  [[nodiscard]] virtual std::string mechanism() const { return {}; }
 };
 
 // A root key held in locked process memory; wraps with AES-KWP in software.
