@@ -74,6 +74,11 @@ class StateStore {
 
   // Schema version of the open store (migrations run on open).
   [[nodiscard]] virtual int schema_version() const noexcept = 0;
+
+  // True when other hosts write the same store (etcd): the keyring then
+  // re-reads a key before changing its config, and callers re-read a key
+  // (Keyring::refresh) before answering that a key or version is not there.
+  [[nodiscard]] virtual bool shared() const noexcept { return false; }
 };
 
 // Opens (creating if absent) the SQLite store at `path`: WAL journal,
