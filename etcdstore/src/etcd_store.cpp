@@ -154,6 +154,10 @@ struct EtcdStore::Impl {
     return out;
   }
 
+  // update_config(_if): the config written over the value read, if that
+  // value's config is still `expected` (when given).
+  Result<void> write_config(std::string_view name, const kms::KeyConfig* expected, const kms::KeyConfig& config);
+
   void enqueue(std::variant<std::string, std::monostate> item) {
     {
       std::lock_guard lock(watch_mu);
@@ -311,17 +315,30 @@ Result<void> EtcdStore::add_version(std::string_view name, const kms::KeyVersion
 }
 
 Result<void> EtcdStore::update_config(std::string_view name, const kms::KeyConfig& config) {
+  return impl_->write_config(name, nullptr, config);
+}
+
+Result<void> EtcdStore::update_config_if(std::string_view name, const kms::KeyConfig& expected,
+                                         const kms::KeyConfig& config) {
+  return impl_->write_config(name, &expected, config);
+}
+
+Result<void> EtcdStore::Impl::write_config(std::string_view name, const kms::KeyConfig* expected,
+                                           const kms::KeyConfig& config) {
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
-    ROOTSEAL_LET(current, impl_->read(name));
+    ROOTSEAL_LET(current, read(name));
     if (!current) return fail(Errc::not_found, "key " + key_name(name) + " not found");
     if (current->record.config == config) return {};
+    if (expected != nullptr && !(current->record.config == *expected)) {
+      return fail(Errc::conflict, "key " + key_name(name) + ": its config was changed meanwhile");
+    }
     const auto latest = static_cast<std::uint32_t>(current->record.versions.size());
     if (config.min_decryption_version > latest || config.min_encryption_version > latest) {
       return fail(Errc::invalid_argument, "key " + key_name(name) + ": a minimum version above the latest, " +
                                               std::to_string(latest));
     }
     current->record.config = config;
-    ROOTSEAL_LET(txn, impl_->cas_put(current->record, current->mod_revision));
+    ROOTSEAL_LET(txn, cas_put(current->record, current->mod_revision));
     if (txn.succeeded) return {};
   }
   return fail(Errc::conflict, "key " + key_name(name) + " changed too often to configure it; try again");

@@ -386,7 +386,50 @@ Result<KeyPtr> rebuild_key(RootOfTrust& root, const KeyRecord& record, const Key
   return KeyPtr(std::move(key));
 }
 
-constexpr int kMaxRotateAttempts = 16;
+// The config `update` makes of `current` on a key whose latest version is
+// `latest`: field by field as Vault's transit path_config does, then the
+// cross-check.
+Result<KeyConfig> updated_config(const KeyConfig& current, std::uint32_t latest, const ConfigUpdate& update) {
+  KeyConfig c = current;
+
+  if (update.min_decryption_version) {
+    std::uint32_t v = *update.min_decryption_version;
+    if (v == 0) v = 1;  // Vault: "transit key numbering starts at 1; forcing minimum to 1"
+    if (v != c.min_decryption_version) {
+      if (v > latest) {
+        return fail(Errc::invalid_argument, "cannot set min decryption version of " + std::to_string(v) +
+                                                ", latest key version is " + std::to_string(latest));
+      }
+      c.min_decryption_version = v;
+    }
+  }
+  if (update.min_encryption_version) {
+    const std::uint32_t v = *update.min_encryption_version;
+    if (v != c.min_encryption_version) {
+      if (v > latest) {
+        return fail(Errc::invalid_argument, "cannot set min encryption version of " + std::to_string(v) +
+                                                ", latest key version is " + std::to_string(latest));
+      }
+      c.min_encryption_version = v;
+    }
+  }
+  if (c.min_encryption_version > 0 && c.min_encryption_version < c.min_decryption_version) {
+    return fail(Errc::invalid_argument,
+                "cannot set min encryption/decryption values; min encryption version of " +
+                    std::to_string(c.min_encryption_version) +
+                    " must be greater than or equal to min decryption version of " +
+                    std::to_string(c.min_decryption_version));
+  }
+  if (update.deletion_allowed) c.deletion_allowed = *update.deletion_allowed;
+  if (update.auto_rotate_period_s) {
+    ROOTSEAL_TRY(check_auto_rotate_period(*update.auto_rotate_period_s));
+    c.auto_rotate_period_s = *update.auto_rotate_period_s;
+  }
+
+  return c;
+}
+
+constexpr int kMaxStoreAttempts = 16;
 
 }  // namespace
 
@@ -636,7 +679,7 @@ Result<KeyInfo> Keyring::rotate(std::string_view name) {
     // deleted the key). Catch up and take the next number, as Vault
     // serializes two rotations into two versions.
     const Errc code = stored.error().code;
-    if (!s.store.shared() || (code != Errc::conflict && code != Errc::not_found) || attempt >= kMaxRotateAttempts) {
+    if (!s.store.shared() || (code != Errc::conflict && code != Errc::not_found) || attempt >= kMaxStoreAttempts) {
       return std::unexpected(std::move(stored).error());
     }
     ROOTSEAL_TRY(s.refresh_locked(name));
@@ -659,49 +702,21 @@ Result<KeyInfo> Keyring::configure(std::string_view name, const ConfigUpdate& up
   State& s = *state_;
   ROOTSEAL_TRY(validate_key_name(name));
   std::lock_guard writer(s.write_mu);
-  if (s.store.shared()) ROOTSEAL_TRY(s.refresh_locked(name));  // another host may have changed it
   KeyPtr current;
-  ROOTSEAL_TRY_ASSIGN(current, s.get(name, false));
-  const std::uint32_t latest = current->latest();
-  KeyConfig c = current->config;
-
-  // Field by field as Vault's transit path_config does, then the cross-check.
-  if (update.min_decryption_version) {
-    std::uint32_t v = *update.min_decryption_version;
-    if (v == 0) v = 1;  // Vault: "transit key numbering starts at 1; forcing minimum to 1"
-    if (v != c.min_decryption_version) {
-      if (v > latest) {
-        return fail(Errc::invalid_argument, "cannot set min decryption version of " + std::to_string(v) +
-                                                ", latest key version is " + std::to_string(latest));
-      }
-      c.min_decryption_version = v;
+  KeyConfig c;
+  for (int attempt = 1;; ++attempt) {
+    if (s.store.shared()) ROOTSEAL_TRY(s.refresh_locked(name));  // another host may have changed it
+    ROOTSEAL_TRY_ASSIGN(current, s.get(name, false));
+    ROOTSEAL_TRY_ASSIGN(c, updated_config(current->config, current->latest(), update));
+    if (c == current->config) return info_of(*current);
+    // Written only over the config it was computed from: a change another
+    // host made meanwhile is re-read and the update applied to it.
+    auto stored = s.store.update_config_if(name, current->config, c);
+    if (stored) break;
+    if (!s.store.shared() || stored.error().code != Errc::conflict || attempt >= kMaxStoreAttempts) {
+      return std::unexpected(std::move(stored).error());
     }
   }
-  if (update.min_encryption_version) {
-    const std::uint32_t v = *update.min_encryption_version;
-    if (v != c.min_encryption_version) {
-      if (v > latest) {
-        return fail(Errc::invalid_argument, "cannot set min encryption version of " + std::to_string(v) +
-                                                ", latest key version is " + std::to_string(latest));
-      }
-      c.min_encryption_version = v;
-    }
-  }
-  if (c.min_encryption_version > 0 && c.min_encryption_version < c.min_decryption_version) {
-    return fail(Errc::invalid_argument,
-                "cannot set min encryption/decryption values; min encryption version of " +
-                    std::to_string(c.min_encryption_version) +
-                    " must be greater than or equal to min decryption version of " +
-                    std::to_string(c.min_decryption_version));
-  }
-  if (update.deletion_allowed) c.deletion_allowed = *update.deletion_allowed;
-  if (update.auto_rotate_period_s) {
-    ROOTSEAL_TRY(check_auto_rotate_period(*update.auto_rotate_period_s));
-    c.auto_rotate_period_s = *update.auto_rotate_period_s;
-  }
-
-  if (c == current->config) return info_of(*current);
-  ROOTSEAL_TRY(s.store.update_config(name, c));
   auto next = std::make_shared<Key>(*current);
   next->config = c;
   KeyInfo info = info_of(*next);

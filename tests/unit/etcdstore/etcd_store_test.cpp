@@ -138,6 +138,15 @@ TEST_CASE("etcd store: create is a compare-and-swap on create_revision, records 
   c.min_decryption_version = 3;
   CHECK(store->update_config("a", c).error().code == Errc::invalid_argument);
   CHECK(store->update_config("nope", c).error().code == Errc::not_found);
+  // Written only over the config it was computed from.
+  kms::KeyConfig stale;  // the defaults: not what is stored
+  kms::KeyConfig next = c;
+  next.auto_rotate_period_s = 7200;
+  next.min_decryption_version = 1;
+  CHECK(store->update_config_if("a", stale, next).error().code == Errc::conflict);
+  c.min_decryption_version = 2;
+  REQUIRE(store->update_config_if("a", c, next));
+  CHECK((*store->find("a"))->config == next);
 
   REQUIRE(store->replace_wrapped({{"a", 2, {42}, "kcv2"}}));
   CHECK((*store->find("a"))->versions[1].wrapped_key == std::vector<std::uint8_t>{42});
@@ -242,6 +251,29 @@ TEST_CASE("etcd store: two keyrings on one etcd: each serves what the other wrot
     REQUIRE(d);
     CHECK(text(d) == "x");
   }
+
+  // Two hosts changing different config fields at once: neither change is lost.
+  std::atomic<int> config_failures{0};
+  auto configure_many = [&config_failures](Host& h, bool period) {
+    for (int i = 0; i < 20; ++i) {
+      kms::ConfigUpdate u;
+      if (period) {
+        u.auto_rotate_period_s = std::int64_t{3600} * (i + 1);
+      } else {
+        u.min_decryption_version = static_cast<std::uint32_t>(1 + i % 3);
+      }
+      if (!h.ring->configure("orders", u)) ++config_failures;
+    }
+  };
+  std::thread ca([&] { configure_many(a, true); });
+  std::thread cb([&] { configure_many(b, false); });
+  ca.join();
+  cb.join();
+  CHECK(config_failures == 0);
+  auto configured = a.store->find("orders");
+  REQUIRE(configured);
+  CHECK((*configured)->config.auto_rotate_period_s == 3600 * 20);
+  CHECK((*configured)->config.min_decryption_version == 1 + 19 % 3);
 
   // Config and delete from B reach A through A's watch.
   a.watch();

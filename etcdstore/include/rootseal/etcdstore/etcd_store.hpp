@@ -57,6 +57,8 @@ class EtcdStore final : public kms::StateStore {
   kms::Result<void> create_key(const kms::KeyRecord& key) override;
   kms::Result<void> add_version(std::string_view name, const kms::KeyVersionRecord& version) override;
   kms::Result<void> update_config(std::string_view name, const kms::KeyConfig& config) override;
+  kms::Result<void> update_config_if(std::string_view name, const kms::KeyConfig& expected,
+                                     const kms::KeyConfig& config) override;
   kms::Result<void> delete_key(std::string_view name) override;
   kms::Result<void> replace_wrapped(const std::vector<Rewrapped>& entries) override;
   [[nodiscard]] int schema_version() const noexcept override;

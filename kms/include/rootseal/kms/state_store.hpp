@@ -59,6 +59,13 @@ class StateStore {
   // Appends a version; `version.version` must be exactly latest + 1 (conflict otherwise).
   virtual Result<void> add_version(std::string_view name, const KeyVersionRecord& version) = 0;
   virtual Result<void> update_config(std::string_view name, const KeyConfig& config) = 0;
+  // The same, but conflict unless the stored config is still `expected` (a
+  // shared store: another host may have changed it). A store written by one
+  // host only (its keyring's writer lock orders the changes) ignores `expected`.
+  virtual Result<void> update_config_if(std::string_view name, const KeyConfig& expected, const KeyConfig& config) {
+    (void)expected;
+    return update_config(name, config);
+  }
   // Removes the key and every version; not_found if absent.
   virtual Result<void> delete_key(std::string_view name) = 0;
 
