@@ -22,6 +22,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <variant>
 
@@ -65,6 +66,10 @@ struct EtcdStore::Impl {
   asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
   std::shared_ptr<etcd::Client> client;
   std::thread io_thread;
+
+  std::string root_kcv_key;  // <prefix>cluster/root_kcv
+  std::mutex root_mu;
+  std::optional<std::string> joined_kcv;  // the cluster's root KCV, once checked against the quorum
 
   std::atomic<std::int64_t> loaded_revision{0};
   std::atomic<std::int64_t> watched_revision{0};
@@ -158,6 +163,50 @@ struct EtcdStore::Impl {
   // value's config is still `expected` (when given).
   Result<void> write_config(std::string_view name, const kms::KeyConfig* expected, const kms::KeyConfig& config);
 
+  // The root KCV check (see the header): records `kcv` if the cluster has
+  // none; ok when the recorded one is equal.
+  Result<void> check_root(std::string_view kcv, bool for_write) {
+    {
+      std::lock_guard lock(root_mu);
+      if (joined_kcv) return same_root(kcv, *joined_kcv);
+    }
+    etcd::TxnRequest txn;
+    txn.compare.push_back(etcd::Compare::create_revision(root_kcv_key, 0));
+    txn.success.emplace_back(etcd::PutRequest{root_kcv_key, std::string(kcv), 0, false});
+    txn.failure.emplace_back(etcd::RangeRequest{root_kcv_key, {}, 0, 0, false, false});
+    auto r = run(client->txn(std::move(txn)));
+    if (!r) {
+      if (for_write || r.error().code != Errc::unavailable) return std::unexpected(write_failed(r.error()));
+      // No quorum at unseal: what the reachable member holds still refuses a
+      // differing root; the record is written (and checked) by the first write.
+      etcd::RangeRequest req;
+      req.key = root_kcv_key;
+      req.serializable = true;
+      auto local = run(client->range(std::move(req)));
+      if (local && !local->kvs.empty()) return same_root(kcv, local->kvs.front().value);
+      return {};
+    }
+    std::string recorded(kcv);
+    if (!r->succeeded) {
+      const auto* range = r->responses.empty() ? nullptr : std::get_if<etcd::RangeResponse>(&r->responses.front());
+      if (range == nullptr || range->kvs.empty()) {
+        return fail(Errc::unavailable, "etcd store: the cluster's root key check value changed while it was read");
+      }
+      recorded = range->kvs.front().value;
+    }
+    ROOTSEAL_TRY(same_root(kcv, recorded));
+    std::lock_guard lock(root_mu);
+    joined_kcv = recorded;
+    return {};
+  }
+
+  Result<void> same_root(std::string_view kcv, std::string_view cluster) const {
+    if (kcv == cluster) return {};
+    return fail(Errc::sealed, "this host's root key (kcv " + std::string(kcv) + ") is not the cluster's (kcv " +
+                                  std::string(cluster) + ", recorded in etcd at " + root_kcv_key +
+                                  "): it stays sealed and writes nothing; restore the cluster's root key into its HSM");
+  }
+
   void enqueue(std::variant<std::string, std::monostate> item) {
     {
       std::lock_guard lock(watch_mu);
@@ -224,6 +273,7 @@ Result<std::unique_ptr<EtcdStore>> EtcdStore::open(EtcdStoreConfig config) {
   }
   auto impl = std::make_unique<Impl>();
   impl->keys_prefix = config.prefix + "keys/";
+  impl->root_kcv_key = config.prefix + "cluster/root_kcv";
   impl->prefix = config.prefix;
   impl->watch_retry = config.client.watch_retry_max;
   auto client = etcd::Client::create(impl->io.get_executor(), std::move(config.client));
@@ -272,8 +322,11 @@ Result<std::vector<std::string>> EtcdStore::list_names() {
   return names;
 }
 
+Result<void> EtcdStore::check_root(std::string_view root_kcv) { return impl_->check_root(root_kcv, false); }
+
 Result<void> EtcdStore::create_key(const kms::KeyRecord& key) {
   ROOTSEAL_TRY(kms::validate_key_name(key.name));
+  for (const auto& v : key.versions) ROOTSEAL_TRY(impl_->check_root(v.root_kcv, true));
   etcd::TxnRequest txn;
   txn.compare.push_back(etcd::Compare::create_revision(impl_->key_of(key.name), 0));
   txn.success.emplace_back(etcd::PutRequest{impl_->key_of(key.name), detail::serialize_key_record(key), 0, false});
@@ -292,6 +345,7 @@ Result<void> EtcdStore::create_key(const kms::KeyRecord& key) {
 }
 
 Result<void> EtcdStore::add_version(std::string_view name, const kms::KeyVersionRecord& version) {
+  ROOTSEAL_TRY(impl_->check_root(version.root_kcv, true));
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
     ROOTSEAL_LET(current, impl_->read(name));
     if (!current) return fail(Errc::not_found, "key " + key_name(name) + " not found");

@@ -527,6 +527,7 @@ Result<void> Keyring::unseal() {
   ROOTSEAL_TRY(s.root.probe());
   std::string kcv;
   ROOTSEAL_TRY_ASSIGN(kcv, s.root.key_check_value());
+  ROOTSEAL_TRY(s.store.check_root(kcv));
   std::vector<KeyRecord> records;
   ROOTSEAL_TRY_ASSIGN(records, s.store.load_all());
   std::vector<UnsealJob> jobs;

@@ -12,9 +12,11 @@ free loopback ports). Clients are hvac.
     keyring through the watch (A's key read shows it without any request naming it);
   - the values in etcd hold wrapped keys only (their fields checked; the
     plaintexts sent are in none of them);
-  - two etcd members killed: rotate and create answer 503 with the reason on
-    both hosts while encrypt and decrypt keep working; members back: rotate
-    works again without a restart, and the other host follows.
+  - two etcd members killed: rotate answers 503 with the reason on both
+    hosts while encrypt and decrypt keep working; members back: rotate
+    works again without a restart, and the other host follows;
+  - a third host whose token holds another root key stays sealed with that
+    reason and writes nothing.
 Waits poll a condition with a deadline.
 """
 import base64
@@ -115,8 +117,9 @@ class HaEtcdTest(unittest.TestCase):
         cls.dir = tempdir("rootseal-ha-")
         cls.etcd = Etcd(cls.dir)
         cls.env = make_softhsm(os.path.join(cls.dir, "hsm"), "A")
-        subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "B", "--so-pin", "0000",
-                        "--pin", "1234"], check=True, env=cls.env, stdout=subprocess.DEVNULL)
+        for label in ("B", "C"):
+            subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--so-pin", "0000",
+                            "--pin", "1234"], check=True, env=cls.env, stdout=subprocess.DEVNULL)
         cls.pin = os.path.join(cls.dir, "pin")
         write_private(cls.pin, "1234\n")
         cls.make_shared_root()
@@ -173,20 +176,21 @@ class HaEtcdTest(unittest.TestCase):
         cls.cli(restore, "B")
 
     @classmethod
-    def start_host(cls, label):
+    def start_host(cls, label, generate_key=False):
         port = free_port()
         config = os.path.join(cls.dir, "rootseald-%s.yaml" % label)
         endpoints = ", ".join('"%s"' % cls.etcd.endpoint(i) for i in range(3))
         with open(config, "w") as f:
             f.write("listen:\n  address: 127.0.0.1:%d\n  allow_plaintext: true\n"
                     "state_dir: %s/state-%s\n"
-                    "pkcs11:\n  module: %s\n  token_label: %s\n"
+                    "pkcs11:\n  module: %s\n  token_label: %s\n  generate_key: %s\n"
                     "pin:\n  sources: [file]\n  file: %s\n"
                     "seal:\n  probe_interval: 200ms\n"
                     "storage: etcd\n"
                     "etcd:\n  endpoints: [%s]\n  prefix: %s\n  request_timeout: 1s\n"
                     "tokens:\n  - name: ha-test\n    sha256: %s\n    policies: [root]\n"
-                    % (port, cls.dir, label, MODULE, label, cls.pin, endpoints, PREFIX, sha256_hex(TOKEN)))
+                    % (port, cls.dir, label, MODULE, label, "true" if generate_key else "false", cls.pin, endpoints,
+                       PREFIX, sha256_hex(TOKEN)))
         log = open(os.path.join(cls.dir, "rootseald-%s.log" % label), "ab")
         proc = subprocess.Popen([ROOTSEALD, "--config", config, "--allow-root"], stdout=subprocess.DEVNULL,
                                 stderr=log, env=cls.env)
@@ -294,6 +298,31 @@ class HaEtcdTest(unittest.TestCase):
         self.assertEqual(self.decrypt("A", "quorum", ct2), b"after")
         for label in ("A", "B"):
             self.assertIsNone(self.hosts[label]["proc"].poll(), self.log(label))
+
+    def test_3_a_host_with_another_root_stays_sealed(self):
+        """Token C holds a root key of its own (generate_key): its host must not
+        join the cluster's keyring."""
+        self.clients["A"].secrets.transit.create_key("guarded")
+        self.hosts["C"] = self.start_host("C", generate_key=True)
+        port = self.hosts["C"]["port"]
+
+        def status():
+            with urllib.request.urlopen("http://127.0.0.1:%d/v1/sys/seal-status" % port, timeout=5) as r:
+                return json.loads(r.read())
+        reason = poll(lambda: status()["sealed_reason"] if "is not the cluster's" in status()["sealed_reason"]
+                      else None, "host C sealed for its root key", 60)
+        self.assertIn("writes nothing", reason)
+        st = status()
+        self.assertTrue(st["sealed"])
+        self.assertEqual(st["storage_type"], "etcd")
+        self.assertNotEqual(self.health("C"), 200)
+        # Nothing it wrote: every version in etcd is wrapped by the cluster's root.
+        values = self.etcd.range_prefix(PREFIX)
+        kcvs = {v["kcv"] for raw in values.values() if raw.startswith(b"{")
+                for v in json.loads(raw)["versions"]}
+        self.assertEqual(len(kcvs), 1, kcvs)
+        self.assertEqual(values[PREFIX + "cluster/root_kcv"].decode(), kcvs.pop())
+        self.assertEqual(self.latest("A", "guarded"), 1)
 
 
 if __name__ == "__main__":

@@ -348,3 +348,40 @@ TEST_CASE("etcd store: without quorum key changes answer unavailable and encrypt
   REQUIRE(e);
   CHECK(text(b.ring->decrypt("q", e->ciphertext, {})) == "after");
 }
+
+TEST_CASE("etcd store: a host whose root key is not the cluster's stays sealed and writes nothing") {
+  test::EtcdCluster cluster(1);
+  const auto root_key = kms::SecureBytes::random(32);
+  Host a(cluster, root_key);  // the first to unseal records its root's check value
+  REQUIRE(a.ring->create("k", {}));
+
+  auto store = open_store(cluster);
+  auto other = kms::SoftwareRoot::create(kms::SecureBytes::random(32));
+  REQUIRE(other);
+  const auto other_kcv = (*other)->key_check_value();
+  REQUIRE(other_kcv);
+  kms::Keyring ring(*store, **other);
+  auto unsealed = ring.unseal();
+  REQUIRE_FALSE(unsealed);
+  CHECK(unsealed.error().code == Errc::sealed);
+  CHECK(unsealed.error().message.find("is not the cluster's") != std::string::npos);
+  CHECK(unsealed.error().message.find(*other_kcv) != std::string::npos);
+  CHECK(ring.is_sealed());
+
+  // Its store refuses versions wrapped by that root, unsealed or not.
+  auto evil = record("evil", {1, 2, 3});
+  evil.versions.front().root_kcv = *other_kcv;
+  auto created = store->create_key(evil);
+  REQUIRE_FALSE(created);
+  CHECK(created.error().code == Errc::sealed);
+  auto added = store->add_version("k", {2, 1, {9, 9}, *other_kcv});
+  REQUIRE_FALSE(added);
+  CHECK(added.error().code == Errc::sealed);
+  CHECK_FALSE(store->find("evil")->has_value());
+  CHECK((*store->find("k"))->versions.size() == 1);
+
+  // A host with the cluster's root joins and serves.
+  Host b(cluster, root_key);
+  CHECK(b.latest("k") == 1);
+  REQUIRE(b.ring->rotate("k"));
+}

@@ -1,7 +1,8 @@
 // rootseal::etcdstore — the state store on etcd (`storage: etcd`), shared by
 // every rootseald host of a cluster.
 //
-// Layout under the prefix: `<prefix>keys/<name>` holds one transit key with
+// Layout under the prefix: `<prefix>cluster/root_kcv` the key check value of
+// the cluster's root key (see check_root); `<prefix>keys/<name>` one transit key with
 // all its versions (wrapped by the root of trust; never plaintext material),
 // as Vault keeps one storage entry per key. Every mutation is one
 // compare-and-swap txn on that value: create compares create_revision == 0,
@@ -62,6 +63,13 @@ class EtcdStore final : public kms::StateStore {
   kms::Result<void> delete_key(std::string_view name) override;
   kms::Result<void> replace_wrapped(const std::vector<Rewrapped>& entries) override;
   [[nodiscard]] int schema_version() const noexcept override;
+  // <prefix>cluster/root_kcv: created with the first host's root KCV (a txn
+  // on create_revision == 0); a root that differs is refused with sealed.
+  // Without quorum, a serializable read of the record still refuses a
+  // differing root (and lets an equal or unrecorded one unseal); writes
+  // (create_key, add_version) need the check to have passed against the
+  // quorum and refuse a version wrapped by any other root.
+  kms::Result<void> check_root(std::string_view root_kcv) override;
   [[nodiscard]] bool shared() const noexcept override { return true; }
 
   // Watches the keys from the revision after the last load_all (or from now,

@@ -82,6 +82,16 @@ class StateStore {
   // Schema version of the open store (migrations run on open).
   [[nodiscard]] virtual int schema_version() const noexcept = 0;
 
+  // Called at unseal with the root's key check value, before load_all. A
+  // store shared by several hosts records it for the cluster on first use
+  // and refuses (sealed, with the reason) a root whose value differs: a host
+  // with a misrestored HSM must never write versions the others cannot
+  // unwrap. A store of one host accepts any.
+  virtual Result<void> check_root(std::string_view root_kcv) {
+    (void)root_kcv;
+    return {};
+  }
+
   // True when other hosts write the same store (etcd): the keyring then
   // re-reads a key before changing its config, and callers re-read a key
   // (Keyring::refresh) before answering that a key or version is not there.
