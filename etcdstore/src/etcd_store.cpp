@@ -19,6 +19,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -127,10 +128,11 @@ struct EtcdStore::Impl {
     return r;
   }
 
-  // Pages through every key record at one revision. serializable: from the
-  // member reached, without quorum.
-  Result<std::vector<kms::KeyRecord>> load(bool serializable) {
-    std::vector<kms::KeyRecord> out;
+  // Pages through every key under <prefix>keys/ at one revision (the first
+  // page's), calling `each` for every key-value. serializable: from the
+  // member reached, without quorum. Returns the revision read.
+  Result<std::int64_t> scan(bool keys_only, bool serializable,
+                            const std::function<Result<void>(const etcd::KeyValue&)>& each) {
     std::string from = keys_prefix;
     const std::string end = etcd::prefix_end(keys_prefix);
     std::int64_t revision = 0;
@@ -140,20 +142,27 @@ struct EtcdStore::Impl {
       req.range_end = end;
       req.revision = revision;
       req.limit = kPageSize;
+      req.keys_only = keys_only;
       req.serializable = serializable;
       auto r = run(client->range(std::move(req)));
       if (!r) return std::unexpected(read_failed(r.error()));
       if (revision == 0) revision = r->header.revision;
-      for (auto& kv : r->kvs) {
-        const std::string_view name = std::string_view(kv.key).substr(keys_prefix.size());
-        kms::KeyRecord rec;
-        ROOTSEAL_TRY_ASSIGN(rec, detail::parse_key_record(kv.value, name));
-        out.push_back(std::move(rec));
-      }
+      for (const auto& kv : r->kvs) ROOTSEAL_TRY(each(kv));
       if (!r->more || r->kvs.empty()) break;
       from = r->kvs.back().key;
       from.push_back('\0');  // the next key after the last one read
     }
+    return revision;
+  }
+
+  Result<std::vector<kms::KeyRecord>> load(bool serializable) {
+    std::vector<kms::KeyRecord> out;
+    ROOTSEAL_LET(revision, scan(false, serializable, [&](const etcd::KeyValue& kv) -> Result<void> {
+      kms::KeyRecord rec;
+      ROOTSEAL_TRY_ASSIGN(rec, detail::parse_key_record(kv.value, std::string_view(kv.key).substr(keys_prefix.size())));
+      out.push_back(std::move(rec));
+      return {};
+    }));
     std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
     loaded_revision.store(revision);
     return out;
@@ -301,24 +310,10 @@ Result<std::optional<kms::KeyRecord>> EtcdStore::find(std::string_view name) {
 
 Result<std::vector<std::string>> EtcdStore::list_names() {
   std::vector<std::string> names;
-  std::string from = impl_->keys_prefix;
-  const std::string end = etcd::prefix_end(impl_->keys_prefix);
-  std::int64_t revision = 0;
-  for (;;) {
-    etcd::RangeRequest req;
-    req.key = from;
-    req.range_end = end;
-    req.revision = revision;
-    req.limit = kPageSize;
-    req.keys_only = true;
-    auto r = impl_->run(impl_->client->range(std::move(req)));
-    if (!r) return std::unexpected(read_failed(r.error()));
-    if (revision == 0) revision = r->header.revision;
-    for (const auto& kv : r->kvs) names.push_back(kv.key.substr(impl_->keys_prefix.size()));
-    if (!r->more || r->kvs.empty()) break;
-    from = r->kvs.back().key;
-    from.push_back('\0');
-  }
+  ROOTSEAL_TRY(impl_->scan(true, false, [&](const etcd::KeyValue& kv) -> Result<void> {
+    names.push_back(kv.key.substr(impl_->keys_prefix.size()));
+    return {};
+  }));
   return names;
 }
 

@@ -320,18 +320,24 @@ class ParallelUnwrap {
   std::optional<Error> error_;
 };
 
+// An in-memory key with the fields of `record` and no versions yet.
+std::shared_ptr<Key> key_of(const KeyRecord& record) {
+  auto key = std::make_shared<Key>();
+  key->name = record.name;
+  key->type = record.type;
+  key->derived = record.derived;
+  key->created_unix = record.created_unix;
+  key->config = record.config;
+  key->versions.reserve(record.versions.size());
+  return key;
+}
+
 // The in-memory keys of `records`, taking the unwrapped material (in store order).
 std::map<std::string, KeyPtr, std::less<>> build_keys(const std::vector<KeyRecord>& records, Unwrapped& material) {
   std::map<std::string, KeyPtr, std::less<>> loaded;
   std::size_t i = 0;
   for (const auto& k : records) {
-    auto key = std::make_shared<Key>();
-    key->name = k.name;
-    key->type = k.type;
-    key->derived = k.derived;
-    key->created_unix = k.created_unix;
-    key->config = k.config;
-    key->versions.reserve(k.versions.size());
+    auto key = key_of(k);
     for (const auto& v : k.versions) {
       auto ver = std::make_shared<Version>();
       ver->number = v.version;
@@ -353,13 +359,7 @@ std::map<std::string, KeyPtr, std::less<>> build_keys(const std::vector<KeyRecor
 Result<KeyPtr> rebuild_key(RootOfTrust& root, const KeyRecord& record, const Key* current, std::string_view kcv) {
   ROOTSEAL_TRY(plan_unseal(std::vector<KeyRecord>{record}, kcv));
   const bool same_kind = current != nullptr && current->type == record.type && current->derived == record.derived;
-  auto key = std::make_shared<Key>();
-  key->name = record.name;
-  key->type = record.type;
-  key->derived = record.derived;
-  key->created_unix = record.created_unix;
-  key->config = record.config;
-  key->versions.reserve(record.versions.size());
+  auto key = key_of(record);
   for (const auto& v : record.versions) {
     const std::size_t i = v.version - 1;
     if (same_kind && i < current->versions.size() && current->versions[i]->wrapped == v.wrapped_key) {

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "etcd_cluster.hpp"
+#include "poll.hpp"
 #include "key_record.hpp"
 #include "rootseal/etcdstore/etcd_store.hpp"
 #include "rootseal/kms/keyring.hpp"
@@ -25,14 +26,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds deadline) {
-  const auto until = Clock::now() + deadline;
-  while (Clock::now() < until) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(20ms);  // the poll interval
-  }
-  return cond();
-}
+using test::eventually;
 
 std::unique_ptr<EtcdStore> open_store(const test::EtcdCluster& cluster, std::string prefix = "/rs-test/") {
   etcdstore::EtcdStoreConfig cfg;
