@@ -5,7 +5,9 @@ Each host has its own SoftHSM2 token holding the same root key: `rootseal
 ceremony init` makes it on token A (two custodians, threshold 2) and
 `ceremony restore` imports it into token B from the two sealed shares. Both
 hosts point at the same etcd members (Debian's /usr/bin/etcd, started here on
-free loopback ports). Clients are hvac.
+free loopback ports) with authentication on: the hosts log in as a user whose
+role covers the prefix only, its password read from a private file. Clients
+are hvac.
 
   - create on A, encrypt on A, decrypt on B (B re-reads the key it has not seen);
   - rotate on B, A decrypts the new version; a further rotate on B reaches A's
@@ -36,6 +38,9 @@ ROOTSEAL = os.environ["ROOTSEAL_CLI"]
 MODULE = os.environ.get("SOFTHSM2_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
 ETCD = "/usr/bin/etcd"
 TOKEN = "rs.ha-test-token-0123456789abcdef0123456789abcdef"
+ROOT_PASSWORD = "etcd-root-pw-for-the-test"
+ETCD_USER = "rootseal"
+ETCD_PASSWORD = "etcd-rootseal-pw-for-the-test"
 PREFIX = "/rootseal-ha/"
 
 
@@ -96,12 +101,34 @@ class Etcd:
         p.kill()
         p.wait()
 
-    def range_prefix(self, prefix):
-        body = json.dumps({"key": base64.b64encode(prefix.encode()).decode(),
-                           "range_end": base64.b64encode(prefix[:-1].encode() + bytes([ord(prefix[-1]) + 1])).decode()})
-        req = urllib.request.Request(self.endpoint(0) + "/v3/kv/range", data=body.encode(), method="POST")
+    def etcdctl(self, *args, stdin=b""):
+        p = subprocess.run(["/usr/bin/etcdctl", "--endpoints=" + self.endpoint(0)] + list(args), input=stdin,
+                           capture_output=True, env=dict(os.environ, ETCDCTL_API="3"), timeout=60)
+        if p.returncode != 0:
+            raise AssertionError("etcdctl %s: %s" % (" ".join(args), p.stderr.decode(errors="replace")))
+
+    def enable_auth(self, prefix, user, password):
+        """root (for the test's own reads) and `user` with a role on `prefix` only."""
+        self.etcdctl("user", "add", "root", "--interactive=false", stdin=ROOT_PASSWORD.encode() + b"\n")
+        self.etcdctl("role", "add", "rootseal")
+        self.etcdctl("role", "grant-permission", "rootseal", "--prefix=true", "readwrite", prefix)
+        self.etcdctl("user", "add", user, "--interactive=false", stdin=password.encode() + b"\n")
+        self.etcdctl("user", "grant-role", user, "rootseal")
+        self.etcdctl("auth", "enable")
+
+    def post(self, path, body, token=None):
+        headers = {"Authorization": token} if token else {}
+        req = urllib.request.Request(self.endpoint(0) + path, data=json.dumps(body).encode(), method="POST",
+                                     headers=headers)
         with urllib.request.urlopen(req, timeout=5) as r:
-            answer = json.loads(r.read())
+            return json.loads(r.read())
+
+    def range_prefix(self, prefix):
+        """Every key under prefix and its value, read as etcd's root user."""
+        token = self.post("/v3/auth/authenticate", {"name": "root", "password": ROOT_PASSWORD})["token"]
+        answer = self.post("/v3/kv/range", {
+            "key": base64.b64encode(prefix.encode()).decode(),
+            "range_end": base64.b64encode(prefix[:-1].encode() + bytes([ord(prefix[-1]) + 1])).decode()}, token)
         return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv["value"]) for kv in answer.get("kvs", [])}
 
     def close(self):
@@ -122,6 +149,9 @@ class HaEtcdTest(unittest.TestCase):
                             "--pin", "1234"], check=True, env=cls.env, stdout=subprocess.DEVNULL)
         cls.pin = os.path.join(cls.dir, "pin")
         write_private(cls.pin, "1234\n")
+        cls.etcd.enable_auth(PREFIX, ETCD_USER, ETCD_PASSWORD)
+        cls.etcd_password = os.path.join(cls.dir, "etcd-password")
+        write_private(cls.etcd_password, ETCD_PASSWORD + "\n")
         cls.make_shared_root()
         cls.hosts = {}
         for label in ("A", "B"):
@@ -188,9 +218,10 @@ class HaEtcdTest(unittest.TestCase):
                     "seal:\n  probe_interval: 200ms\n"
                     "storage: etcd\n"
                     "etcd:\n  endpoints: [%s]\n  prefix: %s\n  request_timeout: 1s\n"
+                    "  username: %s\n  password_file: %s\n"
                     "tokens:\n  - name: ha-test\n    sha256: %s\n    policies: [root]\n"
                     % (port, cls.dir, label, MODULE, label, "true" if generate_key else "false", cls.pin, endpoints,
-                       PREFIX, sha256_hex(TOKEN)))
+                       PREFIX, ETCD_USER, cls.etcd_password, sha256_hex(TOKEN)))
         log = open(os.path.join(cls.dir, "rootseald-%s.log" % label), "ab")
         proc = subprocess.Popen([ROOTSEALD, "--config", config, "--allow-root"], stdout=subprocess.DEVNULL,
                                 stderr=log, env=cls.env)
