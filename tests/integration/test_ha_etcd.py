@@ -18,7 +18,9 @@ are hvac.
     hosts while encrypt and decrypt keep working; members back: rotate
     works again without a restart, and the other host follows;
   - a third host whose token holds another root key stays sealed with that
-    reason and writes nothing.
+    reason and writes nothing;
+  - Vault's transit-seal sequence against A; A SIGKILLed; the sequence
+    against B opens every blob A made.
 Waits poll a condition with a deadline.
 """
 import base64
@@ -38,6 +40,7 @@ ROOTSEAL = os.environ["ROOTSEAL_CLI"]
 MODULE = os.environ.get("SOFTHSM2_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
 ETCD = "/usr/bin/etcd"
 TOKEN = "rs.ha-test-token-0123456789abcdef0123456789abcdef"
+SEAL_TOKEN = "s.vault-transit-seal-token-for-the-ha-test"  # renewable, 1 h, policy autounseal
 ROOT_PASSWORD = "etcd-root-pw-for-the-test"
 ETCD_USER = "rootseal"
 ETCD_PASSWORD = "etcd-rootseal-pw-for-the-test"
@@ -219,9 +222,12 @@ class HaEtcdTest(unittest.TestCase):
                     "storage: etcd\n"
                     "etcd:\n  endpoints: [%s]\n  prefix: %s\n  request_timeout: 1s\n"
                     "  username: %s\n  password_file: %s\n"
+                    "policies:\n  autounseal:\n    keys: [autounseal]\n    operations: [encrypt, decrypt]\n"
                     "tokens:\n  - name: ha-test\n    sha256: %s\n    policies: [root]\n"
+                    "  - name: vault-seal\n    sha256: %s\n    policies: [autounseal]\n    ttl: 1h\n"
+                    "    renewable: true\n"
                     % (port, cls.dir, label, MODULE, label, "true" if generate_key else "false", cls.pin, endpoints,
-                       PREFIX, ETCD_USER, cls.etcd_password, sha256_hex(TOKEN)))
+                       PREFIX, ETCD_USER, cls.etcd_password, sha256_hex(TOKEN), sha256_hex(SEAL_TOKEN)))
         log = open(os.path.join(cls.dir, "rootseald-%s.log" % label), "ab")
         proc = subprocess.Popen([ROOTSEALD, "--config", config, "--allow-root"], stdout=subprocess.DEVNULL,
                                 stderr=log, env=cls.env)
@@ -354,6 +360,47 @@ class HaEtcdTest(unittest.TestCase):
         self.assertEqual(len(kcvs), 1, kcvs)
         self.assertEqual(values[PREFIX + "cluster/root_kcv"].decode(), kcvs.pop())
         self.assertEqual(self.latest("A", "guarded"), 1)
+
+    def test_4_transit_seal_sequence_survives_the_loss_of_its_host(self):
+        """Vault's seal "transit" sequence against host A; A is SIGKILLed; the
+        same sequence against host B opens every blob A made (last: it kills A)."""
+        self.clients["A"].secrets.transit.create_key("autounseal")
+
+        def seal_call(label, method, path, body):
+            req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.hosts[label]["port"], path),
+                                         data=json.dumps(body).encode(), method=method,
+                                         headers={"X-Vault-Token": SEAL_TOKEN})
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return json.loads(r.read())
+
+        def seal_encrypt(label, plain):
+            data = seal_call(label, "PUT", "/v1/transit/encrypt/autounseal",
+                             {"plaintext": base64.b64encode(plain).decode()})["data"]
+            return data["ciphertext"]
+
+        def seal_decrypt(label, ct):
+            data = seal_call(label, "PUT", "/v1/transit/decrypt/autounseal", {"ciphertext": ct})["data"]
+            return base64.b64decode(data["plaintext"])
+
+        # SetConfig on A: renew-self (a real auth block), the test encrypt of "a".
+        auth = seal_call("A", "PUT", "/v1/auth/token/renew-self", {"increment": 0})["auth"]
+        self.assertEqual((auth["client_token"], auth["renewable"]), (SEAL_TOKEN, True))
+        ct_a = seal_encrypt("A", b"a")
+        self.assertEqual(seal_decrypt("A", ct_a), b"a")
+        barrier, recovery = os.urandom(32), os.urandom(32)
+        blobs = {seal_encrypt("A", barrier): barrier, seal_encrypt("A", recovery): recovery, ct_a: b"a"}
+
+        self.hosts["A"]["proc"].kill()
+        self.hosts["A"]["proc"].wait()
+
+        # The same sequence against B (the address now points there).
+        auth = seal_call("B", "PUT", "/v1/auth/token/renew-self", {"increment": 0})["auth"]
+        self.assertEqual(auth["client_token"], SEAL_TOKEN)
+        for ct, plain in blobs.items():
+            self.assertEqual(seal_decrypt("B", ct), plain)
+        ct = seal_encrypt("B", b"Heartbeat 1")
+        self.assertTrue(ct.startswith("vault:v1:"), ct)
+        self.assertEqual(seal_decrypt("B", ct), b"Heartbeat 1")
 
 
 if __name__ == "__main__":
