@@ -13,6 +13,7 @@
 #include <cctype>
 #include <charconv>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -398,6 +399,102 @@ Result<void> parse_unix_socket(const YAML::Node& n, const std::string& section, 
   return {};
 }
 
+// An absolute path option.
+Result<void> absolute_path(const YAML::Node& n, const std::string& where, std::filesystem::path& out) {
+  std::string s;
+  ROOTSEAL_TRY_ASSIGN(s, scalar<std::string>(n, where));
+  out = s;
+  if (!out.is_absolute()) return fail(Errc::invalid_argument, where + ": must be an absolute path");
+  return {};
+}
+
+Result<std::chrono::milliseconds> bounded_duration(const YAML::Node& n, const std::string& where,
+                                                   std::chrono::milliseconds lo, std::chrono::milliseconds hi,
+                                                   const std::string& range) {
+  std::chrono::milliseconds d{};
+  ROOTSEAL_TRY_ASSIGN(d, duration(n, where));
+  if (d < lo || d > hi) return fail(Errc::invalid_argument, where + ": " + range);
+  return d;
+}
+
+Result<void> parse_etcd_endpoints(const YAML::Node& n, EtcdSection& out) {
+  if (!n.IsSequence() || n.size() == 0) {
+    return fail(Errc::invalid_argument, "etcd.endpoints: a non-empty list of URLs, e.g. [\"https://etcd-1:2379\"]");
+  }
+  std::optional<bool> tls;
+  for (const auto& e : n) {
+    std::string url;
+    ROOTSEAL_TRY_ASSIGN(url, scalar<std::string>(e, "etcd.endpoints[]"));
+    const bool https = url.starts_with("https://");
+    if (!https && !url.starts_with("http://")) {
+      return fail(Errc::invalid_argument, "etcd.endpoints: '" + url + "' must start with https:// or http://");
+    }
+    if (tls && *tls != https) return fail(Errc::invalid_argument, "etcd.endpoints: all https:// or all http://");
+    tls = https;
+    std::string_view rest = std::string_view(url).substr(https ? 8 : 7);
+    if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+    auto hp = parse_host_port(rest);
+    if (!hp || hp->port == 0) {
+      return fail(Errc::invalid_argument, "etcd.endpoints: '" + url + "' must be scheme://host:port (no path)");
+    }
+    if (!https && !out.allow_plaintext && !is_loopback_host(hp->host)) {
+      return fail(Errc::invalid_argument, "etcd.endpoints: '" + url +
+                                              "' is plain http to another host; use https (etcd.ca_file, "
+                                              "etcd.cert_file), or set etcd.allow_plaintext: true");
+    }
+    out.endpoints.push_back(std::string(url.substr(0, (https ? 8 : 7) + rest.size())));
+  }
+  return {};
+}
+
+Result<void> parse_etcd(const YAML::Node& n, EtcdSection& out) {
+  ROOTSEAL_TRY(check_keys(n, "etcd", {"endpoints", "prefix", "username", "password_file", "ca_file", "cert_file",
+                                      "key_file", "server_name", "allow_plaintext", "connect_timeout",
+                                      "request_timeout", "watch_idle_timeout"}));
+  if (n["allow_plaintext"]) ROOTSEAL_TRY_ASSIGN(out.allow_plaintext, scalar<bool>(n["allow_plaintext"], "etcd.allow_plaintext"));
+  if (!n["endpoints"]) return fail(Errc::invalid_argument, "etcd.endpoints: required with storage: etcd");
+  ROOTSEAL_TRY(parse_etcd_endpoints(n["endpoints"], out));
+  if (n["prefix"]) ROOTSEAL_TRY_ASSIGN(out.prefix, scalar<std::string>(n["prefix"], "etcd.prefix"));
+  const bool printable = std::all_of(out.prefix.begin(), out.prefix.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+  if (out.prefix.size() < 2 || out.prefix.front() != '/' || out.prefix.back() != '/' || !printable ||
+      out.prefix.size() > 128) {
+    return fail(Errc::invalid_argument, "etcd.prefix: starts and ends with '/', e.g. /rootseal/ (printable, no spaces)");
+  }
+  if (n["username"]) ROOTSEAL_TRY_ASSIGN(out.username, scalar<std::string>(n["username"], "etcd.username"));
+  if (n["password_file"]) ROOTSEAL_TRY(absolute_path(n["password_file"], "etcd.password_file", out.password_file));
+  if (out.username.empty() != out.password_file.empty()) {
+    return fail(Errc::invalid_argument, "etcd.username and etcd.password_file: both or neither");
+  }
+  const bool https = out.endpoints.front().starts_with("https://");
+  for (const char* key : {"ca_file", "cert_file", "key_file", "server_name"}) {
+    if (n[key] && !https) {
+      return fail(Errc::invalid_argument, std::string("etcd.") + key + ": only with https:// endpoints");
+    }
+  }
+  if (n["ca_file"]) ROOTSEAL_TRY(absolute_path(n["ca_file"], "etcd.ca_file", out.ca_file));
+  if (n["cert_file"]) ROOTSEAL_TRY(absolute_path(n["cert_file"], "etcd.cert_file", out.cert_file));
+  if (n["key_file"]) ROOTSEAL_TRY(absolute_path(n["key_file"], "etcd.key_file", out.key_file));
+  if (out.cert_file.empty() != out.key_file.empty()) {
+    return fail(Errc::invalid_argument, "etcd.cert_file and etcd.key_file: both or neither");
+  }
+  if (n["server_name"]) ROOTSEAL_TRY_ASSIGN(out.server_name, scalar<std::string>(n["server_name"], "etcd.server_name"));
+  using std::chrono::milliseconds;
+  if (n["connect_timeout"]) {
+    ROOTSEAL_TRY_ASSIGN(out.connect_timeout, bounded_duration(n["connect_timeout"], "etcd.connect_timeout",
+                                                              milliseconds(50), milliseconds(60000), "50ms to 1m"));
+  }
+  if (n["request_timeout"]) {
+    ROOTSEAL_TRY_ASSIGN(out.request_timeout, bounded_duration(n["request_timeout"], "etcd.request_timeout",
+                                                              milliseconds(50), milliseconds(60000), "50ms to 1m"));
+  }
+  if (n["watch_idle_timeout"]) {
+    ROOTSEAL_TRY_ASSIGN(out.watch_idle_timeout,
+                        bounded_duration(n["watch_idle_timeout"], "etcd.watch_idle_timeout", milliseconds(1000),
+                                         milliseconds(86400000), "1s to 24h"));
+  }
+  return {};
+}
+
 Result<void> parse_admin(const YAML::Node& n, AdminConfig& out) {
   ROOTSEAL_TRY(check_keys(n, "admin", {"enabled", "socket", "mode", "timeout", "unseal_delay", "max_unseal_delay"}));
   if (n["enabled"]) ROOTSEAL_TRY_ASSIGN(out.enabled, scalar<bool>(n["enabled"], "admin.enabled"));
@@ -605,7 +702,7 @@ Result<Config> parse_config(std::string_view yaml_text) {
   ROOTSEAL_TRY(
       check_keys(root, "config",
                  {"listen", "api", "state_dir", "root_of_trust", "pkcs11", "tpm", "pin", "seal", "log", "policies",
-                  "tokens", "client_certs", "audit", "io_threads", "blocking_threads", "admin", "kms_plugin", "sync", "snapshots"}));
+                  "tokens", "client_certs", "audit", "io_threads", "blocking_threads", "admin", "kms_plugin", "sync", "snapshots", "storage", "etcd"}));
   if (root["sync"]) ROOTSEAL_TRY_ASSIGN(cfg.sync, parse_sync_config(root["sync"]));
   if (root["snapshots"]) ROOTSEAL_TRY_ASSIGN(cfg.snapshots, parse_snapshots_config(root["snapshots"]));
   if (root["listen"]) ROOTSEAL_TRY(parse_listen(root["listen"], cfg.listen));
@@ -616,6 +713,15 @@ Result<Config> parse_config(std::string_view yaml_text) {
     cfg.state_dir = s;
   }
   if (!cfg.state_dir.is_absolute()) return fail(Errc::invalid_argument, "state_dir: must be an absolute path");
+  if (root["storage"]) ROOTSEAL_TRY_ASSIGN(cfg.storage, scalar<std::string>(root["storage"], "storage"));
+  if (cfg.storage != "sqlite" && cfg.storage != "etcd") {
+    return fail(Errc::invalid_argument, "storage: sqlite (one host) or etcd (hosts sharing one keyring)");
+  }
+  if (cfg.storage == "etcd" && !root["etcd"]) {
+    return fail(Errc::invalid_argument, "storage: etcd needs an etcd section (etcd.endpoints)");
+  }
+  if (root["etcd"] && cfg.storage != "etcd") return fail(Errc::invalid_argument, "etcd: only with storage: etcd");
+  if (root["etcd"]) ROOTSEAL_TRY(parse_etcd(root["etcd"], cfg.etcd));
   if (root["root_of_trust"]) ROOTSEAL_TRY_ASSIGN(cfg.root_of_trust, scalar<std::string>(root["root_of_trust"], "root_of_trust"));
   if (cfg.root_of_trust != "pkcs11" && cfg.root_of_trust != "tpm") {
     return fail(Errc::invalid_argument, "root_of_trust: unsupported '" + cfg.root_of_trust + "' (pkcs11, tpm)");

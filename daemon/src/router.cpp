@@ -241,7 +241,7 @@ net::Response Router::seal_status(const net::Request& request) const {
       {"build_date", ""},
       {"migration", false},
       {"recovery_seal", false},
-      {"storage_type", "sqlite"},
+      {"storage_type", ctx_.config != nullptr ? std::string_view(ctx_.config->storage) : "sqlite"},
       {"cluster_name", ctx_.cluster_name},
       {"cluster_id", ctx_.cluster_id},
       // rootseal extensions: why it is sealed, since when, which root key.

@@ -25,6 +25,7 @@
 #include "pin_source.hpp"
 #include "snapshot_scheduler.hpp"
 #include "sync_config.hpp"
+#include "rootseal/etcdstore/etcd_store.hpp"
 #include "rootseal/hsm/pkcs11_root.hpp"
 #include "rootseal/kms/durable_file.hpp"
 #include "rootseal/kms/encoding.hpp"
@@ -56,8 +57,43 @@ Service::Service(Config config, std::optional<kms::SecureBytes> root_token, std:
       blocking_(config_.blocking_threads), signals_(io_, SIGTERM, SIGINT, SIGHUP), watchdog_(io_) {}
 
 Service::~Service() {
+  if (etcd_store_ != nullptr) etcd_store_->stop_watch();  // its callbacks use the keyring
   if (keyring_) keyring_->seal();
 }
+
+namespace {
+
+// The etcd store of `storage: etcd`; the password is read now from its file
+// into locked memory.
+kms::Result<std::unique_ptr<etcdstore::EtcdStore>> open_etcd_store(const EtcdSection& e) {
+  etcdstore::EtcdStoreConfig c;
+  c.prefix = e.prefix;
+  c.client.endpoints = e.endpoints;
+  c.client.tls.ca_file = e.ca_file;
+  c.client.tls.cert_file = e.cert_file;
+  c.client.tls.key_file = e.key_file;
+  c.client.tls.server_name = e.server_name;
+  c.client.username = e.username;
+  if (!e.password_file.empty()) {
+    auto password = read_secret_file(e.password_file);
+    if (!password) return fail(password.error().code, "etcd.password_file: " + password.error().message);
+    c.client.password = std::move(*password);
+  }
+  c.client.connect_timeout = e.connect_timeout;
+  c.client.request_timeout = e.request_timeout;
+  c.client.watch_idle_timeout = e.watch_idle_timeout;
+  auto store = etcdstore::EtcdStore::open(std::move(c));
+  if (!store) return fail(store.error().code, "storage: etcd: " + store.error().message);
+  return store;
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : ",") + i;
+  return out;
+}
+
+}  // namespace
 
 kms::Result<std::string> Service::load_cluster_id() {
   const auto path = config_.state_dir / "cluster-id";
@@ -87,6 +123,7 @@ kms::Result<void> Service::start() {
   ROOTSEAL_TRY_ASSIGN(cluster_id, open_state());
   ResealRoot reseal_root = make_root_of_trust();
   make_seal_manager();
+  start_store_watch();
   add_startup_tokens();
   ROOTSEAL_TRY(make_api(cluster_id));
   ROOTSEAL_TRY(start_snapshots());  // before the admin socket, which can ask for one
@@ -114,6 +151,11 @@ kms::Result<void> Service::start() {
 
 kms::Result<void> Service::start_snapshots() {
   if (!config_.snapshots || !config_.snapshots->enabled) return {};
+  if (config_.storage == "etcd") {
+    return fail(Errc::invalid_argument,
+                "snapshots: they copy the SQLite store; with storage: etcd take etcd's own snapshots "
+                "(etcdctl snapshot save) and disable rootseald's");
+  }
   snapshots_ = std::make_unique<SnapshotScheduler>(io_, blocking_, *root_, config_.state_dir, config_.snapshots);
   ROOTSEAL_TRY(snapshots_->open());
   snapshots_->register_metrics(metrics_);
@@ -166,9 +208,18 @@ kms::Result<std::string> Service::open_state() {
   if (ec) return fail(Errc::storage_failure, "cannot create state_dir " + config_.state_dir.string());
   ::chmod(config_.state_dir.c_str(), 0700);
 
-  auto store = kms::open_sqlite_store(config_.state_dir / "rootseal.db");
-  if (!store) return std::unexpected(store.error());
-  store_ = std::move(*store);
+  if (config_.storage == "etcd") {
+    auto store = open_etcd_store(config_.etcd);
+    if (!store) return std::unexpected(store.error());
+    etcd_store_ = store->get();
+    store_ = std::move(*store);
+    log::info("state store", {{"storage", "etcd"}, {"endpoints", joined(config_.etcd.endpoints)},
+                              {"prefix", config_.etcd.prefix}, {"username", config_.etcd.username}});
+  } else {
+    auto store = kms::open_sqlite_store(config_.state_dir / "rootseal.db");
+    if (!store) return std::unexpected(store.error());
+    store_ = std::move(*store);
+  }
 
   std::string cluster_id;
   ROOTSEAL_TRY_ASSIGN(cluster_id, load_cluster_id());
@@ -235,6 +286,29 @@ void Service::make_seal_manager() {
   if (pins_) seal_->set_probe_hooks([p = pins_] { p->confirm(); }, [p = pins_] { p->forget(); });
 }
 
+// Every change another host makes reaches this host's keyring through the
+// watch: a changed key is re-read (new versions unwrapped), a deleted one
+// dropped, and after a compaction every key is reloaded. While sealed, the
+// changes are skipped: the next unseal loads everything.
+void Service::start_store_watch() {
+  if (etcd_store_ == nullptr) return;
+  etcd_store_->start_watch(
+      {[this](const std::string& name) {
+         auto r = keyring_->refresh(name);
+         if (!r && r.error().code != Errc::sealed) {
+           log::warn("etcd watch: key not refreshed", {{"key", name}, {"error", r.error().message}});
+         }
+       },
+       [this] {
+         auto r = keyring_->reload();
+         if (r) {
+           log::info("etcd watch: changes were compacted away; every key reloaded");
+         } else if (r.error().code != Errc::sealed) {
+           log::warn("etcd watch: changes were compacted away; reload failed", {{"error", r.error().message}});
+         }
+       }});
+}
+
 void Service::add_startup_tokens() {
   const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                        std::chrono::system_clock::now().time_since_epoch()).count();
@@ -263,6 +337,7 @@ kms::Result<void> Service::make_api(const std::string& cluster_id) {
   authorizer_ = std::make_unique<Authorizer>(config_.policies, config_.client_certs);
   TransitDeps deps;
   deps.keyring = keyring_.get();
+  deps.shared_store = store_->shared();
   deps.tokens = &tokens_;
   deps.authorizer = authorizer_.get();
   deps.blocking = &blocking_;
@@ -489,6 +564,7 @@ void Service::stop() {
   sd_notify(0, "STOPPING=1");
   log::info("stopping");
   if (server_) server_->stop();
+  if (etcd_store_ != nullptr) etcd_store_->stop_watch();
   if (admin_) admin_->stop();
   if (kms_plugin_) kms_plugin_->stop();
   if (seal_) seal_->stop();

@@ -28,6 +28,10 @@
 #include "seal_manager.hpp"
 #include "snapshot_scheduler.hpp"
 
+namespace rootseal::etcdstore {
+class EtcdStore;
+}  // namespace rootseal::etcdstore
+
 namespace rootseal::daemon {
 
 class Service {
@@ -51,6 +55,7 @@ class Service {
   kms::Result<std::string> open_state();  // state_dir, store, cluster id, token db; returns the cluster id
   ResealRoot make_root_of_trust();        // `rootseal tpm reseal`'s action for a TPM root, else empty
   void make_seal_manager();
+  void start_store_watch();  // storage: etcd: keeps the keyring current with the other hosts' changes
   void add_startup_tokens();  // the root token (dev mode) and the tokens of the configuration
   kms::Result<void> make_api(const std::string& cluster_id);
   kms::Result<void> start_snapshots();      // the snapshot scheduler, when configured
@@ -73,6 +78,7 @@ class Service {
   boost::asio::io_context io_;
   boost::asio::thread_pool blocking_;
   std::unique_ptr<kms::StateStore> store_;
+  etcdstore::EtcdStore* etcd_store_ = nullptr;  // store_, when storage: etcd
   std::unique_ptr<kms::RootOfTrust> root_;
   std::unique_ptr<kms::Keyring> keyring_;
   std::unique_ptr<SealManager> seal_;

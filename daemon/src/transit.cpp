@@ -4,8 +4,10 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
+#include <charconv>
 #include <cstring>
 #include <chrono>
 #include <optional>
@@ -155,6 +157,18 @@ struct Call {
     }, asio::use_awaitable);
   }
 
+  // With a shared store (etcd): the key as the store holds it now, when this
+  // host does not hold it, or holds it only up to a version below
+  // `key_version`. A failed re-read (etcd unavailable) leaves memory as it was:
+  // the answer is then what memory says.
+  asio::awaitable<void> catch_up(std::uint32_t key_version = 0) {
+    if (!deps.shared_store) co_return;
+    auto latest = ring().latest_version(name);
+    if (latest && *latest >= key_version) co_return;
+    if (!latest && latest.error().code != Errc::not_found) co_return;
+    (void)co_await blocking([&] { return ring().refresh(name); });
+  }
+
   net::Response error(const kms::Error& e) const { return error_response(e, version); }
   net::Response error(VaultError e) const { return error_response(e, version); }
   // An error from the keyring: one that means the root of trust failed is
@@ -275,6 +289,7 @@ asio::awaitable<net::Response> create_key(Call& call) {
 
 asio::awaitable<net::Response> read_key(Call& call) {
   if (!call.allowed(Operation::read, call.name)) co_return call.error(VaultError::permission_denied);
+  co_await call.catch_up();
   auto info = call.ring().read(call.name);
   if (!info && info.error().code == Errc::not_found) co_return call.error(VaultError::not_found);
   if (!info) co_return call.failed(info.error());
@@ -283,6 +298,7 @@ asio::awaitable<net::Response> read_key(Call& call) {
 
 asio::awaitable<net::Response> delete_key(Call& call) {
   if (!call.allowed(Operation::delete_, call.name)) co_return call.error(VaultError::permission_denied);
+  co_await call.catch_up();
   auto removed = co_await call.blocking([&] { return call.ring().remove(call.name); });
   // Vault's words for both refusals (400, as http_status gives them).
   if (!removed && removed.error().code == Errc::deletion_not_allowed) {
@@ -300,6 +316,7 @@ asio::awaitable<net::Response> delete_key(Call& call) {
 
 asio::awaitable<net::Response> rotate_key(Call& call) {
   if (!call.allowed(Operation::rotate, call.name)) co_return call.error(VaultError::permission_denied);
+  co_await call.catch_up();
   auto info = co_await call.blocking([&] { return call.ring().rotate(call.name); });
   if (!info && info.error().code == Errc::not_found) co_return call.error({Errc::invalid_argument, "key not found"});
   if (!info) co_return call.failed(info.error());
@@ -325,6 +342,7 @@ asio::awaitable<net::Response> configure_key(Call& call) {
   if (!call.allowed(Operation::config, call.name)) co_return call.error(VaultError::permission_denied);
   auto update = config_update(call.body);
   if (!update) co_return call.error(update.error());
+  co_await call.catch_up();
   auto info = co_await call.blocking([&] { return call.ring().configure(call.name, *update); });
   if (!info && info.error().code == Errc::not_found) {
     co_return call.error({Errc::invalid_argument, "no existing key named " + call.name + " could be found"});
@@ -369,10 +387,42 @@ Result<json::object> crypt_item(const Call& call, Operation op, const json::obje
   return out;
 }
 
+// The highest key version the request names (its ciphertexts' versions and
+// key_version fields; 0 if none): a host that holds less re-reads the key
+// first (a version another host has just made).
+std::uint32_t highest_version(const Call& call, Operation op) {
+  std::uint32_t highest = 0;
+  auto note = [&](const json::object& item) {
+    if (const auto* kv = item.if_contains("key_version"); kv != nullptr && kv->is_number()) {
+      std::error_code ec;
+      const auto v = kv->to_number<std::uint32_t>(ec);
+      if (!ec) highest = std::max(highest, v);
+    }
+    if (op == Operation::encrypt) return;
+    // Only the "vault:v<N>:" prefix (the keyring checks the rest).
+    if (const auto* ct = item.if_contains("ciphertext"); ct != nullptr && ct->is_string()) {
+      std::string_view text = ct->get_string();
+      if (!text.starts_with("vault:v")) return;
+      text.remove_prefix(7);
+      std::uint32_t v = 0;
+      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+      if (ec == std::errc() && end != text.data() + text.size() && *end == ':') highest = std::max(highest, v);
+    }
+  };
+  note(call.body);
+  if (const auto* batch = call.body.if_contains("batch_input"); batch != nullptr && batch->is_array()) {
+    for (const auto& item : batch->get_array()) {
+      if (item.is_object()) note(item.get_object());
+    }
+  }
+  return highest;
+}
+
 // The key is looked up once for the whole request (batch or not), as Vault
 // does: a missing key is one 400, not one error per item. Encrypt upserts a
 // missing key, which needs the create capability. nullopt: carry on.
 asio::awaitable<std::optional<net::Response>> ensure_key(Call& call, Operation op) {
+  if (call.deps.shared_store) co_await call.catch_up(highest_version(call, op));
   auto exists = call.ring().contains(call.name);
   if (!exists) co_return call.failed(exists.error());
   if (*exists) co_return std::nullopt;
@@ -485,6 +535,7 @@ asio::awaitable<net::Response> datakey(Call& call) {
   if (!bits) co_return call.error(bits.error());
   const std::int64_t b = bits->value_or(256);
   if (b != 128 && b != 256 && b != 512) co_return call.error({Errc::invalid_argument, "invalid bit length"});
+  if (call.deps.shared_store) co_await call.catch_up(highest_version(call, Operation::encrypt));
   auto dk = call.ring().generate_data_key(call.name, static_cast<unsigned>(b), in->options());
   if (!dk && dk.error().code == Errc::not_found) co_return call.error(VaultError::key_not_found);
   if (!dk) co_return call.failed(dk.error());

@@ -26,6 +26,9 @@ namespace rootseal::daemon {
 
 struct TransitDeps {
   kms::Keyring* keyring = nullptr;
+  // Other hosts write the store too (storage: etcd): a key or version not
+  // held is re-read (Keyring::refresh) before "not found" is answered.
+  bool shared_store = false;
   TokenStore* tokens = nullptr;
   const Authorizer* authorizer = nullptr;
   boost::asio::thread_pool* blocking = nullptr;

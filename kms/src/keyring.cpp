@@ -50,6 +50,7 @@ struct Version {
   std::int64_t created_unix = 0;
   SecureBytes kek;
   std::unique_ptr<Aead> aead;  // prebuilt for non-derived keys; null for derived ones
+  std::vector<std::uint8_t> wrapped;  // as stored (not secret): refresh() keeps a version whose form is unchanged
 };
 using VersionPtr = std::shared_ptr<const Version>;
 
@@ -319,24 +320,31 @@ class ParallelUnwrap {
   std::optional<Error> error_;
 };
 
+// An in-memory key with the fields of `record` and no versions yet.
+std::shared_ptr<Key> key_of(const KeyRecord& record) {
+  auto key = std::make_shared<Key>();
+  key->name = record.name;
+  key->type = record.type;
+  key->derived = record.derived;
+  key->created_unix = record.created_unix;
+  key->config = record.config;
+  key->versions.reserve(record.versions.size());
+  return key;
+}
+
 // The in-memory keys of `records`, taking the unwrapped material (in store order).
 std::map<std::string, KeyPtr, std::less<>> build_keys(const std::vector<KeyRecord>& records, Unwrapped& material) {
   std::map<std::string, KeyPtr, std::less<>> loaded;
   std::size_t i = 0;
   for (const auto& k : records) {
-    auto key = std::make_shared<Key>();
-    key->name = k.name;
-    key->type = k.type;
-    key->derived = k.derived;
-    key->created_unix = k.created_unix;
-    key->config = k.config;
-    key->versions.reserve(k.versions.size());
+    auto key = key_of(k);
     for (const auto& v : k.versions) {
       auto ver = std::make_shared<Version>();
       ver->number = v.version;
       ver->created_unix = v.created_unix;
       ver->kek = std::move(material.keks[i]);
       ver->aead = std::move(material.aeads[i]);
+      ver->wrapped = v.wrapped_key;
       ++i;
       key->versions.push_back(std::move(ver));
     }
@@ -344,6 +352,84 @@ std::map<std::string, KeyPtr, std::less<>> build_keys(const std::vector<KeyRecor
   }
   return loaded;
 }
+
+// The in-memory key for `record`: the versions of `current` whose wrapped
+// form is unchanged are kept as they are, the others unwrapped with the root
+// (refresh and reload: another host wrote the store).
+Result<KeyPtr> rebuild_key(RootOfTrust& root, const KeyRecord& record, const Key* current, std::string_view kcv) {
+  ROOTSEAL_TRY(plan_unseal(std::vector<KeyRecord>{record}, kcv));
+  const bool same_kind = current != nullptr && current->type == record.type && current->derived == record.derived;
+  auto key = key_of(record);
+  for (const auto& v : record.versions) {
+    const std::size_t i = v.version - 1;
+    if (same_kind && i < current->versions.size() && current->versions[i]->wrapped == v.wrapped_key) {
+      key->versions.push_back(current->versions[i]);
+      continue;
+    }
+    auto kek = root.unwrap(v.wrapped_key);
+    if (!kek) {
+      return fail(kek.error().code, "key " + in_quotes(record.name) + " version " + std::to_string(v.version) + ": " +
+                                        kek.error().message);
+    }
+    if (kek->size() != key_size(record.type)) {
+      return fail(Errc::storage_failure, "key " + in_quotes(record.name) + " version " + std::to_string(v.version) +
+                                             ": unwrapped key has the wrong length for its type");
+    }
+    auto ver = std::make_shared<Version>();
+    ver->number = v.version;
+    ver->created_unix = v.created_unix;
+    ver->wrapped = v.wrapped_key;
+    if (!record.derived) ROOTSEAL_TRY_ASSIGN(ver->aead, make_aead(record.type, *kek));
+    ver->kek = std::move(*kek);
+    key->versions.push_back(std::move(ver));
+  }
+  return KeyPtr(std::move(key));
+}
+
+// The config `update` makes of `current` on a key whose latest version is
+// `latest`: field by field as Vault's transit path_config does, then the
+// cross-check.
+Result<KeyConfig> updated_config(const KeyConfig& current, std::uint32_t latest, const ConfigUpdate& update) {
+  KeyConfig c = current;
+
+  if (update.min_decryption_version) {
+    std::uint32_t v = *update.min_decryption_version;
+    if (v == 0) v = 1;  // Vault: "transit key numbering starts at 1; forcing minimum to 1"
+    if (v != c.min_decryption_version) {
+      if (v > latest) {
+        return fail(Errc::invalid_argument, "cannot set min decryption version of " + std::to_string(v) +
+                                                ", latest key version is " + std::to_string(latest));
+      }
+      c.min_decryption_version = v;
+    }
+  }
+  if (update.min_encryption_version) {
+    const std::uint32_t v = *update.min_encryption_version;
+    if (v != c.min_encryption_version) {
+      if (v > latest) {
+        return fail(Errc::invalid_argument, "cannot set min encryption version of " + std::to_string(v) +
+                                                ", latest key version is " + std::to_string(latest));
+      }
+      c.min_encryption_version = v;
+    }
+  }
+  if (c.min_encryption_version > 0 && c.min_encryption_version < c.min_decryption_version) {
+    return fail(Errc::invalid_argument,
+                "cannot set min encryption/decryption values; min encryption version of " +
+                    std::to_string(c.min_encryption_version) +
+                    " must be greater than or equal to min decryption version of " +
+                    std::to_string(c.min_decryption_version));
+  }
+  if (update.deletion_allowed) c.deletion_allowed = *update.deletion_allowed;
+  if (update.auto_rotate_period_s) {
+    ROOTSEAL_TRY(check_auto_rotate_period(*update.auto_rotate_period_s));
+    c.auto_rotate_period_s = *update.auto_rotate_period_s;
+  }
+
+  return c;
+}
+
+constexpr int kMaxStoreAttempts = 16;
 
 }  // namespace
 
@@ -373,6 +459,31 @@ struct Keyring::State {
     }
     if (crypto) return fail(Errc::not_found, "encryption key not found");
     return fail(Errc::not_found, "key " + in_quotes(name) + " not found");
+  }
+
+  // Re-reads one key from the store and publishes it, or drops it when the
+  // store no longer has it (the writer mutex is held).
+  Result<void> refresh_locked(std::string_view name) {
+    std::optional<KeyRecord> record;
+    ROOTSEAL_TRY_ASSIGN(record, store.find(name));
+    KeyPtr current;
+    {
+      std::shared_lock lock(mu);
+      if (sealed) return fail(Errc::sealed, "keyring is sealed");
+      if (auto it = keys.find(name); it != keys.end()) current = it->second;
+    }
+    if (!record) {
+      decltype(keys)::node_type removed;
+      std::unique_lock lock(mu);
+      if (auto it = keys.find(name); it != keys.end()) removed = keys.extract(it);
+      return {};  // `removed` is released after the lock (declared before it)
+    }
+    std::string kcv;
+    ROOTSEAL_TRY_ASSIGN(kcv, root.key_check_value());
+    KeyPtr next;
+    ROOTSEAL_TRY_ASSIGN(next, rebuild_key(root, *record, current.get(), kcv));
+    publish(std::move(next));
+    return {};
   }
 
   // Publishes a new snapshot of a key (the writer mutex is held). Returns the
@@ -416,6 +527,7 @@ Result<void> Keyring::unseal() {
   ROOTSEAL_TRY(s.root.probe());
   std::string kcv;
   ROOTSEAL_TRY_ASSIGN(kcv, s.root.key_check_value());
+  ROOTSEAL_TRY(s.store.check_root(kcv));
   std::vector<KeyRecord> records;
   ROOTSEAL_TRY_ASSIGN(records, s.store.load_all());
   std::vector<UnsealJob> jobs;
@@ -489,7 +601,16 @@ Result<Keyring::Created> Keyring::create(std::string_view name, const CreateOpti
   record.created_unix = now;
   record.config.auto_rotate_period_s = options.auto_rotate_period_s;
   record.versions.push_back(KeyVersionRecord{1, now, std::move(m.wrapped), std::move(m.kcv)});
-  ROOTSEAL_TRY(s.store.create_key(record));
+  if (auto stored = s.store.create_key(record); !stored) {
+    // Another host of a shared store created it first: take theirs (Vault's upsert).
+    if (!s.store.shared() || stored.error().code != Errc::already_exists) {
+      return std::unexpected(std::move(stored).error());
+    }
+    ROOTSEAL_TRY(s.refresh_locked(name));
+    existing = s.get(name, false);
+    if (!existing) return std::unexpected(std::move(stored).error());
+    return Created{info_of(**existing), true};
+  }
 
   auto key = std::make_shared<Key>();
   key->name = record.name;
@@ -500,6 +621,7 @@ Result<Keyring::Created> Keyring::create(std::string_view name, const CreateOpti
   auto version = std::make_shared<Version>();
   version->number = 1;
   version->created_unix = now;
+  version->wrapped = record.versions.front().wrapped_key;
   version->kek = std::move(m.kek);
   version->aead = std::move(m.aead);
   key->versions.push_back(std::move(version));
@@ -540,17 +662,35 @@ Result<KeyInfo> Keyring::rotate(std::string_view name) {
   NewMaterial m;
   ROOTSEAL_TRY_ASSIGN(m, new_material(s.root, current->type, current->derived));
 
+  const KeyType type = current->type;
+  const bool derived = current->derived;
   std::lock_guard writer(s.write_mu);
-  ROOTSEAL_TRY_ASSIGN(current, s.get(name, false));  // it may have changed meanwhile
-  if (current->latest() >= kMaxKeyVersion) return fail(Errc::invalid_argument, "key has reached its maximum version");
-  const std::uint32_t number = current->latest() + 1;
+  std::uint32_t number = 0;
   const std::int64_t now = s.clock();
-  ROOTSEAL_TRY(s.store.add_version(name, KeyVersionRecord{number, now, std::move(m.wrapped), std::move(m.kcv)}));
+  for (int attempt = 1;; ++attempt) {
+    ROOTSEAL_TRY_ASSIGN(current, s.get(name, false));  // it may have changed meanwhile
+    if (current->type != type || current->derived != derived) {
+      return fail(Errc::conflict, "key " + in_quotes(name) + " was replaced while it was being rotated");
+    }
+    if (current->latest() >= kMaxKeyVersion) return fail(Errc::invalid_argument, "key has reached its maximum version");
+    number = current->latest() + 1;
+    auto stored = s.store.add_version(name, KeyVersionRecord{number, now, m.wrapped, m.kcv});
+    if (stored) break;
+    // A shared store: another host committed this version number (or
+    // deleted the key). Catch up and take the next number, as Vault
+    // serializes two rotations into two versions.
+    const Errc code = stored.error().code;
+    if (!s.store.shared() || (code != Errc::conflict && code != Errc::not_found) || attempt >= kMaxStoreAttempts) {
+      return std::unexpected(std::move(stored).error());
+    }
+    ROOTSEAL_TRY(s.refresh_locked(name));
+  }
 
   auto next = std::make_shared<Key>(*current);
   auto version = std::make_shared<Version>();
   version->number = number;
   version->created_unix = now;
+  version->wrapped = std::move(m.wrapped);
   version->kek = std::move(m.kek);
   version->aead = std::move(m.aead);
   next->versions.push_back(std::move(version));
@@ -564,47 +704,20 @@ Result<KeyInfo> Keyring::configure(std::string_view name, const ConfigUpdate& up
   ROOTSEAL_TRY(validate_key_name(name));
   std::lock_guard writer(s.write_mu);
   KeyPtr current;
-  ROOTSEAL_TRY_ASSIGN(current, s.get(name, false));
-  const std::uint32_t latest = current->latest();
-  KeyConfig c = current->config;
-
-  // Field by field as Vault's transit path_config does, then the cross-check.
-  if (update.min_decryption_version) {
-    std::uint32_t v = *update.min_decryption_version;
-    if (v == 0) v = 1;  // Vault: "transit key numbering starts at 1; forcing minimum to 1"
-    if (v != c.min_decryption_version) {
-      if (v > latest) {
-        return fail(Errc::invalid_argument, "cannot set min decryption version of " + std::to_string(v) +
-                                                ", latest key version is " + std::to_string(latest));
-      }
-      c.min_decryption_version = v;
+  KeyConfig c;
+  for (int attempt = 1;; ++attempt) {
+    if (s.store.shared()) ROOTSEAL_TRY(s.refresh_locked(name));  // another host may have changed it
+    ROOTSEAL_TRY_ASSIGN(current, s.get(name, false));
+    ROOTSEAL_TRY_ASSIGN(c, updated_config(current->config, current->latest(), update));
+    if (c == current->config) return info_of(*current);
+    // Written only over the config it was computed from: a change another
+    // host made meanwhile is re-read and the update applied to it.
+    auto stored = s.store.update_config_if(name, current->config, c);
+    if (stored) break;
+    if (!s.store.shared() || stored.error().code != Errc::conflict || attempt >= kMaxStoreAttempts) {
+      return std::unexpected(std::move(stored).error());
     }
   }
-  if (update.min_encryption_version) {
-    const std::uint32_t v = *update.min_encryption_version;
-    if (v != c.min_encryption_version) {
-      if (v > latest) {
-        return fail(Errc::invalid_argument, "cannot set min encryption version of " + std::to_string(v) +
-                                                ", latest key version is " + std::to_string(latest));
-      }
-      c.min_encryption_version = v;
-    }
-  }
-  if (c.min_encryption_version > 0 && c.min_encryption_version < c.min_decryption_version) {
-    return fail(Errc::invalid_argument,
-                "cannot set min encryption/decryption values; min encryption version of " +
-                    std::to_string(c.min_encryption_version) +
-                    " must be greater than or equal to min decryption version of " +
-                    std::to_string(c.min_decryption_version));
-  }
-  if (update.deletion_allowed) c.deletion_allowed = *update.deletion_allowed;
-  if (update.auto_rotate_period_s) {
-    ROOTSEAL_TRY(check_auto_rotate_period(*update.auto_rotate_period_s));
-    c.auto_rotate_period_s = *update.auto_rotate_period_s;
-  }
-
-  if (c == current->config) return info_of(*current);
-  ROOTSEAL_TRY(s.store.update_config(name, c));
   auto next = std::make_shared<Key>(*current);
   next->config = c;
   KeyInfo info = info_of(*next);
@@ -616,16 +729,67 @@ Result<void> Keyring::remove(std::string_view name) {
   State& s = *state_;
   ROOTSEAL_TRY(validate_key_name(name));
   std::lock_guard writer(s.write_mu);
+  if (s.store.shared()) ROOTSEAL_TRY(s.refresh_locked(name));  // another host may have allowed it
   KeyPtr current;
   ROOTSEAL_TRY_ASSIGN(current, s.get(name, false));
   if (!current->config.deletion_allowed) return fail(Errc::deletion_not_allowed, "deletion is not allowed for this key");
-  ROOTSEAL_TRY(s.store.delete_key(name));
+  auto deleted = s.store.delete_key(name);
+  if (!deleted && deleted.error().code != Errc::not_found) return deleted;
   decltype(s.keys)::node_type removed;
   {
     std::unique_lock lock(s.mu);
     if (auto it = s.keys.find(name); it != s.keys.end()) removed = s.keys.extract(it);
   }
-  return {};  // `removed` and `current` are released outside the lock
+  return deleted;  // not_found: another host deleted it first; `removed` and `current` are released outside the lock
+}
+
+Result<void> Keyring::refresh(std::string_view name) {
+  ROOTSEAL_TRY(validate_key_name(name));
+  std::lock_guard writer(state_->write_mu);
+  return state_->refresh_locked(name);
+}
+
+Result<void> Keyring::reload() {
+  State& s = *state_;
+  std::lock_guard writer(s.write_mu);
+  if (is_sealed()) return fail(Errc::sealed, "keyring is sealed");
+  std::vector<KeyRecord> records;
+  ROOTSEAL_TRY_ASSIGN(records, s.store.load_all());
+  std::string kcv;
+  ROOTSEAL_TRY_ASSIGN(kcv, s.root.key_check_value());
+  std::map<std::string, KeyPtr, std::less<>> current;
+  {
+    std::shared_lock lock(s.mu);
+    current = s.keys;
+  }
+  // Every key the store holds, rebuilt; one that fails keeps its old form
+  // and the first such error is returned after the rest are applied.
+  std::map<std::string, KeyPtr, std::less<>> next;
+  std::optional<Error> first_error;
+  for (const auto& record : records) {
+    auto it = current.find(record.name);
+    auto key = rebuild_key(s.root, record, it == current.end() ? nullptr : it->second.get(), kcv);
+    if (key) {
+      next.emplace(record.name, std::move(*key));
+    } else {
+      if (!first_error) first_error.emplace(std::move(key).error());
+      if (it != current.end()) next.emplace(record.name, it->second);
+    }
+  }
+  {
+    std::unique_lock lock(s.mu);
+    if (!s.sealed) s.keys.swap(next);
+  }
+  if (first_error) return std::unexpected(std::move(*first_error));
+  return {};  // the old map goes away with `next` and `current`, outside the lock
+}
+
+Result<std::uint32_t> Keyring::latest_version(std::string_view name) const {
+  std::shared_lock lock(state_->mu);
+  if (state_->sealed) return fail(Errc::sealed, "keyring is sealed");
+  auto it = state_->keys.find(name);
+  if (it == state_->keys.end()) return fail(Errc::not_found, "encryption key not found");
+  return it->second->latest();
 }
 
 // --- cryptographic operations (no store, no root, no writer lock) -----------

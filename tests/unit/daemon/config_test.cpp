@@ -569,3 +569,79 @@ TEST_CASE("kms_plugin: defaults, a full section, and bad values refused with the
     CHECK_THAT(cfg.error().message, Catch::Contains(message));
   }
 }
+
+TEST_CASE("storage: sqlite by default, etcd with a full section, and bad values refused with the option named") {
+  auto defaults = parse_config("");
+  REQUIRE(defaults);
+  CHECK(defaults->storage == "sqlite");
+  CHECK(defaults->etcd.endpoints.empty());
+
+  auto full = parse_config(
+      "storage: etcd\n"
+      "etcd:\n"
+      "  endpoints: [\"https://etcd-1:2379\", \"https://etcd-2:2379/\", \"https://[fd00::3]:2379\"]\n"
+      "  prefix: /rootseal/prod/\n"
+      "  username: rootseal\n"
+      "  password_file: /etc/rootseal/etcd-password\n"
+      "  ca_file: /etc/rootseal/etcd-ca.pem\n"
+      "  cert_file: /etc/rootseal/etcd-client.pem\n"
+      "  key_file: /etc/rootseal/etcd-client.key\n"
+      "  server_name: etcd.internal\n"
+      "  connect_timeout: 250ms\n"
+      "  request_timeout: 2s\n"
+      "  watch_idle_timeout: 15m\n");
+  REQUIRE(full);
+  CHECK(full->storage == "etcd");
+  const auto& e = full->etcd;
+  CHECK(e.endpoints == std::vector<std::string>{"https://etcd-1:2379", "https://etcd-2:2379", "https://[fd00::3]:2379"});
+  CHECK(e.prefix == "/rootseal/prod/");
+  CHECK(e.username == "rootseal");
+  CHECK(e.password_file == "/etc/rootseal/etcd-password");
+  CHECK(e.ca_file == "/etc/rootseal/etcd-ca.pem");
+  CHECK(e.cert_file == "/etc/rootseal/etcd-client.pem");
+  CHECK(e.key_file == "/etc/rootseal/etcd-client.key");
+  CHECK(e.server_name == "etcd.internal");
+  CHECK(e.connect_timeout == std::chrono::milliseconds(250));
+  CHECK(e.request_timeout == std::chrono::milliseconds(2000));
+  CHECK(e.watch_idle_timeout == std::chrono::minutes(15));
+
+  auto loopback = parse_config("storage: etcd\netcd:\n  endpoints: [\"http://127.0.0.1:2379\"]\n");
+  REQUIRE(loopback);
+  CHECK(loopback->etcd.prefix == "/rootseal/");
+  CHECK(loopback->etcd.request_timeout == std::chrono::milliseconds(1000));
+  CHECK(parse_config("storage: etcd\netcd:\n  allow_plaintext: true\n  endpoints: [\"http://etcd-1:2379\"]\n"));
+
+  const std::string ok = "storage: etcd\netcd:\n  endpoints: [\"https://etcd-1:2379\"]\n";
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"storage: mysql\n", "storage: sqlite (one host) or etcd"},
+      {"storage: etcd\n", "storage: etcd needs an etcd section"},
+      {"etcd:\n  endpoints: [\"https://e:2379\"]\n", "etcd: only with storage: etcd"},
+      {"storage: etcd\netcd:\n  prefix: /x/\n", "etcd.endpoints: required"},
+      {"storage: etcd\netcd:\n  endpoints: []\n", "etcd.endpoints: a non-empty list"},
+      {"storage: etcd\netcd:\n  endpoints: [\"etcd-1:2379\"]\n", "must start with https:// or http://"},
+      {"storage: etcd\netcd:\n  endpoints: [\"https://etcd-1\"]\n", "must be scheme://host:port"},
+      {"storage: etcd\netcd:\n  endpoints: [\"https://etcd-1:2379/v3\"]\n", "must be scheme://host:port"},
+      {"storage: etcd\netcd:\n  endpoints: [\"https://a:2379\", \"http://127.0.0.1:2379\"]\n", "all https:// or all http://"},
+      {"storage: etcd\netcd:\n  endpoints: [\"http://etcd-1:2379\"]\n", "plain http to another host"},
+      {ok + "  prefix: rootseal\n", "etcd.prefix: starts and ends with '/'"},
+      {ok + "  prefix: \"/root seal/\"\n", "etcd.prefix"},
+      {ok + "  username: rs\n", "etcd.username and etcd.password_file: both or neither"},
+      {ok + "  password_file: /etc/pw\n", "etcd.username and etcd.password_file: both or neither"},
+      {ok + "  username: rs\n  password_file: pw\n", "etcd.password_file: must be an absolute path"},
+      {ok + "  password: hunter2\n", "a secret is never written in the configuration"},
+      {ok + "  cert_file: /c.pem\n", "etcd.cert_file and etcd.key_file: both or neither"},
+      {ok + "  ca_file: ca.pem\n", "etcd.ca_file: must be an absolute path"},
+      {"storage: etcd\netcd:\n  endpoints: [\"http://127.0.0.1:2379\"]\n  ca_file: /ca.pem\n",
+       "etcd.ca_file: only with https:// endpoints"},
+      {ok + "  request_timeout: 10ms\n", "etcd.request_timeout: 50ms to 1m"},
+      {ok + "  connect_timeout: 2m\n", "etcd.connect_timeout: 50ms to 1m"},
+      {ok + "  watch_idle_timeout: 100ms\n", "etcd.watch_idle_timeout: 1s to 24h"},
+      {ok + "  endpoint: x\n", "etcd: unknown option 'endpoint'"},
+  };
+  for (const auto& [yaml, message] : bad) {
+    INFO(yaml);
+    auto cfg = parse_config(yaml);
+    REQUIRE_FALSE(cfg);
+    CHECK_THAT(cfg.error().message, Catch::Contains(message));
+  }
+}

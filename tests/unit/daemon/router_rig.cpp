@@ -10,9 +10,40 @@ namespace rootseal::test {
 
 namespace http = boost::beast::http;
 
+namespace {
+
+// The SQLite store reporting shared(): what a store other hosts also write
+// (etcd) looks like to the keyring and the Transit API.
+class SharedStore final : public kms::StateStore {
+ public:
+  explicit SharedStore(std::unique_ptr<kms::StateStore> inner) : inner_(std::move(inner)) {}
+  kms::Result<std::vector<kms::KeyRecord>> load_all() override { return inner_->load_all(); }
+  kms::Result<std::optional<kms::KeyRecord>> find(std::string_view name) override { return inner_->find(name); }
+  kms::Result<std::vector<std::string>> list_names() override { return inner_->list_names(); }
+  kms::Result<void> create_key(const kms::KeyRecord& key) override { return inner_->create_key(key); }
+  kms::Result<void> add_version(std::string_view name, const kms::KeyVersionRecord& v) override {
+    return inner_->add_version(name, v);
+  }
+  kms::Result<void> update_config(std::string_view name, const kms::KeyConfig& c) override {
+    return inner_->update_config(name, c);
+  }
+  kms::Result<void> delete_key(std::string_view name) override { return inner_->delete_key(name); }
+  kms::Result<void> replace_wrapped(const std::vector<Rewrapped>& entries) override {
+    return inner_->replace_wrapped(entries);
+  }
+  [[nodiscard]] int schema_version() const noexcept override { return inner_->schema_version(); }
+  [[nodiscard]] bool shared() const noexcept override { return true; }
+
+ private:
+  std::unique_ptr<kms::StateStore> inner_;
+};
+
+}  // namespace
+
 kms::Result<std::unique_ptr<RouterRig>> RouterRig::create(RouterRigOptions options) {
   std::unique_ptr<RouterRig> rig(new RouterRig());
   ROOTSEAL_TRY_ASSIGN(rig->store_, kms::open_sqlite_store(options.dir / "state.db"));
+  if (options.shared_store) rig->store_ = std::make_unique<SharedStore>(std::move(rig->store_));
   ROOTSEAL_TRY_ASSIGN(rig->root_, kms::SoftwareRoot::create(std::move(options.root_key)));
   rig->ring_ = std::make_unique<kms::Keyring>(*rig->store_, *rig->root_);
   ROOTSEAL_TRY(rig->ring_->unseal());
@@ -23,6 +54,7 @@ kms::Result<std::unique_ptr<RouterRig>> RouterRig::create(RouterRigOptions optio
 
   daemon::TransitDeps deps;
   deps.keyring = rig->ring_.get();
+  deps.shared_store = rig->store_->shared();
   deps.tokens = &rig->tokens_;
   deps.authorizer = rig->authorizer_.get();
   deps.blocking = &rig->pool_;

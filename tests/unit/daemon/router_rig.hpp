@@ -42,6 +42,9 @@ struct RouterRigOptions {
   std::function<void()> report_root_failure = [] {};
   std::string cluster_id;
   std::string version;
+  // The store reports shared() (as etcd does): other rigs on the same
+  // dir/state.db stand for other hosts writing the same keyring.
+  bool shared_store = false;
 };
 
 class RouterRig {

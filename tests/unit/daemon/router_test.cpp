@@ -78,10 +78,13 @@ TokenInfo token_info(std::string name, std::vector<std::string> policies) {
 // A complete API over in-memory/temporary components (router_rig.hpp).
 class Api {
  public:
-  explicit Api(std::string mount = "transit") {
+  // A host of its own; with `host_of`, another host on the same store (its
+  // folder) and root key. `shared`: the store reports shared() (etcd's case).
+  explicit Api(std::string mount = "transit", const Api* host_of = nullptr, bool shared = false) {
     test::RouterRigOptions options;
-    options.dir = dir_.path();
-    options.root_key = kms::SecureBytes::random(32);
+    options.dir = host_of != nullptr ? host_of->dir_.path() : dir_.path();
+    options.root_key = host_of != nullptr ? host_of->root_key_.clone() : root_key_.clone();
+    options.shared_store = shared;
     options.policies = {
         {"autounseal", {"autounseal"}, {Operation::encrypt, Operation::decrypt}},
         {"app",
@@ -184,6 +187,7 @@ class Api {
   std::string root_accessor, seal_accessor, app_accessor;
 
  private:
+  kms::SecureBytes root_key_ = kms::SecureBytes::random(32);
   test::TempDir dir_{"rootseal-router"};
   std::unique_ptr<test::RouterRig> rig_;  // after dir_: goes first
 };
@@ -1232,4 +1236,50 @@ TEST_CASE("router: a key read lists only the versions at or above min_decryption
   // Lowering it again lists the old versions again (they were never dropped).
   r = api.call("POST", "/v1/transit/keys/app-window/config", R"({"min_decryption_version":1})", kApp);
   CHECK(keys_of(r) == std::vector<std::string>{"1", "2", "3"});
+}
+
+TEST_CASE("router: with a shared store a key or version made by another host is re-read before not found") {
+  Api a("transit", nullptr, true);
+  Api b("transit", &a, true);        // another host on the same keyring, no watch running
+  Api b_local("transit", &a, false);  // the same, with a store that says it is not shared
+
+  // A key B has never loaded: B re-reads it for decrypt, read and rotate.
+  auto ct1 = encrypt(a, "app-k", "one");
+  auto r = b.callj("POST", "/v1/transit/decrypt/app-k", json::value{{"ciphertext", ct1}});
+  check_envelope(r);
+  CHECK(r.str("plaintext") == b64("one"));
+  check_error(b_local.callj("POST", "/v1/transit/decrypt/app-k", json::value{{"ciphertext", ct1}}), 400,
+              "encryption key not found");
+
+  // A version B has not seen: in a ciphertext (single and batch), and as key_version.
+  check_envelope(a.call("POST", "/v1/transit/keys/app-k/rotate"));
+  auto ct2 = encrypt(a, "app-k", "two");
+  REQUIRE(ct2.starts_with("vault:v2:"));
+  r = b.callj("POST", "/v1/transit/decrypt/app-k", json::value{{"ciphertext", ct2}});
+  check_envelope(r);
+  CHECK(r.str("plaintext") == b64("two"));
+  check_envelope(a.call("POST", "/v1/transit/keys/app-k/rotate"));
+  auto ct3 = encrypt(a, "app-k", "three");
+  r = b.callj("POST", "/v1/transit/decrypt/app-k",
+              json::value{{"batch_input", json::array{json::object{{"ciphertext", ct1}}, json::object{{"ciphertext", ct3}}}}});
+  REQUIRE(r.status == 200);
+  check_envelope(a.call("POST", "/v1/transit/keys/app-k/rotate"));
+  r = b.callj("POST", "/v1/transit/encrypt/app-k", json::value{{"plaintext", b64("four")}, {"key_version", 4}});
+  check_envelope(r);
+  CHECK(r.str("ciphertext").starts_with("vault:v4:"));
+  // b_local answers from memory: the version is too new for it.
+  check_error(b_local.callj("POST", "/v1/transit/decrypt/app-k", json::value{{"ciphertext", ct2}}), 400);
+
+  // Read, rotate and delete of a key only A has made.
+  check_envelope(a.call("POST", "/v1/transit/keys/app-other"));
+  r = b.call("GET", "/v1/transit/keys/app-other");
+  check_envelope(r);
+  CHECK(num(r.data().at("latest_version")) == 1);
+  r = b.call("POST", "/v1/transit/keys/app-k/rotate");  // B held it at 4 (re-read above): the store's 5
+  check_envelope(r);
+  CHECK(num(r.data().at("latest_version")) == 5);
+  check_envelope(a.callj("POST", "/v1/transit/keys/app-other/config", json::value{{"deletion_allowed", true}}));
+  // B's memory says deletion is not allowed; the store says it is.
+  REQUIRE(b.call("DELETE", "/v1/transit/keys/app-other").status == 204);
+  check_error(b.call("GET", "/v1/transit/keys/app-other"), 404);  // re-read: gone (A learns it from the watch)
 }

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "etcd_cluster.hpp"
+#include "poll.hpp"
 #include "rootseal/etcd/client.hpp"
 
 using namespace rootseal;
@@ -56,15 +57,7 @@ struct Loop {
   }
 };
 
-// Polls `cond` every 20 ms until it holds or `deadline` passes.
-bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds deadline) {
-  const auto until = Clock::now() + deadline;
-  while (Clock::now() < until) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(20ms);  // the poll interval
-  }
-  return cond();
-}
+using test::eventually;
 
 std::shared_ptr<Client> make_client(Loop& loop, std::vector<std::string> endpoints,
                                     std::chrono::milliseconds timeout = 1000ms) {

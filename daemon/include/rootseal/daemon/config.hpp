@@ -151,6 +151,24 @@ struct KmsPluginConfig {
   std::string key = "kubernetes";         // the transit key that wraps the seeds; created if missing
 };
 
+// The shared state store of a cluster of hosts (storage: etcd; docs/ha.md):
+// etcd 3.4+ through its v3 JSON gateway. The password is read from
+// password_file at start (never written in the configuration).
+struct EtcdSection {
+  std::vector<std::string> endpoints;  // "https://etcd-1:2379", ...; all http or all https
+  std::string prefix = "/rootseal/";   // every key of this cluster starts with it
+  std::string username;                // empty: etcd without authentication
+  std::filesystem::path password_file; // with username: a file readable only by the service user
+  std::filesystem::path ca_file;       // https: CA bundle of the members' certificates (empty: system store)
+  std::filesystem::path cert_file;     // https: client certificate (mutual TLS), with key_file
+  std::filesystem::path key_file;
+  std::string server_name;             // https: name to verify instead of the endpoint's host
+  bool allow_plaintext = false;        // http:// to a host that is not loopback
+  std::chrono::milliseconds connect_timeout{500};
+  std::chrono::milliseconds request_timeout{1000};
+  std::chrono::milliseconds watch_idle_timeout{300000};
+};
+
 struct LogConfig {
   std::string level = "info";    // trace, debug, info, warn, error
   std::string format = "logfmt"; // logfmt or json
@@ -168,6 +186,8 @@ struct Config {
   ListenConfig listen;
   ApiConfig api;
   std::filesystem::path state_dir = "/var/lib/rootseal";
+  std::string storage = "sqlite";  // "sqlite" (<state_dir>/rootseal.db) or "etcd" (the etcd section)
+  EtcdSection etcd;
   std::string root_of_trust = "pkcs11";  // "pkcs11" or "tpm"
   Pkcs11Section pkcs11;
   TpmSection tpm;

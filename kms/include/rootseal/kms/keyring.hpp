@@ -107,6 +107,18 @@ class Keyring {
   // deletion_not_allowed unless config.deletion_allowed.
   Result<void> remove(std::string_view name);
 
+  // For a store shared by several hosts (etcd): re-reads one key from the
+  // store and publishes what it holds now — new versions unwrapped (the ones
+  // already held are kept when their wrapped form is unchanged), its config,
+  // or its removal. Blocks (store, root of trust). A key whose new versions
+  // the root cannot unwrap is left as it was (the error says why).
+  Result<void> refresh(std::string_view name);
+  // The same for every key (after the store lost track of changes, e.g. an
+  // etcd compaction): keys gone from the store are dropped.
+  Result<void> reload();
+  // The latest version held in memory (not_found if the key is not held).
+  Result<std::uint32_t> latest_version(std::string_view name) const;
+
   Result<Encrypted> encrypt(std::string_view name, std::span<const std::uint8_t> plaintext,
                             const CryptoOptions& options) const;
   Result<SecureBytes> decrypt(std::string_view name, std::string_view ciphertext,

@@ -59,6 +59,13 @@ class StateStore {
   // Appends a version; `version.version` must be exactly latest + 1 (conflict otherwise).
   virtual Result<void> add_version(std::string_view name, const KeyVersionRecord& version) = 0;
   virtual Result<void> update_config(std::string_view name, const KeyConfig& config) = 0;
+  // The same, but conflict unless the stored config is still `expected` (a
+  // shared store: another host may have changed it). A store written by one
+  // host only (its keyring's writer lock orders the changes) ignores `expected`.
+  virtual Result<void> update_config_if(std::string_view name, const KeyConfig& expected, const KeyConfig& config) {
+    (void)expected;
+    return update_config(name, config);
+  }
   // Removes the key and every version; not_found if absent.
   virtual Result<void> delete_key(std::string_view name) = 0;
 
@@ -74,6 +81,21 @@ class StateStore {
 
   // Schema version of the open store (migrations run on open).
   [[nodiscard]] virtual int schema_version() const noexcept = 0;
+
+  // Called at unseal with the root's key check value, before load_all. A
+  // store shared by several hosts records it for the cluster on first use
+  // and refuses (sealed, with the reason) a root whose value differs: a host
+  // with a misrestored HSM must never write versions the others cannot
+  // unwrap. A store of one host accepts any.
+  virtual Result<void> check_root(std::string_view root_kcv) {
+    (void)root_kcv;
+    return {};
+  }
+
+  // True when other hosts write the same store (etcd): the keyring then
+  // re-reads a key before changing its config, and callers re-read a key
+  // (Keyring::refresh) before answering that a key or version is not there.
+  [[nodiscard]] virtual bool shared() const noexcept { return false; }
 };
 
 // Opens (creating if absent) the SQLite store at `path`: WAL journal,

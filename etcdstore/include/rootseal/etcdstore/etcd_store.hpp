@@ -1,0 +1,93 @@
+// rootseal::etcdstore — the state store on etcd (`storage: etcd`), shared by
+// every rootseald host of a cluster.
+//
+// Layout under the prefix: `<prefix>cluster/root_kcv` the key check value of
+// the cluster's root key (see check_root); `<prefix>keys/<name>` one transit key with
+// all its versions (wrapped by the root of trust; never plaintext material),
+// as Vault keeps one storage entry per key. Every mutation is one
+// compare-and-swap txn on that value: create compares create_revision == 0,
+// the others the mod_revision just read. A lost race is re-read: add_version
+// answers conflict when another host committed that version number (so no two
+// hosts ever commit one version with different material), the others retry on
+// the new value. A txn whose first answer was lost (the client sent it again)
+// recognises its own write by the wrapped bytes, which are random per version.
+//
+// Reads are linearizable. load_all reads one consistent revision (paged) and
+// falls back to a serializable read of the member it reaches when etcd has no
+// quorum, so a host can unseal from what its member holds; the watch then
+// brings it up to date once quorum is back. Errors while etcd cannot commit:
+// Errc::unavailable, with a message saying key changes wait for etcd.
+//
+// The StateStore calls block; never call them from the store's own thread
+// (the watch callbacks run on a worker thread of their own, where they may).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "rootseal/etcd/client.hpp"
+#include "rootseal/kms/state_store.hpp"
+
+namespace rootseal::etcdstore {
+
+struct EtcdStoreConfig {
+  etcd::ClientConfig client;
+  std::string prefix = "/rootseal/";  // every key of this cluster starts with it
+};
+
+// What the watch reports, on the store's worker thread, in revision order.
+struct WatchCallbacks {
+  std::function<void(const std::string& name)> changed;  // a key was created, changed or deleted
+  std::function<void()> reload;                           // changes were compacted away: re-read everything
+};
+
+class EtcdStore final : public kms::StateStore {
+ public:
+  // Starts the store's I/O thread; does not contact etcd (a host starts while
+  // etcd is down, and unseals when it is back).
+  static kms::Result<std::unique_ptr<EtcdStore>> open(EtcdStoreConfig config);
+  ~EtcdStore() override;
+  EtcdStore(const EtcdStore&) = delete;
+  EtcdStore& operator=(const EtcdStore&) = delete;
+
+  kms::Result<std::vector<kms::KeyRecord>> load_all() override;
+  kms::Result<std::optional<kms::KeyRecord>> find(std::string_view name) override;
+  kms::Result<std::vector<std::string>> list_names() override;
+  kms::Result<void> create_key(const kms::KeyRecord& key) override;
+  kms::Result<void> add_version(std::string_view name, const kms::KeyVersionRecord& version) override;
+  kms::Result<void> update_config(std::string_view name, const kms::KeyConfig& config) override;
+  kms::Result<void> update_config_if(std::string_view name, const kms::KeyConfig& expected,
+                                     const kms::KeyConfig& config) override;
+  kms::Result<void> delete_key(std::string_view name) override;
+  kms::Result<void> replace_wrapped(const std::vector<Rewrapped>& entries) override;
+  [[nodiscard]] int schema_version() const noexcept override;
+  // <prefix>cluster/root_kcv: created with the first host's root KCV (a txn
+  // on create_revision == 0); a root that differs is refused with sealed.
+  // Without quorum, a serializable read of the record still refuses a
+  // differing root (and lets an equal or unrecorded one unseal); writes
+  // (create_key, add_version) need the check to have passed against the
+  // quorum and refuse a version wrapped by any other root.
+  kms::Result<void> check_root(std::string_view root_kcv) override;
+  [[nodiscard]] bool shared() const noexcept override { return true; }
+
+  // Watches the keys from the revision after the last load_all (or from now,
+  // if none ran) until stop_watch() or destruction. A compaction past the
+  // watch's revision calls reload() and resumes from the compaction point;
+  // other failures are retried (the client fails over between endpoints).
+  void start_watch(WatchCallbacks callbacks);
+  void stop_watch();
+
+  [[nodiscard]] std::int64_t loaded_revision() const noexcept;  // of the last load_all; 0 before
+  [[nodiscard]] std::int64_t watched_revision() const noexcept;  // the last revision the watch delivered
+  [[nodiscard]] const std::string& prefix() const noexcept;
+
+  struct Impl;
+
+ private:
+  explicit EtcdStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rootseal::etcdstore

@@ -1,0 +1,477 @@
+// EtcdStore: kms::StateStore on etcd (see the header for the layout and the
+// rules). The etcd client is asynchronous; this store runs it on an
+// io_context of its own (one thread) and blocks the calling thread (the
+// daemon's blocking pool) on a future. Watch events are handed to a worker
+// thread, so the callbacks may call back into the store.
+#include "rootseal/etcdstore/etcd_store.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <variant>
+
+#include "key_record.hpp"
+#include "rootseal/kms/keyring.hpp"
+
+namespace rootseal::etcdstore {
+namespace {
+
+namespace asio = boost::asio;
+using kms::Errc;
+using kms::fail;
+using kms::Result;
+
+constexpr int kMaxAttempts = 16;        // CAS rounds before a mutation gives up (conflict)
+constexpr std::int64_t kPageSize = 256;  // keys per range page
+constexpr std::size_t kMaxTxnKeys = 64;  // etcd's --max-txn-ops is 128 (compares and puts)
+
+std::string key_name(std::string_view name) { return "'" + std::string(name) + "'"; }
+
+// An etcd failure of a mutation, worded for the operator and the client.
+kms::Error write_failed(const kms::Error& e) {
+  if (e.code == Errc::unavailable) {
+    return {Errc::unavailable,
+            "etcd is unavailable (no quorum or no member reachable): key changes are refused until it is back; "
+            "encrypt and decrypt keep working (" + e.message + ")"};
+  }
+  return {e.code == Errc::permission_denied ? Errc::permission_denied : Errc::storage_failure, e.message};
+}
+
+// Reads and writes fail alike: a key change starts with a read.
+kms::Error read_failed(const kms::Error& e) { return write_failed(e); }
+
+}  // namespace
+
+struct EtcdStore::Impl {
+  std::string prefix;
+  std::chrono::milliseconds watch_retry{1000};
+  std::string keys_prefix;  // <prefix>keys/
+  asio::io_context io;
+  asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
+  std::shared_ptr<etcd::Client> client;
+  std::thread io_thread;
+
+  std::string root_kcv_key;  // <prefix>cluster/root_kcv
+  std::mutex root_mu;
+  std::optional<std::string> joined_kcv;  // the cluster's root KCV, once checked against the quorum
+
+  std::atomic<std::int64_t> loaded_revision{0};
+  std::atomic<std::int64_t> watched_revision{0};
+
+  // The watch: its control, and the queue its worker drains.
+  std::mutex watch_mu;
+  std::condition_variable watch_cv;
+  std::deque<std::variant<std::string, std::monostate>> queue;  // a name, or monostate: reload
+  bool watch_stopping = false;
+  bool watching = false;
+  net::StreamControl control;
+  std::shared_ptr<asio::steady_timer> retry_timer;
+  std::thread worker;
+  std::promise<void> watch_done;
+  std::future<void> watch_finished;
+
+  ~Impl() {
+    work.reset();
+    io.stop();
+    if (io_thread.joinable()) io_thread.join();
+  }
+
+  std::string key_of(std::string_view name) const { return keys_prefix + std::string(name); }
+
+  // Runs one client call on the store's thread and waits for it.
+  template <class T>
+  T run(asio::awaitable<T> call) {
+    return asio::co_spawn(io, std::move(call), asio::use_future).get();
+  }
+
+  // The current value of one key and its mod_revision (nullopt: absent).
+  struct Current {
+    kms::KeyRecord record;
+    std::int64_t mod_revision = 0;
+  };
+  Result<std::optional<Current>> read(std::string_view name) {
+    etcd::RangeRequest req;
+    req.key = key_of(name);
+    auto r = run(client->range(std::move(req)));
+    if (!r) return std::unexpected(read_failed(r.error()));
+    if (r->kvs.empty()) return std::optional<Current>{};
+    Current c;
+    ROOTSEAL_TRY_ASSIGN(c.record, detail::parse_key_record(r->kvs.front().value, name));
+    c.mod_revision = r->kvs.front().mod_revision;
+    return std::optional<Current>(std::move(c));
+  }
+
+  // Puts `record` if the key's mod_revision is still `mod_revision`.
+  Result<etcd::TxnResponse> cas_put(const kms::KeyRecord& record, std::int64_t mod_revision) {
+    etcd::TxnRequest txn;
+    txn.compare.push_back(etcd::Compare::mod_revision(key_of(record.name), mod_revision));
+    txn.success.emplace_back(etcd::PutRequest{key_of(record.name), detail::serialize_key_record(record), 0, false});
+    auto r = run(client->txn(std::move(txn)));
+    if (!r) return std::unexpected(write_failed(r.error()));
+    return r;
+  }
+
+  // Pages through every key under <prefix>keys/ at one revision (the first
+  // page's), calling `each` for every key-value. serializable: from the
+  // member reached, without quorum. Returns the revision read.
+  Result<std::int64_t> scan(bool keys_only, bool serializable,
+                            const std::function<Result<void>(const etcd::KeyValue&)>& each) {
+    std::string from = keys_prefix;
+    const std::string end = etcd::prefix_end(keys_prefix);
+    std::int64_t revision = 0;
+    for (;;) {
+      etcd::RangeRequest req;
+      req.key = from;
+      req.range_end = end;
+      req.revision = revision;
+      req.limit = kPageSize;
+      req.keys_only = keys_only;
+      req.serializable = serializable;
+      auto r = run(client->range(std::move(req)));
+      if (!r) return std::unexpected(read_failed(r.error()));
+      if (revision == 0) revision = r->header.revision;
+      for (const auto& kv : r->kvs) ROOTSEAL_TRY(each(kv));
+      if (!r->more || r->kvs.empty()) break;
+      from = r->kvs.back().key;
+      from.push_back('\0');  // the next key after the last one read
+    }
+    return revision;
+  }
+
+  Result<std::vector<kms::KeyRecord>> load(bool serializable) {
+    std::vector<kms::KeyRecord> out;
+    ROOTSEAL_LET(revision, scan(false, serializable, [&](const etcd::KeyValue& kv) -> Result<void> {
+      kms::KeyRecord rec;
+      ROOTSEAL_TRY_ASSIGN(rec, detail::parse_key_record(kv.value, std::string_view(kv.key).substr(keys_prefix.size())));
+      out.push_back(std::move(rec));
+      return {};
+    }));
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+    loaded_revision.store(revision);
+    return out;
+  }
+
+  // update_config(_if): the config written over the value read, if that
+  // value's config is still `expected` (when given).
+  Result<void> write_config(std::string_view name, const kms::KeyConfig* expected, const kms::KeyConfig& config);
+
+  // The root KCV check (see the header): records `kcv` if the cluster has
+  // none; ok when the recorded one is equal.
+  Result<void> check_root(std::string_view kcv, bool for_write) {
+    {
+      std::lock_guard lock(root_mu);
+      if (joined_kcv) return same_root(kcv, *joined_kcv);
+    }
+    etcd::TxnRequest txn;
+    txn.compare.push_back(etcd::Compare::create_revision(root_kcv_key, 0));
+    txn.success.emplace_back(etcd::PutRequest{root_kcv_key, std::string(kcv), 0, false});
+    txn.failure.emplace_back(etcd::RangeRequest{root_kcv_key, {}, 0, 0, false, false});
+    auto r = run(client->txn(std::move(txn)));
+    if (!r) {
+      if (for_write || r.error().code != Errc::unavailable) return std::unexpected(write_failed(r.error()));
+      // No quorum at unseal: what the reachable member holds still refuses a
+      // differing root; the record is written (and checked) by the first write.
+      etcd::RangeRequest req;
+      req.key = root_kcv_key;
+      req.serializable = true;
+      auto local = run(client->range(std::move(req)));
+      if (local && !local->kvs.empty()) return same_root(kcv, local->kvs.front().value);
+      return {};
+    }
+    std::string recorded(kcv);
+    if (!r->succeeded) {
+      const auto* range = r->responses.empty() ? nullptr : std::get_if<etcd::RangeResponse>(&r->responses.front());
+      if (range == nullptr || range->kvs.empty()) {
+        return fail(Errc::unavailable, "etcd store: the cluster's root key check value changed while it was read");
+      }
+      recorded = range->kvs.front().value;
+    }
+    ROOTSEAL_TRY(same_root(kcv, recorded));
+    std::lock_guard lock(root_mu);
+    joined_kcv = recorded;
+    return {};
+  }
+
+  Result<void> same_root(std::string_view kcv, std::string_view cluster) const {
+    if (kcv == cluster) return {};
+    return fail(Errc::sealed, "this host's root key (kcv " + std::string(kcv) + ") is not the cluster's (kcv " +
+                                  std::string(cluster) + ", recorded in etcd at " + root_kcv_key +
+                                  "): it stays sealed and writes nothing; restore the cluster's root key into its HSM");
+  }
+
+  void enqueue(std::variant<std::string, std::monostate> item) {
+    {
+      std::lock_guard lock(watch_mu);
+      queue.push_back(std::move(item));
+    }
+    watch_cv.notify_one();
+  }
+
+  void work_queue(const WatchCallbacks& cb) {
+    for (;;) {
+      std::variant<std::string, std::monostate> item;
+      {
+        std::unique_lock lock(watch_mu);
+        watch_cv.wait(lock, [&] { return watch_stopping || !queue.empty(); });
+        if (watch_stopping) return;
+        item = std::move(queue.front());
+        queue.pop_front();
+      }
+      if (const auto* name = std::get_if<std::string>(&item)) {
+        if (cb.changed) cb.changed(*name);
+      } else if (cb.reload) {
+        cb.reload();
+      }
+    }
+  }
+
+  asio::awaitable<void> watch_loop(std::int64_t start) {
+    std::int64_t next = start;
+    const std::string end = etcd::prefix_end(keys_prefix);
+    while (!control.cancelled()) {
+      etcd::WatchRequest req;
+      req.key = keys_prefix;
+      req.range_end = end;
+      req.start_revision = next;
+      auto handler = [this](std::span<const etcd::Event> events, const etcd::ResponseHeader&) {
+        for (const auto& e : events) {
+          if (e.kv.key.size() > keys_prefix.size()) enqueue(e.kv.key.substr(keys_prefix.size()));
+          watched_revision.store(std::max(watched_revision.load(), e.kv.mod_revision));
+        }
+      };
+      auto ended = co_await client->watch(std::move(req), handler, control);
+      if (control.cancelled()) break;
+      if (ended && ended->reason == etcd::WatchEnd::Reason::compacted) {
+        enqueue(std::monostate{});
+        next = ended->compact_revision;
+        continue;
+      }
+      if (ended && ended->next_revision > 0) next = ended->next_revision;
+      if (!ended && watched_revision.load() > 0) next = std::max(next, watched_revision.load() + 1);
+      // A refusal retrying cannot cure at once (RBAC, a bad request): wait a
+      // moment, then try again (the operator may fix the role meanwhile).
+      {
+        std::lock_guard lock(watch_mu);
+        retry_timer = std::make_shared<asio::steady_timer>(io, watch_retry);
+      }
+      co_await retry_timer->async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+  }
+};
+
+Result<std::unique_ptr<EtcdStore>> EtcdStore::open(EtcdStoreConfig config) {
+  if (config.prefix.empty() || config.prefix.back() != '/') {
+    return fail(Errc::invalid_argument, "etcd store: the prefix must end with '/'");
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->keys_prefix = config.prefix + "keys/";
+  impl->root_kcv_key = config.prefix + "cluster/root_kcv";
+  impl->prefix = config.prefix;
+  impl->watch_retry = config.client.watch_retry_max;
+  auto client = etcd::Client::create(impl->io.get_executor(), std::move(config.client));
+  if (!client) return std::unexpected(client.error());
+  impl->client = std::move(*client);
+  impl->io_thread = std::thread([io = &impl->io] { io->run(); });
+  return std::unique_ptr<EtcdStore>(new EtcdStore(std::move(impl)));
+}
+
+EtcdStore::EtcdStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+EtcdStore::~EtcdStore() { stop_watch(); }
+
+Result<std::vector<kms::KeyRecord>> EtcdStore::load_all() {
+  auto all = impl_->load(false);
+  if (!all && all.error().code == Errc::unavailable) return impl_->load(true);
+  return all;
+}
+
+Result<std::optional<kms::KeyRecord>> EtcdStore::find(std::string_view name) {
+  ROOTSEAL_LET(current, impl_->read(name));
+  if (!current) return std::optional<kms::KeyRecord>{};
+  return std::optional<kms::KeyRecord>(std::move(current->record));
+}
+
+Result<std::vector<std::string>> EtcdStore::list_names() {
+  std::vector<std::string> names;
+  ROOTSEAL_TRY(impl_->scan(true, false, [&](const etcd::KeyValue& kv) -> Result<void> {
+    names.push_back(kv.key.substr(impl_->keys_prefix.size()));
+    return {};
+  }));
+  return names;
+}
+
+Result<void> EtcdStore::check_root(std::string_view root_kcv) { return impl_->check_root(root_kcv, false); }
+
+Result<void> EtcdStore::create_key(const kms::KeyRecord& key) {
+  ROOTSEAL_TRY(kms::validate_key_name(key.name));
+  for (const auto& v : key.versions) ROOTSEAL_TRY(impl_->check_root(v.root_kcv, true));
+  etcd::TxnRequest txn;
+  txn.compare.push_back(etcd::Compare::create_revision(impl_->key_of(key.name), 0));
+  txn.success.emplace_back(etcd::PutRequest{impl_->key_of(key.name), detail::serialize_key_record(key), 0, false});
+  auto r = impl_->run(impl_->client->txn(std::move(txn)));
+  if (!r) return std::unexpected(write_failed(r.error()));
+  if (r->succeeded) return {};
+  if (r->attempts > 1) {
+    // Sent again after a lost answer: our first attempt may be what is there.
+    ROOTSEAL_LET(current, impl_->read(key.name));
+    if (current && !current->record.versions.empty() && !key.versions.empty() &&
+        current->record.versions.front().wrapped_key == key.versions.front().wrapped_key) {
+      return {};
+    }
+  }
+  return fail(Errc::already_exists, "key " + key_name(key.name) + " already exists");
+}
+
+Result<void> EtcdStore::add_version(std::string_view name, const kms::KeyVersionRecord& version) {
+  ROOTSEAL_TRY(impl_->check_root(version.root_kcv, true));
+  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    ROOTSEAL_LET(current, impl_->read(name));
+    if (!current) return fail(Errc::not_found, "key " + key_name(name) + " not found");
+    auto& versions = current->record.versions;
+    const auto latest = static_cast<std::uint32_t>(versions.size());
+    if (version.version <= latest) {
+      // Ours (an earlier attempt whose answer was lost) or another host's.
+      if (versions[version.version - 1].wrapped_key == version.wrapped_key) return {};
+      return fail(Errc::conflict, "key " + key_name(name) + " already has version " + std::to_string(version.version) +
+                                      " (another host rotated it)");
+    }
+    if (version.version != latest + 1) {
+      return fail(Errc::conflict, "key " + key_name(name) + ": version " + std::to_string(version.version) +
+                                      " does not follow the latest, " + std::to_string(latest));
+    }
+    versions.push_back(version);
+    ROOTSEAL_LET(txn, impl_->cas_put(current->record, current->mod_revision));
+    if (txn.succeeded) return {};
+  }
+  return fail(Errc::conflict, "key " + key_name(name) + " changed too often to rotate it; try again");
+}
+
+Result<void> EtcdStore::update_config(std::string_view name, const kms::KeyConfig& config) {
+  return impl_->write_config(name, nullptr, config);
+}
+
+Result<void> EtcdStore::update_config_if(std::string_view name, const kms::KeyConfig& expected,
+                                         const kms::KeyConfig& config) {
+  return impl_->write_config(name, &expected, config);
+}
+
+Result<void> EtcdStore::Impl::write_config(std::string_view name, const kms::KeyConfig* expected,
+                                           const kms::KeyConfig& config) {
+  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    ROOTSEAL_LET(current, read(name));
+    if (!current) return fail(Errc::not_found, "key " + key_name(name) + " not found");
+    if (current->record.config == config) return {};
+    if (expected != nullptr && !(current->record.config == *expected)) {
+      return fail(Errc::conflict, "key " + key_name(name) + ": its config was changed meanwhile");
+    }
+    const auto latest = static_cast<std::uint32_t>(current->record.versions.size());
+    if (config.min_decryption_version > latest || config.min_encryption_version > latest) {
+      return fail(Errc::invalid_argument, "key " + key_name(name) + ": a minimum version above the latest, " +
+                                              std::to_string(latest));
+    }
+    current->record.config = config;
+    ROOTSEAL_LET(txn, cas_put(current->record, current->mod_revision));
+    if (txn.succeeded) return {};
+  }
+  return fail(Errc::conflict, "key " + key_name(name) + " changed too often to configure it; try again");
+}
+
+Result<void> EtcdStore::delete_key(std::string_view name) {
+  etcd::TxnRequest txn;
+  txn.compare.push_back(etcd::Compare::create_revision(impl_->key_of(name), 0, etcd::Compare::Result::greater));
+  txn.success.emplace_back(etcd::DeleteRequest{impl_->key_of(name), {}, false});
+  auto r = impl_->run(impl_->client->txn(std::move(txn)));
+  if (!r) return std::unexpected(write_failed(r.error()));
+  // Sent again after a lost answer: the key is gone either way.
+  if (r->succeeded || r->attempts > 1) return {};
+  return fail(Errc::not_found, "key " + key_name(name) + " not found");
+}
+
+Result<void> EtcdStore::replace_wrapped(const std::vector<Rewrapped>& entries) {
+  std::map<std::string, std::vector<const Rewrapped*>, std::less<>> by_key;
+  for (const auto& e : entries) by_key[e.name].push_back(&e);
+  if (by_key.size() > kMaxTxnKeys) {
+    return fail(Errc::invalid_argument, "etcd store: a rewrap of more than " + std::to_string(kMaxTxnKeys) +
+                                            " keys does not fit one etcd transaction");
+  }
+  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    etcd::TxnRequest txn;
+    for (const auto& [name, list] : by_key) {
+      ROOTSEAL_LET(current, impl_->read(name));
+      if (!current) return fail(Errc::not_found, "key " + key_name(name) + " not found");
+      for (const Rewrapped* e : list) {
+        if (e->version == 0 || e->version > current->record.versions.size()) {
+          return fail(Errc::not_found, "key " + key_name(name) + " has no version " + std::to_string(e->version));
+        }
+        auto& v = current->record.versions[e->version - 1];
+        v.wrapped_key = e->wrapped_key;
+        v.root_kcv = e->root_kcv;
+      }
+      txn.compare.push_back(etcd::Compare::mod_revision(impl_->key_of(name), current->mod_revision));
+      txn.success.emplace_back(
+          etcd::PutRequest{impl_->key_of(name), detail::serialize_key_record(current->record), 0, false});
+    }
+    auto r = impl_->run(impl_->client->txn(std::move(txn)));
+    if (!r) return std::unexpected(write_failed(r.error()));
+    if (r->succeeded) return {};
+  }
+  return fail(Errc::conflict, "etcd store: the keys changed too often to rewrap them; try again");
+}
+
+int EtcdStore::schema_version() const noexcept { return detail::kRecordFormat; }
+
+void EtcdStore::start_watch(WatchCallbacks callbacks) {
+  Impl& s = *impl_;
+  {
+    std::lock_guard lock(s.watch_mu);
+    if (s.watching) return;
+    s.watching = true;
+    s.watch_stopping = false;
+  }
+  const std::int64_t loaded = s.loaded_revision.load();
+  const std::int64_t start = loaded > 0 ? loaded + 1 : 0;
+  s.worker = std::thread([&s, cb = std::move(callbacks)] { s.work_queue(cb); });
+  s.watch_finished = s.watch_done.get_future();
+  asio::co_spawn(s.io, s.watch_loop(start), [&s](std::exception_ptr) { s.watch_done.set_value(); });
+}
+
+void EtcdStore::stop_watch() {
+  Impl& s = *impl_;
+  {
+    std::lock_guard lock(s.watch_mu);
+    if (!s.watching) return;
+    s.watching = false;
+    s.watch_stopping = true;
+  }
+  s.control.cancel();
+  asio::post(s.io, [&s] {
+    std::lock_guard lock(s.watch_mu);
+    if (s.retry_timer) s.retry_timer->cancel();
+  });
+  s.watch_finished.wait();
+  s.watch_cv.notify_all();
+  if (s.worker.joinable()) s.worker.join();
+}
+
+std::int64_t EtcdStore::loaded_revision() const noexcept { return impl_->loaded_revision.load(); }
+std::int64_t EtcdStore::watched_revision() const noexcept { return impl_->watched_revision.load(); }
+const std::string& EtcdStore::prefix() const noexcept { return impl_->prefix; }
+
+}  // namespace rootseal::etcdstore

@@ -1,0 +1,72 @@
+// Fuzz target: the value of one transit key as the etcd state store reads it
+// back from etcd (etcdstore/src/key_record.cpp) — whatever any writer of the
+// prefix left there.
+//
+// Input: line 1 the key name (as the etcd key carries it after
+// "<prefix>keys/"); the rest is the value.
+// Properties beyond "no crash, no sanitizer report, no leak":
+//  - a refusal is storage_failure with a message starting "etcd store: ";
+//  - a record that parses keeps the invariants the keyring relies on
+//    (its name, versions 1..N without gaps, N >= 1, minimum versions within
+//    1..N, wrapped keys non-empty);
+//  - it re-encodes to a value that parses to the same record, and that
+//    re-encoding is a fixed point.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "fuzz_util.hpp"
+#include "key_record.hpp"
+
+using namespace rootseal;
+namespace detail = rootseal::etcdstore::detail;
+using kms::Errc;
+
+namespace {
+
+bool same(const kms::KeyRecord& a, const kms::KeyRecord& b) {
+  if (a.name != b.name || a.type != b.type || a.derived != b.derived || a.created_unix != b.created_unix ||
+      !(a.config == b.config) || a.versions.size() != b.versions.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < a.versions.size(); ++i) {
+    const auto& x = a.versions[i];
+    const auto& y = b.versions[i];
+    if (x.version != y.version || x.created_unix != y.created_unix || x.wrapped_key != y.wrapped_key ||
+        x.root_kcv != y.root_kcv) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  std::string_view in = fuzz::as_text(data, size);
+  const std::string_view name = fuzz::next_line(in);
+  auto rec = detail::parse_key_record(in, name);
+  if (!rec) {
+    fuzz::require_clean_error(rec.error(), {Errc::storage_failure}, "key record refusal");
+    fuzz::require(rec.error().message.starts_with("etcd store: "), "refusals start with etcd store:");
+    return 0;
+  }
+  fuzz::require(rec->name == name, "the record is the named key's");
+  fuzz::require(!rec->versions.empty(), "a record has versions");
+  for (std::size_t i = 0; i < rec->versions.size(); ++i) {
+    fuzz::require(rec->versions[i].version == i + 1, "versions are 1..N without gaps");
+    fuzz::require(!rec->versions[i].wrapped_key.empty(), "every version has a wrapped key");
+  }
+  const auto latest = static_cast<std::uint32_t>(rec->versions.size());
+  fuzz::require(rec->config.min_decryption_version >= 1 && rec->config.min_decryption_version <= latest,
+                "min_decryption_version within 1..N");
+  fuzz::require(rec->config.min_encryption_version <= latest, "min_encryption_version within 0..N");
+
+  const std::string text = detail::serialize_key_record(*rec);
+  auto again = detail::parse_key_record(text, name);
+  fuzz::require(again.has_value(), "a re-encoded record parses");
+  fuzz::require(same(*rec, *again), "a re-encoded record is the same record");
+  fuzz::require(detail::serialize_key_record(*again) == text, "re-encoding is a fixed point");
+  return 0;
+}

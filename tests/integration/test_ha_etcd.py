@@ -1,0 +1,407 @@
+"""Two rootseald hosts sharing one keyring on a real three-member etcd
+(storage: etcd; docs/ha.md).
+
+Each host has its own SoftHSM2 token holding the same root key: `rootseal
+ceremony init` makes it on token A (two custodians, threshold 2) and
+`ceremony restore` imports it into token B from the two sealed shares. Both
+hosts point at the same etcd members (Debian's /usr/bin/etcd, started here on
+free loopback ports) with authentication on: the hosts log in as a user whose
+role covers the prefix only, its password read from a private file. Clients
+are hvac.
+
+  - create on A, encrypt on A, decrypt on B (B re-reads the key it has not seen);
+  - rotate on B, A decrypts the new version; a further rotate on B reaches A's
+    keyring through the watch (A's key read shows it without any request naming it);
+  - the values in etcd hold wrapped keys only (their fields checked; the
+    plaintexts sent are in none of them);
+  - two etcd members killed: rotate answers 503 with the reason on both
+    hosts while encrypt and decrypt keep working; members back: rotate
+    works again without a restart, and the other host follows;
+  - a third host whose token holds another root key stays sealed with that
+    reason and writes nothing;
+  - Vault's transit-seal sequence against A; A SIGKILLed; the sequence
+    against B opens every blob A made.
+Waits poll a condition with a deadline.
+"""
+import base64
+import json
+import os
+import subprocess
+import time
+import unittest
+import urllib.request
+
+import hvac
+
+from rootseal_testlib import free_port, rmtree, sha256_hex, tempdir, write_private, make_softhsm
+
+ROOTSEALD = os.environ["ROOTSEALD"]
+ROOTSEAL = os.environ["ROOTSEAL_CLI"]
+MODULE = os.environ.get("SOFTHSM2_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
+ETCD = "/usr/bin/etcd"
+TOKEN = "rs.ha-test-token-0123456789abcdef0123456789abcdef"
+SEAL_TOKEN = "s.vault-transit-seal-token-for-the-ha-test"  # renewable, 1 h, policy autounseal
+ROOT_PASSWORD = "etcd-root-pw-for-the-test"
+ETCD_USER = "rootseal"
+ETCD_PASSWORD = "etcd-rootseal-pw-for-the-test"
+PREFIX = "/rootseal-ha/"
+
+
+def poll(predicate, what, timeout=30):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except (OSError, hvac.exceptions.VaultError) as e:
+            last = e
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for %s (last %r)" % (what, last))
+
+
+class Etcd:
+    """Three etcd members on free loopback ports, each with its own data folder."""
+
+    def __init__(self, base):
+        self.base = base
+        self.members = []
+        for i in range(3):
+            self.members.append({"name": "m%d" % i, "client": free_port(), "peer": free_port(),
+                                 "data": os.path.join(base, "m%d" % i), "proc": None})
+        self.initial = ",".join("%s=http://127.0.0.1:%d" % (m["name"], m["peer"]) for m in self.members)
+        for i in range(3):
+            self.start(i, new=True)
+        for i in range(3):
+            self.wait_healthy(i)
+
+    def start(self, i, new=False):
+        m = self.members[i]
+        log = open(os.path.join(self.base, m["name"] + ".log"), "ab")
+        args = [ETCD, "--name", m["name"], "--data-dir", m["data"],
+                "--listen-client-urls", "http://127.0.0.1:%d" % m["client"],
+                "--advertise-client-urls", "http://127.0.0.1:%d" % m["client"],
+                "--listen-peer-urls", "http://127.0.0.1:%d" % m["peer"],
+                "--initial-advertise-peer-urls", "http://127.0.0.1:%d" % m["peer"],
+                "--initial-cluster", self.initial, "--initial-cluster-token", "rootseal-ha-test",
+                "--initial-cluster-state", "new" if new else "existing", "--log-level", "error"]
+        m["proc"] = subprocess.Popen(args, stdout=log, stderr=log)
+        log.close()
+
+    def endpoint(self, i):
+        return "http://127.0.0.1:%d" % self.members[i]["client"]
+
+    def healthy(self, i):
+        with urllib.request.urlopen(self.endpoint(i) + "/health", timeout=2) as r:
+            return json.loads(r.read()).get("health") == "true"
+
+    def wait_healthy(self, i, timeout=60):
+        poll(lambda: self.healthy(i), "etcd member %d healthy" % i, timeout)
+
+    def kill(self, i):
+        p = self.members[i]["proc"]
+        p.kill()
+        p.wait()
+
+    def etcdctl(self, *args, stdin=b""):
+        p = subprocess.run(["/usr/bin/etcdctl", "--endpoints=" + self.endpoint(0)] + list(args), input=stdin,
+                           capture_output=True, env=dict(os.environ, ETCDCTL_API="3"), timeout=60)
+        if p.returncode != 0:
+            raise AssertionError("etcdctl %s: %s" % (" ".join(args), p.stderr.decode(errors="replace")))
+
+    def enable_auth(self, prefix, user, password):
+        """root (for the test's own reads) and `user` with a role on `prefix` only."""
+        self.etcdctl("user", "add", "root", "--interactive=false", stdin=ROOT_PASSWORD.encode() + b"\n")
+        self.etcdctl("role", "add", "rootseal")
+        self.etcdctl("role", "grant-permission", "rootseal", "--prefix=true", "readwrite", prefix)
+        self.etcdctl("user", "add", user, "--interactive=false", stdin=password.encode() + b"\n")
+        self.etcdctl("user", "grant-role", user, "rootseal")
+        self.etcdctl("auth", "enable")
+
+    def post(self, path, body, token=None):
+        headers = {"Authorization": token} if token else {}
+        req = urllib.request.Request(self.endpoint(0) + path, data=json.dumps(body).encode(), method="POST",
+                                     headers=headers)
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return json.loads(r.read())
+
+    def range_prefix(self, prefix):
+        """Every key under prefix and its value, read as etcd's root user."""
+        token = self.post("/v3/auth/authenticate", {"name": "root", "password": ROOT_PASSWORD})["token"]
+        answer = self.post("/v3/kv/range", {
+            "key": base64.b64encode(prefix.encode()).decode(),
+            "range_end": base64.b64encode(prefix[:-1].encode() + bytes([ord(prefix[-1]) + 1])).decode()}, token)
+        return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv["value"]) for kv in answer.get("kvs", [])}
+
+    def close(self):
+        for m in self.members:
+            if m["proc"] is not None and m["proc"].poll() is None:
+                m["proc"].kill()
+                m["proc"].wait()
+
+
+class HaEtcdTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempdir("rootseal-ha-")
+        cls.etcd = Etcd(cls.dir)
+        cls.env = make_softhsm(os.path.join(cls.dir, "hsm"), "A")
+        for label in ("B", "C"):
+            subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--so-pin", "0000",
+                            "--pin", "1234"], check=True, env=cls.env, stdout=subprocess.DEVNULL)
+        cls.pin = os.path.join(cls.dir, "pin")
+        write_private(cls.pin, "1234\n")
+        cls.etcd.enable_auth(PREFIX, ETCD_USER, ETCD_PASSWORD)
+        cls.etcd_password = os.path.join(cls.dir, "etcd-password")
+        write_private(cls.etcd_password, ETCD_PASSWORD + "\n")
+        cls.make_shared_root()
+        cls.hosts = {}
+        for label in ("A", "B"):
+            cls.hosts[label] = cls.start_host(label)
+        cls.clients = {label: hvac.Client(url="http://127.0.0.1:%d" % h["port"], token=TOKEN, timeout=30)
+                       for label, h in cls.hosts.items()}
+        for label in cls.hosts:
+            poll(lambda: cls.health(label) == 200, "host %s unsealed" % label, 60)
+
+    @classmethod
+    def tearDownClass(cls):
+        for h in cls.hosts.values():
+            if h["proc"].poll() is None:
+                h["proc"].terminate()
+                h["proc"].wait(timeout=30)
+        cls.etcd.close()
+        rmtree(cls.dir)
+
+    @classmethod
+    def cli(cls, args, token):
+        r_fd, w_fd = os.pipe()
+        os.write(w_fd, b"1234\n")
+        os.close(w_fd)
+        try:
+            p = subprocess.run([ROOTSEAL] + args + ["--module", MODULE, "--token", token, "--pin-fd", str(r_fd)],
+                               capture_output=True, env=cls.env, timeout=120, pass_fds=(r_fd,))
+        finally:
+            os.close(r_fd)
+        if p.returncode != 0:
+            raise AssertionError("rootseal %s: %s" % (" ".join(args), p.stderr.decode(errors="replace")))
+        return p.stdout.decode()
+
+    @classmethod
+    def make_shared_root(cls):
+        """The same root key on tokens A and B, through a two-custodian ceremony."""
+        keys = os.path.join(cls.dir, "keys")
+        os.makedirs(keys)
+        custodians = []
+        for name in ("alice", "bob"):
+            key = os.path.join(keys, name + ".key")
+            subprocess.run(["openssl", "genpkey", "-algorithm", "X25519", "-out", key], check=True, capture_output=True)
+            subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-out", key + ".pub"], check=True)
+            custodians += ["--custodian", "%s=%s.pub" % (name, key)]
+        shares = os.path.join(cls.dir, "shares")
+        transcript = os.path.join(cls.dir, "transcript")
+        cls.cli(["ceremony", "init", "--threshold", "2", "--out", shares, "--transcript-dir", transcript,
+                 "--officer", "Olga", "--witness", "Walt"] + custodians, "A")
+        files = sorted(os.path.join(shares, f) for f in os.listdir(shares))
+        restore = ["ceremony", "restore", "--transcript-dir", transcript]
+        for f, name in zip(files, ("alice", "bob")):
+            restore += ["--share", f, "--key", os.path.join(keys, name + ".key")]
+        cls.cli(restore, "B")
+
+    @classmethod
+    def start_host(cls, label, generate_key=False):
+        port = free_port()
+        config = os.path.join(cls.dir, "rootseald-%s.yaml" % label)
+        endpoints = ", ".join('"%s"' % cls.etcd.endpoint(i) for i in range(3))
+        with open(config, "w") as f:
+            f.write("listen:\n  address: 127.0.0.1:%d\n  allow_plaintext: true\n"
+                    "state_dir: %s/state-%s\n"
+                    "pkcs11:\n  module: %s\n  token_label: %s\n  generate_key: %s\n"
+                    "pin:\n  sources: [file]\n  file: %s\n"
+                    "seal:\n  probe_interval: 200ms\n"
+                    "storage: etcd\n"
+                    "etcd:\n  endpoints: [%s]\n  prefix: %s\n  request_timeout: 1s\n"
+                    "  username: %s\n  password_file: %s\n"
+                    "policies:\n  autounseal:\n    keys: [autounseal]\n    operations: [encrypt, decrypt]\n"
+                    "tokens:\n  - name: ha-test\n    sha256: %s\n    policies: [root]\n"
+                    "  - name: vault-seal\n    sha256: %s\n    policies: [autounseal]\n    ttl: 1h\n"
+                    "    renewable: true\n"
+                    % (port, cls.dir, label, MODULE, label, "true" if generate_key else "false", cls.pin, endpoints,
+                       PREFIX, ETCD_USER, cls.etcd_password, sha256_hex(TOKEN), sha256_hex(SEAL_TOKEN)))
+        log = open(os.path.join(cls.dir, "rootseald-%s.log" % label), "ab")
+        proc = subprocess.Popen([ROOTSEALD, "--config", config, "--allow-root"], stdout=subprocess.DEVNULL,
+                                stderr=log, env=cls.env)
+        log.close()
+        return {"port": port, "proc": proc, "log": os.path.join(cls.dir, "rootseald-%s.log" % label)}
+
+    @classmethod
+    def health(cls, label):
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/v1/sys/health" % cls.hosts[label]["port"],
+                                        timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    def log(self, label):
+        with open(self.hosts[label]["log"], "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def encrypt(self, label, key, text):
+        r = self.clients[label].secrets.transit.encrypt_data(key, base64.b64encode(text).decode())
+        return r["data"]["ciphertext"]
+
+    def decrypt(self, label, key, ciphertext):
+        r = self.clients[label].secrets.transit.decrypt_data(key, ciphertext)
+        return base64.b64decode(r["data"]["plaintext"])
+
+    def latest(self, label, key):
+        return self.clients[label].secrets.transit.read_key(key)["data"]["latest_version"]
+
+    def raw_rotate(self, label, key):
+        """POST keys/<key>/rotate without hvac's exceptions: (status, body)."""
+        req = urllib.request.Request("http://127.0.0.1:%d/v1/transit/keys/%s/rotate" % (self.hosts[label]["port"], key),
+                                     data=b"{}", method="POST", headers={"X-Vault-Token": TOKEN})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def test_1_hosts_share_one_keyring(self):
+        a, b = self.clients["A"], self.clients["B"]
+        a.secrets.transit.create_key("orders")
+        ct1 = self.encrypt("A", "orders", b"first secret")
+        self.assertTrue(ct1.startswith("vault:v1:"))
+        self.assertEqual(self.decrypt("B", "orders", ct1), b"first secret")
+
+        b.secrets.transit.rotate_key("orders")
+        ct2 = self.encrypt("B", "orders", b"second secret")
+        self.assertTrue(ct2.startswith("vault:v2:"), ct2)
+        self.assertEqual(self.decrypt("A", "orders", ct2), b"second secret")
+        self.assertEqual(self.decrypt("A", "orders", ct1), b"first secret")
+
+        # Through the watch alone: A's key read (no version named) catches up.
+        b.secrets.transit.rotate_key("orders")
+        poll(lambda: self.latest("A", "orders") == 3, "host A sees version 3 through the watch")
+        ct3 = self.encrypt("A", "orders", b"third secret")
+        self.assertTrue(ct3.startswith("vault:v3:"), ct3)
+        self.assertEqual(self.decrypt("B", "orders", ct3), b"third secret")
+
+        # A create on B of the key A made is Vault's upsert: the same key.
+        b.secrets.transit.create_key("orders")
+        self.assertEqual(self.latest("B", "orders"), 3)
+
+        # What etcd holds: one value per key, wrapped versions, no plaintext.
+        values = self.etcd.range_prefix(PREFIX)
+        self.assertIn(PREFIX + "keys/orders", values)
+        record = json.loads(values[PREFIX + "keys/orders"])
+        self.assertEqual(sorted(record), ["config", "created", "derived", "format", "name", "type", "versions"])
+        self.assertEqual([v["version"] for v in record["versions"]], [1, 2, 3])
+        self.assertEqual(len({v["kcv"] for v in record["versions"]}), 1)  # one root key wrapped them all
+        for raw in values.values():
+            for plain in (b"first secret", b"second secret", b"third secret"):
+                self.assertNotIn(plain, raw)
+                self.assertNotIn(base64.b64encode(plain), raw)
+
+    def test_2_quorum_loss_stops_key_changes_only(self):
+        a, b = self.clients["A"], self.clients["B"]
+        a.secrets.transit.create_key("quorum")
+        ct = self.encrypt("A", "quorum", b"before")
+        self.assertEqual(self.decrypt("B", "quorum", ct), b"before")
+
+        self.etcd.kill(1)
+        self.etcd.kill(2)
+        try:
+            for label in ("A", "B"):
+                status, body = self.raw_rotate(label, "quorum")
+                self.assertEqual(status, 503, body)
+                self.assertIn("key changes are refused until it is back", " ".join(body.get("errors", [])))
+                # encrypt and decrypt keep working on both hosts, across them
+                ct_h = self.encrypt(label, "quorum", b"during " + label.encode())
+                for other in ("A", "B"):
+                    self.assertEqual(self.decrypt(other, "quorum", ct_h), b"during " + label.encode())
+                self.assertEqual(self.decrypt(label, "quorum", ct), b"before")
+        finally:
+            self.etcd.start(1)
+            self.etcd.start(2)
+        self.etcd.wait_healthy(1)
+        self.etcd.wait_healthy(2)
+        # Back without a restart (an election may still be under way: poll).
+        poll(lambda: self.raw_rotate("A", "quorum")[0] == 200, "rotate on A after quorum is back", 60)
+        poll(lambda: self.latest("B", "quorum") == 2, "host B follows through the watch", 60)
+        ct2 = self.encrypt("B", "quorum", b"after")
+        self.assertTrue(ct2.startswith("vault:v2:"), ct2)
+        self.assertEqual(self.decrypt("A", "quorum", ct2), b"after")
+        for label in ("A", "B"):
+            self.assertIsNone(self.hosts[label]["proc"].poll(), self.log(label))
+
+    def test_3_a_host_with_another_root_stays_sealed(self):
+        """Token C holds a root key of its own (generate_key): its host must not
+        join the cluster's keyring."""
+        self.clients["A"].secrets.transit.create_key("guarded")
+        self.hosts["C"] = self.start_host("C", generate_key=True)
+        port = self.hosts["C"]["port"]
+
+        def status():
+            with urllib.request.urlopen("http://127.0.0.1:%d/v1/sys/seal-status" % port, timeout=5) as r:
+                return json.loads(r.read())
+        reason = poll(lambda: status()["sealed_reason"] if "is not the cluster's" in status()["sealed_reason"]
+                      else None, "host C sealed for its root key", 60)
+        self.assertIn("writes nothing", reason)
+        st = status()
+        self.assertTrue(st["sealed"])
+        self.assertEqual(st["storage_type"], "etcd")
+        self.assertNotEqual(self.health("C"), 200)
+        # Nothing it wrote: every version in etcd is wrapped by the cluster's root.
+        values = self.etcd.range_prefix(PREFIX)
+        kcvs = {v["kcv"] for raw in values.values() if raw.startswith(b"{")
+                for v in json.loads(raw)["versions"]}
+        self.assertEqual(len(kcvs), 1, kcvs)
+        self.assertEqual(values[PREFIX + "cluster/root_kcv"].decode(), kcvs.pop())
+        self.assertEqual(self.latest("A", "guarded"), 1)
+
+    def test_4_transit_seal_sequence_survives_the_loss_of_its_host(self):
+        """Vault's seal "transit" sequence against host A; A is SIGKILLed; the
+        same sequence against host B opens every blob A made (last: it kills A)."""
+        self.clients["A"].secrets.transit.create_key("autounseal")
+
+        def seal_call(label, method, path, body):
+            req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.hosts[label]["port"], path),
+                                         data=json.dumps(body).encode(), method=method,
+                                         headers={"X-Vault-Token": SEAL_TOKEN})
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return json.loads(r.read())
+
+        def seal_encrypt(label, plain):
+            data = seal_call(label, "PUT", "/v1/transit/encrypt/autounseal",
+                             {"plaintext": base64.b64encode(plain).decode()})["data"]
+            return data["ciphertext"]
+
+        def seal_decrypt(label, ct):
+            data = seal_call(label, "PUT", "/v1/transit/decrypt/autounseal", {"ciphertext": ct})["data"]
+            return base64.b64decode(data["plaintext"])
+
+        # SetConfig on A: renew-self (a real auth block), the test encrypt of "a".
+        auth = seal_call("A", "PUT", "/v1/auth/token/renew-self", {"increment": 0})["auth"]
+        self.assertEqual((auth["client_token"], auth["renewable"]), (SEAL_TOKEN, True))
+        ct_a = seal_encrypt("A", b"a")
+        self.assertEqual(seal_decrypt("A", ct_a), b"a")
+        barrier, recovery = os.urandom(32), os.urandom(32)
+        blobs = {seal_encrypt("A", barrier): barrier, seal_encrypt("A", recovery): recovery, ct_a: b"a"}
+
+        self.hosts["A"]["proc"].kill()
+        self.hosts["A"]["proc"].wait()
+
+        # The same sequence against B (the address now points there).
+        auth = seal_call("B", "PUT", "/v1/auth/token/renew-self", {"increment": 0})["auth"]
+        self.assertEqual(auth["client_token"], SEAL_TOKEN)
+        for ct, plain in blobs.items():
+            self.assertEqual(seal_decrypt("B", ct), plain)
+        ct = seal_encrypt("B", b"Heartbeat 1")
+        self.assertTrue(ct.startswith("vault:v1:"), ct)
+        self.assertEqual(seal_decrypt("B", ct), b"Heartbeat 1")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,381 @@
+// The etcd state store against real etcd 3.4 members started by each test
+// (tests/support/etcd_cluster), alone and under two kms::Keyrings standing
+// for two rootseald hosts (each with its own store and watch, one root key
+// shared as a restored HSM would hold it). Waits poll a condition with a
+// deadline.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <future>
+#include <thread>
+
+#include "etcd_cluster.hpp"
+#include "poll.hpp"
+#include "key_record.hpp"
+#include "rootseal/etcdstore/etcd_store.hpp"
+#include "rootseal/kms/keyring.hpp"
+#include "rootseal/kms/root_of_trust.hpp"
+
+using namespace rootseal;
+using etcdstore::EtcdStore;
+using kms::Errc;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+using test::eventually;
+
+std::unique_ptr<EtcdStore> open_store(const test::EtcdCluster& cluster, std::string prefix = "/rs-test/") {
+  etcdstore::EtcdStoreConfig cfg;
+  cfg.client.endpoints = cluster.endpoints();
+  cfg.client.request_timeout = 1000ms;
+  cfg.prefix = std::move(prefix);
+  auto s = EtcdStore::open(std::move(cfg));
+  REQUIRE(s);
+  return std::move(*s);
+}
+
+kms::KeyRecord record(std::string name, std::vector<std::uint8_t> wrapped) {
+  kms::KeyRecord r;
+  r.name = std::move(name);
+  r.created_unix = 1;
+  r.versions.push_back({1, 1, std::move(wrapped), "kcv"});
+  return r;
+}
+
+// The plaintext of a decrypt, "" on failure.
+std::string text(const kms::Result<kms::SecureBytes>& r) {
+  if (!r) return "";
+  return {reinterpret_cast<const char*>(r->data()), r->size()};
+}
+
+std::span<const std::uint8_t> bytes(std::string_view s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+
+// One rootseald host: its own store (and watch) on the shared etcd, a root
+// holding the cluster's root key, a keyring.
+struct Host {
+  std::unique_ptr<EtcdStore> store;
+  std::unique_ptr<kms::SoftwareRoot> root;
+  std::unique_ptr<kms::Keyring> ring;
+  std::atomic<int> reloads{0};
+
+  Host(const test::EtcdCluster& cluster, const kms::SecureBytes& root_key) : store(open_store(cluster)) {
+    auto r = kms::SoftwareRoot::create(kms::SecureBytes::copy_of(root_key.span()));
+    REQUIRE(r);
+    root = std::move(*r);
+    ring = std::make_unique<kms::Keyring>(*store, *root);
+    auto unsealed = ring->unseal();
+    REQUIRE(unsealed);
+  }
+  void watch() {
+    store->start_watch({[this](const std::string& name) { (void)ring->refresh(name); },
+                        [this] {
+                          (void)ring->reload();
+                          ++reloads;
+                        }});
+  }
+  ~Host() { store->stop_watch(); }
+  [[nodiscard]] std::uint32_t latest(std::string_view name) const {
+    auto v = ring->latest_version(name);
+    return v ? *v : 0;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("etcd store: create is a compare-and-swap on create_revision, records read back") {
+  test::EtcdCluster cluster(1);
+  auto store = open_store(cluster);
+  CHECK(store->shared());
+  REQUIRE(store->create_key(record("a", {1, 2, 3})));
+  REQUIRE(store->create_key(record("b", {4, 5, 6})));
+  auto again = store->create_key(record("a", {9, 9, 9}));
+  REQUIRE_FALSE(again);
+  CHECK(again.error().code == Errc::already_exists);
+
+  auto a = store->find("a");
+  REQUIRE(a);
+  REQUIRE(a->has_value());
+  CHECK((*a)->versions.front().wrapped_key == std::vector<std::uint8_t>{1, 2, 3});  // the first writer's
+  auto missing = store->find("zzz");
+  REQUIRE(missing);
+  CHECK_FALSE(missing->has_value());
+  auto names = store->list_names();
+  REQUIRE(names);
+  CHECK(*names == std::vector<std::string>{"a", "b"});
+  auto all = store->load_all();
+  REQUIRE(all);
+  REQUIRE(all->size() == 2);
+  CHECK(store->loaded_revision() > 0);
+
+  // A version that does not follow the latest is refused; the next one commits.
+  auto skip = store->add_version("a", {3, 1, {7}, "kcv"});
+  REQUIRE_FALSE(skip);
+  CHECK(skip.error().code == Errc::conflict);
+  REQUIRE(store->add_version("a", {2, 1, {7}, "kcv"}));
+  // The same version sent again (an answer lost on the way) is recognised as done.
+  CHECK(store->add_version("a", {2, 1, {7}, "kcv"}));
+  auto other = store->add_version("a", {2, 1, {8}, "kcv"});
+  REQUIRE_FALSE(other);
+  CHECK(other.error().code == Errc::conflict);
+
+  kms::KeyConfig c;
+  c.deletion_allowed = true;
+  c.min_decryption_version = 2;
+  REQUIRE(store->update_config("a", c));
+  CHECK((*store->find("a"))->config == c);
+  c.min_decryption_version = 3;
+  CHECK(store->update_config("a", c).error().code == Errc::invalid_argument);
+  CHECK(store->update_config("nope", c).error().code == Errc::not_found);
+  // Written only over the config it was computed from.
+  kms::KeyConfig stale;  // the defaults: not what is stored
+  kms::KeyConfig next = c;
+  next.auto_rotate_period_s = 7200;
+  next.min_decryption_version = 1;
+  CHECK(store->update_config_if("a", stale, next).error().code == Errc::conflict);
+  c.min_decryption_version = 2;
+  REQUIRE(store->update_config_if("a", c, next));
+  CHECK((*store->find("a"))->config == next);
+
+  REQUIRE(store->replace_wrapped({{"a", 2, {42}, "kcv2"}}));
+  CHECK((*store->find("a"))->versions[1].wrapped_key == std::vector<std::uint8_t>{42});
+
+  REQUIRE(store->delete_key("b"));
+  CHECK(store->delete_key("b").error().code == Errc::not_found);
+  CHECK(*store->list_names() == std::vector<std::string>{"a"});
+}
+
+TEST_CASE("etcd store: two writers racing for one version: exactly one commits it, every time") {
+  test::EtcdCluster cluster(3);
+  auto s1 = open_store(cluster);
+  auto s2 = open_store(cluster);
+  REQUIRE(s1->create_key(record("race", {0})));
+  for (std::uint32_t v = 2; v <= 21; ++v) {
+    std::promise<void> go;
+    auto start = go.get_future().share();
+    const std::vector<std::uint8_t> m1{1, static_cast<std::uint8_t>(v)}, m2{2, static_cast<std::uint8_t>(v)};
+    auto f1 = std::async(std::launch::async, [&] {
+      start.wait();
+      return s1->add_version("race", {v, 1, m1, "kcv"});
+    });
+    auto f2 = std::async(std::launch::async, [&] {
+      start.wait();
+      return s2->add_version("race", {v, 1, m2, "kcv"});
+    });
+    go.set_value();
+    auto r1 = f1.get();
+    auto r2 = f2.get();
+    INFO("version " << v);
+    REQUIRE(r1.has_value() != r2.has_value());
+    const auto& loser = r1 ? r2 : r1;
+    CHECK(loser.error().code == Errc::conflict);
+    auto stored = s2->find("race");
+    REQUIRE(stored);
+    REQUIRE((*stored)->versions.size() == v);
+    CHECK((*stored)->versions.back().wrapped_key == (r1 ? m1 : m2));
+  }
+}
+
+TEST_CASE("etcd store: two keyrings on one etcd: each serves what the other wrote, rotations race into distinct versions") {
+  test::EtcdCluster cluster(3);
+  const auto root_key = kms::SecureBytes::random(32);
+  Host a(cluster, root_key);
+  Host b(cluster, root_key);
+  b.watch();
+
+  auto created = a.ring->create("orders", {});
+  REQUIRE(created);
+  CHECK_FALSE(created->existed);
+  auto enc = a.ring->encrypt("orders", bytes("hello"), {});
+  REQUIRE(enc);
+  REQUIRE(eventually([&] { return b.latest("orders") == 1; }, 10s));
+  auto plain = b.ring->decrypt("orders", enc->ciphertext, {});
+  REQUIRE(plain);
+  CHECK(text(plain) == "hello");
+
+  // B creating the same key takes A's (Vault's upsert), even before its watch saw it.
+  b.store->stop_watch();
+  REQUIRE(a.ring->create("late", {}));
+  auto existed = b.ring->create("late", {});
+  REQUIRE(existed);
+  CHECK(existed->existed);
+
+  // A rotation on A: B (its watch stopped) has not seen version 2 ...
+  auto rotated = a.ring->rotate("orders");
+  REQUIRE(rotated);
+  CHECK(rotated->latest_version == 2);
+  auto enc2 = a.ring->encrypt("orders", bytes("v2"), {});
+  REQUIRE(enc2);
+  CHECK(b.ring->decrypt("orders", enc2->ciphertext, {}).error().code == Errc::invalid_argument);
+  // ... a refresh (what a host does before answering "not found") brings it.
+  REQUIRE(b.ring->refresh("orders"));
+  CHECK(text(b.ring->decrypt("orders", enc2->ciphertext, {})) == "v2");
+
+  // B rotates from a stale view: its version 3 races nobody; then both
+  // rotate at once, many times: every rotation gets its own version.
+  std::atomic<int> failures{0};
+  auto spin = [&](Host& h) {
+    for (int i = 0; i < 10; ++i) {
+      if (!h.ring->rotate("orders")) ++failures;
+    }
+  };
+  std::thread ta([&] { spin(a); });
+  std::thread tb([&] { spin(b); });
+  ta.join();
+  tb.join();
+  CHECK(failures == 0);
+  auto stored = a.store->find("orders");
+  REQUIRE(stored);
+  CHECK((*stored)->versions.size() == 22);
+  // Both hosts end on the same material for every version.
+  REQUIRE(a.ring->refresh("orders"));
+  REQUIRE(b.ring->refresh("orders"));
+  for (std::uint32_t v = 1; v <= 22; ++v) {
+    kms::CryptoOptions o;
+    o.key_version = v;
+    auto e = a.ring->encrypt("orders", bytes("x"), o);
+    REQUIRE(e);
+    auto d = b.ring->decrypt("orders", e->ciphertext, {});
+    INFO("version " << v);
+    REQUIRE(d);
+    CHECK(text(d) == "x");
+  }
+
+  // Two hosts changing different config fields at once: neither change is lost.
+  std::atomic<int> config_failures{0};
+  auto configure_many = [&config_failures](Host& h, bool period) {
+    for (int i = 0; i < 20; ++i) {
+      kms::ConfigUpdate u;
+      if (period) {
+        u.auto_rotate_period_s = std::int64_t{3600} * (i + 1);
+      } else {
+        u.min_decryption_version = static_cast<std::uint32_t>(1 + i % 3);
+      }
+      if (!h.ring->configure("orders", u)) ++config_failures;
+    }
+  };
+  std::thread ca([&] { configure_many(a, true); });
+  std::thread cb([&] { configure_many(b, false); });
+  ca.join();
+  cb.join();
+  CHECK(config_failures == 0);
+  auto configured = a.store->find("orders");
+  REQUIRE(configured);
+  CHECK((*configured)->config.auto_rotate_period_s == 3600 * 20);
+  CHECK((*configured)->config.min_decryption_version == 1 + 19 % 3);
+
+  // Config and delete from B reach A through A's watch.
+  a.watch();
+  kms::ConfigUpdate allow;
+  allow.deletion_allowed = true;
+  REQUIRE(b.ring->configure("orders", allow));
+  REQUIRE(eventually([&] { return a.ring->read("orders")->config.deletion_allowed; }, 10s));
+  REQUIRE(b.ring->remove("orders"));
+  REQUIRE(eventually([&] { return !*a.ring->contains("orders"); }, 10s));
+}
+
+TEST_CASE("etcd store: a watch resuming past a compaction reloads every key") {
+  test::EtcdCluster cluster(1);
+  const auto root_key = kms::SecureBytes::random(32);
+  Host a(cluster, root_key);
+  Host b(cluster, root_key);  // loaded (empty) at an early revision, not watching yet
+  REQUIRE(a.ring->create("k1", {}));
+  REQUIRE(a.ring->rotate("k1"));
+  REQUIRE(a.ring->create("k2", {}));
+  // Compact everything up to now: B's watch would resume before it.
+  auto all = a.store->load_all();
+  REQUIRE(all);
+  const auto body = "{\"revision\":\"" + std::to_string(a.store->loaded_revision()) + "\",\"physical\":true}";
+  const int port = std::stoi(cluster.endpoint(0).substr(cluster.endpoint(0).rfind(':') + 1));
+  REQUIRE(test::loopback_http(port, "POST", "/v3/kv/compaction", body, 5s).find("header") != std::string::npos);
+
+  b.watch();
+  REQUIRE(eventually([&] { return b.reloads.load() == 1 && b.latest("k1") == 2 && b.latest("k2") == 1; }, 10s));
+  // The watch goes on from the compaction point.
+  REQUIRE(a.ring->rotate("k2"));
+  REQUIRE(eventually([&] { return b.latest("k2") == 2; }, 10s));
+  CHECK(b.reloads.load() == 1);
+}
+
+TEST_CASE("etcd store: without quorum key changes answer unavailable and encrypt keeps working, then recover") {
+  test::EtcdCluster cluster(3);
+  const auto root_key = kms::SecureBytes::random(32);
+  Host a(cluster, root_key);
+  Host b(cluster, root_key);
+  b.watch();
+  REQUIRE(a.ring->create("q", {}));
+  REQUIRE(eventually([&] { return b.latest("q") == 1; }, 10s));
+
+  cluster.kill(1);
+  cluster.kill(2);
+  auto rotated = a.ring->rotate("q");
+  REQUIRE_FALSE(rotated);
+  CHECK(rotated.error().code == Errc::unavailable);
+  CHECK(rotated.error().message.find("key changes are refused until it is back") != std::string::npos);
+  auto created = b.ring->create("new", {});
+  REQUIRE_FALSE(created);
+  CHECK(created.error().code == Errc::unavailable);
+  for (Host* h : {&a, &b}) {
+    auto e = h->ring->encrypt("q", bytes("still"), {});
+    REQUIRE(e);
+    CHECK(text(a.ring->decrypt("q", e->ciphertext, {})) == "still");
+    CHECK(text(b.ring->decrypt("q", e->ciphertext, {})) == "still");
+  }
+  // A host starting now unseals from what its member holds (serializable read).
+  Host c(cluster, root_key);
+  CHECK(c.latest("q") == 1);
+
+  cluster.start(1);
+  cluster.start(2);
+  REQUIRE(cluster.wait_healthy(1, 30s));
+  REQUIRE(cluster.wait_healthy(2, 30s));
+  // Writes come back without a restart (an election may still be under way: poll).
+  REQUIRE(eventually([&] { return a.ring->rotate("q").has_value(); }, 30s));
+  // The watch catches up.
+  REQUIRE(eventually([&] { return b.latest("q") == a.latest("q"); }, 30s));
+  auto e = a.ring->encrypt("q", bytes("after"), {});
+  REQUIRE(e);
+  CHECK(text(b.ring->decrypt("q", e->ciphertext, {})) == "after");
+}
+
+TEST_CASE("etcd store: a host whose root key is not the cluster's stays sealed and writes nothing") {
+  test::EtcdCluster cluster(1);
+  const auto root_key = kms::SecureBytes::random(32);
+  Host a(cluster, root_key);  // the first to unseal records its root's check value
+  REQUIRE(a.ring->create("k", {}));
+
+  auto store = open_store(cluster);
+  auto other = kms::SoftwareRoot::create(kms::SecureBytes::random(32));
+  REQUIRE(other);
+  const auto other_kcv = (*other)->key_check_value();
+  REQUIRE(other_kcv);
+  kms::Keyring ring(*store, **other);
+  auto unsealed = ring.unseal();
+  REQUIRE_FALSE(unsealed);
+  CHECK(unsealed.error().code == Errc::sealed);
+  CHECK(unsealed.error().message.find("is not the cluster's") != std::string::npos);
+  CHECK(unsealed.error().message.find(*other_kcv) != std::string::npos);
+  CHECK(ring.is_sealed());
+
+  // Its store refuses versions wrapped by that root, unsealed or not.
+  auto evil = record("evil", {1, 2, 3});
+  evil.versions.front().root_kcv = *other_kcv;
+  auto created = store->create_key(evil);
+  REQUIRE_FALSE(created);
+  CHECK(created.error().code == Errc::sealed);
+  auto added = store->add_version("k", {2, 1, {9, 9}, *other_kcv});
+  REQUIRE_FALSE(added);
+  CHECK(added.error().code == Errc::sealed);
+  CHECK_FALSE(store->find("evil")->has_value());
+  CHECK((*store->find("k"))->versions.size() == 1);
+
+  // A host with the cluster's root joins and serves.
+  Host b(cluster, root_key);
+  CHECK(b.latest("k") == 1);
+  REQUIRE(b.ring->rotate("k"));
+}

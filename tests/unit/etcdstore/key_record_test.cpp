@@ -1,0 +1,84 @@
+// The value one transit key has in etcd: written and read back unchanged;
+// whatever else etcd may hold under the prefix is refused with a clear error.
+#include <catch2/catch.hpp>
+
+#include "key_record.hpp"
+
+using namespace rootseal;
+using etcdstore::detail::parse_key_record;
+using etcdstore::detail::serialize_key_record;
+using kms::Errc;
+
+namespace {
+
+kms::KeyRecord sample() {
+  kms::KeyRecord r;
+  r.name = "payments";
+  r.type = kms::KeyType::aes256_gcm96;
+  r.derived = true;
+  r.created_unix = 1700000000;
+  r.config.min_decryption_version = 2;
+  r.config.min_encryption_version = 2;
+  r.config.deletion_allowed = true;
+  r.config.auto_rotate_period_s = 86400;
+  r.versions.push_back({1, 1700000000, {1, 2, 3, 4}, "kcv-a"});
+  r.versions.push_back({2, 1700000100, {5, 6, 7}, "kcv-a"});
+  return r;
+}
+
+std::string refusal(std::string_view text, std::string_view name = "payments") {
+  auto r = parse_key_record(text, name);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == Errc::storage_failure);
+  return r.error().message;
+}
+
+}  // namespace
+
+TEST_CASE("etcd key record: written and read back unchanged") {
+  const auto rec = sample();
+  const auto text = serialize_key_record(rec);
+  auto back = parse_key_record(text, "payments");
+  REQUIRE(back);
+  CHECK(back->name == rec.name);
+  CHECK(back->type == rec.type);
+  CHECK(back->derived == rec.derived);
+  CHECK(back->created_unix == rec.created_unix);
+  CHECK(back->config == rec.config);
+  REQUIRE(back->versions.size() == 2);
+  CHECK(back->versions[1].wrapped_key == rec.versions[1].wrapped_key);
+  CHECK(back->versions[1].root_kcv == "kcv-a");
+  CHECK(back->versions[1].created_unix == 1700000100);
+  CHECK(serialize_key_record(*back) == text);
+}
+
+TEST_CASE("etcd key record: malformed or inconsistent values are refused, naming the key") {
+  auto text = serialize_key_record(sample());
+  CHECK(refusal("not json").find("'payments' is not a JSON object") != std::string::npos);
+  CHECK(refusal(text, "other").find("names another key") != std::string::npos);
+  CHECK(refusal(text, ".bad").find("invalid key name") != std::string::npos);
+
+  auto with = [&](std::string from, std::string to) {
+    auto t = text;
+    const auto at = t.find(from);
+    REQUIRE(at != std::string::npos);
+    t.replace(at, from.size(), to);
+    return t;
+  };
+  CHECK(refusal(with("\"format\":1", "\"format\":2")).find("format 2") != std::string::npos);
+  CHECK(refusal(with("\"version\":2", "\"version\":3")).find("gap") != std::string::npos);
+  CHECK(refusal(with("aes256-gcm96", "rot13")).find("unknown type") != std::string::npos);
+  CHECK(refusal(with("\"wrapped\":\"AQIDBA==\"", "\"wrapped\":\"!!\"")).find("bad wrapped key") != std::string::npos);
+  CHECK(refusal(with("\"wrapped\":\"AQIDBA==\"", "\"wrapped\":\"\"")).find("bad wrapped key") != std::string::npos);
+  CHECK(refusal(with("\"kcv\":\"kcv-a\"", "\"kcv\":\"\"")).find("bad kcv") != std::string::npos);
+  CHECK(refusal(with("\"min_decryption_version\":2", "\"min_decryption_version\":3")).find("above its latest") !=
+        std::string::npos);
+  CHECK(refusal(with("\"derived\":true", "\"derived\":1")).find("not a boolean") != std::string::npos);
+  CHECK(refusal(with("\"created\":1700000000,\"config\"", "\"created\":-1,\"config\"")).find("out of range") !=
+        std::string::npos);
+  CHECK(refusal(with("\"format\":1", "\"format\":1,\"plaintext\":\"x\"")).find("unknown field") != std::string::npos);
+  CHECK(refusal(R"({"format":1,"name":"payments","type":"aes256-gcm96","derived":false,"created":1,)"
+                R"("config":{"min_decryption_version":1,"min_encryption_version":0,"deletion_allowed":false,)"
+                R"("auto_rotate_period":0},"versions":[]})")
+            .find("has no versions") != std::string::npos);
+}
