@@ -219,6 +219,22 @@ void GoRegexp::expand(std::string& out, std::string_view tmpl, const std::vector
   out.append(tmpl);
 }
 
+bool GoRegexp::matches(std::string_view s) const {
+  const re2::StringPiece text(s.data(), s.size());
+  re2::StringPiece m;
+  std::size_t search = 0;
+  while (search <= s.size()) {
+    if (!re_->Match(text, search, s.size(), re2::RE2::UNANCHORED, &m, 1)) return false;
+    const auto begin = static_cast<std::size_t>(m.data() - s.data());
+    // As in replace_all: Go tries a match only at character boundaries.
+    std::size_t at = 0;
+    while (at < begin) at += decode_rune(s, at).width;
+    if (at == begin) return true;
+    search = at;
+  }
+  return false;
+}
+
 std::string GoRegexp::replace_all(std::string_view src, std::string_view tmpl) const {
   std::string out;
   std::vector<re2::StringPiece> m(names_.size());

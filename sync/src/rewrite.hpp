@@ -28,6 +28,8 @@ class GoRegexp {
   // Go's Regexp.ReplaceAllString: every non-overlapping match replaced by
   // `tmpl` expanded as Regexp.Expand does ($1, ${1}, $name, ${name}, $$).
   [[nodiscard]] std::string replace_all(std::string_view src, std::string_view tmpl) const;
+  // Go's Regexp.MatchString: a match anywhere in `s`.
+  [[nodiscard]] bool matches(std::string_view s) const;
 
   GoRegexp(GoRegexp&&) noexcept;
   GoRegexp& operator=(GoRegexp&&) noexcept;

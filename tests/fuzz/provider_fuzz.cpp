@@ -300,6 +300,24 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto r = sync::select_map(std::move(*whole), property, sync::DecodingStrategy::none, pull->value_format());
     check(r);
     if (r && provider == "vault" && property.empty()) vault_agreement(*r, answers);
+  } else if (pull && op == "find") {
+    // key: find.path ("-": none); property: "tag:k=v" (find.tags) or a name
+    // substring standing for find.name.regexp (empty: neither).
+    sync::FindRequest request;
+    if (key != "-") request.path = key;
+    if (property.starts_with("tag:")) {
+      const std::string_view kv = std::string_view(property).substr(4);
+      const auto eq = kv.find('=');
+      request.tags.emplace(std::string(kv.substr(0, eq)),
+                           eq == std::string_view::npos ? "" : std::string(kv.substr(eq + 1)));
+    } else if (!property.empty()) {
+      request.name_matches = [&property](std::string_view n) { return n.find(property) != std::string_view::npos; };
+    }
+    const auto r = fuzz::run_to_completion(io, [&] { return pull->find(request); });
+    check(r);
+    if (r && request.name_matches) {
+      for (const auto& [found_name, found_value] : *r) fuzz::require(request.name_matches(found_name), "find: every name found matches");
+    }
   } else if (pull && op == "validate") {
     check(fuzz::run_to_completion(io, [&] { return pull->validate(); }));
   } else if (push && op == "validate") {

@@ -317,8 +317,10 @@ sync:
                                             "auth": {"tokenSecretRef": {"name": "vault-token", "key": "token"}}}}}})
 
     def external_secret(self, ns, name, data, refresh="1h", target=None, store="vault", kind="SecretStore",
-                        api="external-secrets.io/v1"):
+                        api="external-secrets.io/v1", data_from=None):
         spec = {"refreshInterval": refresh, "secretStoreRef": {"name": store, "kind": kind}, "data": data}
+        if data_from:
+            spec["dataFrom"] = data_from
         if target:
             spec["target"] = target
         return self.kube.create("/apis/%s/namespaces/%s/externalsecrets" % (api, ns), {

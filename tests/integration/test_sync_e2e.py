@@ -104,6 +104,25 @@ class SyncE2E(unittest.TestCase):
         self.assertEqual(self.env.wait(lambda: self.kube.ready(ns, "grafana")[0] == "True" and
                                        self.kube.ready(ns, "grafana"), "Ready=True")[1], "SecretSynced")
 
+    def test_data_from_find_by_name_and_path(self):
+        """ESO's dataFrom.find on Vault: the names below find.path matching find.name.regexp,
+        each whole value (Go's Marshal: keys sorted, numbers as stored) under its converted
+        name; a rewrite replaces the conversion."""
+        ns = self.ns("e2e-find")
+        self.env.vault.put("find/app/db", {"user": "alice", "port": 5432})
+        self.env.vault.put("find/app/cache", {"pw": "c"})
+        self.env.vault.put("find/other", {"pw": "o"})
+        self.env.vault_store(ns)
+        self.env.external_secret(ns, "found", [], target={"name": "found"}, data_from=[
+            {"find": {"path": "find/app", "name": {"regexp": "db$"}}},
+            {"find": {"path": "find", "name": {"regexp": "other"}},
+             "rewrite": [{"regexp": {"source": "^find/(.*)", "target": "x-$1"}}]}])
+        s = self.env.wait(lambda: self.kube.secret(ns, "found"), "Secret found")
+        data = {k: base64.b64decode(v).decode() for k, v in s["data"].items()}
+        self.assertEqual(data, {"find_app_db": '{"port":5432,"user":"alice"}', "x-other": '{"pw":"o"}'})
+        self.assertEqual(self.env.wait(lambda: self.kube.ready(ns, "found")[0] == "True" and
+                                       self.kube.ready(ns, "found"), "Ready=True")[1], "SecretSynced")
+
     def test_v1beta1_and_aws_secrets_manager_with_host_credentials(self):
         ns = self.ns("e2e-aws")
         self.env.aws("create-secret", "--name", "prod/api", "--secret-string", '{"key":"k-123","region":"eu"}')

@@ -451,14 +451,37 @@ Result<std::vector<Rewrite>> parse_rewrites(const Obj& item) {
   return out;
 }
 
-// spec.dataFrom[]: extract, with rewrite (find and generators are refused).
+// dataFrom[].find{path, name.regexp, tags, conversionStrategy, decodingStrategy}.
+Result<FindRef> find_ref(const Obj& o) {
+  FindRef f;
+  ROOTSEAL_TRY_ASSIGN(f.path, opt_str(o, "path"));
+  if (f.path && f.path->empty()) f.path.reset();
+  ROOTSEAL_LET(name, opt_obj(o, "name"));
+  if (name) ROOTSEAL_TRY_ASSIGN(f.name_regexp, str_or(*name, "regexp", ""));
+  ROOTSEAL_TRY_ASSIGN(f.tags, str_map(o, "tags"));
+  ROOTSEAL_TRY_ASSIGN(f.decoding, enum_field(o, "decodingStrategy", DecodingStrategy::none,
+                                             {{"None", DecodingStrategy::none},
+                                              {"Auto", DecodingStrategy::auto_detect},
+                                              {"Base64", DecodingStrategy::base64},
+                                              {"Base64URL", DecodingStrategy::base64url}}));
+  ROOTSEAL_TRY(enum_field(o, "conversionStrategy", 0, {{"Default", 0}}));
+  ROOTSEAL_TRY(enum_field(o, "nullBytePolicy", 0, {{"Ignore", 0}}));
+  return f;
+}
+
+// spec.dataFrom[]: extract or find, with rewrite (generators are refused).
 Result<void> parse_data_from(const Obj& spec, ExternalSecret& es) {
   return for_each_item(spec, "dataFrom", [&es](const Obj& item, const std::string& path) -> Result<void> {
-    ROOTSEAL_TRY(unsupported(item, {"find"}));
     ROOTSEAL_LET(ex, opt_obj(item, "extract"));
-    if (!ex) return bad(path, "extract is required (find and generators are not supported by rootseal)");
+    ROOTSEAL_LET(fi, opt_obj(item, "find"));
+    if (ex && fi) return bad(path, "must hold one of extract and find, not both");
+    if (!ex && !fi) return bad(path, "extract or find is required (generators are not supported by rootseal)");
     DataFromItem d;
-    ROOTSEAL_TRY_ASSIGN(d.extract, remote_ref(*ex));
+    if (ex) {
+      ROOTSEAL_TRY_ASSIGN(d.extract, remote_ref(*ex));
+    } else {
+      ROOTSEAL_TRY_ASSIGN(d.find, find_ref(*fi));
+    }
     ROOTSEAL_TRY_ASSIGN(d.rewrite, parse_rewrites(item));
     ROOTSEAL_TRY_ASSIGN(d.store_override, item_store(item, path, es));
     es.data_from.push_back(std::move(d));

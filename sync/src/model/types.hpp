@@ -76,8 +76,18 @@ struct RewriteTransform {  // every key: the template rendered over {"value": ke
 };
 using Rewrite = std::variant<RewriteRegexp, RewriteTransform>;
 
+// dataFrom[].find (ESO's ExternalSecretFind): which remote secrets to read,
+// each whole value under its name.
+struct FindRef {
+  std::optional<std::string> path;         // absent (or empty): everywhere
+  std::optional<std::string> name_regexp;  // find.name.regexp (Go regexp, unanchored); absent: no find.name
+  StringMap tags;
+  DecodingStrategy decoding = DecodingStrategy::none;
+};
+
 struct DataFromItem {
-  RemoteRef extract;  // the remote value must be a JSON object; each key becomes a Secret key
+  RemoteRef extract;  // unless find: the remote value must be a JSON object; each key becomes a Secret key
+  std::optional<FindRef> find;
   std::vector<Rewrite> rewrite;
   std::optional<StoreRef> store_override;
 };

@@ -308,3 +308,12 @@ asio::awaitable<kms::Result<net::ClientResponse>> bearer_request(BearerAuth& aut
 }
 
 }  // namespace rootseal::sync::providers
+
+namespace rootseal::sync {
+
+Task<SecretMap> Provider::find(const FindRequest&) {
+  co_return kms::fail(kms::Errc::invalid_argument,
+                      std::string(kind()) + ": dataFrom.find is not supported by rootseal for this provider");
+}
+
+}  // namespace rootseal::sync

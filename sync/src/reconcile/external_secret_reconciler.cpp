@@ -6,6 +6,7 @@
 
 #include "model/parse.hpp"
 #include "reconcile/eso_meta.hpp"
+#include "rewrite.hpp"
 
 namespace rootseal::sync::reconcile {
 
@@ -281,6 +282,13 @@ asio::awaitable<Step<ProviderData>> ExternalSecretReconciler::fetch(const model:
   for (std::size_t i = 0; i < es.data_from.size(); ++i) {
     const auto& item = es.data_from[i];
     const model::StoreRef ref = item.store_override ? *item.store_override : es.store_ref;
+    if (item.find) {
+      auto found = co_await find_all(stores, es.meta.namespace_, ref, *item.find);
+      if (!found) co_return std::unexpected(found.error());
+      auto added = add_data_found(out, es, i, std::move(*found));
+      if (!added) co_return std::unexpected(added.error());
+      continue;
+    }
     auto whole = co_await fetch_whole(stores, es.meta.namespace_, ref, item.extract);
     if (!whole) co_return std::unexpected(whole.error());
     auto added = add_data_from(out, es, i, ref, whole->format, std::move(whole->value));
@@ -303,6 +311,45 @@ asio::awaitable<Step<ProviderData>> ExternalSecretReconciler::fetch(const model:
 asio::awaitable<Step<ExternalSecretReconciler::Whole>> ExternalSecretReconciler::fetch_whole(
     std::map<std::string, UsedStore>& stores, const std::string& ns, const model::StoreRef& ref,
     const RemoteRef& remote) {
+  auto used = co_await use_store(stores, ns, ref);
+  if (!used) co_return std::unexpected(used.error());
+  std::shared_ptr<Provider> provider = (*used)->provider;
+  const RemoteKey whole{remote.key, remote.version};
+  FetchCache::Fetch f = [provider, whole]() -> Task<kms::SecureBytes> { co_return co_await provider->fetch(whole); };
+  const std::string cache_key = fetch_key((*used)->id, remote.key, remote.version);
+  auto value = co_await cache_.get(cache_key, f);  // named: no co_await inside a braced initializer (g++ 12)
+  co_return Whole{std::move(value), provider->value_format()};
+}
+
+// dataFrom[].find through the store's provider (not cached: a search, not one
+// key). Outer error: the store was refused; inner: the search's outcome.
+asio::awaitable<Step<kms::Result<SecretMap>>> ExternalSecretReconciler::find_all(
+    std::map<std::string, UsedStore>& stores, const std::string& ns, const model::StoreRef& ref,
+    const model::FindRef& find) {
+  auto used = co_await use_store(stores, ns, ref);
+  if (!used) co_return std::unexpected(used.error());
+  std::optional<GoRegexp> name;
+  FindRequest request;
+  request.path = find.path;
+  request.tags.insert(find.tags.begin(), find.tags.end());
+  if (find.name_regexp) {
+    auto re = GoRegexp::compile(*find.name_regexp);
+    if (!re) {
+      co_return kms::Result<SecretMap>(
+          kms::fail(Errc::invalid_argument,
+                    "could not compile find.name.regexp [" + *find.name_regexp + "]: " + re.error().message));
+    }
+    name.emplace(std::move(*re));
+    request.name_matches = [&name](std::string_view n) { return name->matches(n); };
+  }
+  auto found = co_await (*used)->provider->find(request);  // request and name outlive the call
+  co_return found;
+}
+
+// The store `ref` names for this reconcile, admitted for the namespace, with
+// its provider (resolved once per reconcile).
+asio::awaitable<Step<ExternalSecretReconciler::UsedStore*>> ExternalSecretReconciler::use_store(
+    std::map<std::string, UsedStore>& stores, const std::string& ns, const model::StoreRef& ref) {
   const std::string id = std::string(model::to_string(ref.kind)) + "/" + ref.name;
   auto it = stores.find(id);
   if (it == stores.end()) {
@@ -320,12 +367,7 @@ asio::awaitable<Step<ExternalSecretReconciler::Whole>> ExternalSecretReconciler:
     UsedStore used{std::move(*provider), id + "@" + store->meta.uid + ":" + store->meta.resource_version};
     it = stores.emplace(id, std::move(used)).first;
   }
-  std::shared_ptr<Provider> provider = it->second.provider;
-  const RemoteKey whole{remote.key, remote.version};
-  FetchCache::Fetch f = [provider, whole]() -> Task<kms::SecureBytes> { co_return co_await provider->fetch(whole); };
-  const std::string cache_key = fetch_key(it->second.id, remote.key, remote.version);
-  auto value = co_await cache_.get(cache_key, f);  // named: no co_await inside a braced initializer (g++ 12)
-  co_return Whole{std::move(value), provider->value_format()};
+  co_return &it->second;
 }
 
 // Does what desired_secret decided: nothing, a delete or a write. The status

@@ -111,6 +111,11 @@ class ExternalSecretReconciler {
   };
   boost::asio::awaitable<Step<Whole>> fetch_whole(std::map<std::string, UsedStore>& stores, const std::string& ns,
                                                   const model::StoreRef& ref, const RemoteRef& remote);
+  boost::asio::awaitable<Step<kms::Result<SecretMap>>> find_all(std::map<std::string, UsedStore>& stores,
+                                                                const std::string& ns, const model::StoreRef& ref,
+                                                                const model::FindRef& find);
+  boost::asio::awaitable<Step<UsedStore*>> use_store(std::map<std::string, UsedStore>& stores, const std::string& ns,
+                                                     const model::StoreRef& ref);
   boost::asio::awaitable<Step<Keep>> apply(const model::ExternalSecret& es, Action action);
   boost::asio::awaitable<void> set_status(const model::ExternalSecret& es, bool ready, std::string_view reason,
                                           const std::string& message, const std::string& synced_rv);

@@ -266,7 +266,8 @@ namespace {
 // fault (no retry); a collision or an invalid key comes from the remote
 // value, which may change (retry).
 Step<SecretMap> keys_of(const model::DataFromItem& item, std::size_t i, SecretMap map) {
-  const std::string where = "error processing spec.dataFrom[" + std::to_string(i) + "].extract, err: ";
+  const std::string where =
+      "error processing spec.dataFrom[" + std::to_string(i) + "]." + (item.find ? "find" : "extract") + ", err: ";
   if (!item.rewrite.empty()) {
     auto rewritten = rewrite_map(item.rewrite, std::move(map));
     if (!rewritten) {
@@ -314,6 +315,32 @@ Step<void> add_data_from(ProviderData& out, const model::ExternalSecret& es, std
     if (!decoded) {
       return std::unexpected(
           refused("spec.dataFrom[" + std::to_string(i) + "]: key \"" + k + "\": " + decoded.error().message, false));
+    }
+    out.data.insert_or_assign(k, std::move(*decoded));
+  }
+  return {};
+}
+
+Step<void> add_data_found(ProviderData& out, const model::ExternalSecret& es, std::size_t i,
+                          kms::Result<SecretMap> found) {
+  const auto& item = es.data_from.at(i);
+  const std::string where = "error processing spec.dataFrom[" + std::to_string(i) + "].find, err: ";
+  if (!found && found.error().code == Errc::not_found && es.target.deletion != model::DeletionPolicy::retain) {
+    out.missing.push_back("dataFrom[" + std::to_string(i) + "].find");
+    return {};
+  }
+  if (!found) {
+    // A bad request (the regexp, a find the provider does not serve) is the
+    // manifest's fault: no retry; anything else may pass.
+    const bool retry = found.error().code != Errc::invalid_argument;
+    return std::unexpected(refused(where + "error getting all secrets: " + found.error().message, retry));
+  }
+  auto keyed = keys_of(item, i, std::move(*found));
+  if (!keyed) return std::unexpected(keyed.error());
+  for (auto& [k, v] : *keyed) {  // decodingStrategy last, on the final keys (ESO)
+    auto decoded = apply_decoding(item.find->decoding, std::move(v));
+    if (!decoded) {
+      return std::unexpected(refused(where + "key \"" + k + "\": " + decoded.error().message, false));
     }
     out.data.insert_or_assign(k, std::move(*decoded));
   }

@@ -86,6 +86,11 @@ Step<void> add_data_from(ProviderData& out, const model::ExternalSecret& es, std
                          const model::StoreRef& store, ValueFormat format, kms::Result<kms::SecureBytes> whole);
 Step<void> add_data(ProviderData& out, const model::ExternalSecret& es, std::size_t i, const model::StoreRef& store,
                     ValueFormat format, kms::Result<kms::SecureBytes> whole);
+// dataFrom[i].find: the secrets the provider found (name -> whole value, or
+// its error) through ESO's handleFindAllSecrets: rewrite or conversion,
+// key validation, then decodingStrategy.
+Step<void> add_data_found(ProviderData& out, const model::ExternalSecret& es, std::size_t i,
+                          kms::Result<SecretMap> found);
 
 // What the templates make of the provider data: the Secret's data, and the
 // labels and annotations templates put on it (locked memory: a template may

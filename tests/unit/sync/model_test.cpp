@@ -127,8 +127,14 @@ TEST_CASE("invalid ExternalSecret specs give the field path and the reason") {
         "spec.secretStoreRef.kind: unsupported value 'Vault' (supported: SecretStore, ClusterSecretStore)");
   CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"target":{"creationPolicy":"Merge","deletionPolicy":"Delete"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})") ==
         "spec.target.deletionPolicy: Delete is not allowed with creationPolicy Merge");
-  CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"dataFrom":[{"find":{"path":"x"}}]})") ==
-        "spec.dataFrom[0].find: not supported by rootseal");
+  CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"dataFrom":[{"find":{"path":"x"},"extract":{"key":"k"}}]})") ==
+        "spec.dataFrom[0]: must hold one of extract and find, not both");
+  CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"dataFrom":[{"rewrite":[]}]})") ==
+        "spec.dataFrom[0]: extract or find is required (generators are not supported by rootseal)");
+  CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"dataFrom":[{"find":{"conversionStrategy":"Unicode"}}]})") ==
+        "spec.dataFrom[0].find.conversionStrategy: unsupported value 'Unicode' (supported: Default)");
+  CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"dataFrom":[{"find":{"tags":{"a":1}}}]})") ==
+        "spec.dataFrom[0].find.tags.a: must be a string");
   CHECK(es_error(R"({"secretStoreRef":{"name":"s"}})") ==
         "spec: one of data, dataFrom, target.template.data or target.template.templateFrom must be set");
   CHECK(es_error(R"({"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})") ==

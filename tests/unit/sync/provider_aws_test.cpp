@@ -186,3 +186,55 @@ TEST_CASE("aws provider: an unreachable endpoint is unavailable, bad specs are r
   window.recovery_window_days = 3;
   CHECK_FALSE(sync::providers::make_aws_provider(loop.io.get_executor(), std::move(window)));
 }
+
+TEST_CASE("aws provider: dataFrom.find by name (ListSecrets), by tags and by path (BatchGetSecretValue) on moto") {
+  Moto moto;
+  TempDir dir("rootseal-aws-find");
+  aws_json(
+      moto,
+      R"(secretsmanager create-secret --name app/db --secret-string '{"user":"alice"}' --tags Key=team,Value=a Key=env,Value=prod)");
+  aws_json(
+      moto,
+      R"(secretsmanager create-secret --name app/cache --secret-string 'plain' --tags Key=team,Value=a Key=env,Value=dev)");
+  aws_json(moto, R"(secretsmanager create-secret --name other/db --secret-string 'x' --tags Key=team,Value=b)");
+  {
+    std::ofstream out(dir / "blob.bin", std::ios::binary);
+    out << std::string("\x00\xff", 2);
+  }
+  aws_json(moto, "secretsmanager create-secret --name app/blob --secret-binary fileb://" + (dir / "blob.bin").string() +
+                     " --tags Key=team,Value=a Key=env,Value=prod");
+  Loop loop;
+  auto p = make(loop, moto_spec(moto));
+  const auto names = [](const sync::SecretMap& m) {
+    std::vector<std::string> out;
+    for (const auto& [k, v] : m) out.push_back(k);
+    return out;
+  };
+
+  sync::FindRequest by_name;
+  by_name.name_matches = [](std::string_view n) { return n.find("db") != std::string_view::npos; };
+  auto r = loop.run(p->find(by_name));
+  REQUIRE(r);
+  CHECK(names(*r) == std::vector<std::string>{"app/db", "other/db"});
+  CHECK(text(r->at("app/db")) == R"({"user":"alice"})");
+
+  sync::FindRequest by_tags;
+  by_tags.tags = {{"team", "a"}, {"env", "prod"}};
+  r = loop.run(p->find(by_tags));
+  REQUIRE(r);
+  CHECK(names(*r) == std::vector<std::string>{"app/blob", "app/db"});
+  CHECK(text(r->at("app/blob")) == std::string("\x00\xff", 2));
+
+  sync::FindRequest by_path;
+  by_path.path = "app/";
+  by_path.name_matches = [](std::string_view n) { return n.ends_with("cache") || n.ends_with("db"); };
+  r = loop.run(p->find(by_path));
+  REQUIRE(r);
+  CHECK(names(*r) == std::vector<std::string>{"app/cache", "app/db"});
+  CHECK(text(r->at("app/cache")) == "plain");
+
+  auto neither = loop.run(p->find(sync::FindRequest{}));
+  REQUIRE_FALSE(neither);
+  CHECK(neither.error().code == kms::Errc::invalid_argument);
+  CHECK(neither.error().message == "aws: unexpected find operator (find needs name or tags)");
+}

@@ -258,3 +258,54 @@ TEST_CASE("vault provider: bad specs are refused") {
   REQUIRE_FALSE(r);
   CHECK(r.error().message.find("v2") != std::string::npos);
 }
+
+TEST_CASE(
+    "vault provider: dataFrom.find lists below the path, matches names or custom metadata, skips deleted versions") {
+  PyDouble vault("vault_kv");
+  vault_put(vault, "team/app/db", R"({"user":"alice","port":5432})");
+  vault_put(vault, "team/app/cache", R"({"pw":"c"})");
+  vault_put(vault, "team/web", R"({"pw":"w"})");
+  vault_put(vault, "other/db", R"({"pw":"o"})");
+  vault_put(vault, "team/gone", R"({"pw":"g"})");
+  REQUIRE(
+      run_command("curl -sf -X DELETE -H 'X-Vault-Token: root' " + vault.url() + "/v1/secret/data/team/gone").status ==
+      0);
+  REQUIRE(run_command("curl -sf -X POST -H 'X-Vault-Token: root' -d '{\"custom_metadata\":{\"owner\":\"a\"}}' " +
+                      vault.url() + "/v1/secret/metadata/team/web")
+              .status == 0);
+  REQUIRE(run_command("curl -sf -X POST -H 'X-Vault-Token: root' -d '{\"custom_metadata\":{\"owner\":\"a\"}}' " +
+                      vault.url() + "/v1/secret/metadata/team/app/db")
+              .status == 0);
+  Loop loop;
+  auto p = make(loop, token_spec(vault));
+  const auto names = [](const sync::SecretMap& m) {
+    std::vector<std::string> out;
+    for (const auto& [k, v] : m) out.push_back(k);
+    return out;
+  };
+
+  sync::FindRequest all_team;
+  all_team.path = "team";
+  auto r = loop.run(p->find(all_team));  // no name, no tags: everything below the path
+  REQUIRE(r);
+  CHECK(names(*r) == std::vector<std::string>{"team/app/cache", "team/app/db", "team/web"});
+  CHECK(text(r->at("team/app/db")) == R"({"port":5432,"user":"alice"})");
+
+  sync::FindRequest by_name;
+  by_name.name_matches = [](std::string_view n) { return n.find("db") != std::string_view::npos; };
+  r = loop.run(p->find(by_name));
+  REQUIRE(r);
+  CHECK(names(*r) == std::vector<std::string>{"other/db", "team/app/db"});
+
+  sync::FindRequest by_tags;
+  by_tags.tags = {{"owner", "a"}};
+  r = loop.run(p->find(by_tags));
+  REQUIRE(r);
+  CHECK(names(*r) == std::vector<std::string>{"team/app/db", "team/web"});
+
+  sync::FindRequest nowhere;
+  nowhere.path = "nothing/here";
+  auto none = loop.run(p->find(nowhere));
+  REQUIRE_FALSE(none);
+  CHECK(none.error().code == kms::Errc::not_found);
+}

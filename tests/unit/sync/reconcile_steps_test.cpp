@@ -162,6 +162,61 @@ TEST_CASE("add_data: property and decoding applied once, missing keys by deletio
   }
 }
 
+TEST_CASE("dataFrom.find: parsed as ESO's ExternalSecretFind, found names converted, validated, decoded") {
+  auto es = es_of(R"j({"secretStoreRef":{"name":"vault"},"dataFrom":[
+    {"find":{"path":"team","name":{"regexp":"^team/.*db$"},"tags":{"owner":"a"},"decodingStrategy":"Base64"}},
+    {"find":{"tags":{"env":"prod"}},"rewrite":[{"regexp":{"source":"^app/(.*)","target":"$1"}}]},
+    {"find":{"name":{}}}]})j");
+  REQUIRE(es.data_from.size() == 3);
+  const auto& f = *es.data_from[0].find;
+  CHECK(f.path == std::optional<std::string>("team"));
+  CHECK(f.name_regexp == std::optional<std::string>("^team/.*db$"));
+  CHECK(f.tags == model::StringMap{{"owner", "a"}});
+  CHECK(f.decoding == DecodingStrategy::base64);
+  CHECK_FALSE(es.data_from[1].find->name_regexp.has_value());
+  CHECK(es.data_from[2].find->name_regexp == std::optional<std::string>(""));  // name: {} matches every name
+
+  // Names become keys through conversionStrategy Default ("/" -> "_"), then decoding.
+  ProviderData out;
+  SecretMap found;
+  found.emplace("team/app/db", bytes("aGk="));
+  REQUIRE(add_data_found(out, es, 0, std::move(found)));
+  CHECK(text(out.data.at("team_app_db")) == "hi");
+  // With a rewrite, no conversion.
+  SecretMap rewritten;
+  rewritten.emplace("app/db", bytes("v"));
+  REQUIRE(add_data_found(out, es, 1, std::move(rewritten)));
+  CHECK(text(out.data.at("db")) == "v");
+
+  SecretMap bad_b64;
+  bad_b64.emplace("team/x", bytes("***"));
+  auto undecodable = add_data_found(out, es, 0, std::move(bad_b64));
+  REQUIRE_FALSE(undecodable);
+  CHECK_FALSE(undecodable.error().retry);
+  CHECK(undecodable.error().message ==
+        "error processing spec.dataFrom[0].find, err: key \"team_x\": decodingStrategy Base64: the value is not valid "
+        "base64");
+  auto regexp =
+      add_data_found(out, es, 0, kms::fail(kms::Errc::invalid_argument, "could not compile find.name.regexp [(]: x"));
+  REQUIRE_FALSE(regexp);
+  CHECK_FALSE(regexp.error().retry);
+  CHECK(regexp.error().message ==
+        "error processing spec.dataFrom[0].find, err: error getting all secrets: could not compile find.name.regexp "
+        "[(]: x");
+  auto down = add_data_found(out, es, 0, kms::fail(kms::Errc::unavailable, "vault: connection refused"));
+  REQUIRE_FALSE(down);
+  CHECK(down.error().retry);
+
+  // Nothing to search (Vault: nothing at the path): an error under Retain, skipped under Delete.
+  auto nowhere = add_data_found(out, es, 2, kms::fail(kms::Errc::not_found, "vault: nothing to list at \"/\""));
+  REQUIRE_FALSE(nowhere);
+  auto del = es_of(
+      R"({"secretStoreRef":{"name":"vault"},"target":{"deletionPolicy":"Delete"},"dataFrom":[{"find":{"path":"x"}}]})");
+  ProviderData skipped;
+  REQUIRE(add_data_found(skipped, del, 0, kms::fail(kms::Errc::not_found, "vault: nothing to list at \"x/\"")));
+  CHECK(skipped.missing == std::vector<std::string>{"dataFrom[0].find"});
+}
+
 TEST_CASE("add_data_from: each entry a key, decoding per entry, data overrides") {
   auto es = es_of(R"({"secretStoreRef":{"name":"vault"},
     "dataFrom":[{"extract":{"key":"all"}},{"extract":{"key":"nested","decodingStrategy":"Base64"}}],

@@ -26,8 +26,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -87,6 +89,15 @@ enum class ValueFormat {
 // Key -> value (dataFrom.extract, a Secret's data). Values in locked memory.
 using SecretMap = std::map<std::string, kms::SecureBytes, std::less<>>;
 
+// ESO dataFrom[].find: which remote secrets to read, each whole value under
+// its name. Providers search as ESO's provider of their kind does.
+struct FindRequest {
+  std::optional<std::string> path;  // Vault: below the mount; AWS: the `name` filter (a name prefix)
+  // find.name.regexp compiled by the caller (Go's regexp, unanchored); empty: no find.name
+  std::function<bool(std::string_view)> name_matches;
+  std::map<std::string, std::string, std::less<>> tags;  // every one must match
+};
+
 class Provider {
  public:
   virtual ~Provider() = default;
@@ -99,6 +110,10 @@ class Provider {
   [[nodiscard]] virtual std::string_view kind() const noexcept = 0;  // "vault", "aws", ...
   // How fetch()'s values are read by property and dataFrom.extract.
   [[nodiscard]] virtual ValueFormat value_format() const noexcept { return ValueFormat::text; }
+  // dataFrom.find: name -> whole value (as fetch() returns it). not_found
+  // when the search itself finds no place to look (ESO's NoSecretErr);
+  // invalid_argument from providers without find.
+  virtual Task<SecretMap> find(const FindRequest& request);
 };
 
 // The remote end of a PushSecret data[] entry.

@@ -64,6 +64,76 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
     co_return std::move(*whole);
   }
 
+  // ESO's AWS GetAllSecrets: find.name (a regexp on the names), find.tags
+  // (tag-key and tag-value filters), find.path (the `name` filter: a name
+  // prefix). With a path, or with tags and no name: BatchGetSecretValue over
+  // the filters; else ListSecrets over the tag filters, then GetSecretValue
+  // for each name that matches.
+  Task<SecretMap> find(const FindRequest& request) override {
+    const bool has_name = static_cast<bool>(request.name_matches);
+    if (!has_name && request.tags.empty()) {
+      co_return fail(Errc::invalid_argument, "aws: unexpected find operator (find needs name or tags)");
+    }
+    SecureBuffer filters(128);
+    filters.push_back('[');
+    const auto filter = [&filters](std::string_view key, std::string_view value) {
+      if (filters.size() > 1) filters.push_back(',');
+      filters.append(R"({"Key":")");
+      filters.append(key);
+      filters.append(R"(","Values":[)");
+      quote(value, filters);
+      filters.append("]}");
+    };
+    for (const auto& [k, v] : request.tags) {
+      filter("tag-key", k);
+      filter("tag-value", v);
+    }
+    if (request.path) filter("name", *request.path);
+    filters.push_back(']');
+    const bool batch = request.path.has_value() || !has_name;
+    const std::string_view op = batch ? "BatchGetSecretValue" : "ListSecrets";
+    SecretMap out;
+    std::string next;
+    for (std::size_t page = 0;; ++page) {
+      if (page == kMaxFindPages)
+        co_return fail(Errc::unavailable, "aws: " + std::string(op) + " did not end after 10000 pages");
+      SecureBuffer body(filters.size() + 64);
+      body.append(R"({"Filters":)");
+      body.append(filters.view());
+      if (!next.empty()) {
+        body.append(R"(,"NextToken":)");
+        quote(next, body);
+      }
+      body.append("}");
+      ROOTSEAL_CO_LET(a, co_await call(op, body.view()));
+      if (a.status != 200) co_return fail(error_code(a), error_text(op, a));
+      const auto& root = a.root();
+      const json::value* list =
+          root.is_object() ? root.as_object().if_contains(batch ? "SecretValues" : "SecretList") : nullptr;
+      if (list != nullptr && !list->is_array())
+        co_return fail(Errc::unavailable, "aws: the " + std::string(op) + " answer has no list");
+      static const json::array kNone;
+      for (const auto& entry : list != nullptr ? list->as_array() : kNone) {  // by reference: no copy of a value
+        const json::value* name = entry.is_object() ? entry.as_object().if_contains("Name") : nullptr;
+        if (name == nullptr || !name->is_string())
+          co_return fail(Errc::unavailable, "aws: a secret without a Name in the answer");
+        const std::string n(name->as_string());
+        if (has_name && !request.name_matches(n)) continue;
+        if (batch) {
+          ROOTSEAL_CO_LET(value, value_of(entry));
+          if (value) out.insert_or_assign(n, std::move(*value));
+        } else {
+          ROOTSEAL_CO_LET(value, co_await get_value(n, ""));
+          if (value) out.insert_or_assign(n, std::move(*value));
+        }
+      }
+      const json::value* token = root.is_object() ? root.as_object().if_contains("NextToken") : nullptr;
+      if (token == nullptr || !token->is_string() || token->as_string().empty()) break;
+      next = std::string(token->as_string());
+    }
+    co_return out;
+  }
+
   Task<void> validate() override {
     // ListSecrets with one result: proves the endpoint, region and credentials.
     SecureBuffer body(32);
@@ -307,18 +377,25 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
                                           " not found");
     }
     if (a.status != 200) co_return fail(error_code(a), error_text("GetSecretValue", a));
-    const auto& root = a.root();
-    if (root.is_object()) {
-      if (const auto* s = root.as_object().if_contains("SecretString"); s && s->is_string()) {
-        co_return std::optional<kms::SecureBytes>(kms::SecureBytes::copy_of(std::string_view(s->as_string())));
+    co_return value_of(a.root());
+  }
+
+  static constexpr std::size_t kMaxFindPages = 10000;
+
+  // SecretString, or SecretBinary decoded, of a GetSecretValue answer or a
+  // BatchGetSecretValue entry; nullopt when it has neither.
+  static kms::Result<std::optional<kms::SecureBytes>> value_of(const json::value& v) {
+    if (v.is_object()) {
+      if (const auto* s = v.as_object().if_contains("SecretString"); s && s->is_string()) {
+        return std::optional<kms::SecureBytes>(kms::SecureBytes::copy_of(std::string_view(s->as_string())));
       }
-      if (const auto* b = root.as_object().if_contains("SecretBinary"); b && b->is_string()) {
+      if (const auto* b = v.as_object().if_contains("SecretBinary"); b && b->is_string()) {
         auto raw = kms::base64_decode_secure(std::string_view(b->as_string()));
-        if (!raw) co_return fail(Errc::unavailable, "aws: SecretBinary is not base64");
-        co_return std::optional<kms::SecureBytes>(std::move(*raw));
+        if (!raw) return fail(Errc::unavailable, "aws: SecretBinary is not base64");
+        return std::optional<kms::SecureBytes>(std::move(*raw));
       }
     }
-    co_return std::optional<kms::SecureBytes>{};
+    return std::optional<kms::SecureBytes>{};
   }
 
   // "SecretString":"..." for UTF-8 text, "SecretBinary":"<base64>" otherwise.

@@ -70,6 +70,39 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
 
   Task<kms::SecureBytes> fetch(const RemoteKey& ref) override { co_return co_await read(ref); }
 
+  // ESO's Vault GetAllSecrets: every secret below find.path (LIST on the
+  // metadata, recursively), those whose full name matches find.name.regexp
+  // or else whose custom metadata carries every find.tags pair; a secret
+  // whose current version is deleted is skipped.
+  Task<SecretMap> find(const FindRequest& request) override {
+    if (mount_.empty())
+      co_return fail(Errc::invalid_argument, "vault: dataFrom.find needs the store's path (the KV mount)");
+    std::string search;
+    if (request.path) {
+      search = trim_slashes(*request.path);
+      if (search.find("..") != std::string::npos)
+        co_return fail(Errc::invalid_argument, "vault: find.path must not contain '..'");
+      if (!search.empty()) search += "/";
+    }
+    std::vector<std::string> names;
+    ROOTSEAL_CO_TRY(co_await list_below(search, names, 0));
+    SecretMap out;
+    for (const auto& name : names) {
+      if (request.name_matches) {
+        if (!request.name_matches(name)) continue;
+      } else if (!request.tags.empty()) {
+        ROOTSEAL_CO_LET(tagged, co_await has_tags(name, request.tags));
+        if (!tagged) continue;
+      }
+      const RemoteKey key{name, ""};
+      auto value = co_await read(key);
+      if (!value && value.error().code == Errc::not_found) continue;
+      if (!value) co_return std::unexpected(std::move(value).error());
+      out.insert_or_assign(name, std::move(*value));
+    }
+    co_return out;
+  }
+
   Task<void> validate() override {
     ROOTSEAL_CO_LET(token, co_await current_token());
     (void)token;
@@ -97,7 +130,95 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
       }
       target += "?version=" + ref.version;
     }
-    for (int attempt = 0; attempt < 2; ++attempt) {
+    ROOTSEAL_CO_LET(res, co_await authed_get(target));
+    if (res.status == 404) co_return fail(Errc::not_found, "vault: secret \"" + key + "\" not found");
+    if (res.status != 200) co_return fail(errc_for_status(res.status), vault_error(res));
+    // The secret's data as ESO hands it on: Go's json.Marshal of the map
+    // Vault's client decoded with UseNumber (numbers as written).
+    auto doc = gojson::Document::parse(res.body.view());
+    if (!doc) co_return fail(Errc::unavailable, "vault: the answer is not JSON");
+    using gojson::Kind;
+    const auto root = gojson::Document::root();
+    const auto data = doc->kind(root) == Kind::object ? doc->last_member(root, "data") : std::nullopt;
+    const auto inner = data && doc->kind(*data) == Kind::object ? doc->last_member(*data, "data") : std::nullopt;
+    if (!inner || doc->kind(*inner) == Kind::null) {
+      co_return fail(Errc::not_found, "vault: secret \"" + key + "\" has no data (deleted or destroyed version)");
+    }
+    if (doc->kind(*inner) != Kind::object) co_return fail(Errc::unavailable, "vault: data.data is not an object");
+    SecureBuffer out(res.body.size());
+    ROOTSEAL_CO_TRY(gojson::marshal(*doc, *inner, gojson::Numbers::as_written, out));
+    co_return out.take();
+  }
+
+  static constexpr int kMaxListDepth = 64;
+
+  // The names below `prefix` ("" or ending in '/'), recursively. not_found
+  // when Vault has nothing at `prefix` (ESO: NoSecretError).
+  Task<void> list_below(const std::string& prefix, std::vector<std::string>& names, int depth) {
+    if (depth > kMaxListDepth) co_return fail(Errc::invalid_argument, "vault: find.path nests deeper than 64 folders");
+    std::string target = "/v1/" + net::url_encode(mount_, false) + "/metadata/";
+    if (!prefix.empty()) target += net::url_encode(prefix, false);
+    target += "?list=true";
+    ROOTSEAL_CO_LET(res, co_await authed_get(target));
+    if (res.status == 404) {
+      co_return fail(Errc::not_found, "vault: nothing to list at \"" + (prefix.empty() ? "/" : prefix) + "\"");
+    }
+    if (res.status != 200) co_return fail(errc_for_status(res.status), vault_error(res));
+    auto doc = SecureJson::parse(res.body.view());
+    if (!doc) co_return fail(Errc::unavailable, "vault: the list answer is not JSON");
+    const auto& root = (*doc)->root();
+    const json::value* data = root.is_object() ? root.as_object().if_contains("data") : nullptr;
+    const json::value* keys = data != nullptr && data->is_object() ? data->as_object().if_contains("keys") : nullptr;
+    if (keys == nullptr) co_return kms::Result<void>{};  // ESO: no "keys", nothing found
+    if (!keys->is_array()) co_return fail(Errc::unavailable, "vault: data.keys of the list answer is not a list");
+    for (const auto& k : keys->as_array()) {
+      if (!k.is_string() || k.as_string().empty())
+        co_return fail(Errc::unavailable, "vault: a listed key is not a name");
+      const std::string full = prefix + std::string(k.as_string());
+      if (full.find("..") != std::string::npos) co_return fail(Errc::unavailable, "vault: a listed key contains '..'");
+      if (!full.ends_with('/')) {
+        names.push_back(full);
+      } else {
+        ROOTSEAL_CO_TRY(co_await list_below(full, names, depth + 1));
+      }
+    }
+    co_return kms::Result<void>{};
+  }
+
+  // ESO's readSecretMetadata + tag check: custom_metadata (and the system
+  // fields created_time, current_version, delete_version_after) must hold
+  // every pair. A secret without metadata is an error, as in ESO.
+  Task<bool> has_tags(const std::string& name, const std::map<std::string, std::string, std::less<>>& tags) {
+    const std::string target = "/v1/" + net::url_encode(mount_, false) + "/metadata/" + net::url_encode(name, false);
+    ROOTSEAL_CO_LET(res, co_await authed_get(target));
+    if (res.status == 404) co_return fail(Errc::unavailable, "vault: secret \"" + name + "\" has no metadata");
+    if (res.status != 200) co_return fail(errc_for_status(res.status), vault_error(res));
+    auto doc = gojson::Document::parse(res.body.view());
+    if (!doc) co_return fail(Errc::unavailable, "vault: the metadata answer is not JSON");
+    using gojson::Kind;
+    const auto root = gojson::Document::root();
+    const auto data = doc->kind(root) == Kind::object ? doc->last_member(root, "data") : std::nullopt;
+    if (!data || doc->kind(*data) != Kind::object)
+      co_return fail(Errc::unavailable, "vault: the metadata answer has no data");
+    const auto custom = doc->last_member(*data, "custom_metadata");
+    for (const auto& [k, want] : tags) {
+      std::optional<gojson::Document::Id> v;
+      if (custom && doc->kind(*custom) == Kind::object) v = doc->last_member(*custom, k);
+      if (!v && (k == "created_time" || k == "current_version" || k == "delete_version_after")) {
+        v = doc->last_member(*data, k);
+      }
+      if (!v || doc->kind(*v) == Kind::null) co_return false;
+      // fmt.Sprintf("%v") of what Vault's client decoded: strings as they are, numbers as written.
+      const std::string_view have = doc->kind(*v) == Kind::string ? doc->string(*v) : doc->raw(*v);
+      if (have != want) co_return false;
+    }
+    co_return true;
+  }
+
+  // A GET with the current token; an AppRole token refused with 403 is
+  // replaced by a fresh login once.
+  Task<net::ClientResponse> authed_get(const std::string& target) {
+    for (int attempt = 0;; ++attempt) {
       ROOTSEAL_CO_LET(token, co_await current_token());
       ++counters_.reads;
       auto res = co_await get(target, token);
@@ -106,25 +227,8 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
         co_await invalidate(token);  // revoked or expired behind our back: log in again, once
         continue;
       }
-      if (res->status == 404) co_return fail(Errc::not_found, "vault: secret \"" + key + "\" not found");
-      if (res->status != 200) co_return fail(errc_for_status(res->status), vault_error(*res));
-      // The secret's data as ESO hands it on: Go's json.Marshal of the map
-      // Vault's client decoded with UseNumber (numbers as written).
-      auto doc = gojson::Document::parse(res->body.view());
-      if (!doc) co_return fail(Errc::unavailable, "vault: the answer is not JSON");
-      using gojson::Kind;
-      const auto root = gojson::Document::root();
-      const auto data = doc->kind(root) == Kind::object ? doc->last_member(root, "data") : std::nullopt;
-      const auto inner = data && doc->kind(*data) == Kind::object ? doc->last_member(*data, "data") : std::nullopt;
-      if (!inner || doc->kind(*inner) == Kind::null) {
-        co_return fail(Errc::not_found, "vault: secret \"" + key + "\" has no data (deleted or destroyed version)");
-      }
-      if (doc->kind(*inner) != Kind::object) co_return fail(Errc::unavailable, "vault: data.data is not an object");
-      SecureBuffer out(res->body.size());
-      ROOTSEAL_CO_TRY(gojson::marshal(*doc, *inner, gojson::Numbers::as_written, out));
-      co_return out.take();
+      co_return res;
     }
-    co_return fail(Errc::permission_denied, "vault: permission denied after a fresh login");
   }
 
   asio::awaitable<kms::Result<net::ClientResponse>> get(const std::string& target, const kms::SecureBytes& token) {
