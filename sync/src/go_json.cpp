@@ -189,8 +189,10 @@ kms::Result<double> float64_of(std::string_view raw) {
 
 constexpr char kHex[] = "0123456789abcdef";
 
-// Go's encodeState.string with escapeHTML (Go 1.22 and later: \b and \f).
-void append_go_string(SecureBuffer& out, std::string_view s) {
+}  // namespace
+
+// Go's encodeState.string (Go 1.22 and later: \b and \f).
+void append_go_string(SecureBuffer& out, std::string_view s, bool escape_html) {
   out.push_back('"');
   std::size_t i = 0;
   while (i < s.size()) {
@@ -219,7 +221,7 @@ void append_go_string(SecureBuffer& out, std::string_view s) {
           out.append("\\f");
           break;
         default:
-          if (c < 0x20 || c == '<' || c == '>' || c == '&') {
+          if (c < 0x20 || (escape_html && (c == '<' || c == '>' || c == '&'))) {
             const char esc[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
             out.append(std::string_view(esc, 6));
           } else {
@@ -247,8 +249,6 @@ void append_go_string(SecureBuffer& out, std::string_view s) {
   }
   out.push_back('"');
 }
-
-}  // namespace
 
 // ---- parsing ----------------------------------------------------------------
 
@@ -543,6 +543,13 @@ std::optional<Document::Id> Document::last_member(Id object, std::string_view ke
   return found;
 }
 
+bool Document::numbers_fit_float64() const noexcept {
+  for (Id id = 0; id < nodes_.size(); ++id) {
+    if (nodes_[id].kind == Kind::number && !parse_float64(raw(id))) return false;
+  }
+  return true;
+}
+
 std::optional<Document::Id> Document::first_member(Id object, std::string_view key) const noexcept {
   for (const auto& m : members(object)) {
     if (string(m.key) == key) return m.value;
@@ -552,14 +559,14 @@ std::optional<Document::Id> Document::first_member(Id object, std::string_view k
 
 // ---- writing ----------------------------------------------------------------
 
-kms::Result<void> marshal(const Document& doc, Document::Id id, Numbers numbers, SecureBuffer& out) {
+kms::Result<void> marshal(const Document& doc, Document::Id id, Numbers numbers, SecureBuffer& out, bool escape_html) {
   switch (doc.kind(id)) {
     case Kind::null:
     case Kind::boolean:
       out.append(doc.raw(id));
       return {};
     case Kind::string:
-      append_go_string(out, doc.string(id));
+      append_go_string(out, doc.string(id), escape_html);
       return {};
     case Kind::number:
       if (numbers == Numbers::as_written) {
@@ -576,7 +583,7 @@ kms::Result<void> marshal(const Document& doc, Document::Id id, Numbers numbers,
       for (const auto e : doc.elements(id)) {
         if (!first) out.push_back(',');
         first = false;
-        ROOTSEAL_TRY(marshal(doc, e, numbers, out));
+        ROOTSEAL_TRY(marshal(doc, e, numbers, out, escape_html));
       }
       out.push_back(']');
       return {};
@@ -596,9 +603,9 @@ kms::Result<void> marshal(const Document& doc, Document::Id id, Numbers numbers,
         if (k + 1 < sorted.size() && doc.string(sorted[k].key) == doc.string(sorted[k + 1].key)) continue;
         if (!first) out.push_back(',');
         first = false;
-        append_go_string(out, doc.string(sorted[k].key));
+        append_go_string(out, doc.string(sorted[k].key), escape_html);
         out.push_back(':');
-        ROOTSEAL_TRY(marshal(doc, sorted[k].value, numbers, out));
+        ROOTSEAL_TRY(marshal(doc, sorted[k].value, numbers, out, escape_html));
       }
       out.push_back('}');
       return {};

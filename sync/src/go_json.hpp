@@ -64,6 +64,9 @@ class Document {
   [[nodiscard]] std::span<const Member> members(Id object) const noexcept;
   // The member Go's Unmarshal into a map keeps (the last of duplicates).
   [[nodiscard]] std::optional<Id> last_member(Id object, std::string_view key) const noexcept;
+  // Whether every number of the document (dropped duplicates included) fits
+  // a float64, as Go's Unmarshal into `any` requires.
+  [[nodiscard]] bool numbers_fit_float64() const noexcept;
   // The member gjson finds (the first of duplicates).
   [[nodiscard]] std::optional<Id> first_member(Id object, std::string_view key) const noexcept;
 
@@ -87,10 +90,14 @@ class Document {
 };
 
 // Go's json.Marshal of the value decoded into `any`: objects as maps (keys
-// sorted bytewise, the last of duplicates), strings escaped as Go does with
-// HTML escaping, numbers per `numbers`. invalid_argument when a number does
+// sorted bytewise, the last of duplicates), strings escaped as Go does (with
+// HTML escaping unless escape_html is false), numbers per `numbers`. invalid_argument when a number does
 // not fit a float64 (Go's Unmarshal refuses it).
-kms::Result<void> marshal(const Document& doc, Document::Id id, Numbers numbers, SecureBuffer& out);
+kms::Result<void> marshal(const Document& doc, Document::Id id, Numbers numbers, SecureBuffer& out,
+                          bool escape_html = true);
+// A Go string literal as encoding/json writes it (escape_html: <, >, & as
+// \u003c...; an Encoder with SetEscapeHTML(false) leaves them).
+void append_go_string(SecureBuffer& out, std::string_view s, bool escape_html = true);
 
 // esutils.GetByteValue of the decoded value.
 kms::Result<void> byte_value(const Document& doc, Document::Id id, Numbers numbers, SecureBuffer& out);

@@ -1,5 +1,7 @@
 #include "rewrite.hpp"
 
+#include "go_json.hpp"
+
 #include <re2/re2.h>
 
 #include <algorithm>
@@ -281,6 +283,103 @@ std::string GoRegexp::replace_all(std::string_view src, std::string_view tmpl) c
   return out;
 }
 
+namespace {
+
+// Go's name of a JSON value's type in an UnmarshalTypeError.
+std::string_view go_type_name(gojson::Kind k) {
+  switch (k) {
+    case gojson::Kind::string:
+      return "string";
+    case gojson::Kind::number:
+      return "number";
+    case gojson::Kind::array:
+      return "array";
+    case gojson::Kind::boolean:
+      return "bool";
+    default:
+      return "object";
+  }
+}
+
+// ESO's RewriteMerge: every value (keys sorted, the priority keys last in
+// their order) is a JSON object Go decodes into map[string]any (numbers as
+// float64); their members are merged, a later one winning. Errors about the
+// remote data are `conflict` (retried), about the manifest invalid_argument.
+kms::Result<SecretMap> rewrite_merge(const model::RewriteMerge& m, SecretMap in) {
+  using gojson::Document;
+  std::vector<std::string> order;
+  for (const auto& [k, v] : in) {
+    if (std::find(m.priority.begin(), m.priority.end(), k) == m.priority.end()) order.push_back(k);
+  }
+  order.insert(order.end(), m.priority.begin(), m.priority.end());
+  std::vector<Document> docs;
+  docs.reserve(order.size());
+  std::map<std::string, std::pair<std::size_t, Document::Id>, std::less<>> merged;
+  std::vector<std::string> conflicts;
+  for (const auto& key : order) {
+    const auto it = in.find(key);
+    if (it == in.end()) {
+      if (m.ignore_not_found) continue;
+      return kms::fail(Errc::conflict, "merge failed with key \"" + key + "\" not found in input map");
+    }
+    auto doc = Document::parse(it->second.span());
+    if (!doc)
+      return kms::fail(Errc::conflict,
+                       "merge failed with failed to unmarshal JSON: the value of \"" + key + "\" is not JSON");
+    const auto kind = doc->kind(Document::root());
+    if (kind == gojson::Kind::null) continue;  // Go: a nil map, nothing to merge
+    if (kind != gojson::Kind::object) {
+      return kms::fail(Errc::conflict, "merge failed with failed to unmarshal JSON: json: cannot unmarshal " +
+                                           std::string(go_type_name(kind)) +
+                                           " into Go value of type map[string]interface {}");
+    }
+    if (!doc->numbers_fit_float64()) {  // Unmarshal into any refuses a number beyond float64, anywhere
+      return kms::fail(Errc::conflict,
+                       "merge failed with failed to unmarshal JSON: json: cannot unmarshal number into "
+                       "Go value of type float64");
+    }
+    docs.push_back(std::move(*doc));
+    const Document& d = docs.back();
+    std::map<std::string_view, Document::Id> members;  // one Go map: the last of duplicates
+    for (const auto& member : d.members(Document::root())) members[d.string(member.key)] = member.value;
+    for (const auto& [k, v] : members) {
+      auto [slot, inserted] = merged.try_emplace(std::string(k), docs.size() - 1, v);
+      if (!inserted) {
+        conflicts.emplace_back(k);
+        slot->second = {docs.size() - 1, v};
+      }
+    }
+  }
+  if (!m.ignore_conflicts && !conflicts.empty()) {
+    std::string list;  // strings.Join(conflicts, ", ")
+    for (std::size_t c = 0; c < conflicts.size(); ++c) list += (c == 0 ? "" : ", ") + conflicts[c];
+    return kms::fail(Errc::conflict, "merge failed with conflicts: " + list);
+  }
+  if (!m.json) {  // Extract: the merged members are the map
+    SecretMap out;
+    for (const auto& [k, where] : merged) {
+      SecureBuffer value(32);
+      ROOTSEAL_TRY(gojson::byte_value(docs[where.first], where.second, gojson::Numbers::float64, value));
+      out.emplace(k, value.take());
+    }
+    return out;
+  }
+  if (m.into.empty()) return kms::fail(Errc::invalid_argument, "merge failed with missing 'into' field");
+  SecureBuffer object(256);  // esutils.JSONMarshal: no HTML escaping
+  object.push_back('{');
+  for (const auto& [k, where] : merged) {
+    if (object.size() > 1) object.push_back(',');
+    gojson::append_go_string(object, k, false);
+    object.push_back(':');
+    ROOTSEAL_TRY(gojson::marshal(docs[where.first], where.second, gojson::Numbers::float64, object, false));
+  }
+  object.push_back('}');
+  in.insert_or_assign(m.into, object.take());
+  return in;
+}
+
+}  // namespace
+
 kms::Result<SecretMap> rewrite_map(const std::vector<model::Rewrite>& operations, SecretMap in) {
   for (std::size_t i = 0; i < operations.size(); ++i) {
     const std::string prefix = "failed rewrite operation[" + std::to_string(i) + "]: ";
@@ -292,6 +391,10 @@ kms::Result<SecretMap> rewrite_map(const std::vector<model::Rewrite>& operations
                          prefix + "regexp failed with failed to compile: " + compiled.error().message);
       }
       for (auto& [key, value] : in) out.insert_or_assign(compiled->replace_all(key, re->target), std::move(value));
+    } else if (const auto* mg = std::get_if<model::RewriteMerge>(&operations[i])) {
+      auto merged = rewrite_merge(*mg, std::move(in));
+      if (!merged) return kms::fail(merged.error().code, prefix + merged.error().message);
+      out = std::move(*merged);
     } else {
       const auto& tr = std::get<model::RewriteTransform>(operations[i]);
       for (auto& [key, value] : in) {

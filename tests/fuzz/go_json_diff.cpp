@@ -12,7 +12,8 @@
 // with dots), each through the five ops (Vault: whole value, property,
 // extract; AWS: property, extract) with properties that exist, nest, index
 // arrays, contain dots, or do not exist; then fixed-seed random documents.
-// Outcomes must be identical. Refusals ("E") must agree too, and rootseal
+// Also ESO's RewriteMerge (dataFrom.rewrite.merge) over random inputs and
+// options, through rewrite_map. Outcomes must be identical. Refusals ("E") must agree too, and rootseal
 // must answer (a value or "not found") at least kMinAnsweredShare of the
 // cases, so that the test cannot pass by refusing.
 #include <iostream>
@@ -21,8 +22,13 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/json.hpp>
+
+#include <algorithm>
+
 #include "go_json.hpp"
 #include "reference_process.hpp"
+#include "rewrite.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "secure_json.hpp"
 
@@ -71,7 +77,42 @@ kms::Result<kms::SecureBytes> vault_whole(const std::string& doc) {
   return out.take();
 }
 
+// dataFrom.rewrite.merge: the document is the input map (a JSON object of
+// strings), the property the options; a conflict is "C" and the keys sorted.
+std::string mine_merge(const std::string& options, const std::string& doc) {
+  const auto o = boost::json::parse(options).as_object();
+  sync::model::RewriteMerge m;
+  m.into = std::string(o.at("into").as_string());
+  for (const auto& p : o.at("priority").as_array()) m.priority.emplace_back(p.as_string());
+  m.ignore_not_found = o.at("ignoreNotFound").as_bool();
+  m.ignore_conflicts = o.at("ignoreConflicts").as_bool();
+  m.json = o.at("json").as_bool();
+  sync::SecretMap in;  // values travel hex-encoded: Go would decode invalid UTF-8 in them
+  for (const auto& kv : boost::json::parse(doc).as_object()) {
+    const auto raw = kms::hex_decode(std::string_view(kv.value().as_string()));
+    in.emplace(std::string(kv.key()), raw ? kms::SecureBytes::copy_of(std::span<const std::uint8_t>(*raw)) : bytes(""));
+  }
+  auto r = sync::rewrite_map({m}, std::move(in));
+  if (r) return entries(*r);
+  const std::string marker = "merge failed with conflicts: ";
+  const auto at = r.error().message.find(marker);
+  if (at == std::string::npos) return "E";
+  std::vector<std::string> keys;
+  std::string_view list = std::string_view(r.error().message).substr(at + marker.size());
+  for (std::size_t from = 0;;) {  // strings.Join(conflicts, ", "): a key may be empty
+    const auto comma = list.find(", ", from);
+    keys.emplace_back(list.substr(from, comma == std::string_view::npos ? std::string_view::npos : comma - from));
+    if (comma == std::string_view::npos) break;
+    from = comma + 2;
+  }
+  std::sort(keys.begin(), keys.end());
+  std::string out = "C";
+  for (const auto& k : keys) out += " " + hex(k);
+  return out;
+}
+
 std::string mine(const std::string& op, const std::string& property, const std::string& doc) {
+  if (op == "merge") return mine_merge(property, doc);
   if (op == "vault_whole") {
     auto w = vault_whole(doc);
     return w ? hex(*w) : "E";
@@ -237,6 +278,43 @@ struct Case {
   std::string op, property, doc;
 };
 
+// A merge case: 1-4 inputs (JSON objects mostly; also null, a list, a string
+// and text that is not JSON) and random options.
+Case random_merge(std::mt19937& rng) {
+  static const std::vector<std::string> kInputs = {"a", "b", "mongo", "redis", "zz"};
+  boost::json::object in;
+  const auto n = 1 + rng() % 4;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::string value;
+    switch (rng() % 10) {
+      case 0:
+        value = "null";
+        break;
+      case 1:
+        value = "[1,2]";
+        break;
+      case 2:
+        value = R"("text")";
+        break;
+      case 3:
+        value = "{not json";
+        break;
+      default:
+        value = random_document(rng);
+    }
+    in[kInputs[rng() % kInputs.size()]] = value.empty() ? "" : hex(value);
+  }
+  boost::json::object o;
+  o["into"] = rng() % 4 == 0 ? "" : (rng() % 4 == 0 ? "a" : "all");
+  boost::json::array prio;
+  for (std::size_t i = 0, k = rng() % 3; i < k; ++i) prio.emplace_back(kInputs[rng() % kInputs.size()]);
+  o["priority"] = prio;
+  o["ignoreNotFound"] = rng() % 2 == 0;
+  o["ignoreConflicts"] = rng() % 2 == 0;
+  o["json"] = rng() % 2 == 0;
+  return {"merge", boost::json::serialize(o), boost::json::serialize(in)};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -262,6 +340,7 @@ int main(int argc, char** argv) {
       cases.push_back({"aws_property", p, d});
     }
   }
+  for (int i = 0; i < generated; ++i) cases.push_back(random_merge(rng));
   for (const auto& p : kProperties) {
     for (std::size_t d = 0; d < 14; ++d) {
       cases.push_back({"vault_property", p, kDocuments[d]});

@@ -428,7 +428,19 @@ Result<std::vector<Rewrite>> parse_rewrites(const Obj& item) {
   std::vector<Rewrite> out;
   auto each = [&out](const Obj& op, const std::string& path) -> Result<void> {
     if (op.o->size() != 1) return bad(path, "must hold exactly one of regexp, transform, merge");
-    ROOTSEAL_TRY(unsupported(op, {"merge"}));
+    ROOTSEAL_LET(mg, opt_obj(op, "merge"));
+    if (mg) {
+      RewriteMerge m;
+      ROOTSEAL_TRY_ASSIGN(m.into, str_or(*mg, "into", ""));
+      ROOTSEAL_TRY_ASSIGN(m.priority, str_list(*mg, "priority"));
+      ROOTSEAL_TRY_ASSIGN(m.ignore_not_found,
+                          enum_field(*mg, "priorityPolicy", false, {{"Strict", false}, {"IgnoreNotFound", true}}));
+      ROOTSEAL_TRY_ASSIGN(m.ignore_conflicts,
+                          enum_field(*mg, "conflictPolicy", false, {{"Error", false}, {"Ignore", true}}));
+      ROOTSEAL_TRY_ASSIGN(m.json, enum_field(*mg, "strategy", false, {{"Extract", false}, {"JSON", true}}));
+      out.emplace_back(std::move(m));
+      return {};
+    }
     ROOTSEAL_LET(re, opt_obj(op, "regexp"));
     if (re) {
       RewriteRegexp r;

@@ -74,7 +74,15 @@ struct RewriteTransform {  // every key: the template rendered over {"value": ke
   std::string template_text;
   friend bool operator==(const RewriteTransform&, const RewriteTransform&) = default;
 };
-using Rewrite = std::variant<RewriteRegexp, RewriteTransform>;
+struct RewriteMerge {                 // the JSON object values merged (ESO's RewriteMerge)
+  std::string into;                   // strategy JSON: the key of the merged object
+  std::vector<std::string> priority;  // merged last, in this order (win conflicts)
+  bool ignore_not_found = false;      // priorityPolicy IgnoreNotFound (else Strict)
+  bool ignore_conflicts = false;      // conflictPolicy Ignore (else Error)
+  bool json = false;                  // strategy JSON (else Extract)
+  friend bool operator==(const RewriteMerge&, const RewriteMerge&) = default;
+};
+using Rewrite = std::variant<RewriteRegexp, RewriteTransform, RewriteMerge>;
 
 // dataFrom[].find (ESO's ExternalSecretFind): which remote secrets to read,
 // each whole value under its name.

@@ -271,7 +271,10 @@ Step<SecretMap> keys_of(const model::DataFromItem& item, std::size_t i, SecretMa
   if (!item.rewrite.empty()) {
     auto rewritten = rewrite_map(item.rewrite, std::move(map));
     if (!rewritten) {
-      return std::unexpected(refused(where + "error applying rewrite to keys: " + rewritten.error().message, false));
+      // A bad regexp or template is the manifest's fault (no retry); a merge
+      // the remote values do not allow may pass later.
+      const bool retry = rewritten.error().code != Errc::invalid_argument;
+      return std::unexpected(refused(where + "error applying rewrite to keys: " + rewritten.error().message, retry));
     }
     map = std::move(*rewritten);
   } else {

@@ -11,6 +11,12 @@
 //   vault_extract   ESO's Vault GetSecretMap (Marshal, then Unmarshal into map[string]any)
 //   aws_property    ESO's AWS GetSecret with a property (escapeDotsIfRequired + gjson)
 //   aws_extract     ESO's AWS GetSecretMap (map[string]json.RawMessage)
+//   merge           ESO's RewriteMerge (runtime/esutils) of the document, a JSON
+//                   object of hex-encoded values (the map), under the options in
+//                   the property: {"into","priority","ignoreNotFound",
+//                   "ignoreConflicts","json"}; a conflict error is "C" and the
+//                   conflicting keys sorted (Go's map order varies), in hex
+//                   joined by spaces
 // Output: one line per request: "E" (an error, or a document that is not
 // valid JSON: rootseal refuses those, gjson reads them leniently), "N" (the
 // property does not exist), the value in hex ("-": empty), or for the
@@ -60,6 +66,11 @@ func marshal(v any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return fixEscapes(b), nil
+}
+
+// \u0008 and \u000c as Go 1.22 and later write them: \b and \f.
+func fixEscapes(b []byte) []byte {
 	var out bytes.Buffer
 	for i := 0; i < len(b); i++ {
 		if b[i] == '\\' && i+1 < len(b) {
@@ -82,7 +93,7 @@ func marshal(v any) ([]byte, error) {
 		}
 		out.WriteByte(b[i])
 	}
-	return out.Bytes(), nil
+	return out.Bytes()
 }
 
 // esutils.GetByteValue.
@@ -219,10 +230,112 @@ func answer(op string, property string, doc []byte) string {
 			}
 		}
 		return entries(out)
+	case "merge":
+		return merge(property, doc)
 	}
 	fmt.Fprintln(os.Stderr, "go_json_ref: unknown op "+op)
 	os.Exit(2)
 	return ""
+}
+
+type mergeOptions struct {
+	Into            string   `json:"into"`
+	Priority        []string `json:"priority"`
+	IgnoreNotFound  bool     `json:"ignoreNotFound"`
+	IgnoreConflicts bool     `json:"ignoreConflicts"`
+	JSON            bool     `json:"json"`
+}
+
+// ESO's RewriteMerge, as runtime/esutils does it: values in key order with
+// the priority keys last, each decoded into map[string]any, later members
+// winning; Extract gives GetByteValue of the merged members, JSON keeps the
+// input and adds the merged object (an Encoder without HTML escaping).
+func merge(options string, doc []byte) string {
+	var o mergeOptions
+	if err := json.Unmarshal([]byte(options), &o); err != nil {
+		fmt.Fprintln(os.Stderr, "go_json_ref: bad merge options")
+		os.Exit(2)
+	}
+	var strs map[string]string
+	if err := json.Unmarshal(doc, &strs); err != nil {
+		fmt.Fprintln(os.Stderr, "go_json_ref: a merge input is not a map of strings")
+		os.Exit(2)
+	}
+	in := make(map[string][]byte, len(strs))
+	for k, v := range strs {
+		b, err := hex.DecodeString(v)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "go_json_ref: a merge input value is not hex")
+			os.Exit(2)
+		}
+		in[k] = b
+	}
+	keys := make([]string, 0, len(in))
+	for k := range in {
+		prio := false
+		for _, p := range o.Priority {
+			prio = prio || p == k
+		}
+		if !prio {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	keys = append(keys, o.Priority...)
+	merged := make(map[string]any)
+	conflicts := []string{}
+	for _, k := range keys {
+		v, ok := in[k]
+		if !ok {
+			if o.IgnoreNotFound {
+				continue
+			}
+			return "E"
+		}
+		var m map[string]any
+		if err := json.Unmarshal(v, &m); err != nil {
+			return "E"
+		}
+		for mk, mv := range m {
+			if _, seen := merged[mk]; seen {
+				conflicts = append(conflicts, mk)
+			}
+			merged[mk] = mv
+		}
+	}
+	if !o.IgnoreConflicts && len(conflicts) > 0 {
+		sort.Strings(conflicts)
+		parts := make([]string, 0, len(conflicts))
+		for _, c := range conflicts {
+			parts = append(parts, show([]byte(c)))
+		}
+		return "C " + strings.Join(parts, " ")
+	}
+	out := make(map[string][]byte)
+	if !o.JSON {
+		for k, v := range merged {
+			b, err := byteValue(v)
+			if err != nil {
+				return "E"
+			}
+			out[k] = b
+		}
+		return entries(out)
+	}
+	if o.Into == "" {
+		return "E"
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(merged); err != nil {
+		return "E"
+	}
+	for k, v := range in {
+		out[k] = v
+	}
+	out[o.Into] = fixEscapes(bytes.TrimRight(buf.Bytes(), "\n"))
+	return entries(out)
 }
 
 func main() {

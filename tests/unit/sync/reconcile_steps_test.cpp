@@ -288,7 +288,7 @@ TEST_CASE("add_data_from: extract.property selects a nested JSON object and spre
   CHECK(skipped.missing == std::vector<std::string>{"friendslist"});
 }
 
-TEST_CASE("secret_data_of: provider data as is, template Replace and Merge, render errors") {
+TEST_CASE("secret_content_of: provider data as is, template Replace and Merge, render errors") {
   CHECK(text(data_of(es_with(), map_of({{"u", "alice"}}))->at("u")) == "alice");
   auto replace = es_with(R"(,"target":{"template":{"data":{"dsn":"pg://{{ .u }}@db"}}})");
   auto r = data_of(replace, map_of({{"u", "alice"}}));

@@ -203,8 +203,16 @@ TEST_CASE("dataFrom[].rewrite: the manifest's shape is checked") {
         std::string::npos);
   CHECK(refused(R"([{"regexp":{"target":"a"}}])").find("regexp.source: required") != std::string::npos);
   CHECK(refused(R"([{"transform":{}}])").find("transform.template: required") != std::string::npos);
-  CHECK(refused(R"([{"merge":{"into":"x"}}])").find("rewrite[0].merge: not supported by rootseal") !=
+  CHECK(refused(R"([{"merge":{"strategy":"YAML"}}])")
+            .find("rewrite[0].merge.strategy: unsupported value 'YAML' (supported: Extract, JSON)") !=
         std::string::npos);
+  auto merge = es_of(R"({"secretStoreRef":{"name":"vault"},"dataFrom":[{"extract":{"key":"k"},
+    "rewrite":[{"merge":{"into":"all","priority":["b","a"],"priorityPolicy":"IgnoreNotFound","conflictPolicy":"Ignore","strategy":"JSON"}}]}]})");
+  model::RewriteMerge want;
+  want.into = "all";
+  want.priority = {"b", "a"};
+  want.ignore_not_found = want.ignore_conflicts = want.json = true;
+  CHECK(std::get<model::RewriteMerge>(merge.data_from[0].rewrite[0]) == want);
   // an empty target is allowed (strip a prefix)
   auto es = es_of(R"({"secretStoreRef":{"name":"vault"},"dataFrom":[{"extract":{"key":"k"},
     "rewrite":[{"regexp":{"source":"^p-","target":""}}]}]})");
@@ -231,4 +239,103 @@ TEST_CASE("add_data_from: ESO's rewrite guide examples") {
   CHECK(text(out.data.at("prod-password")) == "safebar");
   CHECK(text(out.data.at("foo_bar")) == "1111");
   CHECK(text(out.data.at("foo_baz")) == "2222");
+}
+
+namespace {
+
+SecretMap creds(std::initializer_list<std::pair<const char*, const char*>> kv) {
+  SecretMap m;
+  for (const auto& [k, v] : kv) m.emplace(k, kms::SecureBytes::copy_of(std::string_view(v)));
+  return m;
+}
+
+std::map<std::string, std::string> texts(const SecretMap& m) {
+  std::map<std::string, std::string> out;
+  for (const auto& [k, v] : m) out.emplace(k, text(v));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("rewrite merge: ESO's TestRewriteMerge cases (runtime/esutils/utils_test.go)") {
+  const auto in = [] {
+    return creds({{"mongo-credentials", R"({"username": "foz", "password": "baz"})"},
+                  {"redis-credentials", R"({"host": "redis.example.com", "port": "6379"})"}});
+  };
+  // using empty merge
+  auto empty = rewrite_map({model::RewriteMerge{}}, in());
+  REQUIRE(empty);
+  CHECK(texts(*empty) ==
+        std::map<std::string, std::string>{
+            {"username", "foz"}, {"password", "baz"}, {"host", "redis.example.com"}, {"port", "6379"}});
+  // using priority (conflicts ignored; the priority keys last, in their order)
+  model::RewriteMerge prio;
+  prio.ignore_conflicts = true;
+  prio.priority = {"mongo-credentials", "redis-credentials"};
+  auto with_other = in();
+  with_other.emplace("other-credentials",
+                     kms::SecureBytes::copy_of(std::string_view(R"({"key": "value", "host": "other.example.com"})")));
+  auto p = rewrite_map({prio}, std::move(with_other));
+  REQUIRE(p);
+  CHECK(
+      texts(*p) ==
+      std::map<std::string, std::string>{
+          {"username", "foz"}, {"password", "baz"}, {"host", "redis.example.com"}, {"port", "6379"}, {"key", "value"}});
+  // priority keys not in the input: Strict fails, IgnoreNotFound skips them
+  prio.priority = {"non-existent-key", "another-missing-key", "mongo-credentials"};
+  auto strict = rewrite_map({prio}, in());
+  REQUIRE_FALSE(strict);
+  CHECK(strict.error().message ==
+        R"(failed rewrite operation[0]: merge failed with key "non-existent-key" not found in input map)");
+  prio.ignore_not_found = true;
+  auto ignored = rewrite_map({prio}, in());
+  REQUIRE(ignored);
+  CHECK(ignored->size() == 4);
+  // conflict policy Error (the default)
+  auto conflicting =
+      rewrite_map({model::RewriteMerge{}}, creds({{"mongo-credentials", R"({"username": "foz", "password": "baz"})"},
+                                                  {"redis-credentials", R"({"username": "redis", "port": "6379"})"}}));
+  REQUIRE_FALSE(conflicting);
+  CHECK(conflicting.error().message == "failed rewrite operation[0]: merge failed with conflicts: username");
+  CHECK(conflicting.error().code == kms::Errc::conflict);
+  // JSON strategy: the inputs stay, the merged object is added under `into` (Go's Marshal, keys sorted)
+  model::RewriteMerge js;
+  js.json = true;
+  js.into = "credentials";
+  auto j = rewrite_map({js}, in());
+  REQUIRE(j);
+  CHECK(text(j->at("credentials")) ==
+        R"({"host":"redis.example.com","password":"baz","port":"6379","username":"foz"})");
+  CHECK(text(j->at("mongo-credentials")) == R"({"username": "foz", "password": "baz"})");
+  js.into.clear();
+  auto no_into = rewrite_map({js}, in());
+  REQUIRE_FALSE(no_into);
+  CHECK(no_into.error().message == "failed rewrite operation[0]: merge failed with missing 'into' field");
+  CHECK(no_into.error().code == kms::Errc::invalid_argument);
+  // invalid JSON
+  auto invalid =
+      rewrite_map({model::RewriteMerge{}}, creds({{"invalid-json", R"({"username": "foz", "password": "baz")"}}));
+  REQUIRE_FALSE(invalid);
+  CHECK(
+      invalid.error().message.starts_with("failed rewrite operation[0]: merge failed with failed to unmarshal JSON: "));
+  CHECK(invalid.error().message.find("foz") == std::string::npos);  // never the value
+}
+
+TEST_CASE("rewrite merge: values as Go's Unmarshal into any gives them (float64, no HTML escaping under JSON)") {
+  auto numbers =
+      rewrite_map({model::RewriteMerge{}}, creds({{"a", R"({"ratio": 1.50, "n": {"x": 1e3}, "t": true, "z": null})"}}));
+  REQUIRE(numbers);
+  CHECK(texts(*numbers) ==
+        std::map<std::string, std::string>{{"ratio", "1.5"}, {"n", R"({"x":1000})"}, {"t", "true"}, {"z", ""}});
+  model::RewriteMerge js;
+  js.json = true;
+  js.into = "all";
+  auto j = rewrite_map({js}, creds({{"a", R"({"html": "<&>", "n": 1.50})"}, {"b", "null"}}));
+  REQUIRE(j);
+  CHECK(text(j->at("all")) == R"({"html":"<&>","n":1.5})");
+  auto not_object = rewrite_map({model::RewriteMerge{}}, creds({{"a", R"(["x"])"}}));
+  REQUIRE_FALSE(not_object);
+  CHECK(not_object.error().message ==
+        "failed rewrite operation[0]: merge failed with failed to unmarshal JSON: json: cannot "
+        "unmarshal array into Go value of type map[string]interface {}");
 }
