@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "rootseal/daemon/config.hpp"
+#include "rootseal/daemon/state.hpp"
 #include "rootseal/kms/keyring.hpp"
 #include "rootseal/kms/root_of_trust.hpp"
 #include "rootseal/kms/state_store.hpp"
@@ -75,6 +76,7 @@ class Service {
   Config config_;
   std::optional<kms::SecureBytes> root_token_;
   std::filesystem::path config_path_;
+  std::optional<StateDirLock> state_lock_;  // <state_dir>/rootseald.lock, from open_state to exit
   boost::asio::io_context io_;
   boost::asio::thread_pool blocking_;
   std::unique_ptr<kms::StateStore> store_;
