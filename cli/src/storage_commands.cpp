@@ -281,7 +281,9 @@ kms::Result<std::string> migrate(const StorageCommands& c) {
   if (!p.to_etcd && !view.members.empty()) {
     std::vector<std::string> hosts;
     for (const auto& m : view.members) hosts.push_back(m.host_id);
-    return fail(Errc::conflict, std::to_string(hosts.size()) + " rootseald hosts are registered in etcd (" +
+    return fail(Errc::conflict, std::to_string(hosts.size()) +
+                                    (hosts.size() == 1 ? " rootseald host is" : " rootseald hosts are") +
+                                    " registered in etcd (" +
                                     name_list(hosts) + " under " + cfg.etcd.prefix +
                                     "members/): stop them first; the migration is offline (a stopped host's record "
                                     "goes when its lease expires, etcd.member_ttl)");

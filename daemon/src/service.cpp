@@ -58,6 +58,7 @@ Service::Service(Config config, std::optional<kms::SecureBytes> root_token, std:
       blocking_(config_.blocking_threads), signals_(io_, SIGTERM, SIGINT, SIGHUP), watchdog_(io_) {}
 
 Service::~Service() {
+  if (cluster_) cluster_->stop();  // revokes this host's record: it leaves the member list at once
   if (etcd_store_ != nullptr) etcd_store_->stop_watch();  // its callbacks use the keyring
   if (keyring_) keyring_->seal();
 }
@@ -121,6 +122,9 @@ kms::Result<void> Service::start() {
   ResealRoot reseal_root = make_root_of_trust();
   make_seal_manager();
   start_store_watch();
+  cluster_ = std::make_unique<ClusterMember>(
+      etcd_store_, [this] { return seal_->status(); }, effective_host_id(config_), cluster_id, ROOTSEAL_VERSION,
+      config_.etcd.member_ttl);
   add_startup_tokens();
   ROOTSEAL_TRY(make_api(cluster_id));
   ROOTSEAL_TRY(start_snapshots());  // before the admin socket, which can ask for one
@@ -131,6 +135,7 @@ kms::Result<void> Service::start() {
   server_->start();
   admin_->start();
   seal_->start();
+  cluster_->start();
   ROOTSEAL_TRY_ASSIGN(sync_, start_sync_engine(config_, io_.get_executor(), metrics_));
   log::info("listening", {{"address", bound_address()},
                           {"tls", tls != nullptr},
@@ -352,6 +357,7 @@ kms::Result<void> Service::make_api(const std::string& cluster_id) {
   ctx.seal_status = [this] { return seal_->status(); };
   ctx.root_kind = std::string(root_->kind());
   ctx.cluster_id = cluster_id;
+  ctx.ha_enabled = etcd_store_ != nullptr;
   ctx.version = ROOTSEAL_VERSION;
   ctx.transit = transit_.get();
   ctx.metrics = &metrics_;
@@ -403,6 +409,7 @@ bool Service::make_admin(ResealRoot reseal_root) {
   admin.root_kind = std::string(root_->kind());
   admin.reseal_root = std::move(reseal_root);
   admin.snapshots = snapshots_.get();
+  admin.cluster_status = [c = cluster_.get()] { return c->status(); };
   if (kms_plugin_) {
     admin.kms_rotate = [p = kms_plugin_.get()]() -> kms::Result<AdminDeps::KmsRotation> {
       auto r = p->rotate();

@@ -22,6 +22,7 @@
 #include "rootseal/net/tls.hpp"
 #include "rootseal/sync/engine.hpp"
 #include "admin_server.hpp"
+#include "cluster.hpp"
 #include "kms_plugin.hpp"
 #include "auth.hpp"
 #include "router.hpp"
@@ -81,6 +82,7 @@ class Service {
   boost::asio::thread_pool blocking_;
   std::unique_ptr<kms::StateStore> store_;
   etcdstore::EtcdStore* etcd_store_ = nullptr;  // store_, when storage: etcd
+  std::unique_ptr<ClusterMember> cluster_;      // this host's record in etcd; cluster.status
   std::unique_ptr<kms::RootOfTrust> root_;
   std::unique_ptr<kms::Keyring> keyring_;
   std::unique_ptr<SealManager> seal_;

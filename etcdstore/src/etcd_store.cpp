@@ -290,7 +290,13 @@ struct EtcdStore::Impl {
     const Member now = m.current();
     std::string value = detail::serialize_member(now);
     if (value != m.written) {
-      auto put = co_await client->put(etcd::PutRequest{prefix + "members/" + now.host_id, value, m.lease, false});
+      // A named request: GCC 12 destroys a temporary aggregate argument of a
+      // coroutine call in a co_await twice.
+      etcd::PutRequest req;
+      req.key = prefix + "members/" + now.host_id;
+      req.value = value;
+      req.lease = m.lease;
+      auto put = co_await client->put(std::move(req));
       if (!put) {
         if (put.error().code == Errc::not_found) m.lease = 0;
         failed(put.error());
@@ -304,7 +310,15 @@ struct EtcdStore::Impl {
 
   asio::awaitable<void> member_loop(Membership& m) {
     for (;;) {
-      const auto pause = co_await member_round(m);
+      std::chrono::milliseconds pause{1000};
+      std::string thrown;
+      try {
+        pause = co_await member_round(m);
+      } catch (const std::exception& e) {
+        // Not expected (the client reports failures as values); the loop goes on.
+        thrown = e.what();
+      }
+      if (!thrown.empty() && m.on_error) m.on_error(kms::Error(Errc::internal, "membership: " + thrown));
       {
         std::lock_guard lock(member_mu);
         if (m.stopping) break;

@@ -149,8 +149,10 @@ class MigrateTest(unittest.TestCase):
                     "state_dir: %s\n"
                     "pkcs11:\n  module: %s\n  token_label: A\n  generate_key: %s\n"
                     "pin:\n  sources: [file]\n  file: %s\n"
+                    "admin:\n  socket: %s/admin.sock\n"
                     "tokens:\n  - name: migrate-test\n    sha256: %s\n    policies: [root]\n"
-                    % (port, state_dir, MODULE, "true" if generate_key else "false", cls.pin, sha256_hex(TOKEN)))
+                    % (port, state_dir, MODULE, "true" if generate_key else "false", cls.pin, state_dir,
+                       sha256_hex(TOKEN)))
             if storage == "etcd":
                 f.write("storage: etcd\netcd:\n  endpoints: [%s]\n  prefix: %s\n  request_timeout: 1s\n"
                         % (endpoints, PREFIX))
@@ -260,6 +262,14 @@ class MigrateTest(unittest.TestCase):
         print(out, flush=True)
         return out
 
+    @staticmethod
+    def cluster_status(state_dir):
+        p = subprocess.run([ROOTSEAL, "cluster", "status", "--socket", os.path.join(state_dir, "admin.sock"),
+                            "--json"], capture_output=True, timeout=60)
+        if p.returncode != 0:
+            raise AssertionError("rootseal cluster status: %s" % p.stderr.decode(errors="replace"))
+        return json.loads(p.stdout)
+
     def make_keys(self, host):
         """KEYS keys; returns {key: [(ciphertext, plaintext)...]}, {key: config}."""
         cts = {}
@@ -292,6 +302,8 @@ class MigrateTest(unittest.TestCase):
         host = self.start("sqlite-1", state1, "sqlite", generate_key=True)
         cts, configs = self.make_keys(host)
         cluster = host.cluster_id()
+        status = self.cluster_status(state1)
+        self.assertEqual((status["storage"], status["ha_enabled"], status["cluster_id"]), ("sqlite", False, cluster))
 
         # Refused while rootseald runs on that state folder, naming it.
         rc, _, err = self.run_migrate(state1, "etcd")
@@ -315,6 +327,13 @@ class MigrateTest(unittest.TestCase):
         # rootseald on etcd opens everything, under the same cluster id.
         host = self.start("etcd-1", state1, "etcd")
         self.assertEqual(host.cluster_id(), cluster)
+        # While it runs (registered in etcd), etcd is not migrated away.
+        poll(lambda: len(self.cluster_status(state1).get("members", [])) == 1, "the host registered", 30)
+        rc, _, err = self.run_migrate(state2, "sqlite")
+        self.assertEqual(rc, 1)
+        self.assertIn("1 rootseald host is registered in etcd (", err)
+        self.assertIn("stop them first", err)
+        self.assertEqual(self.sqlite_count(state2), 0)
         self.check_all(host, cts, configs)
         for key in ("k0005", "k0500", "k0999"):
             host.ok("POST", "/v1/transit/keys/%s/rotate" % key, {})
