@@ -137,7 +137,8 @@ kms::Result<std::string> carry_cluster_id(const Plan& p, etcdstore::EtcdStore& e
   const fs::path file = p.state_dir / "cluster-id";
   if (p.to_etcd) {
     if (!local) return std::string(view.cluster_id.value_or(""));
-    ROOTSEAL_LET(recorded, etcd.cluster_id(*local));
+    // Recorded only if etcd has none (a txn: another writer meanwhile wins and is refused below).
+    ROOTSEAL_LET(recorded, view.cluster_id ? kms::Result<std::string>(*view.cluster_id) : etcd.cluster_id(*local));
     if (recorded != *local) {
       return fail(Errc::conflict, "cluster id: etcd records " + recorded + " at " + prefix + "cluster/id, this host " +
                                       *local + " (" + file.string() +
@@ -306,10 +307,11 @@ kms::Result<std::string> migrate(const StorageCommands& c) {
   if (auto n = unwrap_all(source, *root.root, from_where); !n) {
     return fail(n.error().code, n.error().message + "; nothing copied");
   }
-  if (p.to_etcd) ROOTSEAL_TRY(s.etcd->check_root(kcv));  // records it for a new cluster
 
-  // Steps 3 to 5.
+  // Steps 3 to 5 (the cluster's root check value recorded for a new cluster,
+  // once its id is known not to conflict).
   ROOTSEAL_LET(cluster_id, carry_cluster_id(p, *s.etcd, view, cfg.etcd.prefix));
+  if (p.to_etcd) ROOTSEAL_TRY(s.etcd->check_root(kcv));
   crash_point("migrate-prepared");
   ROOTSEAL_LET(copied, copy_keys(source, *s.to));
   crash_point("migrate-copied-all");

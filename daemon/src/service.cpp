@@ -71,10 +71,6 @@ std::string joined(const std::vector<std::string>& items) {
   return out;
 }
 
-}  // namespace
-
-namespace {
-
 // Whole or not at all (a crash or a full disk leaves no empty file), and on
 // disk before it is announced in /v1/sys/health.
 kms::Result<void> write_cluster_id(const std::filesystem::path& path, const std::string& id) {

@@ -539,14 +539,14 @@ Result<std::string> EtcdStore::cluster_id(std::string_view proposed) {
   if (r->succeeded) return std::string(proposed);
   const auto* range = r->responses.empty() ? nullptr : std::get_if<etcd::RangeResponse>(&r->responses.front());
   if (range == nullptr || range->kvs.empty()) {
-    // Sent again after a lost answer: our first attempt may be what is there.
-    if (r->attempts > 1) return cluster_id(proposed);
     return fail(Errc::unavailable, "etcd store: the cluster id changed while it was read");
   }
+  // A resent txn that finds its own first attempt applied reads it here.
   const std::string& recorded = range->kvs.front().value;
-  const bool readable = !recorded.empty() && recorded.size() <= 64 && std::all_of(recorded.begin(), recorded.end(), [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-';
-  });
+  const bool readable =
+      !recorded.empty() && recorded.size() <= 64 && std::all_of(recorded.begin(), recorded.end(), [](char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-';
+      });
   if (!readable) return fail(Errc::storage_failure, "etcd store: " + impl_->prefix + "cluster/id is not a cluster id");
   return recorded;
 }

@@ -194,6 +194,11 @@ class MigrateTest(unittest.TestCase):
         return {base64.b64decode(kv["key"]).decode()[len(PREFIX + "keys/"):]: base64.b64decode(kv["value"])
                 for kv in answer.get("kvs", [])}
 
+    def etcd_members(self):
+        answer = self.etcd.post("/v3/kv/range", {
+            "key": b64((PREFIX + "members/").encode()), "range_end": b64((PREFIX + "members0").encode())})
+        return answer.get("kvs", [])
+
     def etcd_count(self):
         answer = self.etcd.post("/v3/kv/range", {
             "key": b64((PREFIX + "keys/").encode()), "range_end": b64((PREFIX + "keys0").encode()),
@@ -340,6 +345,8 @@ class MigrateTest(unittest.TestCase):
             plain = ("made on etcd " + key).encode()
             cts[key].append((host.encrypt(key, plain), plain))
         host.stop()
+        # A clean stop revokes its lease (at the latest it expires: etcd.member_ttl, 10s).
+        poll(lambda: not self.etcd_members(), "the stopped host's record gone", 20)
 
         # etcd -> SQLite, into a new state folder.
         self.migrate_with_kills(state2, "sqlite", lambda: self.sqlite_count(state2))
