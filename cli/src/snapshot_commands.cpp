@@ -16,6 +16,7 @@
 #include "ceremony_common.hpp"
 #include "rootseal/daemon/config.hpp"
 #include "rootseal/daemon/snapshots.hpp"
+#include "rootseal/daemon/state.hpp"
 #include "rootseal/kms/snapshot.hpp"
 #include "root_args.hpp"
 #include "token_args.hpp"
@@ -195,6 +196,12 @@ int run_restore(SnapshotCommands& c, Console& con) {
   if (!r) return report(kms::Error(r.error().code, "snapshot " + got->first + ": " + r.error().message), con);
   auto view = kms::parse_snapshot(got->second);
   if (!view) return report(view.error(), con);
+  // Never under a running rootseald (it holds the state folder's lock), --force or not.
+  std::error_code ec;
+  std::filesystem::create_directories(target, ec);
+  if (ec) return report(kms::Error(Errc::storage_failure, "cannot create " + target.string()), con);
+  auto lock = daemon::StateDirLock::acquire(target, "rootseal snapshot restore");
+  if (!lock) return report(lock.error(), con);
   auto restored = kms::restore_snapshot_files(*view, target, c.force);
   if (!restored) return report(restored.error(), con);
   con.out(describe(got->first, *r, root->what) + "restored into " + target.string() + " (rootseal.db" +
