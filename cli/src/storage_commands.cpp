@@ -286,8 +286,8 @@ kms::Result<std::string> migrate(const StorageCommands& c) {
                                     (hosts.size() == 1 ? " rootseald host is" : " rootseald hosts are") +
                                     " registered in etcd (" +
                                     name_list(hosts) + " under " + cfg.etcd.prefix +
-                                    "members/): stop them first; the migration is offline (a stopped host's record "
-                                    "goes when its lease expires, etcd.member_ttl)");
+                                    "members/): stop them first; the migration is offline (a host stopped cleanly "
+                                    "leaves at once, a killed one when its lease expires: etcd.member_ttl)");
   }
   ROOTSEAL_TRY_ASSIGN(s.sqlite, kms::open_sqlite_store(p.sqlite_path));
   s.from = p.to_etcd ? s.sqlite.get() : static_cast<kms::StateStore*>(s.etcd.get());
