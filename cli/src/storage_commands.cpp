@@ -303,6 +303,17 @@ kms::Result<std::string> migrate(const StorageCommands& c) {
                                     "cluster/root_kcv) is not the root key given (kcv " + kcv + "); nothing copied");
   }
   ROOTSEAL_LET(source, s.from->load_all());
+  if (!p.to_etcd) {
+    // load_all falls back to one member's (serializable) view without quorum;
+    // a migration copies only what the quorum has: nothing newer than that read.
+    ROOTSEAL_LET(now, s.etcd->cluster_view());
+    if (now.latest_key_revision > s.etcd->loaded_revision()) {
+      return fail(Errc::unavailable, "etcd: the keys read are older than the cluster's (revision " +
+                                         std::to_string(s.etcd->loaded_revision()) + " < " +
+                                         std::to_string(now.latest_key_revision) +
+                                         ": a member without quorum, or a change meanwhile); nothing copied, run again");
+    }
+  }
   ROOTSEAL_TRY(check_wrapped_by(source, kcv, from_where));
   if (auto n = unwrap_all(source, *root.root, from_where); !n) {
     return fail(n.error().code, n.error().message + "; nothing copied");
