@@ -12,8 +12,10 @@
 
 #include "admin_commands.hpp"
 #include "ceremony_commands.hpp"
+#include "cluster_commands.hpp"
 #include "hsm_commands.hpp"
 #include "snapshot_commands.hpp"
+#include "storage_commands.hpp"
 #include "token_args.hpp"
 #include "ceremony.hpp"
 #include "rootseal/cli/cli.hpp"
@@ -131,6 +133,10 @@ int run(int argc, char** argv) {
   auto snapshots = add_snapshot_commands(app);
   // hsm probe (docs/hsm.md)
   auto hsm_cmds = add_hsm_commands(app);
+  // storage migrate (docs/ha.md)
+  auto storage = add_storage_commands(app);
+  // cluster status (docs/ha.md)
+  auto cluster = add_cluster_commands(app);
 
   try {
     app.parse(argc, argv);
@@ -143,6 +149,8 @@ int run(int argc, char** argv) {
     if (auto rc = run_admin_commands(*admin, con)) return *rc;
     if (auto rc = run_snapshot_commands(*snapshots, con)) return *rc;
     if (auto rc = run_hsm_commands(*hsm_cmds, con)) return *rc;
+    if (auto rc = run_storage_commands(*storage, con)) return *rc;
+    if (auto rc = run_cluster_commands(*cluster, con)) return *rc;
     if (auto rc = run_ceremony_commands(*ceremony, con)) return *rc;
     if (*audit_log.verify) return run_audit_verify(audit_log, con);
   } catch (const std::exception& e) {

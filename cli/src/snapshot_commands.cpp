@@ -16,8 +16,9 @@
 #include "ceremony_common.hpp"
 #include "rootseal/daemon/config.hpp"
 #include "rootseal/daemon/snapshots.hpp"
-#include "rootseal/hsm/pkcs11_root.hpp"
+#include "rootseal/daemon/state.hpp"
 #include "rootseal/kms/snapshot.hpp"
+#include "root_args.hpp"
 #include "token_args.hpp"
 
 namespace rootseal::cli {
@@ -34,13 +35,6 @@ struct SnapshotCommands {
     std::string folder;
     std::string file;
     CLI::Option* config_option = nullptr;  // given on the command line?
-  };
-  // The TPM root of `root_of_trust: tpm` (the `tpm:` section of --config), with overrides.
-  struct TpmArgs {
-    bool use = false;
-    std::string tcti;
-    std::string sealed_file;
-    [[nodiscard]] bool chosen() const { return use || !tcti.empty() || !sealed_file.empty(); }
   };
   CLI::App* list = nullptr;
   CLI::App* verify = nullptr;
@@ -66,19 +60,6 @@ void add_source(CLI::App* cmd, SnapshotCommands::Source& s, bool with_file) {
   cmd->add_option("--destination", s.destination, "name of the destination (default: the first one)");
   cmd->add_option("--folder", s.folder, "a folder of snapshots instead of the configuration's destinations");
   if (with_file) cmd->add_option("--file", s.file, "one snapshot file instead of a destination");
-}
-
-// The root options: a PKCS#11 token (--module, --token, ...) or the TPM root.
-void add_root_options(CLI::App* cmd, TokenArgs& tok, SnapshotCommands::TpmArgs& t) {
-  add_token_options(cmd, tok, /*required=*/false);
-  cmd->add_flag("--tpm", t.use,
-                "check against the TPM-sealed root key of root_of_trust: tpm (tcti, sealed_file, auth_value_file "
-                "of the tpm: section of --config) instead of a PKCS#11 token; the default when --config says "
-                "root_of_trust: tpm and no --module is given");
-  cmd->add_option("--tcti", t.tcti, "with a TPM root: the TCTI instead of tpm.tcti (implies --tpm)");
-  cmd->add_option("--sealed-file", t.sealed_file,
-                  "with a TPM root: the sealed root key instead of tpm.sealed_file (<state_dir>/tpm-root.seal; "
-                  "implies --tpm)");
 }
 
 // Runs one awaitable to completion on `io`.
@@ -156,78 +137,6 @@ kms::Result<std::pair<std::string, std::vector<std::uint8_t>>> fetch(const Snaps
   return std::make_pair(chosen, std::move(bytes));
 }
 
-// The root of trust a snapshot is checked against: the HSM's root key,
-// logged in through the token (the PIN is read once and wiped), or the
-// TPM-sealed root key, unsealed as rootseald unseals it.
-struct Root {
-  std::unique_ptr<hsm::TokenAdmin> admin;  // holds the login (PKCS#11)
-  std::unique_ptr<kms::RootOfTrust> root;
-  std::string what;  // for the report
-};
-
-kms::Result<Root> open_hsm_root(const TokenArgs& args) {
-  const TokenTarget t = token_target(args);
-  ROOTSEAL_TRY(check_token(t));
-  Root out;
-  ROOTSEAL_TRY_ASSIGN(out.admin, open_token(t));
-  hsm::Pkcs11Config cfg;
-  cfg.module = t.module;
-  cfg.token_label = t.token_label;
-  cfg.key_label = t.key_label;
-  // The TokenAdmin of this process holds the login; no PIN is kept around.
-  auto root =
-      hsm::Pkcs11Root::create(cfg, [] { return kms::Result<kms::SecureBytes>(fail(Errc::sealed, "not logged in")); });
-  ROOTSEAL_TRY(root->probe());
-  out.root = std::move(root);
-  out.what = "the root key in the HSM";
-  return out;
-}
-
-kms::Result<Root> open_tpm_root(const SnapshotCommands::TpmArgs& args, const daemon::TpmSection& section) {
-  daemon::TpmSection tpm = section;
-  if (!args.tcti.empty()) tpm.tcti = args.tcti;
-  if (!args.sealed_file.empty()) tpm.sealed_file = args.sealed_file;
-  Root out;
-  ROOTSEAL_TRY_ASSIGN(out.root, daemon::open_tpm_root(tpm));
-  out.what = "the TPM-sealed root key (" + tpm.sealed_file.string() + ")";
-  return out;
-}
-
-// --module: the token. --tpm, --tcti or --sealed-file: the TPM root. Neither:
-// the TPM root if the configuration says root_of_trust: tpm, else refused.
-kms::Result<Root> open_root(const TokenArgs& tok, const SnapshotCommands::TpmArgs& tpm,
-                            const SnapshotCommands::Source& s) {
-  const bool config_given = s.config_option != nullptr && s.config_option->count() > 0;
-  std::error_code ec;
-  const bool config_exists = std::filesystem::exists(s.config, ec);
-  if (tpm.chosen()) {
-    if (!tok.module.empty() || !tok.token.empty() || tok.pin_fd >= 0) {
-      return fail(Errc::invalid_argument,
-                  "a TPM root (--tpm, --tcti, --sealed-file) and a PKCS#11 token (--module, "
-                  "--token, --pin-fd) exclude each other");
-    }
-    if (!config_given && !config_exists) {
-      if (tpm.sealed_file.empty()) {
-        return fail(Errc::invalid_argument,
-                    "a TPM root needs the tpm: section of --config (" + s.config + " does not exist) or --sealed-file");
-      }
-      return open_tpm_root(tpm, daemon::TpmSection{});
-    }
-    ROOTSEAL_LET(cfg, daemon::load_config(s.config));
-    return open_tpm_root(tpm, cfg.tpm);
-  }
-  if (tok.module.empty()) {
-    const std::string none =
-        "no root to check against: --module and --token (a PKCS#11 token), or --tpm (root_of_trust: tpm)";
-    if (!config_given && !config_exists) return fail(Errc::invalid_argument, none);
-    auto cfg = daemon::load_config(s.config);
-    if (!cfg) return fail(Errc::invalid_argument, none + "; " + cfg.error().message);
-    if (cfg->root_of_trust == "tpm") return open_tpm_root(tpm, cfg->tpm);
-    return fail(Errc::invalid_argument, none);
-  }
-  return open_hsm_root(tok);
-}
-
 std::string describe(const std::string& name, const kms::SnapshotReport& r, const std::string& root) {
   const auto& m = r.manifest;
   return "snapshot " + name + ": good\n  taken " + kms::snapshot_time_name(m.created_unix_ms) + " on host " + m.host +
@@ -235,6 +144,8 @@ std::string describe(const std::string& name, const kms::SnapshotReport& r, cons
          std::to_string(r.unwrapped) + " versions: every one unwraps with " + root + " (check value " + m.root_kcv +
          ")\n  content sha256 " + m.content_sha256 + "\n";
 }
+
+bool given(const SnapshotCommands::Source& s) { return s.config_option != nullptr && s.config_option->count() > 0; }
 
 int report(const kms::Error& e, Console& con) {
   con.err("rootseal: error: " + e.message + "\n");
@@ -261,7 +172,7 @@ int run_verify(SnapshotCommands& c, Console& con) {
   asio::io_context io;
   auto got = fetch(c.verify_src, c.verify_name, io, nullptr);
   if (!got) return report(got.error(), con);
-  auto root = open_root(c.verify_tok, c.verify_tpm, c.verify_src);
+  auto root = open_root(c.verify_tok, c.verify_tpm, c.verify_src.config, given(c.verify_src));
   if (!root) return report(root.error(), con);
   auto r = kms::verify_snapshot(got->second, *root->root);
   if (!r) return report(kms::Error(r.error().code, "snapshot " + got->first + ": " + r.error().message), con);
@@ -278,13 +189,19 @@ int run_restore(SnapshotCommands& c, Console& con) {
   if (target.empty() || !target.is_absolute()) {
     return report(kms::Error(Errc::invalid_argument, "--state-dir: an absolute path is required"), con);
   }
-  auto root = open_root(c.restore_tok, c.restore_tpm, c.restore_src);
+  auto root = open_root(c.restore_tok, c.restore_tpm, c.restore_src.config, given(c.restore_src));
   if (!root) return report(root.error(), con);
   // Manifest, digests, SQLite integrity, counts, root check value, every unwrap: before any file is written.
   auto r = kms::verify_snapshot(got->second, *root->root);
   if (!r) return report(kms::Error(r.error().code, "snapshot " + got->first + ": " + r.error().message), con);
   auto view = kms::parse_snapshot(got->second);
   if (!view) return report(view.error(), con);
+  // Never under a running rootseald (it holds the state folder's lock), --force or not.
+  std::error_code ec;
+  std::filesystem::create_directories(target, ec);
+  if (ec) return report(kms::Error(Errc::storage_failure, "cannot create " + target.string()), con);
+  auto lock = daemon::StateDirLock::acquire(target, "rootseal snapshot restore");
+  if (!lock) return report(lock.error(), con);
   auto restored = kms::restore_snapshot_files(*view, target, c.force);
   if (!restored) return report(restored.error(), con);
   con.out(describe(got->first, *r, root->what) + "restored into " + target.string() + " (rootseal.db" +

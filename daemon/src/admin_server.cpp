@@ -149,7 +149,10 @@ kms::Result<AdminRequest> parse_admin_request(std::string_view line, std::string
   r.op = std::string(op_value->as_string());
   if (op_out != nullptr) *op_out = r.op;
 
-  if (r.op == "status" || r.op == "token.list" || r.op == "snapshot.now" || r.op == "kms.rotate") return r;
+  if (r.op == "status" || r.op == "token.list" || r.op == "snapshot.now" || r.op == "kms.rotate" ||
+      r.op == "cluster.status") {
+    return r;
+  }
 
   if (r.op == "token.create") {
     const auto* policies = req.if_contains("policies");
@@ -558,6 +561,8 @@ asio::awaitable<AdminServer::Answer> AdminServer::dispatch(const Peer& peer, std
 
   if (op == "kms.rotate") co_return co_await kms_rotate();
 
+  if (op == "cluster.status") co_return co_await cluster_status();
+
   co_return Answer::err(Errc::internal, "unhandled op '" + op + "'");
 }
 
@@ -639,6 +644,14 @@ asio::awaitable<AdminServer::Answer> AdminServer::snapshot_now() {
                                     {"keys", r->keys},
                                     {"versions", r->versions},
                                     {"destinations", r->destinations}});
+}
+
+asio::awaitable<AdminServer::Answer> AdminServer::cluster_status() {
+  if (!deps_.cluster_status) co_return Answer::err(Errc::internal, "cluster status is not available");
+  json::object status;
+  const std::function<void()> job = [&] { status = deps_.cluster_status(); };
+  co_await on_pool(*deps_.blocking, job);
+  co_return Answer::ok(std::move(status));
 }
 
 asio::awaitable<AdminServer::Answer> AdminServer::kms_rotate() {

@@ -28,6 +28,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/json/fwd.hpp>
+#include <boost/json/object.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -89,6 +90,8 @@ struct AdminDeps {
     std::string key_id;
   };
   std::function<kms::Result<KmsRotation>()> kms_rotate;
+  // cluster.status: members, etcd endpoints, this host's view. Blocking.
+  std::function<boost::json::object()> cluster_status;
 };
 
 class AdminServer {
@@ -124,6 +127,7 @@ class AdminServer {
   boost::asio::awaitable<Answer> reseal(std::string_view target, std::optional<std::vector<std::uint32_t>> pcrs);
   boost::asio::awaitable<Answer> snapshot_now();
   boost::asio::awaitable<Answer> kms_rotate();
+  boost::asio::awaitable<Answer> cluster_status();
   void audit(const Peer& peer, std::string_view op, std::string_view accessor, unsigned status,
              std::string_view error);
 

@@ -450,7 +450,7 @@ Result<void> parse_etcd_endpoints(const YAML::Node& n, EtcdSection& out) {
 Result<void> parse_etcd(const YAML::Node& n, EtcdSection& out) {
   ROOTSEAL_TRY(check_keys(n, "etcd", {"endpoints", "prefix", "username", "password_file", "ca_file", "cert_file",
                                       "key_file", "server_name", "allow_plaintext", "connect_timeout",
-                                      "request_timeout", "watch_idle_timeout"}));
+                                      "request_timeout", "watch_idle_timeout", "member_ttl"}));
   if (n["allow_plaintext"]) ROOTSEAL_TRY_ASSIGN(out.allow_plaintext, scalar<bool>(n["allow_plaintext"], "etcd.allow_plaintext"));
   if (!n["endpoints"]) return fail(Errc::invalid_argument, "etcd.endpoints: required with storage: etcd");
   ROOTSEAL_TRY(parse_etcd_endpoints(n["endpoints"], out));
@@ -491,6 +491,13 @@ Result<void> parse_etcd(const YAML::Node& n, EtcdSection& out) {
     ROOTSEAL_TRY_ASSIGN(out.watch_idle_timeout,
                         bounded_duration(n["watch_idle_timeout"], "etcd.watch_idle_timeout", milliseconds(1000),
                                          milliseconds(86400000), "1s to 24h"));
+  }
+  if (n["member_ttl"]) {
+    milliseconds ttl{};
+    ROOTSEAL_TRY_ASSIGN(ttl, bounded_duration(n["member_ttl"], "etcd.member_ttl", milliseconds(2000),
+                                              milliseconds(300000), "2s to 5m"));
+    if (ttl.count() % 1000 != 0) return fail(Errc::invalid_argument, "etcd.member_ttl: whole seconds (an etcd lease)");
+    out.member_ttl = std::chrono::duration_cast<std::chrono::seconds>(ttl);
   }
   return {};
 }
@@ -702,7 +709,7 @@ Result<Config> parse_config(std::string_view yaml_text) {
   ROOTSEAL_TRY(
       check_keys(root, "config",
                  {"listen", "api", "state_dir", "root_of_trust", "pkcs11", "tpm", "pin", "seal", "log", "policies",
-                  "tokens", "client_certs", "audit", "io_threads", "blocking_threads", "admin", "kms_plugin", "sync", "snapshots", "storage", "etcd"}));
+                  "tokens", "client_certs", "audit", "io_threads", "blocking_threads", "admin", "kms_plugin", "sync", "snapshots", "storage", "etcd", "host_id"}));
   if (root["sync"]) ROOTSEAL_TRY_ASSIGN(cfg.sync, parse_sync_config(root["sync"]));
   if (root["snapshots"]) ROOTSEAL_TRY_ASSIGN(cfg.snapshots, parse_snapshots_config(root["snapshots"]));
   if (root["listen"]) ROOTSEAL_TRY(parse_listen(root["listen"], cfg.listen));
@@ -713,6 +720,15 @@ Result<Config> parse_config(std::string_view yaml_text) {
     cfg.state_dir = s;
   }
   if (!cfg.state_dir.is_absolute()) return fail(Errc::invalid_argument, "state_dir: must be an absolute path");
+  if (root["host_id"]) {
+    ROOTSEAL_TRY_ASSIGN(cfg.host_id, scalar<std::string>(root["host_id"], "host_id"));
+    const bool valid = !cfg.host_id.empty() && cfg.host_id.size() <= 64 &&
+                       std::all_of(cfg.host_id.begin(), cfg.host_id.end(), [](char c) {
+                         return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                                c == '.' || c == '_' || c == '-';
+                       });
+    if (!valid) return fail(Errc::invalid_argument, "host_id: 1 to 64 of A-Z a-z 0-9 . _ -");
+  }
   if (root["storage"]) ROOTSEAL_TRY_ASSIGN(cfg.storage, scalar<std::string>(root["storage"], "storage"));
   if (cfg.storage != "sqlite" && cfg.storage != "etcd") {
     return fail(Errc::invalid_argument, "storage: sqlite (one host) or etcd (hosts sharing one keyring)");

@@ -1,5 +1,7 @@
 #include "router.hpp"
 
+#include "cluster.hpp"
+
 #include "rootseal/kms/numbers.hpp"
 #include "transit.hpp"
 
@@ -253,11 +255,17 @@ net::Response Router::seal_status(const net::Request& request) const {
   return json_body(200, body, request.version());
 }
 
+// Vault's sys/leader. With storage: etcd every host serves every request
+// (active-active): an unsealed host reports itself active (is_self, since it
+// unsealed) and no leader address, as there is no one host to forward to —
+// clients use the cluster's shared address (docs/ha.md).
 net::Response Router::leader(const net::Request& request) const {
+  const SealStatus s = ctx_.seal_status ? ctx_.seal_status() : SealStatus{};
+  const bool active = ctx_.ha_enabled ? !s.sealed : true;
   json::object body{
-      {"ha_enabled", false},
-      {"is_self", true},
-      {"active_time", "0001-01-01T00:00:00Z"},
+      {"ha_enabled", ctx_.ha_enabled},
+      {"is_self", active},
+      {"active_time", ctx_.ha_enabled && active ? utc_time_text(s.since_unix) : "0001-01-01T00:00:00Z"},
       {"leader_address", ""},
       {"leader_cluster_address", ""},
       {"performance_standby", false},

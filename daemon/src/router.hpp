@@ -25,6 +25,7 @@ struct ApiContext {
   std::string root_kind;         // "pkcs11"
   std::string cluster_name = "rootseal";
   std::string cluster_id;
+  bool ha_enabled = false;        // storage: etcd: every host of the cluster is active
   std::string version;
   TransitApi* transit = nullptr;  // /v1/<mount>/... and /v1/auth/token/...
   Metrics* metrics = nullptr;      // request counters and latency; gauges are registered here

@@ -25,6 +25,7 @@
 #include "pin_source.hpp"
 #include "snapshot_scheduler.hpp"
 #include "sync_config.hpp"
+#include "rootseal/daemon/state.hpp"
 #include "rootseal/etcdstore/etcd_store.hpp"
 #include "rootseal/hsm/pkcs11_root.hpp"
 #include "rootseal/kms/durable_file.hpp"
@@ -57,35 +58,12 @@ Service::Service(Config config, std::optional<kms::SecureBytes> root_token, std:
       blocking_(config_.blocking_threads), signals_(io_, SIGTERM, SIGINT, SIGHUP), watchdog_(io_) {}
 
 Service::~Service() {
+  if (cluster_) cluster_->stop();  // revokes this host's record: it leaves the member list at once
   if (etcd_store_ != nullptr) etcd_store_->stop_watch();  // its callbacks use the keyring
   if (keyring_) keyring_->seal();
 }
 
 namespace {
-
-// The etcd store of `storage: etcd`; the password is read now from its file
-// into locked memory.
-kms::Result<std::unique_ptr<etcdstore::EtcdStore>> open_etcd_store(const EtcdSection& e) {
-  etcdstore::EtcdStoreConfig c;
-  c.prefix = e.prefix;
-  c.client.endpoints = e.endpoints;
-  c.client.tls.ca_file = e.ca_file;
-  c.client.tls.cert_file = e.cert_file;
-  c.client.tls.key_file = e.key_file;
-  c.client.tls.server_name = e.server_name;
-  c.client.username = e.username;
-  if (!e.password_file.empty()) {
-    auto password = read_secret_file(e.password_file);
-    if (!password) return fail(password.error().code, "etcd.password_file: " + password.error().message);
-    c.client.password = std::move(*password);
-  }
-  c.client.connect_timeout = e.connect_timeout;
-  c.client.request_timeout = e.request_timeout;
-  c.client.watch_idle_timeout = e.watch_idle_timeout;
-  auto store = etcdstore::EtcdStore::open(std::move(c));
-  if (!store) return fail(store.error().code, "storage: etcd: " + store.error().message);
-  return store;
-}
 
 std::string joined(const std::vector<std::string>& items) {
   std::string out;
@@ -93,20 +71,36 @@ std::string joined(const std::vector<std::string>& items) {
   return out;
 }
 
+// Whole or not at all (a crash or a full disk leaves no empty file), and on
+// disk before it is announced in /v1/sys/health.
+kms::Result<void> write_cluster_id(const std::filesystem::path& path, const std::string& id) {
+  const std::string text = id + "\n";
+  return kms::write_file_durably(path, std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()),
+                                 0600, /*exclusive=*/false);
+}
+
 }  // namespace
 
+// <state_dir>/cluster-id; with storage: etcd the cluster's (<prefix>cluster/id,
+// recorded by the first host), the file keeping a copy for a start while
+// etcd is unreachable.
 kms::Result<std::string> Service::load_cluster_id() {
   const auto path = config_.state_dir / "cluster-id";
   std::ifstream in(path);
   std::string id;
-  if (in && std::getline(in, id) && id.size() == 36) return id;
-  id = kms::uuid_v4();  // an identifier, not a secret
-  // Whole or not at all (a crash or a full disk leaves no empty file), and on
-  // disk before it is announced in /v1/sys/health.
-  const std::string text = id + "\n";
-  ROOTSEAL_TRY(kms::write_file_durably(
-      path, std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()), 0600, /*exclusive=*/false));
-  return id;
+  if (!(in && std::getline(in, id) && id.size() == 36)) {
+    id = kms::uuid_v4();  // an identifier, not a secret
+    ROOTSEAL_TRY(write_cluster_id(path, id));
+  }
+  if (etcd_store_ == nullptr) return id;
+  auto cluster = etcd_store_->cluster_id(id);
+  if (!cluster) {
+    log::warn("cluster id: etcd not reached; this host's copy is used",
+              {{"cluster_id", id}, {"error", cluster.error().message}});
+    return id;
+  }
+  if (*cluster != id) ROOTSEAL_TRY(write_cluster_id(path, *cluster));
+  return *cluster;
 }
 
 // start() runs these steps in order; each one fails start-up with its reason.
@@ -124,6 +118,9 @@ kms::Result<void> Service::start() {
   ResealRoot reseal_root = make_root_of_trust();
   make_seal_manager();
   start_store_watch();
+  cluster_ = std::make_unique<ClusterMember>(
+      etcd_store_, [this] { return seal_->status(); }, effective_host_id(config_), cluster_id, ROOTSEAL_VERSION,
+      config_.etcd.member_ttl);
   add_startup_tokens();
   ROOTSEAL_TRY(make_api(cluster_id));
   ROOTSEAL_TRY(start_snapshots());  // before the admin socket, which can ask for one
@@ -134,6 +131,7 @@ kms::Result<void> Service::start() {
   server_->start();
   admin_->start();
   seal_->start();
+  cluster_->start();
   ROOTSEAL_TRY_ASSIGN(sync_, start_sync_engine(config_, io_.get_executor(), metrics_));
   log::info("listening", {{"address", bound_address()},
                           {"tls", tls != nullptr},
@@ -207,6 +205,10 @@ kms::Result<std::string> Service::open_state() {
   std::filesystem::create_directories(config_.state_dir, ec);
   if (ec) return fail(Errc::storage_failure, "cannot create state_dir " + config_.state_dir.string());
   ::chmod(config_.state_dir.c_str(), 0700);
+  // One rootseald per state folder, and none while `rootseal storage migrate` rewrites it.
+  auto lock = StateDirLock::acquire(config_.state_dir, "rootseald");
+  if (!lock) return std::unexpected(lock.error());
+  state_lock_.emplace(std::move(*lock));
 
   if (config_.storage == "etcd") {
     auto store = open_etcd_store(config_.etcd);
@@ -351,6 +353,7 @@ kms::Result<void> Service::make_api(const std::string& cluster_id) {
   ctx.seal_status = [this] { return seal_->status(); };
   ctx.root_kind = std::string(root_->kind());
   ctx.cluster_id = cluster_id;
+  ctx.ha_enabled = etcd_store_ != nullptr;
   ctx.version = ROOTSEAL_VERSION;
   ctx.transit = transit_.get();
   ctx.metrics = &metrics_;
@@ -402,6 +405,7 @@ bool Service::make_admin(ResealRoot reseal_root) {
   admin.root_kind = std::string(root_->kind());
   admin.reseal_root = std::move(reseal_root);
   admin.snapshots = snapshots_.get();
+  admin.cluster_status = [c = cluster_.get()] { return c->status(); };
   if (kms_plugin_) {
     admin.kms_rotate = [p = kms_plugin_.get()]() -> kms::Result<AdminDeps::KmsRotation> {
       auto r = p->rotate();

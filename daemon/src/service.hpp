@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "rootseal/daemon/config.hpp"
+#include "rootseal/daemon/state.hpp"
 #include "rootseal/kms/keyring.hpp"
 #include "rootseal/kms/root_of_trust.hpp"
 #include "rootseal/kms/state_store.hpp"
@@ -21,6 +22,7 @@
 #include "rootseal/net/tls.hpp"
 #include "rootseal/sync/engine.hpp"
 #include "admin_server.hpp"
+#include "cluster.hpp"
 #include "kms_plugin.hpp"
 #include "auth.hpp"
 #include "router.hpp"
@@ -75,10 +77,12 @@ class Service {
   Config config_;
   std::optional<kms::SecureBytes> root_token_;
   std::filesystem::path config_path_;
+  std::optional<StateDirLock> state_lock_;  // <state_dir>/rootseald.lock, from open_state to exit
   boost::asio::io_context io_;
   boost::asio::thread_pool blocking_;
   std::unique_ptr<kms::StateStore> store_;
   etcdstore::EtcdStore* etcd_store_ = nullptr;  // store_, when storage: etcd
+  std::unique_ptr<ClusterMember> cluster_;      // this host's record in etcd; cluster.status
   std::unique_ptr<kms::RootOfTrust> root_;
   std::unique_ptr<kms::Keyring> keyring_;
   std::unique_ptr<SealManager> seal_;

@@ -274,6 +274,21 @@ asio::awaitable<kms::Result<TxnResponse>> Client::txn(TxnRequest request) {
   co_return out;
 }
 
+asio::awaitable<kms::Result<EndpointStatus>> Client::status(std::size_t index) {
+  if (index >= impl_->endpoints.size()) co_return fail(Errc::invalid_argument, "etcd: no such endpoint");
+  auto& ep = impl_->endpoints[index];
+  ROOTSEAL_CO_LET(answer, co_await impl_->call_on(ep, "/v3/maintenance/status", "{}", Guard::none));
+  ROOTSEAL_CO_LET(out, detail::parse_status(answer));
+  out.endpoint = ep.url;
+  co_return out;
+}
+
+std::vector<std::string> Client::endpoints() const {
+  std::vector<std::string> out;
+  for (const auto& e : impl_->endpoints) out.push_back(e.url);
+  return out;
+}
+
 asio::awaitable<kms::Result<Lease>> Client::lease_grant(std::chrono::seconds ttl) {
   if (ttl.count() <= 0) co_return fail(Errc::invalid_argument, "etcd: a lease TTL must be positive");
   const std::string body = "{\"TTL\":\"" + std::to_string(ttl.count()) + "\"}";

@@ -321,6 +321,16 @@ kms::Result<Lease> parse_lease_grant(const json::object& answer) {
   return out;
 }
 
+kms::Result<EndpointStatus> parse_status(const json::object& answer) {
+  EndpointStatus out;
+  ROOTSEAL_TRY_ASSIGN(out.header, parse_header(answer));
+  const auto* v = answer.if_contains("version");
+  if (v != nullptr && v->is_string() && v->get_string().size() <= 64) out.version = std::string(v->get_string());
+  ROOTSEAL_TRY_ASSIGN(out.leader, int_field<std::uint64_t>(answer, "leader"));
+  ROOTSEAL_TRY_ASSIGN(out.db_size, int_field<std::int64_t>(answer, "dbSize"));
+  return out;
+}
+
 kms::Result<Lease> parse_keepalive(const json::object& answer) {
   ROOTSEAL_LET(result, object_field(answer, "result"));
   if (result == nullptr) return fail(Errc::invalid_argument, "etcd: the keepalive answer has no result");

@@ -32,6 +32,8 @@ kms::Result<PutResponse> parse_put(const boost::json::object& answer);
 kms::Result<DeleteResponse> parse_delete(const boost::json::object& answer);
 kms::Result<TxnResponse> parse_txn(const boost::json::object& answer);
 kms::Result<Lease> parse_lease_grant(const boost::json::object& answer);
+// The answer of /v3/maintenance/status (endpoint left empty).
+kms::Result<EndpointStatus> parse_status(const boost::json::object& answer);
 // not_found when the answer has no TTL (the lease expired).
 kms::Result<Lease> parse_keepalive(const boost::json::object& answer);
 

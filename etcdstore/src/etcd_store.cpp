@@ -87,6 +87,22 @@ struct EtcdStore::Impl {
   std::promise<void> watch_done;
   std::future<void> watch_finished;
 
+  // The membership loop (start_membership).
+  struct Membership {
+    std::chrono::seconds ttl{10};
+    std::function<Member()> current;
+    std::function<void(const kms::Error&)> on_error;
+    std::int64_t lease = 0;
+    std::string written;  // the value last written under `lease`
+    bool failing = false;
+    bool stopping = false;
+    std::shared_ptr<asio::steady_timer> timer;
+    std::promise<void> done;
+    std::future<void> finished;
+  };
+  std::mutex member_mu;
+  std::unique_ptr<Membership> membership;
+
   ~Impl() {
     work.reset();
     io.stop();
@@ -242,6 +258,78 @@ struct EtcdStore::Impl {
     }
   }
 
+  // One round of the membership loop: a lease (granted or kept alive), then
+  // the record if it changed. Returns the pause before the next round.
+  asio::awaitable<std::chrono::milliseconds> member_round(Membership& m) {
+    const std::chrono::milliseconds regular = std::chrono::duration_cast<std::chrono::milliseconds>(m.ttl) / 3;
+    const std::chrono::milliseconds soon = std::min(regular, std::chrono::milliseconds(1000));
+    auto failed = [&](const kms::Error& e) {
+      if (!m.failing && m.on_error) m.on_error(e);
+      m.failing = true;
+    };
+    if (m.lease == 0) {
+      auto granted = co_await client->lease_grant(m.ttl);
+      if (!granted) {
+        failed(granted.error());
+        co_return soon;
+      }
+      m.lease = granted->id;
+      m.written.clear();
+    } else {
+      auto kept = co_await client->lease_keepalive(m.lease);
+      if (!kept) {
+        if (kept.error().code == Errc::not_found) {
+          m.lease = 0;  // expired: a new lease and the record again, now
+          failed(kept.error());
+          co_return std::chrono::milliseconds(0);
+        }
+        failed(kept.error());
+        co_return soon;
+      }
+    }
+    const Member now = m.current();
+    std::string value = detail::serialize_member(now);
+    if (value != m.written) {
+      // A named request: GCC 12 destroys a temporary aggregate argument of a
+      // coroutine call in a co_await twice.
+      etcd::PutRequest req;
+      req.key = prefix + "members/" + now.host_id;
+      req.value = value;
+      req.lease = m.lease;
+      auto put = co_await client->put(std::move(req));
+      if (!put) {
+        if (put.error().code == Errc::not_found) m.lease = 0;
+        failed(put.error());
+        co_return soon;
+      }
+      m.written = std::move(value);
+    }
+    m.failing = false;
+    co_return regular;
+  }
+
+  asio::awaitable<void> member_loop(Membership& m) {
+    for (;;) {
+      std::chrono::milliseconds pause{1000};
+      std::string thrown;
+      try {
+        pause = co_await member_round(m);
+      } catch (const std::exception& e) {
+        // Not expected (the client reports failures as values); the loop goes on.
+        thrown = e.what();
+      }
+      if (!thrown.empty() && m.on_error) m.on_error(kms::Error(Errc::internal, "membership: " + thrown));
+      {
+        std::lock_guard lock(member_mu);
+        if (m.stopping) break;
+        m.timer = std::make_shared<asio::steady_timer>(io, pause);
+      }
+      co_await m.timer->async_wait(asio::as_tuple(asio::use_awaitable));
+      std::lock_guard lock(member_mu);
+      if (m.stopping) break;
+    }
+  }
+
   asio::awaitable<void> watch_loop(std::int64_t start) {
     std::int64_t next = start;
     const std::string end = etcd::prefix_end(keys_prefix);
@@ -294,7 +382,10 @@ Result<std::unique_ptr<EtcdStore>> EtcdStore::open(EtcdStoreConfig config) {
 
 EtcdStore::EtcdStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-EtcdStore::~EtcdStore() { stop_watch(); }
+EtcdStore::~EtcdStore() {
+  stop_membership();
+  stop_watch();
+}
 
 Result<std::vector<kms::KeyRecord>> EtcdStore::load_all() {
   auto all = impl_->load(false);
@@ -437,6 +528,61 @@ Result<void> EtcdStore::replace_wrapped(const std::vector<Rewrapped>& entries) {
 
 int EtcdStore::schema_version() const noexcept { return detail::kRecordFormat; }
 
+Result<std::string> EtcdStore::cluster_id(std::string_view proposed) {
+  const std::string key = impl_->prefix + "cluster/id";
+  etcd::TxnRequest txn;
+  txn.compare.push_back(etcd::Compare::create_revision(key, 0));
+  txn.success.emplace_back(etcd::PutRequest{key, std::string(proposed), 0, false});
+  txn.failure.emplace_back(etcd::RangeRequest{key, {}, 0, 0, false, false});
+  auto r = impl_->run(impl_->client->txn(std::move(txn)));
+  if (!r) return std::unexpected(write_failed(r.error()));
+  if (r->succeeded) return std::string(proposed);
+  const auto* range = r->responses.empty() ? nullptr : std::get_if<etcd::RangeResponse>(&r->responses.front());
+  if (range == nullptr || range->kvs.empty()) {
+    return fail(Errc::unavailable, "etcd store: the cluster id changed while it was read");
+  }
+  // A resent txn that finds its own first attempt applied reads it here.
+  const std::string& recorded = range->kvs.front().value;
+  const bool readable =
+      !recorded.empty() && recorded.size() <= 64 && std::all_of(recorded.begin(), recorded.end(), [](char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-';
+      });
+  if (!readable) return fail(Errc::storage_failure, "etcd store: " + impl_->prefix + "cluster/id is not a cluster id");
+  return recorded;
+}
+
+Result<EtcdStore::ClusterView> EtcdStore::cluster_view() {
+  const std::string members = impl_->prefix + "members/";
+  etcd::TxnRequest txn;  // no compare: the reads below, at one revision
+  txn.success.emplace_back(etcd::RangeRequest{impl_->prefix + "cluster/id", {}, 0, 0, false, false});
+  txn.success.emplace_back(etcd::RangeRequest{impl_->root_kcv_key, {}, 0, 0, false, false});
+  txn.success.emplace_back(etcd::RangeRequest{members, etcd::prefix_end(members), 0, 0, false, false});
+  auto r = impl_->run(impl_->client->txn(std::move(txn)));
+  if (!r) return std::unexpected(read_failed(r.error()));
+  if (r->responses.size() != 3) return fail(Errc::storage_failure, "etcd store: an incomplete answer to a read");
+  ClusterView view;
+  view.revision = r->header.revision;
+  auto value = [&](std::size_t i) -> std::optional<std::string> {
+    const auto* range = std::get_if<etcd::RangeResponse>(&r->responses[i]);
+    if (range == nullptr || range->kvs.empty()) return std::nullopt;
+    return range->kvs.front().value;
+  };
+  view.cluster_id = value(0);
+  view.root_kcv = value(1);
+  if (const auto* range = std::get_if<etcd::RangeResponse>(&r->responses[2])) {
+    for (const auto& kv : range->kvs) {
+      auto m = detail::parse_member(kv.value, std::string_view(kv.key).substr(members.size()));
+      m.lease = kv.lease;
+      view.members.push_back(std::move(m));
+    }
+  }
+  ROOTSEAL_TRY(impl_->scan(true, false, [&](const etcd::KeyValue& kv) -> Result<void> {
+    view.latest_key_revision = std::max(view.latest_key_revision, kv.mod_revision);
+    return {};
+  }));
+  return view;
+}
+
 void EtcdStore::start_watch(WatchCallbacks callbacks) {
   Impl& s = *impl_;
   {
@@ -468,6 +614,56 @@ void EtcdStore::stop_watch() {
   s.watch_finished.wait();
   s.watch_cv.notify_all();
   if (s.worker.joinable()) s.worker.join();
+}
+
+void EtcdStore::start_membership(std::chrono::seconds ttl, std::function<Member()> current,
+                                 std::function<void(const kms::Error&)> on_error) {
+  Impl& s = *impl_;
+  std::lock_guard lock(s.member_mu);
+  if (s.membership) return;
+  s.membership = std::make_unique<Impl::Membership>();
+  auto& m = *s.membership;
+  m.ttl = std::max(ttl, std::chrono::seconds(1));
+  m.current = std::move(current);
+  m.on_error = std::move(on_error);
+  m.finished = m.done.get_future();
+  asio::co_spawn(s.io, s.member_loop(m), [&m](std::exception_ptr) { m.done.set_value(); });
+}
+
+void EtcdStore::stop_membership() {
+  Impl& s = *impl_;
+  Impl::Membership* m = nullptr;
+  {
+    std::lock_guard lock(s.member_mu);
+    if (!s.membership || s.membership->stopping) return;
+    m = s.membership.get();
+    m->stopping = true;
+  }
+  asio::post(s.io, [&s, m] {
+    std::lock_guard lock(s.member_mu);
+    if (m->timer) m->timer->cancel();
+  });
+  m->finished.wait();
+  // The loop has ended: its lease is ours to revoke (the record goes with it).
+  if (m->lease != 0) (void)s.run(s.client->lease_revoke(m->lease));
+}
+
+std::vector<EtcdStore::EndpointHealth> EtcdStore::endpoint_health() {
+  std::vector<EndpointHealth> out;
+  const auto endpoints = impl_->client->endpoints();
+  for (std::size_t i = 0; i < endpoints.size(); ++i) {
+    EndpointHealth h;
+    auto st = impl_->run(impl_->client->status(i));
+    if (st) {
+      h.reachable = true;
+      h.status = std::move(*st);
+    } else {
+      h.error = st.error().message;
+      h.status.endpoint = endpoints[i];
+    }
+    out.push_back(std::move(h));
+  }
+  return out;
 }
 
 std::int64_t EtcdStore::loaded_revision() const noexcept { return impl_->loaded_revision.load(); }

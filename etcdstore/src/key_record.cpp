@@ -202,3 +202,59 @@ Result<kms::KeyRecord> parse_key_record(std::string_view text, std::string_view 
 }
 
 }  // namespace rootseal::etcdstore::detail
+
+namespace rootseal::etcdstore::detail {
+
+std::string serialize_member(const EtcdStore::Member& m) {
+  json::object o;
+  o["host_id"] = m.host_id;
+  o["instance"] = m.instance;
+  o["version"] = m.version;
+  o["root_kcv"] = m.root_kcv;
+  o["sealed"] = m.sealed;
+  o["seen_revision"] = m.seen_revision;
+  o["started"] = m.started_unix;
+  return json::serialize(o);
+}
+
+EtcdStore::Member parse_member(std::string_view text, std::string_view host_id) {
+  EtcdStore::Member m;
+  m.host_id = std::string(host_id);
+  if (text.size() > 4096) {
+    m.error = "the record is too large";
+    return m;
+  }
+  json::parse_options opts;
+  opts.max_depth = 2;
+  std::error_code ec;
+  json::value doc = json::parse(text, ec, {}, opts);
+  if (ec || !doc.is_object()) {
+    m.error = "the record is not a JSON object";
+    return m;
+  }
+  const auto& o = doc.get_object();
+  const Reader r(host_id);
+  auto text_field = [&](std::string_view key, std::string& out) -> bool {
+    auto v = r.string(o, key);
+    if (!v || v->size() > 256) return false;
+    out = std::string(*v);
+    return true;
+  };
+  std::string stored;
+  auto seen = r.integer(o, "seen_revision", 0, std::numeric_limits<std::int64_t>::max());
+  auto started = r.integer(o, "started", 0, kMaxTime);
+  auto sealed = r.boolean(o, "sealed");
+  if (!text_field("host_id", stored) || stored != host_id || !text_field("instance", m.instance) ||
+      !text_field("version", m.version) || !text_field("root_kcv", m.root_kcv) || !seen || !started || !sealed) {
+    EtcdStore::Member bad;
+    bad.host_id = std::string(host_id);
+    bad.error = "the record has a missing or bad field (written by another version?)";
+    return bad;
+  }
+  m.seen_revision = *seen;
+  m.started_unix = *started;
+  m.sealed = *sealed;
+  return m;
+}
+
+}  // namespace rootseal::etcdstore::detail

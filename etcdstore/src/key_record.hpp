@@ -17,6 +17,7 @@
 #include <string_view>
 
 #include "rootseal/kms/error.hpp"
+#include "rootseal/etcdstore/etcd_store.hpp"
 #include "rootseal/kms/state_store.hpp"
 
 namespace rootseal::etcdstore::detail {
@@ -29,5 +30,11 @@ inline constexpr std::size_t kMaxKcvChars = 128;
 std::string serialize_key_record(const kms::KeyRecord& record);
 // `name`: the key name the etcd key carries (after "<prefix>keys/").
 kms::Result<kms::KeyRecord> parse_key_record(std::string_view text, std::string_view name);
+
+// The record of a host at <prefix>members/<host id> (JSON: host_id,
+// instance, version, root_kcv, sealed, seen_revision, started). A record
+// that cannot be read comes back with `error` set (and the host id only).
+std::string serialize_member(const EtcdStore::Member& member);
+EtcdStore::Member parse_member(std::string_view text, std::string_view host_id);
 
 }  // namespace rootseal::etcdstore::detail

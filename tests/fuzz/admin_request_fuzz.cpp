@@ -68,8 +68,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   fuzz::require(o != nullptr, "accepted lines are JSON objects");
   const auto& q = *r;
-  static constexpr std::string_view kOps[] = {"status", "token.create", "token.list", "token.lookup",
-                                              "token.revoke", "unseal", "tpm.reseal", "snapshot.now", "kms.rotate"};
+  static constexpr std::string_view kOps[] = {"status",     "token.create", "token.list",   "token.lookup",
+                                              "token.revoke", "unseal",     "tpm.reseal", "snapshot.now",
+                                              "kms.rotate", "cluster.status"};
   fuzz::require(std::find(std::begin(kOps), std::end(kOps), q.op) != std::end(kOps), "known op");
   if (q.op == "token.create") {
     fuzz::require(!q.policies.empty(), "a token has a policy");

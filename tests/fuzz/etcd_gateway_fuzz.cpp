@@ -108,6 +108,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     parse_with<etcd::Lease>(in, detail::parse_lease_grant, "grant");
   } else if (kind == "keepalive") {
     parse_with<etcd::Lease>(in, detail::parse_keepalive, "keepalive");
+  } else if (kind == "status") {
+    parse_with<etcd::EndpointStatus>(in, detail::parse_status, "status");
   } else if (kind == "watch") {
     std::int64_t next = 0;
     while (!in.empty()) {

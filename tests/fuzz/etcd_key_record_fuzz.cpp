@@ -46,6 +46,20 @@ bool same(const kms::KeyRecord& a, const kms::KeyRecord& b) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view in = fuzz::as_text(data, size);
   const std::string_view name = fuzz::next_line(in);
+  // The same bytes as a member record (<prefix>members/<name>): never
+  // refused, but a bad one carries its reason and nothing else.
+  const auto member = detail::parse_member(in, name);
+  fuzz::require(member.host_id == name, "a member record is listed under its key's name");
+  if (!member.error.empty()) {
+    fuzz::require(member.instance.empty() && member.version.empty() && member.root_kcv.empty(),
+                  "an unreadable member record carries its reason only");
+  } else {
+    const auto again = detail::parse_member(detail::serialize_member(member), name);
+    fuzz::require(again.error.empty() && again.instance == member.instance && again.version == member.version &&
+                      again.root_kcv == member.root_kcv && again.sealed == member.sealed &&
+                      again.seen_revision == member.seen_revision && again.started_unix == member.started_unix,
+                  "a member record round-trips");
+  }
   auto rec = detail::parse_key_record(in, name);
   if (!rec) {
     fuzz::require_clean_error(rec.error(), {Errc::storage_failure}, "key record refusal");

@@ -45,6 +45,7 @@ ROOT_PASSWORD = "etcd-root-pw-for-the-test"
 ETCD_USER = "rootseal"
 ETCD_PASSWORD = "etcd-rootseal-pw-for-the-test"
 PREFIX = "/rootseal-ha/"
+MEMBER_TTL = 3  # seconds: etcd.member_ttl, the lease of each host's record
 
 
 def poll(predicate, what, timeout=30):
@@ -219,20 +220,24 @@ class HaEtcdTest(unittest.TestCase):
                     "pkcs11:\n  module: %s\n  token_label: %s\n  generate_key: %s\n"
                     "pin:\n  sources: [file]\n  file: %s\n"
                     "seal:\n  probe_interval: 200ms\n"
+                    "host_id: host-%s\n"
+                    "admin:\n  socket: %s\n"
                     "storage: etcd\n"
-                    "etcd:\n  endpoints: [%s]\n  prefix: %s\n  request_timeout: 1s\n"
+                    "etcd:\n  endpoints: [%s]\n  prefix: %s\n  request_timeout: 1s\n  member_ttl: %ds\n"
                     "  username: %s\n  password_file: %s\n"
                     "policies:\n  autounseal:\n    keys: [autounseal]\n    operations: [encrypt, decrypt]\n"
                     "tokens:\n  - name: ha-test\n    sha256: %s\n    policies: [root]\n"
                     "  - name: vault-seal\n    sha256: %s\n    policies: [autounseal]\n    ttl: 1h\n"
                     "    renewable: true\n"
-                    % (port, cls.dir, label, MODULE, label, "true" if generate_key else "false", cls.pin, endpoints,
-                       PREFIX, ETCD_USER, cls.etcd_password, sha256_hex(TOKEN), sha256_hex(SEAL_TOKEN)))
+                    % (port, cls.dir, label, MODULE, label, "true" if generate_key else "false", cls.pin, label,
+                       os.path.join(cls.dir, "admin-%s.sock" % label), endpoints, PREFIX, MEMBER_TTL, ETCD_USER,
+                       cls.etcd_password, sha256_hex(TOKEN), sha256_hex(SEAL_TOKEN)))
         log = open(os.path.join(cls.dir, "rootseald-%s.log" % label), "ab")
         proc = subprocess.Popen([ROOTSEALD, "--config", config, "--allow-root"], stdout=subprocess.DEVNULL,
                                 stderr=log, env=cls.env)
         log.close()
-        return {"port": port, "proc": proc, "log": os.path.join(cls.dir, "rootseald-%s.log" % label)}
+        return {"port": port, "proc": proc, "log": os.path.join(cls.dir, "rootseald-%s.log" % label),
+                "socket": os.path.join(cls.dir, "admin-%s.sock" % label)}
 
     @classmethod
     def health(cls, label):
@@ -355,11 +360,76 @@ class HaEtcdTest(unittest.TestCase):
         self.assertNotEqual(self.health("C"), 200)
         # Nothing it wrote: every version in etcd is wrapped by the cluster's root.
         values = self.etcd.range_prefix(PREFIX)
-        kcvs = {v["kcv"] for raw in values.values() if raw.startswith(b"{")
+        kcvs = {v["kcv"] for key, raw in values.items() if key.startswith(PREFIX + "keys/")
                 for v in json.loads(raw)["versions"]}
         self.assertEqual(len(kcvs), 1, kcvs)
         self.assertEqual(values[PREFIX + "cluster/root_kcv"].decode(), kcvs.pop())
         self.assertEqual(self.latest("A", "guarded"), 1)
+
+    def cluster_status(self, label):
+        """`rootseal cluster status --json` against host `label`: (exit code, data)."""
+        p = subprocess.run([ROOTSEAL, "cluster", "status", "--socket", self.hosts[label]["socket"], "--json"],
+                           capture_output=True, timeout=60)
+        if p.returncode not in (0, 2):
+            raise AssertionError("rootseal cluster status: %s" % p.stderr.decode(errors="replace"))
+        return p.returncode, json.loads(p.stdout)
+
+    def members(self, label):
+        return {m["host_id"]: m for m in self.cluster_status(label)[1].get("members", [])}
+
+    def test_3b_cluster_status_lists_every_host(self):
+        """Every host (A, B, and C sealed by its other root) registered; the
+        etcd endpoints' health; sys/leader's HA fields."""
+        kcv = self.etcd.range_prefix(PREFIX)[PREFIX + "cluster/root_kcv"].decode()
+
+        def registered():
+            m = self.members("A")
+            return (set(m) == {"host-A", "host-B", "host-C"} and
+                    all(not m[h]["sealed"] and m[h]["root_kcv"] == kcv for h in ("host-A", "host-B")))
+        # A record is rewritten within a keepalive round (member_ttl / 3) of a
+        # change, and after an etcd outage (test 2) once etcd answers again.
+        poll(registered, "three hosts registered, A and B unsealed", 30)
+        rc, st = self.cluster_status("B")
+        self.assertEqual(rc, 0)
+        self.assertEqual((st["storage"], st["ha_enabled"], st["prefix"]), ("etcd", True, PREFIX))
+        self.assertEqual(st["cluster_root_kcv"], kcv)
+        members = {m["host_id"]: m for m in st["members"]}
+        for label in ("A", "B"):
+            m = members["host-" + label]
+            self.assertEqual((m["sealed"], m["root_kcv"], m["version"]), (False, kcv, "0.1.0"), m)
+            self.assertEqual(m["self"], label == "B")
+        self.assertTrue(members["host-C"]["sealed"])
+        self.assertNotEqual(members["host-C"]["root_kcv"], kcv)
+        # B's keyring has every change (a rotate on A reaches it through the watch).
+        self.clients["A"].secrets.transit.create_key("status")
+        self.clients["A"].secrets.transit.rotate_key("status")
+        poll(lambda: self.members("A")["host-B"]["current"] and
+             self.members("A")["host-B"]["seen_revision"] >= self.cluster_status("A")[1]["latest_key_revision"],
+             "host B's record shows its keyring current", 30)
+        self.assertTrue(st["this_host"]["registered"])
+        self.assertEqual(st["this_host"]["host_id"], "host-B")
+        # etcd: three endpoints reachable, one the leader, all agreeing on it.
+        self.assertEqual(len(st["endpoints"]), 3)
+        self.assertTrue(all(e["reachable"] for e in st["endpoints"]), st["endpoints"])
+        self.assertEqual(sum(1 for e in st["endpoints"] if e["is_leader"]), 1)
+        self.assertEqual({e["leader_id"] for e in st["endpoints"]}, {st["etcd_leader_id"]})
+        # The human form names every host.
+        text = subprocess.run([ROOTSEAL, "cluster", "status", "--socket", self.hosts["A"]["socket"]],
+                              capture_output=True, timeout=60).stdout.decode()
+        self.assertRegex(text, r"(?m)^  host-A\s+unsealed .*<- this host$")
+        self.assertRegex(text, r"(?m)^  host-C\s+sealed ")
+        self.assertIn("3 of 3 endpoints reachable", text)
+        # sys/leader: HA on, every unsealed host active, no leader address (active-active).
+        with urllib.request.urlopen("http://127.0.0.1:%d/v1/sys/leader" % self.hosts["A"]["port"], timeout=5) as r:
+            leader = json.loads(r.read())
+        self.assertEqual((leader["ha_enabled"], leader["is_self"], leader["leader_address"]), (True, True, ""))
+        self.assertNotEqual(leader["active_time"], "0001-01-01T00:00:00Z")
+        with urllib.request.urlopen("http://127.0.0.1:%d/v1/sys/leader" % self.hosts["C"]["port"], timeout=5) as r:
+            self.assertEqual(json.loads(r.read())["is_self"], False)  # sealed: not active
+        # C stopped (SIGTERM): its lease revoked, its record gone.
+        self.hosts["C"]["proc"].terminate()
+        self.hosts["C"]["proc"].wait(timeout=30)
+        poll(lambda: "host-C" not in self.members("A"), "host C's record gone after it stopped", 30)
 
     def test_4_transit_seal_sequence_survives_the_loss_of_its_host(self):
         """Vault's seal "transit" sequence against host A; A is SIGKILLed; the
@@ -392,6 +462,7 @@ class HaEtcdTest(unittest.TestCase):
 
         self.hosts["A"]["proc"].kill()
         self.hosts["A"]["proc"].wait()
+        killed = time.monotonic()
 
         # The same sequence against B (the address now points there).
         auth = seal_call("B", "PUT", "/v1/auth/token/renew-self", {"increment": 0})["auth"]
@@ -401,6 +472,13 @@ class HaEtcdTest(unittest.TestCase):
         ct = seal_encrypt("B", b"Heartbeat 1")
         self.assertTrue(ct.startswith("vault:v1:"), ct)
         self.assertEqual(seal_decrypt("B", ct), b"Heartbeat 1")
+
+        # A's record (no revocation: SIGKILL) goes when its lease expires:
+        # within etcd.member_ttl of its last keepalive (plus etcd's expiry tick).
+        poll(lambda: "host-A" not in self.members("B"), "host A's record gone (lease expired)", MEMBER_TTL + 5)
+        print("host A left the member list %.1fs after its SIGKILL (member_ttl %ds)"
+              % (time.monotonic() - killed, MEMBER_TTL), flush=True)
+        self.assertEqual(set(self.members("B")), {"host-B"})
 
 
 if __name__ == "__main__":

@@ -410,6 +410,11 @@ class SnapshotTest(SnapshotHelpers, unittest.TestCase):
 
         b.start()
         self.unsealed(b)
+        # Never under a running rootseald, --force or not: it holds the state folder's lock.
+        _, err = self.cli(["snapshot", "restore", "--config", b.config, "--force"] + self.token_args(b), b.env,
+                          pin=b.pin, expect=1)
+        self.assertIn("is in use by pid", err)
+        self.assertIn("rootseald", err)
         for name, ct, plain in recorded:
             got = self.api(b, "POST", "/v1/transit/decrypt/" + name, {"ciphertext": ct})["data"]["plaintext"]
             self.assertEqual(got, plain, name)

@@ -589,7 +589,9 @@ TEST_CASE("storage: sqlite by default, etcd with a full section, and bad values 
       "  server_name: etcd.internal\n"
       "  connect_timeout: 250ms\n"
       "  request_timeout: 2s\n"
-      "  watch_idle_timeout: 15m\n");
+      "  watch_idle_timeout: 15m\n"
+      "  member_ttl: 30s\n"
+      "host_id: rs-1.eu_west\n");
   REQUIRE(full);
   CHECK(full->storage == "etcd");
   const auto& e = full->etcd;
@@ -604,11 +606,15 @@ TEST_CASE("storage: sqlite by default, etcd with a full section, and bad values 
   CHECK(e.connect_timeout == std::chrono::milliseconds(250));
   CHECK(e.request_timeout == std::chrono::milliseconds(2000));
   CHECK(e.watch_idle_timeout == std::chrono::minutes(15));
+  CHECK(e.member_ttl == std::chrono::seconds(30));
+  CHECK(full->host_id == "rs-1.eu_west");
 
   auto loopback = parse_config("storage: etcd\netcd:\n  endpoints: [\"http://127.0.0.1:2379\"]\n");
   REQUIRE(loopback);
   CHECK(loopback->etcd.prefix == "/rootseal/");
   CHECK(loopback->etcd.request_timeout == std::chrono::milliseconds(1000));
+  CHECK(loopback->etcd.member_ttl == std::chrono::seconds(10));
+  CHECK(loopback->host_id.empty());  // the machine's host name
   CHECK(parse_config("storage: etcd\netcd:\n  allow_plaintext: true\n  endpoints: [\"http://etcd-1:2379\"]\n"));
 
   const std::string ok = "storage: etcd\netcd:\n  endpoints: [\"https://etcd-1:2379\"]\n";
@@ -637,6 +643,10 @@ TEST_CASE("storage: sqlite by default, etcd with a full section, and bad values 
       {ok + "  connect_timeout: 2m\n", "etcd.connect_timeout: 50ms to 1m"},
       {ok + "  watch_idle_timeout: 100ms\n", "etcd.watch_idle_timeout: 1s to 24h"},
       {ok + "  endpoint: x\n", "etcd: unknown option 'endpoint'"},
+      {ok + "  member_ttl: 1s\n", "etcd.member_ttl: 2s to 5m"},
+      {ok + "  member_ttl: 2500ms\n", "etcd.member_ttl: whole seconds"},
+      {ok + "host_id: \"a b\"\n", "host_id: 1 to 64 of"},
+      {ok + "host_id: \"\"\n", "host_id: 1 to 64 of"},
   };
   for (const auto& [yaml, message] : bad) {
     INFO(yaml);

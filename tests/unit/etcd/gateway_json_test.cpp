@@ -211,3 +211,22 @@ TEST_CASE("gateway: the stale-member guard refuses an answer from an older raft 
   CHECK(guard.accept(6));
   CHECK_FALSE(guard.accept(5));
 }
+
+TEST_CASE("gateway: a member's status (member ids above int64, as etcd 3.4 sends them)") {
+  const auto s = detail::parse_status(obj(
+      R"({"header":{"cluster_id":"14841639068965178418","member_id":"10276657743932975437","revision":"5",)"
+      R"("raft_term":"2"},"version":"3.4.23","dbSize":"20480","leader":"10276657743932975437",)"
+      R"("raftIndex":"9","raftTerm":"2","raftAppliedIndex":"9","dbSizeInUse":"20480"})"));
+  REQUIRE(s);
+  CHECK(s->header.member_id == 10276657743932975437ULL);
+  CHECK(s->leader == 10276657743932975437ULL);
+  CHECK(s->header.raft_term == 2);
+  CHECK(s->header.revision == 5);
+  CHECK(s->version == "3.4.23");
+  CHECK(s->db_size == 20480);
+  // A member that knows no leader omits it (a default).
+  const auto lost = detail::parse_status(obj(R"({"header":{"member_id":"7","raft_term":"3"},"version":"3.4.23"})"));
+  REQUIRE(lost);
+  CHECK(lost->leader == 0);
+  CHECK_FALSE(detail::parse_status(obj(R"({"header":{"member_id":"7"},"leader":"x"})")));
+}

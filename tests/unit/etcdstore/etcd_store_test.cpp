@@ -379,3 +379,77 @@ TEST_CASE("etcd store: a host whose root key is not the cluster's stays sealed a
   CHECK(b.latest("k") == 1);
   REQUIRE(b.ring->rotate("k"));
 }
+
+TEST_CASE("etcd store: the cluster id is recorded once, later proposals get the recorded one") {
+  test::EtcdCluster cluster(1);
+  auto a = open_store(cluster);
+  auto b = open_store(cluster);
+  auto first = a->cluster_id("11111111-2222-4333-8444-555555555555");
+  REQUIRE(first);
+  CHECK(*first == "11111111-2222-4333-8444-555555555555");
+  auto second = b->cluster_id("99999999-2222-4333-8444-555555555555");
+  REQUIRE(second);
+  CHECK(*second == *first);
+  auto view = b->cluster_view();
+  REQUIRE(view);
+  CHECK(view->cluster_id == *first);
+  CHECK_FALSE(view->root_kcv.has_value());
+  CHECK(view->members.empty());
+  CHECK(view->latest_key_revision == 0);
+  REQUIRE(a->create_key(record("k", {1, 2, 3})));
+  view = b->cluster_view();
+  REQUIRE(view);
+  CHECK(view->latest_key_revision > 0);
+  CHECK(view->latest_key_revision <= view->revision);
+}
+
+TEST_CASE("etcd store: a host's record lives under a lease, follows its state, goes when stopped") {
+  test::EtcdCluster cluster(1);
+  auto watcher = open_store(cluster);
+  auto members = [&] {
+    auto v = watcher->cluster_view();
+    REQUIRE(v);
+    return v->members;
+  };
+  std::atomic<bool> sealed{true};
+  auto host = [&](std::string id) {
+    return [id, &sealed] {
+      EtcdStore::Member m;
+      m.host_id = id;
+      m.instance = id + "-instance";
+      m.version = "1.2.3";
+      m.root_kcv = sealed.load() ? "" : "abc123";
+      m.sealed = sealed.load();
+      m.seen_revision = 42;
+      m.started_unix = 1'700'000'000;
+      return m;
+    };
+  };
+  auto a = open_store(cluster);
+  auto b = open_store(cluster);
+  a->start_membership(2s, host("a"));
+  b->start_membership(2s, host("b"));
+  REQUIRE(eventually([&] { return members().size() == 2; }, 10s));
+  auto m = members();
+  CHECK(m[0].host_id == "a");
+  CHECK(m[0].instance == "a-instance");
+  CHECK(m[0].version == "1.2.3");
+  CHECK(m[0].seen_revision == 42);
+  CHECK(m[0].sealed);
+  CHECK(m[0].lease != 0);
+  CHECK(m[0].error.empty());
+
+  // A change of state is written within a keepalive round.
+  sealed = false;
+  REQUIRE(eventually([&] {
+    auto now = members();
+    return now.size() == 2 && !now[0].sealed && now[0].root_kcv == "abc123" && !now[1].sealed;
+  }, 10s));
+  // Stopped: its lease revoked, the record gone at once (no waiting for the TTL).
+  a->stop_membership();
+  m = members();
+  REQUIRE(m.size() == 1);
+  CHECK(m[0].host_id == "b");
+  b.reset();  // the destructor stops it too
+  CHECK(members().empty());
+}

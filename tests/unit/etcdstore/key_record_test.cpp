@@ -82,3 +82,33 @@ TEST_CASE("etcd key record: malformed or inconsistent values are refused, naming
                 R"("auto_rotate_period":0},"versions":[]})")
             .find("has no versions") != std::string::npos);
 }
+
+TEST_CASE("etcd member record: written and read back, unreadable ones carry the reason") {
+  etcdstore::EtcdStore::Member m;
+  m.host_id = "host-a";
+  m.instance = "i-1";
+  m.version = "0.1.0";
+  m.root_kcv = "abc123";
+  m.sealed = false;
+  m.seen_revision = 77;
+  m.started_unix = 1'700'000'000;
+  const auto back = etcdstore::detail::parse_member(etcdstore::detail::serialize_member(m), "host-a");
+  CHECK(back.error.empty());
+  CHECK(back.host_id == "host-a");
+  CHECK(back.instance == "i-1");
+  CHECK(back.version == "0.1.0");
+  CHECK(back.root_kcv == "abc123");
+  CHECK_FALSE(back.sealed);
+  CHECK(back.seen_revision == 77);
+  CHECK(back.started_unix == 1'700'000'000);
+  // Under another host's name, not JSON, a field missing or of the wrong type.
+  for (const std::string& bad : {etcdstore::detail::serialize_member(m), std::string("not json"),
+                                std::string(R"({"host_id":"x"})"),
+                                std::string(R"({"host_id":"x","instance":"i","version":"v","root_kcv":"k",)"
+                                            R"("sealed":"no","seen_revision":1,"started":1})")}) {
+    const auto r = etcdstore::detail::parse_member(bad, "x");
+    CHECK(r.host_id == "x");
+    CHECK_FALSE(r.error.empty());
+    CHECK(r.instance.empty());
+  }
+}

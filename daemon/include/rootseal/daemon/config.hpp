@@ -167,6 +167,7 @@ struct EtcdSection {
   std::chrono::milliseconds connect_timeout{500};
   std::chrono::milliseconds request_timeout{1000};
   std::chrono::milliseconds watch_idle_timeout{300000};
+  std::chrono::seconds member_ttl{10};  // the lease of this host's record under <prefix>members/
 };
 
 struct LogConfig {
@@ -186,6 +187,7 @@ struct Config {
   ListenConfig listen;
   ApiConfig api;
   std::filesystem::path state_dir = "/var/lib/rootseal";
+  std::string host_id;             // names this host in a cluster ([A-Za-z0-9._-], 1..64); empty: its host name
   std::string storage = "sqlite";  // "sqlite" (<state_dir>/rootseal.db) or "etcd" (the etcd section)
   EtcdSection etcd;
   std::string root_of_trust = "pkcs11";  // "pkcs11" or "tpm"

@@ -162,6 +162,15 @@ struct WatchEnd {
 // Each batch of events, in revision order, never one revision twice.
 using EventHandler = std::function<void(std::span<const Event> events, const ResponseHeader& header)>;
 
+// One member's own view (POST /v3/maintenance/status).
+struct EndpointStatus {
+  std::string endpoint;
+  ResponseHeader header;    // its member_id, raft_term, revision
+  std::string version;      // etcd's, e.g. "3.4.23"
+  std::uint64_t leader = 0;  // the raft leader's member id (0: it knows none)
+  std::int64_t db_size = 0;  // bytes
+};
+
 struct ClientConfig {
   std::vector<std::string> endpoints;  // "http://127.0.0.1:2379", "https://etcd-1:2379", ...
   net::ClientTls tls;                  // CA, client certificate (mutual TLS) for https endpoints
@@ -205,6 +214,11 @@ class Client {
   // threads, run it on a strand (net::HttpClient::stream's rule).
   boost::asio::awaitable<kms::Result<WatchEnd>> watch(WatchRequest request, EventHandler on_events,
                                                       net::StreamControl control = {});
+
+  // The status of the member at endpoints()[index], asked of that member
+  // only (no failover, no stale-member guard: its own view is the point).
+  boost::asio::awaitable<kms::Result<EndpointStatus>> status(std::size_t index);
+  [[nodiscard]] std::vector<std::string> endpoints() const;
 
   [[nodiscard]] std::uint64_t highest_raft_term() const noexcept;
   [[nodiscard]] std::string preferred_endpoint() const;

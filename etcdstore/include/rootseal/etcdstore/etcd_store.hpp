@@ -22,9 +22,12 @@
 // (the watch callbacks run on a worker thread of their own, where they may).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <vector>
 #include <string>
 
 #include "rootseal/etcd/client.hpp"
@@ -71,6 +74,56 @@ class EtcdStore final : public kms::StateStore {
   // quorum and refuse a version wrapped by any other root.
   kms::Result<void> check_root(std::string_view root_kcv) override;
   [[nodiscard]] bool shared() const noexcept override { return true; }
+
+  // <prefix>cluster/id: the cluster's identifier (/v1/sys/health cluster_id),
+  // recorded as `proposed` when the cluster has none yet (a txn on
+  // create_revision == 0). Returns the recorded one.
+  kms::Result<std::string> cluster_id(std::string_view proposed);
+
+  // A host registered under <prefix>members/<host id> (see start_membership).
+  struct Member {
+    std::string host_id;
+    std::string instance;   // random per process start
+    std::string version;    // rootseald's
+    std::string root_kcv;   // of the host's root key ("" until it unsealed)
+    bool sealed = true;
+    std::int64_t seen_revision = 0;  // its keyring holds every key change up to this etcd revision
+    std::int64_t started_unix = 0;
+    std::int64_t lease = 0;          // the etcd lease the record lives under
+    std::string error;               // a record this version cannot read: why (the other fields empty)
+  };
+  // What the cluster records, read at one revision (linearizable).
+  struct ClusterView {
+    std::optional<std::string> cluster_id;
+    std::optional<std::string> root_kcv;
+    std::vector<Member> members;          // by host id
+    std::int64_t revision = 0;            // of the read
+    std::int64_t latest_key_revision = 0;  // the newest mod_revision under keys/ (0: no key)
+  };
+  kms::Result<ClusterView> cluster_view();
+
+  // Registers this host at <prefix>members/<host id> under an etcd lease of
+  // `ttl`, in the background until stop_membership(): a keepalive every
+  // ttl/3, and the record written again whenever `current()` (called on the
+  // store's I/O thread: cheap and thread-safe) changes. An expired lease (etcd
+  // unreachable longer than the TTL) is granted anew and the record written
+  // again. A host that dies stops its keepalives: its record goes when the
+  // lease expires (at most ttl later; etcd resets lease TTLs on a leader
+  // change, so it can take longer then). on_error: a registration or
+  // keepalive failure, once per run of failures (for the log).
+  void start_membership(std::chrono::seconds ttl, std::function<Member()> current,
+                        std::function<void(const kms::Error&)> on_error = {});
+  // Stops the keepalives and revokes the lease: the record goes at once.
+  void stop_membership();
+
+  // Each configured endpoint asked for its member's status (blocking, one
+  // request each, no failover): reachable or the error, and its view.
+  struct EndpointHealth {
+    bool reachable = false;
+    std::string error;
+    etcd::EndpointStatus status;  // endpoint always set
+  };
+  std::vector<EndpointHealth> endpoint_health();
 
   // Watches the keys from the revision after the last load_all (or from now,
   // if none ran) until stop_watch() or destruction. A compaction past the
