@@ -118,7 +118,7 @@ kms::Result<kms::SecureBytes> extract_property(const kms::SecureBytes& whole, st
     }
   }
   if (format == ValueFormat::text && property.find('.') != std::string_view::npos && doc.kind(root) == Kind::object) {
-    // AWS: a key with dots in it wins over the path (escapeDotsIfRequired).
+    // AWS, GCP: a key with dots in it wins over the path (escapeDotsIfRequired).
     if (const auto v = doc.first_member(root, property)) {
       gojson::gjson_string(doc, *v, out);
       return out.take();
@@ -129,7 +129,11 @@ kms::Result<kms::SecureBytes> extract_property(const kms::SecureBytes& whole, st
                                             " uses gjson syntax rootseal does not support (wildcards, queries, "
                                             "modifiers, pipes): name a key or a path of keys and indexes");
   }
-  const auto v = gojson::gjson_get(doc, root, property);
+  auto v = gojson::gjson_get(doc, root, property);
+  if (!v && format == ValueFormat::gjson_path_first && property.find('.') != std::string_view::npos &&
+      doc.kind(root) == Kind::object) {
+    v = doc.first_member(root, property);  // Azure: the path first, then a key with dots in it (getProperty)
+  }
   if (!v) return property_not_found(property);
   gojson::gjson_string(doc, *v, out);
   return out.take();

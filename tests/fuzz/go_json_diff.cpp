@@ -9,8 +9,8 @@
 // floats Go formats differently, integers beyond float64 precision, strings
 // with escapes, HTML characters, U+2028, invalid UTF-8 and unpaired
 // surrogates, nested objects and arrays, duplicate keys, whitespace, keys
-// with dots), each through the five ops (Vault: whole value, property,
-// extract; AWS: property, extract) with properties that exist, nest, index
+// with dots), each through the six ops (Vault: whole value, property,
+// extract; AWS (and GCP): property, extract; Azure: property) with properties that exist, nest, index
 // arrays, contain dots, or do not exist; then fixed-seed random documents.
 // Also ESO's RewriteMerge (dataFrom.rewrite.merge) over random inputs and
 // options, through rewrite_map. Outcomes must be identical. Refusals ("E") must agree too, and rootseal
@@ -125,6 +125,9 @@ std::string mine(const std::string& op, const std::string& property, const std::
     return m ? entries(*m) : "E";
   }
   if (op == "aws_property") return property_answer(sync::extract_property(bytes(doc), property, ValueFormat::text));
+  if (op == "azure_property") {
+    return property_answer(sync::extract_property(bytes(doc), property, ValueFormat::gjson_path_first));
+  }
   auto m = sync::extract_map(bytes(doc), ValueFormat::text);
   return m ? entries(*m) : "E";
 }
@@ -338,6 +341,7 @@ int main(int argc, char** argv) {
       const std::string p = k < 2 ? kProperties[rng() % kProperties.size()] : random_property(rng);
       cases.push_back({"vault_property", p, d});
       cases.push_back({"aws_property", p, d});
+      cases.push_back({"azure_property", p, d});
     }
   }
   for (int i = 0; i < generated; ++i) cases.push_back(random_merge(rng));
@@ -345,6 +349,7 @@ int main(int argc, char** argv) {
     for (std::size_t d = 0; d < 14; ++d) {
       cases.push_back({"vault_property", p, kDocuments[d]});
       cases.push_back({"aws_property", p, kDocuments[d]});
+      cases.push_back({"azure_property", p, kDocuments[d]});
     }
   }
 

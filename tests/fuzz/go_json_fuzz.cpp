@@ -50,7 +50,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   sync::gojson::gjson_string(*doc, Document::root(), g);
 
   const auto whole = kms::SecureBytes::copy_of(text);
-  for (const auto format : {sync::ValueFormat::text, sync::ValueFormat::go_map}) {
+  for (const auto format : {sync::ValueFormat::text, sync::ValueFormat::go_map, sync::ValueFormat::gjson_path_first}) {
     if (auto m = sync::extract_map(whole, format); !m) {
       fuzz::require_clean_error(m.error(), {kms::Errc::invalid_argument}, "extract refusal");
     }

@@ -388,11 +388,6 @@ Task<std::shared_ptr<P>> EngineProviders::cached(std::map<std::string, CacheEntr
 }
 
 Task<std::shared_ptr<Provider>> EngineProviders::provider(const model::SecretStore& store, std::string_view ns) {
-  if (model::push_only(store.provider)) {
-    co_return fail(Errc::invalid_argument, std::string(model::to_string(store.kind)) + " \"" + store.meta.name + "\": " +
-                                               std::string(model::to_string(store.provider)) +
-                                               " is supported as a PushSecret target only (read from: vault, aws)");
-  }
   const auto make = [this](StoreSpec spec, std::shared_ptr<StoreHealth> h) {
     return factory_.make_provider(std::move(spec), std::move(h));
   };

@@ -202,7 +202,7 @@ struct AwsProviderSpec {
   bool force_delete_without_recovery = false;
 };
 
-// ESO azurekv (push target only). authType ServicePrincipal with
+// ESO azurekv. authType ServicePrincipal with
 // authSecretRef{clientId, clientSecret}; the authority follows environmentType.
 struct AzureProviderSpec {
   std::string vault_url;        // https://<name>.vault.azure.net
@@ -214,7 +214,7 @@ struct AzureProviderSpec {
   bool has_secret_ref = false;  // false: host credentials (annotation) are required
 };
 
-// ESO gcpsm (push target only): the service-account key JSON in
+// ESO gcpsm: the service-account key JSON in
 // auth.secretRef.secretAccessKeySecretRef.
 struct GcpProviderSpec {
   std::string project_id;  // may be empty with host credentials (the configured project is used)
@@ -259,10 +259,6 @@ struct SecretStore {
   std::vector<ClusterStoreCondition> conditions;  // ClusterSecretStore only
 };
 std::string_view to_string(SecretStore::Provider p) noexcept;  // ESO's provider key: "vault", "aws", "azurekv", "gcpsm"
-// azurekv and gcpsm are push targets only: a pull from them is refused.
-inline bool push_only(SecretStore::Provider p) noexcept {
-  return p == SecretStore::Provider::azurekv || p == SecretStore::Provider::gcpsm;
-}
 
 // --- PushSecret (v1alpha1) -------------------------------------------------
 

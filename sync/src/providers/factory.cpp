@@ -22,7 +22,15 @@ kms::Result<std::shared_ptr<Provider>> ProviderFactory::make_provider(StoreSpec 
     ROOTSEAL_LET(p, providers::make_aws_provider(executor_, std::move(*a), health));
     return std::shared_ptr<Provider>(std::move(p));
   }
-  return fail(Errc::invalid_argument, "this store kind is supported as a push target only (pull: vault, aws)");
+  if (auto* z = std::get_if<AzureSpec>(&spec)) {
+    ROOTSEAL_LET(p, providers::make_azure_provider(executor_, std::move(*z), health));
+    return std::shared_ptr<Provider>(std::move(p));
+  }
+  if (auto* g = std::get_if<GcpSpec>(&spec)) {
+    ROOTSEAL_LET(p, providers::make_gcp_provider(executor_, std::move(*g), health));
+    return std::shared_ptr<Provider>(std::move(p));
+  }
+  return fail(Errc::invalid_argument, "this store kind has no pull provider");
 }
 
 kms::Result<std::shared_ptr<PushProvider>> ProviderFactory::make_push_provider(StoreSpec spec, std::shared_ptr<StoreHealth> health) const {

@@ -10,7 +10,9 @@
 //   vault_property  ESO's Vault getSecretValue(data, property)
 //   vault_extract   ESO's Vault GetSecretMap (Marshal, then Unmarshal into map[string]any)
 //   aws_property    ESO's AWS GetSecret with a property (escapeDotsIfRequired + gjson)
-//   aws_extract     ESO's AWS GetSecretMap (map[string]json.RawMessage)
+//   aws_extract     ESO's AWS GetSecretMap (map[string]json.RawMessage), also
+//                   GCP's and Azure's
+//   azure_property  ESO's Azure Key Vault getProperty (the path, then a key with dots)
 //   merge           ESO's RewriteMerge (runtime/esutils) of the document, a JSON
 //                   object of hex-encoded values (the map), under the options in
 //                   the property: {"into","priority","ignoreNotFound",
@@ -211,6 +213,15 @@ func answer(op string, property string, doc []byte) string {
 			}
 		}
 		val := gjson.Get(payload, ref)
+		if !val.Exists() {
+			return "N"
+		}
+		return show([]byte(val.String()))
+	case "azure_property":
+		val := gjson.Get(string(doc), property)
+		if !val.Exists() && strings.Contains(property, ".") {
+			val = gjson.Get(string(doc), strings.ReplaceAll(property, ".", "\\."))
+		}
 		if !val.Exists() {
 			return "N"
 		}

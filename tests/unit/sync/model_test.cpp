@@ -233,7 +233,6 @@ TEST_CASE("SecretStores: azurekv and gcpsm (push targets) with ESO's field names
   REQUIRE(z.has_value());
   CHECK(z->provider == SecretStore::Provider::azurekv);
   CHECK(to_string(z->provider) == "azurekv");
-  CHECK(push_only(z->provider));
   CHECK(z->azurekv.vault_url == "https://team-a-kv.vault.azure.net");
   CHECK(z->azurekv.tenant_id == "t-1");
   CHECK(z->azurekv.authority_host == "https://login.chinacloudapi.cn");
@@ -255,7 +254,6 @@ TEST_CASE("SecretStores: azurekv and gcpsm (push targets) with ESO's field names
       "secretAccessKeySecretRef":{"name":"gcp","key":"sa.json","namespace":"ops"}}}}}}})"));
   REQUIRE(g.has_value());
   CHECK(g->provider == SecretStore::Provider::gcpsm);
-  CHECK(push_only(g->provider));
   CHECK(g->gcpsm.project_id == "my-project");
   CHECK(g->gcpsm.service_account_ref == SecretKeyRef{"gcp", "sa.json", "ops"});
 
@@ -271,7 +269,6 @@ TEST_CASE("SecretStores: azurekv and gcpsm (push targets) with ESO's field names
   REQUIRE(aws.has_value());
   CHECK(aws->aws.recovery_window_days == 7);
   CHECK_FALSE(aws->aws.force_delete_without_recovery);
-  CHECK_FALSE(push_only(aws->provider));
 }
 
 TEST_CASE("invalid azurekv and gcpsm stores are refused with the field path") {

@@ -84,6 +84,9 @@ enum class ValueFormat {
   // number as written, an object marshalled) or else a gjson path; extract:
   // Go's Unmarshal into map[string]any (numbers through float64).
   go_map,
+  // As text, but a property path is tried before a key with dots in it
+  // (ESO's Azure Key Vault provider).
+  gjson_path_first,
 };
 
 // Key -> value (dataFrom.extract, a Secret's data). Values in locked memory.

@@ -2,6 +2,8 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <optional>
 
@@ -21,6 +23,11 @@ using kms::fail;
 namespace {
 
 constexpr std::string_view kScope = "https://vault.azure.net/.default";
+
+bool valid_version(std::string_view v) {
+  return v.size() == 32 &&
+         std::all_of(v.begin(), v.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; });
+}
 
 bool valid_name(std::string_view n) {
   if (n.empty() || n.size() > 127) return false;
@@ -42,7 +49,6 @@ class AzureImpl final : public AzureKeyVault {
   void set_auth(std::unique_ptr<MicrosoftClientCredentialsAuth> auth) { auth_ = std::move(auth); }
   std::atomic<std::size_t>& token_requests() { return counters_.token_requests; }
 
-  std::string_view kind() const noexcept override { return "azure"; }
   const AzureCounters& counters() const noexcept override { return counters_; }
 
   Task<void> validate() override {
@@ -54,6 +60,38 @@ class AzureImpl final : public AzureKeyVault {
     co_return kms::Result<void>{};
   }
 
+  // ---- pull ----
+  ValueFormat value_format() const noexcept override { return ValueFormat::gjson_path_first; }
+
+  // ESO's GetSecret for a secret: remoteRef.key is the name ("secret/<name>"
+  // as well; certificates and keys are not served), version a version id.
+  Task<kms::SecureBytes> fetch(const RemoteKey& ref) override {
+    std::string_view name = ref.key;
+    if (name.starts_with("secret/")) name.remove_prefix(7);
+    if (name.starts_with("cert/") || name.starts_with("key/")) {
+      co_return fail(Errc::invalid_argument, "azure: certificates and keys (remoteRef.key " + std::string(ref.key) +
+                                                 ") are not served by rootseal; secrets are");
+    }
+    if (!valid_name(name))
+      co_return fail(Errc::invalid_argument, "azure: secret names must match ^[0-9a-zA-Z-]{1,127}$");
+    if (!ref.version.empty() && !valid_version(ref.version)) {
+      co_return fail(Errc::invalid_argument, "azure: a version is 32 hexadecimal characters");
+    }
+    std::string target = "/secrets/" + std::string(name);
+    if (!ref.version.empty()) target += "/" + ref.version;
+    ROOTSEAL_CO_LET(r, co_await call(http::verb::get, target, {}));
+    if (r.status == 404) co_return fail(Errc::not_found, "azure: secret \"" + std::string(name) + "\" not found");
+    if (r.status != 200)
+      co_return fail(errc_for_status(r.status), "azure: reading the secret failed: " + microsoft_error(r));
+    auto doc = SecureJson::parse(r.body.view());
+    if (!doc) co_return fail(Errc::unavailable, "azure: the answer is not JSON");
+    const auto& root = (*doc)->root();
+    const json::value* v = root.is_object() ? root.as_object().if_contains("value") : nullptr;
+    if (v == nullptr || !v->is_string()) co_return fail(Errc::unavailable, "azure: the answer has no value");
+    co_return kms::SecureBytes::copy_of(std::string_view(v->as_string()));
+  }
+
+  // ---- push ----
   Task<RemoteState> describe(std::string_view name) override {
     ROOTSEAL_CO_LET(c, co_await current(name));
     co_return RemoteState{c.exists, c.managed};

@@ -21,8 +21,11 @@ struct AzureCounters {
   std::atomic<std::size_t> throttled{0};
 };
 
-class AzureKeyVault : public PushProvider {
+class AzureKeyVault : public Provider, public PushProvider {
  public:
+  [[nodiscard]] std::string_view kind() const noexcept override { return "azure"; }
+  // Overrides both bases' validate() (one answer for pull and push).
+  Task<void> validate() override = 0;
   [[nodiscard]] virtual const AzureCounters& counters() const noexcept = 0;
 };
 

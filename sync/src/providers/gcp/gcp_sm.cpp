@@ -60,7 +60,6 @@ class GcpImpl final : public GcpSecretManager {
   void set_auth(std::unique_ptr<GoogleServiceAccountAuth> auth) { auth_ = std::move(auth); }
   std::atomic<std::size_t>& token_requests() { return counters_.token_requests; }
 
-  std::string_view kind() const noexcept override { return "gcp"; }
   const GcpCounters& counters() const noexcept override { return counters_; }
 
   Task<void> validate() override {
@@ -69,6 +68,24 @@ class GcpImpl final : public GcpSecretManager {
     co_return kms::Result<void>{};
   }
 
+  // ---- pull ----
+  // ESO's GetSecret: AccessSecretVersion of remoteRef.version (default
+  // "latest"), the payload CRC32C-checked.
+  Task<kms::SecureBytes> fetch(const RemoteKey& ref) override {
+    if (!valid_id(ref.key)) co_return fail(Errc::invalid_argument, "gcp: secret ids must match ^[a-zA-Z0-9_-]{1,255}$");
+    const std::string version = ref.version.empty() ? "latest" : ref.version;
+    if (version != "latest" && (version.size() > 18 || version.find_first_not_of("0123456789") != std::string::npos)) {
+      co_return fail(Errc::invalid_argument, "gcp: a version is \"latest\" or a version number");
+    }
+    ROOTSEAL_CO_LET(value, co_await access(ref.key, version));
+    if (!value) {
+      co_return fail(Errc::not_found,
+                     "gcp: secret \"" + ref.key + "\" version " + version + " not found or not enabled");
+    }
+    co_return std::move(*value);
+  }
+
+  // ---- push ----
   Task<RemoteState> describe(std::string_view id) override {
     ROOTSEAL_CO_LET(c, co_await secret(id));
     co_return RemoteState{c.exists, c.managed};
@@ -174,11 +191,17 @@ class GcpImpl final : public GcpSecretManager {
   }
 
   // The latest enabled version's payload (CRC32C checked); nullopt if none.
-  Task<std::optional<kms::SecureBytes>> access_latest(std::string_view id) {
-    ROOTSEAL_CO_LET(r, co_await call(http::verb::get, base() + "/" + std::string(id) + "/versions/latest:access", {}));
-    if (r.status == 404 || r.status == 400) co_return std::optional<kms::SecureBytes>{};  // no versions / latest disabled
+  Task<std::optional<kms::SecureBytes>> access_latest(std::string_view id) { co_return co_await access(id, "latest"); }
+
+  // A version's payload (CRC32C checked); nullopt if it does not exist or is
+  // not enabled.
+  Task<std::optional<kms::SecureBytes>> access(std::string_view id, std::string_view version) {
+    ROOTSEAL_CO_LET(
+        r, co_await call(http::verb::get,
+                         base() + "/" + std::string(id) + "/versions/" + std::string(version) + ":access", {}));
+    if (r.status == 404 || r.status == 400) co_return std::optional<kms::SecureBytes>{};  // no such version / disabled
     if (r.status != 200)
-      co_return fail(errc_for_status(r.status), "gcp: accessing the latest version failed: " + google_error(r));
+      co_return fail(errc_for_status(r.status), "gcp: accessing the version failed: " + google_error(r));
     auto doc = SecureJson::parse(r.body.view());
     if (!doc) co_return fail(Errc::unavailable, "gcp: the answer is not JSON");
     const auto& root = (*doc)->root();

@@ -22,8 +22,11 @@ struct GcpCounters {
   std::atomic<std::size_t> writes{0};  // create + addVersion + delete
 };
 
-class GcpSecretManager : public PushProvider {
+class GcpSecretManager : public Provider, public PushProvider {
  public:
+  [[nodiscard]] std::string_view kind() const noexcept override { return "gcp"; }
+  // Overrides both bases' validate() (one answer for pull and push).
+  Task<void> validate() override = 0;
   [[nodiscard]] virtual const GcpCounters& counters() const noexcept = 0;
 };
 
