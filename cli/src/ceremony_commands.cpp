@@ -25,6 +25,17 @@ void add_people_options(CLI::App* cmd, PeopleArgs& p) {
 
 People people(const PeopleArgs& p) { return People{p.officer, p.witnesses}; }
 
+// --mechanism: the root mechanism of a new root key (docs/hsm.md).
+void add_mechanism_option(CLI::App* cmd, std::string& m, const char* what) {
+  cmd->add_option("--mechanism", m, what)
+      ->check(CLI::IsMember({"auto", "aes-kwp", "aes-gcm", "aes-cbc-pad-hmac", "rsa-oaep"}))
+      ->capture_default_str();
+}
+
+hsm::RootMechanism mechanism(const std::string& m) {
+  return hsm::parse_root_mechanism(m).value_or(hsm::RootMechanism::automatic);
+}
+
 kms::Result<std::vector<CustodianArg>> parse_custodians(const std::vector<std::string>& specs) {
   std::vector<CustodianArg> out;
   for (const auto& s : specs) {
@@ -113,6 +124,7 @@ struct InitArgs {
   PeopleArgs people;
   SplitArgs split;
   std::string transcript;
+  std::string mechanism = "auto";
   bool no_backup = false;
 };
 
@@ -122,6 +134,9 @@ void add_init(CLI::App* ceremony, InitArgs& a) {
   add_split_options(a.cmd, a.split, false);
   a.cmd->add_option("--transcript-dir", a.transcript, "folder of the hash-chained transcript")->required();
   a.cmd->add_flag("--no-backup", a.no_backup, "generate the key inside the HSM: NO shares, it can NEVER be restored");
+  add_mechanism_option(a.cmd, a.mechanism,
+                       "root mechanism (pkcs11.mechanism of rootseald.yaml): auto picks aes-kwp, aes-gcm, "
+                       "aes-cbc-pad-hmac, the first the token offers; rsa-oaep is refused (docs/ceremony.md)");
 }
 
 int run_init(const InitArgs& a, Console& con) {
@@ -131,6 +146,7 @@ int run_init(const InitArgs& a, Console& con) {
   o.people = people(a.people);
   o.transcript_dir = a.transcript;
   o.no_backup = a.no_backup;
+  o.mechanism = mechanism(a.mechanism);
   return exit_status(ceremony_init(o, con), con);
 }
 
@@ -244,6 +260,7 @@ struct RotateArgs {
   std::string transcript;
   std::string store;
   std::string retire = "relabel";
+  std::string mechanism = "auto";
   bool no_backup = false;
   bool resume = false;
 };
@@ -260,6 +277,9 @@ void add_rotate(CLI::App* ceremony, RotateArgs& a) {
       ->capture_default_str();
   a.cmd->add_flag("--no-backup", a.no_backup, "new key generated inside the HSM: it can NEVER be restored");
   a.cmd->add_flag("--resume", a.resume, "finish a rotation that was interrupted");
+  add_mechanism_option(a.cmd, a.mechanism,
+                       "root mechanism of the new root key; auto keeps the current root's (set it to move "
+                       "between aes-kwp/aes-gcm and aes-cbc-pad-hmac)");
 }
 
 int run_rotate(const RotateArgs& a, Console& con) {
@@ -272,6 +292,7 @@ int run_rotate(const RotateArgs& a, Console& con) {
   o.no_backup = a.no_backup;
   o.resume = a.resume;
   o.retire = a.retire == "destroy" ? Retire::destroy : Retire::relabel;
+  o.mechanism = mechanism(a.mechanism);
   return exit_status(ceremony_rotate_root(o, con), con);
 }
 

@@ -58,9 +58,39 @@ kms::Result<Outcome> verify_impl(const VerifyOptions& o, Console& con, Context& 
                                     ctx.ceremony_id + " recorded " + want + ": the token does NOT hold that root key");
   }
   ctx.step("kcv-compared", "ok", "token kcv " + k.kcv + " = transcript kcv");
+  RootObjects root{record_mechanism(*rec), k, std::nullopt};
+  // An aes-cbc-pad-hmac root: its HMAC key too, by its own check value.
+  const std::string hl = hsm::hmac_label(o.token.key_label);
+  std::vector<hsm::KeyObject> macs;
+  ROOTSEAL_TRY_ASSIGN(macs, admin->find_keys(hl));
+  if (root.mechanism == kCbcHmac) {
+    const std::string want_mac = record_hmac_check(*rec);
+    if (macs.size() != 1) {
+      return fail(Errc::not_found, "token '" + o.token.token_label + "' holds " + std::to_string(macs.size()) +
+                                       " keys labelled '" + hl + "' (the HMAC key of the aes-cbc-pad-hmac root; "
+                                       "exactly one expected)");
+    }
+    if (!macs.front().is_valid_hmac_key()) {
+      return fail(Errc::conflict, "key '" + hl +
+                                      "' lacks the attributes of an HMAC root key (256-bit generic secret, token, "
+                                      "private, sensitive, not extractable, sign/verify)");
+    }
+    if (macs.front().kcv != want_mac) {
+      return fail(Errc::conflict, "HMAC key '" + hl + "' has check value " + macs.front().kcv +
+                                      " (computed by the HSM); ceremony " + ctx.ceremony_id + " recorded " + want_mac +
+                                      ": the token does NOT hold that root's HMAC key");
+    }
+    ctx.step("hmac-check-compared", "ok", "token HMAC check value " + want_mac + " = transcript");
+    root.hmac = macs.front();
+  } else if (!macs.empty()) {
+    return fail(Errc::conflict, "token '" + o.token.token_label + "' holds a key labelled '" + hl + "', but ceremony " +
+                                    ctx.ceremony_id + " recorded a " +
+                                    (root.mechanism.empty() ? std::string("KWP/GCM") : root.mechanism) +
+                                    " root: rootseald would take the pair for an aes-cbc-pad-hmac root");
+  }
   json::object r = ctx.record("verify");
   r["token"] = token_json(admin->details(), o.token.module);
-  r["root_key"] = key_json(k);
+  r["root_key"] = root_json(root);
   r["verified_against"] = rec->path.filename().string();
   std::string store_line;
   if (!o.store.empty()) {
@@ -76,11 +106,13 @@ kms::Result<Outcome> verify_impl(const VerifyOptions& o, Console& con, Context& 
   TranscriptEntry e;
   ROOTSEAL_TRY_ASSIGN(e, ctx.append(std::move(r)));
   con.out("rootseal: token '" + o.token.token_label + "' holds the root key of ceremony " + ctx.ceremony_id + " as '" +
-          k.label + "'\n  key check value (computed by the HSM): " + k.kcv + " = transcript\n" + store_line +
-          head_line(e));
+          k.label + "' (" + (root.mechanism.empty() ? std::string("KWP/GCM") : root.mechanism) +
+          "); the check values equal the transcript's\n" + check_lines(root) + store_line + head_line(e));
   Outcome out;
   out.ceremony_id = ctx.ceremony_id;
   out.kcv = k.kcv;
+  out.mechanism = root.mechanism;
+  if (root.hmac) out.hmac_check = root.hmac->kcv;
   out.transcript = e.path;
   out.key_label = k.label;
   return out;

@@ -59,6 +59,13 @@ bool KeyObject::is_valid_root_key() const noexcept {
          ((wrap && unwrap) || (encrypt && decrypt));
 }
 
+bool KeyObject::is_valid_hmac_key() const noexcept {
+  return generic_secret && value_len == kRootKeySize && token && is_private && sensitive && !extractable && sign &&
+         verify;
+}
+
+std::string hmac_label(std::string_view label) { return std::string(label) + "-hmac"; }
+
 struct TokenAdmin::Impl {
   std::shared_ptr<Module> module;
   std::uint64_t generation = 0;
@@ -109,13 +116,42 @@ struct TokenAdmin::Impl {
     return v;
   }
 
+  bool is_generic(CK_OBJECT_HANDLE h) const {
+    CK_KEY_TYPE type = 0;
+    return get(h, CKA_KEY_TYPE, type) && (type == CKK_GENERIC_SECRET || type == CKK_SHA256_HMAC);
+  }
+
+  // The HMAC check value of a generic secret key, computed by the token:
+  // HMAC-SHA256(key, kHmacCheckMessage)[0..3]; empty if it cannot sign.
+  std::string hmac_check(CK_OBJECT_HANDLE h) const {
+    CK_FUNCTION_LIST* api = module->api();
+    CK_MECHANISM m{CKM_SHA256_HMAC, nullptr, 0};
+    if (api->C_SignInit(session, &m, h) != CKR_OK) return {};
+    std::array<std::uint8_t, 32> mac{};
+    CK_ULONG n = mac.size();
+    const CK_RV rv = api->C_Sign(session, reinterpret_cast<CK_BYTE_PTR>(const_cast<char*>(kHmacCheckMessage.data())),
+                                 static_cast<CK_ULONG>(kHmacCheckMessage.size()), mac.data(), &n);
+    if (rv == CKR_BUFFER_TOO_SMALL) api->C_SignFinal(session, nullptr, nullptr);  // (never: the buffer fits)
+    if (rv != CKR_OK || n != mac.size()) return {};
+    return detail::to_hex(std::span<const std::uint8_t>(mac.data(), 3));
+  }
+
+  // A key's check value: the HMAC check value of a generic secret, the
+  // token's CKA_CHECK_VALUE of any other key.
+  std::string check_value(CK_OBJECT_HANDLE h) const {
+    if (is_generic(h)) return hmac_check(h);
+    auto v = get_bytes(h, CKA_CHECK_VALUE);
+    return v && !v->empty() ? detail::to_hex(*v) : std::string();
+  }
+
   KeyObject describe(CK_OBJECT_HANDLE h) const {
     KeyObject k;
     if (auto l = get_bytes(h, CKA_LABEL)) k.label.assign(l->begin(), l->end());
     if (auto id = get_bytes(h, CKA_ID)) k.id = detail::to_hex(*id);
-    if (auto kcv = get_bytes(h, CKA_CHECK_VALUE); kcv && !kcv->empty()) k.kcv = detail::to_hex(*kcv);
     CK_KEY_TYPE type = 0;
-    k.aes = get(h, CKA_KEY_TYPE, type) && type == CKK_AES;
+    const bool typed = get(h, CKA_KEY_TYPE, type);
+    k.aes = typed && type == CKK_AES;
+    k.generic_secret = typed && (type == CKK_GENERIC_SECRET || type == CKK_SHA256_HMAC);
     CK_ULONG len = 0;
     if (get(h, CKA_VALUE_LEN, len)) k.value_len = static_cast<std::size_t>(len);
     auto flag = [&](CK_ATTRIBUTE_TYPE t, bool fallback) {
@@ -130,7 +166,14 @@ struct TokenAdmin::Impl {
     k.unwrap = flag(CKA_UNWRAP, false);
     k.encrypt = flag(CKA_ENCRYPT, false);
     k.decrypt = flag(CKA_DECRYPT, false);
+    k.sign = flag(CKA_SIGN, false);
+    k.verify = flag(CKA_VERIFY, false);
     k.modifiable = flag(CKA_MODIFIABLE, true);
+    if (k.generic_secret) {
+      if (k.sign) k.kcv = hmac_check(h);
+    } else if (auto kcv = get_bytes(h, CKA_CHECK_VALUE); kcv && !kcv->empty()) {
+      k.kcv = detail::to_hex(*kcv);
+    }
     return k;
   }
 
@@ -164,8 +207,7 @@ struct TokenAdmin::Impl {
     ROOTSEAL_TRY_ASSIGN(hs, find_handles(label));
     std::optional<CK_OBJECT_HANDLE> hit;
     for (CK_OBJECT_HANDLE h : hs) {
-      auto v = get_bytes(h, CKA_CHECK_VALUE);
-      if (v && detail::to_hex(*v) == kcv) hit = h;
+      if (check_value(h) == kcv) hit = h;
     }
     if (!hit.has_value()) {
       return fail(Errc::not_found, tok() + ": no secret key labelled '" + std::string(label) + "' with check value " +
@@ -193,25 +235,30 @@ struct TokenAdmin::Impl {
     CK_BBOOL yes = CK_TRUE;
     CK_BBOOL no = CK_FALSE;
     CK_BBOOL enc = CK_FALSE;
+    CK_BBOOL wraps = CK_TRUE;
     std::array<CK_MECHANISM_TYPE, 2> allowed{};
     CK_ULONG allowed_n = 0;
     std::array<std::uint8_t, 16> id{};
     std::vector<CK_ATTRIBUTE> attrs;
     std::size_t hardening_at = 0;  // attrs from here on are optional hardening
 
-    RootTemplate(const TokenDetails& d, std::string_view label, bool with_value_len) {
+    RootTemplate(const TokenDetails& d, std::string_view label, bool with_value_len, RootMechanism mech) {
       // As Pkcs11Root::generate: wrap/unwrap with KWP; GCM (encrypt/decrypt)
-      // only where the token lacks KWP.
-      const bool gcm = !d.has_kwp;
-      enc = gcm ? CK_TRUE : CK_FALSE;
-      if (d.has_kwp) allowed[allowed_n++] = detail::kMechKwp;
+      // where asked for or where the token lacks KWP; CBC-PAD (encrypt and
+      // decrypt only) for an aes-cbc-pad-hmac root.
+      const bool cbc = mech == RootMechanism::aes_cbc_pad_hmac;
+      const bool gcm = !cbc && (mech == RootMechanism::aes_gcm || !d.has_kwp);
+      enc = gcm || cbc ? CK_TRUE : CK_FALSE;
+      wraps = cbc ? CK_FALSE : CK_TRUE;
+      if (cbc) allowed[allowed_n++] = CKM_AES_CBC_PAD;
+      if (!cbc && d.has_kwp) allowed[allowed_n++] = detail::kMechKwp;
       if (gcm) allowed[allowed_n++] = CKM_AES_GCM;
       attrs = {attr(CKA_CLASS, cls),       attr(CKA_KEY_TYPE, type),
                attr_bytes(CKA_LABEL, label.data(), label.size()),
                attr_bytes(CKA_ID, id.data(), id.size()),
                attr(CKA_TOKEN, yes),       attr(CKA_PRIVATE, yes),
                attr(CKA_SENSITIVE, yes),   attr(CKA_EXTRACTABLE, no),
-               attr(CKA_WRAP, yes),        attr(CKA_UNWRAP, yes),
+               attr(CKA_WRAP, wraps),      attr(CKA_UNWRAP, wraps),
                attr(CKA_ENCRYPT, enc),     attr(CKA_DECRYPT, enc),
                attr(CKA_SIGN, no),         attr(CKA_VERIFY, no),
                attr(CKA_DERIVE, no),       attr(CKA_COPYABLE, yes)};
@@ -230,6 +277,73 @@ struct TokenAdmin::Impl {
     RootTemplate& operator=(const RootTemplate&) = delete;
   };
 
+  // The template of the HMAC key of an aes-cbc-pad-hmac root: sign and
+  // verify with CKM_SHA256_HMAC, nothing else; hardened as a root key.
+  struct HmacTemplate {
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE type = CKK_GENERIC_SECRET;
+    CK_ULONG len = kRootKeySize;
+    CK_BBOOL yes = CK_TRUE;
+    CK_BBOOL no = CK_FALSE;
+    CK_MECHANISM_TYPE allowed = CKM_SHA256_HMAC;
+    std::array<std::uint8_t, 16> id{};
+    std::vector<CK_ATTRIBUTE> attrs;
+    std::size_t hardening_at = 0;
+
+    HmacTemplate(std::string_view label, bool with_value_len) {
+      attrs = {attr(CKA_CLASS, cls),       attr(CKA_KEY_TYPE, type),
+               attr_bytes(CKA_LABEL, label.data(), label.size()),
+               attr_bytes(CKA_ID, id.data(), id.size()),
+               attr(CKA_TOKEN, yes),       attr(CKA_PRIVATE, yes),
+               attr(CKA_SENSITIVE, yes),   attr(CKA_EXTRACTABLE, no),
+               attr(CKA_SIGN, yes),        attr(CKA_VERIFY, yes),
+               attr(CKA_WRAP, no),         attr(CKA_UNWRAP, no),
+               attr(CKA_ENCRYPT, no),      attr(CKA_DECRYPT, no),
+               attr(CKA_DERIVE, no),       attr(CKA_COPYABLE, yes)};
+      if (with_value_len) attrs.push_back(attr(CKA_VALUE_LEN, len));
+      attrs.push_back(attr(CKA_MODIFIABLE, yes));  // as RootTemplate: rotate-root relabels
+      hardening_at = attrs.size();
+      attrs.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, &allowed, sizeof allowed));
+    }
+    HmacTemplate(const HmacTemplate&) = delete;
+    HmacTemplate& operator=(const HmacTemplate&) = delete;
+  };
+
+  // C_CreateObject of `attrs` (its first `n`) with the key value last; again
+  // without the optional hardening (from `hardening_at` on) if refused.
+  kms::Result<CK_OBJECT_HANDLE> create_with_value(const std::vector<CK_ATTRIBUTE>& attrs, std::size_t hardening_at,
+                                                  const kms::SecureBytes& key, const char* what) {
+    auto with_value = [&](std::size_t n) {
+      std::vector<CK_ATTRIBUTE> a(attrs.begin(), attrs.begin() + static_cast<std::ptrdiff_t>(n));
+      a.push_back(attr_bytes(CKA_VALUE, key.data(), key.size()));
+      return a;
+    };
+    CK_FUNCTION_LIST* api = module->api();
+    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+    auto tmpl = with_value(attrs.size());
+    CK_RV rv = api->C_CreateObject(session, tmpl.data(), static_cast<CK_ULONG>(tmpl.size()), &h);
+    if (template_refused(rv)) {
+      tmpl = with_value(hardening_at);
+      rv = api->C_CreateObject(session, tmpl.data(), static_cast<CK_ULONG>(tmpl.size()), &h);
+    }
+    if (rv != CKR_OK) return ck(what, rv);
+    return h;
+  }
+
+  // C_GenerateKey with `attrs`, again without the hardening if refused.
+  kms::Result<CK_OBJECT_HANDLE> generate_with(CK_MECHANISM_TYPE gen, std::vector<CK_ATTRIBUTE>& attrs,
+                                              std::size_t hardening_at, const char* what) {
+    CK_MECHANISM mech{gen, nullptr, 0};
+    CK_FUNCTION_LIST* api = module->api();
+    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+    CK_RV rv = api->C_GenerateKey(session, &mech, attrs.data(), static_cast<CK_ULONG>(attrs.size()), &h);
+    if (template_refused(rv)) {
+      rv = api->C_GenerateKey(session, &mech, attrs.data(), static_cast<CK_ULONG>(hardening_at), &h);
+    }
+    if (rv != CKR_OK) return ck(what, rv);
+    return h;
+  }
+
   static bool template_refused(CK_RV rv) noexcept {
     return rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_ATTRIBUTE_VALUE_INVALID || rv == CKR_ATTRIBUTE_READ_ONLY ||
            rv == CKR_TEMPLATE_INCONSISTENT;
@@ -237,13 +351,18 @@ struct TokenAdmin::Impl {
 
   // Checks a freshly made root key: attributes and (if given) check value.
   // Destroys it on any mismatch.
-  kms::Result<KeyObject> check_new_key(CK_OBJECT_HANDLE h, std::string_view expected_kcv, std::string_view what) {
+  kms::Result<KeyObject> check_new_key(CK_OBJECT_HANDLE h, std::string_view expected_kcv, std::string_view what,
+                                       bool hmac = false) {
     KeyObject k = describe(h);
     std::string problem;
-    if (!k.is_valid_root_key()) {
+    if (hmac && !k.is_valid_hmac_key()) {
+      problem = "does not have the attributes of an HMAC root key (256-bit generic secret, token, private, "
+                "sensitive, not extractable, sign and verify)";
+    } else if (!hmac && !k.is_valid_root_key()) {
       problem = "does not have the attributes of a root key (AES-256, token, private, sensitive, not extractable)";
     } else if (k.kcv.size() != std::size_t{2} * 3) {
-      problem = "has no 3-byte CKA_CHECK_VALUE (the ceremony needs the check value computed by the token)";
+      problem = hmac ? "cannot compute its HMAC check value (C_Sign with CKM_SHA256_HMAC)"
+                     : "has no 3-byte CKA_CHECK_VALUE (the ceremony needs the check value computed by the token)";
     } else if (!expected_kcv.empty() && k.kcv != expected_kcv) {
       problem = "has check value " + k.kcv + ", expected " + std::string(expected_kcv);
     }
@@ -300,12 +419,15 @@ kms::Result<std::unique_ptr<TokenAdmin>> TokenAdmin::open(const std::filesystem:
   };
   impl->details.has_kwp = has_mech(detail::kMechKwp, CKF_WRAP | CKF_UNWRAP);
   impl->details.has_gcm = has_mech(CKM_AES_GCM, CKF_ENCRYPT | CKF_DECRYPT);
-  if (!inspect_only && !impl->details.has_kwp && !impl->details.has_gcm) {
+  impl->details.has_cbc_hmac =
+      has_mech(CKM_AES_CBC_PAD, CKF_ENCRYPT | CKF_DECRYPT) && has_mech(CKM_SHA256_HMAC, CKF_SIGN | CKF_VERIFY);
+  if (!inspect_only && !impl->details.has_kwp && !impl->details.has_gcm && !impl->details.has_cbc_hmac) {
     return fail(Errc::invalid_argument,
-                impl->tok() + " offers neither CKM_AES_KEY_WRAP_PAD nor CKM_AES_GCM" +
+                impl->tok() + " offers none of CKM_AES_KEY_WRAP_PAD, CKM_AES_GCM and CKM_AES_CBC_PAD with " +
+                    "CKM_SHA256_HMAC" +
                     detail::mechanism_refusal_detail(api, impl->slot, module.string(), std::string(token_label)) +
-                    ". The ceremony makes aes-kwp and aes-gcm roots only so far; rootseald itself generates an "
-                    "aes-cbc-pad-hmac or rsa-oaep root with pkcs11.generate_key (without a Shamir backup)");
+                    ". The ceremony makes aes-kwp, aes-gcm and aes-cbc-pad-hmac roots (rsa-oaep roots: see "
+                    "docs/ceremony.md)");
   }
 
   if (CK_RV rv = api->C_OpenSession(impl->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &impl->session);
@@ -350,7 +472,7 @@ kms::Result<std::vector<KeyObject>> TokenAdmin::find_keys(std::string_view label
 }
 
 kms::Result<KeyObject> TokenAdmin::import_root_key(std::string_view label, const kms::SecureBytes& key,
-                                                   std::string_view expected_kcv) {
+                                                   std::string_view expected_kcv, RootMechanism mechanism) {
   Impl& m = *impl_;
   if (label.empty()) return fail(Errc::invalid_argument, "key label must not be empty");
   if (key.size() != kRootKeySize) return fail(Errc::invalid_argument, "a root key is 32 bytes");
@@ -360,45 +482,62 @@ kms::Result<KeyObject> TokenAdmin::import_root_key(std::string_view label, const
   ROOTSEAL_TRY(m.require_label_free(label));
   CK_FUNCTION_LIST* api = m.module->api();
 
-  Impl::RootTemplate t(m.details, label, false);
+  Impl::RootTemplate t(m.details, label, false, mechanism);
   if (CK_RV rv = api->C_GenerateRandom(m.session, t.id.data(), t.id.size()); rv != CKR_OK) {
     return m.ck("C_GenerateRandom", rv);
   }
   // The value goes last, so that dropping the optional hardening keeps it.
-  auto with_value = [&](std::size_t n) {
-    std::vector<CK_ATTRIBUTE> a(t.attrs.begin(), t.attrs.begin() + static_cast<std::ptrdiff_t>(n));
-    a.push_back(attr_bytes(CKA_VALUE, key.data(), key.size()));
-    return a;
-  };
   CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-  auto tmpl = with_value(t.attrs.size());
-  CK_RV rv = api->C_CreateObject(m.session, tmpl.data(), static_cast<CK_ULONG>(tmpl.size()), &h);
-  if (Impl::template_refused(rv)) {
-    tmpl = with_value(t.hardening_at);
-    rv = api->C_CreateObject(m.session, tmpl.data(), static_cast<CK_ULONG>(tmpl.size()), &h);
-  }
-  if (rv != CKR_OK) return m.ck("C_CreateObject(root key)", rv);
+  ROOTSEAL_TRY_ASSIGN(h, m.create_with_value(t.attrs, t.hardening_at, key, "C_CreateObject(root key)"));
   return m.check_new_key(h, expected_kcv, "imported");
 }
 
-kms::Result<KeyObject> TokenAdmin::generate_root_key(std::string_view label) {
+kms::Result<KeyObject> TokenAdmin::import_hmac_key(std::string_view label, const kms::SecureBytes& key,
+                                                   std::string_view expected_check) {
+  Impl& m = *impl_;
+  if (label.empty()) return fail(Errc::invalid_argument, "key label must not be empty");
+  if (key.size() != kRootKeySize) return fail(Errc::invalid_argument, "an HMAC root key is 32 bytes");
+  if (expected_check.size() != 6) return fail(Errc::invalid_argument, "expected HMAC check value must be 3 bytes (hex)");
+  std::shared_lock<std::shared_mutex> lk;
+  ROOTSEAL_TRY_ASSIGN(lk, m.lock());
+  ROOTSEAL_TRY(m.require_label_free(label));
+  Impl::HmacTemplate t(label, false);
+  if (CK_RV rv = m.module->api()->C_GenerateRandom(m.session, t.id.data(), t.id.size()); rv != CKR_OK) {
+    return m.ck("C_GenerateRandom", rv);
+  }
+  CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+  ROOTSEAL_TRY_ASSIGN(h, m.create_with_value(t.attrs, t.hardening_at, key, "C_CreateObject(HMAC key)"));
+  return m.check_new_key(h, expected_check, "imported HMAC", true);
+}
+
+kms::Result<KeyObject> TokenAdmin::generate_hmac_key(std::string_view label) {
+  Impl& m = *impl_;
+  if (label.empty()) return fail(Errc::invalid_argument, "key label must not be empty");
+  std::shared_lock<std::shared_mutex> lk;
+  ROOTSEAL_TRY_ASSIGN(lk, m.lock());
+  ROOTSEAL_TRY(m.require_label_free(label));
+  Impl::HmacTemplate t(label, true);
+  if (CK_RV rv = m.module->api()->C_GenerateRandom(m.session, t.id.data(), t.id.size()); rv != CKR_OK) {
+    return m.ck("C_GenerateRandom", rv);
+  }
+  CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+  ROOTSEAL_TRY_ASSIGN(h, m.generate_with(CKM_GENERIC_SECRET_KEY_GEN, t.attrs, t.hardening_at, "C_GenerateKey(HMAC key)"));
+  return m.check_new_key(h, {}, "generated HMAC", true);
+}
+
+kms::Result<KeyObject> TokenAdmin::generate_root_key(std::string_view label, RootMechanism mechanism) {
   Impl& m = *impl_;
   if (label.empty()) return fail(Errc::invalid_argument, "key label must not be empty");
   std::shared_lock<std::shared_mutex> lk;
   ROOTSEAL_TRY_ASSIGN(lk, m.lock());
   ROOTSEAL_TRY(m.require_label_free(label));
   CK_FUNCTION_LIST* api = m.module->api();
-  Impl::RootTemplate t(m.details, label, true);
+  Impl::RootTemplate t(m.details, label, true, mechanism);
   if (CK_RV rv = api->C_GenerateRandom(m.session, t.id.data(), t.id.size()); rv != CKR_OK) {
     return m.ck("C_GenerateRandom", rv);
   }
-  CK_MECHANISM mech{CKM_AES_KEY_GEN, nullptr, 0};
   CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-  CK_RV rv = api->C_GenerateKey(m.session, &mech, t.attrs.data(), static_cast<CK_ULONG>(t.attrs.size()), &h);
-  if (Impl::template_refused(rv)) {
-    rv = api->C_GenerateKey(m.session, &mech, t.attrs.data(), static_cast<CK_ULONG>(t.hardening_at), &h);
-  }
-  if (rv != CKR_OK) return m.ck("C_GenerateKey(root key)", rv);
+  ROOTSEAL_TRY_ASSIGN(h, m.generate_with(CKM_AES_KEY_GEN, t.attrs, t.hardening_at, "C_GenerateKey(root key)"));
   return m.check_new_key(h, {}, "generated");
 }
 
@@ -415,7 +554,7 @@ kms::Result<KeyObject> TokenAdmin::copy_key(std::string_view label, std::string_
   if (CK_RV rv = m.module->api()->C_CopyObject(m.session, src, tmpl, 1, &h); rv != CKR_OK) {
     return m.ck("C_CopyObject", rv);
   }
-  return m.check_new_key(h, kcv, "copied");
+  return m.check_new_key(h, kcv, "copied", m.is_generic(src));
 }
 
 kms::Result<void> TokenAdmin::destroy_key(std::string_view label, std::string_view kcv) {
@@ -427,8 +566,7 @@ kms::Result<void> TokenAdmin::destroy_key(std::string_view label, std::string_vi
   ROOTSEAL_TRY_ASSIGN(hs, m.find_handles(label));
   std::size_t destroyed = 0;
   for (CK_OBJECT_HANDLE h : hs) {
-    auto v = m.get_bytes(h, CKA_CHECK_VALUE);
-    if (!v || detail::to_hex(*v) != kcv) continue;
+    if (m.check_value(h) != kcv) continue;
     if (CK_RV rv = m.module->api()->C_DestroyObject(m.session, h); rv != CKR_OK) return m.ck("C_DestroyObject", rv);
     ++destroyed;
   }
