@@ -55,13 +55,17 @@ Errc classify(CK_RV rv) noexcept {
 }  // namespace
 
 bool KeyObject::is_valid_root_key() const noexcept {
-  return aes && value_len == kRootKeySize && token && is_private && sensitive && !extractable &&
+  // value_len 0: the token does not say (opencryptoki 3.8 for an imported
+  // key); Pkcs11Root accepts that too, the check value identifies the key.
+  return aes && (value_len == kRootKeySize || value_len == 0) && token && is_private && sensitive && !extractable &&
          ((wrap && unwrap) || (encrypt && decrypt));
 }
 
 bool KeyObject::is_valid_hmac_key() const noexcept {
-  return generic_secret && value_len == kRootKeySize && token && is_private && sensitive && !extractable && sign &&
-         verify;
+  // CKA_VALUE_LEN as Pkcs11Root checks it: at least 256 bits where the token
+  // says (opencryptoki 3.8 does not report it for an imported generic secret).
+  return generic_secret && (value_len == 0 || value_len >= kRootKeySize) && token && is_private && sensitive &&
+         !extractable && sign && verify;
 }
 
 std::string hmac_label(std::string_view label) { return std::string(label) + "-hmac"; }
@@ -136,12 +140,33 @@ struct TokenAdmin::Impl {
     return detail::to_hex(std::span<const std::uint8_t>(mac.data(), 3));
   }
 
+  // The standard KCV of an AES key that may encrypt, computed by the token
+  // where it keeps no CKA_CHECK_VALUE (opencryptoki): CKM_AES_CBC_PAD of a
+  // zero block under a zero IV begins with AES-ECB(key, 0^128). Empty if the
+  // key cannot encrypt so.
+  std::string aes_cbc_check(CK_OBJECT_HANDLE h) const {
+    CK_FUNCTION_LIST* api = module->api();
+    std::array<std::uint8_t, 16> iv{};
+    std::array<std::uint8_t, 16> zero{};
+    std::array<std::uint8_t, 32> out{};
+    CK_MECHANISM m{CKM_AES_CBC_PAD, iv.data(), iv.size()};
+    if (api->C_EncryptInit(session, &m, h) != CKR_OK) return {};
+    CK_ULONG n = out.size();
+    const CK_RV rv = api->C_Encrypt(session, zero.data(), zero.size(), out.data(), &n);
+    if (rv == CKR_BUFFER_TOO_SMALL) api->C_EncryptFinal(session, nullptr, nullptr);  // (never: the buffer fits)
+    if (rv != CKR_OK || n < 16) return {};
+    return detail::to_hex(std::span<const std::uint8_t>(out.data(), 3));
+  }
+
   // A key's check value: the HMAC check value of a generic secret, the
-  // token's CKA_CHECK_VALUE of any other key.
+  // token's CKA_CHECK_VALUE of any other key (or, for an AES key that may
+  // encrypt on a token without it, aes_cbc_check).
   std::string check_value(CK_OBJECT_HANDLE h) const {
     if (is_generic(h)) return hmac_check(h);
     auto v = get_bytes(h, CKA_CHECK_VALUE);
-    return v && !v->empty() ? detail::to_hex(*v) : std::string();
+    if (v && !v->empty()) return detail::to_hex(*v);
+    CK_BBOOL enc = CK_FALSE;
+    return get(h, CKA_ENCRYPT, enc) && enc == CK_TRUE ? aes_cbc_check(h) : std::string();
   }
 
   KeyObject describe(CK_OBJECT_HANDLE h) const {
@@ -169,11 +194,7 @@ struct TokenAdmin::Impl {
     k.sign = flag(CKA_SIGN, false);
     k.verify = flag(CKA_VERIFY, false);
     k.modifiable = flag(CKA_MODIFIABLE, true);
-    if (k.generic_secret) {
-      if (k.sign) k.kcv = hmac_check(h);
-    } else if (auto kcv = get_bytes(h, CKA_CHECK_VALUE); kcv && !kcv->empty()) {
-      k.kcv = detail::to_hex(*kcv);
-    }
+    if (!k.generic_secret || k.sign) k.kcv = check_value(h);
     return k;
   }
 
@@ -261,7 +282,7 @@ struct TokenAdmin::Impl {
                attr(CKA_WRAP, wraps),      attr(CKA_UNWRAP, wraps),
                attr(CKA_ENCRYPT, enc),     attr(CKA_DECRYPT, enc),
                attr(CKA_SIGN, no),         attr(CKA_VERIFY, no),
-               attr(CKA_DERIVE, no),       attr(CKA_COPYABLE, yes)};
+               attr(CKA_DERIVE, no)};
       if (with_value_len) attrs.push_back(attr(CKA_VALUE_LEN, len));
       // CKA_MODIFIABLE stays true: rotate-root retires a key by copying it to
       // a new label (C_CopyObject), which tokens refuse for a non-modifiable
@@ -269,6 +290,9 @@ struct TokenAdmin::Impl {
       // CKA_EXTRACTABLE=false are one-way.
       attrs.push_back(attr(CKA_MODIFIABLE, yes));
       hardening_at = attrs.size();
+      // CKA_COPYABLE (true: the default, said explicitly) is PKCS#11 v2.40;
+      // opencryptoki 3.8 refuses it as an unknown attribute.
+      attrs.push_back(attr(CKA_COPYABLE, yes));
       if (allowed_n > 0) {
         attrs.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, allowed.data(), allowed_n * sizeof(CK_MECHANISM_TYPE)));
       }
@@ -299,10 +323,11 @@ struct TokenAdmin::Impl {
                attr(CKA_SIGN, yes),        attr(CKA_VERIFY, yes),
                attr(CKA_WRAP, no),         attr(CKA_UNWRAP, no),
                attr(CKA_ENCRYPT, no),      attr(CKA_DECRYPT, no),
-               attr(CKA_DERIVE, no),       attr(CKA_COPYABLE, yes)};
+               attr(CKA_DERIVE, no)};
       if (with_value_len) attrs.push_back(attr(CKA_VALUE_LEN, len));
       attrs.push_back(attr(CKA_MODIFIABLE, yes));  // as RootTemplate: rotate-root relabels
       hardening_at = attrs.size();
+      attrs.push_back(attr(CKA_COPYABLE, yes));
       attrs.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, &allowed, sizeof allowed));
     }
     HmacTemplate(const HmacTemplate&) = delete;

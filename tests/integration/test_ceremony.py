@@ -10,6 +10,8 @@ for the key. Also: the PIN is never an argument, refusals import nothing, and
 a running `rootseal` has locked memory and no core dumps.
 """
 import base64
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -61,7 +63,8 @@ def shamir_combine(points):
 
 
 def parse_typed(text):
-    """The typed form printed by `share decrypt` -> (ceremony id, index, threshold, y)."""
+    """The typed form printed by `share decrypt` -> (ceremony id, index, threshold, y): six lines
+    (0x01, a 32-byte key) or nine (0x02, mechanism 3 = aes-cbc-pad-hmac, a 64-byte AES || HMAC key)."""
     chars = ""
     for line in text.splitlines():
         if not line.strip() or line.startswith("#"):
@@ -69,8 +72,17 @@ def parse_typed(text):
         tokens = line.split()
         chars += "".join(tokens[1:-1])
     raw = base64.b32decode(chars)
+    if raw[0] == 2:
+        assert len(raw) == 90 and raw[19] == 3, len(raw)
+        assert hashlib.sha256(b"rootseal-typed-share-v2" + raw[:84]).digest()[:6] == raw[84:]
+        return raw[1:17].hex(), raw[17], raw[18], raw[20:84]
     assert len(raw) == 55 and raw[0] == 1, len(raw)
     return raw[1:17].hex(), raw[17], raw[18], raw[19:51]
+
+
+def hmac_check(key):
+    """The HMAC key's check value (docs/ceremony.md): HMAC-SHA256(key, "rootseal-hmac-kcv-v1")[0..3]."""
+    return hmac.new(key, b"rootseal-hmac-kcv-v1", hashlib.sha256).digest()[:3].hex()
 
 
 def asan_build(pid):
@@ -132,8 +144,9 @@ class CeremonyTest(unittest.TestCase):
                             "--list-objects", "--type", "secrkey"], capture_output=True, env=self.env, check=True)
         return re.findall(r"label:\s+(\S+)", p.stdout.decode())
 
-    def init(self):
-        args = ["ceremony", "init"] + self.token_args("A") + ["--threshold", "3", "--out", self.shares,
+    def init(self, mechanism=None):
+        args = ["ceremony", "init"] + self.token_args("A") + (["--mechanism", mechanism] if mechanism else []) + \
+            ["--threshold", "3", "--out", self.shares,
                                                               "--transcript-dir", self.transcript,
                                                               "--officer", "Olga", "--witness", "Walt"]
         for name, _ in CUSTODIANS:
@@ -200,6 +213,61 @@ class CeremonyTest(unittest.TestCase):
         for text in self.outputs:
             for needle in needles:
                 self.assertNotIn(needle, text)
+
+    def test_aes_cbc_pad_hmac_root_restored_on_second_token_checked_independently(self):
+        record, files, out = self.init("aes-cbc-pad-hmac")
+        rk = record["root_key"]
+        self.assertEqual(rk["mechanism"], "aes-cbc-pad-hmac")
+        self.assertEqual(rk["hmac_key"]["label"], "rootseal-root-hmac")
+        self.assertIn("HMAC key 'rootseal-root-hmac' check value (computed by the HSM): " +
+                      rk["hmac_key"]["check_value"], out)
+        self.assertEqual(sorted(self.objects("A")), ["rootseal-root", "rootseal-root-hmac"])
+        with open(files[0]) as f:
+            share = json.load(f)
+        self.assertEqual((share["format"], share["mechanism"]), ("rootseal-share-v2", "aes-cbc-pad-hmac"))
+
+        typed = [self.decrypt(files[i], i) for i in range(5)]
+        for t in typed:
+            self.assertEqual(len([l for l in t.splitlines() if l and not l.startswith("#")]), 9)
+        # Both keys, recovered independently from shares 1, 2, 4: the AES key's
+        # KCV and the HMAC key's check value are the ones the HSM computed.
+        parsed = [parse_typed(t) for t in typed]
+        secret = shamir_combine({parsed[i][1]: parsed[i][3] for i in (0, 1, 3)})
+        self.assertEqual(len(secret), 64)
+        aes, mac = secret[:32], secret[32:]
+        self.assertEqual(kcv(aes), rk["kcv"])
+        self.assertEqual(hmac_check(mac), rk["hmac_key"]["check_value"])
+
+        stdin = (typed[1] + typed[2] + typed[4]).encode()
+        out, _ = self.rootseal(["ceremony", "restore"] + self.token_args("B") +
+                               ["--typed", "--transcript-dir", self.transcript], stdin=stdin)
+        self.assertIn(rk["hmac_key"]["check_value"], out)
+        self.assertEqual(sorted(self.objects("B")), ["rootseal-root", "rootseal-root-hmac"])
+        out, _ = self.rootseal(["ceremony", "verify"] + self.token_args("B") + ["--transcript-dir", self.transcript])
+        self.assertIn("(aes-cbc-pad-hmac)", out)
+
+        # Neither key in any file the CLI wrote or anything it printed.
+        needles = []
+        for key in (aes, mac, secret):
+            needles += [key, key.hex().encode(), key.hex().upper().encode(), base64.b64encode(key),
+                        base64.b32encode(key).rstrip(b"="), key[:16], key.hex()[:32].encode()]
+        for folder in (self.shares, self.transcript):
+            for root, _, names in os.walk(folder):
+                for n in names:
+                    with open(os.path.join(root, n), "rb") as f:
+                        data = f.read()
+                    for needle in needles:
+                        self.assertNotIn(needle, data, os.path.join(root, n))
+        for text in self.outputs:
+            for needle in needles:
+                self.assertNotIn(needle, text)
+
+    def test_rsa_oaep_is_refused_with_a_reason(self):
+        _, err = self.rootseal(["ceremony", "init"] + self.token_args("A") +
+                               ["--mechanism", "rsa-oaep", "--no-backup", "--transcript-dir", self.transcript],
+                               expect=1)
+        self.assertIn("does not make rsa-oaep roots", err)
+        self.assertEqual(self.objects("A"), [])
 
     def test_refusals_import_nothing(self):
         record, files, _ = self.init()

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import unittest
 
@@ -329,23 +330,102 @@ class HsmProbeTest(unittest.TestCase):
         finally:
             d.close()
 
-    def test_ceremony_refuses_opencryptoki_with_the_reason(self):
+    def test_ceremony_refuses_a_mechanism_opencryptoki_lacks(self):
         tok = self.tokens["opencryptoki"]
-        transcript = os.path.join(self.base, "ceremony-transcript")
-        r_fd, w_fd = os.pipe()
-        os.write(w_fd, tok.pin.encode() + b"\n")
-        os.close(w_fd)
-        try:
-            r = subprocess.run([ROOTSEAL_CLI, "ceremony", "init", "--module", tok.module, "--token", tok.label,
-                                "--no-backup", "--transcript-dir", transcript, "--pin-fd", str(r_fd)],
-                               env=tok.env, capture_output=True, text=True, timeout=120, pass_fds=(r_fd,))
-        finally:
-            os.close(r_fd)
+        transcript = os.path.join(self.base, "ceremony-transcript-refused")
+        r = self.run_with_pin(tok, ["ceremony", "init", "--module", tok.module, "--token", tok.label, "--no-backup",
+                                    "--mechanism", "aes-kwp", "--key-label", "root-refused",
+                                    "--transcript-dir", transcript])
         self.assertEqual(r.returncode, 1, r.stderr)
-        self.assertIn("PKCS#11 token '%s' offers neither CKM_AES_KEY_WRAP_PAD nor CKM_AES_GCM; among the AES, RSA "
-                      "and HMAC mechanisms it offers %s. rootseal needs" % (tok.label, OPENCRYPTOKI_OFFERS),
-                      r.stderr)
-        self.assertIn("`rootseal hsm probe --module %s --token %s`" % (tok.module, tok.label), r.stderr)
+        self.assertIn("--mechanism aes-kwp: token '%s' cannot hold a aes-kwp root: it lacks CKM_AES_KEY_WRAP_PAD "
+                      "(wrap, unwrap)" % tok.label, r.stderr)
+        self.assertEqual(self.probe_keys(tok, "--key-label", "root-refused")["objects"], [])
+
+    def test_ceremony_root_moves_from_softhsm2_to_opencryptoki(self):
+        """An aes-cbc-pad-hmac root made by the ceremony on SoftHSM2 serves
+        rootseald there; restored from the shares onto opencryptoki's token
+        (another implementation), rootseald there opens the same state and
+        decrypts what the first one encrypted."""
+        src, dst = self.tokens["softhsm2"], self.tokens["opencryptoki"]
+        work = os.path.join(self.base, "moved")
+        os.makedirs(work)
+        transcript, shares = os.path.join(work, "transcript"), os.path.join(work, "shares")
+        custodians = []
+        for name in ("alice", "bob", "carol"):
+            key, pub = os.path.join(work, name + ".key"), os.path.join(work, name + ".pub")
+            subprocess.run(["openssl", "genpkey", "-algorithm", "X25519", "-out", key], check=True,
+                           capture_output=True)
+            subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-out", pub], check=True)
+            custodians += ["--custodian", "%s=%s" % (name, pub)]
+        label = "root-moved"
+        r = self.run_with_pin(src, ["ceremony", "init", "--module", src.module, "--token", src.label, "--key-label",
+                                    label, "--mechanism", "aes-cbc-pad-hmac", "--threshold", "2", "--out", shares,
+                                    "--transcript-dir", transcript] + custodians)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        kcv = re.search(r"key check value \(computed by the HSM\): ([0-9a-f]{6})", r.stdout).group(1)
+        mac = re.search(r"HMAC key '%s-hmac' check value \(computed by the HSM\): ([0-9a-f]{6})" % label,
+                        r.stdout).group(1)
+
+        token = "rs.moved-root-token"
+        rest = ("policies:\n  app:\n    keys: [\"k\"]\n    operations: [create, read, encrypt, decrypt]\n"
+                "tokens:\n  - name: app\n    sha256: %s\n    policies: [app]\n"
+                % hashlib.sha256(token.encode()).hexdigest())
+        first = ConfigDaemon("rootseal-moved-a-", "unused", pin="12345678")
+        second = ConfigDaemon("rootseal-moved-b-", "unused", pin="12345678")
+        try:
+            self.write_daemon_config(first, src, "auto", label, rest)
+            first.start(env=src.env)
+            first.wait_for(lambda: first.call("GET", "/v1/sys/health").status == 200, "unsealed on SoftHSM2",
+                           timeout=120)
+            self.assertIn("mechanism=CKM_AES_CBC_PAD+CKM_SHA256_HMAC", first.log())
+            self.assertEqual(first.call("GET", "/v1/sys/seal-status").json()["root_key_check_value"], kcv)
+            self.assertEqual(first.call("POST", "/v1/transit/keys/k", {}, token=token).status // 100, 2)
+            r = first.call("POST", "/v1/transit/encrypt/k", {"plaintext": "bW92ZWQ="}, token=token)
+            self.assertEqual(r.status, 200, r.data)
+            ct = r.json()["data"]["ciphertext"]
+            self.assertEqual(first.stop(), 0)
+
+            # Two custodians' share files restore both keys onto opencryptoki.
+            files = sorted(os.listdir(shares))
+            r = self.run_with_pin(dst, ["ceremony", "restore", "--module", dst.module, "--token", dst.label,
+                                        "--key-label", label, "--transcript-dir", transcript,
+                                        "--share", os.path.join(shares, files[0]), "--key",
+                                        os.path.join(work, "alice.key"),
+                                        "--share", os.path.join(shares, files[2]), "--key",
+                                        os.path.join(work, "carol.key")])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(kcv, r.stdout)
+            self.assertIn(mac, r.stdout)
+            aes = self.probe_keys(dst, "--key-label", label)["objects"]
+            hmac_key = self.probe_keys(dst, "--key-label", label + "-hmac")["objects"]
+            self.assertEqual(len(aes), 1)
+            self.assertEqual(len(hmac_key), 1)
+            # opencryptoki keeps no CKA_CHECK_VALUE: the token computes the KCV (CBC-PAD, zero IV).
+            self.assertEqual((aes[0]["kcv"], aes[0]["valid_root_key"], aes[0]["encrypt"], aes[0]["wrap"]),
+                             (kcv, True, True, False))
+            self.assertEqual((hmac_key[0]["kcv"], hmac_key[0]["sensitive"], hmac_key[0]["extractable"]),
+                             (mac, True, False))
+            state = os.path.join(first.dir, "state")
+            r = self.run_with_pin(dst, ["ceremony", "verify", "--module", dst.module, "--token", dst.label,
+                                        "--key-label", label, "--transcript-dir", transcript,
+                                        "--store", os.path.join(state, "rootseal.db")])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("state store", r.stdout)
+
+            # rootseald on opencryptoki with the first one's state.
+            shutil.copytree(state, os.path.join(second.dir, "state"))
+            self.write_daemon_config(second, dst, "auto", label, rest)
+            second.start(env=dst.env)
+            second.wait_for(lambda: second.call("GET", "/v1/sys/health").status == 200, "unsealed on opencryptoki",
+                            timeout=120)
+            self.assertIn("mechanism=CKM_AES_CBC_PAD+CKM_SHA256_HMAC", second.log())
+            self.assertEqual(second.call("GET", "/v1/sys/seal-status").json()["root_key_check_value"], kcv)
+            r = second.call("POST", "/v1/transit/decrypt/k", {"ciphertext": ct}, token=token)
+            self.assertEqual(r.status, 200, r.data)
+            self.assertEqual(r.json()["data"]["plaintext"], "bW92ZWQ=")
+        finally:
+            first.close()
+            second.close()
 
     def test_rootseald_on_opencryptoki_auto_is_cbc_pad_hmac(self):
         self.check_rootseald_round_trip("opencryptoki", "auto", "CKM_AES_CBC_PAD+CKM_SHA256_HMAC", "root-auto")

@@ -87,8 +87,9 @@ struct KeyObject {
   // AES-256, token, private, sensitive, not extractable, usable for wrap and
   // unwrap (or, on tokens without KWP, encrypt and decrypt).
   [[nodiscard]] bool is_valid_root_key() const noexcept;
-  // The HMAC key of an aes-cbc-pad-hmac root: a 256-bit generic secret,
-  // token, private, sensitive, not extractable, sign and verify.
+  // The HMAC key of an aes-cbc-pad-hmac root: a generic secret of at least
+  // 256 bits (where the token reports its length), token, private,
+  // sensitive, not extractable, sign and verify.
   [[nodiscard]] bool is_valid_hmac_key() const noexcept;
 };
 
