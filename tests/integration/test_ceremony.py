@@ -22,7 +22,7 @@ import unittest
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from rootseal_testlib import make_softhsm, rmtree, tempdir
+from rootseal_testlib import ConfigDaemon, make_softhsm, rmtree, tempdir, write_private
 
 ROOTSEAL = os.environ["ROOTSEAL_CLI"]
 MODULE = os.environ.get("SOFTHSM2_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
@@ -261,6 +261,60 @@ class CeremonyTest(unittest.TestCase):
         for text in self.outputs:
             for needle in needles:
                 self.assertNotIn(needle, text)
+
+    def test_rootseald_after_rotations_between_mechanisms(self):
+        """A ceremony root (aes-kwp) serves rootseald; rotate-root moves it to
+        aes-cbc-pad-hmac and back; after each, rootseald unseals with the new
+        mechanism (auto) and decrypts every ciphertext issued before."""
+        d = ConfigDaemon("rootseal-ceremony-daemon-", "D", pin="1234")
+        token = "rs.ceremony-daemon-token"
+        rest = ("policies:\n  app:\n    keys: [\"k\"]\n    operations: [create, read, encrypt, decrypt]\n"
+                "tokens:\n  - name: app\n    sha256: %s\n    policies: [app]\n"
+                % hashlib.sha256(token.encode()).hexdigest())
+        self.env = d.env
+        custodians = []
+        for name, _ in CUSTODIANS[:3]:
+            custodians += ["--custodian", "%s=%s" % (name, os.path.join(self.keys, name + ".pub"))]
+        split = ["--threshold", "2", "--transcript-dir", self.transcript] + custodians
+        store = os.path.join(d.dir, "state", "rootseal.db")
+        try:
+            out, _ = self.rootseal(["ceremony", "init"] + self.token_args("D") + ["--out", self.shares] + split)
+            write_private(d.p("pin"), "1234")
+            d.write_config(rest=rest, pin_file=d.p("pin"))
+            ciphertexts = []
+
+            def serve(mechanism, kcv):
+                """Starts rootseald, checks its root, decrypts every earlier ciphertext, adds one, stops."""
+                d.start()
+                d.wait_for(lambda: d.call("GET", "/v1/sys/health").status == 200, "unsealed", timeout=60)
+                unsealed = [l for l in d.log().splitlines() if 'msg="unsealed"' in l]
+                self.assertTrue(unsealed[-1].endswith(" mechanism=" + mechanism), unsealed[-1])
+                self.assertEqual(d.call("GET", "/v1/sys/seal-status").json()["root_key_check_value"], kcv)
+                if not ciphertexts:
+                    self.assertEqual(d.call("POST", "/v1/transit/keys/k", {}, token=token).status // 100, 2)
+                for i, ct in enumerate(ciphertexts):
+                    r = d.call("POST", "/v1/transit/decrypt/k", {"ciphertext": ct}, token=token)
+                    self.assertEqual(r.status, 200, r.data)
+                    self.assertEqual(base64.b64decode(r.json()["data"]["plaintext"]), b"secret %d" % i)
+                r = d.call("POST", "/v1/transit/encrypt/k",
+                           {"plaintext": base64.b64encode(b"secret %d" % len(ciphertexts)).decode()}, token=token)
+                self.assertEqual(r.status, 200, r.data)
+                ciphertexts.append(r.json()["data"]["ciphertext"])
+                self.assertEqual(d.stop(), 0)
+
+            kcv0 = re.search(r"key check value \(computed by the HSM\): ([0-9a-f]{6})", out).group(1)
+            serve("CKM_AES_KEY_WRAP_KWP", kcv0)
+            for target, expected in (("aes-cbc-pad-hmac", "CKM_AES_CBC_PAD+CKM_SHA256_HMAC"),
+                                     ("aes-kwp", "CKM_AES_KEY_WRAP_KWP")):
+                out, _ = self.rootseal(["ceremony", "rotate-root"] + self.token_args("D") +
+                                       ["--mechanism", target, "--store", store,
+                                        "--out", os.path.join(self.dir, "shares-" + target)] + split)
+                kcv = re.search(r"the root key is 'rootseal-root' \(kcv ([0-9a-f]{6})\)", out).group(1)
+                self.assertIn("new root: " + target, out)
+                serve(expected, kcv)
+            self.assertEqual(len(ciphertexts), 3)
+        finally:
+            d.close()
 
     def test_rsa_oaep_is_refused_with_a_reason(self):
         _, err = self.rootseal(["ceremony", "init"] + self.token_args("A") +

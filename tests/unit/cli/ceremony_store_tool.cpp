@@ -6,7 +6,7 @@
 //       "<name> <ciphertext>" lines to <samples>.
 //   ceremony_store_tool check <db> <token> <samples> <label>...
 //       tries each key label in turn; the first whose keyring unseals must
-//       decrypt every sample. Prints "OPENS <label> <kcv> <versions>" and
+//       decrypt every sample. Prints "OPENS <label> <kcv> <versions> <mechanism>" and
 //       exits 0, or exits 1 when no label opens the store.
 //
 // Module from $SOFTHSM2_MODULE, token PIN from $TEST_PIN (test tokens only).
@@ -97,7 +97,8 @@ int main(int argc, char** argv) {
         }
       }
       auto kcv = r->key_check_value();
-      std::printf("OPENS %s %s %zu\n", argv[i], kcv ? kcv->c_str() : "?", ring.version_count());
+      std::printf("OPENS %s %s %zu %s\n", argv[i], kcv ? kcv->c_str() : "?", ring.version_count(),
+                  r->root_mechanism().c_str());
       return 0;
     }
     std::printf("NONE%s\n", why.c_str());
