@@ -48,7 +48,18 @@ json::object key_json(const hsm::KeyObject& k) {
 }
 
 json::object root_json(const RootObjects& r) {
-  json::object o = key_json(r.aes);
+  if (r.mechanism == kRsaOaep) {
+    return json::object{
+        {"label", r.key.label},
+        {"id", r.key.id},
+        {"kcv", r.key.kcv},
+        {"mechanism", r.mechanism},
+        {"kcv_method", "SHA-256 over the DER SubjectPublicKeyInfo of the public key, first 24 bits"},
+        {"attributes", "RSA-" + std::to_string(r.key.value_len * 8) +
+                           " key pair; private key CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, CKA_EXTRACTABLE=false, "
+                           "CKA_DECRYPT; public key CKA_ENCRYPT; CKM_RSA_PKCS_OAEP with SHA-256/MGF1-SHA-256"}};
+  }
+  json::object o = key_json(r.key);
   if (!r.mechanism.empty()) o["mechanism"] = r.mechanism;
   if (r.hmac) {
     o["hmac_key"] = json::object{
@@ -65,7 +76,8 @@ json::object root_json(const RootObjects& r) {
 
 // ----- root mechanisms ---------------------------------------------------------
 
-kms::Result<std::string> resolve_mechanism(hsm::RootMechanism requested, const hsm::TokenDetails& t) {
+kms::Result<std::string> resolve_mechanism(hsm::RootMechanism requested, const hsm::TokenDetails& t,
+                                           bool no_backup) {
   using M = hsm::RootMechanism;
   const std::string tok = "token '" + t.label + "'";
   switch (requested) {
@@ -82,12 +94,20 @@ kms::Result<std::string> resolve_mechanism(hsm::RootMechanism requested, const h
       return name;
     }
     case M::rsa_oaep:
-      return fail(Errc::invalid_argument,
-                  "the ceremony does not make rsa-oaep roots: an RSA private key cannot be split into shares "
-                  "and imported into any token, and a key pair generated in the token has no backup at all. Use "
-                  "aes-cbc-pad-hmac (the mechanism RSA-only deployments usually can switch to: it needs "
-                  "CKM_AES_CBC_PAD and CKM_SHA256_HMAC), or let rootseald generate an rsa-oaep root "
-                  "(pkcs11.generate_key, no backup); docs/ceremony.md, \"RSA roots\"");
+      if (!no_backup) {
+        return fail(Errc::invalid_argument,
+                    "an rsa-oaep root cannot be backed up in shares: an RSA private key is not split and imported "
+                    "(few tokens accept one, and it would exist outside the HSM as a whole). Either generate the "
+                    "key pair inside the token with --no-backup (it can NEVER be restored: losing the token loses "
+                    "every key wrapped under it), or choose aes-cbc-pad-hmac, which is backed up and needs only "
+                    "CKM_AES_CBC_PAD and CKM_SHA256_HMAC (docs/ceremony.md, \"RSA roots\")");
+      }
+      if (!t.has_rsa_oaep) {
+        return fail(Errc::invalid_argument, "--mechanism rsa-oaep: " + tok +
+                                                " lacks CKM_RSA_PKCS_OAEP (encrypt, decrypt) or "
+                                                "CKM_RSA_PKCS_KEY_PAIR_GEN");
+      }
+      return std::string(kRsaOaep);
   }
   return fail(Errc::invalid_argument, "unknown root mechanism");
 }
@@ -147,12 +167,16 @@ kms::Result<RootObjects> import_root(hsm::TokenAdmin& admin, std::string_view la
     if (r.hmac) (void)admin.destroy_key(r.hmac->label, r.hmac->kcv);  // best effort; the error says what failed
     return std::unexpected(k.error());
   }
-  r.aes = std::move(*k);
+  r.key = std::move(*k);
   return r;
 }
 
 std::string check_lines(const RootObjects& r) {
-  std::string s = "  key check value (computed by the HSM): " + r.aes.kcv + "\n";
+  if (r.mechanism == kRsaOaep) {
+    return "  key check value (SHA-256 of the RSA public key's SubjectPublicKeyInfo, as the token reports it): " +
+           r.key.kcv + "\n";
+  }
+  std::string s = "  key check value (computed by the HSM): " + r.key.kcv + "\n";
   if (r.hmac) s += "  HMAC key '" + r.hmac->label + "' check value (computed by the HSM): " + r.hmac->kcv + "\n";
   return s;
 }
@@ -161,13 +185,17 @@ kms::Result<RootObjects> generate_root_in_token(hsm::TokenAdmin& admin, std::str
                                                 std::string_view mechanism) {
   RootObjects r;
   r.mechanism = std::string(mechanism);
+  if (mechanism == kRsaOaep) {
+    ROOTSEAL_TRY_ASSIGN(r.key, admin.generate_rsa_root(label));
+    return r;
+  }
   if (mechanism == kCbcHmac) ROOTSEAL_TRY_ASSIGN(r.hmac, admin.generate_hmac_key(hsm::hmac_label(label)));
   auto k = admin.generate_root_key(label, root_mechanism_of(mechanism));
   if (!k) {
     if (r.hmac) (void)admin.destroy_key(r.hmac->label, r.hmac->kcv);
     return std::unexpected(k.error());
   }
-  r.aes = std::move(*k);
+  r.key = std::move(*k);
   return r;
 }
 

@@ -118,20 +118,23 @@ json::object key_json(const hsm::KeyObject& k);
 
 // ----- root mechanisms ---------------------------------------------------------
 
-// The root key as the token holds it: the AES key, and for aes-cbc-pad-hmac
-// its HMAC key ("<label>-hmac").
+// The root key as the token holds it: the AES key (rsa-oaep: the RSA private
+// key), and for aes-cbc-pad-hmac its HMAC key ("<label>-hmac").
 struct RootObjects {
-  std::string mechanism;  // aes-kwp, aes-gcm, aes-cbc-pad-hmac
-  hsm::KeyObject aes;
+  std::string mechanism;  // aes-kwp, aes-gcm, aes-cbc-pad-hmac, rsa-oaep
+  hsm::KeyObject key;
   std::optional<hsm::KeyObject> hmac;
 };
 // The transcript's root_key record of `r` (key_json plus mechanism and HMAC key).
 json::object root_json(const RootObjects& r);
 
 // What the ceremony makes for `requested` on this token: aes-kwp, aes-gcm or
-// aes-cbc-pad-hmac (auto: the first the token offers, in this order).
-// rsa-oaep is refused: an RSA private key is not split into shares.
-kms::Result<std::string> resolve_mechanism(hsm::RootMechanism requested, const hsm::TokenDetails& token);
+// aes-cbc-pad-hmac (auto: the first the token offers, in this order), or
+// rsa-oaep, only with `no_backup` (an RSA private key is never split into
+// shares: the pair is generated in the token).
+kms::Result<std::string> resolve_mechanism(hsm::RootMechanism requested, const hsm::TokenDetails& token,
+                                           bool no_backup);
+inline constexpr std::string_view kRsaOaep = "rsa-oaep";
 // invalid_argument unless the token can hold a root of `mechanism` (as recorded;
 // empty: an AES root recorded before mechanisms were, kwp or gcm).
 kms::Result<void> token_can_hold(const hsm::TokenDetails& token, std::string_view mechanism, std::string_view what);

@@ -27,6 +27,9 @@ namespace {
 kms::Result<Outcome> init_impl(const InitOptions& o, Console& con, Context& ctx) {
   ROOTSEAL_TRY(check_token(o.token));
   ROOTSEAL_TRY(check_people(o.people));
+  if (o.mechanism == hsm::RootMechanism::rsa_oaep && !o.no_backup) {
+    return std::unexpected(resolve_mechanism(o.mechanism, hsm::TokenDetails{}, false).error());  // the refusal
+  }
   std::vector<LoadedCustodian> custodians;
   ROOTSEAL_TRY_ASSIGN(custodians, backup_custodians(o.no_backup, o.custodians, o.threshold, o.out_dir));
   ROOTSEAL_TRY(ctx.load_chain());
@@ -35,7 +38,7 @@ kms::Result<Outcome> init_impl(const InitOptions& o, Console& con, Context& ctx)
   std::unique_ptr<hsm::TokenAdmin> admin;
   ROOTSEAL_TRY_ASSIGN(admin, open_token(o.token));
   std::string mechanism;
-  ROOTSEAL_TRY_ASSIGN(mechanism, resolve_mechanism(o.mechanism, admin->details()));
+  ROOTSEAL_TRY_ASSIGN(mechanism, resolve_mechanism(o.mechanism, admin->details(), o.no_backup));
   for (const std::string& label : {o.token.key_label, hsm::hmac_label(o.token.key_label)}) {
     std::vector<hsm::KeyObject> existing;
     ROOTSEAL_TRY_ASSIGN(existing, admin->find_keys(label));
@@ -58,8 +61,8 @@ kms::Result<Outcome> init_impl(const InitOptions& o, Console& con, Context& ctx)
   if (o.no_backup) {
     RootObjects k;
     ROOTSEAL_TRY_ASSIGN(k, generate_root_in_token(*admin, o.token.key_label, mechanism));
-    ctx.step("key-generated-in-hsm", "ok", "kcv " + k.aes.kcv);
-    out.kcv = k.aes.kcv;
+    ctx.step("key-generated-in-hsm", "ok", "kcv " + k.key.kcv);
+    out.kcv = k.key.kcv;
     if (k.hmac) out.hmac_check = k.hmac->kcv;
     json::object rk = root_json(k);
     rk["origin"] = "generated inside the HSM (C_GenerateKey); never outside it";
@@ -91,14 +94,14 @@ kms::Result<Outcome> init_impl(const InitOptions& o, Console& con, Context& ctx)
   RootObjects k;
   ROOTSEAL_TRY_ASSIGN(k, import_root(*admin, o.token.key_label, root, mechanism, checks));
   root.clear();
-  ctx.step("key-imported", "ok", "label '" + k.aes.label + "', check values computed by the HSM match");
+  ctx.step("key-imported", "ok", "label '" + k.key.label + "', check values computed by the HSM match");
   crash_point("key-imported");
 
   record_backed_up_key(rec, k, backup);
   rec["outcome"] = "ok";
   TranscriptEntry e;
   ROOTSEAL_TRY_ASSIGN(e, ctx.append(std::move(rec)));
-  out.kcv = k.aes.kcv;
+  out.kcv = k.key.kcv;
   out.hmac_check = checks.hmac_check;
   out.transcript = e.path;
   out.share_files = std::move(backup.files);

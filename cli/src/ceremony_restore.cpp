@@ -87,7 +87,7 @@ kms::Result<Outcome> restore_impl(const RestoreOptions& o, Console& con, Context
   c.root.clear();
   ROOTSEAL_TRY_ASSIGN(k, std::move(imported));
   if (c.mechanism.empty()) k.mechanism.clear();
-  ctx.step("key-imported", "ok", "label '" + k.aes.label + "', check values computed by the HSM match");
+  ctx.step("key-imported", "ok", "label '" + k.key.label + "', check values computed by the HSM match");
   r["token"] = token_json(admin->details(), o.token.module);
   r["root_key"] = root_json(k);
   r["outcome"] = "ok";
@@ -95,7 +95,7 @@ kms::Result<Outcome> restore_impl(const RestoreOptions& o, Console& con, Context
   ROOTSEAL_TRY_ASSIGN(e, ctx.append(std::move(r)));
   out.transcript = e.path;
   con.out("rootseal: restored the root key of ceremony " + ctx.ceremony_id + " into token '" + o.token.token_label +
-          "' (serial " + admin->details().serial + ") as '" + k.aes.label + "'\n" + check_lines(k) + head_line(e));
+          "' (serial " + admin->details().serial + ") as '" + k.key.label + "'\n" + check_lines(k) + head_line(e));
   return out;
 }
 

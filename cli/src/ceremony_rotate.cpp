@@ -429,6 +429,15 @@ kms::Result<Current> check_current_root(const RotateOptions& o, hsm::TokenAdmin&
   const std::string& L = o.token.key_label;
   std::vector<hsm::KeyObject> at_l;
   ROOTSEAL_TRY_ASSIGN(at_l, admin.find_keys(L));
+  if (at_l.empty()) {
+    std::vector<hsm::KeyObject> rsa;
+    ROOTSEAL_TRY_ASSIGN(rsa, admin.find_rsa_keys(L));
+    if (!rsa.empty()) {
+      return fail(Errc::invalid_argument,
+                  "the root key '" + L + "' is an rsa-oaep key pair: rotate-root does not move rsa-oaep roots yet "
+                  "(docs/ceremony.md, \"RSA roots\"); nothing was changed");
+    }
+  }
   if (at_l.size() != 1 || !at_l.front().is_valid_root_key() || at_l.front().kcv.empty()) {
     return fail(Errc::not_found, "token '" + o.token.token_label + "' must hold exactly one root key labelled '" + L +
                                      "' (it holds " + std::to_string(at_l.size()) + ")");
@@ -492,12 +501,12 @@ kms::Result<RootObjects> make_new_root(const RotateOptions& o, hsm::TokenAdmin& 
   if (o.no_backup) {
     for (int attempt = 0;; ++attempt) {
       ROOTSEAL_TRY_ASSIGN(k, generate_root_in_token(admin, T, mechanism));
-      if (!collides(k.aes.kcv, k.hmac ? k.hmac->kcv : std::string())) break;
-      ROOTSEAL_TRY(admin.destroy_key(T, k.aes.kcv));
+      if (!collides(k.key.kcv, k.hmac ? k.hmac->kcv : std::string())) break;
+      ROOTSEAL_TRY(admin.destroy_key(T, k.key.kcv));
       if (k.hmac) ROOTSEAL_TRY(admin.destroy_key(k.hmac->label, k.hmac->kcv));
       if (attempt > 3) return fail(Errc::internal, "cannot make a key with a check value of its own");
     }
-    ctx.step("key-generated-in-hsm", "ok", "'" + T + "' kcv " + k.aes.kcv + ", " + mechanism);
+    ctx.step("key-generated-in-hsm", "ok", "'" + T + "' kcv " + k.key.kcv + ", " + mechanism);
     json::object rk = root_json(k);
     rk["origin"] = "generated inside the HSM (C_GenerateKey); never outside it";
     rk["backup"] = false;
@@ -542,7 +551,12 @@ kms::Result<Outcome> start_rotation(const RotateOptions& o, hsm::TokenAdmin& adm
   // The new root's mechanism: as asked, else the current root's.
   std::string mechanism = old.mechanism;
   if (o.mechanism != hsm::RootMechanism::automatic || old.mechanism != kCbcHmac) {
-    ROOTSEAL_TRY_ASSIGN(mechanism, resolve_mechanism(o.mechanism, admin.details()));
+    if (o.mechanism == hsm::RootMechanism::rsa_oaep) {
+      return fail(Errc::invalid_argument, "rotate-root makes AES roots (aes-kwp, aes-gcm, aes-cbc-pad-hmac); an "
+                                          "rsa-oaep root is only made by `ceremony init --no-backup` on a token "
+                                          "without one (docs/ceremony.md, \"RSA roots\")");
+    }
+    ROOTSEAL_TRY_ASSIGN(mechanism, resolve_mechanism(o.mechanism, admin.details(), o.no_backup));
   }
   ROOTSEAL_TRY(token_can_hold(admin.details(), mechanism, "rotate-root"));
   ctx.ceremony_id = new_ceremony_id();
@@ -566,7 +580,7 @@ kms::Result<Outcome> start_rotation(const RotateOptions& o, hsm::TokenAdmin& adm
   Pending p;
   p.ceremony_id = ctx.ceremony_id;
   p.old_kcv = old_kcv;
-  p.new_kcv = k.aes.kcv;
+  p.new_kcv = k.key.kcv;
   p.old_hmac_check = old.hmac_check;
   if (k.hmac) p.new_hmac_check = k.hmac->kcv;
   out.mechanism = mechanism;

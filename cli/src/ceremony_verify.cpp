@@ -41,14 +41,29 @@ kms::Result<Outcome> verify_impl(const VerifyOptions& o, Console& con, Context& 
 
   std::unique_ptr<hsm::TokenAdmin> admin;
   ROOTSEAL_TRY_ASSIGN(admin, open_token(o.token));
+  const std::string mechanism = record_mechanism(*rec);
   std::vector<hsm::KeyObject> keys;
-  ROOTSEAL_TRY_ASSIGN(keys, admin->find_keys(o.token.key_label));
+  if (mechanism == kRsaOaep) {
+    // The private key of the pair, by the public key's check value.
+    ROOTSEAL_TRY_ASSIGN(keys, admin->find_rsa_keys(o.token.key_label));
+    if (keys.size() != 1) {
+      return fail(Errc::not_found, "token '" + o.token.token_label + "' holds " + std::to_string(keys.size()) +
+                                       " RSA private keys labelled '" + o.token.key_label + "' (exactly one expected)");
+    }
+    if (!keys.front().is_valid_rsa_root()) {
+      return fail(Errc::conflict, "RSA key '" + o.token.key_label +
+                                      "' lacks the attributes of a root key (3072 or 4096 bits, token, private, "
+                                      "sensitive, not extractable, decrypt)");
+    }
+  } else {
+    ROOTSEAL_TRY_ASSIGN(keys, admin->find_keys(o.token.key_label));
+  }
   if (keys.size() != 1) {
     return fail(Errc::not_found, "token '" + o.token.token_label + "' holds " + std::to_string(keys.size()) +
                                      " keys labelled '" + o.token.key_label + "' (exactly one expected)");
   }
   const hsm::KeyObject& k = keys.front();
-  if (!k.is_valid_root_key()) {
+  if (mechanism != kRsaOaep && !k.is_valid_root_key()) {
     return fail(Errc::conflict, "key '" + k.label +
                                     "' lacks the attributes of a root key (AES-256, token, private, "
                                     "sensitive, not extractable, wrap/unwrap)");
@@ -58,7 +73,7 @@ kms::Result<Outcome> verify_impl(const VerifyOptions& o, Console& con, Context& 
                                     ctx.ceremony_id + " recorded " + want + ": the token does NOT hold that root key");
   }
   ctx.step("kcv-compared", "ok", "token kcv " + k.kcv + " = transcript kcv");
-  RootObjects root{record_mechanism(*rec), k, std::nullopt};
+  RootObjects root{mechanism, k, std::nullopt};
   // An aes-cbc-pad-hmac root: its HMAC key too, by its own check value.
   const std::string hl = hsm::hmac_label(o.token.key_label);
   std::vector<hsm::KeyObject> macs;

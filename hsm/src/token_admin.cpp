@@ -14,7 +14,8 @@
 
 #include "rootseal/hsm/pkcs11_root.hpp"
 #include "rootseal/hsm/token_admin.hpp"
-#include "pkcs11_catalog.hpp"  // last: pulls in pkcs11.h
+#include "pkcs11_catalog.hpp"  // last three: pull in pkcs11.h
+#include "pkcs11_mechanisms.hpp"
 
 namespace rootseal::hsm {
 
@@ -66,6 +67,10 @@ bool KeyObject::is_valid_hmac_key() const noexcept {
   // says (opencryptoki 3.8 does not report it for an imported generic secret).
   return generic_secret && (value_len == 0 || value_len >= kRootKeySize) && token && is_private && sensitive &&
          !extractable && sign && verify;
+}
+
+bool KeyObject::is_valid_rsa_root() const noexcept {
+  return rsa && (value_len == 384 || value_len == 512) && token && is_private && sensitive && !extractable && decrypt;
 }
 
 std::string hmac_label(std::string_view label) { return std::string(label) + "-hmac"; }
@@ -158,11 +163,25 @@ struct TokenAdmin::Impl {
     return detail::to_hex(std::span<const std::uint8_t>(out.data(), 3));
   }
 
+  // The check value of an RSA key object (private or public): SHA-256 of the
+  // DER SubjectPublicKeyInfo of its modulus and exponent, first 3 bytes (as
+  // Pkcs11Root computes it); empty if the token does not show them.
+  std::string rsa_check(CK_OBJECT_HANDLE h) const {
+    auto n = get_bytes(h, CKA_MODULUS);
+    auto e = get_bytes(h, CKA_PUBLIC_EXPONENT);
+    if (!n || !e || n->empty() || e->empty()) return {};
+    const auto kcv = detail::rsa_check_value(*n, *e);
+    return kcv.empty() ? std::string() : detail::to_hex(kcv);
+  }
+
   // A key's check value: the HMAC check value of a generic secret, the
-  // token's CKA_CHECK_VALUE of any other key (or, for an AES key that may
-  // encrypt on a token without it, aes_cbc_check).
+  // public key's check value of an RSA key, the token's CKA_CHECK_VALUE of
+  // any other key (or, for an AES key that may encrypt on a token without
+  // it, aes_cbc_check).
   std::string check_value(CK_OBJECT_HANDLE h) const {
     if (is_generic(h)) return hmac_check(h);
+    CK_KEY_TYPE type = 0;
+    if (get(h, CKA_KEY_TYPE, type) && type == CKK_RSA) return rsa_check(h);
     auto v = get_bytes(h, CKA_CHECK_VALUE);
     if (v && !v->empty()) return detail::to_hex(*v);
     CK_BBOOL enc = CK_FALSE;
@@ -177,8 +196,10 @@ struct TokenAdmin::Impl {
     const bool typed = get(h, CKA_KEY_TYPE, type);
     k.aes = typed && type == CKK_AES;
     k.generic_secret = typed && (type == CKK_GENERIC_SECRET || type == CKK_SHA256_HMAC);
+    k.rsa = typed && type == CKK_RSA;
+    if (auto n = k.rsa ? get_bytes(h, CKA_MODULUS) : std::nullopt) k.value_len = n->size();
     CK_ULONG len = 0;
-    if (get(h, CKA_VALUE_LEN, len)) k.value_len = static_cast<std::size_t>(len);
+    if (!k.rsa && get(h, CKA_VALUE_LEN, len)) k.value_len = static_cast<std::size_t>(len);
     auto flag = [&](CK_ATTRIBUTE_TYPE t, bool fallback) {
       CK_BBOOL b = CK_FALSE;
       return get(h, t, b) ? b == CK_TRUE : fallback;
@@ -198,9 +219,9 @@ struct TokenAdmin::Impl {
     return k;
   }
 
-  kms::Result<std::vector<CK_OBJECT_HANDLE>> find_handles(std::string_view label) const {
+  kms::Result<std::vector<CK_OBJECT_HANDLE>> find_handles(std::string_view label,
+                                                         CK_OBJECT_CLASS cls = CKO_SECRET_KEY) const {
     CK_FUNCTION_LIST* api = module->api();
-    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
     std::vector<CK_ATTRIBUTE> tmpl = {attr(CKA_CLASS, cls)};
     if (!label.empty()) tmpl.push_back(attr_bytes(CKA_LABEL, label.data(), label.size()));
     if (CK_RV rv = api->C_FindObjectsInit(session, tmpl.data(), static_cast<CK_ULONG>(tmpl.size())); rv != CKR_OK) {
@@ -446,10 +467,13 @@ kms::Result<std::unique_ptr<TokenAdmin>> TokenAdmin::open(const std::filesystem:
   impl->details.has_gcm = has_mech(CKM_AES_GCM, CKF_ENCRYPT | CKF_DECRYPT);
   impl->details.has_cbc_hmac =
       has_mech(CKM_AES_CBC_PAD, CKF_ENCRYPT | CKF_DECRYPT) && has_mech(CKM_SHA256_HMAC, CKF_SIGN | CKF_VERIFY);
-  if (!inspect_only && !impl->details.has_kwp && !impl->details.has_gcm && !impl->details.has_cbc_hmac) {
+  impl->details.has_rsa_oaep = has_mech(CKM_RSA_PKCS_OAEP, CKF_ENCRYPT | CKF_DECRYPT) &&
+                               has_mech(CKM_RSA_PKCS_KEY_PAIR_GEN, CKF_GENERATE_KEY_PAIR);
+  if (!inspect_only && !impl->details.has_kwp && !impl->details.has_gcm && !impl->details.has_cbc_hmac &&
+      !impl->details.has_rsa_oaep) {
     return fail(Errc::invalid_argument,
-                impl->tok() + " offers none of CKM_AES_KEY_WRAP_PAD, CKM_AES_GCM and CKM_AES_CBC_PAD with " +
-                    "CKM_SHA256_HMAC" +
+                impl->tok() + " offers none of CKM_AES_KEY_WRAP_PAD, CKM_AES_GCM, CKM_AES_CBC_PAD with " +
+                    "CKM_SHA256_HMAC and CKM_RSA_PKCS_OAEP" +
                     detail::mechanism_refusal_detail(api, impl->slot, module.string(), std::string(token_label)) +
                     ". The ceremony makes aes-kwp, aes-gcm and aes-cbc-pad-hmac roots (rsa-oaep roots: see "
                     "docs/ceremony.md)");
@@ -607,6 +631,120 @@ kms::Result<KeyObject> TokenAdmin::relabel(std::string_view label, std::string_v
   ROOTSEAL_TRY_ASSIGN(copy, copy_key(label, kcv, new_label));
   ROOTSEAL_TRY(destroy_key(label, kcv));
   return copy;
+}
+
+}  // namespace rootseal::hsm
+
+namespace rootseal::hsm {
+
+kms::Result<std::vector<KeyObject>> TokenAdmin::find_rsa_keys(std::string_view label) {
+  Impl& m = *impl_;
+  std::shared_lock<std::shared_mutex> lk;
+  ROOTSEAL_TRY_ASSIGN(lk, m.lock());
+  std::vector<CK_OBJECT_HANDLE> hs;
+  ROOTSEAL_TRY_ASSIGN(hs, m.find_handles(label, CKO_PRIVATE_KEY));
+  std::vector<KeyObject> out;
+  for (CK_OBJECT_HANDLE h : hs) {
+    KeyObject k = m.describe(h);
+    if (k.rsa) out.push_back(std::move(k));
+  }
+  return out;
+}
+
+kms::Result<KeyObject> TokenAdmin::generate_rsa_root(std::string_view label) {
+  Impl& m = *impl_;
+  if (label.empty()) return fail(Errc::invalid_argument, "key label must not be empty");
+  std::shared_lock<std::shared_mutex> lk;
+  ROOTSEAL_TRY_ASSIGN(lk, m.lock());
+  ROOTSEAL_TRY(m.require_label_free(label));
+  for (CK_OBJECT_CLASS c : {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY}) {
+    std::vector<CK_OBJECT_HANDLE> hs;
+    ROOTSEAL_TRY_ASSIGN(hs, m.find_handles(label, c));
+    if (!hs.empty()) {
+      return fail(Errc::already_exists, m.tok() + " already holds an RSA key labelled '" + std::string(label) + "'");
+    }
+  }
+  CK_FUNCTION_LIST* api = m.module->api();
+  std::array<std::uint8_t, 16> id{};
+  if (CK_RV rv = api->C_GenerateRandom(m.session, id.data(), id.size()); rv != CKR_OK) {
+    return m.ck("C_GenerateRandom", rv);
+  }
+  CK_OBJECT_CLASS pub_cls = CKO_PUBLIC_KEY, priv_cls = CKO_PRIVATE_KEY;
+  CK_KEY_TYPE type = CKK_RSA;
+  CK_ULONG bits = detail::kRsaModulusBits;
+  std::uint8_t exponent[] = {0x01, 0x00, 0x01};
+  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  CK_MECHANISM_TYPE allowed = CKM_RSA_PKCS_OAEP;
+  // As Pkcs11Root's generation, but modifiable (rotate-root relabels keys).
+  std::vector<CK_ATTRIBUTE> pub = {
+      attr(CKA_CLASS, pub_cls),  attr(CKA_KEY_TYPE, type),  attr(CKA_MODULUS_BITS, bits),
+      attr_bytes(CKA_PUBLIC_EXPONENT, exponent, sizeof exponent),
+      attr_bytes(CKA_LABEL, label.data(), label.size()),
+      attr_bytes(CKA_ID, id.data(), id.size()),
+      attr(CKA_TOKEN, yes),      attr(CKA_ENCRYPT, yes),
+  };
+  std::vector<CK_ATTRIBUTE> priv = {
+      attr(CKA_CLASS, priv_cls), attr(CKA_KEY_TYPE, type),
+      attr_bytes(CKA_LABEL, label.data(), label.size()),
+      attr_bytes(CKA_ID, id.data(), id.size()),
+      attr(CKA_TOKEN, yes),      attr(CKA_PRIVATE, yes),     attr(CKA_SENSITIVE, yes),
+      attr(CKA_EXTRACTABLE, no), attr(CKA_DECRYPT, yes),
+  };
+  const std::size_t pub_n = pub.size(), priv_n = priv.size();
+  priv.push_back(attr(CKA_UNWRAP, no));
+  priv.push_back(attr(CKA_DERIVE, no));
+  pub.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, &allowed, sizeof allowed));
+  priv.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, &allowed, sizeof allowed));
+  CK_MECHANISM gen{CKM_RSA_PKCS_KEY_PAIR_GEN, nullptr, 0};
+  CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE, hpriv = CK_INVALID_HANDLE;
+  auto generate = [&] {
+    return api->C_GenerateKeyPair(m.session, &gen, pub.data(), static_cast<CK_ULONG>(pub.size()), priv.data(),
+                                  static_cast<CK_ULONG>(priv.size()), &hpub, &hpriv);
+  };
+  CK_RV rv = generate();
+  if (Impl::template_refused(rv)) {
+    pub.resize(pub_n);
+    priv.resize(priv_n);
+    rv = generate();
+  }
+  if (rv != CKR_OK) return m.ck("C_GenerateKeyPair(RSA root)", rv);
+
+  // The pair must be what a root needs, and the token must do OAEP with
+  // SHA-256 both ways (SoftHSM 2.6 only does SHA-1; the mechanism list
+  // cannot tell): a fixed 32-byte value, encrypted and decrypted.
+  KeyObject k = m.describe(hpriv);
+  std::string problem;
+  if (!k.is_valid_rsa_root()) {
+    problem = "does not have the attributes of an RSA root key (3072 or 4096 bits, token, private, sensitive, "
+              "not extractable, decrypt)";
+  } else if (k.kcv.empty() || k.kcv != m.rsa_check(hpub)) {
+    problem = "has no check value, or another than its public key's";
+  } else {
+    kms::SecureBytes probe(32);
+    std::vector<std::uint8_t> ct;
+    bool op_active = false;
+    detail::Step st = detail::wrap_rsa_oaep(api, m.session, hpub, probe, ct, op_active);
+    if (op_active) api->C_EncryptFinal(m.session, nullptr, nullptr);
+    kms::SecureBytes back;
+    if (st.ok()) {
+      op_active = false;
+      st = detail::unwrap_rsa_oaep(api, m.session, hpriv, std::span<const std::uint8_t>(ct).subspan(1), back,
+                                   op_active);
+      if (op_active) api->C_DecryptFinal(m.session, nullptr, nullptr);
+    }
+    if (!st.ok() || !(back == probe)) {
+      problem = "cannot be used: the token does not decrypt with CKM_RSA_PKCS_OAEP (SHA-256, MGF1-SHA-256) what "
+                "it encrypted with it (" +
+                (st.ok() ? std::string("another value came back") : ck_message(st.function, st.rv)) + ")";
+    }
+  }
+  if (problem.empty()) return k;
+  const CK_RV d1 = api->C_DestroyObject(m.session, hpriv);
+  const CK_RV d2 = api->C_DestroyObject(m.session, hpub);
+  return fail(Errc::crypto_failure, m.tok() + ": the generated RSA root key pair '" + std::string(label) + "' " +
+                                        problem +
+                                        (d1 == CKR_OK && d2 == CKR_OK ? "; it was destroyed again"
+                                                                      : "; destroying it failed too"));
 }
 
 }  // namespace rootseal::hsm

@@ -427,6 +427,44 @@ class HsmProbeTest(unittest.TestCase):
             first.close()
             second.close()
 
+    def test_ceremony_rsa_oaep_root_on_opencryptoki_no_backup_only(self):
+        """rsa-oaep: refused without --no-backup; with it, the pair is generated
+        in the token, the warning is loud, verify checks the public key's check
+        value, and rootseald uses the root with the same check value."""
+        tok = self.tokens["opencryptoki"]
+        transcript = os.path.join(self.base, "ceremony-transcript-rsa")
+        label = "root-rsa-ceremony"
+        base = ["ceremony", "init", "--module", tok.module, "--token", tok.label, "--key-label", label,
+                "--mechanism", "rsa-oaep", "--transcript-dir", transcript]
+        r = self.run_with_pin(tok, base + ["--threshold", "2", "--out", os.path.join(self.base, "rsa-shares"),
+                                           "--custodian", "a=/nonexistent-a.pem", "--custodian", "b=/nonexistent-b"])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("an rsa-oaep root cannot be backed up in shares", r.stderr)
+        r = self.run_with_pin(tok, base + ["--no-backup"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("NO BACKUP", r.stderr)
+        kcv = re.search(r"key check value \(SHA-256 of the RSA public key's SubjectPublicKeyInfo, as the token "
+                        r"reports it\): ([0-9a-f]{6})", r.stdout).group(1)
+        with open(os.path.join(transcript, sorted(n for n in os.listdir(transcript) if n.endswith(".json"))[-1])) as f:
+            record = json.load(f)
+        self.assertEqual((record["kind"], record["root_key"]["mechanism"], record["root_key"]["backup"]),
+                         ("init", "rsa-oaep", False))
+        self.assertIn("can never be", record["warning"])
+        r = self.run_with_pin(tok, ["ceremony", "verify", "--module", tok.module, "--token", tok.label, "--key-label",
+                                    label, "--transcript-dir", transcript])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("(rsa-oaep)", r.stdout)
+        d = ConfigDaemon("rootseal-rsa-ceremony-", "unused", pin="12345678")
+        try:
+            self.write_daemon_config(d, tok, "auto", label)
+            d.start(env=tok.env)
+            d.wait_for(lambda: d.call("GET", "/v1/sys/health").status == 200, "unsealed with the ceremony's RSA root",
+                       timeout=120)
+            self.assertIn("mechanism=CKM_RSA_PKCS_OAEP", d.log())
+            self.assertEqual(d.call("GET", "/v1/sys/seal-status").json()["root_key_check_value"], kcv)
+        finally:
+            d.close()
+
     def test_rootseald_on_opencryptoki_auto_is_cbc_pad_hmac(self):
         self.check_rootseald_round_trip("opencryptoki", "auto", "CKM_AES_CBC_PAD+CKM_SHA256_HMAC", "root-auto")
 

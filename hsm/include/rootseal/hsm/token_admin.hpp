@@ -62,6 +62,7 @@ struct TokenDetails {
   bool has_kwp = false;  // CKM_AES_KEY_WRAP_PAD usable for wrap and unwrap
   bool has_gcm = false;  // CKM_AES_GCM usable for encrypt and decrypt
   bool has_cbc_hmac = false;  // CKM_AES_CBC_PAD (encrypt, decrypt) and CKM_SHA256_HMAC (sign, verify)
+  bool has_rsa_oaep = false;  // CKM_RSA_PKCS_OAEP (encrypt, decrypt) and CKM_RSA_PKCS_KEY_PAIR_GEN
 };
 
 // A secret-key object as the ceremony sees it: attributes, never a value.
@@ -71,6 +72,7 @@ struct KeyObject {
   std::string kcv;  // CKA_CHECK_VALUE (HMAC keys: the HMAC check value), lower-case hex; empty if none
   bool aes = false;
   bool generic_secret = false;  // CKK_GENERIC_SECRET or CKK_SHA256_HMAC
+  bool rsa = false;             // CKK_RSA (value_len: the modulus in bytes)
   std::size_t value_len = 0;  // bytes; 0 if unknown
   bool token = false;
   bool is_private = false;
@@ -91,6 +93,9 @@ struct KeyObject {
   // 256 bits (where the token reports its length), token, private,
   // sensitive, not extractable, sign and verify.
   [[nodiscard]] bool is_valid_hmac_key() const noexcept;
+  // The private key of an rsa-oaep root: RSA-3072 or -4096, token, private,
+  // sensitive, not extractable, decrypt.
+  [[nodiscard]] bool is_valid_rsa_root() const noexcept;
 };
 
 class TokenAdmin {
@@ -140,6 +145,18 @@ class TokenAdmin {
   kms::Result<KeyObject> generate_root_key(std::string_view label,
                                            RootMechanism mechanism = RootMechanism::automatic);
   kms::Result<KeyObject> generate_hmac_key(std::string_view label);
+
+  // rsa-oaep roots (never backed up: the ceremony makes them only with
+  // --no-backup). generate_rsa_root makes an RSA-3072 key pair labelled
+  // `label` inside the token (private key sensitive, not extractable,
+  // decrypt only; public key encrypt), checks that the token encrypts and
+  // decrypts with CKM_RSA_PKCS_OAEP (SHA-256, MGF1-SHA-256) with it, and
+  // destroys the pair again if not. The KeyObject is the private key's; its
+  // kcv the public key's check value (SHA-256 over the DER
+  // SubjectPublicKeyInfo, first 3 bytes, as Pkcs11Root reports it).
+  kms::Result<KeyObject> generate_rsa_root(std::string_view label);
+  // The RSA private keys labelled `label`.
+  kms::Result<std::vector<KeyObject>> find_rsa_keys(std::string_view label);
 
   // Copies the key (label, kcv) to a new object labelled `new_label` inside
   // the token (C_CopyObject); the copy must report the same check value.
