@@ -155,64 +155,52 @@ kms::Result<std::size_t> rewrap_step(const RotateOptions& o, hsm::TokenAdmin& ad
   return n;
 }
 
+// Retires the old key (`from`, check value `check`): kept under `to` (a
+// copy, unless --retire destroy or already there), then destroyed at
+// `from`; with --retire destroy a copy left at `to` goes too. `point`
+// names its crash points (<point>-copied, <point>-retired).
+kms::Result<void> retire_key(const RotateOptions& o, hsm::TokenAdmin& admin, const std::string& from,
+                             const std::string& to, const std::string& check, std::string_view what,
+                             std::string_view point, std::string_view step, const std::string& retired_as,
+                             Context& ctx) {
+  std::vector<hsm::KeyObject> at_from;
+  ROOTSEAL_TRY_ASSIGN(at_from, admin.find_keys(from));
+  bool kept = false;
+  ROOTSEAL_TRY_ASSIGN(kept, holds(admin, to, check));
+  if (const auto old = key_with(at_from, check)) {
+    if (o.retire == Retire::relabel && !kept) {
+      if (!old->modifiable) {
+        return fail(Errc::invalid_argument, "the old " + std::string(what) + " '" + from +
+                                                "' is not modifiable (CKA_MODIFIABLE=false) and cannot be "
+                                                "relabelled; finish with --resume --retire destroy");
+      }
+      ROOTSEAL_TRY(admin.copy_key(from, check, to));
+      crash_point(std::string(point) + "-copied");
+    }
+    ROOTSEAL_TRY(admin.destroy_key(from, check));
+    crash_point(std::string(point) + "-retired");
+    ctx.step(step, "ok", "check value " + check + " " + retired_as);
+  }
+  if (o.retire == Retire::destroy) {
+    ROOTSEAL_TRY_ASSIGN(kept, holds(admin, to, check));
+    if (kept) ROOTSEAL_TRY(admin.destroy_key(to, check));
+  }
+  return {};
+}
+
 // Step 2 of finish_rotation: retire the old key, only once nothing in the
 // store needs it. Returns how it was retired ("relabelled '<label>'" or "destroyed").
 kms::Result<std::string> retire_step(const RotateOptions& o, hsm::TokenAdmin& admin, const Pending& p,
-                                     const std::vector<hsm::KeyObject>& at_l, Context& ctx) {
+                                     Context& ctx) {
   const std::string& L = o.token.key_label;
   const std::string R = retired_label(L, p.old_kcv);
   std::string retired_as = o.retire == Retire::relabel ? "relabelled '" + R + "'" : "destroyed";
-  if (const auto old_key = key_with(at_l, p.old_kcv)) {
-    if (o.retire == Retire::relabel) {
-      std::vector<hsm::KeyObject> at_r;
-      ROOTSEAL_TRY_ASSIGN(at_r, admin.find_keys(R));
-      if (!key_with(at_r, p.old_kcv)) {
-        if (!old_key->modifiable) {
-          return fail(Errc::invalid_argument, "the old root key '" + L +
-                                                  "' is not modifiable (CKA_MODIFIABLE=false) "
-                                                  "and cannot be relabelled; finish with --resume --retire destroy");
-        }
-        ROOTSEAL_TRY(admin.copy_key(L, p.old_kcv, R));
-        crash_point("old-key-copied");
-      }
-    }
-    ROOTSEAL_TRY(admin.destroy_key(L, p.old_kcv));
-    crash_point("old-key-retired");
-    ctx.step("old-root-retired", "ok", "kcv " + p.old_kcv + " " + retired_as);
-  }
-  if (o.retire == Retire::destroy) {
-    std::vector<hsm::KeyObject> at_r;
-    ROOTSEAL_TRY_ASSIGN(at_r, admin.find_keys(R));
-    if (key_with(at_r, p.old_kcv)) ROOTSEAL_TRY(admin.destroy_key(R, p.old_kcv));
-  }
+  ROOTSEAL_TRY(retire_key(o, admin, L, R, p.old_kcv, "root key", "old-key", "old-root-retired", retired_as, ctx));
   // The HMAC key of an aes-cbc-pad-hmac root goes after its AES key (a lone
   // HMAC key is ignored by rootseald; a lone AES key is not).
   if (!p.old_hmac_check.empty()) {
-    const std::string HL = hsm::hmac_label(L);
-    const std::string HR = hsm::hmac_label(R);
-    std::vector<hsm::KeyObject> at_hl;
-    ROOTSEAL_TRY_ASSIGN(at_hl, admin.find_keys(HL));
-    if (const auto old_mac = key_with(at_hl, p.old_hmac_check)) {
-      bool kept = false;
-      ROOTSEAL_TRY_ASSIGN(kept, holds(admin, HR, p.old_hmac_check));
-      if (o.retire == Retire::relabel && !kept) {
-        if (!old_mac->modifiable) {
-          return fail(Errc::invalid_argument, "the old HMAC key '" + HL +
-                                                  "' is not modifiable and cannot be relabelled; finish with "
-                                                  "--resume --retire destroy");
-        }
-        ROOTSEAL_TRY(admin.copy_key(HL, p.old_hmac_check, HR));
-        crash_point("old-hmac-copied");
-      }
-      ROOTSEAL_TRY(admin.destroy_key(HL, p.old_hmac_check));
-      crash_point("old-hmac-retired");
-      ctx.step("old-hmac-key-retired", "ok", "check value " + p.old_hmac_check + " " + retired_as);
-    }
-    if (o.retire == Retire::destroy) {
-      bool kept = false;
-      ROOTSEAL_TRY_ASSIGN(kept, holds(admin, HR, p.old_hmac_check));
-      if (kept) ROOTSEAL_TRY(admin.destroy_key(HR, p.old_hmac_check));
-    }
+    ROOTSEAL_TRY(retire_key(o, admin, hsm::hmac_label(L), hsm::hmac_label(R), p.old_hmac_check, "HMAC key",
+                            "old-hmac", "old-hmac-key-retired", retired_as, ctx));
   }
   return retired_as;
 }
@@ -291,7 +279,7 @@ kms::Result<std::size_t> finish_rotation(const RotateOptions& o, hsm::TokenAdmin
   }
   std::size_t rewrapped = 0;
   ROOTSEAL_TRY_ASSIGN(rewrapped, rewrap_step(o, admin, p, at_l, new_at_t, ctx));
-  ROOTSEAL_TRY_ASSIGN(retired_as, retire_step(o, admin, p, at_l, ctx));
+  ROOTSEAL_TRY_ASSIGN(retired_as, retire_step(o, admin, p, ctx));
   if (new_at_t || new_mac_at_t) ROOTSEAL_TRY(promote_step(o, admin, p, ctx));
   // 4. Proof: the store opens with the key under the final label.
   auto opened = open_store_with(o.token, L, o.store);
