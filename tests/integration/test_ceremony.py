@@ -316,6 +316,22 @@ class CeremonyTest(unittest.TestCase):
         finally:
             d.close()
 
+    def test_mechanism_from_rootseald_yaml_unless_given(self):
+        config = os.path.join(self.dir, "rootseald.yaml")
+        with open(config, "w") as f:
+            f.write("listen:\n  address: 127.0.0.1:8200\n  allow_plaintext: true\nstate_dir: %s/state\n"
+                    "pkcs11:\n  module: %s\n  token_label: A\n  mechanism: aes-cbc-pad-hmac\n" % (self.dir, MODULE))
+        out, _ = self.rootseal(["ceremony", "init"] + self.token_args("A") +
+                               ["--config", config, "--no-backup", "--transcript-dir", self.transcript])
+        self.assertIn("root mechanism aes-cbc-pad-hmac", out)
+        self.assertEqual(sorted(self.objects("A")), ["rootseal-root", "rootseal-root-hmac"])
+        # --mechanism wins over the configuration.
+        out, _ = self.rootseal(["ceremony", "init"] + self.token_args("B") +
+                               ["--config", config, "--mechanism", "aes-kwp", "--no-backup",
+                                "--transcript-dir", self.transcript])
+        self.assertIn("root mechanism aes-kwp", out)
+        self.assertEqual(self.objects("B"), ["rootseal-root"])
+
     def test_rsa_oaep_needs_no_backup_and_a_token_doing_oaep_sha256(self):
         _, err = self.rootseal(["ceremony", "init"] + self.token_args("A") +
                                ["--mechanism", "rsa-oaep", "--transcript-dir", self.transcript], expect=1)
