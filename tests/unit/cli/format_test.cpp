@@ -1,4 +1,6 @@
 // Share files, typed shares, custodian encryption and the transcript chain.
+#include <openssl/sha.h>
+
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -238,6 +240,64 @@ TEST_CASE("typed shares of a 64-byte aes-cbc-pad-hmac secret: nine lines, round 
   auto cut = feed_all(six);
   REQUIRE(cut);
   CHECK(cut->empty());
+}
+
+namespace {
+
+std::vector<std::uint8_t> sha256_of(std::string_view domain, std::span<const std::uint8_t> body) {
+  std::vector<std::uint8_t> m(domain.begin(), domain.end());
+  m.insert(m.end(), body.begin(), body.end());
+  std::vector<std::uint8_t> h(SHA256_DIGEST_LENGTH);
+  SHA256(m.data(), m.size(), h.data());
+  return h;
+}
+
+// The nine typed lines of the 90 bytes `raw`, written here from the format
+// (share_format.hpp) with valid line checksums.
+std::string typed_lines(const std::vector<std::uint8_t>& raw) {
+  static constexpr char kA[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  const std::string chars = test::base32(raw);
+  std::string out;
+  for (std::size_t line = 0; line * 16 < chars.size(); ++line) {
+    const std::string part = chars.substr(line * 16, 16);
+    std::vector<std::uint8_t> body{static_cast<std::uint8_t>(line + 1)};
+    body.insert(body.end(), part.begin(), part.end());
+    const auto h = sha256_of("rootseal-typed-line-v1", body);
+    const unsigned bits = (static_cast<unsigned>(h[0]) << 2) | (static_cast<unsigned>(h[1]) >> 6);
+    out += "0" + std::to_string(line + 1) + "  " + part.substr(0, 4) + " " + part.substr(4, 4) + " " +
+           part.substr(8, 4) + " " + part.substr(12, 4) + "  " + kA[(bits >> 5) & 31] + kA[bits & 31] + "\n";
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a nine-line typed share written from the format reads back and another mechanism byte is refused") {
+  std::vector<std::uint8_t> raw(90);
+  raw[0] = 0x02;
+  for (std::size_t i = 1; i < 17; ++i) raw[i] = static_cast<std::uint8_t>(i);
+  raw[17] = 5;  // index
+  raw[18] = 3;  // threshold
+  raw[19] = 3;  // aes-cbc-pad-hmac
+  for (std::size_t i = 20; i < 84; ++i) raw[i] = static_cast<std::uint8_t>(i * 7);
+  auto seal = [](std::vector<std::uint8_t>& r) {
+    const auto h = sha256_of("rootseal-typed-share-v2", std::span<const std::uint8_t>(r.data(), 84));
+    std::copy(h.begin(), h.begin() + 6, r.begin() + 84);
+  };
+  seal(raw);
+  auto back = feed_all(typed_lines(raw));
+  REQUIRE(back);
+  REQUIRE(back->size() == 1);
+  CHECK((*back)[0].mechanism == "aes-cbc-pad-hmac");
+  CHECK((*back)[0].index == 5);
+  CHECK((*back)[0].y == kms::SecureBytes::copy_of(std::span<const std::uint8_t>(raw.data() + 20, 64)));
+  // Every line and the whole-share check valid, but the mechanism byte says
+  // aes-kwp (1): refused.
+  raw[19] = 1;
+  seal(raw);
+  auto other = feed_all(typed_lines(raw));
+  REQUIRE_FALSE(other);
+  CHECK(other.error().message.find("does not check out as a whole") != std::string::npos);
 }
 
 TEST_CASE("custodian encryption: X25519, P-256 and RSA-OAEP round-trip and bind the share") {
