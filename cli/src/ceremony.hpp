@@ -20,6 +20,12 @@
 //                then the old key retired and the new one moved to <label>.
 //                Resumable (--resume) after a crash at any point.
 //   audit        checks the transcript chain.
+//
+// Root mechanisms (docs/ceremony.md): aes-kwp / aes-gcm roots are one
+// 32-byte AES key; an aes-cbc-pad-hmac root is an AES key and an HMAC key
+// ("<label>-hmac"), made and split as one 64-byte secret and imported, checked
+// and moved together; rsa-oaep roots are only generated in the token
+// (--no-backup), never split.
 #pragma once
 
 #include <filesystem>

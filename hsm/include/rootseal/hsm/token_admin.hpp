@@ -7,9 +7,10 @@
 // Root keys created here have exactly the attributes Pkcs11Root requires,
 // every one set explicitly (SoftHSM's defaults are not safe): CKO_SECRET_KEY,
 // CKK_AES, 32 bytes, CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, CKA_EXTRACTABLE
-// false, CKA_WRAP + CKA_UNWRAP (plus CKA_ENCRYPT + CKA_DECRYPT only on tokens
-// without CKM_AES_KEY_WRAP_PAD, for Pkcs11Root's GCM fallback), nothing else;
-// CKA_ALLOWED_MECHANISMS where the token accepts it. CKA_MODIFIABLE is true so
+// false, CKA_WRAP + CKA_UNWRAP (plus CKA_ENCRYPT + CKA_DECRYPT for aes-gcm or
+// on tokens without CKM_AES_KEY_WRAP_PAD, for Pkcs11Root's GCM fallback),
+// nothing else; CKA_COPYABLE and CKA_ALLOWED_MECHANISMS where the token
+// accepts them (opencryptoki 3.8 knows neither). CKA_MODIFIABLE is true so
 // that a later rotation can relabel (copy) the key; CKA_SENSITIVE and
 // CKA_EXTRACTABLE=false cannot be reverted by anyone.
 //
@@ -23,8 +24,11 @@
 // all of them compute alike.
 //
 // A key is named by its label together with its key check value (lower-case
-// hex CKA_CHECK_VALUE, 3 bytes; for an HMAC key, its HMAC check value): during a root rotation two keys may carry
-// related labels, and an operation must never hit the wrong one. Keys are
+// hex, 3 bytes): CKA_CHECK_VALUE, or for an AES key on a token without it
+// (opencryptoki) the same number computed by the token with CKM_AES_CBC_PAD
+// under a zero IV where the key may encrypt; for an HMAC key its HMAC check
+// value; for an RSA key its public key's check value (Pkcs11Root's). During
+// a root rotation two keys may carry related labels, and an operation must never hit the wrong one. Keys are
 // never modified in place: relabel() makes a copy under the new label
 // (C_CopyObject, inside the token), checks it, then destroys the original,
 // so that a crash at any point leaves at least one intact object.
