@@ -282,6 +282,18 @@ kms::Result<std::unique_ptr<hsm::TokenAdmin>> open_token(const TokenTarget& t) {
   return admin;
 }
 
+kms::Result<void> require_root_labels_free(hsm::TokenAdmin& admin, const TokenTarget& t, std::string_view advice) {
+  for (const std::string& label : {t.key_label, hsm::hmac_label(t.key_label)}) {
+    std::vector<hsm::KeyObject> existing;
+    ROOTSEAL_TRY_ASSIGN(existing, admin.find_keys(label));
+    if (!existing.empty()) {
+      return fail(Errc::already_exists, "token '" + t.token_label + "' already holds a key labelled '" + label +
+                                            "'; " + std::string(advice));
+    }
+  }
+  return {};
+}
+
 // `size` bytes: the OS's random source XOR the HSM's, so that either alone is enough.
 kms::Result<kms::SecureBytes> generate_root_key(hsm::TokenAdmin& admin, std::size_t size) {
   kms::SecureBytes key = kms::SecureBytes::random(size);  // RAND_priv_bytes (getrandom)

@@ -179,6 +179,9 @@ kms::Result<std::vector<LoadedCustodian>> load_custodians(const std::vector<Cust
 kms::Result<std::vector<LoadedCustodian>> backup_custodians(bool no_backup, const std::vector<CustodianArg>& args,
                                                             unsigned threshold, const fs::path& out_dir);
 kms::Result<std::unique_ptr<hsm::TokenAdmin>> open_token(const TokenTarget& t);
+// already_exists ("...; <advice>") if the token holds a secret key labelled
+// like the root key or its HMAC key.
+kms::Result<void> require_root_labels_free(hsm::TokenAdmin& admin, const TokenTarget& t, std::string_view advice);
 // `size` bytes (32, or 64 for aes-cbc-pad-hmac): the OS's random source XOR
 // the HSM's, so that either alone is enough.
 kms::Result<kms::SecureBytes> generate_root_key(hsm::TokenAdmin& admin, std::size_t size);

@@ -39,14 +39,7 @@ kms::Result<Outcome> init_impl(const InitOptions& o, Console& con, Context& ctx)
   ROOTSEAL_TRY_ASSIGN(admin, open_token(o.token));
   std::string mechanism;
   ROOTSEAL_TRY_ASSIGN(mechanism, resolve_mechanism(o.mechanism, admin->details(), o.no_backup));
-  for (const std::string& label : {o.token.key_label, hsm::hmac_label(o.token.key_label)}) {
-    std::vector<hsm::KeyObject> existing;
-    ROOTSEAL_TRY_ASSIGN(existing, admin->find_keys(label));
-    if (!existing.empty()) {
-      return fail(Errc::already_exists, "token '" + o.token.token_label + "' already holds a key labelled '" +
-                                            label + "'; refusing to create another");
-    }
-  }
+  ROOTSEAL_TRY(require_root_labels_free(*admin, o.token, "refusing to create another"));
   ctx.step("token-opened", "ok", "serial " + admin->details().serial + "; root mechanism " + mechanism);
   con.out("rootseal: ceremony " + ctx.ceremony_id + " on token '" + o.token.token_label + "' (serial " +
           admin->details().serial + "), root mechanism " + mechanism + "\n");

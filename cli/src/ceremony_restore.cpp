@@ -36,14 +36,7 @@ kms::Result<Outcome> restore_impl(const RestoreOptions& o, Console& con, Context
   std::unique_ptr<hsm::TokenAdmin> admin;
   if (!o.dry_run) {
     ROOTSEAL_TRY_ASSIGN(admin, open_token(o.token));
-    for (const std::string& label : {o.token.key_label, hsm::hmac_label(o.token.key_label)}) {
-      std::vector<hsm::KeyObject> existing;
-      ROOTSEAL_TRY_ASSIGN(existing, admin->find_keys(label));
-      if (!existing.empty()) {
-        return fail(Errc::already_exists, "token '" + o.token.token_label + "' already holds a key labelled '" +
-                                              label + "'; restore into a token without one");
-      }
-    }
+    ROOTSEAL_TRY(require_root_labels_free(*admin, o.token, "restore into a token without one"));
     ctx.step("token-opened", "ok", "serial " + admin->details().serial);
   }
   Combined c;
