@@ -248,6 +248,7 @@ struct Pending {
   std::string ceremony_id;
   std::string old_kcv;
   std::string new_kcv;
+  std::string old_mechanism;   // as recorded (rsa-oaep: the old root is a key pair)
   std::string old_hmac_check;  // set when the old root is aes-cbc-pad-hmac
   std::string new_hmac_check;  // set when the new root is aes-cbc-pad-hmac
   std::string store;

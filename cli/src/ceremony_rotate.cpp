@@ -37,6 +37,8 @@ std::optional<Pending> find_pending(const std::vector<TranscriptEntry>& entries)
         if (k != nullptr && k->is_string()) p.old_kcv = std::string(k->as_string());
         const json::value* h = prev->as_object().if_contains("hmac_check_value");
         if (h != nullptr && h->is_string()) p.old_hmac_check = std::string(h->as_string());
+        const json::value* m = prev->as_object().if_contains("mechanism");
+        if (m != nullptr && m->is_string()) p.old_mechanism = std::string(m->as_string());
       }
       p.store = it->str("store");
       p.entry = &*it;
@@ -60,6 +62,16 @@ kms::Result<bool> holds(hsm::TokenAdmin& admin, const std::string& label, std::s
   std::vector<hsm::KeyObject> keys;
   ROOTSEAL_TRY_ASSIGN(keys, admin.find_keys(label));
   return key_with(keys, check).has_value();
+}
+
+// Whether the token holds a root (an AES key, or an RSA private key) (label, check value).
+kms::Result<bool> holds_root(hsm::TokenAdmin& admin, const std::string& label, std::string_view check) {
+  bool aes = false;
+  ROOTSEAL_TRY_ASSIGN(aes, holds(admin, label, check));
+  if (aes) return true;
+  std::vector<hsm::KeyObject> rsa;
+  ROOTSEAL_TRY_ASSIGN(rsa, admin.find_rsa_keys(label));
+  return key_with(rsa, check).has_value();
 }
 
 // Rewraps every version still under `old_kcv` (found under label `old_at`)
@@ -139,12 +151,13 @@ kms::Result<std::size_t> rewrap_step(const RotateOptions& o, hsm::TokenAdmin& ad
   const std::string& L = o.token.key_label;
   const std::string R = retired_label(L, p.old_kcv);
   std::string old_at;
-  if (key_with(at_l, p.old_kcv)) {
+  bool at = key_with(at_l, p.old_kcv).has_value();
+  if (!at) ROOTSEAL_TRY_ASSIGN(at, holds_root(admin, L, p.old_kcv));
+  if (at) {
     old_at = L;
   } else {
-    std::vector<hsm::KeyObject> at_r;
-    ROOTSEAL_TRY_ASSIGN(at_r, admin.find_keys(R));
-    if (key_with(at_r, p.old_kcv)) old_at = R;
+    ROOTSEAL_TRY_ASSIGN(at, holds_root(admin, R, p.old_kcv));
+    if (at) old_at = R;
   }
   const std::string new_at = new_at_t ? next_label(L) : L;
   auto n = rewrap_store(o.token, o.store, old_at.empty() ? L : old_at, p.old_kcv, new_at, p.new_kcv, ctx);
@@ -195,6 +208,18 @@ kms::Result<std::string> retire_step(const RotateOptions& o, hsm::TokenAdmin& ad
   const std::string& L = o.token.key_label;
   const std::string R = retired_label(L, p.old_kcv);
   std::string retired_as = o.retire == Retire::relabel ? "relabelled '" + R + "'" : "destroyed";
+  if (p.old_mechanism == kRsaOaep) {
+    // A key pair: copied (what R lacks of it), then destroyed at L, private key first.
+    if (o.retire == Retire::relabel) {
+      ROOTSEAL_TRY(admin.copy_rsa_pair(L, p.old_kcv, R));
+      crash_point("old-key-copied");
+    }
+    ROOTSEAL_TRY(admin.destroy_rsa_pair(L, p.old_kcv));
+    crash_point("old-key-retired");
+    if (o.retire == Retire::destroy) ROOTSEAL_TRY(admin.destroy_rsa_pair(R, p.old_kcv));
+    ctx.step("old-root-retired", "ok", "RSA key pair, check value " + p.old_kcv + " " + retired_as);
+    return retired_as;
+  }
   ROOTSEAL_TRY(retire_key(o, admin, L, R, p.old_kcv, "root key", "old-key", "old-root-retired", retired_as, ctx));
   // The HMAC key of an aes-cbc-pad-hmac root goes after its AES key (a lone
   // HMAC key is ignored by rootseald; a lone AES key is not).
@@ -417,20 +442,23 @@ kms::Result<Current> check_current_root(const RotateOptions& o, hsm::TokenAdmin&
   const std::string& L = o.token.key_label;
   std::vector<hsm::KeyObject> at_l;
   ROOTSEAL_TRY_ASSIGN(at_l, admin.find_keys(L));
-  if (at_l.empty()) {
-    std::vector<hsm::KeyObject> rsa;
-    ROOTSEAL_TRY_ASSIGN(rsa, admin.find_rsa_keys(L));
-    if (!rsa.empty()) {
-      return fail(Errc::invalid_argument,
-                  "the root key '" + L + "' is an rsa-oaep key pair: rotate-root does not move rsa-oaep roots yet "
-                  "(docs/ceremony.md, \"RSA roots\"); nothing was changed");
+  Current cur;
+  std::vector<hsm::KeyObject> rsa;
+  if (at_l.empty()) ROOTSEAL_TRY_ASSIGN(rsa, admin.find_rsa_keys(L));
+  if (!rsa.empty()) {
+    // An rsa-oaep root (a key pair): moved to an AES mechanism.
+    if (rsa.size() != 1 || !rsa.front().is_valid_rsa_root() || rsa.front().kcv.empty()) {
+      return fail(Errc::not_found, "token '" + o.token.token_label + "' must hold exactly one RSA root key labelled '" +
+                                       L + "' (it holds " + std::to_string(rsa.size()) + ")");
     }
+    at_l = rsa;
+    cur.mechanism = std::string(kRsaOaep);
   }
-  if (at_l.size() != 1 || !at_l.front().is_valid_root_key() || at_l.front().kcv.empty()) {
+  if (at_l.size() != 1 || (!at_l.front().is_valid_root_key() && cur.mechanism != kRsaOaep) ||
+      at_l.front().kcv.empty()) {
     return fail(Errc::not_found, "token '" + o.token.token_label + "' must hold exactly one root key labelled '" + L +
                                      "' (it holds " + std::to_string(at_l.size()) + ")");
   }
-  Current cur;
   cur.kcv = at_l.front().kcv;
   const std::string& old_kcv = cur.kcv;
   std::vector<hsm::KeyObject> at_hl;
@@ -438,6 +466,10 @@ kms::Result<Current> check_current_root(const RotateOptions& o, hsm::TokenAdmin&
   if (at_hl.size() > 1 || (at_hl.size() == 1 && (!at_hl.front().is_valid_hmac_key() || at_hl.front().kcv.empty()))) {
     return fail(Errc::not_found, "token '" + o.token.token_label + "' must hold at most one valid HMAC key labelled '" +
                                      hsm::hmac_label(L) + "' (it holds " + std::to_string(at_hl.size()) + ")");
+  }
+  if (at_hl.size() == 1 && cur.mechanism == kRsaOaep) {
+    return fail(Errc::conflict, "token '" + o.token.token_label + "' holds an HMAC key '" + hsm::hmac_label(L) +
+                                    "' beside the RSA root key; resolve by hand");
   }
   if (at_hl.size() == 1) {
     cur.hmac_check = at_hl.front().kcv;
@@ -447,7 +479,7 @@ kms::Result<Current> check_current_root(const RotateOptions& o, hsm::TokenAdmin&
                                               "' is not modifiable (CKA_MODIFIABLE=false) and cannot be kept under "
                                               "another label; use --retire destroy");
     }
-  } else {
+  } else if (cur.mechanism.empty()) {
     cur.mechanism = at_l.front().wrap ? "aes-kwp" : "aes-gcm";
   }
   if (o.retire == Retire::relabel && !at_l.front().modifiable) {
@@ -570,6 +602,7 @@ kms::Result<Outcome> start_rotation(const RotateOptions& o, hsm::TokenAdmin& adm
   p.old_kcv = old_kcv;
   p.new_kcv = k.key.kcv;
   p.old_hmac_check = old.hmac_check;
+  p.old_mechanism = old.mechanism;
   if (k.hmac) p.new_hmac_check = k.hmac->kcv;
   out.mechanism = mechanism;
   out.hmac_check = p.new_hmac_check;

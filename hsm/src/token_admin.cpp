@@ -748,3 +748,64 @@ kms::Result<KeyObject> TokenAdmin::generate_rsa_root(std::string_view label) {
 }
 
 }  // namespace rootseal::hsm
+
+namespace rootseal::hsm {
+
+namespace {
+
+// The objects of class `cls` labelled `label` whose check value is `kcv`.
+template <class Impl>
+kms::Result<std::vector<CK_OBJECT_HANDLE>> with_check(const Impl& m, std::string_view label, CK_OBJECT_CLASS cls,
+                                                      std::string_view kcv) {
+  std::vector<CK_OBJECT_HANDLE> hs;
+  ROOTSEAL_TRY_ASSIGN(hs, m.find_handles(label, cls));
+  std::vector<CK_OBJECT_HANDLE> out;
+  for (CK_OBJECT_HANDLE h : hs) {
+    if (m.check_value(h) == kcv) out.push_back(h);
+  }
+  return out;
+}
+
+}  // namespace
+
+kms::Result<void> TokenAdmin::copy_rsa_pair(std::string_view label, std::string_view kcv, std::string_view new_label) {
+  Impl& m = *impl_;
+  if (new_label.empty()) return fail(Errc::invalid_argument, "key label must not be empty");
+  std::shared_lock<std::shared_mutex> lk;
+  ROOTSEAL_TRY_ASSIGN(lk, m.lock());
+  for (CK_OBJECT_CLASS cls : {CKO_PUBLIC_KEY, CKO_PRIVATE_KEY}) {
+    std::vector<CK_OBJECT_HANDLE> there;
+    ROOTSEAL_TRY_ASSIGN(there, with_check(m, new_label, cls, kcv));
+    if (!there.empty()) continue;
+    std::vector<CK_OBJECT_HANDLE> src;
+    ROOTSEAL_TRY_ASSIGN(src, with_check(m, label, cls, kcv));
+    if (src.empty()) continue;
+    CK_ATTRIBUTE tmpl[] = {attr_bytes(CKA_LABEL, new_label.data(), new_label.size())};
+    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+    if (CK_RV rv = m.module->api()->C_CopyObject(m.session, src.front(), tmpl, 1, &h); rv != CKR_OK) {
+      return m.ck("C_CopyObject(RSA key)", rv);
+    }
+    if (m.check_value(h) != kcv || (cls == CKO_PRIVATE_KEY && !m.describe(h).is_valid_rsa_root())) {
+      m.module->api()->C_DestroyObject(m.session, h);
+      return fail(Errc::crypto_failure, m.tok() + ": the copy of RSA key '" + std::string(label) +
+                                            "' is not the same key or lost its attributes; it was destroyed again");
+    }
+  }
+  return {};
+}
+
+kms::Result<void> TokenAdmin::destroy_rsa_pair(std::string_view label, std::string_view kcv) {
+  Impl& m = *impl_;
+  std::shared_lock<std::shared_mutex> lk;
+  ROOTSEAL_TRY_ASSIGN(lk, m.lock());
+  for (CK_OBJECT_CLASS cls : {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY}) {
+    std::vector<CK_OBJECT_HANDLE> hs;
+    ROOTSEAL_TRY_ASSIGN(hs, with_check(m, label, cls, kcv));
+    for (CK_OBJECT_HANDLE h : hs) {
+      if (CK_RV rv = m.module->api()->C_DestroyObject(m.session, h); rv != CKR_OK) return m.ck("C_DestroyObject", rv);
+    }
+  }
+  return {};
+}
+
+}  // namespace rootseal::hsm

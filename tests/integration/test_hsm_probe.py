@@ -21,6 +21,12 @@ import pkcs11_impls
 from rootseal_testlib import ConfigDaemon, write_private
 
 ROOTSEAL_CLI = os.environ.get("ROOTSEAL_CLI", "")
+STORE_TOOL = os.environ.get("CEREMONY_STORE_TOOL", "")
+# The steps of a rotation from an rsa-oaep root to aes-cbc-pad-hmac (the
+# crash points of `rootseal ceremony rotate-root`, docs/ceremony.md).
+RSA_TO_CBC_POINTS = ["root-key-held", "shares-written", "hmac-key-imported", "new-key-imported", "rotation-recorded",
+                     "rewrap-before-commit", "rewrap-committed", "old-key-copied", "old-key-retired",
+                     "new-hmac-copied", "new-key-copied", "new-key-promoted", "new-hmac-promoted"]
 
 # pkcs11-tool's names (OpenSC's table) of the mechanisms the verdicts rest on.
 OPENSC_IDS = {
@@ -464,6 +470,84 @@ class HsmProbeTest(unittest.TestCase):
             self.assertEqual(d.call("GET", "/v1/sys/seal-status").json()["root_key_check_value"], kcv)
         finally:
             d.close()
+
+    def test_rotate_root_from_rsa_oaep_to_aes_cbc_pad_hmac_killed_at_every_step(self):
+        """On opencryptoki: for each step of rotate-root, a fresh rsa-oaep root
+        (init --no-backup) wraps 20 keys; the rotation to aes-cbc-pad-hmac is
+        SIGKILLed there; the store then opens under the root or its temporary
+        label, and --resume ends with the store under an aes-cbc-pad-hmac root
+        with the recorded check value, the RSA pair kept as <label>.retired-<kcv>."""
+        self.assertTrue(STORE_TOOL, "CEREMONY_STORE_TOOL is not set")
+        tok = self.tokens["opencryptoki"]
+        work = os.path.join(self.base, "rsa-rotation")
+        os.makedirs(work)
+        custodians = []
+        for name in ("alice", "bob"):
+            key, pub = os.path.join(work, name + ".key"), os.path.join(work, name + ".pub")
+            subprocess.run(["openssl", "genpkey", "-algorithm", "X25519", "-out", key], check=True,
+                           capture_output=True)
+            subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-out", pub], check=True)
+            custodians += ["--custodian", "%s=%s" % (name, pub)]
+        tool_env = dict(tok.env, SOFTHSM2_MODULE=tok.module, TEST_PIN=tok.pin)
+
+        def opens(db, samples, labels):
+            r = subprocess.run([STORE_TOOL, "check", db, tok.label, samples] + labels, capture_output=True,
+                               env=tool_env, timeout=300, text=True)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            out = r.stdout.split()
+            self.assertEqual((out[0], out[3]), ("OPENS", "20"))
+            return out[1], out[2], out[4]
+
+        moved = 0
+        for i, point in enumerate(RSA_TO_CBC_POINTS):
+            label = "rsa-rot-%d" % i
+            transcript = os.path.join(work, "transcript-%d" % i)
+            db, samples = os.path.join(work, "store-%d.db" % i), os.path.join(work, "samples-%d" % i)
+            r = self.run_with_pin(tok, ["ceremony", "init", "--module", tok.module, "--token", tok.label,
+                                        "--key-label", label, "--mechanism", "rsa-oaep", "--no-backup",
+                                        "--transcript-dir", transcript])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            p = subprocess.run([STORE_TOOL, "populate", db, tok.label, label, "20", samples], capture_output=True,
+                               env=tool_env, timeout=300, text=True)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            _, rsa_kcv, mech = opens(db, samples, [label])
+            self.assertEqual(mech, "rsa-oaep")
+            rotate = ["ceremony", "rotate-root", "--module", tok.module, "--token", tok.label, "--key-label", label,
+                      "--store", db, "--transcript-dir", transcript]
+            r_fd, w_fd = os.pipe()
+            os.write(w_fd, tok.pin.encode() + b"\n")
+            os.close(w_fd)
+            try:
+                k = subprocess.run([ROOTSEAL_CLI] + rotate + ["--mechanism", "aes-cbc-pad-hmac", "--threshold", "2",
+                                                             "--out", os.path.join(work, "shares-%d" % i),
+                                                             "--pin-fd", str(r_fd)] + custodians,
+                                   env=dict(tok.env, ROOTSEAL_TEST_CRASH_AT=point), capture_output=True, text=True,
+                                   timeout=300, pass_fds=(r_fd,))
+            finally:
+                os.close(r_fd)
+            self.assertEqual(k.returncode, -9, "%s: %s%s" % (point, k.stdout, k.stderr))
+            _, kcv, mech = opens(db, samples, [label, label + ".next"])  # never neither
+            self.assertIn(mech, ("rsa-oaep", "aes-cbc-pad-hmac"), point)
+            r = self.run_with_pin(tok, rotate + ["--resume"])
+            self.assertEqual(r.returncode, 0, "%s: %s" % (point, r.stderr))
+            recorded = "resuming root rotation" in r.stdout
+            moved += recorded
+            _, kcv, mech = opens(db, samples, [label])
+            self.assertEqual(mech, "aes-cbc-pad-hmac" if recorded else "rsa-oaep", point)
+            if not recorded:
+                self.assertEqual(kcv, rsa_kcv, point)
+                continue
+            keys = self.probe_keys(tok, "--key-label", label)["objects"]
+            self.assertEqual([(k["kcv"], k["encrypt"], k["wrap"]) for k in keys], [(kcv, True, False)], point)
+            self.assertEqual(self.probe_keys(tok, "--key-label", label + ".next")["objects"], [], point)
+            # The RSA pair kept under its retired label, and nothing at the temporary one.
+            r = subprocess.run(["pkcs11-tool", "--module", tok.module, "--token-label", tok.label, "--login",
+                                "--pin", tok.pin, "--list-objects"], env=tok.env, capture_output=True, text=True)
+            retired = "%s.retired-%s" % (label, rsa_kcv)
+            self.assertEqual(r.stdout.count('label:      %s\n' % retired), 2, point + "\n" + r.stdout)
+            self.assertNotIn("%s.next" % label, r.stdout, point)
+        # The kills before the rotation was recorded leave the RSA root; the rest end on the new one.
+        self.assertEqual(moved, len(RSA_TO_CBC_POINTS) - RSA_TO_CBC_POINTS.index("rotation-recorded"))
 
     def test_rootseald_on_opencryptoki_auto_is_cbc_pad_hmac(self):
         self.check_rootseald_round_trip("opencryptoki", "auto", "CKM_AES_CBC_PAD+CKM_SHA256_HMAC", "root-auto")

@@ -80,10 +80,14 @@ int main(int argc, char** argv) {
       while (in >> name >> ct) samples[name] = ct;
     }
     std::string why;
+    // Every root stays alive until the end: the module is loaded once
+    // (opencryptoki 3.8 crashes when initialized again in one process).
+    std::vector<std::unique_ptr<hsm::Pkcs11Root>> roots;
     for (int i = 5; i < argc; ++i) {
       auto store = kms::open_sqlite_store(argv[2]);
       if (!store) return die(store.error().message);
-      auto r = root(argv[3], argv[i]);
+      roots.push_back(root(argv[3], argv[i]));
+      auto& r = roots.back();
       kms::Keyring ring(**store, *r);
       auto u = ring.unseal();
       if (!u) {

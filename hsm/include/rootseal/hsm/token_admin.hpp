@@ -161,6 +161,14 @@ class TokenAdmin {
   kms::Result<KeyObject> generate_rsa_root(std::string_view label);
   // The RSA private keys labelled `label`.
   kms::Result<std::vector<KeyObject>> find_rsa_keys(std::string_view label);
+  // The RSA key pair (label, check value) copied to `new_label` inside the
+  // token (public key first), each object only if `new_label` lacks it: a
+  // crash in between is finished by calling it again. Nothing to copy (the
+  // pair is no longer at `label`) is not an error.
+  kms::Result<void> copy_rsa_pair(std::string_view label, std::string_view kcv, std::string_view new_label);
+  // Destroys the RSA private key, then the public key, (label, check value)
+  // that are there; none left is not an error.
+  kms::Result<void> destroy_rsa_pair(std::string_view label, std::string_view kcv);
 
   // Copies the key (label, kcv) to a new object labelled `new_label` inside
   // the token (C_CopyObject); the copy must report the same check value.
