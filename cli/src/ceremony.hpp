@@ -20,6 +20,12 @@
 //                then the old key retired and the new one moved to <label>.
 //                Resumable (--resume) after a crash at any point.
 //   audit        checks the transcript chain.
+//
+// Root mechanisms (docs/ceremony.md): aes-kwp / aes-gcm roots are one
+// 32-byte AES key; an aes-cbc-pad-hmac root is an AES key and an HMAC key
+// ("<label>-hmac"), made and split as one 64-byte secret and imported, checked
+// and moved together; rsa-oaep roots are only generated in the token
+// (--no-backup), never split.
 #pragma once
 
 #include <filesystem>
@@ -27,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "rootseal/hsm/pkcs11_root.hpp"
 #include "rootseal/kms/error.hpp"
 #include "rootseal/kms/secure_bytes.hpp"
 #include "secret_io.hpp"
@@ -55,6 +62,8 @@ struct CustodianArg {
 struct Outcome {
   std::string ceremony_id;
   std::string kcv;
+  std::string mechanism;   // of the root key (aes-kwp, aes-gcm, aes-cbc-pad-hmac); empty if not recorded
+  std::string hmac_check;  // aes-cbc-pad-hmac: the HMAC key's check value
   std::filesystem::path transcript;  // the last entry written
   std::vector<std::filesystem::path> share_files;
   std::size_t rewrapped = 0;
@@ -69,6 +78,9 @@ struct InitOptions {
   std::filesystem::path transcript_dir;
   People people;
   bool no_backup = false;
+  // auto: the strongest the token offers (aes-kwp, aes-gcm, aes-cbc-pad-hmac).
+  // rsa-oaep is refused (docs/ceremony.md: RSA roots).
+  hsm::RootMechanism mechanism = hsm::RootMechanism::automatic;
 };
 kms::Result<Outcome> ceremony_init(const InitOptions& options, Console& console);
 
@@ -130,6 +142,9 @@ struct RotateOptions {
   bool no_backup = false;
   bool resume = false;
   Retire retire = Retire::relabel;
+  // The new root's mechanism; auto: the current root's (a rotation may move
+  // between aes-kwp / aes-gcm and aes-cbc-pad-hmac).
+  hsm::RootMechanism mechanism = hsm::RootMechanism::automatic;
 };
 kms::Result<Outcome> ceremony_rotate_root(const RotateOptions& options, Console& console);
 

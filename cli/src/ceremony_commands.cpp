@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ceremony.hpp"
+#include "rootseal/daemon/config.hpp"
 #include "token_args.hpp"
 
 namespace rootseal::cli {
@@ -24,6 +25,36 @@ void add_people_options(CLI::App* cmd, PeopleArgs& p) {
 }
 
 People people(const PeopleArgs& p) { return People{p.officer, p.witnesses}; }
+
+// --mechanism: the root mechanism of a new root key (docs/hsm.md); or, when
+// it is not given, the pkcs11.mechanism of --config (rootseald.yaml).
+struct MechanismArgs {
+  std::string mechanism = "auto";
+  std::string config;
+};
+
+void add_mechanism_options(CLI::App* cmd, MechanismArgs& m, const char* what) {
+  cmd->add_option("--mechanism", m.mechanism, what)
+      ->check(CLI::IsMember({"auto", "aes-kwp", "aes-gcm", "aes-cbc-pad-hmac", "rsa-oaep"}))
+      ->capture_default_str();
+  cmd->add_option("--config", m.config,
+                  "rootseald.yaml: without --mechanism, its pkcs11.mechanism is the root mechanism");
+}
+
+kms::Result<hsm::RootMechanism> chosen_mechanism(const CLI::App* cmd, const MechanismArgs& m) {
+  std::string name = m.mechanism;
+  if (!m.config.empty() && cmd->count("--mechanism") == 0) {
+    auto cfg = daemon::load_config(m.config);
+    if (!cfg) return kms::fail(kms::Errc::invalid_argument, "--config " + m.config + ": " + cfg.error().message);
+    name = cfg->pkcs11.mechanism;
+  }
+  auto parsed = hsm::parse_root_mechanism(name);
+  if (!parsed) {
+    return kms::fail(kms::Errc::invalid_argument, "pkcs11.mechanism '" + name + "' of " + m.config +
+                                                      " is not a root mechanism");
+  }
+  return *parsed;
+}
 
 kms::Result<std::vector<CustodianArg>> parse_custodians(const std::vector<std::string>& specs) {
   std::vector<CustodianArg> out;
@@ -113,6 +144,7 @@ struct InitArgs {
   PeopleArgs people;
   SplitArgs split;
   std::string transcript;
+  MechanismArgs mechanism;
   bool no_backup = false;
 };
 
@@ -122,6 +154,10 @@ void add_init(CLI::App* ceremony, InitArgs& a) {
   add_split_options(a.cmd, a.split, false);
   a.cmd->add_option("--transcript-dir", a.transcript, "folder of the hash-chained transcript")->required();
   a.cmd->add_flag("--no-backup", a.no_backup, "generate the key inside the HSM: NO shares, it can NEVER be restored");
+  add_mechanism_options(a.cmd, a.mechanism,
+                        "root mechanism (pkcs11.mechanism of rootseald.yaml): auto picks aes-kwp, aes-gcm, "
+                        "aes-cbc-pad-hmac, the first the token offers; rsa-oaep only with --no-backup "
+                        "(docs/ceremony.md)");
 }
 
 int run_init(const InitArgs& a, Console& con) {
@@ -131,6 +167,9 @@ int run_init(const InitArgs& a, Console& con) {
   o.people = people(a.people);
   o.transcript_dir = a.transcript;
   o.no_backup = a.no_backup;
+  auto m = chosen_mechanism(a.cmd, a.mechanism);
+  if (!m) return report(m.error(), con);
+  o.mechanism = *m;
   return exit_status(ceremony_init(o, con), con);
 }
 
@@ -244,6 +283,7 @@ struct RotateArgs {
   std::string transcript;
   std::string store;
   std::string retire = "relabel";
+  MechanismArgs mechanism;
   bool no_backup = false;
   bool resume = false;
 };
@@ -260,6 +300,9 @@ void add_rotate(CLI::App* ceremony, RotateArgs& a) {
       ->capture_default_str();
   a.cmd->add_flag("--no-backup", a.no_backup, "new key generated inside the HSM: it can NEVER be restored");
   a.cmd->add_flag("--resume", a.resume, "finish a rotation that was interrupted");
+  add_mechanism_options(a.cmd, a.mechanism,
+                        "root mechanism of the new root key; auto keeps the current root's (set it to move "
+                        "between aes-kwp/aes-gcm and aes-cbc-pad-hmac)");
 }
 
 int run_rotate(const RotateArgs& a, Console& con) {
@@ -272,6 +315,9 @@ int run_rotate(const RotateArgs& a, Console& con) {
   o.no_backup = a.no_backup;
   o.resume = a.resume;
   o.retire = a.retire == "destroy" ? Retire::destroy : Retire::relabel;
+  auto m = chosen_mechanism(a.cmd, a.mechanism);
+  if (!m) return report(m.error(), con);
+  o.mechanism = *m;
   return exit_status(ceremony_rotate_root(o, con), con);
 }
 

@@ -115,6 +115,52 @@ kms::Result<Outcome> recorded(const char* step, const Options& options, Console&
 
 json::object token_json(const hsm::TokenDetails& d, const fs::path& module);
 json::object key_json(const hsm::KeyObject& k);
+
+// ----- root mechanisms ---------------------------------------------------------
+
+// The root key as the token holds it: the AES key (rsa-oaep: the RSA private
+// key), and for aes-cbc-pad-hmac its HMAC key ("<label>-hmac").
+struct RootObjects {
+  std::string mechanism;  // aes-kwp, aes-gcm, aes-cbc-pad-hmac, rsa-oaep
+  hsm::KeyObject key;
+  std::optional<hsm::KeyObject> hmac;
+};
+// The transcript's root_key record of `r` (key_json plus mechanism and HMAC key).
+json::object root_json(const RootObjects& r);
+
+// What the ceremony makes for `requested` on this token: aes-kwp, aes-gcm or
+// aes-cbc-pad-hmac (auto: the first the token offers, in this order), or
+// rsa-oaep, only with `no_backup` (an RSA private key is never split into
+// shares: the pair is generated in the token).
+kms::Result<std::string> resolve_mechanism(hsm::RootMechanism requested, const hsm::TokenDetails& token,
+                                           bool no_backup);
+inline constexpr std::string_view kRsaOaep = "rsa-oaep";
+// invalid_argument unless the token can hold a root of `mechanism` (as recorded;
+// empty: an AES root recorded before mechanisms were, kwp or gcm).
+kms::Result<void> token_can_hold(const hsm::TokenDetails& token, std::string_view mechanism, std::string_view what);
+hsm::RootMechanism root_mechanism_of(std::string_view mechanism);
+
+// The check values of a root secret made in software: the AES key's KCV and,
+// for a 64-byte aes-cbc-pad-hmac secret, the HMAC key's check value
+// (HMAC-SHA256(key, hsm::kHmacCheckMessage)[0..3]).
+struct SecretChecks {
+  std::string kcv;
+  std::string hmac_check;
+};
+kms::Result<SecretChecks> secret_checks(const kms::SecureBytes& secret);
+// Imports a root secret made in software under `label` (and the HMAC key
+// under hmac_label(label), first), each checked against `checks`.
+kms::Result<RootObjects> import_root(hsm::TokenAdmin& admin, std::string_view label, const kms::SecureBytes& secret,
+                                     std::string_view mechanism, const SecretChecks& checks);
+// "  key check value (computed by the HSM): ...\n" (and the HMAC key's line).
+std::string check_lines(const RootObjects& r);
+// Generates the root inside the token (--no-backup).
+kms::Result<RootObjects> generate_root_in_token(hsm::TokenAdmin& admin, std::string_view label,
+                                                std::string_view mechanism);
+// The mechanism the record of a root key names ("" for records made before
+// the ceremony recorded it: an AES key for kwp or gcm), and its HMAC check value.
+std::string record_mechanism(const TranscriptEntry& e);
+std::string record_hmac_check(const TranscriptEntry& e);
 std::string head_line(const TranscriptEntry& e);
 
 // ----- inputs ----------------------------------------------------------------
@@ -133,8 +179,12 @@ kms::Result<std::vector<LoadedCustodian>> load_custodians(const std::vector<Cust
 kms::Result<std::vector<LoadedCustodian>> backup_custodians(bool no_backup, const std::vector<CustodianArg>& args,
                                                             unsigned threshold, const fs::path& out_dir);
 kms::Result<std::unique_ptr<hsm::TokenAdmin>> open_token(const TokenTarget& t);
-// 32 bytes: the OS's random source XOR the HSM's, so that either alone is enough.
-kms::Result<kms::SecureBytes> generate_root_key(hsm::TokenAdmin& admin);
+// already_exists ("...; <advice>") if the token holds a secret key labelled
+// like the root key or its HMAC key.
+kms::Result<void> require_root_labels_free(hsm::TokenAdmin& admin, const TokenTarget& t, std::string_view advice);
+// `size` bytes (32, or 64 for aes-cbc-pad-hmac): the OS's random source XOR
+// the HSM's, so that either alone is enough.
+kms::Result<kms::SecureBytes> generate_root_key(hsm::TokenAdmin& admin, std::size_t size);
 kms::Result<std::string> software_kcv(const kms::SecureBytes& key);
 std::string two_digits(unsigned n);
 
@@ -145,13 +195,14 @@ struct Backup {
   std::vector<fs::path> files;
 };
 
-// Splits `root`, encrypts and writes one share file per custodian.
-kms::Result<Backup> write_backup(const kms::SecureBytes& root, std::string_view kcv, std::string_view ceremony_id,
-                                 const std::vector<LoadedCustodian>& custodians, unsigned threshold,
-                                 const fs::path& out_dir, Context& ctx, Console& con);
+// Splits `root` (the whole secret of `mechanism`), encrypts and writes one
+// share file per custodian.
+kms::Result<Backup> write_backup(const kms::SecureBytes& root, std::string_view mechanism, std::string_view kcv,
+                                 std::string_view ceremony_id, const std::vector<LoadedCustodian>& custodians,
+                                 unsigned threshold, const fs::path& out_dir, Context& ctx, Console& con);
 // The transcript's root_key, shamir and custodians records of a key generated
 // in software, backed up in shares and imported (moves backup's records).
-void record_backed_up_key(json::object& rec, const hsm::KeyObject& k, Backup& backup);
+void record_backed_up_key(json::object& rec, const RootObjects& k, Backup& backup);
 
 // The record (init or rotate-root) that created the root key of `ceremony_id`.
 const TranscriptEntry* find_key_record(const std::vector<TranscriptEntry>& entries, std::string_view ceremony_id);
@@ -163,6 +214,7 @@ std::string current_ceremony(const std::vector<TranscriptEntry>& entries);
 // ----- shares (ceremony_shares.cpp) -------------------------------------------
 
 struct GatheredShare {
+  std::string mechanism;  // as the share says; empty: a v1 share (32-byte AES key)
   std::string ceremony_id;
   unsigned index = 0;
   unsigned threshold = 0;
@@ -174,7 +226,9 @@ kms::Result<GatheredShare> share_from_file(const ShareSource& s);
 
 struct Combined {
   kms::SecureBytes root;
+  std::string mechanism;  // the record's; empty for records made before mechanisms were recorded
   std::string kcv;
+  std::string hmac_check;
   json::array used;
   std::string from;  // the record's file name
 };
@@ -194,6 +248,9 @@ struct Pending {
   std::string ceremony_id;
   std::string old_kcv;
   std::string new_kcv;
+  std::string old_mechanism;   // as recorded (rsa-oaep: the old root is a key pair)
+  std::string old_hmac_check;  // set when the old root is aes-cbc-pad-hmac
+  std::string new_hmac_check;  // set when the new root is aes-cbc-pad-hmac
   std::string store;
   const TranscriptEntry* entry = nullptr;
 };

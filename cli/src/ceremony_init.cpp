@@ -27,6 +27,9 @@ namespace {
 kms::Result<Outcome> init_impl(const InitOptions& o, Console& con, Context& ctx) {
   ROOTSEAL_TRY(check_token(o.token));
   ROOTSEAL_TRY(check_people(o.people));
+  if (o.mechanism == hsm::RootMechanism::rsa_oaep && !o.no_backup) {
+    return std::unexpected(resolve_mechanism(o.mechanism, hsm::TokenDetails{}, false).error());  // the refusal
+  }
   std::vector<LoadedCustodian> custodians;
   ROOTSEAL_TRY_ASSIGN(custodians, backup_custodians(o.no_backup, o.custodians, o.threshold, o.out_dir));
   ROOTSEAL_TRY(ctx.load_chain());
@@ -34,28 +37,27 @@ kms::Result<Outcome> init_impl(const InitOptions& o, Console& con, Context& ctx)
 
   std::unique_ptr<hsm::TokenAdmin> admin;
   ROOTSEAL_TRY_ASSIGN(admin, open_token(o.token));
-  std::vector<hsm::KeyObject> existing;
-  ROOTSEAL_TRY_ASSIGN(existing, admin->find_keys(o.token.key_label));
-  if (!existing.empty()) {
-    return fail(Errc::already_exists, "token '" + o.token.token_label + "' already holds a key labelled '" +
-                                          o.token.key_label + "'; refusing to create another");
-  }
-  ctx.step("token-opened", "ok", "serial " + admin->details().serial);
+  std::string mechanism;
+  ROOTSEAL_TRY_ASSIGN(mechanism, resolve_mechanism(o.mechanism, admin->details(), o.no_backup));
+  ROOTSEAL_TRY(require_root_labels_free(*admin, o.token, "refusing to create another"));
+  ctx.step("token-opened", "ok", "serial " + admin->details().serial + "; root mechanism " + mechanism);
   con.out("rootseal: ceremony " + ctx.ceremony_id + " on token '" + o.token.token_label + "' (serial " +
-          admin->details().serial + ")\n");
+          admin->details().serial + "), root mechanism " + mechanism + "\n");
 
   Outcome out;
   out.ceremony_id = ctx.ceremony_id;
   out.key_label = o.token.key_label;
+  out.mechanism = mechanism;
   json::object rec = ctx.record("init");
   rec["token"] = token_json(admin->details(), o.token.module);
 
   if (o.no_backup) {
-    hsm::KeyObject k;
-    ROOTSEAL_TRY_ASSIGN(k, admin->generate_root_key(o.token.key_label));
-    ctx.step("key-generated-in-hsm", "ok", "kcv " + k.kcv);
-    out.kcv = k.kcv;
-    json::object rk = key_json(k);
+    RootObjects k;
+    ROOTSEAL_TRY_ASSIGN(k, generate_root_in_token(*admin, o.token.key_label, mechanism));
+    ctx.step("key-generated-in-hsm", "ok", "kcv " + k.key.kcv);
+    out.kcv = k.key.kcv;
+    if (k.hmac) out.hmac_check = k.hmac->kcv;
+    json::object rk = root_json(k);
     rk["origin"] = "generated inside the HSM (C_GenerateKey); never outside it";
     rk["backup"] = false;
     rec["root_key"] = std::move(rk);
@@ -65,35 +67,39 @@ kms::Result<Outcome> init_impl(const InitOptions& o, Console& con, Context& ctx)
     ROOTSEAL_TRY_ASSIGN(e, ctx.append(std::move(rec)));
     out.transcript = e.path;
     con.err("\n*** WARNING ***\n" + std::string(kNoBackupWarning) + "\n\n");
-    con.out("  key check value (computed by the HSM): " + k.kcv + "\n" + head_line(e));
+    con.out(check_lines(k) + head_line(e));
     return out;
   }
 
   const unsigned n = static_cast<unsigned>(custodians.size());
   kms::SecureBytes root;
-  ROOTSEAL_TRY_ASSIGN(root, generate_root_key(*admin));
+  ROOTSEAL_TRY_ASSIGN(root, generate_root_key(*admin, secret_size(mechanism)));
   crash_point("root-key-held");
-  std::string kcv;
-  ROOTSEAL_TRY_ASSIGN(kcv, software_kcv(root));
-  ctx.step("key-generated", "ok", "OS random XOR HSM random; kcv " + kcv);
+  SecretChecks checks;
+  ROOTSEAL_TRY_ASSIGN(checks, secret_checks(root));
+  ctx.step("key-generated", "ok",
+           "OS random XOR HSM random; kcv " + checks.kcv +
+               (checks.hmac_check.empty() ? "" : ", HMAC check value " + checks.hmac_check));
 
   Backup backup;
-  ROOTSEAL_TRY_ASSIGN(backup, write_backup(root, kcv, ctx.ceremony_id, custodians, o.threshold, o.out_dir, ctx, con));
-  hsm::KeyObject k;
-  ROOTSEAL_TRY_ASSIGN(k, admin->import_root_key(o.token.key_label, root, kcv));
+  ROOTSEAL_TRY_ASSIGN(backup, write_backup(root, mechanism, checks.kcv, ctx.ceremony_id, custodians, o.threshold,
+                                           o.out_dir, ctx, con));
+  RootObjects k;
+  ROOTSEAL_TRY_ASSIGN(k, import_root(*admin, o.token.key_label, root, mechanism, checks));
   root.clear();
-  ctx.step("key-imported", "ok", "label '" + k.label + "', kcv computed by the HSM " + k.kcv + " matches");
+  ctx.step("key-imported", "ok", "label '" + k.key.label + "', check values computed by the HSM match");
   crash_point("key-imported");
 
   record_backed_up_key(rec, k, backup);
   rec["outcome"] = "ok";
   TranscriptEntry e;
   ROOTSEAL_TRY_ASSIGN(e, ctx.append(std::move(rec)));
-  out.kcv = k.kcv;
+  out.kcv = k.key.kcv;
+  out.hmac_check = checks.hmac_check;
   out.transcript = e.path;
   out.share_files = std::move(backup.files);
   con.out("  " + std::to_string(o.threshold) + " of " + std::to_string(n) + " shares restore the key\n" +
-          "  key check value (computed by the HSM): " + k.kcv + "\n" + head_line(e));
+          check_lines(k) + head_line(e));
   return out;
 }
 

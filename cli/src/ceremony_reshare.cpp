@@ -41,14 +41,21 @@ kms::Result<Outcome> reshare_impl(const ReshareOptions& o, Console& con, Context
   con.out("rootseal: re-sharing the root key of ceremony " + previous + " (kcv " + c.kcv + ") as ceremony " +
           ctx.ceremony_id + "\n");
   Backup backup;
-  ROOTSEAL_TRY_ASSIGN(backup,
-                      write_backup(c.root, c.kcv, ctx.ceremony_id, custodians, o.threshold, o.out_dir, ctx, con));
+  // Records made before mechanisms were recorded hold a 32-byte AES key:
+  // its new shares say aes-kwp (the import template of both KWP and GCM).
+  const std::string mechanism = c.mechanism.empty() ? std::string("aes-kwp") : c.mechanism;
+  auto written = write_backup(c.root, mechanism, c.kcv, ctx.ceremony_id, custodians, o.threshold, o.out_dir, ctx, con);
   c.root.clear();
+  ROOTSEAL_TRY_ASSIGN(backup, std::move(written));
   json::object r = ctx.record("reshare");
   r["previous_ceremony"] = previous;
   r["shares_used"] = std::move(c.used);
   r["root_key"] =
       json::object{{"kcv", c.kcv}, {"origin", "the root key of ceremony " + previous + ", re-split"}, {"backup", true}};
+  if (!c.mechanism.empty()) r["root_key"].as_object()["mechanism"] = c.mechanism;
+  if (!c.hmac_check.empty()) {
+    r["root_key"].as_object()["hmac_key"] = json::object{{"check_value", c.hmac_check}};
+  }
   r["shamir"] = std::move(backup.shamir);
   r["custodians"] = std::move(backup.custodians);
   r["warning"] = "the shares of ceremony " + previous + " still reconstruct this same key";
@@ -63,6 +70,8 @@ kms::Result<Outcome> reshare_impl(const ReshareOptions& o, Console& con, Context
   Outcome out;
   out.ceremony_id = ctx.ceremony_id;
   out.kcv = c.kcv;
+  out.mechanism = c.mechanism;
+  out.hmac_check = c.hmac_check;
   out.transcript = e.path;
   out.share_files = std::move(backup.files);
   return out;

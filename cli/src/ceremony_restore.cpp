@@ -36,20 +36,25 @@ kms::Result<Outcome> restore_impl(const RestoreOptions& o, Console& con, Context
   std::unique_ptr<hsm::TokenAdmin> admin;
   if (!o.dry_run) {
     ROOTSEAL_TRY_ASSIGN(admin, open_token(o.token));
-    std::vector<hsm::KeyObject> existing;
-    ROOTSEAL_TRY_ASSIGN(existing, admin->find_keys(o.token.key_label));
-    if (!existing.empty()) {
-      return fail(Errc::already_exists, "token '" + o.token.token_label + "' already holds a key labelled '" +
-                                            o.token.key_label + "'; restore into a token without one");
-    }
+    ROOTSEAL_TRY(require_root_labels_free(*admin, o.token, "restore into a token without one"));
     ctx.step("token-opened", "ok", "serial " + admin->details().serial);
   }
   Combined c;
   ROOTSEAL_TRY_ASSIGN(c, gather_and_combine(o.files, o.typed, ctx, con));
+  if (admin) {
+    // Checked only now (the record says the mechanism); nothing imported yet.
+    auto can = token_can_hold(admin->details(), c.mechanism, "restore of ceremony " + ctx.ceremony_id);
+    if (!can) {
+      c.root.clear();
+      return std::unexpected(can.error());
+    }
+  }
 
   Outcome out;
   out.ceremony_id = ctx.ceremony_id;
   out.kcv = c.kcv;
+  out.mechanism = c.mechanism;
+  out.hmac_check = c.hmac_check;
   out.key_label = o.token.key_label;
   json::object r = ctx.record("restore");
   r["restored_from"] = c.from;
@@ -57,7 +62,7 @@ kms::Result<Outcome> restore_impl(const RestoreOptions& o, Console& con, Context
   r["dry_run"] = o.dry_run;
   if (o.dry_run) {
     c.root.clear();
-    r["root_key"] = json::object{{"kcv", c.kcv}, {"label", ""}};
+    r["root_key"] = json::object{{"kcv", c.kcv}, {"label", ""}, {"mechanism", c.mechanism}};
     r["outcome"] = "ok";
     TranscriptEntry e;
     ROOTSEAL_TRY_ASSIGN(e, ctx.append(std::move(r)));
@@ -67,19 +72,23 @@ kms::Result<Outcome> restore_impl(const RestoreOptions& o, Console& con, Context
     return out;
   }
 
-  hsm::KeyObject k;
-  ROOTSEAL_TRY_ASSIGN(k, admin->import_root_key(o.token.key_label, c.root, c.kcv));
+  RootObjects k;
+  // Records made before mechanisms were recorded: an AES key for KWP or GCM,
+  // as the token allows (import_root's "aes-kwp" template does that).
+  const std::string mechanism = c.mechanism.empty() ? std::string("aes-kwp") : c.mechanism;
+  auto imported = import_root(*admin, o.token.key_label, c.root, mechanism, SecretChecks{c.kcv, c.hmac_check});
   c.root.clear();
-  ctx.step("key-imported", "ok", "label '" + k.label + "', kcv computed by the HSM " + k.kcv + " matches");
+  ROOTSEAL_TRY_ASSIGN(k, std::move(imported));
+  if (c.mechanism.empty()) k.mechanism.clear();
+  ctx.step("key-imported", "ok", "label '" + k.key.label + "', check values computed by the HSM match");
   r["token"] = token_json(admin->details(), o.token.module);
-  r["root_key"] = key_json(k);
+  r["root_key"] = root_json(k);
   r["outcome"] = "ok";
   TranscriptEntry e;
   ROOTSEAL_TRY_ASSIGN(e, ctx.append(std::move(r)));
   out.transcript = e.path;
   con.out("rootseal: restored the root key of ceremony " + ctx.ceremony_id + " into token '" + o.token.token_label +
-          "' (serial " + admin->details().serial + ") as '" + k.label +
-          "'\n  key check value (computed by the HSM): " + k.kcv + "\n" + head_line(e));
+          "' (serial " + admin->details().serial + ") as '" + k.key.label + "'\n" + check_lines(k) + head_line(e));
   return out;
 }
 

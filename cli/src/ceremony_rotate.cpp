@@ -30,10 +30,15 @@ std::optional<Pending> find_pending(const std::vector<TranscriptEntry>& entries)
       Pending p;
       p.ceremony_id = it->str("ceremony_id");
       p.new_kcv = record_kcv(*it);
+      p.new_hmac_check = record_hmac_check(*it);
       const json::value* prev = it->body.if_contains("previous_root");
       if (prev != nullptr && prev->is_object()) {
         const json::value* k = prev->as_object().if_contains("kcv");
         if (k != nullptr && k->is_string()) p.old_kcv = std::string(k->as_string());
+        const json::value* h = prev->as_object().if_contains("hmac_check_value");
+        if (h != nullptr && h->is_string()) p.old_hmac_check = std::string(h->as_string());
+        const json::value* m = prev->as_object().if_contains("mechanism");
+        if (m != nullptr && m->is_string()) p.old_mechanism = std::string(m->as_string());
       }
       p.store = it->str("store");
       p.entry = &*it;
@@ -50,6 +55,23 @@ std::optional<hsm::KeyObject> key_with(const std::vector<hsm::KeyObject>& keys, 
     if (k.kcv == kcv) return k;
   }
   return std::nullopt;
+}
+
+// Whether the token holds the key (label, check value).
+kms::Result<bool> holds(hsm::TokenAdmin& admin, const std::string& label, std::string_view check) {
+  std::vector<hsm::KeyObject> keys;
+  ROOTSEAL_TRY_ASSIGN(keys, admin.find_keys(label));
+  return key_with(keys, check).has_value();
+}
+
+// Whether the token holds a root (an AES key, or an RSA private key) (label, check value).
+kms::Result<bool> holds_root(hsm::TokenAdmin& admin, const std::string& label, std::string_view check) {
+  bool aes = false;
+  ROOTSEAL_TRY_ASSIGN(aes, holds(admin, label, check));
+  if (aes) return true;
+  std::vector<hsm::KeyObject> rsa;
+  ROOTSEAL_TRY_ASSIGN(rsa, admin.find_rsa_keys(label));
+  return key_with(rsa, check).has_value();
 }
 
 // Rewraps every version still under `old_kcv` (found under label `old_at`)
@@ -129,12 +151,13 @@ kms::Result<std::size_t> rewrap_step(const RotateOptions& o, hsm::TokenAdmin& ad
   const std::string& L = o.token.key_label;
   const std::string R = retired_label(L, p.old_kcv);
   std::string old_at;
-  if (key_with(at_l, p.old_kcv)) {
+  bool at = key_with(at_l, p.old_kcv).has_value();
+  if (!at) ROOTSEAL_TRY_ASSIGN(at, holds_root(admin, L, p.old_kcv));
+  if (at) {
     old_at = L;
   } else {
-    std::vector<hsm::KeyObject> at_r;
-    ROOTSEAL_TRY_ASSIGN(at_r, admin.find_keys(R));
-    if (key_with(at_r, p.old_kcv)) old_at = R;
+    ROOTSEAL_TRY_ASSIGN(at, holds_root(admin, R, p.old_kcv));
+    if (at) old_at = R;
   }
   const std::string new_at = new_at_t ? next_label(L) : L;
   auto n = rewrap_store(o.token, o.store, old_at.empty() ? L : old_at, p.old_kcv, new_at, p.new_kcv, ctx);
@@ -145,52 +168,102 @@ kms::Result<std::size_t> rewrap_step(const RotateOptions& o, hsm::TokenAdmin& ad
   return n;
 }
 
+// Retires the old key (`from`, check value `check`): kept under `to` (a
+// copy, unless --retire destroy or already there), then destroyed at
+// `from`; with --retire destroy a copy left at `to` goes too. `point`
+// names its crash points (<point>-copied, <point>-retired).
+kms::Result<void> retire_key(const RotateOptions& o, hsm::TokenAdmin& admin, const std::string& from,
+                             const std::string& to, const std::string& check, std::string_view what,
+                             std::string_view point, std::string_view step, const std::string& retired_as,
+                             Context& ctx) {
+  std::vector<hsm::KeyObject> at_from;
+  ROOTSEAL_TRY_ASSIGN(at_from, admin.find_keys(from));
+  bool kept = false;
+  ROOTSEAL_TRY_ASSIGN(kept, holds(admin, to, check));
+  if (const auto old = key_with(at_from, check)) {
+    if (o.retire == Retire::relabel && !kept) {
+      if (!old->modifiable) {
+        return fail(Errc::invalid_argument, "the old " + std::string(what) + " '" + from +
+                                                "' is not modifiable (CKA_MODIFIABLE=false) and cannot be "
+                                                "relabelled; finish with --resume --retire destroy");
+      }
+      ROOTSEAL_TRY(admin.copy_key(from, check, to));
+      crash_point(std::string(point) + "-copied");
+    }
+    ROOTSEAL_TRY(admin.destroy_key(from, check));
+    crash_point(std::string(point) + "-retired");
+    ctx.step(step, "ok", "check value " + check + " " + retired_as);
+  }
+  if (o.retire == Retire::destroy) {
+    ROOTSEAL_TRY_ASSIGN(kept, holds(admin, to, check));
+    if (kept) ROOTSEAL_TRY(admin.destroy_key(to, check));
+  }
+  return {};
+}
+
 // Step 2 of finish_rotation: retire the old key, only once nothing in the
 // store needs it. Returns how it was retired ("relabelled '<label>'" or "destroyed").
 kms::Result<std::string> retire_step(const RotateOptions& o, hsm::TokenAdmin& admin, const Pending& p,
-                                     const std::vector<hsm::KeyObject>& at_l, Context& ctx) {
+                                     Context& ctx) {
   const std::string& L = o.token.key_label;
   const std::string R = retired_label(L, p.old_kcv);
   std::string retired_as = o.retire == Retire::relabel ? "relabelled '" + R + "'" : "destroyed";
-  if (const auto old_key = key_with(at_l, p.old_kcv)) {
+  if (p.old_mechanism == kRsaOaep) {
+    // A key pair: copied (what R lacks of it), then destroyed at L, private key first.
     if (o.retire == Retire::relabel) {
-      std::vector<hsm::KeyObject> at_r;
-      ROOTSEAL_TRY_ASSIGN(at_r, admin.find_keys(R));
-      if (!key_with(at_r, p.old_kcv)) {
-        if (!old_key->modifiable) {
-          return fail(Errc::invalid_argument, "the old root key '" + L +
-                                                  "' is not modifiable (CKA_MODIFIABLE=false) "
-                                                  "and cannot be relabelled; finish with --resume --retire destroy");
-        }
-        ROOTSEAL_TRY(admin.copy_key(L, p.old_kcv, R));
-        crash_point("old-key-copied");
-      }
+      ROOTSEAL_TRY(admin.copy_rsa_pair(L, p.old_kcv, R));
+      crash_point("old-key-copied");
     }
-    ROOTSEAL_TRY(admin.destroy_key(L, p.old_kcv));
+    ROOTSEAL_TRY(admin.destroy_rsa_pair(L, p.old_kcv));
     crash_point("old-key-retired");
-    ctx.step("old-root-retired", "ok", "kcv " + p.old_kcv + " " + retired_as);
+    if (o.retire == Retire::destroy) ROOTSEAL_TRY(admin.destroy_rsa_pair(R, p.old_kcv));
+    ctx.step("old-root-retired", "ok", "RSA key pair, check value " + p.old_kcv + " " + retired_as);
+    return retired_as;
   }
-  if (o.retire == Retire::destroy) {
-    std::vector<hsm::KeyObject> at_r;
-    ROOTSEAL_TRY_ASSIGN(at_r, admin.find_keys(R));
-    if (key_with(at_r, p.old_kcv)) ROOTSEAL_TRY(admin.destroy_key(R, p.old_kcv));
+  ROOTSEAL_TRY(retire_key(o, admin, L, R, p.old_kcv, "root key", "old-key", "old-root-retired", retired_as, ctx));
+  // The HMAC key of an aes-cbc-pad-hmac root goes after its AES key (a lone
+  // HMAC key is ignored by rootseald; a lone AES key is not).
+  if (!p.old_hmac_check.empty()) {
+    ROOTSEAL_TRY(retire_key(o, admin, hsm::hmac_label(L), hsm::hmac_label(R), p.old_hmac_check, "HMAC key",
+                            "old-hmac", "old-hmac-key-retired", retired_as, ctx));
   }
   return retired_as;
 }
 
 // Step 3 of finish_rotation: the new key under the final label (a copy,
 // then the temporary goes).
+// For an aes-cbc-pad-hmac root the HMAC key moves first and its temporary
+// goes last: under the final label the AES key never stands without it.
+// Every sub-step is skipped when already done.
 kms::Result<void> promote_step(const RotateOptions& o, hsm::TokenAdmin& admin, const Pending& p, Context& ctx) {
   const std::string& L = o.token.key_label;
   const std::string T = next_label(L);
-  std::vector<hsm::KeyObject> now_l;
-  ROOTSEAL_TRY_ASSIGN(now_l, admin.find_keys(L));
-  if (!key_with(now_l, p.new_kcv)) {
+  const bool mac = !p.new_hmac_check.empty();
+  bool done = false;
+  if (mac) {
+    ROOTSEAL_TRY_ASSIGN(done, holds(admin, hsm::hmac_label(L), p.new_hmac_check));
+    if (!done) {
+      ROOTSEAL_TRY(admin.copy_key(hsm::hmac_label(T), p.new_hmac_check, hsm::hmac_label(L)));
+      crash_point("new-hmac-copied");
+    }
+  }
+  ROOTSEAL_TRY_ASSIGN(done, holds(admin, L, p.new_kcv));
+  if (!done) {
     ROOTSEAL_TRY(admin.copy_key(T, p.new_kcv, L));
     crash_point("new-key-copied");
   }
-  ROOTSEAL_TRY(admin.destroy_key(T, p.new_kcv));
-  crash_point("new-key-promoted");
+  ROOTSEAL_TRY_ASSIGN(done, holds(admin, T, p.new_kcv));
+  if (done) {
+    ROOTSEAL_TRY(admin.destroy_key(T, p.new_kcv));
+    crash_point("new-key-promoted");
+  }
+  if (mac) {
+    ROOTSEAL_TRY_ASSIGN(done, holds(admin, hsm::hmac_label(T), p.new_hmac_check));
+    if (done) {
+      ROOTSEAL_TRY(admin.destroy_key(hsm::hmac_label(T), p.new_hmac_check));
+      crash_point("new-hmac-promoted");
+    }
+  }
   ctx.step("new-root-promoted", "ok", "kcv " + p.new_kcv + " is now '" + L + "'");
   return {};
 }
@@ -212,16 +285,27 @@ kms::Result<std::size_t> finish_rotation(const RotateOptions& o, hsm::TokenAdmin
                                       p.ceremony_id + "; resolve by hand");
     }
   }
+  std::vector<hsm::KeyObject> at_hl;
+  std::vector<hsm::KeyObject> at_ht;
+  ROOTSEAL_TRY_ASSIGN(at_hl, admin.find_keys(hsm::hmac_label(L)));
+  ROOTSEAL_TRY_ASSIGN(at_ht, admin.find_keys(hsm::hmac_label(T)));
+  for (const auto& k : at_hl) {
+    if (k.kcv.empty() || (k.kcv != p.old_hmac_check && k.kcv != p.new_hmac_check)) {
+      return fail(Errc::conflict, "HMAC key '" + hsm::hmac_label(L) + "' with check value " + k.kcv +
+                                      " belongs to neither side of rotation " + p.ceremony_id + "; resolve by hand");
+    }
+  }
   const bool new_at_l = key_with(at_l, p.new_kcv).has_value();
   const bool new_at_t = key_with(at_t, p.new_kcv).has_value();
+  const bool new_mac_at_t = !p.new_hmac_check.empty() && key_with(at_ht, p.new_hmac_check).has_value();
   if (!new_at_l && !new_at_t) {
     return fail(Errc::not_found, "the new root key (kcv " + p.new_kcv + ") of rotation " + p.ceremony_id +
                                      " is in neither '" + T + "' nor '" + L + "'");
   }
   std::size_t rewrapped = 0;
   ROOTSEAL_TRY_ASSIGN(rewrapped, rewrap_step(o, admin, p, at_l, new_at_t, ctx));
-  ROOTSEAL_TRY_ASSIGN(retired_as, retire_step(o, admin, p, at_l, ctx));
-  if (new_at_t) ROOTSEAL_TRY(promote_step(o, admin, p, ctx));
+  ROOTSEAL_TRY_ASSIGN(retired_as, retire_step(o, admin, p, ctx));
+  if (new_at_t || new_mac_at_t) ROOTSEAL_TRY(promote_step(o, admin, p, ctx));
   // 4. Proof: the store opens with the key under the final label.
   auto opened = open_store_with(o.token, L, o.store);
   if (!opened) {
@@ -241,6 +325,10 @@ kms::Result<TranscriptEntry> record_completion(const RotateOptions& o, hsm::Toke
   r["store"] = o.store.string();
   r["previous_root"] = json::object{{"kcv", p.old_kcv}, {"retired", retired_as}};
   r["root_key"] = json::object{{"label", o.token.key_label}, {"kcv", p.new_kcv}};
+  if (!p.new_hmac_check.empty()) {
+    r["root_key"].as_object()["hmac_key"] =
+        json::object{{"label", hsm::hmac_label(o.token.key_label)}, {"check_value", p.new_hmac_check}};
+  }
   r["rewrapped_in_this_run"] = rewrapped;
   r["outcome"] = "ok";
   return ctx.append(std::move(r));
@@ -269,10 +357,11 @@ kms::Result<Finished> finish_and_record(const RotateOptions& o, hsm::TokenAdmin&
 // import and its record has no transcript, so its shares cannot be used; it
 // is removed if the store does not use it.
 kms::Result<Outcome> abandon_unrecorded(const RotateOptions& o, hsm::TokenAdmin& admin,
-                                        const std::vector<hsm::KeyObject>& at_t, Console& con, Context& ctx,
+                                        const std::vector<hsm::KeyObject>& at_t,
+                                        const std::vector<hsm::KeyObject>& at_ht, Console& con, Context& ctx,
                                         Outcome out) {
   const std::string T = next_label(o.token.key_label);
-  if (at_t.empty()) {
+  if (at_t.empty() && at_ht.empty()) {
     con.out("rootseal: no interrupted root rotation; nothing to resume\n");
     return out;
   }
@@ -295,6 +384,13 @@ kms::Result<Outcome> abandon_unrecorded(const RotateOptions& o, hsm::TokenAdmin&
     ROOTSEAL_TRY(admin.destroy_key(T, tk.kcv));
     gone.emplace_back(tk.kcv);
     ctx.step("orphan-destroyed", "ok", "'" + T + "' kcv " + tk.kcv + " (never recorded, never used)");
+  }
+  // HMAC keys after their AES keys (see promote_step).
+  for (const auto& tk : at_ht) {
+    ROOTSEAL_TRY(admin.destroy_key(hsm::hmac_label(T), tk.kcv));
+    gone.emplace_back(tk.kcv);
+    ctx.step("orphan-destroyed", "ok",
+             "'" + hsm::hmac_label(T) + "' check value " + tk.kcv + " (never recorded, never used)");
   }
   ctx.ceremony_id = "00000000000000000000000000000000";
   json::object r = ctx.record("rotate-root-abandoned");
@@ -332,18 +428,60 @@ std::unexpected<kms::Error> foreign_version(const std::string& key, const kms::K
                                   kcv + "); refusing to rotate");
 }
 
-// The current root key's check value, once the token holds exactly one root
-// key under the label, it can be retired as asked, and the store holds
-// nothing wrapped by another root.
-kms::Result<std::string> check_current_root(const RotateOptions& o, hsm::TokenAdmin& admin, Context& ctx) {
+// The current root.
+struct Current {
+  std::string kcv;
+  std::string hmac_check;  // aes-cbc-pad-hmac
+  std::string mechanism;   // aes-kwp (or aes-gcm: the same AES key) or aes-cbc-pad-hmac
+};
+
+// The current root key's check value(s), once the token holds exactly one
+// root key under the label (and at most one HMAC key beside it), it can be
+// retired as asked, and the store holds nothing wrapped by another root.
+kms::Result<Current> check_current_root(const RotateOptions& o, hsm::TokenAdmin& admin, Context& ctx) {
   const std::string& L = o.token.key_label;
   std::vector<hsm::KeyObject> at_l;
   ROOTSEAL_TRY_ASSIGN(at_l, admin.find_keys(L));
-  if (at_l.size() != 1 || !at_l.front().is_valid_root_key() || at_l.front().kcv.empty()) {
+  Current cur;
+  std::vector<hsm::KeyObject> rsa;
+  if (at_l.empty()) ROOTSEAL_TRY_ASSIGN(rsa, admin.find_rsa_keys(L));
+  if (!rsa.empty()) {
+    // An rsa-oaep root (a key pair): moved to an AES mechanism.
+    if (rsa.size() != 1 || !rsa.front().is_valid_rsa_root() || rsa.front().kcv.empty()) {
+      return fail(Errc::not_found, "token '" + o.token.token_label + "' must hold exactly one RSA root key labelled '" +
+                                       L + "' (it holds " + std::to_string(rsa.size()) + ")");
+    }
+    at_l = rsa;
+    cur.mechanism = std::string(kRsaOaep);
+  }
+  if (at_l.size() != 1 || (!at_l.front().is_valid_root_key() && cur.mechanism != kRsaOaep) ||
+      at_l.front().kcv.empty()) {
     return fail(Errc::not_found, "token '" + o.token.token_label + "' must hold exactly one root key labelled '" + L +
                                      "' (it holds " + std::to_string(at_l.size()) + ")");
   }
-  std::string old_kcv = at_l.front().kcv;
+  cur.kcv = at_l.front().kcv;
+  const std::string& old_kcv = cur.kcv;
+  std::vector<hsm::KeyObject> at_hl;
+  ROOTSEAL_TRY_ASSIGN(at_hl, admin.find_keys(hsm::hmac_label(L)));
+  if (at_hl.size() > 1 || (at_hl.size() == 1 && (!at_hl.front().is_valid_hmac_key() || at_hl.front().kcv.empty()))) {
+    return fail(Errc::not_found, "token '" + o.token.token_label + "' must hold at most one valid HMAC key labelled '" +
+                                     hsm::hmac_label(L) + "' (it holds " + std::to_string(at_hl.size()) + ")");
+  }
+  if (at_hl.size() == 1 && cur.mechanism == kRsaOaep) {
+    return fail(Errc::conflict, "token '" + o.token.token_label + "' holds an HMAC key '" + hsm::hmac_label(L) +
+                                    "' beside the RSA root key; resolve by hand");
+  }
+  if (at_hl.size() == 1) {
+    cur.hmac_check = at_hl.front().kcv;
+    cur.mechanism = std::string(kCbcHmac);
+    if (o.retire == Retire::relabel && !at_hl.front().modifiable) {
+      return fail(Errc::invalid_argument, "the current HMAC key '" + hsm::hmac_label(L) +
+                                              "' is not modifiable (CKA_MODIFIABLE=false) and cannot be kept under "
+                                              "another label; use --retire destroy");
+    }
+  } else if (cur.mechanism.empty()) {
+    cur.mechanism = at_l.front().wrap ? "aes-kwp" : "aes-gcm";
+  }
   if (o.retire == Retire::relabel && !at_l.front().modifiable) {
     return fail(Errc::invalid_argument,
                 "the current root key '" + L +
@@ -362,27 +500,34 @@ kms::Result<std::string> check_current_root(const RotateOptions& o, hsm::TokenAd
       ++versions;
     }
   }
-  ctx.step("store-checked", "ok", std::to_string(versions) + " wrapped keys under kcv " + old_kcv);
-  return old_kcv;
+  ctx.step("store-checked", "ok", std::to_string(versions) + " wrapped keys under kcv " + old_kcv + " (" +
+                                       cur.mechanism + ")");
+  return cur;
 }
 
 // The new root key under '<label>.next': generated inside the HSM
 // (--no-backup), or made outside it, split into shares and imported.
 // Describes it in the rotation record `rec`.
-kms::Result<hsm::KeyObject> make_new_root(const RotateOptions& o, hsm::TokenAdmin& admin, const std::string& old_kcv,
-                                          const std::vector<LoadedCustodian>& custodians, json::object& rec,
-                                          Context& ctx, Console& con, Outcome& out) {
+kms::Result<RootObjects> make_new_root(const RotateOptions& o, hsm::TokenAdmin& admin, const Current& old,
+                                       const std::string& mechanism, const std::vector<LoadedCustodian>& custodians,
+                                       json::object& rec, Context& ctx, Console& con, Outcome& out) {
   const std::string T = next_label(o.token.key_label);
-  hsm::KeyObject k;
+  // A new check value equal to the old one (a 24-bit collision) would make
+  // the two roots indistinguishable in the token: make another.
+  auto collides = [&](const std::string& kcv, const std::string& mac) {
+    return kcv == old.kcv || (!mac.empty() && mac == old.hmac_check);
+  };
+  RootObjects k;
   if (o.no_backup) {
     for (int attempt = 0;; ++attempt) {
-      ROOTSEAL_TRY_ASSIGN(k, admin.generate_root_key(T));
-      if (k.kcv != old_kcv) break;
-      ROOTSEAL_TRY(admin.destroy_key(T, k.kcv));  // a 24-bit collision: make another
+      ROOTSEAL_TRY_ASSIGN(k, generate_root_in_token(admin, T, mechanism));
+      if (!collides(k.key.kcv, k.hmac ? k.hmac->kcv : std::string())) break;
+      ROOTSEAL_TRY(admin.destroy_key(T, k.key.kcv));
+      if (k.hmac) ROOTSEAL_TRY(admin.destroy_key(k.hmac->label, k.hmac->kcv));
       if (attempt > 3) return fail(Errc::internal, "cannot make a key with a check value of its own");
     }
-    ctx.step("key-generated-in-hsm", "ok", "'" + T + "' kcv " + k.kcv);
-    json::object rk = key_json(k);
+    ctx.step("key-generated-in-hsm", "ok", "'" + T + "' kcv " + k.key.kcv + ", " + mechanism);
+    json::object rk = root_json(k);
     rk["origin"] = "generated inside the HSM (C_GenerateKey); never outside it";
     rk["backup"] = false;
     rec["root_key"] = std::move(rk);
@@ -391,20 +536,24 @@ kms::Result<hsm::KeyObject> make_new_root(const RotateOptions& o, hsm::TokenAdmi
     return k;
   }
   kms::SecureBytes root;
-  std::string kcv;
+  SecretChecks checks;
   for (int attempt = 0;; ++attempt) {
-    ROOTSEAL_TRY_ASSIGN(root, generate_root_key(admin));
-    ROOTSEAL_TRY_ASSIGN(kcv, software_kcv(root));
-    if (kcv != old_kcv) break;
+    ROOTSEAL_TRY_ASSIGN(root, generate_root_key(admin, secret_size(mechanism)));
+    ROOTSEAL_TRY_ASSIGN(checks, secret_checks(root));
+    if (!collides(checks.kcv, checks.hmac_check)) break;
     if (attempt > 3) return fail(Errc::internal, "cannot make a key with a check value of its own");
   }
   crash_point("root-key-held");
-  ctx.step("key-generated", "ok", "OS random XOR HSM random; kcv " + kcv);
+  ctx.step("key-generated", "ok",
+           "OS random XOR HSM random; kcv " + checks.kcv + ", " + mechanism +
+               (checks.hmac_check.empty() ? "" : ", HMAC check value " + checks.hmac_check));
   Backup backup;
-  ROOTSEAL_TRY_ASSIGN(backup, write_backup(root, kcv, ctx.ceremony_id, custodians, o.threshold, o.out_dir, ctx, con));
-  ROOTSEAL_TRY_ASSIGN(k, admin.import_root_key(T, root, kcv));
+  ROOTSEAL_TRY_ASSIGN(backup, write_backup(root, mechanism, checks.kcv, ctx.ceremony_id, custodians, o.threshold,
+                                           o.out_dir, ctx, con));
+  auto imported = import_root(admin, T, root, mechanism, checks);
   root.clear();
-  ctx.step("key-imported", "ok", "label '" + T + "', kcv computed by the HSM " + k.kcv + " matches");
+  ROOTSEAL_TRY_ASSIGN(k, std::move(imported));
+  ctx.step("key-imported", "ok", "label '" + T + "', check values computed by the HSM match");
   record_backed_up_key(rec, k, backup);
   out.share_files = std::move(backup.files);
   return k;
@@ -416,18 +565,31 @@ kms::Result<Outcome> start_rotation(const RotateOptions& o, hsm::TokenAdmin& adm
                                     const std::vector<LoadedCustodian>& custodians, Console& con, Context& ctx,
                                     Outcome out) {
   const std::string& L = o.token.key_label;
-  std::string old_kcv;
-  ROOTSEAL_TRY_ASSIGN(old_kcv, check_current_root(o, admin, ctx));
+  Current old;
+  ROOTSEAL_TRY_ASSIGN(old, check_current_root(o, admin, ctx));
+  const std::string& old_kcv = old.kcv;
+  // The new root's mechanism: as asked, else the current root's.
+  std::string mechanism = old.mechanism;
+  if (o.mechanism != hsm::RootMechanism::automatic || old.mechanism != kCbcHmac) {
+    if (o.mechanism == hsm::RootMechanism::rsa_oaep) {
+      return fail(Errc::invalid_argument, "rotate-root makes AES roots (aes-kwp, aes-gcm, aes-cbc-pad-hmac); an "
+                                          "rsa-oaep root is only made by `ceremony init --no-backup` on a token "
+                                          "without one (docs/ceremony.md, \"RSA roots\")");
+    }
+    ROOTSEAL_TRY_ASSIGN(mechanism, resolve_mechanism(o.mechanism, admin.details(), o.no_backup));
+  }
+  ROOTSEAL_TRY(token_can_hold(admin.details(), mechanism, "rotate-root"));
   ctx.ceremony_id = new_ceremony_id();
   con.out("rootseal: root rotation " + ctx.ceremony_id + " on token '" + o.token.token_label + "' (current kcv " +
-          old_kcv + ")\n");
+          old_kcv + ", " + old.mechanism + "; new root: " + mechanism + ")\n");
   json::object rec = ctx.record("rotate-root");
   rec["token"] = token_json(admin.details(), o.token.module);
   rec["store"] = o.store.string();
-  rec["previous_root"] = json::object{{"label", L}, {"kcv", old_kcv}};
+  rec["previous_root"] = json::object{{"label", L}, {"kcv", old_kcv}, {"mechanism", old.mechanism}};
+  if (!old.hmac_check.empty()) rec["previous_root"].as_object()["hmac_check_value"] = old.hmac_check;
   rec["temporary_label"] = next_label(L);
-  hsm::KeyObject k;
-  ROOTSEAL_TRY_ASSIGN(k, make_new_root(o, admin, old_kcv, custodians, rec, ctx, con, out));
+  RootObjects k;
+  ROOTSEAL_TRY_ASSIGN(k, make_new_root(o, admin, old, mechanism, custodians, rec, ctx, con, out));
   crash_point("new-key-imported");
   rec["state"] = "prepared: the new key is in the token; the store is rewrapped next";
   rec["outcome"] = "ok";
@@ -438,7 +600,12 @@ kms::Result<Outcome> start_rotation(const RotateOptions& o, hsm::TokenAdmin& adm
   Pending p;
   p.ceremony_id = ctx.ceremony_id;
   p.old_kcv = old_kcv;
-  p.new_kcv = k.kcv;
+  p.new_kcv = k.key.kcv;
+  p.old_hmac_check = old.hmac_check;
+  p.old_mechanism = old.mechanism;
+  if (k.hmac) p.new_hmac_check = k.hmac->kcv;
+  out.mechanism = mechanism;
+  out.hmac_check = p.new_hmac_check;
   p.store = o.store.string();
   ctx.steps = json::array();  // the completion record has its own steps
   Finished f;
@@ -470,14 +637,16 @@ kms::Result<Outcome> rotate_impl(const RotateOptions& o, Console& con, Context& 
   std::unique_ptr<hsm::TokenAdmin> admin;
   ROOTSEAL_TRY_ASSIGN(admin, open_token(o.token));
   std::vector<hsm::KeyObject> at_t;
+  std::vector<hsm::KeyObject> at_ht;
   ROOTSEAL_TRY_ASSIGN(at_t, admin->find_keys(T));
+  ROOTSEAL_TRY_ASSIGN(at_ht, admin->find_keys(hsm::hmac_label(T)));
   Outcome out;
   out.key_label = o.token.key_label;
   if (o.resume) {
-    if (!pending) return abandon_unrecorded(o, *admin, at_t, con, ctx, std::move(out));
+    if (!pending) return abandon_unrecorded(o, *admin, at_t, at_ht, con, ctx, std::move(out));
     return resume_rotation(o, *admin, *pending, con, ctx, std::move(out));
   }
-  if (!at_t.empty()) {
+  if (!at_t.empty() || !at_ht.empty()) {
     return fail(Errc::conflict, "token holds a key labelled '" + T +
                                     "' from an interrupted rotation; run "
                                     "`rootseal ceremony rotate-root --resume` first");

@@ -35,12 +35,15 @@ kms::Result<GatheredShare> share_from_file(const ShareSource& s) {
                                              "), " + s.private_key.filename().string() + " is key " +
                                              key.fingerprint.substr(0, 16) + "...");
   }
-  const auto binding = share_binding(f.ceremony_id, f.index, f.threshold, f.count, f.custodian_fingerprint);
+  const auto binding =
+      share_binding(f.ceremony_id, f.index, f.threshold, f.count, f.custodian_fingerprint, f.mechanism);
   GatheredShare g;
   auto y = open_share(key, f.sealed, binding);
   if (!y) return fail(y.error().code, where + ": " + y.error().message);
   g.y = std::move(*y);
-  if (g.y.size() != kRootKeySize) return fail(Errc::decryption_failed, where + ": the share has the wrong length");
+  const std::size_t want = f.mechanism.empty() ? kRootKeySize : secret_size(f.mechanism);
+  if (g.y.size() != want) return fail(Errc::decryption_failed, where + ": the share has the wrong length");
+  g.mechanism = f.mechanism;
   g.ceremony_id = f.ceremony_id;
   g.index = f.index;
   g.threshold = f.threshold;
@@ -82,6 +85,7 @@ kms::Result<void> read_typed_shares(LineSource& src, std::vector<GatheredShare>&
       TypedShare t = reader.take();
       ++typed;
       GatheredShare g;
+      g.mechanism = std::move(t.mechanism);
       g.ceremony_id = std::move(t.ceremony_id);
       g.index = t.index;
       g.threshold = t.threshold;
@@ -99,7 +103,9 @@ kms::Result<void> read_typed_shares(LineSource& src, std::vector<GatheredShare>&
 // What the transcript records of a ceremony's backup.
 struct ShareRecord {
   const TranscriptEntry* entry = nullptr;
+  std::string mechanism;  // empty: recorded before mechanisms were (a 32-byte AES key)
   std::string kcv;
+  std::string hmac_check;
   unsigned threshold = 0;
   std::vector<std::uint8_t> salt;
   std::map<unsigned, std::string> commitments;  // share index -> commitment
@@ -122,6 +128,8 @@ kms::Result<ShareRecord> ceremony_record(const std::vector<GatheredShare>& share
                                      ctx.ceremony_id + " with a backup");
   }
   r.kcv = record_kcv(*r.entry);
+  r.mechanism = record_mechanism(*r.entry);
+  r.hmac_check = record_hmac_check(*r.entry);
   std::optional<std::vector<std::uint8_t>> salt;
   try {
     const json::object& sh = r.entry->body.at("shamir").as_object();
@@ -135,14 +143,17 @@ kms::Result<ShareRecord> ceremony_record(const std::vector<GatheredShare>& share
   } catch (const std::exception&) {
     salt.reset();
   }
-  if (!salt || r.threshold < 2 || r.commitments.empty() || r.kcv.size() != 6) {
+  const bool cbc = r.mechanism == kCbcHmac;
+  if (!salt || r.threshold < 2 || r.commitments.empty() || r.kcv.size() != 6 || (cbc && r.hmac_check.size() != 6) ||
+      (!r.mechanism.empty() && secret_size(r.mechanism) == 0)) {
     return fail(Errc::invalid_argument, r.entry->path.filename().string() +
                                             ": no usable share record (was ceremony " + ctx.ceremony_id +
                                             " made with --no-backup?)");
   }
   r.salt = std::move(*salt);
   ctx.step("ceremony-found", "ok",
-           r.entry->path.filename().string() + ": threshold " + std::to_string(r.threshold) + ", kcv " + r.kcv);
+           r.entry->path.filename().string() + ": threshold " + std::to_string(r.threshold) + ", kcv " + r.kcv +
+               (r.mechanism.empty() ? std::string() : ", " + r.mechanism));
   return r;
 }
 
@@ -160,6 +171,18 @@ kms::Result<void> check_shares(const std::vector<GatheredShare>& shares, const S
     if (c == r.commitments.end() || s.threshold != r.threshold) {
       return fail(Errc::invalid_argument, "share " + std::to_string(s.index) + " (" + s.source +
                                               ") is not a share of ceremony " + ctx.ceremony_id);
+    }
+    // The share's mechanism (v2 files, nine-line typed shares) and size must
+    // be the root's; a v1 share or a six-line typed one is a 32-byte key.
+    const std::size_t want = r.mechanism.empty() ? kRootKeySize : secret_size(r.mechanism);
+    const bool same_family = s.mechanism.empty() || s.mechanism == r.mechanism ||
+                             (r.mechanism.empty() && secret_size(s.mechanism) == kRootKeySize);
+    if (s.y.size() != want || !same_family) {
+      return fail(Errc::invalid_argument,
+                  "share " + std::to_string(s.index) + " (" + s.source + ") is a share of a " +
+                      (s.mechanism.empty() ? std::string("32-byte AES") : s.mechanism) + " root, but ceremony " +
+                      ctx.ceremony_id + " recorded a " +
+                      (r.mechanism.empty() ? std::string("32-byte AES") : r.mechanism) + " root");
     }
     const std::string mine = share_commitment(r.salt, ctx.ceremony_id, s.index, r.threshold, s.y);
     if (!kms::constant_time_equal(mine, c->second)) {
@@ -218,15 +241,24 @@ kms::Result<Combined> gather_and_combine(const std::vector<ShareSource>& files, 
   ROOTSEAL_TRY_ASSIGN(out.root, shamir::combine(points));
   points.clear();
   crash_point("root-key-held");
-  std::string mine;
-  ROOTSEAL_TRY_ASSIGN(mine, software_kcv(out.root));
-  if (mine != rec.kcv) {
+  SecretChecks mine;
+  ROOTSEAL_TRY_ASSIGN(mine, secret_checks(out.root));
+  if (mine.kcv != rec.kcv) {
     out.root.clear();
-    return fail(Errc::decryption_failed, "the combined key has check value " + mine + ", the transcript records " +
-                                             rec.kcv + "; nothing was imported");
+    return fail(Errc::decryption_failed, "the combined key has check value " + mine.kcv +
+                                             ", the transcript records " + rec.kcv + "; nothing was imported");
   }
-  ctx.step("combined", "ok", "kcv " + mine + " matches the transcript");
+  if (mine.hmac_check != rec.hmac_check) {
+    out.root.clear();
+    return fail(Errc::decryption_failed, "the combined HMAC key has check value " + mine.hmac_check +
+                                             ", the transcript records " + rec.hmac_check + "; nothing was imported");
+  }
+  ctx.step("combined", "ok",
+           "kcv " + mine.kcv + (mine.hmac_check.empty() ? "" : ", HMAC check value " + mine.hmac_check) +
+               " matches the transcript");
   out.kcv = rec.kcv;
+  out.mechanism = rec.mechanism;
+  out.hmac_check = rec.hmac_check;
   out.from = rec.entry->path.filename().string();
   return out;
 }

@@ -41,14 +41,29 @@ kms::Result<Outcome> verify_impl(const VerifyOptions& o, Console& con, Context& 
 
   std::unique_ptr<hsm::TokenAdmin> admin;
   ROOTSEAL_TRY_ASSIGN(admin, open_token(o.token));
+  const std::string mechanism = record_mechanism(*rec);
   std::vector<hsm::KeyObject> keys;
-  ROOTSEAL_TRY_ASSIGN(keys, admin->find_keys(o.token.key_label));
+  if (mechanism == kRsaOaep) {
+    // The private key of the pair, by the public key's check value.
+    ROOTSEAL_TRY_ASSIGN(keys, admin->find_rsa_keys(o.token.key_label));
+    if (keys.size() != 1) {
+      return fail(Errc::not_found, "token '" + o.token.token_label + "' holds " + std::to_string(keys.size()) +
+                                       " RSA private keys labelled '" + o.token.key_label + "' (exactly one expected)");
+    }
+    if (!keys.front().is_valid_rsa_root()) {
+      return fail(Errc::conflict, "RSA key '" + o.token.key_label +
+                                      "' lacks the attributes of a root key (3072 or 4096 bits, token, private, "
+                                      "sensitive, not extractable, decrypt)");
+    }
+  } else {
+    ROOTSEAL_TRY_ASSIGN(keys, admin->find_keys(o.token.key_label));
+  }
   if (keys.size() != 1) {
     return fail(Errc::not_found, "token '" + o.token.token_label + "' holds " + std::to_string(keys.size()) +
                                      " keys labelled '" + o.token.key_label + "' (exactly one expected)");
   }
   const hsm::KeyObject& k = keys.front();
-  if (!k.is_valid_root_key()) {
+  if (mechanism != kRsaOaep && !k.is_valid_root_key()) {
     return fail(Errc::conflict, "key '" + k.label +
                                     "' lacks the attributes of a root key (AES-256, token, private, "
                                     "sensitive, not extractable, wrap/unwrap)");
@@ -58,9 +73,39 @@ kms::Result<Outcome> verify_impl(const VerifyOptions& o, Console& con, Context& 
                                     ctx.ceremony_id + " recorded " + want + ": the token does NOT hold that root key");
   }
   ctx.step("kcv-compared", "ok", "token kcv " + k.kcv + " = transcript kcv");
+  RootObjects root{mechanism, k, std::nullopt};
+  // An aes-cbc-pad-hmac root: its HMAC key too, by its own check value.
+  const std::string hl = hsm::hmac_label(o.token.key_label);
+  std::vector<hsm::KeyObject> macs;
+  ROOTSEAL_TRY_ASSIGN(macs, admin->find_keys(hl));
+  if (root.mechanism == kCbcHmac) {
+    const std::string want_mac = record_hmac_check(*rec);
+    if (macs.size() != 1) {
+      return fail(Errc::not_found, "token '" + o.token.token_label + "' holds " + std::to_string(macs.size()) +
+                                       " keys labelled '" + hl + "' (the HMAC key of the aes-cbc-pad-hmac root; "
+                                       "exactly one expected)");
+    }
+    if (!macs.front().is_valid_hmac_key()) {
+      return fail(Errc::conflict, "key '" + hl +
+                                      "' lacks the attributes of an HMAC root key (256-bit generic secret, token, "
+                                      "private, sensitive, not extractable, sign/verify)");
+    }
+    if (macs.front().kcv != want_mac) {
+      return fail(Errc::conflict, "HMAC key '" + hl + "' has check value " + macs.front().kcv +
+                                      " (computed by the HSM); ceremony " + ctx.ceremony_id + " recorded " + want_mac +
+                                      ": the token does NOT hold that root's HMAC key");
+    }
+    ctx.step("hmac-check-compared", "ok", "token HMAC check value " + want_mac + " = transcript");
+    root.hmac = macs.front();
+  } else if (!macs.empty()) {
+    return fail(Errc::conflict, "token '" + o.token.token_label + "' holds a key labelled '" + hl + "', but ceremony " +
+                                    ctx.ceremony_id + " recorded a " +
+                                    (root.mechanism.empty() ? std::string("KWP/GCM") : root.mechanism) +
+                                    " root: rootseald would take the pair for an aes-cbc-pad-hmac root");
+  }
   json::object r = ctx.record("verify");
   r["token"] = token_json(admin->details(), o.token.module);
-  r["root_key"] = key_json(k);
+  r["root_key"] = root_json(root);
   r["verified_against"] = rec->path.filename().string();
   std::string store_line;
   if (!o.store.empty()) {
@@ -76,11 +121,13 @@ kms::Result<Outcome> verify_impl(const VerifyOptions& o, Console& con, Context& 
   TranscriptEntry e;
   ROOTSEAL_TRY_ASSIGN(e, ctx.append(std::move(r)));
   con.out("rootseal: token '" + o.token.token_label + "' holds the root key of ceremony " + ctx.ceremony_id + " as '" +
-          k.label + "'\n  key check value (computed by the HSM): " + k.kcv + " = transcript\n" + store_line +
-          head_line(e));
+          k.label + "' (" + (root.mechanism.empty() ? std::string("KWP/GCM") : root.mechanism) +
+          "); the check values equal the transcript's\n" + check_lines(root) + store_line + head_line(e));
   Outcome out;
   out.ceremony_id = ctx.ceremony_id;
   out.kcv = k.kcv;
+  out.mechanism = root.mechanism;
+  if (root.hmac) out.hmac_check = root.hmac->kcv;
   out.transcript = e.path;
   out.key_label = k.label;
   return out;

@@ -16,16 +16,28 @@ namespace json = boost::json;
 namespace {
 
 constexpr char kB32[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-constexpr std::uint8_t kTypedVersion = 0x01;
-constexpr std::size_t kTypedBytes = 1 + kCeremonyIdSize + 1 + 1 + kRootKeySize + 4;  // 55
-constexpr std::size_t kTypedChars = kTypedBytes * 8 / 5;                             // 88
 constexpr std::size_t kCharsPerLine = 16;
-static_assert(kTypedBytes * 8 % 5 == 0);
-static_assert((kTypedChars + kCharsPerLine - 1) / kCharsPerLine == kTypedLines);
+
+// The two typed forms (share_format.hpp).
+struct TypedForm {
+  std::uint8_t version;
+  std::size_t secret;  // bytes of y
+  std::size_t check;   // bytes of the check at the end
+  std::size_t header;  // bytes before y
+  std::string_view domain;
+  [[nodiscard]] constexpr std::size_t bytes() const { return header + secret + check; }
+  [[nodiscard]] constexpr std::size_t chars() const { return bytes() * 8 / 5; }
+  [[nodiscard]] constexpr std::size_t lines() const { return (chars() + kCharsPerLine - 1) / kCharsPerLine; }
+};
+constexpr TypedForm kTypedV1{0x01, kRootKeySize, 4, 1 + kCeremonyIdSize + 2, "rootseal-typed-share-v1"};
+constexpr TypedForm kTypedV2{0x02, 2 * kRootKeySize, 6, 1 + kCeremonyIdSize + 3, "rootseal-typed-share-v2"};
+constexpr std::uint8_t kCbcHmacCode = 0x03;  // the blob header of aes-cbc-pad-hmac
+static_assert(kTypedV1.bytes() == 55 && kTypedV1.bytes() * 8 % 5 == 0 && kTypedV1.lines() == kTypedLines);
+static_assert(kTypedV2.bytes() == 90 && kTypedV2.bytes() * 8 % 5 == 0 && kTypedV2.lines() == kTypedLinesV2);
 
 constexpr std::string_view kShareDomain = "rootseal-share-v1";
+constexpr std::string_view kShareDomainV2 = "rootseal-share-v2";
 constexpr std::string_view kCommitDomain = "rootseal-share-commitment-v1";
-constexpr std::string_view kTypedDomain = "rootseal-typed-share-v1";
 constexpr std::string_view kLineDomain = "rootseal-typed-line-v1";
 
 // Decoded base32 value of c (upper or lower case), or -1. Branches on the
@@ -59,12 +71,14 @@ std::array<char, 2> line_check(std::size_t line_no, std::span<const std::uint8_t
   return {kB32[(bits >> 5) & 31], kB32[bits & 31]};
 }
 
-std::array<std::uint8_t, 4> typed_check(std::span<const std::uint8_t> body) {
-  kms::SecureBytes m(kTypedDomain.size() + body.size());
-  std::memcpy(m.data(), kTypedDomain.data(), kTypedDomain.size());
-  std::memcpy(m.data() + kTypedDomain.size(), body.data(), body.size());
-  const auto h = sha256(m.span());
-  return {h[0], h[1], h[2], h[3]};
+// The first form.check bytes of SHA-256(form.domain || body).
+std::vector<std::uint8_t> typed_check(const TypedForm& form, std::span<const std::uint8_t> body) {
+  kms::SecureBytes m(form.domain.size() + body.size());
+  std::memcpy(m.data(), form.domain.data(), form.domain.size());
+  std::memcpy(m.data() + form.domain.size(), body.data(), body.size());
+  auto h = sha256(m.span());
+  h.resize(form.check);
+  return h;
 }
 
 const json::value* member(const json::object& o, std::string_view key) { return o.if_contains(key); }
@@ -99,13 +113,21 @@ bool is_lower_hex(std::string_view s, std::size_t len) {
 
 }  // namespace
 
+std::size_t secret_size(std::string_view mechanism) noexcept {
+  if (mechanism == "aes-kwp" || mechanism == "aes-gcm") return kRootKeySize;
+  if (mechanism == kCbcHmac) return 2 * kRootKeySize;
+  return 0;
+}
+
 std::string new_ceremony_id() { return kms::hex_encode(random_public(kCeremonyIdSize)); }
 
 bool is_ceremony_id(std::string_view id) noexcept { return is_lower_hex(id, 2 * kCeremonyIdSize); }
 
 std::vector<std::uint8_t> share_binding(std::string_view ceremony_id, unsigned index, unsigned threshold,
-                                        unsigned count, std::string_view custodian_fingerprint) {
-  std::vector<std::uint8_t> b(kShareDomain.begin(), kShareDomain.end());
+                                        unsigned count, std::string_view custodian_fingerprint,
+                                        std::string_view mechanism) {
+  const std::string_view domain = mechanism.empty() ? kShareDomain : kShareDomainV2;
+  std::vector<std::uint8_t> b(domain.begin(), domain.end());
   b.push_back(0);
   const auto id = id_bytes(ceremony_id);
   b.insert(b.end(), id.begin(), id.end());
@@ -114,6 +136,7 @@ std::vector<std::uint8_t> share_binding(std::string_view ceremony_id, unsigned i
   b.push_back(static_cast<std::uint8_t>(count));
   auto fp = kms::hex_decode(custodian_fingerprint);
   if (fp) b.insert(b.end(), fp->begin(), fp->end());
+  b.insert(b.end(), mechanism.begin(), mechanism.end());
   return b;
 }
 
@@ -135,7 +158,8 @@ std::string share_file_json(const ShareFile& s) {
   cust["key_type"] = s.custodian_key_type;
   cust["fingerprint"] = s.custodian_fingerprint;
   json::object o;
-  o["format"] = "rootseal-share-v1";
+  o["format"] = s.mechanism.empty() ? "rootseal-share-v1" : "rootseal-share-v2";
+  if (!s.mechanism.empty()) o["mechanism"] = s.mechanism;
   o["ceremony_id"] = s.ceremony_id;
   o["index"] = s.index;
   o["threshold"] = s.threshold;
@@ -154,10 +178,16 @@ kms::Result<ShareFile> parse_share_file(std::string_view text, std::string_view 
   const json::object& o = v.as_object();
   std::string format;
   ROOTSEAL_TRY_ASSIGN(format, get_string(o, "format", where));
-  if (format != "rootseal-share-v1") {
+  ShareFile s;
+  if (format == "rootseal-share-v2") {
+    ROOTSEAL_TRY_ASSIGN(s.mechanism, get_string(o, "mechanism", where));
+    if (secret_size(s.mechanism) == 0) {
+      return fail(Errc::invalid_argument, std::string(where) + ": unknown root mechanism '" + s.mechanism +
+                                              "' (aes-kwp, aes-gcm or aes-cbc-pad-hmac)");
+    }
+  } else if (format != "rootseal-share-v1") {
     return fail(Errc::invalid_argument, std::string(where) + ": unknown share format '" + format + "'");
   }
-  ShareFile s;
   ROOTSEAL_TRY_ASSIGN(s.ceremony_id, get_string(o, "ceremony_id", where));
   ROOTSEAL_TRY_ASSIGN(s.index, get_uint(o, "index", where, 255));
   ROOTSEAL_TRY_ASSIGN(s.threshold, get_uint(o, "threshold", where, 255));
@@ -198,24 +228,27 @@ kms::Result<ShareFile> parse_share_file(std::string_view text, std::string_view 
 
 kms::SecureBytes typed_share_text(std::string_view ceremony_id, unsigned index, unsigned threshold,
                                   const kms::SecureBytes& y) {
-  // The 55 bytes.
-  kms::SecureBytes raw(kTypedBytes);
+  const TypedForm& form = y.size() == kTypedV2.secret ? kTypedV2 : kTypedV1;
+  // The 55 (or 90) bytes.
+  kms::SecureBytes raw(form.bytes());
   std::uint8_t* p = raw.data();
-  p[0] = kTypedVersion;
+  p[0] = form.version;
   const auto id = id_bytes(ceremony_id);
   std::memcpy(p + 1, id.data(), id.size());
   p[17] = static_cast<std::uint8_t>(index);
   p[18] = static_cast<std::uint8_t>(threshold);
-  std::memcpy(p + 19, y.data(), std::min(y.size(), kRootKeySize));
-  const auto check = typed_check(std::span<const std::uint8_t>(p, kTypedBytes - 4));
-  std::memcpy(p + kTypedBytes - 4, check.data(), 4);
+  if (form.version == kTypedV2.version) p[19] = kCbcHmacCode;
+  std::memcpy(p + form.header, y.data(), std::min(y.size(), form.secret));
+  const auto check = typed_check(form, std::span<const std::uint8_t>(p, form.header + form.secret));
+  std::memcpy(p + form.header + form.secret, check.data(), form.check);
 
-  // Base32, no padding (440 bits = 88 characters).
-  kms::SecureBytes chars(kTypedChars);
+  // Base32, no padding (440 bits = 88 characters; 720 bits = 144).
+  const std::size_t nchars = form.chars();
+  kms::SecureBytes chars(nchars);
   std::size_t out = 0;
   unsigned acc = 0;
   int nbits = 0;
-  for (std::size_t i = 0; i < kTypedBytes; ++i) {
+  for (std::size_t i = 0; i < form.bytes(); ++i) {
     acc = ((acc << 8) | p[i]) & 0xFFFFU;
     nbits += 8;
     while (nbits >= 5) {
@@ -226,14 +259,15 @@ kms::SecureBytes typed_share_text(std::string_view ceremony_id, unsigned index, 
 
   // Lines: "NN  ABCD EFGH IJKL MNOP  CC\n" after one comment line.
   const std::string header = "# rootseal share " + std::to_string(index) + " (threshold " + std::to_string(threshold) +
-                             ") of ceremony " + std::string(ceremony_id) + "\n";
-  kms::SecureBytes text(header.size() + kTypedLines * 40);
+                             ") of ceremony " + std::string(ceremony_id) +
+                             (form.version == kTypedV2.version ? ", aes-cbc-pad-hmac, 9 lines" : "") + "\n";
+  kms::SecureBytes text(header.size() + form.lines() * 40);
   std::size_t n = 0;
   auto put = [&](char c) { text.data()[n++] = static_cast<std::uint8_t>(c); };
   for (char c : header) put(c);
-  for (std::size_t line = 0; line < kTypedLines; ++line) {
+  for (std::size_t line = 0; line < form.lines(); ++line) {
     const std::size_t begin = line * kCharsPerLine;
-    const std::size_t len = std::min(kCharsPerLine, kTypedChars - begin);
+    const std::size_t len = std::min(kCharsPerLine, nchars - begin);
     const std::size_t no = line + 1;
     put(static_cast<char>('0' + no / 10));
     put(static_cast<char>('0' + no % 10));
@@ -273,12 +307,21 @@ std::vector<std::pair<std::size_t, std::size_t>> typed_tokens(std::span<const st
 
 // The share of a whole typed text (the base32 characters of every line),
 // checked as a whole.
+// The version a typed share's first two characters announce (its first
+// byte's top 5 + 3 bits), or 0.
+std::uint8_t typed_version(const kms::SecureBytes& chars) {
+  const int hi = b32_value(chars.data()[0]);
+  const int lo = b32_value(chars.data()[1]);
+  if (hi < 0 || lo < 0) return 0;
+  return static_cast<std::uint8_t>((static_cast<unsigned>(hi) << 3) | (static_cast<unsigned>(lo) >> 2));
+}
+
 kms::Result<TypedShare> decode_typed(const kms::SecureBytes& chars, std::size_t nchars) {
-  kms::SecureBytes raw(kTypedBytes);
+  kms::SecureBytes raw(kTypedV2.bytes());
   unsigned acc = 0;
   int nbits = 0;
   std::size_t out = 0;
-  for (std::size_t k = 0; k < nchars; ++k) {
+  for (std::size_t k = 0; k < nchars && out < raw.size(); ++k) {
     acc = ((acc << 5) | static_cast<unsigned>(b32_value(chars.data()[k]))) & 0xFFFFU;
     nbits += 5;
     if (nbits >= 8) {
@@ -287,17 +330,20 @@ kms::Result<TypedShare> decode_typed(const kms::SecureBytes& chars, std::size_t 
     }
   }
   const std::uint8_t* p = raw.data();
-  const auto check = typed_check(std::span<const std::uint8_t>(p, kTypedBytes - 4));
-  if (out != kTypedBytes || p[0] != kTypedVersion ||
-      !kms::constant_time_equal(std::span<const std::uint8_t>(p + kTypedBytes - 4, 4), check)) {
+  const TypedForm& form = p[0] == kTypedV2.version ? kTypedV2 : kTypedV1;
+  const auto check = typed_check(form, std::span<const std::uint8_t>(p, form.header + form.secret));
+  if (out != form.bytes() || (p[0] != kTypedV1.version && p[0] != kTypedV2.version) ||
+      (form.version == kTypedV2.version && p[19] != kCbcHmacCode) ||
+      !kms::constant_time_equal(std::span<const std::uint8_t>(p + form.header + form.secret, form.check), check)) {
     return fail(Errc::invalid_argument, "the share does not check out as a whole (every line passed its own "
                                         "checksum: lines from different shares?); enter it again from line 01");
   }
   TypedShare s;
+  if (form.version == kTypedV2.version) s.mechanism = std::string(kCbcHmac);
   s.ceremony_id = kms::hex_encode(std::span<const std::uint8_t>(p + 1, kCeremonyIdSize));
   s.index = p[17];
   s.threshold = p[18];
-  s.y = kms::SecureBytes::copy_of(std::span<const std::uint8_t>(p + 19, kRootKeySize));
+  s.y = kms::SecureBytes::copy_of(std::span<const std::uint8_t>(p + form.header, form.secret));
   return s;
 }
 
@@ -328,8 +374,9 @@ kms::Result<TypedShareReader::Status> TypedShareReader::feed(std::span<const std
     }
     return fail(Errc::invalid_argument, where() + "got line number " + std::to_string(no));
   }
-  // Characters.
-  const std::size_t want = std::min(kCharsPerLine, kTypedChars - lines_ * kCharsPerLine);
+  // Characters (the first line's say how many lines the share has).
+  const std::size_t total_chars = total_lines_ == kTypedLinesV2 ? kTypedV2.chars() : kTypedV1.chars();
+  const std::size_t want = std::min(kCharsPerLine, total_chars - lines_ * kCharsPerLine);
   kms::SecureBytes chars(kCharsPerLine);
   std::size_t n = 0;
   for (std::size_t t = 1; t + 1 < tokens.size(); ++t) {
@@ -358,9 +405,11 @@ kms::Result<TypedShareReader::Status> TypedShareReader::feed(std::span<const std
   std::memcpy(chars_.data() + nchars_, chars.data(), n);
   nchars_ += n;
   ++lines_;
-  if (lines_ < kTypedLines) return Status::more;
+  if (lines_ == 1) total_lines_ = typed_version(chars_) == kTypedV2.version ? kTypedLinesV2 : kTypedLines;
+  if (lines_ < total_lines_) return Status::more;
 
   lines_ = 0;
+  total_lines_ = kTypedLines;
   const std::size_t nchars = nchars_;
   nchars_ = 0;
   TypedShare share;

@@ -530,7 +530,9 @@ kms::Result<void> Pkcs11Root::Impl::check_secret_locked(CK_FUNCTION_LIST* api, C
   if (!known(3) || !known(4) || can_sign != CK_TRUE || can_verify != CK_TRUE) {
     return fail(Errc::sealed, desc + " lacks CKA_SIGN+CKA_VERIFY");
   }
-  if (known(5) && value_len < kRootKeySize) {
+  // 0: the token does not know (opencryptoki 3.8 reports 0 for a generic
+  // secret imported with C_CreateObject, as the ceremony does).
+  if (known(5) && value_len != 0 && value_len < kRootKeySize) {
     return fail(Errc::sealed, desc + " is " + std::to_string(value_len * 8) + " bits; at least 256 are required");
   }
   return {};

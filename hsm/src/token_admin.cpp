@@ -14,7 +14,8 @@
 
 #include "rootseal/hsm/pkcs11_root.hpp"
 #include "rootseal/hsm/token_admin.hpp"
-#include "pkcs11_catalog.hpp"  // last: pulls in pkcs11.h
+#include "pkcs11_catalog.hpp"  // last three: pull in pkcs11.h
+#include "pkcs11_mechanisms.hpp"
 
 namespace rootseal::hsm {
 
@@ -55,9 +56,24 @@ Errc classify(CK_RV rv) noexcept {
 }  // namespace
 
 bool KeyObject::is_valid_root_key() const noexcept {
-  return aes && value_len == kRootKeySize && token && is_private && sensitive && !extractable &&
+  // value_len 0: the token does not say (opencryptoki 3.8 for an imported
+  // key); Pkcs11Root accepts that too, the check value identifies the key.
+  return aes && (value_len == kRootKeySize || value_len == 0) && token && is_private && sensitive && !extractable &&
          ((wrap && unwrap) || (encrypt && decrypt));
 }
+
+bool KeyObject::is_valid_hmac_key() const noexcept {
+  // CKA_VALUE_LEN as Pkcs11Root checks it: at least 256 bits where the token
+  // says (opencryptoki 3.8 does not report it for an imported generic secret).
+  return generic_secret && (value_len == 0 || value_len >= kRootKeySize) && token && is_private && sensitive &&
+         !extractable && sign && verify;
+}
+
+bool KeyObject::is_valid_rsa_root() const noexcept {
+  return rsa && (value_len == 384 || value_len == 512) && token && is_private && sensitive && !extractable && decrypt;
+}
+
+std::string hmac_label(std::string_view label) { return std::string(label) + "-hmac"; }
 
 struct TokenAdmin::Impl {
   std::shared_ptr<Module> module;
@@ -109,15 +125,81 @@ struct TokenAdmin::Impl {
     return v;
   }
 
+  bool is_generic(CK_OBJECT_HANDLE h) const {
+    CK_KEY_TYPE type = 0;
+    return get(h, CKA_KEY_TYPE, type) && (type == CKK_GENERIC_SECRET || type == CKK_SHA256_HMAC);
+  }
+
+  // The HMAC check value of a generic secret key, computed by the token:
+  // HMAC-SHA256(key, kHmacCheckMessage)[0..3]; empty if it cannot sign.
+  std::string hmac_check(CK_OBJECT_HANDLE h) const {
+    CK_FUNCTION_LIST* api = module->api();
+    CK_MECHANISM m{CKM_SHA256_HMAC, nullptr, 0};
+    if (api->C_SignInit(session, &m, h) != CKR_OK) return {};
+    std::array<std::uint8_t, 32> mac{};
+    CK_ULONG n = mac.size();
+    const CK_RV rv = api->C_Sign(session, reinterpret_cast<CK_BYTE_PTR>(const_cast<char*>(kHmacCheckMessage.data())),
+                                 static_cast<CK_ULONG>(kHmacCheckMessage.size()), mac.data(), &n);
+    if (rv == CKR_BUFFER_TOO_SMALL) api->C_SignFinal(session, nullptr, nullptr);  // (never: the buffer fits)
+    if (rv != CKR_OK || n != mac.size()) return {};
+    return detail::to_hex(std::span<const std::uint8_t>(mac.data(), 3));
+  }
+
+  // The standard KCV of an AES key that may encrypt, computed by the token
+  // where it keeps no CKA_CHECK_VALUE (opencryptoki): CKM_AES_CBC_PAD of a
+  // zero block under a zero IV begins with AES-ECB(key, 0^128). Empty if the
+  // key cannot encrypt so.
+  std::string aes_cbc_check(CK_OBJECT_HANDLE h) const {
+    CK_FUNCTION_LIST* api = module->api();
+    std::array<std::uint8_t, 16> iv{};
+    std::array<std::uint8_t, 16> zero{};
+    std::array<std::uint8_t, 32> out{};
+    CK_MECHANISM m{CKM_AES_CBC_PAD, iv.data(), iv.size()};
+    if (api->C_EncryptInit(session, &m, h) != CKR_OK) return {};
+    CK_ULONG n = out.size();
+    const CK_RV rv = api->C_Encrypt(session, zero.data(), zero.size(), out.data(), &n);
+    if (rv == CKR_BUFFER_TOO_SMALL) api->C_EncryptFinal(session, nullptr, nullptr);  // (never: the buffer fits)
+    if (rv != CKR_OK || n < 16) return {};
+    return detail::to_hex(std::span<const std::uint8_t>(out.data(), 3));
+  }
+
+  // The check value of an RSA key object (private or public): SHA-256 of the
+  // DER SubjectPublicKeyInfo of its modulus and exponent, first 3 bytes (as
+  // Pkcs11Root computes it); empty if the token does not show them.
+  std::string rsa_check(CK_OBJECT_HANDLE h) const {
+    auto n = get_bytes(h, CKA_MODULUS);
+    auto e = get_bytes(h, CKA_PUBLIC_EXPONENT);
+    if (!n || !e || n->empty() || e->empty()) return {};
+    const auto kcv = detail::rsa_check_value(*n, *e);
+    return kcv.empty() ? std::string() : detail::to_hex(kcv);
+  }
+
+  // A key's check value: the HMAC check value of a generic secret, the
+  // public key's check value of an RSA key, the token's CKA_CHECK_VALUE of
+  // any other key (or, for an AES key that may encrypt on a token without
+  // it, aes_cbc_check).
+  std::string check_value(CK_OBJECT_HANDLE h) const {
+    if (is_generic(h)) return hmac_check(h);
+    CK_KEY_TYPE type = 0;
+    if (get(h, CKA_KEY_TYPE, type) && type == CKK_RSA) return rsa_check(h);
+    auto v = get_bytes(h, CKA_CHECK_VALUE);
+    if (v && !v->empty()) return detail::to_hex(*v);
+    CK_BBOOL enc = CK_FALSE;
+    return get(h, CKA_ENCRYPT, enc) && enc == CK_TRUE ? aes_cbc_check(h) : std::string();
+  }
+
   KeyObject describe(CK_OBJECT_HANDLE h) const {
     KeyObject k;
     if (auto l = get_bytes(h, CKA_LABEL)) k.label.assign(l->begin(), l->end());
     if (auto id = get_bytes(h, CKA_ID)) k.id = detail::to_hex(*id);
-    if (auto kcv = get_bytes(h, CKA_CHECK_VALUE); kcv && !kcv->empty()) k.kcv = detail::to_hex(*kcv);
     CK_KEY_TYPE type = 0;
-    k.aes = get(h, CKA_KEY_TYPE, type) && type == CKK_AES;
+    const bool typed = get(h, CKA_KEY_TYPE, type);
+    k.aes = typed && type == CKK_AES;
+    k.generic_secret = typed && (type == CKK_GENERIC_SECRET || type == CKK_SHA256_HMAC);
+    k.rsa = typed && type == CKK_RSA;
+    if (auto n = k.rsa ? get_bytes(h, CKA_MODULUS) : std::nullopt) k.value_len = n->size();
     CK_ULONG len = 0;
-    if (get(h, CKA_VALUE_LEN, len)) k.value_len = static_cast<std::size_t>(len);
+    if (!k.rsa && get(h, CKA_VALUE_LEN, len)) k.value_len = static_cast<std::size_t>(len);
     auto flag = [&](CK_ATTRIBUTE_TYPE t, bool fallback) {
       CK_BBOOL b = CK_FALSE;
       return get(h, t, b) ? b == CK_TRUE : fallback;
@@ -130,13 +212,16 @@ struct TokenAdmin::Impl {
     k.unwrap = flag(CKA_UNWRAP, false);
     k.encrypt = flag(CKA_ENCRYPT, false);
     k.decrypt = flag(CKA_DECRYPT, false);
+    k.sign = flag(CKA_SIGN, false);
+    k.verify = flag(CKA_VERIFY, false);
     k.modifiable = flag(CKA_MODIFIABLE, true);
+    if (!k.generic_secret || k.sign) k.kcv = check_value(h);
     return k;
   }
 
-  kms::Result<std::vector<CK_OBJECT_HANDLE>> find_handles(std::string_view label) const {
+  kms::Result<std::vector<CK_OBJECT_HANDLE>> find_handles(std::string_view label,
+                                                         CK_OBJECT_CLASS cls = CKO_SECRET_KEY) const {
     CK_FUNCTION_LIST* api = module->api();
-    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
     std::vector<CK_ATTRIBUTE> tmpl = {attr(CKA_CLASS, cls)};
     if (!label.empty()) tmpl.push_back(attr_bytes(CKA_LABEL, label.data(), label.size()));
     if (CK_RV rv = api->C_FindObjectsInit(session, tmpl.data(), static_cast<CK_ULONG>(tmpl.size())); rv != CKR_OK) {
@@ -164,8 +249,7 @@ struct TokenAdmin::Impl {
     ROOTSEAL_TRY_ASSIGN(hs, find_handles(label));
     std::optional<CK_OBJECT_HANDLE> hit;
     for (CK_OBJECT_HANDLE h : hs) {
-      auto v = get_bytes(h, CKA_CHECK_VALUE);
-      if (v && detail::to_hex(*v) == kcv) hit = h;
+      if (check_value(h) == kcv) hit = h;
     }
     if (!hit.has_value()) {
       return fail(Errc::not_found, tok() + ": no secret key labelled '" + std::string(label) + "' with check value " +
@@ -193,28 +277,33 @@ struct TokenAdmin::Impl {
     CK_BBOOL yes = CK_TRUE;
     CK_BBOOL no = CK_FALSE;
     CK_BBOOL enc = CK_FALSE;
+    CK_BBOOL wraps = CK_TRUE;
     std::array<CK_MECHANISM_TYPE, 2> allowed{};
     CK_ULONG allowed_n = 0;
     std::array<std::uint8_t, 16> id{};
     std::vector<CK_ATTRIBUTE> attrs;
     std::size_t hardening_at = 0;  // attrs from here on are optional hardening
 
-    RootTemplate(const TokenDetails& d, std::string_view label, bool with_value_len) {
+    RootTemplate(const TokenDetails& d, std::string_view label, bool with_value_len, RootMechanism mech) {
       // As Pkcs11Root::generate: wrap/unwrap with KWP; GCM (encrypt/decrypt)
-      // only where the token lacks KWP.
-      const bool gcm = !d.has_kwp;
-      enc = gcm ? CK_TRUE : CK_FALSE;
-      if (d.has_kwp) allowed[allowed_n++] = detail::kMechKwp;
+      // where asked for or where the token lacks KWP; CBC-PAD (encrypt and
+      // decrypt only) for an aes-cbc-pad-hmac root.
+      const bool cbc = mech == RootMechanism::aes_cbc_pad_hmac;
+      const bool gcm = !cbc && (mech == RootMechanism::aes_gcm || !d.has_kwp);
+      enc = gcm || cbc ? CK_TRUE : CK_FALSE;
+      wraps = cbc ? CK_FALSE : CK_TRUE;
+      if (cbc) allowed[allowed_n++] = CKM_AES_CBC_PAD;
+      if (!cbc && d.has_kwp) allowed[allowed_n++] = detail::kMechKwp;
       if (gcm) allowed[allowed_n++] = CKM_AES_GCM;
       attrs = {attr(CKA_CLASS, cls),       attr(CKA_KEY_TYPE, type),
                attr_bytes(CKA_LABEL, label.data(), label.size()),
                attr_bytes(CKA_ID, id.data(), id.size()),
                attr(CKA_TOKEN, yes),       attr(CKA_PRIVATE, yes),
                attr(CKA_SENSITIVE, yes),   attr(CKA_EXTRACTABLE, no),
-               attr(CKA_WRAP, yes),        attr(CKA_UNWRAP, yes),
+               attr(CKA_WRAP, wraps),      attr(CKA_UNWRAP, wraps),
                attr(CKA_ENCRYPT, enc),     attr(CKA_DECRYPT, enc),
                attr(CKA_SIGN, no),         attr(CKA_VERIFY, no),
-               attr(CKA_DERIVE, no),       attr(CKA_COPYABLE, yes)};
+               attr(CKA_DERIVE, no)};
       if (with_value_len) attrs.push_back(attr(CKA_VALUE_LEN, len));
       // CKA_MODIFIABLE stays true: rotate-root retires a key by copying it to
       // a new label (C_CopyObject), which tokens refuse for a non-modifiable
@@ -222,6 +311,9 @@ struct TokenAdmin::Impl {
       // CKA_EXTRACTABLE=false are one-way.
       attrs.push_back(attr(CKA_MODIFIABLE, yes));
       hardening_at = attrs.size();
+      // CKA_COPYABLE (true: the default, said explicitly) is PKCS#11 v2.40;
+      // opencryptoki 3.8 refuses it as an unknown attribute.
+      attrs.push_back(attr(CKA_COPYABLE, yes));
       if (allowed_n > 0) {
         attrs.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, allowed.data(), allowed_n * sizeof(CK_MECHANISM_TYPE)));
       }
@@ -230,6 +322,74 @@ struct TokenAdmin::Impl {
     RootTemplate& operator=(const RootTemplate&) = delete;
   };
 
+  // The template of the HMAC key of an aes-cbc-pad-hmac root: sign and
+  // verify with CKM_SHA256_HMAC, nothing else; hardened as a root key.
+  struct HmacTemplate {
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE type = CKK_GENERIC_SECRET;
+    CK_ULONG len = kRootKeySize;
+    CK_BBOOL yes = CK_TRUE;
+    CK_BBOOL no = CK_FALSE;
+    CK_MECHANISM_TYPE allowed = CKM_SHA256_HMAC;
+    std::array<std::uint8_t, 16> id{};
+    std::vector<CK_ATTRIBUTE> attrs;
+    std::size_t hardening_at = 0;
+
+    HmacTemplate(std::string_view label, bool with_value_len) {
+      attrs = {attr(CKA_CLASS, cls),       attr(CKA_KEY_TYPE, type),
+               attr_bytes(CKA_LABEL, label.data(), label.size()),
+               attr_bytes(CKA_ID, id.data(), id.size()),
+               attr(CKA_TOKEN, yes),       attr(CKA_PRIVATE, yes),
+               attr(CKA_SENSITIVE, yes),   attr(CKA_EXTRACTABLE, no),
+               attr(CKA_SIGN, yes),        attr(CKA_VERIFY, yes),
+               attr(CKA_WRAP, no),         attr(CKA_UNWRAP, no),
+               attr(CKA_ENCRYPT, no),      attr(CKA_DECRYPT, no),
+               attr(CKA_DERIVE, no)};
+      if (with_value_len) attrs.push_back(attr(CKA_VALUE_LEN, len));
+      attrs.push_back(attr(CKA_MODIFIABLE, yes));  // as RootTemplate: rotate-root relabels
+      hardening_at = attrs.size();
+      attrs.push_back(attr(CKA_COPYABLE, yes));
+      attrs.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, &allowed, sizeof allowed));
+    }
+    HmacTemplate(const HmacTemplate&) = delete;
+    HmacTemplate& operator=(const HmacTemplate&) = delete;
+  };
+
+  // C_CreateObject of `attrs` (its first `n`) with the key value last; again
+  // without the optional hardening (from `hardening_at` on) if refused.
+  kms::Result<CK_OBJECT_HANDLE> create_with_value(const std::vector<CK_ATTRIBUTE>& attrs, std::size_t hardening_at,
+                                                  const kms::SecureBytes& key, const char* what) {
+    auto with_value = [&](std::size_t n) {
+      std::vector<CK_ATTRIBUTE> a(attrs.begin(), attrs.begin() + static_cast<std::ptrdiff_t>(n));
+      a.push_back(attr_bytes(CKA_VALUE, key.data(), key.size()));
+      return a;
+    };
+    CK_FUNCTION_LIST* api = module->api();
+    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+    auto tmpl = with_value(attrs.size());
+    CK_RV rv = api->C_CreateObject(session, tmpl.data(), static_cast<CK_ULONG>(tmpl.size()), &h);
+    if (template_refused(rv)) {
+      tmpl = with_value(hardening_at);
+      rv = api->C_CreateObject(session, tmpl.data(), static_cast<CK_ULONG>(tmpl.size()), &h);
+    }
+    if (rv != CKR_OK) return ck(what, rv);
+    return h;
+  }
+
+  // C_GenerateKey with `attrs`, again without the hardening if refused.
+  kms::Result<CK_OBJECT_HANDLE> generate_with(CK_MECHANISM_TYPE gen, std::vector<CK_ATTRIBUTE>& attrs,
+                                              std::size_t hardening_at, const char* what) {
+    CK_MECHANISM mech{gen, nullptr, 0};
+    CK_FUNCTION_LIST* api = module->api();
+    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+    CK_RV rv = api->C_GenerateKey(session, &mech, attrs.data(), static_cast<CK_ULONG>(attrs.size()), &h);
+    if (template_refused(rv)) {
+      rv = api->C_GenerateKey(session, &mech, attrs.data(), static_cast<CK_ULONG>(hardening_at), &h);
+    }
+    if (rv != CKR_OK) return ck(what, rv);
+    return h;
+  }
+
   static bool template_refused(CK_RV rv) noexcept {
     return rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_ATTRIBUTE_VALUE_INVALID || rv == CKR_ATTRIBUTE_READ_ONLY ||
            rv == CKR_TEMPLATE_INCONSISTENT;
@@ -237,13 +397,18 @@ struct TokenAdmin::Impl {
 
   // Checks a freshly made root key: attributes and (if given) check value.
   // Destroys it on any mismatch.
-  kms::Result<KeyObject> check_new_key(CK_OBJECT_HANDLE h, std::string_view expected_kcv, std::string_view what) {
+  kms::Result<KeyObject> check_new_key(CK_OBJECT_HANDLE h, std::string_view expected_kcv, std::string_view what,
+                                       bool hmac = false) {
     KeyObject k = describe(h);
     std::string problem;
-    if (!k.is_valid_root_key()) {
+    if (hmac && !k.is_valid_hmac_key()) {
+      problem = "does not have the attributes of an HMAC root key (256-bit generic secret, token, private, "
+                "sensitive, not extractable, sign and verify)";
+    } else if (!hmac && !k.is_valid_root_key()) {
       problem = "does not have the attributes of a root key (AES-256, token, private, sensitive, not extractable)";
     } else if (k.kcv.size() != std::size_t{2} * 3) {
-      problem = "has no 3-byte CKA_CHECK_VALUE (the ceremony needs the check value computed by the token)";
+      problem = hmac ? "cannot compute its HMAC check value (C_Sign with CKM_SHA256_HMAC)"
+                     : "has no 3-byte CKA_CHECK_VALUE (the ceremony needs the check value computed by the token)";
     } else if (!expected_kcv.empty() && k.kcv != expected_kcv) {
       problem = "has check value " + k.kcv + ", expected " + std::string(expected_kcv);
     }
@@ -300,12 +465,18 @@ kms::Result<std::unique_ptr<TokenAdmin>> TokenAdmin::open(const std::filesystem:
   };
   impl->details.has_kwp = has_mech(detail::kMechKwp, CKF_WRAP | CKF_UNWRAP);
   impl->details.has_gcm = has_mech(CKM_AES_GCM, CKF_ENCRYPT | CKF_DECRYPT);
-  if (!inspect_only && !impl->details.has_kwp && !impl->details.has_gcm) {
+  impl->details.has_cbc_hmac =
+      has_mech(CKM_AES_CBC_PAD, CKF_ENCRYPT | CKF_DECRYPT) && has_mech(CKM_SHA256_HMAC, CKF_SIGN | CKF_VERIFY);
+  impl->details.has_rsa_oaep = has_mech(CKM_RSA_PKCS_OAEP, CKF_ENCRYPT | CKF_DECRYPT) &&
+                               has_mech(CKM_RSA_PKCS_KEY_PAIR_GEN, CKF_GENERATE_KEY_PAIR);
+  if (!inspect_only && !impl->details.has_kwp && !impl->details.has_gcm && !impl->details.has_cbc_hmac &&
+      !impl->details.has_rsa_oaep) {
     return fail(Errc::invalid_argument,
-                impl->tok() + " offers neither CKM_AES_KEY_WRAP_PAD nor CKM_AES_GCM" +
+                impl->tok() + " offers none of CKM_AES_KEY_WRAP_PAD, CKM_AES_GCM, CKM_AES_CBC_PAD with " +
+                    "CKM_SHA256_HMAC and CKM_RSA_PKCS_OAEP" +
                     detail::mechanism_refusal_detail(api, impl->slot, module.string(), std::string(token_label)) +
-                    ". The ceremony makes aes-kwp and aes-gcm roots only so far; rootseald itself generates an "
-                    "aes-cbc-pad-hmac or rsa-oaep root with pkcs11.generate_key (without a Shamir backup)");
+                    ". The ceremony makes aes-kwp, aes-gcm and aes-cbc-pad-hmac roots (rsa-oaep roots: see "
+                    "docs/ceremony.md)");
   }
 
   if (CK_RV rv = api->C_OpenSession(impl->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &impl->session);
@@ -350,7 +521,7 @@ kms::Result<std::vector<KeyObject>> TokenAdmin::find_keys(std::string_view label
 }
 
 kms::Result<KeyObject> TokenAdmin::import_root_key(std::string_view label, const kms::SecureBytes& key,
-                                                   std::string_view expected_kcv) {
+                                                   std::string_view expected_kcv, RootMechanism mechanism) {
   Impl& m = *impl_;
   if (label.empty()) return fail(Errc::invalid_argument, "key label must not be empty");
   if (key.size() != kRootKeySize) return fail(Errc::invalid_argument, "a root key is 32 bytes");
@@ -360,45 +531,62 @@ kms::Result<KeyObject> TokenAdmin::import_root_key(std::string_view label, const
   ROOTSEAL_TRY(m.require_label_free(label));
   CK_FUNCTION_LIST* api = m.module->api();
 
-  Impl::RootTemplate t(m.details, label, false);
+  Impl::RootTemplate t(m.details, label, false, mechanism);
   if (CK_RV rv = api->C_GenerateRandom(m.session, t.id.data(), t.id.size()); rv != CKR_OK) {
     return m.ck("C_GenerateRandom", rv);
   }
   // The value goes last, so that dropping the optional hardening keeps it.
-  auto with_value = [&](std::size_t n) {
-    std::vector<CK_ATTRIBUTE> a(t.attrs.begin(), t.attrs.begin() + static_cast<std::ptrdiff_t>(n));
-    a.push_back(attr_bytes(CKA_VALUE, key.data(), key.size()));
-    return a;
-  };
   CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-  auto tmpl = with_value(t.attrs.size());
-  CK_RV rv = api->C_CreateObject(m.session, tmpl.data(), static_cast<CK_ULONG>(tmpl.size()), &h);
-  if (Impl::template_refused(rv)) {
-    tmpl = with_value(t.hardening_at);
-    rv = api->C_CreateObject(m.session, tmpl.data(), static_cast<CK_ULONG>(tmpl.size()), &h);
-  }
-  if (rv != CKR_OK) return m.ck("C_CreateObject(root key)", rv);
+  ROOTSEAL_TRY_ASSIGN(h, m.create_with_value(t.attrs, t.hardening_at, key, "C_CreateObject(root key)"));
   return m.check_new_key(h, expected_kcv, "imported");
 }
 
-kms::Result<KeyObject> TokenAdmin::generate_root_key(std::string_view label) {
+kms::Result<KeyObject> TokenAdmin::import_hmac_key(std::string_view label, const kms::SecureBytes& key,
+                                                   std::string_view expected_check) {
+  Impl& m = *impl_;
+  if (label.empty()) return fail(Errc::invalid_argument, "key label must not be empty");
+  if (key.size() != kRootKeySize) return fail(Errc::invalid_argument, "an HMAC root key is 32 bytes");
+  if (expected_check.size() != 6) return fail(Errc::invalid_argument, "expected HMAC check value must be 3 bytes (hex)");
+  std::shared_lock<std::shared_mutex> lk;
+  ROOTSEAL_TRY_ASSIGN(lk, m.lock());
+  ROOTSEAL_TRY(m.require_label_free(label));
+  Impl::HmacTemplate t(label, false);
+  if (CK_RV rv = m.module->api()->C_GenerateRandom(m.session, t.id.data(), t.id.size()); rv != CKR_OK) {
+    return m.ck("C_GenerateRandom", rv);
+  }
+  CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+  ROOTSEAL_TRY_ASSIGN(h, m.create_with_value(t.attrs, t.hardening_at, key, "C_CreateObject(HMAC key)"));
+  return m.check_new_key(h, expected_check, "imported HMAC", true);
+}
+
+kms::Result<KeyObject> TokenAdmin::generate_hmac_key(std::string_view label) {
+  Impl& m = *impl_;
+  if (label.empty()) return fail(Errc::invalid_argument, "key label must not be empty");
+  std::shared_lock<std::shared_mutex> lk;
+  ROOTSEAL_TRY_ASSIGN(lk, m.lock());
+  ROOTSEAL_TRY(m.require_label_free(label));
+  Impl::HmacTemplate t(label, true);
+  if (CK_RV rv = m.module->api()->C_GenerateRandom(m.session, t.id.data(), t.id.size()); rv != CKR_OK) {
+    return m.ck("C_GenerateRandom", rv);
+  }
+  CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+  ROOTSEAL_TRY_ASSIGN(h, m.generate_with(CKM_GENERIC_SECRET_KEY_GEN, t.attrs, t.hardening_at, "C_GenerateKey(HMAC key)"));
+  return m.check_new_key(h, {}, "generated HMAC", true);
+}
+
+kms::Result<KeyObject> TokenAdmin::generate_root_key(std::string_view label, RootMechanism mechanism) {
   Impl& m = *impl_;
   if (label.empty()) return fail(Errc::invalid_argument, "key label must not be empty");
   std::shared_lock<std::shared_mutex> lk;
   ROOTSEAL_TRY_ASSIGN(lk, m.lock());
   ROOTSEAL_TRY(m.require_label_free(label));
   CK_FUNCTION_LIST* api = m.module->api();
-  Impl::RootTemplate t(m.details, label, true);
+  Impl::RootTemplate t(m.details, label, true, mechanism);
   if (CK_RV rv = api->C_GenerateRandom(m.session, t.id.data(), t.id.size()); rv != CKR_OK) {
     return m.ck("C_GenerateRandom", rv);
   }
-  CK_MECHANISM mech{CKM_AES_KEY_GEN, nullptr, 0};
   CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-  CK_RV rv = api->C_GenerateKey(m.session, &mech, t.attrs.data(), static_cast<CK_ULONG>(t.attrs.size()), &h);
-  if (Impl::template_refused(rv)) {
-    rv = api->C_GenerateKey(m.session, &mech, t.attrs.data(), static_cast<CK_ULONG>(t.hardening_at), &h);
-  }
-  if (rv != CKR_OK) return m.ck("C_GenerateKey(root key)", rv);
+  ROOTSEAL_TRY_ASSIGN(h, m.generate_with(CKM_AES_KEY_GEN, t.attrs, t.hardening_at, "C_GenerateKey(root key)"));
   return m.check_new_key(h, {}, "generated");
 }
 
@@ -415,7 +603,7 @@ kms::Result<KeyObject> TokenAdmin::copy_key(std::string_view label, std::string_
   if (CK_RV rv = m.module->api()->C_CopyObject(m.session, src, tmpl, 1, &h); rv != CKR_OK) {
     return m.ck("C_CopyObject", rv);
   }
-  return m.check_new_key(h, kcv, "copied");
+  return m.check_new_key(h, kcv, "copied", m.is_generic(src));
 }
 
 kms::Result<void> TokenAdmin::destroy_key(std::string_view label, std::string_view kcv) {
@@ -427,8 +615,7 @@ kms::Result<void> TokenAdmin::destroy_key(std::string_view label, std::string_vi
   ROOTSEAL_TRY_ASSIGN(hs, m.find_handles(label));
   std::size_t destroyed = 0;
   for (CK_OBJECT_HANDLE h : hs) {
-    auto v = m.get_bytes(h, CKA_CHECK_VALUE);
-    if (!v || detail::to_hex(*v) != kcv) continue;
+    if (m.check_value(h) != kcv) continue;
     if (CK_RV rv = m.module->api()->C_DestroyObject(m.session, h); rv != CKR_OK) return m.ck("C_DestroyObject", rv);
     ++destroyed;
   }
@@ -444,6 +631,181 @@ kms::Result<KeyObject> TokenAdmin::relabel(std::string_view label, std::string_v
   ROOTSEAL_TRY_ASSIGN(copy, copy_key(label, kcv, new_label));
   ROOTSEAL_TRY(destroy_key(label, kcv));
   return copy;
+}
+
+}  // namespace rootseal::hsm
+
+namespace rootseal::hsm {
+
+kms::Result<std::vector<KeyObject>> TokenAdmin::find_rsa_keys(std::string_view label) {
+  Impl& m = *impl_;
+  std::shared_lock<std::shared_mutex> lk;
+  ROOTSEAL_TRY_ASSIGN(lk, m.lock());
+  std::vector<CK_OBJECT_HANDLE> hs;
+  ROOTSEAL_TRY_ASSIGN(hs, m.find_handles(label, CKO_PRIVATE_KEY));
+  std::vector<KeyObject> out;
+  for (CK_OBJECT_HANDLE h : hs) {
+    KeyObject k = m.describe(h);
+    if (k.rsa) out.push_back(std::move(k));
+  }
+  return out;
+}
+
+kms::Result<KeyObject> TokenAdmin::generate_rsa_root(std::string_view label) {
+  Impl& m = *impl_;
+  if (label.empty()) return fail(Errc::invalid_argument, "key label must not be empty");
+  std::shared_lock<std::shared_mutex> lk;
+  ROOTSEAL_TRY_ASSIGN(lk, m.lock());
+  ROOTSEAL_TRY(m.require_label_free(label));
+  for (CK_OBJECT_CLASS c : {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY}) {
+    std::vector<CK_OBJECT_HANDLE> hs;
+    ROOTSEAL_TRY_ASSIGN(hs, m.find_handles(label, c));
+    if (!hs.empty()) {
+      return fail(Errc::already_exists, m.tok() + " already holds an RSA key labelled '" + std::string(label) + "'");
+    }
+  }
+  CK_FUNCTION_LIST* api = m.module->api();
+  std::array<std::uint8_t, 16> id{};
+  if (CK_RV rv = api->C_GenerateRandom(m.session, id.data(), id.size()); rv != CKR_OK) {
+    return m.ck("C_GenerateRandom", rv);
+  }
+  CK_OBJECT_CLASS pub_cls = CKO_PUBLIC_KEY, priv_cls = CKO_PRIVATE_KEY;
+  CK_KEY_TYPE type = CKK_RSA;
+  CK_ULONG bits = detail::kRsaModulusBits;
+  std::uint8_t exponent[] = {0x01, 0x00, 0x01};
+  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  CK_MECHANISM_TYPE allowed = CKM_RSA_PKCS_OAEP;
+  // As Pkcs11Root's generation, but modifiable (rotate-root relabels keys).
+  std::vector<CK_ATTRIBUTE> pub = {
+      attr(CKA_CLASS, pub_cls),  attr(CKA_KEY_TYPE, type),  attr(CKA_MODULUS_BITS, bits),
+      attr_bytes(CKA_PUBLIC_EXPONENT, exponent, sizeof exponent),
+      attr_bytes(CKA_LABEL, label.data(), label.size()),
+      attr_bytes(CKA_ID, id.data(), id.size()),
+      attr(CKA_TOKEN, yes),      attr(CKA_ENCRYPT, yes),
+  };
+  std::vector<CK_ATTRIBUTE> priv = {
+      attr(CKA_CLASS, priv_cls), attr(CKA_KEY_TYPE, type),
+      attr_bytes(CKA_LABEL, label.data(), label.size()),
+      attr_bytes(CKA_ID, id.data(), id.size()),
+      attr(CKA_TOKEN, yes),      attr(CKA_PRIVATE, yes),     attr(CKA_SENSITIVE, yes),
+      attr(CKA_EXTRACTABLE, no), attr(CKA_DECRYPT, yes),
+  };
+  const std::size_t pub_n = pub.size(), priv_n = priv.size();
+  priv.push_back(attr(CKA_UNWRAP, no));
+  priv.push_back(attr(CKA_DERIVE, no));
+  pub.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, &allowed, sizeof allowed));
+  priv.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, &allowed, sizeof allowed));
+  CK_MECHANISM gen{CKM_RSA_PKCS_KEY_PAIR_GEN, nullptr, 0};
+  CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE, hpriv = CK_INVALID_HANDLE;
+  auto generate = [&] {
+    return api->C_GenerateKeyPair(m.session, &gen, pub.data(), static_cast<CK_ULONG>(pub.size()), priv.data(),
+                                  static_cast<CK_ULONG>(priv.size()), &hpub, &hpriv);
+  };
+  CK_RV rv = generate();
+  if (Impl::template_refused(rv)) {
+    pub.resize(pub_n);
+    priv.resize(priv_n);
+    rv = generate();
+  }
+  if (rv != CKR_OK) return m.ck("C_GenerateKeyPair(RSA root)", rv);
+
+  // The pair must be what a root needs, and the token must do OAEP with
+  // SHA-256 both ways (SoftHSM 2.6 only does SHA-1; the mechanism list
+  // cannot tell): a fixed 32-byte value, encrypted and decrypted.
+  KeyObject k = m.describe(hpriv);
+  std::string problem;
+  if (!k.is_valid_rsa_root()) {
+    problem = "does not have the attributes of an RSA root key (3072 or 4096 bits, token, private, sensitive, "
+              "not extractable, decrypt)";
+  } else if (k.kcv.empty() || k.kcv != m.rsa_check(hpub)) {
+    problem = "has no check value, or another than its public key's";
+  } else {
+    kms::SecureBytes probe(32);
+    std::vector<std::uint8_t> ct;
+    bool op_active = false;
+    detail::Step st = detail::wrap_rsa_oaep(api, m.session, hpub, probe, ct, op_active);
+    if (op_active) api->C_EncryptFinal(m.session, nullptr, nullptr);
+    kms::SecureBytes back;
+    if (st.ok()) {
+      op_active = false;
+      st = detail::unwrap_rsa_oaep(api, m.session, hpriv, std::span<const std::uint8_t>(ct).subspan(1), back,
+                                   op_active);
+      if (op_active) api->C_DecryptFinal(m.session, nullptr, nullptr);
+    }
+    if (!st.ok() || !(back == probe)) {
+      problem = "cannot be used: the token does not decrypt with CKM_RSA_PKCS_OAEP (SHA-256, MGF1-SHA-256) what "
+                "it encrypted with it (" +
+                (st.ok() ? std::string("another value came back") : ck_message(st.function, st.rv)) + ")";
+    }
+  }
+  if (problem.empty()) return k;
+  const CK_RV d1 = api->C_DestroyObject(m.session, hpriv);
+  const CK_RV d2 = api->C_DestroyObject(m.session, hpub);
+  return fail(Errc::crypto_failure, m.tok() + ": the generated RSA root key pair '" + std::string(label) + "' " +
+                                        problem +
+                                        (d1 == CKR_OK && d2 == CKR_OK ? "; it was destroyed again"
+                                                                      : "; destroying it failed too"));
+}
+
+}  // namespace rootseal::hsm
+
+namespace rootseal::hsm {
+
+namespace {
+
+// The objects of class `cls` labelled `label` whose check value is `kcv`.
+template <class Impl>
+kms::Result<std::vector<CK_OBJECT_HANDLE>> with_check(const Impl& m, std::string_view label, CK_OBJECT_CLASS cls,
+                                                      std::string_view kcv) {
+  std::vector<CK_OBJECT_HANDLE> hs;
+  ROOTSEAL_TRY_ASSIGN(hs, m.find_handles(label, cls));
+  std::vector<CK_OBJECT_HANDLE> out;
+  for (CK_OBJECT_HANDLE h : hs) {
+    if (m.check_value(h) == kcv) out.push_back(h);
+  }
+  return out;
+}
+
+}  // namespace
+
+kms::Result<void> TokenAdmin::copy_rsa_pair(std::string_view label, std::string_view kcv, std::string_view new_label) {
+  Impl& m = *impl_;
+  if (new_label.empty()) return fail(Errc::invalid_argument, "key label must not be empty");
+  std::shared_lock<std::shared_mutex> lk;
+  ROOTSEAL_TRY_ASSIGN(lk, m.lock());
+  for (CK_OBJECT_CLASS cls : {CKO_PUBLIC_KEY, CKO_PRIVATE_KEY}) {
+    std::vector<CK_OBJECT_HANDLE> there;
+    ROOTSEAL_TRY_ASSIGN(there, with_check(m, new_label, cls, kcv));
+    if (!there.empty()) continue;
+    std::vector<CK_OBJECT_HANDLE> src;
+    ROOTSEAL_TRY_ASSIGN(src, with_check(m, label, cls, kcv));
+    if (src.empty()) continue;
+    CK_ATTRIBUTE tmpl[] = {attr_bytes(CKA_LABEL, new_label.data(), new_label.size())};
+    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+    if (CK_RV rv = m.module->api()->C_CopyObject(m.session, src.front(), tmpl, 1, &h); rv != CKR_OK) {
+      return m.ck("C_CopyObject(RSA key)", rv);
+    }
+    if (m.check_value(h) != kcv || (cls == CKO_PRIVATE_KEY && !m.describe(h).is_valid_rsa_root())) {
+      m.module->api()->C_DestroyObject(m.session, h);
+      return fail(Errc::crypto_failure, m.tok() + ": the copy of RSA key '" + std::string(label) +
+                                            "' is not the same key or lost its attributes; it was destroyed again");
+    }
+  }
+  return {};
+}
+
+kms::Result<void> TokenAdmin::destroy_rsa_pair(std::string_view label, std::string_view kcv) {
+  Impl& m = *impl_;
+  std::shared_lock<std::shared_mutex> lk;
+  ROOTSEAL_TRY_ASSIGN(lk, m.lock());
+  for (CK_OBJECT_CLASS cls : {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY}) {
+    std::vector<CK_OBJECT_HANDLE> hs;
+    ROOTSEAL_TRY_ASSIGN(hs, with_check(m, label, cls, kcv));
+    for (CK_OBJECT_HANDLE h : hs) {
+      if (CK_RV rv = m.module->api()->C_DestroyObject(m.session, h); rv != CKR_OK) return m.ck("C_DestroyObject", rv);
+    }
+  }
+  return {};
 }
 
 }  // namespace rootseal::hsm

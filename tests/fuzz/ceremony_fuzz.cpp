@@ -8,6 +8,8 @@
 //   'Y'  a typed share made by cli::typed_share_text from the bytes
 //        (ceremony id, index, threshold, y), read back, then read again
 //        with characters replaced where the rest of the bytes say
+//   'W'  the same with a 64-byte y (the nine-line form of an
+//        aes-cbc-pad-hmac secret)
 //   'C'  a transcript: files separated by a line "====", written as
 //        000001-entry-00000000.json ... into a scratch folder, then audited
 // Properties beyond "no crash, no sanitizer report":
@@ -59,6 +61,8 @@ void share_file(std::string_view text) {
   const std::string out = cli::share_file_json(*s);
   const auto back = cli::parse_share_file(out, "share");
   fuzz::require(back.has_value(), "a written share file parses");
+  fuzz::require(back->mechanism == s->mechanism && (s->mechanism.empty() || cli::secret_size(s->mechanism) != 0),
+                "a share file's mechanism is known (or absent: v1)");
   fuzz::require(back->ceremony_id == s->ceremony_id && back->index == s->index && back->threshold == s->threshold &&
                     back->count == s->count && back->root_kcv == s->root_kcv &&
                     back->custodian_name == s->custodian_name && back->custodian_key_type == s->custodian_key_type &&
@@ -91,23 +95,23 @@ std::vector<cli::TypedShare> feed(std::string_view text, bool& refused) {
   return out;
 }
 
-void typed_round_trip(std::span<const std::uint8_t> in) {
-  if (in.size() < 16 + 2 + 32) return;
+void typed_round_trip(std::span<const std::uint8_t> in, std::size_t ysize) {
+  if (in.size() < 16 + 2 + ysize) return;
   const std::string id = kms::hex_encode(in.first(16));
   const unsigned index = in[16];
   const unsigned threshold = in[17];
-  const auto y = kms::SecureBytes::copy_of(std::string_view(reinterpret_cast<const char*>(in.data() + 18), 32));
+  const auto y = kms::SecureBytes::copy_of(std::string_view(reinterpret_cast<const char*>(in.data() + 18), ysize));
   const auto text = cli::typed_share_text(id, index, threshold, y);
   const std::string t(reinterpret_cast<const char*>(text.data()), text.size());
   bool refused = false;
   const auto shares = feed(t, refused);
   fuzz::require(!refused && shares.size() == 1, "a typed share reads back");
   fuzz::require(shares[0].ceremony_id == id && shares[0].index == index && shares[0].threshold == threshold &&
-                    shares[0].y == y,
+                    shares[0].y == y && shares[0].mechanism == (ysize == 64 ? "aes-cbc-pad-hmac" : ""),
                 "typed share round trip");
   // Edits: (position, character) pairs from the rest of the input.
   std::string edited = t;
-  const auto rest = in.subspan(50);
+  const auto rest = in.subspan(18 + ysize);
   for (std::size_t i = 0; i + 1 < rest.size(); i += 2) {
     edited[rest[i] % edited.size()] = static_cast<char>(rest[i + 1]);
   }
@@ -179,7 +183,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       (void)feed(rest, refused);
       break;
     }
-    case 'Y': typed_round_trip(std::span(data + 1, size - 1)); break;
+    case 'Y': typed_round_trip(std::span(data + 1, size - 1), 32); break;
+    case 'W': typed_round_trip(std::span(data + 1, size - 1), 64); break;
     case 'C': transcript(rest); break;
     default: break;
   }

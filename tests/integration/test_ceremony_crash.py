@@ -37,6 +37,12 @@ LABEL = "rootseal-root"
 POINTS = ["root-key-held", "shares-split", "shares-written", "new-key-imported", "rotation-recorded",
           "rewrap-before-commit", "rewrap-committed", "old-key-copied", "old-key-retired", "new-key-copied",
           "new-key-promoted"]
+# A rotation to aes-cbc-pad-hmac passes these too (its HMAC key is imported
+# first, promoted first and its temporary removed last) ...
+TO_CBC_POINTS = POINTS[:4] + ["hmac-key-imported"] + POINTS[4:10] + ["new-hmac-copied"] + POINTS[10:] + \
+    ["new-hmac-promoted"]
+# ... and one from it these (the old HMAC key retired after its AES key).
+FROM_CBC_POINTS = POINTS[:10] + ["old-hmac-copied", "old-hmac-retired"] + POINTS[10:]
 
 
 class CeremonyCrashTest(unittest.TestCase):
@@ -106,12 +112,13 @@ class CeremonyCrashTest(unittest.TestCase):
         self.assertEqual(proc.returncode, expect, "rootseal %s\n%s%s" % (" ".join(args), out.decode(), err.decode()))
         return out.decode()
 
-    def rotate_args(self, resume=False):
+    def rotate_args(self, resume=False, mechanism=None):
         args = ["ceremony", "rotate-root", "--module", MODULE, "--token", "crash", "--store", self.db,
                 "--transcript-dir", self.transcript]
         if resume:
             return args + ["--resume"]
-        return args + ["--threshold", "2", "--out", self.shares] + self.custodians
+        return args + ["--threshold", "2", "--out", self.shares] + self.custodians + \
+            (["--mechanism", mechanism] if mechanism else [])
 
     def opens(self, labels):
         """(label, kcv) of the first key label whose keyring unseals the store and decrypts every sample."""
@@ -121,6 +128,7 @@ class CeremonyCrashTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, "no root key opens the store: %s %s" % (r.stdout.decode(), r.stderr.decode()))
         self.assertEqual(out[0], "OPENS")
         self.assertEqual(int(out[3]), KEYS)
+        self.last_mechanism = out[4]
         return out[1], out[2]
 
     def entries(self):
@@ -169,6 +177,34 @@ class CeremonyCrashTest(unittest.TestCase):
             out, err = proc.communicate(timeout=300)
             self.assertEqual(proc.returncode, -signal.SIGKILL, "%s: %s%s" % (point, out.decode(), err.decode()))
             self.after_kill(point)
+        out = self.run_cli(["ceremony", "audit", "--transcript-dir", self.transcript])
+        self.assertIn("chain intact", out)
+
+    def test_kill_at_every_step_of_rotations_between_mechanisms(self):
+        """aes-kwp -> aes-cbc-pad-hmac, SIGKILLed at each of its steps (each time
+        resumed, then the next rotation is killed at the next step), then back
+        aes-cbc-pad-hmac -> aes-kwp at each of its steps."""
+        for target, points in (("aes-cbc-pad-hmac", TO_CBC_POINTS), ("aes-kwp", FROM_CBC_POINTS)):
+            source = "aes-kwp" if target == "aes-cbc-pad-hmac" else "aes-cbc-pad-hmac"
+            for point in points:
+                what = "%s -> %s at %s" % (source, target, point)
+                self.opens([LABEL])
+                self.assertEqual(self.last_mechanism, source, what)
+                proc = self.start_cli(self.rotate_args(mechanism=target), {"ROOTSEAL_TEST_CRASH_AT": point})
+                out, err = proc.communicate(timeout=300)
+                self.assertEqual(proc.returncode, -signal.SIGKILL, "%s: %s%s" % (what, out.decode(), err.decode()))
+                recorded = self.after_kill(what)
+                self.assertEqual(self.last_mechanism, target if recorded else source, what)
+                if recorded:
+                    # Back to the source mechanism, undisturbed, for the next step.
+                    self.run_cli(self.rotate_args(mechanism=source))
+                    self.current = self.opens([LABEL])[1]
+                    self.keep_token_object()
+            # The direction's last rotation, undisturbed: the next loop starts from `target`.
+            self.run_cli(self.rotate_args(mechanism=target))
+            self.current = self.opens([LABEL])[1]
+            self.assertEqual(self.last_mechanism, target)
+            self.keep_token_object()
         out = self.run_cli(["ceremony", "audit", "--transcript-dir", self.transcript])
         self.assertIn("chain intact", out)
 

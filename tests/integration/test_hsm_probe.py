@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import unittest
 
@@ -20,6 +21,12 @@ import pkcs11_impls
 from rootseal_testlib import ConfigDaemon, write_private
 
 ROOTSEAL_CLI = os.environ.get("ROOTSEAL_CLI", "")
+STORE_TOOL = os.environ.get("CEREMONY_STORE_TOOL", "")
+# The steps of a rotation from an rsa-oaep root to aes-cbc-pad-hmac (the
+# crash points of `rootseal ceremony rotate-root`, docs/ceremony.md).
+RSA_TO_CBC_POINTS = ["root-key-held", "shares-written", "hmac-key-imported", "new-key-imported", "rotation-recorded",
+                     "rewrap-before-commit", "rewrap-committed", "old-key-copied", "old-key-retired",
+                     "new-hmac-copied", "new-key-copied", "new-key-promoted", "new-hmac-promoted"]
 
 # pkcs11-tool's names (OpenSC's table) of the mechanisms the verdicts rest on.
 OPENSC_IDS = {
@@ -329,23 +336,218 @@ class HsmProbeTest(unittest.TestCase):
         finally:
             d.close()
 
-    def test_ceremony_refuses_opencryptoki_with_the_reason(self):
+    def test_ceremony_refuses_a_mechanism_opencryptoki_lacks(self):
         tok = self.tokens["opencryptoki"]
-        transcript = os.path.join(self.base, "ceremony-transcript")
-        r_fd, w_fd = os.pipe()
-        os.write(w_fd, tok.pin.encode() + b"\n")
-        os.close(w_fd)
-        try:
-            r = subprocess.run([ROOTSEAL_CLI, "ceremony", "init", "--module", tok.module, "--token", tok.label,
-                                "--no-backup", "--transcript-dir", transcript, "--pin-fd", str(r_fd)],
-                               env=tok.env, capture_output=True, text=True, timeout=120, pass_fds=(r_fd,))
-        finally:
-            os.close(r_fd)
+        transcript = os.path.join(self.base, "ceremony-transcript-refused")
+        r = self.run_with_pin(tok, ["ceremony", "init", "--module", tok.module, "--token", tok.label, "--no-backup",
+                                    "--mechanism", "aes-kwp", "--key-label", "root-refused",
+                                    "--transcript-dir", transcript])
         self.assertEqual(r.returncode, 1, r.stderr)
-        self.assertIn("PKCS#11 token '%s' offers neither CKM_AES_KEY_WRAP_PAD nor CKM_AES_GCM; among the AES, RSA "
-                      "and HMAC mechanisms it offers %s. rootseal needs" % (tok.label, OPENCRYPTOKI_OFFERS),
-                      r.stderr)
-        self.assertIn("`rootseal hsm probe --module %s --token %s`" % (tok.module, tok.label), r.stderr)
+        self.assertIn("--mechanism aes-kwp: token '%s' cannot hold a aes-kwp root: it lacks CKM_AES_KEY_WRAP_PAD "
+                      "(wrap, unwrap)" % tok.label, r.stderr)
+        self.assertEqual(self.probe_keys(tok, "--key-label", "root-refused")["objects"], [])
+
+    def test_ceremony_root_moves_from_softhsm2_to_opencryptoki(self):
+        """An aes-cbc-pad-hmac root made by the ceremony on SoftHSM2 serves
+        rootseald there; restored from the shares onto opencryptoki's token
+        (another implementation), rootseald there opens the same state and
+        decrypts what the first one encrypted."""
+        src, dst = self.tokens["softhsm2"], self.tokens["opencryptoki"]
+        work = os.path.join(self.base, "moved")
+        os.makedirs(work)
+        transcript, shares = os.path.join(work, "transcript"), os.path.join(work, "shares")
+        custodians = []
+        for name in ("alice", "bob", "carol"):
+            key, pub = os.path.join(work, name + ".key"), os.path.join(work, name + ".pub")
+            subprocess.run(["openssl", "genpkey", "-algorithm", "X25519", "-out", key], check=True,
+                           capture_output=True)
+            subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-out", pub], check=True)
+            custodians += ["--custodian", "%s=%s" % (name, pub)]
+        label = "root-moved"
+        r = self.run_with_pin(src, ["ceremony", "init", "--module", src.module, "--token", src.label, "--key-label",
+                                    label, "--mechanism", "aes-cbc-pad-hmac", "--threshold", "2", "--out", shares,
+                                    "--transcript-dir", transcript] + custodians)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        kcv = re.search(r"key check value \(computed by the HSM\): ([0-9a-f]{6})", r.stdout).group(1)
+        mac = re.search(r"HMAC key '%s-hmac' check value \(computed by the HSM\): ([0-9a-f]{6})" % label,
+                        r.stdout).group(1)
+
+        token = "rs.moved-root-token"
+        rest = ("policies:\n  app:\n    keys: [\"k\"]\n    operations: [create, read, encrypt, decrypt]\n"
+                "tokens:\n  - name: app\n    sha256: %s\n    policies: [app]\n"
+                % hashlib.sha256(token.encode()).hexdigest())
+        first = ConfigDaemon("rootseal-moved-a-", "unused", pin="12345678")
+        second = ConfigDaemon("rootseal-moved-b-", "unused", pin="12345678")
+        try:
+            self.write_daemon_config(first, src, "auto", label, rest)
+            first.start(env=src.env)
+            first.wait_for(lambda: first.call("GET", "/v1/sys/health").status == 200, "unsealed on SoftHSM2",
+                           timeout=120)
+            self.assertIn("mechanism=CKM_AES_CBC_PAD+CKM_SHA256_HMAC", first.log())
+            self.assertEqual(first.call("GET", "/v1/sys/seal-status").json()["root_key_check_value"], kcv)
+            self.assertEqual(first.call("POST", "/v1/transit/keys/k", {}, token=token).status // 100, 2)
+            r = first.call("POST", "/v1/transit/encrypt/k", {"plaintext": "bW92ZWQ="}, token=token)
+            self.assertEqual(r.status, 200, r.data)
+            ct = r.json()["data"]["ciphertext"]
+            self.assertEqual(first.stop(), 0)
+
+            # Two custodians' share files restore both keys onto opencryptoki.
+            files = sorted(os.listdir(shares))
+            r = self.run_with_pin(dst, ["ceremony", "restore", "--module", dst.module, "--token", dst.label,
+                                        "--key-label", label, "--transcript-dir", transcript,
+                                        "--share", os.path.join(shares, files[0]), "--key",
+                                        os.path.join(work, "alice.key"),
+                                        "--share", os.path.join(shares, files[2]), "--key",
+                                        os.path.join(work, "carol.key")])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(kcv, r.stdout)
+            self.assertIn(mac, r.stdout)
+            aes = self.probe_keys(dst, "--key-label", label)["objects"]
+            hmac_key = self.probe_keys(dst, "--key-label", label + "-hmac")["objects"]
+            self.assertEqual(len(aes), 1)
+            self.assertEqual(len(hmac_key), 1)
+            # opencryptoki keeps no CKA_CHECK_VALUE: the token computes the KCV (CBC-PAD, zero IV).
+            self.assertEqual((aes[0]["kcv"], aes[0]["valid_root_key"], aes[0]["encrypt"], aes[0]["wrap"]),
+                             (kcv, True, True, False))
+            self.assertEqual((hmac_key[0]["kcv"], hmac_key[0]["sensitive"], hmac_key[0]["extractable"]),
+                             (mac, True, False))
+            state = os.path.join(first.dir, "state")
+            r = self.run_with_pin(dst, ["ceremony", "verify", "--module", dst.module, "--token", dst.label,
+                                        "--key-label", label, "--transcript-dir", transcript,
+                                        "--store", os.path.join(state, "rootseal.db")])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("state store", r.stdout)
+
+            # rootseald on opencryptoki with the first one's state.
+            shutil.copytree(state, os.path.join(second.dir, "state"))
+            self.write_daemon_config(second, dst, "auto", label, rest)
+            second.start(env=dst.env)
+            second.wait_for(lambda: second.call("GET", "/v1/sys/health").status == 200, "unsealed on opencryptoki",
+                            timeout=120)
+            self.assertIn("mechanism=CKM_AES_CBC_PAD+CKM_SHA256_HMAC", second.log())
+            self.assertEqual(second.call("GET", "/v1/sys/seal-status").json()["root_key_check_value"], kcv)
+            r = second.call("POST", "/v1/transit/decrypt/k", {"ciphertext": ct}, token=token)
+            self.assertEqual(r.status, 200, r.data)
+            self.assertEqual(r.json()["data"]["plaintext"], "bW92ZWQ=")
+        finally:
+            first.close()
+            second.close()
+
+    def test_ceremony_rsa_oaep_root_on_opencryptoki_no_backup_only(self):
+        """rsa-oaep: refused without --no-backup; with it, the pair is generated
+        in the token, the warning is loud, verify checks the public key's check
+        value, and rootseald uses the root with the same check value."""
+        tok = self.tokens["opencryptoki"]
+        transcript = os.path.join(self.base, "ceremony-transcript-rsa")
+        label = "root-rsa-ceremony"
+        base = ["ceremony", "init", "--module", tok.module, "--token", tok.label, "--key-label", label,
+                "--mechanism", "rsa-oaep", "--transcript-dir", transcript]
+        r = self.run_with_pin(tok, base + ["--threshold", "2", "--out", os.path.join(self.base, "rsa-shares"),
+                                           "--custodian", "a=/nonexistent-a.pem", "--custodian", "b=/nonexistent-b"])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("an rsa-oaep root cannot be backed up in shares", r.stderr)
+        r = self.run_with_pin(tok, base + ["--no-backup"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("NO BACKUP", r.stderr)
+        kcv = re.search(r"key check value \(SHA-256 of the RSA public key's SubjectPublicKeyInfo, as the token "
+                        r"reports it\): ([0-9a-f]{6})", r.stdout).group(1)
+        with open(os.path.join(transcript, sorted(n for n in os.listdir(transcript) if n.endswith(".json"))[-1])) as f:
+            record = json.load(f)
+        self.assertEqual((record["kind"], record["root_key"]["mechanism"], record["root_key"]["backup"]),
+                         ("init", "rsa-oaep", False))
+        self.assertIn("can never be", record["warning"])
+        r = self.run_with_pin(tok, ["ceremony", "verify", "--module", tok.module, "--token", tok.label, "--key-label",
+                                    label, "--transcript-dir", transcript])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("(rsa-oaep)", r.stdout)
+        d = ConfigDaemon("rootseal-rsa-ceremony-", "unused", pin="12345678")
+        try:
+            self.write_daemon_config(d, tok, "auto", label)
+            d.start(env=tok.env)
+            d.wait_for(lambda: d.call("GET", "/v1/sys/health").status == 200, "unsealed with the ceremony's RSA root",
+                       timeout=120)
+            self.assertIn("mechanism=CKM_RSA_PKCS_OAEP", d.log())
+            self.assertEqual(d.call("GET", "/v1/sys/seal-status").json()["root_key_check_value"], kcv)
+        finally:
+            d.close()
+
+    def test_rotate_root_from_rsa_oaep_to_aes_cbc_pad_hmac_killed_at_every_step(self):
+        """On opencryptoki: for each step of rotate-root, a fresh rsa-oaep root
+        (init --no-backup) wraps 20 keys; the rotation to aes-cbc-pad-hmac is
+        SIGKILLed there; the store then opens under the root or its temporary
+        label, and --resume ends with the store under an aes-cbc-pad-hmac root
+        with the recorded check value, the RSA pair kept as <label>.retired-<kcv>."""
+        self.assertTrue(STORE_TOOL, "CEREMONY_STORE_TOOL is not set")
+        tok = self.tokens["opencryptoki"]
+        work = os.path.join(self.base, "rsa-rotation")
+        os.makedirs(work)
+        custodians = []
+        for name in ("alice", "bob"):
+            key, pub = os.path.join(work, name + ".key"), os.path.join(work, name + ".pub")
+            subprocess.run(["openssl", "genpkey", "-algorithm", "X25519", "-out", key], check=True,
+                           capture_output=True)
+            subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-out", pub], check=True)
+            custodians += ["--custodian", "%s=%s" % (name, pub)]
+        tool_env = dict(tok.env, SOFTHSM2_MODULE=tok.module, TEST_PIN=tok.pin)
+
+        def opens(db, samples, labels):
+            r = subprocess.run([STORE_TOOL, "check", db, tok.label, samples] + labels, capture_output=True,
+                               env=tool_env, timeout=300, text=True)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            out = r.stdout.split()
+            self.assertEqual((out[0], out[3]), ("OPENS", "20"))
+            return out[1], out[2], out[4]
+
+        moved = 0
+        for i, point in enumerate(RSA_TO_CBC_POINTS):
+            label = "rsa-rot-%d" % i
+            transcript = os.path.join(work, "transcript-%d" % i)
+            db, samples = os.path.join(work, "store-%d.db" % i), os.path.join(work, "samples-%d" % i)
+            r = self.run_with_pin(tok, ["ceremony", "init", "--module", tok.module, "--token", tok.label,
+                                        "--key-label", label, "--mechanism", "rsa-oaep", "--no-backup",
+                                        "--transcript-dir", transcript])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            p = subprocess.run([STORE_TOOL, "populate", db, tok.label, label, "20", samples], capture_output=True,
+                               env=tool_env, timeout=300, text=True)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            _, rsa_kcv, mech = opens(db, samples, [label])
+            self.assertEqual(mech, "rsa-oaep")
+            rotate = ["ceremony", "rotate-root", "--module", tok.module, "--token", tok.label, "--key-label", label,
+                      "--store", db, "--transcript-dir", transcript]
+            r_fd, w_fd = os.pipe()
+            os.write(w_fd, tok.pin.encode() + b"\n")
+            os.close(w_fd)
+            try:
+                k = subprocess.run([ROOTSEAL_CLI] + rotate + ["--mechanism", "aes-cbc-pad-hmac", "--threshold", "2",
+                                                             "--out", os.path.join(work, "shares-%d" % i),
+                                                             "--pin-fd", str(r_fd)] + custodians,
+                                   env=dict(tok.env, ROOTSEAL_TEST_CRASH_AT=point), capture_output=True, text=True,
+                                   timeout=300, pass_fds=(r_fd,))
+            finally:
+                os.close(r_fd)
+            self.assertEqual(k.returncode, -9, "%s: %s%s" % (point, k.stdout, k.stderr))
+            _, kcv, mech = opens(db, samples, [label, label + ".next"])  # never neither
+            self.assertIn(mech, ("rsa-oaep", "aes-cbc-pad-hmac"), point)
+            r = self.run_with_pin(tok, rotate + ["--resume"])
+            self.assertEqual(r.returncode, 0, "%s: %s" % (point, r.stderr))
+            recorded = "resuming root rotation" in r.stdout
+            moved += recorded
+            _, kcv, mech = opens(db, samples, [label])
+            self.assertEqual(mech, "aes-cbc-pad-hmac" if recorded else "rsa-oaep", point)
+            if not recorded:
+                self.assertEqual(kcv, rsa_kcv, point)
+                continue
+            keys = self.probe_keys(tok, "--key-label", label)["objects"]
+            self.assertEqual([(k["kcv"], k["encrypt"], k["wrap"]) for k in keys], [(kcv, True, False)], point)
+            self.assertEqual(self.probe_keys(tok, "--key-label", label + ".next")["objects"], [], point)
+            # The RSA pair kept under its retired label, and nothing at the temporary one.
+            r = subprocess.run(["pkcs11-tool", "--module", tok.module, "--token-label", tok.label, "--login",
+                                "--pin", tok.pin, "--list-objects"], env=tok.env, capture_output=True, text=True)
+            retired = "%s.retired-%s" % (label, rsa_kcv)
+            self.assertEqual(r.stdout.count('label:      %s\n' % retired), 2, point + "\n" + r.stdout)
+            self.assertNotIn("%s.next" % label, r.stdout, point)
+        # The kills before the rotation was recorded leave the RSA root; the rest end on the new one.
+        self.assertEqual(moved, len(RSA_TO_CBC_POINTS) - RSA_TO_CBC_POINTS.index("rotation-recorded"))
 
     def test_rootseald_on_opencryptoki_auto_is_cbc_pad_hmac(self):
         self.check_rootseald_round_trip("opencryptoki", "auto", "CKM_AES_CBC_PAD+CKM_SHA256_HMAC", "root-auto")

@@ -71,6 +71,12 @@ class Completion(unittest.TestCase):
         help_text = subprocess.run([ROOTSEAL, "tpm", "reseal", "--help"], capture_output=True, text=True).stdout
         self.assertIn("TEXT:{root,pin}", help_text)
         self.assertEqual(complete("rootseal", ["tpm", "reseal", "--target", ""]), ["pin", "root"])
+        help_text = subprocess.run([ROOTSEAL, "ceremony", "rotate-root", "--help"], capture_output=True, text=True).stdout
+        mechanisms = re.search(r"--mechanism TEXT:\{([a-z0-9,-]+)\}", help_text)
+        self.assertIsNotNone(mechanisms, help_text)
+        self.assertEqual(complete("rootseal", ["ceremony", "rotate-root", "--mechanism", ""]),
+                         sorted(mechanisms.group(1).split(",")))
+        self.assertEqual(complete("rootseal", ["ceremony", "init", "--mechanism", "aes-c"]), ["aes-cbc-pad-hmac"])
 
     def test_rootseald_every_option(self):
         self.assertTrue(os.access(ROOTSEALD, os.X_OK), "ROOTSEALD is not set to the rootseald binary")

@@ -6,7 +6,7 @@
 //       "<name> <ciphertext>" lines to <samples>.
 //   ceremony_store_tool check <db> <token> <samples> <label>...
 //       tries each key label in turn; the first whose keyring unseals must
-//       decrypt every sample. Prints "OPENS <label> <kcv> <versions>" and
+//       decrypt every sample. Prints "OPENS <label> <kcv> <versions> <mechanism>" and
 //       exits 0, or exits 1 when no label opens the store.
 //
 // Module from $SOFTHSM2_MODULE, token PIN from $TEST_PIN (test tokens only).
@@ -80,10 +80,14 @@ int main(int argc, char** argv) {
       while (in >> name >> ct) samples[name] = ct;
     }
     std::string why;
+    // Every root stays alive until the end: the module is loaded once
+    // (opencryptoki 3.8 crashes when initialized again in one process).
+    std::vector<std::unique_ptr<hsm::Pkcs11Root>> roots;
     for (int i = 5; i < argc; ++i) {
       auto store = kms::open_sqlite_store(argv[2]);
       if (!store) return die(store.error().message);
-      auto r = root(argv[3], argv[i]);
+      roots.push_back(root(argv[3], argv[i]));
+      auto& r = roots.back();
       kms::Keyring ring(**store, *r);
       auto u = ring.unseal();
       if (!u) {
@@ -97,7 +101,8 @@ int main(int argc, char** argv) {
         }
       }
       auto kcv = r->key_check_value();
-      std::printf("OPENS %s %s %zu\n", argv[i], kcv ? kcv->c_str() : "?", ring.version_count());
+      std::printf("OPENS %s %s %zu %s\n", argv[i], kcv ? kcv->c_str() : "?", ring.version_count(),
+                  r->root_mechanism().c_str());
       return 0;
     }
     std::printf("NONE%s\n", why.c_str());

@@ -119,7 +119,7 @@ struct Fixture {
     auto k = cli::load_custodian_private_key(keys[i].priv);
     REQUIRE(k);
     auto y = cli::open_share(*k, f->sealed,
-                             cli::share_binding(f->ceremony_id, f->index, f->threshold, f->count, f->custodian_fingerprint));
+                             cli::share_binding(f->ceremony_id, f->index, f->threshold, f->count, f->custodian_fingerprint, f->mechanism));
     REQUIRE(y);
     return std::move(*y);
   }
@@ -372,7 +372,7 @@ TEST_CASE("refused, nothing imported: another ceremony's share re-encrypted as t
   REQUIRE(pub);
   auto fa = cli::parse_share_file(test::read_file(t.f(4)), "f");
   REQUIRE(fa);
-  auto sealed = cli::seal_share(*pub, cli::share_binding(t.o.ceremony_id, 5, 3, 5, pub->fingerprint), y);
+  auto sealed = cli::seal_share(*pub, cli::share_binding(t.o.ceremony_id, 5, 3, 5, pub->fingerprint, fa->mechanism), y);
   REQUIRE(sealed);
   fa->sealed = *sealed;
   const fs::path forged = t.fx.dir.path() / "forged.json";
@@ -592,4 +592,287 @@ TEST_CASE("reshare: a custodian leaves, the same key is split for a new set, and
   mixed.dry_run = true;
   mixed.files = {{r->share_files[1], fx.keys[1].priv}, {o.share_files[0], fx.keys[0].priv}};
   CHECK_FALSE(cli::ceremony_restore(mixed, con));
+}
+
+// ----- aes-cbc-pad-hmac roots ---------------------------------------------------
+
+namespace {
+
+// The encrypt-then-MAC root: init on A, a keyring on A (rootseald's auto
+// finds the HMAC key and uses CBC-PAD+HMAC), shares of the 64-byte secret.
+struct CbcFixture : Fixture {
+  cli::Outcome o;
+  std::string ciphertext;
+
+  CbcFixture() {
+    auto io = init_options("A", shares);
+    io.mechanism = hsm::RootMechanism::aes_cbc_pad_hmac;
+    test::RecordingConsole con;
+    auto r = cli::ceremony_init(io, con);
+    INFO((r ? std::string() : r.error().message));
+    REQUIRE(r);
+    o = *r;
+    CHECK(con.out_text().find("HMAC key 'rootseal-root-hmac' check value") != std::string::npos);
+    auto st = kms::open_sqlite_store(store);
+    REQUIRE(st);
+    auto root_a = root("A");
+    kms::Keyring ring(**st, *root_a);
+    REQUIRE(ring.unseal());
+    CHECK(root_a->root_mechanism() == "aes-cbc-pad-hmac");
+    REQUIRE(ring.create("payments", {}));
+    auto ct = ring.encrypt("payments", bytes("card 4111"), {});
+    REQUIRE(ct);
+    ciphertext = ct->ciphertext;
+  }
+
+  // The keyring on `token` opens the store with aes-cbc-pad-hmac and decrypts.
+  void opens_on(const std::string& token) const {
+    auto st = kms::open_sqlite_store(store);
+    REQUIRE(st);
+    auto r = root(token);
+    kms::Keyring ring(**st, *r);
+    auto u = ring.unseal();
+    INFO((u ? std::string() : u.error().message));
+    REQUIRE(u);
+    CHECK(r->root_mechanism() == "aes-cbc-pad-hmac");
+    auto pt = ring.decrypt("payments", ciphertext, {});
+    REQUIRE(pt);
+    CHECK(std::string(reinterpret_cast<const char*>(pt->data()), pt->size()) == "card 4111");
+  }
+};
+
+}  // namespace
+
+TEST_CASE("aes-cbc-pad-hmac: init imports both keys hardened, shares restore both on B, verify checks both") {
+  CbcFixture fx;
+  CHECK(fx.o.mechanism == "aes-cbc-pad-hmac");
+  REQUIRE(fx.o.hmac_check.size() == 6);
+
+  // A holds the AES key (encrypt/decrypt only) and the HMAC key (sign/verify only).
+  auto a = fx.keys_in("A");
+  REQUIRE(a.size() == 2);
+  const auto& aes = a[0].label == "rootseal-root" ? a[0] : a[1];
+  const auto& mac = a[0].label == "rootseal-root" ? a[1] : a[0];
+  CHECK(aes.is_valid_root_key());
+  CHECK(aes.encrypt);
+  CHECK(aes.decrypt);
+  CHECK_FALSE(aes.wrap);
+  CHECK_FALSE(aes.unwrap);
+  CHECK_FALSE(aes.sign);
+  CHECK(aes.kcv == fx.o.kcv);
+  CHECK(mac.label == "rootseal-root-hmac");
+  CHECK(mac.is_valid_hmac_key());
+  CHECK(mac.sensitive);
+  CHECK_FALSE(mac.extractable);
+  CHECK(mac.sign);
+  CHECK(mac.verify);
+  CHECK_FALSE(mac.encrypt);
+  CHECK_FALSE(mac.decrypt);
+  CHECK_FALSE(mac.wrap);
+  CHECK(mac.kcv == fx.o.hmac_check);
+
+  // Share files are v2 and say the mechanism; the typed form has nine lines.
+  const std::string file = test::read_file(fx.o.share_files[0]);
+  CHECK(file.find("\"format\":\"rootseal-share-v2\"") != std::string::npos);
+  CHECK(file.find("\"mechanism\":\"aes-cbc-pad-hmac\"") != std::string::npos);
+  CHECK(fx.share_y(fx.o, 0).size() == 64);
+  const kms::SecureBytes t1 = fx.typed(fx.o, 1);
+  const std::string_view tv(reinterpret_cast<const char*>(t1.data()), t1.size());
+  CHECK(std::count(tv.begin(), tv.end(), '\n') == 10);
+
+  // The transcript records both check values.
+  auto entries = cli::Transcript(fx.transcript).load();
+  REQUIRE(entries);
+  const auto& rk = (*entries)[0].body.at("root_key").as_object();
+  CHECK(rk.at("mechanism").as_string() == "aes-cbc-pad-hmac");
+  CHECK(rk.at("kcv").as_string() == fx.o.kcv);
+  CHECK(rk.at("hmac_key").as_object().at("check_value").as_string() == fx.o.hmac_check);
+
+  // Typed shares 2 and 5 with the file of share 3 restore both keys on B.
+  cli::BufferLineSource typed(concat(fx.typed(fx.o, 1), fx.typed(fx.o, 4)));
+  auto ro = fx.restore_options("B");
+  ro.typed = &typed;
+  ro.files = {{fx.o.share_files[2], fx.keys[2].priv}};
+  test::RecordingConsole con;
+  auto r = cli::ceremony_restore(ro, con);
+  INFO((r ? std::string() : r.error().message));
+  REQUIRE(r);
+  CHECK(r->mechanism == "aes-cbc-pad-hmac");
+  auto b = fx.keys_in("B");
+  REQUIRE(b.size() == 2);
+  for (const auto& k : b) {
+    if (k.label == "rootseal-root") {
+      CHECK(k.is_valid_root_key());
+      CHECK(k.kcv == fx.o.kcv);
+    } else {
+      CHECK(k.label == "rootseal-root-hmac");
+      CHECK(k.is_valid_hmac_key());
+      CHECK(k.kcv == fx.o.hmac_check);
+    }
+  }
+  fx.opens_on("B");
+
+  // verify on B: both check values, and the store opens.
+  cli::VerifyOptions vo;
+  vo.token = fx.token("B");
+  vo.transcript_dir = fx.transcript;
+  vo.store = fx.store;
+  auto v = cli::ceremony_verify(vo, con);
+  INFO((v ? std::string() : v.error().message));
+  REQUIRE(v);
+  CHECK(v->hmac_check == fx.o.hmac_check);
+  CHECK(con.out_text().find("HMAC key 'rootseal-root-hmac' check value (computed by the HSM): " + fx.o.hmac_check) !=
+        std::string::npos);
+
+  // An HMAC key that is not the ceremony's (same label): verify refuses.
+  {
+    auto admin = hsm::TokenAdmin::open(test::kSoftHsmModule, "B", kms::SecureBytes::copy_of(std::string_view("1234")));
+    REQUIRE(admin);
+    REQUIRE((*admin)->destroy_key("rootseal-root-hmac", fx.o.hmac_check));
+    auto other = kms::SecureBytes::random(32);
+    const auto other_mac = cli::hmac_sha256(other.span(), {cli::bytes_of(hsm::kHmacCheckMessage)});
+    const std::string check = kms::hex_encode(std::span<const std::uint8_t>(other_mac.data(), 3));
+    auto k = (*admin)->import_hmac_key("rootseal-root-hmac", other, check);
+    REQUIRE(k);
+    CHECK(k->kcv == check);
+    // The token's own HMAC check value is refused when it does not match.
+    auto wrong = (*admin)->import_hmac_key("rootseal-root-hmac2", other, fx.o.hmac_check);
+    REQUIRE_FALSE(wrong);
+    CHECK(wrong.error().message.find("destroyed again") != std::string::npos);
+  }
+  vo.store.clear();  // the token's keys alone must give it away (the store would fail too: the MAC)
+  auto bad = cli::ceremony_verify(vo, con);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message.find("does NOT hold that root's HMAC key") != std::string::npos);
+}
+
+TEST_CASE("aes-cbc-pad-hmac: reshare keeps both keys, shares of the wrong size or mechanism are refused") {
+  CbcFixture fx;
+  test::RecordingConsole con;
+  cli::ReshareOptions rs;
+  rs.transcript_dir = fx.transcript;
+  rs.files = {{fx.o.share_files[0], fx.keys[0].priv}, {fx.o.share_files[1], fx.keys[1].priv},
+              {fx.o.share_files[3], fx.keys[3].priv}};
+  rs.custodians = {{"alice", fx.keys[0].pub}, {"bob", fx.keys[1].pub}};
+  rs.threshold = 2;
+  rs.out_dir = fx.dir.path() / "shares-new";
+  auto n = cli::ceremony_reshare(rs, con);
+  INFO((n ? std::string() : n.error().message));
+  REQUIRE(n);
+  CHECK(n->mechanism == "aes-cbc-pad-hmac");
+  CHECK(n->kcv == fx.o.kcv);
+  CHECK(n->hmac_check == fx.o.hmac_check);
+  auto ro = fx.restore_options("B");
+  ro.files = {{n->share_files[0], fx.keys[0].priv}, {n->share_files[1], fx.keys[1].priv}};
+  auto r = cli::ceremony_restore(ro, con);
+  INFO((r ? std::string() : r.error().message));
+  REQUIRE(r);
+  fx.opens_on("B");
+
+  // A share file rewritten as a 32-byte v1 share (first half of y) under this
+  // ceremony's index: refused before anything is combined.
+  auto y = fx.share_y(fx.o, 2);
+  auto pub = cli::load_custodian_public_key(fx.keys[2].pub);
+  REQUIRE(pub);
+  auto f = cli::parse_share_file(test::read_file(fx.o.share_files[2]), "f");
+  REQUIRE(f);
+  f->mechanism.clear();
+  auto half = kms::SecureBytes::copy_of(y.span().first(32));
+  auto sealed = cli::seal_share(*pub, cli::share_binding(f->ceremony_id, 3, 3, 5, pub->fingerprint, ""), half);
+  REQUIRE(sealed);
+  f->sealed = *sealed;
+  const fs::path v1 = fx.dir.path() / "v1.json";
+  test::write_file(v1, cli::share_file_json(*f));
+  fx.hsm.add_token("C");
+  auto rc = fx.restore_options("C");
+  rc.files = {{fx.o.share_files[0], fx.keys[0].priv}, {fx.o.share_files[1], fx.keys[1].priv}, {v1, fx.keys[2].priv}};
+  auto refused = cli::ceremony_restore(rc, con);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().message.find("recorded a aes-cbc-pad-hmac root") != std::string::npos);
+  CHECK(fx.keys_in("C").empty());
+}
+
+TEST_CASE("v1 share files (before mechanisms were recorded) still restore a KWP root") {
+  Fixture fx;
+  const cli::Outcome o = fx.init();
+  // Shares 1, 3 and 5 rewritten in the v1 format: no mechanism, v1 binding.
+  std::vector<cli::ShareSource> files;
+  for (std::size_t i : std::initializer_list<std::size_t>{0, 2, 4}) {
+    auto f = cli::parse_share_file(test::read_file(o.share_files[i]), "f");
+    REQUIRE(f);
+    CHECK(f->mechanism == "aes-kwp");
+    auto y = fx.share_y(o, i);
+    auto pub = cli::load_custodian_public_key(fx.keys[i].pub);
+    REQUIRE(pub);
+    f->mechanism.clear();
+    auto sealed = cli::seal_share(*pub, cli::share_binding(f->ceremony_id, f->index, 3, 5, pub->fingerprint, ""), y);
+    REQUIRE(sealed);
+    f->sealed = *sealed;
+    const fs::path p = fx.dir.path() / ("v1-" + std::to_string(i) + ".json");
+    const std::string text = cli::share_file_json(*f);
+    REQUIRE(text.find("rootseal-share-v1") != std::string::npos);
+    test::write_file(p, text);
+    files.push_back({p, fx.keys[i].priv});
+  }
+  auto ro = fx.restore_options("B");
+  ro.files = files;
+  test::RecordingConsole con;
+  auto r = cli::ceremony_restore(ro, con);
+  INFO((r ? std::string() : r.error().message));
+  REQUIRE(r);
+  auto b = fx.keys_in("B");
+  REQUIRE(b.size() == 1);
+  CHECK(b[0].kcv == o.kcv);
+  CHECK(b[0].wrap);
+}
+
+TEST_CASE("init: rsa-oaep only with --no-backup, and a pair the token cannot use with OAEP SHA-256 is destroyed") {
+  Fixture fx;
+  test::RecordingConsole con;
+  auto io = fx.init_options("A", fx.shares);
+  io.mechanism = hsm::RootMechanism::rsa_oaep;
+  auto r = cli::ceremony_init(io, con);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message.find("an rsa-oaep root cannot be backed up in shares") != std::string::npos);
+  CHECK(r.error().message.find("--no-backup") != std::string::npos);
+  CHECK_FALSE(fs::exists(fx.shares));
+  // With --no-backup the pair is generated, but SoftHSM 2.6 does OAEP with
+  // SHA-1 only: the self-test fails and the pair is destroyed again.
+  io.no_backup = true;
+  io.custodians.clear();
+  io.threshold = 0;
+  r = cli::ceremony_init(io, con);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message.find("does not decrypt with CKM_RSA_PKCS_OAEP (SHA-256, MGF1-SHA-256)") != std::string::npos);
+  CHECK(r.error().message.find("destroyed again") != std::string::npos);
+  CHECK(fx.keys_in("A").empty());
+  auto admin = hsm::TokenAdmin::open(test::kSoftHsmModule, "A", kms::SecureBytes::copy_of(std::string_view("1234")));
+  REQUIRE(admin);
+  auto rsa = (*admin)->find_rsa_keys("rootseal-root");
+  REQUIRE(rsa);
+  CHECK(rsa->empty());
+}
+
+TEST_CASE("init --no-backup --mechanism aes-cbc-pad-hmac generates both keys in the token") {
+  Fixture fx;
+  cli::InitOptions io;
+  io.token = fx.token("A");
+  io.transcript_dir = fx.transcript;
+  io.no_backup = true;
+  io.mechanism = hsm::RootMechanism::aes_cbc_pad_hmac;
+  test::RecordingConsole con;
+  auto r = cli::ceremony_init(io, con);
+  INFO((r ? std::string() : r.error().message));
+  REQUIRE(r);
+  CHECK(con.err_text().find("NO BACKUP") != std::string::npos);
+  auto keys = fx.keys_in("A");
+  REQUIRE(keys.size() == 2);
+  for (const auto& k : keys) CHECK((k.is_valid_root_key() || k.is_valid_hmac_key()));
+  cli::VerifyOptions vo;
+  vo.token = fx.token("A");
+  vo.transcript_dir = fx.transcript;
+  auto v = cli::ceremony_verify(vo, con);
+  INFO((v ? std::string() : v.error().message));
+  REQUIRE(v);
+  CHECK(v->hmac_check == r->hmac_check);
 }

@@ -1,4 +1,6 @@
 // Share files, typed shares, custodian encryption and the transcript chain.
+#include <openssl/sha.h>
+
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -151,6 +153,153 @@ TEST_CASE("share files round-trip and are checked on parse") {
   CHECK_FALSE(cli::parse_share_file(std::string(j).replace(j.find("\"index\":3"), 9, "\"index\":9"), "x"));
 }
 
+TEST_CASE("v2 share files record the root mechanism, v1 files (no mechanism) still parse") {
+  cli::ShareFile f;
+  f.mechanism = "aes-cbc-pad-hmac";
+  f.ceremony_id = cli::new_ceremony_id();
+  f.index = 1;
+  f.threshold = 2;
+  f.count = 2;
+  f.root_kcv = "abcdef";
+  f.custodian_name = "alice";
+  f.custodian_key_type = "x25519";
+  f.custodian_fingerprint = std::string(64, 'c');
+  f.commitment = std::string(64, 'd');
+  f.sealed.scheme = "x25519-hkdf-sha256-aes256gcm";
+  f.sealed.ciphertext = {1};
+  const std::string j = cli::share_file_json(f);
+  CHECK(j.find("\"format\":\"rootseal-share-v2\"") != std::string::npos);
+  auto back = cli::parse_share_file(j, "x");
+  REQUIRE(back);
+  CHECK(back->mechanism == "aes-cbc-pad-hmac");
+  CHECK(cli::share_file_json(*back) == j);
+  // An unknown mechanism, or none, in a v2 file: refused.
+  std::string bad = j;
+  bad.replace(bad.find("aes-cbc-pad-hmac"), 16, "rsa-oaep");
+  auto r = cli::parse_share_file(bad, "x");
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message.find("unknown root mechanism 'rsa-oaep'") != std::string::npos);
+  bad = j;
+  bad.erase(bad.find("\"mechanism\""), std::string("\"mechanism\":\"aes-cbc-pad-hmac\",").size());
+  CHECK_FALSE(cli::parse_share_file(bad, "x"));
+  // The same share as v1 (written before mechanisms were recorded).
+  f.mechanism.clear();
+  const std::string v1 = cli::share_file_json(f);
+  CHECK(v1.find("\"format\":\"rootseal-share-v1\"") != std::string::npos);
+  CHECK(v1.find("mechanism") == std::string::npos);
+  auto old = cli::parse_share_file(v1, "x");
+  REQUIRE(old);
+  CHECK(old->mechanism.empty());
+  CHECK(cli::secret_size("aes-kwp") == 32);
+  CHECK(cli::secret_size("aes-gcm") == 32);
+  CHECK(cli::secret_size("aes-cbc-pad-hmac") == 64);
+  CHECK(cli::secret_size("rsa-oaep") == 0);
+}
+
+TEST_CASE("typed shares of a 64-byte aes-cbc-pad-hmac secret: nine lines, round trip, typos caught") {
+  const std::string id = cli::new_ceremony_id();
+  auto y = kms::SecureBytes::random(64);
+  const std::string t = typed(id, 4, 3, y);
+  CHECK(std::count(t.begin(), t.end(), '\n') == 10);  // a comment line and nine share lines
+  CHECK(t.find("aes-cbc-pad-hmac") != std::string::npos);
+  auto back = feed_all(t);
+  REQUIRE(back);
+  REQUIRE(back->size() == 1);
+  CHECK((*back)[0].mechanism == "aes-cbc-pad-hmac");
+  CHECK((*back)[0].ceremony_id == id);
+  CHECK((*back)[0].index == 4);
+  CHECK((*back)[0].threshold == 3);
+  CHECK((*back)[0].y == y);
+  // A six-line share and a nine-line one in a row.
+  auto y32 = kms::SecureBytes::random(32);
+  auto two = feed_all(typed(id, 1, 3, y32) + t);
+  REQUIRE(two);
+  REQUIRE(two->size() == 2);
+  CHECK((*two)[0].mechanism.empty());
+  CHECK((*two)[0].y == y32);
+  CHECK((*two)[1].y == y);
+  // Every character changed: refused, nearly always on its line.
+  static constexpr char kA[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  std::size_t typos = 0, caught_by_line = 0;
+  const std::size_t first = t.find('\n') + 1;
+  for (std::size_t i = first; i < t.size(); ++i) {
+    const char* p = std::strchr(kA, t[i]);
+    const std::size_t line_start = t.rfind('\n', i - 1) + 1;
+    if (t[i] == ' ' || t[i] == '\n' || p == nullptr || i < line_start + 3) continue;
+    std::string bad = t;
+    bad[i] = kA[(p - kA + 1) % 32];
+    ++typos;
+    auto r = feed_all(bad);
+    REQUIRE_FALSE(r);
+    if (r.error().message.find("line ") != std::string::npos) ++caught_by_line;
+  }
+  CHECK(typos == 144 + 18);  // 144 share characters, 9 checksums of 2
+  CHECK(caught_by_line + 2 >= typos);
+  // A nine-line share cut after six lines is not complete.
+  std::string six = t.substr(0, t.find("\n07 ") + 1);
+  auto cut = feed_all(six);
+  REQUIRE(cut);
+  CHECK(cut->empty());
+}
+
+namespace {
+
+std::vector<std::uint8_t> sha256_of(std::string_view domain, std::span<const std::uint8_t> body) {
+  std::vector<std::uint8_t> m(domain.begin(), domain.end());
+  m.insert(m.end(), body.begin(), body.end());
+  std::vector<std::uint8_t> h(SHA256_DIGEST_LENGTH);
+  SHA256(m.data(), m.size(), h.data());
+  return h;
+}
+
+// The nine typed lines of the 90 bytes `raw`, written here from the format
+// (share_format.hpp) with valid line checksums.
+std::string typed_lines(const std::vector<std::uint8_t>& raw) {
+  static constexpr char kA[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  const std::string chars = test::base32(raw);
+  std::string out;
+  for (std::size_t line = 0; line * 16 < chars.size(); ++line) {
+    const std::string part = chars.substr(line * 16, 16);
+    std::vector<std::uint8_t> body{static_cast<std::uint8_t>(line + 1)};
+    body.insert(body.end(), part.begin(), part.end());
+    const auto h = sha256_of("rootseal-typed-line-v1", body);
+    const unsigned bits = (static_cast<unsigned>(h[0]) << 2) | (static_cast<unsigned>(h[1]) >> 6);
+    out += "0" + std::to_string(line + 1) + "  " + part.substr(0, 4) + " " + part.substr(4, 4) + " " +
+           part.substr(8, 4) + " " + part.substr(12, 4) + "  " + kA[(bits >> 5) & 31] + kA[bits & 31] + "\n";
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a nine-line typed share written from the format reads back and another mechanism byte is refused") {
+  std::vector<std::uint8_t> raw(90);
+  raw[0] = 0x02;
+  for (std::size_t i = 1; i < 17; ++i) raw[i] = static_cast<std::uint8_t>(i);
+  raw[17] = 5;  // index
+  raw[18] = 3;  // threshold
+  raw[19] = 3;  // aes-cbc-pad-hmac
+  for (std::size_t i = 20; i < 84; ++i) raw[i] = static_cast<std::uint8_t>(i * 7);
+  auto seal = [](std::vector<std::uint8_t>& r) {
+    const auto h = sha256_of("rootseal-typed-share-v2", std::span<const std::uint8_t>(r.data(), 84));
+    std::copy(h.begin(), h.begin() + 6, r.begin() + 84);
+  };
+  seal(raw);
+  auto back = feed_all(typed_lines(raw));
+  REQUIRE(back);
+  REQUIRE(back->size() == 1);
+  CHECK((*back)[0].mechanism == "aes-cbc-pad-hmac");
+  CHECK((*back)[0].index == 5);
+  CHECK((*back)[0].y == kms::SecureBytes::copy_of(std::span<const std::uint8_t>(raw.data() + 20, 64)));
+  // Every line and the whole-share check valid, but the mechanism byte says
+  // aes-kwp (1): refused.
+  raw[19] = 1;
+  seal(raw);
+  auto other = feed_all(typed_lines(raw));
+  REQUIRE_FALSE(other);
+  CHECK(other.error().message.find("does not check out as a whole") != std::string::npos);
+}
+
 TEST_CASE("custodian encryption: X25519, P-256 and RSA-OAEP round-trip and bind the share") {
   test::TempDir dir("rootseal-cust");
   for (const std::string kind : {"x25519", "p256", "rsa2048"}) {
@@ -162,7 +311,7 @@ TEST_CASE("custodian encryption: X25519, P-256 and RSA-OAEP round-trip and bind 
     REQUIRE(priv);
     CHECK(pub->fingerprint == priv->fingerprint);
     const std::string id = cli::new_ceremony_id();
-    const auto binding = cli::share_binding(id, 2, 3, 5, pub->fingerprint);
+    const auto binding = cli::share_binding(id, 2, 3, 5, pub->fingerprint, "");
     auto share = kms::SecureBytes::random(32);
     auto sealed = cli::seal_share(*pub, binding, share);
     REQUIRE(sealed);
@@ -173,9 +322,12 @@ TEST_CASE("custodian encryption: X25519, P-256 and RSA-OAEP round-trip and bind 
     REQUIRE(opened);
     CHECK(*opened == share);
     // Another index, threshold or ceremony in the binding: refused.
-    for (const auto& other : {cli::share_binding(id, 3, 3, 5, pub->fingerprint),
-                              cli::share_binding(id, 2, 2, 5, pub->fingerprint),
-                              cli::share_binding(cli::new_ceremony_id(), 2, 3, 5, pub->fingerprint)}) {
+    for (const auto& other : {cli::share_binding(id, 3, 3, 5, pub->fingerprint, ""),
+                              cli::share_binding(id, 2, 2, 5, pub->fingerprint, ""),
+                              cli::share_binding(cli::new_ceremony_id(), 2, 3, 5, pub->fingerprint, ""),
+                              // the v2 binding, which names the root mechanism
+                              cli::share_binding(id, 2, 3, 5, pub->fingerprint, "aes-kwp"),
+                              cli::share_binding(id, 2, 3, 5, pub->fingerprint, "aes-cbc-pad-hmac")}) {
       auto r = cli::open_share(*priv, *sealed, other);
       REQUIRE_FALSE(r);
       CHECK(r.error().code == kms::Errc::decryption_failed);

@@ -37,7 +37,7 @@ struct RotateFixture {
   cli::Outcome first;
   std::map<std::string, std::string> samples;  // key name -> ciphertext of "sample <name>"
 
-  explicit RotateFixture(std::size_t nkeys) {
+  explicit RotateFixture(std::size_t nkeys, hsm::RootMechanism initial = hsm::RootMechanism::automatic) {
     keys.push_back(test::make_key_pair(dir.path(), "alice", "x25519"));
     keys.push_back(test::make_key_pair(dir.path(), "bob", "p256"));
     keys.push_back(test::make_key_pair(dir.path(), "carol", "rsa2048"));
@@ -47,8 +47,10 @@ struct RotateFixture {
     io.threshold = 2;
     io.out_dir = dir.path() / "shares-1";
     io.transcript_dir = transcript;
+    io.mechanism = initial;
     test::RecordingConsole con;
     auto r = cli::ceremony_init(io, con);
+    INFO((r ? std::string() : r.error().message));
     REQUIRE(r);
     first = *r;
     // The state store: nkeys keys wrapped by the root, a sample under every 50th.
@@ -94,12 +96,14 @@ struct RotateFixture {
   }
 
   // Unseals the store with the key labelled `label` and checks every sample.
-  kms::Result<std::string> opens_with(const std::string& label) const {
+  // `mechanism`: the root mechanism rootseald (auto) must find there.
+  kms::Result<std::string> opens_with(const std::string& label, const std::string& mechanism = {}) const {
     auto store = kms::open_sqlite_store(store_path);
     REQUIRE(store);
     auto root = root_at(label);
     kms::Keyring ring(**store, *root);
     ROOTSEAL_TRY(ring.unseal());
+    if (!mechanism.empty()) CHECK(root->root_mechanism() == mechanism);
     for (const auto& [name, ct] : samples) {
       auto pt = ring.decrypt(name, ct, {});
       REQUIRE(pt);
@@ -130,16 +134,22 @@ void crash_observer(std::string_view point) {
 // Rotation interrupted at `point`; then the store must open with the old or
 // the new root, and --resume (or a fresh rotation) must end with the new root
 // (or the old one, if the interruption came before the rotation was recorded)
-// under the daemon's label.
-void interrupted_rotation(const char* point) {
-  RotateFixture fx(120);
+// under the daemon's label. `from` / `to`: the root mechanisms (automatic:
+// KWP on SoftHSM2).
+void interrupted_rotation(const char* point, hsm::RootMechanism from = hsm::RootMechanism::automatic,
+                          hsm::RootMechanism to = hsm::RootMechanism::automatic) {
+  RotateFixture fx(120, from);
   const std::string old_kcv = fx.first.kcv;
+  const bool old_cbc = from == hsm::RootMechanism::aes_cbc_pad_hmac;
+  const bool new_cbc = to == hsm::RootMechanism::aes_cbc_pad_hmac || (old_cbc && to == hsm::RootMechanism::automatic);
   g_crash_at = point;
   cli::set_stage_observer(&crash_observer);
   test::RecordingConsole con;
   bool crashed = false;
   try {
-    (void)cli::ceremony_rotate_root(fx.rotate_options("shares-2"), con);
+    auto ro = fx.rotate_options("shares-2");
+    ro.mechanism = to;
+    (void)cli::ceremony_rotate_root(ro, con);
   } catch (const Crash&) {
     crashed = true;
   }
@@ -175,24 +185,32 @@ void interrupted_rotation(const char* point) {
   REQUIRE(r);
   if (new_kcv.empty()) {
     // Not recorded yet: the old root stays; a fresh rotation now succeeds.
-    auto kcv = fx.opens_with("rootseal-root");
+    auto kcv = fx.opens_with("rootseal-root", old_cbc ? "aes-cbc-pad-hmac" : "aes-kwp");
     REQUIRE(kcv);
     CHECK(*kcv == old_kcv);
-    auto again = cli::ceremony_rotate_root(fx.rotate_options("shares-4"), con);
+    auto ro2 = fx.rotate_options("shares-4");
+    ro2.mechanism = to;
+    auto again = cli::ceremony_rotate_root(ro2, con);
     INFO(con.err_text());
     REQUIRE(again);
     new_kcv = again->kcv;
   }
-  auto kcv = fx.opens_with("rootseal-root");
+  auto kcv = fx.opens_with("rootseal-root", new_cbc ? "aes-cbc-pad-hmac" : "aes-kwp");
   INFO((kcv ? std::string() : kcv.error().message));
   REQUIRE(kcv);
   CHECK(*kcv == new_kcv);
-  // The old key: kept under its retired label, nothing else left behind.
+  // The old key: kept under its retired label (with its HMAC key), nothing
+  // else left behind.
   std::map<std::string, std::string> labels;
   for (const auto& k : fx.token_keys()) labels[k.label] = k.kcv;
-  CHECK(labels.size() == 2);
+  const std::string retired = cli::retired_label("rootseal-root", old_kcv);
+  CHECK(labels.size() == std::size_t{2} + (old_cbc ? 1U : 0U) + (new_cbc ? 1U : 0U));
   CHECK(labels["rootseal-root"] == new_kcv);
-  CHECK(labels[cli::retired_label("rootseal-root", old_kcv)] == old_kcv);
+  CHECK(labels[retired] == old_kcv);
+  CHECK(labels.contains("rootseal-root-hmac") == new_cbc);
+  CHECK(labels.contains(hsm::hmac_label(retired)) == old_cbc);
+  CHECK_FALSE(labels.contains("rootseal-root.next"));
+  CHECK_FALSE(labels.contains("rootseal-root.next-hmac"));
   CHECK(cli::ceremony_audit({fx.transcript, ""}, con));
 }
 
@@ -326,3 +344,119 @@ ROTATE_CRASH_CASE("old-key-copied")
 ROTATE_CRASH_CASE("old-key-retired")
 ROTATE_CRASH_CASE("new-key-copied")
 ROTATE_CRASH_CASE("new-key-promoted")
+
+// Cross-mechanism rotations (a KWP root to an encrypt-then-MAC one and back),
+// interrupted at every step, the HMAC key's own steps included.
+#define CROSS_CRASH_CASE(point)                                                                              \
+  TEST_CASE("rotate-root aes-kwp -> aes-cbc-pad-hmac interrupted at " point ": old or new opens, --resume ends it") { \
+    interrupted_rotation(point, hsm::RootMechanism::automatic, hsm::RootMechanism::aes_cbc_pad_hmac);            \
+  }                                                                                                          \
+  TEST_CASE("rotate-root aes-cbc-pad-hmac -> aes-kwp interrupted at " point ": old or new opens, --resume ends it") { \
+    interrupted_rotation(point, hsm::RootMechanism::aes_cbc_pad_hmac, hsm::RootMechanism::aes_kwp);             \
+  }
+
+CROSS_CRASH_CASE("root-key-held")
+CROSS_CRASH_CASE("shares-written")
+CROSS_CRASH_CASE("new-key-imported")
+CROSS_CRASH_CASE("rotation-recorded")
+CROSS_CRASH_CASE("rewrap-before-commit")
+CROSS_CRASH_CASE("rewrap-committed")
+CROSS_CRASH_CASE("old-key-copied")
+CROSS_CRASH_CASE("old-key-retired")
+CROSS_CRASH_CASE("new-key-copied")
+CROSS_CRASH_CASE("new-key-promoted")
+
+// Points only one direction passes.
+TEST_CASE("rotate-root aes-kwp -> aes-cbc-pad-hmac interrupted between the HMAC key's import and the AES key's") {
+  interrupted_rotation("hmac-key-imported", hsm::RootMechanism::automatic, hsm::RootMechanism::aes_cbc_pad_hmac);
+}
+TEST_CASE("rotate-root aes-kwp -> aes-cbc-pad-hmac interrupted after the new HMAC key was copied") {
+  interrupted_rotation("new-hmac-copied", hsm::RootMechanism::automatic, hsm::RootMechanism::aes_cbc_pad_hmac);
+}
+TEST_CASE("rotate-root aes-kwp -> aes-cbc-pad-hmac interrupted after the temporary HMAC key was removed") {
+  interrupted_rotation("new-hmac-promoted", hsm::RootMechanism::automatic, hsm::RootMechanism::aes_cbc_pad_hmac);
+}
+TEST_CASE("rotate-root aes-cbc-pad-hmac -> aes-kwp interrupted after the old HMAC key was copied") {
+  interrupted_rotation("old-hmac-copied", hsm::RootMechanism::aes_cbc_pad_hmac, hsm::RootMechanism::aes_kwp);
+}
+TEST_CASE("rotate-root aes-cbc-pad-hmac -> aes-kwp interrupted after the old HMAC key was retired") {
+  interrupted_rotation("old-hmac-retired", hsm::RootMechanism::aes_cbc_pad_hmac, hsm::RootMechanism::aes_kwp);
+}
+TEST_CASE("rotate-root aes-cbc-pad-hmac -> aes-cbc-pad-hmac (auto keeps the mechanism) interrupted at old-hmac-retired") {
+  interrupted_rotation("old-hmac-retired", hsm::RootMechanism::aes_cbc_pad_hmac, hsm::RootMechanism::automatic);
+}
+
+TEST_CASE("rotate-root from aes-kwp to aes-cbc-pad-hmac and back: every key opens, the new shares restore both keys") {
+  RotateFixture fx(300);
+  const std::string kwp_kcv = fx.first.kcv;
+  test::RecordingConsole con;
+  auto o = fx.rotate_options("shares-2");
+  o.mechanism = hsm::RootMechanism::aes_cbc_pad_hmac;
+  auto r = cli::ceremony_rotate_root(o, con);
+  INFO(con.out_text() << con.err_text() << (r ? std::string() : r.error().message));
+  REQUIRE(r);
+  CHECK(r->rewrapped == 300);
+  CHECK(r->mechanism == "aes-cbc-pad-hmac");
+  REQUIRE(r->hmac_check.size() == 6);
+  auto kcv = fx.opens_with("rootseal-root", "aes-cbc-pad-hmac");
+  REQUIRE(kcv);
+  CHECK(*kcv == r->kcv);
+  // Every wrapped key of the store now carries the CBC-PAD+HMAC header.
+  {
+    auto store = kms::open_sqlite_store(fx.store_path);
+    REQUIRE(store);
+    auto all = (*store)->load_all();
+    REQUIRE(all);
+    std::size_t n = 0;
+    for (const auto& k : *all) {
+      for (const auto& v : k.versions) {
+        CHECK(v.wrapped_key.front() == 0x03);
+        CHECK(v.root_kcv == r->kcv);
+        ++n;
+      }
+    }
+    CHECK(n == 300);
+  }
+  // verify: the transcript's current root is the new one, both keys checked.
+  cli::VerifyOptions vo;
+  vo.token = fx.token();
+  vo.transcript_dir = fx.transcript;
+  vo.store = fx.store_path;
+  auto v = cli::ceremony_verify(vo, con);
+  INFO((v ? std::string() : v.error().message));
+  REQUIRE(v);
+  CHECK(v->hmac_check == r->hmac_check);
+
+  // ... and back to KWP (auto would keep aes-cbc-pad-hmac).
+  auto back_opts = fx.rotate_options("shares-3");
+  back_opts.mechanism = hsm::RootMechanism::aes_kwp;
+  auto back = cli::ceremony_rotate_root(back_opts, con);
+  INFO((back ? std::string() : back.error().message));
+  REQUIRE(back);
+  CHECK(back->mechanism == "aes-kwp");
+  auto kcv2 = fx.opens_with("rootseal-root", "aes-kwp");
+  REQUIRE(kcv2);
+  CHECK(*kcv2 == back->kcv);
+  std::map<std::string, std::string> labels;
+  for (const auto& k : fx.token_keys()) labels[k.label] = k.kcv;
+  const std::string retired_cbc = cli::retired_label("rootseal-root", r->kcv);
+  CHECK(labels.size() == 4);
+  CHECK(labels["rootseal-root"] == back->kcv);
+  CHECK(labels[cli::retired_label("rootseal-root", kwp_kcv)] == kwp_kcv);
+  CHECK(labels[retired_cbc] == r->kcv);
+  CHECK(labels[hsm::hmac_label(retired_cbc)] == r->hmac_check);
+  CHECK_FALSE(labels.contains("rootseal-root-hmac"));
+
+  // The cbc rotation's shares restore both of its keys on B (archival).
+  fx.hsm.add_token("B");
+  cli::RestoreOptions ro;
+  ro.token = fx.token();
+  ro.token.token_label = "B";
+  ro.transcript_dir = fx.transcript;
+  ro.files = {{r->share_files[0], fx.keys[0].priv}, {r->share_files[2], fx.keys[2].priv}};
+  auto restored = cli::ceremony_restore(ro, con);
+  INFO((restored ? std::string() : restored.error().message));
+  REQUIRE(restored);
+  CHECK(restored->mechanism == "aes-cbc-pad-hmac");
+  CHECK(restored->hmac_check == r->hmac_check);
+}
