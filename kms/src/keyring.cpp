@@ -26,6 +26,7 @@
 #include <chrono>
 #include <exception>
 #include <mutex>
+#include <random>
 #include <shared_mutex>
 #include <system_error>
 #include <thread>
@@ -429,7 +430,16 @@ Result<KeyConfig> updated_config(const KeyConfig& current, std::uint32_t latest,
   return c;
 }
 
-constexpr int kMaxStoreAttempts = 16;
+constexpr int kMaxStoreAttempts = 64;
+
+// Before the next attempt at a write another host won: a random pause that
+// grows with the attempts (up to 8 ms), so two hosts writing one key in a
+// loop do not keep colliding until one runs out of attempts.
+void back_off(int attempt) {
+  thread_local std::minstd_rand rng{std::random_device{}()};
+  const int ceiling_us = 250 * std::min(attempt, 32);
+  std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, ceiling_us)(rng)));
+}
 
 }  // namespace
 
@@ -683,6 +693,7 @@ Result<KeyInfo> Keyring::rotate(std::string_view name) {
     if (!s.store.shared() || (code != Errc::conflict && code != Errc::not_found) || attempt >= kMaxStoreAttempts) {
       return std::unexpected(std::move(stored).error());
     }
+    back_off(attempt);
     ROOTSEAL_TRY(s.refresh_locked(name));
   }
 
@@ -717,6 +728,7 @@ Result<KeyInfo> Keyring::configure(std::string_view name, const ConfigUpdate& up
     if (!s.store.shared() || stored.error().code != Errc::conflict || attempt >= kMaxStoreAttempts) {
       return std::unexpected(std::move(stored).error());
     }
+    back_off(attempt);
   }
   auto next = std::make_shared<Key>(*current);
   next->config = c;
