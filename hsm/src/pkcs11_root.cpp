@@ -23,7 +23,8 @@
 #include "rootseal/hsm/pkcs11_root.hpp"
 #include "rootseal/kms/key_wrap.hpp"
 #include "pkcs11_catalog.hpp"
-#include "pkcs11_session_pool.hpp"  // last two: pull in pkcs11.h
+#include "pkcs11_session_pool.hpp"  // last three: pull in pkcs11.h
+#include "pkcs11_templates.hpp"
 
 namespace rootseal::hsm {
 
@@ -200,10 +201,10 @@ struct Pkcs11Root::Impl {
   kms::Result<void> generate_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw, Mech mech, bool token_has_kwp);
   kms::Result<void> generate_hmac_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw);
   kms::Result<void> generate_rsa_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw);
-  // C_GenerateKey with `tmpl`, again without its attributes from base_n on
-  // (hardening) if the token refuses them.
+  // C_GenerateKey with `t` (a fresh CKA_ID), again without its hardening if
+  // the token refuses it (pkcs11_templates.hpp).
   kms::Result<void> generate_secret_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw, CK_MECHANISM_TYPE gen_mechanism,
-                                           std::vector<CK_ATTRIBUTE>& tmpl, std::size_t base_n, const char* what);
+                                           detail::SecretKeyTemplate& t, const char* what);
   kms::Result<Mech> check_root_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key,
                                           TokenMechs mechs, bool has_hmac_key);
   kms::Result<void> check_secret_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key,
@@ -675,17 +676,6 @@ kms::Result<CK_OBJECT_HANDLE> Pkcs11Root::Impl::find_key_locked(CK_FUNCTION_LIST
   return handles[0];
 }
 
-namespace {
-
-// Generation with optional hardening: tried with the whole template, then
-// without the attributes from `base_n` on if the token refuses them.
-bool template_refused(CK_RV rv) noexcept {
-  return rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_ATTRIBUTE_VALUE_INVALID || rv == CKR_ATTRIBUTE_READ_ONLY ||
-         rv == CKR_TEMPLATE_INCONSISTENT;
-}
-
-}  // namespace
-
 kms::Result<void> Pkcs11Root::Impl::generate_locked(CK_FUNCTION_LIST* api, CK_SLOT_ID slot, CK_SESSION_HANDLE s,
                                                     Mech mech, TokenMechs mechs) {
   detail::SessionGuard rw(api);  // token objects need a read/write session
@@ -707,80 +697,24 @@ kms::Result<void> Pkcs11Root::Impl::generate_locked(CK_FUNCTION_LIST* api, CK_SL
 
 kms::Result<void> Pkcs11Root::Impl::generate_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw, Mech mech,
                                                         bool token_has_kwp) {
-  std::uint8_t id[16];
-  if (CK_RV rv = api->C_GenerateRandom(rw, id, sizeof id); rv != CKR_OK) {
-    return fail(Errc::unavailable, tok() + ": " + ck_message("C_GenerateRandom", rv));
-  }
-  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-  CK_KEY_TYPE type = CKK_AES;
-  CK_ULONG len = kRootKeySize;
-  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-  // KWP wraps; GCM and CBC-PAD encrypt. A GCM key keeps wrap/unwrap (and KWP
-  // among its mechanisms) so that it serves KWP once the token offers it.
-  const bool cbc = mech == Mech::cbc_hmac;
-  CK_BBOOL wraps = cbc ? CK_FALSE : CK_TRUE;
-  CK_BBOOL enc = mech == Mech::kwp ? CK_FALSE : CK_TRUE;
-  CK_MECHANISM_TYPE allowed[2] = {detail::kMechKwp, detail::kMechKwp};
-  std::size_t allowed_n = 1;
-  if (mech == Mech::gcm) {
-    allowed[0] = CKM_AES_GCM;
-    allowed_n = token_has_kwp ? 2 : 1;
-  } else if (cbc) {
-    allowed[0] = CKM_AES_CBC_PAD;
-  }
-  std::vector<CK_ATTRIBUTE> tmpl = {
-      attr(CKA_CLASS, cls),        attr(CKA_KEY_TYPE, type),     attr(CKA_VALUE_LEN, len),
-      attr_bytes(CKA_LABEL, cfg.key_label.data(), cfg.key_label.size()),
-      attr_bytes(CKA_ID, id, sizeof id),
-      attr(CKA_TOKEN, yes),        attr(CKA_PRIVATE, yes),       attr(CKA_SENSITIVE, yes),
-      attr(CKA_EXTRACTABLE, no),   attr(CKA_WRAP, wraps),        attr(CKA_UNWRAP, wraps),
-      attr(CKA_ENCRYPT, enc),      attr(CKA_DECRYPT, enc),       attr(CKA_SIGN, no),
-      attr(CKA_VERIFY, no),        attr(CKA_DERIVE, no),
-  };
-  // Hardening the token may refuse: immutable, and usable only with our mechanisms.
-  const std::size_t base_n = tmpl.size();
-  tmpl.push_back(attr(CKA_MODIFIABLE, no));
-  tmpl.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, allowed, allowed_n * sizeof(CK_MECHANISM_TYPE)));
-
-  return generate_secret_locked(api, rw, CKM_AES_KEY_GEN, tmpl, base_n, "the root key");
+  auto t = detail::SecretKeyTemplate::aes_root(mech, token_has_kwp, cfg.key_label, detail::KeyMaker::daemon);
+  return generate_secret_locked(api, rw, CKM_AES_KEY_GEN, t, "the root key");
 }
 
 kms::Result<void> Pkcs11Root::Impl::generate_hmac_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw) {
   const std::string label = hmac_label();
-  std::uint8_t id[16];
-  if (CK_RV rv = api->C_GenerateRandom(rw, id, sizeof id); rv != CKR_OK) {
-    return fail(Errc::unavailable, tok() + ": " + ck_message("C_GenerateRandom", rv));
-  }
-  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-  CK_KEY_TYPE type = CKK_GENERIC_SECRET;
-  CK_ULONG len = kRootKeySize;
-  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-  CK_MECHANISM_TYPE allowed[1] = {CKM_SHA256_HMAC};
-  std::vector<CK_ATTRIBUTE> tmpl = {
-      attr(CKA_CLASS, cls),       attr(CKA_KEY_TYPE, type),  attr(CKA_VALUE_LEN, len),
-      attr_bytes(CKA_LABEL, label.data(), label.size()),
-      attr_bytes(CKA_ID, id, sizeof id),
-      attr(CKA_TOKEN, yes),       attr(CKA_PRIVATE, yes),    attr(CKA_SENSITIVE, yes),
-      attr(CKA_EXTRACTABLE, no),  attr(CKA_SIGN, yes),       attr(CKA_VERIFY, yes),
-      attr(CKA_ENCRYPT, no),      attr(CKA_DECRYPT, no),     attr(CKA_WRAP, no),
-      attr(CKA_UNWRAP, no),       attr(CKA_DERIVE, no),
-  };
-  const std::size_t base_n = tmpl.size();
-  tmpl.push_back(attr(CKA_MODIFIABLE, no));
-  tmpl.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, allowed, sizeof allowed));
-  return generate_secret_locked(api, rw, CKM_GENERIC_SECRET_KEY_GEN, tmpl, base_n, "the HMAC key");
+  auto t = detail::SecretKeyTemplate::hmac(label, detail::KeyMaker::daemon);
+  return generate_secret_locked(api, rw, CKM_GENERIC_SECRET_KEY_GEN, t, "the HMAC key");
 }
 
 kms::Result<void> Pkcs11Root::Impl::generate_secret_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw,
-                                                           CK_MECHANISM_TYPE gen_mechanism, std::vector<CK_ATTRIBUTE>& tmpl,
-                                                           std::size_t base_n, const char* what) {
-  CK_MECHANISM gen{gen_mechanism, nullptr, 0};
-  CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
-  CK_RV rv = api->C_GenerateKey(rw, &gen, tmpl.data(), static_cast<CK_ULONG>(tmpl.size()), &key);
-  if (template_refused(rv)) {
-    tmpl.resize(base_n);
-    rv = api->C_GenerateKey(rw, &gen, tmpl.data(), static_cast<CK_ULONG>(tmpl.size()), &key);
+                                                           CK_MECHANISM_TYPE gen_mechanism,
+                                                           detail::SecretKeyTemplate& t, const char* what) {
+  if (CK_RV rv = api->C_GenerateRandom(rw, t.id().data(), t.id().size()); rv != CKR_OK) {
+    return fail(Errc::unavailable, tok() + ": " + ck_message("C_GenerateRandom", rv));
   }
+  CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
+  const CK_RV rv = detail::generate_secret_key(api, rw, gen_mechanism, t, key);
   if (rv != CKR_OK) {
     if (is_disconnect(rv)) need_reinit = true;
     return fail(is_disconnect(rv) ? Errc::unavailable : Errc::sealed,
@@ -790,54 +724,12 @@ kms::Result<void> Pkcs11Root::Impl::generate_secret_locked(CK_FUNCTION_LIST* api
 }
 
 kms::Result<void> Pkcs11Root::Impl::generate_rsa_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw) {
-  std::uint8_t id[16];
-  if (CK_RV rv = api->C_GenerateRandom(rw, id, sizeof id); rv != CKR_OK) {
+  detail::RsaPairTemplate t(cfg.key_label, detail::KeyMaker::daemon);
+  if (CK_RV rv = api->C_GenerateRandom(rw, t.id().data(), t.id().size()); rv != CKR_OK) {
     return fail(Errc::unavailable, tok() + ": " + ck_message("C_GenerateRandom", rv));
   }
-  CK_OBJECT_CLASS pub_cls = CKO_PUBLIC_KEY, priv_cls = CKO_PRIVATE_KEY;
-  CK_KEY_TYPE type = CKK_RSA;
-  CK_ULONG bits = detail::kRsaModulusBits;
-  std::uint8_t exponent[] = {0x01, 0x00, 0x01};
-  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-  CK_MECHANISM_TYPE allowed[1] = {CKM_RSA_PKCS_OAEP};
-  // The essentials first; what else a key pair must not do is hardening the
-  // token may refuse. (tpm2-pkcs11 makes TPM RSA keys that also sign and
-  // verify, and fails the generation, CKR_GENERAL_ERROR, when the template
-  // says otherwise; a failed attempt there also leaks a TPM object slot, so
-  // the hardening below is only what it ignores.)
-  std::vector<CK_ATTRIBUTE> pub = {
-      attr(CKA_CLASS, pub_cls),   attr(CKA_KEY_TYPE, type),   attr(CKA_MODULUS_BITS, bits),
-      attr_bytes(CKA_PUBLIC_EXPONENT, exponent, sizeof exponent),
-      attr_bytes(CKA_LABEL, cfg.key_label.data(), cfg.key_label.size()),
-      attr_bytes(CKA_ID, id, sizeof id),
-      attr(CKA_TOKEN, yes),       attr(CKA_ENCRYPT, yes),
-  };
-  std::vector<CK_ATTRIBUTE> priv = {
-      attr(CKA_CLASS, priv_cls),  attr(CKA_KEY_TYPE, type),
-      attr_bytes(CKA_LABEL, cfg.key_label.data(), cfg.key_label.size()),
-      attr_bytes(CKA_ID, id, sizeof id),
-      attr(CKA_TOKEN, yes),       attr(CKA_PRIVATE, yes),     attr(CKA_SENSITIVE, yes),
-      attr(CKA_EXTRACTABLE, no),  attr(CKA_DECRYPT, yes),
-  };
-  const std::size_t pub_n = pub.size(), priv_n = priv.size();
-  priv.push_back(attr(CKA_UNWRAP, no));
-  priv.push_back(attr(CKA_DERIVE, no));
-  pub.push_back(attr(CKA_MODIFIABLE, no));
-  pub.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, allowed, sizeof allowed));
-  priv.push_back(attr(CKA_MODIFIABLE, no));
-  priv.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, allowed, sizeof allowed));
-  CK_MECHANISM gen{CKM_RSA_PKCS_KEY_PAIR_GEN, nullptr, 0};
   CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE, hpriv = CK_INVALID_HANDLE;
-  auto generate = [&] {
-    return api->C_GenerateKeyPair(rw, &gen, pub.data(), static_cast<CK_ULONG>(pub.size()), priv.data(),
-                                  static_cast<CK_ULONG>(priv.size()), &hpub, &hpriv);
-  };
-  CK_RV rv = generate();
-  if (template_refused(rv)) {
-    pub.resize(pub_n);
-    priv.resize(priv_n);
-    rv = generate();
-  }
+  const CK_RV rv = detail::generate_rsa_pair(api, rw, t, hpub, hpriv);
   if (rv != CKR_OK) {
     if (is_disconnect(rv)) need_reinit = true;
     return fail(is_disconnect(rv) ? Errc::unavailable : Errc::sealed,

@@ -16,6 +16,7 @@
 #include "rootseal/hsm/token_admin.hpp"
 #include "pkcs11_catalog.hpp"  // last three: pull in pkcs11.h
 #include "pkcs11_mechanisms.hpp"
+#include "pkcs11_templates.hpp"
 
 namespace rootseal::hsm {
 
@@ -29,6 +30,14 @@ using kms::Errc;
 using kms::fail;
 
 constexpr std::size_t kRootKeySize = 32;
+
+// The mechanism an AES root key is made for: CBC-PAD for aes-cbc-pad-hmac;
+// GCM where asked for or where the token lacks KWP; KWP otherwise.
+detail::Mech aes_mech(RootMechanism m, bool token_has_kwp) noexcept {
+  if (m == RootMechanism::aes_cbc_pad_hmac) return detail::Mech::cbc_hmac;
+  if (m == RootMechanism::aes_gcm || !token_has_kwp) return detail::Mech::gcm;
+  return detail::Mech::kwp;
+}
 
 std::string trimmed(const unsigned char* p, std::size_t n) {
   while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\0')) --n;
@@ -269,130 +278,20 @@ struct TokenAdmin::Impl {
     return {};
   }
 
-  // The template of a root key (everything but the value / how it is made).
-  struct RootTemplate {
-    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-    CK_KEY_TYPE type = CKK_AES;
-    CK_ULONG len = kRootKeySize;
-    CK_BBOOL yes = CK_TRUE;
-    CK_BBOOL no = CK_FALSE;
-    CK_BBOOL enc = CK_FALSE;
-    CK_BBOOL wraps = CK_TRUE;
-    std::array<CK_MECHANISM_TYPE, 2> allowed{};
-    CK_ULONG allowed_n = 0;
-    std::array<std::uint8_t, 16> id{};
-    std::vector<CK_ATTRIBUTE> attrs;
-    std::size_t hardening_at = 0;  // attrs from here on are optional hardening
-
-    RootTemplate(const TokenDetails& d, std::string_view label, bool with_value_len, RootMechanism mech) {
-      // As Pkcs11Root::generate: wrap/unwrap with KWP; GCM (encrypt/decrypt)
-      // where asked for or where the token lacks KWP; CBC-PAD (encrypt and
-      // decrypt only) for an aes-cbc-pad-hmac root.
-      const bool cbc = mech == RootMechanism::aes_cbc_pad_hmac;
-      const bool gcm = !cbc && (mech == RootMechanism::aes_gcm || !d.has_kwp);
-      enc = gcm || cbc ? CK_TRUE : CK_FALSE;
-      wraps = cbc ? CK_FALSE : CK_TRUE;
-      if (cbc) allowed[allowed_n++] = CKM_AES_CBC_PAD;
-      if (!cbc && d.has_kwp) allowed[allowed_n++] = detail::kMechKwp;
-      if (gcm) allowed[allowed_n++] = CKM_AES_GCM;
-      attrs = {attr(CKA_CLASS, cls),       attr(CKA_KEY_TYPE, type),
-               attr_bytes(CKA_LABEL, label.data(), label.size()),
-               attr_bytes(CKA_ID, id.data(), id.size()),
-               attr(CKA_TOKEN, yes),       attr(CKA_PRIVATE, yes),
-               attr(CKA_SENSITIVE, yes),   attr(CKA_EXTRACTABLE, no),
-               attr(CKA_WRAP, wraps),      attr(CKA_UNWRAP, wraps),
-               attr(CKA_ENCRYPT, enc),     attr(CKA_DECRYPT, enc),
-               attr(CKA_SIGN, no),         attr(CKA_VERIFY, no),
-               attr(CKA_DERIVE, no)};
-      if (with_value_len) attrs.push_back(attr(CKA_VALUE_LEN, len));
-      // CKA_MODIFIABLE stays true: rotate-root retires a key by copying it to
-      // a new label (C_CopyObject), which tokens refuse for a non-modifiable
-      // CKA_LABEL. What matters cannot be undone anyway: CKA_SENSITIVE and
-      // CKA_EXTRACTABLE=false are one-way.
-      attrs.push_back(attr(CKA_MODIFIABLE, yes));
-      hardening_at = attrs.size();
-      // CKA_COPYABLE (true: the default, said explicitly) is PKCS#11 v2.40;
-      // opencryptoki 3.8 refuses it as an unknown attribute.
-      attrs.push_back(attr(CKA_COPYABLE, yes));
-      if (allowed_n > 0) {
-        attrs.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, allowed.data(), allowed_n * sizeof(CK_MECHANISM_TYPE)));
-      }
-    }
-    RootTemplate(const RootTemplate&) = delete;
-    RootTemplate& operator=(const RootTemplate&) = delete;
-  };
-
-  // The template of the HMAC key of an aes-cbc-pad-hmac root: sign and
-  // verify with CKM_SHA256_HMAC, nothing else; hardened as a root key.
-  struct HmacTemplate {
-    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-    CK_KEY_TYPE type = CKK_GENERIC_SECRET;
-    CK_ULONG len = kRootKeySize;
-    CK_BBOOL yes = CK_TRUE;
-    CK_BBOOL no = CK_FALSE;
-    CK_MECHANISM_TYPE allowed = CKM_SHA256_HMAC;
-    std::array<std::uint8_t, 16> id{};
-    std::vector<CK_ATTRIBUTE> attrs;
-    std::size_t hardening_at = 0;
-
-    HmacTemplate(std::string_view label, bool with_value_len) {
-      attrs = {attr(CKA_CLASS, cls),       attr(CKA_KEY_TYPE, type),
-               attr_bytes(CKA_LABEL, label.data(), label.size()),
-               attr_bytes(CKA_ID, id.data(), id.size()),
-               attr(CKA_TOKEN, yes),       attr(CKA_PRIVATE, yes),
-               attr(CKA_SENSITIVE, yes),   attr(CKA_EXTRACTABLE, no),
-               attr(CKA_SIGN, yes),        attr(CKA_VERIFY, yes),
-               attr(CKA_WRAP, no),         attr(CKA_UNWRAP, no),
-               attr(CKA_ENCRYPT, no),      attr(CKA_DECRYPT, no),
-               attr(CKA_DERIVE, no)};
-      if (with_value_len) attrs.push_back(attr(CKA_VALUE_LEN, len));
-      attrs.push_back(attr(CKA_MODIFIABLE, yes));  // as RootTemplate: rotate-root relabels
-      hardening_at = attrs.size();
-      attrs.push_back(attr(CKA_COPYABLE, yes));
-      attrs.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, &allowed, sizeof allowed));
-    }
-    HmacTemplate(const HmacTemplate&) = delete;
-    HmacTemplate& operator=(const HmacTemplate&) = delete;
-  };
-
-  // C_CreateObject of `attrs` (its first `n`) with the key value last; again
-  // without the optional hardening (from `hardening_at` on) if refused.
-  kms::Result<CK_OBJECT_HANDLE> create_with_value(const std::vector<CK_ATTRIBUTE>& attrs, std::size_t hardening_at,
-                                                  const kms::SecureBytes& key, const char* what) {
-    auto with_value = [&](std::size_t n) {
-      std::vector<CK_ATTRIBUTE> a(attrs.begin(), attrs.begin() + static_cast<std::ptrdiff_t>(n));
-      a.push_back(attr_bytes(CKA_VALUE, key.data(), key.size()));
-      return a;
-    };
+  // C_CreateObject of `t` with the key value; again without the optional
+  // hardening if refused.
+  kms::Result<CK_OBJECT_HANDLE> create_with_value(const detail::SecretKeyTemplate& t, const kms::SecureBytes& key,
+                                                  const char* what) {
     CK_FUNCTION_LIST* api = module->api();
     CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-    auto tmpl = with_value(attrs.size());
+    auto tmpl = t.for_create(key.data(), key.size(), true);
     CK_RV rv = api->C_CreateObject(session, tmpl.data(), static_cast<CK_ULONG>(tmpl.size()), &h);
-    if (template_refused(rv)) {
-      tmpl = with_value(hardening_at);
+    if (detail::template_refused(rv)) {
+      tmpl = t.for_create(key.data(), key.size(), false);
       rv = api->C_CreateObject(session, tmpl.data(), static_cast<CK_ULONG>(tmpl.size()), &h);
     }
     if (rv != CKR_OK) return ck(what, rv);
     return h;
-  }
-
-  // C_GenerateKey with `attrs`, again without the hardening if refused.
-  kms::Result<CK_OBJECT_HANDLE> generate_with(CK_MECHANISM_TYPE gen, std::vector<CK_ATTRIBUTE>& attrs,
-                                              std::size_t hardening_at, const char* what) {
-    CK_MECHANISM mech{gen, nullptr, 0};
-    CK_FUNCTION_LIST* api = module->api();
-    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-    CK_RV rv = api->C_GenerateKey(session, &mech, attrs.data(), static_cast<CK_ULONG>(attrs.size()), &h);
-    if (template_refused(rv)) {
-      rv = api->C_GenerateKey(session, &mech, attrs.data(), static_cast<CK_ULONG>(hardening_at), &h);
-    }
-    if (rv != CKR_OK) return ck(what, rv);
-    return h;
-  }
-
-  static bool template_refused(CK_RV rv) noexcept {
-    return rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_ATTRIBUTE_VALUE_INVALID || rv == CKR_ATTRIBUTE_READ_ONLY ||
-           rv == CKR_TEMPLATE_INCONSISTENT;
   }
 
   // Checks a freshly made root key: attributes and (if given) check value.
@@ -531,13 +430,13 @@ kms::Result<KeyObject> TokenAdmin::import_root_key(std::string_view label, const
   ROOTSEAL_TRY(m.require_label_free(label));
   CK_FUNCTION_LIST* api = m.module->api();
 
-  Impl::RootTemplate t(m.details, label, false, mechanism);
-  if (CK_RV rv = api->C_GenerateRandom(m.session, t.id.data(), t.id.size()); rv != CKR_OK) {
+  auto t = detail::SecretKeyTemplate::aes_root(aes_mech(mechanism, m.details.has_kwp), m.details.has_kwp, label,
+                                               detail::KeyMaker::ceremony);
+  if (CK_RV rv = api->C_GenerateRandom(m.session, t.id().data(), t.id().size()); rv != CKR_OK) {
     return m.ck("C_GenerateRandom", rv);
   }
-  // The value goes last, so that dropping the optional hardening keeps it.
   CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-  ROOTSEAL_TRY_ASSIGN(h, m.create_with_value(t.attrs, t.hardening_at, key, "C_CreateObject(root key)"));
+  ROOTSEAL_TRY_ASSIGN(h, m.create_with_value(t, key, "C_CreateObject(root key)"));
   return m.check_new_key(h, expected_kcv, "imported");
 }
 
@@ -550,12 +449,12 @@ kms::Result<KeyObject> TokenAdmin::import_hmac_key(std::string_view label, const
   std::shared_lock<std::shared_mutex> lk;
   ROOTSEAL_TRY_ASSIGN(lk, m.lock());
   ROOTSEAL_TRY(m.require_label_free(label));
-  Impl::HmacTemplate t(label, false);
-  if (CK_RV rv = m.module->api()->C_GenerateRandom(m.session, t.id.data(), t.id.size()); rv != CKR_OK) {
+  auto t = detail::SecretKeyTemplate::hmac(label, detail::KeyMaker::ceremony);
+  if (CK_RV rv = m.module->api()->C_GenerateRandom(m.session, t.id().data(), t.id().size()); rv != CKR_OK) {
     return m.ck("C_GenerateRandom", rv);
   }
   CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-  ROOTSEAL_TRY_ASSIGN(h, m.create_with_value(t.attrs, t.hardening_at, key, "C_CreateObject(HMAC key)"));
+  ROOTSEAL_TRY_ASSIGN(h, m.create_with_value(t, key, "C_CreateObject(HMAC key)"));
   return m.check_new_key(h, expected_check, "imported HMAC", true);
 }
 
@@ -565,12 +464,13 @@ kms::Result<KeyObject> TokenAdmin::generate_hmac_key(std::string_view label) {
   std::shared_lock<std::shared_mutex> lk;
   ROOTSEAL_TRY_ASSIGN(lk, m.lock());
   ROOTSEAL_TRY(m.require_label_free(label));
-  Impl::HmacTemplate t(label, true);
-  if (CK_RV rv = m.module->api()->C_GenerateRandom(m.session, t.id.data(), t.id.size()); rv != CKR_OK) {
+  auto t = detail::SecretKeyTemplate::hmac(label, detail::KeyMaker::ceremony);
+  if (CK_RV rv = m.module->api()->C_GenerateRandom(m.session, t.id().data(), t.id().size()); rv != CKR_OK) {
     return m.ck("C_GenerateRandom", rv);
   }
   CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-  ROOTSEAL_TRY_ASSIGN(h, m.generate_with(CKM_GENERIC_SECRET_KEY_GEN, t.attrs, t.hardening_at, "C_GenerateKey(HMAC key)"));
+  CK_RV rv = detail::generate_secret_key(m.module->api(), m.session, CKM_GENERIC_SECRET_KEY_GEN, t, h);
+  if (rv != CKR_OK) return m.ck("C_GenerateKey(HMAC key)", rv);
   return m.check_new_key(h, {}, "generated HMAC", true);
 }
 
@@ -581,12 +481,14 @@ kms::Result<KeyObject> TokenAdmin::generate_root_key(std::string_view label, Roo
   ROOTSEAL_TRY_ASSIGN(lk, m.lock());
   ROOTSEAL_TRY(m.require_label_free(label));
   CK_FUNCTION_LIST* api = m.module->api();
-  Impl::RootTemplate t(m.details, label, true, mechanism);
-  if (CK_RV rv = api->C_GenerateRandom(m.session, t.id.data(), t.id.size()); rv != CKR_OK) {
+  auto t = detail::SecretKeyTemplate::aes_root(aes_mech(mechanism, m.details.has_kwp), m.details.has_kwp, label,
+                                               detail::KeyMaker::ceremony);
+  if (CK_RV rv = api->C_GenerateRandom(m.session, t.id().data(), t.id().size()); rv != CKR_OK) {
     return m.ck("C_GenerateRandom", rv);
   }
   CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-  ROOTSEAL_TRY_ASSIGN(h, m.generate_with(CKM_AES_KEY_GEN, t.attrs, t.hardening_at, "C_GenerateKey(root key)"));
+  CK_RV rv = detail::generate_secret_key(api, m.session, CKM_AES_KEY_GEN, t, h);
+  if (rv != CKR_OK) return m.ck("C_GenerateKey(root key)", rv);
   return m.check_new_key(h, {}, "generated");
 }
 
@@ -665,48 +567,12 @@ kms::Result<KeyObject> TokenAdmin::generate_rsa_root(std::string_view label) {
     }
   }
   CK_FUNCTION_LIST* api = m.module->api();
-  std::array<std::uint8_t, 16> id{};
-  if (CK_RV rv = api->C_GenerateRandom(m.session, id.data(), id.size()); rv != CKR_OK) {
+  detail::RsaPairTemplate t(label, detail::KeyMaker::ceremony);
+  if (CK_RV rv = api->C_GenerateRandom(m.session, t.id().data(), t.id().size()); rv != CKR_OK) {
     return m.ck("C_GenerateRandom", rv);
   }
-  CK_OBJECT_CLASS pub_cls = CKO_PUBLIC_KEY, priv_cls = CKO_PRIVATE_KEY;
-  CK_KEY_TYPE type = CKK_RSA;
-  CK_ULONG bits = detail::kRsaModulusBits;
-  std::uint8_t exponent[] = {0x01, 0x00, 0x01};
-  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-  CK_MECHANISM_TYPE allowed = CKM_RSA_PKCS_OAEP;
-  // As Pkcs11Root's generation, but modifiable (rotate-root relabels keys).
-  std::vector<CK_ATTRIBUTE> pub = {
-      attr(CKA_CLASS, pub_cls),  attr(CKA_KEY_TYPE, type),  attr(CKA_MODULUS_BITS, bits),
-      attr_bytes(CKA_PUBLIC_EXPONENT, exponent, sizeof exponent),
-      attr_bytes(CKA_LABEL, label.data(), label.size()),
-      attr_bytes(CKA_ID, id.data(), id.size()),
-      attr(CKA_TOKEN, yes),      attr(CKA_ENCRYPT, yes),
-  };
-  std::vector<CK_ATTRIBUTE> priv = {
-      attr(CKA_CLASS, priv_cls), attr(CKA_KEY_TYPE, type),
-      attr_bytes(CKA_LABEL, label.data(), label.size()),
-      attr_bytes(CKA_ID, id.data(), id.size()),
-      attr(CKA_TOKEN, yes),      attr(CKA_PRIVATE, yes),     attr(CKA_SENSITIVE, yes),
-      attr(CKA_EXTRACTABLE, no), attr(CKA_DECRYPT, yes),
-  };
-  const std::size_t pub_n = pub.size(), priv_n = priv.size();
-  priv.push_back(attr(CKA_UNWRAP, no));
-  priv.push_back(attr(CKA_DERIVE, no));
-  pub.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, &allowed, sizeof allowed));
-  priv.push_back(attr_bytes(CKA_ALLOWED_MECHANISMS, &allowed, sizeof allowed));
-  CK_MECHANISM gen{CKM_RSA_PKCS_KEY_PAIR_GEN, nullptr, 0};
   CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE, hpriv = CK_INVALID_HANDLE;
-  auto generate = [&] {
-    return api->C_GenerateKeyPair(m.session, &gen, pub.data(), static_cast<CK_ULONG>(pub.size()), priv.data(),
-                                  static_cast<CK_ULONG>(priv.size()), &hpub, &hpriv);
-  };
-  CK_RV rv = generate();
-  if (Impl::template_refused(rv)) {
-    pub.resize(pub_n);
-    priv.resize(priv_n);
-    rv = generate();
-  }
+  CK_RV rv = detail::generate_rsa_pair(api, m.session, t, hpub, hpriv);
   if (rv != CKR_OK) return m.ck("C_GenerateKeyPair(RSA root)", rv);
 
   // The pair must be what a root needs, and the token must do OAEP with

@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "softhsm.hpp"
 #include "raw_pkcs11.hpp"  // last two: pkcs11.h
 #include "pkcs11_mechanisms.hpp"
+#include "pkcs11_templates.hpp"
 
 using rootseal::hsm::Pkcs11Config;
 using rootseal::hsm::Pkcs11Root;
@@ -292,4 +294,65 @@ TEST_CASE("the RSA check value is SHA-256 of the DER SubjectPublicKeyInfo, 3 byt
   REQUIRE(EVP_Digest(der.data(), der.size(), digest.data(), &dn, EVP_sha256(), nullptr) == 1);
   CHECK(kcv == std::vector<std::uint8_t>(digest.begin(), digest.begin() + 3));
   CHECK(rootseal::hsm::detail::rsa_check_value({}, e).empty());
+}
+
+namespace {
+
+// type -> value bytes of a template (CKA_ID left out: it is filled later).
+std::map<CK_ATTRIBUTE_TYPE, std::vector<std::uint8_t>> attrs_of(const std::vector<CK_ATTRIBUTE>& t) {
+  std::map<CK_ATTRIBUTE_TYPE, std::vector<std::uint8_t>> out;
+  for (const auto& a : t) {
+    if (a.type == CKA_ID) continue;
+    const auto* p = static_cast<const std::uint8_t*>(a.pValue);
+    REQUIRE(out.emplace(a.type, std::vector<std::uint8_t>(p, p + a.ulValueLen)).second);  // no attribute twice
+  }
+  return out;
+}
+
+bool flag(const std::map<CK_ATTRIBUTE_TYPE, std::vector<std::uint8_t>>& m, CK_ATTRIBUTE_TYPE t) {
+  auto it = m.find(t);
+  REQUIRE(it != m.end());
+  REQUIRE(it->second.size() == 1);
+  return it->second[0] == CK_TRUE;
+}
+
+}  // namespace
+
+TEST_CASE("the ceremony's and rootseald's root key templates differ only in CKA_MODIFIABLE and CKA_COPYABLE") {
+  using rootseal::hsm::detail::KeyMaker;
+  using rootseal::hsm::detail::Mech;
+  using rootseal::hsm::detail::SecretKeyTemplate;
+  for (Mech m : {Mech::kwp, Mech::gcm, Mech::cbc_hmac}) {
+    CAPTURE(static_cast<int>(m));
+    auto c = SecretKeyTemplate::aes_root(m, true, "rootseal-root", KeyMaker::ceremony);
+    auto d = SecretKeyTemplate::aes_root(m, true, "rootseal-root", KeyMaker::daemon);
+    auto ca = attrs_of(c.for_generate());
+    auto da = attrs_of(d.for_generate());
+    CHECK(flag(ca, CKA_MODIFIABLE));
+    CHECK_FALSE(flag(da, CKA_MODIFIABLE));
+    CHECK(flag(ca, CKA_COPYABLE));
+    CHECK(da.count(CKA_COPYABLE) == 0);
+    CHECK(flag(da, CKA_SENSITIVE));
+    CHECK_FALSE(flag(da, CKA_EXTRACTABLE));
+    CHECK(flag(da, CKA_WRAP) == (m != Mech::cbc_hmac));
+    CHECK(flag(da, CKA_ENCRYPT) == (m != Mech::kwp));
+    ca.erase(CKA_MODIFIABLE);
+    ca.erase(CKA_COPYABLE);
+    da.erase(CKA_MODIFIABLE);
+    CHECK(ca == da);
+    // The required part is what every token must take: no hardening in it.
+    const auto gen = c.for_generate();
+    for (std::size_t i = 0; i < c.required_for_generate(); ++i) {
+      CHECK(gen[i].type != CKA_MODIFIABLE);
+      CHECK(gen[i].type != CKA_ALLOWED_MECHANISMS);
+    }
+  }
+  auto hc = attrs_of(SecretKeyTemplate::hmac("h", KeyMaker::ceremony).for_generate());
+  auto hd = attrs_of(SecretKeyTemplate::hmac("h", KeyMaker::daemon).for_generate());
+  CHECK(flag(hd, CKA_SIGN));
+  CHECK_FALSE(flag(hd, CKA_ENCRYPT));
+  hc.erase(CKA_MODIFIABLE);
+  hc.erase(CKA_COPYABLE);
+  hd.erase(CKA_MODIFIABLE);
+  CHECK(hc == hd);
 }
