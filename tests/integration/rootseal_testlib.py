@@ -11,6 +11,7 @@ import random
 import socket
 import ssl
 import atexit
+import fcntl
 import subprocess
 import tempfile
 import time
@@ -245,17 +246,21 @@ def npm_install(name, src):
     with open(os.path.join(src, "package-lock.json")) as f:
         lock = f.read()
     stamp = os.path.join(dst, ".installed-lock")
-    if not (os.path.isdir(os.path.join(dst, "node_modules")) and os.path.exists(stamp)
-            and open(stamp).read() == lock):
-        for fn in ("package.json", "package-lock.json"):
-            shutil.copy(os.path.join(src, fn), dst)
-        p = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=dst,
-                           capture_output=True, text=True, timeout=600)
-        if p.returncode != 0:
-            raise AssertionError("npm ci failed in %s: %s %s" % (dst, p.stdout, p.stderr))
-        with open(stamp, "w") as f:
-            f.write(lock)
-    shutil.copy(os.path.join(src, "check.js"), dst)
+    # Tests running in parallel (ctest -j) may share one client folder: one
+    # installs while the others wait.
+    with open(os.path.join(base, name + ".lock"), "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        if not (os.path.isdir(os.path.join(dst, "node_modules")) and os.path.exists(stamp)
+                and open(stamp).read() == lock):
+            for fn in ("package.json", "package-lock.json"):
+                shutil.copy(os.path.join(src, fn), dst)
+            p = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=dst,
+                               capture_output=True, text=True, timeout=600)
+            if p.returncode != 0:
+                raise AssertionError("npm ci failed in %s: %s %s" % (dst, p.stdout, p.stderr))
+            with open(stamp, "w") as f:
+                f.write(lock)
+        shutil.copy(os.path.join(src, "check.js"), dst)
     return dst
 
 

@@ -20,7 +20,11 @@ are hvac.
   - a third host whose token holds another root key stays sealed with that
     reason and writes nothing;
   - Vault's transit-seal sequence against A; A SIGKILLed; the sequence
-    against B opens every blob A made.
+    against B opens every blob A made;
+  - the Kubernetes KMS v2 plugin on both hosts (kube-apiserver-like grpc-js
+    client, tests/integration/kms_client): one key_id on both, a seed
+    encrypted on A decrypts on B, a rotation on B changes A's key_id through
+    the watch, old seeds keep decrypting on both.
 Waits poll a condition with a deadline.
 """
 import base64
@@ -33,7 +37,7 @@ import urllib.request
 
 import hvac
 
-from rootseal_testlib import free_port, rmtree, sha256_hex, tempdir, write_private, make_softhsm
+from rootseal_testlib import free_port, npm_install, rmtree, sha256_hex, tempdir, write_private, make_softhsm
 
 ROOTSEALD = os.environ["ROOTSEALD"]
 ROOTSEAL = os.environ["ROOTSEAL_CLI"]
@@ -46,6 +50,9 @@ ETCD_USER = "rootseal"
 ETCD_PASSWORD = "etcd-rootseal-pw-for-the-test"
 PREFIX = "/rootseal-ha/"
 MEMBER_TTL = 3  # seconds: etcd.member_ttl, the lease of each host's record
+HERE = os.path.dirname(os.path.abspath(__file__))
+KMS_PROTO = os.path.join(HERE, "..", "..", "kmsplugin", "proto", "api.proto")
+KMS_KEY = "k8s-etcd"
 
 
 def poll(predicate, what, timeout=30):
@@ -146,6 +153,7 @@ class HaEtcdTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = tempdir("rootseal-ha-")
+        cls.kms_client = npm_install("kms-client", os.path.join(HERE, "kms_client"))
         cls.etcd = Etcd(cls.dir)
         cls.env = make_softhsm(os.path.join(cls.dir, "hsm"), "A")
         for label in ("B", "C"):
@@ -222,6 +230,7 @@ class HaEtcdTest(unittest.TestCase):
                     "seal:\n  probe_interval: 200ms\n"
                     "host_id: host-%s\n"
                     "admin:\n  socket: %s\n"
+                    "kms_plugin:\n  enabled: true\n  socket: %s\n  allowed_uids: [%d]\n  key: %s\n"
                     "storage: etcd\n"
                     "etcd:\n  endpoints: [%s]\n  prefix: %s\n  request_timeout: 1s\n  member_ttl: %ds\n"
                     "  username: %s\n  password_file: %s\n"
@@ -230,7 +239,8 @@ class HaEtcdTest(unittest.TestCase):
                     "  - name: vault-seal\n    sha256: %s\n    policies: [autounseal]\n    ttl: 1h\n"
                     "    renewable: true\n"
                     % (port, cls.dir, label, MODULE, label, "true" if generate_key else "false", cls.pin, label,
-                       os.path.join(cls.dir, "admin-%s.sock" % label), endpoints, PREFIX, MEMBER_TTL, ETCD_USER,
+                       os.path.join(cls.dir, "admin-%s.sock" % label), cls.kms_socket(label), os.getuid(), KMS_KEY,
+                       endpoints, PREFIX, MEMBER_TTL, ETCD_USER,
                        cls.etcd_password, sha256_hex(TOKEN), sha256_hex(SEAL_TOKEN)))
         log = open(os.path.join(cls.dir, "rootseald-%s.log" % label), "ab")
         proc = subprocess.Popen([ROOTSEALD, "--config", config, "--allow-root"], stdout=subprocess.DEVNULL,
@@ -238,6 +248,25 @@ class HaEtcdTest(unittest.TestCase):
         log.close()
         return {"port": port, "proc": proc, "log": os.path.join(cls.dir, "rootseald-%s.log" % label),
                 "socket": os.path.join(cls.dir, "admin-%s.sock" % label)}
+
+    @classmethod
+    def kms_socket(cls, label):
+        return os.path.join(cls.dir, "kms-%s.sock" % label)
+
+    def kms(self, label, ops):
+        """The KMS v2 plugin of host `label`, called as kube-apiserver does (check.js validates every answer)."""
+        p = subprocess.run(["node", os.path.join(self.kms_client, "check.js"), self.kms_socket(label), KMS_PROTO],
+                           input=json.dumps(ops), capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        results = json.loads(p.stdout)
+        for r in results:
+            self.assertNotIn("invalid", r, "an answer kube-apiserver would reject: %r" % r)
+        return results
+
+    def kms_key_id(self, label):
+        [r] = self.kms(label, [{"op": "status_until", "want": "ok", "timeout_ms": 30000}])
+        self.assertTrue(r["ok"], r)
+        return r["key_id"]
 
     @classmethod
     def health(cls, label):
@@ -308,6 +337,37 @@ class HaEtcdTest(unittest.TestCase):
             for plain in (b"first secret", b"second secret", b"third secret"):
                 self.assertNotIn(plain, raw)
                 self.assertNotIn(base64.b64encode(plain), raw)
+
+    def test_1b_kms_plugin_serves_one_keyring_from_every_host(self):
+        key_id1 = self.kms_key_id("A")
+        self.assertEqual(self.kms_key_id("B"), key_id1)  # same cluster id, key, version and creation time
+        seed1 = os.urandom(32)
+        [enc1] = self.kms("A", [{"op": "encrypt", "plaintext": base64.b64encode(seed1).decode()}])
+        self.assertTrue(enc1["ok"], enc1)
+        self.assertEqual(enc1["key_id"], key_id1)
+
+        def decrypt(label, enc):
+            [r] = self.kms(label, [{"op": "decrypt", "ciphertext": enc["ciphertext"], "key_id": enc["key_id"],
+                                    "annotations": enc["annotations"]}])
+            return r
+
+        self.assertEqual(decrypt("B", enc1), {"ok": True, "plaintext": base64.b64encode(seed1).decode()})
+
+        # A rotation on B: A's key_id follows through the watch, with no request naming the key.
+        status, body = self.raw_rotate("B", KMS_KEY)
+        self.assertEqual(status, 200, body)
+        key_id2 = self.kms_key_id("B")
+        self.assertNotEqual(key_id2, key_id1)
+        poll(lambda: self.kms_key_id("A") == key_id2, "A's KMS plugin reports the key_id of B's rotation")
+        seed2 = os.urandom(32)
+        [enc2] = self.kms("A", [{"op": "encrypt", "plaintext": base64.b64encode(seed2).decode()}])
+        self.assertEqual(enc2["key_id"], key_id2)
+        for label in ("A", "B"):
+            self.assertEqual(decrypt(label, enc1)["plaintext"], base64.b64encode(seed1).decode())
+            self.assertEqual(decrypt(label, enc2)["plaintext"], base64.b64encode(seed2).decode())
+            # A ciphertext presented under a key_id it was not issued under.
+            stale = dict(enc1, key_id=key_id2)
+            self.assertEqual(decrypt(label, stale).get("code"), "INVALID_ARGUMENT")
 
     def test_2_quorum_loss_stops_key_changes_only(self):
         a, b = self.clients["A"], self.clients["B"]
