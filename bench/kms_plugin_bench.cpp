@@ -2,12 +2,19 @@
 // with the C++ gRPC client (the same stubs as the server: a load generator,
 // not a conformance check — that is the grpc-js client of the tests).
 //
-//   rootseal_bench_kms_plugin <socket> [callers=64] [seconds=5]
+//   rootseal_bench_kms_plugin <socket> [callers=64] [seconds=5] [rate=0]
 //
-// Phases, each `seconds` long with `callers` threads calling as fast as they
-// can, one channel each (kube-apiserver uses one connection per apiserver):
+// Phases, each `seconds` long with `callers` threads, one channel each:
 // Status, Encrypt of a fresh 32-byte seed, Decrypt of one seed. Prints per
 // phase: calls, calls/s, p50, p99, max (microseconds), errors.
+//
+// rate 0: closed loop, every caller calls back to back (the saturated rate;
+// the latency is then mostly queueing: callers / rate, Little's law).
+// rate R > 0: paced, the callers together aim at R calls/s, each waiting an
+// exponential think time (mean callers / R) between its calls' intended
+// starts; the latency of a call is counted from its intended start, so a
+// call delayed by the one before it counts its wait too (no coordinated
+// omission, as wrk2). That is the latency a caller sees at a steady load.
 #include <grpcpp/grpcpp.h>
 #include <openssl/rand.h>
 
@@ -16,6 +23,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,7 +53,7 @@ std::string seed() {
 }
 
 template <class Call>
-Phase run(const std::string& socket, int callers, int seconds, Call call) {
+Phase run(const std::string& socket, int callers, int seconds, double rate, Call call) {
   std::vector<Phase> per(static_cast<std::size_t>(callers));
   std::vector<std::thread> threads;
   std::atomic<bool> go{false};
@@ -54,12 +62,20 @@ Phase run(const std::string& socket, int callers, int seconds, Call call) {
     threads.emplace_back([&, i] {
       auto stub = stub_for(socket);
       auto& mine = per[static_cast<std::size_t>(i)];
+      std::mt19937_64 rng(std::random_device{}());
+      std::exponential_distribution<double> think(rate > 0 ? rate / callers : 1.0);  // per second
       while (!go.load()) std::this_thread::yield();
       const auto end = Clock::now() + end_after;
+      auto intended = Clock::now();
       while (Clock::now() < end) {
+        if (rate > 0) {
+          intended += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(think(rng)));
+          std::this_thread::sleep_until(intended);  // pacing (the load's shape), not a synchronisation
+          if (intended >= end) break;
+        }
         grpc::ClientContext ctx;
         ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
-        const auto t0 = Clock::now();
+        const auto t0 = rate > 0 ? intended : Clock::now();
         const bool ok = call(*stub, ctx);
         const auto t1 = Clock::now();
         if (ok) mine.us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
@@ -89,13 +105,14 @@ void report(const char* name, const Phase& p, int seconds) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s <socket> [callers=64] [seconds=5]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s <socket> [callers=64] [seconds=5] [rate=0 (closed loop) | calls/s]\n", argv[0]);
     return 2;
   }
   const std::string socket = argv[1];
   const int callers = argc > 2 ? std::atoi(argv[2]) : 64;
   const int seconds = argc > 3 ? std::atoi(argv[3]) : 5;
-  if (callers < 1 || seconds < 1) return 2;
+  const double rate = argc > 4 ? std::atof(argv[4]) : 0.0;
+  if (callers < 1 || seconds < 1 || rate < 0) return 2;
 
   // Until the plugin's self-test has passed (Status ok), as kube-apiserver waits.
   auto stub = stub_for(socket);
@@ -131,21 +148,31 @@ int main(int argc, char** argv) {
   dreq.set_uid("bench");
   for (const auto& [k, v] : eres.annotations()) (*dreq.mutable_annotations())[k] = v;
 
-  std::printf("callers=%d seconds=%d socket=%s\n", callers, seconds, socket.c_str());
-  report("Status", run(socket, callers, seconds, [](auto& s, grpc::ClientContext& ctx) {
-           v2::StatusResponse r;
-           return s.Status(&ctx, v2::StatusRequest(), &r).ok() && r.healthz() == "ok";
-         }), seconds);
-  report("Encrypt", run(socket, callers, seconds, [](auto& s, grpc::ClientContext& ctx) {
-           v2::EncryptRequest q;
-           q.set_plaintext(seed());
-           q.set_uid("bench");
-           v2::EncryptResponse r;
-           return s.Encrypt(&ctx, q, &r).ok();
-         }), seconds);
-  report("Decrypt", run(socket, callers, seconds, [&](auto& s, grpc::ClientContext& ctx) {
-           v2::DecryptResponse r;
-           return s.Decrypt(&ctx, dreq, &r).ok() && r.plaintext() == ereq.plaintext();
-         }), seconds);
+  std::printf("callers=%d seconds=%d rate=%s socket=%s\n", callers, seconds,
+              rate > 0 ? std::to_string(static_cast<long>(rate)).c_str() : "closed-loop", socket.c_str());
+  report("Status",
+         run(socket, callers, seconds, rate,
+             [](auto& s, grpc::ClientContext& ctx) {
+               v2::StatusResponse r;
+               return s.Status(&ctx, v2::StatusRequest(), &r).ok() && r.healthz() == "ok";
+             }),
+         seconds);
+  report("Encrypt",
+         run(socket, callers, seconds, rate,
+             [](auto& s, grpc::ClientContext& ctx) {
+               v2::EncryptRequest q;
+               q.set_plaintext(seed());
+               q.set_uid("bench");
+               v2::EncryptResponse r;
+               return s.Encrypt(&ctx, q, &r).ok();
+             }),
+         seconds);
+  report("Decrypt",
+         run(socket, callers, seconds, rate,
+             [&](auto& s, grpc::ClientContext& ctx) {
+               v2::DecryptResponse r;
+               return s.Decrypt(&ctx, dreq, &r).ok() && r.plaintext() == ereq.plaintext();
+             }),
+         seconds);
   return 0;
 }
