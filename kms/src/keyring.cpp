@@ -79,6 +79,14 @@ KeyInfo info_of(const Key& key) {
   return info;
 }
 
+// Vault's rotateIfRequired: a key with an auto_rotate_period is due once
+// `now` is after its latest version's creation time plus the period.
+bool due_for_rotation_at(const Key& key, std::int64_t now) noexcept {
+  const std::int64_t period = key.config.auto_rotate_period_s;
+  if (period <= 0 || key.versions.empty() || key.latest() >= kMaxKeyVersion) return false;
+  return now - key.versions.back()->created_unix > period;  // no overflow: both are times of this century
+}
+
 std::string in_quotes(std::string_view name) {
   std::string s = "'";
   s += name;
@@ -496,6 +504,9 @@ struct Keyring::State {
     return {};
   }
 
+  // rotate and rotate_if_due (the public functions' comments).
+  Result<std::optional<KeyInfo>> rotate(std::string_view name, bool only_if_due);
+
   // Publishes a new snapshot of a key (the writer mutex is held). Returns the
   // displaced snapshot so it is released outside the lock.
   KeyPtr publish(KeyPtr key) {
@@ -663,38 +674,62 @@ Result<std::vector<std::string>> Keyring::list() const {
 }
 
 Result<KeyInfo> Keyring::rotate(std::string_view name) {
-  State& s = *state_;
+  std::optional<KeyInfo> info;
+  ROOTSEAL_TRY_ASSIGN(info, state_->rotate(name, false));
+  return std::move(*info);
+}
+
+Result<std::optional<KeyInfo>> Keyring::rotate_if_due(std::string_view name) { return state_->rotate(name, true); }
+
+Result<std::vector<std::string>> Keyring::due_for_rotation() const {
+  const std::int64_t now = state_->clock();
+  std::shared_lock lock(state_->mu);
+  if (state_->sealed) return fail(Errc::sealed, "keyring is sealed");
+  std::vector<std::string> out;
+  for (const auto& [name, key] : state_->keys) {
+    if (due_for_rotation_at(*key, now)) out.push_back(name);
+  }
+  return out;
+}
+
+Result<std::optional<KeyInfo>> Keyring::State::rotate(std::string_view name, bool only_if_due) {
   ROOTSEAL_TRY(validate_key_name(name));
   KeyPtr current;
-  ROOTSEAL_TRY_ASSIGN(current, s.get(name, false));
+  ROOTSEAL_TRY_ASSIGN(current, get(name, false));
   if (current->latest() >= kMaxKeyVersion) return fail(Errc::invalid_argument, "key has reached its maximum version");
+  if (only_if_due && !due_for_rotation_at(*current, clock())) return std::optional<KeyInfo>();
 
   NewMaterial m;
-  ROOTSEAL_TRY_ASSIGN(m, new_material(s.root, current->type, current->derived));
+  ROOTSEAL_TRY_ASSIGN(m, new_material(root, current->type, current->derived));
 
   const KeyType type = current->type;
   const bool derived = current->derived;
-  std::lock_guard writer(s.write_mu);
+  std::lock_guard writer(write_mu);
   std::uint32_t number = 0;
-  const std::int64_t now = s.clock();
+  const std::int64_t now = clock();
+  // An automatic rotation is checked again against what the store holds now:
+  // another host may have rotated the key (or changed its period) meanwhile.
+  if (only_if_due && store.shared()) ROOTSEAL_TRY(refresh_locked(name));
   for (int attempt = 1;; ++attempt) {
-    ROOTSEAL_TRY_ASSIGN(current, s.get(name, false));  // it may have changed meanwhile
+    ROOTSEAL_TRY_ASSIGN(current, get(name, false));  // it may have changed meanwhile
     if (current->type != type || current->derived != derived) {
       return fail(Errc::conflict, "key " + in_quotes(name) + " was replaced while it was being rotated");
     }
     if (current->latest() >= kMaxKeyVersion) return fail(Errc::invalid_argument, "key has reached its maximum version");
+    if (only_if_due && !due_for_rotation_at(*current, now)) return std::optional<KeyInfo>();
     number = current->latest() + 1;
-    auto stored = s.store.add_version(name, KeyVersionRecord{number, now, m.wrapped, m.kcv});
+    auto stored = store.add_version(name, KeyVersionRecord{number, now, m.wrapped, m.kcv});
     if (stored) break;
     // A shared store: another host committed this version number (or
     // deleted the key). Catch up and take the next number, as Vault
-    // serializes two rotations into two versions.
+    // serializes two rotations into two versions; an automatic rotation
+    // stops there if the other host's version made the key current.
     const Errc code = stored.error().code;
-    if (!s.store.shared() || (code != Errc::conflict && code != Errc::not_found) || attempt >= kMaxStoreAttempts) {
+    if (!store.shared() || (code != Errc::conflict && code != Errc::not_found) || attempt >= kMaxStoreAttempts) {
       return std::unexpected(std::move(stored).error());
     }
     back_off(attempt);
-    ROOTSEAL_TRY(s.refresh_locked(name));
+    ROOTSEAL_TRY(refresh_locked(name));
   }
 
   auto next = std::make_shared<Key>(*current);
@@ -706,8 +741,8 @@ Result<KeyInfo> Keyring::rotate(std::string_view name) {
   version->aead = std::move(m.aead);
   next->versions.push_back(std::move(version));
   KeyInfo info = info_of(*next);
-  s.publish(std::move(next));
-  return info;
+  publish(std::move(next));
+  return std::optional<KeyInfo>(std::move(info));
 }
 
 Result<KeyInfo> Keyring::configure(std::string_view name, const ConfigUpdate& update) {

@@ -64,11 +64,12 @@ struct Host {
   std::unique_ptr<kms::Keyring> ring;
   std::atomic<int> reloads{0};
 
-  Host(const test::EtcdCluster& cluster, const kms::SecureBytes& root_key) : store(open_store(cluster)) {
+  Host(const test::EtcdCluster& cluster, const kms::SecureBytes& root_key, kms::Clock clock = {})
+      : store(open_store(cluster)) {
     auto r = kms::SoftwareRoot::create(kms::SecureBytes::copy_of(root_key.span()));
     REQUIRE(r);
     root = std::move(*r);
-    ring = std::make_unique<kms::Keyring>(*store, *root);
+    ring = std::make_unique<kms::Keyring>(*store, *root, std::move(clock));
     auto unsealed = ring->unseal();
     REQUIRE(unsealed);
   }
@@ -277,6 +278,46 @@ TEST_CASE("etcd store: two keyrings on one etcd: each serves what the other wrot
   REQUIRE(eventually([&] { return a.ring->read("orders")->config.deletion_allowed; }, 10s));
   REQUIRE(b.ring->remove("orders"));
   REQUIRE(eventually([&] { return !*a.ring->contains("orders"); }, 10s));
+}
+
+TEST_CASE("etcd store: hosts rotating a due key automatically at once add one version between them") {
+  test::EtcdCluster cluster(3);
+  const auto root_key = kms::SecureBytes::random(32);
+  std::atomic<std::int64_t> now{1'700'000'000};
+  auto clock = [&now] { return now.load(); };
+  Host a(cluster, root_key, clock);
+  Host b(cluster, root_key, clock);  // no watch: B learns of A's versions only by re-reading
+  kms::CreateOptions o;
+  o.auto_rotate_period_s = 3600;
+  REQUIRE(a.ring->create("auto", o));
+  REQUIRE(b.ring->refresh("auto"));
+  for (std::uint32_t round = 1; round <= 5; ++round) {
+    now += 3601;  // every host sees the key due
+    REQUIRE(*a.ring->due_for_rotation() == std::vector<std::string>{"auto"});
+    REQUIRE(*b.ring->due_for_rotation() == std::vector<std::string>{"auto"});
+    std::atomic<int> rotated{0}, failed{0};
+    auto run = [&](Host& h) {
+      auto r = h.ring->rotate_if_due("auto");
+      if (!r)
+        ++failed;
+      else if (*r)
+        ++rotated;
+    };
+    std::thread ta([&] { run(a); });
+    std::thread tb([&] { run(b); });
+    ta.join();
+    tb.join();
+    INFO("round " << round);
+    CHECK(failed == 0);
+    CHECK(rotated == 1);
+    auto stored = a.store->find("auto");
+    REQUIRE(stored);
+    CHECK((*stored)->versions.size() == round + 1);
+    // The host that lost the race re-read the key: it is current there too.
+    REQUIRE(b.ring->refresh("auto"));
+    CHECK(a.ring->due_for_rotation()->empty());
+    CHECK(b.ring->due_for_rotation()->empty());
+  }
 }
 
 TEST_CASE("etcd store: a watch resuming past a compaction reloads every key") {

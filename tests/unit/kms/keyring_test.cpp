@@ -223,6 +223,51 @@ TEST_CASE("keyring: rotate adds latest + 1, durably", "[keyring]") {
   require_error(f.ring.rotate("missing"), Errc::not_found);
 }
 
+TEST_CASE("keyring: automatic rotation as Vault's rotateIfRequired", "[keyring]") {
+  Fixture f;
+  kms::CreateOptions o;
+  o.auto_rotate_period_s = 3600;
+  f.create("auto", o);
+  f.create("manual");  // no period: never due
+  CHECK(f.ring.due_for_rotation()->empty());
+  f.now += 3600;  // Vault rotates once now is *after* creation + period
+  CHECK(f.ring.due_for_rotation()->empty());
+  auto not_yet = f.ring.rotate_if_due("auto");
+  REQUIRE(not_yet);
+  CHECK_FALSE(not_yet->has_value());
+  CHECK(f.ring.read("auto")->latest_version == 1);
+
+  f.now += 1;
+  CHECK(*f.ring.due_for_rotation() == std::vector<std::string>{"auto"});
+  auto rotated = f.ring.rotate_if_due("auto");
+  REQUIRE(rotated);
+  REQUIRE(rotated->has_value());
+  CHECK((*rotated)->latest_version == 2);
+  CHECK((*rotated)->versions.at(2) == f.now.load());
+  // Current again: a second attempt at the same time does nothing.
+  CHECK(f.ring.due_for_rotation()->empty());
+  CHECK_FALSE(f.ring.rotate_if_due("auto")->has_value());
+  // The period counts from the latest version, whoever made it.
+  f.now += 3000;
+  f.rotate("auto");
+  f.now += 3000;
+  CHECK(f.ring.due_for_rotation()->empty());
+  f.now += 601;
+  CHECK(*f.ring.due_for_rotation() == std::vector<std::string>{"auto"});
+  // A period set to 0 stops it; a manual key is never rotated automatically.
+  kms::ConfigUpdate off;
+  off.auto_rotate_period_s = 0;
+  REQUIRE(f.ring.configure("auto", off));
+  CHECK(f.ring.due_for_rotation()->empty());
+  CHECK_FALSE(f.ring.rotate_if_due("auto")->has_value());
+  f.now += 10 * 365 * 86400;
+  CHECK_FALSE(f.ring.rotate_if_due("manual")->has_value());
+  CHECK(f.ring.read("manual")->latest_version == 1);
+  require_error(f.ring.rotate_if_due("missing"), Errc::not_found);
+  f.ring.seal();
+  require_error(f.ring.due_for_rotation(), Errc::sealed);
+}
+
 TEST_CASE("keyring: configure follows Vault's rules", "[keyring]") {
   Fixture f;
   f.create("k");

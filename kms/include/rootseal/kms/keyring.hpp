@@ -103,6 +103,15 @@ class Keyring {
   Result<std::vector<std::string>> list() const;
   // Adds version latest+1; durable in the store before it returns.
   Result<KeyInfo> rotate(std::string_view name);
+  // Automatic rotation (auto_rotate_period), as Vault's rotateIfRequired: a
+  // key is due once now is after its latest version's creation time plus the
+  // period. due_for_rotation lists the due keys from memory (cheap);
+  // rotate_if_due rotates one if it is still due when checked again under
+  // the writer lock, after re-reading a shared store: nullopt when it is not
+  // (another host rotated it first, its period changed). Several hosts
+  // sharing one store thus add one version per period between them.
+  Result<std::vector<std::string>> due_for_rotation() const;
+  Result<std::optional<KeyInfo>> rotate_if_due(std::string_view name);
   Result<KeyInfo> configure(std::string_view name, const ConfigUpdate& update);
   // deletion_not_allowed unless config.deletion_allowed.
   Result<void> remove(std::string_view name);
