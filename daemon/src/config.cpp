@@ -706,10 +706,11 @@ Result<Config> parse_config(std::string_view yaml_text) {
     return cfg;
   }
   ROOTSEAL_TRY(refuse_inline_secrets(root, ""));
-  ROOTSEAL_TRY(
-      check_keys(root, "config",
-                 {"listen", "api", "state_dir", "root_of_trust", "pkcs11", "tpm", "pin", "seal", "log", "policies",
-                  "tokens", "client_certs", "audit", "io_threads", "blocking_threads", "admin", "kms_plugin", "sync", "snapshots", "storage", "etcd", "host_id"}));
+  ROOTSEAL_TRY(check_keys(root, "config", {"listen", "api",          "state_dir",  "root_of_trust", "pkcs11",
+                                           "tpm",    "pin",          "seal",       "log",           "policies",
+                                           "tokens", "client_certs", "audit",      "io_threads",    "blocking_threads",
+                                           "admin",  "kms_plugin",   "sync",       "snapshots",     "storage",
+                                           "etcd",   "host_id",      "auto_rotate"}));
   if (root["sync"]) ROOTSEAL_TRY_ASSIGN(cfg.sync, parse_sync_config(root["sync"]));
   if (root["snapshots"]) ROOTSEAL_TRY_ASSIGN(cfg.snapshots, parse_snapshots_config(root["snapshots"]));
   if (root["listen"]) ROOTSEAL_TRY(parse_listen(root["listen"], cfg.listen));
@@ -750,6 +751,17 @@ Result<Config> parse_config(std::string_view yaml_text) {
     if (root["seal"]["probe_interval"]) ROOTSEAL_TRY_ASSIGN(cfg.seal.probe_interval, duration(root["seal"]["probe_interval"], "seal.probe_interval"));
     if (cfg.seal.probe_interval < std::chrono::milliseconds(100)) {
       return fail(Errc::invalid_argument, "seal.probe_interval: at least 100ms");
+    }
+  }
+  if (root["auto_rotate"]) {
+    ROOTSEAL_TRY(check_keys(root["auto_rotate"], "auto_rotate", {"check_interval"}));
+    if (root["auto_rotate"]["check_interval"]) {
+      ROOTSEAL_TRY_ASSIGN(cfg.auto_rotate.check_interval,
+                          duration(root["auto_rotate"]["check_interval"], "auto_rotate.check_interval"));
+    }
+    if (cfg.auto_rotate.check_interval < std::chrono::seconds(1) ||
+        cfg.auto_rotate.check_interval > std::chrono::hours(1)) {
+      return fail(Errc::invalid_argument, "auto_rotate.check_interval: 1s to 1h");
     }
   }
   if (root["log"]) {

@@ -131,6 +131,10 @@ kms::Result<void> Service::start() {
   server_->start();
   admin_->start();
   seal_->start();
+  auto_rotate_ =
+      std::make_unique<AutoRotator>(io_, blocking_, *keyring_, config_.auto_rotate.check_interval, audit_.get());
+  auto_rotate_->register_metrics(metrics_);
+  auto_rotate_->start();
   cluster_->start();
   ROOTSEAL_TRY_ASSIGN(sync_, start_sync_engine(config_, io_.get_executor(), metrics_));
   log::info("listening", {{"address", bound_address()},
@@ -544,6 +548,7 @@ void Service::reload() {
   if (next->state_dir != config_.state_dir) restart += "state_dir ";
   if (next->root_of_trust != config_.root_of_trust) restart += "root_of_trust ";
   if (next->api.mount != config_.api.mount) restart += "api.mount ";
+  if (next->auto_rotate.check_interval != config_.auto_rotate.check_interval) restart += "auto_rotate ";
   const auto& ka = next->kms_plugin;
   const auto& kb = config_.kms_plugin;
   if (ka.enabled != kb.enabled || ka.socket != kb.socket || ka.mode != kb.mode || ka.group != kb.group ||
@@ -571,6 +576,7 @@ void Service::stop() {
   if (etcd_store_ != nullptr) etcd_store_->stop_watch();
   if (admin_) admin_->stop();
   if (kms_plugin_) kms_plugin_->stop();
+  if (auto_rotate_) auto_rotate_->stop();
   if (seal_) seal_->stop();
   if (sync_) sync_->stop();
   if (snapshots_) snapshots_->stop();

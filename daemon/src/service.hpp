@@ -29,6 +29,7 @@
 #include "transit.hpp"
 #include "seal_manager.hpp"
 #include "snapshot_scheduler.hpp"
+#include "auto_rotate.hpp"
 
 namespace rootseal::etcdstore {
 class EtcdStore;
@@ -95,6 +96,7 @@ class Service {
   std::unique_ptr<sync::Engine> sync_;  // the sync engine, when sync.enabled
   std::unique_ptr<SnapshotScheduler> snapshots_;  // when snapshots: is configured and enabled
   std::unique_ptr<AuditLog> audit_;
+  std::unique_ptr<AutoRotator> auto_rotate_;  // keys' auto_rotate_period (after audit_: destroyed before it)
   std::shared_ptr<PinBroker> pins_;
   std::unique_ptr<AdminServer> admin_;
   std::unique_ptr<KmsPlugin> kms_plugin_;  // when kms_plugin.enabled

@@ -102,6 +102,13 @@ struct SealConfig {
   std::chrono::milliseconds probe_interval{5000};  // root-of-trust liveness check and unseal retry
 };
 
+// Automatic key rotation (a key's auto_rotate_period): how often the keys are
+// checked. Vault checks once an hour; the check reads memory only, so every
+// minute costs nothing and rotates within a minute of the period's end.
+struct AutoRotateConfig {
+  std::chrono::milliseconds check_interval{60000};
+};
+
 // What a token may do to a key (Transit endpoints map onto these).
 enum class Operation { read, list, create, config, rotate, delete_, encrypt, decrypt, rewrap, datakey };
 std::string_view to_string(Operation op) noexcept;
@@ -195,6 +202,7 @@ struct Config {
   TpmSection tpm;
   PinConfig pin;
   SealConfig seal;
+  AutoRotateConfig auto_rotate;
   LogConfig log;
   std::vector<PolicyConfig> policies;
   std::vector<StaticTokenConfig> tokens;
