@@ -367,14 +367,14 @@ struct OpenedFile {
   std::optional<AuditRecovery> recovery;
 };
 
-std::string format_audit_line(const AuditRecord& r, const AuditRecovery* recovery);
+std::string format_audit_line(const AuditRecord& r, const AuditRecovery* recovery, std::string_view host);
 
 // Opens (creating 0600) the log at `path`, finds where its intact part ends
 // and, if a damaged tail follows, sets it aside and replaces it with a
 // recovery line: written over the start of the damaged tail first, then the
 // file cut just after it, so that a crash during recovery leaves either the
 // damaged tail (recovered again at the next start) or the recovery line.
-kms::Result<OpenedFile> open_log_file(const std::filesystem::path& path) {
+kms::Result<OpenedFile> open_log_file(const std::filesystem::path& path, std::string_view host) {
   OpenedFile f;
   f.fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (f.fd < 0) return std::unexpected(io_fail(path, "open", errno));
@@ -393,8 +393,8 @@ kms::Result<OpenedFile> open_log_file(const std::filesystem::path& path) {
 
   auto recovery = set_aside(f.fd, intact->end, st.st_size, path, intact->last_hash);
   if (!recovery) return close_with(recovery.error());
-  std::string line = format_audit_line(local_record("audit-recovery", "START", path.string(), "audit_recovery"),
-                                       &*recovery);
+  std::string line =
+      format_audit_line(local_record("audit-recovery", "START", path.string(), "audit_recovery"), &*recovery, host);
   const std::string self = chain_line(line, f.last_hash);
   if (!pwrite_all(f.fd, line, f.end)) return close_with(io_fail(path, "write the recovery line", errno));
   const off_t end = f.end + static_cast<off_t>(line.size());
@@ -437,7 +437,7 @@ AuditLog::Writer AuditLog::become_writer() {
 
 kms::Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::filesystem::path& path, AuditOptions options) {
   OpenedFile f;
-  ROOTSEAL_TRY_ASSIGN(f, open_log_file(path));
+  ROOTSEAL_TRY_ASSIGN(f, open_log_file(path, options.host));
   std::unique_ptr<AuditLog> log(new AuditLog(path, options, f.fd, std::move(f.last_hash), f.end));
   log->recovery_ = std::move(f.recovery);
   return log;
@@ -466,14 +466,14 @@ kms::Result<bool> AuditLog::reopen() {
   // Another file at the path: continue its chain if it has lines (as at
   // start), else begin it with a reopen line that names the old file's last line.
   OpenedFile f;
-  ROOTSEAL_TRY_ASSIGN(f, open_log_file(path_));
+  ROOTSEAL_TRY_ASSIGN(f, open_log_file(path_, options_.host));
   const bool fresh = f.end == 0;
   if (fresh) {
     // The reopen line goes in before the switch: if it cannot be written
     // (a full disk), the old file stays in use and nothing is lost.
     AuditRecord r = local_record("audit-reopen", "SIGHUP", path_.string(), "audit_reopen");
     r.continues = prev_;
-    std::string line = format_audit_line(r, nullptr);
+    std::string line = format_audit_line(r, nullptr, options_.host);
     std::string self = chain_line(line, f.last_hash);
     if (!pwrite_all(f.fd, line, 0)) {
       const int e = errno;
@@ -500,12 +500,13 @@ kms::Result<bool> AuditLog::reopen() {
 namespace {
 
 // The line up to its two hashes (zeros here), which the writer fills in.
-std::string format_audit_line(const AuditRecord& r, const AuditRecovery* recovery) {
+std::string format_audit_line(const AuditRecord& r, const AuditRecovery* recovery, std::string_view host) {
   std::string line;
   line.reserve(512);
   line += R"({"time":")";
   append_now_rfc3339(line);
   line += '"';
+  if (!host.empty()) append_field(line, "host", host);
   append_field(line, "request_id", r.request_id);
   append_field(line, "remote", r.remote);
   if (!r.client_cert.empty()) append_field(line, "client_cert", r.client_cert);
@@ -567,7 +568,7 @@ kms::Result<void> AuditLog::commit(std::vector<Pending*>& batch) {
 }
 
 kms::Result<void> AuditLog::write(const AuditRecord& record) {
-  Pending me{format_audit_line(record, nullptr), false, {}};  // built before any lock
+  Pending me{format_audit_line(record, nullptr, options_.host), false, {}};  // built before any lock
   std::unique_lock lock(mu_);
   if (!healthy_ && std::chrono::steady_clock::now() < retry_at_) {
     ++failures_;

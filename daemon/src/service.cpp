@@ -365,6 +365,7 @@ kms::Result<void> Service::make_api(const std::string& cluster_id) {
     const auto path = config_.audit.file.empty() ? config_.state_dir / "audit.log" : config_.audit.file;
     AuditOptions options;
     options.sync = config_.audit.fsync;
+    options.host = effective_host_id(config_);
     auto audit = AuditLog::open(path, options);
     if (!audit) return std::unexpected(audit.error());
     audit_ = std::move(*audit);

@@ -24,7 +24,8 @@ are hvac.
   - the Kubernetes KMS v2 plugin on both hosts (kube-apiserver-like grpc-js
     client, tests/integration/kms_client): one key_id on both, a seed
     encrypted on A decrypts on B, a rotation on B changes A's key_id through
-    the watch, old seeds keep decrypting on both.
+    the watch, old seeds keep decrypting on both; every audit line names
+    its host.
 Waits poll a condition with a deadline.
 """
 import base64
@@ -368,6 +369,12 @@ class HaEtcdTest(unittest.TestCase):
             # A ciphertext presented under a key_id it was not issued under.
             stale = dict(enc1, key_id=key_id2)
             self.assertEqual(decrypt(label, stale).get("code"), "INVALID_ARGUMENT")
+        # Each host's audit log names it on every line (the KMS calls above included).
+        for label in ("A", "B"):
+            with open(os.path.join(self.dir, "state-%s" % label, "audit.log")) as f:
+                lines = [json.loads(line) for line in f]
+            self.assertTrue(any(line.get("operation") == "kms_decrypt" for line in lines))
+            self.assertEqual({line.get("host") for line in lines}, {"host-%s" % label})
 
     def test_2_quorum_loss_stops_key_changes_only(self):
         a, b = self.clients["A"], self.clients["B"]

@@ -77,6 +77,35 @@ TEST_CASE("audit: a written log verifies, across reopen, and its file is private
   CHECK(lines[1].find(R"("operation":"encrypt")") != std::string::npos);
 }
 
+TEST_CASE("audit: every line names the writing host when one is set, and the host is covered by the chain") {
+  test::TempDir dir;
+  const auto path = dir / "audit.log";
+  AuditOptions options;
+  options.host = "seal-2.example";
+  {
+    auto log = AuditLog::open(path, options);
+    REQUIRE(log);
+    for (int i = 0; i < 3; ++i) REQUIRE((*log)->write(record(i)));
+  }
+  auto lines = read_lines(path);
+  REQUIRE(lines.size() == 3);
+  for (const auto& l : lines) {
+    const auto doc = boost::json::parse(l).as_object();
+    CHECK(doc.at("host").as_string() == "seal-2.example");
+  }
+  REQUIRE(verify_audit_log(path));
+  // Another host's name put on a line afterwards breaks the chain.
+  lines[1].replace(lines[1].find("seal-2.example"), 14, "seal-3.example");
+  write_lines(path, lines);
+  auto r = verify_audit_log(path);
+  REQUIRE_FALSE(r);
+  CHECK_THAT(r.error().message, Catch::StartsWith("line 2: edited"));
+  // Without a host: no field (what the other tests write).
+  const auto bare = dir / "bare.log";
+  write_log(bare, 1);
+  CHECK(read_lines(bare)[0].find("\"host\"") == std::string::npos);
+}
+
 TEST_CASE("audit: an edited, a deleted, an inserted and a swapped line are each caught") {
   test::TempDir dir;
   const auto path = dir / "audit.log";

@@ -72,6 +72,10 @@ struct AuditRecord {
 // is followed by fdatasync(2) before the requests it holds are answered.
 struct AuditOptions {
   bool sync = false;
+  // Names the writing host in every line ("host", after "time"), so that the
+  // logs of several hosts sharing a keyring (storage: etcd) can be merged and
+  // each line traced to its host. Empty: no field (the tests' logs).
+  std::string host;
   // While the file cannot be written, requests fail at once (without a
   // write) until the next retry, which is backed off from `retry_min` to
   // `retry_max`; the first write after it that succeeds makes the log healthy.
