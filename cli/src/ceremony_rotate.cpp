@@ -7,6 +7,7 @@
 #include <set>
 
 #include "ceremony_common.hpp"
+#include "rootseal/daemon/state.hpp"
 #include "rootseal/hsm/pkcs11_root.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "rootseal/kms/key_wrap.hpp"
@@ -620,6 +621,14 @@ kms::Result<Outcome> rotate_impl(const RotateOptions& o, Console& con, Context& 
   ROOTSEAL_TRY(check_token(o.token));
   ROOTSEAL_TRY(check_people(o.people));
   if (o.store.empty()) return fail(Errc::invalid_argument, "--store (the state store to rewrap) is required");
+  // Never under a running rootseald (it holds its state folder's lock, and
+  // would keep serving, and writing, keys the rotation rewraps), nor beside
+  // another offline command on that folder. Held until the rotation returns.
+  std::error_code ec;
+  const fs::path state_dir = fs::absolute(o.store, ec).parent_path();
+  if (ec) return fail(Errc::invalid_argument, "--store " + o.store.string() + ": " + ec.message());
+  auto lock = daemon::StateDirLock::acquire(state_dir, "rootseal ceremony rotate-root");
+  if (!lock) return std::unexpected(std::move(lock).error());
   ROOTSEAL_TRY(ctx.load_chain());
   const std::string T = next_label(o.token.key_label);
 

@@ -4,6 +4,9 @@
 // finishes the job. (Interruptions here are exceptions thrown at the crash
 // points; tests/integration/test_ceremony_crash.py SIGKILLs the real binary.)
 #include <catch2/catch.hpp>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <map>
 #include <stdexcept>
@@ -326,6 +329,34 @@ TEST_CASE("rotate-root refuses a store wrapped by another root, and a second rot
   REQUIRE_FALSE(r);
   CHECK(r.error().message.find("refusing to rotate") != std::string::npos);
   CHECK(fx.token_keys().size() == 1);  // nothing created
+}
+
+TEST_CASE("rotate-root is refused while rootseald (or another offline command) holds the store's state folder") {
+  RotateFixture fx(3);
+  test::RecordingConsole con;
+  {
+    // What a running rootseald holds (daemon::StateDirLock): an flock on
+    // <state_dir>/rootseald.lock naming it.
+    const auto lock_path = fx.store_path.parent_path() / "rootseald.lock";
+    const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    REQUIRE(fd >= 0);
+    REQUIRE(::flock(fd, LOCK_EX | LOCK_NB) == 0);
+    const std::string holder = "pid 4242 rootseald\n";
+    REQUIRE(::pwrite(fd, holder.data(), holder.size(), 0) == static_cast<ssize_t>(holder.size()));
+    struct Closer {
+      int fd;
+      ~Closer() { ::close(fd); }
+    } closer{fd};
+    auto r = cli::ceremony_rotate_root(fx.rotate_options("shares-2"), con);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == kms::Errc::conflict);
+    CHECK(r.error().message.find("pid 4242 rootseald") != std::string::npos);  // names the holder
+    CHECK(fx.token_keys().size() == 1);                                        // nothing created in the token
+  }
+  // Released (rootseald stopped): the rotation runs.
+  auto r = cli::ceremony_rotate_root(fx.rotate_options("shares-3"), con);
+  REQUIRE(r);
+  CHECK(fx.opens_with("rootseal-root"));
 }
 
 #define ROTATE_CRASH_CASE(point)                                                                         \
