@@ -7,6 +7,8 @@
 
 #include <boost/json.hpp>
 
+#include <mutex>
+
 namespace rootseal::daemon {
 
 using kms::Errc;
@@ -59,6 +61,24 @@ std::vector<std::string> policies_from_json(const std::string& text) {
   return out;
 }
 
+class SqliteTokenDb final : public TokenDb {
+ public:
+  explicit SqliteTokenDb(sqlite3* db) : db_(db) {}
+  ~SqliteTokenDb() override { sqlite3_close_v2(db_); }
+  SqliteTokenDb(const SqliteTokenDb&) = delete;
+  SqliteTokenDb& operator=(const SqliteTokenDb&) = delete;
+
+  kms::Result<std::vector<StoredToken>> load_all() override;
+  kms::Result<void> insert(const std::string& hash, const TokenInfo& info) override;
+  kms::Result<bool> remove(std::string_view accessor) override;
+  kms::Result<void> set_expiry(std::string_view accessor, std::int64_t expire_time) override;
+  kms::Result<std::size_t> purge_expired(std::int64_t now) override;
+
+ private:
+  std::mutex mu_;
+  sqlite3* db_;
+};
+
 }  // namespace
 
 kms::Result<std::unique_ptr<TokenDb>> TokenDb::open(const std::filesystem::path& path) {
@@ -71,7 +91,7 @@ kms::Result<std::unique_ptr<TokenDb>> TokenDb::open(const std::filesystem::path&
 
   sqlite3* raw = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr);
-  std::unique_ptr<TokenDb> db(new TokenDb(raw));
+  std::unique_ptr<TokenDb> db = std::make_unique<SqliteTokenDb>(raw);
   if (rc != SQLITE_OK) return fail(Errc::storage_failure, "token store: cannot open " + path.string());
   const char* setup =
       "PRAGMA journal_mode=WAL;"
@@ -96,9 +116,7 @@ kms::Result<std::unique_ptr<TokenDb>> TokenDb::open(const std::filesystem::path&
   return db;
 }
 
-TokenDb::~TokenDb() { sqlite3_close_v2(db_); }
-
-kms::Result<std::vector<StoredToken>> TokenDb::load_all() {
+kms::Result<std::vector<StoredToken>> SqliteTokenDb::load_all() {
   std::lock_guard lock(mu_);
   Stmt st(db_, "SELECT hash, accessor, display_name, policies, creation_time, ttl_s, expire_time, renewable "
                "FROM tokens ORDER BY creation_time, accessor");
@@ -124,7 +142,7 @@ kms::Result<std::vector<StoredToken>> TokenDb::load_all() {
   return out;
 }
 
-kms::Result<void> TokenDb::insert(const std::string& hash, const TokenInfo& info) {
+kms::Result<void> SqliteTokenDb::insert(const std::string& hash, const TokenInfo& info) {
   std::lock_guard lock(mu_);
   Stmt st(db_, "INSERT INTO tokens (hash, accessor, display_name, policies, creation_time, ttl_s, expire_time, "
                "renewable) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
@@ -141,7 +159,7 @@ kms::Result<void> TokenDb::insert(const std::string& hash, const TokenInfo& info
   return {};
 }
 
-kms::Result<bool> TokenDb::remove(std::string_view accessor) {
+kms::Result<bool> SqliteTokenDb::remove(std::string_view accessor) {
   std::lock_guard lock(mu_);
   Stmt st(db_, "DELETE FROM tokens WHERE accessor = ?1");
   if (!st.ok()) return std::unexpected(sql_fail(db_, "revoke").error());
@@ -150,7 +168,7 @@ kms::Result<bool> TokenDb::remove(std::string_view accessor) {
   return sqlite3_changes(db_) > 0;
 }
 
-kms::Result<void> TokenDb::set_expiry(std::string_view accessor, std::int64_t expire_time) {
+kms::Result<void> SqliteTokenDb::set_expiry(std::string_view accessor, std::int64_t expire_time) {
   std::lock_guard lock(mu_);
   Stmt st(db_, "UPDATE tokens SET expire_time = ?1 WHERE accessor = ?2");
   if (!st.ok()) return sql_fail(db_, "renew");
@@ -160,7 +178,7 @@ kms::Result<void> TokenDb::set_expiry(std::string_view accessor, std::int64_t ex
   return {};
 }
 
-kms::Result<std::size_t> TokenDb::purge_expired(std::int64_t now) {
+kms::Result<std::size_t> SqliteTokenDb::purge_expired(std::int64_t now) {
   std::lock_guard lock(mu_);
   Stmt st(db_, "DELETE FROM tokens WHERE expire_time > 0 AND expire_time <= ?1");
   if (!st.ok()) return std::unexpected(sql_fail(db_, "purge").error());

@@ -91,16 +91,35 @@ TokenStore::TokenStore() = default;
 TokenStore::~TokenStore() = default;
 
 kms::Result<void> TokenStore::attach(std::unique_ptr<TokenDb> db, std::int64_t now, Deferrer defer) {
-  ROOTSEAL_TRY(db->purge_expired(now));
-  std::vector<StoredToken> stored;
-  ROOTSEAL_TRY_ASSIGN(stored, db->load_all());
-  std::lock_guard lock(mu_);
-  for (auto& t : stored) {
-    t.info.persistent = true;
-    by_key_[token_table_key_of_hash(t.hash)] = std::make_shared<const TokenInfo>(std::move(t.info));
-  }
   db_ = std::move(db);
   defer_ = std::move(defer);
+  ROOTSEAL_TRY(db_->purge_expired(now));
+  return reload();
+}
+
+kms::Result<void> TokenStore::reload() {
+  if (!db_) return {};
+  std::vector<StoredToken> stored;
+  ROOTSEAL_TRY_ASSIGN(stored, db_->load_all());
+  std::unordered_map<TokenKey, std::shared_ptr<const TokenInfo>, TokenKeyHash, TokenKeyEqual> fresh;
+  for (auto& t : stored) {
+    t.info.persistent = true;
+    fresh[token_table_key_of_hash(t.hash)] = std::make_shared<const TokenInfo>(std::move(t.info));
+  }
+  std::lock_guard lock(mu_);
+  for (auto it = by_key_.begin(); it != by_key_.end();) {
+    if (!it->second->persistent) {
+      ++it;
+      continue;
+    }
+    const auto in_db = fresh.find(it->first);
+    if (in_db != fresh.end() && in_db->second->accessor == it->second->accessor &&
+        it->second->expire_time > in_db->second->expire_time) {
+      in_db->second = it->second;  // renewed here; the db has not caught up yet
+    }
+    it = by_key_.erase(it);
+  }
+  for (auto& [key, info] : fresh) by_key_.insert_or_assign(key, std::move(info));
   return {};
 }
 

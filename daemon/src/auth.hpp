@@ -84,8 +84,17 @@ class TokenStore {
   TokenStore& operator=(const TokenStore&) = delete;
 
   // Keeps created tokens in `db` and loads those it holds (expired ones are
-  // purged first). Blocking: call at start-up or on the blocking pool.
+  // purged first). Blocking: call at start-up or on the blocking pool. The
+  // db is kept even if loading fails (a shared db whose etcd is down: the
+  // caller may go on and reload() later).
   kms::Result<void> attach(std::unique_ptr<TokenDb> db, std::int64_t now, Deferrer defer = {});
+  // Re-reads the created tokens from the db (a shared db changed: another
+  // host created, renewed or revoked one). Tokens of the config and the dev
+  // root token are kept; of a token held both here and in the db, the later
+  // expiry wins (a renewal here may not have reached the db yet). Blocking.
+  kms::Result<void> reload();
+  // The attached db (null before attach); its watch is started by the caller.
+  [[nodiscard]] TokenDb* db() const noexcept { return db_.get(); }
 
   struct Created {
     kms::SecureBytes token;  // "rs.<48 hex digits>": shown once, never stored

@@ -21,6 +21,7 @@
 
 #include "log.hpp"
 #include "admin_token_db.hpp"
+#include "etcd_token_db.hpp"
 #include "daemon_tpm_root.hpp"
 #include "pin_source.hpp"
 #include "snapshot_scheduler.hpp"
@@ -60,6 +61,7 @@ Service::Service(Config config, std::optional<kms::SecureBytes> root_token, std:
 Service::~Service() {
   if (cluster_) cluster_->stop();  // revokes this host's record: it leaves the member list at once
   if (etcd_store_ != nullptr) etcd_store_->stop_watch();  // its callbacks use the keyring
+  if (tokens_.db() != nullptr) tokens_.db()->stop_watch();  // its callbacks post token reloads
   if (keyring_) keyring_->seal();
 }
 
@@ -237,14 +239,78 @@ kms::Result<std::string> Service::open_state() {
     // pool's threads are idle until the seal loop starts.
     ::setenv("TSS2_LOG", "all+none", /*overwrite=*/0);
   }
-  // Created tokens (rootseal token create) live in their own SQLite file.
-  auto db = TokenDb::open(config_.state_dir / "tokens.db");
-  if (!db) return std::unexpected(db.error());
-  const auto started =
-      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-  ROOTSEAL_TRY(tokens_.attach(std::move(*db), started,
-                              [this](std::function<void()> job) { asio::post(blocking_, std::move(job)); }));
+  ROOTSEAL_TRY(open_tokens());
   return cluster_id;
+}
+
+// Created tokens (rootseal token create) live in their own SQLite file, or
+// with storage: etcd in etcd, shared by every host and watched. A host that
+// starts while etcd is down serves the tokens of its configuration and loads
+// the created ones when etcd answers.
+kms::Result<void> Service::open_tokens() {
+  std::unique_ptr<TokenDb> db;
+  if (config_.storage == "etcd") {
+    import_token_file();
+    etcd::ClientConfig client;
+    ROOTSEAL_TRY_ASSIGN(client, etcd_client_config(config_.etcd));
+    auto etcd_db = EtcdTokenDb::open(std::move(client), config_.etcd.prefix);
+    if (!etcd_db) return fail(etcd_db.error().code, "tokens on etcd: " + etcd_db.error().message);
+    db = std::move(*etcd_db);
+  } else {
+    ROOTSEAL_TRY_ASSIGN(db, TokenDb::open(config_.state_dir / "tokens.db"));
+  }
+  const bool shared = db->shared();
+  const auto now =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  auto attached =
+      tokens_.attach(std::move(db), now, [this](std::function<void()> job) { asio::post(blocking_, std::move(job)); });
+  if (!attached) {
+    if (!shared || attached.error().code != Errc::unavailable) return attached;
+    log::warn("created tokens not loaded yet: etcd does not answer; retried until it does",
+              {{"reason", attached.error().message}});
+    schedule_token_reload(std::chrono::seconds(2));
+  }
+  if (shared) {
+    // Another host created, renewed or revoked a token: re-read them all
+    // (off the store's thread, which the reload itself needs).
+    tokens_.db()->start_watch([this] { asio::post(blocking_, [this] { reload_tokens(); }); });
+  }
+  return {};
+}
+
+// A tokens.db from before (a host that ran on SQLite, or a release that kept
+// tokens per host with storage: etcd): its tokens join the cluster's, and the
+// file is renamed so that it is not imported again. Tried again at the next
+// start if etcd does not answer now.
+void Service::import_token_file() {
+  const auto file = config_.state_dir / "tokens.db";
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec)) return;
+  auto copied = copy_created_tokens(file, config_.etcd, true);
+  if (!copied) {
+    log::warn("tokens.db not imported into etcd; tried again at the next start",
+              {{"file", file.string()}, {"reason", copied.error().message}});
+    return;
+  }
+  const auto kept = config_.state_dir / "tokens.db.imported";
+  std::filesystem::rename(file, kept, ec);
+  log::info(
+      "tokens.db imported into etcd: its tokens are the cluster's",
+      {{"copied", copied->copied}, {"already_there", copied->present}, {"file_now", kept.string()}, {"renamed", !ec}});
+}
+
+void Service::reload_tokens() {
+  auto r = tokens_.reload();
+  if (r) return;
+  log::warn("created tokens not reloaded; retried", {{"reason", r.error().message}});
+  schedule_token_reload(std::chrono::seconds(2));
+}
+
+void Service::schedule_token_reload(std::chrono::milliseconds after) {
+  auto timer = std::make_shared<asio::steady_timer>(io_, after);
+  timer->async_wait([this, timer](const boost::system::error_code& ec) {
+    if (!ec) asio::post(blocking_, [this] { reload_tokens(); });
+  });
 }
 
 Service::ResealRoot Service::make_root_of_trust() {
@@ -575,6 +641,7 @@ void Service::stop() {
   log::info("stopping");
   if (server_) server_->stop();
   if (etcd_store_ != nullptr) etcd_store_->stop_watch();
+  if (tokens_.db() != nullptr) tokens_.db()->stop_watch();
   if (admin_) admin_->stop();
   if (kms_plugin_) kms_plugin_->stop();
   if (auto_rotate_) auto_rotate_->stop();

@@ -5,6 +5,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -58,6 +59,10 @@ class Service {
   kms::Result<std::string> open_state();  // state_dir, store, cluster id, token db; returns the cluster id
   ResealRoot make_root_of_trust();        // `rootseal tpm reseal`'s action for a TPM root, else empty
   void make_seal_manager();
+  kms::Result<void> open_tokens();  // the created tokens' db (SQLite, or etcd: shared and watched)
+  void import_token_file();         // storage: etcd: a tokens.db left from before joins etcd's tokens
+  void reload_tokens();             // blocking pool: re-read them (retried while it fails)
+  void schedule_token_reload(std::chrono::milliseconds after);
   void start_store_watch();  // storage: etcd: keeps the keyring current with the other hosts' changes
   void add_startup_tokens();  // the root token (dev mode) and the tokens of the configuration
   kms::Result<void> make_api(const std::string& cluster_id);

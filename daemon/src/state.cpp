@@ -1,4 +1,5 @@
 #include "rootseal/daemon/state.hpp"
+#include "etcd_token_db.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -64,23 +65,29 @@ StateDirLock::~StateDirLock() {
   if (fd_ >= 0) ::close(fd_);  // releases the flock
 }
 
-kms::Result<std::unique_ptr<etcdstore::EtcdStore>> open_etcd_store(const EtcdSection& e) {
-  etcdstore::EtcdStoreConfig c;
-  c.prefix = e.prefix;
-  c.client.endpoints = e.endpoints;
-  c.client.tls.ca_file = e.ca_file;
-  c.client.tls.cert_file = e.cert_file;
-  c.client.tls.key_file = e.key_file;
-  c.client.tls.server_name = e.server_name;
-  c.client.username = e.username;
+kms::Result<etcd::ClientConfig> etcd_client_config(const EtcdSection& e) {
+  etcd::ClientConfig c;
+  c.endpoints = e.endpoints;
+  c.tls.ca_file = e.ca_file;
+  c.tls.cert_file = e.cert_file;
+  c.tls.key_file = e.key_file;
+  c.tls.server_name = e.server_name;
+  c.username = e.username;
   if (!e.password_file.empty()) {
     auto password = read_secret_file(e.password_file);
     if (!password) return fail(password.error().code, "etcd.password_file: " + password.error().message);
-    c.client.password = std::move(*password);
+    c.password = std::move(*password);
   }
-  c.client.connect_timeout = e.connect_timeout;
-  c.client.request_timeout = e.request_timeout;
-  c.client.watch_idle_timeout = e.watch_idle_timeout;
+  c.connect_timeout = e.connect_timeout;
+  c.request_timeout = e.request_timeout;
+  c.watch_idle_timeout = e.watch_idle_timeout;
+  return c;
+}
+
+kms::Result<std::unique_ptr<etcdstore::EtcdStore>> open_etcd_store(const EtcdSection& e) {
+  etcdstore::EtcdStoreConfig c;
+  c.prefix = e.prefix;
+  ROOTSEAL_TRY_ASSIGN(c.client, etcd_client_config(e));
   auto store = etcdstore::EtcdStore::open(std::move(c));
   if (!store) return fail(store.error().code, "storage: etcd: " + store.error().message);
   return store;

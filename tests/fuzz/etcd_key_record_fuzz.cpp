@@ -1,6 +1,7 @@
 // Fuzz target: the value of one transit key as the etcd state store reads it
 // back from etcd (etcdstore/src/key_record.cpp) — whatever any writer of the
-// prefix left there.
+// prefix left there; the same bytes as a member record, and as a created
+// token's record (daemon/src/etcd_token_db.cpp, <prefix>tokens/<accessor>).
 //
 // Input: line 1 the key name (as the etcd key carries it after
 // "<prefix>keys/"); the rest is the value.
@@ -16,6 +17,7 @@
 #include <string>
 #include <string_view>
 
+#include "etcd_token_db.hpp"
 #include "fuzz_util.hpp"
 #include "key_record.hpp"
 
@@ -59,6 +61,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                       again.root_kcv == member.root_kcv && again.sealed == member.sealed &&
                       again.seen_revision == member.seen_revision && again.started_unix == member.started_unix,
                   "a member record round-trips");
+  }
+  // As a token record: one that reads is the named token's, with a SHA-256
+  // hex hash (never a token), and writes back to the same record.
+  if (const auto token = rootseal::daemon::parse_token_record(name, in)) {
+    fuzz::require(token->info.accessor == name, "a token record is its key's accessor's");
+    fuzz::require(token->hash.size() == 64, "a token record holds a SHA-256 hex hash");
+    const std::string text = rootseal::daemon::serialize_token_record(*token);
+    const auto again = rootseal::daemon::parse_token_record(name, text);
+    fuzz::require(again && again->hash == token->hash && again->info.policies == token->info.policies &&
+                      again->info.expire_time == token->info.expire_time &&
+                      again->info.display_name == token->info.display_name &&
+                      again->info.renewable == token->info.renewable && again->info.root == token->info.root,
+                  "a token record round-trips");
+    fuzz::require(rootseal::daemon::serialize_token_record(*again) == text, "token re-encoding is a fixed point");
   }
   auto rec = detail::parse_key_record(in, name);
   if (!rec) {

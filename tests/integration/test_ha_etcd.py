@@ -376,6 +376,49 @@ class HaEtcdTest(unittest.TestCase):
             self.assertTrue(any(line.get("operation") == "kms_decrypt" for line in lines))
             self.assertEqual({line.get("host") for line in lines}, {"host-%s" % label})
 
+    def admin(self, label, *args):
+        p = subprocess.run([ROOTSEAL] + list(args) + ["--socket", self.hosts[label]["socket"], "--json"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return json.loads(p.stdout)
+
+    def http_status(self, label, token, key="shared-tokens"):
+        req = urllib.request.Request("http://127.0.0.1:%d/v1/transit/encrypt/%s" % (self.hosts[label]["port"], key),
+                                     data=json.dumps({"plaintext": base64.b64encode(b"x").decode()}).encode(),
+                                     method="POST", headers={"X-Vault-Token": token})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    def test_1c_tokens_created_on_one_host_work_on_every_host(self):
+        self.clients["A"].secrets.transit.create_key("shared-tokens")
+        made = self.admin("A", "token", "create", "--policy", "root", "--ttl", "1h", "--renewable",
+                          "--display-name", "shared")
+        token, accessor = made["token"], made["accessor"]
+        self.assertEqual(self.http_status("A", token), 200)
+        # B learns of it through its watch on <prefix>tokens/ (no restart, no request naming it).
+        poll(lambda: self.http_status("B", token) == 200, "B accepts the token created on A")
+        self.assertIn(accessor, [t["accessor"] for t in self.admin("B", "token", "list")["tokens"]])
+        # In etcd: the hash and the accessor, never the token.
+        records = self.etcd.range_prefix(PREFIX + "tokens/")
+        self.assertEqual(len(records), 1, records)
+        self.assertNotIn(token.encode(), b"".join(records.values()))
+        self.assertEqual(json.loads(next(iter(records.values())))["accessor"], accessor)
+        # Renewed on B (Vault's renew-self): A holds B's expiry.
+        req = urllib.request.Request("http://127.0.0.1:%d/v1/auth/token/renew-self" % self.hosts["B"]["port"],
+                                     data=b"{}", method="POST", headers={"X-Vault-Token": token})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            self.assertEqual(r.status, 200)
+        renewed = self.admin("B", "token", "lookup", accessor)["expire_time"]
+        poll(lambda: self.admin("A", "token", "lookup", accessor)["expire_time"] == renewed, "A holds B's renewal")
+        # Revoked on B: refused on A without a restart.
+        self.admin("B", "token", "revoke", accessor)
+        poll(lambda: self.http_status("A", token) == 403, "A refuses the token revoked on B")
+        self.assertEqual(self.http_status("B", token), 403)
+        self.assertEqual(self.etcd.range_prefix(PREFIX + "tokens/"), {})
+
     def test_2_quorum_loss_stops_key_changes_only(self):
         a, b = self.clients["A"], self.clients["B"]
         a.secrets.transit.create_key("quorum")

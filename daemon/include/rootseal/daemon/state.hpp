@@ -36,8 +36,21 @@ class StateDirLock {
   int fd_ = -1;
 };
 
-// The etcd store of `storage: etcd` (the etcd section); the password is read
-// now from its file into locked memory. Does not contact etcd.
+// The etcd store of `storage: etcd` (the etcd section). Does not contact etcd.
 kms::Result<std::unique_ptr<etcdstore::EtcdStore>> open_etcd_store(const EtcdSection& etcd);
+
+// The tokens created with `rootseal token create` (hashes, never tokens),
+// copied between a host's <state_dir>/tokens.db and the cluster's etcd
+// (<prefix>tokens/): by `rootseal storage migrate` in either direction, and
+// by rootseald with storage: etcd at start (a tokens.db left from before is
+// imported, then renamed tokens.db.imported). A token the target holds
+// identical is skipped; one whose accessor the target holds with another
+// hash is a conflict, refused before anything is written.
+struct TokensCopied {
+  std::size_t copied = 0;
+  std::size_t present = 0;  // already there, identical
+};
+kms::Result<TokensCopied> copy_created_tokens(const std::filesystem::path& tokens_db, const EtcdSection& etcd,
+                                              bool to_etcd);
 
 }  // namespace rootseal::daemon
