@@ -20,4 +20,7 @@ Result<void> open_memory_image(std::span<const std::uint8_t> image, sqlite3** ou
 // The image of a keyring database as a StateStore, entirely in memory.
 Result<std::unique_ptr<StateStore>> open_sqlite_image(std::span<const std::uint8_t> image);
 
+// A keyring database image holding exactly `keys` (built in memory).
+Result<std::vector<std::uint8_t>> sqlite_image_of(const std::vector<KeyRecord>& keys);
+
 }  // namespace rootseal::kms
