@@ -108,6 +108,10 @@ kms::Result<TakenSnapshot> take_snapshot(const std::filesystem::path& state_dir,
 kms::Result<TakenSnapshot> take_etcd_snapshot(etcdstore::EtcdStore& store, kms::RootOfTrust& root,
                                               std::int64_t now_ms) {
   ROOTSEAL_LET(state, store.read_snapshot());
+  if (state.restoring) {
+    return fail(Errc::conflict, "a snapshot restore into " + store.prefix() +
+                                    " is under way or was interrupted: no snapshot until it has finished");
+  }
   ROOTSEAL_LET(kcv, root.key_check_value());
   if (state.root_kcv && *state.root_kcv != kcv) {
     return fail(Errc::sealed, "etcd records another root key (kcv " + *state.root_kcv + ") than this host's (kcv " +

@@ -631,11 +631,7 @@ Result<EtcdStore::Snapshot> EtcdStore::read_snapshot() {
   ROOTSEAL_TRY_ASSIGN(out.revision, impl_->read_keys(false, out.keys));
   ROOTSEAL_TRY_ASSIGN(out.cluster_id, impl_->value_at(impl_->prefix + "cluster/id", out.revision, false));
   ROOTSEAL_TRY_ASSIGN(out.root_kcv, impl_->value_at(impl_->root_kcv_key, out.revision, false));
-  ROOTSEAL_LET(restoring, impl_->value_at(impl_->restoring_key, out.revision, false));
-  if (restoring) {
-    return fail(Errc::conflict, "etcd store: a snapshot restore into " + impl_->prefix +
-                                    " is under way or was interrupted: nothing to snapshot until it has finished");
-  }
+  ROOTSEAL_TRY_ASSIGN(out.restoring, impl_->value_at(impl_->restoring_key, out.revision, false));
   return out;
 }
 

@@ -89,6 +89,7 @@ class EtcdStore final : public kms::StateStore {
     std::vector<kms::KeyRecord> keys;  // by name
     std::optional<std::string> cluster_id;
     std::optional<std::string> root_kcv;
+    std::optional<std::string> restoring;  // the restore mark (see mark_restoring) at that revision
     std::int64_t revision = 0;
   };
   kms::Result<Snapshot> read_snapshot();
