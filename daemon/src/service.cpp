@@ -151,8 +151,7 @@ kms::Result<void> Service::start_snapshots() {
   if (!config_.snapshots || !config_.snapshots->enabled) return {};
   snapshots_ = std::make_unique<SnapshotScheduler>(io_, blocking_, *root_, config_.state_dir, config_.snapshots);
   if (etcd_store_ != nullptr) {
-    snapshots_->use_etcd(etcd_store_, effective_host_id(config_),
-                         std::chrono::duration_cast<std::chrono::seconds>(config_.etcd.member_ttl));
+    snapshots_->use_etcd(etcd_store_, effective_host_id(config_));
   }
   ROOTSEAL_TRY(snapshots_->open());
   snapshots_->register_metrics(metrics_);

@@ -40,10 +40,9 @@ SnapshotScheduler::SnapshotScheduler(asio::io_context& io, asio::thread_pool& bl
       strand_(asio::make_strand(io)),
       timer_(strand_) {}
 
-void SnapshotScheduler::use_etcd(etcdstore::EtcdStore* store, std::string host_id, std::chrono::seconds lock_ttl) {
+void SnapshotScheduler::use_etcd(etcdstore::EtcdStore* store, std::string host_id) {
   etcd_ = store;
   host_id_ = std::move(host_id);
-  lock_ttl_ = lock_ttl;
 }
 
 kms::Result<void> SnapshotScheduler::open() {
@@ -96,7 +95,11 @@ asio::awaitable<void> SnapshotScheduler::loop() {
     timer_.expires_after(config_->interval);
     (void)co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
     if (!running_) break;
-    if (etcd_ != nullptr && !co_await take_turn()) continue;
+    if (etcd_ != nullptr) {
+      // Its own statement: GCC 12 miscompiles a co_await inside && (a trap at run time).
+      const bool mine = co_await take_turn();
+      if (!mine) continue;
+    }
     (void)co_await run_once(true);  // logged and counted inside
   }
 }
@@ -127,7 +130,7 @@ asio::awaitable<bool> SnapshotScheduler::take_turn() {
       blocking_,
       [this]() -> asio::awaitable<kms::Result<std::pair<bool, std::string>>> {
         std::string holder;
-        auto held = etcd_->hold_lock(kLock, host_id_, lock_ttl_, &holder);
+        auto held = etcd_->hold_lock(kLock, host_id_, &holder);
         if (!held) co_return std::unexpected(held.error());
         if (!*held) {
           // The holder's last good snapshot, for this host's metrics (the alert is the cluster's).
@@ -218,7 +221,7 @@ asio::awaitable<kms::Result<SnapshotScheduler::RunResult>> SnapshotScheduler::ru
     // For the other hosts' metrics (best effort: the snapshot is good either way).
     auto noted = co_await asio::co_spawn(
         blocking_,
-        [this, name = taken->name]() -> asio::awaitable<kms::Result<void>> { co_return etcd_->put_note(kNote, name); },
+        [this, &taken]() -> asio::awaitable<kms::Result<void>> { co_return etcd_->put_note(kNote, taken->name); },
         asio::use_awaitable);
     if (!noted) log::warn("snapshot: the note for the other hosts failed", {{"error", noted.error().message}});
   }

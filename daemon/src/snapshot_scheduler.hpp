@@ -4,8 +4,8 @@
 //
 // With storage: etcd the hosts share one keyring, and one of them takes the
 // scheduled snapshots: the holder of the etcd lock <prefix>locks/snapshots,
-// held under a lease of etcd.member_ttl that this host keeps alive while it
-// lives. A host whose interval comes while another holds the lock skips the
+// held under the host's member lease (etcd.member_ttl, kept alive while the
+// host lives; EtcdStore::hold_lock). A host whose interval comes while another holds the lock skips the
 // run and reports the cluster's last good snapshot (<prefix>notes/snapshot,
 // written by the holder after each good run) in its metrics. A holder that
 // dies lets the lock go when its lease expires; a holder whose run fails lets
@@ -40,7 +40,7 @@ class SnapshotScheduler {
                     std::filesystem::path state_dir, std::shared_ptr<const SnapshotsConfig> config);
   // storage: etcd: snapshots of `store` at one revision, the scheduled ones
   // taken by the holder of the cluster's snapshot lock (see the top).
-  void use_etcd(etcdstore::EtcdStore* store, std::string host_id, std::chrono::seconds lock_ttl);
+  void use_etcd(etcdstore::EtcdStore* store, std::string host_id);
   // Opens every destination (credentials are read now: a missing one fails the start).
   kms::Result<void> open();
   void register_metrics(Metrics& metrics);
@@ -74,7 +74,6 @@ class SnapshotScheduler {
   std::shared_ptr<const SnapshotsConfig> config_;
   etcdstore::EtcdStore* etcd_ = nullptr;
   std::string host_id_;
-  std::chrono::seconds lock_ttl_{10};
   std::atomic<bool> taker_{false};             // storage: etcd: this host held the lock at its last turn
   std::atomic<std::uint64_t> skipped_{0};      // scheduled runs left to the lock's holder
   std::vector<std::unique_ptr<sync::ObjectStore>> destinations_;

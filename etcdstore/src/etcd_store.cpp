@@ -71,13 +71,9 @@ struct EtcdStore::Impl {
   std::string root_kcv_key;  // <prefix>cluster/root_kcv
   std::string restoring_key;  // <prefix>cluster/restoring
 
-  // Locks held (hold_lock): name -> lease and its keepalive.
-  struct Held {
-    std::int64_t lease = 0;
-    std::shared_ptr<etcd::KeepAlive> keep;
-  };
-  std::mutex locks_mu;
-  std::map<std::string, Held, std::less<>> locks;
+  // The lease this host's member record lives under (0: none now); locks
+  // (hold_lock) live under it too.
+  std::atomic<std::int64_t> member_lease{0};
   std::mutex root_mu;
   std::optional<std::string> joined_kcv;  // the cluster's root KCV, once checked against the quorum
 
@@ -308,12 +304,14 @@ struct EtcdStore::Impl {
         co_return soon;
       }
       m.lease = granted->id;
+      member_lease.store(m.lease);
       m.written.clear();
     } else {
       auto kept = co_await client->lease_keepalive(m.lease);
       if (!kept) {
         if (kept.error().code == Errc::not_found) {
           m.lease = 0;  // expired: a new lease and the record again, now
+          member_lease.store(0);
           failed(kept.error());
           co_return std::chrono::milliseconds(0);
         }
@@ -332,7 +330,10 @@ struct EtcdStore::Impl {
       req.lease = m.lease;
       auto put = co_await client->put(std::move(req));
       if (!put) {
-        if (put.error().code == Errc::not_found) m.lease = 0;
+        if (put.error().code == Errc::not_found) {
+          m.lease = 0;
+          member_lease.store(0);
+        }
         failed(put.error());
         co_return soon;
       }
@@ -420,12 +421,6 @@ EtcdStore::EtcdStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 EtcdStore::~EtcdStore() {
   stop_membership();
   stop_watch();
-  std::vector<std::string> held;
-  {
-    std::lock_guard lock(impl_->locks_mu);
-    for (const auto& [name, h] : impl_->locks) held.push_back(name);
-  }
-  for (const auto& name : held) release_lock(name);
 }
 
 Result<std::vector<kms::KeyRecord>> EtcdStore::load_all() {
@@ -635,14 +630,21 @@ Result<EtcdStore::Snapshot> EtcdStore::read_snapshot() {
   return out;
 }
 
+// Requests are named variables below: GCC 12 destroys a temporary aggregate
+// argument of a coroutine call twice.
 Result<void> EtcdStore::mark_restoring(std::string_view snapshot) {
-  auto r = impl_->run(impl_->client->put(etcd::PutRequest{impl_->restoring_key, std::string(snapshot), 0, false}));
+  etcd::PutRequest req;
+  req.key = impl_->restoring_key;
+  req.value = std::string(snapshot);
+  auto r = impl_->run(impl_->client->put(std::move(req)));
   if (!r) return std::unexpected(write_failed(r.error()));
   return {};
 }
 
 Result<void> EtcdStore::unmark_restoring() {
-  auto r = impl_->run(impl_->client->delete_range(etcd::DeleteRequest{impl_->restoring_key, {}, false}));
+  etcd::DeleteRequest req;
+  req.key = impl_->restoring_key;
+  auto r = impl_->run(impl_->client->delete_range(std::move(req)));
   if (!r) return std::unexpected(write_failed(r.error()));
   return {};
 }
@@ -660,27 +662,22 @@ Result<void> EtcdStore::set_cluster_records(std::string_view cluster_id, std::st
   return {};
 }
 
-Result<bool> EtcdStore::hold_lock(std::string_view name, std::string_view me, std::chrono::seconds ttl,
-                                  std::string* holder) {
+Result<bool> EtcdStore::hold_lock(std::string_view name, std::string_view me, std::string* holder) {
   Impl& s = *impl_;
+  const std::int64_t lease = s.member_lease.load();
+  if (lease == 0) return fail(Errc::unavailable, "etcd store: this host is not registered (no member lease) yet");
   const std::string key = s.prefix + "locks/" + std::string(name);
-  std::lock_guard lock(s.locks_mu);
-  auto& held = s.locks[std::string(name)];
-  if (held.lease != 0 && held.keep && held.keep->lost()) {
-    held.keep->stop();
-    held = {};
-  }
-  if (held.lease == 0) {
-    auto granted = s.run(s.client->lease_grant(std::max(ttl, std::chrono::seconds(1))));
-    if (!granted) return std::unexpected(write_failed(granted.error()));
-    held.lease = granted->id;
-    held.keep = s.client->keep_alive(held.lease);
-  }
   // Taken if free (create_revision 0), else read: ours when it lives under our lease.
   etcd::TxnRequest txn;
   txn.compare.push_back(etcd::Compare::create_revision(key, 0));
-  txn.success.emplace_back(etcd::PutRequest{key, std::string(me), held.lease, false});
-  txn.failure.emplace_back(etcd::RangeRequest{key, {}, 0, 0, false, false});
+  etcd::PutRequest put;
+  put.key = key;
+  put.value = std::string(me);
+  put.lease = lease;
+  txn.success.emplace_back(std::move(put));
+  etcd::RangeRequest read;
+  read.key = key;
+  txn.failure.emplace_back(std::move(read));
   auto r = s.run(s.client->txn(std::move(txn)));
   if (!r) return std::unexpected(write_failed(r.error()));
   if (r->succeeded) {
@@ -690,26 +687,31 @@ Result<bool> EtcdStore::hold_lock(std::string_view name, std::string_view me, st
   const auto* range = r->responses.empty() ? nullptr : std::get_if<etcd::RangeResponse>(&r->responses.front());
   if (range == nullptr || range->kvs.empty()) return false;  // released meanwhile: the next call takes it
   if (holder != nullptr) *holder = range->kvs.front().value;
-  return range->kvs.front().lease == held.lease;
+  return range->kvs.front().lease == lease;
 }
 
 void EtcdStore::release_lock(std::string_view name) {
   Impl& s = *impl_;
-  Impl::Held held;
-  {
-    std::lock_guard lock(s.locks_mu);
-    const auto it = s.locks.find(name);
-    if (it == s.locks.end()) return;
-    held = std::move(it->second);
-    s.locks.erase(it);
-  }
-  if (held.keep) held.keep->stop();
-  if (held.lease != 0) (void)s.run(s.client->lease_revoke(held.lease));  // the lock goes with its lease
+  const std::int64_t lease = s.member_lease.load();
+  if (lease == 0) return;  // no lease: no lock of ours
+  const std::string key = s.prefix + "locks/" + std::string(name);
+  etcd::TxnRequest txn;  // deleted only while it is ours
+  etcd::Compare ours;
+  ours.key = key;
+  ours.target = etcd::Compare::Target::lease;
+  ours.number = lease;
+  txn.compare.push_back(std::move(ours));
+  etcd::DeleteRequest del;
+  del.key = key;
+  txn.success.emplace_back(std::move(del));
+  (void)s.run(s.client->txn(std::move(txn)));
 }
 
 Result<void> EtcdStore::put_note(std::string_view name, std::string value) {
-  auto r = impl_->run(
-      impl_->client->put(etcd::PutRequest{impl_->prefix + "notes/" + std::string(name), std::move(value), 0, false}));
+  etcd::PutRequest req;
+  req.key = impl_->prefix + "notes/" + std::string(name);
+  req.value = std::move(value);
+  auto r = impl_->run(impl_->client->put(std::move(req)));
   if (!r) return std::unexpected(write_failed(r.error()));
   return {};
 }
@@ -779,7 +781,8 @@ void EtcdStore::stop_membership() {
     if (m->timer) m->timer->cancel();
   });
   m->finished.wait();
-  // The loop has ended: its lease is ours to revoke (the record goes with it).
+  // The loop has ended: its lease is ours to revoke (the record and our locks go with it).
+  s.member_lease.store(0);
   if (m->lease != 0) (void)s.run(s.client->lease_revoke(m->lease));
 }
 

@@ -104,14 +104,14 @@ class EtcdStore final : public kms::StateStore {
   kms::Result<void> unmark_restoring();
   kms::Result<void> set_cluster_records(std::string_view cluster_id, std::string_view root_kcv);
 
-  // A lock held under an etcd lease at <prefix>locks/<name> (one holder in
-  // the cluster): true when this store holds it now (taken now or before and
-  // its lease still kept alive in the background), false when another holder
-  // has it (`holder` then says who). A holder that dies stops its keepalives:
-  // the lock goes when its lease expires (ttl), and the next call of another
-  // host takes it. release_lock revokes the lease (the lock goes at once).
-  kms::Result<bool> hold_lock(std::string_view name, std::string_view me, std::chrono::seconds ttl,
-                              std::string* holder = nullptr);
+  // A lock at <prefix>locks/<name> (one holder in the cluster), held under
+  // this host's member lease (start_membership): true when this host holds it
+  // now (taken now or before), false when another host has it (`holder` then
+  // says who); unavailable before the host is registered. The lock goes with
+  // the lease: at once when the host stops (stop_membership revokes it), when
+  // the lease expires if the host dies (etcd.member_ttl); the next call of
+  // another host then takes it. release_lock lets it go now, if it is ours.
+  kms::Result<bool> hold_lock(std::string_view name, std::string_view me, std::string* holder = nullptr);
   void release_lock(std::string_view name);
 
   // A small record at <prefix>notes/<name> shared by the hosts (the last good
