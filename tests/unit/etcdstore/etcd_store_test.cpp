@@ -526,7 +526,7 @@ TEST_CASE("etcd store: the restore mark keeps load_all sealed until it is remove
   CHECK(view->cluster_id == std::optional<std::string>("0b7f6a2e-35d7-4a59-8a1f-2c3c3a8a9e10"));
 }
 
-TEST_CASE("etcd store: one holder of a lock under its member lease; it goes with the lease or when released") {
+TEST_CASE("etcd store: one holder of a lock under its member lease, gone with the lease or when released") {
   test::EtcdCluster cluster(1);
   auto member = [](std::string id) {
     return [id] {

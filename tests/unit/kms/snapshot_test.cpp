@@ -135,7 +135,7 @@ TEST_CASE("manifest: the parser refuses every malformed field with a reason") {
   }
 }
 
-TEST_CASE("manifest: storage etcd with its revision round-trips; one without storage is SQLite's") {
+TEST_CASE("manifest: storage etcd with its revision round-trips, one without storage is SQLite's") {
   auto m = sample_manifest();
   m.storage = "etcd";
   m.etcd_revision = 9223372036854775807;
