@@ -236,17 +236,8 @@ Result<std::vector<std::uint8_t>> backup_sqlite_image(const std::filesystem::pat
   // Drop free pages (deleted rows' old pages) from the copy.
   rc = ::sqlite3_exec(dst, "VACUUM", nullptr, nullptr, nullptr);
   if (rc != SQLITE_OK) return failed("vacuum", rc);
-  sqlite3_int64 size = 0;
-  unsigned char* image = ::sqlite3_serialize(dst, "main", &size, 0);
-  if (image == nullptr || size < 100) {
-    ::sqlite3_free(image);
-    return failed("serialize", SQLITE_NOMEM);
-  }
-  std::vector<std::uint8_t> out(image, image + size);
-  ::sqlite3_free(image);
+  auto out = serialize_image(dst);
   close();
-  out[18] = 1;  // a rollback-journal image: opens in memory, and as a file
-  out[19] = 1;  // the store switches it back to WAL on open
   return out;
 }
 
