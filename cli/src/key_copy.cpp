@@ -44,7 +44,6 @@ std::string name_list(const std::vector<std::string>& names) {
   return out;
 }
 
-
 kms::Result<void> refuse_registered_hosts(const etcdstore::EtcdStore::ClusterView& view, const std::string& prefix,
                                           std::string_view what) {
   if (view.members.empty()) return {};
@@ -90,9 +89,9 @@ kms::Result<Copied> copy_keys(const std::vector<kms::KeyRecord>& source, const s
       if (now) {
         const std::string why = key_difference(*k, *now);
         if (!why.empty()) {
-          return fail(Errc::conflict, "key '" + k->name + "' was created in the target meanwhile with other contents (" +
-                                          why + "); not overwritten; " + std::to_string(out.copied) +
-                                          " keys copied so far");
+          return fail(Errc::conflict, "key '" + k->name +
+                                          "' was created in the target meanwhile with other contents (" + why +
+                                          "); not overwritten; " + std::to_string(out.copied) + " keys copied so far");
         }
         ++out.present;
         continue;

@@ -15,8 +15,8 @@
 #include <system_error>
 
 #include "admin_client.hpp"
-#include "key_copy.hpp"
 #include "ceremony_common.hpp"
+#include "key_copy.hpp"
 #include "rootseal/daemon/config.hpp"
 #include "rootseal/daemon/snapshots.hpp"
 #include "rootseal/daemon/state.hpp"
@@ -147,9 +147,9 @@ std::string describe(const std::string& name, const kms::SnapshotReport& r, cons
   return "snapshot " + name + ": good\n  taken " + kms::snapshot_time_name(m.created_unix_ms) + " on host " + m.host +
          (m.cluster_id.empty() ? "" : ", cluster " + m.cluster_id) + "\n  from " +
          (m.storage == "etcd" ? "etcd at revision " + std::to_string(m.etcd_revision) : std::string("SQLite")) +
-         "\n  " + std::to_string(m.keys) + " keys, " +
-         std::to_string(r.unwrapped) + " versions: every one unwraps with " + root + " (check value " + m.root_kcv +
-         ")\n  content sha256 " + m.content_sha256 + "\n";
+         "\n  " + std::to_string(m.keys) + " keys, " + std::to_string(r.unwrapped) +
+         " versions: every one unwraps with " + root + " (check value " + m.root_kcv + ")\n  content sha256 " +
+         m.content_sha256 + "\n";
 }
 
 bool given(const SnapshotCommands::Source& s) { return s.config_option != nullptr && s.config_option->count() > 0; }
@@ -211,8 +211,8 @@ kms::Result<std::string> restore_into_etcd(const daemon::Config& cfg, const std:
   // What the prefix holds that the snapshot does not.
   std::map<std::string, const kms::KeyRecord*, std::less<>> wanted;
   for (const auto& k : keys) wanted.emplace(k.name, &k);
-  std::vector<std::string> foreign;    // for the refusal
-  std::vector<std::string> doomed;     // deleted with --force
+  std::vector<std::string> foreign;  // for the refusal
+  std::vector<std::string> doomed;   // deleted with --force
   for (const auto& k : now.keys) {
     const auto it = wanted.find(k.name);
     const std::string why = it == wanted.end() ? "not in the snapshot" : key_difference(*it->second, k);
@@ -237,7 +237,9 @@ kms::Result<std::string> restore_into_etcd(const daemon::Config& cfg, const std:
   crash_point("restore-marked");
   for (const auto& k : doomed) {
     auto gone = store->delete_key(k);
-    if (!gone && gone.error().code != Errc::not_found) return fail(gone.error().code, "key '" + k + "': " + gone.error().message);
+    if (!gone && gone.error().code != Errc::not_found) {
+      return fail(gone.error().code, "key '" + k + "': " + gone.error().message);
+    }
   }
   ROOTSEAL_TRY(store->set_cluster_records(m.cluster_id, m.root_kcv));
   ROOTSEAL_LET(before, store->read_snapshot());
@@ -271,7 +273,8 @@ int run_restore(SnapshotCommands& c, Console& con) {
   if (!got) return report(got.error(), con);
   // Without --state-dir, the configuration says where: its etcd prefix (storage: etcd) or its state_dir.
   std::optional<daemon::Config> cfg;
-  if (c.state_dir.empty() && (given(c.restore_src) || config_state_dir.empty())) {
+  std::error_code exists_ec;
+  if (c.state_dir.empty() && (given(c.restore_src) || std::filesystem::exists(c.restore_src.config, exists_ec))) {
     auto loaded = daemon::load_config(c.restore_src.config);
     if (!loaded) return report(loaded.error(), con);
     config_state_dir = loaded->state_dir;
@@ -360,8 +363,9 @@ std::unique_ptr<SnapshotCommands, void (*)(SnapshotCommands*)> add_snapshot_comm
   add_root_options(c->restore, c->restore_tok, c->restore_tpm);
   c->restore->add_option("--state-dir", c->state_dir,
                          "the state folder to restore into (default: the configuration's state_dir)");
-  c->restore->add_flag("--force", c->force, "replace the databases of a non-empty state folder, or the keys, cluster id and root "
-                     "check value an etcd prefix holds");
+  c->restore->add_flag("--force", c->force,
+                       "replace the databases of a non-empty state folder, or the keys, cluster id and root "
+                       "check value an etcd prefix holds");
   c->now = snap->add_subcommand("now",
                                 "ask the running rootseald for a snapshot now, over its admin socket, "
                                 "and wait until it is verified at every destination");
