@@ -136,20 +136,6 @@ class EtcdSnapshotTest(SnapshotHelpers, unittest.TestCase):
                 self.assertEqual(d.stop(), 0, d.log()[-3000:])
         poll(lambda: not self.members(), "no host registered")
 
-    def make_keys(self, d, keys, versions, stem="drill"):
-        recorded = []
-        for k in range(keys):
-            name = "%s-%03d" % (stem, k)
-            self.api(d, "POST", "/v1/transit/keys/" + name, {}, expect=(200, 204))
-            for v in range(1, versions + 1):
-                if v > 1:
-                    self.api(d, "POST", "/v1/transit/keys/%s/rotate" % name, {}, expect=200)
-                plain = base64.b64encode(("%s v%d %s" % (name, v, secrets.token_hex(8))).encode()).decode()
-                ct = self.api(d, "POST", "/v1/transit/encrypt/" + name, {"plaintext": plain})["data"]["ciphertext"]
-                self.assertTrue(ct.startswith("vault:v%d:" % v), ct)
-                recorded.append((name, ct, plain))
-        return recorded
-
     def decrypt_all(self, d, recorded):
         for name, ct, plain in recorded:
             got = self.api(d, "POST", "/v1/transit/decrypt/" + name, {"ciphertext": ct})["data"]["plaintext"]
