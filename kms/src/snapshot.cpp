@@ -95,17 +95,17 @@ std::string serialize_manifest(const SnapshotManifest& m) {
     sections.push_back(json::object{{"name", s.name}, {"bytes", s.bytes}, {"sha256", s.sha256}});
   }
   json::object o{{"format", "rootseal-snapshot"},
-                       {"version", 1},
-                       {"created", snapshot_time_name(m.created_unix_ms)},
-                       {"created_unix_ms", m.created_unix_ms},
-                       {"host", m.host},
-                       {"cluster_id", m.cluster_id},
-                       {"root_kcv", m.root_kcv},
-                       {"keys", m.keys},
-                       {"versions", m.versions},
-                       {"storage", m.storage},
-                       {"sections", std::move(sections)},
-                       {"content_sha256", m.content_sha256}};
+                 {"version", 1},
+                 {"created", snapshot_time_name(m.created_unix_ms)},
+                 {"created_unix_ms", m.created_unix_ms},
+                 {"host", m.host},
+                 {"cluster_id", m.cluster_id},
+                 {"root_kcv", m.root_kcv},
+                 {"keys", m.keys},
+                 {"versions", m.versions},
+                 {"storage", m.storage},
+                 {"sections", std::move(sections)},
+                 {"content_sha256", m.content_sha256}};
   if (m.storage == "etcd") o["etcd_revision"] = m.etcd_revision;
   return json::serialize(o);
 }
