@@ -9,17 +9,22 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
+#include <optional>
 #include <string>
 #include <system_error>
 
 #include "admin_client.hpp"
 #include "ceremony_common.hpp"
+#include "key_copy.hpp"
 #include "rootseal/daemon/config.hpp"
 #include "rootseal/daemon/snapshots.hpp"
 #include "rootseal/daemon/state.hpp"
+#include "rootseal/etcdstore/etcd_store.hpp"
 #include "rootseal/kms/snapshot.hpp"
 #include "root_args.hpp"
 #include "token_args.hpp"
+#include "util.hpp"
 
 namespace rootseal::cli {
 
@@ -140,9 +145,11 @@ kms::Result<std::pair<std::string, std::vector<std::uint8_t>>> fetch(const Snaps
 std::string describe(const std::string& name, const kms::SnapshotReport& r, const std::string& root) {
   const auto& m = r.manifest;
   return "snapshot " + name + ": good\n  taken " + kms::snapshot_time_name(m.created_unix_ms) + " on host " + m.host +
-         (m.cluster_id.empty() ? "" : ", cluster " + m.cluster_id) + "\n  " + std::to_string(m.keys) + " keys, " +
-         std::to_string(r.unwrapped) + " versions: every one unwraps with " + root + " (check value " + m.root_kcv +
-         ")\n  content sha256 " + m.content_sha256 + "\n";
+         (m.cluster_id.empty() ? "" : ", cluster " + m.cluster_id) + "\n  from " +
+         (m.storage == "etcd" ? "etcd at revision " + std::to_string(m.etcd_revision) : std::string("SQLite")) +
+         "\n  " + std::to_string(m.keys) + " keys, " + std::to_string(r.unwrapped) +
+         " versions: every one unwraps with " + root + " (check value " + m.root_kcv + ")\n  content sha256 " +
+         m.content_sha256 + "\n";
 }
 
 bool given(const SnapshotCommands::Source& s) { return s.config_option != nullptr && s.config_option->count() > 0; }
@@ -180,22 +187,117 @@ int run_verify(SnapshotCommands& c, Console& con) {
   return 0;
 }
 
+// The restore into an etcd prefix (a configuration with storage: etcd), after
+// verify_snapshot passed. Offline like storage migrate (refused while a host
+// is registered), resumable: <prefix>cluster/restoring marks the prefix from
+// the first write until the keys are read back and verified (no host unseals
+// meanwhile); a run again skips the keys already there, identical. Without
+// --force the prefix may hold nothing else than the snapshot holds: other
+// keys, another version of a key, another cluster id or root check value are
+// refused before anything is written; --force deletes and replaces them.
+kms::Result<std::string> restore_into_etcd(const daemon::Config& cfg, const std::string& name,
+                                           const kms::SnapshotView& view, kms::RootOfTrust& root, bool force) {
+  const auto& m = view.manifest;
+  const std::string& prefix = cfg.etcd.prefix;
+  std::string endpoints;
+  for (const auto& e : cfg.etcd.endpoints) endpoints += (endpoints.empty() ? "" : ",") + e;
+  const std::string where = "etcd " + endpoints + ", prefix " + prefix;
+  ROOTSEAL_LET(keys, kms::snapshot_keys(view));
+  ROOTSEAL_LET(store, daemon::open_etcd_store(cfg.etcd));
+  ROOTSEAL_LET(cluster, store->cluster_view());
+  ROOTSEAL_TRY(refuse_registered_hosts(cluster, prefix, "the restore"));
+  ROOTSEAL_LET(now, store->read_snapshot());
+
+  // What the prefix holds that the snapshot does not.
+  std::map<std::string, const kms::KeyRecord*, std::less<>> wanted;
+  for (const auto& k : keys) wanted.emplace(k.name, &k);
+  std::vector<std::string> foreign;  // for the refusal
+  std::vector<std::string> doomed;   // deleted with --force
+  for (const auto& k : now.keys) {
+    const auto it = wanted.find(k.name);
+    const std::string why = it == wanted.end() ? "not in the snapshot" : key_difference(*it->second, k);
+    if (why.empty()) continue;
+    foreign.push_back("'" + k.name + "' (" + why + ")");
+    doomed.push_back(k.name);
+  }
+  if (now.root_kcv && *now.root_kcv != m.root_kcv) {
+    foreign.push_back("the root check value " + *now.root_kcv + " (" + prefix + "cluster/root_kcv; the snapshot's " +
+                      m.root_kcv + ")");
+  }
+  if (now.cluster_id && !m.cluster_id.empty() && *now.cluster_id != m.cluster_id) {
+    foreign.push_back("the cluster id " + *now.cluster_id + " (" + prefix + "cluster/id; the snapshot's " +
+                      m.cluster_id + ")");
+  }
+  if (!foreign.empty() && !force) {
+    return fail(Errc::conflict, where + " is not empty: it holds " + name_list(foreign) +
+                                    "; nothing written (pass --force to replace what it holds with the snapshot)");
+  }
+
+  ROOTSEAL_TRY(store->mark_restoring(name));
+  crash_point("restore-marked");
+  for (const auto& k : doomed) {
+    auto gone = store->delete_key(k);
+    if (!gone && gone.error().code != Errc::not_found) {
+      return fail(gone.error().code, "key '" + k + "': " + gone.error().message);
+    }
+  }
+  ROOTSEAL_TRY(store->set_cluster_records(m.cluster_id, m.root_kcv));
+  ROOTSEAL_LET(before, store->read_snapshot());
+  ROOTSEAL_LET(copied, copy_keys(keys, before.keys, *store, "restore-copied"));
+  crash_point("restore-copied-all");
+  ROOTSEAL_LET(after, store->read_snapshot());
+  if (after.keys.size() != keys.size()) {
+    return fail(Errc::conflict, "verification: " + where + " holds " + std::to_string(after.keys.size()) +
+                                    " keys, the snapshot " + std::to_string(keys.size()) +
+                                    " (written meanwhile?); the restore mark stays: run again");
+  }
+  ROOTSEAL_LET(versions, verify_copies(keys, after.keys, root, where));
+  ROOTSEAL_TRY(store->unmark_restoring());
+  std::string out = "restored into " + where + " at revision " + std::to_string(after.revision) + "\n  " +
+                    std::to_string(keys.size()) + " keys: " + std::to_string(copied.copied) + " written, " +
+                    std::to_string(copied.present) + " already there and identical" +
+                    (doomed.empty() ? "" : ", " + std::to_string(doomed.size()) + " replaced or removed (--force)") +
+                    "\n  " + std::to_string(versions) + " versions read back: every one unwraps\n";
+  if (!m.cluster_id.empty()) out += "  cluster id " + m.cluster_id + "\n";
+  if (!view.section("tokens").empty()) {
+    out += "  not restored: the snapshot's tokens.db (tokens are per host with storage: etcd)\n";
+  }
+  out += "  next: start rootseald with this configuration on every host\n";
+  return out;
+}
+
 int run_restore(SnapshotCommands& c, Console& con) {
   asio::io_context io;
   std::filesystem::path config_state_dir;
   auto got = fetch(c.restore_src, c.restore_name, io, &config_state_dir);
   if (!got) return report(got.error(), con);
+  // Without --state-dir, the configuration says where: its etcd prefix (storage: etcd) or its state_dir.
+  std::optional<daemon::Config> cfg;
+  std::error_code exists_ec;
+  if (c.state_dir.empty() && (given(c.restore_src) || std::filesystem::exists(c.restore_src.config, exists_ec))) {
+    auto loaded = daemon::load_config(c.restore_src.config);
+    if (!loaded) return report(loaded.error(), con);
+    config_state_dir = loaded->state_dir;
+    cfg.emplace(std::move(*loaded));
+  }
+  const bool to_etcd = cfg && cfg->storage == "etcd";
   const std::filesystem::path target = c.state_dir.empty() ? config_state_dir : std::filesystem::path(c.state_dir);
-  if (target.empty() || !target.is_absolute()) {
+  if (!to_etcd && (target.empty() || !target.is_absolute())) {
     return report(kms::Error(Errc::invalid_argument, "--state-dir: an absolute path is required"), con);
   }
   auto root = open_root(c.restore_tok, c.restore_tpm, c.restore_src.config, given(c.restore_src));
   if (!root) return report(root.error(), con);
-  // Manifest, digests, SQLite integrity, counts, root check value, every unwrap: before any file is written.
+  // Manifest, digests, SQLite integrity, counts, root check value, every unwrap: before anything is written.
   auto r = kms::verify_snapshot(got->second, *root->root);
   if (!r) return report(kms::Error(r.error().code, "snapshot " + got->first + ": " + r.error().message), con);
   auto view = kms::parse_snapshot(got->second);
   if (!view) return report(view.error(), con);
+  if (to_etcd) {
+    auto done = restore_into_etcd(*cfg, got->first, *view, *root->root, c.force);
+    if (!done) return report(kms::Error(done.error().code, "restore: " + done.error().message), con);
+    con.out(describe(got->first, *r, root->what) + *done);
+    return 0;
+  }
   // Never under a running rootseald (it holds the state folder's lock), --force or not.
   std::error_code ec;
   std::filesystem::create_directories(target, ec);
@@ -253,13 +355,17 @@ std::unique_ptr<SnapshotCommands, void (*)(SnapshotCommands*)> add_snapshot_comm
   add_root_options(c->verify, c->verify_tok, c->verify_tpm);
   c->restore = snap->add_subcommand("restore",
                                     "verify a snapshot against the root key (PKCS#11 token, or TPM with "
-                                    "--tpm), then write it into an empty state folder (rootseald stopped)");
+                                    "--tpm), then write it into an empty state folder (rootseald stopped), or, with a "
+                                    "configuration whose storage is etcd and no --state-dir, into its etcd prefix "
+                                    "(every host stopped; resumable)");
   c->restore->add_option("name", c->restore_name, "the snapshot (default: the newest)");
   add_source(c->restore, c->restore_src, true);
   add_root_options(c->restore, c->restore_tok, c->restore_tpm);
   c->restore->add_option("--state-dir", c->state_dir,
                          "the state folder to restore into (default: the configuration's state_dir)");
-  c->restore->add_flag("--force", c->force, "replace the databases of a non-empty state folder");
+  c->restore->add_flag("--force", c->force,
+                       "replace the databases of a non-empty state folder, or the keys, cluster id and root "
+                       "check value an etcd prefix holds");
   c->now = snap->add_subcommand("now",
                                 "ask the running rootseald for a snapshot now, over its admin socket, "
                                 "and wait until it is verified at every destination");

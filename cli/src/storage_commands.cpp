@@ -27,6 +27,7 @@
 #include <system_error>
 #include <vector>
 
+#include "key_copy.hpp"
 #include "root_args.hpp"
 #include "rootseal/daemon/config.hpp"
 #include "rootseal/daemon/state.hpp"
@@ -51,36 +52,6 @@ struct StorageCommands {
 };
 
 namespace {
-
-constexpr std::size_t kNamesShown = 10;
-
-// Why two records of one key differ ("" when identical).
-std::string difference(const kms::KeyRecord& source, const kms::KeyRecord& target) {
-  if (source.type != target.type) return "another key type";
-  if (source.derived != target.derived) return "derived differs";
-  if (source.created_unix != target.created_unix) return "another creation time";
-  if (source.versions.size() != target.versions.size()) {
-    return std::to_string(target.versions.size()) + " versions in the target, " +
-           std::to_string(source.versions.size()) + " in the source";
-  }
-  for (std::size_t i = 0; i < source.versions.size(); ++i) {
-    const auto& a = source.versions[i];
-    const auto& b = target.versions[i];
-    if (a.version != b.version || a.created_unix != b.created_unix || a.wrapped_key != b.wrapped_key ||
-        a.root_kcv != b.root_kcv) {
-      return "version " + std::to_string(a.version) + " differs";
-    }
-  }
-  if (!(source.config == target.config)) return "its config differs";
-  return {};
-}
-
-std::string name_list(const std::vector<std::string>& names) {
-  std::string out;
-  for (std::size_t i = 0; i < names.size() && i < kNamesShown; ++i) out += (i == 0 ? "" : ", ") + names[i];
-  if (names.size() > kNamesShown) out += ", and " + std::to_string(names.size() - kNamesShown) + " more";
-  return out;
-}
 
 // <state_dir>/cluster-id, if there is one (as rootseald writes it).
 std::optional<std::string> local_cluster_id(const fs::path& state_dir) {
@@ -174,100 +145,6 @@ kms::Result<void> check_wrapped_by(const std::vector<kms::KeyRecord>& records, c
   return {};
 }
 
-struct Copied {
-  std::size_t copied = 0;
-  std::size_t present = 0;
-  std::size_t others = 0;  // keys of the target that the source does not have
-};
-
-// Step 4.
-kms::Result<Copied> copy_keys(const std::vector<kms::KeyRecord>& source, kms::StateStore& to) {
-  ROOTSEAL_LET(existing, to.load_all());
-  std::map<std::string, const kms::KeyRecord*, std::less<>> at_target;
-  for (const auto& k : existing) at_target.emplace(k.name, &k);
-  Copied out;
-  std::vector<std::string> conflicts;
-  std::vector<const kms::KeyRecord*> todo;
-  for (const auto& k : source) {
-    const auto it = at_target.find(k.name);
-    if (it == at_target.end()) {
-      todo.push_back(&k);
-      continue;
-    }
-    const std::string why = difference(k, *it->second);
-    if (!why.empty()) conflicts.push_back("'" + k.name + "' (" + why + ")");
-    ++out.present;
-  }
-  out.others = existing.size() - out.present;
-  if (!conflicts.empty()) {
-    const bool one = conflicts.size() == 1;
-    return fail(Errc::conflict, std::to_string(conflicts.size()) + (one ? " key exists" : " keys exist") +
-                                    " in the target with other contents and " + (one ? "is" : "are") +
-                                    " not overwritten: " + name_list(conflicts) + "; nothing copied");
-  }
-  for (const kms::KeyRecord* k : todo) {
-    auto r = to.create_key(*k);
-    if (!r && r.error().code == Errc::already_exists) {
-      // Made meanwhile (a host of the target cluster): the same record, or a conflict.
-      ROOTSEAL_LET(now, to.find(k->name));
-      if (now) {
-        const std::string why = difference(*k, *now);
-        if (!why.empty()) {
-          return fail(Errc::conflict, "key '" + k->name + "' was created in the target meanwhile with other contents (" +
-                                          why + "); not overwritten; " + std::to_string(out.copied) +
-                                          " keys copied so far");
-        }
-        ++out.present;
-        continue;
-      }
-    }
-    if (!r) {
-      return fail(r.error().code, "key '" + k->name + "': " + r.error().message + "; " + std::to_string(out.copied) +
-                                      " keys copied so far: run the command again to resume");
-    }
-    ++out.copied;
-    crash_point("migrate-copied-" + std::to_string(out.copied));
-  }
-  return out;
-}
-
-// Every version of `records` unwraps with the root; how many.
-kms::Result<std::size_t> unwrap_all(const std::vector<kms::KeyRecord>& records, kms::RootOfTrust& root,
-                                    const std::string& where) {
-  std::size_t versions = 0;
-  for (const auto& k : records) {
-    for (const auto& v : k.versions) {
-      auto kek = root.unwrap(v.wrapped_key);
-      if (!kek) {
-        return fail(kek.error().code, "key '" + k.name + "' version " + std::to_string(v.version) + " in " + where +
-                                          " does not unwrap with the root key: " + kek.error().message);
-      }
-      ++versions;
-    }
-  }
-  return versions;
-}
-
-// Step 5: every source key in the target, identical, every version unwrapping.
-kms::Result<std::size_t> verify_target(const std::vector<kms::KeyRecord>& source, kms::StateStore& to,
-                                       kms::RootOfTrust& root, const std::string& where) {
-  ROOTSEAL_LET(after, to.load_all());
-  std::map<std::string, const kms::KeyRecord*, std::less<>> at_target;
-  for (const auto& k : after) at_target.emplace(k.name, &k);
-  std::vector<kms::KeyRecord> copies;
-  copies.reserve(source.size());
-  for (const auto& k : source) {
-    const auto it = at_target.find(k.name);
-    if (it == at_target.end()) return fail(Errc::not_found, "verification: key '" + k.name + "' is not in " + where);
-    const std::string why = difference(k, *it->second);
-    if (!why.empty()) return fail(Errc::conflict, "verification: key '" + k.name + "' in " + where + ": " + why);
-    copies.push_back(*it->second);
-  }
-  auto n = unwrap_all(copies, root, where);
-  if (!n) return fail(n.error().code, "verification: " + n.error().message);
-  return n;
-}
-
 kms::Result<std::string> migrate(const StorageCommands& c) {
   ROOTSEAL_LET(cfg, daemon::load_config(c.config));
   ROOTSEAL_LET(p, plan_of(c, cfg));
@@ -279,16 +156,7 @@ kms::Result<std::string> migrate(const StorageCommands& c) {
   Stores s;
   ROOTSEAL_TRY_ASSIGN(s.etcd, daemon::open_etcd_store(cfg.etcd));
   ROOTSEAL_LET(view, s.etcd->cluster_view());
-  if (!p.to_etcd && !view.members.empty()) {
-    std::vector<std::string> hosts;
-    for (const auto& m : view.members) hosts.push_back(m.host_id);
-    return fail(Errc::conflict, std::to_string(hosts.size()) +
-                                    (hosts.size() == 1 ? " rootseald host is" : " rootseald hosts are") +
-                                    " registered in etcd (" +
-                                    name_list(hosts) + " under " + cfg.etcd.prefix +
-                                    "members/): stop them first; the migration is offline (a host stopped cleanly "
-                                    "leaves at once, a killed one when its lease expires: etcd.member_ttl)");
-  }
+  if (!p.to_etcd) ROOTSEAL_TRY(refuse_registered_hosts(view, cfg.etcd.prefix, "the migration"));
   ROOTSEAL_TRY_ASSIGN(s.sqlite, kms::open_sqlite_store(p.sqlite_path));
   s.from = p.to_etcd ? s.sqlite.get() : static_cast<kms::StateStore*>(s.etcd.get());
   s.to = p.to_etcd ? static_cast<kms::StateStore*>(s.etcd.get()) : s.sqlite.get();
@@ -324,9 +192,11 @@ kms::Result<std::string> migrate(const StorageCommands& c) {
   ROOTSEAL_LET(cluster_id, carry_cluster_id(p, *s.etcd, view, cfg.etcd.prefix));
   if (p.to_etcd) ROOTSEAL_TRY(s.etcd->check_root(kcv));
   crash_point("migrate-prepared");
-  ROOTSEAL_LET(copied, copy_keys(source, *s.to));
+  ROOTSEAL_LET(existing, s.to->load_all());
+  ROOTSEAL_LET(copied, copy_keys(source, existing, *s.to, "migrate-copied"));
   crash_point("migrate-copied-all");
-  ROOTSEAL_LET(versions, verify_target(source, *s.to, *root.root, to_where));
+  ROOTSEAL_LET(after, s.to->load_all());
+  ROOTSEAL_LET(versions, verify_copies(source, after, *root.root, to_where));
 
   std::string out = "migrated " + from_where + " -> " + to_where + "\n  " + std::to_string(source.size()) +
                     " keys: " + std::to_string(copied.copied) + " copied, " + std::to_string(copied.present) +

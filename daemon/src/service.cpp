@@ -155,12 +155,10 @@ kms::Result<void> Service::start() {
 
 kms::Result<void> Service::start_snapshots() {
   if (!config_.snapshots || !config_.snapshots->enabled) return {};
-  if (config_.storage == "etcd") {
-    return fail(Errc::invalid_argument,
-                "snapshots: they copy the SQLite store; with storage: etcd take etcd's own snapshots "
-                "(etcdctl snapshot save) and disable rootseald's");
-  }
   snapshots_ = std::make_unique<SnapshotScheduler>(io_, blocking_, *root_, config_.state_dir, config_.snapshots);
+  if (etcd_store_ != nullptr) {
+    snapshots_->use_etcd(etcd_store_, effective_host_id(config_));
+  }
   ROOTSEAL_TRY(snapshots_->open());
   snapshots_->register_metrics(metrics_);
   snapshots_->start();

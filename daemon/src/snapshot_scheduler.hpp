@@ -1,6 +1,16 @@
 // The daemon's snapshot scheduler: every snapshots.interval, one snapshot of
 // the state folder to every destination (rootseal/daemon/snapshots.hpp), on
 // the blocking pool; metrics of the last good one and of failures.
+//
+// With storage: etcd the hosts share one keyring, and one of them takes the
+// scheduled snapshots: the holder of the etcd lock <prefix>locks/snapshots,
+// held under the host's member lease (etcd.member_ttl, kept alive while the
+// host lives; EtcdStore::hold_lock). A host whose interval comes while another holds the lock skips the
+// run and reports the cluster's last good snapshot (<prefix>notes/snapshot,
+// written by the holder after each good run) in its metrics. A holder that
+// dies lets the lock go when its lease expires; a holder whose run fails lets
+// it go at once, so another host tries at its next interval. `rootseal
+// snapshot now` runs on the host asked, lock or not.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -16,6 +26,10 @@
 
 #include "rootseal/daemon/snapshots.hpp"
 
+namespace rootseal::etcdstore {
+class EtcdStore;
+}
+
 namespace rootseal::daemon {
 
 class Metrics;
@@ -24,6 +38,9 @@ class SnapshotScheduler {
  public:
   SnapshotScheduler(boost::asio::io_context& io, boost::asio::thread_pool& blocking, kms::RootOfTrust& root,
                     std::filesystem::path state_dir, std::shared_ptr<const SnapshotsConfig> config);
+  // storage: etcd: snapshots of `store` at one revision, the scheduled ones
+  // taken by the holder of the cluster's snapshot lock (see the top).
+  void use_etcd(etcdstore::EtcdStore* store, std::string host_id);
   // Opens every destination (credentials are read now: a missing one fails the start).
   kms::Result<void> open();
   void register_metrics(Metrics& metrics);
@@ -45,13 +62,20 @@ class SnapshotScheduler {
 
  private:
   boost::asio::awaitable<void> loop();
-  boost::asio::awaitable<kms::Result<RunResult>> run_once();  // on strand_
+  boost::asio::awaitable<kms::Result<RunResult>> run_once(bool scheduled);  // on strand_
+  // storage: etcd, a scheduled run: whether this host takes it (it holds the lock).
+  boost::asio::awaitable<bool> take_turn();
+  boost::asio::awaitable<kms::Result<TakenSnapshot>> take(std::int64_t started);
   boost::asio::awaitable<kms::Result<std::string>> upload(sync::ObjectStore& dest, const TakenSnapshot& snap);
 
   boost::asio::thread_pool& blocking_;
   kms::RootOfTrust& root_;
   std::filesystem::path state_dir_;
   std::shared_ptr<const SnapshotsConfig> config_;
+  etcdstore::EtcdStore* etcd_ = nullptr;
+  std::string host_id_;
+  std::atomic<bool> taker_{false};             // storage: etcd: this host held the lock at its last turn
+  std::atomic<std::uint64_t> skipped_{0};      // scheduled runs left to the lock's holder
   std::vector<std::unique_ptr<sync::ObjectStore>> destinations_;
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
   boost::asio::steady_timer timer_;

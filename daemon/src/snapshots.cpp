@@ -8,6 +8,8 @@
 #include <ctime>
 #include <fstream>
 
+#include "rootseal/etcdstore/etcd_store.hpp"
+
 namespace rootseal::daemon {
 
 using kms::Errc;
@@ -96,6 +98,32 @@ kms::Result<TakenSnapshot> take_snapshot(const std::filesystem::path& state_dir,
   in.host = this_host();
   in.cluster_id = read_cluster_id(state_dir);
   ROOTSEAL_LET(kcv, root.key_check_value());
+  TakenSnapshot out;
+  out.name = kms::snapshot_object_name(now_ms);
+  ROOTSEAL_TRY_ASSIGN(out.bytes, kms::build_snapshot(in, kcv));
+  ROOTSEAL_TRY_ASSIGN(out.report, kms::verify_snapshot(out.bytes, root));
+  return out;
+}
+
+kms::Result<TakenSnapshot> take_etcd_snapshot(etcdstore::EtcdStore& store, kms::RootOfTrust& root,
+                                              std::int64_t now_ms) {
+  ROOTSEAL_LET(state, store.read_snapshot());
+  if (state.restoring) {
+    return fail(Errc::conflict, "a snapshot restore into " + store.prefix() +
+                                    " is under way or was interrupted: no snapshot until it has finished");
+  }
+  ROOTSEAL_LET(kcv, root.key_check_value());
+  if (state.root_kcv && *state.root_kcv != kcv) {
+    return fail(Errc::sealed, "etcd records another root key (kcv " + *state.root_kcv + ") than this host's (kcv " +
+                                  kcv + "): no snapshot");
+  }
+  kms::SnapshotInput in;
+  ROOTSEAL_TRY_ASSIGN(in.keyring, kms::keyring_image(state.keys));
+  in.created_unix_ms = now_ms;
+  in.host = this_host();
+  in.cluster_id = state.cluster_id.value_or("");
+  in.storage = "etcd";
+  in.etcd_revision = state.revision;
   TakenSnapshot out;
   out.name = kms::snapshot_object_name(now_ms);
   ROOTSEAL_TRY_ASSIGN(out.bytes, kms::build_snapshot(in, kcv));

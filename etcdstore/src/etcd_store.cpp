@@ -69,6 +69,11 @@ struct EtcdStore::Impl {
   std::thread io_thread;
 
   std::string root_kcv_key;  // <prefix>cluster/root_kcv
+  std::string restoring_key;  // <prefix>cluster/restoring
+
+  // The lease this host's member record lives under (0: none now); locks
+  // (hold_lock) live under it too.
+  std::atomic<std::int64_t> member_lease{0};
   std::mutex root_mu;
   std::optional<std::string> joined_kcv;  // the cluster's root KCV, once checked against the quorum
 
@@ -171,8 +176,8 @@ struct EtcdStore::Impl {
     return revision;
   }
 
-  Result<std::vector<kms::KeyRecord>> load(bool serializable) {
-    std::vector<kms::KeyRecord> out;
+  // Every key record at one revision (scan), by name; the revision read.
+  Result<std::int64_t> read_keys(bool serializable, std::vector<kms::KeyRecord>& out) {
     ROOTSEAL_LET(revision, scan(false, serializable, [&](const etcd::KeyValue& kv) -> Result<void> {
       kms::KeyRecord rec;
       ROOTSEAL_TRY_ASSIGN(rec, detail::parse_key_record(kv.value, std::string_view(kv.key).substr(keys_prefix.size())));
@@ -180,6 +185,31 @@ struct EtcdStore::Impl {
       return {};
     }));
     std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+    return revision;
+  }
+
+  // The value of one key at `revision` (0: the latest); nullopt when absent.
+  Result<std::optional<std::string>> value_at(const std::string& key, std::int64_t revision, bool serializable) {
+    etcd::RangeRequest req;
+    req.key = key;
+    req.revision = revision;
+    req.serializable = serializable;
+    auto r = run(client->range(std::move(req)));
+    if (!r) return std::unexpected(read_failed(r.error()));
+    if (r->kvs.empty()) return std::optional<std::string>{};
+    return std::optional<std::string>(r->kvs.front().value);
+  }
+
+  Result<std::vector<kms::KeyRecord>> load(bool serializable) {
+    std::vector<kms::KeyRecord> out;
+    ROOTSEAL_LET(revision, read_keys(serializable, out));
+    // A restore under way (or interrupted): its keys are not the cluster's yet.
+    ROOTSEAL_LET(restoring, value_at(restoring_key, revision, serializable));
+    if (restoring) {
+      return fail(Errc::sealed, "a snapshot restore into " + prefix + " is under way or was interrupted (" +
+                                    restoring_key + "): the keyring stays sealed until rootseal snapshot restore "
+                                    "has finished");
+    }
     loaded_revision.store(revision);
     return out;
   }
@@ -274,12 +304,14 @@ struct EtcdStore::Impl {
         co_return soon;
       }
       m.lease = granted->id;
+      member_lease.store(m.lease);
       m.written.clear();
     } else {
       auto kept = co_await client->lease_keepalive(m.lease);
       if (!kept) {
         if (kept.error().code == Errc::not_found) {
           m.lease = 0;  // expired: a new lease and the record again, now
+          member_lease.store(0);
           failed(kept.error());
           co_return std::chrono::milliseconds(0);
         }
@@ -298,7 +330,10 @@ struct EtcdStore::Impl {
       req.lease = m.lease;
       auto put = co_await client->put(std::move(req));
       if (!put) {
-        if (put.error().code == Errc::not_found) m.lease = 0;
+        if (put.error().code == Errc::not_found) {
+          m.lease = 0;
+          member_lease.store(0);
+        }
         failed(put.error());
         co_return soon;
       }
@@ -371,6 +406,7 @@ Result<std::unique_ptr<EtcdStore>> EtcdStore::open(EtcdStoreConfig config) {
   auto impl = std::make_unique<Impl>();
   impl->keys_prefix = config.prefix + "keys/";
   impl->root_kcv_key = config.prefix + "cluster/root_kcv";
+  impl->restoring_key = config.prefix + "cluster/restoring";
   impl->prefix = config.prefix;
   impl->watch_retry = config.client.watch_retry_max;
   auto client = etcd::Client::create(impl->io.get_executor(), std::move(config.client));
@@ -557,9 +593,10 @@ Result<EtcdStore::ClusterView> EtcdStore::cluster_view() {
   txn.success.emplace_back(etcd::RangeRequest{impl_->prefix + "cluster/id", {}, 0, 0, false, false});
   txn.success.emplace_back(etcd::RangeRequest{impl_->root_kcv_key, {}, 0, 0, false, false});
   txn.success.emplace_back(etcd::RangeRequest{members, etcd::prefix_end(members), 0, 0, false, false});
+  txn.success.emplace_back(etcd::RangeRequest{impl_->restoring_key, {}, 0, 0, false, false});
   auto r = impl_->run(impl_->client->txn(std::move(txn)));
   if (!r) return std::unexpected(read_failed(r.error()));
-  if (r->responses.size() != 3) return fail(Errc::storage_failure, "etcd store: an incomplete answer to a read");
+  if (r->responses.size() != 4) return fail(Errc::storage_failure, "etcd store: an incomplete answer to a read");
   ClusterView view;
   view.revision = r->header.revision;
   auto value = [&](std::size_t i) -> std::optional<std::string> {
@@ -569,6 +606,7 @@ Result<EtcdStore::ClusterView> EtcdStore::cluster_view() {
   };
   view.cluster_id = value(0);
   view.root_kcv = value(1);
+  view.restoring = value(3);
   if (const auto* range = std::get_if<etcd::RangeResponse>(&r->responses[2])) {
     for (const auto& kv : range->kvs) {
       auto m = detail::parse_member(kv.value, std::string_view(kv.key).substr(members.size()));
@@ -581,6 +619,105 @@ Result<EtcdStore::ClusterView> EtcdStore::cluster_view() {
     return {};
   }));
   return view;
+}
+
+Result<EtcdStore::Snapshot> EtcdStore::read_snapshot() {
+  Snapshot out;
+  ROOTSEAL_TRY_ASSIGN(out.revision, impl_->read_keys(false, out.keys));
+  ROOTSEAL_TRY_ASSIGN(out.cluster_id, impl_->value_at(impl_->prefix + "cluster/id", out.revision, false));
+  ROOTSEAL_TRY_ASSIGN(out.root_kcv, impl_->value_at(impl_->root_kcv_key, out.revision, false));
+  ROOTSEAL_TRY_ASSIGN(out.restoring, impl_->value_at(impl_->restoring_key, out.revision, false));
+  return out;
+}
+
+// Requests are named variables below: GCC 12 destroys a temporary aggregate
+// argument of a coroutine call twice.
+Result<void> EtcdStore::mark_restoring(std::string_view snapshot) {
+  etcd::PutRequest req;
+  req.key = impl_->restoring_key;
+  req.value = std::string(snapshot);
+  auto r = impl_->run(impl_->client->put(std::move(req)));
+  if (!r) return std::unexpected(write_failed(r.error()));
+  return {};
+}
+
+Result<void> EtcdStore::unmark_restoring() {
+  etcd::DeleteRequest req;
+  req.key = impl_->restoring_key;
+  auto r = impl_->run(impl_->client->delete_range(std::move(req)));
+  if (!r) return std::unexpected(write_failed(r.error()));
+  return {};
+}
+
+Result<void> EtcdStore::set_cluster_records(std::string_view cluster_id, std::string_view root_kcv) {
+  etcd::TxnRequest txn;  // both or neither
+  if (!cluster_id.empty()) {
+    txn.success.emplace_back(etcd::PutRequest{impl_->prefix + "cluster/id", std::string(cluster_id), 0, false});
+  }
+  txn.success.emplace_back(etcd::PutRequest{impl_->root_kcv_key, std::string(root_kcv), 0, false});
+  auto r = impl_->run(impl_->client->txn(std::move(txn)));
+  if (!r) return std::unexpected(write_failed(r.error()));
+  std::lock_guard lock(impl_->root_mu);
+  impl_->joined_kcv.reset();  // checked anew against the record
+  return {};
+}
+
+Result<bool> EtcdStore::hold_lock(std::string_view name, std::string_view me, std::string* holder) {
+  Impl& s = *impl_;
+  const std::int64_t lease = s.member_lease.load();
+  if (lease == 0) return fail(Errc::unavailable, "etcd store: this host is not registered (no member lease) yet");
+  const std::string key = s.prefix + "locks/" + std::string(name);
+  // Taken if free (create_revision 0), else read: ours when it lives under our lease.
+  etcd::TxnRequest txn;
+  txn.compare.push_back(etcd::Compare::create_revision(key, 0));
+  etcd::PutRequest put;
+  put.key = key;
+  put.value = std::string(me);
+  put.lease = lease;
+  txn.success.emplace_back(std::move(put));
+  etcd::RangeRequest read;
+  read.key = key;
+  txn.failure.emplace_back(std::move(read));
+  auto r = s.run(s.client->txn(std::move(txn)));
+  if (!r) return std::unexpected(write_failed(r.error()));
+  if (r->succeeded) {
+    if (holder != nullptr) *holder = std::string(me);
+    return true;
+  }
+  const auto* range = r->responses.empty() ? nullptr : std::get_if<etcd::RangeResponse>(&r->responses.front());
+  if (range == nullptr || range->kvs.empty()) return false;  // released meanwhile: the next call takes it
+  if (holder != nullptr) *holder = range->kvs.front().value;
+  return range->kvs.front().lease == lease;
+}
+
+void EtcdStore::release_lock(std::string_view name) {
+  Impl& s = *impl_;
+  const std::int64_t lease = s.member_lease.load();
+  if (lease == 0) return;  // no lease: no lock of ours
+  const std::string key = s.prefix + "locks/" + std::string(name);
+  etcd::TxnRequest txn;  // deleted only while it is ours
+  etcd::Compare ours;
+  ours.key = key;
+  ours.target = etcd::Compare::Target::lease;
+  ours.number = lease;
+  txn.compare.push_back(std::move(ours));
+  etcd::DeleteRequest del;
+  del.key = key;
+  txn.success.emplace_back(std::move(del));
+  (void)s.run(s.client->txn(std::move(txn)));
+}
+
+Result<void> EtcdStore::put_note(std::string_view name, std::string value) {
+  etcd::PutRequest req;
+  req.key = impl_->prefix + "notes/" + std::string(name);
+  req.value = std::move(value);
+  auto r = impl_->run(impl_->client->put(std::move(req)));
+  if (!r) return std::unexpected(write_failed(r.error()));
+  return {};
+}
+
+Result<std::optional<std::string>> EtcdStore::note(std::string_view name) {
+  return impl_->value_at(impl_->prefix + "notes/" + std::string(name), 0, false);
 }
 
 void EtcdStore::start_watch(WatchCallbacks callbacks) {
@@ -644,7 +781,8 @@ void EtcdStore::stop_membership() {
     if (m->timer) m->timer->cancel();
   });
   m->finished.wait();
-  // The loop has ended: its lease is ours to revoke (the record goes with it).
+  // The loop has ended: its lease is ours to revoke (the record and our locks go with it).
+  s.member_lease.store(0);
   if (m->lease != 0) (void)s.run(s.client->lease_revoke(m->lease));
 }
 

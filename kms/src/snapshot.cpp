@@ -94,17 +94,19 @@ std::string serialize_manifest(const SnapshotManifest& m) {
   for (const auto& s : m.sections) {
     sections.push_back(json::object{{"name", s.name}, {"bytes", s.bytes}, {"sha256", s.sha256}});
   }
-  const json::object o{{"format", "rootseal-snapshot"},
-                       {"version", 1},
-                       {"created", snapshot_time_name(m.created_unix_ms)},
-                       {"created_unix_ms", m.created_unix_ms},
-                       {"host", m.host},
-                       {"cluster_id", m.cluster_id},
-                       {"root_kcv", m.root_kcv},
-                       {"keys", m.keys},
-                       {"versions", m.versions},
-                       {"sections", std::move(sections)},
-                       {"content_sha256", m.content_sha256}};
+  json::object o{{"format", "rootseal-snapshot"},
+                 {"version", 1},
+                 {"created", snapshot_time_name(m.created_unix_ms)},
+                 {"created_unix_ms", m.created_unix_ms},
+                 {"host", m.host},
+                 {"cluster_id", m.cluster_id},
+                 {"root_kcv", m.root_kcv},
+                 {"keys", m.keys},
+                 {"versions", m.versions},
+                 {"storage", m.storage},
+                 {"sections", std::move(sections)},
+                 {"content_sha256", m.content_sha256}};
+  if (m.storage == "etcd") o["etcd_revision"] = m.etcd_revision;
   return json::serialize(o);
 }
 
@@ -122,7 +124,7 @@ Result<SnapshotManifest> parse_manifest(std::string_view line) {
   const auto& o = v.get_object();
   ROOTSEAL_TRY(only_fields(o,
                            {"format", "version", "created", "created_unix_ms", "host", "cluster_id", "root_kcv", "keys",
-                            "versions", "sections", "content_sha256"},
+                            "versions", "storage", "etcd_revision", "sections", "content_sha256"},
                            "the manifest"));
   ROOTSEAL_LET(format, field_string(o, "format"));
   if (format != "rootseal-snapshot") return bad("format is not rootseal-snapshot");
@@ -142,6 +144,16 @@ Result<SnapshotManifest> parse_manifest(std::string_view line) {
   if (!is_lower_hex(m.root_kcv, 6)) return bad("'root_kcv' must be 6 lower-case hex digits");
   ROOTSEAL_TRY_ASSIGN(m.keys, field_uint(o, "keys", std::numeric_limits<std::uint32_t>::max()));
   ROOTSEAL_TRY_ASSIGN(m.versions, field_uint(o, "versions", std::numeric_limits<std::uint32_t>::max()));
+  // The first snapshots have no "storage": they are SQLite's.
+  if (o.contains("storage")) ROOTSEAL_TRY_ASSIGN(m.storage, field_string(o, "storage"));
+  if (m.storage != "sqlite" && m.storage != "etcd") return bad("'storage' must be sqlite or etcd");
+  if (m.storage == "etcd") {
+    ROOTSEAL_LET(rev, field_uint(o, "etcd_revision", std::numeric_limits<std::int64_t>::max()));
+    if (rev == 0) return bad("'etcd_revision' must be above 0");
+    m.etcd_revision = static_cast<std::int64_t>(rev);
+  } else if (o.contains("etcd_revision")) {
+    return bad("'etcd_revision' belongs to a snapshot of etcd only");
+  }
   ROOTSEAL_TRY_ASSIGN(m.content_sha256, field_string(o, "content_sha256"));
   if (!is_lower_hex(m.content_sha256, 64)) return bad("'content_sha256' must be 64 lower-case hex digits");
   const auto* secs = o.if_contains("sections");
@@ -224,17 +236,8 @@ Result<std::vector<std::uint8_t>> backup_sqlite_image(const std::filesystem::pat
   // Drop free pages (deleted rows' old pages) from the copy.
   rc = ::sqlite3_exec(dst, "VACUUM", nullptr, nullptr, nullptr);
   if (rc != SQLITE_OK) return failed("vacuum", rc);
-  sqlite3_int64 size = 0;
-  unsigned char* image = ::sqlite3_serialize(dst, "main", &size, 0);
-  if (image == nullptr || size < 100) {
-    ::sqlite3_free(image);
-    return failed("serialize", SQLITE_NOMEM);
-  }
-  std::vector<std::uint8_t> out(image, image + size);
-  ::sqlite3_free(image);
+  auto out = serialize_image(dst);
   close();
-  out[18] = 1;  // a rollback-journal image: opens in memory, and as a file
-  out[19] = 1;  // the store switches it back to WAL on open
   return out;
 }
 
@@ -284,6 +287,12 @@ Result<std::vector<std::uint8_t>> build_snapshot(const SnapshotInput& input, std
   m.created_unix_ms = input.created_unix_ms;
   m.host = input.host;
   m.cluster_id = input.cluster_id;
+  m.storage = input.storage;
+  m.etcd_revision = input.etcd_revision;
+  if (m.storage != "sqlite" && m.storage != "etcd") return fail(Errc::invalid_argument, "snapshot: unknown storage");
+  if ((m.storage == "etcd") != (m.etcd_revision > 0)) {
+    return fail(Errc::invalid_argument, "snapshot: an etcd revision goes with storage etcd, and only there");
+  }
   m.root_kcv = std::string(root_kcv);
   m.keys = keys.size();
   for (const auto& k : keys) m.versions += k.versions.size();
@@ -315,6 +324,16 @@ Result<std::vector<std::uint8_t>> build_snapshot(const SnapshotInput& input, std
   return out;
 }
 
+Result<std::vector<std::uint8_t>> keyring_image(const std::vector<KeyRecord>& keys) { return sqlite_image_of(keys); }
+
+Result<std::vector<KeyRecord>> snapshot_keys(const SnapshotView& snapshot) {
+  auto store = open_sqlite_image(snapshot.section("keyring"));
+  if (!store) return fail(Errc::invalid_argument, "snapshot refused: section 'keyring': " + store.error().message);
+  auto keys = (*store)->load_all();
+  if (!keys) return fail(Errc::invalid_argument, "snapshot refused: section 'keyring': " + keys.error().message);
+  return keys;
+}
+
 Result<SnapshotReport> verify_snapshot(std::span<const std::uint8_t> bytes, RootOfTrust& root) {
   ROOTSEAL_LET(view, parse_snapshot(bytes));
   auto refuse = [](std::string why) { return fail(Errc::invalid_argument, "snapshot refused: " + std::move(why)); };
@@ -326,10 +345,8 @@ Result<SnapshotReport> verify_snapshot(std::span<const std::uint8_t> bytes, Root
     if (!opened) return refuse("section '" + name + "': " + opened.error().message);
     ::sqlite3_close_v2(db);
   }
-  auto store = open_sqlite_image(view.section("keyring"));
-  if (!store) return refuse("section 'keyring': " + store.error().message);
-  auto keys = (*store)->load_all();
-  if (!keys) return refuse("section 'keyring': " + keys.error().message);
+  auto keys = snapshot_keys(view);
+  if (!keys) return std::unexpected(keys.error());
   std::uint64_t versions = 0;
   for (const auto& k : *keys) versions += k.versions.size();
   if (keys->size() != m.keys || versions != m.versions) {

@@ -178,6 +178,7 @@ class SqliteStore final : public StateStore {
  public:
   static Result<std::unique_ptr<StateStore>> open(const std::filesystem::path& path);
   static Result<std::unique_ptr<StateStore>> open_image(std::span<const std::uint8_t> image);
+  static Result<std::vector<std::uint8_t>> image_of(const std::vector<KeyRecord>& keys);
   ~SqliteStore() override {
     // Statements first: a connection with unfinalized statements will not close.
     stmts_ = {};
@@ -463,6 +464,21 @@ Result<std::unique_ptr<StateStore>> SqliteStore::open_image(std::span<const std:
   return std::unique_ptr<StateStore>(std::move(store));
 }
 
+// A keyring database built in memory from `keys` (each created as a new key
+// would be, so the store's checks apply), as a rollback-journal image.
+Result<std::vector<std::uint8_t>> SqliteStore::image_of(const std::vector<KeyRecord>& keys) {
+  ROOTSEAL_LET(db, open_memory_connection());
+  std::unique_ptr<SqliteStore> store(new SqliteStore(db));
+  ROOTSEAL_TRY(store->exec("PRAGMA foreign_keys=ON", "enable foreign keys"));
+  ROOTSEAL_TRY(store->migrate());
+  ROOTSEAL_TRY(store->prepare_all());
+  for (const auto& k : keys) {
+    auto created = store->create_key(k);
+    if (!created) return fail(created.error().code, "key '" + k.name + "': " + created.error().message);
+  }
+  return serialize_image(db);
+}
+
 // --- reading rows -----------------------------------------------------------
 
 // Columns 0..7 of kLoadAll / kFindKey.
@@ -726,6 +742,34 @@ Result<std::unique_ptr<StateStore>> open_sqlite_store(const std::filesystem::pat
   return SqliteStore::open(path);
 }
 
+Result<sqlite3*> open_memory_connection() {
+  sqlite3* db = nullptr;
+  const int rc = ::sqlite3_open_v2(":memory:", &db,
+                                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_EXRESCODE |
+                                       SQLITE_OPEN_PRIVATECACHE | SQLITE_OPEN_MEMORY,
+                                   nullptr);
+  if (rc != SQLITE_OK) {
+    ::sqlite3_close_v2(db);
+    return storage_fail("open in memory", rc);
+  }
+  harden_connection(db);
+  return db;
+}
+
+Result<std::vector<std::uint8_t>> serialize_image(sqlite3* db) {
+  sqlite3_int64 size = 0;
+  unsigned char* image = ::sqlite3_serialize(db, "main", &size, 0);
+  if (image == nullptr || size < 100) {
+    ::sqlite3_free(image);
+    return storage_fail("serialize", SQLITE_NOMEM);
+  }
+  std::vector<std::uint8_t> out(image, image + size);
+  ::sqlite3_free(image);
+  out[18] = 1;  // a rollback-journal image: opens in memory, and as a file
+  out[19] = 1;  // the store switches it back to WAL on open
+  return out;
+}
+
 Result<void> open_memory_image(std::span<const std::uint8_t> image, sqlite3** out) {
   *out = nullptr;
   // The 100-byte header plus at least one page; SQLite checks the rest.
@@ -734,16 +778,7 @@ Result<void> open_memory_image(std::span<const std::uint8_t> image, sqlite3** ou
   if (std::memcmp(image.data(), kHeader, sizeof kHeader) != 0) {
     return fail(Errc::invalid_argument, "not an SQLite database image (bad header)");
   }
-  sqlite3* db = nullptr;
-  int rc = ::sqlite3_open_v2(":memory:", &db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_EXRESCODE |
-                                 SQLITE_OPEN_PRIVATECACHE | SQLITE_OPEN_MEMORY,
-                             nullptr);
-  if (rc != SQLITE_OK) {
-    ::sqlite3_close_v2(db);
-    return storage_fail("open in memory", rc);
-  }
-  harden_connection(db);  // before SQLite reads a byte of the image
+  ROOTSEAL_LET(db, open_memory_connection());  // hardened before SQLite reads a byte of the image
   auto* buf = static_cast<unsigned char*>(::sqlite3_malloc64(image.size()));
   if (buf == nullptr) {
     ::sqlite3_close_v2(db);
@@ -754,7 +789,7 @@ Result<void> open_memory_image(std::span<const std::uint8_t> image, sqlite3** ou
   buf[18] = 1;
   buf[19] = 1;
   const auto n = static_cast<sqlite3_int64>(image.size());
-  rc = ::sqlite3_deserialize(db, "main", buf, n, n, SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE);
+  int rc = ::sqlite3_deserialize(db, "main", buf, n, n, SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE);
   if (rc != SQLITE_OK) {
     ::sqlite3_close_v2(db);
     return storage_fail("open image", rc);
@@ -777,6 +812,10 @@ Result<void> open_memory_image(std::span<const std::uint8_t> image, sqlite3** ou
 
 Result<std::unique_ptr<StateStore>> open_sqlite_image(std::span<const std::uint8_t> image) {
   return SqliteStore::open_image(image);
+}
+
+Result<std::vector<std::uint8_t>> sqlite_image_of(const std::vector<KeyRecord>& keys) {
+  return SqliteStore::image_of(keys);
 }
 
 }  // namespace rootseal::kms

@@ -8,7 +8,10 @@
 //    the harness wraps the bytes in a snapshot with correct digests, as a
 //    writer would): build_snapshot opens it in memory as a state store, and
 //    verify_snapshot (SoftwareRoot of 32 x 0x42, the key of the seeds) checks
-//    counts, check values and unwraps every version, or refuses with a reason.
+//    counts, check values and unwraps every version, or refuses with a reason;
+//    the records it holds are written into a new image (keyring_image, as a
+//    snapshot of etcd is made) and that snapshot holds as many keys and
+//    versions.
 // Never a crash, a sanitizer report, an `internal` error or an empty message.
 #include <cstddef>
 #include <cstdint>
@@ -85,5 +88,27 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto view = kms::parse_snapshot(*built);
   if (!view || view->section("keyring").size() != size) __builtin_trap();
   check_verify(*built);
+  // The records it holds, written into a new image (as a snapshot of etcd
+  // is made), read back the same; or refused with a reason.
+  auto keys = kms::snapshot_keys(*view);
+  if (!keys) {
+    check_error(keys.error());
+    return 0;
+  }
+  auto image = kms::keyring_image(*keys);
+  if (!image) {
+    check_error(image.error());
+    return 0;
+  }
+  in.keyring = std::move(*image);
+  in.storage = "etcd";
+  in.etcd_revision = 7;
+  auto rebuilt = kms::build_snapshot(in, "a1b2c3");
+  if (!rebuilt) __builtin_trap();
+  auto again = kms::parse_snapshot(*rebuilt);
+  if (!again || again->manifest.keys != view->manifest.keys || again->manifest.versions != view->manifest.versions ||
+      again->manifest.storage != "etcd") {
+    __builtin_trap();
+  }
   return 0;
 }

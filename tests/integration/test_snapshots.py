@@ -237,6 +237,22 @@ class SnapshotHelpers:
     def token_args(self, d):
         return ["--module", SOFTHSM2_MODULE, "--token", d.token_label]
 
+    def make_keys(self, d, keys, versions, stem="drill"):
+        """`keys` keys of `versions` versions on host d, a ciphertext under
+        every version: [(key, ciphertext, plaintext in base64)]."""
+        recorded = []
+        for k in range(keys):
+            name = "%s-%03d" % (stem, k)
+            self.api(d, "POST", "/v1/transit/keys/" + name, {}, expect=(200, 204))
+            for v in range(1, versions + 1):
+                if v > 1:
+                    self.api(d, "POST", "/v1/transit/keys/%s/rotate" % name, {}, expect=200)
+                plain = base64.b64encode(("%s v%d %s" % (name, v, secrets.token_hex(8))).encode()).decode()
+                ct = self.api(d, "POST", "/v1/transit/encrypt/" + name, {"plaintext": plain})["data"]["ciphertext"]
+                self.assertTrue(ct.startswith("vault:v%d:" % v), ct)
+                recorded.append((name, ct, plain))
+        return recorded
+
 
 class SnapshotTest(SnapshotHelpers, unittest.TestCase):
     @classmethod
@@ -332,17 +348,7 @@ class SnapshotTest(SnapshotHelpers, unittest.TestCase):
         self.unsealed(a)
 
         # 100 keys x 10 versions; a ciphertext under every version.
-        recorded = []
-        for k in range(KEYS):
-            name = "drill-%03d" % k
-            self.api(a, "POST", "/v1/transit/keys/" + name, {}, expect=(200, 204))
-            for v in range(1, VERSIONS + 1):
-                if v > 1:
-                    self.api(a, "POST", "/v1/transit/keys/%s/rotate" % name, {}, expect=200)
-                plain = base64.b64encode(("%s v%d %s" % (name, v, secrets.token_hex(8))).encode()).decode()
-                ct = self.api(a, "POST", "/v1/transit/encrypt/" + name, {"plaintext": plain})["data"]["ciphertext"]
-                self.assertTrue(ct.startswith("vault:v%d:" % v), ct)
-                recorded.append((name, ct, plain))
+        recorded = self.make_keys(a, KEYS, VERSIONS)
         self.assertEqual(len(recorded), KEYS * VERSIONS)
         # A token created over the admin socket: stored hashed in tokens.db.
         out, _ = self.cli(["token", "create", "--policy", "root", "--socket", a.p("admin.sock")], a.env)

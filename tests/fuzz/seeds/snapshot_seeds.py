@@ -7,7 +7,8 @@ one key with two versions, their KEKs wrapped (AES-KWP, RFC 5649) under the
 fixed root key of snapshot_fuzz.cpp (32 bytes of 0x42). Seeds: that image (the
 harness builds and verifies a snapshot around it), the snapshot file made of
 it (magic line, manifest, image, with correct digests), its manifest line,
-and a truncated snapshot.
+a truncated snapshot, and the snapshot and manifest line of the same image
+as a snapshot of etcd (storage etcd, etcd_revision).
 Run from the checkout root: python3 tests/fuzz/seeds/snapshot_seeds.py
 """
 import hashlib
@@ -56,13 +57,16 @@ def image():
             return f.read()
 
 
-def snapshot(img):
+def snapshot(img, etcd_revision=None):
     section = hashlib.sha256(img).hexdigest()
     manifest = {"format": "rootseal-snapshot", "version": 1, "created": "20261206T151900.123Z",
                 "created_unix_ms": 1796570340123, "host": "fuzz-host",
                 "cluster_id": "0b7f6a2e-35d7-4a59-8a1f-2c3c3a8a9e10", "root_kcv": kcv(ROOT), "keys": 1,
                 "versions": 2, "sections": [{"name": "keyring", "bytes": len(img), "sha256": section}],
                 "content_sha256": section}
+    if etcd_revision is not None:  # a snapshot of storage: etcd
+        manifest["storage"] = "etcd"
+        manifest["etcd_revision"] = etcd_revision
     line = json.dumps(manifest, separators=(",", ":")).encode()
     return line, b"rootseal-snapshot 1\n" + line + b"\n" + img
 
@@ -74,6 +78,9 @@ def main():
     line, snap = snapshot(img)
     seeds = {"keyring_image": img, "manifest_line": line, "snapshot_small": snap,
              "snapshot_truncated": snap[:-100], "magic_only": b"rootseal-snapshot 1\n"}
+    etcd_line, etcd_snap = snapshot(img, etcd_revision=4711)
+    seeds["manifest_line_etcd"] = etcd_line
+    seeds["snapshot_etcd"] = etcd_snap
     for name, data in seeds.items():
         with open(os.path.join(OUT, name), "wb") as f:
             f.write(data)

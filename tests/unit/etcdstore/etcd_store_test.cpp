@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <algorithm>
 #include <functional>
 #include <future>
 #include <thread>
@@ -15,6 +16,7 @@
 #include "poll.hpp"
 #include "key_record.hpp"
 #include "rootseal/etcdstore/etcd_store.hpp"
+#include "rootseal/kms/encoding.hpp"
 #include "rootseal/kms/keyring.hpp"
 #include "rootseal/kms/root_of_trust.hpp"
 
@@ -493,4 +495,110 @@ TEST_CASE("etcd store: a host's record lives under a lease, follows its state, g
   CHECK(m[0].host_id == "b");
   b.reset();  // the destructor stops it too
   CHECK(members().empty());
+}
+
+TEST_CASE("etcd store: a snapshot read is every key, the cluster id and root check value at one revision") {
+  test::EtcdCluster cluster(1);
+  auto store = open_store(cluster);
+  REQUIRE(store->check_root("kcv"));
+  REQUIRE(store->cluster_id("0b7f6a2e-35d7-4a59-8a1f-2c3c3a8a9e10"));
+  // More keys than two range pages (256 each): every page must be read at the first one's revision.
+  constexpr std::size_t kKeys = 600;
+  for (std::size_t i = 0; i < kKeys; ++i) REQUIRE(store->create_key(record("k" + std::to_string(1000 + i), {1, 2, 3})));
+  // How many keys etcd held at `revision`, asked of etcd directly.
+  const int port = std::stoi(cluster.endpoint(0).substr(cluster.endpoint(0).rfind(':') + 1));
+  auto count_at = [&](std::int64_t revision) -> std::size_t {
+    const auto body = "{\"key\":\"" + kms::base64_encode(bytes("/rs-test/keys/")) + "\",\"range_end\":\"" +
+                      kms::base64_encode(bytes("/rs-test/keys0")) + "\",\"revision\":\"" + std::to_string(revision) +
+                      "\",\"count_only\":true}";
+    const auto answer = test::loopback_http(port, "POST", "/v3/kv/range", body, 5s);
+    const auto at = answer.find("\"count\":\"");
+    REQUIRE(at != std::string::npos);
+    return std::stoul(answer.substr(at + 9));
+  };
+  // A writer adding keys (sorted after the k keys: in the last page) all the while.
+  std::atomic<bool> stop{false};
+  std::atomic<int> added{0};
+  auto writer = std::async(std::launch::async, [&] {
+    auto w = open_store(cluster);
+    while (!stop.load()) {
+      if (w->create_key(record("w" + std::to_string(10000 + added.load()), {4, 5}))) ++added;
+    }
+  });
+  for (int round = 0; round < 10; ++round) {
+    auto snap = store->read_snapshot();
+    REQUIRE(snap);
+    CHECK(snap->cluster_id == std::optional<std::string>("0b7f6a2e-35d7-4a59-8a1f-2c3c3a8a9e10"));
+    CHECK(snap->root_kcv == std::optional<std::string>("kcv"));
+    CHECK_FALSE(snap->restoring);
+    CHECK(snap->keys.size() == count_at(snap->revision));
+    CHECK(std::is_sorted(snap->keys.begin(), snap->keys.end(),
+                         [](const auto& a, const auto& b) { return a.name < b.name; }));
+  }
+  stop = true;
+  writer.get();
+  CHECK(added.load() > 0);
+}
+
+TEST_CASE("etcd store: the restore mark keeps load_all sealed until it is removed") {
+  test::EtcdCluster cluster(1);
+  auto store = open_store(cluster);
+  REQUIRE(store->create_key(record("a", {1})));
+  REQUIRE(store->load_all());
+  REQUIRE(store->mark_restoring("rootseal-20261206T151900.123Z.snap"));
+  auto loaded = store->load_all();
+  REQUIRE_FALSE(loaded);
+  CHECK(loaded.error().code == Errc::sealed);
+  CHECK(loaded.error().message.find("a snapshot restore into /rs-test/ is under way or was interrupted") !=
+        std::string::npos);
+  auto snap = store->read_snapshot();
+  REQUIRE(snap);
+  CHECK(snap->restoring == std::optional<std::string>("rootseal-20261206T151900.123Z.snap"));
+  auto view = store->cluster_view();
+  REQUIRE(view);
+  CHECK(view->restoring == std::optional<std::string>("rootseal-20261206T151900.123Z.snap"));
+  REQUIRE(store->set_cluster_records("0b7f6a2e-35d7-4a59-8a1f-2c3c3a8a9e10", "def456"));
+  REQUIRE(store->unmark_restoring());
+  REQUIRE(store->load_all());
+  view = store->cluster_view();
+  REQUIRE(view);
+  CHECK_FALSE(view->restoring);
+  CHECK(view->root_kcv == std::optional<std::string>("def456"));
+  CHECK(view->cluster_id == std::optional<std::string>("0b7f6a2e-35d7-4a59-8a1f-2c3c3a8a9e10"));
+}
+
+TEST_CASE("etcd store: one holder of a lock under its member lease, gone with the lease or when released") {
+  test::EtcdCluster cluster(1);
+  auto member = [](std::string id) {
+    return [id] {
+      EtcdStore::Member m;
+      m.host_id = id;
+      return m;
+    };
+  };
+  auto a = open_store(cluster);
+  auto b = open_store(cluster);
+  // Not registered yet: no lease to hold a lock under.
+  auto early = a->hold_lock("snapshots", "a");
+  REQUIRE_FALSE(early);
+  CHECK(early.error().code == Errc::unavailable);
+  a->start_membership(2s, member("a"));
+  b->start_membership(2s, member("b"));
+  REQUIRE(eventually([&] { return a->hold_lock("snapshots", "a").value_or(false); }, 10s));
+  std::string holder;
+  REQUIRE(eventually([&] { return b->hold_lock("snapshots", "b", &holder).has_value(); }, 10s));
+  CHECK_FALSE(*b->hold_lock("snapshots", "b", &holder));
+  CHECK(holder == "a");
+  CHECK(*a->hold_lock("snapshots", "a"));  // still a's, asked again
+  // b releasing does not touch a's lock.
+  b->release_lock("snapshots");
+  CHECK(*a->hold_lock("snapshots", "a"));
+  // a lets it go: b takes it at its next call.
+  a->release_lock("snapshots");
+  CHECK(*b->hold_lock("snapshots", "b"));
+  CHECK_FALSE(*a->hold_lock("snapshots", "a", &holder));
+  CHECK(holder == "b");
+  // b stops (its lease revoked): a takes it.
+  b->stop_membership();
+  CHECK(*a->hold_lock("snapshots", "a"));
 }

@@ -114,6 +114,17 @@ TEST_CASE("manifest: the parser refuses every malformed field with a reason") {
       {manifest_with("\"bytes\":8192", "\"bytes\":1e3"), "'bytes' must be a non-negative integer"},
       {manifest_with("\"bytes\":8192", "\"bytes\":18446744073709551615"), "'bytes' is out of range"},
       {std::string(70000, ' '), "longer than 64 KiB"},
+      {manifest_with("\"storage\":\"sqlite\"", "\"storage\":\"consul\""), "'storage' must be sqlite or etcd"},
+      {manifest_with("\"storage\":\"sqlite\"", "\"storage\":1"), "'storage' must be a string"},
+      {manifest_with("\"storage\":\"sqlite\"", "\"storage\":\"etcd\""), "'etcd_revision' is missing"},
+      {manifest_with("\"storage\":\"sqlite\"", "\"storage\":\"etcd\",\"etcd_revision\":0"),
+       "'etcd_revision' must be above 0"},
+      {manifest_with("\"storage\":\"sqlite\"", "\"storage\":\"etcd\",\"etcd_revision\":-4"),
+       "'etcd_revision' must be a non-negative integer"},
+      {manifest_with("\"storage\":\"sqlite\"", "\"storage\":\"etcd\",\"etcd_revision\":9223372036854775808"),
+       "'etcd_revision' is out of range"},
+      {manifest_with("\"storage\":\"sqlite\"", "\"storage\":\"sqlite\",\"etcd_revision\":5"),
+       "belongs to a snapshot of etcd only"},
   };
   for (const auto& c : cases) {
     INFO(c.line.substr(0, 200));
@@ -122,6 +133,75 @@ TEST_CASE("manifest: the parser refuses every malformed field with a reason") {
     REQUIRE(m.error().code == Errc::invalid_argument);
     REQUIRE(m.error().message.find(c.reason) != std::string::npos);
   }
+}
+
+TEST_CASE("manifest: storage etcd with its revision round-trips, one without storage is SQLite's") {
+  auto m = sample_manifest();
+  m.storage = "etcd";
+  m.etcd_revision = 9223372036854775807;
+  const auto line = kms::serialize_manifest(m);
+  REQUIRE(line.find("\"storage\":\"etcd\"") != std::string::npos);
+  auto back = kms::parse_manifest(line);
+  if (!back) FAIL(back.error().message);
+  REQUIRE(*back == m);
+  // The first snapshots' manifests have no storage field: SQLite.
+  auto old = kms::parse_manifest(manifest_with("\"storage\":\"sqlite\",", ""));
+  if (!old) FAIL(old.error().message);
+  REQUIRE(old->storage == "sqlite");
+  REQUIRE(old->etcd_revision == 0);
+}
+
+TEST_CASE("snapshot of key records (storage: etcd): an image built in memory that verifies and restores") {
+  State state(4, 3);
+  auto records = state.store->load_all();
+  REQUIRE(records);
+  auto image = kms::keyring_image(*records);
+  if (!image) FAIL(image.error().message);
+  kms::SnapshotInput in;
+  in.keyring = std::move(*image);
+  in.created_unix_ms = 1796570340123;
+  in.host = "host-b";
+  in.cluster_id = "0b7f6a2e-35d7-4a59-8a1f-2c3c3a8a9e10";
+  in.storage = "etcd";
+  in.etcd_revision = 4711;
+  auto kcv = state.root->key_check_value();
+  REQUIRE(kcv);
+  auto snap = kms::build_snapshot(in, *kcv);
+  if (!snap) FAIL(snap.error().message);
+  auto report = kms::verify_snapshot(*snap, *state.root);
+  if (!report) FAIL(report.error().message);
+  REQUIRE(report->manifest.storage == "etcd");
+  REQUIRE(report->manifest.etcd_revision == 4711);
+  REQUIRE(report->manifest.keys == 4);
+  REQUIRE(report->unwrapped == 12);
+  auto view = kms::parse_snapshot(*snap);
+  REQUIRE(view);
+  auto keys = kms::snapshot_keys(*view);
+  if (!keys) FAIL(keys.error().message);
+  REQUIRE(keys->size() == records->size());
+  for (std::size_t i = 0; i < keys->size(); ++i) {
+    const auto& a = (*keys)[i];
+    const auto& b = (*records)[i];
+    REQUIRE(a.name == b.name);
+    REQUIRE(a.type == b.type);
+    REQUIRE(a.created_unix == b.created_unix);
+    REQUIRE(a.config == b.config);
+    REQUIRE(a.versions.size() == b.versions.size());
+    for (std::size_t v = 0; v < a.versions.size(); ++v) {
+      REQUIRE(a.versions[v].wrapped_key == b.versions[v].wrapped_key);
+      REQUIRE(a.versions[v].root_kcv == b.versions[v].root_kcv);
+      REQUIRE(a.versions[v].created_unix == b.versions[v].created_unix);
+    }
+  }
+  // The image restores as a state folder too (an etcd snapshot onto SQLite).
+  test::TempDir target("rootseal-snap-etcd");
+  REQUIRE(kms::restore_snapshot_files(*view, target.path(), false));
+  auto reopened = kms::open_sqlite_store(target / "rootseal.db");
+  if (!reopened) FAIL(reopened.error().message);
+  REQUIRE((*reopened)->load_all()->size() == 4);
+  // The revision goes with etcd only.
+  in.storage = "sqlite";
+  REQUIRE_FALSE(kms::build_snapshot(in, *kcv));
 }
 
 TEST_CASE("snapshot names sort by time and are recognised") {

@@ -3,7 +3,8 @@
 // offline CLI (`rootseal snapshot list | verify | restore`) share.
 //
 // A run: take_snapshot (SQLite online backup of rootseal.db and tokens.db,
-// manifest, verified in memory against the root of trust), then for each
+// manifest, verified in memory against the root of trust; with storage: etcd
+// take_etcd_snapshot, the key records at one etcd revision), then for each
 // destination put + read back + verify the bytes read back; only when every
 // destination holds a verified copy is the snapshot good, and only then is
 // retention applied (never the snapshot just written). See docs/operations.md.
@@ -26,6 +27,10 @@
 #include "rootseal/kms/snapshot.hpp"
 #include "rootseal/sync/engine.hpp"
 #include "rootseal/sync/object_store.hpp"
+
+namespace rootseal::etcdstore {
+class EtcdStore;
+}
 
 namespace rootseal::daemon {
 
@@ -81,6 +86,13 @@ struct TakenSnapshot {
 };
 kms::Result<TakenSnapshot> take_snapshot(const std::filesystem::path& state_dir, kms::RootOfTrust& root,
                                          std::int64_t now_ms);
+
+// One snapshot of the etcd keyring (storage: etcd): every key record, the
+// cluster id and the root check value read at one etcd revision, written as
+// the keyring section of a snapshot of the same form (manifest storage etcd,
+// etcd_revision), verified against `root` before it is returned. Blocking.
+kms::Result<TakenSnapshot> take_etcd_snapshot(etcdstore::EtcdStore& store, kms::RootOfTrust& root,
+                                              std::int64_t now_ms);
 
 // The TPM root of trust of `root_of_trust: tpm`, opened as rootseald opens it
 // (tpm.tcti, tpm.sealed_file and the auth value of tpm.auth_value_file, read

@@ -80,6 +80,45 @@ class EtcdStore final : public kms::StateStore {
   // create_revision == 0). Returns the recorded one.
   kms::Result<std::string> cluster_id(std::string_view proposed);
 
+  // The whole keyring state at one etcd revision, for a snapshot: every key
+  // record under <prefix>keys/ (paged, every page at the first page's
+  // revision), the cluster id and the root check value at that revision.
+  // Linearizable only: without quorum it fails (unavailable) rather than
+  // copy one member's possibly stale view. Members and locks are not part of it.
+  struct Snapshot {
+    std::vector<kms::KeyRecord> keys;  // by name
+    std::optional<std::string> cluster_id;
+    std::optional<std::string> root_kcv;
+    std::optional<std::string> restoring;  // the restore mark (see mark_restoring) at that revision
+    std::int64_t revision = 0;
+  };
+  kms::Result<Snapshot> read_snapshot();
+
+  // A snapshot restore into this prefix (rootseal snapshot restore) marks it
+  // at <prefix>cluster/restoring (the snapshot's name) before its first write
+  // and removes the mark after the keys are read back and verified. While the
+  // mark is there load_all refuses (sealed): no host unseals on a keyring
+  // that is half restored. Restore only: sets the cluster id and the root
+  // check value as the snapshot has them (replacing what the prefix had).
+  kms::Result<void> mark_restoring(std::string_view snapshot);
+  kms::Result<void> unmark_restoring();
+  kms::Result<void> set_cluster_records(std::string_view cluster_id, std::string_view root_kcv);
+
+  // A lock at <prefix>locks/<name> (one holder in the cluster), held under
+  // this host's member lease (start_membership): true when this host holds it
+  // now (taken now or before), false when another host has it (`holder` then
+  // says who); unavailable before the host is registered. The lock goes with
+  // the lease: at once when the host stops (stop_membership revokes it), when
+  // the lease expires if the host dies (etcd.member_ttl); the next call of
+  // another host then takes it. release_lock lets it go now, if it is ours.
+  kms::Result<bool> hold_lock(std::string_view name, std::string_view me, std::string* holder = nullptr);
+  void release_lock(std::string_view name);
+
+  // A small record at <prefix>notes/<name> shared by the hosts (the last good
+  // snapshot, so each host reports the cluster's); nullopt when absent.
+  kms::Result<void> put_note(std::string_view name, std::string value);
+  kms::Result<std::optional<std::string>> note(std::string_view name);
+
   // A host registered under <prefix>members/<host id> (see start_membership).
   struct Member {
     std::string host_id;
@@ -97,6 +136,7 @@ class EtcdStore final : public kms::StateStore {
     std::optional<std::string> cluster_id;
     std::optional<std::string> root_kcv;
     std::vector<Member> members;          // by host id
+    std::optional<std::string> restoring;  // a snapshot restore under way or interrupted (its snapshot)
     std::int64_t revision = 0;            // of the read
     std::int64_t latest_key_revision = 0;  // the newest mod_revision under keys/ (0: no key)
   };

@@ -6,7 +6,12 @@
 //   <manifest: one line of JSON, at most 64 KiB>"\n"
 //   <section bytes, in the manifest's order, back to back>
 // Sections are SQLite database images: "keyring" (rootseal.db, required) and
-// "tokens" (tokens.db, optional: token hashes only). The manifest records the
+// "tokens" (tokens.db, optional: token hashes only). A snapshot of an etcd
+// keyring (storage: etcd) has the same form: its key records, read at one
+// etcd revision, are written into a keyring image built in memory; it has no
+// tokens section (tokens.db stays per host). The manifest's "storage" says
+// where the keys came from ("sqlite" or "etcd"; absent in the first
+// snapshots: sqlite) and, for etcd, "etcd_revision" the revision read. The manifest records the
 // size and SHA-256 of each section and the SHA-256 of all bytes after the
 // manifest line (content_sha256). A snapshot never holds a PIN, a token in
 // clear or anything from the audit log: the state databases hold none.
@@ -24,6 +29,7 @@
 
 #include "rootseal/kms/error.hpp"
 #include "rootseal/kms/root_of_trust.hpp"
+#include "rootseal/kms/state_store.hpp"
 
 namespace rootseal::kms {
 
@@ -44,6 +50,8 @@ struct SnapshotManifest {
   std::string root_kcv;              // key check value of the root every version is wrapped by
   std::uint64_t keys = 0;
   std::uint64_t versions = 0;
+  std::string storage = "sqlite";    // "sqlite" | "etcd": the store the keys were read from
+  std::int64_t etcd_revision = 0;    // storage etcd: the revision every key was read at (> 0)
   std::vector<SnapshotSection> sections;
   std::string content_sha256;
   friend bool operator==(const SnapshotManifest&, const SnapshotManifest&) = default;
@@ -82,7 +90,18 @@ struct SnapshotInput {
   std::int64_t created_unix_ms = 0;
   std::string host;
   std::string cluster_id;
+  std::string storage = "sqlite";  // "sqlite" | "etcd"
+  std::int64_t etcd_revision = 0;  // storage etcd: the revision read (> 0)
 };
+
+// A keyring database image holding exactly `keys` (built in memory, each key
+// checked as a new key is): the "keyring" section of a snapshot of a store
+// that is not SQLite (storage: etcd). Blocking.
+Result<std::vector<std::uint8_t>> keyring_image(const std::vector<KeyRecord>& keys);
+
+// The key records of a parsed snapshot's keyring section, by name (to
+// restore them into another store). invalid_argument if it does not open.
+Result<std::vector<KeyRecord>> snapshot_keys(const SnapshotView& snapshot);
 
 // Builds a snapshot file: counts the keys and versions of the keyring image
 // and records `root_kcv` (the current root's check value).

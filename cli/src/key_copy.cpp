@@ -1,0 +1,145 @@
+// Copying key records into a state store (key_copy.hpp).
+#include "key_copy.hpp"
+
+#include <map>
+
+#include "util.hpp"
+
+namespace rootseal::cli {
+
+using kms::Errc;
+using kms::fail;
+
+namespace {
+
+constexpr std::size_t kNamesShown = 10;
+
+}  // namespace
+
+// Why two records of one key differ ("" when identical).
+std::string key_difference(const kms::KeyRecord& source, const kms::KeyRecord& target) {
+  if (source.type != target.type) return "another key type";
+  if (source.derived != target.derived) return "derived differs";
+  if (source.created_unix != target.created_unix) return "another creation time";
+  if (source.versions.size() != target.versions.size()) {
+    return std::to_string(target.versions.size()) + " versions in the target, " +
+           std::to_string(source.versions.size()) + " in the source";
+  }
+  for (std::size_t i = 0; i < source.versions.size(); ++i) {
+    const auto& a = source.versions[i];
+    const auto& b = target.versions[i];
+    if (a.version != b.version || a.created_unix != b.created_unix || a.wrapped_key != b.wrapped_key ||
+        a.root_kcv != b.root_kcv) {
+      return "version " + std::to_string(a.version) + " differs";
+    }
+  }
+  if (!(source.config == target.config)) return "its config differs";
+  return {};
+}
+
+std::string name_list(const std::vector<std::string>& names) {
+  std::string out;
+  for (std::size_t i = 0; i < names.size() && i < kNamesShown; ++i) out += (i == 0 ? "" : ", ") + names[i];
+  if (names.size() > kNamesShown) out += ", and " + std::to_string(names.size() - kNamesShown) + " more";
+  return out;
+}
+
+kms::Result<void> refuse_registered_hosts(const etcdstore::EtcdStore::ClusterView& view, const std::string& prefix,
+                                          std::string_view what) {
+  if (view.members.empty()) return {};
+  std::vector<std::string> hosts;
+  for (const auto& m : view.members) hosts.push_back(m.host_id);
+  return fail(Errc::conflict, std::to_string(hosts.size()) +
+                                  (hosts.size() == 1 ? " rootseald host is" : " rootseald hosts are") +
+                                  " registered in etcd (" + name_list(hosts) + " under " + prefix +
+                                  "members/): stop them first; " + std::string(what) +
+                                  " is offline (a host stopped cleanly leaves at once, a killed one when its lease "
+                                  "expires: etcd.member_ttl)");
+}
+
+kms::Result<Copied> copy_keys(const std::vector<kms::KeyRecord>& source, const std::vector<kms::KeyRecord>& existing,
+                              kms::StateStore& to, std::string_view crash_tag) {
+  std::map<std::string, const kms::KeyRecord*, std::less<>> at_target;
+  for (const auto& k : existing) at_target.emplace(k.name, &k);
+  Copied out;
+  std::vector<std::string> conflicts;
+  std::vector<const kms::KeyRecord*> todo;
+  for (const auto& k : source) {
+    const auto it = at_target.find(k.name);
+    if (it == at_target.end()) {
+      todo.push_back(&k);
+      continue;
+    }
+    const std::string why = key_difference(k, *it->second);
+    if (!why.empty()) conflicts.push_back("'" + k.name + "' (" + why + ")");
+    ++out.present;
+  }
+  out.others = existing.size() - out.present;
+  if (!conflicts.empty()) {
+    const bool one = conflicts.size() == 1;
+    return fail(Errc::conflict, std::to_string(conflicts.size()) + (one ? " key exists" : " keys exist") +
+                                    " in the target with other contents and " + (one ? "is" : "are") +
+                                    " not overwritten: " + name_list(conflicts) + "; nothing copied");
+  }
+  for (const kms::KeyRecord* k : todo) {
+    auto r = to.create_key(*k);
+    if (!r && r.error().code == Errc::already_exists) {
+      // Made meanwhile (a host of the target cluster): the same record, or a conflict.
+      ROOTSEAL_LET(now, to.find(k->name));
+      if (now) {
+        const std::string why = key_difference(*k, *now);
+        if (!why.empty()) {
+          return fail(Errc::conflict, "key '" + k->name +
+                                          "' was created in the target meanwhile with other contents (" + why +
+                                          "); not overwritten; " + std::to_string(out.copied) + " keys copied so far");
+        }
+        ++out.present;
+        continue;
+      }
+    }
+    if (!r) {
+      return fail(r.error().code, "key '" + k->name + "': " + r.error().message + "; " + std::to_string(out.copied) +
+                                      " keys copied so far: run the command again to resume");
+    }
+    ++out.copied;
+    crash_point(std::string(crash_tag) + "-" + std::to_string(out.copied));
+  }
+  return out;
+}
+
+kms::Result<std::size_t> unwrap_all(const std::vector<kms::KeyRecord>& records, kms::RootOfTrust& root,
+                                    const std::string& where) {
+  std::size_t versions = 0;
+  for (const auto& k : records) {
+    for (const auto& v : k.versions) {
+      auto kek = root.unwrap(v.wrapped_key);
+      if (!kek) {
+        return fail(kek.error().code, "key '" + k.name + "' version " + std::to_string(v.version) + " in " + where +
+                                          " does not unwrap with the root key: " + kek.error().message);
+      }
+      ++versions;
+    }
+  }
+  return versions;
+}
+
+kms::Result<std::size_t> verify_copies(const std::vector<kms::KeyRecord>& source,
+                                       const std::vector<kms::KeyRecord>& after, kms::RootOfTrust& root,
+                                       const std::string& where) {
+  std::map<std::string, const kms::KeyRecord*, std::less<>> at_target;
+  for (const auto& k : after) at_target.emplace(k.name, &k);
+  std::vector<kms::KeyRecord> copies;
+  copies.reserve(source.size());
+  for (const auto& k : source) {
+    const auto it = at_target.find(k.name);
+    if (it == at_target.end()) return fail(Errc::not_found, "verification: key '" + k.name + "' is not in " + where);
+    const std::string why = key_difference(k, *it->second);
+    if (!why.empty()) return fail(Errc::conflict, "verification: key '" + k.name + "' in " + where + ": " + why);
+    copies.push_back(*it->second);
+  }
+  auto n = unwrap_all(copies, root, where);
+  if (!n) return fail(n.error().code, "verification: " + n.error().message);
+  return n;
+}
+
+}  // namespace rootseal::cli

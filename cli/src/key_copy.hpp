@@ -1,0 +1,54 @@
+// rootseal::cli — copying key records into a state store, offline: shared by
+// `rootseal storage migrate` (SQLite <-> etcd) and `rootseal snapshot restore`
+// into an etcd prefix. Every step is idempotent: a key the target holds
+// identical is skipped, one it holds different is refused (never
+// overwritten), so an interrupted run is resumed by running it again.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rootseal/etcdstore/etcd_store.hpp"
+#include "rootseal/kms/error.hpp"
+#include "rootseal/kms/root_of_trust.hpp"
+#include "rootseal/kms/state_store.hpp"
+
+namespace rootseal::cli {
+
+// Why two records of one key differ ("" when identical).
+std::string key_difference(const kms::KeyRecord& source, const kms::KeyRecord& target);
+
+// "a, b, c, and 7 more" (at most 10 names).
+std::string name_list(const std::vector<std::string>& names);
+
+// conflict while any rootseald host is registered under <prefix>members/:
+// `what` ("the migration", "the restore") is offline.
+kms::Result<void> refuse_registered_hosts(const etcdstore::EtcdStore::ClusterView& view, const std::string& prefix,
+                                          std::string_view what);
+
+struct Copied {
+  std::size_t copied = 0;
+  std::size_t present = 0;
+  std::size_t others = 0;  // keys of the target that the source does not have
+};
+
+// Creates every key of `source` that `existing` (the target's keys, read
+// before) lacks; a key held identical counts as present; one held different
+// is refused with its name before anything is written. After each key
+// created: crash_point(<crash_tag>-<count>) (tests).
+kms::Result<Copied> copy_keys(const std::vector<kms::KeyRecord>& source, const std::vector<kms::KeyRecord>& existing,
+                              kms::StateStore& to, std::string_view crash_tag);
+
+// Every version of `records` unwraps with the root; how many.
+kms::Result<std::size_t> unwrap_all(const std::vector<kms::KeyRecord>& records, kms::RootOfTrust& root,
+                                    const std::string& where);
+
+// The read-back check: every key of `source` is in `after` (the target's
+// keys, read again), identical, and every version unwraps with the root.
+kms::Result<std::size_t> verify_copies(const std::vector<kms::KeyRecord>& source,
+                                       const std::vector<kms::KeyRecord>& after, kms::RootOfTrust& root,
+                                       const std::string& where);
+
+}  // namespace rootseal::cli
