@@ -197,6 +197,10 @@ kms::Result<std::string> migrate(const StorageCommands& c) {
   crash_point("migrate-copied-all");
   ROOTSEAL_LET(after, s.to->load_all());
   ROOTSEAL_LET(versions, verify_copies(source, after, *root.root, to_where));
+  // The tokens made with rootseal token create (hashes): shared in etcd,
+  // tokens.db on a SQLite host.
+  ROOTSEAL_LET(tokens, daemon::copy_created_tokens(p.state_dir / "tokens.db", cfg.etcd, p.to_etcd));
+  crash_point("migrate-tokens-copied");
 
   std::string out = "migrated " + from_where + " -> " + to_where + "\n  " + std::to_string(source.size()) +
                     " keys: " + std::to_string(copied.copied) + " copied, " + std::to_string(copied.present) +
@@ -206,8 +210,9 @@ kms::Result<std::string> migrate(const StorageCommands& c) {
                     "\n  " + std::to_string(versions) + " versions: every one unwraps with " + root.what +
                     " (check value " + kcv + ")\n";
   if (!cluster_id.empty()) out += "  cluster id " + cluster_id + "\n";
-  out += "  per host, not copied: tokens.db (tokens made with rootseal token create), the audit log, "
-         "tpm-root.seal; the source is left as it was\n";
+  out += "  created tokens (hashes): " + std::to_string(tokens.copied) + " copied, " + std::to_string(tokens.present) +
+         " already there and identical\n";
+  out += "  per host, not copied: the audit log, tpm-root.seal; the source is left as it was\n";
   out += p.to_etcd ? "  next: start rootseald with this configuration (storage: etcd) on every host\n"
                    : "  next: set storage: sqlite (remove the etcd section) and start rootseald\n";
   return out;

@@ -24,6 +24,8 @@ bool same(const StoredToken& a, const StoredToken& b) {
 
 kms::Result<TokensCopied> copy_created_tokens(const std::filesystem::path& tokens_db, const EtcdSection& etcd,
                                               bool to_etcd) {
+  std::error_code ec;
+  if (to_etcd && !std::filesystem::exists(tokens_db, ec)) return TokensCopied{};  // none were created
   etcd::ClientConfig client;
   ROOTSEAL_TRY_ASSIGN(client, etcd_client_config(etcd));
   std::unique_ptr<EtcdTokenDb> on_etcd;

@@ -301,11 +301,31 @@ class MigrateTest(unittest.TestCase):
         for key, allowed in configs.items():
             self.assertEqual(host.ok("GET", "/v1/transit/keys/" + key)["data"]["deletion_allowed"], allowed, key)
 
+    @staticmethod
+    def created_token_works(host, token):
+        """An encrypt with a token made by rootseal token create: its HTTP status."""
+        conn = http.client.HTTPConnection("127.0.0.1", host.port, timeout=30)
+        try:
+            conn.request("POST", "/v1/transit/encrypt/k0001", body=json.dumps({"plaintext": "eA=="}),
+                         headers={"X-Vault-Token": token, "Content-Type": "application/json"})
+            r = conn.getresponse()
+            r.read()
+            return r.status
+        finally:
+            conn.close()
+
     def test_round_trip_with_kills(self):
         state1 = os.path.join(self.dir, "state-1")
         state2 = os.path.join(self.dir, "state-2")
         host = self.start("sqlite-1", state1, "sqlite", generate_key=True)
         cts, configs = self.make_keys(host)
+        # A token made with rootseal token create (kept in state-1/tokens.db) moves with the keys.
+        made = subprocess.run([ROOTSEAL, "token", "create", "--policy", "root", "--display-name", "moves",
+                               "--socket", os.path.join(state1, "admin.sock"), "--json"],
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual(made.returncode, 0, made.stderr)
+        created = json.loads(made.stdout)["token"]
+        self.assertEqual(self.created_token_works(host, created), 200)
         cluster = host.cluster_id()
         status = self.cluster_status(state1)
         self.assertEqual((status["storage"], status["ha_enabled"], status["cluster_id"]), ("sqlite", False, cluster))
@@ -324,6 +344,7 @@ class MigrateTest(unittest.TestCase):
         self.assertEqual(rc, 0, err)
         self.assertIn("0 copied, %d already there" % KEYS, out)
         self.assertIn("cluster id " + cluster, out)
+        self.assertIn("created tokens (hashes): 0 copied, 1 already there and identical", out)
         values = self.etcd_keys()
         self.assertEqual(len(values), KEYS)
         for raw in values.values():
@@ -332,6 +353,10 @@ class MigrateTest(unittest.TestCase):
         # rootseald on etcd opens everything, under the same cluster id.
         host = self.start("etcd-1", state1, "etcd")
         self.assertEqual(host.cluster_id(), cluster)
+        self.assertEqual(self.created_token_works(host, created), 200)
+        # The tokens.db left in the state folder was found in etcd already: renamed, not imported twice.
+        self.assertTrue(os.path.exists(os.path.join(state1, "tokens.db.imported")))
+        self.assertFalse(os.path.exists(os.path.join(state1, "tokens.db")))
         # While it runs (registered in etcd), etcd is not migrated away.
         poll(lambda: len(self.cluster_status(state1).get("members", [])) == 1, "the host registered", 30)
         rc, _, err = self.run_migrate(state2, "sqlite")
@@ -354,6 +379,7 @@ class MigrateTest(unittest.TestCase):
             self.assertEqual(f.read().strip(), cluster)
         host = self.start("sqlite-2", state2, "sqlite")
         self.assertEqual(host.cluster_id(), cluster)
+        self.assertEqual(self.created_token_works(host, created), 200)
         self.check_all(host, cts, configs)
         host.stop()
 
