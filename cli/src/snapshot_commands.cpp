@@ -252,6 +252,9 @@ kms::Result<std::string> restore_into_etcd(const daemon::Config& cfg, const std:
                                     " (written meanwhile?); the restore mark stays: run again");
   }
   ROOTSEAL_LET(versions, verify_copies(keys, after.keys, root, where));
+  // The tokens made with rootseal token create (hashes), under the mark too.
+  ROOTSEAL_LET(tokens, daemon::restore_created_tokens(view.section("tokens"), cfg.etcd, force));
+  crash_point("restore-tokens-copied");
   ROOTSEAL_TRY(store->unmark_restoring());
   std::string out = "restored into " + where + " at revision " + std::to_string(after.revision) + "\n  " +
                     std::to_string(keys.size()) + " keys: " + std::to_string(copied.copied) + " written, " +
@@ -259,9 +262,8 @@ kms::Result<std::string> restore_into_etcd(const daemon::Config& cfg, const std:
                     (doomed.empty() ? "" : ", " + std::to_string(doomed.size()) + " replaced or removed (--force)") +
                     "\n  " + std::to_string(versions) + " versions read back: every one unwraps\n";
   if (!m.cluster_id.empty()) out += "  cluster id " + m.cluster_id + "\n";
-  if (!view.section("tokens").empty()) {
-    out += "  not restored: the snapshot's tokens.db (tokens are per host with storage: etcd)\n";
-  }
+  out += "  created tokens (hashes): " + std::to_string(tokens.copied) + " written, " + std::to_string(tokens.present) +
+         " already there and identical\n";
   out += "  next: start rootseald with this configuration on every host\n";
   return out;
 }

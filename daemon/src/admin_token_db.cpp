@@ -7,6 +7,9 @@
 
 #include <boost/json.hpp>
 
+#include "rootseal/kms/snapshot.hpp"
+
+#include <algorithm>
 #include <mutex>
 
 namespace rootseal::daemon {
@@ -61,6 +64,60 @@ std::vector<std::string> policies_from_json(const std::string& text) {
   return out;
 }
 
+constexpr const char* kSchema =
+    "CREATE TABLE IF NOT EXISTS tokens ("
+    "  hash TEXT PRIMARY KEY,"
+    "  accessor TEXT NOT NULL UNIQUE,"
+    "  display_name TEXT NOT NULL,"
+    "  policies TEXT NOT NULL,"
+    "  creation_time INTEGER NOT NULL,"
+    "  ttl_s INTEGER NOT NULL,"
+    "  expire_time INTEGER NOT NULL,"
+    "  renewable INTEGER NOT NULL);";
+
+kms::Result<std::vector<StoredToken>> load_rows(sqlite3* db) {
+  Stmt st(db,
+          "SELECT hash, accessor, display_name, policies, creation_time, ttl_s, expire_time, renewable "
+          "FROM tokens ORDER BY creation_time, accessor");
+  if (!st.ok()) return std::unexpected(sql_fail(db, "load").error());
+  std::vector<StoredToken> out;
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+    StoredToken t;
+    t.hash = st.column_text(0);
+    t.info.accessor = st.column_text(1);
+    t.info.display_name = st.column_text(2);
+    t.info.policies = policies_from_json(st.column_text(3));
+    t.info.creation_time = sqlite3_column_int64(st.get(), 4);
+    t.info.ttl_s = sqlite3_column_int64(st.get(), 5);
+    t.info.expire_time = sqlite3_column_int64(st.get(), 6);
+    t.info.renewable = sqlite3_column_int64(st.get(), 7) != 0;
+    t.info.root = std::find(t.info.policies.begin(), t.info.policies.end(), "root") != t.info.policies.end();
+    t.info.persistent = true;
+    if (t.hash.size() != 64 || t.info.accessor.empty()) continue;  // not ours; never trusted
+    out.push_back(std::move(t));
+  }
+  if (rc != SQLITE_DONE) return std::unexpected(sql_fail(db, "load").error());
+  return out;
+}
+
+kms::Result<void> insert_row(sqlite3* db, const std::string& hash, const TokenInfo& info) {
+  Stmt st(db,
+          "INSERT INTO tokens (hash, accessor, display_name, policies, creation_time, ttl_s, expire_time, "
+          "renewable) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  if (!st.ok()) return sql_fail(db, "insert");
+  st.text(1, hash);
+  st.text(2, info.accessor);
+  st.text(3, info.display_name);
+  st.text(4, policies_json(info.policies));
+  st.integer(5, info.creation_time);
+  st.integer(6, info.ttl_s);
+  st.integer(7, info.expire_time);
+  st.integer(8, info.renewable ? 1 : 0);
+  if (sqlite3_step(st.get()) != SQLITE_DONE) return sql_fail(db, "insert");
+  return {};
+}
+
 class SqliteTokenDb final : public TokenDb {
  public:
   explicit SqliteTokenDb(sqlite3* db) : db_(db) {}
@@ -93,19 +150,8 @@ kms::Result<std::unique_ptr<TokenDb>> TokenDb::open(const std::filesystem::path&
   const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr);
   std::unique_ptr<TokenDb> db = std::make_unique<SqliteTokenDb>(raw);
   if (rc != SQLITE_OK) return fail(Errc::storage_failure, "token store: cannot open " + path.string());
-  const char* setup =
-      "PRAGMA journal_mode=WAL;"
-      "PRAGMA synchronous=FULL;"
-      "CREATE TABLE IF NOT EXISTS tokens ("
-      "  hash TEXT PRIMARY KEY,"
-      "  accessor TEXT NOT NULL UNIQUE,"
-      "  display_name TEXT NOT NULL,"
-      "  policies TEXT NOT NULL,"
-      "  creation_time INTEGER NOT NULL,"
-      "  ttl_s INTEGER NOT NULL,"
-      "  expire_time INTEGER NOT NULL,"
-      "  renewable INTEGER NOT NULL);";
-  if (sqlite3_exec(raw, setup, nullptr, nullptr, nullptr) != SQLITE_OK) {
+  const std::string setup = std::string("PRAGMA journal_mode=WAL;PRAGMA synchronous=FULL;") + kSchema;
+  if (sqlite3_exec(raw, setup.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
     return std::unexpected(sql_fail(raw, "set-up").error());
   }
   // The WAL and shared-memory files SQLite just made: private too.
@@ -118,45 +164,12 @@ kms::Result<std::unique_ptr<TokenDb>> TokenDb::open(const std::filesystem::path&
 
 kms::Result<std::vector<StoredToken>> SqliteTokenDb::load_all() {
   std::lock_guard lock(mu_);
-  Stmt st(db_, "SELECT hash, accessor, display_name, policies, creation_time, ttl_s, expire_time, renewable "
-               "FROM tokens ORDER BY creation_time, accessor");
-  if (!st.ok()) return std::unexpected(sql_fail(db_, "load").error());
-  std::vector<StoredToken> out;
-  int rc = SQLITE_ROW;
-  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
-    StoredToken t;
-    t.hash = st.column_text(0);
-    t.info.accessor = st.column_text(1);
-    t.info.display_name = st.column_text(2);
-    t.info.policies = policies_from_json(st.column_text(3));
-    t.info.creation_time = sqlite3_column_int64(st.get(), 4);
-    t.info.ttl_s = sqlite3_column_int64(st.get(), 5);
-    t.info.expire_time = sqlite3_column_int64(st.get(), 6);
-    t.info.renewable = sqlite3_column_int64(st.get(), 7) != 0;
-    t.info.root = std::find(t.info.policies.begin(), t.info.policies.end(), "root") != t.info.policies.end();
-    t.info.persistent = true;
-    if (t.hash.size() != 64 || t.info.accessor.empty()) continue;  // not ours; never trusted
-    out.push_back(std::move(t));
-  }
-  if (rc != SQLITE_DONE) return std::unexpected(sql_fail(db_, "load").error());
-  return out;
+  return load_rows(db_);
 }
 
 kms::Result<void> SqliteTokenDb::insert(const std::string& hash, const TokenInfo& info) {
   std::lock_guard lock(mu_);
-  Stmt st(db_, "INSERT INTO tokens (hash, accessor, display_name, policies, creation_time, ttl_s, expire_time, "
-               "renewable) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
-  if (!st.ok()) return sql_fail(db_, "insert");
-  st.text(1, hash);
-  st.text(2, info.accessor);
-  st.text(3, info.display_name);
-  st.text(4, policies_json(info.policies));
-  st.integer(5, info.creation_time);
-  st.integer(6, info.ttl_s);
-  st.integer(7, info.expire_time);
-  st.integer(8, info.renewable ? 1 : 0);
-  if (sqlite3_step(st.get()) != SQLITE_DONE) return sql_fail(db_, "insert");
-  return {};
+  return insert_row(db_, hash, info);
 }
 
 kms::Result<bool> SqliteTokenDb::remove(std::string_view accessor) {
@@ -185,6 +198,24 @@ kms::Result<std::size_t> SqliteTokenDb::purge_expired(std::int64_t now) {
   st.integer(1, now);
   if (sqlite3_step(st.get()) != SQLITE_DONE) return std::unexpected(sql_fail(db_, "purge").error());
   return static_cast<std::size_t>(sqlite3_changes(db_));
+}
+
+kms::Result<std::vector<std::uint8_t>> TokenDb::image_of(const std::vector<StoredToken>& tokens) {
+  return kms::build_sqlite_image([&](sqlite3* db) -> kms::Result<void> {
+    if (sqlite3_exec(db, kSchema, nullptr, nullptr, nullptr) != SQLITE_OK) return sql_fail(db, "set-up");
+    for (const auto& t : tokens) ROOTSEAL_TRY(insert_row(db, t.hash, t.info));
+    return {};
+  });
+}
+
+kms::Result<std::vector<StoredToken>> TokenDb::tokens_of_image(std::span<const std::uint8_t> image) {
+  std::vector<StoredToken> out;
+  auto read = kms::read_sqlite_image(image, [&](sqlite3* db) -> kms::Result<void> {
+    ROOTSEAL_TRY_ASSIGN(out, load_rows(db));
+    return {};
+  });
+  if (!read) return std::unexpected(read.error());
+  return out;
 }
 
 }  // namespace rootseal::daemon

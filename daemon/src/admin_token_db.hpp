@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,6 +39,11 @@ class TokenDb {
   // The SQLite file at `path`: creates it (0600) and the table if needed.
   // storage_failure on errors.
   static kms::Result<std::unique_ptr<TokenDb>> open(const std::filesystem::path& path);
+  // A tokens.db image holding `tokens` (built in memory): the tokens section
+  // of a snapshot of etcd; and the tokens of such an image (a snapshot's
+  // tokens section), invalid_argument if it does not open.
+  static kms::Result<std::vector<std::uint8_t>> image_of(const std::vector<StoredToken>& tokens);
+  static kms::Result<std::vector<StoredToken>> tokens_of_image(std::span<const std::uint8_t> image);
   virtual ~TokenDb() = default;
 
   virtual kms::Result<std::vector<StoredToken>> load_all() = 0;

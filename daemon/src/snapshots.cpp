@@ -1,6 +1,7 @@
 // Keyring snapshots: destinations, one verified snapshot, retention
 // (rootseal/daemon/snapshots.hpp).
 #include "rootseal/daemon/snapshots.hpp"
+#include "etcd_token_db.hpp"
 
 #include <unistd.h>
 
@@ -119,6 +120,13 @@ kms::Result<TakenSnapshot> take_etcd_snapshot(etcdstore::EtcdStore& store, kms::
   }
   kms::SnapshotInput in;
   ROOTSEAL_TRY_ASSIGN(in.keyring, kms::keyring_image(state.keys));
+  // The created tokens, at the same revision (a value that does not read is
+  // left out, as every host leaves it out).
+  std::vector<StoredToken> tokens;
+  for (const auto& [accessor, value] : state.tokens) {
+    if (auto t = parse_token_record(accessor, value)) tokens.push_back(std::move(*t));
+  }
+  if (!tokens.empty()) ROOTSEAL_TRY_ASSIGN(in.tokens, TokenDb::image_of(tokens));
   in.created_unix_ms = now_ms;
   in.host = this_host();
   in.cluster_id = state.cluster_id.value_or("");

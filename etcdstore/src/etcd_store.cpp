@@ -627,6 +627,14 @@ Result<EtcdStore::Snapshot> EtcdStore::read_snapshot() {
   ROOTSEAL_TRY_ASSIGN(out.cluster_id, impl_->value_at(impl_->prefix + "cluster/id", out.revision, false));
   ROOTSEAL_TRY_ASSIGN(out.root_kcv, impl_->value_at(impl_->root_kcv_key, out.revision, false));
   ROOTSEAL_TRY_ASSIGN(out.restoring, impl_->value_at(impl_->restoring_key, out.revision, false));
+  etcd::RangeRequest req;
+  const std::string tokens = impl_->prefix + "tokens/";
+  req.key = tokens;
+  req.range_end = etcd::prefix_end(tokens);
+  req.revision = out.revision;
+  auto r = impl_->run(impl_->client->range(std::move(req)));
+  if (!r) return std::unexpected(read_failed(r.error()));
+  for (auto& kv : r->kvs) out.tokens.emplace_back(kv.key.substr(tokens.size()), std::move(kv.value));
   return out;
 }
 

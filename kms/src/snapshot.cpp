@@ -326,6 +326,26 @@ Result<std::vector<std::uint8_t>> build_snapshot(const SnapshotInput& input, std
 
 Result<std::vector<std::uint8_t>> keyring_image(const std::vector<KeyRecord>& keys) { return sqlite_image_of(keys); }
 
+Result<std::vector<std::uint8_t>> build_sqlite_image(const std::function<Result<void>(sqlite3*)>& fill) {
+  ROOTSEAL_LET(db, open_memory_connection());
+  struct Close {
+    sqlite3* db;
+    ~Close() { ::sqlite3_close_v2(db); }
+  } close{db};
+  ROOTSEAL_TRY(fill(db));
+  return serialize_image(db);
+}
+
+Result<void> read_sqlite_image(std::span<const std::uint8_t> image, const std::function<Result<void>(sqlite3*)>& read) {
+  sqlite3* db = nullptr;
+  ROOTSEAL_TRY(open_memory_image(image, &db));
+  struct Close {
+    sqlite3* db;
+    ~Close() { ::sqlite3_close_v2(db); }
+  } close{db};
+  return read(db);
+}
+
 Result<std::vector<KeyRecord>> snapshot_keys(const SnapshotView& snapshot) {
   auto store = open_sqlite_image(snapshot.section("keyring"));
   if (!store) return fail(Errc::invalid_argument, "snapshot refused: section 'keyring': " + store.error().message);

@@ -147,6 +147,16 @@ class EtcdSnapshotTest(SnapshotHelpers, unittest.TestCase):
             return self.cli(args, d.env, pin=PIN, expect=expect)
         return self.cli(args, env, pin=PIN, expect=expect)
 
+    def create_token(self, d):
+        """A token made with rootseal token create over d's admin socket (kept by its store)."""
+        out, _ = self.cli(["token", "create", "--policy", "root", "--display-name", "snap", "--socket",
+                           d.p("admin.sock"), "--json"], d.env)
+        return json.loads(out)["token"]
+
+    def token_status(self, d, token):
+        """GET of a key that does not exist: 404 with a valid token, 403 without one."""
+        return d.call("GET", "/v1/transit/keys/nosuch", token=token, timeout=30).status
+
     def local_snapshots(self, d):
         folder = d.p("local-snapshots")
         return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
@@ -157,6 +167,8 @@ class EtcdSnapshotTest(SnapshotHelpers, unittest.TestCase):
         b = self.start(self.new_host("B"))
         recorded = self.make_keys(a, KEYS, VERSIONS)
         cluster_id = self.api(a, "GET", "/v1/sys/health")["cluster_id"]
+        created = self.create_token(a)  # in etcd, the cluster's: it goes into the snapshot
+        poll(lambda: self.token_status(b, created) == 404, "B accepts the token created on A")
 
         # A good snapshot taken after every key was written, by one of the two.
         done = time.time()
@@ -189,9 +201,10 @@ class EtcdSnapshotTest(SnapshotHelpers, unittest.TestCase):
         self.assertGreater(manifest["etcd_revision"], KEYS * VERSIONS)
         self.assertEqual((manifest["keys"], manifest["versions"]), (KEYS, KEYS * VERSIONS))
         self.assertEqual(manifest["cluster_id"], cluster_id)
-        self.assertEqual([s["name"] for s in manifest["sections"]], ["keyring"])  # tokens stay per host
+        self.assertEqual([s["name"] for s in manifest["sections"]], ["keyring", "tokens"])
         self.assertNotIn(PIN.encode(), newest)
         self.assertNotIn(self.token.encode(), newest)
+        self.assertNotIn(created.encode(), newest)  # its hash only
 
         # The taker SIGKILLed: its lock goes with its lease, the other host takes over.
         taker.proc.send_signal(signal.SIGKILL)
@@ -216,6 +229,7 @@ class EtcdSnapshotTest(SnapshotHelpers, unittest.TestCase):
         self.assertIn("restored into etcd", out)
         self.assertIn("%d keys: %d written, 0 already there" % (KEYS, KEYS), out)
         self.assertIn("cluster id " + cluster_id, out)
+        self.assertIn("created tokens (hashes): 1 written, 0 already there", out)
         self.assertEqual(len(self.keys_in_etcd()), KEYS)
         self.assertNotIn(PREFIX + "cluster/restoring", self.etcd_prefix())
         self.assertEqual(self.etcd_prefix()[PREFIX + "cluster/id"].decode(), cluster_id)
@@ -223,6 +237,7 @@ class EtcdSnapshotTest(SnapshotHelpers, unittest.TestCase):
         c = self.start(self.new_host("C", snapshots=False))
         self.assertEqual(self.api(c, "GET", "/v1/sys/health")["cluster_id"], cluster_id)
         self.decrypt_all(c, recorded)
+        self.assertEqual(self.token_status(c, created), 404)  # accepted (the key does not exist), not 403
 
         # A prefix holding another key: refused without --force, nothing written; --force replaces it.
         self.make_keys(c, 1, 1, stem="extra")
@@ -256,6 +271,7 @@ class EtcdSnapshotTest(SnapshotHelpers, unittest.TestCase):
         s = self.start(self.new_host("S", storage="sqlite"))
         recorded = self.make_keys(s, 12, 3, stem="sq")
         sqlite_cluster = self.api(s, "GET", "/v1/sys/health")["cluster_id"]
+        created = self.create_token(s)  # in S's tokens.db: the snapshot's tokens section
         done = time.time()
         self.wait_metric(s, lambda m: m["rootseal_snapshot_last_good_timestamp_seconds"] > done + 1,
                          "a snapshot of the SQLite host")
@@ -281,11 +297,12 @@ class EtcdSnapshotTest(SnapshotHelpers, unittest.TestCase):
         poll(lambda: not self.members(), "no host registered")
         out, _ = self.restore(e, ["--file", snap])
         self.assertIn("12 keys: 7 written, 5 already there and identical", out)
-        self.assertIn("not restored: the snapshot's tokens.db", out)
+        self.assertIn("created tokens (hashes): 1 written, 0 already there", out)
         self.assertNotIn(PREFIX + "cluster/restoring", self.etcd_prefix())
         self.start(e)
         self.assertEqual(self.api(e, "GET", "/v1/sys/health")["cluster_id"], sqlite_cluster)
         self.decrypt_all(e, recorded)
+        self.assertEqual(self.token_status(e, created), 404)  # accepted on etcd, not 403
         more = self.make_keys(e, 3, 2, stem="on-etcd")
 
         # And back: a snapshot of the etcd keyring restored into an empty SQLite state folder.
@@ -306,6 +323,7 @@ class EtcdSnapshotTest(SnapshotHelpers, unittest.TestCase):
         self.start(q)
         self.assertEqual(self.api(q, "GET", "/v1/sys/health")["cluster_id"], sqlite_cluster)
         self.decrypt_all(q, recorded + more)
+        self.assertEqual(self.token_status(q, created), 404)  # the etcd snapshot's tokens, back in a tokens.db
 
 
 if __name__ == "__main__":

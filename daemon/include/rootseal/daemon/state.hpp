@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <span>
 #include <string_view>
 
 #include "rootseal/daemon/config.hpp"
@@ -52,5 +53,10 @@ struct TokensCopied {
 };
 kms::Result<TokensCopied> copy_created_tokens(const std::filesystem::path& tokens_db, const EtcdSection& etcd,
                                               bool to_etcd);
+// A snapshot's tokens section (a tokens.db image) into etcd (rootseal
+// snapshot restore into a prefix): as above; with `force`, a token held with
+// other contents is replaced by the snapshot's.
+kms::Result<TokensCopied> restore_created_tokens(std::span<const std::uint8_t> tokens_image, const EtcdSection& etcd,
+                                                 bool force);
 
 }  // namespace rootseal::daemon

@@ -27,6 +27,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 #include <string>
 
@@ -90,6 +91,9 @@ class EtcdStore final : public kms::StateStore {
     std::optional<std::string> cluster_id;
     std::optional<std::string> root_kcv;
     std::optional<std::string> restoring;  // the restore mark (see mark_restoring) at that revision
+    // The created tokens' values (<prefix>tokens/<accessor>, the daemon's
+    // records) at that revision: accessor -> value, unparsed.
+    std::vector<std::pair<std::string, std::string>> tokens;
     std::int64_t revision = 0;
   };
   kms::Result<Snapshot> read_snapshot();

@@ -8,8 +8,9 @@
 // Sections are SQLite database images: "keyring" (rootseal.db, required) and
 // "tokens" (tokens.db, optional: token hashes only). A snapshot of an etcd
 // keyring (storage: etcd) has the same form: its key records, read at one
-// etcd revision, are written into a keyring image built in memory; it has no
-// tokens section (tokens.db stays per host). The manifest's "storage" says
+// etcd revision, are written into a keyring image built in memory, and its
+// created tokens (<prefix>tokens/, at the same revision) into a tokens.db
+// image (the daemon builds it: build_sqlite_image). The manifest's "storage" says
 // where the keys came from ("sqlite" or "etcd"; absent in the first
 // snapshots: sqlite) and, for etcd, "etcd_revision" the revision read. The manifest records the
 // size and SHA-256 of each section and the SHA-256 of all bytes after the
@@ -22,6 +23,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -30,6 +32,8 @@
 #include "rootseal/kms/error.hpp"
 #include "rootseal/kms/root_of_trust.hpp"
 #include "rootseal/kms/state_store.hpp"
+
+struct sqlite3;
 
 namespace rootseal::kms {
 
@@ -72,6 +76,13 @@ bool is_snapshot_object_name(std::string_view name) noexcept;
 // while other connections write), vacuumed (no free pages) and marked as a
 // rollback-journal database, as bytes. not_found when the file is absent.
 Result<std::vector<std::uint8_t>> backup_sqlite_image(const std::filesystem::path& path);
+
+// Other SQLite images (the tokens section, built by the daemon): `fill` gets
+// a private in-memory connection and creates what the image holds; `read`
+// gets a copy of an intact image (integrity-checked) opened in memory.
+// invalid_argument when the image does not open.
+Result<std::vector<std::uint8_t>> build_sqlite_image(const std::function<Result<void>(sqlite3*)>& fill);
+Result<void> read_sqlite_image(std::span<const std::uint8_t> image, const std::function<Result<void>(sqlite3*)>& read);
 
 // A parsed snapshot: the manifest and its sections (views into the input).
 struct SnapshotView {
