@@ -36,6 +36,8 @@
 #   RESULTS=FILE                also write the result tables (markdown) to FILE
 #   KEEP=1                      keep the temporary folder (certs, config, logs)
 #   AUDIT=0                     run rootseald without its audit log (diagnosis only; production audits)
+#   STORAGE=etcd                rootseald's keyring on a three-member etcd started here on loopback
+#                               (/usr/bin/etcd); compare the ratios of a STORAGE=sqlite run (the default)
 set -euo pipefail
 
 BUILD=$(cd "${1:?usage: bench/load.sh BUILD_DIR}" && pwd)
@@ -104,6 +106,30 @@ chmod 600 "$DIR/pin"
 TOKEN=$(openssl rand -hex 32)
 TOKEN_SHA=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
 
+STORAGE=${STORAGE:-sqlite}
+STORAGE_YAML=""
+if [[ $STORAGE == etcd ]]; then
+  command -v etcd >/dev/null || { echo "load.sh: etcd is not installed (scripts/install-deps)" >&2; exit 1; }
+  CLUSTER=""
+  declare -a ETCD_CLIENT ETCD_PEER
+  for i in 0 1 2; do
+    ETCD_CLIENT[i]=$(free_port)
+    ETCD_PEER[i]=$(free_port)
+    CLUSTER+="${CLUSTER:+,}m$i=http://127.0.0.1:${ETCD_PEER[i]}"
+  done
+  ENDPOINTS=""
+  for i in 0 1 2; do
+    etcd --name "m$i" --data-dir "$DIR/etcd-$i" --listen-client-urls "http://127.0.0.1:${ETCD_CLIENT[i]}" \
+      --advertise-client-urls "http://127.0.0.1:${ETCD_CLIENT[i]}" \
+      --listen-peer-urls "http://127.0.0.1:${ETCD_PEER[i]}" \
+      --initial-advertise-peer-urls "http://127.0.0.1:${ETCD_PEER[i]}" \
+      --initial-cluster "$CLUSTER" --initial-cluster-state new >"$DIR/etcd-$i.log" 2>&1 &
+    PIDS+=("$!")
+    ENDPOINTS+="${ENDPOINTS:+, }\"http://127.0.0.1:${ETCD_CLIENT[i]}\""
+  done
+  STORAGE_YAML=$(printf 'storage: etcd\netcd:\n  endpoints: [%s]\n  prefix: /rootseal-bench/\n' "$ENDPOINTS")
+fi
+
 RS_PORT=$(free_port)
 BL_PORT=$(free_port)
 cat >"$DIR/rootseald.yaml" <<EOF
@@ -124,6 +150,7 @@ $( [[ ${AUDIT:-1} == 1 ]] && printf 'audit:\n  file: %s/audit.log\n' "$DIR" )
 log:
   level: warn
 io_threads: $SERVER_THREADS
+$STORAGE_YAML
 tokens:
   - name: load
     sha256: $TOKEN_SHA
@@ -302,7 +329,7 @@ for s in "${SCENARIOS[@]}"; do
     'BEGIN {printf "| %s | %.0f | %.2f | %.0f | %.2f | %.2f | %.0f |", s, r, x, i, p50 / 1000, p99 / 1000, cpu * 1e6 / n}')
 done
 echo
-echo "median of $ROUNDS rounds, $DURATION each, $CONNECTIONS connections:"
+echo "median of $ROUNDS rounds, $DURATION each, $CONNECTIONS connections, storage $STORAGE:"
 echo "$TABLE"
 if ((PACED)); then
   echo
@@ -346,7 +373,7 @@ fi
 if [[ -n $RESULTS ]]; then
   {
     echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, load average at end $(loadavg)"
-    echo "server threads $SERVER_THREADS, CPUs ${SERVER_CPUS:-any}; wrk $THREADS threads, $CONNECTIONS connections, CPUs ${CLIENT_CPUS:-any}; median of $ROUNDS rounds of $DURATION"
+    echo "storage $STORAGE; server threads $SERVER_THREADS, CPUs ${SERVER_CPUS:-any}; wrk $THREADS threads, $CONNECTIONS connections, CPUs ${CLIENT_CPUS:-any}; median of $ROUNDS rounds of $DURATION"
     echo
     echo "$TABLE"
     if ((PACED)); then printf '\n%s\n' "$PACED_TABLE"; fi
