@@ -45,8 +45,7 @@ std::optional<std::int64_t> non_negative(const json::object& o, std::string_view
 
 // etcd's failures, named for the operator: a token change waits for etcd.
 kms::Error token_failure(const kms::Error& e, std::string_view what) {
-  return kms::Error(e.code == Errc::unavailable ? Errc::unavailable : e.code,
-                    "token store (etcd): " + std::string(what) + ": " + e.message);
+  return kms::Error(e.code, "token store (etcd): " + std::string(what) + ": " + e.message);
 }
 
 }  // namespace

@@ -8,8 +8,8 @@
 // never the token itself. Creation is a txn on create_revision == 0; a
 // renewal or a purge compares the mod_revision it read, so a renewal on one
 // host and a purge on another never lose the renewal. A value that does not
-// parse, or whose accessor is not its key's, is ignored (logged by the
-// caller from load_all's `ignored`), never trusted.
+// parse, or whose accessor is not its key's, is left out (counted:
+// ignored()), never trusted.
 //
 // The watch covers <prefix>tokens/ from the revision of the last load_all;
 // `changed` runs on the store's own thread after each batch of events (and
