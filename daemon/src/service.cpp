@@ -278,15 +278,15 @@ kms::Result<void> Service::open_tokens() {
 
 // A tokens.db from before (a host that ran on SQLite, or a release that kept
 // tokens per host with storage: etcd): its tokens join the cluster's, and the
-// file is renamed so that it is not imported again. Tried again at the next
-// start if etcd does not answer now.
+// file is renamed so that it is not imported again. Tried again with the
+// next reload if etcd does not answer now.
 void Service::import_token_file() {
   const auto file = config_.state_dir / "tokens.db";
   std::error_code ec;
   if (!std::filesystem::exists(file, ec)) return;
   auto copied = copy_created_tokens(file, config_.etcd, true);
   if (!copied) {
-    log::warn("tokens.db not imported into etcd; tried again at the next start",
+    log::warn("tokens.db not imported into etcd yet; tried again",
               {{"file", file.string()}, {"reason", copied.error().message}});
     return;
   }
@@ -298,6 +298,7 @@ void Service::import_token_file() {
 }
 
 void Service::reload_tokens() {
+  if (config_.storage == "etcd") import_token_file();  // one left because etcd did not answer at start
   auto r = tokens_.reload();
   if (r) return;
   log::warn("created tokens not reloaded; retried", {{"reason", r.error().message}});
