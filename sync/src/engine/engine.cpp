@@ -275,6 +275,14 @@ class KubeFacade final : public reconcile::KubeApi {
     }
     co_return out;
   }
+  Task<kube::ServiceAccountToken> create_token(std::string_view ns, std::string_view name,
+                                               std::span<const std::string> audiences,
+                                               std::int64_t expiration_seconds) override {
+    const json::value body = kube::token_request_body(audiences, expiration_seconds);
+    auto r = co_await client_->create_subresource(kube::serviceaccounts_gvr(), ns, name, "token", body, true);
+    if (!r) co_return std::unexpected(r.error().to_error());
+    co_return kube::parse_token_request_answer(*r);
+  }
   Task<ObjectPtr> create_secret(std::string_view ns, const json::value& secret, std::string_view fm) override {
     kube::WriteOptions o;
     o.field_manager = fm;  // a view of the caller's named string, alive across the call

@@ -585,6 +585,84 @@ Result<SecretKeyRef> key_ref(const Obj& o, StoreKind kind, const std::string& ow
   return r;
 }
 
+// ESO's ServiceAccountSelector {name, namespace, audiences}; a namespaced
+// SecretStore may name its own namespace only (ESO's message otherwise).
+Result<ServiceAccountRef> service_account_ref(const Obj& o, StoreKind kind, const std::string& own_ns) {
+  ServiceAccountRef r;
+  ROOTSEAL_TRY_ASSIGN(r.name, req_str(o, "name"));
+  ROOTSEAL_TRY_ASSIGN(r.namespace_, str_or(o, "namespace", ""));
+  ROOTSEAL_TRY_ASSIGN(r.audiences, str_list(o, "audiences"));
+  if (kind == StoreKind::secret_store) {
+    if (!r.namespace_.empty() && r.namespace_ != own_ns) return bad(o.at("namespace"), std::string(kMsgServiceAccountNamespace));
+    r.namespace_ = own_ns;
+  }
+  return r;
+}
+
+// auth.kubernetes {mountPath, role, serviceAccountRef | secretRef} and
+// auth.jwt {path, role, kubernetesServiceAccountToken | secretRef}.
+Result<void> parse_vault_jwt_auth(const Obj& auth, SecretStore& s) {
+  auto& a = s.vault.auth;
+  const auto& ns = s.meta.namespace_;
+  ROOTSEAL_LET(k8s, opt_obj(auth, "kubernetes"));
+  ROOTSEAL_LET(jwt, opt_obj(auth, "jwt"));
+  if (k8s) {
+    a.kind = VaultAuth::Kind::kubernetes;
+    ROOTSEAL_TRY_ASSIGN(a.login_path, str_or(*k8s, "mountPath", "kubernetes"));
+    ROOTSEAL_TRY_ASSIGN(a.role, req_str(*k8s, "role"));
+    ROOTSEAL_LET(sa, opt_obj(*k8s, "serviceAccountRef"));
+    ROOTSEAL_LET(sr, opt_obj(*k8s, "secretRef"));
+    if (sa) {
+      ROOTSEAL_TRY_ASSIGN(a.service_account, service_account_ref(*sa, s.kind, ns));
+      a.has_service_account = true;
+    } else if (sr) {
+      Obj ref = *sr;
+      json::object with_key;  // ESO: the key defaults to "token"
+      if (!ref.has("key")) {
+        with_key = *ref.o;
+        with_key["key"] = "token";
+        ref.o = &with_key;
+      }
+      ROOTSEAL_TRY_ASSIGN(a.jwt_secret_ref, key_ref(ref, s.kind, ns));
+    } else {
+      // ESO falls back to the token mounted in its own pod; rootseald runs outside the cluster.
+      return bad(k8s->path, "serviceAccountRef or secretRef is required (rootseald has no pod token of its own)");
+    }
+  } else {
+    a.kind = VaultAuth::Kind::jwt;
+    ROOTSEAL_TRY_ASSIGN(a.login_path, str_or(*jwt, "path", "jwt"));
+    ROOTSEAL_TRY_ASSIGN(a.role, str_or(*jwt, "role", ""));
+    while (!a.role.empty() && (a.role.front() == ' ' || a.role.front() == '\t')) a.role.erase(0, 1);  // ESO: TrimSpace
+    while (!a.role.empty() && (a.role.back() == ' ' || a.role.back() == '\t')) a.role.pop_back();
+    ROOTSEAL_LET(sr, opt_obj(*jwt, "secretRef"));
+    ROOTSEAL_LET(kt, opt_obj(*jwt, "kubernetesServiceAccountToken"));
+    if (sr) {
+      ROOTSEAL_TRY_ASSIGN(a.jwt_secret_ref, key_ref(*sr, s.kind, ns));
+    } else if (kt) {
+      ROOTSEAL_LET(sa, opt_obj(*kt, "serviceAccountRef"));
+      if (!sa) return bad(kt->at("serviceAccountRef"), "required");
+      ROOTSEAL_TRY_ASSIGN(a.service_account, service_account_ref(*sa, s.kind, ns));
+      a.has_service_account = true;
+      if (kt->has("audiences")) {
+        ROOTSEAL_TRY_ASSIGN(a.token_audiences, str_list(*kt, "audiences"));
+      } else {
+        a.token_audiences = {"vault"};
+      }
+      if (const auto* e = kt->get("expirationSeconds"); e != nullptr) {
+        if (!e->is_int64() && !e->is_uint64()) return bad(kt->at("expirationSeconds"), "must be an integer");
+        const auto v = e->is_int64() ? e->as_int64() : static_cast<std::int64_t>(std::min<std::uint64_t>(e->as_uint64(), 1ull << 40));
+        if (v < 600 || v > (std::int64_t{1} << 32)) {
+          return bad(kt->at("expirationSeconds"), "must be between 600 (Kubernetes' minimum) and 2^32");
+        }
+        a.token_expiration_seconds = v;
+      }
+    } else {
+      return bad(jwt->path, "neither `secretRef` nor `kubernetesServiceAccountToken` was supplied as token source for jwt authentication");
+    }
+  }
+  return {};
+}
+
 Result<void> parse_vault(const Obj& v, SecretStore& s) {
   auto& out = s.vault;
   ROOTSEAL_TRY_ASSIGN(out.server, req_str(v, "server"));
@@ -610,12 +688,15 @@ Result<void> parse_vault(const Obj& v, SecretStore& s) {
     out.auth.kind = VaultAuth::Kind::host;
     return {};
   }
-  ROOTSEAL_TRY(unsupported(*auth, {"kubernetes", "cert", "ldap", "jwt", "iam", "userPass", "gcp"}));
+  ROOTSEAL_TRY(unsupported(*auth, {"cert", "ldap", "iam", "userPass", "gcp"}));
   const auto ns = s.meta.namespace_;
   ROOTSEAL_LET(tok, opt_obj(*auth, "tokenSecretRef"));
   ROOTSEAL_LET(ar, opt_obj(*auth, "appRole"));
-  if (tok && ar) return bad(auth->path, "exactly one of tokenSecretRef or appRole");
-  if (tok) {
+  const int methods = int(tok.has_value()) + int(ar.has_value()) + int(auth->has("kubernetes")) + int(auth->has("jwt"));
+  if (methods > 1) return bad(auth->path, "exactly one of tokenSecretRef, appRole, kubernetes or jwt");
+  if (auth->has("kubernetes") || auth->has("jwt")) {
+    ROOTSEAL_TRY(parse_vault_jwt_auth(*auth, s));
+  } else if (tok) {
     out.auth.kind = VaultAuth::Kind::token;
     ROOTSEAL_TRY_ASSIGN(out.auth.token_secret_ref, key_ref(*tok, s.kind, ns));
   } else if (ar) {
@@ -631,7 +712,7 @@ Result<void> parse_vault(const Obj& v, SecretStore& s) {
   } else if (!s.host_credentials.empty()) {
     out.auth.kind = VaultAuth::Kind::host;
   } else {
-    return bad(auth->path, "one of tokenSecretRef or appRole is required");
+    return bad(auth->path, "one of tokenSecretRef, appRole, kubernetes or jwt is required");
   }
   return {};
 }

@@ -171,8 +171,33 @@ struct SecretKeyRef {
   friend bool operator==(const SecretKeyRef&, const SecretKeyRef&) = default;
 };
 
+// ESO's ServiceAccountSelector: a ServiceAccount whose token (TokenRequest
+// API) is the store's identity. namespace_: only a ClusterSecretStore may
+// name another namespace; empty = the namespace of the ExternalSecret (a
+// ClusterSecretStore, "referent" auth) or of the SecretStore.
+struct ServiceAccountRef {
+  std::string name;
+  std::string namespace_;
+  std::vector<std::string> audiences;  // added to the token's audiences
+  friend bool operator==(const ServiceAccountRef&, const ServiceAccountRef&) = default;
+};
+
+// ESO's namespace rule for a serviceAccountRef (ValidateReferentServiceAccountSelector).
+inline constexpr std::string_view kMsgServiceAccountNamespace =
+    "namespace should either be empty or match the namespace of the SecretStore for a namespaced SecretStore";
+
 struct VaultAuth {
-  enum class Kind { token, app_role, host } kind = Kind::token;
+  enum class Kind { token, app_role, host, kubernetes, jwt } kind = Kind::token;
+  // kind kubernetes (ESO auth.kubernetes: mountPath, role) and jwt (ESO
+  // auth.jwt: path, role): the JWT is a ServiceAccount token (has_service_account)
+  // or a key of a Secret (jwt_secret_ref).
+  std::string login_path;  // the auth mount: "kubernetes" / "jwt" by default
+  std::string role;
+  bool has_service_account = false;
+  ServiceAccountRef service_account;
+  std::vector<std::string> token_audiences;  // jwt: kubernetesServiceAccountToken.audiences (default ["vault"])
+  std::int64_t token_expiration_seconds = 600;  // ESO's 600 unless jwt's expirationSeconds says otherwise
+  SecretKeyRef jwt_secret_ref;
   SecretKeyRef token_secret_ref;  // kind token
   std::string approle_path = "approle";  // kind app_role: the auth mount
   std::string role_id;

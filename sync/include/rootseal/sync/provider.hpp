@@ -165,6 +165,12 @@ struct TlsSpec {
   bool insecure_skip_verify = false;  // tests only
 };
 
+// A source of short-lived JWTs: each call answers one valid for a while yet
+// (a ServiceAccount token from the TokenRequest API, cached until shortly
+// before it expires). Errors: permission_denied (the ServiceAccount is
+// missing or the request refused), unavailable; messages never carry a token.
+using JwtSource = std::function<boost::asio::awaitable<kms::Result<kms::SecureBytes>>()>;
+
 struct VaultSpec {
   std::string server;        // "https://vault:8200"
   std::string path = "secret";  // KV v2 mount
@@ -176,6 +182,13 @@ struct VaultSpec {
   std::string approle_path = "approle";
   std::string role_id;
   kms::SecureBytes secret_id;
+  // Or Kubernetes / JWT auth when jwt_auth_path is set: POST auth/<jwt_auth_path>/login
+  // {"role","jwt"} with jwt_source's token, else the fixed `jwt` (a Secret's).
+  std::string jwt_auth_path;  // "kubernetes", "jwt" or another mount
+  std::string jwt_role;
+  kms::SecureBytes jwt;
+  JwtSource jwt_source;
+  std::string jwt_source_id;  // who jwt_source speaks for ("ns/name aud... exp"): part of the credential fingerprint
   // Renew the login token when less than this fraction of its TTL is left.
   double renew_fraction = 0.5;
 };
