@@ -13,9 +13,9 @@ std::string ServiceAccountTokens::Key::id() const {
 
 ServiceAccountTokens::ServiceAccountTokens(reconcile::KubeApi& api, Clock now) : api_(api), now_(std::move(now)) {}
 
-Task<kms::SecureBytes> ServiceAccountTokens::get(Key key) {
+Task<kms::SecureBytes> ServiceAccountTokens::get(Key key, bool fresh) {
   const std::string id = key.id();
-  {
+  if (!fresh) {
     std::lock_guard lock(mu_);
     auto it = cache_.find(id);
     if (it != cache_.end() && now_() < it->second.refresh_at) co_return it->second.token.clone();
@@ -46,7 +46,7 @@ Task<kms::SecureBytes> ServiceAccountTokens::get(Key key) {
 JwtSource ServiceAccountTokens::source(Key key) {
   // Not a coroutine lambda: get() copies the key into its own frame, and the
   // JwtSource (kept by the provider) keeps the cache alive.
-  return [self = shared_from_this(), key = std::move(key)] { return self->get(key); };
+  return [self = shared_from_this(), key = std::move(key)](bool fresh) { return self->get(key, fresh); };
 }
 
 std::uint64_t ServiceAccountTokens::requests() const {

@@ -35,8 +35,8 @@ class ServiceAccountTokens : public std::enable_shared_from_this<ServiceAccountT
   explicit ServiceAccountTokens(reconcile::KubeApi& api, Clock now = [] { return std::chrono::system_clock::now(); });
 
   // A token for `key` with a fifth of its lifetime left at least (requested
-  // when the cached one has less); a copy for the caller.
-  Task<kms::SecureBytes> get(Key key);
+  // when the cached one has less, or always when `fresh`); a copy for the caller.
+  Task<kms::SecureBytes> get(Key key, bool fresh = false);
   // A JwtSource for a provider spec (keeps this cache alive).
   JwtSource source(Key key);
   // TokenRequests made (tests, metrics).

@@ -1262,6 +1262,10 @@ class K8sHandler(BaseDoubleHandler):
                                                    "the server is currently unable to handle the request"))
         if path in ("/healthz", "/readyz", "/livez"):
             return self.send_bytes(200, b"ok", "text/plain")
+        if path in ("/.well-known/openid-configuration", "/openid/v1/jwks"):
+            # Service-account issuer discovery: public, as a cluster binding
+            # system:service-account-issuer-discovery to unauthenticated users serves it.
+            return self.route(path, q, body)
         if d.tokens or d.client_ca:
             auth = self.headers.get("Authorization") or ""
             ok = auth.startswith("Bearer ") and auth[7:].strip() in d.tokens
@@ -1749,6 +1753,8 @@ class K8sApiServerDouble(DoubleServer):
         self.watch_limit = None  # seconds: every watch ends this early (/_double/watch-limit)
         self.token_max_seconds = None  # cap of issued ServiceAccount tokens (/_double/token-expiry)
         self._sa_key = None
+        self.token_reviews = []  # every TokenReview: authenticated, username or error, t
+        self.token_requests = []  # every TokenRequest answered: namespace, name, audiences, expirationSeconds as asked, token, t
         self._sa_key_lock = threading.Lock()
         super().__init__(host, port, tls_cert, tls_key, verbose, client_ca)
 
@@ -1793,6 +1799,10 @@ class K8sApiServerDouble(DoubleServer):
                   "kubernetes.io": {"namespace": ns, "serviceaccount": {"name": name, "uid": sa["metadata"]["uid"]}},
                   "nbf": iat, "sub": "system:serviceaccount:%s:%s" % (ns, name)}
         token = self.sa_key().sign(claims)
+        with self._sa_key_lock:
+            self.token_requests.append({"namespace": ns, "name": name, "audiences": spec.get("audiences"),
+                                        "expirationSeconds": spec.get("expirationSeconds"), "token": token,
+                                        "t": now})
         return {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
                 "metadata": {"name": name, "namespace": ns, "creationTimestamp": None},
                 "spec": {"audiences": audiences, "expirationSeconds": int(lifetime), "boundObjectRef": None},
@@ -1831,7 +1841,11 @@ class K8sApiServerDouble(DoubleServer):
                                  % (cur["metadata"]["uid"], sa.get("uid")))
         except ValueError as e:
             out["status"] = {"user": {}, "error": "[invalid bearer token, %s]" % e}
+            with self._sa_key_lock:
+                self.token_reviews.append({"authenticated": False, "error": out["status"]["error"], "t": time.time()})
             return out
+        with self._sa_key_lock:
+            self.token_reviews.append({"authenticated": True, "username": claims["sub"], "t": time.time()})
         out["status"] = {"authenticated": True, "audiences": common,
                          "user": {"username": claims["sub"], "uid": sa["uid"],
                                   "groups": ["system:serviceaccounts", "system:serviceaccounts:" + ns,

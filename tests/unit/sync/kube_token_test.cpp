@@ -150,14 +150,19 @@ TEST_CASE("ServiceAccountTokens: cached until a fifth of the lifetime is left, t
   clock += 2s;  // past four fifths: a fresh TokenRequest
   kube.token_clock = clock;
   auto source = tokens->source(key);
-  auto t3 = run(io, source());
+  auto t3 = run(io, source(false));
   REQUIRE(t3);
   CHECK(str(*t3) != str(*t1));
   CHECK(tokens->requests() == 2);
+  // fresh: not the cached one, whatever its age.
+  auto t3b = run(io, source(true));
+  REQUIRE(t3b);
+  CHECK(str(*t3b) != str(*t3));
+  CHECK(tokens->requests() == 3);
   // Another audience is another token.
   auto t4 = run(io, tokens->get({"team-a", "reader", {"sts.amazonaws.com"}, 0}));
   REQUIRE(t4);
-  CHECK(tokens->requests() == 3);
+  CHECK(tokens->requests() == 4);
   CHECK(kube.token_requests.back() == "team-a/reader sts.amazonaws.com 0");
 }
 

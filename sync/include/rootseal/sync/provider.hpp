@@ -167,9 +167,11 @@ struct TlsSpec {
 
 // A source of short-lived JWTs: each call answers one valid for a while yet
 // (a ServiceAccount token from the TokenRequest API, cached until shortly
-// before it expires). Errors: permission_denied (the ServiceAccount is
-// missing or the request refused), unavailable; messages never carry a token.
-using JwtSource = std::function<boost::asio::awaitable<kms::Result<kms::SecureBytes>>()>;
+// before it expires); `fresh`: not the cached one (the store refused it: the
+// ServiceAccount may have been deleted or recreated). Errors:
+// permission_denied (the ServiceAccount is missing or the request refused),
+// unavailable; messages never carry a token.
+using JwtSource = std::function<boost::asio::awaitable<kms::Result<kms::SecureBytes>>(bool fresh)>;
 
 struct VaultSpec {
   std::string server;        // "https://vault:8200"

@@ -313,18 +313,33 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
   }
 
   // AppRole: {"role_id","secret_id"}; Kubernetes and JWT auth: {"role","jwt"}
-  // with a ServiceAccount token requested now (or still fresh) or a Secret's JWT.
+  // with a ServiceAccount token (cached, or requested now) or a Secret's JWT.
+  // A cached ServiceAccount token the store refuses (400/401/403: the
+  // ServiceAccount deleted or recreated since) is replaced by a fresh one, once.
   Task<void> login() {
+    for (int attempt = 0;; ++attempt) {
+      auto res = co_await login_once(attempt > 0);
+      if (!res) co_return std::unexpected(std::move(res).error());
+      const auto status = res->status;
+      if (status == 200) co_return read_login_answer(*res);
+      if (attempt == 0 && spec_.jwt_source && (status == 400 || status == 401 || status == 403)) continue;
+      const std::string_view what = !jwt_login() ? std::string_view("AppRole")
+                                    : trim_slashes(spec_.jwt_auth_path) == "kubernetes" ? std::string_view("Kubernetes")
+                                                                                          : std::string_view("JWT");
+      co_return fail(errc_for_status(status), "vault: " + std::string(what) + " login failed: " + vault_error(*res));
+    }
+  }
+
+  asio::awaitable<kms::Result<net::ClientResponse>> login_once(bool fresh_jwt) {
     ++counters_.logins;
     SecureBuffer body(128);
     std::string target;
-    std::string_view what = "AppRole";
     if (jwt_login()) {
-      what = trim_slashes(spec_.jwt_auth_path) == "kubernetes" ? std::string_view("Kubernetes") : std::string_view("JWT");
       kms::SecureBytes jwt;
       if (spec_.jwt_source) {
-        ROOTSEAL_CO_LET(t, co_await spec_.jwt_source());
-        jwt = std::move(t);
+        auto t = co_await spec_.jwt_source(fresh_jwt);
+        if (!t) co_return std::unexpected(std::move(t).error());
+        jwt = std::move(*t);
       } else {
         jwt = spec_.jwt.clone();
       }
@@ -342,11 +357,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
       body.append("}");
       target = "/v1/auth/" + net::url_encode(trim_slashes(spec_.approle_path), false) + "/login";
     }
-    ROOTSEAL_CO_LET(res, co_await call(http::verb::post, target, nullptr, body.view()));
-    if (res.status != 200) {
-      co_return fail(errc_for_status(res.status), "vault: " + std::string(what) + " login failed: " + vault_error(res));
-    }
-    co_return read_login_answer(res);
+    co_return co_await call(http::verb::post, target, nullptr, body.view());
   }
 
   // The token and lease of a login answer (auth.client_token, lease_duration, renewable).
