@@ -10,7 +10,8 @@
 // (scripted_server.hpp).
 //
 // Input: line 1 "<provider> <op> <key> [<property>]", provider one of vault,
-// vault-approle, vault-kubernetes, aws, azure, gcp, or s3, gcs, azblob (the snapshot object
+// vault-approle, vault-kubernetes, aws, aws-web-identity (STS
+// AssumeRoleWithWebIdentity's XML answer first), azure, gcp, or s3, gcs, azblob (the snapshot object
 // stores: list, get, put, remove; object_store.hpp; a <property> puts them
 // under the prefix "p/"); op one of fetch, fetch_all, validate,
 // describe, ensure, put, put_new, remove (pull ops for vault/aws, push ops
@@ -189,12 +190,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto p = providers::make_vault_provider(ex, std::move(s), health);
     fuzz::require(p.has_value(), "vault provider");
     pull = *p;
-  } else if (provider == "aws") {
+  } else if (provider == "aws" || provider == "aws-web-identity") {
     sync::AwsSpec s;
     s.region = "us-east-1";
     s.endpoint = url;
-    s.access_key_id = kms::SecureBytes::copy_of(std::string_view("AKIDFUZZ"));
-    s.secret_access_key = kms::SecureBytes::copy_of(std::string_view("fuzz-secret-key"));
+    if (provider == "aws") {
+      s.access_key_id = kms::SecureBytes::copy_of(std::string_view("AKIDFUZZ"));
+      s.secret_access_key = kms::SecureBytes::copy_of(std::string_view("fuzz-secret-key"));
+    } else {
+      s.web_identity_role_arn = "arn:aws:iam::123456789012:role/fuzz";
+      s.sts_endpoint = url;
+      s.web_identity_token = [](bool fresh) -> boost::asio::awaitable<kms::Result<kms::SecureBytes>> {
+        co_return kms::SecureBytes::copy_of(std::string_view(fresh ? "eyJ.fresh.sig" : "eyJ.cached.sig"));
+      };
+    }
     s.writes_per_second = 1e9;
     auto p = providers::make_aws_provider(ex, std::move(s), health);
     fuzz::require(p.has_value(), "aws provider");

@@ -3,14 +3,23 @@ rootseald (sync.enabled) asks the Kubernetes API double for ServiceAccount
 tokens (TokenRequest) and logs in to the Vault double with them: Vault
 `auth.kubernetes` (the double reviews the token through the cluster's
 TokenReview API, as Vault does) and `auth.jwt` (the double checks the
-signature against the cluster's JWKS). Checked: an ExternalSecret syncs
+signature against the cluster's JWKS); and AWS `auth.jwt` (STS
+AssumeRoleWithWebIdentity at moto_server with the ServiceAccount's token,
+Secrets Manager called with the credentials bought, pull and push). Checked: an ExternalSecret syncs
 through its own namespace's ServiceAccount and Vault's policy limits it; a
 store in another namespace cannot use that ServiceAccount (ESO's message); a
 token's expiry leads to a fresh TokenRequest, not a failure; a deleted
 ServiceAccount gives a clear status, no retry storm and no deletion of the
 Secret; no token ever reaches rootseald's log, a status or an event."""
+import base64
+import json
+import os
+import shutil
+import tempfile
 import time
 import unittest
+import urllib.parse
+import urllib.request
 
 from sync_testlib import SyncEnv, ESO, K8S_TOKEN, VAULT_ROOT, b64
 
@@ -19,7 +28,11 @@ ENV = None
 
 def setUpModule():
     global ENV
-    ENV = SyncEnv(refresh_window="1s").start()
+    # moto's request recorder (the AWS test) writes its file here, not into the working directory.
+    os.environ["MOTO_RECORDER_FILEPATH"] = os.path.join(tempfile.mkdtemp(prefix="rootseal-moto-rec-"), "recording")
+    ENV = SyncEnv(refresh_window="1s")
+    ENV.sync_extra = "  aws_endpoint: http://127.0.0.1:%d" % ENV.moto_port  # Secrets Manager and STS (moto)
+    ENV.start()
     v = ENV.vault
     root = {"X-Vault-Token": VAULT_ROOT}
     for path, body in (
@@ -36,6 +49,7 @@ def setUpModule():
 def tearDownModule():
     if ENV:
         ENV.stop()
+    shutil.rmtree(os.path.dirname(os.environ.pop("MOTO_RECORDER_FILEPATH", "/nonexistent/x")), ignore_errors=True)
 
 
 def vault_req(v, method, path, body, headers):
@@ -231,7 +245,9 @@ class Identity(unittest.TestCase):
                     self.env.vault.put("%s/db" % ns, {"password": "v%d" % version})
                 # Three token lifetimes at least, each value change followed.
                 fresh = [r for r in self.token_requests(ns) if r["t"] >= wall_start]
-                return time.monotonic() - start > 10 and len(fresh) >= 3 and version >= 4
+                reviewed = [r for r in self.env.k8s.token_reviews
+                            if r["t"] >= wall_start and r.get("username") == "system:serviceaccount:%s:app" % ns]
+                return time.monotonic() - start > 10 and len(fresh) >= 3 and len(reviewed) >= 3 and version >= 4
             self.env.wait(progressed, "syncs across several token lifetimes", timeout=60)
         finally:
             self.env.k8s.token_max_seconds = None
@@ -284,6 +300,92 @@ class Identity(unittest.TestCase):
         self.env.vault.put("%s/db" % ns, {"password": "back"})
         self.env.wait(lambda: self.kube.secret_value(ns, "db-creds", "password") == "back", "resumed", timeout=30)
         self.assert_no_credentials_leaked([ns])
+
+
+    # ---- AWS web identity ----------------------------------------------------
+
+    def moto(self, method, path):
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.env.moto_port, path), method=method)
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.read()
+
+    def test_aws_web_identity_pull_and_push(self):
+        ns = self.ns("id-aws")
+        role = "arn:aws:iam::123456789012:role/id-aws-reader"
+        self.kube.create("/api/v1/namespaces/%s/serviceaccounts" % ns, {
+            "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": "app", "namespace": ns, "annotations": {"eks.amazonaws.com/role-arn": role}}})
+        self.env.aws("create-secret", "--name", "id-aws/db", "--secret-string", json.dumps({"password": "pw-aws"}))
+        self.moto("POST", "/moto-api/recorder/reset-recording")
+        self.moto("POST", "/moto-api/recorder/start-recording")
+        try:
+            self.kube.create(ESO + "/namespaces/%s/secretstores" % ns, {
+                "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+                "metadata": {"name": "aws", "namespace": ns},
+                "spec": {"provider": {"aws": {"service": "SecretsManager", "region": "us-east-1",
+                                              "auth": {"jwt": {"serviceAccountRef": {"name": "app"}}}}}}})
+            self.es_aws = self.env.external_secret(ns, "db", [{"secretKey": "password", "remoteRef": {
+                "key": "id-aws/db", "property": "password"}}], refresh="1h", target={"name": "db-creds"}, store="aws")
+            self.env.wait(lambda: self.kube.secret_value(ns, "db-creds", "password") == "pw-aws", "db-creds synced")
+            # Push through the same identity: a Secret of the namespace to Secrets Manager.
+            self.kube.create("/api/v1/namespaces/%s/secrets" % ns, {
+                "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "src", "namespace": ns},
+                "data": {"token": b64("pushed-by-web-identity")}})
+            self.env.push_secret(ns, "up", {"secret": {"name": "src"}},
+                                 [{"match": {"secretKey": "token", "remoteRef": {"remoteKey": "id-aws/pushed"}}}],
+                                 stores=("aws",))
+            self.env.wait(lambda: (self.env.push_ready(ns, "up") or [None])[0] == "True", "PushSecret Ready")
+            self.assertEqual(self.env.aws("get-secret-value", "--secret-id", "id-aws/pushed")["SecretString"],
+                             "pushed-by-web-identity")
+            rec = self.moto("GET", "/moto-api/recorder/download-recording").decode()
+        finally:
+            self.moto("POST", "/moto-api/recorder/stop-recording")
+        calls = [json.loads(line) for line in rec.splitlines() if line.strip()]
+
+        def body(c):
+            b = c.get("body") or ""
+            return base64.b64decode(b).decode() if c.get("body_encoded") else b
+        sts = [urllib.parse.parse_qs(body(c)) for c in calls if "AssumeRoleWithWebIdentity" in body(c)]
+        self.assertGreaterEqual(len(sts), 1)
+        self.assertEqual(sts[0]["RoleArn"], [role])
+        self.assertEqual(sts[0]["RoleSessionName"], ["external-secrets-provider-aws"])  # ESO's
+        issued = {r["token"]: r for r in self.token_requests(ns)}
+        self.assertIn(sts[0]["WebIdentityToken"][0], issued)  # a token the cluster issued for id-aws/app ...
+        self.assertEqual(issued[sts[0]["WebIdentityToken"][0]]["audiences"], ["sts.amazonaws.com"])  # ... for STS
+        self.assertIsNone(issued[sts[0]["WebIdentityToken"][0]]["expirationSeconds"])  # ESO: the server's default
+        # Secrets Manager was called with the credentials STS sold (ASIA... + a session token), not static keys.
+        sm = [c for c in calls if (c["headers"].get("X-Amz-Target") or "").startswith("secretsmanager.") and
+              "aws-cli" not in (c["headers"].get("User-Agent") or "")]  # rootseald's, not the test's aws CLI
+        self.assertTrue(sm)
+        for c in sm:
+            self.assertIn("Credential=ASIA", c["headers"]["Authorization"])
+            self.assertTrue(c["headers"].get("X-Amz-Security-Token"))
+        # Credentials cached: one STS call for every Secrets Manager call made (pull and push).
+        self.assertLessEqual(len(sts), 2)
+        self.assertGreaterEqual(len(sm), 3)
+        self.assert_no_credentials_leaked([ns])
+        self.env.err.flush()
+        with open(self.env.stderr_path, "rb") as f:
+            log = f.read().decode(errors="replace")
+        for c in sm:
+            self.assertNotIn(c["headers"]["X-Amz-Security-Token"], log)
+        es = json.dumps(self.kube.es(ns, "db").get("status"))
+        for c in sm:
+            self.assertNotIn(c["headers"]["X-Amz-Security-Token"], es)
+
+    def test_aws_web_identity_without_role_annotation_is_refused_clearly(self):
+        ns = self.ns("id-aws-norole")
+        self.service_account(ns)
+        self.kube.create(ESO + "/namespaces/%s/secretstores" % ns, {
+            "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+            "metadata": {"name": "aws", "namespace": ns},
+            "spec": {"provider": {"aws": {"service": "SecretsManager", "region": "us-east-1",
+                                          "auth": {"jwt": {"serviceAccountRef": {"name": "app"}}}}}}})
+        self.env.external_secret(ns, "db", [{"secretKey": "p", "remoteRef": {"key": "x"}}], store="aws")
+        ready = self.env.wait(lambda: self.kube.ready(ns, "db"), "Ready condition")
+        self.assertEqual(ready[0], "False")
+        self.assertIn("an IAM role must be associated with service account app (namespace: %s)" % ns, ready[2])
+        self.assertEqual(self.token_requests(ns), [])
 
 
 if __name__ == "__main__":

@@ -275,6 +275,14 @@ class KubeFacade final : public reconcile::KubeApi {
     }
     co_return out;
   }
+  Task<ObjectPtr> service_account(std::string_view ns, std::string_view name) override {
+    auto r = co_await client_->get(kube::serviceaccounts_gvr(), ns, name);
+    if (!r) {
+      if (r.error().is_not_found()) co_return ObjectPtr{};
+      co_return std::unexpected(r.error().to_error());
+    }
+    co_return std::make_shared<const json::value>(std::move(*r));
+  }
   Task<kube::ServiceAccountToken> create_token(std::string_view ns, std::string_view name,
                                                std::span<const std::string> audiences,
                                                std::int64_t expiration_seconds) override {

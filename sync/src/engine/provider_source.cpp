@@ -49,6 +49,7 @@ std::string fingerprint(const StoreSpec& spec) {
           add(s.access_key_id);
           add(s.secret_access_key);
           add(s.session_token);
+          buf.append(s.web_identity_id);
         } else if constexpr (std::is_same_v<T, AzureSpec>) {
           add(s.client_secret);
           buf.append(s.client_id);  // from a Secret too: a new application id needs a new token
@@ -340,7 +341,8 @@ Task<StoreSpec> EngineProviders::vault_spec(const model::SecretStore& store, con
 // Host credentials: access keys (and a session token) and the endpoint from
 // the configuration (the store's region, when the host sets one, must match).
 // Otherwise the keys from Kubernetes Secrets, and sync.aws_endpoint (if set).
-Task<StoreSpec> EngineProviders::aws_spec(const model::SecretStore& store, const HostStoreConfig* host) {
+Task<StoreSpec> EngineProviders::aws_spec(const model::SecretStore& store, const HostStoreConfig* host,
+                                          std::string_view ns) {
   const std::string store_ns = store.meta.namespace_;
   AwsSpec a;
   a.region = store.aws.region;
@@ -367,6 +369,40 @@ Task<StoreSpec> EngineProviders::aws_spec(const model::SecretStore& store, const
     co_return StoreSpec(std::move(a));
   }
   a.endpoint = aws_endpoint_;
+  if (store.aws.has_jwt) {
+    // ESO's credsFromServiceAccount: the role from the ServiceAccount's
+    // annotation, the token for eks.amazonaws.com/audience (default
+    // sts.amazonaws.com) + the serviceAccountRef's audiences, the server's expiry.
+    auto key = token_key(store, store.aws.jwt_service_account, ns, {}, 0);
+    auto sa = co_await api_.service_account(key.ns, key.name);
+    if (!sa) co_return std::unexpected(sa.error());
+    std::string role, audience;
+    if (*sa) {
+      const auto* md = (*sa)->as_object().if_contains("metadata");
+      const auto* ann = md != nullptr && md->is_object() ? md->as_object().if_contains("annotations") : nullptr;
+      if (ann != nullptr && ann->is_object()) {
+        if (const auto* r = ann->as_object().if_contains("eks.amazonaws.com/role-arn"); r != nullptr && r->is_string()) {
+          role = std::string(r->as_string());
+        }
+        if (const auto* r = ann->as_object().if_contains("eks.amazonaws.com/audience"); r != nullptr && r->is_string()) {
+          audience = std::string(r->as_string());
+        }
+      }
+    }
+    if (!*sa) {
+      co_return fail(Errc::permission_denied, "serviceaccounts \"" + key.name + "\" not found (namespace " + key.ns + ")");
+    }
+    if (role.empty()) {
+      co_return fail(Errc::permission_denied, "an IAM role must be associated with service account " + key.name +
+                                                  " (namespace: " + key.ns + ")");
+    }
+    key.audiences.insert(key.audiences.begin(), audience.empty() ? std::string("sts.amazonaws.com") : audience);
+    a.web_identity_role_arn = role;
+    a.web_identity_id = key.id() + " " + role;
+    a.web_identity_token = sa_tokens_->source(std::move(key));
+    a.sts_endpoint = aws_endpoint_;  // a test endpoint (moto, LocalStack) serves STS too; else AWS's regional STS
+    co_return StoreSpec(std::move(a));
+  }
   auto id = co_await secret_key(store.aws.access_key_id_ref, store_ns);
   if (!id) co_return std::unexpected(id.error());
   auto sk = co_await secret_key(store.aws.secret_access_key_ref, store_ns);
@@ -389,7 +425,7 @@ Task<StoreSpec> EngineProviders::spec_for(const model::SecretStore& store, std::
     case model::SecretStore::Provider::gcpsm: co_return co_await gcp_spec(store, host);
     case model::SecretStore::Provider::aws: break;
   }
-  co_return co_await aws_spec(store, host);
+  co_return co_await aws_spec(store, host, ns);
 }
 
 template <class P, class Make>
@@ -398,8 +434,11 @@ Task<std::shared_ptr<P>> EngineProviders::cached(std::map<std::string, CacheEntr
   // A ClusterSecretStore's host-credential check depends on the namespace.
   std::string id = store_id(store);
   // So does the ServiceAccount of a ClusterSecretStore whose serviceAccountRef names no namespace.
-  const bool referent = store.provider == model::SecretStore::Provider::vault &&
-                        store.vault.auth.has_service_account && store.vault.auth.service_account.namespace_.empty();
+  const bool referent =
+      (store.provider == model::SecretStore::Provider::vault && store.vault.auth.has_service_account &&
+       store.vault.auth.service_account.namespace_.empty()) ||
+      (store.provider == model::SecretStore::Provider::aws && store.aws.has_jwt &&
+       store.aws.jwt_service_account.namespace_.empty());
   if (store.kind == model::StoreKind::cluster_secret_store && (!store.host_credentials.empty() || referent)) {
     id += "@" + std::string(ns);
   }

@@ -81,7 +81,7 @@ class EngineProviders final : public reconcile::ProviderSource {
   Task<std::shared_ptr<P>> cached(std::map<std::string, CacheEntry<P>>& cache, const model::SecretStore& store,
                                   std::string_view ns, Make make);
   Task<StoreSpec> vault_spec(const model::SecretStore& store, const HostStoreConfig* host, std::string_view ns);
-  Task<StoreSpec> aws_spec(const model::SecretStore& store, const HostStoreConfig* host);
+  Task<StoreSpec> aws_spec(const model::SecretStore& store, const HostStoreConfig* host, std::string_view ns);
   Task<StoreSpec> azure_spec(const model::SecretStore& store, const HostStoreConfig* host);
   Task<StoreSpec> gcp_spec(const model::SecretStore& store, const HostStoreConfig* host);
   Task<kms::SecureBytes> secret_key(const model::SecretKeyRef& ref, std::string_view store_ns);

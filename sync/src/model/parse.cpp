@@ -725,7 +725,14 @@ Result<void> parse_aws(const Obj& a, SecretStore& s) {
   ROOTSEAL_TRY(unsupported(a, {"role", "externalID", "sessionTags", "transitiveTagKeys", "prefix"}));
   ROOTSEAL_LET(auth, opt_obj(a, "auth"));
   if (auth) {
-    ROOTSEAL_TRY(unsupported(*auth, {"jwt"}));
+    ROOTSEAL_LET(jwt, opt_obj(*auth, "jwt"));
+    if (jwt) {
+      ROOTSEAL_LET(sa, opt_obj(*jwt, "serviceAccountRef"));
+      if (!sa) return bad(jwt->at("serviceAccountRef"), "required");
+      ROOTSEAL_TRY_ASSIGN(out.jwt_service_account, service_account_ref(*sa, s.kind, s.meta.namespace_));
+      out.has_jwt = true;
+      if (auth->has("secretRef")) return bad(auth->path, "exactly one of secretRef or jwt");
+    }
     ROOTSEAL_LET(sr, opt_obj(*auth, "secretRef"));
     if (sr) {
       ROOTSEAL_LET(ak, opt_obj(*sr, "accessKeyIDSecretRef"));
@@ -755,8 +762,8 @@ Result<void> parse_aws(const Obj& a, SecretStore& s) {
       }
     }
   }
-  if (!out.has_secret_ref && s.host_credentials.empty()) {
-    return bad(a.at("auth.secretRef"), "required (or annotate the store " + std::string(kHostCredentialsAnnotation) +
+  if (!out.has_secret_ref && !out.has_jwt && s.host_credentials.empty()) {
+    return bad(a.at("auth.secretRef"), "required (or auth.jwt, or annotate the store " + std::string(kHostCredentialsAnnotation) +
                                            " to use credentials from rootseald's configuration)");
   }
   return {};

@@ -221,7 +221,11 @@ struct AwsProviderSpec {
   SecretKeyRef access_key_id_ref;
   SecretKeyRef secret_access_key_ref;
   SecretKeyRef session_token_ref;  // optional
-  bool has_secret_ref = false;     // false: host credentials (annotation) are required
+  bool has_secret_ref = false;     // false: host credentials (annotation) or auth.jwt are required
+  // auth.jwt.serviceAccountRef: web identity (STS AssumeRoleWithWebIdentity
+  // with the ServiceAccount's token, the role from its eks.amazonaws.com/role-arn annotation).
+  bool has_jwt = false;
+  ServiceAccountRef jwt_service_account;
   // secretsManager{recoveryWindowInDays, forceDeleteWithoutRecovery} (push: deletionPolicy Delete)
   int recovery_window_days = 30;   // 7..30
   bool force_delete_without_recovery = false;

@@ -46,6 +46,9 @@ class KubeApi {
   // Labels of a namespace (ClusterSecretStore namespaceSelector).
   virtual Task<model::StringMap> namespace_labels(std::string_view ns) = 0;
 
+  // A ServiceAccount (a live GET: AWS web identity reads its
+  // eks.amazonaws.com/role-arn annotation); nullptr if it does not exist.
+  virtual Task<ObjectPtr> service_account(std::string_view ns, std::string_view name) = 0;
   // A token of ServiceAccount ns/name (TokenRequest API) for `audiences`
   // (none: the API server's) valid for expiration_seconds (0: the server's
   // default). not_found when the ServiceAccount does not exist.

@@ -269,6 +269,19 @@ TEST_CASE("SecretStores: vault kubernetes and jwt auth with a serviceAccountRef 
     "server":"https://v","auth":{"kubernetes":{"role":"r","serviceAccountRef":{"name":"x"}},
     "tokenSecretRef":{"name":"t","key":"k"}}}}}})") ==
         "spec.provider.vault.auth: exactly one of tokenSecretRef, appRole, kubernetes or jwt");
+  // AWS auth.jwt.serviceAccountRef (web identity): the same rules.
+  auto aws = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"a","namespace":"team-a"},
+    "spec":{"provider":{"aws":{"region":"eu-west-1","auth":{"jwt":{"serviceAccountRef":{"name":"app","audiences":["x"]}}}}}}})"));
+  REQUIRE(aws.has_value());
+  CHECK(aws->aws.has_jwt);
+  CHECK(!aws->aws.has_secret_ref);
+  CHECK(aws->aws.jwt_service_account == ServiceAccountRef{"app", "team-a", {"x"}});
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"a","namespace":"team-b"},"spec":{"provider":{"aws":{
+    "region":"eu-west-1","auth":{"jwt":{"serviceAccountRef":{"name":"app","namespace":"team-a"}}}}}}})") ==
+        "spec.provider.aws.auth.jwt.serviceAccountRef.namespace: namespace should either be empty or match the "
+        "namespace of the SecretStore for a namespaced SecretStore");
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"a","namespace":"a"},"spec":{"provider":{"aws":{
+    "region":"eu-west-1","auth":{"jwt":{}}}}}})") == "spec.provider.aws.auth.jwt.serviceAccountRef: required");
 }
 
 TEST_CASE("invalid SecretStores are refused with the field path") {

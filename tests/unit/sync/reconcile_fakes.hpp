@@ -116,6 +116,10 @@ class FakeKube final : public reconcile::KubeApi {
     if (ns_labels_fail) co_return kms::fail(kms::Errc::unavailable, "namespaces \"" + std::string(ns) + "\": connection refused");
     co_return ns_labels[std::string(ns)];
   }
+  std::map<std::string, json::value> service_account_objects;  // "ns/name" -> the object (annotations)
+  Task<ObjectPtr> service_account(std::string_view ns, std::string_view name) override {
+    co_return snapshot(service_account_objects, ns, name);
+  }
   // ServiceAccounts ("ns/name") and the lifetime of the tokens issued for
   // them; each TokenRequest is logged ("ns/name aud1,aud2 <expirationSeconds>").
   std::map<std::string, std::chrono::seconds> service_accounts;

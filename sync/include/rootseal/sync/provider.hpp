@@ -201,6 +201,14 @@ struct AwsSpec {
   kms::SecureBytes access_key_id;
   kms::SecureBytes secret_access_key;
   kms::SecureBytes session_token;  // optional
+  // Or web identity (ESO auth.jwt) when web_identity_role_arn is set: STS
+  // AssumeRoleWithWebIdentity with web_identity_token's JWT (a ServiceAccount
+  // token), the bought credentials cached until a fifth of their lifetime is left.
+  std::string web_identity_role_arn;
+  std::string web_identity_session_name = "external-secrets-provider-aws";  // ESO's RoleSessionName
+  JwtSource web_identity_token;
+  std::string web_identity_id;  // who the token speaks for: part of the credential fingerprint
+  std::string sts_endpoint;     // empty: https://sts.<region>.amazonaws.com
   TlsSpec tls;
   // Push:
   int recovery_window_days = 30;  // 7..30
