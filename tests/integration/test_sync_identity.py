@@ -373,6 +373,24 @@ class Identity(unittest.TestCase):
         for c in sm:
             self.assertNotIn(c["headers"]["X-Amz-Security-Token"], es)
 
+    def test_aws_store_in_another_namespace_cannot_use_the_service_account(self):
+        owner, thief = self.ns("id-aws-owner"), self.ns("id-aws-thief")
+        self.kube.create("/api/v1/namespaces/%s/serviceaccounts" % owner, {
+            "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {
+                "name": "app", "namespace": owner,
+                "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/owner"}}})
+        self.kube.create(ESO + "/namespaces/%s/secretstores" % thief, {
+            "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+            "metadata": {"name": "aws", "namespace": thief},
+            "spec": {"provider": {"aws": {"service": "SecretsManager", "region": "us-east-1", "auth": {
+                "jwt": {"serviceAccountRef": {"name": "app", "namespace": owner}}}}}}})
+        self.env.external_secret(thief, "db", [{"secretKey": "p", "remoteRef": {"key": "x"}}], store="aws")
+        ready = self.env.wait(lambda: self.kube.ready(thief, "db"), "Ready condition")
+        self.assertEqual(ready[0], "False")
+        self.assertIn("namespace should either be empty or match the namespace of the SecretStore for a "
+                      "namespaced SecretStore", ready[2])
+        self.assertEqual(self.token_requests(owner), [])
+
     def test_aws_web_identity_without_role_annotation_is_refused_clearly(self):
         ns = self.ns("id-aws-norole")
         self.service_account(ns)

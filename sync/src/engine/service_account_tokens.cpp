@@ -36,10 +36,9 @@ Task<kms::SecureBytes> ServiceAccountTokens::get(Key key, bool fresh) {
   const auto now = now_();
   const auto lifetime = got->expires - now;
   kms::SecureBytes out = got->token.clone();
-  if (lifetime > std::chrono::seconds(0)) {
-    std::lock_guard lock(mu_);
-    cache_[id] = Entry{std::move(got->token), now + lifetime * 4 / 5};
-  }
+  std::lock_guard lock(mu_);
+  std::erase_if(cache_, [&](const auto& e) { return e.second.expires <= now; });  // tokens of stores gone since
+  if (lifetime > std::chrono::seconds(0)) cache_[id] = Entry{std::move(got->token), now + lifetime * 4 / 5, got->expires};
   co_return out;
 }
 

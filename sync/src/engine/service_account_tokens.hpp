@@ -46,6 +46,7 @@ class ServiceAccountTokens : public std::enable_shared_from_this<ServiceAccountT
   struct Entry {
     kms::SecureBytes token;
     std::chrono::system_clock::time_point refresh_at;
+    std::chrono::system_clock::time_point expires;
   };
   reconcile::KubeApi& api_;
   Clock now_;

@@ -91,7 +91,7 @@ TEST_CASE("TokenRequest answer: token and expiry read, anything else refused wit
   }
 }
 
-TEST_CASE("kube client: TokenRequest on the double (audiences, expiry, the ServiceAccount's claims; 404 when missing)") {
+TEST_CASE("kube client: TokenRequest on the double (audiences, expiry, the ServiceAccount claims, 404 when missing)") {
   rootseal::test::K8sDouble d;
   asio::io_context io;
   kube::KubeConfig cfg;
