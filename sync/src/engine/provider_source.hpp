@@ -103,8 +103,8 @@ class EngineProviders final : public reconcile::ProviderSource {
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<StoreHealth>> health_;
   std::map<std::string, CacheEntry<Provider>> cache_;
-  std::map<std::string, CacheEntry<PushProvider>> push_cache_;
-  std::shared_ptr<ServiceAccountTokens> sa_tokens_;  // same rules: kept while store and credentials are unchanged
+  std::map<std::string, CacheEntry<PushProvider>> push_cache_;  // same rules: kept while store and credentials are unchanged
+  std::shared_ptr<ServiceAccountTokens> sa_tokens_;  // shared by every store's token source
 };
 
 }  // namespace rootseal::sync::engine
