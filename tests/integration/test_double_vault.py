@@ -316,6 +316,51 @@ def test_kubernetes_and_jwt_auth(d):
         kd.stop()
 
 
+def test_cert_auth():
+    """hvac's auth.cert against the double over TLS with a client certificate."""
+    import shutil
+    import tempfile
+    d = tempfile.mkdtemp(prefix="vault-cert-")
+    try:
+        def openssl(*args):
+            subprocess.run(["openssl"] + list(args), check=True, capture_output=True)
+        srv, srv_key, ca, ca_key = (os.path.join(d, x) for x in ("srv.pem", "srv.key", "ca.pem", "ca.key"))
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", srv_key, "-out", srv, "-days", "1",
+                "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1")
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "1",
+                "-subj", "/CN=client-ca")
+        pems = {}
+        for name in ("web", "other"):
+            key, csr, crt = (os.path.join(d, name + x) for x in (".key", ".csr", ".pem"))
+            openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=" + name)
+            openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", crt,
+                    "-days", "1")
+            pems[name] = (crt, key)
+        v = vault.VaultKvDouble(root_token=ROOT, tls_cert=srv, tls_key=srv_key, client_ca=ca).start()
+        try:
+            root = hvac.Client(url=v.url, token=ROOT, verify=srv)
+            root.sys.enable_auth_method("cert")
+            root.auth.cert.create_ca_certificate_role("web", certificate=pems["web"][0], token_ttl=90)  # (a path)
+            root.secrets.kv.v2.create_or_update_secret(path="c", secret={"k": "v"})
+            c = hvac.Client(url=v.url, verify=srv, cert=pems["web"])
+            # (hvac takes the CA from the client's verify when cacert is not given.)
+            res = c.auth.cert.login(name="web", cert_pem=pems["web"][0], key_pem=pems["web"][1])
+            assert res["auth"]["lease_duration"] == 90 and res["auth"]["metadata"] == {"cert_name": "web"}, res
+            assert c.secrets.kv.v2.read_secret_version(path="c")["data"]["data"] == {"k": "v"}
+            # Another certificate signed by the same CA is not the role's; no certificate at all is refused too.
+            o = hvac.Client(url=v.url, verify=srv, cert=pems["other"])
+            e = expect(hvac.exceptions.InvalidRequest, o.auth.cert.login, name="web",
+                       cert_pem=pems["other"][0], key_pem=pems["other"][1])
+            assert "invalid certificate" in str(e), e
+            e = expect(hvac.exceptions.InvalidRequest, hvac.Client(url=v.url, verify=srv).adapter.post,
+                       "/v1/auth/cert/login", json={"name": "web"})
+            assert "client certificate must be supplied" in str(e), e
+        finally:
+            v.stop()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def test_cli():
     p = subprocess.Popen([sys.executable, os.path.join(HERE, "..", "doubles", "vault_kv", "server.py"),
                           "--port", "0", "--token", "t0", "--approle", "r:rid:sid"], stdout=subprocess.PIPE, text=True)
@@ -339,6 +384,7 @@ def main():
         test_namespaces(d)
         test_faults_and_counters(d)
         test_kubernetes_and_jwt_auth(d)
+        test_cert_auth()
     finally:
         d.stop()
     test_cli()

@@ -21,7 +21,7 @@ import unittest
 import urllib.parse
 import urllib.request
 
-from sync_testlib import SyncEnv, ESO, K8S_TOKEN, VAULT_ROOT, b64
+from sync_testlib import SyncEnv, ESO, K8S_TOKEN, VAULT_ROOT, b64, vault_double
 
 ENV = None
 
@@ -404,6 +404,92 @@ class Identity(unittest.TestCase):
         self.assertEqual(ready[0], "False")
         self.assertIn("an IAM role must be associated with service account app (namespace: %s)" % ns, ready[2])
         self.assertEqual(self.token_requests(ns), [])
+
+
+    # ---- Vault auth.cert --------------------------------------------------------
+
+    def test_vault_cert_auth_with_a_client_certificate_from_a_secret(self):
+        import http.client
+        import ssl
+        import subprocess
+        d = tempfile.mkdtemp(prefix="rootseal-cert-auth-")
+        try:
+            def openssl(*args):
+                subprocess.run(["openssl"] + list(args), check=True, capture_output=True)
+
+            def read(path):
+                with open(path) as f:
+                    return f.read()
+            srv_cert, srv_key = os.path.join(d, "srv.pem"), os.path.join(d, "srv.key")
+            openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", srv_key, "-out", srv_cert, "-days",
+                    "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1")
+            ca, ca_key = os.path.join(d, "ca.pem"), os.path.join(d, "ca.key")
+            openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "1",
+                    "-subj", "/CN=vault-client-ca")
+            certs = {}
+            for name in ("web", "other"):
+                key, csr, crt = (os.path.join(d, name + x) for x in (".key", ".csr", ".pem"))
+                openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=" + name)
+                openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", crt,
+                        "-days", "1")
+                certs[name] = (read(crt), read(key))
+            v = vault_double.VaultKvDouble(root_token=VAULT_ROOT, tls_cert=srv_cert, tls_key=srv_key,
+                                           client_ca=ca).start()
+        except Exception:
+            shutil.rmtree(d, ignore_errors=True)
+            raise
+        try:
+            ctx = ssl.create_default_context(cafile=srv_cert)
+
+            def admin(path, body):
+                c = http.client.HTTPSConnection("127.0.0.1", v.port, context=ctx, timeout=10)
+                c.request("POST", "/v1/" + path, body=json.dumps(body), headers={"X-Vault-Token": VAULT_ROOT})
+                r = c.getresponse()
+                r.read()
+                c.close()
+                assert r.status in (200, 204), (path, r.status)
+            admin("sys/auth/cert", {"type": "cert"})
+            for name in ("web", "other"):
+                admin("auth/cert/certs/" + name, {"certificate": certs[name][0], "token_ttl": 60})
+            v.put("cert/db", {"password": "pw-cert"})
+            ns = self.ns("id-cert")
+            for name in ("web", "other"):
+                self.kube.create("/api/v1/namespaces/%s/secrets" % ns, {
+                    "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tls-" + name, "namespace": ns},
+                    "type": "kubernetes.io/tls",
+                    "data": {"tls.crt": b64(certs[name][0]), "tls.key": b64(certs[name][1])}})
+
+            def store(name, client, role):
+                self.kube.create(ESO + "/namespaces/%s/secretstores" % ns, {
+                    "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+                    "metadata": {"name": name, "namespace": ns},
+                    "spec": {"provider": {"vault": {
+                        "server": v.url, "path": "secret", "version": "v2",
+                        "caBundle": base64.b64encode(read(srv_cert).encode()).decode(),
+                        "auth": {"cert": {"vaultRole": role,
+                                          "clientCert": {"name": "tls-" + client, "key": "tls.crt"},
+                                          "secretRef": {"name": "tls-" + client, "key": "tls.key"}}}}}}})
+            store("vault-cert", "web", "web")
+            self.es(ns, "cert/db", refresh="1h", store="vault-cert")
+            self.env.wait(lambda: self.kube.secret_value(ns, "db-creds", "password") == "pw-cert", "db-creds synced")
+            self.assertEqual([x["role"] for x in v.jwt_logins], ["web"])
+            # The "web" certificate presented for role "other": refused by Vault, said clearly.
+            store("vault-wrong", "web", "other")
+            self.es(ns, "cert/db", name="wrong", refresh="1h", store="vault-wrong")
+            ready = self.env.wait(lambda: (self.kube.ready(ns, "wrong") or [None])[0] == "False" and
+                                  self.kube.ready(ns, "wrong"), "wrong refused")
+            self.assertIn("vault: certificate login failed: vault answered 400: invalid certificate", ready[2])
+            # No private key material in the log or the statuses.
+            self.env.err.flush()
+            with open(self.env.stderr_path, "rb") as f:
+                log = f.read().decode(errors="replace")
+            key_body = "".join(certs["web"][1].strip().splitlines()[1:-1])
+            for h in (log, json.dumps(self.kube.es(ns, "db").get("status")),
+                      json.dumps(self.kube.es(ns, "wrong").get("status"))):
+                self.assertNotIn(key_body[:64], h)
+        finally:
+            v.stop()
+            shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,9 @@ std::string fingerprint(const StoreSpec& spec) {
           buf.append(s.jwt_role);
           buf.push_back('|');
           buf.append(s.jwt_auth_path);
+          buf.push_back('|');
+          buf.append(s.client_cert_pem);
+          add(s.client_key_pem);
         } else if constexpr (std::is_same_v<T, AwsSpec>) {
           add(s.access_key_id);
           add(s.secret_access_key);
@@ -316,6 +319,15 @@ Task<StoreSpec> EngineProviders::vault_spec(const model::SecretStore& store, con
     auto s = co_await secret_key(a.secret_id_ref, store_ns);
     if (!s) co_return std::unexpected(s.error());
     v.secret_id = std::move(*s);
+  } else if (a.kind == model::VaultAuth::Kind::cert) {
+    v.cert_auth_path = a.login_path;
+    v.cert_role = a.role;
+    auto c = co_await secret_key(a.client_cert_ref, store_ns);
+    if (!c) co_return std::unexpected(c.error());
+    v.client_cert_pem.assign(reinterpret_cast<const char*>(c->data()), c->size());  // a certificate is public
+    auto k = co_await secret_key(a.client_key_ref, store_ns);
+    if (!k) co_return std::unexpected(k.error());
+    v.client_key_pem = std::move(*k);
   } else if (a.kind == model::VaultAuth::Kind::kubernetes || a.kind == model::VaultAuth::Kind::jwt) {
     v.jwt_auth_path = a.login_path;
     v.jwt_role = a.role;

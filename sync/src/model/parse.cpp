@@ -688,14 +688,28 @@ Result<void> parse_vault(const Obj& v, SecretStore& s) {
     out.auth.kind = VaultAuth::Kind::host;
     return {};
   }
-  ROOTSEAL_TRY(unsupported(*auth, {"cert", "ldap", "iam", "userPass", "gcp"}));
+  ROOTSEAL_TRY(unsupported(*auth, {"ldap", "iam", "userPass", "gcp"}));
   const auto ns = s.meta.namespace_;
   ROOTSEAL_LET(tok, opt_obj(*auth, "tokenSecretRef"));
   ROOTSEAL_LET(ar, opt_obj(*auth, "appRole"));
-  const int methods = int(tok.has_value()) + int(ar.has_value()) + int(auth->has("kubernetes")) + int(auth->has("jwt"));
-  if (methods > 1) return bad(auth->path, "exactly one of tokenSecretRef, appRole, kubernetes or jwt");
+  ROOTSEAL_LET(cert, opt_obj(*auth, "cert"));
+  const int methods = int(tok.has_value()) + int(ar.has_value()) + int(auth->has("kubernetes")) +
+                      int(auth->has("jwt")) + int(cert.has_value());
+  if (methods > 1) return bad(auth->path, "exactly one of tokenSecretRef, appRole, kubernetes, jwt or cert");
   if (auth->has("kubernetes") || auth->has("jwt")) {
     ROOTSEAL_TRY(parse_vault_jwt_auth(*auth, s));
+  } else if (cert) {
+    // ESO auth.cert: clientCert (the certificate) and secretRef (its key), path (default "cert"), vaultRole.
+    out.auth.kind = VaultAuth::Kind::cert;
+    ROOTSEAL_TRY_ASSIGN(out.auth.login_path, str_or(*cert, "path", "cert"));
+    if (out.auth.login_path.empty()) out.auth.login_path = "cert";
+    ROOTSEAL_TRY_ASSIGN(out.auth.role, str_or(*cert, "vaultRole", ""));
+    ROOTSEAL_LET(cc, opt_obj(*cert, "clientCert"));
+    ROOTSEAL_LET(ck, opt_obj(*cert, "secretRef"));
+    if (!cc) return bad(cert->at("clientCert"), "required");
+    if (!ck) return bad(cert->at("secretRef"), "required");
+    ROOTSEAL_TRY_ASSIGN(out.auth.client_cert_ref, key_ref(*cc, s.kind, ns));
+    ROOTSEAL_TRY_ASSIGN(out.auth.client_key_ref, key_ref(*ck, s.kind, ns));
   } else if (tok) {
     out.auth.kind = VaultAuth::Kind::token;
     ROOTSEAL_TRY_ASSIGN(out.auth.token_secret_ref, key_ref(*tok, s.kind, ns));
@@ -712,7 +726,7 @@ Result<void> parse_vault(const Obj& v, SecretStore& s) {
   } else if (!s.host_credentials.empty()) {
     out.auth.kind = VaultAuth::Kind::host;
   } else {
-    return bad(auth->path, "one of tokenSecretRef, appRole, kubernetes or jwt is required");
+    return bad(auth->path, "one of tokenSecretRef, appRole, kubernetes, jwt or cert is required");
   }
   return {};
 }

@@ -187,7 +187,7 @@ inline constexpr std::string_view kMsgServiceAccountNamespace =
     "namespace should either be empty or match the namespace of the SecretStore for a namespaced SecretStore";
 
 struct VaultAuth {
-  enum class Kind { token, app_role, host, kubernetes, jwt } kind = Kind::token;
+  enum class Kind { token, app_role, host, kubernetes, jwt, cert } kind = Kind::token;
   // kind kubernetes (ESO auth.kubernetes: mountPath, role) and jwt (ESO
   // auth.jwt: path, role): the JWT is a ServiceAccount token (has_service_account)
   // or a key of a Secret (jwt_secret_ref).
@@ -198,6 +198,9 @@ struct VaultAuth {
   std::vector<std::string> token_audiences;  // jwt: kubernetesServiceAccountToken.audiences (default ["vault"])
   std::int64_t token_expiration_seconds = 600;  // ESO's 600 unless jwt's expirationSeconds says otherwise
   SecretKeyRef jwt_secret_ref;
+  // kind cert (ESO auth.cert: path, vaultRole): a TLS client certificate and its key from Secrets.
+  SecretKeyRef client_cert_ref;  // clientCert
+  SecretKeyRef client_key_ref;   // secretRef
   SecretKeyRef token_secret_ref;  // kind token
   std::string approle_path = "approle";  // kind app_role: the auth mount
   std::string role_id;

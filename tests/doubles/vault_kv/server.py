@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A HashiCorp Vault test double: KV v2 secrets engine, token, AppRole,
-Kubernetes and JWT auth, ACL policies, namespaces (Python 3 standard library
-only).
+Kubernetes, JWT and TLS certificate auth, ACL policies, namespaces (Python 3
+standard library only).
 
 Serves /v1/<mount>/data|metadata|delete|undelete|destroy/<path> for KV v2
 mounts, /v1/auth/token/lookup-self|renew-self|revoke-self|create,
@@ -9,7 +9,8 @@ mounts, /v1/auth/token/lookup-self|renew-self|revoke-self|create,
 /v1/sys/auth/<path> (enable kubernetes or jwt auth), /v1/auth/<path>/config,
 /v1/auth/<path>/role/<name> and /v1/auth/<path>/login for them (Kubernetes:
 the JWT reviewed by the cluster's TokenReview API as Vault does; JWT: the
-signature checked against a JWKS), /v1/sys/policy/<name> (path rules with
+signature checked against a JWKS; cert: the TLS client certificate the
+double verified against --client-ca), /v1/sys/policy/<name> (path rules with
 capabilities, enforced for the tokens whose policies have rules),
 /v1/sys/health; the X-Vault-Namespace header selects a separate store.
 Error bodies are Vault's {"errors":[...]}.
@@ -21,6 +22,7 @@ Import: VaultKvDouble(port=0, root_token="root").start() ... .stop()
 Test-only admin endpoints live under /_double/ (no auth); see
 docs/testing-doubles.md.
 """
+import base64
 import copy
 import fnmatch
 import json
@@ -256,6 +258,8 @@ class VaultHandler(BaseDoubleHandler):
         if len(am) == 3 and am[0] == "auth" and am[2] == "login" and method in ("POST", "PUT"):
             with st.lock:
                 mount = st.ns(nsname).auth_mounts.get(am[1])
+            if mount is not None and mount["type"] == "cert":
+                return self.cert_login(nsname, am[1], mount, args)
             if mount is not None:
                 return self.jwt_login(nsname, am[1], mount, args)
         token_id = self.headers.get("X-Vault-Token")
@@ -488,7 +492,7 @@ class VaultHandler(BaseDoubleHandler):
             if path.startswith("sys/auth/") and method in ("POST", "PUT"):
                 mpath = path[len("sys/auth/"):].strip("/")
                 kind = args.get("type")
-                if kind not in ("kubernetes", "jwt"):
+                if kind not in ("kubernetes", "jwt", "cert"):
                     raise VaultError(400, ['plugin not found in the catalog: %s' % kind])
                 if mpath in ns.auth_mounts:
                     raise VaultError(400, ["path is already in use at %s/" % mpath])
@@ -518,6 +522,11 @@ class VaultHandler(BaseDoubleHandler):
                     return self.reply(204)
                 if method == "GET":
                     return self.reply(200, {k: v for k, v in mount["config"].items() if k != "token_reviewer_jwt"})
+            if len(rest) == 2 and rest[0] == "certs" and mount["type"] == "cert" and method in ("POST", "PUT"):
+                if not args.get("certificate"):
+                    raise VaultError(400, ["missing certificate"])
+                mount["roles"][rest[1]] = dict(args)
+                return self.reply(204)
             if len(rest) == 2 and rest[0] == "role":
                 if method in ("POST", "PUT"):
                     if mount["type"] == "kubernetes":
@@ -601,6 +610,49 @@ class VaultHandler(BaseDoubleHandler):
             d.logins += 1
             d.jwt_logins.append({"mount": mpath, "role": name, "meta": meta, "t": now})
         return self.reply(200, None, _auth_block(t, now))
+
+    @staticmethod
+    def _pem_ders(pem):
+        out = []
+        for m in re.finditer(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", pem or "", re.S):
+            out.append(base64.b64decode("".join(m.group(1).split())))
+        return out
+
+    def cert_login(self, nsname, mpath, mount, args):
+        """auth/<path>/login {"name"?}: the TLS client certificate (verified by
+        the handshake against --client-ca) must be one a role names, or be
+        signed by it when the role names the client CA itself."""
+        d = self.server.double
+        st = d.state
+        try:
+            der = self.connection.getpeercert(binary_form=True)
+        except (AttributeError, ValueError):
+            der = None
+        if not der:
+            raise VaultError(400, ["client certificate must be supplied"])
+        ca_ders = []
+        if d.client_ca:
+            with open(d.client_ca) as f:
+                ca_ders = self._pem_ders(f.read())
+        with st.lock:
+            roles = dict(mount["roles"])
+        want = args.get("name")
+        for name, role in sorted(roles.items()):
+            if want and name != want:
+                continue
+            ders = self._pem_ders(role.get("certificate"))
+            if der in ders or any(c in ders for c in ca_ders):
+                ttl = _parse_duration(role.get("token_ttl") or role.get("ttl") or st.default_ttl)
+                max_ttl = _parse_duration(role.get("token_max_ttl") or role.get("max_ttl") or st.max_ttl)
+                policies = self._list_arg(role.get("token_policies") or role.get("policies"))
+                t = st.new_token(nsname, ["default"] + policies, ttl, True, max_ttl, "%s-%s" % (mpath, name),
+                                 {"cert_name": name}, "auth/%s/login" % mpath)
+                with st.lock:
+                    d.logins += 1
+                    d.jwt_logins.append({"mount": mpath, "role": name, "meta": {"cert_name": name},
+                                         "t": time.time()})
+                return self.reply(200, None, _auth_block(t, time.time()))
+        raise VaultError(400, ["invalid certificate or no client certificate supplied"])
 
     def _kubernetes_review(self, jwt, role, cfg):
         try:
@@ -764,12 +816,13 @@ class VaultKvDouble(DoubleServer):
     handler = VaultHandler
 
     def __init__(self, host="127.0.0.1", port=0, tls_cert=None, tls_key=None, root_token="root",
-                 mounts=("secret",), default_ttl=3600, max_ttl=86400, verbose=False):
+                 mounts=("secret",), default_ttl=3600, max_ttl=86400, verbose=False, client_ca=None):
         self.state = VaultState(root_token, mounts, default_ttl=default_ttl, max_ttl=max_ttl)
+        self.client_ca = client_ca  # TLS client certificates it signed may log in with cert auth
         self.logins = 0
         self.renewals = 0
-        self.jwt_logins = []  # {"mount", "role", "meta", "t"} per Kubernetes/JWT login
-        super().__init__(host, port, tls_cert, tls_key, verbose)
+        self.jwt_logins = []  # {"mount", "role", "meta", "t"} per Kubernetes/JWT/cert login
+        super().__init__(host, port, tls_cert, tls_key, verbose, client_ca)
 
     def add_approle(self, name, namespace="", token_ttl=3600, token_max_ttl=86400, role_id=None, secret_id=None):
         with self.state.lock:

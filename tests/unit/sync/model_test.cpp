@@ -268,7 +268,19 @@ TEST_CASE("SecretStores: vault kubernetes and jwt auth with a serviceAccountRef 
   CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{
     "server":"https://v","auth":{"kubernetes":{"role":"r","serviceAccountRef":{"name":"x"}},
     "tokenSecretRef":{"name":"t","key":"k"}}}}}})") ==
-        "spec.provider.vault.auth: exactly one of tokenSecretRef, appRole, kubernetes or jwt");
+        "spec.provider.vault.auth: exactly one of tokenSecretRef, appRole, kubernetes, jwt or cert");
+  auto cert = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},
+    "spec":{"provider":{"vault":{"server":"https://v","auth":{"cert":{"vaultRole":"web",
+      "clientCert":{"name":"tls","key":"tls.crt"},"secretRef":{"name":"tls","key":"tls.key"}}}}}}})"));
+  REQUIRE(cert.has_value());
+  CHECK(cert->vault.auth.kind == VaultAuth::Kind::cert);
+  CHECK(cert->vault.auth.login_path == "cert");
+  CHECK(cert->vault.auth.role == "web");
+  CHECK(cert->vault.auth.client_cert_ref == SecretKeyRef{"tls", "tls.crt", "a"});
+  CHECK(cert->vault.auth.client_key_ref == SecretKeyRef{"tls", "tls.key", "a"});
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{
+    "server":"https://v","auth":{"cert":{"clientCert":{"name":"tls","key":"tls.crt"}}}}}}})") ==
+        "spec.provider.vault.auth.cert.secretRef: required");
   // AWS auth.jwt.serviceAccountRef (web identity): the same rules.
   auto aws = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"a","namespace":"team-a"},
     "spec":{"provider":{"aws":{"region":"eu-west-1","auth":{"jwt":{"serviceAccountRef":{"name":"app","audiences":["x"]}}}}}}})"));

@@ -191,6 +191,13 @@ struct VaultSpec {
   kms::SecureBytes jwt;
   JwtSource jwt_source;
   std::string jwt_source_id;  // who jwt_source speaks for ("ns/name aud... exp"): part of the credential fingerprint
+  // Or TLS certificate auth when cert_auth_path is set: POST auth/<cert_auth_path>/login
+  // {"name": cert_role} over a connection presenting this certificate (every
+  // request of the store presents it, as ESO's client does).
+  std::string cert_auth_path;
+  std::string cert_role;
+  std::string client_cert_pem;
+  kms::SecureBytes client_key_pem;
   // Renew the login token when less than this fraction of its TTL is left.
   double renew_fraction = 0.5;
 };

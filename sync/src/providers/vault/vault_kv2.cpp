@@ -253,7 +253,8 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
   bool approle() const noexcept { return !spec_.role_id.empty(); }
   bool jwt_login() const noexcept { return !spec_.jwt_auth_path.empty(); }
   // Logs in by itself (AppRole, Kubernetes or JWT), so a refused token is replaced by a fresh login.
-  bool logs_in() const noexcept { return approle() || jwt_login(); }
+  bool cert_login() const noexcept { return !spec_.cert_auth_path.empty(); }
+  bool logs_in() const noexcept { return approle() || jwt_login() || cert_login(); }
 
   // A valid token (logging in or renewing as needed); a copy for the caller.
   Task<kms::SecureBytes> current_token() {
@@ -323,7 +324,8 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
       const auto status = res->status;
       if (status == 200) co_return read_login_answer(*res);
       if (attempt == 0 && spec_.jwt_source && (status == 400 || status == 401 || status == 403)) continue;
-      const std::string_view what = !jwt_login() ? std::string_view("AppRole")
+      const std::string_view what = cert_login()  ? std::string_view("certificate")
+                                    : !jwt_login() ? std::string_view("AppRole")
                                     : trim_slashes(spec_.jwt_auth_path) == "kubernetes" ? std::string_view("Kubernetes")
                                                                                           : std::string_view("JWT");
       co_return fail(errc_for_status(status), "vault: " + std::string(what) + " login failed: " + vault_error(*res));
@@ -334,7 +336,15 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
     ++counters_.logins;
     SecureBuffer body(128);
     std::string target;
-    if (jwt_login()) {
+    if (cert_login()) {  // the certificate is the credential: the body only names the role, if any
+      body.append("{");
+      if (!spec_.cert_role.empty()) {
+        body.append(R"("name":)");
+        json_quote(bytes_of(spec_.cert_role), body);
+      }
+      body.append("}");
+      target = "/v1/auth/" + net::url_encode(trim_slashes(spec_.cert_auth_path), false) + "/login";
+    } else if (jwt_login()) {
       kms::SecureBytes jwt;
       if (spec_.jwt_source) {
         auto t = co_await spec_.jwt_source(fresh_jwt);
@@ -428,7 +438,11 @@ kms::Result<std::shared_ptr<VaultKv2Provider>> make_vault_provider(const asio::a
                                                                     std::shared_ptr<StoreHealth> health) {
   if (spec.server.empty()) return fail(Errc::invalid_argument, "vault: server is required");
   if (spec.version != "v2") return fail(Errc::invalid_argument, "vault: only KV version v2 is supported");
-  if (!spec.jwt_auth_path.empty()) {
+  if (!spec.cert_auth_path.empty()) {
+    if (spec.client_cert_pem.empty() || spec.client_key_pem.empty()) {
+      return fail(Errc::invalid_argument, "vault: certificate auth needs a client certificate and its key");
+    }
+  } else if (!spec.jwt_auth_path.empty()) {
     if (!spec.jwt_source && spec.jwt.empty()) {
       return fail(Errc::invalid_argument, "vault: Kubernetes/JWT auth needs a serviceAccountRef or a JWT");
     }
@@ -439,7 +453,15 @@ kms::Result<std::shared_ptr<VaultKv2Provider>> make_vault_provider(const asio::a
   if (!(spec.renew_fraction > 0.0 && spec.renew_fraction < 1.0)) {
     return fail(Errc::invalid_argument, "vault: renew_fraction must be between 0 and 1");
   }
-  ROOTSEAL_LET(client, make_client(executor, spec.server, spec.tls));
+  std::shared_ptr<net::HttpClient> client;
+  if (!spec.cert_auth_path.empty()) {
+    ROOTSEAL_LET(c, make_client_with_certificate(executor, spec.server, spec.tls, spec.client_cert_pem,
+                                                 spec.client_key_pem));
+    client = std::move(c);
+  } else {
+    ROOTSEAL_LET(c, make_client(executor, spec.server, spec.tls));
+    client = std::move(c);
+  }
   if (!health) health = std::make_shared<StoreHealth>("vault " + spec.server);
   return std::shared_ptr<VaultKv2Provider>(
       std::make_shared<VaultImpl>(executor, std::move(spec), std::move(client), std::move(health)));
