@@ -17,6 +17,7 @@ import hvac.exceptions
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "doubles", "vault_kv"))
 import server as vault  # noqa: E402
+from rootseal_testlib import make_server_and_client_certs  # noqa: E402
 sys.path.insert(0, os.path.join(HERE, "..", "doubles", "k8s_apiserver"))
 import importlib.util  # noqa: E402
 _spec = importlib.util.spec_from_file_location("k8s_double", os.path.join(HERE, "..", "doubles", "k8s_apiserver",
@@ -322,20 +323,7 @@ def test_cert_auth():
     import tempfile
     d = tempfile.mkdtemp(prefix="vault-cert-")
     try:
-        def openssl(*args):
-            subprocess.run(["openssl"] + list(args), check=True, capture_output=True)
-        srv, srv_key, ca, ca_key = (os.path.join(d, x) for x in ("srv.pem", "srv.key", "ca.pem", "ca.key"))
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", srv_key, "-out", srv, "-days", "1",
-                "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1")
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "1",
-                "-subj", "/CN=client-ca")
-        pems = {}
-        for name in ("web", "other"):
-            key, csr, crt = (os.path.join(d, name + x) for x in (".key", ".csr", ".pem"))
-            openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=" + name)
-            openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", crt,
-                    "-days", "1")
-            pems[name] = (crt, key)
+        srv, srv_key, ca, pems = make_server_and_client_certs(d, ("web", "other"))
         v = vault.VaultKvDouble(root_token=ROOT, tls_cert=srv, tls_key=srv_key, client_ca=ca).start()
         try:
             root = hvac.Client(url=v.url, token=ROOT, verify=srv)

@@ -21,6 +21,7 @@ import unittest
 import urllib.parse
 import urllib.request
 
+from rootseal_testlib import make_server_and_client_certs
 from sync_testlib import SyncEnv, ESO, K8S_TOKEN, VAULT_ROOT, b64, vault_double
 
 ENV = None
@@ -411,28 +412,13 @@ class Identity(unittest.TestCase):
     def test_vault_cert_auth_with_a_client_certificate_from_a_secret(self):
         import http.client
         import ssl
-        import subprocess
         d = tempfile.mkdtemp(prefix="rootseal-cert-auth-")
         try:
-            def openssl(*args):
-                subprocess.run(["openssl"] + list(args), check=True, capture_output=True)
-
             def read(path):
                 with open(path) as f:
                     return f.read()
-            srv_cert, srv_key = os.path.join(d, "srv.pem"), os.path.join(d, "srv.key")
-            openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", srv_key, "-out", srv_cert, "-days",
-                    "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1")
-            ca, ca_key = os.path.join(d, "ca.pem"), os.path.join(d, "ca.key")
-            openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "1",
-                    "-subj", "/CN=vault-client-ca")
-            certs = {}
-            for name in ("web", "other"):
-                key, csr, crt = (os.path.join(d, name + x) for x in (".key", ".csr", ".pem"))
-                openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=" + name)
-                openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", crt,
-                        "-days", "1")
-                certs[name] = (read(crt), read(key))
+            srv_cert, srv_key, ca, files = make_server_and_client_certs(d, ("web", "other"))
+            certs = {name: (read(c), read(k)) for name, (c, k) in files.items()}
             v = vault_double.VaultKvDouble(root_token=VAULT_ROOT, tls_cert=srv_cert, tls_key=srv_key,
                                            client_ca=ca).start()
         except Exception:
