@@ -53,6 +53,14 @@ std::string parse_all(const json::value& v, bool check_stores) {
         }
       }
     }
+    if (store->kind != model::StoreKind::cluster_secret_store) {
+      // ESO's rule: a SecretStore's serviceAccountRef names its own namespace only.
+      const auto& va = store->vault.auth;
+      fuzz::require(!va.has_service_account || va.service_account.namespace_ == store->meta.namespace_,
+                    "a SecretStore's Vault serviceAccountRef is in its namespace");
+      fuzz::require(!store->aws.has_jwt || store->aws.jwt_service_account.namespace_ == store->meta.namespace_,
+                    "a SecretStore's AWS serviceAccountRef is in its namespace");
+    }
     for (const std::string ns : {"default", "namespace-a", "team-a", ""}) {
       const bool a = model::namespace_allowed(*store, ns, labels);
       if (store->kind != model::StoreKind::cluster_secret_store) {

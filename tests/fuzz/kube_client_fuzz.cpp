@@ -5,7 +5,12 @@
 // a sensitive (Secret: locked-memory JSON) resource. The real KubeClient
 // talks HTTP to the scripted loopback server (scripted_server.hpp).
 //
-// Input: line 1 the call: list | watch | get | create, followed by " secret"
+// And a TokenRequest (call "token": POST serviceaccounts/<name>/token, the
+// answer read into locked memory, then kube::parse_token_request_answer):
+// a token is returned only from a 2xx answer whose status.token it is, and
+// no error message quotes that token.
+//
+// Input: line 1 the call: list | watch | get | create | token, followed by " secret"
 // for the sensitive resource; then the answers: blocks separated by a line
 // "--", each "<status>\n<body>" (see parse_script).
 // Properties beyond "no crash, no sanitizer report, no leak":
@@ -26,6 +31,7 @@
 
 #include "fuzz_util.hpp"
 #include "kube/kube_client.hpp"
+#include "kube/service_account_token.hpp"
 #include "remote_loop.hpp"
 #include "scripted_server.hpp"
 
@@ -105,6 +111,33 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     fuzz::require(!answers.empty() && answers[0].status < 300, "success only from a 2xx answer");
     const auto plain = plain_parse(answers[0].body);
     fuzz::require(plain && *plain == *r, "the object is the body's value");
+  } else if (call == "token") {
+    const std::vector<std::string> aud{"vault"};
+    const json::value body = kube::token_request_body(aud, 600);
+    auto r = fuzz::run_to_completion(io, [&]() -> boost::asio::awaitable<kube::KubeResult<json::value>> {
+      co_return co_await c.create_subresource(kube::serviceaccounts_gvr(), "default", "reader", "token", body, true);
+    });
+    if (!r) {
+      check_error(r.error());
+      return 0;
+    }
+    fuzz::require(!answers.empty() && answers[0].status < 300, "success only from a 2xx answer");
+    const auto plain = plain_parse(answers[0].body);
+    auto tok = kube::parse_token_request_answer(*r);
+    std::string_view want;
+    if (plain && plain->is_object()) {
+      const auto* st = plain->as_object().if_contains("status");
+      const auto* t = st != nullptr && st->is_object() ? st->as_object().if_contains("token") : nullptr;
+      if (t != nullptr && t->is_string()) want = std::string_view(t->as_string().data(), t->as_string().size());
+    }
+    if (tok) {
+      fuzz::require(!want.empty() && tok->token.size() == want.size() &&
+                        std::string_view(reinterpret_cast<const char*>(tok->token.data()), tok->token.size()) == want,
+                    "the token is the answer's status.token");
+    } else {
+      fuzz::require_clean_error(tok.error(), {kms::Errc::unavailable}, "a refused TokenRequest answer");
+      fuzz::require(want.size() < 4 || tok.error().message.find(want) == std::string::npos, "no token in the message");
+    }
   } else if (call == "list") {
     kube::ListOptions lo;
     lo.page_size = 2;

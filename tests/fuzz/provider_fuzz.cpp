@@ -1,5 +1,7 @@
 // Fuzz target: every provider's handling of what its remote service answers
-// (sync/src/providers/): Vault KV v2 (reads, AppRole login, token lookup),
+// (sync/src/providers/): Vault KV v2 (reads, AppRole login, Kubernetes/JWT
+// login with a ServiceAccount token source and its retry with a fresh token,
+// token lookup),
 // AWS Secrets Manager (GetSecretValue, DescribeSecret, writes), Azure Key
 // Vault and GCP Secret Manager (OAuth token answers, secret and version
 // reads, writes), the snapshot object stores on S3, Google Cloud Storage
@@ -8,7 +10,8 @@
 // (scripted_server.hpp).
 //
 // Input: line 1 "<provider> <op> <key> [<property>]", provider one of vault,
-// vault-approle, aws, azure, gcp, or s3, gcs, azblob (the snapshot object
+// vault-approle, vault-kubernetes, aws, aws-web-identity (STS
+// AssumeRoleWithWebIdentity's XML answer first), azure, gcp, or s3, gcs, azblob (the snapshot object
 // stores: list, get, put, remove; object_store.hpp; a <property> puts them
 // under the prefix "p/"); op one of fetch, fetch_all, validate,
 // describe, ensure, put, put_new, remove (pull ops for vault/aws, push ops
@@ -169,11 +172,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       io.restart();
     }
   } drain{io, pull, push, health};
-  if (provider == "vault" || provider == "vault-approle") {
+  if (provider == "vault" || provider == "vault-approle" || provider == "vault-kubernetes") {
     sync::VaultSpec s;
     s.server = url;
     if (provider == "vault") {
       s.token = kms::SecureBytes::copy_of(std::string_view("fuzz-vault-token"));
+    } else if (provider == "vault-kubernetes") {
+      s.jwt_auth_path = "kubernetes";
+      s.jwt_role = "fuzz-role";
+      s.jwt_source = [](bool fresh) -> boost::asio::awaitable<kms::Result<kms::SecureBytes>> {
+        co_return kms::SecureBytes::copy_of(std::string_view(fresh ? "eyJ.fresh.sig" : "eyJ.cached.sig"));
+      };
     } else {
       s.role_id = "fuzz-role";
       s.secret_id = kms::SecureBytes::copy_of(std::string_view("fuzz-secret-id"));
@@ -181,12 +190,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto p = providers::make_vault_provider(ex, std::move(s), health);
     fuzz::require(p.has_value(), "vault provider");
     pull = *p;
-  } else if (provider == "aws") {
+  } else if (provider == "aws" || provider == "aws-web-identity") {
     sync::AwsSpec s;
     s.region = "us-east-1";
     s.endpoint = url;
-    s.access_key_id = kms::SecureBytes::copy_of(std::string_view("AKIDFUZZ"));
-    s.secret_access_key = kms::SecureBytes::copy_of(std::string_view("fuzz-secret-key"));
+    if (provider == "aws") {
+      s.access_key_id = kms::SecureBytes::copy_of(std::string_view("AKIDFUZZ"));
+      s.secret_access_key = kms::SecureBytes::copy_of(std::string_view("fuzz-secret-key"));
+    } else {
+      s.web_identity_role_arn = "arn:aws:iam::123456789012:role/fuzz";
+      s.sts_endpoint = url;
+      s.web_identity_token = [](bool fresh) -> boost::asio::awaitable<kms::Result<kms::SecureBytes>> {
+        co_return kms::SecureBytes::copy_of(std::string_view(fresh ? "eyJ.fresh.sig" : "eyJ.cached.sig"));
+      };
+    }
     s.writes_per_second = 1e9;
     auto p = providers::make_aws_provider(ex, std::move(s), health);
     fuzz::require(p.has_value(), "aws provider");

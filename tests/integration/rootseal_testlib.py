@@ -405,3 +405,23 @@ class ConfigDaemon:
             return Reply(r.status, r.getheader("Content-Type"), r.read(), cn)
         finally:
             conn.close()
+
+
+def make_server_and_client_certs(d, client_names):
+    """A server certificate for 127.0.0.1 (self-signed: it is its own CA
+    file), a client CA and one client certificate per name signed by it, in
+    folder d: (server cert, server key, client CA, {name: (cert, key)})."""
+    def openssl(*args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True)
+    srv, srv_key, ca, ca_key = (os.path.join(d, x) for x in ("srv.pem", "srv.key", "client-ca.pem", "client-ca.key"))
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", srv_key, "-out", srv, "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "1",
+            "-subj", "/CN=client-ca")
+    clients = {}
+    for name in client_names:
+        key, csr, crt = (os.path.join(d, name + x) for x in (".key", ".csr", ".pem"))
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=" + name)
+        openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", crt, "-days", "1")
+        clients[name] = (crt, key)
+    return srv, srv_key, ca, clients

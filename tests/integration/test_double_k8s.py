@@ -4,6 +4,7 @@ against the real kubectl and against the API machinery rules of
 import http.client
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "doubles", "k8s_apiserver"))
 import server as k8s  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "..", "doubles", "common"))
+import jwtlib  # noqa: E402
 from rootseal_testlib import tempdir  # noqa: E402
 
 TOKEN = "double-token-123"
@@ -484,6 +487,83 @@ def test_api(d, api):
     print("API machinery checks passed")
 
 
+def jwt_claims(token):
+    return json.loads(jwtlib.b64url_decode(token.split(".")[1]))
+
+
+def test_service_account_tokens(d, kcfg, api):
+    """TokenRequest through kubectl create token (its own client), TokenReview
+    through kubectl create -f, the JWKS the tokens verify with."""
+    kubectl(kcfg, "create", "namespace", "tok-a")
+    sa_manifest = json.dumps({"apiVersion": "v1", "kind": "ServiceAccount",
+                              "metadata": {"name": "reader", "namespace": "tok-a"}})
+    kubectl(kcfg, "create", "--validate=false", "-f", "-", stdin=sa_manifest)  # (typed create sends protobuf the double does not decode)
+    sa = json.loads(kubectl(kcfg, "-n", "tok-a", "get", "sa", "reader", "-o", "json").stdout)
+    before = int(time.time())
+    tok = kubectl(kcfg, "-n", "tok-a", "create", "token", "reader", "--audience", "vault",
+                  "--audience", "other", "--duration", "15m").stdout.strip()
+    c = jwt_claims(tok)
+    assert c["aud"] == ["vault", "other"], c
+    assert c["sub"] == "system:serviceaccount:tok-a:reader", c
+    assert c["iss"] == k8s.SA_ISSUER, c
+    assert c["kubernetes.io"] == {"namespace": "tok-a",
+                                  "serviceaccount": {"name": "reader", "uid": sa["metadata"]["uid"]}}, c
+    assert before <= c["iat"] <= int(time.time()) and c["exp"] - c["iat"] == 900 and c["nbf"] == c["iat"], c
+    jwks = api.ok("GET", "/openid/v1/jwks")
+    assert jwtlib.verify(tok, jwks["keys"]) == c
+    disc = api.ok("GET", "/.well-known/openid-configuration")
+    assert disc["issuer"] == k8s.SA_ISSUER and disc["jwks_uri"].endswith("/openid/v1/jwks"), disc
+    # No audience: the API's own; no duration: an hour.
+    c2 = jwt_claims(kubectl(kcfg, "-n", "tok-a", "create", "token", "reader").stdout.strip())
+    assert c2["aud"] == [k8s.SA_ISSUER] and c2["exp"] - c2["iat"] == 3600, c2
+    # The answer as the API gives it (status.token, status.expirationTimestamp).
+    r = api.ok("POST", "/api/v1/namespaces/tok-a/serviceaccounts/reader/token",
+               {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"audiences": ["sts.amazonaws.com"], "expirationSeconds": 600}})
+    assert r["kind"] == "TokenRequest" and r["spec"]["expirationSeconds"] == 600, r
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r["status"]["expirationTimestamp"]), r
+    assert jwt_claims(r["status"]["token"])["aud"] == ["sts.amazonaws.com"]
+    # Refusals: a missing ServiceAccount (404 as the API says it), under 10 minutes (422).
+    p = kubectl(kcfg, "-n", "tok-a", "create", "token", "nobody", check=False)
+    assert p.returncode != 0 and 'serviceaccounts "nobody" not found' in p.stderr, p.stderr
+    st, _, b = api.req("POST", "/api/v1/namespaces/tok-a/serviceaccounts/reader/token",
+                       {"spec": {"expirationSeconds": 60}})
+    assert st == 422 and "may not specify a duration less than 10 minutes" in b["message"], (st, b)
+    st, _, b = api.req("GET", "/api/v1/namespaces/tok-a/serviceaccounts/reader/token")
+    assert st == 405, (st, b)
+
+    def review(token, audiences=None):
+        tr = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
+        if audiences:
+            tr["spec"]["audiences"] = audiences
+        return json.loads(kubectl(kcfg, "create", "--validate=false", "-o", "json", "-f", "-", stdin=json.dumps(tr)).stdout)["status"]
+    st = review(tok, ["vault"])
+    assert st["authenticated"] is True and st["audiences"] == ["vault"], st
+    assert st["user"]["username"] == "system:serviceaccount:tok-a:reader", st
+    assert st["user"]["uid"] == sa["metadata"]["uid"], st
+    assert "system:serviceaccounts:tok-a" in st["user"]["groups"], st
+    st = review(tok, ["elsewhere"])
+    assert not st.get("authenticated") and "audiences" in st["error"], st
+    st = review(tok[:-4] + ("AAAA" if not tok.endswith("AAAA") else "BBBB"), ["vault"])
+    assert not st.get("authenticated") and "signature" in st["error"], st
+    # The token cap (/_double/token-expiry): an expired token is refused.
+    api.ok("POST", "/_double/token-expiry", {"seconds": 1})
+    short = kubectl(kcfg, "-n", "tok-a", "create", "token", "reader", "--audience", "vault").stdout.strip()
+    assert jwt_claims(short)["exp"] - jwt_claims(short)["iat"] <= 1
+    wait_for(lambda: "expired" in (review(short, ["vault"]).get("error") or ""), "the short token to expire")
+    api.ok("POST", "/_double/token-expiry", {"seconds": 0})
+    # A deleted ServiceAccount: its tokens are no longer valid, new ones refused.
+    kubectl(kcfg, "-n", "tok-a", "delete", "serviceaccount", "reader")
+    st = review(tok, ["vault"])
+    assert not st.get("authenticated") and 'serviceaccounts "reader" not found' in st["error"], st
+    # Recreated under the same name: another uid, the old token stays refused.
+    kubectl(kcfg, "create", "--validate=false", "-f", "-", stdin=sa_manifest)
+    st = review(tok, ["vault"])
+    assert not st.get("authenticated") and "does not match" in st["error"], st
+    counts = d.stats()["by_resource"]
+    assert counts["serviceaccounts/token"]["create"] >= 5 and counts["tokenreviews"]["create"] >= 6, counts
+
+
 def test_cli_ready(workdir, cert, key):
     """The double as a process: READY <port> with port 0, then serves."""
     p = subprocess.Popen([sys.executable, os.path.join(HERE, "..", "doubles", "k8s_apiserver", "server.py"),
@@ -517,6 +597,7 @@ def main():
         test_kubectl(d, kubeconfig("kc", {"token": TOKEN}), kubeconfig("bad", {"token": "nope"}),
                      kubeconfig("cert", {"client-certificate": client_cert, "client-key": client_key}), workdir)
         test_api(d, Api(d.port, cert))
+        test_service_account_tokens(d, kubeconfig("kc2", {"token": TOKEN}), Api(d.port, cert))
         test_cli_ready(workdir, cert, key)
     finally:
         d.stop()

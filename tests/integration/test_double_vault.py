@@ -1,7 +1,9 @@
 """The Vault KV v2 double (tests/doubles/vault_kv) checked against hvac, the
 Python Vault client: KV v2 versions and check-and-set, metadata, soft delete /
-undelete / destroy, token lookup and renewal, AppRole login, namespaces,
-Vault's error shapes, fault injection and request counters."""
+undelete / destroy, token lookup and renewal, AppRole login, Kubernetes
+login (TokenReview on the Kubernetes double) and JWT login (a JWKS), ACL
+policies, namespaces, Vault's error shapes, fault injection and request
+counters."""
 import http.client
 import json
 import os
@@ -15,6 +17,13 @@ import hvac.exceptions
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "doubles", "vault_kv"))
 import server as vault  # noqa: E402
+from rootseal_testlib import make_server_and_client_certs  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "..", "doubles", "k8s_apiserver"))
+import importlib.util  # noqa: E402
+_spec = importlib.util.spec_from_file_location("k8s_double", os.path.join(HERE, "..", "doubles", "k8s_apiserver",
+                                                                          "server.py"))
+k8s = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(k8s)
 
 ROOT = "root-token-for-tests"
 
@@ -202,6 +211,144 @@ def test_faults_and_counters(d):
     print("fault checks passed")
 
 
+def test_kubernetes_and_jwt_auth(d):
+    """hvac's auth.kubernetes.login and auth.jwt.jwt_login against the double,
+    with ServiceAccount tokens from the Kubernetes double (its TokenRequest,
+    TokenReview and JWKS)."""
+    kd = k8s.K8sApiServerDouble().start()
+    try:
+        def api(method, path, body=None):
+            c = http.client.HTTPConnection("127.0.0.1", kd.port, timeout=10)
+            c.request(method, path, body=json.dumps(body) if body is not None else None,
+                      headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            out = json.loads(r.read() or b"null")
+            c.close()
+            return r.status, out
+        for ns in ("team-a", "team-b"):
+            api("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+            api("POST", "/api/v1/namespaces/%s/serviceaccounts" % ns, {"metadata": {"name": "app"}})
+
+        def sa_token(ns, aud=None, name="app"):
+            st, out = api("POST", "/api/v1/namespaces/%s/serviceaccounts/%s/token" % (ns, name),
+                          {"spec": {"audiences": aud or [], "expirationSeconds": 600}})
+            assert st == 201, (st, out)
+            return out["status"]["token"]
+
+        root = hvac.Client(url=d.url, token=ROOT)
+        root.sys.enable_auth_method("kubernetes")
+        root.auth.kubernetes.configure(kubernetes_host=kd.url)
+        root.auth.kubernetes.create_role("team-a-reader", bound_service_account_names=["app"],
+                                         bound_service_account_namespaces=["team-a"], ttl="60s",
+                                         policies=["team-a-read"])
+        root.sys.create_or_update_policy("team-a-read", 'path "secret/data/team-a/*" { capabilities = ["read"] }')
+        root.secrets.kv.v2.create_or_update_secret(path="team-a/db", secret={"password": "pa"})
+        root.secrets.kv.v2.create_or_update_secret(path="team-b/db", secret={"password": "pb"})
+
+        c = hvac.Client(url=d.url)
+        res = c.auth.kubernetes.login("team-a-reader", sa_token("team-a"))
+        assert res["auth"]["lease_duration"] == 60 and "team-a-read" in res["auth"]["policies"], res
+        assert res["auth"]["metadata"]["service_account_namespace"] == "team-a", res
+        assert c.secrets.kv.v2.read_secret_version(path="team-a/db")["data"]["data"] == {"password": "pa"}
+        # The policy decides: another team's path is denied.
+        expect(hvac.exceptions.Forbidden, c.secrets.kv.v2.read_secret_version, path="team-b/db")
+        before = kd.stats()["by_resource"]["tokenreviews"]["create"]
+        # team-b's ServiceAccount is not bound to the role: refused before any TokenReview.
+        e = expect(hvac.exceptions.Forbidden, hvac.Client(url=d.url).auth.kubernetes.login, "team-a-reader",
+                   sa_token("team-b"))
+        assert "namespace not authorized" in str(e), e
+        assert kd.stats()["by_resource"]["tokenreviews"]["create"] == before
+        # A forged token naming team-a/app: the TokenReview refuses it.
+        good = sa_token("team-a")
+        forged = good[:-6] + ("AAAAAA" if not good.endswith("AAAAAA") else "BBBBBB")
+        e = expect(hvac.exceptions.Forbidden, hvac.Client(url=d.url).auth.kubernetes.login, "team-a-reader", forged)
+        assert "lookup failed" in str(e), e
+        assert kd.stats()["by_resource"]["tokenreviews"]["create"] == before + 1
+        e = expect(hvac.exceptions.InvalidRequest, hvac.Client(url=d.url).auth.kubernetes.login, "nope", good)
+        assert 'invalid role name "nope"' in str(e), e
+        # The ServiceAccount deleted: its still-unexpired token no longer logs in.
+        api("DELETE", "/api/v1/namespaces/team-a/serviceaccounts/app")
+        e = expect(hvac.exceptions.Forbidden, hvac.Client(url=d.url).auth.kubernetes.login, "team-a-reader", good)
+        assert "lookup failed" in str(e), e
+        api("POST", "/api/v1/namespaces/team-a/serviceaccounts", {"metadata": {"name": "app"}})
+
+        # JWT auth with the cluster's JWKS (service-account issuer discovery).
+        root.sys.enable_auth_method("jwt")
+        root.auth.jwt.configure(jwks_url=kd.url + "/openid/v1/jwks", bound_issuer=k8s.SA_ISSUER)
+        root.auth.jwt.create_role("team-a", user_claim="sub", allowed_redirect_uris=[], bound_audiences=["vault"],
+                                  bound_subject="system:serviceaccount:team-a:app", token_ttl=120,
+                                  token_policies=["team-a-read"])
+        j = hvac.Client(url=d.url)
+        res = j.auth.jwt.jwt_login("team-a", sa_token("team-a", ["vault"]))
+        assert res["auth"]["lease_duration"] == 120 and res["auth"]["metadata"] == {"role": "team-a"}, res
+        assert j.secrets.kv.v2.read_secret_version(path="team-a/db")["data"]["data"] == {"password": "pa"}
+        e = expect(hvac.exceptions.InvalidRequest, hvac.Client(url=d.url).auth.jwt.jwt_login, "team-a",
+                   sa_token("team-a", ["elsewhere"]))
+        assert "audience" in str(e), e
+        e = expect(hvac.exceptions.InvalidRequest, hvac.Client(url=d.url).auth.jwt.jwt_login, "team-a",
+                   sa_token("team-b", ["vault"]))
+        assert "bound subject" in str(e), e
+        tok = sa_token("team-a", ["vault"])
+        e = expect(hvac.exceptions.InvalidRequest, hvac.Client(url=d.url).auth.jwt.jwt_login, "team-a",
+                   tok[:-6] + ("AAAAAA" if not tok.endswith("AAAAAA") else "BBBBBB"))
+        assert "signature" in str(e), e
+        # A JWT signed by another key (not in the JWKS).
+        other = vault.jwtlib.RsaKey(1024)
+        e = expect(hvac.exceptions.InvalidRequest, hvac.Client(url=d.url).auth.jwt.jwt_login, "team-a",
+                   other.sign({"iss": k8s.SA_ISSUER, "sub": "system:serviceaccount:team-a:app", "aud": ["vault"],
+                               "exp": int(time.time()) + 600}))
+        assert "signature" in str(e), e
+        # Expired beyond the leeway (150 s by default).
+        kd.token_max_seconds = 1
+        short = sa_token("team-a", ["vault"])
+        kd.token_max_seconds = None
+        root.auth.jwt.create_role("strict", user_claim="sub", allowed_redirect_uris=[], bound_audiences=["vault"],
+                                  expiration_leeway=0)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                hvac.Client(url=d.url).auth.jwt.jwt_login("strict", short)
+            except hvac.exceptions.InvalidRequest as ex:
+                assert "expired" in str(ex), ex
+                break
+            assert time.monotonic() < deadline, "the short token never expired"
+            time.sleep(0.1)
+    finally:
+        kd.stop()
+
+
+def test_cert_auth():
+    """hvac's auth.cert against the double over TLS with a client certificate."""
+    import shutil
+    import tempfile
+    d = tempfile.mkdtemp(prefix="vault-cert-")
+    try:
+        srv, srv_key, ca, pems = make_server_and_client_certs(d, ("web", "other"))
+        v = vault.VaultKvDouble(root_token=ROOT, tls_cert=srv, tls_key=srv_key, client_ca=ca).start()
+        try:
+            root = hvac.Client(url=v.url, token=ROOT, verify=srv)
+            root.sys.enable_auth_method("cert")
+            root.auth.cert.create_ca_certificate_role("web", certificate=pems["web"][0], token_ttl=90)  # (a path)
+            root.secrets.kv.v2.create_or_update_secret(path="c", secret={"k": "v"})
+            c = hvac.Client(url=v.url, verify=srv, cert=pems["web"])
+            # (hvac takes the CA from the client's verify when cacert is not given.)
+            res = c.auth.cert.login(name="web", cert_pem=pems["web"][0], key_pem=pems["web"][1])
+            assert res["auth"]["lease_duration"] == 90 and res["auth"]["metadata"] == {"cert_name": "web"}, res
+            assert c.secrets.kv.v2.read_secret_version(path="c")["data"]["data"] == {"k": "v"}
+            # Another certificate signed by the same CA is not the role's; no certificate at all is refused too.
+            o = hvac.Client(url=v.url, verify=srv, cert=pems["other"])
+            e = expect(hvac.exceptions.InvalidRequest, o.auth.cert.login, name="web",
+                       cert_pem=pems["other"][0], key_pem=pems["other"][1])
+            assert "invalid certificate" in str(e), e
+            e = expect(hvac.exceptions.InvalidRequest, hvac.Client(url=v.url, verify=srv).adapter.post,
+                       "/v1/auth/cert/login", json={"name": "web"})
+            assert "client certificate must be supplied" in str(e), e
+        finally:
+            v.stop()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def test_cli():
     p = subprocess.Popen([sys.executable, os.path.join(HERE, "..", "doubles", "vault_kv", "server.py"),
                           "--port", "0", "--token", "t0", "--approle", "r:rid:sid"], stdout=subprocess.PIPE, text=True)
@@ -224,6 +371,8 @@ def main():
         test_auth(d)
         test_namespaces(d)
         test_faults_and_counters(d)
+        test_kubernetes_and_jwt_auth(d)
+        test_cert_auth()
     finally:
         d.stop()
     test_cli()

@@ -78,6 +78,14 @@ class Render(unittest.TestCase):
             if d["kind"] in ("Role", "ClusterRole"):
                 for rule in d["rules"]:
                     self.assertNotIn("*", rule["verbs"] + rule["resources"] + rule["apiGroups"], d["metadata"])
+            if d["kind"] == "Role":
+                # ServiceAccounts: create on their token subresource (TokenRequest), get of the object
+                # (AWS web identity's role annotation), nothing wider.
+                sa_rules = [r for r in d["rules"] if any(x.startswith("serviceaccounts") for x in r["resources"])]
+                self.assertEqual(sa_rules, [{"apiGroups": [""], "resources": ["serviceaccounts/token"],
+                                             "verbs": ["create"]},
+                                            {"apiGroups": [""], "resources": ["serviceaccounts"],
+                                             "verbs": ["get"]}], d["metadata"])
             if d["kind"] == "ClusterRole":
                 # Cluster-wide: ClusterSecretStores and namespace labels, never Secrets.
                 res = {r for rule in d["rules"] for r in rule["resources"]}

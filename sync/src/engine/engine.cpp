@@ -246,7 +246,11 @@ class KubeFacade final : public reconcile::KubeApi {
   Task<ObjectPtr> secret(std::string_view ns, std::string_view name) override {
     if (auto o = secrets_.get(ns, name)) co_return o;
     if (auto o = sources_.get(ns, name)) co_return o;
-    auto r = co_await client_->get(kube::secrets_gvr(), ns, name);  // (string_view args: trivial)
+    co_return co_await get_or_null(kube::secrets_gvr(), ns, name);  // (string_view args: trivial)
+  }
+  // A live GET; nullptr when the object does not exist.
+  Task<ObjectPtr> get_or_null(const kube::GroupVersionResource& gvr, std::string_view ns, std::string_view name) {
+    auto r = co_await client_->get(gvr, ns, name);
     if (!r) {
       if (r.error().is_not_found()) co_return ObjectPtr{};
       co_return std::unexpected(r.error().to_error());
@@ -254,12 +258,7 @@ class KubeFacade final : public reconcile::KubeApi {
     co_return std::make_shared<const json::value>(std::move(*r));
   }
   Task<ObjectPtr> config_map(std::string_view ns, std::string_view name) override {
-    auto r = co_await client_->get(kube::configmaps_gvr(), ns, name);
-    if (!r) {
-      if (r.error().is_not_found()) co_return ObjectPtr{};
-      co_return std::unexpected(r.error().to_error());
-    }
-    co_return std::make_shared<const json::value>(std::move(*r));
+    co_return co_await get_or_null(kube::configmaps_gvr(), ns, name);
   }
   Task<model::StringMap> namespace_labels(std::string_view ns) override {
     auto r = co_await client_->get(kube::namespaces_gvr(), "", ns);
@@ -274,6 +273,17 @@ class KubeFacade final : public reconcile::KubeApi {
       }
     }
     co_return out;
+  }
+  Task<ObjectPtr> service_account(std::string_view ns, std::string_view name) override {
+    co_return co_await get_or_null(kube::serviceaccounts_gvr(), ns, name);
+  }
+  Task<kube::ServiceAccountToken> create_token(std::string_view ns, std::string_view name,
+                                               std::span<const std::string> audiences,
+                                               std::int64_t expiration_seconds) override {
+    const json::value body = kube::token_request_body(audiences, expiration_seconds);
+    auto r = co_await client_->create_subresource(kube::serviceaccounts_gvr(), ns, name, "token", body, true);
+    if (!r) co_return std::unexpected(r.error().to_error());
+    co_return kube::parse_token_request_answer(*r);
   }
   Task<ObjectPtr> create_secret(std::string_view ns, const json::value& secret, std::string_view fm) override {
     kube::WriteOptions o;

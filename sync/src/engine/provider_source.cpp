@@ -38,10 +38,21 @@ std::string fingerprint(const StoreSpec& spec) {
           add(s.token);
           add(s.secret_id);
           buf.append(s.role_id);
+          add(s.jwt);
+          buf.push_back('|');
+          buf.append(s.jwt_source_id);
+          buf.push_back('|');
+          buf.append(s.jwt_role);
+          buf.push_back('|');
+          buf.append(s.jwt_auth_path);
+          buf.push_back('|');
+          buf.append(s.client_cert_pem);
+          add(s.client_key_pem);
         } else if constexpr (std::is_same_v<T, AwsSpec>) {
           add(s.access_key_id);
           add(s.secret_access_key);
           add(s.session_token);
+          buf.append(s.web_identity_id);
         } else if constexpr (std::is_same_v<T, AzureSpec>) {
           add(s.client_secret);
           buf.append(s.client_id);  // from a Secret too: a new application id needs a new token
@@ -73,7 +84,23 @@ EngineProviders::EngineProviders(reconcile::KubeApi& api, ProviderFactory factor
                                  std::map<std::string, HostStoreConfig> host, std::filesystem::path credentials_directory,
                                  std::chrono::seconds recheck, StoreHealthOptions health)
     : api_(api), factory_(std::move(factory)), host_(std::move(host)), cred_dir_(std::move(credentials_directory)),
-      recheck_(recheck), health_options_(health) {}
+      recheck_(recheck), health_options_(health), sa_tokens_(std::make_shared<ServiceAccountTokens>(api)) {}
+
+ServiceAccountTokens::Key EngineProviders::token_key(const model::SecretStore& store,
+                                                     const model::ServiceAccountRef& ref, std::string_view ns,
+                                                     std::vector<std::string> extra_audiences,
+                                                     std::int64_t expiration_seconds) {
+  ServiceAccountTokens::Key k;
+  k.name = ref.name;
+  // A SecretStore's ref carries the store's namespace (model parse); a
+  // ClusterSecretStore's its own, or else the ExternalSecret's.
+  k.ns = !ref.namespace_.empty() ? ref.namespace_ : std::string(ns);
+  k.audiences = ref.audiences;
+  k.audiences.insert(k.audiences.end(), extra_audiences.begin(), extra_audiences.end());
+  k.expiration_seconds = expiration_seconds;
+  if (store.kind == model::StoreKind::secret_store) k.ns = store.meta.namespace_;
+  return k;
+}
 
 std::shared_ptr<StoreHealth> EngineProviders::health(const std::string& store_id) {
   std::lock_guard lock(mu_);
@@ -246,7 +273,8 @@ Task<StoreSpec> EngineProviders::gcp_spec(const model::SecretStore& store, const
 // Host credentials: a token, or an AppRole, from the configuration; a store
 // that names another Vault server is refused (it could otherwise send the
 // host's token elsewhere). Otherwise a token or AppRole from Kubernetes Secrets.
-Task<StoreSpec> EngineProviders::vault_spec(const model::SecretStore& store, const HostStoreConfig* host) {
+Task<StoreSpec> EngineProviders::vault_spec(const model::SecretStore& store, const HostStoreConfig* host,
+                                            std::string_view ns) {
   const std::string store_ns = store.meta.namespace_;
   VaultSpec v;
   v.server = store.vault.server;
@@ -291,6 +319,31 @@ Task<StoreSpec> EngineProviders::vault_spec(const model::SecretStore& store, con
     auto s = co_await secret_key(a.secret_id_ref, store_ns);
     if (!s) co_return std::unexpected(s.error());
     v.secret_id = std::move(*s);
+  } else if (a.kind == model::VaultAuth::Kind::cert) {
+    v.cert_auth_path = a.login_path;
+    v.cert_role = a.role;
+    auto c = co_await secret_key(a.client_cert_ref, store_ns);
+    if (!c) co_return std::unexpected(c.error());
+    v.client_cert_pem.assign(reinterpret_cast<const char*>(c->data()), c->size());  // a certificate is public
+    auto k = co_await secret_key(a.client_key_ref, store_ns);
+    if (!k) co_return std::unexpected(k.error());
+    v.client_key_pem = std::move(*k);
+  } else if (a.kind == model::VaultAuth::Kind::kubernetes || a.kind == model::VaultAuth::Kind::jwt) {
+    v.jwt_auth_path = a.login_path;
+    v.jwt_role = a.role;
+    if (a.has_service_account) {
+      // ESO: kubernetes asks for the serviceAccountRef's audiences only, jwt
+      // adds kubernetesServiceAccountToken.audiences ("vault"); both 600 s unless set.
+      auto key = token_key(store, a.service_account, ns,
+                           a.kind == model::VaultAuth::Kind::jwt ? a.token_audiences : std::vector<std::string>{},
+                           a.token_expiration_seconds);
+      v.jwt_source_id = key.id();
+      v.jwt_source = sa_tokens_->source(std::move(key));
+    } else {
+      auto t = co_await secret_key(a.jwt_secret_ref, store_ns);
+      if (!t) co_return std::unexpected(t.error());
+      v.jwt = std::move(*t);
+    }
   } else {
     co_return fail(Errc::invalid_argument, "vault store has no usable auth");
   }
@@ -300,7 +353,8 @@ Task<StoreSpec> EngineProviders::vault_spec(const model::SecretStore& store, con
 // Host credentials: access keys (and a session token) and the endpoint from
 // the configuration (the store's region, when the host sets one, must match).
 // Otherwise the keys from Kubernetes Secrets, and sync.aws_endpoint (if set).
-Task<StoreSpec> EngineProviders::aws_spec(const model::SecretStore& store, const HostStoreConfig* host) {
+Task<StoreSpec> EngineProviders::aws_spec(const model::SecretStore& store, const HostStoreConfig* host,
+                                          std::string_view ns) {
   const std::string store_ns = store.meta.namespace_;
   AwsSpec a;
   a.region = store.aws.region;
@@ -327,6 +381,40 @@ Task<StoreSpec> EngineProviders::aws_spec(const model::SecretStore& store, const
     co_return StoreSpec(std::move(a));
   }
   a.endpoint = aws_endpoint_;
+  if (store.aws.has_jwt) {
+    // ESO's credsFromServiceAccount: the role from the ServiceAccount's
+    // annotation, the token for eks.amazonaws.com/audience (default
+    // sts.amazonaws.com) + the serviceAccountRef's audiences, the server's expiry.
+    auto key = token_key(store, store.aws.jwt_service_account, ns, {}, 0);
+    auto sa = co_await api_.service_account(key.ns, key.name);
+    if (!sa) co_return std::unexpected(sa.error());
+    std::string role, audience;
+    if (*sa) {
+      const auto* md = (*sa)->as_object().if_contains("metadata");
+      const auto* ann = md != nullptr && md->is_object() ? md->as_object().if_contains("annotations") : nullptr;
+      if (ann != nullptr && ann->is_object()) {
+        if (const auto* r = ann->as_object().if_contains("eks.amazonaws.com/role-arn"); r != nullptr && r->is_string()) {
+          role = std::string(r->as_string());
+        }
+        if (const auto* r = ann->as_object().if_contains("eks.amazonaws.com/audience"); r != nullptr && r->is_string()) {
+          audience = std::string(r->as_string());
+        }
+      }
+    }
+    if (!*sa) {
+      co_return fail(Errc::permission_denied, "serviceaccounts \"" + key.name + "\" not found (namespace " + key.ns + ")");
+    }
+    if (role.empty()) {
+      co_return fail(Errc::permission_denied, "an IAM role must be associated with service account " + key.name +
+                                                  " (namespace: " + key.ns + ")");
+    }
+    key.audiences.insert(key.audiences.begin(), audience.empty() ? std::string("sts.amazonaws.com") : audience);
+    a.web_identity_role_arn = role;
+    a.web_identity_id = key.id() + " " + role;
+    a.web_identity_token = sa_tokens_->source(std::move(key));
+    a.sts_endpoint = aws_endpoint_;  // a test endpoint (moto, LocalStack) serves STS too; else AWS's regional STS
+    co_return StoreSpec(std::move(a));
+  }
   auto id = co_await secret_key(store.aws.access_key_id_ref, store_ns);
   if (!id) co_return std::unexpected(id.error());
   auto sk = co_await secret_key(store.aws.secret_access_key_ref, store_ns);
@@ -344,12 +432,12 @@ Task<StoreSpec> EngineProviders::aws_spec(const model::SecretStore& store, const
 Task<StoreSpec> EngineProviders::spec_for(const model::SecretStore& store, std::string_view ns) {
   ROOTSEAL_CO_LET(host, reconcile::host_store_for(host_, store, ns));  // the one lookup of a host store
   switch (store.provider) {
-    case model::SecretStore::Provider::vault: co_return co_await vault_spec(store, host);
+    case model::SecretStore::Provider::vault: co_return co_await vault_spec(store, host, ns);
     case model::SecretStore::Provider::azurekv: co_return co_await azure_spec(store, host);
     case model::SecretStore::Provider::gcpsm: co_return co_await gcp_spec(store, host);
     case model::SecretStore::Provider::aws: break;
   }
-  co_return co_await aws_spec(store, host);
+  co_return co_await aws_spec(store, host, ns);
 }
 
 template <class P, class Make>
@@ -357,7 +445,15 @@ Task<std::shared_ptr<P>> EngineProviders::cached(std::map<std::string, CacheEntr
                                                  const model::SecretStore& store, std::string_view ns, Make make) {
   // A ClusterSecretStore's host-credential check depends on the namespace.
   std::string id = store_id(store);
-  if (store.kind == model::StoreKind::cluster_secret_store && !store.host_credentials.empty()) id += "@" + std::string(ns);
+  // So does the ServiceAccount of a ClusterSecretStore whose serviceAccountRef names no namespace.
+  const bool referent =
+      (store.provider == model::SecretStore::Provider::vault && store.vault.auth.has_service_account &&
+       store.vault.auth.service_account.namespace_.empty()) ||
+      (store.provider == model::SecretStore::Provider::aws && store.aws.has_jwt &&
+       store.aws.jwt_service_account.namespace_.empty());
+  if (store.kind == model::StoreKind::cluster_secret_store && (!store.host_credentials.empty() || referent)) {
+    id += "@" + std::string(ns);
+  }
   const auto now = std::chrono::steady_clock::now();
   {
     std::lock_guard lock(mu_);

@@ -19,6 +19,7 @@
 #include <mutex>
 #include <string>
 
+#include "engine/service_account_tokens.hpp"
 #include "providers/store_health.hpp"
 #include "reconcile/kube_api.hpp"
 #include "rootseal/sync/engine.hpp"
@@ -51,6 +52,8 @@ class EngineProviders final : public reconcile::ProviderSource {
   void aws_endpoint(std::string url) { aws_endpoint_ = std::move(url); }
   // Every store's health, by id (metrics).
   std::vector<std::pair<std::string, StoreHealth::Snapshot>> health_snapshots() const;
+  // The ServiceAccount tokens of the stores that name a serviceAccountRef.
+  [[nodiscard]] const ServiceAccountTokens& service_account_tokens() const { return *sa_tokens_; }
   // Runs with the store id each time a store becomes healthy after a backoff
   // (set before any provider is built).
   void on_recovered(std::function<void(const std::string& store_id)> callback) { recovered_ = std::move(callback); }
@@ -77,11 +80,16 @@ class EngineProviders final : public reconcile::ProviderSource {
   template <class P, class Make>
   Task<std::shared_ptr<P>> cached(std::map<std::string, CacheEntry<P>>& cache, const model::SecretStore& store,
                                   std::string_view ns, Make make);
-  Task<StoreSpec> vault_spec(const model::SecretStore& store, const HostStoreConfig* host);
-  Task<StoreSpec> aws_spec(const model::SecretStore& store, const HostStoreConfig* host);
+  Task<StoreSpec> vault_spec(const model::SecretStore& store, const HostStoreConfig* host, std::string_view ns);
+  Task<StoreSpec> aws_spec(const model::SecretStore& store, const HostStoreConfig* host, std::string_view ns);
   Task<StoreSpec> azure_spec(const model::SecretStore& store, const HostStoreConfig* host);
   Task<StoreSpec> gcp_spec(const model::SecretStore& store, const HostStoreConfig* host);
   Task<kms::SecureBytes> secret_key(const model::SecretKeyRef& ref, std::string_view store_ns);
+  // The token key of a serviceAccountRef used from namespace ns (ESO's rule:
+  // a ClusterSecretStore's namespace, else the ExternalSecret's).
+  static ServiceAccountTokens::Key token_key(const model::SecretStore& store, const model::ServiceAccountRef& ref,
+                                             std::string_view ns, std::vector<std::string> extra_audiences,
+                                             std::int64_t expiration_seconds);
 
   reconcile::KubeApi& api_;
   ProviderFactory factory_;
@@ -96,6 +104,7 @@ class EngineProviders final : public reconcile::ProviderSource {
   std::map<std::string, std::shared_ptr<StoreHealth>> health_;
   std::map<std::string, CacheEntry<Provider>> cache_;
   std::map<std::string, CacheEntry<PushProvider>> push_cache_;  // same rules: kept while store and credentials are unchanged
+  std::shared_ptr<ServiceAccountTokens> sa_tokens_;  // shared by every store's token source
 };
 
 }  // namespace rootseal::sync::engine

@@ -54,6 +54,10 @@ const GroupVersionResource& secrets_gvr() {
   static const GroupVersionResource g{"", "v1", "secrets", "Secret", true, true};
   return g;
 }
+const GroupVersionResource& serviceaccounts_gvr() {
+  static const GroupVersionResource g{"", "v1", "serviceaccounts", "ServiceAccount", true, false};
+  return g;
+}
 const GroupVersionResource& configmaps_gvr() {
   static const GroupVersionResource g{"", "v1", "configmaps", "ConfigMap", true, false};
   return g;
@@ -461,6 +465,17 @@ class KubeClientImpl final : public KubeClient, public std::enable_shared_from_t
     const Body b = make_body(object, gvr.sensitive);
     auto r = co_await send(http::verb::post, target, "application/json", b.view());
     co_return decode(r, gvr.sensitive);
+  }
+
+  asio::awaitable<KubeResult<json::value>> create_subresource(const GroupVersionResource& gvr, std::string_view ns,
+                                                              std::string_view name, std::string_view subresource,
+                                                              const json::value& object,
+                                                              bool sensitive_answer) override {
+    if (name.empty() || subresource.empty()) co_return std::unexpected(bad_call("create_subresource: empty name"));
+    const std::string target = gvr.path(ns_for(gvr, ns), name, subresource);
+    const Body b = make_body(object, false);
+    auto r = co_await send(http::verb::post, target, "application/json", b.view());
+    co_return decode(r, sensitive_answer);
   }
 
   asio::awaitable<KubeResult<json::value>> update(const GroupVersionResource& gvr, std::string_view ns,

@@ -102,6 +102,7 @@ struct GroupVersionResource {
 // Well-known resources.
 const GroupVersionResource& secrets_gvr();      // core/v1 secrets (sensitive)
 const GroupVersionResource& namespaces_gvr();   // core/v1 namespaces (cluster-scoped)
+const GroupVersionResource& serviceaccounts_gvr();  // core/v1 serviceaccounts (their token subresource)
 const GroupVersionResource& configmaps_gvr();   // core/v1 configmaps (templateFrom sources)
 const GroupVersionResource& events_gvr();       // core/v1 events
 const GroupVersionResource& deployments_gvr();  // apps/v1
@@ -274,6 +275,14 @@ class KubeClient {
   virtual asio::awaitable<KubeResult<json::value>> create(const GroupVersionResource& gvr, std::string_view ns,
                                                           const json::value& object,
                                                           const WriteOptions& options = {}) = 0;
+  // POST to a subresource of an object (serviceaccounts/<name>/token); the
+  // answer is parsed into locked memory when `sensitive_answer` (it carries
+  // a credential), whatever the resource.
+  virtual asio::awaitable<KubeResult<json::value>> create_subresource(const GroupVersionResource& gvr,
+                                                                      std::string_view ns, std::string_view name,
+                                                                      std::string_view subresource,
+                                                                      const json::value& object,
+                                                                      bool sensitive_answer) = 0;
   // PUT; the object's metadata.name names it, its metadata.resourceVersion (if
   // set) must be current or the answer is 409 Conflict.
   virtual asio::awaitable<KubeResult<json::value>> update(const GroupVersionResource& gvr, std::string_view ns,

@@ -585,6 +585,84 @@ Result<SecretKeyRef> key_ref(const Obj& o, StoreKind kind, const std::string& ow
   return r;
 }
 
+// ESO's ServiceAccountSelector {name, namespace, audiences}; a namespaced
+// SecretStore may name its own namespace only (ESO's message otherwise).
+Result<ServiceAccountRef> service_account_ref(const Obj& o, StoreKind kind, const std::string& own_ns) {
+  ServiceAccountRef r;
+  ROOTSEAL_TRY_ASSIGN(r.name, req_str(o, "name"));
+  ROOTSEAL_TRY_ASSIGN(r.namespace_, str_or(o, "namespace", ""));
+  ROOTSEAL_TRY_ASSIGN(r.audiences, str_list(o, "audiences"));
+  if (kind == StoreKind::secret_store) {
+    if (!r.namespace_.empty() && r.namespace_ != own_ns) return bad(o.at("namespace"), std::string(kMsgServiceAccountNamespace));
+    r.namespace_ = own_ns;
+  }
+  return r;
+}
+
+// auth.kubernetes {mountPath, role, serviceAccountRef | secretRef} and
+// auth.jwt {path, role, kubernetesServiceAccountToken | secretRef}.
+Result<void> parse_vault_jwt_auth(const Obj& auth, SecretStore& s) {
+  auto& a = s.vault.auth;
+  const auto& ns = s.meta.namespace_;
+  ROOTSEAL_LET(k8s, opt_obj(auth, "kubernetes"));
+  ROOTSEAL_LET(jwt, opt_obj(auth, "jwt"));
+  if (k8s) {
+    a.kind = VaultAuth::Kind::kubernetes;
+    ROOTSEAL_TRY_ASSIGN(a.login_path, str_or(*k8s, "mountPath", "kubernetes"));
+    ROOTSEAL_TRY_ASSIGN(a.role, req_str(*k8s, "role"));
+    ROOTSEAL_LET(sa, opt_obj(*k8s, "serviceAccountRef"));
+    ROOTSEAL_LET(sr, opt_obj(*k8s, "secretRef"));
+    if (sa) {
+      ROOTSEAL_TRY_ASSIGN(a.service_account, service_account_ref(*sa, s.kind, ns));
+      a.has_service_account = true;
+    } else if (sr) {
+      Obj ref = *sr;
+      json::object with_key;  // ESO: the key defaults to "token"
+      if (!ref.has("key")) {
+        with_key = *ref.o;
+        with_key["key"] = "token";
+        ref.o = &with_key;
+      }
+      ROOTSEAL_TRY_ASSIGN(a.jwt_secret_ref, key_ref(ref, s.kind, ns));
+    } else {
+      // ESO falls back to the token mounted in its own pod; rootseald runs outside the cluster.
+      return bad(k8s->path, "serviceAccountRef or secretRef is required (rootseald has no pod token of its own)");
+    }
+  } else {
+    a.kind = VaultAuth::Kind::jwt;
+    ROOTSEAL_TRY_ASSIGN(a.login_path, str_or(*jwt, "path", "jwt"));
+    ROOTSEAL_TRY_ASSIGN(a.role, str_or(*jwt, "role", ""));
+    while (!a.role.empty() && (a.role.front() == ' ' || a.role.front() == '\t')) a.role.erase(0, 1);  // ESO: TrimSpace
+    while (!a.role.empty() && (a.role.back() == ' ' || a.role.back() == '\t')) a.role.pop_back();
+    ROOTSEAL_LET(sr, opt_obj(*jwt, "secretRef"));
+    ROOTSEAL_LET(kt, opt_obj(*jwt, "kubernetesServiceAccountToken"));
+    if (sr) {
+      ROOTSEAL_TRY_ASSIGN(a.jwt_secret_ref, key_ref(*sr, s.kind, ns));
+    } else if (kt) {
+      ROOTSEAL_LET(sa, opt_obj(*kt, "serviceAccountRef"));
+      if (!sa) return bad(kt->at("serviceAccountRef"), "required");
+      ROOTSEAL_TRY_ASSIGN(a.service_account, service_account_ref(*sa, s.kind, ns));
+      a.has_service_account = true;
+      if (kt->has("audiences")) {
+        ROOTSEAL_TRY_ASSIGN(a.token_audiences, str_list(*kt, "audiences"));
+      } else {
+        a.token_audiences = {"vault"};
+      }
+      if (const auto* e = kt->get("expirationSeconds"); e != nullptr) {
+        if (!e->is_int64() && !e->is_uint64()) return bad(kt->at("expirationSeconds"), "must be an integer");
+        const auto v = e->is_int64() ? e->as_int64() : static_cast<std::int64_t>(std::min<std::uint64_t>(e->as_uint64(), 1ull << 40));
+        if (v < 600 || v > (std::int64_t{1} << 32)) {
+          return bad(kt->at("expirationSeconds"), "must be between 600 (Kubernetes' minimum) and 2^32");
+        }
+        a.token_expiration_seconds = v;
+      }
+    } else {
+      return bad(jwt->path, "neither `secretRef` nor `kubernetesServiceAccountToken` was supplied as token source for jwt authentication");
+    }
+  }
+  return {};
+}
+
 Result<void> parse_vault(const Obj& v, SecretStore& s) {
   auto& out = s.vault;
   ROOTSEAL_TRY_ASSIGN(out.server, req_str(v, "server"));
@@ -610,12 +688,29 @@ Result<void> parse_vault(const Obj& v, SecretStore& s) {
     out.auth.kind = VaultAuth::Kind::host;
     return {};
   }
-  ROOTSEAL_TRY(unsupported(*auth, {"kubernetes", "cert", "ldap", "jwt", "iam", "userPass", "gcp"}));
+  ROOTSEAL_TRY(unsupported(*auth, {"ldap", "iam", "userPass", "gcp"}));
   const auto ns = s.meta.namespace_;
   ROOTSEAL_LET(tok, opt_obj(*auth, "tokenSecretRef"));
   ROOTSEAL_LET(ar, opt_obj(*auth, "appRole"));
-  if (tok && ar) return bad(auth->path, "exactly one of tokenSecretRef or appRole");
-  if (tok) {
+  ROOTSEAL_LET(cert, opt_obj(*auth, "cert"));
+  const int methods = int(tok.has_value()) + int(ar.has_value()) + int(auth->has("kubernetes")) +
+                      int(auth->has("jwt")) + int(cert.has_value());
+  if (methods > 1) return bad(auth->path, "exactly one of tokenSecretRef, appRole, kubernetes, jwt or cert");
+  if (auth->has("kubernetes") || auth->has("jwt")) {
+    ROOTSEAL_TRY(parse_vault_jwt_auth(*auth, s));
+  } else if (cert) {
+    // ESO auth.cert: clientCert (the certificate) and secretRef (its key), path (default "cert"), vaultRole.
+    out.auth.kind = VaultAuth::Kind::cert;
+    ROOTSEAL_TRY_ASSIGN(out.auth.login_path, str_or(*cert, "path", "cert"));
+    if (out.auth.login_path.empty()) out.auth.login_path = "cert";
+    ROOTSEAL_TRY_ASSIGN(out.auth.role, str_or(*cert, "vaultRole", ""));
+    ROOTSEAL_LET(cc, opt_obj(*cert, "clientCert"));
+    ROOTSEAL_LET(ck, opt_obj(*cert, "secretRef"));
+    if (!cc) return bad(cert->at("clientCert"), "required");
+    if (!ck) return bad(cert->at("secretRef"), "required");
+    ROOTSEAL_TRY_ASSIGN(out.auth.client_cert_ref, key_ref(*cc, s.kind, ns));
+    ROOTSEAL_TRY_ASSIGN(out.auth.client_key_ref, key_ref(*ck, s.kind, ns));
+  } else if (tok) {
     out.auth.kind = VaultAuth::Kind::token;
     ROOTSEAL_TRY_ASSIGN(out.auth.token_secret_ref, key_ref(*tok, s.kind, ns));
   } else if (ar) {
@@ -631,7 +726,7 @@ Result<void> parse_vault(const Obj& v, SecretStore& s) {
   } else if (!s.host_credentials.empty()) {
     out.auth.kind = VaultAuth::Kind::host;
   } else {
-    return bad(auth->path, "one of tokenSecretRef or appRole is required");
+    return bad(auth->path, "one of tokenSecretRef, appRole, kubernetes, jwt or cert is required");
   }
   return {};
 }
@@ -644,7 +739,14 @@ Result<void> parse_aws(const Obj& a, SecretStore& s) {
   ROOTSEAL_TRY(unsupported(a, {"role", "externalID", "sessionTags", "transitiveTagKeys", "prefix"}));
   ROOTSEAL_LET(auth, opt_obj(a, "auth"));
   if (auth) {
-    ROOTSEAL_TRY(unsupported(*auth, {"jwt"}));
+    ROOTSEAL_LET(jwt, opt_obj(*auth, "jwt"));
+    if (jwt) {
+      ROOTSEAL_LET(sa, opt_obj(*jwt, "serviceAccountRef"));
+      if (!sa) return bad(jwt->at("serviceAccountRef"), "required");
+      ROOTSEAL_TRY_ASSIGN(out.jwt_service_account, service_account_ref(*sa, s.kind, s.meta.namespace_));
+      out.has_jwt = true;
+      if (auth->has("secretRef")) return bad(auth->path, "exactly one of secretRef or jwt");
+    }
     ROOTSEAL_LET(sr, opt_obj(*auth, "secretRef"));
     if (sr) {
       ROOTSEAL_LET(ak, opt_obj(*sr, "accessKeyIDSecretRef"));
@@ -674,8 +776,8 @@ Result<void> parse_aws(const Obj& a, SecretStore& s) {
       }
     }
   }
-  if (!out.has_secret_ref && s.host_credentials.empty()) {
-    return bad(a.at("auth.secretRef"), "required (or annotate the store " + std::string(kHostCredentialsAnnotation) +
+  if (!out.has_secret_ref && !out.has_jwt && s.host_credentials.empty()) {
+    return bad(a.at("auth.secretRef"), "required (or auth.jwt, or annotate the store " + std::string(kHostCredentialsAnnotation) +
                                            " to use credentials from rootseald's configuration)");
   }
   return {};

@@ -171,8 +171,36 @@ struct SecretKeyRef {
   friend bool operator==(const SecretKeyRef&, const SecretKeyRef&) = default;
 };
 
+// ESO's ServiceAccountSelector: a ServiceAccount whose token (TokenRequest
+// API) is the store's identity. namespace_: only a ClusterSecretStore may
+// name another namespace; empty = the namespace of the ExternalSecret (a
+// ClusterSecretStore, "referent" auth) or of the SecretStore.
+struct ServiceAccountRef {
+  std::string name;
+  std::string namespace_;
+  std::vector<std::string> audiences;  // added to the token's audiences
+  friend bool operator==(const ServiceAccountRef&, const ServiceAccountRef&) = default;
+};
+
+// ESO's namespace rule for a serviceAccountRef (ValidateReferentServiceAccountSelector).
+inline constexpr std::string_view kMsgServiceAccountNamespace =
+    "namespace should either be empty or match the namespace of the SecretStore for a namespaced SecretStore";
+
 struct VaultAuth {
-  enum class Kind { token, app_role, host } kind = Kind::token;
+  enum class Kind { token, app_role, host, kubernetes, jwt, cert } kind = Kind::token;
+  // kind kubernetes (ESO auth.kubernetes: mountPath, role) and jwt (ESO
+  // auth.jwt: path, role): the JWT is a ServiceAccount token (has_service_account)
+  // or a key of a Secret (jwt_secret_ref).
+  std::string login_path;  // the auth mount: "kubernetes" / "jwt" by default
+  std::string role;
+  bool has_service_account = false;
+  ServiceAccountRef service_account;
+  std::vector<std::string> token_audiences;  // jwt: kubernetesServiceAccountToken.audiences (default ["vault"])
+  std::int64_t token_expiration_seconds = 600;  // ESO's 600 unless jwt's expirationSeconds says otherwise
+  SecretKeyRef jwt_secret_ref;
+  // kind cert (ESO auth.cert: path, vaultRole): a TLS client certificate and its key from Secrets.
+  SecretKeyRef client_cert_ref;  // clientCert
+  SecretKeyRef client_key_ref;   // secretRef
   SecretKeyRef token_secret_ref;  // kind token
   std::string approle_path = "approle";  // kind app_role: the auth mount
   std::string role_id;
@@ -196,7 +224,11 @@ struct AwsProviderSpec {
   SecretKeyRef access_key_id_ref;
   SecretKeyRef secret_access_key_ref;
   SecretKeyRef session_token_ref;  // optional
-  bool has_secret_ref = false;     // false: host credentials (annotation) are required
+  bool has_secret_ref = false;     // false: host credentials (annotation) or auth.jwt are required
+  // auth.jwt.serviceAccountRef: web identity (STS AssumeRoleWithWebIdentity
+  // with the ServiceAccount's token, the role from its eks.amazonaws.com/role-arn annotation).
+  bool has_jwt = false;
+  ServiceAccountRef jwt_service_account;
   // secretsManager{recoveryWindowInDays, forceDeleteWithoutRecovery} (push: deletionPolicy Delete)
   int recovery_window_days = 30;   // 7..30
   bool force_delete_without_recovery = false;

@@ -29,6 +29,19 @@ kms::Result<std::shared_ptr<net::HttpClient>> make_client(const asio::any_io_exe
   return net::HttpClient::create(executor, url, std::move(t), std::move(options));
 }
 
+kms::Result<std::shared_ptr<net::HttpClient>> make_client_with_certificate(const asio::any_io_executor& executor,
+                                                                          std::string_view url, const TlsSpec& tls,
+                                                                          std::string cert_pem,
+                                                                          const kms::SecureBytes& key_pem) {
+  net::ClientTls t;
+  t.ca_pem = tls.ca_pem;
+  t.ca_file = tls.ca_file;
+  t.insecure_skip_verify = tls.insecure_skip_verify;
+  t.cert_pem = std::move(cert_pem);
+  t.key_pem = key_pem.clone();
+  return net::HttpClient::create(executor, url, std::move(t), {});
+}
+
 kms::Errc errc_for_status(unsigned status) noexcept {
   if (status == 401 || status == 403) return Errc::permission_denied;
   if (status == 404) return Errc::not_found;

@@ -31,6 +31,10 @@ namespace rootseal::sync::providers {
 kms::Result<std::shared_ptr<net::HttpClient>> make_client(const boost::asio::any_io_executor& executor,
                                                           std::string_view url, const TlsSpec& tls,
                                                           net::ClientOptions options = {});
+// The same, presenting a TLS client certificate (PEM) with its key (Vault cert auth).
+kms::Result<std::shared_ptr<net::HttpClient>> make_client_with_certificate(
+    const boost::asio::any_io_executor& executor, std::string_view url, const TlsSpec& tls, std::string cert_pem,
+    const kms::SecureBytes& key_pem);
 
 // Maps a non-2xx HTTP status to an error code: 401/403 permission_denied,
 // 404 not_found, 408/429/5xx unavailable, other 4xx invalid_argument.

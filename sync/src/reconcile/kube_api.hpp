@@ -10,10 +10,12 @@
 #include <boost/json/value.hpp>
 
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "kube/service_account_token.hpp"
 #include "model/types.hpp"
 #include "rootseal/sync/provider.hpp"
 
@@ -43,6 +45,16 @@ class KubeApi {
   virtual Task<ObjectPtr> config_map(std::string_view ns, std::string_view name) = 0;
   // Labels of a namespace (ClusterSecretStore namespaceSelector).
   virtual Task<model::StringMap> namespace_labels(std::string_view ns) = 0;
+
+  // A ServiceAccount (a live GET: AWS web identity reads its
+  // eks.amazonaws.com/role-arn annotation); nullptr if it does not exist.
+  virtual Task<ObjectPtr> service_account(std::string_view ns, std::string_view name) = 0;
+  // A token of ServiceAccount ns/name (TokenRequest API) for `audiences`
+  // (none: the API server's) valid for expiration_seconds (0: the server's
+  // default). not_found when the ServiceAccount does not exist.
+  virtual Task<kube::ServiceAccountToken> create_token(std::string_view ns, std::string_view name,
+                                                       std::span<const std::string> audiences,
+                                                       std::int64_t expiration_seconds) = 0;
 
   // Writes. Errors: conflict (409 Conflict: stale resourceVersion),
   // already_exists, not_found, others as kms::Error.

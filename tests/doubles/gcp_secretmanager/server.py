@@ -23,8 +23,6 @@ Test-only admin endpoints live under /_double/ (no auth); see
 docs/testing-doubles.md.
 """
 import base64
-import hashlib
-import hmac
 import json
 import os
 import re
@@ -39,6 +37,7 @@ from urllib.parse import parse_qs
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "common"))
 from doublelib import (  # noqa: E402
     arg_parser, BaseDoubleHandler, DoubleServer, parse_args, retry_after_header, rfc3339_micros)
+import jwtlib  # noqa: E402
 
 
 # --------------------------------------------------------------------------
@@ -128,21 +127,9 @@ def _der_len(n):
     return bytes([0x80 | len(b)]) + b
 
 
-_SHA256_PREFIX = bytes.fromhex("3031300d060960864801650304020105000420")
-
-
-def rs256_verify(n, e, signing_input, sig):
-    k = (n.bit_length() + 7) // 8
-    if len(sig) != k:
-        return False
-    m = pow(int.from_bytes(sig, "big"), e, n).to_bytes(k, "big")
-    digest = hashlib.sha256(signing_input).digest()
-    expected = b"\x00\x01" + b"\xff" * (k - 3 - len(_SHA256_PREFIX) - 32) + b"\x00" + _SHA256_PREFIX + digest
-    return hmac.compare_digest(m, expected)
-
-
-def b64url_decode(s):
-    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+# RS256 verification and base64url: the shared JWT helpers (common/jwtlib.py).
+rs256_verify = jwtlib.rs256_verify
+b64url_decode = jwtlib.b64url_decode
 
 
 def parse_jwt(token):

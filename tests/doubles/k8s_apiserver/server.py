@@ -37,6 +37,11 @@ import uuid
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "common"))
 from doublelib import (  # noqa: E402
     arg_parser, BaseDoubleHandler, DoubleServer, jcopy, now_rfc3339, parse_args)
+import jwtlib  # noqa: E402
+
+# The issuer and default audience of ServiceAccount tokens, as a kubeadm
+# cluster's (--service-account-issuer, --api-audiences).
+SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
 # --------------------------------------------------------------------------
@@ -589,8 +594,25 @@ def decode_k8s_protobuf(body):
             obj["data"] = _pb_map(data, bytes_values=(kind == "Secret"))
         if other:
             obj["stringData" if kind == "Secret" else "binaryData"] = _pb_map(other, kind == "ConfigMap")
+    elif kind == "ServiceAccount":
+        for fno, v in fields:
+            if fno == 1:
+                obj["metadata"] = _pb_meta(v)
+    elif kind == "TokenRequest":  # kubectl create token: spec{audiences=1, boundObjectRef=3, expirationSeconds=4}
+        spec = {}
+        for fno, v in fields:
+            if fno == 1:
+                obj["metadata"] = _pb_meta(v)
+            elif fno == 2:
+                for f, x in _pb_fields(v):
+                    if f == 1:
+                        spec.setdefault("audiences", []).append(x.decode())
+                    elif f == 4:
+                        spec["expirationSeconds"] = x
+        obj["spec"] = spec
     else:
-        raise ValueError("protobuf bodies are decoded for Namespace, Secret and ConfigMap only, not %s" % kind)
+        raise ValueError("protobuf bodies are decoded for Namespace, Secret, ConfigMap, ServiceAccount and "
+                         "TokenRequest only, not %s" % kind)
     return obj
 
 
@@ -1240,6 +1262,10 @@ class K8sHandler(BaseDoubleHandler):
                                                    "the server is currently unable to handle the request"))
         if path in ("/healthz", "/readyz", "/livez"):
             return self.send_bytes(200, b"ok", "text/plain")
+        if path in ("/.well-known/openid-configuration", "/openid/v1/jwks"):
+            # Service-account issuer discovery: public, as a cluster binding
+            # system:service-account-issuer-discovery to unauthenticated users serves it.
+            return self.route(path, q, body)
         if d.tokens or d.client_ca:
             auth = self.headers.get("Authorization") or ""
             ok = auth.startswith("Bearer ") and auth[7:].strip() in d.tokens
@@ -1272,6 +1298,12 @@ class K8sHandler(BaseDoubleHandler):
         elif path == "/_double/bookmark" and self.command == "POST":
             d.store.bookmark_now()
             self.send_json(200, {})
+        elif path == "/_double/token-expiry" and self.command == "POST":
+            # Caps the lifetime of the ServiceAccount tokens issued from now
+            # on (the API server's --service-account-max-token-expiration;
+            # shorter than Kubernetes allows, so that tests see expiry).
+            d.token_max_seconds = float(arg.get("seconds") or 0) or None
+            self.send_json(200, {})
         elif path == "/_double/state" and self.command == "GET":
             with d.store.lock:
                 self.send_json(200, {"resourceVersion": str(d.store.rv),
@@ -1292,6 +1324,20 @@ class K8sHandler(BaseDoubleHandler):
             return self.send_json(200, {"major": "1", "minor": "32", "gitVersion": "v1.32.0-rootseal-double",
                                         "gitCommit": "0", "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z",
                                         "goVersion": "go1.23", "compiler": "gc", "platform": "linux/amd64"})
+        if path == "/.well-known/openid-configuration" and self.command == "GET":
+            d.counters.add("GET", path, "discovery")
+            return self.send_json(200, {"issuer": SA_ISSUER, "jwks_uri": d.url + "/openid/v1/jwks",
+                                        "response_types_supported": ["id_token"], "subject_types_supported":
+                                        ["public"], "id_token_signing_alg_values_supported": ["RS256"]})
+        if path == "/openid/v1/jwks" and self.command == "GET":
+            d.counters.add("GET", path, "discovery")
+            return self.send_json(200, {"keys": [d.sa_key().jwk()]}, ctype="application/jwk-set+json")
+        if parts == ["apis", "authentication.k8s.io", "v1", "tokenreviews"] and self.command == "POST":
+            d.counters.add("POST", path, "create", "tokenreviews")
+            rule = self.take_fault(path, "POST")
+            if rule:
+                raise _status_for_fault(rule, "POST", path)
+            return self.send_json(201, d.token_review(self._decode(body)))
         if parts[:1] == ["openapi"]:
             d.counters.add("GET", path, "discovery")
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -1335,6 +1381,14 @@ class K8sHandler(BaseDoubleHandler):
         res = d.find(group, version, plural)
         if res is None:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if sub == "token" and res.plural == "serviceaccounts" and name is not None:
+            if self.command != "POST":
+                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+            d.counters.add("POST", path, "create", "serviceaccounts/token")
+            rule = self.take_fault(path, "POST")
+            if rule:
+                raise _status_for_fault(rule, "POST", path)
+            return self.send_json(201, d.token_request(ns, name, self._decode(body)))
         if sub is not None and not (sub == "status" and res.status_sub) and \
                 not (sub == "finalize" and res.plural == "namespaces"):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -1697,7 +1751,107 @@ class K8sApiServerDouble(DoubleServer):
         self.open_watches = 0
         self.stopping = False
         self.watch_limit = None  # seconds: every watch ends this early (/_double/watch-limit)
+        self.token_max_seconds = None  # cap of issued ServiceAccount tokens (/_double/token-expiry)
+        self._sa_key = None
+        self.token_reviews = []  # every TokenReview: authenticated, username or error, t
+        self.token_requests = []  # every TokenRequest answered: namespace, name, audiences, expirationSeconds as asked, token, t
+        self._sa_key_lock = threading.Lock()
         super().__init__(host, port, tls_cert, tls_key, verbose, client_ca)
+
+    def sa_key(self):
+        """The ServiceAccount token signing key, made at first use."""
+        with self._sa_key_lock:
+            if self._sa_key is None:
+                self._sa_key = jwtlib.RsaKey()
+            return self._sa_key
+
+    def token_request(self, ns, name, body):
+        """POST .../serviceaccounts/<name>/token: a TokenRequest answered as
+        the real API does (authentication.k8s.io/v1; 404 for a missing
+        ServiceAccount, 422 for an expiry under 10 minutes)."""
+        if not isinstance(body, dict) or body.get("kind") not in (None, "TokenRequest"):
+            raise bad_request("the body of the request is not a TokenRequest")
+        spec = body.get("spec") or {}
+        sa = self.store.get(self.find("", "v1", "serviceaccounts"), ns, name)  # NotFound as the API says it
+        req_exp = spec.get("expirationSeconds")
+        if req_exp is None:
+            req_exp = 3600
+        if not isinstance(req_exp, int) or isinstance(req_exp, bool):
+            raise bad_request("spec.expirationSeconds must be an integer")
+        if req_exp < 600:
+            raise ApiError(422, "Invalid", 'TokenRequest.authentication.k8s.io "%s" is invalid: spec.expirationSeconds: '
+                           "Invalid value: %d: may not specify a duration less than 10 minutes" % (name, req_exp),
+                           {"name": name, "group": "authentication.k8s.io", "kind": "TokenRequest"})
+        if req_exp > 1 << 32:
+            raise ApiError(422, "Invalid", 'TokenRequest.authentication.k8s.io "%s" is invalid: spec.expirationSeconds: '
+                           "Invalid value: %d: may not specify a duration larger than 2^32 seconds" % (name, req_exp),
+                           {"name": name, "group": "authentication.k8s.io", "kind": "TokenRequest"})
+        audiences = spec.get("audiences") or [SA_ISSUER]
+        if not isinstance(audiences, list) or not all(isinstance(a, str) and a for a in audiences):
+            raise bad_request("spec.audiences must be a list of strings")
+        lifetime = float(req_exp)
+        if self.token_max_seconds is not None:
+            lifetime = min(lifetime, self.token_max_seconds)
+        now = time.time()
+        iat = int(now)
+        exp = now + lifetime
+        claims = {"aud": audiences, "exp": int(exp), "iat": iat, "iss": SA_ISSUER, "jti": str(uuid.uuid4()),
+                  "kubernetes.io": {"namespace": ns, "serviceaccount": {"name": name, "uid": sa["metadata"]["uid"]}},
+                  "nbf": iat, "sub": "system:serviceaccount:%s:%s" % (ns, name)}
+        token = self.sa_key().sign(claims)
+        with self._sa_key_lock:
+            self.token_requests.append({"namespace": ns, "name": name, "audiences": spec.get("audiences"),
+                                        "expirationSeconds": spec.get("expirationSeconds"), "token": token,
+                                        "t": now})
+        return {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+                "metadata": {"name": name, "namespace": ns, "creationTimestamp": None},
+                "spec": {"audiences": audiences, "expirationSeconds": int(lifetime), "boundObjectRef": None},
+                "status": {"token": token,
+                           "expirationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(exp))}}
+
+    def token_review(self, body):
+        """POST /apis/authentication.k8s.io/v1/tokenreviews: authenticates a
+        ServiceAccount token this double issued (signature, expiry, the
+        ServiceAccount still there with the same uid, an audience in common)."""
+        if not isinstance(body, dict) or not isinstance(body.get("spec"), dict):
+            raise bad_request("the body of the request is not a TokenReview")
+        spec = body["spec"]
+        want_aud = spec.get("audiences") or [SA_ISSUER]
+        out = {"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1",
+               "metadata": {"creationTimestamp": None}, "spec": spec, "status": {"user": {}}}
+        try:
+            claims = jwtlib.verify(spec.get("token") or "", [self.sa_key().jwk()])
+            if claims.get("iss") != SA_ISSUER:
+                raise ValueError("invalid issuer")
+            if not isinstance(claims.get("exp"), int) or claims["exp"] <= time.time():
+                raise ValueError("service account token has expired")
+            aud = claims.get("aud") or []
+            common = [a for a in want_aud if a in aud]
+            if not common:
+                raise ValueError("token audiences %s is invalid for the target audiences %s"
+                                 % (json.dumps(aud), json.dumps(want_aud)))
+            k = claims.get("kubernetes.io") or {}
+            ns, sa = k.get("namespace"), (k.get("serviceaccount") or {})
+            try:
+                cur = self.store.get(self.find("", "v1", "serviceaccounts"), ns, sa.get("name"))
+            except ApiError:
+                raise ValueError('serviceaccounts "%s" not found' % sa.get("name"))
+            if cur["metadata"]["uid"] != sa.get("uid"):
+                raise ValueError("service account UID (%s) does not match claim (%s)"
+                                 % (cur["metadata"]["uid"], sa.get("uid")))
+        except ValueError as e:
+            out["status"] = {"user": {}, "error": "[invalid bearer token, %s]" % e}
+            with self._sa_key_lock:
+                self.token_reviews.append({"authenticated": False, "error": out["status"]["error"], "t": time.time()})
+            return out
+        with self._sa_key_lock:
+            self.token_reviews.append({"authenticated": True, "username": claims["sub"], "t": time.time()})
+        out["status"] = {"authenticated": True, "audiences": common,
+                         "user": {"username": claims["sub"], "uid": sa["uid"],
+                                  "groups": ["system:serviceaccounts", "system:serviceaccounts:" + ns,
+                                             "system:authenticated"],
+                                  "extra": {"authentication.kubernetes.io/credential-id": ["JTI=" + claims["jti"]]}}}
+        return out
 
     def find(self, group, version, plural):
         for r in self.resources:
@@ -1717,9 +1871,16 @@ class K8sApiServerDouble(DoubleServer):
                     g["versions"].append(gv)
             if g["preferredVersion"] is None:
                 g["preferredVersion"] = {"groupVersion": r.gv(r.storage), "version": r.storage}
+        auth = {"groupVersion": "authentication.k8s.io/v1", "version": "v1"}  # TokenReview (create only)
+        groups["authentication.k8s.io"] = {"name": "authentication.k8s.io", "versions": [auth],
+                                           "preferredVersion": auth}
         return list(groups.values())
 
     def resource_list(self, group, version):
+        if (group, version) == ("authentication.k8s.io", "v1"):
+            return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "authentication.k8s.io/v1",
+                    "resources": [{"name": "tokenreviews", "singularName": "tokenreview", "namespaced": False,
+                                   "kind": "TokenReview", "verbs": ["create"]}]}
         rs = [r for r in self.resources if r.group == group and version in r.versions]
         if not rs:
             return None
@@ -1733,6 +1894,10 @@ class K8sApiServerDouble(DoubleServer):
             if r.crd:
                 e["categories"] = ["external-secrets"]
             out.append(e)
+            if r.plural == "serviceaccounts":
+                out.append({"name": "serviceaccounts/token", "singularName": "", "namespaced": True,
+                            "group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest",
+                            "verbs": ["create"]})
             if r.status_sub:
                 out.append({"name": r.plural + "/status", "singularName": "", "namespaced": r.namespaced,
                             "kind": r.kind, "verbs": ["get", "patch", "update"]})

@@ -1,10 +1,17 @@
 #!/usr/bin/python3
-"""A HashiCorp Vault test double: KV v2 secrets engine, token and AppRole auth,
-namespaces (Python 3 standard library only).
+"""A HashiCorp Vault test double: KV v2 secrets engine, token, AppRole,
+Kubernetes, JWT and TLS certificate auth, ACL policies, namespaces (Python 3
+standard library only).
 
 Serves /v1/<mount>/data|metadata|delete|undelete|destroy/<path> for KV v2
 mounts, /v1/auth/token/lookup-self|renew-self|revoke-self|create,
 /v1/auth/approle/login and the AppRole role endpoints hvac uses,
+/v1/sys/auth/<path> (enable kubernetes or jwt auth), /v1/auth/<path>/config,
+/v1/auth/<path>/role/<name> and /v1/auth/<path>/login for them (Kubernetes:
+the JWT reviewed by the cluster's TokenReview API as Vault does; JWT: the
+signature checked against a JWKS; cert: the TLS client certificate the
+double verified against --client-ca), /v1/sys/policy/<name> (path rules with
+capabilities, enforced for the tokens whose policies have rules),
 /v1/sys/health; the X-Vault-Namespace header selects a separate store.
 Error bodies are Vault's {"errors":[...]}.
 
@@ -15,7 +22,9 @@ Import: VaultKvDouble(port=0, root_token="root").start() ... .stop()
 Test-only admin endpoints live under /_double/ (no auth); see
 docs/testing-doubles.md.
 """
+import base64
 import copy
+import fnmatch
 import json
 import os
 import re
@@ -24,12 +33,15 @@ import ssl
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 # The plumbing every double shares, found from any working directory.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "common"))
 from doublelib import (  # noqa: E402
     arg_parser, BaseDoubleHandler, DoubleServer, parse_args, retry_after_header, rfc3339_micros)
+import jwtlib  # noqa: E402
 
 
 class VaultError(Exception):
@@ -82,6 +94,8 @@ class Namespace:
     def __init__(self):
         self.kv = {}  # (mount, path) -> KvEntry
         self.roles = {}  # name -> {"role_id", "secret_ids": {sid: {...}}, config}
+        self.auth_mounts = {}  # path -> {"type": "kubernetes"|"jwt", "config": {}, "roles": {}}
+        self.policies = {}  # name -> [(path glob, set of capabilities)]
 
 
 class VaultState:
@@ -122,6 +136,17 @@ class VaultState:
             if t.namespace and not (ns == t.namespace or ns.startswith(t.namespace + "/")):
                 raise DENIED
             return t
+
+
+_POLICY_PATH = re.compile(r'path\s+"([^"]+)"\s*\{\s*capabilities\s*=\s*\[([^\]]*)\]\s*\}')
+
+
+def parse_policy(text):
+    """The path rules of an HCL policy: path "glob" { capabilities = [...] }."""
+    rules = []
+    for path, caps in _POLICY_PATH.findall(text or ""):
+        rules.append((path, {c.strip().strip('"') for c in caps.split(",") if c.strip()}))
+    return rules
 
 
 def _auth_block(t, now):
@@ -207,7 +232,7 @@ class VaultHandler(BaseDoubleHandler):
         elif path == "/_double/state" and self.command == "GET":
             with d.state.lock:
                 self.send_json(200, {
-                    "logins": d.logins, "renewals": d.renewals,
+                    "logins": d.logins, "renewals": d.renewals, "jwt_logins": d.jwt_logins,
                     "tokens": len(d.state.tokens),
                     "secrets": {ns or "(root)": sorted("%s/%s" % k for k in n.kv)
                                 for ns, n in d.state.namespaces.items()}})
@@ -229,6 +254,14 @@ class VaultHandler(BaseDoubleHandler):
                                         "cluster_id": "00000000-0000-0000-0000-000000000000"})
         if path.startswith("auth/approle/login") and method in ("POST", "PUT"):
             return self.approle_login(nsname, args)
+        am = path.split("/")
+        if len(am) == 3 and am[0] == "auth" and am[2] == "login" and method in ("POST", "PUT"):
+            with st.lock:
+                mount = st.ns(nsname).auth_mounts.get(am[1])
+            if mount is not None and mount["type"] == "cert":
+                return self.cert_login(nsname, am[1], mount, args)
+            if mount is not None:
+                return self.jwt_login(nsname, am[1], mount, args)
         token_id = self.headers.get("X-Vault-Token")
         if not token_id:
             a = self.headers.get("Authorization") or ""
@@ -239,6 +272,13 @@ class VaultHandler(BaseDoubleHandler):
             return self.token_api(method, path[len("auth/token/"):], tok, args, nsname, now)
         if path.startswith("auth/approle/role/"):
             return self.approle_admin(method, path[len("auth/approle/role/"):], tok, args, nsname)
+        if path.startswith("sys/auth/") or path.startswith("sys/policy/") or path.startswith("sys/policies/acl/"):
+            return self.sys_admin(method, path, tok, args, nsname)
+        if am[0] == "auth" and len(am) >= 3:
+            with st.lock:
+                mount = st.ns(nsname).auth_mounts.get(am[1])
+            if mount is not None:
+                return self.jwt_admin(method, am[2:], mount, tok, args)
         parts = path.split("/")
         mount = parts[0]
         if mount not in st.mounts or len(parts) < 2:
@@ -249,6 +289,7 @@ class VaultHandler(BaseDoubleHandler):
         key = "/".join(parts[2:]).strip("/")
         with st.lock:
             ns = st.ns(nsname)
+            self.check_acl(ns, tok, path.rstrip("/") if method != "LIST" else path, method)
             if op == "config":
                 if method == "GET":
                     return self.reply(200, {"cas_required": False, "delete_version_after": "0s",
@@ -425,6 +466,268 @@ class VaultHandler(BaseDoubleHandler):
             return self.reply(200, None, _auth_block(t, now))
         raise VaultError(405, ["unsupported operation"])
 
+    # ------------------------------------------------------------ ACL policies
+    @staticmethod
+    def check_acl(ns, tok, path, method):
+        """Enforced for a token whose policies have rules (sys/policy): one
+        rule must match the path (glob, * at the end) and allow the method."""
+        if "root" in tok.policies:
+            return
+        rules = [r for p in tok.policies for r in ns.policies.get(p, [])]
+        if not rules:
+            return  # (tokens of policies without rules: the double's historical allow-all)
+        need = {"GET": "read", "LIST": "list", "POST": "create", "PUT": "update", "PATCH": "patch",
+                "DELETE": "delete"}.get(method, "read")
+        for glob, caps in rules:
+            if fnmatch.fnmatchcase(path, glob) and (need in caps or (need == "create" and "update" in caps)):
+                return
+        raise DENIED
+
+    def sys_admin(self, method, path, tok, args, nsname):
+        d = self.server.double
+        if "root" not in tok.policies:
+            raise DENIED
+        with d.state.lock:
+            ns = d.state.ns(nsname)
+            if path.startswith("sys/auth/") and method in ("POST", "PUT"):
+                mpath = path[len("sys/auth/"):].strip("/")
+                kind = args.get("type")
+                if kind not in ("kubernetes", "jwt", "cert"):
+                    raise VaultError(400, ['plugin not found in the catalog: %s' % kind])
+                if mpath in ns.auth_mounts:
+                    raise VaultError(400, ["path is already in use at %s/" % mpath])
+                ns.auth_mounts[mpath] = {"type": kind, "config": {}, "roles": {}}
+                return self.reply(204)
+            if path.startswith("sys/auth/") and method == "DELETE":
+                ns.auth_mounts.pop(path[len("sys/auth/"):].strip("/"), None)
+                return self.reply(204)
+            name = path.split("/")[-1]
+            if method in ("POST", "PUT"):
+                ns.policies[name] = parse_policy(args.get("policy") or args.get("rules"))
+                return self.reply(204)
+            if method == "DELETE":
+                ns.policies.pop(name, None)
+                return self.reply(204)
+        raise VaultError(405, ["unsupported operation"])
+
+    # ------------------------------------------------- Kubernetes and JWT auth
+    def jwt_admin(self, method, rest, mount, tok, args):
+        d = self.server.double
+        if "root" not in tok.policies:
+            raise DENIED
+        with d.state.lock:
+            if rest == ["config"]:
+                if method in ("POST", "PUT"):
+                    mount["config"] = dict(args)
+                    return self.reply(204)
+                if method == "GET":
+                    return self.reply(200, {k: v for k, v in mount["config"].items() if k != "token_reviewer_jwt"})
+            if len(rest) == 2 and rest[0] == "certs" and mount["type"] == "cert" and method in ("POST", "PUT"):
+                if not args.get("certificate"):
+                    raise VaultError(400, ["missing certificate"])
+                mount["roles"][rest[1]] = dict(args)
+                return self.reply(204)
+            if len(rest) == 2 and rest[0] == "role":
+                if method in ("POST", "PUT"):
+                    if mount["type"] == "kubernetes":
+                        for f in ("bound_service_account_names", "bound_service_account_namespaces"):
+                            if not args.get(f):
+                                raise VaultError(400, ['"%s" can not be empty' % f])
+                    elif not args.get("user_claim"):
+                        raise VaultError(400, ["a user claim must be defined on the role"])
+                    mount["roles"][rest[1]] = dict(args)
+                    return self.reply(204)
+                if method == "GET":
+                    r = mount["roles"].get(rest[1])
+                    if r is None:
+                        raise VaultError(404, [])
+                    return self.reply(200, r)
+                if method == "DELETE":
+                    mount["roles"].pop(rest[1], None)
+                    return self.reply(204)
+        raise VaultError(405, ["unsupported operation"])
+
+    @staticmethod
+    def _list_arg(v):
+        if v is None:
+            return []
+        return [x.strip() for x in v.split(",")] if isinstance(v, str) else list(v)
+
+    @staticmethod
+    def _fetch_json(url, body=None, bearer=None, ca_pem=None):
+        ctx = None
+        if url.startswith("https://"):
+            import ssl as _ssl
+            ctx = _ssl.create_default_context(cadata=ca_pem) if ca_pem else _ssl.create_default_context()
+        h = {"Accept": "application/json"}
+        if body is not None:
+            h["Content-Type"] = "application/json"
+        if bearer:
+            h["Authorization"] = "Bearer " + bearer
+        req = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None, headers=h,
+                                     method="POST" if body is not None else "GET")
+        try:
+            with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
+                return json.loads(r.read())
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            raise VaultError(500, ["error reaching %s: %s" % (url.split("?")[0], e)])
+
+    def jwt_login(self, nsname, mpath, mount, args):
+        """auth/<path>/login {"role", "jwt"}: Kubernetes auth reviews the JWT
+        through the cluster's TokenReview API (config kubernetes_host,
+        kubernetes_ca_cert, token_reviewer_jwt: else the JWT itself), as
+        vault-plugin-auth-kubernetes; JWT auth verifies the signature against
+        the configured JWKS (jwks_url, jwks_ca_pem) and the role's bound
+        audiences, subject and claims, as vault-plugin-auth-jwt."""
+        d = self.server.double
+        st = d.state
+        jwt = args.get("jwt")
+        name = args.get("role") or ("" if mount["type"] == "kubernetes" else mount["config"].get("default_role", ""))
+        if mount["type"] == "kubernetes" and not name:
+            raise VaultError(400, ["missing role"])
+        if not jwt:
+            raise VaultError(400, ["missing jwt" if mount["type"] == "kubernetes" else "missing token"])
+        with st.lock:
+            role = mount["roles"].get(name)
+            cfg = dict(mount["config"])
+        if role is None:
+            raise VaultError(400, ['invalid role name "%s"' % name if mount["type"] == "kubernetes"
+                                   else 'role "%s" could not be found' % name])
+        now = time.time()
+        if mount["type"] == "kubernetes":
+            meta = self._kubernetes_review(jwt, role, cfg)
+            meta["role"] = name
+            display = "%s-%s-%s" % (mpath, meta["service_account_namespace"], meta["service_account_name"])
+        else:
+            claims = self._jwt_validate(jwt, role, cfg, now)
+            meta = {"role": name}
+            display = "%s-%s" % (mpath, claims.get(role["user_claim"]))
+        ttl = _parse_duration(role.get("token_ttl") or role.get("ttl") or st.default_ttl)
+        max_ttl = _parse_duration(role.get("token_max_ttl") or role.get("max_ttl") or st.max_ttl)
+        policies = self._list_arg(role.get("token_policies") or role.get("policies"))
+        t = st.new_token(nsname, ["default"] + policies, ttl, True, max_ttl, display, meta, "auth/%s/login" % mpath)
+        with st.lock:
+            d.logins += 1
+            d.jwt_logins.append({"mount": mpath, "role": name, "meta": meta, "t": now})
+        return self.reply(200, None, _auth_block(t, now))
+
+    @staticmethod
+    def _pem_ders(pem):
+        out = []
+        for m in re.finditer(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", pem or "", re.S):
+            out.append(base64.b64decode("".join(m.group(1).split())))
+        return out
+
+    def cert_login(self, nsname, mpath, mount, args):
+        """auth/<path>/login {"name"?}: the TLS client certificate (verified by
+        the handshake against --client-ca) must be one a role names, or be
+        signed by it when the role names the client CA itself."""
+        d = self.server.double
+        st = d.state
+        try:
+            der = self.connection.getpeercert(binary_form=True)
+        except (AttributeError, ValueError):
+            der = None
+        if not der:
+            raise VaultError(400, ["client certificate must be supplied"])
+        ca_ders = []
+        if d.client_ca:
+            with open(d.client_ca) as f:
+                ca_ders = self._pem_ders(f.read())
+        with st.lock:
+            roles = dict(mount["roles"])
+        want = args.get("name")
+        for name, role in sorted(roles.items()):
+            if want and name != want:
+                continue
+            ders = self._pem_ders(role.get("certificate"))
+            if der in ders or any(c in ders for c in ca_ders):
+                ttl = _parse_duration(role.get("token_ttl") or role.get("ttl") or st.default_ttl)
+                max_ttl = _parse_duration(role.get("token_max_ttl") or role.get("max_ttl") or st.max_ttl)
+                policies = self._list_arg(role.get("token_policies") or role.get("policies"))
+                t = st.new_token(nsname, ["default"] + policies, ttl, True, max_ttl, "%s-%s" % (mpath, name),
+                                 {"cert_name": name}, "auth/%s/login" % mpath)
+                with st.lock:
+                    d.logins += 1
+                    d.jwt_logins.append({"mount": mpath, "role": name, "meta": {"cert_name": name},
+                                         "t": time.time()})
+                return self.reply(200, None, _auth_block(t, time.time()))
+        raise VaultError(400, ["invalid certificate or no client certificate supplied"])
+
+    def _kubernetes_review(self, jwt, role, cfg):
+        try:
+            claims = json.loads(jwtlib.b64url_decode(jwt.split(".")[1]))
+        except (IndexError, ValueError, UnicodeDecodeError):
+            raise VaultError(403, ["permission denied"])
+        k = claims.get("kubernetes.io") or {}
+        sa_ns, sa = k.get("namespace"), (k.get("serviceaccount") or {}).get("name")
+        names = self._list_arg(role.get("bound_service_account_names"))
+        nss = self._list_arg(role.get("bound_service_account_namespaces"))
+        if "*" not in names and sa not in names:
+            raise VaultError(403, ["service account name not authorized"])
+        if "*" not in nss and sa_ns not in nss:
+            raise VaultError(403, ["namespace not authorized"])
+        aud = role.get("audience")
+        if aud and aud not in (claims.get("aud") or []):
+            raise VaultError(403, ["invalid audience (aud) claim: audience claim does not match any expected audience"])
+        host = (cfg.get("kubernetes_host") or "").rstrip("/")
+        if not host:
+            raise VaultError(500, ["could not load backend configuration"])
+        spec = {"token": jwt}
+        if aud:
+            spec["audiences"] = [aud]
+        review = self._fetch_json(host + "/apis/authentication.k8s.io/v1/tokenreviews",
+                                  {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec},
+                                  cfg.get("token_reviewer_jwt") or jwt, cfg.get("kubernetes_ca_cert"))
+        status = review.get("status") or {}
+        if not status.get("authenticated"):
+            raise VaultError(403, ["lookup failed: service account unauthorized; this could mean it has been "
+                                   "deleted or recreated with a new token"])
+        user = status.get("user") or {}
+        if user.get("username") != "system:serviceaccount:%s:%s" % (sa_ns, sa):
+            raise VaultError(403, ["JWT names were not the same as the ones returned by TokenReview"])
+        return {"service_account_name": sa, "service_account_namespace": sa_ns,
+                "service_account_uid": user.get("uid", ""), "service_account_secret_name": ""}
+
+    def _jwt_validate(self, jwt, role, cfg, now):
+        if cfg.get("jwks_url"):
+            keys = self._fetch_json(cfg["jwks_url"], ca_pem=cfg.get("jwks_ca_pem")).get("keys") or []
+        elif cfg.get("jwks"):
+            keys = cfg["jwks"]  # (a JWKS given inline: double-only convenience)
+        else:
+            raise VaultError(400, ["error validating token: no JWKS configured"])
+        try:
+            claims = jwtlib.verify(jwt, keys)
+        except ValueError as e:
+            raise VaultError(400, ["error validating token: %s" % e])
+        leeway = int(role.get("expiration_leeway", 150))
+        if isinstance(claims.get("exp"), (int, float)) and claims["exp"] + leeway < now:
+            raise VaultError(400, ["error validating claims: validation failed, token is expired (exp)"])
+        if isinstance(claims.get("nbf"), (int, float)) and claims["nbf"] - int(role.get("not_before_leeway", 150)) > now:
+            raise VaultError(400, ["error validating claims: validation failed, token not valid yet (nbf)"])
+        if cfg.get("bound_issuer") and claims.get("iss") != cfg["bound_issuer"]:
+            raise VaultError(400, ["error validating claims: validation failed, invalid issuer (iss) claim"])
+        bound_aud = self._list_arg(role.get("bound_audiences"))
+        aud = claims.get("aud") or []
+        aud = [aud] if isinstance(aud, str) else aud
+        if bound_aud and not any(a in bound_aud for a in aud):
+            raise VaultError(400, ["error validating claims: validation failed, invalid audience (aud) claim: "
+                                   "audience claim does not match any expected audience"])
+        if not bound_aud and aud:
+            raise VaultError(400, ["audience claim found in JWT but no audiences bound to the role"])
+        if role.get("bound_subject") and claims.get("sub") != role["bound_subject"]:
+            raise VaultError(400, ["sub claim does not match bound subject"])
+        for k, v in (role.get("bound_claims") or {}).items():
+            have = claims
+            for part in k.strip("/").split("/"):
+                have = have.get(part) if isinstance(have, dict) else None
+            want = v if isinstance(v, list) else [v]
+            if have not in want:
+                raise VaultError(400, ['claim "%s" does not match any associated bound claim values' % k])
+        if claims.get(role["user_claim"]) in (None, ""):
+            raise VaultError(400, ['claim "%s" not found in token' % role["user_claim"]])
+        return claims
+
     def approle_login(self, nsname, args):
         d = self.server.double
         st = d.state
@@ -513,11 +816,13 @@ class VaultKvDouble(DoubleServer):
     handler = VaultHandler
 
     def __init__(self, host="127.0.0.1", port=0, tls_cert=None, tls_key=None, root_token="root",
-                 mounts=("secret",), default_ttl=3600, max_ttl=86400, verbose=False):
+                 mounts=("secret",), default_ttl=3600, max_ttl=86400, verbose=False, client_ca=None):
         self.state = VaultState(root_token, mounts, default_ttl=default_ttl, max_ttl=max_ttl)
+        self.client_ca = client_ca  # TLS client certificates it signed may log in with cert auth
         self.logins = 0
         self.renewals = 0
-        super().__init__(host, port, tls_cert, tls_key, verbose)
+        self.jwt_logins = []  # {"mount", "role", "meta", "t"} per Kubernetes/JWT/cert login
+        super().__init__(host, port, tls_cert, tls_key, verbose, client_ca)
 
     def add_approle(self, name, namespace="", token_ttl=3600, token_max_ttl=86400, role_id=None, secret_id=None):
         with self.state.lock:

@@ -197,6 +197,105 @@ TEST_CASE("SecretStores: vault token and AppRole, aws secretRef, host credential
   CHECK(host->vault.auth.kind == VaultAuth::Kind::host);
 }
 
+TEST_CASE("SecretStores: vault kubernetes and jwt auth with a serviceAccountRef (ESO's namespace rules)") {
+  auto err = [](std::string_view text) {
+    auto r = parse_secret_store(json::parse(text));
+    REQUIRE_FALSE(r.has_value());
+    return r.error().message;
+  };
+  auto k = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"team-a"},
+    "spec":{"provider":{"vault":{"server":"https://vault:8200","path":"secret",
+      "auth":{"kubernetes":{"role":"reader","serviceAccountRef":{"name":"app","audiences":["vault"]}}}}}}})"));
+  REQUIRE(k.has_value());
+  CHECK(k->vault.auth.kind == VaultAuth::Kind::kubernetes);
+  CHECK(k->vault.auth.login_path == "kubernetes");
+  CHECK(k->vault.auth.role == "reader");
+  CHECK(k->vault.auth.has_service_account);
+  CHECK(k->vault.auth.service_account == ServiceAccountRef{"app", "team-a", {"vault"}});
+  CHECK(k->vault.auth.token_expiration_seconds == 600);
+  // Its own namespace, named: fine; another: ESO's refusal.
+  CHECK(parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"team-a"},
+    "spec":{"provider":{"vault":{"server":"https://v","auth":{"kubernetes":{"role":"r",
+      "serviceAccountRef":{"name":"app","namespace":"team-a"}}}}}}})")).has_value());
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"team-b"},
+    "spec":{"provider":{"vault":{"server":"https://v","auth":{"kubernetes":{"role":"r",
+      "serviceAccountRef":{"name":"app","namespace":"team-a"}}}}}}})") ==
+        "spec.provider.vault.auth.kubernetes.serviceAccountRef.namespace: namespace should either be empty or match "
+        "the namespace of the SecretStore for a namespaced SecretStore");
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"team-b"},
+    "spec":{"provider":{"vault":{"server":"https://v","auth":{"jwt":{"role":"r","kubernetesServiceAccountToken":{
+      "serviceAccountRef":{"name":"app","namespace":"team-a"}}}}}}}})") ==
+        "spec.provider.vault.auth.jwt.kubernetesServiceAccountToken.serviceAccountRef.namespace: namespace should "
+        "either be empty or match the namespace of the SecretStore for a namespaced SecretStore");
+  // A ClusterSecretStore may name a namespace, or leave it to the ExternalSecret's.
+  auto c = parse_secret_store(json::parse(R"({"kind":"ClusterSecretStore","metadata":{"name":"v"},
+    "spec":{"provider":{"vault":{"server":"https://v","auth":{"jwt":{"path":"k8s-jwt","role":" r ",
+      "kubernetesServiceAccountToken":{"serviceAccountRef":{"name":"app"},"audiences":["a1"],"expirationSeconds":900}}}}}}})"));
+  REQUIRE(c.has_value());
+  CHECK(c->vault.auth.kind == VaultAuth::Kind::jwt);
+  CHECK(c->vault.auth.login_path == "k8s-jwt");
+  CHECK(c->vault.auth.role == "r");
+  CHECK(c->vault.auth.service_account.namespace_.empty());
+  CHECK(c->vault.auth.token_audiences == std::vector<std::string>{"a1"});
+  CHECK(c->vault.auth.token_expiration_seconds == 900);
+  auto j = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},
+    "spec":{"provider":{"vault":{"server":"https://v","auth":{"jwt":{"role":"r",
+      "kubernetesServiceAccountToken":{"serviceAccountRef":{"name":"app"}}}}}}}})"));
+  REQUIRE(j.has_value());
+  CHECK(j->vault.auth.login_path == "jwt");
+  CHECK(j->vault.auth.token_audiences == std::vector<std::string>{"vault"});  // ESO's default
+  auto s = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},
+    "spec":{"provider":{"vault":{"server":"https://v","auth":{"kubernetes":{"mountPath":"k","role":"r",
+      "secretRef":{"name":"jwt"}}}}}}})"));
+  REQUIRE(s.has_value());
+  CHECK(s->vault.auth.jwt_secret_ref == SecretKeyRef{"jwt", "token", "a"});  // ESO's default key
+  CHECK(!s->vault.auth.has_service_account);
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{
+    "server":"https://v","auth":{"kubernetes":{"role":"r"}}}}}})") ==
+        "spec.provider.vault.auth.kubernetes: serviceAccountRef or secretRef is required (rootseald has no pod token of its own)");
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{
+    "server":"https://v","auth":{"kubernetes":{"serviceAccountRef":{"name":"x"}}}}}}})") ==
+        "spec.provider.vault.auth.kubernetes.role: required");
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{
+    "server":"https://v","auth":{"jwt":{"role":"r"}}}}}})") ==
+        "spec.provider.vault.auth.jwt: neither `secretRef` nor `kubernetesServiceAccountToken` was supplied as token "
+        "source for jwt authentication");
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{
+    "server":"https://v","auth":{"jwt":{"kubernetesServiceAccountToken":{"serviceAccountRef":{"name":"x"},
+    "expirationSeconds":60}}}}}}})") ==
+        "spec.provider.vault.auth.jwt.kubernetesServiceAccountToken.expirationSeconds: must be between 600 "
+        "(Kubernetes' minimum) and 2^32");
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{
+    "server":"https://v","auth":{"kubernetes":{"role":"r","serviceAccountRef":{"name":"x"}},
+    "tokenSecretRef":{"name":"t","key":"k"}}}}}})") ==
+        "spec.provider.vault.auth: exactly one of tokenSecretRef, appRole, kubernetes, jwt or cert");
+  auto cert = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},
+    "spec":{"provider":{"vault":{"server":"https://v","auth":{"cert":{"vaultRole":"web",
+      "clientCert":{"name":"tls","key":"tls.crt"},"secretRef":{"name":"tls","key":"tls.key"}}}}}}})"));
+  REQUIRE(cert.has_value());
+  CHECK(cert->vault.auth.kind == VaultAuth::Kind::cert);
+  CHECK(cert->vault.auth.login_path == "cert");
+  CHECK(cert->vault.auth.role == "web");
+  CHECK(cert->vault.auth.client_cert_ref == SecretKeyRef{"tls", "tls.crt", "a"});
+  CHECK(cert->vault.auth.client_key_ref == SecretKeyRef{"tls", "tls.key", "a"});
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{
+    "server":"https://v","auth":{"cert":{"clientCert":{"name":"tls","key":"tls.crt"}}}}}}})") ==
+        "spec.provider.vault.auth.cert.secretRef: required");
+  // AWS auth.jwt.serviceAccountRef (web identity): the same rules.
+  auto aws = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"a","namespace":"team-a"},
+    "spec":{"provider":{"aws":{"region":"eu-west-1","auth":{"jwt":{"serviceAccountRef":{"name":"app","audiences":["x"]}}}}}}})"));
+  REQUIRE(aws.has_value());
+  CHECK(aws->aws.has_jwt);
+  CHECK(!aws->aws.has_secret_ref);
+  CHECK(aws->aws.jwt_service_account == ServiceAccountRef{"app", "team-a", {"x"}});
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"a","namespace":"team-b"},"spec":{"provider":{"aws":{
+    "region":"eu-west-1","auth":{"jwt":{"serviceAccountRef":{"name":"app","namespace":"team-a"}}}}}}})") ==
+        "spec.provider.aws.auth.jwt.serviceAccountRef.namespace: namespace should either be empty or match the "
+        "namespace of the SecretStore for a namespaced SecretStore");
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"a","namespace":"a"},"spec":{"provider":{"aws":{
+    "region":"eu-west-1","auth":{"jwt":{}}}}}})") == "spec.provider.aws.auth.jwt.serviceAccountRef: required");
+}
+
 TEST_CASE("invalid SecretStores are refused with the field path") {
   auto err = [](std::string_view text) {
     auto r = parse_secret_store(json::parse(text));

@@ -10,6 +10,7 @@
 #include "provider_test_util.hpp"
 #include "providers/aws/aws_sigv4.hpp"
 #include "providers/aws/aws_sm.hpp"
+#include "providers/aws/aws_sts.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "temp_dir.hpp"
 
@@ -98,6 +99,41 @@ TEST_CASE("sigv4: the signing key matches AWS's documented derivation example") 
   const auto key = sigv4::signing_key(kSuiteSecret, "20120215", "us-east-1", "iam");
   CHECK(kms::hex_encode(key.span()) == "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d");
   CHECK(sigv4::amz_date(std::chrono::system_clock::time_point(std::chrono::seconds(1440938160))) == "20150830T123600Z");
+}
+
+TEST_CASE("sts: AssumeRoleWithWebIdentity body and answer (credentials into locked memory, refusals without them)") {
+  namespace sts = rootseal::sync::providers::sts;
+  const auto body = sts::assume_role_with_web_identity_body("arn:aws:iam::1:role/a b", "external-secrets-provider-aws",
+                                                            kms::SecureBytes::copy_of(std::string_view("eyJ.x+y.z")));
+  CHECK(std::string(reinterpret_cast<const char*>(body.data()), body.size()) ==
+        "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fa%20b"
+        "&RoleSessionName=external-secrets-provider-aws&WebIdentityToken=eyJ.x%2By.z");
+  const std::string ok =
+      "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleWithWebIdentityResult>"
+      "<SubjectFromWebIdentityToken>system:serviceaccount:a:app</SubjectFromWebIdentityToken><Credentials>"
+      "<AccessKeyId>ASIAEXAMPLE</AccessKeyId><SecretAccessKey>wJalr/K7MDENG</SecretAccessKey>"
+      "<SessionToken>FQoGZXIvYXdz+tok=</SessionToken><Expiration>2026-12-07T07:05:38.224450Z</Expiration>"
+      "</Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>";
+  auto c = sts::parse_assume_role_with_web_identity(ok);
+  REQUIRE(c);
+  CHECK(std::string(reinterpret_cast<const char*>(c->access_key_id.data()), c->access_key_id.size()) == "ASIAEXAMPLE");
+  CHECK(std::string(reinterpret_cast<const char*>(c->session_token.data()), c->session_token.size()) == "FQoGZXIvYXdz+tok=");
+  CHECK(c->expiration == std::chrono::sys_days(std::chrono::year{2026} / 12 / 7) + std::chrono::hours(7) +
+                             std::chrono::minutes(5) + std::chrono::seconds(38));
+  for (const std::string& bad : {std::string(""), std::string("<x/>"),
+                                std::string(ok).replace(ok.find("<SecretAccessKey>"), 17, "<Secret>"),
+                                std::string(ok).replace(ok.find("2026-12-07T07"), 13, "tomorrow-morn"),
+                                std::string(ok).replace(ok.find("ASIAEXAMPLE"), 11, "ASIA EXAMPL")}) {
+    auto r = sts::parse_assume_role_with_web_identity(bad);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == kms::Errc::unavailable);
+    CHECK(r.error().message.find("wJalr") == std::string::npos);
+    CHECK(r.error().message.find("FQoG") == std::string::npos);
+  }
+  CHECK(sts::error_text(400, "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code>"
+                             "<Message>secret eyJ.x.y</Message></Error></ErrorResponse>") ==
+        "sts: HTTP 400 InvalidIdentityToken");
+  CHECK(sts::error_text(403, "<Error><Code>not a code!</Code></Error>") == "sts: HTTP 403");
 }
 
 TEST_CASE("aws provider: SecretString, properties, SecretBinary, VersionStage and VersionId on moto") {

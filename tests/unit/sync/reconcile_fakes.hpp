@@ -8,6 +8,7 @@
 #include <boost/json.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <set>
@@ -114,6 +115,29 @@ class FakeKube final : public reconcile::KubeApi {
     ++label_reads;
     if (ns_labels_fail) co_return kms::fail(kms::Errc::unavailable, "namespaces \"" + std::string(ns) + "\": connection refused");
     co_return ns_labels[std::string(ns)];
+  }
+  std::map<std::string, json::value> service_account_objects;  // "ns/name" -> the object (annotations)
+  Task<ObjectPtr> service_account(std::string_view ns, std::string_view name) override {
+    co_return snapshot(service_account_objects, ns, name);
+  }
+  // ServiceAccounts ("ns/name") and the lifetime of the tokens issued for
+  // them; each TokenRequest is logged ("ns/name aud1,aud2 <expirationSeconds>").
+  std::map<std::string, std::chrono::seconds> service_accounts;
+  std::vector<std::string> token_requests;
+  std::chrono::system_clock::time_point token_clock{};  // zero: the real clock
+  Task<kube::ServiceAccountToken> create_token(std::string_view ns, std::string_view name,
+                                               std::span<const std::string> audiences,
+                                               std::int64_t expiration_seconds) override {
+    std::lock_guard l(mu);
+    std::string aud;
+    for (const auto& a : audiences) aud += (aud.empty() ? "" : ",") + a;
+    token_requests.push_back(k2(ns, name) + " " + aud + " " + std::to_string(expiration_seconds));
+    auto it = service_accounts.find(k2(ns, name));
+    if (it == service_accounts.end()) co_return kms::fail(kms::Errc::not_found, "serviceaccounts \"" + std::string(name) + "\" not found");
+    const auto now = token_clock == std::chrono::system_clock::time_point{} ? std::chrono::system_clock::now() : token_clock;
+    co_return kube::ServiceAccountToken{
+        kms::SecureBytes::copy_of("eyJ." + std::string(ns) + "-" + std::string(name) + "-" + std::to_string(token_requests.size()) + ".sig"),
+        now + it->second};
   }
   Task<ObjectPtr> create_secret(std::string_view ns, const json::value& secret, std::string_view) override {
     std::lock_guard l(mu);

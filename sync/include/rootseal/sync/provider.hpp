@@ -165,6 +165,14 @@ struct TlsSpec {
   bool insecure_skip_verify = false;  // tests only
 };
 
+// A source of short-lived JWTs: each call answers one valid for a while yet
+// (a ServiceAccount token from the TokenRequest API, cached until shortly
+// before it expires); `fresh`: not the cached one (the store refused it: the
+// ServiceAccount may have been deleted or recreated). Errors:
+// permission_denied (the ServiceAccount is missing or the request refused),
+// unavailable; messages never carry a token.
+using JwtSource = std::function<boost::asio::awaitable<kms::Result<kms::SecureBytes>>(bool fresh)>;
+
 struct VaultSpec {
   std::string server;        // "https://vault:8200"
   std::string path = "secret";  // KV v2 mount
@@ -176,6 +184,20 @@ struct VaultSpec {
   std::string approle_path = "approle";
   std::string role_id;
   kms::SecureBytes secret_id;
+  // Or Kubernetes / JWT auth when jwt_auth_path is set: POST auth/<jwt_auth_path>/login
+  // {"role","jwt"} with jwt_source's token, else the fixed `jwt` (a Secret's).
+  std::string jwt_auth_path;  // "kubernetes", "jwt" or another mount
+  std::string jwt_role;
+  kms::SecureBytes jwt;
+  JwtSource jwt_source;
+  std::string jwt_source_id;  // who jwt_source speaks for ("ns/name aud... exp"): part of the credential fingerprint
+  // Or TLS certificate auth when cert_auth_path is set: POST auth/<cert_auth_path>/login
+  // {"name": cert_role} over a connection presenting this certificate (every
+  // request of the store presents it, as ESO's client does).
+  std::string cert_auth_path;
+  std::string cert_role;
+  std::string client_cert_pem;
+  kms::SecureBytes client_key_pem;
   // Renew the login token when less than this fraction of its TTL is left.
   double renew_fraction = 0.5;
 };
@@ -186,6 +208,14 @@ struct AwsSpec {
   kms::SecureBytes access_key_id;
   kms::SecureBytes secret_access_key;
   kms::SecureBytes session_token;  // optional
+  // Or web identity (ESO auth.jwt) when web_identity_role_arn is set: STS
+  // AssumeRoleWithWebIdentity with web_identity_token's JWT (a ServiceAccount
+  // token), the bought credentials cached until a fifth of their lifetime is left.
+  std::string web_identity_role_arn;
+  std::string web_identity_session_name = "external-secrets-provider-aws";  // ESO's RoleSessionName
+  JwtSource web_identity_token;
+  std::string web_identity_id;  // who the token speaks for: part of the credential fingerprint
+  std::string sts_endpoint;     // empty: https://sts.<region>.amazonaws.com
   TlsSpec tls;
   // Push:
   int recovery_window_days = 30;  // 7..30

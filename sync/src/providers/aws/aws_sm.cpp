@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "providers/aws/aws_sigv4.hpp"
+#include "providers/aws/aws_sts.hpp"
 #include "providers/common.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "rootseal/kms/random.hpp"
@@ -49,11 +50,14 @@ bool valid_secret_name(std::string_view n) {
 
 class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_this<AwsImpl> {
  public:
-  AwsImpl(AwsSpec spec, std::shared_ptr<net::HttpClient> client, std::shared_ptr<StoreHealth> health)
+  AwsImpl(const asio::any_io_executor& executor, AwsSpec spec, std::shared_ptr<net::HttpClient> client,
+          std::shared_ptr<net::HttpClient> sts, std::shared_ptr<StoreHealth> health)
       : spec_(std::move(spec)),
         client_(std::move(client)),
+        sts_(std::move(sts)),
         health_(std::move(health)),
-        writes_(spec_.writes_per_second, std::max(1.0, spec_.writes_per_second)) {}
+        writes_(spec_.writes_per_second, std::max(1.0, spec_.writes_per_second)),
+        cred_mu_(executor) {}
 
   const AwsCounters& counters() const noexcept override { return counters_; }
 
@@ -270,7 +274,66 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
     co_return co_await guarded_call<Answer>(*health_, send, verdict);
   }
 
+  // The credentials to sign with: the spec's, or (web identity) the ones STS
+  // sold for the ServiceAccount's token, bought again when a fifth of their
+  // lifetime is left or when `renew` (the service refused them).
+  Task<sts::Credentials> credentials(bool renew) {
+    if (spec_.web_identity_role_arn.empty()) {
+      co_return sts::Credentials{spec_.access_key_id.clone(), spec_.secret_access_key.clone(),
+                                 spec_.session_token.clone(), {}};
+    }
+    co_await cred_mu_.lock();
+    auto r = co_await credentials_locked(renew);
+    cred_mu_.unlock();
+    co_return r;
+  }
+
+  Task<sts::Credentials> credentials_locked(bool renew) {
+    const auto now = std::chrono::system_clock::now();
+    if (!renew && !bought_.access_key_id.empty() && now < refresh_at_) {
+      co_return sts::Credentials{bought_.access_key_id.clone(), bought_.secret_access_key.clone(),
+                                 bought_.session_token.clone(), bought_.expiration};
+    }
+    bought_ = {};
+    for (int attempt = 0;; ++attempt) {
+      ROOTSEAL_CO_LET(jwt, co_await spec_.web_identity_token(attempt > 0));
+      const auto body = sts::assume_role_with_web_identity_body(spec_.web_identity_role_arn,
+                                                                spec_.web_identity_session_name, jwt);
+      ++counters_.sts_calls;
+      const net::Header headers[] = {{"Content-Type", "application/x-www-form-urlencoded; charset=utf-8"},
+                                     {"Accept", "application/xml"}};
+      auto res = co_await sts_->request(http::verb::post, "/", headers, as_view(body));
+      if (!res) co_return fail(res.error().code, "aws: sts: " + res.error().message);
+      if (res->status == 200) {
+        ROOTSEAL_CO_LET(c, sts::parse_assume_role_with_web_identity(res->body.view()));
+        const auto lifetime = c.expiration - std::chrono::system_clock::now();
+        refresh_at_ = std::chrono::system_clock::now() + lifetime * 4 / 5;
+        bought_ = std::move(c);
+        co_return sts::Credentials{bought_.access_key_id.clone(), bought_.secret_access_key.clone(),
+                                   bought_.session_token.clone(), bought_.expiration};
+      }
+      // A cached ServiceAccount token STS refuses (expired, the ServiceAccount recreated): once more with a fresh one.
+      if (attempt == 0 && res->status == 400) continue;
+      const Errc code = res->status == 400 || res->status == 403 ? Errc::permission_denied : errc_for_status(res->status);
+      co_return fail(code, "aws: AssumeRoleWithWebIdentity for " + spec_.web_identity_role_arn + " failed: " +
+                               sts::error_text(static_cast<int>(res->status), res->body.view()));
+    }
+  }
+
   asio::awaitable<kms::Result<Answer>> call_once(std::string_view op, std::string_view body) {
+    auto first = co_await call_signed(op, body, false);
+    // Web identity: credentials the service no longer accepts are bought again, once.
+    if (first && !spec_.web_identity_role_arn.empty() && (first->status == 400 || first->status == 403) &&
+        (first->type == "ExpiredTokenException" || first->type == "UnrecognizedClientException" ||
+         first->type == "InvalidSignatureException")) {
+      co_return co_await call_signed(op, body, true);
+    }
+    co_return first;
+  }
+
+  asio::awaitable<kms::Result<Answer>> call_signed(std::string_view op, std::string_view body, bool renew) {
+    auto creds = co_await credentials(renew);
+    if (!creds) co_return std::unexpected(std::move(creds).error());
     ++counters_.calls;
     const std::string target = "secretsmanager." + std::string(op);
     const std::string date = sigv4::amz_date(std::chrono::system_clock::now());
@@ -281,16 +344,16 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
                    {"host", client_->host_header()},
                    {"x-amz-date", date},
                    {"x-amz-target", target}};
-    if (!spec_.session_token.empty()) req.headers.emplace_back("x-amz-security-token", std::string(as_view(spec_.session_token)));
+    if (!creds->session_token.empty()) req.headers.emplace_back("x-amz-security-token", std::string(as_view(creds->session_token)));
     req.payload = body;
-    const auto auth = sigv4::authorization(req, {spec_.access_key_id, spec_.secret_access_key}, spec_.region,
+    const auto auth = sigv4::authorization(req, {creds->access_key_id, creds->secret_access_key}, spec_.region,
                                            "secretsmanager", date);
     // The headers sent refer to the locked copies; the signing copy of the session token is wiped.
     std::vector<net::Header> headers = {{"Content-Type", "application/x-amz-json-1.1"},
                                         {"X-Amz-Date", date},
                                         {"X-Amz-Target", target},
                                         {"Authorization", as_view(auth)}};
-    if (!spec_.session_token.empty()) headers.push_back({"X-Amz-Security-Token", as_view(spec_.session_token)});
+    if (!creds->session_token.empty()) headers.push_back({"X-Amz-Security-Token", as_view(creds->session_token)});
     if (!req.headers.empty() && req.headers.back().first == "x-amz-security-token") {
       auto& v = req.headers.back().second;
       kms::secure_zero(v.data(), v.size());
@@ -460,9 +523,14 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
 
   AwsSpec spec_;
   std::shared_ptr<net::HttpClient> client_;
+  std::shared_ptr<net::HttpClient> sts_;  // web identity only
   std::shared_ptr<StoreHealth> health_;
   RateLimiter writes_;
   AwsCounters counters_;
+  AsyncMutex cred_mu_;
+  // Guarded by cred_mu_ (web identity):
+  sts::Credentials bought_;
+  std::chrono::system_clock::time_point refresh_at_{};
 };
 
 }  // namespace
@@ -473,7 +541,9 @@ kms::Result<std::shared_ptr<AwsSecretsManager>> make_aws_provider(const asio::an
   for (char c : spec.region) {
     if (std::isalnum(static_cast<unsigned char>(c)) == 0 && c != '-') return fail(Errc::invalid_argument, "aws: bad region");
   }
-  if (spec.access_key_id.empty() || spec.secret_access_key.empty()) {
+  if (!spec.web_identity_role_arn.empty()) {
+    if (!spec.web_identity_token) return fail(Errc::invalid_argument, "aws: web identity needs a token source");
+  } else if (spec.access_key_id.empty() || spec.secret_access_key.empty()) {
     return fail(Errc::invalid_argument, "aws: access key id and secret access key are required");
   }
   if (!spec.force_delete_without_recovery && (spec.recovery_window_days < 7 || spec.recovery_window_days > 30)) {
@@ -486,8 +556,15 @@ kms::Result<std::shared_ptr<AwsSecretsManager>> make_aws_provider(const asio::an
     return fail(Errc::invalid_argument, "aws: endpoint must be scheme://host[:port]");
   }
   ROOTSEAL_LET(client, make_client(executor, endpoint, spec.tls));
+  std::shared_ptr<net::HttpClient> sts;
+  if (!spec.web_identity_role_arn.empty()) {
+    const std::string sts_endpoint = spec.sts_endpoint.empty() ? "https://sts." + spec.region + ".amazonaws.com" : spec.sts_endpoint;
+    ROOTSEAL_LET(c, make_client(executor, sts_endpoint, spec.tls));
+    sts = std::move(c);
+  }
   if (!health) health = std::make_shared<StoreHealth>("aws " + spec.region);
-  return std::shared_ptr<AwsSecretsManager>(std::make_shared<AwsImpl>(std::move(spec), std::move(client), std::move(health)));
+  return std::shared_ptr<AwsSecretsManager>(
+      std::make_shared<AwsImpl>(executor, std::move(spec), std::move(client), std::move(sts), std::move(health)));
 }
 
 }  // namespace rootseal::sync::providers

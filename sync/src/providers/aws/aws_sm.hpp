@@ -18,6 +18,7 @@ namespace rootseal::sync::providers {
 struct AwsCounters {
   std::atomic<std::size_t> calls{0};   // every API call (retries included)
   std::atomic<std::size_t> writes{0};  // CreateSecret + PutSecretValue + DeleteSecret + RestoreSecret
+  std::atomic<std::size_t> sts_calls{0};  // AssumeRoleWithWebIdentity (web identity)
 };
 
 class AwsSecretsManager : public Provider, public PushProvider {

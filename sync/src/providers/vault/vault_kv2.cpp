@@ -223,7 +223,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
       ++counters_.reads;
       auto res = co_await get(target, token);
       if (!res) co_return std::unexpected(std::move(res).error());
-      if (res->status == 403 && attempt == 0 && approle()) {
+      if (res->status == 403 && attempt == 0 && logs_in()) {
         co_await invalidate(token);  // revoked or expired behind our back: log in again, once
         continue;
       }
@@ -251,6 +251,10 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
   }
 
   bool approle() const noexcept { return !spec_.role_id.empty(); }
+  bool jwt_login() const noexcept { return !spec_.jwt_auth_path.empty(); }
+  // Logs in by itself (AppRole, Kubernetes or JWT), so a refused token is replaced by a fresh login.
+  bool cert_login() const noexcept { return !spec_.cert_auth_path.empty(); }
+  bool logs_in() const noexcept { return approle() || jwt_login() || cert_login(); }
 
   // A valid token (logging in or renewing as needed); a copy for the caller.
   Task<kms::SecureBytes> current_token() {
@@ -265,7 +269,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
     if (!token_.empty() && (!expires_at_ || now < *expires_at_)) {
       if (renew_at_ && now >= *renew_at_) {
         if (auto ok = co_await renew(); !ok) {
-          if (approle()) {
+          if (logs_in()) {
             token_.clear();  // renewal refused or failed: log in afresh
           } else if (expires_at_ && now >= *expires_at_) {
             co_return std::unexpected(std::move(ok).error());
@@ -275,7 +279,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
       if (!token_.empty()) co_return token_.clone();
     }
     token_.clear();
-    if (approle()) {
+    if (logs_in()) {
       ROOTSEAL_CO_TRY(co_await login());
     } else {
       if (spec_.token.empty()) co_return fail(Errc::invalid_argument, "vault: no token and no AppRole credentials");
@@ -297,7 +301,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
     }
     const auto ttl = std::chrono::seconds(ttl_seconds);
     expires_at_ = now + ttl;
-    if (renewable || approle()) {
+    if (renewable || logs_in()) {
       renew_at_ = now + std::chrono::duration_cast<Clock::duration>(ttl * spec_.renew_fraction);
     } else {
       renew_at_.reset();
@@ -305,27 +309,79 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
     renewable_ = renewable;
   }
 
+  static std::span<const std::uint8_t> bytes_of(std::string_view s) {
+    return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+  }
+
+  // AppRole: {"role_id","secret_id"}; Kubernetes and JWT auth: {"role","jwt"}
+  // with a ServiceAccount token (cached, or requested now) or a Secret's JWT.
+  // A cached ServiceAccount token the store refuses (400/401/403: the
+  // ServiceAccount deleted or recreated since) is replaced by a fresh one, once.
   Task<void> login() {
+    for (int attempt = 0;; ++attempt) {
+      auto res = co_await login_once(attempt > 0);
+      if (!res) co_return std::unexpected(std::move(res).error());
+      const auto status = res->status;
+      if (status == 200) co_return read_login_answer(*res);
+      if (attempt == 0 && spec_.jwt_source && (status == 400 || status == 401 || status == 403)) continue;
+      const std::string_view what = cert_login()  ? std::string_view("certificate")
+                                    : !jwt_login() ? std::string_view("AppRole")
+                                    : trim_slashes(spec_.jwt_auth_path) == "kubernetes" ? std::string_view("Kubernetes")
+                                                                                          : std::string_view("JWT");
+      co_return fail(errc_for_status(status), "vault: " + std::string(what) + " login failed: " + vault_error(*res));
+    }
+  }
+
+  asio::awaitable<kms::Result<net::ClientResponse>> login_once(bool fresh_jwt) {
     ++counters_.logins;
     SecureBuffer body(128);
-    body.append(R"({"role_id":)");
-    json_quote(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(spec_.role_id.data()), spec_.role_id.size()), body);
-    body.append(R"(,"secret_id":)");
-    json_quote(spec_.secret_id.span(), body);
-    body.append("}");
-    const std::string target = "/v1/auth/" + net::url_encode(trim_slashes(spec_.approle_path), false) + "/login";
-    ROOTSEAL_CO_LET(res, co_await call(http::verb::post, target, nullptr, body.view()));
-    if (res.status != 200) co_return fail(errc_for_status(res.status), "vault: AppRole login failed: " + vault_error(res));
+    std::string target;
+    if (cert_login()) {  // the certificate is the credential: the body only names the role, if any
+      body.append("{");
+      if (!spec_.cert_role.empty()) {
+        body.append(R"("name":)");
+        json_quote(bytes_of(spec_.cert_role), body);
+      }
+      body.append("}");
+      target = "/v1/auth/" + net::url_encode(trim_slashes(spec_.cert_auth_path), false) + "/login";
+    } else if (jwt_login()) {
+      kms::SecureBytes jwt;
+      if (spec_.jwt_source) {
+        auto t = co_await spec_.jwt_source(fresh_jwt);
+        if (!t) co_return std::unexpected(std::move(t).error());
+        jwt = std::move(*t);
+      } else {
+        jwt = spec_.jwt.clone();
+      }
+      body.append(R"({"jwt":)");
+      json_quote(jwt.span(), body);
+      body.append(R"(,"role":)");
+      json_quote(bytes_of(spec_.jwt_role), body);
+      body.append("}");
+      target = "/v1/auth/" + net::url_encode(trim_slashes(spec_.jwt_auth_path), false) + "/login";
+    } else {
+      body.append(R"({"role_id":)");
+      json_quote(bytes_of(spec_.role_id), body);
+      body.append(R"(,"secret_id":)");
+      json_quote(spec_.secret_id.span(), body);
+      body.append("}");
+      target = "/v1/auth/" + net::url_encode(trim_slashes(spec_.approle_path), false) + "/login";
+    }
+    co_return co_await call(http::verb::post, target, nullptr, body.view());
+  }
+
+  // The token and lease of a login answer (auth.client_token, lease_duration, renewable).
+  kms::Result<void> read_login_answer(const net::ClientResponse& res) {
     auto doc = SecureJson::parse(res.body.view());
-    if (!doc) co_return fail(Errc::unavailable, "vault: the login answer is not JSON");
+    if (!doc) return fail(Errc::unavailable, "vault: the login answer is not JSON");
     const auto& root = (*doc)->root();
     const json::value* auth = root.is_object() ? root.as_object().if_contains("auth") : nullptr;
     if (auth == nullptr || json_string(*auth, "client_token").empty()) {
-      co_return fail(Errc::unavailable, "vault: the login answer has no auth.client_token");
+      return fail(Errc::unavailable, "vault: the login answer has no auth.client_token");
     }
     token_ = kms::SecureBytes::copy_of(json_string(*auth, "client_token"));
     set_lease(json_int(*auth, "lease_duration").value_or(0), json_bool(*auth, "renewable"));
-    co_return kms::Result<void>{};
+    return {};
   }
 
   Task<void> lookup_self() {
@@ -353,7 +409,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
     const auto ttl = json_int(*auth, "lease_duration").value_or(0);
     // A renewal that no longer extends (max TTL reached) leaves little time: log in at the next use.
     set_lease(ttl, json_bool(*auth, "renewable"));
-    if (approle() && ttl > 0 && ttl < 2) token_.clear();
+    if (logs_in() && ttl > 0 && ttl < 2) token_.clear();
     co_return kms::Result<void>{};
   }
 
@@ -382,14 +438,30 @@ kms::Result<std::shared_ptr<VaultKv2Provider>> make_vault_provider(const asio::a
                                                                     std::shared_ptr<StoreHealth> health) {
   if (spec.server.empty()) return fail(Errc::invalid_argument, "vault: server is required");
   if (spec.version != "v2") return fail(Errc::invalid_argument, "vault: only KV version v2 is supported");
-  if (spec.role_id.empty() && spec.token.empty()) {
-    return fail(Errc::invalid_argument, "vault: auth needs a token or AppRole role_id + secret_id");
+  if (!spec.cert_auth_path.empty()) {
+    if (spec.client_cert_pem.empty() || spec.client_key_pem.empty()) {
+      return fail(Errc::invalid_argument, "vault: certificate auth needs a client certificate and its key");
+    }
+  } else if (!spec.jwt_auth_path.empty()) {
+    if (!spec.jwt_source && spec.jwt.empty()) {
+      return fail(Errc::invalid_argument, "vault: Kubernetes/JWT auth needs a serviceAccountRef or a JWT");
+    }
+  } else if (spec.role_id.empty() && spec.token.empty()) {
+    return fail(Errc::invalid_argument, "vault: auth needs a token, AppRole role_id + secret_id, or a Kubernetes/JWT role");
   }
   if (!spec.role_id.empty() && spec.secret_id.empty()) return fail(Errc::invalid_argument, "vault: AppRole needs a secret_id");
   if (!(spec.renew_fraction > 0.0 && spec.renew_fraction < 1.0)) {
     return fail(Errc::invalid_argument, "vault: renew_fraction must be between 0 and 1");
   }
-  ROOTSEAL_LET(client, make_client(executor, spec.server, spec.tls));
+  std::shared_ptr<net::HttpClient> client;
+  if (!spec.cert_auth_path.empty()) {
+    ROOTSEAL_LET(c, make_client_with_certificate(executor, spec.server, spec.tls, spec.client_cert_pem,
+                                                 spec.client_key_pem));
+    client = std::move(c);
+  } else {
+    ROOTSEAL_LET(c, make_client(executor, spec.server, spec.tls));
+    client = std::move(c);
+  }
   if (!health) health = std::make_shared<StoreHealth>("vault " + spec.server);
   return std::shared_ptr<VaultKv2Provider>(
       std::make_shared<VaultImpl>(executor, std::move(spec), std::move(client), std::move(health)));
