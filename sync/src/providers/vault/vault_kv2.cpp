@@ -130,23 +130,20 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
       }
       target += "?version=" + ref.version;
     }
-    ROOTSEAL_CO_LET(res, co_await authed_get(target));
-    if (res.status == 404) co_return fail(Errc::not_found, "vault: secret \"" + key + "\" not found");
-    if (res.status != 200) co_return fail(errc_for_status(res.status), vault_error(res));
     // The secret's data as ESO hands it on: Go's json.Marshal of the map
     // Vault's client decoded with UseNumber (numbers as written).
-    auto doc = gojson::Document::parse(res.body.view());
-    if (!doc) co_return fail(Errc::unavailable, "vault: the answer is not JSON");
+    // (Arguments of a coroutine call named first: GCC 12 mishandles temporaries there.)
+    const kms::Error missing(Errc::not_found, "vault: secret \"" + key + "\" not found");
+    ROOTSEAL_CO_LET(doc, co_await get_answer(target, missing, ""));
     using gojson::Kind;
-    const auto root = gojson::Document::root();
-    const auto data = doc->kind(root) == Kind::object ? doc->last_member(root, "data") : std::nullopt;
-    const auto inner = data && doc->kind(*data) == Kind::object ? doc->last_member(*data, "data") : std::nullopt;
-    if (!inner || doc->kind(*inner) == Kind::null) {
+    const auto data = data_of(doc);
+    const auto inner = data ? doc.last_member(*data, "data") : std::nullopt;
+    if (!inner || doc.kind(*inner) == Kind::null) {
       co_return fail(Errc::not_found, "vault: secret \"" + key + "\" has no data (deleted or destroyed version)");
     }
-    if (doc->kind(*inner) != Kind::object) co_return fail(Errc::unavailable, "vault: data.data is not an object");
-    SecureBuffer out(res.body.size());
-    ROOTSEAL_CO_TRY(gojson::marshal(*doc, *inner, gojson::Numbers::as_written, out));
+    if (doc.kind(*inner) != Kind::object) co_return fail(Errc::unavailable, "vault: data.data is not an object");
+    SecureBuffer out(doc.raw(gojson::Document::root()).size());
+    ROOTSEAL_CO_TRY(gojson::marshal(doc, *inner, gojson::Numbers::as_written, out));
     co_return out.take();
   }
 
@@ -159,22 +156,20 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
     std::string target = "/v1/" + net::url_encode(mount_, false) + "/metadata/";
     if (!prefix.empty()) target += net::url_encode(prefix, false);
     target += "?list=true";
-    ROOTSEAL_CO_LET(res, co_await authed_get(target));
-    if (res.status == 404) {
-      co_return fail(Errc::not_found, "vault: nothing to list at \"" + (prefix.empty() ? "/" : prefix) + "\"");
-    }
-    if (res.status != 200) co_return fail(errc_for_status(res.status), vault_error(res));
-    auto doc = SecureJson::parse(res.body.view());
-    if (!doc) co_return fail(Errc::unavailable, "vault: the list answer is not JSON");
-    const auto& root = (*doc)->root();
-    const json::value* data = root.is_object() ? root.as_object().if_contains("data") : nullptr;
-    const json::value* keys = data != nullptr && data->is_object() ? data->as_object().if_contains("keys") : nullptr;
-    if (keys == nullptr) co_return kms::Result<void>{};  // ESO: no "keys", nothing found
-    if (!keys->is_array()) co_return fail(Errc::unavailable, "vault: data.keys of the list answer is not a list");
-    for (const auto& k : keys->as_array()) {
-      if (!k.is_string() || k.as_string().empty())
+    const std::string where = prefix.empty() ? "/" : prefix;
+    const kms::Error missing(Errc::not_found, "vault: nothing to list at \"" + where + "\"");
+    ROOTSEAL_CO_LET(doc, co_await get_answer(target, missing, " list"));
+    using gojson::Kind;
+    const auto data = data_of(doc);
+    const auto keys = data ? doc.last_member(*data, "keys") : std::nullopt;
+    if (!keys) co_return kms::Result<void>{};  // ESO: no "keys", nothing found
+    if (doc.kind(*keys) != Kind::array)
+      co_return fail(Errc::unavailable, "vault: data.keys of the list answer is not a list");
+    for (const auto k : doc.elements(*keys)) {
+      if (doc.kind(k) != Kind::string || doc.string(k).empty()) {
         co_return fail(Errc::unavailable, "vault: a listed key is not a name");
-      const std::string full = prefix + std::string(k.as_string());
+      }
+      const std::string full = prefix + std::string(doc.string(k));
       if (full.find("..") != std::string::npos) co_return fail(Errc::unavailable, "vault: a listed key contains '..'");
       if (!full.ends_with('/')) {
         names.push_back(full);
@@ -190,29 +185,45 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
   // every pair. A secret without metadata is an error, as in ESO.
   Task<bool> has_tags(const std::string& name, const std::map<std::string, std::string, std::less<>>& tags) {
     const std::string target = "/v1/" + net::url_encode(mount_, false) + "/metadata/" + net::url_encode(name, false);
-    ROOTSEAL_CO_LET(res, co_await authed_get(target));
-    if (res.status == 404) co_return fail(Errc::unavailable, "vault: secret \"" + name + "\" has no metadata");
-    if (res.status != 200) co_return fail(errc_for_status(res.status), vault_error(res));
-    auto doc = gojson::Document::parse(res.body.view());
-    if (!doc) co_return fail(Errc::unavailable, "vault: the metadata answer is not JSON");
+    const kms::Error missing(Errc::unavailable, "vault: secret \"" + name + "\" has no metadata");
+    ROOTSEAL_CO_LET(doc, co_await get_answer(target, missing, " metadata"));
     using gojson::Kind;
-    const auto root = gojson::Document::root();
-    const auto data = doc->kind(root) == Kind::object ? doc->last_member(root, "data") : std::nullopt;
-    if (!data || doc->kind(*data) != Kind::object)
-      co_return fail(Errc::unavailable, "vault: the metadata answer has no data");
-    const auto custom = doc->last_member(*data, "custom_metadata");
+    const auto data = data_of(doc);
+    if (!data) co_return fail(Errc::unavailable, "vault: the metadata answer has no data");
+    const auto custom = doc.last_member(*data, "custom_metadata");
     for (const auto& [k, want] : tags) {
       std::optional<gojson::Document::Id> v;
-      if (custom && doc->kind(*custom) == Kind::object) v = doc->last_member(*custom, k);
+      if (custom && doc.kind(*custom) == Kind::object) v = doc.last_member(*custom, k);
       if (!v && (k == "created_time" || k == "current_version" || k == "delete_version_after")) {
-        v = doc->last_member(*data, k);
+        v = doc.last_member(*data, k);
       }
-      if (!v || doc->kind(*v) == Kind::null) co_return false;
+      if (!v || doc.kind(*v) == Kind::null) co_return false;
       // fmt.Sprintf("%v") of what Vault's client decoded: strings as they are, numbers as written.
-      const std::string_view have = doc->kind(*v) == Kind::string ? doc->string(*v) : doc->raw(*v);
+      const std::string_view have = doc.kind(*v) == Kind::string ? doc.string(*v) : doc.raw(*v);
       if (have != want) co_return false;
     }
     co_return true;
+  }
+
+  // A GET with the current token and its answer as JSON (Go's reading):
+  // `missing` for a 404, Vault's error for another status, unavailable when
+  // the answer ("the<what> answer") is not JSON.
+  Task<gojson::Document> get_answer(const std::string& target, const kms::Error& missing, std::string_view what) {
+    ROOTSEAL_CO_LET(res, co_await authed_get(target));
+    if (res.status == 404) co_return std::unexpected(missing);
+    if (res.status != 200) co_return fail(errc_for_status(res.status), vault_error(res));
+    auto doc = gojson::Document::parse(res.body.view());
+    if (!doc) co_return fail(Errc::unavailable, "vault: the" + std::string(what) + " answer is not JSON");
+    co_return std::move(*doc);
+  }
+
+  // The answer's `data` object (Vault's envelope), if it has one.
+  static std::optional<gojson::Document::Id> data_of(const gojson::Document& doc) {
+    const auto root = gojson::Document::root();
+    if (doc.kind(root) != gojson::Kind::object) return std::nullopt;
+    const auto data = doc.last_member(root, "data");
+    if (!data || doc.kind(*data) != gojson::Kind::object) return std::nullopt;
+    return data;
   }
 
   // A GET with the current token; an AppRole token refused with 403 is
