@@ -70,6 +70,44 @@ def poll(predicate, what, timeout=30):
     raise AssertionError("timed out waiting for %s (last %r)" % (what, last))
 
 
+def rootseal_with_pin(args, token, env, pin="1234"):
+    """rootseal on SoftHSM2 token `token` with the PIN on a pipe (never in argv)."""
+    r_fd, w_fd = os.pipe()
+    os.write(w_fd, pin.encode() + b"\n")
+    os.close(w_fd)
+    try:
+        p = subprocess.run([ROOTSEAL] + args + ["--module", MODULE, "--token", token, "--pin-fd", str(r_fd)],
+                           capture_output=True, env=env, timeout=120, pass_fds=(r_fd,))
+    finally:
+        os.close(r_fd)
+    if p.returncode != 0:
+        raise AssertionError("rootseal %s: %s" % (" ".join(args), p.stderr.decode(errors="replace")))
+    return p.stdout.decode()
+
+
+def share_root(base, env, labels):
+    """One root key on the tokens `labels`: `rootseal ceremony init` (two
+    custodians, threshold 2) on the first, `ceremony restore` on the others."""
+    keys = os.path.join(base, "keys")
+    os.makedirs(keys)
+    custodians = []
+    for name in ("alice", "bob"):
+        key = os.path.join(keys, name + ".key")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "X25519", "-out", key], check=True, capture_output=True)
+        subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-out", key + ".pub"], check=True)
+        custodians += ["--custodian", "%s=%s.pub" % (name, key)]
+    shares = os.path.join(base, "shares")
+    transcript = os.path.join(base, "transcript")
+    rootseal_with_pin(["ceremony", "init", "--threshold", "2", "--out", shares, "--transcript-dir", transcript,
+                       "--officer", "Olga", "--witness", "Walt"] + custodians, labels[0], env)
+    files = sorted(os.path.join(shares, f) for f in os.listdir(shares))
+    for label in labels[1:]:
+        restore = ["ceremony", "restore", "--transcript-dir", transcript]
+        for f, name in zip(files, ("alice", "bob")):
+            restore += ["--share", f, "--key", os.path.join(keys, name + ".key")]
+        rootseal_with_pin(restore, label, env)
+
+
 class Etcd:
     """Three etcd members on free loopback ports, each with its own data folder."""
 
@@ -184,39 +222,9 @@ class HaEtcdTest(unittest.TestCase):
         rmtree(cls.dir)
 
     @classmethod
-    def cli(cls, args, token):
-        r_fd, w_fd = os.pipe()
-        os.write(w_fd, b"1234\n")
-        os.close(w_fd)
-        try:
-            p = subprocess.run([ROOTSEAL] + args + ["--module", MODULE, "--token", token, "--pin-fd", str(r_fd)],
-                               capture_output=True, env=cls.env, timeout=120, pass_fds=(r_fd,))
-        finally:
-            os.close(r_fd)
-        if p.returncode != 0:
-            raise AssertionError("rootseal %s: %s" % (" ".join(args), p.stderr.decode(errors="replace")))
-        return p.stdout.decode()
-
-    @classmethod
     def make_shared_root(cls):
         """The same root key on tokens A and B, through a two-custodian ceremony."""
-        keys = os.path.join(cls.dir, "keys")
-        os.makedirs(keys)
-        custodians = []
-        for name in ("alice", "bob"):
-            key = os.path.join(keys, name + ".key")
-            subprocess.run(["openssl", "genpkey", "-algorithm", "X25519", "-out", key], check=True, capture_output=True)
-            subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-out", key + ".pub"], check=True)
-            custodians += ["--custodian", "%s=%s.pub" % (name, key)]
-        shares = os.path.join(cls.dir, "shares")
-        transcript = os.path.join(cls.dir, "transcript")
-        cls.cli(["ceremony", "init", "--threshold", "2", "--out", shares, "--transcript-dir", transcript,
-                 "--officer", "Olga", "--witness", "Walt"] + custodians, "A")
-        files = sorted(os.path.join(shares, f) for f in os.listdir(shares))
-        restore = ["ceremony", "restore", "--transcript-dir", transcript]
-        for f, name in zip(files, ("alice", "bob")):
-            restore += ["--share", f, "--key", os.path.join(keys, name + ".key")]
-        cls.cli(restore, "B")
+        share_root(cls.dir, cls.env, ("A", "B"))
 
     @classmethod
     def start_host(cls, label, generate_key=False):
