@@ -38,7 +38,8 @@ Task<kms::SecureBytes> ServiceAccountTokens::get(Key key, bool fresh) {
   kms::SecureBytes out = got->token.clone();
   std::lock_guard lock(mu_);
   std::erase_if(cache_, [&](const auto& e) { return e.second.expires <= now; });  // tokens of stores gone since
-  if (lifetime > std::chrono::seconds(0)) cache_[id] = Entry{std::move(got->token), now + lifetime * 4 / 5, got->expires};
+  if (lifetime > std::chrono::seconds(0))
+    cache_[id] = Entry{std::move(got->token), now + (lifetime - lifetime / 5), got->expires};
   co_return out;
 }
 

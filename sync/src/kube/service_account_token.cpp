@@ -69,6 +69,9 @@ std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_v
     return std::nullopt;
   }
   if (i != s.size() || mo < 1 || mo > 12 || h > 23 || mi > 59 || sec > 60) return std::nullopt;
+  // A time system_clock holds (nanoseconds since 1970 in 64 bits: 1678-2262)
+  // with room for arithmetic on it: an expiry outside 1970-2199 is not one.
+  if (y < 1970 || y > 2199) return std::nullopt;
   const std::chrono::year_month_day ymd{std::chrono::year{y}, std::chrono::month{static_cast<unsigned>(mo)},
                                         std::chrono::day{static_cast<unsigned>(d)}};
   if (!ymd.ok()) return std::nullopt;

@@ -35,7 +35,8 @@ boost::json::value token_request_body(std::span<const std::string> audiences, st
 kms::Result<ServiceAccountToken> parse_token_request_answer(const boost::json::value& answer);
 
 // RFC 3339 ("2026-12-07T05:30:00Z", a fraction and a numeric offset allowed)
-// as metav1.Time writes it; nullopt when it is not one.
+// as metav1.Time writes it; nullopt when it is not one, or its year is
+// outside 1970-2199 (system_clock's nanoseconds cannot hold much more).
 std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view s);
 
 }  // namespace rootseal::sync::kube

@@ -307,7 +307,7 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
       if (res->status == 200) {
         ROOTSEAL_CO_LET(c, sts::parse_assume_role_with_web_identity(res->body.view()));
         const auto lifetime = c.expiration - std::chrono::system_clock::now();
-        refresh_at_ = std::chrono::system_clock::now() + lifetime * 4 / 5;
+        refresh_at_ = std::chrono::system_clock::now() + (lifetime - lifetime / 5);  // no overflow
         bought_ = std::move(c);
         co_return sts::Credentials{bought_.access_key_id.clone(), bought_.secret_access_key.clone(),
                                    bought_.session_token.clone(), bought_.expiration};
