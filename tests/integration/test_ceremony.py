@@ -435,6 +435,18 @@ class CeremonyTest(unittest.TestCase):
                     break
                 time.sleep(0.05)
             self.assertEqual(core, ("0", "0"))
+            # Killed only once it waits for the next share (blocked reading its
+            # standard input, seen three polls in a row): a SIGKILL while
+            # SoftHSM2 writes its token files (logging in) can leave token B
+            # unreadable, which would be the simulator's damage, not the CLI's.
+            # (Without ASan the VmLck wait above already comes after that.)
+            blocked = 0
+            while time.monotonic() < deadline and blocked < 3:
+                with open("/proc/%d/syscall" % proc.pid) as f:
+                    call = f.read().split()
+                blocked = blocked + 1 if call[:2] == ["0", "0x0"] else 0  # read(2) on fd 0 (x86-64)
+                time.sleep(0.05)
+            self.assertEqual(blocked, 3, "the CLI never waited for the next share")
         finally:
             proc.kill()
             proc.communicate()
