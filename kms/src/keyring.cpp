@@ -84,7 +84,10 @@ KeyInfo info_of(const Key& key) {
 bool due_for_rotation_at(const Key& key, std::int64_t now) noexcept {
   const std::int64_t period = key.config.auto_rotate_period_s;
   if (period <= 0 || key.versions.empty() || key.latest() >= kMaxKeyVersion) return false;
-  return now - key.versions.back()->created_unix > period;  // no overflow: both are times of this century
+  // Unsigned difference of created < now: exact, whatever a hand-edited store holds (no signed overflow).
+  const std::int64_t created = key.versions.back()->created_unix;
+  return created<now&& static_cast<std::uint64_t>(now) -
+                 static_cast<std::uint64_t>(created)> static_cast<std::uint64_t>(period);
 }
 
 std::string in_quotes(std::string_view name) {
