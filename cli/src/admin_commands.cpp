@@ -55,6 +55,9 @@ struct AdminCommands {
 
   CLI::App* kms = nullptr;
   CLI::App* kms_rotate = nullptr;
+
+  CLI::App* keyring = nullptr;
+  CLI::App* keyring_rotate = nullptr;
 };
 
 namespace {
@@ -209,6 +212,12 @@ int run_status(const AdminCommands& c, Console& con) {
     con.out(std::string(sealed ? "sealed since  " : "unsealed since ") + utc(num(d, "since_unix")) + "\n");
     con.out("unseals       " + str(d, "unseal_count") + "\n");
     if (!str(d, "root_key_check_value").empty()) con.out("root kcv      " + str(d, "root_key_check_value") + "\n");
+    if (const auto* kk = d.if_contains("keyring_key"); kk != nullptr && kk->is_object()) {
+      const auto& o = kk->as_object();
+      std::string line = "keyring key   " + str(o, "id") + " (kcv " + str(o, "kcv") + ")";
+      if (num(o, "pending_versions") > 0) line += ", " + str(o, "pending_versions") + " versions not yet under it";
+      con.out(line + "\n");
+    }
     if (const auto* s = d.if_contains("pin_sources"); s != nullptr && s->is_array()) {
       std::string list;
       for (const auto& e : s->as_array()) {
@@ -407,6 +416,24 @@ int run_kms_rotate(const AdminCommands& c, Console& con) {
   return 0;
 }
 
+int run_keyring_rotate(const AdminCommands& c, Console& con) {
+  auto r = call(c, request_of(json::object{{"op", "keyring.rotate-key"}}));
+  if (!r) return failed(con, r.error());
+  if (c.json_out) {
+    write_json(STDOUT_FILENO, *r->data);
+    return 0;
+  }
+  const auto& d = *r->data;
+  con.out("rotated the keyring key: keyring key " + str(d, "id") + " (kcv " + str(d, "kcv") +
+          ") now wraps every key version");
+  if (num(d, "pending_versions") > 0) {
+    con.out("; " + str(d, "pending_versions") + " versions not yet moved (" + str(d, "settle_error") +
+            "): the next unseal or rotate-key moves them");
+  }
+  con.out("\n");
+  return 0;
+}
+
 }  // namespace
 
 std::unique_ptr<AdminCommands, void (*)(AdminCommands*)> add_admin_commands(CLI::App& app) {
@@ -461,6 +488,14 @@ std::unique_ptr<AdminCommands, void (*)(AdminCommands*)> add_admin_commands(CLI:
                                        "rotate the plugin's key over the admin socket: a new key_id; "
                                        "existing seeds keep decrypting");
   add_socket_options(c.kms_rotate, c);
+
+  c.keyring = app.add_subcommand("keyring", "the running rootseald's keyring (docs/hsm.md: the keyring key)");
+  c.keyring->require_subcommand(1);
+  c.keyring_rotate = c.keyring->add_subcommand(
+      "rotate-key",
+      "a new keyring key (one root operation), every key version rewrapped under it in software, the old one "
+      "retired; ciphertexts are unchanged");
+  add_socket_options(c.keyring_rotate, c);
   return owned;
 }
 
@@ -471,6 +506,7 @@ std::optional<int> run_admin_commands(AdminCommands& c, Console& con) {
   if (*c.seal_pin) return run_seal_pin(c, con);
   if (*c.reseal) return run_reseal(c, con);
   if (*c.kms_rotate) return run_kms_rotate(c, con);
+  if (*c.keyring_rotate) return run_keyring_rotate(c, con);
   return std::nullopt;
 }
 

@@ -75,8 +75,10 @@ kms::Result<bool> holds_root(hsm::TokenAdmin& admin, const std::string& label, s
   return key_with(rsa, check).has_value();
 }
 
-// Rewraps every version still under `old_kcv` (found under label `old_at`)
-// to the key `new_at`, in one transaction per round. Returns how many.
+// Rewraps every keyring key, and every version from before the keyring key,
+// still under `old_kcv` (found under label `old_at`) to the key `new_at`, in
+// one transaction per round. Returns how many blobs. Versions under a
+// keyring key are not touched: the root wraps only the keyring key.
 kms::Result<std::size_t> rewrap_store(const TokenTarget& t, const fs::path& store_path, std::string_view old_at,
                                       std::string_view old_kcv, std::string_view new_at, std::string_view new_kcv,
                                       Context& ctx) {
@@ -98,13 +100,26 @@ kms::Result<std::size_t> rewrap_store(const TokenTarget& t, const fs::path& stor
   for (int round = 0; round < 3; ++round) {
     std::vector<kms::KeyRecord> records;
     ROOTSEAL_TRY_ASSIGN(records, store->load_all());
+    std::vector<kms::KeyringKeyRecord> keyring_keys;
+    ROOTSEAL_TRY_ASSIGN(keyring_keys, store->keyring_keys());
     std::vector<kms::StateStore::Rewrapped> entries;
+    std::vector<kms::KeyringKeyRecord> keyring_entries;
     std::size_t todo = 0;
+    std::set<std::string, std::less<>> tags;  // of the keyring keys
+    for (const auto& kk : keyring_keys) {
+      tags.insert(kms::keyring_key_tag(kk.id, kk.kcv));
+      if (kk.root_kcv == old_kcv) {
+        ++todo;
+      } else if (kk.root_kcv != new_kcv) {
+        return fail(Errc::conflict, "keyring key " + std::to_string(kk.id) +
+                                        " is wrapped by an unknown root key (kcv " + kk.root_kcv + ")");
+      }
+    }
     for (const auto& k : records) {
       for (const auto& v : k.versions) {
         if (v.root_kcv == old_kcv) {
           ++todo;
-        } else if (v.root_kcv != new_kcv) {
+        } else if (v.root_kcv != new_kcv && !tags.contains(v.root_kcv)) {
           return fail(Errc::conflict, "key '" + k.name + "' version " + std::to_string(v.version) +
                                           " is wrapped by an unknown root key (kcv " + v.root_kcv + ")");
         }
@@ -123,6 +138,20 @@ kms::Result<std::size_t> rewrap_store(const TokenTarget& t, const fs::path& stor
       if (ok != old_kcv || nk != new_kcv) return fail(Errc::internal, "root keys changed under the rotation");
     }
     entries.reserve(todo);
+    for (const auto& kk : keyring_keys) {
+      if (kk.root_kcv != old_kcv) continue;
+      kms::SecureBytes key;
+      ROOTSEAL_TRY_ASSIGN(key, old_root->unwrap(kk.wrapped));
+      kms::KeyringKeyRecord moved = kk;
+      ROOTSEAL_TRY_ASSIGN(moved.wrapped, new_root->wrap(key));
+      kms::SecureBytes check;
+      ROOTSEAL_TRY_ASSIGN(check, new_root->unwrap(moved.wrapped));
+      if (!(check == key)) {
+        return fail(Errc::crypto_failure, "rewrap self-check failed for keyring key " + std::to_string(kk.id));
+      }
+      moved.root_kcv = std::string(new_kcv);
+      keyring_entries.push_back(std::move(moved));
+    }
     for (const auto& k : records) {
       for (const auto& v : k.versions) {
         if (v.root_kcv != old_kcv) continue;
@@ -137,11 +166,12 @@ kms::Result<std::size_t> rewrap_store(const TokenTarget& t, const fs::path& stor
       }
     }
     crash_point("rewrap-before-commit");
-    ROOTSEAL_TRY(store->replace_wrapped(entries));
+    ROOTSEAL_TRY(store->replace_wrapped(entries, keyring_entries));
     crash_point("rewrap-committed");
-    total += entries.size();
+    total += entries.size() + keyring_entries.size();
     ctx.step("rewrapped", "ok",
-             std::to_string(entries.size()) + " wrapped keys moved to the new root in one transaction");
+             std::to_string(keyring_entries.size()) + " keyring key(s) and " + std::to_string(entries.size()) +
+                 " version(s) from before the keyring key moved to the new root in one transaction");
   }
   return total;
 }
@@ -370,7 +400,15 @@ kms::Result<Outcome> abandon_unrecorded(const RotateOptions& o, hsm::TokenAdmin&
   ROOTSEAL_TRY_ASSIGN(store, kms::open_sqlite_store(o.store));
   std::vector<kms::KeyRecord> records;
   ROOTSEAL_TRY_ASSIGN(records, store->load_all());
+  std::vector<kms::KeyringKeyRecord> keyring_keys;
+  ROOTSEAL_TRY_ASSIGN(keyring_keys, store->keyring_keys());
   for (const auto& tk : at_t) {
+    for (const auto& kk : keyring_keys) {
+      if (kk.root_kcv == tk.kcv) {
+        return fail(Errc::conflict, "the store's keyring key " + std::to_string(kk.id) + " is wrapped by '" + T +
+                                        "' (kcv " + tk.kcv + ") but no transcript records it; resolve by hand");
+      }
+    }
     for (const auto& k : records) {
       for (const auto& v : k.versions) {
         if (v.root_kcv == tk.kcv) {
@@ -494,15 +532,32 @@ kms::Result<Current> check_current_root(const RotateOptions& o, hsm::TokenAdmin&
   ROOTSEAL_TRY_ASSIGN(store, kms::open_sqlite_store(o.store));
   std::vector<kms::KeyRecord> records;
   ROOTSEAL_TRY_ASSIGN(records, store->load_all());
+  std::vector<kms::KeyringKeyRecord> keyring_keys;
+  ROOTSEAL_TRY_ASSIGN(keyring_keys, store->keyring_keys());
+  std::set<std::string, std::less<>> tags;
+  for (const auto& kk : keyring_keys) {
+    if (kk.root_kcv != old_kcv) {
+      return fail(Errc::conflict, "keyring key " + std::to_string(kk.id) + " of the store is wrapped by kcv " +
+                                      kk.root_kcv + ", not by '" + L + "' (kcv " + old_kcv + "); refusing to rotate");
+    }
+    tags.insert(kms::keyring_key_tag(kk.id, kk.kcv));
+  }
   std::size_t versions = 0;
+  std::size_t direct = 0;
   for (const auto& k : records) {
     for (const auto& v : k.versions) {
-      if (v.root_kcv != old_kcv) return foreign_version(k.name, v, L, old_kcv);
+      if (v.root_kcv == old_kcv) {
+        ++direct;
+      } else if (!tags.contains(v.root_kcv)) {
+        return foreign_version(k.name, v, L, old_kcv);
+      }
       ++versions;
     }
   }
-  ctx.step("store-checked", "ok", std::to_string(versions) + " wrapped keys under kcv " + old_kcv + " (" +
-                                       cur.mechanism + ")");
+  ctx.step("store-checked", "ok",
+           std::to_string(keyring_keys.size()) + " keyring key(s) and " + std::to_string(direct) +
+               " version(s) from before the keyring key under kcv " + old_kcv + " (" + cur.mechanism + "); " +
+               std::to_string(versions) + " versions in all");
   return cur;
 }
 

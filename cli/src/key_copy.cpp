@@ -1,6 +1,7 @@
 // Copying key records into a state store (key_copy.hpp).
 #include "key_copy.hpp"
 
+#include <algorithm>
 #include <map>
 
 #include "util.hpp"
@@ -107,12 +108,34 @@ kms::Result<Copied> copy_keys(const std::vector<kms::KeyRecord>& source, const s
   return out;
 }
 
-kms::Result<std::size_t> unwrap_all(const std::vector<kms::KeyRecord>& records, kms::RootOfTrust& root,
+kms::Result<std::size_t> copy_keyring_keys(const std::vector<kms::KeyringKeyRecord>& source, kms::StateStore& to) {
+  ROOTSEAL_LET(held, to.keyring_keys());
+  std::size_t added = 0;
+  for (const auto& k : source) {
+    const auto same_id = std::find_if(held.begin(), held.end(), [&](const auto& h) { return h.id == k.id; });
+    if (same_id != held.end()) {
+      if (*same_id == k) continue;
+      return fail(Errc::conflict, "keyring key " + std::to_string(k.id) +
+                                      " exists in the target with other contents and is not overwritten; nothing "
+                                      "more copied");
+    }
+    auto r = to.add_keyring_key(k);
+    if (!r) return fail(r.error().code, "keyring key " + std::to_string(k.id) + ": " + r.error().message);
+    ++added;
+  }
+  return added;
+}
+
+kms::Result<std::size_t> unwrap_all(const std::vector<kms::KeyRecord>& records,
+                                    const std::vector<kms::KeyringKeyRecord>& keyring_keys, kms::RootOfTrust& root,
                                     const std::string& where) {
+  ROOTSEAL_LET(kcv, root.key_check_value());
+  auto hierarchy = kms::KeyHierarchy::open(root, kcv, keyring_keys);
+  if (!hierarchy) return fail(hierarchy.error().code, "in " + where + ": " + hierarchy.error().message);
   std::size_t versions = 0;
   for (const auto& k : records) {
     for (const auto& v : k.versions) {
-      auto kek = root.unwrap(v.wrapped_key);
+      auto kek = hierarchy->unwrap(v);
       if (!kek) {
         return fail(kek.error().code, "key '" + k.name + "' version " + std::to_string(v.version) + " in " + where +
                                           " does not unwrap with the root key: " + kek.error().message);
@@ -124,8 +147,16 @@ kms::Result<std::size_t> unwrap_all(const std::vector<kms::KeyRecord>& records, 
 }
 
 kms::Result<std::size_t> verify_copies(const std::vector<kms::KeyRecord>& source,
-                                       const std::vector<kms::KeyRecord>& after, kms::RootOfTrust& root,
+                                       const std::vector<kms::KeyringKeyRecord>& source_kks,
+                                       const std::vector<kms::KeyRecord>& after,
+                                       const std::vector<kms::KeyringKeyRecord>& after_kks, kms::RootOfTrust& root,
                                        const std::string& where) {
+  for (const auto& k : source_kks) {
+    if (std::find(after_kks.begin(), after_kks.end(), k) == after_kks.end()) {
+      return fail(Errc::not_found, "verification: keyring key " + std::to_string(k.id) + " is not in " + where +
+                                       " as the source has it");
+    }
+  }
   std::map<std::string, const kms::KeyRecord*, std::less<>> at_target;
   for (const auto& k : after) at_target.emplace(k.name, &k);
   std::vector<kms::KeyRecord> copies;
@@ -137,7 +168,7 @@ kms::Result<std::size_t> verify_copies(const std::vector<kms::KeyRecord>& source
     if (!why.empty()) return fail(Errc::conflict, "verification: key '" + k.name + "' in " + where + ": " + why);
     copies.push_back(*it->second);
   }
-  auto n = unwrap_all(copies, root, where);
+  auto n = unwrap_all(copies, after_kks, root, where);
   if (!n) return fail(n.error().code, "verification: " + n.error().message);
   return n;
 }

@@ -41,14 +41,26 @@ struct Copied {
 kms::Result<Copied> copy_keys(const std::vector<kms::KeyRecord>& source, const std::vector<kms::KeyRecord>& existing,
                               kms::StateStore& to, std::string_view crash_tag);
 
-// Every version of `records` unwraps with the root; how many.
-kms::Result<std::size_t> unwrap_all(const std::vector<kms::KeyRecord>& records, kms::RootOfTrust& root,
+// Adds every keyring key of `source` that the target lacks (before the keys:
+// a version under a keyring key is written only while that key is
+// recorded); one held with other contents under the same id is refused.
+// How many were added.
+kms::Result<std::size_t> copy_keyring_keys(const std::vector<kms::KeyringKeyRecord>& source, kms::StateStore& to);
+
+// Every keyring key unwraps with the root, and every version of `records`
+// under its keyring key (or the root, from before the keyring key); how
+// many versions.
+kms::Result<std::size_t> unwrap_all(const std::vector<kms::KeyRecord>& records,
+                                    const std::vector<kms::KeyringKeyRecord>& keyring_keys, kms::RootOfTrust& root,
                                     const std::string& where);
 
 // The read-back check: every key of `source` is in `after` (the target's
-// keys, read again), identical, and every version unwraps with the root.
+// keys, read again), identical, every keyring key of `source_kks` is in
+// `after_kks` identical, and every version unwraps.
 kms::Result<std::size_t> verify_copies(const std::vector<kms::KeyRecord>& source,
-                                       const std::vector<kms::KeyRecord>& after, kms::RootOfTrust& root,
+                                       const std::vector<kms::KeyringKeyRecord>& source_kks,
+                                       const std::vector<kms::KeyRecord>& after,
+                                       const std::vector<kms::KeyringKeyRecord>& after_kks, kms::RootOfTrust& root,
                                        const std::string& where);
 
 }  // namespace rootseal::cli

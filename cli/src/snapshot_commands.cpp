@@ -203,6 +203,7 @@ kms::Result<std::string> restore_into_etcd(const daemon::Config& cfg, const std:
   for (const auto& e : cfg.etcd.endpoints) endpoints += (endpoints.empty() ? "" : ",") + e;
   const std::string where = "etcd " + endpoints + ", prefix " + prefix;
   ROOTSEAL_LET(keys, kms::snapshot_keys(view));
+  ROOTSEAL_LET(keyring_keys, kms::snapshot_keyring_keys(view));
   ROOTSEAL_LET(store, daemon::open_etcd_store(cfg.etcd));
   ROOTSEAL_LET(cluster, store->cluster_view());
   ROOTSEAL_TRY(refuse_registered_hosts(cluster, prefix, "the restore"));
@@ -219,6 +220,12 @@ kms::Result<std::string> restore_into_etcd(const daemon::Config& cfg, const std:
     if (why.empty()) continue;
     foreign.push_back("'" + k.name + "' (" + why + ")");
     doomed.push_back(k.name);
+  }
+  std::vector<std::uint32_t> doomed_kks;  // keyring keys the snapshot has not, or has otherwise
+  for (const auto& kk : now.keyring_keys) {
+    if (std::find(keyring_keys.begin(), keyring_keys.end(), kk) != keyring_keys.end()) continue;
+    foreign.push_back("keyring key " + std::to_string(kk.id) + " (not in the snapshot as it is there)");
+    doomed_kks.push_back(kk.id);
   }
   if (now.root_kcv && *now.root_kcv != m.root_kcv) {
     foreign.push_back("the root check value " + *now.root_kcv + " (" + prefix + "cluster/root_kcv; the snapshot's " +
@@ -241,7 +248,15 @@ kms::Result<std::string> restore_into_etcd(const daemon::Config& cfg, const std:
       return fail(gone.error().code, "key '" + k + "': " + gone.error().message);
     }
   }
+  for (const auto id : doomed_kks) {
+    // Every version under it went with the doomed keys above.
+    auto gone = store->retire_keyring_key(id);
+    if (!gone && gone.error().code != Errc::not_found) {
+      return fail(gone.error().code, "keyring key " + std::to_string(id) + ": " + gone.error().message);
+    }
+  }
   ROOTSEAL_TRY(store->set_cluster_records(m.cluster_id, m.root_kcv));
+  ROOTSEAL_TRY(copy_keyring_keys(keyring_keys, *store));
   ROOTSEAL_LET(before, store->read_snapshot());
   ROOTSEAL_LET(copied, copy_keys(keys, before.keys, *store, "restore-copied"));
   crash_point("restore-copied-all");
@@ -251,7 +266,7 @@ kms::Result<std::string> restore_into_etcd(const daemon::Config& cfg, const std:
                                     " keys, the snapshot " + std::to_string(keys.size()) +
                                     " (written meanwhile?); the restore mark stays: run again");
   }
-  ROOTSEAL_LET(versions, verify_copies(keys, after.keys, root, where));
+  ROOTSEAL_LET(versions, verify_copies(keys, keyring_keys, after.keys, after.keyring_keys, root, where));
   // The tokens made with rootseal token create (hashes), under the mark too.
   ROOTSEAL_LET(tokens, daemon::restore_created_tokens(view.section("tokens"), cfg.etcd, force));
   crash_point("restore-tokens-copied");

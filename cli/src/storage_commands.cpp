@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -130,12 +131,23 @@ kms::Result<std::string> carry_cluster_id(const Plan& p, etcdstore::EtcdStore& e
   return *view.cluster_id;
 }
 
-// Step 2: every version of the source wrapped by this root.
-kms::Result<void> check_wrapped_by(const std::vector<kms::KeyRecord>& records, const std::string& kcv,
+// Step 2: every keyring key of the source wrapped by this root, every version
+// by one of them (or, from before the keyring key, by the root).
+kms::Result<void> check_wrapped_by(const std::vector<kms::KeyRecord>& records,
+                                   const std::vector<kms::KeyringKeyRecord>& keyring_keys, const std::string& kcv,
                                    const std::string& where) {
+  std::set<std::string, std::less<>> tags;
+  for (const auto& kk : keyring_keys) {
+    if (kk.root_kcv != kcv) {
+      return fail(Errc::conflict, "keyring key " + std::to_string(kk.id) + " in " + where +
+                                      " is wrapped by another root key (kcv " + kk.root_kcv +
+                                      ") than the one given (kcv " + kcv + "); nothing copied");
+    }
+    tags.insert(kms::keyring_key_tag(kk.id, kk.kcv));
+  }
   for (const auto& k : records) {
     for (const auto& v : k.versions) {
-      if (v.root_kcv != kcv) {
+      if (v.root_kcv != kcv && !tags.contains(v.root_kcv)) {
         return fail(Errc::conflict, "key '" + k.name + "' version " + std::to_string(v.version) + " in " + where +
                                         " is wrapped by another root key (kcv " + v.root_kcv +
                                         ") than the one given (kcv " + kcv + "); nothing copied");
@@ -182,8 +194,9 @@ kms::Result<std::string> migrate(const StorageCommands& c) {
                                          ": a member without quorum, or a change meanwhile); nothing copied, run again");
     }
   }
-  ROOTSEAL_TRY(check_wrapped_by(source, kcv, from_where));
-  if (auto n = unwrap_all(source, *root.root, from_where); !n) {
+  ROOTSEAL_LET(source_kks, s.from->keyring_keys());
+  ROOTSEAL_TRY(check_wrapped_by(source, source_kks, kcv, from_where));
+  if (auto n = unwrap_all(source, source_kks, *root.root, from_where); !n) {
     return fail(n.error().code, n.error().message + "; nothing copied");
   }
 
@@ -192,11 +205,14 @@ kms::Result<std::string> migrate(const StorageCommands& c) {
   ROOTSEAL_LET(cluster_id, carry_cluster_id(p, *s.etcd, view, cfg.etcd.prefix));
   if (p.to_etcd) ROOTSEAL_TRY(s.etcd->check_root(kcv));
   crash_point("migrate-prepared");
+  ROOTSEAL_LET(kks_added, copy_keyring_keys(source_kks, *s.to));
+  (void)kks_added;
   ROOTSEAL_LET(existing, s.to->load_all());
   ROOTSEAL_LET(copied, copy_keys(source, existing, *s.to, "migrate-copied"));
   crash_point("migrate-copied-all");
   ROOTSEAL_LET(after, s.to->load_all());
-  ROOTSEAL_LET(versions, verify_copies(source, after, *root.root, to_where));
+  ROOTSEAL_LET(after_kks, s.to->keyring_keys());
+  ROOTSEAL_LET(versions, verify_copies(source, source_kks, after, after_kks, *root.root, to_where));
   // The tokens made with rootseal token create (hashes): shared in etcd,
   // tokens.db on a SQLite host.
   ROOTSEAL_LET(tokens, daemon::copy_created_tokens(p.state_dir / "tokens.db", cfg.etcd, p.to_etcd));

@@ -59,6 +59,15 @@ bool has_source(const Config& c, PinSourceKind k) {
   return std::find(c.pin.sources.begin(), c.pin.sources.end(), k) != c.pin.sources.end();
 }
 
+json::object keyring_key_json(const kms::KeyringKeyStatus& s) {
+  return json::object{{"id", s.id},
+                      {"kcv", s.kcv},
+                      {"created_unix", s.created_unix},
+                      {"keyring_keys", s.keyring_keys},
+                      {"pending_versions", s.pending_versions},
+                      {"settle_error", s.settle_error}};
+}
+
 json::object token_json(const TokenInfo& t) {
   json::array policies;
   for (const auto& p : t.policies) policies.emplace_back(p);
@@ -150,7 +159,7 @@ kms::Result<AdminRequest> parse_admin_request(std::string_view line, std::string
   if (op_out != nullptr) *op_out = r.op;
 
   if (r.op == "status" || r.op == "token.list" || r.op == "snapshot.now" || r.op == "kms.rotate" ||
-      r.op == "cluster.status") {
+      r.op == "cluster.status" || r.op == "keyring.rotate-key") {
     return r;
   }
 
@@ -464,6 +473,13 @@ asio::awaitable<void> AdminServer::session(Socket plain) {
 
 AdminServer::Answer AdminServer::status() {
   const Config& cfg = *deps_.config;
+  // null while sealed (the keyring key is known once unsealed)
+  auto keyring_key_value = [&]() -> json::value {
+    if (deps_.keyring == nullptr) return nullptr;
+    auto kk = deps_.keyring->keyring_key_status();
+    if (!kk) return nullptr;
+    return keyring_key_json(*kk);
+  };
   const SealStatus s = deps_.seal->status();
   json::array sources;
   for (const auto k : cfg.pin.sources) sources.emplace_back(pin_source_name(k));
@@ -482,6 +498,7 @@ AdminServer::Answer AdminServer::status() {
       {"since_unix", s.since_unix},
       {"unseal_count", s.unseal_count},
       {"root_key_check_value", s.root_kcv},
+      {"keyring_key", keyring_key_value()},
       {"pin_sources", deps_.root_kind == "pkcs11" ? json::value(std::move(sources)) : json::value(nullptr)},
       {"unseal_retry_after_ms", retry_ms},
       {"dev", cfg.dev},
@@ -562,6 +579,8 @@ asio::awaitable<AdminServer::Answer> AdminServer::dispatch(const Peer& peer, std
   if (op == "kms.rotate") co_return co_await kms_rotate();
 
   if (op == "cluster.status") co_return co_await cluster_status();
+
+  if (op == "keyring.rotate-key") co_return co_await rotate_keyring_key();
 
   co_return Answer::err(Errc::internal, "unhandled op '" + op + "'");
 }
@@ -665,6 +684,19 @@ asio::awaitable<AdminServer::Answer> AdminServer::kms_rotate() {
   if (!*r) co_return Answer::err((*r).error());
   const auto& rot = **r;
   co_return Answer::ok(json::object{{"key", rot.key}, {"version", rot.version}, {"key_id", rot.key_id}});
+}
+
+asio::awaitable<AdminServer::Answer> AdminServer::rotate_keyring_key() {
+  if (deps_.keyring == nullptr) co_return Answer::err(Errc::internal, "the keyring is not available");
+  std::optional<kms::Result<kms::KeyringKeyStatus>> r;
+  const std::function<void()> job = [&] { r.emplace(deps_.keyring->rotate_keyring_key()); };
+  co_await on_pool(*deps_.blocking, job);
+  if (!*r) co_return Answer::err((*r).error());
+  const auto& st = **r;
+  log::info("keyring key rotated", {{"keyring_key", static_cast<std::int64_t>(st.id)},
+                                    {"keyring_key_kcv", st.kcv},
+                                    {"pending_versions", static_cast<std::int64_t>(st.pending_versions)}});
+  co_return Answer::ok(keyring_key_json(st));
 }
 
 asio::awaitable<AdminServer::Answer> AdminServer::reseal(std::string_view target,

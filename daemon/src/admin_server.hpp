@@ -90,6 +90,8 @@ struct AdminDeps {
     std::string key_id;
   };
   std::function<kms::Result<KmsRotation>()> kms_rotate;
+  // keyring.rotate-key and the status's keyring_key. Never null once wired.
+  kms::Keyring* keyring = nullptr;
   // cluster.status: members, etcd endpoints, this host's view. Blocking.
   std::function<boost::json::object()> cluster_status;
 };
@@ -127,6 +129,7 @@ class AdminServer {
   boost::asio::awaitable<Answer> reseal(std::string_view target, std::optional<std::vector<std::uint32_t>> pcrs);
   boost::asio::awaitable<Answer> snapshot_now();
   boost::asio::awaitable<Answer> kms_rotate();
+  boost::asio::awaitable<Answer> rotate_keyring_key();
   boost::asio::awaitable<Answer> cluster_status();
   void audit(const Peer& peer, std::string_view op, std::string_view accessor, unsigned status,
              std::string_view error);

@@ -109,8 +109,20 @@ void SealManager::check_root() {
                                       {"keys", keyring_.key_count()},
                                       {"versions", keyring_.version_count()},
                                       {"unseal_ms", ms.count()}};
+    if (auto kk = keyring_.keyring_key_status()) {
+      fields.emplace_back("keyring_key", static_cast<std::int64_t>(kk->id));
+      fields.emplace_back("keyring_key_kcv", kk->kcv);
+    }
     if (!mechanism.empty()) fields.emplace_back("mechanism", mechanism);
     log::write(log::Level::info, "unsealed", std::span<const log::Field>(fields));
+    // A store from before the keyring key, or an interrupted keyring-key
+    // rotation, is settled at unseal; what could not be is said here.
+    if (auto kk = keyring_.keyring_key_status(); kk && (kk->pending_versions > 0 || !kk->settle_error.empty())) {
+      log::warn("keyring key: versions not yet under the current keyring key",
+                {{"pending_versions", static_cast<std::int64_t>(kk->pending_versions)},
+                 {"reason", kk->settle_error},
+                 {"keyring_keys", static_cast<std::int64_t>(kk->keyring_keys)}});
+    }
     set(false, "");
     return;
   }

@@ -350,6 +350,15 @@ Service::ResealRoot Service::make_root_of_trust() {
 
 void Service::make_seal_manager() {
   keyring_ = std::make_unique<kms::Keyring>(*store_, *root_);
+  // Crash tests (tests/integration/test_keyring_key.py): SIGKILL right after
+  // the named durable step of a keyring-key change. Read once, here, before
+  // any thread of ours reads the environment.
+  if (const char* at = std::getenv("ROOTSEAL_TEST_CRASH_AT");
+      at != nullptr && *at != '\0') {  // NOLINT(concurrency-mt-unsafe)
+    keyring_->set_step_observer([point = std::string(at)](std::string_view step) {
+      if (step == point) (void)::raise(SIGKILL);
+    });
+  }
   seal_ = std::make_unique<SealManager>(io_, blocking_, *root_, *keyring_, config_.seal.probe_interval,
                                         [](const SealStatus& s) {
                                           sd_notifyf(0, "STATUS=%s", s.sealed ? "sealed" : "unsealed");
@@ -476,6 +485,7 @@ bool Service::make_admin(ResealRoot reseal_root) {
   admin.reseal_root = std::move(reseal_root);
   admin.snapshots = snapshots_.get();
   admin.cluster_status = [c = cluster_.get()] { return c->status(); };
+  admin.keyring = keyring_.get();
   if (kms_plugin_) {
     admin.kms_rotate = [p = kms_plugin_.get()]() -> kms::Result<AdminDeps::KmsRotation> {
       auto r = p->rotate();

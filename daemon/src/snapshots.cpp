@@ -119,7 +119,7 @@ kms::Result<TakenSnapshot> take_etcd_snapshot(etcdstore::EtcdStore& store, kms::
                                   kcv + "): no snapshot");
   }
   kms::SnapshotInput in;
-  ROOTSEAL_TRY_ASSIGN(in.keyring, kms::keyring_image(state.keys));
+  ROOTSEAL_TRY_ASSIGN(in.keyring, kms::keyring_image(state.keys, state.keyring_keys));
   // The created tokens, at the same revision (a value that does not read is
   // left out, as every host leaves it out).
   std::vector<StoredToken> tokens;

@@ -38,16 +38,16 @@ std::string prefix_end(std::string_view prefix) {
 }
 
 Compare Compare::mod_revision(std::string key, std::int64_t rev, Result r) {
-  return {std::move(key), Target::mod_revision, r, rev, {}};
+  return {std::move(key), Target::mod_revision, r, rev, {}, {}};
 }
 Compare Compare::create_revision(std::string key, std::int64_t rev, Result r) {
-  return {std::move(key), Target::create_revision, r, rev, {}};
+  return {std::move(key), Target::create_revision, r, rev, {}, {}};
 }
 Compare Compare::version(std::string key, std::int64_t version, Result r) {
-  return {std::move(key), Target::version, r, version, {}};
+  return {std::move(key), Target::version, r, version, {}, {}};
 }
 Compare Compare::value_is(std::string key, std::string value, Result r) {
-  return {std::move(key), Target::value, r, 0, std::move(value)};
+  return {std::move(key), Target::value, r, 0, std::move(value), {}};
 }
 
 namespace {

@@ -207,6 +207,7 @@ std::string txn_body(const TxnRequest& r) {
   for (const auto& c : r.compare) {
     json::object co;
     co["key"] = b64(c.key);
+    if (!c.range_end.empty()) co["range_end"] = b64(c.range_end);
     co["target"] = target_name(c.target);
     co["result"] = result_name(c.result);
     if (c.target == Compare::Target::value) {

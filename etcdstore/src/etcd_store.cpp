@@ -115,6 +115,38 @@ struct EtcdStore::Impl {
   }
 
   std::string key_of(std::string_view name) const { return keys_prefix + std::string(name); }
+  std::string keyring_key_of(std::uint32_t id) const { return prefix + "keyring/" + std::to_string(id); }
+
+  // What a version's tag needs before it is written: a root check value must
+  // be the cluster's (check_root); a keyring key must still be recorded,
+  // checked by the compare added to `compares` in the write's transaction.
+  Result<void> fence(std::string_view tag, std::vector<etcd::Compare>& compares) {
+    if (const auto id = kms::keyring_key_tag_id(tag)) {
+      const std::string key = keyring_key_of(*id);
+      for (const auto& c : compares) {
+        if (c.key == key && c.target == etcd::Compare::Target::version) return {};
+      }
+      compares.push_back(etcd::Compare::version(key, 0, etcd::Compare::Result::greater));
+      return {};
+    }
+    return check_root(tag, true);
+  }
+  Result<void> fence_versions(const kms::KeyRecord& record, std::vector<etcd::Compare>& compares) {
+    for (const auto& v : record.versions) ROOTSEAL_TRY(fence(v.root_kcv, compares));
+    return {};
+  }
+  // After a write whose compares failed: conflict when the keyring key a
+  // tag names is gone (the caller wraps again under the current one).
+  Result<void> still_recorded(std::string_view tag) {
+    const auto id = kms::keyring_key_tag_id(tag);
+    if (!id) return {};
+    ROOTSEAL_LET(value, value_at(keyring_key_of(*id), 0, false));
+    if (!value) {
+      return fail(Errc::conflict,
+                  "keyring key " + std::string(tag) + " was retired meanwhile (another host rotated the keyring key)");
+    }
+    return {};
+  }
 
   // Runs one client call on the store's thread and waits for it.
   template <class T>
@@ -139,10 +171,12 @@ struct EtcdStore::Impl {
     return std::optional<Current>(std::move(c));
   }
 
-  // Puts `record` if the key's mod_revision is still `mod_revision`.
+  // Puts `record` if the key's mod_revision is still `mod_revision` (and
+  // every keyring key its versions name is still recorded).
   Result<etcd::TxnResponse> cas_put(const kms::KeyRecord& record, std::int64_t mod_revision) {
     etcd::TxnRequest txn;
     txn.compare.push_back(etcd::Compare::mod_revision(key_of(record.name), mod_revision));
+    ROOTSEAL_TRY(fence_versions(record, txn.compare));
     txn.success.emplace_back(etcd::PutRequest{key_of(record.name), detail::serialize_key_record(record), 0, false});
     auto r = run(client->txn(std::move(txn)));
     if (!r) return std::unexpected(write_failed(r.error()));
@@ -448,9 +482,9 @@ Result<void> EtcdStore::check_root(std::string_view root_kcv) { return impl_->ch
 
 Result<void> EtcdStore::create_key(const kms::KeyRecord& key) {
   ROOTSEAL_TRY(kms::validate_key_name(key.name));
-  for (const auto& v : key.versions) ROOTSEAL_TRY(impl_->check_root(v.root_kcv, true));
   etcd::TxnRequest txn;
   txn.compare.push_back(etcd::Compare::create_revision(impl_->key_of(key.name), 0));
+  ROOTSEAL_TRY(impl_->fence_versions(key, txn.compare));
   txn.success.emplace_back(etcd::PutRequest{impl_->key_of(key.name), detail::serialize_key_record(key), 0, false});
   auto r = impl_->run(impl_->client->txn(std::move(txn)));
   if (!r) return std::unexpected(write_failed(r.error()));
@@ -463,12 +497,13 @@ Result<void> EtcdStore::create_key(const kms::KeyRecord& key) {
       return {};
     }
   }
+  for (const auto& v : key.versions) ROOTSEAL_TRY(impl_->still_recorded(v.root_kcv));
   return fail(Errc::already_exists, "key " + key_name(key.name) + " already exists");
 }
 
 Result<void> EtcdStore::add_version(std::string_view name, const kms::KeyVersionRecord& version) {
-  ROOTSEAL_TRY(impl_->check_root(version.root_kcv, true));
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    if (attempt > 0) ROOTSEAL_TRY(impl_->still_recorded(version.root_kcv));
     ROOTSEAL_LET(current, impl_->read(name));
     if (!current) return fail(Errc::not_found, "key " + key_name(name) + " not found");
     auto& versions = current->record.versions;
@@ -531,15 +566,29 @@ Result<void> EtcdStore::delete_key(std::string_view name) {
   return fail(Errc::not_found, "key " + key_name(name) + " not found");
 }
 
-Result<void> EtcdStore::replace_wrapped(const std::vector<Rewrapped>& entries) {
+Result<void> EtcdStore::replace_wrapped(const std::vector<Rewrapped>& versions,
+                                        const std::vector<kms::KeyringKeyRecord>& keyring_keys) {
   std::map<std::string, std::vector<const Rewrapped*>, std::less<>> by_key;
-  for (const auto& e : entries) by_key[e.name].push_back(&e);
-  if (by_key.size() > kMaxTxnKeys) {
+  for (const auto& e : versions) by_key[e.name].push_back(&e);
+  if (by_key.size() + keyring_keys.size() > kMaxTxnKeys) {
     return fail(Errc::invalid_argument, "etcd store: a rewrap of more than " + std::to_string(kMaxTxnKeys) +
                                             " keys does not fit one etcd transaction");
   }
+  for (const auto& k : keyring_keys) {
+    if (auto ok = kms::validate_keyring_key_record(k); !ok) return fail(Errc::invalid_argument, ok.error().message);
+    ROOTSEAL_TRY(impl_->check_root(k.root_kcv, true));
+  }
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
     etcd::TxnRequest txn;
+    for (const auto& k : keyring_keys) {
+      const std::string key = impl_->keyring_key_of(k.id);
+      ROOTSEAL_LET(current, impl_->value_at(key, 0, false));
+      if (!current) return fail(Errc::not_found, "keyring key " + std::to_string(k.id) + " not found");
+      ROOTSEAL_LET(held, detail::parse_keyring_key(*current, std::to_string(k.id)));
+      if (held.kcv != k.kcv) return fail(Errc::conflict, "keyring key " + std::to_string(k.id) + " is another key");
+      txn.compare.push_back(etcd::Compare::value_is(key, *current));
+      txn.success.emplace_back(etcd::PutRequest{key, detail::serialize_keyring_key(k), 0, false});
+    }
     for (const auto& [name, list] : by_key) {
       ROOTSEAL_LET(current, impl_->read(name));
       if (!current) return fail(Errc::not_found, "key " + key_name(name) + " not found");
@@ -552,14 +601,79 @@ Result<void> EtcdStore::replace_wrapped(const std::vector<Rewrapped>& entries) {
         v.root_kcv = e->root_kcv;
       }
       txn.compare.push_back(etcd::Compare::mod_revision(impl_->key_of(name), current->mod_revision));
+      ROOTSEAL_TRY(impl_->fence_versions(current->record, txn.compare));
       txn.success.emplace_back(
           etcd::PutRequest{impl_->key_of(name), detail::serialize_key_record(current->record), 0, false});
     }
     auto r = impl_->run(impl_->client->txn(std::move(txn)));
     if (!r) return std::unexpected(write_failed(r.error()));
     if (r->succeeded) return {};
+    for (const auto& e : versions) ROOTSEAL_TRY(impl_->still_recorded(e.root_kcv));
   }
   return fail(Errc::conflict, "etcd store: the keys changed too often to rewrap them; try again");
+}
+
+Result<std::vector<kms::KeyringKeyRecord>> EtcdStore::keyring_keys() {
+  const std::string prefix = impl_->prefix + "keyring/";
+  etcd::RangeRequest req;
+  req.key = prefix;
+  req.range_end = etcd::prefix_end(prefix);
+  auto r = impl_->run(impl_->client->range(std::move(req)));
+  if (!r) return std::unexpected(read_failed(r.error()));
+  std::vector<kms::KeyringKeyRecord> out;
+  for (const auto& kv : r->kvs) {
+    ROOTSEAL_LET(rec, detail::parse_keyring_key(kv.value, std::string_view(kv.key).substr(prefix.size())));
+    out.push_back(std::move(rec));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  return out;
+}
+
+Result<void> EtcdStore::add_keyring_key(const kms::KeyringKeyRecord& key) {
+  if (auto ok = kms::validate_keyring_key_record(key); !ok) return fail(Errc::invalid_argument, ok.error().message);
+  ROOTSEAL_TRY(impl_->check_root(key.root_kcv, true));
+  const std::string at = impl_->keyring_key_of(key.id);
+  const std::string value = detail::serialize_keyring_key(key);
+  etcd::TxnRequest txn;
+  txn.compare.push_back(etcd::Compare::create_revision(at, 0));
+  txn.success.emplace_back(etcd::PutRequest{at, value, 0, false});
+  txn.failure.emplace_back(etcd::RangeRequest{at, {}, 0, 0, false, false});
+  auto r = impl_->run(impl_->client->txn(std::move(txn)));
+  if (!r) return std::unexpected(write_failed(r.error()));
+  if (r->succeeded) return {};
+  const auto* range = r->responses.empty() ? nullptr : std::get_if<etcd::RangeResponse>(&r->responses.front());
+  // Sent again after a lost answer: our first attempt may be what is there.
+  if (r->attempts > 1 && range != nullptr && !range->kvs.empty() && range->kvs.front().value == value) return {};
+  return fail(Errc::already_exists, "keyring key " + std::to_string(key.id) + " already exists");
+}
+
+Result<void> EtcdStore::retire_keyring_key(std::uint32_t id) {
+  const std::string at = impl_->keyring_key_of(id);
+  ROOTSEAL_LET(current, impl_->value_at(at, 0, false));
+  if (!current) return fail(Errc::not_found, "keyring key " + std::to_string(id) + " not found");
+  ROOTSEAL_LET(record, detail::parse_keyring_key(*current, std::to_string(id)));
+  const std::string tag = kms::keyring_key_tag(record.id, record.kcv);
+  std::vector<kms::KeyRecord> keys;
+  ROOTSEAL_LET(revision, impl_->read_keys(false, keys));
+  for (const auto& k : keys) {
+    for (const auto& v : k.versions) {
+      if (v.root_kcv == tag) {
+        return fail(Errc::conflict, "keyring key " + std::to_string(id) + " still wraps key '" + k.name + "' version " +
+                                        std::to_string(v.version));
+      }
+    }
+  }
+  etcd::TxnRequest txn;
+  // No key record written after the scan (none could have been written under this key since).
+  etcd::Compare unchanged = etcd::Compare::mod_revision(impl_->keys_prefix, revision + 1, etcd::Compare::Result::less);
+  unchanged.range_end = etcd::prefix_end(impl_->keys_prefix);
+  txn.compare.push_back(std::move(unchanged));
+  txn.compare.push_back(etcd::Compare::value_is(at, *current));
+  txn.success.emplace_back(etcd::DeleteRequest{at, {}, false});
+  auto r = impl_->run(impl_->client->txn(std::move(txn)));
+  if (!r) return std::unexpected(write_failed(r.error()));
+  if (r->succeeded || r->attempts > 1) return {};
+  return fail(Errc::conflict, "keyring key " + std::to_string(id) + ": key records changed while it was retired");
 }
 
 int EtcdStore::schema_version() const noexcept { return detail::kRecordFormat; }
@@ -627,6 +741,21 @@ Result<EtcdStore::Snapshot> EtcdStore::read_snapshot() {
   ROOTSEAL_TRY_ASSIGN(out.cluster_id, impl_->value_at(impl_->prefix + "cluster/id", out.revision, false));
   ROOTSEAL_TRY_ASSIGN(out.root_kcv, impl_->value_at(impl_->root_kcv_key, out.revision, false));
   ROOTSEAL_TRY_ASSIGN(out.restoring, impl_->value_at(impl_->restoring_key, out.revision, false));
+  {
+    const std::string kk = impl_->prefix + "keyring/";
+    etcd::RangeRequest at;
+    at.key = kk;
+    at.range_end = etcd::prefix_end(kk);
+    at.revision = out.revision;
+    auto r = impl_->run(impl_->client->range(std::move(at)));
+    if (!r) return std::unexpected(read_failed(r.error()));
+    for (const auto& kv : r->kvs) {
+      ROOTSEAL_LET(rec, detail::parse_keyring_key(kv.value, std::string_view(kv.key).substr(kk.size())));
+      out.keyring_keys.push_back(std::move(rec));
+    }
+    std::sort(out.keyring_keys.begin(), out.keyring_keys.end(),
+              [](const auto& a, const auto& b) { return a.id < b.id; });
+  }
   etcd::RangeRequest req;
   const std::string tokens = impl_->prefix + "tokens/";
   req.key = tokens;

@@ -134,6 +134,52 @@ std::string serialize_key_record(const kms::KeyRecord& record) {
   return json::serialize(o);
 }
 
+std::string serialize_keyring_key(const kms::KeyringKeyRecord& record) {
+  json::object o;
+  o["format"] = kRecordFormat;
+  o["id"] = record.id;
+  o["created"] = record.created_unix;
+  o["wrapped"] = kms::base64_encode(record.wrapped);
+  o["root_kcv"] = record.root_kcv;
+  o["kcv"] = record.kcv;
+  return json::serialize(o);
+}
+
+Result<kms::KeyringKeyRecord> parse_keyring_key(std::string_view text, std::string_view id) {
+  const std::string label = "keyring key " + std::string(id.substr(0, 16));
+  const Reader r(label);
+  if (text.size() > 8192) return std::unexpected(r.bad("is too large"));
+  json::parse_options opts;
+  opts.max_depth = 4;
+  std::error_code ec;
+  json::value doc = json::parse(text, ec, {}, opts);
+  if (ec || !doc.is_object()) return std::unexpected(r.bad("is not a JSON object"));
+  const auto& o = doc.get_object();
+  if (o.size() != 6) return std::unexpected(r.bad("has unknown or missing fields"));
+  std::int64_t format = 0;
+  ROOTSEAL_TRY_ASSIGN(format, r.integer(o, "format", 0, 1000));
+  if (format != kRecordFormat) return std::unexpected(r.bad("has format " + std::to_string(format)));
+  kms::KeyringKeyRecord rec;
+  std::int64_t n = 0;
+  ROOTSEAL_TRY_ASSIGN(n, r.integer(o, "id", 1, kms::kMaxKeyringKeyId));
+  if (std::to_string(n) != id) return std::unexpected(r.bad("carries another id"));
+  rec.id = static_cast<std::uint32_t>(n);
+  ROOTSEAL_TRY_ASSIGN(rec.created_unix, r.integer(o, "created", 0, kMaxTime));
+  std::string_view text_field;
+  ROOTSEAL_TRY_ASSIGN(text_field, r.string(o, "wrapped"));
+  auto bytes = kms::base64_decode(text_field);
+  if (!bytes) return std::unexpected(r.bad("has a wrapped key that is not base64"));
+  rec.wrapped = std::move(*bytes);
+  ROOTSEAL_TRY_ASSIGN(text_field, r.string(o, "root_kcv"));
+  rec.root_kcv = std::string(text_field);
+  ROOTSEAL_TRY_ASSIGN(text_field, r.string(o, "kcv"));
+  rec.kcv = std::string(text_field);
+  if (auto ok = kms::validate_keyring_key_record(rec); !ok) {
+    return std::unexpected(r.bad("is malformed: " + ok.error().message));
+  }
+  return rec;
+}
+
 Result<kms::KeyRecord> parse_key_record(std::string_view text, std::string_view name) {
   const Reader r(name);
   if (!kms::validate_key_name(name)) {

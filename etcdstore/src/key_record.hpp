@@ -31,6 +31,11 @@ std::string serialize_key_record(const kms::KeyRecord& record);
 // `name`: the key name the etcd key carries (after "<prefix>keys/").
 kms::Result<kms::KeyRecord> parse_key_record(std::string_view text, std::string_view name);
 
+// A keyring key at <prefix>keyring/<id> (JSON: format, id, created, wrapped
+// as base64, root_kcv, kcv); `id` is the one the etcd key carries.
+std::string serialize_keyring_key(const kms::KeyringKeyRecord& record);
+kms::Result<kms::KeyringKeyRecord> parse_keyring_key(std::string_view text, std::string_view id);
+
 // The record of a host at <prefix>members/<host id> (JSON: host_id,
 // instance, version, root_kcv, sealed, seen_revision, started). A record
 // that cannot be read comes back with `error` set (and the host id only).

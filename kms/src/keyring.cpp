@@ -17,6 +17,19 @@
 // it publishes leaves memory empty (its store write stands and is loaded at
 // the next unseal, which needs the writer mutex and so cannot interleave).
 //
+// Key hierarchy (keyring_key.hpp): root -> keyring key -> each version's KEK.
+// Unseal unwraps the store's keyring keys with the root (one operation each,
+// normally one) and every version in software. A store from before the
+// keyring key, or one whose keyring key was rotated, is settled at unseal
+// (and by rotate_keyring_key): every version not under the current keyring
+// key is rewrapped under it from the KEK already held, in software, then the
+// older keyring keys are retired. Each store write of that is atomic and the
+// keyring tolerates every state in between (versions under the root, an old
+// or the current keyring key), so a crash at any point resumes at the next
+// unseal. New versions are wrapped under the current keyring key, under the
+// writer mutex (so a keyring-key rotation cannot retire the key a new version
+// was just wrapped with).
+//
 // No secret ever leaves SecureBytes here; error messages carry key names and
 // version numbers only. Library code: no logging.
 #include "rootseal/kms/keyring.hpp"
@@ -25,6 +38,7 @@
 #include <atomic>
 #include <chrono>
 #include <exception>
+#include <limits>
 #include <mutex>
 #include <random>
 #include <shared_mutex>
@@ -34,6 +48,7 @@
 
 #include "rootseal/kms/ciphertext.hpp"
 #include "rootseal/kms/key_wrap.hpp"
+#include "rootseal/kms/keyring_key.hpp"
 
 namespace rootseal::kms {
 namespace {
@@ -51,7 +66,10 @@ struct Version {
   std::int64_t created_unix = 0;
   SecureBytes kek;
   std::unique_ptr<Aead> aead;  // prebuilt for non-derived keys; null for derived ones
-  std::vector<std::uint8_t> wrapped;  // as stored (not secret): refresh() keeps a version whose form is unchanged
+  // As stored (not secret), guarded by the writer mutex (the only reader):
+  // refresh() keeps a version whose form is unchanged; a settle rewrites both.
+  mutable std::vector<std::uint8_t> wrapped;
+  mutable std::string tag;  // what wrapped it (KeyVersionRecord::root_kcv)
 };
 using VersionPtr = std::shared_ptr<const Version>;
 
@@ -104,32 +122,38 @@ Result<void> check_auto_rotate_period(std::int64_t seconds) {
   return {};
 }
 
-// Fresh key material for a new version, wrapped by the root and checked to
-// unwrap to the same bytes before anything is stored (a version the root
-// cannot unwrap later would be lost data for everyone who encrypted with it).
+// Fresh key material for a new version. wrap_material wraps it under the
+// current keyring key (with the writer mutex held) and checks that it
+// unwraps to the same bytes before anything is stored (a version that cannot
+// be unwrapped later would be lost data for everyone who encrypted with it).
 struct NewMaterial {
   SecureBytes kek;
   std::unique_ptr<Aead> aead;
   std::vector<std::uint8_t> wrapped;
-  std::string kcv;
+  std::string kcv;  // the wrapping tag
 };
 
-Result<NewMaterial> new_material(RootOfTrust& root, KeyType type, bool derived) {
+Result<NewMaterial> new_material(KeyType type, bool derived) {
   NewMaterial m;
   const std::size_t size = key_size(type);
   if (size == 0) return fail(Errc::invalid_argument, "unknown key type");
   m.kek = SecureBytes::random(size);
   if (!derived) ROOTSEAL_TRY_ASSIGN(m.aead, make_aead(type, m.kek));
-  ROOTSEAL_TRY_ASSIGN(m.kcv, root.key_check_value());
-  ROOTSEAL_TRY_ASSIGN(m.wrapped, root.wrap(m.kek));
-  auto check = root.unwrap(m.wrapped);
-  if (!check) {
-    return fail(check.error().code, "root of trust cannot unwrap a key it just wrapped: " + check.error().message);
-  }
-  if (!(*check == m.kek)) {
-    return fail(Errc::crypto_failure, "root of trust unwrapped a freshly wrapped key to different bytes");
-  }
   return m;
+}
+
+Result<void> wrap_material(const KeyHierarchy& h, NewMaterial& m) {
+  KeyHierarchy::Wrapped w;
+  ROOTSEAL_TRY_ASSIGN(w, h.wrap(m.kek));
+  KeyVersionRecord probe;
+  probe.wrapped_key = w.blob;
+  probe.root_kcv = w.tag;
+  auto check = h.unwrap(probe);
+  if (!check) return fail(check.error().code, "cannot unwrap a key just wrapped: " + check.error().message);
+  if (!(*check == m.kek)) return fail(Errc::crypto_failure, "a freshly wrapped key unwrapped to different bytes");
+  m.wrapped = std::move(w.blob);
+  m.kcv = std::move(w.tag);
+  return {};
 }
 
 // The AEAD for one request: the version's prebuilt one, or for a derived key
@@ -215,9 +239,9 @@ struct UnsealJob {
 };
 
 // The versions to unwrap, in store order; refuses up front what the store
-// must not hold (no versions, an unknown type, a gap) and what the current
-// root cannot have wrapped (another key check value).
-Result<std::vector<UnsealJob>> plan_unseal(const std::vector<KeyRecord>& records, std::string_view kcv) {
+// must not hold (no versions, an unknown type, a gap) and what neither the
+// root nor a keyring key of the hierarchy can have wrapped.
+Result<std::vector<UnsealJob>> plan_unseal(const std::vector<KeyRecord>& records, const KeyHierarchy& h) {
   std::vector<UnsealJob> jobs;
   for (const auto& k : records) {
     // The keyring indexes versions by number; any StateStore must deliver 1..N.
@@ -229,10 +253,12 @@ Result<std::vector<UnsealJob>> plan_unseal(const std::vector<KeyRecord>& records
       }
     }
     for (const auto& v : k.versions) {
-      if (v.root_kcv != kcv) {
+      if (!h.knows(v.root_kcv)) {
+        const std::string what = keyring_key_tag_id(v.root_kcv)
+                                     ? "keyring key " + v.root_kcv + ", which the store does not hold"
+                                     : "another root key (kcv " + v.root_kcv + ", root kcv " + h.root_kcv() + ")";
         return fail(Errc::sealed, "unseal: key " + in_quotes(k.name) + " version " + std::to_string(v.version) +
-                                      " was wrapped by another root key (kcv " + v.root_kcv + ", root kcv " +
-                                      std::string(kcv) + ")");
+                                      " was wrapped by " + what);
       }
       jobs.push_back({&k, &v});
     }
@@ -251,8 +277,8 @@ struct Unwrapped {
 // failing version in store order, naming its key and version.
 class ParallelUnwrap {
  public:
-  ParallelUnwrap(RootOfTrust& root, const std::vector<UnsealJob>& jobs)
-      : root_(root), jobs_(jobs), error_index_(jobs.size()) {
+  ParallelUnwrap(const KeyHierarchy& hierarchy, const std::vector<UnsealJob>& jobs)
+      : hierarchy_(hierarchy), jobs_(jobs), error_index_(jobs.size()) {
     out_.keks.resize(jobs.size());
     out_.aeads.resize(jobs.size());
   }
@@ -283,7 +309,7 @@ class ParallelUnwrap {
   Result<void> unwrap_one(std::size_t i) {
     const UnsealJob& job = jobs_[i];
     SecureBytes kek;
-    ROOTSEAL_TRY_ASSIGN(kek, root_.unwrap(job.version->wrapped_key));
+    ROOTSEAL_TRY_ASSIGN(kek, hierarchy_.unwrap(*job.version));
     if (kek.size() != key_size(job.key->type)) {
       return fail(Errc::storage_failure, "unwrapped key has the wrong length for its type");
     }
@@ -322,7 +348,7 @@ class ParallelUnwrap {
     }
   }
 
-  RootOfTrust& root_;
+  const KeyHierarchy& hierarchy_;
   const std::vector<UnsealJob>& jobs_;
   Unwrapped out_;
   std::atomic<std::size_t> next_{0};
@@ -357,6 +383,7 @@ std::map<std::string, KeyPtr, std::less<>> build_keys(const std::vector<KeyRecor
       ver->kek = std::move(material.keks[i]);
       ver->aead = std::move(material.aeads[i]);
       ver->wrapped = v.wrapped_key;
+      ver->tag = v.root_kcv;
       ++i;
       key->versions.push_back(std::move(ver));
     }
@@ -366,10 +393,10 @@ std::map<std::string, KeyPtr, std::less<>> build_keys(const std::vector<KeyRecor
 }
 
 // The in-memory key for `record`: the versions of `current` whose wrapped
-// form is unchanged are kept as they are, the others unwrapped with the root
-// (refresh and reload: another host wrote the store).
-Result<KeyPtr> rebuild_key(RootOfTrust& root, const KeyRecord& record, const Key* current, std::string_view kcv) {
-  ROOTSEAL_TRY(plan_unseal(std::vector<KeyRecord>{record}, kcv));
+// form is unchanged are kept as they are, the others unwrapped through the
+// hierarchy (refresh and reload: another host wrote the store).
+Result<KeyPtr> rebuild_key(const KeyHierarchy& h, const KeyRecord& record, const Key* current) {
+  ROOTSEAL_TRY(plan_unseal(std::vector<KeyRecord>{record}, h));
   const bool same_kind = current != nullptr && current->type == record.type && current->derived == record.derived;
   auto key = key_of(record);
   for (const auto& v : record.versions) {
@@ -378,7 +405,7 @@ Result<KeyPtr> rebuild_key(RootOfTrust& root, const KeyRecord& record, const Key
       key->versions.push_back(current->versions[i]);
       continue;
     }
-    auto kek = root.unwrap(v.wrapped_key);
+    auto kek = h.unwrap(v);
     if (!kek) {
       return fail(kek.error().code, "key " + in_quotes(record.name) + " version " + std::to_string(v.version) + ": " +
                                         kek.error().message);
@@ -391,6 +418,7 @@ Result<KeyPtr> rebuild_key(RootOfTrust& root, const KeyRecord& record, const Key
     ver->number = v.version;
     ver->created_unix = v.created_unix;
     ver->wrapped = v.wrapped_key;
+    ver->tag = v.root_kcv;
     if (!record.derived) ROOTSEAL_TRY_ASSIGN(ver->aead, make_aead(record.type, *kek));
     ver->kek = std::move(*kek);
     key->versions.push_back(std::move(ver));
@@ -465,10 +493,87 @@ struct Keyring::State {
 
   // Serializes writers (create, rotate, configure, remove, unseal).
   std::mutex write_mu;
-  // Guards `sealed` and `keys`; held only to read or swap pointers.
+  // Guards `sealed`, `keys` and `hierarchy`; held only to read or swap
+  // pointers. `hierarchy` is replaced only with the writer mutex held.
   mutable std::shared_mutex mu;
   bool sealed = true;
   std::map<std::string, KeyPtr, std::less<>> keys;
+  std::shared_ptr<const KeyHierarchy> hierarchy;
+  // How the last settle ended (written with the writer mutex and `mu` held).
+  std::size_t pending_versions = 0;
+  std::optional<Error> settle_error;
+  std::function<void(std::string_view)> observer;
+
+  void step(std::string_view point) const {
+    if (observer) observer(point);
+  }
+
+  [[nodiscard]] std::shared_ptr<const KeyHierarchy> held_hierarchy() const {
+    std::shared_lock lock(mu);
+    return hierarchy;
+  }
+  // The same, sealed when there is none (sealed meanwhile).
+  Result<std::shared_ptr<const KeyHierarchy>> hierarchy_in_use() const {
+    auto h = held_hierarchy();
+    if (!h) return fail(Errc::sealed, "keyring is sealed");
+    return h;
+  }
+  Result<void> wrap_new(NewMaterial& m) const {
+    std::shared_ptr<const KeyHierarchy> h;
+    ROOTSEAL_TRY_ASSIGN(h, hierarchy_in_use());
+    return wrap_material(*h, m);
+  }
+
+  // The store's keyring keys, opened (keys already held are reused); with
+  // `make_first`, a store without one gets keyring key 1 (another host of a
+  // shared store may make it first: then theirs is used). Writer mutex held.
+  Result<std::shared_ptr<const KeyHierarchy>> open_hierarchy(std::string_view kcv, bool make_first) {
+    const auto held = held_hierarchy();
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      std::vector<KeyringKeyRecord> records;
+      ROOTSEAL_TRY_ASSIGN(records, store.keyring_keys());
+      if (records.empty() && make_first) {
+        NewKeyringKey made;
+        ROOTSEAL_TRY_ASSIGN(made, new_keyring_key(root, 1, clock()));
+        auto added = store.add_keyring_key(made.record);
+        if (!added && added.error().code == Errc::already_exists) continue;  // another host's is read next
+        ROOTSEAL_TRY(added);
+        step("keyring-key-added");
+        KeyHierarchy none;
+        ROOTSEAL_TRY_ASSIGN(none, KeyHierarchy::open(root, kcv, {}));
+        KeyHierarchy h;
+        ROOTSEAL_TRY_ASSIGN(h, none.with(made));
+        return std::make_shared<const KeyHierarchy>(std::move(h));
+      }
+      KeyHierarchy h;
+      ROOTSEAL_TRY_ASSIGN(h, KeyHierarchy::open(root, kcv, records, held.get()));
+      return std::make_shared<const KeyHierarchy>(std::move(h));
+    }
+    return fail(Errc::conflict, "the store's first keyring key changed while it was read");
+  }
+
+  // Re-reads the store's keyring keys when `tag` is one the held hierarchy
+  // does not know (another host rotated the keyring key). Writer mutex held.
+  Result<void> learn(std::string_view tag) {
+    const auto held = held_hierarchy();
+    if (held && held->knows(tag)) return {};
+    return reread_hierarchy();
+  }
+
+  // Re-reads the store's keyring keys (another host may have rotated the
+  // keyring key). Writer mutex held.
+  Result<void> reread_hierarchy() {
+    std::string kcv;
+    ROOTSEAL_TRY_ASSIGN(kcv, root.key_check_value());
+    std::shared_ptr<const KeyHierarchy> next;
+    ROOTSEAL_TRY_ASSIGN(next, open_hierarchy(kcv, false));
+    std::unique_lock lock(mu);
+    if (sealed) return fail(Errc::sealed, "keyring is sealed");
+    std::swap(hierarchy, next);
+    return {};  // the one replaced goes away with `next`, after the lock
+  }
+
+  Result<void> settle();
 
   // A snapshot of the named key. `crypto` picks Vault's message for the
   // encrypt/decrypt family.
@@ -499,10 +604,11 @@ struct Keyring::State {
       if (auto it = keys.find(name); it != keys.end()) removed = keys.extract(it);
       return {};  // `removed` is released after the lock (declared before it)
     }
-    std::string kcv;
-    ROOTSEAL_TRY_ASSIGN(kcv, root.key_check_value());
+    for (const auto& v : record->versions) ROOTSEAL_TRY(learn(v.root_kcv));
     KeyPtr next;
-    ROOTSEAL_TRY_ASSIGN(next, rebuild_key(root, *record, current.get(), kcv));
+    std::shared_ptr<const KeyHierarchy> h;
+    ROOTSEAL_TRY_ASSIGN(h, hierarchy_in_use());
+    ROOTSEAL_TRY_ASSIGN(next, rebuild_key(*h, *record, current.get()));
     publish(std::move(next));
     return {};
   }
@@ -552,27 +658,48 @@ Result<void> Keyring::unseal() {
   std::string kcv;
   ROOTSEAL_TRY_ASSIGN(kcv, s.root.key_check_value());
   ROOTSEAL_TRY(s.store.check_root(kcv));
+  std::shared_ptr<const KeyHierarchy> hierarchy;
+  ROOTSEAL_TRY_ASSIGN(hierarchy, s.open_hierarchy(kcv, true));
   std::vector<KeyRecord> records;
   ROOTSEAL_TRY_ASSIGN(records, s.store.load_all());
-  std::vector<UnsealJob> jobs;
-  ROOTSEAL_TRY_ASSIGN(jobs, plan_unseal(records, kcv));
+  auto jobs = plan_unseal(records, *hierarchy);
+  if (!jobs && s.store.shared()) {
+    // Another host may have rotated the keyring key between the two reads.
+    ROOTSEAL_TRY_ASSIGN(hierarchy, s.open_hierarchy(kcv, true));
+    ROOTSEAL_TRY_ASSIGN(records, s.store.load_all());
+    jobs = plan_unseal(records, *hierarchy);
+  }
+  if (!jobs) return std::unexpected(std::move(jobs).error());
+  // Root operations only for versions from before the keyring key.
+  const bool through_root =
+      std::any_of(jobs->begin(), jobs->end(), [&](const UnsealJob& j) { return j.version->root_kcv == kcv; });
+  const std::size_t parallel =
+      through_root ? s.root.unwrap_parallelism() : std::max<std::size_t>(1, std::thread::hardware_concurrency());
   Unwrapped material;
-  ROOTSEAL_TRY_ASSIGN(material, ParallelUnwrap(s.root, jobs).run(s.root.unwrap_parallelism()));
+  ROOTSEAL_TRY_ASSIGN(material, ParallelUnwrap(*hierarchy, *jobs).run(parallel));
 
   auto loaded = build_keys(records, material);
   {
     std::unique_lock lock(s.mu);
     s.keys.swap(loaded);
+    s.hierarchy = std::move(hierarchy);
     s.sealed = false;
   }
-  return {};  // `loaded` (the old, empty map) goes away outside the lock
+  loaded.clear();  // the old, empty map, outside the lock
+  // Versions not under the current keyring key move there now; a failure
+  // leaves the keyring unsealed and working (keyring_key_status reports it,
+  // the next unseal or rotate_keyring_key carries on).
+  (void)s.settle();
+  return {};
 }
 
 void Keyring::seal() noexcept {
   std::map<std::string, KeyPtr, std::less<>> old;
+  std::shared_ptr<const KeyHierarchy> hierarchy;
   {
     std::unique_lock lock(state_->mu);
     old.swap(state_->keys);
+    hierarchy.swap(state_->hierarchy);
     state_->sealed = true;
   }
   // `old` is destroyed here, outside the lock: every KEK whose last reference
@@ -610,12 +737,13 @@ Result<Keyring::Created> Keyring::create(std::string_view name, const CreateOpti
   if (existing.error().code != Errc::not_found) return std::unexpected(std::move(existing).error());
 
   NewMaterial m;
-  ROOTSEAL_TRY_ASSIGN(m, new_material(s.root, options.type, options.derived));
+  ROOTSEAL_TRY_ASSIGN(m, new_material(options.type, options.derived));
 
   std::lock_guard writer(s.write_mu);
-  existing = s.get(name, false);  // created while we were wrapping?
+  existing = s.get(name, false);  // created while we were making the key?
   if (existing) return Created{info_of(**existing), true};
   if (existing.error().code != Errc::not_found) return std::unexpected(std::move(existing).error());
+  ROOTSEAL_TRY(s.wrap_new(m));
 
   const std::int64_t now = s.clock();
   KeyRecord record;
@@ -624,8 +752,18 @@ Result<Keyring::Created> Keyring::create(std::string_view name, const CreateOpti
   record.derived = options.derived;
   record.created_unix = now;
   record.config.auto_rotate_period_s = options.auto_rotate_period_s;
-  record.versions.push_back(KeyVersionRecord{1, now, std::move(m.wrapped), std::move(m.kcv)});
-  if (auto stored = s.store.create_key(record); !stored) {
+  record.versions.push_back(KeyVersionRecord{1, now, m.wrapped, m.kcv});
+  auto stored = s.store.create_key(record);
+  if (!stored && s.store.shared() && stored.error().code == Errc::conflict) {
+    // The keyring key it was wrapped with was retired by another host: wrap
+    // it again under the store's current one.
+    ROOTSEAL_TRY(s.reread_hierarchy());
+    ROOTSEAL_TRY(s.wrap_new(m));
+    record.versions.front().wrapped_key = m.wrapped;
+    record.versions.front().root_kcv = m.kcv;
+    stored = s.store.create_key(record);
+  }
+  if (!stored) {
     // Another host of a shared store created it first: take theirs (Vault's upsert).
     if (!s.store.shared() || stored.error().code != Errc::already_exists) {
       return std::unexpected(std::move(stored).error());
@@ -646,6 +784,7 @@ Result<Keyring::Created> Keyring::create(std::string_view name, const CreateOpti
   version->number = 1;
   version->created_unix = now;
   version->wrapped = record.versions.front().wrapped_key;
+  version->tag = record.versions.front().root_kcv;
   version->kek = std::move(m.kek);
   version->aead = std::move(m.aead);
   key->versions.push_back(std::move(version));
@@ -703,7 +842,7 @@ Result<std::optional<KeyInfo>> Keyring::State::rotate(std::string_view name, boo
   if (only_if_due && !due_for_rotation_at(*current, clock())) return std::optional<KeyInfo>();
 
   NewMaterial m;
-  ROOTSEAL_TRY_ASSIGN(m, new_material(root, current->type, current->derived));
+  ROOTSEAL_TRY_ASSIGN(m, new_material(current->type, current->derived));
 
   const KeyType type = current->type;
   const bool derived = current->derived;
@@ -721,6 +860,7 @@ Result<std::optional<KeyInfo>> Keyring::State::rotate(std::string_view name, boo
     if (current->latest() >= kMaxKeyVersion) return fail(Errc::invalid_argument, "key has reached its maximum version");
     if (only_if_due && !due_for_rotation_at(*current, now)) return std::optional<KeyInfo>();
     number = current->latest() + 1;
+    ROOTSEAL_TRY(wrap_new(m));  // the current keyring key (it may have changed)
     auto stored = store.add_version(name, KeyVersionRecord{number, now, m.wrapped, m.kcv});
     if (stored) break;
     // A shared store: another host committed this version number (or
@@ -732,6 +872,9 @@ Result<std::optional<KeyInfo>> Keyring::State::rotate(std::string_view name, boo
       return std::unexpected(std::move(stored).error());
     }
     back_off(attempt);
+    // Another host may also have rotated the keyring key and retired the
+    // one this version was wrapped with (the store refuses that: conflict).
+    ROOTSEAL_TRY(reread_hierarchy());
     ROOTSEAL_TRY(refresh_locked(name));
   }
 
@@ -739,6 +882,7 @@ Result<std::optional<KeyInfo>> Keyring::State::rotate(std::string_view name, boo
   auto version = std::make_shared<Version>();
   version->number = number;
   version->created_unix = now;
+  version->tag = std::move(m.kcv);
   version->wrapped = std::move(m.wrapped);
   version->kek = std::move(m.kek);
   version->aead = std::move(m.aead);
@@ -793,6 +937,152 @@ Result<void> Keyring::remove(std::string_view name) {
   return deleted;  // not_found: another host deleted it first; `removed` and `current` are released outside the lock
 }
 
+// --- the keyring key ----------------------------------------------------------
+
+// Moves every version held in memory that is not under the current keyring
+// key there (software: the KEKs are held), a batch of keys per store write,
+// then retires the older keyring keys. Writer mutex held, unsealed.
+Result<void> Keyring::State::settle() {
+  constexpr std::size_t kKeysPerBatch = 64;  // within one etcd transaction (the store's limit)
+  const auto h = held_hierarchy();
+  std::map<std::string, KeyPtr, std::less<>> snapshot;
+  {
+    std::shared_lock lock(mu);
+    if (sealed || !h) return fail(Errc::sealed, "keyring is sealed");
+    snapshot = keys;
+  }
+  struct Move {
+    const Version* version;
+    std::vector<std::uint8_t> wrapped;
+  };
+  std::vector<StateStore::Rewrapped> batch;
+  std::vector<Move> moves;
+  std::size_t keys_in_batch = 0;
+  std::size_t batches = 0;
+  std::size_t pending = 0;
+  std::optional<Error> error;
+  const std::size_t per_batch = store.shared() ? kKeysPerBatch : std::numeric_limits<std::size_t>::max();
+  auto flush = [&]() -> Result<void> {
+    if (batch.empty()) return {};
+    auto written = store.replace_wrapped(batch, {});
+    if (!written) {
+      // Another host changed one of these keys meanwhile (a shared store):
+      // left for the next settle; anything else is reported.
+      pending += batch.size();
+      if (written.error().code != Errc::conflict && written.error().code != Errc::not_found) {
+        error.emplace(written.error());
+      }
+    } else {
+      for (std::size_t i = 0; i < moves.size(); ++i) {
+        moves[i].version->wrapped = std::move(moves[i].wrapped);
+        moves[i].version->tag = batch[i].root_kcv;
+      }
+      step("keyring-rewrapped-" + std::to_string(++batches));
+    }
+    batch.clear();
+    moves.clear();
+    keys_in_batch = 0;
+    return {};
+  };
+  for (const auto& [name, key] : snapshot) {
+    bool counted = false;
+    for (const auto& v : key->versions) {
+      if (h->is_current(v->tag)) continue;
+      KeyHierarchy::Wrapped w;
+      ROOTSEAL_TRY_ASSIGN(w, h->wrap(v->kek));
+      if (!counted) {
+        if (keys_in_batch == per_batch) ROOTSEAL_TRY(flush());
+        ++keys_in_batch;
+        counted = true;
+      }
+      batch.push_back(StateStore::Rewrapped{name, v->number, w.blob, w.tag});
+      moves.push_back(Move{v.get(), std::move(w.blob)});
+    }
+  }
+  ROOTSEAL_TRY(flush());
+  // Older keyring keys go once nothing is under them; the store refuses
+  // (conflict) while a version still is, e.g. one this host does not hold yet.
+  if (pending == 0 && !error) {
+    const auto records = h->records();
+    for (std::size_t i = 0; i + 1 < records.size(); ++i) {
+      auto retired = store.retire_keyring_key(records[i].id);
+      if (retired) {
+        step("keyring-key-retired-" + std::to_string(records[i].id));
+      } else if (retired.error().code != Errc::not_found && retired.error().code != Errc::conflict) {
+        error.emplace(retired.error());
+      }
+    }
+  }
+  {
+    std::unique_lock lock(mu);
+    pending_versions = pending;
+    settle_error = error;
+  }
+  if (error) return std::unexpected(*error);
+  return {};
+}
+
+Result<KeyringKeyStatus> Keyring::keyring_key_status() const {
+  State& s = *state_;
+  std::shared_lock lock(s.mu);  // never waits for a writer's store or root work
+  const auto h = s.hierarchy;
+  if (!h || s.sealed) return fail(Errc::sealed, "keyring is sealed");
+  const auto current = h->current();
+  if (!current) return fail(Errc::internal, "no keyring key is held");
+  KeyringKeyStatus st;
+  st.id = current->id;
+  st.kcv = current->kcv;
+  st.created_unix = current->created_unix;
+  st.keyring_keys = h->records().size();
+  st.pending_versions = s.pending_versions;
+  if (s.settle_error) st.settle_error = s.settle_error->message;
+  return st;
+}
+
+Result<KeyringKeyStatus> Keyring::rotate_keyring_key() {
+  State& s = *state_;
+  {
+    std::lock_guard writer(s.write_mu);
+    if (is_sealed()) return fail(Errc::sealed, "keyring is sealed");
+    // What other hosts of a shared store hold: their versions and keyring keys.
+    if (s.store.shared()) {
+      ROOTSEAL_TRY(s.reread_hierarchy());
+    }
+    std::shared_ptr<const KeyHierarchy> h;
+    ROOTSEAL_TRY_ASSIGN(h, s.hierarchy_in_use());
+    const auto current = h->current();
+    if (!current) return fail(Errc::internal, "no keyring key is held");
+    if (current->id >= kMaxKeyringKeyId) return fail(Errc::invalid_argument, "the keyring key has reached its last id");
+    NewKeyringKey made;
+    ROOTSEAL_TRY_ASSIGN(made, new_keyring_key(s.root, current->id + 1, s.clock()));
+    auto added = s.store.add_keyring_key(made.record);
+    if (!added && added.error().code == Errc::already_exists) {
+      return fail(Errc::conflict, "another host rotated the keyring key at the same time; its key is in use");
+    }
+    ROOTSEAL_TRY(added);
+    s.step("keyring-key-added");
+    KeyHierarchy next;
+    ROOTSEAL_TRY_ASSIGN(next, h->with(made));
+    {
+      std::unique_lock lock(s.mu);
+      s.hierarchy = std::make_shared<const KeyHierarchy>(std::move(next));
+    }
+  }
+  // Every key as the store has it now (a shared store: versions other hosts
+  // added under the old keyring key), then moved under the new one.
+  if (state_->store.shared()) ROOTSEAL_TRY(reload());
+  {
+    std::lock_guard writer(s.write_mu);
+    ROOTSEAL_TRY(s.settle());
+  }
+  return keyring_key_status();
+}
+
+void Keyring::set_step_observer(std::function<void(std::string_view)> observer) {
+  std::lock_guard writer(state_->write_mu);
+  state_->observer = std::move(observer);
+}
+
 Result<void> Keyring::refresh(std::string_view name) {
   ROOTSEAL_TRY(validate_key_name(name));
   std::lock_guard writer(state_->write_mu);
@@ -805,8 +1095,9 @@ Result<void> Keyring::reload() {
   if (is_sealed()) return fail(Errc::sealed, "keyring is sealed");
   std::vector<KeyRecord> records;
   ROOTSEAL_TRY_ASSIGN(records, s.store.load_all());
-  std::string kcv;
-  ROOTSEAL_TRY_ASSIGN(kcv, s.root.key_check_value());
+  ROOTSEAL_TRY(s.reread_hierarchy());  // re-read the keyring keys
+  std::shared_ptr<const KeyHierarchy> hierarchy;
+  ROOTSEAL_TRY_ASSIGN(hierarchy, s.hierarchy_in_use());
   std::map<std::string, KeyPtr, std::less<>> current;
   {
     std::shared_lock lock(s.mu);
@@ -818,7 +1109,7 @@ Result<void> Keyring::reload() {
   std::optional<Error> first_error;
   for (const auto& record : records) {
     auto it = current.find(record.name);
-    auto key = rebuild_key(s.root, record, it == current.end() ? nullptr : it->second.get(), kcv);
+    auto key = rebuild_key(*hierarchy, record, it == current.end() ? nullptr : it->second.get());
     if (key) {
       next.emplace(record.name, std::move(*key));
     } else {

@@ -324,7 +324,10 @@ Result<std::vector<std::uint8_t>> build_snapshot(const SnapshotInput& input, std
   return out;
 }
 
-Result<std::vector<std::uint8_t>> keyring_image(const std::vector<KeyRecord>& keys) { return sqlite_image_of(keys); }
+Result<std::vector<std::uint8_t>> keyring_image(const std::vector<KeyRecord>& keys,
+                                                const std::vector<KeyringKeyRecord>& keyring_keys) {
+  return sqlite_image_of(keys, keyring_keys);
+}
 
 Result<std::vector<std::uint8_t>> build_sqlite_image(const std::function<Result<void>(sqlite3*)>& fill) {
   ROOTSEAL_LET(db, open_memory_connection());
@@ -354,6 +357,14 @@ Result<std::vector<KeyRecord>> snapshot_keys(const SnapshotView& snapshot) {
   return keys;
 }
 
+Result<std::vector<KeyringKeyRecord>> snapshot_keyring_keys(const SnapshotView& snapshot) {
+  auto store = open_sqlite_image(snapshot.section("keyring"));
+  if (!store) return fail(Errc::invalid_argument, "snapshot refused: section 'keyring': " + store.error().message);
+  auto keys = (*store)->keyring_keys();
+  if (!keys) return fail(Errc::invalid_argument, "snapshot refused: section 'keyring': " + keys.error().message);
+  return keys;
+}
+
 Result<SnapshotReport> verify_snapshot(std::span<const std::uint8_t> bytes, RootOfTrust& root) {
   ROOTSEAL_LET(view, parse_snapshot(bytes));
   auto refuse = [](std::string why) { return fail(Errc::invalid_argument, "snapshot refused: " + std::move(why)); };
@@ -378,14 +389,22 @@ Result<SnapshotReport> verify_snapshot(std::span<const std::uint8_t> bytes, Root
     return fail(Errc::decryption_failed,
                 "snapshot refused: it was taken under root key " + m.root_kcv + ", the root of trust here is " + kcv);
   }
+  ROOTSEAL_LET(keyring_keys, snapshot_keyring_keys(view));
+  auto hierarchy = KeyHierarchy::open(root, kcv, keyring_keys);  // one root operation per keyring key
+  if (!hierarchy) {
+    return fail(hierarchy.error().code == Errc::sealed ? Errc::decryption_failed : hierarchy.error().code,
+                "snapshot refused: " + hierarchy.error().message);
+  }
   SnapshotReport report;
   for (const auto& k : *keys) {
     for (const auto& v : k.versions) {
-      if (v.root_kcv != kcv) {
+      if (!hierarchy->knows(v.root_kcv)) {
         return fail(Errc::decryption_failed, "snapshot refused: key '" + k.name + "' version " +
-                                                 std::to_string(v.version) + " is wrapped by root key " + v.root_kcv);
+                                                 std::to_string(v.version) + " is wrapped by " +
+                                                 (keyring_key_tag_id(v.root_kcv) ? "keyring key " : "root key ") +
+                                                 v.root_kcv + ", which it does not hold");
       }
-      auto kek = root.unwrap(v.wrapped_key);  // SecureBytes, wiped at the end of this statement's scope
+      auto kek = hierarchy->unwrap(v);  // SecureBytes, wiped at the end of this statement's scope
       if (!kek) {
         return fail(kek.error().code, "snapshot refused: key '" + k.name + "' version " + std::to_string(v.version) +
                                           " does not unwrap: " + kek.error().message);

@@ -28,7 +28,8 @@ Result<void> open_memory_image(std::span<const std::uint8_t> image, sqlite3** ou
 // The image of a keyring database as a StateStore, entirely in memory.
 Result<std::unique_ptr<StateStore>> open_sqlite_image(std::span<const std::uint8_t> image);
 
-// A keyring database image holding exactly `keys` (built in memory).
-Result<std::vector<std::uint8_t>> sqlite_image_of(const std::vector<KeyRecord>& keys);
+// A keyring database image holding exactly `keys` and `keyring_keys` (built in memory).
+Result<std::vector<std::uint8_t>> sqlite_image_of(const std::vector<KeyRecord>& keys,
+                                                  const std::vector<KeyringKeyRecord>& keyring_keys);
 
 }  // namespace rootseal::kms

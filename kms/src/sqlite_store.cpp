@@ -63,6 +63,16 @@ CREATE TABLE key_versions (
   PRIMARY KEY (name, version)
 ) STRICT, WITHOUT ROWID;
 )sql",
+    // 2: the keyring key (keyring_key.hpp); versions name it in root_kcv.
+    R"sql(
+CREATE TABLE keyring_keys (
+  id       INTEGER NOT NULL PRIMARY KEY CHECK (id BETWEEN 1 AND 2147483647),
+  created  INTEGER NOT NULL,
+  wrapped  BLOB    NOT NULL,
+  root_kcv TEXT    NOT NULL,
+  kcv      TEXT    NOT NULL
+) STRICT;
+)sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
 
@@ -178,7 +188,8 @@ class SqliteStore final : public StateStore {
  public:
   static Result<std::unique_ptr<StateStore>> open(const std::filesystem::path& path);
   static Result<std::unique_ptr<StateStore>> open_image(std::span<const std::uint8_t> image);
-  static Result<std::vector<std::uint8_t>> image_of(const std::vector<KeyRecord>& keys);
+  static Result<std::vector<std::uint8_t>> image_of(const std::vector<KeyRecord>& keys,
+                                                    const std::vector<KeyringKeyRecord>& keyring_keys);
   ~SqliteStore() override {
     // Statements first: a connection with unfinalized statements will not close.
     stmts_ = {};
@@ -194,7 +205,11 @@ class SqliteStore final : public StateStore {
   Result<void> add_version(std::string_view name, const KeyVersionRecord& version) override;
   Result<void> update_config(std::string_view name, const KeyConfig& config) override;
   Result<void> delete_key(std::string_view name) override;
-  Result<void> replace_wrapped(const std::vector<Rewrapped>& entries) override;
+  Result<void> replace_wrapped(const std::vector<Rewrapped>& versions,
+                               const std::vector<KeyringKeyRecord>& keyring_keys) override;
+  Result<std::vector<KeyringKeyRecord>> keyring_keys() override;
+  Result<void> add_keyring_key(const KeyringKeyRecord& key) override;
+  Result<void> retire_keyring_key(std::uint32_t id) override;
   [[nodiscard]] int schema_version() const noexcept override { return schema_version_; }
 
  private:
@@ -217,6 +232,11 @@ class SqliteStore final : public StateStore {
     kUpdateConfig,
     kDeleteKey,
     kReplaceWrapped,
+    kKeyringKeys,
+    kInsertKeyringKey,
+    kReplaceKeyringKey,
+    kKeyringKeyUsed,
+    kDeleteKeyringKey,
     kStmtCount
   };
 
@@ -404,8 +424,7 @@ Result<void> SqliteStore::prepare_all() {
       {kFindKey,
        "SELECT name, type, derived, created, min_decryption_version, min_encryption_version,"
        " deletion_allowed, auto_rotate_period FROM keys WHERE name = ?1"},
-      {kFindVersions,
-       "SELECT version, created, wrapped, root_kcv FROM key_versions WHERE name = ?1 ORDER BY version"},
+      {kFindVersions, "SELECT version, created, wrapped, root_kcv FROM key_versions WHERE name = ?1 ORDER BY version"},
       {kListNames, "SELECT name FROM keys ORDER BY name"},
       {kInsertKey,
        "INSERT INTO keys (name, type, derived, created, min_decryption_version, min_encryption_version,"
@@ -419,6 +438,11 @@ Result<void> SqliteStore::prepare_all() {
        " auto_rotate_period = ?5 WHERE name = ?1"},
       {kDeleteKey, "DELETE FROM keys WHERE name = ?1"},
       {kReplaceWrapped, "UPDATE key_versions SET wrapped = ?3, root_kcv = ?4 WHERE name = ?1 AND version = ?2"},
+      {kKeyringKeys, "SELECT id, created, wrapped, root_kcv, kcv FROM keyring_keys ORDER BY id"},
+      {kInsertKeyringKey, "INSERT INTO keyring_keys (id, created, wrapped, root_kcv, kcv) VALUES (?1, ?2, ?3, ?4, ?5)"},
+      {kReplaceKeyringKey, "UPDATE keyring_keys SET wrapped = ?2, root_kcv = ?3 WHERE id = ?1 AND kcv = ?4"},
+      {kKeyringKeyUsed, "SELECT 1 FROM key_versions WHERE root_kcv = ?1 LIMIT 1"},
+      {kDeleteKeyringKey, "DELETE FROM keyring_keys WHERE id = ?1"},
   };
   for (const auto& [idx, sql] : kSql) {
     sqlite3_stmt* raw = nullptr;
@@ -466,12 +490,17 @@ Result<std::unique_ptr<StateStore>> SqliteStore::open_image(std::span<const std:
 
 // A keyring database built in memory from `keys` (each created as a new key
 // would be, so the store's checks apply), as a rollback-journal image.
-Result<std::vector<std::uint8_t>> SqliteStore::image_of(const std::vector<KeyRecord>& keys) {
+Result<std::vector<std::uint8_t>> SqliteStore::image_of(const std::vector<KeyRecord>& keys,
+                                                        const std::vector<KeyringKeyRecord>& keyring_keys) {
   ROOTSEAL_LET(db, open_memory_connection());
   std::unique_ptr<SqliteStore> store(new SqliteStore(db));
   ROOTSEAL_TRY(store->exec("PRAGMA foreign_keys=ON", "enable foreign keys"));
   ROOTSEAL_TRY(store->migrate());
   ROOTSEAL_TRY(store->prepare_all());
+  for (const auto& k : keyring_keys) {
+    auto added = store->add_keyring_key(k);
+    if (!added) return fail(added.error().code, "keyring key " + std::to_string(k.id) + ": " + added.error().message);
+  }
   for (const auto& k : keys) {
     auto created = store->create_key(k);
     if (!created) return fail(created.error().code, "key '" + k.name + "': " + created.error().message);
@@ -718,11 +747,24 @@ Result<void> SqliteStore::delete_key(std::string_view name) {
   return txn.commit();
 }
 
-Result<void> SqliteStore::replace_wrapped(const std::vector<Rewrapped>& entries) {
+Result<void> SqliteStore::replace_wrapped(const std::vector<Rewrapped>& versions,
+                                          const std::vector<KeyringKeyRecord>& keyring_keys) {
+  for (const auto& k : keyring_keys) ROOTSEAL_TRY(validate_keyring_key_record(k));
   std::lock_guard lock(mu_);
   Txn txn(*this);
   ROOTSEAL_TRY(txn.begin());
-  for (const auto& e : entries) {
+  for (const auto& k : keyring_keys) {
+    Use u(stmts_[kReplaceKeyringKey]);
+    sqlite3_stmt* s = u.get();
+    int rc = ::sqlite3_bind_int64(s, 1, k.id);
+    if (rc == SQLITE_OK) rc = bind_blob(s, 2, k.wrapped);
+    if (rc == SQLITE_OK) rc = bind_text(s, 3, k.root_kcv);
+    if (rc == SQLITE_OK) rc = bind_text(s, 4, k.kcv);
+    if (rc != SQLITE_OK) return storage_fail("replace wrapped keyring key", rc);
+    ROOTSEAL_TRY(step_done(s, "replace wrapped keyring key"));
+    if (::sqlite3_changes(db_) == 0) return fail(Errc::not_found, "keyring key " + std::to_string(k.id) + " not found");
+  }
+  for (const auto& e : versions) {
     Use u(stmts_[kReplaceWrapped]);
     sqlite3_stmt* s = u.get();
     int rc = bind_text(s, 1, e.name);
@@ -732,6 +774,87 @@ Result<void> SqliteStore::replace_wrapped(const std::vector<Rewrapped>& entries)
     if (rc != SQLITE_OK) return storage_fail("replace wrapped key", rc);
     ROOTSEAL_TRY(step_done(s, "replace wrapped key"));
     if (::sqlite3_changes(db_) == 0) return fail(Errc::not_found, "key version not found");
+  }
+  return txn.commit();
+}
+
+Result<std::vector<KeyringKeyRecord>> SqliteStore::keyring_keys() {
+  std::lock_guard lock(mu_);
+  std::vector<KeyringKeyRecord> out;
+  Use u(stmts_[kKeyringKeys]);
+  sqlite3_stmt* s = u.get();
+  int rc = 0;
+  while ((rc = ::sqlite3_step(s)) == SQLITE_ROW) {
+    KeyringKeyRecord r;
+    const std::int64_t id = ::sqlite3_column_int64(s, 0);
+    if (id < 1 || id > kMaxVersion) return corrupt("a keyring key has an id out of range");
+    r.id = static_cast<std::uint32_t>(id);
+    r.created_unix = ::sqlite3_column_int64(s, 1);
+    const auto* blob = static_cast<const std::uint8_t*>(::sqlite3_column_blob(s, 2));
+    const int n = ::sqlite3_column_bytes(s, 2);
+    if (blob != nullptr && n > 0) r.wrapped.assign(blob, blob + n);
+    r.root_kcv = std::string(column_text(s, 3));
+    r.kcv = std::string(column_text(s, 4));
+    if (auto ok = validate_keyring_key_record(r); !ok) return corrupt(ok.error().message);
+    out.push_back(std::move(r));
+  }
+  if (rc != SQLITE_DONE) return storage_fail("read keyring keys", rc);
+  return out;
+}
+
+Result<void> SqliteStore::add_keyring_key(const KeyringKeyRecord& key) {
+  if (auto ok = validate_keyring_key_record(key); !ok) return fail(Errc::invalid_argument, ok.error().message);
+  std::lock_guard lock(mu_);
+  Txn txn(*this);
+  ROOTSEAL_TRY(txn.begin());
+  {
+    Use u(stmts_[kInsertKeyringKey]);
+    sqlite3_stmt* s = u.get();
+    int rc = ::sqlite3_bind_int64(s, 1, key.id);
+    if (rc == SQLITE_OK) rc = ::sqlite3_bind_int64(s, 2, key.created_unix);
+    if (rc == SQLITE_OK) rc = bind_blob(s, 3, key.wrapped);
+    if (rc == SQLITE_OK) rc = bind_text(s, 4, key.root_kcv);
+    if (rc == SQLITE_OK) rc = bind_text(s, 5, key.kcv);
+    if (rc != SQLITE_OK) return storage_fail("add keyring key", rc);
+    rc = ::sqlite3_step(s);
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+      return fail(Errc::already_exists, "keyring key " + std::to_string(key.id) + " already exists");
+    }
+    if (rc != SQLITE_DONE) return storage_fail("add keyring key", rc);
+  }
+  return txn.commit();
+}
+
+Result<void> SqliteStore::retire_keyring_key(std::uint32_t id) {
+  std::lock_guard lock(mu_);
+  Txn txn(*this);
+  ROOTSEAL_TRY(txn.begin());
+  std::string tag;
+  {
+    Use u(stmts_[kKeyringKeys]);
+    int rc = 0;
+    while ((rc = ::sqlite3_step(u.get())) == SQLITE_ROW) {
+      if (::sqlite3_column_int64(u.get(), 0) == id) tag = keyring_key_tag(id, column_text(u.get(), 4));
+    }
+    if (rc != SQLITE_DONE) return storage_fail("read keyring keys", rc);
+  }
+  if (tag.empty()) return fail(Errc::not_found, "keyring key " + std::to_string(id) + " not found");
+  {
+    // In the same transaction as the delete: no version can slip in between.
+    Use u(stmts_[kKeyringKeyUsed]);
+    int rc = bind_text(u.get(), 1, tag);
+    if (rc != SQLITE_OK) return storage_fail("retire keyring key", rc);
+    rc = ::sqlite3_step(u.get());
+    if (rc == SQLITE_ROW) {
+      return fail(Errc::conflict, "keyring key " + std::to_string(id) + " still wraps key versions");
+    }
+    if (rc != SQLITE_DONE) return storage_fail("retire keyring key", rc);
+  }
+  {
+    Use u(stmts_[kDeleteKeyringKey]);
+    int rc = ::sqlite3_bind_int64(u.get(), 1, id);
+    if (rc != SQLITE_OK) return storage_fail("retire keyring key", rc);
+    ROOTSEAL_TRY(step_done(u.get(), "retire keyring key"));
   }
   return txn.commit();
 }
@@ -814,8 +937,9 @@ Result<std::unique_ptr<StateStore>> open_sqlite_image(std::span<const std::uint8
   return SqliteStore::open_image(image);
 }
 
-Result<std::vector<std::uint8_t>> sqlite_image_of(const std::vector<KeyRecord>& keys) {
-  return SqliteStore::image_of(keys);
+Result<std::vector<std::uint8_t>> sqlite_image_of(const std::vector<KeyRecord>& keys,
+                                                  const std::vector<KeyringKeyRecord>& keyring_keys) {
+  return SqliteStore::image_of(keys, keyring_keys);
 }
 
 }  // namespace rootseal::kms

@@ -95,7 +95,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check_error(keys.error());
     return 0;
   }
-  auto image = kms::keyring_image(*keys);
+  auto keyring_keys = kms::snapshot_keyring_keys(*view);
+  if (!keyring_keys) {
+    check_error(keyring_keys.error());
+    return 0;
+  }
+  auto image = kms::keyring_image(*keys, *keyring_keys);
   if (!image) {
     check_error(image.error());
     return 0;

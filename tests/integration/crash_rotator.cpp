@@ -5,6 +5,10 @@
 //       "CT <version> <plaintext-hex> <ciphertext>"; runs until killed.
 //   crash_rotator verify <state_dir> <key> <log>   reopen, unseal, and check that
 //       every ACKed version exists and every CT line decrypts to its plaintext.
+//   crash_rotator legacy <state_dir> <keys> <versions>   write a store as releases
+//       before the keyring key did (each version's KEK wrapped by the HSM root
+//       directly, tagged with the root's check value; no keyring key) and print
+//       "LEGACY <key> <version> <plaintext-hex> <ciphertext>" for each version.
 //
 // The SoftHSM2 token is the caller's (SOFTHSM2_CONF, label "crash", PIN 1234).
 #include <cstdio>
@@ -14,6 +18,8 @@
 #include <string>
 
 #include "rootseal/hsm/pkcs11_root.hpp"
+#include "rootseal/kms/aead.hpp"
+#include "rootseal/kms/ciphertext.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "rootseal/kms/keyring.hpp"
 
@@ -42,6 +48,35 @@ int main(int argc, char** argv) {
   if (auto p = root->probe(); !p) return die("probe: " + p.error().message);
   auto store = kms::open_sqlite_store(dir + "/rootseal.db");
   if (!store) return die("store: " + store.error().message);
+  if (mode == "legacy") {
+    const int keys = std::stoi(argv[3]);
+    const int versions = argc > 4 ? std::stoi(argv[4]) : 1;
+    auto kcv = root->key_check_value();
+    if (!kcv) return die("kcv: " + kcv.error().message);
+    for (int k = 0; k < keys; ++k) {
+      kms::KeyRecord rec;
+      rec.name = "legacy-" + std::to_string(k);
+      rec.created_unix = 1'700'000'000;
+      std::vector<std::string> lines;
+      for (int v = 1; v <= versions; ++v) {
+        auto kek = kms::SecureBytes::random(32);
+        auto wrapped = root->wrap(kek);
+        if (!wrapped) return die("wrap: " + wrapped.error().message);
+        rec.versions.push_back({static_cast<std::uint32_t>(v), 1'700'000'000 + v, *wrapped, *kcv});
+        auto aead = kms::make_aead(kms::KeyType::aes256_gcm96, kek);
+        if (!aead) return die("aead: " + aead.error().message);
+        const std::string plain = rec.name + " v" + std::to_string(v);
+        const auto span = std::span(reinterpret_cast<const std::uint8_t*>(plain.data()), plain.size());
+        auto body = (*aead)->seal(span, {});
+        if (!body) return die("seal: " + body.error().message);
+        lines.push_back("LEGACY " + rec.name + " " + std::to_string(v) + " " + kms::hex_encode(span) + " " +
+                        kms::format_ciphertext(static_cast<std::uint32_t>(v), *body));
+      }
+      if (auto c = (*store)->create_key(rec); !c) return die("create: " + c.error().message);
+      for (const auto& l : lines) std::printf("%s\n", l.c_str());
+    }
+    return 0;
+  }
   kms::Keyring ring(**store, *root);
   if (auto u = ring.unseal(); !u) return die("unseal: " + u.error().message);
 

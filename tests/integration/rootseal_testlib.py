@@ -365,6 +365,16 @@ class ConfigDaemon:
     def wait_for(self, predicate, what, timeout=30):
         return wait_until(self.proc, self.log, predicate, what, timeout)
 
+    def health(self):
+        """The status of GET /v1/sys/health (plain HTTP), None while nothing answers."""
+        try:
+            return self.call("GET", "/v1/sys/health").status
+        except OSError:
+            return None
+
+    def wait_unsealed(self, timeout=30):
+        self.wait_for(lambda: self.health() == 200, "unsealed", timeout)
+
     def stop(self, timeout=30):
         """SIGTERM and wait; the exit status (None if it was not running)."""
         if self.proc is None:

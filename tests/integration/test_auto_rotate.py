@@ -37,13 +37,7 @@ class AutoRotateTest(unittest.TestCase):
 
     def start(self):
         self.d.start()
-        self.d.wait_for(lambda: self.health() == 200, "unsealed")
-
-    def health(self):
-        try:
-            return self.d.call("GET", "/v1/sys/health").status
-        except OSError:
-            return None
+        self.d.wait_unsealed()
 
     def metric(self, name):
         text = self.d.call("GET", "/v1/sys/metrics?format=prometheus").data.decode()

@@ -318,7 +318,7 @@ class HsmProbeTest(unittest.TestCase):
             d.start(env=tok.env)
             d.wait_for(lambda: d.call("GET", "/v1/sys/health").status == 200,
                        "unsealed on %s with %s" % (name, mechanism), timeout=120)
-            self.assertRegex(d.log(), r'msg="unsealed" root=pkcs11 keys=\d+ versions=\d+ unseal_ms=\d+ mechanism=%s\n'
+            self.assertRegex(d.log(), r'msg="unsealed" root=pkcs11 keys=\d+ versions=\d+ unseal_ms=\d+ keyring_key=1 keyring_key_kcv=[0-9a-f]{6} mechanism=%s\n'
                              % re.escape(expected))
             kcv = d.call("GET", "/v1/sys/seal-status").json()["root_key_check_value"]
             self.assertRegex(kcv, "^[0-9a-f]{6}$")

@@ -28,9 +28,13 @@ class SharedStore final : public kms::StateStore {
     return inner_->update_config(name, c);
   }
   kms::Result<void> delete_key(std::string_view name) override { return inner_->delete_key(name); }
-  kms::Result<void> replace_wrapped(const std::vector<Rewrapped>& entries) override {
-    return inner_->replace_wrapped(entries);
+  kms::Result<void> replace_wrapped(const std::vector<Rewrapped>& entries,
+                                    const std::vector<kms::KeyringKeyRecord>& keyring_keys) override {
+    return inner_->replace_wrapped(entries, keyring_keys);
   }
+  kms::Result<std::vector<kms::KeyringKeyRecord>> keyring_keys() override { return inner_->keyring_keys(); }
+  kms::Result<void> add_keyring_key(const kms::KeyringKeyRecord& k) override { return inner_->add_keyring_key(k); }
+  kms::Result<void> retire_keyring_key(std::uint32_t id) override { return inner_->retire_keyring_key(id); }
   [[nodiscard]] int schema_version() const noexcept override { return inner_->schema_version(); }
   [[nodiscard]] bool shared() const noexcept override { return true; }
 

@@ -145,7 +145,7 @@ TEST_CASE("etcd store: create is a compare-and-swap on create_revision, records 
   REQUIRE(store->update_config_if("a", c, next));
   CHECK((*store->find("a"))->config == next);
 
-  REQUIRE(store->replace_wrapped({{"a", 2, {42}, "kcv2"}}));
+  REQUIRE(store->replace_wrapped({{"a", 2, {42}, "kcv2"}}, {}));
   CHECK((*store->find("a"))->versions[1].wrapped_key == std::vector<std::uint8_t>{42});
 
   REQUIRE(store->delete_key("b"));
@@ -601,4 +601,69 @@ TEST_CASE("etcd store: one holder of a lock under its member lease, gone with th
   // b stops (its lease revoked): a takes it.
   b->stop_membership();
   CHECK(*a->hold_lock("snapshots", "a"));
+}
+
+TEST_CASE(
+    "etcd store: one keyring key for the cluster; rotated on one host, learned by the other; a retired one "
+    "takes no version") {
+  test::EtcdCluster cluster(1);
+  const auto root_key = kms::SecureBytes::random(32);
+  Host a(cluster, root_key);
+  Host b(cluster, root_key);  // unsealed after A: it uses A's keyring key
+  auto kks = a.store->keyring_keys();
+  REQUIRE(kks);
+  REQUIRE(kks->size() == 1);
+  const auto first = kks->front();
+  REQUIRE(a.ring->create("k", {}));
+  auto enc = a.ring->encrypt("k", bytes("before"), {});
+  REQUIRE(enc);
+  REQUIRE(b.ring->refresh("k"));
+  CHECK(text(b.ring->decrypt("k", enc->ciphertext, {})) == "before");
+
+  // A rotates the keyring key: every version moves under key 2, key 1 goes.
+  auto st = a.ring->rotate_keyring_key();
+  if (!st) FAIL(st.error().message);
+  CHECK(st->id == 2);
+  CHECK(st->pending_versions == 0);
+  kks = a.store->keyring_keys();
+  REQUIRE(kks);
+  REQUIRE(kks->size() == 1);
+  REQUIRE(kks->front().id == 2);
+  const std::string tag2 = kms::keyring_key_tag(2, kks->front().kcv);
+
+  // The store refuses a version under the retired key ...
+  auto stored = a.store->find("k");
+  REQUIRE(stored);
+  REQUIRE(stored->has_value());
+  auto refused =
+      a.store->add_version("k", {2, 2, (*stored)->versions[0].wrapped_key, kms::keyring_key_tag(1, first.kcv)});
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().code == Errc::conflict);
+  CHECK(refused.error().message.find("was retired") != std::string::npos);
+  // ... and to retire the current one while versions are under it.
+  auto busy = a.store->retire_keyring_key(2);
+  REQUIRE_FALSE(busy);
+  CHECK(busy.error().code == Errc::conflict);
+
+  // B still wraps with key 1: its rotation is refused by the store, it
+  // learns key 2 and the version is made under it.
+  auto rotated = b.ring->rotate("k");
+  if (!rotated) FAIL(rotated.error().message);
+  CHECK(rotated->latest_version == 2);
+  stored = a.store->find("k");
+  REQUIRE(stored);
+  for (const auto& v : (*stored)->versions) CHECK(v.root_kcv == tag2);
+  CHECK(text(b.ring->decrypt("k", enc->ciphertext, {})) == "before");
+  auto enc2 = b.ring->encrypt("k", bytes("after"), {});
+  REQUIRE(enc2);
+  REQUIRE(a.ring->refresh("k"));
+  CHECK(text(a.ring->decrypt("k", enc2->ciphertext, {})) == "after");
+
+  // A host starting now opens key 2 only.
+  Host c(cluster, root_key);
+  CHECK(text(c.ring->decrypt("k", enc->ciphertext, {})) == "before");
+  CHECK(text(c.ring->decrypt("k", enc2->ciphertext, {})) == "after");
+  auto cs = c.ring->keyring_key_status();
+  REQUIRE(cs);
+  CHECK(cs->id == 2);
 }

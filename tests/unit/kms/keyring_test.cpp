@@ -62,7 +62,20 @@ class FlakyStore final : public kms::StateStore {
     if (fail_writes) return injected();
     return inner_.delete_key(n);
   }
-  kms::Result<void> replace_wrapped(const std::vector<Rewrapped>& e) override { return inner_.replace_wrapped(e); }
+  kms::Result<void> replace_wrapped(const std::vector<Rewrapped>& e,
+                                    const std::vector<kms::KeyringKeyRecord>& kk) override {
+    if (fail_writes) return injected();
+    return inner_.replace_wrapped(e, kk);
+  }
+  kms::Result<std::vector<kms::KeyringKeyRecord>> keyring_keys() override { return inner_.keyring_keys(); }
+  kms::Result<void> add_keyring_key(const kms::KeyringKeyRecord& k) override {
+    if (fail_writes) return injected();
+    return inner_.add_keyring_key(k);
+  }
+  kms::Result<void> retire_keyring_key(std::uint32_t id) override {
+    if (fail_writes) return injected();
+    return inner_.retire_keyring_key(id);
+  }
   [[nodiscard]] int schema_version() const noexcept override { return inner_.schema_version(); }
 
  private:
@@ -161,12 +174,17 @@ TEST_CASE("keyring: create is an idempotent upsert, read and list", "[keyring]")
   REQUIRE(read);
   REQUIRE(read->versions == info.versions);
 
-  // Durable: the store has it with a wrapped version tagged with the root's kcv.
+  // Durable: the store has it with a wrapped version tagged with the keyring
+  // key, itself wrapped by the root.
   auto stored = f.store->find("orders");
   REQUIRE(stored);
   REQUIRE(stored->has_value());
   REQUIRE((*stored)->versions.size() == 1);
-  REQUIRE((*stored)->versions[0].root_kcv == *f.root->key_check_value());
+  auto kks = f.store->keyring_keys();
+  REQUIRE(kks);
+  REQUIRE(kks->size() == 1);
+  REQUIRE(kks->front().root_kcv == *f.root->key_check_value());
+  REQUIRE((*stored)->versions[0].root_kcv == kms::keyring_key_tag(1, kks->front().kcv));
   REQUIRE((*stored)->versions[0].wrapped_key.size() >= 40);  // KWP of 32 bytes
 
   require_error(f.ring.read("missing"), Errc::not_found);
@@ -642,7 +660,7 @@ TEST_CASE("keyring: unseal with the wrong root fails and stays sealed", "[keyrin
   kms::Keyring ring(*store, *other);
   auto u = ring.unseal();
   require_error(u, Errc::sealed);
-  REQUIRE(u.error().message.find("key 'k' version 1") != std::string::npos);
+  REQUIRE(u.error().message.find("keyring key 1 was wrapped by another root key") != std::string::npos);
   REQUIRE(ring.is_sealed());
   REQUIRE(ring.key_count() == 0);
   require_error(ring.encrypt("k", bytes("x"), {}), Errc::sealed);
@@ -666,7 +684,7 @@ TEST_CASE("keyring: a damaged wrapped key fails unseal naming key and version", 
   REQUIRE(rec);
   std::vector<std::uint8_t> damaged = (*rec)->versions[1].wrapped_key;
   damaged[5] ^= 0x40;
-  REQUIRE(store->replace_wrapped({{"b", 2, damaged, (*rec)->versions[1].root_kcv}}));
+  REQUIRE(store->replace_wrapped({{"b", 2, damaged, (*rec)->versions[1].root_kcv}}, {}));
 
   kms::Keyring ring(*store, *root);
   auto u = ring.unseal();

@@ -155,7 +155,10 @@ TEST_CASE("snapshot of key records (storage: etcd): an image built in memory tha
   State state(4, 3);
   auto records = state.store->load_all();
   REQUIRE(records);
-  auto image = kms::keyring_image(*records);
+  auto keyring_keys = state.store->keyring_keys();
+  REQUIRE(keyring_keys);
+  REQUIRE(keyring_keys->size() == 1);
+  auto image = kms::keyring_image(*records, *keyring_keys);
   if (!image) FAIL(image.error().message);
   kms::SnapshotInput in;
   in.keyring = std::move(*image);

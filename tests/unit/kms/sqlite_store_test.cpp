@@ -77,7 +77,7 @@ unsigned file_mode(const std::filesystem::path& p) {
 TEST_CASE("sqlite store: create, find and list keys", "[store]") {
   test::TempDir dir;
   auto store = open_store(dir / "state.db");
-  REQUIRE(store->schema_version() == 1);
+  REQUIRE(store->schema_version() == 2);
 
   auto empty = store->load_all();
   REQUIRE(empty);
@@ -225,7 +225,7 @@ TEST_CASE("sqlite store: replace_wrapped is all or nothing", "[store]") {
       {"a", 2, blob(102, 48), "ffffff"},
       {"b", 1, blob(103, 48), "ffffff"},
   };
-  REQUIRE(store->replace_wrapped(entries));
+  REQUIRE(store->replace_wrapped(entries, {}));
   auto a = store->find("a");
   REQUIRE(a);
   REQUIRE((*a)->versions[1].wrapped_key == blob(102, 48));
@@ -235,7 +235,7 @@ TEST_CASE("sqlite store: replace_wrapped is all or nothing", "[store]") {
       {"a", 1, blob(201), "000000"},
       {"a", 3, blob(202), "000000"},  // no such version
   };
-  auto r = store->replace_wrapped(partial);
+  auto r = store->replace_wrapped(partial, {});
   REQUIRE_FALSE(r);
   REQUIRE(r.error().code == Errc::not_found);
   auto after = store->find("a");
@@ -260,7 +260,7 @@ TEST_CASE("sqlite store: everything survives a reopen", "[store]") {
     REQUIRE(store->delete_key("other"));
   }
   auto store = open_store(path);
-  REQUIRE(store->schema_version() == 1);
+  REQUIRE(store->schema_version() == 2);
   auto all = store->load_all();
   REQUIRE(all);
   REQUIRE(all->size() == 1);

@@ -112,6 +112,9 @@ struct Compare {
   Result result = Result::equal;
   std::int64_t number = 0;  // for every target but value
   std::string value;        // for Target::value
+  // Non-empty: the comparison holds for every key in [key, range_end) (etcd
+  // 3.3+; "\0" for every key from `key` on).
+  std::string range_end;
 
   static Compare mod_revision(std::string key, std::int64_t rev, Result r = Result::equal);
   static Compare create_revision(std::string key, std::int64_t rev, Result r = Result::equal);

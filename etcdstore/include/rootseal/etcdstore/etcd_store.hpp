@@ -65,7 +65,19 @@ class EtcdStore final : public kms::StateStore {
   kms::Result<void> update_config_if(std::string_view name, const kms::KeyConfig& expected,
                                      const kms::KeyConfig& config) override;
   kms::Result<void> delete_key(std::string_view name) override;
-  kms::Result<void> replace_wrapped(const std::vector<Rewrapped>& entries) override;
+  // At most 64 keys per call (one etcd transaction).
+  kms::Result<void> replace_wrapped(const std::vector<Rewrapped>& versions,
+                                    const std::vector<kms::KeyringKeyRecord>& keyring_keys) override;
+  // Keyring keys live at <prefix>keyring/<id>. A version written under one
+  // (create_key, add_version, replace_wrapped) is written only while that
+  // record exists (a compare in the same transaction): conflict once it was
+  // retired. retire_keyring_key scans every key record at one revision and
+  // deletes the record only if no key record changed since (a compare over
+  // the whole <prefix>keys/ range): no version can be written under it in
+  // between.
+  kms::Result<std::vector<kms::KeyringKeyRecord>> keyring_keys() override;
+  kms::Result<void> add_keyring_key(const kms::KeyringKeyRecord& key) override;
+  kms::Result<void> retire_keyring_key(std::uint32_t id) override;
   [[nodiscard]] int schema_version() const noexcept override;
   // <prefix>cluster/root_kcv: created with the first host's root KCV (a txn
   // on create_revision == 0); a root that differs is refused with sealed.
@@ -88,6 +100,7 @@ class EtcdStore final : public kms::StateStore {
   // copy one member's possibly stale view. Members and locks are not part of it.
   struct Snapshot {
     std::vector<kms::KeyRecord> keys;  // by name
+    std::vector<kms::KeyringKeyRecord> keyring_keys;  // by id
     std::optional<std::string> cluster_id;
     std::optional<std::string> root_kcv;
     std::optional<std::string> restoring;  // the restore mark (see mark_restoring) at that revision

@@ -71,6 +71,17 @@ struct DataKey {
   std::uint32_t key_version;
 };
 
+// The keyring key in use (keyring_key.hpp) and how far the store is from
+// having every version under it.
+struct KeyringKeyStatus {
+  std::uint32_t id = 0;
+  std::string kcv;
+  std::int64_t created_unix = 0;
+  std::size_t keyring_keys = 0;      // in the store as last read; > 1 until older ones are retired
+  std::size_t pending_versions = 0;  // versions the last settle could not move (another host wrote them)
+  std::string settle_error;          // why the last settle stopped, if it did
+};
+
 // Injected clock (unix seconds) for hermetic tests.
 using Clock = std::function<std::int64_t()>;
 
@@ -81,8 +92,12 @@ class Keyring {
   Keyring(const Keyring&) = delete;
   Keyring& operator=(const Keyring&) = delete;
 
-  // Loads every key from the store and unwraps every version with the root.
-  // On any failure the keyring stays sealed and holds nothing.
+  // Opens the store's keyring key with the root (one root operation; a store
+  // without one gets its first), loads every key and unwraps every version
+  // under it in software. On any failure the keyring stays sealed and holds
+  // nothing. Then moves every version not under the current keyring key
+  // there (a store from before the keyring key, an interrupted rotation):
+  // a failure of that leaves the keyring unsealed (keyring_key_status says).
   Result<void> unseal();
   // Wipes every unwrapped key; all operations then fail with `sealed`.
   void seal() noexcept;
@@ -125,6 +140,15 @@ class Keyring {
   // The same for every key (after the store lost track of changes, e.g. an
   // etcd compaction): keys gone from the store are dropped.
   Result<void> reload();
+  // A new keyring key (one root wrap), every version rewrapped under it in
+  // software, the old one retired. Each store write is atomic and every
+  // state between them unseals (a crash resumes at the next unseal).
+  Result<KeyringKeyStatus> rotate_keyring_key();
+  Result<KeyringKeyStatus> keyring_key_status() const;
+  // Crash tests: called after each durable step of a keyring-key change
+  // ("keyring-key-added", "keyring-rewrapped-<batch>", "keyring-key-retired-<id>").
+  void set_step_observer(std::function<void(std::string_view)> observer);
+
   // The latest version held in memory (not_found if the key is not held).
   Result<std::uint32_t> latest_version(std::string_view name) const;
 

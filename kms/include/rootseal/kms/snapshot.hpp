@@ -105,14 +105,17 @@ struct SnapshotInput {
   std::int64_t etcd_revision = 0;  // storage etcd: the revision read (> 0)
 };
 
-// A keyring database image holding exactly `keys` (built in memory, each key
-// checked as a new key is): the "keyring" section of a snapshot of a store
-// that is not SQLite (storage: etcd). Blocking.
-Result<std::vector<std::uint8_t>> keyring_image(const std::vector<KeyRecord>& keys);
+// A keyring database image holding exactly `keys` and `keyring_keys` (built
+// in memory, each checked as a new one is): the "keyring" section of a
+// snapshot of a store that is not SQLite (storage: etcd). Blocking.
+Result<std::vector<std::uint8_t>> keyring_image(const std::vector<KeyRecord>& keys,
+                                                const std::vector<KeyringKeyRecord>& keyring_keys);
 
-// The key records of a parsed snapshot's keyring section, by name (to
-// restore them into another store). invalid_argument if it does not open.
+// The key records and keyring keys of a parsed snapshot's keyring section
+// (to restore them into another store). invalid_argument if it does not
+// open. A snapshot from before the keyring key has none.
 Result<std::vector<KeyRecord>> snapshot_keys(const SnapshotView& snapshot);
+Result<std::vector<KeyringKeyRecord>> snapshot_keyring_keys(const SnapshotView& snapshot);
 
 // Builds a snapshot file: counts the keys and versions of the keyring image
 // and records `root_kcv` (the current root's check value).
@@ -126,8 +129,10 @@ struct SnapshotReport {
 // Verification before a snapshot counts: parse_snapshot, open each section
 // as an in-memory SQLite database (integrity check), load the keyring image
 // as a state store, check the counts against the manifest, check that the
-// root's check value is the manifest's and every version's, and unwrap every
-// version with `root` (each key only in SecureBytes, dropped at once).
+// root's check value is the manifest's and every keyring key's, and unwrap
+// every keyring key with `root` and every version under its keyring key (or
+// the root, before the keyring key), each key only in SecureBytes, dropped
+// at once.
 Result<SnapshotReport> verify_snapshot(std::span<const std::uint8_t> bytes, RootOfTrust& root);
 
 // Writes a verified snapshot's databases into `state_dir` (rootseal.db,

@@ -1,7 +1,9 @@
 // rootseal::kms — durable state: named keys, their versions and wrapped KEKs.
 //
 // The store never sees a plaintext key: each version's key-encryption key is
-// stored wrapped by the root of trust, tagged with that root's key check value.
+// stored wrapped by a keyring key (keyring_key.hpp), itself stored wrapped by
+// the root of trust; stores written before the keyring key hold versions
+// wrapped by the root directly until the keyring migrates them.
 // Every mutating call is durable (committed and synced) when it returns
 // success; a failed call changes nothing. Implementations are thread-safe and
 // blocking (call them from the blocking pool).
@@ -17,6 +19,7 @@
 
 #include "rootseal/kms/aead.hpp"
 #include "rootseal/kms/error.hpp"
+#include "rootseal/kms/keyring_key.hpp"
 
 namespace rootseal::kms {
 
@@ -32,8 +35,9 @@ struct KeyConfig {
 struct KeyVersionRecord {
   std::uint32_t version = 0;
   std::int64_t created_unix = 0;
-  std::vector<std::uint8_t> wrapped_key;  // KEK wrapped by the root of trust
-  std::string root_kcv;                   // key check value of that root
+  std::vector<std::uint8_t> wrapped_key;  // KEK wrapped by a keyring key (or, before it, by the root)
+  // What wrapped it: keyring_key_tag(id, kcv), or the root's key check value.
+  std::string root_kcv;
 };
 
 struct KeyRecord {
@@ -69,15 +73,29 @@ class StateStore {
   // Removes the key and every version; not_found if absent.
   virtual Result<void> delete_key(std::string_view name) = 0;
 
-  // Replaces the wrapped form of every listed version in one transaction (root
-  // key rotation: all or nothing). Each entry names key, version, new blob, new kcv.
+  // Replaces the wrapped form of every listed version, and of every listed
+  // keyring key (matched by id, which must exist), in one transaction (root
+  // key rotation, a move under a new keyring key: all or nothing). Each
+  // version entry names key, version, new blob, new tag. A store may bound
+  // how many keys one call can name (etcd: invalid_argument beyond it).
   struct Rewrapped {
     std::string name;
     std::uint32_t version;
     std::vector<std::uint8_t> wrapped_key;
     std::string root_kcv;
   };
-  virtual Result<void> replace_wrapped(const std::vector<Rewrapped>& entries) = 0;
+  virtual Result<void> replace_wrapped(const std::vector<Rewrapped>& versions,
+                                       const std::vector<KeyringKeyRecord>& keyring_keys) = 0;
+
+  // The keyring keys, by ascending id (keyring_key.hpp).
+  virtual Result<std::vector<KeyringKeyRecord>> keyring_keys() = 0;
+  // Adds one; already_exists when its id is taken (another host of a shared
+  // store made one first), invalid_argument for a malformed record.
+  virtual Result<void> add_keyring_key(const KeyringKeyRecord& key) = 0;
+  // Removes keyring key `id` once no version is wrapped by it any more:
+  // conflict while one is (or, in a shared store, may have been written
+  // since the caller looked), not_found when it is gone.
+  virtual Result<void> retire_keyring_key(std::uint32_t id) = 0;
 
   // Schema version of the open store (migrations run on open).
   [[nodiscard]] virtual int schema_version() const noexcept = 0;
