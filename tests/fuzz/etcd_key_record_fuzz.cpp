@@ -1,7 +1,8 @@
 // Fuzz target: the value of one transit key as the etcd state store reads it
 // back from etcd (etcdstore/src/key_record.cpp) — whatever any writer of the
 // prefix left there; the same bytes as a member record, and as a created
-// token's record (daemon/src/etcd_token_db.cpp, <prefix>tokens/<accessor>).
+// token's record (daemon/src/etcd_token_db.cpp, <prefix>tokens/<accessor>),
+// and as a keyring key's record (<prefix>keyring/<id>).
 //
 // Input: line 1 the key name (as the etcd key carries it after
 // "<prefix>keys/"); the rest is the value.
@@ -75,6 +76,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                       again->info.renewable == token->info.renewable && again->info.root == token->info.root,
                   "a token record round-trips");
     fuzz::require(rootseal::daemon::serialize_token_record(*again) == text, "token re-encoding is a fixed point");
+  }
+  // As a keyring key: refused as storage_failure, or a record with the id
+  // its etcd key carries, valid as a store holds it, that round-trips.
+  if (auto kk = detail::parse_keyring_key(in, name); !kk) {
+    fuzz::require_clean_error(kk.error(), {Errc::storage_failure}, "keyring key record refusal");
+    fuzz::require(kk.error().message.starts_with("etcd store: "), "refusals start with etcd store:");
+  } else {
+    fuzz::require(std::to_string(kk->id) == name, "a keyring key record carries its key's id");
+    fuzz::require(kms::validate_keyring_key_record(*kk).has_value(), "a keyring key record read is valid");
+    const std::string text = detail::serialize_keyring_key(*kk);
+    const auto again = detail::parse_keyring_key(text, name);
+    fuzz::require(again && *again == *kk, "a keyring key record round-trips");
+    fuzz::require(detail::serialize_keyring_key(*again) == text, "keyring key re-encoding is a fixed point");
   }
   auto rec = detail::parse_key_record(in, name);
   if (!rec) {
