@@ -89,6 +89,7 @@ bench: build
 	bash bench/aead-vs-openssl.sh $(BUILD_DIR)
 	$(BUILD_DIR)/bench/rootseal_bench_pkcs11
 	bash bench/startup.sh $(BUILD_DIR)
+	bash bench/keyring_key.sh $(BUILD_DIR)
 	bash bench/load.sh $(BUILD_DIR)
 	ROOTSEALD=$(BUILD_DIR)/daemon/rootseald /usr/bin/python3 bench/push_1000.py
 
