@@ -14,7 +14,7 @@
 #include "rootseal/hsm/pkcs11_root.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "rootseal/kms/key_wrap.hpp"
-#include "rootseal/kms/keyring.hpp"
+#include "key_copy.hpp"
 #include "rootseal/kms/state_store.hpp"
 #include "shamir.hpp"
 #include "share_format.hpp"
@@ -444,7 +444,9 @@ std::string current_ceremony(const std::vector<TranscriptEntry>& entries) {
 
 // ----- verify & store --------------------------------------------------------
 
-// Opens the store and unseals a keyring with the token's key `label`.
+// Opens the store and unwraps its keyring keys with the token's key `label`
+// and every version under them (or under the root, from before the keyring
+// key): read only, nothing migrated or written.
 kms::Result<std::pair<std::size_t, std::size_t>> open_store_with(const TokenTarget& t, std::string_view label,
                                                                  const fs::path& store_path) {
   std::unique_ptr<kms::StateStore> store;
@@ -456,9 +458,14 @@ kms::Result<std::pair<std::size_t, std::size_t>> open_store_with(const TokenTarg
   // The TokenAdmin of this process holds the login; no PIN is kept around.
   auto root =
       hsm::Pkcs11Root::create(cfg, [] { return kms::Result<kms::SecureBytes>(fail(Errc::sealed, "not logged in")); });
-  kms::Keyring ring(*store, *root);
-  ROOTSEAL_TRY(ring.unseal());
-  return std::make_pair(ring.key_count(), ring.version_count());
+  ROOTSEAL_TRY(root->probe());
+  std::vector<kms::KeyRecord> records;
+  ROOTSEAL_TRY_ASSIGN(records, store->load_all());
+  std::vector<kms::KeyringKeyRecord> keyring_keys;
+  ROOTSEAL_TRY_ASSIGN(keyring_keys, store->keyring_keys());
+  std::size_t versions = 0;
+  ROOTSEAL_TRY_ASSIGN(versions, unwrap_all(records, keyring_keys, *root, store_path.string()));
+  return std::make_pair(records.size(), versions);
 }
 
 }  // namespace rootseal::cli

@@ -240,7 +240,8 @@ kms::Result<Combined> gather_and_combine(const std::vector<ShareSource>& files, 
 
 // ----- store and rotation -------------------------------------------------------
 
-// Opens the store and unseals a keyring with the token's key `label`.
+// Opens the store and unwraps every keyring key and version with the token's key
+// `label` (read only: nothing is migrated or written); (keys, versions).
 kms::Result<std::pair<std::size_t, std::size_t>> open_store_with(const TokenTarget& t, std::string_view label,
                                                                  const fs::path& store_path);
 
