@@ -1,5 +1,7 @@
 #include "etcd_token_db.hpp"
 
+#include "log.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -209,14 +211,24 @@ kms::Result<std::vector<StoredToken>> EtcdTokenDb::load_all() {
   if (!r) return std::unexpected(token_failure(r.error(), "load"));
   std::vector<StoredToken> out;
   std::size_t ignored = 0;
+  std::string first_ignored;
   for (const auto& kv : r->kvs) {
-    auto t = parse_token_record(std::string_view(kv.key).substr(s.prefix.size()), kv.value);
-    if (t)
+    const std::string_view accessor = std::string_view(kv.key).substr(s.prefix.size());
+    auto t = parse_token_record(accessor, kv.value);
+    if (t) {
       out.push_back(std::move(*t));
-    else
-      ++ignored;
+    } else if (ignored++ == 0) {
+      first_ignored = std::string(accessor.substr(0, 128));
+    }
   }
-  s.ignored = ignored;
+  // Said once per change of the count (every host re-reads on each token
+  // change): a record another writer left that no host will honour.
+  if (s.ignored.exchange(ignored) != ignored && ignored > 0) {
+    log::warn("created tokens: records on etcd that do not read as tokens are ignored (no host accepts them)",
+              {{"ignored", static_cast<std::int64_t>(ignored)},
+               {"first", s.prefix + first_ignored},
+               {"prefix", s.prefix}});
+  }
   s.loaded_revision = r->header.revision;
   std::sort(out.begin(), out.end(), [](const StoredToken& a, const StoredToken& b) {
     return a.info.creation_time != b.info.creation_time ? a.info.creation_time < b.info.creation_time

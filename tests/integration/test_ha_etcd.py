@@ -414,12 +414,17 @@ class HaEtcdTest(unittest.TestCase):
         self.assertEqual(len(records), 1, records)
         self.assertNotIn(token.encode(), b"".join(records.values()))
         self.assertEqual(json.loads(next(iter(records.values())))["accessor"], accessor)
-        # Renewed on B (Vault's renew-self): A holds B's expiry.
+        # Renewed on B (Vault's renew-self): A holds B's expiry. A renewal sets
+        # now + ttl: once the clock has left the creation's second, the
+        # renewed expiry is later than the first one, whichever host reads it.
+        first = self.admin("A", "token", "lookup", accessor)["expire_time"]
+        poll(lambda: int(time.time()) + 3600 > first, "the clock past the creation's second")
         req = urllib.request.Request("http://127.0.0.1:%d/v1/auth/token/renew-self" % self.hosts["B"]["port"],
                                      data=b"{}", method="POST", headers={"X-Vault-Token": token})
         with urllib.request.urlopen(req, timeout=30) as r:
             self.assertEqual(r.status, 200)
         renewed = self.admin("B", "token", "lookup", accessor)["expire_time"]
+        self.assertGreater(renewed, first)
         poll(lambda: self.admin("A", "token", "lookup", accessor)["expire_time"] == renewed, "A holds B's renewal")
         # Revoked on B: refused on A without a restart.
         self.admin("B", "token", "revoke", accessor)
@@ -476,12 +481,15 @@ class HaEtcdTest(unittest.TestCase):
         self.assertTrue(st["sealed"])
         self.assertEqual(st["storage_type"], "etcd")
         self.assertNotEqual(self.health("C"), 200)
-        # Nothing it wrote: every version in etcd is wrapped by the cluster's root.
+        # Nothing it wrote: one keyring key, wrapped by the cluster's root, and
+        # every version in etcd under it.
         values = self.etcd.range_prefix(PREFIX)
+        keyring_keys = [json.loads(raw) for key, raw in values.items() if key.startswith(PREFIX + "keyring/")]
+        self.assertEqual(len(keyring_keys), 1, keyring_keys)
+        self.assertEqual(values[PREFIX + "cluster/root_kcv"].decode(), keyring_keys[0]["root_kcv"])
         kcvs = {v["kcv"] for key, raw in values.items() if key.startswith(PREFIX + "keys/")
                 for v in json.loads(raw)["versions"]}
-        self.assertEqual(len(kcvs), 1, kcvs)
-        self.assertEqual(values[PREFIX + "cluster/root_kcv"].decode(), kcvs.pop())
+        self.assertEqual(kcvs, {"kk%d:%s" % (keyring_keys[0]["id"], keyring_keys[0]["kcv"])})
         self.assertEqual(self.latest("A", "guarded"), 1)
 
     def cluster_status(self, label):
