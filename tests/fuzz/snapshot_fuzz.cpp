@@ -11,7 +11,11 @@
 //    counts, check values and unwraps every version, or refuses with a reason;
 //    the records it holds are written into a new image (keyring_image, as a
 //    snapshot of etcd is made) and that snapshot holds as many keys and
-//    versions.
+//    versions;
+//  - as a tokens section (TokenDb::tokens_of_image, what a restore reads):
+//    refused with a reason, or tokens with a SHA-256 hex hash and an
+//    accessor each, which written into a new image (TokenDb::image_of) read
+//    back the same.
 // Never a crash, a sanitizer report, an `internal` error or an empty message.
 #include <cstddef>
 #include <cstdint>
@@ -20,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "admin_token_db.hpp"
 #include "rootseal/kms/snapshot.hpp"
 
 namespace kms = rootseal::kms;
@@ -74,6 +79,29 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check_verify(input);
   } else {
     check_error(view.error());
+  }
+
+  if (auto tokens = rootseal::daemon::TokenDb::tokens_of_image(input)) {
+    for (const auto& t : *tokens) {
+      if (t.hash.size() != 64 || t.info.accessor.empty()) __builtin_trap();
+    }
+    auto image = rootseal::daemon::TokenDb::image_of(*tokens);
+    if (image) {
+      auto again = rootseal::daemon::TokenDb::tokens_of_image(*image);
+      if (!again || again->size() != tokens->size()) __builtin_trap();
+      for (std::size_t i = 0; i < tokens->size(); ++i) {
+        const auto& a = (*tokens)[i];
+        const auto& b = (*again)[i];
+        if (a.hash != b.hash || a.info.accessor != b.info.accessor || a.info.policies != b.info.policies ||
+            a.info.expire_time != b.info.expire_time) {
+          __builtin_trap();
+        }
+      }
+    } else {
+      check_error(image.error());
+    }
+  } else {
+    check_error(tokens.error());
   }
 
   kms::SnapshotInput in;

@@ -8,7 +8,10 @@ fixed root key of snapshot_fuzz.cpp (32 bytes of 0x42). Seeds: that image (the
 harness builds and verifies a snapshot around it), the snapshot file made of
 it (magic line, manifest, image, with correct digests), its manifest line,
 a truncated snapshot, and the snapshot and manifest line of the same image
-as a snapshot of etcd (storage etcd, etcd_revision).
+as a snapshot of etcd (storage etcd, etcd_revision); the same key in a store
+with a keyring key (schema 2: the KEKs wrapped under a keyring key of 32 x
+0x24, itself wrapped under the root), and a tokens section (tokens.db, its
+schema read from daemon/src/admin_token_db.cpp) with two tokens.
 Run from the checkout root: python3 tests/fuzz/seeds/snapshot_seeds.py
 """
 import hashlib
@@ -24,13 +27,23 @@ from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
 OUT = "tests/fuzz/corpus/snapshot"
 ROOT = bytes([0x42]) * 32
 STORE_SOURCE = "kms/src/sqlite_store.cpp"
+TOKENS_SOURCE = "daemon/src/admin_token_db.cpp"
+KEYRING_KEY = bytes([0x24]) * 32
 
 
-def schema():
-    """The store's first migration, read from its source (so the seeds follow it)."""
+def schema(migrations=1):
+    """The store's first `migrations` migrations, read from its source (so the seeds follow it)."""
     with open(STORE_SOURCE) as f:
         text = f.read()
-    return re.search(r'R"sql\((.*?)\)sql"', text, re.S).group(1)
+    return "".join(re.findall(r'R"sql\((.*?)\)sql"', text, re.S)[:migrations])
+
+
+def tokens_schema():
+    """The tokens table, read from the daemon's source (C string pieces joined)."""
+    with open(TOKENS_SOURCE) as f:
+        text = f.read()
+    block = re.search(r'kSchema =(.*?);\n', text, re.S).group(1)
+    return "".join(re.findall(r'"(.*?)"', block))
 
 
 def kcv(key):
@@ -38,18 +51,40 @@ def kcv(key):
     return (enc.update(bytes(16)) + enc.finalize())[:3].hex()
 
 
-def image():
+def image(keyring_key=False):
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "k.db")
         db = sqlite3.connect(path)
         db.execute("PRAGMA page_size=512")
-        db.executescript(schema())
-        db.execute("PRAGMA user_version=1")
+        db.executescript(schema(2 if keyring_key else 1))
+        db.execute("PRAGMA user_version=%d" % (2 if keyring_key else 1))
         db.execute("INSERT INTO keys VALUES ('fuzz', 'aes256-gcm96', 0, 1000, 1, 0, 0, 0)")
+        wrapper, tag = ROOT, kcv(ROOT)
+        if keyring_key:
+            db.execute("INSERT INTO keyring_keys VALUES (1, 1000, ?, ?, ?)",
+                       (aes_key_wrap_with_padding(ROOT, KEYRING_KEY), kcv(ROOT), kcv(KEYRING_KEY)))
+            wrapper, tag = KEYRING_KEY, "kk1:" + kcv(KEYRING_KEY)
         for v in (1, 2):
             kek = bytes([v]) * 32
             db.execute("INSERT INTO key_versions VALUES ('fuzz', ?, ?, ?, ?)",
-                       (v, 1000 + v, aes_key_wrap_with_padding(ROOT, kek), kcv(ROOT)))
+                       (v, 1000 + v, aes_key_wrap_with_padding(wrapper, kek), tag))
+        db.commit()
+        db.execute("VACUUM")
+        db.close()
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def tokens_image():
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "t.db")
+        db = sqlite3.connect(path)
+        db.execute("PRAGMA page_size=512")
+        db.executescript(tokens_schema())
+        for i, policies in ((1, '["root"]'), (2, '["apps","ci"]')):
+            db.execute("INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (hashlib.sha256(b"token-%d" % i).hexdigest(), "accessor-%d" % i, "t%d" % i, policies,
+                        1000 + i, 3600 * i, 4600 + i, i % 2))
         db.commit()
         db.execute("VACUUM")
         db.close()
@@ -81,6 +116,13 @@ def main():
     etcd_line, etcd_snap = snapshot(img, etcd_revision=4711)
     seeds["manifest_line_etcd"] = etcd_line
     seeds["snapshot_etcd"] = etcd_snap
+    kk_img = image(keyring_key=True)
+    assert len(kk_img) <= 4096, len(kk_img)
+    seeds["keyring_image_keyring_key"] = kk_img
+    seeds["snapshot_keyring_key"] = snapshot(kk_img)[1]
+    tok = tokens_image()
+    assert len(tok) <= 4096, len(tok)
+    seeds["tokens_image"] = tok
     for name, data in seeds.items():
         with open(os.path.join(OUT, name), "wb") as f:
             f.write(data)
