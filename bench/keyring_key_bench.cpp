@@ -71,9 +71,8 @@ std::unique_ptr<hsm::Pkcs11Root> root_labelled(const std::string& label) {
   cfg.token_label = "bench";
   cfg.key_label = label;
   cfg.generate_if_missing = true;
-  auto root = hsm::Pkcs11Root::create(cfg, [] {
-    return kms::Result<kms::SecureBytes>(kms::SecureBytes::copy_of(std::string_view("1234")));
-  });
+  auto root = hsm::Pkcs11Root::create(
+      cfg, [] { return kms::Result<kms::SecureBytes>(kms::SecureBytes::copy_of(std::string_view("1234"))); });
   must(root->probe(), "probe");
   return root;
 }
@@ -116,8 +115,8 @@ int main(int argc, char** argv) {
     unwraps = root.unwraps;
     if (ring.version_count() != static_cast<std::size_t>(total)) die("unseal loaded the wrong number of versions");
   }
-  std::printf("unseal, %ld versions: median %.1f ms (min %.1f), %d HSM unwrap(s) per unseal\n", total,
-              median(unseal), *std::min_element(unseal.begin(), unseal.end()), unwraps);
+  std::printf("unseal, %ld versions: median %.1f ms (min %.1f), %d HSM unwrap(s) per unseal\n", total, median(unseal),
+              *std::min_element(unseal.begin(), unseal.end()), unwraps);
 
   // 2. Root rotation, the store part of rotate-root: the keyring key
   // unwrapped by the old root, wrapped by the new one (checked), one write.
@@ -145,9 +144,10 @@ int main(int argc, char** argv) {
     next.unwraps = 0;
     const auto t0 = Clock::now();
     must(ring.unseal(), "unseal under the new root");
-    std::printf("root rotation, %ld versions: %.1f ms (%d HSM operations: unwrap by the old root, wrap by the new, "
-                "its check); then unseal under the new root %.1f ms with %d HSM unwrap\n",
-                total, rotate_root_ms, rotation_ops, ms_since(t0), next.unwraps.load());
+    std::printf(
+        "root rotation, %ld versions: %.1f ms (%d HSM operations: unwrap by the old root, wrap by the new, "
+        "its check); then unseal under the new root %.1f ms with %d HSM unwrap\n",
+        total, rotate_root_ms, rotation_ops, ms_since(t0), next.unwraps.load());
   }
 
   // 3. Keyring-key rotation: every version rewrapped in software.
@@ -176,8 +176,7 @@ int main(int argc, char** argv) {
       rec.name = "legacy-" + std::to_string(k);
       for (long v = 1; v <= versions; ++v) {
         auto kek = kms::SecureBytes::random(32);
-        rec.versions.push_back(
-            {static_cast<std::uint32_t>(v), 0, must(hsm_root->wrap(kek), "legacy wrap"), kcv});
+        rec.versions.push_back({static_cast<std::uint32_t>(v), 0, must(hsm_root->wrap(kek), "legacy wrap"), kcv});
       }
       must(legacy->create_key(rec), "legacy create");
     }
@@ -191,9 +190,10 @@ int main(int argc, char** argv) {
     root.unwraps = 0;
     const auto t1 = Clock::now();
     must(after.unseal(), "unseal after the migration");
-    std::printf("migration of a store from before the keyring key, %ld versions: first unseal %.1f ms (%d HSM "
-                "unwraps, once); the next %.1f ms (%d)\n",
-                total, migrate_ms, migrate_unwraps, ms_since(t1), root.unwraps.load());
+    std::printf(
+        "migration of a store from before the keyring key, %ld versions: first unseal %.1f ms (%d HSM "
+        "unwraps, once); the next %.1f ms (%d)\n",
+        total, migrate_ms, migrate_unwraps, ms_since(t1), root.unwraps.load());
   }
   return 0;
 }

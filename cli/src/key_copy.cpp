@@ -126,6 +126,34 @@ kms::Result<std::size_t> copy_keyring_keys(const std::vector<kms::KeyringKeyReco
   return added;
 }
 
+kms::Result<CopyPlan> plan_copy(const std::vector<kms::KeyRecord>& source,
+                                const std::vector<kms::KeyringKeyRecord>& source_kks,
+                                const std::vector<kms::KeyringKeyRecord>& target_kks, kms::RootOfTrust& root) {
+  const bool all_held = std::all_of(source_kks.begin(), source_kks.end(), [&](const auto& k) {
+    return std::find(target_kks.begin(), target_kks.end(), k) != target_kks.end();
+  });
+  if (target_kks.empty() || all_held) return CopyPlan{source_kks, source};
+  ROOTSEAL_LET(kcv, root.key_check_value());
+  ROOTSEAL_LET(from, kms::KeyHierarchy::open(root, kcv, source_kks));
+  ROOTSEAL_LET(to, kms::KeyHierarchy::open(root, kcv, target_kks));
+  CopyPlan plan;
+  plan.keys = source;
+  for (auto& k : plan.keys) {
+    for (auto& v : k.versions) {
+      if (v.root_kcv == kcv || to.knows(v.root_kcv)) continue;
+      auto kek = from.unwrap(v);
+      if (!kek) {
+        return fail(kek.error().code, "key '" + k.name + "' version " + std::to_string(v.version) +
+                                          " does not unwrap: " + kek.error().message);
+      }
+      ROOTSEAL_LET(w, to.wrap(*kek));
+      v.wrapped_key = std::move(w.blob);
+      v.root_kcv = std::move(w.tag);
+    }
+  }
+  return plan;
+}
+
 kms::Result<std::size_t> unwrap_all(const std::vector<kms::KeyRecord>& records,
                                     const std::vector<kms::KeyringKeyRecord>& keyring_keys, kms::RootOfTrust& root,
                                     const std::string& where) {

@@ -47,6 +47,22 @@ kms::Result<Copied> copy_keys(const std::vector<kms::KeyRecord>& source, const s
 // How many were added.
 kms::Result<std::size_t> copy_keyring_keys(const std::vector<kms::KeyringKeyRecord>& source, kms::StateStore& to);
 
+// The keyring keys to copy into a target that holds `target_kks`, and the
+// key records to copy with them. A target without keyring keys, or one that
+// holds every keyring key of the source identical, takes the source as it
+// is. A target with keyring keys of its own (another store merged into it)
+// takes the source's versions rewrapped under its current keyring key
+// (unwrapped through the source's keys, wrapped in software; KWP is
+// deterministic, so a second run makes the same records), and none of the
+// source's keyring keys. Versions from before the keyring key stay as they are.
+struct CopyPlan {
+  std::vector<kms::KeyringKeyRecord> keyring_keys;
+  std::vector<kms::KeyRecord> keys;
+};
+kms::Result<CopyPlan> plan_copy(const std::vector<kms::KeyRecord>& source,
+                                const std::vector<kms::KeyringKeyRecord>& source_kks,
+                                const std::vector<kms::KeyringKeyRecord>& target_kks, kms::RootOfTrust& root);
+
 // Every keyring key unwraps with the root, and every version of `records`
 // under its keyring key (or the root, from before the keyring key); how
 // many versions.

@@ -205,14 +205,17 @@ kms::Result<std::string> migrate(const StorageCommands& c) {
   ROOTSEAL_LET(cluster_id, carry_cluster_id(p, *s.etcd, view, cfg.etcd.prefix));
   if (p.to_etcd) ROOTSEAL_TRY(s.etcd->check_root(kcv));
   crash_point("migrate-prepared");
-  ROOTSEAL_LET(kks_added, copy_keyring_keys(source_kks, *s.to));
+  // The target's own keyring key takes versions of another store merged into it.
+  ROOTSEAL_LET(target_kks, s.to->keyring_keys());
+  ROOTSEAL_LET(plan, plan_copy(source, source_kks, target_kks, *root.root));
+  ROOTSEAL_LET(kks_added, copy_keyring_keys(plan.keyring_keys, *s.to));
   (void)kks_added;
   ROOTSEAL_LET(existing, s.to->load_all());
-  ROOTSEAL_LET(copied, copy_keys(source, existing, *s.to, "migrate-copied"));
+  ROOTSEAL_LET(copied, copy_keys(plan.keys, existing, *s.to, "migrate-copied"));
   crash_point("migrate-copied-all");
   ROOTSEAL_LET(after, s.to->load_all());
   ROOTSEAL_LET(after_kks, s.to->keyring_keys());
-  ROOTSEAL_LET(versions, verify_copies(source, source_kks, after, after_kks, *root.root, to_where));
+  ROOTSEAL_LET(versions, verify_copies(plan.keys, plan.keyring_keys, after, after_kks, *root.root, to_where));
   // The tokens made with rootseal token create (hashes): shared in etcd,
   // tokens.db on a SQLite host.
   ROOTSEAL_LET(tokens, daemon::copy_created_tokens(p.state_dir / "tokens.db", cfg.etcd, p.to_etcd));

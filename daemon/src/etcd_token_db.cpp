@@ -224,10 +224,9 @@ kms::Result<std::vector<StoredToken>> EtcdTokenDb::load_all() {
   // Said once per change of the count (every host re-reads on each token
   // change): a record another writer left that no host will honour.
   if (s.ignored.exchange(ignored) != ignored && ignored > 0) {
-    log::warn("created tokens: records on etcd that do not read as tokens are ignored (no host accepts them)",
-              {{"ignored", static_cast<std::int64_t>(ignored)},
-               {"first", s.prefix + first_ignored},
-               {"prefix", s.prefix}});
+    log::warn(
+        "created tokens: records on etcd that do not read as tokens are ignored (no host accepts them)",
+        {{"ignored", static_cast<std::int64_t>(ignored)}, {"first", s.prefix + first_ignored}, {"prefix", s.prefix}});
   }
   s.loaded_revision = r->header.revision;
   std::sort(out.begin(), out.end(), [](const StoredToken& a, const StoredToken& b) {
