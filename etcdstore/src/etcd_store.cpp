@@ -117,23 +117,25 @@ struct EtcdStore::Impl {
   std::string key_of(std::string_view name) const { return keys_prefix + std::string(name); }
   std::string keyring_key_of(std::uint32_t id) const { return prefix + "keyring/" + std::to_string(id); }
 
-  // What a version's tag needs before it is written: a root check value must
-  // be the cluster's (check_root); a keyring key must still be recorded,
-  // checked by the compare added to `compares` in the write's transaction.
-  Result<void> fence(std::string_view tag, std::vector<etcd::Compare>& compares) {
-    if (const auto id = kms::keyring_key_tag_id(tag)) {
-      const std::string key = keyring_key_of(*id);
-      for (const auto& c : compares) {
-        if (c.key == key && c.target == etcd::Compare::Target::version) return {};
-      }
-      compares.push_back(etcd::Compare::version(key, 0, etcd::Compare::Result::greater));
-      return {};
+  // A record is written only while every keyring key its versions name is
+  // still recorded: a compare per keyring key, added to the write's `compares`.
+  void fence(std::string_view tag, std::vector<etcd::Compare>& compares) const {
+    const auto id = kms::keyring_key_tag_id(tag);
+    if (!id) return;
+    const std::string key = keyring_key_of(*id);
+    for (const auto& c : compares) {
+      if (c.key == key && c.target == etcd::Compare::Target::version) return;
     }
-    return check_root(tag, true);
+    compares.push_back(etcd::Compare::version(key, 0, etcd::Compare::Result::greater));
   }
-  Result<void> fence_versions(const kms::KeyRecord& record, std::vector<etcd::Compare>& compares) {
-    for (const auto& v : record.versions) ROOTSEAL_TRY(fence(v.root_kcv, compares));
-    return {};
+  void fence_versions(const kms::KeyRecord& record, std::vector<etcd::Compare>& compares) const {
+    for (const auto& v : record.versions) fence(v.root_kcv, compares);
+  }
+  // A new version: wrapped by the cluster's root (check_root), or by a
+  // keyring key (fenced by the write's compares).
+  Result<void> check_new_version(std::string_view tag) {
+    if (kms::keyring_key_tag_id(tag)) return {};
+    return check_root(tag, true);
   }
   // After a write whose compares failed: conflict when the keyring key a
   // tag names is gone (the caller wraps again under the current one).
@@ -176,7 +178,7 @@ struct EtcdStore::Impl {
   Result<etcd::TxnResponse> cas_put(const kms::KeyRecord& record, std::int64_t mod_revision) {
     etcd::TxnRequest txn;
     txn.compare.push_back(etcd::Compare::mod_revision(key_of(record.name), mod_revision));
-    ROOTSEAL_TRY(fence_versions(record, txn.compare));
+    fence_versions(record, txn.compare);
     txn.success.emplace_back(etcd::PutRequest{key_of(record.name), detail::serialize_key_record(record), 0, false});
     auto r = run(client->txn(std::move(txn)));
     if (!r) return std::unexpected(write_failed(r.error()));
@@ -482,9 +484,10 @@ Result<void> EtcdStore::check_root(std::string_view root_kcv) { return impl_->ch
 
 Result<void> EtcdStore::create_key(const kms::KeyRecord& key) {
   ROOTSEAL_TRY(kms::validate_key_name(key.name));
+  for (const auto& v : key.versions) ROOTSEAL_TRY(impl_->check_new_version(v.root_kcv));
   etcd::TxnRequest txn;
   txn.compare.push_back(etcd::Compare::create_revision(impl_->key_of(key.name), 0));
-  ROOTSEAL_TRY(impl_->fence_versions(key, txn.compare));
+  impl_->fence_versions(key, txn.compare);
   txn.success.emplace_back(etcd::PutRequest{impl_->key_of(key.name), detail::serialize_key_record(key), 0, false});
   auto r = impl_->run(impl_->client->txn(std::move(txn)));
   if (!r) return std::unexpected(write_failed(r.error()));
@@ -502,6 +505,7 @@ Result<void> EtcdStore::create_key(const kms::KeyRecord& key) {
 }
 
 Result<void> EtcdStore::add_version(std::string_view name, const kms::KeyVersionRecord& version) {
+  ROOTSEAL_TRY(impl_->check_new_version(version.root_kcv));
   for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
     if (attempt > 0) ROOTSEAL_TRY(impl_->still_recorded(version.root_kcv));
     ROOTSEAL_LET(current, impl_->read(name));
@@ -601,7 +605,7 @@ Result<void> EtcdStore::replace_wrapped(const std::vector<Rewrapped>& versions,
         v.root_kcv = e->root_kcv;
       }
       txn.compare.push_back(etcd::Compare::mod_revision(impl_->key_of(name), current->mod_revision));
-      ROOTSEAL_TRY(impl_->fence_versions(current->record, txn.compare));
+      impl_->fence_versions(current->record, txn.compare);
       txn.success.emplace_back(
           etcd::PutRequest{impl_->key_of(name), detail::serialize_key_record(current->record), 0, false});
     }
@@ -615,10 +619,17 @@ Result<void> EtcdStore::replace_wrapped(const std::vector<Rewrapped>& versions,
 
 Result<std::vector<kms::KeyringKeyRecord>> EtcdStore::keyring_keys() {
   const std::string prefix = impl_->prefix + "keyring/";
-  etcd::RangeRequest req;
-  req.key = prefix;
-  req.range_end = etcd::prefix_end(prefix);
-  auto r = impl_->run(impl_->client->range(std::move(req)));
+  auto read = [&](bool serializable) {
+    etcd::RangeRequest req;
+    req.key = prefix;
+    req.range_end = etcd::prefix_end(prefix);
+    req.serializable = serializable;
+    return impl_->run(impl_->client->range(std::move(req)));
+  };
+  // Without quorum, what the member reached holds (as load_all): a host
+  // starting then still unseals.
+  auto r = read(false);
+  if (!r && r.error().code == Errc::unavailable) r = read(true);
   if (!r) return std::unexpected(read_failed(r.error()));
   std::vector<kms::KeyringKeyRecord> out;
   for (const auto& kv : r->kvs) {

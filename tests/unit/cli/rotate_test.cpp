@@ -17,6 +17,9 @@
 #include "cli_test_util.hpp"
 #include "rootseal/hsm/pkcs11_root.hpp"
 #include "rootseal/hsm/token_admin.hpp"
+#include "key_copy.hpp"
+#include "rootseal/kms/aead.hpp"
+#include "rootseal/kms/ciphertext.hpp"
 #include "rootseal/kms/keyring.hpp"
 #include "softhsm.hpp"
 #include "transcript.hpp"
@@ -40,7 +43,11 @@ struct RotateFixture {
   cli::Outcome first;
   std::map<std::string, std::string> samples;  // key name -> ciphertext of "sample <name>"
 
-  explicit RotateFixture(std::size_t nkeys, hsm::RootMechanism initial = hsm::RootMechanism::automatic) {
+  // legacy: the store as releases before the keyring key wrote it (every
+  // version wrapped by the root directly); else through a Keyring (the
+  // versions under a keyring key, which the root wraps).
+  explicit RotateFixture(std::size_t nkeys, hsm::RootMechanism initial = hsm::RootMechanism::automatic,
+                         bool legacy = false) {
     keys.push_back(test::make_key_pair(dir.path(), "alice", "x25519"));
     keys.push_back(test::make_key_pair(dir.path(), "bob", "p256"));
     keys.push_back(test::make_key_pair(dir.path(), "carol", "rsa2048"));
@@ -60,6 +67,10 @@ struct RotateFixture {
     auto store = kms::open_sqlite_store(store_path);
     REQUIRE(store);
     auto root = root_at("rootseal-root");
+    if (legacy) {
+      write_legacy(**store, *root, nkeys);
+      return;
+    }
     kms::Keyring ring(**store, *root);
     REQUIRE(ring.unseal());
     for (std::size_t i = 0; i < nkeys; ++i) {
@@ -69,6 +80,29 @@ struct RotateFixture {
         auto ct = ring.encrypt(name, bytes("sample " + name), {});
         REQUIRE(ct);
         samples[name] = ct->ciphertext;
+      }
+    }
+  }
+
+  void write_legacy(kms::StateStore& store, kms::RootOfTrust& root, std::size_t nkeys) {
+    REQUIRE(root.probe());
+    auto kcv = root.key_check_value();
+    REQUIRE(kcv);
+    for (std::size_t i = 0; i < nkeys; ++i) {
+      kms::KeyRecord rec;
+      rec.name = "k" + std::to_string(i);
+      rec.created_unix = 1000;
+      auto kek = kms::SecureBytes::random(32);
+      auto wrapped = root.wrap(kek);
+      REQUIRE(wrapped);
+      rec.versions.push_back({1, 1000, *wrapped, *kcv});
+      REQUIRE(store.create_key(rec));
+      if (i % 50 == 0) {
+        auto aead = kms::make_aead(kms::KeyType::aes256_gcm96, kek);
+        REQUIRE(aead);
+        auto body = (*aead)->seal(bytes("sample " + rec.name), {});
+        REQUIRE(body);
+        samples[rec.name] = kms::format_ciphertext(1, *body);
       }
     }
   }
@@ -220,7 +254,7 @@ void interrupted_rotation(const char* point, hsm::RootMechanism from = hsm::Root
 }  // namespace
 
 TEST_CASE("rotate-root moves 1,000 wrapped keys to a new root, retires the old one, and the new shares restore it") {
-  RotateFixture fx(1000);
+  RotateFixture fx(1000, hsm::RootMechanism::automatic, /*legacy=*/true);  // every version under the root
   const std::string old_kcv = fx.first.kcv;
   test::RecordingConsole con;
   auto r = cli::ceremony_rotate_root(fx.rotate_options("shares-2"), con);
@@ -413,6 +447,41 @@ TEST_CASE("rotate-root aes-cbc-pad-hmac -> aes-kwp interrupted after the old HMA
 TEST_CASE("rotate-root aes-cbc-pad-hmac -> aes-kwp interrupted after the old HMAC key was retired") {
   interrupted_rotation("old-hmac-retired", hsm::RootMechanism::aes_cbc_pad_hmac, hsm::RootMechanism::aes_kwp);
 }
+TEST_CASE("rotate-root with a keyring key rewraps that one blob, whatever the number of versions") {
+  RotateFixture fx(1000);
+  auto before = kms::open_sqlite_store(fx.store_path);
+  REQUIRE(before);
+  auto records_before = (*before)->load_all();
+  auto kks_before = (*before)->keyring_keys();
+  REQUIRE(records_before);
+  REQUIRE(kks_before);
+  REQUIRE(kks_before->size() == 1);
+  CHECK(kks_before->front().root_kcv == fx.first.kcv);
+  test::RecordingConsole con;
+  auto r = cli::ceremony_rotate_root(fx.rotate_options("shares-2"), con);
+  INFO(con.out_text() << con.err_text() << (r ? std::string() : r.error().message));
+  REQUIRE(r);
+  CHECK(r->rewrapped == 1);  // the keyring key
+  auto after = kms::open_sqlite_store(fx.store_path);
+  REQUIRE(after);
+  auto kks = (*after)->keyring_keys();
+  REQUIRE(kks);
+  REQUIRE(kks->size() == 1);
+  CHECK(kks->front().root_kcv == r->kcv);
+  CHECK(kks->front().kcv == kks_before->front().kcv);  // the same keyring key, wrapped anew
+  CHECK(kks->front().wrapped != kks_before->front().wrapped);
+  // Not one version touched.
+  auto records = (*after)->load_all();
+  REQUIRE(records);
+  REQUIRE(records->size() == records_before->size());
+  for (std::size_t i = 0; i < records->size(); ++i) {
+    CHECK(cli::key_difference((*records_before)[i], (*records)[i]).empty());
+  }
+  auto kcv = fx.opens_with("rootseal-root");
+  REQUIRE(kcv);
+  CHECK(*kcv == r->kcv);
+}
+
 TEST_CASE("rotate-root aes-cbc-pad-hmac -> aes-cbc-pad-hmac (auto keeps the mechanism) interrupted at old-hmac-retired") {
   interrupted_rotation("old-hmac-retired", hsm::RootMechanism::aes_cbc_pad_hmac, hsm::RootMechanism::automatic);
 }
@@ -426,23 +495,28 @@ TEST_CASE("rotate-root from aes-kwp to aes-cbc-pad-hmac and back: every key open
   auto r = cli::ceremony_rotate_root(o, con);
   INFO(con.out_text() << con.err_text() << (r ? std::string() : r.error().message));
   REQUIRE(r);
-  CHECK(r->rewrapped == 300);
+  CHECK(r->rewrapped == 1);  // the keyring key
   CHECK(r->mechanism == "aes-cbc-pad-hmac");
   REQUIRE(r->hmac_check.size() == 6);
   auto kcv = fx.opens_with("rootseal-root", "aes-cbc-pad-hmac");
   REQUIRE(kcv);
   CHECK(*kcv == r->kcv);
-  // Every wrapped key of the store now carries the CBC-PAD+HMAC header.
+  // The keyring key, the one blob the root wraps, now carries the
+  // CBC-PAD+HMAC header; the versions under it are as they were.
   {
     auto store = kms::open_sqlite_store(fx.store_path);
     REQUIRE(store);
+    auto kks = (*store)->keyring_keys();
+    REQUIRE(kks);
+    REQUIRE(kks->size() == 1);
+    CHECK(kks->front().wrapped.front() == 0x03);
+    CHECK(kks->front().root_kcv == r->kcv);
     auto all = (*store)->load_all();
     REQUIRE(all);
     std::size_t n = 0;
     for (const auto& k : *all) {
       for (const auto& v : k.versions) {
-        CHECK(v.wrapped_key.front() == 0x03);
-        CHECK(v.root_kcv == r->kcv);
+        CHECK(v.root_kcv == kms::keyring_key_tag(kks->front().id, kks->front().kcv));
         ++n;
       }
     }
