@@ -11,7 +11,8 @@
 //
 // Input: line 1 "<provider> <op> <key> [<property>]", provider one of vault,
 // vault-approle, vault-kubernetes, aws, aws-web-identity (STS
-// AssumeRoleWithWebIdentity's XML answer first), azure, gcp, or s3, gcs, azblob (the snapshot object
+// AssumeRoleWithWebIdentity's XML answer first), aws-role (static keys, then
+// a role chain of two: two STS AssumeRole XML answers first), azure, gcp, or s3, gcs, azblob (the snapshot object
 // stores: list, get, put, remove; object_store.hpp; a <property> puts them
 // under the prefix "p/"); op one of fetch, fetch_all, validate,
 // describe, ensure, put, put_new, remove (pull ops for vault/aws, push ops
@@ -190,13 +191,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto p = providers::make_vault_provider(ex, std::move(s), health);
     fuzz::require(p.has_value(), "vault provider");
     pull = *p;
-  } else if (provider == "aws" || provider == "aws-web-identity") {
+  } else if (provider == "aws" || provider == "aws-web-identity" || provider == "aws-role") {
     sync::AwsSpec s;
     s.region = "us-east-1";
     s.endpoint = url;
-    if (provider == "aws") {
+    if (provider == "aws" || provider == "aws-role") {
       s.access_key_id = kms::SecureBytes::copy_of(std::string_view("AKIDFUZZ"));
       s.secret_access_key = kms::SecureBytes::copy_of(std::string_view("fuzz-secret-key"));
+      if (provider == "aws-role") {
+        s.sts_endpoint = url;
+        s.assume_roles.push_back({"arn:aws:iam::123456789012:role/hop", {}, {}, {}});
+        s.assume_roles.push_back({"arn:aws:iam::123456789012:role/fuzz", "ext-1", {{"team", "a"}}, {"team"}});
+      }
     } else {
       s.web_identity_role_arn = "arn:aws:iam::123456789012:role/fuzz";
       s.sts_endpoint = url;

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import urllib.request
 
 from rootseal_testlib import aws_cli, free_port, wait_moto, wait_until, ROOTSEALD, SOFTHSM2_MODULE, make_softhsm, rmtree, tempdir
 
@@ -168,6 +169,29 @@ class SyncEnv:
 
     def wait_moto(self):
         wait_moto(self.moto, self.moto_port)
+
+    def moto_api(self, method, path):
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.moto_port, path), method=method)
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.read()
+
+    def moto_recording(self, action):
+        """Runs action() with moto's request recorder on (MOTO_RECORDER_FILEPATH
+        must be set before moto starts); the requests moto received meanwhile,
+        each {"headers", "body", "body_encoded", ...}."""
+        self.moto_api("POST", "/moto-api/recorder/reset-recording")
+        self.moto_api("POST", "/moto-api/recorder/start-recording")
+        try:
+            action()
+            rec = self.moto_api("GET", "/moto-api/recorder/download-recording").decode()
+        finally:
+            self.moto_api("POST", "/moto-api/recorder/stop-recording")
+        return [json.loads(line) for line in rec.splitlines() if line.strip()]
+
+    @staticmethod
+    def recorded_body(call):
+        b = call.get("body") or ""
+        return base64.b64decode(b).decode() if call.get("body_encoded") else b
 
     def write_private(self, name, text):
         p = os.path.join(self.dir, name)

@@ -2,13 +2,18 @@
 the keys read from a Kubernetes Secret in the Kubernetes API double), pointed
 at moto_server through the host option `sync.aws_endpoint` (issue 17, item 5),
 with `dataFrom[].extract.property` (item 4) and PushSecret `data[].metadata`
-refused with the field named (item 3).
+refused with the field named (item 3); a store's role chain (`additionalRoles`,
+then `role` with `externalID`, `sessionTags`, `transitiveTagKeys`) assumed
+through moto's STS, checked on moto's request recorder.
 
 The remote values are written and read back with the real aws CLI. Every wait
 is a bounded poll."""
 import base64
 import json
+import os
+import tempfile
 import unittest
+import urllib.parse
 
 from sync_testlib import SyncEnv, ESO, ESO_PUSH, b64
 
@@ -19,8 +24,14 @@ FRIENDS = {"name": {"first": "Tom", "last": "Anderson"},
            "friends": [{"first": "Dale", "last": "Murphy"}, {"first": "Roger", "last": "Craig"}]}
 
 
+HOP = "arn:aws:iam::123456789012:role/hop"
+ROLE = "arn:aws:iam::123456789012:role/tenant-aws-reader"
+
+
 def setUpModule():
     global ENV
+    # moto's request recorder writes its file here, not into the working directory.
+    os.environ["MOTO_RECORDER_FILEPATH"] = os.path.join(tempfile.mkdtemp(prefix="rootseal-moto-rec-"), "recording")
     env = SyncEnv(refresh_window="1s")
     env.sync_extra = "  aws_endpoint: http://127.0.0.1:%d" % env.moto_port
     ENV = env.start()
@@ -34,6 +45,14 @@ def setUpModule():
             "spec": {"provider": {"aws": {"service": "SecretsManager", "region": "us-east-1", "auth": {"secretRef": {
                 "accessKeyIDSecretRef": {"name": "awssm-secret", "key": key},
                 "secretAccessKeySecretRef": {"name": "awssm-secret", "key": "secret-access-key"}}}}}}})
+    ENV.kube.create(ESO + "/namespaces/%s/secretstores" % NS, {
+        "apiVersion": "external-secrets.io/v1", "kind": "SecretStore", "metadata": {"name": "aws-role", "namespace": NS},
+        "spec": {"provider": {"aws": {
+            "service": "SecretsManager", "region": "us-east-1", "additionalRoles": [HOP], "role": ROLE,
+            "externalID": "tenant-aws-ext", "sessionTags": [{"key": "team", "value": "a"}, {"key": "env", "value": "ci"}],
+            "transitiveTagKeys": ["team"],
+            "auth": {"secretRef": {"accessKeyIDSecretRef": {"name": "awssm-secret", "key": "access-key"},
+                                   "secretAccessKeySecretRef": {"name": "awssm-secret", "key": "secret-access-key"}}}}}}})
     ENV.aws("create-secret", "--name", "friendslist", "--secret-string", json.dumps(FRIENDS))
 
 
@@ -129,6 +148,40 @@ class AwsSecretRefAgainstMoto(unittest.TestCase):
         # Nothing was written.
         listed = ENV.aws("list-secrets")["SecretList"]
         self.assertNotIn("tenant-with-metadata", [s["Name"] for s in listed])
+
+
+    def test_role_chain_is_assumed_in_order_and_its_credentials_reach_secrets_manager(self):
+        def sync():
+            external_secret("via-role", {"data": [{"secretKey": "last", "remoteRef": {
+                "key": "friendslist", "property": "name.last"}}]}, store="aws-role")
+            self.assertEqual(ENV.wait(lambda: secret_data("via-role"), "Secret via-role"), {"last": "Anderson"})
+        calls = ENV.moto_recording(sync)
+        body = ENV.recorded_body
+        assumed = [(c, urllib.parse.parse_qs(body(c))) for c in calls if "Action=AssumeRole&" in body(c)]
+        self.assertGreaterEqual(len(assumed), 2)
+        (first_call, first), (second_call, second) = assumed[0], assumed[1]
+        # additionalRoles first, bare, signed with the store's own keys ...
+        self.assertEqual(first["RoleArn"], [HOP])
+        for k in ("ExternalId", "Tags.member.1.Key", "TransitiveTagKeys.member.1"):
+            self.assertNotIn(k, first)
+        self.assertIn("Credential=testing/", first_call["headers"]["Authorization"])
+        self.assertIn("/sts/aws4_request", first_call["headers"]["Authorization"])
+        # ... then role, with ESO's options, signed with the hop's credentials.
+        self.assertEqual(second["RoleArn"], [ROLE])
+        self.assertEqual(second["ExternalId"], ["tenant-aws-ext"])
+        self.assertEqual((second["Tags.member.1.Key"], second["Tags.member.1.Value"]), (["team"], ["a"]))
+        self.assertEqual((second["Tags.member.2.Key"], second["Tags.member.2.Value"]), (["env"], ["ci"]))
+        self.assertEqual(second["TransitiveTagKeys.member.1"], ["team"])
+        self.assertTrue(second["RoleSessionName"][0].startswith("aws-go-sdk-"))  # the AWS SDK's default, as ESO
+        self.assertIn("Credential=ASIA", second_call["headers"]["Authorization"])
+        self.assertTrue(second_call["headers"].get("X-Amz-Security-Token"))
+        # Secrets Manager with the role's credentials, never the store's keys.
+        sm = [c for c in calls if (c["headers"].get("X-Amz-Target") or "").startswith("secretsmanager.") and
+              "aws-cli" not in (c["headers"].get("User-Agent") or "")]
+        self.assertTrue(sm)
+        for c in sm:
+            self.assertIn("Credential=ASIA", c["headers"]["Authorization"])
+            self.assertTrue(c["headers"].get("X-Amz-Security-Token"))
 
 
 if __name__ == "__main__":

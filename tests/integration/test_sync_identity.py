@@ -19,7 +19,6 @@ import tempfile
 import time
 import unittest
 import urllib.parse
-import urllib.request
 
 from rootseal_testlib import make_server_and_client_certs
 from sync_testlib import SyncEnv, ESO, K8S_TOKEN, VAULT_ROOT, b64, vault_double
@@ -305,11 +304,6 @@ class Identity(unittest.TestCase):
 
     # ---- AWS web identity ----------------------------------------------------
 
-    def moto(self, method, path):
-        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.env.moto_port, path), method=method)
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.read()
-
     def test_aws_web_identity_pull_and_push(self):
         ns = self.ns("id-aws")
         role = "arn:aws:iam::123456789012:role/id-aws-reader"
@@ -317,9 +311,8 @@ class Identity(unittest.TestCase):
             "apiVersion": "v1", "kind": "ServiceAccount",
             "metadata": {"name": "app", "namespace": ns, "annotations": {"eks.amazonaws.com/role-arn": role}}})
         self.env.aws("create-secret", "--name", "id-aws/db", "--secret-string", json.dumps({"password": "pw-aws"}))
-        self.moto("POST", "/moto-api/recorder/reset-recording")
-        self.moto("POST", "/moto-api/recorder/start-recording")
-        try:
+
+        def pull_and_push():
             self.kube.create(ESO + "/namespaces/%s/secretstores" % ns, {
                 "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
                 "metadata": {"name": "aws", "namespace": ns},
@@ -338,14 +331,8 @@ class Identity(unittest.TestCase):
             self.env.wait(lambda: (self.env.push_ready(ns, "up") or [None])[0] == "True", "PushSecret Ready")
             self.assertEqual(self.env.aws("get-secret-value", "--secret-id", "id-aws/pushed")["SecretString"],
                              "pushed-by-web-identity")
-            rec = self.moto("GET", "/moto-api/recorder/download-recording").decode()
-        finally:
-            self.moto("POST", "/moto-api/recorder/stop-recording")
-        calls = [json.loads(line) for line in rec.splitlines() if line.strip()]
-
-        def body(c):
-            b = c.get("body") or ""
-            return base64.b64decode(b).decode() if c.get("body_encoded") else b
+        calls = self.env.moto_recording(pull_and_push)
+        body = self.env.recorded_body
         sts = [urllib.parse.parse_qs(body(c)) for c in calls if "AssumeRoleWithWebIdentity" in body(c)]
         self.assertGreaterEqual(len(sts), 1)
         self.assertEqual(sts[0]["RoleArn"], [role])

@@ -53,6 +53,22 @@ std::string fingerprint(const StoreSpec& spec) {
           add(s.secret_access_key);
           add(s.session_token);
           buf.append(s.web_identity_id);
+          for (const auto& r : s.assume_roles) {  // another role chain: other credentials
+            buf.push_back('|');
+            buf.append(r.role_arn);
+            buf.push_back('|');
+            buf.append(r.external_id);
+            for (const auto& [k, v] : r.session_tags) {
+              buf.push_back('|');
+              buf.append(k);
+              buf.push_back('=');
+              buf.append(v);
+            }
+            for (const auto& k : r.transitive_tag_keys) {
+              buf.push_back('|');
+              buf.append(k);
+            }
+          }
         } else if constexpr (std::is_same_v<T, AzureSpec>) {
           add(s.client_secret);
           buf.append(s.client_id);  // from a Secret too: a new application id needs a new token
@@ -360,6 +376,12 @@ Task<StoreSpec> EngineProviders::aws_spec(const model::SecretStore& store, const
   a.region = store.aws.region;
   a.recovery_window_days = store.aws.recovery_window_days;
   a.force_delete_without_recovery = store.aws.force_delete_without_recovery;
+  // The role chain, on whichever credentials come first (ESO's createConfiguration).
+  for (const auto& r : store.aws.additional_roles) a.assume_roles.push_back(AwsAssumeRole{r, {}, {}, {}});
+  if (!store.aws.role.empty()) {
+    a.assume_roles.push_back(
+        AwsAssumeRole{store.aws.role, store.aws.external_id, store.aws.session_tags, store.aws.transitive_tag_keys});
+  }
   if (host != nullptr) {
     ROOTSEAL_CO_LET(settings, host_settings<AwsHost>(*host));
     const AwsHost& h = *settings;
@@ -368,6 +390,7 @@ Task<StoreSpec> EngineProviders::aws_spec(const model::SecretStore& store, const
                      "spec.provider.aws.region must be " + h.region + " to use host credentials '" + host->name + "'");
     }
     a.endpoint = h.endpoint;
+    a.sts_endpoint = h.endpoint;  // a test endpoint serves STS too; empty: AWS's regional STS
     if (!host->ca_file.empty()) a.tls.ca_file = host->ca_file.string();
     ROOTSEAL_CO_LET(id, read_credential(h.access_key_id, cred_dir_, "sync.stores." + host->name + ".access_key_id"));
     ROOTSEAL_CO_LET(
@@ -381,6 +404,7 @@ Task<StoreSpec> EngineProviders::aws_spec(const model::SecretStore& store, const
     co_return StoreSpec(std::move(a));
   }
   a.endpoint = aws_endpoint_;
+  a.sts_endpoint = aws_endpoint_;  // a test endpoint (moto, LocalStack) serves STS too; else AWS's regional STS
   if (store.aws.has_jwt) {
     // ESO's credsFromServiceAccount: the role from the ServiceAccount's
     // annotation, the token for eks.amazonaws.com/audience (default
@@ -412,7 +436,6 @@ Task<StoreSpec> EngineProviders::aws_spec(const model::SecretStore& store, const
     a.web_identity_role_arn = role;
     a.web_identity_id = key.id() + " " + role;
     a.web_identity_token = sa_tokens_->source(std::move(key));
-    a.sts_endpoint = aws_endpoint_;  // a test endpoint (moto, LocalStack) serves STS too; else AWS's regional STS
     co_return StoreSpec(std::move(a));
   }
   auto id = co_await secret_key(store.aws.access_key_id_ref, store_ns);

@@ -736,7 +736,29 @@ Result<void> parse_aws(const Obj& a, SecretStore& s) {
   ROOTSEAL_TRY_ASSIGN(out.service, enum_field(a, "service", std::string("SecretsManager"),
                                               {{"SecretsManager", std::string("SecretsManager")}}));
   ROOTSEAL_TRY_ASSIGN(out.region, req_str(a, "region"));
-  ROOTSEAL_TRY(unsupported(a, {"role", "externalID", "sessionTags", "transitiveTagKeys", "prefix"}));
+  ROOTSEAL_TRY(unsupported(a, {"prefix", "customSessionTags"}));
+  // The role chain (ESO's createConfiguration): additionalRoles in order,
+  // then role with externalID and the session tags.
+  ROOTSEAL_TRY_ASSIGN(out.additional_roles, str_list(a, "additionalRoles"));
+  for (std::size_t i = 0; i < out.additional_roles.size(); ++i) {
+    if (!out.additional_roles[i].starts_with("arn:"))
+      return bad(index(a.at("additionalRoles"), i), "must be a role ARN");
+  }
+  ROOTSEAL_TRY_ASSIGN(out.role, str_or(a, "role", ""));
+  if (!out.role.empty() && !out.role.starts_with("arn:")) return bad(a.at("role"), "must be a role ARN");
+  ROOTSEAL_TRY_ASSIGN(out.external_id, str_or(a, "externalID", ""));
+  ROOTSEAL_TRY(for_each_item(a, "sessionTags", [&out](const Obj& tag, const std::string&) -> Result<void> {
+    ROOTSEAL_LET(key, req_str(tag, "key"));
+    ROOTSEAL_LET(value, str_or(tag, "value", ""));
+    out.session_tags.emplace_back(std::move(key), std::move(value));
+    return {};
+  }));
+  ROOTSEAL_TRY_ASSIGN(out.transitive_tag_keys, str_list(a, "transitiveTagKeys"));
+  ROOTSEAL_TRY(enum_field(a, "sessionTagsPolicy", 0, {{"None", 0}}));
+  if (out.role.empty() && (!out.external_id.empty() || !out.session_tags.empty() || !out.transitive_tag_keys.empty())) {
+    return bad(a.at("role"), "required with externalID, sessionTags or transitiveTagKeys (they apply to it)");
+  }
+  if (out.session_tags.size() > 50) return bad(a.at("sessionTags"), "at most 50 session tags (an STS limit)");
   ROOTSEAL_LET(auth, opt_obj(a, "auth"));
   if (auth) {
     ROOTSEAL_LET(jwt, opt_obj(*auth, "jwt"));

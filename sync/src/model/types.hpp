@@ -220,7 +220,14 @@ struct VaultProviderSpec {
 struct AwsProviderSpec {
   std::string service = "SecretsManager";
   std::string region;
-  std::string role;  // accepted and reported as unsupported at reconcile time
+  // ESO's role chain: each of additional_roles assumed in order (STS
+  // AssumeRole with the credentials so far), then role with external_id and
+  // the session tags.
+  std::vector<std::string> additional_roles;
+  std::string role;
+  std::string external_id;
+  std::vector<std::pair<std::string, std::string>> session_tags;  // key, value
+  std::vector<std::string> transitive_tag_keys;
   SecretKeyRef access_key_id_ref;
   SecretKeyRef secret_access_key_ref;
   SecretKeyRef session_token_ref;  // optional

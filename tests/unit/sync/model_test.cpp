@@ -480,3 +480,37 @@ TEST_CASE("PushSecret data[].metadata (ESO's PushSecretMetadata) is refused with
     CHECK(with(md).has_value());
   }
 }
+
+TEST_CASE("SecretStores: aws role chain (additionalRoles, role, externalID, sessionTags, transitiveTagKeys)") {
+  auto err = [](std::string_view text) {
+    auto r = parse_secret_store(json::parse(text));
+    REQUIRE_FALSE(r.has_value());
+    return r.error().message;
+  };
+  auto s = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"a","namespace":"team-a"},
+    "spec":{"provider":{"aws":{"service":"SecretsManager","region":"eu-west-1",
+      "role":"arn:aws:iam::111122223333:role/team-a","externalID":"ext-1",
+      "additionalRoles":["arn:aws:iam::111122223333:role/hop"],
+      "sessionTags":[{"key":"team","value":"a"},{"key":"env","value":"prod"}],"transitiveTagKeys":["team"],
+      "auth":{"secretRef":{"accessKeyIDSecretRef":{"name":"aws","key":"id"},
+                           "secretAccessKeySecretRef":{"name":"aws","key":"secret"}}}}}}})"));
+  REQUIRE(s.has_value());
+  CHECK(s->aws.role == "arn:aws:iam::111122223333:role/team-a");
+  CHECK(s->aws.additional_roles == std::vector<std::string>{"arn:aws:iam::111122223333:role/hop"});
+  CHECK(s->aws.external_id == "ext-1");
+  CHECK(s->aws.session_tags == std::vector<std::pair<std::string, std::string>>{{"team", "a"}, {"env", "prod"}});
+  CHECK(s->aws.transitive_tag_keys == std::vector<std::string>{"team"});
+  const std::string head = R"({"kind":"SecretStore","metadata":{"name":"a","namespace":"team-a"},
+    "spec":{"provider":{"aws":{"region":"eu-west-1","auth":{"secretRef":{"accessKeyIDSecretRef":{"name":"aws","key":"id"},
+      "secretAccessKeySecretRef":{"name":"aws","key":"secret"}}},)";
+  CHECK(err(head + R"("role":"team-a"}}}})") == "spec.provider.aws.role: must be a role ARN");
+  CHECK(err(head + R"("externalID":"x"}}}})") ==
+        "spec.provider.aws.role: required with externalID, sessionTags or transitiveTagKeys (they apply to it)");
+  CHECK(err(head + R"("role":"arn:aws:iam::1:role/r","sessionTags":[{"value":"v"}]}}}})") ==
+        "spec.provider.aws.sessionTags[0].key: required");
+  CHECK(err(head + R"("role":"arn:aws:iam::1:role/r","sessionTagsPolicy":"Simple"}}}})") ==
+        "spec.provider.aws.sessionTagsPolicy: unsupported value 'Simple' (supported: None)");
+  CHECK(err(head + R"("customSessionTags":{"a":"b"}}}}})") ==
+        "spec.provider.aws.customSessionTags: not supported by rootseal");
+  CHECK(err(head + R"("prefix":"p/"}}}})") == "spec.provider.aws.prefix: not supported by rootseal");
+}

@@ -136,6 +136,39 @@ TEST_CASE("sts: AssumeRoleWithWebIdentity body and answer (credentials into lock
   CHECK(sts::error_text(403, "<Error><Code>not a code!</Code></Error>") == "sts: HTTP 403");
 }
 
+TEST_CASE("sts: AssumeRole body (external id, session tags, transitive keys) and answer") {
+  namespace sts = rootseal::sync::providers::sts;
+  sync::AwsAssumeRole role{
+      "arn:aws:iam::111122223333:role/team a", "ext/1", {{"team", "a b"}, {"cost-center", "42"}}, {"team"}};
+  CHECK(sts::assume_role_body(role, "aws-go-sdk-1", 900) ==
+        "Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A111122223333%3Arole%2Fteam%20a"
+        "&RoleSessionName=aws-go-sdk-1&DurationSeconds=900&ExternalId=ext%2F1"
+        "&Tags.member.1.Key=team&Tags.member.1.Value=a%20b&Tags.member.2.Key=cost-center&Tags.member.2.Value=42"
+        "&TransitiveTagKeys.member.1=team");
+  // A bare role: no optional parameter at all.
+  CHECK(sts::assume_role_body({"arn:aws:iam::1:role/r", {}, {}, {}}, "s", 900) ==
+        "Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fr&RoleSessionName=s"
+        "&DurationSeconds=900");
+  // AWS's documented answer (sts AssumeRole, Examples).
+  const std::string ok =
+      "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult>"
+      "<SourceIdentity>Alice</SourceIdentity><AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/demo/TestAR</"
+      "Arn>"
+      "<AssumedRoleId>ARO123EXAMPLE123:TestAR</AssumedRoleId></AssumedRoleUser><Credentials>"
+      "<AccessKeyId>ASIAIOSFODNN7EXAMPLE</AccessKeyId><SecretAccessKey>wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY</"
+      "SecretAccessKey>"
+      "<SessionToken>AQoDYXdzEPT//////////wEXAMPLEtc764</SessionToken><Expiration>2019-11-09T13:34:41Z</Expiration>"
+      "</Credentials><PackedPolicySize>6</PackedPolicySize></AssumeRoleResult></AssumeRoleResponse>";
+  auto c = sts::parse_assume_role(ok);
+  REQUIRE(c);
+  CHECK(std::string(reinterpret_cast<const char*>(c->access_key_id.data()), c->access_key_id.size()) ==
+        "ASIAIOSFODNN7EXAMPLE");
+  // The web identity result is not an AssumeRole result, and the reverse.
+  auto other = sts::parse_assume_role_with_web_identity(ok);
+  REQUIRE_FALSE(other);
+  CHECK(other.error().message.find("wJalr") == std::string::npos);
+}
+
 TEST_CASE("aws provider: SecretString, properties, SecretBinary, VersionStage and VersionId on moto") {
   Moto moto;
   TempDir dir("rootseal-aws");

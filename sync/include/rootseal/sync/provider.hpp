@@ -202,6 +202,14 @@ struct VaultSpec {
   double renew_fraction = 0.5;
 };
 
+// One STS AssumeRole of a store's role chain (ESO: additionalRoles, role).
+struct AwsAssumeRole {
+  std::string role_arn;
+  std::string external_id;                                        // "" = none
+  std::vector<std::pair<std::string, std::string>> session_tags;  // key, value
+  std::vector<std::string> transitive_tag_keys;
+};
+
 struct AwsSpec {
   std::string region;    // required
   std::string endpoint;  // override ("http://127.0.0.1:5000"); empty = https://secretsmanager.<region>.amazonaws.com
@@ -215,6 +223,10 @@ struct AwsSpec {
   std::string web_identity_session_name = "external-secrets-provider-aws";  // ESO's RoleSessionName
   JwtSource web_identity_token;
   std::string web_identity_id;  // who the token speaks for: part of the credential fingerprint
+  // Then the role chain, in order: STS AssumeRole signed with the
+  // credentials so far (the base ones above, or web identity's); the last
+  // credentials are cached until a fifth of their lifetime is left.
+  std::vector<AwsAssumeRole> assume_roles;
   std::string sts_endpoint;     // empty: https://sts.<region>.amazonaws.com
   TlsSpec tls;
   // Push:

@@ -277,8 +277,10 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
   // The credentials to sign with: the spec's, or (web identity) the ones STS
   // sold for the ServiceAccount's token, bought again when a fifth of their
   // lifetime is left or when `renew` (the service refused them).
+  // Static credentials as they are; with web identity or a role chain, the
+  // credentials bought from STS, cached until a fifth of their lifetime is left.
   Task<sts::Credentials> credentials(bool renew) {
-    if (spec_.web_identity_role_arn.empty()) {
+    if (!buys_credentials()) {
       co_return sts::Credentials{spec_.access_key_id.clone(), spec_.secret_access_key.clone(),
                                  spec_.session_token.clone(), {}};
     }
@@ -288,6 +290,10 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
     co_return r;
   }
 
+  [[nodiscard]] bool buys_credentials() const noexcept {
+    return !spec_.web_identity_role_arn.empty() || !spec_.assume_roles.empty();
+  }
+
   Task<sts::Credentials> credentials_locked(bool renew) {
     const auto now = std::chrono::system_clock::now();
     if (!renew && !bought_.access_key_id.empty() && now < refresh_at_) {
@@ -295,6 +301,27 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
                                  bought_.session_token.clone(), bought_.expiration};
     }
     bought_ = {};
+    sts::Credentials creds;
+    if (!spec_.web_identity_role_arn.empty()) {
+      ROOTSEAL_CO_LET(c, co_await web_identity_credentials());
+      creds = std::move(c);
+    } else {
+      creds = sts::Credentials{
+          spec_.access_key_id.clone(), spec_.secret_access_key.clone(), spec_.session_token.clone(), {}};
+    }
+    // ESO's role chain: each role assumed with the credentials so far.
+    for (const auto& role : spec_.assume_roles) {
+      ROOTSEAL_CO_LET(c, co_await assume_role(creds, role));
+      creds = std::move(c);
+    }
+    const auto lifetime = creds.expiration - std::chrono::system_clock::now();
+    refresh_at_ = std::chrono::system_clock::now() + (lifetime - lifetime / 5);  // no overflow
+    bought_ = std::move(creds);
+    co_return sts::Credentials{bought_.access_key_id.clone(), bought_.secret_access_key.clone(),
+                               bought_.session_token.clone(), bought_.expiration};
+  }
+
+  Task<sts::Credentials> web_identity_credentials() {
     for (int attempt = 0;; ++attempt) {
       ROOTSEAL_CO_LET(jwt, co_await spec_.web_identity_token(attempt > 0));
       const auto body = sts::assume_role_with_web_identity_body(spec_.web_identity_role_arn,
@@ -304,14 +331,7 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
                                      {"Accept", "application/xml"}};
       auto res = co_await sts_->request(http::verb::post, "/", headers, as_view(body));
       if (!res) co_return fail(res.error().code, "aws: sts: " + res.error().message);
-      if (res->status == 200) {
-        ROOTSEAL_CO_LET(c, sts::parse_assume_role_with_web_identity(res->body.view()));
-        const auto lifetime = c.expiration - std::chrono::system_clock::now();
-        refresh_at_ = std::chrono::system_clock::now() + (lifetime - lifetime / 5);  // no overflow
-        bought_ = std::move(c);
-        co_return sts::Credentials{bought_.access_key_id.clone(), bought_.secret_access_key.clone(),
-                                   bought_.session_token.clone(), bought_.expiration};
-      }
+      if (res->status == 200) co_return sts::parse_assume_role_with_web_identity(res->body.view());
       // A cached ServiceAccount token STS refuses (expired, the ServiceAccount recreated): once more with a fresh one.
       if (attempt == 0 && res->status == 400) continue;
       const Errc code = res->status == 400 || res->status == 403 ? Errc::permission_denied : errc_for_status(res->status);
@@ -320,10 +340,48 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
     }
   }
 
+  // STS AssumeRole, signed (SigV4, service sts) with `with`. The session
+  // name is the AWS SDK's default, as ESO leaves it; 15 minutes, the SDK's.
+  Task<sts::Credentials> assume_role(const sts::Credentials& with, const AwsAssumeRole& role) {
+    const auto now = std::chrono::system_clock::now();
+    const std::string session =
+        "aws-go-sdk-" +
+        std::to_string(std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count());
+    const std::string body = sts::assume_role_body(role, session, 900);
+    const std::string date = sigv4::amz_date(now);
+    sigv4::Request req;
+    req.method = "POST";
+    req.path = "/";
+    req.headers = {{"content-type", "application/x-www-form-urlencoded; charset=utf-8"},
+                   {"host", sts_->host_header()},
+                   {"x-amz-date", date}};
+    if (!with.session_token.empty())
+      req.headers.emplace_back("x-amz-security-token", std::string(as_view(with.session_token)));
+    req.payload = body;
+    const auto auth =
+        sigv4::authorization(req, {with.access_key_id, with.secret_access_key}, spec_.region, "sts", date);
+    std::vector<net::Header> headers = {{"Content-Type", "application/x-www-form-urlencoded; charset=utf-8"},
+                                        {"Accept", "application/xml"},
+                                        {"X-Amz-Date", date},
+                                        {"Authorization", as_view(auth)}};
+    if (!with.session_token.empty()) headers.push_back({"X-Amz-Security-Token", as_view(with.session_token)});
+    if (!req.headers.empty() && req.headers.back().first == "x-amz-security-token") {
+      auto& v = req.headers.back().second;
+      kms::secure_zero(v.data(), v.size());
+    }
+    ++counters_.sts_calls;
+    auto res = co_await sts_->request(http::verb::post, "/", headers, body);
+    if (!res) co_return fail(res.error().code, "aws: sts: " + res.error().message);
+    if (res->status == 200) co_return sts::parse_assume_role(res->body.view());
+    const Errc code = res->status == 400 || res->status == 403 ? Errc::permission_denied : errc_for_status(res->status);
+    co_return fail(code, "aws: AssumeRole for " + role.role_arn +
+                             " failed: " + sts::error_text(static_cast<int>(res->status), res->body.view()));
+  }
+
   asio::awaitable<kms::Result<Answer>> call_once(std::string_view op, std::string_view body) {
     auto first = co_await call_signed(op, body, false);
     // Web identity: credentials the service no longer accepts are bought again, once.
-    if (first && !spec_.web_identity_role_arn.empty() && (first->status == 400 || first->status == 403) &&
+    if (first && buys_credentials() && (first->status == 400 || first->status == 403) &&
         (first->type == "ExpiredTokenException" || first->type == "UnrecognizedClientException" ||
          first->type == "InvalidSignatureException")) {
       co_return co_await call_signed(op, body, true);
@@ -523,12 +581,12 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
 
   AwsSpec spec_;
   std::shared_ptr<net::HttpClient> client_;
-  std::shared_ptr<net::HttpClient> sts_;  // web identity only
+  std::shared_ptr<net::HttpClient> sts_;  // web identity or a role chain only
   std::shared_ptr<StoreHealth> health_;
   RateLimiter writes_;
   AwsCounters counters_;
   AsyncMutex cred_mu_;
-  // Guarded by cred_mu_ (web identity):
+  // Guarded by cred_mu_ (web identity, a role chain):
   sts::Credentials bought_;
   std::chrono::system_clock::time_point refresh_at_{};
 };
@@ -557,7 +615,11 @@ kms::Result<std::shared_ptr<AwsSecretsManager>> make_aws_provider(const asio::an
   }
   ROOTSEAL_LET(client, make_client(executor, endpoint, spec.tls));
   std::shared_ptr<net::HttpClient> sts;
-  if (!spec.web_identity_role_arn.empty()) {
+  for (const auto& r : spec.assume_roles) {
+    if (!r.role_arn.starts_with("arn:")) return fail(Errc::invalid_argument, "aws: a role to assume must be an ARN");
+    if (r.session_tags.size() > 50) return fail(Errc::invalid_argument, "aws: at most 50 session tags");
+  }
+  if (!spec.web_identity_role_arn.empty() || !spec.assume_roles.empty()) {
     const std::string sts_endpoint = spec.sts_endpoint.empty() ? "https://sts." + spec.region + ".amazonaws.com" : spec.sts_endpoint;
     ROOTSEAL_LET(c, make_client(executor, sts_endpoint, spec.tls));
     sts = std::move(c);

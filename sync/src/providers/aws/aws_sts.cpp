@@ -62,10 +62,13 @@ kms::SecureBytes assume_role_with_web_identity_body(std::string_view role_arn, s
   return body.take();
 }
 
-kms::Result<Credentials> parse_assume_role_with_web_identity(std::string_view xml) {
-  const auto result = element(xml, "AssumeRoleWithWebIdentityResult");
+namespace {
+
+// The <Credentials> under <result_tag>.
+kms::Result<Credentials> parse_credentials(std::string_view xml, std::string_view result_tag) {
+  const auto result = element(xml, result_tag);
   const auto creds = result ? element(*result, "Credentials") : std::nullopt;
-  if (!creds) return fail(Errc::unavailable, "sts: the answer has no AssumeRoleWithWebIdentityResult/Credentials");
+  if (!creds) return fail(Errc::unavailable, "sts: the answer has no " + std::string(result_tag) + "/Credentials");
   Credentials out;
   const struct {
     std::string_view tag;
@@ -85,6 +88,43 @@ kms::Result<Credentials> parse_assume_role_with_web_identity(std::string_view xm
   if (!when) return fail(Errc::unavailable, "sts: Credentials/Expiration is not an RFC 3339 time");
   out.expiration = *when;
   return out;
+}
+
+}  // namespace
+
+kms::Result<Credentials> parse_assume_role_with_web_identity(std::string_view xml) {
+  return parse_credentials(xml, "AssumeRoleWithWebIdentityResult");
+}
+
+kms::Result<Credentials> parse_assume_role(std::string_view xml) { return parse_credentials(xml, "AssumeRoleResult"); }
+
+std::string assume_role_body(const AwsAssumeRole& role, std::string_view session_name, int duration_seconds) {
+  SecureBuffer body(256);
+  body.append("Action=AssumeRole&Version=2011-06-15&RoleArn=");
+  form_encode(role.role_arn, body);
+  body.append("&RoleSessionName=");
+  form_encode(session_name, body);
+  body.append("&DurationSeconds=");
+  body.append(std::to_string(duration_seconds));
+  if (!role.external_id.empty()) {
+    body.append("&ExternalId=");
+    form_encode(role.external_id, body);
+  }
+  std::size_t n = 0;
+  for (const auto& [key, value] : role.session_tags) {
+    const std::string member = "&Tags.member." + std::to_string(++n);
+    body.append(member + ".Key=");
+    form_encode(key, body);
+    body.append(member + ".Value=");
+    form_encode(value, body);
+  }
+  n = 0;
+  for (const auto& key : role.transitive_tag_keys) {
+    body.append("&TransitiveTagKeys.member." + std::to_string(++n) + "=");
+    form_encode(key, body);
+  }
+  const auto view = body.view();
+  return std::string(view);
 }
 
 std::string error_text(int status, std::string_view xml) {

@@ -1,5 +1,5 @@
-// AWS STS AssumeRoleWithWebIdentity (Query API, version 2011-06-15): the
-// request body and the reading of the XML answer. The web identity token
+// AWS STS AssumeRoleWithWebIdentity and AssumeRole (Query API, version
+// 2011-06-15): the request bodies and the reading of the XML answers. The web identity token
 // goes out and the credentials come back in locked memory only; error
 // messages carry STS's error code, never a token or a credential.
 #pragma once
@@ -9,6 +9,7 @@
 
 #include "rootseal/kms/error.hpp"
 #include "rootseal/kms/secure_bytes.hpp"
+#include "rootseal/sync/provider.hpp"
 
 namespace rootseal::sync::providers::sts {
 
@@ -28,6 +29,13 @@ kms::SecureBytes assume_role_with_web_identity_body(std::string_view role_arn, s
 // SecretAccessKey, SessionToken (each present, non-empty, printable ASCII)
 // and Expiration (RFC 3339). unavailable otherwise.
 kms::Result<Credentials> parse_assume_role_with_web_identity(std::string_view xml);
+
+// Action=AssumeRole&Version=2011-06-15&RoleArn=..&RoleSessionName=..&DurationSeconds=..
+// [&ExternalId=..][&Tags.member.N.Key=..&Tags.member.N.Value=..][&TransitiveTagKeys.member.N=..]
+// (form-encoded; the caller signs it with SigV4, service "sts").
+std::string assume_role_body(const AwsAssumeRole& role, std::string_view session_name, int duration_seconds);
+// The <Credentials> of an AssumeRoleResponse, as above.
+kms::Result<Credentials> parse_assume_role(std::string_view xml);
 
 // "sts: HTTP 400 InvalidIdentityToken": the <Error><Code> of an error answer
 // (1-64 letters and digits, else left out), never its message.
