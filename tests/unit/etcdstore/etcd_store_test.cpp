@@ -604,7 +604,7 @@ TEST_CASE("etcd store: one holder of a lock under its member lease, gone with th
 }
 
 TEST_CASE(
-    "etcd store: one keyring key for the cluster; rotated on one host, learned by the other; a retired one "
+    "etcd store: one keyring key for the cluster, rotated on one host, learned by the other, a retired one "
     "takes no version") {
   test::EtcdCluster cluster(1);
   const auto root_key = kms::SecureBytes::random(32);
