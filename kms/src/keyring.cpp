@@ -552,14 +552,6 @@ struct Keyring::State {
     return fail(Errc::conflict, "the store's first keyring key changed while it was read");
   }
 
-  // Re-reads the store's keyring keys when `tag` is one the held hierarchy
-  // does not know (another host rotated the keyring key). Writer mutex held.
-  Result<void> learn(std::string_view tag) {
-    const auto held = held_hierarchy();
-    if (held && held->knows(tag)) return {};
-    return reread_hierarchy();
-  }
-
   // Re-reads the store's keyring keys (another host may have rotated the
   // keyring key). Writer mutex held.
   Result<void> reread_hierarchy() {
@@ -604,7 +596,15 @@ struct Keyring::State {
       if (auto it = keys.find(name); it != keys.end()) removed = keys.extract(it);
       return {};  // `removed` is released after the lock (declared before it)
     }
-    for (const auto& v : record->versions) ROOTSEAL_TRY(learn(v.root_kcv));
+    // A version under a keyring key this host does not hold yet: another
+    // host rotated the keyring key; read the store's keyring keys again.
+    const auto held = held_hierarchy();
+    for (const auto& v : record->versions) {
+      if (!held || !held->knows(v.root_kcv)) {
+        ROOTSEAL_TRY(reread_hierarchy());
+        break;
+      }
+    }
     KeyPtr next;
     std::shared_ptr<const KeyHierarchy> h;
     ROOTSEAL_TRY_ASSIGN(h, hierarchy_in_use());

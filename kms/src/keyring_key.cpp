@@ -13,7 +13,7 @@ namespace {
 
 constexpr std::size_t kKeyringKeySize = 32;
 constexpr std::size_t kMinWrapped = 16;
-constexpr std::size_t kMaxWrapped = 1024;  // an RSA-8192 OAEP blob is 1024 bytes
+constexpr std::size_t kMaxWrapped = 2048;  // a header byte and an RSA-8192 OAEP blob (1024 bytes) fit
 
 bool is_kcv(std::string_view s) noexcept {
   return s.size() == 2 * kKeyCheckValueSize &&

@@ -46,7 +46,7 @@ std::string keyring_key_tag(std::uint32_t id, std::string_view kcv);
 // root's check value among them).
 std::optional<std::uint32_t> keyring_key_tag_id(std::string_view tag) noexcept;
 // What a store record may hold: an id in range and a 6-digit lower-case hex
-// check value on both sides, a wrapped key of 16..1024 bytes.
+// check value on both sides, a wrapped key of 16..2048 bytes.
 Result<void> validate_keyring_key_record(const KeyringKeyRecord& record);
 
 // A new keyring key: 32 random bytes, wrapped by `root` and checked to
