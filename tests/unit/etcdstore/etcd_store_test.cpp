@@ -620,11 +620,17 @@ TEST_CASE(
   REQUIRE(b.ring->refresh("k"));
   CHECK(text(b.ring->decrypt("k", enc->ciphertext, {})) == "before");
 
+  // More keys than one etcd transaction takes (64): the move goes in batches.
+  for (int i = 0; i < 70; ++i) REQUIRE(a.ring->create("bulk-" + std::to_string(i), {}));
   // A rotates the keyring key: every version moves under key 2, key 1 goes.
+  std::vector<std::string> steps;
+  a.ring->set_step_observer([&steps](std::string_view step) { steps.emplace_back(step); });
   auto st = a.ring->rotate_keyring_key();
   if (!st) FAIL(st.error().message);
   CHECK(st->id == 2);
   CHECK(st->pending_versions == 0);
+  CHECK(steps == std::vector<std::string>{"keyring-key-added", "keyring-rewrapped-1", "keyring-rewrapped-2",
+                                          "keyring-key-retired-1"});
   kks = a.store->keyring_keys();
   REQUIRE(kks);
   REQUIRE(kks->size() == 1);
@@ -653,6 +659,12 @@ TEST_CASE(
   stored = a.store->find("k");
   REQUIRE(stored);
   for (const auto& v : (*stored)->versions) CHECK(v.root_kcv == tag2);
+  auto all = a.store->load_all();
+  REQUIRE(all);
+  CHECK(all->size() == 71);
+  for (const auto& k : *all) {
+    for (const auto& v : k.versions) CHECK(v.root_kcv == tag2);
+  }
   CHECK(text(b.ring->decrypt("k", enc->ciphertext, {})) == "before");
   auto enc2 = b.ring->encrypt("k", bytes("after"), {});
   REQUIRE(enc2);
