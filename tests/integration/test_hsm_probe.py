@@ -27,6 +27,10 @@ STORE_TOOL = os.environ.get("CEREMONY_STORE_TOOL", "")
 RSA_TO_CBC_POINTS = ["root-key-held", "shares-written", "hmac-key-imported", "new-key-imported", "rotation-recorded",
                      "rewrap-before-commit", "rewrap-committed", "old-key-copied", "old-key-retired",
                      "new-hmac-copied", "new-key-copied", "new-key-promoted", "new-hmac-promoted"]
+# ... and from an aes-cbc-pad-hmac root to a new rsa-oaep pair (--no-backup).
+CBC_TO_RSA_POINTS = ["new-key-imported", "rotation-recorded", "rewrap-before-commit", "rewrap-committed",
+                     "old-key-copied", "old-key-retired", "old-hmac-copied", "old-hmac-retired", "new-key-copied",
+                     "new-key-promoted"]
 
 # pkcs11-tool's names (OpenSC's table) of the mechanisms the verdicts rest on.
 OPENSC_IDS = {
@@ -240,6 +244,40 @@ class HsmProbeTest(unittest.TestCase):
                                   text=True, timeout=120, pass_fds=(r_fd,))
         finally:
             os.close(r_fd)
+
+    def run_killed_at(self, tok, args, point):
+        """rootseal ARGS with tok's PIN, SIGKILLed at crash point `point`."""
+        r_fd, w_fd = os.pipe()
+        os.write(w_fd, tok.pin.encode() + b"\n")
+        os.close(w_fd)
+        try:
+            k = subprocess.run([ROOTSEAL_CLI] + args + ["--pin-fd", str(r_fd)],
+                               env=dict(tok.env, ROOTSEAL_TEST_CRASH_AT=point), capture_output=True, text=True,
+                               timeout=300, pass_fds=(r_fd,))
+        finally:
+            os.close(r_fd)
+        self.assertEqual(k.returncode, -9, "%s: %s%s" % (point, k.stdout, k.stderr))
+
+    def store_tool(self, tok, *args):
+        """ceremony_store_tool ARGS on tok; its standard output split in words."""
+        self.assertTrue(STORE_TOOL, "CEREMONY_STORE_TOOL is not set")
+        r = subprocess.run([STORE_TOOL, *args], capture_output=True, text=True, timeout=300,
+                           env=dict(tok.env, SOFTHSM2_MODULE=tok.module, TEST_PIN=tok.pin))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        return r.stdout.split()
+
+    def store_opens(self, tok, db, samples, labels):
+        """(kcv, mechanism) of the root under one of `labels` that opens the
+        store `db` and decrypts its 20 keys' samples."""
+        out = self.store_tool(tok, "check", db, tok.label, samples, *labels)
+        self.assertEqual((out[0], out[3]), ("OPENS", "20"))
+        return out[2], out[4]
+
+    def token_object_labels(self, tok):
+        r = subprocess.run(["pkcs11-tool", "--module", tok.module, "--token-label", tok.label, "--login", "--pin",
+                            tok.pin, "--list-objects"], env=tok.env, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return re.findall(r"label:\s+(\S+)\n", r.stdout)
 
     def probe_keys(self, tok, *extra):
         r = self.run_with_pin(tok, ["hsm", "probe", "--module", tok.module, "--token", tok.label, "--json", *extra])
@@ -477,7 +515,6 @@ class HsmProbeTest(unittest.TestCase):
         SIGKILLed there; the store then opens under the root or its temporary
         label, and --resume ends with the store under an aes-cbc-pad-hmac root
         with the recorded check value, the RSA pair kept as <label>.retired-<kcv>."""
-        self.assertTrue(STORE_TOOL, "CEREMONY_STORE_TOOL is not set")
         tok = self.tokens["opencryptoki"]
         work = os.path.join(self.base, "rsa-rotation")
         os.makedirs(work)
@@ -488,15 +525,9 @@ class HsmProbeTest(unittest.TestCase):
                            capture_output=True)
             subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-out", pub], check=True)
             custodians += ["--custodian", "%s=%s" % (name, pub)]
-        tool_env = dict(tok.env, SOFTHSM2_MODULE=tok.module, TEST_PIN=tok.pin)
 
         def opens(db, samples, labels):
-            r = subprocess.run([STORE_TOOL, "check", db, tok.label, samples] + labels, capture_output=True,
-                               env=tool_env, timeout=300, text=True)
-            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-            out = r.stdout.split()
-            self.assertEqual((out[0], out[3]), ("OPENS", "20"))
-            return out[1], out[2], out[4]
+            return self.store_opens(tok, db, samples, labels)
 
         moved = 0
         for i, point in enumerate(RSA_TO_CBC_POINTS):
@@ -507,32 +538,20 @@ class HsmProbeTest(unittest.TestCase):
                                         "--key-label", label, "--mechanism", "rsa-oaep", "--no-backup",
                                         "--transcript-dir", transcript])
             self.assertEqual(r.returncode, 0, r.stderr)
-            p = subprocess.run([STORE_TOOL, "populate", db, tok.label, label, "20", samples], capture_output=True,
-                               env=tool_env, timeout=300, text=True)
-            self.assertEqual(p.returncode, 0, p.stderr)
-            _, rsa_kcv, mech = opens(db, samples, [label])
+            self.store_tool(tok, "populate", db, tok.label, label, "20", samples)
+            rsa_kcv, mech = opens(db, samples, [label])
             self.assertEqual(mech, "rsa-oaep")
             rotate = ["ceremony", "rotate-root", "--module", tok.module, "--token", tok.label, "--key-label", label,
                       "--store", db, "--transcript-dir", transcript]
-            r_fd, w_fd = os.pipe()
-            os.write(w_fd, tok.pin.encode() + b"\n")
-            os.close(w_fd)
-            try:
-                k = subprocess.run([ROOTSEAL_CLI] + rotate + ["--mechanism", "aes-cbc-pad-hmac", "--threshold", "2",
-                                                             "--out", os.path.join(work, "shares-%d" % i),
-                                                             "--pin-fd", str(r_fd)] + custodians,
-                                   env=dict(tok.env, ROOTSEAL_TEST_CRASH_AT=point), capture_output=True, text=True,
-                                   timeout=300, pass_fds=(r_fd,))
-            finally:
-                os.close(r_fd)
-            self.assertEqual(k.returncode, -9, "%s: %s%s" % (point, k.stdout, k.stderr))
-            _, kcv, mech = opens(db, samples, [label, label + ".next"])  # never neither
+            self.run_killed_at(tok, rotate + ["--mechanism", "aes-cbc-pad-hmac", "--threshold", "2", "--out",
+                                              os.path.join(work, "shares-%d" % i)] + custodians, point)
+            kcv, mech = opens(db, samples, [label, label + ".next"])  # never neither
             self.assertIn(mech, ("rsa-oaep", "aes-cbc-pad-hmac"), point)
             r = self.run_with_pin(tok, rotate + ["--resume"])
             self.assertEqual(r.returncode, 0, "%s: %s" % (point, r.stderr))
             recorded = "resuming root rotation" in r.stdout
             moved += recorded
-            _, kcv, mech = opens(db, samples, [label])
+            kcv, mech = opens(db, samples, [label])
             self.assertEqual(mech, "aes-cbc-pad-hmac" if recorded else "rsa-oaep", point)
             if not recorded:
                 self.assertEqual(kcv, rsa_kcv, point)
@@ -548,6 +567,142 @@ class HsmProbeTest(unittest.TestCase):
             self.assertNotIn("%s.next" % label, r.stdout, point)
         # The kills before the rotation was recorded leave the RSA root; the rest end on the new one.
         self.assertEqual(moved, len(RSA_TO_CBC_POINTS) - RSA_TO_CBC_POINTS.index("rotation-recorded"))
+
+    def test_rotate_root_from_aes_cbc_pad_hmac_to_rsa_oaep_killed_at_every_step(self):
+        """On opencryptoki: for each step of rotate-root, a fresh
+        aes-cbc-pad-hmac root (init --no-backup) wraps 20 keys; the rotation to
+        a new rsa-oaep pair (--no-backup) is SIGKILLed there; the store then
+        opens under the root or its temporary label, and --resume ends with the
+        store under the recorded RSA pair at the label, the AES and HMAC keys
+        kept as <label>.retired-<kcv>(-hmac), nothing at <label>.next; killed
+        before the rotation was recorded, --resume destroys the unrecorded pair."""
+        tok = self.tokens["opencryptoki"]
+        work = os.path.join(self.base, "cbc-to-rsa")
+        os.makedirs(work)
+        moved = 0
+        for i, point in enumerate(CBC_TO_RSA_POINTS):
+            label = "cbc-rsa-%d" % i
+            transcript = os.path.join(work, "transcript-%d" % i)
+            db, samples = os.path.join(work, "store-%d.db" % i), os.path.join(work, "samples-%d" % i)
+            r = self.run_with_pin(tok, ["ceremony", "init", "--module", tok.module, "--token", tok.label,
+                                        "--key-label", label, "--mechanism", "aes-cbc-pad-hmac", "--no-backup",
+                                        "--transcript-dir", transcript])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.store_tool(tok, "populate", db, tok.label, label, "20", samples)
+            old_kcv, mech = self.store_opens(tok, db, samples, [label])
+            self.assertEqual(mech, "aes-cbc-pad-hmac")
+            old_mac = self.probe_keys(tok, "--key-label", label + "-hmac")["objects"][0]["kcv"]
+            rotate = ["ceremony", "rotate-root", "--module", tok.module, "--token", tok.label, "--key-label", label,
+                      "--store", db, "--transcript-dir", transcript]
+            self.run_killed_at(tok, rotate + ["--mechanism", "rsa-oaep", "--no-backup"], point)
+            kcv, mech = self.store_opens(tok, db, samples, [label, label + ".next"])  # never neither
+            self.assertIn(mech, ("aes-cbc-pad-hmac", "rsa-oaep"), point)
+            r = self.run_with_pin(tok, rotate + ["--resume"])
+            self.assertEqual(r.returncode, 0, "%s: %s" % (point, r.stderr))
+            recorded = "resuming root rotation" in r.stdout
+            moved += recorded
+            kcv, mech = self.store_opens(tok, db, samples, [label])
+            labels = self.token_object_labels(tok)
+            self.assertNotIn(label + ".next", labels, point)
+            self.assertNotIn(label + ".next-hmac", labels, point)
+            with open(os.path.join(transcript, sorted(n for n in os.listdir(transcript)
+                                                      if n.endswith(".json"))[-1])) as f:
+                last = json.load(f)
+            if not recorded:
+                self.assertEqual((mech, kcv), ("aes-cbc-pad-hmac", old_kcv), point)
+                self.assertIn("destroyed", r.stdout + json.dumps(last), point)
+                self.assertEqual(last["kind"], "rotate-root-abandoned", point)
+                continue
+            self.assertEqual(mech, "rsa-oaep", point)
+            self.assertEqual((last["kind"], last["root_key"]["kcv"], last["root_key"]["mechanism"]),
+                             ("rotate-root-complete", kcv, "rsa-oaep"), point)
+            # The pair (public and private key) at the label, and no AES key there any more.
+            self.assertEqual(labels.count(label), 2, point)
+            self.assertEqual(self.probe_keys(tok, "--key-label", label)["objects"], [], point)
+            self.assertEqual(self.probe_keys(tok, "--key-label", label + "-hmac")["objects"], [], point)
+            retired = "%s.retired-%s" % (label, old_kcv)
+            self.assertEqual([k["kcv"] for k in self.probe_keys(tok, "--key-label", retired)["objects"]], [old_kcv],
+                             point)
+            self.assertEqual([k["kcv"] for k in self.probe_keys(tok, "--key-label", retired + "-hmac")["objects"]],
+                             [old_mac], point)
+            # The rotation record carries the no-backup warning.
+            with open(os.path.join(transcript, sorted(n for n in os.listdir(transcript)
+                                                      if n.endswith(".json"))[-2])) as f:
+                prepared = json.load(f)
+            self.assertEqual((prepared["kind"], prepared["root_key"]["mechanism"], prepared["root_key"]["backup"]),
+                             ("rotate-root", "rsa-oaep", False), point)
+            self.assertIn("can never be", prepared["warning"])
+        # Killed before the rotation was recorded: the AES root stays; the rest end on the RSA pair.
+        self.assertEqual(moved, len(CBC_TO_RSA_POINTS) - CBC_TO_RSA_POINTS.index("rotation-recorded"))
+
+        # Uninterrupted: aes-cbc-pad-hmac -> rsa-oaep, then rsa-oaep -> a new rsa-oaep pair.
+        label, transcript = "cbc-rsa-whole", os.path.join(work, "transcript-whole")
+        db, samples = os.path.join(work, "store-whole.db"), os.path.join(work, "samples-whole")
+        r = self.run_with_pin(tok, ["ceremony", "init", "--module", tok.module, "--token", tok.label, "--key-label",
+                                    label, "--mechanism", "aes-cbc-pad-hmac", "--no-backup", "--transcript-dir",
+                                    transcript])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.store_tool(tok, "populate", db, tok.label, label, "20", samples)
+        kcvs = [self.store_opens(tok, db, samples, [label])[0]]
+        for _ in range(2):
+            r = self.run_with_pin(tok, ["ceremony", "rotate-root", "--module", tok.module, "--token", tok.label,
+                                        "--key-label", label, "--store", db, "--transcript-dir", transcript,
+                                        "--mechanism", "rsa-oaep", "--no-backup"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("NO BACKUP", r.stderr)
+            kcv, mech = self.store_opens(tok, db, samples, [label])
+            self.assertEqual(mech, "rsa-oaep")
+            self.assertIn("root rotation", r.stdout)
+            self.assertIn("old root (kcv %s) relabelled '%s.retired-%s'" % (kcvs[-1], label, kcvs[-1]), r.stdout)
+            self.assertIn("the root key is '%s' (kcv %s)" % (label, kcv), r.stdout)
+            kcvs.append(kcv)
+        labels = self.token_object_labels(tok)
+        self.assertEqual((labels.count(label), labels.count("%s.retired-%s" % (label, kcvs[1]))), (2, 2))
+        self.assertEqual(len(set(kcvs)), 3)
+        # rootseald opens that store with the rotated RSA root.
+        d = ConfigDaemon("rootseal-cbc-to-rsa-", "unused", pin="12345678")
+        try:
+            os.makedirs(os.path.join(d.dir, "state"), mode=0o700)
+            shutil.copy(db, os.path.join(d.dir, "state", "rootseal.db"))
+            self.write_daemon_config(d, tok, "auto", label)
+            d.start(env=tok.env)
+            d.wait_for(lambda: d.call("GET", "/v1/sys/health").status == 200, "unsealed with the rotated RSA root",
+                       timeout=120)
+            self.assertIn("mechanism=CKM_RSA_PKCS_OAEP", d.log())
+            self.assertEqual(d.call("GET", "/v1/sys/seal-status").json()["root_key_check_value"], kcv)
+        finally:
+            d.close()
+
+    def test_rotate_root_to_rsa_oaep_refusals(self):
+        """Without --no-backup: refused before the token is touched. On
+        SoftHSM2 (OAEP with SHA-1 only): refused with the reason, nothing
+        recorded, nothing left at <label>.next, the store under the old root."""
+        tok = self.tokens["softhsm2"]
+        work = os.path.join(self.base, "to-rsa-refused")
+        os.makedirs(work)
+        label, transcript = "root-to-rsa", os.path.join(work, "transcript")
+        db, samples = os.path.join(work, "store.db"), os.path.join(work, "samples")
+        r = self.run_with_pin(tok, ["ceremony", "init", "--module", tok.module, "--token", tok.label, "--key-label",
+                                    label, "--mechanism", "aes-kwp", "--no-backup", "--transcript-dir", transcript])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.store_tool(tok, "populate", db, tok.label, label, "20", samples)
+        old_kcv, _ = self.store_opens(tok, db, samples, [label])
+        rotate = ["ceremony", "rotate-root", "--module", tok.module, "--token", tok.label, "--key-label", label,
+                  "--store", db, "--transcript-dir", transcript, "--mechanism", "rsa-oaep"]
+        r = self.run_with_pin(tok, rotate + ["--threshold", "2", "--out", os.path.join(work, "shares"),
+                                             "--custodian", "a=/nonexistent-a.pem", "--custodian", "b=/nonexistent-b"])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("an rsa-oaep root cannot be backed up in shares", r.stderr)
+        self.assertNotIn("root rotation", r.stdout)  # refused before the token is opened
+        r = self.run_with_pin(tok, rotate + ["--no-backup"])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("does not decrypt with CKM_RSA_PKCS_OAEP (SHA-256, MGF1-SHA-256)", r.stderr)
+        self.assertNotIn(label + ".next", self.token_object_labels(tok))
+        self.assertEqual(self.store_opens(tok, db, samples, [label]), (old_kcv, "aes-kwp"))
+        r = self.run_with_pin(tok, ["ceremony", "rotate-root", "--module", tok.module, "--token", tok.label,
+                                    "--key-label", label, "--store", db, "--transcript-dir", transcript, "--resume"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("no interrupted root rotation; nothing to resume", r.stdout)
 
     def test_rootseald_on_opencryptoki_auto_is_cbc_pad_hmac(self):
         self.check_rootseald_round_trip("opencryptoki", "auto", "CKM_AES_CBC_PAD+CKM_SHA256_HMAC", "root-auto")
