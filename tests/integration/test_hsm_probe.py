@@ -472,15 +472,21 @@ class HsmProbeTest(unittest.TestCase):
             second.close()
 
     def test_ceremony_rsa_oaep_root_on_opencryptoki_no_backup_only(self):
+        self.check_ceremony_rsa_oaep_root("opencryptoki")
+
+    def test_ceremony_rsa_oaep_root_on_tpm2_pkcs11_no_backup_only(self):
+        self.check_ceremony_rsa_oaep_root("tpm2-pkcs11")
+
+    def check_ceremony_rsa_oaep_root(self, name):
         """rsa-oaep: refused without --no-backup; with it, the pair is generated
         in the token, the warning is loud, verify checks the public key's check
         value, and rootseald uses the root with the same check value."""
-        tok = self.tokens["opencryptoki"]
-        transcript = os.path.join(self.base, "ceremony-transcript-rsa")
+        tok = self.tokens[name]
+        transcript = os.path.join(self.base, "ceremony-transcript-rsa-" + name)
         label = "root-rsa-ceremony"
         base = ["ceremony", "init", "--module", tok.module, "--token", tok.label, "--key-label", label,
                 "--mechanism", "rsa-oaep", "--transcript-dir", transcript]
-        r = self.run_with_pin(tok, base + ["--threshold", "2", "--out", os.path.join(self.base, "rsa-shares"),
+        r = self.run_with_pin(tok, base + ["--threshold", "2", "--out", os.path.join(self.base, "rsa-shares-" + name),
                                            "--custodian", "a=/nonexistent-a.pem", "--custodian", "b=/nonexistent-b"])
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("an rsa-oaep root cannot be backed up in shares", r.stderr)
