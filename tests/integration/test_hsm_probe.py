@@ -273,6 +273,19 @@ class HsmProbeTest(unittest.TestCase):
         self.assertEqual((out[0], out[3]), ("OPENS", "20"))
         return out[2], out[4]
 
+    def root_and_store(self, tok, work, label, mechanism):
+        """A root `label` made by `ceremony init --no-backup` and a store of 20
+        keys under it in `work`: (transcript folder, store, samples, kcv)."""
+        transcript = os.path.join(work, "transcript-" + label)
+        db, samples = os.path.join(work, label + ".db"), os.path.join(work, "samples-" + label)
+        r = self.run_with_pin(tok, ["ceremony", "init", "--module", tok.module, "--token", tok.label, "--key-label",
+                                    label, "--mechanism", mechanism, "--no-backup", "--transcript-dir", transcript])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.store_tool(tok, "populate", db, tok.label, label, "20", samples)
+        kcv, mech = self.store_opens(tok, db, samples, [label])
+        self.assertEqual(mech, mechanism)
+        return transcript, db, samples, kcv
+
     def token_object_labels(self, tok):
         r = subprocess.run(["pkcs11-tool", "--module", tok.module, "--token-label", tok.label, "--login", "--pin",
                             tok.pin, "--list-objects"], env=tok.env, capture_output=True, text=True)
@@ -504,13 +517,23 @@ class HsmProbeTest(unittest.TestCase):
                                     label, "--transcript-dir", transcript])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("(rsa-oaep)", r.stdout)
-        d = ConfigDaemon("rootseal-rsa-ceremony-", "unused", pin="12345678")
+        self.check_rootseald_uses_rsa_root(tok, label, kcv)
+
+    def check_rootseald_uses_rsa_root(self, tok, label, kcv, store=None):
+        """rootseald (with a copy of `store`, if given) unseals with the RSA
+        root `label` of check value `kcv`."""
+        d = ConfigDaemon("rootseal-rsa-root-", "unused", pin="12345678")
         try:
+            if store:
+                os.makedirs(os.path.join(d.dir, "state"), mode=0o700)
+                shutil.copy(store, os.path.join(d.dir, "state", "rootseal.db"))
             self.write_daemon_config(d, tok, "auto", label)
             d.start(env=tok.env)
-            d.wait_for(lambda: d.call("GET", "/v1/sys/health").status == 200, "unsealed with the ceremony's RSA root",
+            d.wait_for(lambda: d.call("GET", "/v1/sys/health").status == 200, "unsealed with the RSA root " + label,
                        timeout=120)
             self.assertIn("mechanism=CKM_RSA_PKCS_OAEP", d.log())
+            if store:
+                self.assertRegex(d.log(), r'msg="unsealed" root=pkcs11 keys=\d+ versions=20 ')
             self.assertEqual(d.call("GET", "/v1/sys/seal-status").json()["root_key_check_value"], kcv)
         finally:
             d.close()
@@ -538,15 +561,7 @@ class HsmProbeTest(unittest.TestCase):
         moved = 0
         for i, point in enumerate(RSA_TO_CBC_POINTS):
             label = "rsa-rot-%d" % i
-            transcript = os.path.join(work, "transcript-%d" % i)
-            db, samples = os.path.join(work, "store-%d.db" % i), os.path.join(work, "samples-%d" % i)
-            r = self.run_with_pin(tok, ["ceremony", "init", "--module", tok.module, "--token", tok.label,
-                                        "--key-label", label, "--mechanism", "rsa-oaep", "--no-backup",
-                                        "--transcript-dir", transcript])
-            self.assertEqual(r.returncode, 0, r.stderr)
-            self.store_tool(tok, "populate", db, tok.label, label, "20", samples)
-            rsa_kcv, mech = opens(db, samples, [label])
-            self.assertEqual(mech, "rsa-oaep")
+            transcript, db, samples, rsa_kcv = self.root_and_store(tok, work, label, "rsa-oaep")
             rotate = ["ceremony", "rotate-root", "--module", tok.module, "--token", tok.label, "--key-label", label,
                       "--store", db, "--transcript-dir", transcript]
             self.run_killed_at(tok, rotate + ["--mechanism", "aes-cbc-pad-hmac", "--threshold", "2", "--out",
@@ -588,15 +603,7 @@ class HsmProbeTest(unittest.TestCase):
         moved = 0
         for i, point in enumerate(CBC_TO_RSA_POINTS):
             label = "cbc-rsa-%d" % i
-            transcript = os.path.join(work, "transcript-%d" % i)
-            db, samples = os.path.join(work, "store-%d.db" % i), os.path.join(work, "samples-%d" % i)
-            r = self.run_with_pin(tok, ["ceremony", "init", "--module", tok.module, "--token", tok.label,
-                                        "--key-label", label, "--mechanism", "aes-cbc-pad-hmac", "--no-backup",
-                                        "--transcript-dir", transcript])
-            self.assertEqual(r.returncode, 0, r.stderr)
-            self.store_tool(tok, "populate", db, tok.label, label, "20", samples)
-            old_kcv, mech = self.store_opens(tok, db, samples, [label])
-            self.assertEqual(mech, "aes-cbc-pad-hmac")
+            transcript, db, samples, old_kcv = self.root_and_store(tok, work, label, "aes-cbc-pad-hmac")
             old_mac = self.probe_keys(tok, "--key-label", label + "-hmac")["objects"][0]["kcv"]
             rotate = ["ceremony", "rotate-root", "--module", tok.module, "--token", tok.label, "--key-label", label,
                       "--store", db, "--transcript-dir", transcript]
@@ -642,14 +649,9 @@ class HsmProbeTest(unittest.TestCase):
         self.assertEqual(moved, len(CBC_TO_RSA_POINTS) - CBC_TO_RSA_POINTS.index("rotation-recorded"))
 
         # Uninterrupted: aes-cbc-pad-hmac -> rsa-oaep, then rsa-oaep -> a new rsa-oaep pair.
-        label, transcript = "cbc-rsa-whole", os.path.join(work, "transcript-whole")
-        db, samples = os.path.join(work, "store-whole.db"), os.path.join(work, "samples-whole")
-        r = self.run_with_pin(tok, ["ceremony", "init", "--module", tok.module, "--token", tok.label, "--key-label",
-                                    label, "--mechanism", "aes-cbc-pad-hmac", "--no-backup", "--transcript-dir",
-                                    transcript])
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.store_tool(tok, "populate", db, tok.label, label, "20", samples)
-        kcvs = [self.store_opens(tok, db, samples, [label])[0]]
+        label = "cbc-rsa-whole"
+        transcript, db, samples, kcv = self.root_and_store(tok, work, label, "aes-cbc-pad-hmac")
+        kcvs = [kcv]
         for _ in range(2):
             r = self.run_with_pin(tok, ["ceremony", "rotate-root", "--module", tok.module, "--token", tok.label,
                                         "--key-label", label, "--store", db, "--transcript-dir", transcript,
@@ -666,18 +668,7 @@ class HsmProbeTest(unittest.TestCase):
         self.assertEqual((labels.count(label), labels.count("%s.retired-%s" % (label, kcvs[1]))), (2, 2))
         self.assertEqual(len(set(kcvs)), 3)
         # rootseald opens that store with the rotated RSA root.
-        d = ConfigDaemon("rootseal-cbc-to-rsa-", "unused", pin="12345678")
-        try:
-            os.makedirs(os.path.join(d.dir, "state"), mode=0o700)
-            shutil.copy(db, os.path.join(d.dir, "state", "rootseal.db"))
-            self.write_daemon_config(d, tok, "auto", label)
-            d.start(env=tok.env)
-            d.wait_for(lambda: d.call("GET", "/v1/sys/health").status == 200, "unsealed with the rotated RSA root",
-                       timeout=120)
-            self.assertIn("mechanism=CKM_RSA_PKCS_OAEP", d.log())
-            self.assertEqual(d.call("GET", "/v1/sys/seal-status").json()["root_key_check_value"], kcv)
-        finally:
-            d.close()
+        self.check_rootseald_uses_rsa_root(tok, label, kcv, db)
 
     def test_rotate_root_to_rsa_oaep_refusals(self):
         """Without --no-backup: refused before the token is touched. On
@@ -686,13 +677,8 @@ class HsmProbeTest(unittest.TestCase):
         tok = self.tokens["softhsm2"]
         work = os.path.join(self.base, "to-rsa-refused")
         os.makedirs(work)
-        label, transcript = "root-to-rsa", os.path.join(work, "transcript")
-        db, samples = os.path.join(work, "store.db"), os.path.join(work, "samples")
-        r = self.run_with_pin(tok, ["ceremony", "init", "--module", tok.module, "--token", tok.label, "--key-label",
-                                    label, "--mechanism", "aes-kwp", "--no-backup", "--transcript-dir", transcript])
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.store_tool(tok, "populate", db, tok.label, label, "20", samples)
-        old_kcv, _ = self.store_opens(tok, db, samples, [label])
+        label = "root-to-rsa"
+        transcript, db, samples, old_kcv = self.root_and_store(tok, work, label, "aes-kwp")
         rotate = ["ceremony", "rotate-root", "--module", tok.module, "--token", tok.label, "--key-label", label,
                   "--store", db, "--transcript-dir", transcript, "--mechanism", "rsa-oaep"]
         r = self.run_with_pin(tok, rotate + ["--threshold", "2", "--out", os.path.join(work, "shares"),
