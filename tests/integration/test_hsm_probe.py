@@ -555,9 +555,6 @@ class HsmProbeTest(unittest.TestCase):
             subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-out", pub], check=True)
             custodians += ["--custodian", "%s=%s" % (name, pub)]
 
-        def opens(db, samples, labels):
-            return self.store_opens(tok, db, samples, labels)
-
         moved = 0
         for i, point in enumerate(RSA_TO_CBC_POINTS):
             label = "rsa-rot-%d" % i
@@ -566,13 +563,13 @@ class HsmProbeTest(unittest.TestCase):
                       "--store", db, "--transcript-dir", transcript]
             self.run_killed_at(tok, rotate + ["--mechanism", "aes-cbc-pad-hmac", "--threshold", "2", "--out",
                                               os.path.join(work, "shares-%d" % i)] + custodians, point)
-            kcv, mech = opens(db, samples, [label, label + ".next"])  # never neither
+            kcv, mech = self.store_opens(tok, db, samples, [label, label + ".next"])  # never neither
             self.assertIn(mech, ("rsa-oaep", "aes-cbc-pad-hmac"), point)
             r = self.run_with_pin(tok, rotate + ["--resume"])
             self.assertEqual(r.returncode, 0, "%s: %s" % (point, r.stderr))
             recorded = "resuming root rotation" in r.stdout
             moved += recorded
-            kcv, mech = opens(db, samples, [label])
+            kcv, mech = self.store_opens(tok, db, samples, [label])
             self.assertEqual(mech, "aes-cbc-pad-hmac" if recorded else "rsa-oaep", point)
             if not recorded:
                 self.assertEqual(kcv, rsa_kcv, point)
