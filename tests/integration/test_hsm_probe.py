@@ -661,6 +661,11 @@ class HsmProbeTest(unittest.TestCase):
             self.assertIn("old root (kcv %s) relabelled '%s.retired-%s'" % (kcvs[-1], label, kcvs[-1]), r.stdout)
             self.assertIn("the root key is '%s' (kcv %s)" % (label, kcv), r.stdout)
             kcvs.append(kcv)
+            r = self.run_with_pin(tok, ["ceremony", "verify", "--module", tok.module, "--token", tok.label,
+                                        "--key-label", label, "--transcript-dir", transcript, "--store", db])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("(rsa-oaep)", r.stdout)
+            self.assertIn(kcv, r.stdout)
         labels = self.token_object_labels(tok)
         self.assertEqual((labels.count(label), labels.count("%s.retired-%s" % (label, kcvs[1]))), (2, 2))
         self.assertEqual(len(set(kcvs)), 3)
