@@ -302,7 +302,7 @@ void add_rotate(CLI::App* ceremony, RotateArgs& a) {
   a.cmd->add_flag("--resume", a.resume, "finish a rotation that was interrupted");
   add_mechanism_options(a.cmd, a.mechanism,
                         "root mechanism of the new root key; auto keeps the current root's (set it to move "
-                        "between aes-kwp/aes-gcm and aes-cbc-pad-hmac)");
+                        "between aes-kwp/aes-gcm, aes-cbc-pad-hmac and, with --no-backup, rsa-oaep)");
 }
 
 int run_rotate(const RotateArgs& a, Console& con) {

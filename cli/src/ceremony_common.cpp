@@ -171,6 +171,14 @@ kms::Result<RootObjects> import_root(hsm::TokenAdmin& admin, std::string_view la
   return r;
 }
 
+json::object generated_root_json(const RootObjects& r) {
+  json::object o = root_json(r);
+  o["origin"] = r.mechanism == kRsaOaep ? "generated inside the HSM (C_GenerateKeyPair); never outside it"
+                                        : "generated inside the HSM (C_GenerateKey); never outside it";
+  o["backup"] = false;
+  return o;
+}
+
 std::string check_lines(const RootObjects& r) {
   if (r.mechanism == kRsaOaep) {
     return "  key check value (SHA-256 of the RSA public key's SubjectPublicKeyInfo, as the token reports it): " +

@@ -127,6 +127,9 @@ struct RootObjects {
 };
 // The transcript's root_key record of `r` (key_json plus mechanism and HMAC key).
 json::object root_json(const RootObjects& r);
+// root_json of a root generated inside the token (--no-backup): with its
+// origin and "backup": false.
+json::object generated_root_json(const RootObjects& r);
 
 // What the ceremony makes for `requested` on this token: aes-kwp, aes-gcm or
 // aes-cbc-pad-hmac (auto: the first the token offers, in this order), or
@@ -252,6 +255,7 @@ struct Pending {
   std::string old_mechanism;   // as recorded (rsa-oaep: the old root is a key pair)
   std::string old_hmac_check;  // set when the old root is aes-cbc-pad-hmac
   std::string new_hmac_check;  // set when the new root is aes-cbc-pad-hmac
+  std::string new_mechanism;   // as recorded (rsa-oaep: the new root is a key pair)
   std::string store;
   const TranscriptEntry* entry = nullptr;
 };

@@ -57,10 +57,7 @@ kms::Result<Outcome> init_impl(const InitOptions& o, Console& con, Context& ctx)
     ctx.step("key-generated-in-hsm", "ok", "kcv " + k.key.kcv);
     out.kcv = k.key.kcv;
     if (k.hmac) out.hmac_check = k.hmac->kcv;
-    json::object rk = root_json(k);
-    rk["origin"] = "generated inside the HSM (C_GenerateKey); never outside it";
-    rk["backup"] = false;
-    rec["root_key"] = std::move(rk);
+    rec["root_key"] = generated_root_json(k);
     rec["warning"] = kNoBackupWarning;
     rec["outcome"] = "ok";
     TranscriptEntry e;

@@ -32,6 +32,7 @@ std::optional<Pending> find_pending(const std::vector<TranscriptEntry>& entries)
       p.ceremony_id = it->str("ceremony_id");
       p.new_kcv = record_kcv(*it);
       p.new_hmac_check = record_hmac_check(*it);
+      p.new_mechanism = record_mechanism(*it);
       const json::value* prev = it->body.if_contains("previous_root");
       if (prev != nullptr && prev->is_object()) {
         const json::value* k = prev->as_object().if_contains("kcv");
@@ -269,6 +270,16 @@ kms::Result<std::string> retire_step(const RotateOptions& o, hsm::TokenAdmin& ad
 kms::Result<void> promote_step(const RotateOptions& o, hsm::TokenAdmin& admin, const Pending& p, Context& ctx) {
   const std::string& L = o.token.key_label;
   const std::string T = next_label(L);
+  if (p.new_mechanism == kRsaOaep) {
+    // A key pair: copied (what L lacks of it), then destroyed at T, private
+    // key first; both calls do only what is left, so this always runs.
+    ROOTSEAL_TRY(admin.copy_rsa_pair(T, p.new_kcv, L));
+    crash_point("new-key-copied");
+    ROOTSEAL_TRY(admin.destroy_rsa_pair(T, p.new_kcv));
+    crash_point("new-key-promoted");
+    ctx.step("new-root-promoted", "ok", "RSA key pair, check value " + p.new_kcv + ", is now '" + L + "'");
+    return {};
+  }
   const bool mac = !p.new_hmac_check.empty();
   bool done = false;
   if (mac) {
@@ -326,6 +337,18 @@ kms::Result<std::size_t> finish_rotation(const RotateOptions& o, hsm::TokenAdmin
                                       " belongs to neither side of rotation " + p.ceremony_id + "; resolve by hand");
     }
   }
+  const bool new_rsa = p.new_mechanism == kRsaOaep;
+  if (new_rsa) {
+    // The new root is an RSA key pair: look for its private key instead.
+    ROOTSEAL_TRY_ASSIGN(at_l, admin.find_rsa_keys(L));
+    ROOTSEAL_TRY_ASSIGN(at_t, admin.find_rsa_keys(T));
+    for (const auto& k : at_l) {
+      if (k.kcv != p.old_kcv && k.kcv != p.new_kcv) {
+        return fail(Errc::conflict, "RSA key '" + L + "' with check value " + k.kcv +
+                                        " belongs to neither side of rotation " + p.ceremony_id + "; resolve by hand");
+      }
+    }
+  }
   const bool new_at_l = key_with(at_l, p.new_kcv).has_value();
   const bool new_at_t = key_with(at_t, p.new_kcv).has_value();
   const bool new_mac_at_t = !p.new_hmac_check.empty() && key_with(at_ht, p.new_hmac_check).has_value();
@@ -336,7 +359,7 @@ kms::Result<std::size_t> finish_rotation(const RotateOptions& o, hsm::TokenAdmin
   std::size_t rewrapped = 0;
   ROOTSEAL_TRY_ASSIGN(rewrapped, rewrap_step(o, admin, p, at_l, new_at_t, ctx));
   ROOTSEAL_TRY_ASSIGN(retired_as, retire_step(o, admin, p, ctx));
-  if (new_at_t || new_mac_at_t) ROOTSEAL_TRY(promote_step(o, admin, p, ctx));
+  if (new_at_t || new_mac_at_t || new_rsa) ROOTSEAL_TRY(promote_step(o, admin, p, ctx));
   // 4. Proof: the store opens with the key under the final label.
   auto opened = open_store_with(o.token, L, o.store);
   if (!opened) {
@@ -356,6 +379,7 @@ kms::Result<TranscriptEntry> record_completion(const RotateOptions& o, hsm::Toke
   r["store"] = o.store.string();
   r["previous_root"] = json::object{{"kcv", p.old_kcv}, {"retired", retired_as}};
   r["root_key"] = json::object{{"label", o.token.key_label}, {"kcv", p.new_kcv}};
+  if (!p.new_mechanism.empty()) r["root_key"].as_object()["mechanism"] = p.new_mechanism;
   if (!p.new_hmac_check.empty()) {
     r["root_key"].as_object()["hmac_key"] =
         json::object{{"label", hsm::hmac_label(o.token.key_label)}, {"check_value", p.new_hmac_check}};
@@ -389,10 +413,11 @@ kms::Result<Finished> finish_and_record(const RotateOptions& o, hsm::TokenAdmin&
 // is removed if the store does not use it.
 kms::Result<Outcome> abandon_unrecorded(const RotateOptions& o, hsm::TokenAdmin& admin,
                                         const std::vector<hsm::KeyObject>& at_t,
-                                        const std::vector<hsm::KeyObject>& at_ht, Console& con, Context& ctx,
+                                        const std::vector<hsm::KeyObject>& at_ht,
+                                        const std::vector<hsm::KeyObject>& at_rt, Console& con, Context& ctx,
                                         Outcome out) {
   const std::string T = next_label(o.token.key_label);
-  if (at_t.empty() && at_ht.empty()) {
+  if (at_t.empty() && at_ht.empty() && at_rt.empty()) {
     con.out("rootseal: no interrupted root rotation; nothing to resume\n");
     return out;
   }
@@ -402,7 +427,11 @@ kms::Result<Outcome> abandon_unrecorded(const RotateOptions& o, hsm::TokenAdmin&
   ROOTSEAL_TRY_ASSIGN(records, store->load_all());
   std::vector<kms::KeyringKeyRecord> keyring_keys;
   ROOTSEAL_TRY_ASSIGN(keyring_keys, store->keyring_keys());
-  for (const auto& tk : at_t) {
+  std::vector<const hsm::KeyObject*> roots_at_t;  // AES keys and RSA private keys
+  for (const auto& tk : at_t) roots_at_t.push_back(&tk);
+  for (const auto& tk : at_rt) roots_at_t.push_back(&tk);
+  for (const hsm::KeyObject* tkp : roots_at_t) {
+    const hsm::KeyObject& tk = *tkp;
     for (const auto& kk : keyring_keys) {
       if (kk.root_kcv == tk.kcv) {
         return fail(Errc::conflict, "the store's keyring key " + std::to_string(kk.id) + " is wrapped by '" + T +
@@ -423,6 +452,12 @@ kms::Result<Outcome> abandon_unrecorded(const RotateOptions& o, hsm::TokenAdmin&
     ROOTSEAL_TRY(admin.destroy_key(T, tk.kcv));
     gone.emplace_back(tk.kcv);
     ctx.step("orphan-destroyed", "ok", "'" + T + "' kcv " + tk.kcv + " (never recorded, never used)");
+  }
+  for (const auto& tk : at_rt) {
+    ROOTSEAL_TRY(admin.destroy_rsa_pair(T, tk.kcv));
+    gone.emplace_back(tk.kcv);
+    ctx.step("orphan-destroyed", "ok",
+             "RSA key pair '" + T + "' check value " + tk.kcv + " (never recorded, never used)");
   }
   // HMAC keys after their AES keys (see promote_step).
   for (const auto& tk : at_ht) {
@@ -578,15 +613,16 @@ kms::Result<RootObjects> make_new_root(const RotateOptions& o, hsm::TokenAdmin& 
     for (int attempt = 0;; ++attempt) {
       ROOTSEAL_TRY_ASSIGN(k, generate_root_in_token(admin, T, mechanism));
       if (!collides(k.key.kcv, k.hmac ? k.hmac->kcv : std::string())) break;
-      ROOTSEAL_TRY(admin.destroy_key(T, k.key.kcv));
+      if (mechanism == kRsaOaep) {
+        ROOTSEAL_TRY(admin.destroy_rsa_pair(T, k.key.kcv));
+      } else {
+        ROOTSEAL_TRY(admin.destroy_key(T, k.key.kcv));
+      }
       if (k.hmac) ROOTSEAL_TRY(admin.destroy_key(k.hmac->label, k.hmac->kcv));
       if (attempt > 3) return fail(Errc::internal, "cannot make a key with a check value of its own");
     }
     ctx.step("key-generated-in-hsm", "ok", "'" + T + "' kcv " + k.key.kcv + ", " + mechanism);
-    json::object rk = root_json(k);
-    rk["origin"] = "generated inside the HSM (C_GenerateKey); never outside it";
-    rk["backup"] = false;
-    rec["root_key"] = std::move(rk);
+    rec["root_key"] = generated_root_json(k);
     rec["warning"] = kNoBackupWarning;
     con.err("\n*** WARNING ***\n" + std::string(kNoBackupWarning) + "\n\n");
     return k;
@@ -627,11 +663,6 @@ kms::Result<Outcome> start_rotation(const RotateOptions& o, hsm::TokenAdmin& adm
   // The new root's mechanism: as asked, else the current root's.
   std::string mechanism = old.mechanism;
   if (o.mechanism != hsm::RootMechanism::automatic || old.mechanism != kCbcHmac) {
-    if (o.mechanism == hsm::RootMechanism::rsa_oaep) {
-      return fail(Errc::invalid_argument, "rotate-root makes AES roots (aes-kwp, aes-gcm, aes-cbc-pad-hmac); an "
-                                          "rsa-oaep root is only made by `ceremony init --no-backup` on a token "
-                                          "without one (docs/ceremony.md, \"RSA roots\")");
-    }
     ROOTSEAL_TRY_ASSIGN(mechanism, resolve_mechanism(o.mechanism, admin.details(), o.no_backup));
   }
   ROOTSEAL_TRY(token_can_hold(admin.details(), mechanism, "rotate-root"));
@@ -659,6 +690,7 @@ kms::Result<Outcome> start_rotation(const RotateOptions& o, hsm::TokenAdmin& adm
   p.new_kcv = k.key.kcv;
   p.old_hmac_check = old.hmac_check;
   p.old_mechanism = old.mechanism;
+  p.new_mechanism = mechanism;
   if (k.hmac) p.new_hmac_check = k.hmac->kcv;
   out.mechanism = mechanism;
   out.hmac_check = p.new_hmac_check;
@@ -676,6 +708,9 @@ kms::Result<Outcome> rotate_impl(const RotateOptions& o, Console& con, Context& 
   ROOTSEAL_TRY(check_token(o.token));
   ROOTSEAL_TRY(check_people(o.people));
   if (o.store.empty()) return fail(Errc::invalid_argument, "--store (the state store to rewrap) is required");
+  if (!o.resume && o.mechanism == hsm::RootMechanism::rsa_oaep && !o.no_backup) {
+    return std::unexpected(resolve_mechanism(o.mechanism, hsm::TokenDetails{}, false).error());  // the refusal
+  }
   // Never under a running rootseald (it holds its state folder's lock, and
   // would keep serving, and writing, keys the rotation rewraps), nor beside
   // another offline command on that folder. Held until the rotation returns.
@@ -702,15 +737,17 @@ kms::Result<Outcome> rotate_impl(const RotateOptions& o, Console& con, Context& 
   ROOTSEAL_TRY_ASSIGN(admin, open_token(o.token));
   std::vector<hsm::KeyObject> at_t;
   std::vector<hsm::KeyObject> at_ht;
+  std::vector<hsm::KeyObject> at_rt;
   ROOTSEAL_TRY_ASSIGN(at_t, admin->find_keys(T));
   ROOTSEAL_TRY_ASSIGN(at_ht, admin->find_keys(hsm::hmac_label(T)));
+  ROOTSEAL_TRY_ASSIGN(at_rt, admin->find_rsa_keys(T));
   Outcome out;
   out.key_label = o.token.key_label;
   if (o.resume) {
-    if (!pending) return abandon_unrecorded(o, *admin, at_t, at_ht, con, ctx, std::move(out));
+    if (!pending) return abandon_unrecorded(o, *admin, at_t, at_ht, at_rt, con, ctx, std::move(out));
     return resume_rotation(o, *admin, *pending, con, ctx, std::move(out));
   }
-  if (!at_t.empty() || !at_ht.empty()) {
+  if (!at_t.empty() || !at_ht.empty() || !at_rt.empty()) {
     return fail(Errc::conflict, "token holds a key labelled '" + T +
                                     "' from an interrupted rotation; run "
                                     "`rootseal ceremony rotate-root --resume` first");

@@ -335,15 +335,26 @@ Step wrap_rsa_oaep(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE 
   CK_MECHANISM mech{CKM_RSA_PKCS_OAEP, &p, sizeof p};
   if (CK_RV rv = api->C_EncryptInit(s, &mech, pub); rv != CKR_OK) return {"C_EncryptInit", rv};
   op_active = true;
-  out.assign(1 + kRsaMaxBytes, 0);
+  // Ask the length first and give a buffer of exactly that size: tpm2-pkcs11
+  // (1.9.0 up to its master of 2026) encrypts with a public key in software
+  // and reports the caller's whole buffer length as the ciphertext length
+  // when the buffer is larger than the modulus (docs/hsm.md).
+  CK_ULONG want = 0;
+  CK_RV rv = api->C_Encrypt(s, const_cast<std::uint8_t*>(key.data()), static_cast<CK_ULONG>(key.size()), nullptr,
+                            &want);
+  if (rv != CKR_OK) {
+    op_active = false;
+    return {"C_Encrypt", rv};
+  }
+  if (want != kRsaMinBytes && want != kRsaMaxBytes) return {"C_Encrypt", CKR_GENERAL_ERROR};
+  out.assign(1 + want, 0);
   out[0] = kFormatRsaOaep;
-  CK_ULONG len = static_cast<CK_ULONG>(kRsaMaxBytes);
-  const CK_RV rv = api->C_Encrypt(s, const_cast<std::uint8_t*>(key.data()), static_cast<CK_ULONG>(key.size()),
-                                  out.data() + 1, &len);
+  CK_ULONG len = want;
+  rv = api->C_Encrypt(s, const_cast<std::uint8_t*>(key.data()), static_cast<CK_ULONG>(key.size()), out.data() + 1,
+                      &len);
   if (rv != CKR_BUFFER_TOO_SMALL) op_active = false;
   if (rv != CKR_OK) return {"C_Encrypt", rv};
-  if (len != kRsaMinBytes && len != kRsaMaxBytes) return {"C_Encrypt", CKR_GENERAL_ERROR};
-  out.resize(1 + len);
+  if (len != want) return {"C_Encrypt", CKR_GENERAL_ERROR};
   return {};
 }
 

@@ -221,6 +221,13 @@ def tpm2_pkcs11(base, label="rootseal", pin="12345678", so_pin="87654321"):
         subprocess.run(["pkcs11-tool", "--module", TPM2_PKCS11_MODULE, "--token-label", label, "--login",
                         "--login-type", "so", "--so-pin", so_pin, "--init-pin", "--new-pin", pin], check=True,
                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # pkcs11-tool's C_InitToken/C_InitPIN leave one transient object
+        # loaded. A host's resource manager (/dev/tpmrm0, tpm2-abrmd) flushes
+        # a client's objects when it disconnects; this bare swtpm does not,
+        # and a client of the token (rootseald: its key pair and the primary
+        # key) then runs out of the 3 object slots (TPM_RC_OBJECT_MEMORY).
+        subprocess.run(["tpm2_flushcontext", "--transient-object"], check=True,
+                       env=dict(env, TPM2TOOLS_TCTI=env["TPM2_PKCS11_TCTI"]), stdout=subprocess.DEVNULL)
     except BaseException:
         stop()
         raise
