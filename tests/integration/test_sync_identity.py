@@ -5,7 +5,10 @@ tokens (TokenRequest) and logs in to the Vault double with them: Vault
 TokenReview API, as Vault does) and `auth.jwt` (the double checks the
 signature against the cluster's JWKS); and AWS `auth.jwt` (STS
 AssumeRoleWithWebIdentity at moto_server with the ServiceAccount's token,
-Secrets Manager called with the credentials bought, pull and push). Checked: an ExternalSecret syncs
+Secrets Manager called with the credentials bought, pull and push); Azure
+workload identity (the ServiceAccount's token as the client assertion at the
+Key Vault double's Entra token endpoint, which checks it against the
+application's federated credential and the cluster's keys, pull and push). Checked: an ExternalSecret syncs
 through its own namespace's ServiceAccount and Vault's policy limits it; a
 store in another namespace cannot use that ServiceAccount (ESO's message); a
 token's expiry leads to a fresh TokenRequest, not a failure; a deleted
@@ -22,9 +25,13 @@ import urllib.parse
 import urllib.request
 
 from rootseal_testlib import make_server_and_client_certs
-from sync_testlib import SyncEnv, ESO, K8S_TOKEN, VAULT_ROOT, b64, vault_double
+from sync_testlib import SyncEnv, ESO, K8S_TOKEN, VAULT_ROOT, azure_double, b64, vault_double
 
 ENV = None
+SA_ISSUER = "https://kubernetes.default.svc.cluster.local"  # the Kubernetes double's issuer
+AZ_TENANT = "72f988bf-0000-4000-8000-00000000a2e1"
+AZ_APP = "0c5d7a11-0000-4000-8000-0000000000a1"  # the application (client id) the federated credentials are on
+AZ_ADMIN = "az-admin-token"  # the test's own Key Vault token
 
 
 def setUpModule():
@@ -32,7 +39,10 @@ def setUpModule():
     # moto's request recorder (the AWS test) writes its file here, not into the working directory.
     os.environ["MOTO_RECORDER_FILEPATH"] = os.path.join(tempfile.mkdtemp(prefix="rootseal-moto-rec-"), "recording")
     ENV = SyncEnv(refresh_window="1s")
-    ENV.sync_extra = "  aws_endpoint: http://127.0.0.1:%d" % ENV.moto_port  # Secrets Manager and STS (moto)
+    # Entra (token endpoint) and Key Vault: one double; no application has a secret, only federated credentials.
+    ENV.az = azure_double.AzureKeyVaultDouble(tenant=AZ_TENANT, clients={}, static_tokens=[AZ_ADMIN]).start()
+    ENV.sync_extra = ("  aws_endpoint: http://127.0.0.1:%d\n"  # Secrets Manager and STS (moto)
+                      "  azure_authority_host: %s" % (ENV.moto_port, ENV.az.url))
     ENV.start()
     v = ENV.vault
     root = {"X-Vault-Token": VAULT_ROOT}
@@ -50,6 +60,7 @@ def setUpModule():
 def tearDownModule():
     if ENV:
         ENV.stop()
+        ENV.az.stop()
     shutil.rmtree(os.path.dirname(os.environ.pop("MOTO_RECORDER_FILEPATH", "/nonexistent/x")), ignore_errors=True)
 
 
@@ -406,6 +417,193 @@ class Identity(unittest.TestCase):
         self.assertIn("an IAM role must be associated with service account app (namespace: %s)" % ns, ready[2])
         self.assertEqual(self.token_requests(ns), [])
 
+
+    # ---- Azure workload identity ---------------------------------------------
+
+    def az_req(self, method, path, body=None):
+        import http.client
+        c = http.client.HTTPConnection("127.0.0.1", ENV.az.port, timeout=10)
+        try:
+            sep = "&" if "?" in path else "?"
+            c.request(method, path + sep + "api-version=7.4", body=json.dumps(body) if body is not None else None,
+                      headers={"Authorization": "Bearer " + AZ_ADMIN, "Content-Type": "application/json"})
+            r = c.getresponse()
+            raw = r.read()
+            return r.status, (json.loads(raw) if raw else None)
+        finally:
+            c.close()
+
+    def az_service_account(self, ns, annotations=None, federate=True):
+        ann = {"azure.workload.identity/client-id": AZ_APP} if annotations is None else annotations
+        self.kube.create("/api/v1/namespaces/%s/serviceaccounts" % ns, {
+            "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "app", "namespace": ns,
+                                                                       "annotations": ann}})
+        if federate:  # the federated credential on the application: this cluster's issuer, this ServiceAccount
+            ENV.az.federate(AZ_APP, SA_ISSUER, "system:serviceaccount:%s:app" % ns, ENV.k8s.url + "/openid/v1/jwks")
+
+    def az_store(self, ns, extra=None, sa_ns=None, name="azure"):
+        ref = {"name": "app"}
+        if sa_ns:
+            ref["namespace"] = sa_ns
+        z = {"vaultUrl": ENV.az.url, "authType": "WorkloadIdentity", "tenantId": AZ_TENANT, "serviceAccountRef": ref}
+        z.update(extra or {})
+        self.kube.create(ESO + "/namespaces/%s/secretstores" % ns, {
+            "apiVersion": "external-secrets.io/v1", "kind": "SecretStore", "metadata": {"name": name, "namespace": ns},
+            "spec": {"provider": {"azurekv": z}}})
+
+    def az_assertions(self, ns):
+        with ENV.az.state.lock:
+            return [a for a in ENV.az.state.assertions if a["sub"] == "system:serviceaccount:%s:app" % ns]
+
+    def assert_no_azure_tokens_leaked(self, ns):
+        with ENV.az.state.lock:
+            tokens = list(ENV.az.state.tokens)
+        self.assertTrue(tokens)
+        self.env.err.flush()
+        with open(self.env.stderr_path, "rb") as f:
+            log = f.read().decode(errors="replace")
+        status = json.dumps([e.get("status") for e in self.kube.get(ESO + "/namespaces/%s/externalsecrets" % ns)["items"]])
+        events = json.dumps(self.kube.get("/api/v1/namespaces/%s/events" % ns)["items"])
+        for t in tokens:
+            for h in (log, status, events):
+                self.assertNotIn(t.split(".")[-1], h)
+        self.assert_no_credentials_leaked([ns])  # and no ServiceAccount token (the assertions)
+
+    def test_azure_workload_identity_pull_and_push(self):
+        ns = self.ns("id-az")
+        self.az_service_account(ns)
+        st, _ = self.az_req("PUT", "/secrets/id-az-db", {"value": json.dumps({"password": "pw-az"})})
+        self.assertEqual(st, 200)
+        self.az_store(ns)
+        self.env.external_secret(ns, "db", [{"secretKey": "password", "remoteRef": {
+            "key": "id-az-db", "property": "password"}}], refresh="1h", target={"name": "db-creds"}, store="azure")
+        self.env.wait(lambda: self.kube.secret_value(ns, "db-creds", "password") == "pw-az", "db-creds synced")
+        # Push through the same identity.
+        self.kube.create("/api/v1/namespaces/%s/secrets" % ns, {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "src", "namespace": ns},
+            "data": {"token": b64("pushed-by-workload-identity")}})
+        self.env.push_secret(ns, "up", {"secret": {"name": "src"}},
+                             [{"match": {"secretKey": "token", "remoteRef": {"remoteKey": "id-az-pushed"}}}],
+                             stores=("azure",))
+        self.env.wait(lambda: (self.env.push_ready(ns, "up") or [None])[0] == "True", "PushSecret Ready")
+        st, got = self.az_req("GET", "/secrets/id-az-pushed")
+        self.assertEqual((st, got["value"]), (200, "pushed-by-workload-identity"))
+        # The ServiceAccount token: ESO's request (api://AzureADTokenExchange, the server's expiry) ...
+        reqs = self.token_requests(ns)
+        self.assertTrue(reqs)
+        self.assertEqual((reqs[0]["audiences"], reqs[0]["expirationSeconds"]), (["api://AzureADTokenExchange"], None))
+        # ... presented as the client assertion of AZ_APP, and checked by Entra against the federated credential.
+        got = self.az_assertions(ns)
+        self.assertTrue(got)
+        self.assertEqual((got[0]["client_id"], got[0]["iss"], got[0]["aud"]),
+                         (AZ_APP, SA_ISSUER, ["api://AzureADTokenExchange"]))
+        # One exchange for every pull and push call (the access token is cached; pull and push share it or
+        # buy one each, never one per call).
+        self.assertLessEqual(len(got), 2)
+        self.assert_no_azure_tokens_leaked(ns)
+
+    def test_azure_workload_identity_refusals_are_clear(self):
+        # A store in another namespace cannot use the ServiceAccount (ESO's message), and never asks for its token.
+        owner, thief = self.ns("id-az-owner"), self.ns("id-az-thief")
+        self.az_service_account(owner)
+        self.az_store(thief, sa_ns=owner)
+        self.env.external_secret(thief, "db", [{"secretKey": "p", "remoteRef": {"key": "x"}}], store="azure")
+        # No client-id annotation (ESO's message), no token asked for.
+        bare = self.ns("id-az-noclient")
+        self.az_service_account(bare, annotations={}, federate=False)
+        self.az_store(bare)
+        self.env.external_secret(bare, "db", [{"secretKey": "p", "remoteRef": {"key": "x"}}], store="azure")
+        # A ServiceAccount the application has no federated credential for: Entra's AADSTS700213, said as is.
+        nofic = self.ns("id-az-nofic")
+        self.az_service_account(nofic, federate=False)
+        self.az_store(nofic)
+        self.env.external_secret(nofic, "db", [{"secretKey": "p", "remoteRef": {"key": "x"}}], store="azure")
+        for ns, want in ((thief, "namespace should either be empty or match the namespace of the SecretStore for a "
+                                 "namespaced SecretStore"),
+                         (bare, "missing clientID: either serviceAccountRef or service account annotation "
+                                "'azure.workload.identity/client-id' is missing"),
+                         (nofic, "AADSTS700213: No matching federated identity record found for presented assertion "
+                                 "subject 'system:serviceaccount:%s:app'" % nofic)):
+            ready = self.env.wait(lambda: self.kube.ready(ns, "db"), ns + " Ready condition")
+            self.assertEqual(ready[0], "False")
+            self.assertIn(want, ready[2])
+            self.assertIsNone(self.kube.secret(ns, "db-creds"))
+        self.assertEqual(self.token_requests(owner), [])
+        self.assertEqual(self.token_requests(bare), [])
+        self.assertTrue(self.token_requests(nofic))
+        self.assertEqual(self.az_assertions(nofic), [])
+
+    def test_azure_access_token_expiry_leads_to_a_fresh_exchange(self):
+        ns = self.ns("id-az-expiry")
+        self.az_service_account(ns)
+        st, _ = self.az_req("PUT", "/secrets/id-az-expiry", {"value": "v1"})
+        self.assertEqual(st, 200)
+        # Access tokens of 2 s, bought with ServiceAccount tokens of 3 s.
+        ENV.az.state.token_ttl = 2
+        self.env.k8s.token_max_seconds = 3
+        try:
+            self.az_store(ns)
+            self.env.external_secret(ns, "db", [{"secretKey": "v", "remoteRef": {"key": "id-az-expiry"}}],
+                                     refresh="1s", target={"name": "db-creds"}, store="azure")
+            self.env.wait(lambda: self.kube.secret_value(ns, "db-creds", "v") == "v1", "first sync")
+            start, wall_start = time.monotonic(), time.time()
+            seen_false, version = [], [1]
+
+            def progressed():
+                r = self.kube.ready(ns, "db")
+                if r and r[0] != "True":
+                    seen_false.append(r)
+                if self.kube.secret_value(ns, "db-creds", "v") == "v%d" % version[0]:
+                    version[0] += 1
+                    self.az_req("PUT", "/secrets/id-az-expiry", {"value": "v%d" % version[0]})
+                fresh = [a for a in self.az_assertions(ns) if a["t"] >= wall_start]
+                return time.monotonic() - start > 8 and len(fresh) >= 3 and version[0] >= 4
+            self.env.wait(progressed, "syncs across several access-token lifetimes", timeout=60)
+        finally:
+            ENV.az.state.token_ttl = 3599
+            self.env.k8s.token_max_seconds = None
+        self.assertEqual(seen_false, [])
+        # Every exchange was accepted: the assertion was always fresh enough (Entra refuses an expired one, and a
+        # refused exchange would have shown in the Ready condition above).
+        fresh = [a for a in self.az_assertions(ns) if a["t"] >= wall_start]
+        self.assertGreaterEqual(len(fresh), 3)
+        self.assertGreaterEqual(len([r for r in self.token_requests(ns) if r["t"] >= wall_start]), 2)
+        self.assert_no_azure_tokens_leaked(ns)
+
+    def test_azure_deleted_service_account_gives_a_clear_status_without_retry_storm(self):
+        ns = self.ns("id-az-deleted")
+        self.az_service_account(ns)
+        st, _ = self.az_req("PUT", "/secrets/id-az-deleted", {"value": "kept"})
+        self.assertEqual(st, 200)
+        ENV.az.state.token_ttl = 2  # an access token outlives its ServiceAccount by 2 s at most here
+        try:
+            self.az_store(ns)
+            self.env.external_secret(ns, "db", [{"secretKey": "v", "remoteRef": {"key": "id-az-deleted"}}],
+                                     refresh="1s", target={"name": "db-creds", "deletionPolicy": "Delete"},
+                                     store="azure")
+            self.env.wait(lambda: self.kube.secret_value(ns, "db-creds", "v") == "kept", "first sync")
+            st, _ = self.kube.delete("/api/v1/namespaces/%s/serviceaccounts/app" % ns)
+            self.assertEqual(st, 200)
+            ready = self.env.wait(lambda: (self.kube.ready(ns, "db") or [None])[0] == "False" and
+                                  self.kube.ready(ns, "db"), "Ready False", timeout=30)
+            self.assertIn('serviceaccounts "app" not found', ready[2])
+            t0 = time.time()
+            deadline = time.monotonic() + 6
+            while time.monotonic() < deadline:
+                self.assertEqual(self.kube.secret_value(ns, "db-creds", "v"), "kept")  # never deleted
+                time.sleep(0.25)
+            calls = [e for e in self.env.k8s.counters.log_since(t0)
+                     if e["path"].startswith("/api/v1/namespaces/%s/serviceaccounts/app" % ns)]
+            self.assertGreaterEqual(len(calls), 1)
+            self.assertLessEqual(len(calls), 12, [(round(e["t"] - t0, 2), e["path"]) for e in calls])
+            print("\nazure, deleted ServiceAccount: %d ServiceAccount calls in 6 s" % len(calls))
+            # Recreated: syncing resumes.
+            self.az_service_account(ns, federate=False)  # the federated credential names the subject: still there
+            self.az_req("PUT", "/secrets/id-az-deleted", {"value": "back"})
+            self.env.wait(lambda: self.kube.secret_value(ns, "db-creds", "v") == "back", "resumed", timeout=30)
+        finally:
+            ENV.az.state.token_ttl = 3599
+        self.assert_no_azure_tokens_leaked(ns)
 
     # ---- Vault auth.cert --------------------------------------------------------
 

@@ -58,6 +58,8 @@ std::string fingerprint(const StoreSpec& spec) {
           buf.append(s.client_id);  // from a Secret too: a new application id needs a new token
           buf.push_back('|');
           buf.append(s.tenant_id);
+          buf.push_back('|');
+          buf.append(s.client_assertion_id);
         } else {
           add(s.service_account_json);
         }
@@ -195,15 +197,33 @@ Task<kms::SecureBytes> EngineProviders::secret_key(const model::SecretKeyRef& re
   co_return std::move(it->second);
 }
 
+Task<model::StringMap> EngineProviders::service_account_annotations(const ServiceAccountTokens::Key& key) {
+  auto sa = co_await api_.service_account(key.ns, key.name);
+  if (!sa) co_return std::unexpected(sa.error());
+  if (!*sa) {
+    co_return fail(Errc::permission_denied, "serviceaccounts \"" + key.name + "\" not found (namespace " + key.ns + ")");
+  }
+  model::StringMap out;
+  const auto* md = (*sa)->as_object().if_contains("metadata");
+  const auto* ann = md != nullptr && md->is_object() ? md->as_object().if_contains("annotations") : nullptr;
+  if (ann != nullptr && ann->is_object()) {
+    for (const auto& [k, v] : ann->as_object()) {
+      if (v.is_string()) out[std::string(k)] = std::string(v.as_string());
+    }
+  }
+  co_return out;
+}
+
 // Host credentials: the vault URL, tenant, client id and authority come from
 // rootseald's configuration; a store that names another vault is refused (it
 // could otherwise send the host's token elsewhere).
-Task<StoreSpec> EngineProviders::azure_spec(const model::SecretStore& store, const HostStoreConfig* host) {
+Task<StoreSpec> EngineProviders::azure_spec(const model::SecretStore& store, const HostStoreConfig* host,
+                                            std::string_view ns) {
   const auto& z = store.azurekv;
   AzureSpec a;
   a.vault_url = z.vault_url;
   a.tenant_id = z.tenant_id;
-  a.authority_host = z.authority_host;
+  a.authority_host = azure_authority_host_.empty() ? z.authority_host : azure_authority_host_;
   if (host != nullptr) {
     ROOTSEAL_CO_LET(settings, host_settings<AzureHost>(*host));
     const AzureHost& h = *settings;
@@ -230,9 +250,42 @@ Task<StoreSpec> EngineProviders::azure_spec(const model::SecretStore& store, con
     a.client_secret = std::move(cs);
     co_return StoreSpec(std::move(a));
   }
-  auto id = co_await secret_key(z.client_id_ref, store.meta.namespace_);
-  if (!id) co_return std::unexpected(id.error());
-  a.client_id.assign(reinterpret_cast<const char*>(id->data()), id->size());  // an application id, not a secret
+  std::string client_id;
+  if (z.has_client_id_ref) {
+    auto id = co_await secret_key(z.client_id_ref, store.meta.namespace_);
+    if (!id) co_return std::unexpected(id.error());
+    client_id.assign(reinterpret_cast<const char*>(id->data()), id->size());  // an application id, not a secret
+  }
+  if (z.workload_identity) {
+    // ESO's authorizerForWorkloadIdentity: the client id from authSecretRef or
+    // the ServiceAccount's annotation (not both), the tenant from tenantId or
+    // the annotation (not both); a token for api://AzureADTokenExchange + the
+    // ref's audiences, the server's expiry.
+    auto key = token_key(store, z.service_account, ns, {}, 0);
+    ROOTSEAL_CO_LET(ann, co_await service_account_annotations(key));
+    if (const auto it = ann.find("azure.workload.identity/client-id"); it != ann.end()) {
+      if (!client_id.empty()) co_return fail(Errc::invalid_argument, "multiple clientID found. Check secretRef and serviceAccountRef");
+      client_id = it->second;
+    }
+    if (client_id.empty()) {
+      co_return fail(Errc::permission_denied, "missing clientID: either serviceAccountRef or service account "
+                                              "annotation 'azure.workload.identity/client-id' is missing");
+    }
+    if (const auto it = ann.find("azure.workload.identity/tenant-id"); it != ann.end()) {
+      if (!a.tenant_id.empty()) {
+        co_return fail(Errc::invalid_argument, "multiple tenantID found. Check secretRef, "
+                                               "'spec.provider.azurekv.tenantId', and serviceAccountRef");
+      }
+      a.tenant_id = it->second;
+    }
+    if (a.tenant_id.empty()) co_return fail(Errc::invalid_argument, "missing tenantID in store config");
+    key.audiences.insert(key.audiences.begin(), "api://AzureADTokenExchange");
+    a.client_id = std::move(client_id);
+    a.client_assertion_id = key.id() + " " + a.client_id + "@" + a.tenant_id;
+    a.client_assertion = sa_tokens_->source(std::move(key));
+    co_return StoreSpec(std::move(a));
+  }
+  a.client_id = std::move(client_id);
   auto cs = co_await secret_key(z.client_secret_ref, store.meta.namespace_);
   if (!cs) co_return std::unexpected(cs.error());
   a.client_secret = std::move(*cs);
@@ -386,24 +439,9 @@ Task<StoreSpec> EngineProviders::aws_spec(const model::SecretStore& store, const
     // annotation, the token for eks.amazonaws.com/audience (default
     // sts.amazonaws.com) + the serviceAccountRef's audiences, the server's expiry.
     auto key = token_key(store, store.aws.jwt_service_account, ns, {}, 0);
-    auto sa = co_await api_.service_account(key.ns, key.name);
-    if (!sa) co_return std::unexpected(sa.error());
-    std::string role, audience;
-    if (*sa) {
-      const auto* md = (*sa)->as_object().if_contains("metadata");
-      const auto* ann = md != nullptr && md->is_object() ? md->as_object().if_contains("annotations") : nullptr;
-      if (ann != nullptr && ann->is_object()) {
-        if (const auto* r = ann->as_object().if_contains("eks.amazonaws.com/role-arn"); r != nullptr && r->is_string()) {
-          role = std::string(r->as_string());
-        }
-        if (const auto* r = ann->as_object().if_contains("eks.amazonaws.com/audience"); r != nullptr && r->is_string()) {
-          audience = std::string(r->as_string());
-        }
-      }
-    }
-    if (!*sa) {
-      co_return fail(Errc::permission_denied, "serviceaccounts \"" + key.name + "\" not found (namespace " + key.ns + ")");
-    }
+    ROOTSEAL_CO_LET(ann, co_await service_account_annotations(key));
+    const std::string role = ann["eks.amazonaws.com/role-arn"];
+    const std::string audience = ann["eks.amazonaws.com/audience"];
     if (role.empty()) {
       co_return fail(Errc::permission_denied, "an IAM role must be associated with service account " + key.name +
                                                   " (namespace: " + key.ns + ")");
@@ -433,7 +471,7 @@ Task<StoreSpec> EngineProviders::spec_for(const model::SecretStore& store, std::
   ROOTSEAL_CO_LET(host, reconcile::host_store_for(host_, store, ns));  // the one lookup of a host store
   switch (store.provider) {
     case model::SecretStore::Provider::vault: co_return co_await vault_spec(store, host, ns);
-    case model::SecretStore::Provider::azurekv: co_return co_await azure_spec(store, host);
+    case model::SecretStore::Provider::azurekv: co_return co_await azure_spec(store, host, ns);
     case model::SecretStore::Provider::gcpsm: co_return co_await gcp_spec(store, host);
     case model::SecretStore::Provider::aws: break;
   }
@@ -450,7 +488,9 @@ Task<std::shared_ptr<P>> EngineProviders::cached(std::map<std::string, CacheEntr
       (store.provider == model::SecretStore::Provider::vault && store.vault.auth.has_service_account &&
        store.vault.auth.service_account.namespace_.empty()) ||
       (store.provider == model::SecretStore::Provider::aws && store.aws.has_jwt &&
-       store.aws.jwt_service_account.namespace_.empty());
+       store.aws.jwt_service_account.namespace_.empty()) ||
+      (store.provider == model::SecretStore::Provider::azurekv && store.azurekv.workload_identity &&
+       store.azurekv.service_account.namespace_.empty());
   if (store.kind == model::StoreKind::cluster_secret_store && (!store.host_credentials.empty() || referent)) {
     id += "@" + std::string(ns);
   }

@@ -797,8 +797,9 @@ Result<void> parse_azurekv(const Obj& a, SecretStore& s) {
   }
   while (out.vault_url.ends_with('/')) out.vault_url.pop_back();
   ROOTSEAL_TRY_ASSIGN(out.tenant_id, str_or(a, "tenantId", ""));
-  ROOTSEAL_TRY(enum_field(a, "authType", 0, {{"ServicePrincipal", 0}}));
-  ROOTSEAL_TRY(unsupported(a, {"identityId", "serviceAccountRef", "customCloudConfig"}));
+  ROOTSEAL_LET(auth_type, enum_field(a, "authType", 0, {{"ServicePrincipal", 0}, {"WorkloadIdentity", 1}}));
+  out.workload_identity = auth_type == 1;
+  ROOTSEAL_TRY(unsupported(a, {"identityId", "customCloudConfig"}));
   ROOTSEAL_TRY_ASSIGN(out.environment_type,
                       enum_field(a, "environmentType", std::string("PublicCloud"),
                                  {{"PublicCloud", std::string("PublicCloud")},
@@ -806,7 +807,23 @@ Result<void> parse_azurekv(const Obj& a, SecretStore& s) {
                                   {"ChinaCloud", std::string("ChinaCloud")}}));
   if (out.environment_type == "USGovernmentCloud") out.authority_host = "https://login.microsoftonline.us";
   else if (out.environment_type == "ChinaCloud") out.authority_host = "https://login.chinacloudapi.cn";
+  ROOTSEAL_LET(sa, opt_obj(a, "serviceAccountRef"));
   ROOTSEAL_LET(ref, opt_obj(a, "authSecretRef"));
+  if (out.workload_identity) {
+    // ESO falls back to the token the workload identity webhook mounts in its own pod; rootseald has none.
+    if (!sa) return bad(a.at("serviceAccountRef"), "required with authType WorkloadIdentity (rootseald has no pod token of its own)");
+    ROOTSEAL_TRY_ASSIGN(out.service_account, service_account_ref(*sa, s.kind, s.meta.namespace_));
+    if (ref) {
+      ROOTSEAL_TRY(unsupported(*ref, {"clientCertificate", "tenantId"}));
+      if (ref->has("clientSecret")) return bad(ref->at("clientSecret"), "not used with authType WorkloadIdentity (remove it)");
+      ROOTSEAL_LET(id, opt_obj(*ref, "clientId"));
+      if (!id) return bad(ref->at("clientId"), "required");  // ESO: missing accessKeyID/secretAccessKey in store config
+      ROOTSEAL_TRY_ASSIGN(out.client_id_ref, key_ref(*id, s.kind, s.meta.namespace_));
+      out.has_client_id_ref = true;
+    }
+    return {};
+  }
+  if (sa) return bad(a.at("serviceAccountRef"), "only used with authType WorkloadIdentity");
   if (ref) {
     ROOTSEAL_TRY(unsupported(*ref, {"clientCertificate", "tenantId"}));
     ROOTSEAL_LET(id, opt_obj(*ref, "clientId"));
@@ -816,6 +833,7 @@ Result<void> parse_azurekv(const Obj& a, SecretStore& s) {
     ROOTSEAL_TRY_ASSIGN(out.client_id_ref, key_ref(*id, s.kind, s.meta.namespace_));
     ROOTSEAL_TRY_ASSIGN(out.client_secret_ref, key_ref(*secret, s.kind, s.meta.namespace_));
     out.has_secret_ref = true;
+    out.has_client_id_ref = true;
     if (out.tenant_id.empty()) return bad(a.at("tenantId"), "required with authSecretRef");
   } else if (s.host_credentials.empty()) {
     return bad(a.at("authSecretRef"), host_hint());

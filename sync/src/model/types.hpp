@@ -243,7 +243,14 @@ struct AzureProviderSpec {
   std::string authority_host = "https://login.microsoftonline.com";  // from environment_type
   SecretKeyRef client_id_ref;
   SecretKeyRef client_secret_ref;
-  bool has_secret_ref = false;  // false: host credentials (annotation) are required
+  bool has_secret_ref = false;  // false: host credentials (annotation) or workload identity are required
+  // authType WorkloadIdentity: serviceAccountRef's token is the client
+  // assertion; the client id from authSecretRef.clientId (has_client_id_ref)
+  // or the ServiceAccount's azure.workload.identity/client-id annotation,
+  // the tenant from tenantId or its azure.workload.identity/tenant-id (ESO's rules).
+  bool workload_identity = false;
+  bool has_client_id_ref = false;
+  ServiceAccountRef service_account;
 };
 
 // ESO gcpsm: the service-account key JSON in

@@ -107,6 +107,19 @@ asio::awaitable<kms::Result<std::pair<kms::SecureBytes, std::chrono::seconds>>> 
   co_return std::pair{kms::SecureBytes::copy_of(tok), expires_in((*doc)->root())};
 }
 
+// Percent-encodes `in` (all but RFC 3986 unreserved characters) straight into locked memory.
+void form_encode_into(std::span<const std::uint8_t> in, SecureBuffer& out) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (const std::uint8_t c : in) {
+    if (std::isalnum(c) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      const char esc[3] = {'%', kHex[c >> 4], kHex[c & 0xF]};
+      out.append(std::string_view(esc, 3));
+    }
+  }
+}
+
 }  // namespace
 
 std::string google_error(const net::ClientResponse& r) { return json_error(r, true); }
@@ -184,20 +197,21 @@ Task<BearerAuth::Token> GoogleServiceAccountAuth::fetch_token() {
 kms::Result<std::unique_ptr<MicrosoftClientCredentialsAuth>> MicrosoftClientCredentialsAuth::make(
     const asio::any_io_executor& executor, std::string_view authority_host, const TlsSpec& authority_tls,
     std::string tenant_id, std::string client_id, kms::SecureBytes client_secret, std::string scope, std::string who,
-    std::atomic<std::size_t>* token_requests) {
-  if (tenant_id.empty() || client_id.empty() || client_secret.empty()) {
+    std::atomic<std::size_t>* token_requests, JwtSource client_assertion) {
+  if (tenant_id.empty() || client_id.empty() || (client_secret.empty() && !client_assertion)) {
     return fail(Errc::invalid_argument, who + ": tenantId, clientId and clientSecret are required");
   }
   ROOTSEAL_LET(login, make_client(executor, authority_host, authority_tls));
-  return std::make_unique<MicrosoftClientCredentialsAuth>(executor, std::move(login), std::move(tenant_id),
-                                                          std::move(client_id), std::move(client_secret),
-                                                          std::move(scope), std::move(who), token_requests);
+  return std::make_unique<MicrosoftClientCredentialsAuth>(
+      executor, std::move(login), std::move(tenant_id), std::move(client_id), std::move(client_secret),
+      std::move(client_assertion), std::move(scope), std::move(who), token_requests);
 }
 
 MicrosoftClientCredentialsAuth::MicrosoftClientCredentialsAuth(const asio::any_io_executor& executor,
                                                                std::shared_ptr<net::HttpClient> login,
                                                                std::string tenant_id, std::string client_id,
-                                                               kms::SecureBytes client_secret, std::string scope,
+                                                               kms::SecureBytes client_secret,
+                                                               JwtSource client_assertion, std::string scope,
                                                                std::string who,
                                                                std::atomic<std::size_t>* token_requests)
     : BearerAuth(executor),
@@ -205,28 +219,40 @@ MicrosoftClientCredentialsAuth::MicrosoftClientCredentialsAuth(const asio::any_i
       tenant_id_(std::move(tenant_id)),
       client_id_(std::move(client_id)),
       client_secret_(std::move(client_secret)),
+      client_assertion_(std::move(client_assertion)),
       scope_(std::move(scope)),
       who_(std::move(who)),
       token_requests_(token_requests) {}
 
 Task<BearerAuth::Token> MicrosoftClientCredentialsAuth::fetch_token() {
+  const std::string target = "/" + net::url_encode(tenant_id_) + "/oauth2/v2.0/token";
+  if (client_assertion_) {
+    // A fresh ServiceAccount token for every exchange (one per access-token
+    // lifetime): a deleted or recreated ServiceAccount stops the store at the
+    // next exchange instead of when a cached token would have been renewed.
+    ROOTSEAL_CO_LET(jwt, co_await client_assertion_(true));
+    if (token_requests_ != nullptr) ++*token_requests_;
+    const auto form = microsoft_assertion_form(client_id_, scope_, jwt);
+    ROOTSEAL_CO_LET(tok, co_await token_exchange(*login_, target, as_view(form), who_, /*google=*/false));
+    co_return Token{std::move(tok.first), tok.second};
+  }
   if (token_requests_ != nullptr) ++*token_requests_;
   SecureBuffer form(256);
   form.append("grant_type=client_credentials&client_id=" + net::url_encode(client_id_) +
               "&scope=" + net::url_encode(scope_) + "&client_secret=");
-  // The secret percent-encoded straight into locked memory.
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  for (std::uint8_t c : client_secret_.span()) {
-    if (std::isalnum(c) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
-      form.push_back(static_cast<char>(c));
-    } else {
-      const char esc[3] = {'%', kHex[c >> 4], kHex[c & 0xF]};
-      form.append(std::string_view(esc, 3));
-    }
-  }
-  const std::string target = "/" + net::url_encode(tenant_id_) + "/oauth2/v2.0/token";
+  form_encode_into(client_secret_.span(), form);
   ROOTSEAL_CO_LET(tok, co_await token_exchange(*login_, target, form.view(), who_, /*google=*/false));
   co_return Token{std::move(tok.first), tok.second};
+}
+
+kms::SecureBytes microsoft_assertion_form(std::string_view client_id, std::string_view scope,
+                                          const kms::SecureBytes& assertion) {
+  SecureBuffer form(320 + assertion.size());
+  form.append("grant_type=client_credentials&client_id=" + net::url_encode(client_id) +
+              "&scope=" + net::url_encode(scope) + "&client_assertion_type=" +
+              net::url_encode("urn:ietf:params:oauth:client-assertion-type:jwt-bearer") + "&client_assertion=");
+  form_encode_into(assertion.span(), form);
+  return form.take();
 }
 
 }  // namespace rootseal::sync::providers

@@ -7,7 +7,9 @@
 // private_key_id, token_uri) signs an RS256 JWT that is exchanged at the
 // token endpoint (grant type jwt-bearer) for an access token.
 // Microsoft: the client-credentials grant at
-// <authority>/<tenant>/oauth2/v2.0/token with a client secret.
+// <authority>/<tenant>/oauth2/v2.0/token with a client secret, or with a
+// client assertion (workload identity federation: a ServiceAccount token
+// whose issuer, subject and audience the application trusts).
 // Both are BearerAuth (common.hpp): cached, one fetch for many waiters,
 // dropped after a 401. Key and secret stay in locked memory.
 #pragma once
@@ -55,13 +57,16 @@ class MicrosoftClientCredentialsAuth final : public BearerAuth {
  public:
   // `authority_host`: "https://login.microsoftonline.com" (or a test double);
   // `scope`: "https://vault.azure.net/.default", "https://storage.azure.com/.default".
+  // `client_assertion` set: a fresh one (asked for at every exchange) is sent
+  // as client_assertion (jwt-bearer) instead of a secret.
   static kms::Result<std::unique_ptr<MicrosoftClientCredentialsAuth>> make(
       const boost::asio::any_io_executor& executor, std::string_view authority_host, const TlsSpec& authority_tls,
       std::string tenant_id, std::string client_id, kms::SecureBytes client_secret, std::string scope, std::string who,
-      std::atomic<std::size_t>* token_requests = nullptr);
+      std::atomic<std::size_t>* token_requests = nullptr, JwtSource client_assertion = {});
   MicrosoftClientCredentialsAuth(const boost::asio::any_io_executor& executor, std::shared_ptr<net::HttpClient> login,
                                  std::string tenant_id, std::string client_id, kms::SecureBytes client_secret,
-                                 std::string scope, std::string who, std::atomic<std::size_t>* token_requests);
+                                 JwtSource client_assertion, std::string scope, std::string who,
+                                 std::atomic<std::size_t>* token_requests);
 
  protected:
   Task<Token> fetch_token() override;
@@ -71,6 +76,7 @@ class MicrosoftClientCredentialsAuth final : public BearerAuth {
   std::string tenant_id_;
   std::string client_id_;
   kms::SecureBytes client_secret_;
+  JwtSource client_assertion_;
   std::string scope_;
   std::string who_;
   std::atomic<std::size_t>* token_requests_;
@@ -80,6 +86,11 @@ class MicrosoftClientCredentialsAuth final : public BearerAuth {
 // "status" or errors[0].reason, "message"}} or OAuth's {"error",
 // "error_description"}; the message cut to 300 bytes.
 std::string google_error(const net::ClientResponse& r);
+// The client-credentials form with a client assertion (jwt-bearer), the
+// assertion percent-encoded into locked memory.
+kms::SecureBytes microsoft_assertion_form(std::string_view client_id, std::string_view scope,
+                                          const kms::SecureBytes& assertion);
+
 // "403 Forbidden: message" from a Microsoft JSON error answer ({"error":{"code",
 // "message"}} or the identity platform's {"error","error_description"}).
 std::string microsoft_error(const net::ClientResponse& r);

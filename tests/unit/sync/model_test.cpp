@@ -324,6 +324,50 @@ TEST_CASE("invalid SecretStores are refused with the field path") {
         "spec.conditions[0].namespaceRegexes[0]: not a valid regular expression");
 }
 
+TEST_CASE("SecretStores: azurekv WorkloadIdentity (serviceAccountRef, ESO's namespace rules, refusals)") {
+  auto z = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"team-a"},
+    "spec":{"provider":{"azurekv":{"vaultUrl":"https://kv.vault.azure.net","authType":"WorkloadIdentity",
+      "serviceAccountRef":{"name":"app","audiences":["extra"]}}}}})"));
+  REQUIRE(z.has_value());
+  CHECK(z->azurekv.workload_identity);
+  CHECK_FALSE(z->azurekv.has_secret_ref);
+  CHECK_FALSE(z->azurekv.has_client_id_ref);
+  CHECK(z->azurekv.service_account.name == "app");
+  CHECK(z->azurekv.service_account.namespace_ == "team-a");
+  CHECK(z->azurekv.service_account.audiences == std::vector<std::string>{"extra"});
+  // The client id from a Secret (ESO's authSecretRef.clientId) with the ServiceAccount's token.
+  auto zc = parse_secret_store(json::parse(R"({"kind":"ClusterSecretStore","metadata":{"name":"kv"},
+    "spec":{"provider":{"azurekv":{"vaultUrl":"https://kv.vault.azure.net","authType":"WorkloadIdentity",
+      "tenantId":"t","serviceAccountRef":{"name":"app","namespace":"ops"},
+      "authSecretRef":{"clientId":{"name":"ids","key":"client","namespace":"ops"}}}}}})"));
+  REQUIRE(zc.has_value());
+  CHECK(zc->azurekv.has_client_id_ref);
+  CHECK(zc->azurekv.client_id_ref == SecretKeyRef{"ids", "client", "ops"});
+  CHECK(zc->azurekv.service_account.namespace_ == "ops");
+  const auto err = [](std::string_view text) {
+    auto r = parse_secret_store(json::parse(text));
+    REQUIRE_FALSE(r.has_value());
+    return r.error().message;
+  };
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"a"},"spec":{"provider":{"azurekv":{
+    "vaultUrl":"https://kv.vault.azure.net","authType":"WorkloadIdentity",
+    "serviceAccountRef":{"name":"app","namespace":"b"}}}}})") ==
+        "spec.provider.azurekv.serviceAccountRef.namespace: " + std::string(kMsgServiceAccountNamespace));
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"a"},"spec":{"provider":{"azurekv":{
+    "vaultUrl":"https://kv.vault.azure.net","authType":"WorkloadIdentity"}}}})") ==
+        "spec.provider.azurekv.serviceAccountRef: required with authType WorkloadIdentity (rootseald has no pod token of its own)");
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"a"},"spec":{"provider":{"azurekv":{
+    "vaultUrl":"https://kv.vault.azure.net","authType":"WorkloadIdentity","serviceAccountRef":{"name":"app"},
+    "authSecretRef":{"clientId":{"name":"s","key":"id"},"clientSecret":{"name":"s","key":"secret"}}}}}})") ==
+        "spec.provider.azurekv.authSecretRef.clientSecret: not used with authType WorkloadIdentity (remove it)");
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"a"},"spec":{"provider":{"azurekv":{
+    "vaultUrl":"https://kv.vault.azure.net","serviceAccountRef":{"name":"app"},
+    "authSecretRef":{"clientId":{"name":"s","key":"id"},"clientSecret":{"name":"s","key":"secret"}},"tenantId":"t"}}}})") ==
+        "spec.provider.azurekv.serviceAccountRef: only used with authType WorkloadIdentity");
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"a"},"spec":{"provider":{"azurekv":{
+    "vaultUrl":"https://kv.vault.azure.net","authType":"ManagedIdentity"}}}})").find("authType") != std::string::npos);
+}
+
 TEST_CASE("SecretStores: azurekv and gcpsm (push targets) with ESO's field names") {
   auto z = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"team-a"},
     "spec":{"provider":{"azurekv":{"vaultUrl":"https://team-a-kv.vault.azure.net/","tenantId":"t-1",
@@ -381,7 +425,7 @@ TEST_CASE("invalid azurekv and gcpsm stores are refused with the field path") {
   CHECK(err(R"({"azurekv":{"tenantId":"t"}})") == "spec.provider.azurekv.vaultUrl: required");
   CHECK(err(R"({"azurekv":{"vaultUrl":"kv.vault.azure.net"}})") == "spec.provider.azurekv.vaultUrl: must be an https:// URL");
   CHECK(err(R"({"azurekv":{"vaultUrl":"https://kv","tenantId":"t","authType":"ManagedIdentity",)" + refs + "}}") ==
-        "spec.provider.azurekv.authType: unsupported value 'ManagedIdentity' (supported: ServicePrincipal)");
+        "spec.provider.azurekv.authType: unsupported value 'ManagedIdentity' (supported: ServicePrincipal, WorkloadIdentity)");
   CHECK(err(R"({"azurekv":{"vaultUrl":"https://kv","tenantId":"t","environmentType":"GermanCloud",)" + refs + "}}") ==
         "spec.provider.azurekv.environmentType: unsupported value 'GermanCloud' (supported: PublicCloud, USGovernmentCloud, ChinaCloud)");
   CHECK(err(R"({"azurekv":{"vaultUrl":"https://kv",)" + refs + "}}") == "spec.provider.azurekv.tenantId: required with authSecretRef");

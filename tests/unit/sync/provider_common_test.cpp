@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "provider_test_util.hpp"
+#include "providers/cloud_auth.hpp"
 #include "providers/common.hpp"
 #include "rootseal/kms/secure_json.hpp"
 #include "rootseal/kms/secure_memory_resource.hpp"
@@ -69,6 +70,15 @@ TEST_CASE("a token answer's expires_in is bounded before it meets a clock") {
   CHECK(of(R"({"expires_in":9223372036854775807})") == seconds(86400));
   CHECK(of(R"({"expires_in":"9223372036854775807"})") == seconds(86400));
   CHECK(of(R"({"expires_in":-9223372036854775807})") == seconds(0));
+}
+
+TEST_CASE("Entra client assertion form: jwt-bearer type, the assertion percent-encoded, no secret") {
+  const auto jwt = kms::SecureBytes::copy_of(std::string_view("eyJh.eyJz+/=.c2ln"));
+  const auto form = sync::providers::microsoft_assertion_form("0c5d-app", "https://vault.azure.net/.default", jwt);
+  CHECK(std::string(kms::as_view(form)) ==
+        "grant_type=client_credentials&client_id=0c5d-app&scope=https%3A%2F%2Fvault.azure.net%2F.default"
+        "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+        "&client_assertion=eyJh.eyJz%2B%2F%3D.c2ln");
 }
 
 TEST_CASE("secure memory resource: allocations are locked, freed at once, and zeroized") {

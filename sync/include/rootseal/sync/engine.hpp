@@ -56,6 +56,10 @@ struct EngineConfig {
   // empty = https://secretsmanager.<region>.amazonaws.com. Host stores
   // (sync.stores) keep their own `endpoint`.
   std::string aws_endpoint;
+  // sync.azure_authority_host: the Microsoft identity platform of Azure
+  // stores on their own credentials (client secret or workload identity);
+  // empty = the store's environmentType's (https://login.microsoftonline.com).
+  std::string azure_authority_host;
   bool rollout_restart = true;  // watch Deployments/StatefulSets/DaemonSets for secret.rootseal.io/reload
   double kube_qps = 50;
   std::size_t kube_burst = 100;

@@ -228,6 +228,11 @@ struct AzureSpec {
   std::string tenant_id;
   std::string client_id;
   kms::SecureBytes client_secret;
+  // Or workload identity (ESO authType WorkloadIdentity) when client_assertion
+  // is set: a ServiceAccount token for api://AzureADTokenExchange is the client
+  // assertion of the client-credentials grant (no secret at all).
+  JwtSource client_assertion;
+  std::string client_assertion_id;  // who the token speaks for: part of the credential fingerprint
   std::string authority_host = "https://login.microsoftonline.com";
   std::string api_version = "7.4";
   TlsSpec tls;
