@@ -25,13 +25,18 @@ import urllib.parse
 import urllib.request
 
 from rootseal_testlib import make_server_and_client_certs
-from sync_testlib import SyncEnv, ESO, K8S_TOKEN, VAULT_ROOT, azure_double, b64, vault_double
+from sync_testlib import SyncEnv, ESO, K8S_TOKEN, VAULT_ROOT, azure_double, b64, gcp_double, vault_double
 
 ENV = None
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"  # the Kubernetes double's issuer
 AZ_TENANT = "72f988bf-0000-4000-8000-00000000a2e1"
 AZ_APP = "0c5d7a11-0000-4000-8000-0000000000a1"  # the application (client id) the federated credentials are on
 AZ_ADMIN = "az-admin-token"  # the test's own Key Vault token
+GCP_PROJECT, GCP_NUMBER = "team-proj", "318275665932"
+GCP_ADMIN = "gcp-admin-token"  # the test's own Secret Manager token
+GCP_POOL_AUD = ("//iam.googleapis.com/projects/%s/locations/global/workloadIdentityPools/rootseal/providers/cluster-1"
+                % GCP_NUMBER)
+GCP_READER = "reader@%s.iam.gserviceaccount.com" % GCP_PROJECT
 
 
 def setUpModule():
@@ -41,8 +46,14 @@ def setUpModule():
     ENV = SyncEnv(refresh_window="1s")
     # Entra (token endpoint) and Key Vault: one double; no application has a secret, only federated credentials.
     ENV.az = azure_double.AzureKeyVaultDouble(tenant=AZ_TENANT, clients={}, static_tokens=[AZ_ADMIN]).start()
+    # Secret Manager, STS and IAM Credentials: one double.
+    ENV.gcp = gcp_double.GcpSecretManagerDouble(projects={GCP_PROJECT: GCP_NUMBER}).start()
+    ENV.gcp.state.tokens[GCP_ADMIN] = ("admin", float("inf"))
+    ENV.gcp.add_pool_provider(GCP_POOL_AUD, SA_ISSUER, ENV.k8s.url + "/openid/v1/jwks")
     ENV.sync_extra = ("  aws_endpoint: http://127.0.0.1:%d\n"  # Secrets Manager and STS (moto)
-                      "  azure_authority_host: %s" % (ENV.moto_port, ENV.az.url))
+                      "  azure_authority_host: %s\n"
+                      "  gcp_endpoint: %s\n  gcp_sts_endpoint: %s\n  gcp_iam_endpoint: %s"
+                      % (ENV.moto_port, ENV.az.url, ENV.gcp.url, ENV.gcp.url, ENV.gcp.url))
     ENV.start()
     v = ENV.vault
     root = {"X-Vault-Token": VAULT_ROOT}
@@ -61,6 +72,7 @@ def tearDownModule():
     if ENV:
         ENV.stop()
         ENV.az.stop()
+        ENV.gcp.stop()
     shutil.rmtree(os.path.dirname(os.environ.pop("MOTO_RECORDER_FILEPATH", "/nonexistent/x")), ignore_errors=True)
 
 
@@ -604,6 +616,183 @@ class Identity(unittest.TestCase):
         finally:
             ENV.az.state.token_ttl = 3599
         self.assert_no_azure_tokens_leaked(ns)
+
+    # ---- GCP workload identity federation ---------------------------------------
+
+    def gcp_req(self, method, path, body=None):
+        import http.client
+        c = http.client.HTTPConnection("127.0.0.1", ENV.gcp.port, timeout=10)
+        try:
+            c.request(method, path, body=json.dumps(body) if body is not None else None,
+                      headers={"Authorization": "Bearer " + GCP_ADMIN, "Content-Type": "application/json"})
+            r = c.getresponse()
+            raw = r.read()
+            return r.status, (json.loads(raw) if raw else None)
+        finally:
+            c.close()
+
+    def gcp_put(self, sid, value):
+        self.gcp_req("POST", "/v1/projects/%s/secrets?secretId=%s" % (GCP_PROJECT, sid),
+                     {"replication": {"automatic": {}}})
+        st, out = self.gcp_req("POST", "/v1/projects/%s/secrets/%s:addVersion" % (GCP_PROJECT, sid),
+                               {"payload": {"data": b64(value)}})
+        self.assertEqual(st, 200, out)
+
+    def gcp_store(self, ns, auth, name="gcp"):
+        self.kube.create(ESO + "/namespaces/%s/secretstores" % ns, {
+            "apiVersion": "external-secrets.io/v1", "kind": "SecretStore", "metadata": {"name": name, "namespace": ns},
+            "spec": {"provider": {"gcpsm": {"projectID": GCP_PROJECT, "auth": auth}}}})
+
+    def wif(self, extra=None):
+        w = {"serviceAccountRef": {"name": "app", "audiences": ["https:" + GCP_POOL_AUD]}, "audience": GCP_POOL_AUD}
+        w.update(extra or {})
+        return {"workloadIdentityFederation": w}
+
+    def gcp_principal(self, ns):
+        return ("principal://iam.googleapis.com/projects/%s/locations/global/workloadIdentityPools/rootseal/subject/"
+                "system:serviceaccount:%s:app" % (GCP_NUMBER, ns))
+
+    def gcp_since(self, what, t0):
+        with ENV.gcp.state.lock:
+            return [x for x in getattr(ENV.gcp.state, what) if x["t"] >= t0]
+
+    def assert_no_gcp_tokens_leaked(self, ns):
+        with ENV.gcp.state.lock:
+            tokens = [t for t in ENV.gcp.state.tokens if t != GCP_ADMIN]
+        self.assertTrue(tokens)
+        self.env.err.flush()
+        with open(self.env.stderr_path, "rb") as f:
+            log = f.read().decode(errors="replace")
+        status = json.dumps([e.get("status") for e in self.kube.get(ESO + "/namespaces/%s/externalsecrets" % ns)["items"]])
+        events = json.dumps(self.kube.get("/api/v1/namespaces/%s/events" % ns)["items"])
+        for t in tokens:
+            for h in (log, status, events):
+                self.assertNotIn(t[8:], h)
+        self.assert_no_credentials_leaked([ns])
+
+    def test_gcp_workload_identity_federation_pull_and_push_impersonating(self):
+        ns = self.ns("id-gcp")
+        self.kube.create("/api/v1/namespaces/%s/serviceaccounts" % ns, {
+            "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {
+                "name": "app", "namespace": ns, "annotations": {"iam.gke.io/gcp-service-account": GCP_READER}}})
+        ENV.gcp.allow_impersonation(GCP_READER, self.gcp_principal(ns))
+        self.gcp_put("id-gcp-db", json.dumps({"password": "pw-gcp"}))
+        t0 = time.time()
+        self.gcp_store(ns, self.wif())
+        self.env.external_secret(ns, "db", [{"secretKey": "password", "remoteRef": {
+            "key": "id-gcp-db", "property": "password"}}], refresh="1h", target={"name": "db-creds"}, store="gcp")
+        self.env.wait(lambda: self.kube.secret_value(ns, "db-creds", "password") == "pw-gcp", "db-creds synced")
+        self.kube.create("/api/v1/namespaces/%s/secrets" % ns, {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "src", "namespace": ns},
+            "data": {"token": b64("pushed-by-federation")}})
+        self.env.push_secret(ns, "up", {"secret": {"name": "src"}},
+                             [{"match": {"secretKey": "token", "remoteRef": {"remoteKey": "id-gcp-pushed"}}}],
+                             stores=("gcp",))
+        self.env.wait(lambda: (self.env.push_ready(ns, "up") or [None])[0] == "True", "PushSecret Ready")
+        st, got = self.gcp_req("GET", "/v1/projects/%s/secrets/id-gcp-pushed/versions/latest:access" % GCP_PROJECT)
+        self.assertEqual((st, base64.b64decode(got["payload"]["data"]).decode()), (200, "pushed-by-federation"))
+        # ESO's workloadIdentityFederation token: the ref's audiences, 15 minutes.
+        reqs = self.token_requests(ns)
+        self.assertEqual((reqs[0]["audiences"], reqs[0]["expirationSeconds"]), (["https:" + GCP_POOL_AUD], 900))
+        # Exchanged at STS for the pool's principal, which impersonated the annotated service account ...
+        ex = [x for x in self.gcp_since("exchanges", t0) if x["sub"] == "system:serviceaccount:%s:app" % ns]
+        self.assertTrue(ex)
+        self.assertEqual((ex[0]["audience"], ex[0]["principal"], ex[0]["scope"]),
+                         (GCP_POOL_AUD, self.gcp_principal(ns), "https://www.googleapis.com/auth/cloud-platform"))
+        imp = [x for x in self.gcp_since("impersonations", t0) if x["principal"] == self.gcp_principal(ns)]
+        self.assertTrue(imp)
+        self.assertEqual(imp[0]["email"], GCP_READER)
+        self.assertLessEqual(len(ex), 2)  # one exchange for pull and push (each provider at most one)
+        # ... and every Secret Manager call of rootseald's was made as that service account.
+        callers = {x["principal"] for x in self.gcp_since("callers", t0)} - {"admin"}
+        self.assertEqual(callers, {GCP_READER})
+        self.assert_no_gcp_tokens_leaked(ns)
+
+    def test_gcp_gke_workload_identity_without_impersonation(self):
+        ns = self.ns("id-gke")
+        self.service_account(ns)  # no iam.gke.io/gcp-service-account: the federated token is used directly
+        cluster = "https://container.googleapis.com/v1/projects/%s/locations/europe-west1/clusters/c1" % GCP_PROJECT
+        ENV.gcp.add_pool_provider("identitynamespace:%s.svc.id.goog:%s" % (GCP_PROJECT, cluster), SA_ISSUER,
+                                  ENV.k8s.url + "/openid/v1/jwks")
+        self.gcp_put("id-gke-db", "pw-gke")
+        t0 = time.time()
+        self.gcp_store(ns, {"workloadIdentity": {"serviceAccountRef": {"name": "app"}, "clusterProjectID": GCP_PROJECT,
+                                                 "clusterLocation": "europe-west1", "clusterName": "c1"}})
+        self.env.external_secret(ns, "db", [{"secretKey": "v", "remoteRef": {"key": "id-gke-db"}}], refresh="1h",
+                                 target={"name": "db-creds"}, store="gcp")
+        self.env.wait(lambda: self.kube.secret_value(ns, "db-creds", "v") == "pw-gke", "db-creds synced")
+        reqs = self.token_requests(ns)
+        self.assertEqual((reqs[0]["audiences"], reqs[0]["expirationSeconds"]), (["%s.svc.id.goog" % GCP_PROJECT], 900))
+        principal = "serviceAccount:%s.svc.id.goog[%s/app]" % (GCP_PROJECT, ns)
+        self.assertTrue([x for x in self.gcp_since("exchanges", t0) if x["principal"] == principal])
+        self.assertEqual([x for x in self.gcp_since("impersonations", t0) if x["principal"] == principal], [])
+        self.assertIn(principal, {x["principal"] for x in self.gcp_since("callers", t0)})
+
+    def test_gcp_federation_refusals_are_clear(self):
+        owner, thief = self.ns("id-gcp-owner"), self.ns("id-gcp-thief")
+        self.service_account(owner)
+        self.gcp_store(thief, {"workloadIdentityFederation": {
+            "serviceAccountRef": {"name": "app", "namespace": owner}, "audience": GCP_POOL_AUD}})
+        self.env.external_secret(thief, "db", [{"secretKey": "p", "remoteRef": {"key": "x"}}], store="gcp")
+        # Impersonation the service account's IAM policy does not grant: IAM Credentials' 403, said as is.
+        noimp = self.ns("id-gcp-noimp")
+        self.kube.create("/api/v1/namespaces/%s/serviceaccounts" % noimp, {
+            "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {
+                "name": "app", "namespace": noimp, "annotations": {"iam.gke.io/gcp-service-account": GCP_READER}}})
+        self.gcp_store(noimp, self.wif())
+        self.env.external_secret(noimp, "db", [{"secretKey": "p", "remoteRef": {"key": "x"}}], store="gcp")
+        # A pool provider that does not exist: STS's invalid_target.
+        nopool = self.ns("id-gcp-nopool")
+        self.service_account(nopool)
+        self.gcp_store(nopool, self.wif({"audience": GCP_POOL_AUD.replace("cluster-1", "gone")}))
+        self.env.external_secret(nopool, "db", [{"secretKey": "p", "remoteRef": {"key": "x"}}], store="gcp")
+        for ns, want in ((thief, "namespace should either be empty or match the namespace of the SecretStore for a "
+                                 "namespaced SecretStore"),
+                         (noimp, "generateAccessToken for %s refused: 403 PERMISSION_DENIED: Permission "
+                                 "'iam.serviceAccounts.getAccessToken' denied" % GCP_READER),
+                         (nopool, "400 invalid_target: The target service indicated by the \"audience\" parameters "
+                                  "is invalid")):
+            ready = self.env.wait(lambda: self.kube.ready(ns, "db"), ns + " Ready condition")
+            self.assertEqual(ready[0], "False")
+            self.assertIn(want, ready[2])
+            self.assertIsNone(self.kube.secret(ns, "db-creds"))
+        self.assertEqual(self.token_requests(owner), [])
+
+    def test_gcp_access_token_expiry_leads_to_a_fresh_exchange(self):
+        ns = self.ns("id-gcp-expiry")
+        self.kube.create("/api/v1/namespaces/%s/serviceaccounts" % ns, {
+            "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {
+                "name": "app", "namespace": ns, "annotations": {"iam.gke.io/gcp-service-account": GCP_READER}}})
+        ENV.gcp.allow_impersonation(GCP_READER, self.gcp_principal(ns))
+        self.gcp_put("id-gcp-expiry", "v1")
+        ENV.gcp.state.token_ttl = 2  # federated and impersonated tokens of 2 s
+        try:
+            self.gcp_store(ns, self.wif())
+            self.env.external_secret(ns, "db", [{"secretKey": "v", "remoteRef": {"key": "id-gcp-expiry"}}],
+                                     refresh="1s", target={"name": "db-creds"}, store="gcp")
+            self.env.wait(lambda: self.kube.secret_value(ns, "db-creds", "v") == "v1", "first sync")
+            start, wall_start = time.monotonic(), time.time()
+            seen_false, version = [], [1]
+
+            def progressed():
+                r = self.kube.ready(ns, "db")
+                if r and r[0] != "True":
+                    seen_false.append(r)
+                if self.kube.secret_value(ns, "db-creds", "v") == "v%d" % version[0]:
+                    version[0] += 1
+                    self.gcp_req("POST", "/v1/projects/%s/secrets/id-gcp-expiry:addVersion" % GCP_PROJECT,
+                                 {"payload": {"data": b64("v%d" % version[0])}})
+                imp = [x for x in self.gcp_since("impersonations", wall_start)
+                       if x["principal"] == self.gcp_principal(ns)]
+                return time.monotonic() - start > 8 and len(imp) >= 3 and version[0] >= 4
+            self.env.wait(progressed, "syncs across several access-token lifetimes", timeout=60)
+        finally:
+            ENV.gcp.state.token_ttl = 3599
+        self.assertEqual(seen_false, [])
+        ex = [x for x in self.gcp_since("exchanges", wall_start) if x["principal"] == self.gcp_principal(ns)]
+        self.assertGreaterEqual(len(ex), 3)
+        self.assertGreaterEqual(len([r for r in self.token_requests(ns) if r["t"] >= wall_start]), 3)
+        self.assert_no_gcp_tokens_leaked(ns)
 
     # ---- Vault auth.cert --------------------------------------------------------
 

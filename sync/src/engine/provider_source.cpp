@@ -62,6 +62,7 @@ std::string fingerprint(const StoreSpec& spec) {
           buf.append(s.client_assertion_id);
         } else {
           add(s.service_account_json);
+          buf.append(s.subject_token_id);
         }
       },
       spec);
@@ -294,7 +295,8 @@ Task<StoreSpec> EngineProviders::azure_spec(const model::SecretStore& store, con
 
 // Host credentials: project, Secret Manager endpoint and token URI from the
 // configuration (the store's projectID, when set, must match).
-Task<StoreSpec> EngineProviders::gcp_spec(const model::SecretStore& store, const HostStoreConfig* host) {
+Task<StoreSpec> EngineProviders::gcp_spec(const model::SecretStore& store, const HostStoreConfig* host,
+                                          std::string_view ns) {
   const auto& g = store.gcpsm;
   GcpSpec s;
   s.project_id = g.project_id;
@@ -315,6 +317,28 @@ Task<StoreSpec> EngineProviders::gcp_spec(const model::SecretStore& store, const
     ROOTSEAL_CO_LET(
         key, read_credential(h.service_account_json, cred_dir_, "sync.stores." + host->name + ".service_account_json"));
     s.service_account_json = std::move(key);
+    co_return StoreSpec(std::move(s));
+  }
+  if (!gcp_endpoint_.empty()) s.endpoint = gcp_endpoint_;
+  if (g.federation != model::GcpProviderSpec::Federation::none) {
+    // ESO: workloadIdentity asks for a 15-minute token for the cluster's
+    // identity pool (+ the ref's audiences) and exchanges it for the pool's
+    // identity namespace; workloadIdentityFederation asks for the ref's
+    // audiences only and exchanges it for `audience`. Either impersonates
+    // gcpServiceAccountEmail or the ServiceAccount's iam.gke.io/gcp-service-account.
+    const bool gke = g.federation == model::GcpProviderSpec::Federation::gke;
+    const std::string pool = g.cluster_project_id + ".svc.id.goog";
+    auto key = token_key(store, g.service_account, ns, {}, 900);
+    if (gke) key.audiences.insert(key.audiences.begin(), pool);
+    ROOTSEAL_CO_LET(ann, co_await service_account_annotations(key));
+    s.impersonate = g.service_account_email.empty() ? ann["iam.gke.io/gcp-service-account"] : g.service_account_email;
+    s.sts_audience = gke ? "identitynamespace:" + pool + ":https://container.googleapis.com/v1/projects/" +
+                               g.cluster_project_id + "/locations/" + g.cluster_location + "/clusters/" + g.cluster_name
+                         : g.audience;
+    if (!gcp_sts_endpoint_.empty()) s.sts_endpoint = gcp_sts_endpoint_;
+    if (!gcp_iam_endpoint_.empty()) s.iam_endpoint = gcp_iam_endpoint_;
+    s.subject_token_id = key.id() + " " + s.sts_audience + " " + s.impersonate;
+    s.subject_token = sa_tokens_->source(std::move(key));
     co_return StoreSpec(std::move(s));
   }
   auto key = co_await secret_key(g.service_account_ref, store.meta.namespace_);
@@ -472,7 +496,7 @@ Task<StoreSpec> EngineProviders::spec_for(const model::SecretStore& store, std::
   switch (store.provider) {
     case model::SecretStore::Provider::vault: co_return co_await vault_spec(store, host, ns);
     case model::SecretStore::Provider::azurekv: co_return co_await azure_spec(store, host, ns);
-    case model::SecretStore::Provider::gcpsm: co_return co_await gcp_spec(store, host);
+    case model::SecretStore::Provider::gcpsm: co_return co_await gcp_spec(store, host, ns);
     case model::SecretStore::Provider::aws: break;
   }
   co_return co_await aws_spec(store, host, ns);
@@ -490,7 +514,10 @@ Task<std::shared_ptr<P>> EngineProviders::cached(std::map<std::string, CacheEntr
       (store.provider == model::SecretStore::Provider::aws && store.aws.has_jwt &&
        store.aws.jwt_service_account.namespace_.empty()) ||
       (store.provider == model::SecretStore::Provider::azurekv && store.azurekv.workload_identity &&
-       store.azurekv.service_account.namespace_.empty());
+       store.azurekv.service_account.namespace_.empty()) ||
+      (store.provider == model::SecretStore::Provider::gcpsm &&
+       store.gcpsm.federation != model::GcpProviderSpec::Federation::none &&
+       store.gcpsm.service_account.namespace_.empty());
   if (store.kind == model::StoreKind::cluster_secret_store && (!store.host_credentials.empty() || referent)) {
     id += "@" + std::string(ns);
   }

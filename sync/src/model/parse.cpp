@@ -841,14 +841,49 @@ Result<void> parse_azurekv(const Obj& a, SecretStore& s) {
   return {};
 }
 
-// ESO gcpsm: projectID, auth.secretRef.secretAccessKeySecretRef (the service-account key JSON).
+// ESO gcpsm: projectID, auth.secretRef.secretAccessKeySecretRef (the service-account key JSON),
+// auth.workloadIdentity or auth.workloadIdentityFederation (serviceAccountRef).
 Result<void> parse_gcpsm(const Obj& g, SecretStore& s) {
   auto& out = s.gcpsm;
   ROOTSEAL_TRY_ASSIGN(out.project_id, str_or(g, "projectID", ""));
   ROOTSEAL_TRY(unsupported(g, {"location", "secretVersionSelectionPolicy"}));
   ROOTSEAL_LET(auth, opt_obj(g, "auth"));
   if (auth) {
-    ROOTSEAL_TRY(unsupported(*auth, {"workloadIdentity", "workloadIdentityFederation"}));
+    ROOTSEAL_LET(wi, opt_obj(*auth, "workloadIdentity"));
+    ROOTSEAL_LET(wif, opt_obj(*auth, "workloadIdentityFederation"));
+    if (static_cast<int>(auth->has("secretRef")) + static_cast<int>(wi.has_value()) + static_cast<int>(wif.has_value()) > 1) {
+      return bad(auth->path, "exactly one of secretRef, workloadIdentity or workloadIdentityFederation");
+    }
+    if (wi) {
+      ROOTSEAL_LET(sa, opt_obj(*wi, "serviceAccountRef"));
+      if (!sa) return bad(wi->at("serviceAccountRef"), "required");
+      ROOTSEAL_TRY_ASSIGN(out.service_account, service_account_ref(*sa, s.kind, s.meta.namespace_));
+      // ESO asks GKE's metadata server for what is left out; rootseald runs outside GKE's nodes.
+      for (auto [key, into] : {std::pair{"clusterProjectID", &out.cluster_project_id},
+                               std::pair{"clusterLocation", &out.cluster_location},
+                               std::pair{"clusterName", &out.cluster_name}}) {
+        ROOTSEAL_TRY_ASSIGN(*into, str_or(*wi, key, ""));
+        if (into->empty()) return bad(wi->at(key), "required (rootseald cannot ask GKE's metadata server)");
+      }
+      out.federation = GcpProviderSpec::Federation::gke;
+    }
+    if (wif) {
+      ROOTSEAL_TRY(unsupported(*wif, {"credConfig", "awsSecurityCredentials", "externalTokenEndpoint"}));
+      ROOTSEAL_LET(sa, opt_obj(*wif, "serviceAccountRef"));
+      if (!sa) return bad(wif->at("serviceAccountRef"), "required");
+      ROOTSEAL_TRY_ASSIGN(out.service_account, service_account_ref(*sa, s.kind, s.meta.namespace_));
+      ROOTSEAL_TRY_ASSIGN(out.audience, str_or(*wif, "audience", ""));
+      if (out.audience.empty()) {
+        return bad(wif->at("audience"), "invalid workloadIdentityFederation config: audience must be provided, when "
+                                        "serviceAccountRef or awsSecurityCredentials is provided");
+      }
+      ROOTSEAL_TRY_ASSIGN(out.service_account_email, str_or(*wif, "gcpServiceAccountEmail", ""));
+      out.federation = GcpProviderSpec::Federation::pool;
+    }
+    if (out.federation != GcpProviderSpec::Federation::none) {
+      if (out.project_id.empty()) return bad(g.at("projectID"), "required");
+      return {};
+    }
     ROOTSEAL_LET(sr, opt_obj(*auth, "secretRef"));
     if (sr) {
       ROOTSEAL_LET(key, opt_obj(*sr, "secretAccessKeySecretRef"));

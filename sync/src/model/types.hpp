@@ -259,6 +259,18 @@ struct GcpProviderSpec {
   std::string project_id;  // may be empty with host credentials (the configured project is used)
   SecretKeyRef service_account_ref;
   bool has_secret_ref = false;
+  // auth.workloadIdentity (GKE's identity pool: clusterProjectID, clusterLocation,
+  // clusterName) or auth.workloadIdentityFederation (serviceAccountRef +
+  // audience of a workload identity pool provider, gcpServiceAccountEmail):
+  // the ServiceAccount's token exchanged at STS, then impersonating the
+  // Google service account (gcpServiceAccountEmail, else the ServiceAccount's
+  // iam.gke.io/gcp-service-account annotation) if any.
+  enum class Federation { none, gke, pool };
+  Federation federation = Federation::none;
+  ServiceAccountRef service_account;
+  std::string cluster_project_id, cluster_location, cluster_name;  // gke
+  std::string audience;                                            // pool
+  std::string service_account_email;                               // pool: gcpServiceAccountEmail
 };
 
 // Namespace conditions of a ClusterSecretStore (all entries are ORed; within

@@ -15,6 +15,8 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <utility>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -24,6 +26,7 @@
 namespace rootseal::sync::providers {
 
 inline constexpr std::string_view kGoogleTokenUri = "https://oauth2.googleapis.com/token";
+inline constexpr std::string_view kGoogleCloudPlatformScope = "https://www.googleapis.com/auth/cloud-platform";
 
 class GoogleServiceAccountAuth final : public BearerAuth {
  public:
@@ -52,6 +55,45 @@ class GoogleServiceAccountAuth final : public BearerAuth {
   std::string who_;
   std::atomic<std::size_t>* token_requests_;
 };
+
+// Google workload identity federation: a fresh subject token (a ServiceAccount
+// JWT) exchanged at STS (POST <sts>/v1/token, RFC 8693 token exchange, scope
+// cloud-platform) for a federated access token; with `impersonate`, that
+// token buys the service account's own access token at IAM Credentials
+// (POST <iam>/v1/projects/-/serviceAccounts/<email>:generateAccessToken).
+class GoogleFederatedAuth final : public BearerAuth {
+ public:
+  static kms::Result<std::unique_ptr<GoogleFederatedAuth>> make(
+      const boost::asio::any_io_executor& executor, std::string_view sts_endpoint, std::string_view iam_endpoint,
+      const TlsSpec& tls, std::string audience, std::string impersonate, JwtSource subject_token, std::string who,
+      std::atomic<std::size_t>* token_requests = nullptr);
+  GoogleFederatedAuth(const boost::asio::any_io_executor& executor, std::shared_ptr<net::HttpClient> sts,
+                      std::shared_ptr<net::HttpClient> iam, std::string audience, std::string impersonate,
+                      JwtSource subject_token, std::string who, std::atomic<std::size_t>* token_requests);
+
+ protected:
+  Task<Token> fetch_token() override;
+
+ private:
+  std::shared_ptr<net::HttpClient> sts_;
+  std::shared_ptr<net::HttpClient> iam_;  // null without impersonation
+  std::string audience_;
+  std::string impersonate_;
+  JwtSource subject_token_;
+  std::string who_;
+  std::atomic<std::size_t>* token_requests_;
+};
+
+// The STS token-exchange form (grant_type token-exchange, subject_token_type
+// jwt, requested_token_type access_token, scope cloud-platform), the subject
+// token percent-encoded into locked memory.
+kms::SecureBytes google_sts_form(std::string_view audience, const kms::SecureBytes& subject_token);
+
+// An IAM Credentials generateAccessToken answer {"accessToken", "expireTime"
+// (RFC 3339)}: the token in locked memory and its lifetime from `now`
+// (0..24 h). unavailable when either is missing or malformed.
+kms::Result<std::pair<kms::SecureBytes, std::chrono::seconds>> parse_generate_access_token(
+    std::string_view body, std::chrono::system_clock::time_point now);
 
 class MicrosoftClientCredentialsAuth final : public BearerAuth {
  public:

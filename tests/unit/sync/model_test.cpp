@@ -368,6 +368,47 @@ TEST_CASE("SecretStores: azurekv WorkloadIdentity (serviceAccountRef, ESO's name
     "vaultUrl":"https://kv.vault.azure.net","authType":"ManagedIdentity"}}}})").find("authType") != std::string::npos);
 }
 
+TEST_CASE("SecretStores: gcpsm workloadIdentity and workloadIdentityFederation (serviceAccountRef, refusals)") {
+  auto gke = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"g","namespace":"team-a"},
+    "spec":{"provider":{"gcpsm":{"projectID":"p","auth":{"workloadIdentity":{"serviceAccountRef":{"name":"app"},
+      "clusterProjectID":"cp","clusterLocation":"europe-west1","clusterName":"c1"}}}}}})"));
+  REQUIRE(gke.has_value());
+  CHECK(gke->gcpsm.federation == GcpProviderSpec::Federation::gke);
+  CHECK(gke->gcpsm.service_account.namespace_ == "team-a");
+  CHECK(gke->gcpsm.cluster_project_id == "cp");
+  CHECK(gke->gcpsm.cluster_location == "europe-west1");
+  CHECK(gke->gcpsm.cluster_name == "c1");
+  auto wif = parse_secret_store(json::parse(R"({"kind":"ClusterSecretStore","metadata":{"name":"g"},
+    "spec":{"provider":{"gcpsm":{"projectID":"p","auth":{"workloadIdentityFederation":{
+      "serviceAccountRef":{"name":"app"},"audience":"//iam.googleapis.com/x","gcpServiceAccountEmail":"r@p.iam.gserviceaccount.com"}}}}}})"));
+  REQUIRE(wif.has_value());
+  CHECK(wif->gcpsm.federation == GcpProviderSpec::Federation::pool);
+  CHECK(wif->gcpsm.service_account.namespace_.empty());  // the ExternalSecret's namespace
+  CHECK(wif->gcpsm.audience == "//iam.googleapis.com/x");
+  CHECK(wif->gcpsm.service_account_email == "r@p.iam.gserviceaccount.com");
+  const auto err = [](std::string_view auth) {
+    auto r = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"g","namespace":"a"},
+      "spec":{"provider":{"gcpsm":{"projectID":"p","auth":)" + std::string(auth) + "}}}}"));
+    REQUIRE_FALSE(r.has_value());
+    return r.error().message;
+  };
+  CHECK(err(R"({"workloadIdentityFederation":{"serviceAccountRef":{"name":"app","namespace":"b"},"audience":"x"}})") ==
+        "spec.provider.gcpsm.auth.workloadIdentityFederation.serviceAccountRef.namespace: " +
+            std::string(kMsgServiceAccountNamespace));
+  CHECK(err(R"({"workloadIdentityFederation":{"serviceAccountRef":{"name":"app"}}})") ==
+        "spec.provider.gcpsm.auth.workloadIdentityFederation.audience: invalid workloadIdentityFederation config: "
+        "audience must be provided, when serviceAccountRef or awsSecurityCredentials is provided");
+  CHECK(err(R"({"workloadIdentityFederation":{"credConfig":{"name":"c","key":"k"},"audience":"x"}})").find("credConfig") !=
+        std::string::npos);
+  CHECK(err(R"({"workloadIdentity":{"serviceAccountRef":{"name":"app"},"clusterProjectID":"cp","clusterName":"c"}})") ==
+        "spec.provider.gcpsm.auth.workloadIdentity.clusterLocation: required (rootseald cannot ask GKE's metadata server)");
+  CHECK(err(R"({"workloadIdentity":{"clusterProjectID":"cp","clusterLocation":"l","clusterName":"c"}})") ==
+        "spec.provider.gcpsm.auth.workloadIdentity.serviceAccountRef: required");
+  CHECK(err(R"({"secretRef":{"secretAccessKeySecretRef":{"name":"s","key":"k"}},
+    "workloadIdentityFederation":{"serviceAccountRef":{"name":"app"},"audience":"x"}})") ==
+        "spec.provider.gcpsm.auth: exactly one of secretRef, workloadIdentity or workloadIdentityFederation");
+}
+
 TEST_CASE("SecretStores: azurekv and gcpsm (push targets) with ESO's field names") {
   auto z = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"team-a"},
     "spec":{"provider":{"azurekv":{"vaultUrl":"https://team-a-kv.vault.azure.net/","tenantId":"t-1",
@@ -444,7 +485,7 @@ TEST_CASE("invalid azurekv and gcpsm stores are refused with the field path") {
   CHECK(err(R"({"gcpsm":{"projectID":"p","auth":{"secretRef":{}}}})") ==
         "spec.provider.gcpsm.auth.secretRef.secretAccessKeySecretRef: required");
   CHECK(err(R"({"gcpsm":{"projectID":"p","auth":{"workloadIdentity":{"clusterLocation":"x"}}}})") ==
-        "spec.provider.gcpsm.auth.workloadIdentity: not supported by rootseal");
+        "spec.provider.gcpsm.auth.workloadIdentity.serviceAccountRef: required");
   CHECK(err(R"({"gcpsm":{"projectID":"p","location":"europe-west1","auth":{"secretRef":{"secretAccessKeySecretRef":{"name":"g","key":"k"}}}}})") ==
         "spec.provider.gcpsm.location: not supported by rootseal");
   const std::string aws_auth = R"("auth":{"secretRef":{"accessKeyIDSecretRef":{"name":"a","key":"b"},"secretAccessKeySecretRef":{"name":"a","key":"c"}}})";

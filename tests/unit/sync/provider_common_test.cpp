@@ -81,6 +81,40 @@ TEST_CASE("Entra client assertion form: jwt-bearer type, the assertion percent-e
         "&client_assertion=eyJh.eyJz%2B%2F%3D.c2ln");
 }
 
+TEST_CASE("Google STS token-exchange form and the generateAccessToken answer") {
+  const auto jwt = kms::SecureBytes::copy_of(std::string_view("eyJh.eyJz.c2/n"));
+  const auto form = sync::providers::google_sts_form("//iam.googleapis.com/projects/1/locations/global/x", jwt);
+  CHECK(std::string(kms::as_view(form)) ==
+        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange"
+        "&audience=%2F%2Fiam.googleapis.com%2Fprojects%2F1%2Flocations%2Fglobal%2Fx"
+        "&scope=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fcloud-platform"
+        "&requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token"
+        "&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt&subject_token=eyJh.eyJz.c2%2Fn");
+
+  using namespace std::chrono;
+  const auto now = sys_days{year{2026} / 12 / 7} + hours{9};
+  auto ok = sync::providers::parse_generate_access_token(
+      R"({"accessToken":"ya29.c.abc","expireTime":"2026-12-07T10:00:00Z"})", now);
+  REQUIRE(ok);
+  CHECK(std::string(kms::as_view(ok->first)) == "ya29.c.abc");
+  CHECK(ok->second == seconds(3600));
+  // An expireTime in the past is a spent token (0 s), one far away is bounded to a day.
+  auto past = sync::providers::parse_generate_access_token(R"({"accessToken":"t","expireTime":"2026-12-07T08:00:00Z"})", now);
+  REQUIRE(past);
+  CHECK(past->second == seconds(0));
+  auto far = sync::providers::parse_generate_access_token(R"({"accessToken":"t","expireTime":"2199-01-01T00:00:00Z"})", now);
+  REQUIRE(far);
+  CHECK(far->second == hours(24));
+  for (const char* bad : {R"({"expireTime":"2026-12-07T10:00:00Z"})", R"({"accessToken":"","expireTime":"2026-12-07T10:00:00Z"})",
+                          R"({"accessToken":"t"})", R"({"accessToken":"t","expireTime":"1472-12-07T10:00:00Z"})",
+                          R"({"accessToken":"t","expireTime":"tomorrow"})", "[]", "not json"}) {
+    auto r = sync::providers::parse_generate_access_token(bad, now);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == kms::Errc::unavailable);
+    CHECK(r.error().message.find("ya29") == std::string::npos);
+  }
+}
+
 TEST_CASE("secure memory resource: allocations are locked, freed at once, and zeroized") {
   const auto before = kms::secure_arena_stats();
   kms::SecureMemoryResource mr;

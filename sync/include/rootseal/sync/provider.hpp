@@ -246,6 +246,16 @@ struct GcpSpec {
   std::string token_uri;  // override of the key file's token_uri; empty = from the key file
   TlsSpec tls;
   TlsSpec token_tls;
+  // Or workload identity federation when sts_audience is set: a ServiceAccount
+  // token (subject_token) exchanged at STS for a federated access token, then
+  // (impersonate set) IAM Credentials generateAccessToken for that Google
+  // service account; both in locked memory, bought again before expiry.
+  std::string sts_audience;  // "//iam.googleapis.com/projects/../providers/.." or "identitynamespace:<pool>:<provider>"
+  std::string impersonate;   // service account email; empty: the STS token is used directly
+  JwtSource subject_token;
+  std::string subject_token_id;  // who the token speaks for: part of the credential fingerprint
+  std::string sts_endpoint = "https://sts.googleapis.com";
+  std::string iam_endpoint = "https://iamcredentials.googleapis.com";
 };
 
 // The providers rootseal has: one alternative each, in the same order, for
