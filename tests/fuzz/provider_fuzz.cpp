@@ -13,7 +13,8 @@
 // vault-approle, vault-kubernetes, aws, aws-web-identity (STS
 // AssumeRoleWithWebIdentity's XML answer first), azure, azure-workload-identity
 // (the token answer to a client assertion first), gcp, gcp-federation (STS's
-// token-exchange answer, then IAM Credentials' generateAccessToken answer), or s3, gcs, azblob (the snapshot object
+// token-exchange answer, then IAM Credentials' generateAccessToken answer),
+// conjur (authn's access token first), conjur-jwt (authn-jwt's), or s3, gcs, azblob (the snapshot object
 // stores: list, get, put, remove; object_store.hpp; a <property> puts them
 // under the prefix "p/"); op one of fetch, fetch_all, validate,
 // describe, ensure, put, put_new, remove (pull ops for vault/aws, push ops
@@ -54,6 +55,7 @@
 #include "fuzz_util.hpp"
 #include "providers/aws/aws_sm.hpp"
 #include "providers/azure/azure_kv.hpp"
+#include "providers/conjur/conjur.hpp"
 #include "providers/gcp/gcp_sm.hpp"
 #include "object_store/object_listing.hpp"
 #include "providers/vault/vault_kv2.hpp"
@@ -246,6 +248,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto p = providers::make_gcp_provider(ex, std::move(s), health);
     fuzz::require(p.has_value(), "gcp provider");
     push = *p;
+  } else if (provider == "conjur" || provider == "conjur-jwt") {
+    sync::ConjurSpec s;
+    s.url = url + "/api";
+    s.account = "fuzz";
+    if (provider == "conjur") {
+      s.login = "host/fuzz";
+      s.api_key = kms::SecureBytes::copy_of(std::string_view("fuzz-api-key"));
+    } else {
+      s.service_id = "k8s";
+      s.jwt_source = [](bool fresh) -> boost::asio::awaitable<kms::Result<kms::SecureBytes>> {
+        co_return kms::SecureBytes::copy_of(std::string_view(fresh ? "eyJ.fresh.sig" : "eyJ.cached.sig"));
+      };
+    }
+    auto p = providers::make_conjur_provider(ex, std::move(s), health);
+    fuzz::require(p.has_value(), "conjur provider");
+    pull = *p;
   } else if (provider == "s3" || provider == "gcs" || provider == "azblob") {
     // The snapshot object stores: S3 (ListObjectsV2 XML pages and
     // continuation tokens), GCS (a token answer, then objects.list JSON

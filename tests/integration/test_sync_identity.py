@@ -17,6 +17,7 @@ Secret; no token ever reaches rootseald's log, a status or an event."""
 import base64
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -26,6 +27,9 @@ import urllib.request
 
 from rootseal_testlib import make_server_and_client_certs
 from sync_testlib import SyncEnv, ESO, K8S_TOKEN, VAULT_ROOT, azure_double, b64, gcp_double, vault_double
+from doublelib import load_double  # noqa: E402 (on sys.path once sync_testlib has loaded a double)
+
+conjur_double = load_double("conjur")
 
 ENV = None
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"  # the Kubernetes double's issuer
@@ -50,6 +54,9 @@ def setUpModule():
     ENV.gcp = gcp_double.GcpSecretManagerDouble(projects={GCP_PROJECT: GCP_NUMBER}).start()
     ENV.gcp.state.tokens[GCP_ADMIN] = ("admin", float("inf"))
     ENV.gcp.add_pool_provider(GCP_POOL_AUD, SA_ISSUER, ENV.k8s.url + "/openid/v1/jwks")
+    # Conjur: authn-jwt service "k8s" trusting the cluster's issuer (audience "conjur"), hosts under k8s/.
+    ENV.conjur = conjur_double.ConjurDouble(account="myorg").start()
+    ENV.conjur.jwt_service("k8s", SA_ISSUER, ENV.k8s.url + "/openid/v1/jwks", audience="conjur", identity_path="k8s")
     ENV.sync_extra = ("  aws_endpoint: http://127.0.0.1:%d\n"  # Secrets Manager and STS (moto)
                       "  azure_authority_host: %s\n"
                       "  gcp_endpoint: %s\n  gcp_sts_endpoint: %s\n  gcp_iam_endpoint: %s"
@@ -73,6 +80,7 @@ def tearDownModule():
         ENV.stop()
         ENV.az.stop()
         ENV.gcp.stop()
+        ENV.conjur.stop()
     shutil.rmtree(os.path.dirname(os.environ.pop("MOTO_RECORDER_FILEPATH", "/nonexistent/x")), ignore_errors=True)
 
 
@@ -132,6 +140,14 @@ class Identity(unittest.TestCase):
         self.env.external_secret(ns, name, [{"secretKey": "password",
                                              "remoteRef": {"key": key, "property": "password"}}],
                                  refresh=refresh, target=target, store=store, kind=kind)
+
+    def refused(self, ns, name="db", timeout=20):
+        """The Ready condition of ExternalSecret ns/name once it is False for a reason other than its store not
+        being in rootseald's cache yet (an ExternalSecret created right after its store may see that first)."""
+        def settled():
+            r = self.kube.ready(ns, name)
+            return r if r and r[0] == "False" and not re.search(r'Secret ?Store "[^"]*" not found', r[2] or "") else None
+        return self.env.wait(settled, "%s/%s refused" % (ns, name), timeout=timeout)
 
     def token_requests(self, ns, name="app"):
         return [r for r in self.env.k8s.token_requests if r["namespace"] == ns and r["name"] == name]
@@ -215,8 +231,7 @@ class Identity(unittest.TestCase):
         self.store(thief, {"kubernetes": {"role": "id-owner",
                                           "serviceAccountRef": {"name": "app", "namespace": owner}}})
         self.es(thief, "%s/db" % owner)
-        ready = self.env.wait(lambda: self.kube.ready(thief, "db"), "Ready condition")
-        self.assertEqual(ready[0], "False")
+        ready = self.refused(thief)
         self.assertIn("namespace should either be empty or match the namespace of the SecretStore for a "
                       "namespaced SecretStore", ready[2])
         self.assertEqual(self.token_requests(owner), [])  # never asked for the owner's token
@@ -409,8 +424,7 @@ class Identity(unittest.TestCase):
             "spec": {"provider": {"aws": {"service": "SecretsManager", "region": "us-east-1", "auth": {
                 "jwt": {"serviceAccountRef": {"name": "app", "namespace": owner}}}}}}})
         self.env.external_secret(thief, "db", [{"secretKey": "p", "remoteRef": {"key": "x"}}], store="aws")
-        ready = self.env.wait(lambda: self.kube.ready(thief, "db"), "Ready condition")
-        self.assertEqual(ready[0], "False")
+        ready = self.refused(thief)
         self.assertIn("namespace should either be empty or match the namespace of the SecretStore for a "
                       "namespaced SecretStore", ready[2])
         self.assertEqual(self.token_requests(owner), [])
@@ -424,8 +438,7 @@ class Identity(unittest.TestCase):
             "spec": {"provider": {"aws": {"service": "SecretsManager", "region": "us-east-1",
                                           "auth": {"jwt": {"serviceAccountRef": {"name": "app"}}}}}}})
         self.env.external_secret(ns, "db", [{"secretKey": "p", "remoteRef": {"key": "x"}}], store="aws")
-        ready = self.env.wait(lambda: self.kube.ready(ns, "db"), "Ready condition")
-        self.assertEqual(ready[0], "False")
+        ready = self.refused(ns)
         self.assertIn("an IAM role must be associated with service account app (namespace: %s)" % ns, ready[2])
         self.assertEqual(self.token_requests(ns), [])
 
@@ -536,8 +549,7 @@ class Identity(unittest.TestCase):
                                 "'azure.workload.identity/client-id' is missing"),
                          (nofic, "AADSTS700213: No matching federated identity record found for presented assertion "
                                  "subject 'system:serviceaccount:%s:app'" % nofic)):
-            ready = self.env.wait(lambda: self.kube.ready(ns, "db"), ns + " Ready condition")
-            self.assertEqual(ready[0], "False")
+            ready = self.refused(ns)
             self.assertIn(want, ready[2])
             self.assertIsNone(self.kube.secret(ns, "db-creds"))
         self.assertEqual(self.token_requests(owner), [])
@@ -752,8 +764,7 @@ class Identity(unittest.TestCase):
                                  "'iam.serviceAccounts.getAccessToken' denied" % GCP_READER),
                          (nopool, "400 invalid_target: The target service indicated by the \"audience\" parameters "
                                   "is invalid")):
-            ready = self.env.wait(lambda: self.kube.ready(ns, "db"), ns + " Ready condition")
-            self.assertEqual(ready[0], "False")
+            ready = self.refused(ns)
             self.assertIn(want, ready[2])
             self.assertIsNone(self.kube.secret(ns, "db-creds"))
         self.assertEqual(self.token_requests(owner), [])
@@ -793,6 +804,138 @@ class Identity(unittest.TestCase):
         self.assertGreaterEqual(len(ex), 3)
         self.assertGreaterEqual(len([r for r in self.token_requests(ns) if r["t"] >= wall_start]), 3)
         self.assert_no_gcp_tokens_leaked(ns)
+
+    # ---- CyberArk Conjur -------------------------------------------------------
+
+    def conjur_store(self, ns, auth, name="conjur"):
+        self.kube.create(ESO + "/namespaces/%s/secretstores" % ns, {
+            "apiVersion": "external-secrets.io/v1", "kind": "SecretStore", "metadata": {"name": name, "namespace": ns},
+            "spec": {"provider": {"conjur": {"url": ENV.conjur.url, "auth": auth}}}})
+
+    def assert_no_conjur_tokens_leaked(self, ns):
+        with ENV.conjur.state.lock:
+            tokens = list(ENV.conjur.state.tokens)
+        self.assertTrue(tokens)
+        self.env.err.flush()
+        with open(self.env.stderr_path, "rb") as f:
+            log = f.read().decode(errors="replace")
+        status = json.dumps([e.get("status") for e in self.kube.get(ESO + "/namespaces/%s/externalsecrets" % ns)["items"]])
+        events = json.dumps(self.kube.get("/api/v1/namespaces/%s/events" % ns)["items"])
+        for t in tokens:
+            for h in (log, status, events):
+                self.assertNotIn(t[-40:], h)  # the base64 of the token's signature
+        self.assert_no_credentials_leaked([ns])
+
+    def test_conjur_jwt_with_the_namespace_service_account(self):
+        ns = self.ns("id-conjur")
+        self.service_account(ns)
+        host = "host/k8s/system:serviceaccount:%s:app" % ns
+        ENV.conjur.variable("%s/db/password" % ns, "pw-conjur")
+        ENV.conjur.variable("%s/db/json" % ns, json.dumps({"user": "alice"}))
+        ENV.conjur.variable("other/db/password", "not-yours")
+        for v in ("%s/db/password" % ns, "%s/db/json" % ns):
+            ENV.conjur.permit(host, v)
+        t0 = time.time()
+        self.conjur_store(ns, {"jwt": {"account": "myorg", "serviceID": "k8s",
+                                       "serviceAccountRef": {"name": "app", "audiences": ["conjur"]}}})
+        self.env.external_secret(ns, "db", [
+            {"secretKey": "password", "remoteRef": {"key": "%s/db/password" % ns}},
+            {"secretKey": "user", "remoteRef": {"key": "%s/db/json" % ns, "property": "user"}}],
+            refresh="1h", target={"name": "db-creds"}, store="conjur")
+        self.env.wait(lambda: self.kube.secret_value(ns, "db-creds", "password") == "pw-conjur", "db-creds synced")
+        self.assertEqual(self.kube.secret_value(ns, "db-creds", "user"), "alice")
+        # ESO's auth.jwt token: the ref's audiences, 10 minutes ...
+        reqs = self.token_requests(ns)
+        self.assertEqual((reqs[0]["audiences"], reqs[0]["expirationSeconds"]), (["conjur"], 600))
+        # ... accepted by authn-jwt as the host its sub claim maps to; one login for both reads.
+        with ENV.conjur.state.lock:
+            logins = [x for x in ENV.conjur.state.logins if x["t"] >= t0 and x["login"] == host]
+            reads = [x for x in ENV.conjur.state.reads if x["t"] >= t0 and x["login"] == host]
+        self.assertEqual([(x["method"], x["ok"]) for x in logins], [("authn-jwt", True)])
+        self.assertEqual(sorted(x["id"] for x in reads), ["%s/db/json" % ns, "%s/db/password" % ns])
+        # Conjur's policy decides: a variable the host may not read is refused (403), the Secret not written.
+        self.env.external_secret(ns, "other", [{"secretKey": "p", "remoteRef": {"key": "other/db/password"}}],
+                                 refresh="1h", target={"name": "other-creds"}, store="conjur")
+        ready = self.env.wait(lambda: (self.kube.ready(ns, "other") or [None])[0] == "False" and
+                              self.kube.ready(ns, "other"), "other refused")
+        self.assertIn('conjur: reading variable "other/db/password" refused: 403 forbidden: Forbidden', ready[2])
+        self.assertIsNone(self.kube.secret(ns, "other-creds"))
+        self.assert_no_conjur_tokens_leaked(ns)
+
+    def test_conjur_api_key_and_refusals(self):
+        ns = self.ns("id-conjur-key")
+        ENV.conjur.user("host/apps/ci", "k3y-" + "9" * 20)
+        ENV.conjur.variable("apps/ci/token", "ci-token")
+        ENV.conjur.permit("host/apps/ci", "apps/ci/token")
+        for name, key in (("conjur-login", "k3y-" + "9" * 20), ("conjur-wrong", "wrong-key")):
+            self.kube.create("/api/v1/namespaces/%s/secrets" % ns, {
+                "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": ns},
+                "data": {"user": b64("host/apps/ci"), "apikey": b64(key)}})
+        for store, secret in (("conjur", "conjur-login"), ("conjur-wrong", "conjur-wrong")):
+            self.conjur_store(ns, {"apikey": {"account": "myorg", "userRef": {"name": secret, "key": "user"},
+                                              "apiKeyRef": {"name": secret, "key": "apikey"}}}, name=store)
+        self.env.external_secret(ns, "ci", [{"secretKey": "t", "remoteRef": {"key": "apps/ci/token"}}],
+                                 refresh="1h", target={"name": "ci"}, store="conjur")
+        self.env.wait(lambda: self.kube.secret_value(ns, "ci", "t") == "ci-token", "ci synced")
+        self.env.external_secret(ns, "wrong", [{"secretKey": "t", "remoteRef": {"key": "apps/ci/token"}}],
+                                 refresh="1h", target={"name": "wrong"}, store="conjur-wrong")
+        self.env.external_secret(ns, "missing", [{"secretKey": "t", "remoteRef": {"key": "apps/ci/none"}}],
+                                 refresh="1h", target={"name": "missing"}, store="conjur")
+        # A store in another namespace naming this namespace's ServiceAccount: ESO's message, no token asked for.
+        thief = self.ns("id-conjur-thief")
+        self.service_account(ns)
+        self.conjur_store(thief, {"jwt": {"account": "myorg", "serviceID": "k8s",
+                                          "serviceAccountRef": {"name": "app", "namespace": ns}}})
+        self.env.external_secret(thief, "db", [{"secretKey": "t", "remoteRef": {"key": "apps/ci/token"}}],
+                                 store="conjur")
+        for where, name, want in (
+                (ns, "wrong", "conjur: authn as host/apps/ci refused (401 Unauthorized)"),
+                (ns, "missing", 'conjur: variable "apps/ci/none" not found or empty: 404 not_found'),
+                (thief, "db", "namespace should either be empty or match the namespace of the SecretStore for a "
+                              "namespaced SecretStore")):
+            ready = self.refused(where, name)
+            self.assertIn(want, ready[2])
+        self.assertEqual(self.token_requests(ns), [])
+        self.env.err.flush()
+        with open(self.env.stderr_path, "rb") as f:
+            self.assertNotIn("k3y-" + "9" * 20, f.read().decode(errors="replace"))
+        self.assert_no_conjur_tokens_leaked(ns)
+
+    def test_conjur_expired_access_token_leads_to_a_fresh_login(self):
+        ns = self.ns("id-conjur-expiry")
+        self.service_account(ns)
+        host = "host/k8s/system:serviceaccount:%s:app" % ns
+        vid = "%s/v" % ns
+        ENV.conjur.variable(vid, "v1")
+        ENV.conjur.permit(host, vid)
+        ENV.conjur.state.token_lifetime = 2  # Conjur's are 8 minutes; these expire under rootseald's feet
+        try:
+            self.conjur_store(ns, {"jwt": {"account": "myorg", "serviceID": "k8s",
+                                           "serviceAccountRef": {"name": "app", "audiences": ["conjur"]}}})
+            self.env.external_secret(ns, "db", [{"secretKey": "v", "remoteRef": {"key": vid}}], refresh="1s",
+                                     target={"name": "db-creds"}, store="conjur")
+            self.env.wait(lambda: self.kube.secret_value(ns, "db-creds", "v") == "v1", "first sync")
+            start, wall_start = time.monotonic(), time.time()
+            seen_false, version = [], [1]
+
+            def progressed():
+                r = self.kube.ready(ns, "db")
+                if r and r[0] != "True":
+                    seen_false.append(r)
+                if self.kube.secret_value(ns, "db-creds", "v") == "v%d" % version[0]:
+                    version[0] += 1
+                    ENV.conjur.variable(vid, "v%d" % version[0])
+                with ENV.conjur.state.lock:
+                    n = len([x for x in ENV.conjur.state.logins if x["t"] >= wall_start and x["login"] == host])
+                return time.monotonic() - start > 8 and n >= 3 and version[0] >= 4
+            self.env.wait(progressed, "syncs across several access-token lifetimes", timeout=60)
+        finally:
+            ENV.conjur.state.token_lifetime = 8 * 60
+        self.assertEqual(seen_false, [])
+        with ENV.conjur.state.lock:
+            logins = [x for x in ENV.conjur.state.logins if x["t"] >= wall_start and x["login"] == host]
+        self.assertTrue(all(x["ok"] for x in logins))  # each login with a fresh, valid ServiceAccount token
+        self.assert_no_conjur_tokens_leaked(ns)
 
     # ---- Vault auth.cert --------------------------------------------------------
 

@@ -60,9 +60,15 @@ std::string fingerprint(const StoreSpec& spec) {
           buf.append(s.tenant_id);
           buf.push_back('|');
           buf.append(s.client_assertion_id);
-        } else {
+        } else if constexpr (std::is_same_v<T, GcpSpec>) {
           add(s.service_account_json);
           buf.append(s.subject_token_id);
+        } else {
+          add(s.api_key);
+          add(s.jwt);
+          buf.append(s.login);
+          buf.push_back('|');
+          buf.append(s.jwt_source_id);
         }
       },
       spec);
@@ -491,12 +497,45 @@ Task<StoreSpec> EngineProviders::aws_spec(const model::SecretStore& store, const
   co_return StoreSpec(std::move(a));
 }
 
+// Conjur: the store's own identity only (no host model): an API key and its
+// login from Secrets, or authn-jwt with a ServiceAccount token (ESO: the
+// ref's audiences, 10 minutes) or a JWT from a Secret.
+Task<StoreSpec> EngineProviders::conjur_spec(const model::SecretStore& store, std::string_view ns) {
+  const auto& c = store.conjur;
+  const std::string store_ns = store.meta.namespace_;
+  ConjurSpec s;
+  s.url = c.url;
+  s.account = c.account;
+  s.tls.ca_pem = c.ca_bundle;
+  if (!c.jwt) {
+    ROOTSEAL_CO_LET(user, co_await secret_key(c.user_ref, store_ns));
+    s.login.assign(reinterpret_cast<const char*>(user.data()), user.size());  // a user or host id, not a secret
+    ROOTSEAL_CO_LET(key, co_await secret_key(c.api_key_ref, store_ns));
+    s.api_key = std::move(key);
+    co_return StoreSpec(std::move(s));
+  }
+  s.service_id = c.service_id;
+  s.host_id = c.host_id;
+  if (c.has_service_account) {
+    auto key = token_key(store, c.service_account, ns, {}, 600);
+    s.jwt_source_id = key.id();
+    s.jwt_source = sa_tokens_->source(std::move(key));
+  } else {
+    ROOTSEAL_CO_LET(jwt, co_await secret_key(c.jwt_secret_ref, store_ns));
+    s.jwt = std::move(jwt);
+  }
+  co_return StoreSpec(std::move(s));
+}
+
 Task<StoreSpec> EngineProviders::spec_for(const model::SecretStore& store, std::string_view ns) {
   ROOTSEAL_CO_LET(host, reconcile::host_store_for(host_, store, ns));  // the one lookup of a host store
   switch (store.provider) {
     case model::SecretStore::Provider::vault: co_return co_await vault_spec(store, host, ns);
     case model::SecretStore::Provider::azurekv: co_return co_await azure_spec(store, host, ns);
     case model::SecretStore::Provider::gcpsm: co_return co_await gcp_spec(store, host, ns);
+    case model::SecretStore::Provider::conjur:
+      if (host != nullptr) co_return fail(Errc::invalid_argument, "conjur stores take no host credentials");
+      co_return co_await conjur_spec(store, ns);
     case model::SecretStore::Provider::aws: break;
   }
   co_return co_await aws_spec(store, host, ns);
@@ -517,7 +556,9 @@ Task<std::shared_ptr<P>> EngineProviders::cached(std::map<std::string, CacheEntr
        store.azurekv.service_account.namespace_.empty()) ||
       (store.provider == model::SecretStore::Provider::gcpsm &&
        store.gcpsm.federation != model::GcpProviderSpec::Federation::none &&
-       store.gcpsm.service_account.namespace_.empty());
+       store.gcpsm.service_account.namespace_.empty()) ||
+      (store.provider == model::SecretStore::Provider::conjur && store.conjur.has_service_account &&
+       store.conjur.service_account.namespace_.empty());
   if (store.kind == model::StoreKind::cluster_secret_store && (!store.host_credentials.empty() || referent)) {
     id += "@" + std::string(ns);
   }
@@ -558,9 +599,10 @@ Task<std::shared_ptr<Provider>> EngineProviders::provider(const model::SecretSto
 }
 
 Task<std::shared_ptr<PushProvider>> EngineProviders::push_provider(const model::SecretStore& store, std::string_view ns) {
-  if (store.provider == model::SecretStore::Provider::vault) {
-    co_return fail(Errc::invalid_argument, std::string(model::to_string(store.kind)) + " \"" + store.meta.name +
-                                               "\": vault is supported as a source only (push to: aws, azurekv, gcpsm)");
+  if (store.provider == model::SecretStore::Provider::vault || store.provider == model::SecretStore::Provider::conjur) {
+    co_return fail(Errc::invalid_argument, std::string(model::to_string(store.kind)) + " \"" + store.meta.name + "\": " +
+                                               std::string(model::to_string(store.provider)) +
+                                               " is supported as a source only (push to: aws, azurekv, gcpsm)");
   }
   const auto make = [this](StoreSpec spec, std::shared_ptr<StoreHealth> h) {
     return factory_.make_push_provider(std::move(spec), std::move(h));

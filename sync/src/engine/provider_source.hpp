@@ -95,6 +95,7 @@ class EngineProviders final : public reconcile::ProviderSource {
   Task<StoreSpec> aws_spec(const model::SecretStore& store, const HostStoreConfig* host, std::string_view ns);
   Task<StoreSpec> azure_spec(const model::SecretStore& store, const HostStoreConfig* host, std::string_view ns);
   Task<StoreSpec> gcp_spec(const model::SecretStore& store, const HostStoreConfig* host, std::string_view ns);
+  Task<StoreSpec> conjur_spec(const model::SecretStore& store, std::string_view ns);
   Task<kms::SecureBytes> secret_key(const model::SecretKeyRef& ref, std::string_view store_ns);
   // The annotations of ServiceAccount key.ns/key.name (a live GET);
   // permission_denied, never not_found, when it does not exist.

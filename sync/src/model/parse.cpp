@@ -37,6 +37,7 @@ std::string_view to_string(SecretStore::Provider p) noexcept {
     case SecretStore::Provider::aws: return "aws";
     case SecretStore::Provider::azurekv: return "azurekv";
     case SecretStore::Provider::gcpsm: return "gcpsm";
+    case SecretStore::Provider::conjur: return "conjur";
   }
   return "?";
 }
@@ -900,6 +901,65 @@ Result<void> parse_gcpsm(const Obj& g, SecretStore& s) {
   return {};
 }
 
+// ESO conjur: url, caBundle (base64 of a PEM bundle, or the PEM itself),
+// auth.apikey {account, userRef, apiKeyRef} or auth.jwt {account, serviceID,
+// hostId, serviceAccountRef | secretRef}.
+Result<void> parse_conjur(const Obj& c, SecretStore& s) {
+  auto& out = s.conjur;
+  if (!s.host_credentials.empty()) return bad(c.path, "conjur stores carry their own identity (no host credentials)");
+  ROOTSEAL_TRY_ASSIGN(out.url, req_str(c, "url"));
+  if (!out.url.starts_with("https://") && !out.url.starts_with("http://")) return bad(c.at("url"), "must be an https:// URL");
+  while (out.url.ends_with('/')) out.url.pop_back();
+  ROOTSEAL_TRY(unsupported(c, {"caProvider"}));
+  ROOTSEAL_LET(ca, opt_str(c, "caBundle"));
+  if (ca && !ca->empty()) {
+    if (ca->starts_with("-----BEGIN")) {
+      out.ca_bundle = std::string(*ca);
+    } else {
+      auto pem = kms::base64_decode(*ca);
+      if (!pem) return bad(c.at("caBundle"), "must be a PEM bundle or its base64");
+      out.ca_bundle.assign(pem->begin(), pem->end());
+    }
+  }
+  ROOTSEAL_LET(auth, opt_obj(c, "auth"));
+  if (!auth) return bad(c.at("auth"), "required");
+  ROOTSEAL_TRY(unsupported(*auth, {"cert"}));
+  ROOTSEAL_LET(apikey, opt_obj(*auth, "apikey"));
+  ROOTSEAL_LET(jwt, opt_obj(*auth, "jwt"));
+  if (apikey.has_value() == jwt.has_value()) return bad(auth->path, "exactly one of apikey or jwt");
+  if (apikey) {
+    ROOTSEAL_TRY_ASSIGN(out.account, req_str(*apikey, "account"));
+    ROOTSEAL_LET(user, opt_obj(*apikey, "userRef"));
+    ROOTSEAL_LET(key, opt_obj(*apikey, "apiKeyRef"));
+    if (!user) return bad(apikey->at("userRef"), "required");
+    if (!key) return bad(apikey->at("apiKeyRef"), "required");
+    ROOTSEAL_TRY_ASSIGN(out.user_ref, key_ref(*user, s.kind, s.meta.namespace_));
+    ROOTSEAL_TRY_ASSIGN(out.api_key_ref, key_ref(*key, s.kind, s.meta.namespace_));
+    return {};
+  }
+  out.jwt = true;
+  ROOTSEAL_TRY_ASSIGN(out.account, req_str(*jwt, "account"));
+  ROOTSEAL_TRY_ASSIGN(out.service_id, req_str(*jwt, "serviceID"));
+  ROOTSEAL_TRY_ASSIGN(out.host_id, str_or(*jwt, "hostId", ""));
+  ROOTSEAL_LET(sa, opt_obj(*jwt, "serviceAccountRef"));
+  ROOTSEAL_LET(sr, opt_obj(*jwt, "secretRef"));
+  if (sa.has_value() == sr.has_value()) return bad(jwt->path, "exactly one of serviceAccountRef or secretRef");
+  if (sa) {
+    ROOTSEAL_TRY_ASSIGN(out.service_account, service_account_ref(*sa, s.kind, s.meta.namespace_));
+    out.has_service_account = true;
+  } else {
+    Obj ref = *sr;
+    json::object with_key;  // ESO: the key defaults to "token"
+    if (!ref.has("key")) {
+      with_key = *ref.o;
+      with_key["key"] = "token";
+      ref.o = &with_key;
+    }
+    ROOTSEAL_TRY_ASSIGN(out.jwt_secret_ref, key_ref(ref, s.kind, s.meta.namespace_));
+  }
+  return {};
+}
+
 Result<LabelSelector> label_selector(const Obj& o) {
   LabelSelector sel;
   ROOTSEAL_TRY_ASSIGN(sel.match_labels, str_map(o, "matchLabels"));
@@ -944,8 +1004,9 @@ Result<SecretStore> parse_secret_store(const json::value& object) {
   for (const auto& kv : *provider->o) {
     if (kv.value().is_null()) continue;
     ++n;
-    if (kv.key() != "vault" && kv.key() != "aws" && kv.key() != "azurekv" && kv.key() != "gcpsm") {
-      return bad(provider->at(kv.key()), "provider not served by rootseal (vault, aws; push targets: aws, azurekv, gcpsm)");
+    if (kv.key() != "vault" && kv.key() != "aws" && kv.key() != "azurekv" && kv.key() != "gcpsm" && kv.key() != "conjur") {
+      return bad(provider->at(kv.key()),
+                 "provider not served by rootseal (vault, aws, azurekv, gcpsm, conjur; push targets: aws, azurekv, gcpsm)");
     }
   }
   if (n != 1) return bad("spec.provider", "exactly one provider must be set");
@@ -961,6 +1022,10 @@ Result<SecretStore> parse_secret_store(const json::value& object) {
     s.provider = SecretStore::Provider::azurekv;
     ROOTSEAL_LET(a, opt_obj(*provider, "azurekv"));
     ROOTSEAL_TRY(parse_azurekv(*a, s));
+  } else if (provider->has("conjur")) {
+    s.provider = SecretStore::Provider::conjur;
+    ROOTSEAL_LET(c, opt_obj(*provider, "conjur"));
+    ROOTSEAL_TRY(parse_conjur(*c, s));
   } else {
     s.provider = SecretStore::Provider::gcpsm;
     ROOTSEAL_LET(g, opt_obj(*provider, "gcpsm"));

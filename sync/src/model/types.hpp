@@ -273,6 +273,20 @@ struct GcpProviderSpec {
   std::string service_account_email;                               // pool: gcpServiceAccountEmail
 };
 
+// ESO conjur: url, caBundle, auth.apikey {account, userRef, apiKeyRef} or
+// auth.jwt {account, serviceID, hostId, serviceAccountRef | secretRef}.
+struct ConjurProviderSpec {
+  std::string url;
+  std::string ca_bundle;  // PEM
+  std::string account;
+  bool jwt = false;
+  SecretKeyRef user_ref, api_key_ref;  // apikey
+  std::string service_id, host_id;     // jwt
+  bool has_service_account = false;
+  ServiceAccountRef service_account;
+  SecretKeyRef jwt_secret_ref;
+};
+
 // Namespace conditions of a ClusterSecretStore (all entries are ORed; within
 // one entry, the fields that are set are ANDed — ESO's semantics).
 struct LabelSelectorRequirement {
@@ -301,10 +315,11 @@ inline constexpr std::string_view kHostCredentialsAnnotation = "sync.rootseal.io
 struct SecretStore {
   ObjectMeta meta;
   StoreKind kind = StoreKind::secret_store;
-  enum class Provider { vault, aws, azurekv, gcpsm } provider = Provider::vault;
+  enum class Provider { vault, aws, azurekv, gcpsm, conjur } provider = Provider::vault;
   VaultProviderSpec vault;
   AwsProviderSpec aws;
   AzureProviderSpec azurekv;
+  ConjurProviderSpec conjur;
   GcpProviderSpec gcpsm;
   std::string host_credentials;  // kHostCredentialsAnnotation's value; empty = none
   std::vector<ClusterStoreCondition> conditions;  // ClusterSecretStore only

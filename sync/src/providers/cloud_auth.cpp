@@ -108,6 +108,8 @@ asio::awaitable<kms::Result<std::pair<kms::SecureBytes, std::chrono::seconds>>> 
   co_return std::pair{kms::SecureBytes::copy_of(tok), expires_in((*doc)->root())};
 }
 
+}  // namespace
+
 // Percent-encodes `in` (all but RFC 3986 unreserved characters) straight into locked memory.
 void form_encode_into(std::span<const std::uint8_t> in, SecureBuffer& out) {
   static constexpr char kHex[] = "0123456789ABCDEF";
@@ -120,8 +122,6 @@ void form_encode_into(std::span<const std::uint8_t> in, SecureBuffer& out) {
     }
   }
 }
-
-}  // namespace
 
 std::string google_error(const net::ClientResponse& r) { return json_error(r, true); }
 std::string microsoft_error(const net::ClientResponse& r) { return json_error(r, false); }

@@ -22,6 +22,7 @@
 #include <string_view>
 
 #include "providers/common.hpp"
+#include "secure_buffer.hpp"
 
 namespace rootseal::sync::providers {
 
@@ -123,6 +124,9 @@ class MicrosoftClientCredentialsAuth final : public BearerAuth {
   std::string who_;
   std::atomic<std::size_t>* token_requests_;
 };
+
+// Percent-encodes `in` (all but RFC 3986 unreserved characters) straight into locked memory.
+void form_encode_into(std::span<const std::uint8_t> in, SecureBuffer& out);
 
 // "404 NOT_FOUND: message" from a Google error answer: {"error":{"code",
 // "status" or errors[0].reason, "message"}} or OAuth's {"error",

@@ -303,7 +303,7 @@ TEST_CASE("invalid SecretStores are refused with the field path") {
     return r.error().message;
   };
   CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"akeyless":{}}}})") ==
-        "spec.provider.akeyless: provider not served by rootseal (vault, aws; push targets: aws, azurekv, gcpsm)");
+        "spec.provider.akeyless: provider not served by rootseal (vault, aws, azurekv, gcpsm, conjur; push targets: aws, azurekv, gcpsm)");
   CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{"server":"vault:8200","auth":{}}}}})") ==
         "spec.provider.vault.server: must be an http:// or https:// URL");
   CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{"server":"http://v","version":"v1","auth":{}}}}})") ==
@@ -407,6 +407,54 @@ TEST_CASE("SecretStores: gcpsm workloadIdentity and workloadIdentityFederation (
   CHECK(err(R"({"secretRef":{"secretAccessKeySecretRef":{"name":"s","key":"k"}},
     "workloadIdentityFederation":{"serviceAccountRef":{"name":"app"},"audience":"x"}})") ==
         "spec.provider.gcpsm.auth: exactly one of secretRef, workloadIdentity or workloadIdentityFederation");
+}
+
+TEST_CASE("SecretStores: conjur (apikey, jwt with serviceAccountRef or secretRef, caBundle, refusals)") {
+  auto k = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"c","namespace":"a"},
+    "spec":{"provider":{"conjur":{"url":"https://conjur.example.com/","caBundle":"LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==",
+      "auth":{"apikey":{"account":"myorg","userRef":{"name":"c","key":"user"},"apiKeyRef":{"name":"c","key":"key"}}}}}}})"));
+  REQUIRE(k.has_value());
+  CHECK(k->provider == SecretStore::Provider::conjur);
+  CHECK(to_string(k->provider) == "conjur");
+  CHECK(k->conjur.url == "https://conjur.example.com");
+  CHECK(k->conjur.ca_bundle == "-----BEGIN CERTIFICATE-----\n");
+  CHECK(k->conjur.account == "myorg");
+  CHECK_FALSE(k->conjur.jwt);
+  CHECK(k->conjur.api_key_ref == SecretKeyRef{"c", "key", "a"});
+  auto j = parse_secret_store(json::parse(R"({"kind":"ClusterSecretStore","metadata":{"name":"c"},
+    "spec":{"provider":{"conjur":{"url":"https://conjur","caBundle":"-----BEGIN CERTIFICATE-----x",
+      "auth":{"jwt":{"account":"myorg","serviceID":"k8s","hostId":"k8s/app","serviceAccountRef":{"name":"app"}}}}}}})"));
+  REQUIRE(j.has_value());
+  CHECK(j->conjur.jwt);
+  CHECK(j->conjur.ca_bundle == "-----BEGIN CERTIFICATE-----x");
+  CHECK(j->conjur.service_id == "k8s");
+  CHECK(j->conjur.host_id == "k8s/app");
+  CHECK(j->conjur.has_service_account);
+  auto js = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"c","namespace":"a"},
+    "spec":{"provider":{"conjur":{"url":"https://conjur","auth":{"jwt":{"account":"o","serviceID":"s",
+      "secretRef":{"name":"jwt"}}}}}}})"));
+  REQUIRE(js.has_value());
+  CHECK(js->conjur.jwt_secret_ref == SecretKeyRef{"jwt", "token", "a"});  // ESO: the key defaults to "token"
+  const auto err = [](std::string_view conjur, std::string_view md = R"({"name":"c","namespace":"a"})") {
+    auto r = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":)" + std::string(md) +
+                                            R"(,"spec":{"provider":{"conjur":)" + std::string(conjur) + "}}}"));
+    REQUIRE_FALSE(r.has_value());
+    return r.error().message;
+  };
+  CHECK(err(R"({"url":"https://c","auth":{"jwt":{"account":"o","serviceID":"s","serviceAccountRef":{"name":"x","namespace":"b"}}}})") ==
+        "spec.provider.conjur.auth.jwt.serviceAccountRef.namespace: " + std::string(kMsgServiceAccountNamespace));
+  CHECK(err(R"({"url":"https://c","auth":{"jwt":{"account":"o","serviceID":"s"}}})") ==
+        "spec.provider.conjur.auth.jwt: exactly one of serviceAccountRef or secretRef");
+  CHECK(err(R"({"url":"https://c","auth":{}})") == "spec.provider.conjur.auth: exactly one of apikey or jwt");
+  CHECK(err(R"({"url":"https://c","auth":{"apikey":{"account":"o","userRef":{"name":"u","key":"k"}}}})") ==
+        "spec.provider.conjur.auth.apikey.apiKeyRef: required");
+  CHECK(err(R"({"url":"ftp://c","auth":{"apikey":{"account":"o"}}})") == "spec.provider.conjur.url: must be an https:// URL");
+  CHECK(err(R"({"url":"https://c","caBundle":"not base64!","auth":{"apikey":{"account":"o"}}})") ==
+        "spec.provider.conjur.caBundle: must be a PEM bundle or its base64");
+  CHECK(err(R"({"url":"https://c","auth":{"cert":{"account":"o"}}})") == "spec.provider.conjur.auth.cert: not supported by rootseal");
+  CHECK(err(R"({"url":"https://c","auth":{"apikey":{"account":"o"}}})",
+            R"({"name":"c","namespace":"a","annotations":{"sync.rootseal.io/credentials":"x"}})") ==
+        "spec.provider.conjur: conjur stores carry their own identity (no host credentials)");
 }
 
 TEST_CASE("SecretStores: azurekv and gcpsm (push targets) with ESO's field names") {

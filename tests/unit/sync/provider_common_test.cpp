@@ -7,6 +7,8 @@
 
 #include "provider_test_util.hpp"
 #include "providers/cloud_auth.hpp"
+#include "providers/conjur/conjur.hpp"
+#include "rootseal/kms/encoding.hpp"
 #include "providers/common.hpp"
 #include "rootseal/kms/secure_json.hpp"
 #include "rootseal/kms/secure_memory_resource.hpp"
@@ -112,6 +114,21 @@ TEST_CASE("Google STS token-exchange form and the generateAccessToken answer") {
     REQUIRE_FALSE(r);
     CHECK(r.error().code == kms::Errc::unavailable);
     CHECK(r.error().message.find("ya29") == std::string::npos);
+  }
+}
+
+TEST_CASE("Conjur access token: a JSON token becomes token=\"<base64>\", anything else is refused") {
+  const std::string tok = R"({"protected":"eyJhbGciOiJjb25qdXIifQ==","payload":"eyJzdWIiOiJob3N0L2EifQ==","signature":"c2ln"})";
+  auto c = sync::providers::conjur_token_credential(tok);
+  REQUIRE(c);
+  const auto b64 = kms::base64_encode(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(tok.data()), tok.size()));
+  CHECK(std::string(kms::as_view(*c)) == "token=\"" + b64 + "\"");
+  for (const std::string& bad : {std::string(), std::string("[]"), std::string(R"({"protected":"a","payload":"b"})"),
+                                std::string(R"({"protected":"a","payload":"b","signature":1})"), std::string("eyJ0b2tlbiI6MX0="),
+                                std::string(70 * 1024, ' ')}) {
+    auto r = sync::providers::conjur_token_credential(bad);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == kms::Errc::unavailable);
   }
 }
 

@@ -258,11 +258,30 @@ struct GcpSpec {
   std::string iam_endpoint = "https://iamcredentials.googleapis.com";
 };
 
+// CyberArk Conjur (pull): REST API at `url`, authenticated with an API key
+// (authn) or a JWT (authn-jwt: a ServiceAccount token or one from a Secret).
+struct ConjurSpec {
+  std::string url;  // "https://conjur.example.com" (an appliance URL may carry a path)
+  std::string account;
+  TlsSpec tls;
+  // authn: login (a user or host id) and its API key.
+  std::string login;
+  kms::SecureBytes api_key;
+  // Or authn-jwt when service_id is set: the JWT from jwt_source (fresh at
+  // every authentication) or jwt; host_id optional (else Conjur maps a claim).
+  std::string service_id;
+  std::string host_id;
+  kms::SecureBytes jwt;
+  JwtSource jwt_source;
+  std::string jwt_source_id;  // who jwt_source speaks for: part of the credential fingerprint
+};
+
 // The providers rootseal has: one alternative each, in the same order, for
 // what a store resolves to (StoreSpec) and for the settings of a store on
 // the daemon's own credentials (HostSettings, declared beside each provider
 // in rootseal/sync/providers/<kind>.hpp; sync.stores.<name> in rootseald.yaml).
-using StoreSpec = std::variant<VaultSpec, AwsSpec, AzureSpec, GcpSpec>;
+// Conjur, the last, has no host model (its stores carry their own identity).
+using StoreSpec = std::variant<VaultSpec, AwsSpec, AzureSpec, GcpSpec, ConjurSpec>;
 using HostSettings = std::variant<VaultHost, AwsHost, AzureHost, GcpHost>;
 
 // The shared backoff of one store (sync/src/providers/store_health.hpp).
