@@ -149,6 +149,40 @@ class Identity(unittest.TestCase):
             return r if r and r[0] == "False" and not re.search(r'Secret ?Store "[^"]*" not found', r[2] or "") else None
         return self.env.wait(settled, "%s/%s refused" % (ns, name), timeout=timeout)
 
+    def follow_changes(self, ns, put, exchanges):
+        """Starting from value v1 synced into Secret <ns>/db-creds key "v": writes v2, v3, ... with put(value)
+        each time the previous one arrived, until 8 s have passed, at least three values were followed and
+        exchanges(since) (the backend's token exchanges since the start) counts three or more. The wall time
+        of the start; fails if the ExternalSecret ever leaves Ready."""
+        start, wall_start = time.monotonic(), time.time()
+        seen_false, version = [], [1]
+
+        def progressed():
+            r = self.kube.ready(ns, "db")
+            if r and r[0] != "True":
+                seen_false.append(r)
+            if self.kube.secret_value(ns, "db-creds", "v") == "v%d" % version[0]:
+                version[0] += 1
+                put("v%d" % version[0])
+            return time.monotonic() - start > 8 and exchanges(wall_start) >= 3 and version[0] >= 4
+        self.env.wait(progressed, "syncs across several access-token lifetimes", timeout=60)
+        self.assertEqual(seen_false, [])
+        return wall_start
+
+    def assert_tokens_not_shown(self, ns, tokens, part):
+        """None of `tokens` (each cut by part(token) to a unique piece) in rootseald's log, the namespace's
+        ExternalSecret statuses or Events; nor any ServiceAccount or Vault token."""
+        self.assertTrue(tokens)
+        self.env.err.flush()
+        with open(self.env.stderr_path, "rb") as f:
+            log = f.read().decode(errors="replace")
+        status = json.dumps([e.get("status") for e in self.kube.get(ESO + "/namespaces/%s/externalsecrets" % ns)["items"]])
+        events = json.dumps(self.kube.get("/api/v1/namespaces/%s/events" % ns)["items"])
+        for t in tokens:
+            for h in (log, status, events):
+                self.assertNotIn(part(t), h)
+        self.assert_no_credentials_leaked([ns])
+
     def token_requests(self, ns, name="app"):
         return [r for r in self.env.k8s.token_requests if r["namespace"] == ns and r["name"] == name]
 
@@ -483,17 +517,7 @@ class Identity(unittest.TestCase):
     def assert_no_azure_tokens_leaked(self, ns):
         with ENV.az.state.lock:
             tokens = list(ENV.az.state.tokens)
-        self.assertTrue(tokens)
-        self.env.err.flush()
-        with open(self.env.stderr_path, "rb") as f:
-            log = f.read().decode(errors="replace")
-        status = json.dumps([e.get("status") for e in self.kube.get(ESO + "/namespaces/%s/externalsecrets" % ns)["items"]])
-        events = json.dumps(self.kube.get("/api/v1/namespaces/%s/events" % ns)["items"])
-        for t in tokens:
-            for h in (log, status, events):
-                self.assertNotIn(t.split(".")[-1], h)
-        self.assert_no_credentials_leaked([ns])  # and no ServiceAccount token (the assertions)
-
+        self.assert_tokens_not_shown(ns, tokens, lambda t: t.split(".")[-1])
     def test_azure_workload_identity_pull_and_push(self):
         ns = self.ns("id-az")
         self.az_service_account(ns)
@@ -570,23 +594,12 @@ class Identity(unittest.TestCase):
             self.env.external_secret(ns, "db", [{"secretKey": "v", "remoteRef": {"key": "id-az-expiry"}}],
                                      refresh="1s", target={"name": "db-creds"}, store="azure")
             self.env.wait(lambda: self.kube.secret_value(ns, "db-creds", "v") == "v1", "first sync")
-            start, wall_start = time.monotonic(), time.time()
-            seen_false, version = [], [1]
-
-            def progressed():
-                r = self.kube.ready(ns, "db")
-                if r and r[0] != "True":
-                    seen_false.append(r)
-                if self.kube.secret_value(ns, "db-creds", "v") == "v%d" % version[0]:
-                    version[0] += 1
-                    self.az_req("PUT", "/secrets/id-az-expiry", {"value": "v%d" % version[0]})
-                fresh = [a for a in self.az_assertions(ns) if a["t"] >= wall_start]
-                return time.monotonic() - start > 8 and len(fresh) >= 3 and version[0] >= 4
-            self.env.wait(progressed, "syncs across several access-token lifetimes", timeout=60)
+            wall_start = self.follow_changes(
+                ns, lambda v: self.az_req("PUT", "/secrets/id-az-expiry", {"value": v}),
+                lambda since: len([a for a in self.az_assertions(ns) if a["t"] >= since]))
         finally:
             ENV.az.state.token_ttl = 3599
             self.env.k8s.token_max_seconds = None
-        self.assertEqual(seen_false, [])
         # Every exchange was accepted: the assertion was always fresh enough (Entra refuses an expired one, and a
         # refused exchange would have shown in the Ready condition above).
         fresh = [a for a in self.az_assertions(ns) if a["t"] >= wall_start]
@@ -671,17 +684,7 @@ class Identity(unittest.TestCase):
     def assert_no_gcp_tokens_leaked(self, ns):
         with ENV.gcp.state.lock:
             tokens = [t for t in ENV.gcp.state.tokens if t != GCP_ADMIN]
-        self.assertTrue(tokens)
-        self.env.err.flush()
-        with open(self.env.stderr_path, "rb") as f:
-            log = f.read().decode(errors="replace")
-        status = json.dumps([e.get("status") for e in self.kube.get(ESO + "/namespaces/%s/externalsecrets" % ns)["items"]])
-        events = json.dumps(self.kube.get("/api/v1/namespaces/%s/events" % ns)["items"])
-        for t in tokens:
-            for h in (log, status, events):
-                self.assertNotIn(t[8:], h)
-        self.assert_no_credentials_leaked([ns])
-
+        self.assert_tokens_not_shown(ns, tokens, lambda t: t[8:])
     def test_gcp_workload_identity_federation_pull_and_push_impersonating(self):
         ns = self.ns("id-gcp")
         self.kube.create("/api/v1/namespaces/%s/serviceaccounts" % ns, {
@@ -782,24 +785,13 @@ class Identity(unittest.TestCase):
             self.env.external_secret(ns, "db", [{"secretKey": "v", "remoteRef": {"key": "id-gcp-expiry"}}],
                                      refresh="1s", target={"name": "db-creds"}, store="gcp")
             self.env.wait(lambda: self.kube.secret_value(ns, "db-creds", "v") == "v1", "first sync")
-            start, wall_start = time.monotonic(), time.time()
-            seen_false, version = [], [1]
-
-            def progressed():
-                r = self.kube.ready(ns, "db")
-                if r and r[0] != "True":
-                    seen_false.append(r)
-                if self.kube.secret_value(ns, "db-creds", "v") == "v%d" % version[0]:
-                    version[0] += 1
-                    self.gcp_req("POST", "/v1/projects/%s/secrets/id-gcp-expiry:addVersion" % GCP_PROJECT,
-                                 {"payload": {"data": b64("v%d" % version[0])}})
-                imp = [x for x in self.gcp_since("impersonations", wall_start)
-                       if x["principal"] == self.gcp_principal(ns)]
-                return time.monotonic() - start > 8 and len(imp) >= 3 and version[0] >= 4
-            self.env.wait(progressed, "syncs across several access-token lifetimes", timeout=60)
+            wall_start = self.follow_changes(
+                ns, lambda v: self.gcp_req("POST", "/v1/projects/%s/secrets/id-gcp-expiry:addVersion" % GCP_PROJECT,
+                                           {"payload": {"data": b64(v)}}),
+                lambda since: len([x for x in self.gcp_since("impersonations", since)
+                                   if x["principal"] == self.gcp_principal(ns)]))
         finally:
             ENV.gcp.state.token_ttl = 3599
-        self.assertEqual(seen_false, [])
         ex = [x for x in self.gcp_since("exchanges", wall_start) if x["principal"] == self.gcp_principal(ns)]
         self.assertGreaterEqual(len(ex), 3)
         self.assertGreaterEqual(len([r for r in self.token_requests(ns) if r["t"] >= wall_start]), 3)
@@ -815,17 +807,7 @@ class Identity(unittest.TestCase):
     def assert_no_conjur_tokens_leaked(self, ns):
         with ENV.conjur.state.lock:
             tokens = list(ENV.conjur.state.tokens)
-        self.assertTrue(tokens)
-        self.env.err.flush()
-        with open(self.env.stderr_path, "rb") as f:
-            log = f.read().decode(errors="replace")
-        status = json.dumps([e.get("status") for e in self.kube.get(ESO + "/namespaces/%s/externalsecrets" % ns)["items"]])
-        events = json.dumps(self.kube.get("/api/v1/namespaces/%s/events" % ns)["items"])
-        for t in tokens:
-            for h in (log, status, events):
-                self.assertNotIn(t[-40:], h)  # the base64 of the token's signature
-        self.assert_no_credentials_leaked([ns])
-
+        self.assert_tokens_not_shown(ns, tokens, lambda t: t[-40:])  # the base64 of the token's signature
     def test_conjur_jwt_with_the_namespace_service_account(self):
         ns = self.ns("id-conjur")
         self.service_account(ns)
@@ -915,23 +897,13 @@ class Identity(unittest.TestCase):
             self.env.external_secret(ns, "db", [{"secretKey": "v", "remoteRef": {"key": vid}}], refresh="1s",
                                      target={"name": "db-creds"}, store="conjur")
             self.env.wait(lambda: self.kube.secret_value(ns, "db-creds", "v") == "v1", "first sync")
-            start, wall_start = time.monotonic(), time.time()
-            seen_false, version = [], [1]
 
-            def progressed():
-                r = self.kube.ready(ns, "db")
-                if r and r[0] != "True":
-                    seen_false.append(r)
-                if self.kube.secret_value(ns, "db-creds", "v") == "v%d" % version[0]:
-                    version[0] += 1
-                    ENV.conjur.variable(vid, "v%d" % version[0])
+            def logins(since):
                 with ENV.conjur.state.lock:
-                    n = len([x for x in ENV.conjur.state.logins if x["t"] >= wall_start and x["login"] == host])
-                return time.monotonic() - start > 8 and n >= 3 and version[0] >= 4
-            self.env.wait(progressed, "syncs across several access-token lifetimes", timeout=60)
+                    return len([x for x in ENV.conjur.state.logins if x["t"] >= since and x["login"] == host])
+            wall_start = self.follow_changes(ns, lambda v: ENV.conjur.variable(vid, v), logins)
         finally:
             ENV.conjur.state.token_lifetime = 8 * 60
-        self.assertEqual(seen_false, [])
         with ENV.conjur.state.lock:
             logins = [x for x in ENV.conjur.state.logins if x["t"] >= wall_start and x["login"] == host]
         self.assertTrue(all(x["ok"] for x in logins))  # each login with a fresh, valid ServiceAccount token

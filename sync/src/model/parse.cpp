@@ -600,6 +600,25 @@ Result<ServiceAccountRef> service_account_ref(const Obj& o, StoreKind kind, cons
   return r;
 }
 
+// A secretRef holding a JWT: ESO's key defaults to "token".
+Result<SecretKeyRef> token_key_ref(const Obj& o, StoreKind kind, const std::string& own_ns) {
+  Obj ref = o;
+  json::object with_key;
+  if (!ref.has("key")) {
+    with_key = *ref.o;
+    with_key["key"] = "token";
+    ref.o = &with_key;
+  }
+  return key_ref(ref, kind, own_ns);
+}
+
+// The secret key selector `name` of `parent`, which must be there.
+Result<SecretKeyRef> required_key_ref(const Obj& parent, std::string_view name, const SecretStore& s) {
+  ROOTSEAL_LET(o, opt_obj(parent, name));
+  if (!o) return bad(parent.at(name), "required");
+  return key_ref(*o, s.kind, s.meta.namespace_);
+}
+
 // auth.kubernetes {mountPath, role, serviceAccountRef | secretRef} and
 // auth.jwt {path, role, kubernetesServiceAccountToken | secretRef}.
 Result<void> parse_vault_jwt_auth(const Obj& auth, SecretStore& s) {
@@ -617,14 +636,7 @@ Result<void> parse_vault_jwt_auth(const Obj& auth, SecretStore& s) {
       ROOTSEAL_TRY_ASSIGN(a.service_account, service_account_ref(*sa, s.kind, ns));
       a.has_service_account = true;
     } else if (sr) {
-      Obj ref = *sr;
-      json::object with_key;  // ESO: the key defaults to "token"
-      if (!ref.has("key")) {
-        with_key = *ref.o;
-        with_key["key"] = "token";
-        ref.o = &with_key;
-      }
-      ROOTSEAL_TRY_ASSIGN(a.jwt_secret_ref, key_ref(ref, s.kind, ns));
+      ROOTSEAL_TRY_ASSIGN(a.jwt_secret_ref, token_key_ref(*sr, s.kind, ns));
     } else {
       // ESO falls back to the token mounted in its own pod; rootseald runs outside the cluster.
       return bad(k8s->path, "serviceAccountRef or secretRef is required (rootseald has no pod token of its own)");
@@ -929,12 +941,8 @@ Result<void> parse_conjur(const Obj& c, SecretStore& s) {
   if (apikey.has_value() == jwt.has_value()) return bad(auth->path, "exactly one of apikey or jwt");
   if (apikey) {
     ROOTSEAL_TRY_ASSIGN(out.account, req_str(*apikey, "account"));
-    ROOTSEAL_LET(user, opt_obj(*apikey, "userRef"));
-    ROOTSEAL_LET(key, opt_obj(*apikey, "apiKeyRef"));
-    if (!user) return bad(apikey->at("userRef"), "required");
-    if (!key) return bad(apikey->at("apiKeyRef"), "required");
-    ROOTSEAL_TRY_ASSIGN(out.user_ref, key_ref(*user, s.kind, s.meta.namespace_));
-    ROOTSEAL_TRY_ASSIGN(out.api_key_ref, key_ref(*key, s.kind, s.meta.namespace_));
+    ROOTSEAL_TRY_ASSIGN(out.user_ref, required_key_ref(*apikey, "userRef", s));
+    ROOTSEAL_TRY_ASSIGN(out.api_key_ref, required_key_ref(*apikey, "apiKeyRef", s));
     return {};
   }
   out.jwt = true;
@@ -948,14 +956,7 @@ Result<void> parse_conjur(const Obj& c, SecretStore& s) {
     ROOTSEAL_TRY_ASSIGN(out.service_account, service_account_ref(*sa, s.kind, s.meta.namespace_));
     out.has_service_account = true;
   } else {
-    Obj ref = *sr;
-    json::object with_key;  // ESO: the key defaults to "token"
-    if (!ref.has("key")) {
-      with_key = *ref.o;
-      with_key["key"] = "token";
-      ref.o = &with_key;
-    }
-    ROOTSEAL_TRY_ASSIGN(out.jwt_secret_ref, key_ref(ref, s.kind, s.meta.namespace_));
+    ROOTSEAL_TRY_ASSIGN(out.jwt_secret_ref, token_key_ref(*sr, s.kind, s.meta.namespace_));
   }
   return {};
 }
