@@ -607,37 +607,46 @@ class Identity(unittest.TestCase):
         self.assertGreaterEqual(len([r for r in self.token_requests(ns) if r["t"] >= wall_start]), 2)
         self.assert_no_azure_tokens_leaked(ns)
 
+    def deleted_service_account_case(self, ns, store, put, recreate, what):
+        """A store on ServiceAccount <ns>/app whose bought tokens live 2 s: after a first sync of "kept"
+        (ExternalSecret db, deletionPolicy Delete), the ServiceAccount is deleted: Ready turns False with the
+        API server's message, the Secret is never deleted, over 6 s the ServiceAccount is asked for a handful
+        of times (the ExternalSecret's backoff, no storm); recreated, syncing resumes."""
+        put("kept")
+        store()
+        self.env.external_secret(ns, "db", [{"secretKey": "v", "remoteRef": {"key": ns + "-db"}}],
+                                 refresh="1s", target={"name": "db-creds", "deletionPolicy": "Delete"},
+                                 store=what)
+        self.env.wait(lambda: self.kube.secret_value(ns, "db-creds", "v") == "kept", "first sync")
+        st, _ = self.kube.delete("/api/v1/namespaces/%s/serviceaccounts/app" % ns)
+        self.assertEqual(st, 200)
+        ready = self.env.wait(lambda: (self.kube.ready(ns, "db") or [None])[0] == "False" and
+                              self.kube.ready(ns, "db"), "Ready False", timeout=30)
+        self.assertIn('serviceaccounts "app" not found', ready[2])
+        t0 = time.time()
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            self.assertEqual(self.kube.secret_value(ns, "db-creds", "v"), "kept")  # never deleted
+            time.sleep(0.25)
+        calls = [e for e in self.env.k8s.counters.log_since(t0)
+                 if e["path"].startswith("/api/v1/namespaces/%s/serviceaccounts/app" % ns)]
+        self.assertGreaterEqual(len(calls), 1)
+        self.assertLessEqual(len(calls), 12, [(round(e["t"] - t0, 2), e["path"]) for e in calls])
+        print("\n%s, deleted ServiceAccount: %d ServiceAccount calls in 6 s" % (what, len(calls)))
+        recreate()
+        put("back")
+        self.env.wait(lambda: self.kube.secret_value(ns, "db-creds", "v") == "back", "resumed", timeout=30)
+
     def test_azure_deleted_service_account_gives_a_clear_status_without_retry_storm(self):
         ns = self.ns("id-az-deleted")
         self.az_service_account(ns)
-        st, _ = self.az_req("PUT", "/secrets/id-az-deleted", {"value": "kept"})
-        self.assertEqual(st, 200)
         ENV.az.state.token_ttl = 2  # an access token outlives its ServiceAccount by 2 s at most here
         try:
-            self.az_store(ns)
-            self.env.external_secret(ns, "db", [{"secretKey": "v", "remoteRef": {"key": "id-az-deleted"}}],
-                                     refresh="1s", target={"name": "db-creds", "deletionPolicy": "Delete"},
-                                     store="azure")
-            self.env.wait(lambda: self.kube.secret_value(ns, "db-creds", "v") == "kept", "first sync")
-            st, _ = self.kube.delete("/api/v1/namespaces/%s/serviceaccounts/app" % ns)
-            self.assertEqual(st, 200)
-            ready = self.env.wait(lambda: (self.kube.ready(ns, "db") or [None])[0] == "False" and
-                                  self.kube.ready(ns, "db"), "Ready False", timeout=30)
-            self.assertIn('serviceaccounts "app" not found', ready[2])
-            t0 = time.time()
-            deadline = time.monotonic() + 6
-            while time.monotonic() < deadline:
-                self.assertEqual(self.kube.secret_value(ns, "db-creds", "v"), "kept")  # never deleted
-                time.sleep(0.25)
-            calls = [e for e in self.env.k8s.counters.log_since(t0)
-                     if e["path"].startswith("/api/v1/namespaces/%s/serviceaccounts/app" % ns)]
-            self.assertGreaterEqual(len(calls), 1)
-            self.assertLessEqual(len(calls), 12, [(round(e["t"] - t0, 2), e["path"]) for e in calls])
-            print("\nazure, deleted ServiceAccount: %d ServiceAccount calls in 6 s" % len(calls))
-            # Recreated: syncing resumes.
-            self.az_service_account(ns, federate=False)  # the federated credential names the subject: still there
-            self.az_req("PUT", "/secrets/id-az-deleted", {"value": "back"})
-            self.env.wait(lambda: self.kube.secret_value(ns, "db-creds", "v") == "back", "resumed", timeout=30)
+            self.deleted_service_account_case(
+                ns, lambda: self.az_store(ns),
+                lambda v: self.assertEqual(self.az_req("PUT", "/secrets/%s-db" % ns, {"value": v})[0], 200),
+                # the federated credential names the subject: it still matches the recreated ServiceAccount
+                lambda: self.az_service_account(ns, federate=False), "azure")
         finally:
             ENV.az.state.token_ttl = 3599
         self.assert_no_azure_tokens_leaked(ns)
@@ -797,6 +806,31 @@ class Identity(unittest.TestCase):
         self.assertGreaterEqual(len([r for r in self.token_requests(ns) if r["t"] >= wall_start]), 3)
         self.assert_no_gcp_tokens_leaked(ns)
 
+    def test_gcp_deleted_service_account_gives_a_clear_status_without_retry_storm(self):
+        ns = self.ns("id-gcp-deleted")
+
+        def sa():
+            self.kube.create("/api/v1/namespaces/%s/serviceaccounts" % ns, {
+                "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {
+                    "name": "app", "namespace": ns, "annotations": {"iam.gke.io/gcp-service-account": GCP_READER}}})
+        sa()
+        ENV.gcp.allow_impersonation(GCP_READER, self.gcp_principal(ns))
+        created = []
+
+        def put(v):
+            if not created:
+                self.gcp_put(ns + "-db", v)
+                created.append(1)
+            else:
+                self.gcp_req("POST", "/v1/projects/%s/secrets/%s-db:addVersion" % (GCP_PROJECT, ns),
+                             {"payload": {"data": b64(v)}})
+        ENV.gcp.state.token_ttl = 2
+        try:
+            self.deleted_service_account_case(ns, lambda: self.gcp_store(ns, self.wif()), put, sa, "gcp")
+        finally:
+            ENV.gcp.state.token_ttl = 3599
+        self.assert_no_gcp_tokens_leaked(ns)
+
     # ---- CyberArk Conjur -------------------------------------------------------
 
     def conjur_store(self, ns, auth, name="conjur"):
@@ -907,6 +941,20 @@ class Identity(unittest.TestCase):
         with ENV.conjur.state.lock:
             logins = [x for x in ENV.conjur.state.logins if x["t"] >= wall_start and x["login"] == host]
         self.assertTrue(all(x["ok"] for x in logins))  # each login with a fresh, valid ServiceAccount token
+        self.assert_no_conjur_tokens_leaked(ns)
+
+    def test_conjur_deleted_service_account_gives_a_clear_status_without_retry_storm(self):
+        ns = self.ns("id-conjur-deleted")
+        self.service_account(ns)
+        ENV.conjur.permit("host/k8s/system:serviceaccount:%s:app" % ns, ns + "-db")
+        ENV.conjur.state.token_lifetime = 2
+        try:
+            self.deleted_service_account_case(
+                ns, lambda: self.conjur_store(ns, {"jwt": {"account": "myorg", "serviceID": "k8s", "serviceAccountRef": {
+                    "name": "app", "audiences": ["conjur"]}}}),
+                lambda v: ENV.conjur.variable(ns + "-db", v), lambda: self.service_account(ns), "conjur")
+        finally:
+            ENV.conjur.state.token_lifetime = 8 * 60
         self.assert_no_conjur_tokens_leaked(ns)
 
     # ---- Vault auth.cert --------------------------------------------------------
