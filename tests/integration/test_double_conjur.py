@@ -2,7 +2,7 @@
 documented REST API with raw HTTP: authn with an API key (the access token as
 JSON, or base64 with Accept-Encoding: base64), the token as
 `Authorization: Token token="<base64>"`, variable reads with percent-encoded
-ids and versions, the batch retrieval, authn-jwt (issuer, JWKS signature,
+ids and versions, the batch retrieval, the resource listing, authn-jwt (issuer, JWKS signature,
 audience, identity-path mapping, a host id in the URL), and the status
 codes Conjur answers: 401 (empty body), 403, 404, 422. No Conjur client is
 available from npm or Debian to check it against."""
@@ -132,6 +132,18 @@ class ConjurDoubleTest(unittest.TestCase):
         self.assertEqual(self.req("GET", "/secrets?" + q, headers=h)[0], 404)
         self.assertEqual(self.req("GET", "/secrets", headers=h)[0], 422)
         self.assertEqual(self.req("GET", "/secrets?" + urlencode({"variable_ids": "myorg:user:admin"}), headers=h)[0], 422)
+
+    def test_resources_listing(self):
+        h = self.login()
+        st, _, body = self.req("GET", "/resources/myorg?kind=variable", headers=h)
+        self.assertEqual(st, 200)
+        # Only what the caller holds a privilege on, sorted by id.
+        self.assertEqual([r["id"] for r in json.loads(body)], ["myorg:variable:apps/db/password",
+                                                             "myorg:variable:apps/empty"])
+        st, _, body = self.req("GET", "/resources/myorg?kind=variable&limit=1&offset=1", headers=h)
+        self.assertEqual([r["id"] for r in json.loads(body)], ["myorg:variable:apps/empty"])
+        self.assertEqual(self.req("GET", "/resources/myorg?kind=variable&limit=x", headers=h)[0], 422)
+        self.assertEqual(self.req("GET", "/resources/myorg?kind=variable")[0], 401)
 
     def test_authn_jwt(self):
         good = self.sa_token("ns", "app", ["conjur"])

@@ -878,6 +878,35 @@ class Identity(unittest.TestCase):
         self.assertIsNone(self.kube.secret(ns, "other-creds"))
         self.assert_no_conjur_tokens_leaked(ns)
 
+    def test_conjur_find_by_name_and_tags(self):
+        ns = self.ns("id-conjur-find")
+        self.service_account(ns)
+        host = "host/k8s/system:serviceaccount:%s:app" % ns
+        for name, team in (("a", "red"), ("b", "blue"), ("c", "red")):
+            ENV.conjur.variable("%s/%s" % (ns, name), "value-" + name, annotations={"team": team})
+            ENV.conjur.permit(host, "%s/%s" % (ns, name))
+        ENV.conjur.variable("%s/hidden" % ns, "not-visible", annotations={"team": "red"})  # no privilege: not listed
+        self.conjur_store(ns, {"jwt": {"account": "myorg", "serviceID": "k8s",
+                                       "serviceAccountRef": {"name": "app", "audiences": ["conjur"]}}})
+        t0 = time.time()
+        self.env.external_secret(ns, "by-name", [], refresh="1h", target={"name": "by-name"}, store="conjur",
+                                 data_from=[{"find": {"name": {"regexp": "/[ab]$"}}}])
+        self.env.external_secret(ns, "by-tag", [], refresh="1h", target={"name": "by-tag"}, store="conjur",
+                                 data_from=[{"find": {"tags": {"team": "red"}}}])
+        key = ns + "_"
+        self.env.wait(lambda: (self.kube.secret(ns, "by-name") or {}).get("data") is not None and
+                      (self.kube.secret(ns, "by-tag") or {}).get("data") is not None, "find synced")
+        got = {n: {k: base64.b64decode(v).decode() for k, v in self.kube.secret(ns, n)["data"].items()}
+               for n in ("by-name", "by-tag")}
+        self.assertEqual(got["by-name"], {key + "a": "value-a", key + "b": "value-b"})  # "/" converted to "_"
+        self.assertEqual(got["by-tag"], {key + "a": "value-a", key + "c": "value-c"})
+        # Read with the batch retrieval: every value read came through GET /secrets?variable_ids=.
+        batch = [e for e in ENV.conjur.counters.log_since(t0) if e["path"] == "/secrets"]
+        self.assertGreaterEqual(len(batch), 2)
+        with ENV.conjur.state.lock:
+            self.assertNotIn("%s/hidden" % ns, [x["id"].split(":", 2)[-1] for x in ENV.conjur.state.reads])
+        self.assert_no_conjur_tokens_leaked(ns)
+
     def test_conjur_api_key_and_refusals(self):
         ns = self.ns("id-conjur-key")
         ENV.conjur.user("host/apps/ci", "k3y-" + "9" * 20)

@@ -7,6 +7,8 @@ POST /authn-jwt/{service-id}/{account}[/{host-id}]/authenticate
                                                    form jwt=<JWT> -> an access token
 GET  /secrets/{account}/variable/{id}[?version=N]  the value (raw bytes)
 GET  /secrets?variable_ids=<account>:variable:<id>,...   batch: {"<full id>": "value"}
+GET  /resources/{account}?kind=variable&limit=N&offset=M  the variables the caller may see
+                                                   [{"id","owner","policy","permissions","annotations","secrets"}]
 
 An access token is a JSON document {"protected","payload","signature"}
 valid 8 minutes, presented as `Authorization: Token token="<base64>"`.
@@ -66,6 +68,7 @@ class ConjurState:
         self.token_lifetime = TOKEN_LIFETIME
         self.users = {}       # login ("admin", "host/app") -> API key
         self.variables = {}   # id -> [values] (versions 1..n)
+        self.annotations = {}  # variable id -> {name: value}
         self.permits = {}     # role login -> {variable id} (execute privilege)
         self.jwt_services = {}  # service id -> {issuer, jwks_url, audience, identity_path, token_app_property}
         self.host_claims = {}   # host id (login without "host/") -> {claim: value}
@@ -95,6 +98,8 @@ class ConjurHandler(BaseDoubleHandler):
                                       unquote(parts[3]) if len(parts) == 5 else None, body)
             if self.command == "GET" and parts == ["secrets"]:
                 return self.batch(q)
+            if self.command == "GET" and len(parts) == 2 and parts[0] == "resources":
+                return self.resources(unquote(parts[1]), q)
             if self.command == "GET" and len(parts) == 4 and parts[0] == "secrets" and parts[2] == "variable":
                 return self.secret(unquote(parts[1]), unquote(parts[3]), q)
             raise ConjurError(404, "not_found", "Not Found")
@@ -239,6 +244,32 @@ class ConjurHandler(BaseDoubleHandler):
             st.reads.extend({"login": login, "id": i, "status": 200, "t": time.time()} for i in ids)
         return self.send_bytes(200, json.dumps(out).encode(), "application/json")
 
+    def resources(self, account, q):
+        """GET /resources/{account}?kind=variable: the variables the caller holds a privilege on, sorted by
+        id, paged by limit and offset (a bad number is 422)."""
+        st = self.server.double.state
+        login = self.caller()
+        try:
+            limit = int(q.get("limit") or 1000)
+            offset = int(q.get("offset") or 0)
+            if limit < 1 or offset < 0:
+                raise ValueError
+        except ValueError:
+            raise ConjurError(422, "unprocessable_entity", "limit and offset must be non-negative integers")
+        if q.get("kind") not in (None, "variable"):
+            return self.send_bytes(200, b"[]", "application/json")
+        with st.lock:
+            if account != st.account:
+                return self.send_bytes(200, b"[]", "application/json")
+            visible = sorted(v for v in st.variables if v in st.permits.get(login, set()))
+            page = [{"created_at": "2026-12-07T00:00:00.000+00:00", "id": "%s:variable:%s" % (account, v),
+                     "owner": "%s:policy:root" % account, "policy": "%s:policy:root" % account, "permissions": [],
+                     "annotations": [{"name": k, "value": val, "policy": "%s:policy:root" % account}
+                                     for k, val in sorted((st.annotations.get(v) or {}).items())],
+                     "secrets": [{"version": i + 1, "expires_at": None} for i in range(len(st.variables[v]))]}
+                    for v in visible[offset:offset + limit]]
+        return self.send_bytes(200, json.dumps(page).encode(), "application/json")
+
 
 class ConjurDouble(DoubleServer):
     """In-process handle: start(), stop(), url, port, state, faults, counters."""
@@ -252,9 +283,11 @@ class ConjurDouble(DoubleServer):
         with self.state.lock:
             self.state.users[login] = api_key
 
-    def variable(self, vid, value):
+    def variable(self, vid, value, annotations=None):
         with self.state.lock:
             self.state.variables.setdefault(vid, []).append(value.encode() if isinstance(value, str) else value)
+            if annotations is not None:
+                self.state.annotations[vid] = dict(annotations)
 
     def permit(self, role, vid):
         with self.state.lock:

@@ -132,6 +132,26 @@ TEST_CASE("Conjur access token: a JSON token becomes token=\"<base64>\", anythin
   }
 }
 
+TEST_CASE("Conjur resource listing: the account's variables with their annotations, others left out") {
+  auto l = sync::providers::conjur_variable_listing(
+      R"([{"id":"myorg:variable:apps/db","annotations":[{"name":"team","value":"red","policy":"p"},{"value":"no name"}]},
+          {"id":"myorg:variable:apps/x"},{"id":"myorg:host:apps/ci"},{"id":"other:variable:apps/db"},
+          {"id":"myorg:variable:a,b"},{"id":"myorg:variable:"},{"no":"id"},7])",
+      "myorg:variable:");
+  REQUIRE(l);
+  CHECK(l->count == 8);  // the page's length decides whether another page follows
+  REQUIRE(l->variables.size() == 2);
+  CHECK(l->variables[0].name == "apps/db");
+  CHECK(l->variables[0].annotations == std::map<std::string, std::string>{{"team", "red"}});
+  CHECK(l->variables[1].name == "apps/x");
+  CHECK(l->variables[1].annotations.empty());
+  for (const char* bad : {"{}", "not json", ""}) {
+    auto r = sync::providers::conjur_variable_listing(bad, "myorg:variable:");
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == kms::Errc::unavailable);
+  }
+}
+
 TEST_CASE("secure memory resource: allocations are locked, freed at once, and zeroized") {
   const auto before = kms::secure_arena_stats();
   kms::SecureMemoryResource mr;

@@ -15,6 +15,7 @@
 namespace rootseal::sync::providers {
 
 namespace http = boost::beast::http;
+namespace json = boost::json;
 using kms::Errc;
 using kms::fail;
 
@@ -117,6 +118,56 @@ class ConjurImpl final : public ConjurProvider {
     co_return kms::Result<void>{};
   }
 
+  // ESO's GetAllSecrets: the variables the identity can see (GET
+  // /resources/<account>?kind=variable, pages of 100) whose name (the id
+  // without "<account>:variable:") matches find.name, or whose annotations
+  // carry every find.tags entry; their values by the batch retrieval
+  // (GET /secrets?variable_ids=..., 50 ids a request), keyed by name.
+  Task<SecretMap> find(const FindRequest& request) override {
+    if (!request.name_matches && request.tags.empty()) {
+      co_return fail(Errc::invalid_argument, "conjur: dataFrom.find needs name or tags");
+    }
+    if (request.path) co_return fail(Errc::invalid_argument, "conjur: dataFrom.find.path is not supported (name or tags)");
+    std::vector<std::string> names;
+    const std::string prefix = spec_.account + ":variable:";
+    for (std::size_t offset = 0;; offset += kPage) {
+      if (offset >= kPage * kMaxPages) co_return fail(Errc::unavailable, "conjur: the resource listing did not end");
+      const std::string target = base_ + "/resources/" + net::url_encode(spec_.account) +
+                                 "?kind=variable&limit=" + std::to_string(kPage) + "&offset=" + std::to_string(offset);
+      ROOTSEAL_CO_LET(r, co_await get(target, "listing variables"));
+      ROOTSEAL_CO_LET(page, conjur_variable_listing(r.body.view(), prefix));
+      for (auto& v : page.variables) {
+        const bool named = !request.name_matches || request.name_matches(v.name);
+        bool tagged = true;
+        for (const auto& [k, want] : request.tags) {
+          const auto it = v.annotations.find(k);
+          tagged = tagged && it != v.annotations.end() && it->second == want;
+        }
+        if (named && tagged) names.push_back(std::move(v.name));
+      }
+      if (page.count < kPage) break;
+    }
+    SecretMap out;
+    for (std::size_t i = 0; i < names.size(); i += kBatch) {
+      std::string ids;
+      for (std::size_t j = i; j < std::min(names.size(), i + kBatch); ++j) {
+        if (!ids.empty()) ids += ",";
+        ids += net::url_encode(prefix + names[j]);
+      }
+      ROOTSEAL_CO_LET(r, co_await get(base_ + "/secrets?variable_ids=" + ids, "the batch retrieval"));
+      auto doc = SecureJson::parse(r.body.view());
+      if (!doc || !(*doc)->root().is_object()) co_return fail(Errc::unavailable, "conjur: the batch answer is not a JSON object");
+      for (std::size_t j = i; j < std::min(names.size(), i + kBatch); ++j) {
+        const auto* v = (*doc)->root().as_object().if_contains(prefix + names[j]);
+        if (v == nullptr || !v->is_string()) {
+          co_return fail(Errc::unavailable, "conjur: the batch answer has no value for " + names[j]);
+        }
+        out.insert_or_assign(names[j], kms::SecureBytes::copy_of(std::string_view(v->as_string())));
+      }
+    }
+    co_return out;
+  }
+
   // ESO's GetSecret: RetrieveSecret(remoteRef.key) (a variable id; the
   // property is read from the value as gjson, dataFrom.extract as a JSON object).
   Task<kms::SecureBytes> fetch(const RemoteKey& ref) override {
@@ -141,6 +192,21 @@ class ConjurImpl final : public ConjurProvider {
   }
 
  private:
+  static constexpr std::size_t kPage = 100;
+  static constexpr std::size_t kMaxPages = 10000;
+  static constexpr std::size_t kBatch = 50;
+
+  // A GET with the access token: the 200 answer, or Conjur's refusal said for `what`.
+  Task<net::ClientResponse> get(const std::string& target, const std::string& what) {
+    ROOTSEAL_CO_LET(r, co_await bearer_request(auth_, *health_, *client_, http::verb::get, target, {}, "conjur",
+                                               {&counters_.calls, nullptr}));
+    if (r.status == 200) co_return std::move(r);
+    const Errc code = r.status == 401 || r.status == 403 ? Errc::permission_denied
+                      : r.status == 404                  ? Errc::not_found
+                                                         : errc_for_status(r.status);
+    co_return fail(code, "conjur: " + what + " failed: " + microsoft_error(r));
+  }
+
   ConjurSpec spec_;
   std::shared_ptr<net::HttpClient> client_;
   std::string base_;  // the URL's path ("" or "/api"), prefixed to every request
@@ -150,6 +216,33 @@ class ConjurImpl final : public ConjurProvider {
 };
 
 }  // namespace
+
+kms::Result<ConjurListing> conjur_variable_listing(std::string_view answer, std::string_view prefix) {
+  json::value doc;
+  try {
+    doc = json::parse(answer);
+  } catch (const std::exception&) {
+    return fail(Errc::unavailable, "conjur: the resource listing is not JSON");
+  }
+  if (!doc.is_array()) return fail(Errc::unavailable, "conjur: the resource listing is not an array");
+  ConjurListing out;
+  out.count = doc.as_array().size();
+  for (const auto& r : doc.as_array()) {
+    const std::string_view id = json_string(r, "id");
+    if (!id.starts_with(prefix) || id.size() == prefix.size() || id.find(',') != std::string_view::npos) continue;
+    ConjurListing::Variable v;
+    v.name = std::string(id.substr(prefix.size()));
+    const auto* ann = r.is_object() ? r.as_object().if_contains("annotations") : nullptr;
+    if (ann != nullptr && ann->is_array()) {
+      for (const auto& a : ann->as_array()) {
+        const std::string_view name = json_string(a, "name");
+        if (!name.empty()) v.annotations.insert_or_assign(std::string(name), std::string(json_string(a, "value")));
+      }
+    }
+    out.variables.push_back(std::move(v));
+  }
+  return out;
+}
 
 kms::Result<kms::SecureBytes> conjur_token_credential(std::string_view answer) {
   if (answer.empty() || answer.size() > 64 * 1024) return fail(Errc::unavailable, "conjur: the access token is empty or too large");

@@ -7,11 +7,16 @@
 // document, valid 8 minutes) is sent base64-encoded as
 // `Authorization: Token token="<base64>"`, kept in locked memory and
 // renewed before it expires (or once after a 401). Errors carry Conjur's
-// {"error":{"code","message"}}, never a token or a value.
+// {"error":{"code","message"}}, never a token or a value. dataFrom.find (name
+// or tags) lists the variables the identity can see and reads them with the
+// batch retrieval.
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "providers/store_health.hpp"
 #include "rootseal/sync/provider.hpp"
@@ -32,6 +37,21 @@ class ConjurProvider : public Provider {
 kms::Result<std::shared_ptr<ConjurProvider>> make_conjur_provider(const boost::asio::any_io_executor& executor,
                                                                   ConjurSpec spec,
                                                                   std::shared_ptr<StoreHealth> health = nullptr);
+
+// One page of GET /resources/<account>?kind=variable: how many resources it
+// held (a page shorter than the limit is the last) and the variables among
+// them ("<prefix><name>" ids; a name with a comma, which the batch call
+// cannot carry, is left out) with their annotations. Names and annotations
+// are not secret. unavailable when the answer is not a JSON array.
+struct ConjurListing {
+  struct Variable {
+    std::string name;
+    std::map<std::string, std::string> annotations;
+  };
+  std::size_t count = 0;
+  std::vector<Variable> variables;
+};
+kms::Result<ConjurListing> conjur_variable_listing(std::string_view answer, std::string_view prefix);
 
 // The `token="<base64>"` credential of an authenticate answer: a Conjur
 // access token is a JSON object with "protected", "payload" and "signature"
