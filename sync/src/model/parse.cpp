@@ -823,6 +823,7 @@ Result<void> parse_azurekv(const Obj& a, SecretStore& s) {
   ROOTSEAL_LET(sa, opt_obj(a, "serviceAccountRef"));
   ROOTSEAL_LET(ref, opt_obj(a, "authSecretRef"));
   if (out.workload_identity) {
+    if (!s.host_credentials.empty()) return bad(a.at("authType"), "WorkloadIdentity is the store's own identity (no host credentials)");
     // ESO falls back to the token the workload identity webhook mounts in its own pod; rootseald has none.
     if (!sa) return bad(a.at("serviceAccountRef"), "required with authType WorkloadIdentity (rootseald has no pod token of its own)");
     ROOTSEAL_TRY_ASSIGN(out.service_account, service_account_ref(*sa, s.kind, s.meta.namespace_));
@@ -894,6 +895,7 @@ Result<void> parse_gcpsm(const Obj& g, SecretStore& s) {
       out.federation = GcpProviderSpec::Federation::pool;
     }
     if (out.federation != GcpProviderSpec::Federation::none) {
+      if (!s.host_credentials.empty()) return bad(auth->path, "workload identity is the store's own identity (no host credentials)");
       if (out.project_id.empty()) return bad(g.at("projectID"), "required");
       return {};
     }

@@ -366,6 +366,10 @@ TEST_CASE("SecretStores: azurekv WorkloadIdentity (serviceAccountRef, ESO's name
         "spec.provider.azurekv.serviceAccountRef: only used with authType WorkloadIdentity");
   CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"a"},"spec":{"provider":{"azurekv":{
     "vaultUrl":"https://kv.vault.azure.net","authType":"ManagedIdentity"}}}})").find("authType") != std::string::npos);
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"a","annotations":{"sync.rootseal.io/credentials":"h"}},
+    "spec":{"provider":{"azurekv":{"vaultUrl":"https://kv.vault.azure.net","authType":"WorkloadIdentity",
+    "serviceAccountRef":{"name":"app"}}}}})") ==
+        "spec.provider.azurekv.authType: WorkloadIdentity is the store's own identity (no host credentials)");
 }
 
 TEST_CASE("SecretStores: gcpsm workloadIdentity and workloadIdentityFederation (serviceAccountRef, refusals)") {
@@ -407,6 +411,12 @@ TEST_CASE("SecretStores: gcpsm workloadIdentity and workloadIdentityFederation (
   CHECK(err(R"({"secretRef":{"secretAccessKeySecretRef":{"name":"s","key":"k"}},
     "workloadIdentityFederation":{"serviceAccountRef":{"name":"app"},"audience":"x"}})") ==
         "spec.provider.gcpsm.auth: exactly one of secretRef, workloadIdentity or workloadIdentityFederation");
+  auto hosted = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"g","namespace":"a",
+    "annotations":{"sync.rootseal.io/credentials":"h"}},"spec":{"provider":{"gcpsm":{"projectID":"p","auth":{
+    "workloadIdentityFederation":{"serviceAccountRef":{"name":"app"},"audience":"x"}}}}}})"));
+  REQUIRE_FALSE(hosted.has_value());
+  CHECK(hosted.error().message ==
+        "spec.provider.gcpsm.auth: workload identity is the store's own identity (no host credentials)");
 }
 
 TEST_CASE("SecretStores: conjur (apikey, jwt with serviceAccountRef or secretRef, caBundle, refusals)") {
