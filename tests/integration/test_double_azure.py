@@ -42,17 +42,22 @@ def req(d, ctx, method, path, body=None, headers=None):
         c.close()
 
 
-def test_sdk(d, cert):
+def run_check(cert, args):
+    """node check.js <args> with the pinned SDK: its steps, {step: data}."""
     work = npm_install("azure-keyvault", os.path.join(DOUBLE, "sdk"))
     env = dict(os.environ, NODE_EXTRA_CA_CERTS=cert)
-    p = subprocess.run(["node", "check.js", d.url, TENANT, CLIENT, SECRET], cwd=work, env=env,
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(["node", "check.js"] + args, cwd=work, env=env, capture_output=True, text=True, timeout=120)
     if p.returncode != 0:
         raise AssertionError("Azure SDK check failed (%d):\n%s\n%s" % (p.returncode, p.stdout, p.stderr))
     steps = {}
     for line in p.stdout.splitlines():
         o = json.loads(line)
         steps[o.pop("step")] = o
+    return steps
+
+
+def test_sdk(d, cert):
+    steps = run_check(cert, [d.url, TENANT, CLIENT, SECRET])
     assert steps["set"]["id"].startswith(d.url + "/secrets/db-password/"), steps["set"]
     assert steps["list"] == {"versions": 2, "names": ["db-password"]}, steps["list"]
     assert steps["missing"] == {"status": 404, "code": "SecretNotFound"}, steps["missing"]
@@ -93,16 +98,7 @@ def test_sdk_federated(d, cert):
             tokens.append(kreq("/api/v1/namespaces/team-a/serviceaccounts/%s/token" % name,
                                {"spec": {"audiences": ["api://AzureADTokenExchange"]}})["status"]["token"])
         d.federate("wi-app", k8s.SA_ISSUER, "system:serviceaccount:team-a:app", kube.url + "/openid/v1/jwks")
-        work = npm_install("azure-keyvault", os.path.join(DOUBLE, "sdk"))
-        env = dict(os.environ, NODE_EXTRA_CA_CERTS=cert)
-        p = subprocess.run(["node", "check.js", "federated", d.url, TENANT, "wi-app"] + tokens, cwd=work, env=env,
-                           capture_output=True, text=True, timeout=120)
-        if p.returncode != 0:
-            raise AssertionError("Azure SDK federated check failed (%d):\n%s\n%s" % (p.returncode, p.stdout, p.stderr))
-        steps = {}
-        for line in p.stdout.splitlines():
-            o = json.loads(line)
-            steps[o.pop("step")] = o
+        steps = run_check(cert, ["federated", d.url, TENANT, "wi-app"] + tokens)
         assert steps["federated"] == {"version": 32}, steps
         assert "AADSTS700213" in steps["unfederated"]["message"], steps["unfederated"]
         assert [a["sub"] for a in d.state.assertions] == ["system:serviceaccount:team-a:app"], d.state.assertions
