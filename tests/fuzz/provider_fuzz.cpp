@@ -12,7 +12,11 @@
 // Input: line 1 "<provider> <op> <key> [<property>]", provider one of vault,
 // vault-approle, vault-kubernetes, aws, aws-web-identity (STS
 // AssumeRoleWithWebIdentity's XML answer first), aws-role (static keys, then
-// a role chain of two: two STS AssumeRole XML answers first), azure, gcp, or s3, gcs, azblob (the snapshot object
+// a role chain of two: two STS AssumeRole XML answers first), azure,
+// azure-workload-identity (the token answer to a client assertion first),
+// gcp, gcp-federation (STS's token-exchange answer, then IAM Credentials'
+// generateAccessToken answer), conjur (authn's access token first),
+// conjur-jwt (authn-jwt's), or s3, gcs, azblob (the snapshot object
 // stores: list, get, put, remove; object_store.hpp; a <property> puts them
 // under the prefix "p/"); op one of fetch, fetch_all, validate,
 // describe, ensure, put, put_new, remove (pull ops for vault/aws, push ops
@@ -53,6 +57,7 @@
 #include "fuzz_util.hpp"
 #include "providers/aws/aws_sm.hpp"
 #include "providers/azure/azure_kv.hpp"
+#include "providers/conjur/conjur.hpp"
 #include "providers/gcp/gcp_sm.hpp"
 #include "object_store/object_listing.hpp"
 #include "providers/vault/vault_kv2.hpp"
@@ -215,25 +220,57 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     fuzz::require(p.has_value(), "aws provider");
     pull = *p;
     push = *p;
-  } else if (provider == "azure") {
+  } else if (provider == "azure" || provider == "azure-workload-identity") {
     sync::AzureSpec s;
     s.vault_url = url;
     s.authority_host = url;
     s.tenant_id = "fuzz-tenant";
     s.client_id = "fuzz-client";
-    s.client_secret = kms::SecureBytes::copy_of(std::string_view("fuzz-client-secret"));
+    if (provider == "azure") {
+      s.client_secret = kms::SecureBytes::copy_of(std::string_view("fuzz-client-secret"));
+    } else {
+      s.client_assertion = [](bool fresh) -> boost::asio::awaitable<kms::Result<kms::SecureBytes>> {
+        co_return kms::SecureBytes::copy_of(std::string_view(fresh ? "eyJ.fresh.sig" : "eyJ.cached.sig"));
+      };
+    }
     auto p = providers::make_azure_provider(ex, std::move(s), health);
     fuzz::require(p.has_value(), "azure provider");
     push = *p;
-  } else if (provider == "gcp") {
+  } else if (provider == "gcp" || provider == "gcp-federation") {
     sync::GcpSpec s;
     s.project_id = "fuzz-project";
     s.endpoint = url;
-    s.token_uri = url + "/token";
-    s.service_account_json = kms::SecureBytes::copy_of(std::string_view(gcp_key_json()));
+    if (provider == "gcp") {
+      s.token_uri = url + "/token";
+      s.service_account_json = kms::SecureBytes::copy_of(std::string_view(gcp_key_json()));
+    } else {
+      s.sts_endpoint = url;
+      s.iam_endpoint = url;
+      s.sts_audience = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x";
+      s.impersonate = "reader@fuzz-project.iam.gserviceaccount.com";
+      s.subject_token = [](bool fresh) -> boost::asio::awaitable<kms::Result<kms::SecureBytes>> {
+        co_return kms::SecureBytes::copy_of(std::string_view(fresh ? "eyJ.fresh.sig" : "eyJ.cached.sig"));
+      };
+    }
     auto p = providers::make_gcp_provider(ex, std::move(s), health);
     fuzz::require(p.has_value(), "gcp provider");
     push = *p;
+  } else if (provider == "conjur" || provider == "conjur-jwt") {
+    sync::ConjurSpec s;
+    s.url = url + "/api";
+    s.account = "fuzz";
+    if (provider == "conjur") {
+      s.login = "host/fuzz";
+      s.api_key = kms::SecureBytes::copy_of(std::string_view("fuzz-api-key"));
+    } else {
+      s.service_id = "k8s";
+      s.jwt_source = [](bool fresh) -> boost::asio::awaitable<kms::Result<kms::SecureBytes>> {
+        co_return kms::SecureBytes::copy_of(std::string_view(fresh ? "eyJ.fresh.sig" : "eyJ.cached.sig"));
+      };
+    }
+    auto p = providers::make_conjur_provider(ex, std::move(s), health);
+    fuzz::require(p.has_value(), "conjur provider");
+    pull = *p;
   } else if (provider == "s3" || provider == "gcs" || provider == "azblob") {
     // The snapshot object stores: S3 (ListObjectsV2 XML pages and
     // continuation tokens), GCS (a token answer, then objects.list JSON

@@ -1,6 +1,8 @@
 """The Azure Key Vault double (tests/doubles/azure_keyvault) checked against
 the real Azure SDK for JavaScript (@azure/keyvault-secrets with
-@azure/identity's ClientSecretCredential, pinned in
+@azure/identity's ClientSecretCredential and, for workload identity
+federation, ClientAssertionCredential with a ServiceAccount token of the
+Kubernetes double, pinned in
 tests/doubles/azure_keyvault/sdk/package-lock.json and installed with npm ci
 into $ROOTSEAL_NPM_DIR), over TLS with a throwaway CA, and against the
 documented REST shapes with raw HTTP."""
@@ -40,17 +42,22 @@ def req(d, ctx, method, path, body=None, headers=None):
         c.close()
 
 
-def test_sdk(d, cert):
+def run_check(cert, args):
+    """node check.js <args> with the pinned SDK: its steps, {step: data}."""
     work = npm_install("azure-keyvault", os.path.join(DOUBLE, "sdk"))
     env = dict(os.environ, NODE_EXTRA_CA_CERTS=cert)
-    p = subprocess.run(["node", "check.js", d.url, TENANT, CLIENT, SECRET], cwd=work, env=env,
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(["node", "check.js"] + args, cwd=work, env=env, capture_output=True, text=True, timeout=120)
     if p.returncode != 0:
         raise AssertionError("Azure SDK check failed (%d):\n%s\n%s" % (p.returncode, p.stdout, p.stderr))
     steps = {}
     for line in p.stdout.splitlines():
         o = json.loads(line)
         steps[o.pop("step")] = o
+    return steps
+
+
+def test_sdk(d, cert):
+    steps = run_check(cert, [d.url, TENANT, CLIENT, SECRET])
     assert steps["set"]["id"].startswith(d.url + "/secrets/db-password/"), steps["set"]
     assert steps["list"] == {"versions": 2, "names": ["db-password"]}, steps["list"]
     assert steps["missing"] == {"status": 404, "code": "SecretNotFound"}, steps["missing"]
@@ -65,6 +72,39 @@ def test_sdk(d, cert):
     assert d.state.token_requests == 2, st
     assert st["by_path"]["POST /%s/oauth2/v2.0/token" % TENANT] == 2, st
     print("Azure SDK checks passed: %s" % json.dumps(steps["throttled"]))
+
+
+def test_sdk_federated(d, cert):
+    """ClientAssertionCredential with ServiceAccount tokens: the federated one is accepted (set and get through
+    the vault), one for a subject without a federated credential is refused with AADSTS700213."""
+    sys.path.insert(0, os.path.join(HERE, "..", "doubles", "common"))
+    from doublelib import load_double
+    k8s = load_double("k8s_apiserver")
+    kube = k8s.K8sApiServerDouble(tokens=["admin"]).start()
+    try:
+        hdr = {"Authorization": "Bearer admin", "Content-Type": "application/json"}
+
+        def kreq(path, body):
+            c = http.client.HTTPConnection("127.0.0.1", kube.port, timeout=10)
+            c.request("POST", path, json.dumps(body), hdr)
+            r = c.getresponse()
+            out = json.loads(r.read())
+            c.close()
+            return out
+        kreq("/api/v1/namespaces", {"metadata": {"name": "team-a"}})
+        tokens = []
+        for name in ("app", "stranger"):
+            kreq("/api/v1/namespaces/team-a/serviceaccounts", {"metadata": {"name": name}})
+            tokens.append(kreq("/api/v1/namespaces/team-a/serviceaccounts/%s/token" % name,
+                               {"spec": {"audiences": ["api://AzureADTokenExchange"]}})["status"]["token"])
+        d.federate("wi-app", k8s.SA_ISSUER, "system:serviceaccount:team-a:app", kube.url + "/openid/v1/jwks")
+        steps = run_check(cert, ["federated", d.url, TENANT, "wi-app"] + tokens)
+        assert steps["federated"] == {"version": 32}, steps
+        assert "AADSTS700213" in steps["unfederated"]["message"], steps["unfederated"]
+        assert [a["sub"] for a in d.state.assertions] == ["system:serviceaccount:team-a:app"], d.state.assertions
+    finally:
+        kube.stop()
+    print("Azure SDK federated checks passed")
 
 
 def test_rest(d, ctx):
@@ -142,6 +182,7 @@ def main():
     d = azure.AzureKeyVaultDouble(tls_cert=cert, tls_key=key, tenant=TENANT, clients={CLIENT: SECRET}).start()
     try:
         test_sdk(d, cert)
+        test_sdk_federated(d, cert)
         test_rest(d, ssl.create_default_context(cafile=cert))
     finally:
         d.stop()

@@ -3,7 +3,10 @@ against the real Node client (@google-cloud/secret-manager over its REST
 transport, pinned in tests/doubles/gcp_secretmanager/sdk/package-lock.json),
 over TLS with a throwaway CA, and against Google's documented REST and OAuth2
 examples with raw HTTP; the service-account JWTs are signed by openssl, not
-by the double's code."""
+by the double's code. Workload identity federation (STS token exchange and
+IAM Credentials generateAccessToken) is checked with google-auth-library's
+external account client (the same lock) and a Kubernetes double's
+ServiceAccount token."""
 import base64
 import http.client
 import json
@@ -222,6 +225,60 @@ def test_rest(d, rest, access, sa_key):
     print("REST checks passed")
 
 
+def test_sdk_federated(d, cert, work_dir):
+    """google-auth-library's external account client against the double's STS and IAM Credentials: a
+    Kubernetes ServiceAccount token (the Kubernetes double) exchanged for the pool's principal, which
+    impersonates a service account allowed to, whose token reads a secret."""
+    sys.path.insert(0, os.path.join(HERE, "..", "doubles", "common"))
+    from doublelib import load_double
+    k8s = load_double("k8s_apiserver")
+    kube = k8s.K8sApiServerDouble(tokens=["admin"]).start()
+    aud = "//iam.googleapis.com/projects/%s/locations/global/workloadIdentityPools/p/providers/k" % NUMBER
+    reader = "reader@%s.iam.gserviceaccount.com" % PROJECT
+    try:
+        def kreq(path, body):
+            c = http.client.HTTPConnection("127.0.0.1", kube.port, timeout=10)
+            c.request("POST", path, json.dumps(body), {"Authorization": "Bearer admin", "Content-Type": "application/json"})
+            r = c.getresponse()
+            out = json.loads(r.read())
+            c.close()
+            return out
+        kreq("/api/v1/namespaces", {"metadata": {"name": "team-a"}})
+        kreq("/api/v1/namespaces/team-a/serviceaccounts", {"metadata": {"name": "app"}})
+        tok = kreq("/api/v1/namespaces/team-a/serviceaccounts/app/token",
+                   {"spec": {"audiences": ["https:" + aud]}})["status"]["token"]
+        token_file = os.path.join(work_dir, "sa-token")
+        with open(token_file, "w") as f:
+            f.write(tok)
+        d.add_pool_provider(aud, k8s.SA_ISSUER, kube.url + "/openid/v1/jwks")
+        principal = ("principal://iam.googleapis.com/projects/%s/locations/global/workloadIdentityPools/p/subject/"
+                     "system:serviceaccount:team-a:app" % NUMBER)
+        d.allow_impersonation(reader, principal)
+        d.state.tokens["admin-wif"] = ("admin", float("inf"))
+        rest = Rest(d, cert)
+        rest.token = "admin-wif"
+        rest.req("POST", "/v1/projects/%s/secrets?secretId=wif-secret" % PROJECT, {"replication": {"automatic": {}}})
+        rest.req("POST", "/v1/projects/%s/secrets/wif-secret:addVersion" % PROJECT,
+                  {"payload": {"data": base64.b64encode(b"via-federation").decode()}})
+        work = npm_install("gcp-secretmanager", os.path.join(DOUBLE, "sdk"))
+        p = subprocess.run(["node", "check.js", "federated", "127.0.0.1", str(d.port), aud, token_file, reader, PROJECT],
+                           cwd=work, env=dict(os.environ, NODE_EXTRA_CA_CERTS=cert), capture_output=True, text=True,
+                           timeout=120)
+        if p.returncode != 0:
+            raise AssertionError("GCP federated check failed (%d):\n%s\n%s" % (p.returncode, p.stdout, p.stderr))
+        steps = {}
+        for line in p.stdout.splitlines():
+            o = json.loads(line)
+            steps[o.pop("step")] = o
+        assert steps["access"] == {"value": "via-federation"}, steps
+        assert [(x["principal"], x["audience"]) for x in d.state.exchanges] == [(principal, aud)], d.state.exchanges
+        assert [(x["email"], x["principal"]) for x in d.state.impersonations] == [(reader, principal)]
+        assert reader in {x["principal"] for x in d.state.callers}
+    finally:
+        kube.stop()
+    print("GCP federated checks passed")
+
+
 def main():
     work = tempdir("gcp-double-")
     cert, key, sa_key, other_key, pub, sa_json = make_keys(work)
@@ -233,6 +290,7 @@ def main():
         rest = Rest(d, cert)
         access = test_oauth(d, rest, sa_key, other_key)
         test_rest(d, rest, access, sa_key)
+        test_sdk_federated(d, cert, work)  # last: it adds a secret the listings above do not expect
     finally:
         d.stop()
     # As a process, configured from the service-account file.

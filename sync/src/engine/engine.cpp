@@ -383,6 +383,8 @@ class EngineImpl final : public Engine {
     qo.burst = cfg_.queue_burst;
     queue_ = kube::WorkQueue::create(ex, qo);
     providers_.aws_endpoint(cfg_.aws_endpoint);
+    providers_.azure_authority_host(cfg_.azure_authority_host);
+    providers_.gcp_endpoints(cfg_.gcp_endpoint, cfg_.gcp_sts_endpoint, cfg_.gcp_iam_endpoint);
     providers_.on_recovered([this](const std::string& store) { store_recovered(store); });
     providers_.on_backing_off([log = cfg_.log](const std::string& store, const std::string& reason) {
       if (log) log(true, "sync: store backing off after errors", {{"store", store}, {"reason", reason}});

@@ -74,8 +74,17 @@ std::string fingerprint(const StoreSpec& spec) {
           buf.append(s.client_id);  // from a Secret too: a new application id needs a new token
           buf.push_back('|');
           buf.append(s.tenant_id);
-        } else {
+          buf.push_back('|');
+          buf.append(s.client_assertion_id);
+        } else if constexpr (std::is_same_v<T, GcpSpec>) {
           add(s.service_account_json);
+          buf.append(s.subject_token_id);
+        } else {
+          add(s.api_key);
+          add(s.jwt);
+          buf.append(s.login);
+          buf.push_back('|');
+          buf.append(s.jwt_source_id);
         }
       },
       spec);
@@ -211,15 +220,33 @@ Task<kms::SecureBytes> EngineProviders::secret_key(const model::SecretKeyRef& re
   co_return std::move(it->second);
 }
 
+Task<model::StringMap> EngineProviders::service_account_annotations(const ServiceAccountTokens::Key& key) {
+  auto sa = co_await api_.service_account(key.ns, key.name);
+  if (!sa) co_return std::unexpected(sa.error());
+  if (!*sa) {
+    co_return fail(Errc::permission_denied, "serviceaccounts \"" + key.name + "\" not found (namespace " + key.ns + ")");
+  }
+  model::StringMap out;
+  const auto* md = (*sa)->as_object().if_contains("metadata");
+  const auto* ann = md != nullptr && md->is_object() ? md->as_object().if_contains("annotations") : nullptr;
+  if (ann != nullptr && ann->is_object()) {
+    for (const auto& [k, v] : ann->as_object()) {
+      if (v.is_string()) out[std::string(k)] = std::string(v.as_string());
+    }
+  }
+  co_return out;
+}
+
 // Host credentials: the vault URL, tenant, client id and authority come from
 // rootseald's configuration; a store that names another vault is refused (it
 // could otherwise send the host's token elsewhere).
-Task<StoreSpec> EngineProviders::azure_spec(const model::SecretStore& store, const HostStoreConfig* host) {
+Task<StoreSpec> EngineProviders::azure_spec(const model::SecretStore& store, const HostStoreConfig* host,
+                                            std::string_view ns) {
   const auto& z = store.azurekv;
   AzureSpec a;
   a.vault_url = z.vault_url;
   a.tenant_id = z.tenant_id;
-  a.authority_host = z.authority_host;
+  a.authority_host = azure_authority_host_.empty() ? z.authority_host : azure_authority_host_;
   if (host != nullptr) {
     ROOTSEAL_CO_LET(settings, host_settings<AzureHost>(*host));
     const AzureHost& h = *settings;
@@ -246,9 +273,42 @@ Task<StoreSpec> EngineProviders::azure_spec(const model::SecretStore& store, con
     a.client_secret = std::move(cs);
     co_return StoreSpec(std::move(a));
   }
-  auto id = co_await secret_key(z.client_id_ref, store.meta.namespace_);
-  if (!id) co_return std::unexpected(id.error());
-  a.client_id.assign(reinterpret_cast<const char*>(id->data()), id->size());  // an application id, not a secret
+  std::string client_id;
+  if (z.has_client_id_ref) {
+    auto id = co_await secret_key(z.client_id_ref, store.meta.namespace_);
+    if (!id) co_return std::unexpected(id.error());
+    client_id.assign(reinterpret_cast<const char*>(id->data()), id->size());  // an application id, not a secret
+  }
+  if (z.workload_identity) {
+    // ESO's authorizerForWorkloadIdentity: the client id from authSecretRef or
+    // the ServiceAccount's annotation (not both), the tenant from tenantId or
+    // the annotation (not both); a token for api://AzureADTokenExchange + the
+    // ref's audiences, the server's expiry.
+    auto key = token_key(store, z.service_account, ns, {}, 0);
+    ROOTSEAL_CO_LET(ann, co_await service_account_annotations(key));
+    if (const auto it = ann.find("azure.workload.identity/client-id"); it != ann.end()) {
+      if (!client_id.empty()) co_return fail(Errc::invalid_argument, "multiple clientID found. Check secretRef and serviceAccountRef");
+      client_id = it->second;
+    }
+    if (client_id.empty()) {
+      co_return fail(Errc::permission_denied, "missing clientID: either serviceAccountRef or service account "
+                                              "annotation 'azure.workload.identity/client-id' is missing");
+    }
+    if (const auto it = ann.find("azure.workload.identity/tenant-id"); it != ann.end()) {
+      if (!a.tenant_id.empty()) {
+        co_return fail(Errc::invalid_argument, "multiple tenantID found. Check secretRef, "
+                                               "'spec.provider.azurekv.tenantId', and serviceAccountRef");
+      }
+      a.tenant_id = it->second;
+    }
+    if (a.tenant_id.empty()) co_return fail(Errc::invalid_argument, "missing tenantID in store config");
+    key.audiences.insert(key.audiences.begin(), "api://AzureADTokenExchange");
+    a.client_id = std::move(client_id);
+    a.client_assertion_id = key.id() + " " + a.client_id + "@" + a.tenant_id;
+    a.client_assertion = sa_tokens_->source(std::move(key));
+    co_return StoreSpec(std::move(a));
+  }
+  a.client_id = std::move(client_id);
   auto cs = co_await secret_key(z.client_secret_ref, store.meta.namespace_);
   if (!cs) co_return std::unexpected(cs.error());
   a.client_secret = std::move(*cs);
@@ -257,7 +317,8 @@ Task<StoreSpec> EngineProviders::azure_spec(const model::SecretStore& store, con
 
 // Host credentials: project, Secret Manager endpoint and token URI from the
 // configuration (the store's projectID, when set, must match).
-Task<StoreSpec> EngineProviders::gcp_spec(const model::SecretStore& store, const HostStoreConfig* host) {
+Task<StoreSpec> EngineProviders::gcp_spec(const model::SecretStore& store, const HostStoreConfig* host,
+                                          std::string_view ns) {
   const auto& g = store.gcpsm;
   GcpSpec s;
   s.project_id = g.project_id;
@@ -278,6 +339,28 @@ Task<StoreSpec> EngineProviders::gcp_spec(const model::SecretStore& store, const
     ROOTSEAL_CO_LET(
         key, read_credential(h.service_account_json, cred_dir_, "sync.stores." + host->name + ".service_account_json"));
     s.service_account_json = std::move(key);
+    co_return StoreSpec(std::move(s));
+  }
+  if (!gcp_endpoint_.empty()) s.endpoint = gcp_endpoint_;
+  if (g.federation != model::GcpProviderSpec::Federation::none) {
+    // ESO: workloadIdentity asks for a 15-minute token for the cluster's
+    // identity pool (+ the ref's audiences) and exchanges it for the pool's
+    // identity namespace; workloadIdentityFederation asks for the ref's
+    // audiences only and exchanges it for `audience`. Either impersonates
+    // gcpServiceAccountEmail or the ServiceAccount's iam.gke.io/gcp-service-account.
+    const bool gke = g.federation == model::GcpProviderSpec::Federation::gke;
+    const std::string pool = g.cluster_project_id + ".svc.id.goog";
+    auto key = token_key(store, g.service_account, ns, {}, 900);
+    if (gke) key.audiences.insert(key.audiences.begin(), pool);
+    ROOTSEAL_CO_LET(ann, co_await service_account_annotations(key));
+    s.impersonate = g.service_account_email.empty() ? ann["iam.gke.io/gcp-service-account"] : g.service_account_email;
+    s.sts_audience = gke ? "identitynamespace:" + pool + ":https://container.googleapis.com/v1/projects/" +
+                               g.cluster_project_id + "/locations/" + g.cluster_location + "/clusters/" + g.cluster_name
+                         : g.audience;
+    if (!gcp_sts_endpoint_.empty()) s.sts_endpoint = gcp_sts_endpoint_;
+    if (!gcp_iam_endpoint_.empty()) s.iam_endpoint = gcp_iam_endpoint_;
+    s.subject_token_id = key.id() + " " + s.sts_audience + " " + s.impersonate;
+    s.subject_token = sa_tokens_->source(std::move(key));
     co_return StoreSpec(std::move(s));
   }
   auto key = co_await secret_key(g.service_account_ref, store.meta.namespace_);
@@ -410,24 +493,9 @@ Task<StoreSpec> EngineProviders::aws_spec(const model::SecretStore& store, const
     // annotation, the token for eks.amazonaws.com/audience (default
     // sts.amazonaws.com) + the serviceAccountRef's audiences, the server's expiry.
     auto key = token_key(store, store.aws.jwt_service_account, ns, {}, 0);
-    auto sa = co_await api_.service_account(key.ns, key.name);
-    if (!sa) co_return std::unexpected(sa.error());
-    std::string role, audience;
-    if (*sa) {
-      const auto* md = (*sa)->as_object().if_contains("metadata");
-      const auto* ann = md != nullptr && md->is_object() ? md->as_object().if_contains("annotations") : nullptr;
-      if (ann != nullptr && ann->is_object()) {
-        if (const auto* r = ann->as_object().if_contains("eks.amazonaws.com/role-arn"); r != nullptr && r->is_string()) {
-          role = std::string(r->as_string());
-        }
-        if (const auto* r = ann->as_object().if_contains("eks.amazonaws.com/audience"); r != nullptr && r->is_string()) {
-          audience = std::string(r->as_string());
-        }
-      }
-    }
-    if (!*sa) {
-      co_return fail(Errc::permission_denied, "serviceaccounts \"" + key.name + "\" not found (namespace " + key.ns + ")");
-    }
+    ROOTSEAL_CO_LET(ann, co_await service_account_annotations(key));
+    const std::string role = ann["eks.amazonaws.com/role-arn"];
+    const std::string audience = ann["eks.amazonaws.com/audience"];
     if (role.empty()) {
       co_return fail(Errc::permission_denied, "an IAM role must be associated with service account " + key.name +
                                                   " (namespace: " + key.ns + ")");
@@ -452,12 +520,45 @@ Task<StoreSpec> EngineProviders::aws_spec(const model::SecretStore& store, const
   co_return StoreSpec(std::move(a));
 }
 
+// Conjur: the store's own identity only (no host model): an API key and its
+// login from Secrets, or authn-jwt with a ServiceAccount token (ESO: the
+// ref's audiences, 10 minutes) or a JWT from a Secret.
+Task<StoreSpec> EngineProviders::conjur_spec(const model::SecretStore& store, std::string_view ns) {
+  const auto& c = store.conjur;
+  const std::string store_ns = store.meta.namespace_;
+  ConjurSpec s;
+  s.url = c.url;
+  s.account = c.account;
+  s.tls.ca_pem = c.ca_bundle;
+  if (!c.jwt) {
+    ROOTSEAL_CO_LET(user, co_await secret_key(c.user_ref, store_ns));
+    s.login.assign(reinterpret_cast<const char*>(user.data()), user.size());  // a user or host id, not a secret
+    ROOTSEAL_CO_LET(key, co_await secret_key(c.api_key_ref, store_ns));
+    s.api_key = std::move(key);
+    co_return StoreSpec(std::move(s));
+  }
+  s.service_id = c.service_id;
+  s.host_id = c.host_id;
+  if (c.has_service_account) {
+    auto key = token_key(store, c.service_account, ns, {}, 600);
+    s.jwt_source_id = key.id();
+    s.jwt_source = sa_tokens_->source(std::move(key));
+  } else {
+    ROOTSEAL_CO_LET(jwt, co_await secret_key(c.jwt_secret_ref, store_ns));
+    s.jwt = std::move(jwt);
+  }
+  co_return StoreSpec(std::move(s));
+}
+
 Task<StoreSpec> EngineProviders::spec_for(const model::SecretStore& store, std::string_view ns) {
   ROOTSEAL_CO_LET(host, reconcile::host_store_for(host_, store, ns));  // the one lookup of a host store
   switch (store.provider) {
     case model::SecretStore::Provider::vault: co_return co_await vault_spec(store, host, ns);
-    case model::SecretStore::Provider::azurekv: co_return co_await azure_spec(store, host);
-    case model::SecretStore::Provider::gcpsm: co_return co_await gcp_spec(store, host);
+    case model::SecretStore::Provider::azurekv: co_return co_await azure_spec(store, host, ns);
+    case model::SecretStore::Provider::gcpsm: co_return co_await gcp_spec(store, host, ns);
+    case model::SecretStore::Provider::conjur:
+      if (host != nullptr) co_return fail(Errc::invalid_argument, "conjur stores take no host credentials");
+      co_return co_await conjur_spec(store, ns);
     case model::SecretStore::Provider::aws: break;
   }
   co_return co_await aws_spec(store, host, ns);
@@ -473,7 +574,14 @@ Task<std::shared_ptr<P>> EngineProviders::cached(std::map<std::string, CacheEntr
       (store.provider == model::SecretStore::Provider::vault && store.vault.auth.has_service_account &&
        store.vault.auth.service_account.namespace_.empty()) ||
       (store.provider == model::SecretStore::Provider::aws && store.aws.has_jwt &&
-       store.aws.jwt_service_account.namespace_.empty());
+       store.aws.jwt_service_account.namespace_.empty()) ||
+      (store.provider == model::SecretStore::Provider::azurekv && store.azurekv.workload_identity &&
+       store.azurekv.service_account.namespace_.empty()) ||
+      (store.provider == model::SecretStore::Provider::gcpsm &&
+       store.gcpsm.federation != model::GcpProviderSpec::Federation::none &&
+       store.gcpsm.service_account.namespace_.empty()) ||
+      (store.provider == model::SecretStore::Provider::conjur && store.conjur.has_service_account &&
+       store.conjur.service_account.namespace_.empty());
   if (store.kind == model::StoreKind::cluster_secret_store && (!store.host_credentials.empty() || referent)) {
     id += "@" + std::string(ns);
   }
@@ -514,9 +622,10 @@ Task<std::shared_ptr<Provider>> EngineProviders::provider(const model::SecretSto
 }
 
 Task<std::shared_ptr<PushProvider>> EngineProviders::push_provider(const model::SecretStore& store, std::string_view ns) {
-  if (store.provider == model::SecretStore::Provider::vault) {
-    co_return fail(Errc::invalid_argument, std::string(model::to_string(store.kind)) + " \"" + store.meta.name +
-                                               "\": vault is supported as a source only (push to: aws, azurekv, gcpsm)");
+  if (store.provider == model::SecretStore::Provider::vault || store.provider == model::SecretStore::Provider::conjur) {
+    co_return fail(Errc::invalid_argument, std::string(model::to_string(store.kind)) + " \"" + store.meta.name + "\": " +
+                                               std::string(model::to_string(store.provider)) +
+                                               " is supported as a source only (push to: aws, azurekv, gcpsm)");
   }
   const auto make = [this](StoreSpec spec, std::shared_ptr<StoreHealth> h) {
     return factory_.make_push_provider(std::move(spec), std::move(h));

@@ -50,6 +50,17 @@ class EngineProviders final : public reconcile::ProviderSource {
   // The Secrets Manager endpoint of AWS stores on Kubernetes-Secret
   // credentials (EngineConfig::aws_endpoint; empty = AWS's). Set before use.
   void aws_endpoint(std::string url) { aws_endpoint_ = std::move(url); }
+  // The Microsoft identity platform of Azure stores on their own credentials
+  // or workload identity (EngineConfig::azure_authority_host; empty = the
+  // store's environmentType's). Set before use.
+  void azure_authority_host(std::string url) { azure_authority_host_ = std::move(url); }
+  // Google endpoints of GCP stores on their own credentials or workload
+  // identity (EngineConfig::gcp_*; empty = Google's). Set before use.
+  void gcp_endpoints(std::string secret_manager, std::string sts, std::string iam) {
+    gcp_endpoint_ = std::move(secret_manager);
+    gcp_sts_endpoint_ = std::move(sts);
+    gcp_iam_endpoint_ = std::move(iam);
+  }
   // Every store's health, by id (metrics).
   std::vector<std::pair<std::string, StoreHealth::Snapshot>> health_snapshots() const;
   // The ServiceAccount tokens of the stores that name a serviceAccountRef.
@@ -82,9 +93,13 @@ class EngineProviders final : public reconcile::ProviderSource {
                                   std::string_view ns, Make make);
   Task<StoreSpec> vault_spec(const model::SecretStore& store, const HostStoreConfig* host, std::string_view ns);
   Task<StoreSpec> aws_spec(const model::SecretStore& store, const HostStoreConfig* host, std::string_view ns);
-  Task<StoreSpec> azure_spec(const model::SecretStore& store, const HostStoreConfig* host);
-  Task<StoreSpec> gcp_spec(const model::SecretStore& store, const HostStoreConfig* host);
+  Task<StoreSpec> azure_spec(const model::SecretStore& store, const HostStoreConfig* host, std::string_view ns);
+  Task<StoreSpec> gcp_spec(const model::SecretStore& store, const HostStoreConfig* host, std::string_view ns);
+  Task<StoreSpec> conjur_spec(const model::SecretStore& store, std::string_view ns);
   Task<kms::SecureBytes> secret_key(const model::SecretKeyRef& ref, std::string_view store_ns);
+  // The annotations of ServiceAccount key.ns/key.name (a live GET);
+  // permission_denied, never not_found, when it does not exist.
+  Task<model::StringMap> service_account_annotations(const ServiceAccountTokens::Key& key);
   // The token key of a serviceAccountRef used from namespace ns (ESO's rule:
   // a ClusterSecretStore's namespace, else the ExternalSecret's).
   static ServiceAccountTokens::Key token_key(const model::SecretStore& store, const model::ServiceAccountRef& ref,
@@ -96,6 +111,8 @@ class EngineProviders final : public reconcile::ProviderSource {
   std::map<std::string, HostStoreConfig> host_;
   std::filesystem::path cred_dir_;
   std::string aws_endpoint_;  // for stores on their own credentials
+  std::string azure_authority_host_;
+  std::string gcp_endpoint_, gcp_sts_endpoint_, gcp_iam_endpoint_;
   std::chrono::seconds recheck_;
   StoreHealthOptions health_options_;
   std::function<void(const std::string&)> recovered_;

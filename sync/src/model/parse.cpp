@@ -37,6 +37,7 @@ std::string_view to_string(SecretStore::Provider p) noexcept {
     case SecretStore::Provider::aws: return "aws";
     case SecretStore::Provider::azurekv: return "azurekv";
     case SecretStore::Provider::gcpsm: return "gcpsm";
+    case SecretStore::Provider::conjur: return "conjur";
   }
   return "?";
 }
@@ -599,6 +600,25 @@ Result<ServiceAccountRef> service_account_ref(const Obj& o, StoreKind kind, cons
   return r;
 }
 
+// A secretRef holding a JWT: ESO's key defaults to "token".
+Result<SecretKeyRef> token_key_ref(const Obj& o, StoreKind kind, const std::string& own_ns) {
+  Obj ref = o;
+  json::object with_key;
+  if (!ref.has("key")) {
+    with_key = *ref.o;
+    with_key["key"] = "token";
+    ref.o = &with_key;
+  }
+  return key_ref(ref, kind, own_ns);
+}
+
+// The secret key selector `name` of `parent`, which must be there.
+Result<SecretKeyRef> required_key_ref(const Obj& parent, std::string_view name, const SecretStore& s) {
+  ROOTSEAL_LET(o, opt_obj(parent, name));
+  if (!o) return bad(parent.at(name), "required");
+  return key_ref(*o, s.kind, s.meta.namespace_);
+}
+
 // auth.kubernetes {mountPath, role, serviceAccountRef | secretRef} and
 // auth.jwt {path, role, kubernetesServiceAccountToken | secretRef}.
 Result<void> parse_vault_jwt_auth(const Obj& auth, SecretStore& s) {
@@ -616,14 +636,7 @@ Result<void> parse_vault_jwt_auth(const Obj& auth, SecretStore& s) {
       ROOTSEAL_TRY_ASSIGN(a.service_account, service_account_ref(*sa, s.kind, ns));
       a.has_service_account = true;
     } else if (sr) {
-      Obj ref = *sr;
-      json::object with_key;  // ESO: the key defaults to "token"
-      if (!ref.has("key")) {
-        with_key = *ref.o;
-        with_key["key"] = "token";
-        ref.o = &with_key;
-      }
-      ROOTSEAL_TRY_ASSIGN(a.jwt_secret_ref, key_ref(ref, s.kind, ns));
+      ROOTSEAL_TRY_ASSIGN(a.jwt_secret_ref, token_key_ref(*sr, s.kind, ns));
     } else {
       // ESO falls back to the token mounted in its own pod; rootseald runs outside the cluster.
       return bad(k8s->path, "serviceAccountRef or secretRef is required (rootseald has no pod token of its own)");
@@ -819,8 +832,9 @@ Result<void> parse_azurekv(const Obj& a, SecretStore& s) {
   }
   while (out.vault_url.ends_with('/')) out.vault_url.pop_back();
   ROOTSEAL_TRY_ASSIGN(out.tenant_id, str_or(a, "tenantId", ""));
-  ROOTSEAL_TRY(enum_field(a, "authType", 0, {{"ServicePrincipal", 0}}));
-  ROOTSEAL_TRY(unsupported(a, {"identityId", "serviceAccountRef", "customCloudConfig"}));
+  ROOTSEAL_LET(auth_type, enum_field(a, "authType", 0, {{"ServicePrincipal", 0}, {"WorkloadIdentity", 1}}));
+  out.workload_identity = auth_type == 1;
+  ROOTSEAL_TRY(unsupported(a, {"identityId", "customCloudConfig"}));
   ROOTSEAL_TRY_ASSIGN(out.environment_type,
                       enum_field(a, "environmentType", std::string("PublicCloud"),
                                  {{"PublicCloud", std::string("PublicCloud")},
@@ -828,7 +842,24 @@ Result<void> parse_azurekv(const Obj& a, SecretStore& s) {
                                   {"ChinaCloud", std::string("ChinaCloud")}}));
   if (out.environment_type == "USGovernmentCloud") out.authority_host = "https://login.microsoftonline.us";
   else if (out.environment_type == "ChinaCloud") out.authority_host = "https://login.chinacloudapi.cn";
+  ROOTSEAL_LET(sa, opt_obj(a, "serviceAccountRef"));
   ROOTSEAL_LET(ref, opt_obj(a, "authSecretRef"));
+  if (out.workload_identity) {
+    if (!s.host_credentials.empty()) return bad(a.at("authType"), "WorkloadIdentity is the store's own identity (no host credentials)");
+    // ESO falls back to the token the workload identity webhook mounts in its own pod; rootseald has none.
+    if (!sa) return bad(a.at("serviceAccountRef"), "required with authType WorkloadIdentity (rootseald has no pod token of its own)");
+    ROOTSEAL_TRY_ASSIGN(out.service_account, service_account_ref(*sa, s.kind, s.meta.namespace_));
+    if (ref) {
+      ROOTSEAL_TRY(unsupported(*ref, {"clientCertificate", "tenantId"}));
+      if (ref->has("clientSecret")) return bad(ref->at("clientSecret"), "not used with authType WorkloadIdentity (remove it)");
+      ROOTSEAL_LET(id, opt_obj(*ref, "clientId"));
+      if (!id) return bad(ref->at("clientId"), "required");  // ESO: missing accessKeyID/secretAccessKey in store config
+      ROOTSEAL_TRY_ASSIGN(out.client_id_ref, key_ref(*id, s.kind, s.meta.namespace_));
+      out.has_client_id_ref = true;
+    }
+    return {};
+  }
+  if (sa) return bad(a.at("serviceAccountRef"), "only used with authType WorkloadIdentity");
   if (ref) {
     ROOTSEAL_TRY(unsupported(*ref, {"clientCertificate", "tenantId"}));
     ROOTSEAL_LET(id, opt_obj(*ref, "clientId"));
@@ -838,6 +869,7 @@ Result<void> parse_azurekv(const Obj& a, SecretStore& s) {
     ROOTSEAL_TRY_ASSIGN(out.client_id_ref, key_ref(*id, s.kind, s.meta.namespace_));
     ROOTSEAL_TRY_ASSIGN(out.client_secret_ref, key_ref(*secret, s.kind, s.meta.namespace_));
     out.has_secret_ref = true;
+    out.has_client_id_ref = true;
     if (out.tenant_id.empty()) return bad(a.at("tenantId"), "required with authSecretRef");
   } else if (s.host_credentials.empty()) {
     return bad(a.at("authSecretRef"), host_hint());
@@ -845,14 +877,50 @@ Result<void> parse_azurekv(const Obj& a, SecretStore& s) {
   return {};
 }
 
-// ESO gcpsm: projectID, auth.secretRef.secretAccessKeySecretRef (the service-account key JSON).
+// ESO gcpsm: projectID, auth.secretRef.secretAccessKeySecretRef (the service-account key JSON),
+// auth.workloadIdentity or auth.workloadIdentityFederation (serviceAccountRef).
 Result<void> parse_gcpsm(const Obj& g, SecretStore& s) {
   auto& out = s.gcpsm;
   ROOTSEAL_TRY_ASSIGN(out.project_id, str_or(g, "projectID", ""));
   ROOTSEAL_TRY(unsupported(g, {"location", "secretVersionSelectionPolicy"}));
   ROOTSEAL_LET(auth, opt_obj(g, "auth"));
   if (auth) {
-    ROOTSEAL_TRY(unsupported(*auth, {"workloadIdentity", "workloadIdentityFederation"}));
+    ROOTSEAL_LET(wi, opt_obj(*auth, "workloadIdentity"));
+    ROOTSEAL_LET(wif, opt_obj(*auth, "workloadIdentityFederation"));
+    if (static_cast<int>(auth->has("secretRef")) + static_cast<int>(wi.has_value()) + static_cast<int>(wif.has_value()) > 1) {
+      return bad(auth->path, "exactly one of secretRef, workloadIdentity or workloadIdentityFederation");
+    }
+    if (wi) {
+      ROOTSEAL_LET(sa, opt_obj(*wi, "serviceAccountRef"));
+      if (!sa) return bad(wi->at("serviceAccountRef"), "required");
+      ROOTSEAL_TRY_ASSIGN(out.service_account, service_account_ref(*sa, s.kind, s.meta.namespace_));
+      // ESO asks GKE's metadata server for what is left out; rootseald runs outside GKE's nodes.
+      for (auto [key, into] : {std::pair{"clusterProjectID", &out.cluster_project_id},
+                               std::pair{"clusterLocation", &out.cluster_location},
+                               std::pair{"clusterName", &out.cluster_name}}) {
+        ROOTSEAL_TRY_ASSIGN(*into, str_or(*wi, key, ""));
+        if (into->empty()) return bad(wi->at(key), "required (rootseald cannot ask GKE's metadata server)");
+      }
+      out.federation = GcpProviderSpec::Federation::gke;
+    }
+    if (wif) {
+      ROOTSEAL_TRY(unsupported(*wif, {"credConfig", "awsSecurityCredentials", "externalTokenEndpoint"}));
+      ROOTSEAL_LET(sa, opt_obj(*wif, "serviceAccountRef"));
+      if (!sa) return bad(wif->at("serviceAccountRef"), "required");
+      ROOTSEAL_TRY_ASSIGN(out.service_account, service_account_ref(*sa, s.kind, s.meta.namespace_));
+      ROOTSEAL_TRY_ASSIGN(out.audience, str_or(*wif, "audience", ""));
+      if (out.audience.empty()) {
+        return bad(wif->at("audience"), "invalid workloadIdentityFederation config: audience must be provided, when "
+                                        "serviceAccountRef or awsSecurityCredentials is provided");
+      }
+      ROOTSEAL_TRY_ASSIGN(out.service_account_email, str_or(*wif, "gcpServiceAccountEmail", ""));
+      out.federation = GcpProviderSpec::Federation::pool;
+    }
+    if (out.federation != GcpProviderSpec::Federation::none) {
+      if (!s.host_credentials.empty()) return bad(auth->path, "workload identity is the store's own identity (no host credentials)");
+      if (out.project_id.empty()) return bad(g.at("projectID"), "required");
+      return {};
+    }
     ROOTSEAL_LET(sr, opt_obj(*auth, "secretRef"));
     if (sr) {
       ROOTSEAL_LET(key, opt_obj(*sr, "secretAccessKeySecretRef"));
@@ -865,6 +933,54 @@ Result<void> parse_gcpsm(const Obj& g, SecretStore& s) {
     if (s.host_credentials.empty()) return bad(g.at("auth.secretRef"), host_hint());
   } else if (out.project_id.empty()) {
     return bad(g.at("projectID"), "required");
+  }
+  return {};
+}
+
+// ESO conjur: url, caBundle (base64 of a PEM bundle, or the PEM itself),
+// auth.apikey {account, userRef, apiKeyRef} or auth.jwt {account, serviceID,
+// hostId, serviceAccountRef | secretRef}.
+Result<void> parse_conjur(const Obj& c, SecretStore& s) {
+  auto& out = s.conjur;
+  if (!s.host_credentials.empty()) return bad(c.path, "conjur stores carry their own identity (no host credentials)");
+  ROOTSEAL_TRY_ASSIGN(out.url, req_str(c, "url"));
+  if (!out.url.starts_with("https://") && !out.url.starts_with("http://")) return bad(c.at("url"), "must be an https:// URL");
+  while (out.url.ends_with('/')) out.url.pop_back();
+  ROOTSEAL_TRY(unsupported(c, {"caProvider"}));
+  ROOTSEAL_LET(ca, opt_str(c, "caBundle"));
+  if (ca && !ca->empty()) {
+    if (ca->starts_with("-----BEGIN")) {
+      out.ca_bundle = std::string(*ca);
+    } else {
+      auto pem = kms::base64_decode(*ca);
+      if (!pem) return bad(c.at("caBundle"), "must be a PEM bundle or its base64");
+      out.ca_bundle.assign(pem->begin(), pem->end());
+    }
+  }
+  ROOTSEAL_LET(auth, opt_obj(c, "auth"));
+  if (!auth) return bad(c.at("auth"), "required");
+  ROOTSEAL_TRY(unsupported(*auth, {"cert"}));
+  ROOTSEAL_LET(apikey, opt_obj(*auth, "apikey"));
+  ROOTSEAL_LET(jwt, opt_obj(*auth, "jwt"));
+  if (apikey.has_value() == jwt.has_value()) return bad(auth->path, "exactly one of apikey or jwt");
+  if (apikey) {
+    ROOTSEAL_TRY_ASSIGN(out.account, req_str(*apikey, "account"));
+    ROOTSEAL_TRY_ASSIGN(out.user_ref, required_key_ref(*apikey, "userRef", s));
+    ROOTSEAL_TRY_ASSIGN(out.api_key_ref, required_key_ref(*apikey, "apiKeyRef", s));
+    return {};
+  }
+  out.jwt = true;
+  ROOTSEAL_TRY_ASSIGN(out.account, req_str(*jwt, "account"));
+  ROOTSEAL_TRY_ASSIGN(out.service_id, req_str(*jwt, "serviceID"));
+  ROOTSEAL_TRY_ASSIGN(out.host_id, str_or(*jwt, "hostId", ""));
+  ROOTSEAL_LET(sa, opt_obj(*jwt, "serviceAccountRef"));
+  ROOTSEAL_LET(sr, opt_obj(*jwt, "secretRef"));
+  if (sa.has_value() == sr.has_value()) return bad(jwt->path, "exactly one of serviceAccountRef or secretRef");
+  if (sa) {
+    ROOTSEAL_TRY_ASSIGN(out.service_account, service_account_ref(*sa, s.kind, s.meta.namespace_));
+    out.has_service_account = true;
+  } else {
+    ROOTSEAL_TRY_ASSIGN(out.jwt_secret_ref, token_key_ref(*sr, s.kind, s.meta.namespace_));
   }
   return {};
 }
@@ -913,8 +1029,9 @@ Result<SecretStore> parse_secret_store(const json::value& object) {
   for (const auto& kv : *provider->o) {
     if (kv.value().is_null()) continue;
     ++n;
-    if (kv.key() != "vault" && kv.key() != "aws" && kv.key() != "azurekv" && kv.key() != "gcpsm") {
-      return bad(provider->at(kv.key()), "provider not served by rootseal (vault, aws; push targets: aws, azurekv, gcpsm)");
+    if (kv.key() != "vault" && kv.key() != "aws" && kv.key() != "azurekv" && kv.key() != "gcpsm" && kv.key() != "conjur") {
+      return bad(provider->at(kv.key()),
+                 "provider not served by rootseal (vault, aws, azurekv, gcpsm, conjur; push targets: aws, azurekv, gcpsm)");
     }
   }
   if (n != 1) return bad("spec.provider", "exactly one provider must be set");
@@ -930,6 +1047,10 @@ Result<SecretStore> parse_secret_store(const json::value& object) {
     s.provider = SecretStore::Provider::azurekv;
     ROOTSEAL_LET(a, opt_obj(*provider, "azurekv"));
     ROOTSEAL_TRY(parse_azurekv(*a, s));
+  } else if (provider->has("conjur")) {
+    s.provider = SecretStore::Provider::conjur;
+    ROOTSEAL_LET(c, opt_obj(*provider, "conjur"));
+    ROOTSEAL_TRY(parse_conjur(*c, s));
   } else {
     s.provider = SecretStore::Provider::gcpsm;
     ROOTSEAL_LET(g, opt_obj(*provider, "gcpsm"));

@@ -250,7 +250,14 @@ struct AzureProviderSpec {
   std::string authority_host = "https://login.microsoftonline.com";  // from environment_type
   SecretKeyRef client_id_ref;
   SecretKeyRef client_secret_ref;
-  bool has_secret_ref = false;  // false: host credentials (annotation) are required
+  bool has_secret_ref = false;  // false: host credentials (annotation) or workload identity are required
+  // authType WorkloadIdentity: serviceAccountRef's token is the client
+  // assertion; the client id from authSecretRef.clientId (has_client_id_ref)
+  // or the ServiceAccount's azure.workload.identity/client-id annotation,
+  // the tenant from tenantId or its azure.workload.identity/tenant-id (ESO's rules).
+  bool workload_identity = false;
+  bool has_client_id_ref = false;
+  ServiceAccountRef service_account;
 };
 
 // ESO gcpsm: the service-account key JSON in
@@ -259,6 +266,32 @@ struct GcpProviderSpec {
   std::string project_id;  // may be empty with host credentials (the configured project is used)
   SecretKeyRef service_account_ref;
   bool has_secret_ref = false;
+  // auth.workloadIdentity (GKE's identity pool: clusterProjectID, clusterLocation,
+  // clusterName) or auth.workloadIdentityFederation (serviceAccountRef +
+  // audience of a workload identity pool provider, gcpServiceAccountEmail):
+  // the ServiceAccount's token exchanged at STS, then impersonating the
+  // Google service account (gcpServiceAccountEmail, else the ServiceAccount's
+  // iam.gke.io/gcp-service-account annotation) if any.
+  enum class Federation { none, gke, pool };
+  Federation federation = Federation::none;
+  ServiceAccountRef service_account;
+  std::string cluster_project_id, cluster_location, cluster_name;  // gke
+  std::string audience;                                            // pool
+  std::string service_account_email;                               // pool: gcpServiceAccountEmail
+};
+
+// ESO conjur: url, caBundle, auth.apikey {account, userRef, apiKeyRef} or
+// auth.jwt {account, serviceID, hostId, serviceAccountRef | secretRef}.
+struct ConjurProviderSpec {
+  std::string url;
+  std::string ca_bundle;  // PEM
+  std::string account;
+  bool jwt = false;
+  SecretKeyRef user_ref, api_key_ref;  // apikey
+  std::string service_id, host_id;     // jwt
+  bool has_service_account = false;
+  ServiceAccountRef service_account;
+  SecretKeyRef jwt_secret_ref;
 };
 
 // Namespace conditions of a ClusterSecretStore (all entries are ORed; within
@@ -289,10 +322,11 @@ inline constexpr std::string_view kHostCredentialsAnnotation = "sync.rootseal.io
 struct SecretStore {
   ObjectMeta meta;
   StoreKind kind = StoreKind::secret_store;
-  enum class Provider { vault, aws, azurekv, gcpsm } provider = Provider::vault;
+  enum class Provider { vault, aws, azurekv, gcpsm, conjur } provider = Provider::vault;
   VaultProviderSpec vault;
   AwsProviderSpec aws;
   AzureProviderSpec azurekv;
+  ConjurProviderSpec conjur;
   GcpProviderSpec gcpsm;
   std::string host_credentials;  // kHostCredentialsAnnotation's value; empty = none
   std::vector<ClusterStoreCondition> conditions;  // ClusterSecretStore only

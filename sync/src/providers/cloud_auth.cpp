@@ -10,6 +10,7 @@
 #include <chrono>
 #include <utility>
 
+#include "kube/service_account_token.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "secure_buffer.hpp"
 #include "secure_json.hpp"
@@ -109,6 +110,19 @@ asio::awaitable<kms::Result<std::pair<kms::SecureBytes, std::chrono::seconds>>> 
 
 }  // namespace
 
+// Percent-encodes `in` (all but RFC 3986 unreserved characters) straight into locked memory.
+void form_encode_into(std::span<const std::uint8_t> in, SecureBuffer& out) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (const std::uint8_t c : in) {
+    if (std::isalnum(c) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      const char esc[3] = {'%', kHex[c >> 4], kHex[c & 0xF]};
+      out.append(std::string_view(esc, 3));
+    }
+  }
+}
+
 std::string google_error(const net::ClientResponse& r) { return json_error(r, true); }
 std::string microsoft_error(const net::ClientResponse& r) { return json_error(r, false); }
 
@@ -179,25 +193,105 @@ Task<BearerAuth::Token> GoogleServiceAccountAuth::fetch_token() {
   co_return Token{std::move(tok.first), tok.second};
 }
 
+// ---- Google workload identity federation ------------------------------------
+
+kms::SecureBytes google_sts_form(std::string_view audience, const kms::SecureBytes& subject_token) {
+  SecureBuffer form(512 + subject_token.size());
+  form.append("grant_type=" + net::url_encode("urn:ietf:params:oauth:grant-type:token-exchange") +
+              "&audience=" + net::url_encode(audience) + "&scope=" + net::url_encode(kGoogleCloudPlatformScope) +
+              "&requested_token_type=" + net::url_encode("urn:ietf:params:oauth:token-type:access_token") +
+              "&subject_token_type=" + net::url_encode("urn:ietf:params:oauth:token-type:jwt") + "&subject_token=");
+  form_encode_into(subject_token.span(), form);
+  return form.take();
+}
+
+kms::Result<std::pair<kms::SecureBytes, std::chrono::seconds>> parse_generate_access_token(
+    std::string_view body, std::chrono::system_clock::time_point now) {
+  auto doc = SecureJson::parse(body);
+  if (!doc || !(*doc)->root().is_object()) return fail(Errc::unavailable, "iamcredentials: the answer is not a JSON object");
+  const std::string_view tok = json_string((*doc)->root(), "accessToken");
+  if (tok.empty() || tok.size() > 8192) return fail(Errc::unavailable, "iamcredentials: the answer has no accessToken");
+  const auto when = kube::parse_rfc3339(json_string((*doc)->root(), "expireTime"));
+  if (!when) return fail(Errc::unavailable, "iamcredentials: expireTime is not an RFC 3339 time");
+  // Outside input meets the clock: bounded to 0..24 h first (parse_rfc3339 keeps years 1970-2199).
+  const auto left = std::chrono::duration_cast<std::chrono::seconds>(*when - now).count();
+  return std::pair{kms::SecureBytes::copy_of(tok), std::chrono::seconds(std::clamp<std::int64_t>(left, 0, 24 * 3600))};
+}
+
+kms::Result<std::unique_ptr<GoogleFederatedAuth>> GoogleFederatedAuth::make(
+    const asio::any_io_executor& executor, std::string_view sts_endpoint, std::string_view iam_endpoint,
+    const TlsSpec& tls, std::string audience, std::string impersonate, JwtSource subject_token, std::string who,
+    std::atomic<std::size_t>* token_requests) {
+  if (audience.empty() || !subject_token) {
+    return fail(Errc::invalid_argument, who + ": workload identity federation needs an audience and a token source");
+  }
+  ROOTSEAL_LET(sts, make_client(executor, sts_endpoint, tls));
+  std::shared_ptr<net::HttpClient> iam;
+  if (!impersonate.empty()) {
+    ROOTSEAL_LET(c, make_client(executor, iam_endpoint, tls));
+    iam = std::move(c);
+  }
+  return std::make_unique<GoogleFederatedAuth>(executor, std::move(sts), std::move(iam), std::move(audience),
+                                               std::move(impersonate), std::move(subject_token), std::move(who),
+                                               token_requests);
+}
+
+GoogleFederatedAuth::GoogleFederatedAuth(const asio::any_io_executor& executor, std::shared_ptr<net::HttpClient> sts,
+                                         std::shared_ptr<net::HttpClient> iam, std::string audience,
+                                         std::string impersonate, JwtSource subject_token, std::string who,
+                                         std::atomic<std::size_t>* token_requests)
+    : BearerAuth(executor),
+      sts_(std::move(sts)),
+      iam_(std::move(iam)),
+      audience_(std::move(audience)),
+      impersonate_(std::move(impersonate)),
+      subject_token_(std::move(subject_token)),
+      who_(std::move(who)),
+      token_requests_(token_requests) {}
+
+Task<BearerAuth::Token> GoogleFederatedAuth::fetch_token() {
+  // A fresh ServiceAccount token for every exchange (see MicrosoftClientCredentialsAuth).
+  ROOTSEAL_CO_LET(jwt, co_await subject_token_(true));
+  if (token_requests_ != nullptr) ++*token_requests_;
+  const auto form = google_sts_form(audience_, jwt);
+  ROOTSEAL_CO_LET(federated, co_await token_exchange(*sts_, "/v1/token", as_view(form), who_ + ": sts", /*google=*/true));
+  if (impersonate_.empty()) co_return Token{std::move(federated.first), federated.second};
+  SecureBuffer bearer(federated.first.size() + 8);
+  bearer.append("Bearer ");
+  bearer.append(federated.first.span());
+  const net::Header headers[] = {{"Authorization", bearer.view()}, {"Content-Type", "application/json"}};
+  const std::string target = "/v1/projects/-/serviceAccounts/" + net::url_encode(impersonate_) + ":generateAccessToken";
+  const std::string body = R"({"scope":[")" + std::string(kGoogleCloudPlatformScope) + R"("]})";
+  auto r = co_await iam_->request(http::verb::post, target, headers, body);
+  if (!r) co_return fail(r.error().code, who_ + ": iamcredentials: generateAccessToken failed: " + r.error().message);
+  if (r->status != 200) {
+    co_return fail(errc_for_status(r->status), who_ + ": iamcredentials: generateAccessToken for " + impersonate_ +
+                                                   " refused: " + google_error(*r));
+  }
+  ROOTSEAL_CO_LET(tok, parse_generate_access_token(r->body.view(), std::chrono::system_clock::now()));
+  co_return Token{std::move(tok.first), tok.second};
+}
+
 // ---- Microsoft ---------------------------------------------------------------
 
 kms::Result<std::unique_ptr<MicrosoftClientCredentialsAuth>> MicrosoftClientCredentialsAuth::make(
     const asio::any_io_executor& executor, std::string_view authority_host, const TlsSpec& authority_tls,
     std::string tenant_id, std::string client_id, kms::SecureBytes client_secret, std::string scope, std::string who,
-    std::atomic<std::size_t>* token_requests) {
-  if (tenant_id.empty() || client_id.empty() || client_secret.empty()) {
+    std::atomic<std::size_t>* token_requests, JwtSource client_assertion) {
+  if (tenant_id.empty() || client_id.empty() || (client_secret.empty() && !client_assertion)) {
     return fail(Errc::invalid_argument, who + ": tenantId, clientId and clientSecret are required");
   }
   ROOTSEAL_LET(login, make_client(executor, authority_host, authority_tls));
-  return std::make_unique<MicrosoftClientCredentialsAuth>(executor, std::move(login), std::move(tenant_id),
-                                                          std::move(client_id), std::move(client_secret),
-                                                          std::move(scope), std::move(who), token_requests);
+  return std::make_unique<MicrosoftClientCredentialsAuth>(
+      executor, std::move(login), std::move(tenant_id), std::move(client_id), std::move(client_secret),
+      std::move(client_assertion), std::move(scope), std::move(who), token_requests);
 }
 
 MicrosoftClientCredentialsAuth::MicrosoftClientCredentialsAuth(const asio::any_io_executor& executor,
                                                                std::shared_ptr<net::HttpClient> login,
                                                                std::string tenant_id, std::string client_id,
-                                                               kms::SecureBytes client_secret, std::string scope,
+                                                               kms::SecureBytes client_secret,
+                                                               JwtSource client_assertion, std::string scope,
                                                                std::string who,
                                                                std::atomic<std::size_t>* token_requests)
     : BearerAuth(executor),
@@ -205,28 +299,40 @@ MicrosoftClientCredentialsAuth::MicrosoftClientCredentialsAuth(const asio::any_i
       tenant_id_(std::move(tenant_id)),
       client_id_(std::move(client_id)),
       client_secret_(std::move(client_secret)),
+      client_assertion_(std::move(client_assertion)),
       scope_(std::move(scope)),
       who_(std::move(who)),
       token_requests_(token_requests) {}
 
 Task<BearerAuth::Token> MicrosoftClientCredentialsAuth::fetch_token() {
+  const std::string target = "/" + net::url_encode(tenant_id_) + "/oauth2/v2.0/token";
+  if (client_assertion_) {
+    // A fresh ServiceAccount token for every exchange (one per access-token
+    // lifetime): a deleted or recreated ServiceAccount stops the store at the
+    // next exchange instead of when a cached token would have been renewed.
+    ROOTSEAL_CO_LET(jwt, co_await client_assertion_(true));
+    if (token_requests_ != nullptr) ++*token_requests_;
+    const auto form = microsoft_assertion_form(client_id_, scope_, jwt);
+    ROOTSEAL_CO_LET(tok, co_await token_exchange(*login_, target, as_view(form), who_, /*google=*/false));
+    co_return Token{std::move(tok.first), tok.second};
+  }
   if (token_requests_ != nullptr) ++*token_requests_;
   SecureBuffer form(256);
   form.append("grant_type=client_credentials&client_id=" + net::url_encode(client_id_) +
               "&scope=" + net::url_encode(scope_) + "&client_secret=");
-  // The secret percent-encoded straight into locked memory.
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  for (std::uint8_t c : client_secret_.span()) {
-    if (std::isalnum(c) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
-      form.push_back(static_cast<char>(c));
-    } else {
-      const char esc[3] = {'%', kHex[c >> 4], kHex[c & 0xF]};
-      form.append(std::string_view(esc, 3));
-    }
-  }
-  const std::string target = "/" + net::url_encode(tenant_id_) + "/oauth2/v2.0/token";
+  form_encode_into(client_secret_.span(), form);
   ROOTSEAL_CO_LET(tok, co_await token_exchange(*login_, target, form.view(), who_, /*google=*/false));
   co_return Token{std::move(tok.first), tok.second};
+}
+
+kms::SecureBytes microsoft_assertion_form(std::string_view client_id, std::string_view scope,
+                                          const kms::SecureBytes& assertion) {
+  SecureBuffer form(320 + assertion.size());
+  form.append("grant_type=client_credentials&client_id=" + net::url_encode(client_id) +
+              "&scope=" + net::url_encode(scope) + "&client_assertion_type=" +
+              net::url_encode("urn:ietf:params:oauth:client-assertion-type:jwt-bearer") + "&client_assertion=");
+  form_encode_into(assertion.span(), form);
+  return form.take();
 }
 
 }  // namespace rootseal::sync::providers

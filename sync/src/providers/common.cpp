@@ -294,7 +294,7 @@ asio::awaitable<kms::Result<net::ClientResponse>> bearer_request(BearerAuth& aut
     auto token = co_await auth.access_token();
     if (!token) co_return std::unexpected(token.error());
     SecureBuffer bearer(token->size() + 8);
-    bearer.append("Bearer ");
+    bearer.append(auth.authorization_scheme());
     bearer.append(token->span());
     std::vector<net::Header> headers = {{"Authorization", bearer.view()}};
     headers.insert(headers.end(), extra.begin(), extra.end());

@@ -151,6 +151,8 @@ class BearerAuth {
   BearerAuth& operator=(const BearerAuth&) = delete;
 
   Task<kms::SecureBytes> access_token();
+  // What precedes the token in the Authorization header ("Bearer "; Conjur: "Token ").
+  [[nodiscard]] virtual std::string_view authorization_scheme() const noexcept { return "Bearer "; }
   // Forgets `used` if it is still the cached token (a 401 answered it).
   boost::asio::awaitable<void> drop_token(const kms::SecureBytes& used);
 

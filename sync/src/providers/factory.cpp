@@ -1,6 +1,7 @@
 // ProviderFactory: a StoreSpec to a provider instance.
 #include "providers/aws/aws_sm.hpp"
 #include "providers/azure/azure_kv.hpp"
+#include "providers/conjur/conjur.hpp"
 #include "providers/gcp/gcp_sm.hpp"
 #include "rootseal/kms/error.hpp"
 #include "providers/vault/vault_kv2.hpp"
@@ -30,6 +31,10 @@ kms::Result<std::shared_ptr<Provider>> ProviderFactory::make_provider(StoreSpec 
     ROOTSEAL_LET(p, providers::make_gcp_provider(executor_, std::move(*g), health));
     return std::shared_ptr<Provider>(std::move(p));
   }
+  if (auto* c = std::get_if<ConjurSpec>(&spec)) {
+    ROOTSEAL_LET(p, providers::make_conjur_provider(executor_, std::move(*c), health));
+    return std::shared_ptr<Provider>(std::move(p));
+  }
   return fail(Errc::invalid_argument, "this store kind has no pull provider");
 }
 
@@ -40,7 +45,7 @@ kms::Result<std::shared_ptr<PushProvider>> ProviderFactory::make_push_provider(S
   }
   if (auto* z = std::get_if<AzureSpec>(&spec)) return providers::make_azure_provider(executor_, std::move(*z), health);
   if (auto* g = std::get_if<GcpSpec>(&spec)) return providers::make_gcp_provider(executor_, std::move(*g), health);
-  return fail(Errc::invalid_argument, "vault is supported as a pull source only (push: aws, azure, gcp)");
+  return fail(Errc::invalid_argument, "vault and conjur are supported as pull sources only (push: aws, azure, gcp)");
 }
 
 }  // namespace rootseal::sync

@@ -9,11 +9,16 @@ DELETE /secrets/{name} (soft delete), /deletedsecrets/{name} get, purge,
 recover. 401 with a WWW-Authenticate challenge on a missing or bad bearer
 token, {"error":{"code","message"}} bodies, name validation.
 Identity: POST /{tenant}/oauth2/v2.0/token (client_credentials, client
-secret in the form or HTTP Basic), GET /{tenant}/v2.0/.well-known/openid-configuration.
+secret in the form or HTTP Basic, or a federated client assertion: a JWT
+from an external issuer matched against the application's federated
+identity credentials - issuer, subject, audience - and verified with the
+issuer's keys, as Entra workload identity federation does),
+GET /{tenant}/v2.0/.well-known/openid-configuration.
 
 Run:   python3 server.py --port 0 [--tls-cert F --tls-key F] [--tenant T]
        [--client ID:SECRET] [--token STATIC] prints "READY <port>".
 Import: AzureKeyVaultDouble(port=0, tenant="t", clients={"id": "secret"}).start()
+        double.federate(client_id, issuer, subject, jwks_url, audiences=["api://AzureADTokenExchange"])
 
 Test-only admin endpoints live under /_double/ (no auth); see
 docs/testing-doubles.md.
@@ -28,6 +33,7 @@ import ssl
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
@@ -35,6 +41,11 @@ from urllib.parse import parse_qs, urlsplit
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "common"))
 from doublelib import (  # noqa: E402
     arg_parser, BaseDoubleHandler, DoubleServer, parse_args, retry_after_header)
+import jwtlib  # noqa: E402
+
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+_FIC_HINT = ("Please check your federated identity credential Subject, Audience and Issuer against the presented "
+             "assertion. https://learn.microsoft.com/entra/workload-id/workload-identity-federation")
 
 
 API_VERSIONS = {"7.0", "7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "2025-07-01"}
@@ -81,6 +92,9 @@ class AzureState:
         self.lock = threading.RLock()
         self.tenant = tenant
         self.clients = dict(clients)  # client_id -> client_secret
+        # client_id -> [{"issuer", "subject", "audiences", "jwks_url"}]: federated identity credentials
+        self.federated = {}
+        self.assertions = []  # every client assertion accepted: client_id, iss, sub, aud, t
         self.token_ttl = token_ttl
         self.tokens = {}  # access token -> (client_id, expires)
         self.secrets = {}  # name -> {"versions": {ver: bundle}, "order": [ver, ...]}
@@ -169,13 +183,16 @@ class AzureHandler(BaseDoubleHandler):
                 cid, csec = base64.b64decode(auth[6:]).decode().split(":", 1)
             except Exception:
                 pass
-        if cid not in st.clients:
-            raise AadError(400, "unauthorized_client", 700016,
-                           "Application with identifier '%s' was not found in the directory '%s'." % (cid, tenant))
-        if not csec or not hmac.compare_digest(str(csec).encode(), st.clients[cid].encode()):
-            raise AadError(401, "invalid_client", 7000215,
-                           "Invalid client secret provided. Ensure the secret being sent in the request is the "
-                           "client secret value, not the client secret ID, for a secret added to app '%s'." % cid)
+        if "client_assertion" in form or "client_assertion_type" in form:
+            self.check_assertion(tenant, cid, form)
+        else:
+            if cid not in st.clients:
+                raise AadError(400, "unauthorized_client", 700016,
+                               "Application with identifier '%s' was not found in the directory '%s'." % (cid, tenant))
+            if not csec or not hmac.compare_digest(str(csec).encode(), st.clients[cid].encode()):
+                raise AadError(401, "invalid_client", 7000215,
+                               "Invalid client secret provided. Ensure the secret being sent in the request is the "
+                               "client secret value, not the client secret ID, for a secret added to app '%s'." % cid)
         scope = form.get("scope") or ""
         scopes = scope.split()
         if not scopes:
@@ -200,6 +217,71 @@ class AzureHandler(BaseDoubleHandler):
         return self.send_json(200, {"token_type": "Bearer", "expires_in": st.token_ttl,
                                     "ext_expires_in": st.token_ttl, "access_token": token},
                               {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
+
+    def check_assertion(self, tenant, cid, form):
+        """A federated client assertion (workload identity federation): the
+        application's federated identity credentials must name the JWT's
+        issuer, subject and an audience of it; the signature must verify with
+        the issuer's keys; the JWT must be within its validity."""
+        st = self.server.double.state
+        if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
+            raise AadError(400, "invalid_request", 50027 if "client_assertion_type" in form else 900144,
+                           "The request body must contain the following parameter: 'client_assertion_type'."
+                           if "client_assertion_type" not in form else
+                           "Invalid client_assertion_type '%s'." % form.get("client_assertion_type"))
+        if form.get("client_secret"):
+            raise AadError(400, "invalid_request", 90015,
+                           "Requested query string is too long or both client_secret and client_assertion are present.")
+        with st.lock:
+            creds = list(st.federated.get(cid) or [])
+        if not cid or (cid not in st.clients and not creds):
+            raise AadError(400, "unauthorized_client", 700016,
+                           "Application with identifier '%s' was not found in the directory '%s'." % (cid, tenant))
+        token = form.get("client_assertion") or ""
+        parts = token.split(".")
+        try:
+            if len(parts) != 3:
+                raise ValueError
+            claims = json.loads(jwtlib.b64url_decode(parts[1]))
+            if not isinstance(claims, dict):
+                raise ValueError
+        except (ValueError, UnicodeDecodeError):
+            raise AadError(400, "invalid_request", 50027, "JWT token is invalid or malformed.")
+        iss, sub = claims.get("iss"), claims.get("sub")
+        auds = claims.get("aud")
+        auds = [auds] if isinstance(auds, str) else [a for a in (auds or []) if isinstance(a, str)]
+        by_issuer = [c for c in creds if c["issuer"] == iss]
+        if not by_issuer:
+            raise AadError(401, "invalid_client", 700211,
+                           "No matching federated identity record found for presented assertion issuer '%s'. %s"
+                           % (iss, _FIC_HINT))
+        by_subject = [c for c in by_issuer if c["subject"] == sub]
+        if not by_subject:
+            raise AadError(401, "invalid_client", 700213,
+                           "No matching federated identity record found for presented assertion subject '%s'. %s"
+                           % (sub, _FIC_HINT))
+        matching = [c for c in by_subject if set(c["audiences"]) & set(auds)]
+        if not matching:
+            raise AadError(401, "invalid_client", 700212,
+                           "No matching federated identity record found for presented assertion audience '%s'. %s"
+                           % (",".join(auds), _FIC_HINT))
+        try:
+            with urllib.request.urlopen(matching[0]["jwks_url"], timeout=10) as r:
+                keys = json.loads(r.read()).get("keys") or []
+            jwtlib.verify(token, keys)
+        except ValueError:
+            raise AadError(401, "invalid_client", 700027, "Client assertion failed signature validation.")
+        now = time.time()
+        exp, nbf = claims.get("exp"), claims.get("nbf", claims.get("iat"))
+        if not isinstance(exp, (int, float)) or exp <= now or (isinstance(nbf, (int, float)) and nbf > now + 300):
+            raise AadError(401, "invalid_client", 700024,
+                           "Client assertion is not within its valid time range. Current time: %s, assertion valid "
+                           "from %s, expiry time of assertion %s." % (
+                               time.strftime("%Y-%m-%dT%H:%M:%S.0000000Z", time.gmtime(now)),
+                               time.strftime("%Y-%m-%dT%H:%M:%S.0000000Z", time.gmtime(nbf or 0)),
+                               time.strftime("%Y-%m-%dT%H:%M:%S.0000000Z", time.gmtime(exp or 0))))
+        with st.lock:
+            st.assertions.append({"client_id": cid, "iss": iss, "sub": sub, "aud": auds, "t": now})
 
     # ----------------------------------------------------------- Key Vault
     def _challenge(self, message):
@@ -414,6 +496,14 @@ class AzureKeyVaultDouble(DoubleServer):
         s = super().stats()
         s["token_requests"] = self.state.token_requests
         return s
+
+    def federate(self, client_id, issuer, subject, jwks_url, audiences=("api://AzureADTokenExchange",)):
+        """A federated identity credential on application client_id: tokens of
+        `issuer` for `subject` with one of `audiences`, verified with the keys
+        at jwks_url (the issuer's discovery document, resolved up front)."""
+        with self.state.lock:
+            self.state.federated.setdefault(client_id, []).append(
+                {"issuer": issuer, "subject": subject, "audiences": list(audiences), "jwks_url": jwks_url})
 
 
 def main(argv=None):

@@ -11,6 +11,13 @@ GET .../versions, GET .../versions/{n|latest}[:access], POST
 {"error":{"code","message","status"}}.
 OAuth2: POST /token with grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer
 and an RS256 service-account JWT, verified with the configured public key.
+Workload identity federation: STS POST /v1/token (RFC 8693 token exchange,
+form or JSON; the subject token checked against the pool provider its
+audience names: issuer, signature by the issuer's JWKS, allowed audiences,
+expiry; OAuth error bodies {"error","error_description"}), and IAM
+Credentials POST /v1/projects/-/serviceAccounts/{email}:generateAccessToken
+(the caller's federated principal must hold roles/iam.workloadIdentityUser
+on the service account; google.rpc.Status errors).
 The API also accepts a self-signed service-account JWT as the bearer token
 (as Google does), aud https://secretmanager.googleapis.com/ or a
 cloud-platform scope claim.
@@ -18,6 +25,8 @@ cloud-platform scope claim.
 Run:   python3 server.py --port 0 [--tls-cert F --tls-key F]
        --service-account sa.json [--project ID:NUMBER] prints "READY <port>".
 Import: GcpSecretManagerDouble(port=0, accounts={email: pem}).start()
+        double.add_pool_provider(audience, issuer, jwks_url, allowed_audiences=None)
+        double.allow_impersonation(email, principal)
 
 Test-only admin endpoints live under /_double/ (no auth); see
 docs/testing-doubles.md.
@@ -31,7 +40,8 @@ import ssl
 import sys
 import threading
 import time
-from urllib.parse import parse_qs
+import urllib.request
+from urllib.parse import parse_qs, unquote
 
 # The plumbing every double shares, found from any working directory.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "common"))
@@ -182,6 +192,12 @@ class GcpState:
         self.secrets = {}  # (number, id) -> {"secret": {...}, "versions": {n: {...}}, "next": 1}
         self.token_requests = 0
         self.self_signed_uses = 0
+        # STS audience -> {"issuer", "jwks_url", "allowed_audiences", "principal" (fn of sub)}
+        self.pool_providers = {}
+        self.impersonators = {}  # service account email -> {principal, ...} (roles/iam.workloadIdentityUser)
+        self.exchanges = []  # every STS exchange accepted: audience, sub, principal, t
+        self.impersonations = []  # every generateAccessToken answered: email, principal, t
+        self.callers = []  # the principal of every Secret Manager call: principal, t
 
     def project_number(self, p):
         if p in self.projects:
@@ -221,7 +237,14 @@ class GcpHandler(BaseDoubleHandler):
                 raise self.error_class(rule["status"], status, msg, retry_after_header(rule))
             if path == "/token" and self.command == "POST":
                 return self.token(body)
-            self.authenticate()
+            if path == "/v1/token" and self.command == "POST":
+                return self.sts_token(body)
+            m = re.match(r"^/v1/projects/-/serviceAccounts/([^/:]+):generateAccessToken$", path)
+            if m and self.command == "POST":
+                return self.generate_access_token(unquote(m.group(1)), body)
+            who = self.authenticate()
+            with d.state.lock:
+                d.state.callers.append({"principal": who, "t": time.time()})
             self.api(path, q, body)
         except GError as e:
             self.send_json(e.code, e.body(), e.headers)
@@ -295,6 +318,98 @@ class GcpHandler(BaseDoubleHandler):
             st.tokens[tok] = (claims["iss"], time.time() + st.token_ttl)
         return self.send_json(200, {"access_token": tok, "expires_in": st.token_ttl, "token_type": "Bearer"},
                               {"Cache-Control": "no-cache, no-store, max-age=0, must-revalidate"})
+
+    # -------------------------------------- STS and IAM Credentials (federation)
+    def sts_token(self, body):
+        """POST https://sts.googleapis.com/v1/token: exchanges a third-party
+        JWT for a federated access token of the pool provider `audience` names."""
+        st = self.server.double.state
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        try:
+            if ctype == "application/json":
+                raw = json.loads(body or b"{}")
+                form = {"grant_type": raw.get("grantType"), "audience": raw.get("audience"), "scope": raw.get("scope"),
+                        "requested_token_type": raw.get("requestedTokenType"), "subject_token": raw.get("subjectToken"),
+                        "subject_token_type": raw.get("subjectTokenType")}
+            else:
+                form = {k: v[-1] for k, v in parse_qs(body.decode(errors="replace"), keep_blank_values=True).items()}
+        except ValueError:
+            raise OAuthError(400, "invalid_request", "Invalid JSON payload received.")
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:token-exchange":
+            raise OAuthError(400, "invalid_grant", "Invalid value for \"grant_type\": %s" % form.get("grant_type"))
+        if form.get("requested_token_type") != "urn:ietf:params:oauth:token-type:access_token":
+            raise OAuthError(400, "invalid_request", "Invalid value for \"requested_token_type\".")
+        if form.get("subject_token_type") not in ("urn:ietf:params:oauth:token-type:jwt",
+                                                  "urn:ietf:params:oauth:token-type:id_token"):
+            raise OAuthError(400, "invalid_request", "Invalid value for \"subject_token_type\".")
+        if not form.get("subject_token"):
+            raise OAuthError(400, "invalid_request", "The \"subject_token\" parameter is required.")
+        with st.lock:
+            prov = st.pool_providers.get(form.get("audience") or "")
+        if prov is None:
+            raise OAuthError(400, "invalid_target",
+                             "The target service indicated by the \"audience\" parameters is invalid. This might "
+                             "either be because the pool or provider is disabled or deleted or because it doesn't exist.")
+        token = form["subject_token"]
+        try:
+            claims = json.loads(jwtlib.b64url_decode(token.split(".")[1]))
+            if not isinstance(claims, dict):
+                raise ValueError
+        except (ValueError, IndexError, UnicodeDecodeError):
+            raise OAuthError(400, "invalid_grant", "Unable to parse the ID Token.")
+        if claims.get("iss") != prov["issuer"]:
+            raise OAuthError(400, "invalid_grant", "The issuer in ID Token %s does not match the expected ones: %s."
+                             % (claims.get("iss"), prov["issuer"]))
+        try:
+            with urllib.request.urlopen(prov["jwks_url"], timeout=10) as r:
+                keys = json.loads(r.read()).get("keys") or []
+            jwtlib.verify(token, keys)
+        except ValueError:
+            raise OAuthError(400, "invalid_grant", "Invalid ID Token: the signature cannot be verified.")
+        auds = claims.get("aud")
+        auds = [auds] if isinstance(auds, str) else [a for a in (auds or []) if isinstance(a, str)]
+        if not set(auds) & set(prov["allowed_audiences"]):
+            raise OAuthError(400, "invalid_grant", "The audience in ID Token [%s] does not match the expected "
+                             "audience." % ",".join(auds))
+        now = time.time()
+        if not isinstance(claims.get("exp"), (int, float)) or claims["exp"] <= now:
+            raise OAuthError(400, "invalid_grant", "ID Token expired at %s." % claims.get("exp"))
+        principal = prov["principal"](claims.get("sub") or "")
+        tok = "ya29.d." + secrets.token_urlsafe(48)
+        with st.lock:
+            st.tokens[tok] = (principal, now + st.token_ttl)
+            st.exchanges.append({"audience": form["audience"], "sub": claims.get("sub"), "principal": principal,
+                                 "scope": form.get("scope"), "t": now})
+        return self.send_json(200, {"access_token": tok, "issued_token_type":
+                                    "urn:ietf:params:oauth:token-type:access_token", "token_type": "Bearer",
+                                    "expires_in": st.token_ttl})
+
+    def generate_access_token(self, email, body):
+        """POST https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{email}:generateAccessToken."""
+        st = self.server.double.state
+        caller = self.authenticate()
+        try:
+            args = json.loads(body or b"{}")
+        except ValueError:
+            raise GError(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
+        if not isinstance(args, dict) or not isinstance(args.get("scope"), list) or not args["scope"]:
+            raise GError(400, "INVALID_ARGUMENT", "Scope required.")
+        with st.lock:
+            known = email in st.accounts or email in st.impersonators
+            allowed = caller in st.impersonators.get(email, set())
+        if not known:
+            raise GError(404, "NOT_FOUND", "Not found; Gaia id not found for email %s" % email)
+        if not allowed:
+            raise GError(403, "PERMISSION_DENIED", "Permission 'iam.serviceAccounts.getAccessToken' denied on resource "
+                         "(or it may not exist).")
+        lifetime = st.token_ttl
+        tok = "ya29.c." + secrets.token_urlsafe(48)
+        now = time.time()
+        with st.lock:
+            st.tokens[tok] = (email, now + lifetime)
+            st.impersonations.append({"email": email, "principal": caller, "t": now})
+        return self.send_json(200, {"accessToken": tok, "expireTime": time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + lifetime))})
 
     def authenticate(self):
         st = self.server.double.state
@@ -555,6 +670,35 @@ class GcpSecretManagerDouble(DoubleServer):
         self.state = GcpState(projects or {"rootseal-test": "123456789012"}, acc, token_ttl)
         super().__init__(host, port, tls_cert, tls_key, verbose)
         self.token_url = self.url + "/token"
+
+    def add_pool_provider(self, audience, issuer, jwks_url, allowed_audiences=None):
+        """A workload identity pool provider (OIDC) that STS `audience` names:
+        "//iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/providers/X"
+        (allowed audiences default to its https: URL, principal
+        principal://iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/subject/<sub>)
+        or GKE's "identitynamespace:<project>.svc.id.goog:<cluster URL>" (audience: the pool, principal
+        serviceAccount:<project>.svc.id.goog[<ns>/<name>])."""
+        if audience.startswith("identitynamespace:"):
+            pool = audience.split(":")[1]
+            allowed = allowed_audiences or [pool]
+
+            def principal(sub):
+                parts = sub.split(":")
+                return "serviceAccount:%s[%s/%s]" % (pool, parts[2], parts[3]) if len(parts) == 4 else sub
+        else:
+            allowed = allowed_audiences or ["https:" + audience]
+            base = audience.rsplit("/providers/", 1)[0].lstrip("/")
+
+            def principal(sub):
+                return "principal://%s/subject/%s" % (base, sub)
+        with self.state.lock:
+            self.state.pool_providers[audience] = {"issuer": issuer, "jwks_url": jwks_url,
+                                                   "allowed_audiences": list(allowed), "principal": principal}
+
+    def allow_impersonation(self, email, principal):
+        """roles/iam.workloadIdentityUser on service account `email` for `principal`."""
+        with self.state.lock:
+            self.state.impersonators.setdefault(email, set()).add(principal)
 
     def stats(self):
         s = super().stats()

@@ -423,6 +423,25 @@ TEST_CASE("sync.aws_endpoint: the Secrets Manager endpoint of stores on their ow
   CHECK(bad.error().message.find("hunter2") == std::string::npos);
 }
 
+TEST_CASE("sync.azure_authority_host and sync.gcp_*_endpoint: identity endpoints of stores on their own credentials") {
+  auto def = parse_config("sync:\n  enabled: false\n");
+  REQUIRE(def);
+  CHECK(def->sync->azure_authority_host.empty());
+  CHECK(def->sync->gcp_sts_endpoint.empty());
+  auto set = parse_config("sync:\n  azure_authority_host: http://127.0.0.1:1\n  gcp_endpoint: http://127.0.0.1:2\n"
+                          "  gcp_sts_endpoint: https://sts.example\n  gcp_iam_endpoint: http://127.0.0.1:3\n");
+  REQUIRE(set);
+  CHECK(set->sync->azure_authority_host == "http://127.0.0.1:1");
+  CHECK(set->sync->gcp_endpoint == "http://127.0.0.1:2");
+  CHECK(set->sync->gcp_sts_endpoint == "https://sts.example");
+  CHECK(set->sync->gcp_iam_endpoint == "http://127.0.0.1:3");
+  for (const char* key : {"azure_authority_host", "gcp_endpoint", "gcp_sts_endpoint", "gcp_iam_endpoint"}) {
+    auto bad = parse_config(std::string("sync:\n  ") + key + ": ftp://user:hunter2@host\n");
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error().message == std::string("sync.") + key + ": not an http:// or https:// URL");
+  }
+}
+
 TEST_CASE("sync.stores: each kind is read into its provider's host settings") {
   auto cfg = parse_config(R"(sync:
   stores:

@@ -303,7 +303,7 @@ TEST_CASE("invalid SecretStores are refused with the field path") {
     return r.error().message;
   };
   CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"akeyless":{}}}})") ==
-        "spec.provider.akeyless: provider not served by rootseal (vault, aws; push targets: aws, azurekv, gcpsm)");
+        "spec.provider.akeyless: provider not served by rootseal (vault, aws, azurekv, gcpsm, conjur; push targets: aws, azurekv, gcpsm)");
   CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{"server":"vault:8200","auth":{}}}}})") ==
         "spec.provider.vault.server: must be an http:// or https:// URL");
   CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{"server":"http://v","version":"v1","auth":{}}}}})") ==
@@ -322,6 +322,149 @@ TEST_CASE("invalid SecretStores are refused with the field path") {
   CHECK(err(R"({"kind":"ClusterSecretStore","metadata":{"name":"v"},"spec":{"provider":{"vault":{"server":"http://v",
      "auth":{"tokenSecretRef":{"name":"t","key":"k","namespace":"n"}}}},"conditions":[{"namespaceRegexes":["(["]}]}})") ==
         "spec.conditions[0].namespaceRegexes[0]: not a valid regular expression");
+}
+
+TEST_CASE("SecretStores: azurekv WorkloadIdentity (serviceAccountRef, ESO's namespace rules, refusals)") {
+  auto z = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"team-a"},
+    "spec":{"provider":{"azurekv":{"vaultUrl":"https://kv.vault.azure.net","authType":"WorkloadIdentity",
+      "serviceAccountRef":{"name":"app","audiences":["extra"]}}}}})"));
+  REQUIRE(z.has_value());
+  CHECK(z->azurekv.workload_identity);
+  CHECK_FALSE(z->azurekv.has_secret_ref);
+  CHECK_FALSE(z->azurekv.has_client_id_ref);
+  CHECK(z->azurekv.service_account.name == "app");
+  CHECK(z->azurekv.service_account.namespace_ == "team-a");
+  CHECK(z->azurekv.service_account.audiences == std::vector<std::string>{"extra"});
+  // The client id from a Secret (ESO's authSecretRef.clientId) with the ServiceAccount's token.
+  auto zc = parse_secret_store(json::parse(R"({"kind":"ClusterSecretStore","metadata":{"name":"kv"},
+    "spec":{"provider":{"azurekv":{"vaultUrl":"https://kv.vault.azure.net","authType":"WorkloadIdentity",
+      "tenantId":"t","serviceAccountRef":{"name":"app","namespace":"ops"},
+      "authSecretRef":{"clientId":{"name":"ids","key":"client","namespace":"ops"}}}}}})"));
+  REQUIRE(zc.has_value());
+  CHECK(zc->azurekv.has_client_id_ref);
+  CHECK(zc->azurekv.client_id_ref == SecretKeyRef{"ids", "client", "ops"});
+  CHECK(zc->azurekv.service_account.namespace_ == "ops");
+  const auto err = [](std::string_view text) {
+    auto r = parse_secret_store(json::parse(text));
+    REQUIRE_FALSE(r.has_value());
+    return r.error().message;
+  };
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"a"},"spec":{"provider":{"azurekv":{
+    "vaultUrl":"https://kv.vault.azure.net","authType":"WorkloadIdentity",
+    "serviceAccountRef":{"name":"app","namespace":"b"}}}}})") ==
+        "spec.provider.azurekv.serviceAccountRef.namespace: " + std::string(kMsgServiceAccountNamespace));
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"a"},"spec":{"provider":{"azurekv":{
+    "vaultUrl":"https://kv.vault.azure.net","authType":"WorkloadIdentity"}}}})") ==
+        "spec.provider.azurekv.serviceAccountRef: required with authType WorkloadIdentity (rootseald has no pod token of its own)");
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"a"},"spec":{"provider":{"azurekv":{
+    "vaultUrl":"https://kv.vault.azure.net","authType":"WorkloadIdentity","serviceAccountRef":{"name":"app"},
+    "authSecretRef":{"clientId":{"name":"s","key":"id"},"clientSecret":{"name":"s","key":"secret"}}}}}})") ==
+        "spec.provider.azurekv.authSecretRef.clientSecret: not used with authType WorkloadIdentity (remove it)");
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"a"},"spec":{"provider":{"azurekv":{
+    "vaultUrl":"https://kv.vault.azure.net","serviceAccountRef":{"name":"app"},
+    "authSecretRef":{"clientId":{"name":"s","key":"id"},"clientSecret":{"name":"s","key":"secret"}},"tenantId":"t"}}}})") ==
+        "spec.provider.azurekv.serviceAccountRef: only used with authType WorkloadIdentity");
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"a"},"spec":{"provider":{"azurekv":{
+    "vaultUrl":"https://kv.vault.azure.net","authType":"ManagedIdentity"}}}})").find("authType") != std::string::npos);
+  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"a","annotations":{"sync.rootseal.io/credentials":"h"}},
+    "spec":{"provider":{"azurekv":{"vaultUrl":"https://kv.vault.azure.net","authType":"WorkloadIdentity",
+    "serviceAccountRef":{"name":"app"}}}}})") ==
+        "spec.provider.azurekv.authType: WorkloadIdentity is the store's own identity (no host credentials)");
+}
+
+TEST_CASE("SecretStores: gcpsm workloadIdentity and workloadIdentityFederation (serviceAccountRef, refusals)") {
+  auto gke = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"g","namespace":"team-a"},
+    "spec":{"provider":{"gcpsm":{"projectID":"p","auth":{"workloadIdentity":{"serviceAccountRef":{"name":"app"},
+      "clusterProjectID":"cp","clusterLocation":"europe-west1","clusterName":"c1"}}}}}})"));
+  REQUIRE(gke.has_value());
+  CHECK(gke->gcpsm.federation == GcpProviderSpec::Federation::gke);
+  CHECK(gke->gcpsm.service_account.namespace_ == "team-a");
+  CHECK(gke->gcpsm.cluster_project_id == "cp");
+  CHECK(gke->gcpsm.cluster_location == "europe-west1");
+  CHECK(gke->gcpsm.cluster_name == "c1");
+  auto wif = parse_secret_store(json::parse(R"({"kind":"ClusterSecretStore","metadata":{"name":"g"},
+    "spec":{"provider":{"gcpsm":{"projectID":"p","auth":{"workloadIdentityFederation":{
+      "serviceAccountRef":{"name":"app"},"audience":"//iam.googleapis.com/x","gcpServiceAccountEmail":"r@p.iam.gserviceaccount.com"}}}}}})"));
+  REQUIRE(wif.has_value());
+  CHECK(wif->gcpsm.federation == GcpProviderSpec::Federation::pool);
+  CHECK(wif->gcpsm.service_account.namespace_.empty());  // the ExternalSecret's namespace
+  CHECK(wif->gcpsm.audience == "//iam.googleapis.com/x");
+  CHECK(wif->gcpsm.service_account_email == "r@p.iam.gserviceaccount.com");
+  const auto err = [](std::string_view auth) {
+    auto r = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"g","namespace":"a"},
+      "spec":{"provider":{"gcpsm":{"projectID":"p","auth":)" + std::string(auth) + "}}}}"));
+    REQUIRE_FALSE(r.has_value());
+    return r.error().message;
+  };
+  CHECK(err(R"({"workloadIdentityFederation":{"serviceAccountRef":{"name":"app","namespace":"b"},"audience":"x"}})") ==
+        "spec.provider.gcpsm.auth.workloadIdentityFederation.serviceAccountRef.namespace: " +
+            std::string(kMsgServiceAccountNamespace));
+  CHECK(err(R"({"workloadIdentityFederation":{"serviceAccountRef":{"name":"app"}}})") ==
+        "spec.provider.gcpsm.auth.workloadIdentityFederation.audience: invalid workloadIdentityFederation config: "
+        "audience must be provided, when serviceAccountRef or awsSecurityCredentials is provided");
+  CHECK(err(R"({"workloadIdentityFederation":{"credConfig":{"name":"c","key":"k"},"audience":"x"}})").find("credConfig") !=
+        std::string::npos);
+  CHECK(err(R"({"workloadIdentity":{"serviceAccountRef":{"name":"app"},"clusterProjectID":"cp","clusterName":"c"}})") ==
+        "spec.provider.gcpsm.auth.workloadIdentity.clusterLocation: required (rootseald cannot ask GKE's metadata server)");
+  CHECK(err(R"({"workloadIdentity":{"clusterProjectID":"cp","clusterLocation":"l","clusterName":"c"}})") ==
+        "spec.provider.gcpsm.auth.workloadIdentity.serviceAccountRef: required");
+  CHECK(err(R"({"secretRef":{"secretAccessKeySecretRef":{"name":"s","key":"k"}},
+    "workloadIdentityFederation":{"serviceAccountRef":{"name":"app"},"audience":"x"}})") ==
+        "spec.provider.gcpsm.auth: exactly one of secretRef, workloadIdentity or workloadIdentityFederation");
+  auto hosted = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"g","namespace":"a",
+    "annotations":{"sync.rootseal.io/credentials":"h"}},"spec":{"provider":{"gcpsm":{"projectID":"p","auth":{
+    "workloadIdentityFederation":{"serviceAccountRef":{"name":"app"},"audience":"x"}}}}}})"));
+  REQUIRE_FALSE(hosted.has_value());
+  CHECK(hosted.error().message ==
+        "spec.provider.gcpsm.auth: workload identity is the store's own identity (no host credentials)");
+}
+
+TEST_CASE("SecretStores: conjur (apikey, jwt with serviceAccountRef or secretRef, caBundle, refusals)") {
+  auto k = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"c","namespace":"a"},
+    "spec":{"provider":{"conjur":{"url":"https://conjur.example.com/","caBundle":"LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==",
+      "auth":{"apikey":{"account":"myorg","userRef":{"name":"c","key":"user"},"apiKeyRef":{"name":"c","key":"key"}}}}}}})"));
+  REQUIRE(k.has_value());
+  CHECK(k->provider == SecretStore::Provider::conjur);
+  CHECK(to_string(k->provider) == "conjur");
+  CHECK(k->conjur.url == "https://conjur.example.com");
+  CHECK(k->conjur.ca_bundle == "-----BEGIN CERTIFICATE-----\n");
+  CHECK(k->conjur.account == "myorg");
+  CHECK_FALSE(k->conjur.jwt);
+  CHECK(k->conjur.api_key_ref == SecretKeyRef{"c", "key", "a"});
+  auto j = parse_secret_store(json::parse(R"({"kind":"ClusterSecretStore","metadata":{"name":"c"},
+    "spec":{"provider":{"conjur":{"url":"https://conjur","caBundle":"-----BEGIN CERTIFICATE-----x",
+      "auth":{"jwt":{"account":"myorg","serviceID":"k8s","hostId":"k8s/app","serviceAccountRef":{"name":"app"}}}}}}})"));
+  REQUIRE(j.has_value());
+  CHECK(j->conjur.jwt);
+  CHECK(j->conjur.ca_bundle == "-----BEGIN CERTIFICATE-----x");
+  CHECK(j->conjur.service_id == "k8s");
+  CHECK(j->conjur.host_id == "k8s/app");
+  CHECK(j->conjur.has_service_account);
+  auto js = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"c","namespace":"a"},
+    "spec":{"provider":{"conjur":{"url":"https://conjur","auth":{"jwt":{"account":"o","serviceID":"s",
+      "secretRef":{"name":"jwt"}}}}}}})"));
+  REQUIRE(js.has_value());
+  CHECK(js->conjur.jwt_secret_ref == SecretKeyRef{"jwt", "token", "a"});  // ESO: the key defaults to "token"
+  const auto err = [](std::string_view conjur, std::string_view md = R"({"name":"c","namespace":"a"})") {
+    auto r = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":)" + std::string(md) +
+                                            R"(,"spec":{"provider":{"conjur":)" + std::string(conjur) + "}}}"));
+    REQUIRE_FALSE(r.has_value());
+    return r.error().message;
+  };
+  CHECK(err(R"({"url":"https://c","auth":{"jwt":{"account":"o","serviceID":"s","serviceAccountRef":{"name":"x","namespace":"b"}}}})") ==
+        "spec.provider.conjur.auth.jwt.serviceAccountRef.namespace: " + std::string(kMsgServiceAccountNamespace));
+  CHECK(err(R"({"url":"https://c","auth":{"jwt":{"account":"o","serviceID":"s"}}})") ==
+        "spec.provider.conjur.auth.jwt: exactly one of serviceAccountRef or secretRef");
+  CHECK(err(R"({"url":"https://c","auth":{}})") == "spec.provider.conjur.auth: exactly one of apikey or jwt");
+  CHECK(err(R"({"url":"https://c","auth":{"apikey":{"account":"o","userRef":{"name":"u","key":"k"}}}})") ==
+        "spec.provider.conjur.auth.apikey.apiKeyRef: required");
+  CHECK(err(R"({"url":"ftp://c","auth":{"apikey":{"account":"o"}}})") == "spec.provider.conjur.url: must be an https:// URL");
+  CHECK(err(R"({"url":"https://c","caBundle":"not base64!","auth":{"apikey":{"account":"o"}}})") ==
+        "spec.provider.conjur.caBundle: must be a PEM bundle or its base64");
+  CHECK(err(R"({"url":"https://c","auth":{"cert":{"account":"o"}}})") == "spec.provider.conjur.auth.cert: not supported by rootseal");
+  CHECK(err(R"({"url":"https://c","auth":{"apikey":{"account":"o"}}})",
+            R"({"name":"c","namespace":"a","annotations":{"sync.rootseal.io/credentials":"x"}})") ==
+        "spec.provider.conjur: conjur stores carry their own identity (no host credentials)");
 }
 
 TEST_CASE("SecretStores: azurekv and gcpsm (push targets) with ESO's field names") {
@@ -381,7 +524,7 @@ TEST_CASE("invalid azurekv and gcpsm stores are refused with the field path") {
   CHECK(err(R"({"azurekv":{"tenantId":"t"}})") == "spec.provider.azurekv.vaultUrl: required");
   CHECK(err(R"({"azurekv":{"vaultUrl":"kv.vault.azure.net"}})") == "spec.provider.azurekv.vaultUrl: must be an https:// URL");
   CHECK(err(R"({"azurekv":{"vaultUrl":"https://kv","tenantId":"t","authType":"ManagedIdentity",)" + refs + "}}") ==
-        "spec.provider.azurekv.authType: unsupported value 'ManagedIdentity' (supported: ServicePrincipal)");
+        "spec.provider.azurekv.authType: unsupported value 'ManagedIdentity' (supported: ServicePrincipal, WorkloadIdentity)");
   CHECK(err(R"({"azurekv":{"vaultUrl":"https://kv","tenantId":"t","environmentType":"GermanCloud",)" + refs + "}}") ==
         "spec.provider.azurekv.environmentType: unsupported value 'GermanCloud' (supported: PublicCloud, USGovernmentCloud, ChinaCloud)");
   CHECK(err(R"({"azurekv":{"vaultUrl":"https://kv",)" + refs + "}}") == "spec.provider.azurekv.tenantId: required with authSecretRef");
@@ -400,7 +543,7 @@ TEST_CASE("invalid azurekv and gcpsm stores are refused with the field path") {
   CHECK(err(R"({"gcpsm":{"projectID":"p","auth":{"secretRef":{}}}})") ==
         "spec.provider.gcpsm.auth.secretRef.secretAccessKeySecretRef: required");
   CHECK(err(R"({"gcpsm":{"projectID":"p","auth":{"workloadIdentity":{"clusterLocation":"x"}}}})") ==
-        "spec.provider.gcpsm.auth.workloadIdentity: not supported by rootseal");
+        "spec.provider.gcpsm.auth.workloadIdentity.serviceAccountRef: required");
   CHECK(err(R"({"gcpsm":{"projectID":"p","location":"europe-west1","auth":{"secretRef":{"secretAccessKeySecretRef":{"name":"g","key":"k"}}}}})") ==
         "spec.provider.gcpsm.location: not supported by rootseal");
   const std::string aws_auth = R"("auth":{"secretRef":{"accessKeyIDSecretRef":{"name":"a","key":"b"},"secretAccessKeySecretRef":{"name":"a","key":"c"}}})";

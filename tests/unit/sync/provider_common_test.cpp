@@ -6,6 +6,9 @@
 #include <vector>
 
 #include "provider_test_util.hpp"
+#include "providers/cloud_auth.hpp"
+#include "providers/conjur/conjur.hpp"
+#include "rootseal/kms/encoding.hpp"
 #include "providers/common.hpp"
 #include "rootseal/kms/secure_json.hpp"
 #include "rootseal/kms/secure_memory_resource.hpp"
@@ -69,6 +72,84 @@ TEST_CASE("a token answer's expires_in is bounded before it meets a clock") {
   CHECK(of(R"({"expires_in":9223372036854775807})") == seconds(86400));
   CHECK(of(R"({"expires_in":"9223372036854775807"})") == seconds(86400));
   CHECK(of(R"({"expires_in":-9223372036854775807})") == seconds(0));
+}
+
+TEST_CASE("Entra client assertion form: jwt-bearer type, the assertion percent-encoded, no secret") {
+  const auto jwt = kms::SecureBytes::copy_of(std::string_view("eyJh.eyJz+/=.c2ln"));
+  const auto form = sync::providers::microsoft_assertion_form("0c5d-app", "https://vault.azure.net/.default", jwt);
+  CHECK(std::string(kms::as_view(form)) ==
+        "grant_type=client_credentials&client_id=0c5d-app&scope=https%3A%2F%2Fvault.azure.net%2F.default"
+        "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+        "&client_assertion=eyJh.eyJz%2B%2F%3D.c2ln");
+}
+
+TEST_CASE("Google STS token-exchange form and the generateAccessToken answer") {
+  const auto jwt = kms::SecureBytes::copy_of(std::string_view("eyJh.eyJz.c2/n"));
+  const auto form = sync::providers::google_sts_form("//iam.googleapis.com/projects/1/locations/global/x", jwt);
+  CHECK(std::string(kms::as_view(form)) ==
+        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange"
+        "&audience=%2F%2Fiam.googleapis.com%2Fprojects%2F1%2Flocations%2Fglobal%2Fx"
+        "&scope=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fcloud-platform"
+        "&requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token"
+        "&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt&subject_token=eyJh.eyJz.c2%2Fn");
+
+  using namespace std::chrono;
+  const auto now = sys_days{year{2026} / 12 / 7} + hours{9};
+  auto ok = sync::providers::parse_generate_access_token(
+      R"({"accessToken":"ya29.c.abc","expireTime":"2026-12-07T10:00:00Z"})", now);
+  REQUIRE(ok);
+  CHECK(std::string(kms::as_view(ok->first)) == "ya29.c.abc");
+  CHECK(ok->second == seconds(3600));
+  // An expireTime in the past is a spent token (0 s), one far away is bounded to a day.
+  auto past = sync::providers::parse_generate_access_token(R"({"accessToken":"t","expireTime":"2026-12-07T08:00:00Z"})", now);
+  REQUIRE(past);
+  CHECK(past->second == seconds(0));
+  auto far = sync::providers::parse_generate_access_token(R"({"accessToken":"t","expireTime":"2199-01-01T00:00:00Z"})", now);
+  REQUIRE(far);
+  CHECK(far->second == hours(24));
+  for (const char* bad : {R"({"expireTime":"2026-12-07T10:00:00Z"})", R"({"accessToken":"","expireTime":"2026-12-07T10:00:00Z"})",
+                          R"({"accessToken":"t"})", R"({"accessToken":"t","expireTime":"1472-12-07T10:00:00Z"})",
+                          R"({"accessToken":"t","expireTime":"tomorrow"})", "[]", "not json"}) {
+    auto r = sync::providers::parse_generate_access_token(bad, now);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == kms::Errc::unavailable);
+    CHECK(r.error().message.find("ya29") == std::string::npos);
+  }
+}
+
+TEST_CASE("Conjur access token: a JSON token becomes token=\"<base64>\", anything else is refused") {
+  const std::string tok = R"({"protected":"eyJhbGciOiJjb25qdXIifQ==","payload":"eyJzdWIiOiJob3N0L2EifQ==","signature":"c2ln"})";
+  auto c = sync::providers::conjur_token_credential(tok);
+  REQUIRE(c);
+  const auto b64 = kms::base64_encode(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(tok.data()), tok.size()));
+  CHECK(std::string(kms::as_view(*c)) == "token=\"" + b64 + "\"");
+  for (const std::string& bad : {std::string(), std::string("[]"), std::string(R"({"protected":"a","payload":"b"})"),
+                                std::string(R"({"protected":"a","payload":"b","signature":1})"), std::string("eyJ0b2tlbiI6MX0="),
+                                std::string(70 * 1024, ' ')}) {
+    auto r = sync::providers::conjur_token_credential(bad);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == kms::Errc::unavailable);
+  }
+}
+
+TEST_CASE("Conjur resource listing: the account's variables with their annotations, others left out") {
+  auto l = sync::providers::conjur_variable_listing(
+      R"([{"id":"myorg:variable:apps/db","annotations":[{"name":"team","value":"red","policy":"p"},{"value":"no name"}]},
+          {"id":"myorg:variable:apps/x"},{"id":"myorg:host:apps/ci"},{"id":"other:variable:apps/db"},
+          {"id":"myorg:variable:a,b"},{"id":"myorg:variable:"},{"no":"id"},7])",
+      "myorg:variable:");
+  REQUIRE(l);
+  CHECK(l->count == 8);  // the page's length decides whether another page follows
+  REQUIRE(l->variables.size() == 2);
+  CHECK(l->variables[0].name == "apps/db");
+  CHECK(l->variables[0].annotations == std::map<std::string, std::string>{{"team", "red"}});
+  CHECK(l->variables[1].name == "apps/x");
+  CHECK(l->variables[1].annotations.empty());
+  for (const char* bad : {"{}", "not json", ""}) {
+    auto r = sync::providers::conjur_variable_listing(bad, "myorg:variable:");
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == kms::Errc::unavailable);
+  }
 }
 
 TEST_CASE("secure memory resource: allocations are locked, freed at once, and zeroized") {

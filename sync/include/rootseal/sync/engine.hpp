@@ -56,6 +56,14 @@ struct EngineConfig {
   // empty = https://secretsmanager.<region>.amazonaws.com. Host stores
   // (sync.stores) keep their own `endpoint`.
   std::string aws_endpoint;
+  // sync.azure_authority_host: the Microsoft identity platform of Azure
+  // stores on their own credentials (client secret or workload identity);
+  // empty = the store's environmentType's (https://login.microsoftonline.com).
+  std::string azure_authority_host;
+  // sync.gcp_endpoint / gcp_sts_endpoint / gcp_iam_endpoint: Secret Manager,
+  // STS and IAM Credentials of GCP stores on their own credentials or
+  // workload identity; empty = Google's (secretmanager, sts, iamcredentials.googleapis.com).
+  std::string gcp_endpoint, gcp_sts_endpoint, gcp_iam_endpoint;
   bool rollout_restart = true;  // watch Deployments/StatefulSets/DaemonSets for secret.rootseal.io/reload
   double kube_qps = 50;
   std::size_t kube_burst = 100;

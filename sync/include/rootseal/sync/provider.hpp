@@ -240,6 +240,11 @@ struct AzureSpec {
   std::string tenant_id;
   std::string client_id;
   kms::SecureBytes client_secret;
+  // Or workload identity (ESO authType WorkloadIdentity) when client_assertion
+  // is set: a ServiceAccount token for api://AzureADTokenExchange is the client
+  // assertion of the client-credentials grant (no secret at all).
+  JwtSource client_assertion;
+  std::string client_assertion_id;  // who the token speaks for: part of the credential fingerprint
   std::string authority_host = "https://login.microsoftonline.com";
   std::string api_version = "7.4";
   TlsSpec tls;
@@ -253,13 +258,42 @@ struct GcpSpec {
   std::string token_uri;  // override of the key file's token_uri; empty = from the key file
   TlsSpec tls;
   TlsSpec token_tls;
+  // Or workload identity federation when sts_audience is set: a ServiceAccount
+  // token (subject_token) exchanged at STS for a federated access token, then
+  // (impersonate set) IAM Credentials generateAccessToken for that Google
+  // service account; both in locked memory, bought again before expiry.
+  std::string sts_audience;  // "//iam.googleapis.com/projects/../providers/.." or "identitynamespace:<pool>:<provider>"
+  std::string impersonate;   // service account email; empty: the STS token is used directly
+  JwtSource subject_token;
+  std::string subject_token_id;  // who the token speaks for: part of the credential fingerprint
+  std::string sts_endpoint = "https://sts.googleapis.com";
+  std::string iam_endpoint = "https://iamcredentials.googleapis.com";
+};
+
+// CyberArk Conjur (pull): REST API at `url`, authenticated with an API key
+// (authn) or a JWT (authn-jwt: a ServiceAccount token or one from a Secret).
+struct ConjurSpec {
+  std::string url;  // "https://conjur.example.com" (an appliance URL may carry a path)
+  std::string account;
+  TlsSpec tls;
+  // authn: login (a user or host id) and its API key.
+  std::string login;
+  kms::SecureBytes api_key;
+  // Or authn-jwt when service_id is set: the JWT from jwt_source (fresh at
+  // every authentication) or jwt; host_id optional (else Conjur maps a claim).
+  std::string service_id;
+  std::string host_id;
+  kms::SecureBytes jwt;
+  JwtSource jwt_source;
+  std::string jwt_source_id;  // who jwt_source speaks for: part of the credential fingerprint
 };
 
 // The providers rootseal has: one alternative each, in the same order, for
 // what a store resolves to (StoreSpec) and for the settings of a store on
 // the daemon's own credentials (HostSettings, declared beside each provider
 // in rootseal/sync/providers/<kind>.hpp; sync.stores.<name> in rootseald.yaml).
-using StoreSpec = std::variant<VaultSpec, AwsSpec, AzureSpec, GcpSpec>;
+// Conjur, the last, has no host model (its stores carry their own identity).
+using StoreSpec = std::variant<VaultSpec, AwsSpec, AzureSpec, GcpSpec, ConjurSpec>;
 using HostSettings = std::variant<VaultHost, AwsHost, AzureHost, GcpHost>;
 
 // The shared backoff of one store (sync/src/providers/store_health.hpp).

@@ -192,8 +192,8 @@ class AzureImpl final : public AzureKeyVault {
 kms::Result<std::shared_ptr<AzureKeyVault>> make_azure_provider(const asio::any_io_executor& executor, AzureSpec spec,
                                                                 std::shared_ptr<StoreHealth> health) {
   if (spec.vault_url.empty()) return fail(Errc::invalid_argument, "azure: vaultUrl is required");
-  if (spec.tenant_id.empty() || spec.client_id.empty() || spec.client_secret.empty()) {
-    return fail(Errc::invalid_argument, "azure: tenantId, clientId and clientSecret are required");
+  if (spec.tenant_id.empty() || spec.client_id.empty() || (spec.client_secret.empty() && !spec.client_assertion)) {
+    return fail(Errc::invalid_argument, "azure: tenantId, clientId and clientSecret (or workload identity) are required");
   }
   if (spec.api_version.empty()) return fail(Errc::invalid_argument, "azure: api_version is required");
   ROOTSEAL_LET(vault, make_client(executor, spec.vault_url, spec.tls));
@@ -203,10 +203,11 @@ kms::Result<std::shared_ptr<AzureKeyVault>> make_azure_provider(const asio::any_
   std::string tenant = spec.tenant_id;
   std::string client = spec.client_id;
   kms::SecureBytes secret = std::move(spec.client_secret);
+  JwtSource assertion = spec.client_assertion;
   auto impl = std::make_shared<AzureImpl>(std::move(spec), std::move(vault), std::move(health));
   ROOTSEAL_LET(auth, MicrosoftClientCredentialsAuth::make(executor, authority, authority_tls, std::move(tenant),
                                                           std::move(client), std::move(secret), std::string(kScope),
-                                                          "azure", &impl->token_requests()));
+                                                          "azure", &impl->token_requests(), std::move(assertion)));
   impl->set_auth(std::move(auth));
   return std::shared_ptr<AzureKeyVault>(std::move(impl));
 }

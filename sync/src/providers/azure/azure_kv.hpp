@@ -1,5 +1,6 @@
 // Azure Key Vault secrets (push), REST API version 7.4. Client-credentials
-// token from the Microsoft identity platform, cached until shortly before it
+// token from the Microsoft identity platform (client secret, or workload
+// identity: a ServiceAccount token as the client assertion), cached until shortly before it
 // expires (a 401 drops it and retries once). PUT only when the value changed
 // (every PUT is a new version), the tag managed-by=rootseal required on an
 // existing secret, names checked against ^[0-9a-zA-Z-]{1,127}$, 429 retried

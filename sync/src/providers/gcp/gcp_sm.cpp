@@ -57,7 +57,7 @@ class GcpImpl final : public GcpSecretManager {
       : spec_(std::move(spec)), api_(std::move(api)), health_(std::move(health)) {}
 
   // Set once by make_gcp_provider (the auth counts its fetches in counters_).
-  void set_auth(std::unique_ptr<GoogleServiceAccountAuth> auth) { auth_ = std::move(auth); }
+  void set_auth(std::unique_ptr<BearerAuth> auth) { auth_ = std::move(auth); }
   std::atomic<std::size_t>& token_requests() { return counters_.token_requests; }
 
   const GcpCounters& counters() const noexcept override { return counters_; }
@@ -224,7 +224,7 @@ class GcpImpl final : public GcpSecretManager {
   }
 
   GcpSpec spec_;
-  std::unique_ptr<GoogleServiceAccountAuth> auth_;
+  std::unique_ptr<BearerAuth> auth_;
   std::shared_ptr<net::HttpClient> api_;
   std::shared_ptr<StoreHealth> health_;
   GcpCounters counters_;
@@ -237,6 +237,17 @@ kms::Result<std::shared_ptr<GcpSecretManager>> make_gcp_provider(const asio::any
   if (spec.project_id.empty()) return fail(Errc::invalid_argument, "gcp: projectID is required");
   ROOTSEAL_LET(api, make_client(executor, spec.endpoint, spec.tls));
   if (!health) health = std::make_shared<StoreHealth>("gcp " + spec.project_id);
+  if (!spec.sts_audience.empty()) {
+    std::string sts = spec.sts_endpoint, iam = spec.iam_endpoint, audience = spec.sts_audience,
+                impersonate = spec.impersonate;
+    const TlsSpec tls = spec.token_tls;
+    JwtSource subject = spec.subject_token;
+    auto impl = std::make_shared<GcpImpl>(std::move(spec), std::move(api), std::move(health));
+    ROOTSEAL_LET(auth, GoogleFederatedAuth::make(executor, sts, iam, tls, std::move(audience), std::move(impersonate),
+                                                 std::move(subject), "gcp", &impl->token_requests()));
+    impl->set_auth(std::move(auth));
+    return std::shared_ptr<GcpSecretManager>(std::move(impl));
+  }
   const kms::SecureBytes key_json = std::move(spec.service_account_json);
   const std::string token_uri = spec.token_uri;
   const TlsSpec token_tls = spec.token_tls;

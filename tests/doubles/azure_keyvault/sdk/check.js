@@ -5,9 +5,11 @@
 // failed expectation.
 "use strict";
 const { SecretClient } = require("@azure/keyvault-secrets");
-const { ClientSecretCredential } = require("@azure/identity");
+const { ClientAssertionCredential, ClientSecretCredential } = require("@azure/identity");
 
 const [url, tenant, clientId, clientSecret] = process.argv.slice(2);
+// "federated": node check.js federated <url> <tenant> <clientId> <assertion> <unfederated assertion>
+const federated = process.argv[2] === "federated";
 const out = (step, data) => console.log(JSON.stringify({ step, ...data }));
 function assert(cond, msg) { if (!cond) { console.error("ASSERTION FAILED: " + msg); process.exit(1); } }
 
@@ -91,4 +93,25 @@ async function main() {
   }
   out("done", {});
 }
-main().catch((e) => { console.error("UNEXPECTED: " + (e.stack || e)); process.exit(2); });
+// Workload identity federation: ClientAssertionCredential (what
+// WorkloadIdentityCredential uses) with a Kubernetes ServiceAccount token.
+async function mainFederated() {
+  const [, furl, ftenant, fclient, assertion, stranger] = process.argv.slice(2);
+  const opts = { authorityHost: furl, disableInstanceDiscovery: true };
+  const cred = new ClientAssertionCredential(ftenant, fclient, async () => assertion, opts);
+  const client = new SecretClient(furl, cred, { serviceVersion: "7.4", disableChallengeResourceVerification: true });
+  const s = await client.setSecret("wi-secret", "via-federation");
+  const got = await client.getSecret("wi-secret");
+  assert(s.value === "via-federation" && got.value === "via-federation", "federated set/get");
+  out("federated", { version: got.properties.version.length });
+  const other = new ClientAssertionCredential(ftenant, fclient, async () => stranger, opts);
+  try {
+    await other.getToken("https://vault.azure.net/.default");
+    assert(false, "an unfederated subject must fail");
+  } catch (e) {
+    out("unfederated", { name: e.name, message: String(e.message).slice(0, 300) });
+  }
+  out("done", {});
+}
+
+(federated ? mainFederated() : main()).catch((e) => { console.error("UNEXPECTED: " + (e.stack || e)); process.exit(2); });

@@ -8,7 +8,9 @@ const fs = require("fs");
 const { SecretManagerServiceClient } = require("@google-cloud/secret-manager");
 
 const [host, port, saFile, project] = process.argv.slice(2);
-const sa = JSON.parse(fs.readFileSync(saFile, "utf8"));
+// "federated": node check.js federated <host> <port> <audience> <subject token file> <email> <project>
+const federated = host === "federated";
+const sa = federated ? null : JSON.parse(fs.readFileSync(saFile, "utf8"));
 const out = (step, data) => console.log(JSON.stringify({ step, ...data }));
 function assert(cond, msg) { if (!cond) { console.error("ASSERTION FAILED: " + msg); process.exit(1); } }
 
@@ -68,4 +70,31 @@ async function main() {
   }
   out("done", {});
 }
-main().catch((e) => { console.error("UNEXPECTED: " + (e.stack || e)); process.exit(2); });
+// Workload identity federation with google-auth-library's external account
+// client (what the Google clients use for an external_account credential):
+// STS token exchange with a file-sourced subject token, then service-account
+// impersonation; the token reads a secret through the REST transport.
+async function mainFederated() {
+  const [, fhost, fport, audience, tokenFile, email, fproject] = process.argv.slice(2);
+  const { ExternalAccountClient } = require("google-auth-library");
+  const base = `https://${fhost}:${fport}`;
+  const auth = ExternalAccountClient.fromJSON({
+    type: "external_account", audience,
+    subject_token_type: "urn:ietf:params:oauth:token-type:jwt",
+    token_url: `${base}/v1/token`,
+    service_account_impersonation_url: `${base}/v1/projects/-/serviceAccounts/${email}:generateAccessToken`,
+    credential_source: { file: tokenFile },
+    scopes: ["https://www.googleapis.com/auth/cloud-platform"],
+  });
+  const { token } = await auth.getAccessToken();
+  assert(typeof token === "string" && token.length > 10, "an impersonated access token");
+  out("token", { prefix: token.slice(0, 7) });
+  const client = new SecretManagerServiceClient({
+    fallback: "rest", apiEndpoint: fhost, port: Number(fport), protocol: "https", projectId: fproject, authClient: auth,
+  });
+  const [v] = await client.accessSecretVersion({ name: `projects/${fproject}/secrets/wif-secret/versions/latest` });
+  out("access", { value: Buffer.from(v.payload.data).toString() });
+  out("done", {});
+}
+
+(federated ? mainFederated() : main()).catch((e) => { console.error("UNEXPECTED: " + (e.stack || e)); process.exit(2); });
