@@ -376,7 +376,8 @@ void Service::start_store_watch() {
       {[this](const std::string& name) {
          auto r = keyring_->refresh(name);
          if (!r && r.error().code != Errc::sealed) {
-           log::warn("etcd watch: key not refreshed", {{"key", name}, {"error", r.error().message}});
+           log::warn("etcd watch: key not refreshed; tried again", {{"key", name}, {"error", r.error().message}});
+           retry_refresh(name, std::chrono::milliseconds(500));
          }
        },
        [this] {
@@ -387,6 +388,21 @@ void Service::start_store_watch() {
            log::warn("etcd watch: changes were compacted away; reload failed", {{"error", r.error().message}});
          }
        }});
+}
+
+void Service::retry_refresh(std::string name, std::chrono::milliseconds after) {
+  auto timer = std::make_shared<asio::steady_timer>(io_, after);
+  timer->async_wait([this, timer, name = std::move(name), after](const boost::system::error_code& ec) mutable {
+    if (ec) return;  // shutting down
+    asio::post(blocking_, [this, name = std::move(name), after]() mutable {
+      auto r = keyring_->refresh(name);
+      if (r || r.error().code == Errc::sealed) {
+        if (r) log::info("etcd watch: key refreshed after a retry", {{"key", name}});
+        return;
+      }
+      retry_refresh(std::move(name), std::min<std::chrono::milliseconds>(after * 2, std::chrono::seconds(30)));
+    });
+  });
 }
 
 void Service::add_startup_tokens() {

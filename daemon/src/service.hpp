@@ -64,6 +64,10 @@ class Service {
   void reload_tokens();             // blocking pool: re-read them (retried while it fails)
   void schedule_token_reload(std::chrono::milliseconds after);
   void start_store_watch();  // storage: etcd: keeps the keyring current with the other hosts' changes
+  // A key the watch could not refresh (etcd without quorum at that moment):
+  // tried again after `after`, doubling up to 30 s, until it is refreshed or
+  // the keyring seals (the next unseal reads everything).
+  void retry_refresh(std::string name, std::chrono::milliseconds after);
   void add_startup_tokens();  // the root token (dev mode) and the tokens of the configuration
   kms::Result<void> make_api(const std::string& cluster_id);
   kms::Result<void> start_snapshots();      // the snapshot scheduler, when configured
