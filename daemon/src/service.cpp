@@ -360,8 +360,9 @@ void Service::make_seal_manager() {
     });
   }
   seal_ = std::make_unique<SealManager>(io_, blocking_, *root_, *keyring_, config_.seal.probe_interval,
-                                        [](const SealStatus& s) {
+                                        [this](const SealStatus& s) {
                                           sd_notifyf(0, "STATUS=%s", s.sealed ? "sealed" : "unsealed");
+                                          if (!s.sealed) catch_up_after_unseal();
                                         });
   if (pins_) seal_->set_probe_hooks([p = pins_] { p->confirm(); }, [p = pins_] { p->forget(); });
 }
@@ -388,6 +389,21 @@ void Service::start_store_watch() {
            log::warn("etcd watch: changes were compacted away; reload failed", {{"error", r.error().message}});
          }
        }});
+}
+
+// The watch skips changes while the keyring is sealed (the unseal reads
+// everything), but a change between the unseal's read and its end would be
+// skipped and never read: with etcd, every key is re-read once after each
+// unseal (versions already held are kept, nothing is unwrapped again).
+void Service::catch_up_after_unseal() {
+  if (etcd_store_ == nullptr) return;
+  asio::post(blocking_, [this] {
+    auto r = keyring_->reload();
+    if (!r && r.error().code != Errc::sealed) {
+      log::warn("etcd: keys not re-read after the unseal; the watch keeps them current from now on",
+                {{"error", r.error().message}});
+    }
+  });
 }
 
 void Service::retry_refresh(std::string name, std::chrono::milliseconds after) {

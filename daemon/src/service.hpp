@@ -68,6 +68,7 @@ class Service {
   // tried again after `after`, doubling up to 30 s, until it is refreshed or
   // the keyring seals (the next unseal reads everything).
   void retry_refresh(std::string name, std::chrono::milliseconds after);
+  void catch_up_after_unseal();
   void add_startup_tokens();  // the root token (dev mode) and the tokens of the configuration
   kms::Result<void> make_api(const std::string& cluster_id);
   kms::Result<void> start_snapshots();      // the snapshot scheduler, when configured

@@ -473,10 +473,11 @@ void add_sync_metrics(Metrics& metrics, sync::Engine* e) {
 }  // namespace
 
 Result<std::shared_ptr<const sync::EngineConfig>> parse_sync_config(const YAML::Node& n) {
-  ROOTSEAL_TRY(only_keys(n, "sync", {"enabled", "kubeconfig", "context", "concurrency", "refresh_window", "namespaces",
-                                     "rollout_restart", "kube_qps", "kube_burst", "retry_base", "retry_max", "queue",
-                                     "store_backoff", "stores", "aws_endpoint", "azure_authority_host", "gcp_endpoint", "gcp_sts_endpoint",
-                                     "gcp_iam_endpoint"}));
+  ROOTSEAL_TRY(
+      only_keys(n, "sync",
+                {"enabled", "kubeconfig", "context", "concurrency", "refresh_window", "namespaces", "rollout_restart",
+                 "kube_qps", "kube_burst", "retry_base", "retry_max", "queue", "store_backoff", "stores",
+                 "aws_endpoint", "azure_authority_host", "gcp_endpoint", "gcp_sts_endpoint", "gcp_iam_endpoint"}));
   auto c = std::make_shared<sync::EngineConfig>();
   if (n["enabled"]) ROOTSEAL_TRY_ASSIGN(c->enabled, get<bool>(n["enabled"], "sync.enabled"));
   if (n["kubeconfig"]) {
@@ -521,11 +522,13 @@ Result<std::shared_ptr<const sync::EngineConfig>> parse_sync_config(const YAML::
     ROOTSEAL_TRY(http_url("sync.aws_endpoint", c->aws_endpoint));
   }
   if (n["azure_authority_host"]) {
-    ROOTSEAL_TRY_ASSIGN(c->azure_authority_host, get<std::string>(n["azure_authority_host"], "sync.azure_authority_host"));
+    ROOTSEAL_TRY_ASSIGN(c->azure_authority_host,
+                        get<std::string>(n["azure_authority_host"], "sync.azure_authority_host"));
     ROOTSEAL_TRY(http_url("sync.azure_authority_host", c->azure_authority_host));
   }
-  for (auto [key, into] : {std::pair{"gcp_endpoint", &c->gcp_endpoint}, std::pair{"gcp_sts_endpoint", &c->gcp_sts_endpoint},
-                           std::pair{"gcp_iam_endpoint", &c->gcp_iam_endpoint}}) {
+  for (auto [key, into] :
+       {std::pair{"gcp_endpoint", &c->gcp_endpoint}, std::pair{"gcp_sts_endpoint", &c->gcp_sts_endpoint},
+        std::pair{"gcp_iam_endpoint", &c->gcp_iam_endpoint}}) {
     if (!n[key]) continue;
     ROOTSEAL_TRY_ASSIGN(*into, get<std::string>(n[key], std::string("sync.") + key));
     ROOTSEAL_TRY(http_url(std::string("sync.") + key, *into));
