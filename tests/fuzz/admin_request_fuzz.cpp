@@ -70,7 +70,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto& q = *r;
   static constexpr std::string_view kOps[] = {"status",     "token.create", "token.list",   "token.lookup",
                                               "token.revoke", "unseal",     "tpm.reseal", "snapshot.now",
-                                              "kms.rotate", "cluster.status"};
+                                              "kms.rotate", "cluster.status", "keyring.rotate-key"};
   fuzz::require(std::find(std::begin(kOps), std::end(kOps), q.op) != std::end(kOps), "known op");
   if (q.op == "token.create") {
     fuzz::require(!q.policies.empty(), "a token has a policy");
