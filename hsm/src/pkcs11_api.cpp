@@ -201,6 +201,56 @@ std::vector<CK_SLOT_ID> slots_labelled(CK_FUNCTION_LIST* api, std::span<const CK
   return matches;
 }
 
+std::optional<std::vector<std::uint8_t>> attribute_bytes(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+                                                         CK_ATTRIBUTE_TYPE type) {
+  CK_ATTRIBUTE a{type, nullptr, 0};
+  if (api->C_GetAttributeValue(s, h, &a, 1) != CKR_OK || a.ulValueLen == CK_UNAVAILABLE_INFORMATION) {
+    return std::nullopt;
+  }
+  std::vector<std::uint8_t> v(a.ulValueLen);
+  a.pValue = v.data();
+  if (api->C_GetAttributeValue(s, h, &a, 1) != CKR_OK) return std::nullopt;
+  v.resize(a.ulValueLen);
+  return v;
+}
+
+namespace {
+
+// What two copies of one key have in common (copies_of_one_key); empty if
+// the object shows no identity.
+std::vector<std::uint8_t> copy_fingerprint(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h) {
+  std::vector<std::uint8_t> out;
+  auto append = [&](CK_ATTRIBUTE_TYPE type) {
+    auto v = attribute_bytes(api, s, h, type);
+    const std::uint32_t len = v ? static_cast<std::uint32_t>(v->size()) : 0xffffffffU;  // absent != empty
+    for (int i = 0; i < 4; ++i) out.push_back(static_cast<std::uint8_t>(len >> (8 * i)));
+    if (v) out.insert(out.end(), v->begin(), v->end());
+    return v.has_value() && !v->empty();
+  };
+  for (CK_ATTRIBUTE_TYPE t : {CKA_CLASS, CKA_KEY_TYPE, CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, CKA_EXTRACTABLE, CKA_WRAP,
+                              CKA_UNWRAP, CKA_ENCRYPT, CKA_DECRYPT, CKA_SIGN, CKA_VERIFY, CKA_VALUE_LEN}) {
+    append(t);
+  }
+  CK_KEY_TYPE type = 0;
+  CK_ATTRIBUTE a = attr(CKA_KEY_TYPE, type);
+  const bool rsa = api->C_GetAttributeValue(s, h, &a, 1) == CKR_OK && type == CKK_RSA;
+  const bool identity = rsa ? append(CKA_MODULUS) && append(CKA_PUBLIC_EXPONENT) : append(CKA_CHECK_VALUE);
+  if (!identity) out.clear();
+  return out;
+}
+
+}  // namespace
+
+bool copies_of_one_key(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, std::span<const CK_OBJECT_HANDLE> hs) {
+  if (hs.empty()) return false;
+  const std::vector<std::uint8_t> first = copy_fingerprint(api, s, hs.front());
+  if (first.empty()) return false;
+  for (CK_OBJECT_HANDLE h : hs.subspan(1)) {
+    if (copy_fingerprint(api, s, h) != first) return false;
+  }
+  return true;
+}
+
 namespace {
 
 // One entry per dlopen handle (dlopen returns the same handle for the same

@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <span>
 #include <string>
@@ -141,6 +142,20 @@ CK_RV slot_list(CK_FUNCTION_LIST* api, bool token_present, std::vector<CK_SLOT_I
 // `info` receives the token information of the last one found.
 std::vector<CK_SLOT_ID> slots_labelled(CK_FUNCTION_LIST* api, std::span<const CK_SLOT_ID> slots,
                                        const unsigned char (&padded_label)[32], CK_TOKEN_INFO& info);
+
+// A variable-length attribute of an object (two C_GetAttributeValue calls:
+// the length, then the value); nullopt if the token does not show it.
+std::optional<std::vector<std::uint8_t>> attribute_bytes(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+                                                         CK_ATTRIBUTE_TYPE type);
+
+// Whether the objects `hs` (of one class and one label) are copies of one
+// key: an equal, non-empty identity (CKA_CHECK_VALUE of a secret key, the
+// modulus and public exponent of an RSA key) and equal type, usage and
+// protection attributes. A copy interrupted half-way leaves such a pair:
+// SoftHSM2's C_CopyObject stores the copy under the source's attributes,
+// label included, and applies the new label in a second write. Without a
+// check value (opencryptoki) secret keys are never taken for copies.
+bool copies_of_one_key(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, std::span<const CK_OBJECT_HANDLE> hs);
 
 // Closes a session when leaving scope unless released (error paths). Must be
 // destroyed while the module call lock is held.

@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <mutex>
 #include <optional>
@@ -662,17 +663,23 @@ kms::Result<CK_OBJECT_HANDLE> Pkcs11Root::Impl::find_key_locked(CK_FUNCTION_LIST
   if (CK_RV rv = api->C_FindObjectsInit(s, tmpl, std::size(tmpl)); rv != CKR_OK) {
     return unavailable("C_FindObjectsInit", rv);
   }
-  CK_OBJECT_HANDLE handles[2] = {CK_INVALID_HANDLE, CK_INVALID_HANDLE};
+  // A handful at most: more than one is either copies of one key (an
+  // interrupted relabel, which `rotate-root --resume` tidies) or a refusal.
+  std::array<CK_OBJECT_HANDLE, 8> handles{};
   CK_ULONG n = 0;
-  const CK_RV rv = api->C_FindObjects(s, handles, 2, &n);
+  CK_RV rv = api->C_FindObjects(s, handles.data(), handles.size(), &n);
+  CK_OBJECT_HANDLE more = CK_INVALID_HANDLE;
+  CK_ULONG extra = 0;
+  if (rv == CKR_OK && n == handles.size()) rv = api->C_FindObjects(s, &more, 1, &extra);
   api->C_FindObjectsFinal(s);
   if (rv != CKR_OK) return unavailable("C_FindObjects", rv);
-  if (n > 1) {
+  if (n > 1 &&
+      (extra != 0 || !detail::copies_of_one_key(api, s, std::span<const CK_OBJECT_HANDLE>(handles.data(), n)))) {
     const char* kind = cls == CKO_SECRET_KEY ? "secret" : cls == CKO_PRIVATE_KEY ? "private" : "public";
     return fail(Errc::sealed, tok() + ": more than one " + kind + " key is labelled '" + label +
-                                  "'; refusing to choose one");
+                                  "' and they are not copies of one key; refusing to choose one");
   }
-  found = n == 1;
+  found = n >= 1;
   return handles[0];
 }
 

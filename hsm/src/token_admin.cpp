@@ -123,15 +123,7 @@ struct TokenAdmin::Impl {
   }
   // Reads a variable-length attribute; nullopt if unavailable.
   std::optional<std::vector<std::uint8_t>> get_bytes(CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type) const {
-    CK_ATTRIBUTE a{type, nullptr, 0};
-    if (module->api()->C_GetAttributeValue(session, h, &a, 1) != CKR_OK || a.ulValueLen == CK_UNAVAILABLE_INFORMATION) {
-      return std::nullopt;
-    }
-    std::vector<std::uint8_t> v(a.ulValueLen);
-    a.pValue = v.data();
-    if (module->api()->C_GetAttributeValue(session, h, &a, 1) != CKR_OK) return std::nullopt;
-    v.resize(a.ulValueLen);
-    return v;
+    return detail::attribute_bytes(module->api(), session, h, type);
   }
 
   bool is_generic(CK_OBJECT_HANDLE h) const {

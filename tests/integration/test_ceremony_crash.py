@@ -31,6 +31,8 @@ from rootseal_testlib import make_softhsm, rmtree, tempdir
 ROOTSEAL = os.environ["ROOTSEAL_CLI"]
 STORE_TOOL = os.environ["CEREMONY_STORE_TOOL"]
 MODULE = os.environ.get("SOFTHSM2_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
+# The fault-injecting module in front of SoftHSM2 (tests/doubles/pkcs11_shim).
+SHIM = os.environ["ROOTSEAL_PKCS11_SHIM"]
 ROUNDS = int(os.environ.get("ROOTSEAL_CEREMONY_CRASH_ROUNDS", "25"))
 KEYS = 1000
 LABEL = "rootseal-root"
@@ -112,8 +114,8 @@ class CeremonyCrashTest(unittest.TestCase):
         self.assertEqual(proc.returncode, expect, "rootseal %s\n%s%s" % (" ".join(args), out.decode(), err.decode()))
         return out.decode()
 
-    def rotate_args(self, resume=False, mechanism=None):
-        args = ["ceremony", "rotate-root", "--module", MODULE, "--token", "crash", "--store", self.db,
+    def rotate_args(self, resume=False, mechanism=None, module=MODULE):
+        args = ["ceremony", "rotate-root", "--module", module, "--token", "crash", "--store", self.db,
                 "--transcript-dir", self.transcript]
         if resume:
             return args + ["--resume"]
@@ -205,6 +207,45 @@ class CeremonyCrashTest(unittest.TestCase):
             self.current = self.opens([LABEL])[1]
             self.assertEqual(self.last_mechanism, target)
             self.keep_token_object()
+        out = self.run_cli(["ceremony", "audit", "--transcript-dir", self.transcript])
+        self.assertIn("chain intact", out)
+
+    def test_kill_inside_each_key_copy(self):
+        """SIGKILL inside C_CopyObject, where SoftHSM2 has stored the copy under
+        the source's label but not yet given it the new one: two objects of one
+        key share a label (the old root at '<label>' while it is kept under its
+        retired label, the new one at '<label>.next' while it is promoted).
+        They are one key: a fresh process opens the store with it, and --resume
+        finishes. Each copy of three rotations (aes-kwp -> aes-kwp, -> aes-cbc-
+        pad-hmac with its HMAC key, and back) is interrupted in turn."""
+        self.assertTrue(os.path.exists(SHIM), SHIM)
+        killed = 0
+        for target in ("aes-kwp", "aes-cbc-pad-hmac", "aes-kwp"):
+            self.opens([LABEL])
+            source = self.last_mechanism
+            for n in range(1, 10):
+                what = "rotation to %s, killed in C_CopyObject #%d" % (target, n)
+                proc = self.start_cli(self.rotate_args(mechanism=target, module=SHIM),
+                                      {"ROOTSEAL_SHIM_KILL_IN_COPY": str(n)})
+                out, err = proc.communicate(timeout=300)
+                if proc.returncode == 0:
+                    break  # fewer than n copies: the rotation ran to its end
+                self.assertEqual(proc.returncode, -signal.SIGKILL, "%s: %s%s" % (what, out.decode(), err.decode()))
+                killed += 1
+                self.after_kill(what)
+                self.assertEqual(self.last_mechanism, target, what)
+                # Back to where this rotation started, for the next copy.
+                self.run_cli(self.rotate_args(mechanism=source))
+                self.current = self.opens([LABEL])[1]
+                self.keep_token_object()
+            else:
+                self.fail("rotation to %s: still killed after 9 copies" % target)
+            self.current = self.opens([LABEL])[1]
+            self.assertEqual(self.last_mechanism, target)
+            self.keep_token_object()
+        # aes-kwp: old root kept, new root promoted; aes-cbc-pad-hmac adds its
+        # HMAC key's promotion, and the way back the old HMAC key's retirement.
+        self.assertEqual(killed, 2 + 3 + 3)
         out = self.run_cli(["ceremony", "audit", "--transcript-dir", self.transcript])
         self.assertIn("chain intact", out)
 

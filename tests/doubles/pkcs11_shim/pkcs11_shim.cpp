@@ -12,7 +12,17 @@
 //   long rootseal_shim_login_calls()  C_Login calls that reached the module.
 //   void rootseal_shim_hide_check_value(int on)  C_GetAttributeValue answers
 //       CKR_ATTRIBUTE_TYPE_INVALID for CKA_CHECK_VALUE (a token without it).
+//
+// Control from the environment, for a process the test starts:
+//   ROOTSEAL_SHIM_KILL_IN_COPY=N  the N-th C_CopyObject of the process stops
+//       half-way as SoftHSM2's does when the process dies inside it: the copy
+//       is made and stored under the source's attributes (its label too), and
+//       the process is SIGKILLed before the template (the new label) is
+//       applied. SoftHSM2 commits the copied attributes and applies the
+//       template in two separate writes of the object file.
 #include <dlfcn.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -25,6 +35,8 @@ namespace {
 std::atomic<unsigned long> g_fault{0};
 std::atomic<long> g_logins{0};
 std::atomic<bool> g_hide_kcv{false};
+std::atomic<long> g_copies{0};
+long g_kill_in_copy = 0;  // ROOTSEAL_SHIM_KILL_IN_COPY, read once at load
 CK_FUNCTION_LIST* g_real = nullptr;
 CK_FUNCTION_LIST g_shim;
 
@@ -83,11 +95,26 @@ CK_RV shim_GetAttributeValue(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBU
   return g_real->C_GetAttributeValue(s, o, t, n);
 }
 
+CK_RV shim_CopyObject(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                      CK_OBJECT_HANDLE_PTR out) {
+  if (const unsigned long f = g_fault.load(); f != 0) return f;
+  if (g_kill_in_copy > 0 && ++g_copies == g_kill_in_copy) {
+    // The copy, still under the source's label (SoftHSM2 wants a template).
+    CK_BBOOL on_token = CK_TRUE;
+    CK_ATTRIBUTE keep[] = {{CKA_TOKEN, &on_token, sizeof on_token}};
+    CK_OBJECT_HANDLE half = CK_INVALID_HANDLE;
+    if (g_real->C_CopyObject(s, o, keep, 1, &half) != CKR_OK) return CKR_GENERAL_ERROR;
+    ::kill(::getpid(), SIGKILL);
+  }
+  return g_real->C_CopyObject(s, o, t, n, out);
+}
+
 CK_RV load() {
   static std::once_flag once;
   static CK_RV result = CKR_OK;
   std::call_once(once, [] {
     const char* target = std::getenv("ROOTSEAL_SHIM_TARGET");
+    if (const char* k = std::getenv("ROOTSEAL_SHIM_KILL_IN_COPY"); k != nullptr) g_kill_in_copy = std::atol(k);
     void* h = ::dlopen(target != nullptr ? target : "/usr/lib/softhsm/libsofthsm2.so", RTLD_NOW | RTLD_LOCAL);
     if (h == nullptr) {
       result = CKR_GENERAL_ERROR;
@@ -107,6 +134,7 @@ CK_RV load() {
     g_shim.C_GetSessionInfo = Session<&CK_FUNCTION_LIST::C_GetSessionInfo>::fn;
     g_shim.C_Logout = Session<&CK_FUNCTION_LIST::C_Logout>::fn;
     g_shim.C_CreateObject = Session<&CK_FUNCTION_LIST::C_CreateObject>::fn;
+    g_shim.C_CopyObject = shim_CopyObject;
     g_shim.C_DestroyObject = Session<&CK_FUNCTION_LIST::C_DestroyObject>::fn;
     g_shim.C_GetAttributeValue = shim_GetAttributeValue;
     g_shim.C_FindObjectsInit = Session<&CK_FUNCTION_LIST::C_FindObjectsInit>::fn;

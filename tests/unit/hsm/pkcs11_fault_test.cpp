@@ -16,13 +16,14 @@
 #include "rootseal/hsm/pkcs11_root.hpp"
 #include "rootseal/kms/secure_bytes.hpp"
 #include "softhsm.hpp"
-#include "pkcs11_api.hpp"  // last: pkcs11.h
+#include "raw_pkcs11.hpp"  // last: pkcs11.h (and pkcs11_api.hpp)
 
 using rootseal::hsm::Pkcs11Config;
 using rootseal::hsm::Pkcs11Root;
 using rootseal::hsm::RootMechanism;
 using rootseal::kms::Errc;
 using rootseal::kms::SecureBytes;
+using rootseal::test::RawSession;
 using rootseal::test::SoftHsm;
 
 namespace {
@@ -284,6 +285,28 @@ TEST_CASE("fault: without CKA_CHECK_VALUE the key check value falls back to a st
   shim.hide_check_value(false);
   auto plain = connected(hsm, cfg);
   CHECK(*plain->key_check_value() == token_kcv);
+}
+
+TEST_CASE("fault: without CKA_CHECK_VALUE two objects under the root key's label are refused, copies or not") {
+  SoftHsm hsm;
+  Shim shim;
+  const auto value = SecureBytes::random(32);
+  {
+    RawSession raw(rootseal::test::kSoftHsmModule, hsm.label());
+    REQUIRE(raw.login(hsm.user_pin()) == CKR_OK);
+    raw.create_secret_key(CKK_AES, "rootseal-root", value.span(), true, true, false);
+    raw.create_secret_key(CKK_AES, "rootseal-root", value.span(), true, true, false);
+  }
+  auto cfg = Shim::config(hsm);
+  cfg.generate_if_missing = false;
+  CHECK(connected(hsm, cfg)->key_check_value());  // the token shows CKA_CHECK_VALUE: one key
+  shim.hide_check_value(true);
+  auto root = Pkcs11Root::create(cfg, hsm.pin_source());
+  auto r = root->probe();
+  shim.hide_check_value(false);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == Errc::sealed);
+  CHECK_THAT(r.error().message, Catch::Contains("not copies of one key"));
 }
 
 TEST_CASE("fault: a module initialized behind the registry's back is refused") {

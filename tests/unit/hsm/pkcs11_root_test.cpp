@@ -238,6 +238,45 @@ TEST_CASE("two keys with the root key's label are refused") {
   CHECK_THAT(r.error().message, Catch::Contains("more than one"));
 }
 
+// An interrupted C_CopyObject (SoftHSM2 stores the copy, then relabels it)
+// leaves two objects of one key under one label; rotate-root --resume tidies
+// them, and until then they are that key. Objects that differ are refused.
+TEST_CASE("copies of one key under the root key's label are that key, other keys beside it are refused") {
+  SoftHsm hsm;
+  const auto value = SecureBytes::random(32);
+  const bool differ_in_value = GENERATE(false, true);
+  const bool differ_in_attributes = GENERATE(false, true);
+  CAPTURE(differ_in_value, differ_in_attributes);
+  {
+    RawSession raw(rootseal::test::kSoftHsmModule, hsm.label());
+    REQUIRE(raw.login(hsm.user_pin()) == CKR_OK);
+    raw.create_secret_key(CKK_AES, "rootseal-root", value.span(), true, true, false);
+    const auto other = SecureBytes::random(32);
+    const SecureBytes& second = differ_in_value ? other : value;
+    // Not CKA_SENSITIVE: the one attribute this test can make differ that the
+    // daemon would otherwise refuse only on the object it happened to pick.
+    raw.create_secret_key(CKK_AES, "rootseal-root", second.span(), true, !differ_in_attributes, false);
+  }
+  auto root = Pkcs11Root::create(hsm.config(true), hsm.pin_source());
+  auto r = root->probe();
+  if (differ_in_value || differ_in_attributes) {
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == Errc::sealed);
+    CHECK_THAT(r.error().message, Catch::Contains("not copies of one key"));
+    return;
+  }
+  REQUIRE(r);
+  const auto kcv = root->key_check_value();
+  REQUIRE(kcv);
+  CHECK(*kcv == hex(std::span<const std::uint8_t>(aes_ecb_zero_block(value.span()).data(), 3)));
+  const auto secret = SecureBytes::random(32);
+  auto w = root->wrap(secret);
+  REQUIRE(w);
+  auto back = root->unwrap(*w);
+  REQUIRE(back);
+  CHECK(*back == secret);
+}
+
 TEST_CASE("an unknown token label is unavailable and before the first probe calls are sealed") {
   SoftHsm hsm;
   auto cfg = config_for(hsm, "no-such-token");
