@@ -114,12 +114,12 @@ kms::Result<std::string> resolve_mechanism(hsm::RootMechanism requested, const h
 
 kms::Result<void> token_can_hold(const hsm::TokenDetails& t, std::string_view mechanism, std::string_view what) {
   std::string lacks;
-  if (mechanism == "aes-kwp" && !t.has_kwp) lacks = "CKM_AES_KEY_WRAP_PAD (wrap, unwrap)";
+  if (mechanism == "aes-kwp" && !t.has_kwp) lacks = "CKM_AES_KEY_WRAP_PAD or CKM_AES_KEY_WRAP_KWP (wrap, unwrap)";
   if (mechanism == "aes-gcm" && !t.has_gcm) lacks = "CKM_AES_GCM (encrypt, decrypt)";
   if (mechanism == kCbcHmac && !t.has_cbc_hmac) {
     lacks = "CKM_AES_CBC_PAD (encrypt, decrypt) with CKM_SHA256_HMAC (sign, verify)";
   }
-  if (mechanism.empty() && !t.has_kwp && !t.has_gcm) lacks = "CKM_AES_KEY_WRAP_PAD and CKM_AES_GCM";
+  if (mechanism.empty() && !t.has_kwp && !t.has_gcm) lacks = "CKM_AES_KEY_WRAP_PAD (or _KWP) and CKM_AES_GCM";
   if (lacks.empty()) return {};
   return fail(Errc::invalid_argument, std::string(what) + ": token '" + t.label + "' cannot hold a " +
                                           (mechanism.empty() ? std::string("KWP/GCM") : std::string(mechanism)) +

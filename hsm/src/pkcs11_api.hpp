@@ -93,10 +93,20 @@
 namespace rootseal::hsm::detail {
 
 // PKCS#11 v2.40 CKM_AES_KEY_WRAP_PAD (0x210A): AES key wrap with padding,
-// RFC 5649 / SP 800-38F KWP, as SoftHSM 2.6 implements it. (v3.0 also
-// defines 0x210B under the name CKM_AES_KEY_WRAP_KWP; SoftHSM 2.6 lacks it.)
+// RFC 5649 / SP 800-38F KWP, as SoftHSM 2.6 implements it.
 inline constexpr CK_MECHANISM_TYPE kMechKwp = 0x210AUL;
+// PKCS#11 v3.0 CKM_AES_KEY_WRAP_KWP (0x210B): RFC 5649 by definition (v3.1
+// reads 0x210A as PKCS#7 padding + RFC 3394). Thales Luna offers only this
+// one, nShield both; SoftHSM 2.6 lacks it.
+inline constexpr CK_MECHANISM_TYPE kMechKwpV3 = 0x210BUL;
 inline constexpr CK_MECHANISM_TYPE kMechGcm = CKM_AES_GCM;
+
+// Which of the two KWP constants a token offers for wrap and unwrap.
+struct KwpOffer {
+  bool pad = false;  // 0x210A
+  bool v3 = false;   // 0x210B
+  [[nodiscard]] bool any() const noexcept { return pad || v3; }
+};
 
 // The label as the token stores it: 32 bytes, blank padded. Longer labels
 // are an error (nullopt-like: returns false).

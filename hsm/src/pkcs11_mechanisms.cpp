@@ -6,8 +6,11 @@
 #include <openssl/param_build.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
 #include <array>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "rootseal/kms/key_wrap.hpp"
 #include "pkcs11_mechanisms.hpp"  // last: pulls in pkcs11.h
@@ -208,15 +211,30 @@ kms::Result<void> check_wrapped(std::span<const std::uint8_t> wrapped) {
 
 bool plausible_key_size(std::size_t n) noexcept { return n >= kMinKeySize && n <= kMaxKeySize; }
 
-Step wrap_kwp(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, const kms::SecureBytes& key,
-              std::vector<std::uint8_t>& out) {
+KwpUse kwp_use(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key, KwpOffer offer) {
+  bool pad_allowed = true, v3_allowed = true;
+  if (const auto allowed = attribute_bytes(api, s, key, CKA_ALLOWED_MECHANISMS);
+      allowed && !allowed->empty() && allowed->size() % sizeof(CK_MECHANISM_TYPE) == 0) {
+    std::vector<CK_MECHANISM_TYPE> list(allowed->size() / sizeof(CK_MECHANISM_TYPE));
+    std::memcpy(list.data(), allowed->data(), allowed->size());
+    pad_allowed = std::find(list.begin(), list.end(), kMechKwp) != list.end();
+    v3_allowed = std::find(list.begin(), list.end(), kMechKwpV3) != list.end();
+  }
+  const bool pad = offer.pad && pad_allowed;
+  const bool v3 = offer.v3 && v3_allowed;
+  if (v3) return {kMechKwpV3, pad ? kMechKwp : 0};
+  return {pad ? kMechKwp : 0, 0};
+}
+
+Step wrap_kwp(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, CK_MECHANISM_TYPE kwp,
+              const kms::SecureBytes& key, std::vector<std::uint8_t>& out) {
   KekTemplate t(false, &key);
   ObjectGuard obj(api, s);
   if (CK_RV rv = api->C_CreateObject(s, t.attrs.data(), t.count, &obj.handle); rv != CKR_OK) {
     obj.handle = CK_INVALID_HANDLE;
     return {"C_CreateObject", rv};
   }
-  CK_MECHANISM mech{kMechKwp, nullptr, 0};
+  CK_MECHANISM mech{kwp, nullptr, 0};
   out.assign(1 + key.size() + 2 * kKwpOverhead, 0);
   out[0] = kFormatKwp;
   CK_ULONG len = static_cast<CK_ULONG>(out.size() - 1);
@@ -231,20 +249,26 @@ Step wrap_kwp(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root,
   return {};
 }
 
-Step unwrap_kwp(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, std::span<const std::uint8_t> body,
-                kms::SecureBytes& out) {
+Step unwrap_kwp(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, KwpUse use,
+                std::span<const std::uint8_t> body, kms::SecureBytes& out) {
   KekTemplate t(true, nullptr);
   ObjectGuard obj(api, s);
-  CK_MECHANISM mech{kMechKwp, nullptr, 0};
-  if (CK_RV rv = api->C_UnwrapKey(s, &mech, root, const_cast<std::uint8_t*>(body.data()),
-                                  static_cast<CK_ULONG>(body.size()), t.attrs.data(), t.count, &obj.handle);
-      rv != CKR_OK) {
-    obj.handle = CK_INVALID_HANDLE;
-    return {"C_UnwrapKey", rv};
-  }
+  auto unwrap_with = [&](CK_MECHANISM_TYPE type) {
+    CK_MECHANISM mech{type, nullptr, 0};
+    const CK_RV rv = api->C_UnwrapKey(s, &mech, root, const_cast<std::uint8_t*>(body.data()),
+                                      static_cast<CK_ULONG>(body.size()), t.attrs.data(), t.count, &obj.handle);
+    if (rv != CKR_OK) obj.handle = CK_INVALID_HANDLE;
+    return rv;
+  };
+  CK_RV rv = unwrap_with(use.wrap);
+  // A blob refused under 0x210B may be one made with 0x210A before 0x210B was
+  // used. Tokens differ in how they refuse a blob (SoftHSM2: CKR_GENERAL_ERROR),
+  // so any refusal but a lost session or device is tried again.
+  if (use.legacy != 0 && rv != CKR_OK && !is_disconnect(rv)) rv = unwrap_with(use.legacy);
+  if (rv != CKR_OK) return {"C_UnwrapKey", rv};
   out = kms::SecureBytes(body.size());  // the key is shorter than its wrapping
   CK_ATTRIBUTE a = attr_bytes(CKA_VALUE, out.data(), out.size());
-  if (CK_RV rv = api->C_GetAttributeValue(s, obj.handle, &a, 1); rv != CKR_OK) {
+  if (rv = api->C_GetAttributeValue(s, obj.handle, &a, 1); rv != CKR_OK) {
     out.clear();
     return {"C_GetAttributeValue(CKA_VALUE)", rv};
   }
@@ -400,12 +424,12 @@ std::vector<std::uint8_t> rsa_check_value(std::span<const std::uint8_t> modulus,
   return out;
 }
 
-Step fallback_check_value(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, Mech mech,
+Step fallback_check_value(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, Mech mech, KwpUse kwp,
                           std::vector<std::uint8_t>& out) {
   kms::SecureBytes zero(16);
   Step st;
   if (mech == Mech::kwp) {
-    st = wrap_kwp(api, s, root, zero, out);
+    st = wrap_kwp(api, s, root, kwp.legacy != 0 ? kwp.legacy : kwp.wrap, zero, out);
     if (st.ok()) out.erase(out.begin());
   } else if (mech == Mech::cbc_hmac) {
     std::uint8_t iv[kCbcIvSize] = {};

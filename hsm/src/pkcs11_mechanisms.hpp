@@ -54,15 +54,30 @@ kms::Result<void> check_wrapped(std::span<const std::uint8_t> wrapped);
 // Whether the key is within the sizes check_key_to_wrap accepts (after unwrap).
 bool plausible_key_size(std::size_t n) noexcept;
 
+// The KWP mechanisms a root key serves with (docs/hsm.md, "CKM_AES_KEY_WRAP_PAD
+// means two things"): `wrap` is 0x210B where the token offers it and the
+// key's CKA_ALLOWED_MECHANISMS (when it has one) lets it, else 0x210A, else 0
+// (no KWP for this key). `legacy` is 0x210A when both are usable: blobs made
+// before rootseald asked for 0x210B were made with it, and a token that
+// reads 0x210A the v3.1 way (not RFC 5649) opens them only so.
+struct KwpUse {
+  CK_MECHANISM_TYPE wrap = 0;
+  CK_MECHANISM_TYPE legacy = 0;
+};
+KwpUse kwp_use(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key, KwpOffer offer);
+
 // Wrap `key` into `out` (format byte first). op_active: an operation is left
 // active on the session when the call returns (the session must not be pooled).
-Step wrap_kwp(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, const kms::SecureBytes& key,
-              std::vector<std::uint8_t>& out);
+// `kwp` is the mechanism (kwp_use().wrap).
+Step wrap_kwp(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, CK_MECHANISM_TYPE kwp,
+              const kms::SecureBytes& key, std::vector<std::uint8_t>& out);
 Step wrap_gcm(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, const kms::SecureBytes& key,
               std::vector<std::uint8_t>& out, bool& op_active);
-// Unwrap `body` (the blob without its format byte) into `out`.
-Step unwrap_kwp(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, std::span<const std::uint8_t> body,
-                kms::SecureBytes& out);
+// Unwrap `body` (the blob without its format byte) into `out`: with
+// `use.wrap`, then, if the token refuses the blob and there is one, with
+// `use.legacy`.
+Step unwrap_kwp(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, KwpUse use,
+                std::span<const std::uint8_t> body, kms::SecureBytes& out);
 Step unwrap_gcm(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, std::span<const std::uint8_t> body,
                 kms::SecureBytes& out, bool& op_active);
 // aes-cbc-pad-hmac: `aes` encrypts (CKM_AES_CBC_PAD), `mac` signs (CKM_SHA256_HMAC).
@@ -85,13 +100,15 @@ std::vector<std::uint8_t> rsa_check_value(std::span<const std::uint8_t> modulus,
                                           std::span<const std::uint8_t> exponent);
 
 // The key check value of tokens without CKA_CHECK_VALUE: the first 3 bytes of
-// what the root key makes of a fixed all-zero 16-byte key — KWP output, or the
+// what the root key makes of a fixed all-zero 16-byte key — KWP output (under
+// 0x210A where the key serves it, as before 0x210B was used: the value stays
+// the one the store recorded), or the
 // GCM ciphertext under a fixed all-zero IV (AAD "rootseal-kcv-v1"). Stable and
 // specific to the key, but NOT the same number as aes_key_check_value —
 // except for CBC (cbc_hmac): AES-CBC of a zero block under a zero IV is
 // AES-ECB(key, 0^128), the standard KCV.
 // `out` receives at least kms::kKeyCheckValueSize bytes on success.
-Step fallback_check_value(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, Mech mech,
+Step fallback_check_value(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE root, Mech mech, KwpUse kwp,
                           std::vector<std::uint8_t>& out);
 
 }  // namespace rootseal::hsm::detail

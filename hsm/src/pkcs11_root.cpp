@@ -72,7 +72,8 @@ kms::SecureBytes pin_digest(const kms::SecureBytes& salt, const kms::SecureBytes
 
 // What the token offers of the root mechanisms.
 struct TokenMechs {
-  bool kwp = false;
+  bool kwp = false;  // either KWP constant (kwp_offer)
+  detail::KwpOffer kwp_offer;
   bool gcm = false;
   bool cbc = false;   // CKM_AES_CBC_PAD encrypt+decrypt
   bool hmac = false;  // CKM_SHA256_HMAC sign+verify
@@ -100,6 +101,7 @@ struct RootKeys {
   CK_OBJECT_HANDLE root = CK_INVALID_HANDLE;
   CK_OBJECT_HANDLE aux = CK_INVALID_HANDLE;
   Mech mech = Mech::kwp;
+  detail::KwpUse kwp;  // the KWP mechanisms of an AES root (detail::kwp_use)
 };
 
 std::optional<Mech> configured_mech(RootMechanism m) noexcept {
@@ -199,7 +201,8 @@ struct Pkcs11Root::Impl {
                                                 const std::string& label, bool& found);
   kms::Result<void> generate_locked(CK_FUNCTION_LIST* api, CK_SLOT_ID slot, CK_SESSION_HANDLE s, Mech mech,
                                     TokenMechs mechs);
-  kms::Result<void> generate_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw, Mech mech, bool token_has_kwp);
+  kms::Result<void> generate_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw, Mech mech,
+                                        detail::KwpOffer token_kwp);
   kms::Result<void> generate_hmac_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw);
   kms::Result<void> generate_rsa_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw);
   // C_GenerateKey with `t` (a fresh CKA_ID), again without its hardening if
@@ -288,7 +291,9 @@ kms::Result<void> Pkcs11Root::Impl::connect_locked() {
     return api->C_GetMechanismInfo(slot, m, &mi) == CKR_OK && (mi.flags & need) == need;
   };
   TokenMechs mechs;
-  mechs.kwp = has_mech(detail::kMechKwp, CKF_WRAP | CKF_UNWRAP);
+  mechs.kwp_offer.pad = has_mech(detail::kMechKwp, CKF_WRAP | CKF_UNWRAP);
+  mechs.kwp_offer.v3 = has_mech(detail::kMechKwpV3, CKF_WRAP | CKF_UNWRAP);
+  mechs.kwp = mechs.kwp_offer.any();
   mechs.gcm = has_mech(CKM_AES_GCM, CKF_ENCRYPT | CKF_DECRYPT);
   mechs.cbc = has_mech(CKM_AES_CBC_PAD, CKF_ENCRYPT | CKF_DECRYPT);
   mechs.hmac = has_mech(CKM_SHA256_HMAC, CKF_SIGN | CKF_VERIFY);
@@ -322,6 +327,7 @@ kms::Result<void> Pkcs11Root::Impl::connect_locked() {
   c->root_key = keys.root;
   c->aux_key = keys.aux;
   c->mech = keys.mech;
+  c->kwp = keys.kwp;
   c->kcv = std::move(*kcv);
   c->max_sessions = std::max<std::size_t>(1, cfg.max_sessions);
   cl.unlock();  // (the Connection's destructor takes the call lock itself)
@@ -429,7 +435,11 @@ kms::Result<RootKeys> Pkcs11Root::Impl::root_keys_locked(CK_FUNCTION_LIST* api, 
   bool found_hmac = false;
   CK_OBJECT_HANDLE hmac = CK_INVALID_HANDLE;
   ROOTSEAL_TRY_ASSIGN(hmac, find_key_locked(api, s, CKO_SECRET_KEY, hmac_label(), found_hmac));
-  ROOTSEAL_TRY_ASSIGN(keys.mech, check_root_key_locked(api, s, aes, mechs, found_hmac));
+  // KWP as this key allows it (its CKA_ALLOWED_MECHANISMS may name one constant).
+  keys.kwp = detail::kwp_use(api, s, aes, mechs.kwp_offer);
+  TokenMechs for_key = mechs;
+  for_key.kwp = keys.kwp.wrap != 0;
+  ROOTSEAL_TRY_ASSIGN(keys.mech, check_root_key_locked(api, s, aes, for_key, found_hmac));
   keys.root = aes;
   if (keys.mech == Mech::cbc_hmac) {
     ROOTSEAL_TRY(check_secret_locked(api, s, hmac, "HMAC key '" + hmac_label() + "'"));
@@ -481,7 +491,11 @@ kms::Result<Mech> Pkcs11Root::Impl::check_root_key_locked(CK_FUNCTION_LIST* api,
     if (usable(*want)) return *want;
     std::string why;
     switch (*want) {
-      case Mech::kwp: why = "it needs CKA_WRAP+CKA_UNWRAP and a token offering CKM_AES_KEY_WRAP_PAD"; break;
+      case Mech::kwp:
+        why =
+            "it needs CKA_WRAP+CKA_UNWRAP and a token offering CKM_AES_KEY_WRAP_PAD (0x210A) or "
+            "CKM_AES_KEY_WRAP_KWP (0x210B), allowed by the key's CKA_ALLOWED_MECHANISMS";
+        break;
       case Mech::gcm: why = "it needs CKA_ENCRYPT+CKA_DECRYPT and a token offering CKM_AES_GCM"; break;
       case Mech::cbc_hmac:
         why = "it needs CKA_ENCRYPT+CKA_DECRYPT, an HMAC key labelled '" + hmac_label() +
@@ -504,7 +518,7 @@ kms::Result<Mech> Pkcs11Root::Impl::check_root_key_locked(CK_FUNCTION_LIST* api,
   if (usable(Mech::kwp)) return Mech::kwp;
   if (usable(Mech::gcm)) return Mech::gcm;
   return fail(Errc::sealed, key_desc +
-                                " cannot be used: it needs CKA_WRAP+CKA_UNWRAP with CKM_AES_KEY_WRAP_PAD, "
+                                " cannot be used: it needs CKA_WRAP+CKA_UNWRAP with CKM_AES_KEY_WRAP_PAD or _KWP, "
                                 "CKA_ENCRYPT+CKA_DECRYPT with CKM_AES_GCM, or an HMAC key '" +
                                 hmac_label() + "' for CKM_AES_CBC_PAD+CKM_SHA256_HMAC");
 }
@@ -699,12 +713,12 @@ kms::Result<void> Pkcs11Root::Impl::generate_locked(CK_FUNCTION_LIST* api, CK_SL
     ROOTSEAL_TRY(find_key_locked(api, s, CKO_SECRET_KEY, hmac_label(), found));
     if (!found) ROOTSEAL_TRY(generate_hmac_key_locked(api, rw.handle));
   }
-  return generate_key_locked(api, rw.handle, mech, mechs.kwp);
+  return generate_key_locked(api, rw.handle, mech, mechs.kwp_offer);
 }
 
 kms::Result<void> Pkcs11Root::Impl::generate_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE rw, Mech mech,
-                                                        bool token_has_kwp) {
-  auto t = detail::SecretKeyTemplate::aes_root(mech, token_has_kwp, cfg.key_label, detail::KeyMaker::daemon);
+                                                        detail::KwpOffer token_kwp) {
+  auto t = detail::SecretKeyTemplate::aes_root(mech, token_kwp, cfg.key_label, detail::KeyMaker::daemon);
   return generate_secret_locked(api, rw, CKM_AES_KEY_GEN, t, "the root key");
 }
 
@@ -779,7 +793,7 @@ kms::Result<std::string> Pkcs11Root::Impl::kcv_locked(CK_FUNCTION_LIST* api, CK_
   }
   // Tokens without CKA_CHECK_VALUE: see fallback_check_value.
   std::vector<std::uint8_t> out;
-  const Step st = detail::fallback_check_value(api, s, key, mech, out);
+  const Step st = detail::fallback_check_value(api, s, key, mech, keys.kwp, out);
   if (!st.ok()) {
     if (is_disconnect(st.rv)) need_reinit = true;
     return fail(Errc::unavailable, tok() + ": cannot compute a key check value: " + ck_message(st.function, st.rv));
@@ -860,7 +874,8 @@ kms::Result<std::vector<std::uint8_t>> Pkcs11Root::wrap(const kms::SecureBytes& 
   std::vector<std::uint8_t> out;
   const Step st = detail::with_session(conn, [&](CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, bool& op_active) {
     switch (conn->mech) {
-      case Mech::kwp: return detail::wrap_kwp(api, s, conn->root_key, key, out);
+      case Mech::kwp:
+        return detail::wrap_kwp(api, s, conn->root_key, conn->kwp.wrap, key, out);
       case Mech::gcm: return detail::wrap_gcm(api, s, conn->root_key, key, out, op_active);
       case Mech::cbc_hmac: return detail::wrap_cbc_hmac(api, s, conn->root_key, conn->aux_key, key, out, op_active);
       case Mech::rsa_oaep: return detail::wrap_rsa_oaep(api, s, conn->aux_key, key, out, op_active);
@@ -895,7 +910,8 @@ kms::Result<kms::SecureBytes> Pkcs11Root::unwrap(std::span<const std::uint8_t> w
   kms::SecureBytes out;
   const Step st = detail::with_session(conn, [&](CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, bool& op_active) {
     switch (format) {
-      case Mech::kwp: return detail::unwrap_kwp(api, s, conn->root_key, body, out);
+      case Mech::kwp:
+        return detail::unwrap_kwp(api, s, conn->root_key, conn->kwp, body, out);
       case Mech::gcm: return detail::unwrap_gcm(api, s, conn->root_key, body, out, op_active);
       case Mech::cbc_hmac:
         return detail::unwrap_cbc_hmac(api, s, conn->root_key, conn->aux_key, wrapped, out, op_active);

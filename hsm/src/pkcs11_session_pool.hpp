@@ -36,6 +36,7 @@ struct Connection {
   CK_OBJECT_HANDLE root_key = CK_INVALID_HANDLE;  // AES secret key, or RSA private key
   CK_OBJECT_HANDLE aux_key = CK_INVALID_HANDLE;   // HMAC key (cbc_hmac), RSA public key (rsa_oaep)
   Mech mech = Mech::kwp;
+  KwpUse kwp;  // the KWP mechanisms of an AES root (kwp_use)
   std::string kcv;
   std::size_t max_sessions = 1;
 

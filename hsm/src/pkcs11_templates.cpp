@@ -14,15 +14,15 @@ bool template_refused(CK_RV rv) noexcept {
          rv == CKR_TEMPLATE_INCONSISTENT;
 }
 
-SecretKeyTemplate SecretKeyTemplate::aes_root(Mech mech, bool token_has_kwp, std::string_view label, KeyMaker maker) {
-  return SecretKeyTemplate(Role::aes, mech, token_has_kwp, label, maker);
+SecretKeyTemplate SecretKeyTemplate::aes_root(Mech mech, KwpOffer kwp, std::string_view label, KeyMaker maker) {
+  return SecretKeyTemplate(Role::aes, mech, kwp, label, maker);
 }
 
 SecretKeyTemplate SecretKeyTemplate::hmac(std::string_view label, KeyMaker maker) {
-  return SecretKeyTemplate(Role::hmac, Mech::cbc_hmac, false, label, maker);
+  return SecretKeyTemplate(Role::hmac, Mech::cbc_hmac, KwpOffer{}, label, maker);
 }
 
-SecretKeyTemplate::SecretKeyTemplate(Role role, Mech mech, bool token_has_kwp, std::string_view label, KeyMaker maker) {
+SecretKeyTemplate::SecretKeyTemplate(Role role, Mech mech, KwpOffer kwp, std::string_view label, KeyMaker maker) {
   if (role == Role::hmac) {
     type_ = CKK_GENERIC_SECRET;
     signs_ = CK_TRUE;
@@ -32,7 +32,8 @@ SecretKeyTemplate::SecretKeyTemplate(Role role, Mech mech, bool token_has_kwp, s
     enc_ = mech == Mech::kwp ? CK_FALSE : CK_TRUE;
     wraps_ = cbc ? CK_FALSE : CK_TRUE;
     if (cbc) allowed_[allowed_n_++] = CKM_AES_CBC_PAD;
-    if (!cbc && token_has_kwp) allowed_[allowed_n_++] = kMechKwp;
+    if (!cbc && kwp.pad) allowed_[allowed_n_++] = kMechKwp;
+    if (!cbc && kwp.v3) allowed_[allowed_n_++] = kMechKwpV3;
     if (mech == Mech::gcm) allowed_[allowed_n_++] = CKM_AES_GCM;
   }
   modifiable_ = maker == KeyMaker::ceremony ? CK_TRUE : CK_FALSE;

@@ -38,7 +38,8 @@ class SecretKeyTemplate {
   // The AES key of a root of mechanism `mech` (kwp, gcm or cbc_hmac): KWP
   // wraps, GCM and CBC-PAD encrypt; a GCM key keeps wrap/unwrap (and KWP among
   // its mechanisms where the token offers it) so that it serves KWP later.
-  static SecretKeyTemplate aes_root(Mech mech, bool token_has_kwp, std::string_view label, KeyMaker maker);
+  // Every KWP constant the token offers (`kwp`: 0x210A, 0x210B) is allowed.
+  static SecretKeyTemplate aes_root(Mech mech, KwpOffer kwp, std::string_view label, KeyMaker maker);
   // The HMAC key of an aes-cbc-pad-hmac root: CKM_SHA256_HMAC sign and verify.
   static SecretKeyTemplate hmac(std::string_view label, KeyMaker maker);
 
@@ -58,7 +59,7 @@ class SecretKeyTemplate {
 
  private:
   enum class Role { aes, hmac };
-  SecretKeyTemplate(Role role, Mech mech, bool token_has_kwp, std::string_view label, KeyMaker maker);
+  SecretKeyTemplate(Role role, Mech mech, KwpOffer kwp, std::string_view label, KeyMaker maker);
 
   CK_OBJECT_CLASS cls_ = CKO_SECRET_KEY;
   CK_KEY_TYPE type_ = CKK_AES;
@@ -69,7 +70,7 @@ class SecretKeyTemplate {
   CK_BBOOL wraps_ = CK_FALSE;
   CK_BBOOL signs_ = CK_FALSE;
   CK_BBOOL modifiable_ = CK_TRUE;
-  std::array<CK_MECHANISM_TYPE, 2> allowed_{};
+  std::array<CK_MECHANISM_TYPE, 3> allowed_{};
   std::size_t allowed_n_ = 0;
   std::array<std::uint8_t, 16> id_{};
   std::vector<CK_ATTRIBUTE> attrs_;  // without CKA_VALUE_LEN / CKA_VALUE

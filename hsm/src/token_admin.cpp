@@ -90,6 +90,7 @@ struct TokenAdmin::Impl {
   CK_SLOT_ID slot = 0;
   CK_SESSION_HANDLE session = CK_INVALID_HANDLE;
   TokenDetails details;
+  detail::KwpOffer kwp;  // the KWP constants the token offers (details.has_kwp: either)
 
   ~Impl() {
     if (!module) return;
@@ -354,7 +355,9 @@ kms::Result<std::unique_ptr<TokenAdmin>> TokenAdmin::open(const std::filesystem:
     CK_MECHANISM_INFO mi{};
     return api->C_GetMechanismInfo(impl->slot, m, &mi) == CKR_OK && (mi.flags & need) == need;
   };
-  impl->details.has_kwp = has_mech(detail::kMechKwp, CKF_WRAP | CKF_UNWRAP);
+  impl->kwp.pad = has_mech(detail::kMechKwp, CKF_WRAP | CKF_UNWRAP);
+  impl->kwp.v3 = has_mech(detail::kMechKwpV3, CKF_WRAP | CKF_UNWRAP);
+  impl->details.has_kwp = impl->kwp.any();
   impl->details.has_gcm = has_mech(CKM_AES_GCM, CKF_ENCRYPT | CKF_DECRYPT);
   impl->details.has_cbc_hmac =
       has_mech(CKM_AES_CBC_PAD, CKF_ENCRYPT | CKF_DECRYPT) && has_mech(CKM_SHA256_HMAC, CKF_SIGN | CKF_VERIFY);
@@ -363,7 +366,7 @@ kms::Result<std::unique_ptr<TokenAdmin>> TokenAdmin::open(const std::filesystem:
   if (!inspect_only && !impl->details.has_kwp && !impl->details.has_gcm && !impl->details.has_cbc_hmac &&
       !impl->details.has_rsa_oaep) {
     return fail(Errc::invalid_argument,
-                impl->tok() + " offers none of CKM_AES_KEY_WRAP_PAD, CKM_AES_GCM, CKM_AES_CBC_PAD with " +
+                impl->tok() + " offers none of CKM_AES_KEY_WRAP_PAD (or _KWP), CKM_AES_GCM, CKM_AES_CBC_PAD with " +
                     "CKM_SHA256_HMAC and CKM_RSA_PKCS_OAEP" +
                     detail::mechanism_refusal_detail(api, impl->slot, module.string(), std::string(token_label)) +
                     ". The ceremony makes aes-kwp, aes-gcm and aes-cbc-pad-hmac roots (rsa-oaep roots: see "
@@ -422,7 +425,7 @@ kms::Result<KeyObject> TokenAdmin::import_root_key(std::string_view label, const
   ROOTSEAL_TRY(m.require_label_free(label));
   CK_FUNCTION_LIST* api = m.module->api();
 
-  auto t = detail::SecretKeyTemplate::aes_root(aes_mech(mechanism, m.details.has_kwp), m.details.has_kwp, label,
+  auto t = detail::SecretKeyTemplate::aes_root(aes_mech(mechanism, m.details.has_kwp), m.kwp, label,
                                                detail::KeyMaker::ceremony);
   if (CK_RV rv = api->C_GenerateRandom(m.session, t.id().data(), t.id().size()); rv != CKR_OK) {
     return m.ck("C_GenerateRandom", rv);
@@ -473,7 +476,7 @@ kms::Result<KeyObject> TokenAdmin::generate_root_key(std::string_view label, Roo
   ROOTSEAL_TRY_ASSIGN(lk, m.lock());
   ROOTSEAL_TRY(m.require_label_free(label));
   CK_FUNCTION_LIST* api = m.module->api();
-  auto t = detail::SecretKeyTemplate::aes_root(aes_mech(mechanism, m.details.has_kwp), m.details.has_kwp, label,
+  auto t = detail::SecretKeyTemplate::aes_root(aes_mech(mechanism, m.details.has_kwp), m.kwp, label,
                                                detail::KeyMaker::ceremony);
   if (CK_RV rv = api->C_GenerateRandom(m.session, t.id().data(), t.id().size()); rv != CKR_OK) {
     return m.ck("C_GenerateRandom", rv);

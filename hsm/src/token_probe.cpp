@@ -127,10 +127,9 @@ std::vector<std::string> flag_names(CK_FLAGS flags, std::span<const FlagName> ta
 }
 
 // The mechanisms that a root key can be built on, today or with issue 19's fallbacks.
-constexpr CK_MECHANISM_TYPE kKwpV3 = 0x210B;  // CKM_AES_KEY_WRAP_KWP (v3.0), not in p11-kit's header
 constexpr CK_MECHANISM_TYPE kRelevant[] = {
-    CKM_AES_KEY_GEN,           CKM_AES_KEY_WRAP_PAD, kKwpV3,      CKM_AES_KEY_WRAP, CKM_AES_GCM,
-    CKM_AES_CBC_PAD,           CKM_AES_CBC,          CKM_AES_ECB, CKM_SHA256_HMAC,  CKM_GENERIC_SECRET_KEY_GEN,
+    CKM_AES_KEY_GEN,           CKM_AES_KEY_WRAP_PAD, detail::kMechKwpV3, CKM_AES_KEY_WRAP, CKM_AES_GCM,
+    CKM_AES_CBC_PAD,           CKM_AES_CBC,          CKM_AES_ECB,        CKM_SHA256_HMAC,  CKM_GENERIC_SECRET_KEY_GEN,
     CKM_RSA_PKCS_KEY_PAIR_GEN, CKM_RSA_PKCS_OAEP};
 
 }  // namespace
@@ -332,7 +331,13 @@ kms::Result<TokenProbe> probe_token(const std::filesystem::path& module, std::st
   }
 
   // AES key sizes are in bytes (32 = AES-256), RSA modulus sizes in bits.
-  p.roots.push_back(verdict(p.mechanisms, "aes-kwp", true, {{detail::kMechKwp, CKF_WRAP | CKF_UNWRAP, 32}}));
+  // aes-kwp: under PKCS#11 v3.0's CKM_AES_KEY_WRAP_KWP where offered (rootseald
+  // prefers it), else under CKM_AES_KEY_WRAP_PAD.
+  const bool kwp_v3 = std::any_of(p.mechanisms.begin(), p.mechanisms.end(), [](const MechanismDetails& m) {
+    return m.type == detail::kMechKwpV3 && (m.flags & (CKF_WRAP | CKF_UNWRAP)) == (CKF_WRAP | CKF_UNWRAP);
+  });
+  p.roots.push_back(verdict(p.mechanisms, "aes-kwp", true,
+                            {{kwp_v3 ? detail::kMechKwpV3 : detail::kMechKwp, CKF_WRAP | CKF_UNWRAP, 32}}));
   p.roots.push_back(verdict(p.mechanisms, "aes-gcm", true, {{CKM_AES_GCM, CKF_ENCRYPT | CKF_DECRYPT, 32}}));
   p.roots.push_back(
       verdict(p.mechanisms, "aes-cbc-pad-hmac", true,

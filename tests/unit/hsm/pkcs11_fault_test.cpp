@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "rootseal/hsm/pkcs11_root.hpp"
+#include "rootseal/hsm/token_probe.hpp"
 #include "rootseal/kms/secure_bytes.hpp"
 #include "softhsm.hpp"
 #include "raw_pkcs11.hpp"  // last: pkcs11.h (and pkcs11_api.hpp)
@@ -35,13 +36,17 @@ class Shim {
     set_fault_ = reinterpret_cast<void (*)(unsigned long)>(::dlsym(handle_, "rootseal_shim_set_fault"));
     logins_ = reinterpret_cast<long (*)()>(::dlsym(handle_, "rootseal_shim_login_calls"));
     hide_kcv_ = reinterpret_cast<void (*)(int)>(::dlsym(handle_, "rootseal_shim_hide_check_value"));
-    if (set_fault_ == nullptr || logins_ == nullptr || hide_kcv_ == nullptr) {
+    kwp_ = reinterpret_cast<void (*)(int)>(::dlsym(handle_, "rootseal_shim_kwp"));
+    kwp_calls_ = reinterpret_cast<long (*)(unsigned long)>(::dlsym(handle_, "rootseal_shim_kwp_calls"));
+    if (set_fault_ == nullptr || logins_ == nullptr || hide_kcv_ == nullptr || kwp_ == nullptr ||
+        kwp_calls_ == nullptr) {
       throw std::runtime_error("shim control missing");
     }
   }
   ~Shim() {
     set_fault_(0);
     hide_kcv_(0);
+    kwp_(0);
     ::dlclose(handle_);
   }
   Shim(const Shim&) = delete;
@@ -50,6 +55,11 @@ class Shim {
   void fault(CK_RV rv) { set_fault_(rv); }
   long logins() { return logins_(); }
   void hide_check_value(bool on) { hide_kcv_(on ? 1 : 0); }
+  // The KWP constants as the token shows them (pkcs11_shim.cpp): offer
+  // 0x210B, hide 0x210A, make 0x210A another algorithm.
+  static constexpr int kOfferV3 = 1, kHidePad = 2, kPadDiffers = 4;
+  void kwp(int flags) { kwp_(flags); }
+  long kwp_calls(unsigned long mech) { return kwp_calls_(mech); }
 
   static Pkcs11Config config(const SoftHsm& hsm) {
     Pkcs11Config c = hsm.config();
@@ -62,6 +72,8 @@ class Shim {
   void (*set_fault_)(unsigned long) = nullptr;
   long (*logins_)() = nullptr;
   void (*hide_kcv_)(int) = nullptr;
+  void (*kwp_)(int) = nullptr;
+  long (*kwp_calls_)(unsigned long) = nullptr;
 };
 
 std::unique_ptr<Pkcs11Root> connected(const SoftHsm& hsm, Pkcs11Config cfg) {
@@ -307,6 +319,102 @@ TEST_CASE("fault: without CKA_CHECK_VALUE two objects under the root key's label
   REQUIRE_FALSE(r);
   CHECK(r.error().code == Errc::sealed);
   CHECK_THAT(r.error().message, Catch::Contains("not copies of one key"));
+}
+
+// PKCS#11 v3.0's CKM_AES_KEY_WRAP_KWP (0x210B) is RFC 5649 by definition;
+// 0x210A is RFC 5649 in SoftHSM2 (and v2.40) but PKCS#7 + RFC 3394 in v3.1.
+// rootseald wraps with 0x210B where the token offers it and the key allows it.
+TEST_CASE("fault: aes-kwp wraps with CKM_AES_KEY_WRAP_KWP where offered, and the blobs are the RFC 5649 ones") {
+  SoftHsm hsm;
+  Shim shim;
+  auto cfg = Shim::config(hsm);
+  cfg.mechanism = RootMechanism::aes_kwp;
+  const auto secret = SecureBytes::random(32);
+  std::vector<std::uint8_t> under_pad;
+  {
+    // A key made while the token showed only 0x210A: it allows only 0x210A.
+    auto root = connected(hsm, cfg);
+    auto w = root->wrap(secret);
+    REQUIRE(w);
+    under_pad = *w;
+    CHECK(shim.kwp_calls(0x210A) == 1);
+  }
+  SECTION("a key that allows only 0x210A keeps it where the token offers both") {
+    shim.kwp(Shim::kOfferV3);
+    auto root = connected(hsm, cfg);
+    auto w = root->wrap(secret);
+    REQUIRE(w);
+    CHECK(shim.kwp_calls(0x210B) == 0);
+    auto back = root->unwrap(under_pad);
+    REQUIRE(back);
+    CHECK(*back == secret);
+  }
+  SECTION("a key made where the token offers 0x210B only (Luna-like) wraps with it, into the same RFC 5649 bytes") {
+    shim.kwp(Shim::kOfferV3 | Shim::kHidePad);
+    cfg.key_label = "rootseal-root-v3";
+    std::vector<std::uint8_t> under_v3;
+    {
+      auto root = connected(hsm, cfg);               // generates the key: it allows 0x210B
+      REQUIRE(root->root_mechanism() == "aes-kwp");  // not aes-gcm for want of 0x210A
+      auto w = root->wrap(secret);
+      REQUIRE(w);
+      under_v3 = *w;
+      CHECK(shim.kwp_calls(0x210B) >= 1);
+      CHECK(shim.kwp_calls(0x210A) == 1);  // only the wrap above, before the shim hid it
+      auto back = root->unwrap(under_v3);
+      REQUIRE(back);
+      CHECK(*back == secret);
+    }
+    // `hsm probe` names the constant the token offers.
+    auto probe = rootseal::hsm::probe_token(ROOTSEAL_PKCS11_SHIM, hsm.label());
+    REQUIRE(probe);
+    const auto& kwp = probe->roots.front();
+    CHECK(kwp.name == "aes-kwp");
+    CHECK(kwp.usable());
+    CHECK_THAT(kwp.needs, Catch::Contains("CKM_AES_KEY_WRAP_KWP"));
+    // The blob opens under 0x210A on SoftHSM2 itself: the same algorithm.
+    shim.kwp(0);
+    auto plain = connected(hsm, cfg);
+    auto back = plain->unwrap(under_v3);
+    REQUIRE(back);
+    CHECK(*back == secret);
+    CHECK(under_v3[0] == under_pad[0]);  // one blob format
+  }
+}
+
+TEST_CASE("fault: blobs made under a 0x210A that is not RFC 5649 still open once rootseald wraps with 0x210B") {
+  SoftHsm hsm;
+  Shim shim;
+  auto cfg = Shim::config(hsm);
+  cfg.mechanism = RootMechanism::aes_kwp;
+  const auto secret = SecureBytes::random(32);
+  // The key allows both constants (made while the token offered both), but
+  // the blob was made with 0x210A read the v3.1 way.
+  shim.kwp(Shim::kOfferV3 | Shim::kPadDiffers);
+  std::vector<std::uint8_t> legacy;
+  {
+    auto root = connected(hsm, cfg);
+    auto w = root->wrap(secret);
+    REQUIRE(w);
+    CHECK(shim.kwp_calls(0x210B) >= 1);
+  }
+  // The same key, a blob made with 0x210A as an older rootseald would.
+  shim.kwp(Shim::kPadDiffers);
+  {
+    auto root = connected(hsm, cfg);
+    auto w = root->wrap(secret);
+    REQUIRE(w);
+    legacy = *w;
+  }
+  shim.kwp(Shim::kOfferV3 | Shim::kPadDiffers);
+  auto root = connected(hsm, cfg);
+  const long v3_before = shim.kwp_calls(0x210B);
+  const long pad_before = shim.kwp_calls(0x210A);
+  auto back = root->unwrap(legacy);
+  REQUIRE(back);
+  CHECK(*back == secret);
+  CHECK(shim.kwp_calls(0x210B) == v3_before + 1);   // tried first, refused the blob
+  CHECK(shim.kwp_calls(0x210A) == pad_before + 1);  // then the legacy constant
 }
 
 TEST_CASE("fault: a module initialized behind the registry's back is refused") {

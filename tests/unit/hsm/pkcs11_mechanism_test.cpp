@@ -8,6 +8,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstring>
+
 #include <map>
 #include <string>
 #include <vector>
@@ -318,14 +320,39 @@ bool flag(const std::map<CK_ATTRIBUTE_TYPE, std::vector<std::uint8_t>>& m, CK_AT
 
 }  // namespace
 
+TEST_CASE("a root key template allows every KWP constant the token offers, and GCM for a GCM root") {
+  using rootseal::hsm::detail::KeyMaker;
+  using rootseal::hsm::detail::KwpOffer;
+  using rootseal::hsm::detail::Mech;
+  using rootseal::hsm::detail::SecretKeyTemplate;
+  auto allowed = [](Mech m, KwpOffer offer) {
+    auto t = SecretKeyTemplate::aes_root(m, offer, "rootseal-root", KeyMaker::daemon);
+    const auto a = attrs_of(t.for_generate());
+    std::vector<CK_MECHANISM_TYPE> out;
+    if (const auto it = a.find(CKA_ALLOWED_MECHANISMS); it != a.end()) {
+      out.resize(it->second.size() / sizeof(CK_MECHANISM_TYPE));
+      std::memcpy(out.data(), it->second.data(), out.size() * sizeof(CK_MECHANISM_TYPE));
+    }
+    return out;
+  };
+  using V = std::vector<CK_MECHANISM_TYPE>;
+  CHECK(allowed(Mech::kwp, {true, false}) == V{0x210A});
+  CHECK(allowed(Mech::kwp, {false, true}) == V{0x210B});
+  CHECK(allowed(Mech::kwp, {true, true}) == V{0x210A, 0x210B});
+  CHECK(allowed(Mech::gcm, {true, true}) == V{0x210A, 0x210B, CKM_AES_GCM});
+  CHECK(allowed(Mech::gcm, {false, false}) == V{CKM_AES_GCM});
+  CHECK(allowed(Mech::cbc_hmac, {true, true}) == V{CKM_AES_CBC_PAD});
+}
+
 TEST_CASE("the ceremony's and rootseald's root key templates differ only in CKA_MODIFIABLE and CKA_COPYABLE") {
   using rootseal::hsm::detail::KeyMaker;
   using rootseal::hsm::detail::Mech;
   using rootseal::hsm::detail::SecretKeyTemplate;
   for (Mech m : {Mech::kwp, Mech::gcm, Mech::cbc_hmac}) {
     CAPTURE(static_cast<int>(m));
-    auto c = SecretKeyTemplate::aes_root(m, true, "rootseal-root", KeyMaker::ceremony);
-    auto d = SecretKeyTemplate::aes_root(m, true, "rootseal-root", KeyMaker::daemon);
+    const rootseal::hsm::detail::KwpOffer both{true, true};
+    auto c = SecretKeyTemplate::aes_root(m, both, "rootseal-root", KeyMaker::ceremony);
+    auto d = SecretKeyTemplate::aes_root(m, both, "rootseal-root", KeyMaker::daemon);
     auto ca = attrs_of(c.for_generate());
     auto da = attrs_of(d.for_generate());
     CHECK(flag(ca, CKA_MODIFIABLE));

@@ -63,7 +63,7 @@ struct TokenDetails {
   std::string manufacturer;
   std::string model;
   std::string serial;
-  bool has_kwp = false;  // CKM_AES_KEY_WRAP_PAD usable for wrap and unwrap
+  bool has_kwp = false;  // CKM_AES_KEY_WRAP_PAD (0x210A) or CKM_AES_KEY_WRAP_KWP (0x210B): wrap and unwrap
   bool has_gcm = false;  // CKM_AES_GCM usable for encrypt and decrypt
   bool has_cbc_hmac = false;  // CKM_AES_CBC_PAD (encrypt, decrypt) and CKM_SHA256_HMAC (sign, verify)
   bool has_rsa_oaep = false;  // CKM_RSA_PKCS_OAEP (encrypt, decrypt) and CKM_RSA_PKCS_KEY_PAIR_GEN
