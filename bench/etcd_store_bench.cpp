@@ -19,25 +19,15 @@
 #include "rootseal/etcdstore/etcd_store.hpp"
 #include "rootseal/kms/keyring.hpp"
 #include "rootseal/kms/root_of_trust.hpp"
+#include "bench_util.hpp"
 
 using namespace rootseal;
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "etcd_store_bench: %s\n", what.c_str());
-  std::exit(1);
-}
-
-template <class T>
-T must(kms::Result<T> r, const char* what) {
-  if (!r) die(std::string(what) + ": " + r.error().message);
-  return std::move(*r);
-}
-void must(kms::Result<void> r, const char* what) {
-  if (!r) die(std::string(what) + ": " + r.error().message);
-}
+using bench::die;
+using bench::must;
 
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 

@@ -18,22 +18,15 @@
 #include "rootseal/hsm/pkcs11_root.hpp"
 #include "rootseal/kms/keyring.hpp"
 #include "rootseal/kms/keyring_key.hpp"
+#include "bench_util.hpp"
 
 using namespace rootseal;
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "rootseal_bench_keyring_key: %s\n", what.c_str());
-  std::exit(1);
-}
-
-template <class T>
-T must(kms::Result<T> r, const char* what) {
-  if (!r) die(std::string(what) + ": " + r.error().message);
-  if constexpr (!std::is_void_v<T>) return std::move(*r);
-}
+using bench::die;
+using bench::must;
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 

@@ -12,6 +12,7 @@
 #include "rootseal/kms/ciphertext.hpp"
 #include "rootseal/kms/keyring.hpp"
 #include "rootseal/kms/keyring_key.hpp"
+#include "failing_store.hpp"
 #include "temp_dir.hpp"
 
 using namespace rootseal;
@@ -116,42 +117,6 @@ std::multiset<std::string> tags_of(kms::StateStore& store) {
   return out;
 }
 
-// A StateStore that forwards, and fails every write once `broken` is set
-// (a crash: nothing after that point reaches the store).
-class BreakableStore final : public kms::StateStore {
- public:
-  explicit BreakableStore(kms::StateStore& inner) : inner_(inner) {}
-  bool broken = false;
-  kms::Result<std::vector<kms::KeyRecord>> load_all() override { return inner_.load_all(); }
-  kms::Result<std::optional<kms::KeyRecord>> find(std::string_view n) override { return inner_.find(n); }
-  kms::Result<std::vector<std::string>> list_names() override { return inner_.list_names(); }
-  kms::Result<void> create_key(const kms::KeyRecord& k) override { return gate() ? inner_.create_key(k) : cut(); }
-  kms::Result<void> add_version(std::string_view n, const kms::KeyVersionRecord& v) override {
-    return gate() ? inner_.add_version(n, v) : cut();
-  }
-  kms::Result<void> update_config(std::string_view n, const kms::KeyConfig& c) override {
-    return gate() ? inner_.update_config(n, c) : cut();
-  }
-  kms::Result<void> delete_key(std::string_view n) override { return gate() ? inner_.delete_key(n) : cut(); }
-  kms::Result<void> replace_wrapped(const std::vector<Rewrapped>& e,
-                                    const std::vector<kms::KeyringKeyRecord>& kk) override {
-    return gate() ? inner_.replace_wrapped(e, kk) : cut();
-  }
-  kms::Result<std::vector<kms::KeyringKeyRecord>> keyring_keys() override { return inner_.keyring_keys(); }
-  kms::Result<void> add_keyring_key(const kms::KeyringKeyRecord& k) override {
-    return gate() ? inner_.add_keyring_key(k) : cut();
-  }
-  kms::Result<void> retire_keyring_key(std::uint32_t id) override {
-    return gate() ? inner_.retire_keyring_key(id) : cut();
-  }
-  [[nodiscard]] int schema_version() const noexcept override { return inner_.schema_version(); }
-
- private:
-  [[nodiscard]] bool gate() const { return !broken; }
-  static kms::Result<void> cut() { return kms::fail(Errc::storage_failure, "state store: the process is gone"); }
-  kms::StateStore& inner_;
-};
-
 }  // namespace
 
 TEST_CASE("keyring key: tags", "[keyring-key]") {
@@ -244,10 +209,10 @@ TEST_CASE("keyring key: a migration cut off after any step resumes at the next u
   CountingRoot root(kms::SecureBytes::random(32));
   const auto legacy = write_legacy_store(*store, root, 3, 3);
   {
-    BreakableStore breakable(*store);
+    test::FailingStore breakable(*store);
     kms::Keyring ring(breakable, root);
     ring.set_step_observer([&](std::string_view s) {
-      if (s == point) breakable.broken = true;
+      if (s == point) breakable.fail_writes = true;
     });
     REQUIRE(ring.unseal());  // what the cut left undone is reported, not fatal
     require_decrypts(ring, legacy);
@@ -316,7 +281,7 @@ TEST_CASE("keyring key: a rotation cut off after any step unseals and finishes a
   CountingRoot root(kms::SecureBytes::random(32));
   std::vector<std::pair<std::string, std::string>> made;
   {
-    BreakableStore breakable(*store);
+    test::FailingStore breakable(*store);
     kms::Keyring ring(breakable, root);
     REQUIRE(ring.unseal());
     for (int k = 0; k < 3; ++k) {
@@ -327,7 +292,7 @@ TEST_CASE("keyring key: a rotation cut off after any step unseals and finishes a
       made.emplace_back(name, e->ciphertext);
     }
     ring.set_step_observer([&](std::string_view s) {
-      if (s == point) breakable.broken = true;
+      if (s == point) breakable.fail_writes = true;
     });
     (void)ring.rotate_keyring_key();  // cut off: whatever it says, the store holds what was written
   }

@@ -10,6 +10,7 @@
 
 #include "rootseal/kms/ciphertext.hpp"
 #include "rootseal/kms/keyring.hpp"
+#include "failing_store.hpp"
 #include "temp_dir.hpp"
 
 using namespace rootseal;
@@ -36,52 +37,6 @@ std::unique_ptr<kms::StateStore> open_store(const std::filesystem::path& path) {
   if (!store) FAIL("open_sqlite_store: " << store.error().message);
   return std::move(*store);
 }
-
-// A StateStore that forwards to a real one and fails chosen mutations.
-class FlakyStore final : public kms::StateStore {
- public:
-  explicit FlakyStore(kms::StateStore& inner) : inner_(inner) {}
-  std::atomic<bool> fail_writes{false};
-
-  kms::Result<std::vector<kms::KeyRecord>> load_all() override { return inner_.load_all(); }
-  kms::Result<std::optional<kms::KeyRecord>> find(std::string_view n) override { return inner_.find(n); }
-  kms::Result<std::vector<std::string>> list_names() override { return inner_.list_names(); }
-  kms::Result<void> create_key(const kms::KeyRecord& k) override {
-    if (fail_writes) return injected();
-    return inner_.create_key(k);
-  }
-  kms::Result<void> add_version(std::string_view n, const kms::KeyVersionRecord& v) override {
-    if (fail_writes) return injected();
-    return inner_.add_version(n, v);
-  }
-  kms::Result<void> update_config(std::string_view n, const kms::KeyConfig& c) override {
-    if (fail_writes) return injected();
-    return inner_.update_config(n, c);
-  }
-  kms::Result<void> delete_key(std::string_view n) override {
-    if (fail_writes) return injected();
-    return inner_.delete_key(n);
-  }
-  kms::Result<void> replace_wrapped(const std::vector<Rewrapped>& e,
-                                    const std::vector<kms::KeyringKeyRecord>& kk) override {
-    if (fail_writes) return injected();
-    return inner_.replace_wrapped(e, kk);
-  }
-  kms::Result<std::vector<kms::KeyringKeyRecord>> keyring_keys() override { return inner_.keyring_keys(); }
-  kms::Result<void> add_keyring_key(const kms::KeyringKeyRecord& k) override {
-    if (fail_writes) return injected();
-    return inner_.add_keyring_key(k);
-  }
-  kms::Result<void> retire_keyring_key(std::uint32_t id) override {
-    if (fail_writes) return injected();
-    return inner_.retire_keyring_key(id);
-  }
-  [[nodiscard]] int schema_version() const noexcept override { return inner_.schema_version(); }
-
- private:
-  static kms::Result<void> injected() { return kms::fail(Errc::storage_failure, "state store: injected failure"); }
-  kms::StateStore& inner_;
-};
 
 // A fresh store + software root + unsealed keyring with a settable clock.
 struct Fixture {
@@ -724,7 +679,7 @@ TEST_CASE("keyring: seal wipes everything, unseal restores", "[keyring]") {
 TEST_CASE("keyring: a store failure leaves memory unchanged", "[keyring]") {
   test::TempDir dir;
   auto real = open_store(dir / "state.db");
-  FlakyStore store(*real);
+  test::FailingStore store(*real);
   auto root = new_root();
   kms::Keyring ring(store, *root);
   REQUIRE(ring.unseal());
