@@ -399,9 +399,9 @@ asio::awaitable<Step<Keep>> ExternalSecretReconciler::apply(const model::Externa
   }
   ++stats_.secret_writes;
   if (write.create) {
-    api_.event(Resource::external_secret, es.meta, false, "Created", "Created Secret");
+    api_.event(Resource::external_secret, es.meta, false, "Created", std::string(kEventCreated));
   } else {
-    api_.event(Resource::external_secret, es.meta, false, "Updated", "Updated Secret");
+    api_.event(Resource::external_secret, es.meta, false, "Updated", std::string(kEventUpdated));
   }
   if (secret_changed_) secret_changed_(ns, es.target.name);
   co_return Keep{};

@@ -43,6 +43,9 @@ inline constexpr std::string_view kReasonMissing = "SecretMissing";
 inline constexpr std::string_view kMsgDeleted = "secret deleted due to DeletionPolicy=Delete";
 inline constexpr std::string_view kMsgRetained = "secret retained due to DeletionPolicy=Retain";
 inline constexpr std::string_view kMsgMissing = "secret will not be created due to CreationPolicy=Merge";
+// ESO's Normal event messages for a Secret written (eventCreated, eventUpdated).
+inline constexpr std::string_view kEventCreated = "secret created";
+inline constexpr std::string_view kEventUpdated = "secret updated";
 
 // Why a reconcile stops short. retry false: wait for a change of the object.
 // conflict: a 409 on the write — retry at once, status untouched.

@@ -91,6 +91,8 @@ TEST_CASE("an ExternalSecret creates its Secret with data, labels, hash annotati
   CHECK(f.kube.es_condition("team-a", "db", "reason") == "SecretSynced");
   CHECK(f.kube.es_condition("team-a", "db", "status") == "True");
   CHECK(f.kube.count_events("Created") == 1);
+  CHECK(f.kube.events.back().message == "secret created");  // ESO's eventCreated
+  CHECK_FALSE(f.kube.events.back().warning);
   // One provider call for two properties of the same key.
   CHECK(f.providers.fake->calls == 1);
 }
@@ -139,6 +141,7 @@ TEST_CASE("a rotated store value updates the Secret at the next refresh") {
   CHECK(f.kube.secret_value("team-a", "db", "pass") == "pw2");
   CHECK(f.kube.updates == 1);
   CHECK(f.kube.count_events("Updated") == 1);
+  CHECK(f.kube.events.back().message == "secret updated");  // ESO's eventUpdated
 }
 
 TEST_CASE("a Secret written by ESO (same hash, labels, owner) is adopted without a rewrite") {
