@@ -111,6 +111,7 @@ struct PushSecretReconciler::StatusContext {
   std::string name;
   std::string before;      // current_status() of the object
   std::string synced_rv;   // of the parsed spec; empty when invalid
+  model::ObjectMeta meta;  // what events are about (name empty: metadata unreadable, no event)
 };
 
 struct PushSecretReconciler::Target {
@@ -127,7 +128,7 @@ asio::awaitable<ReconcileResult> PushSecretReconciler::reconcile(std::string ns,
     co_return ReconcileResult::done();
   }
   auto parsed = model::parse_push_secret(*obj);
-  StatusContext ctx{ns, name, current_status(*obj), ""};
+  StatusContext ctx{ns, name, current_status(*obj), "", model::parse_meta(*obj).value_or(model::ObjectMeta{})};
   if (!parsed) {
     const std::string msg = "invalid PushSecret: " + parsed.error().message;
     co_await error_status(ctx, msg);
@@ -173,18 +174,23 @@ void PushSecretReconciler::remember_source(const std::string& key, const std::st
   readers_[src].insert(key);
 }
 
-asio::awaitable<void> PushSecretReconciler::write_status(const StatusContext& ctx, bool ready, std::string_view reason,
+asio::awaitable<bool> PushSecretReconciler::write_status(const StatusContext& ctx, bool ready, std::string_view reason,
                                                          const std::string& message, const json::object& synced) {
-  if (json::serialize(status_fingerprint(ready, reason, message, synced)) == ctx.before) co_return;
+  if (json::serialize(status_fingerprint(ready, reason, message, synced)) == ctx.before) co_return false;
   const std::string now = rfc3339(now_());
   const json::value st = status_body(now, ready, reason, message, synced, ctx.synced_rv);
   if (auto r = co_await api_.patch_status(Resource::push_secret, ctx.ns, ctx.name, st); r) ++stats_.status_writes;
+  co_return true;
 }
 
+// As ESO's markAsFailed: Ready=False (Errored) and a Warning event "Errored"
+// with the same message; the event once per distinct error, not per retry
+// (as the ExternalSecret's UpdateFailed).
 asio::awaitable<void> PushSecretReconciler::error_status(const StatusContext& ctx, const std::string& message) {
   ++stats_.errors;
   const json::object no_sync;
-  co_await write_status(ctx, false, "Errored", message, no_sync);
+  const bool changed = co_await write_status(ctx, false, "Errored", message, no_sync);
+  if (changed && !ctx.meta.name.empty()) api_.event(Resource::push_secret, ctx.meta, true, "Errored", message);
 }
 
 // Every store of spec.secretStoreRefs through the StoreResolver, with its

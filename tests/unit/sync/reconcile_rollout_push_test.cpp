@@ -130,7 +130,7 @@ TEST_CASE("PushSecret: pushes the source Secret, no write when unchanged, reacts
   CHECK(p.push->writes == 2);
 }
 
-TEST_CASE("PushSecret: an unmanaged remote secret is refused with the reason in status") {
+TEST_CASE("PushSecret: an unmanaged remote secret is refused with the reason in status and one Warning event") {
   FakeKube k;
   PushProviders p;
   k.put(k.stores, aws_store());
@@ -143,6 +143,13 @@ TEST_CASE("PushSecret: an unmanaged remote secret is refused with the reason in 
   CHECK(p.push->remote["app/v"] == "theirs");
   CHECK(ps_condition(k, "reason") == "Errored");
   CHECK(ps_condition(k, "message").find("not managed by rootseal") != std::string::npos);
+  // ESO's markAsFailed: a Warning event "Errored" with the condition's message, once per distinct error.
+  REQUIRE(k.count_events("Errored") == 1);
+  CHECK(k.events.back().warning);
+  CHECK(k.events.back().about == "ns/p");
+  CHECK(k.events.back().message == ps_condition(k, "message"));
+  CHECK(run_sync(r.reconcile("ns", "p")).kind == ReconcileResult::Kind::retry);
+  CHECK(k.count_events("Errored") == 1);
 }
 
 TEST_CASE("PushSecret: store-to-cloud via selector.remoteRef, and deletionPolicy Delete with its finalizer") {
