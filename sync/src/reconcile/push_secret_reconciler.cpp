@@ -277,6 +277,7 @@ asio::awaitable<ReconcileResult> PushSecretReconciler::push_all(const model::Pus
                                                                 const std::vector<Target>& targets,
                                                                 const std::vector<kms::SecureBytes>& values) {
   const bool if_not_exists = ps.update_policy == model::UpdatePolicy::if_not_exists;
+  bool wrote = false;
   json::object synced;
   for (const auto& t : targets) {
     json::object per_store;
@@ -291,7 +292,7 @@ asio::awaitable<ReconcileResult> PushSecretReconciler::push_all(const model::Pus
       }
       if (out->written) {
         ++stats_.writes;
-        api_.event(Resource::push_secret, ps.meta, false, "Synced", "pushed " + t.label + " key \"" + d.remote_key + "\"");
+        wrote = true;
       } else {
         ++stats_.unchanged;
       }
@@ -299,8 +300,13 @@ asio::awaitable<ReconcileResult> PushSecretReconciler::push_all(const model::Pus
     }
     synced[t.label] = std::move(per_store);
   }
-  const std::string msg = "PushSecret synced successfully";
-  co_await write_status(ctx, true, "Synced", msg, synced);
+  // ESO's markAsDone: the condition's message, and a Normal event "Synced"
+  // with it — here when something was written or the status changes, not on
+  // every idle refresh.
+  std::string msg = "PushSecret synced successfully";
+  if (if_not_exists) msg += ". Existing secrets in providers unchanged.";
+  const bool changed = co_await write_status(ctx, true, "Synced", msg, synced);
+  if (wrote || changed) api_.event(Resource::push_secret, ps.meta, false, "Synced", msg);
   if (ps.refresh_interval.count() == 0) co_return ReconcileResult::done();
   co_return ReconcileResult::requeue_after(std::chrono::duration_cast<std::chrono::milliseconds>(ps.refresh_interval));
 }

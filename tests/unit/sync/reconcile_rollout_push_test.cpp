@@ -112,6 +112,10 @@ TEST_CASE("PushSecret: pushes the source Secret, no write when unchanged, reacts
   CHECK(res.kind == ReconcileResult::Kind::requeue_after);
   CHECK(p.push->remote["app/v"] == "one");
   CHECK(ps_condition(k, "reason") == "Synced");
+  CHECK(ps_condition(k, "message") == "PushSecret synced successfully");  // ESO's markAsDone
+  REQUIRE(k.count_events("Synced") == 1);
+  CHECK(k.events.back().message == "PushSecret synced successfully");
+  CHECK_FALSE(k.events.back().warning);
   {
     std::lock_guard l(k.mu);
     CHECK(k.push_secrets["ns/p"].at("status").at("syncedPushSecrets").at("SecretStore/aws").as_object().contains("app/v"));
@@ -128,6 +132,21 @@ TEST_CASE("PushSecret: pushes the source Secret, no write when unchanged, reacts
   run_sync(r.reconcile("ns", "p"));
   CHECK(p.push->remote["app/v"] == "two");
   CHECK(p.push->writes == 2);
+  CHECK(k.count_events("Synced") == 2);  // one per change, none for the idle refreshes
+}
+
+TEST_CASE("PushSecret: updatePolicy IfNotExists says so in the condition, as ESO") {
+  FakeKube k;
+  PushProviders p;
+  k.put(k.stores, aws_store());
+  k.put(k.secrets, secret("src", "b25l"));
+  k.put(k.push_secrets, push_secret(R"({"secret":{"name":"src"}})", R"(,"updatePolicy":"IfNotExists")"));
+  p.push->remote["app/v"] = "kept";
+  PushSecretReconciler r(k, p, [] { return std::chrono::system_clock::now(); });
+  run_sync(r.reconcile("ns", "p"));
+  CHECK(p.push->remote["app/v"] == "kept");
+  CHECK(ps_condition(k, "reason") == "Synced");
+  CHECK(ps_condition(k, "message") == "PushSecret synced successfully. Existing secrets in providers unchanged.");
 }
 
 TEST_CASE("PushSecret: an unmanaged remote secret is refused with the reason in status and one Warning event") {
