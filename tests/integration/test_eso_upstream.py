@@ -26,7 +26,7 @@ import unittest
 import yaml
 
 from sync_testlib import (SyncEnv, K8S_TOKEN, VAULT_ROOT, AZ_TENANT, AZ_CLIENT, AZ_SECRET,
-                          GCP_PROJECT, GCP_EMAIL, PushCloud, b64, http_json, k8s_double)
+                          GCP_PROJECT, GCP_EMAIL, PushCloud, b64, http_json, k8s_double, write_kubeconfig)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MANIFESTS = os.path.join(HERE, "eso_upstream")
@@ -81,21 +81,8 @@ def kubectl_listener():
     KUBECTL_TLS.store = ENV.k8s.store
     KUBECTL_TLS.resources = ENV.k8s.resources
     KUBECTL_TLS.start()
-    KUBECONFIG = os.path.join(ENV.dir, "kubectl-config")
-    with open(KUBECONFIG, "w") as f:
-        f.write("""apiVersion: v1
-kind: Config
-clusters:
-- name: double
-  cluster: {server: "https://127.0.0.1:%d", certificate-authority: "%s"}
-users:
-- name: tenant
-  user: {token: "%s"}
-contexts:
-- name: double
-  context: {cluster: double, user: tenant}
-current-context: double
-""" % (KUBECTL_TLS.port, cert, K8S_TOKEN))
+    KUBECONFIG = write_kubeconfig(os.path.join(ENV.dir, "kubectl-config"), "https://127.0.0.1:%d" % KUBECTL_TLS.port,
+                                  cert)
 
 
 # ---- the remote secrets the examples read ---------------------------------------
