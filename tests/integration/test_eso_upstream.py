@@ -26,7 +26,8 @@ import unittest
 import yaml
 
 from sync_testlib import (SyncEnv, K8S_TOKEN, VAULT_ROOT, AZ_TENANT, AZ_CLIENT, AZ_SECRET,
-                          GCP_PROJECT, GCP_EMAIL, PushCloud, b64, http_json, k8s_double, write_kubeconfig)
+                          GCP_PROJECT, GCP_EMAIL, PushCloud, b64, http_json, k8s_double, vault_double,
+                          write_kubeconfig)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MANIFESTS = os.path.join(HERE, "eso_upstream")
@@ -34,6 +35,7 @@ KUBECTL = "/usr/bin/kubectl"
 ENV = None
 CLOUD = None
 KUBECTL_TLS = None  # a TLS listener on the same API double, for kubectl
+VAULT_PAGE = None  # the Vault of docs/provider/hashicorp-vault.md's examples
 KUBECONFIG = None
 SUBST = {}
 
@@ -52,6 +54,10 @@ def setUpModule():
     ENV = env.start()
     CLOUD = PushCloud(ENV)
     kubectl_listener()
+    # The examples of ESO's Vault provider page search by name and tags: a Vault of their own, so the
+    # other examples' secrets (`development`, `my-secrets-dev`) do not match their `dev` searches.
+    global VAULT_PAGE
+    VAULT_PAGE = vault_double.VaultKvDouble(root_token=VAULT_ROOT).start()
     with open(os.path.join(ENV.dir, "gcp-sa.json")) as f:
         sa = json.load(f)
     SUBST.update({
@@ -63,6 +69,8 @@ def setUpModule():
 
 
 def tearDownModule():
+    if VAULT_PAGE:
+        VAULT_PAGE.stop()
     if KUBECTL_TLS:
         KUBECTL_TLS.stop()
     if ENV:
@@ -88,10 +96,14 @@ def kubectl_listener():
 # ---- the remote secrets the examples read ---------------------------------------
 
 
-def vault_put(path, data):
-    st, body = http_json(ENV.vault.port, "POST", "/v1/secret/data/" + path, {"X-Vault-Token": VAULT_ROOT},
-                         {"data": data})
+def vault_put(path, data, vault=None, custom_metadata=None):
+    port = (vault or ENV.vault).port
+    st, body = http_json(port, "POST", "/v1/secret/data/" + path, {"X-Vault-Token": VAULT_ROOT}, {"data": data})
     assert st == 200, (path, st, body)
+    if custom_metadata:
+        st, body = http_json(port, "POST", "/v1/secret/metadata/" + path, {"X-Vault-Token": VAULT_ROOT},
+                             {"custom_metadata": custom_metadata})
+        assert st in (200, 204), (path, st, body)
 
 
 def gcp_put(sid, value):
@@ -121,6 +133,11 @@ def seed():
     vault_put("path/to/my/secrets/username", {"value": "admin"})
     vault_put("path/to/my/secrets/password", {"value": "s3cr3t"})
     vault_put("path/to/my/other", {"value": "not-found"})
+    # docs/provider/hashicorp-vault.md's secrets, in their own Vault.
+    dev_config = {"foo": {"nested": {"bar": "mysecret", "baz": "bang"}}}
+    vault_put("dev/config", dev_config, VAULT_PAGE, {"environment": "dev", "component": "app-1"})
+    vault_put("dev/package.json", {"name": "app", "version": "1.0.0"}, VAULT_PAGE)
+    vault_put("prod/config", {"foo": "not-dev"}, VAULT_PAGE, {"environment": "prod"})
     # AWS Secrets Manager (moto).
     ENV.aws("create-secret", "--name", "provider-key", "--secret-string", '{"provider-key-property":"current"}')
     ENV.aws("put-secret-value", "--secret-id", "provider-key", "--secret-string",
@@ -223,12 +240,15 @@ def aws_credentials(ns):
         "data": {"access-key": b64("testing"), "secret-access-key": b64("testing")}})
 
 
-def vault_store(ns, name):
-    """vault-token-store.yaml (namespace "example") in ns under the name name."""
+def vault_store(ns, name, vault=None):
+    """vault-token-store.yaml (namespace "example") in ns under the name name
+    (its server: ENV.vault's URL, or vault's)."""
     namespace(ns)
     vault_credentials(ns)
     docs = manifest("vault-token-store.yaml")
     docs[0]["metadata"].update({"name": name, "namespace": ns})
+    if vault:
+        docs[0]["spec"]["provider"]["vault"]["server"] = vault.url
     kubectl_apply(docs, ns)
 
 
@@ -379,6 +399,45 @@ class EsoUpstreamExamples(unittest.TestCase):
                      "operation[0]: transform failed with failed to transform key: template: function 'replace' is "
                      "not supported (see docs/sync.md)")
         self.assertIsNone(ENV.kube.secret("rewrite-transform", "external-secret-transform"))
+
+    # -- docs/provider/hashicorp-vault.md (vault-token-store.yaml as vault-backend) ----------
+
+    def page_example(self, manifest_name, ns):
+        vault_store(ns, "vault-backend", VAULT_PAGE)
+        apply(manifest_name, ns)
+
+    def test_vault_page_raw_values(self):
+        # No property: the JSON of the whole secret (Go's Marshal of its data).
+        self.page_example("vault-raw-values.yaml", "vault-raw")
+        self.synced("vault-raw", "vault-example", "vault-example", {"foobar": '{"name":"app","version":"1.0.0"}'})
+
+    def test_vault_page_nested_values(self):
+        self.page_example("vault-nested-values.yaml", "vault-nested")
+        self.synced("vault-nested", "vault-example", "vault-example", {"foobar": "mysecret"})  # the page's result
+
+    def test_vault_page_multiple_nested_values(self):
+        self.page_example("vault-multiple-nested-values.yaml", "vault-multi")
+        self.synced("vault-multi", "vault-example", "vault-example", {"bar": "mysecret", "baz": "bang"})
+
+    DEV_CONFIG = '{"foo":{"nested":{"bar":"mysecret","baz":"bang"}}}'
+    DEV_PACKAGE = '{"name":"app","version":"1.0.0"}'
+
+    def test_vault_page_find_by_name_and_tags(self):
+        # The page's result, dev_config with the secret's JSON; the page's Vault holds only dev/config,
+        # this one also the raw-values example's dev/package.json, whose name contains "dev" too.
+        # prod/config has neither "dev" in its name nor environment=dev.
+        self.page_example("vault-find.yaml", "vault-find")
+        self.synced("vault-find", "vault-example", "vault-example",
+                    {"dev_config": self.DEV_CONFIG, "dev_package.json": self.DEV_PACKAGE})
+
+    def test_vault_page_find_with_path(self):
+        # The page says the key is "config" (relative to find.path) and prints the value with spaces.
+        # ESO's Vault provider does otherwise (client_get_all_secrets.go: listSecrets names each secret
+        # path + key, the full name; the value is Go's Marshal), and so does rootseal: "dev_config".
+        # datafrom-rewrite-remove-path.yaml relies on the full name.
+        self.page_example("vault-find-path.yaml", "vault-find-path")
+        self.synced("vault-find-path", "vault-example", "vault-example",
+                    {"dev_config": self.DEV_CONFIG, "dev_package.json": self.DEV_PACKAGE})
 
     # -- AWS Secrets Manager (basic-secret-store.yaml, moto) ---------------------------
 
