@@ -124,12 +124,13 @@ SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----E
 
 def seed():
     # Vault KV v2 (mount "secret", as vault-token-store.yaml).
-    vault_put("path/to/secrets/db-credentials", {"username": "db-user", "password": "db-pass"})
-    vault_put("path/to/secrets/api-credentials", {"token": "api-token"})
+    # docs/guides/datafrom-rewrite.md's values for its examples.
+    vault_put("path/to/secrets/object-storage-credentials", {"ACCESS_KEY": "XXXX", "SECRET_KEY": "YYYY"})
+    vault_put("path/to/secrets/mongo-credentials", {"USERNAME": "XXXX", "PASSWORD": "YYYY"})
     vault_put("path/to/secrets/unrelated", {"other": "not-merged"})
-    vault_put("my-secrets-dev", {"password": "dev-pass", "user": "dev-user"})
-    vault_put("my-secrets-prod", {"password": "prod-pass", "user": "prod-user"})
-    vault_put("development", {"db/user": "u1", "api.key": "k1", "plain-key": "p1"})
+    vault_put("my-secrets-dev", {"password": "bar"})
+    vault_put("my-secrets-prod", {"password": "safebar"})
+    vault_put("development", {"foo/bar": "1111", "foo$baz": "2222"})
     vault_put("path/to/my/secrets/username", {"value": "admin"})
     vault_put("path/to/my/secrets/password", {"value": "s3cr3t"})
     vault_put("path/to/my/other", {"value": "not-found"})
@@ -360,21 +361,21 @@ class EsoUpstreamExamples(unittest.TestCase):
         vault_store("example", "vault-backend")
         apply("datafrom-rewrite-merge-empty.yaml", "example")
         self.synced("example", "merge-basic-example", "merge-basic-example",
-                    {"username": "db-user", "password": "db-pass", "token": "api-token"})
+                    {"ACCESS_KEY": "XXXX", "SECRET_KEY": "YYYY", "USERNAME": "XXXX", "PASSWORD": "YYYY"})
 
     def test_datafrom_rewrite_conflict(self):
-        # The guide: the same keys of two secrets kept apart by prefixes.
+        # The guide: the same keys of two secrets kept apart by prefixes. The guide shows dev_password
+        # and prod_password, but its manifest's target is "dev-$1": ESO's RewriteMap (Go's
+        # ReplaceAllString) gives dev-password, as rootseal.
         vault_store("rewrite-conflict", "backend")
         apply("datafrom-rewrite-conflict.yaml", "rewrite-conflict")
         self.synced("rewrite-conflict", "example", "secret-to-be-created",
-                    {"dev-password": "dev-pass", "dev-user": "dev-user", "prod-password": "prod-pass",
-                     "prod-user": "prod-user"})
+                    {"dev-password": "bar", "prod-password": "safebar"})
 
     def test_datafrom_rewrite_invalid_characters(self):
         vault_store("rewrite-invalid", "backend")
         apply("datafrom-rewrite-invalid-characters.yaml", "rewrite-invalid")
-        self.synced("rewrite-invalid", "example", "secret-to-be-created",
-                    {"db_user": "u1", "api_key": "k1", "plain-key": "p1"})
+        self.synced("rewrite-invalid", "example", "secret-to-be-created", {"foo_bar": "1111", "foo_baz": "2222"})
 
     def test_datafrom_rewrite_remove_path(self):
         # find by name below path/to/my; each whole value (Go's Marshal of the data) under its name,
