@@ -145,6 +145,9 @@ def seed():
             '{"provider-key-property":"staged"}', "--version-stages", "provider-key-version")
     ENV.aws("create-secret", "--name", "remote-key-in-the-provider", "--secret-string",
             '{"username":"admin","password":"hunter2"}')
+    # docs/guides/getallsecrets.md's secrets for find-by-name, each "\n" (Cg==).
+    for name in ("/path/key1", "key2/path", "path/to/keyring"):
+        ENV.aws("create-secret", "--name", name, "--secret-string", "\n")
     ENV.aws("create-secret", "--name", "prod-app", "--secret-string", "tagged-both",
             "--tags", "Key=environment,Value=prod", "Key=application,Value=app-name")
     ENV.aws("create-secret", "--name", "prod-other", "--secret-string", "tagged-env-only",
@@ -452,8 +455,11 @@ class EsoUpstreamExamples(unittest.TestCase):
     def test_getallsecrets_find_by_name(self):
         aws_store("aws-find-name")
         apply("getallsecrets-find-by-name.yaml", "aws-find-name")
+        # The guide's result (_path_key1, key2_path, path_to_keyring: "/" converted to "_"), and the
+        # two secrets of basic-external-secret.yaml, whose names contain "key" too.
         self.synced("aws-find-name", "find-by-tags", "secret-to-be-created",
-                    {"provider-key": '{"provider-key-property":"current"}',
+                    {"_path_key1": "\n", "key2_path": "\n", "path_to_keyring": "\n",
+                     "provider-key": '{"provider-key-property":"current"}',
                      "remote-key-in-the-provider": '{"username":"admin","password":"hunter2"}'})
 
     def test_getallsecrets_find_by_tags(self):
