@@ -183,21 +183,28 @@ def seed():
 # ---- applying the manifests ---------------------------------------------------------
 
 
-def manifest(name):
-    """The documents of eso_upstream/<name>, placeholders substituted."""
+def manifest_text(name):
+    """eso_upstream/<name> with its placeholders substituted."""
     with open(os.path.join(MANIFESTS, name)) as f:
         text = f.read()
     for k, v in SUBST.items():
         text = text.replace("${%s}" % k, v)
     assert "${" not in text, name
-    return [d for d in yaml.safe_load_all(text) if d]
+    return text
+
+
+def manifest(name):
+    """The documents of eso_upstream/<name>, placeholders substituted."""
+    return [d for d in yaml.safe_load_all(manifest_text(name)) if d]
 
 
 def kubectl_apply(docs, ns):
+    """kubectl apply -n ns of docs: a YAML text (a manifest as it is) or
+    parsed objects (a store under another name)."""
+    text = docs if isinstance(docs, str) else json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
     p = subprocess.run([KUBECTL, "--kubeconfig", KUBECONFIG, "--cache-dir", KUBECONFIG + ".cache", "-n", ns,
-                        "apply", "--validate=false", "-f", "-"],
-                       input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}), capture_output=True,
-                       text=True, timeout=60)
+                        "apply", "--validate=false", "-f", "-"], input=text, capture_output=True, text=True,
+                       timeout=60)
     if p.returncode != 0:
         raise AssertionError("kubectl apply failed (%d): %s %s" % (p.returncode, p.stdout, p.stderr))
 
@@ -216,7 +223,8 @@ def apply(name, ns, rename=None, relocate=False):
         assert meta.get("namespace", ns) == ns, (name, meta, ns)
         if rename:
             meta["name"] = rename
-    kubectl_apply(docs, ns)
+    # kubectl reads the manifest's own text unless the test changed something in it.
+    kubectl_apply(docs if rename or relocate else manifest_text(name), ns)
     return docs
 
 
@@ -560,6 +568,21 @@ class EsoUpstreamExamples(unittest.TestCase):
                      "spec.target.template.templateFrom[0].configMap.items[1] (key templated): template: 'if' is not "
                      "supported (no control flow; see docs/sync.md)")
         self.assertIsNone(ENV.kube.secret("tpl-from-cm", "secret-to-be-created"))
+
+    def test_template_functions_refused(self):
+        # docs/guides/templating.md's helper functions (ESO's PEM, PKCS#12, JWK, certificate and RSA
+        # helpers): not among rootseal's functions (docs/sync.md, Templates); refused before any fetch.
+        for i, (snippet, es, key, function) in enumerate((
+                ("jwk-template-v2-external-secret.yaml", "template", "jwk_priv", "jwkPrivateKeyPem"),
+                ("certsans-template-v2-external-secret.yaml", "cert-sans-example", "primary-domain", "filterPEM"),
+                ("rsadecrypt-template-v2-external-secret.yaml", "rsa-decrypt-template-v2", "password",
+                 "rsaDecrypt"))):
+            ns = "tpl-fn-%d" % i
+            aws_store(ns)
+            apply(snippet, ns)
+            with self.subTest(snippet=snippet):
+                self.refused(ns, es, "invalid ExternalSecret: spec.target.template.data.%s: template: function '%s' "
+                                     "is not supported (see docs/sync.md)" % (key, function))
 
     def test_multiline_template_refused_replace(self):
         aws_store("tpl-multiline")
