@@ -79,7 +79,9 @@ bool must_fetch(const model::ExternalSecret& es, bool spec_changed, bool interva
 // The values read so far, property and decoding applied.
 struct ProviderData {
   SecretMap data;
-  std::vector<std::string> missing;  // remote keys not found, skipped (deletionPolicy Delete/Merge)
+  // One per remote secret not found and skipped (deletionPolicy Delete/Merge):
+  // the message of ESO's Normal event MissingProviderSecret for it.
+  std::vector<std::string> missing;
 };
 // Adds dataFrom[i] / data[i] to `out`, given the whole remote value the
 // provider answered (or its error) through `store`, read as the provider's
