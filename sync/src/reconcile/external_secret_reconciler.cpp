@@ -244,7 +244,8 @@ asio::awaitable<ReconcileResult> ExternalSecretReconciler::run(const std::string
   auto fetched = co_await fetch(es);
   if (!fetched) co_return co_await fail(key, es, fetched.error());
   // As ESO: a Normal event MissingProviderSecret for each remote secret skipped.
-  for (const auto& m : fetched->missing) api_.event(Resource::external_secret, es.meta, false, "MissingProviderSecret", m);
+  for (const auto& m : fetched->missing)
+    api_.event(Resource::external_secret, es.meta, false, "MissingProviderSecret", m);
   auto sources = co_await template_sources(es);
   if (!sources) co_return co_await fail(key, es, sources.error());
   auto content = secret_content_of(es, std::move(fetched->data), *sources);

@@ -158,7 +158,8 @@ TEST_CASE("add_data: property and decoding applied once, missing keys by deletio
     CHECK(no_property.error().retry);
     CHECK(no_property.error().message.ends_with("property 'user' not found"));
     CHECK(skipped.data.empty());
-    CHECK(skipped.missing == std::vector<std::string>{"secret does not exist at provider using spec.dataFrom[0] (key=db)"});
+    CHECK(skipped.missing ==
+          std::vector<std::string>{"secret does not exist at provider using spec.dataFrom[0] (key=db)"});
   }
 }
 
