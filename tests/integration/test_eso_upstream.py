@@ -1,6 +1,7 @@
 """The External Secrets Operator's own example manifests (its docs/snippets/
-and the examples in its guides), applied unchanged with kubectl except for
-server URLs and credentials (issue 17). Each manifest is kept in
+and the examples in its guides and Vault provider page), applied with kubectl
+unchanged except for server URLs, credentials, mkdocs markers and store
+references the documentation elides (issue 17). Each manifest is kept in
 tests/integration/eso_upstream/ with a line naming its upstream path and
 commit and every edit listed; eso_upstream/README.md lists them with the
 expected result.
@@ -41,22 +42,29 @@ SUBST = {}
 
 
 def setUpModule():
-    global ENV, CLOUD
+    try:
+        start()
+    except BaseException:
+        tearDownModule()  # unittest does not call it when setUpModule fails
+        raise
+
+
+def start():
+    global ENV, CLOUD, VAULT_PAGE
     # moto's request recorder (another test) writes its file here, not into the working directory.
     os.environ.setdefault("MOTO_RECORDER_FILEPATH",
                           os.path.join(tempfile.mkdtemp(prefix="rootseal-moto-rec-"), "recording"))
-    env = SyncEnv(refresh_window="1s", push=True)
+    env = ENV = SyncEnv(refresh_window="1s", push=True)
     # ESO reads these from its environment (AWS_SECRETSMANAGER_ENDPOINT, AZURE_AUTHORITY_HOST, ...);
     # rootseal from the host configuration, never from a manifest.
     env.sync_extra = ("  aws_endpoint: http://127.0.0.1:%d\n  azure_authority_host: %s\n"
                       "  gcp_endpoint: %s\n  gcp_sts_endpoint: %s\n  gcp_iam_endpoint: %s"
                       % (env.moto_port, env.azure.url, env.gcp.url, env.gcp.url, env.gcp.url))
-    ENV = env.start()
+    env.start()
     CLOUD = PushCloud(ENV)
     kubectl_listener()
     # The examples of ESO's Vault provider page search by name and tags: a Vault of their own, so the
     # other examples' secrets (`development`, `my-secrets-dev`) do not match their `dev` searches.
-    global VAULT_PAGE
     VAULT_PAGE = vault_double.VaultKvDouble(root_token=VAULT_ROOT).start()
     with open(os.path.join(ENV.dir, "gcp-sa.json")) as f:
         sa = json.load(f)
@@ -354,8 +362,8 @@ class EsoUpstreamExamples(unittest.TestCase):
                       ENV.wait(lambda: events(ns, "ExternalSecret", es), "events of " + es))
 
     def refused(self, ns, es, message):
-        """A failure: Ready=False SecretSyncedError, no Secret, a Warning
-        UpdateFailed event. ESO's condition message is its fixed text ("could
+        """A failure: Ready=False SecretSyncedError with this message, a
+        Warning UpdateFailed event with it. ESO's condition message is its fixed text ("could
         not get secret data from provider", ...) with the error in the event;
         rootseal puts the same error in both."""
         st, reason, msg = es_ready(ns, es, "False")
