@@ -61,6 +61,27 @@ def http_json(port, method, path, headers, body=None, ctype="application/json", 
         c.close()
 
 
+def write_kubeconfig(path, server, ca_file=None, token=K8S_TOKEN):
+    """A kubeconfig (mode 0600) for the API double at server with a bearer token."""
+    ca = ', certificate-authority: "%s"' % ca_file if ca_file else ""
+    with open(path, "w") as f:
+        f.write("""apiVersion: v1
+kind: Config
+clusters:
+- name: double
+  cluster: {server: "%s"%s}
+users:
+- name: rootseal
+  user: {token: "%s"}
+contexts:
+- name: double
+  context: {cluster: double, user: rootseal}
+current-context: double
+""" % (server, ca, token))
+    os.chmod(path, 0o600)
+    return path
+
+
 class Kube:
     """A tiny client of the API double (the test's own view of the cluster)."""
 
@@ -204,22 +225,7 @@ class SyncEnv:
         self.wait_moto()
         env = make_softhsm(os.path.join(self.dir, "hsm"), "sync", pin="4321")
         pin = self.write_private("hsm-pin", "4321")
-        kubeconfig = os.path.join(self.dir, "kubeconfig")
-        with open(kubeconfig, "w") as f:
-            f.write("""apiVersion: v1
-kind: Config
-clusters:
-- name: double
-  cluster: {server: "http://127.0.0.1:%d"}
-users:
-- name: rootseal
-  user: {token: "%s"}
-contexts:
-- name: double
-  context: {cluster: double, user: rootseal}
-current-context: double
-""" % (self.k8s.port, K8S_TOKEN))
-        os.chmod(kubeconfig, 0o600)
+        kubeconfig = write_kubeconfig(os.path.join(self.dir, "kubeconfig"), "http://127.0.0.1:%d" % self.k8s.port)
         aws_id = self.write_private("aws-id", "testing")
         aws_secret = self.write_private("aws-secret", "testing")
         vault_token = self.write_private("vault-token", VAULT_ROOT)

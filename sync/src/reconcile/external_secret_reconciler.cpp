@@ -243,11 +243,9 @@ asio::awaitable<ReconcileResult> ExternalSecretReconciler::run(const std::string
   ++stats_.fetched;
   auto fetched = co_await fetch(es);
   if (!fetched) co_return co_await fail(key, es, fetched.error());
-  if (!fetched->missing.empty()) {
-    std::string list;
-    for (const auto& m : fetched->missing) list += (list.empty() ? "" : ", ") + m;
-    api_.event(Resource::external_secret, es.meta, true, "MissingProviderSecret", "remote keys not found, skipped: " + list);
-  }
+  // As ESO: a Normal event MissingProviderSecret for each remote secret skipped.
+  for (const auto& m : fetched->missing)
+    api_.event(Resource::external_secret, es.meta, false, "MissingProviderSecret", m);
   auto sources = co_await template_sources(es);
   if (!sources) co_return co_await fail(key, es, sources.error());
   auto content = secret_content_of(es, std::move(fetched->data), *sources);
@@ -399,9 +397,9 @@ asio::awaitable<Step<Keep>> ExternalSecretReconciler::apply(const model::Externa
   }
   ++stats_.secret_writes;
   if (write.create) {
-    api_.event(Resource::external_secret, es.meta, false, "Created", "Created Secret");
+    api_.event(Resource::external_secret, es.meta, false, "Created", std::string(kEventCreated));
   } else {
-    api_.event(Resource::external_secret, es.meta, false, "Updated", "Updated Secret");
+    api_.event(Resource::external_secret, es.meta, false, "Updated", std::string(kEventUpdated));
   }
   if (secret_changed_) secret_changed_(ns, es.target.name);
   co_return Keep{};

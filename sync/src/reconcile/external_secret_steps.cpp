@@ -293,13 +293,21 @@ Step<SecretMap> keys_of(const model::DataFromItem& item, std::size_t i, SecretMa
   return map;
 }
 
+// ESO's eventMissingProviderSecret / eventMissingProviderSecretKey, word for
+// word: ESO says "spec.dataFrom[i] (key=k)" for the i-th item of spec.data too.
+std::string missing_event(std::size_t i, std::string_view key = {}) {
+  std::string m = "secret does not exist at provider using spec.dataFrom[" + std::to_string(i) + "]";
+  if (!key.empty()) m += " (key=" + std::string(key) + ")";
+  return m;
+}
+
 }  // namespace
 
 Step<void> add_data_from(ProviderData& out, const model::ExternalSecret& es, std::size_t i,
                          const model::StoreRef& store, ValueFormat format, kms::Result<kms::SecureBytes> whole) {
   const auto& ref = es.data_from.at(i).extract;
   if (!whole && whole.error().code == Errc::not_found && es.target.deletion != model::DeletionPolicy::retain) {
-    out.missing.push_back(ref.key);
+    out.missing.push_back(missing_event(i));
     return {};
   }
   if (!whole) return std::unexpected(refused(provider_error(store, ref.key, "", whole.error()), true));
@@ -329,7 +337,7 @@ Step<void> add_data_found(ProviderData& out, const model::ExternalSecret& es, st
   const auto& item = es.data_from.at(i);
   const std::string where = "error processing spec.dataFrom[" + std::to_string(i) + "].find, err: ";
   if (!found && found.error().code == Errc::not_found && es.target.deletion != model::DeletionPolicy::retain) {
-    out.missing.push_back("dataFrom[" + std::to_string(i) + "].find");
+    out.missing.push_back(missing_event(i));
     return {};
   }
   if (!found) {
@@ -358,7 +366,7 @@ Step<void> add_data(ProviderData& out, const model::ExternalSecret& es, std::siz
   // missing property is an error (ESO's providers answer NoSecretErr for the
   // first only).
   if (!whole && whole.error().code == Errc::not_found && es.target.deletion != model::DeletionPolicy::retain) {
-    out.missing.push_back(ref.key);
+    out.missing.push_back(missing_event(i, ref.key));
     return {};
   }
   kms::Result<kms::SecureBytes> value = std::move(whole);

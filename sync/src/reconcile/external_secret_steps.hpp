@@ -43,6 +43,9 @@ inline constexpr std::string_view kReasonMissing = "SecretMissing";
 inline constexpr std::string_view kMsgDeleted = "secret deleted due to DeletionPolicy=Delete";
 inline constexpr std::string_view kMsgRetained = "secret retained due to DeletionPolicy=Retain";
 inline constexpr std::string_view kMsgMissing = "secret will not be created due to CreationPolicy=Merge";
+// ESO's Normal event messages for a Secret written (eventCreated, eventUpdated).
+inline constexpr std::string_view kEventCreated = "secret created";
+inline constexpr std::string_view kEventUpdated = "secret updated";
 
 // Why a reconcile stops short. retry false: wait for a change of the object.
 // conflict: a 409 on the write — retry at once, status untouched.
@@ -76,7 +79,9 @@ bool must_fetch(const model::ExternalSecret& es, bool spec_changed, bool interva
 // The values read so far, property and decoding applied.
 struct ProviderData {
   SecretMap data;
-  std::vector<std::string> missing;  // remote keys not found, skipped (deletionPolicy Delete/Merge)
+  // One per remote secret not found and skipped (deletionPolicy Delete/Merge):
+  // the message of ESO's Normal event MissingProviderSecret for it.
+  std::vector<std::string> missing;
 };
 // Adds dataFrom[i] / data[i] to `out`, given the whole remote value the
 // provider answered (or its error) through `store`, read as the provider's

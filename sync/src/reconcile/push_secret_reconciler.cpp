@@ -111,6 +111,7 @@ struct PushSecretReconciler::StatusContext {
   std::string name;
   std::string before;      // current_status() of the object
   std::string synced_rv;   // of the parsed spec; empty when invalid
+  model::ObjectMeta meta;  // what events are about (name empty: metadata unreadable, no event)
 };
 
 struct PushSecretReconciler::Target {
@@ -127,7 +128,7 @@ asio::awaitable<ReconcileResult> PushSecretReconciler::reconcile(std::string ns,
     co_return ReconcileResult::done();
   }
   auto parsed = model::parse_push_secret(*obj);
-  StatusContext ctx{ns, name, current_status(*obj), ""};
+  StatusContext ctx{ns, name, current_status(*obj), "", model::parse_meta(*obj).value_or(model::ObjectMeta{})};
   if (!parsed) {
     const std::string msg = "invalid PushSecret: " + parsed.error().message;
     co_await error_status(ctx, msg);
@@ -173,18 +174,23 @@ void PushSecretReconciler::remember_source(const std::string& key, const std::st
   readers_[src].insert(key);
 }
 
-asio::awaitable<void> PushSecretReconciler::write_status(const StatusContext& ctx, bool ready, std::string_view reason,
+asio::awaitable<bool> PushSecretReconciler::write_status(const StatusContext& ctx, bool ready, std::string_view reason,
                                                          const std::string& message, const json::object& synced) {
-  if (json::serialize(status_fingerprint(ready, reason, message, synced)) == ctx.before) co_return;
+  if (json::serialize(status_fingerprint(ready, reason, message, synced)) == ctx.before) co_return false;
   const std::string now = rfc3339(now_());
   const json::value st = status_body(now, ready, reason, message, synced, ctx.synced_rv);
   if (auto r = co_await api_.patch_status(Resource::push_secret, ctx.ns, ctx.name, st); r) ++stats_.status_writes;
+  co_return true;
 }
 
+// As ESO's markAsFailed: Ready=False (Errored) and a Warning event "Errored"
+// with the same message; the event once per distinct error, not per retry
+// (as the ExternalSecret's UpdateFailed).
 asio::awaitable<void> PushSecretReconciler::error_status(const StatusContext& ctx, const std::string& message) {
   ++stats_.errors;
   const json::object no_sync;
-  co_await write_status(ctx, false, "Errored", message, no_sync);
+  const bool changed = co_await write_status(ctx, false, "Errored", message, no_sync);
+  if (changed && !ctx.meta.name.empty()) api_.event(Resource::push_secret, ctx.meta, true, "Errored", message);
 }
 
 // Every store of spec.secretStoreRefs through the StoreResolver, with its
@@ -271,6 +277,7 @@ asio::awaitable<ReconcileResult> PushSecretReconciler::push_all(const model::Pus
                                                                 const std::vector<Target>& targets,
                                                                 const std::vector<kms::SecureBytes>& values) {
   const bool if_not_exists = ps.update_policy == model::UpdatePolicy::if_not_exists;
+  bool wrote = false;
   json::object synced;
   for (const auto& t : targets) {
     json::object per_store;
@@ -285,7 +292,7 @@ asio::awaitable<ReconcileResult> PushSecretReconciler::push_all(const model::Pus
       }
       if (out->written) {
         ++stats_.writes;
-        api_.event(Resource::push_secret, ps.meta, false, "Synced", "pushed " + t.label + " key \"" + d.remote_key + "\"");
+        wrote = true;
       } else {
         ++stats_.unchanged;
       }
@@ -293,8 +300,13 @@ asio::awaitable<ReconcileResult> PushSecretReconciler::push_all(const model::Pus
     }
     synced[t.label] = std::move(per_store);
   }
-  const std::string msg = "PushSecret synced successfully";
-  co_await write_status(ctx, true, "Synced", msg, synced);
+  // ESO's markAsDone: the condition's message, and a Normal event "Synced"
+  // with it — here when something was written or the status changes, not on
+  // every idle refresh.
+  std::string msg = "PushSecret synced successfully";
+  if (if_not_exists) msg += ". Existing secrets in providers unchanged.";
+  const bool changed = co_await write_status(ctx, true, "Synced", msg, synced);
+  if (wrote || changed) api_.event(Resource::push_secret, ps.meta, false, "Synced", msg);
   if (ps.refresh_interval.count() == 0) co_return ReconcileResult::done();
   co_return ReconcileResult::requeue_after(std::chrono::duration_cast<std::chrono::milliseconds>(ps.refresh_interval));
 }

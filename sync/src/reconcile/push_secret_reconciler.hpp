@@ -53,7 +53,8 @@ class PushSecretReconciler {
   struct StatusContext;
   struct Target;
   void remember_source(const std::string& key, const std::string& ns, const std::string& secret);
-  boost::asio::awaitable<void> write_status(const StatusContext& ctx, bool ready, std::string_view reason,
+  // False when the status is already this (nothing written).
+  boost::asio::awaitable<bool> write_status(const StatusContext& ctx, bool ready, std::string_view reason,
                                             const std::string& message, const boost::json::object& synced);
   boost::asio::awaitable<void> error_status(const StatusContext& ctx, const std::string& message);
   boost::asio::awaitable<kms::Result<std::vector<Target>>> resolve_targets(const model::PushSecret& ps);

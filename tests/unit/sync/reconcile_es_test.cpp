@@ -2,6 +2,8 @@
 // fakes of Kubernetes and of a provider.
 #include <catch2/catch.hpp>
 
+#include <set>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
@@ -91,6 +93,8 @@ TEST_CASE("an ExternalSecret creates its Secret with data, labels, hash annotati
   CHECK(f.kube.es_condition("team-a", "db", "reason") == "SecretSynced");
   CHECK(f.kube.es_condition("team-a", "db", "status") == "True");
   CHECK(f.kube.count_events("Created") == 1);
+  CHECK(f.kube.events.back().message == "secret created");  // ESO's eventCreated
+  CHECK_FALSE(f.kube.events.back().warning);
   // One provider call for two properties of the same key.
   CHECK(f.providers.fake->calls == 1);
 }
@@ -139,6 +143,7 @@ TEST_CASE("a rotated store value updates the Secret at the next refresh") {
   CHECK(f.kube.secret_value("team-a", "db", "pass") == "pw2");
   CHECK(f.kube.updates == 1);
   CHECK(f.kube.count_events("Updated") == 1);
+  CHECK(f.kube.events.back().message == "secret updated");  // ESO's eventUpdated
 }
 
 TEST_CASE("a Secret written by ESO (same hash, labels, owner) is adopted without a rewrite") {
@@ -303,6 +308,16 @@ TEST_CASE("deletionPolicy: Retain keeps the Secret on a missing remote key, Dele
   CHECK(f.kube.es_condition("team-a", "drop", "status") == "True");
   CHECK(f.kube.es_condition("team-a", "drop", "reason") == "SecretDeleted");
   CHECK(f.kube.es_condition("team-a", "drop", "message") == "secret deleted due to DeletionPolicy=Delete");
+  // ESO's Normal MissingProviderSecret event for each skipped item (its text, "dataFrom" included).
+  std::set<std::string> missing;
+  for (const auto& e : f.kube.events) {
+    if (e.reason != "MissingProviderSecret") continue;
+    missing.insert(e.message);
+    CHECK_FALSE(e.warning);
+    CHECK(e.about == "team-a/drop");
+  }
+  CHECK(missing == std::set<std::string>{"secret does not exist at provider using spec.dataFrom[0] (key=db/creds)",
+                                         "secret does not exist at provider using spec.dataFrom[1] (key=db/creds)"});
   // Once deleted, the next refresh keeps the same condition.
   f.advance(3601s);
   f.reconcile("drop");

@@ -112,6 +112,10 @@ TEST_CASE("PushSecret: pushes the source Secret, no write when unchanged, reacts
   CHECK(res.kind == ReconcileResult::Kind::requeue_after);
   CHECK(p.push->remote["app/v"] == "one");
   CHECK(ps_condition(k, "reason") == "Synced");
+  CHECK(ps_condition(k, "message") == "PushSecret synced successfully");  // ESO's markAsDone
+  REQUIRE(k.count_events("Synced") == 1);
+  CHECK(k.events.back().message == "PushSecret synced successfully");
+  CHECK_FALSE(k.events.back().warning);
   {
     std::lock_guard l(k.mu);
     CHECK(k.push_secrets["ns/p"].at("status").at("syncedPushSecrets").at("SecretStore/aws").as_object().contains("app/v"));
@@ -128,9 +132,24 @@ TEST_CASE("PushSecret: pushes the source Secret, no write when unchanged, reacts
   run_sync(r.reconcile("ns", "p"));
   CHECK(p.push->remote["app/v"] == "two");
   CHECK(p.push->writes == 2);
+  CHECK(k.count_events("Synced") == 2);  // one per change, none for the idle refreshes
 }
 
-TEST_CASE("PushSecret: an unmanaged remote secret is refused with the reason in status") {
+TEST_CASE("PushSecret: updatePolicy IfNotExists says so in the condition, as ESO") {
+  FakeKube k;
+  PushProviders p;
+  k.put(k.stores, aws_store());
+  k.put(k.secrets, secret("src", "b25l"));
+  k.put(k.push_secrets, push_secret(R"({"secret":{"name":"src"}})", R"(,"updatePolicy":"IfNotExists")"));
+  p.push->remote["app/v"] = "kept";
+  PushSecretReconciler r(k, p, [] { return std::chrono::system_clock::now(); });
+  run_sync(r.reconcile("ns", "p"));
+  CHECK(p.push->remote["app/v"] == "kept");
+  CHECK(ps_condition(k, "reason") == "Synced");
+  CHECK(ps_condition(k, "message") == "PushSecret synced successfully. Existing secrets in providers unchanged.");
+}
+
+TEST_CASE("PushSecret: an unmanaged remote secret is refused with the reason in status and one Warning event") {
   FakeKube k;
   PushProviders p;
   k.put(k.stores, aws_store());
@@ -143,6 +162,13 @@ TEST_CASE("PushSecret: an unmanaged remote secret is refused with the reason in 
   CHECK(p.push->remote["app/v"] == "theirs");
   CHECK(ps_condition(k, "reason") == "Errored");
   CHECK(ps_condition(k, "message").find("not managed by rootseal") != std::string::npos);
+  // ESO's markAsFailed: a Warning event "Errored" with the condition's message, once per distinct error.
+  REQUIRE(k.count_events("Errored") == 1);
+  CHECK(k.events.back().warning);
+  CHECK(k.events.back().about == "ns/p");
+  CHECK(k.events.back().message == ps_condition(k, "message"));
+  CHECK(run_sync(r.reconcile("ns", "p")).kind == ReconcileResult::Kind::retry);
+  CHECK(k.count_events("Errored") == 1);
 }
 
 TEST_CASE("PushSecret: store-to-cloud via selector.remoteRef, and deletionPolicy Delete with its finalizer") {

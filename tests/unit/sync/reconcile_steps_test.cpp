@@ -158,7 +158,8 @@ TEST_CASE("add_data: property and decoding applied once, missing keys by deletio
     CHECK(no_property.error().retry);
     CHECK(no_property.error().message.ends_with("property 'user' not found"));
     CHECK(skipped.data.empty());
-    CHECK(skipped.missing == std::vector<std::string>{"db"});
+    CHECK(skipped.missing ==
+          std::vector<std::string>{"secret does not exist at provider using spec.dataFrom[0] (key=db)"});
   }
 }
 
@@ -214,7 +215,7 @@ TEST_CASE("dataFrom.find: parsed as ESO's ExternalSecretFind, found names conver
       R"({"secretStoreRef":{"name":"vault"},"target":{"deletionPolicy":"Delete"},"dataFrom":[{"find":{"path":"x"}}]})");
   ProviderData skipped;
   REQUIRE(add_data_found(skipped, del, 0, kms::fail(kms::Errc::not_found, "vault: nothing to list at \"x/\"")));
-  CHECK(skipped.missing == std::vector<std::string>{"dataFrom[0].find"});
+  CHECK(skipped.missing == std::vector<std::string>{"secret does not exist at provider using spec.dataFrom[0]"});
 }
 
 TEST_CASE("add_data_from: each entry a key, decoding per entry, data overrides") {
@@ -285,7 +286,7 @@ TEST_CASE("add_data_from: extract.property selects a nested JSON object and spre
     "dataFrom":[{"extract":{"key":"friendslist","property":"name"}}]})");
   ProviderData skipped;
   REQUIRE(add_data_from(skipped, del, 0, kVault, ValueFormat::go_map, kms::fail(kms::Errc::not_found, "gone")));
-  CHECK(skipped.missing == std::vector<std::string>{"friendslist"});
+  CHECK(skipped.missing == std::vector<std::string>{"secret does not exist at provider using spec.dataFrom[0]"});
 }
 
 TEST_CASE("secret_content_of: provider data as is, template Replace and Merge, render errors") {
