@@ -329,4 +329,9 @@ Task<SecretMap> Provider::find(const FindRequest&) {
                       std::string(kind()) + ": dataFrom.find is not supported by rootseal for this provider");
 }
 
+Task<kms::SecureBytes> Provider::fetch_metadata(const RemoteKey&) {
+  co_return kms::fail(kms::Errc::invalid_argument,
+                      std::string(kind()) + ": metadataPolicy Fetch is not supported by rootseal for this provider");
+}
+
 }  // namespace rootseal::sync

@@ -288,11 +288,14 @@ class FakePush final : public PushProvider {
   std::set<std::string> unmanaged;
   int writes = 0;
   int removes = 0;
+  std::string kind_name = "fake";
+  std::optional<PushMetadata> seen_metadata;  // of the last put_if_changed
   Task<RemoteState> describe(std::string_view k) override {
     co_return RemoteState{remote.contains(std::string(k)), !unmanaged.contains(std::string(k))};
   }
   Task<RemoteState> ensure_managed(std::string_view k) override { co_return co_await describe(k); }
   Task<PushOutcome> put_if_changed(const PushRef& ref, const kms::SecureBytes& value, bool if_not_exists) override {
+    seen_metadata = ref.metadata != nullptr ? std::optional<PushMetadata>(*ref.metadata) : std::nullopt;
     if (unmanaged.contains(ref.remote_key)) co_return kms::fail(kms::Errc::permission_denied, "not managed by rootseal");
     const std::string v(reinterpret_cast<const char*>(value.data()), value.size());
     auto it = remote.find(ref.remote_key);
@@ -308,7 +311,7 @@ class FakePush final : public PushProvider {
     co_return kms::Result<void>{};
   }
   Task<void> validate() override { co_return kms::Result<void>{}; }
-  [[nodiscard]] std::string_view kind() const noexcept override { return "fake"; }
+  [[nodiscard]] std::string_view kind() const noexcept override { return kind_name; }
 };
 
 class PushProviders final : public reconcile::ProviderSource {
