@@ -201,8 +201,9 @@ class AwsSecretRefAgainstMoto(unittest.TestCase):
                                      "kind": "PushSecretMetadata", "spec": {"tagz": {"team": "a"}}})
         st, reason, msg = ready("typo", "False")
         self.assertEqual(reason, "Errored")
-        self.assertEqual(msg, "invalid PushSecret: spec.data[0].metadata.spec.tagz: unknown field (known: tags, "
-                              "description, secretPushFormat, kmsKeyId, resourcePolicy, replicationLocations)")
+        self.assertEqual(msg, "invalid PushSecret: spec.data[0].metadata.spec.tagz: unknown field (rootseal applies "
+                              "PushSecretMetadata to AWS Secrets Manager only, whose fields are: tags, description, "
+                              "secretPushFormat, kmsKeyId, resourcePolicy, replicationLocations)")
         listed = ENV.aws("list-secrets")["SecretList"]
         self.assertNotIn("tenant-typo", [s["Name"] for s in listed])
 

@@ -1149,7 +1149,7 @@ namespace {
 // kmsKeyId, as in ESO's own example); any other member is refused by name.
 // `canonical` receives the members under their fields' names.
 Result<Obj> go_struct(const json::value& v, const std::string& path, std::initializer_list<std::string_view> fields,
-                      json::object& canonical) {
+                      json::object& canonical, std::string_view known_what = "known") {
   if (!v.is_object()) return bad(path, "must be an object");
   const auto fold_equal = [](std::string_view a, std::string_view b) {
     return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
@@ -1161,7 +1161,7 @@ Result<Obj> go_struct(const json::value& v, const std::string& path, std::initia
   for (auto f : fields) known += (known.empty() ? "" : ", ") + std::string(f);
   for (const auto& kv : v.as_object()) {
     const auto* f = std::find_if(fields.begin(), fields.end(), [&](std::string_view name) { return fold_equal(name, kv.key()); });
-    if (f == fields.end()) return bad(join(path, kv.key()), "unknown field (known: " + known + ")");
+    if (f == fields.end()) return bad(join(path, kv.key()), "unknown field (" + std::string(known_what) + ": " + known + ")");
     if (canonical.contains(*f)) return bad(join(path, kv.key()), "given twice (field " + std::string(*f) + ")");
     canonical[*f] = kv.value();
   }
@@ -1192,7 +1192,8 @@ Result<void> push_metadata(const json::value& v, const std::string& path, PushMa
   ROOTSEAL_LET(spec, go_struct(*spec_v, top.at("spec"),
                                {"tags", "description", "secretPushFormat", "kmsKeyId", "resourcePolicy",
                                 "replicationLocations"},
-                               spec_fields));
+                               spec_fields,
+                               "rootseal applies PushSecretMetadata to AWS Secrets Manager only, whose fields are"));
   ROOTSEAL_LET(tags, str_map(spec, "tags"));
   md.tags.insert(tags.begin(), tags.end());
   if (md.tags.contains(kManagedByTag)) {

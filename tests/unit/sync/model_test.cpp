@@ -642,8 +642,9 @@ TEST_CASE("PushSecret data[].metadata: ESO's PushSecretMetadata for AWS, every o
   };
   const std::string p = "spec.data[1].metadata";
   CHECK(err(head + R"("spec":{"replicationLocation":"us-east1"}})") ==
-        p + ".spec.replicationLocation: unknown field (known: tags, description, secretPushFormat, kmsKeyId, "
-            "resourcePolicy, replicationLocations)");
+        p + ".spec.replicationLocation: unknown field (rootseal applies PushSecretMetadata to AWS "
+            "Secrets Manager only, whose fields are: tags, description, secretPushFormat, kmsKeyId, resourcePolicy, "
+            "replicationLocations)");
   CHECK(err(head + R"("spec":{},"extra":1})") == p + ".extra: unknown field (known: kind, apiVersion, spec)");
   CHECK(err(head + R"("spec":{"tags":{"a":"1"},"Tags":{"b":"2"}}})") == p + ".spec.Tags: given twice (field tags)");
   CHECK(err(head + R"("spec":{"tags":{"managed-by":"me"}}})") ==

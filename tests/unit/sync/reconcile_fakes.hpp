@@ -244,6 +244,15 @@ class FakeProvider final : public Provider {
   std::atomic<bool> down{false};
   std::map<std::string, std::string> pushed;
   std::atomic<int> push_writes{0};
+  std::map<std::string, std::string> metadata;  // key -> the JSON fetch_metadata answers
+  std::atomic<int> metadata_calls{0};
+  Task<kms::SecureBytes> fetch_metadata(const RemoteKey& ref) override {
+    ++metadata_calls;
+    std::lock_guard l(mu);
+    auto it = metadata.find(ref.key);
+    if (it == metadata.end()) co_return kms::fail(kms::Errc::unavailable, "no metadata");
+    co_return kms::SecureBytes::copy_of(it->second);
+  }
 
   void set(const std::string& key, const std::string& value) {
     std::lock_guard l(mu);
