@@ -237,6 +237,22 @@ TEST_CASE("PushSecret: store-to-cloud via selector.remoteRef, and deletionPolicy
   }
 }
 
+TEST_CASE("PushSecret: selector.remoteRef with metadataPolicy Fetch pushes a tag of the source") {
+  FakeKube k;
+  PushProviders p;
+  k.put(k.stores, aws_store());
+  k.put(k.stores, vault_store("ns", "vault"));
+  p.pull->set("db/creds", R"({"v":"the-value"})");
+  p.pull->metadata["db/creds"] = R"({"v":"the-owner"})";
+  k.put(k.push_secrets,
+        push_secret(R"({"remoteRef":{"storeRef":{"name":"vault"},"key":"db/creds","metadataPolicy":"Fetch"}})"));
+  PushSecretReconciler r(k, p, [] { return std::chrono::system_clock::now(); });
+  run_sync(r.reconcile("ns", "p"));
+  CHECK(p.push->remote["app/v"] == "the-owner");
+  CHECK(p.pull->metadata_calls == 1);
+  CHECK(p.pull->calls == 0);
+}
+
 // ---- EngineProviders: the specs of the push-only stores ----------------------
 
 namespace {

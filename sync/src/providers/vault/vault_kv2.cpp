@@ -77,6 +77,14 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
   // null "<nil>"), as Go marshals a map[string]string. A missing secret is
   // ESO's plain "secret not found" error, not NoSecretErr.
   Task<kms::SecureBytes> fetch_metadata(const RemoteKey& ref) override {
+    auto r = co_await read_metadata(ref);
+    // Never not_found (that would run the deletion policy): ESO's provider errors plainly here.
+    if (!r && r.error().code == Errc::not_found) co_return fail(Errc::unavailable, r.error().message);
+    co_return r;
+  }
+
+ private:
+  Task<kms::SecureBytes> read_metadata(const RemoteKey& ref) {
     ROOTSEAL_CO_LET(target, data_target(ref.key, "metadata"));
     const std::string key = trim_slashes(ref.key);
     const kms::Error missing(Errc::unavailable, "vault: secret \"" + key + "\" not found (metadata)");
@@ -118,6 +126,8 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
     co_return out.take();
   }
 
+
+ public:
   // ESO's Vault GetAllSecrets: every secret below find.path (LIST on the
   // metadata, recursively), those whose full name matches find.name.regexp
   // or else whose custom metadata carries every find.tags pair; a secret
