@@ -11,6 +11,7 @@
 #include <charconv>
 #include <cmath>
 
+#include "go_json.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "secure_buffer.hpp"
 #include "secure_json.hpp"
@@ -318,6 +319,19 @@ asio::awaitable<kms::Result<net::ClientResponse>> bearer_request(BearerAuth& aut
     if (!last) co_return kms::fail(last.error().code, std::string(who) + ": " + last.error().message);
     co_return last;
   }
+}
+
+kms::SecureBytes go_string_map_json(const std::map<std::string, std::string, std::less<>>& m) {
+  SecureBuffer out(64);
+  out.push_back('{');
+  for (const auto& [k, v] : m) {
+    if (out.size() > 1) out.push_back(',');
+    gojson::append_go_string(out, k);
+    out.push_back(':');
+    gojson::append_go_string(out, v);
+  }
+  out.push_back('}');
+  return out.take();
 }
 
 }  // namespace rootseal::sync::providers

@@ -6,7 +6,6 @@
 #include <chrono>
 #include <optional>
 
-#include "go_json.hpp"
 #include "providers/aws/aws_sigv4.hpp"
 #include "providers/aws/aws_sts.hpp"
 #include "providers/common.hpp"
@@ -80,16 +79,7 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
       co_return fail(Errc::unavailable, "aws: DescribeSecret failed (400 ResourceNotFoundException): secret \"" +
                                             ref.key + "\" not found");
     }
-    SecureBuffer out(64);
-    out.push_back('{');
-    for (const auto& [k, v] : d.tags) {
-      if (out.size() > 1) out.push_back(',');
-      gojson::append_go_string(out, k);
-      out.push_back(':');
-      gojson::append_go_string(out, v);
-    }
-    out.push_back('}');
-    co_return out.take();
+    co_return go_string_map_json(d.tags);
   }
 
   // ESO's AWS GetAllSecrets: find.name (a regexp on the names), find.tags

@@ -114,16 +114,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
         fields.insert_or_assign(std::string(doc.string(m.key)), std::move(t));
       }
     }
-    SecureBuffer out(64);
-    out.push_back('{');
-    for (const auto& [k, v] : fields) {
-      if (out.size() > 1) out.push_back(',');
-      gojson::append_go_string(out, k);
-      out.push_back(':');
-      gojson::append_go_string(out, v);
-    }
-    out.push_back('}');
-    co_return out.take();
+    co_return go_string_map_json(fields);
   }
 
 
