@@ -409,7 +409,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     md.description = "fuzz description";
     md.kms_key_id = "alias/fuzz";
     md.push_as_string = op == "put_md_string";
-    if (!md.push_as_string) md.resource_policy = sync::PushMetadata::ResourcePolicy{true, R"({"Version":"2012-10-17"})"};
+    if (!md.push_as_string)
+      md.resource_policy = sync::PushMetadata::ResourcePolicy{true, R"({"Version":"2012-10-17"})"};
     pref.metadata = &md;
     check(fuzz::run_to_completion(io, [&] { return push->put_if_changed(pref, value, false); }));
   } else if (push && op == "remove") {

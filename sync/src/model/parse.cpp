@@ -1160,8 +1160,10 @@ Result<Obj> go_struct(const json::value& v, const std::string& path, std::initia
   std::string known;
   for (auto f : fields) known += (known.empty() ? "" : ", ") + std::string(f);
   for (const auto& kv : v.as_object()) {
-    const auto* f = std::find_if(fields.begin(), fields.end(), [&](std::string_view name) { return fold_equal(name, kv.key()); });
-    if (f == fields.end()) return bad(join(path, kv.key()), "unknown field (" + std::string(known_what) + ": " + known + ")");
+    const auto* f =
+        std::find_if(fields.begin(), fields.end(), [&](std::string_view name) { return fold_equal(name, kv.key()); });
+    if (f == fields.end())
+      return bad(join(path, kv.key()), "unknown field (" + std::string(known_what) + ": " + known + ")");
     if (canonical.contains(*f)) return bad(join(path, kv.key()), "given twice (field " + std::string(*f) + ")");
     canonical[*f] = kv.value();
   }
@@ -1189,15 +1191,16 @@ Result<void> push_metadata(const json::value& v, const std::string& path, PushMa
     return {};
   }
   json::object spec_fields;
-  ROOTSEAL_LET(spec, go_struct(*spec_v, top.at("spec"),
-                               {"tags", "description", "secretPushFormat", "kmsKeyId", "resourcePolicy",
-                                "replicationLocations"},
-                               spec_fields,
-                               "rootseal applies PushSecretMetadata to AWS Secrets Manager only, whose fields are"));
+  ROOTSEAL_LET(
+      spec,
+      go_struct(*spec_v, top.at("spec"),
+                {"tags", "description", "secretPushFormat", "kmsKeyId", "resourcePolicy", "replicationLocations"},
+                spec_fields, "rootseal applies PushSecretMetadata to AWS Secrets Manager only, whose fields are"));
   ROOTSEAL_LET(tags, str_map(spec, "tags"));
   md.tags.insert(tags.begin(), tags.end());
   if (md.tags.contains(kManagedByTag)) {
-    return bad(join(spec.at("tags"), kManagedByTag), "cannot be set: rootseal's own tag (ESO: Cannot specify a 'managed-by' tag)");
+    return bad(join(spec.at("tags"), kManagedByTag),
+               "cannot be set: rootseal's own tag (ESO: Cannot specify a 'managed-by' tag)");
   }
   ROOTSEAL_TRY_ASSIGN(md.description, str_or(spec, "description", ""));
   ROOTSEAL_TRY_ASSIGN(md.kms_key_id, str_or(spec, "kmsKeyId", ""));
@@ -1210,7 +1213,8 @@ Result<void> push_metadata(const json::value& v, const std::string& path, PushMa
   ROOTSEAL_LET(regions, str_list(spec, "replicationLocations"));
   if (spec.get("replicationLocations") != nullptr) {
     (void)regions;
-    return bad(spec.at("replicationLocations"), "not supported by rootseal (replica regions are not managed); remove it");
+    return bad(spec.at("replicationLocations"),
+               "not supported by rootseal (replica regions are not managed); remove it");
   }
   if (const auto* rp_v = spec.get("resourcePolicy"); rp_v != nullptr) {
     json::object rp_fields;

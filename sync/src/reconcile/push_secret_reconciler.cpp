@@ -320,19 +320,19 @@ asio::awaitable<kms::Result<std::vector<std::optional<PushMetadata>>>> PushSecre
     if (!d.metadata) continue;
     for (const auto& t : targets) {
       if (t.provider->kind() != "aws") {
-        co_return kms::fail(Errc::invalid_argument,
-                            "invalid PushSecret: spec.data[" + std::to_string(i) +
-                                "].metadata: not supported by rootseal for " + std::string(t.provider->kind()) +
-                                " stores (" + t.label + "); PushSecretMetadata is applied to AWS Secrets Manager only");
+        co_return kms::fail(Errc::invalid_argument, "invalid PushSecret: spec.data[" + std::to_string(i) +
+                                                        "].metadata: not supported by rootseal for " +
+                                                        std::string(t.provider->kind()) + " stores (" + t.label +
+                                                        "); PushSecretMetadata is applied to AWS Secrets Manager only");
       }
     }
     PushMetadata md = *d.metadata;
     if (d.policy_source) {
       auto policy = co_await resource_policy(ps.meta.namespace_, *d.policy_source);
       if (!policy) {
-        co_return kms::fail(policy.error().code, "spec.data[" + std::to_string(i) +
-                                                     "].metadata: failed to resolve resource policy: " +
-                                                     policy.error().message);
+        co_return kms::fail(policy.error().code,
+                            "spec.data[" + std::to_string(i) +
+                                "].metadata: failed to resolve resource policy: " + policy.error().message);
       }
       md.resource_policy->policy = std::move(*policy);
     }
@@ -344,7 +344,7 @@ asio::awaitable<kms::Result<std::vector<std::optional<PushMetadata>>>> PushSecre
 // The policy document of a policySourceRef: a ConfigMap's data[key] or a
 // Secret's (decoded); it must be a JSON object when not empty (empty: no policy).
 asio::awaitable<kms::Result<std::string>> PushSecretReconciler::resource_policy(const std::string& ns,
-                                                                             const model::PolicySourceRef& ref) {
+                                                                                const model::PolicySourceRef& ref) {
   std::string policy;
   const std::string where = ns + "/" + ref.name;
   if (ref.secret) {
@@ -370,8 +370,9 @@ asio::awaitable<kms::Result<std::string>> PushSecretReconciler::resource_policy(
     boost::system::error_code ec;
     const auto doc = json::parse(policy, ec);
     if (ec || !doc.is_object()) {
-      co_return kms::fail(Errc::invalid_argument, "the policy in " + std::string(ref.secret ? "Secret " : "ConfigMap ") +
-                                                      where + " key " + ref.key + " is not a JSON object");
+      co_return kms::fail(Errc::invalid_argument, "the policy in " +
+                                                      std::string(ref.secret ? "Secret " : "ConfigMap ") + where +
+                                                      " key " + ref.key + " is not a JSON object");
     }
   }
   co_return policy;

@@ -616,7 +616,8 @@ TEST_CASE("PushSecret data[].metadata: ESO's PushSecretMetadata for AWS, every o
   CHECK(md.kms_key_id == "bb123123-b2b0-4f60-ac3a-44a13f0e6b6c");
   CHECK(md.push_as_string);
   CHECK(md.description == "secret 'managed-by:secret-manager'");
-  CHECK(md.tags == std::map<std::string, std::string, std::less<>>{{"refresh-interval", "1h"}, {"secret-store", "teamb"}});
+  CHECK(md.tags ==
+        std::map<std::string, std::string, std::less<>>{{"refresh-interval", "1h"}, {"secret-store", "teamb"}});
   REQUIRE(md.resource_policy.has_value());
   CHECK(md.resource_policy->block_public_policy == std::optional<bool>(true));
   REQUIRE(ok->data[1].policy_source.has_value());
@@ -656,16 +657,20 @@ TEST_CASE("PushSecret data[].metadata: ESO's PushSecretMetadata for AWS, every o
         p + ".spec.replicationLocations: not supported by rootseal (replica regions are not managed); remove it");
   CHECK(err(head + R"("spec":{"resourcePolicy":{}}})") == p + ".spec.resourcePolicy.policySourceRef: required");
   CHECK(err(head + R"("spec":{"resourcePolicy":{"policySourceRef":{"kind":"Vault","name":"a","key":"b"}}}})") ==
-        p + ".spec.resourcePolicy.policySourceRef.kind: unsupported PolicySourceRef kind: Vault (must be ConfigMap or Secret)");
+        p + ".spec.resourcePolicy.policySourceRef.kind: unsupported PolicySourceRef kind: Vault (must be ConfigMap or "
+            "Secret)");
   CHECK(err(head + R"("spec":{"resourcePolicy":{"policySourceRef":{"kind":"Secret","name":"a"}}}})") ==
         p + ".spec.resourcePolicy.policySourceRef.key: required");
-  CHECK(err(head + R"("spec":{"resourcePolicy":{"blockPublicPolicy":"yes","policySourceRef":{"kind":"Secret","name":"a","key":"b"}}}})") ==
-        p + ".spec.resourcePolicy.blockPublicPolicy: must be true or false");
+  CHECK(
+      err(head +
+          R"("spec":{"resourcePolicy":{"blockPublicPolicy":"yes","policySourceRef":{"kind":"Secret","name":"a","key":"b"}}}})") ==
+      p + ".spec.resourcePolicy.blockPublicPolicy: must be true or false");
   CHECK(err(R"({"apiVersion":"v1","kind":"PushSecretMetadata"})") ==
         p + ".apiVersion: unexpected apiVersion \"v1\", expected \"kubernetes.external-secrets.io/v1alpha1\"");
   CHECK(err(R"({"apiVersion":"kubernetes.external-secrets.io/v1alpha1","kind":"Other"})") ==
         p + ".kind: unexpected kind \"Other\", expected \"PushSecretMetadata\"");
-  CHECK(err("{}") == p + ".apiVersion: unexpected apiVersion \"\", expected \"kubernetes.external-secrets.io/v1alpha1\"");
+  CHECK(err("{}") ==
+        p + ".apiVersion: unexpected apiVersion \"\", expected \"kubernetes.external-secrets.io/v1alpha1\"");
   CHECK(err(R"("text")") == p + ": must be an object");
   CHECK(err("[1]") == p + ": must be an object");
 }
@@ -674,8 +679,10 @@ TEST_CASE("remoteRef.metadataPolicy: None and Fetch, anything else refused") {
   auto es = [](std::string_view policy) {
     return parse_external_secret(json::parse(R"({"apiVersion":"external-secrets.io/v1","kind":"ExternalSecret",
       "metadata":{"name":"e","namespace":"n"},"spec":{"secretStoreRef":{"name":"s"},
-      "data":[{"secretKey":"k","remoteRef":{"key":"r","property":"team","metadataPolicy":")" + std::string(policy) + R"("}}],
-      "dataFrom":[{"extract":{"key":"r2","metadataPolicy":")" + std::string(policy) + R"("}}]}})"));
+      "data":[{"secretKey":"k","remoteRef":{"key":"r","property":"team","metadataPolicy":")" +
+                                             std::string(policy) + R"("}}],
+      "dataFrom":[{"extract":{"key":"r2","metadataPolicy":")" +
+                                             std::string(policy) + R"("}}]}})"));
   };
   auto fetch = es("Fetch");
   REQUIRE(fetch.has_value());
@@ -687,7 +694,8 @@ TEST_CASE("remoteRef.metadataPolicy: None and Fetch, anything else refused") {
   CHECK_FALSE(none->data_from[0].extract.fetch_metadata);
   auto bad = es("Always");
   REQUIRE_FALSE(bad.has_value());
-  CHECK(bad.error().message == "spec.data[0].remoteRef.metadataPolicy: unsupported value 'Always' (supported: None, Fetch)");
+  CHECK(bad.error().message ==
+        "spec.data[0].remoteRef.metadataPolicy: unsupported value 'Always' (supported: None, Fetch)");
 }
 
 TEST_CASE("SecretStores: aws role chain (additionalRoles, role, externalID, sessionTags, transitiveTagKeys)") {

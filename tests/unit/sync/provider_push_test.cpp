@@ -542,7 +542,8 @@ namespace {
 std::map<std::string, std::string> cli_tags(const json::value& describe) {
   std::map<std::string, std::string> out;
   if (const auto* tags = describe.as_object().if_contains("Tags")) {
-    for (const auto& t : tags->as_array()) out[std::string(t.at("Key").as_string())] = std::string(t.at("Value").as_string());
+    for (const auto& t : tags->as_array())
+      out[std::string(t.at("Key").as_string())] = std::string(t.at("Value").as_string());
   }
   return out;
 }
@@ -554,7 +555,8 @@ std::string cli_string(const json::value& v, std::string_view key) {
 
 }  // namespace
 
-TEST_CASE("aws push metadata: tags, description, KMS key and secretPushFormat string at creation, read with the aws CLI") {
+TEST_CASE(
+    "aws push metadata: tags, description, KMS key and secretPushFormat string at creation, read with the aws CLI") {
   Moto moto;
   Loop loop;
   auto p = make(loop, moto_spec(moto));
@@ -590,7 +592,8 @@ TEST_CASE("aws push metadata: tags, description, KMS key and secretPushFormat st
   CHECK(p->counters().writes == writes);
 }
 
-TEST_CASE("aws push metadata: on update tags are patched as ESO does, description and KMS key updated, value format kept") {
+TEST_CASE(
+    "aws push metadata: on update tags are patched as ESO does, description and KMS key updated, value format kept") {
   Moto moto;
   Loop loop;
   auto p = make(loop, moto_spec(moto));
@@ -670,8 +673,9 @@ TEST_CASE("aws push metadata: the resource policy is put, left when equal, remov
 
 TEST_CASE("aws metadataPolicy Fetch: the tags as Go's JSON map, a missing secret is no not_found") {
   Moto moto;
-  aws_json(moto, "secretsmanager create-secret --name tagged --secret-string v "
-                 "--tags Key=team,Value=a Key=html,Value='<b>&' Key=env,Value=prod");
+  aws_json(moto,
+           "secretsmanager create-secret --name tagged --secret-string v "
+           "--tags Key=team,Value=a Key=html,Value='<b>&' Key=env,Value=prod");
   aws_json(moto, "secretsmanager create-secret --name bare --secret-string v");
   Loop loop;
   auto p = make(loop, moto_spec(moto));

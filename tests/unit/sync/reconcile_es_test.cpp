@@ -396,7 +396,8 @@ TEST_CASE("stale: an ExternalSecret never refreshed since start counts from its 
   CHECK(f.rec.stale(f.now, grace) == 1);
 }
 
-TEST_CASE("metadataPolicy Fetch: the metadata stands for the value, by property, extract and in templates, cached apart") {
+TEST_CASE(
+    "metadataPolicy Fetch: the metadata stands for the value, by property, extract and in templates, cached apart") {
   Fixture f;
   f.providers.fake->metadata["db/creds"] = R"({"owner":"team-a","tier":"gold"})";
   f.kube.put(f.kube.external_secrets,
@@ -415,15 +416,18 @@ TEST_CASE("metadataPolicy Fetch: the metadata stands for the value, by property,
   CHECK(f.providers.fake->calls == 1);
   CHECK(f.providers.fake->metadata_calls == 1);
 
-  f.kube.put(f.kube.external_secrets,
-             es("tpl", R"("data":[{"secretKey":"owner","remoteRef":{"key":"db/creds","metadataPolicy":"Fetch","property":"owner"}}],
+  f.kube.put(
+      f.kube.external_secrets,
+      es("tpl",
+         R"("data":[{"secretKey":"owner","remoteRef":{"key":"db/creds","metadataPolicy":"Fetch","property":"owner"}}],
                          "target":{"name":"tpl-secret","template":{"data":{"who":"{{ .owner }} owns it"}}})"));
   f.reconcile("tpl");
   CHECK(f.kube.secret_value("team-a", "tpl-secret", "who") == "team-a owns it");
 
   // A missing tag by property is an error with the property named, and no Secret.
   f.kube.put(f.kube.external_secrets,
-             es("missing", R"("data":[{"secretKey":"x","remoteRef":{"key":"db/creds","metadataPolicy":"Fetch","property":"nope"}}],
+             es("missing",
+                R"("data":[{"secretKey":"x","remoteRef":{"key":"db/creds","metadataPolicy":"Fetch","property":"nope"}}],
                          "target":{"name":"missing-secret"})"));
   f.reconcile("missing");
   CHECK(f.kube.es_condition("team-a", "missing", "status") == "False");

@@ -145,20 +145,25 @@ TEST_CASE("PushSecret: an unmanaged remote secret is refused with the reason in 
   CHECK(ps_condition(k, "message").find("not managed by rootseal") != std::string::npos);
 }
 
-TEST_CASE("PushSecret metadata: handed to an aws store with the policy read from its ConfigMap or Secret, refused elsewhere") {
+TEST_CASE(
+    "PushSecret metadata: handed to an aws store with the policy read from its ConfigMap or Secret, refused "
+    "elsewhere") {
   FakeKube k;
   PushProviders p;
   k.put(k.stores, aws_store());
   k.put(k.secrets, secret("src", "b25l"));  // "one"
   const auto with_metadata = [&](std::string_view source_kind) {
-    k.put(k.push_secrets,
-          json::parse(R"({"apiVersion":"external-secrets.io/v1alpha1","kind":"PushSecret","metadata":{"name":"p","namespace":"ns"},
+    k.put(
+        k.push_secrets,
+        json::parse(
+            R"({"apiVersion":"external-secrets.io/v1alpha1","kind":"PushSecret","metadata":{"name":"p","namespace":"ns"},
       "spec":{"refreshInterval":"1m","secretStoreRefs":[{"name":"aws"}],"selector":{"secret":{"name":"src"}},
       "data":[{"match":{"secretKey":"v","remoteRef":{"remoteKey":"app/v"}},
                "metadata":{"apiVersion":"kubernetes.external-secrets.io/v1alpha1","kind":"PushSecretMetadata",
                  "spec":{"tags":{"team":"a"},"description":"d","kmsKeyId":"alias/k",
                    "resourcePolicy":{"blockPublicPolicy":false,
-                     "policySourceRef":{"kind":")" + std::string(source_kind) + R"(","name":"pol","key":"policy.json"}}}}}]}})"));
+                     "policySourceRef":{"kind":")" +
+            std::string(source_kind) + R"(","name":"pol","key":"policy.json"}}}}}]}})"));
   };
   PushSecretReconciler r(k, p, [] { return std::chrono::system_clock::now(); });
 
@@ -174,17 +179,20 @@ TEST_CASE("PushSecret metadata: handed to an aws store with the policy read from
   // The ConfigMap is missing: refused with its name.
   CHECK(run_sync(r.reconcile("ns", "p")).kind == ReconcileResult::Kind::retry);
   CHECK(p.push->writes == 0);
-  CHECK(ps_condition(k, "message") == "spec.data[0].metadata: failed to resolve resource policy: failed to get ConfigMap ns/pol");
+  CHECK(ps_condition(k, "message") ==
+        "spec.data[0].metadata: failed to resolve resource policy: failed to get ConfigMap ns/pol");
   // Not JSON: refused before any write.
   k.put(k.config_maps, json::parse(R"({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"pol","namespace":"ns"},
     "data":{"policy.json":"not json"}})"));
   CHECK(run_sync(r.reconcile("ns", "p")).kind == ReconcileResult::Kind::retry);
   CHECK(p.push->writes == 0);
-  CHECK(ps_condition(k, "message") == "spec.data[0].metadata: failed to resolve resource policy: the policy in ConfigMap "
-                                      "ns/pol key policy.json is not a JSON object");
+  CHECK(ps_condition(k, "message") ==
+        "spec.data[0].metadata: failed to resolve resource policy: the policy in ConfigMap "
+        "ns/pol key policy.json is not a JSON object");
   const std::string policy = R"({"Version":"2012-10-17","Statement":[]})";
   k.put(k.config_maps, json::parse(R"({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"pol","namespace":"ns"},
-    "data":{"policy.json":)" + json::serialize(json::value(policy)) + "}}"));
+    "data":{"policy.json":)" + json::serialize(json::value(policy)) +
+                                   "}}"));
   CHECK(run_sync(r.reconcile("ns", "p")).kind == ReconcileResult::Kind::requeue_after);
   CHECK(p.push->remote["app/v"] == "one");
   REQUIRE(p.push->seen_metadata.has_value());

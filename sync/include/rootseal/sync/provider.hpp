@@ -134,8 +134,8 @@ class Provider {
 // applies it; the reconciler refuses it for the others). Not secret.
 struct PushMetadata {
   std::map<std::string, std::string, std::less<>> tags;  // never "managed-by" (rootseal's own)
-  std::string description;  // empty: not given (CreateSecret: rootseal's default)
-  std::string kms_key_id;   // empty: not given (the account's aws/secretsmanager key)
+  std::string description;                               // empty: not given (CreateSecret: rootseal's default)
+  std::string kms_key_id;                                // empty: not given (the account's aws/secretsmanager key)
   bool push_as_string = false;  // secretPushFormat "string"; default "binary" (ESO: SecretBinary)
   // resourcePolicy: the policy document read from its ConfigMap/Secret by the
   // reconciler (policySourceRef); BlockPublicPolicy when set.

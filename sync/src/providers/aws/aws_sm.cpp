@@ -611,7 +611,8 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
 
   // [{"Key":"managed-by","Value":"rootseal"}, then the user's tags].
   static void append_tags(const std::map<std::string, std::string, std::less<>>* tags, SecureBuffer& body) {
-    body.append(R"([{"Key":")" + std::string(kManagedByKey) + R"(","Value":")" + std::string(kManagedByValue) + R"("})");
+    body.append(R"([{"Key":")" + std::string(kManagedByKey) + R"(","Value":")" + std::string(kManagedByValue) +
+                R"("})");
     if (tags != nullptr) {
       for (const auto& [k, v] : *tags) {
         body.append(R"(,{"Key":)");
@@ -747,7 +748,8 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
     quote(key, body);
     body.append(R"(,"ResourcePolicy":)");
     quote(policy.policy, body);
-    if (policy.block_public_policy) body.append(*policy.block_public_policy ? R"(,"BlockPublicPolicy":true)" : R"(,"BlockPublicPolicy":false)");
+    if (policy.block_public_policy)
+      body.append(*policy.block_public_policy ? R"(,"BlockPublicPolicy":true)" : R"(,"BlockPublicPolicy":false)");
     body.append("}");
     ROOTSEAL_CO_LET(a, co_await write("PutResourcePolicy", body.view()));
     if (a.status != 200) co_return fail(error_code(a), error_text("PutResourcePolicy", a));

@@ -95,11 +95,15 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
     std::map<std::string, std::string, std::less<>> fields;
     const auto text = [&doc](gojson::Document::Id v) -> kms::Result<std::string> {
       switch (doc.kind(v)) {
-        case Kind::string: return std::string(doc.string(v));
-        case Kind::null: return std::string("<nil>");
+        case Kind::string:
+          return std::string(doc.string(v));
+        case Kind::null:
+          return std::string("<nil>");
         case Kind::object:
-        case Kind::array: return fail(Errc::unavailable, "vault: a metadata value is not a string");
-        default: return std::string(doc.raw(v));
+        case Kind::array:
+          return fail(Errc::unavailable, "vault: a metadata value is not a string");
+        default:
+          return std::string(doc.raw(v));
       }
     };
     for (const std::string_view system : {"created_time", "current_version", "delete_version_after"}) {
@@ -116,7 +120,6 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
     }
     co_return go_string_map_json(fields);
   }
-
 
  public:
   // ESO's Vault GetAllSecrets: every secret below find.path (LIST on the
@@ -163,7 +166,8 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
   kms::Result<std::string> data_target(std::string_view ref_key, std::string_view kind) const {
     const std::string key = trim_slashes(ref_key);
     if (key.empty()) return fail(Errc::invalid_argument, "vault: remoteRef.key is empty");
-    if (key.find("..") != std::string::npos) return fail(Errc::invalid_argument, "vault: remoteRef.key must not contain '..'");
+    if (key.find("..") != std::string::npos)
+      return fail(Errc::invalid_argument, "vault: remoteRef.key must not contain '..'");
     std::string target = "/v1/";
     if (mount_.empty()) {
       // No mount in the store: the key's first segment is the mount (ESO's behaviour).
