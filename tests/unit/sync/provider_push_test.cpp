@@ -625,6 +625,17 @@ TEST_CASE(
   REQUIRE(same);
   CHECK_FALSE(same->written);
   CHECK(p->counters().writes == writes);
+  // updatePolicy IfNotExists on an existing secret: neither the value nor the metadata is touched (ESO skips it).
+  sync::PushMetadata other;
+  other.tags = {{"team", "c"}};
+  other.description = "not applied";
+  const sync::PushRef skip{"app/db", "", &other};
+  const auto before_skip = p->counters().writes.load();
+  auto skipped = loop.run(p->put_if_changed(skip, secure("ignored"), /*if_not_exists=*/true));
+  REQUIRE(skipped);
+  CHECK_FALSE(skipped->written);
+  CHECK(p->counters().writes == before_skip);
+  CHECK(cli_string(aws_json(moto, "secretsmanager describe-secret --secret-id app/db"), "Description") == "the db");
   // Metadata without tags leaves the tags alone (ESO patches tags only when the metadata has some).
   sync::PushMetadata no_tags;
   sync::PushRef plain{"app/db", "", &no_tags};

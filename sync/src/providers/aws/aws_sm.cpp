@@ -210,13 +210,14 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
       d = std::move(again);
     }
     if (d.deleted) ROOTSEAL_CO_TRY(co_await restore(ref.remote_key));
+    ROOTSEAL_CO_LET(current, co_await get_value(ref.remote_key, "", true));
+    // IfNotExists: an existing value is left alone, its metadata too (ESO skips the push).
+    if (if_not_exists && current) co_return PushOutcome{false, false, {}};
     bool changed = false;
     if (md != nullptr) {
       ROOTSEAL_CO_LET(patched, co_await apply_metadata(ref.remote_key, d, *md));
       changed = patched;
     }
-    ROOTSEAL_CO_LET(current, co_await get_value(ref.remote_key, "", true));
-    if (if_not_exists && current) co_return PushOutcome{changed, false, {}};
     ROOTSEAL_CO_LET(desired, with_property("aws", current ? &*current : nullptr, ref.property, value));
     // As ESO: equal bytes are not written again, whichever of SecretString
     // and SecretBinary holds them.
