@@ -206,6 +206,8 @@ class AwsSecretRefAgainstMoto(unittest.TestCase):
                               "secretPushFormat, kmsKeyId, resourcePolicy, replicationLocations)")
         listed = ENV.aws("list-secrets")["SecretList"]
         self.assertNotIn("tenant-typo", [s["Name"] for s in listed])
+        for name in ("plain", "with-metadata", "typo"):
+            ENV.kube.delete(ESO_PUSH + "/namespaces/%s/pushsecrets/%s" % (NS, name))
 
     def test_metadata_policy_fetch_reads_the_tags_whole_by_property_and_in_templates(self):
         ENV.aws("create-secret", "--name", "database-credentials", "--secret-string", '{"password":"pw"}',
@@ -232,6 +234,9 @@ class AwsSecretRefAgainstMoto(unittest.TestCase):
         st, reason, msg = wait_ready("db-tag-missing", "False")
         self.assertEqual(reason, "SecretSyncedError")
         self.assertIn("nope", msg)
+        # Gone, so that its retries do not reach moto during another test's recording.
+        for name in ("db-tags", "db-tags-tpl", "db-tag-missing"):
+            ENV.kube.delete(ESO + "/namespaces/%s/externalsecrets/%s" % (NS, name))
 
     def test_role_chain_is_assumed_in_order_and_its_credentials_reach_secrets_manager(self):
         def sync():
