@@ -50,14 +50,16 @@ def aws(port, op, body):
 
 
 def remote_values(moto, names):
-    """name -> SecretString for the names that exist (BatchGetSecretValue, 20 at a time)."""
+    """name -> value (SecretString, or SecretBinary decoded: rootseal pushes binary by
+    default, as ESO) for the names that exist (BatchGetSecretValue, 20 at a time)."""
     out = {}
     for i in range(0, len(names), 20):
         st, r = aws(moto, "BatchGetSecretValue", {"SecretIdList": names[i:i + 20]})
         if st != 200:
             continue
         for v in r.get("SecretValues") or []:
-            out[v["Name"]] = v.get("SecretString")
+            out[v["Name"]] = v["SecretString"] if "SecretString" in v else \
+                base64.b64decode(v["SecretBinary"]).decode() if "SecretBinary" in v else None
     return out
 
 

@@ -19,8 +19,9 @@
 // conjur-jwt (authn-jwt's), or s3, gcs, azblob (the snapshot object
 // stores: list, get, put, remove; object_store.hpp; a <property> puts them
 // under the prefix "p/"); op one of fetch, fetch_all, validate,
-// describe, ensure, put, put_new, remove (pull ops for vault/aws, push ops
-// for aws/azure/gcp); then the answers, in the order the provider asks:
+// fetch_metadata (metadataPolicy Fetch), describe, ensure, put, put_new,
+// put_md, put_md_string (with PushSecretMetadata), remove (pull ops for
+// vault/aws, push ops for aws/azure/gcp); then the answers, in the order the provider asks:
 // blocks separated by a line "--", each "<status>\n<body>".
 //
 // The providers' pauses between retries (providers::sleep_for, called from
@@ -386,8 +387,32 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check(fuzz::run_to_completion(io, [&] { return push->describe(key); }));
   } else if (push && op == "ensure") {
     check(fuzz::run_to_completion(io, [&] { return push->ensure_managed(key); }));
+  } else if (pull && op == "fetch_metadata") {
+    // metadataPolicy Fetch: the metadata as a JSON object of strings, read by property as fetch()'s values.
+    auto whole = fuzz::run_to_completion(io, [&] { return pull->fetch_metadata(ref); });
+    check(whole);
+    if (!whole) fuzz::require(whole.error().code != kms::Errc::not_found, "fetch_metadata: never not_found");
+    if (whole) {
+      boost::system::error_code ec;
+      const auto doc = boost::json::parse(kms::as_view(*whole), ec);
+      fuzz::require(!ec && doc.is_object(), "fetch_metadata: a JSON object");
+      for (const auto& kv : doc.as_object()) fuzz::require(kv.value().is_string(), "fetch_metadata: string values");
+      check(sync::select_value(std::move(*whole), property, sync::DecodingStrategy::none, pull->value_format()));
+    }
   } else if (push && (op == "put" || op == "put_new")) {
     check(fuzz::run_to_completion(io, [&] { return push->put_if_changed(pref, value, op == "put_new"); }));
+  } else if (push && (op == "put_md" || op == "put_md_string")) {
+    // With PushSecretMetadata: tags patched, description / KMS key updated,
+    // the resource policy read, put or removed (its JSON compared).
+    sync::PushMetadata md;
+    md.tags = {{"team", "a"}, {"env", "prod"}};
+    md.description = "fuzz description";
+    md.kms_key_id = "alias/fuzz";
+    md.push_as_string = op == "put_md_string";
+    if (!md.push_as_string)
+      md.resource_policy = sync::PushMetadata::ResourcePolicy{true, R"({"Version":"2012-10-17"})"};
+    pref.metadata = &md;
+    check(fuzz::run_to_completion(io, [&] { return push->put_if_changed(pref, value, false); }));
   } else if (push && op == "remove") {
     check(fuzz::run_to_completion(io, [&] { return push->remove(pref); }));
   }

@@ -407,10 +407,15 @@ class PushCloud:
 
     # AWS (aws CLI)
     def aws_value(self, name):
+        """The current value: SecretString, or SecretBinary decoded (rootseal pushes binary
+        by default, as ESO does)."""
         try:
-            return self.env.aws("get-secret-value", "--secret-id", name)["SecretString"]
+            got = self.env.aws("get-secret-value", "--secret-id", name)
         except subprocess.CalledProcessError:
             return None
+        if "SecretString" in got:
+            return got["SecretString"]
+        return base64.b64decode(got["SecretBinary"]).decode()
 
     def aws_versions(self, name):
         out = self.env.aws("list-secret-version-ids", "--secret-id", name, "--include-deprecated")

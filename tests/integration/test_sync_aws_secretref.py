@@ -1,8 +1,9 @@
 """AWS Secrets Manager stores on their own credentials (ESO's `auth.secretRef`:
 the keys read from a Kubernetes Secret in the Kubernetes API double), pointed
 at moto_server through the host option `sync.aws_endpoint` (issue 17, item 5),
-with `dataFrom[].extract.property` (item 4) and PushSecret `data[].metadata`
-refused with the field named (item 3); a store's role chain (`additionalRoles`,
+with `dataFrom[].extract.property` (item 4), PushSecret `data[].metadata`
+(ESO's PushSecretMetadata: tags, description, kmsKeyId, secretPushFormat,
+resourcePolicy) and `metadataPolicy: Fetch` (the secret's tags); a store's role chain (`additionalRoles`,
 then `role` with `externalID`, `sessionTags`, `transitiveTagKeys`) assumed
 through moto's STS, checked on moto's request recorder.
 
@@ -23,6 +24,11 @@ NS = "tenant-aws"
 FRIENDS = {"name": {"first": "Tom", "last": "Anderson"},
            "friends": [{"first": "Dale", "last": "Murphy"}, {"first": "Roger", "last": "Craig"}]}
 
+
+# The resource policy of ESO's AWS Secrets Manager guide (docs/provider/aws-secrets-manager.md).
+POLICY = {"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+    "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]}
 
 HOP = "arn:aws:iam::123456789012:role/hop"
 ROLE = "arn:aws:iam::123456789012:role/tenant-aws-reader"
@@ -115,10 +121,13 @@ class AwsSecretRefAgainstMoto(unittest.TestCase):
         self.assertIn("credential Secret %s/awssm-secret has no key 'no-such-key'" % NS, msg)
         self.assertNotIn("testing", msg)
 
-    def test_push_on_secret_ref_credentials_and_metadata_refused_with_the_field_named(self):
+    def test_push_on_secret_ref_credentials_applies_push_secret_metadata_as_eso(self):
         ENV.kube.create("/api/v1/namespaces/%s/secrets" % NS, {
             "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "src", "namespace": NS},
             "data": {"pw": b64("pushed-1")}})
+        ENV.kube.create("/api/v1/namespaces/%s/configmaps" % NS, {
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "my-secret-resource-policy", "namespace": NS},
+            "data": {"policy.json": json.dumps(POLICY, indent=2)}})
 
         def push(name, remote, metadata=None):
             item = {"match": {"secretKey": "pw", "remoteRef": {"remoteKey": remote}}}
@@ -130,25 +139,104 @@ class AwsSecretRefAgainstMoto(unittest.TestCase):
                 "spec": {"refreshInterval": "1h", "secretStoreRefs": [{"name": "aws", "kind": "SecretStore"}],
                          "selector": {"secret": {"name": "src"}}, "data": [item]}})
 
-        def ready(name):
-            return ENV.wait(lambda: ENV.push_ready(NS, name), "PushSecret %s status" % name)
+        def ready(name, status):
+            return ENV.wait(lambda: ENV.push_ready(NS, name) and ENV.push_ready(NS, name)[0] == status and
+                            ENV.push_ready(NS, name), "PushSecret %s %s" % (name, status))
 
+        def tags(remote):
+            return {t["Key"]: t["Value"] for t in ENV.aws("describe-secret", "--secret-id", remote).get("Tags", [])}
+
+        # No metadata: ESO's default secretPushFormat, binary.
         push("plain", "tenant-pushed")
-        ENV.wait(lambda: ENV.push_ready(NS, "plain") and ENV.push_ready(NS, "plain")[0] == "True", "plain Synced")
-        self.assertEqual(ENV.aws("get-secret-value", "--secret-id", "tenant-pushed").get("SecretString"), "pushed-1")
+        ready("plain", "True")
+        got = ENV.aws("get-secret-value", "--secret-id", "tenant-pushed")
+        self.assertNotIn("SecretString", got)
+        self.assertEqual(base64.b64decode(got["SecretBinary"]), b"pushed-1")
 
-        push("with-metadata", "tenant-with-metadata", {
+        # The metadata of ESO's docs/snippets/aws-sm-push-secret-with-metadata.yaml (kmsKeyID spelled as
+        # there: Go matches JSON field names ignoring case), with the guide's resourcePolicy.
+        metadata = {
             "apiVersion": "kubernetes.external-secrets.io/v1alpha1", "kind": "PushSecretMetadata",
-            "spec": {"secretPushFormat": "string", "description": "from rootseal", "tags": {"team": "a"}}})
-        st, reason, msg = ready("with-metadata")
-        self.assertEqual((st, reason), ("False", "Errored"))
-        self.assertEqual(msg, "invalid PushSecret: spec.data[0].metadata: not supported by rootseal (provider metadata "
-                              "such as PushSecretMetadata tags, description, secretPushFormat or kmsKeyID is not "
-                              "applied); remove it")
-        # Nothing was written.
-        listed = ENV.aws("list-secrets")["SecretList"]
-        self.assertNotIn("tenant-with-metadata", [s["Name"] for s in listed])
+            "spec": {"kmsKeyID": "bb123123-b2b0-4f60-ac3a-44a13f0e6b6c", "secretPushFormat": "string",
+                     "description": "secret 'managed-by:secret-manager' from 'secret-store:teamb-secret-store'",
+                     "tags": {"secret-store": "teamb-secret-store", "refresh-interval": "1h"},
+                     "resourcePolicy": {"blockPublicPolicy": True, "policySourceRef": {
+                         "kind": "ConfigMap", "name": "my-secret-resource-policy", "key": "policy.json"}}}}
+        push("with-metadata", "tenant-with-metadata", metadata)
+        self.assertEqual(ready("with-metadata", "True")[1], "Synced")
+        d = ENV.aws("describe-secret", "--secret-id", "tenant-with-metadata")
+        self.assertEqual(tags("tenant-with-metadata"), {"managed-by": "rootseal", "secret-store": "teamb-secret-store",
+                                                        "refresh-interval": "1h"})
+        self.assertEqual(d["Description"], "secret 'managed-by:secret-manager' from 'secret-store:teamb-secret-store'")
+        self.assertEqual(d["KmsKeyId"], "bb123123-b2b0-4f60-ac3a-44a13f0e6b6c")
+        got = ENV.aws("get-secret-value", "--secret-id", "tenant-with-metadata")
+        self.assertEqual(got["SecretString"], "pushed-1")
+        self.assertNotIn("SecretBinary", got)
+        policy = ENV.aws("get-resource-policy", "--secret-id", "tenant-with-metadata")
+        self.assertEqual(json.loads(policy["ResourcePolicy"]), POLICY)
 
+        # The tags change in the manifest: ESO's patch, seen on the wire (UntagResource of what the
+        # metadata no longer names, then TagResource of them all).
+        def retag():
+            ENV.kube.merge_patch(ESO_PUSH + "/namespaces/%s/pushsecrets/with-metadata" % NS, {"spec": {"data": [
+                {"match": {"secretKey": "pw", "remoteRef": {"remoteKey": "tenant-with-metadata"}},
+                 "metadata": dict(metadata, spec=dict(metadata["spec"], tags={"secret-store": "teamb-secret-store",
+                                                                             "owner": "team-b"}))}]}})
+            ENV.wait(lambda: tags("tenant-with-metadata") == {"managed-by": "rootseal", "owner": "team-b",
+                                                            "secret-store": "teamb-secret-store"}, "tags patched")
+        calls = ENV.moto_recording(retag)
+        ours = [c for c in calls if "aws-cli" not in (c["headers"].get("User-Agent") or "")]
+        untag = [json.loads(ENV.recorded_body(c)) for c in ours
+                 if c["headers"].get("X-Amz-Target") == "secretsmanager.UntagResource"]
+        tag = [json.loads(ENV.recorded_body(c)) for c in ours
+               if c["headers"].get("X-Amz-Target") == "secretsmanager.TagResource"]
+        self.assertEqual(untag, [{"SecretId": "tenant-with-metadata", "TagKeys": ["refresh-interval"]}])
+        self.assertEqual(len(tag), 1)
+        self.assertEqual({t["Key"]: t["Value"] for t in tag[0]["Tags"]},
+                         {"managed-by": "rootseal", "owner": "team-b", "secret-store": "teamb-secret-store"})
+        self.assertEqual(ENV.aws("get-secret-value", "--secret-id", "tenant-with-metadata")["SecretString"], "pushed-1")
+
+        # An unknown key is refused by name, and nothing is written.
+        push("typo", "tenant-typo", {"apiVersion": "kubernetes.external-secrets.io/v1alpha1",
+                                     "kind": "PushSecretMetadata", "spec": {"tagz": {"team": "a"}}})
+        st, reason, msg = ready("typo", "False")
+        self.assertEqual(reason, "Errored")
+        self.assertEqual(msg, "invalid PushSecret: spec.data[0].metadata.spec.tagz: unknown field (rootseal applies "
+                              "PushSecretMetadata to AWS Secrets Manager only, whose fields are: tags, description, "
+                              "secretPushFormat, kmsKeyId, resourcePolicy, replicationLocations)")
+        listed = ENV.aws("list-secrets")["SecretList"]
+        self.assertNotIn("tenant-typo", [s["Name"] for s in listed])
+        for name in ("plain", "with-metadata", "typo"):
+            ENV.kube.delete(ESO_PUSH + "/namespaces/%s/pushsecrets/%s" % (NS, name))
+
+    def test_metadata_policy_fetch_reads_the_tags_whole_by_property_and_in_templates(self):
+        ENV.aws("create-secret", "--name", "database-credentials", "--secret-string", '{"password":"pw"}',
+                "--tags", "Key=dev,Value=alice", "Key=team,Value=a<b>")
+        # ESO's parameter-store guide shape (docs/provider/aws-parameter-store.md), on Secrets Manager.
+        external_secret("db-tags", {"data": [
+            {"secretKey": "tags", "remoteRef": {"metadataPolicy": "Fetch", "key": "database-credentials"}},
+            {"secretKey": "developer", "remoteRef": {"metadataPolicy": "Fetch", "key": "database-credentials",
+                                                     "property": "dev"}},
+            {"secretKey": "password", "remoteRef": {"key": "database-credentials", "property": "password"}}]})
+        data = ENV.wait(lambda: secret_data("db-tags"), "Secret db-tags")
+        self.assertEqual(data, {"tags": '{"dev":"alice","team":"a\\u003cb\\u003e"}', "developer": "alice",
+                                "password": "pw"})
+        external_secret("db-tags-tpl", {
+            "data": [{"secretKey": "tags", "remoteRef": {"metadataPolicy": "Fetch", "key": "database-credentials"}}],
+            "dataFrom": [{"extract": {"metadataPolicy": "Fetch", "key": "database-credentials"}}],
+            "target": {"name": "db-tags-tpl", "template": {"data": {
+                "owner": "{{ .dev }} of {{ (.tags | fromJson).team }}"}}}})
+        data = ENV.wait(lambda: secret_data("db-tags-tpl"), "Secret db-tags-tpl")
+        self.assertEqual(data, {"owner": "alice of a<b>"})
+        # A missing tag by property is an error naming it; a missing secret is no NoSecretErr.
+        external_secret("db-tag-missing", {"data": [{"secretKey": "x", "remoteRef": {
+            "metadataPolicy": "Fetch", "key": "database-credentials", "property": "nope"}}]})
+        st, reason, msg = wait_ready("db-tag-missing", "False")
+        self.assertEqual(reason, "SecretSyncedError")
+        self.assertIn("nope", msg)
+        # Gone, so that its retries do not reach moto during another test's recording.
+        for name in ("db-tags", "db-tags-tpl", "db-tag-missing"):
+            ENV.kube.delete(ESO + "/namespaces/%s/externalsecrets/%s" % (NS, name))
 
     def test_role_chain_is_assumed_in_order_and_its_credentials_reach_secrets_manager(self):
         def sync():

@@ -401,8 +401,8 @@ class Identity(unittest.TestCase):
                                  [{"match": {"secretKey": "token", "remoteRef": {"remoteKey": "id-aws/pushed"}}}],
                                  stores=("aws",))
             self.env.wait(lambda: (self.env.push_ready(ns, "up") or [None])[0] == "True", "PushSecret Ready")
-            self.assertEqual(self.env.aws("get-secret-value", "--secret-id", "id-aws/pushed")["SecretString"],
-                             "pushed-by-web-identity")
+            got = self.env.aws("get-secret-value", "--secret-id", "id-aws/pushed")
+            self.assertEqual(base64.b64decode(got["SecretBinary"]), b"pushed-by-web-identity")  # ESO's default
         calls = self.env.moto_recording(pull_and_push)
         body = self.env.recorded_body
         sts = [urllib.parse.parse_qs(body(c)) for c in calls if "AssumeRoleWithWebIdentity" in body(c)]

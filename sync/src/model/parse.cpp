@@ -221,7 +221,7 @@ Result<RemoteRef> remote_ref(const Obj& o) {
                                               {"Base64", DecodingStrategy::base64},
                                               {"Base64URL", DecodingStrategy::base64url}}));
   ROOTSEAL_TRY(enum_field(o, "conversionStrategy", 0, {{"Default", 0}}));
-  ROOTSEAL_TRY(enum_field(o, "metadataPolicy", 0, {{"None", 0}}));
+  ROOTSEAL_TRY_ASSIGN(r.fetch_metadata, enum_field(o, "metadataPolicy", false, {{"None", false}, {"Fetch", true}}));
   ROOTSEAL_TRY(enum_field(o, "nullBytePolicy", 0, {{"Ignore", 0}}));
   return r;
 }
@@ -1141,6 +1141,110 @@ bool namespace_allowed(const SecretStore& store, const std::string& ns, const St
   return false;
 }
 
+namespace {
+
+// Go's encoding/json reading a struct (sigs.k8s.io/yaml with
+// DisallowUnknownFields, as ESO reads PushSecretMetadata): a member names a
+// field when equal to its JSON name ignoring ASCII case ("kmsKeyID" is
+// kmsKeyId, as in ESO's own example); any other member is refused by name.
+// `canonical` receives the members under their fields' names.
+Result<Obj> go_struct(const json::value& v, const std::string& path, std::initializer_list<std::string_view> fields,
+                      json::object& canonical, std::string_view known_what = "known") {
+  if (!v.is_object()) return bad(path, "must be an object");
+  const auto fold_equal = [](std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+             const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+             return lower(x) == lower(y);
+           });
+  };
+  std::string known;
+  for (auto f : fields) known += (known.empty() ? "" : ", ") + std::string(f);
+  for (const auto& kv : v.as_object()) {
+    const auto* f =
+        std::find_if(fields.begin(), fields.end(), [&](std::string_view name) { return fold_equal(name, kv.key()); });
+    if (f == fields.end())
+      return bad(join(path, kv.key()), "unknown field (" + std::string(known_what) + ": " + known + ")");
+    if (canonical.contains(*f)) return bad(join(path, kv.key()), "given twice (field " + std::string(*f) + ")");
+    canonical[*f] = kv.value();
+  }
+  return Obj{&canonical, path};
+}
+
+// data[].metadata: ESO's PushSecretMetadata (runtime/esutils/metadata) with the
+// spec of its AWS Secrets Manager provider (PushSecretMetadataSpec).
+Result<void> push_metadata(const json::value& v, const std::string& path, PushMatch& m) {
+  json::object top_fields;
+  ROOTSEAL_LET(top, go_struct(v, path, {"kind", "apiVersion", "spec"}, top_fields));
+  ROOTSEAL_LET(api_version, str_or(top, "apiVersion", ""));
+  if (api_version != kPushSecretMetadataApiVersion) {
+    return bad(top.at("apiVersion"), "unexpected apiVersion \"" + api_version + "\", expected \"" +
+                                         std::string(kPushSecretMetadataApiVersion) + "\"");
+  }
+  ROOTSEAL_LET(kind, str_or(top, "kind", ""));
+  if (kind != "PushSecretMetadata") {
+    return bad(top.at("kind"), "unexpected kind \"" + kind + "\", expected \"PushSecretMetadata\"");
+  }
+  PushMetadata md;
+  const auto* spec_v = top.get("spec");
+  if (spec_v == nullptr) {
+    m.metadata = std::move(md);
+    return {};
+  }
+  json::object spec_fields;
+  ROOTSEAL_LET(
+      spec,
+      go_struct(*spec_v, top.at("spec"),
+                {"tags", "description", "secretPushFormat", "kmsKeyId", "resourcePolicy", "replicationLocations"},
+                spec_fields, "rootseal applies PushSecretMetadata to AWS Secrets Manager only, whose fields are"));
+  ROOTSEAL_LET(tags, str_map(spec, "tags"));
+  md.tags.insert(tags.begin(), tags.end());
+  if (md.tags.contains(kManagedByTag)) {
+    return bad(join(spec.at("tags"), kManagedByTag),
+               "cannot be set: rootseal's own tag (ESO: Cannot specify a 'managed-by' tag)");
+  }
+  ROOTSEAL_TRY_ASSIGN(md.description, str_or(spec, "description", ""));
+  ROOTSEAL_TRY_ASSIGN(md.kms_key_id, str_or(spec, "kmsKeyId", ""));
+  ROOTSEAL_LET(format, str_or(spec, "secretPushFormat", ""));
+  if (format == "string") {
+    md.push_as_string = true;
+  } else if (!format.empty() && format != "binary") {
+    return bad(spec.at("secretPushFormat"), "invalid secret push format: " + format + " (binary or string)");
+  }
+  ROOTSEAL_LET(regions, str_list(spec, "replicationLocations"));
+  if (spec.get("replicationLocations") != nullptr) {
+    (void)regions;
+    return bad(spec.at("replicationLocations"),
+               "not supported by rootseal (replica regions are not managed); remove it");
+  }
+  if (const auto* rp_v = spec.get("resourcePolicy"); rp_v != nullptr) {
+    json::object rp_fields;
+    ROOTSEAL_LET(rp, go_struct(*rp_v, spec.at("resourcePolicy"), {"blockPublicPolicy", "policySourceRef"}, rp_fields));
+    PushMetadata::ResourcePolicy policy;
+    if (rp.get("blockPublicPolicy") != nullptr) {
+      ROOTSEAL_TRY_ASSIGN(policy.block_public_policy, bool_or(rp, "blockPublicPolicy", false));
+    }
+    const auto* src_v = rp.get("policySourceRef");
+    if (src_v == nullptr) return bad(rp.at("policySourceRef"), "required");
+    json::object src_fields;
+    ROOTSEAL_LET(src, go_struct(*src_v, rp.at("policySourceRef"), {"kind", "name", "key"}, src_fields));
+    PolicySourceRef ref;
+    ROOTSEAL_LET(src_kind, req_str(src, "kind"));
+    if (src_kind == "Secret") {
+      ref.secret = true;
+    } else if (src_kind != "ConfigMap") {
+      return bad(src.at("kind"), "unsupported PolicySourceRef kind: " + src_kind + " (must be ConfigMap or Secret)");
+    }
+    ROOTSEAL_TRY_ASSIGN(ref.name, req_str(src, "name"));
+    ROOTSEAL_TRY_ASSIGN(ref.key, req_str(src, "key"));
+    md.resource_policy = std::move(policy);
+    m.policy_source = std::move(ref);
+  }
+  m.metadata = std::move(md);
+  return {};
+}
+
+}  // namespace
+
 Result<PushSecret> parse_push_secret(const json::value& object) {
   PushSecret p;
   ROOTSEAL_LET(root, as_obj(object, "object"));
@@ -1198,17 +1302,14 @@ Result<PushSecret> parse_push_secret(const json::value& object) {
     const std::string path = index("spec.data", i++);
     ROOTSEAL_LET(dob, as_obj(d, path));
     ROOTSEAL_TRY(enum_field(dob, "conversionStrategy", 0, {{"None", 0}}));
-    // ESO's provider-specific metadata (AWS PushSecretMetadata: tags,
-    // description, secretPushFormat, kmsKeyID; Azure/GCP labels...) is not
-    // applied by rootseal: refused, never ignored while the status says Synced.
-    if (const auto* md = dob.get("metadata"); md != nullptr && !md->is_null() &&
-                                             !(md->is_object() && md->as_object().empty())) {
-      return bad(dob.at("metadata"), "not supported by rootseal (provider metadata such as PushSecretMetadata "
-                                     "tags, description, secretPushFormat or kmsKeyID is not applied); remove it");
+    PushMatch m;
+    // ESO's provider metadata: PushSecretMetadata with AWS Secrets Manager's
+    // fields (the reconciler refuses it for a store of another kind).
+    if (const auto* md = dob.get("metadata"); md != nullptr) {
+      ROOTSEAL_TRY(push_metadata(*md, dob.at("metadata"), m));
     }
     ROOTSEAL_LET(match, opt_obj(dob, "match"));
     if (!match) return bad(dob.at("match"), "required");
-    PushMatch m;
     ROOTSEAL_TRY_ASSIGN(m.secret_key, str_or(*match, "secretKey", ""));
     ROOTSEAL_LET(rr, opt_obj(*match, "remoteRef"));
     if (!rr) return bad(match->at("remoteRef"), "required");

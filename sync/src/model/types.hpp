@@ -343,10 +343,27 @@ struct PushStoreRef {
   StoreKind kind = StoreKind::secret_store;
 };
 
+// data[].metadata's apiVersion (kind PushSecretMetadata), and the tag key
+// rootseal's own marker takes (never one of the user's tags).
+inline constexpr std::string_view kPushSecretMetadataApiVersion = "kubernetes.external-secrets.io/v1alpha1";
+inline constexpr std::string_view kManagedByTag = "managed-by";
+
+// PushSecretMetadata spec.resourcePolicy.policySourceRef (AWS): where the
+// policy document is, in the PushSecret's namespace.
+struct PolicySourceRef {
+  bool secret = false;  // kind Secret; else ConfigMap
+  std::string name;
+  std::string key;
+};
+
 struct PushMatch {
   std::string secret_key;  // empty: the whole source Secret as a JSON object
   std::string remote_key;
   std::string property;    // empty: the value itself; else a JSON object key in the remote secret
+  // data[].metadata (PushSecretMetadata, AWS's fields); resource_policy's
+  // policy is read from policy_source by the reconciler at each push.
+  std::optional<sync::PushMetadata> metadata;
+  std::optional<PolicySourceRef> policy_source;
 };
 
 // The rootseal extension `selector.remoteRef`: the source is a remote key of

@@ -11,6 +11,7 @@
 #include <charconv>
 #include <cmath>
 
+#include "go_json.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "secure_buffer.hpp"
 #include "secure_json.hpp"
@@ -320,6 +321,19 @@ asio::awaitable<kms::Result<net::ClientResponse>> bearer_request(BearerAuth& aut
   }
 }
 
+kms::SecureBytes go_string_map_json(const std::map<std::string, std::string, std::less<>>& m) {
+  SecureBuffer out(64);
+  out.push_back('{');
+  for (const auto& [k, v] : m) {
+    if (out.size() > 1) out.push_back(',');
+    gojson::append_go_string(out, k);
+    out.push_back(':');
+    gojson::append_go_string(out, v);
+  }
+  out.push_back('}');
+  return out.take();
+}
+
 }  // namespace rootseal::sync::providers
 
 namespace rootseal::sync {
@@ -327,6 +341,11 @@ namespace rootseal::sync {
 Task<SecretMap> Provider::find(const FindRequest&) {
   co_return kms::fail(kms::Errc::invalid_argument,
                       std::string(kind()) + ": dataFrom.find is not supported by rootseal for this provider");
+}
+
+Task<kms::SecureBytes> Provider::fetch_metadata(const RemoteKey&) {
+  co_return kms::fail(kms::Errc::invalid_argument,
+                      std::string(kind()) + ": metadataPolicy Fetch is not supported by rootseal for this provider");
 }
 
 }  // namespace rootseal::sync

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <span>
 #include <memory>
 #include <mutex>
@@ -123,6 +124,11 @@ class RateLimiter {
 
 // Valid UTF-8 (no overlongs or surrogates)?
 bool is_utf8(std::span<const std::uint8_t> bytes) noexcept;
+
+// Go's json.Marshal of a map[string]string (keys sorted, <, >, & escaped):
+// the value metadataPolicy Fetch makes of a secret's metadata (AWS tags,
+// Vault metadata), as ESO's providers do.
+kms::SecureBytes go_string_map_json(const std::map<std::string, std::string, std::less<>>& m);
 
 // ---- shared by the push providers (`who`: "aws", "azure", "gcp") ----
 

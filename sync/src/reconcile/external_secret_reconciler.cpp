@@ -313,8 +313,13 @@ asio::awaitable<Step<ExternalSecretReconciler::Whole>> ExternalSecretReconciler:
   if (!used) co_return std::unexpected(used.error());
   std::shared_ptr<Provider> provider = (*used)->provider;
   const RemoteKey whole{remote.key, remote.version};
-  FetchCache::Fetch f = [provider, whole]() -> Task<kms::SecureBytes> { co_return co_await provider->fetch(whole); };
-  const std::string cache_key = fetch_key((*used)->id, remote.key, remote.version);
+  const bool metadata = remote.fetch_metadata;  // metadataPolicy Fetch: the secret's metadata, cached apart
+  FetchCache::Fetch f = [provider, whole, metadata]() -> Task<kms::SecureBytes> {
+    if (metadata) co_return co_await provider->fetch_metadata(whole);
+    co_return co_await provider->fetch(whole);
+  };
+  std::string cache_key = fetch_key((*used)->id, remote.key, remote.version);
+  if (metadata) cache_key += "\x1fmetadata";
   auto value = co_await cache_.get(cache_key, f);  // named: no co_await inside a braced initializer (g++ 12)
   co_return Whole{std::move(value), provider->value_format()};
 }

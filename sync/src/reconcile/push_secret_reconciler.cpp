@@ -255,7 +255,11 @@ asio::awaitable<kms::Result<std::vector<kms::SecureBytes>>> PushSecretReconciler
     ValueFormat format = ValueFormat::text;
     if (p) {
       const RemoteKey rk{src.ref.key, src.ref.version};
-      whole = co_await (*p)->fetch(rk);
+      if (src.ref.fetch_metadata) {
+        whole = co_await (*p)->fetch_metadata(rk);
+      } else {
+        whole = co_await (*p)->fetch(rk);
+      }
       format = (*p)->value_format();
     } else {
       whole = std::unexpected(p.error());
@@ -278,12 +282,18 @@ asio::awaitable<ReconcileResult> PushSecretReconciler::push_all(const model::Pus
                                                                 const std::vector<kms::SecureBytes>& values) {
   const bool if_not_exists = ps.update_policy == model::UpdatePolicy::if_not_exists;
   bool wrote = false;
+  auto metadata = co_await push_metadata(ps, targets);
+  if (!metadata) {
+    co_await error_status(ctx, metadata.error().message);
+    co_return ReconcileResult::retry();
+  }
   json::object synced;
   for (const auto& t : targets) {
     json::object per_store;
     for (std::size_t i = 0; i < ps.data.size(); ++i) {
       const auto& d = ps.data[i];
-      const PushRef ref{d.remote_key, d.property};
+      const auto& md = (*metadata)[i];
+      const PushRef ref{d.remote_key, d.property, md ? &*md : nullptr};
       auto out = co_await t.provider->put_if_changed(ref, values[i], if_not_exists);
       if (!out) {
         const std::string msg = "could not push to " + t.label + " key \"" + d.remote_key + "\": " + out.error().message;
@@ -309,6 +319,75 @@ asio::awaitable<ReconcileResult> PushSecretReconciler::push_all(const model::Pus
   if (wrote || changed) api_.event(Resource::push_secret, ps.meta, false, "Synced", msg);
   if (ps.refresh_interval.count() == 0) co_return ReconcileResult::done();
   co_return ReconcileResult::requeue_after(std::chrono::duration_cast<std::chrono::milliseconds>(ps.refresh_interval));
+}
+
+// Each data[] entry's PushSecretMetadata, its resource policy read from its
+// ConfigMap or Secret (in the PushSecret's namespace). Refused for a store
+// whose provider does not apply metadata (only AWS Secrets Manager does).
+asio::awaitable<kms::Result<std::vector<std::optional<PushMetadata>>>> PushSecretReconciler::push_metadata(
+    const model::PushSecret& ps, const std::vector<Target>& targets) {
+  std::vector<std::optional<PushMetadata>> out(ps.data.size());
+  for (std::size_t i = 0; i < ps.data.size(); ++i) {
+    const auto& d = ps.data[i];
+    if (!d.metadata) continue;
+    for (const auto& t : targets) {
+      if (t.provider->kind() != "aws") {
+        co_return kms::fail(Errc::invalid_argument, "invalid PushSecret: spec.data[" + std::to_string(i) +
+                                                        "].metadata: not supported by rootseal for " +
+                                                        std::string(t.provider->kind()) + " stores (" + t.label +
+                                                        "); PushSecretMetadata is applied to AWS Secrets Manager only");
+      }
+    }
+    PushMetadata md = *d.metadata;
+    if (d.policy_source) {
+      auto policy = co_await resource_policy(ps.meta.namespace_, *d.policy_source);
+      if (!policy) {
+        co_return kms::fail(policy.error().code,
+                            "spec.data[" + std::to_string(i) +
+                                "].metadata: failed to resolve resource policy: " + policy.error().message);
+      }
+      md.resource_policy->policy = std::move(*policy);
+    }
+    out[i] = std::move(md);
+  }
+  co_return out;
+}
+
+// The policy document of a policySourceRef: a ConfigMap's data[key] or a
+// Secret's (decoded); it must be a JSON object when not empty (empty: no policy).
+asio::awaitable<kms::Result<std::string>> PushSecretReconciler::resource_policy(const std::string& ns,
+                                                                                const model::PolicySourceRef& ref) {
+  std::string policy;
+  const std::string where = ns + "/" + ref.name;
+  if (ref.secret) {
+    auto secret = co_await api_.secret(ns, ref.name);
+    if (!secret || !*secret) co_return kms::fail(Errc::not_found, "failed to get Secret " + where);
+    auto data = secret_data(**secret);
+    if (!data) co_return std::unexpected(data.error());
+    auto it = data->find(ref.key);
+    if (it == data->end()) co_return kms::fail(Errc::not_found, "key " + ref.key + " not found in Secret " + where);
+    policy.assign(as_view(it->second));
+  } else {
+    auto cm = co_await api_.config_map(ns, ref.name);
+    if (!cm || !*cm) co_return kms::fail(Errc::not_found, "failed to get ConfigMap " + where);
+    const json::value& obj = **cm;
+    const auto* data = obj.is_object() ? obj.as_object().if_contains("data") : nullptr;
+    const auto* v = data != nullptr && data->is_object() ? data->as_object().if_contains(ref.key) : nullptr;
+    if (v == nullptr || !v->is_string()) {
+      co_return kms::fail(Errc::not_found, "key " + ref.key + " not found in ConfigMap " + where);
+    }
+    policy.assign(v->as_string());
+  }
+  if (!policy.empty()) {
+    boost::system::error_code ec;
+    const auto doc = json::parse(policy, ec);
+    if (ec || !doc.is_object()) {
+      co_return kms::fail(Errc::invalid_argument, "the policy in " +
+                                                      std::string(ref.secret ? "Secret " : "ConfigMap ") + where +
+                                                      " key " + ref.key + " is not a JSON object");
+    }
+  }
+  co_return policy;
 }
 
 kms::Result<kms::SecureBytes> remote_source_value(const model::PushSecret& ps, kms::Result<kms::SecureBytes> whole,

@@ -61,6 +61,10 @@ class PushSecretReconciler {
   boost::asio::awaitable<ReconcileResult> finalize(const model::PushSecret& ps, const StatusContext& ctx,
                                                    const kms::Result<std::vector<Target>>& targets);
   boost::asio::awaitable<kms::Result<std::vector<kms::SecureBytes>>> read_values(const model::PushSecret& ps);
+  boost::asio::awaitable<kms::Result<std::vector<std::optional<PushMetadata>>>> push_metadata(
+      const model::PushSecret& ps, const std::vector<Target>& targets);
+  boost::asio::awaitable<kms::Result<std::string>> resource_policy(const std::string& ns,
+                                                                   const model::PolicySourceRef& ref);
   boost::asio::awaitable<ReconcileResult> push_all(const model::PushSecret& ps, const StatusContext& ctx,
                                                    const std::vector<Target>& targets,
                                                    const std::vector<kms::SecureBytes>& values);

@@ -596,32 +596,106 @@ TEST_CASE("a metadata.generation beyond int64 is a clear error, never thrown") {
 }
 
 // Issue 17 item 3: data[].metadata was ignored while the status said Synced.
-TEST_CASE("PushSecret data[].metadata (ESO's PushSecretMetadata) is refused with the field named, never ignored") {
+TEST_CASE("PushSecret data[].metadata: ESO's PushSecretMetadata for AWS, every other key refused by name") {
   auto with = [](std::string_view metadata) {
     return parse_push_secret(json::parse(R"({"apiVersion":"external-secrets.io/v1alpha1","kind":"PushSecret",
       "metadata":{"name":"p","namespace":"n"},"spec":{"secretStoreRefs":[{"name":"aws"}],"selector":{"secret":{"name":"s"}},
       "data":[{"match":{"secretKey":"k","remoteRef":{"remoteKey":"r"}}},
               {"match":{"secretKey":"k","remoteRef":{"remoteKey":"r2"}},"metadata":)" + std::string(metadata) + "}]}}"));
   };
-  const std::string want = "spec.data[1].metadata: not supported by rootseal (provider metadata such as "
-                           "PushSecretMetadata tags, description, secretPushFormat or kmsKeyID is not applied); remove it";
-  for (const std::string_view md : {
-           // AWS (ESO's aws provider: tags, description, secretPushFormat, kmsKeyID)
-           R"({"apiVersion":"kubernetes.external-secrets.io/v1alpha1","kind":"PushSecretMetadata",
-               "spec":{"secretPushFormat":"string","description":"d","tags":{"team":"a"},"kmsKeyID":"alias/k"}})",
-           // GCP (replicationLocation), Azure / Vault-like shapes, and values of any JSON type
-           R"({"apiVersion":"kubernetes.external-secrets.io/v1alpha1","kind":"PushSecretMetadata","spec":{"replicationLocation":"us-east1"}})",
-           R"({"spec":{}})", R"("text")", R"([1])", "true"}) {
-    INFO(md);
-    auto r = with(md);
+  const std::string head = R"({"apiVersion":"kubernetes.external-secrets.io/v1alpha1","kind":"PushSecretMetadata",)";
+  // ESO's own snippet (docs/snippets/aws-sm-push-secret-with-metadata.yaml) spells kmsKeyID: Go's
+  // encoding/json matches field names ignoring case.
+  auto ok = with(head + R"("spec":{"kmsKeyID":"bb123123-b2b0-4f60-ac3a-44a13f0e6b6c","secretPushFormat":"string",
+      "description":"secret 'managed-by:secret-manager'","tags":{"secret-store":"teamb","refresh-interval":"1h"},
+      "resourcePolicy":{"blockPublicPolicy":true,"policySourceRef":{"kind":"ConfigMap","name":"pol","key":"policy.json"}}}})");
+  REQUIRE(ok.has_value());
+  CHECK_FALSE(ok->data[0].metadata.has_value());
+  REQUIRE(ok->data[1].metadata.has_value());
+  const auto& md = *ok->data[1].metadata;
+  CHECK(md.kms_key_id == "bb123123-b2b0-4f60-ac3a-44a13f0e6b6c");
+  CHECK(md.push_as_string);
+  CHECK(md.description == "secret 'managed-by:secret-manager'");
+  CHECK(md.tags ==
+        std::map<std::string, std::string, std::less<>>{{"refresh-interval", "1h"}, {"secret-store", "teamb"}});
+  REQUIRE(md.resource_policy.has_value());
+  CHECK(md.resource_policy->block_public_policy == std::optional<bool>(true));
+  REQUIRE(ok->data[1].policy_source.has_value());
+  CHECK_FALSE(ok->data[1].policy_source->secret);
+  CHECK(ok->data[1].policy_source->name == "pol");
+  CHECK(ok->data[1].policy_source->key == "policy.json");
+  // The defaults: binary, nothing else; "binary" spelled out is the same.
+  for (const std::string spec : {R"("spec":{}})", R"("spec":{"secretPushFormat":"binary"}})", R"("spec":null})"}) {
+    INFO(spec);
+    auto d = with(head + spec);
+    REQUIRE(d.has_value());
+    REQUIRE(d->data[1].metadata.has_value());
+    CHECK_FALSE(d->data[1].metadata->push_as_string);
+    CHECK(d->data[1].metadata->tags.empty());
+    CHECK_FALSE(d->data[1].metadata->resource_policy.has_value());
+  }
+  CHECK(with("null")->data[1].metadata == std::nullopt);
+
+  auto err = [&](std::string_view md_text) {
+    auto r = with(md_text);
     REQUIRE_FALSE(r.has_value());
-    CHECK(r.error().message == want);
-  }
-  // Absent, null and {} carry nothing: accepted.
-  for (const std::string_view md : {"null", "{}"}) {
-    INFO(md);
-    CHECK(with(md).has_value());
-  }
+    return r.error().message;
+  };
+  const std::string p = "spec.data[1].metadata";
+  CHECK(err(head + R"("spec":{"replicationLocation":"us-east1"}})") ==
+        p + ".spec.replicationLocation: unknown field (rootseal applies PushSecretMetadata to AWS "
+            "Secrets Manager only, whose fields are: tags, description, secretPushFormat, kmsKeyId, resourcePolicy, "
+            "replicationLocations)");
+  CHECK(err(head + R"("spec":{},"extra":1})") == p + ".extra: unknown field (known: kind, apiVersion, spec)");
+  CHECK(err(head + R"("spec":{"tags":{"a":"1"},"Tags":{"b":"2"}}})") == p + ".spec.Tags: given twice (field tags)");
+  CHECK(err(head + R"("spec":{"tags":{"managed-by":"me"}}})") ==
+        p + ".spec.tags.managed-by: cannot be set: rootseal's own tag (ESO: Cannot specify a 'managed-by' tag)");
+  CHECK(err(head + R"("spec":{"tags":{"a":1}}})") == p + ".spec.tags.a: must be a string");
+  CHECK(err(head + R"("spec":{"secretPushFormat":"text"}})") ==
+        p + ".spec.secretPushFormat: invalid secret push format: text (binary or string)");
+  CHECK(err(head + R"("spec":{"replicationLocations":["us-east-1"]}})") ==
+        p + ".spec.replicationLocations: not supported by rootseal (replica regions are not managed); remove it");
+  CHECK(err(head + R"("spec":{"resourcePolicy":{}}})") == p + ".spec.resourcePolicy.policySourceRef: required");
+  CHECK(err(head + R"("spec":{"resourcePolicy":{"policySourceRef":{"kind":"Vault","name":"a","key":"b"}}}})") ==
+        p + ".spec.resourcePolicy.policySourceRef.kind: unsupported PolicySourceRef kind: Vault (must be ConfigMap or "
+            "Secret)");
+  CHECK(err(head + R"("spec":{"resourcePolicy":{"policySourceRef":{"kind":"Secret","name":"a"}}}})") ==
+        p + ".spec.resourcePolicy.policySourceRef.key: required");
+  CHECK(
+      err(head +
+          R"("spec":{"resourcePolicy":{"blockPublicPolicy":"yes","policySourceRef":{"kind":"Secret","name":"a","key":"b"}}}})") ==
+      p + ".spec.resourcePolicy.blockPublicPolicy: must be true or false");
+  CHECK(err(R"({"apiVersion":"v1","kind":"PushSecretMetadata"})") ==
+        p + ".apiVersion: unexpected apiVersion \"v1\", expected \"kubernetes.external-secrets.io/v1alpha1\"");
+  CHECK(err(R"({"apiVersion":"kubernetes.external-secrets.io/v1alpha1","kind":"Other"})") ==
+        p + ".kind: unexpected kind \"Other\", expected \"PushSecretMetadata\"");
+  CHECK(err("{}") ==
+        p + ".apiVersion: unexpected apiVersion \"\", expected \"kubernetes.external-secrets.io/v1alpha1\"");
+  CHECK(err(R"("text")") == p + ": must be an object");
+  CHECK(err("[1]") == p + ": must be an object");
+}
+
+TEST_CASE("remoteRef.metadataPolicy: None and Fetch, anything else refused") {
+  auto es = [](std::string_view policy) {
+    return parse_external_secret(json::parse(R"({"apiVersion":"external-secrets.io/v1","kind":"ExternalSecret",
+      "metadata":{"name":"e","namespace":"n"},"spec":{"secretStoreRef":{"name":"s"},
+      "data":[{"secretKey":"k","remoteRef":{"key":"r","property":"team","metadataPolicy":")" +
+                                             std::string(policy) + R"("}}],
+      "dataFrom":[{"extract":{"key":"r2","metadataPolicy":")" +
+                                             std::string(policy) + R"("}}]}})"));
+  };
+  auto fetch = es("Fetch");
+  REQUIRE(fetch.has_value());
+  CHECK(fetch->data[0].remote_ref.fetch_metadata);
+  CHECK(fetch->data_from[0].extract.fetch_metadata);
+  auto none = es("None");
+  REQUIRE(none.has_value());
+  CHECK_FALSE(none->data[0].remote_ref.fetch_metadata);
+  CHECK_FALSE(none->data_from[0].extract.fetch_metadata);
+  auto bad = es("Always");
+  REQUIRE_FALSE(bad.has_value());
+  CHECK(bad.error().message ==
+        "spec.data[0].remoteRef.metadataPolicy: unsupported value 'Always' (supported: None, Fetch)");
 }
 
 TEST_CASE("SecretStores: aws role chain (additionalRoles, role, externalID, sessionTags, transitiveTagKeys)") {

@@ -19,8 +19,19 @@ using namespace rootseal::test::aws_moto;
 
 namespace {
 
+// The current value as the aws CLI reads it: SecretString, or SecretBinary decoded.
 std::string cli_value(const Moto& moto, const std::string& name) {
-  return std::string(aws_json(moto, "secretsmanager get-secret-value --secret-id " + name).at("SecretString").as_string());
+  const auto got = aws_json(moto, "secretsmanager get-secret-value --secret-id " + name);
+  if (const auto* s = got.as_object().if_contains("SecretString")) return std::string(s->as_string());
+  const auto raw = kms::base64_decode(std::string_view(got.at("SecretBinary").as_string()));
+  REQUIRE(raw);
+  return std::string(raw->begin(), raw->end());
+}
+
+// Which of SecretString and SecretBinary holds the current value.
+std::string cli_field(const Moto& moto, const std::string& name) {
+  const auto got = aws_json(moto, "secretsmanager get-secret-value --secret-id " + name);
+  return got.as_object().contains("SecretBinary") ? "SecretBinary" : "SecretString";
 }
 
 std::size_t cli_versions(const Moto& moto, const std::string& name) {
@@ -47,6 +58,7 @@ TEST_CASE("aws push: creates tagged, writes only on change, one version per chan
   CHECK(first->created);
   CHECK_FALSE(first->version.empty());
   CHECK(cli_value(moto, "prod/api-key") == "v1-secret");
+  CHECK(cli_field(moto, "prod/api-key") == "SecretBinary");  // ESO's default secretPushFormat: binary
   CHECK(cli_managed(aws_json(moto, "secretsmanager describe-secret --secret-id prod/api-key")));
 
   const auto writes_before = p->counters().writes.load();
@@ -523,4 +535,169 @@ TEST_CASE("gcp pull: latest and numbered versions, CRC32C-checked payloads, miss
   auto bad = loop.run(selected(pull, {"api", "", "newest", sync::DecodingStrategy::none}));
   REQUIRE_FALSE(bad);
   CHECK(bad.error().code == kms::Errc::invalid_argument);
+}
+
+namespace {
+
+std::map<std::string, std::string> cli_tags(const json::value& describe) {
+  std::map<std::string, std::string> out;
+  if (const auto* tags = describe.as_object().if_contains("Tags")) {
+    for (const auto& t : tags->as_array())
+      out[std::string(t.at("Key").as_string())] = std::string(t.at("Value").as_string());
+  }
+  return out;
+}
+
+std::string cli_string(const json::value& v, std::string_view key) {
+  const auto* f = v.as_object().if_contains(key);
+  return f != nullptr && f->is_string() ? std::string(f->as_string()) : std::string();
+}
+
+}  // namespace
+
+TEST_CASE(
+    "aws push metadata: tags, description, KMS key and secretPushFormat string at creation, read with the aws CLI") {
+  Moto moto;
+  Loop loop;
+  auto p = make(loop, moto_spec(moto));
+  sync::PushMetadata md;
+  md.tags = {{"secret-store", "teamb"}, {"refresh-interval", "1h"}};
+  md.description = "secret 'managed-by:secret-manager'";
+  md.kms_key_id = "alias/custom";
+  md.push_as_string = true;
+  sync::PushRef ref{"teamb/param", "", &md};
+  auto first = loop.run(p->put_if_changed(ref, secure("s3cret")));
+  REQUIRE(first);
+  CHECK(first->created);
+  const auto d = aws_json(moto, "secretsmanager describe-secret --secret-id teamb/param");
+  CHECK(cli_tags(d) == std::map<std::string, std::string>{
+                           {"managed-by", "rootseal"}, {"refresh-interval", "1h"}, {"secret-store", "teamb"}});
+  CHECK(cli_string(d, "Description") == "secret 'managed-by:secret-manager'");
+  CHECK(cli_string(d, "KmsKeyId") == "alias/custom");
+  CHECK(cli_field(moto, "teamb/param") == "SecretString");
+  CHECK(cli_value(moto, "teamb/param") == "s3cret");
+
+  // Unchanged value and metadata: no write at all.
+  const auto writes = p->counters().writes.load();
+  auto same = loop.run(p->put_if_changed(ref, secure("s3cret")));
+  REQUIRE(same);
+  CHECK_FALSE(same->written);
+  CHECK(p->counters().writes == writes);
+
+  // A string value with secretPushFormat string that is not UTF-8: refused, nothing written.
+  auto bad = loop.run(p->put_if_changed(ref, secure(std::string("\xff\xfe", 2))));
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().code == kms::Errc::invalid_argument);
+  CHECK(cli_value(moto, "teamb/param") == "s3cret");
+  CHECK(p->counters().writes == writes);
+}
+
+TEST_CASE(
+    "aws push metadata: on update tags are patched as ESO does, description and KMS key updated, value format kept") {
+  Moto moto;
+  Loop loop;
+  auto p = make(loop, moto_spec(moto));
+  sync::PushMetadata md;
+  md.tags = {{"team", "a"}, {"env", "prod"}};
+  sync::PushRef ref{"app/db", "", &md};
+  REQUIRE(loop.run(p->put_if_changed(ref, secure("v1"))));
+  CHECK(cli_field(moto, "app/db") == "SecretBinary");  // no secretPushFormat: binary
+  CHECK(cli_string(aws_json(moto, "secretsmanager describe-secret --secret-id app/db"), "Description") ==
+        "managed by rootseal");
+  // Someone adds a tag of their own: ESO's patch removes every tag the metadata does not name (managed-by stays).
+  REQUIRE(moto.aws("secretsmanager tag-resource --secret-id app/db --tags Key=other,Value=x").status == 0);
+  md.tags = {{"team", "b"}, {"new", "y"}};
+  md.description = "the db";
+  md.kms_key_id = "alias/next";
+  auto up = loop.run(p->put_if_changed(ref, secure("v1")));
+  INFO((up ? std::string() : up.error().message));
+  REQUIRE(up);
+  CHECK(up->written);  // metadata changed, the value did not
+  CHECK_FALSE(up->created);
+  CHECK(cli_versions(moto, "app/db") == 1);
+  auto d = aws_json(moto, "secretsmanager describe-secret --secret-id app/db");
+  CHECK(cli_tags(d) == std::map<std::string, std::string>{{"managed-by", "rootseal"}, {"new", "y"}, {"team", "b"}});
+  CHECK(cli_string(d, "Description") == "the db");
+  CHECK(cli_string(d, "KmsKeyId") == "alias/next");
+  // Again: nothing to do, no write.
+  const auto writes = p->counters().writes.load();
+  auto same = loop.run(p->put_if_changed(ref, secure("v1")));
+  REQUIRE(same);
+  CHECK_FALSE(same->written);
+  CHECK(p->counters().writes == writes);
+  // updatePolicy IfNotExists on an existing secret: neither the value nor the metadata is touched (ESO skips it).
+  sync::PushMetadata other;
+  other.tags = {{"team", "c"}};
+  other.description = "not applied";
+  const sync::PushRef skip{"app/db", "", &other};
+  const auto before_skip = p->counters().writes.load();
+  auto skipped = loop.run(p->put_if_changed(skip, secure("ignored"), /*if_not_exists=*/true));
+  REQUIRE(skipped);
+  CHECK_FALSE(skipped->written);
+  CHECK(p->counters().writes == before_skip);
+  CHECK(cli_string(aws_json(moto, "secretsmanager describe-secret --secret-id app/db"), "Description") == "the db");
+  // Metadata without tags leaves the tags alone (ESO patches tags only when the metadata has some).
+  sync::PushMetadata no_tags;
+  sync::PushRef plain{"app/db", "", &no_tags};
+  REQUIRE(loop.run(p->put_if_changed(plain, secure("v2"))));
+  d = aws_json(moto, "secretsmanager describe-secret --secret-id app/db");
+  CHECK(cli_tags(d) == std::map<std::string, std::string>{{"managed-by", "rootseal"}, {"new", "y"}, {"team", "b"}});
+  CHECK(cli_value(moto, "app/db") == "v2");
+  CHECK(cli_field(moto, "app/db") == "SecretBinary");
+  // secretPushFormat string on the next value.
+  no_tags.push_as_string = true;
+  REQUIRE(loop.run(p->put_if_changed(plain, secure("v3"))));
+  CHECK(cli_field(moto, "app/db") == "SecretString");
+  CHECK(cli_value(moto, "app/db") == "v3");
+}
+
+TEST_CASE("aws push metadata: the resource policy is put, left when equal, removed when the metadata has none") {
+  Moto moto;
+  Loop loop;
+  auto p = make(loop, moto_spec(moto));
+  const std::string policy =
+      R"({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"secretsmanager:GetSecretValue","Resource":"*"}]})";
+  sync::PushMetadata md;
+  md.resource_policy = sync::PushMetadata::ResourcePolicy{true, policy};
+  sync::PushRef ref{"app/pol", "", &md};
+  REQUIRE(loop.run(p->put_if_changed(ref, secure("v"))));
+  auto got = aws_json(moto, "secretsmanager get-resource-policy --secret-id app/pol");
+  REQUIRE(got.as_object().contains("ResourcePolicy"));
+  CHECK(json::parse(got.at("ResourcePolicy").as_string()) == json::parse(policy));
+  const auto writes = p->counters().writes.load();
+  auto same = loop.run(p->put_if_changed(ref, secure("v")));
+  REQUIRE(same);
+  CHECK_FALSE(same->written);
+  CHECK(p->counters().writes == writes);
+  sync::PushMetadata none;
+  sync::PushRef without{"app/pol", "", &none};
+  auto removed = loop.run(p->put_if_changed(without, secure("v")));
+  REQUIRE(removed);
+  CHECK(removed->written);
+  got = aws_json(moto, "secretsmanager get-resource-policy --secret-id app/pol");
+  CHECK(cli_string(got, "ResourcePolicy").empty());
+  // Without any metadata the policy is not looked at (no call beyond the value's).
+  const auto calls = p->counters().calls.load();
+  REQUIRE(loop.run(p->put_if_changed({"app/pol", ""}, secure("v"))));
+  CHECK(p->counters().calls == calls + 2);  // DescribeSecret, GetSecretValue
+}
+
+TEST_CASE("aws metadataPolicy Fetch: the tags as Go's JSON map, a missing secret is no not_found") {
+  Moto moto;
+  aws_json(moto,
+           "secretsmanager create-secret --name tagged --secret-string v "
+           "--tags Key=team,Value=a Key=html,Value='<b>&' Key=env,Value=prod");
+  aws_json(moto, "secretsmanager create-secret --name bare --secret-string v");
+  Loop loop;
+  auto p = make(loop, moto_spec(moto));
+  auto got = loop.run(p->fetch_metadata({"tagged", ""}));
+  REQUIRE(got);
+  CHECK(text(*got) == R"({"env":"prod","html":"\u003cb\u003e\u0026","team":"a"})");
+  auto bare = loop.run(p->fetch_metadata({"bare", ""}));
+  REQUIRE(bare);
+  CHECK(text(*bare) == "{}");
+  auto missing = loop.run(p->fetch_metadata({"nope", ""}));
+  REQUIRE_FALSE(missing);
+  CHECK(missing.error().code == kms::Errc::unavailable);
+  CHECK(missing.error().message.find("ResourceNotFoundException") != std::string::npos);
 }

@@ -309,3 +309,38 @@ TEST_CASE(
   REQUIRE_FALSE(none);
   CHECK(none.error().code == kms::Errc::not_found);
 }
+
+TEST_CASE("vault provider: metadataPolicy Fetch reads system metadata and custom_metadata as Go's JSON map") {
+  PyDouble vault("vault_kv");
+  vault_put(vault, "team/app", R"({"pw":"x"})");
+  vault_put(vault, "team/app", R"({"pw":"y"})");
+  REQUIRE(run_command("curl -sf -X POST -H 'X-Vault-Token: root' -d "
+                      "'{\"custom_metadata\":{\"owner\":\"a<b>&c\",\"created_time\":\"custom\"}}' " +
+                      vault.url() + "/v1/secret/metadata/team/app")
+              .status == 0);
+  // What Vault holds, read with curl: the expected map is built from it.
+  const auto md = run_command("curl -sf -H 'X-Vault-Token: root' " + vault.url() + "/v1/secret/metadata/team/app");
+  REQUIRE(md.status == 0);
+  const auto data = json::parse(md.out).at("data");
+  const std::string current = json::serialize(data.at("current_version"));
+  CHECK(current == "2");
+  std::string expected = R"({"created_time":"custom","current_version":")" + current + "\"";
+  if (const auto* d = data.as_object().if_contains("delete_version_after"); d && !d->is_null()) {
+    expected += R"(,"delete_version_after":)" + json::serialize(*d);
+  }
+  expected += R"(,"owner":"a\u003cb\u003e\u0026c"})";
+  Loop loop;
+  auto p = make(loop, token_spec(vault));
+  auto got = loop.run(p->fetch_metadata({"team/app", ""}));
+  REQUIRE(got);
+  CHECK(text(*got) == expected);
+  // The value itself is untouched by it.
+  auto value = loop.run(p->fetch({"team/app", ""}));
+  REQUIRE(value);
+  CHECK(text(*value) == R"({"pw":"y"})");
+  // A missing secret is ESO's plain error, never not_found (no deletion policy is run on it).
+  auto missing = loop.run(p->fetch_metadata({"team/none", ""}));
+  REQUIRE_FALSE(missing);
+  CHECK(missing.error().code == kms::Errc::unavailable);
+  CHECK(missing.error().message == "vault: secret \"team/none\" not found (metadata)");
+}

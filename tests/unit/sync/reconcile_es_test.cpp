@@ -410,3 +410,42 @@ TEST_CASE("stale: an ExternalSecret never refreshed since start counts from its 
   f.advance(11s);
   CHECK(f.rec.stale(f.now, grace) == 1);
 }
+
+TEST_CASE(
+    "metadataPolicy Fetch: the metadata stands for the value, by property, extract and in templates, cached apart") {
+  Fixture f;
+  f.providers.fake->metadata["db/creds"] = R"({"owner":"team-a","tier":"gold"})";
+  f.kube.put(f.kube.external_secrets,
+             es("db", R"("data":[{"secretKey":"user","remoteRef":{"key":"db/creds","property":"username"}},
+                                 {"secretKey":"tags","remoteRef":{"key":"db/creds","metadataPolicy":"Fetch"}},
+                                 {"secretKey":"owner","remoteRef":{"key":"db/creds","metadataPolicy":"Fetch","property":"owner"}}],
+                         "dataFrom":[{"extract":{"key":"db/creds","metadataPolicy":"Fetch"}}],
+                         "target":{"name":"db-secret"})"));
+  f.reconcile("db");
+  CHECK(f.kube.es_condition("team-a", "db", "reason") == "SecretSynced");
+  CHECK(f.kube.secret_value("team-a", "db-secret", "user") == "alice");
+  CHECK(f.kube.secret_value("team-a", "db-secret", "tags") == R"({"owner":"team-a","tier":"gold"})");
+  CHECK(f.kube.secret_value("team-a", "db-secret", "owner") == "team-a");
+  CHECK(f.kube.secret_value("team-a", "db-secret", "tier") == "gold");
+  // One value read and one metadata read for the key, each cached under its own entry.
+  CHECK(f.providers.fake->calls == 1);
+  CHECK(f.providers.fake->metadata_calls == 1);
+
+  f.kube.put(
+      f.kube.external_secrets,
+      es("tpl",
+         R"("data":[{"secretKey":"owner","remoteRef":{"key":"db/creds","metadataPolicy":"Fetch","property":"owner"}}],
+                         "target":{"name":"tpl-secret","template":{"data":{"who":"{{ .owner }} owns it"}}})"));
+  f.reconcile("tpl");
+  CHECK(f.kube.secret_value("team-a", "tpl-secret", "who") == "team-a owns it");
+
+  // A missing tag by property is an error with the property named, and no Secret.
+  f.kube.put(f.kube.external_secrets,
+             es("missing",
+                R"("data":[{"secretKey":"x","remoteRef":{"key":"db/creds","metadataPolicy":"Fetch","property":"nope"}}],
+                         "target":{"name":"missing-secret"})"));
+  f.reconcile("missing");
+  CHECK(f.kube.es_condition("team-a", "missing", "status") == "False");
+  CHECK(f.kube.es_condition("team-a", "missing", "message").find("nope") != std::string::npos);
+  CHECK(f.kube.snapshot(f.kube.secrets, "team-a", "missing-secret") == nullptr);
+}

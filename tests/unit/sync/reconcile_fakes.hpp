@@ -244,6 +244,15 @@ class FakeProvider final : public Provider {
   std::atomic<bool> down{false};
   std::map<std::string, std::string> pushed;
   std::atomic<int> push_writes{0};
+  std::map<std::string, std::string> metadata;  // key -> the JSON fetch_metadata answers
+  std::atomic<int> metadata_calls{0};
+  Task<kms::SecureBytes> fetch_metadata(const RemoteKey& ref) override {
+    ++metadata_calls;
+    std::lock_guard l(mu);
+    auto it = metadata.find(ref.key);
+    if (it == metadata.end()) co_return kms::fail(kms::Errc::unavailable, "no metadata");
+    co_return kms::SecureBytes::copy_of(it->second);
+  }
 
   void set(const std::string& key, const std::string& value) {
     std::lock_guard l(mu);
@@ -288,11 +297,14 @@ class FakePush final : public PushProvider {
   std::set<std::string> unmanaged;
   int writes = 0;
   int removes = 0;
+  std::string kind_name = "fake";
+  std::optional<PushMetadata> seen_metadata;  // of the last put_if_changed
   Task<RemoteState> describe(std::string_view k) override {
     co_return RemoteState{remote.contains(std::string(k)), !unmanaged.contains(std::string(k))};
   }
   Task<RemoteState> ensure_managed(std::string_view k) override { co_return co_await describe(k); }
   Task<PushOutcome> put_if_changed(const PushRef& ref, const kms::SecureBytes& value, bool if_not_exists) override {
+    seen_metadata = ref.metadata != nullptr ? std::optional<PushMetadata>(*ref.metadata) : std::nullopt;
     if (unmanaged.contains(ref.remote_key)) co_return kms::fail(kms::Errc::permission_denied, "not managed by rootseal");
     const std::string v(reinterpret_cast<const char*>(value.data()), value.size());
     auto it = remote.find(ref.remote_key);
@@ -308,7 +320,7 @@ class FakePush final : public PushProvider {
     co_return kms::Result<void>{};
   }
   Task<void> validate() override { co_return kms::Result<void>{}; }
-  [[nodiscard]] std::string_view kind() const noexcept override { return "fake"; }
+  [[nodiscard]] std::string_view kind() const noexcept override { return kind_name; }
 };
 
 class PushProviders final : public reconcile::ProviderSource {

@@ -171,6 +171,80 @@ TEST_CASE("PushSecret: an unmanaged remote secret is refused with the reason in 
   CHECK(k.count_events("Errored") == 1);
 }
 
+TEST_CASE(
+    "PushSecret metadata: handed to an aws store with the policy read from its ConfigMap or Secret, refused "
+    "elsewhere") {
+  FakeKube k;
+  PushProviders p;
+  k.put(k.stores, aws_store());
+  k.put(k.secrets, secret("src", "b25l"));  // "one"
+  const auto with_metadata = [&](std::string_view source_kind) {
+    k.put(
+        k.push_secrets,
+        json::parse(
+            R"({"apiVersion":"external-secrets.io/v1alpha1","kind":"PushSecret","metadata":{"name":"p","namespace":"ns"},
+      "spec":{"refreshInterval":"1m","secretStoreRefs":[{"name":"aws"}],"selector":{"secret":{"name":"src"}},
+      "data":[{"match":{"secretKey":"v","remoteRef":{"remoteKey":"app/v"}},
+               "metadata":{"apiVersion":"kubernetes.external-secrets.io/v1alpha1","kind":"PushSecretMetadata",
+                 "spec":{"tags":{"team":"a"},"description":"d","kmsKeyId":"alias/k",
+                   "resourcePolicy":{"blockPublicPolicy":false,
+                     "policySourceRef":{"kind":")" +
+            std::string(source_kind) + R"(","name":"pol","key":"policy.json"}}}}}]}})"));
+  };
+  PushSecretReconciler r(k, p, [] { return std::chrono::system_clock::now(); });
+
+  // A store whose provider applies no metadata: refused, nothing pushed.
+  with_metadata("ConfigMap");
+  CHECK(run_sync(r.reconcile("ns", "p")).kind == ReconcileResult::Kind::retry);
+  CHECK(p.push->writes == 0);
+  CHECK(ps_condition(k, "message") ==
+        "invalid PushSecret: spec.data[0].metadata: not supported by rootseal for fake stores (SecretStore/aws); "
+        "PushSecretMetadata is applied to AWS Secrets Manager only");
+
+  p.push->kind_name = "aws";
+  // The ConfigMap is missing: refused with its name.
+  CHECK(run_sync(r.reconcile("ns", "p")).kind == ReconcileResult::Kind::retry);
+  CHECK(p.push->writes == 0);
+  CHECK(ps_condition(k, "message") ==
+        "spec.data[0].metadata: failed to resolve resource policy: failed to get ConfigMap ns/pol");
+  // Not JSON: refused before any write.
+  k.put(k.config_maps, json::parse(R"({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"pol","namespace":"ns"},
+    "data":{"policy.json":"not json"}})"));
+  CHECK(run_sync(r.reconcile("ns", "p")).kind == ReconcileResult::Kind::retry);
+  CHECK(p.push->writes == 0);
+  CHECK(ps_condition(k, "message") ==
+        "spec.data[0].metadata: failed to resolve resource policy: the policy in ConfigMap "
+        "ns/pol key policy.json is not a JSON object");
+  const std::string policy = R"({"Version":"2012-10-17","Statement":[]})";
+  k.put(k.config_maps, json::parse(R"({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"pol","namespace":"ns"},
+    "data":{"policy.json":)" + json::serialize(json::value(policy)) +
+                                   "}}"));
+  CHECK(run_sync(r.reconcile("ns", "p")).kind == ReconcileResult::Kind::requeue_after);
+  CHECK(p.push->remote["app/v"] == "one");
+  REQUIRE(p.push->seen_metadata.has_value());
+  CHECK(p.push->seen_metadata->tags == std::map<std::string, std::string, std::less<>>{{"team", "a"}});
+  CHECK(p.push->seen_metadata->description == "d");
+  CHECK(p.push->seen_metadata->kms_key_id == "alias/k");
+  CHECK_FALSE(p.push->seen_metadata->push_as_string);
+  REQUIRE(p.push->seen_metadata->resource_policy.has_value());
+  CHECK(p.push->seen_metadata->resource_policy->policy == policy);
+  CHECK(p.push->seen_metadata->resource_policy->block_public_policy == std::optional<bool>(false));
+
+  // From a Secret (its value decoded); a missing key is named.
+  with_metadata("Secret");
+  k.put(k.secrets, json::parse(R"({"apiVersion":"v1","kind":"Secret","metadata":{"name":"pol","namespace":"ns"},
+    "data":{"other":"e30="}})"));
+  CHECK(run_sync(r.reconcile("ns", "p")).kind == ReconcileResult::Kind::retry);
+  CHECK(ps_condition(k, "message") ==
+        "spec.data[0].metadata: failed to resolve resource policy: key policy.json not found in Secret ns/pol");
+  k.put(k.secrets, json::parse(R"({"apiVersion":"v1","kind":"Secret","metadata":{"name":"pol","namespace":"ns"},
+    "data":{"policy.json":"eyJhIjoxfQ=="}})"));  // {"a":1}
+  CHECK(run_sync(r.reconcile("ns", "p")).kind == ReconcileResult::Kind::requeue_after);
+  REQUIRE(p.push->seen_metadata.has_value());
+  CHECK(p.push->seen_metadata->resource_policy->policy == R"({"a":1})");
+  CHECK(ps_condition(k, "reason") == "Synced");
+}
+
 TEST_CASE("PushSecret: store-to-cloud via selector.remoteRef, and deletionPolicy Delete with its finalizer") {
   FakeKube k;
   PushProviders p;
@@ -195,6 +269,22 @@ TEST_CASE("PushSecret: store-to-cloud via selector.remoteRef, and deletionPolicy
     std::lock_guard l(k.mu);
     CHECK(k.push_secrets["ns/p"].at("metadata").at("finalizers").as_array().empty());
   }
+}
+
+TEST_CASE("PushSecret: selector.remoteRef with metadataPolicy Fetch pushes a tag of the source") {
+  FakeKube k;
+  PushProviders p;
+  k.put(k.stores, aws_store());
+  k.put(k.stores, vault_store("ns", "vault"));
+  p.pull->set("db/creds", R"({"v":"the-value"})");
+  p.pull->metadata["db/creds"] = R"({"v":"the-owner"})";
+  k.put(k.push_secrets,
+        push_secret(R"({"remoteRef":{"storeRef":{"name":"vault"},"key":"db/creds","metadataPolicy":"Fetch"}})"));
+  PushSecretReconciler r(k, p, [] { return std::chrono::system_clock::now(); });
+  run_sync(r.reconcile("ns", "p"));
+  CHECK(p.push->remote["app/v"] == "the-owner");
+  CHECK(p.pull->metadata_calls == 1);
+  CHECK(p.pull->calls == 0);
 }
 
 // ---- EngineProviders: the specs of the push-only stores ----------------------

@@ -69,6 +69,9 @@ struct RemoteRef {
   std::string property;  // JSON property; nested with dots ("a.b.c"), a literal key with dots wins; empty = whole value
   std::string version;   // Vault: KV version number; AWS: "uuid:<VersionId>" / a VersionId (uuid) / a stage ("AWSCURRENT", default); empty = latest
   DecodingStrategy decoding = DecodingStrategy::none;
+  // ESO metadataPolicy Fetch: the secret's metadata (Provider::fetch_metadata)
+  // stands for its value; property then names one metadata key.
+  bool fetch_metadata = false;
 };
 
 // How a provider's whole value is read by `property` and dataFrom.extract:
@@ -117,12 +120,38 @@ class Provider {
   // when the search itself finds no place to look (ESO's NoSecretErr);
   // invalid_argument from providers without find.
   virtual Task<SecretMap> find(const FindRequest& request);
+  // ESO metadataPolicy Fetch: the secret's metadata as the JSON object ESO's
+  // provider of this kind makes of it (AWS: its tags; Vault KV v2: the system
+  // metadata and custom_metadata, all strings), read by property and
+  // dataFrom.extract as fetch()'s values are. Errors as ESO's: a missing
+  // secret is unavailable/invalid_argument, never not_found (ESO's provider
+  // does not answer NoSecretErr here). Providers without it: invalid_argument.
+  virtual Task<kms::SecureBytes> fetch_metadata(const RemoteKey& ref);
+};
+
+// ESO's PushSecretMetadata (kubernetes.external-secrets.io/v1alpha1) of a
+// PushSecret data[] entry, for AWS Secrets Manager (the only provider that
+// applies it; the reconciler refuses it for the others). Not secret.
+struct PushMetadata {
+  std::map<std::string, std::string, std::less<>> tags;  // never "managed-by" (rootseal's own)
+  std::string description;                               // empty: not given (CreateSecret: rootseal's default)
+  std::string kms_key_id;                                // empty: not given (the account's aws/secretsmanager key)
+  bool push_as_string = false;  // secretPushFormat "string"; default "binary" (ESO: SecretBinary)
+  // resourcePolicy: the policy document read from its ConfigMap/Secret by the
+  // reconciler (policySourceRef); BlockPublicPolicy when set.
+  struct ResourcePolicy {
+    std::optional<bool> block_public_policy;
+    std::string policy;  // JSON; empty: the source key is empty (the policy is removed, as ESO does)
+  };
+  std::optional<ResourcePolicy> resource_policy;
 };
 
 // The remote end of a PushSecret data[] entry.
 struct PushRef {
   std::string remote_key;  // AWS secret name, Azure secret name, GCP secret id
   std::string property;    // non-empty: the value goes into this key of a JSON object kept in the remote secret
+  // AWS: the entry's PushSecretMetadata; null: none (the defaults: SecretBinary, no tags of the user's).
+  const PushMetadata* metadata = nullptr;
 };
 
 struct RemoteState {

@@ -68,6 +68,20 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
     co_return std::move(*whole);
   }
 
+  // ESO's metadataPolicy Fetch: the secret's tags (DescribeSecret) as the
+  // JSON object Go's json.Marshal makes of a map[string]string (keys sorted,
+  // HTML characters escaped). Any failure is an error, never not_found (ESO
+  // passes DescribeSecret's error on, not NoSecretErr).
+  Task<kms::SecureBytes> fetch_metadata(const RemoteKey& ref) override {
+    if (ref.key.empty()) co_return fail(Errc::invalid_argument, "aws: remoteRef.key is empty");
+    ROOTSEAL_CO_LET(d, co_await describe_full(ref.key));
+    if (!d.exists) {
+      co_return fail(Errc::unavailable, "aws: DescribeSecret failed (400 ResourceNotFoundException): secret \"" +
+                                            ref.key + "\" not found");
+    }
+    co_return go_string_map_json(d.tags);
+  }
+
   // ESO's AWS GetAllSecrets: find.name (a regexp on the names), find.tags
   // (tag-key and tag-value filters), find.path (the `name` filter: a name
   // prefix). With a path, or with tags and no name: BatchGetSecretValue over
@@ -160,18 +174,35 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
       if (d.deleted) ROOTSEAL_CO_TRY(co_await restore(remote_key));
       co_return RemoteState{true, true};
     }
-    ROOTSEAL_CO_LET(created, co_await create(remote_key, nullptr));
+    ROOTSEAL_CO_LET(created, co_await create(remote_key, nullptr, nullptr));
     (void)created;
     co_return RemoteState{true, true};
   }
 
+  // ESO's PushSecret: a new secret is created with the value, the metadata's
+  // tags, description and KMS key (then its resource policy); an existing
+  // one gets its tags patched (only when the metadata has tags), its
+  // description and KMS key updated when they differ, its resource policy
+  // put or removed (only with metadata), then the value written when it
+  // differs (SecretBinary unless secretPushFormat is "string").
   Task<PushOutcome> put_if_changed(const PushRef& ref, const kms::SecureBytes& value, bool if_not_exists) override {
+    const PushMetadata* md = ref.metadata;
+    const bool as_string = md != nullptr && md->push_as_string;
+    if (as_string && !is_utf8(value.span())) {
+      co_return fail(Errc::invalid_argument,
+                     "aws: secretPushFormat string needs a UTF-8 value (this one is binary: push it as binary)");
+    }
     ROOTSEAL_CO_LET(d, co_await describe_full(ref.remote_key));
     if (d.exists && !d.managed) co_return refuse(ref.remote_key);
     if (!d.exists) {
       ROOTSEAL_CO_LET(desired, with_property("aws", nullptr, ref.property, value));
-      auto created = co_await create(ref.remote_key, &desired);
-      if (created) co_return PushOutcome{true, true, std::move(*created)};
+      auto created = co_await create(ref.remote_key, &desired, md);
+      if (created) {
+        if (md != nullptr && md->resource_policy && !md->resource_policy->policy.empty()) {
+          ROOTSEAL_CO_TRY(co_await put_policy(ref.remote_key, *md->resource_policy));
+        }
+        co_return PushOutcome{true, true, std::move(*created)};
+      }
       if (created.error().code != Errc::already_exists) co_return std::unexpected(std::move(created).error());
       // Lost a race with another writer: carry on as for an existing secret.
       ROOTSEAL_CO_LET(again, co_await describe_full(ref.remote_key));
@@ -180,10 +211,18 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
     }
     if (d.deleted) ROOTSEAL_CO_TRY(co_await restore(ref.remote_key));
     ROOTSEAL_CO_LET(current, co_await get_value(ref.remote_key, "", true));
+    // IfNotExists: an existing value is left alone, its metadata too (ESO skips the push).
     if (if_not_exists && current) co_return PushOutcome{false, false, {}};
+    bool changed = false;
+    if (md != nullptr) {
+      ROOTSEAL_CO_LET(patched, co_await apply_metadata(ref.remote_key, d, *md));
+      changed = patched;
+    }
     ROOTSEAL_CO_LET(desired, with_property("aws", current ? &*current : nullptr, ref.property, value));
-    if (current && *current == desired) co_return PushOutcome{false, false, {}};
-    ROOTSEAL_CO_LET(version, co_await put_value(ref.remote_key, desired));
+    // As ESO: equal bytes are not written again, whichever of SecretString
+    // and SecretBinary holds them.
+    if (current && *current == desired) co_return PushOutcome{changed, false, {}};
+    ROOTSEAL_CO_LET(version, co_await put_value(ref.remote_key, desired, as_string));
     co_return PushOutcome{true, false, std::move(version)};
   }
 
@@ -197,7 +236,8 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
       if (current) {
         const auto rest = without_property(*current, ref.property);
         if (rest) {
-          if (!(*rest == *current)) ROOTSEAL_CO_TRY(co_await put_value(ref.remote_key, *rest));
+          const bool as_string = ref.metadata != nullptr && ref.metadata->push_as_string;
+          if (!(*rest == *current)) ROOTSEAL_CO_TRY(co_await put_value(ref.remote_key, *rest, as_string));
           co_return kms::Result<void>{};
         }
       }
@@ -220,6 +260,9 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
     bool exists = false;
     bool managed = false;
     bool deleted = false;  // scheduled for deletion (DeletedDate set)
+    std::map<std::string, std::string, std::less<>> tags;  // the last of a repeated key
+    std::string description;
+    std::string kms_key_id;
   };
 
   static kms::Error refuse_error(std::string_view key) { return not_managed("aws", key, "tag").error(); }
@@ -466,9 +509,12 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
       if (const auto* tags = root.as_object().if_contains("Tags"); tags && tags->is_array()) {
         for (const auto& t : tags->as_array()) {
           if (json_string(t, "Key") == kManagedByKey && json_string(t, "Value") == kManagedByValue) d.managed = true;
+          d.tags.insert_or_assign(std::string(json_string(t, "Key")), std::string(json_string(t, "Value")));
         }
       }
       if (const auto* del = root.as_object().if_contains("DeletedDate"); del && !del->is_null()) d.deleted = true;
+      d.description = std::string(json_string(root, "Description"));
+      d.kms_key_id = std::string(json_string(root, "KmsKeyId"));
     }
     co_return d;
   }
@@ -519,9 +565,10 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
     return std::optional<kms::SecureBytes>{};
   }
 
-  // "SecretString":"..." for UTF-8 text, "SecretBinary":"<base64>" otherwise.
-  static void append_value(const kms::SecureBytes& v, SecureBuffer& body) {
-    if (is_utf8(v.span())) {
+  // "SecretBinary":"<base64>" (ESO's default secretPushFormat, binary), or
+  // with `as_string` "SecretString":"..." (the caller checked it is UTF-8).
+  static void append_value(const kms::SecureBytes& v, SecureBuffer& body, bool as_string) {
+    if (as_string) {
       body.append(R"("SecretString":)");
       json_quote(v.span(), body);
     } else {
@@ -532,19 +579,27 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
     }
   }
 
-  // Creates the secret, tagged, with the value if given; its VersionId.
-  Task<std::string> create(std::string_view key, const kms::SecureBytes* value) {
+  // Creates the secret, tagged managed-by=rootseal and with the metadata's
+  // tags, description (else rootseal's) and KMS key, with the value if
+  // given; its VersionId.
+  Task<std::string> create(std::string_view key, const kms::SecureBytes* value, const PushMetadata* md) {
     if (!valid_secret_name(key)) {
       co_return fail(Errc::invalid_argument, "aws: secret name must be 1-512 characters of A-Za-z0-9/_+=.@-");
     }
     SecureBuffer body(256 + (value ? value->size() * 2 : 0));
     body.append(R"({"Name":)");
     quote(key, body);
-    body.append(R"(,"Description":"managed by rootseal","Tags":[{"Key":")" + std::string(kManagedByKey) +
-                R"(","Value":")" + std::string(kManagedByValue) + R"("}])");
+    body.append(R"(,"Description":)");
+    quote(md != nullptr && !md->description.empty() ? std::string_view(md->description) : "managed by rootseal", body);
+    if (md != nullptr && !md->kms_key_id.empty()) {
+      body.append(R"(,"KmsKeyId":)");
+      quote(md->kms_key_id, body);
+    }
+    body.append(R"(,"Tags":)");
+    append_tags(md != nullptr ? &md->tags : nullptr, body);
     if (value != nullptr) {
       body.append(R"(,"ClientRequestToken":")" + kms::uuid_v4() + "\",");
-      append_value(*value, body);
+      append_value(*value, body, md != nullptr && md->push_as_string);
     }
     body.append("}");
     ROOTSEAL_CO_LET(a, co_await write("CreateSecret", body.view()));
@@ -555,14 +610,161 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
     co_return std::string(json_string(a.root(), "VersionId"));
   }
 
-  Task<std::string> put_value(std::string_view key, const kms::SecureBytes& value) {
+  // [{"Key":"managed-by","Value":"rootseal"}, then the user's tags].
+  static void append_tags(const std::map<std::string, std::string, std::less<>>* tags, SecureBuffer& body) {
+    body.append(R"([{"Key":")" + std::string(kManagedByKey) + R"(","Value":")" + std::string(kManagedByValue) +
+                R"("})");
+    if (tags != nullptr) {
+      for (const auto& [k, v] : *tags) {
+        body.append(R"(,{"Key":)");
+        quote(k, body);
+        body.append(R"(,"Value":)");
+        quote(v, body);
+        body.append("}");
+      }
+    }
+    body.append("]");
+  }
+
+  // The metadata on an existing secret; true when anything was changed.
+  // Tags (only when the metadata has some, as ESO): every tag not among
+  // them (and not managed-by) is removed, TagResource sets them all when one
+  // is missing or differs. Description and KMS key: UpdateSecret when given
+  // and different (ESO sets them at creation only). Resource policy: put
+  // when it differs from the current one (compared as JSON), removed when
+  // the metadata has none or its source is empty.
+  Task<bool> apply_metadata(std::string_view key, const Description& d, const PushMetadata& md) {
+    bool changed = false;
+    if (!md.tags.empty()) {
+      SecureBuffer untag(128);
+      for (const auto& [k, v] : d.tags) {
+        if (k == kManagedByKey || md.tags.contains(k)) continue;
+        untag.append(untag.size() == 0 ? "[" : ",");
+        quote(k, untag);
+      }
+      if (untag.size() != 0) {
+        untag.append("]");
+        SecureBuffer body(untag.size() + 64);
+        body.append(R"({"SecretId":)");
+        quote(key, body);
+        body.append(R"(,"TagKeys":)");
+        body.append(untag.view());
+        body.append("}");
+        ROOTSEAL_CO_LET(a, co_await write("UntagResource", body.view()));
+        if (a.status != 200) co_return fail(error_code(a), error_text("UntagResource", a));
+        changed = true;
+      }
+      const bool differs = std::any_of(md.tags.begin(), md.tags.end(), [&d](const auto& kv) {
+        const auto it = d.tags.find(kv.first);
+        return it == d.tags.end() || it->second != kv.second;
+      });
+      if (differs) {
+        SecureBuffer body(256);
+        body.append(R"({"SecretId":)");
+        quote(key, body);
+        body.append(R"(,"Tags":)");
+        append_tags(&md.tags, body);
+        body.append("}");
+        ROOTSEAL_CO_LET(a, co_await write("TagResource", body.view()));
+        if (a.status != 200) co_return fail(error_code(a), error_text("TagResource", a));
+        changed = true;
+      }
+    }
+    const bool new_description = !md.description.empty() && md.description != d.description;
+    const bool new_key = !md.kms_key_id.empty() && !same_kms_key(d.kms_key_id, md.kms_key_id);
+    if (new_description || new_key) {
+      SecureBuffer body(256);
+      body.append(R"({"SecretId":)");
+      quote(key, body);
+      // The idempotency token the AWS SDKs always send (no value: no new version).
+      body.append(R"(,"ClientRequestToken":")" + kms::uuid_v4() + "\"");
+      if (new_description) {
+        body.append(R"(,"Description":)");
+        quote(md.description, body);
+      }
+      if (new_key) {
+        body.append(R"(,"KmsKeyId":)");
+        quote(md.kms_key_id, body);
+      }
+      body.append("}");
+      ROOTSEAL_CO_LET(a, co_await write("UpdateSecret", body.view()));
+      if (a.status != 200) co_return fail(error_code(a), error_text("UpdateSecret", a));
+      changed = true;
+    }
+    ROOTSEAL_CO_LET(current_policy, co_await get_policy(key));
+    const bool want_policy = md.resource_policy && !md.resource_policy->policy.empty();
+    if (!want_policy) {
+      if (!current_policy.empty()) {
+        SecureBuffer body(64);
+        body.append(R"({"SecretId":)");
+        quote(key, body);
+        body.append("}");
+        ROOTSEAL_CO_LET(a, co_await write("DeleteResourcePolicy", body.view()));
+        if (a.status != 200 && a.type != "ResourceNotFoundException")
+          co_return fail(error_code(a), error_text("DeleteResourcePolicy", a));
+        changed = true;
+      }
+    } else if (!same_policy(current_policy, md.resource_policy->policy)) {
+      ROOTSEAL_CO_TRY(co_await put_policy(key, *md.resource_policy));
+      changed = true;
+    }
+    co_return changed;
+  }
+
+  // A KMS key as DescribeSecret reports it (an ARN, or as given) against the
+  // one asked for (a key id, an alias name, or an ARN): the same when equal,
+  // or when the ARN ends in "/<id>" or ":<alias/name>".
+  static bool same_kms_key(std::string_view have, std::string_view want) {
+    if (have == want) return true;
+    if (have.size() <= want.size()) return false;
+    const char before = have[have.size() - want.size() - 1];
+    return have.ends_with(want) && (before == '/' || (before == ':' && want.starts_with("alias/")));
+  }
+
+  // Two policy documents are the same when they parse to equal JSON (ESO:
+  // reflect.DeepEqual of the decoded maps); the empty current policy is none.
+  static bool same_policy(std::string_view current, std::string_view wanted) {
+    if (current.empty()) return false;
+    boost::system::error_code ec1, ec2;
+    const auto a = json::parse(current, ec1);
+    const auto b = json::parse(wanted, ec2);
+    return !ec1 && !ec2 && a == b;
+  }
+
+  // The secret's resource policy (GetResourcePolicy); empty: none.
+  Task<std::string> get_policy(std::string_view key) {
+    SecureBuffer body(64);
+    body.append(R"({"SecretId":)");
+    quote(key, body);
+    body.append("}");
+    ROOTSEAL_CO_LET(a, co_await call("GetResourcePolicy", body.view()));
+    if (a.type == "ResourceNotFoundException") co_return std::string();
+    if (a.status != 200) co_return fail(error_code(a), error_text("GetResourcePolicy", a));
+    co_return std::string(json_string(a.root(), "ResourcePolicy"));
+  }
+
+  Task<void> put_policy(std::string_view key, const PushMetadata::ResourcePolicy& policy) {
+    SecureBuffer body(policy.policy.size() * 2 + 96);
+    body.append(R"({"SecretId":)");
+    quote(key, body);
+    body.append(R"(,"ResourcePolicy":)");
+    quote(policy.policy, body);
+    if (policy.block_public_policy)
+      body.append(*policy.block_public_policy ? R"(,"BlockPublicPolicy":true)" : R"(,"BlockPublicPolicy":false)");
+    body.append("}");
+    ROOTSEAL_CO_LET(a, co_await write("PutResourcePolicy", body.view()));
+    if (a.status != 200) co_return fail(error_code(a), error_text("PutResourcePolicy", a));
+    co_return kms::Result<void>{};
+  }
+
+  Task<std::string> put_value(std::string_view key, const kms::SecureBytes& value, bool as_string) {
     SecureBuffer body(128 + value.size() * 2);
     body.append(R"({"SecretId":)");
     quote(key, body);
     // One token per logical write, reused by every retry of it: AWS treats a
     // repeat with the same token and data as a no-op, never a second version.
     body.append(R"(,"ClientRequestToken":")" + kms::uuid_v4() + "\",");
-    append_value(value, body);
+    append_value(value, body, as_string);
     body.append("}");
     ROOTSEAL_CO_LET(a, co_await write("PutSecretValue", body.view()));
     if (a.status != 200) co_return fail(error_code(a), error_text("PutSecretValue", a));

@@ -70,6 +70,58 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
 
   Task<kms::SecureBytes> fetch(const RemoteKey& ref) override { co_return co_await read(ref); }
 
+  // ESO's metadataPolicy Fetch on KV v2 (readSecretMetadata): the system
+  // fields created_time, current_version and delete_version_after, then
+  // custom_metadata (a custom key wins), each as fmt's %v of what Vault's
+  // client decoded (strings as they are, numbers and booleans as written,
+  // null "<nil>"), as Go marshals a map[string]string. A missing secret is
+  // ESO's plain "secret not found" error, not NoSecretErr.
+  Task<kms::SecureBytes> fetch_metadata(const RemoteKey& ref) override {
+    auto r = co_await read_metadata(ref);
+    // Never not_found (that would run the deletion policy): ESO's provider errors plainly here.
+    if (!r && r.error().code == Errc::not_found) co_return fail(Errc::unavailable, r.error().message);
+    co_return r;
+  }
+
+ private:
+  Task<kms::SecureBytes> read_metadata(const RemoteKey& ref) {
+    ROOTSEAL_CO_LET(target, data_target(ref.key, "metadata"));
+    const std::string key = trim_slashes(ref.key);
+    const kms::Error missing(Errc::unavailable, "vault: secret \"" + key + "\" not found (metadata)");
+    ROOTSEAL_CO_LET(doc, co_await get_answer(target, missing, " metadata"));
+    using gojson::Kind;
+    const auto data = data_of(doc);
+    if (!data) co_return fail(Errc::unavailable, "vault: the metadata answer has no data");
+    std::map<std::string, std::string, std::less<>> fields;
+    const auto text = [&doc](gojson::Document::Id v) -> kms::Result<std::string> {
+      switch (doc.kind(v)) {
+        case Kind::string:
+          return std::string(doc.string(v));
+        case Kind::null:
+          return std::string("<nil>");
+        case Kind::object:
+        case Kind::array:
+          return fail(Errc::unavailable, "vault: a metadata value is not a string");
+        default:
+          return std::string(doc.raw(v));
+      }
+    };
+    for (const std::string_view system : {"created_time", "current_version", "delete_version_after"}) {
+      const auto v = doc.last_member(*data, system);
+      if (!v || doc.kind(*v) == Kind::null) continue;
+      ROOTSEAL_CO_LET(t, text(*v));
+      fields.insert_or_assign(std::string(system), std::move(t));
+    }
+    if (const auto custom = doc.last_member(*data, "custom_metadata"); custom && doc.kind(*custom) == Kind::object) {
+      for (const auto& m : doc.members(*custom)) {  // in order: the last of a repeated key wins, as in Go
+        ROOTSEAL_CO_LET(t, text(m.value));
+        fields.insert_or_assign(std::string(doc.string(m.key)), std::move(t));
+      }
+    }
+    co_return go_string_map_json(fields);
+  }
+
+ public:
   // ESO's Vault GetAllSecrets: every secret below find.path (LIST on the
   // metadata, recursively), those whose full name matches find.name.regexp
   // or else whose custom metadata carries every find.tags pair; a secret
@@ -110,20 +162,29 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
   }
 
  private:
-  // The data map of the secret (KV v2 data.data) as JSON text.
-  Task<kms::SecureBytes> read(const RemoteKey& ref) {
-    std::string key = trim_slashes(ref.key);
-    if (key.empty()) co_return fail(Errc::invalid_argument, "vault: remoteRef.key is empty");
-    if (key.find("..") != std::string::npos) co_return fail(Errc::invalid_argument, "vault: remoteRef.key must not contain '..'");
+  // "/v1/<mount>/<kind>/<key>" (kind "data" or "metadata") of a remoteRef.key.
+  kms::Result<std::string> data_target(std::string_view ref_key, std::string_view kind) const {
+    const std::string key = trim_slashes(ref_key);
+    if (key.empty()) return fail(Errc::invalid_argument, "vault: remoteRef.key is empty");
+    if (key.find("..") != std::string::npos)
+      return fail(Errc::invalid_argument, "vault: remoteRef.key must not contain '..'");
     std::string target = "/v1/";
     if (mount_.empty()) {
       // No mount in the store: the key's first segment is the mount (ESO's behaviour).
       const auto slash = key.find('/');
-      if (slash == std::string::npos) co_return fail(Errc::invalid_argument, "vault: key needs a mount (path is empty)");
-      target += net::url_encode(key.substr(0, slash), false) + "/data/" + net::url_encode(key.substr(slash + 1), false);
+      if (slash == std::string::npos) return fail(Errc::invalid_argument, "vault: key needs a mount (path is empty)");
+      target += net::url_encode(key.substr(0, slash), false) + "/" + std::string(kind) + "/" +
+                net::url_encode(key.substr(slash + 1), false);
     } else {
-      target += net::url_encode(mount_, false) + "/data/" + net::url_encode(key, false);
+      target += net::url_encode(mount_, false) + "/" + std::string(kind) + "/" + net::url_encode(key, false);
     }
+    return target;
+  }
+
+  // The data map of the secret (KV v2 data.data) as JSON text.
+  Task<kms::SecureBytes> read(const RemoteKey& ref) {
+    ROOTSEAL_CO_LET(target, data_target(ref.key, "data"));
+    const std::string key = trim_slashes(ref.key);
     if (!ref.version.empty()) {
       if (ref.version.find_first_not_of("0123456789") != std::string::npos || ref.version.size() > 18) {
         co_return fail(Errc::invalid_argument, "vault: version must be a KV version number");
