@@ -699,7 +699,11 @@ void Service::stop() {
   if (kms_plugin_) kms_plugin_->stop();
   if (auto_rotate_) auto_rotate_->stop();
   if (seal_) seal_->stop();
-  if (sync_shards_) sync_shards_->stop();  // drains and releases: the other hosts take over at once
+  // Stops acting on every bucket and releases the idle ones (the other hosts
+  // take them over at their next round); one with a reconcile in flight goes
+  // with the lease, revoked once the I/O context has finished its work.
+  // No waiting here: the work in flight runs on this I/O context.
+  if (sync_shards_) sync_shards_->stop(std::chrono::milliseconds(0));
   if (sync_) sync_->stop();
   if (snapshots_) snapshots_->stop();
   signals_.cancel();

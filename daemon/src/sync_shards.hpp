@@ -51,9 +51,11 @@ class SyncShards {
   [[nodiscard]] std::shared_ptr<sync::ShardGate> gate() const { return gate_; }
   void register_metrics(Metrics& metrics);
   void start();
-  // Stops acting on every bucket, waits (at most `drain`) for the work in
-  // flight, releases the records so the other hosts take over at once.
-  void stop(std::chrono::milliseconds drain = std::chrono::seconds(5));
+  // Stops acting on every bucket, waits (at most `drain`, polled) for the
+  // work in flight, and releases the records of the buckets with none, so
+  // the other hosts take them over at once (the rest go with the lease).
+  // Never wait from a thread that runs the engine's work.
+  void stop(std::chrono::milliseconds drain);
 
   // For cluster.status: {"sharded": true, "buckets": 256, "owned": [...],
   // "owners": {host: count}, "unowned": n, "error"?}. Blocking (an etcd read).

@@ -20,6 +20,8 @@ token, so the double's write log says which host wrote.
   4. SIGSTOP of a host past its lease while its ExternalSecrets change, the
      others take over, SIGCONT: between SIGCONT and the moment it owns a
      bucket again (etcd read by the test), it sends no write at all.
+  5. SIGTERM of a host: it exits 0, the other two own every bucket and sync
+     its namespaces.
 
 Waits poll with deadlines; the only pause is the SIGSTOP itself, which is the
 fault (it ends when the others have taken over, polled).
@@ -324,6 +326,16 @@ class HaSyncTest(unittest.TestCase):
         self.sync_poll(expected, "every Secret correct at the end", 30)
         for h in HOSTS:
             self.assertIsNone(self.hosts[h]["proc"].poll(), "host %s still runs" % h)
+
+        # 5. A clean stop of B: it releases its buckets (and its lease), A
+        #    and C own them all, and B exits 0.
+        self.hosts["B"]["proc"].send_signal(signal.SIGTERM)
+        self.assertEqual(self.hosts["B"]["proc"].wait(timeout=30), 0, self.log_of("B"))
+        self.expect_assignment(("A", "C"))
+        for ns in [ns for ns in NAMESPACES if self.host_of_ns(ns, HOSTS) == "B"]:
+            self.repoint(ns, "es-2", "v5")
+            expected[(ns, "es-2")] = "v5"
+        self.sync_poll(expected, "A and C sync B's namespaces after its clean stop", 30)
 
 
 if __name__ == "__main__":
