@@ -140,8 +140,8 @@ kms::Result<void> Service::start() {
   auto_rotate_->start();
   std::shared_ptr<sync::ShardGate> shard_gate;
   if (etcd_store_ != nullptr && config_.sync && config_.sync->enabled && config_.sync->sharded) {
-    sync_shards_ = std::make_unique<SyncShards>(*etcd_store_, cluster_->host_id(), cluster_->instance(),
-                                                config_.etcd.member_ttl);
+    sync_shards_ =
+        std::make_unique<SyncShards>(*etcd_store_, cluster_->host_id(), cluster_->instance(), config_.etcd.member_ttl);
     shard_gate = sync_shards_->gate();
     cluster_->set_sync([s = sync_shards_.get()] { return s->status(); });
   }

@@ -473,12 +473,11 @@ void add_sync_metrics(Metrics& metrics, sync::Engine* e) {
 }  // namespace
 
 Result<std::shared_ptr<const sync::EngineConfig>> parse_sync_config(const YAML::Node& n) {
-  ROOTSEAL_TRY(
-      only_keys(n, "sync",
-                {"enabled", "kubeconfig", "context", "concurrency", "refresh_window", "namespaces", "rollout_restart",
-                 "kube_qps", "kube_burst", "retry_base", "retry_max", "queue", "store_backoff", "stores",
-                 "aws_endpoint", "azure_authority_host", "gcp_endpoint", "gcp_sts_endpoint", "gcp_iam_endpoint",
-                 "sharded"}));
+  ROOTSEAL_TRY(only_keys(n, "sync", {"enabled",        "kubeconfig",       "context",          "concurrency",
+                                     "refresh_window", "namespaces",       "rollout_restart",  "kube_qps",
+                                     "kube_burst",     "retry_base",       "retry_max",        "queue",
+                                     "store_backoff",  "stores",           "aws_endpoint",     "azure_authority_host",
+                                     "gcp_endpoint",   "gcp_sts_endpoint", "gcp_iam_endpoint", "sharded"}));
   auto c = std::make_shared<sync::EngineConfig>();
   if (n["enabled"]) ROOTSEAL_TRY_ASSIGN(c->enabled, get<bool>(n["enabled"], "sync.enabled"));
   if (n["kubeconfig"]) {

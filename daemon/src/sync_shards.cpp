@@ -12,8 +12,7 @@ namespace rootseal::daemon {
 namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
 
-SyncShards::SyncShards(etcdstore::EtcdStore& store, std::string host_id, std::string instance,
-                       std::chrono::seconds ttl)
+SyncShards::SyncShards(etcdstore::EtcdStore& store, std::string host_id, std::string instance, std::chrono::seconds ttl)
     : store_(store), host_id_(std::move(host_id)), instance_(std::move(instance)), ttl_(ttl) {}
 
 SyncShards::~SyncShards() { stop(std::chrono::milliseconds(0)); }
@@ -51,7 +50,8 @@ void SyncShards::stop(std::chrono::milliseconds drain) {
 }
 
 void SyncShards::loop() {
-  const auto pause = std::min(std::chrono::milliseconds(1000), std::chrono::duration_cast<std::chrono::milliseconds>(ttl_) / 3);
+  const auto pause =
+      std::min(std::chrono::milliseconds(1000), std::chrono::duration_cast<std::chrono::milliseconds>(ttl_) / 3);
   std::unique_lock lock(mu_);
   while (!stopping_) {
     lock.unlock();
@@ -171,12 +171,11 @@ json::object SyncShards::status() const {
 }
 
 void SyncShards::register_metrics(Metrics& metrics) {
-  metrics.add_gauge("rootseal_sync_buckets_owned", "Sync buckets (of 256) this host acts on now.",
-                    [g = gate_] {
-                      double n = 0;
-                      for (std::uint32_t b = 0; b < sync::kBuckets; ++b) n += g->owns(b) ? 1 : 0;
-                      return n;
-                    });
+  metrics.add_gauge("rootseal_sync_buckets_owned", "Sync buckets (of 256) this host acts on now.", [g = gate_] {
+    double n = 0;
+    for (std::uint32_t b = 0; b < sync::kBuckets; ++b) n += g->owns(b) ? 1 : 0;
+    return n;
+  });
   metrics.add_gauge("rootseal_sync_buckets_taken_total", "Sync buckets this host claimed in etcd since start.",
                     [this] { return static_cast<double>(taken_.load()); });
   metrics.add_gauge("rootseal_sync_buckets_handed_over_total",

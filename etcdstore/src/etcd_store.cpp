@@ -999,7 +999,7 @@ Result<EtcdStore::ShardView> EtcdStore::shard_view() {
 }
 
 Result<std::optional<std::int64_t>> EtcdStore::claim_bucket(std::uint32_t bucket, std::string_view host_id,
-                                                           std::string_view instance) {
+                                                            std::string_view instance) {
   Impl& s = *impl_;
   const std::int64_t lease = s.member_lease.load();
   if (lease == 0) return fail(Errc::unavailable, "etcd store: this host is not registered (no member lease) yet");
@@ -1027,7 +1027,8 @@ Result<std::optional<std::int64_t>> EtcdStore::claim_bucket(std::uint32_t bucket
   if (!r) return std::unexpected(write_failed(r.error()));
   if (!r->succeeded) return std::optional<std::int64_t>{};
   const auto* range = r->responses.size() < 2 ? nullptr : std::get_if<etcd::RangeResponse>(&r->responses[1]);
-  if (range == nullptr || range->kvs.empty()) return fail(Errc::storage_failure, "etcd store: an incomplete answer to a claim");
+  if (range == nullptr || range->kvs.empty())
+    return fail(Errc::storage_failure, "etcd store: an incomplete answer to a claim");
   return std::optional<std::int64_t>(range->kvs.front().create_revision);
 }
 

@@ -70,7 +70,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto owner = detail::parse_bucket_owner(in, 7);
   fuzz::require(owner.bucket == 7, "a bucket owner record is its key's bucket's");
   if (!owner.error.empty()) {
-    fuzz::require(owner.host_id.empty() && owner.instance.empty(), "an unreadable owner record carries its reason only");
+    fuzz::require(owner.host_id.empty() && owner.instance.empty(),
+                  "an unreadable owner record carries its reason only");
   } else {
     fuzz::require(!owner.host_id.empty(), "an owner record names a host");
     const std::string text = detail::serialize_bucket_owner(owner);

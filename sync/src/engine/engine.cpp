@@ -194,7 +194,9 @@ class InformerSet {
 class KubeFacade final : public reconcile::KubeApi {
  public:
   KubeFacade(std::shared_ptr<kube::KubeClient> client, asio::any_io_executor ex, const EngineConfig& cfg)
-      : client_(std::move(client)), ex_(std::move(ex)), shards_(cfg.shards),
+      : client_(std::move(client)),
+        ex_(std::move(ex)),
+        shards_(cfg.shards),
         es_(client_, es_gvr(), cfg.namespaces, cfg),
         ps_(client_, ps_gvr(), cfg.namespaces, cfg),
         ss_(client_, ss_gvr(), cfg.namespaces, cfg),
@@ -523,7 +525,8 @@ class EngineImpl final : public Engine {
     auto add = [&](const InformerSet& set, std::string_view prefix) {
       for (const auto& o : set.list_all()) {
         const auto ns = str_of(*o, "metadata", "namespace");
-        if (gained[namespace_bucket(ns)]) queue_->add(key(prefix, ns, str_of(*o, "metadata", "name")), kube::Lane::fast);
+        if (gained[namespace_bucket(ns)])
+          queue_->add(key(prefix, ns, str_of(*o, "metadata", "name")), kube::Lane::fast);
       }
     };
     add(kube_.es(), "es");
@@ -562,18 +565,19 @@ class EngineImpl final : public Engine {
     auto es_key = [](const ObjectPtr& o) {
       return key("es", str_of(*o, "metadata", "namespace"), str_of(*o, "metadata", "name"));
     };
-    kube_.es().set_handlers(kube::InformerHandlers{
-        [this, es_key](const ObjectPtr& o) { queue_->add(es_key(o), kube::Lane::fast); },
-        [this, es_key](const ObjectPtr& old, const ObjectPtr& now) {
-          if (trigger_fingerprint(*old) != trigger_fingerprint(*now)) queue_->add(es_key(now), kube::Lane::fast);
-        },
-        [this, es_key](const ObjectPtr& o) {
-          if (!cfg_.shards || cfg_.shards->acts_on(str_of(*o, "metadata", "namespace"))) {
-            asio::co_spawn(ex_, es_rec_.deleted(o), asio::detached);
-          }
-          queue_->add(es_key(o), kube::Lane::fast);
-        },
-        {}});
+    kube_.es().set_handlers(
+        kube::InformerHandlers{[this, es_key](const ObjectPtr& o) { queue_->add(es_key(o), kube::Lane::fast); },
+                               [this, es_key](const ObjectPtr& old, const ObjectPtr& now) {
+                                 if (trigger_fingerprint(*old) != trigger_fingerprint(*now))
+                                   queue_->add(es_key(now), kube::Lane::fast);
+                               },
+                               [this, es_key](const ObjectPtr& o) {
+                                 if (!cfg_.shards || cfg_.shards->acts_on(str_of(*o, "metadata", "namespace"))) {
+                                   asio::co_spawn(ex_, es_rec_.deleted(o), asio::detached);
+                                 }
+                                 queue_->add(es_key(o), kube::Lane::fast);
+                               },
+                               {}});
     auto ps_key = [](const ObjectPtr& o) {
       return key("ps", str_of(*o, "metadata", "namespace"), str_of(*o, "metadata", "name"));
     };

@@ -680,7 +680,9 @@ TEST_CASE(
   CHECK(cs->id == 2);
 }
 
-TEST_CASE("etcd store: a sync bucket has one owner under its member lease, fenced on the member record, with a rising epoch") {
+TEST_CASE(
+    "etcd store: a sync bucket has one owner under its member lease, fenced on the member record, with a rising "
+    "epoch") {
   test::EtcdCluster cluster(1);
   auto member = [](std::string id) {
     return [id] {
@@ -718,10 +720,12 @@ TEST_CASE("etcd store: a sync bucket has one owner under its member lease, fence
   CHECK(view->owners[0].lease == lease.id);
   const std::int64_t first_epoch = view->owners[0].epoch;
   CHECK(first_epoch > 0);
-  REQUIRE(eventually([&] {
-    auto v = a->shard_view();
-    return v && v->members.size() == 2 && v->members[0].sync && v->members[1].sync;
-  }, 10s));
+  REQUIRE(eventually(
+      [&] {
+        auto v = a->shard_view();
+        return v && v->members.size() == 2 && v->members[0].sync && v->members[1].sync;
+      },
+      10s));
 
   // b cannot take a bucket that has an owner, nor release a's.
   auto taken = b->claim_bucket(5, "b", "b-1");
@@ -742,8 +746,9 @@ TEST_CASE("etcd store: a sync bucket has one owner under its member lease, fence
   // The fence: a's member record no longer under a's lease (another
   // process under the same host id, or the record of an expired lease): a
   // takes nothing.
-  REQUIRE(cluster.etcdctl(0, "put /rs-test/members/a '{\"host_id\":\"a\",\"instance\":\"other\",\"version\":\"\","
-                             "\"root_kcv\":\"\",\"sealed\":true,\"seen_revision\":0,\"started\":0}'") == 0);
+  REQUIRE(cluster.etcdctl(0,
+                          "put /rs-test/members/a '{\"host_id\":\"a\",\"instance\":\"other\",\"version\":\"\","
+                          "\"root_kcv\":\"\",\"sealed\":true,\"seen_revision\":0,\"started\":0}'") == 0);
   auto fenced = a->claim_bucket(6, "a", "a-1");
   REQUIRE(fenced);
   CHECK_FALSE(fenced->has_value());

@@ -140,9 +140,9 @@ TEST_CASE("etcd bucket owner record: written and read back, unreadable ones carr
   CHECK(back.bucket == 12);
   CHECK(back.host_id == "rs-1");
   CHECK(back.instance == "i-9");
-  for (const std::string& bad : {std::string("not json"), std::string(R"({"host_id":"","instance":"i"})"),
-                                std::string(R"({"host_id":"h"})"), std::string(R"({"host_id":1,"instance":"i"})"),
-                                std::string(5000, ' ')}) {
+  for (const std::string& bad :
+       {std::string("not json"), std::string(R"({"host_id":"","instance":"i"})"), std::string(R"({"host_id":"h"})"),
+        std::string(R"({"host_id":1,"instance":"i"})"), std::string(5000, ' ')}) {
     const auto r = etcdstore::detail::parse_bucket_owner(bad, 3);
     CHECK(r.bucket == 3);
     CHECK_FALSE(r.error.empty());

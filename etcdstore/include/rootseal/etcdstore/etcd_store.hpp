@@ -198,8 +198,8 @@ class EtcdStore final : public kms::StateStore {
     std::string error;  // a record this version cannot read: why
   };
   struct ShardView {
-    std::vector<Member> members;       // by host id
-    std::vector<BucketOwner> owners;   // by bucket; buckets without an owner absent
+    std::vector<Member> members;      // by host id
+    std::vector<BucketOwner> owners;  // by bucket; buckets without an owner absent
     std::int64_t revision = 0;
   };
   // Members and bucket owners read at one revision (linearizable).
