@@ -164,6 +164,26 @@ struct EtcdStore::Impl {
     return {};
   }
 
+  // A compare: `key` lives under `lease`.
+  static etcd::Compare lease_is(std::string key, std::int64_t lease) {
+    etcd::Compare c;
+    c.key = std::move(key);
+    c.target = etcd::Compare::Target::lease;
+    c.number = lease;
+    return c;
+  }
+  // Deletes `key` if it lives under `lease`: true when it did.
+  Result<bool> delete_if_lease(const std::string& key, std::int64_t lease) {
+    etcd::TxnRequest txn;
+    txn.compare.push_back(lease_is(key, lease));
+    etcd::DeleteRequest del;
+    del.key = key;
+    txn.success.emplace_back(std::move(del));
+    auto r = run(client->txn(std::move(txn)));
+    if (!r) return std::unexpected(write_failed(r.error()));
+    return r->succeeded;
+  }
+
   // Runs one client call on the store's thread and waits for it.
   template <class T>
   T run(asio::awaitable<T> call) {
@@ -859,17 +879,7 @@ void EtcdStore::release_lock(std::string_view name) {
   Impl& s = *impl_;
   const std::int64_t lease = s.member_lease.load();
   if (lease == 0) return;  // no lease: no lock of ours
-  const std::string key = s.prefix + "locks/" + std::string(name);
-  etcd::TxnRequest txn;  // deleted only while it is ours
-  etcd::Compare ours;
-  ours.key = key;
-  ours.target = etcd::Compare::Target::lease;
-  ours.number = lease;
-  txn.compare.push_back(std::move(ours));
-  etcd::DeleteRequest del;
-  del.key = key;
-  txn.success.emplace_back(std::move(del));
-  (void)s.run(s.client->txn(std::move(txn)));
+  (void)s.delete_if_lease(s.prefix + "locks/" + std::string(name), lease);
 }
 
 Result<void> EtcdStore::put_note(std::string_view name, std::string value) {
@@ -1006,11 +1016,7 @@ Result<std::optional<std::int64_t>> EtcdStore::claim_bucket(std::uint32_t bucket
   const std::string key = bucket_key(s.prefix, bucket);
   etcd::TxnRequest txn;
   // The fence: this host's record still lives under the lease we write with.
-  etcd::Compare fence;
-  fence.key = s.prefix + "members/" + std::string(host_id);
-  fence.target = etcd::Compare::Target::lease;
-  fence.number = lease;
-  txn.compare.push_back(std::move(fence));
+  txn.compare.push_back(Impl::lease_is(s.prefix + "members/" + std::string(host_id), lease));
   txn.compare.push_back(etcd::Compare::create_revision(key, 0));
   BucketOwner owner;
   owner.host_id = std::string(host_id);
@@ -1036,19 +1042,7 @@ Result<bool> EtcdStore::release_bucket(std::uint32_t bucket) {
   Impl& s = *impl_;
   const std::int64_t lease = s.member_lease.load();
   if (lease == 0) return false;  // no lease: no bucket of ours
-  const std::string key = bucket_key(s.prefix, bucket);
-  etcd::TxnRequest txn;  // deleted only while it is ours
-  etcd::Compare ours;
-  ours.key = key;
-  ours.target = etcd::Compare::Target::lease;
-  ours.number = lease;
-  txn.compare.push_back(std::move(ours));
-  etcd::DeleteRequest del;
-  del.key = key;
-  txn.success.emplace_back(std::move(del));
-  auto r = s.run(s.client->txn(std::move(txn)));
-  if (!r) return std::unexpected(write_failed(r.error()));
-  return r->succeeded;
+  return s.delete_if_lease(bucket_key(s.prefix, bucket), lease);
 }
 
 std::vector<EtcdStore::EndpointHealth> EtcdStore::endpoint_health() {
