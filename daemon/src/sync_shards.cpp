@@ -13,9 +13,19 @@ namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
 
 SyncShards::SyncShards(etcdstore::EtcdStore& store, std::string host_id, std::string instance, std::chrono::seconds ttl)
-    : store_(store), host_id_(std::move(host_id)), instance_(std::move(instance)), ttl_(ttl) {}
+    : store_(store), host_id_(std::move(host_id)), instance_(std::move(instance)), ttl_(ttl) {
+  gate_->set_deadline_source([s = &store_, granted = granted_lease_, m = margin(ttl_)] {
+    const std::int64_t lease = granted->load();
+    if (lease == 0) return Clock::time_point::min();
+    const auto st = s->member_lease_state();
+    return st.id == lease ? st.alive_until - m : Clock::time_point::min();
+  });
+}
 
-SyncShards::~SyncShards() { stop(std::chrono::milliseconds(0)); }
+SyncShards::~SyncShards() {
+  stop(std::chrono::milliseconds(0));
+  granted_lease_->store(0);  // the gate may outlive this (the engine holds it): it grants nothing now
+}
 
 std::chrono::milliseconds SyncShards::margin(std::chrono::seconds ttl) {
   return std::max(std::chrono::milliseconds(500), std::chrono::duration_cast<std::chrono::milliseconds>(ttl) / 5);
@@ -76,8 +86,8 @@ void SyncShards::round() {
                 {{"buckets", static_cast<std::int64_t>(had.size())}});
     }
     lease_ = lease.id;
+    granted_lease_->store(lease.id);  // after the revoke: the old lease's buckets never count under the new one
   }
-  gate_->set_deadline(lease.id == 0 ? Clock::time_point::min() : lease.alive_until - margin(ttl_));
   if (lease.id == 0) return;
 
   auto view = store_.shard_view();
@@ -137,8 +147,6 @@ void SyncShards::round() {
     last_takeover_s_ = waited;
     if (waited > max_takeover_s_.load()) max_takeover_s_ = waited;
   }
-  // The deadline again: the claims took time, and the lease is what they count on.
-  gate_->set_deadline(lease.alive_until - margin(ttl_));
   gate_->grant(grant);
 }
 

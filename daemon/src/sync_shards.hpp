@@ -12,10 +12,11 @@
 // free when the owner's lease expires (its records live under it).
 //
 // The gate's deadline is the member lease's "alive until" minus a margin
-// (a fifth of the TTL, at least 500 ms): a host that cannot renew its lease
-// (etcd unreachable, the process paused) stops acting on its buckets before
-// the lease can have expired and another host can take them. A new lease
-// (the old one expired) starts with no bucket.
+// (a fifth of the TTL, at least 500 ms), read live at every check (each
+// answered keepalive moves it): a host that cannot renew its lease (etcd
+// unreachable, the process paused) stops acting on its buckets before the
+// lease can have expired and another host can take them. A new lease (the
+// old one expired) starts with no bucket.
 #pragma once
 
 #include <boost/json/object.hpp>
@@ -73,6 +74,9 @@ class SyncShards {
   std::string instance_;
   std::chrono::seconds ttl_;
   std::shared_ptr<sync::ShardGate> gate_ = std::make_shared<sync::ShardGate>();
+  // The lease the granted buckets were claimed under (0: none), read by the
+  // gate's deadline source on the engine's threads; 0 once this is destroyed.
+  std::shared_ptr<std::atomic<std::int64_t>> granted_lease_ = std::make_shared<std::atomic<std::int64_t>>(0);
 
   std::mutex mu_;
   std::condition_variable cv_;

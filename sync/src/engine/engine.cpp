@@ -719,8 +719,14 @@ class EngineImpl final : public Engine {
     const std::string name = slash == std::string::npos ? std::string() : rest.substr(slash + 1);
     // Sharded: only the namespaces of this host's buckets; the work is
     // counted so that a bucket given up waits for it (the drain).
+    // A bucket still granted but past the lease deadline (a keepalive late)
+    // is tried again soon; one not ours is the owner's (re-queued here when
+    // granted, see enqueue_buckets).
     auto work = cfg_.shards ? cfg_.shards->enter(ns) : std::optional<ShardGate::Work>{};
-    if (cfg_.shards && !work) co_return kube::WorkOutcome::success();
+    if (cfg_.shards && !work) {
+      if (!cfg_.shards->granted(namespace_bucket(ns))) co_return kube::WorkOutcome::success();
+      co_return kube::WorkOutcome::requeue_after(std::chrono::seconds(1), kube::Lane::normal);
+    }
     if (prefix == "es") co_return after_store_call(item.key, kube_.es().get(ns, name), co_await es_rec_.reconcile(ns, name));
     if (prefix == "ps") co_return after_store_call(item.key, kube_.ps().get(ns, name), co_await push_rec_.reconcile(ns, name));
     if (prefix == "wl:Deployment") co_return outcome(co_await rollout_.reconcile(Resource::deployment, ns, name));

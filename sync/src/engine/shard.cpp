@@ -51,11 +51,13 @@ ShardGate::Work::~Work() {
   if (gate_ != nullptr) gate_->in_flight_[bucket_].fetch_sub(1);
 }
 
-bool ShardGate::owns(std::uint32_t bucket) const noexcept {
-  return bucket < kBuckets && owned_[bucket].load() && Clock::now().time_since_epoch().count() < deadline_.load();
+bool ShardGate::owns(std::uint32_t bucket) const {
+  return granted(bucket) && Clock::now() < deadline();
 }
 
-bool ShardGate::acts_on(std::string_view ns) const noexcept { return owns(namespace_bucket(ns)); }
+bool ShardGate::granted(std::uint32_t bucket) const noexcept { return bucket < kBuckets && owned_[bucket].load(); }
+
+bool ShardGate::acts_on(std::string_view ns) const { return owns(namespace_bucket(ns)); }
 
 std::optional<ShardGate::Work> ShardGate::enter(std::string_view ns) {
   const std::uint32_t b = namespace_bucket(ns);
@@ -95,8 +97,13 @@ void ShardGate::revoke_all() noexcept {
 
 void ShardGate::set_deadline(Clock::time_point until) noexcept { deadline_.store(until.time_since_epoch().count()); }
 
-ShardGate::Clock::time_point ShardGate::deadline() const noexcept {
+ShardGate::Clock::time_point ShardGate::deadline() const {
+  if (deadline_source_) return deadline_source_();
   return Clock::time_point(Clock::duration(deadline_.load()));
+}
+
+void ShardGate::set_deadline_source(std::function<Clock::time_point()> source) {
+  deadline_source_ = std::move(source);
 }
 
 std::vector<std::uint32_t> ShardGate::owned() const {

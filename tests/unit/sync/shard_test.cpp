@@ -167,3 +167,21 @@ TEST_CASE("a revoke and a concurrent enter never both miss each other", "[shard]
     CHECK(gate.in_flight(b) == 0);
   }
 }
+
+TEST_CASE("the gate asks its deadline source at every check, and tells a lapsed grant from no grant", "[shard]") {
+  ShardGate gate;
+  std::atomic<std::int64_t> ahead_ms{-1};
+  gate.set_deadline_source([&] { return ShardGate::Clock::now() + std::chrono::milliseconds(ahead_ms.load()); });
+  gate.set_deadline(ShardGate::Clock::now() + std::chrono::hours(1));  // ignored: the source decides
+  const std::uint32_t b = namespace_bucket("team-b");
+  const std::vector<std::uint32_t> grant{b};
+  gate.grant(grant);
+  CHECK(gate.granted(b));
+  CHECK_FALSE(gate.owns(b));  // lapsed (a keepalive late): granted, not acting
+  ahead_ms = 2000;            // a keepalive answered: acting again, no new grant needed
+  CHECK(gate.owns(b));
+  CHECK(gate.acts_on("team-b"));
+  gate.revoke(b);
+  CHECK_FALSE(gate.granted(b));
+  CHECK_FALSE(gate.owns(b));
+}

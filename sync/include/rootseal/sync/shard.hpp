@@ -69,8 +69,11 @@ class ShardGate {
 
   // Whether this host acts on `ns` now: its bucket is granted and the
   // deadline has not passed.
-  [[nodiscard]] bool acts_on(std::string_view ns) const noexcept;
-  [[nodiscard]] bool owns(std::uint32_t bucket) const noexcept;
+  [[nodiscard]] bool acts_on(std::string_view ns) const;
+  [[nodiscard]] bool owns(std::uint32_t bucket) const;
+  // Granted, whatever the deadline (work refused only for the deadline is
+  // tried again later: the bucket is still this host's if the lease lives).
+  [[nodiscard]] bool granted(std::uint32_t bucket) const noexcept;
   // Counts work on the namespace's bucket while this host acts on it;
   // nullopt (nothing counted) when it does not. A bucket revoked after
   // enter() keeps the work counted until it ends (in_flight).
@@ -83,7 +86,11 @@ class ShardGate {
   void revoke(std::uint32_t bucket) noexcept;
   void revoke_all() noexcept;
   void set_deadline(Clock::time_point until) noexcept;
-  [[nodiscard]] Clock::time_point deadline() const noexcept;
+  // Asked at every check instead of the stored deadline, when set (the
+  // daemon: the member lease's live "alive until", renewed by its
+  // keepalives between the coordinator's rounds). Thread-safe, cheap.
+  void set_deadline_source(std::function<Clock::time_point()> source);
+  [[nodiscard]] Clock::time_point deadline() const;
   [[nodiscard]] std::vector<std::uint32_t> owned() const;
   void on_gained(std::function<void(const std::vector<std::uint32_t>&)> callback);
 
@@ -91,6 +98,7 @@ class ShardGate {
   std::array<std::atomic<bool>, kBuckets> owned_{};
   std::array<std::atomic<std::uint32_t>, kBuckets> in_flight_{};
   std::atomic<Clock::rep> deadline_{Clock::time_point::min().time_since_epoch().count()};
+  std::function<Clock::time_point()> deadline_source_;  // set before use, then only read
   mutable std::mutex mu_;
   std::function<void(const std::vector<std::uint32_t>&)> on_gained_;
 };
