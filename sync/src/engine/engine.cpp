@@ -481,7 +481,8 @@ class EngineImpl final : public Engine {
     kube.ps().count_ready(s.ps_ready, s.ps_not_ready, s.ps_unknown);
     std::function<bool(std::string_view)> counted;  // sharded: the ExternalSecrets of this host's buckets
     if (cfg_.shards) counted = [g = cfg_.shards](std::string_view ns) { return g->acts_on(ns); };
-    s.es_stale = es_rec_.stale(std::chrono::system_clock::now(), cfg_.refresh_window + std::chrono::minutes(1), counted);
+    s.es_stale =
+        es_rec_.stale(std::chrono::system_clock::now(), cfg_.refresh_window + std::chrono::minutes(1), counted);
     return s;
   }
 

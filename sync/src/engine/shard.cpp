@@ -51,9 +51,7 @@ ShardGate::Work::~Work() {
   if (gate_ != nullptr) gate_->in_flight_[bucket_].fetch_sub(1);
 }
 
-bool ShardGate::owns(std::uint32_t bucket) const {
-  return granted(bucket) && Clock::now() < deadline();
-}
+bool ShardGate::owns(std::uint32_t bucket) const { return granted(bucket) && Clock::now() < deadline(); }
 
 bool ShardGate::granted(std::uint32_t bucket) const noexcept { return bucket < kBuckets && owned_[bucket].load(); }
 
@@ -102,9 +100,7 @@ ShardGate::Clock::time_point ShardGate::deadline() const {
   return Clock::time_point(Clock::duration(deadline_.load()));
 }
 
-void ShardGate::set_deadline_source(std::function<Clock::time_point()> source) {
-  deadline_source_ = std::move(source);
-}
+void ShardGate::set_deadline_source(std::function<Clock::time_point()> source) { deadline_source_ = std::move(source); }
 
 std::vector<std::uint32_t> ShardGate::owned() const {
   std::vector<std::uint32_t> out;

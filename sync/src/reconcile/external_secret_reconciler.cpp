@@ -93,8 +93,7 @@ std::chrono::milliseconds ExternalSecretReconciler::next_refresh_in(const model:
   return due <= now ? milliseconds(0) : duration_cast<milliseconds>(due - now);
 }
 
-std::size_t ExternalSecretReconciler::stale(std::chrono::system_clock::time_point now,
-                                            std::chrono::milliseconds grace,
+std::size_t ExternalSecretReconciler::stale(std::chrono::system_clock::time_point now, std::chrono::milliseconds grace,
                                             const std::function<bool(std::string_view ns)>& counted) const {
   std::lock_guard lock(mu_);
   std::size_t n = 0;
