@@ -14,7 +14,10 @@ token, so the double's write log says which host wrote.
      status` shows the owners.
   2. SIGKILL of one host: its buckets are taken over within
      etcd.member_ttl + 5 s; ExternalSecrets created in its namespaces right
-     after the kill are synced by the others; every Secret is correct.
+     after the kill are synced by the others; every Secret is correct; its
+     PushSecrets (to moto_server, refreshed every 2 s) are pushed by the new
+     owners when their source changes, and no pushed secret gains a version
+     from a handover (moto's own version counts, checked again at the end).
   3. The host restarted: it gets its share back (the others drain and
      release it), and writes only for its own namespaces.
   4. SIGSTOP of a host past its lease while its ExternalSecrets change, the
@@ -35,7 +38,10 @@ import threading
 import time
 import unittest
 
-from rootseal_testlib import ROOTSEALD, SOFTHSM2_MODULE, free_port, make_softhsm, rmtree, tempdir, write_private
+import urllib.request
+
+from rootseal_testlib import (ROOTSEALD, SOFTHSM2_MODULE, free_port, make_softhsm, rmtree, tempdir, wait_moto,
+                              write_private)
 from sync_testlib import ESO, K8S_TOKEN, VAULT_ROOT, Kube, b64, k8s_double, vault_double
 from test_ha_etcd import Etcd, poll
 
@@ -86,6 +92,14 @@ class HaSyncTest(unittest.TestCase):
                                                 bookmark_interval=1.0).start()
         cls.kube = Kube(cls.k8s.port)
         cls.vault = vault_double.VaultKvDouble(root_token=VAULT_ROOT).start()
+        cls.moto_port = free_port()
+        cls.moto = subprocess.Popen(["moto_server", "-p", str(cls.moto_port)], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+        wait_moto(cls.moto, cls.moto_port)
+        cls.aws_id = os.path.join(cls.dir, "aws-id")
+        cls.aws_secret = os.path.join(cls.dir, "aws-secret")
+        write_private(cls.aws_id, "testing\n")
+        write_private(cls.aws_secret, "testing\n")
         cls.env = make_softhsm(os.path.join(cls.dir, "hsm"), "A")
         for label in HOSTS[1:]:
             subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--so-pin", "0000",
@@ -119,6 +133,8 @@ class HaSyncTest(unittest.TestCase):
                 p.kill()
                 p.wait()
         cls.etcd.close()
+        cls.moto.terminate()
+        cls.moto.wait(timeout=10)
         cls.k8s.stop()
         cls.vault.stop()
         rmtree(cls.dir)
@@ -133,6 +149,39 @@ class HaSyncTest(unittest.TestCase):
             "spec": {"refreshInterval": "1h", "secretStoreRef": {"name": "vault", "kind": "SecretStore"},
                      "target": {"name": name},
                      "data": [{"secretKey": "v", "remoteRef": {"key": "%s/%s" % (ns, name), "property": "v"}}]}})
+
+    def push_secret(self, ns, value):
+        """A PushSecret in ns pushing the Secret src-push's key pw to moto as
+        push-<ns> (through the host store moto, the same on every host)."""
+        self.kube.create("/api/v1/namespaces/%s/secrets" % ns, {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "src-push", "namespace": ns},
+            "data": {"pw": b64(value)}})
+        self.kube.create(ESO + "/namespaces/%s/secretstores" % ns, {
+            "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+            "metadata": {"name": "aws", "namespace": ns, "annotations": {"sync.rootseal.io/credentials": "moto"}},
+            "spec": {"provider": {"aws": {"service": "SecretsManager", "region": "us-east-1"}}}})
+        self.kube.create("/apis/external-secrets.io/v1alpha1/namespaces/%s/pushsecrets" % ns, {
+            "apiVersion": "external-secrets.io/v1alpha1", "kind": "PushSecret",
+            "metadata": {"name": "ps", "namespace": ns},
+            "spec": {"refreshInterval": "2s", "secretStoreRefs": [{"name": "aws", "kind": "SecretStore"}],
+                     "selector": {"secret": {"name": "src-push"}},
+                     "data": [{"match": {"secretKey": "pw", "remoteRef": {"remoteKey": "push-" + ns}}}]}})
+
+    def moto_secrets(self):
+        """name -> (current value, number of versions), from moto's own state."""
+        with urllib.request.urlopen("http://127.0.0.1:%d/moto-api/data.json" % self.moto_port, timeout=10) as r:
+            data = json.loads(r.read())
+        out = {}
+        for sec in (data.get("secretsmanager") or {}).get("FakeSecret") or []:
+            versions = sec.get("versions") or {}
+            current = (versions.get(sec.get("default_version_id")) or {}).get("secret_string")
+            out[sec["name"]] = (current, len(versions))
+        return out
+
+    def pushes_are(self, pushed):
+        got = self.moto_secrets()
+        self.push_state = got
+        return all(got.get("push-" + ns) == want for ns, want in pushed.items())
 
     def repoint(self, ns, name, value):
         """The ExternalSecret reads a new Vault key holding `value` (a new
@@ -163,8 +212,11 @@ class HaSyncTest(unittest.TestCase):
                     "etcd:\n  endpoints: [%s]\n  prefix: %s\n  request_timeout: 1s\n  member_ttl: %ds\n"
                     "sync:\n  enabled: true\n  kubeconfig: %s\n  refresh_window: 1s\n  concurrency: 4\n"
                     "  retry_base: 200ms\n  retry_max: 1s\n"
+                    "  stores:\n    moto:\n      kind: aws\n      region: us-east-1\n"
+                    "      endpoint: http://127.0.0.1:%d\n      access_key_id: {file: %s}\n"
+                    "      secret_access_key: {file: %s}\n      namespaces: [\"*\"]\n"
                     % (cls.hosts[label]["port"], cls.dir, label, cls.hosts[label]["socket"], SOFTHSM2_MODULE, label,
-                       cls.pin, label, endpoints, PREFIX, TTL, kubeconfig))
+                       cls.pin, label, endpoints, PREFIX, TTL, kubeconfig, cls.moto_port, cls.aws_id, cls.aws_secret))
 
     @classmethod
     def start_host(cls, label):
@@ -243,6 +295,14 @@ class HaSyncTest(unittest.TestCase):
             for i in range(PER_NS):
                 self.external_secret(ns, "es-%d" % i, "v1")
         self.sync_poll(expected, "every Secret written", 60)
+        # PushSecrets in two namespaces of each host, refreshed every 2 s:
+        # one version each, whatever happens to the hosts below.
+        pushed = {}
+        for h in HOSTS:
+            for ns in mine[h][:2]:
+                self.push_secret(ns, "p-" + ns)
+                pushed[ns] = ("p-" + ns, 1)
+        poll(lambda: self.pushes_are(pushed), "every PushSecret pushed once", 30)
         for h in HOSTS:
             for w in self.writes(h, since=settled):
                 parts = w["path"].split("/")
@@ -274,6 +334,12 @@ class HaSyncTest(unittest.TestCase):
         took = time.monotonic() - killed
         self.assertLess(took, TTL + 5, "the buckets of a killed host are taken over within the TTL + 5 s")
         self.sync_poll(expected, "every Secret correct after the takeover", TTL + 10)
+        # C's PushSecrets are the new owners': a changed source is pushed (one
+        # new version), the unchanged one keeps its single version.
+        changed = mine["C"][0]
+        self.kube.merge_patch("/api/v1/namespaces/%s/secrets/src-push" % changed, {"data": {"pw": b64("p2")}})
+        pushed[changed] = ("p2", 2)
+        poll(lambda: self.pushes_are(pushed), "C's PushSecrets pushed by their new owners", 30)
         print("takeover after SIGKILL: %.1f s (member_ttl %d s)" % (took, TTL), flush=True)
 
         # 3. C restarted: it gets exactly its share back.
@@ -324,6 +390,8 @@ class HaSyncTest(unittest.TestCase):
               flush=True)
         self.assertEqual(stale, [], "C wrote after losing its buckets:\n%s" % self.log_of("C"))
         self.sync_poll(expected, "every Secret correct at the end", 30)
+        self.assertTrue(self.pushes_are(pushed), "one version per pushed secret (no extra version from the "
+                        "handovers): %r" % self.push_state)
         for h in HOSTS:
             self.assertIsNone(self.hosts[h]["proc"].poll(), "host %s still runs" % h)
 
