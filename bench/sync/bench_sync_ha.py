@@ -28,8 +28,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, HERE)
-from bench_sync import Http, K8S_TOKEN, VAULT_TOKEN, metrics, rss_kib, start_double, stop_all, wait_for, write_private  # noqa: E402
-from rootseal_testlib import SOFTHSM2_MODULE, free_port, make_softhsm, rmtree, tempdir  # noqa: E402
+from bench_sync import (Http, K8S_TOKEN, VAULT_TOKEN, host_files, metrics, rss_kib, start_double,  # noqa: E402
+                        stop_all, wait_for)
+from rootseal_testlib import SOFTHSM2_MODULE, free_port, rmtree, tempdir  # noqa: E402
 os.environ.setdefault("ROOTSEAL_CLI", os.path.join(ROOT, "build", "release", "cli", "rootseal"))  # test_ha_etcd reads it
 from test_ha_etcd import Etcd  # noqa: E402
 
@@ -40,13 +41,7 @@ PREFIX = "/rootseal-bench/"
 def start_host(work, label, kport, endpoints, ttl, window):
     d = os.path.join(work, label)
     os.makedirs(d)
-    env = make_softhsm(os.path.join(d, "hsm"), "bench", pin="4321")
-    env.pop("CREDENTIALS_DIRECTORY", None)
-    pin = write_private(d, "pin", "4321")
-    kubeconfig = write_private(d, "kubeconfig", (
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: d\n  cluster: {server: \"http://127.0.0.1:%d\"}\n"
-        "users:\n- name: u\n  user: {token: \"%s\"}\ncontexts:\n- name: c\n  context: {cluster: d, user: u}\n"
-        "current-context: c") % (kport, K8S_TOKEN))
+    env, pin, kubeconfig = host_files(d, kport)
     port = free_port()
     cfg = os.path.join(d, "rootseald.yaml")
     with open(cfg, "w") as f:
