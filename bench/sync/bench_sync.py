@@ -70,10 +70,9 @@ def write_private(work, name, text):
     return path
 
 
-def start_rootseald(work, kport, sync_extra, procs):
-    """rootseald in config mode on a fresh SoftHSM2 token, syncing with the
-    Kubernetes double at kport; sync_extra is YAML appended under `sync:`
-    (indented by two). Returns (port, process, monotonic start time)."""
+def host_files(work, kport):
+    """A fresh SoftHSM2 token (its env), its PIN file and a kubeconfig for
+    the Kubernetes double at kport, in `work`: (env, pin path, kubeconfig path)."""
     env = make_softhsm(os.path.join(work, "hsm"), "bench", pin="4321")
     env.pop("CREDENTIALS_DIRECTORY", None)
     pin = write_private(work, "pin", "4321")
@@ -81,6 +80,14 @@ def start_rootseald(work, kport, sync_extra, procs):
         "apiVersion: v1\nkind: Config\nclusters:\n- name: d\n  cluster: {server: \"http://127.0.0.1:%d\"}\n"
         "users:\n- name: u\n  user: {token: \"%s\"}\ncontexts:\n- name: c\n  context: {cluster: d, user: u}\n"
         "current-context: c") % (kport, K8S_TOKEN))
+    return env, pin, kubeconfig
+
+
+def start_rootseald(work, kport, sync_extra, procs):
+    """rootseald in config mode on a fresh SoftHSM2 token, syncing with the
+    Kubernetes double at kport; sync_extra is YAML appended under `sync:`
+    (indented by two). Returns (port, process, monotonic start time)."""
+    env, pin, kubeconfig = host_files(work, kport)
     port = free_port()
     cfg = os.path.join(work, "rootseald.yaml")
     with open(cfg, "w") as f:

@@ -56,8 +56,34 @@ std::string member_line(const json::object& m) {
   line += pad(flag(m, "sealed") ? "sealed" : "unsealed", 10) + pad("rootseal " + text(m, "version"), 16) +
           pad("kcv " + text(m, "root_kcv"), 12) + "revision " + text(m, "seen_revision") +
           (flag(m, "current") ? " (current)" : " (behind)") + "  since " + text(m, "started");
+  if (flag(m, "sync")) line += "  sync";
   if (flag(m, "self")) line += "  <- this host";
   return line + "\n";
+}
+
+// The sync buckets (sync.sharded on etcd): who owns how many, and this
+// host's share.
+std::string sync_lines(const json::object& s) {
+  std::string out = "sync buckets  " + text(s, "buckets");
+  if (!text(s, "error").empty()) return out + ", owners unknown: " + text(s, "error") + "\n";
+  out += ":";
+  if (const auto* owners = s.if_contains("owners"); owners != nullptr && owners->is_object()) {
+    bool first = true;
+    for (const auto& kv : owners->get_object()) {
+      out += std::string(first ? " " : ", ") + std::string(kv.key()) + " " +
+             (kv.value().is_int64() ? std::to_string(kv.value().get_int64()) : std::string("?"));
+      first = false;
+    }
+  }
+  out += " (" + text(s, "unowned") + " without an owner)\n";
+  const auto* owned = list(s, "owned");
+  out += "              this host acts on " + std::to_string(owned != nullptr ? owned->size() : 0) +
+         (flag(s, "acting") ? "" : " (not now: its member lease is not renewed)");
+  if (owned != nullptr && !owned->empty()) {
+    out += ":";
+    for (const auto& b : *owned) out += " " + (b.is_int64() ? std::to_string(b.get_int64()) : std::string("?"));
+  }
+  return out + "\n";
 }
 
 std::string endpoint_line(const json::object& e) {
@@ -116,6 +142,7 @@ int run_status(const ClusterCommands& c, Console& con) {
       if (m.is_object()) con.out(member_line(m.get_object()));
     }
   }
+  if (const auto* s = d.if_contains("sync"); s != nullptr && s->is_object()) con.out(sync_lines(s->get_object()));
   if (const auto* endpoints = list(d, "endpoints")) {
     std::size_t up = 0;
     for (const auto& e : *endpoints) up += e.is_object() && flag(e.get_object(), "reachable") ? 1U : 0U;

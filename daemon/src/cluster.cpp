@@ -59,6 +59,7 @@ void ClusterMember::start() {
         m.sealed = s.sealed;
         m.seen_revision = std::max(store_->loaded_revision(), store_->watched_revision());
         m.started_unix = started_unix_;
+        m.sync = static_cast<bool>(sync_);
         return m;
       },
       [id = host_id_](const kms::Error& e) {
@@ -148,12 +149,14 @@ json::object ClusterMember::status() const {
       o["current"] = m.seen_revision >= view->latest_key_revision;
       o["started"] = utc_time_text(m.started_unix);
       o["self"] = m.instance == instance_;
+      o["sync"] = m.sync;
       registered = registered || m.instance == instance_;
     }
     o["lease"] = hex_id(static_cast<std::uint64_t>(m.lease));
     members.emplace_back(std::move(o));
   }
   out["members"] = std::move(members);
+  if (sync_) out["sync"] = sync_();
   self["registered"] = registered;
   self["current"] = seen >= view->latest_key_revision;
   out["this_host"] = std::move(self);

@@ -45,6 +45,11 @@ class ClusterMember {
   boost::json::object status() const;
 
   [[nodiscard]] const std::string& host_id() const noexcept { return host_id_; }
+  [[nodiscard]] const std::string& instance() const noexcept { return instance_; }
+  // Before start(): this host runs the sharded sync engine (its record says
+  // so, and the hosts split the sync buckets between those that do); `sync`
+  // answers the "sync" part of status().
+  void set_sync(std::function<boost::json::object()> sync) { sync_ = std::move(sync); }
 
  private:
   etcdstore::EtcdStore* store_;
@@ -55,6 +60,7 @@ class ClusterMember {
   std::string version_;
   std::chrono::seconds ttl_;
   std::int64_t started_unix_ = 0;
+  std::function<boost::json::object()> sync_;
 };
 
 }  // namespace rootseal::daemon

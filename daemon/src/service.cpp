@@ -59,6 +59,7 @@ Service::Service(Config config, std::optional<kms::SecureBytes> root_token, std:
       blocking_(config_.blocking_threads), signals_(io_, SIGTERM, SIGINT, SIGHUP), watchdog_(io_) {}
 
 Service::~Service() {
+  if (sync_shards_) sync_shards_->stop(std::chrono::milliseconds(0));  // before the lease it claims under goes
   if (cluster_) cluster_->stop();  // revokes this host's record: it leaves the member list at once
   if (etcd_store_ != nullptr) etcd_store_->stop_watch();  // its callbacks use the keyring
   if (tokens_.db() != nullptr) tokens_.db()->stop_watch();  // its callbacks post token reloads
@@ -137,8 +138,19 @@ kms::Result<void> Service::start() {
       std::make_unique<AutoRotator>(io_, blocking_, *keyring_, config_.auto_rotate.check_interval, audit_.get());
   auto_rotate_->register_metrics(metrics_);
   auto_rotate_->start();
+  std::shared_ptr<sync::ShardGate> shard_gate;
+  if (etcd_store_ != nullptr && config_.sync && config_.sync->enabled && config_.sync->sharded) {
+    sync_shards_ =
+        std::make_unique<SyncShards>(*etcd_store_, cluster_->host_id(), cluster_->instance(), config_.etcd.member_ttl);
+    shard_gate = sync_shards_->gate();
+    cluster_->set_sync([s = sync_shards_.get()] { return s->status(); });
+  }
   cluster_->start();
-  ROOTSEAL_TRY_ASSIGN(sync_, start_sync_engine(config_, io_.get_executor(), metrics_));
+  ROOTSEAL_TRY_ASSIGN(sync_, start_sync_engine(config_, io_.get_executor(), metrics_, shard_gate));
+  if (sync_shards_) {
+    sync_shards_->register_metrics(metrics_);
+    sync_shards_->start();
+  }
   log::info("listening", {{"address", bound_address()},
                           {"tls", tls != nullptr},
                           {"mtls", !config_.listen.tls.client_ca_file.empty()},
@@ -687,6 +699,11 @@ void Service::stop() {
   if (kms_plugin_) kms_plugin_->stop();
   if (auto_rotate_) auto_rotate_->stop();
   if (seal_) seal_->stop();
+  // Stops acting on every bucket and releases the idle ones (the other hosts
+  // take them over at their next round); one with a reconcile in flight goes
+  // with the lease, revoked once the I/O context has finished its work.
+  // No waiting here: the work in flight runs on this I/O context.
+  if (sync_shards_) sync_shards_->stop(std::chrono::milliseconds(0));
   if (sync_) sync_->stop();
   if (snapshots_) snapshots_->stop();
   signals_.cancel();

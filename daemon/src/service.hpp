@@ -30,6 +30,7 @@
 #include "transit.hpp"
 #include "seal_manager.hpp"
 #include "snapshot_scheduler.hpp"
+#include "sync_shards.hpp"
 #include "auto_rotate.hpp"
 
 namespace rootseal::etcdstore {
@@ -104,6 +105,7 @@ class Service {
   std::unique_ptr<net::HttpServer> server_;
   Metrics metrics_;
   std::unique_ptr<sync::Engine> sync_;  // the sync engine, when sync.enabled
+  std::unique_ptr<SyncShards> sync_shards_;       // storage: etcd with sync.sharded: this host's buckets
   std::unique_ptr<SnapshotScheduler> snapshots_;  // when snapshots: is configured and enabled
   std::unique_ptr<AuditLog> audit_;
   std::unique_ptr<AutoRotator> auto_rotate_;  // keys' auto_rotate_period (after audit_: destroyed before it)

@@ -473,11 +473,11 @@ void add_sync_metrics(Metrics& metrics, sync::Engine* e) {
 }  // namespace
 
 Result<std::shared_ptr<const sync::EngineConfig>> parse_sync_config(const YAML::Node& n) {
-  ROOTSEAL_TRY(
-      only_keys(n, "sync",
-                {"enabled", "kubeconfig", "context", "concurrency", "refresh_window", "namespaces", "rollout_restart",
-                 "kube_qps", "kube_burst", "retry_base", "retry_max", "queue", "store_backoff", "stores",
-                 "aws_endpoint", "azure_authority_host", "gcp_endpoint", "gcp_sts_endpoint", "gcp_iam_endpoint"}));
+  ROOTSEAL_TRY(only_keys(n, "sync", {"enabled",        "kubeconfig",       "context",          "concurrency",
+                                     "refresh_window", "namespaces",       "rollout_restart",  "kube_qps",
+                                     "kube_burst",     "retry_base",       "retry_max",        "queue",
+                                     "store_backoff",  "stores",           "aws_endpoint",     "azure_authority_host",
+                                     "gcp_endpoint",   "gcp_sts_endpoint", "gcp_iam_endpoint", "sharded"}));
   auto c = std::make_shared<sync::EngineConfig>();
   if (n["enabled"]) ROOTSEAL_TRY_ASSIGN(c->enabled, get<bool>(n["enabled"], "sync.enabled"));
   if (n["kubeconfig"]) {
@@ -501,6 +501,7 @@ Result<std::shared_ptr<const sync::EngineConfig>> parse_sync_config(const YAML::
   }
   if (n["namespaces"]) ROOTSEAL_TRY_ASSIGN(c->namespaces, strings(n["namespaces"], "sync.namespaces"));
   if (n["rollout_restart"]) ROOTSEAL_TRY_ASSIGN(c->rollout_restart, get<bool>(n["rollout_restart"], "sync.rollout_restart"));
+  if (n["sharded"]) ROOTSEAL_TRY_ASSIGN(c->sharded, get<bool>(n["sharded"], "sync.sharded"));
   if (n["kube_qps"]) {
     ROOTSEAL_TRY_ASSIGN(c->kube_qps, get<double>(n["kube_qps"], "sync.kube_qps"));
     if (!(c->kube_qps > 0) || c->kube_qps > 10000) return fail(Errc::invalid_argument, "sync.kube_qps: greater than 0, at most 10000");
@@ -567,9 +568,10 @@ Result<std::shared_ptr<const SnapshotsConfig>> parse_snapshots_config(const YAML
 }
 
 Result<std::unique_ptr<sync::Engine>> start_sync_engine(const Config& cfg, boost::asio::any_io_executor ex,
-                                                        Metrics& metrics) {
+                                                        Metrics& metrics, std::shared_ptr<sync::ShardGate> shards) {
   if (!cfg.sync || !cfg.sync->enabled) return std::unique_ptr<sync::Engine>();
   sync::EngineConfig ec = *cfg.sync;
+  ec.shards = std::move(shards);
   ec.log = [](bool warning, std::string_view message, const std::vector<std::pair<std::string, std::string>>& fields) {
     std::vector<log::Field> f;
     f.reserve(fields.size());

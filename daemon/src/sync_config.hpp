@@ -13,6 +13,7 @@
 //     kube_burst: 100
 //     retry_base: 500ms
 //     retry_max: 5m
+//     sharded: true                             # storage: etcd: split the namespaces between the hosts
 //     stores:                                   # host-model credentials (never inline)
 //       central:
 //         kind: vault                           # vault | aws | azure | gcp
@@ -48,8 +49,10 @@ kms::Result<std::shared_ptr<const SnapshotsConfig>> parse_snapshots_config(const
 
 // Starts the engine when cfg.sync is set and enabled (nullptr otherwise) and
 // registers its gauges with `metrics`. Errors (bad kubeconfig ...) are fatal
-// start-up problems.
+// start-up problems. `shards`: the gate of a host sharing the work with
+// others (null: every namespace).
 kms::Result<std::unique_ptr<sync::Engine>> start_sync_engine(const Config& cfg, boost::asio::any_io_executor ex,
-                                                             Metrics& metrics);
+                                                             Metrics& metrics,
+                                                             std::shared_ptr<sync::ShardGate> shards = nullptr);
 
 }  // namespace rootseal::daemon

@@ -16,6 +16,7 @@
 #include <boost/asio/use_future.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -74,6 +75,19 @@ struct EtcdStore::Impl {
   // The lease this host's member record lives under (0: none now); locks
   // (hold_lock) live under it too.
   std::atomic<std::int64_t> member_lease{0};
+  // member_lease_state(): the lease and until when it surely lives, together.
+  mutable std::mutex lease_mu;
+  LeaseState lease_state;
+  void lease_answered(std::int64_t lease, std::chrono::steady_clock::time_point sent, std::int64_t ttl_s) {
+    std::lock_guard lock(lease_mu);
+    lease_state.id = lease;
+    lease_state.alive_until = sent + std::chrono::seconds(ttl_s);
+  }
+  void lease_gone() {
+    std::lock_guard lock(lease_mu);
+    member_lease.store(0);
+    lease_state = LeaseState{};
+  }
   std::mutex root_mu;
   std::optional<std::string> joined_kcv;  // the cluster's root KCV, once checked against the quorum
 
@@ -148,6 +162,26 @@ struct EtcdStore::Impl {
                   "keyring key " + std::string(tag) + " was retired meanwhile (another host rotated the keyring key)");
     }
     return {};
+  }
+
+  // A compare: `key` lives under `lease`.
+  static etcd::Compare lease_is(std::string key, std::int64_t lease) {
+    etcd::Compare c;
+    c.key = std::move(key);
+    c.target = etcd::Compare::Target::lease;
+    c.number = lease;
+    return c;
+  }
+  // Deletes `key` if it lives under `lease`: true when it did.
+  Result<bool> delete_if_lease(const std::string& key, std::int64_t lease) {
+    etcd::TxnRequest txn;
+    txn.compare.push_back(lease_is(key, lease));
+    etcd::DeleteRequest del;
+    del.key = key;
+    txn.success.emplace_back(std::move(del));
+    auto r = run(client->txn(std::move(txn)));
+    if (!r) return std::unexpected(write_failed(r.error()));
+    return r->succeeded;
   }
 
   // Runs one client call on the store's thread and waits for it.
@@ -333,6 +367,7 @@ struct EtcdStore::Impl {
       if (!m.failing && m.on_error) m.on_error(e);
       m.failing = true;
     };
+    const auto sent = std::chrono::steady_clock::now();
     if (m.lease == 0) {
       auto granted = co_await client->lease_grant(m.ttl);
       if (!granted) {
@@ -341,19 +376,21 @@ struct EtcdStore::Impl {
       }
       m.lease = granted->id;
       member_lease.store(m.lease);
+      lease_answered(m.lease, sent, granted->ttl);
       m.written.clear();
     } else {
       auto kept = co_await client->lease_keepalive(m.lease);
       if (!kept) {
         if (kept.error().code == Errc::not_found) {
           m.lease = 0;  // expired: a new lease and the record again, now
-          member_lease.store(0);
+          lease_gone();
           failed(kept.error());
           co_return std::chrono::milliseconds(0);
         }
         failed(kept.error());
         co_return soon;
       }
+      lease_answered(m.lease, sent, kept->ttl);
     }
     const Member now = m.current();
     std::string value = detail::serialize_member(now);
@@ -368,7 +405,7 @@ struct EtcdStore::Impl {
       if (!put) {
         if (put.error().code == Errc::not_found) {
           m.lease = 0;
-          member_lease.store(0);
+          lease_gone();
         }
         failed(put.error());
         co_return soon;
@@ -842,17 +879,7 @@ void EtcdStore::release_lock(std::string_view name) {
   Impl& s = *impl_;
   const std::int64_t lease = s.member_lease.load();
   if (lease == 0) return;  // no lease: no lock of ours
-  const std::string key = s.prefix + "locks/" + std::string(name);
-  etcd::TxnRequest txn;  // deleted only while it is ours
-  etcd::Compare ours;
-  ours.key = key;
-  ours.target = etcd::Compare::Target::lease;
-  ours.number = lease;
-  txn.compare.push_back(std::move(ours));
-  etcd::DeleteRequest del;
-  del.key = key;
-  txn.success.emplace_back(std::move(del));
-  (void)s.run(s.client->txn(std::move(txn)));
+  (void)s.delete_if_lease(s.prefix + "locks/" + std::string(name), lease);
 }
 
 Result<void> EtcdStore::put_note(std::string_view name, std::string value) {
@@ -930,8 +957,92 @@ void EtcdStore::stop_membership() {
   });
   m->finished.wait();
   // The loop has ended: its lease is ours to revoke (the record and our locks go with it).
-  s.member_lease.store(0);
+  s.lease_gone();
   if (m->lease != 0) (void)s.run(s.client->lease_revoke(m->lease));
+}
+
+EtcdStore::LeaseState EtcdStore::member_lease_state() const {
+  std::lock_guard lock(impl_->lease_mu);
+  return impl_->lease_state;
+}
+
+namespace {
+
+std::string bucket_key(const std::string& prefix, std::uint32_t bucket) {
+  std::string n = std::to_string(bucket);
+  return prefix + "shards/" + std::string(n.size() < 3 ? 3 - n.size() : 0, '0') + n;
+}
+
+}  // namespace
+
+Result<EtcdStore::ShardView> EtcdStore::shard_view() {
+  const std::string members = impl_->prefix + "members/";
+  const std::string shards = impl_->prefix + "shards/";
+  etcd::TxnRequest txn;  // no compare: the reads below, at one revision
+  txn.success.emplace_back(etcd::RangeRequest{members, etcd::prefix_end(members), 0, 0, false, false});
+  txn.success.emplace_back(etcd::RangeRequest{shards, etcd::prefix_end(shards), 0, 0, false, false});
+  auto r = impl_->run(impl_->client->txn(std::move(txn)));
+  if (!r) return std::unexpected(read_failed(r.error()));
+  if (r->responses.size() != 2) return fail(Errc::storage_failure, "etcd store: an incomplete answer to a read");
+  ShardView view;
+  view.revision = r->header.revision;
+  if (const auto* range = std::get_if<etcd::RangeResponse>(&r->responses[0])) {
+    for (const auto& kv : range->kvs) {
+      auto m = detail::parse_member(kv.value, std::string_view(kv.key).substr(members.size()));
+      m.lease = kv.lease;
+      view.members.push_back(std::move(m));
+    }
+  }
+  if (const auto* range = std::get_if<etcd::RangeResponse>(&r->responses[1])) {
+    for (const auto& kv : range->kvs) {
+      const std::string_view name = std::string_view(kv.key).substr(shards.size());
+      std::uint32_t bucket = 0;
+      const auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), bucket);
+      if (ec != std::errc() || end != name.data() + name.size() || name.size() != 3) continue;  // not a bucket's key
+      auto b = detail::parse_bucket_owner(kv.value, bucket);
+      b.lease = kv.lease;
+      b.epoch = kv.create_revision;
+      view.owners.push_back(std::move(b));
+    }
+  }
+  return view;
+}
+
+Result<std::optional<std::int64_t>> EtcdStore::claim_bucket(std::uint32_t bucket, std::string_view host_id,
+                                                            std::string_view instance) {
+  Impl& s = *impl_;
+  const std::int64_t lease = s.member_lease.load();
+  if (lease == 0) return fail(Errc::unavailable, "etcd store: this host is not registered (no member lease) yet");
+  const std::string key = bucket_key(s.prefix, bucket);
+  etcd::TxnRequest txn;
+  // The fence: this host's record still lives under the lease we write with.
+  txn.compare.push_back(Impl::lease_is(s.prefix + "members/" + std::string(host_id), lease));
+  txn.compare.push_back(etcd::Compare::create_revision(key, 0));
+  BucketOwner owner;
+  owner.host_id = std::string(host_id);
+  owner.instance = std::string(instance);
+  etcd::PutRequest put;
+  put.key = key;
+  put.value = detail::serialize_bucket_owner(owner);
+  put.lease = lease;
+  txn.success.emplace_back(std::move(put));
+  etcd::RangeRequest read;
+  read.key = key;
+  txn.success.emplace_back(std::move(read));
+  auto r = s.run(s.client->txn(std::move(txn)));
+  if (!r) return std::unexpected(write_failed(r.error()));
+  if (!r->succeeded) return std::optional<std::int64_t>{};
+  const auto* range = r->responses.size() < 2 ? nullptr : std::get_if<etcd::RangeResponse>(&r->responses[1]);
+  if (range == nullptr || range->kvs.empty())
+    return fail(Errc::storage_failure, "etcd store: an incomplete answer to a claim");
+  return std::optional<std::int64_t>(range->kvs.front().create_revision);
+}
+
+Result<bool> EtcdStore::release_bucket(std::uint32_t bucket) {
+  Impl& s = *impl_;
+  const std::int64_t lease = s.member_lease.load();
+  if (lease == 0) return false;  // no lease: no bucket of ours
+  return s.delete_if_lease(bucket_key(s.prefix, bucket), lease);
 }
 
 std::vector<EtcdStore::EndpointHealth> EtcdStore::endpoint_health() {

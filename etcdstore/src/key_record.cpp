@@ -260,6 +260,7 @@ std::string serialize_member(const EtcdStore::Member& m) {
   o["sealed"] = m.sealed;
   o["seen_revision"] = m.seen_revision;
   o["started"] = m.started_unix;
+  if (m.sync) o["sync"] = true;  // written only when set: older readers see the record they know
   return json::serialize(o);
 }
 
@@ -300,7 +301,52 @@ EtcdStore::Member parse_member(std::string_view text, std::string_view host_id) 
   m.seen_revision = *seen;
   m.started_unix = *started;
   m.sealed = *sealed;
+  if (o.contains("sync")) {
+    auto sync = r.boolean(o, "sync");
+    if (!sync) {
+      EtcdStore::Member bad;
+      bad.host_id = std::string(host_id);
+      bad.error = "the record has a missing or bad field (written by another version?)";
+      return bad;
+    }
+    m.sync = *sync;
+  }
   return m;
+}
+
+std::string serialize_bucket_owner(const EtcdStore::BucketOwner& owner) {
+  json::object o;
+  o["host_id"] = owner.host_id;
+  o["instance"] = owner.instance;
+  return json::serialize(o);
+}
+
+EtcdStore::BucketOwner parse_bucket_owner(std::string_view text, std::uint32_t bucket) {
+  EtcdStore::BucketOwner b;
+  b.bucket = bucket;
+  auto bad = [&](std::string why) {
+    EtcdStore::BucketOwner out;
+    out.bucket = bucket;
+    out.error = std::move(why);
+    return out;
+  };
+  if (text.size() > 1024) return bad("the record is too large");
+  json::parse_options opts;
+  opts.max_depth = 2;
+  std::error_code ec;
+  json::value doc = json::parse(text, ec, {}, opts);
+  if (ec || !doc.is_object()) return bad("the record is not a JSON object");
+  const auto& o = doc.get_object();
+  const std::string what = "bucket " + std::to_string(bucket);
+  const Reader r(what);
+  auto host = r.string(o, "host_id");
+  auto instance = r.string(o, "instance");
+  if (!host || !instance || host->empty() || host->size() > 256 || instance->size() > 256) {
+    return bad("the record has a missing or bad field (written by another version?)");
+  }
+  b.host_id = std::string(*host);
+  b.instance = std::string(*instance);
+  return b;
 }
 
 }  // namespace rootseal::etcdstore::detail

@@ -42,4 +42,10 @@ kms::Result<kms::KeyringKeyRecord> parse_keyring_key(std::string_view text, std:
 std::string serialize_member(const EtcdStore::Member& member);
 EtcdStore::Member parse_member(std::string_view text, std::string_view host_id);
 
+// The owner of a sync bucket at <prefix>shards/<bucket> (JSON: host_id,
+// instance; the lease and epoch come from the etcd key). A record that
+// cannot be read comes back with `error` set (and the bucket only).
+std::string serialize_bucket_owner(const EtcdStore::BucketOwner& owner);
+EtcdStore::BucketOwner parse_bucket_owner(std::string_view text, std::uint32_t bucket);
+
 }  // namespace rootseal::etcdstore::detail

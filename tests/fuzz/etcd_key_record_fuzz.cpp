@@ -2,7 +2,8 @@
 // back from etcd (etcdstore/src/key_record.cpp) — whatever any writer of the
 // prefix left there; the same bytes as a member record, and as a created
 // token's record (daemon/src/etcd_token_db.cpp, <prefix>tokens/<accessor>),
-// and as a keyring key's record (<prefix>keyring/<id>).
+// and as a keyring key's record (<prefix>keyring/<id>), and as a sync
+// bucket's owner (<prefix>shards/<bucket>).
 //
 // Input: line 1 the key name (as the etcd key carries it after
 // "<prefix>keys/"); the rest is the value.
@@ -60,8 +61,24 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto again = detail::parse_member(detail::serialize_member(member), name);
     fuzz::require(again.error.empty() && again.instance == member.instance && again.version == member.version &&
                       again.root_kcv == member.root_kcv && again.sealed == member.sealed &&
-                      again.seen_revision == member.seen_revision && again.started_unix == member.started_unix,
+                      again.seen_revision == member.seen_revision && again.started_unix == member.started_unix &&
+                      again.sync == member.sync,
                   "a member record round-trips");
+  }
+  // As a sync bucket's owner: never refused, a bad one carries its reason
+  // only; one that reads names a host and round-trips.
+  const auto owner = detail::parse_bucket_owner(in, 7);
+  fuzz::require(owner.bucket == 7, "a bucket owner record is its key's bucket's");
+  if (!owner.error.empty()) {
+    fuzz::require(owner.host_id.empty() && owner.instance.empty(),
+                  "an unreadable owner record carries its reason only");
+  } else {
+    fuzz::require(!owner.host_id.empty(), "an owner record names a host");
+    const std::string text = detail::serialize_bucket_owner(owner);
+    const auto again = detail::parse_bucket_owner(text, 7);
+    fuzz::require(again.error.empty() && again.host_id == owner.host_id && again.instance == owner.instance,
+                  "an owner record round-trips");
+    fuzz::require(detail::serialize_bucket_owner(again) == text, "owner re-encoding is a fixed point");
   }
   // As a token record: one that reads is the named token's, with a SHA-256
   // hex hash (never a token), and writes back to the same record.

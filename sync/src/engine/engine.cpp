@@ -156,6 +156,15 @@ class InformerSet {
       }
     }
   }
+  // Every cached object, whatever its namespace.
+  [[nodiscard]] std::vector<ObjectPtr> list_all() const {
+    std::vector<ObjectPtr> out;
+    for (const auto& i : all_) {
+      auto part = i->list();
+      out.insert(out.end(), part.begin(), part.end());
+    }
+    return out;
+  }
   [[nodiscard]] std::size_t size() const {
     std::size_t n = 0;
     for (const auto& i : all_) n += i->size();
@@ -185,7 +194,9 @@ class InformerSet {
 class KubeFacade final : public reconcile::KubeApi {
  public:
   KubeFacade(std::shared_ptr<kube::KubeClient> client, asio::any_io_executor ex, const EngineConfig& cfg)
-      : client_(std::move(client)), ex_(std::move(ex)),
+      : client_(std::move(client)),
+        ex_(std::move(ex)),
+        shards_(cfg.shards),
         es_(client_, es_gvr(), cfg.namespaces, cfg),
         ps_(client_, ps_gvr(), cfg.namespaces, cfg),
         ss_(client_, ss_gvr(), cfg.namespaces, cfg),
@@ -285,7 +296,15 @@ class KubeFacade final : public reconcile::KubeApi {
     if (!r) co_return std::unexpected(r.error().to_error());
     co_return kube::parse_token_request_answer(*r);
   }
+  bool may_write(std::string_view ns) override { return shards_ == nullptr || shards_->acts_on(ns); }
+  // The refusal of a write for a namespace whose bucket this host lost.
+  static kms::Error not_owned(std::string_view ns) {
+    return kms::Error(Errc::conflict, "sync: the bucket of namespace " + std::string(ns) +
+                                          " is no longer this host's: its new owner writes it");
+  }
+
   Task<ObjectPtr> create_secret(std::string_view ns, const json::value& secret, std::string_view fm) override {
+    if (!may_write(ns)) co_return std::unexpected(not_owned(ns));
     kube::WriteOptions o;
     o.field_manager = fm;  // a view of the caller's named string, alive across the call
     auto r = co_await client_->create(kube::secrets_gvr(), ns, secret, o);
@@ -293,6 +312,7 @@ class KubeFacade final : public reconcile::KubeApi {
     co_return std::make_shared<const json::value>(std::move(*r));
   }
   Task<ObjectPtr> update_secret(std::string_view ns, const json::value& secret, std::string_view fm) override {
+    if (!may_write(ns)) co_return std::unexpected(not_owned(ns));
     kube::WriteOptions o;
     o.field_manager = fm;  // a view of the caller's named string, alive across the call
     auto r = co_await client_->update(kube::secrets_gvr(), ns, secret, o);
@@ -300,6 +320,7 @@ class KubeFacade final : public reconcile::KubeApi {
     co_return std::make_shared<const json::value>(std::move(*r));
   }
   Task<void> delete_secret(std::string_view ns, std::string_view name, std::string_view uid) override {
+    if (!may_write(ns)) co_return std::unexpected(not_owned(ns));
     kube::DeleteOptions o;
     o.precondition_uid = uid;  // a view of the caller's Secret object, alive across the call
     auto r = co_await client_->remove(kube::secrets_gvr(), ns, name, o);
@@ -307,6 +328,7 @@ class KubeFacade final : public reconcile::KubeApi {
     co_return kms::Result<void>{};
   }
   Task<void> patch_status(Resource r, std::string_view ns, std::string_view name, const json::value& status) override {
+    if (!may_write(ns)) co_return std::unexpected(not_owned(ns));
     json::object p;
     p["status"] = status;
     const json::value body(std::move(p));
@@ -316,6 +338,7 @@ class KubeFacade final : public reconcile::KubeApi {
     co_return kms::Result<void>{};
   }
   Task<void> patch(Resource r, std::string_view ns, std::string_view name, const json::value& merge_patch) override {
+    if (!may_write(ns)) co_return std::unexpected(not_owned(ns));
     const kube::WriteOptions opts;
     auto res = co_await client_->patch(gvr_of(r), ns, name, kube::PatchType::merge, merge_patch, opts);
     if (!res) co_return std::unexpected(res.error().to_error());
@@ -323,6 +346,7 @@ class KubeFacade final : public reconcile::KubeApi {
   }
   void event(Resource r, const model::ObjectMeta& about, bool warning, std::string_view reason,
              std::string message) override {
+    if (!may_write(about.namespace_)) return;
     unsigned char rnd[6];
     kms::random_public_bytes(rnd);  // checked: throws rather than name an Event with unset bytes
     const std::string suffix = kms::hex_encode(rnd);
@@ -360,6 +384,7 @@ class KubeFacade final : public reconcile::KubeApi {
  private:
   std::shared_ptr<kube::KubeClient> client_;
   asio::any_io_executor ex_;
+  std::shared_ptr<ShardGate> shards_;
   InformerSet es_, ps_, ss_, css_, secrets_, sources_;
   std::optional<InformerSet> deploy_, sts_, ds_;
   std::atomic<std::uint64_t> events_failed_{0};
@@ -391,6 +416,9 @@ class EngineImpl final : public Engine {
     });
     es_rec_.on_secret_changed([this](const std::string& ns, const std::string& secret) { enqueue_workloads(ns, secret); });
     wire();
+    if (cfg_.shards) {
+      cfg_.shards->on_gained([this](const std::vector<std::uint32_t>& buckets) { enqueue_buckets(buckets); });
+    }
   }
 
   void start() override {
@@ -413,6 +441,7 @@ class EngineImpl final : public Engine {
 
   void stop() override {
     if (stopped_.exchange(true)) return;
+    if (cfg_.shards) cfg_.shards->on_gained({});
     kube_.stop();
     queue_->shut_down();
   }
@@ -450,7 +479,10 @@ class EngineImpl final : public Engine {
     auto& kube = const_cast<KubeFacade&>(kube_);
     kube.es().count_ready(s.es_ready, s.es_not_ready, s.es_unknown);
     kube.ps().count_ready(s.ps_ready, s.ps_not_ready, s.ps_unknown);
-    s.es_stale = es_rec_.stale(std::chrono::system_clock::now(), cfg_.refresh_window + std::chrono::minutes(1));
+    std::function<bool(std::string_view)> counted;  // sharded: the ExternalSecrets of this host's buckets
+    if (cfg_.shards) counted = [g = cfg_.shards](std::string_view ns) { return g->acts_on(ns); };
+    s.es_stale =
+        es_rec_.stale(std::chrono::system_clock::now(), cfg_.refresh_window + std::chrono::minutes(1), counted);
     return s;
   }
 
@@ -487,6 +519,23 @@ class EngineImpl final : public Engine {
     return k;
   }
 
+  // Buckets this host gained: their ExternalSecrets and PushSecrets are
+  // queued at once (the fast lane: a takeover is a host's loss). Objects
+  // cached later are queued by their informer events as usual.
+  void enqueue_buckets(const std::vector<std::uint32_t>& buckets) {
+    std::vector<bool> gained(kBuckets, false);
+    for (const auto b : buckets) gained[b] = true;
+    auto add = [&](const InformerSet& set, std::string_view prefix) {
+      for (const auto& o : set.list_all()) {
+        const auto ns = str_of(*o, "metadata", "namespace");
+        if (gained[namespace_bucket(ns)])
+          queue_->add(key(prefix, ns, str_of(*o, "metadata", "name")), kube::Lane::fast);
+      }
+    };
+    add(kube_.es(), "es");
+    add(kube_.ps(), "ps");
+  }
+
   void enqueue_workloads(const std::string& ns, const std::string& secret) {
     for (const auto& [kind, name] : rollout_.referencing(ns, secret)) {
       queue_->add(key("wl:" + std::string(reconcile::to_string(kind)), ns, name), kube::Lane::fast);
@@ -519,16 +568,19 @@ class EngineImpl final : public Engine {
     auto es_key = [](const ObjectPtr& o) {
       return key("es", str_of(*o, "metadata", "namespace"), str_of(*o, "metadata", "name"));
     };
-    kube_.es().set_handlers(kube::InformerHandlers{
-        [this, es_key](const ObjectPtr& o) { queue_->add(es_key(o), kube::Lane::fast); },
-        [this, es_key](const ObjectPtr& old, const ObjectPtr& now) {
-          if (trigger_fingerprint(*old) != trigger_fingerprint(*now)) queue_->add(es_key(now), kube::Lane::fast);
-        },
-        [this, es_key](const ObjectPtr& o) {
-          asio::co_spawn(ex_, es_rec_.deleted(o), asio::detached);
-          queue_->add(es_key(o), kube::Lane::fast);
-        },
-        {}});
+    kube_.es().set_handlers(
+        kube::InformerHandlers{[this, es_key](const ObjectPtr& o) { queue_->add(es_key(o), kube::Lane::fast); },
+                               [this, es_key](const ObjectPtr& old, const ObjectPtr& now) {
+                                 if (trigger_fingerprint(*old) != trigger_fingerprint(*now))
+                                   queue_->add(es_key(now), kube::Lane::fast);
+                               },
+                               [this, es_key](const ObjectPtr& o) {
+                                 if (!cfg_.shards || cfg_.shards->acts_on(str_of(*o, "metadata", "namespace"))) {
+                                   asio::co_spawn(ex_, es_rec_.deleted(o), asio::detached);
+                                 }
+                                 queue_->add(es_key(o), kube::Lane::fast);
+                               },
+                               {}});
     auto ps_key = [](const ObjectPtr& o) {
       return key("ps", str_of(*o, "metadata", "namespace"), str_of(*o, "metadata", "name"));
     };
@@ -666,6 +718,16 @@ class EngineImpl final : public Engine {
     const auto slash = rest.find('/');
     const std::string ns = rest.substr(0, slash);
     const std::string name = slash == std::string::npos ? std::string() : rest.substr(slash + 1);
+    // Sharded: only the namespaces of this host's buckets; the work is
+    // counted so that a bucket given up waits for it (the drain).
+    // A bucket still granted but past the lease deadline (a keepalive late)
+    // is tried again soon; one not ours is the owner's (re-queued here when
+    // granted, see enqueue_buckets).
+    auto work = cfg_.shards ? cfg_.shards->enter(ns) : std::optional<ShardGate::Work>{};
+    if (cfg_.shards && !work) {
+      if (!cfg_.shards->granted(namespace_bucket(ns))) co_return kube::WorkOutcome::success();
+      co_return kube::WorkOutcome::requeue_after(std::chrono::seconds(1), kube::Lane::normal);
+    }
     if (prefix == "es") co_return after_store_call(item.key, kube_.es().get(ns, name), co_await es_rec_.reconcile(ns, name));
     if (prefix == "ps") co_return after_store_call(item.key, kube_.ps().get(ns, name), co_await push_rec_.reconcile(ns, name));
     if (prefix == "wl:Deployment") co_return outcome(co_await rollout_.reconcile(Resource::deployment, ns, name));

@@ -93,12 +93,13 @@ std::chrono::milliseconds ExternalSecretReconciler::next_refresh_in(const model:
   return due <= now ? milliseconds(0) : duration_cast<milliseconds>(due - now);
 }
 
-std::size_t ExternalSecretReconciler::stale(std::chrono::system_clock::time_point now,
-                                            std::chrono::milliseconds grace) const {
+std::size_t ExternalSecretReconciler::stale(std::chrono::system_clock::time_point now, std::chrono::milliseconds grace,
+                                            const std::function<bool(std::string_view ns)>& counted) const {
   std::lock_guard lock(mu_);
   std::size_t n = 0;
   for (const auto& [key, st] : state_) {
     if (st.refresh_interval.count() <= 0) continue;
+    if (counted && !counted(std::string_view(key).substr(0, key.find('/')))) continue;
     const auto since = st.last_refresh == std::chrono::system_clock::time_point{} ? st.first_seen : st.last_refresh;
     if (since != std::chrono::system_clock::time_point{} && now - since > st.refresh_interval + grace) ++n;
   }

@@ -87,8 +87,10 @@ class ExternalSecretReconciler {
   [[nodiscard]] const ReconcilerStats& stats() const noexcept { return stats_; }
   // Periodically refreshed ExternalSecrets whose last successful refresh (or,
   // none yet, first reconcile since start) is more than their refreshInterval
-  // + `grace` before `now`: their Secret may be out of date.
-  [[nodiscard]] std::size_t stale(std::chrono::system_clock::time_point now, std::chrono::milliseconds grace) const;
+  // + `grace` before `now`: their Secret may be out of date. `counted`: only
+  // the namespaces it accepts (a host sharing the work: its own buckets).
+  [[nodiscard]] std::size_t stale(std::chrono::system_clock::time_point now, std::chrono::milliseconds grace,
+                                  const std::function<bool(std::string_view ns)>& counted = {}) const;
 
  private:
   struct State {

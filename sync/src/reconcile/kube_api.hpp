@@ -71,6 +71,9 @@ class KubeApi {
   virtual Task<void> patch(Resource r, std::string_view ns, std::string_view name,
                            const boost::json::value& merge_patch) = 0;
   // Records a Kubernetes Event about an object (best effort, never fails the caller).
+  // Whether this host may write for namespace `ns` now (the sync engine
+  // sharded across hosts: its bucket is this host's). One host: always.
+  virtual bool may_write(std::string_view /*ns*/) { return true; }
   virtual void event(Resource r, const model::ObjectMeta& about, bool warning, std::string_view reason,
                      std::string message) = 0;
 };

@@ -222,6 +222,7 @@ asio::awaitable<ReconcileResult> PushSecretReconciler::finalize(const model::Pus
     for (const auto& t : *targets) {
       for (const auto& d : ps.data) {
         const PushRef ref{d.remote_key, d.property};
+        if (!api_.may_write(ps.meta.namespace_)) co_return ReconcileResult::done();
         auto r = co_await t.provider->remove(ref);
         if (!r) {
           const std::string msg = "could not delete " + t.label + " key \"" + d.remote_key + "\": " + r.error().message;
@@ -294,6 +295,8 @@ asio::awaitable<ReconcileResult> PushSecretReconciler::push_all(const model::Pus
       const auto& d = ps.data[i];
       const auto& md = (*metadata)[i];
       const PushRef ref{d.remote_key, d.property, md ? &*md : nullptr};
+      // Sharded across hosts: a bucket lost meanwhile is the new owner's to push.
+      if (!api_.may_write(ps.meta.namespace_)) co_return ReconcileResult::done();
       auto out = co_await t.provider->put_if_changed(ref, values[i], if_not_exists);
       if (!out) {
         const std::string msg = "could not push to " + t.label + " key \"" + d.remote_key + "\": " + out.error().message;

@@ -1277,6 +1277,11 @@ class K8sHandler(BaseDoubleHandler):
             if not ok:
                 d.counters.add(self.command, path, "unauthorized")
                 return self.send_error_status(ApiError(401, "Unauthorized", "Unauthorized"))
+        if self.command in ("POST", "PUT", "PATCH", "DELETE"):
+            auth = self.headers.get("Authorization") or ""
+            with d.write_log_lock:
+                d.write_log.append({"t": time.monotonic(), "method": self.command, "path": path,
+                                    "token": auth[7:].strip() if auth.startswith("Bearer ") else ""})
         try:
             self.route(path, q, body)
         except ApiError as e:
@@ -1755,6 +1760,11 @@ class K8sApiServerDouble(DoubleServer):
         self._sa_key = None
         self.token_reviews = []  # every TokenReview: authenticated, username or error, t
         self.token_requests = []  # every TokenRequest answered: namespace, name, audiences, expirationSeconds as asked, token, t
+        # Every authenticated write request (POST, PUT, PATCH, DELETE), as it
+        # arrived: {"t": time.monotonic(), "method", "path", "token"} (the
+        # bearer token tells which client wrote: one per rootseald host).
+        self.write_log = []
+        self.write_log_lock = threading.Lock()
         self._sa_key_lock = threading.Lock()
         super().__init__(host, port, tls_cert, tls_key, verbose, client_ca)
 

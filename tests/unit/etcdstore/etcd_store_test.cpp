@@ -679,3 +679,88 @@ TEST_CASE(
   REQUIRE(cs);
   CHECK(cs->id == 2);
 }
+
+TEST_CASE(
+    "etcd store: a sync bucket has one owner under its member lease, fenced on the member record, with a rising "
+    "epoch") {
+  test::EtcdCluster cluster(1);
+  auto member = [](std::string id) {
+    return [id] {
+      EtcdStore::Member m;
+      m.host_id = id;
+      m.instance = id + "-1";
+      m.sync = true;
+      return m;
+    };
+  };
+  auto a = open_store(cluster);
+  auto b = open_store(cluster);
+  // Not registered: nothing to claim under.
+  auto early = a->claim_bucket(5, "a", "a-1");
+  REQUIRE_FALSE(early);
+  CHECK(early.error().code == Errc::unavailable);
+  CHECK(a->member_lease_state().id == 0);
+  const auto before = Clock::now();
+  a->start_membership(3s, member("a"));
+  b->start_membership(3s, member("b"));
+  // Registered: the lease and until when it surely lives (sent + TTL).
+  REQUIRE(eventually([&] { return a->claim_bucket(5, "a", "a-1").value_or(std::nullopt).has_value(); }, 10s));
+  const auto lease = a->member_lease_state();
+  CHECK(lease.id != 0);
+  CHECK(lease.alive_until >= before + 3s);
+  CHECK(lease.alive_until <= Clock::now() + 3s);
+  REQUIRE(eventually([&] { return b->member_lease_state().id != 0; }, 10s));
+
+  auto view = a->shard_view();
+  REQUIRE(view);
+  REQUIRE(view->owners.size() == 1);
+  CHECK(view->owners[0].bucket == 5);
+  CHECK(view->owners[0].host_id == "a");
+  CHECK(view->owners[0].instance == "a-1");
+  CHECK(view->owners[0].lease == lease.id);
+  const std::int64_t first_epoch = view->owners[0].epoch;
+  CHECK(first_epoch > 0);
+  REQUIRE(eventually(
+      [&] {
+        auto v = a->shard_view();
+        return v && v->members.size() == 2 && v->members[0].sync && v->members[1].sync;
+      },
+      10s));
+
+  // b cannot take a bucket that has an owner, nor release a's.
+  auto taken = b->claim_bucket(5, "b", "b-1");
+  REQUIRE(taken);
+  CHECK_FALSE(taken->has_value());
+  auto not_ours = b->release_bucket(5);
+  REQUIRE(not_ours);
+  CHECK_FALSE(*not_ours);
+  // a drains and releases; b takes it with a larger epoch.
+  auto released = a->release_bucket(5);
+  REQUIRE(released);
+  CHECK(*released);
+  auto claimed = b->claim_bucket(5, "b", "b-1");
+  REQUIRE(claimed);
+  REQUIRE(claimed->has_value());
+  CHECK(**claimed > first_epoch);
+
+  // The fence: a's member record no longer under a's lease (another
+  // process under the same host id, or the record of an expired lease): a
+  // takes nothing.
+  REQUIRE(cluster.etcdctl(0,
+                          "put /rs-test/members/a '{\"host_id\":\"a\",\"instance\":\"other\",\"version\":\"\","
+                          "\"root_kcv\":\"\",\"sealed\":true,\"seen_revision\":0,\"started\":0}'") == 0);
+  auto fenced = a->claim_bucket(6, "a", "a-1");
+  REQUIRE(fenced);
+  CHECK_FALSE(fenced->has_value());
+  view = a->shard_view();
+  REQUIRE(view);
+  REQUIRE(view->owners.size() == 1);
+  CHECK(view->owners[0].host_id == "b");
+
+  // b stops (its lease revoked): its buckets go with it.
+  b->stop_membership();
+  view = a->shard_view();
+  REQUIRE(view);
+  CHECK(view->owners.empty());
+  CHECK(b->member_lease_state().id == 0);
+}

@@ -112,3 +112,40 @@ TEST_CASE("etcd member record: written and read back, unreadable ones carry the 
     CHECK(r.instance.empty());
   }
 }
+
+TEST_CASE("etcd member record: the sync flag is written when set and read back, absent means no sync") {
+  etcdstore::EtcdStore::Member m;
+  m.host_id = "host-a";
+  m.instance = "i-1";
+  const std::string plain = etcdstore::detail::serialize_member(m);
+  CHECK(plain.find("sync") == std::string::npos);  // what an older release reads
+  CHECK_FALSE(etcdstore::detail::parse_member(plain, "host-a").sync);
+  m.sync = true;
+  const auto back = etcdstore::detail::parse_member(etcdstore::detail::serialize_member(m), "host-a");
+  CHECK(back.error.empty());
+  CHECK(back.sync);
+  const auto bad = etcdstore::detail::parse_member(
+      R"({"host_id":"x","instance":"i","version":"v","root_kcv":"k","sealed":true,"seen_revision":1,"started":1,"sync":1})",
+      "x");
+  CHECK_FALSE(bad.error.empty());
+  CHECK_FALSE(bad.sync);
+}
+
+TEST_CASE("etcd bucket owner record: written and read back, unreadable ones carry the reason") {
+  etcdstore::EtcdStore::BucketOwner o;
+  o.host_id = "rs-1";
+  o.instance = "i-9";
+  const auto back = etcdstore::detail::parse_bucket_owner(etcdstore::detail::serialize_bucket_owner(o), 12);
+  CHECK(back.error.empty());
+  CHECK(back.bucket == 12);
+  CHECK(back.host_id == "rs-1");
+  CHECK(back.instance == "i-9");
+  for (const std::string& bad :
+       {std::string("not json"), std::string(R"({"host_id":"","instance":"i"})"), std::string(R"({"host_id":"h"})"),
+        std::string(R"({"host_id":1,"instance":"i"})"), std::string(5000, ' ')}) {
+    const auto r = etcdstore::detail::parse_bucket_owner(bad, 3);
+    CHECK(r.bucket == 3);
+    CHECK_FALSE(r.error.empty());
+    CHECK(r.host_id.empty());
+  }
+}

@@ -394,6 +394,10 @@ TEST_CASE("stale: an ExternalSecret not refreshed for refreshInterval + grace is
   CHECK(f.kube.es_condition("team-a", "db", "status") == "False");
   f.advance(20s);
   CHECK(f.rec.stale(f.now, grace) == 1);  // "once" (refreshInterval 0) is never stale
+  // A host sharing the work counts only its own namespaces (a bucket handed
+  // over leaves its ExternalSecrets' state behind, not refreshed here).
+  CHECK(f.rec.stale(f.now, grace, [](std::string_view ns) { return ns == "team-a"; }) == 1);
+  CHECK(f.rec.stale(f.now, grace, [](std::string_view ns) { return ns != "team-a"; }) == 0);
   f.providers.fake->down = false;
   f.reconcile("db");
   CHECK(f.rec.stale(f.now, grace) == 0);

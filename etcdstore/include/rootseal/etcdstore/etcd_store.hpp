@@ -146,6 +146,7 @@ class EtcdStore final : public kms::StateStore {
     std::int64_t seen_revision = 0;  // its keyring holds every key change up to this etcd revision
     std::int64_t started_unix = 0;
     std::int64_t lease = 0;          // the etcd lease the record lives under
+    bool sync = false;               // runs the sharded sync engine (takes sync buckets)
     std::string error;               // a record this version cannot read: why (the other fields empty)
   };
   // What the cluster records, read at one revision (linearizable).
@@ -172,6 +173,46 @@ class EtcdStore final : public kms::StateStore {
                         std::function<void(const kms::Error&)> on_error = {});
   // Stops the keepalives and revokes the lease: the record goes at once.
   void stop_membership();
+
+  // The member lease now (id 0: none) and until when it surely lives: the
+  // send time of the last keepalive (or grant) etcd answered, plus the TTL
+  // it answered. Nothing this host does under the lease may count on it
+  // later. Read together (a new lease comes with its own time).
+  struct LeaseState {
+    std::int64_t id = 0;
+    std::chrono::steady_clock::time_point alive_until = std::chrono::steady_clock::time_point::min();
+  };
+  [[nodiscard]] LeaseState member_lease_state() const;
+
+  // The sync engine's buckets (docs/ha.md "The sync engine on several
+  // hosts"): <prefix>shards/<bucket> names the host that owns the bucket. The
+  // record lives under its owner's member lease, so it goes when the owner
+  // stops (lease revoked) or dies (lease expired); epoch = the record's
+  // create_revision, larger for every new owner.
+  struct BucketOwner {
+    std::uint32_t bucket = 0;
+    std::string host_id;
+    std::string instance;
+    std::int64_t lease = 0;
+    std::int64_t epoch = 0;
+    std::string error;  // a record this version cannot read: why
+  };
+  struct ShardView {
+    std::vector<Member> members;      // by host id
+    std::vector<BucketOwner> owners;  // by bucket; buckets without an owner absent
+    std::int64_t revision = 0;
+  };
+  // Members and bucket owners read at one revision (linearizable).
+  kms::Result<ShardView> shard_view();
+  // Takes `bucket` for this host if it has no owner, in one transaction
+  // fenced on this host's member record still living under this host's
+  // member lease (so a host whose lease expired takes nothing). The epoch
+  // when taken; nullopt when the bucket has an owner or the fence failed.
+  kms::Result<std::optional<std::int64_t>> claim_bucket(std::uint32_t bucket, std::string_view host_id,
+                                                        std::string_view instance);
+  // Gives `bucket` up (the drain is done): deletes the record if it lives
+  // under this host's member lease. False when it was not ours (any more).
+  kms::Result<bool> release_bucket(std::uint32_t bucket);
 
   // Each configured endpoint asked for its member's status (blocking, one
   // request each, no failover): reachable or the error, and its view.

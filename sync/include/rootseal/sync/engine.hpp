@@ -28,6 +28,7 @@
 #include "rootseal/kms/error.hpp"
 #include "rootseal/sync/host_store.hpp"
 #include "rootseal/sync/provider.hpp"
+#include "rootseal/sync/shard.hpp"
 
 namespace rootseal::sync {
 
@@ -84,6 +85,15 @@ struct EngineConfig {
                      const std::vector<std::pair<std::string, std::string>>& fields)>
       log;
   std::filesystem::path credentials_directory;  // empty: $CREDENTIALS_DIRECTORY
+  // Sharded across hosts (docs/ha.md): the engine acts only on the
+  // namespaces whose bucket this gate grants, and queues a bucket's
+  // ExternalSecrets and PushSecrets when it is granted. Null: every namespace
+  // (one host).
+  std::shared_ptr<ShardGate> shards;
+  // sync.sharded (default true): with storage: etcd, the hosts split the
+  // namespaces between them (the daemon then sets `shards`); false: this
+  // host syncs every namespace, as a single host does.
+  bool sharded = true;
 };
 
 struct EngineStats {
