@@ -874,6 +874,14 @@ const std::unordered_map<std::string_view, Fn>& table() {
                     }
                     return list_value(std::move(out));
                   }};
+    const auto push = [](Args& a) -> Result<Value> {
+      if (a[0].kind != Value::Kind::list) return fn_fail("error calling append: Cannot push on type " + a[0].type_name());
+      List out(*a[0].l);
+      out.push_back(a[1]);
+      return list_value(std::move(out));
+    };
+    m["append"] = {"aa", push};
+    m["push"] = {"aa", push};
     m["first"] = {"a", [](Args& a) -> Result<Value> {
                     if (a[0].kind != Value::Kind::list) return fn_fail("error calling first: Cannot find first on type " + a[0].type_name());
                     if (a[0].l->empty()) return Value{};
