@@ -13,8 +13,9 @@
 //   3. rootseal refuses, Go renders: only for the documented refusals
 //      (docs/sync.md): a function or form rootseal does not implement
 //      ("not supported"), b64dec/b32dec/fromJson of bad input (Sprig renders
-//      its error text / nothing), a pipeline ending in '|' (Go 1.19 accepts
-//      it, later Go refuses it), and the caps on work, depth and size.
+//      its error text / nothing), regexMatch of a bad expression (Sprig
+//      answers false), a pipeline ending in '|' (Go 1.19 accepts it, later
+//      Go refuses it), and the caps on work, depth and size.
 // Any other outcome is a failure; the cases are printed (no data values:
 // the data here is test data), long outputs cut.
 #include <boost/json.hpp>
@@ -66,7 +67,8 @@ std::string generate(std::mt19937& rng, const std::vector<std::string>& keys) {
                                                  "splitList \"a\"", "repeat 2", "printf \"%s|%5s|%q|%v|%x\"",
                                                  "eq \"alice\"", "ne \"x\"", "lt \"b\"", "ge \"a\"", "list",
                                                  "join \",\"", "coalesce \"\"", "cat \"c\"", "ternary 1 2",
-                                                 "printf \"%d\"", "index . \"user\"", "b64dec", "fromJson"};
+                                                 "printf \"%d\"", "index . \"user\"", "b64dec", "fromJson",
+                                                 "regexMatch \"^a.*[ce]$\"", "regexMatch \"(\""};
   static const std::vector<std::string> literals = {"\"lit\"", "`raw`", "\"a b\"", "\"\"", "\"x\\ty\"", "\"q\\\"\"",
                                                     "42", "-1", "0", "1.5", "true", "false", "nil", "0x10",
                                                     "(list 1 \"a\")", "(dict \"k\" .user)", "$", "$v", "$.user"};
@@ -185,7 +187,8 @@ int main(int argc, char** argv) {
   static constexpr std::string_view kDocumentedRefusals[] = {
       "not supported", "b64dec: the value is not valid base64", "b32dec: the value is not valid base32",
       "fromJson: the value is not valid JSON", "missing command", "too much work", "exceeds 8 MiB",
-      "would exceed 8 MiB", "nested too deep", "exceeded maximum template depth"};
+      "would exceed 8 MiB", "nested too deep", "exceeded maximum template depth",
+      "regexMatch: error parsing regexp"};
   for (std::size_t i = 0; i < cases.size(); ++i) {
     const auto& c = cases[i];
     const auto& a = answers[i].as_object();

@@ -12,6 +12,7 @@
 #include <functional>
 #include <unordered_map>
 
+#include "../rewrite.hpp"
 #include "ast.hpp"
 #include "rootseal/kms/encoding.hpp"
 
@@ -814,6 +815,17 @@ const std::unordered_map<std::string_view, Fn>& table() {
     m["b32enc"] = {"s", [](Args& a) -> Result<Value> { return b32enc(a[0].str()); }};
     m["b32dec"] = {"s", [](Args& a) { return b32dec(a[0].str()); }};
     m["sha256sum"] = {"s", [](Args& a) -> Result<Value> { return sha256sum(a[0].str()); }};
+
+    // Sprig: regular expressions (Go's regexp: RE2). Only matching: a
+    // replacement would build the value outside locked memory. A bad
+    // expression is an error (Sprig's regexMatch answers false).
+    const auto regex_match = [](Args& a) -> Result<Value> {
+      auto re = GoRegexp::compile(a[0].str());
+      if (!re) return fn_fail("regexMatch: " + re.error().message);
+      return bool_value(re->matches(a[1].str()));
+    };
+    m["regexMatch"] = {"ss", regex_match};
+    m["mustRegexMatch"] = {"ss", regex_match};
 
     // Sprig: defaults and flow.
     m["default"] = {"aa.", [](Args& a) -> Result<Value> {
