@@ -97,12 +97,17 @@ std::string generate(std::mt19937& rng, const std::vector<std::string>& keys) {
   const bool ranged = chance(20);
   if (ranged) out += chance(50) ? "{{ range $k, $v := . }}" : "{{ with $v := .user }}";
   for (int i = 0; i < pieces; ++i) {
-    if (chance(30)) out += pick(std::vector<std::string>{"text ", " - ", "\n", "a:", "  ", "{", "}", "x}y"});
-    if (chance(25)) {
+    if (chance(30)) out += pick(std::vector<std::string>{"text ", " - ", "\n", "a:", "  ", "{ ", "}", "x}y"});
+    if (chance(12)) {
       out += pick(odd);
       continue;
     }
-    std::string value = chance(70) ? (chance(85) ? "." + pick(keys) : "index . \"" + pick(keys) + "\"") : pick(literals);
+    // Inside range/with the dot is no longer the data: $ is.
+    const std::string& key = pick(keys);
+    const std::string root = ranged ? "$" : ".";
+    std::string value = chance(70) ? (chance(85) && key.find('-') == std::string::npos ? (ranged ? "$." : ".") + key
+                                                                                      : "index " + root + " \"" + key + "\"")
+                                   : pick(literals);
     if (!ranged && value.starts_with("$v")) value = ".user";
     const int fns = std::uniform_int_distribution<int>(0, 3)(rng);
     std::string action = value;
@@ -154,7 +159,9 @@ int main(int argc, char** argv) {
     cases.push_back({e.path().filename().string(), std::string(c->text), std::move(c->data)});
   }
   const std::size_t from_folder = cases.size();
-  std::mt19937 rng(20261206);
+  // A fixed seed (TEMPLATE_DIFF_SEED for another set when exploring).
+  const char* seed_env = std::getenv("TEMPLATE_DIFF_SEED");
+  std::mt19937 rng(seed_env != nullptr ? static_cast<std::uint32_t>(std::strtoul(seed_env, nullptr, 10)) : 20261206u);
   sync::SecretMap gen_data;
   gen_data.emplace("user", kms::SecureBytes::copy_of(std::string_view("alice")));
   gen_data.emplace("password", kms::SecureBytes::copy_of(std::string_view("s3cr\"et pw\\x")));
@@ -184,6 +191,7 @@ int main(int argc, char** argv) {
   for (const auto& line : *replies) answers.push_back(json::parse(line));
 
   int agree = 0, both_refuse = 0, stricter = 0, failures = 0;
+  const bool verbose = std::getenv("TEMPLATE_DIFF_VERBOSE") != nullptr;  // the refusals too
   static constexpr std::string_view kDocumentedRefusals[] = {
       "not supported", "b64dec: the value is not valid base64", "b32dec: the value is not valid base32",
       "fromJson: the value is not valid JSON", "missing command", "too much work", "exceeds 8 MiB",
@@ -208,6 +216,7 @@ int main(int argc, char** argv) {
       verdict = "different output: rootseal " + cut(str(*r)) + ", Go " + cut(go_out);
     } else if (!r && !go_ok) {
       ++both_refuse;
+      if (verbose) std::cout << "BOTH-REFUSE " << r.error().message << " | " << a.at("err").as_string() << "\n";
       continue;
     } else if (r && !go_ok) {
       const std::string err(a.at("err").as_string());

@@ -160,6 +160,7 @@ class Exec {
     ROOTSEAL_TRY(step(line));
     const Arg& head = c.args.front();
     const bool has_args = c.args.size() > 1 || piped.has_value();
+    if (head.kind == Arg::Kind::nil) return fail_at(line, "nil is not a command");  // Go: at execution
     if (head.kind != Arg::Kind::func) {
       if (has_args) return fail_at(line, "can't give argument to non-function " + head.text);
       return arg(head, dot, vars, depth, line);

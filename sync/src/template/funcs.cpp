@@ -443,10 +443,16 @@ Result<Value> sprintf(std::string_view f, const Args& args) {
   return str_out(out);
 }
 
-// text/template's evalArgs: one string as it is, else fmt.Sprint.
+// text/template's evalArgs: one string as it is, else fmt.Sprint of the
+// printable values.
 Result<kms::SecureBytes> eval_args(const Args& args) {
   if (args.size() == 1 && args[0].kind == Value::Kind::string) return args[0].s->clone();
-  ROOTSEAL_LET(v, sprint(args, false));
+  // printableValue: nil is "<no value>" (a string for Sprint's spacing).
+  Args printable = args;
+  for (auto& a : printable) {
+    if (a.kind == Value::Kind::nil) a = string_value(std::string_view("<no value>"));
+  }
+  ROOTSEAL_LET(v, sprint(printable, false));
   return v.s->clone();
 }
 
@@ -586,18 +592,17 @@ const std::unordered_map<std::string_view, Fn>& table() {
                           Value next = it->second;
                           cur = std::move(next);
                         }
-                      } else if (cur.kind == Value::Kind::list || cur.kind == Value::Kind::string) {
+                      } else if (cur.kind == Value::Kind::string) {
+                        // Go gives a byte (uint8), a type rootseal does not have.
+                        return fn_fail("index of a string is not supported");
+                      } else if (cur.kind == Value::Kind::list) {
                         if (key.kind != Value::Kind::integer) return fn_fail("error calling index: cannot index slice/array with type " + key.type_name());
-                        const std::size_t n = cur.kind == Value::Kind::list ? cur.l->size() : cur.str().size();
+                        const std::size_t n = cur.l->size();
                         if (key.i < 0 || static_cast<std::size_t>(key.i) >= n) {
                           return fn_fail("error calling index: index out of range: " + std::to_string(key.i));
                         }
-                        if (cur.kind == Value::Kind::list) {
-                          Value next = (*cur.l)[static_cast<std::size_t>(key.i)];
-                          cur = std::move(next);
-                        } else {
-                          cur = int_value(static_cast<unsigned char>(cur.str()[static_cast<std::size_t>(key.i)]));
-                        }
+                        Value next = (*cur.l)[static_cast<std::size_t>(key.i)];
+                        cur = std::move(next);
                       } else if (cur.kind == Value::Kind::nil) {
                         return fn_fail("error calling index: index of untyped nil");
                       } else {

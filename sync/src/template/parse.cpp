@@ -571,7 +571,6 @@ class Parser {
       if (!p.cmds.empty() && (head.kind == Arg::Kind::constant || head.kind == Arg::Kind::dot || head.kind == Arg::Kind::nil)) {
         return fail_at(line, "non executable command in pipeline stage " + std::to_string(p.cmds.size() + 1));
       }
-      if (head.kind == Arg::Kind::nil) return fail_at(line, "nil is not a command");
       if (head.kind != Arg::Kind::func && c.args.size() > 1 &&
           (head.kind == Arg::Kind::constant || head.kind == Arg::Kind::dot)) {
         return fail_at(line, "can't give argument to non-function " + head.text);
