@@ -165,6 +165,8 @@ TEST_CASE("templates follow Go where ESO's engine would differ") {
   // Two definitions of one template are an error (Go's parse package).
   CHECK(error("{{ define \"b\" }}x{{ end }}{{ block \"b\" . }}y{{ end }}") ==
         "template: line 1: template: multiple definition of template \"b\"");
+  // encoding/json's float64: 'e' form below 1e-6 and from 1e21, a one-digit exponent kept short.
+  CHECK(render("{{ toJson (list 0.0000001 1e21 1.5 100) }}") == "[1e-7,1e+21,1.5,100]");
   // %q and quote escape as strconv.Quote.
   CHECK(render("{{ \"t\\tx\\x01\\u00a0\xc3\xa9\\xff\" | quote }}") == "\"t\\tx\\x01\\u00a0\xc3\xa9\\xff\"");
 }
