@@ -68,7 +68,10 @@ std::string generate(std::mt19937& rng, const std::vector<std::string>& keys) {
                                                  "eq \"alice\"", "ne \"x\"", "lt \"b\"", "ge \"a\"", "list",
                                                  "join \",\"", "coalesce \"\"", "cat \"c\"", "ternary 1 2",
                                                  "printf \"%d\"", "index . \"user\"", "b64dec", "fromJson",
-                                                 "regexMatch \"^a.*[ce]$\"", "regexMatch \"(\""};
+                                                 "regexMatch \"^a.*[ce]$\"", "regexMatch \"(\"", "rest", "reverse",
+                                                 "uniq", "compact", "add1", "add 2", "mul 3", "div 2", "max 3",
+                                                 "typeOf", "kindOf", "nospace", "sha1sum", "has \"a\"",
+                                                 "append (list 1)"};
   static const std::vector<std::string> literals = {"\"lit\"", "`raw`", "\"a b\"", "\"\"", "\"x\\ty\"", "\"q\\\"\"",
                                                     "42", "-1", "0", "1.5", "true", "false", "nil", "0x10",
                                                     "(list 1 \"a\")", "(dict \"k\" .user)", "$", "$v", "$.user"};

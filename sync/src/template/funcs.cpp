@@ -59,7 +59,7 @@ Result<void> check_args(std::string_view name, std::string_view params, Args& ar
         if (v.kind == Value::Kind::floating && v.literal && v.f == static_cast<double>(static_cast<std::int64_t>(v.f))) {
           v = int_value(static_cast<std::int64_t>(v.f));
         }
-        if (v.kind != Value::Kind::integer) return wrong("int");
+        if (v.kind != Value::Kind::integer || v.int64) return wrong("int");
         break;
       case 'b':
         if (v.kind != Value::Kind::boolean) return wrong("bool");
@@ -515,11 +515,15 @@ Result<Value> b32dec(std::string_view s) {
   return str_out(out);
 }
 
-Value sha256sum(std::string_view s) {
-  kms::SecureBytes digest(SHA256_DIGEST_LENGTH);
-  SHA256(reinterpret_cast<const unsigned char*>(s.data()), s.size(), digest.data());
+Value digest_hex(std::string_view s, bool sha1) {
+  kms::SecureBytes digest(sha1 ? SHA_DIGEST_LENGTH : SHA256_DIGEST_LENGTH);
+  if (sha1) {
+    SHA1(reinterpret_cast<const unsigned char*>(s.data()), s.size(), digest.data());
+  } else {
+    SHA256(reinterpret_cast<const unsigned char*>(s.data()), s.size(), digest.data());
+  }
   static constexpr char kHex[] = "0123456789abcdef";
-  SecureBuffer out(64);
+  SecureBuffer out(2 * digest.size());
   for (auto b : digest.span()) {
     const char h[2] = {kHex[b >> 4], kHex[b & 15]};
     out.append(std::string_view(h, 2));
@@ -558,6 +562,72 @@ Value query_escape(std::string_view s) {
     }
   }
   return str_out(out);
+}
+
+// reflect.DeepEqual of two values (types included: int is not float64,
+// []string is not []interface{}).
+bool deep_equal(const Value& a, const Value& b, int depth = 0) {
+  if (a.kind != b.kind || depth > kMaxDepth) return false;
+  switch (a.kind) {
+    case Value::Kind::nil: return true;
+    case Value::Kind::boolean: return a.b == b.b;
+    case Value::Kind::integer: return a.int64 == b.int64 && a.i == b.i;
+    case Value::Kind::floating: return a.f == b.f;
+    case Value::Kind::string: return a.str() == b.str();
+    case Value::Kind::list:
+      if (a.strings != b.strings || a.l->size() != b.l->size()) return false;
+      for (std::size_t k = 0; k < a.l->size(); ++k) {
+        if (!deep_equal((*a.l)[k], (*b.l)[k], depth + 1)) return false;
+      }
+      return true;
+    case Value::Kind::map: {
+      if (a.strings != b.strings || a.m->size() != b.m->size()) return false;
+      for (auto ia = a.m->begin(), ib = b.m->begin(); ia != a.m->end(); ++ia, ++ib) {
+        if (as_view(ia->first) != as_view(ib->first) || !deep_equal(ia->second, ib->second, depth + 1)) return false;
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
+// Sprig's toInt64 (spf13/cast) for the values rootseal has, text excepted
+// (cast's parsing of text differs between its versions: refused).
+Result<std::int64_t> to_int64(std::string_view fn, const Value& v) {
+  switch (v.kind) {
+    case Value::Kind::nil: return std::int64_t{0};
+    case Value::Kind::boolean: return std::int64_t{v.b ? 1 : 0};
+    case Value::Kind::integer: return v.i;
+    case Value::Kind::floating:
+      if (!(v.f > -9.2e18 && v.f < 9.2e18)) return fn_fail(std::string(fn) + ": a number out of int64 range is not supported");
+      return static_cast<std::int64_t>(v.f);
+    case Value::Kind::string: return fn_fail(std::string(fn) + ": text as a number is not supported");
+    default: return std::int64_t{0};  // cast gives 0 for what it cannot convert
+  }
+}
+Value int64_value(std::int64_t i) {
+  Value v = int_value(i);
+  v.int64 = true;
+  return v;
+}
+std::int64_t wrap_add(std::int64_t a, std::int64_t b) {
+  return static_cast<std::int64_t>(static_cast<std::uint64_t>(a) + static_cast<std::uint64_t>(b));
+}
+std::int64_t wrap_mul(std::int64_t a, std::int64_t b) {
+  return static_cast<std::int64_t>(static_cast<std::uint64_t>(a) * static_cast<std::uint64_t>(b));
+}
+
+// A nil []interface{}: printed "[]", empty, toJson "null".
+Value nil_list() {
+  Value v = list_value({});
+  v.null_list = true;
+  return v;
+}
+
+// A list argument of Sprig's list functions (Go panics on anything else).
+Result<const List*> list_arg(std::string_view fn, const Value& v) {
+  if (v.kind != Value::Kind::list) return fn_fail("error calling " + std::string(fn) + ": Cannot " + std::string(fn) + " on type " + v.type_name());
+  return v.l.get();
 }
 
 // ---- the table -----------------------------------------------------------------
@@ -819,7 +889,28 @@ const std::unordered_map<std::string_view, Fn>& table() {
                    }};
     m["b32enc"] = {"s", [](Args& a) -> Result<Value> { return b32enc(a[0].str()); }};
     m["b32dec"] = {"s", [](Args& a) { return b32dec(a[0].str()); }};
-    m["sha256sum"] = {"s", [](Args& a) -> Result<Value> { return sha256sum(a[0].str()); }};
+    m["sha256sum"] = {"s", [](Args& a) -> Result<Value> { return digest_hex(a[0].str(), false); }};
+    m["sha1sum"] = {"s", [](Args& a) -> Result<Value> { return digest_hex(a[0].str(), true); }};
+    m["nospace"] = {"s", [](Args& a) -> Result<Value> {
+                      const auto s = a[0].str();
+                      SecureBuffer out(s.size());
+                      // goutils' DeleteWhiteSpace: byte by byte, each byte taken as
+                      // a rune and written back as UTF-8 (Latin-1), unless none is removed.
+                      if (std::none_of(s.begin(), s.end(), [](char c) { return go_space(static_cast<unsigned char>(c)); })) {
+                        return a[0];
+                      }
+                      for (char c : s) {
+                        const auto b = static_cast<unsigned char>(c);
+                        if (go_space(b)) continue;
+                        if (b < 0x80) {
+                          out.append(std::string_view(&c, 1));
+                        } else {
+                          const char u[2] = {static_cast<char>(0xc0 | (b >> 6)), static_cast<char>(0x80 | (b & 0x3f))};
+                          out.append(std::string_view(u, 2));
+                        }
+                      }
+                      return str_out(out);
+                    }};
 
     // Sprig: regular expressions (Go's regexp: RE2). Only matching: a
     // replacement would build the value outside locked memory. A bad
@@ -831,6 +922,110 @@ const std::unordered_map<std::string_view, Fn>& table() {
     };
     m["regexMatch"] = {"ss", regex_match};
     m["mustRegexMatch"] = {"ss", regex_match};
+
+    // Sprig: more lists, types, integer arithmetic.
+    m["rest"] = {"a", [](Args& a) -> Result<Value> {
+                   ROOTSEAL_LET(l, list_arg("rest", a[0]));
+                   if (l->empty()) return nil_list();
+                   return list_value(List(l->begin() + 1, l->end()));
+                 }};
+    m["initial"] = {"a", [](Args& a) -> Result<Value> {
+                      ROOTSEAL_LET(l, list_arg("initial", a[0]));
+                      if (l->empty()) return nil_list();
+                      return list_value(List(l->begin(), l->end() - 1));
+                    }};
+    m["reverse"] = {"a", [](Args& a) -> Result<Value> {
+                      ROOTSEAL_LET(l, list_arg("reverse", a[0]));
+                      return list_value(List(l->rbegin(), l->rend()));
+                    }};
+    m["compact"] = {"a", [](Args& a) -> Result<Value> {
+                      ROOTSEAL_LET(l, list_arg("compact", a[0]));
+                      List out;
+                      for (const auto& e : *l) {
+                        if (!empty(e)) out.push_back(e);
+                      }
+                      return list_value(std::move(out));
+                    }};
+    m["uniq"] = {"a", [](Args& a) -> Result<Value> {
+                   ROOTSEAL_LET(l, list_arg("uniq", a[0]));
+                   List out;
+                   for (const auto& e : *l) {
+                     if (std::none_of(out.begin(), out.end(), [&](const Value& x) { return deep_equal(x, e); })) out.push_back(e);
+                   }
+                   return list_value(std::move(out));
+                 }};
+    m["has"] = {"aa", [](Args& a) -> Result<Value> {
+                  if (a[1].kind == Value::Kind::nil) return bool_value(false);
+                  ROOTSEAL_LET(l, list_arg("has", a[1]));
+                  return bool_value(std::any_of(l->begin(), l->end(), [&](const Value& x) { return deep_equal(x, a[0]); }));
+                }};
+    m["typeOf"] = {"a", [](Args& a) -> Result<Value> { return sv(a[0].type_name()); }};
+    m["typeIs"] = {"sa", [](Args& a) -> Result<Value> { return bool_value(a[0].str() == a[1].type_name()); }};
+    const auto kind_of = [](const Value& v) -> std::string_view {
+      switch (v.kind) {
+        case Value::Kind::nil: return "invalid";
+        case Value::Kind::boolean: return "bool";
+        case Value::Kind::integer: return v.int64 ? "int64" : "int";
+        case Value::Kind::floating: return "float64";
+        case Value::Kind::string: return "string";
+        case Value::Kind::list: return "slice";
+        case Value::Kind::map: return "map";
+      }
+      return "invalid";
+    };
+    m["kindOf"] = {"a", [kind_of](Args& a) -> Result<Value> {
+                     if (a[0].kind == Value::Kind::nil) return fn_fail("error calling kindOf: kindOf of nil is not supported");
+                     return sv(kind_of(a[0]));
+                   }};
+    m["kindIs"] = {"sa", [kind_of](Args& a) -> Result<Value> {
+                     if (a[1].kind == Value::Kind::nil) return fn_fail("error calling kindIs: kindIs of nil is not supported");
+                     return bool_value(a[0].str() == kind_of(a[1]));
+                   }};
+    m["add"] = {"a.", [](Args& a) -> Result<Value> {
+                  std::int64_t r = 0;
+                  for (const auto& v : a) {
+                    ROOTSEAL_LET(x, to_int64("add", v));
+                    r = wrap_add(r, x);
+                  }
+                  return int64_value(r);
+                }};
+    m["add1"] = {"a", [](Args& a) -> Result<Value> {
+                   ROOTSEAL_LET(x, to_int64("add1", a[0]));
+                   return int64_value(wrap_add(x, 1));
+                 }};
+    m["sub"] = {"aa", [](Args& a) -> Result<Value> {
+                  ROOTSEAL_LET(x, to_int64("sub", a[0]));
+                  ROOTSEAL_LET(y, to_int64("sub", a[1]));
+                  return int64_value(wrap_add(x, wrap_mul(y, -1)));
+                }};
+    m["mul"] = {"aa.", [](Args& a) -> Result<Value> {
+                  ROOTSEAL_LET(r, to_int64("mul", a[0]));
+                  for (std::size_t k = 1; k < a.size(); ++k) {
+                    ROOTSEAL_LET(x, to_int64("mul", a[k]));
+                    r = wrap_mul(r, x);
+                  }
+                  return int64_value(r);
+                }};
+    const auto divmod = [](Args& a, bool mod) -> Result<Value> {
+      const std::string_view fn = mod ? "mod" : "div";
+      ROOTSEAL_LET(x, to_int64(fn, a[0]));
+      ROOTSEAL_LET(y, to_int64(fn, a[1]));
+      if (y == 0) return fn_fail("error calling " + std::string(fn) + ": integer divide by zero");
+      if (y == -1) return int64_value(mod ? 0 : wrap_mul(x, -1));  // Go: no trap on INT64_MIN / -1
+      return int64_value(mod ? x % y : x / y);
+    };
+    m["div"] = {"aa", [divmod](Args& a) { return divmod(a, false); }};
+    m["mod"] = {"aa", [divmod](Args& a) { return divmod(a, true); }};
+    const auto extreme = [](Args& a, bool max) -> Result<Value> {
+      ROOTSEAL_LET(r, to_int64(max ? "max" : "min", a[0]));
+      for (std::size_t k = 1; k < a.size(); ++k) {
+        ROOTSEAL_LET(x, to_int64(max ? "max" : "min", a[k]));
+        if (max ? x > r : x < r) r = x;
+      }
+      return int64_value(r);
+    };
+    m["max"] = {"aa.", [extreme](Args& a) { return extreme(a, true); }};
+    m["min"] = {"aa.", [extreme](Args& a) { return extreme(a, false); }};
 
     // Sprig: defaults and flow.
     m["default"] = {"aa.", [](Args& a) -> Result<Value> {

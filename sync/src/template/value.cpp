@@ -64,7 +64,7 @@ std::string Value::type_name() const {
   switch (kind) {
     case Kind::nil: return "<nil>";
     case Kind::boolean: return "bool";
-    case Kind::integer: return "int";
+    case Kind::integer: return int64 ? "int64" : "int";
     case Kind::floating: return "float64";
     case Kind::string: return "string";
     case Kind::list: return strings ? "[]string" : "[]interface {}";
@@ -267,7 +267,7 @@ Result<void> to_json(const Value& v, SecureBuffer& out, std::string_view indent,
     case Value::Kind::string: gojson::append_go_string(out, v.str(), escape_html); break;
     case Value::Kind::list: {
       if (v.l->empty()) {
-        out.append("[]");
+        out.append(v.null_list ? "null" : "[]");
         break;
       }
       out.append("[");

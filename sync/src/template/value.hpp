@@ -42,6 +42,8 @@ struct Value {
   std::shared_ptr<List> l;  // Go slices and maps are references: shared
   std::shared_ptr<Map> m;
   bool strings = false;  // map[string]string / []string rather than ...interface{}
+  bool int64 = false;      // Go's int64 (Sprig's arithmetic) rather than int
+  bool null_list = false;  // a nil slice (Sprig's rest/initial of an empty list): toJson "null"
   bool literal = false;  // from the template text: may be quoted in an error; a number literal converts to int
 
   [[nodiscard]] std::string_view str() const { return s ? as_view(*s) : std::string_view(); }

@@ -98,6 +98,14 @@ TEST_CASE("print, printf and the Sprig functions") {
   CHECK(render("{{ toJson (dict \"a\" \"<&>\") }} {{ toRawJson (dict \"a\" \"<&>\") }}") ==
         R"({"a":"\u003c\u0026\u003e"} {"a":"<&>"})");
   CHECK(render("{{ html \"<a>&\" }} {{ urlquery \"a b&c\" }}") == "&lt;a&gt;&amp; a+b%26c");
+  CHECK(render("{{ regexMatch \"^a.*e$\" .user }} {{ regexMatch \"[0-9]\" .user }}") == "true false");
+  CHECK(render("{{ rest (list 1 2 3) }} {{ initial (list 1 2) }} {{ reverse (list 1 \"a\") }} {{ compact (list 0 \"x\" nil) }} "
+               "{{ uniq (list 1 1 \"1\") }} {{ has 1 (list 1) }} {{ has 1.0 (list 1) }} {{ rest list | toJson }}") ==
+        "[2 3] [1] [a 1] [x] [1 1] true false null");
+  CHECK(render("{{ add 1 2 3 }} {{ sub 1 3 }} {{ mul 2 3 }} {{ div -7 2 }} {{ mod -7 3 }} {{ max 1 5 }} {{ min 1 5 }} {{ add1 1.9 }} "
+               "{{ add 1 2 | typeOf }} {{ typeOf 1 }} {{ kindOf (dict) }} {{ mul 9223372036854775807 2 }}") ==
+        "6 -2 6 -3 -1 5 1 2 int64 int map -2");
+  CHECK(render("{{ nospace \" a b\\tc \" }} {{ .user | sha1sum }}") == "abc 522b276a356bdf39013dfabea2cd43e141ecc9e8");
 }
 
 TEST_CASE("unsupported template constructs and missing keys are clear errors") {
@@ -124,6 +132,11 @@ TEST_CASE("unsupported template constructs and missing keys are clear errors") {
   CHECK(error("{{ template \"nope\" }}") == "template: line 1: no template \"nope\" associated with template");
   CHECK(error("{{ upper \"\xc3\xa9\" }}") == "template: line 1: upper: text other than ASCII is not supported");
   CHECK(error("{{ printf \"%+d\" 1 }}") == "template: line 1: printf: the flag '+' is not supported");
+  CHECK(error("{{ div 1 0 }}") == "template: line 1: error calling div: integer divide by zero");
+  CHECK(error("{{ add \"1\" 2 }}") == "template: line 1: add: text as a number is not supported");
+  CHECK(error("{{ repeat (add 1 1) \"x\" }}") ==
+        "template: line 1: error calling repeat: wrong type for value; expected int; got int64");
+  CHECK(error("{{ regexMatch \"(\" .user }}").starts_with("template: line 1: regexMatch: error parsing regexp"));
   // No secret value appears in any message.
   CHECK(error("{{ .pass | fromJson }}").find("s3cr") == std::string::npos);
   CHECK(error("{{ range .pass }}{{ end }}") == "template: line 1: range can't iterate over a value of type string");
