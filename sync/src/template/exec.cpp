@@ -30,7 +30,8 @@ class Exec {
   Exec(const Tree& tree, SecureBuffer& out) : tree_(tree), out_(out) {}
 
   Result<Flow> walk(const std::vector<Node>& nodes, const Value& dot, Vars& vars, int depth) {
-    if (depth > kMaxDepth) return fail_at(nodes.empty() ? 0 : nodes.front().line, "exceeded maximum template depth (64)");
+    if (depth > kMaxDepth)
+      return fail_at(nodes.empty() ? 0 : nodes.front().line, "exceeded maximum template depth (64)");
     for (const auto& n : nodes) {
       ROOTSEAL_LET(flow, node(n, dot, vars, depth));
       if (flow != Flow::normal) return flow;
@@ -72,7 +73,8 @@ class Exec {
         vars.resize(mark);
         return r;
       }
-      case Node::Kind::range: return range(n, dot, vars, depth);
+      case Node::Kind::range:
+        return range(n, dot, vars, depth);
       case Node::Kind::call: {
         auto it = tree_.defs.find(n.text);
         if (it == tree_.defs.end()) return fail_at(n.line, "no template \"" + n.text + "\" associated with template");
@@ -84,8 +86,10 @@ class Exec {
         ROOTSEAL_TRY(walk(it->second, arg, inner, depth + 1));
         return Flow::normal;
       }
-      case Node::Kind::break_: return Flow::brk;
-      case Node::Kind::continue_: return Flow::cont;
+      case Node::Kind::break_:
+        return Flow::brk;
+      case Node::Kind::continue_:
+        return Flow::cont;
     }
     return Flow::normal;
   }
@@ -167,7 +171,8 @@ class Exec {
     }
     if (head.name == "and" || head.name == "or") {
       const bool is_and = head.name == "and";
-      if (c.args.size() < 2 && !piped) return fail_at(line, "wrong number of args for " + head.name + ": want at least 1 got 0");
+      if (c.args.size() < 2 && !piped)
+        return fail_at(line, "wrong number of args for " + head.name + ": want at least 1 got 0");
       Value v;
       for (std::size_t i = 1; i < c.args.size(); ++i) {
         ROOTSEAL_TRY_ASSIGN(v, arg(c.args[i], dot, vars, depth, line));
@@ -190,10 +195,14 @@ class Exec {
 
   Result<Value> arg(const Arg& a, const Value& dot, Vars& vars, int depth, int line) {
     switch (a.kind) {
-      case Arg::Kind::dot: return dot;
-      case Arg::Kind::nil: return Value{};
-      case Arg::Kind::constant: return a.constant;
-      case Arg::Kind::field: return fields(dot, a.chain, line);
+      case Arg::Kind::dot:
+        return dot;
+      case Arg::Kind::nil:
+        return Value{};
+      case Arg::Kind::constant:
+        return a.constant;
+      case Arg::Kind::field:
+        return fields(dot, a.chain, line);
       case Arg::Kind::var:
         for (auto it = vars.rbegin(); it != vars.rend(); ++it) {
           if (it->first == a.name) return fields(it->second, a.chain, line);
@@ -206,7 +215,8 @@ class Exec {
       case Arg::Kind::func: {
         // A function as an argument: called without arguments (Go's evalArg).
         std::vector<Value> none;
-        if (a.name == "and" || a.name == "or") return fail_at(line, "wrong number of args for " + a.name + ": want at least 1 got 0");
+        if (a.name == "and" || a.name == "or")
+          return fail_at(line, "wrong number of args for " + a.name + ": want at least 1 got 0");
         auto r = call_function(a.name, none);
         if (!r) return std::unexpected(at_line(r.error(), line));
         return r;

@@ -48,15 +48,18 @@ Result<void> check_args(std::string_view name, std::string_view params, Args& ar
     const char p = params[std::min(k, params.size() - 1)];
     Value& v = args[k];
     const auto wrong = [&](std::string_view want) {
-      if (v.kind == Value::Kind::nil) return fn_fail("error calling " + std::string(name) + ": invalid value; expected " + std::string(want));
-      return fn_fail("error calling " + std::string(name) + ": wrong type for value; expected " + std::string(want) + "; got " + v.type_name());
+      if (v.kind == Value::Kind::nil)
+        return fn_fail("error calling " + std::string(name) + ": invalid value; expected " + std::string(want));
+      return fn_fail("error calling " + std::string(name) + ": wrong type for value; expected " + std::string(want) +
+                     "; got " + v.type_name());
     };
     switch (p) {
       case 's':
         if (v.kind != Value::Kind::string) return wrong("string");
         break;
       case 'i':
-        if (v.kind == Value::Kind::floating && v.literal && v.f == static_cast<double>(static_cast<std::int64_t>(v.f))) {
+        if (v.kind == Value::Kind::floating && v.literal &&
+            v.f == static_cast<double>(static_cast<std::int64_t>(v.f))) {
           v = int_value(static_cast<std::int64_t>(v.f));
         }
         if (v.kind != Value::Kind::integer || v.int64) return wrong("int");
@@ -67,7 +70,8 @@ Result<void> check_args(std::string_view name, std::string_view params, Args& ar
       case 'm':
         if (v.kind != Value::Kind::map || v.strings) return wrong("map[string]interface {}");
         break;
-      default: break;
+      default:
+        break;
     }
   }
   return {};
@@ -89,8 +93,8 @@ Value str_out(SecureBuffer& b) { return string_value(b.take()); }
 
 // Go's unicode.IsSpace.
 bool go_space(char32_t c) {
-  return c == ' ' || (c >= '\t' && c <= '\r') || c == 0x85 || c == 0xa0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200a) ||
-         c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
+  return c == ' ' || (c >= '\t' && c <= '\r') || c == 0x85 || c == 0xa0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
 }
 
 std::string_view trim_space(std::string_view s) {
@@ -179,26 +183,37 @@ bool empty(const Value& v) { return !truth(v); }
 enum class Basic : std::uint8_t { invalid, boolean, integer, floating, string };
 Basic basic(const Value& v) {
   switch (v.kind) {
-    case Value::Kind::boolean: return Basic::boolean;
-    case Value::Kind::integer: return Basic::integer;
-    case Value::Kind::floating: return Basic::floating;
-    case Value::Kind::string: return Basic::string;
-    default: return Basic::invalid;
+    case Value::Kind::boolean:
+      return Basic::boolean;
+    case Value::Kind::integer:
+      return Basic::integer;
+    case Value::Kind::floating:
+      return Basic::floating;
+    case Value::Kind::string:
+      return Basic::string;
+    default:
+      return Basic::invalid;
   }
 }
 
 Result<bool> eq2(const Value& a, const Value& b) {
   const Basic ka = basic(a), kb = basic(b);
   if (ka != kb) {
-    if (a.kind != Value::Kind::nil && b.kind != Value::Kind::nil) return fn_fail("error calling eq: incompatible types for comparison");
+    if (a.kind != Value::Kind::nil && b.kind != Value::Kind::nil)
+      return fn_fail("error calling eq: incompatible types for comparison");
     return false;
   }
   switch (ka) {
-    case Basic::boolean: return a.b == b.b;
-    case Basic::integer: return a.i == b.i;
-    case Basic::floating: return a.f == b.f;
-    case Basic::string: return a.str() == b.str();
-    case Basic::invalid: break;
+    case Basic::boolean:
+      return a.b == b.b;
+    case Basic::integer:
+      return a.i == b.i;
+    case Basic::floating:
+      return a.f == b.f;
+    case Basic::string:
+      return a.str() == b.str();
+    case Basic::invalid:
+      break;
   }
   if (a.kind == Value::Kind::nil || b.kind == Value::Kind::nil) return a.kind == b.kind;
   if (a.kind != b.kind) return fn_fail("error calling eq: non-comparable types");
@@ -207,20 +222,26 @@ Result<bool> eq2(const Value& a, const Value& b) {
 
 Result<bool> lt2(std::string_view fn, const Value& a, const Value& b) {
   const Basic ka = basic(a), kb = basic(b);
-  if (ka == Basic::invalid || kb == Basic::invalid) return fn_fail("error calling " + std::string(fn) + ": invalid type for comparison");
+  if (ka == Basic::invalid || kb == Basic::invalid)
+    return fn_fail("error calling " + std::string(fn) + ": invalid type for comparison");
   if (ka != kb) return fn_fail("error calling " + std::string(fn) + ": incompatible types for comparison");
   switch (ka) {
-    case Basic::integer: return a.i < b.i;
-    case Basic::floating: return a.f < b.f;
-    case Basic::string: return a.str() < b.str();
-    default: return fn_fail("error calling " + std::string(fn) + ": invalid type for comparison");
+    case Basic::integer:
+      return a.i < b.i;
+    case Basic::floating:
+      return a.f < b.f;
+    case Basic::string:
+      return a.str() < b.str();
+    default:
+      return fn_fail("error calling " + std::string(fn) + ": invalid type for comparison");
   }
 }
 
 // ---- fmt -----------------------------------------------------------------------
 
 std::size_t runes(std::string_view s) {
-  return static_cast<std::size_t>(std::count_if(s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xc0) != 0x80; }));
+  return static_cast<std::size_t>(
+      std::count_if(s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xc0) != 0x80; }));
 }
 
 // fmt.Sprint / Sprintln of the values.
@@ -268,18 +289,23 @@ Result<Value> sprintf(std::string_view f, const Args& args) {
     }
     bool minus = false, zero = false;
     for (; i < f.size() && (f[i] == '-' || f[i] == '0' || f[i] == '+' || f[i] == ' ' || f[i] == '#'); ++i) {
-      if (f[i] == '-') minus = true;
-      else if (f[i] == '0') zero = true;
-      else return fn_fail("printf: the flag '" + std::string(1, f[i]) + "' is not supported");
+      if (f[i] == '-')
+        minus = true;
+      else if (f[i] == '0')
+        zero = true;
+      else
+        return fn_fail("printf: the flag '" + std::string(1, f[i]) + "' is not supported");
     }
     std::size_t width = 0;
     int prec = -1;
-    for (; i < f.size() && f[i] >= '0' && f[i] <= '9'; ++i) width = std::min<std::size_t>(width * 10 + static_cast<std::size_t>(f[i] - '0'), 1u << 20);
+    for (; i < f.size() && f[i] >= '0' && f[i] <= '9'; ++i)
+      width = std::min<std::size_t>(width * 10 + static_cast<std::size_t>(f[i] - '0'), 1u << 20);
     if (i < f.size() && f[i] == '.') {
       prec = 0;
       for (++i; i < f.size() && f[i] >= '0' && f[i] <= '9'; ++i) prec = std::min(prec * 10 + (f[i] - '0'), 1 << 10);
     }
-    if (i < f.size() && (f[i] == '*' || f[i] == '[')) return fn_fail("printf: '*' and argument indexes are not supported");
+    if (i < f.size() && (f[i] == '*' || f[i] == '['))
+      return fn_fail("printf: '*' and argument indexes are not supported");
     if (i >= f.size()) {
       out.append("%!(NOVERB)");
       break;
@@ -309,15 +335,20 @@ Result<Value> sprintf(std::string_view f, const Args& args) {
           break;
         }
         if (v.kind == Value::Kind::list || v.kind == Value::Kind::map) {
-          if (prec >= 0 || width > 0) return fn_fail("printf: a width or precision with a list or map is not supported");
-          if (verb == 's' && v.kind == Value::Kind::list && !std::all_of(v.l->begin(), v.l->end(), [](const Value& e) { return e.kind == Value::Kind::string; })) {
+          if (prec >= 0 || width > 0)
+            return fn_fail("printf: a width or precision with a list or map is not supported");
+          if (verb == 's' && v.kind == Value::Kind::list &&
+              !std::all_of(v.l->begin(), v.l->end(), [](const Value& e) { return e.kind == Value::Kind::string; })) {
             return fn_fail("printf: %s of a list of other than strings is not supported");
           }
-          if (verb == 's' && v.kind == Value::Kind::map && !v.strings) return fn_fail("printf: %s of a map of other than strings is not supported");
+          if (verb == 's' && v.kind == Value::Kind::map && !v.strings)
+            return fn_fail("printf: %s of a map of other than strings is not supported");
         }
         if (v.kind == Value::Kind::nil) {
-          if (verb == 's') bad_verb(field, verb, v);
-          else field.append("<nil>");
+          if (verb == 's')
+            bad_verb(field, verb, v);
+          else
+            field.append("<nil>");
           break;
         }
         {
@@ -398,12 +429,14 @@ Result<Value> sprintf(std::string_view f, const Args& args) {
         {
           char buf[400];
           const int n = std::snprintf(buf, sizeof buf, "%.*f", prec < 0 ? 6 : std::min(prec, 60), v.f);
-          if (n < 0 || static_cast<std::size_t>(n) >= sizeof buf) return fn_fail("printf: %f of this number is not supported");
+          if (n < 0 || static_cast<std::size_t>(n) >= sizeof buf)
+            return fn_fail("printf: %f of this number is not supported");
           field.append(std::string_view(buf, static_cast<std::size_t>(n)));
           numeric = true;
         }
         break;
-      default: return fn_fail("printf: the verb %" + std::string(1, verb) + " is not supported");
+      default:
+        return fn_fail("printf: the verb %" + std::string(1, verb) + " is not supported");
     }
     const kms::SecureBytes text = field.take();
     const std::size_t len = runes(as_view(text));
@@ -535,13 +568,26 @@ Value html_escape(std::string_view s) {
   SecureBuffer out(s.size());
   for (char c : s) {
     switch (c) {
-      case '"': out.append("&#34;"); break;
-      case '\'': out.append("&#39;"); break;
-      case '&': out.append("&amp;"); break;
-      case '<': out.append("&lt;"); break;
-      case '>': out.append("&gt;"); break;
-      case '\0': out.append("\xef\xbf\xbd"); break;
-      default: out.append(std::string_view(&c, 1));
+      case '"':
+        out.append("&#34;");
+        break;
+      case '\'':
+        out.append("&#39;");
+        break;
+      case '&':
+        out.append("&amp;");
+        break;
+      case '<':
+        out.append("&lt;");
+        break;
+      case '>':
+        out.append("&gt;");
+        break;
+      case '\0':
+        out.append("\xef\xbf\xbd");
+        break;
+      default:
+        out.append(std::string_view(&c, 1));
     }
   }
   return str_out(out);
@@ -569,11 +615,16 @@ Value query_escape(std::string_view s) {
 bool deep_equal(const Value& a, const Value& b, int depth = 0) {
   if (a.kind != b.kind || depth > kMaxDepth) return false;
   switch (a.kind) {
-    case Value::Kind::nil: return true;
-    case Value::Kind::boolean: return a.b == b.b;
-    case Value::Kind::integer: return a.int64 == b.int64 && a.i == b.i;
-    case Value::Kind::floating: return a.f == b.f;
-    case Value::Kind::string: return a.str() == b.str();
+    case Value::Kind::nil:
+      return true;
+    case Value::Kind::boolean:
+      return a.b == b.b;
+    case Value::Kind::integer:
+      return a.int64 == b.int64 && a.i == b.i;
+    case Value::Kind::floating:
+      return a.f == b.f;
+    case Value::Kind::string:
+      return a.str() == b.str();
     case Value::Kind::list:
       if (a.strings != b.strings || a.l->size() != b.l->size()) return false;
       for (std::size_t k = 0; k < a.l->size(); ++k) {
@@ -595,14 +646,20 @@ bool deep_equal(const Value& a, const Value& b, int depth = 0) {
 // (cast's parsing of text differs between its versions: refused).
 Result<std::int64_t> to_int64(std::string_view fn, const Value& v) {
   switch (v.kind) {
-    case Value::Kind::nil: return std::int64_t{0};
-    case Value::Kind::boolean: return std::int64_t{v.b ? 1 : 0};
-    case Value::Kind::integer: return v.i;
+    case Value::Kind::nil:
+      return std::int64_t{0};
+    case Value::Kind::boolean:
+      return std::int64_t{v.b ? 1 : 0};
+    case Value::Kind::integer:
+      return v.i;
     case Value::Kind::floating:
-      if (!(v.f > -9.2e18 && v.f < 9.2e18)) return fn_fail(std::string(fn) + ": a number out of int64 range is not supported");
+      if (!(v.f > -9.2e18 && v.f < 9.2e18))
+        return fn_fail(std::string(fn) + ": a number out of int64 range is not supported");
       return static_cast<std::int64_t>(v.f);
-    case Value::Kind::string: return fn_fail(std::string(fn) + ": text as a number is not supported");
-    default: return std::int64_t{0};  // cast gives 0 for what it cannot convert
+    case Value::Kind::string:
+      return fn_fail(std::string(fn) + ": text as a number is not supported");
+    default:
+      return std::int64_t{0};  // cast gives 0 for what it cannot convert
   }
 }
 Value int64_value(std::int64_t i) {
@@ -626,7 +683,8 @@ Value nil_list() {
 
 // A list argument of Sprig's list functions (Go panics on anything else).
 Result<const List*> list_arg(std::string_view fn, const Value& v) {
-  if (v.kind != Value::Kind::list) return fn_fail("error calling " + std::string(fn) + ": Cannot " + std::string(fn) + " on type " + v.type_name());
+  if (v.kind != Value::Kind::list)
+    return fn_fail("error calling " + std::string(fn) + ": Cannot " + std::string(fn) + " on type " + v.type_name());
   return v.l.get();
 }
 
@@ -649,38 +707,41 @@ const std::unordered_map<std::string_view, Fn>& table() {
                   if (v.kind == Value::Kind::nil) return fn_fail("error calling len: len of nil pointer");
                   return fn_fail("error calling len: len of type " + v.type_name());
                 }};
-    m["index"] = {"aa.", [](Args& a) -> Result<Value> {
-                    Value cur = a[0];
-                    for (std::size_t k = 1; k < a.size(); ++k) {
-                      const Value& key = a[k];
-                      if (cur.kind == Value::Kind::map) {
-                        if (key.kind != Value::Kind::string) return fn_fail("error calling index: value has type " + key.type_name() + "; should be string");
-                        auto it = cur.m->find(key.str());
-                        if (it == cur.m->end()) {
-                          cur = cur.strings ? string_value(std::string_view()) : Value{};
-                        } else {
-                          Value next = it->second;
-                          cur = std::move(next);
-                        }
-                      } else if (cur.kind == Value::Kind::string) {
-                        // Go gives a byte (uint8), a type rootseal does not have.
-                        return fn_fail("index of a string is not supported");
-                      } else if (cur.kind == Value::Kind::list) {
-                        if (key.kind != Value::Kind::integer) return fn_fail("error calling index: cannot index slice/array with type " + key.type_name());
-                        const std::size_t n = cur.l->size();
-                        if (key.i < 0 || static_cast<std::size_t>(key.i) >= n) {
-                          return fn_fail("error calling index: index out of range: " + std::to_string(key.i));
-                        }
-                        Value next = (*cur.l)[static_cast<std::size_t>(key.i)];
-                        cur = std::move(next);
-                      } else if (cur.kind == Value::Kind::nil) {
-                        return fn_fail("error calling index: index of untyped nil");
-                      } else {
-                        return fn_fail("error calling index: can't index item of type " + cur.type_name());
-                      }
-                    }
-                    return cur;
-                  }};
+    m["index"] = {
+        "aa.", [](Args& a) -> Result<Value> {
+          Value cur = a[0];
+          for (std::size_t k = 1; k < a.size(); ++k) {
+            const Value& key = a[k];
+            if (cur.kind == Value::Kind::map) {
+              if (key.kind != Value::Kind::string)
+                return fn_fail("error calling index: value has type " + key.type_name() + "; should be string");
+              auto it = cur.m->find(key.str());
+              if (it == cur.m->end()) {
+                cur = cur.strings ? string_value(std::string_view()) : Value{};
+              } else {
+                Value next = it->second;
+                cur = std::move(next);
+              }
+            } else if (cur.kind == Value::Kind::string) {
+              // Go gives a byte (uint8), a type rootseal does not have.
+              return fn_fail("index of a string is not supported");
+            } else if (cur.kind == Value::Kind::list) {
+              if (key.kind != Value::Kind::integer)
+                return fn_fail("error calling index: cannot index slice/array with type " + key.type_name());
+              const std::size_t n = cur.l->size();
+              if (key.i < 0 || static_cast<std::size_t>(key.i) >= n) {
+                return fn_fail("error calling index: index out of range: " + std::to_string(key.i));
+              }
+              Value next = (*cur.l)[static_cast<std::size_t>(key.i)];
+              cur = std::move(next);
+            } else if (cur.kind == Value::Kind::nil) {
+              return fn_fail("error calling index: index of untyped nil");
+            } else {
+              return fn_fail("error calling index: can't index item of type " + cur.type_name());
+            }
+          }
+          return cur;
+        }};
     m["print"] = {"a.", [](Args& a) { return sprint(a, false); }};
     m["println"] = {"a.", [](Args& a) { return sprint(a, true); }};
     m["printf"] = {"sa.", [](Args& a) -> Result<Value> {
@@ -769,7 +830,9 @@ const std::unordered_map<std::string_view, Fn>& table() {
                          if (s.ends_with(a[0].str())) s.remove_suffix(a[0].str().size());
                          return sv(s);
                        }};
-    m["contains"] = {"ss", [](Args& a) -> Result<Value> { return bool_value(a[1].str().find(a[0].str()) != std::string_view::npos); }};
+    m["contains"] = {"ss", [](Args& a) -> Result<Value> {
+                       return bool_value(a[1].str().find(a[0].str()) != std::string_view::npos);
+                     }};
     m["hasPrefix"] = {"ss", [](Args& a) -> Result<Value> { return bool_value(a[1].str().starts_with(a[0].str())); }};
     m["hasSuffix"] = {"ss", [](Args& a) -> Result<Value> { return bool_value(a[1].str().ends_with(a[0].str())); }};
     m["replace"] = {"sss", [](Args& a) -> Result<Value> {
@@ -779,7 +842,8 @@ const std::unordered_map<std::string_view, Fn>& table() {
     m["repeat"] = {"is", [](Args& a) -> Result<Value> {
                      if (a[0].i < 0) return fn_fail("error calling repeat: negative Repeat count");
                      const auto s = a[1].str();
-                     if (!s.empty() && static_cast<std::uint64_t>(a[0].i) > kMaxBytes / s.size()) return fn_fail("a value would exceed 8 MiB: refused");
+                     if (!s.empty() && static_cast<std::uint64_t>(a[0].i) > kMaxBytes / s.size())
+                       return fn_fail("a value would exceed 8 MiB: refused");
                      SecureBuffer out(s.size() * static_cast<std::size_t>(a[0].i));
                      for (std::int64_t k = 0; k < a[0].i && !s.empty(); ++k) out.append(s);
                      return str_out(out);
@@ -793,7 +857,8 @@ const std::unordered_map<std::string_view, Fn>& table() {
                      } else if (to < 0 || to > n) {
                        to = n;
                      }
-                     if (from > to || to > n || to < 0) return fn_fail("error calling substr: slice bounds out of range");
+                     if (from > to || to > n || to < 0)
+                       return fn_fail("error calling substr: slice bounds out of range");
                      return sv(s.substr(static_cast<std::size_t>(from), static_cast<std::size_t>(to - from)));
                    }};
     m["trunc"] = {"is", [](Args& a) -> Result<Value> {
@@ -858,7 +923,8 @@ const std::unordered_map<std::string_view, Fn>& table() {
     m["split"] = {"ss", [](Args& a) -> Result<Value> {
                     ROOTSEAL_LET(parts, split_all(a[1].str(), a[0].str()));
                     Map out;
-                    for (std::size_t k = 0; k < parts.size(); ++k) out.insert_or_assign(kms::SecureBytes::copy_of("_" + std::to_string(k)), sv(parts[k]));
+                    for (std::size_t k = 0; k < parts.size(); ++k)
+                      out.insert_or_assign(kms::SecureBytes::copy_of("_" + std::to_string(k)), sv(parts[k]));
                     return map_value(std::move(out), true);
                   }};
     m["splitList"] = {"ss", [](Args& a) -> Result<Value> {
@@ -881,7 +947,8 @@ const std::unordered_map<std::string_view, Fn>& table() {
                        ROOTSEAL_LET(s, strval(a[0]));
                        return string_value(std::move(s));
                      }};
-    m["b64enc"] = {"s", [](Args& a) -> Result<Value> { return string_value(kms::base64_encode_secure(a[0].s->span())); }};
+    m["b64enc"] = {"s",
+                   [](Args& a) -> Result<Value> { return string_value(kms::base64_encode_secure(a[0].s->span())); }};
     m["b64dec"] = {"s", [](Args& a) -> Result<Value> {
                      auto d = kms::base64_decode_secure(a[0].str());
                      if (!d) return fn_fail("b64dec: the value is not valid base64");
@@ -891,26 +958,27 @@ const std::unordered_map<std::string_view, Fn>& table() {
     m["b32dec"] = {"s", [](Args& a) { return b32dec(a[0].str()); }};
     m["sha256sum"] = {"s", [](Args& a) -> Result<Value> { return digest_hex(a[0].str(), false); }};
     m["sha1sum"] = {"s", [](Args& a) -> Result<Value> { return digest_hex(a[0].str(), true); }};
-    m["nospace"] = {"s", [](Args& a) -> Result<Value> {
-                      const auto s = a[0].str();
-                      SecureBuffer out(s.size());
-                      // goutils' DeleteWhiteSpace: byte by byte, each byte taken as
-                      // a rune and written back as UTF-8 (Latin-1), unless none is removed.
-                      if (std::none_of(s.begin(), s.end(), [](char c) { return go_space(static_cast<unsigned char>(c)); })) {
-                        return a[0];
-                      }
-                      for (char c : s) {
-                        const auto b = static_cast<unsigned char>(c);
-                        if (go_space(b)) continue;
-                        if (b < 0x80) {
-                          out.append(std::string_view(&c, 1));
-                        } else {
-                          const char u[2] = {static_cast<char>(0xc0 | (b >> 6)), static_cast<char>(0x80 | (b & 0x3f))};
-                          out.append(std::string_view(u, 2));
-                        }
-                      }
-                      return str_out(out);
-                    }};
+    m["nospace"] = {
+        "s", [](Args& a) -> Result<Value> {
+          const auto s = a[0].str();
+          SecureBuffer out(s.size());
+          // goutils' DeleteWhiteSpace: byte by byte, each byte taken as
+          // a rune and written back as UTF-8 (Latin-1), unless none is removed.
+          if (std::none_of(s.begin(), s.end(), [](char c) { return go_space(static_cast<unsigned char>(c)); })) {
+            return a[0];
+          }
+          for (char c : s) {
+            const auto b = static_cast<unsigned char>(c);
+            if (go_space(b)) continue;
+            if (b < 0x80) {
+              out.append(std::string_view(&c, 1));
+            } else {
+              const char u[2] = {static_cast<char>(0xc0 | (b >> 6)), static_cast<char>(0x80 | (b & 0x3f))};
+              out.append(std::string_view(u, 2));
+            }
+          }
+          return str_out(out);
+        }};
 
     // Sprig: regular expressions (Go's regexp: RE2). Only matching: a
     // replacement would build the value outside locked memory. A bad
@@ -950,35 +1018,46 @@ const std::unordered_map<std::string_view, Fn>& table() {
                    ROOTSEAL_LET(l, list_arg("uniq", a[0]));
                    List out;
                    for (const auto& e : *l) {
-                     if (std::none_of(out.begin(), out.end(), [&](const Value& x) { return deep_equal(x, e); })) out.push_back(e);
+                     if (std::none_of(out.begin(), out.end(), [&](const Value& x) { return deep_equal(x, e); }))
+                       out.push_back(e);
                    }
                    return list_value(std::move(out));
                  }};
-    m["has"] = {"aa", [](Args& a) -> Result<Value> {
-                  if (a[1].kind == Value::Kind::nil) return bool_value(false);
-                  ROOTSEAL_LET(l, list_arg("has", a[1]));
-                  return bool_value(std::any_of(l->begin(), l->end(), [&](const Value& x) { return deep_equal(x, a[0]); }));
-                }};
+    m["has"] = {
+        "aa", [](Args& a) -> Result<Value> {
+          if (a[1].kind == Value::Kind::nil) return bool_value(false);
+          ROOTSEAL_LET(l, list_arg("has", a[1]));
+          return bool_value(std::any_of(l->begin(), l->end(), [&](const Value& x) { return deep_equal(x, a[0]); }));
+        }};
     m["typeOf"] = {"a", [](Args& a) -> Result<Value> { return sv(a[0].type_name()); }};
     m["typeIs"] = {"sa", [](Args& a) -> Result<Value> { return bool_value(a[0].str() == a[1].type_name()); }};
     const auto kind_of = [](const Value& v) -> std::string_view {
       switch (v.kind) {
-        case Value::Kind::nil: return "invalid";
-        case Value::Kind::boolean: return "bool";
-        case Value::Kind::integer: return v.int64 ? "int64" : "int";
-        case Value::Kind::floating: return "float64";
-        case Value::Kind::string: return "string";
-        case Value::Kind::list: return "slice";
-        case Value::Kind::map: return "map";
+        case Value::Kind::nil:
+          return "invalid";
+        case Value::Kind::boolean:
+          return "bool";
+        case Value::Kind::integer:
+          return v.int64 ? "int64" : "int";
+        case Value::Kind::floating:
+          return "float64";
+        case Value::Kind::string:
+          return "string";
+        case Value::Kind::list:
+          return "slice";
+        case Value::Kind::map:
+          return "map";
       }
       return "invalid";
     };
     m["kindOf"] = {"a", [kind_of](Args& a) -> Result<Value> {
-                     if (a[0].kind == Value::Kind::nil) return fn_fail("error calling kindOf: kindOf of nil is not supported");
+                     if (a[0].kind == Value::Kind::nil)
+                       return fn_fail("error calling kindOf: kindOf of nil is not supported");
                      return sv(kind_of(a[0]));
                    }};
     m["kindIs"] = {"sa", [kind_of](Args& a) -> Result<Value> {
-                     if (a[1].kind == Value::Kind::nil) return fn_fail("error calling kindIs: kindIs of nil is not supported");
+                     if (a[1].kind == Value::Kind::nil)
+                       return fn_fail("error calling kindIs: kindIs of nil is not supported");
                      return bool_value(a[0].str() == kind_of(a[1]));
                    }};
     m["add"] = {"a.", [](Args& a) -> Result<Value> {
@@ -1065,7 +1144,8 @@ const std::unordered_map<std::string_view, Fn>& table() {
                     if (it != a[0].m->end()) a[0].m->erase(it);
                     return a[0];
                   }};
-    m["hasKey"] = {"ms", [](Args& a) -> Result<Value> { return bool_value(a[0].m->find(a[1].str()) != a[0].m->end()); }};
+    m["hasKey"] = {"ms",
+                   [](Args& a) -> Result<Value> { return bool_value(a[0].m->find(a[1].str()) != a[0].m->end()); }};
     m["keys"] = {"m.", [](Args& a) -> Result<Value> {
                    List out;
                    for (const auto& d : a) {
@@ -1087,7 +1167,8 @@ const std::unordered_map<std::string_view, Fn>& table() {
                     return list_value(std::move(out));
                   }};
     const auto push = [](Args& a) -> Result<Value> {
-      if (a[0].kind != Value::Kind::list) return fn_fail("error calling append: Cannot push on type " + a[0].type_name());
+      if (a[0].kind != Value::Kind::list)
+        return fn_fail("error calling append: Cannot push on type " + a[0].type_name());
       List out(*a[0].l);
       out.push_back(a[1]);
       return list_value(std::move(out));
@@ -1095,12 +1176,14 @@ const std::unordered_map<std::string_view, Fn>& table() {
     m["append"] = {"aa", push};
     m["push"] = {"aa", push};
     m["first"] = {"a", [](Args& a) -> Result<Value> {
-                    if (a[0].kind != Value::Kind::list) return fn_fail("error calling first: Cannot find first on type " + a[0].type_name());
+                    if (a[0].kind != Value::Kind::list)
+                      return fn_fail("error calling first: Cannot find first on type " + a[0].type_name());
                     if (a[0].l->empty()) return Value{};
                     return a[0].l->front();
                   }};
     m["last"] = {"a", [](Args& a) -> Result<Value> {
-                   if (a[0].kind != Value::Kind::list) return fn_fail("error calling last: Cannot find last on type " + a[0].type_name());
+                   if (a[0].kind != Value::Kind::list)
+                     return fn_fail("error calling last: Cannot find last on type " + a[0].type_name());
                    if (a[0].l->empty()) return Value{};
                    return a[0].l->back();
                  }};
@@ -1112,7 +1195,8 @@ const std::unordered_map<std::string_view, Fn>& table() {
                           ROOTSEAL_LET(s, strval(a[0]));
                           parts.push_back(std::move(s));
                         }
-                        std::sort(parts.begin(), parts.end(), [](const auto& x, const auto& y) { return as_view(x) < as_view(y); });
+                        std::sort(parts.begin(), parts.end(),
+                                  [](const auto& x, const auto& y) { return as_view(x) < as_view(y); });
                         List out;
                         for (auto& p : parts) out.push_back(string_value(std::move(p)));
                         return list_value(std::move(out), true);
@@ -1143,7 +1227,8 @@ bool has_function(std::string_view name) { return table().contains(name); }
 
 Result<Value> call_function(std::string_view name, std::vector<Value>& args) {
   const auto it = table().find(name);
-  if (it == table().end() || !it->second.impl) return fn_fail("function \"" + std::string(name) + "\" is not supported");
+  if (it == table().end() || !it->second.impl)
+    return fn_fail("function \"" + std::string(name) + "\" is not supported");
   ROOTSEAL_TRY(check_args(name, it->second.params, args));
   return it->second.impl(args);
 }

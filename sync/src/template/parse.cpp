@@ -131,16 +131,36 @@ Result<std::string> unquote(std::string_view s, int line) {
       return v;
     };
     switch (e) {
-      case 'a': out.push_back('\a'); break;
-      case 'b': out.push_back('\b'); break;
-      case 'f': out.push_back('\f'); break;
-      case 'n': out.push_back('\n'); break;
-      case 'r': out.push_back('\r'); break;
-      case 't': out.push_back('\t'); break;
-      case 'v': out.push_back('\v'); break;
-      case '\\': out.push_back('\\'); break;
-      case '"': out.push_back('"'); break;
-      case '\'': out.push_back('\''); break;
+      case 'a':
+        out.push_back('\a');
+        break;
+      case 'b':
+        out.push_back('\b');
+        break;
+      case 'f':
+        out.push_back('\f');
+        break;
+      case 'n':
+        out.push_back('\n');
+        break;
+      case 'r':
+        out.push_back('\r');
+        break;
+      case 't':
+        out.push_back('\t');
+        break;
+      case 'v':
+        out.push_back('\v');
+        break;
+      case '\\':
+        out.push_back('\\');
+        break;
+      case '"':
+        out.push_back('"');
+        break;
+      case '\'':
+        out.push_back('\'');
+        break;
       case 'x': {
         auto v = hex(2);
         if (!v) return fail_at(line, "bad escape in quoted string");
@@ -284,7 +304,8 @@ Result<std::vector<Token>> tokenize(std::string_view s, int line) {
           }
         }
       }
-      if (close == std::string_view::npos) return fail_at(line, c == '`' ? "unterminated raw quoted string" : "unterminated quoted string");
+      if (close == std::string_view::npos)
+        return fail_at(line, c == '`' ? "unterminated raw quoted string" : "unterminated quoted string");
       const auto body = s.substr(pos + 1, close - pos - 1);
       std::string value;
       if (c == '"') {
@@ -308,7 +329,8 @@ Result<std::vector<Token>> tokenize(std::string_view s, int line) {
       }
       if (close == std::string_view::npos) return fail_at(line, "unterminated character constant");
       ROOTSEAL_LET(value, unquote(s.substr(pos + 1, close - pos - 1), line));
-      if (value.size() != 1) return fail_at(line, "character constants other than one ASCII character are not supported");
+      if (value.size() != 1)
+        return fail_at(line, "character constants other than one ASCII character are not supported");
       t.kind = Token::Kind::constant;
       t.constant = int_value(static_cast<unsigned char>(value[0]));
       t.constant.literal = true;
@@ -317,9 +339,9 @@ Result<std::vector<Token>> tokenize(std::string_view s, int line) {
                ((c == '-' || c == '+') && pos + 1 < s.size() &&
                 (std::isdigit(static_cast<unsigned char>(s[pos + 1])) != 0 || s[pos + 1] == '.'))) {
       ++pos;
-      while (pos < s.size() && (std::isalnum(static_cast<unsigned char>(s[pos])) != 0 || s[pos] == '.' ||
-                                s[pos] == '_' ||
-                                ((s[pos] == '-' || s[pos] == '+') && (s[pos - 1] == 'e' || s[pos - 1] == 'E')))) {
+      while (pos < s.size() &&
+             (std::isalnum(static_cast<unsigned char>(s[pos])) != 0 || s[pos] == '.' || s[pos] == '_' ||
+              ((s[pos] == '-' || s[pos] == '+') && (s[pos - 1] == 'e' || s[pos - 1] == 'E')))) {
         ++pos;
       }
       ROOTSEAL_LET(v, number(s.substr(start, pos - start), line));
@@ -363,7 +385,8 @@ class Parser {
     vars_ = {"$"};
     for (;;) {
       ROOTSEAL_LET(body, list(0, /*top=*/true, &tree));
-      if (body.end != End::eof) return fail_at(body.line, std::string("unexpected {{") + (body.end == End::end ? "end" : "else") + "}}");
+      if (body.end != End::eof)
+        return fail_at(body.line, std::string("unexpected {{") + (body.end == End::end ? "end" : "else") + "}}");
       tree.root = std::move(body.nodes);
       break;
     }
@@ -453,7 +476,8 @@ class Parser {
   }
 
   Result<std::string> template_name(const std::vector<Token>& toks, int line, std::string_view ctx) {
-    if (toks.empty() || toks.front().kind != Token::Kind::constant || toks.front().constant.kind != Value::Kind::string) {
+    if (toks.empty() || toks.front().kind != Token::Kind::constant ||
+        toks.front().constant.kind != Value::Kind::string) {
       return fail_at(line, "unexpected token in " + std::string(ctx) + " clause (a quoted template name)");
     }
     return std::string(toks.front().constant.str());
@@ -508,7 +532,8 @@ class Parser {
           return fail_at(body.line, "{{else " + body.else_rest.front().text + "}} is not supported here");
         }
         ROOTSEAL_LET(other, list(depth + 1, false, nullptr));
-        if (other.end != End::end) return fail_at(line, "expected end; found " + std::string(other.end == End::eof ? "EOF" : "else"));
+        if (other.end != End::end)
+          return fail_at(line, "expected end; found " + std::string(other.end == End::eof ? "EOF" : "else"));
         n.else_list = std::move(other.nodes);
       }
     }
@@ -535,9 +560,11 @@ class Parser {
       }
       break;
     }
-    if (!decl.empty() && j < toks.size() && (toks[j].kind == Token::Kind::declare || toks[j].kind == Token::Kind::assign)) {
+    if (!decl.empty() && j < toks.size() &&
+        (toks[j].kind == Token::Kind::declare || toks[j].kind == Token::Kind::assign)) {
       const bool assign = toks[j].kind == Token::Kind::assign;
-      if (decl.size() > 1 && (ctx != "range" || decl.size() > 2)) return fail_at(line, "too many declarations in " + std::string(ctx));
+      if (decl.size() > 1 && (ctx != "range" || decl.size() > 2))
+        return fail_at(line, "too many declarations in " + std::string(ctx));
       if (decl.size() > 1 && assign) return fail_at(line, "too many declarations in " + std::string(ctx));
       for (const auto& d : decl) {
         if (assign && std::find(vars_.begin(), vars_.end(), d) == vars_.end()) {
@@ -568,7 +595,8 @@ class Parser {
       }
       if (c.args.empty()) return fail_at(line, p.cmds.empty() ? "missing value for command" : "missing command");
       const auto& head = c.args.front();
-      if (!p.cmds.empty() && (head.kind == Arg::Kind::constant || head.kind == Arg::Kind::dot || head.kind == Arg::Kind::nil)) {
+      if (!p.cmds.empty() &&
+          (head.kind == Arg::Kind::constant || head.kind == Arg::Kind::dot || head.kind == Arg::Kind::nil)) {
         return fail_at(line, "non executable command in pipeline stage " + std::to_string(p.cmds.size() + 1));
       }
       if (head.kind != Arg::Kind::func && c.args.size() > 1 &&
@@ -589,7 +617,9 @@ class Parser {
     Arg a;
     a.text = t.text;
     switch (t.kind) {
-      case Token::Kind::dot: a.kind = Arg::Kind::dot; break;
+      case Token::Kind::dot:
+        a.kind = Arg::Kind::dot;
+        break;
       case Token::Kind::field:
         a.kind = Arg::Kind::field;
         a.chain = t.chain;
@@ -616,7 +646,8 @@ class Parser {
             t.name == "continue") {
           return fail_at(line, "unexpected <" + t.name + "> in command");
         }
-        if (!has_function(t.name)) return fail_at(line, "function \"" + t.name + "\" is not supported (see docs/sync.md)");
+        if (!has_function(t.name))
+          return fail_at(line, "function \"" + t.name + "\" is not supported (see docs/sync.md)");
         a.kind = Arg::Kind::func;
         a.name = t.name;
         break;
@@ -630,8 +661,10 @@ class Parser {
         a.text = "(...)";
         break;
       }
-      case Token::Kind::rparen: return fail_at(line, "unexpected right paren");
-      default: return fail_at(line, "unexpected \"" + t.text + "\" in operand");
+      case Token::Kind::rparen:
+        return fail_at(line, "unexpected right paren");
+      default:
+        return fail_at(line, "unexpected \"" + t.text + "\" in operand");
     }
     // A field chain right after the term: (x).a, $x.a (lexed with the variable).
     if (i < end && toks[i].kind == Token::Kind::field && !toks[i].spaced) {

@@ -62,26 +62,40 @@ Value map_value(Map m, bool strings) {
 
 std::string Value::type_name() const {
   switch (kind) {
-    case Kind::nil: return "<nil>";
-    case Kind::boolean: return "bool";
-    case Kind::integer: return int64 ? "int64" : "int";
-    case Kind::floating: return "float64";
-    case Kind::string: return "string";
-    case Kind::list: return strings ? "[]string" : "[]interface {}";
-    case Kind::map: return strings ? "map[string]string" : "map[string]interface {}";
+    case Kind::nil:
+      return "<nil>";
+    case Kind::boolean:
+      return "bool";
+    case Kind::integer:
+      return int64 ? "int64" : "int";
+    case Kind::floating:
+      return "float64";
+    case Kind::string:
+      return "string";
+    case Kind::list:
+      return strings ? "[]string" : "[]interface {}";
+    case Kind::map:
+      return strings ? "map[string]string" : "map[string]interface {}";
   }
   return "?";
 }
 
 bool truth(const Value& v) {
   switch (v.kind) {
-    case Value::Kind::nil: return false;
-    case Value::Kind::boolean: return v.b;
-    case Value::Kind::integer: return v.i != 0;
-    case Value::Kind::floating: return v.f != 0;
-    case Value::Kind::string: return !v.str().empty();
-    case Value::Kind::list: return !v.l->empty();
-    case Value::Kind::map: return !v.m->empty();
+    case Value::Kind::nil:
+      return false;
+    case Value::Kind::boolean:
+      return v.b;
+    case Value::Kind::integer:
+      return v.i != 0;
+    case Value::Kind::floating:
+      return v.f != 0;
+    case Value::Kind::string:
+      return !v.str().empty();
+    case Value::Kind::list:
+      return !v.l->empty();
+    case Value::Kind::map:
+      return !v.m->empty();
   }
   return false;
 }
@@ -92,11 +106,21 @@ Result<void> print_inner(const Value& v, SecureBuffer& out, int depth) {
   if (depth > kMaxDepth) return kms::fail(kms::Errc::invalid_argument, "template: value nested too deep");
   if (out.size() > kMaxBytes) return too_big();
   switch (v.kind) {
-    case Value::Kind::nil: out.append("<nil>"); break;
-    case Value::Kind::boolean: out.append(v.b ? "true" : "false"); break;
-    case Value::Kind::integer: out.append(std::to_string(v.i)); break;
-    case Value::Kind::floating: gojson::append_format_float(out, v.f, 'g', 64); break;
-    case Value::Kind::string: out.append(v.str()); break;
+    case Value::Kind::nil:
+      out.append("<nil>");
+      break;
+    case Value::Kind::boolean:
+      out.append(v.b ? "true" : "false");
+      break;
+    case Value::Kind::integer:
+      out.append(std::to_string(v.i));
+      break;
+    case Value::Kind::floating:
+      gojson::append_format_float(out, v.f, 'g', 64);
+      break;
+    case Value::Kind::string:
+      out.append(v.str());
+      break;
     case Value::Kind::list: {
       out.append("[");
       bool first = true;
@@ -130,13 +154,12 @@ Result<void> print_inner(const Value& v, SecureBuffer& out, int depth) {
 // private use, non-characters. Unassigned code points are printed as they are.
 bool go_unprintable(char32_t c) {
   return c < 0x20 || c == 0x7f || (c >= 0x80 && c <= 0xa0) || c == 0xad || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200f) || (c >= 0x2028 && c <= 0x202f) || (c >= 0x205f && c <= 0x206f) ||
-         c == 0x3000 || c == 0xfeff || (c >= 0xfff9 && c <= 0xfffb) || c == 0xfffe || c == 0xffff ||
-         (c >= 0xe000 && c <= 0xf8ff) || c >= 0xf0000 || c == 0x61c || c == 0x180e || (c >= 0x600 && c <= 0x605) ||
-         c == 0x6dd || c == 0x70f || c == 0x110bd || (c >= 0x1bca0 && c <= 0x1bca3) || (c >= 0x1d173 && c <= 0x1d17a) ||
-         c == 0xe0001 || (c >= 0xe0020 && c <= 0xe007f);
+         (c >= 0x2000 && c <= 0x200f) || (c >= 0x2028 && c <= 0x202f) || (c >= 0x205f && c <= 0x206f) || c == 0x3000 ||
+         c == 0xfeff || (c >= 0xfff9 && c <= 0xfffb) || c == 0xfffe || c == 0xffff || (c >= 0xe000 && c <= 0xf8ff) ||
+         c >= 0xf0000 || c == 0x61c || c == 0x180e || (c >= 0x600 && c <= 0x605) || c == 0x6dd || c == 0x70f ||
+         c == 0x110bd || (c >= 0x1bca0 && c <= 0x1bca3) || (c >= 0x1d173 && c <= 0x1d17a) || c == 0xe0001 ||
+         (c >= 0xe0020 && c <= 0xe007f);
 }
-
 
 }  // namespace
 
@@ -198,15 +221,33 @@ void go_quote(std::string_view s, SecureBuffer& out) {
       continue;
     }
     switch (cp) {
-      case '\a': out.append("\\a"); break;
-      case '\b': out.append("\\b"); break;
-      case '\f': out.append("\\f"); break;
-      case '\n': out.append("\\n"); break;
-      case '\r': out.append("\\r"); break;
-      case '\t': out.append("\\t"); break;
-      case '\v': out.append("\\v"); break;
-      case '\\': out.append("\\\\"); break;
-      case '"': out.append("\\\""); break;
+      case '\a':
+        out.append("\\a");
+        break;
+      case '\b':
+        out.append("\\b");
+        break;
+      case '\f':
+        out.append("\\f");
+        break;
+      case '\n':
+        out.append("\\n");
+        break;
+      case '\r':
+        out.append("\\r");
+        break;
+      case '\t':
+        out.append("\\t");
+        break;
+      case '\v':
+        out.append("\\v");
+        break;
+      case '\\':
+        out.append("\\\\");
+        break;
+      case '"':
+        out.append("\\\"");
+        break;
       default:
         if (!go_unprintable(cp)) {
           out.append(s.substr(i, n));
@@ -257,14 +298,23 @@ Result<void> to_json(const Value& v, SecureBuffer& out, std::string_view indent,
   if (depth > kMaxDepth) return kms::fail(kms::Errc::invalid_argument, "template: value nested too deep");
   if (out.size() > kMaxBytes) return too_big();
   switch (v.kind) {
-    case Value::Kind::nil: out.append("null"); break;
-    case Value::Kind::boolean: out.append(v.b ? "true" : "false"); break;
-    case Value::Kind::integer: out.append(std::to_string(v.i)); break;
+    case Value::Kind::nil:
+      out.append("null");
+      break;
+    case Value::Kind::boolean:
+      out.append(v.b ? "true" : "false");
+      break;
+    case Value::Kind::integer:
+      out.append(std::to_string(v.i));
+      break;
     case Value::Kind::floating:
-      if (v.f != v.f || v.f - v.f != 0) return kms::fail(kms::Errc::invalid_argument, "template: toJson: unsupported value (NaN or infinity)");
+      if (v.f != v.f || v.f - v.f != 0)
+        return kms::fail(kms::Errc::invalid_argument, "template: toJson: unsupported value (NaN or infinity)");
       json_float(v.f, out);
       break;
-    case Value::Kind::string: gojson::append_go_string(out, v.str(), escape_html); break;
+    case Value::Kind::string:
+      gojson::append_go_string(out, v.str(), escape_html);
+      break;
     case Value::Kind::list: {
       if (v.l->empty()) {
         out.append(v.null_list ? "null" : "[]");
@@ -309,8 +359,10 @@ namespace {
 Result<Value> convert(const gojson::Document& doc, gojson::Document::Id id, int depth) {
   if (depth > kMaxDepth) return kms::fail(kms::Errc::invalid_argument, "template: fromJson: nested too deep");
   switch (doc.kind(id)) {
-    case gojson::Kind::null: return nil_value();
-    case gojson::Kind::boolean: return bool_value(doc.raw(id) == "true");
+    case gojson::Kind::null:
+      return nil_value();
+    case gojson::Kind::boolean:
+      return bool_value(doc.raw(id) == "true");
     case gojson::Kind::number: {
       const auto raw = doc.raw(id);
       double f = 0;
@@ -320,7 +372,8 @@ Result<Value> convert(const gojson::Document& doc, gojson::Document::Id id, int 
       }
       return float_value(f);
     }
-    case gojson::Kind::string: return string_value(doc.string(id));
+    case gojson::Kind::string:
+      return string_value(doc.string(id));
     case gojson::Kind::array: {
       List l;
       for (const auto e : doc.elements(id)) {

@@ -18,9 +18,9 @@ namespace rootseal::sync::tmpl {
 
 // Caps on one rendering: a template cannot exhaust memory or CPU.
 constexpr std::size_t kMaxTemplate = 1u << 20;  // template text
-constexpr int kMaxDepth = 64;                    // nesting: parentheses, control structures, template calls
-constexpr std::size_t kMaxSteps = 1'000'000;     // commands evaluated, range iterations
-constexpr std::size_t kMaxBytes = 8u << 20;      // the output, and any one value built
+constexpr int kMaxDepth = 64;                   // nesting: parentheses, control structures, template calls
+constexpr std::size_t kMaxSteps = 1'000'000;    // commands evaluated, range iterations
+constexpr std::size_t kMaxBytes = 8u << 20;     // the output, and any one value built
 
 struct Value;
 struct KeyLess {
@@ -41,10 +41,10 @@ struct Value {
   std::shared_ptr<const kms::SecureBytes> s;
   std::shared_ptr<List> l;  // Go slices and maps are references: shared
   std::shared_ptr<Map> m;
-  bool strings = false;  // map[string]string / []string rather than ...interface{}
+  bool strings = false;    // map[string]string / []string rather than ...interface{}
   bool int64 = false;      // Go's int64 (Sprig's arithmetic) rather than int
   bool null_list = false;  // a nil slice (Sprig's rest/initial of an empty list): toJson "null"
-  bool literal = false;  // from the template text: may be quoted in an error; a number literal converts to int
+  bool literal = false;    // from the template text: may be quoted in an error; a number literal converts to int
 
   [[nodiscard]] std::string_view str() const { return s ? as_view(*s) : std::string_view(); }
   [[nodiscard]] std::string type_name() const;
@@ -72,8 +72,7 @@ std::pair<char32_t, std::size_t> decode_utf8(std::string_view s, std::size_t i);
 // Go's %q of a string (strconv.Quote).
 void go_quote(std::string_view s, SecureBuffer& out);
 // encoding/json of the value (indent empty: compact; escape_html as json.Marshal).
-kms::Result<void> to_json(const Value& v, SecureBuffer& out, std::string_view indent, bool escape_html,
-                          int depth = 0);
+kms::Result<void> to_json(const Value& v, SecureBuffer& out, std::string_view indent, bool escape_html, int depth = 0);
 // Sprig's fromJson: Go's json.Unmarshal into interface{} (numbers float64).
 kms::Result<Value> from_json(std::string_view text);
 

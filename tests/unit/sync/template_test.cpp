@@ -52,18 +52,21 @@ TEST_CASE("template substitutions, pipelines and helpers") {
 TEST_CASE("Go text/template control flow, variables and templates") {
   CHECK(render("{{ $u := .user }}{{ $u = upper $u }}{{ $u }}") == "ALICE");
   CHECK(render("{{ if eq .user \"bob\" }}b{{ else if eq .user \"alice\" }}a{{ else }}c{{ end }}") == "a");
-  CHECK(render("{{ if \"\" }}t{{ else }}f{{ end }}{{ if 0 }}t{{ else }}f{{ end }}{{ if list }}t{{ else }}f{{ end }}") == "fff");
+  CHECK(render("{{ if \"\" }}t{{ else }}f{{ end }}{{ if 0 }}t{{ else }}f{{ end }}{{ if list }}t{{ else }}f{{ end }}") ==
+        "fff");
   CHECK(render("{{ range $k, $v := (.cfg | fromJson).db }}{{ $k }}={{ $v }};{{ end }}") == "host=h1;port=5432;");
   CHECK(render("{{ range $i, $e := (.cfg | fromJson).list }}{{ $i }}{{ $e }}{{ end }}") == "0a1b");
   CHECK(render("{{ range list }}x{{ else }}none{{ end }}") == "none");
-  CHECK(render("{{ range $i, $e := list 1 2 3 4 }}{{ if eq $i 2 }}{{ break }}{{ end }}{{ if eq $e 1 }}{{ continue }}{{ end }}{{ $e }}{{ end }}") == "2");
+  CHECK(render("{{ range $i, $e := list 1 2 3 4 }}{{ if eq $i 2 }}{{ break }}{{ end }}{{ if eq $e 1 }}{{ continue }}{{ "
+               "end }}{{ $e }}{{ end }}") == "2");
   CHECK(render("{{ range splitList \",\" \"a,b\" }}<{{ . }}|{{ $.user }}>{{ end }}") == "<a|alice><b|alice>");
   CHECK(render("{{ with .user }}[{{ . }}]{{ end }}{{ with \"\" }}x{{ else }}empty{{ end }}") == "[alice]empty");
-  CHECK(render("{{ define \"u\" }}<{{ . }}>{{ end }}{{ template \"u\" .user }}{{ block \"b\" 1 }}({{ . }}){{ end }}") == "<alice>(1)");
+  CHECK(render("{{ define \"u\" }}<{{ . }}>{{ end }}{{ template \"u\" .user }}{{ block \"b\" 1 }}({{ . }}){{ end }}") ==
+        "<alice>(1)");
   CHECK(render("{{ 42 }} {{ -7 }} {{ 1.5 }} {{ 0x1F }} {{ 1e3 }} {{ true }} {{ 'a' }}") == "42 -7 1.5 31 1000 true 97");
   CHECK(render("{{ and 1 \"x\" }} {{ and 0 \"x\" }} {{ or \"\" \"y\" }} {{ not .user }}") == "x 0 y false");
-  CHECK(render("{{ eq .user \"bob\" \"alice\" }} {{ ne 1 2 }} {{ lt 1 2 }} {{ le 2 2 }} {{ gt \"b\" \"a\" }} {{ ge 1.5 2.5 }}") ==
-        "true true true true true false");
+  CHECK(render("{{ eq .user \"bob\" \"alice\" }} {{ ne 1 2 }} {{ lt 1 2 }} {{ le 2 2 }} {{ gt \"b\" \"a\" }} {{ ge 1.5 "
+               "2.5 }}") == "true true true true true false");
   CHECK(render("{{ len .user }} {{ len . }} {{ len (list 1 2) }}") == "5 5 2");
   CHECK(render("[{{ index . \"nope\" }}][{{ index (.cfg | fromJson) \"nope\" }}]") == "[][<no value>]");
   // and/or stop at the first deciding argument, as Go 1.18+.
@@ -76,33 +79,39 @@ TEST_CASE("Go text/template control flow, variables and templates") {
 TEST_CASE("print, printf and the Sprig functions") {
   CHECK(render("{{ printf \"%s:%d:%v:%q:%x:%5s|%-3s|%05d|%.2f\" .user 42 1.5 .user \"hi\" \"ab\" \"c\" 7 3.14159 }}") ==
         "alice:42:1.5:\"alice\":6869:   ab|c  |00007|3.14");
-  CHECK(render("{{ printf \"%d %s\" \"x\" }}|{{ printf \"%s\" \"a\" 1 }}") == "%!d(string=x) %!s(MISSING)|a%!(EXTRA int=1)");
+  CHECK(render("{{ printf \"%d %s\" \"x\" }}|{{ printf \"%s\" \"a\" 1 }}") ==
+        "%!d(string=x) %!s(MISSING)|a%!(EXTRA int=1)");
   CHECK(render("{{ print .user 1 2 \"x\" }}|{{ println 1 \"a\" }}") == "alice1 2x|1 a\n");
-  CHECK(render("{{ .user | replace \"a\" \"A\" }} {{ trimPrefix \"al\" .user }} {{ trimSuffix \"ce\" .user }} {{ trimAll \"xa\" \"xaxbxa\" }}") ==
-        "Alice ice ali b");
-  CHECK(render("{{ title \"hello wORLD x-y\" }} {{ contains \"lic\" .user }} {{ hasPrefix \"al\" .user }} {{ hasSuffix \"x\" .user }}") ==
-        "Hello WORLD X-Y true true false");
-  CHECK(render("{{ $p := split \".\" \"a.b\" }}{{ $p._1 }} {{ splitList \",\" \"a,b\" | join \"+\" }} {{ list 1 nil \"x\" | join \",\" }}") ==
-        "b a+b 1,x");
+  CHECK(render("{{ .user | replace \"a\" \"A\" }} {{ trimPrefix \"al\" .user }} {{ trimSuffix \"ce\" .user }} {{ "
+               "trimAll \"xa\" \"xaxbxa\" }}") == "Alice ice ali b");
+  CHECK(render("{{ title \"hello wORLD x-y\" }} {{ contains \"lic\" .user }} {{ hasPrefix \"al\" .user }} {{ hasSuffix "
+               "\"x\" .user }}") == "Hello WORLD X-Y true true false");
+  CHECK(render("{{ $p := split \".\" \"a.b\" }}{{ $p._1 }} {{ splitList \",\" \"a,b\" | join \"+\" }} {{ list 1 nil "
+               "\"x\" | join \",\" }}") == "b a+b 1,x");
   CHECK(render("{{ \"a\\nb\" | indent 2 }}|{{ \"a\" | nindent 1 }}") == "  a\n  b|\n a");
-  CHECK(render("{{ \"\" | default \"d\" }} {{ .user | default \"d\" }} {{ empty 0 }} {{ coalesce \"\" 0 .user }} {{ ternary 1 2 false }}") ==
-        "d alice true alice 2");
+  CHECK(render("{{ \"\" | default \"d\" }} {{ .user | default \"d\" }} {{ empty 0 }} {{ coalesce \"\" 0 .user }} {{ "
+               "ternary 1 2 false }}") == "d alice true alice 2");
   CHECK(render("{{ $d := dict \"b\" 1 \"a\" .user }}{{ $_ := set $d \"c\" true }}{{ toJson $d }} {{ hasKey $d \"c\" }} "
-               "{{ keys $d | sortAlpha }} {{ pluck \"a\" $d }} {{ get $d \"zz\" }}.") == R"({"a":"alice","b":1,"c":true} true [a b c] [alice] .)");
+               "{{ keys $d | sortAlpha }} {{ pluck \"a\" $d }} {{ get $d \"zz\" }}.") ==
+        R"({"a":"alice","b":1,"c":true} true [a b c] [alice] .)");
   CHECK(render("{{ first (list 1 2) }} {{ last (list 1 2) }} {{ sortAlpha (list \"b\" \"a\") }}") == "1 2 [a b]");
   CHECK(render("{{ quote .user 1 nil }} {{ squote .user }} {{ cat \"a\" nil 1 }}") == "\"alice\" \"1\" 'alice' a 1");
-  CHECK(render("{{ repeat 3 \"ab\" }} {{ substr 1 3 .user }} {{ trunc 2 .user }} {{ trunc -2 .user }}") == "ababab li al ce");
+  CHECK(render("{{ repeat 3 \"ab\" }} {{ substr 1 3 .user }} {{ trunc 2 .user }} {{ trunc -2 .user }}") ==
+        "ababab li al ce");
   CHECK(render("{{ .user | b32enc }} {{ \"MFWGSY3F\" | b32dec }} {{ .user | sha256sum }}") ==
         "MFWGSY3F alice 2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90");
-  CHECK(render("{{ toPrettyJson (dict \"a\" (list 1) \"b\" (dict)) }}") == "{\n  \"a\": [\n    1\n  ],\n  \"b\": {}\n}");
+  CHECK(render("{{ toPrettyJson (dict \"a\" (list 1) \"b\" (dict)) }}") ==
+        "{\n  \"a\": [\n    1\n  ],\n  \"b\": {}\n}");
   CHECK(render("{{ toJson (dict \"a\" \"<&>\") }} {{ toRawJson (dict \"a\" \"<&>\") }}") ==
         R"({"a":"\u003c\u0026\u003e"} {"a":"<&>"})");
   CHECK(render("{{ html \"<a>&\" }} {{ urlquery \"a b&c\" }}") == "&lt;a&gt;&amp; a+b%26c");
   CHECK(render("{{ regexMatch \"^a.*e$\" .user }} {{ regexMatch \"[0-9]\" .user }}") == "true false");
-  CHECK(render("{{ rest (list 1 2 3) }} {{ initial (list 1 2) }} {{ reverse (list 1 \"a\") }} {{ compact (list 0 \"x\" nil) }} "
+  CHECK(render("{{ rest (list 1 2 3) }} {{ initial (list 1 2) }} {{ reverse (list 1 \"a\") }} {{ compact (list 0 \"x\" "
+               "nil) }} "
                "{{ uniq (list 1 1 \"1\") }} {{ has 1 (list 1) }} {{ has 1.0 (list 1) }} {{ rest list | toJson }}") ==
         "[2 3] [1] [a 1] [x] [1 1] true false null");
-  CHECK(render("{{ add 1 2 3 }} {{ sub 1 3 }} {{ mul 2 3 }} {{ div -7 2 }} {{ mod -7 3 }} {{ max 1 5 }} {{ min 1 5 }} {{ add1 1.9 }} "
+  CHECK(render("{{ add 1 2 3 }} {{ sub 1 3 }} {{ mul 2 3 }} {{ div -7 2 }} {{ mod -7 3 }} {{ max 1 5 }} {{ min 1 5 }} "
+               "{{ add1 1.9 }} "
                "{{ add 1 2 | typeOf }} {{ typeOf 1 }} {{ kindOf (dict) }} {{ mul 9223372036854775807 2 }}") ==
         "6 -2 6 -3 -1 5 1 2 int64 int map -2");
   CHECK(render("{{ nospace \" a b\\tc \" }} {{ .user | sha1sum }}") == "abc 522b276a356bdf39013dfabea2cd43e141ecc9e8");
@@ -125,10 +134,12 @@ TEST_CASE("unsupported template constructs and missing keys are clear errors") {
   CHECK(error("{{ nil }}") == "template: line 1: nil is not a command");
   CHECK(error("{{ .user | }}") == "template: line 1: missing command");
   CHECK(error("{{ upper .user .pass }}") == "template: line 1: wrong number of args for upper: want 1 got 2");
-  CHECK(error("{{ upper 1 }}") == "template: line 1: error calling upper: wrong type for value; expected string; got int");
+  CHECK(error("{{ upper 1 }}") ==
+        "template: line 1: error calling upper: wrong type for value; expected string; got int");
   CHECK(error("{{ eq 1 \"1\" }}") == "template: line 1: error calling eq: incompatible types for comparison");
   CHECK(error("{{ get . \"user\" }}") ==
-        "template: line 1: error calling get: wrong type for value; expected map[string]interface {}; got map[string]string");
+        "template: line 1: error calling get: wrong type for value; expected map[string]interface {}; got "
+        "map[string]string");
   CHECK(error("{{ template \"nope\" }}") == "template: line 1: no template \"nope\" associated with template");
   CHECK(error("{{ upper \"\xc3\xa9\" }}") == "template: line 1: upper: text other than ASCII is not supported");
   CHECK(error("{{ printf \"%+d\" 1 }}") == "template: line 1: printf: the flag '+' is not supported");
@@ -173,7 +184,8 @@ TEST_CASE("templates follow Go where ESO's engine would differ") {
   CHECK(render(R"({{ "{\"b\":1,\"a\":{\"d\":[2],\"c\":null}}" | fromJson | toJson }})") ==
         R"({"a":{"c":null,"d":[2]},"b":1})");
   // A float64 from fromJson is not an int: Go refuses the comparison.
-  CHECK(error("{{ eq (.cfg | fromJson).db.port 5432 }}") == "template: line 1: error calling eq: incompatible types for comparison");
+  CHECK(error("{{ eq (.cfg | fromJson).db.port 5432 }}") ==
+        "template: line 1: error calling eq: incompatible types for comparison");
   CHECK(render("{{ eq (.cfg | fromJson).db.port 5432.0 }}") == "true");
   // Two definitions of one template are an error (Go's parse package).
   CHECK(error("{{ define \"b\" }}x{{ end }}{{ block \"b\" . }}y{{ end }}") ==
