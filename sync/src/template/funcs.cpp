@@ -688,6 +688,23 @@ Result<const List*> list_arg(std::string_view fn, const Value& v) {
   return v.l.get();
 }
 
+// quote, squote, cat: the non-nil values as text, each written by `each`,
+// separated by spaces.
+template <typename Each>
+Result<Value> join_non_nil(const Args& args, Each each) {
+  SecureBuffer out(32);
+  bool first = true;
+  for (const auto& v : args) {
+    if (v.kind == Value::Kind::nil) continue;
+    if (!first) out.append(" ");
+    first = false;
+    ROOTSEAL_LET(s, strval(v));
+    each(as_view(s), out);
+    ROOTSEAL_TRY(cap(out.size()));
+  }
+  return str_out(out);
+}
+
 // ---- the table -----------------------------------------------------------------
 
 Value sv(std::string_view s) { return string_value(s); }
@@ -869,44 +886,17 @@ const std::unordered_map<std::string_view, Fn>& table() {
                     if (c >= 0 && n > c) return sv(s.substr(0, static_cast<std::size_t>(c)));
                     return sv(s);
                   }};
-    m["quote"] = {"a.", [](Args& a) -> Result<Value> {
-                    SecureBuffer out(32);
-                    bool first = true;
-                    for (const auto& v : a) {
-                      if (v.kind == Value::Kind::nil) continue;
-                      if (!first) out.append(" ");
-                      first = false;
-                      ROOTSEAL_LET(s, strval(v));
-                      go_quote(as_view(s), out);
-                    }
-                    return str_out(out);
-                  }};
-    m["squote"] = {"a.", [](Args& a) -> Result<Value> {
-                     SecureBuffer out(32);
-                     bool first = true;
-                     for (const auto& v : a) {
-                       if (v.kind == Value::Kind::nil) continue;
-                       if (!first) out.append(" ");
-                       first = false;
-                       ROOTSEAL_LET(s, strval(v));
+    m["quote"] = {
+        "a.", [](Args& a) { return join_non_nil(a, [](std::string_view s, SecureBuffer& out) { go_quote(s, out); }); }};
+    m["squote"] = {"a.", [](Args& a) {
+                     return join_non_nil(a, [](std::string_view s, SecureBuffer& out) {
                        out.append("'");
-                       out.append(s.span());
+                       out.append(s);
                        out.append("'");
-                     }
-                     return str_out(out);
+                     });
                    }};
-    m["cat"] = {"a.", [](Args& a) -> Result<Value> {
-                  SecureBuffer out(32);
-                  bool first = true;
-                  for (const auto& v : a) {
-                    if (v.kind == Value::Kind::nil) continue;
-                    if (!first) out.append(" ");
-                    first = false;
-                    ROOTSEAL_LET(s, strval(v));
-                    out.append(s.span());
-                  }
-                  return str_out(out);
-                }};
+    m["cat"] = {"a.",
+                [](Args& a) { return join_non_nil(a, [](std::string_view s, SecureBuffer& out) { out.append(s); }); }};
     const auto indent = [](Args& a, bool nl) -> Result<Value> {
       if (a[0].i < 0) return fn_fail("error calling indent: negative Repeat count");
       ROOTSEAL_TRY(cap(static_cast<std::uint64_t>(a[0].i)));

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <optional>
 
+#include "../go_json.hpp"
 #include "ast.hpp"
 
 namespace rootseal::sync::tmpl {
@@ -172,22 +173,9 @@ Result<std::string> unquote(std::string_view s, int line) {
         const std::size_t n = e == 'u' ? 4 : 8;
         auto v = hex(n);
         if (!v || *v > 0x10ffff || (*v >= 0xd800 && *v <= 0xdfff)) return fail_at(line, "bad escape in quoted string");
-        const std::uint32_t cp = *v;
-        if (cp < 0x80) {
-          out.push_back(static_cast<char>(cp));
-        } else if (cp < 0x800) {
-          out.push_back(static_cast<char>(0xc0 | (cp >> 6)));
-          out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-        } else if (cp < 0x10000) {
-          out.push_back(static_cast<char>(0xe0 | (cp >> 12)));
-          out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-          out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-        } else {
-          out.push_back(static_cast<char>(0xf0 | (cp >> 18)));
-          out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3f)));
-          out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-          out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-        }
+        SecureBuffer utf8(4);
+        gojson::append_utf8(utf8, static_cast<char32_t>(*v));
+        out.append(as_view(utf8.take()));
         break;
       }
       default:
