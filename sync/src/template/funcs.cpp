@@ -975,7 +975,10 @@ const std::unordered_map<std::string_view, Fn>& table() {
     // expression is an error (Sprig's regexMatch answers false).
     const auto regex_match = [](Args& a) -> Result<Value> {
       auto re = GoRegexp::compile(a[0].str());
-      if (!re) return fn_fail("regexMatch: " + re.error().message);
+      // Go's message quotes the expression: only one from the template text.
+      if (!re)
+        return fn_fail(a[0].literal ? "regexMatch: " + re.error().message
+                                    : "regexMatch: the expression (computed from data) is not valid");
       return bool_value(re->matches(a[1].str()));
     };
     m["regexMatch"] = {"ss", regex_match};

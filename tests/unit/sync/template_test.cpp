@@ -148,6 +148,8 @@ TEST_CASE("unsupported template constructs and missing keys are clear errors") {
   CHECK(error("{{ repeat (add 1 1) \"x\" }}") ==
         "template: line 1: error calling repeat: wrong type for value; expected int; got int64");
   CHECK(error("{{ regexMatch \"(\" .user }}").starts_with("template: line 1: regexMatch: error parsing regexp"));
+  CHECK(error("{{ regexMatch (print \"(\" .pass) \"x\" }}") ==
+        "template: line 1: regexMatch: the expression (computed from data) is not valid");
   // No secret value appears in any message.
   CHECK(error("{{ .pass | fromJson }}").find("s3cr") == std::string::npos);
   CHECK(error("{{ range .pass }}{{ end }}") == "template: line 1: range can't iterate over a value of type string");
