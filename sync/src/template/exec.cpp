@@ -190,7 +190,21 @@ class Exec {
     if (piped) args.push_back(std::move(*piped));
     auto r = call_function(head.name, args);
     if (!r) return std::unexpected(at_line(r.error(), line));
+    ROOTSEAL_TRY(charge(*r, line));
     return r;
+  }
+
+  // A function's work is about the size of what it returns: charged to the
+  // step budget (one step per list element or map entry, per 256 bytes of
+  // text), so that building values in a loop (append, replace, ...) is capped
+  // by kMaxSteps however each call is written.
+  Result<void> charge(const Value& v, int line) {
+    std::size_t cost = 0;
+    if (v.kind == Value::Kind::string) cost = v.str().size() / 256;
+    if (v.kind == Value::Kind::list) cost = v.l->size();
+    if (v.kind == Value::Kind::map) cost = v.m->size();
+    steps_ += cost;
+    return step(line);
   }
 
   Result<Value> arg(const Arg& a, const Value& dot, Vars& vars, int depth, int line) {

@@ -1009,6 +1009,8 @@ const std::unordered_map<std::string_view, Fn>& table() {
                     }};
     m["uniq"] = {"a", [](Args& a) -> Result<Value> {
                    ROOTSEAL_LET(l, list_arg("uniq", a[0]));
+                   // Quadratic: a bounded input.
+                   if (l->size() > 4096) return fn_fail("uniq: a list of more than 4096 elements is not supported");
                    List out;
                    for (const auto& e : *l) {
                      if (std::none_of(out.begin(), out.end(), [&](const Value& x) { return deep_equal(x, e); }))

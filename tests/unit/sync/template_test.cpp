@@ -164,6 +164,11 @@ TEST_CASE("a template cannot exhaust memory or CPU") {
   // Range iterations x nesting: a million steps at most.
   CHECK(error("{{ range $a := splitList \"\" (repeat 1000 \"x\") }}{{ range $b := splitList \"\" (repeat 1001 \"y\") }}"
               "{{ end }}{{ end }}") == "template: line 1: too much work (more than 1000000 steps): refused");
+  // Building a value in a loop is charged by its size: append in a range is quadratic.
+  CHECK(error("{{ $l := list }}{{ range $i := splitList \"\" (repeat 5000 \"x\") }}{{ $l = append $l $i }}{{ end }}") ==
+        "template: line 1: too much work (more than 1000000 steps): refused");
+  CHECK(render("{{ $l := list }}{{ range $i := splitList \"\" (repeat 500 \"x\") }}{{ $l = append $l $i }}{{ end }}{{ "
+               "len $l }}") == "500");
   // Output and values: 8 MiB at most.
   CHECK(error("{{ repeat 2000000 \"abcdefgh\" }}") == "template: line 1: a value would exceed 8 MiB: refused");
   CHECK(error("{{ $s := repeat 1000000 \"abcdefgh\" }}{{ range $i := list 1 2 }}{{ $s }}{{ end }}") ==
