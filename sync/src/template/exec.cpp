@@ -1,6 +1,7 @@
 // The executor: Go's text/template exec.go semantics (dot, variables and
 // their scopes, if/with/range/template, missingkey=error) over the values of
 // value.hpp, with the caps of value.hpp on work, depth and output.
+#include <algorithm>
 #include <optional>
 
 #include "../template.hpp"
@@ -188,16 +189,29 @@ class Exec {
       args.push_back(std::move(v));
     }
     if (piped) args.push_back(std::move(*piped));
+    if (!cheap(head.name)) {
+      for (const auto& v : args) ROOTSEAL_TRY(charge(v, line));  // functions that read their arguments whole
+    }
     auto r = call_function(head.name, args);
     if (!r) return std::unexpected(at_line(r.error(), line));
     ROOTSEAL_TRY(charge(*r, line));
     return r;
   }
 
-  // A function's work is about the size of what it returns: charged to the
-  // step budget (one step per list element or map entry, per 256 bytes of
-  // text), so that building values in a loop (append, replace, ...) is capped
-  // by kMaxSteps however each call is written.
+  // Functions whose work does not grow with their arguments (lookups, type
+  // questions, passing a value on).
+  static bool cheap(std::string_view fn) {
+    static constexpr std::string_view kCheap[] = {
+        "index",   "get",      "hasKey",  "set",    "unset",  "len",    "first",  "last", "not", "empty",
+        "default", "coalesce", "ternary", "typeOf", "kindOf", "typeIs", "kindIs", "list", "dict"};
+    return std::find(std::begin(kCheap), std::end(kCheap), fn) != std::end(kCheap);
+  }
+
+  // A function's work is about the size of what it reads and returns:
+  // charged to the step budget (one step per list element or map entry, per
+  // 256 bytes of text), so that building or scanning values in a loop
+  // (append, has, contains, ...) is capped by kMaxSteps however each call
+  // is written.
   Result<void> charge(const Value& v, int line) {
     std::size_t cost = 0;
     if (v.kind == Value::Kind::string) cost = v.str().size() / 256;

@@ -169,6 +169,9 @@ TEST_CASE("a template cannot exhaust memory or CPU") {
         "template: line 1: too much work (more than 1000000 steps): refused");
   CHECK(render("{{ $l := list }}{{ range $i := splitList \"\" (repeat 500 \"x\") }}{{ $l = append $l $i }}{{ end }}{{ "
                "len $l }}") == "500");
+  // Scanning a big value in a loop is charged too (has reads the whole list each time).
+  CHECK(error("{{ $l := splitList \"\" (repeat 5000 \"x\") }}{{ range $i := $l }}{{ if has \"y\" $l }}{{ end }}{{ end "
+              "}}") == "template: line 1: too much work (more than 1000000 steps): refused");
   // Output and values: 8 MiB at most.
   CHECK(error("{{ repeat 2000000 \"abcdefgh\" }}") == "template: line 1: a value would exceed 8 MiB: refused");
   CHECK(error("{{ $s := repeat 1000000 \"abcdefgh\" }}{{ range $i := list 1 2 }}{{ $s }}{{ end }}") ==
