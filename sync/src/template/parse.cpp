@@ -438,7 +438,7 @@ class Parser {
         n.text = name;
         n.line = it.line;
         if (!toks.empty()) {
-          ROOTSEAL_TRY_ASSIGN(n.pipe, pipeline(toks, it.line, kw, false, 0));
+          ROOTSEAL_TRY_ASSIGN(n.pipe, pipeline(toks, it.line, kw));
         }
         if (kw == "block") ROOTSEAL_TRY(definition(name, it.line, depth, tree));
         body.nodes.push_back(std::move(n));
@@ -455,7 +455,7 @@ class Parser {
         Node n;
         n.kind = Node::Kind::action;
         n.line = it.line;
-        ROOTSEAL_TRY_ASSIGN(n.pipe, pipeline(all, it.line, "command", true, 0));
+        ROOTSEAL_TRY_ASSIGN(n.pipe, pipeline(all, it.line, "command"));
         body.nodes.push_back(std::move(n));
       }
     }
@@ -500,7 +500,7 @@ class Parser {
     n.kind = kw == "if" ? Node::Kind::if_ : kw == "with" ? Node::Kind::with : Node::Kind::range;
     n.line = line;
     const std::size_t mark = vars_.size();
-    ROOTSEAL_TRY_ASSIGN(n.pipe, pipeline(toks, line, kw, false, kw == "range" ? 2 : 1));
+    ROOTSEAL_TRY_ASSIGN(n.pipe, pipeline(toks, line, kw));
     if (n.kind == Node::Kind::range) ++range_depth_;
     ROOTSEAL_LET(body, list(depth + 1, false, nullptr));
     if (n.kind == Node::Kind::range) --range_depth_;
@@ -529,10 +529,9 @@ class Parser {
     return n;
   }
 
-  // [decl :=] command | command ... ; max_decl: how many variables may be
-  // declared (0: none).
-  Result<Pipe> pipeline(const std::vector<Token>& toks, int line, std::string_view ctx, bool action, int max_decl) {
-    (void)action;
+  // [$x := | $x = | $i, $v :=] command | command ...: two variables only in
+  // a range (ctx names the construct, for Go's messages).
+  Result<Pipe> pipeline(const std::vector<Token>& toks, int line, std::string_view ctx) {
     Pipe p;
     p.line = line;
     std::size_t i = 0;
@@ -565,7 +564,6 @@ class Parser {
     } else if (decl.size() > 1) {
       return fail_at(line, "unexpected \",\" in " + std::string(ctx));
     }
-    (void)max_decl;
     ROOTSEAL_TRY(commands(toks, i, toks.size(), p, line, 0));
     if (!p.assign) {
       for (const auto& d : p.decl) vars_.push_back(d);
