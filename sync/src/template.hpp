@@ -1,21 +1,18 @@
-// rootseal::sync — target.template data rendering: a small, safe subset of
-// Go's text/template (ESO engineVersion v2), evaluated without any code
-// execution, loops or I/O.
+// rootseal::sync — target.template data rendering: Go's text/template with
+// the Sprig functions ESO's engine v2 gives templates, evaluated by rootseal
+// (no code execution, no I/O), with hard caps on work and output.
 //
-// Supported (docs/sync.md "Templates" lists the same):
-//   literal text; actions {{ ... }} with {{- and -}} whitespace trimming;
-//   comments {{/* ... */}};
-//   .key              the value of a Secret key gathered from data/dataFrom
-//   .a.b              a field of a JSON value (after fromJson)
-//   "str", `raw`      string literals
-//   (pipeline)        grouping, optionally followed by .field
-//   x | f | g         pipelines (the left value is the last argument, as in Go)
-//   functions: b64enc, b64dec, upper, lower, trim, toString, toJson, fromJson,
-//              quote, index C K..., get C K
-// Anything else (if, range, with, define, template, block, variables,
-// numbers, unknown functions) is an error naming the construct. A missing key
-// is an error (ESO renders with missingkey=error). Rendered output is in
-// locked memory; error messages never contain values.
+// Supported (docs/sync.md "Templates" has the full table): text and actions
+// with {{- -}} trimming and comments; fields .a.b, $variables (:= and =),
+// string/raw/number/bool/nil literals, pipelines and parentheses;
+// if/else if/else, range (maps in key order, lists; $i, $v; else; break,
+// continue), with/else, define/template/block; Go's builtins and, or, not,
+// len, index, eq, ne, lt, le, gt, ge, print, printf, println; and the Sprig
+// functions of docs/sync.md. Any other function is refused by name at parse
+// time ("function "x" is not supported"). missingkey=error as ESO sets it.
+// Errors name the line ("template: line 3: ..."); they never contain a data
+// value. Rendered output and every intermediate value derived from data are
+// in locked memory.
 #pragma once
 
 #include <string_view>

@@ -1,4 +1,4 @@
-// Fuzz target: the template engine (sync/src/template.cpp), templates and
+// Fuzz target: the template engine (sync/src/template/: Go text/template + Sprig), templates and
 // the data they are rendered with.
 //
 // Input: <template text> NUL <data: a JSON object of string values>. Without

@@ -174,6 +174,10 @@ def seed():
     ENV.aws("create-secret", "--name", "service/sonarqube/apiToken", "--secret-string", "sonar-token")
     ENV.aws("create-secret", "--name", "service/harbor/chartRobot", "--secret-string",
             '{"username":"robot$chart","password":"harbor-pw"}')
+    # vault-anchore-engine-access-credentials-external-secret.yaml's properties.
+    vault_put("anchore-engine", {"ANCHORE_ADMIN_PASSWORD": "anchore-admin-pw", "ANCHORE_ADMIN_USERNAME": "admin",
+                                 "ANCHORE_DB_PASSWORD": "anchore-db-pw", "db-url": "postgres://anchore-db/anchore",
+                                 "db-user": "anchore", "postgres-password": "postgres-pw"})
     ENV.aws("create-secret", "--name", "service/anchore-engine/engineAccess", "--secret-string",
             '{"ANCHORE_ADMIN_USERNAME":"admin","ANCHORE_ADMIN_PASSWORD":"anchore-pw"}')
     # GCP Secret Manager.
@@ -342,8 +346,8 @@ def ps_ready(ns, name, status):
                     "PushSecret %s/%s Ready=%s" % (ns, name, status))
 
 
-PKCS12_REFUSED = ("invalid ExternalSecret: spec.target.template.data.tls.crt: template: function 'pkcs12cert' is "
-                  "not supported (see docs/sync.md)")
+PKCS12_REFUSED = ("invalid ExternalSecret: spec.target.template.data.tls.crt: template: line 1: function "
+                  "\"pkcs12cert\" is not supported (see docs/sync.md)")
 
 
 def raw(data):
@@ -404,8 +408,10 @@ class EsoUpstreamExamples(unittest.TestCase):
         self.synced("rewrite-path", "example", "secret-to-be-created",
                     {"username": '{"value":"admin"}', "password": '{"value":"s3cr3t"}'})
 
-    def test_datafrom_rewrite_transform_refused_replace(self):
-        # Documented refusal (docs/sync.md, Templates): the template functions beyond rootseal's set.
+    def test_datafrom_rewrite_transform_invalid_keys(self):
+        # The template (upper, Sprig's replace) renders; over this Vault's paths the new keys keep their
+        # '/', which ESO's ValidateKeys refuses after the rewrite, as rootseal does (the first such key
+        # named; ESO names whichever its map iteration meets first).
         namespace("rewrite-transform")
         vault_credentials("rewrite-transform")
         docs = manifest("vault-token-store.yaml")
@@ -415,9 +421,9 @@ class EsoUpstreamExamples(unittest.TestCase):
         kubectl_apply(docs, "rewrite-transform")
         apply("datafrom-rewrite-transform.yaml", "rewrite-transform")
         self.refused("rewrite-transform", "external-secret-transform",
-                     "error processing spec.dataFrom[0].find, err: error applying rewrite to keys: failed rewrite "
-                     "operation[0]: transform failed with failed to transform key: template: function 'replace' is "
-                     "not supported (see docs/sync.md)")
+                     "error processing spec.dataFrom[0].find, err: invalid secret keys (TIP: use rewrite or "
+                     "conversionStrategy to change keys): key has invalid character /, only alphanumeric, '-', '.' "
+                     "and '_' are allowed: ENV_PATH/TO/MY/OTHER")
         self.assertIsNone(ENV.kube.secret("rewrite-transform", "external-secret-transform"))
 
     # -- docs/provider/hashicorp-vault.md (vault-token-store.yaml as vault-backend) ----------
@@ -558,23 +564,28 @@ class EsoUpstreamExamples(unittest.TestCase):
                      "unsupported value 'ParameterStore' (supported: SecretsManager)")
         self.assertIsNone(ENV.kube.secret("ci", "github-ssh-access"))
 
-    def test_vault_anchore_refused_printf(self):
+    def test_vault_anchore_printf(self):
         namespace("security")
         cluster_store("vault-token-store.yaml", "vault-backend")
         apply("vault-anchore-engine-access-credentials-external-secret.yaml", "security")
-        # Documented refusal (docs/sync.md, Templates): printf is not among rootseal's functions.
-        self.refused("security", "anchore-access-credentials",
-                     "invalid ExternalSecret: spec.target.template.data.ANCHORE_ADMIN_PASSWORD: template: "
-                     "function 'printf' is not supported (see docs/sync.md)")
+        # The example's printf of a string literal holding template text: ESO's Secret holds that text
+        # (a template for another tool), not the fetched values.
+        self.synced("security", "anchore-access-credentials", "anchore-access-credentials", {
+            "ANCHORE_ADMIN_USERNAME": "{{ .username | toString }}",
+            "ANCHORE_ADMIN_PASSWORD": "{{ .password | toString }}",
+            "ANCHORE_DB_PASSWORD": "{{ .dbPassword | toString }}",
+            "db-url": "{{ .dbUrl | toString }}",
+            "db-user": "{{ .dbUser | toString }}",
+            "postgres-password": "{{ .postgresPassword | toString }}"})
 
-    def test_template_from_configmap_refused_control_flow(self):
-        # The ConfigMap's `templated` item uses if/else and hasPrefix; rootseal's template subset refuses
-        # them (docs/sync.md, Templates) when it reads the ConfigMap.
+    def test_template_from_configmap_refused_now(self):
+        # The ConfigMap's `templated` item (if/else, hasPrefix) renders; its `annotations` item calls
+        # Sprig's `now`, which rootseal does not implement (docs/sync.md, Templates): refused by name.
         aws_store("tpl-from-cm")
         apply("template-v2-from-secret.yaml", "tpl-from-cm")
         self.refused("tpl-from-cm", "my-template-example",
-                     "spec.target.template.templateFrom[0].configMap.items[1] (key templated): template: 'if' is not "
-                     "supported (no control flow; see docs/sync.md)")
+                     "spec.target.template.templateFrom[1].configMap.items[0] (key annotations): template: line 2: "
+                     "function \"now\" is not supported (see docs/sync.md)")
         self.assertIsNone(ENV.kube.secret("tpl-from-cm", "secret-to-be-created"))
 
     def test_template_functions_refused(self):
@@ -589,22 +600,25 @@ class EsoUpstreamExamples(unittest.TestCase):
             aws_store(ns)
             apply(snippet, ns)
             with self.subTest(snippet=snippet):
-                self.refused(ns, es, "invalid ExternalSecret: spec.target.template.data.%s: template: function '%s' "
-                                     "is not supported (see docs/sync.md)" % (key, function))
+                self.refused(ns, es, "invalid ExternalSecret: spec.target.template.data.%s: template: line 1: "
+                                     "function \"%s\" is not supported (see docs/sync.md)" % (key, function))
 
-    def test_multiline_template_refused_replace(self):
+    def test_multiline_template_replace(self):
         aws_store("tpl-multiline")
         apply("multiline-template-v2-external-secret.yaml", "tpl-multiline")
-        self.refused("tpl-multiline", "template",
-                     "invalid ExternalSecret: spec.target.template.data.connection: template: function 'replace' is "
-                     "not supported (see docs/sync.md)")
-        self.assertIsNone(ENV.kube.secret("tpl-multiline", "secret-to-be-created"))
+        self.synced("tpl-multiline", "template", "secret-to-be-created", {
+            "config": "datasources:\n- name: Graphite\n  type: graphite\n  access: proxy\n  url: http://localhost:8080\n"
+                      "  password: \"grafana-pass\"\n  user: \"grafana-user\"\n",
+            "connection": "postgresql://db.example/app"})
 
-    def test_literal_template_refused_variables(self):
+    def test_literal_template_refused_htpasswd(self):
+        # Variables, range and append render; htpasswd (bcrypt, which OpenSSL does not offer) is refused by
+        # name (docs/sync.md, Templates).
         aws_store("tpl-literal")
         apply("template-v2-literal-example.yaml", "tpl-literal")
         self.refused("tpl-literal", "my-template-example",
-                     "spec.target.template.templateFrom[0].literal: template: variables are not supported")
+                     "spec.target.template.templateFrom[0].literal: template: line 3: function \"htpasswd\" is not "
+                     "supported (see docs/sync.md)")
         self.assertIsNone(ENV.kube.secret("tpl-literal", "secret-to-be-created"))
 
     def test_vault_pushsecret(self):

@@ -339,7 +339,8 @@ TEST_CASE("templates render into the Secret with its type, invalid templates are
   auto r = f.reconcile("bad");
   CHECK(r.kind == ReconcileResult::Kind::done);
   CHECK(f.providers.fake->calls == calls);
-  CHECK(f.kube.es_condition("team-a", "bad", "message").find("spec.target.template.data.x: template: 'range'") != std::string::npos);
+  CHECK(f.kube.es_condition("team-a", "bad", "message")
+            .find("spec.target.template.data.x: template: line 1: unexpected EOF") != std::string::npos);
 }
 
 TEST_CASE("an invalid spec gets Ready=False with the precise message") {

@@ -40,7 +40,7 @@ TEST_CASE("template substitutions, pipelines and helpers") {
   CHECK(render("{{ .pass | toJson }}") == "\"s3cr\\\"et\"");
   CHECK(render("{{ .pass | quote }}") == "\"s3cr\\\"et\"");
   CHECK(render("{{ (.cfg | fromJson).db.host }}:{{ ((.cfg | fromJson).db.port) }}") == "h1:5432");
-  CHECK(render("{{ index (.cfg | fromJson) \"list\" \"1\" }}") == "b");
+  CHECK(render("{{ index (.cfg | fromJson) \"list\" 1 }}") == "b");
   CHECK(render("{{ get (.cfg | fromJson) \"db\" | toJson }}") == R"({"host":"h1","port":5432})");
   CHECK(render("a {{- \" b \" -}} c") == "a b c");
   CHECK(render("x {{/* a comment */}}y") == "x y");
@@ -49,48 +49,159 @@ TEST_CASE("template substitutions, pipelines and helpers") {
   CHECK(render(R"({"u":{{ .user | toJson }}})") == R"({"u":"alice"})");
 }
 
+TEST_CASE("Go text/template control flow, variables and templates") {
+  CHECK(render("{{ $u := .user }}{{ $u = upper $u }}{{ $u }}") == "ALICE");
+  CHECK(render("{{ if eq .user \"bob\" }}b{{ else if eq .user \"alice\" }}a{{ else }}c{{ end }}") == "a");
+  CHECK(render("{{ if \"\" }}t{{ else }}f{{ end }}{{ if 0 }}t{{ else }}f{{ end }}{{ if list }}t{{ else }}f{{ end }}") ==
+        "fff");
+  CHECK(render("{{ range $k, $v := (.cfg | fromJson).db }}{{ $k }}={{ $v }};{{ end }}") == "host=h1;port=5432;");
+  CHECK(render("{{ range $i, $e := (.cfg | fromJson).list }}{{ $i }}{{ $e }}{{ end }}") == "0a1b");
+  CHECK(render("{{ range list }}x{{ else }}none{{ end }}") == "none");
+  CHECK(render("{{ range $i, $e := list 1 2 3 4 }}{{ if eq $i 2 }}{{ break }}{{ end }}{{ if eq $e 1 }}{{ continue }}{{ "
+               "end }}{{ $e }}{{ end }}") == "2");
+  CHECK(render("{{ range splitList \",\" \"a,b\" }}<{{ . }}|{{ $.user }}>{{ end }}") == "<a|alice><b|alice>");
+  CHECK(render("{{ with .user }}[{{ . }}]{{ end }}{{ with \"\" }}x{{ else }}empty{{ end }}") == "[alice]empty");
+  CHECK(render("{{ define \"u\" }}<{{ . }}>{{ end }}{{ template \"u\" .user }}{{ block \"b\" 1 }}({{ . }}){{ end }}") ==
+        "<alice>(1)");
+  CHECK(render("{{ 42 }} {{ -7 }} {{ 1.5 }} {{ 0x1F }} {{ 1e3 }} {{ true }} {{ 'a' }}") == "42 -7 1.5 31 1000 true 97");
+  CHECK(render("{{ and 1 \"x\" }} {{ and 0 \"x\" }} {{ or \"\" \"y\" }} {{ not .user }}") == "x 0 y false");
+  CHECK(render("{{ eq .user \"bob\" \"alice\" }} {{ ne 1 2 }} {{ lt 1 2 }} {{ le 2 2 }} {{ gt \"b\" \"a\" }} {{ ge 1.5 "
+               "2.5 }}") == "true true true true true false");
+  CHECK(render("{{ len .user }} {{ len . }} {{ len (list 1 2) }}") == "5 5 2");
+  CHECK(render("[{{ index . \"nope\" }}][{{ index (.cfg | fromJson) \"nope\" }}]") == "[][<no value>]");
+  // and/or stop at the first deciding argument, as Go 1.18+.
+  CHECK(render("{{ and false (index . \"nope\" | fromJson) }}") == "false");
+  // Printing follows fmt: maps in key order, float64 as %v.
+  CHECK(render("{{ (.cfg | fromJson).db }} {{ (.cfg | fromJson).list }}") == "map[host:h1 port:5432] [a b]");
+  CHECK(render("{{ \"{\\\"a\\\":1234567,\\\"b\\\":null}\" | fromJson }}") == "map[a:1.234567e+06 b:<nil>]");
+}
+
+TEST_CASE("print, printf and the Sprig functions") {
+  CHECK(render("{{ printf \"%s:%d:%v:%q:%x:%5s|%-3s|%05d|%.2f\" .user 42 1.5 .user \"hi\" \"ab\" \"c\" 7 3.14159 }}") ==
+        "alice:42:1.5:\"alice\":6869:   ab|c  |00007|3.14");
+  CHECK(render("{{ printf \"%d %s\" \"x\" }}|{{ printf \"%s\" \"a\" 1 }}") ==
+        "%!d(string=x) %!s(MISSING)|a%!(EXTRA int=1)");
+  CHECK(render("{{ print .user 1 2 \"x\" }}|{{ println 1 \"a\" }}") == "alice1 2x|1 a\n");
+  CHECK(render("{{ .user | replace \"a\" \"A\" }} {{ trimPrefix \"al\" .user }} {{ trimSuffix \"ce\" .user }} {{ "
+               "trimAll \"xa\" \"xaxbxa\" }}") == "Alice ice ali b");
+  CHECK(render("{{ title \"hello wORLD x-y\" }} {{ contains \"lic\" .user }} {{ hasPrefix \"al\" .user }} {{ hasSuffix "
+               "\"x\" .user }}") == "Hello WORLD X-Y true true false");
+  CHECK(render("{{ $p := split \".\" \"a.b\" }}{{ $p._1 }} {{ splitList \",\" \"a,b\" | join \"+\" }} {{ list 1 nil "
+               "\"x\" | join \",\" }}") == "b a+b 1,x");
+  CHECK(render("{{ \"a\\nb\" | indent 2 }}|{{ \"a\" | nindent 1 }}") == "  a\n  b|\n a");
+  CHECK(render("{{ \"\" | default \"d\" }} {{ .user | default \"d\" }} {{ empty 0 }} {{ coalesce \"\" 0 .user }} {{ "
+               "ternary 1 2 false }}") == "d alice true alice 2");
+  CHECK(render("{{ $d := dict \"b\" 1 \"a\" .user }}{{ $_ := set $d \"c\" true }}{{ toJson $d }} {{ hasKey $d \"c\" }} "
+               "{{ keys $d | sortAlpha }} {{ pluck \"a\" $d }} {{ get $d \"zz\" }}.") ==
+        R"({"a":"alice","b":1,"c":true} true [a b c] [alice] .)");
+  CHECK(render("{{ first (list 1 2) }} {{ last (list 1 2) }} {{ sortAlpha (list \"b\" \"a\") }}") == "1 2 [a b]");
+  CHECK(render("{{ quote .user 1 nil }} {{ squote .user }} {{ cat \"a\" nil 1 }}") == "\"alice\" \"1\" 'alice' a 1");
+  CHECK(render("{{ repeat 3 \"ab\" }} {{ substr 1 3 .user }} {{ trunc 2 .user }} {{ trunc -2 .user }}") ==
+        "ababab li al ce");
+  CHECK(render("{{ .user | b32enc }} {{ \"MFWGSY3F\" | b32dec }} {{ .user | sha256sum }}") ==
+        "MFWGSY3F alice 2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90");
+  CHECK(render("{{ toPrettyJson (dict \"a\" (list 1) \"b\" (dict)) }}") ==
+        "{\n  \"a\": [\n    1\n  ],\n  \"b\": {}\n}");
+  CHECK(render("{{ toJson (dict \"a\" \"<&>\") }} {{ toRawJson (dict \"a\" \"<&>\") }}") ==
+        R"({"a":"\u003c\u0026\u003e"} {"a":"<&>"})");
+  CHECK(render("{{ html \"<a>&\" }} {{ urlquery \"a b&c\" }}") == "&lt;a&gt;&amp; a+b%26c");
+  CHECK(render("{{ regexMatch \"^a.*e$\" .user }} {{ regexMatch \"[0-9]\" .user }}") == "true false");
+  CHECK(render("{{ rest (list 1 2 3) }} {{ initial (list 1 2) }} {{ reverse (list 1 \"a\") }} {{ compact (list 0 \"x\" "
+               "nil) }} "
+               "{{ uniq (list 1 1 \"1\") }} {{ has 1 (list 1) }} {{ has 1.0 (list 1) }} {{ rest list | toJson }}") ==
+        "[2 3] [1] [a 1] [x] [1 1] true false null");
+  CHECK(render("{{ add 1 2 3 }} {{ sub 1 3 }} {{ mul 2 3 }} {{ div -7 2 }} {{ mod -7 3 }} {{ max 1 5 }} {{ min 1 5 }} "
+               "{{ add1 1.9 }} "
+               "{{ add 1 2 | typeOf }} {{ typeOf 1 }} {{ kindOf (dict) }} {{ mul 9223372036854775807 2 }}") ==
+        "6 -2 6 -3 -1 5 1 2 int64 int map -2");
+  CHECK(render("{{ nospace \" a b\\tc \" }} {{ .user | sha1sum }}") == "abc 522b276a356bdf39013dfabea2cd43e141ecc9e8");
+}
+
 TEST_CASE("unsupported template constructs and missing keys are clear errors") {
-  CHECK(error("{{ .nope }}") == "template: map has no entry for key \"nope\"");
-  CHECK(error("{{ if .user }}x{{ end }}") == "template: 'if' is not supported (no control flow; see docs/sync.md)");
-  CHECK(error("{{ range .cfg }}{{ end }}") == "template: 'range' is not supported (no control flow; see docs/sync.md)");
-  CHECK(error("{{ exec \"ls\" }}") == "template: function 'exec' is not supported (see docs/sync.md)");
-  CHECK(error("{{ $x := .user }}") == "template: variables are not supported");
-  CHECK(error("{{ .user ") == "template: unclosed action (missing '}}')");
-  CHECK(error("{{ .user.first }}") == "template: can't evaluate field \"first\" on a string value (use fromJson first)");
-  CHECK(error("{{ .user | fromJson }}") == "template: fromJson: the value is not valid JSON");
-  CHECK(error("{{ .user | b64dec }}") == "template: b64dec: the value is not valid base64");
-  CHECK(error("{{ }}") == "template: empty action");
-  CHECK(error("{{ 42 }}") == "template: number literals are not supported");
-  CHECK(error("{{ upper .user .pass }}") == "template: upper: wants 1 argument(s), got 2");
+  CHECK(error("{{ .nope }}") == "template: line 1: map has no entry for key \"nope\"");
+  CHECK(error("a\nb\n{{ .nope }}") == "template: line 3: map has no entry for key \"nope\"");
+  CHECK(error("{{ exec \"ls\" }}") == "template: line 1: function \"exec\" is not supported (see docs/sync.md)");
+  CHECK(error("{{ $x }}") == "template: line 1: undefined variable \"$x\"");
+  CHECK(error("{{ if true }}{{ $x := 1 }}{{ end }}{{ $x }}") == "template: line 1: undefined variable \"$x\"");
+  CHECK(error("{{ .user ") == "template: line 1: unclosed action");
+  CHECK(error("{{ if .user }}x") == "template: line 1: unexpected EOF (missing {{end}} of if)");
+  CHECK(error("x{{ end }}") == "template: line 1: unexpected {{end}}");
+  CHECK(error("{{ break }}") == "template: line 1: {{break}} outside {{range}}");
+  CHECK(error("{{ .user.first }}") == "template: line 1: can't evaluate field first in type string");
+  CHECK(error("{{ .user | fromJson }}") == "template: line 1: fromJson: the value is not valid JSON");
+  CHECK(error("{{ .user | b64dec }}") == "template: line 1: b64dec: the value is not valid base64");
+  CHECK(error("{{ }}") == "template: line 1: missing value for command");
+  CHECK(error("{{ nil }}") == "template: line 1: nil is not a command");
+  CHECK(error("{{ .user | }}") == "template: line 1: missing command");
+  CHECK(error("{{ upper .user .pass }}") == "template: line 1: wrong number of args for upper: want 1 got 2");
+  CHECK(error("{{ upper 1 }}") ==
+        "template: line 1: error calling upper: wrong type for value; expected string; got int");
+  CHECK(error("{{ eq 1 \"1\" }}") == "template: line 1: error calling eq: incompatible types for comparison");
+  CHECK(error("{{ get . \"user\" }}") ==
+        "template: line 1: error calling get: wrong type for value; expected map[string]interface {}; got "
+        "map[string]string");
+  CHECK(error("{{ template \"nope\" }}") == "template: line 1: no template \"nope\" associated with template");
+  CHECK(error("{{ upper \"\xc3\xa9\" }}") == "template: line 1: upper: text other than ASCII is not supported");
+  CHECK(error("{{ printf \"%+d\" 1 }}") == "template: line 1: printf: the flag '+' is not supported");
+  CHECK(error("{{ div 1 0 }}") == "template: line 1: error calling div: integer divide by zero");
+  CHECK(error("{{ add \"1\" 2 }}") == "template: line 1: add: text as a number is not supported");
+  CHECK(error("{{ repeat (add 1 1) \"x\" }}") ==
+        "template: line 1: error calling repeat: wrong type for value; expected int; got int64");
+  CHECK(error("{{ regexMatch \"(\" .user }}").starts_with("template: line 1: regexMatch: error parsing regexp"));
+  CHECK(error("{{ regexMatch (print \"(\" .pass) \"x\" }}") ==
+        "template: line 1: regexMatch: the expression (computed from data) is not valid");
   // No secret value appears in any message.
   CHECK(error("{{ .pass | fromJson }}").find("s3cr") == std::string::npos);
-  // A key computed from data is never quoted (found by fuzz_template: the
-  // trimmed value of my-key used as an index into a string).
-  CHECK(error("{{ index .user (index . \"my-key\" | trim) }}") ==
-        "template: can't evaluate index (a key computed from data) on a string value (use fromJson first)");
-  CHECK(error("{{ index . (.my-key | trim) }}").find("padded") == std::string::npos);
-  CHECK(error("{{ index . .user }}") == "template: map has no entry for key (a key computed from data)");
-  CHECK(error("{{ index (.cfg | fromJson) .pass }}") == "template: map has no entry for key (a key computed from data)");
-  CHECK(error("{{ index . \"nope\" }}") == "template: map has no entry for key \"nope\"");
+  CHECK(error("{{ range .pass }}{{ end }}") == "template: line 1: range can't iterate over a value of type string");
+  CHECK(error("{{ .pass | b64dec }}").find("s3cr") == std::string::npos);
+  CHECK(error("{{ printf \"%+d\" .pass }}").find("s3cr") == std::string::npos);
   CHECK(check_template("{{ .a | b64enc }}").has_value());
+  CHECK(check_template("{{ with .a }}{{ . }}{{ end }}").has_value());
   CHECK_FALSE(check_template("{{ with .a }}").has_value());
+}
+
+TEST_CASE("a template cannot exhaust memory or CPU") {
+  // Range iterations x nesting: a million steps at most.
+  CHECK(error("{{ range $a := splitList \"\" (repeat 1000 \"x\") }}{{ range $b := splitList \"\" (repeat 1001 \"y\") }}"
+              "{{ end }}{{ end }}") == "template: line 1: too much work (more than 1000000 steps): refused");
+  // Building a value in a loop is charged by its size: append in a range is quadratic.
+  CHECK(error("{{ $l := list }}{{ range $i := splitList \"\" (repeat 5000 \"x\") }}{{ $l = append $l $i }}{{ end }}") ==
+        "template: line 1: too much work (more than 1000000 steps): refused");
+  CHECK(render("{{ $l := list }}{{ range $i := splitList \"\" (repeat 500 \"x\") }}{{ $l = append $l $i }}{{ end }}{{ "
+               "len $l }}") == "500");
+  // Scanning a big value in a loop is charged too (has reads the whole list each time).
+  CHECK(error("{{ $l := splitList \"\" (repeat 5000 \"x\") }}{{ range $i := $l }}{{ if has \"y\" $l }}{{ end }}{{ end "
+              "}}") == "template: line 1: too much work (more than 1000000 steps): refused");
+  // Output and values: 8 MiB at most.
+  CHECK(error("{{ repeat 2000000 \"abcdefgh\" }}") == "template: line 1: a value would exceed 8 MiB: refused");
+  CHECK(error("{{ $s := repeat 1000000 \"abcdefgh\" }}{{ range $i := list 1 2 }}{{ $s }}{{ end }}") ==
+        "template: line 1: a value or the output exceeds 8 MiB");
+  // Recursion through templates and nesting of parentheses.
+  CHECK(error("{{ define \"r\" }}{{ template \"r\" . }}{{ end }}{{ template \"r\" . }}") ==
+        "template: line 1: exceeded maximum template depth (64)");
+  CHECK(error("{{" + std::string(100, '(') + ".user" + std::string(100, ')') + "}}") ==
+        "template: line 1: parentheses nested too deep");
 }
 
 // Found by tests/fuzz/template_diff against Go's text/template + Sprig (ESO engine v2).
 TEST_CASE("templates follow Go where ESO's engine would differ") {
   // Comments: "/*" right after "{{" (or "{{- "), "*/" right before "}}" (or " -}}").
   CHECK(render("a {{- /* c */ -}} b") == "ab");
-  CHECK(error("{{ /* c */ }}") == "template: unexpected '/' in action");
-  CHECK(error("{{/* c */ }}") == "template: a comment must end with \"*/\" right before the closing \"}}\"");
-  CHECK(error("{{/* a */ b */}}") == "template: a comment must end with \"*/\" right before the closing \"}}\"");
+  CHECK(error("{{ /* c */ }}") == "template: line 1: unexpected \"/\" in command");
+  CHECK(error("{{/* c */ }}") == "template: line 1: comment ends before closing delimiter");
+  CHECK(error("{{/* a */ b */}}") == "template: line 1: comment ends before closing delimiter");
   // toJson writes object members sorted by key, as Go's encoding/json does.
   CHECK(render(R"({{ "{\"b\":1,\"a\":{\"d\":[2],\"c\":null}}" | fromJson | toJson }})") ==
         R"({"a":{"c":null,"d":[2]},"b":1})");
-  // A JSON object or array is not text (Go prints map[...]); get wants a JSON object.
-  CHECK(error("{{ .cfg | fromJson }}") == "template: output: a JSON object or array is not text (use toJson)");
-  CHECK(error("{{ (.cfg | fromJson).list | toString }}") ==
-        "template: toString: a JSON object or array is not text (use toJson)");
-  CHECK(error("{{ get . \"user\" }}") ==
-        "template: get: wants a JSON object (the data map is not one: use index . \"key\")");
-  CHECK(render("{{ (.cfg | fromJson).db.host }}") == "h1");
+  // A float64 from fromJson is not an int: Go refuses the comparison.
+  CHECK(error("{{ eq (.cfg | fromJson).db.port 5432 }}") ==
+        "template: line 1: error calling eq: incompatible types for comparison");
+  CHECK(render("{{ eq (.cfg | fromJson).db.port 5432.0 }}") == "true");
+  // Two definitions of one template are an error (Go's parse package).
+  CHECK(error("{{ define \"b\" }}x{{ end }}{{ block \"b\" . }}y{{ end }}") ==
+        "template: line 1: template: multiple definition of template \"b\"");
+  // encoding/json's float64: 'e' form below 1e-6 and from 1e21, a one-digit exponent kept short.
+  CHECK(render("{{ toJson (list 0.0000001 1e21 1.5 100) }}") == "[1e-7,1e+21,1.5,100]");
+  // %q and quote escape as strconv.Quote.
+  CHECK(render("{{ \"t\\tx\\x01\\u00a0\xc3\xa9\\xff\" | quote }}") == "\"t\\tx\\x01\\u00a0\xc3\xa9\\xff\"");
 }
