@@ -4,7 +4,7 @@
 // token lookup),
 // AWS Secrets Manager (GetSecretValue, DescribeSecret, writes), Azure Key
 // Vault and GCP Secret Manager (OAuth token answers, secret and version
-// reads, writes), the snapshot object stores on S3, Google Cloud Storage
+// reads, list pages with tags / labels for find, writes), the snapshot object stores on S3, Google Cloud Storage
 // and Azure Blob Storage (listings, objects, uploads), success and error
 // bodies. The real providers talk HTTP to the scripted loopback server
 // (scripted_server.hpp).
@@ -21,7 +21,7 @@
 // under the prefix "p/"); op one of fetch, fetch_all, validate,
 // fetch_metadata (metadataPolicy Fetch), describe, ensure, put, put_new,
 // put_md, put_md_string (with PushSecretMetadata), remove (pull ops for
-// vault/aws, push ops for aws/azure/gcp); then the answers, in the order the provider asks:
+// vault/aws/azure/gcp/conjur, push ops for aws/azure/gcp); then the answers, in the order the provider asks:
 // blocks separated by a line "--", each "<status>\n<body>".
 //
 // The providers' pauses between retries (providers::sleep_for, called from
@@ -236,6 +236,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     auto p = providers::make_azure_provider(ex, std::move(s), health);
     fuzz::require(p.has_value(), "azure provider");
+    pull = *p;
     push = *p;
   } else if (provider == "gcp" || provider == "gcp-federation") {
     sync::GcpSpec s;
@@ -255,6 +256,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     auto p = providers::make_gcp_provider(ex, std::move(s), health);
     fuzz::require(p.has_value(), "gcp provider");
+    pull = *p;
     push = *p;
   } else if (provider == "conjur" || provider == "conjur-jwt") {
     sync::ConjurSpec s;

@@ -352,7 +352,7 @@ struct Gcp {
   TempDir dir{"rootseal-gcp"};
   std::string key_json;
   std::unique_ptr<PyDouble> d;
-  Gcp() {
+  explicit Gcp(std::vector<std::string> extra = {}) {
     REQUIRE(run_command("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " + (dir / "sa.pem").string() +
                         " 2>/dev/null").status == 0);
     std::ifstream in(dir / "sa.pem");
@@ -370,8 +370,10 @@ struct Gcp {
       std::ofstream(dir / "sa.json") << key_json;
     };
     write("https://oauth2.googleapis.com/token");
-    d = std::make_unique<PyDouble>("gcp_secretmanager", std::vector<std::string>{
-        "--service-account", (dir / "sa.json").string(), "--project", "proj-1:123456", "--token", "reader-token"});
+    std::vector<std::string> args{"--service-account", (dir / "sa.json").string(), "--project", "proj-1:123456",
+                                  "--token", "reader-token"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    d = std::make_unique<PyDouble>("gcp_secretmanager", std::move(args));
     write(d->url() + "/token");
   }
   json::value get(const std::string& path) const {
@@ -535,6 +537,138 @@ TEST_CASE("gcp pull: latest and numbered versions, CRC32C-checked payloads, miss
   auto bad = loop.run(selected(pull, {"api", "", "newest", sync::DecodingStrategy::none}));
   REQUIRE_FALSE(bad);
   CHECK(bad.error().code == kms::Errc::invalid_argument);
+}
+
+namespace {
+
+std::vector<std::string> keys_of(const sync::SecretMap& m) {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : m) out.push_back(k);
+  return out;
+}
+
+// A GCP secret written through the REST API with curl (an independent client):
+// labels, and one version with `value` unless it is empty.
+void gcp_put(const Gcp& g, const std::string& id, const std::string& labels, const std::string& value) {
+  const std::string base = g.d->url() + "/v1/projects/proj-1/secrets";
+  REQUIRE(run_command("curl -sf -X POST -H 'Authorization: Bearer reader-token' -d '{\"replication\":{\"automatic\":{}},"
+                      "\"labels\":" + labels + "}' '" + base + "?secretId=" + id + "'").status == 0);
+  if (value.empty()) return;
+  const auto b64 = kms::base64_encode(std::span(reinterpret_cast<const std::uint8_t*>(value.data()), value.size()));
+  REQUIRE(run_command("curl -sf -X POST -H 'Authorization: Bearer reader-token' -d '{\"payload\":{\"data\":\"" + b64 +
+                      "\"}}' '" + base + "/" + id + ":addVersion'").status == 0);
+}
+
+}  // namespace
+
+TEST_CASE("azure find: every page of the list, by name regexp and by tags, disabled secrets skipped, path refused") {
+  Azure az;
+  // 27 tagged secrets (two pages of 25), a disabled one and one of another team, written with curl.
+  const std::string put = "curl -sf -o /dev/null -X PUT -H 'Authorization: Bearer reader-token' -H 'Content-Type: application/json' ";
+  for (const auto& [first, team] : {std::pair{"0", "a"}, std::pair{"1", "b"}}) {
+    REQUIRE(run_command(std::string("for i in $(seq -w ") + first + " 2 26); do " + put +
+                        "-d \"{\\\"value\\\":\\\"v-$i\\\",\\\"tags\\\":{\\\"team\\\":\\\"" + team + "\\\"}}\" \"" +
+                        az.d.url() + "/secrets/app-$i?api-version=7.4\" || exit 1; done").status == 0);
+  }
+  REQUIRE(run_command(put + "-d '{\"value\":\"off\",\"attributes\":{\"enabled\":false},\"tags\":{\"team\":\"a\"}}' '" +
+                      az.d.url() + "/secrets/app-off?api-version=7.4'").status == 0);
+  REQUIRE(run_command(put + "-d '{\"value\":\"o\",\"tags\":{\"team\":\"a\",\"x\":\"y\"}}' '" + az.d.url() +
+                      "/secrets/other?api-version=7.4'").status == 0);
+  Loop loop;
+  auto p = make_azure(loop, az.spec());
+  std::shared_ptr<sync::Provider> pull = p;
+
+  sync::FindRequest by_name;
+  by_name.name_matches = [](std::string_view n) { return n.starts_with("app-"); };
+  auto named = loop.run(pull->find(by_name));
+  REQUIRE(named);
+  CHECK(named->size() == 27);  // both pages; app-off (disabled) skipped
+  CHECK_FALSE(named->contains("app-off"));
+  CHECK(text(named->at("app-00")) == "v-00");
+  CHECK(text(named->at("app-26")) == "v-26");  // on the second page
+
+  sync::FindRequest by_tags;
+  by_tags.tags = {{"team", "a"}};
+  auto tagged = loop.run(pull->find(by_tags));
+  REQUIRE(tagged);
+  CHECK(tagged->size() == 15);  // app-00, 02, ..., 26 and other
+  CHECK(tagged->contains("other"));
+  CHECK_FALSE(tagged->contains("app-01"));
+  by_tags.tags = {{"team", "a"}, {"x", "y"}};
+  auto both_tags = loop.run(pull->find(by_tags));
+  REQUIRE(both_tags);
+  CHECK(keys_of(*both_tags) == std::vector<std::string>{"other"});
+  by_tags.name_matches = [](std::string_view n) { return n.starts_with("app-"); };
+  auto none = loop.run(pull->find(by_tags));
+  REQUIRE(none);
+  CHECK(none->empty());
+
+  auto all = loop.run(pull->find(sync::FindRequest{}));  // neither: every enabled secret (ESO's Azure provider)
+  REQUIRE(all);
+  CHECK(all->size() == 28);
+
+  sync::FindRequest with_path;
+  with_path.path = "app";
+  auto refused = loop.run(pull->find(with_path));
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().code == kms::Errc::invalid_argument);
+  CHECK(refused.error().message.find("find.path") != std::string::npos);
+}
+
+TEST_CASE("gcp find: every page of ListSecrets, by name regexp with path, by labels, refusals") {
+  Gcp g({"--page-limit", "2"});
+  gcp_put(g, "db-a", R"({"env":"prod"})", "va");
+  gcp_put(g, "db-b", R"({"env":"prod","tier":"x"})", "vb");
+  gcp_put(g, "db-c", R"({"env":"dev"})", "vc");
+  gcp_put(g, "team-db", R"({"env":"prod"})", "vt");
+  gcp_put(g, "db-empty", R"({"env":"staging"})", "");
+  Loop loop;
+  auto p = make_gcp(loop, g.spec());
+  std::shared_ptr<sync::Provider> pull = p;
+
+  sync::FindRequest by_name;
+  by_name.name_matches = [](std::string_view n) { return n.find("db") != std::string_view::npos && n != "db-empty"; };
+  auto named = loop.run(pull->find(by_name));
+  REQUIRE(named);
+  CHECK(keys_of(*named) == std::vector<std::string>{"db-a", "db-b", "db-c", "team-db"});  // three pages of two
+  CHECK(text(named->at("db-b")) == "vb");
+  by_name.path = "db-";
+  auto prefixed = loop.run(pull->find(by_name));
+  REQUIRE(prefixed);
+  CHECK(keys_of(*prefixed) == std::vector<std::string>{"db-a", "db-b", "db-c"});  // team-db: not a prefix
+
+  sync::FindRequest by_labels;
+  by_labels.tags = {{"env", "prod"}};
+  auto labelled = loop.run(pull->find(by_labels));
+  REQUIRE(labelled);
+  CHECK(keys_of(*labelled) == std::vector<std::string>{"db-a", "db-b", "team-db"});
+  CHECK(text(labelled->at("team-db")) == "vt");
+  by_labels.tags = {{"env", "prod"}, {"tier", "x"}};
+  auto two = loop.run(pull->find(by_labels));
+  REQUIRE(two);
+  CHECK(keys_of(*two) == std::vector<std::string>{"db-b"});
+  by_labels.tags = {{"env", "prod"}};
+  by_labels.path = "team";
+  auto in_path = loop.run(pull->find(by_labels));
+  REQUIRE(in_path);
+  CHECK(keys_of(*in_path) == std::vector<std::string>{"team-db"});
+
+  sync::FindRequest staging;
+  staging.tags = {{"env", "staging"}};
+  auto no_version = loop.run(pull->find(staging));
+  REQUIRE_FALSE(no_version);
+  CHECK(no_version.error().code == kms::Errc::not_found);
+
+  auto neither = loop.run(pull->find(sync::FindRequest{}));
+  REQUIRE_FALSE(neither);
+  CHECK(neither.error().code == kms::Errc::invalid_argument);
+  CHECK(neither.error().message == "gcp: unexpected find operator");
+  sync::FindRequest both;
+  both.name_matches = [](std::string_view) { return true; };
+  both.tags = {{"env", "prod"}};
+  auto refused = loop.run(pull->find(both));
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().code == kms::Errc::invalid_argument);
 }
 
 namespace {
