@@ -538,6 +538,34 @@ class Identity(unittest.TestCase):
         self.assertLessEqual(len(got), 2)
         self.assert_no_azure_tokens_leaked(ns)
 
+    def test_azure_find_by_name_and_tags(self):
+        """dataFrom.find on Azure Key Vault as ESO's provider: the secrets list (tags on its items), then
+        each match's latest value; find.path refused by name."""
+        ns = self.ns("id-az-find")
+        self.az_service_account(ns)
+        for name, team in (("a", "red"), ("b", "blue"), ("c", "red")):
+            st, _ = self.az_req("PUT", "/secrets/%s-%s" % (ns, name),
+                                {"value": "value-" + name, "tags": {"team": team, "ns": ns}})
+            self.assertEqual(st, 200)
+        self.az_store(ns)
+        self.env.external_secret(ns, "by-name", [], refresh="1h", target={"name": "by-name"}, store="azure",
+                                 data_from=[{"find": {"name": {"regexp": "^%s-[ab]$" % ns}}}])
+        self.env.external_secret(ns, "by-tag", [], refresh="1h", target={"name": "by-tag"}, store="azure",
+                                 data_from=[{"find": {"tags": {"team": "red", "ns": ns}}}])
+        self.env.external_secret(ns, "by-path", [], refresh="1h", target={"name": "by-path"}, store="azure",
+                                 data_from=[{"find": {"path": ns, "name": {"regexp": "a"}}}])
+        self.env.wait(lambda: (self.kube.secret(ns, "by-name") or {}).get("data") is not None and
+                      (self.kube.secret(ns, "by-tag") or {}).get("data") is not None, "find synced")
+        got = {n: {k: base64.b64decode(v).decode() for k, v in self.kube.secret(ns, n)["data"].items()}
+               for n in ("by-name", "by-tag")}
+        self.assertEqual(got["by-name"], {ns + "-a": "value-a", ns + "-b": "value-b"})
+        self.assertEqual(got["by-tag"], {ns + "-a": "value-a", ns + "-c": "value-c"})
+        refused = self.env.wait(lambda: (self.kube.ready(ns, "by-path") or [None])[0] == "False" and
+                                self.kube.ready(ns, "by-path"), "by-path refused")
+        self.assertIn("azure: find.path is not served by rootseal", refused[2])
+        self.assertIsNone(self.kube.secret(ns, "by-path"))
+        self.assert_no_azure_tokens_leaked(ns)
+
     def test_azure_workload_identity_refusals_are_clear(self):
         # A store in another namespace cannot use the ServiceAccount (ESO's message), and never asks for its token.
         owner, thief = self.ns("id-az-owner"), self.ns("id-az-thief")
@@ -652,9 +680,11 @@ class Identity(unittest.TestCase):
         finally:
             c.close()
 
-    def gcp_put(self, sid, value):
-        self.gcp_req("POST", "/v1/projects/%s/secrets?secretId=%s" % (GCP_PROJECT, sid),
-                     {"replication": {"automatic": {}}})
+    def gcp_put(self, sid, value, labels=None):
+        secret = {"replication": {"automatic": {}}}
+        if labels:
+            secret["labels"] = labels
+        self.gcp_req("POST", "/v1/projects/%s/secrets?secretId=%s" % (GCP_PROJECT, sid), secret)
         st, out = self.gcp_req("POST", "/v1/projects/%s/secrets/%s:addVersion" % (GCP_PROJECT, sid),
                                {"payload": {"data": b64(value)}})
         self.assertEqual(st, 200, out)
@@ -681,6 +711,35 @@ class Identity(unittest.TestCase):
         with ENV.gcp.state.lock:
             tokens = [t for t in ENV.gcp.state.tokens if t != GCP_ADMIN]
         self.assert_tokens_not_shown(ns, tokens, lambda t: t[8:])
+    def test_gcp_find_by_name_and_labels(self):
+        """dataFrom.find on GCP Secret Manager as ESO's provider: ListSecrets (a labels filter for tags),
+        then each match's latest version; name with tags refused by name."""
+        ns = self.ns("id-gcp-find")
+        self.kube.create("/api/v1/namespaces/%s/serviceaccounts" % ns, {
+            "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {
+                "name": "app", "namespace": ns, "annotations": {"iam.gke.io/gcp-service-account": GCP_READER}}})
+        ENV.gcp.allow_impersonation(GCP_READER, self.gcp_principal(ns))
+        for name, team in (("a", "red"), ("b", "blue"), ("c", "red")):
+            self.gcp_put("%s-%s" % (ns, name), "value-" + name, labels={"team": team, "ns": ns})
+        self.gcp_store(ns, self.wif())
+        self.env.external_secret(ns, "by-name", [], refresh="1h", target={"name": "by-name"}, store="gcp",
+                                 data_from=[{"find": {"name": {"regexp": "-[ab]$"}, "path": ns + "-"}}])
+        self.env.external_secret(ns, "by-tag", [], refresh="1h", target={"name": "by-tag"}, store="gcp",
+                                 data_from=[{"find": {"tags": {"team": "red", "ns": ns}}}])
+        self.env.external_secret(ns, "both", [], refresh="1h", target={"name": "both"}, store="gcp",
+                                 data_from=[{"find": {"tags": {"team": "red"}, "name": {"regexp": "a"}}}])
+        self.env.wait(lambda: (self.kube.secret(ns, "by-name") or {}).get("data") is not None and
+                      (self.kube.secret(ns, "by-tag") or {}).get("data") is not None, "find synced")
+        got = {n: {k: base64.b64decode(v).decode() for k, v in self.kube.secret(ns, n)["data"].items()}
+               for n in ("by-name", "by-tag")}
+        self.assertEqual(got["by-name"], {ns + "-a": "value-a", ns + "-b": "value-b"})
+        self.assertEqual(got["by-tag"], {ns + "-a": "value-a", ns + "-c": "value-c"})
+        refused = self.env.wait(lambda: (self.kube.ready(ns, "both") or [None])[0] == "False" and
+                                self.kube.ready(ns, "both"), "both refused")
+        self.assertIn("gcp: find.name and find.tags together are not served by rootseal", refused[2])
+        self.assertIsNone(self.kube.secret(ns, "both"))
+        self.assert_no_gcp_tokens_leaked(ns)
+
     def test_gcp_workload_identity_federation_pull_and_push_impersonating(self):
         ns = self.ns("id-gcp")
         self.kube.create("/api/v1/namespaces/%s/serviceaccounts" % ns, {

@@ -652,6 +652,10 @@ TEST_CASE("gcp find: every page of ListSecrets, by name regexp with path, by lab
   auto in_path = loop.run(pull->find(by_labels));
   REQUIRE(in_path);
   CHECK(keys_of(*in_path) == std::vector<std::string>{"team-db"});
+  by_labels.path = "db";  // the filter name:db also matches team-db; the path is a prefix (ESO)
+  auto prefix_only = loop.run(pull->find(by_labels));
+  REQUIRE(prefix_only);
+  CHECK(keys_of(*prefix_only) == std::vector<std::string>{"db-a", "db-b"});
 
   sync::FindRequest staging;
   staging.tags = {{"env", "staging"}};
