@@ -615,6 +615,77 @@ TEST_CASE("azure find: every page of the list, by name regexp and by tags, disab
   CHECK(refused.error().message.find("find.path") != std::string::npos);
 }
 
+TEST_CASE("gcp metadataPolicy Fetch: annotations and labels as Go marshals them, property selects, missing is not_found") {
+  Gcp g;
+  gcp_put(g, "meta", R"({"team":"a","env":"prod"})", "v");
+  REQUIRE(run_command("curl -sf -o /dev/null -X PATCH -H 'Authorization: Bearer reader-token' -d '{\"annotations\":{\"note\":\"<x>\"}}' '" +
+                      g.d->url() + "/v1/projects/proj-1/secrets/meta?updateMask=annotations'").status == 0);
+  gcp_put(g, "bare", "{}", "v");
+  Loop loop;
+  auto p = make_gcp(loop, g.spec());
+  auto got = loop.run(p->fetch_metadata({"meta", ""}));
+  REQUIRE(got);
+  CHECK(text(*got) == R"({"annotations":{"note":"\u003cx\u003e"},"labels":{"env":"prod","team":"a"}})");
+  auto team = sync::select_value(std::move(*got), "labels.team", sync::DecodingStrategy::none, p->value_format());
+  REQUIRE(team);
+  CHECK(text(*team) == "a");
+  auto bare = loop.run(p->fetch_metadata({"bare", ""}));
+  REQUIRE(bare);
+  CHECK(text(*bare) == R"({"annotations":null,"labels":null})");  // Go: nil maps
+  auto missing = loop.run(p->fetch_metadata({"nope", ""}));
+  REQUIRE_FALSE(missing);
+  CHECK(missing.error().code == kms::Errc::not_found);  // ESO's GCP provider: NoSecretErr
+  auto versioned = loop.run(p->fetch_metadata({"meta", "1"}));
+  REQUIRE_FALSE(versioned);
+  CHECK(versioned.error().code == kms::Errc::invalid_argument);
+}
+
+TEST_CASE("azure push metadata: tags, contentType and expirationDate written as ESO's provider, rewritten when they change") {
+  Azure az;
+  Loop loop;
+  auto p = make_azure(loop, az.spec());
+  sync::PushMetadata md;
+  md.tags = {{"team", "a"}};
+  md.content_type = "application/json";
+  md.expires = 1893549845;
+  sync::PushRef ref{"with-md", "", &md};
+  auto first = loop.run(p->put_if_changed(ref, secure("v1")));
+  REQUIRE(first);
+  CHECK(first->written);
+  auto got = az.get("/secrets/with-md");
+  CHECK(got.at("tags") == json::parse(R"({"managed-by":"rootseal","team":"a"})"));
+  CHECK(got.at("contentType") == "application/json");
+  CHECK(got.at("attributes").at("exp") == 1893549845);
+
+  for (int i = 0; i < 3; ++i) {  // idle refreshes: nothing written
+    auto same = loop.run(p->put_if_changed(ref, secure("v1")));
+    REQUIRE(same);
+    CHECK_FALSE(same->written);
+  }
+  CHECK(p->counters().writes == 1);
+
+  md.tags = {{"team", "b"}};  // a tag change alone is written (a new version)
+  auto retagged = loop.run(p->put_if_changed(ref, secure("v1")));
+  REQUIRE(retagged);
+  CHECK(retagged->written);
+  CHECK(az.get("/secrets/with-md").at("tags") == json::parse(R"({"managed-by":"rootseal","team":"b"})"));
+  md.expires.reset();  // the expiry removed: written without exp, as ESO
+  REQUIRE(loop.run(p->put_if_changed(ref, secure("v1")))->written);
+  CHECK_FALSE(az.get("/secrets/with-md").at("attributes").as_object().contains("exp"));
+  md.content_type = "text/x";
+  REQUIRE(loop.run(p->put_if_changed(ref, secure("v1")))->written);
+  CHECK(az.get("/secrets/with-md").at("contentType") == "text/x");
+
+  // Without metadata: a new value keeps the secret's contentType; the user's tags go (ESO's PUT).
+  auto plain = loop.run(p->put_if_changed({"with-md", ""}, secure("v2")));
+  REQUIRE(plain);
+  CHECK(plain->written);
+  got = az.get("/secrets/with-md");
+  CHECK(got.at("value") == "v2");
+  CHECK(got.at("contentType") == "text/x");
+  CHECK(got.at("tags") == json::parse(R"({"managed-by":"rootseal"})"));
+}
+
 TEST_CASE("gcp find: every page of ListSecrets, by name regexp with path, by labels, refusals") {
   Gcp g({"--page-limit", "2"});
   gcp_put(g, "db-a", R"({"env":"prod"})", "va");

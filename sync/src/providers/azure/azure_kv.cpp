@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <cstdint>
+#include <map>
 #include <optional>
 #include <vector>
 
@@ -30,6 +32,10 @@ bool valid_version(std::string_view v) {
          std::all_of(v.begin(), v.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; });
 }
 
+void quote(std::string_view s, SecureBuffer& out) {
+  json_quote(std::span(reinterpret_cast<const std::uint8_t*>(s.data()), s.size()), out);
+}
+
 bool valid_name(std::string_view n) {
   if (n.empty() || n.size() > 127) return false;
   return std::all_of(n.begin(), n.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-'; });
@@ -39,6 +45,9 @@ struct Current {
   bool exists = false;
   bool managed = false;
   std::optional<kms::SecureBytes> value;
+  std::string content_type;
+  std::optional<std::int64_t> expires;  // attributes.exp
+  std::map<std::string, std::string, std::less<>> tags;
 };
 
 class AzureImpl final : public AzureKeyVault {
@@ -153,11 +162,37 @@ class AzureImpl final : public AzureKeyVault {
     if (c.exists && if_not_exists && c.value) co_return PushOutcome{false, false, {}};
     if (!is_utf8(value.span())) co_return fail(Errc::invalid_argument, "azure: Key Vault secret values are text; the value is not UTF-8");
     ROOTSEAL_CO_LET(desired, with_property("azure", c.value ? &*c.value : nullptr, ref.property, value));
-    if (c.value && *c.value == desired) co_return PushOutcome{false, false, {}};
-    SecureBuffer body(128 + desired.size() * 2);
+    const PushMetadata* md = ref.metadata;
+    // ESO's Azure provider: the tags are managed-by and the metadata's; contentType the metadata's, else
+    // the secret's own (rootseal: text/plain for a new one); attributes.exp the metadata's expirationDate.
+    std::map<std::string, std::string, std::less<>> tags{{"managed-by", "rootseal"}};
+    if (md != nullptr) tags.insert(md->tags.begin(), md->tags.end());
+    const std::optional<std::int64_t> expires = md != nullptr ? md->expires : std::nullopt;
+    std::string content_type = md != nullptr ? md->content_type : std::string();
+    // Unchanged as ESO decides (value, expiry, a contentType asked for), and rootseal also writes when the
+    // metadata's tags are not those of the secret (ESO would leave them until the value changes).
+    const bool same = c.value && *c.value == desired && c.expires == expires &&
+                      (content_type.empty() || content_type == c.content_type) &&
+                      (md == nullptr || md->tags.empty() || c.tags == tags);
+    if (same) co_return PushOutcome{false, false, {}};
+    if (content_type.empty()) content_type = c.content_type.empty() ? "text/plain" : c.content_type;
+    SecureBuffer body(256 + desired.size() * 2);
     body.append(R"({"value":)");
     json_quote(desired.span(), body);
-    body.append(R"(,"contentType":"text/plain","attributes":{"enabled":true},"tags":{"managed-by":"rootseal"}})");
+    body.append(R"(,"contentType":)");
+    quote(content_type, body);
+    body.append(R"(,"attributes":{"enabled":true)");
+    if (expires) body.append(R"(,"exp":)" + std::to_string(*expires));
+    body.append(R"(},"tags":{)");
+    bool first = true;
+    for (const auto& [k, v] : tags) {
+      if (!first) body.push_back(',');
+      first = false;
+      quote(k, body);
+      body.push_back(':');
+      quote(v, body);
+    }
+    body.append("}}");
     ++counters_.writes;
     ROOTSEAL_CO_LET(r, co_await call(http::verb::put, "/secrets/" + std::string(ref.remote_key), body.view()));
     if (r.status != 200)
@@ -243,9 +278,16 @@ class AzureImpl final : public AzureKeyVault {
     if (root.is_object()) {
       if (const auto* tags = root.as_object().if_contains("tags"); tags && tags->is_object()) {
         c.managed = json_string(*tags, "managed-by") == "rootseal";
+        for (const auto& t : tags->as_object()) {
+          if (t.value().is_string()) c.tags.insert_or_assign(std::string(t.key()), std::string(t.value().as_string()));
+        }
       }
       if (const auto* v = root.as_object().if_contains("value"); v && v->is_string()) {
         c.value = kms::SecureBytes::copy_of(std::string_view(v->as_string()));
+      }
+      c.content_type = std::string(json_string(root, "contentType"));
+      if (const auto* a = root.as_object().if_contains("attributes"); a && a->is_object()) {
+        if (const auto* exp = a->as_object().if_contains("exp"); exp && exp->is_int64()) c.expires = exp->as_int64();
       }
     }
     co_return c;

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <chrono>
+#include <map>
 #include <optional>
 #include <vector>
 
@@ -84,6 +85,49 @@ class GcpImpl final : public GcpSecretManager {
                      "gcp: secret \"" + ref.key + "\" version " + version + " not found or not enabled");
     }
     co_return std::move(*value);
+  }
+
+  // ESO's metadataPolicy Fetch (getSecretMetadata): the secret's annotations
+  // and labels as Go marshals a map[string]map[string]string
+  // ({"annotations":{...},"labels":{...}}, keys sorted, none as null);
+  // `property` ("labels", "labels.<k>", "annotations.<k>") selects from it.
+  // A missing secret is not_found (ESO: NoSecretErr). A version is refused:
+  // metadata has none (ESO ignores it).
+  Task<kms::SecureBytes> fetch_metadata(const RemoteKey& ref) override {
+    if (!valid_id(ref.key)) co_return fail(Errc::invalid_argument, "gcp: secret ids must match ^[a-zA-Z0-9_-]{1,255}$");
+    if (!ref.version.empty()) {
+      co_return fail(Errc::invalid_argument,
+                     "gcp: metadataPolicy Fetch reads the secret's labels and annotations, which have no versions; "
+                     "remove remoteRef.version");
+    }
+    ROOTSEAL_CO_LET(r, co_await call(http::verb::get, base() + "/" + ref.key, {}));
+    if (r.status == 404) co_return fail(Errc::not_found, "gcp: secret \"" + ref.key + "\" not found");
+    if (r.status != 200) co_return fail(errc_for_status(r.status), "gcp: reading the secret failed: " + google_error(r));
+    auto doc = SecureJson::parse(r.body.view());
+    if (!doc || !(*doc)->root().is_object()) co_return fail(Errc::unavailable, "gcp: the answer is not a JSON object");
+    const auto& root = (*doc)->root().as_object();
+    std::string out = "{";
+    for (const std::string_view field : {"annotations", "labels"}) {
+      if (out.size() > 1) out += ',';
+      out += "\"" + std::string(field) + "\":";
+      std::map<std::string, std::string, std::less<>> m;
+      if (const auto* v = root.if_contains(field); v != nullptr && !v->is_null()) {
+        if (!v->is_object()) co_return fail(Errc::unavailable, "gcp: the secret's " + std::string(field) + " is not an object");
+        for (const auto& kv : v->as_object()) {
+          if (!kv.value().is_string())
+            co_return fail(Errc::unavailable, "gcp: the secret's " + std::string(field) + " hold a value that is not a string");
+          m.emplace(std::string(kv.key()), std::string(kv.value().as_string()));
+        }
+      }
+      if (m.empty()) {
+        out += "null";  // Go: a nil map
+      } else {
+        const auto json_map = go_string_map_json(m);
+        out.append(reinterpret_cast<const char*>(json_map.data()), json_map.size());
+      }
+    }
+    out += '}';
+    co_return kms::SecureBytes::copy_of(std::string_view(out));
   }
 
   // ESO's GCP GetAllSecrets: with find.name, ListSecrets (filter
