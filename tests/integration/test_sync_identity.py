@@ -538,6 +538,20 @@ class Identity(unittest.TestCase):
         self.assertLessEqual(len(got), 2)
         self.assert_no_azure_tokens_leaked(ns)
 
+    def assert_found_a_b_c(self, ns, refused_name, refusal):
+        """The find tests' outcome: by-name holds <ns>-a and -b, by-tag -a and -c (secrets a/red, b/blue,
+        c/red), and `refused_name` is Ready=False with `refusal` in its message and no Secret."""
+        self.env.wait(lambda: (self.kube.secret(ns, "by-name") or {}).get("data") is not None and
+                      (self.kube.secret(ns, "by-tag") or {}).get("data") is not None, "find synced")
+        got = {n: {k: base64.b64decode(v).decode() for k, v in self.kube.secret(ns, n)["data"].items()}
+               for n in ("by-name", "by-tag")}
+        self.assertEqual(got["by-name"], {ns + "-a": "value-a", ns + "-b": "value-b"})
+        self.assertEqual(got["by-tag"], {ns + "-a": "value-a", ns + "-c": "value-c"})
+        refused = self.env.wait(lambda: (self.kube.ready(ns, refused_name) or [None])[0] == "False" and
+                                self.kube.ready(ns, refused_name), refused_name + " refused")
+        self.assertIn(refusal, refused[2])
+        self.assertIsNone(self.kube.secret(ns, refused_name))
+
     def test_azure_find_by_name_and_tags(self):
         """dataFrom.find on Azure Key Vault as ESO's provider: the secrets list (tags on its items), then
         each match's latest value; find.path refused by name."""
@@ -554,16 +568,7 @@ class Identity(unittest.TestCase):
                                  data_from=[{"find": {"tags": {"team": "red", "ns": ns}}}])
         self.env.external_secret(ns, "by-path", [], refresh="1h", target={"name": "by-path"}, store="azure",
                                  data_from=[{"find": {"path": ns, "name": {"regexp": "a"}}}])
-        self.env.wait(lambda: (self.kube.secret(ns, "by-name") or {}).get("data") is not None and
-                      (self.kube.secret(ns, "by-tag") or {}).get("data") is not None, "find synced")
-        got = {n: {k: base64.b64decode(v).decode() for k, v in self.kube.secret(ns, n)["data"].items()}
-               for n in ("by-name", "by-tag")}
-        self.assertEqual(got["by-name"], {ns + "-a": "value-a", ns + "-b": "value-b"})
-        self.assertEqual(got["by-tag"], {ns + "-a": "value-a", ns + "-c": "value-c"})
-        refused = self.env.wait(lambda: (self.kube.ready(ns, "by-path") or [None])[0] == "False" and
-                                self.kube.ready(ns, "by-path"), "by-path refused")
-        self.assertIn("azure: find.path is not served by rootseal", refused[2])
-        self.assertIsNone(self.kube.secret(ns, "by-path"))
+        self.assert_found_a_b_c(ns, "by-path", "azure: find.path is not served by rootseal")
         self.assert_no_azure_tokens_leaked(ns)
 
     def test_azure_workload_identity_refusals_are_clear(self):
@@ -728,16 +733,7 @@ class Identity(unittest.TestCase):
                                  data_from=[{"find": {"tags": {"team": "red", "ns": ns}}}])
         self.env.external_secret(ns, "both", [], refresh="1h", target={"name": "both"}, store="gcp",
                                  data_from=[{"find": {"tags": {"team": "red"}, "name": {"regexp": "a"}}}])
-        self.env.wait(lambda: (self.kube.secret(ns, "by-name") or {}).get("data") is not None and
-                      (self.kube.secret(ns, "by-tag") or {}).get("data") is not None, "find synced")
-        got = {n: {k: base64.b64decode(v).decode() for k, v in self.kube.secret(ns, n)["data"].items()}
-               for n in ("by-name", "by-tag")}
-        self.assertEqual(got["by-name"], {ns + "-a": "value-a", ns + "-b": "value-b"})
-        self.assertEqual(got["by-tag"], {ns + "-a": "value-a", ns + "-c": "value-c"})
-        refused = self.env.wait(lambda: (self.kube.ready(ns, "both") or [None])[0] == "False" and
-                                self.kube.ready(ns, "both"), "both refused")
-        self.assertIn("gcp: find.name and find.tags together are not served by rootseal", refused[2])
-        self.assertIsNone(self.kube.secret(ns, "both"))
+        self.assert_found_a_b_c(ns, "both", "gcp: find.name and find.tags together are not served by rootseal")
         self.assert_no_gcp_tokens_leaked(ns)
 
     def test_gcp_workload_identity_federation_pull_and_push_impersonating(self):
