@@ -352,16 +352,17 @@ asio::awaitable<kms::Result<std::vector<std::optional<PushMetadata>>>> PushSecre
       const auto applied = metadata_fields_applied(t.provider->kind());
       if (applied.empty()) {
         co_return kms::fail(Errc::invalid_argument,
-                            "invalid PushSecret: spec.data[" + std::to_string(i) + "].metadata: not supported by rootseal for " +
-                                std::string(t.provider->kind()) + " stores (" + t.label +
+                            "invalid PushSecret: spec.data[" + std::to_string(i) +
+                                "].metadata: not supported by rootseal for " + std::string(t.provider->kind()) +
+                                " stores (" + t.label +
                                 "); PushSecretMetadata is applied to AWS Secrets Manager and Azure Key Vault only");
       }
       for (const auto& field : d.metadata->fields) {
         if (std::find(applied.begin(), applied.end(), field) != applied.end()) continue;
-        co_return kms::fail(Errc::invalid_argument,
-                            "invalid PushSecret: spec.data[" + std::to_string(i) + "].metadata.spec." + field +
-                                ": not supported by rootseal for " + std::string(t.provider->kind()) + " stores (" +
-                                t.label + ")");
+        co_return kms::fail(Errc::invalid_argument, "invalid PushSecret: spec.data[" + std::to_string(i) +
+                                                        "].metadata.spec." + field +
+                                                        ": not supported by rootseal for " +
+                                                        std::string(t.provider->kind()) + " stores (" + t.label + ")");
       }
     }
     PushMetadata md = *d.metadata;

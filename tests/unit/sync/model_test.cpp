@@ -648,7 +648,9 @@ TEST_CASE("PushSecret data[].metadata: ESO's PushSecretMetadata for AWS, every o
             "resourcePolicy, replicationLocations, contentType, expirationDate)");
   // Azure's fields: contentType, expirationDate (RFC 3339, as Unix seconds); the fields given are recorded.
   {
-    auto az = with(head + R"("spec":{"contentType":"application/json","expirationDate":"2030-01-02T03:04:05+01:00","tags":{"t":"1"}}})");
+    auto az = with(
+        head +
+        R"("spec":{"contentType":"application/json","expirationDate":"2030-01-02T03:04:05+01:00","tags":{"t":"1"}}})");
     REQUIRE(az.has_value());
     const auto& azure_md = *az->data[1].metadata;
     CHECK(azure_md.content_type == "application/json");

@@ -370,8 +370,8 @@ struct Gcp {
       std::ofstream(dir / "sa.json") << key_json;
     };
     write("https://oauth2.googleapis.com/token");
-    std::vector<std::string> args{"--service-account", (dir / "sa.json").string(), "--project", "proj-1:123456",
-                                  "--token", "reader-token"};
+    std::vector<std::string> args{
+        "--service-account", (dir / "sa.json").string(), "--project", "proj-1:123456", "--token", "reader-token"};
     args.insert(args.end(), extra.begin(), extra.end());
     d = std::make_unique<PyDouble>("gcp_secretmanager", std::move(args));
     write(d->url() + "/token");
@@ -551,12 +551,16 @@ std::vector<std::string> keys_of(const sync::SecretMap& m) {
 // labels, and one version with `value` unless it is empty.
 void gcp_put(const Gcp& g, const std::string& id, const std::string& labels, const std::string& value) {
   const std::string base = g.d->url() + "/v1/projects/proj-1/secrets";
-  REQUIRE(run_command("curl -sf -X POST -H 'Authorization: Bearer reader-token' -d '{\"replication\":{\"automatic\":{}},"
-                      "\"labels\":" + labels + "}' '" + base + "?secretId=" + id + "'").status == 0);
+  REQUIRE(
+      run_command("curl -sf -X POST -H 'Authorization: Bearer reader-token' -d '{\"replication\":{\"automatic\":{}},"
+                  "\"labels\":" +
+                  labels + "}' '" + base + "?secretId=" + id + "'")
+          .status == 0);
   if (value.empty()) return;
   const auto b64 = kms::base64_encode(std::span(reinterpret_cast<const std::uint8_t*>(value.data()), value.size()));
   REQUIRE(run_command("curl -sf -X POST -H 'Authorization: Bearer reader-token' -d '{\"payload\":{\"data\":\"" + b64 +
-                      "\"}}' '" + base + "/" + id + ":addVersion'").status == 0);
+                      "\"}}' '" + base + "/" + id + ":addVersion'")
+              .status == 0);
 }
 
 }  // namespace
@@ -564,16 +568,20 @@ void gcp_put(const Gcp& g, const std::string& id, const std::string& labels, con
 TEST_CASE("azure find: every page of the list, by name regexp and by tags, disabled secrets skipped, path refused") {
   Azure az;
   // 27 tagged secrets (two pages of 25), a disabled one and one of another team, written with curl.
-  const std::string put = "curl -sf -o /dev/null -X PUT -H 'Authorization: Bearer reader-token' -H 'Content-Type: application/json' ";
+  const std::string put =
+      "curl -sf -o /dev/null -X PUT -H 'Authorization: Bearer reader-token' -H 'Content-Type: application/json' ";
   for (const auto& [first, team] : {std::pair{"0", "a"}, std::pair{"1", "b"}}) {
     REQUIRE(run_command(std::string("for i in $(seq -w ") + first + " 2 26); do " + put +
                         "-d \"{\\\"value\\\":\\\"v-$i\\\",\\\"tags\\\":{\\\"team\\\":\\\"" + team + "\\\"}}\" \"" +
-                        az.d.url() + "/secrets/app-$i?api-version=7.4\" || exit 1; done").status == 0);
+                        az.d.url() + "/secrets/app-$i?api-version=7.4\" || exit 1; done")
+                .status == 0);
   }
   REQUIRE(run_command(put + "-d '{\"value\":\"off\",\"attributes\":{\"enabled\":false},\"tags\":{\"team\":\"a\"}}' '" +
-                      az.d.url() + "/secrets/app-off?api-version=7.4'").status == 0);
+                      az.d.url() + "/secrets/app-off?api-version=7.4'")
+              .status == 0);
   REQUIRE(run_command(put + "-d '{\"value\":\"o\",\"tags\":{\"team\":\"a\",\"x\":\"y\"}}' '" + az.d.url() +
-                      "/secrets/other?api-version=7.4'").status == 0);
+                      "/secrets/other?api-version=7.4'")
+              .status == 0);
   Loop loop;
   auto p = make_azure(loop, az.spec());
   std::shared_ptr<sync::Provider> pull = p;
@@ -615,11 +623,14 @@ TEST_CASE("azure find: every page of the list, by name regexp and by tags, disab
   CHECK(refused.error().message.find("find.path") != std::string::npos);
 }
 
-TEST_CASE("gcp metadataPolicy Fetch: annotations and labels as Go marshals them, property selects, missing is not_found") {
+TEST_CASE(
+    "gcp metadataPolicy Fetch: annotations and labels as Go marshals them, property selects, missing is not_found") {
   Gcp g;
   gcp_put(g, "meta", R"({"team":"a","env":"prod"})", "v");
-  REQUIRE(run_command("curl -sf -o /dev/null -X PATCH -H 'Authorization: Bearer reader-token' -d '{\"annotations\":{\"note\":\"<x>\"}}' '" +
-                      g.d->url() + "/v1/projects/proj-1/secrets/meta?updateMask=annotations'").status == 0);
+  REQUIRE(run_command("curl -sf -o /dev/null -X PATCH -H 'Authorization: Bearer reader-token' -d "
+                      "'{\"annotations\":{\"note\":\"<x>\"}}' '" +
+                      g.d->url() + "/v1/projects/proj-1/secrets/meta?updateMask=annotations'")
+              .status == 0);
   gcp_put(g, "bare", "{}", "v");
   Loop loop;
   auto p = make_gcp(loop, g.spec());
@@ -640,7 +651,8 @@ TEST_CASE("gcp metadataPolicy Fetch: annotations and labels as Go marshals them,
   CHECK(versioned.error().code == kms::Errc::invalid_argument);
 }
 
-TEST_CASE("azure push metadata: tags, contentType and expirationDate written as ESO's provider, rewritten when they change") {
+TEST_CASE(
+    "azure push metadata: tags, contentType and expirationDate written as ESO's provider, rewritten when they change") {
   Azure az;
   Loop loop;
   auto p = make_azure(loop, az.spec());

@@ -115,7 +115,8 @@ class AzureImpl final : public AzureKeyVault {
     SecretMap out;
     std::string target = "/secrets?maxresults=25";
     for (std::size_t page = 0;; ++page) {
-      if (page == kMaxFindPages) co_return fail(Errc::unavailable, "azure: the secrets list did not end after 10000 pages");
+      if (page == kMaxFindPages)
+        co_return fail(Errc::unavailable, "azure: the secrets list did not end after 10000 pages");
       ROOTSEAL_CO_LET(r, co_await call(http::verb::get, target, {}));
       if (r.status != 200)
         co_return fail(errc_for_status(r.status), "azure: listing secrets failed: " + microsoft_error(r));
@@ -123,7 +124,8 @@ class AzureImpl final : public AzureKeyVault {
       if (!doc) co_return fail(Errc::unavailable, "azure: the answer is not JSON");
       const auto& root = (*doc)->root();
       const json::value* list = root.is_object() ? root.as_object().if_contains("value") : nullptr;
-      if (list == nullptr || !list->is_array()) co_return fail(Errc::unavailable, "azure: the secrets list has no value");
+      if (list == nullptr || !list->is_array())
+        co_return fail(Errc::unavailable, "azure: the secrets list has no value");
       std::vector<std::string> names;
       for (const auto& item : list->as_array()) {
         ROOTSEAL_CO_LET(name, listed_match(item, request));

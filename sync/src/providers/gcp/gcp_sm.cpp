@@ -102,7 +102,8 @@ class GcpImpl final : public GcpSecretManager {
     }
     ROOTSEAL_CO_LET(r, co_await call(http::verb::get, base() + "/" + ref.key, {}));
     if (r.status == 404) co_return fail(Errc::not_found, "gcp: secret \"" + ref.key + "\" not found");
-    if (r.status != 200) co_return fail(errc_for_status(r.status), "gcp: reading the secret failed: " + google_error(r));
+    if (r.status != 200)
+      co_return fail(errc_for_status(r.status), "gcp: reading the secret failed: " + google_error(r));
     auto doc = SecureJson::parse(r.body.view());
     if (!doc || !(*doc)->root().is_object()) co_return fail(Errc::unavailable, "gcp: the answer is not a JSON object");
     const auto& root = (*doc)->root().as_object();
@@ -112,10 +113,12 @@ class GcpImpl final : public GcpSecretManager {
       out += "\"" + std::string(field) + "\":";
       std::map<std::string, std::string, std::less<>> m;
       if (const auto* v = root.if_contains(field); v != nullptr && !v->is_null()) {
-        if (!v->is_object()) co_return fail(Errc::unavailable, "gcp: the secret's " + std::string(field) + " is not an object");
+        if (!v->is_object())
+          co_return fail(Errc::unavailable, "gcp: the secret's " + std::string(field) + " is not an object");
         for (const auto& kv : v->as_object()) {
           if (!kv.value().is_string())
-            co_return fail(Errc::unavailable, "gcp: the secret's " + std::string(field) + " hold a value that is not a string");
+            co_return fail(Errc::unavailable,
+                           "gcp: the secret's " + std::string(field) + " hold a value that is not a string");
           m.emplace(std::string(kv.key()), std::string(kv.value().as_string()));
         }
       }
@@ -172,7 +175,8 @@ class GcpImpl final : public GcpSecretManager {
       const auto& root = (*doc)->root();
       if (!root.is_object()) co_return fail(Errc::unavailable, "gcp: the ListSecrets answer is not an object");
       const json::value* list = root.as_object().if_contains("secrets");
-      if (list != nullptr && !list->is_array()) co_return fail(Errc::unavailable, "gcp: the ListSecrets answer has no list");
+      if (list != nullptr && !list->is_array())
+        co_return fail(Errc::unavailable, "gcp: the ListSecrets answer has no list");
       std::vector<std::string> ids;
       static const json::array kNone;
       for (const auto& item : list != nullptr ? list->as_array() : kNone) {
@@ -183,7 +187,8 @@ class GcpImpl final : public GcpSecretManager {
         std::string id(name.substr(at + 9));
         if (request.path && !id.starts_with(*request.path)) continue;
         if (by_name && !request.name_matches(id)) continue;
-        if (!valid_id(id)) co_return fail(Errc::unavailable, "gcp: the ListSecrets answer names a secret that is not valid");
+        if (!valid_id(id))
+          co_return fail(Errc::unavailable, "gcp: the ListSecrets answer names a secret that is not valid");
         ids.push_back(std::move(id));
       }
       for (const auto& id : ids) {
