@@ -118,7 +118,7 @@ class GcpImpl final : public GcpSecretManager {
         for (const auto& kv : v->as_object()) {
           if (!kv.value().is_string())
             co_return fail(Errc::unavailable,
-                           "gcp: the secret's " + std::string(field) + " hold a value that is not a string");
+                           "gcp: the secret's " + std::string(field) + " holds a value that is not a string");
           m.emplace(std::string(kv.key()), std::string(kv.value().as_string()));
         }
       }
