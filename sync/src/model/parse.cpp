@@ -1194,10 +1194,11 @@ Result<void> push_metadata(const json::value& v, const std::string& path, PushMa
   json::object spec_fields;
   ROOTSEAL_LET(spec, go_struct(*spec_v, top.at("spec"),
                                {"tags", "description", "secretPushFormat", "kmsKeyId", "resourcePolicy",
-                                "replicationLocations", "contentType", "expirationDate"},
+                                "replicationLocations", "contentType", "expirationDate", "labels", "annotations",
+                                "mergePolicy", "topics", "cmekKeyName", "replicationLocation"},
                                spec_fields,
-                               "rootseal applies PushSecretMetadata to AWS Secrets Manager and Azure Key Vault, whose "
-                               "fields are"));
+                               "rootseal applies PushSecretMetadata to AWS Secrets Manager, Azure Key Vault and GCP "
+                               "Secret Manager, whose fields are"));
   for (const auto& kv : spec_fields) md.fields.emplace_back(kv.key());
   ROOTSEAL_LET(tags, str_map(spec, "tags"));
   md.tags.insert(tags.begin(), tags.end());
@@ -1207,6 +1208,14 @@ Result<void> push_metadata(const json::value& v, const std::string& path, PushMa
   }
   ROOTSEAL_TRY_ASSIGN(md.description, str_or(spec, "description", ""));
   ROOTSEAL_TRY_ASSIGN(md.content_type, str_or(spec, "contentType", ""));
+  ROOTSEAL_LET(labels, str_map(spec, "labels"));
+  md.labels.insert(labels.begin(), labels.end());
+  if (md.labels.contains(kManagedByTag)) {
+    return bad(join(spec.at("labels"), kManagedByTag), "cannot be set: rootseal's own label");
+  }
+  ROOTSEAL_LET(annotations, str_map(spec, "annotations"));
+  md.annotations.insert(annotations.begin(), annotations.end());
+  ROOTSEAL_TRY_ASSIGN(md.merge_labels, enum_field(spec, "mergePolicy", false, {{"Replace", false}, {"Merge", true}}));
   ROOTSEAL_LET(expiration, str_or(spec, "expirationDate", ""));
   if (!expiration.empty()) {
     const auto when = kube::parse_rfc3339(expiration);

@@ -332,6 +332,7 @@ namespace {
 std::vector<std::string_view> metadata_fields_applied(std::string_view kind) {
   if (kind == "aws") return {"tags", "description", "secretPushFormat", "kmsKeyId", "resourcePolicy"};
   if (kind == "azure") return {"tags", "contentType", "expirationDate"};
+  if (kind == "gcp") return {"labels", "annotations", "mergePolicy"};
   return {};
 }
 
@@ -341,7 +342,7 @@ std::vector<std::string_view> metadata_fields_applied(std::string_view kind) {
 // ConfigMap or Secret (in the PushSecret's namespace). Refused for a store
 // whose provider does not apply metadata, and by field name for a field
 // the store's provider does not apply (AWS: tags, description, ...; Azure:
-// tags, contentType, expirationDate).
+// tags, contentType, expirationDate; GCP: labels, annotations, mergePolicy).
 asio::awaitable<kms::Result<std::vector<std::optional<PushMetadata>>>> PushSecretReconciler::push_metadata(
     const model::PushSecret& ps, const std::vector<Target>& targets) {
   std::vector<std::optional<PushMetadata>> out(ps.data.size());
@@ -355,7 +356,8 @@ asio::awaitable<kms::Result<std::vector<std::optional<PushMetadata>>>> PushSecre
                             "invalid PushSecret: spec.data[" + std::to_string(i) +
                                 "].metadata: not supported by rootseal for " + std::string(t.provider->kind()) +
                                 " stores (" + t.label +
-                                "); PushSecretMetadata is applied to AWS Secrets Manager and Azure Key Vault only");
+                                "); PushSecretMetadata is applied to AWS Secrets Manager, Azure Key Vault and GCP "
+                                "Secret Manager only");
       }
       for (const auto& field : d.metadata->fields) {
         if (std::find(applied.begin(), applied.end(), field) != applied.end()) continue;

@@ -642,10 +642,22 @@ TEST_CASE("PushSecret data[].metadata: ESO's PushSecretMetadata for AWS, every o
     return r.error().message;
   };
   const std::string p = "spec.data[1].metadata";
-  CHECK(err(head + R"("spec":{"replicationLocation":"us-east1"}})") ==
-        p + ".spec.replicationLocation: unknown field (rootseal applies PushSecretMetadata to AWS "
-            "Secrets Manager and Azure Key Vault, whose fields are: tags, description, secretPushFormat, kmsKeyId, "
-            "resourcePolicy, replicationLocations, contentType, expirationDate)");
+  CHECK(err(head + R"("spec":{"kmsKeyName":"k"}})") ==
+        p + ".spec.kmsKeyName: unknown field (rootseal applies PushSecretMetadata to AWS "
+            "Secrets Manager, Azure Key Vault and GCP Secret Manager, whose fields are: tags, description, "
+            "secretPushFormat, kmsKeyId, resourcePolicy, replicationLocations, contentType, expirationDate, labels, "
+            "annotations, mergePolicy, topics, cmekKeyName, replicationLocation)");
+  {  // GCP's fields: labels, annotations, mergePolicy
+    auto gcp = with(head + R"("spec":{"labels":{"team":"a"},"annotations":{"n":"x"},"mergePolicy":"Merge","topics":["t"]}})");
+    REQUIRE(gcp.has_value());
+    const auto& gcp_md = *gcp->data[1].metadata;
+    CHECK(gcp_md.labels == std::map<std::string, std::string, std::less<>>{{"team", "a"}});
+    CHECK(gcp_md.annotations == std::map<std::string, std::string, std::less<>>{{"n", "x"}});
+    CHECK(gcp_md.merge_labels);
+    CHECK(gcp_md.fields == std::vector<std::string>{"labels", "annotations", "mergePolicy", "topics"});
+  }
+  CHECK(err(head + R"("spec":{"labels":{"managed-by":"x"}}})") ==
+        p + ".spec.labels.managed-by: cannot be set: rootseal's own label");
   // Azure's fields: contentType, expirationDate (RFC 3339, as Unix seconds); the fields given are recorded.
   {
     auto az = with(

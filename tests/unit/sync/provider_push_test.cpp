@@ -651,6 +651,61 @@ TEST_CASE(
   CHECK(versioned.error().code == kms::Errc::invalid_argument);
 }
 
+TEST_CASE("gcp push metadata: labels and annotations at creation, patched when they differ, Merge keeps others") {
+  Gcp g;
+  Loop loop;
+  auto p = make_gcp(loop, g.spec());
+  sync::PushMetadata md;
+  md.labels = {{"team", "a"}};
+  md.annotations = {{"owner", "alice@example.com"}};
+  sync::PushRef ref{"labelled", "", &md};
+  auto first = loop.run(p->put_if_changed(ref, secure("v1")));
+  REQUIRE(first);
+  CHECK(first->created);
+  auto s = g.get("/v1/projects/proj-1/secrets/labelled");
+  CHECK(s.at("labels") == json::parse(R"({"managed-by":"rootseal","team":"a"})"));
+  CHECK(s.at("annotations") == json::parse(R"({"owner":"alice@example.com"})"));
+  CHECK(p->counters().writes == 2);  // create (with the metadata) + addVersion
+  for (int i = 0; i < 3; ++i) {
+    auto same = loop.run(p->put_if_changed(ref, secure("v1")));
+    REQUIRE(same);
+    CHECK_FALSE(same->written);
+  }
+  CHECK(p->counters().writes == 2);
+
+  // Someone adds a label; Replace (the default) removes it, Merge keeps it.
+  REQUIRE(run_command("curl -sf -o /dev/null -X PATCH -H 'Authorization: Bearer reader-token' -d "
+                      "'{\"labels\":{\"managed-by\":\"rootseal\",\"team\":\"a\",\"extra\":\"x\"}}' '" +
+                      g.d->url() + "/v1/projects/proj-1/secrets/labelled?updateMask=labels'").status == 0);
+  md.merge_labels = true;
+  md.labels = {{"team", "b"}};
+  auto merged = loop.run(p->put_if_changed(ref, secure("v1")));
+  REQUIRE(merged);
+  CHECK(merged->written);  // the PATCH, no new version
+  s = g.get("/v1/projects/proj-1/secrets/labelled");
+  CHECK(s.at("labels") == json::parse(R"({"managed-by":"rootseal","team":"b","extra":"x"})"));
+  CHECK(g.get("/v1/projects/proj-1/secrets/labelled/versions").at("versions").as_array().size() == 1);
+  md.merge_labels = false;
+  md.annotations.clear();
+  auto replaced = loop.run(p->put_if_changed(ref, secure("v2")));
+  REQUIRE(replaced);
+  CHECK(replaced->written);
+  s = g.get("/v1/projects/proj-1/secrets/labelled");
+  CHECK(s.at("labels") == json::parse(R"({"managed-by":"rootseal","team":"b"})"));
+  const auto* annotations = s.as_object().if_contains("annotations");
+  CHECK((annotations == nullptr || annotations->as_object().empty()));
+  CHECK(gcp_latest(g, "labelled") == "v2");
+
+  // Without metadata an existing secret's labels are left alone; with a property, metadata is refused.
+  auto plain = loop.run(p->put_if_changed({"labelled", ""}, secure("v3")));
+  REQUIRE(plain);
+  CHECK(plain->written);
+  CHECK(g.get("/v1/projects/proj-1/secrets/labelled").at("labels").at("team") == "b");
+  auto with_property = loop.run(p->put_if_changed(sync::PushRef{"labelled", "k", &md}, secure("x")));
+  REQUIRE_FALSE(with_property);
+  CHECK(with_property.error().message == "gcp: cannot specify metadata and property at the same time");
+}
+
 TEST_CASE(
     "azure push metadata: tags, contentType and expirationDate written as ESO's provider, rewritten when they change") {
   Azure az;

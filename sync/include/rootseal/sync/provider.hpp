@@ -131,8 +131,8 @@ class Provider {
 };
 
 // ESO's PushSecretMetadata (kubernetes.external-secrets.io/v1alpha1) of a
-// PushSecret data[] entry: the spec fields of ESO's AWS Secrets Manager and
-// Azure Key Vault providers. The reconciler refuses, by field name, a field
+// PushSecret data[] entry: the spec fields of ESO's AWS Secrets Manager,
+// Azure Key Vault and GCP Secret Manager providers. The reconciler refuses, by field name, a field
 // the store's provider does not apply (`fields`). Not secret.
 struct PushMetadata {
   std::vector<std::string> fields;  // the spec fields given, by their ESO names ("tags", "contentType", ...)
@@ -141,6 +141,11 @@ struct PushMetadata {
   // text/plain) and expirationDate (RFC 3339) as Unix seconds (attributes.exp).
   std::string content_type;
   std::optional<std::int64_t> expires;
+  // GCP Secret Manager: labels (never "managed-by") and annotations of the
+  // secret; merge_labels (mergePolicy Merge): the secret's other labels kept.
+  std::map<std::string, std::string, std::less<>> labels;
+  std::map<std::string, std::string, std::less<>> annotations;
+  bool merge_labels = false;
   std::string description;                               // empty: not given (CreateSecret: rootseal's default)
   std::string kms_key_id;                                // empty: not given (the account's aws/secretsmanager key)
   bool push_as_string = false;  // secretPushFormat "string"; default "binary" (ESO: SecretBinary)
@@ -157,7 +162,7 @@ struct PushMetadata {
 struct PushRef {
   std::string remote_key;  // AWS secret name, Azure secret name, GCP secret id
   std::string property;    // non-empty: the value goes into this key of a JSON object kept in the remote secret
-  // The entry's PushSecretMetadata (AWS, Azure); null: none (the defaults: AWS SecretBinary, no tags of the user's).
+  // The entry's PushSecretMetadata (AWS, Azure, GCP); null: none (the defaults: AWS SecretBinary, no tags of the user's).
   const PushMetadata* metadata = nullptr;
 };
 

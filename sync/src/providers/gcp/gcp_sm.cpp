@@ -48,10 +48,33 @@ bool valid_id(std::string_view n) {
   });
 }
 
+using StringMap = std::map<std::string, std::string, std::less<>>;
+
 struct Current {
   bool exists = false;
   bool managed = false;
+  StringMap labels;
+  StringMap annotations;
 };
+
+// A map of strings as a JSON object (labels and annotations are not secret).
+std::string json_of(const StringMap& m) {
+  json::object o;
+  for (const auto& [k, v] : m) o[k] = v;
+  return json::serialize(o);
+}
+
+// The labels a push with `md` gives the secret whose labels are `current`:
+// the metadata's (mergePolicy Merge: over the secret's own), and managed-by.
+StringMap desired_labels(const PushMetadata* md, const StringMap& current) {
+  StringMap out;
+  if (md != nullptr && md->merge_labels) out = current;
+  if (md != nullptr) {
+    for (const auto& [k, v] : md->labels) out.insert_or_assign(k, v);
+  }
+  out.insert_or_assign("managed-by", "rootseal");
+  return out;
+}
 
 class GcpImpl final : public GcpSecretManager {
  public:
@@ -212,16 +235,23 @@ class GcpImpl final : public GcpSecretManager {
   Task<RemoteState> ensure_managed(std::string_view id) override {
     ROOTSEAL_CO_LET(c, co_await secret(id));
     if (c.exists && !c.managed) co_return refuse(id);
-    if (!c.exists) ROOTSEAL_CO_TRY(co_await create(id));
+    if (!c.exists) ROOTSEAL_CO_TRY(co_await create(id, nullptr));
     co_return RemoteState{true, true};
   }
 
+  // With PushSecretMetadata (ESO's GCP provider): a new secret is created
+  // with its labels and annotations; an existing one gets them by a PATCH
+  // (updateMask labels,annotations) when they differ. Not with a property
+  // (ESO: "cannot specify metadata and property at the same time").
   Task<PushOutcome> put_if_changed(const PushRef& ref, const kms::SecureBytes& value, bool if_not_exists) override {
+    const PushMetadata* md = ref.metadata;
+    if (md != nullptr && !ref.property.empty())
+      co_return fail(Errc::invalid_argument, "gcp: cannot specify metadata and property at the same time");
     ROOTSEAL_CO_LET(c, co_await secret(ref.remote_key));
     if (c.exists && !c.managed) co_return refuse(ref.remote_key);
     bool created = false;
     if (!c.exists) {
-      ROOTSEAL_CO_TRY(co_await create(ref.remote_key));
+      ROOTSEAL_CO_TRY(co_await create(ref.remote_key, md));
       created = true;
     }
     std::optional<kms::SecureBytes> cur;
@@ -229,9 +259,14 @@ class GcpImpl final : public GcpSecretManager {
       ROOTSEAL_CO_LET(latest, co_await access_latest(ref.remote_key));
       cur = std::move(latest);
     }
-    if (if_not_exists && cur) co_return PushOutcome{false, false, {}};
+    if (if_not_exists && cur) co_return PushOutcome{false, false, {}};  // its metadata too (ESO skips the push)
+    bool changed = false;
+    if (!created && md != nullptr) {
+      ROOTSEAL_CO_LET(patched, co_await apply_metadata(ref.remote_key, c, *md));
+      changed = patched;
+    }
     ROOTSEAL_CO_LET(desired, with_property("gcp", cur ? &*cur : nullptr, ref.property, value));
-    if (cur && *cur == desired) co_return PushOutcome{false, false, {}};
+    if (cur && *cur == desired) co_return PushOutcome{changed, false, {}};
     SecureBuffer body(128 + desired.size() * 2);
     body.append(R"({"payload":{"data":")");
     body.append(kms::base64_encode_secure(desired.span()).span());
@@ -292,14 +327,25 @@ class GcpImpl final : public GcpSecretManager {
       if (const auto* labels = root.as_object().if_contains("labels"); labels && labels->is_object()) {
         c.managed = json_string(*labels, "managed-by") == "rootseal";
       }
+      for (const auto& [field, into] : {std::pair{"labels", &c.labels}, std::pair{"annotations", &c.annotations}}) {
+        const auto* m = root.as_object().if_contains(field);
+        if (m == nullptr || !m->is_object()) continue;
+        for (const auto& kv : m->as_object()) {
+          if (kv.value().is_string()) into->insert_or_assign(std::string(kv.key()), std::string(kv.value().as_string()));
+        }
+      }
     }
     co_return c;
   }
 
-  Task<void> create(std::string_view id) {
+  // Creates the secret, labelled managed-by=rootseal (and with the
+  // metadata's labels and annotations).
+  Task<void> create(std::string_view id, const PushMetadata* md) {
     ++counters_.writes;
-    ROOTSEAL_CO_LET(r, co_await call(http::verb::post, base() + "?secretId=" + std::string(id),
-                                     R"({"replication":{"automatic":{}},"labels":{"managed-by":"rootseal"}})"));
+    std::string body = R"({"replication":{"automatic":{}},"labels":)" + json_of(desired_labels(md, {}));
+    if (md != nullptr && !md->annotations.empty()) body += R"(,"annotations":)" + json_of(md->annotations);
+    body += "}";
+    ROOTSEAL_CO_LET(r, co_await call(http::verb::post, base() + "?secretId=" + std::string(id), body));
     if (r.status == 409) {  // created meanwhile by someone: only fine if it is ours
       ROOTSEAL_CO_LET(c, co_await secret(id));
       if (!c.managed) co_return refuse(id);
@@ -308,6 +354,20 @@ class GcpImpl final : public GcpSecretManager {
     if (r.status != 200)
       co_return fail(errc_for_status(r.status), "gcp: creating the secret failed: " + google_error(r));
     co_return kms::Result<void>{};
+  }
+
+  // The metadata's labels and annotations on an existing secret (one PATCH
+  // when either differs); true when patched. Annotations are replaced, as ESO.
+  Task<bool> apply_metadata(std::string_view id, const Current& c, const PushMetadata& md) {
+    const StringMap labels = desired_labels(&md, c.labels);
+    if (labels == c.labels && md.annotations == c.annotations) co_return false;
+    ++counters_.writes;
+    const std::string body = R"({"labels":)" + json_of(labels) + R"(,"annotations":)" + json_of(md.annotations) + "}";
+    ROOTSEAL_CO_LET(r, co_await call(http::verb::patch, base() + "/" + std::string(id) + "?updateMask=labels,annotations",
+                                     body));
+    if (r.status != 200)
+      co_return fail(errc_for_status(r.status), "gcp: updating the secret's labels failed: " + google_error(r));
+    co_return true;
   }
 
   // The latest enabled version's payload (CRC32C checked); nullopt if none.
