@@ -571,6 +571,45 @@ class Identity(unittest.TestCase):
         self.assert_found_a_b_c(ns, "by-path", "azure: find.path is not served by rootseal")
         self.assert_no_azure_tokens_leaked(ns)
 
+    def test_azure_and_gcp_push_secret_metadata(self):
+        """PushSecretMetadata through rootseald: Azure tags/contentType/expirationDate, GCP labels/annotations,
+        and a field the store's provider does not apply refused by name with nothing pushed."""
+        ns = self.ns("id-md")
+        self.az_service_account(ns, annotations={"azure.workload.identity/client-id": AZ_APP,
+                                                 "iam.gke.io/gcp-service-account": GCP_READER})
+        self.kube.create("/api/v1/namespaces/%s/secrets" % ns, {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "src", "namespace": ns},
+            "data": {"token": b64("with-metadata")}})
+        self.az_store(ns)
+        self.gcp_store(ns, self.wif())
+        ENV.gcp.allow_impersonation(GCP_READER, self.gcp_principal(ns))
+        md = lambda spec: {"apiVersion": "kubernetes.external-secrets.io/v1alpha1", "kind": "PushSecretMetadata",
+                           "spec": spec}
+        self.env.push_secret(ns, "az", {"secret": {"name": "src"}}, [{
+            "match": {"secretKey": "token", "remoteRef": {"remoteKey": ns + "-az"}},
+            "metadata": md({"tags": {"team": "a"}, "contentType": "text/x", "expirationDate": "2030-01-02T03:04:05Z"})}],
+            stores=("azure",))
+        self.env.wait(lambda: (self.env.push_ready(ns, "az") or [None])[0] == "True", "azure PushSecret Ready")
+        st, got = self.az_req("GET", "/secrets/%s-az" % ns)
+        self.assertEqual((st, got["value"], got["contentType"], got["attributes"]["exp"], got["tags"]),
+                         (200, "with-metadata", "text/x", 1893553445, {"managed-by": "rootseal", "team": "a"}))
+        self.env.push_secret(ns, "gcp", {"secret": {"name": "src"}}, [{
+            "match": {"secretKey": "token", "remoteRef": {"remoteKey": ns + "-gcp"}},
+            "metadata": md({"labels": {"team": "a"}, "annotations": {"owner": "alice"}})}], stores=("gcp",))
+        self.env.wait(lambda: (self.env.push_ready(ns, "gcp") or [None])[0] == "True", "gcp PushSecret Ready")
+        st, got = self.gcp_req("GET", "/v1/projects/%s/secrets/%s-gcp" % (GCP_PROJECT, ns))
+        self.assertEqual((st, got["labels"], got["annotations"]),
+                         (200, {"managed-by": "rootseal", "team": "a"}, {"owner": "alice"}))
+        self.env.push_secret(ns, "topics", {"secret": {"name": "src"}}, [{
+            "match": {"secretKey": "token", "remoteRef": {"remoteKey": ns + "-topics"}},
+            "metadata": md({"topics": ["projects/p/topics/t"]})}], stores=("gcp",))
+        refused = self.env.wait(lambda: (self.env.push_ready(ns, "topics") or [None])[0] == "False" and
+                                self.env.push_ready(ns, "topics"), "topics refused")
+        self.assertEqual(refused[2], "invalid PushSecret: spec.data[0].metadata.spec.topics: not supported by "
+                                     "rootseal for gcp stores (SecretStore/gcp)")
+        st, _ = self.gcp_req("GET", "/v1/projects/%s/secrets/%s-topics" % (GCP_PROJECT, ns))
+        self.assertEqual(st, 404)
+
     def test_azure_workload_identity_refusals_are_clear(self):
         # A store in another namespace cannot use the ServiceAccount (ESO's message), and never asks for its token.
         owner, thief = self.ns("id-az-owner"), self.ns("id-az-thief")
