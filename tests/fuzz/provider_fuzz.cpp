@@ -406,10 +406,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } else if (push && (op == "put" || op == "put_new")) {
     check(fuzz::run_to_completion(io, [&] { return push->put_if_changed(pref, value, op == "put_new"); }));
   } else if (push && (op == "put_md" || op == "put_md_string")) {
-    // With PushSecretMetadata: tags patched, description / KMS key updated,
-    // the resource policy read, put or removed (its JSON compared).
+    // With PushSecretMetadata: AWS tags patched, description / KMS key
+    // updated, the resource policy read, put or removed (its JSON compared);
+    // Azure tags, contentType and expiry compared and written; GCP labels
+    // (merged over the secret's) and annotations compared and patched.
     sync::PushMetadata md;
     md.tags = {{"team", "a"}, {"env", "prod"}};
+    md.content_type = "application/json";
+    md.expires = 1893549845;
+    md.labels = {{"team", "a"}};
+    md.annotations = {{"owner", "fuzz"}};
+    md.merge_labels = op == "put_md_string";
     md.description = "fuzz description";
     md.kms_key_id = "alias/fuzz";
     md.push_as_string = op == "put_md_string";

@@ -648,7 +648,8 @@ TEST_CASE("PushSecret data[].metadata: ESO's PushSecretMetadata for AWS, every o
             "secretPushFormat, kmsKeyId, resourcePolicy, replicationLocations, contentType, expirationDate, labels, "
             "annotations, mergePolicy, topics, cmekKeyName, replicationLocation)");
   {  // GCP's fields: labels, annotations, mergePolicy
-    auto gcp = with(head + R"("spec":{"labels":{"team":"a"},"annotations":{"n":"x"},"mergePolicy":"Merge","topics":["t"]}})");
+    auto gcp =
+        with(head + R"("spec":{"labels":{"team":"a"},"annotations":{"n":"x"},"mergePolicy":"Merge","topics":["t"]}})");
     REQUIRE(gcp.has_value());
     const auto& gcp_md = *gcp->data[1].metadata;
     CHECK(gcp_md.labels == std::map<std::string, std::string, std::less<>>{{"team", "a"}});

@@ -676,7 +676,8 @@ TEST_CASE("gcp push metadata: labels and annotations at creation, patched when t
   // Someone adds a label; Replace (the default) removes it, Merge keeps it.
   REQUIRE(run_command("curl -sf -o /dev/null -X PATCH -H 'Authorization: Bearer reader-token' -d "
                       "'{\"labels\":{\"managed-by\":\"rootseal\",\"team\":\"a\",\"extra\":\"x\"}}' '" +
-                      g.d->url() + "/v1/projects/proj-1/secrets/labelled?updateMask=labels'").status == 0);
+                      g.d->url() + "/v1/projects/proj-1/secrets/labelled?updateMask=labels'")
+              .status == 0);
   md.merge_labels = true;
   md.labels = {{"team", "b"}};
   auto merged = loop.run(p->put_if_changed(ref, secure("v1")));

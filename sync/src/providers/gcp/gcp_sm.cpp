@@ -331,7 +331,8 @@ class GcpImpl final : public GcpSecretManager {
         const auto* m = root.as_object().if_contains(field);
         if (m == nullptr || !m->is_object()) continue;
         for (const auto& kv : m->as_object()) {
-          if (kv.value().is_string()) into->insert_or_assign(std::string(kv.key()), std::string(kv.value().as_string()));
+          if (kv.value().is_string())
+            into->insert_or_assign(std::string(kv.key()), std::string(kv.value().as_string()));
         }
       }
     }
@@ -363,8 +364,8 @@ class GcpImpl final : public GcpSecretManager {
     if (labels == c.labels && md.annotations == c.annotations) co_return false;
     ++counters_.writes;
     const std::string body = R"({"labels":)" + json_of(labels) + R"(,"annotations":)" + json_of(md.annotations) + "}";
-    ROOTSEAL_CO_LET(r, co_await call(http::verb::patch, base() + "/" + std::string(id) + "?updateMask=labels,annotations",
-                                     body));
+    ROOTSEAL_CO_LET(
+        r, co_await call(http::verb::patch, base() + "/" + std::string(id) + "?updateMask=labels,annotations", body));
     if (r.status != 200)
       co_return fail(errc_for_status(r.status), "gcp: updating the secret's labels failed: " + google_error(r));
     co_return true;
