@@ -390,7 +390,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } else if (push && op == "ensure") {
     check(fuzz::run_to_completion(io, [&] { return push->ensure_managed(key); }));
   } else if (pull && op == "fetch_metadata") {
-    // metadataPolicy Fetch: the metadata as a JSON object of strings, read by property as fetch()'s values.
+    // metadataPolicy Fetch: the metadata as a JSON object of strings (GCP:
+    // {"annotations","labels"}, each null or an object of strings), read by
+    // property as fetch()'s values.
     auto whole = fuzz::run_to_completion(io, [&] { return pull->fetch_metadata(ref); });
     check(whole);
     // AWS and Vault never answer not_found here (ESO's providers pass the error on); GCP does (ESO: NoSecretErr).
@@ -400,7 +402,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       boost::system::error_code ec;
       const auto doc = boost::json::parse(kms::as_view(*whole), ec);
       fuzz::require(!ec && doc.is_object(), "fetch_metadata: a JSON object");
-      for (const auto& kv : doc.as_object()) fuzz::require(kv.value().is_string(), "fetch_metadata: string values");
+      const auto strings = [](const boost::json::object& o) {
+        return std::all_of(o.begin(), o.end(), [](const auto& kv) { return kv.value().is_string(); });
+      };
+      if (provider.starts_with("gcp")) {
+        const auto& o = doc.as_object();
+        fuzz::require(o.size() == 2 && o.contains("annotations") && o.contains("labels"),
+                      "fetch_metadata: gcp answers annotations and labels");
+        for (const auto& kv : o) {
+          fuzz::require(kv.value().is_null() || (kv.value().is_object() && strings(kv.value().as_object())),
+                        "fetch_metadata: gcp maps of strings or null");
+        }
+      } else {
+        fuzz::require(strings(doc.as_object()), "fetch_metadata: string values");
+      }
       check(sync::select_value(std::move(*whole), property, sync::DecodingStrategy::none, pull->value_format()));
     }
   } else if (push && (op == "put" || op == "put_new")) {
