@@ -4,7 +4,7 @@
 // token lookup),
 // AWS Secrets Manager (GetSecretValue, DescribeSecret, writes), Azure Key
 // Vault and GCP Secret Manager (OAuth token answers, secret and version
-// reads, writes), the snapshot object stores on S3, Google Cloud Storage
+// reads, list pages with tags / labels for find, writes), the snapshot object stores on S3, Google Cloud Storage
 // and Azure Blob Storage (listings, objects, uploads), success and error
 // bodies. The real providers talk HTTP to the scripted loopback server
 // (scripted_server.hpp).
@@ -21,7 +21,7 @@
 // under the prefix "p/"); op one of fetch, fetch_all, validate,
 // fetch_metadata (metadataPolicy Fetch), describe, ensure, put, put_new,
 // put_md, put_md_string (with PushSecretMetadata), remove (pull ops for
-// vault/aws, push ops for aws/azure/gcp); then the answers, in the order the provider asks:
+// vault/aws/azure/gcp/conjur, push ops for aws/azure/gcp); then the answers, in the order the provider asks:
 // blocks separated by a line "--", each "<status>\n<body>".
 //
 // The providers' pauses between retries (providers::sleep_for, called from
@@ -236,6 +236,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     auto p = providers::make_azure_provider(ex, std::move(s), health);
     fuzz::require(p.has_value(), "azure provider");
+    pull = *p;
     push = *p;
   } else if (provider == "gcp" || provider == "gcp-federation") {
     sync::GcpSpec s;
@@ -255,6 +256,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     auto p = providers::make_gcp_provider(ex, std::move(s), health);
     fuzz::require(p.has_value(), "gcp provider");
+    pull = *p;
     push = *p;
   } else if (provider == "conjur" || provider == "conjur-jwt") {
     sync::ConjurSpec s;
@@ -388,24 +390,48 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } else if (push && op == "ensure") {
     check(fuzz::run_to_completion(io, [&] { return push->ensure_managed(key); }));
   } else if (pull && op == "fetch_metadata") {
-    // metadataPolicy Fetch: the metadata as a JSON object of strings, read by property as fetch()'s values.
+    // metadataPolicy Fetch: the metadata as a JSON object of strings (GCP:
+    // {"annotations","labels"}, each null or an object of strings), read by
+    // property as fetch()'s values.
     auto whole = fuzz::run_to_completion(io, [&] { return pull->fetch_metadata(ref); });
     check(whole);
-    if (!whole) fuzz::require(whole.error().code != kms::Errc::not_found, "fetch_metadata: never not_found");
+    // AWS and Vault never answer not_found here (ESO's providers pass the error on); GCP does (ESO: NoSecretErr).
+    if (!whole && !provider.starts_with("gcp"))
+      fuzz::require(whole.error().code != kms::Errc::not_found, "fetch_metadata: never not_found");
     if (whole) {
       boost::system::error_code ec;
       const auto doc = boost::json::parse(kms::as_view(*whole), ec);
       fuzz::require(!ec && doc.is_object(), "fetch_metadata: a JSON object");
-      for (const auto& kv : doc.as_object()) fuzz::require(kv.value().is_string(), "fetch_metadata: string values");
+      const auto strings = [](const boost::json::object& o) {
+        return std::all_of(o.begin(), o.end(), [](const auto& kv) { return kv.value().is_string(); });
+      };
+      if (provider.starts_with("gcp")) {
+        const auto& o = doc.as_object();
+        fuzz::require(o.size() == 2 && o.contains("annotations") && o.contains("labels"),
+                      "fetch_metadata: gcp answers annotations and labels");
+        for (const auto& kv : o) {
+          fuzz::require(kv.value().is_null() || (kv.value().is_object() && strings(kv.value().as_object())),
+                        "fetch_metadata: gcp maps of strings or null");
+        }
+      } else {
+        fuzz::require(strings(doc.as_object()), "fetch_metadata: string values");
+      }
       check(sync::select_value(std::move(*whole), property, sync::DecodingStrategy::none, pull->value_format()));
     }
   } else if (push && (op == "put" || op == "put_new")) {
     check(fuzz::run_to_completion(io, [&] { return push->put_if_changed(pref, value, op == "put_new"); }));
   } else if (push && (op == "put_md" || op == "put_md_string")) {
-    // With PushSecretMetadata: tags patched, description / KMS key updated,
-    // the resource policy read, put or removed (its JSON compared).
+    // With PushSecretMetadata: AWS tags patched, description / KMS key
+    // updated, the resource policy read, put or removed (its JSON compared);
+    // Azure tags, contentType and expiry compared and written; GCP labels
+    // (merged over the secret's) and annotations compared and patched.
     sync::PushMetadata md;
     md.tags = {{"team", "a"}, {"env", "prod"}};
+    md.content_type = "application/json";
+    md.expires = 1893549845;
+    md.labels = {{"team", "a"}};
+    md.annotations = {{"owner", "fuzz"}};
+    md.merge_labels = op == "put_md_string";
     md.description = "fuzz description";
     md.kms_key_id = "alias/fuzz";
     md.push_as_string = op == "put_md_string";

@@ -202,8 +202,10 @@ class AwsSecretRefAgainstMoto(unittest.TestCase):
         st, reason, msg = ready("typo", "False")
         self.assertEqual(reason, "Errored")
         self.assertEqual(msg, "invalid PushSecret: spec.data[0].metadata.spec.tagz: unknown field (rootseal applies "
-                              "PushSecretMetadata to AWS Secrets Manager only, whose fields are: tags, description, "
-                              "secretPushFormat, kmsKeyId, resourcePolicy, replicationLocations)")
+                              "PushSecretMetadata to AWS Secrets Manager, Azure Key Vault and GCP Secret Manager, "
+                              "whose fields are: tags, description, secretPushFormat, kmsKeyId, resourcePolicy, "
+                              "replicationLocations, contentType, expirationDate, labels, annotations, mergePolicy, "
+                              "topics, cmekKeyName, replicationLocation)")
         listed = ENV.aws("list-secrets")["SecretList"]
         self.assertNotIn("tenant-typo", [s["Name"] for s in listed])
         for name in ("plain", "with-metadata", "typo"):

@@ -538,6 +538,78 @@ class Identity(unittest.TestCase):
         self.assertLessEqual(len(got), 2)
         self.assert_no_azure_tokens_leaked(ns)
 
+    def assert_found_a_b_c(self, ns, refused_name, refusal):
+        """The find tests' outcome: by-name holds <ns>-a and -b, by-tag -a and -c (secrets a/red, b/blue,
+        c/red), and `refused_name` is Ready=False with `refusal` in its message and no Secret."""
+        self.env.wait(lambda: (self.kube.secret(ns, "by-name") or {}).get("data") is not None and
+                      (self.kube.secret(ns, "by-tag") or {}).get("data") is not None, "find synced")
+        got = {n: {k: base64.b64decode(v).decode() for k, v in self.kube.secret(ns, n)["data"].items()}
+               for n in ("by-name", "by-tag")}
+        self.assertEqual(got["by-name"], {ns + "-a": "value-a", ns + "-b": "value-b"})
+        self.assertEqual(got["by-tag"], {ns + "-a": "value-a", ns + "-c": "value-c"})
+        refused = self.env.wait(lambda: (self.kube.ready(ns, refused_name) or [None])[0] == "False" and
+                                self.kube.ready(ns, refused_name), refused_name + " refused")
+        self.assertIn(refusal, refused[2])
+        self.assertIsNone(self.kube.secret(ns, refused_name))
+
+    def test_azure_find_by_name_and_tags(self):
+        """dataFrom.find on Azure Key Vault as ESO's provider: the secrets list (tags on its items), then
+        each match's latest value; find.path refused by name."""
+        ns = self.ns("id-az-find")
+        self.az_service_account(ns)
+        for name, team in (("a", "red"), ("b", "blue"), ("c", "red")):
+            st, _ = self.az_req("PUT", "/secrets/%s-%s" % (ns, name),
+                                {"value": "value-" + name, "tags": {"team": team, "ns": ns}})
+            self.assertEqual(st, 200)
+        self.az_store(ns)
+        self.env.external_secret(ns, "by-name", [], refresh="1h", target={"name": "by-name"}, store="azure",
+                                 data_from=[{"find": {"name": {"regexp": "^%s-[ab]$" % ns}}}])
+        self.env.external_secret(ns, "by-tag", [], refresh="1h", target={"name": "by-tag"}, store="azure",
+                                 data_from=[{"find": {"tags": {"team": "red", "ns": ns}}}])
+        self.env.external_secret(ns, "by-path", [], refresh="1h", target={"name": "by-path"}, store="azure",
+                                 data_from=[{"find": {"path": ns, "name": {"regexp": "a"}}}])
+        self.assert_found_a_b_c(ns, "by-path", "azure: find.path is not served by rootseal")
+        self.assert_no_azure_tokens_leaked(ns)
+
+    def test_azure_and_gcp_push_secret_metadata(self):
+        """PushSecretMetadata through rootseald: Azure tags/contentType/expirationDate, GCP labels/annotations,
+        and a field the store's provider does not apply refused by name with nothing pushed."""
+        ns = self.ns("id-md")
+        self.az_service_account(ns, annotations={"azure.workload.identity/client-id": AZ_APP,
+                                                 "iam.gke.io/gcp-service-account": GCP_READER})
+        self.kube.create("/api/v1/namespaces/%s/secrets" % ns, {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "src", "namespace": ns},
+            "data": {"token": b64("with-metadata")}})
+        self.az_store(ns)
+        self.gcp_store(ns, self.wif())
+        ENV.gcp.allow_impersonation(GCP_READER, self.gcp_principal(ns))
+        md = lambda spec: {"apiVersion": "kubernetes.external-secrets.io/v1alpha1", "kind": "PushSecretMetadata",
+                           "spec": spec}
+        self.env.push_secret(ns, "az", {"secret": {"name": "src"}}, [{
+            "match": {"secretKey": "token", "remoteRef": {"remoteKey": ns + "-az"}},
+            "metadata": md({"tags": {"team": "a"}, "contentType": "text/x", "expirationDate": "2030-01-02T03:04:05Z"})}],
+            stores=("azure",))
+        self.env.wait(lambda: (self.env.push_ready(ns, "az") or [None])[0] == "True", "azure PushSecret Ready")
+        st, got = self.az_req("GET", "/secrets/%s-az" % ns)
+        self.assertEqual((st, got["value"], got["contentType"], got["attributes"]["exp"], got["tags"]),
+                         (200, "with-metadata", "text/x", 1893553445, {"managed-by": "rootseal", "team": "a"}))
+        self.env.push_secret(ns, "gcp", {"secret": {"name": "src"}}, [{
+            "match": {"secretKey": "token", "remoteRef": {"remoteKey": ns + "-gcp"}},
+            "metadata": md({"labels": {"team": "a"}, "annotations": {"owner": "alice"}})}], stores=("gcp",))
+        self.env.wait(lambda: (self.env.push_ready(ns, "gcp") or [None])[0] == "True", "gcp PushSecret Ready")
+        st, got = self.gcp_req("GET", "/v1/projects/%s/secrets/%s-gcp" % (GCP_PROJECT, ns))
+        self.assertEqual((st, got["labels"], got["annotations"]),
+                         (200, {"managed-by": "rootseal", "team": "a"}, {"owner": "alice"}))
+        self.env.push_secret(ns, "topics", {"secret": {"name": "src"}}, [{
+            "match": {"secretKey": "token", "remoteRef": {"remoteKey": ns + "-topics"}},
+            "metadata": md({"topics": ["projects/p/topics/t"]})}], stores=("gcp",))
+        refused = self.env.wait(lambda: (self.env.push_ready(ns, "topics") or [None])[0] == "False" and
+                                self.env.push_ready(ns, "topics"), "topics refused")
+        self.assertEqual(refused[2], "invalid PushSecret: spec.data[0].metadata.spec.topics: not supported by "
+                                     "rootseal for gcp stores (SecretStore/gcp)")
+        st, _ = self.gcp_req("GET", "/v1/projects/%s/secrets/%s-topics" % (GCP_PROJECT, ns))
+        self.assertEqual(st, 404)
+
     def test_azure_workload_identity_refusals_are_clear(self):
         # A store in another namespace cannot use the ServiceAccount (ESO's message), and never asks for its token.
         owner, thief = self.ns("id-az-owner"), self.ns("id-az-thief")
@@ -652,9 +724,11 @@ class Identity(unittest.TestCase):
         finally:
             c.close()
 
-    def gcp_put(self, sid, value):
-        self.gcp_req("POST", "/v1/projects/%s/secrets?secretId=%s" % (GCP_PROJECT, sid),
-                     {"replication": {"automatic": {}}})
+    def gcp_put(self, sid, value, labels=None):
+        secret = {"replication": {"automatic": {}}}
+        if labels:
+            secret["labels"] = labels
+        self.gcp_req("POST", "/v1/projects/%s/secrets?secretId=%s" % (GCP_PROJECT, sid), secret)
         st, out = self.gcp_req("POST", "/v1/projects/%s/secrets/%s:addVersion" % (GCP_PROJECT, sid),
                                {"payload": {"data": b64(value)}})
         self.assertEqual(st, 200, out)
@@ -681,6 +755,26 @@ class Identity(unittest.TestCase):
         with ENV.gcp.state.lock:
             tokens = [t for t in ENV.gcp.state.tokens if t != GCP_ADMIN]
         self.assert_tokens_not_shown(ns, tokens, lambda t: t[8:])
+    def test_gcp_find_by_name_and_labels(self):
+        """dataFrom.find on GCP Secret Manager as ESO's provider: ListSecrets (a labels filter for tags),
+        then each match's latest version; name with tags refused by name."""
+        ns = self.ns("id-gcp-find")
+        self.kube.create("/api/v1/namespaces/%s/serviceaccounts" % ns, {
+            "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {
+                "name": "app", "namespace": ns, "annotations": {"iam.gke.io/gcp-service-account": GCP_READER}}})
+        ENV.gcp.allow_impersonation(GCP_READER, self.gcp_principal(ns))
+        for name, team in (("a", "red"), ("b", "blue"), ("c", "red")):
+            self.gcp_put("%s-%s" % (ns, name), "value-" + name, labels={"team": team, "ns": ns})
+        self.gcp_store(ns, self.wif())
+        self.env.external_secret(ns, "by-name", [], refresh="1h", target={"name": "by-name"}, store="gcp",
+                                 data_from=[{"find": {"name": {"regexp": "-[ab]$"}, "path": ns + "-"}}])
+        self.env.external_secret(ns, "by-tag", [], refresh="1h", target={"name": "by-tag"}, store="gcp",
+                                 data_from=[{"find": {"tags": {"team": "red", "ns": ns}}}])
+        self.env.external_secret(ns, "both", [], refresh="1h", target={"name": "both"}, store="gcp",
+                                 data_from=[{"find": {"tags": {"team": "red"}, "name": {"regexp": "a"}}}])
+        self.assert_found_a_b_c(ns, "both", "gcp: find.name and find.tags together are not served by rootseal")
+        self.assert_no_gcp_tokens_leaked(ns)
+
     def test_gcp_workload_identity_federation_pull_and_push_impersonating(self):
         ns = self.ns("id-gcp")
         self.kube.create("/api/v1/namespaces/%s/serviceaccounts" % ns, {

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "rootseal/kms/error.hpp"
+#include "kube/service_account_token.hpp"
 #include "model/duration.hpp"
 #include "rootseal/kms/encoding.hpp"
 
@@ -1191,11 +1192,14 @@ Result<void> push_metadata(const json::value& v, const std::string& path, PushMa
     return {};
   }
   json::object spec_fields;
-  ROOTSEAL_LET(
-      spec,
-      go_struct(*spec_v, top.at("spec"),
-                {"tags", "description", "secretPushFormat", "kmsKeyId", "resourcePolicy", "replicationLocations"},
-                spec_fields, "rootseal applies PushSecretMetadata to AWS Secrets Manager only, whose fields are"));
+  ROOTSEAL_LET(spec, go_struct(*spec_v, top.at("spec"),
+                               {"tags", "description", "secretPushFormat", "kmsKeyId", "resourcePolicy",
+                                "replicationLocations", "contentType", "expirationDate", "labels", "annotations",
+                                "mergePolicy", "topics", "cmekKeyName", "replicationLocation"},
+                               spec_fields,
+                               "rootseal applies PushSecretMetadata to AWS Secrets Manager, Azure Key Vault and GCP "
+                               "Secret Manager, whose fields are"));
+  for (const auto& kv : spec_fields) md.fields.emplace_back(kv.key());
   ROOTSEAL_LET(tags, str_map(spec, "tags"));
   md.tags.insert(tags.begin(), tags.end());
   if (md.tags.contains(kManagedByTag)) {
@@ -1203,6 +1207,25 @@ Result<void> push_metadata(const json::value& v, const std::string& path, PushMa
                "cannot be set: rootseal's own tag (ESO: Cannot specify a 'managed-by' tag)");
   }
   ROOTSEAL_TRY_ASSIGN(md.description, str_or(spec, "description", ""));
+  ROOTSEAL_TRY_ASSIGN(md.content_type, str_or(spec, "contentType", ""));
+  ROOTSEAL_LET(labels, str_map(spec, "labels"));
+  md.labels.insert(labels.begin(), labels.end());
+  if (md.labels.contains(kManagedByTag)) {
+    return bad(join(spec.at("labels"), kManagedByTag), "cannot be set: rootseal's own label");
+  }
+  ROOTSEAL_LET(annotations, str_map(spec, "annotations"));
+  md.annotations.insert(annotations.begin(), annotations.end());
+  ROOTSEAL_TRY_ASSIGN(md.merge_labels, enum_field(spec, "mergePolicy", false, {{"Replace", false}, {"Merge", true}}));
+  ROOTSEAL_LET(expiration, str_or(spec, "expirationDate", ""));
+  if (!expiration.empty()) {
+    const auto when = kube::parse_rfc3339(expiration);
+    if (!when) {
+      return bad(spec.at("expirationDate"), "error parsing expiration date in metadata: \"" + expiration +
+                                                "\". Expected format: YYYY-MM-DDTHH:MM:SSZ (RFC3339). Example: "
+                                                "2024-12-31T20:00:00Z");
+    }
+    md.expires = std::chrono::duration_cast<std::chrono::seconds>(when->time_since_epoch()).count();
+  }
   ROOTSEAL_TRY_ASSIGN(md.kms_key_id, str_or(spec, "kmsKeyId", ""));
   ROOTSEAL_LET(format, str_or(spec, "secretPushFormat", ""));
   if (format == "string") {

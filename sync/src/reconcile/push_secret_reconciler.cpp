@@ -2,6 +2,10 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
+#include <string_view>
+#include <vector>
+
 #include "model/parse.hpp"
 #include "reconcile/eso_meta.hpp"
 #include "secure_json.hpp"
@@ -324,9 +328,24 @@ asio::awaitable<ReconcileResult> PushSecretReconciler::push_all(const model::Pus
   co_return ReconcileResult::requeue_after(std::chrono::duration_cast<std::chrono::milliseconds>(ps.refresh_interval));
 }
 
+namespace {
+
+// The PushSecretMetadata spec fields a provider applies (ESO's provider of
+// that kind); none: it takes no metadata.
+std::vector<std::string_view> metadata_fields_applied(std::string_view kind) {
+  if (kind == "aws") return {"tags", "description", "secretPushFormat", "kmsKeyId", "resourcePolicy"};
+  if (kind == "azure") return {"tags", "contentType", "expirationDate"};
+  if (kind == "gcp") return {"labels", "annotations", "mergePolicy"};
+  return {};
+}
+
+}  // namespace
+
 // Each data[] entry's PushSecretMetadata, its resource policy read from its
 // ConfigMap or Secret (in the PushSecret's namespace). Refused for a store
-// whose provider does not apply metadata (only AWS Secrets Manager does).
+// whose provider does not apply metadata, and by field name for a field
+// the store's provider does not apply (AWS: tags, description, ...; Azure:
+// tags, contentType, expirationDate; GCP: labels, annotations, mergePolicy).
 asio::awaitable<kms::Result<std::vector<std::optional<PushMetadata>>>> PushSecretReconciler::push_metadata(
     const model::PushSecret& ps, const std::vector<Target>& targets) {
   std::vector<std::optional<PushMetadata>> out(ps.data.size());
@@ -334,11 +353,21 @@ asio::awaitable<kms::Result<std::vector<std::optional<PushMetadata>>>> PushSecre
     const auto& d = ps.data[i];
     if (!d.metadata) continue;
     for (const auto& t : targets) {
-      if (t.provider->kind() != "aws") {
+      const auto applied = metadata_fields_applied(t.provider->kind());
+      if (applied.empty()) {
+        co_return kms::fail(Errc::invalid_argument,
+                            "invalid PushSecret: spec.data[" + std::to_string(i) +
+                                "].metadata: not supported by rootseal for " + std::string(t.provider->kind()) +
+                                " stores (" + t.label +
+                                "); PushSecretMetadata is applied to AWS Secrets Manager, Azure Key Vault and GCP "
+                                "Secret Manager only");
+      }
+      for (const auto& field : d.metadata->fields) {
+        if (std::find(applied.begin(), applied.end(), field) != applied.end()) continue;
         co_return kms::fail(Errc::invalid_argument, "invalid PushSecret: spec.data[" + std::to_string(i) +
-                                                        "].metadata: not supported by rootseal for " +
-                                                        std::string(t.provider->kind()) + " stores (" + t.label +
-                                                        "); PushSecretMetadata is applied to AWS Secrets Manager only");
+                                                        "].metadata.spec." + field +
+                                                        ": not supported by rootseal for " +
+                                                        std::string(t.provider->kind()) + " stores (" + t.label + ")");
       }
     }
     PushMetadata md = *d.metadata;

@@ -583,7 +583,8 @@ class GcpHandler(BaseDoubleHandler):
             else:
                 raise GError(400, "INVALID_ARGUMENT", "Invalid filter: %s" % flt)
         try:
-            size = min(int(q.get("pageSize") or 25000), 25000)
+            # pageSize 0 or absent: the server decides (the double: page_limit).
+            size = max(1, min(int(q.get("pageSize") or 25000), 25000, self.server.double.page_limit))
             start = int(q.get("pageToken") or 0)
         except ValueError:
             raise GError(400, "INVALID_ARGUMENT", "Invalid page token or size.")
@@ -655,11 +656,13 @@ class GcpSecretManagerDouble(DoubleServer):
     accounts: {client_email: PEM} with the service account's public key,
     certificate or private key (only the public half is used).
     projects: {project_id: project_number}; names in responses use the number
-    as the real API does."""
+    as the real API does. page_limit: the most secrets a list page holds,
+    whatever pageSize asks (the API lets the server decide)."""
     handler = GcpHandler
 
     def __init__(self, host="127.0.0.1", port=0, tls_cert=None, tls_key=None, accounts=None, projects=None,
-                 token_ttl=3599, verbose=False):
+                 token_ttl=3599, verbose=False, page_limit=25000):
+        self.page_limit = page_limit
         acc = {}
         for email, pem in (accounts or {}).items():
             kid = None
@@ -718,6 +721,7 @@ def main(argv=None):
     ap.add_argument("--project", action="append", default=[], help="PROJECT_ID:PROJECT_NUMBER (repeatable)")
     ap.add_argument("--token-ttl", type=int, default=3599)
     ap.add_argument("--token", action="append", default=[], help="static access token accepted by the API")
+    ap.add_argument("--page-limit", type=int, default=25000, help="the most secrets a list page holds")
     a = parse_args(ap, argv)
     accounts = {}
     for f in a.service_account:
@@ -729,7 +733,8 @@ def main(argv=None):
         with open(path) as fh:
             accounts[email] = fh.read()
     projects = dict(p.split(":", 1) for p in a.project) if a.project else None
-    d = GcpSecretManagerDouble(a.host, a.port, a.tls_cert, a.tls_key, accounts, projects, a.token_ttl, a.verbose)
+    d = GcpSecretManagerDouble(a.host, a.port, a.tls_cert, a.tls_key, accounts, projects, a.token_ttl, a.verbose,
+                               a.page_limit)
     for t in a.token:
         d.state.tokens[t] = ("static", float("inf"))
     return d.serve_main()

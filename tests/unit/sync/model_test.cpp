@@ -642,10 +642,37 @@ TEST_CASE("PushSecret data[].metadata: ESO's PushSecretMetadata for AWS, every o
     return r.error().message;
   };
   const std::string p = "spec.data[1].metadata";
-  CHECK(err(head + R"("spec":{"replicationLocation":"us-east1"}})") ==
-        p + ".spec.replicationLocation: unknown field (rootseal applies PushSecretMetadata to AWS "
-            "Secrets Manager only, whose fields are: tags, description, secretPushFormat, kmsKeyId, resourcePolicy, "
-            "replicationLocations)");
+  CHECK(err(head + R"("spec":{"kmsKeyName":"k"}})") ==
+        p + ".spec.kmsKeyName: unknown field (rootseal applies PushSecretMetadata to AWS "
+            "Secrets Manager, Azure Key Vault and GCP Secret Manager, whose fields are: tags, description, "
+            "secretPushFormat, kmsKeyId, resourcePolicy, replicationLocations, contentType, expirationDate, labels, "
+            "annotations, mergePolicy, topics, cmekKeyName, replicationLocation)");
+  {  // GCP's fields: labels, annotations, mergePolicy
+    auto gcp =
+        with(head + R"("spec":{"labels":{"team":"a"},"annotations":{"n":"x"},"mergePolicy":"Merge","topics":["t"]}})");
+    REQUIRE(gcp.has_value());
+    const auto& gcp_md = *gcp->data[1].metadata;
+    CHECK(gcp_md.labels == std::map<std::string, std::string, std::less<>>{{"team", "a"}});
+    CHECK(gcp_md.annotations == std::map<std::string, std::string, std::less<>>{{"n", "x"}});
+    CHECK(gcp_md.merge_labels);
+    CHECK(gcp_md.fields == std::vector<std::string>{"labels", "annotations", "mergePolicy", "topics"});
+  }
+  CHECK(err(head + R"("spec":{"labels":{"managed-by":"x"}}})") ==
+        p + ".spec.labels.managed-by: cannot be set: rootseal's own label");
+  // Azure's fields: contentType, expirationDate (RFC 3339, as Unix seconds); the fields given are recorded.
+  {
+    auto az = with(
+        head +
+        R"("spec":{"contentType":"application/json","expirationDate":"2030-01-02T03:04:05+01:00","tags":{"t":"1"}}})");
+    REQUIRE(az.has_value());
+    const auto& azure_md = *az->data[1].metadata;
+    CHECK(azure_md.content_type == "application/json");
+    CHECK(azure_md.expires == std::optional<std::int64_t>(1893549845));  // 2030-01-02T02:04:05Z
+    CHECK(azure_md.fields == std::vector<std::string>{"contentType", "expirationDate", "tags"});
+  }
+  CHECK(err(head + R"("spec":{"expirationDate":"2030-01-02"}})") ==
+        p + ".spec.expirationDate: error parsing expiration date in metadata: \"2030-01-02\". Expected format: "
+            "YYYY-MM-DDTHH:MM:SSZ (RFC3339). Example: 2024-12-31T20:00:00Z");
   CHECK(err(head + R"("spec":{},"extra":1})") == p + ".extra: unknown field (known: kind, apiVersion, spec)");
   CHECK(err(head + R"("spec":{"tags":{"a":"1"},"Tags":{"b":"2"}}})") == p + ".spec.Tags: given twice (field tags)");
   CHECK(err(head + R"("spec":{"tags":{"managed-by":"me"}}})") ==

@@ -352,7 +352,7 @@ struct Gcp {
   TempDir dir{"rootseal-gcp"};
   std::string key_json;
   std::unique_ptr<PyDouble> d;
-  Gcp() {
+  explicit Gcp(std::vector<std::string> extra = {}) {
     REQUIRE(run_command("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " + (dir / "sa.pem").string() +
                         " 2>/dev/null").status == 0);
     std::ifstream in(dir / "sa.pem");
@@ -370,8 +370,10 @@ struct Gcp {
       std::ofstream(dir / "sa.json") << key_json;
     };
     write("https://oauth2.googleapis.com/token");
-    d = std::make_unique<PyDouble>("gcp_secretmanager", std::vector<std::string>{
-        "--service-account", (dir / "sa.json").string(), "--project", "proj-1:123456", "--token", "reader-token"});
+    std::vector<std::string> args{
+        "--service-account", (dir / "sa.json").string(), "--project", "proj-1:123456", "--token", "reader-token"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    d = std::make_unique<PyDouble>("gcp_secretmanager", std::move(args));
     write(d->url() + "/token");
   }
   json::value get(const std::string& path) const {
@@ -535,6 +537,281 @@ TEST_CASE("gcp pull: latest and numbered versions, CRC32C-checked payloads, miss
   auto bad = loop.run(selected(pull, {"api", "", "newest", sync::DecodingStrategy::none}));
   REQUIRE_FALSE(bad);
   CHECK(bad.error().code == kms::Errc::invalid_argument);
+}
+
+namespace {
+
+std::vector<std::string> keys_of(const sync::SecretMap& m) {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : m) out.push_back(k);
+  return out;
+}
+
+// A GCP secret written through the REST API with curl (an independent client):
+// labels, and one version with `value` unless it is empty.
+void gcp_put(const Gcp& g, const std::string& id, const std::string& labels, const std::string& value) {
+  const std::string base = g.d->url() + "/v1/projects/proj-1/secrets";
+  REQUIRE(
+      run_command("curl -sf -X POST -H 'Authorization: Bearer reader-token' -d '{\"replication\":{\"automatic\":{}},"
+                  "\"labels\":" +
+                  labels + "}' '" + base + "?secretId=" + id + "'")
+          .status == 0);
+  if (value.empty()) return;
+  const auto b64 = kms::base64_encode(std::span(reinterpret_cast<const std::uint8_t*>(value.data()), value.size()));
+  REQUIRE(run_command("curl -sf -X POST -H 'Authorization: Bearer reader-token' -d '{\"payload\":{\"data\":\"" + b64 +
+                      "\"}}' '" + base + "/" + id + ":addVersion'")
+              .status == 0);
+}
+
+}  // namespace
+
+TEST_CASE("azure find: every page of the list, by name regexp and by tags, disabled secrets skipped, path refused") {
+  Azure az;
+  // 27 tagged secrets (two pages of 25), a disabled one and one of another team, written with curl.
+  const std::string put =
+      "curl -sf -o /dev/null -X PUT -H 'Authorization: Bearer reader-token' -H 'Content-Type: application/json' ";
+  for (const auto& [first, team] : {std::pair{"0", "a"}, std::pair{"1", "b"}}) {
+    REQUIRE(run_command(std::string("for i in $(seq -w ") + first + " 2 26); do " + put +
+                        "-d \"{\\\"value\\\":\\\"v-$i\\\",\\\"tags\\\":{\\\"team\\\":\\\"" + team + "\\\"}}\" \"" +
+                        az.d.url() + "/secrets/app-$i?api-version=7.4\" || exit 1; done")
+                .status == 0);
+  }
+  REQUIRE(run_command(put + "-d '{\"value\":\"off\",\"attributes\":{\"enabled\":false},\"tags\":{\"team\":\"a\"}}' '" +
+                      az.d.url() + "/secrets/app-off?api-version=7.4'")
+              .status == 0);
+  REQUIRE(run_command(put + "-d '{\"value\":\"o\",\"tags\":{\"team\":\"a\",\"x\":\"y\"}}' '" + az.d.url() +
+                      "/secrets/other?api-version=7.4'")
+              .status == 0);
+  Loop loop;
+  auto p = make_azure(loop, az.spec());
+  std::shared_ptr<sync::Provider> pull = p;
+
+  sync::FindRequest by_name;
+  by_name.name_matches = [](std::string_view n) { return n.starts_with("app-"); };
+  auto named = loop.run(pull->find(by_name));
+  REQUIRE(named);
+  CHECK(named->size() == 27);  // both pages; app-off (disabled) skipped
+  CHECK_FALSE(named->contains("app-off"));
+  CHECK(text(named->at("app-00")) == "v-00");
+  CHECK(text(named->at("app-26")) == "v-26");  // on the second page
+
+  sync::FindRequest by_tags;
+  by_tags.tags = {{"team", "a"}};
+  auto tagged = loop.run(pull->find(by_tags));
+  REQUIRE(tagged);
+  CHECK(tagged->size() == 15);  // app-00, 02, ..., 26 and other
+  CHECK(tagged->contains("other"));
+  CHECK_FALSE(tagged->contains("app-01"));
+  by_tags.tags = {{"team", "a"}, {"x", "y"}};
+  auto both_tags = loop.run(pull->find(by_tags));
+  REQUIRE(both_tags);
+  CHECK(keys_of(*both_tags) == std::vector<std::string>{"other"});
+  by_tags.name_matches = [](std::string_view n) { return n.starts_with("app-"); };
+  auto none = loop.run(pull->find(by_tags));
+  REQUIRE(none);
+  CHECK(none->empty());
+
+  auto all = loop.run(pull->find(sync::FindRequest{}));  // neither: every enabled secret (ESO's Azure provider)
+  REQUIRE(all);
+  CHECK(all->size() == 28);
+
+  sync::FindRequest with_path;
+  with_path.path = "app";
+  auto refused = loop.run(pull->find(with_path));
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().code == kms::Errc::invalid_argument);
+  CHECK(refused.error().message.find("find.path") != std::string::npos);
+}
+
+TEST_CASE(
+    "gcp metadataPolicy Fetch: annotations and labels as Go marshals them, property selects, missing is not_found") {
+  Gcp g;
+  gcp_put(g, "meta", R"({"team":"a","env":"prod"})", "v");
+  REQUIRE(run_command("curl -sf -o /dev/null -X PATCH -H 'Authorization: Bearer reader-token' -d "
+                      "'{\"annotations\":{\"note\":\"<x>\"}}' '" +
+                      g.d->url() + "/v1/projects/proj-1/secrets/meta?updateMask=annotations'")
+              .status == 0);
+  gcp_put(g, "bare", "{}", "v");
+  Loop loop;
+  auto p = make_gcp(loop, g.spec());
+  auto got = loop.run(p->fetch_metadata({"meta", ""}));
+  REQUIRE(got);
+  CHECK(text(*got) == R"({"annotations":{"note":"\u003cx\u003e"},"labels":{"env":"prod","team":"a"}})");
+  auto team = sync::select_value(std::move(*got), "labels.team", sync::DecodingStrategy::none, p->value_format());
+  REQUIRE(team);
+  CHECK(text(*team) == "a");
+  auto bare = loop.run(p->fetch_metadata({"bare", ""}));
+  REQUIRE(bare);
+  CHECK(text(*bare) == R"({"annotations":null,"labels":null})");  // Go: nil maps
+  auto missing = loop.run(p->fetch_metadata({"nope", ""}));
+  REQUIRE_FALSE(missing);
+  CHECK(missing.error().code == kms::Errc::not_found);  // ESO's GCP provider: NoSecretErr
+  auto versioned = loop.run(p->fetch_metadata({"meta", "1"}));
+  REQUIRE_FALSE(versioned);
+  CHECK(versioned.error().code == kms::Errc::invalid_argument);
+}
+
+TEST_CASE("gcp push metadata: labels and annotations at creation, patched when they differ, Merge keeps others") {
+  Gcp g;
+  Loop loop;
+  auto p = make_gcp(loop, g.spec());
+  sync::PushMetadata md;
+  md.labels = {{"team", "a"}};
+  md.annotations = {{"owner", "alice@example.com"}};
+  sync::PushRef ref{"labelled", "", &md};
+  auto first = loop.run(p->put_if_changed(ref, secure("v1")));
+  REQUIRE(first);
+  CHECK(first->created);
+  auto s = g.get("/v1/projects/proj-1/secrets/labelled");
+  CHECK(s.at("labels") == json::parse(R"({"managed-by":"rootseal","team":"a"})"));
+  CHECK(s.at("annotations") == json::parse(R"({"owner":"alice@example.com"})"));
+  CHECK(p->counters().writes == 2);  // create (with the metadata) + addVersion
+  for (int i = 0; i < 3; ++i) {
+    auto same = loop.run(p->put_if_changed(ref, secure("v1")));
+    REQUIRE(same);
+    CHECK_FALSE(same->written);
+  }
+  CHECK(p->counters().writes == 2);
+
+  // Someone adds a label; Replace (the default) removes it, Merge keeps it.
+  REQUIRE(run_command("curl -sf -o /dev/null -X PATCH -H 'Authorization: Bearer reader-token' -d "
+                      "'{\"labels\":{\"managed-by\":\"rootseal\",\"team\":\"a\",\"extra\":\"x\"}}' '" +
+                      g.d->url() + "/v1/projects/proj-1/secrets/labelled?updateMask=labels'")
+              .status == 0);
+  md.merge_labels = true;
+  md.labels = {{"team", "b"}};
+  auto merged = loop.run(p->put_if_changed(ref, secure("v1")));
+  REQUIRE(merged);
+  CHECK(merged->written);  // the PATCH, no new version
+  s = g.get("/v1/projects/proj-1/secrets/labelled");
+  CHECK(s.at("labels") == json::parse(R"({"managed-by":"rootseal","team":"b","extra":"x"})"));
+  CHECK(g.get("/v1/projects/proj-1/secrets/labelled/versions").at("versions").as_array().size() == 1);
+  md.merge_labels = false;
+  md.annotations.clear();
+  auto replaced = loop.run(p->put_if_changed(ref, secure("v2")));
+  REQUIRE(replaced);
+  CHECK(replaced->written);
+  s = g.get("/v1/projects/proj-1/secrets/labelled");
+  CHECK(s.at("labels") == json::parse(R"({"managed-by":"rootseal","team":"b"})"));
+  const auto* annotations = s.as_object().if_contains("annotations");
+  CHECK((annotations == nullptr || annotations->as_object().empty()));
+  CHECK(gcp_latest(g, "labelled") == "v2");
+
+  // Without metadata an existing secret's labels are left alone; with a property, metadata is refused.
+  auto plain = loop.run(p->put_if_changed({"labelled", ""}, secure("v3")));
+  REQUIRE(plain);
+  CHECK(plain->written);
+  CHECK(g.get("/v1/projects/proj-1/secrets/labelled").at("labels").at("team") == "b");
+  auto with_property = loop.run(p->put_if_changed(sync::PushRef{"labelled", "k", &md}, secure("x")));
+  REQUIRE_FALSE(with_property);
+  CHECK(with_property.error().message == "gcp: cannot specify metadata and property at the same time");
+}
+
+TEST_CASE(
+    "azure push metadata: tags, contentType and expirationDate written as ESO's provider, rewritten when they change") {
+  Azure az;
+  Loop loop;
+  auto p = make_azure(loop, az.spec());
+  sync::PushMetadata md;
+  md.tags = {{"team", "a"}};
+  md.content_type = "application/json";
+  md.expires = 1893549845;
+  sync::PushRef ref{"with-md", "", &md};
+  auto first = loop.run(p->put_if_changed(ref, secure("v1")));
+  REQUIRE(first);
+  CHECK(first->written);
+  auto got = az.get("/secrets/with-md");
+  CHECK(got.at("tags") == json::parse(R"({"managed-by":"rootseal","team":"a"})"));
+  CHECK(got.at("contentType") == "application/json");
+  CHECK(got.at("attributes").at("exp") == 1893549845);
+
+  for (int i = 0; i < 3; ++i) {  // idle refreshes: nothing written
+    auto same = loop.run(p->put_if_changed(ref, secure("v1")));
+    REQUIRE(same);
+    CHECK_FALSE(same->written);
+  }
+  CHECK(p->counters().writes == 1);
+
+  md.tags = {{"team", "b"}};  // a tag change alone is written (a new version)
+  auto retagged = loop.run(p->put_if_changed(ref, secure("v1")));
+  REQUIRE(retagged);
+  CHECK(retagged->written);
+  CHECK(az.get("/secrets/with-md").at("tags") == json::parse(R"({"managed-by":"rootseal","team":"b"})"));
+  md.expires.reset();  // the expiry removed: written without exp, as ESO
+  REQUIRE(loop.run(p->put_if_changed(ref, secure("v1")))->written);
+  CHECK_FALSE(az.get("/secrets/with-md").at("attributes").as_object().contains("exp"));
+  md.content_type = "text/x";
+  REQUIRE(loop.run(p->put_if_changed(ref, secure("v1")))->written);
+  CHECK(az.get("/secrets/with-md").at("contentType") == "text/x");
+
+  // Without metadata: a new value keeps the secret's contentType; the user's tags go (ESO's PUT).
+  auto plain = loop.run(p->put_if_changed({"with-md", ""}, secure("v2")));
+  REQUIRE(plain);
+  CHECK(plain->written);
+  got = az.get("/secrets/with-md");
+  CHECK(got.at("value") == "v2");
+  CHECK(got.at("contentType") == "text/x");
+  CHECK(got.at("tags") == json::parse(R"({"managed-by":"rootseal"})"));
+}
+
+TEST_CASE("gcp find: every page of ListSecrets, by name regexp with path, by labels, refusals") {
+  Gcp g({"--page-limit", "2"});
+  gcp_put(g, "db-a", R"({"env":"prod"})", "va");
+  gcp_put(g, "db-b", R"({"env":"prod","tier":"x"})", "vb");
+  gcp_put(g, "db-c", R"({"env":"dev"})", "vc");
+  gcp_put(g, "team-db", R"({"env":"prod"})", "vt");
+  gcp_put(g, "db-empty", R"({"env":"staging"})", "");
+  Loop loop;
+  auto p = make_gcp(loop, g.spec());
+  std::shared_ptr<sync::Provider> pull = p;
+
+  sync::FindRequest by_name;
+  by_name.name_matches = [](std::string_view n) { return n.find("db") != std::string_view::npos && n != "db-empty"; };
+  auto named = loop.run(pull->find(by_name));
+  REQUIRE(named);
+  CHECK(keys_of(*named) == std::vector<std::string>{"db-a", "db-b", "db-c", "team-db"});  // three pages of two
+  CHECK(text(named->at("db-b")) == "vb");
+  by_name.path = "db-";
+  auto prefixed = loop.run(pull->find(by_name));
+  REQUIRE(prefixed);
+  CHECK(keys_of(*prefixed) == std::vector<std::string>{"db-a", "db-b", "db-c"});  // team-db: not a prefix
+
+  sync::FindRequest by_labels;
+  by_labels.tags = {{"env", "prod"}};
+  auto labelled = loop.run(pull->find(by_labels));
+  REQUIRE(labelled);
+  CHECK(keys_of(*labelled) == std::vector<std::string>{"db-a", "db-b", "team-db"});
+  CHECK(text(labelled->at("team-db")) == "vt");
+  by_labels.tags = {{"env", "prod"}, {"tier", "x"}};
+  auto two = loop.run(pull->find(by_labels));
+  REQUIRE(two);
+  CHECK(keys_of(*two) == std::vector<std::string>{"db-b"});
+  by_labels.tags = {{"env", "prod"}};
+  by_labels.path = "team";
+  auto in_path = loop.run(pull->find(by_labels));
+  REQUIRE(in_path);
+  CHECK(keys_of(*in_path) == std::vector<std::string>{"team-db"});
+  by_labels.path = "db";  // the filter name:db also matches team-db; the path is a prefix (ESO)
+  auto prefix_only = loop.run(pull->find(by_labels));
+  REQUIRE(prefix_only);
+  CHECK(keys_of(*prefix_only) == std::vector<std::string>{"db-a", "db-b"});
+
+  sync::FindRequest staging;
+  staging.tags = {{"env", "staging"}};
+  auto no_version = loop.run(pull->find(staging));
+  REQUIRE_FALSE(no_version);
+  CHECK(no_version.error().code == kms::Errc::not_found);
+
+  auto neither = loop.run(pull->find(sync::FindRequest{}));
+  REQUIRE_FALSE(neither);
+  CHECK(neither.error().code == kms::Errc::invalid_argument);
+  CHECK(neither.error().message == "gcp: unexpected find operator");
+  sync::FindRequest both;
+  both.name_matches = [](std::string_view) { return true; };
+  both.tags = {{"env", "prod"}};
+  auto refused = loop.run(pull->find(both));
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().code == kms::Errc::invalid_argument);
 }
 
 namespace {

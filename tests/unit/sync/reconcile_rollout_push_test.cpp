@@ -199,7 +199,20 @@ TEST_CASE(
   CHECK(p.push->writes == 0);
   CHECK(ps_condition(k, "message") ==
         "invalid PushSecret: spec.data[0].metadata: not supported by rootseal for fake stores (SecretStore/aws); "
-        "PushSecretMetadata is applied to AWS Secrets Manager only");
+        "PushSecretMetadata is applied to AWS Secrets Manager, Azure Key Vault and GCP Secret Manager only");
+  // Azure applies tags, contentType and expirationDate: the first AWS-only field is refused by name.
+  p.push->kind_name = "azure";
+  CHECK(run_sync(r.reconcile("ns", "p")).kind == ReconcileResult::Kind::retry);
+  CHECK(p.push->writes == 0);
+  CHECK(ps_condition(k, "message") ==
+        "invalid PushSecret: spec.data[0].metadata.spec.description: not supported by rootseal for azure stores "
+        "(SecretStore/aws)");
+  p.push->kind_name = "gcp";  // GCP applies labels, annotations and mergePolicy
+  CHECK(run_sync(r.reconcile("ns", "p")).kind == ReconcileResult::Kind::retry);
+  CHECK(p.push->writes == 0);
+  CHECK(ps_condition(k, "message") ==
+        "invalid PushSecret: spec.data[0].metadata.spec.tags: not supported by rootseal for gcp stores "
+        "(SecretStore/aws)");
 
   p.push->kind_name = "aws";
   // The ConfigMap is missing: refused with its name.

@@ -122,18 +122,30 @@ class Provider {
   virtual Task<SecretMap> find(const FindRequest& request);
   // ESO metadataPolicy Fetch: the secret's metadata as the JSON object ESO's
   // provider of this kind makes of it (AWS: its tags; Vault KV v2: the system
-  // metadata and custom_metadata, all strings), read by property and
-  // dataFrom.extract as fetch()'s values are. Errors as ESO's: a missing
-  // secret is unavailable/invalid_argument, never not_found (ESO's provider
-  // does not answer NoSecretErr here). Providers without it: invalid_argument.
+  // metadata and custom_metadata, all strings; GCP: {"annotations","labels"}),
+  // read by property and dataFrom.extract as fetch()'s values are. Errors as
+  // ESO's: for AWS and Vault a missing secret is unavailable/invalid_argument,
+  // never not_found (ESO's provider does not answer NoSecretErr there); for
+  // GCP it is not_found (ESO's does). Providers without it: invalid_argument.
   virtual Task<kms::SecureBytes> fetch_metadata(const RemoteKey& ref);
 };
 
 // ESO's PushSecretMetadata (kubernetes.external-secrets.io/v1alpha1) of a
-// PushSecret data[] entry, for AWS Secrets Manager (the only provider that
-// applies it; the reconciler refuses it for the others). Not secret.
+// PushSecret data[] entry: the spec fields of ESO's AWS Secrets Manager,
+// Azure Key Vault and GCP Secret Manager providers. The reconciler refuses, by field name, a field
+// the store's provider does not apply (`fields`). Not secret.
 struct PushMetadata {
-  std::map<std::string, std::string, std::less<>> tags;  // never "managed-by" (rootseal's own)
+  std::vector<std::string> fields;  // the spec fields given, by their ESO names ("tags", "contentType", ...)
+  std::map<std::string, std::string, std::less<>> tags;  // AWS, Azure; never "managed-by" (rootseal's own)
+  // Azure Key Vault: contentType (empty: not given: the secret's own, else
+  // text/plain) and expirationDate (RFC 3339) as Unix seconds (attributes.exp).
+  std::string content_type;
+  std::optional<std::int64_t> expires;
+  // GCP Secret Manager: labels (never "managed-by") and annotations of the
+  // secret; merge_labels (mergePolicy Merge): the secret's other labels kept.
+  std::map<std::string, std::string, std::less<>> labels;
+  std::map<std::string, std::string, std::less<>> annotations;
+  bool merge_labels = false;
   std::string description;                               // empty: not given (CreateSecret: rootseal's default)
   std::string kms_key_id;                                // empty: not given (the account's aws/secretsmanager key)
   bool push_as_string = false;  // secretPushFormat "string"; default "binary" (ESO: SecretBinary)
@@ -150,7 +162,7 @@ struct PushMetadata {
 struct PushRef {
   std::string remote_key;  // AWS secret name, Azure secret name, GCP secret id
   std::string property;    // non-empty: the value goes into this key of a JSON object kept in the remote secret
-  // AWS: the entry's PushSecretMetadata; null: none (the defaults: SecretBinary, no tags of the user's).
+  // The entry's PushSecretMetadata (AWS, Azure, GCP); null: none (the defaults: AWS SecretBinary, no tags of the user's).
   const PushMetadata* metadata = nullptr;
 };
 

@@ -5,7 +5,10 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <cstdint>
+#include <map>
 #include <optional>
+#include <vector>
 
 #include "providers/cloud_auth.hpp"
 #include "providers/common.hpp"
@@ -29,6 +32,10 @@ bool valid_version(std::string_view v) {
          std::all_of(v.begin(), v.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; });
 }
 
+void quote(std::string_view s, SecureBuffer& out) {
+  json_quote(std::span(reinterpret_cast<const std::uint8_t*>(s.data()), s.size()), out);
+}
+
 bool valid_name(std::string_view n) {
   if (n.empty() || n.size() > 127) return false;
   return std::all_of(n.begin(), n.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-'; });
@@ -38,6 +45,9 @@ struct Current {
   bool exists = false;
   bool managed = false;
   std::optional<kms::SecureBytes> value;
+  std::string content_type;
+  std::optional<std::int64_t> expires;  // attributes.exp
+  std::map<std::string, std::string, std::less<>> tags;
 };
 
 class AzureImpl final : public AzureKeyVault {
@@ -91,6 +101,50 @@ class AzureImpl final : public AzureKeyVault {
     co_return kms::SecureBytes::copy_of(std::string_view(v->as_string()));
   }
 
+  // ESO's Azure GetAllSecrets: every page of the secrets list (nextLink),
+  // the enabled secrets whose list tags hold every find.tags pair and whose
+  // name matches find.name.regexp (neither: every enabled secret), then the
+  // latest value of each. find.path is refused (ESO's Azure provider does not
+  // read it). A secret gone between the listing and its read is not_found
+  // for the whole search (ESO: NoSecretErr).
+  Task<SecretMap> find(const FindRequest& request) override {
+    if (request.path) {
+      co_return fail(Errc::invalid_argument,
+                     "azure: find.path is not served by rootseal (ESO's Azure Key Vault provider does not read it)");
+    }
+    SecretMap out;
+    std::string target = "/secrets?maxresults=25";
+    for (std::size_t page = 0;; ++page) {
+      if (page == kMaxFindPages)
+        co_return fail(Errc::unavailable, "azure: the secrets list did not end after 10000 pages");
+      ROOTSEAL_CO_LET(r, co_await call(http::verb::get, target, {}));
+      if (r.status != 200)
+        co_return fail(errc_for_status(r.status), "azure: listing secrets failed: " + microsoft_error(r));
+      auto doc = SecureJson::parse(r.body.view());
+      if (!doc) co_return fail(Errc::unavailable, "azure: the answer is not JSON");
+      const auto& root = (*doc)->root();
+      const json::value* list = root.is_object() ? root.as_object().if_contains("value") : nullptr;
+      if (list == nullptr || !list->is_array())
+        co_return fail(Errc::unavailable, "azure: the secrets list has no value");
+      std::vector<std::string> names;
+      for (const auto& item : list->as_array()) {
+        ROOTSEAL_CO_LET(name, listed_match(item, request));
+        if (name) names.push_back(std::move(*name));
+      }
+      for (const auto& name : names) {
+        const RemoteKey ref{name, ""};
+        auto value = co_await fetch(ref);
+        if (!value) co_return std::unexpected(value.error());
+        out.insert_or_assign(name, std::move(*value));
+      }
+      const std::string_view next = json_string(root, "nextLink");
+      if (next.empty()) break;
+      ROOTSEAL_CO_LET(next_target, in_vault(next));
+      target = std::move(next_target);
+    }
+    co_return out;
+  }
+
   // ---- push ----
   Task<RemoteState> describe(std::string_view name) override {
     ROOTSEAL_CO_LET(c, co_await current(name));
@@ -110,11 +164,37 @@ class AzureImpl final : public AzureKeyVault {
     if (c.exists && if_not_exists && c.value) co_return PushOutcome{false, false, {}};
     if (!is_utf8(value.span())) co_return fail(Errc::invalid_argument, "azure: Key Vault secret values are text; the value is not UTF-8");
     ROOTSEAL_CO_LET(desired, with_property("azure", c.value ? &*c.value : nullptr, ref.property, value));
-    if (c.value && *c.value == desired) co_return PushOutcome{false, false, {}};
-    SecureBuffer body(128 + desired.size() * 2);
+    const PushMetadata* md = ref.metadata;
+    // ESO's Azure provider: the tags are managed-by and the metadata's; contentType the metadata's, else
+    // the secret's own (rootseal: text/plain for a new one); attributes.exp the metadata's expirationDate.
+    std::map<std::string, std::string, std::less<>> tags{{"managed-by", "rootseal"}};
+    if (md != nullptr) tags.insert(md->tags.begin(), md->tags.end());
+    const std::optional<std::int64_t> expires = md != nullptr ? md->expires : std::nullopt;
+    std::string content_type = md != nullptr ? md->content_type : std::string();
+    // Unchanged as ESO decides (value, expiry, a contentType asked for), and rootseal also writes when the
+    // metadata's tags are not those of the secret (ESO would leave them until the value changes).
+    const bool same = c.value && *c.value == desired && c.expires == expires &&
+                      (content_type.empty() || content_type == c.content_type) &&
+                      (md == nullptr || md->tags.empty() || c.tags == tags);
+    if (same) co_return PushOutcome{false, false, {}};
+    if (content_type.empty()) content_type = c.content_type.empty() ? "text/plain" : c.content_type;
+    SecureBuffer body(256 + desired.size() * 2);
     body.append(R"({"value":)");
     json_quote(desired.span(), body);
-    body.append(R"(,"contentType":"text/plain","attributes":{"enabled":true},"tags":{"managed-by":"rootseal"}})");
+    body.append(R"(,"contentType":)");
+    quote(content_type, body);
+    body.append(R"(,"attributes":{"enabled":true)");
+    if (expires) body.append(R"(,"exp":)" + std::to_string(*expires));
+    body.append(R"(},"tags":{)");
+    bool first = true;
+    for (const auto& [k, v] : tags) {
+      if (!first) body.push_back(',');
+      first = false;
+      quote(k, body);
+      body.push_back(':');
+      quote(v, body);
+    }
+    body.append("}}");
     ++counters_.writes;
     ROOTSEAL_CO_LET(r, co_await call(http::verb::put, "/secrets/" + std::string(ref.remote_key), body.view()));
     if (r.status != 200)
@@ -150,6 +230,42 @@ class AzureImpl final : public AzureKeyVault {
  private:
   static std::unexpected<kms::Error> refuse(std::string_view name) { return not_managed("azure", name, "tag"); }
 
+  static constexpr std::size_t kMaxFindPages = 10000;
+
+  // A secrets-list item's name when find takes it (enabled, every tag, the
+  // name regexp); nullopt when not.
+  static kms::Result<std::optional<std::string>> listed_match(const json::value& item, const FindRequest& request) {
+    const std::string_view id = json_string(item, "id");
+    const auto slash = id.rfind('/');
+    if (id.empty() || slash == std::string_view::npos || slash + 1 == id.size())
+      return fail(Errc::unavailable, "azure: a secret without an id in the secrets list");
+    std::string name(id.substr(slash + 1));
+    const json::value* attributes = item.as_object().if_contains("attributes");
+    const json::value* enabled =
+        attributes != nullptr && attributes->is_object() ? attributes->as_object().if_contains("enabled") : nullptr;
+    if (enabled == nullptr || !enabled->is_bool() || !enabled->as_bool()) return std::optional<std::string>{};
+    if (!request.tags.empty()) {
+      const json::value* tags = item.as_object().if_contains("tags");
+      if (tags == nullptr || !tags->is_object()) return std::optional<std::string>{};
+      for (const auto& [k, v] : request.tags) {
+        const json::value* t = tags->as_object().if_contains(k);
+        if (t == nullptr || !t->is_string() || t->as_string() != v) return std::optional<std::string>{};
+      }
+    }
+    if (request.name_matches && !request.name_matches(name)) return std::optional<std::string>{};
+    if (!valid_name(name)) return fail(Errc::unavailable, "azure: the secrets list names a secret that is not valid");
+    return std::optional<std::string>(std::move(name));
+  }
+
+  // A nextLink as a target on this vault (the token goes nowhere else).
+  kms::Result<std::string> in_vault(std::string_view link) const {
+    std::string_view base = spec_.vault_url;
+    while (base.ends_with('/')) base.remove_suffix(1);
+    if (!link.starts_with(base) || link.size() <= base.size() || link[base.size()] != '/')
+      return fail(Errc::unavailable, "azure: the secrets list's nextLink points outside the vault");
+    return std::string(link.substr(base.size()));
+  }
+
   Task<Current> current(std::string_view name) {
     if (!valid_name(name)) co_return fail(Errc::invalid_argument, "azure: secret names must match ^[0-9a-zA-Z-]{1,127}$");
     ROOTSEAL_CO_LET(r, co_await call(http::verb::get, "/secrets/" + std::string(name), {}));
@@ -164,9 +280,16 @@ class AzureImpl final : public AzureKeyVault {
     if (root.is_object()) {
       if (const auto* tags = root.as_object().if_contains("tags"); tags && tags->is_object()) {
         c.managed = json_string(*tags, "managed-by") == "rootseal";
+        for (const auto& t : tags->as_object()) {
+          if (t.value().is_string()) c.tags.insert_or_assign(std::string(t.key()), std::string(t.value().as_string()));
+        }
       }
       if (const auto* v = root.as_object().if_contains("value"); v && v->is_string()) {
         c.value = kms::SecureBytes::copy_of(std::string_view(v->as_string()));
+      }
+      c.content_type = std::string(json_string(root, "contentType"));
+      if (const auto* a = root.as_object().if_contains("attributes"); a && a->is_object()) {
+        if (const auto* exp = a->as_object().if_contains("exp"); exp && exp->is_int64()) c.expires = exp->as_int64();
       }
     }
     co_return c;
@@ -174,8 +297,10 @@ class AzureImpl final : public AzureKeyVault {
 
   // One call to the vault (bearer_request: token, 401 renewal, the store's health).
   asio::awaitable<kms::Result<net::ClientResponse>> call(http::verb verb, std::string target, std::string_view body) {
-    target += (target.find('?') == std::string::npos ? "?" : "&");
-    target += "api-version=" + spec_.api_version;
+    if (target.find("api-version=") == std::string::npos) {  // a nextLink carries it
+      target += (target.find('?') == std::string::npos ? "?" : "&");
+      target += "api-version=" + spec_.api_version;
+    }
     const CallCounters counted{&counters_.calls, &counters_.throttled};
     co_return co_await bearer_request(*auth_, *health_, *vault_, verb, target, body, "azure", counted);
   }

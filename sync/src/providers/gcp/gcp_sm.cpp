@@ -4,7 +4,9 @@
 
 #include <array>
 #include <chrono>
+#include <map>
 #include <optional>
+#include <vector>
 
 #include "providers/cloud_auth.hpp"
 #include "providers/common.hpp"
@@ -46,10 +48,33 @@ bool valid_id(std::string_view n) {
   });
 }
 
+using StringMap = std::map<std::string, std::string, std::less<>>;
+
 struct Current {
   bool exists = false;
   bool managed = false;
+  StringMap labels;
+  StringMap annotations;
 };
+
+// A map of strings as a JSON object (labels and annotations are not secret).
+std::string json_of(const StringMap& m) {
+  json::object o;
+  for (const auto& [k, v] : m) o[k] = v;
+  return json::serialize(o);
+}
+
+// The labels a push with `md` gives the secret whose labels are `current`:
+// the metadata's (mergePolicy Merge: over the secret's own), and managed-by.
+StringMap desired_labels(const PushMetadata* md, const StringMap& current) {
+  StringMap out;
+  if (md != nullptr && md->merge_labels) out = current;
+  if (md != nullptr) {
+    for (const auto& [k, v] : md->labels) out.insert_or_assign(k, v);
+  }
+  out.insert_or_assign("managed-by", "rootseal");
+  return out;
+}
 
 class GcpImpl final : public GcpSecretManager {
  public:
@@ -85,6 +110,122 @@ class GcpImpl final : public GcpSecretManager {
     co_return std::move(*value);
   }
 
+  // ESO's metadataPolicy Fetch (getSecretMetadata): the secret's annotations
+  // and labels as Go marshals a map[string]map[string]string
+  // ({"annotations":{...},"labels":{...}}, keys sorted, none as null);
+  // `property` ("labels", "labels.<k>", "annotations.<k>") selects from it.
+  // A missing secret is not_found (ESO: NoSecretErr). A version is refused:
+  // metadata has none (ESO ignores it).
+  Task<kms::SecureBytes> fetch_metadata(const RemoteKey& ref) override {
+    if (!valid_id(ref.key)) co_return fail(Errc::invalid_argument, "gcp: secret ids must match ^[a-zA-Z0-9_-]{1,255}$");
+    if (!ref.version.empty()) {
+      co_return fail(Errc::invalid_argument,
+                     "gcp: metadataPolicy Fetch reads the secret's labels and annotations, which have no versions; "
+                     "remove remoteRef.version");
+    }
+    ROOTSEAL_CO_LET(r, co_await call(http::verb::get, base() + "/" + ref.key, {}));
+    if (r.status == 404) co_return fail(Errc::not_found, "gcp: secret \"" + ref.key + "\" not found");
+    if (r.status != 200)
+      co_return fail(errc_for_status(r.status), "gcp: reading the secret failed: " + google_error(r));
+    auto doc = SecureJson::parse(r.body.view());
+    if (!doc || !(*doc)->root().is_object()) co_return fail(Errc::unavailable, "gcp: the answer is not a JSON object");
+    const auto& root = (*doc)->root().as_object();
+    std::string out = "{";
+    for (const std::string_view field : {"annotations", "labels"}) {
+      if (out.size() > 1) out += ',';
+      out += "\"" + std::string(field) + "\":";
+      std::map<std::string, std::string, std::less<>> m;
+      if (const auto* v = root.if_contains(field); v != nullptr && !v->is_null()) {
+        if (!v->is_object())
+          co_return fail(Errc::unavailable, "gcp: the secret's " + std::string(field) + " is not an object");
+        for (const auto& kv : v->as_object()) {
+          if (!kv.value().is_string())
+            co_return fail(Errc::unavailable,
+                           "gcp: the secret's " + std::string(field) + " holds a value that is not a string");
+          m.emplace(std::string(kv.key()), std::string(kv.value().as_string()));
+        }
+      }
+      if (m.empty()) {
+        out += "null";  // Go: a nil map
+      } else {
+        const auto json_map = go_string_map_json(m);
+        out.append(reinterpret_cast<const char*>(json_map.data()), json_map.size());
+      }
+    }
+    out += '}';
+    co_return kms::SecureBytes::copy_of(std::string_view(out));
+  }
+
+  // ESO's GCP GetAllSecrets: with find.name, ListSecrets (filter
+  // "name:<path>" with a path) and the ids that match the regexp; else with
+  // find.tags, ListSecrets filtered by "labels.<k>=<v>" (and "name:<path>");
+  // neither is ESO's "unexpected find operator". find.path is also a prefix
+  // of the id. Every page (nextPageToken) is read, then the latest version
+  // of each match; one without an accessible latest version fails the
+  // search as not_found (ESO: NoSecretErr).
+  Task<SecretMap> find(const FindRequest& request) override {
+    const bool by_name = static_cast<bool>(request.name_matches);
+    if (!by_name && request.tags.empty()) co_return fail(Errc::invalid_argument, "gcp: unexpected find operator");
+    if (by_name && !request.tags.empty()) {  // ESO's GCP provider would drop the tags: refused, never ignored
+      co_return fail(Errc::invalid_argument,
+                     "gcp: find.name and find.tags together are not served by rootseal (ESO's GCP provider reads only "
+                     "find.name then); use one of them");
+    }
+    std::string filter;
+    for (const auto& [k, v] : request.tags) {
+      if (!filter.empty()) filter += ' ';
+      filter += "labels." + k + "=" + v;
+    }
+    if (request.path) {
+      if (!filter.empty()) filter += ' ';
+      filter += "name:" + *request.path;
+    }
+    SecretMap out;
+    std::string token;
+    for (std::size_t page = 0;; ++page) {
+      if (page == kMaxFindPages) co_return fail(Errc::unavailable, "gcp: ListSecrets did not end after 10000 pages");
+      std::string target = base();
+      char sep = '?';
+      if (!filter.empty()) {
+        target += sep + std::string("filter=") + net::url_encode(filter);
+        sep = '&';
+      }
+      if (!token.empty()) target += sep + std::string("pageToken=") + net::url_encode(token);
+      ROOTSEAL_CO_LET(r, co_await call(http::verb::get, target, {}));
+      if (r.status != 200) co_return fail(errc_for_status(r.status), "gcp: listing secrets failed: " + google_error(r));
+      auto doc = SecureJson::parse(r.body.view());
+      if (!doc) co_return fail(Errc::unavailable, "gcp: the answer is not JSON");
+      const auto& root = (*doc)->root();
+      if (!root.is_object()) co_return fail(Errc::unavailable, "gcp: the ListSecrets answer is not an object");
+      const json::value* list = root.as_object().if_contains("secrets");
+      if (list != nullptr && !list->is_array())
+        co_return fail(Errc::unavailable, "gcp: the ListSecrets answer has no list");
+      std::vector<std::string> ids;
+      static const json::array kNone;
+      for (const auto& item : list != nullptr ? list->as_array() : kNone) {
+        const std::string_view name = json_string(item, "name");  // projects/<number>/secrets/<id>
+        const auto at = name.find("/secrets/");
+        if (!name.starts_with("projects/") || at == std::string_view::npos)
+          co_return fail(Errc::unavailable, "gcp: a secret without a name in the ListSecrets answer");
+        std::string id(name.substr(at + 9));
+        if (request.path && !id.starts_with(*request.path)) continue;
+        if (by_name && !request.name_matches(id)) continue;
+        if (!valid_id(id))
+          co_return fail(Errc::unavailable, "gcp: the ListSecrets answer names a secret that is not valid");
+        ids.push_back(std::move(id));
+      }
+      for (const auto& id : ids) {
+        ROOTSEAL_CO_LET(value, co_await access_latest(id));
+        if (!value) co_return fail(Errc::not_found, "gcp: secret \"" + id + "\" has no accessible latest version");
+        out.insert_or_assign(id, std::move(*value));
+      }
+      const std::string_view next = json_string(root, "nextPageToken");
+      if (next.empty()) break;
+      token = std::string(next);
+    }
+    co_return out;
+  }
+
   // ---- push ----
   Task<RemoteState> describe(std::string_view id) override {
     ROOTSEAL_CO_LET(c, co_await secret(id));
@@ -94,16 +235,23 @@ class GcpImpl final : public GcpSecretManager {
   Task<RemoteState> ensure_managed(std::string_view id) override {
     ROOTSEAL_CO_LET(c, co_await secret(id));
     if (c.exists && !c.managed) co_return refuse(id);
-    if (!c.exists) ROOTSEAL_CO_TRY(co_await create(id));
+    if (!c.exists) ROOTSEAL_CO_TRY(co_await create(id, nullptr));
     co_return RemoteState{true, true};
   }
 
+  // With PushSecretMetadata (ESO's GCP provider): a new secret is created
+  // with its labels and annotations; an existing one gets them by a PATCH
+  // (updateMask labels,annotations) when they differ. Not with a property
+  // (ESO: "cannot specify metadata and property at the same time").
   Task<PushOutcome> put_if_changed(const PushRef& ref, const kms::SecureBytes& value, bool if_not_exists) override {
+    const PushMetadata* md = ref.metadata;
+    if (md != nullptr && !ref.property.empty())
+      co_return fail(Errc::invalid_argument, "gcp: cannot specify metadata and property at the same time");
     ROOTSEAL_CO_LET(c, co_await secret(ref.remote_key));
     if (c.exists && !c.managed) co_return refuse(ref.remote_key);
     bool created = false;
     if (!c.exists) {
-      ROOTSEAL_CO_TRY(co_await create(ref.remote_key));
+      ROOTSEAL_CO_TRY(co_await create(ref.remote_key, md));
       created = true;
     }
     std::optional<kms::SecureBytes> cur;
@@ -111,9 +259,14 @@ class GcpImpl final : public GcpSecretManager {
       ROOTSEAL_CO_LET(latest, co_await access_latest(ref.remote_key));
       cur = std::move(latest);
     }
-    if (if_not_exists && cur) co_return PushOutcome{false, false, {}};
+    if (if_not_exists && cur) co_return PushOutcome{false, false, {}};  // its metadata too (ESO skips the push)
+    bool changed = false;
+    if (!created && md != nullptr) {
+      ROOTSEAL_CO_LET(patched, co_await apply_metadata(ref.remote_key, c, *md));
+      changed = patched;
+    }
     ROOTSEAL_CO_LET(desired, with_property("gcp", cur ? &*cur : nullptr, ref.property, value));
-    if (cur && *cur == desired) co_return PushOutcome{false, false, {}};
+    if (cur && *cur == desired) co_return PushOutcome{changed, false, {}};
     SecureBuffer body(128 + desired.size() * 2);
     body.append(R"({"payload":{"data":")");
     body.append(kms::base64_encode_secure(desired.span()).span());
@@ -157,6 +310,8 @@ class GcpImpl final : public GcpSecretManager {
 
   static std::unexpected<kms::Error> refuse(std::string_view id) { return not_managed("gcp", id, "label"); }
 
+  static constexpr std::size_t kMaxFindPages = 10000;
+
   Task<Current> secret(std::string_view id) {
     if (!valid_id(id)) co_return fail(Errc::invalid_argument, "gcp: secret IDs are 1-255 characters of A-Za-z0-9_-");
     ROOTSEAL_CO_LET(r, co_await call(http::verb::get, base() + "/" + std::string(id), {}));
@@ -172,14 +327,26 @@ class GcpImpl final : public GcpSecretManager {
       if (const auto* labels = root.as_object().if_contains("labels"); labels && labels->is_object()) {
         c.managed = json_string(*labels, "managed-by") == "rootseal";
       }
+      for (const auto& [field, into] : {std::pair{"labels", &c.labels}, std::pair{"annotations", &c.annotations}}) {
+        const auto* m = root.as_object().if_contains(field);
+        if (m == nullptr || !m->is_object()) continue;
+        for (const auto& kv : m->as_object()) {
+          if (kv.value().is_string())
+            into->insert_or_assign(std::string(kv.key()), std::string(kv.value().as_string()));
+        }
+      }
     }
     co_return c;
   }
 
-  Task<void> create(std::string_view id) {
+  // Creates the secret, labelled managed-by=rootseal (and with the
+  // metadata's labels and annotations).
+  Task<void> create(std::string_view id, const PushMetadata* md) {
     ++counters_.writes;
-    ROOTSEAL_CO_LET(r, co_await call(http::verb::post, base() + "?secretId=" + std::string(id),
-                                     R"({"replication":{"automatic":{}},"labels":{"managed-by":"rootseal"}})"));
+    std::string body = R"({"replication":{"automatic":{}},"labels":)" + json_of(desired_labels(md, {}));
+    if (md != nullptr && !md->annotations.empty()) body += R"(,"annotations":)" + json_of(md->annotations);
+    body += "}";
+    ROOTSEAL_CO_LET(r, co_await call(http::verb::post, base() + "?secretId=" + std::string(id), body));
     if (r.status == 409) {  // created meanwhile by someone: only fine if it is ours
       ROOTSEAL_CO_LET(c, co_await secret(id));
       if (!c.managed) co_return refuse(id);
@@ -188,6 +355,20 @@ class GcpImpl final : public GcpSecretManager {
     if (r.status != 200)
       co_return fail(errc_for_status(r.status), "gcp: creating the secret failed: " + google_error(r));
     co_return kms::Result<void>{};
+  }
+
+  // The metadata's labels and annotations on an existing secret (one PATCH
+  // when either differs); true when patched. Annotations are replaced, as ESO.
+  Task<bool> apply_metadata(std::string_view id, const Current& c, const PushMetadata& md) {
+    const StringMap labels = desired_labels(&md, c.labels);
+    if (labels == c.labels && md.annotations == c.annotations) co_return false;
+    ++counters_.writes;
+    const std::string body = R"({"labels":)" + json_of(labels) + R"(,"annotations":)" + json_of(md.annotations) + "}";
+    ROOTSEAL_CO_LET(
+        r, co_await call(http::verb::patch, base() + "/" + std::string(id) + "?updateMask=labels,annotations", body));
+    if (r.status != 200)
+      co_return fail(errc_for_status(r.status), "gcp: updating the secret's labels failed: " + google_error(r));
+    co_return true;
   }
 
   // The latest enabled version's payload (CRC32C checked); nullopt if none.
