@@ -362,8 +362,12 @@ class EsoUpstreamExamples(unittest.TestCase):
         self.assertEqual(got, raw(data))
         self.assertEqual(ENV.kube.secret(ns, secret).get("type", "Opaque"), secret_type)
         self.assertEqual(es_ready(ns, es, "True"), ("True", "SecretSynced", "secret synced"))
-        self.assertIn(("Normal", "Created", "secret created"),
-                      ENV.wait(lambda: events(ns, "ExternalSecret", es), "events of " + es))
+        self.wait_event(ns, "ExternalSecret", es, ("Normal", "Created", "secret created"))
+
+    def wait_event(self, ns, kind, name, want):
+        """Waits for the event `want` (type, reason, message) of the object: it may
+        follow the status it goes with, and other events may come first."""
+        ENV.wait(lambda: want in events(ns, kind, name), "event %r of %s %s/%s" % (want, kind, ns, name))
 
     def refused(self, ns, es, message):
         """A failure: Ready=False SecretSyncedError with this message, a
@@ -373,8 +377,7 @@ class EsoUpstreamExamples(unittest.TestCase):
         st, reason, msg = es_ready(ns, es, "False")
         self.assertEqual((st, reason), ("False", "SecretSyncedError"))
         self.assertEqual(msg, message)
-        self.assertIn(("Warning", "UpdateFailed", msg),
-                      ENV.wait(lambda: events(ns, "ExternalSecret", es), "events of " + es))
+        self.wait_event(ns, "ExternalSecret", es, ("Warning", "UpdateFailed", msg))
         return msg
 
     # -- Vault KV v2 (vault-token-store.yaml) --------------------------------------
@@ -518,8 +521,7 @@ class EsoUpstreamExamples(unittest.TestCase):
 
         ENV.wait(force_sync, "Secret template updated after force-sync")
         self.assertEqual(secret_data("tpl-multikey", "template"), raw({"name": "admin", "password": "multikey-value-2"}))
-        self.assertIn(("Normal", "Updated", "secret updated"),
-                      ENV.wait(lambda: events("tpl-multikey", "ExternalSecret", "template"), "events"))
+        self.wait_event("tpl-multikey", "ExternalSecret", "template", ("Normal", "Updated", "secret updated"))
         self.assertEqual(es_ready("tpl-multikey", "template", "True"), ("True", "SecretSynced", "secret synced"))
 
     def test_merge_template(self):
@@ -631,8 +633,7 @@ class EsoUpstreamExamples(unittest.TestCase):
         self.assertEqual((st, reason), ("False", "Errored"))
         self.assertEqual(msg, 'SecretStore/vault-secretstore: SecretStore "vault-secretstore": vault is supported '
                               'as a source only (push to: aws, azurekv, gcpsm)')
-        self.assertIn(("Warning", "Errored", msg),
-                      ENV.wait(lambda: events("vault-push", "PushSecret", "pushsecret-example"), "events"))
+        self.wait_event("vault-push", "PushSecret", "pushsecret-example", ("Warning", "Errored", msg))
 
     def test_pushing_the_whole_secret(self):
         # docs/guides/pushsecrets.md, "Pushing the whole secret". The snippets name the store
@@ -651,8 +652,8 @@ class EsoUpstreamExamples(unittest.TestCase):
         self.assertEqual(ps_ready("push-whole", "pokedex-credentials", "True"),
                          ("True", "Synced", "PushSecret synced successfully"))
         self.assertEqual(CLOUD.aws_value("my-first-parameter"), '{"best-pokemon":"Pikachu","trainer":"Ash"}')
-        self.assertIn(("Normal", "Synced", "PushSecret synced successfully"),
-                      ENV.wait(lambda: events("push-whole", "PushSecret", "pokedex-credentials"), "events"))
+        self.wait_event("push-whole", "PushSecret", "pokedex-credentials",
+                        ("Normal", "Synced", "PushSecret synced successfully"))
         # 2. secretKey best-pokemon into the property single-value-secret of the same remote secret: set
         # in the JSON object already there (ESO: sjson.SetBytes on the current value).
         apply("full-pushsecret-no-key-with-property.yaml", "push-property", relocate=True)
@@ -672,8 +673,7 @@ class EsoUpstreamExamples(unittest.TestCase):
         st, reason, msg = ps_ready("default", "pushsecret-example", "False")
         self.assertEqual(reason, "Errored")
         self.assertEqual(msg, "invalid PushSecret: spec.template: not supported by rootseal")
-        self.assertIn(("Warning", "Errored", msg), ENV.wait(lambda: events("default", "PushSecret",
-                                                                                "pushsecret-example"), "events"))
+        self.wait_event("default", "PushSecret", "pushsecret-example", ("Warning", "Errored", msg))
 
     # -- GCP Secret Manager (gcpsm-sa-credentials-secret.yaml, gcpsm-sa-secret-store.yaml) --
 
