@@ -147,6 +147,8 @@ def seed():
     vault_put("dev/config", dev_config, VAULT_PAGE, {"environment": "dev", "component": "app-1"})
     vault_put("dev/package.json", {"name": "app", "version": "1.0.0"}, VAULT_PAGE)
     vault_put("prod/config", {"foo": "not-dev"}, VAULT_PAGE, {"environment": "prod"})
+    # The page's metadataPolicy example: foobar czNjcjN0 is base64 of "s3cr3t"; the label "dev".
+    vault_put("foo", {"my-value": "s3cr3t"}, VAULT_PAGE, {"dev": "alice"})
     # AWS Secrets Manager (moto).
     ENV.aws("create-secret", "--name", "provider-key", "--secret-string", '{"provider-key-property":"current"}')
     ENV.aws("put-secret-value", "--secret-id", "provider-key", "--secret-string",
@@ -458,6 +460,18 @@ class EsoUpstreamExamples(unittest.TestCase):
         self.page_example("vault-find.yaml", "vault-find")
         self.synced("vault-find", "vault-example", "vault-example",
                     {"dev_config": self.DEV_CONFIG, "dev_package.json": self.DEV_PACKAGE})
+
+    def test_vault_page_metadata_policy(self):
+        # metadataPolicy: Fetch of KV v2 metadata: the whole map as JSON (tags), one custom_metadata
+        # key by property (developer); the page's result for foobar.
+        self.page_example("vault-metadata-policy.yaml", "vault-md")
+        got = ENV.wait(lambda: secret_data("vault-md", "example-sync"), "Secret vault-md/example-sync")
+        self.assertEqual(got["foobar"], b"s3cr3t")
+        self.assertEqual(got["developer"], b"alice")
+        tags = json.loads(got["tags"])
+        self.assertEqual(tags["dev"], "alice")
+        self.assertEqual(str(tags["current_version"]), "1")
+        self.assertEqual(es_ready("vault-md", "vault-example", "True"), ("True", "SecretSynced", "secret synced"))
 
     def test_vault_page_find_with_path(self):
         # The page says the key is "config" (relative to find.path) and prints the value with spaces.
