@@ -3,7 +3,7 @@
 #   make test   install what is missing, build, run every test through ctest
 #               (Release + an ASan/UBSan build + bounded libFuzzer runs)
 #   make lint          clang-tidy-19 (.clang-tidy) over every source of the Release build
-#   make format-check  clang-format-19 (.clang-format) on the lines changed since FORMAT_BASE
+#   make format-check  clang-format-19 (.clang-format) on every C++ source (also a ctest test)
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
@@ -110,21 +110,13 @@ lint: deps $(BUILD_DIR)/build.ninja
 	  exit 1; \
 	fi; echo "lint: no findings"
 
-# clang-format only on the lines changed since FORMAT_BASE (the branch point
-# with it): the tree as a whole is not formatted yet, and one tree-wide
-# reformat would conflict with every branch in flight.
-FORMAT_BASE ?= main
-FORMAT_DIFF  = git diff -U0 --no-color $$(git merge-base $(FORMAT_BASE) HEAD) -- '*.cpp' '*.hpp'
+# clang-format on the whole tree: `make test` runs the same check as the
+# ctest test style_format (scripts/format-check).
 format-check: deps
-	@out=$$($(FORMAT_DIFF) | clang-format-diff-19 -p1 -binary clang-format-19); \
-	if [ -n "$$out" ]; then \
-	  echo "$$out"; \
-	  echo "format-check: the lines above (changed since $(FORMAT_BASE)) are not formatted: make format"; \
-	  exit 1; \
-	fi; echo "format-check: the changed lines are formatted"
+	@bash scripts/format-check
 
 format: deps
-	$(FORMAT_DIFF) | clang-format-diff-19 -p1 -i -binary clang-format-19
+	git ls-files -- '*.cpp' '*.hpp' | xargs clang-format-19 -i
 
 clean:
 	rm -rf build

@@ -94,9 +94,12 @@ int main(int argc, char** argv) {
   int fsync_lines = 4000;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--dir") dir = argv[i + 1];
-    else if (a == "--lines") lines = std::atoi(argv[i + 1]);
-    else if (a == "--fsync-lines") fsync_lines = std::atoi(argv[i + 1]);
+    if (a == "--dir")
+      dir = argv[i + 1];
+    else if (a == "--lines")
+      lines = std::atoi(argv[i + 1]);
+    else if (a == "--fsync-lines")
+      fsync_lines = std::atoi(argv[i + 1]);
   }
   for (int threads : {1, 2, 4, 16}) run(dir, threads, lines, false);
   for (int threads : {1, 4, 16}) run(dir, threads, fsync_lines, true);

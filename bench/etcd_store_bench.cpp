@@ -33,7 +33,9 @@ double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(
 
 void report(const char* what, std::vector<double> samples) {
   std::sort(samples.begin(), samples.end());
-  auto at = [&](double q) { return samples[std::min(samples.size() - 1, static_cast<std::size_t>(q * static_cast<double>(samples.size())))]; };
+  auto at = [&](double q) {
+    return samples[std::min(samples.size() - 1, static_cast<std::size_t>(q * static_cast<double>(samples.size())))];
+  };
   std::printf("%-34s n=%zu  p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms\n", what, samples.size(), at(0.50),
               at(0.90), at(0.99), samples.back());
 }
@@ -65,7 +67,8 @@ int main(int argc, char** argv) {
   Host b(cluster, key);
   must(a.ring->unseal(), "unseal A");
   must(b.ring->unseal(), "unseal B");
-  b.store->start_watch({[&](const std::string& name) { (void)b.ring->refresh(name); }, [&] { (void)b.ring->reload(); }});
+  b.store->start_watch(
+      {[&](const std::string& name) { (void)b.ring->refresh(name); }, [&] { (void)b.ring->reload(); }});
   must(a.ring->create("bench", {}), "create");
 
   std::vector<double> rotate_ms, watch_ms;

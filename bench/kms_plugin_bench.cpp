@@ -78,8 +78,10 @@ Phase run(const std::string& socket, int callers, int seconds, double rate, Call
         const auto t0 = rate > 0 ? intended : Clock::now();
         const bool ok = call(*stub, ctx);
         const auto t1 = Clock::now();
-        if (ok) mine.us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
-        else ++mine.errors;
+        if (ok)
+          mine.us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+        else
+          ++mine.errors;
       }
     });
   }
@@ -95,7 +97,11 @@ Phase run(const std::string& socket, int callers, int seconds, double rate, Call
 }
 
 void report(const char* name, const Phase& p, int seconds) {
-  auto at = [&](double q) { return p.us.empty() ? 0.0 : p.us[std::min(p.us.size() - 1, static_cast<std::size_t>(q * static_cast<double>(p.us.size())))]; };
+  auto at = [&](double q) {
+    return p.us.empty()
+               ? 0.0
+               : p.us[std::min(p.us.size() - 1, static_cast<std::size_t>(q * static_cast<double>(p.us.size())))];
+  };
   std::printf("%-8s calls=%zu rate=%.0f/s p50=%.0fus p99=%.0fus max=%.0fus errors=%llu\n", name, p.us.size(),
               static_cast<double>(p.us.size()) / seconds, at(0.50), at(0.99), p.us.empty() ? 0.0 : p.us.back(),
               static_cast<unsigned long long>(p.errors));

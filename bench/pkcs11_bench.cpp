@@ -97,9 +97,8 @@ class Env {
     cfg.mechanism = rootseal::hsm::parse_root_mechanism(mechanism).value_or(RootMechanism::automatic);
     cfg.max_sessions = 4;
     const std::string pin = pin_;
-    auto root = Pkcs11Root::create(cfg, [pin] {
-      return rootseal::kms::Result<SecureBytes>(SecureBytes::copy_of(std::string_view(pin)));
-    });
+    auto root = Pkcs11Root::create(
+        cfg, [pin] { return rootseal::kms::Result<SecureBytes>(SecureBytes::copy_of(std::string_view(pin))); });
     if (auto r = root->probe(); !r) throw std::runtime_error("probe (" + mechanism + "): " + r.error().message);
     return root;
   }

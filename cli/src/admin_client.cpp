@@ -40,7 +40,8 @@ kms::Result<std::filesystem::path> admin_socket_path(const std::string& socket_o
                                                      const std::string& config_option) {
   if (!socket_option.empty()) return std::filesystem::path(socket_option);
   // The single-threaded CLI reads its environment and never writes it.
-  if (const char* env = std::getenv("ROOTSEAL_ADMIN_SOCKET"); env != nullptr && *env != '\0') {  // NOLINT(concurrency-mt-unsafe)
+  if (const char* env = std::getenv("ROOTSEAL_ADMIN_SOCKET");
+      env != nullptr && *env != '\0') {  // NOLINT(concurrency-mt-unsafe)
     return std::filesystem::path(env);
   }
   const std::string config = config_option.empty() ? kDefaultConfig : config_option;
@@ -57,7 +58,8 @@ kms::Result<std::filesystem::path> admin_socket_path(const std::string& socket_o
 }
 
 AdminAnswer::AdminAnswer(kms::SecureBytes line)
-    : line_(std::move(line)), arena_(4 * line_.size() + std::size_t{16} * 1024, 16 * line_.size() + std::size_t{64} * 1024),
+    : line_(std::move(line)),
+      arena_(4 * line_.size() + std::size_t{16} * 1024, 16 * line_.size() + std::size_t{64} * 1024),
       value_(arena_.storage()) {
   json::error_code ec;
   try {
@@ -97,17 +99,21 @@ kms::Result<const json::object*> AdminAnswer::data() const {
     if (const auto* m = err->as_object().if_contains("message"); m != nullptr && m->is_string()) {
       message = std::string(m->as_string());
     }
-    if (error_code_ == "permission_denied" || error_code_ == "rate_limited") code = Errc::permission_denied;
-    else if (error_code_ == "invalid_argument") code = Errc::invalid_argument;
-    else if (error_code_ == "not_found") code = Errc::not_found;
-    else if (error_code_ == "sealed") code = Errc::sealed;
+    if (error_code_ == "permission_denied" || error_code_ == "rate_limited")
+      code = Errc::permission_denied;
+    else if (error_code_ == "invalid_argument")
+      code = Errc::invalid_argument;
+    else if (error_code_ == "not_found")
+      code = Errc::not_found;
+    else if (error_code_ == "sealed")
+      code = Errc::sealed;
   }
   return fail(code, message);
 }
 
 kms::Result<std::unique_ptr<AdminAnswer>> admin_call(const std::filesystem::path& socket,
-                                                    const kms::SecureBytes& request,
-                                                    std::chrono::milliseconds timeout) {
+                                                     const kms::SecureBytes& request,
+                                                     std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   const std::string where = "admin socket " + socket.string();
   sockaddr_un sa{};

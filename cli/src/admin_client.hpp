@@ -49,8 +49,8 @@ class AdminAnswer {
 // unavailable if nothing listens; permission_denied if the socket's mode
 // keeps us out.
 kms::Result<std::unique_ptr<AdminAnswer>> admin_call(const std::filesystem::path& socket,
-                                                    const kms::SecureBytes& request,
-                                                    std::chrono::milliseconds timeout);
+                                                     const kms::SecureBytes& request,
+                                                     std::chrono::milliseconds timeout);
 
 // Writes a JSON value to fd without an intermediate heap string (it may
 // hold a token); pretty=false: one line.

@@ -63,8 +63,9 @@ struct AdminCommands {
 namespace {
 
 void add_socket_options(CLI::App* cmd, AdminCommands& c, bool json_flag = true) {
-  cmd->add_option("--socket", c.socket, "rootseald's admin socket (default: admin.socket of --config, "
-                                        "$ROOTSEAL_ADMIN_SOCKET, /run/rootseal/admin.sock)");
+  cmd->add_option("--socket", c.socket,
+                  "rootseald's admin socket (default: admin.socket of --config, "
+                  "$ROOTSEAL_ADMIN_SOCKET, /run/rootseal/admin.sock)");
   cmd->add_option("--config", c.config, "rootseald's configuration file, to find admin.socket");
   cmd->add_option("--timeout", c.timeout_s, "seconds to wait for rootseald's answer")->capture_default_str();
   if (json_flag) cmd->add_flag("--json", c.json_out, "print the answer's data as JSON");
@@ -77,11 +78,16 @@ kms::Result<std::int64_t> parse_ttl(const std::string& s) {
   if (ec != std::errc{} || v < 0) return fail(Errc::invalid_argument, "--ttl: e.g. 90s, 15m, 24h, 30d");
   const std::string_view unit(end, static_cast<std::size_t>(s.data() + s.size() - end));
   std::int64_t mul = 0;
-  if (unit.empty() || unit == "s") mul = 1;
-  else if (unit == "m") mul = 60;
-  else if (unit == "h") mul = 3600;
-  else if (unit == "d") mul = 86400;
-  else return fail(Errc::invalid_argument, "--ttl: e.g. 90s, 15m, 24h, 30d");
+  if (unit.empty() || unit == "s")
+    mul = 1;
+  else if (unit == "m")
+    mul = 60;
+  else if (unit == "h")
+    mul = 3600;
+  else if (unit == "d")
+    mul = 86400;
+  else
+    return fail(Errc::invalid_argument, "--ttl: e.g. 90s, 15m, 24h, 30d");
   if (v > (std::int64_t{10} * 365 * 86400) / mul) return fail(Errc::invalid_argument, "--ttl: at most 10 years");
   return v * mul;
 }
@@ -250,8 +256,12 @@ int run_unseal(AdminCommands& c, Console& con) {
     con.err("rootseal: " + r.error().message + "\n");
     return 1;
   }
-  if (c.json_out) write_json(STDOUT_FILENO, *r->data);
-  else con.out("unsealed" + std::string(str(*r->data, "message") == "already unsealed" ? " (already; the PIN was not used)" : "") + "\n");
+  if (c.json_out)
+    write_json(STDOUT_FILENO, *r->data);
+  else
+    con.out("unsealed" +
+            std::string(str(*r->data, "message") == "already unsealed" ? " (already; the PIN was not used)" : "") +
+            "\n");
   return 0;
 }
 
@@ -308,7 +318,8 @@ int run_token(AdminCommands& c, Console& con) {
     return 0;
   }
   const bool revoke = c.token_revoke->parsed();
-  auto r = call(c, request_of(json::object{{"op", revoke ? "token.revoke" : "token.lookup"}, {"accessor", c.accessor}}));
+  auto r =
+      call(c, request_of(json::object{{"op", revoke ? "token.revoke" : "token.lookup"}, {"accessor", c.accessor}}));
   if (!r) return failed(con, r.error());
   if (c.json_out) {
     write_json(STDOUT_FILENO, *r->data);
@@ -327,7 +338,8 @@ int run_token(AdminCommands& c, Console& con) {
 kms::Result<std::optional<kms::SecureBytes>> read_auth_value(const std::filesystem::path& path) {
   if (path.empty()) return std::optional<kms::SecureBytes>();
   struct stat st{};
-  if (::stat(path.c_str(), &st) != 0) return fail(Errc::invalid_argument, "TPM auth value file " + path.string() + ": missing");
+  if (::stat(path.c_str(), &st) != 0)
+    return fail(Errc::invalid_argument, "TPM auth value file " + path.string() + ": missing");
   if ((st.st_mode & 0077) != 0) {
     return fail(Errc::invalid_argument, "TPM auth value file " + path.string() + ": readable by group or others");
   }
@@ -335,7 +347,8 @@ kms::Result<std::optional<kms::SecureBytes>> read_auth_value(const std::filesyst
   if (fd < 0) return fail(Errc::invalid_argument, "TPM auth value file " + path.string() + ": cannot open");
   auto value = read_secret_fd(fd);
   ::close(fd);
-  if (!value) return fail(Errc::invalid_argument, "TPM auth value file " + path.string() + ": " + value.error().message);
+  if (!value)
+    return fail(Errc::invalid_argument, "TPM auth value file " + path.string() + ": " + value.error().message);
   return std::optional<kms::SecureBytes>(std::move(*value));
 }
 
@@ -375,7 +388,8 @@ int run_seal_pin(AdminCommands& c, Console& con) {
   }
   con.out("sealed the HSM PIN to " + out.string() + " (tcti " + cfg->tpm.tcti + ", sha256 PCRs " +
           pcr_text(policy.pcrs) + (policy.auth_value ? ", auth value" : "") + ")\n");
-  if (std::find(cfg->pin.sources.begin(), cfg->pin.sources.end(), daemon::PinSourceKind::tpm) == cfg->pin.sources.end()) {
+  if (std::find(cfg->pin.sources.begin(), cfg->pin.sources.end(), daemon::PinSourceKind::tpm) ==
+      cfg->pin.sources.end()) {
     con.err("rootseal: note: pin.sources of " + config_path + " does not list tpm; rootseald will not read it\n");
   }
   return 0;
@@ -468,17 +482,21 @@ std::unique_ptr<AdminCommands, void (*)(AdminCommands*)> add_admin_commands(CLI:
 
   c.tpm = app.add_subcommand("tpm", "TPM sealing (docs/tpm.md)");
   c.tpm->require_subcommand(1);
-  c.seal_pin = c.tpm->add_subcommand("seal-pin", "seal the HSM user PIN to the TPM into pin.tpm_sealed_file "
-                                                 "(works on the TPM directly; rootseald need not run)");
+  c.seal_pin = c.tpm->add_subcommand("seal-pin",
+                                     "seal the HSM user PIN to the TPM into pin.tpm_sealed_file "
+                                     "(works on the TPM directly; rootseald need not run)");
   c.seal_pin->add_option("--config", c.config, "rootseald's configuration (tpm: and pin: sections)");
   c.seal_pin->add_option("--pin-fd", c.seal_pin_fd, "read the PIN from this file descriptor");
   c.seal_pin->add_option("--pcrs", c.pcrs, "sha256 PCRs instead of tpm.pcrs, e.g. 0,7 or none");
   c.seal_pin->add_option("--out", c.out_file, "write here instead of pin.tpm_sealed_file");
-  c.reseal = c.tpm->add_subcommand("reseal", "re-seal what rootseald holds unsealed (root key or HSM PIN) under "
-                                             "the current PCR values, over the admin socket");
+  c.reseal = c.tpm->add_subcommand("reseal",
+                                   "re-seal what rootseald holds unsealed (root key or HSM PIN) under "
+                                   "the current PCR values, over the admin socket");
   add_socket_options(c.reseal, c);
-  c.reseal->add_option("--target", c.target, "root (the TPM-sealed root key) or pin (the TPM-sealed HSM PIN); "
-                                             "default: root with root_of_trust: tpm, else pin")
+  c.reseal
+      ->add_option("--target", c.target,
+                   "root (the TPM-sealed root key) or pin (the TPM-sealed HSM PIN); "
+                   "default: root with root_of_trust: tpm, else pin")
       ->check(CLI::IsMember({"root", "pin"}));
   c.reseal->add_option("--pcrs", c.pcrs, "sha256 PCRs instead of tpm.pcrs, e.g. 0,7 or none");
 

@@ -62,8 +62,8 @@ struct CustodianArg {
 struct Outcome {
   std::string ceremony_id;
   std::string kcv;
-  std::string mechanism;   // of the root key (aes-kwp, aes-gcm, aes-cbc-pad-hmac); empty if not recorded
-  std::string hmac_check;  // aes-cbc-pad-hmac: the HMAC key's check value
+  std::string mechanism;             // of the root key (aes-kwp, aes-gcm, aes-cbc-pad-hmac); empty if not recorded
+  std::string hmac_check;            // aes-cbc-pad-hmac: the HMAC key's check value
   std::filesystem::path transcript;  // the last entry written
   std::vector<std::filesystem::path> share_files;
   std::size_t rewrapped = 0;
@@ -124,7 +124,7 @@ kms::Result<Outcome> ceremony_reshare(const ReshareOptions& options, Console& co
 struct VerifyOptions {
   TokenTarget token;
   std::filesystem::path transcript_dir;
-  std::string ceremony_id;  // empty: the current root key of the transcript
+  std::string ceremony_id;      // empty: the current root key of the transcript
   std::filesystem::path store;  // empty: do not open a state store
   People people;
 };

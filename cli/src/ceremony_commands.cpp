@@ -50,8 +50,8 @@ kms::Result<hsm::RootMechanism> chosen_mechanism(const CLI::App* cmd, const Mech
   }
   auto parsed = hsm::parse_root_mechanism(name);
   if (!parsed) {
-    return kms::fail(kms::Errc::invalid_argument, "pkcs11.mechanism '" + name + "' of " + m.config +
-                                                      " is not a root mechanism");
+    return kms::fail(kms::Errc::invalid_argument,
+                     "pkcs11.mechanism '" + name + "' of " + m.config + " is not a root mechanism");
   }
   return *parsed;
 }
@@ -96,12 +96,12 @@ struct SplitArgs {
 
 void add_split_options(CLI::App* cmd, SplitArgs& a, bool required) {
   const char* fresh = required ? "new " : "";
-  cmd->add_option("--custodian", a.custodians,
-                  std::string("NAME=PUBLIC_KEY.pem of the ") + fresh + "custodian set, one per custodian, in share order")
+  cmd->add_option(
+         "--custodian", a.custodians,
+         std::string("NAME=PUBLIC_KEY.pem of the ") + fresh + "custodian set, one per custodian, in share order")
       ->required(required);
   cmd->add_option("--threshold", a.threshold, std::string(fresh) + "shares needed to restore (M)")->required(required);
-  cmd->add_option("--out", a.out, std::string("folder for the ") + fresh + "encrypted share files")
-      ->required(required);
+  cmd->add_option("--out", a.out, std::string("folder for the ") + fresh + "encrypted share files")->required(required);
 }
 
 template <class Options>
@@ -149,8 +149,8 @@ struct InitArgs {
 };
 
 void add_init(CLI::App* ceremony, InitArgs& a) {
-  a.cmd = add_token_command(ceremony, "init", "create the root key, split it M-of-N to custodians, import it",
-                            a.token, a.people);
+  a.cmd = add_token_command(ceremony, "init", "create the root key, split it M-of-N to custodians, import it", a.token,
+                            a.people);
   add_split_options(a.cmd, a.split, false);
   a.cmd->add_option("--transcript-dir", a.transcript, "folder of the hash-chained transcript")->required();
   a.cmd->add_flag("--no-backup", a.no_backup, "generate the key inside the HSM: NO shares, it can NEVER be restored");
@@ -228,8 +228,9 @@ struct ReshareArgs {
 };
 
 void add_reshare(CLI::App* ceremony, ReshareArgs& a) {
-  a.cmd = ceremony->add_subcommand("reshare", "split the same root key again for a new custodian set "
-                                              "(M current shares in; no token)");
+  a.cmd = ceremony->add_subcommand("reshare",
+                                   "split the same root key again for a new custodian set "
+                                   "(M current shares in; no token)");
   add_people_options(a.cmd, a.people);
   add_share_input_options(a.cmd, a.input);
   a.cmd->add_option("--ceremony", a.ceremony, "the ceremony id of the shares (default: the shares')");
@@ -258,8 +259,8 @@ struct VerifyArgs {
 };
 
 void add_verify(CLI::App* ceremony, VerifyArgs& a) {
-  a.cmd = add_token_command(ceremony, "verify", "prove that a token holds the root key of a transcript", a.token,
-                            a.people);
+  a.cmd =
+      add_token_command(ceremony, "verify", "prove that a token holds the root key of a transcript", a.token, a.people);
   a.cmd->add_option("--transcript-dir", a.transcript, "folder of the transcript")->required();
   a.cmd->add_option("--ceremony", a.ceremony, "ceremony id (default: the current root key)");
   a.cmd->add_option("--store", a.store, "also prove that this state store opens with the key");
@@ -289,13 +290,15 @@ struct RotateArgs {
 };
 
 void add_rotate(CLI::App* ceremony, RotateArgs& a) {
-  a.cmd = add_token_command(ceremony, "rotate-root", "new root key and shares; rewrap the state store", a.token,
-                            a.people);
+  a.cmd =
+      add_token_command(ceremony, "rotate-root", "new root key and shares; rewrap the state store", a.token, a.people);
   a.cmd->add_option("--store", a.store, "the SQLite state store to rewrap (rootseald stopped)")->required();
   add_split_options(a.cmd, a.split, false);
   a.cmd->add_option("--transcript-dir", a.transcript, "folder of the transcript")->required();
-  a.cmd->add_option("--retire", a.retire, "what happens to the old root key: relabel (keep it as "
-                                          "<label>.retired-<kcv>) or destroy")
+  a.cmd
+      ->add_option("--retire", a.retire,
+                   "what happens to the old root key: relabel (keep it as "
+                   "<label>.retired-<kcv>) or destroy")
       ->check(CLI::IsMember({"relabel", "destroy"}))
       ->capture_default_str();
   a.cmd->add_flag("--no-backup", a.no_backup, "new key generated inside the HSM: it can NEVER be restored");

@@ -62,22 +62,22 @@ json::object root_json(const RootObjects& r) {
   json::object o = key_json(r.key);
   if (!r.mechanism.empty()) o["mechanism"] = r.mechanism;
   if (r.hmac) {
-    o["hmac_key"] = json::object{
-        {"label", r.hmac->label},
-        {"id", r.hmac->id},
-        {"check_value", r.hmac->kcv},
-        {"check_value_method", "computed by the token (C_Sign, CKM_SHA256_HMAC): HMAC-SHA256(key, \"" +
-                                   std::string(hsm::kHmacCheckMessage) + "\"), first 24 bits"},
-        {"attributes", "256-bit generic secret, CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, CKA_EXTRACTABLE=false, "
-                       "CKA_SIGN+CKA_VERIFY"}};
+    o["hmac_key"] =
+        json::object{{"label", r.hmac->label},
+                     {"id", r.hmac->id},
+                     {"check_value", r.hmac->kcv},
+                     {"check_value_method", "computed by the token (C_Sign, CKM_SHA256_HMAC): HMAC-SHA256(key, \"" +
+                                                std::string(hsm::kHmacCheckMessage) + "\"), first 24 bits"},
+                     {"attributes",
+                      "256-bit generic secret, CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, CKA_EXTRACTABLE=false, "
+                      "CKA_SIGN+CKA_VERIFY"}};
   }
   return o;
 }
 
 // ----- root mechanisms ---------------------------------------------------------
 
-kms::Result<std::string> resolve_mechanism(hsm::RootMechanism requested, const hsm::TokenDetails& t,
-                                           bool no_backup) {
+kms::Result<std::string> resolve_mechanism(hsm::RootMechanism requested, const hsm::TokenDetails& t, bool no_backup) {
   using M = hsm::RootMechanism;
   const std::string tok = "token '" + t.label + "'";
   switch (requested) {
@@ -295,8 +295,8 @@ kms::Result<void> require_root_labels_free(hsm::TokenAdmin& admin, const TokenTa
     std::vector<hsm::KeyObject> existing;
     ROOTSEAL_TRY_ASSIGN(existing, admin.find_keys(label));
     if (!existing.empty()) {
-      return fail(Errc::already_exists, "token '" + t.token_label + "' already holds a key labelled '" + label +
-                                            "'; " + std::string(advice));
+      return fail(Errc::already_exists,
+                  "token '" + t.token_label + "' already holds a key labelled '" + label + "'; " + std::string(advice));
     }
   }
   return {};
@@ -365,7 +365,7 @@ kms::Result<Backup> write_backup(const kms::SecureBytes& root, std::string_view 
       "threshold || share)";
   b.shamir["commitment_salt"] = kms::hex_encode(salt);
   b.shamir["split"] = mechanism == kCbcHmac ? "64 bytes: the AES-256 key || the HMAC-SHA256 key, split as one secret"
-                                             : "32 bytes: the AES-256 key";
+                                            : "32 bytes: the AES-256 key";
   b.shamir["share_format"] = "rootseal-share-v2";
   for (unsigned i = 0; i < n; ++i) {
     const LoadedCustodian& c = custodians[i];

@@ -79,8 +79,8 @@ kms::Result<Outcome> init_impl(const InitOptions& o, Console& con, Context& ctx)
                (checks.hmac_check.empty() ? "" : ", HMAC check value " + checks.hmac_check));
 
   Backup backup;
-  ROOTSEAL_TRY_ASSIGN(backup, write_backup(root, mechanism, checks.kcv, ctx.ceremony_id, custodians, o.threshold,
-                                           o.out_dir, ctx, con));
+  ROOTSEAL_TRY_ASSIGN(
+      backup, write_backup(root, mechanism, checks.kcv, ctx.ceremony_id, custodians, o.threshold, o.out_dir, ctx, con));
   RootObjects k;
   ROOTSEAL_TRY_ASSIGN(k, import_root(*admin, o.token.key_label, root, mechanism, checks));
   root.clear();

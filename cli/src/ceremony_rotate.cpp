@@ -235,8 +235,7 @@ kms::Result<void> retire_key(const RotateOptions& o, hsm::TokenAdmin& admin, con
 
 // Step 2 of finish_rotation: retire the old key, only once nothing in the
 // store needs it. Returns how it was retired ("relabelled '<label>'" or "destroyed").
-kms::Result<std::string> retire_step(const RotateOptions& o, hsm::TokenAdmin& admin, const Pending& p,
-                                     Context& ctx) {
+kms::Result<std::string> retire_step(const RotateOptions& o, hsm::TokenAdmin& admin, const Pending& p, Context& ctx) {
   const std::string& L = o.token.key_label;
   const std::string R = retired_label(L, p.old_kcv);
   std::string retired_as = o.retire == Retire::relabel ? "relabelled '" + R + "'" : "destroyed";
@@ -256,8 +255,8 @@ kms::Result<std::string> retire_step(const RotateOptions& o, hsm::TokenAdmin& ad
   // The HMAC key of an aes-cbc-pad-hmac root goes after its AES key (a lone
   // HMAC key is ignored by rootseald; a lone AES key is not).
   if (!p.old_hmac_check.empty()) {
-    ROOTSEAL_TRY(retire_key(o, admin, hsm::hmac_label(L), hsm::hmac_label(R), p.old_hmac_check, "HMAC key",
-                            "old-hmac", "old-hmac-key-retired", retired_as, ctx));
+    ROOTSEAL_TRY(retire_key(o, admin, hsm::hmac_label(L), hsm::hmac_label(R), p.old_hmac_check, "HMAC key", "old-hmac",
+                            "old-hmac-key-retired", retired_as, ctx));
   }
   return retired_as;
 }
@@ -396,8 +395,8 @@ struct Finished {
   TranscriptEntry entry;
 };
 
-kms::Result<Finished> finish_and_record(const RotateOptions& o, hsm::TokenAdmin& admin, const Pending& p,
-                                        Context& ctx, Console& con, Outcome& out) {
+kms::Result<Finished> finish_and_record(const RotateOptions& o, hsm::TokenAdmin& admin, const Pending& p, Context& ctx,
+                                        Console& con, Outcome& out) {
   Finished f;
   ROOTSEAL_TRY_ASSIGN(f.rewrapped, finish_rotation(o, admin, p, ctx, con, f.retired_as));
   ROOTSEAL_TRY_ASSIGN(f.entry, record_completion(o, admin, p, f.rewrapped, f.retired_as, ctx));
@@ -441,8 +440,8 @@ kms::Result<Outcome> abandon_unrecorded(const RotateOptions& o, hsm::TokenAdmin&
     for (const auto& k : records) {
       for (const auto& v : k.versions) {
         if (v.root_kcv == tk.kcv) {
-          return fail(Errc::conflict, "the store uses '" + T + "' (kcv " + tk.kcv +
-                                          ") but no transcript records it; resolve by hand");
+          return fail(Errc::conflict,
+                      "the store uses '" + T + "' (kcv " + tk.kcv + ") but no transcript records it; resolve by hand");
         }
       }
     }
@@ -640,8 +639,8 @@ kms::Result<RootObjects> make_new_root(const RotateOptions& o, hsm::TokenAdmin& 
            "OS random XOR HSM random; kcv " + checks.kcv + ", " + mechanism +
                (checks.hmac_check.empty() ? "" : ", HMAC check value " + checks.hmac_check));
   Backup backup;
-  ROOTSEAL_TRY_ASSIGN(backup, write_backup(root, mechanism, checks.kcv, ctx.ceremony_id, custodians, o.threshold,
-                                           o.out_dir, ctx, con));
+  ROOTSEAL_TRY_ASSIGN(
+      backup, write_backup(root, mechanism, checks.kcv, ctx.ceremony_id, custodians, o.threshold, o.out_dir, ctx, con));
   auto imported = import_root(admin, T, root, mechanism, checks);
   root.clear();
   ROOTSEAL_TRY_ASSIGN(k, std::move(imported));

@@ -146,9 +146,8 @@ kms::Result<ShareRecord> ceremony_record(const std::vector<GatheredShare>& share
   const bool cbc = r.mechanism == kCbcHmac;
   if (!salt || r.threshold < 2 || r.commitments.empty() || r.kcv.size() != 6 || (cbc && r.hmac_check.size() != 6) ||
       (!r.mechanism.empty() && secret_size(r.mechanism) == 0)) {
-    return fail(Errc::invalid_argument, r.entry->path.filename().string() +
-                                            ": no usable share record (was ceremony " + ctx.ceremony_id +
-                                            " made with --no-backup?)");
+    return fail(Errc::invalid_argument, r.entry->path.filename().string() + ": no usable share record (was ceremony " +
+                                            ctx.ceremony_id + " made with --no-backup?)");
   }
   r.salt = std::move(*salt);
   ctx.step("ceremony-found", "ok",
@@ -178,11 +177,11 @@ kms::Result<void> check_shares(const std::vector<GatheredShare>& shares, const S
     const bool same_family = s.mechanism.empty() || s.mechanism == r.mechanism ||
                              (r.mechanism.empty() && secret_size(s.mechanism) == kRootKeySize);
     if (s.y.size() != want || !same_family) {
-      return fail(Errc::invalid_argument,
-                  "share " + std::to_string(s.index) + " (" + s.source + ") is a share of a " +
-                      (s.mechanism.empty() ? std::string("32-byte AES") : s.mechanism) + " root, but ceremony " +
-                      ctx.ceremony_id + " recorded a " +
-                      (r.mechanism.empty() ? std::string("32-byte AES") : r.mechanism) + " root");
+      return fail(Errc::invalid_argument, "share " + std::to_string(s.index) + " (" + s.source + ") is a share of a " +
+                                              (s.mechanism.empty() ? std::string("32-byte AES") : s.mechanism) +
+                                              " root, but ceremony " + ctx.ceremony_id + " recorded a " +
+                                              (r.mechanism.empty() ? std::string("32-byte AES") : r.mechanism) +
+                                              " root");
     }
     const std::string mine = share_commitment(r.salt, ctx.ceremony_id, s.index, r.threshold, s.y);
     if (!kms::constant_time_equal(mine, c->second)) {
@@ -245,8 +244,8 @@ kms::Result<Combined> gather_and_combine(const std::vector<ShareSource>& files, 
   ROOTSEAL_TRY_ASSIGN(mine, secret_checks(out.root));
   if (mine.kcv != rec.kcv) {
     out.root.clear();
-    return fail(Errc::decryption_failed, "the combined key has check value " + mine.kcv +
-                                             ", the transcript records " + rec.kcv + "; nothing was imported");
+    return fail(Errc::decryption_failed, "the combined key has check value " + mine.kcv + ", the transcript records " +
+                                             rec.kcv + "; nothing was imported");
   }
   if (mine.hmac_check != rec.hmac_check) {
     out.root.clear();

@@ -82,7 +82,8 @@ kms::Result<Outcome> verify_impl(const VerifyOptions& o, Console& con, Context& 
     const std::string want_mac = record_hmac_check(*rec);
     if (macs.size() != 1) {
       return fail(Errc::not_found, "token '" + o.token.token_label + "' holds " + std::to_string(macs.size()) +
-                                       " keys labelled '" + hl + "' (the HMAC key of the aes-cbc-pad-hmac root; "
+                                       " keys labelled '" + hl +
+                                       "' (the HMAC key of the aes-cbc-pad-hmac root; "
                                        "exactly one expected)");
     }
     if (!macs.front().is_valid_hmac_key()) {

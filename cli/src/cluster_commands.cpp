@@ -89,8 +89,8 @@ std::string sync_lines(const json::object& s) {
 std::string endpoint_line(const json::object& e) {
   std::string line = "  " + pad(text(e, "endpoint"), 28);
   if (!flag(e, "reachable")) return line + "unreachable: " + text(e, "error") + "\n";
-  line += "member " + pad(text(e, "member_id"), 18) + pad(flag(e, "is_leader") ? "leader" : "follower", 10) +
-          "term " + text(e, "raft_term") + "  revision " + text(e, "revision") + "  etcd " + text(e, "version");
+  line += "member " + pad(text(e, "member_id"), 18) + pad(flag(e, "is_leader") ? "leader" : "follower", 10) + "term " +
+          text(e, "raft_term") + "  revision " + text(e, "revision") + "  etcd " + text(e, "version");
   if (text(e, "leader_id").empty() || text(e, "leader_id") == "0") line += "  (knows no leader)";
   return line + "\n";
 }
@@ -131,7 +131,9 @@ int run_status(const ClusterCommands& c, Console& con) {
   if (!text(d, "cluster_root_kcv").empty()) con.out("root kcv      " + text(d, "cluster_root_kcv") + "\n");
   con.out("this host     " + text(self, "host_id") + ", " + (flag(self, "sealed") ? "sealed" : "unsealed") +
           ", keyring at revision " + text(self, "seen_revision") +
-          (unread ? "" : flag(self, "current") ? " (current)" : " (behind)") +
+          (unread                  ? ""
+           : flag(self, "current") ? " (current)"
+                                   : " (behind)") +
           (unread || flag(self, "registered") ? "" : ", not registered yet") + "\n");
   if (unread) {
     con.out("members       unknown: " + text(d, "error") + "\n");

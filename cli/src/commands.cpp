@@ -99,10 +99,10 @@ int run_audit_verify(const AuditLogArgs& a, Console& con) {
             (n == 0 ? "" : ", " + std::to_string(n) + (n == 1 ? " recovery:" : " recoveries:")) + "\n");
     // Each recovery line is for the auditor to check (docs/operations.md).
     for (const auto& rec : r->recoveries) {
-      con.out("  line " + std::to_string(rec.line) + ": recovered after a crash or a full disk: " +
-              std::to_string(rec.recovery.damaged_bytes) + " bytes set aside in " +
-              rec.recovery.damaged_file.string() + " (sha256 " + rec.recovery.damaged_sha256 + "), " +
-              (rec.damaged_file_checked ? "checked" : "not found beside the log") + "\n");
+      con.out("  line " + std::to_string(rec.line) +
+              ": recovered after a crash or a full disk: " + std::to_string(rec.recovery.damaged_bytes) +
+              " bytes set aside in " + rec.recovery.damaged_file.string() + " (sha256 " + rec.recovery.damaged_sha256 +
+              "), " + (rec.damaged_file_checked ? "checked" : "not found beside the log") + "\n");
     }
   }
   if (a.files.size() > 1) {

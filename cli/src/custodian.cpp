@@ -64,8 +64,8 @@ kms::Result<CustodianKey> describe(std::shared_ptr<EVP_PKEY> p, const std::files
       std::size_t len = 0;
       if (EVP_PKEY_get_utf8_string_param(p.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &len) != 1 ||
           (std::strcmp(group, "prime256v1") != 0 && std::strcmp(group, "P-256") != 0)) {
-        return fail(Errc::invalid_argument, src + ": EC custodian keys must be on P-256 (prime256v1), not '" +
-                                                std::string(group) + "'");
+        return fail(Errc::invalid_argument,
+                    src + ": EC custodian keys must be on P-256 (prime256v1), not '" + std::string(group) + "'");
       }
       k.type = CustodianKeyType::p256;
       k.bits = 256;
@@ -74,8 +74,8 @@ kms::Result<CustodianKey> describe(std::shared_ptr<EVP_PKEY> p, const std::files
     case EVP_PKEY_RSA: {
       const int bits = EVP_PKEY_get_bits(p.get());
       if (bits < static_cast<int>(kMinRsaBits)) {
-        return fail(Errc::invalid_argument, src + ": RSA custodian keys must have at least 2048 bits (has " +
-                                                std::to_string(bits) + ")");
+        return fail(Errc::invalid_argument,
+                    src + ": RSA custodian keys must have at least 2048 bits (has " + std::to_string(bits) + ")");
       }
       k.type = CustodianKeyType::rsa;
       k.bits = static_cast<unsigned>(bits);
@@ -100,8 +100,8 @@ kms::Result<std::shared_ptr<EVP_PKEY>> read_pem(const std::filesystem::path& pem
                      : PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr);
   BIO_free(bio);
   if (p == nullptr) {
-    return fail(Errc::invalid_argument, pem.string() + (priv ? ": not a PEM private key (" : ": not a PEM public key (") +
-                                            ossl_reason() + ")");
+    return fail(Errc::invalid_argument,
+                pem.string() + (priv ? ": not a PEM private key (" : ": not a PEM public key (") + ossl_reason() + ")");
   }
   return own(p);
 }
@@ -159,18 +159,24 @@ kms::Result<PkeyCtx> oaep_ctx(EVP_PKEY* p, bool encrypt, std::span<const std::ui
 
 std::string_view to_string(CustodianKeyType type) noexcept {
   switch (type) {
-    case CustodianKeyType::x25519: return "x25519";
-    case CustodianKeyType::p256: return "p256";
-    case CustodianKeyType::rsa: return "rsa";
+    case CustodianKeyType::x25519:
+      return "x25519";
+    case CustodianKeyType::p256:
+      return "p256";
+    case CustodianKeyType::rsa:
+      return "rsa";
   }
   return "unknown";
 }
 
 std::string_view scheme_name(CustodianKeyType type) noexcept {
   switch (type) {
-    case CustodianKeyType::x25519: return "x25519-hkdf-sha256-aes256gcm";
-    case CustodianKeyType::p256: return "p256-hkdf-sha256-aes256gcm";
-    case CustodianKeyType::rsa: return "rsa-oaep-sha256";
+    case CustodianKeyType::x25519:
+      return "x25519-hkdf-sha256-aes256gcm";
+    case CustodianKeyType::p256:
+      return "p256-hkdf-sha256-aes256gcm";
+    case CustodianKeyType::rsa:
+      return "rsa-oaep-sha256";
   }
   return "unknown";
 }
@@ -222,8 +228,8 @@ kms::Result<kms::SecureBytes> open_share(const CustodianKey& key, const SealedSh
                                          std::span<const std::uint8_t> binding) {
   if (!key.has_private) return fail(Errc::invalid_argument, "a private key is needed to decrypt a share");
   if (sealed.scheme != scheme_name(key.type)) {
-    return fail(Errc::invalid_argument, "the share is encrypted with " + sealed.scheme + ", the key is " +
-                                            std::string(to_string(key.type)));
+    return fail(Errc::invalid_argument,
+                "the share is encrypted with " + sealed.scheme + ", the key is " + std::string(to_string(key.type)));
   }
   const std::string not_auth =
       "the share does not decrypt: its file was altered, or it was not encrypted to this key for this ceremony";

@@ -42,8 +42,8 @@ std::string_view scheme_name(CustodianKeyType type) noexcept;
 struct CustodianKey {
   CustodianKeyType type = CustodianKeyType::x25519;
   unsigned bits = 0;
-  std::string fingerprint;                  // lower-case hex SHA-256 of the DER SubjectPublicKeyInfo
-  std::vector<std::uint8_t> spki;           // DER SubjectPublicKeyInfo
+  std::string fingerprint;         // lower-case hex SHA-256 of the DER SubjectPublicKeyInfo
+  std::vector<std::uint8_t> spki;  // DER SubjectPublicKeyInfo
   std::shared_ptr<EVP_PKEY> pkey;
   bool has_private = false;
 };

@@ -89,5 +89,4 @@ kms::Result<OpenedRoot> open_root(const TokenArgs& tok, const TpmArgs& tpm, cons
   return open_hsm_root(tok);
 }
 
-
 }  // namespace rootseal::cli

@@ -87,7 +87,9 @@ kms::Result<kms::SecureBytes> read_secret_fd(int fd) {
     std::uint8_t c = 0;
     const ssize_t r = ::read(fd, &c, 1);
     if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return fail(Errc::invalid_argument, "reading the PIN from fd " + std::to_string(fd) + ": " + kms::errno_text(errno));
+    if (r < 0)
+      return fail(Errc::invalid_argument,
+                  "reading the PIN from fd " + std::to_string(fd) + ": " + kms::errno_text(errno));
     if (r == 0 || c == '\n') break;
     if (n == kMaxSecret) return fail(Errc::invalid_argument, "the PIN is longer than 256 bytes");
     out.data()[n++] = c;
@@ -101,7 +103,8 @@ kms::Result<kms::SecureBytes> read_secret_fd(int fd) {
 kms::Result<kms::SecureBytes> prompt_secret_tty(std::string_view prompt) {
   const int fd = ::open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
   if (fd < 0) {
-    return fail(Errc::invalid_argument, "no terminal to prompt for the PIN on; pass it on a file descriptor (--pin-fd)");
+    return fail(Errc::invalid_argument,
+                "no terminal to prompt for the PIN on; pass it on a file descriptor (--pin-fd)");
   }
   struct Restore {
     int fd;

@@ -17,7 +17,7 @@ std::uint8_t gf_mul(std::uint8_t a, std::uint8_t b) noexcept {
   unsigned aa = a;
   unsigned bb = b;
   for (int i = 0; i < 8; ++i) {
-    p ^= aa & (0U - (bb & 1U));           // add a if the low bit of b is set
+    p ^= aa & (0U - (bb & 1U));  // add a if the low bit of b is set
     const unsigned carry = 0U - ((aa >> 7) & 1U);
     aa = ((aa << 1) ^ (0x11BU & carry)) & 0xFFU;  // a *= x, reduced
     bb >>= 1;

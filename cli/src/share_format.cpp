@@ -85,7 +85,8 @@ const json::value* member(const json::object& o, std::string_view key) { return 
 
 kms::Result<std::string> get_string(const json::object& o, std::string_view key, std::string_view where) {
   const json::value* v = member(o, key);
-  if (v == nullptr || !v->is_string()) return fail(Errc::invalid_argument, std::string(where) + ": missing or non-string \"" + std::string(key) + "\"");
+  if (v == nullptr || !v->is_string())
+    return fail(Errc::invalid_argument, std::string(where) + ": missing or non-string \"" + std::string(key) + "\"");
   return std::string(v->as_string());
 }
 
@@ -174,7 +175,8 @@ std::string share_file_json(const ShareFile& s) {
 kms::Result<ShareFile> parse_share_file(std::string_view text, std::string_view where) {
   json::error_code ec;
   json::value v = json::parse(text, ec);
-  if (ec || !v.is_object()) return fail(Errc::invalid_argument, std::string(where) + ": not a share file (invalid JSON)");
+  if (ec || !v.is_object())
+    return fail(Errc::invalid_argument, std::string(where) + ": not a share file (invalid JSON)");
   const json::object& o = v.as_object();
   std::string format;
   ROOTSEAL_TRY_ASSIGN(format, get_string(o, "format", where));
@@ -194,10 +196,11 @@ kms::Result<ShareFile> parse_share_file(std::string_view text, std::string_view 
   ROOTSEAL_TRY_ASSIGN(s.count, get_uint(o, "shares", where, 255));
   ROOTSEAL_TRY_ASSIGN(s.root_kcv, get_string(o, "root_kcv", where));
   ROOTSEAL_TRY_ASSIGN(s.commitment, get_string(o, "commitment", where));
-  if (!is_ceremony_id(s.ceremony_id) || s.index < 1 || s.threshold < 2 || s.threshold > s.count ||
-      s.index > s.count || !is_lower_hex(s.commitment, 64)) {
-    return fail(Errc::invalid_argument, std::string(where) + ": inconsistent share file (ceremony id, index, "
-                                                             "threshold, count or commitment)");
+  if (!is_ceremony_id(s.ceremony_id) || s.index < 1 || s.threshold < 2 || s.threshold > s.count || s.index > s.count ||
+      !is_lower_hex(s.commitment, 64)) {
+    return fail(Errc::invalid_argument, std::string(where) +
+                                            ": inconsistent share file (ceremony id, index, "
+                                            "threshold, count or commitment)");
   }
   const json::value* c = member(o, "custodian");
   const json::value* e = member(o, "encryption");
@@ -335,8 +338,9 @@ kms::Result<TypedShare> decode_typed(const kms::SecureBytes& chars, std::size_t 
   if (out != form.bytes() || (p[0] != kTypedV1.version && p[0] != kTypedV2.version) ||
       (form.version == kTypedV2.version && p[19] != kCbcHmacCode) ||
       !kms::constant_time_equal(std::span<const std::uint8_t>(p + form.header + form.secret, form.check), check)) {
-    return fail(Errc::invalid_argument, "the share does not check out as a whole (every line passed its own "
-                                        "checksum: lines from different shares?); enter it again from line 01");
+    return fail(Errc::invalid_argument,
+                "the share does not check out as a whole (every line passed its own "
+                "checksum: lines from different shares?); enter it again from line 01");
   }
   TypedShare s;
   if (form.version == kTypedV2.version) s.mechanism = std::string(kCbcHmac);
@@ -365,7 +369,8 @@ kms::Result<TypedShareReader::Status> TypedShareReader::feed(std::span<const std
   // Line number.
   std::size_t no = 0;
   for (std::size_t k = tokens[0].first; k < tokens[0].second; ++k) {
-    if (line[k] < '0' || line[k] > '9' || no > 99) return fail(Errc::invalid_argument, where() + "the line must start with its number");
+    if (line[k] < '0' || line[k] > '9' || no > 99)
+      return fail(Errc::invalid_argument, where() + "the line must start with its number");
     no = no * 10 + (line[k] - '0');
   }
   if (no != expected) {
@@ -383,16 +388,17 @@ kms::Result<TypedShareReader::Status> TypedShareReader::feed(std::span<const std
     for (std::size_t k = tokens[t].first; k < tokens[t].second; ++k) {
       const int v = b32_value(line[k]);
       if (v < 0) {
-        return fail(Errc::invalid_argument, where() + "a character outside A-Z and 2-7 (the digits 0, 1, 8, 9 "
-                                                      "are not used: O, I, B?)");
+        return fail(Errc::invalid_argument, where() +
+                                                "a character outside A-Z and 2-7 (the digits 0, 1, 8, 9 "
+                                                "are not used: O, I, B?)");
       }
       if (n == kCharsPerLine) return fail(Errc::invalid_argument, where() + "too many characters");
       chars.data()[n++] = static_cast<std::uint8_t>(kB32[v]);
     }
   }
   if (n != want) {
-    return fail(Errc::invalid_argument, where() + "expected " + std::to_string(want) + " characters, got " +
-                                            std::to_string(n));
+    return fail(Errc::invalid_argument,
+                where() + "expected " + std::to_string(want) + " characters, got " + std::to_string(n));
   }
   const auto& ct = tokens.back();
   if (ct.second - ct.first != 2 || b32_value(line[ct.first]) < 0 || b32_value(line[ct.first + 1]) < 0) {

@@ -59,8 +59,8 @@ namespace rootseal::cli {
 
 inline constexpr std::size_t kCeremonyIdSize = 16;
 inline constexpr std::size_t kRootKeySize = 32;
-inline constexpr std::size_t kTypedLines = 6;     // a 32-byte secret
-inline constexpr std::size_t kTypedLinesV2 = 9;   // a 64-byte secret
+inline constexpr std::size_t kTypedLines = 6;    // a 32-byte secret
+inline constexpr std::size_t kTypedLinesV2 = 9;  // a 64-byte secret
 inline constexpr std::string_view kCbcHmac = "aes-cbc-pad-hmac";
 
 // The mechanisms a share may record, and the size of their secret (32, or

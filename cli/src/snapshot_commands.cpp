@@ -359,7 +359,8 @@ int run_now(SnapshotCommands& c, Console& con) {
 std::unique_ptr<SnapshotCommands, void (*)(SnapshotCommands*)> add_snapshot_commands(CLI::App& app) {
   std::unique_ptr<SnapshotCommands, void (*)(SnapshotCommands*)> c(new SnapshotCommands,
                                                                    [](SnapshotCommands* p) { delete p; });
-  CLI::App* snap = app.add_subcommand("snapshot", "keyring snapshots (docs/operations.md: Backups of the state folder)");
+  CLI::App* snap =
+      app.add_subcommand("snapshot", "keyring snapshots (docs/operations.md: Backups of the state folder)");
   snap->require_subcommand(1);
   c->list = snap->add_subcommand("list", "list the snapshots of a destination, oldest first");
   add_source(c->list, c->list_src, false);

@@ -78,9 +78,9 @@ struct Stores {
 
 kms::Result<Plan> plan_of(const StorageCommands& c, const daemon::Config& cfg) {
   if (cfg.storage != "etcd") {
-    return fail(Errc::invalid_argument,
-                "--config " + c.config + ": give the configuration with storage: etcd and its etcd section (the one "
-                "rootseald runs with on etcd); its state_dir is the SQLite side");
+    return fail(Errc::invalid_argument, "--config " + c.config +
+                                            ": give the configuration with storage: etcd and its etcd section (the one "
+                                            "rootseald runs with on etcd); its state_dir is the SQLite side");
   }
   Plan p;
   p.to_etcd = c.to == "etcd";
@@ -188,10 +188,10 @@ kms::Result<std::string> migrate(const StorageCommands& c) {
     // a migration copies only what the quorum has: nothing newer than that read.
     ROOTSEAL_LET(now, s.etcd->cluster_view());
     if (now.latest_key_revision > s.etcd->loaded_revision()) {
-      return fail(Errc::unavailable, "etcd: the keys read are older than the cluster's (revision " +
-                                         std::to_string(s.etcd->loaded_revision()) + " < " +
-                                         std::to_string(now.latest_key_revision) +
-                                         ": a member without quorum, or a change meanwhile); nothing copied, run again");
+      return fail(Errc::unavailable,
+                  "etcd: the keys read are older than the cluster's (revision " +
+                      std::to_string(s.etcd->loaded_revision()) + " < " + std::to_string(now.latest_key_revision) +
+                      ": a member without quorum, or a change meanwhile); nothing copied, run again");
     }
   }
   ROOTSEAL_LET(source_kks, s.from->keyring_keys());
@@ -221,13 +221,13 @@ kms::Result<std::string> migrate(const StorageCommands& c) {
   ROOTSEAL_LET(tokens, daemon::copy_created_tokens(p.state_dir / "tokens.db", cfg.etcd, p.to_etcd));
   crash_point("migrate-tokens-copied");
 
-  std::string out = "migrated " + from_where + " -> " + to_where + "\n  " + std::to_string(source.size()) +
-                    " keys: " + std::to_string(copied.copied) + " copied, " + std::to_string(copied.present) +
-                    " already there and identical" +
-                    (copied.others == 0 ? "" : "; " + std::to_string(copied.others) +
-                                                   " other keys of the target left as they are") +
-                    "\n  " + std::to_string(versions) + " versions: every one unwraps with " + root.what +
-                    " (check value " + kcv + ")\n";
+  std::string out =
+      "migrated " + from_where + " -> " + to_where + "\n  " + std::to_string(source.size()) +
+      " keys: " + std::to_string(copied.copied) + " copied, " + std::to_string(copied.present) +
+      " already there and identical" +
+      (copied.others == 0 ? "" : "; " + std::to_string(copied.others) + " other keys of the target left as they are") +
+      "\n  " + std::to_string(versions) + " versions: every one unwraps with " + root.what + " (check value " + kcv +
+      ")\n";
   if (!cluster_id.empty()) out += "  cluster id " + cluster_id + "\n";
   out += "  created tokens (hashes): " + std::to_string(tokens.copied) + " copied, " + std::to_string(tokens.present) +
          " already there and identical\n";

@@ -170,8 +170,9 @@ Transcript::Audit Transcript::audit() const {
       a.problems.push_back(name + ": its \"sequence\" does not match its file name");
     }
     if (e.str("prev_sha256") != prev) {
-      a.problems.push_back(name + ": \"prev_sha256\" is not the SHA-256 of the previous entry (the chain is broken: "
-                                  "an earlier entry was changed or removed)");
+      a.problems.push_back(name +
+                           ": \"prev_sha256\" is not the SHA-256 of the previous entry (the chain is broken: "
+                           "an earlier entry was changed or removed)");
     }
     std::vector<std::string> bad;
     scan_names(e.body, bad);

@@ -23,8 +23,7 @@
 namespace rootseal::cli {
 
 inline constexpr std::string_view kTranscriptFormat = "rootseal-transcript-v1";
-inline constexpr std::string_view kGenesisHash =
-    "0000000000000000000000000000000000000000000000000000000000000000";
+inline constexpr std::string_view kGenesisHash = "0000000000000000000000000000000000000000000000000000000000000000";
 
 struct TranscriptEntry {
   std::filesystem::path path;

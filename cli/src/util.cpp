@@ -97,7 +97,8 @@ std::string errno_text() { return kms::errno_text(errno); }
 kms::Result<std::string> read_small_file(const std::filesystem::path& path, std::size_t max_bytes) {
   Fd f;
   f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (f.fd < 0) return fail(errno == ENOENT ? Errc::not_found : Errc::storage_failure, path.string() + ": " + errno_text());
+  if (f.fd < 0)
+    return fail(errno == ENOENT ? Errc::not_found : Errc::storage_failure, path.string() + ": " + errno_text());
   std::string out;
   char buf[4096];
   for (;;) {
@@ -121,7 +122,8 @@ kms::Result<void> make_private_dir(const std::filesystem::path& dir) {
 }
 
 kms::Result<void> validate_name(std::string_view what, std::string_view name) {
-  if (name.empty() || name.size() > 64) return fail(Errc::invalid_argument, std::string(what) + " must be 1..64 characters");
+  if (name.empty() || name.size() > 64)
+    return fail(Errc::invalid_argument, std::string(what) + " must be 1..64 characters");
   for (char c : name) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == ' ' ||
                     c == '.' || c == '_' || c == '-' || c == '@';

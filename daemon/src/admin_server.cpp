@@ -41,16 +41,19 @@ constexpr std::int64_t kMaxTtl = 10LL * 365 * 24 * 3600;
 constexpr auto kPurgeInterval = std::chrono::seconds(60);
 
 std::int64_t now_unix() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 std::string_view pin_source_name(PinSourceKind k) {
   switch (k) {
-    case PinSourceKind::tpm: return "tpm";
-    case PinSourceKind::credential: return "credential";
-    case PinSourceKind::file: return "file";
-    case PinSourceKind::typed: return "typed";
+    case PinSourceKind::tpm:
+      return "tpm";
+    case PinSourceKind::credential:
+      return "credential";
+    case PinSourceKind::file:
+      return "file";
+    case PinSourceKind::typed:
+      return "typed";
   }
   return "unknown";
 }
@@ -72,14 +75,10 @@ json::object token_json(const TokenInfo& t) {
   json::array policies;
   for (const auto& p : t.policies) policies.emplace_back(p);
   return json::object{
-      {"accessor", t.accessor},
-      {"display_name", t.display_name},
-      {"policies", std::move(policies)},
-      {"creation_time", t.creation_time},
-      {"expire_time", t.expire_time},
-      {"ttl", t.ttl_s},
-      {"renewable", t.renewable},
-      {"source", t.persistent ? "created" : (t.from_config ? "config" : "dev-root")},
+      {"accessor", t.accessor},          {"display_name", t.display_name},
+      {"policies", std::move(policies)}, {"creation_time", t.creation_time},
+      {"expire_time", t.expire_time},    {"ttl", t.ttl_s},
+      {"renewable", t.renewable},        {"source", t.persistent ? "created" : (t.from_config ? "config" : "dev-root")},
   };
 }
 
@@ -173,7 +172,8 @@ kms::Result<AdminRequest> parse_admin_request(std::string_view line, std::string
         return fail(Errc::invalid_argument, "policies: a list of policy names");
       }
       std::string name(p.as_string());
-      if (std::find(r.policies.begin(), r.policies.end(), name) == r.policies.end()) r.policies.push_back(std::move(name));
+      if (std::find(r.policies.begin(), r.policies.end(), name) == r.policies.end())
+        r.policies.push_back(std::move(name));
     }
     if (const auto* ttl = req.if_contains("ttl_s"); ttl != nullptr) {
       if (!ttl->is_int64() || ttl->as_int64() < 0 || ttl->as_int64() > kMaxTtl) {
@@ -230,8 +230,7 @@ struct AdminServer::Answer {
     a.line.append("\n");
     return a;
   }
-  static Answer err(Errc code, std::string message, std::int64_t retry_after_ms = -1,
-                    std::string_view code_name = {}) {
+  static Answer err(Errc code, std::string message, std::int64_t retry_after_ms = -1, std::string_view code_name = {}) {
     Answer a;
     json::object error{{"code", code_name.empty() ? kms::to_string(code) : code_name}, {"message", message}};
     if (retry_after_ms >= 0) error["retry_after_ms"] = retry_after_ms;
@@ -340,8 +339,10 @@ asio::awaitable<void> AdminServer::purge_loop() {
     std::optional<kms::Result<std::size_t>> purged;
     const std::function<void()> job = [&] { purged.emplace(deps_.tokens->purge_expired(now_unix())); };
     co_await on_pool(*deps_.blocking, job);
-    if (!*purged) log::error("purging expired tokens failed", {{"reason", (*purged).error().message}});
-    else if (**purged > 0) log::info("purged expired tokens", {{"count", **purged}});
+    if (!*purged)
+      log::error("purging expired tokens failed", {{"reason", (*purged).error().message}});
+    else if (**purged > 0)
+      log::info("purged expired tokens", {{"count", **purged}});
   }
 }
 
@@ -423,8 +424,9 @@ asio::awaitable<void> AdminServer::session(Socket plain) {
     const Peer peer = *peer_found;
     const auto self = static_cast<std::int64_t>(::geteuid());
     if (peer.uid != 0 && peer.uid != self) {
-      const std::string msg = "permission denied: the admin socket serves only root (uid 0) and the service user (uid " +
-                              std::to_string(self) + "); peer uid " + std::to_string(peer.uid);
+      const std::string msg =
+          "permission denied: the admin socket serves only root (uid 0) and the service user (uid " +
+          std::to_string(self) + "); peer uid " + std::to_string(peer.uid);
       log::warn("admin: refused connection", {{"uid", peer.uid}, {"gid", peer.gid}, {"pid", peer.pid}});
       audit(peer, "connect", "", 403, msg);
       co_await send(Answer::err(Errc::permission_denied, msg));
@@ -452,15 +454,15 @@ asio::awaitable<void> AdminServer::session(Socket plain) {
       have += n;
       if (ec) {
         if (ec == asio::error::eof && have > 0 && end == kMaxRequest) end = have;  // last line without '\n'
-        if (end == kMaxRequest) co_return;  // timed out (closed) or gone
+        if (end == kMaxRequest) co_return;                                         // timed out (closed) or gone
       }
     }
     deadline.cancel();
 
     std::string op;
     std::string accessor;
-    Answer answer = co_await dispatch(peer, std::string_view(reinterpret_cast<const char*>(buf.data()), end), op,
-                                      accessor);
+    Answer answer =
+        co_await dispatch(peer, std::string_view(reinterpret_cast<const char*>(buf.data()), end), op, accessor);
     buf.clear();
     if (op.empty()) op = "invalid";
     log::info("admin request", {{"op", op}, {"uid", peer.uid}, {"pid", peer.pid}, {"status", answer.status}});
@@ -539,8 +541,8 @@ asio::awaitable<AdminServer::Answer> AdminServer::dispatch(const Peer& peer, std
         std::string_view(reinterpret_cast<const char*>(created->token.data()), created->token.size()), out.storage());
     Answer a = Answer::ok(data);
     a.created_token = true;
-    log::info("token created", {{"accessor", accessor}, {"display_name", created->info.display_name},
-                                {"ttl", created->info.ttl_s}});
+    log::info("token created",
+              {{"accessor", accessor}, {"display_name", created->info.display_name}, {"ttl", created->info.ttl_s}});
     co_return a;
   }
 
@@ -646,8 +648,8 @@ asio::awaitable<AdminServer::Answer> AdminServer::unseal(const kms::SecureBytes&
     next_unseal_ = std::chrono::steady_clock::now() + delay;
     delay_ms = delay.count();
   }
-  log::warn("typed PIN did not unseal", {{"wrong_pins", wrong_pins_}, {"next_attempt_in_ms", delay_ms},
-                                         {"reason", outcome.status.reason}});
+  log::warn("typed PIN did not unseal",
+            {{"wrong_pins", wrong_pins_}, {"next_attempt_in_ms", delay_ms}, {"reason", outcome.status.reason}});
   co_return Answer::err(Errc::sealed, "still sealed: " + outcome.status.reason, delay_ms);
 }
 
@@ -709,16 +711,16 @@ asio::awaitable<AdminServer::Answer> AdminServer::reseal(std::string_view target
 
   if (what == "root") {
     if (deps_.root_kind != "tpm" || !deps_.reseal_root) {
-      co_return Answer::err(Errc::invalid_argument, "the root key is not TPM-sealed here (root_of_trust: " +
-                                                        deps_.root_kind + ")");
+      co_return Answer::err(Errc::invalid_argument,
+                            "the root key is not TPM-sealed here (root_of_trust: " + deps_.root_kind + ")");
     }
     std::optional<kms::Result<void>> r;
     const std::function<void()> job = [&] { r.emplace(deps_.reseal_root(pcrs)); };
     co_await on_pool(*deps_.blocking, job);
     if (!*r) co_return Answer::err((*r).error());
     log::info("TPM root key resealed", {{"pcrs", pcr_text(effective)}, {"file", cfg.tpm.sealed_file.string()}});
-    co_return Answer::ok(json::object{
-        {"target", "root"}, {"file", cfg.tpm.sealed_file.string()}, {"pcrs", pcr_text(effective)}});
+    co_return Answer::ok(
+        json::object{{"target", "root"}, {"file", cfg.tpm.sealed_file.string()}, {"pcrs", pcr_text(effective)}});
   }
 
   if (!has_source(cfg, PinSourceKind::tpm) || !deps_.pins) {
@@ -745,8 +747,8 @@ asio::awaitable<AdminServer::Answer> AdminServer::reseal(std::string_view target
   pin.reset();
   if (!*r) co_return Answer::err((*r).error());
   log::info("TPM-sealed HSM PIN resealed", {{"pcrs", pcr_text(effective)}, {"file", cfg.pin.tpm_sealed_file.string()}});
-  co_return Answer::ok(json::object{
-      {"target", "pin"}, {"file", cfg.pin.tpm_sealed_file.string()}, {"pcrs", pcr_text(effective)}});
+  co_return Answer::ok(
+      json::object{{"target", "pin"}, {"file", cfg.pin.tpm_sealed_file.string()}, {"pcrs", pcr_text(effective)}});
 }
 
 }  // namespace rootseal::daemon

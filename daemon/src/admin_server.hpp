@@ -59,11 +59,11 @@ struct AdminRequest {
   std::vector<std::string> policies;  // token.create: distinct, in order
   std::int64_t ttl_s = 0;
   bool renewable = false;
-  std::string display_name;  // token.create ("token" when absent)
-  std::string accessor;      // token.lookup, token.revoke
-  kms::SecureBytes pin;      // unseal: 1..128 bytes
+  std::string display_name;                        // token.create ("token" when absent)
+  std::string accessor;                            // token.lookup, token.revoke
+  kms::SecureBytes pin;                            // unseal: 1..128 bytes
   std::optional<std::vector<std::uint32_t>> pcrs;  // tpm.reseal: sorted
-  std::string target;        // tpm.reseal
+  std::string target;                              // tpm.reseal
 };
 kms::Result<AdminRequest> parse_admin_request(std::string_view line, std::string* op_out = nullptr);
 
@@ -131,8 +131,7 @@ class AdminServer {
   boost::asio::awaitable<Answer> kms_rotate();
   boost::asio::awaitable<Answer> rotate_keyring_key();
   boost::asio::awaitable<Answer> cluster_status();
-  void audit(const Peer& peer, std::string_view op, std::string_view accessor, unsigned status,
-             std::string_view error);
+  void audit(const Peer& peer, std::string_view op, std::string_view accessor, unsigned status, std::string_view error);
 
   boost::asio::io_context& io_;
   AdminDeps deps_;

@@ -38,8 +38,9 @@ class Stmt {
   void integer(int i, std::int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
   std::string column_text(int i) const {
     const auto* p = sqlite3_column_text(stmt_, i);
-    return p == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(p),
-                                                      static_cast<std::size_t>(sqlite3_column_bytes(stmt_, i)));
+    return p == nullptr ? std::string()
+                        : std::string(reinterpret_cast<const char*>(p),
+                                      static_cast<std::size_t>(sqlite3_column_bytes(stmt_, i)));
   }
 
  private:

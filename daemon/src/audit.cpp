@@ -97,10 +97,14 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i) {
   const unsigned char c = b(i);
   std::size_t len = 0;
   unsigned cp = 0;
-  if (c >= 0xc2 && c <= 0xdf) len = 2, cp = c & 0x1fu;
-  else if (c >= 0xe0 && c <= 0xef) len = 3, cp = c & 0x0fu;
-  else if (c >= 0xf0 && c <= 0xf4) len = 4, cp = c & 0x07u;
-  else return 0;
+  if (c >= 0xc2 && c <= 0xdf)
+    len = 2, cp = c & 0x1fu;
+  else if (c >= 0xe0 && c <= 0xef)
+    len = 3, cp = c & 0x0fu;
+  else if (c >= 0xf0 && c <= 0xf4)
+    len = 4, cp = c & 0x07u;
+  else
+    return 0;
   if (i + len > s.size()) return 0;
   for (std::size_t k = 1; k < len; ++k) {
     if ((b(i + k) & 0xc0) != 0x80) return 0;
@@ -131,11 +135,21 @@ void append_json_string(std::string& out, std::string_view s) {
     }
     out.append(s.data() + run, i - run);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           out += "\\u00";
@@ -246,7 +260,8 @@ kms::Result<IntactEnd> find_intact_end(int fd, off_t size, const std::filesystem
   while (true) {
     const off_t base = size - window;
     std::string buf(static_cast<std::size_t>(window), '\0');
-    if (!pread_all(fd, buf.data(), buf.size(), base)) return std::unexpected(io_fail(path, "read", errno ? errno : EIO));
+    if (!pread_all(fd, buf.data(), buf.size(), base))
+      return std::unexpected(io_fail(path, "read", errno ? errno : EIO));
     // [start, end) of the line ending at buf[nl] ('\n'); nullopt if its start
     // is not inside the window (a larger window is needed).
     const auto line_at = [&](std::size_t nl) -> std::optional<std::pair<std::size_t, std::size_t>> {
@@ -318,7 +333,8 @@ std::string compact_utc_now() {
 kms::Result<AuditRecovery> set_aside(int fd, off_t from, off_t size, const std::filesystem::path& path,
                                      const std::string& last_intact) {
   std::string bytes(static_cast<std::size_t>(size - from), '\0');
-  if (!pread_all(fd, bytes.data(), bytes.size(), from)) return std::unexpected(io_fail(path, "read", errno ? errno : EIO));
+  if (!pread_all(fd, bytes.data(), bytes.size(), from))
+    return std::unexpected(io_fail(path, "read", errno ? errno : EIO));
   AuditRecovery r;
   r.damaged_bytes = bytes.size();
   r.damaged_sha256 = sha256_hex(bytes);
@@ -330,8 +346,8 @@ kms::Result<AuditRecovery> set_aside(int fd, off_t from, off_t size, const std::
     auto written = kms::write_file_durably(r.damaged_file, data, 0600, /*exclusive=*/true);
     if (written) return r;
     if (written.error().code != Errc::already_exists || k >= 1000) {
-      return fail(Errc::storage_failure, "audit log " + path.string() + ": cannot set its damaged end aside: " +
-                                             written.error().message);
+      return fail(Errc::storage_failure,
+                  "audit log " + path.string() + ": cannot set its damaged end aside: " + written.error().message);
     }
   }
 }
@@ -384,7 +400,8 @@ kms::Result<OpenedFile> open_log_file(const std::filesystem::path& path, std::st
   };
   struct stat st{};
   if (::fstat(f.fd, &st) != 0) return close_with(io_fail(path, "fstat", errno));
-  if (!S_ISREG(st.st_mode)) return close_with({Errc::storage_failure, "audit log " + path.string() + ": not a regular file"});
+  if (!S_ISREG(st.st_mode))
+    return close_with({Errc::storage_failure, "audit log " + path.string() + ": not a regular file"});
   auto intact = find_intact_end(f.fd, st.st_size, path);
   if (!intact) return close_with(intact.error());
   f.end = intact->end;
@@ -557,7 +574,8 @@ kms::Result<void> AuditLog::commit(std::vector<Pending*>& batch) {
     return fail(Errc::unavailable, "audit log unavailable: " + std::string(what) + ": " + errno_text(e));
   };
   if (tail_dirty_) {
-    if (::ftruncate(fd_, end_) != 0) return fail(Errc::unavailable, "audit log unavailable: cut back: " + errno_text(errno));
+    if (::ftruncate(fd_, end_) != 0)
+      return fail(Errc::unavailable, "audit log unavailable: cut back: " + errno_text(errno));
     tail_dirty_ = false;
   }
   if (!pwrite_all(fd_, buf, end_)) return failed("write", errno);
@@ -663,8 +681,9 @@ kms::Result<AuditRecoveryLine> recovery_line(const json::object& obj, const std:
   if (rec.recovery.damaged_file.empty() || rec.recovery.damaged_file.has_parent_path() ||
       rec.recovery.damaged_sha256.size() != 64 || rec.recovery.last_intact_sha256.size() != 64 || bytes == nullptr ||
       !bytes->is_number()) {
-    return fail(Errc::decryption_failed, where + ": a recovery line without its damaged_file, damaged_bytes, "
-                                                 "damaged_sha256 and last_intact_sha256");
+    return fail(Errc::decryption_failed, where +
+                                             ": a recovery line without its damaged_file, damaged_bytes, "
+                                             "damaged_sha256 and last_intact_sha256");
   }
   json::error_code ec;
   rec.recovery.damaged_bytes = bytes->to_number<std::uint64_t>(ec);
@@ -674,8 +693,8 @@ kms::Result<AuditRecoveryLine> recovery_line(const json::object& obj, const std:
   if (!in) return rec;  // not beside the log (archived elsewhere): the auditor checks it there
   const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (content.size() != rec.recovery.damaged_bytes || sha256_hex(content) != rec.recovery.damaged_sha256) {
-    return fail(Errc::decryption_failed, where + ": recovery line names " + damaged.string() +
-                                             ", whose size or sha256 is not the one recorded");
+    return fail(Errc::decryption_failed,
+                where + ": recovery line names " + damaged.string() + ", whose size or sha256 is not the one recorded");
   }
   rec.damaged_file_checked = true;
   return rec;
@@ -684,7 +703,7 @@ kms::Result<AuditRecoveryLine> recovery_line(const json::object& obj, const std:
 }  // namespace
 
 kms::Result<AuditVerification> verify_audit_log(const std::filesystem::path& path,
-                                                 std::optional<std::string_view> previous_last) {
+                                                std::optional<std::string_view> previous_last) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return fail(Errc::not_found, "cannot read " + path.string());
   std::string prev = kGenesis;
@@ -706,11 +725,13 @@ kms::Result<AuditVerification> verify_audit_log(const std::filesystem::path& pat
     const auto value = json::parse(line, ec);
     if (ec || !value.is_object()) return fail(Errc::decryption_failed, where + ": not valid JSON");
     const auto& obj = value.as_object();
-    if (const auto* op = obj.if_contains("operation"); op != nullptr && op->is_string() && op->as_string() == "audit_recovery") {
+    if (const auto* op = obj.if_contains("operation");
+        op != nullptr && op->is_string() && op->as_string() == "audit_recovery") {
       AuditRecoveryLine rec;
       ROOTSEAL_TRY_ASSIGN(rec, recovery_line(obj, path, where));
       if (rec.recovery.last_intact_sha256 != parsed->prev) {
-        return fail(Errc::decryption_failed, where + ": recovery line does not name the line before it as the last intact one");
+        return fail(Errc::decryption_failed,
+                    where + ": recovery line does not name the line before it as the last intact one");
       }
       rec.line = v.lines;
       v.recoveries.push_back(std::move(rec));
@@ -721,10 +742,12 @@ kms::Result<AuditVerification> verify_audit_log(const std::filesystem::path& pat
       if (previous_last && v.continues != *previous_last) {
         return fail(Errc::decryption_failed,
                     v.continues.empty()
-                        ? where + ": does not continue the previous file (this file was started without a "
-                                  "reopen: a file is missing between them, or the daemon was restarted)"
-                        : where + ": does not continue the previous file (its last line is not the one this "
-                                  "file names: a file or lines are missing between them)");
+                        ? where +
+                              ": does not continue the previous file (this file was started without a "
+                              "reopen: a file is missing between them, or the daemon was restarted)"
+                        : where +
+                              ": does not continue the previous file (its last line is not the one this "
+                              "file names: a file or lines are missing between them)");
       }
     }
     prev = std::string(parsed->self);

@@ -22,10 +22,12 @@ namespace {
 using Digest = std::array<std::uint8_t, SHA256_DIGEST_LENGTH>;
 
 Digest sha256(std::string_view text) {
-  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);  // once: a fetch per call costs more than the hash
+  static EVP_MD* const md =
+      EVP_MD_fetch(nullptr, "SHA256", nullptr);  // once: a fetch per call costs more than the hash
   Digest digest{};
   unsigned int n = 0;
-  if (md == nullptr || EVP_Digest(text.data(), text.size(), digest.data(), &n, md, nullptr) != 1 || n != digest.size()) {
+  if (md == nullptr || EVP_Digest(text.data(), text.size(), digest.data(), &n, md, nullptr) != 1 ||
+      n != digest.size()) {
     std::abort();  // SHA-256 is always available; a failing digest is a broken library
   }
   return digest;
@@ -177,9 +179,8 @@ kms::Result<TokenInfo> TokenStore::revoke(std::string_view accessor) {
   TokenInfo found;
   {
     std::lock_guard lock(mu_);
-    auto it = std::find_if(by_key_.begin(), by_key_.end(), [&](const auto& kv) {
-      return !accessor.empty() && kv.second->accessor == accessor;
-    });
+    auto it = std::find_if(by_key_.begin(), by_key_.end(),
+                           [&](const auto& kv) { return !accessor.empty() && kv.second->accessor == accessor; });
     if (it == by_key_.end()) return kms::fail(kms::Errc::not_found, "no token with accessor " + std::string(accessor));
     if (it->second->from_config) {
       return kms::fail(kms::Errc::invalid_argument,
@@ -256,8 +257,10 @@ std::optional<TokenInfo> TokenStore::renew(std::string_view token, std::int64_t 
     auto job = [db = db_.get(), accessor = it->second->accessor, expire = it->second->expire_time] {
       (void)db->set_expiry(accessor, expire);
     };
-    if (defer_) defer_(std::move(job));
-    else job();
+    if (defer_)
+      defer_(std::move(job));
+    else
+      job();
   }
   return *it->second;
 }

@@ -43,8 +43,8 @@ struct TokenInfo {
   std::string display_name;
   std::vector<std::string> policies;
   std::int64_t creation_time = 0;
-  std::int64_t ttl_s = 0;         // 0 = no expiry
-  std::int64_t expire_time = 0;   // 0 = never
+  std::int64_t ttl_s = 0;        // 0 = no expiry
+  std::int64_t expire_time = 0;  // 0 = never
   bool renewable = false;
   bool root = false;
   bool from_config = false;  // a static token of the config (replaced on reload)

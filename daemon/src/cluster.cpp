@@ -21,8 +21,8 @@ std::string effective_host_id(const Config& config) {
   std::string out;
   for (std::size_t i = 0; i < name.size() && name[i] != '\0' && out.size() < 64; ++i) {
     const char c = name[i];
-    const bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' ||
-                    c == '_' || c == '-';
+    const bool ok =
+        (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' || c == '_' || c == '-';
     out.push_back(ok ? c : '-');
   }
   return out;
@@ -40,10 +40,16 @@ std::string utc_time_text(std::int64_t unix_seconds) {
 
 ClusterMember::ClusterMember(etcdstore::EtcdStore* store, std::function<SealStatus()> seal_status, std::string host_id,
                              std::string cluster_id, std::string version, std::chrono::seconds ttl)
-    : store_(store), seal_status_(std::move(seal_status)), host_id_(std::move(host_id)), instance_(kms::uuid_v4()),
-      cluster_id_(std::move(cluster_id)), version_(std::move(version)), ttl_(ttl),
-      started_unix_(std::chrono::duration_cast<std::chrono::seconds>(
-                        std::chrono::system_clock::now().time_since_epoch()).count()) {}
+    : store_(store),
+      seal_status_(std::move(seal_status)),
+      host_id_(std::move(host_id)),
+      instance_(kms::uuid_v4()),
+      cluster_id_(std::move(cluster_id)),
+      version_(std::move(version)),
+      ttl_(ttl),
+      started_unix_(
+          std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+              .count()) {}
 
 void ClusterMember::start() {
   if (store_ == nullptr) return;
@@ -85,12 +91,8 @@ std::string hex_id(std::uint64_t id) {
 json::object ClusterMember::status() const {
   const SealStatus s = seal_status_();
   json::object self{
-      {"host_id", host_id_},
-      {"instance", instance_},
-      {"version", version_},
-      {"sealed", s.sealed},
-      {"root_kcv", s.root_kcv},
-      {"started", utc_time_text(started_unix_)},
+      {"host_id", host_id_}, {"instance", instance_},  {"version", version_},
+      {"sealed", s.sealed},  {"root_kcv", s.root_kcv}, {"started", utc_time_text(started_unix_)},
   };
   json::object out{{"storage", store_ == nullptr ? "sqlite" : "etcd"}, {"ha_enabled", store_ != nullptr}};
   if (store_ == nullptr) {

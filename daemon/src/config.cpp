@@ -24,8 +24,7 @@ using kms::Errc;
 using kms::fail;
 using kms::Result;
 
-Result<void> check_keys(const YAML::Node& node, const std::string& where,
-                        const std::set<std::string>& allowed) {
+Result<void> check_keys(const YAML::Node& node, const std::string& where, const std::set<std::string>& allowed) {
   if (!node.IsMap()) return fail(Errc::invalid_argument, where + ": must be a mapping");
   for (const auto& kv : node) {
     // A key that is a sequence or mapping (YAML allows them) has no string form.
@@ -56,8 +55,9 @@ Result<T> scalar(const YAML::Node& node, const std::string& where) {
 bool secret_looking_key(std::string key) {
   for (auto& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   static const std::set<std::string, std::less<>> exact{
-      "pin", "user_pin", "so_pin", "hsm_pin", "token", "root_token", "password", "passphrase", "secret",
-      "auth_value", "api_key", "secret_key", "private_key", "secret_access_key", "client_secret", "secret_id"};
+      "pin",         "user_pin",          "so_pin",        "hsm_pin",    "token",   "root_token",
+      "password",    "passphrase",        "secret",        "auth_value", "api_key", "secret_key",
+      "private_key", "secret_access_key", "client_secret", "secret_id"};
   if (exact.contains(key)) return true;
   for (std::string_view suffix : {"_pin", "_token", "_password", "_secret", "_passphrase"}) {
     if (key.size() > suffix.size() && key.ends_with(suffix)) return true;
@@ -73,9 +73,10 @@ Result<void> refuse_inline_secrets(const YAML::Node& node, const std::string& wh
       const auto path = where.empty() ? key : where + "." + key;
       if (kv.second.IsScalar() && secret_looking_key(key)) {
         return fail(Errc::invalid_argument,
-                    path + ": a secret is never written in the configuration (the HSM PIN comes from "
-                           "pin.sources: credential, file, tpm or typed; a token is listed by its sha256; "
-                           "a TPM auth value by tpm.auth_value_file; provider credentials by file or credential)");
+                    path +
+                        ": a secret is never written in the configuration (the HSM PIN comes from "
+                        "pin.sources: credential, file, tpm or typed; a token is listed by its sha256; "
+                        "a TPM auth value by tpm.auth_value_file; provider credentials by file or credential)");
       }
       ROOTSEAL_TRY(refuse_inline_secrets(kv.second, path));
     }
@@ -116,7 +117,7 @@ Result<std::vector<std::string>> policy_names(const YAML::Node& n, const std::st
     std::string name;
     ROOTSEAL_TRY_ASSIGN(name, scalar<std::string>(p, where + ".policies[]"));
     const bool known = name == "root" || std::any_of(policies.begin(), policies.end(),
-                                                      [&](const PolicyConfig& pc) { return pc.name == name; });
+                                                     [&](const PolicyConfig& pc) { return pc.name == name; });
     if (!known) return fail(Errc::invalid_argument, where + ".policies: unknown policy '" + name + "'");
     out.push_back(std::move(name));
   }
@@ -124,22 +125,26 @@ Result<std::vector<std::string>> policy_names(const YAML::Node& n, const std::st
 }
 
 Result<void> parse_tls(const YAML::Node& n, TlsSection& out) {
-  ROOTSEAL_TRY(check_keys(n, "listen.tls", {"cert_file", "key_file", "client_ca_file", "require_client_cert", "min_version"}));
+  ROOTSEAL_TRY(
+      check_keys(n, "listen.tls", {"cert_file", "key_file", "client_ca_file", "require_client_cert", "min_version"}));
   std::string s;
   auto path_field = [&](const char* key, std::filesystem::path& field) -> Result<void> {
     if (!n[key]) return {};
     ROOTSEAL_TRY_ASSIGN(s, scalar<std::string>(n[key], std::string("listen.tls.") + key));
     field = s;
-    if (!field.is_absolute()) return fail(Errc::invalid_argument, std::string("listen.tls.") + key + ": must be an absolute path");
+    if (!field.is_absolute())
+      return fail(Errc::invalid_argument, std::string("listen.tls.") + key + ": must be an absolute path");
     return {};
   };
   ROOTSEAL_TRY(path_field("cert_file", out.cert_file));
   ROOTSEAL_TRY(path_field("key_file", out.key_file));
   ROOTSEAL_TRY(path_field("client_ca_file", out.client_ca_file));
   if (n["require_client_cert"]) {
-    ROOTSEAL_TRY_ASSIGN(out.require_client_cert, scalar<bool>(n["require_client_cert"], "listen.tls.require_client_cert"));
+    ROOTSEAL_TRY_ASSIGN(out.require_client_cert,
+                        scalar<bool>(n["require_client_cert"], "listen.tls.require_client_cert"));
   }
-  if (n["min_version"]) ROOTSEAL_TRY_ASSIGN(out.min_version, scalar<std::string>(n["min_version"], "listen.tls.min_version"));
+  if (n["min_version"])
+    ROOTSEAL_TRY_ASSIGN(out.min_version, scalar<std::string>(n["min_version"], "listen.tls.min_version"));
   if (out.cert_file.empty() != out.key_file.empty()) {
     return fail(Errc::invalid_argument, "listen.tls: cert_file and key_file go together");
   }
@@ -179,22 +184,26 @@ Result<void> parse_listen(const YAML::Node& n, ListenConfig& out) {
   ROOTSEAL_TRY(check_keys(n, "listen", {"address", "allow_plaintext", "tls"}));
   if (n["tls"]) ROOTSEAL_TRY(parse_tls(n["tls"], out.tls));
   if (n["address"]) ROOTSEAL_TRY_ASSIGN(out.address, scalar<std::string>(n["address"], "listen.address"));
-  if (n["allow_plaintext"]) ROOTSEAL_TRY_ASSIGN(out.allow_plaintext, scalar<bool>(n["allow_plaintext"], "listen.allow_plaintext"));
+  if (n["allow_plaintext"])
+    ROOTSEAL_TRY_ASSIGN(out.allow_plaintext, scalar<bool>(n["allow_plaintext"], "listen.allow_plaintext"));
   ROOTSEAL_TRY(parse_host_port(out.address));
   return {};
 }
 
 Result<void> parse_api(const YAML::Node& n, ApiConfig& out) {
-  ROOTSEAL_TRY(check_keys(n, "api", {"mount", "max_body_bytes", "max_header_bytes", "request_timeout",
-                               "idle_timeout", "header_timeout", "max_connections",
-                               "max_connections_per_client"}));
+  ROOTSEAL_TRY(check_keys(n, "api",
+                          {"mount", "max_body_bytes", "max_header_bytes", "request_timeout", "idle_timeout",
+                           "header_timeout", "max_connections", "max_connections_per_client"}));
   if (n["mount"]) ROOTSEAL_TRY_ASSIGN(out.mount, scalar<std::string>(n["mount"], "api.mount"));
   if (out.mount.empty() || out.mount.find_first_of("/ ?#") != std::string::npos) {
     return fail(Errc::invalid_argument, "api.mount: must be one non-empty path segment");
   }
-  if (n["max_body_bytes"]) ROOTSEAL_TRY_ASSIGN(out.max_body_bytes, positive(n["max_body_bytes"], "api.max_body_bytes", 64u << 20));
-  if (n["max_header_bytes"]) ROOTSEAL_TRY_ASSIGN(out.max_header_bytes, positive(n["max_header_bytes"], "api.max_header_bytes", 1u << 20));
-  if (n["max_connections"]) ROOTSEAL_TRY_ASSIGN(out.max_connections, positive(n["max_connections"], "api.max_connections", 1u << 20));
+  if (n["max_body_bytes"])
+    ROOTSEAL_TRY_ASSIGN(out.max_body_bytes, positive(n["max_body_bytes"], "api.max_body_bytes", 64u << 20));
+  if (n["max_header_bytes"])
+    ROOTSEAL_TRY_ASSIGN(out.max_header_bytes, positive(n["max_header_bytes"], "api.max_header_bytes", 1u << 20));
+  if (n["max_connections"])
+    ROOTSEAL_TRY_ASSIGN(out.max_connections, positive(n["max_connections"], "api.max_connections", 1u << 20));
   if (n["max_connections_per_client"]) {
     auto v = scalar<std::int64_t>(n["max_connections_per_client"], "api.max_connections_per_client");
     if (!v) return std::unexpected(v.error());
@@ -223,14 +232,16 @@ Result<void> parse_api(const YAML::Node& n, ApiConfig& out) {
 }
 
 Result<void> parse_pkcs11(const YAML::Node& n, Pkcs11Section& out) {
-  ROOTSEAL_TRY(check_keys(n, "pkcs11", {"module", "token_label", "key_label", "generate_key", "max_sessions", "unwrap_parallelism",
-                                      "mechanism"}));
+  ROOTSEAL_TRY(check_keys(
+      n, "pkcs11",
+      {"module", "token_label", "key_label", "generate_key", "max_sessions", "unwrap_parallelism", "mechanism"}));
   std::string s;
   if (n["module"]) {
     ROOTSEAL_TRY_ASSIGN(s, scalar<std::string>(n["module"], "pkcs11.module"));
     out.module = s;
   }
-  if (n["token_label"]) ROOTSEAL_TRY_ASSIGN(out.token_label, scalar<std::string>(n["token_label"], "pkcs11.token_label"));
+  if (n["token_label"])
+    ROOTSEAL_TRY_ASSIGN(out.token_label, scalar<std::string>(n["token_label"], "pkcs11.token_label"));
   if (n["key_label"]) ROOTSEAL_TRY_ASSIGN(out.key_label, scalar<std::string>(n["key_label"], "pkcs11.key_label"));
   if (n["generate_key"]) ROOTSEAL_TRY_ASSIGN(out.generate_key, scalar<bool>(n["generate_key"], "pkcs11.generate_key"));
   if (n["max_sessions"]) ROOTSEAL_TRY_ASSIGN(out.max_sessions, positive(n["max_sessions"], "pkcs11.max_sessions", 256));
@@ -262,18 +273,25 @@ Result<void> parse_pin(const YAML::Node& n, PinConfig& out) {
       std::string name;
       ROOTSEAL_TRY_ASSIGN(name, scalar<std::string>(item, "pin.sources[]"));
       PinSourceKind kind{};
-      if (name == "tpm") kind = PinSourceKind::tpm;
-      else if (name == "credential") kind = PinSourceKind::credential;
-      else if (name == "file") kind = PinSourceKind::file;
-      else if (name == "typed") kind = PinSourceKind::typed;
-      else return fail(Errc::invalid_argument, "pin.sources: unknown source '" + name + "' (tpm, credential, file), or typed (rootseal unseal)");
+      if (name == "tpm")
+        kind = PinSourceKind::tpm;
+      else if (name == "credential")
+        kind = PinSourceKind::credential;
+      else if (name == "file")
+        kind = PinSourceKind::file;
+      else if (name == "typed")
+        kind = PinSourceKind::typed;
+      else
+        return fail(Errc::invalid_argument,
+                    "pin.sources: unknown source '" + name + "' (tpm, credential, file), or typed (rootseal unseal)");
       if (std::find(out.sources.begin(), out.sources.end(), kind) != out.sources.end()) {
         return fail(Errc::invalid_argument, "pin.sources: '" + name + "' is listed twice");
       }
       out.sources.push_back(kind);
     }
   }
-  if (n["credential_name"]) ROOTSEAL_TRY_ASSIGN(out.credential_name, scalar<std::string>(n["credential_name"], "pin.credential_name"));
+  if (n["credential_name"])
+    ROOTSEAL_TRY_ASSIGN(out.credential_name, scalar<std::string>(n["credential_name"], "pin.credential_name"));
   if (out.credential_name.empty() || out.credential_name.find('/') != std::string::npos) {
     return fail(Errc::invalid_argument, "pin.credential_name: a plain file name");
   }
@@ -318,8 +336,9 @@ Result<void> parse_tpm(const YAML::Node& n, TpmSection& out) {
                 "tpm: the auth value is never written in the configuration; put it in a file readable only by "
                 "the service user and set tpm.auth_value_file");
   }
-  ROOTSEAL_TRY(check_keys(n, "tpm", {"tcti", "sealed_file", "pcrs", "persistent_handle", "primary_alg",
-                                     "auth_value_file", "initialize", "verify_on_probe"}));
+  ROOTSEAL_TRY(check_keys(n, "tpm",
+                          {"tcti", "sealed_file", "pcrs", "persistent_handle", "primary_alg", "auth_value_file",
+                           "initialize", "verify_on_probe"}));
   if (n["tcti"]) ROOTSEAL_TRY_ASSIGN(out.tcti, scalar<std::string>(n["tcti"], "tpm.tcti"));
   if (out.tcti.empty() || out.tcti.size() > 512 ||
       std::any_of(out.tcti.begin(), out.tcti.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
@@ -335,7 +354,8 @@ Result<void> parse_tpm(const YAML::Node& n, TpmSection& out) {
     out.sealed_file = s;
   }
   if (n["pcrs"]) {
-    if (!n["pcrs"].IsSequence()) return fail(Errc::invalid_argument, "tpm.pcrs: must be a list of PCR indices, e.g. [7]");
+    if (!n["pcrs"].IsSequence())
+      return fail(Errc::invalid_argument, "tpm.pcrs: must be a list of PCR indices, e.g. [7]");
     out.pcrs.clear();
     for (const auto& item : n["pcrs"]) {
       auto v = scalar<std::int64_t>(item, "tpm.pcrs[]");
@@ -359,9 +379,12 @@ Result<void> parse_tpm(const YAML::Node& n, TpmSection& out) {
   if (n["primary_alg"]) {
     std::string alg;
     ROOTSEAL_TRY_ASSIGN(alg, scalar<std::string>(n["primary_alg"], "tpm.primary_alg"));
-    if (alg == "ecc_p256") out.primary_rsa = false;
-    else if (alg == "rsa2048") out.primary_rsa = true;
-    else return fail(Errc::invalid_argument, "tpm.primary_alg: ecc_p256 or rsa2048");
+    if (alg == "ecc_p256")
+      out.primary_rsa = false;
+    else if (alg == "rsa2048")
+      out.primary_rsa = true;
+    else
+      return fail(Errc::invalid_argument, "tpm.primary_alg: ecc_p256 or rsa2048");
   }
   if (n["auth_value_file"]) {
     std::string s;
@@ -372,7 +395,8 @@ Result<void> parse_tpm(const YAML::Node& n, TpmSection& out) {
     out.auth_value_file = s;
   }
   if (n["initialize"]) ROOTSEAL_TRY_ASSIGN(out.initialize, scalar<bool>(n["initialize"], "tpm.initialize"));
-  if (n["verify_on_probe"]) ROOTSEAL_TRY_ASSIGN(out.verify_on_probe, scalar<bool>(n["verify_on_probe"], "tpm.verify_on_probe"));
+  if (n["verify_on_probe"])
+    ROOTSEAL_TRY_ASSIGN(out.verify_on_probe, scalar<bool>(n["verify_on_probe"], "tpm.verify_on_probe"));
   return {};
 }
 
@@ -392,9 +416,12 @@ Result<void> parse_unix_socket(const YAML::Node& n, const std::string& section, 
   if (n["mode"]) {
     std::string m;
     ROOTSEAL_TRY_ASSIGN(m, scalar<std::string>(n["mode"], section + ".mode"));
-    if (m == "0600" || m == "600") mode = 0600;
-    else if (m == "0660" || m == "660") mode = 0660;
-    else return fail(Errc::invalid_argument, section + ".mode: \"0600\" or \"0660\"");
+    if (m == "0600" || m == "600")
+      mode = 0600;
+    else if (m == "0660" || m == "660")
+      mode = 0660;
+    else
+      return fail(Errc::invalid_argument, section + ".mode: \"0600\" or \"0660\"");
   }
   return {};
 }
@@ -448,17 +475,20 @@ Result<void> parse_etcd_endpoints(const YAML::Node& n, EtcdSection& out) {
 }
 
 Result<void> parse_etcd(const YAML::Node& n, EtcdSection& out) {
-  ROOTSEAL_TRY(check_keys(n, "etcd", {"endpoints", "prefix", "username", "password_file", "ca_file", "cert_file",
-                                      "key_file", "server_name", "allow_plaintext", "connect_timeout",
-                                      "request_timeout", "watch_idle_timeout", "member_ttl"}));
-  if (n["allow_plaintext"]) ROOTSEAL_TRY_ASSIGN(out.allow_plaintext, scalar<bool>(n["allow_plaintext"], "etcd.allow_plaintext"));
+  ROOTSEAL_TRY(
+      check_keys(n, "etcd",
+                 {"endpoints", "prefix", "username", "password_file", "ca_file", "cert_file", "key_file", "server_name",
+                  "allow_plaintext", "connect_timeout", "request_timeout", "watch_idle_timeout", "member_ttl"}));
+  if (n["allow_plaintext"])
+    ROOTSEAL_TRY_ASSIGN(out.allow_plaintext, scalar<bool>(n["allow_plaintext"], "etcd.allow_plaintext"));
   if (!n["endpoints"]) return fail(Errc::invalid_argument, "etcd.endpoints: required with storage: etcd");
   ROOTSEAL_TRY(parse_etcd_endpoints(n["endpoints"], out));
   if (n["prefix"]) ROOTSEAL_TRY_ASSIGN(out.prefix, scalar<std::string>(n["prefix"], "etcd.prefix"));
   const bool printable = std::all_of(out.prefix.begin(), out.prefix.end(), [](char c) { return c > 0x20 && c < 0x7f; });
   if (out.prefix.size() < 2 || out.prefix.front() != '/' || out.prefix.back() != '/' || !printable ||
       out.prefix.size() > 128) {
-    return fail(Errc::invalid_argument, "etcd.prefix: starts and ends with '/', e.g. /rootseal/ (printable, no spaces)");
+    return fail(Errc::invalid_argument,
+                "etcd.prefix: starts and ends with '/', e.g. /rootseal/ (printable, no spaces)");
   }
   if (n["username"]) ROOTSEAL_TRY_ASSIGN(out.username, scalar<std::string>(n["username"], "etcd.username"));
   if (n["password_file"]) ROOTSEAL_TRY(absolute_path(n["password_file"], "etcd.password_file", out.password_file));
@@ -511,7 +541,8 @@ Result<void> parse_admin(const YAML::Node& n, AdminConfig& out) {
   if (n["max_unseal_delay"]) {
     ROOTSEAL_TRY_ASSIGN(out.max_unseal_delay, duration(n["max_unseal_delay"], "admin.max_unseal_delay"));
   }
-  if (out.timeout < std::chrono::milliseconds(100)) return fail(Errc::invalid_argument, "admin.timeout: at least 100ms");
+  if (out.timeout < std::chrono::milliseconds(100))
+    return fail(Errc::invalid_argument, "admin.timeout: at least 100ms");
   if (out.unseal_delay < std::chrono::milliseconds(100)) {
     return fail(Errc::invalid_argument, "admin.unseal_delay: at least 100ms (wrong PINs must be rate-limited)");
   }
@@ -529,8 +560,8 @@ Result<void> finish(Config& cfg) {
     return fail(Errc::invalid_argument,
                 "tpm.initialize: only with root_of_trust: tpm (it creates the TPM-sealed root key)");
   }
-  const bool pin_from_tpm = std::find(cfg.pin.sources.begin(), cfg.pin.sources.end(), PinSourceKind::tpm) !=
-                            cfg.pin.sources.end();
+  const bool pin_from_tpm =
+      std::find(cfg.pin.sources.begin(), cfg.pin.sources.end(), PinSourceKind::tpm) != cfg.pin.sources.end();
   if (pin_from_tpm && cfg.pin.tpm_sealed_file.lexically_normal() == cfg.tpm.sealed_file.lexically_normal()) {
     return fail(Errc::invalid_argument, "pin.tpm_sealed_file: must differ from tpm.sealed_file (the root key)");
   }
@@ -538,14 +569,15 @@ Result<void> finish(Config& cfg) {
 }
 
 Result<Operation> parse_operation(std::string_view name) {
-  static constexpr Operation kAll[] = {Operation::read,    Operation::list,    Operation::create, Operation::config,
-                                       Operation::rotate,  Operation::delete_, Operation::encrypt, Operation::decrypt,
-                                       Operation::rewrap,  Operation::datakey};
+  static constexpr Operation kAll[] = {Operation::read,   Operation::list,    Operation::create,  Operation::config,
+                                       Operation::rotate, Operation::delete_, Operation::encrypt, Operation::decrypt,
+                                       Operation::rewrap, Operation::datakey};
   for (const auto op : kAll) {
     if (to_string(op) == name) return op;
   }
-  return fail(Errc::invalid_argument, "unknown operation '" + std::string(name) +
-                                          "' (read, list, create, config, rotate, delete, encrypt, decrypt, rewrap, datakey)");
+  return fail(Errc::invalid_argument,
+              "unknown operation '" + std::string(name) +
+                  "' (read, list, create, config, rotate, delete, encrypt, decrypt, rewrap, datakey)");
 }
 
 Result<void> parse_policies(const YAML::Node& n, std::vector<PolicyConfig>& out) {
@@ -561,8 +593,10 @@ Result<void> parse_policies(const YAML::Node& n, std::vector<PolicyConfig>& out)
     ROOTSEAL_TRY(check_keys(kv.second, where, {"keys", "operations"}));
     const auto keys = kv.second["keys"];
     const auto ops = kv.second["operations"];
-    if (!keys || !keys.IsSequence() || keys.size() == 0) return fail(Errc::invalid_argument, where + ".keys: a non-empty list");
-    if (!ops || !ops.IsSequence() || ops.size() == 0) return fail(Errc::invalid_argument, where + ".operations: a non-empty list");
+    if (!keys || !keys.IsSequence() || keys.size() == 0)
+      return fail(Errc::invalid_argument, where + ".keys: a non-empty list");
+    if (!ops || !ops.IsSequence() || ops.size() == 0)
+      return fail(Errc::invalid_argument, where + ".operations: a non-empty list");
     for (const auto& k : keys) {
       std::string pattern;
       ROOTSEAL_TRY_ASSIGN(pattern, scalar<std::string>(k, where + ".keys[]"));
@@ -614,16 +648,26 @@ Result<void> parse_tokens(const YAML::Node& n, const std::vector<PolicyConfig>& 
 
 std::string_view to_string(Operation op) noexcept {
   switch (op) {
-    case Operation::read: return "read";
-    case Operation::list: return "list";
-    case Operation::create: return "create";
-    case Operation::config: return "config";
-    case Operation::rotate: return "rotate";
-    case Operation::delete_: return "delete";
-    case Operation::encrypt: return "encrypt";
-    case Operation::decrypt: return "decrypt";
-    case Operation::rewrap: return "rewrap";
-    case Operation::datakey: return "datakey";
+    case Operation::read:
+      return "read";
+    case Operation::list:
+      return "list";
+    case Operation::create:
+      return "create";
+    case Operation::config:
+      return "config";
+    case Operation::rotate:
+      return "rotate";
+    case Operation::delete_:
+      return "delete";
+    case Operation::encrypt:
+      return "encrypt";
+    case Operation::decrypt:
+      return "decrypt";
+    case Operation::rewrap:
+      return "rewrap";
+    case Operation::datakey:
+      return "datakey";
   }
   return "unknown";
 }
@@ -739,7 +783,8 @@ Result<Config> parse_config(std::string_view yaml_text) {
   }
   if (root["etcd"] && cfg.storage != "etcd") return fail(Errc::invalid_argument, "etcd: only with storage: etcd");
   if (root["etcd"]) ROOTSEAL_TRY(parse_etcd(root["etcd"], cfg.etcd));
-  if (root["root_of_trust"]) ROOTSEAL_TRY_ASSIGN(cfg.root_of_trust, scalar<std::string>(root["root_of_trust"], "root_of_trust"));
+  if (root["root_of_trust"])
+    ROOTSEAL_TRY_ASSIGN(cfg.root_of_trust, scalar<std::string>(root["root_of_trust"], "root_of_trust"));
   if (cfg.root_of_trust != "pkcs11" && cfg.root_of_trust != "tpm") {
     return fail(Errc::invalid_argument, "root_of_trust: unsupported '" + cfg.root_of_trust + "' (pkcs11, tpm)");
   }
@@ -748,7 +793,8 @@ Result<Config> parse_config(std::string_view yaml_text) {
   if (root["pin"]) ROOTSEAL_TRY(parse_pin(root["pin"], cfg.pin));
   if (root["seal"]) {
     ROOTSEAL_TRY(check_keys(root["seal"], "seal", {"probe_interval"}));
-    if (root["seal"]["probe_interval"]) ROOTSEAL_TRY_ASSIGN(cfg.seal.probe_interval, duration(root["seal"]["probe_interval"], "seal.probe_interval"));
+    if (root["seal"]["probe_interval"])
+      ROOTSEAL_TRY_ASSIGN(cfg.seal.probe_interval, duration(root["seal"]["probe_interval"], "seal.probe_interval"));
     if (cfg.seal.probe_interval < std::chrono::milliseconds(100)) {
       return fail(Errc::invalid_argument, "seal.probe_interval: at least 100ms");
     }
@@ -766,10 +812,13 @@ Result<Config> parse_config(std::string_view yaml_text) {
   }
   if (root["log"]) {
     ROOTSEAL_TRY(check_keys(root["log"], "log", {"level", "format"}));
-    if (root["log"]["level"]) ROOTSEAL_TRY_ASSIGN(cfg.log.level, scalar<std::string>(root["log"]["level"], "log.level"));
-    if (root["log"]["format"]) ROOTSEAL_TRY_ASSIGN(cfg.log.format, scalar<std::string>(root["log"]["format"], "log.format"));
+    if (root["log"]["level"])
+      ROOTSEAL_TRY_ASSIGN(cfg.log.level, scalar<std::string>(root["log"]["level"], "log.level"));
+    if (root["log"]["format"])
+      ROOTSEAL_TRY_ASSIGN(cfg.log.format, scalar<std::string>(root["log"]["format"], "log.format"));
     static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error"};
-    if (!levels.contains(cfg.log.level)) return fail(Errc::invalid_argument, "log.level: trace, debug, info, warn or error");
+    if (!levels.contains(cfg.log.level))
+      return fail(Errc::invalid_argument, "log.level: trace, debug, info, warn or error");
     if (cfg.log.format != "logfmt" && cfg.log.format != "json") {
       return fail(Errc::invalid_argument, "log.format: logfmt or json");
     }
@@ -779,8 +828,10 @@ Result<Config> parse_config(std::string_view yaml_text) {
   if (root["client_certs"]) ROOTSEAL_TRY(parse_client_certs(root["client_certs"], cfg.policies, cfg.client_certs));
   if (root["audit"]) {
     ROOTSEAL_TRY(check_keys(root["audit"], "audit", {"enabled", "file", "fsync"}));
-    if (root["audit"]["enabled"]) ROOTSEAL_TRY_ASSIGN(cfg.audit.enabled, scalar<bool>(root["audit"]["enabled"], "audit.enabled"));
-    if (root["audit"]["fsync"]) ROOTSEAL_TRY_ASSIGN(cfg.audit.fsync, scalar<bool>(root["audit"]["fsync"], "audit.fsync"));
+    if (root["audit"]["enabled"])
+      ROOTSEAL_TRY_ASSIGN(cfg.audit.enabled, scalar<bool>(root["audit"]["enabled"], "audit.enabled"));
+    if (root["audit"]["fsync"])
+      ROOTSEAL_TRY_ASSIGN(cfg.audit.fsync, scalar<bool>(root["audit"]["fsync"], "audit.fsync"));
     if (root["audit"]["file"]) {
       std::string f;
       ROOTSEAL_TRY_ASSIGN(f, scalar<std::string>(root["audit"]["file"], "audit.file"));
@@ -795,7 +846,8 @@ Result<Config> parse_config(std::string_view yaml_text) {
     if (!v || *v < 0 || *v > 256) return fail(Errc::invalid_argument, "io_threads: 0 (one per core) to 256");
     cfg.io_threads = static_cast<std::size_t>(*v);
   }
-  if (root["blocking_threads"]) ROOTSEAL_TRY_ASSIGN(cfg.blocking_threads, positive(root["blocking_threads"], "blocking_threads", 64));
+  if (root["blocking_threads"])
+    ROOTSEAL_TRY_ASSIGN(cfg.blocking_threads, positive(root["blocking_threads"], "blocking_threads", 64));
   ROOTSEAL_TRY(finish(cfg));
   return cfg;
 }

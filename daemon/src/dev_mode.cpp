@@ -89,11 +89,14 @@ kms::Result<DevSetup> prepare_dev(const DevOptions& options) {
   ROOTSEAL_TRY(ensure_private_dir(good_dir));
   ROOTSEAL_TRY(keep_softhsm_tokens(token_dir, good_dir));
   const auto conf = dir / "softhsm" / "softhsm2.conf";
-  const std::string conf_text = "# written by rootseald --dev\n"
-                                "directories.tokendir = " + token_dir.string() + "\n"
-                                "objectstore.backend = file\n"
-                                "log.level = ERROR\n"
-                                "slots.removable = false\n";
+  const std::string conf_text =
+      "# written by rootseald --dev\n"
+      "directories.tokendir = " +
+      token_dir.string() +
+      "\n"
+      "objectstore.backend = file\n"
+      "log.level = ERROR\n"
+      "slots.removable = false\n";
   // Written only when it changes, whole or not at all (a full disk or a kill
   // never leaves SoftHSM2 a partial configuration).
   if (read_whole(conf) != conf_text) {
@@ -167,7 +170,8 @@ std::string kms_plugin_text(const Config& c) {
     return "  KMS plugin:  off (the state folder's path is too long for a unix socket)\n\n";
   }
   const std::string sock = c.kms_plugin.socket.string();
-  return "  KMS plugin:  unix://" + sock + "  (Kubernetes KMS v2, key '" + c.kms_plugin.key + "')\n"
+  return "  KMS plugin:  unix://" + sock + "  (Kubernetes KMS v2, key '" + c.kms_plugin.key +
+         "')\n"
          "\n"
          "kube-apiserver --encryption-provider-config=<file with>:\n"
          "  apiVersion: apiserver.config.k8s.io/v1\n"
@@ -178,7 +182,9 @@ std::string kms_plugin_text(const Config& c) {
          "        - kms:\n"
          "            apiVersion: v2\n"
          "            name: rootseal\n"
-         "            endpoint: unix://" + sock + "\n"
+         "            endpoint: unix://" +
+         sock +
+         "\n"
          "            timeout: 3s\n"
          "        - identity: {}\n"
          "\n";
@@ -206,8 +212,8 @@ void print_dev_banner(const DevSetup& setup, const std::string& bound_address) {
       "  export VAULT_ADDR=http://%s VAULT_TOKEN=%.*s\n"
       "\n",
       setup.config.state_dir.c_str(), bound_address.c_str(), tlen, tok, kms_plugin_text(setup.config).c_str(),
-      bound_address.c_str(), tlen, tok,
-      bound_address.c_str(), tlen, tok, bound_address.c_str(), bound_address.c_str(), tlen, tok);
+      bound_address.c_str(), tlen, tok, bound_address.c_str(), tlen, tok, bound_address.c_str(), bound_address.c_str(),
+      tlen, tok);
   std::fflush(stdout);
 }
 

@@ -12,9 +12,9 @@
 namespace rootseal::daemon {
 
 struct DevOptions {
-  std::filesystem::path state_dir;     // created 0700 if missing
+  std::filesystem::path state_dir;  // created 0700 if missing
   std::string listen_address = "127.0.0.1:8200";
-  std::string root_token_id;           // empty: a random one
+  std::string root_token_id;  // empty: a random one
   std::filesystem::path softhsm_module = "/usr/lib/softhsm/libsofthsm2.so";
 };
 

@@ -30,11 +30,15 @@ std::size_t code_index(kmsplugin::Code c) {
 // The audit line's HTTP-like status and outcome for a gRPC code.
 std::pair<unsigned, std::string> audit_status(kmsplugin::Code c) {
   switch (c) {
-    case kmsplugin::Code::ok: return {200, "ok"};
+    case kmsplugin::Code::ok:
+      return {200, "ok"};
     case kmsplugin::Code::invalid_argument:
-    case kmsplugin::Code::failed_precondition: return {400, "invalid"};
-    case kmsplugin::Code::unavailable: return {503, "sealed"};
-    case kmsplugin::Code::internal: break;
+    case kmsplugin::Code::failed_precondition:
+      return {400, "invalid"};
+    case kmsplugin::Code::unavailable:
+      return {503, "sealed"};
+    case kmsplugin::Code::internal:
+      break;
   }
   return {500, "error"};
 }
@@ -114,7 +118,9 @@ kms::Result<void> KmsPlugin::on_call(const kmsplugin::CallRecord& call) {
   r.remote = call.peer_uid >= 0 ? "uid:" + std::to_string(call.peer_uid) : "uid:unknown";
   r.method = "GRPC";
   r.path = "/v2.KeyManagementService/" + std::string(call.method);
-  r.operation = "kms_" + std::string(call.method == "Status" ? "status" : call.method == "Encrypt" ? "encrypt" : "decrypt");
+  r.operation = "kms_" + std::string(call.method == "Status"    ? "status"
+                                     : call.method == "Encrypt" ? "encrypt"
+                                                                : "decrypt");
   r.key = handler_.key_name();
   r.key_version = call.key_version;
   std::tie(r.status, r.outcome) = audit_status(call.code);
@@ -146,8 +152,9 @@ void KmsPlugin::render(std::string& out) const {
     std::uint64_t cumulative = 0;
     for (std::size_t i = 0; i < Metrics::kBuckets.size(); ++i) {
       cumulative += latency_[m * kSlots + i].load(std::memory_order_relaxed);
-      std::snprintf(buf, sizeof buf, "rootseal_kms_plugin_request_duration_seconds_bucket{method=\"%.*s\",le=\"%g\"} %llu\n",
-                    len, name.data(), Metrics::kBuckets[i], static_cast<unsigned long long>(cumulative));
+      std::snprintf(buf, sizeof buf,
+                    "rootseal_kms_plugin_request_duration_seconds_bucket{method=\"%.*s\",le=\"%g\"} %llu\n", len,
+                    name.data(), Metrics::kBuckets[i], static_cast<unsigned long long>(cumulative));
       out += buf;
     }
     cumulative += latency_[m * kSlots + Metrics::kBuckets.size()].load(std::memory_order_relaxed);
@@ -162,8 +169,8 @@ void KmsPlugin::render(std::string& out) const {
   }
   out += "# HELP rootseal_kms_plugin_connections_refused_total Connections closed at accept: peer uid not allowed.\n";
   out += "# TYPE rootseal_kms_plugin_connections_refused_total counter\n";
-  out += "rootseal_kms_plugin_connections_refused_total " +
-         std::to_string(refused_.load(std::memory_order_relaxed)) + "\n";
+  out += "rootseal_kms_plugin_connections_refused_total " + std::to_string(refused_.load(std::memory_order_relaxed)) +
+         "\n";
 }
 
 }  // namespace rootseal::daemon

@@ -21,7 +21,8 @@ struct Field {
   Field(std::string_view k, const std::string& v) : key(k), value(v) {}
   template <class N>
     requires std::is_arithmetic_v<N>
-  Field(std::string_view k, N v) : key(k), value(std::is_same_v<N, bool> ? (v ? "true" : "false") : std::to_string(v)) {}
+  Field(std::string_view k, N v)
+      : key(k), value(std::is_same_v<N, bool> ? (v ? "true" : "false") : std::to_string(v)) {}
 };
 
 // format: "logfmt" or "json"; level: trace..error.

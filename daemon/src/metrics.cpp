@@ -8,18 +8,29 @@ namespace rootseal::daemon {
 
 std::string_view to_string(Route route) noexcept {
   switch (route) {
-    case Route::health: return "sys/health";
-    case Route::seal_status: return "sys/seal-status";
-    case Route::leader: return "sys/leader";
-    case Route::metrics: return "sys/metrics";
-    case Route::keys: return "transit/keys";
-    case Route::encrypt: return "transit/encrypt";
-    case Route::decrypt: return "transit/decrypt";
-    case Route::rewrap: return "transit/rewrap";
-    case Route::datakey: return "transit/datakey";
-    case Route::token: return "auth/token";
+    case Route::health:
+      return "sys/health";
+    case Route::seal_status:
+      return "sys/seal-status";
+    case Route::leader:
+      return "sys/leader";
+    case Route::metrics:
+      return "sys/metrics";
+    case Route::keys:
+      return "transit/keys";
+    case Route::encrypt:
+      return "transit/encrypt";
+    case Route::decrypt:
+      return "transit/decrypt";
+    case Route::rewrap:
+      return "transit/rewrap";
+    case Route::datakey:
+      return "transit/datakey";
+    case Route::token:
+      return "auth/token";
     case Route::other:
-    case Route::count_: break;
+    case Route::count_:
+      break;
   }
   return "other";
 }
@@ -41,8 +52,7 @@ Route classify(std::string_view path, std::string_view mount) noexcept {
   return Route::other;
 }
 
-void Metrics::observe_request(Route route, std::string_view method, unsigned status,
-                              std::chrono::nanoseconds elapsed) {
+void Metrics::observe_request(Route route, std::string_view method, unsigned status, std::chrono::nanoseconds elapsed) {
   auto& h = latency_[static_cast<std::size_t>(route)];
   const double seconds = std::chrono::duration<double>(elapsed).count();
   std::size_t bucket = 0;
@@ -109,8 +119,9 @@ void append_label_value(std::string& out, std::string_view value) {
 }
 
 // Gauge families: one series per label value, at most 1000 a family.
-void append_families(std::string& out,
-                     const std::vector<std::tuple<std::string, std::string, Metrics::GaugeFamily, std::string>>& families) {
+void append_families(
+    std::string& out,
+    const std::vector<std::tuple<std::string, std::string, Metrics::GaugeFamily, std::string>>& families) {
   char buf[64];
   for (const auto& [name, help, family, label] : families) {
     out += "# HELP " + name + " " + help + "\n# TYPE " + name + " gauge\n";
@@ -167,7 +178,8 @@ void Metrics::append_latency(std::string& out) const {
     for (std::size_t i = 0; i < kBuckets.size(); ++i) {
       cumulative += per[i];
       std::snprintf(buf, sizeof buf, "rootseal_http_request_duration_seconds_bucket{route=\"%.*s\",le=\"%g\"} %llu\n",
-                    static_cast<int>(name.size()), name.data(), kBuckets[i], static_cast<unsigned long long>(cumulative));
+                    static_cast<int>(name.size()), name.data(), kBuckets[i],
+                    static_cast<unsigned long long>(cumulative));
       out += buf;
     }
     std::snprintf(buf, sizeof buf,

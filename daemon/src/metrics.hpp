@@ -18,7 +18,18 @@
 namespace rootseal::daemon {
 
 enum class Route : std::uint8_t {
-  health, seal_status, leader, metrics, keys, encrypt, decrypt, rewrap, datakey, token, other, count_
+  health,
+  seal_status,
+  leader,
+  metrics,
+  keys,
+  encrypt,
+  decrypt,
+  rewrap,
+  datakey,
+  token,
+  other,
+  count_
 };
 std::string_view to_string(Route route) noexcept;
 // Classifies a request path (after "/v1/") for the given Transit mount.
@@ -27,7 +38,7 @@ Route classify(std::string_view path, std::string_view mount) noexcept;
 class Metrics {
  public:
   static constexpr std::array<double, 12> kBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                                                     0.01,   0.025,   0.05,   0.1,   0.5,    1.0};
+                                                      0.01,   0.025,   0.05,   0.1,   0.5,    1.0};
 
   void observe_request(Route route, std::string_view method, unsigned status, std::chrono::nanoseconds elapsed);
 
@@ -71,7 +82,8 @@ class Metrics {
   std::vector<Section> sections_;
 
   // render()'s parts: request counts (with the rare ones from `requests`), latency histograms.
-  void append_requests(std::string& out, std::map<std::tuple<Route, std::string, unsigned>, std::uint64_t> requests) const;
+  void append_requests(std::string& out,
+                       std::map<std::tuple<Route, std::string, unsigned>, std::uint64_t> requests) const;
   void append_latency(std::string& out) const;
 };
 

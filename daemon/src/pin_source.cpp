@@ -176,8 +176,10 @@ hsm::PinSource make_pin_source(const PinConfig& pin, const TpmSection& tpm, std:
   return [pick = std::move(pick), broker]() -> kms::Result<kms::SecureBytes> {
     auto chosen = pick();
     if (broker) {
-      if (chosen) broker->handed_out(*chosen);
-      else broker->forget();
+      if (chosen)
+        broker->handed_out(*chosen);
+      else
+        broker->forget();
     }
     return chosen;
   };

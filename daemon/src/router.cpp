@@ -91,8 +91,7 @@ AuditRecord audit_record(const net::Request& request, const std::string& path, c
 }
 
 std::int64_t now_unix() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace
@@ -132,9 +131,9 @@ boost::asio::awaitable<net::Response> Router::handle(net::Request& request, cons
   if (request.method() == http::verb::head) strip_for_head(response);
   if (!parsed) co_return response;
   if (ctx_.metrics != nullptr) {
-    const auto route_label = classify(std::string_view(path).starts_with("/v1/") ? std::string_view(path).substr(4)
-                                                                                : std::string_view(),
-                                      ctx_.config != nullptr ? std::string_view(ctx_.config->api.mount) : "transit");
+    const auto route_label =
+        classify(std::string_view(path).starts_with("/v1/") ? std::string_view(path).substr(4) : std::string_view(),
+                 ctx_.config != nullptr ? std::string_view(ctx_.config->api.mount) : "transit");
     ctx_.metrics->observe_request(route_label, request.method_string(), response.result_int(),
                                   std::chrono::steady_clock::now() - started);
   }
@@ -207,13 +206,14 @@ net::Response Router::health(const net::Request& request) const {
   for (std::string_view name : {"standbyok", "perfstandbyok"}) {
     auto it = url.params().find(name);
     if (it != url.params().end() && !kms::parse_go_bool((*it).value)) {
-      return error_response({Errc::invalid_argument, "bad value for " + std::string(name) + " parameter: a boolean is required"},
-                            request.version());
+      return error_response(
+          {Errc::invalid_argument, "bad value for " + std::string(name) + " parameter: a boolean is required"},
+          request.version());
     }
   }
   const SealStatus s = ctx_.seal_status();
-  const unsigned status = s.sealed ? query_code(url, "sealedcode").value_or(503u)
-                                   : query_code(url, "activecode").value_or(200u);
+  const unsigned status =
+      s.sealed ? query_code(url, "sealedcode").value_or(503u) : query_code(url, "activecode").value_or(200u);
   json::object body{
       {"initialized", true},
       {"sealed", s.sealed},

@@ -22,14 +22,14 @@ class TransitApi;
 struct ApiContext {
   const Config* config = nullptr;
   std::function<SealStatus()> seal_status;
-  std::string root_kind;         // "pkcs11"
+  std::string root_kind;  // "pkcs11"
   std::string cluster_name = "rootseal";
   std::string cluster_id;
-  bool ha_enabled = false;        // storage: etcd: every host of the cluster is active
+  bool ha_enabled = false;  // storage: etcd: every host of the cluster is active
   std::string version;
   TransitApi* transit = nullptr;  // /v1/<mount>/... and /v1/auth/token/...
-  Metrics* metrics = nullptr;      // request counters and latency; gauges are registered here
-  AuditLog* audit = nullptr;       // every Transit and token request, before its answer is sent
+  Metrics* metrics = nullptr;     // request counters and latency; gauges are registered here
+  AuditLog* audit = nullptr;      // every Transit and token request, before its answer is sent
 };
 
 class Router {

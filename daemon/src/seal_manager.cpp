@@ -14,15 +14,19 @@ namespace asio = boost::asio;
 
 namespace {
 std::int64_t now_unix() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 }  // namespace
 
 SealManager::SealManager(asio::io_context& io, asio::thread_pool& blocking, kms::RootOfTrust& root,
                          kms::Keyring& keyring, std::chrono::milliseconds interval, Listener on_change)
-    : blocking_(blocking), root_(root), keyring_(keyring), interval_(interval),
-      on_change_(std::move(on_change)), strand_(asio::make_strand(io)), timer_(strand_) {
+    : blocking_(blocking),
+      root_(root),
+      keyring_(keyring),
+      interval_(interval),
+      on_change_(std::move(on_change)),
+      strand_(asio::make_strand(io)),
+      timer_(strand_) {
   status_.since_unix = now_unix();
 }
 
@@ -48,10 +52,13 @@ SealStatus SealManager::status() const {
 asio::awaitable<void> SealManager::loop() {
   while (running_) {
     // The blocking work runs on the pool; this coroutine resumes on the strand.
-    co_await asio::co_spawn(blocking_, [this]() -> asio::awaitable<void> {
-      check();
-      co_return;
-    }, asio::use_awaitable);
+    co_await asio::co_spawn(
+        blocking_,
+        [this]() -> asio::awaitable<void> {
+          check();
+          co_return;
+        },
+        asio::use_awaitable);
     if (!running_) break;
     timer_.expires_after(interval_);
     (void)co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));

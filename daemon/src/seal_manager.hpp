@@ -31,7 +31,7 @@ struct SealStatus {
   std::string reason = "starting";  // why sealed; empty when unsealed
   std::int64_t since_unix = 0;
   std::uint64_t unseal_count = 0;
-  std::string root_kcv;             // key check value of the root, once known
+  std::string root_kcv;  // key check value of the root, once known
   // Probes of the root of trust since start (the loop's and check_now's), the
   // failed ones, and whether the last one succeeded (metrics).
   std::uint64_t probes = 0;

@@ -53,15 +53,19 @@ bool uses_tpm(const Config& c) {
 }  // namespace
 
 Service::Service(Config config, std::optional<kms::SecureBytes> root_token, std::filesystem::path config_path)
-    : config_(std::move(config)), root_token_(std::move(root_token)), config_path_(std::move(config_path)),
+    : config_(std::move(config)),
+      root_token_(std::move(root_token)),
+      config_path_(std::move(config_path)),
       io_(static_cast<int>(config_.io_threads == 0 ? std::max(1u, std::thread::hardware_concurrency())
                                                    : config_.io_threads)),
-      blocking_(config_.blocking_threads), signals_(io_, SIGTERM, SIGINT, SIGHUP), watchdog_(io_) {}
+      blocking_(config_.blocking_threads),
+      signals_(io_, SIGTERM, SIGINT, SIGHUP),
+      watchdog_(io_) {}
 
 Service::~Service() {
   if (sync_shards_) sync_shards_->stop(std::chrono::milliseconds(0));  // before the lease it claims under goes
   if (cluster_) cluster_->stop();  // revokes this host's record: it leaves the member list at once
-  if (etcd_store_ != nullptr) etcd_store_->stop_watch();  // its callbacks use the keyring
+  if (etcd_store_ != nullptr) etcd_store_->stop_watch();    // its callbacks use the keyring
   if (tokens_.db() != nullptr) tokens_.db()->stop_watch();  // its callbacks post token reloads
   if (keyring_) keyring_->seal();
 }
@@ -78,8 +82,8 @@ std::string joined(const std::vector<std::string>& items) {
 // disk before it is announced in /v1/sys/health.
 kms::Result<void> write_cluster_id(const std::filesystem::path& path, const std::string& id) {
   const std::string text = id + "\n";
-  return kms::write_file_durably(path, std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()),
-                                 0600, /*exclusive=*/false);
+  return kms::write_file_durably(path, std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()), 0600,
+                                 /*exclusive=*/false);
 }
 
 }  // namespace
@@ -231,8 +235,10 @@ kms::Result<std::string> Service::open_state() {
     if (!store) return std::unexpected(store.error());
     etcd_store_ = store->get();
     store_ = std::move(*store);
-    log::info("state store", {{"storage", "etcd"}, {"endpoints", joined(config_.etcd.endpoints)},
-                              {"prefix", config_.etcd.prefix}, {"username", config_.etcd.username}});
+    log::info("state store", {{"storage", "etcd"},
+                              {"endpoints", joined(config_.etcd.endpoints)},
+                              {"prefix", config_.etcd.prefix},
+                              {"username", config_.etcd.username}});
   } else {
     auto store = kms::open_sqlite_store(config_.state_dir / "rootseal.db");
     if (!store) return std::unexpected(store.error());
@@ -434,8 +440,8 @@ void Service::retry_refresh(std::string name, std::chrono::milliseconds after) {
 }
 
 void Service::add_startup_tokens() {
-  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                       std::chrono::system_clock::now().time_since_epoch()).count();
+  const auto now =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   if (root_token_) {
     TokenInfo root;
     root.display_name = "root";
@@ -591,12 +597,13 @@ void Service::arm_watchdog() {
 void Service::log_audit_recovery() {
   const auto r = audit_->recovery();
   if (!r) return;
-  log::warn("audit log: a damaged end (a crash or a full disk during a write) was set aside and the chain "
-            "continues with a recovery line (docs/operations.md)",
-            {{"damaged_file", r->damaged_file.string()},
-             {"damaged_bytes", r->damaged_bytes},
-             {"damaged_sha256", r->damaged_sha256},
-             {"last_intact_sha256", r->last_intact_sha256}});
+  log::warn(
+      "audit log: a damaged end (a crash or a full disk during a write) was set aside and the chain "
+      "continues with a recovery line (docs/operations.md)",
+      {{"damaged_file", r->damaged_file.string()},
+       {"damaged_bytes", r->damaged_bytes},
+       {"damaged_sha256", r->damaged_sha256},
+       {"last_intact_sha256", r->last_intact_sha256}});
 }
 
 void Service::reopen_audit() {
@@ -660,8 +667,8 @@ void Service::reload() {
   // Everything checked: apply all at once.
   if (tls) server_->set_tls(tls);
   authorizer_->replace(next->policies, next->client_certs);
-  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                       std::chrono::system_clock::now().time_since_epoch()).count();
+  const auto now =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   tokens_.replace_static(next->tokens, now);
   std::string restart;
   if (next->listen.address != config_.listen.address) restart += "listen.address ";
@@ -680,7 +687,8 @@ void Service::reload() {
   config_.policies = next->policies;
   config_.tokens = next->tokens;
   config_.client_certs = next->client_certs;
-  log::info("reloaded", {{"tls", tls != nullptr}, {"policies", next->policies.size()}, {"tokens", next->tokens.size()}});
+  log::info("reloaded",
+            {{"tls", tls != nullptr}, {"policies", next->policies.size()}, {"tokens", next->tokens.size()}});
   finish(true);
 }
 
@@ -742,7 +750,8 @@ void Service::wait_for_signals() {
 void Service::run() {
   wait_for_signals();
   std::vector<std::thread> threads;
-  const std::size_t n = config_.io_threads == 0 ? std::max(1u, std::thread::hardware_concurrency()) : config_.io_threads;
+  const std::size_t n =
+      config_.io_threads == 0 ? std::max(1u, std::thread::hardware_concurrency()) : config_.io_threads;
   for (std::size_t i = 1; i < n; ++i) threads.emplace_back([this] { io_.run(); });
   io_.run();
   for (auto& t : threads) t.join();

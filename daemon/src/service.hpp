@@ -72,9 +72,9 @@ class Service {
   void catch_up_after_unseal();
   void add_startup_tokens();  // the root token (dev mode) and the tokens of the configuration
   kms::Result<void> make_api(const std::string& cluster_id);
-  kms::Result<void> start_snapshots();      // the snapshot scheduler, when configured
+  kms::Result<void> start_snapshots();                                // the snapshot scheduler, when configured
   kms::Result<void> start_kms_plugin(const std::string& cluster_id);  // when kms_plugin.enabled
-  bool make_admin(ResealRoot reseal_root);  // true: the admin socket is listening
+  bool make_admin(ResealRoot reseal_root);                            // true: the admin socket is listening
   kms::Result<void> listen_http(const HostPort& hp, std::shared_ptr<boost::asio::ssl::context> tls);
 
   kms::Result<std::string> load_cluster_id();
@@ -82,7 +82,8 @@ class Service {
   // all together, or nothing (the old ones keep serving) if anything is wrong.
   void reload();
   void reopen_audit();
-  void log_audit_recovery();  // a warning for the recovery the audit log's last open did  // SIGHUP: a rotated audit log is reopened, its chain carried over
+  void
+  log_audit_recovery();  // a warning for the recovery the audit log's last open did  // SIGHUP: a rotated audit log is reopened, its chain carried over
   void arm_watchdog();
   void wait_for_signals();
 
@@ -104,7 +105,7 @@ class Service {
   std::unique_ptr<Router> router_;
   std::unique_ptr<net::HttpServer> server_;
   Metrics metrics_;
-  std::unique_ptr<sync::Engine> sync_;  // the sync engine, when sync.enabled
+  std::unique_ptr<sync::Engine> sync_;            // the sync engine, when sync.enabled
   std::unique_ptr<SyncShards> sync_shards_;       // storage: etcd with sync.sharded: this host's buckets
   std::unique_ptr<SnapshotScheduler> snapshots_;  // when snapshots: is configured and enabled
   std::unique_ptr<AuditLog> audit_;

@@ -74,8 +74,8 @@ class SnapshotScheduler {
   std::shared_ptr<const SnapshotsConfig> config_;
   etcdstore::EtcdStore* etcd_ = nullptr;
   std::string host_id_;
-  std::atomic<bool> taker_{false};             // storage: etcd: this host held the lock at its last turn
-  std::atomic<std::uint64_t> skipped_{0};      // scheduled runs left to the lock's holder
+  std::atomic<bool> taker_{false};         // storage: etcd: this host held the lock at its last turn
+  std::atomic<std::uint64_t> skipped_{0};  // scheduled runs left to the lock's holder
   std::vector<std::unique_ptr<sync::ObjectStore>> destinations_;
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
   boost::asio::steady_timer timer_;

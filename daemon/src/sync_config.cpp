@@ -74,7 +74,9 @@ Result<std::vector<std::string>> strings(const YAML::Node& node, const std::stri
 // the secret itself).
 Result<sync::CredentialRef> credential(const YAML::Node& node, const std::string& where) {
   if (!node.IsMap()) {
-    return fail(Errc::invalid_argument, where + ": must be {file: PATH} or {credential: NAME} (secret values are never written in the configuration)");
+    return fail(
+        Errc::invalid_argument,
+        where + ": must be {file: PATH} or {credential: NAME} (secret values are never written in the configuration)");
   }
   ROOTSEAL_TRY(only_keys(node, where, {"file", "credential"}));
   sync::CredentialRef ref;
@@ -84,9 +86,12 @@ Result<sync::CredentialRef> credential(const YAML::Node& node, const std::string
     ref.file = f;
     if (!ref.file.is_absolute()) return fail(Errc::invalid_argument, where + ".file: must be an absolute path");
   }
-  if (node["credential"]) ROOTSEAL_TRY_ASSIGN(ref.credential, get<std::string>(node["credential"], where + ".credential"));
-  if (ref.file.empty() == ref.credential.empty()) return fail(Errc::invalid_argument, where + ": exactly one of file or credential");
-  if (ref.credential.find('/') != std::string::npos) return fail(Errc::invalid_argument, where + ".credential: a name, not a path");
+  if (node["credential"])
+    ROOTSEAL_TRY_ASSIGN(ref.credential, get<std::string>(node["credential"], where + ".credential"));
+  if (ref.file.empty() == ref.credential.empty())
+    return fail(Errc::invalid_argument, where + ": exactly one of file or credential");
+  if (ref.credential.find('/') != std::string::npos)
+    return fail(Errc::invalid_argument, where + ".credential: a name, not a path");
   return ref;
 }
 
@@ -172,7 +177,9 @@ Result<sync::HostStoreConfig> host_store(const std::string& name, const YAML::No
   bool known = false;
   for_each_host_kind([&]<class H>(std::type_identity<H>) { known = known || kind == H::kind; });
   if (!known) return fail(Errc::invalid_argument, w + ".kind: " + host_kinds(" or "));
-  if (!n["namespaces"]) return fail(Errc::invalid_argument, w + ".namespaces: required (the namespaces that may use these credentials, or [\"*\"])");
+  if (!n["namespaces"])
+    return fail(Errc::invalid_argument,
+                w + ".namespaces: required (the namespaces that may use these credentials, or [\"*\"])");
   ROOTSEAL_TRY_ASSIGN(s.namespaces, strings(n["namespaces"], w + ".namespaces"));
   if (n["ca_file"]) {
     std::string ca;
@@ -263,7 +270,8 @@ struct DestinationReader {
     std::string p;
     ROOTSEAL_TRY(str(key, p));
     out = p;
-    if (!p.empty() && !out.is_absolute()) return fail(Errc::invalid_argument, at + "." + key + ": must be an absolute path");
+    if (!p.empty() && !out.is_absolute())
+      return fail(Errc::invalid_argument, at + "." + key + ": must be an absolute path");
     return {};
   }
   Result<void> cred(const char* key, sync::CredentialRef& out) const {
@@ -275,7 +283,8 @@ struct DestinationReader {
     return {};
   }
   // Reads every option of `fields`, then checks the first `required` of them are set.
-  Result<void> strings(std::initializer_list<std::pair<const char*, std::string*>> fields, std::size_t required_count) const {
+  Result<void> strings(std::initializer_list<std::pair<const char*, std::string*>> fields,
+                       std::size_t required_count) const {
     for (const auto& [key, out] : fields) ROOTSEAL_TRY(str(key, *out));
     for (const auto& [key, out] : fields) {
       if (required_count-- == 0) break;
@@ -286,7 +295,8 @@ struct DestinationReader {
   Result<void> required_cred(const char* key, sync::CredentialRef& out) const {
     ROOTSEAL_TRY(cred(key, out));
     if (!out.set()) {
-      return fail(Errc::invalid_argument, at + "." + key + ": required for " + kind + " ({file: ...} or {credential: ...})");
+      return fail(Errc::invalid_argument,
+                  at + "." + key + ": required for " + kind + " ({file: ...} or {credential: ...})");
     }
     return {};
   }
@@ -306,7 +316,8 @@ Result<void> destination_identity(const YAML::Node& d, std::string at, std::set<
       })) {
     return fail(Errc::invalid_argument, at + ".name: 1 to 32 of [a-z0-9_-]");
   }
-  if (!names.insert(dest.name).second) return fail(Errc::invalid_argument, at + ".name: '" + dest.name + "' is used twice");
+  if (!names.insert(dest.name).second)
+    return fail(Errc::invalid_argument, at + ".name: '" + dest.name + "' is used twice");
   at = "snapshots.destinations." + dest.name;
   if (!d["kind"]) return fail(Errc::invalid_argument, at + ".kind: required (folder, s3, gcs or azure)");
   ROOTSEAL_TRY_ASSIGN(dest.kind, get<std::string>(d["kind"], at + ".kind"));
@@ -337,7 +348,8 @@ Result<void> read_common_options(const DestinationReader& r, SnapshotDestination
   }
   ROOTSEAL_TRY(r.str("prefix", dest.prefix));
   if (!dest.prefix.empty() && (dest.prefix.back() != '/' || dest.prefix.front() == '/')) {
-    return fail(Errc::invalid_argument, r.at + ".prefix: must end with '/' and not start with one (\"rootseal/prod/\")");
+    return fail(Errc::invalid_argument,
+                r.at + ".prefix: must end with '/' and not start with one (\"rootseal/prod/\")");
   }
   ROOTSEAL_TRY(r.str("endpoint", dest.endpoint));
   ROOTSEAL_TRY(r.path("ca_file", dest.ca_file));
@@ -346,10 +358,10 @@ Result<void> read_common_options(const DestinationReader& r, SnapshotDestination
 
 Result<void> read_s3_options(const DestinationReader& r, SnapshotDestination& dest) {
   ROOTSEAL_TRY(r.strings({{"bucket", &dest.bucket},
-                           {"region", &dest.region},
-                           {"server_side_encryption", &dest.server_side_encryption},
-                           {"sse_kms_key_id", &dest.sse_kms_key_id}},
-                          2));
+                          {"region", &dest.region},
+                          {"server_side_encryption", &dest.server_side_encryption},
+                          {"sse_kms_key_id", &dest.sse_kms_key_id}},
+                         2));
   ROOTSEAL_TRY(r.cred("access_key_id", dest.access_key_id));
   ROOTSEAL_TRY(r.cred("secret_access_key", dest.secret_access_key));
   ROOTSEAL_TRY(r.cred("session_token", dest.session_token));
@@ -369,11 +381,11 @@ Result<void> read_s3_options(const DestinationReader& r, SnapshotDestination& de
 
 Result<void> read_azure_options(const DestinationReader& r, SnapshotDestination& dest) {
   ROOTSEAL_TRY(r.strings({{"account", &dest.account},
-                           {"container", &dest.container},
-                           {"tenant_id", &dest.tenant_id},
-                           {"client_id", &dest.client_id},
-                           {"authority_host", &dest.authority_host}},
-                          4));
+                          {"container", &dest.container},
+                          {"tenant_id", &dest.tenant_id},
+                          {"client_id", &dest.client_id},
+                          {"authority_host", &dest.authority_host}},
+                         4));
   return r.required_cred("client_secret", dest.client_secret);
 }
 
@@ -407,7 +419,8 @@ void add_sync_metrics(Metrics& metrics, sync::Engine* e) {
   gauge("rootseal_sync_provider_calls", "Provider fetches that reached a store.", &sync::EngineStats::provider_calls);
   gauge("rootseal_sync_fetch_dedup_hits", "Fetches served by the refresh-window cache or an in-flight call.",
         &sync::EngineStats::fetch_dedup_hits);
-  gauge("rootseal_sync_secret_writes", "Kubernetes Secret creates, updates and deletes.", &sync::EngineStats::secret_writes);
+  gauge("rootseal_sync_secret_writes", "Kubernetes Secret creates, updates and deletes.",
+        &sync::EngineStats::secret_writes);
   gauge("rootseal_sync_status_writes", "ExternalSecret/PushSecret status writes.", &sync::EngineStats::status_writes);
   gauge("rootseal_sync_errors", "Reconciles that ended in an error.", &sync::EngineStats::errors);
   gauge("rootseal_sync_conflicts", "409 Conflicts on Secret writes (retried).", &sync::EngineStats::conflicts);
@@ -420,7 +433,8 @@ void add_sync_metrics(Metrics& metrics, sync::Engine* e) {
         &sync::EngineStats::push_writes);
   gauge("rootseal_sync_push_unchanged", "PushSecret values found current remotely (no write).",
         &sync::EngineStats::push_unchanged);
-  gauge("rootseal_sync_push_removals", "Remote keys removed for deletionPolicy Delete.", &sync::EngineStats::push_removals);
+  gauge("rootseal_sync_push_removals", "Remote keys removed for deletionPolicy Delete.",
+        &sync::EngineStats::push_removals);
   gauge("rootseal_sync_push_errors", "PushSecret reconciles that ended in an error.", &sync::EngineStats::push_errors);
   gauge("rootseal_sync_synced", "1 once the caches are filled and workers run.", &sync::EngineStats::synced);
   gauge("rootseal_sync_informer_relists", "Informer re-lists after the first list (410 Gone, failed list).",
@@ -452,11 +466,14 @@ void add_sync_metrics(Metrics& metrics, sync::Engine* e) {
   // Per store: a store is a Kubernetes object rootseal reads, so the number of
   // series is bounded by the stores in use (label values escaped by Metrics).
   auto family = [&](const char* name, const char* help, auto value) {
-    metrics.add_gauge_family(name, help, [e, value] {
-      std::vector<std::pair<std::string, double>> out;
-      for (const auto& h : e->store_health()) out.emplace_back(h.store, value(h));
-      return out;
-    }, "store");
+    metrics.add_gauge_family(
+        name, help,
+        [e, value] {
+          std::vector<std::pair<std::string, double>> out;
+          for (const auto& h : e->store_health()) out.emplace_back(h.store, value(h));
+          return out;
+        },
+        "store");
   };
   family("rootseal_sync_store_backing_off", "1 while the store is backed off after errors, else 0.",
          [](const sync::StoreHealthStats& h) { return h.backing_off ? 1.0 : 0.0; });
@@ -500,11 +517,13 @@ Result<std::shared_ptr<const sync::EngineConfig>> parse_sync_config(const YAML::
     return fail(Errc::invalid_argument, "sync.refresh_window: between 100ms and 1h");
   }
   if (n["namespaces"]) ROOTSEAL_TRY_ASSIGN(c->namespaces, strings(n["namespaces"], "sync.namespaces"));
-  if (n["rollout_restart"]) ROOTSEAL_TRY_ASSIGN(c->rollout_restart, get<bool>(n["rollout_restart"], "sync.rollout_restart"));
+  if (n["rollout_restart"])
+    ROOTSEAL_TRY_ASSIGN(c->rollout_restart, get<bool>(n["rollout_restart"], "sync.rollout_restart"));
   if (n["sharded"]) ROOTSEAL_TRY_ASSIGN(c->sharded, get<bool>(n["sharded"], "sync.sharded"));
   if (n["kube_qps"]) {
     ROOTSEAL_TRY_ASSIGN(c->kube_qps, get<double>(n["kube_qps"], "sync.kube_qps"));
-    if (!(c->kube_qps > 0) || c->kube_qps > 10000) return fail(Errc::invalid_argument, "sync.kube_qps: greater than 0, at most 10000");
+    if (!(c->kube_qps > 0) || c->kube_qps > 10000)
+      return fail(Errc::invalid_argument, "sync.kube_qps: greater than 0, at most 10000");
   }
   if (n["kube_burst"]) {
     std::int64_t v = 0;

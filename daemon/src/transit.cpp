@@ -33,8 +33,7 @@ using kms::Result;
 namespace {
 
 std::int64_t now_unix() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 // First locked block of a batch item's arena (its result object, strings and
@@ -137,8 +136,15 @@ struct Call {
 
   Call(const TransitDeps& d, net::Request& r, std::string_view p, boost::urls::params_view q, RequestNote& n,
        ArenaSize size)
-      : deps(d), request(r), path(p), params(q), version(r.version()), note(n), arena_limit(size.limit),
-        arena(size.initial, size.limit), body(arena.storage()) {}
+      : deps(d),
+        request(r),
+        path(p),
+        params(q),
+        version(r.version()),
+        note(n),
+        arena_limit(size.limit),
+        arena(size.initial, size.limit),
+        body(arena.storage()) {}
 
   kms::Keyring& ring() const { return *deps.keyring; }
 
@@ -152,9 +158,8 @@ struct Call {
   // Runs blocking keyring work (root of trust, store) on the blocking pool.
   template <class Fn>
   asio::awaitable<std::invoke_result_t<Fn&>> blocking(Fn fn) {
-    co_return co_await asio::co_spawn(*deps.blocking, [&]() -> asio::awaitable<std::invoke_result_t<Fn&>> {
-      co_return fn();
-    }, asio::use_awaitable);
+    co_return co_await asio::co_spawn(
+        *deps.blocking, [&]() -> asio::awaitable<std::invoke_result_t<Fn&>> { co_return fn(); }, asio::use_awaitable);
   }
 
   // With a shared store (etcd): the key as the store holds it now, when this
@@ -302,11 +307,12 @@ asio::awaitable<net::Response> delete_key(Call& call) {
   auto removed = co_await call.blocking([&] { return call.ring().remove(call.name); });
   // Vault's words for both refusals (400, as http_status gives them).
   if (!removed && removed.error().code == Errc::deletion_not_allowed) {
-    co_return call.error({Errc::deletion_not_allowed,
-                          "error deleting policy " + call.name + ": deletion is not allowed for this key"});
+    co_return call.error(
+        {Errc::deletion_not_allowed, "error deleting policy " + call.name + ": deletion is not allowed for this key"});
   }
   if (!removed && removed.error().code == Errc::not_found) {
-    co_return call.error({Errc::invalid_argument, "error deleting policy " + call.name + ": could not delete key; not found"});
+    co_return call.error(
+        {Errc::invalid_argument, "error deleting policy " + call.name + ": could not delete key; not found"});
   }
   if (!removed) co_return call.failed(removed.error());
   net::Response res{http::status::no_content, call.version};

@@ -94,7 +94,8 @@ Result<std::optional<std::int64_t>> duration_field(const json::object& o, std::s
     return std::unexpected(must_be(key, "a duration (seconds, or a string such as \"1h\")"));
   }
   auto d = kms::parse_vault_duration(text);
-  if (!d) return std::unexpected(must_be(key, "a duration (seconds, or a string such as \"1h\"): " + d.error().message));
+  if (!d)
+    return std::unexpected(must_be(key, "a duration (seconds, or a string such as \"1h\"): " + d.error().message));
   return Out(d->count());
 }
 

@@ -20,9 +20,12 @@ unsigned http_status(Errc code) noexcept {
     case Errc::already_exists:
     case Errc::deletion_not_allowed:
       return 400;
-    case Errc::permission_denied: return 403;
-    case Errc::not_found: return 404;
-    case Errc::conflict: return 409;
+    case Errc::permission_denied:
+      return 403;
+    case Errc::not_found:
+      return 404;
+    case Errc::conflict:
+      return 409;
     case Errc::sealed:
     case Errc::unavailable:
       return 503;
@@ -54,14 +57,22 @@ net::Response error_response(const kms::Error& error, unsigned http_version) {
 
 net::Response error_response(VaultError error, unsigned http_version) {
   switch (error) {
-    case VaultError::not_found: return errors_body(404, "", http_version);
-    case VaultError::unsupported_path: return errors_body(404, "unsupported path", http_version);
-    case VaultError::unsupported_operation: return errors_body(405, "unsupported operation", http_version);
-    case VaultError::method_not_allowed: return errors_body(405, "", http_version);
-    case VaultError::permission_denied: return errors_body(403, "permission denied", http_version);
-    case VaultError::sealed: return errors_body(503, "rootseal is sealed", http_version);
-    case VaultError::too_large: return errors_body(413, "request too large to process", http_version);
-    case VaultError::key_not_found: return errors_body(400, "encryption key not found", http_version);
+    case VaultError::not_found:
+      return errors_body(404, "", http_version);
+    case VaultError::unsupported_path:
+      return errors_body(404, "unsupported path", http_version);
+    case VaultError::unsupported_operation:
+      return errors_body(405, "unsupported operation", http_version);
+    case VaultError::method_not_allowed:
+      return errors_body(405, "", http_version);
+    case VaultError::permission_denied:
+      return errors_body(403, "permission denied", http_version);
+    case VaultError::sealed:
+      return errors_body(503, "rootseal is sealed", http_version);
+    case VaultError::too_large:
+      return errors_body(413, "request too large to process", http_version);
+    case VaultError::key_not_found:
+      return errors_body(400, "encryption key not found", http_version);
   }
   return errors_body(500, "internal error", http_version);
 }
@@ -81,9 +92,12 @@ kms::Result<std::optional<Verb>> verb_of(const net::Request& request, boost::url
   }
   switch (request.method()) {
     case http::verb::post:
-    case http::verb::put: return Out(Verb::write);
-    case http::verb::delete_: return Out(Verb::remove);
-    default: break;
+    case http::verb::put:
+      return Out(Verb::write);
+    case http::verb::delete_:
+      return Out(Verb::remove);
+    default:
+      break;
   }
   if (request.method_string() == "LIST") return Out(Verb::list);
   return Out();

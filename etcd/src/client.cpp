@@ -187,8 +187,8 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
 
   // The call with failover: the preferred endpoint, then the others (one
   // round). An unknown outcome is sent again only when `resend` allows it.
-  asio::awaitable<kms::Result<std::pair<json::object, int>>> call(std::string_view path, std::string body, Resend resend,
-                                                                  Guard guard) {
+  asio::awaitable<kms::Result<std::pair<json::object, int>>> call(std::string_view path, std::string body,
+                                                                  Resend resend, Guard guard) {
     auto self = shared_from_this();
     const std::size_t n = endpoints.size();
     const std::size_t first = preferred.load();
@@ -257,13 +257,14 @@ asio::awaitable<kms::Result<RangeResponse>> Client::range(RangeRequest request) 
 }
 
 asio::awaitable<kms::Result<PutResponse>> Client::put(PutRequest request) {
-  ROOTSEAL_CO_LET(r, co_await impl_->call("/v3/kv/put", detail::put_body(request), Resend::only_if_not_applied, Guard::none));
+  ROOTSEAL_CO_LET(
+      r, co_await impl_->call("/v3/kv/put", detail::put_body(request), Resend::only_if_not_applied, Guard::none));
   co_return detail::parse_put(r.first);
 }
 
 asio::awaitable<kms::Result<DeleteResponse>> Client::delete_range(DeleteRequest request) {
-  ROOTSEAL_CO_LET(r, co_await impl_->call("/v3/kv/deleterange", detail::delete_body(request), Resend::only_if_not_applied,
-                                          Guard::none));
+  ROOTSEAL_CO_LET(r, co_await impl_->call("/v3/kv/deleterange", detail::delete_body(request),
+                                          Resend::only_if_not_applied, Guard::none));
   co_return detail::parse_delete(r.first);
 }
 

@@ -38,7 +38,8 @@ kms::Result<Int> int_field(const json::object& o, std::string_view field) {
     return out;
   }
   if (const auto* i = v->if_int64()) {
-    if (*i < 0 && std::is_unsigned_v<Int>) return fail(Errc::invalid_argument, "etcd: field " + std::string(field) + " is negative");
+    if (*i < 0 && std::is_unsigned_v<Int>)
+      return fail(Errc::invalid_argument, "etcd: field " + std::string(field) + " is negative");
     return static_cast<Int>(*i);
   }
   if (const auto* u = v->if_uint64()) {
@@ -101,7 +102,8 @@ kms::Result<std::vector<KeyValue>> parse_kvs(const json::object& o, std::string_
   out.reserve(arr->size());
   for (const auto& item : *arr) {
     const auto* obj = item.if_object();
-    if (obj == nullptr) return fail(Errc::invalid_argument, "etcd: an entry of " + std::string(field) + " is not an object");
+    if (obj == nullptr)
+      return fail(Errc::invalid_argument, "etcd: an entry of " + std::string(field) + " is not an object");
     ROOTSEAL_LET(kv, parse_kv(*obj));
     out.push_back(std::move(kv));
   }
@@ -159,30 +161,44 @@ json::array ops_array(const std::vector<Op>& ops) {
 
 std::string_view target_name(Compare::Target t) {
   switch (t) {
-    case Compare::Target::version: return "VERSION";
-    case Compare::Target::create_revision: return "CREATE";
-    case Compare::Target::mod_revision: return "MOD";
-    case Compare::Target::value: return "VALUE";
-    case Compare::Target::lease: return "LEASE";
+    case Compare::Target::version:
+      return "VERSION";
+    case Compare::Target::create_revision:
+      return "CREATE";
+    case Compare::Target::mod_revision:
+      return "MOD";
+    case Compare::Target::value:
+      return "VALUE";
+    case Compare::Target::lease:
+      return "LEASE";
   }
   return "MOD";
 }
 std::string_view target_field(Compare::Target t) {
   switch (t) {
-    case Compare::Target::version: return "version";
-    case Compare::Target::create_revision: return "create_revision";
-    case Compare::Target::mod_revision: return "mod_revision";
-    case Compare::Target::value: return "value";
-    case Compare::Target::lease: return "lease";
+    case Compare::Target::version:
+      return "version";
+    case Compare::Target::create_revision:
+      return "create_revision";
+    case Compare::Target::mod_revision:
+      return "mod_revision";
+    case Compare::Target::value:
+      return "value";
+    case Compare::Target::lease:
+      return "lease";
   }
   return "mod_revision";
 }
 std::string_view result_name(Compare::Result r) {
   switch (r) {
-    case Compare::Result::equal: return "EQUAL";
-    case Compare::Result::greater: return "GREATER";
-    case Compare::Result::less: return "LESS";
-    case Compare::Result::not_equal: return "NOT_EQUAL";
+    case Compare::Result::equal:
+      return "EQUAL";
+    case Compare::Result::greater:
+      return "GREATER";
+    case Compare::Result::less:
+      return "LESS";
+    case Compare::Result::not_equal:
+      return "NOT_EQUAL";
   }
   return "EQUAL";
 }
@@ -411,24 +427,28 @@ kms::Error map_grpc(int code, std::string_view message) {
     case 11:  // OUT_OF_RANGE
       if (has("compacted")) return {Errc::compacted, text};
       return {Errc::invalid_argument, text};
-    case 5: return {Errc::not_found, text};
-    case 6: return {Errc::already_exists, text};
-    case 9: return {Errc::invalid_argument, text};  // FAILED_PRECONDITION (auth not enabled, ...)
-    case 1:   // CANCELLED
-    case 2:   // UNKNOWN ("election: no leader")
-    case 4:   // DEADLINE_EXCEEDED
-    case 8:   // RESOURCE_EXHAUSTED ("too many requests")
-    case 10:  // ABORTED
-    case 14:  // UNAVAILABLE
+    case 5:
+      return {Errc::not_found, text};
+    case 6:
+      return {Errc::already_exists, text};
+    case 9:
+      return {Errc::invalid_argument, text};  // FAILED_PRECONDITION (auth not enabled, ...)
+    case 1:                                   // CANCELLED
+    case 2:                                   // UNKNOWN ("election: no leader")
+    case 4:                                   // DEADLINE_EXCEEDED
+    case 8:                                   // RESOURCE_EXHAUSTED ("too many requests")
+    case 10:                                  // ABORTED
+    case 14:                                  // UNAVAILABLE
       return {Errc::unavailable, text};
-    default: return {Errc::storage_failure, text};
+    default:
+      return {Errc::storage_failure, text};
   }
 }
 
 kms::Error watch_cancel_error(std::string_view reason) {
   static constexpr std::pair<std::string_view, int> kCodes[] = {
-      {"code = InvalidArgument", 3}, {"code = NotFound", 5},          {"code = PermissionDenied", 7},
-      {"code = FailedPrecondition", 9}, {"code = OutOfRange", 11},   {"code = Unauthenticated", 16}};
+      {"code = InvalidArgument", 3},    {"code = NotFound", 5},    {"code = PermissionDenied", 7},
+      {"code = FailedPrecondition", 9}, {"code = OutOfRange", 11}, {"code = Unauthenticated", 16}};
   const auto desc = reason.find("desc = ");
   const std::string_view message = desc == std::string_view::npos ? reason : reason.substr(desc + 7);
   for (const auto& [name, code] : kCodes) {
@@ -444,7 +464,8 @@ kms::Error gateway_error(unsigned http_status, std::string_view body) {
     const auto* m = o->if_contains("message");
     if (c != nullptr && (c->is_int64() || c->is_uint64())) {
       const auto code = c->is_int64() ? c->get_int64() : static_cast<std::int64_t>(c->get_uint64());
-      const std::string_view msg = m != nullptr && m->is_string() ? std::string_view(m->get_string()) : std::string_view();
+      const std::string_view msg =
+          m != nullptr && m->is_string() ? std::string_view(m->get_string()) : std::string_view();
       return map_grpc(code >= 0 && code < 100 ? static_cast<int>(code) : -1, msg);
     }
   }

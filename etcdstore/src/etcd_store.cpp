@@ -39,7 +39,7 @@ using kms::Errc;
 using kms::fail;
 using kms::Result;
 
-constexpr int kMaxAttempts = 16;        // CAS rounds before a mutation gives up (conflict)
+constexpr int kMaxAttempts = 16;         // CAS rounds before a mutation gives up (conflict)
 constexpr std::int64_t kPageSize = 256;  // keys per range page
 constexpr std::size_t kMaxTxnKeys = 64;  // etcd's --max-txn-ops is 128 (compares and puts)
 
@@ -50,7 +50,8 @@ kms::Error write_failed(const kms::Error& e) {
   if (e.code == Errc::unavailable) {
     return {Errc::unavailable,
             "etcd is unavailable (no quorum or no member reachable): key changes are refused until it is back; "
-            "encrypt and decrypt keep working (" + e.message + ")"};
+            "encrypt and decrypt keep working (" +
+                e.message + ")"};
   }
   return {e.code == Errc::permission_denied ? Errc::permission_denied : Errc::storage_failure, e.message};
 }
@@ -69,7 +70,7 @@ struct EtcdStore::Impl {
   std::shared_ptr<etcd::Client> client;
   std::thread io_thread;
 
-  std::string root_kcv_key;  // <prefix>cluster/root_kcv
+  std::string root_kcv_key;   // <prefix>cluster/root_kcv
   std::string restoring_key;  // <prefix>cluster/restoring
 
   // The lease this host's member record lives under (0: none now); locks
@@ -249,11 +250,12 @@ struct EtcdStore::Impl {
   // Every key record at one revision (scan), by name; the revision read.
   Result<std::int64_t> read_keys(bool serializable, std::vector<kms::KeyRecord>& out) {
     ROOTSEAL_LET(revision, scan(false, serializable, [&](const etcd::KeyValue& kv) -> Result<void> {
-      kms::KeyRecord rec;
-      ROOTSEAL_TRY_ASSIGN(rec, detail::parse_key_record(kv.value, std::string_view(kv.key).substr(keys_prefix.size())));
-      out.push_back(std::move(rec));
-      return {};
-    }));
+                   kms::KeyRecord rec;
+                   ROOTSEAL_TRY_ASSIGN(
+                       rec, detail::parse_key_record(kv.value, std::string_view(kv.key).substr(keys_prefix.size())));
+                   out.push_back(std::move(rec));
+                   return {};
+                 }));
     std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
     return revision;
   }
@@ -277,7 +279,8 @@ struct EtcdStore::Impl {
     ROOTSEAL_LET(restoring, value_at(restoring_key, revision, serializable));
     if (restoring) {
       return fail(Errc::sealed, "a snapshot restore into " + prefix + " is under way or was interrupted (" +
-                                    restoring_key + "): the keyring stays sealed until rootseal snapshot restore "
+                                    restoring_key +
+                                    "): the keyring stays sealed until rootseal snapshot restore "
                                     "has finished");
     }
     loaded_revision.store(revision);
@@ -586,8 +589,8 @@ Result<void> EtcdStore::Impl::write_config(std::string_view name, const kms::Key
     }
     const auto latest = static_cast<std::uint32_t>(current->record.versions.size());
     if (config.min_decryption_version > latest || config.min_encryption_version > latest) {
-      return fail(Errc::invalid_argument, "key " + key_name(name) + ": a minimum version above the latest, " +
-                                              std::to_string(latest));
+      return fail(Errc::invalid_argument,
+                  "key " + key_name(name) + ": a minimum version above the latest, " + std::to_string(latest));
     }
     current->record.config = config;
     ROOTSEAL_LET(txn, cas_put(current->record, current->mod_revision));

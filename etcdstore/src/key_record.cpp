@@ -47,7 +47,8 @@ class Reader {
     std::int64_t n = 0;
     if (v->is_int64()) {
       n = v->get_int64();
-    } else if (v->is_uint64() && v->get_uint64() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    } else if (v->is_uint64() &&
+               v->get_uint64() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
       n = static_cast<std::int64_t>(v->get_uint64());
     } else {
       return std::unexpected(bad("has a '" + std::string(key) + "' that is not an integer"));

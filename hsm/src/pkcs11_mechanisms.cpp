@@ -132,41 +132,62 @@ struct KekTemplate {
 
 std::string_view mech_name(Mech m) noexcept {
   switch (m) {
-    case Mech::kwp: return "CKM_AES_KEY_WRAP_KWP";
-    case Mech::gcm: return "CKM_AES_GCM";
-    case Mech::cbc_hmac: return "CKM_AES_CBC_PAD+CKM_SHA256_HMAC";
-    case Mech::rsa_oaep: return "CKM_RSA_PKCS_OAEP";
+    case Mech::kwp:
+      return "CKM_AES_KEY_WRAP_KWP";
+    case Mech::gcm:
+      return "CKM_AES_GCM";
+    case Mech::cbc_hmac:
+      return "CKM_AES_CBC_PAD+CKM_SHA256_HMAC";
+    case Mech::rsa_oaep:
+      return "CKM_RSA_PKCS_OAEP";
   }
   return "?";
 }
 
 std::string_view mech_config_name(Mech m) noexcept {
   switch (m) {
-    case Mech::kwp: return "aes-kwp";
-    case Mech::gcm: return "aes-gcm";
-    case Mech::cbc_hmac: return "aes-cbc-pad-hmac";
-    case Mech::rsa_oaep: return "rsa-oaep";
+    case Mech::kwp:
+      return "aes-kwp";
+    case Mech::gcm:
+      return "aes-gcm";
+    case Mech::cbc_hmac:
+      return "aes-cbc-pad-hmac";
+    case Mech::rsa_oaep:
+      return "rsa-oaep";
   }
   return "?";
 }
 
 std::uint8_t mech_format(Mech m) noexcept {
   switch (m) {
-    case Mech::kwp: return kFormatKwp;
-    case Mech::gcm: return kFormatGcm;
-    case Mech::cbc_hmac: return kFormatCbcHmac;
-    case Mech::rsa_oaep: return kFormatRsaOaep;
+    case Mech::kwp:
+      return kFormatKwp;
+    case Mech::gcm:
+      return kFormatGcm;
+    case Mech::cbc_hmac:
+      return kFormatCbcHmac;
+    case Mech::rsa_oaep:
+      return kFormatRsaOaep;
   }
   return 0;
 }
 
 bool format_mech(std::uint8_t format, Mech& out) noexcept {
   switch (format) {
-    case kFormatKwp: out = Mech::kwp; return true;
-    case kFormatGcm: out = Mech::gcm; return true;
-    case kFormatCbcHmac: out = Mech::cbc_hmac; return true;
-    case kFormatRsaOaep: out = Mech::rsa_oaep; return true;
-    default: return false;
+    case kFormatKwp:
+      out = Mech::kwp;
+      return true;
+    case kFormatGcm:
+      out = Mech::gcm;
+      return true;
+    case kFormatCbcHmac:
+      out = Mech::cbc_hmac;
+      return true;
+    case kFormatRsaOaep:
+      out = Mech::rsa_oaep;
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -364,8 +385,8 @@ Step wrap_rsa_oaep(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE 
   // and reports the caller's whole buffer length as the ciphertext length
   // when the buffer is larger than the modulus (docs/hsm.md).
   CK_ULONG want = 0;
-  CK_RV rv = api->C_Encrypt(s, const_cast<std::uint8_t*>(key.data()), static_cast<CK_ULONG>(key.size()), nullptr,
-                            &want);
+  CK_RV rv =
+      api->C_Encrypt(s, const_cast<std::uint8_t*>(key.data()), static_cast<CK_ULONG>(key.size()), nullptr, &want);
   if (rv != CKR_OK) {
     op_active = false;
     return {"C_Encrypt", rv};
@@ -374,8 +395,8 @@ Step wrap_rsa_oaep(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE 
   out.assign(1 + want, 0);
   out[0] = kFormatRsaOaep;
   CK_ULONG len = want;
-  rv = api->C_Encrypt(s, const_cast<std::uint8_t*>(key.data()), static_cast<CK_ULONG>(key.size()), out.data() + 1,
-                      &len);
+  rv =
+      api->C_Encrypt(s, const_cast<std::uint8_t*>(key.data()), static_cast<CK_ULONG>(key.size()), out.data() + 1, &len);
   if (rv != CKR_BUFFER_TOO_SMALL) op_active = false;
   if (rv != CKR_OK) return {"C_Encrypt", rv};
   if (len != want) return {"C_Encrypt", CKR_GENERAL_ERROR};
@@ -409,7 +430,8 @@ std::vector<std::uint8_t> rsa_check_value(std::span<const std::uint8_t> modulus,
     const int der_len = i2d_PUBKEY(pkey, &der);
     std::array<std::uint8_t, 32> digest{};
     unsigned int dn = 0;
-    if (der_len > 0 && EVP_Digest(der, static_cast<std::size_t>(der_len), digest.data(), &dn, EVP_sha256(), nullptr) == 1 &&
+    if (der_len > 0 &&
+        EVP_Digest(der, static_cast<std::size_t>(der_len), digest.data(), &dn, EVP_sha256(), nullptr) == 1 &&
         dn == digest.size()) {
       out.assign(digest.begin(), digest.begin() + kms::kKeyCheckValueSize);
     }

@@ -31,8 +31,8 @@ inline constexpr std::uint8_t kFormatKwp = 0x01;
 inline constexpr std::uint8_t kFormatGcm = 0x02;
 inline constexpr std::uint8_t kFormatCbcHmac = 0x03;
 inline constexpr std::uint8_t kFormatRsaOaep = 0x04;
-inline constexpr std::size_t kRootKeySize = 32;      // AES-256 (and the HMAC key of aes-cbc-pad-hmac)
-inline constexpr CK_ULONG kRsaModulusBits = 3072;    // generated RSA roots; 3072..4096 accepted
+inline constexpr std::size_t kRootKeySize = 32;    // AES-256 (and the HMAC key of aes-cbc-pad-hmac)
+inline constexpr CK_ULONG kRsaModulusBits = 3072;  // generated RSA roots; 3072..4096 accepted
 inline constexpr std::size_t kRsaMinModulusBytes = 384;
 inline constexpr std::size_t kRsaMaxModulusBytes = 512;
 

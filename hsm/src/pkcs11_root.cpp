@@ -46,13 +46,12 @@ using kms::fail;
 constexpr std::size_t kPinDigestSize = 32;
 
 bool is_root_key_gone(CK_RV rv) noexcept {
-  return rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID ||
-         rv == CKR_WRAPPING_KEY_HANDLE_INVALID || rv == CKR_UNWRAPPING_KEY_HANDLE_INVALID;
+  return rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID || rv == CKR_WRAPPING_KEY_HANDLE_INVALID ||
+         rv == CKR_UNWRAPPING_KEY_HANDLE_INVALID;
 }
 
 bool is_transient(CK_RV rv) noexcept {
-  return rv == CKR_HOST_MEMORY || rv == CKR_DEVICE_MEMORY || rv == CKR_SESSION_COUNT ||
-         rv == CKR_FUNCTION_CANCELED;
+  return rv == CKR_HOST_MEMORY || rv == CKR_DEVICE_MEMORY || rv == CKR_SESSION_COUNT || rv == CKR_FUNCTION_CANCELED;
 }
 
 // A failed PIN is remembered as SHA-256(salt || pin), in locked memory, so
@@ -63,8 +62,8 @@ kms::SecureBytes pin_digest(const kms::SecureBytes& salt, const kms::SecureBytes
   unsigned int n = 0;
   const bool ok = ctx != nullptr && EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) == 1 &&
                   EVP_DigestUpdate(ctx, salt.data(), salt.size()) == 1 &&
-                  EVP_DigestUpdate(ctx, pin.data(), pin.size()) == 1 &&
-                  EVP_DigestFinal_ex(ctx, out.data(), &n) == 1 && n == kPinDigestSize;
+                  EVP_DigestUpdate(ctx, pin.data(), pin.size()) == 1 && EVP_DigestFinal_ex(ctx, out.data(), &n) == 1 &&
+                  n == kPinDigestSize;
   EVP_MD_CTX_free(ctx);
   if (!ok) out.clear();
   return out;
@@ -82,10 +81,14 @@ struct TokenMechs {
 
   [[nodiscard]] bool offers(Mech m) const noexcept {
     switch (m) {
-      case Mech::kwp: return kwp;
-      case Mech::gcm: return gcm;
-      case Mech::cbc_hmac: return cbc && hmac;
-      case Mech::rsa_oaep: return rsa;
+      case Mech::kwp:
+        return kwp;
+      case Mech::gcm:
+        return gcm;
+      case Mech::cbc_hmac:
+        return cbc && hmac;
+      case Mech::rsa_oaep:
+        return rsa;
     }
     return false;
   }
@@ -106,11 +109,16 @@ struct RootKeys {
 
 std::optional<Mech> configured_mech(RootMechanism m) noexcept {
   switch (m) {
-    case RootMechanism::automatic: return std::nullopt;
-    case RootMechanism::aes_kwp: return Mech::kwp;
-    case RootMechanism::aes_gcm: return Mech::gcm;
-    case RootMechanism::aes_cbc_pad_hmac: return Mech::cbc_hmac;
-    case RootMechanism::rsa_oaep: return Mech::rsa_oaep;
+    case RootMechanism::automatic:
+      return std::nullopt;
+    case RootMechanism::aes_kwp:
+      return Mech::kwp;
+    case RootMechanism::aes_gcm:
+      return Mech::gcm;
+    case RootMechanism::aes_cbc_pad_hmac:
+      return Mech::cbc_hmac;
+    case RootMechanism::rsa_oaep:
+      return Mech::rsa_oaep;
   }
   return std::nullopt;
 }
@@ -126,15 +134,15 @@ struct Pkcs11Root::Impl {
   PinSource pin_source;
   kms::SecureBytes pin_salt = kms::SecureBytes::random(16);
 
-  std::mutex mu;                            // connect/disconnect state below
-  std::shared_ptr<Module> module;           // loaded at the first probe()
-  std::shared_ptr<Connection> conn;         // null while disconnected
-  std::uint64_t seen_generation = 0;        // module generation of the last connect attempt
-  bool need_reinit = false;                 // the last failure calls for C_Finalize/C_Initialize
-  std::optional<kms::Error> last_error;     // why we are disconnected
+  std::mutex mu;                               // connect/disconnect state below
+  std::shared_ptr<Module> module;              // loaded at the first probe()
+  std::shared_ptr<Connection> conn;            // null while disconnected
+  std::uint64_t seen_generation = 0;           // module generation of the last connect attempt
+  bool need_reinit = false;                    // the last failure calls for C_Finalize/C_Initialize
+  std::optional<kms::Error> last_error;        // why we are disconnected
   std::optional<kms::SecureBytes> failed_pin;  // digest of the PIN the token rejected
-  std::string mechanism;                    // of the last successful connect
-  std::string root_mechanism;               // the same, as a pkcs11.mechanism value
+  std::string mechanism;                       // of the last successful connect
+  std::string root_mechanism;                  // the same, as a pkcs11.mechanism value
 
   [[nodiscard]] std::string tok() const { return "PKCS#11 token '" + cfg.token_label + "'"; }
 
@@ -173,14 +181,13 @@ struct Pkcs11Root::Impl {
       disconnect(c, e);
       return e;
     }
-    if (decrypting && (st.rv == CKR_WRAPPED_KEY_INVALID || st.rv == CKR_WRAPPED_KEY_LEN_RANGE ||
-                       st.rv == CKR_ENCRYPTED_DATA_INVALID || st.rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
-                       st.rv == CKR_GENERAL_ERROR)) {
+    if (decrypting &&
+        (st.rv == CKR_WRAPPED_KEY_INVALID || st.rv == CKR_WRAPPED_KEY_LEN_RANGE ||
+         st.rv == CKR_ENCRYPTED_DATA_INVALID || st.rv == CKR_ENCRYPTED_DATA_LEN_RANGE || st.rv == CKR_GENERAL_ERROR)) {
       // SoftHSM 2.6.1 reports a failed KWP integrity check and a bad GCM tag
       // as CKR_GENERAL_ERROR.
-      return kms::Error(Errc::decryption_failed,
-                        "wrapped key does not authenticate under this root key (" +
-                            ck_message(st.function, st.rv) + ")");
+      return kms::Error(Errc::decryption_failed, "wrapped key does not authenticate under this root key (" +
+                                                     ck_message(st.function, st.rv) + ")");
     }
     if (is_transient(st.rv)) return kms::Error(Errc::unavailable, ck_message(st.function, st.rv));
     return kms::Error(Errc::crypto_failure, ck_message(st.function, st.rv));
@@ -195,8 +202,7 @@ struct Pkcs11Root::Impl {
   kms::Result<void> load_module_locked();
   kms::Result<CK_SLOT_ID> find_token_locked(CK_FUNCTION_LIST* api, const unsigned char (&label)[32]);
   kms::Result<void> login_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s);
-  kms::Result<RootKeys> root_keys_locked(CK_FUNCTION_LIST* api, CK_SLOT_ID slot, CK_SESSION_HANDLE s,
-                                         TokenMechs mechs);
+  kms::Result<RootKeys> root_keys_locked(CK_FUNCTION_LIST* api, CK_SLOT_ID slot, CK_SESSION_HANDLE s, TokenMechs mechs);
   kms::Result<CK_OBJECT_HANDLE> find_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls,
                                                 const std::string& label, bool& found);
   kms::Result<void> generate_locked(CK_FUNCTION_LIST* api, CK_SLOT_ID slot, CK_SESSION_HANDLE s, Mech mech,
@@ -378,8 +384,8 @@ kms::Result<CK_SLOT_ID> Pkcs11Root::Impl::find_token_locked(CK_FUNCTION_LIST* ap
   return matches.front();
 }
 
-kms::Result<RootKeys> Pkcs11Root::Impl::root_keys_locked(CK_FUNCTION_LIST* api, CK_SLOT_ID slot,
-                                                         CK_SESSION_HANDLE s, TokenMechs mechs) {
+kms::Result<RootKeys> Pkcs11Root::Impl::root_keys_locked(CK_FUNCTION_LIST* api, CK_SLOT_ID slot, CK_SESSION_HANDLE s,
+                                                         TokenMechs mechs) {
   const std::optional<Mech> want = configured_mech(cfg.mechanism);
   const std::string key_desc = tok() + ": root key '" + cfg.key_label + "'";
   bool found_aes = false, found_rsa = false;
@@ -402,8 +408,9 @@ kms::Result<RootKeys> Pkcs11Root::Impl::root_keys_locked(CK_FUNCTION_LIST* api, 
     }
     if (!pick) return fail(Errc::sealed, refusal(api, slot, "offers none of the root mechanisms"));
     if (!mechs.offers(*pick) || !mechs.can_generate(*pick)) {
-      return fail(Errc::sealed, refusal(api, slot, "cannot hold a root for pkcs11.mechanism " +
-                                                       std::string(detail::mech_config_name(*pick))));
+      return fail(Errc::sealed,
+                  refusal(api, slot,
+                          "cannot hold a root for pkcs11.mechanism " + std::string(detail::mech_config_name(*pick))));
     }
     ROOTSEAL_TRY(generate_locked(api, slot, s, *pick, mechs));
     // Exactly one of each now? (another process may race)
@@ -421,7 +428,8 @@ kms::Result<RootKeys> Pkcs11Root::Impl::root_keys_locked(CK_FUNCTION_LIST* api, 
       return fail(Errc::sealed, key_desc + " is an RSA key pair (rsa-oaep), but pkcs11.mechanism is " +
                                     std::string(detail::mech_config_name(*want)));
     }
-    if (!mechs.rsa) return fail(Errc::sealed, refusal(api, slot, "does not offer CKM_RSA_PKCS_OAEP (encrypt, decrypt)"));
+    if (!mechs.rsa)
+      return fail(Errc::sealed, refusal(api, slot, "does not offer CKM_RSA_PKCS_OAEP (encrypt, decrypt)"));
     bool found_pub = false;
     CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE;
     ROOTSEAL_TRY_ASSIGN(pub, find_key_locked(api, s, CKO_PUBLIC_KEY, cfg.key_label, found_pub));
@@ -455,10 +463,10 @@ kms::Result<Mech> Pkcs11Root::Impl::check_root_key_locked(CK_FUNCTION_LIST* api,
   CK_BBOOL sensitive = CK_FALSE, extractable = CK_TRUE, can_wrap = CK_FALSE, can_unwrap = CK_FALSE,
            can_encrypt = CK_FALSE, can_decrypt = CK_FALSE;
   CK_ULONG value_len = 0;
-  CK_ATTRIBUTE attrs[] = {attr(CKA_KEY_TYPE, key_type), attr(CKA_SENSITIVE, sensitive),
+  CK_ATTRIBUTE attrs[] = {attr(CKA_KEY_TYPE, key_type),       attr(CKA_SENSITIVE, sensitive),
                           attr(CKA_EXTRACTABLE, extractable), attr(CKA_WRAP, can_wrap),
-                          attr(CKA_UNWRAP, can_unwrap), attr(CKA_ENCRYPT, can_encrypt),
-                          attr(CKA_DECRYPT, can_decrypt), attr(CKA_VALUE_LEN, value_len)};
+                          attr(CKA_UNWRAP, can_unwrap),       attr(CKA_ENCRYPT, can_encrypt),
+                          attr(CKA_DECRYPT, can_decrypt),     attr(CKA_VALUE_LEN, value_len)};
   const CK_RV arv = api->C_GetAttributeValue(s, key, attrs, std::size(attrs));
   if (arv != CKR_OK && arv != CKR_ATTRIBUTE_TYPE_INVALID && arv != CKR_ATTRIBUTE_SENSITIVE) {
     return unavailable("C_GetAttributeValue(root key)", arv);
@@ -479,10 +487,14 @@ kms::Result<Mech> Pkcs11Root::Impl::check_root_key_locked(CK_FUNCTION_LIST* api,
   const bool key_encrypts = known(5) && known(6) && can_encrypt == CK_TRUE && can_decrypt == CK_TRUE;
   auto usable = [&](Mech m) {
     switch (m) {
-      case Mech::kwp: return mechs.kwp && key_wraps;
-      case Mech::gcm: return mechs.gcm && key_encrypts;
-      case Mech::cbc_hmac: return mechs.cbc && mechs.hmac && key_encrypts && has_hmac_key;
-      case Mech::rsa_oaep: return false;
+      case Mech::kwp:
+        return mechs.kwp && key_wraps;
+      case Mech::gcm:
+        return mechs.gcm && key_encrypts;
+      case Mech::cbc_hmac:
+        return mechs.cbc && mechs.hmac && key_encrypts && has_hmac_key;
+      case Mech::rsa_oaep:
+        return false;
     }
     return false;
   };
@@ -496,13 +508,17 @@ kms::Result<Mech> Pkcs11Root::Impl::check_root_key_locked(CK_FUNCTION_LIST* api,
             "it needs CKA_WRAP+CKA_UNWRAP and a token offering CKM_AES_KEY_WRAP_PAD (0x210A) or "
             "CKM_AES_KEY_WRAP_KWP (0x210B), allowed by the key's CKA_ALLOWED_MECHANISMS";
         break;
-      case Mech::gcm: why = "it needs CKA_ENCRYPT+CKA_DECRYPT and a token offering CKM_AES_GCM"; break;
+      case Mech::gcm:
+        why = "it needs CKA_ENCRYPT+CKA_DECRYPT and a token offering CKM_AES_GCM";
+        break;
       case Mech::cbc_hmac:
         why = "it needs CKA_ENCRYPT+CKA_DECRYPT, an HMAC key labelled '" + hmac_label() +
               "' and a token offering CKM_AES_CBC_PAD and CKM_SHA256_HMAC" +
               (has_hmac_key ? "" : " (there is no such HMAC key)");
         break;
-      case Mech::rsa_oaep: why = "it is an AES key; rsa-oaep needs an RSA key pair"; break;
+      case Mech::rsa_oaep:
+        why = "it is an AES key; rsa-oaep needs an RSA key pair";
+        break;
     }
     return fail(Errc::sealed, key_desc + " cannot be used with pkcs11.mechanism " +
                                   std::string(detail::mech_config_name(*want)) + ": " + why);
@@ -528,9 +544,9 @@ kms::Result<void> Pkcs11Root::Impl::check_secret_locked(CK_FUNCTION_LIST* api, C
   CK_KEY_TYPE key_type = 0;
   CK_BBOOL sensitive = CK_FALSE, extractable = CK_TRUE, can_sign = CK_FALSE, can_verify = CK_FALSE;
   CK_ULONG value_len = 0;
-  CK_ATTRIBUTE attrs[] = {attr(CKA_KEY_TYPE, key_type),   attr(CKA_SENSITIVE, sensitive),
+  CK_ATTRIBUTE attrs[] = {attr(CKA_KEY_TYPE, key_type),       attr(CKA_SENSITIVE, sensitive),
                           attr(CKA_EXTRACTABLE, extractable), attr(CKA_SIGN, can_sign),
-                          attr(CKA_VERIFY, can_verify),   attr(CKA_VALUE_LEN, value_len)};
+                          attr(CKA_VERIFY, can_verify),       attr(CKA_VALUE_LEN, value_len)};
   const CK_RV arv = api->C_GetAttributeValue(s, key, attrs, std::size(attrs));
   if (arv != CKR_OK && arv != CKR_ATTRIBUTE_TYPE_INVALID && arv != CKR_ATTRIBUTE_SENSITIVE) {
     return unavailable("C_GetAttributeValue(HMAC key)", arv);
@@ -554,13 +570,13 @@ kms::Result<void> Pkcs11Root::Impl::check_secret_locked(CK_FUNCTION_LIST* api, C
   return {};
 }
 
-kms::Result<void> Pkcs11Root::Impl::check_rsa_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s,
-                                                     CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub) {
+kms::Result<void> Pkcs11Root::Impl::check_rsa_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE priv,
+                                                     CK_OBJECT_HANDLE pub) {
   const std::string key_desc = tok() + ": RSA root key '" + cfg.key_label + "'";
   CK_KEY_TYPE type = 0, pub_type = 0;
   CK_BBOOL sensitive = CK_FALSE, extractable = CK_TRUE, can_decrypt = CK_FALSE, can_encrypt = CK_FALSE;
-  CK_ATTRIBUTE attrs[] = {attr(CKA_KEY_TYPE, type), attr(CKA_SENSITIVE, sensitive),
-                          attr(CKA_EXTRACTABLE, extractable), attr(CKA_DECRYPT, can_decrypt)};
+  CK_ATTRIBUTE attrs[] = {attr(CKA_KEY_TYPE, type), attr(CKA_SENSITIVE, sensitive), attr(CKA_EXTRACTABLE, extractable),
+                          attr(CKA_DECRYPT, can_decrypt)};
   CK_RV rv = api->C_GetAttributeValue(s, priv, attrs, std::size(attrs));
   if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID && rv != CKR_ATTRIBUTE_SENSITIVE) {
     return unavailable("C_GetAttributeValue(RSA private key)", rv);
@@ -584,14 +600,16 @@ kms::Result<void> Pkcs11Root::Impl::check_rsa_locked(CK_FUNCTION_LIST* api, CK_S
   auto modulus = [&](CK_OBJECT_HANDLE h) {
     std::vector<std::uint8_t> m(detail::kRsaMaxModulusBytes);
     CK_ATTRIBUTE a = attr_bytes(CKA_MODULUS, m.data(), m.size());
-    if (api->C_GetAttributeValue(s, h, &a, 1) != CKR_OK || a.ulValueLen == CK_UNAVAILABLE_INFORMATION) m.clear();
-    else m.resize(a.ulValueLen);
+    if (api->C_GetAttributeValue(s, h, &a, 1) != CKR_OK || a.ulValueLen == CK_UNAVAILABLE_INFORMATION)
+      m.clear();
+    else
+      m.resize(a.ulValueLen);
     return m;
   };
   const auto pub_n = modulus(pub);
   if (pub_n.size() != detail::kRsaMinModulusBytes && pub_n.size() != detail::kRsaMaxModulusBytes) {
-    return fail(Errc::sealed, key_desc + ": the modulus is " + std::to_string(pub_n.size() * 8) +
-                                  " bits; 3072 or 4096 are required");
+    return fail(Errc::sealed,
+                key_desc + ": the modulus is " + std::to_string(pub_n.size() * 8) + " bits; 3072 or 4096 are required");
   }
   const auto priv_n = modulus(priv);
   if (!priv_n.empty() && priv_n != pub_n) {
@@ -617,7 +635,8 @@ kms::Result<void> Pkcs11Root::Impl::check_rsa_locked(CK_FUNCTION_LIST* api, CK_S
   if (op_active) api->C_DecryptFinal(s, nullptr, nullptr);
   if (is_disconnect(st.rv)) return unavailable(st.function, st.rv);
   if (!st.ok() || back != probe_key) {
-    return fail(Errc::sealed, key_desc + ": the token does not decrypt with CKM_RSA_PKCS_OAEP (SHA-256) what it "
+    return fail(Errc::sealed, key_desc +
+                                  ": the token does not decrypt with CKM_RSA_PKCS_OAEP (SHA-256) what it "
                                   "encrypted with it (" +
                                   (st.ok() ? std::string("another value came back") : ck_message(st.function, st.rv)) +
                                   "); rsa-oaep cannot be used on it");
@@ -642,8 +661,9 @@ kms::Result<void> Pkcs11Root::Impl::login_locked(CK_FUNCTION_LIST* api, CK_SESSI
   kms::SecureBytes digest = pin_digest(pin_salt, *pin);
   if (failed_pin && !digest.empty() && *failed_pin == digest) {
     pin->clear();
-    return fail(Errc::sealed, tok + ": the user PIN was rejected by the token (CKR_PIN_INCORRECT) and "
-                                    "the PIN source still supplies the same PIN; not trying it again");
+    return fail(Errc::sealed, tok +
+                                  ": the user PIN was rejected by the token (CKR_PIN_INCORRECT) and "
+                                  "the PIN source still supplies the same PIN; not trying it again");
   }
   const CK_RV rv = api->C_Login(s, CKU_USER, pin->data(), static_cast<CK_ULONG>(pin->size()));
   pin->clear();  // wiped now, whatever the outcome
@@ -659,8 +679,8 @@ kms::Result<void> Pkcs11Root::Impl::login_locked(CK_FUNCTION_LIST* api, CK_SESSI
       return fail(Errc::sealed, tok + ": the user PIN is incorrect (" + ck_message("C_Login", rv) +
                                     "); it will not be tried again until the PIN source supplies another");
     case CKR_PIN_LOCKED:
-      return fail(Errc::sealed, tok + ": the user PIN is locked (" + ck_message("C_Login", rv) +
-                                    "); the SO must reset it");
+      return fail(Errc::sealed,
+                  tok + ": the user PIN is locked (" + ck_message("C_Login", rv) + "); the SO must reset it");
     case CKR_PIN_EXPIRED:
       return fail(Errc::sealed, tok + ": the user PIN has expired (" + ck_message("C_Login", rv) + ")");
     default:
@@ -670,8 +690,8 @@ kms::Result<void> Pkcs11Root::Impl::login_locked(CK_FUNCTION_LIST* api, CK_SESSI
 }
 
 kms::Result<CK_OBJECT_HANDLE> Pkcs11Root::Impl::find_key_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s,
-                                                               CK_OBJECT_CLASS cls, const std::string& label,
-                                                               bool& found) {
+                                                                CK_OBJECT_CLASS cls, const std::string& label,
+                                                                bool& found) {
   found = false;
   CK_ATTRIBUTE tmpl[] = {attr(CKA_CLASS, cls), attr_bytes(CKA_LABEL, label.data(), label.size())};
   if (CK_RV rv = api->C_FindObjectsInit(s, tmpl, std::size(tmpl)); rv != CKR_OK) {
@@ -760,7 +780,7 @@ kms::Result<void> Pkcs11Root::Impl::generate_rsa_locked(CK_FUNCTION_LIST* api, C
 }
 
 kms::Result<std::string> Pkcs11Root::Impl::kcv_locked(CK_FUNCTION_LIST* api, CK_SESSION_HANDLE s,
-                                                     const RootKeys& keys) {
+                                                      const RootKeys& keys) {
   if (keys.mech == Mech::rsa_oaep) {
     // SHA-256(DER SubjectPublicKeyInfo)[0..3] of the public key (docs/hsm.md).
     std::vector<std::uint8_t> n(detail::kRsaMaxModulusBytes), e(16);
@@ -843,11 +863,16 @@ std::string Pkcs11Root::root_mechanism() const {
 
 std::string_view root_mechanism_name(RootMechanism m) noexcept {
   switch (m) {
-    case RootMechanism::automatic: return "auto";
-    case RootMechanism::aes_kwp: return "aes-kwp";
-    case RootMechanism::aes_gcm: return "aes-gcm";
-    case RootMechanism::aes_cbc_pad_hmac: return "aes-cbc-pad-hmac";
-    case RootMechanism::rsa_oaep: return "rsa-oaep";
+    case RootMechanism::automatic:
+      return "auto";
+    case RootMechanism::aes_kwp:
+      return "aes-kwp";
+    case RootMechanism::aes_gcm:
+      return "aes-gcm";
+    case RootMechanism::aes_cbc_pad_hmac:
+      return "aes-cbc-pad-hmac";
+    case RootMechanism::rsa_oaep:
+      return "rsa-oaep";
   }
   return "?";
 }
@@ -876,9 +901,12 @@ kms::Result<std::vector<std::uint8_t>> Pkcs11Root::wrap(const kms::SecureBytes& 
     switch (conn->mech) {
       case Mech::kwp:
         return detail::wrap_kwp(api, s, conn->root_key, conn->kwp.wrap, key, out);
-      case Mech::gcm: return detail::wrap_gcm(api, s, conn->root_key, key, out, op_active);
-      case Mech::cbc_hmac: return detail::wrap_cbc_hmac(api, s, conn->root_key, conn->aux_key, key, out, op_active);
-      case Mech::rsa_oaep: return detail::wrap_rsa_oaep(api, s, conn->aux_key, key, out, op_active);
+      case Mech::gcm:
+        return detail::wrap_gcm(api, s, conn->root_key, key, out, op_active);
+      case Mech::cbc_hmac:
+        return detail::wrap_cbc_hmac(api, s, conn->root_key, conn->aux_key, key, out, op_active);
+      case Mech::rsa_oaep:
+        return detail::wrap_rsa_oaep(api, s, conn->aux_key, key, out, op_active);
     }
     return Step{"wrap", CKR_GENERAL_ERROR};
   });
@@ -899,7 +927,8 @@ kms::Result<kms::SecureBytes> Pkcs11Root::unwrap(std::span<const std::uint8_t> w
 
   // KWP and GCM blobs may share one AES key (a GCM root serves KWP once the
   // token offers it); the other mechanisms have keys of their own.
-  const bool aes_pair = (format == Mech::kwp || format == Mech::gcm) && (conn->mech == Mech::kwp || conn->mech == Mech::gcm);
+  const bool aes_pair =
+      (format == Mech::kwp || format == Mech::gcm) && (conn->mech == Mech::kwp || conn->mech == Mech::gcm);
   if (format != conn->mech && !aes_pair) {
     return fail(Errc::decryption_failed,
                 "wrapped key was made with root mechanism " + std::string(detail::mech_config_name(format)) +
@@ -912,10 +941,12 @@ kms::Result<kms::SecureBytes> Pkcs11Root::unwrap(std::span<const std::uint8_t> w
     switch (format) {
       case Mech::kwp:
         return detail::unwrap_kwp(api, s, conn->root_key, conn->kwp, body, out);
-      case Mech::gcm: return detail::unwrap_gcm(api, s, conn->root_key, body, out, op_active);
+      case Mech::gcm:
+        return detail::unwrap_gcm(api, s, conn->root_key, body, out, op_active);
       case Mech::cbc_hmac:
         return detail::unwrap_cbc_hmac(api, s, conn->root_key, conn->aux_key, wrapped, out, op_active);
-      case Mech::rsa_oaep: return detail::unwrap_rsa_oaep(api, s, conn->root_key, body, out, op_active);
+      case Mech::rsa_oaep:
+        return detail::unwrap_rsa_oaep(api, s, conn->root_key, body, out, op_active);
     }
     return Step{"unwrap", CKR_GENERAL_ERROR};
   });
@@ -923,9 +954,9 @@ kms::Result<kms::SecureBytes> Pkcs11Root::unwrap(std::span<const std::uint8_t> w
     out.clear();
     if (std::string_view(st.function) == "C_Verify" &&
         (st.rv == CKR_SIGNATURE_INVALID || st.rv == CKR_SIGNATURE_LEN_RANGE)) {
-      return fail(Errc::decryption_failed,
-                  "wrapped key's MAC does not verify under this root's HMAC key (" + ck_message(st.function, st.rv) +
-                      "): damaged, or made under another root; nothing was decrypted");
+      return fail(Errc::decryption_failed, "wrapped key's MAC does not verify under this root's HMAC key (" +
+                                               ck_message(st.function, st.rv) +
+                                               "): damaged, or made under another root; nothing was decrypted");
     }
     if (st.rv == CKR_MECHANISM_INVALID || st.rv == CKR_KEY_FUNCTION_NOT_PERMITTED ||
         st.rv == CKR_KEY_TYPE_INCONSISTENT) {

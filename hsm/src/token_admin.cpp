@@ -222,7 +222,7 @@ struct TokenAdmin::Impl {
   }
 
   kms::Result<std::vector<CK_OBJECT_HANDLE>> find_handles(std::string_view label,
-                                                         CK_OBJECT_CLASS cls = CKO_SECRET_KEY) const {
+                                                          CK_OBJECT_CLASS cls = CKO_SECRET_KEY) const {
     CK_FUNCTION_LIST* api = module->api();
     std::vector<CK_ATTRIBUTE> tmpl = {attr(CKA_CLASS, cls)};
     if (!label.empty()) tmpl.push_back(attr_bytes(CKA_LABEL, label.data(), label.size()));
@@ -254,8 +254,8 @@ struct TokenAdmin::Impl {
       if (check_value(h) == kcv) hit = h;
     }
     if (!hit.has_value()) {
-      return fail(Errc::not_found, tok() + ": no secret key labelled '" + std::string(label) + "' with check value " +
-                                       std::string(kcv));
+      return fail(Errc::not_found,
+                  tok() + ": no secret key labelled '" + std::string(label) + "' with check value " + std::string(kcv));
     }
     // Two objects with one label and one check value are copies of one key:
     // either will do (a relabel interrupted between copy and destroy).
@@ -294,8 +294,9 @@ struct TokenAdmin::Impl {
     KeyObject k = describe(h);
     std::string problem;
     if (hmac && !k.is_valid_hmac_key()) {
-      problem = "does not have the attributes of an HMAC root key (256-bit generic secret, token, private, "
-                "sensitive, not extractable, sign and verify)";
+      problem =
+          "does not have the attributes of an HMAC root key (256-bit generic secret, token, private, "
+          "sensitive, not extractable, sign and verify)";
     } else if (!hmac && !k.is_valid_root_key()) {
       problem = "does not have the attributes of a root key (AES-256, token, private, sensitive, not extractable)";
     } else if (k.kcv.size() != std::size_t{2} * 3) {
@@ -306,10 +307,10 @@ struct TokenAdmin::Impl {
     }
     if (problem.empty()) return k;
     const CK_RV drv = module->api()->C_DestroyObject(session, h);
-    return fail(Errc::crypto_failure, tok() + ": the " + std::string(what) + " key '" + k.label + "' " + problem +
-                                          (drv == CKR_OK ? "; it was destroyed again"
-                                                         : "; destroying it failed too (" +
-                                                               ck_message("C_DestroyObject", drv) + ")"));
+    return fail(Errc::crypto_failure,
+                tok() + ": the " + std::string(what) + " key '" + k.label + "' " + problem +
+                    (drv == CKR_OK ? "; it was destroyed again"
+                                   : "; destroying it failed too (" + ck_message("C_DestroyObject", drv) + ")"));
   }
 };
 
@@ -330,7 +331,8 @@ kms::Result<std::unique_ptr<TokenAdmin>> TokenAdmin::open(const std::filesystem:
   impl->details.label = std::string(token_label);
   ROOTSEAL_TRY_ASSIGN(impl->module, Module::acquire(module));
   auto lk = impl->module->call_lock();
-  if (!impl->module->initialized()) return fail(Errc::unavailable, "PKCS#11 module " + module.string() + " is not initialized");
+  if (!impl->module->initialized())
+    return fail(Errc::unavailable, "PKCS#11 module " + module.string() + " is not initialized");
   impl->generation = impl->module->generation();
   CK_FUNCTION_LIST* api = impl->module->api();
 
@@ -339,8 +341,9 @@ kms::Result<std::unique_ptr<TokenAdmin>> TokenAdmin::open(const std::filesystem:
   CK_TOKEN_INFO info{};
   const std::vector<CK_SLOT_ID> matches = detail::slots_labelled(api, slots, want, info);
   if (matches.empty()) return fail(Errc::not_found, impl->tok() + " not found in " + module.string());
-  if (matches.size() > 1) return fail(Errc::conflict, std::to_string(matches.size()) + " tokens are labelled '" +
-                                                          std::string(token_label) + "'; refusing to choose one");
+  if (matches.size() > 1)
+    return fail(Errc::conflict, std::to_string(matches.size()) + " tokens are labelled '" + std::string(token_label) +
+                                    "'; refusing to choose one");
   impl->slot = matches.front();
   impl->details.manufacturer = trimmed(info.manufacturerID, sizeof info.manufacturerID);
   impl->details.model = trimmed(info.model, sizeof info.model);
@@ -378,8 +381,8 @@ kms::Result<std::unique_ptr<TokenAdmin>> TokenAdmin::open(const std::filesystem:
     impl->session = CK_INVALID_HANDLE;
     return impl->ck("C_OpenSession(RW)", rv);
   }
-  const CK_RV rv = api->C_Login(impl->session, CKU_USER, const_cast<std::uint8_t*>(pin.data()),
-                                static_cast<CK_ULONG>(pin.size()));
+  const CK_RV rv =
+      api->C_Login(impl->session, CKU_USER, const_cast<std::uint8_t*>(pin.data()), static_cast<CK_ULONG>(pin.size()));
   if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
     if (rv == CKR_PIN_INCORRECT) return fail(Errc::permission_denied, impl->tok() + ": the user PIN is incorrect");
     return impl->ck("C_Login", rv);
@@ -440,7 +443,8 @@ kms::Result<KeyObject> TokenAdmin::import_hmac_key(std::string_view label, const
   Impl& m = *impl_;
   if (label.empty()) return fail(Errc::invalid_argument, "key label must not be empty");
   if (key.size() != kRootKeySize) return fail(Errc::invalid_argument, "an HMAC root key is 32 bytes");
-  if (expected_check.size() != 6) return fail(Errc::invalid_argument, "expected HMAC check value must be 3 bytes (hex)");
+  if (expected_check.size() != 6)
+    return fail(Errc::invalid_argument, "expected HMAC check value must be 3 bytes (hex)");
   std::shared_lock<std::shared_mutex> lk;
   ROOTSEAL_TRY_ASSIGN(lk, m.lock());
   ROOTSEAL_TRY(m.require_label_free(label));
@@ -517,8 +521,8 @@ kms::Result<void> TokenAdmin::destroy_key(std::string_view label, std::string_vi
     ++destroyed;
   }
   if (destroyed == 0) {
-    return fail(Errc::not_found, m.tok() + ": no secret key labelled '" + std::string(label) + "' with check value " +
-                                     std::string(kcv));
+    return fail(Errc::not_found,
+                m.tok() + ": no secret key labelled '" + std::string(label) + "' with check value " + std::string(kcv));
   }
   return {};
 }
@@ -576,8 +580,9 @@ kms::Result<KeyObject> TokenAdmin::generate_rsa_root(std::string_view label) {
   KeyObject k = m.describe(hpriv);
   std::string problem;
   if (!k.is_valid_rsa_root()) {
-    problem = "does not have the attributes of an RSA root key (3072 or 4096 bits, token, private, sensitive, "
-              "not extractable, decrypt)";
+    problem =
+        "does not have the attributes of an RSA root key (3072 or 4096 bits, token, private, sensitive, "
+        "not extractable, decrypt)";
   } else if (k.kcv.empty() || k.kcv != m.rsa_check(hpub)) {
     problem = "has no check value, or another than its public key's";
   } else {
@@ -589,23 +594,23 @@ kms::Result<KeyObject> TokenAdmin::generate_rsa_root(std::string_view label) {
     kms::SecureBytes back;
     if (st.ok()) {
       op_active = false;
-      st = detail::unwrap_rsa_oaep(api, m.session, hpriv, std::span<const std::uint8_t>(ct).subspan(1), back,
-                                   op_active);
+      st =
+          detail::unwrap_rsa_oaep(api, m.session, hpriv, std::span<const std::uint8_t>(ct).subspan(1), back, op_active);
       if (op_active) api->C_DecryptFinal(m.session, nullptr, nullptr);
     }
     if (!st.ok() || !(back == probe)) {
-      problem = "cannot be used: the token does not decrypt with CKM_RSA_PKCS_OAEP (SHA-256, MGF1-SHA-256) what "
-                "it encrypted with it (" +
-                (st.ok() ? std::string("another value came back") : ck_message(st.function, st.rv)) + ")";
+      problem =
+          "cannot be used: the token does not decrypt with CKM_RSA_PKCS_OAEP (SHA-256, MGF1-SHA-256) what "
+          "it encrypted with it (" +
+          (st.ok() ? std::string("another value came back") : ck_message(st.function, st.rv)) + ")";
     }
   }
   if (problem.empty()) return k;
   const CK_RV d1 = api->C_DestroyObject(m.session, hpriv);
   const CK_RV d2 = api->C_DestroyObject(m.session, hpub);
-  return fail(Errc::crypto_failure, m.tok() + ": the generated RSA root key pair '" + std::string(label) + "' " +
-                                        problem +
-                                        (d1 == CKR_OK && d2 == CKR_OK ? "; it was destroyed again"
-                                                                      : "; destroying it failed too"));
+  return fail(Errc::crypto_failure,
+              m.tok() + ": the generated RSA root key pair '" + std::string(label) + "' " + problem +
+                  (d1 == CKR_OK && d2 == CKR_OK ? "; it was destroyed again" : "; destroying it failed too"));
 }
 
 }  // namespace rootseal::hsm

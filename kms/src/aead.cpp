@@ -50,9 +50,12 @@ Result<CtxPtr> new_ctx() {
 
 const char* cipher_name(KeyType type) noexcept {
   switch (type) {
-    case KeyType::aes128_gcm96: return "AES-128-GCM";
-    case KeyType::aes256_gcm96: return "AES-256-GCM";
-    case KeyType::chacha20_poly1305: return "ChaCha20-Poly1305";
+    case KeyType::aes128_gcm96:
+      return "AES-128-GCM";
+    case KeyType::aes256_gcm96:
+      return "AES-256-GCM";
+    case KeyType::chacha20_poly1305:
+      return "ChaCha20-Poly1305";
   }
   return nullptr;
 }
@@ -66,9 +69,12 @@ const EVP_CIPHER* cached_cipher(KeyType type) noexcept {
       EVP_CIPHER_fetch(nullptr, cipher_name(KeyType::chacha20_poly1305), nullptr),
   };
   switch (type) {
-    case KeyType::aes128_gcm96: return ciphers[0];
-    case KeyType::aes256_gcm96: return ciphers[1];
-    case KeyType::chacha20_poly1305: return ciphers[2];
+    case KeyType::aes128_gcm96:
+      return ciphers[0];
+    case KeyType::aes256_gcm96:
+      return ciphers[1];
+    case KeyType::chacha20_poly1305:
+      return ciphers[2];
   }
   return nullptr;
 }
@@ -167,8 +173,8 @@ Result<void> seal_message(EVP_CIPHER_CTX* ctx, std::span<const std::uint8_t> pla
   return ossl(ok ? 1 : 0, "AEAD seal");
 }
 
-Result<void> open_message(EVP_CIPHER_CTX* ctx, std::span<const std::uint8_t> sealed,
-                          std::span<const std::uint8_t> aad, SecureBytes& out) {
+Result<void> open_message(EVP_CIPHER_CTX* ctx, std::span<const std::uint8_t> sealed, std::span<const std::uint8_t> aad,
+                          SecureBytes& out) {
   const auto ciphertext = sealed.subspan(Aead::kNonceSize, out.size());
   // EVP wants a mutable buffer for the expected tag; it copies it.
   std::array<std::uint8_t, Aead::kTagSize> tag{};
@@ -220,8 +226,7 @@ class EvpAead final : public Aead {
     return out;
   }
 
-  Result<SecureBytes> open(std::span<const std::uint8_t> sealed,
-                           std::span<const std::uint8_t> aad) const override {
+  Result<SecureBytes> open(std::span<const std::uint8_t> sealed, std::span<const std::uint8_t> aad) const override {
     if (sealed.size() < kOverhead) {
       return fail(Errc::malformed_ciphertext, "sealed message is shorter than nonce + tag (28 bytes)");
     }
@@ -309,9 +314,12 @@ class EvpAead final : public Aead {
 
 std::string_view to_string(KeyType type) noexcept {
   switch (type) {
-    case KeyType::aes128_gcm96: return "aes128-gcm96";
-    case KeyType::aes256_gcm96: return "aes256-gcm96";
-    case KeyType::chacha20_poly1305: return "chacha20-poly1305";
+    case KeyType::aes128_gcm96:
+      return "aes128-gcm96";
+    case KeyType::aes256_gcm96:
+      return "aes256-gcm96";
+    case KeyType::chacha20_poly1305:
+      return "chacha20-poly1305";
   }
   return "unknown";
 }
@@ -326,9 +334,11 @@ Result<KeyType> parse_key_type(std::string_view name) {
 
 std::size_t key_size(KeyType type) noexcept {
   switch (type) {
-    case KeyType::aes128_gcm96: return 16;
+    case KeyType::aes128_gcm96:
+      return 16;
     case KeyType::aes256_gcm96:
-    case KeyType::chacha20_poly1305: return 32;
+    case KeyType::chacha20_poly1305:
+      return 32;
   }
   return 0;
 }

@@ -13,7 +13,6 @@ namespace rootseal::kms {
 
 namespace {
 
-
 struct Fd {
   int fd = -1;
   Fd() = default;
@@ -37,7 +36,8 @@ Result<void> write_file_durably(const std::filesystem::path& path, std::span<con
   tmp.push_back('\0');
   Fd f;
   f.fd = ::mkostemp(tmp.data(), O_CLOEXEC);
-  if (f.fd < 0) return fail(Errc::storage_failure, "cannot create a file in " + dir.string() + ": " + errno_text(errno));
+  if (f.fd < 0)
+    return fail(Errc::storage_failure, "cannot create a file in " + dir.string() + ": " + errno_text(errno));
   const auto undo = [&](const std::string& what) {
     const int e = errno;
     ::unlink(tmp.data());
@@ -65,7 +65,8 @@ Result<void> write_file_durably(const std::filesystem::path& path, std::span<con
   }
   Fd d;
   d.fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (d.fd < 0 || ::fsync(d.fd) != 0) return fail(Errc::storage_failure, dir.string() + ": fsync: " + errno_text(errno));
+  if (d.fd < 0 || ::fsync(d.fd) != 0)
+    return fail(Errc::storage_failure, dir.string() + ": fsync: " + errno_text(errno));
   return {};
 }
 

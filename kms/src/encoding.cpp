@@ -117,7 +117,7 @@ struct TableMap {
 // alphabet range for each boundary x has passed.
 constexpr char ct_b64_char(int x) noexcept {
   int c = x + 'A';
-  c += ((25 - x) >> 8) & ('a' - 26 - 'A');        // 26..51 -> 'a'..'z'  (+6)
+  c += ((25 - x) >> 8) & ('a' - 26 - 'A');         // 26..51 -> 'a'..'z'  (+6)
   c -= ((51 - x) >> 8) & ('a' - 26 - ('0' - 52));  // 52..61 -> '0'..'9'  (-75)
   c -= ((61 - x) >> 8) & ('0' - 52 + 62 - '+');    // 62     -> '+'       (-15)
   c += ((62 - x) >> 8) & ('/' - '+' - 1);          // 63     -> '/'       (+3)
@@ -192,7 +192,7 @@ constexpr u64 swar_b64_values(u64 chars, u64& bad) noexcept {
 
 // 8 sextets -> 48 bits (at the top of the result).
 constexpr u64 swar_join(u64 s) noexcept {
-  const u64 t = (s & 0x003f003f003f003fULL) << 6 | ((s >> 8) & 0x003f003f003f003fULL);     // 12 bits per 16-bit lane
+  const u64 t = (s & 0x003f003f003f003fULL) << 6 | ((s >> 8) & 0x003f003f003f003fULL);    // 12 bits per 16-bit lane
   const u64 u = (t & 0x00000fff00000fffULL) << 12 | ((t >> 16) & 0x00000fff00000fffULL);  // 24 bits per 32-bit lane
   return ((u & 0xffffffU) << 40) | ((u >> 32) << 16);
 }

@@ -150,9 +150,7 @@ Result<SecureBytes> hkdf_sha256(const SecureBytes& ikm, std::span<const std::uin
   // what it is given, it never writes through them.
   char digest[] = "SHA256";
   std::uint8_t empty = 0;
-  auto octets = [&](const std::uint8_t* p, std::size_t n) {
-    return const_cast<std::uint8_t*>(n == 0 ? &empty : p);
-  };
+  auto octets = [&](const std::uint8_t* p, std::size_t n) { return const_cast<std::uint8_t*>(n == 0 ? &empty : p); };
   std::array<OSSL_PARAM, 5> params{};
   std::size_t i = 0;
   params[i++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
@@ -179,8 +177,8 @@ Result<std::vector<std::uint8_t>> aes_key_check_value(const SecureBytes& key) {
   const std::array<std::uint8_t, 16> zero{};
   std::array<std::uint8_t, 16> block{};
   int outl = 0;
-  auto encrypted = ossl(EVP_CipherUpdate(ctx.get(), block.data(), &outl, zero.data(), static_cast<int>(zero.size())),
-                        "AES-ECB");
+  auto encrypted =
+      ossl(EVP_CipherUpdate(ctx.get(), block.data(), &outl, zero.data(), static_cast<int>(zero.size())), "AES-ECB");
   std::vector<std::uint8_t> kcv;
   if (encrypted && outl == static_cast<int>(block.size())) {
     kcv.assign(block.begin(), block.begin() + kKeyCheckValueSize);

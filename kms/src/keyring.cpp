@@ -226,8 +226,7 @@ Result<SecureBytes> decrypt_with(const Key& key, std::string_view ciphertext, co
 }
 
 std::int64_t system_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 // --- unseal steps -------------------------------------------------------------
@@ -246,7 +245,8 @@ Result<std::vector<UnsealJob>> plan_unseal(const std::vector<KeyRecord>& records
   for (const auto& k : records) {
     // The keyring indexes versions by number; any StateStore must deliver 1..N.
     if (k.versions.empty()) return fail(Errc::storage_failure, "unseal: key " + in_quotes(k.name) + " has no versions");
-    if (key_size(k.type) == 0) return fail(Errc::storage_failure, "unseal: key " + in_quotes(k.name) + " has an unknown type");
+    if (key_size(k.type) == 0)
+      return fail(Errc::storage_failure, "unseal: key " + in_quotes(k.name) + " has an unknown type");
     for (std::size_t i = 0; i < k.versions.size(); ++i) {
       if (k.versions[i].version != i + 1) {
         return fail(Errc::storage_failure, "unseal: key " + in_quotes(k.name) + " has a gap in its versions");
@@ -454,11 +454,10 @@ Result<KeyConfig> updated_config(const KeyConfig& current, std::uint32_t latest,
     }
   }
   if (c.min_encryption_version > 0 && c.min_encryption_version < c.min_decryption_version) {
-    return fail(Errc::invalid_argument,
-                "cannot set min encryption/decryption values; min encryption version of " +
-                    std::to_string(c.min_encryption_version) +
-                    " must be greater than or equal to min decryption version of " +
-                    std::to_string(c.min_decryption_version));
+    return fail(Errc::invalid_argument, "cannot set min encryption/decryption values; min encryption version of " +
+                                            std::to_string(c.min_encryption_version) +
+                                            " must be greater than or equal to min decryption version of " +
+                                            std::to_string(c.min_decryption_version));
   }
   if (update.deletion_allowed) c.deletion_allowed = *update.deletion_allowed;
   if (update.auto_rotate_period_s) {
@@ -635,8 +634,8 @@ Result<void> validate_key_name(std::string_view name) {
   };
   if (name.empty() || name.size() > kMaxName || name.front() == '.') return bad();
   for (char c : name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-                    c == '.' || c == '-';
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
     if (!ok) return bad();
   }
   return {};
@@ -926,7 +925,8 @@ Result<void> Keyring::remove(std::string_view name) {
   if (s.store.shared()) ROOTSEAL_TRY(s.refresh_locked(name));  // another host may have allowed it
   KeyPtr current;
   ROOTSEAL_TRY_ASSIGN(current, s.get(name, false));
-  if (!current->config.deletion_allowed) return fail(Errc::deletion_not_allowed, "deletion is not allowed for this key");
+  if (!current->config.deletion_allowed)
+    return fail(Errc::deletion_not_allowed, "deletion is not allowed for this key");
   auto deleted = s.store.delete_key(name);
   if (!deleted && deleted.error().code != Errc::not_found) return deleted;
   decltype(s.keys)::node_type removed;

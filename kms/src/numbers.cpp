@@ -95,7 +95,8 @@ Result<nanoseconds> parse_go_duration(std::string_view s) {
     std::uint64_t v = whole * per;
     if (frac != 0) {
       // frac/scale of a unit: < per <= 3.6e12, computed without overflow.
-      const long double f = static_cast<long double>(frac) * static_cast<long double>(per) / static_cast<long double>(scale);
+      const long double f =
+          static_cast<long double>(frac) * static_cast<long double>(per) / static_cast<long double>(scale);
       v += static_cast<std::uint64_t>(f);  // v <= kMaxNs + 3.6e12: no unsigned wrap
     }
     if (v > kMaxNs - total) return std::unexpected(out_of_range());

@@ -251,7 +251,7 @@ class Arena {
   std::atomic<std::size_t> in_use_{0};
   std::atomic<std::size_t> live_{0};
   const std::size_t cache_limit_;  // bytes the large-block cache may hold
-  std::vector<LargeBlock> large_;   // wiped, locked, not handed out
+  std::vector<LargeBlock> large_;  // wiped, locked, not handed out
   std::size_t cached_bytes_ = 0;
 };
 
@@ -366,9 +366,7 @@ void SecureBytes::clear() noexcept {
   capacity_ = 0;
 }
 
-bool operator==(const SecureBytes& a, const SecureBytes& b) noexcept {
-  return constant_time_equal(a.span(), b.span());
-}
+bool operator==(const SecureBytes& a, const SecureBytes& b) noexcept { return constant_time_equal(a.span(), b.span()); }
 
 bool constant_time_equal(std::span<const std::uint8_t> a, std::span<const std::uint8_t> b) noexcept {
   if (a.size() != b.size()) return false;

@@ -45,9 +45,7 @@ void SecureMemoryResource::do_deallocate(void* p, std::size_t bytes, std::size_t
 
 std::size_t SecureMemoryResource::in_use() const noexcept { return in_use_.load(std::memory_order_relaxed); }
 
-std::size_t SecureMemoryResource::allocations() const noexcept {
-  return allocations_.load(std::memory_order_relaxed);
-}
+std::size_t SecureMemoryResource::allocations() const noexcept { return allocations_.load(std::memory_order_relaxed); }
 
 void* SecureMonotonicResource::do_allocate(std::size_t bytes, std::size_t alignment) {
   if (alignment > kMaxAlign || alignment == 0 || (alignment & (alignment - 1)) != 0) throw std::bad_alloc();
@@ -66,7 +64,7 @@ void* SecureMonotonicResource::do_allocate(std::size_t bytes, std::size_t alignm
     size = bytes;
   }
   if (!first_.empty()) chunks_.reserve(chunks_.size() + 1);  // so that push_back cannot throw below
-  SecureBytes chunk(size);  // aligned to 32 bytes at least
+  SecureBytes chunk(size);                                   // aligned to 32 bytes at least
   std::uint8_t* p = chunk.data();
   if (first_.empty()) {
     first_ = std::move(chunk);

@@ -171,7 +171,7 @@ Result<void> prepare_file(const std::filesystem::path& path, bool create) {
     return fail(Errc::storage_failure,
                 std::string("state store: cannot open ") + path.filename().string() + ": " + errno_text(errno));
   }
-  struct stat st {};
+  struct stat st{};
   Result<void> result;
   if (::fstat(fd, &st) != 0) {
     result = fail(Errc::storage_failure, std::string("state store: fstat failed: ") + errno_text(errno));
@@ -375,8 +375,8 @@ Result<void> SqliteStore::migrate() {
   ROOTSEAL_TRY_ASSIGN(current, pragma_int(db_, "PRAGMA user_version"));
   auto too_new = [](std::int64_t found) {
     return fail(Errc::storage_failure, "state store schema version " + std::to_string(found) +
-                                           " is newer than this binary supports (" +
-                                           std::to_string(kSchemaVersion) + "); upgrade rootseal");
+                                           " is newer than this binary supports (" + std::to_string(kSchemaVersion) +
+                                           "); upgrade rootseal");
   };
   if (current > kSchemaVersion) return too_new(current);
   if (current < 0) return fail(Errc::storage_failure, "state store: negative schema version");
@@ -461,8 +461,8 @@ Result<std::unique_ptr<StateStore>> SqliteStore::open(const std::filesystem::pat
   ROOTSEAL_TRY(prepare_file(path.string() + "-shm", false));
 
   sqlite3* db = nullptr;
-  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW |
-                    SQLITE_OPEN_EXRESCODE | SQLITE_OPEN_PRIVATECACHE;
+  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_EXRESCODE |
+                    SQLITE_OPEN_PRIVATECACHE;
   const int rc = ::sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
   if (rc != SQLITE_OK) {
     ::sqlite3_close_v2(db);  // a handle is returned even on failure

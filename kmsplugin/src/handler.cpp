@@ -53,11 +53,16 @@ void put_field(std::string& out, std::string_view field) {
 
 std::string_view to_string(Code code) noexcept {
   switch (code) {
-    case Code::ok: return "OK";
-    case Code::invalid_argument: return "INVALID_ARGUMENT";
-    case Code::failed_precondition: return "FAILED_PRECONDITION";
-    case Code::internal: return "INTERNAL";
-    case Code::unavailable: return "UNAVAILABLE";
+    case Code::ok:
+      return "OK";
+    case Code::invalid_argument:
+      return "INVALID_ARGUMENT";
+    case Code::failed_precondition:
+      return "FAILED_PRECONDITION";
+    case Code::internal:
+      return "INTERNAL";
+    case Code::unavailable:
+      return "UNAVAILABLE";
   }
   return "UNKNOWN";
 }
@@ -82,7 +87,8 @@ bool is_fqdn(std::string_view name) noexcept {
   std::size_t start = 0;
   while (start <= name.size()) {
     const std::size_t dot = name.find('.', start);
-    const std::string_view label = name.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    const std::string_view label =
+        name.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
     if (label.empty() || label.size() > 63) return false;
     for (std::size_t i = 0; i < label.size(); ++i) {
       const char c = label[i];

@@ -121,9 +121,10 @@ struct Server::Impl final : v2::KeyManagementService::Service {
     record.method = "Encrypt";
     record.uid = cut(in->uid(), kMaxUidBytes);
     const auto& plaintext = in->plaintext();
-    auto answer = in->uid().size() > kMaxUidBytes
-                      ? Answer<EncryptAnswer>(std::unexpected(Failure{Code::invalid_argument, "uid longer than 256 bytes"}))
-                      : handler.encrypt({reinterpret_cast<const std::uint8_t*>(plaintext.data()), plaintext.size()});
+    auto answer =
+        in->uid().size() > kMaxUidBytes
+            ? Answer<EncryptAnswer>(std::unexpected(Failure{Code::invalid_argument, "uid longer than 256 bytes"}))
+            : handler.encrypt({reinterpret_cast<const std::uint8_t*>(plaintext.data()), plaintext.size()});
     wipe(plaintext);
     if (answer) {
       record.key_id = answer->key_id;
@@ -150,10 +151,10 @@ struct Server::Impl final : v2::KeyManagementService::Service {
     annotations.reserve(in->annotations().size());
     for (const auto& [k, v] : in->annotations()) annotations.emplace_back(k, v);
     const auto& ct = in->ciphertext();
-    auto answer = in->uid().size() > kMaxUidBytes
-                      ? Answer<DecryptAnswer>(std::unexpected(Failure{Code::invalid_argument, "uid longer than 256 bytes"}))
-                      : handler.decrypt({reinterpret_cast<const std::uint8_t*>(ct.data()), ct.size()}, in->key_id(),
-                                        annotations);
+    auto answer =
+        in->uid().size() > kMaxUidBytes
+            ? Answer<DecryptAnswer>(std::unexpected(Failure{Code::invalid_argument, "uid longer than 256 bytes"}))
+            : handler.decrypt({reinterpret_cast<const std::uint8_t*>(ct.data()), ct.size()}, in->key_id(), annotations);
     if (answer) {
       record.key_version = answer->key_version;
     } else {

@@ -206,7 +206,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
   asio::any_io_executor executor;
   ClientOptions options;
   bool tls = false;
-  std::string host;         // without brackets
+  std::string host;  // without brackets
   std::string port;
   std::string host_header;  // as sent in Host
   std::string prefix;       // path prefix of the base URL, no trailing '/'
@@ -299,13 +299,13 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
                                   : X509_VERIFY_PARAM_set1_host(param, verify_name.c_str(), verify_name.size());
       if (ok != 1) co_return fail(Errc::crypto_failure, "tls: cannot set the name to verify");
     }
-    beast::get_lowest_layer(*stream).expires_at(
-        std::min(request_deadline, Clock::now() + options.handshake_timeout));
+    beast::get_lowest_layer(*stream).expires_at(std::min(request_deadline, Clock::now() + options.handshake_timeout));
     auto [hec] = co_await stream->async_handshake(ssl::stream_base::client, kTuple);
     if (hec) {
       std::string why = describe(hec);
       const long verify = SSL_get_verify_result(native);
-      if (verify != X509_V_OK) why = std::string("certificate verification failed: ") + X509_verify_cert_error_string(verify);
+      if (verify != X509_V_OK)
+        why = std::string("certificate verification failed: ") + X509_verify_cert_error_string(verify);
       ERR_clear_error();
       co_return fail(Errc::unavailable, "tls: handshake with " + host_header + " failed: " + why);
     }
@@ -318,14 +318,16 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
   // them onto the ordinary heap.
   kms::Result<SecureBuffer> build(http::verb method, std::string_view target, std::span<const Header> headers,
                                   std::string_view body) const {
-    if (target.empty() || target.front() != '/') return fail(Errc::invalid_argument, "http: target must start with '/'");
+    if (target.empty() || target.front() != '/')
+      return fail(Errc::invalid_argument, "http: target must start with '/'");
     for (char c : target) {
       if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
         return fail(Errc::invalid_argument, "http: target contains a space or control character");
       }
     }
     SecureBuffer out;
-    std::size_t estimate = 64 + prefix.size() + target.size() + host_header.size() + options.user_agent.size() + body.size();
+    std::size_t estimate =
+        64 + prefix.size() + target.size() + host_header.size() + options.user_agent.size() + body.size();
     for (const auto& h : headers) estimate += h.name.size() + h.value.size() + 4;
     out.reserve(estimate);
     out.append(http::to_string(method));
@@ -340,7 +342,8 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
     bool has_content_length = false;
     for (const auto& h : headers) {
       for (char c : h.value) {
-        if (c == '\r' || c == '\n' || c == '\0') return fail(Errc::invalid_argument, "http: header value with CR/LF/NUL");
+        if (c == '\r' || c == '\n' || c == '\0')
+          return fail(Errc::invalid_argument, "http: header value with CR/LF/NUL");
       }
       if (h.name.empty() || h.name.find_first_of(" :\r\n\t\0") != std::string_view::npos) {
         return fail(Errc::invalid_argument, "http: bad header name");
@@ -374,10 +377,12 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
 
   // One exchange on `conn`. got_bytes: whether any response byte arrived.
   template <class Stream>
-  asio::awaitable<kms::Result<ClientResponse>> exchange(Stream& s, Connection& conn, const SecureBuffer& req, http::verb method,
-                                                  Clock::time_point deadline, bool& got_bytes, bool& reusable) {
+  asio::awaitable<kms::Result<ClientResponse>> exchange(Stream& s, Connection& conn, const SecureBuffer& req,
+                                                        http::verb method, Clock::time_point deadline, bool& got_bytes,
+                                                        bool& reusable) {
     conn.lowest().expires_at(deadline);
-    if (auto ec = co_await write(s, req)) co_return fail(Errc::unavailable, "http: sending the request failed: " + describe(ec));
+    if (auto ec = co_await write(s, req))
+      co_return fail(Errc::unavailable, "http: sending the request failed: " + describe(ec));
     http::response_parser<SecureBody, kms::SecureAllocator<char>> parser;
     parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(options.max_header_bytes, UINT32_MAX)));
     parser.body_limit(options.max_response_bytes);
@@ -398,7 +403,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
   }
 
   asio::awaitable<kms::Result<ClientResponse>> request(http::verb method, std::string_view target,
-                                                 std::span<const Header> headers, std::string_view body) {
+                                                       std::span<const Header> headers, std::string_view body) {
     auto self = shared_from_this();
     const auto deadline = Clock::now() + options.request_timeout;
     ROOTSEAL_CO_LET(req, build(method, target, headers, body));
@@ -440,9 +445,10 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
 
   template <class Stream>
   asio::awaitable<kms::Result<ClientResponse>> stream_on(Stream& s, Connection& conn, const SecureBuffer& req,
-                                                   const LineHandler& on_line, Clock::time_point deadline) {
+                                                         const LineHandler& on_line, Clock::time_point deadline) {
     conn.lowest().expires_at(deadline);
-    if (auto ec = co_await write(s, req)) co_return fail(Errc::unavailable, "http: sending the request failed: " + describe(ec));
+    if (auto ec = co_await write(s, req))
+      co_return fail(Errc::unavailable, "http: sending the request failed: " + describe(ec));
     http::response_parser<http::buffer_body, kms::SecureAllocator<char>> parser;
     parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(options.max_header_bytes, UINT32_MAX)));
     parser.body_limit(boost::none);
@@ -471,7 +477,8 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
       const std::size_t got = chunk.size() - parser.get().body().size;
       total += got;
       if (!ok) {
-        if (total > options.max_response_bytes) co_return fail(Errc::invalid_argument, "http: response body over the limit");
+        if (total > options.max_response_bytes)
+          co_return fail(Errc::invalid_argument, "http: response body over the limit");
         out.body.append(chunk.data(), got);
         continue;
       }
@@ -492,7 +499,8 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
       }
       if (!stop) {
         line.append(p + start, got - start);
-        if (line.size() > options.max_line_bytes) co_return fail(Errc::invalid_argument, "http: streamed line over the limit");
+        if (line.size() > options.max_line_bytes)
+          co_return fail(Errc::invalid_argument, "http: streamed line over the limit");
       }
     }
     if (ok && !stop && !line.empty()) {
@@ -507,8 +515,8 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
   }
 
   asio::awaitable<kms::Result<ClientResponse>> stream(http::verb method, std::string_view target,
-                                                std::span<const Header> headers, std::string_view body,
-                                                LineHandler on_line, StreamControl control) {
+                                                      std::span<const Header> headers, std::string_view body,
+                                                      LineHandler on_line, StreamControl control) {
     auto self = shared_from_this();
     const auto deadline = Clock::now() + options.request_timeout;  // for connect + header
     ROOTSEAL_CO_LET(req, build(method, target, headers, body));
@@ -597,13 +605,14 @@ kms::Result<std::shared_ptr<HttpClient>> HttpClient::create(asio::any_io_executo
 }
 
 asio::awaitable<kms::Result<ClientResponse>> HttpClient::request(http::verb method, std::string_view target,
-                                                           std::span<const Header> headers, std::string_view body) {
+                                                                 std::span<const Header> headers,
+                                                                 std::string_view body) {
   return impl_->request(method, target, headers, body);
 }
 
 asio::awaitable<kms::Result<ClientResponse>> HttpClient::stream(http::verb method, std::string_view target,
-                                                          std::span<const Header> headers, std::string_view body,
-                                                          LineHandler on_line, StreamControl control) {
+                                                                std::span<const Header> headers, std::string_view body,
+                                                                LineHandler on_line, StreamControl control) {
   return impl_->stream(method, target, headers, body, std::move(on_line), std::move(control));
 }
 

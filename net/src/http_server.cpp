@@ -91,8 +91,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> connections{0};
   std::mutex mu;
-  std::list<Connection> live;  // guarded by mu
-  std::uint64_t next_id = 0;   // guarded by mu
+  std::list<Connection> live;               // guarded by mu
+  std::uint64_t next_id = 0;                // guarded by mu
   std::shared_ptr<asio::ssl::context> tls;  // guarded by mu; read once per accepted connection
   // Open connections per client address (guarded by per_client_mu); an
   // address leaves the map with its last connection.
@@ -295,8 +295,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
         }
         client_keep = request.keep_alive();
       }  // the request's body and fields (token) are wiped here, before the answer leaves
-      const bool keep = client_keep && response.keep_alive() && !stopping.load() &&
-                        served + 1 < limits.max_requests_per_connection;
+      const bool keep =
+          client_keep && response.keep_alive() && !stopping.load() && served + 1 < limits.max_requests_per_connection;
       response.version(version);
       response.keep_alive(keep);  // Content-Length is the handler's (HEAD keeps the GET length)
       if (!co_await write(stream, raw, std::move(response))) co_return;
@@ -387,9 +387,7 @@ void HttpServer::set_tls(std::shared_ptr<asio::ssl::context> context) {
   impl_->tls = std::move(context);
 }
 
-void HttpServer::start() {
-  asio::co_spawn(impl_->acceptor.get_executor(), impl_->accept_loop(), asio::detached);
-}
+void HttpServer::start() { asio::co_spawn(impl_->acceptor.get_executor(), impl_->accept_loop(), asio::detached); }
 
 void HttpServer::stop() { impl_->stop(); }
 

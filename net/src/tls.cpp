@@ -22,7 +22,8 @@ kms::Result<void> check_key_file(const std::filesystem::path& path) {
   struct stat st{};
   if (::stat(path.c_str(), &st) != 0) return fail(Errc::invalid_argument, "tls: cannot read key file " + path.string());
   if ((st.st_mode & 0077) != 0) {
-    return fail(Errc::invalid_argument, "tls: key file " + path.string() + " is readable by group or others (chmod 0600)");
+    return fail(Errc::invalid_argument,
+                "tls: key file " + path.string() + " is readable by group or others (chmod 0600)");
   }
   return {};
 }
@@ -40,12 +41,11 @@ kms::Result<std::shared_ptr<ssl::context>> make_server_tls(const TlsConfig& conf
   if (config.min_version != "1.2" && config.min_version != "1.3") {
     return fail(Errc::invalid_argument, "tls: min_version must be 1.2 or 1.3");
   }
-  if (SSL_CTX_set_min_proto_version(native, min) != 1 ||
-      SSL_CTX_set_cipher_list(native, kTls12Ciphers) != 1) {
+  if (SSL_CTX_set_min_proto_version(native, min) != 1 || SSL_CTX_set_cipher_list(native, kTls12Ciphers) != 1) {
     return fail(Errc::crypto_failure, "tls: cannot set protocol versions or ciphers");
   }
-  SSL_CTX_set_options(native, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |
-                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_options(
+      native, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET | SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_OFF);
 
   boost::system::error_code ec;

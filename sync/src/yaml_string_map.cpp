@@ -22,7 +22,8 @@ std::unexpected<kms::Error> yaml_error(std::size_t line, std::string_view what) 
   return kms::fail(Errc::invalid_argument, "line " + std::to_string(line) + ": " + std::string(what));
 }
 std::unexpected<kms::Error> unsupported(std::size_t line, std::string_view what) {
-  return kms::fail(Errc::invalid_argument, "unsupported YAML at line " + std::to_string(line) + ": " + std::string(what) +
+  return kms::fail(Errc::invalid_argument, "unsupported YAML at line " + std::to_string(line) + ": " +
+                                               std::string(what) +
                                                " (rootseal reads one mapping of `key: value` lines)");
 }
 
@@ -223,7 +224,6 @@ Resolved resolve_plain(std::string_view in, bool key) {
 
 // --- scalars ----------------------------------------------------------------
 
-
 struct Scalar {
   SecureBuffer text;
   bool plain = false;
@@ -265,19 +265,43 @@ kms::Result<Scalar> quoted(std::string_view line, std::size_t& i, std::size_t n)
     i += 2;
     int hex = 0;
     switch (e) {
-      case '0': s.text.push_back('\0'); break;
-      case 'a': s.text.push_back('\a'); break;
-      case 'b': s.text.push_back('\b'); break;
+      case '0':
+        s.text.push_back('\0');
+        break;
+      case 'a':
+        s.text.push_back('\a');
+        break;
+      case 'b':
+        s.text.push_back('\b');
+        break;
       case 't':
-      case '\t': s.text.push_back('\t'); break;
-      case 'n': s.text.push_back('\n'); break;
-      case 'v': s.text.push_back('\v'); break;
-      case 'f': s.text.push_back('\f'); break;
-      case 'r': s.text.push_back('\r'); break;
-      case 'e': s.text.push_back('\x1b'); break;
-      case ' ': s.text.push_back(' '); break;
-      case '"': s.text.push_back('"'); break;
-      case '\\': s.text.push_back('\\'); break;
+      case '\t':
+        s.text.push_back('\t');
+        break;
+      case 'n':
+        s.text.push_back('\n');
+        break;
+      case 'v':
+        s.text.push_back('\v');
+        break;
+      case 'f':
+        s.text.push_back('\f');
+        break;
+      case 'r':
+        s.text.push_back('\r');
+        break;
+      case 'e':
+        s.text.push_back('\x1b');
+        break;
+      case ' ':
+        s.text.push_back(' ');
+        break;
+      case '"':
+        s.text.push_back('"');
+        break;
+      case '\\':
+        s.text.push_back('\\');
+        break;
       case 'N':
         gojson::append_utf8(s.text, 0x85);
         break;
@@ -290,17 +314,26 @@ kms::Result<Scalar> quoted(std::string_view line, std::size_t& i, std::size_t n)
       case 'P':
         gojson::append_utf8(s.text, 0x2029);
         break;
-      case 'x': hex = 2; break;
-      case 'u': hex = 4; break;
-      case 'U': hex = 8; break;
-      default: return yaml_error(n, "found unknown escape character while parsing a quoted scalar");
+      case 'x':
+        hex = 2;
+        break;
+      case 'u':
+        hex = 4;
+        break;
+      case 'U':
+        hex = 8;
+        break;
+      default:
+        return yaml_error(n, "found unknown escape character while parsing a quoted scalar");
     }
     if (hex == 0) continue;
     if (i + static_cast<std::size_t>(hex) > line.size()) return yaml_error(n, "a short escape sequence");
     std::uint32_t cp = 0;
     auto [end, ec] = std::from_chars(line.data() + i, line.data() + i + hex, cp, 16);
-    if (ec != std::errc{} || end != line.data() + i + hex) return yaml_error(n, "did not find expected hexdecimal number");
-    if ((cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return yaml_error(n, "found invalid Unicode character escape code");
+    if (ec != std::errc{} || end != line.data() + i + hex)
+      return yaml_error(n, "did not find expected hexdecimal number");
+    if ((cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+      return yaml_error(n, "found invalid Unicode character escape code");
     gojson::append_utf8(s.text, cp);
     i += static_cast<std::size_t>(hex);
   }

@@ -56,9 +56,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       json::object other = *o;
       std::string shifted = pin_text;
       for (char& ch : shifted) {
-        if (ch >= 'a' && ch <= 'z') ch = static_cast<char>('a' + (ch - 'a' + 1) % 26);
-        else if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>('A' + (ch - 'A' + 1) % 26);
-        else if (ch >= '0' && ch <= '9') ch = static_cast<char>('0' + (ch - '0' + 1) % 10);
+        if (ch >= 'a' && ch <= 'z')
+          ch = static_cast<char>('a' + (ch - 'a' + 1) % 26);
+        else if (ch >= 'A' && ch <= 'Z')
+          ch = static_cast<char>('A' + (ch - 'A' + 1) % 26);
+        else if (ch >= '0' && ch <= '9')
+          ch = static_cast<char>('0' + (ch - '0' + 1) % 10);
       }
       other["pin"] = shifted;
       const auto r2 = daemon::parse_admin_request(json::serialize(other));
@@ -68,9 +71,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   fuzz::require(o != nullptr, "accepted lines are JSON objects");
   const auto& q = *r;
-  static constexpr std::string_view kOps[] = {"status",     "token.create", "token.list",   "token.lookup",
-                                              "token.revoke", "unseal",     "tpm.reseal", "snapshot.now",
-                                              "kms.rotate", "cluster.status", "keyring.rotate-key"};
+  static constexpr std::string_view kOps[] = {"status",       "token.create",   "token.list",        "token.lookup",
+                                              "token.revoke", "unseal",         "tpm.reseal",        "snapshot.now",
+                                              "kms.rotate",   "cluster.status", "keyring.rotate-key"};
   fuzz::require(std::find(std::begin(kOps), std::end(kOps), q.op) != std::end(kOps), "known op");
   if (q.op == "token.create") {
     fuzz::require(!q.policies.empty(), "a token has a policy");

@@ -33,8 +33,8 @@ void check_round_trips(std::span<const std::uint8_t> bytes) {
   auto decoded = kms::base64_decode(kms::base64_encode(bytes));
   if (!decoded || !std::equal(decoded->begin(), decoded->end(), bytes.begin(), bytes.end())) __builtin_trap();
   const kms::SecureBytes encoded = kms::base64_encode_secure(bytes);
-  auto secure = kms::base64_decode_secure(
-      std::string_view(reinterpret_cast<const char*>(encoded.data()), encoded.size()));
+  auto secure =
+      kms::base64_decode_secure(std::string_view(reinterpret_cast<const char*>(encoded.data()), encoded.size()));
   if (!secure || !std::equal(secure->span().begin(), secure->span().end(), bytes.begin(), bytes.end())) {
     __builtin_trap();
   }

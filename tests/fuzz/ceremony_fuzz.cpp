@@ -177,16 +177,25 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (size == 0) return 0;
   const std::string_view rest = fuzz::as_text(data + 1, size - 1);
   switch (data[0]) {
-    case 'S': share_file(rest); break;
+    case 'S':
+      share_file(rest);
+      break;
     case 'T': {
       bool refused = false;
       (void)feed(rest, refused);
       break;
     }
-    case 'Y': typed_round_trip(std::span(data + 1, size - 1), 32); break;
-    case 'W': typed_round_trip(std::span(data + 1, size - 1), 64); break;
-    case 'C': transcript(rest); break;
-    default: break;
+    case 'Y':
+      typed_round_trip(std::span(data + 1, size - 1), 32);
+      break;
+    case 'W':
+      typed_round_trip(std::span(data + 1, size - 1), 64);
+      break;
+    case 'C':
+      transcript(rest);
+      break;
+    default:
+      break;
   }
   return 0;
 }

@@ -31,8 +31,8 @@ std::string hex(std::string_view s) {
 
 // One strategy's outcome in the reference's notation.
 std::string outcome(sync::DecodingStrategy strategy, std::string_view in) {
-  auto r = sync::apply_decoding(strategy, kms::SecureBytes::copy_of(
-                                              {reinterpret_cast<const std::uint8_t*>(in.data()), in.size()}));
+  auto r = sync::apply_decoding(
+      strategy, kms::SecureBytes::copy_of({reinterpret_cast<const std::uint8_t*>(in.data()), in.size()}));
   if (!r) return "E";
   if (r->empty()) return "-";
   return kms::hex_encode(r->span());
@@ -102,7 +102,8 @@ int main(int argc, char** argv) {
   const std::string ref = argv[1];
   std::vector<std::string> cases;
   all_short(cases);
-  for (const char* guide : {"Gustavo", "Fring", "aGFwcHkgc3RyZWV0", "R3VzdGF2bw==", "RnJpbmc="}) cases.emplace_back(guide);
+  for (const char* guide : {"Gustavo", "Fring", "aGFwcHkgc3RyZWV0", "R3VzdGF2bw==", "RnJpbmc="})
+    cases.emplace_back(guide);
   generated(cases, std::stoi(argv[2]));
 
   std::vector<std::string> requests;
@@ -119,13 +120,12 @@ int main(int argc, char** argv) {
                              outcome(sync::DecodingStrategy::auto_detect, cases[i]);
     if (mine != answers[i]) {
       if (++failures <= 20) {
-        std::cerr << "decoding_diff: input " << hex(cases[i]) << ": rootseal " << mine << ", Go " << answers[i]
-                  << "\n";
+        std::cerr << "decoding_diff: input " << hex(cases[i]) << ": rootseal " << mine << ", Go " << answers[i] << "\n";
       }
     }
     if (answers[i].front() != 'E') ++decoded;
   }
-  std::cout << "decoding_diff: " << cases.size() << " cases (" << decoded << " valid standard base64), "
-            << failures << " differences\n";
+  std::cout << "decoding_diff: " << cases.size() << " cases (" << decoded << " valid standard base64), " << failures
+            << " differences\n";
   return failures == 0 ? 0 : 1;
 }

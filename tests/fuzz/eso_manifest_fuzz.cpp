@@ -60,13 +60,15 @@ std::string parse_all(const json::value& v, bool check_stores) {
                     "a SecretStore's Vault serviceAccountRef is in its namespace");
       fuzz::require(!store->aws.has_jwt || store->aws.jwt_service_account.namespace_ == store->meta.namespace_,
                     "a SecretStore's AWS serviceAccountRef is in its namespace");
-      fuzz::require(!store->azurekv.workload_identity || store->azurekv.service_account.namespace_ == store->meta.namespace_,
-                    "a SecretStore's Azure serviceAccountRef is in its namespace");
+      fuzz::require(
+          !store->azurekv.workload_identity || store->azurekv.service_account.namespace_ == store->meta.namespace_,
+          "a SecretStore's Azure serviceAccountRef is in its namespace");
       fuzz::require(store->gcpsm.federation == model::GcpProviderSpec::Federation::none ||
                         store->gcpsm.service_account.namespace_ == store->meta.namespace_,
                     "a SecretStore's GCP serviceAccountRef is in its namespace");
-      fuzz::require(!store->conjur.has_service_account || store->conjur.service_account.namespace_ == store->meta.namespace_,
-                    "a SecretStore's Conjur serviceAccountRef is in its namespace");
+      fuzz::require(
+          !store->conjur.has_service_account || store->conjur.service_account.namespace_ == store->meta.namespace_,
+          "a SecretStore's Conjur serviceAccountRef is in its namespace");
     }
     for (const std::string ns : {"default", "namespace-a", "team-a", ""}) {
       const bool a = model::namespace_allowed(*store, ns, labels);

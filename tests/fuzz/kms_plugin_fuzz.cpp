@@ -60,8 +60,10 @@ Rig& rig() {
     made->handler = std::make_unique<kp::Handler>(*made->keyring, "fuzz-cluster", "kubernetes");
     made->handler->self_test(*made->root);
     if (!made->handler->status()) std::abort();
-    std::atexit([] { std::filesystem::remove_all(std::filesystem::temp_directory_path() /
-                                                 ("rootseal-kms-fuzz-" + std::to_string(::getpid()))); });
+    std::atexit([] {
+      std::filesystem::remove_all(std::filesystem::temp_directory_path() /
+                                  ("rootseal-kms-fuzz-" + std::to_string(::getpid())));
+    });
     return made;
   }();
   return *r;
@@ -79,8 +81,10 @@ std::span<const std::uint8_t> bytes_of(const std::string& s) {
 std::vector<std::string> split(std::span<const std::uint8_t> in) {
   std::vector<std::string> out(1);
   for (const auto b : in) {
-    if (b == 0xff) out.emplace_back();
-    else out.back().push_back(static_cast<char>(b));
+    if (b == 0xff)
+      out.emplace_back();
+    else
+      out.back().push_back(static_cast<char>(b));
   }
   return out;
 }

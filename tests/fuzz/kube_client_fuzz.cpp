@@ -47,7 +47,8 @@ fuzz::ScriptedServer& server() {
 }
 
 const kube::GroupVersionResource& plain_gvr() {
-  static const kube::GroupVersionResource g{"external-secrets.io", "v1", "externalsecrets", "ExternalSecret", true, false};
+  static const kube::GroupVersionResource g{"external-secrets.io", "v1", "externalsecrets",
+                                            "ExternalSecret",      true, false};
   return g;
 }
 

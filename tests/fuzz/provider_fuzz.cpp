@@ -73,8 +73,8 @@ namespace providers = rootseal::sync::providers;
 using namespace rootseal;
 
 // The no-op pause (see above). The name is providers::sleep_for's, wrapped.
-boost::asio::awaitable<void> fuzz_no_sleep(std::chrono::milliseconds)
-    asm("__wrap__ZN8rootseal4sync9providers9sleep_forENSt6chrono8durationIlSt5ratioILl1ELl1000EEEE");
+boost::asio::awaitable<void> fuzz_no_sleep(std::chrono::milliseconds) asm(
+    "__wrap__ZN8rootseal4sync9providers9sleep_forENSt6chrono8durationIlSt5ratioILl1ELl1000EEEE");
 boost::asio::awaitable<void> fuzz_no_sleep(std::chrono::milliseconds) { co_return; }
 
 namespace {
@@ -379,7 +379,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto r = fuzz::run_to_completion(io, [&] { return pull->find(request); });
     check(r);
     if (r && request.name_matches) {
-      for (const auto& [found_name, found_value] : *r) fuzz::require(request.name_matches(found_name), "find: every name found matches");
+      for (const auto& [found_name, found_value] : *r)
+        fuzz::require(request.name_matches(found_name), "find: every name found matches");
     }
   } else if (pull && op == "validate") {
     check(fuzz::run_to_completion(io, [&] { return pull->validate(); }));

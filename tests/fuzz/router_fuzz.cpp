@@ -56,7 +56,8 @@ World& world() {
   static World* w = [] {
     auto* x = new World();  // lives for the whole run
     // tmpfs where there is one: the store commits with synchronous=FULL.
-    std::string templ = std::filesystem::exists("/dev/shm") ? "/dev/shm/rootseal-fuzz-XXXXXX" : "/tmp/rootseal-fuzz-XXXXXX";
+    std::string templ =
+        std::filesystem::exists("/dev/shm") ? "/dev/shm/rootseal-fuzz-XXXXXX" : "/tmp/rootseal-fuzz-XXXXXX";
     if (::mkdtemp(templ.data()) == nullptr) die("mkdtemp");
     x->dir = templ;
     // The store's folder goes when the run ends (libFuzzer exits through exit()).
@@ -69,12 +70,13 @@ World& world() {
     test::RouterRigOptions options;
     options.dir = x->dir;
     options.root_key = kms::SecureBytes(32);  // a fixed (zero) key: reproducible runs
-    options.policies = {
-        {"autounseal", {"autounseal"}, {Operation::encrypt, Operation::decrypt}},
-        // The app may do everything to fz* keys but create, rotate or
-        // delete them (those grow the store on every run; root may).
-        {"app", {"fz*"}, {Operation::read, Operation::list, Operation::config, Operation::encrypt,
-                          Operation::decrypt, Operation::rewrap, Operation::datakey}}};
+    options.policies = {{"autounseal", {"autounseal"}, {Operation::encrypt, Operation::decrypt}},
+                        // The app may do everything to fz* keys but create, rotate or
+                        // delete them (those grow the store on every run; root may).
+                        {"app",
+                         {"fz*"},
+                         {Operation::read, Operation::list, Operation::config, Operation::encrypt, Operation::decrypt,
+                          Operation::rewrap, Operation::datakey}}};
     // The audit log takes regular files only: a file in the scratch folder,
     // cut back to nothing every few thousand inputs (the writer keeps its
     // offset, so the file stays sparse and small on disk).
@@ -167,7 +169,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view request_line = next_line(in);
   const std::string_view who = next_line(in);
   std::string body(in);
-  for (const auto& [mark, ct] : {std::pair<std::string_view, const std::string&>{"@CT1@", w.ct_v1}, {"@CT2@", w.ct_v2}}) {
+  for (const auto& [mark, ct] :
+       {std::pair<std::string_view, const std::string&>{"@CT1@", w.ct_v1}, {"@CT2@", w.ct_v2}}) {
     for (auto at = body.find(mark); at != std::string::npos; at = body.find(mark, at + ct.size())) {
       body.replace(at, mark.size(), ct);
     }

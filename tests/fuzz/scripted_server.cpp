@@ -83,8 +83,10 @@ std::size_t content_length(std::string_view head) {
     if (rest.size() > 15 && ::strncasecmp(rest.data(), "content-length:", 15) == 0) {
       len = 0;
       for (std::size_t i = 15; i < rest.size() && len < (1u << 24); ++i) {
-        if (rest[i] >= '0' && rest[i] <= '9') len = len * 10 + static_cast<std::size_t>(rest[i] - '0');
-        else if (rest[i] != ' ') break;
+        if (rest[i] >= '0' && rest[i] <= '9')
+          len = len * 10 + static_cast<std::size_t>(rest[i] - '0');
+        else if (rest[i] != ' ')
+          break;
       }
     }
   }
@@ -128,9 +130,9 @@ void serve(const std::shared_ptr<ScriptedServer::Impl>& impl, int fd) {
     std::size_t out_len = 0;
     {
       const ScriptedAnswer a = impl->next();
-      const int n = std::snprintf(out, kBuf,
-                                  "HTTP/1.1 %u Scripted\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                                  a.status, a.body.size());
+      const int n = std::snprintf(
+          out, kBuf, "HTTP/1.1 %u Scripted\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n", a.status,
+          a.body.size());
       if (n <= 0 || static_cast<std::size_t>(n) + a.body.size() > kBuf) return done();
       std::memcpy(out + n, a.body.data(), a.body.size());
       out_len = static_cast<std::size_t>(n) + a.body.size();

@@ -18,7 +18,8 @@ inline sync::SecretMap default_template_data() {
   m.emplace("user", kms::SecureBytes::copy_of(std::string_view("alice")));
   m.emplace("password", kms::SecureBytes::copy_of(std::string_view("s3cr\"et-VALUE")));
   m.emplace("b64", kms::SecureBytes::copy_of(std::string_view("aGVsbG8gd29ybGQ=")));
-  m.emplace("json", kms::SecureBytes::copy_of(std::string_view(R"({"host":"db","port":5432,"list":["a","b"],"n":{"x":null}})")));
+  m.emplace("json", kms::SecureBytes::copy_of(
+                        std::string_view(R"({"host":"db","port":5432,"list":["a","b"],"n":{"x":null}})")));
   m.emplace("my-key", kms::SecureBytes::copy_of(std::string_view("  padded  ")));
   return m;
 }

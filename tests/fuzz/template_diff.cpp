@@ -56,7 +56,9 @@ std::string str(const kms::SecureBytes& b) { return {reinterpret_cast<const char
 
 // A generated template: pieces of literal text and actions over the data's keys.
 std::string generate(std::mt19937& rng, const std::vector<std::string>& keys) {
-  auto pick = [&](const auto& v) -> const auto& { return v[std::uniform_int_distribution<std::size_t>(0, v.size() - 1)(rng)]; };
+  auto pick = [&](const auto& v) -> const auto& {
+    return v[std::uniform_int_distribution<std::size_t>(0, v.size() - 1)(rng)];
+  };
   auto chance = [&](int pct) { return std::uniform_int_distribution<int>(0, 99)(rng) < pct; };
   static const std::vector<std::string> unary = {"b64enc",
                                                  "upper",
@@ -259,7 +261,8 @@ int main(int argc, char** argv) {
   gen_data.emplace("user", kms::SecureBytes::copy_of(std::string_view("alice")));
   gen_data.emplace("password", kms::SecureBytes::copy_of(std::string_view("s3cr\"et pw\\x")));
   gen_data.emplace("b64", kms::SecureBytes::copy_of(std::string_view("aGVsbG8gd29ybGQ=")));
-  gen_data.emplace("json", kms::SecureBytes::copy_of(std::string_view(R"({"host":"db","port":5432,"list":["a","b"]})")));
+  gen_data.emplace("json",
+                   kms::SecureBytes::copy_of(std::string_view(R"({"host":"db","port":5432,"list":["a","b"]})")));
   gen_data.emplace("my-key", kms::SecureBytes::copy_of(std::string_view("  padded\tvalue  ")));
   gen_data.emplace("empty", kms::SecureBytes());
   const std::vector<std::string> keys = {"user", "password", "b64", "json", "my-key", "empty"};
@@ -324,7 +327,8 @@ int main(int argc, char** argv) {
       verdict = "rootseal renders what Go refuses (" + err + "): " + cut(str(*r));
     } else {
       bool documented = false;
-      for (const auto m : kDocumentedRefusals) documented = documented || r.error().message.find(m) != std::string::npos;
+      for (const auto m : kDocumentedRefusals)
+        documented = documented || r.error().message.find(m) != std::string::npos;
       if (documented) {
         ++stricter;
         continue;

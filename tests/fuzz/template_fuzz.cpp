@@ -67,8 +67,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       // JSON nor base64) and every other value as it was.
       sync::SecretMap other;
       for (const auto& [k2, v2] : values) {
-        other.emplace(k2, k2 == k ? kms::SecureBytes::copy_of(std::string(v2.size(), view(v2).starts_with("!") ? '?' : '!'))
-                                  : v2.clone());
+        other.emplace(k2, k2 == k
+                              ? kms::SecureBytes::copy_of(std::string(v2.size(), view(v2).starts_with("!") ? '?' : '!'))
+                              : v2.clone());
       }
       const auto r2 = sync::render_template(text, other);
       fuzz::require(!r2 && r2.error().message.find(view(v)) != std::string::npos, "no data value in an error message");

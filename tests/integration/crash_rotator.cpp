@@ -44,7 +44,8 @@ int main(int argc, char** argv) {
   cfg.module = std::getenv("SOFTHSM2_MODULE") ? std::getenv("SOFTHSM2_MODULE") : "/usr/lib/softhsm/libsofthsm2.so";
   cfg.token_label = "crash";
   cfg.generate_if_missing = true;
-  auto root = hsm::Pkcs11Root::create(cfg, [] { return kms::Result<kms::SecureBytes>(kms::SecureBytes::copy_of(std::string_view("1234"))); });
+  auto root = hsm::Pkcs11Root::create(
+      cfg, [] { return kms::Result<kms::SecureBytes>(kms::SecureBytes::copy_of(std::string_view("1234"))); });
   if (auto p = root->probe(); !p) return die("probe: " + p.error().message);
   auto store = kms::open_sqlite_store(dir + "/rootseal.db");
   if (!store) return die("store: " + store.error().message);
@@ -120,7 +121,8 @@ int main(int argc, char** argv) {
         if (ct.empty()) continue;  // a line cut by the kill
         auto plain = ring.decrypt(key, ct, {});
         if (!plain) return die("ciphertext of v" + std::to_string(v) + " no longer decrypts: " + plain.error().message);
-        if (kms::hex_encode(plain->span()) != hex) return die("ciphertext of v" + std::to_string(v) + " decrypts wrongly");
+        if (kms::hex_encode(plain->span()) != hex)
+          return die("ciphertext of v" + std::to_string(v) + " decrypts wrongly");
         ++checked;
       }
     }

@@ -78,8 +78,8 @@ class Esys {
 bool property(ESYS_CONTEXT* ctx, TPM2_PT pt, std::uint32_t& value) {
   TPMS_CAPABILITY_DATA* data = nullptr;
   TPMI_YES_NO more = TPM2_NO;
-  if (Esys_GetCapability(ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_TPM_PROPERTIES, pt, 1, &more,
-                         &data) != TSS2_RC_SUCCESS) {
+  if (Esys_GetCapability(ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_TPM_PROPERTIES, pt, 1, &more, &data) !=
+      TSS2_RC_SUCCESS) {
     return false;
   }
   const bool ok = data->data.tpmProperties.count == 1 && data->data.tpmProperties.tpmProperty[0].property == pt;
@@ -91,8 +91,8 @@ bool property(ESYS_CONTEXT* ctx, TPM2_PT pt, std::uint32_t& value) {
 bool count_handles(ESYS_CONTEXT* ctx, TPM2_HANDLE first, std::size_t& count) {
   TPMS_CAPABILITY_DATA* data = nullptr;
   TPMI_YES_NO more = TPM2_NO;
-  if (Esys_GetCapability(ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES, first,
-                         TPM2_MAX_CAP_HANDLES, &more, &data) != TSS2_RC_SUCCESS) {
+  if (Esys_GetCapability(ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES, first, TPM2_MAX_CAP_HANDLES,
+                         &more, &data) != TSS2_RC_SUCCESS) {
     return false;
   }
   count = 0;

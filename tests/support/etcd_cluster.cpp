@@ -30,7 +30,8 @@ std::vector<std::string> split(const std::string& s) {
 }
 
 // fork + exec with stdout/stderr to `log` (appended); the child's pid.
-pid_t spawn_process(const std::vector<std::string>& argv, const std::string& log, const std::string& input = "/dev/null") {
+pid_t spawn_process(const std::vector<std::string>& argv, const std::string& log,
+                    const std::string& input = "/dev/null") {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -95,8 +96,9 @@ std::string loopback_http(int port, const std::string& method, const std::string
     ::close(fd);
     return {};
   }
-  const std::string req = method + " " + target + " HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: " +
-                          std::to_string(body.size()) + "\r\n\r\n" + body;
+  const std::string req = method + " " + target +
+                          " HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: " + std::to_string(body.size()) +
+                          "\r\n\r\n" + body;
   std::size_t sent = 0;
   while (sent < req.size()) {
     if (!wait_for(POLLOUT)) break;
@@ -163,19 +165,13 @@ void EtcdCluster::spawn(int i, bool existing) {
   const std::string client = (tls ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(m.client_port);
   const std::string listen = tls ? client + ",http://127.0.0.1:" + std::to_string(m.plain_port) : client;
   const std::string peer = "http://127.0.0.1:" + std::to_string(m.peer_port);
-  std::vector<std::string> argv = {"/usr/bin/etcd",
-                                   "--name", m.name,
-                                   "--data-dir", m.data_dir,
-                                   "--listen-client-urls", listen,
-                                   "--advertise-client-urls", client,
-                                   "--listen-peer-urls", peer,
-                                   "--initial-advertise-peer-urls", peer,
-                                   "--initial-cluster", initial_cluster_,
-                                   "--initial-cluster-state", existing ? "existing" : "new",
-                                   "--initial-cluster-token", "rootseal-test",
+  std::vector<std::string> argv = {"/usr/bin/etcd", "--name", m.name, "--data-dir", m.data_dir, "--listen-client-urls",
+                                   listen, "--advertise-client-urls", client, "--listen-peer-urls", peer,
+                                   "--initial-advertise-peer-urls", peer, "--initial-cluster", initial_cluster_,
+                                   "--initial-cluster-state", existing ? "existing" : "new", "--initial-cluster-token",
+                                   "rootseal-test",
                                    // Two shared cores: a little slack before elections.
-                                   "--heartbeat-interval", "100",
-                                   "--election-timeout", "1000"};
+                                   "--heartbeat-interval", "100", "--election-timeout", "1000"};
   if (tls) {
     for (const std::string& f : {"--cert-file=" + options_.tls_cert_file, "--key-file=" + options_.tls_key_file,
                                  "--trusted-ca-file=" + options_.tls_ca_file, std::string("--client-cert-auth")}) {

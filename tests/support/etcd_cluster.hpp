@@ -40,10 +40,10 @@ class EtcdCluster {
   [[nodiscard]] std::vector<std::string> endpoints() const;
   [[nodiscard]] bool running(int i) const;
 
-  void kill(int i);   // SIGKILL, reaped
-  void stop(int i);   // SIGSTOP: the member stays, silent
-  void resume(int i); // SIGCONT
-  void start(int i);  // starts a killed member again on its data folder
+  void kill(int i);    // SIGKILL, reaped
+  void stop(int i);    // SIGSTOP: the member stays, silent
+  void resume(int i);  // SIGCONT
+  void start(int i);   // starts a killed member again on its data folder
   // Polls /health of member i until {"health":"true"} or the deadline; false at the deadline.
   bool wait_healthy(int i, std::chrono::milliseconds deadline) const;
   // The member's /health answer ("" when it does not answer in time).

@@ -8,7 +8,8 @@
 
 namespace rootseal::test {
 
-std::filesystem::path source_dir();   // the checkout (tests/doubles/..., docs/...)
-std::filesystem::path vectors_dir();  // Wycheproof vectors (tests/vectors/wycheproof unless ROOTSEAL_VECTORS_DIR says otherwise)
+std::filesystem::path source_dir();  // the checkout (tests/doubles/..., docs/...)
+std::filesystem::path
+vectors_dir();  // Wycheproof vectors (tests/vectors/wycheproof unless ROOTSEAL_VECTORS_DIR says otherwise)
 
 }  // namespace rootseal::test

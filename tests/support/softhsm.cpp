@@ -9,8 +9,7 @@
 namespace rootseal::test {
 
 SoftHsm::SoftHsm(std::string label, std::string user_pin, std::string so_pin)
-    : dir_("rootseal-softhsm"), label_(std::move(label)), user_pin_(std::move(user_pin)),
-      so_pin_(std::move(so_pin)) {
+    : dir_("rootseal-softhsm"), label_(std::move(label)), user_pin_(std::move(user_pin)), so_pin_(std::move(so_pin)) {
   std::filesystem::create_directories(token_dir());
   {
     std::ofstream conf_file(conf());

@@ -17,8 +17,7 @@ inline constexpr const char* kSoftHsmModule = ROOTSEAL_SOFTHSM_MODULE;
 class SoftHsm {
  public:
   // Creates the folder and config; provisions `label` with the given PINs.
-  explicit SoftHsm(std::string label = "rootseal-test", std::string user_pin = "1234",
-                   std::string so_pin = "0000");
+  explicit SoftHsm(std::string label = "rootseal-test", std::string user_pin = "1234", std::string so_pin = "0000");
   SoftHsm(const SoftHsm&) = delete;
   SoftHsm& operator=(const SoftHsm&) = delete;
 

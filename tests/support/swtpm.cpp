@@ -131,8 +131,17 @@ void Swtpm::start() {
   const std::string server = "type=tcp,port=" + std::to_string(port_) + ",bindaddr=127.0.0.1";
   const std::string ctrl = "type=tcp,port=" + std::to_string(port_ + 1) + ",bindaddr=127.0.0.1";
   const std::string state = "dir=" + state_dir_.string();
-  std::vector<std::string> args = {"swtpm", "socket", "--tpm2", "--server", server, "--ctrl", ctrl,
-                                   "--tpmstate", state, "--flags", "not-need-init,startup-clear"};
+  std::vector<std::string> args = {"swtpm",
+                                   "socket",
+                                   "--tpm2",
+                                   "--server",
+                                   server,
+                                   "--ctrl",
+                                   ctrl,
+                                   "--tpmstate",
+                                   state,
+                                   "--flags",
+                                   "not-need-init,startup-clear"};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

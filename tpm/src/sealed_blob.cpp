@@ -91,7 +91,6 @@ kms::Error malformed(std::string_view why) {
   return {Errc::invalid_argument, "malformed sealed blob: " + std::string(why)};
 }
 
-
 // write(2) all of it, through EINTR.
 bool write_all(int fd, const std::uint8_t* p, std::size_t n) {
   while (n > 0) {
@@ -127,7 +126,8 @@ std::vector<std::uint8_t> SealedBlob::serialize() const {
 
 kms::Result<SealedBlob> SealedBlob::parse(std::span<const std::uint8_t> bytes) {
   if (bytes.size() < kMagic.size() + kDigestSize) return std::unexpected(malformed("too short"));
-  if (!std::equal(kMagic.begin(), kMagic.end(), bytes.begin())) return std::unexpected(malformed("not a rootseal TPM blob"));
+  if (!std::equal(kMagic.begin(), kMagic.end(), bytes.begin()))
+    return std::unexpected(malformed("not a rootseal TPM blob"));
   const auto body = bytes.first(bytes.size() - kDigestSize);
   const auto md = sha256(body);
   if (!kms::constant_time_equal(md, bytes.last(kDigestSize))) return std::unexpected(malformed("checksum mismatch"));
@@ -193,7 +193,8 @@ kms::Result<void> SealedBlob::save(const std::filesystem::path& path, bool repla
   std::vector<char> name(tmpl.begin(), tmpl.end());
   name.push_back('\0');
   const int fd = ::mkostemp(name.data(), O_CLOEXEC);
-  if (fd < 0) return fail(Errc::storage_failure, "cannot create a file in " + dir.string() + ": " + kms::errno_text(errno));
+  if (fd < 0)
+    return fail(Errc::storage_failure, "cannot create a file in " + dir.string() + ": " + kms::errno_text(errno));
   const auto cleanup = [&](const std::string& what) {
     const int err = errno;
     ::close(fd);

@@ -76,9 +76,8 @@ TPM2B_PUBLIC primary_template(PrimaryAlg alg) {
   TPM2B_PUBLIC t{};
   TPMT_PUBLIC& p = t.publicArea;
   p.nameAlg = TPM2_ALG_SHA256;
-  p.objectAttributes = TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT | TPMA_OBJECT_FIXEDTPM |
-                       TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
-                       TPMA_OBJECT_NODA;
+  p.objectAttributes = TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT | TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+                       TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA;
   if (alg == PrimaryAlg::rsa2048) {
     p.type = TPM2_ALG_RSA;
     p.parameters.rsaDetail.symmetric.algorithm = TPM2_ALG_AES;
@@ -197,9 +196,9 @@ class Session {
       const TPM2B_SENSITIVE_CREATE in_sensitive{};
       const TPM2B_DATA outside_info{};
       const TPML_PCR_SELECTION creation_pcr{};
-      const TSS2_RC rc = Esys_CreatePrimary(ctx_, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
-                                            &in_sensitive, &in_public, &outside_info, &creation_pcr, &tr, nullptr,
-                                            nullptr, nullptr, nullptr);
+      const TSS2_RC rc =
+          Esys_CreatePrimary(ctx_, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &in_sensitive,
+                             &in_public, &outside_info, &creation_pcr, &tr, nullptr, nullptr, nullptr, nullptr);
       if (rc != TSS2_RC_SUCCESS) return std::unexpected(error(rc, "Esys_CreatePrimary", Step::create_primary));
       out.handle = EsysHandle(ctx_, tr, EsysHandle::Kind::flush);
     }
@@ -215,9 +214,9 @@ class Session {
   Result<EsysHandle> start_session(TPM2_SE type, ESYS_TR salt_key) {
     ESYS_TR tr = ESYS_TR_NONE;
     const bool trial = type == TPM2_SE_TRIAL;
-    TSS2_RC rc = Esys_StartAuthSession(ctx_, trial ? ESYS_TR_NONE : salt_key, ESYS_TR_NONE, ESYS_TR_NONE,
-                                       ESYS_TR_NONE, ESYS_TR_NONE, nullptr, type,
-                                       trial ? &kNoSymmetric : &kSessionSymmetric, TPM2_ALG_SHA256, &tr);
+    TSS2_RC rc = Esys_StartAuthSession(ctx_, trial ? ESYS_TR_NONE : salt_key, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                       ESYS_TR_NONE, nullptr, type, trial ? &kNoSymmetric : &kSessionSymmetric,
+                                       TPM2_ALG_SHA256, &tr);
     if (rc != TSS2_RC_SUCCESS) return std::unexpected(error(rc, "Esys_StartAuthSession", Step::session));
     EsysHandle session(ctx_, tr, EsysHandle::Kind::flush);
     rc = Esys_TRSess_SetAttributes(ctx_, tr, trial ? TPMA_SESSION_CONTINUESESSION : kEncryptedSessionAttrs, 0xff);
@@ -262,8 +261,8 @@ class Session {
       ROOTSEAL_TRY_ASSIGN(trial, start_session(TPM2_SE_TRIAL, ESYS_TR_NONE));
       ROOTSEAL_TRY(apply_policy(trial.get(), blob.pcrs, blob.has_auth_value));
       EsysOut<TPM2B_DIGEST> digest;
-      const TSS2_RC rc = Esys_PolicyGetDigest(ctx_, trial.get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                              digest.out());
+      const TSS2_RC rc =
+          Esys_PolicyGetDigest(ctx_, trial.get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, digest.out());
       if (rc != TSS2_RC_SUCCESS) return std::unexpected(error(rc, "Esys_PolicyGetDigest", Step::session));
       policy_digest = *digest.p;
     }
@@ -278,8 +277,8 @@ class Session {
     // No userWithAuth: the USER role needs the policy. adminWithPolicy: the
     // ADMIN role (ObjectChangeAuth ...) needs it too, so the auth value
     // cannot be changed behind the policy's back.
-    p.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_NODA |
-                         TPMA_OBJECT_ADMINWITHPOLICY;
+    p.objectAttributes =
+        TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_NODA | TPMA_OBJECT_ADMINWITHPOLICY;
     p.authPolicy = policy_digest;
     p.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
 
@@ -297,8 +296,7 @@ class Session {
     EsysOut<TPMT_TK_CREATION> creation_ticket;
     const TSS2_RC rc = Esys_Create(ctx_, parent.handle.get(), enc.get(), ESYS_TR_NONE, ESYS_TR_NONE,
                                    &in_sensitive.value, &in_public, &outside_info, &creation_pcr, out_private.out(),
-                                   out_public.out(), creation_data.out(), creation_hash.out(),
-                                   creation_ticket.out());
+                                   out_public.out(), creation_data.out(), creation_hash.out(), creation_ticket.out());
     if (rc != TSS2_RC_SUCCESS) return std::unexpected(error(rc, "Esys_Create", Step::create));
 
     std::vector<std::uint8_t> buf(sizeof(TPM2B_PUBLIC));
@@ -321,8 +319,7 @@ class Session {
     if (blob.has_auth_value && policy->auth_value->empty()) {
       return fail(Errc::invalid_argument, "TPM auth value must not be empty");
     }
-    if (!std::is_sorted(blob.pcrs.begin(), blob.pcrs.end()) ||
-        (!blob.pcrs.empty() && blob.pcrs.back() > kMaxPcr)) {
+    if (!std::is_sorted(blob.pcrs.begin(), blob.pcrs.end()) || (!blob.pcrs.empty() && blob.pcrs.back() > kMaxPcr)) {
       return fail(Errc::invalid_argument, "malformed sealed blob: bad PCR list");
     }
     TPM2B_PUBLIC pub{};
@@ -344,13 +341,14 @@ class Session {
     // sealing time, or this is another TPM (or the owner hierarchy was
     // cleared). Also keeps a substituted public key from receiving the salt.
     if (!blob.primary_name.empty() && parent.name != blob.primary_name) {
-      return fail(Errc::sealed, std::string(detail::kForeignBlob) +
-                                    " (its storage primary key differs: another TPM, or the owner hierarchy was cleared)");
+      return fail(Errc::sealed,
+                  std::string(detail::kForeignBlob) +
+                      " (its storage primary key differs: another TPM, or the owner hierarchy was cleared)");
     }
 
     ESYS_TR item_tr = ESYS_TR_NONE;
-    TSS2_RC rc = Esys_Load(ctx_, parent.handle.get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub,
-                           &item_tr);
+    TSS2_RC rc =
+        Esys_Load(ctx_, parent.handle.get(), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub, &item_tr);
     if (rc != TSS2_RC_SUCCESS) return std::unexpected(error(rc, "Esys_Load", Step::load));
     EsysHandle item(ctx_, item_tr, EsysHandle::Kind::flush);
 
@@ -456,7 +454,9 @@ Result<SecureBytes> Tpm::unseal(const SealPolicy& policy, const SealedBlob& blob
   return Session(impl_->esys, impl_->tcti).unseal(&policy, blob);
 }
 
-Result<SecureBytes> Tpm::unseal(const SealedBlob& blob) { return Session(impl_->esys, impl_->tcti).unseal(nullptr, blob); }
+Result<SecureBytes> Tpm::unseal(const SealedBlob& blob) {
+  return Session(impl_->esys, impl_->tcti).unseal(nullptr, blob);
+}
 
 Result<SecureBytes> Tpm::random(std::size_t n) { return Session(impl_->esys, impl_->tcti).random(n); }
 

@@ -42,8 +42,7 @@ class EsysHandle {
 
   EsysHandle() noexcept = default;
   EsysHandle(ESYS_CONTEXT* ctx, ESYS_TR tr, Kind kind) noexcept : ctx_(ctx), tr_(tr), kind_(kind) {}
-  EsysHandle(EsysHandle&& o) noexcept
-      : ctx_(o.ctx_), tr_(std::exchange(o.tr_, ESYS_TR_NONE)), kind_(o.kind_) {}
+  EsysHandle(EsysHandle&& o) noexcept : ctx_(o.ctx_), tr_(std::exchange(o.tr_, ESYS_TR_NONE)), kind_(o.kind_) {}
   EsysHandle& operator=(EsysHandle&& o) noexcept {
     if (this != &o) {
       reset();

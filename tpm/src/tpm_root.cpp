@@ -61,7 +61,7 @@ struct TpmRoot::State {
   mutable std::mutex key_mu;  // held key
   SecureBytes key;            // the unsealed root key (for reseal and the probe comparison)
   std::shared_ptr<kms::SoftwareRoot> root;
-  std::string last_error;     // why no key is held
+  std::string last_error;  // why no key is held
 
   std::shared_ptr<kms::SoftwareRoot> held() const {
     std::lock_guard lock(key_mu);
@@ -162,8 +162,8 @@ Result<void> TpmRoot::probe() {
   auto blob = SealedBlob::load(s.config.blob_path);
   if (!blob) {
     if (blob.error().code == Errc::not_found) {
-      return failed({Errc::sealed, "no TPM-sealed root key at " + s.config.blob_path.string() +
-                                       " (initialize one first)"});
+      return failed(
+          {Errc::sealed, "no TPM-sealed root key at " + s.config.blob_path.string() + " (initialize one first)"});
     }
     if (blob.error().code == Errc::storage_failure) return failed({Errc::sealed, blob.error().message});
     return failed(std::move(blob).error());

@@ -14,15 +14,15 @@ namespace rootseal::tpm::detail {
 // Which step failed: the same TPM code means different things at different
 // steps (an integrity failure while loading is a blob from another TPM).
 enum class Step {
-  tcti,             // Tss2_TctiLdr_Initialize, Esys_Initialize
-  startup,          // Esys_Startup
-  create_primary,   // Esys_CreatePrimary on the owner hierarchy
-  persistent,       // Esys_TR_FromTPMPublic of a persistent primary
-  session,          // Esys_StartAuthSession, policy commands, TRSess_*
-  create,           // Esys_Create (sealing)
-  load,             // Esys_Load of a sealed blob
-  unseal,           // Esys_Unseal
-  other,            // anything else (GetRandom, GetName, ...)
+  tcti,            // Tss2_TctiLdr_Initialize, Esys_Initialize
+  startup,         // Esys_Startup
+  create_primary,  // Esys_CreatePrimary on the owner hierarchy
+  persistent,      // Esys_TR_FromTPMPublic of a persistent primary
+  session,         // Esys_StartAuthSession, policy commands, TRSess_*
+  create,          // Esys_Create (sealing)
+  load,            // Esys_Load of a sealed blob
+  unseal,          // Esys_Unseal
+  other,           // anything else (GetRandom, GetName, ...)
 };
 
 // The reasons callers and tests match on.

@@ -33,7 +33,8 @@ using reconcile::Resource;
 namespace {
 
 const kube::GroupVersionResource& es_gvr() {
-  static const kube::GroupVersionResource g{"external-secrets.io", "v1", "externalsecrets", "ExternalSecret", true, false};
+  static const kube::GroupVersionResource g{"external-secrets.io", "v1", "externalsecrets",
+                                            "ExternalSecret",      true, false};
   return g;
 }
 const kube::GroupVersionResource& ss_gvr() {
@@ -41,21 +42,29 @@ const kube::GroupVersionResource& ss_gvr() {
   return g;
 }
 const kube::GroupVersionResource& css_gvr() {
-  static const kube::GroupVersionResource g{"external-secrets.io", "v1", "clustersecretstores", "ClusterSecretStore", false, false};
+  static const kube::GroupVersionResource g{"external-secrets.io", "v1",  "clustersecretstores",
+                                            "ClusterSecretStore",  false, false};
   return g;
 }
 const kube::GroupVersionResource& ps_gvr() {
-  static const kube::GroupVersionResource g{"external-secrets.io", "v1alpha1", "pushsecrets", "PushSecret", true, false};
+  static const kube::GroupVersionResource g{"external-secrets.io", "v1alpha1", "pushsecrets",
+                                            "PushSecret",          true,       false};
   return g;
 }
 const kube::GroupVersionResource& gvr_of(Resource r) {
   switch (r) {
-    case Resource::external_secret: return es_gvr();
-    case Resource::push_secret: return ps_gvr();
-    case Resource::secret: return kube::secrets_gvr();
-    case Resource::deployment: return kube::deployments_gvr();
-    case Resource::stateful_set: return kube::statefulsets_gvr();
-    case Resource::daemon_set: return kube::daemonsets_gvr();
+    case Resource::external_secret:
+      return es_gvr();
+    case Resource::push_secret:
+      return ps_gvr();
+    case Resource::secret:
+      return kube::secrets_gvr();
+    case Resource::deployment:
+      return kube::deployments_gvr();
+    case Resource::stateful_set:
+      return kube::statefulsets_gvr();
+    case Resource::daemon_set:
+      return kube::daemonsets_gvr();
   }
   return es_gvr();
 }
@@ -103,9 +112,10 @@ class InformerSet {
   InformerSet(std::shared_ptr<kube::KubeClient> client, const kube::GroupVersionResource& gvr,
               const std::vector<std::string>& namespaces, const EngineConfig& cfg, std::string label_selector = {}) {
     const auto relisted = [log = cfg.log, what = gvr.resource, selector = label_selector](const std::string& ns,
-                                                                                        std::string_view reason) {
-      if (log) log(true, "sync: informer re-list", {{"resource", what}, {"namespace", ns}, {"selector", selector},
-                                                     {"reason", std::string(reason)}});
+                                                                                          std::string_view reason) {
+      if (log)
+        log(true, "sync: informer re-list",
+            {{"resource", what}, {"namespace", ns}, {"selector", selector}, {"reason", std::string(reason)}});
     };
     if (!gvr.namespaced || namespaces.empty()) {
       kube::InformerOptions o;
@@ -393,11 +403,16 @@ class KubeFacade final : public reconcile::KubeApi {
 class EngineImpl final : public Engine {
  public:
   EngineImpl(asio::any_io_executor ex, EngineConfig cfg, std::shared_ptr<kube::KubeClient> client)
-      : ex_(ex), cfg_(std::move(cfg)), client_(client), kube_(client, ex, cfg_),
-        providers_(kube_, ProviderFactory(ex), cfg_.stores, cfg_.credentials_directory, std::chrono::seconds(300),
-                   StoreHealthOptions{cfg_.store_backoff_base, cfg_.store_backoff_max, StoreHealthOptions{}.wait_budget}),
+      : ex_(ex),
+        cfg_(std::move(cfg)),
+        client_(client),
+        kube_(client, ex, cfg_),
+        providers_(
+            kube_, ProviderFactory(ex), cfg_.stores, cfg_.credentials_directory, std::chrono::seconds(300),
+            StoreHealthOptions{cfg_.store_backoff_base, cfg_.store_backoff_max, StoreHealthOptions{}.wait_budget}),
         cache_(cfg_.refresh_window),
-        es_rec_(kube_, providers_, cache_, reconcile::ReconcilerOptions{cfg_.refresh_window, [] { return std::chrono::system_clock::now(); }}),
+        es_rec_(kube_, providers_, cache_,
+                reconcile::ReconcilerOptions{cfg_.refresh_window, [] { return std::chrono::system_clock::now(); }}),
         push_rec_(kube_, providers_, [] { return std::chrono::system_clock::now(); }),
         rollout_(kube_, [] { return std::chrono::system_clock::now(); }) {
     kube::WorkQueueOptions qo;
@@ -414,7 +429,8 @@ class EngineImpl final : public Engine {
     providers_.on_backing_off([log = cfg_.log](const std::string& store, const std::string& reason) {
       if (log) log(true, "sync: store backing off after errors", {{"store", store}, {"reason", reason}});
     });
-    es_rec_.on_secret_changed([this](const std::string& ns, const std::string& secret) { enqueue_workloads(ns, secret); });
+    es_rec_.on_secret_changed(
+        [this](const std::string& ns, const std::string& secret) { enqueue_workloads(ns, secret); });
     wire();
     if (cfg_.shards) {
       cfg_.shards->on_gained([this](const std::vector<std::uint32_t>& buckets) { enqueue_buckets(buckets); });
@@ -495,7 +511,8 @@ class EngineImpl final : public Engine {
       h.store = id;
       h.backing_off = snap.backing_off;
       if (snap.backing_off) {
-        const auto wall = now_wall + std::chrono::duration_cast<std::chrono::system_clock::duration>(snap.next_attempt - now_steady);
+        const auto wall =
+            now_wall + std::chrono::duration_cast<std::chrono::system_clock::duration>(snap.next_attempt - now_steady);
         h.next_attempt_unix = std::chrono::duration<double>(wall.time_since_epoch()).count();
       }
       h.refused = snap.refused;
@@ -548,7 +565,8 @@ class EngineImpl final : public Engine {
     const std::string kind = cluster ? "ClusterSecretStore" : "SecretStore";
     for (const auto& es : cluster ? kube_.es().list("") : kube_.es().list(ns)) {
       const auto ref_kind = str_of(*es, "spec", "secretStoreRef", "kind");
-      if (str_of(*es, "spec", "secretStoreRef", "name") == name && (ref_kind.empty() ? "SecretStore" : ref_kind) == kind) {
+      if (str_of(*es, "spec", "secretStoreRef", "name") == name &&
+          (ref_kind.empty() ? "SecretStore" : ref_kind) == kind) {
         queue_->add(key("es", str_of(*es, "metadata", "namespace"), str_of(*es, "metadata", "name")), kube::Lane::fast);
       }
     }
@@ -584,13 +602,14 @@ class EngineImpl final : public Engine {
     auto ps_key = [](const ObjectPtr& o) {
       return key("ps", str_of(*o, "metadata", "namespace"), str_of(*o, "metadata", "name"));
     };
-    kube_.ps().set_handlers(kube::InformerHandlers{
-        [this, ps_key](const ObjectPtr& o) { queue_->add(ps_key(o), kube::Lane::fast); },
-        [this, ps_key](const ObjectPtr& old, const ObjectPtr& now) {
-          if (trigger_fingerprint(*old) != trigger_fingerprint(*now)) queue_->add(ps_key(now), kube::Lane::fast);
-        },
-        [this, ps_key](const ObjectPtr& o) { queue_->add(ps_key(o), kube::Lane::fast); },
-        {}});
+    kube_.ps().set_handlers(
+        kube::InformerHandlers{[this, ps_key](const ObjectPtr& o) { queue_->add(ps_key(o), kube::Lane::fast); },
+                               [this, ps_key](const ObjectPtr& old, const ObjectPtr& now) {
+                                 if (trigger_fingerprint(*old) != trigger_fingerprint(*now))
+                                   queue_->add(ps_key(now), kube::Lane::fast);
+                               },
+                               [this, ps_key](const ObjectPtr& o) { queue_->add(ps_key(o), kube::Lane::fast); },
+                               {}});
   }
 
   // SecretStores and ClusterSecretStores: an edited store queues its users.
@@ -604,12 +623,16 @@ class EngineImpl final : public Engine {
       providers_.forget_health(id);
       for (const auto& k : parking_.release(id)) queue_->add(k, kube::Lane::normal);
     };
-    kube_.ss().set_handlers(kube::InformerHandlers{
-        {}, [this](const ObjectPtr&, const ObjectPtr& now) { enqueue_store_users(*now, false); },
-        [store_gone](const ObjectPtr& o) { store_gone(o, false); }, {}});
-    kube_.css().set_handlers(kube::InformerHandlers{
-        {}, [this](const ObjectPtr&, const ObjectPtr& now) { enqueue_store_users(*now, true); },
-        [store_gone](const ObjectPtr& o) { store_gone(o, true); }, {}});
+    kube_.ss().set_handlers(
+        kube::InformerHandlers{{},
+                               [this](const ObjectPtr&, const ObjectPtr& now) { enqueue_store_users(*now, false); },
+                               [store_gone](const ObjectPtr& o) { store_gone(o, false); },
+                               {}});
+    kube_.css().set_handlers(
+        kube::InformerHandlers{{},
+                               [this](const ObjectPtr&, const ObjectPtr& now) { enqueue_store_users(*now, true); },
+                               [store_gone](const ObjectPtr& o) { store_gone(o, true); },
+                               {}});
   }
 
   // Managed and unmanaged (source) Secrets.
@@ -622,11 +645,13 @@ class EngineImpl final : public Engine {
       for (const auto& w : push_rec_.readers_of(ns, name)) queue_->add("ps|" + w, kube::Lane::fast);
       if (data_changed) enqueue_workloads(ns, name);
     };
-    kube_.secrets().set_handlers(kube::InformerHandlers{
-        [this, secret_event](const ObjectPtr& o) { secret_event(o, synced_.load()); },
-        [secret_event](const ObjectPtr& old, const ObjectPtr& now) { secret_event(now, secret_data_changed(*old, *now)); },
-        [secret_event](const ObjectPtr& o) { secret_event(o, false); },
-        {}});
+    kube_.secrets().set_handlers(
+        kube::InformerHandlers{[this, secret_event](const ObjectPtr& o) { secret_event(o, synced_.load()); },
+                               [secret_event](const ObjectPtr& old, const ObjectPtr& now) {
+                                 secret_event(now, secret_data_changed(*old, *now));
+                               },
+                               [secret_event](const ObjectPtr& o) { secret_event(o, false); },
+                               {}});
     // Unmanaged Secrets: only PushSecrets reading them care (no rollout
     // restarts for Secrets rootseal does not manage).
     auto source_event = [this](const ObjectPtr& o) {
@@ -634,13 +659,12 @@ class EngineImpl final : public Engine {
       const std::string name(str_of(*o, "metadata", "name"));
       for (const auto& w : push_rec_.readers_of(ns, name)) queue_->add("ps|" + w, kube::Lane::fast);
     };
-    kube_.sources().set_handlers(kube::InformerHandlers{
-        [source_event](const ObjectPtr& o) { source_event(o); },
-        [source_event](const ObjectPtr& old, const ObjectPtr& now) {
-          if (secret_data_changed(*old, *now)) source_event(now);
-        },
-        [source_event](const ObjectPtr& o) { source_event(o); },
-        {}});
+    kube_.sources().set_handlers(kube::InformerHandlers{[source_event](const ObjectPtr& o) { source_event(o); },
+                                                        [source_event](const ObjectPtr& old, const ObjectPtr& now) {
+                                                          if (secret_data_changed(*old, *now)) source_event(now);
+                                                        },
+                                                        [source_event](const ObjectPtr& o) { source_event(o); },
+                                                        {}});
   }
 
   // Deployments, StatefulSets and DaemonSets (when rollouts are on): queued
@@ -651,18 +675,18 @@ class EngineImpl final : public Engine {
         return key("wl:" + std::string(reconcile::to_string(kind)), str_of(*o, "metadata", "namespace"),
                    str_of(*o, "metadata", "name"));
       };
-      return kube::InformerHandlers{
-          [this, k](const ObjectPtr& o) {
-            if (!str_of(*o, "metadata", "annotations", reconcile::kReloadAnnotation).empty()) queue_->add(k(o), kube::Lane::normal);
-          },
-          [this, k](const ObjectPtr& old, const ObjectPtr& now) {
-            if (str_of(*old, "metadata", "annotations", reconcile::kReloadAnnotation) !=
-                str_of(*now, "metadata", "annotations", reconcile::kReloadAnnotation)) {
-              queue_->add(k(now), kube::Lane::normal);
-            }
-          },
-          {},
-          {}};
+      return kube::InformerHandlers{[this, k](const ObjectPtr& o) {
+                                      if (!str_of(*o, "metadata", "annotations", reconcile::kReloadAnnotation).empty())
+                                        queue_->add(k(o), kube::Lane::normal);
+                                    },
+                                    [this, k](const ObjectPtr& old, const ObjectPtr& now) {
+                                      if (str_of(*old, "metadata", "annotations", reconcile::kReloadAnnotation) !=
+                                          str_of(*now, "metadata", "annotations", reconcile::kReloadAnnotation)) {
+                                        queue_->add(k(now), kube::Lane::normal);
+                                      }
+                                    },
+                                    {},
+                                    {}};
     };
     kube_.deploy()->set_handlers(wl(Resource::deployment));
     kube_.sts()->set_handlers(wl(Resource::stateful_set));
@@ -671,12 +695,15 @@ class EngineImpl final : public Engine {
 
   static kube::WorkOutcome outcome(const reconcile::ReconcileResult& r) {
     switch (r.kind) {
-      case reconcile::ReconcileResult::Kind::done: return kube::WorkOutcome::success();
-      case reconcile::ReconcileResult::Kind::retry: return kube::WorkOutcome::retry();
+      case reconcile::ReconcileResult::Kind::done:
+        return kube::WorkOutcome::success();
+      case reconcile::ReconcileResult::Kind::retry:
+        return kube::WorkOutcome::retry();
       case reconcile::ReconcileResult::Kind::requeue_now:
         return kube::WorkOutcome::requeue_after(kube::Duration(0), kube::Lane::fast);
       case reconcile::ReconcileResult::Kind::requeue_after:
-        return kube::WorkOutcome::requeue_after(std::chrono::duration_cast<kube::Duration>(r.after), kube::Lane::normal);
+        return kube::WorkOutcome::requeue_after(std::chrono::duration_cast<kube::Duration>(r.after),
+                                                kube::Lane::normal);
     }
     return kube::WorkOutcome::success();
   }
@@ -684,7 +711,8 @@ class EngineImpl final : public Engine {
   // A reconcile that asks for a retry while one of its stores backs off is
   // parked under that store (no per-key retry: the store's recovery re-queues
   // it with the others); the store's probe is queued for when its backoff ends.
-  kube::WorkOutcome after_store_call(const std::string& key, const ObjectPtr& object, const reconcile::ReconcileResult& r) {
+  kube::WorkOutcome after_store_call(const std::string& key, const ObjectPtr& object,
+                                     const reconcile::ReconcileResult& r) {
     if (r.kind == reconcile::ReconcileResult::Kind::retry && object) {
       for (const auto& store : engine::store_ids_of(*object)) {
         auto health = providers_.find_health(store);
@@ -698,7 +726,8 @@ class EngineImpl final : public Engine {
     for (const auto& store : parking_.probed_by(key)) {
       auto health = providers_.find_health(store);
       if (!health) continue;
-      if (auto next = parking_.probe_done(store, key, *health)) queue_->add_after(next->first, next->second, kube::Lane::normal);
+      if (auto next = parking_.probe_done(store, key, *health))
+        queue_->add_after(next->first, next->second, kube::Lane::normal);
     }
     return outcome(r);
   }
@@ -707,7 +736,8 @@ class EngineImpl final : public Engine {
   void store_recovered(const std::string& store) {
     const auto keys = parking_.release(store);
     for (const auto& k : keys) queue_->add(k, kube::Lane::normal);
-    if (cfg_.log) cfg_.log(false, "sync: store answers again", {{"store", store}, {"requeued", std::to_string(keys.size())}});
+    if (cfg_.log)
+      cfg_.log(false, "sync: store answers again", {{"store", store}, {"requeued", std::to_string(keys.size())}});
   }
 
   asio::awaitable<kube::WorkOutcome> handle(const kube::QueueItem& item) {
@@ -728,8 +758,10 @@ class EngineImpl final : public Engine {
       if (!cfg_.shards->granted(namespace_bucket(ns))) co_return kube::WorkOutcome::success();
       co_return kube::WorkOutcome::requeue_after(std::chrono::seconds(1), kube::Lane::normal);
     }
-    if (prefix == "es") co_return after_store_call(item.key, kube_.es().get(ns, name), co_await es_rec_.reconcile(ns, name));
-    if (prefix == "ps") co_return after_store_call(item.key, kube_.ps().get(ns, name), co_await push_rec_.reconcile(ns, name));
+    if (prefix == "es")
+      co_return after_store_call(item.key, kube_.es().get(ns, name), co_await es_rec_.reconcile(ns, name));
+    if (prefix == "ps")
+      co_return after_store_call(item.key, kube_.ps().get(ns, name), co_await push_rec_.reconcile(ns, name));
     if (prefix == "wl:Deployment") co_return outcome(co_await rollout_.reconcile(Resource::deployment, ns, name));
     if (prefix == "wl:StatefulSet") co_return outcome(co_await rollout_.reconcile(Resource::stateful_set, ns, name));
     if (prefix == "wl:DaemonSet") co_return outcome(co_await rollout_.reconcile(Resource::daemon_set, ns, name));
@@ -754,8 +786,9 @@ class EngineImpl final : public Engine {
 }  // namespace
 
 kms::Result<std::unique_ptr<Engine>> Engine::create(asio::any_io_executor ex, EngineConfig config) {
-  kms::Result<kube::KubeConfig> kc = config.kubeconfig.empty() ? kube::KubeConfig::in_cluster()
-                                                               : kube::KubeConfig::from_file(config.kubeconfig, config.context);
+  kms::Result<kube::KubeConfig> kc = config.kubeconfig.empty()
+                                         ? kube::KubeConfig::in_cluster()
+                                         : kube::KubeConfig::from_file(config.kubeconfig, config.context);
   if (!kc) return std::unexpected(kc.error());
   if (config.concurrency == 0) config.concurrency = 4 * std::max(1u, std::thread::hardware_concurrency());
   kube::ClientOptions co;

@@ -106,10 +106,16 @@ kms::Result<const H*> host_settings(const HostStoreConfig& host) {
 }  // namespace
 
 EngineProviders::EngineProviders(reconcile::KubeApi& api, ProviderFactory factory,
-                                 std::map<std::string, HostStoreConfig> host, std::filesystem::path credentials_directory,
-                                 std::chrono::seconds recheck, StoreHealthOptions health)
-    : api_(api), factory_(std::move(factory)), host_(std::move(host)), cred_dir_(std::move(credentials_directory)),
-      recheck_(recheck), health_options_(health), sa_tokens_(std::make_shared<ServiceAccountTokens>(api)) {}
+                                 std::map<std::string, HostStoreConfig> host,
+                                 std::filesystem::path credentials_directory, std::chrono::seconds recheck,
+                                 StoreHealthOptions health)
+    : api_(api),
+      factory_(std::move(factory)),
+      host_(std::move(host)),
+      cred_dir_(std::move(credentials_directory)),
+      recheck_(recheck),
+      health_options_(health),
+      sa_tokens_(std::make_shared<ServiceAccountTokens>(api)) {}
 
 ServiceAccountTokens::Key EngineProviders::token_key(const model::SecretStore& store,
                                                      const model::ServiceAccountRef& ref, std::string_view ns,
@@ -179,15 +185,15 @@ kms::Result<kms::SecureBytes> EngineProviders::read_credential(const CredentialR
   }
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return fail(Errc::permission_denied, std::string(what) + ": cannot open " + path.string());
-  struct stat st {};
+  struct stat st{};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
     return fail(Errc::invalid_argument, std::string(what) + ": " + path.string() + " is not a regular file");
   }
   if (ref.credential.empty() && (st.st_mode & 077) != 0) {
     ::close(fd);
-    return fail(Errc::permission_denied, std::string(what) + ": " + path.string() +
-                                             " is readable by group or others (chmod 600)");
+    return fail(Errc::permission_denied,
+                std::string(what) + ": " + path.string() + " is readable by group or others (chmod 600)");
   }
   if (st.st_size > (1 << 20)) {
     ::close(fd);
@@ -216,7 +222,8 @@ Task<kms::SecureBytes> EngineProviders::secret_key(const model::SecretKeyRef& re
   auto data = reconcile::secret_data(**obj);
   if (!data) co_return std::unexpected(data.error());
   auto it = data->find(ref.key);
-  if (it == data->end()) co_return fail(Errc::not_found, "credential Secret " + ns + "/" + ref.name + " has no key '" + ref.key + "'");
+  if (it == data->end())
+    co_return fail(Errc::not_found, "credential Secret " + ns + "/" + ref.name + " has no key '" + ref.key + "'");
   co_return std::move(it->second);
 }
 
@@ -224,7 +231,8 @@ Task<model::StringMap> EngineProviders::service_account_annotations(const Servic
   auto sa = co_await api_.service_account(key.ns, key.name);
   if (!sa) co_return std::unexpected(sa.error());
   if (!*sa) {
-    co_return fail(Errc::permission_denied, "serviceaccounts \"" + key.name + "\" not found (namespace " + key.ns + ")");
+    co_return fail(Errc::permission_denied,
+                   "serviceaccounts \"" + key.name + "\" not found (namespace " + key.ns + ")");
   }
   model::StringMap out;
   const auto* md = (*sa)->as_object().if_contains("metadata");
@@ -287,17 +295,20 @@ Task<StoreSpec> EngineProviders::azure_spec(const model::SecretStore& store, con
     auto key = token_key(store, z.service_account, ns, {}, 0);
     ROOTSEAL_CO_LET(ann, co_await service_account_annotations(key));
     if (const auto it = ann.find("azure.workload.identity/client-id"); it != ann.end()) {
-      if (!client_id.empty()) co_return fail(Errc::invalid_argument, "multiple clientID found. Check secretRef and serviceAccountRef");
+      if (!client_id.empty())
+        co_return fail(Errc::invalid_argument, "multiple clientID found. Check secretRef and serviceAccountRef");
       client_id = it->second;
     }
     if (client_id.empty()) {
-      co_return fail(Errc::permission_denied, "missing clientID: either serviceAccountRef or service account "
-                                              "annotation 'azure.workload.identity/client-id' is missing");
+      co_return fail(Errc::permission_denied,
+                     "missing clientID: either serviceAccountRef or service account "
+                     "annotation 'azure.workload.identity/client-id' is missing");
     }
     if (const auto it = ann.find("azure.workload.identity/tenant-id"); it != ann.end()) {
       if (!a.tenant_id.empty()) {
-        co_return fail(Errc::invalid_argument, "multiple tenantID found. Check secretRef, "
-                                               "'spec.provider.azurekv.tenantId', and serviceAccountRef");
+        co_return fail(Errc::invalid_argument,
+                       "multiple tenantID found. Check secretRef, "
+                       "'spec.provider.azurekv.tenantId', and serviceAccountRef");
       }
       a.tenant_id = it->second;
     }
@@ -413,7 +424,8 @@ Task<StoreSpec> EngineProviders::vault_spec(const model::SecretStore& store, con
     if (v.role_id.empty()) {
       auto r = co_await secret_key(a.role_id_ref, store_ns);
       if (!r) co_return std::unexpected(r.error());
-      v.role_id.assign(reinterpret_cast<const char*>(r->data()), r->size());  // a role id is an identifier, not a secret
+      v.role_id.assign(reinterpret_cast<const char*>(r->data()),
+                       r->size());  // a role id is an identifier, not a secret
     }
     auto s = co_await secret_key(a.secret_id_ref, store_ns);
     if (!s) co_return std::unexpected(s.error());
@@ -553,13 +565,17 @@ Task<StoreSpec> EngineProviders::conjur_spec(const model::SecretStore& store, st
 Task<StoreSpec> EngineProviders::spec_for(const model::SecretStore& store, std::string_view ns) {
   ROOTSEAL_CO_LET(host, reconcile::host_store_for(host_, store, ns));  // the one lookup of a host store
   switch (store.provider) {
-    case model::SecretStore::Provider::vault: co_return co_await vault_spec(store, host, ns);
-    case model::SecretStore::Provider::azurekv: co_return co_await azure_spec(store, host, ns);
-    case model::SecretStore::Provider::gcpsm: co_return co_await gcp_spec(store, host, ns);
+    case model::SecretStore::Provider::vault:
+      co_return co_await vault_spec(store, host, ns);
+    case model::SecretStore::Provider::azurekv:
+      co_return co_await azure_spec(store, host, ns);
+    case model::SecretStore::Provider::gcpsm:
+      co_return co_await gcp_spec(store, host, ns);
     case model::SecretStore::Provider::conjur:
       if (host != nullptr) co_return fail(Errc::invalid_argument, "conjur stores take no host credentials");
       co_return co_await conjur_spec(store, ns);
-    case model::SecretStore::Provider::aws: break;
+    case model::SecretStore::Provider::aws:
+      break;
   }
   co_return co_await aws_spec(store, host, ns);
 }
@@ -570,18 +586,17 @@ Task<std::shared_ptr<P>> EngineProviders::cached(std::map<std::string, CacheEntr
   // A ClusterSecretStore's host-credential check depends on the namespace.
   std::string id = store_id(store);
   // So does the ServiceAccount of a ClusterSecretStore whose serviceAccountRef names no namespace.
-  const bool referent =
-      (store.provider == model::SecretStore::Provider::vault && store.vault.auth.has_service_account &&
-       store.vault.auth.service_account.namespace_.empty()) ||
-      (store.provider == model::SecretStore::Provider::aws && store.aws.has_jwt &&
-       store.aws.jwt_service_account.namespace_.empty()) ||
-      (store.provider == model::SecretStore::Provider::azurekv && store.azurekv.workload_identity &&
-       store.azurekv.service_account.namespace_.empty()) ||
-      (store.provider == model::SecretStore::Provider::gcpsm &&
-       store.gcpsm.federation != model::GcpProviderSpec::Federation::none &&
-       store.gcpsm.service_account.namespace_.empty()) ||
-      (store.provider == model::SecretStore::Provider::conjur && store.conjur.has_service_account &&
-       store.conjur.service_account.namespace_.empty());
+  const bool referent = (store.provider == model::SecretStore::Provider::vault &&
+                         store.vault.auth.has_service_account && store.vault.auth.service_account.namespace_.empty()) ||
+                        (store.provider == model::SecretStore::Provider::aws && store.aws.has_jwt &&
+                         store.aws.jwt_service_account.namespace_.empty()) ||
+                        (store.provider == model::SecretStore::Provider::azurekv && store.azurekv.workload_identity &&
+                         store.azurekv.service_account.namespace_.empty()) ||
+                        (store.provider == model::SecretStore::Provider::gcpsm &&
+                         store.gcpsm.federation != model::GcpProviderSpec::Federation::none &&
+                         store.gcpsm.service_account.namespace_.empty()) ||
+                        (store.provider == model::SecretStore::Provider::conjur && store.conjur.has_service_account &&
+                         store.conjur.service_account.namespace_.empty());
   if (store.kind == model::StoreKind::cluster_secret_store && (!store.host_credentials.empty() || referent)) {
     id += "@" + std::string(ns);
   }
@@ -600,14 +615,16 @@ Task<std::shared_ptr<P>> EngineProviders::cached(std::map<std::string, CacheEntr
   {
     std::lock_guard lock(mu_);
     auto it = cache.find(id);
-    if (it != cache.end() && it->second.resource_version == store.meta.resource_version && it->second.fingerprint == fp) {
+    if (it != cache.end() && it->second.resource_version == store.meta.resource_version &&
+        it->second.fingerprint == fp) {
       it->second.checked = now;  // same store, same credentials: keep the provider (its login, token cache, limiter)
       co_return it->second.provider;
     }
   }
   kms::Result<std::shared_ptr<P>> p = make(std::move(*spec), health(store_id(store)));
   if (!p) {
-    co_return fail(p.error().code, std::string(model::to_string(store.kind)) + " \"" + store.meta.name + "\": " + p.error().message);
+    co_return fail(p.error().code,
+                   std::string(model::to_string(store.kind)) + " \"" + store.meta.name + "\": " + p.error().message);
   }
   std::lock_guard lock(mu_);
   cache[id] = CacheEntry<P>{store.meta.resource_version, fp, now, *p};
@@ -621,10 +638,11 @@ Task<std::shared_ptr<Provider>> EngineProviders::provider(const model::SecretSto
   co_return co_await cached<Provider>(cache_, store, ns, make);
 }
 
-Task<std::shared_ptr<PushProvider>> EngineProviders::push_provider(const model::SecretStore& store, std::string_view ns) {
+Task<std::shared_ptr<PushProvider>> EngineProviders::push_provider(const model::SecretStore& store,
+                                                                   std::string_view ns) {
   if (store.provider == model::SecretStore::Provider::vault || store.provider == model::SecretStore::Provider::conjur) {
-    co_return fail(Errc::invalid_argument, std::string(model::to_string(store.kind)) + " \"" + store.meta.name + "\": " +
-                                               std::string(model::to_string(store.provider)) +
+    co_return fail(Errc::invalid_argument, std::string(model::to_string(store.kind)) + " \"" + store.meta.name +
+                                               "\": " + std::string(model::to_string(store.provider)) +
                                                " is supported as a source only (push to: aws, azurekv, gcpsm)");
   }
   const auto make = [this](StoreSpec spec, std::shared_ptr<StoreHealth> h) {

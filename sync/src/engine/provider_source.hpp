@@ -30,8 +30,8 @@ namespace rootseal::sync::engine {
 class EngineProviders final : public reconcile::ProviderSource {
  public:
   EngineProviders(reconcile::KubeApi& api, ProviderFactory factory, std::map<std::string, HostStoreConfig> host,
-                  std::filesystem::path credentials_directory,
-                  std::chrono::seconds recheck = std::chrono::seconds(300), StoreHealthOptions health = {});
+                  std::filesystem::path credentials_directory, std::chrono::seconds recheck = std::chrono::seconds(300),
+                  StoreHealthOptions health = {});
 
   Task<std::shared_ptr<Provider>> provider(const model::SecretStore& store, std::string_view ns) override;
   Task<std::shared_ptr<PushProvider>> push_provider(const model::SecretStore& store, std::string_view ns) override;
@@ -120,7 +120,8 @@ class EngineProviders final : public reconcile::ProviderSource {
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<StoreHealth>> health_;
   std::map<std::string, CacheEntry<Provider>> cache_;
-  std::map<std::string, CacheEntry<PushProvider>> push_cache_;  // same rules: kept while store and credentials are unchanged
+  std::map<std::string, CacheEntry<PushProvider>>
+      push_cache_;                                   // same rules: kept while store and credentials are unchanged
   std::shared_ptr<ServiceAccountTokens> sa_tokens_;  // shared by every store's token source
 };
 

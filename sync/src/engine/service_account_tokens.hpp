@@ -27,7 +27,7 @@ class ServiceAccountTokens : public std::enable_shared_from_this<ServiceAccountT
     std::string ns;
     std::string name;
     std::vector<std::string> audiences;
-    std::int64_t expiration_seconds = 0;  // 0: the API server's default
+    std::int64_t expiration_seconds = 0;   // 0: the API server's default
     [[nodiscard]] std::string id() const;  // "ns/name aud,aud exp": names the key, holds no secret
   };
   using Clock = std::function<std::chrono::system_clock::time_point()>;

@@ -22,7 +22,8 @@ void add_ref(const json::value& ref, std::string_view ns, std::vector<std::strin
   const auto& o = ref.as_object();
   const auto name = str(o, "name");
   if (name.empty()) return;
-  std::string id = str(o, "kind") == "ClusterSecretStore" ? "ClusterSecretStore//" : "SecretStore/" + std::string(ns) + "/";
+  std::string id =
+      str(o, "kind") == "ClusterSecretStore" ? "ClusterSecretStore//" : "SecretStore/" + std::string(ns) + "/";
   id += name;
   if (std::find(out.begin(), out.end(), id) == out.end()) out.push_back(std::move(id));
 }
@@ -52,7 +53,8 @@ std::vector<std::string> store_ids_of(const json::value& object) {
   if (!object.is_object()) return out;
   const auto& o = object.as_object();
   std::string_view ns;
-  if (const auto* md = o.if_contains("metadata"); md != nullptr && md->is_object()) ns = str(md->as_object(), "namespace");
+  if (const auto* md = o.if_contains("metadata"); md != nullptr && md->is_object())
+    ns = str(md->as_object(), "namespace");
   if (const auto* spec = o.if_contains("spec")) walk(*spec, ns, out, 0);
   return out;
 }

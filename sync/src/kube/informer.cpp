@@ -26,7 +26,8 @@ constexpr auto kHealthyWatch = std::chrono::seconds(10);  // a watch that lived 
 
 std::shared_ptr<Informer> Informer::create(std::shared_ptr<KubeClient> client, GroupVersionResource gvr,
                                            InformerOptions options, InformerHandlers handlers) {
-  return std::shared_ptr<Informer>(new Informer(std::move(client), std::move(gvr), std::move(options), std::move(handlers)));
+  return std::shared_ptr<Informer>(
+      new Informer(std::move(client), std::move(gvr), std::move(options), std::move(handlers)));
 }
 
 Informer::Informer(std::shared_ptr<KubeClient> client, GroupVersionResource gvr, InformerOptions options,
@@ -234,7 +235,8 @@ asio::awaitable<void> Informer::run() {
     // Exponential with up to 50 % jitter, capped.
     const auto base = backoff;
     backoff = std::min(options_.backoff_max, backoff * 2);
-    return base + std::chrono::milliseconds(static_cast<std::int64_t>(static_cast<double>(base.count()) * 0.5 * jitter_fraction()));
+    return base + std::chrono::milliseconds(
+                      static_cast<std::int64_t>(static_cast<double>(base.count()) * 0.5 * jitter_fraction()));
   };
   bool need_list = true;
   bool listed = false;
@@ -248,7 +250,8 @@ asio::awaitable<void> Informer::run() {
           std::lock_guard lock(mu_);
           ++stats_.reconnects;
         }
-        if (relist_reason.empty() || relist_reason.starts_with("list failed")) relist_reason = "list failed: " + r.error().message;
+        if (relist_reason.empty() || relist_reason.starts_with("list failed"))
+          relist_reason = "list failed: " + r.error().message;
         co_await sleep(next_backoff());
         continue;
       }

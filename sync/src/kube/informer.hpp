@@ -54,14 +54,14 @@ struct InformerHandlers {
 };
 
 struct InformerOptions {
-  std::string ns;               // "" = all namespaces
+  std::string ns;  // "" = all namespaces
   std::string label_selector;
   std::string field_selector;
   std::uint32_t page_size = 500;
-  std::chrono::seconds watch_timeout{300};          // per watch request (server closes, we reopen)
-  std::chrono::milliseconds backoff_initial{200};   // reconnect backoff
-  std::chrono::milliseconds backoff_max{800};       // (+ up to 50 % jitter)
-  std::chrono::milliseconds reopen_floor{250};      // a cleanly ended watch is reopened no sooner after its start
+  std::chrono::seconds watch_timeout{300};         // per watch request (server closes, we reopen)
+  std::chrono::milliseconds backoff_initial{200};  // reconnect backoff
+  std::chrono::milliseconds backoff_max{800};      // (+ up to 50 % jitter)
+  std::chrono::milliseconds reopen_floor{250};     // a cleanly ended watch is reopened no sooner after its start
   // Called after each re-list (not the first list), with the reason; runs on
   // the informer's coroutine, must not block.
   std::function<void(std::string_view reason)> on_relist;
@@ -72,12 +72,12 @@ struct InformerOptions {
 };
 
 struct InformerStats {
-  std::uint64_t lists = 0;        // successful lists (1 at start + one per re-list)
-  std::uint64_t watches = 0;      // watch connections opened
-  std::uint64_t events = 0;       // ADDED/MODIFIED/DELETED applied
+  std::uint64_t lists = 0;    // successful lists (1 at start + one per re-list)
+  std::uint64_t watches = 0;  // watch connections opened
+  std::uint64_t events = 0;   // ADDED/MODIFIED/DELETED applied
   std::uint64_t bookmarks = 0;
-  std::uint64_t relists_gone = 0; // relists caused by 410
-  std::uint64_t reconnects = 0;   // watch restarts after a failure (with backoff)
+  std::uint64_t relists_gone = 0;  // relists caused by 410
+  std::uint64_t reconnects = 0;    // watch restarts after a failure (with backoff)
 };
 
 class Informer : public std::enable_shared_from_this<Informer> {

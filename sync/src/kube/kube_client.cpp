@@ -108,34 +108,56 @@ std::string object_key(const json::value& object) { return object_key(namespace_
 
 std::string_view to_string(Reason r) noexcept {
   switch (r) {
-    case Reason::unknown: return "Unknown";
-    case Reason::transport: return "Transport";
-    case Reason::bad_request: return "BadRequest";
-    case Reason::unauthorized: return "Unauthorized";
-    case Reason::forbidden: return "Forbidden";
-    case Reason::not_found: return "NotFound";
-    case Reason::method_not_allowed: return "MethodNotAllowed";
-    case Reason::already_exists: return "AlreadyExists";
-    case Reason::conflict: return "Conflict";
-    case Reason::gone: return "Gone";
-    case Reason::expired: return "Expired";
-    case Reason::unsupported_media: return "UnsupportedMediaType";
-    case Reason::invalid: return "Invalid";
-    case Reason::too_many_requests: return "TooManyRequests";
-    case Reason::internal_error: return "InternalError";
-    case Reason::service_unavailable: return "ServiceUnavailable";
-    case Reason::timeout: return "Timeout";
+    case Reason::unknown:
+      return "Unknown";
+    case Reason::transport:
+      return "Transport";
+    case Reason::bad_request:
+      return "BadRequest";
+    case Reason::unauthorized:
+      return "Unauthorized";
+    case Reason::forbidden:
+      return "Forbidden";
+    case Reason::not_found:
+      return "NotFound";
+    case Reason::method_not_allowed:
+      return "MethodNotAllowed";
+    case Reason::already_exists:
+      return "AlreadyExists";
+    case Reason::conflict:
+      return "Conflict";
+    case Reason::gone:
+      return "Gone";
+    case Reason::expired:
+      return "Expired";
+    case Reason::unsupported_media:
+      return "UnsupportedMediaType";
+    case Reason::invalid:
+      return "Invalid";
+    case Reason::too_many_requests:
+      return "TooManyRequests";
+    case Reason::internal_error:
+      return "InternalError";
+    case Reason::service_unavailable:
+      return "ServiceUnavailable";
+    case Reason::timeout:
+      return "Timeout";
   }
   return "Unknown";
 }
 
 std::string_view to_string(WatchEventType t) noexcept {
   switch (t) {
-    case WatchEventType::added: return "ADDED";
-    case WatchEventType::modified: return "MODIFIED";
-    case WatchEventType::deleted: return "DELETED";
-    case WatchEventType::bookmark: return "BOOKMARK";
-    case WatchEventType::error: return "ERROR";
+    case WatchEventType::added:
+      return "ADDED";
+    case WatchEventType::modified:
+      return "MODIFIED";
+    case WatchEventType::deleted:
+      return "DELETED";
+    case WatchEventType::bookmark:
+      return "BOOKMARK";
+    case WatchEventType::error:
+      return "ERROR";
   }
   return "ERROR";
 }
@@ -144,14 +166,22 @@ namespace {
 
 Reason reason_from_text(std::string_view s) {
   static constexpr std::pair<std::string_view, Reason> table[] = {
-      {"BadRequest", Reason::bad_request},        {"Unauthorized", Reason::unauthorized},
-      {"Forbidden", Reason::forbidden},           {"NotFound", Reason::not_found},
-      {"MethodNotAllowed", Reason::method_not_allowed}, {"AlreadyExists", Reason::already_exists},
-      {"Conflict", Reason::conflict},             {"Gone", Reason::gone},
-      {"Expired", Reason::expired},               {"UnsupportedMediaType", Reason::unsupported_media},
-      {"Invalid", Reason::invalid},               {"TooManyRequests", Reason::too_many_requests},
-      {"InternalError", Reason::internal_error},  {"ServiceUnavailable", Reason::service_unavailable},
-      {"Timeout", Reason::timeout},               {"ServerTimeout", Reason::timeout},
+      {"BadRequest", Reason::bad_request},
+      {"Unauthorized", Reason::unauthorized},
+      {"Forbidden", Reason::forbidden},
+      {"NotFound", Reason::not_found},
+      {"MethodNotAllowed", Reason::method_not_allowed},
+      {"AlreadyExists", Reason::already_exists},
+      {"Conflict", Reason::conflict},
+      {"Gone", Reason::gone},
+      {"Expired", Reason::expired},
+      {"UnsupportedMediaType", Reason::unsupported_media},
+      {"Invalid", Reason::invalid},
+      {"TooManyRequests", Reason::too_many_requests},
+      {"InternalError", Reason::internal_error},
+      {"ServiceUnavailable", Reason::service_unavailable},
+      {"Timeout", Reason::timeout},
+      {"ServerTimeout", Reason::timeout},
   };
   for (const auto& [text, r] : table)
     if (text == s) return r;
@@ -160,20 +190,34 @@ Reason reason_from_text(std::string_view s) {
 
 Reason reason_from_code(int code) {
   switch (code) {
-    case 400: return Reason::bad_request;
-    case 401: return Reason::unauthorized;
-    case 403: return Reason::forbidden;
-    case 404: return Reason::not_found;
-    case 405: return Reason::method_not_allowed;
-    case 409: return Reason::conflict;
-    case 410: return Reason::gone;
-    case 415: return Reason::unsupported_media;
-    case 422: return Reason::invalid;
-    case 429: return Reason::too_many_requests;
-    case 500: return Reason::internal_error;
-    case 503: return Reason::service_unavailable;
-    case 504: return Reason::timeout;
-    default: return Reason::unknown;
+    case 400:
+      return Reason::bad_request;
+    case 401:
+      return Reason::unauthorized;
+    case 403:
+      return Reason::forbidden;
+    case 404:
+      return Reason::not_found;
+    case 405:
+      return Reason::method_not_allowed;
+    case 409:
+      return Reason::conflict;
+    case 410:
+      return Reason::gone;
+    case 415:
+      return Reason::unsupported_media;
+    case 422:
+      return Reason::invalid;
+    case 429:
+      return Reason::too_many_requests;
+    case 500:
+      return Reason::internal_error;
+    case 503:
+      return Reason::service_unavailable;
+    case 504:
+      return Reason::timeout;
+    default:
+      return Reason::unknown;
   }
 }
 
@@ -185,7 +229,8 @@ std::string str_field(const json::object& o, std::string_view k) {
 ApiError from_status_object(int http_status, const json::object& st, std::chrono::seconds retry_after) {
   ApiError e;
   e.code = http_status;
-  if (const auto* c = st.if_contains("code"); c != nullptr && c->is_int64() && c->as_int64() > 0 && c->as_int64() < 1000)
+  if (const auto* c = st.if_contains("code");
+      c != nullptr && c->is_int64() && c->as_int64() > 0 && c->as_int64() < 1000)
     e.code = static_cast<int>(c->as_int64());
   e.reason_text = str_field(st, "reason");
   e.message = str_field(st, "message");
@@ -195,8 +240,8 @@ ApiError from_status_object(int http_status, const json::object& st, std::chrono
   if (const auto* d = st.if_contains("details"); d != nullptr && d->is_object()) {
     e.name = str_field(d->as_object(), "name");
     e.kind = str_field(d->as_object(), "kind");
-    if (const auto* ra = d->as_object().if_contains("retryAfterSeconds"); ra != nullptr && ra->is_int64() &&
-                                                                          retry_after.count() == 0)
+    if (const auto* ra = d->as_object().if_contains("retryAfterSeconds");
+        ra != nullptr && ra->is_int64() && retry_after.count() == 0)
       e.retry_after = std::chrono::seconds(std::clamp<std::int64_t>(ra->as_int64(), 0, 3600));
   }
   if (e.retry_after.count() == 0) e.retry_after = retry_after;
@@ -258,16 +303,27 @@ std::string ApiError::describe() const {
 kms::Error ApiError::to_error() const {
   kms::Errc c = kms::Errc::unavailable;
   switch (reason) {
-    case Reason::not_found: c = kms::Errc::not_found; break;
-    case Reason::already_exists: c = kms::Errc::already_exists; break;
-    case Reason::conflict: c = kms::Errc::conflict; break;
+    case Reason::not_found:
+      c = kms::Errc::not_found;
+      break;
+    case Reason::already_exists:
+      c = kms::Errc::already_exists;
+      break;
+    case Reason::conflict:
+      c = kms::Errc::conflict;
+      break;
     case Reason::unauthorized:
-    case Reason::forbidden: c = kms::Errc::permission_denied; break;
+    case Reason::forbidden:
+      c = kms::Errc::permission_denied;
+      break;
     case Reason::bad_request:
     case Reason::invalid:
     case Reason::unsupported_media:
-    case Reason::method_not_allowed: c = kms::Errc::invalid_argument; break;
-    default: break;
+    case Reason::method_not_allowed:
+      c = kms::Errc::invalid_argument;
+      break;
+    default:
+      break;
   }
   return kms::Error(c, "kubernetes: " + describe());
 }
@@ -374,7 +430,8 @@ class KubeClientImpl final : public KubeClient, public std::enable_shared_from_t
         ++result.pages;
         boost::system::error_code ec;
         json::value page = kms::parse_into(r->body.view(), sp, ec, parse_opts());
-        if (ec || !page.is_object()) co_return std::unexpected(ApiError::transport_error("list: the answer is not a JSON list"));
+        if (ec || !page.is_object())
+          co_return std::unexpected(ApiError::transport_error("list: the answer is not a JSON list"));
         auto& po = page.as_object();
         if (auto* items = po.if_contains("items"); items != nullptr && items->is_array()) {
           for (auto& it : items->as_array()) result.items.push_back(std::move(it));
@@ -404,7 +461,8 @@ class KubeClientImpl final : public KubeClient, public std::enable_shared_from_t
     add_query(target, first, "watch", "1");
     if (options.allow_bookmarks) add_query(target, first, "allowWatchBookmarks", "true");
     add_query(target, first, "resourceVersion", options.resource_version);
-    if (options.timeout.count() > 0) add_query(target, first, "timeoutSeconds", std::to_string(options.timeout.count()));
+    if (options.timeout.count() > 0)
+      add_query(target, first, "timeoutSeconds", std::to_string(options.timeout.count()));
     add_query(target, first, "labelSelector", options.label_selector);
     add_query(target, first, "fieldSelector", options.field_selector);
 
@@ -495,12 +553,21 @@ class KubeClientImpl final : public KubeClient, public std::enable_shared_from_t
     if (name.empty()) co_return std::unexpected(bad_call("patch: empty name"));
     std::string_view ctype;
     switch (type) {
-      case PatchType::merge: ctype = "application/merge-patch+json"; break;
-      case PatchType::json: ctype = "application/json-patch+json"; break;
-      case PatchType::apply: ctype = "application/apply-patch+yaml"; break;
-      case PatchType::strategic: ctype = "application/strategic-merge-patch+json"; break;
+      case PatchType::merge:
+        ctype = "application/merge-patch+json";
+        break;
+      case PatchType::json:
+        ctype = "application/json-patch+json";
+        break;
+      case PatchType::apply:
+        ctype = "application/apply-patch+yaml";
+        break;
+      case PatchType::strategic:
+        ctype = "application/strategic-merge-patch+json";
+        break;
     }
-    if (type == PatchType::json && !patch.is_array()) co_return std::unexpected(bad_call("JSON patch must be an array"));
+    if (type == PatchType::json && !patch.is_array())
+      co_return std::unexpected(bad_call("JSON patch must be an array"));
     if (type != PatchType::json && !patch.is_object()) co_return std::unexpected(bad_call("patch must be an object"));
     std::string target = gvr.path(ns_for(gvr, ns), name, subresource);
     write_query(target, options, type);
@@ -518,7 +585,8 @@ class KubeClientImpl final : public KubeClient, public std::enable_shared_from_t
       json::object o{{"kind", "DeleteOptions"}, {"apiVersion", "v1"}};
       if (!options.propagation_policy.empty()) o["propagationPolicy"] = options.propagation_policy;
       json::object pre;
-      if (!options.precondition_resource_version.empty()) pre["resourceVersion"] = options.precondition_resource_version;
+      if (!options.precondition_resource_version.empty())
+        pre["resourceVersion"] = options.precondition_resource_version;
       if (!options.precondition_uid.empty()) pre["uid"] = options.precondition_uid;
       if (!pre.empty()) o["preconditions"] = std::move(pre);
       body = json::serialize(o);
@@ -577,7 +645,8 @@ class KubeClientImpl final : public KubeClient, public std::enable_shared_from_t
         std::ifstream in(config_.token_file, std::ios::binary);
         if (!in) {
           if (file_token_.empty())
-            return kms::fail(kms::Errc::unavailable, "kubernetes: token file " + config_.token_file.string() + " cannot be read");
+            return kms::fail(kms::Errc::unavailable,
+                             "kubernetes: token file " + config_.token_file.string() + " cannot be read");
         } else {
           net::SecureBuffer buf;
           char chunk[1024];
@@ -613,8 +682,8 @@ class KubeClientImpl final : public KubeClient, public std::enable_shared_from_t
     co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
 
-  asio::awaitable<KubeResult<NetResponse>> send(http::verb verb, std::string_view target,
-                                                  std::string_view content_type, std::string_view body) {
+  asio::awaitable<KubeResult<NetResponse>> send(http::verb verb, std::string_view target, std::string_view content_type,
+                                                std::string_view body) {
     for (int attempt = 0;; ++attempt) {
       co_await throttle();
       auto auth = authorization();

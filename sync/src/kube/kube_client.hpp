@@ -51,16 +51,16 @@ namespace json = boost::json;
 // Configuration
 
 struct KubeConfig {
-  std::string server;                   // "https://host:port" (or "http://..." for tests)
-  std::string ca_pem;                   // PEM bundle for the server; empty = system roots
+  std::string server;  // "https://host:port" (or "http://..." for tests)
+  std::string ca_pem;  // PEM bundle for the server; empty = system roots
   bool insecure_skip_tls_verify = false;
-  std::string tls_server_name;          // SNI / verification name override; empty = host of `server`
-  kms::SecureBytes bearer_token;        // static token (kubeconfig `token`)
-  std::filesystem::path token_file;     // re-read every minute (projected service-account tokens rotate)
-  std::string client_cert_pem;          // client certificate chain (PEM)
-  kms::SecureBytes client_key_pem;      // its private key (PEM)
-  std::string default_namespace;        // context namespace, or the service account's; "default" if none
-  std::string context_name;             // the context used ("" in-cluster)
+  std::string tls_server_name;       // SNI / verification name override; empty = host of `server`
+  kms::SecureBytes bearer_token;     // static token (kubeconfig `token`)
+  std::filesystem::path token_file;  // re-read every minute (projected service-account tokens rotate)
+  std::string client_cert_pem;       // client certificate chain (PEM)
+  kms::SecureBytes client_key_pem;   // its private key (PEM)
+  std::string default_namespace;     // context namespace, or the service account's; "default" if none
+  std::string context_name;          // the context used ("" in-cluster)
 
   KubeConfig() = default;
   KubeConfig(KubeConfig&&) noexcept = default;
@@ -100,12 +100,12 @@ struct GroupVersionResource {
 };
 
 // Well-known resources.
-const GroupVersionResource& secrets_gvr();      // core/v1 secrets (sensitive)
-const GroupVersionResource& namespaces_gvr();   // core/v1 namespaces (cluster-scoped)
+const GroupVersionResource& secrets_gvr();          // core/v1 secrets (sensitive)
+const GroupVersionResource& namespaces_gvr();       // core/v1 namespaces (cluster-scoped)
 const GroupVersionResource& serviceaccounts_gvr();  // core/v1 serviceaccounts (their token subresource)
-const GroupVersionResource& configmaps_gvr();   // core/v1 configmaps (templateFrom sources)
-const GroupVersionResource& events_gvr();       // core/v1 events
-const GroupVersionResource& deployments_gvr();  // apps/v1
+const GroupVersionResource& configmaps_gvr();       // core/v1 configmaps (templateFrom sources)
+const GroupVersionResource& events_gvr();           // core/v1 events
+const GroupVersionResource& deployments_gvr();      // apps/v1
 const GroupVersionResource& statefulsets_gvr();
 const GroupVersionResource& daemonsets_gvr();
 
@@ -114,32 +114,32 @@ const GroupVersionResource& daemonsets_gvr();
 
 enum class Reason {
   unknown,
-  transport,          // no HTTP answer: connect/TLS failure, timeout, connection lost, unparsable body
-  bad_request,        // 400
-  unauthorized,       // 401
-  forbidden,          // 403
-  not_found,          // 404
-  method_not_allowed, // 405
-  already_exists,     // 409 AlreadyExists
-  conflict,           // 409 Conflict
-  gone,               // 410 Gone (e.g. an expired continue token)
-  expired,            // 410 Expired ("too old resource version")
-  unsupported_media,  // 415
-  invalid,            // 422
-  too_many_requests,  // 429 (see retry_after)
-  internal_error,     // 500
-  service_unavailable,// 503
-  timeout,            // 504 / Timeout / ServerTimeout
+  transport,            // no HTTP answer: connect/TLS failure, timeout, connection lost, unparsable body
+  bad_request,          // 400
+  unauthorized,         // 401
+  forbidden,            // 403
+  not_found,            // 404
+  method_not_allowed,   // 405
+  already_exists,       // 409 AlreadyExists
+  conflict,             // 409 Conflict
+  gone,                 // 410 Gone (e.g. an expired continue token)
+  expired,              // 410 Expired ("too old resource version")
+  unsupported_media,    // 415
+  invalid,              // 422
+  too_many_requests,    // 429 (see retry_after)
+  internal_error,       // 500
+  service_unavailable,  // 503
+  timeout,              // 504 / Timeout / ServerTimeout
 };
 std::string_view to_string(Reason r) noexcept;
 
 struct ApiError {
-  int code = 0;                 // HTTP status; 0 = no HTTP answer
+  int code = 0;  // HTTP status; 0 = no HTTP answer
   Reason reason = Reason::unknown;
-  std::string reason_text;      // Status.reason as sent ("Conflict"), or "" for transport errors
-  std::string message;          // Status.message or a transport description; safe to show
-  std::string name;             // Status.details.name
-  std::string kind;             // Status.details.kind
+  std::string reason_text;              // Status.reason as sent ("Conflict"), or "" for transport errors
+  std::string message;                  // Status.message or a transport description; safe to show
+  std::string name;                     // Status.details.name
+  std::string kind;                     // Status.details.kind
   std::chrono::seconds retry_after{0};  // from Retry-After or details.retryAfterSeconds
 
   [[nodiscard]] bool is_not_found() const noexcept { return reason == Reason::not_found; }
@@ -173,16 +173,16 @@ using KubeResult = std::expected<T, ApiError>;
 // them bitwise into the frame and destroys them twice). Their string_views
 // must stay valid until the call completes.
 struct ListOptions {
-  std::string_view label_selector;  // "a=b,c!=d"
-  std::string_view field_selector;  // "metadata.name=x"
-  std::uint32_t page_size = 500;    // ?limit= per page; 0 = no limit (one page)
+  std::string_view label_selector;    // "a=b,c!=d"
+  std::string_view field_selector;    // "metadata.name=x"
+  std::uint32_t page_size = 500;      // ?limit= per page; 0 = no limit (one page)
   std::string_view resource_version;  // "" = most recent (quorum read)
 };
 
 struct ListResult {
-  json::array items;               // all pages; storage is locked memory for sensitive resources
-  std::string resource_version;    // the list's metadata.resourceVersion (watch from here)
-  std::size_t pages = 0;           // requests made
+  json::array items;             // all pages; storage is locked memory for sensitive resources
+  std::string resource_version;  // the list's metadata.resourceVersion (watch from here)
+  std::size_t pages = 0;         // requests made
 };
 
 struct WatchOptions {
@@ -206,16 +206,16 @@ struct WatchEvent {
 using WatchHandler = std::function<bool(WatchEvent&& event)>;
 
 enum class PatchType {
-  merge,  // application/merge-patch+json (RFC 7386)
-  json,   // application/json-patch+json (RFC 6902)
-  apply,  // application/apply-patch+yaml: server-side apply (JSON is YAML); needs field_manager
+  merge,      // application/merge-patch+json (RFC 7386)
+  json,       // application/json-patch+json (RFC 6902)
+  apply,      // application/apply-patch+yaml: server-side apply (JSON is YAML); needs field_manager
   strategic,  // application/strategic-merge-patch+json (built-in kinds only)
 };
 
 struct WriteOptions {
   std::string_view field_manager;  // ?fieldManager=; empty = the client's default
-  bool force = false;         // apply only: take ownership of conflicting fields
-  bool dry_run = false;       // ?dryRun=All
+  bool force = false;              // apply only: take ownership of conflicting fields
+  bool dry_run = false;            // ?dryRun=All
 };
 
 struct DeleteOptions {
@@ -228,7 +228,7 @@ static_assert(std::is_trivially_copyable_v<ListOptions> && std::is_trivially_cop
               std::is_trivially_copyable_v<WriteOptions> && std::is_trivially_copyable_v<DeleteOptions>);
 
 struct ClientOptions {
-  double qps = 50.0;              // client-side limit (client-go's --kube-api-qps)
+  double qps = 50.0;  // client-side limit (client-go's --kube-api-qps)
   std::size_t burst = 100;
   std::chrono::milliseconds request_timeout{30'000};  // per request (not watch streams)
   std::chrono::milliseconds connect_timeout{10'000};
@@ -289,8 +289,8 @@ class KubeClient {
                                                           const json::value& object,
                                                           const WriteOptions& options = {}) = 0;
   // PUT to /status: only .status is taken (same concurrency rule).
-  virtual asio::awaitable<KubeResult<json::value>> update_status(const GroupVersionResource& gvr,
-                                                                 std::string_view ns, const json::value& object,
+  virtual asio::awaitable<KubeResult<json::value>> update_status(const GroupVersionResource& gvr, std::string_view ns,
+                                                                 const json::value& object,
                                                                  const WriteOptions& options = {}) = 0;
   // PATCH the object (or `subresource`, e.g. "status").
   virtual asio::awaitable<KubeResult<json::value>> patch(const GroupVersionResource& gvr, std::string_view ns,
@@ -299,8 +299,7 @@ class KubeClient {
                                                          std::string_view subresource = {}) = 0;
   // DELETE; returns the answer (the object being deleted, or a Status).
   virtual asio::awaitable<KubeResult<json::value>> remove(const GroupVersionResource& gvr, std::string_view ns,
-                                                          std::string_view name,
-                                                          const DeleteOptions& options = {}) = 0;
+                                                          std::string_view name, const DeleteOptions& options = {}) = 0;
 };
 
 // Small accessors for objects (empty string_view when absent).

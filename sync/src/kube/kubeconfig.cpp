@@ -52,8 +52,10 @@ kms::Result<std::string> read_public(const fs::path& file, std::string_view what
 
 // Trims trailing whitespace/newlines (token files end with "\n").
 std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n' || s.front() == '\r')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t'))
+    s.remove_suffix(1);
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n' || s.front() == '\r'))
+    s.remove_prefix(1);
   return s;
 }
 
@@ -96,8 +98,9 @@ kms::Result<YAML::Node> named_entry(const YAML::Node& root, const char* list, co
       return body;
     }
   }
-  return kms::fail(kms::Errc::invalid_argument, origin + ": " + std::string(list).substr(0, std::string(list).size() - 1) +
-                                                    " '" + name + "' is not defined");
+  return kms::fail(
+      kms::Errc::invalid_argument,
+      origin + ": " + std::string(list).substr(0, std::string(list).size() - 1) + " '" + name + "' is not defined");
 }
 
 kms::Result<bool> parse_bool(const YAML::Node& map, const char* key, const std::string& where) {
@@ -129,7 +132,8 @@ kms::Result<YAML::Node> load_yaml(std::string_view yaml, const std::string& orig
     return kms::fail(kms::Errc::invalid_argument, origin + ": not valid YAML (line " + std::to_string(e.mark.line + 1) +
                                                       ", column " + std::to_string(e.mark.column + 1) + ")");
   }
-  if (!root || !root.IsMap()) return kms::fail(kms::Errc::invalid_argument, origin + ": not a kubeconfig (expected a map)");
+  if (!root || !root.IsMap())
+    return kms::fail(kms::Errc::invalid_argument, origin + ": not a kubeconfig (expected a map)");
   return root;
 }
 
@@ -205,7 +209,8 @@ kms::Result<void> read_user_token(const YAML::Node& user, const std::string& uwh
     // Fail now rather than at the first request.
     net::SecureBuffer t;
     ROOTSEAL_TRY_ASSIGN(t, read_secure(cfg.token_file, uwhere + ".tokenFile"));
-    if (trim(t.view()).empty()) return kms::fail(kms::Errc::invalid_argument, uwhere + ".tokenFile " + cfg.token_file.string() + " is empty");
+    if (trim(t.view()).empty())
+      return kms::fail(kms::Errc::invalid_argument, uwhere + ".tokenFile " + cfg.token_file.string() + " is empty");
   }
   return {};
 }
@@ -241,9 +246,13 @@ kms::Result<void> read_user(const YAML::Node& root, const std::string& user_name
   YAML::Node user;
   ROOTSEAL_TRY_ASSIGN(user, named_entry(root, "users", "user", user_name, origin));
   const std::string uwhere = origin + ": user '" + user_name + "'";
-  if (user["exec"]) return kms::fail(kms::Errc::invalid_argument, uwhere + ": exec credential plugins are not supported; use a token, tokenFile or client certificate");
+  if (user["exec"])
+    return kms::fail(
+        kms::Errc::invalid_argument,
+        uwhere + ": exec credential plugins are not supported; use a token, tokenFile or client certificate");
   if (user["auth-provider"])
-    return kms::fail(kms::Errc::invalid_argument, uwhere + ": auth-provider is not supported; use a token, tokenFile or client certificate");
+    return kms::fail(kms::Errc::invalid_argument,
+                     uwhere + ": auth-provider is not supported; use a token, tokenFile or client certificate");
   if (user["username"] || user["password"])
     return kms::fail(kms::Errc::invalid_argument, uwhere + ": basic authentication is not supported");
   ROOTSEAL_TRY(read_user_token(user, uwhere, base_dir, cfg));
@@ -276,8 +285,8 @@ kms::Result<KubeConfig> KubeConfig::from_file(const fs::path& file, std::string_
 // The kubeconfig schema read top to bottom (context, cluster, user), each
 // error naming its field. yaml-cpp throws on structures it cannot index; that
 // is one message for the whole document.
-kms::Result<KubeConfig> KubeConfig::from_yaml(std::string_view yaml, const fs::path& base_dir,
-                                              std::string_view context, std::string_view origin_view) {
+kms::Result<KubeConfig> KubeConfig::from_yaml(std::string_view yaml, const fs::path& base_dir, std::string_view context,
+                                              std::string_view origin_view) {
   const std::string origin(origin_view);
   YAML::Node root;
   ROOTSEAL_TRY_ASSIGN(root, load_yaml(yaml, origin));
@@ -307,7 +316,9 @@ kms::Result<KubeConfig> KubeConfig::in_cluster(const fs::path& sa_dir) {
   cfg.token_file = sa_dir / "token";
   net::SecureBuffer t;
   ROOTSEAL_TRY_ASSIGN(t, read_secure(cfg.token_file, "in-cluster service-account token"));
-  if (trim(t.view()).empty()) return kms::fail(kms::Errc::invalid_argument, "in-cluster service-account token " + cfg.token_file.string() + " is empty");
+  if (trim(t.view()).empty())
+    return kms::fail(kms::Errc::invalid_argument,
+                     "in-cluster service-account token " + cfg.token_file.string() + " is empty");
   ROOTSEAL_TRY_ASSIGN(cfg.ca_pem, read_public(sa_dir / "ca.crt", "in-cluster CA"));
   std::error_code ec;
   if (fs::exists(sa_dir / "namespace", ec)) {

@@ -30,8 +30,11 @@ void ManualClock::advance(Duration d) noexcept {
 }
 
 TokenBucket::TokenBucket(double qps, std::size_t burst, std::shared_ptr<const Clock> clock)
-    : qps_(qps), burst_(std::max<std::size_t>(burst, 1)), clock_(std::move(clock)),
-      tokens_(static_cast<double>(burst_)), last_(clock_->now()) {}
+    : qps_(qps),
+      burst_(std::max<std::size_t>(burst, 1)),
+      clock_(std::move(clock)),
+      tokens_(static_cast<double>(burst_)),
+      last_(clock_->now()) {}
 
 void TokenBucket::refill(TimePoint now) {
   if (now <= last_) return;

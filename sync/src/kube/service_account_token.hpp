@@ -20,7 +20,7 @@
 namespace rootseal::sync::kube {
 
 struct ServiceAccountToken {
-  kms::SecureBytes token;                          // the JWT
+  kms::SecureBytes token;                         // the JWT
   std::chrono::system_clock::time_point expires;  // status.expirationTimestamp
 };
 

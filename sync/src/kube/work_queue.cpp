@@ -156,11 +156,7 @@ std::shared_ptr<WorkQueue> WorkQueue::create(asio::any_io_executor ex, WorkQueue
 }
 
 WorkQueue::WorkQueue(asio::any_io_executor ex, WorkQueueOptions options, std::shared_ptr<const Clock> clock)
-    : ex_(ex),
-      strand_(asio::make_strand(ex)),
-      options_(options),
-      state_(options_, std::move(clock)),
-      timer_(strand_) {}
+    : ex_(ex), strand_(asio::make_strand(ex)), options_(options), state_(options_, std::move(clock)), timer_(strand_) {}
 
 WorkQueue::~WorkQueue() = default;
 
@@ -279,8 +275,8 @@ asio::awaitable<std::optional<QueueItem>> WorkQueue::get() {
   // destructor is trivial.
   auto initiation = [queue = this](auto handler) {
     // Keep the caller's executor busy while it waits, as an Asio operation would.
-    asio::any_io_executor ex = asio::prefer(asio::get_associated_executor(handler, queue->ex_),
-                                            asio::execution::outstanding_work.tracked);
+    asio::any_io_executor ex =
+        asio::prefer(asio::get_associated_executor(handler, queue->ex_), asio::execution::outstanding_work.tracked);
     queue->async_get(Waiter{std::move(handler), std::move(ex)});
   };
   co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::optional<QueueItem>)>(
@@ -360,8 +356,7 @@ asio::awaitable<void> WorkQueue::run(Handler handler, std::size_t workers) {
 
 WorkQueue::Stats WorkQueue::stats() const {
   std::lock_guard lock(mu_);
-  return Stats{state_.len(Lane::fast), state_.len(Lane::normal), state_.delayed(), state_.processing(),
-               processed_};
+  return Stats{state_.len(Lane::fast), state_.len(Lane::normal), state_.delayed(), state_.processing(), processed_};
 }
 
 }  // namespace rootseal::sync::kube

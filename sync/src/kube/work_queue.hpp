@@ -54,7 +54,7 @@ struct WorkQueueOptions {
   Duration max_delay = std::chrono::seconds(1000);     // backoff cap
   double qps = 10.0;                                   // overall retry bucket (<= 0: none)
   std::size_t burst = 100;
-  std::size_t workers = 0;                             // run(): 0 = 4 per hardware thread, at least 4
+  std::size_t workers = 0;  // run(): 0 = 4 per hardware thread, at least 4
 };
 
 struct QueueItem {
@@ -117,10 +117,10 @@ class QueueState {
   std::uint64_t next_seq_ = 0;
   std::deque<Entry> lanes_[2];
   std::size_t lane_count_[2] = {0, 0};
-  std::unordered_map<std::string, Dirty> dirty_;        // queued or re-added while processing
-  std::size_t dirty_processing_ = 0;                    // dirty keys that are also processing (not in a lane)
+  std::unordered_map<std::string, Dirty> dirty_;  // queued or re-added while processing
+  std::size_t dirty_processing_ = 0;              // dirty keys that are also processing (not in a lane)
   std::unordered_set<std::string> processing_;
-  std::unordered_map<std::string, Waiting> waiting_;    // add_after, earliest time per key
+  std::unordered_map<std::string, Waiting> waiting_;  // add_after, earliest time per key
   std::priority_queue<HeapEntry, std::vector<HeapEntry>, std::greater<>> heap_;
   bool shutting_down_ = false;
 };
@@ -132,9 +132,9 @@ struct WorkOutcome {
   Duration after{0};
   Lane lane = Lane::normal;
 
-  static WorkOutcome success() { return {}; }                      // forget(key)
+  static WorkOutcome success() { return {}; }                                      // forget(key)
   static WorkOutcome retry() { return {Kind::retry, Duration{0}, Lane::normal}; }  // add_rate_limited
-  static WorkOutcome requeue_after(Duration d, Lane lane = Lane::normal) {  // forget + add_after
+  static WorkOutcome requeue_after(Duration d, Lane lane = Lane::normal) {         // forget + add_after
     return {Kind::requeue_after, d, lane};
   }
 };

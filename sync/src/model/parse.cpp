@@ -24,29 +24,42 @@ std::string_view to_string(StoreKind k) noexcept {
 }
 std::string_view to_string(CreationPolicy p) noexcept {
   switch (p) {
-    case CreationPolicy::owner: return "Owner";
-    case CreationPolicy::orphan: return "Orphan";
-    case CreationPolicy::merge: return "Merge";
-    case CreationPolicy::none: return "None";
-    case CreationPolicy::create_or_merge: return "CreateOrMerge";
+    case CreationPolicy::owner:
+      return "Owner";
+    case CreationPolicy::orphan:
+      return "Orphan";
+    case CreationPolicy::merge:
+      return "Merge";
+    case CreationPolicy::none:
+      return "None";
+    case CreationPolicy::create_or_merge:
+      return "CreateOrMerge";
   }
   return "?";
 }
 std::string_view to_string(SecretStore::Provider p) noexcept {
   switch (p) {
-    case SecretStore::Provider::vault: return "vault";
-    case SecretStore::Provider::aws: return "aws";
-    case SecretStore::Provider::azurekv: return "azurekv";
-    case SecretStore::Provider::gcpsm: return "gcpsm";
-    case SecretStore::Provider::conjur: return "conjur";
+    case SecretStore::Provider::vault:
+      return "vault";
+    case SecretStore::Provider::aws:
+      return "aws";
+    case SecretStore::Provider::azurekv:
+      return "azurekv";
+    case SecretStore::Provider::gcpsm:
+      return "gcpsm";
+    case SecretStore::Provider::conjur:
+      return "conjur";
   }
   return "?";
 }
 std::string_view to_string(DeletionPolicy p) noexcept {
   switch (p) {
-    case DeletionPolicy::retain: return "Retain";
-    case DeletionPolicy::delete_: return "Delete";
-    case DeletionPolicy::merge: return "Merge";
+    case DeletionPolicy::retain:
+      return "Retain";
+    case DeletionPolicy::delete_:
+      return "Delete";
+    case DeletionPolicy::merge:
+      return "Merge";
   }
   return "?";
 }
@@ -186,7 +199,8 @@ bool valid_object_name(std::string_view s) {
 bool valid_secret_key(std::string_view s) {
   if (s.empty() || s.size() > 253 || s == "." || s == "..") return false;
   return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+           c == '_';
   });
 }
 
@@ -407,7 +421,6 @@ Result<std::optional<StoreRef>> item_store(const Obj& item, const std::string& p
   return store;
 }
 
-
 // spec.data[]: one Secret key per remote reference.
 Result<void> parse_data(const Obj& spec, ExternalSecret& es) {
   return for_each_item(spec, "data", [&es](const Obj& item, const std::string& path) -> Result<void> {
@@ -595,7 +608,8 @@ Result<ServiceAccountRef> service_account_ref(const Obj& o, StoreKind kind, cons
   ROOTSEAL_TRY_ASSIGN(r.namespace_, str_or(o, "namespace", ""));
   ROOTSEAL_TRY_ASSIGN(r.audiences, str_list(o, "audiences"));
   if (kind == StoreKind::secret_store) {
-    if (!r.namespace_.empty() && r.namespace_ != own_ns) return bad(o.at("namespace"), std::string(kMsgServiceAccountNamespace));
+    if (!r.namespace_.empty() && r.namespace_ != own_ns)
+      return bad(o.at("namespace"), std::string(kMsgServiceAccountNamespace));
     r.namespace_ = own_ns;
   }
   return r;
@@ -664,14 +678,17 @@ Result<void> parse_vault_jwt_auth(const Obj& auth, SecretStore& s) {
       }
       if (const auto* e = kt->get("expirationSeconds"); e != nullptr) {
         if (!e->is_int64() && !e->is_uint64()) return bad(kt->at("expirationSeconds"), "must be an integer");
-        const auto v = e->is_int64() ? e->as_int64() : static_cast<std::int64_t>(std::min<std::uint64_t>(e->as_uint64(), 1ull << 40));
+        const auto v = e->is_int64() ? e->as_int64()
+                                     : static_cast<std::int64_t>(std::min<std::uint64_t>(e->as_uint64(), 1ull << 40));
         if (v < 600 || v > (std::int64_t{1} << 32)) {
           return bad(kt->at("expirationSeconds"), "must be between 600 (Kubernetes' minimum) and 2^32");
         }
         a.token_expiration_seconds = v;
       }
     } else {
-      return bad(jwt->path, "neither `secretRef` nor `kubernetesServiceAccountToken` was supplied as token source for jwt authentication");
+      return bad(jwt->path,
+                 "neither `secretRef` nor `kubernetesServiceAccountToken` was supplied as token source for jwt "
+                 "authentication");
     }
   }
   return {};
@@ -686,7 +703,8 @@ Result<void> parse_vault(const Obj& v, SecretStore& s) {
   ROOTSEAL_TRY_ASSIGN(out.path, str_or(v, "path", ""));
   ROOTSEAL_TRY_ASSIGN(out.version, enum_field(v, "version", std::string("v2"), {{"v2", std::string("v2")}}));
   ROOTSEAL_TRY_ASSIGN(out.namespace_, str_or(v, "namespace", ""));
-  ROOTSEAL_TRY(unsupported(v, {"caProvider", "tls", "headers", "checkAndSet", "forwardInconsistent", "readYourWrites"}));
+  ROOTSEAL_TRY(
+      unsupported(v, {"caProvider", "tls", "headers", "checkAndSet", "forwardInconsistent", "readYourWrites"}));
   ROOTSEAL_LET(ca, opt_str(v, "caBundle"));
   if (ca && !ca->empty()) {
     auto pem = kms::base64_decode(*ca);
@@ -802,7 +820,8 @@ Result<void> parse_aws(const Obj& a, SecretStore& s) {
     const auto* w = sm->get("recoveryWindowInDays");
     if (w != nullptr) {
       if (!w->is_int64() && !w->is_uint64()) return bad(sm->at("recoveryWindowInDays"), "must be an integer");
-      const auto days = w->is_int64() ? w->as_int64() : static_cast<std::int64_t>(std::min<std::uint64_t>(w->as_uint64(), 1000));
+      const auto days =
+          w->is_int64() ? w->as_int64() : static_cast<std::int64_t>(std::min<std::uint64_t>(w->as_uint64(), 1000));
       if (days != 0) {
         if (days < 7 || days > 30) return bad(sm->at("recoveryWindowInDays"), "must be between 7 and 30");
         if (out.force_delete_without_recovery) {
@@ -813,7 +832,8 @@ Result<void> parse_aws(const Obj& a, SecretStore& s) {
     }
   }
   if (!out.has_secret_ref && !out.has_jwt && s.host_credentials.empty()) {
-    return bad(a.at("auth.secretRef"), "required (or auth.jwt, or annotate the store " + std::string(kHostCredentialsAnnotation) +
+    return bad(a.at("auth.secretRef"), "required (or auth.jwt, or annotate the store " +
+                                           std::string(kHostCredentialsAnnotation) +
                                            " to use credentials from rootseald's configuration)");
   }
   return {};
@@ -836,23 +856,28 @@ Result<void> parse_azurekv(const Obj& a, SecretStore& s) {
   ROOTSEAL_LET(auth_type, enum_field(a, "authType", 0, {{"ServicePrincipal", 0}, {"WorkloadIdentity", 1}}));
   out.workload_identity = auth_type == 1;
   ROOTSEAL_TRY(unsupported(a, {"identityId", "customCloudConfig"}));
-  ROOTSEAL_TRY_ASSIGN(out.environment_type,
-                      enum_field(a, "environmentType", std::string("PublicCloud"),
-                                 {{"PublicCloud", std::string("PublicCloud")},
-                                  {"USGovernmentCloud", std::string("USGovernmentCloud")},
-                                  {"ChinaCloud", std::string("ChinaCloud")}}));
-  if (out.environment_type == "USGovernmentCloud") out.authority_host = "https://login.microsoftonline.us";
-  else if (out.environment_type == "ChinaCloud") out.authority_host = "https://login.chinacloudapi.cn";
+  ROOTSEAL_TRY_ASSIGN(out.environment_type, enum_field(a, "environmentType", std::string("PublicCloud"),
+                                                       {{"PublicCloud", std::string("PublicCloud")},
+                                                        {"USGovernmentCloud", std::string("USGovernmentCloud")},
+                                                        {"ChinaCloud", std::string("ChinaCloud")}}));
+  if (out.environment_type == "USGovernmentCloud")
+    out.authority_host = "https://login.microsoftonline.us";
+  else if (out.environment_type == "ChinaCloud")
+    out.authority_host = "https://login.chinacloudapi.cn";
   ROOTSEAL_LET(sa, opt_obj(a, "serviceAccountRef"));
   ROOTSEAL_LET(ref, opt_obj(a, "authSecretRef"));
   if (out.workload_identity) {
-    if (!s.host_credentials.empty()) return bad(a.at("authType"), "WorkloadIdentity is the store's own identity (no host credentials)");
+    if (!s.host_credentials.empty())
+      return bad(a.at("authType"), "WorkloadIdentity is the store's own identity (no host credentials)");
     // ESO falls back to the token the workload identity webhook mounts in its own pod; rootseald has none.
-    if (!sa) return bad(a.at("serviceAccountRef"), "required with authType WorkloadIdentity (rootseald has no pod token of its own)");
+    if (!sa)
+      return bad(a.at("serviceAccountRef"),
+                 "required with authType WorkloadIdentity (rootseald has no pod token of its own)");
     ROOTSEAL_TRY_ASSIGN(out.service_account, service_account_ref(*sa, s.kind, s.meta.namespace_));
     if (ref) {
       ROOTSEAL_TRY(unsupported(*ref, {"clientCertificate", "tenantId"}));
-      if (ref->has("clientSecret")) return bad(ref->at("clientSecret"), "not used with authType WorkloadIdentity (remove it)");
+      if (ref->has("clientSecret"))
+        return bad(ref->at("clientSecret"), "not used with authType WorkloadIdentity (remove it)");
       ROOTSEAL_LET(id, opt_obj(*ref, "clientId"));
       if (!id) return bad(ref->at("clientId"), "required");  // ESO: missing accessKeyID/secretAccessKey in store config
       ROOTSEAL_TRY_ASSIGN(out.client_id_ref, key_ref(*id, s.kind, s.meta.namespace_));
@@ -888,7 +913,9 @@ Result<void> parse_gcpsm(const Obj& g, SecretStore& s) {
   if (auth) {
     ROOTSEAL_LET(wi, opt_obj(*auth, "workloadIdentity"));
     ROOTSEAL_LET(wif, opt_obj(*auth, "workloadIdentityFederation"));
-    if (static_cast<int>(auth->has("secretRef")) + static_cast<int>(wi.has_value()) + static_cast<int>(wif.has_value()) > 1) {
+    if (static_cast<int>(auth->has("secretRef")) + static_cast<int>(wi.has_value()) +
+            static_cast<int>(wif.has_value()) >
+        1) {
       return bad(auth->path, "exactly one of secretRef, workloadIdentity or workloadIdentityFederation");
     }
     if (wi) {
@@ -896,9 +923,9 @@ Result<void> parse_gcpsm(const Obj& g, SecretStore& s) {
       if (!sa) return bad(wi->at("serviceAccountRef"), "required");
       ROOTSEAL_TRY_ASSIGN(out.service_account, service_account_ref(*sa, s.kind, s.meta.namespace_));
       // ESO asks GKE's metadata server for what is left out; rootseald runs outside GKE's nodes.
-      for (auto [key, into] : {std::pair{"clusterProjectID", &out.cluster_project_id},
-                               std::pair{"clusterLocation", &out.cluster_location},
-                               std::pair{"clusterName", &out.cluster_name}}) {
+      for (auto [key, into] :
+           {std::pair{"clusterProjectID", &out.cluster_project_id}, std::pair{"clusterLocation", &out.cluster_location},
+            std::pair{"clusterName", &out.cluster_name}}) {
         ROOTSEAL_TRY_ASSIGN(*into, str_or(*wi, key, ""));
         if (into->empty()) return bad(wi->at(key), "required (rootseald cannot ask GKE's metadata server)");
       }
@@ -911,14 +938,16 @@ Result<void> parse_gcpsm(const Obj& g, SecretStore& s) {
       ROOTSEAL_TRY_ASSIGN(out.service_account, service_account_ref(*sa, s.kind, s.meta.namespace_));
       ROOTSEAL_TRY_ASSIGN(out.audience, str_or(*wif, "audience", ""));
       if (out.audience.empty()) {
-        return bad(wif->at("audience"), "invalid workloadIdentityFederation config: audience must be provided, when "
-                                        "serviceAccountRef or awsSecurityCredentials is provided");
+        return bad(wif->at("audience"),
+                   "invalid workloadIdentityFederation config: audience must be provided, when "
+                   "serviceAccountRef or awsSecurityCredentials is provided");
       }
       ROOTSEAL_TRY_ASSIGN(out.service_account_email, str_or(*wif, "gcpServiceAccountEmail", ""));
       out.federation = GcpProviderSpec::Federation::pool;
     }
     if (out.federation != GcpProviderSpec::Federation::none) {
-      if (!s.host_credentials.empty()) return bad(auth->path, "workload identity is the store's own identity (no host credentials)");
+      if (!s.host_credentials.empty())
+        return bad(auth->path, "workload identity is the store's own identity (no host credentials)");
       if (out.project_id.empty()) return bad(g.at("projectID"), "required");
       return {};
     }
@@ -945,7 +974,8 @@ Result<void> parse_conjur(const Obj& c, SecretStore& s) {
   auto& out = s.conjur;
   if (!s.host_credentials.empty()) return bad(c.path, "conjur stores carry their own identity (no host credentials)");
   ROOTSEAL_TRY_ASSIGN(out.url, req_str(c, "url"));
-  if (!out.url.starts_with("https://") && !out.url.starts_with("http://")) return bad(c.at("url"), "must be an https:// URL");
+  if (!out.url.starts_with("https://") && !out.url.starts_with("http://"))
+    return bad(c.at("url"), "must be an https:// URL");
   while (out.url.ends_with('/')) out.url.pop_back();
   ROOTSEAL_TRY(unsupported(c, {"caProvider"}));
   ROOTSEAL_LET(ca, opt_str(c, "caBundle"));
@@ -997,11 +1027,14 @@ Result<LabelSelector> label_selector(const Obj& o) {
       LabelSelectorRequirement r;
       ROOTSEAL_TRY_ASSIGN(r.key, req_str(eo, "key"));
       ROOTSEAL_TRY_ASSIGN(r.op, enum_field(eo, "operator", std::string(),
-                                           {{"In", std::string("In")}, {"NotIn", std::string("NotIn")},
-                                            {"Exists", std::string("Exists")}, {"DoesNotExist", std::string("DoesNotExist")}}));
+                                           {{"In", std::string("In")},
+                                            {"NotIn", std::string("NotIn")},
+                                            {"Exists", std::string("Exists")},
+                                            {"DoesNotExist", std::string("DoesNotExist")}}));
       if (r.op.empty()) return bad(eo.at("operator"), "required");
       ROOTSEAL_TRY_ASSIGN(r.values, str_list(eo, "values"));
-      if ((r.op == "In" || r.op == "NotIn") && r.values.empty()) return bad(eo.at("values"), "required for In and NotIn");
+      if ((r.op == "In" || r.op == "NotIn") && r.values.empty())
+        return bad(eo.at("values"), "required for In and NotIn");
       sel.match_expressions.push_back(std::move(r));
     }
   }
@@ -1015,8 +1048,10 @@ Result<SecretStore> parse_secret_store(const json::value& object) {
   ROOTSEAL_LET(root, as_obj(object, "object"));
   root.path.clear();
   ROOTSEAL_LET(kind, str_or(root, "kind", "SecretStore"));
-  if (kind == "ClusterSecretStore") s.kind = StoreKind::cluster_secret_store;
-  else if (kind != "SecretStore") return bad("kind", "expected SecretStore or ClusterSecretStore");
+  if (kind == "ClusterSecretStore")
+    s.kind = StoreKind::cluster_secret_store;
+  else if (kind != "SecretStore")
+    return bad("kind", "expected SecretStore or ClusterSecretStore");
   ROOTSEAL_TRY_ASSIGN(s.meta, parse_meta(object));
   if (auto it = s.meta.annotations.find(std::string(kHostCredentialsAnnotation)); it != s.meta.annotations.end()) {
     s.host_credentials = it->second;
@@ -1030,9 +1065,11 @@ Result<SecretStore> parse_secret_store(const json::value& object) {
   for (const auto& kv : *provider->o) {
     if (kv.value().is_null()) continue;
     ++n;
-    if (kv.key() != "vault" && kv.key() != "aws" && kv.key() != "azurekv" && kv.key() != "gcpsm" && kv.key() != "conjur") {
-      return bad(provider->at(kv.key()),
-                 "provider not served by rootseal (vault, aws, azurekv, gcpsm, conjur; push targets: aws, azurekv, gcpsm)");
+    if (kv.key() != "vault" && kv.key() != "aws" && kv.key() != "azurekv" && kv.key() != "gcpsm" &&
+        kv.key() != "conjur") {
+      return bad(
+          provider->at(kv.key()),
+          "provider not served by rootseal (vault, aws, azurekv, gcpsm, conjur; push targets: aws, azurekv, gcpsm)");
     }
   }
   if (n != 1) return bad("spec.provider", "exactly one provider must be set");
@@ -1059,7 +1096,8 @@ Result<SecretStore> parse_secret_store(const json::value& object) {
   }
   ROOTSEAL_LET(conds, opt_array(*spec, "conditions"));
   if (conds != nullptr && !conds->empty()) {
-    if (s.kind != StoreKind::cluster_secret_store) return bad("spec.conditions", "only allowed on a ClusterSecretStore");
+    if (s.kind != StoreKind::cluster_secret_store)
+      return bad("spec.conditions", "only allowed on a ClusterSecretStore");
     std::size_t i = 0;
     for (const auto& c : *conds) {
       ROOTSEAL_LET(co, as_obj(c, index("spec.conditions", i++)));
@@ -1098,10 +1136,14 @@ bool matches(const LabelSelector& sel, const StringMap& labels) {
     const bool has = it != labels.end();
     const bool in = has && std::find(r.values.begin(), r.values.end(), it->second) != r.values.end();
     bool ok = false;  // an operator not known here matches nothing (fail closed)
-    if (r.op == "In") ok = in;
-    else if (r.op == "NotIn") ok = !in;
-    else if (r.op == "Exists") ok = has;
-    else if (r.op == "DoesNotExist") ok = !has;
+    if (r.op == "In")
+      ok = in;
+    else if (r.op == "NotIn")
+      ok = !in;
+    else if (r.op == "Exists")
+      ok = has;
+    else if (r.op == "DoesNotExist")
+      ok = !has;
     if (!ok) return false;
   }
   return true;
@@ -1273,19 +1315,20 @@ Result<PushSecret> parse_push_secret(const json::value& object) {
   ROOTSEAL_LET(root, as_obj(object, "object"));
   root.path.clear();
   ROOTSEAL_LET(api, str_or(root, "apiVersion", "external-secrets.io/v1alpha1"));
-  if (api != "external-secrets.io/v1alpha1") return bad("apiVersion", "unsupported '" + api + "' (external-secrets.io/v1alpha1)");
+  if (api != "external-secrets.io/v1alpha1")
+    return bad("apiVersion", "unsupported '" + api + "' (external-secrets.io/v1alpha1)");
   ROOTSEAL_TRY_ASSIGN(p.meta, parse_meta(object));
   ROOTSEAL_LET(spec, opt_obj(root, "spec"));
   if (!spec) return bad("spec", "required");
   spec->path = "spec";
   ROOTSEAL_TRY(unsupported(*spec, {"dataTo", "template"}));
   ROOTSEAL_TRY_ASSIGN(p.refresh_interval, duration_field(*spec, "refreshInterval", std::chrono::hours(1)));
-  ROOTSEAL_TRY_ASSIGN(p.update_policy, enum_field(*spec, "updatePolicy", UpdatePolicy::replace,
-                                                  {{"Replace", UpdatePolicy::replace},
-                                                   {"IfNotExists", UpdatePolicy::if_not_exists}}));
-  ROOTSEAL_TRY_ASSIGN(p.deletion_policy, enum_field(*spec, "deletionPolicy", PushDeletionPolicy::none,
-                                                    {{"None", PushDeletionPolicy::none},
-                                                     {"Delete", PushDeletionPolicy::delete_}}));
+  ROOTSEAL_TRY_ASSIGN(p.update_policy,
+                      enum_field(*spec, "updatePolicy", UpdatePolicy::replace,
+                                 {{"Replace", UpdatePolicy::replace}, {"IfNotExists", UpdatePolicy::if_not_exists}}));
+  ROOTSEAL_TRY_ASSIGN(p.deletion_policy,
+                      enum_field(*spec, "deletionPolicy", PushDeletionPolicy::none,
+                                 {{"None", PushDeletionPolicy::none}, {"Delete", PushDeletionPolicy::delete_}}));
   ROOTSEAL_LET(refs, opt_array(*spec, "secretStoreRefs"));
   if (refs == nullptr || refs->empty()) return bad("spec.secretStoreRefs", "required");
   std::size_t i = 0;

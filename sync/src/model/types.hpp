@@ -195,25 +195,25 @@ struct VaultAuth {
   std::string role;
   bool has_service_account = false;
   ServiceAccountRef service_account;
-  std::vector<std::string> token_audiences;  // jwt: kubernetesServiceAccountToken.audiences (default ["vault"])
+  std::vector<std::string> token_audiences;     // jwt: kubernetesServiceAccountToken.audiences (default ["vault"])
   std::int64_t token_expiration_seconds = 600;  // ESO's 600 unless jwt's expirationSeconds says otherwise
   SecretKeyRef jwt_secret_ref;
   // kind cert (ESO auth.cert: path, vaultRole): a TLS client certificate and its key from Secrets.
-  SecretKeyRef client_cert_ref;  // clientCert
-  SecretKeyRef client_key_ref;   // secretRef
-  SecretKeyRef token_secret_ref;  // kind token
+  SecretKeyRef client_cert_ref;          // clientCert
+  SecretKeyRef client_key_ref;           // secretRef
+  SecretKeyRef token_secret_ref;         // kind token
   std::string approle_path = "approle";  // kind app_role: the auth mount
   std::string role_id;
-  SecretKeyRef role_id_ref;     // roleRef (alternative to role_id)
-  SecretKeyRef secret_id_ref;   // secretRef
+  SecretKeyRef role_id_ref;    // roleRef (alternative to role_id)
+  SecretKeyRef secret_id_ref;  // secretRef
 };
 
 struct VaultProviderSpec {
   std::string server;
-  std::string path;              // the KV mount ("secret"); may be empty when keys carry it
-  std::string version = "v2";    // only v2 is served
-  std::string namespace_;        // X-Vault-Namespace
-  std::string ca_bundle;         // PEM (base64-decoded caBundle), not secret
+  std::string path;            // the KV mount ("secret"); may be empty when keys carry it
+  std::string version = "v2";  // only v2 is served
+  std::string namespace_;      // X-Vault-Namespace
+  std::string ca_bundle;       // PEM (base64-decoded caBundle), not secret
   VaultAuth auth;
 };
 
@@ -237,16 +237,16 @@ struct AwsProviderSpec {
   bool has_jwt = false;
   ServiceAccountRef jwt_service_account;
   // secretsManager{recoveryWindowInDays, forceDeleteWithoutRecovery} (push: deletionPolicy Delete)
-  int recovery_window_days = 30;   // 7..30
+  int recovery_window_days = 30;  // 7..30
   bool force_delete_without_recovery = false;
 };
 
 // ESO azurekv. authType ServicePrincipal with
 // authSecretRef{clientId, clientSecret}; the authority follows environmentType.
 struct AzureProviderSpec {
-  std::string vault_url;        // https://<name>.vault.azure.net
+  std::string vault_url;  // https://<name>.vault.azure.net
   std::string tenant_id;
-  std::string environment_type = "PublicCloud";  // PublicCloud | USGovernmentCloud | ChinaCloud
+  std::string environment_type = "PublicCloud";                      // PublicCloud | USGovernmentCloud | ChinaCloud
   std::string authority_host = "https://login.microsoftonline.com";  // from environment_type
   SecretKeyRef client_id_ref;
   SecretKeyRef client_secret_ref;
@@ -328,7 +328,7 @@ struct SecretStore {
   AzureProviderSpec azurekv;
   ConjurProviderSpec conjur;
   GcpProviderSpec gcpsm;
-  std::string host_credentials;  // kHostCredentialsAnnotation's value; empty = none
+  std::string host_credentials;                   // kHostCredentialsAnnotation's value; empty = none
   std::vector<ClusterStoreCondition> conditions;  // ClusterSecretStore only
 };
 std::string_view to_string(SecretStore::Provider p) noexcept;  // ESO's provider key: "vault", "aws", "azurekv", "gcpsm"
@@ -359,7 +359,7 @@ struct PolicySourceRef {
 struct PushMatch {
   std::string secret_key;  // empty: the whole source Secret as a JSON object
   std::string remote_key;
-  std::string property;    // empty: the value itself; else a JSON object key in the remote secret
+  std::string property;  // empty: the value itself; else a JSON object key in the remote secret
   // data[].metadata (PushSecretMetadata, AWS's fields); resource_policy's
   // policy is read from policy_source by the reconciler at each push.
   std::optional<sync::PushMetadata> metadata;
@@ -376,7 +376,7 @@ struct PushRemoteSource {
 struct PushSecret {
   ObjectMeta meta;
   std::vector<PushStoreRef> store_refs;
-  std::string source_secret;                // selector.secret.name
+  std::string source_secret;                      // selector.secret.name
   std::optional<PushRemoteSource> source_remote;  // selector.remoteRef (extension)
   std::vector<PushMatch> data;
   UpdatePolicy update_policy = UpdatePolicy::replace;

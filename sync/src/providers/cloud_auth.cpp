@@ -208,7 +208,8 @@ kms::SecureBytes google_sts_form(std::string_view audience, const kms::SecureByt
 kms::Result<std::pair<kms::SecureBytes, std::chrono::seconds>> parse_generate_access_token(
     std::string_view body, std::chrono::system_clock::time_point now) {
   auto doc = SecureJson::parse(body);
-  if (!doc || !(*doc)->root().is_object()) return fail(Errc::unavailable, "iamcredentials: the answer is not a JSON object");
+  if (!doc || !(*doc)->root().is_object())
+    return fail(Errc::unavailable, "iamcredentials: the answer is not a JSON object");
   const std::string_view tok = json_string((*doc)->root(), "accessToken");
   if (tok.empty() || tok.size() > 8192) return fail(Errc::unavailable, "iamcredentials: the answer has no accessToken");
   const auto when = kube::parse_rfc3339(json_string((*doc)->root(), "expireTime"));
@@ -254,7 +255,8 @@ Task<BearerAuth::Token> GoogleFederatedAuth::fetch_token() {
   ROOTSEAL_CO_LET(jwt, co_await subject_token_(true));
   if (token_requests_ != nullptr) ++*token_requests_;
   const auto form = google_sts_form(audience_, jwt);
-  ROOTSEAL_CO_LET(federated, co_await token_exchange(*sts_, "/v1/token", as_view(form), who_ + ": sts", /*google=*/true));
+  ROOTSEAL_CO_LET(federated,
+                  co_await token_exchange(*sts_, "/v1/token", as_view(form), who_ + ": sts", /*google=*/true));
   if (impersonate_.empty()) co_return Token{std::move(federated.first), federated.second};
   SecureBuffer bearer(federated.first.size() + 8);
   bearer.append("Bearer ");
@@ -287,13 +289,10 @@ kms::Result<std::unique_ptr<MicrosoftClientCredentialsAuth>> MicrosoftClientCred
       std::move(client_assertion), std::move(scope), std::move(who), token_requests);
 }
 
-MicrosoftClientCredentialsAuth::MicrosoftClientCredentialsAuth(const asio::any_io_executor& executor,
-                                                               std::shared_ptr<net::HttpClient> login,
-                                                               std::string tenant_id, std::string client_id,
-                                                               kms::SecureBytes client_secret,
-                                                               JwtSource client_assertion, std::string scope,
-                                                               std::string who,
-                                                               std::atomic<std::size_t>* token_requests)
+MicrosoftClientCredentialsAuth::MicrosoftClientCredentialsAuth(
+    const asio::any_io_executor& executor, std::shared_ptr<net::HttpClient> login, std::string tenant_id,
+    std::string client_id, kms::SecureBytes client_secret, JwtSource client_assertion, std::string scope,
+    std::string who, std::atomic<std::size_t>* token_requests)
     : BearerAuth(executor),
       login_(std::move(login)),
       tenant_id_(std::move(tenant_id)),

@@ -64,10 +64,12 @@ class GoogleServiceAccountAuth final : public BearerAuth {
 // (POST <iam>/v1/projects/-/serviceAccounts/<email>:generateAccessToken).
 class GoogleFederatedAuth final : public BearerAuth {
  public:
-  static kms::Result<std::unique_ptr<GoogleFederatedAuth>> make(
-      const boost::asio::any_io_executor& executor, std::string_view sts_endpoint, std::string_view iam_endpoint,
-      const TlsSpec& tls, std::string audience, std::string impersonate, JwtSource subject_token, std::string who,
-      std::atomic<std::size_t>* token_requests = nullptr);
+  static kms::Result<std::unique_ptr<GoogleFederatedAuth>> make(const boost::asio::any_io_executor& executor,
+                                                                std::string_view sts_endpoint,
+                                                                std::string_view iam_endpoint, const TlsSpec& tls,
+                                                                std::string audience, std::string impersonate,
+                                                                JwtSource subject_token, std::string who,
+                                                                std::atomic<std::size_t>* token_requests = nullptr);
   GoogleFederatedAuth(const boost::asio::any_io_executor& executor, std::shared_ptr<net::HttpClient> sts,
                       std::shared_ptr<net::HttpClient> iam, std::string audience, std::string impersonate,
                       JwtSource subject_token, std::string who, std::atomic<std::size_t>* token_requests);

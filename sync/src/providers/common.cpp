@@ -31,9 +31,9 @@ kms::Result<std::shared_ptr<net::HttpClient>> make_client(const asio::any_io_exe
 }
 
 kms::Result<std::shared_ptr<net::HttpClient>> make_client_with_certificate(const asio::any_io_executor& executor,
-                                                                          std::string_view url, const TlsSpec& tls,
-                                                                          std::string cert_pem,
-                                                                          const kms::SecureBytes& key_pem) {
+                                                                           std::string_view url, const TlsSpec& tls,
+                                                                           std::string cert_pem,
+                                                                           const kms::SecureBytes& key_pem) {
   net::ClientTls t;
   t.ca_pem = tls.ca_pem;
   t.ca_file = tls.ca_file;
@@ -52,7 +52,8 @@ kms::Errc errc_for_status(unsigned status) noexcept {
 
 bool retryable_status(unsigned status) noexcept { return status == 429 || (status >= 500 && status != 501); }
 
-std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view h, std::chrono::system_clock::time_point now) {
+std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view h,
+                                                           std::chrono::system_clock::time_point now) {
   using std::chrono::milliseconds;
   while (!h.empty() && h.front() == ' ') h.remove_prefix(1);
   while (!h.empty() && h.back() == ' ') h.remove_suffix(1);
@@ -69,7 +70,7 @@ std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view h, s
   // HTTP-date, IMF-fixdate only (RFC 9110 5.6.7): "Sun, 06 Nov 1994 08:49:37 GMT".
   if (h.size() != 29 || h[3] != ',' || h.substr(25) != " GMT") return std::nullopt;
   static constexpr std::string_view kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                                  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+                                                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
   const auto num = [&](std::size_t pos, std::size_t len, int& out) {
     auto [end, ec] = std::from_chars(h.data() + pos, h.data() + pos + len, out);
     return ec == std::errc{} && end == h.data() + pos + len;
@@ -87,12 +88,14 @@ std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view h, s
   const std::chrono::year_month_day ymd{std::chrono::year(year), std::chrono::month(static_cast<unsigned>(month + 1)),
                                         std::chrono::day(static_cast<unsigned>(day))};
   if (!ymd.ok()) return std::nullopt;
-  const auto when = std::chrono::sys_days(ymd) + std::chrono::hours(hh) + std::chrono::minutes(mm) + std::chrono::seconds(ss);
+  const auto when =
+      std::chrono::sys_days(ymd) + std::chrono::hours(hh) + std::chrono::minutes(mm) + std::chrono::seconds(ss);
   const auto delta = std::chrono::duration_cast<milliseconds>(when - now);
   return bound(delta.count());
 }
 
-std::optional<std::chrono::milliseconds> retry_after(const net::ClientResponse& r, std::chrono::system_clock::time_point now) {
+std::optional<std::chrono::milliseconds> retry_after(const net::ClientResponse& r,
+                                                     std::chrono::system_clock::time_point now) {
   auto h = r.header("Retry-After");
   if (!h) return std::nullopt;
   return parse_retry_after(*h, now);
@@ -137,7 +140,9 @@ asio::awaitable<void> AsyncMutex::lock() {
 void AsyncMutex::unlock() { token_.try_send(boost::system::error_code{}); }
 
 RateLimiter::RateLimiter(double per_second, double burst)
-    : rate_(per_second > 0 ? per_second : 1), burst_(burst >= 1 ? burst : 1), tokens_(burst_),
+    : rate_(per_second > 0 ? per_second : 1),
+      burst_(burst >= 1 ? burst : 1),
+      tokens_(burst_),
       last_(std::chrono::steady_clock::now()) {}
 
 asio::awaitable<void> RateLimiter::acquire() {
@@ -195,9 +200,10 @@ bool is_utf8(std::span<const std::uint8_t> s) noexcept {
 }
 
 std::unexpected<kms::Error> not_managed(std::string_view who, std::string_view name, std::string_view marker) {
-  return std::unexpected(kms::Error(Errc::permission_denied,
-                                    std::string(who) + ": secret \"" + std::string(name) + "\" exists and is not managed by rootseal (" +
-                                        std::string(marker) + " managed-by=rootseal missing); refusing to overwrite it"));
+  return std::unexpected(
+      kms::Error(Errc::permission_denied, std::string(who) + ": secret \"" + std::string(name) +
+                                              "\" exists and is not managed by rootseal (" + std::string(marker) +
+                                              " managed-by=rootseal missing); refusing to overwrite it"));
 }
 
 kms::Result<kms::SecureBytes> with_property(std::string_view who, const kms::SecureBytes* current,
@@ -212,8 +218,9 @@ kms::Result<kms::SecureBytes> with_property(std::string_view who, const kms::Sec
   if (current != nullptr && !current->empty()) {
     auto doc = SecureJson::parse(current->span());
     if (!doc || !(*doc)->root().is_object()) {
-      return kms::fail(Errc::invalid_argument, std::string(who) + ": the remote value is not a JSON object; cannot set property \"" +
-                                                   property + "\"");
+      return kms::fail(
+          Errc::invalid_argument,
+          std::string(who) + ": the remote value is not a JSON object; cannot set property \"" + property + "\"");
     }
     for (const auto& kv : (*doc)->root().as_object()) obj.emplace(kv.key(), json::value(kv.value(), sp));
   }

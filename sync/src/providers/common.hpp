@@ -33,9 +33,10 @@ kms::Result<std::shared_ptr<net::HttpClient>> make_client(const boost::asio::any
                                                           std::string_view url, const TlsSpec& tls,
                                                           net::ClientOptions options = {});
 // The same, presenting a TLS client certificate (PEM) with its key (Vault cert auth).
-kms::Result<std::shared_ptr<net::HttpClient>> make_client_with_certificate(
-    const boost::asio::any_io_executor& executor, std::string_view url, const TlsSpec& tls, std::string cert_pem,
-    const kms::SecureBytes& key_pem);
+kms::Result<std::shared_ptr<net::HttpClient>> make_client_with_certificate(const boost::asio::any_io_executor& executor,
+                                                                           std::string_view url, const TlsSpec& tls,
+                                                                           std::string cert_pem,
+                                                                           const kms::SecureBytes& key_pem);
 
 // Maps a non-2xx HTTP status to an error code: 401/403 permission_denied,
 // 404 not_found, 408/429/5xx unavailable, other 4xx invalid_argument.
@@ -52,9 +53,9 @@ std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view valu
 
 // What one attempt of a provider call says about the store.
 struct AttemptVerdict {
-  bool transient = false;                            // connection error, 5xx, 429, throttling
+  bool transient = false;                                // connection error, 5xx, 429, throttling
   std::optional<std::chrono::milliseconds> retry_after;  // the store's own hint
-  std::string reason;                                // for the refusal message (no values)
+  std::string reason;                                    // for the refusal message (no values)
 };
 // The verdict on an HTTP answer (or a transport error): `who` prefixes the reason.
 AttemptVerdict http_verdict(const kms::Result<net::ClientResponse>& r, std::string_view who);

@@ -14,7 +14,8 @@ using kms::fail;
 
 ProviderFactory::ProviderFactory(boost::asio::any_io_executor executor) : executor_(std::move(executor)) {}
 
-kms::Result<std::shared_ptr<Provider>> ProviderFactory::make_provider(StoreSpec spec, std::shared_ptr<StoreHealth> health) const {
+kms::Result<std::shared_ptr<Provider>> ProviderFactory::make_provider(StoreSpec spec,
+                                                                      std::shared_ptr<StoreHealth> health) const {
   if (auto* v = std::get_if<VaultSpec>(&spec)) {
     ROOTSEAL_LET(p, providers::make_vault_provider(executor_, std::move(*v), health));
     return std::shared_ptr<Provider>(std::move(p));
@@ -38,7 +39,8 @@ kms::Result<std::shared_ptr<Provider>> ProviderFactory::make_provider(StoreSpec 
   return fail(Errc::invalid_argument, "this store kind has no pull provider");
 }
 
-kms::Result<std::shared_ptr<PushProvider>> ProviderFactory::make_push_provider(StoreSpec spec, std::shared_ptr<StoreHealth> health) const {
+kms::Result<std::shared_ptr<PushProvider>> ProviderFactory::make_push_provider(
+    StoreSpec spec, std::shared_ptr<StoreHealth> health) const {
   if (auto* a = std::get_if<AwsSpec>(&spec)) {
     ROOTSEAL_LET(p, providers::make_aws_provider(executor_, std::move(*a), health));
     return std::shared_ptr<PushProvider>(std::move(p));

@@ -28,7 +28,9 @@ double default_rand01() {
 }  // namespace
 
 StoreHealth::StoreHealth(std::string name, Options options, std::function<double()> rand01)
-    : name_(std::move(name)), options_(options), rand01_(rand01 ? std::move(rand01) : std::function<double()>(default_rand01)) {}
+    : name_(std::move(name)),
+      options_(options),
+      rand01_(rand01 ? std::move(rand01) : std::function<double()>(default_rand01)) {}
 
 void StoreHealth::on_recovered(std::function<void()> callback) {
   std::lock_guard lock(mu_);

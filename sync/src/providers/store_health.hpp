@@ -63,7 +63,7 @@ class StoreHealth {
     std::uint64_t refused = 0;         // calls refused locally
     std::uint64_t failures = 0;        // calls that failed transiently
     std::uint64_t recoveries = 0;
-    std::string last_error;            // safe to show (no values)
+    std::string last_error;  // safe to show (no values)
   };
 
   // name: shown in refusals ("SecretStore/ns/name"). rand01: jitter source in

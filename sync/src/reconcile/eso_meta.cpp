@@ -101,7 +101,8 @@ kms::Result<SecretMap> secret_data(const json::value& secret) {
       return kms::fail(kms::Errc::invalid_argument, "Secret data key '" + std::string(kv.key()) + "' is not a string");
     }
     auto v = kms::base64_decode_secure(kv.value().as_string());
-    if (!v) return kms::fail(kms::Errc::invalid_argument, "Secret data key '" + std::string(kv.key()) + "' is not base64");
+    if (!v)
+      return kms::fail(kms::Errc::invalid_argument, "Secret data key '" + std::string(kv.key()) + "' is not base64");
     out.emplace(std::string(kv.key()), std::move(*v));
   }
   return out;

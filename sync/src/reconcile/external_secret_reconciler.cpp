@@ -16,12 +16,18 @@ using kms::Errc;
 
 std::string_view to_string(Resource r) noexcept {
   switch (r) {
-    case Resource::external_secret: return "ExternalSecret";
-    case Resource::push_secret: return "PushSecret";
-    case Resource::secret: return "Secret";
-    case Resource::deployment: return "Deployment";
-    case Resource::stateful_set: return "StatefulSet";
-    case Resource::daemon_set: return "DaemonSet";
+    case Resource::external_secret:
+      return "ExternalSecret";
+    case Resource::push_secret:
+      return "PushSecret";
+    case Resource::secret:
+      return "Secret";
+    case Resource::deployment:
+      return "Deployment";
+    case Resource::stateful_set:
+      return "StatefulSet";
+    case Resource::daemon_set:
+      return "DaemonSet";
   }
   return "?";
 }
@@ -64,7 +70,8 @@ std::vector<std::string> ExternalSecretReconciler::writers_of(const std::string&
   return {it->second.begin(), it->second.end()};
 }
 
-void ExternalSecretReconciler::remember_target(const std::string& key, const std::string& ns, const std::string& target) {
+void ExternalSecretReconciler::remember_target(const std::string& key, const std::string& ns,
+                                               const std::string& target) {
   std::lock_guard lock(mu_);
   auto& st = state_[key];
   if (st.target == target) return;
@@ -187,7 +194,8 @@ ReconcileResult ExternalSecretReconciler::next_after(const model::ExternalSecret
   return ReconcileResult::requeue_after(std::max(next_refresh_in(es, last), std::chrono::milliseconds(1)));
 }
 
-asio::awaitable<ReconcileResult> ExternalSecretReconciler::succeed(const std::string& key, const model::ExternalSecret& es,
+asio::awaitable<ReconcileResult> ExternalSecretReconciler::succeed(const std::string& key,
+                                                                   const model::ExternalSecret& es,
                                                                    const std::string& synced_rv,
                                                                    std::chrono::system_clock::time_point now,
                                                                    const Keep& status) {
@@ -399,7 +407,8 @@ asio::awaitable<Step<Keep>> ExternalSecretReconciler::apply(const model::Externa
   if (!written) {
     const auto code = written.error().code;
     const bool conflict = code == Errc::conflict || code == Errc::already_exists;
-    co_return std::unexpected(Refusal{kReasonError, "could not write Secret: " + written.error().message, true, conflict});
+    co_return std::unexpected(
+        Refusal{kReasonError, "could not write Secret: " + written.error().message, true, conflict});
   }
   ++stats_.secret_writes;
   if (write.create) {

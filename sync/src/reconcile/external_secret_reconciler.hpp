@@ -60,9 +60,9 @@ struct ReconcilerOptions {
 
 struct ReconcilerStats {
   std::atomic<std::uint64_t> reconciles{0};
-  std::atomic<std::uint64_t> fetched{0};          // reconciles that read the provider
-  std::atomic<std::uint64_t> skipped{0};          // nothing due: no provider call
-  std::atomic<std::uint64_t> secret_writes{0};    // creates + updates + deletes
+  std::atomic<std::uint64_t> fetched{0};        // reconciles that read the provider
+  std::atomic<std::uint64_t> skipped{0};        // nothing due: no provider call
+  std::atomic<std::uint64_t> secret_writes{0};  // creates + updates + deletes
   std::atomic<std::uint64_t> status_writes{0};
   std::atomic<std::uint64_t> errors{0};
   std::atomic<std::uint64_t> conflicts{0};
@@ -121,12 +121,14 @@ class ExternalSecretReconciler {
   boost::asio::awaitable<Step<Keep>> apply(const model::ExternalSecret& es, Action action);
   boost::asio::awaitable<void> set_status(const model::ExternalSecret& es, bool ready, std::string_view reason,
                                           const std::string& message, const std::string& synced_rv);
-  boost::asio::awaitable<ReconcileResult> fail(const std::string& key, const model::ExternalSecret& es, const Refusal& why);
+  boost::asio::awaitable<ReconcileResult> fail(const std::string& key, const model::ExternalSecret& es,
+                                               const Refusal& why);
   boost::asio::awaitable<ReconcileResult> succeed(const std::string& key, const model::ExternalSecret& es,
-                                                  const std::string& synced_rv, std::chrono::system_clock::time_point now,
-                                                  const Keep& status);
+                                                  const std::string& synced_rv,
+                                                  std::chrono::system_clock::time_point now, const Keep& status);
   ReconcileResult next_after(const model::ExternalSecret& es, std::chrono::system_clock::time_point last) const;
-  std::chrono::milliseconds next_refresh_in(const model::ExternalSecret& es, std::chrono::system_clock::time_point last) const;
+  std::chrono::milliseconds next_refresh_in(const model::ExternalSecret& es,
+                                            std::chrono::system_clock::time_point last) const;
   void remember_target(const std::string& key, const std::string& ns, const std::string& target);
 
   KubeApi& api_;

@@ -192,7 +192,8 @@ Step<void> check_existing(const model::ExternalSecret& es, const json::value* ex
     const auto* ctl = controller_of(*existing);
     if (ctl != nullptr && obj_str(ctl, "uid") != es.meta.uid) {
       return std::unexpected(refused("Secret \"" + es.target.name + "\" is controlled by another owner (" +
-                                         std::string(obj_str(ctl, "kind")) + "/" + std::string(obj_str(ctl, "name")) + ")",
+                                         std::string(obj_str(ctl, "kind")) + "/" + std::string(obj_str(ctl, "name")) +
+                                         ")",
                                      true));
     }
   }
@@ -247,8 +248,8 @@ bool secret_valid(const json::value& secret) {
 
 bool must_fetch(const model::ExternalSecret& es, bool spec_changed, bool interval_elapsed,
                 const json::value* existing) {
-  const bool periodic_due = es.refresh_policy == model::RefreshPolicy::periodic && es.refresh_interval.count() > 0 &&
-                            interval_elapsed;
+  const bool periodic_due =
+      es.refresh_policy == model::RefreshPolicy::periodic && es.refresh_interval.count() > 0 && interval_elapsed;
   const bool due = spec_changed || periodic_due;
   const auto cp = es.target.creation;
   bool valid = true;  // Orphan and None: the Secret always counts as valid (ESO)
@@ -524,7 +525,8 @@ Step<Action> desired_secret(const model::ExternalSecret& es, SecretContent conte
   // As ESO: Merge does not create the Secret; Ready=True, and it is looked
   // for again at the next refresh (an unmanaged Secret's creation wakes
   // nothing, in ESO as here).
-  if (existing == nullptr && cp == model::CreationPolicy::merge) return Keep{kReasonMissing, std::string(kMsgMissing), true};
+  if (existing == nullptr && cp == model::CreationPolicy::merge)
+    return Keep{kReasonMissing, std::string(kMsgMissing), true};
   if (auto ok = check_existing(es, existing); !ok) return std::unexpected(ok.error());
   SecretMap final_data;
   if (existing != nullptr && (cp == model::CreationPolicy::merge || cp == model::CreationPolicy::create_or_merge)) {

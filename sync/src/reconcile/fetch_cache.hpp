@@ -40,9 +40,9 @@ class FetchCache {
   void sweep();
 
   struct Stats {
-    std::uint64_t calls = 0;    // provider calls made
-    std::uint64_t hits = 0;     // served from a completed entry
-    std::uint64_t joined = 0;   // waited on an in-flight call
+    std::uint64_t calls = 0;   // provider calls made
+    std::uint64_t hits = 0;    // served from a completed entry
+    std::uint64_t joined = 0;  // waited on an in-flight call
     std::size_t entries = 0;
   };
   [[nodiscard]] Stats stats() const;

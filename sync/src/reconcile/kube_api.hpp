@@ -85,8 +85,7 @@ class ProviderSource {
   // store and the reason (bad spec, unreadable credential Secret, host
   // credentials not configured or not allowed for `ns`).
   virtual Task<std::shared_ptr<Provider>> provider(const model::SecretStore& store, std::string_view ns) = 0;
-  virtual Task<std::shared_ptr<PushProvider>> push_provider(const model::SecretStore& store,
-                                                            std::string_view ns) = 0;
+  virtual Task<std::shared_ptr<PushProvider>> push_provider(const model::SecretStore& store, std::string_view ns) = 0;
 };
 
 }  // namespace rootseal::sync::reconcile

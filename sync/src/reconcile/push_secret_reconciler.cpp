@@ -33,7 +33,8 @@ std::string current_status(const json::value& obj) {
   if (st == nullptr || !st->is_object()) return {};
   json::object copy;
   if (const auto* s = st->as_object().if_contains("syncedPushSecrets")) copy["syncedPushSecrets"] = *s;
-  if (const auto* c = st->as_object().if_contains("conditions"); c != nullptr && c->is_array() && !c->as_array().empty()) {
+  if (const auto* c = st->as_object().if_contains("conditions");
+      c != nullptr && c->is_array() && !c->as_array().empty()) {
     const auto& c0 = c->as_array()[0];
     copy["status"] = str_of(c0, "status");
     copy["reason"] = str_of(c0, "reason");
@@ -62,7 +63,8 @@ json::value status_body(const std::string& now, bool ready, std::string_view rea
   return st;
 }
 
-json::value status_fingerprint(bool ready, std::string_view reason, const std::string& message, const json::object& synced) {
+json::value status_fingerprint(bool ready, std::string_view reason, const std::string& message,
+                               const json::object& synced) {
   json::object cmp;
   cmp["syncedPushSecrets"] = synced;
   cmp["status"] = ready ? "True" : "False";
@@ -245,7 +247,8 @@ asio::awaitable<ReconcileResult> PushSecretReconciler::finalize(const model::Pus
 // The value of each spec.data entry: reads the source (a Secret, or with
 // selector.remoteRef the whole remote value of a store), then the pure
 // push steps select.
-asio::awaitable<kms::Result<std::vector<kms::SecureBytes>>> PushSecretReconciler::read_values(const model::PushSecret& ps) {
+asio::awaitable<kms::Result<std::vector<kms::SecureBytes>>> PushSecretReconciler::read_values(
+    const model::PushSecret& ps) {
   const std::string& ns = ps.meta.namespace_;
   if (ps.source_remote) {
     const auto& src = *ps.source_remote;
@@ -303,7 +306,8 @@ asio::awaitable<ReconcileResult> PushSecretReconciler::push_all(const model::Pus
       if (!api_.may_write(ps.meta.namespace_)) co_return ReconcileResult::done();
       auto out = co_await t.provider->put_if_changed(ref, values[i], if_not_exists);
       if (!out) {
-        const std::string msg = "could not push to " + t.label + " key \"" + d.remote_key + "\": " + out.error().message;
+        const std::string msg =
+            "could not push to " + t.label + " key \"" + d.remote_key + "\": " + out.error().message;
         co_await error_status(ctx, msg);
         co_return ReconcileResult::retry();
       }
@@ -427,7 +431,8 @@ kms::Result<kms::SecureBytes> remote_source_value(const model::PushSecret& ps, k
   const auto& src = *ps.source_remote;
   if (whole) whole = select_value(std::move(*whole), src.ref.property, src.ref.decoding, format);
   if (!whole) {
-    return kms::fail(whole.error().code, "could not read the source remote key \"" + src.ref.key + "\": " + whole.error().message);
+    return kms::fail(whole.error().code,
+                     "could not read the source remote key \"" + src.ref.key + "\": " + whole.error().message);
   }
   return whole;
 }

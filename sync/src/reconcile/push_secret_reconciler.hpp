@@ -32,8 +32,8 @@ namespace rootseal::sync::reconcile {
 
 struct PushStats {
   std::atomic<std::uint64_t> reconciles{0};
-  std::atomic<std::uint64_t> writes{0};         // remote writes (PushOutcome.written)
-  std::atomic<std::uint64_t> unchanged{0};      // pushes that found the value current
+  std::atomic<std::uint64_t> writes{0};     // remote writes (PushOutcome.written)
+  std::atomic<std::uint64_t> unchanged{0};  // pushes that found the value current
   std::atomic<std::uint64_t> status_writes{0};
   std::atomic<std::uint64_t> errors{0};
   std::atomic<std::uint64_t> removals{0};

@@ -89,8 +89,8 @@ asio::awaitable<ReconcileResult> RolloutReconciler::reconcile(Resource kind, std
   const auto recorded = parse_record(annotation(*workload, kReloadedHashesAnnotation));
 
   std::map<std::string, std::string> next;
-  bool changed = false;   // a recorded Secret's data differs: restart
-  bool new_entry = false; // first sight (or a Secret no longer listed): record only
+  bool changed = false;    // a recorded Secret's data differs: restart
+  bool new_entry = false;  // first sight (or a Secret no longer listed): record only
   for (const auto& s : wanted) {
     auto secret = co_await api_.secret(ns, s);
     if (!secret) co_return ReconcileResult::retry();
@@ -121,7 +121,9 @@ asio::awaitable<ReconcileResult> RolloutReconciler::reconcile(Resource kind, std
   patch["metadata"] = json::object{{"annotations", json::object{{kReloadedHashesAnnotation, record}}}};
   if (changed) {
     patch["spec"] = json::object{
-        {"template", json::object{{"metadata", json::object{{"annotations", json::object{{kRestartedAtAnnotation, rfc3339(now_())}}}}}}}};
+        {"template",
+         json::object{
+             {"metadata", json::object{{"annotations", json::object{{kRestartedAtAnnotation, rfc3339(now_())}}}}}}}};
   }
   const json::value body(std::move(patch));  // named (see external_secret_reconciler.cpp)
   auto r = co_await api_.patch(kind, ns, name, body);

@@ -23,13 +23,13 @@ kms::Result<void> admit(const model::StoreRef& ref, const model::SecretStore& st
   const std::string label = store_label(ref);
   const std::string from = " from namespace \"" + std::string(ns) + "\"";
   if (store.kind != ref.kind) {
-    return fail(Errc::permission_denied, "using " + label + from + " refused: the object is a " +
-                                             std::string(model::to_string(store.kind)));
+    return fail(Errc::permission_denied,
+                "using " + label + from + " refused: the object is a " + std::string(model::to_string(store.kind)));
   }
   if (ref.kind == model::StoreKind::secret_store) {
     if (store.meta.namespace_ != ns) {
-      return fail(Errc::permission_denied, "using " + label + from + " refused: it belongs to namespace \"" +
-                                               store.meta.namespace_ + "\"");
+      return fail(Errc::permission_denied,
+                  "using " + label + from + " refused: it belongs to namespace \"" + store.meta.namespace_ + "\"");
     }
     return {};
   }
@@ -40,8 +40,8 @@ kms::Result<void> admit(const model::StoreRef& ref, const model::SecretStore& st
       return fail(Errc::permission_denied, "using " + label + from + " refused: the namespace's labels were not read");
     }
     if (!*ns_labels) {
-      return fail(ns_labels->error().code, "using " + label + from +
-                                               " refused: could not read namespace labels: " + ns_labels->error().message);
+      return fail(ns_labels->error().code,
+                  "using " + label + from + " refused: could not read namespace labels: " + ns_labels->error().message);
     }
     labels = &**ns_labels;
   }
@@ -71,7 +71,8 @@ kms::Result<const HostStoreConfig*> host_store_for(const std::map<std::string, H
   if (store.host_credentials.empty()) return nullptr;
   auto it = hosts.find(store.host_credentials);
   if (it == hosts.end()) {
-    return fail(Errc::invalid_argument, "host credentials '" + store.host_credentials + "' are not configured in rootseald");
+    return fail(Errc::invalid_argument,
+                "host credentials '" + store.host_credentials + "' are not configured in rootseald");
   }
   const HostStoreConfig& host = it->second;
   std::string check_ns = store.meta.namespace_;

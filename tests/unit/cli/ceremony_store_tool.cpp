@@ -38,9 +38,8 @@ std::unique_ptr<hsm::Pkcs11Root> root(const std::string& token, const std::strin
   c.key_label = label;
   const char* p = std::getenv("TEST_PIN");
   const std::string pin = p != nullptr ? p : "1234";
-  return hsm::Pkcs11Root::create(c, [pin] {
-    return kms::Result<kms::SecureBytes>(kms::SecureBytes::copy_of(std::string_view(pin)));
-  });
+  return hsm::Pkcs11Root::create(
+      c, [pin] { return kms::Result<kms::SecureBytes>(kms::SecureBytes::copy_of(std::string_view(pin))); });
 }
 
 std::span<const std::uint8_t> bytes(std::string_view s) {

@@ -118,8 +118,9 @@ struct Fixture {
     REQUIRE(f);
     auto k = cli::load_custodian_private_key(keys[i].priv);
     REQUIRE(k);
-    auto y = cli::open_share(*k, f->sealed,
-                             cli::share_binding(f->ceremony_id, f->index, f->threshold, f->count, f->custodian_fingerprint, f->mechanism));
+    auto y = cli::open_share(
+        *k, f->sealed,
+        cli::share_binding(f->ceremony_id, f->index, f->threshold, f->count, f->custodian_fingerprint, f->mechanism));
     REQUIRE(y);
     return std::move(*y);
   }
@@ -165,8 +166,8 @@ constexpr bool kMlockIntercepted = false;
 #endif
 
 void observe(std::string_view point) {
-  const long kb = kMlockIntercepted ? static_cast<long>(kms::secure_arena_stats().locked_bytes / 1024)
-                                    : std::stol(vmlck_kb());
+  const long kb =
+      kMlockIntercepted ? static_cast<long>(kms::secure_arena_stats().locked_bytes / 1024) : std::stol(vmlck_kb());
   if (point == "root-key-held") g_vmlck_at_key = std::max(g_vmlck_at_key.load(), kb);
   if (point == "shares-held" || point == "share-held") g_vmlck_at_shares = kb;
 }
@@ -263,7 +264,8 @@ TEST_CASE("every 3 of the 5 shares restore the key, no 2 do") {
       for (std::size_t c = b + 1; c < 5; ++c) {
         auto ro = fx.restore_options("B");
         ro.dry_run = true;
-        for (std::size_t i : std::initializer_list<std::size_t>{a, b, c}) ro.files.push_back({o.share_files[i], fx.keys[i].priv});
+        for (std::size_t i : std::initializer_list<std::size_t>{a, b, c})
+          ro.files.push_back({o.share_files[i], fx.keys[i].priv});
         auto r = cli::ceremony_restore(ro, con);
         INFO(a << b << c << ": " << (r ? std::string() : r.error().message));
         REQUIRE(r);
@@ -272,7 +274,8 @@ TEST_CASE("every 3 of the 5 shares restore the key, no 2 do") {
       }
       // Two shares: refused by the tool ...
       auto ro = fx.restore_options("B");
-      for (std::size_t i : std::initializer_list<std::size_t>{a, b}) ro.files.push_back({o.share_files[i], fx.keys[i].priv});
+      for (std::size_t i : std::initializer_list<std::size_t>{a, b})
+        ro.files.push_back({o.share_files[i], fx.keys[i].priv});
       auto r = cli::ceremony_restore(ro, con);
       REQUIRE_FALSE(r);
       CHECK(r.error().message.find("needs 3 shares") != std::string::npos);
@@ -292,7 +295,8 @@ TEST_CASE("every 3 of the 5 shares restore the key, no 2 do") {
 
   // And one real import from a different quorum (2, 4, 5 as files).
   auto ro = fx.restore_options("B");
-  for (std::size_t i : std::initializer_list<std::size_t>{1, 3, 4}) ro.files.push_back({o.share_files[i], fx.keys[i].priv});
+  for (std::size_t i : std::initializer_list<std::size_t>{1, 3, 4})
+    ro.files.push_back({o.share_files[i], fx.keys[i].priv});
   auto r = cli::ceremony_restore(ro, con);
   REQUIRE(r);
   auto b_keys = fx.keys_in("B");
@@ -421,14 +425,16 @@ TEST_CASE("restore refuses a token that already holds the key label, and shares 
   const cli::Outcome o = fx.init();
   test::RecordingConsole con;
   auto ro = fx.restore_options("A");  // A already has rootseal-root
-  for (std::size_t i : std::initializer_list<std::size_t>{0, 1, 2}) ro.files.push_back({o.share_files[i], fx.keys[i].priv});
+  for (std::size_t i : std::initializer_list<std::size_t>{0, 1, 2})
+    ro.files.push_back({o.share_files[i], fx.keys[i].priv});
   auto r = cli::ceremony_restore(ro, con);
   REQUIRE_FALSE(r);
   CHECK(r.error().code == kms::Errc::already_exists);
 
   auto ro2 = fx.restore_options("B");
   ro2.transcript_dir = fx.dir.path() / "empty-transcript";
-  for (std::size_t i : std::initializer_list<std::size_t>{0, 1, 2}) ro2.files.push_back({o.share_files[i], fx.keys[i].priv});
+  for (std::size_t i : std::initializer_list<std::size_t>{0, 1, 2})
+    ro2.files.push_back({o.share_files[i], fx.keys[i].priv});
   auto r2 = cli::ceremony_restore(ro2, con);
   REQUIRE_FALSE(r2);
   CHECK(r2.error().message.find("has no completed ceremony") != std::string::npos);
@@ -525,7 +531,8 @@ TEST_CASE("the root key never appears in any output or file") {
 
   // The key itself, recovered here from three shares (check value proves it).
   std::vector<cli::shamir::Share> s;
-  for (std::size_t i : std::initializer_list<std::size_t>{0, 1, 2}) s.push_back({static_cast<std::uint8_t>(i + 1), fx.share_y(*o, i)});
+  for (std::size_t i : std::initializer_list<std::size_t>{0, 1, 2})
+    s.push_back({static_cast<std::uint8_t>(i + 1), fx.share_y(*o, i)});
   auto key = cli::shamir::combine(s);
   REQUIRE(key);
   auto kcv = kms::aes_key_check_value(*key);
@@ -550,7 +557,8 @@ TEST_CASE("the process is not dumpable, has no core limit, and holds keys in loc
   CHECK(g_vmlck_at_key.load() > 0);  // the root key is in mlock'ed pages while held
   g_vmlck_at_key = -1;
   auto ro = fx.restore_options("B");
-  for (std::size_t i : std::initializer_list<std::size_t>{0, 1, 2}) ro.files.push_back({o.share_files[i], fx.keys[i].priv});
+  for (std::size_t i : std::initializer_list<std::size_t>{0, 1, 2})
+    ro.files.push_back({o.share_files[i], fx.keys[i].priv});
   test::RecordingConsole con;
   REQUIRE(cli::ceremony_restore(ro, con));
   CHECK(g_vmlck_at_shares.load() > 0);
@@ -566,7 +574,8 @@ TEST_CASE("reshare: a custodian leaves, the same key is split for a new set, and
   auto frank = test::make_key_pair(fx.dir.path(), "frank", "p256");
   cli::ReshareOptions ro;
   ro.transcript_dir = fx.transcript;
-  for (std::size_t i : std::initializer_list<std::size_t>{0, 1, 3}) ro.files.push_back({o.share_files[i], fx.keys[i].priv});
+  for (std::size_t i : std::initializer_list<std::size_t>{0, 1, 3})
+    ro.files.push_back({o.share_files[i], fx.keys[i].priv});
   ro.custodians = {{"alice", fx.keys[0].pub}, {"bob", fx.keys[1].pub}, {"frank", frank.pub}};
   ro.threshold = 2;
   ro.out_dir = fx.dir.path() / "shares-new";
@@ -751,7 +760,8 @@ TEST_CASE("aes-cbc-pad-hmac: reshare keeps both keys, shares of the wrong size o
   test::RecordingConsole con;
   cli::ReshareOptions rs;
   rs.transcript_dir = fx.transcript;
-  rs.files = {{fx.o.share_files[0], fx.keys[0].priv}, {fx.o.share_files[1], fx.keys[1].priv},
+  rs.files = {{fx.o.share_files[0], fx.keys[0].priv},
+              {fx.o.share_files[1], fx.keys[1].priv},
               {fx.o.share_files[3], fx.keys[3].priv}};
   rs.custodians = {{"alice", fx.keys[0].pub}, {"bob", fx.keys[1].pub}};
   rs.threshold = 2;

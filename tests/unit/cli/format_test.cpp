@@ -322,12 +322,12 @@ TEST_CASE("custodian encryption: X25519, P-256 and RSA-OAEP round-trip and bind 
     REQUIRE(opened);
     CHECK(*opened == share);
     // Another index, threshold or ceremony in the binding: refused.
-    for (const auto& other : {cli::share_binding(id, 3, 3, 5, pub->fingerprint, ""),
-                              cli::share_binding(id, 2, 2, 5, pub->fingerprint, ""),
-                              cli::share_binding(cli::new_ceremony_id(), 2, 3, 5, pub->fingerprint, ""),
-                              // the v2 binding, which names the root mechanism
-                              cli::share_binding(id, 2, 3, 5, pub->fingerprint, "aes-kwp"),
-                              cli::share_binding(id, 2, 3, 5, pub->fingerprint, "aes-cbc-pad-hmac")}) {
+    for (const auto& other :
+         {cli::share_binding(id, 3, 3, 5, pub->fingerprint, ""), cli::share_binding(id, 2, 2, 5, pub->fingerprint, ""),
+          cli::share_binding(cli::new_ceremony_id(), 2, 3, 5, pub->fingerprint, ""),
+          // the v2 binding, which names the root mechanism
+          cli::share_binding(id, 2, 3, 5, pub->fingerprint, "aes-kwp"),
+          cli::share_binding(id, 2, 3, 5, pub->fingerprint, "aes-cbc-pad-hmac")}) {
       auto r = cli::open_share(*priv, *sealed, other);
       REQUIRE_FALSE(r);
       CHECK(r.error().code == kms::Errc::decryption_failed);

@@ -393,9 +393,9 @@ TEST_CASE("rotate-root is refused while rootseald (or another offline command) h
   CHECK(fx.opens_with("rootseal-root"));
 }
 
-#define ROTATE_CRASH_CASE(point)                                                                         \
+#define ROTATE_CRASH_CASE(point)                                                                                  \
   TEST_CASE("rotate-root interrupted at " point ": the store opens with the old or new root, --resume ends it") { \
-    interrupted_rotation(point);                                                                         \
+    interrupted_rotation(point);                                                                                  \
   }
 
 ROTATE_CRASH_CASE("root-key-held")
@@ -412,12 +412,12 @@ ROTATE_CRASH_CASE("new-key-promoted")
 
 // Cross-mechanism rotations (a KWP root to an encrypt-then-MAC one and back),
 // interrupted at every step, the HMAC key's own steps included.
-#define CROSS_CRASH_CASE(point)                                                                              \
+#define CROSS_CRASH_CASE(point)                                                                                       \
   TEST_CASE("rotate-root aes-kwp -> aes-cbc-pad-hmac interrupted at " point ": old or new opens, --resume ends it") { \
-    interrupted_rotation(point, hsm::RootMechanism::automatic, hsm::RootMechanism::aes_cbc_pad_hmac);            \
-  }                                                                                                          \
+    interrupted_rotation(point, hsm::RootMechanism::automatic, hsm::RootMechanism::aes_cbc_pad_hmac);                 \
+  }                                                                                                                   \
   TEST_CASE("rotate-root aes-cbc-pad-hmac -> aes-kwp interrupted at " point ": old or new opens, --resume ends it") { \
-    interrupted_rotation(point, hsm::RootMechanism::aes_cbc_pad_hmac, hsm::RootMechanism::aes_kwp);             \
+    interrupted_rotation(point, hsm::RootMechanism::aes_cbc_pad_hmac, hsm::RootMechanism::aes_kwp);                   \
   }
 
 CROSS_CRASH_CASE("root-key-held")
@@ -482,7 +482,8 @@ TEST_CASE("rotate-root with a keyring key rewraps that one blob, whatever the nu
   CHECK(*kcv == r->kcv);
 }
 
-TEST_CASE("rotate-root aes-cbc-pad-hmac -> aes-cbc-pad-hmac (auto keeps the mechanism) interrupted at old-hmac-retired") {
+TEST_CASE(
+    "rotate-root aes-cbc-pad-hmac -> aes-cbc-pad-hmac (auto keeps the mechanism) interrupted at old-hmac-retired") {
   interrupted_rotation("old-hmac-retired", hsm::RootMechanism::aes_cbc_pad_hmac, hsm::RootMechanism::automatic);
 }
 

@@ -99,8 +99,8 @@ TEST_CASE("split matches independently computed vectors") {
     }
     std::vector<std::uint8_t> s(32);
     std::iota(s.begin(), s.end(), std::uint8_t{0});
-    auto shares = cli::shamir::split_with_coefficients(kms::SecureBytes::copy_of(s), 4, 255,
-                                                       kms::SecureBytes::copy_of(c));
+    auto shares =
+        cli::shamir::split_with_coefficients(kms::SecureBytes::copy_of(s), 4, 255, kms::SecureBytes::copy_of(c));
     REQUIRE(shares);
     CHECK(hex((*shares)[1].y) == "2cd3abd4d1c8311e2e4a530c89869eb19c952cbee04fed19847a23fc22c019db");
     CHECK(hex((*shares)[3].y) == "c64fa2cbada820b3142be2c9582b700fd18267e61b4494dd3f93f75e97e6b522");

@@ -363,7 +363,9 @@ TEST_CASE("audit: field values are escaped so that every line is JSON and says w
   const auto lines = read_lines(path);
   REQUIRE(lines.size() == 1);
   const auto v = boost::json::parse(lines[0]);
-  CHECK(v.at("path").as_string() == "/v1/transit/encrypt/a\"b\\c\n\t\x01\x7f/\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");  // one U+FFFD per invalid byte
+  CHECK(
+      v.at("path").as_string() ==
+      "/v1/transit/encrypt/a\"b\\c\n\t\x01\x7f/\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");  // one U+FFFD per invalid byte
   CHECK(v.at("error").as_string() == "quote \" and \r");
   CHECK(v.at("latency_ms").to_number<double>() == Approx(1.5e-5));
   CHECK(v.at("status").to_number<int>() == 200);
@@ -539,7 +541,7 @@ TEST_CASE("audit: lines written while the log is rotated again and again all lan
     for (const auto& l : read_lines(f)) ids.insert(std::string(boost::json::parse(l).at("request_id").as_string()));
   }
   CHECK(total == kThreads * kPerThread + kRotations);  // every request line + one reopen line per rotation
-  CHECK(ids.size() == kThreads * kPerThread + 1);       // the reopen lines share one id
+  CHECK(ids.size() == kThreads * kPerThread + 1);      // the reopen lines share one id
 }
 
 TEST_CASE("audit: a restart continues the chain when the last line spans more than one read step") {
@@ -584,7 +586,8 @@ TEST_CASE("audit: SIGKILL during concurrent writes leaves no hole and loses no a
       for (int t = 0; t < 16; ++t) {
         threads.emplace_back([&, t] {
           for (std::uint64_t i = 0;; ++i) {
-            const std::uint64_t id = (static_cast<std::uint64_t>(round) << 40) | (static_cast<std::uint64_t>(t) << 32) | i;
+            const std::uint64_t id =
+                (static_cast<std::uint64_t>(round) << 40) | (static_cast<std::uint64_t>(t) << 32) | i;
             AuditRecord r = record(0);
             r.request_id = std::to_string(id);
             if (!(*log)->write(r)) ::_exit(11);
@@ -625,7 +628,8 @@ TEST_CASE("audit: SIGKILL during concurrent writes leaves no hole and loses no a
   INFO((v ? std::string() : v.error().message));
   REQUIRE(v);
   std::set<std::string> audited;
-  for (const auto& l : read_lines(path)) audited.insert(std::string(boost::json::parse(l).at("request_id").as_string()));
+  for (const auto& l : read_lines(path))
+    audited.insert(std::string(boost::json::parse(l).at("request_id").as_string()));
   std::size_t missing = 0;
   for (const auto& a : acknowledged) missing += audited.count(a) == 0 ? 1u : 0u;
   INFO(acknowledged.size() << " acknowledged, " << recoveries << " recoveries");

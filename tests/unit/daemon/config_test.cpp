@@ -194,9 +194,11 @@ tokens:
       "policies:\n  p:\n    keys: []\n    operations: [read]\n",
       "policies:\n  p:\n    keys: ['a*b']\n    operations: [read]\n",
       "tokens:\n  - name: t\n    sha256: abc\n    policies: [root]\n",
-      "tokens:\n  - name: t\n    sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n    policies: [nope]\n",
+      "tokens:\n  - name: t\n    sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n    "
+      "policies: [nope]\n",
       "tokens:\n  - name: t\n    policies: [root]\n",
-      "tokens:\n  - name: t\n    token: plaintext-secret\n    sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n    policies: [root]\n",
+      "tokens:\n  - name: t\n    token: plaintext-secret\n    sha256: "
+      "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n    policies: [root]\n",
   };
   for (const char* yaml : bad) {
     INFO(yaml);
@@ -428,8 +430,9 @@ TEST_CASE("sync.azure_authority_host and sync.gcp_*_endpoint: identity endpoints
   REQUIRE(def);
   CHECK(def->sync->azure_authority_host.empty());
   CHECK(def->sync->gcp_sts_endpoint.empty());
-  auto set = parse_config("sync:\n  azure_authority_host: http://127.0.0.1:1\n  gcp_endpoint: http://127.0.0.1:2\n"
-                          "  gcp_sts_endpoint: https://sts.example\n  gcp_iam_endpoint: http://127.0.0.1:3\n");
+  auto set = parse_config(
+      "sync:\n  azure_authority_host: http://127.0.0.1:1\n  gcp_endpoint: http://127.0.0.1:2\n"
+      "  gcp_sts_endpoint: https://sts.example\n  gcp_iam_endpoint: http://127.0.0.1:3\n");
   REQUIRE(set);
   CHECK(set->sync->azure_authority_host == "http://127.0.0.1:1");
   CHECK(set->sync->gcp_endpoint == "http://127.0.0.1:2");
@@ -559,8 +562,9 @@ TEST_CASE("kms_plugin: defaults, a full section, and bad values refused with the
   CHECK(defaults->kms_plugin.allowed_uids == std::vector<std::uint32_t>{0});
   CHECK(defaults->kms_plugin.key == "kubernetes");
 
-  auto full = parse_config("kms_plugin:\n  enabled: true\n  socket: /run/rootseal/k.sock\n  mode: \"0660\"\n"
-                           "  group: kube\n  allowed_uids: [0, 998]\n  key: k8s-etcd\n");
+  auto full = parse_config(
+      "kms_plugin:\n  enabled: true\n  socket: /run/rootseal/k.sock\n  mode: \"0660\"\n"
+      "  group: kube\n  allowed_uids: [0, 998]\n  key: k8s-etcd\n");
   REQUIRE(full);
   CHECK(full->kms_plugin.enabled);
   CHECK(full->kms_plugin.socket == "/run/rootseal/k.sock");
@@ -614,7 +618,8 @@ TEST_CASE("storage: sqlite by default, etcd with a full section, and bad values 
   REQUIRE(full);
   CHECK(full->storage == "etcd");
   const auto& e = full->etcd;
-  CHECK(e.endpoints == std::vector<std::string>{"https://etcd-1:2379", "https://etcd-2:2379", "https://[fd00::3]:2379"});
+  CHECK(e.endpoints ==
+        std::vector<std::string>{"https://etcd-1:2379", "https://etcd-2:2379", "https://[fd00::3]:2379"});
   CHECK(e.prefix == "/rootseal/prod/");
   CHECK(e.username == "rootseal");
   CHECK(e.password_file == "/etc/rootseal/etcd-password");
@@ -646,7 +651,8 @@ TEST_CASE("storage: sqlite by default, etcd with a full section, and bad values 
       {"storage: etcd\netcd:\n  endpoints: [\"etcd-1:2379\"]\n", "must start with https:// or http://"},
       {"storage: etcd\netcd:\n  endpoints: [\"https://etcd-1\"]\n", "must be scheme://host:port"},
       {"storage: etcd\netcd:\n  endpoints: [\"https://etcd-1:2379/v3\"]\n", "must be scheme://host:port"},
-      {"storage: etcd\netcd:\n  endpoints: [\"https://a:2379\", \"http://127.0.0.1:2379\"]\n", "all https:// or all http://"},
+      {"storage: etcd\netcd:\n  endpoints: [\"https://a:2379\", \"http://127.0.0.1:2379\"]\n",
+       "all https:// or all http://"},
       {"storage: etcd\netcd:\n  endpoints: [\"http://etcd-1:2379\"]\n", "plain http to another host"},
       {ok + "  prefix: rootseal\n", "etcd.prefix: starts and ends with '/'"},
       {ok + "  prefix: \"/root seal/\"\n", "etcd.prefix"},

@@ -41,10 +41,10 @@ TEST_CASE("metrics: requests are counted by route, method and status, odd ones f
 
 TEST_CASE("metrics: latency histograms are cumulative, end in +Inf and match the count") {
   Metrics m;
-  m.observe_request(Route::decrypt, "PUT", 200, 50us);    // le 0.0001
-  m.observe_request(Route::decrypt, "PUT", 200, 300us);   // le 0.0005
+  m.observe_request(Route::decrypt, "PUT", 200, 50us);   // le 0.0001
+  m.observe_request(Route::decrypt, "PUT", 200, 300us);  // le 0.0005
   m.observe_request(Route::decrypt, "PUT", 200, 300us);
-  m.observe_request(Route::decrypt, "PUT", 200, 2s);      // above every bound
+  m.observe_request(Route::decrypt, "PUT", 200, 2s);  // above every bound
   const auto text = m.render();
   const std::string b = R"(rootseal_http_request_duration_seconds_bucket{route="transit/decrypt",le=")";
   CHECK(value_of(text, b + R"(0.0001"})") == 1);

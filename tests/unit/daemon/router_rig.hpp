@@ -32,12 +32,12 @@
 namespace rootseal::test {
 
 struct RouterRigOptions {
-  std::filesystem::path dir;       // the state store is dir/state.db
-  kms::SecureBytes root_key;       // the SoftwareRoot's 32-byte key
+  std::filesystem::path dir;  // the state store is dir/state.db
+  kms::SecureBytes root_key;  // the SoftwareRoot's 32-byte key
   std::vector<daemon::PolicyConfig> policies;
   std::vector<daemon::ClientCertIdentity> cert_identities;
   std::filesystem::path audit_path;
-  std::string mount = "transit";   // Config::api.mount and the Transit API's mount
+  std::string mount = "transit";                    // Config::api.mount and the Transit API's mount
   std::function<daemon::SealStatus()> seal_status;  // for both the Transit API and the router
   std::function<void()> report_root_failure = [] {};
   std::string cluster_id;

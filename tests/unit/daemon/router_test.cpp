@@ -25,10 +25,10 @@ namespace http = boost::beast::http;
 namespace {
 
 constexpr std::string_view kRoot = "root-token-0123456789";
-constexpr std::string_view kSeal = "seal-token-0123456789";        // policy autounseal: encrypt/decrypt on "autounseal"
-constexpr std::string_view kApp = "app-token-0123456789";          // policy app: everything on "app-*"
-constexpr std::string_view kRenewable = "renewable-token-01234567"; // policy autounseal, ttl 1h, renewable
-constexpr std::string_view kExpired = "expired-token-0123456789";  // policy app, expired long ago
+constexpr std::string_view kSeal = "seal-token-0123456789";  // policy autounseal: encrypt/decrypt on "autounseal"
+constexpr std::string_view kApp = "app-token-0123456789";    // policy app: everything on "app-*"
+constexpr std::string_view kRenewable = "renewable-token-01234567";  // policy autounseal, ttl 1h, renewable
+constexpr std::string_view kExpired = "expired-token-0123456789";    // policy app, expired long ago
 
 struct Reply {
   unsigned status = 0;
@@ -63,8 +63,7 @@ std::string unb64(std::string_view text) {
 }
 
 std::int64_t now_unix() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 TokenInfo token_info(std::string name, std::vector<std::string> policies) {
@@ -89,8 +88,8 @@ class Api {
         {"autounseal", {"autounseal"}, {Operation::encrypt, Operation::decrypt}},
         {"app",
          {"app-*"},
-         {Operation::read, Operation::list, Operation::create, Operation::config, Operation::rotate,
-          Operation::delete_, Operation::encrypt, Operation::decrypt, Operation::rewrap, Operation::datakey}}};
+         {Operation::read, Operation::list, Operation::create, Operation::config, Operation::rotate, Operation::delete_,
+          Operation::encrypt, Operation::decrypt, Operation::rewrap, Operation::datakey}}};
     options.cert_identities = {{"vault", std::string(64, 'a'), {"autounseal"}}};
     options.audit_path = audit_path();
     options.mount = std::move(mount);
@@ -278,8 +277,9 @@ TEST_CASE("router: sys/health answers Vault's fields and honours its query overr
   CHECK(no_content.body.empty());
   // Never a standby, DR or performance secondary: those overrides change nothing.
   CHECK(api.call("GET", "/v1/sys/health?standbyok=true&perfstandbyok=true", {}, std::nullopt).status == 200);
-  CHECK(api.call("GET", "/v1/sys/health?standbycode=200&drsecondarycode=200&performancestandbycode=200", {},
-                 std::nullopt).status == 200);
+  CHECK(
+      api.call("GET", "/v1/sys/health?standbycode=200&drsecondarycode=200&performancestandbycode=200", {}, std::nullopt)
+          .status == 200);
   CHECK(api.call("GET", "/v1/sys/health?sealedcode=200", {}, std::nullopt).status == 200);
   check_error(api.call("GET", "/v1/sys/health?activecode=abc", {}, std::nullopt), 400, "activecode");
   check_error(api.call("GET", "/v1/sys/health?sealedcode=99", {}, std::nullopt), 400, "sealedcode");
@@ -515,12 +515,14 @@ TEST_CASE("router: key_version, min_decryption_version and rewrap across rotatio
   const std::string v2 = encrypt(api, "app-rot", "version two", kApp);
   CHECK(v2.starts_with("vault:v2:"));
 
-  auto r = api.callj("POST", "/v1/transit/encrypt/app-rot", json::value{{"plaintext", b64("old")}, {"key_version", 1}}, kApp);
+  auto r = api.callj("POST", "/v1/transit/encrypt/app-rot", json::value{{"plaintext", b64("old")}, {"key_version", 1}},
+                     kApp);
   check_envelope(r);
   CHECK(r.str("ciphertext").starts_with("vault:v1:"));
   CHECK(num(r.data().at("key_version")) == 1);
-  check_error(api.callj("POST", "/v1/transit/encrypt/app-rot", json::value{{"plaintext", b64("x")}, {"key_version", 3}}, kApp),
-              400);
+  check_error(
+      api.callj("POST", "/v1/transit/encrypt/app-rot", json::value{{"plaintext", b64("x")}, {"key_version", 3}}, kApp),
+      400);
   check_error(api.call("POST", "/v1/transit/encrypt/app-rot", R"({"plaintext":"eA==","key_version":"x"})", kApp), 400,
               "'key_version' must be an integer");
   check_error(api.call("POST", "/v1/transit/encrypt/app-rot", R"({"plaintext":"eA==","key_version":-1})", kApp), 400,
@@ -552,19 +554,19 @@ TEST_CASE("router: key_version, min_decryption_version and rewrap across rotatio
 TEST_CASE("router: associated_data is GCM AAD and context derives keys for derived keys") {
   Api api;
   auto r = api.callj("POST", "/v1/transit/encrypt/app-aad",
-                    json::value{{"plaintext", b64("p")}, {"associated_data", b64("ctx-a")}}, kApp);
+                     json::value{{"plaintext", b64("p")}, {"associated_data", b64("ctx-a")}}, kApp);
   check_envelope(r);
   const std::string ct = r.str("ciphertext");
-  r = api.callj("POST", "/v1/transit/decrypt/app-aad", json::value{{"ciphertext", ct}, {"associated_data", b64("ctx-a")}},
-               kApp);
+  r = api.callj("POST", "/v1/transit/decrypt/app-aad",
+                json::value{{"ciphertext", ct}, {"associated_data", b64("ctx-a")}}, kApp);
   check_envelope(r);
   CHECK(unb64(r.str("plaintext")) == "p");
-  check_error(api.callj("POST", "/v1/transit/decrypt/app-aad", json::value{{"ciphertext", ct}, {"associated_data", b64("ctx-b")}},
-                       kApp),
+  check_error(api.callj("POST", "/v1/transit/decrypt/app-aad",
+                        json::value{{"ciphertext", ct}, {"associated_data", b64("ctx-b")}}, kApp),
               400, "message authentication failed");
   check_error(api.callj("POST", "/v1/transit/decrypt/app-aad", json::value{{"ciphertext", ct}}, kApp), 400);
-  check_error(api.callj("POST", "/v1/transit/decrypt/app-aad", json::value{{"ciphertext", ct}, {"associated_data", "!!"}},
-                       kApp),
+  check_error(api.callj("POST", "/v1/transit/decrypt/app-aad",
+                        json::value{{"ciphertext", ct}, {"associated_data", "!!"}}, kApp),
               400, "base64");
 
   r = api.call("POST", "/v1/transit/keys/app-derived", R"({"derived":true})", kApp);
@@ -573,18 +575,18 @@ TEST_CASE("router: associated_data is GCM AAD and context derives keys for deriv
   CHECK(r.str("kdf") == "hkdf_sha256");
   check_error(api.callj("POST", "/v1/transit/encrypt/app-derived", json::value{{"plaintext", b64("p")}}, kApp), 400,
               "context");
-  r = api.callj("POST", "/v1/transit/encrypt/app-derived", json::value{{"plaintext", b64("p")}, {"context", b64("user-1")}},
-               kApp);
+  r = api.callj("POST", "/v1/transit/encrypt/app-derived",
+                json::value{{"plaintext", b64("p")}, {"context", b64("user-1")}}, kApp);
   check_envelope(r);
   const std::string dct = r.str("ciphertext");
   r = api.callj("POST", "/v1/transit/decrypt/app-derived", json::value{{"ciphertext", dct}, {"context", b64("user-1")}},
-               kApp);
+                kApp);
   CHECK(unb64(r.str("plaintext")) == "p");
-  check_error(api.callj("POST", "/v1/transit/decrypt/app-derived", json::value{{"ciphertext", dct}, {"context", b64("user-2")}},
-                       kApp),
+  check_error(api.callj("POST", "/v1/transit/decrypt/app-derived",
+                        json::value{{"ciphertext", dct}, {"context", b64("user-2")}}, kApp),
               400);
   check_error(api.callj("POST", "/v1/transit/encrypt/app-derived",
-                       json::value{{"plaintext", b64("p")}, {"context", b64("c")}, {"nonce", b64("n")}}, kApp),
+                        json::value{{"plaintext", b64("p")}, {"context", b64("c")}, {"nonce", b64("n")}}, kApp),
               400, "nonce");
 }
 
@@ -764,12 +766,12 @@ TEST_CASE("router: 403 for missing, wrong, expired tokens and for another policy
 
   // A verified client certificate bound to a policy acts as a token; an unbound one does not.
   const std::string seal_ct = encrypt(api, "autounseal", "b");
-  r = api.callj("PUT", "/v1/transit/decrypt/autounseal", json::value{{"ciphertext", seal_ct}}, std::nullopt,
-               {}, std::string(64, 'a'));
+  r = api.callj("PUT", "/v1/transit/decrypt/autounseal", json::value{{"ciphertext", seal_ct}}, std::nullopt, {},
+                std::string(64, 'a'));
   check_envelope(r);
   CHECK(unb64(r.str("plaintext")) == "b");
-  check_error(api.callj("PUT", "/v1/transit/decrypt/autounseal", json::value{{"ciphertext", seal_ct}}, std::nullopt,
-                       {}, std::string(64, 'b')),
+  check_error(api.callj("PUT", "/v1/transit/decrypt/autounseal", json::value{{"ciphertext", seal_ct}}, std::nullopt, {},
+                        std::string(64, 'b')),
               403);
   // The 403s changed nothing: the keys still work.
   r = api.callj("POST", "/v1/transit/decrypt/app-secret", json::value{{"ciphertext", app_ct}}, kApp);
@@ -823,8 +825,8 @@ TEST_CASE("router: 400 for malformed JSON, wrong types, bad base64, tampered or 
 
 TEST_CASE("router: 404 for unknown paths and mounts, Vault's empty error list") {
   Api api;
-  for (const char* target : {"/v1/nope", "/v1/sys/does-not-exist", "/", "/v2/transit/encrypt/x", "/v1/transitx/encrypt/x",
-                             "/v1/transit/nosuch/x", "/v1/transit/"}) {
+  for (const char* target : {"/v1/nope", "/v1/sys/does-not-exist", "/", "/v2/transit/encrypt/x",
+                             "/v1/transitx/encrypt/x", "/v1/transit/nosuch/x", "/v1/transit/"}) {
     INFO(target);
     auto r = api.call("POST", target, "{}");
     check_error(r, 404);
@@ -839,15 +841,15 @@ TEST_CASE("router: sealed, every crypto and key endpoint answers 503 and nothing
   Api api;
   const std::string ct = encrypt(api, "autounseal", "a");
   api.sealed = true;
-  for (const auto& [method, target] : std::vector<std::pair<const char*, const char*>>{
-           {"PUT", "/v1/transit/encrypt/autounseal"},
-           {"PUT", "/v1/transit/decrypt/autounseal"},
-           {"POST", "/v1/transit/rewrap/autounseal"},
-           {"POST", "/v1/transit/datakey/plaintext/autounseal"},
-           {"GET", "/v1/transit/keys/autounseal"},
-           {"LIST", "/v1/transit/keys"},
-           {"POST", "/v1/transit/keys/autounseal/rotate"},
-           {"GET", "/v1/auth/token/lookup-self"}}) {
+  for (const auto& [method, target] :
+       std::vector<std::pair<const char*, const char*>>{{"PUT", "/v1/transit/encrypt/autounseal"},
+                                                        {"PUT", "/v1/transit/decrypt/autounseal"},
+                                                        {"POST", "/v1/transit/rewrap/autounseal"},
+                                                        {"POST", "/v1/transit/datakey/plaintext/autounseal"},
+                                                        {"GET", "/v1/transit/keys/autounseal"},
+                                                        {"LIST", "/v1/transit/keys"},
+                                                        {"POST", "/v1/transit/keys/autounseal/rotate"},
+                                                        {"GET", "/v1/auth/token/lookup-self"}}) {
     INFO(method << " " << target);
     check_error(api.callj(method, target, json::value{{"ciphertext", ct}, {"plaintext", "YQ=="}}), 503,
                 "rootseal is sealed");
@@ -870,8 +872,8 @@ TEST_CASE("router: every Transit and token request is audited, refused ones too,
   check_envelope(ok);
   const std::string plain_b64 = ok.str("plaintext");
   check_error(api.callj("PUT", "/v1/transit/decrypt/autounseal", json::value{{"ciphertext", ct}}, std::nullopt), 403);
-  check_error(api.callj("PUT", "/v1/transit/decrypt/autounseal", json::value{{"ciphertext", ct}}, "not-a-real-token-xyz"),
-              403);
+  check_error(
+      api.callj("PUT", "/v1/transit/decrypt/autounseal", json::value{{"ciphertext", ct}}, "not-a-real-token-xyz"), 403);
   check_error(api.call("GET", "/v1/transit/keys/autounseal", {}, kSeal), 403);
   check_error(api.call("PUT", "/v1/transit/decrypt/autounseal", R"({"ciphertext":"vault:v1:QUJD"})", kSeal), 400);
   check_envelope(api.call("GET", "/v1/auth/token/lookup-self", {}, kSeal));  // answers the token itself
@@ -948,7 +950,8 @@ TEST_CASE("router: every Transit and token request is audited, refused ones too,
 TEST_CASE("locked json: the arena grows in locked chunks and refuses past its limit") {
   // A document far larger than the first buffer parses; every byte is locked.
   std::string doc = R"({"batch_input":[)";
-  for (int i = 0; i < 5000; ++i) doc += std::string(i ? "," : "") + R"({"plaintext":"YWJjZGVm","reference":)" + std::to_string(i) + "}";
+  for (int i = 0; i < 5000; ++i)
+    doc += std::string(i ? "," : "") + R"({"plaintext":"YWJjZGVm","reference":)" + std::to_string(i) + "}";
   doc += "]}";
   const auto before = kms::secure_arena_stats().in_use_bytes;
   {
@@ -1133,11 +1136,10 @@ TEST_CASE("router: ?list= takes every value of Go's ParseBool, as Vault does") {
 TEST_CASE("router: boolean, integer and duration fields follow Vault's field parser") {
   Api api;
   // Booleans: JSON booleans, Go's ParseBool strings, "" (false), and the numbers 1 and 0.
-  const std::pair<const char*, bool> bools[] = {{"true", true},    {"\"1\"", true},    {"\"t\"", true},
-                                                {"\"T\"", true},   {"\"TRUE\"", true}, {"\"True\"", true},
-                                                {"1", true},       {"false", false},   {"\"0\"", false},
-                                                {"\"f\"", false},  {"\"F\"", false},   {"\"FALSE\"", false},
-                                                {"\"False\"", false}, {"0", false},   {"\"\"", false}};
+  const std::pair<const char*, bool> bools[] = {
+      {"true", true},     {"\"1\"", true},      {"\"t\"", true},      {"\"T\"", true},  {"\"TRUE\"", true},
+      {"\"True\"", true}, {"1", true},          {"false", false},     {"\"0\"", false}, {"\"f\"", false},
+      {"\"F\"", false},   {"\"FALSE\"", false}, {"\"False\"", false}, {"0", false},     {"\"\"", false}};
   int n = 0;
   for (const auto& [text, value] : bools) {
     INFO(text);
@@ -1145,7 +1147,8 @@ TEST_CASE("router: boolean, integer and duration fields follow Vault's field par
     auto r = api.call("POST", "/v1/transit/keys/" + name, std::string(R"({"derived":)") + text + "}", kApp);
     check_envelope(r);
     CHECK(r.data().at("derived").as_bool() == value);
-    r = api.call("POST", "/v1/transit/keys/" + name + "/config", std::string(R"({"deletion_allowed":)") + text + "}", kApp);
+    r = api.call("POST", "/v1/transit/keys/" + name + "/config", std::string(R"({"deletion_allowed":)") + text + "}",
+                 kApp);
     check_envelope(r);
     CHECK(r.data().at("deletion_allowed").as_bool() == value);
   }
@@ -1160,7 +1163,8 @@ TEST_CASE("router: boolean, integer and duration fields follow Vault's field par
   check_envelope(api.call("POST", "/v1/transit/keys/app-int/rotate", "", kApp));
   for (const char* v : {"2", "\"2\"", "\"+2\""}) {
     INFO(v);
-    auto r = api.call("POST", "/v1/transit/encrypt/app-int", std::string(R"({"plaintext":"YQ==","key_version":)") + v + "}", kApp);
+    auto r = api.call("POST", "/v1/transit/encrypt/app-int",
+                      std::string(R"({"plaintext":"YQ==","key_version":)") + v + "}", kApp);
     check_envelope(r);
     CHECK(num(r.data().at("key_version")) == 2);
   }
@@ -1170,28 +1174,38 @@ TEST_CASE("router: boolean, integer and duration fields follow Vault's field par
   CHECK(num(r.data().at("key_version")) == 2);  // 0: the latest
   r = api.call("POST", "/v1/transit/datakey/wrapped/app-int", R"({"bits":"128"})", kApp);
   check_envelope(r);
-  for (const char* bad : {"1.5", "\"1.5\"", "\"2x\"", "\" 2\"", "\"9223372036854775808\"", "18446744073709551615", "[]"}) {
+  for (const char* bad :
+       {"1.5", "\"1.5\"", "\"2x\"", "\" 2\"", "\"9223372036854775808\"", "18446744073709551615", "[]"}) {
     INFO(bad);
-    check_error(api.call("POST", "/v1/transit/encrypt/app-int", std::string(R"({"plaintext":"YQ==","key_version":)") + bad + "}", kApp),
+    check_error(api.call("POST", "/v1/transit/encrypt/app-int",
+                         std::string(R"({"plaintext":"YQ==","key_version":)") + bad + "}", kApp),
                 400, "'key_version' must be an integer");
   }
-  check_error(api.call("POST", "/v1/transit/encrypt/app-int", R"({"plaintext":"YQ==","key_version":"9223372036854775807"})", kApp),
+  check_error(api.call("POST", "/v1/transit/encrypt/app-int",
+                       R"({"plaintext":"YQ==","key_version":"9223372036854775807"})", kApp),
               400, "invalid key version");
   // Vault would read these as octal or hex (ParseInt base 0): refused, never a different number.
   for (const char* prefixed : {"\"01\"", "\"-01\"", "\"00\"", "\"0x1\"", "\"0b1\"", "\"0o1\""}) {
     INFO(prefixed);
-    check_error(api.call("POST", "/v1/transit/encrypt/app-int", std::string(R"({"plaintext":"YQ==","key_version":)") + prefixed + "}", kApp),
+    check_error(api.call("POST", "/v1/transit/encrypt/app-int",
+                         std::string(R"({"plaintext":"YQ==","key_version":)") + prefixed + "}", kApp),
                 400, "'key_version' must be");
   }
   check_envelope(api.call("POST", "/v1/transit/encrypt/app-int", R"({"plaintext":"YQ==","key_version":"0"})", kApp));
 
   // Durations: seconds (number or string), "<n>d", Go durations, "" (0); range-checked.
-  const std::pair<const char*, std::int64_t> durations[] = {
-      {"3600", 3600},   {"\"3600\"", 3600}, {"\"2d\"", 172800}, {"\"1h30m\"", 5400},
-      {"\"\"", 0},      {"0", 0},           {"\"2562047h\"", 2562047LL * 3600}, {"9223372036", 9223372036}};
+  const std::pair<const char*, std::int64_t> durations[] = {{"3600", 3600},
+                                                            {"\"3600\"", 3600},
+                                                            {"\"2d\"", 172800},
+                                                            {"\"1h30m\"", 5400},
+                                                            {"\"\"", 0},
+                                                            {"0", 0},
+                                                            {"\"2562047h\"", 2562047LL * 3600},
+                                                            {"9223372036", 9223372036}};
   for (const auto& [text, seconds] : durations) {
     INFO(text);
-    r = api.call("POST", "/v1/transit/keys/app-int/config", std::string(R"({"auto_rotate_period":)") + text + "}", kApp);
+    r = api.call("POST", "/v1/transit/keys/app-int/config", std::string(R"({"auto_rotate_period":)") + text + "}",
+                 kApp);
     check_envelope(r);
     CHECK(num(r.data().at("auto_rotate_period")) == seconds);
   }
@@ -1199,15 +1213,18 @@ TEST_CASE("router: boolean, integer and duration fields follow Vault's field par
   for (const char* over : {"\"9999999999999999h\"", "\"2562048h\"", "9223372037", "\"9223372036854775807\"",
                            "9223372036854775807", "18446744073709551615", "\"106752d\""}) {
     INFO(over);
-    check_error(api.call("POST", "/v1/transit/keys/app-int/config", std::string(R"({"auto_rotate_period":)") + over + "}", kApp),
+    check_error(api.call("POST", "/v1/transit/keys/app-int/config",
+                         std::string(R"({"auto_rotate_period":)") + over + "}", kApp),
                 400, "out of range");
-    check_error(api.call("POST", "/v1/transit/keys/app-new", std::string(R"({"auto_rotate_period":)") + over + "}", kApp),
-                400, "out of range");
+    check_error(
+        api.call("POST", "/v1/transit/keys/app-new", std::string(R"({"auto_rotate_period":)") + over + "}", kApp), 400,
+        "out of range");
   }
   for (const char* bad : {"-1", "\"-1h\"", "1.5", "true", "\"soon\"", "\"1.5d\""}) {
     INFO(bad);
-    check_error(api.call("POST", "/v1/transit/keys/app-int/config", std::string(R"({"auto_rotate_period":)") + bad + "}", kApp),
-                400, "'auto_rotate_period' must be a duration");
+    check_error(
+        api.call("POST", "/v1/transit/keys/app-int/config", std::string(R"({"auto_rotate_period":)") + bad + "}", kApp),
+        400, "'auto_rotate_period' must be a duration");
   }
   check_error(api.call("POST", "/v1/transit/keys/app-int/config", R"({"auto_rotate_period":"30m"})", kApp), 400,
               "at least an hour");
@@ -1240,7 +1257,7 @@ TEST_CASE("router: a key read lists only the versions at or above min_decryption
 
 TEST_CASE("router: with a shared store a key or version made by another host is re-read before not found") {
   Api a("transit", nullptr, true);
-  Api b("transit", &a, true);        // another host on the same keyring, no watch running
+  Api b("transit", &a, true);         // another host on the same keyring, no watch running
   Api b_local("transit", &a, false);  // the same, with a store that says it is not shared
 
   // A key B has never loaded: B re-reads it for decrypt, read and rotate.
@@ -1260,8 +1277,9 @@ TEST_CASE("router: with a shared store a key or version made by another host is 
   CHECK(r.str("plaintext") == b64("two"));
   check_envelope(a.call("POST", "/v1/transit/keys/app-k/rotate"));
   auto ct3 = encrypt(a, "app-k", "three");
-  r = b.callj("POST", "/v1/transit/decrypt/app-k",
-              json::value{{"batch_input", json::array{json::object{{"ciphertext", ct1}}, json::object{{"ciphertext", ct3}}}}});
+  r = b.callj(
+      "POST", "/v1/transit/decrypt/app-k",
+      json::value{{"batch_input", json::array{json::object{{"ciphertext", ct1}}, json::object{{"ciphertext", ct3}}}}});
   REQUIRE(r.status == 200);
   check_envelope(a.call("POST", "/v1/transit/keys/app-k/rotate"));
   r = b.callj("POST", "/v1/transit/encrypt/app-k", json::value{{"plaintext", b64("four")}, {"key_version", 4}});

@@ -20,13 +20,14 @@ TEST_CASE("state lock: one holder at a time, named in the refusal, released with
   {
     auto held = StateDirLock::acquire(dir.path(), "rootseald");
     REQUIRE(held);
-    struct stat st {};
+    struct stat st{};
     REQUIRE(::stat((dir.path() / "rootseald.lock").c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0600);
     auto second = StateDirLock::acquire(dir.path(), "rootseal storage migrate");
     REQUIRE_FALSE(second);
     CHECK(second.error().code == kms::Errc::conflict);
-    CHECK_THAT(second.error().message, Catch::Contains("is in use by pid " + std::to_string(::getpid()) + " rootseald"));
+    CHECK_THAT(second.error().message,
+               Catch::Contains("is in use by pid " + std::to_string(::getpid()) + " rootseald"));
     CHECK_THAT(second.error().message, Catch::Contains("stop it first"));
   }
   REQUIRE(StateDirLock::acquire(dir.path(), "rootseald"));  // released by the destructor

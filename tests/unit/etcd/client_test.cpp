@@ -127,8 +127,9 @@ class CannedServer {
         const std::size_t want = cl == std::string::npos ? 0 : std::stoul(req.substr(cl + 16));
         if (req.size() >= end + 4 + want) break;
       }
-      const std::string answer = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
-                                 std::to_string(body_.size()) + "\r\n\r\n" + body_;
+      const std::string answer =
+          "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+          std::to_string(body_.size()) + "\r\n\r\n" + body_;
       (void)::send(c, answer.data(), answer.size(), MSG_NOSIGNAL);
       ++answered;
       ::close(c);
@@ -574,7 +575,8 @@ TEST_CASE("etcd client: an answer from an older raft term than already seen is r
   test::EtcdCluster cluster(1);
   Loop loop;
   // A "member" stuck in raft term 1.
-  CannedServer stale(R"({"header":{"cluster_id":"1","member_id":"2","revision":"1","raft_term":"1"},"kvs":[{"key":"aw==","mod_revision":"1","value":"b2xk"}],"count":"1"})");
+  CannedServer stale(
+      R"({"header":{"cluster_id":"1","member_id":"2","revision":"1","raft_term":"1"},"kvs":[{"key":"aw==","mod_revision":"1","value":"b2xk"}],"count":"1"})");
   auto c = make_client(loop, {cluster.endpoint(0), stale.url()});
   REQUIRE(loop.run(c->put({"k", "new", 0, false})));
   const auto term = c->highest_raft_term();
@@ -583,7 +585,7 @@ TEST_CASE("etcd client: an answer from an older raft term than already seen is r
   cluster.kill(0);
   auto r = loop.run(c->range({"k", "", 0, 0, false, false}));
   CHECK(stale.answered.load() == 1);  // it was asked, after the dead member
-  REQUIRE_FALSE(r);  // and its answer ("old") refused
+  REQUIRE_FALSE(r);                   // and its answer ("old") refused
   CHECK(r.error().code == Errc::unavailable);
   CHECK(r.error().message.find("stale member") != std::string::npos);
   CHECK(c->highest_raft_term() == term);

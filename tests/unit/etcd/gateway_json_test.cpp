@@ -83,7 +83,8 @@ TEST_CASE("gateway: put with prev_kv, delete with prev_kvs") {
 }
 
 TEST_CASE("gateway: lease grant and keepalive (a keepalive without TTL is an expired lease)") {
-  auto g = detail::parse_lease_grant(obj(R"({"header":{"revision":"4","raft_term":"2"},"ID":"3620791080152429836","TTL":"5"})"));
+  auto g = detail::parse_lease_grant(
+      obj(R"({"header":{"revision":"4","raft_term":"2"},"ID":"3620791080152429836","TTL":"5"})"));
   REQUIRE(g);
   CHECK(g->id == 3620791080152429836);
   CHECK(g->ttl == 5);
@@ -117,11 +118,13 @@ TEST_CASE("gateway: watch lines: created, events in order with DELETE and prev_k
   REQUIRE(compacted);
   CHECK(compacted->canceled);
   CHECK(compacted->compact_revision == 3);
-  const auto refused = detail::watch_cancel_error("rpc error: code = InvalidArgument desc = etcdserver: user name is empty");
+  const auto refused =
+      detail::watch_cancel_error("rpc error: code = InvalidArgument desc = etcdserver: user name is empty");
   CHECK(refused.code == Errc::permission_denied);
   CHECK(refused.message == "etcd: etcdserver: user name is empty");
   CHECK(detail::watch_cancel_error("etcdserver: something else").code == Errc::unavailable);
-  auto err = detail::parse_watch_line(R"({"error":{"grpc_code":14,"http_code":503,"message":"etcdserver: no leader"}})");
+  auto err =
+      detail::parse_watch_line(R"({"error":{"grpc_code":14,"http_code":503,"message":"etcdserver: no leader"}})");
   REQUIRE_FALSE(err);
   CHECK(err.error().code == Errc::unavailable);
 }
@@ -140,9 +143,11 @@ TEST_CASE("gateway: malformed answers are invalid_argument, never a crash") {
 
 TEST_CASE("gateway: etcd's error answers map to kms codes") {
   const auto code = [](unsigned status, std::string_view body) { return detail::gateway_error(status, body).code; };
-  CHECK(code(401, R"({"error":"etcdserver: invalid auth token","message":"etcdserver: invalid auth token","code":16})") ==
-        Errc::permission_denied);
-  CHECK(code(400, R"({"error":"x","message":"etcdserver: authentication failed, invalid user ID or password","code":3})") ==
+  CHECK(
+      code(401, R"({"error":"etcdserver: invalid auth token","message":"etcdserver: invalid auth token","code":16})") ==
+      Errc::permission_denied);
+  CHECK(code(400,
+             R"({"error":"x","message":"etcdserver: authentication failed, invalid user ID or password","code":3})") ==
         Errc::permission_denied);
   CHECK(code(403, R"({"error":"x","message":"etcdserver: permission denied","code":7})") == Errc::permission_denied);
   CHECK(code(500, R"({"error":"x","message":"election: no leader","code":2})") == Errc::unavailable);
@@ -213,10 +218,10 @@ TEST_CASE("gateway: the stale-member guard refuses an answer from an older raft 
 }
 
 TEST_CASE("gateway: a member's status (member ids above int64, as etcd 3.4 sends them)") {
-  const auto s = detail::parse_status(obj(
-      R"({"header":{"cluster_id":"14841639068965178418","member_id":"10276657743932975437","revision":"5",)"
-      R"("raft_term":"2"},"version":"3.4.23","dbSize":"20480","leader":"10276657743932975437",)"
-      R"("raftIndex":"9","raftTerm":"2","raftAppliedIndex":"9","dbSizeInUse":"20480"})"));
+  const auto s = detail::parse_status(
+      obj(R"({"header":{"cluster_id":"14841639068965178418","member_id":"10276657743932975437","revision":"5",)"
+          R"("raft_term":"2"},"version":"3.4.23","dbSize":"20480","leader":"10276657743932975437",)"
+          R"("raftIndex":"9","raftTerm":"2","raftAppliedIndex":"9","dbSizeInUse":"20480"})"));
   REQUIRE(s);
   CHECK(s->header.member_id == 10276657743932975437ULL);
   CHECK(s->leader == 10276657743932975437ULL);

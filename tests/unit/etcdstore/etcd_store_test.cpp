@@ -184,7 +184,8 @@ TEST_CASE("etcd store: two writers racing for one version: exactly one commits i
   }
 }
 
-TEST_CASE("etcd store: two keyrings on one etcd: each serves what the other wrote, rotations race into distinct versions") {
+TEST_CASE(
+    "etcd store: two keyrings on one etcd: each serves what the other wrote, rotations race into distinct versions") {
   test::EtcdCluster cluster(3);
   const auto root_key = kms::SecureBytes::random(32);
   Host a(cluster, root_key);
@@ -484,10 +485,12 @@ TEST_CASE("etcd store: a host's record lives under a lease, follows its state, g
 
   // A change of state is written within a keepalive round.
   sealed = false;
-  REQUIRE(eventually([&] {
-    auto now = members();
-    return now.size() == 2 && !now[0].sealed && now[0].root_kcv == "abc123" && !now[1].sealed;
-  }, 10s));
+  REQUIRE(eventually(
+      [&] {
+        auto now = members();
+        return now.size() == 2 && !now[0].sealed && now[0].root_kcv == "abc123" && !now[1].sealed;
+      },
+      10s));
   // Stopped: its lease revoked, the record gone at once (no waiting for the TTL).
   a->stop_membership();
   m = members();

@@ -102,10 +102,10 @@ TEST_CASE("etcd member record: written and read back, unreadable ones carry the 
   CHECK(back.seen_revision == 77);
   CHECK(back.started_unix == 1'700'000'000);
   // Under another host's name, not JSON, a field missing or of the wrong type.
-  for (const std::string& bad : {etcdstore::detail::serialize_member(m), std::string("not json"),
-                                std::string(R"({"host_id":"x"})"),
-                                std::string(R"({"host_id":"x","instance":"i","version":"v","root_kcv":"k",)"
-                                            R"("sealed":"no","seen_revision":1,"started":1})")}) {
+  for (const std::string& bad :
+       {etcdstore::detail::serialize_member(m), std::string("not json"), std::string(R"({"host_id":"x"})"),
+        std::string(R"({"host_id":"x","instance":"i","version":"v","root_kcv":"k",)"
+                    R"("sealed":"no","seen_revision":1,"started":1})")}) {
     const auto r = etcdstore::detail::parse_member(bad, "x");
     CHECK(r.host_id == "x");
     CHECK_FALSE(r.error.empty());

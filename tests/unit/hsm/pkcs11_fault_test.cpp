@@ -117,9 +117,9 @@ TEST_CASE("fault: CKR_DEVICE_REMOVED makes the root unavailable until the device
 }
 
 TEST_CASE("fault: every disconnect-class return value drops the pool and probe recovers") {
-  const CK_RV rv = GENERATE(CKR_DEVICE_REMOVED, CKR_TOKEN_NOT_PRESENT, CKR_SESSION_HANDLE_INVALID,
-                            CKR_SESSION_CLOSED, CKR_USER_NOT_LOGGED_IN, CKR_DEVICE_ERROR,
-                            CKR_CRYPTOKI_NOT_INITIALIZED, CKR_TOKEN_NOT_RECOGNIZED);
+  const CK_RV rv =
+      GENERATE(CKR_DEVICE_REMOVED, CKR_TOKEN_NOT_PRESENT, CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED,
+               CKR_USER_NOT_LOGGED_IN, CKR_DEVICE_ERROR, CKR_CRYPTOKI_NOT_INITIALIZED, CKR_TOKEN_NOT_RECOGNIZED);
   const bool gcm = GENERATE(false, true);
   const std::string name(rootseal::hsm::rv_name(rv));
   CAPTURE(name, gcm);

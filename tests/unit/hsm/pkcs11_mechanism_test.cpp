@@ -49,7 +49,8 @@ Pkcs11Config with(const SoftHsm& hsm, RootMechanism m, bool generate = true, std
 
 std::vector<std::uint8_t> from_hex(std::string_view h) {
   std::vector<std::uint8_t> out;
-  for (std::size_t i = 0; i + 1 < h.size(); i += 2) out.push_back(static_cast<std::uint8_t>(std::stoi(std::string(h.substr(i, 2)), nullptr, 16)));
+  for (std::size_t i = 0; i + 1 < h.size(); i += 2)
+    out.push_back(static_cast<std::uint8_t>(std::stoi(std::string(h.substr(i, 2)), nullptr, 16)));
   return out;
 }
 
@@ -112,7 +113,8 @@ TEST_CASE("aes-cbc-pad-hmac wraps with two keys in the token and a fresh IV each
   CHECK(rootseal::hsm::detail::to_hex(token_kcv) == *root->key_check_value());
 }
 
-TEST_CASE("aes-cbc-pad-hmac refuses a blob with a flipped byte of the IV, the ciphertext or the MAC before decrypting") {
+TEST_CASE(
+    "aes-cbc-pad-hmac refuses a blob with a flipped byte of the IV, the ciphertext or the MAC before decrypting") {
   SoftHsm hsm;
   auto root = connected(hsm, with(hsm, RootMechanism::aes_cbc_pad_hmac));
   const auto key = SecureBytes::random(32);
@@ -193,10 +195,12 @@ TEST_CASE("a blob of another root mechanism is refused naming both") {
   auto u = cbc->unwrap(*kwp->wrap(key));
   REQUIRE_FALSE(u);
   CHECK(u.error().code == Errc::decryption_failed);
-  CHECK_THAT(u.error().message, Catch::Contains("made with root mechanism aes-kwp, but the root in use is aes-cbc-pad-hmac"));
+  CHECK_THAT(u.error().message,
+             Catch::Contains("made with root mechanism aes-kwp, but the root in use is aes-cbc-pad-hmac"));
   u = kwp->unwrap(*cbc->wrap(key));
   REQUIRE_FALSE(u);
-  CHECK_THAT(u.error().message, Catch::Contains("made with root mechanism aes-cbc-pad-hmac, but the root in use is aes-kwp"));
+  CHECK_THAT(u.error().message,
+             Catch::Contains("made with root mechanism aes-cbc-pad-hmac, but the root in use is aes-kwp"));
   // And a cbc blob from another root's keys fails the MAC.
   auto cbc2 = connected(hsm, with(hsm, RootMechanism::aes_cbc_pad_hmac, true, "cbc2"));
   u = cbc2->unwrap(*cbc->wrap(key));
@@ -221,17 +225,22 @@ TEST_CASE("KWP and GCM blobs in the format of the previous release still unwrap"
     CK_KEY_TYPE type = CKK_AES;
     CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
     const std::string label = "rootseal-root";
-    CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof cls},         {CKA_KEY_TYPE, &type, sizeof type},
-                        {CKA_VALUE, root_key.data(), 32},      {CKA_LABEL, const_cast<char*>(label.data()), label.size()},
-                        {CKA_TOKEN, &yes, 1},                  {CKA_PRIVATE, &yes, 1},
-                        {CKA_SENSITIVE, &yes, 1},              {CKA_EXTRACTABLE, &no, 1},
-                        {CKA_WRAP, &yes, 1},                   {CKA_UNWRAP, &yes, 1},
-                        {CKA_ENCRYPT, &yes, 1},                {CKA_DECRYPT, &yes, 1}};
+    CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof cls},
+                        {CKA_KEY_TYPE, &type, sizeof type},
+                        {CKA_VALUE, root_key.data(), 32},
+                        {CKA_LABEL, const_cast<char*>(label.data()), label.size()},
+                        {CKA_TOKEN, &yes, 1},
+                        {CKA_PRIVATE, &yes, 1},
+                        {CKA_SENSITIVE, &yes, 1},
+                        {CKA_EXTRACTABLE, &no, 1},
+                        {CKA_WRAP, &yes, 1},
+                        {CKA_UNWRAP, &yes, 1},
+                        {CKA_ENCRYPT, &yes, 1},
+                        {CKA_DECRYPT, &yes, 1}};
     CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
     RawSession::check(raw.api()->C_CreateObject(raw.session(), t, std::size(t), &h), "C_CreateObject");
   }
-  const auto kwp_blob = from_hex(
-      "01e6cc51502dcc9f0768d77a4068ba3953f379f49a7893d6f033f1f4323b4748962eabc94888a0cf39");
+  const auto kwp_blob = from_hex("01e6cc51502dcc9f0768d77a4068ba3953f379f49a7893d6f033f1f4323b4748962eabc94888a0cf39");
   const auto gcm_blob = from_hex(
       "020102030405060708090a0b0c068bf7938e8111d2e65e4da6e832ad190e85e8d7d1621e8b66e1f83b63d251b5ce064e162ef3637ddb"
       "d2e4f5ec53fdef");

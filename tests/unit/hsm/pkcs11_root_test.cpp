@@ -119,8 +119,7 @@ TEST_CASE("rv_name names return values") {
   CHECK(rootseal::hsm::rv_name(CKR_KEY_HANDLE_INVALID) == "CKR_KEY_HANDLE_INVALID");
   CHECK(rootseal::hsm::rv_name(CKR_VENDOR_DEFINED + 5) == "CKR_VENDOR_DEFINED");
   CHECK(rootseal::hsm::rv_name(0x7777) == "CKR_UNKNOWN");
-  CHECK(rootseal::hsm::detail::ck_message("C_WrapKey", CKR_KEY_HANDLE_INVALID) ==
-        "C_WrapKey: CKR_KEY_HANDLE_INVALID");
+  CHECK(rootseal::hsm::detail::ck_message("C_WrapKey", CKR_KEY_HANDLE_INVALID) == "C_WrapKey: CKR_KEY_HANDLE_INVALID");
 }
 
 // ----- the root key ----------------------------------------------------------------
@@ -209,12 +208,8 @@ TEST_CASE("a root key that could leave the token is refused") {
   {
     RawSession raw(rootseal::test::kSoftHsmModule, hsm.label());
     REQUIRE(raw.login(hsm.user_pin()) == CKR_OK);
-    SECTION("not sensitive") {
-      raw.create_secret_key(CKK_AES, "rootseal-root", value.span(), true, false, false);
-    }
-    SECTION("extractable") {
-      raw.create_secret_key(CKK_AES, "rootseal-root", value.span(), true, true, true);
-    }
+    SECTION("not sensitive") { raw.create_secret_key(CKK_AES, "rootseal-root", value.span(), true, false, false); }
+    SECTION("extractable") { raw.create_secret_key(CKK_AES, "rootseal-root", value.span(), true, true, true); }
   }
   auto root = Pkcs11Root::create(hsm.config(true), hsm.pin_source());
   auto r = root->probe();
@@ -523,7 +518,7 @@ TEST_CASE("a wrong PIN seals and is never shown and is not tried twice") {
     CHECK(again.error().message.find(pin) == std::string::npos);
     CHECK_THAT(again.error().message, Catch::Contains("not trying it again"));
   }
-  CHECK(calls == 6);  // asked each time whether the PIN changed ...
+  CHECK(calls == 6);                                         // asked each time whether the PIN changed ...
   CHECK((raw.token_flags() & CKF_USER_PIN_COUNT_LOW) == 0);  // ... but never presented it again
 
   auto w = root->wrap(SecureBytes::random(32));

@@ -59,8 +59,7 @@ class RawSession {
 
   // CKR_USER_ALREADY_LOGGED_IN counts as success.
   CK_RV login(std::string_view pin) {
-    CK_RV rv = api_->C_Login(session_, CKU_USER,
-                             reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(pin.data())),
+    CK_RV rv = api_->C_Login(session_, CKU_USER, reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(pin.data())),
                              static_cast<CK_ULONG>(pin.size()));
     return rv == CKR_USER_ALREADY_LOGGED_IN ? CKR_OK : rv;
   }
@@ -106,8 +105,8 @@ class RawSession {
   CK_OBJECT_HANDLE create_secret_key(CK_KEY_TYPE type, const std::string& label, std::span<const std::uint8_t> value,
                                      bool token, bool sensitive, bool extractable) {
     CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-    CK_BBOOL t = token ? CK_TRUE : CK_FALSE, s = sensitive ? CK_TRUE : CK_FALSE,
-             x = extractable ? CK_TRUE : CK_FALSE, yes = CK_TRUE;
+    CK_BBOOL t = token ? CK_TRUE : CK_FALSE, s = sensitive ? CK_TRUE : CK_FALSE, x = extractable ? CK_TRUE : CK_FALSE,
+             yes = CK_TRUE;
     CK_ATTRIBUTE tmpl[] = {
         {CKA_CLASS, &cls, sizeof cls},
         {CKA_KEY_TYPE, &type, sizeof type},

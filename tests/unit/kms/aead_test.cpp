@@ -114,8 +114,7 @@ const std::array<Kat, 9> kKats = {{
      "1ae10b594f09e26a7e902ecbd0600691"},
 }};
 
-constexpr std::array<KeyType, 3> kAllTypes = {KeyType::aes128_gcm96, KeyType::aes256_gcm96,
-                                               KeyType::chacha20_poly1305};
+constexpr std::array<KeyType, 3> kAllTypes = {KeyType::aes128_gcm96, KeyType::aes256_gcm96, KeyType::chacha20_poly1305};
 
 }  // namespace
 
@@ -322,8 +321,8 @@ TEST_CASE("A forked child does not reuse the parent's pending nonces", "[aead]")
   if (child == 0) {
     ::close(fds[0]);
     auto sealed = aead->seal(Bytes{1}, {});
-    const bool ok = sealed.has_value() && ::write(fds[1], sealed->data(), Aead::kNonceSize) ==
-                                              static_cast<ssize_t>(Aead::kNonceSize);
+    const bool ok = sealed.has_value() &&
+                    ::write(fds[1], sealed->data(), Aead::kNonceSize) == static_cast<ssize_t>(Aead::kNonceSize);
     ::_exit(ok ? 0 : 1);  // no Catch2 teardown in the child
   }
   ::close(fds[1]);

@@ -103,8 +103,8 @@ TEST_CASE("base64 secret codec agrees with OpenSSL and round-trips every length"
 
 std::vector<std::uint8_t> openssl_unbase64(const std::string& text) {
   std::vector<std::uint8_t> out(text.size() / 4 * 3);
-  const int n = EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(text.data()),
-                                static_cast<int>(text.size()));
+  const int n =
+      EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
   out.resize(n < 0 ? 0 : static_cast<std::size_t>(n));
   return out;
 }

@@ -261,8 +261,7 @@ TEST_CASE("keyring: configure follows Vault's rules", "[keyring]") {
   crossed.min_encryption_version = 2;
   auto r3 = f.ring.configure("k", crossed);
   require_error(r3, Errc::invalid_argument);
-  REQUIRE(r3.error().message.find("must be greater than or equal to min decryption version of 3") !=
-          std::string::npos);
+  REQUIRE(r3.error().message.find("must be greater than or equal to min decryption version of 3") != std::string::npos);
 
   kms::ConfigUpdate short_period;
   short_period.auto_rotate_period_s = 60;
@@ -384,7 +383,8 @@ TEST_CASE("keyring: derived keys need the right context", "[keyring]") {
 
     auto missing = f.ring.encrypt(name, bytes("x"), {});
     require_error(missing, Errc::invalid_argument);
-    REQUIRE(missing.error().message.rfind("missing 'context' for key derivation; the key was created using a derived key", 0) == 0);
+    REQUIRE(missing.error().message.rfind(
+                "missing 'context' for key derivation; the key was created using a derived key", 0) == 0);
 
     kms::CryptoOptions alice;
     alice.context = bytes("user:alice");
@@ -851,6 +851,6 @@ TEST_CASE("keyring: unseal of 10000 key versions (timing)", "[keyring][scale]") 
 
   using ms = std::chrono::duration<double, std::milli>;
   WARN("10000 versions: load_all " << ms(t1 - t0).count() << " ms; keyring unseal (load_all + unwrap + cipher setup, "
-                                    << std::max(1U, std::thread::hardware_concurrency()) << " hw threads) "
-                                    << ms(t3 - t2).count() << " ms");
+                                   << std::max(1U, std::thread::hardware_concurrency()) << " hw threads) "
+                                   << ms(t3 - t2).count() << " ms");
 }

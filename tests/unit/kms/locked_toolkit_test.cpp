@@ -46,7 +46,8 @@ TEST_CASE("SecureBuffer grows in locked memory and hands over exactly its bytes"
 
 TEST_CASE("SecureJsonResource: documents live in locked chunks within the limit", "[toolkit]") {
   std::string doc = R"({"items":[)";
-  for (int i = 0; i < 2000; ++i) doc += std::string(i ? "," : "") + R"({"secret":"c2VjcmV0LXZhbHVl","n":)" + std::to_string(i) + "}";
+  for (int i = 0; i < 2000; ++i)
+    doc += std::string(i ? "," : "") + R"({"secret":"c2VjcmV0LXZhbHVl","n":)" + std::to_string(i) + "}";
   doc += "]}";
   const auto before = secure_arena_stats().in_use_bytes;
   {

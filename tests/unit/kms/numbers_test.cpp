@@ -74,8 +74,8 @@ TEST_CASE("parse_vault_duration: Vault's ParseDurationSecond rules, without Go's
   CHECK(*parse_vault_duration("9223372036") == 9223372036s);
   CHECK(*parse_vault_duration("106751d") == std::chrono::seconds(106751LL * 86400));
   // The reported bug: "9999999999999999h" multiplied past int64.
-  for (const char* over : {"9999999999999999h", "9223372037", "9223372036854775807", "106752d",
-                           "9223372036854775807d", "99999999999999999999"}) {
+  for (const char* over : {"9999999999999999h", "9223372037", "9223372036854775807", "106752d", "9223372036854775807d",
+                           "99999999999999999999"}) {
     INFO(over);
     auto d = parse_vault_duration(over);
     REQUIRE_FALSE(d.has_value());
@@ -97,11 +97,12 @@ TEST_CASE("parse_config_duration: bare seconds or a Go duration, at most the fie
   CHECK(*parse_config_duration("1h30m") == 90min);
   CHECK(*parse_config_duration("0") == 0ms);
   CHECK(*parse_config_duration("876000h") == kLongestDelay);
-  CHECK(*parse_config_duration(std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kLongestDelay).count())) ==
-        kLongestDelay);
+  CHECK(*parse_config_duration(
+            std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kLongestDelay).count())) == kLongestDelay);
   CHECK_FALSE(parse_config_duration("876000h1ns").has_value());
-  CHECK_FALSE(parse_config_duration(std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kLongestDelay).count() + 1))
-                  .has_value());
+  CHECK_FALSE(
+      parse_config_duration(std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kLongestDelay).count() + 1))
+          .has_value());
   // Values that used to overflow value * 3'600'000 (ms) or value * 1000.
   for (const char* over : {"9999999999999999h", "9223372036854775807", "9223372036854775807s", "2562048h"}) {
     INFO(over);
@@ -118,7 +119,8 @@ TEST_CASE("parse_config_duration: bare seconds or a Go duration, at most the fie
 
 TEST_CASE("parse_go_bool: exactly strconv.ParseBool's twelve spellings") {
   for (const char* t : {"1", "t", "T", "TRUE", "true", "True"}) CHECK(parse_go_bool(t) == std::optional<bool>(true));
-  for (const char* f : {"0", "f", "F", "FALSE", "false", "False"}) CHECK(parse_go_bool(f) == std::optional<bool>(false));
+  for (const char* f : {"0", "f", "F", "FALSE", "false", "False"})
+    CHECK(parse_go_bool(f) == std::optional<bool>(false));
   for (const char* bad : {"", "yes", "no", "tRUE", "TrUe", "2", "on", " true", "true "}) {
     INFO(bad);
     CHECK_FALSE(parse_go_bool(bad).has_value());

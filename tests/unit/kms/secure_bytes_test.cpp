@@ -243,9 +243,9 @@ TEST_CASE("A freed large block is reused from the cache and reads as zeros", "[s
 
   SecureBytes again(kSize);
   const auto reused = secure_arena_stats();
-  CHECK(again.data() == where);                           // the same block, most recently freed first
-  CHECK(all_zero(again.data(), again.size()));            // wiped on free, not re-zeroed on reuse
-  CHECK(reused.locked_bytes == freed.locked_bytes);       // no new mapping
+  CHECK(again.data() == where);                      // the same block, most recently freed first
+  CHECK(all_zero(again.data(), again.size()));       // wiped on free, not re-zeroed on reuse
+  CHECK(reused.locked_bytes == freed.locked_bytes);  // no new mapping
   CHECK(reused.cached_bytes == freed.cached_bytes - kSize);
   CHECK(reused.cached_blocks == freed.cached_blocks - 1);
 
@@ -307,7 +307,9 @@ TEST_CASE("The large-block cache is bounded in blocks and bytes", "[secure_bytes
 }
 
 TEST_CASE("Allocations from 4 KiB to 32 KiB come from the locked arena and are reused", "[secure_bytes]") {
-  { SecureBytes warm = filled(16 * 1024, 0x11); }  // the 16 KiB class now has a region
+  {
+    SecureBytes warm = filled(16 * 1024, 0x11);
+  }  // the 16 KiB class now has a region
   const auto before = secure_arena_stats();
   {
     SecureBytes mid = filled(16 * 1024, 0x5A);

@@ -67,7 +67,7 @@ void require_same(const kms::KeyRecord& a, const kms::KeyRecord& b) {
 std::string tagged(std::string_view prefix, std::uint32_t n) { return std::string(prefix) + std::to_string(n); }
 
 unsigned file_mode(const std::filesystem::path& p) {
-  struct stat st {};
+  struct stat st{};
   REQUIRE(::lstat(p.c_str(), &st) == 0);
   return st.st_mode & 07777U;
 }
@@ -232,8 +232,7 @@ TEST_CASE("sqlite store: replace_wrapped is all or nothing", "[store]") {
   REQUIRE((*a)->versions[1].root_kcv == "ffffff");
 
   std::vector<kms::StateStore::Rewrapped> partial = {
-      {"a", 1, blob(201), "000000"},
-      {"a", 3, blob(202), "000000"},  // no such version
+      {"a", 1, blob(201), "000000"}, {"a", 3, blob(202), "000000"},  // no such version
   };
   auto r = store->replace_wrapped(partial, {});
   REQUIRE_FALSE(r);
@@ -286,7 +285,9 @@ TEST_CASE("sqlite store: database, -wal and -shm are mode 0600 whatever the umas
 TEST_CASE("sqlite store: an existing group/world-readable file is tightened", "[store]") {
   test::TempDir dir;
   const auto path = dir / "state.db";
-  { std::ofstream touch(path); }
+  {
+    std::ofstream touch(path);
+  }
   std::filesystem::permissions(path, std::filesystem::perms(0644));
   REQUIRE(file_mode(path) == 0644);
   auto store = open_store(path);
@@ -296,7 +297,9 @@ TEST_CASE("sqlite store: an existing group/world-readable file is tightened", "[
 TEST_CASE("sqlite store: refuses a symlink in place of the database", "[store]") {
   test::TempDir dir;
   const auto target = dir / "elsewhere.db";
-  { std::ofstream touch(target); }
+  {
+    std::ofstream touch(target);
+  }
   std::filesystem::create_symlink(target, dir / "state.db");
   auto store = kms::open_sqlite_store(dir / "state.db");
   REQUIRE_FALSE(store);
@@ -387,7 +390,8 @@ TEST_CASE("sqlite store: concurrent add_version leaves no gaps or duplicates", "
   auto writer = [&](int id) {
     std::uint32_t latest = 1;
     while (static_cast<int>(won[id].size()) < kPerThread) {
-      kms::KeyVersionRecord rec{latest + 1, 5000 + id, blob(latest + 1, 33 + static_cast<std::size_t>(id)), tagged("k", static_cast<std::uint32_t>(id))};
+      kms::KeyVersionRecord rec{latest + 1, 5000 + id, blob(latest + 1, 33 + static_cast<std::size_t>(id)),
+                                tagged("k", static_cast<std::uint32_t>(id))};
       auto r = store->add_version("k", rec);
       if (r) {
         won[id].push_back(latest + 1);
@@ -425,7 +429,8 @@ TEST_CASE("sqlite store: concurrent add_version leaves no gaps or duplicates", "
   REQUIRE(versions.size() == 2 * kPerThread + 1);
   for (int id = 0; id < 2; ++id) {
     for (std::uint32_t v : won[id]) {
-      REQUIRE(versions[v - 1].root_kcv == tagged("k", static_cast<std::uint32_t>(id)));  // the winner's record is stored
+      REQUIRE(versions[v - 1].root_kcv ==
+              tagged("k", static_cast<std::uint32_t>(id)));  // the winner's record is stored
       REQUIRE(versions[v - 1].wrapped_key.size() == 33 + static_cast<std::size_t>(id));
     }
   }

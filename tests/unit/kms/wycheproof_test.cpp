@@ -83,8 +83,8 @@ std::int64_t group_int(const json::value& group, const char* key) { return group
 
 void report(const char* file, const Tally& t) {
   WARN("Wycheproof " << file << ": " << t.valid << " valid, " << t.invalid << " invalid, " << t.acceptable
-                     << " acceptable cases checked; " << t.outside_api
-                     << " cases outside the API confirmed refused; " << t.mismatches << " mismatches");
+                     << " acceptable cases checked; " << t.outside_api << " cases outside the API confirmed refused; "
+                     << t.mismatches << " mismatches");
   CHECK(t.mismatches == 0);
   CHECK(t.valid + t.invalid + t.acceptable + t.outside_api > 0);
 }
@@ -121,9 +121,12 @@ bool check_aead_case(const Aead& aead, const json::value& test, const std::strin
 }
 
 void count(Tally& t, const std::string& result) {
-  if (result == "valid") ++t.valid;
-  else if (result == "invalid") ++t.invalid;
-  else ++t.acceptable;
+  if (result == "valid")
+    ++t.valid;
+  else if (result == "invalid")
+    ++t.invalid;
+  else
+    ++t.acceptable;
 }
 
 void sweep_aead(const char* file, bool chacha) {

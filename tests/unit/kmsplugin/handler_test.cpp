@@ -241,10 +241,11 @@ TEST_CASE("Annotation keys: kube-apiserver's IsFullyQualifiedDomainName") {
     CHECK(kmsplugin::is_fqdn(good));
   }
   const std::string long_label = std::string(64, 'a') + ".io";
-  const std::string too_long = std::string(250, 'a').replace(60, 1, ".").replace(120, 1, ".").replace(180, 1, ".") + ".io";
+  const std::string too_long =
+      std::string(250, 'a').replace(60, 1, ".").replace(120, 1, ".").replace(180, 1, ".") + ".io";
   for (const std::string& bad : {std::string(""), std::string("."), std::string("version"), std::string("Version.io"),
-                                 std::string("-a.io"), std::string("a-.io"), std::string("a..io"), std::string("a_b.io"),
-                                 std::string("a.b/c"), long_label, too_long}) {
+                                 std::string("-a.io"), std::string("a-.io"), std::string("a..io"),
+                                 std::string("a_b.io"), std::string("a.b/c"), long_label, too_long}) {
     INFO(bad);
     CHECK_FALSE(kmsplugin::is_fqdn(bad));
   }

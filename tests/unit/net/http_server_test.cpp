@@ -128,7 +128,8 @@ TEST_CASE("a chunked body over the limit gets 413 too") {
   Client c(s.bound);
   const std::string raw =
       "POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-      "50\r\n" + std::string(80, 'a') + "\r\n50\r\n" + std::string(80, 'b') + "\r\n0\r\n\r\n";
+      "50\r\n" +
+      std::string(80, 'a') + "\r\n50\r\n" + std::string(80, 'b') + "\r\n0\r\n\r\n";
   asio::write(c.socket, asio::buffer(raw));
   auto res = c.read();
   CHECK(res.result_int() == 413);
@@ -209,8 +210,9 @@ TEST_CASE("stop() closes idle keep-alive connections and refuses new ones") {
 TEST_CASE("Expect: 100-continue is answered before the body is read") {
   TestServer s({});
   Client c(s.bound);
-  asio::write(c.socket, asio::buffer(std::string(
-                            "POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")));
+  asio::write(
+      c.socket,
+      asio::buffer(std::string("POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")));
   http::response<http::empty_body> cont;
   http::response_parser<http::empty_body> p;
   http::read_header(c.socket, c.buffer, p);
@@ -255,8 +257,9 @@ TEST_CASE("a body that arrives after its header, in pieces, is read whole") {
 TEST_CASE("a malformed chunk in the body gets 400 and the handler never runs") {
   TestServer s({});
   Client c(s.bound);
-  asio::write(c.socket, asio::buffer(std::string(
-                            "POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")));
+  asio::write(c.socket,
+              asio::buffer(std::string(
+                  "POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")));
   auto res = c.read();
   CHECK(res.result_int() == 400);
   CHECK(res.body() == R"({"errors":["malformed HTTP request body"]})");
@@ -275,7 +278,7 @@ struct HiddenText {
     std::random_device rd;
     for (std::size_t i = 0; i < n; ++i) {
       const auto letter = static_cast<std::uint8_t>('a' + rd() % 26);  // header- and JSON-safe
-      mask[i] = static_cast<std::uint8_t>(rd() | 0x80);                 // never equal to a letter
+      mask[i] = static_cast<std::uint8_t>(rd() | 0x80);                // never equal to a letter
       masked[i] = letter ^ mask[i];
     }
   }
@@ -364,7 +367,8 @@ TEST_CASE("a request's token and plaintext are gone from the server's memory onc
   {
     // The raw request is put together in locked memory, wiped once sent.
     const std::string head = "POST /v1/transit/encrypt/k HTTP/1.1\r\nHost: t\r\nX-Vault-Token: ";
-    const std::string mid = "\r\nContent-Length: " + std::to_string(plaintext.size() + 16) + "\r\n\r\n{\"plaintext\":\"";
+    const std::string mid =
+        "\r\nContent-Length: " + std::to_string(plaintext.size() + 16) + "\r\n\r\n{\"plaintext\":\"";
     kms::SecureBytes raw(head.size() + token.size() + mid.size() + plaintext.size() + 2);
     std::uint8_t* p = raw.data();
     p = std::copy(head.begin(), head.end(), p);

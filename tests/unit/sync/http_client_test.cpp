@@ -309,11 +309,12 @@ TEST_CASE("http client: a chunked stream delivers lines as they arrive, split an
   auto client = net::HttpClient::create(loop.io.get_executor(), raw.url());
   REQUIRE(client);
   std::vector<std::string> lines;
-  auto res = loop.run((*client)->stream(http::verb::get, "/watch", {}, {}, [&](std::string_view line) -> kms::Result<bool> {
-    lines.emplace_back(line);
-    if (lines.size() == 2) second_line_seen.set_value();
-    return true;
-  }));
+  auto res =
+      loop.run((*client)->stream(http::verb::get, "/watch", {}, {}, [&](std::string_view line) -> kms::Result<bool> {
+        lines.emplace_back(line);
+        if (lines.size() == 2) second_line_seen.set_value();
+        return true;
+      }));
   REQUIRE(res);
   CHECK(res->status == 200);
   REQUIRE(lines.size() == 3);
@@ -336,12 +337,13 @@ TEST_CASE("http client: a stream is cancelled from another thread, times out whe
     net::StreamControl control;
     std::atomic<int> lines{0};
     auto fut = asio::co_spawn(loop.io,
-                              (*client)->stream(http::verb::get, "/watch", {}, {},
-                                                [&](std::string_view) -> kms::Result<bool> {
-                                                  ++lines;
-                                                  return true;
-                                                },
-                                                control),
+                              (*client)->stream(
+                                  http::verb::get, "/watch", {}, {},
+                                  [&](std::string_view) -> kms::Result<bool> {
+                                    ++lines;
+                                    return true;
+                                  },
+                                  control),
                               asio::use_future);
     REQUIRE(wait_until([&] { return lines.load() == 1; }));
     control.cancel();
@@ -371,30 +373,32 @@ TEST_CASE("http client: a stream is cancelled from another thread, times out whe
   }
   SECTION("a non-2xx answer comes back whole, with no line delivered") {
     RawServer raw([](tcp::socket& s) {
-      send(s, "HTTP/1.1 410 Gone\r\nContent-Type: application/json\r\nContent-Length: 24\r\n\r\n{\"code\":410,\"x\":\"a\\nb\"}\n");
+      send(s,
+           "HTTP/1.1 410 Gone\r\nContent-Type: application/json\r\nContent-Length: "
+           "24\r\n\r\n{\"code\":410,\"x\":\"a\\nb\"}\n");
     });
     auto client = net::HttpClient::create(loop.io.get_executor(), raw.url());
     REQUIRE(client);
     int lines = 0;
-    auto res = loop.run((*client)->stream(http::verb::get, "/watch", {}, {}, [&](std::string_view) -> kms::Result<bool> {
-      ++lines;
-      return true;
-    }));
+    auto res =
+        loop.run((*client)->stream(http::verb::get, "/watch", {}, {}, [&](std::string_view) -> kms::Result<bool> {
+          ++lines;
+          return true;
+        }));
     REQUIRE(res);
     CHECK(res->status == 410);
     CHECK(lines == 0);
     CHECK(res->body.view() == "{\"code\":410,\"x\":\"a\\nb\"}\n");
   }
   SECTION("the line handler stops the stream with an error") {
-    RawServer raw([](tcp::socket& s) {
-      send(s, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nbad\nx\n");
-    });
+    RawServer raw([](tcp::socket& s) { send(s, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nbad\nx\n"); });
     auto client = net::HttpClient::create(loop.io.get_executor(), raw.url());
     REQUIRE(client);
-    auto res = loop.run((*client)->stream(http::verb::get, "/watch", {}, {}, [](std::string_view line) -> kms::Result<bool> {
-      if (line == "bad") return kms::fail(kms::Errc::invalid_argument, "bad event");
-      return true;
-    }));
+    auto res =
+        loop.run((*client)->stream(http::verb::get, "/watch", {}, {}, [](std::string_view line) -> kms::Result<bool> {
+          if (line == "bad") return kms::fail(kms::Errc::invalid_argument, "bad event");
+          return true;
+        }));
     REQUIRE_FALSE(res);
     CHECK(res.error().message == "bad event");
   }

@@ -44,8 +44,8 @@ TestHttpServer::TestHttpServer(Mode mode, const std::string& cert_file, const st
       --impl->concurrent;
       co_return net::json_response(200, "{}");
     }
-    std::string out = std::string(req.method_string()) + " " + std::string(req.target()) + " token=" +
-                      std::string(req["X-Vault-Token"]) + " body=" + std::string(req.body().view());
+    std::string out = std::string(req.method_string()) + " " + std::string(req.target()) +
+                      " token=" + std::string(req["X-Vault-Token"]) + " body=" + std::string(req.body().view());
     net::Response res{http::status::ok, req.version()};
     res.set(http::field::content_type, "text/plain");
     res.set("X-Test", "yes");

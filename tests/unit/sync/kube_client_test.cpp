@@ -28,8 +28,8 @@ namespace kms = rootseal::kms;
 
 namespace {
 
-const GroupVersionResource kExternalSecrets{"external-secrets.io", "v1", "externalsecrets", "ExternalSecret", true,
-                                            false};
+const GroupVersionResource kExternalSecrets{"external-secrets.io", "v1", "externalsecrets",
+                                            "ExternalSecret",      true, false};
 const GroupVersionResource kConfigMaps{"", "v1", "configmaps", "ConfigMap", true, false};
 
 // Never co_await inside a Catch assertion: the macro repeats its expression in
@@ -206,7 +206,9 @@ TEST_CASE("kube client: merge patch, JSON patch, server-side apply, status subre
   run_test([&](asio::any_io_executor ex) -> asio::awaitable<void> {
     auto c = make_client(ex, d);
     co_await make_namespace(*c, "team-a");
-    json::value cm{{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"metadata", {{"name", "cfg"}}},
+    json::value cm{{"apiVersion", "v1"},
+                   {"kind", "ConfigMap"},
+                   {"metadata", {{"name", "cfg"}}},
                    {"data", {{"a", "1"}, {"b", "2"}}}};
     {
       const auto awaited = co_await c->create(kConfigMaps, "team-a", cm);
@@ -275,9 +277,9 @@ TEST_CASE("kube client: merge patch, JSON patch, server-side apply, status subre
                                   json::parse(R"({"spec":{"refreshInterval":"10m"}})"));
     REQUIRE(spec);
     CHECK(spec->at("metadata").at("generation").as_int64() == gen + 1);
-    auto status_patch = co_await c->patch(kExternalSecrets, "team-a", "es1", PatchType::merge,
-                                          json::parse(R"({"status":{"refreshTime":"2027-01-01T00:00:00Z"}})"), {},
-                                          "status");
+    auto status_patch =
+        co_await c->patch(kExternalSecrets, "team-a", "es1", PatchType::merge,
+                          json::parse(R"({"status":{"refreshTime":"2027-01-01T00:00:00Z"}})"), {}, "status");
     REQUIRE(status_patch);
     CHECK(str(*status_patch, {"status", "refreshTime"}) == "2027-01-01T00:00:00Z");
     CHECK(status_patch->at("metadata").at("generation").as_int64() == gen + 1);
@@ -338,8 +340,9 @@ TEST_CASE("kube client: watch delivers ADDED, MODIFIED, DELETED and BOOKMARK, an
         ex,
         [&]() -> asio::awaitable<void> {
           watch_result = co_await c->watch(secrets_gvr(), "team-a", wo, [&](WatchEvent&& ev) {
-            events.emplace_back(ev.type, ev.type == WatchEventType::bookmark ? std::string(resource_version_of(ev.object))
-                                                                             : std::string(name_of(ev.object)));
+            events.emplace_back(ev.type, ev.type == WatchEventType::bookmark
+                                             ? std::string(resource_version_of(ev.object))
+                                             : std::string(name_of(ev.object)));
             if (ev.type != WatchEventType::bookmark) CHECK(is_secure_json_storage(ev.object.storage()));
             return ev.type != WatchEventType::bookmark;  // stop at the bookmark
           });
@@ -405,14 +408,13 @@ TEST_CASE("informer: syncs by list, follows the watch, steady state makes no lis
     InformerOptions io;
     io.page_size = 5;
     auto inf = Informer::create(c, secrets_gvr(), io);
-    inf->set_handlers(InformerHandlers{
-        [&](const ObjectPtr& o) { log.push_back("add " + object_key(*o)); },
-        [&](const ObjectPtr& old, const ObjectPtr& now) {
-          CHECK(resource_version_of(*old) != resource_version_of(*now));
-          log.push_back("update " + object_key(*now));
-        },
-        [&](const ObjectPtr& o) { log.push_back("delete " + object_key(*o)); },
-        {}});
+    inf->set_handlers(InformerHandlers{[&](const ObjectPtr& o) { log.push_back("add " + object_key(*o)); },
+                                       [&](const ObjectPtr& old, const ObjectPtr& now) {
+                                         CHECK(resource_version_of(*old) != resource_version_of(*now));
+                                         log.push_back("update " + object_key(*now));
+                                       },
+                                       [&](const ObjectPtr& o) { log.push_back("delete " + object_key(*o)); },
+                                       {}});
     asio::co_spawn(ex, inf->run(), asio::detached);
     {
       const auto awaited = co_await wait_until([&] { return inf->has_synced(); });
@@ -426,7 +428,7 @@ TEST_CASE("informer: syncs by list, follows the watch, steady state makes no lis
     REQUIRE(s1);
     CHECK(is_secure_json_storage(s1->storage()));
     CHECK_FALSE(s1->at("metadata").as_object().contains("managedFields"));  // trimmed from the cache
-    CHECK(d.count("secrets", "list") == 3);  // 12 objects in pages of 5
+    CHECK(d.count("secrets", "list") == 3);                                 // 12 objects in pages of 5
 
     d.admin("POST", "stats/reset");
     {
@@ -445,12 +447,14 @@ TEST_CASE("informer: syncs by list, follows the watch, steady state makes no lis
       REQUIRE(awaited);
     }
     {
-      const auto awaited = co_await wait_until([&] { return inf->size() == 12 && inf->get("team-a", "new") && !inf->get("team-b", "s0"); });
+      const auto awaited = co_await wait_until(
+          [&] { return inf->size() == 12 && inf->get("team-a", "new") && !inf->get("team-b", "s0"); });
       INFO(describe(inf->stats()));
       REQUIRE(awaited);
     }
     {
-      const auto awaited = co_await wait_until([&] { return str(*inf->get("team-a", "s1"), {"data", "password"}) == "Y2hhbmdlZA=="; });
+      const auto awaited =
+          co_await wait_until([&] { return str(*inf->get("team-a", "s1"), {"data", "password"}) == "Y2hhbmdlZA=="; });
       INFO(describe(inf->stats()));
       REQUIRE(awaited);
     }
@@ -468,7 +472,8 @@ TEST_CASE("informer: syncs by list, follows the watch, steady state makes no lis
     const auto watches_before = inf->stats().watches;
     d.admin("POST", "close-watches");
     {
-      const auto awaited = co_await wait_until([&] { return inf->stats().watches > watches_before && d.count("secrets", "watch") >= 1; });
+      const auto awaited = co_await wait_until(
+          [&] { return inf->stats().watches > watches_before && d.count("secrets", "watch") >= 1; });
       INFO(describe(inf->stats()));
       REQUIRE(awaited);
     }
@@ -501,11 +506,12 @@ TEST_CASE("informer: a forced 410 relists and converges, with the changes missed
     std::vector<std::string> log;
     InformerOptions io;
     io.backoff_initial = 20ms;
-    auto inf = Informer::create(c, secrets_gvr(), io,
-                                InformerHandlers{[&](const ObjectPtr& o) { log.push_back("add " + object_key(*o)); },
-                                                 [&](const ObjectPtr&, const ObjectPtr& o) { log.push_back("update " + object_key(*o)); },
-                                                 [&](const ObjectPtr& o) { log.push_back("delete " + object_key(*o)); },
-                                                 {}});
+    auto inf = Informer::create(
+        c, secrets_gvr(), io,
+        InformerHandlers{[&](const ObjectPtr& o) { log.push_back("add " + object_key(*o)); },
+                         [&](const ObjectPtr&, const ObjectPtr& o) { log.push_back("update " + object_key(*o)); },
+                         [&](const ObjectPtr& o) { log.push_back("delete " + object_key(*o)); },
+                         {}});
     asio::co_spawn(ex, inf->run(), asio::detached);
     {
       const auto awaited = co_await wait_until([&] { return inf->has_synced() && d.count("secrets", "watch") >= 1; });
@@ -517,7 +523,8 @@ TEST_CASE("informer: a forced 410 relists and converges, with the changes missed
     // Kick 1: open watches get ERROR 410 in-stream; the informer relists at once.
     d.admin("POST", "expire-watches", R"({"kick": true})");
     {
-      const auto awaited = co_await wait_until([&] { return inf->stats().relists_gone >= 1 && inf->stats().lists == 2; });
+      const auto awaited =
+          co_await wait_until([&] { return inf->stats().relists_gone >= 1 && inf->stats().lists == 2; });
       INFO(describe(inf->stats()));
       REQUIRE(awaited);
     }
@@ -557,7 +564,8 @@ TEST_CASE("informer: a forced 410 relists and converges, with the changes missed
       REQUIRE(awaited);
     }
     {
-      const auto awaited = co_await wait_until([&] { return inf->size() == 5 && inf->get("team-a", "s9") && !inf->get("team-a", "s0"); });
+      const auto awaited = co_await wait_until(
+          [&] { return inf->size() == 5 && inf->get("team-a", "s9") && !inf->get("team-a", "s0"); });
       INFO(describe(inf->stats()));
       REQUIRE(awaited);
     }

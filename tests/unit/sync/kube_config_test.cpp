@@ -26,25 +26,22 @@ std::string b64(const std::string& s) {
   return kms::base64_encode({reinterpret_cast<const std::uint8_t*>(s.data()), s.size()});
 }
 
-void write(const std::filesystem::path& p, const std::string& s) {
-  std::ofstream(p, std::ios::binary) << s;
-}
+void write(const std::filesystem::path& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
 
-std::string as_string(const kms::SecureBytes& b) {
-  return {reinterpret_cast<const char*>(b.data()), b.size()};
-}
+std::string as_string(const kms::SecureBytes& b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
 
 std::string two_contexts(const std::string& user_a, const std::string& cluster_a_extra = {}) {
   return "apiVersion: v1\nkind: Config\ncurrent-context: alpha\n"
          "clusters:\n"
-         "- name: c-alpha\n  cluster:\n    server: https://alpha.example:6443/\n" + cluster_a_extra +
+         "- name: c-alpha\n  cluster:\n    server: https://alpha.example:6443/\n" +
+         cluster_a_extra +
          "- name: c-beta\n  cluster:\n    server: http://127.0.0.1:8080\n    insecure-skip-tls-verify: true\n"
          "contexts:\n"
          "- name: alpha\n  context:\n    cluster: c-alpha\n    user: u-alpha\n    namespace: team-a\n"
          "- name: beta\n  context:\n    cluster: c-beta\n    user: u-beta\n"
          "users:\n"
-         "- name: u-alpha\n  user:\n" + user_a +
-         "- name: u-beta\n  user:\n    token: beta-token\n";
+         "- name: u-alpha\n  user:\n" +
+         user_a + "- name: u-beta\n  user:\n    token: beta-token\n";
 }
 
 // The error message of a failed load; fails the test if it loaded.
@@ -97,7 +94,8 @@ TEST_CASE("kubeconfig: files relative to the kubeconfig's folder, and tokenFile"
   write(dir / "pki" / "client.key", kKey);
   write(dir / "token", kToken + "\n");
   write(dir / "config", two_contexts("    tokenFile: token\n    client-certificate: pki/client.crt\n"
-                                     "    client-key: " + (dir / "pki" / "client.key").string() + "\n",
+                                     "    client-key: " +
+                                         (dir / "pki" / "client.key").string() + "\n",
                                      "    certificate-authority: pki/ca.crt\n"));
   auto cfg = KubeConfig::from_file(dir / "config");
   REQUIRE(cfg);
@@ -126,28 +124,32 @@ TEST_CASE("kubeconfig: bad files get clear errors without secrets") {
   }
   SECTION("unknown context") {
     write(dir / "config", two_contexts("    token: x\n"));
-    CHECK_THAT(error_of(KubeConfig::from_file(dir / "config", "gamma")), Catch::Contains("context 'gamma' is not defined"));
+    CHECK_THAT(error_of(KubeConfig::from_file(dir / "config", "gamma")),
+               Catch::Contains("context 'gamma' is not defined"));
   }
   SECTION("context names a missing cluster") {
-    write(dir / "config", "current-context: a\ncontexts:\n- name: a\n  context:\n    cluster: nowhere\n    user: u\n"
-                          "clusters:\n- name: other\n  cluster:\n    server: https://x\nusers: []\n");
+    write(dir / "config",
+          "current-context: a\ncontexts:\n- name: a\n  context:\n    cluster: nowhere\n    user: u\n"
+          "clusters:\n- name: other\n  cluster:\n    server: https://x\nusers: []\n");
     CHECK_THAT(error_of(KubeConfig::from_file(dir / "config")), Catch::Contains("cluster 'nowhere' is not defined"));
   }
   SECTION("server without scheme") {
-    write(dir / "config", "current-context: a\ncontexts:\n- name: a\n  context:\n    cluster: c\n"
-                          "clusters:\n- name: c\n  cluster:\n    server: example.com:6443\n");
+    write(dir / "config",
+          "current-context: a\ncontexts:\n- name: a\n  context:\n    cluster: c\n"
+          "clusters:\n- name: c\n  cluster:\n    server: example.com:6443\n");
     CHECK_THAT(error_of(KubeConfig::from_file(dir / "config")), Catch::Contains("server must start with https://"));
   }
   SECTION("bad base64 in client-key-data") {
-    write(dir / "config", two_contexts("    client-certificate-data: " + b64(kCert) + "\n    client-key-data: '!!notbase64" +
-                                       kToken + "'\n"));
+    write(dir / "config", two_contexts("    client-certificate-data: " + b64(kCert) +
+                                       "\n    client-key-data: '!!notbase64" + kToken + "'\n"));
     const auto m = error_of(KubeConfig::from_file(dir / "config"));
     CHECK_THAT(m, Catch::Contains("u-alpha") && Catch::Contains("client-key-data: not valid base64"));
     CHECK_THAT(m, !Catch::Contains("TOKEN-SECRET-VALUE"));
   }
   SECTION("certificate without key") {
     write(dir / "config", two_contexts("    client-certificate-data: " + b64(kCert) + "\n"));
-    CHECK_THAT(error_of(KubeConfig::from_file(dir / "config")), Catch::Contains("client certificate without client key"));
+    CHECK_THAT(error_of(KubeConfig::from_file(dir / "config")),
+               Catch::Contains("client certificate without client key"));
   }
   SECTION("CA that is not PEM") {
     write(dir / "config", two_contexts("    token: x\n", "    certificate-authority-data: " + b64("garbage") + "\n"));
@@ -155,11 +157,13 @@ TEST_CASE("kubeconfig: bad files get clear errors without secrets") {
   }
   SECTION("missing tokenFile") {
     write(dir / "config", two_contexts("    tokenFile: gone.token\n"));
-    CHECK_THAT(error_of(KubeConfig::from_file(dir / "config")), Catch::Contains("tokenFile") && Catch::Contains("gone.token"));
+    CHECK_THAT(error_of(KubeConfig::from_file(dir / "config")),
+               Catch::Contains("tokenFile") && Catch::Contains("gone.token"));
   }
   SECTION("exec plugins are refused by name") {
     write(dir / "config", two_contexts("    exec:\n      command: aws\n"));
-    CHECK_THAT(error_of(KubeConfig::from_file(dir / "config")), Catch::Contains("exec credential plugins are not supported"));
+    CHECK_THAT(error_of(KubeConfig::from_file(dir / "config")),
+               Catch::Contains("exec credential plugins are not supported"));
   }
   SECTION("a field of the wrong type") {
     write(dir / "config", two_contexts("    token:\n      nested: map\n"));

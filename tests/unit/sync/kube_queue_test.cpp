@@ -134,8 +134,8 @@ TEST_CASE("queue: a key re-added while processing waits for done and is handed o
   REQUIRE(item);
   q.add("a", Lane::fast);
   q.add("a", Lane::normal);
-  CHECK(q.len() == 0);       // not ready while a worker holds it
-  CHECK_FALSE(q.pop());      // a second worker gets nothing
+  CHECK(q.len() == 0);   // not ready while a worker holds it
+  CHECK_FALSE(q.pop());  // a second worker gets nothing
   q.done("a");
   CHECK(q.len() == 1);
   auto again = q.pop();
@@ -152,8 +152,8 @@ TEST_CASE("queue: the fast lane goes first and a queued key moves up without dup
   q.add("refresh-2", Lane::normal);
   q.add("refresh-3", Lane::normal);
   q.add("new", Lane::fast);
-  q.add("refresh-3", Lane::fast);    // changed while waiting for its refresh
-  q.add("new", Lane::normal);        // does not move a key down
+  q.add("refresh-3", Lane::fast);  // changed while waiting for its refresh
+  q.add("new", Lane::normal);      // does not move a key down
   CHECK(q.len(Lane::fast) == 2);
   CHECK(q.len(Lane::normal) == 2);
   CHECK(drain(q) == std::vector<std::string>{"new", "refresh-3", "refresh-1", "refresh-2"});
@@ -209,9 +209,9 @@ TEST_CASE("queue: add_rate_limited is bounded by the overall token bucket") {
   QueueState q(o, clock);
   std::vector<Duration> delays;
   for (int i = 0; i < 300; ++i) delays.push_back(q.add_rate_limited("k" + std::to_string(i), Lane::normal));
-  CHECK(delays[0] == 5ms);     // per-key backoff dominates within the burst
+  CHECK(delays[0] == 5ms);  // per-key backoff dominates within the burst
   CHECK(delays[99] == 5ms);
-  CHECK(delays[100] == 100ms); // then the bucket: 10 per second
+  CHECK(delays[100] == 100ms);  // then the bucket: 10 per second
   CHECK(delays[299] == std::chrono::milliseconds(20'000));
   // Ready keys over time never exceed burst + qps*t.
   clock->advance(1s);
@@ -388,8 +388,7 @@ TEST_CASE("work queue: shut_down wakes idle workers and run returns") {
   asio::co_spawn(
       io,
       [&]() -> asio::awaitable<void> {
-        co_await q->run([](const QueueItem&) -> asio::awaitable<WorkOutcome> { co_return WorkOutcome::success(); },
-                        8);
+        co_await q->run([](const QueueItem&) -> asio::awaitable<WorkOutcome> { co_return WorkOutcome::success(); }, 8);
         returned = true;
       },
       asio::detached);

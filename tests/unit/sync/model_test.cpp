@@ -12,9 +12,11 @@ using namespace std::chrono_literals;
 
 namespace {
 json::value es_json(std::string_view spec, std::string_view api = "external-secrets.io/v1") {
-  return json::parse(R"({"apiVersion":")" + std::string(api) +
-                     R"(","kind":"ExternalSecret","metadata":{"name":"db","namespace":"team-a","uid":"u1","generation":3,
-                     "labels":{"app":"x"}},"spec":)" + std::string(spec) + "}");
+  return json::parse(
+      R"({"apiVersion":")" + std::string(api) +
+      R"(","kind":"ExternalSecret","metadata":{"name":"db","namespace":"team-a","uid":"u1","generation":3,
+                     "labels":{"app":"x"}},"spec":)" +
+      std::string(spec) + "}");
 }
 std::string es_error(std::string_view spec) {
   auto r = parse_external_secret(es_json(spec));
@@ -73,18 +75,21 @@ TEST_CASE("an ExternalSecret v1 with data, dataFrom, template and policies parse
 }
 
 TEST_CASE("v1beta1 ExternalSecrets are read the same and defaults follow ESO") {
-  auto r = parse_external_secret(es_json(R"({"secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})",
-                                         "external-secrets.io/v1beta1"));
+  auto r = parse_external_secret(
+      es_json(R"({"secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})",
+              "external-secrets.io/v1beta1"));
   REQUIRE(r.has_value());
   CHECK(r->store_ref.kind == StoreKind::secret_store);
   CHECK(r->refresh_interval == 1h);
   CHECK(r->target.name == "db");
   CHECK(r->target.creation == CreationPolicy::owner);
   CHECK(r->target.deletion == DeletionPolicy::retain);
-  auto zero = parse_external_secret(es_json(R"({"refreshInterval":"0","secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})"));
+  auto zero = parse_external_secret(es_json(
+      R"({"refreshInterval":"0","secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})"));
   REQUIRE(zero.has_value());
   CHECK(zero->refresh_interval == 0s);
-  CHECK_FALSE(parse_external_secret(es_json(R"({"secretStoreRef":{"name":"s"},"data":[]})", "external-secrets.io/v2")).has_value());
+  CHECK_FALSE(parse_external_secret(es_json(R"({"secretStoreRef":{"name":"s"},"data":[]})", "external-secrets.io/v2"))
+                  .has_value());
 }
 
 TEST_CASE("refresh intervals longer than 100 years are 100 years (the clock arithmetic cannot overflow)") {
@@ -92,16 +97,20 @@ TEST_CASE("refresh intervals longer than 100 years are 100 years (the clock arit
   // since 1970 overflows int64; the model clamps to kms::kLongestDelay.
   for (const char* longest : {"2562047h47m16.854775807s", "2562047h", "876001h"}) {
     INFO(longest);
-    auto r = parse_external_secret(es_json(std::string(R"({"refreshInterval":")") + longest +
-                                           R"(","secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})"));
+    auto r = parse_external_secret(
+        es_json(std::string(R"({"refreshInterval":")") + longest +
+                R"(","secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})"));
     REQUIRE(r.has_value());
     CHECK(r->refresh_interval == rootseal::kms::kLongestDelay);
   }
-  auto exact = parse_external_secret(es_json(R"({"refreshInterval":"876000h","secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})"));
+  auto exact = parse_external_secret(es_json(
+      R"({"refreshInterval":"876000h","secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})"));
   REQUIRE(exact.has_value());
   CHECK(exact->refresh_interval == std::chrono::hours(876000));
-  CHECK(es_error(R"({"refreshInterval":"2562048h","secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})") ==
-        "spec.refreshInterval: duration out of range");
+  CHECK(
+      es_error(
+          R"({"refreshInterval":"2562048h","secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})") ==
+      "spec.refreshInterval: duration out of range");
 }
 
 TEST_CASE("metadata.generation outside int64 is refused, not thrown") {
@@ -119,14 +128,20 @@ TEST_CASE("metadata.generation outside int64 is refused, not thrown") {
 TEST_CASE("invalid ExternalSecret specs give the field path and the reason") {
   CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{}}]})") ==
         "spec.data[0].remoteRef.key: required");
-  CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}},{"secretKey":"bad key!","remoteRef":{"key":"b"}}]})") ==
-        "spec.data[1].secretKey: not a valid Secret key ([-._a-zA-Z0-9]+)");
-  CHECK(es_error(R"({"refreshInterval":"1d","secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})") ==
-        "spec.refreshInterval: unknown unit 'd' in duration (ns, us, ms, s, m, h)");
+  CHECK(
+      es_error(
+          R"({"secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}},{"secretKey":"bad key!","remoteRef":{"key":"b"}}]})") ==
+      "spec.data[1].secretKey: not a valid Secret key ([-._a-zA-Z0-9]+)");
+  CHECK(
+      es_error(
+          R"({"refreshInterval":"1d","secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})") ==
+      "spec.refreshInterval: unknown unit 'd' in duration (ns, us, ms, s, m, h)");
   CHECK(es_error(R"({"secretStoreRef":{"name":"s","kind":"Vault"},"data":[]})") ==
         "spec.secretStoreRef.kind: unsupported value 'Vault' (supported: SecretStore, ClusterSecretStore)");
-  CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"target":{"creationPolicy":"Merge","deletionPolicy":"Delete"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})") ==
-        "spec.target.deletionPolicy: Delete is not allowed with creationPolicy Merge");
+  CHECK(
+      es_error(
+          R"({"secretStoreRef":{"name":"s"},"target":{"creationPolicy":"Merge","deletionPolicy":"Delete"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})") ==
+      "spec.target.deletionPolicy: Delete is not allowed with creationPolicy Merge");
   CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"dataFrom":[{"find":{"path":"x"},"extract":{"key":"k"}}]})") ==
         "spec.dataFrom[0]: must hold one of extract and find, not both");
   CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"dataFrom":[{"rewrite":[]}]})") ==
@@ -139,10 +154,14 @@ TEST_CASE("invalid ExternalSecret specs give the field path and the reason") {
         "spec: one of data, dataFrom, target.template.data or target.template.templateFrom must be set");
   CHECK(es_error(R"({"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})") ==
         "spec.data[0]: no store: set spec.secretStoreRef or this item's sourceRef.storeRef");
-  CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"target":{"name":"Bad_Name"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})") ==
-        "spec.target.name: 'Bad_Name' is not a valid Secret name (RFC 1123 subdomain)");
-  CHECK(es_error(R"({"secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a","decodingStrategy":"Hex"}}]})") ==
-        "spec.data[0].remoteRef.decodingStrategy: unsupported value 'Hex' (supported: None, Auto, Base64, Base64URL)");
+  CHECK(
+      es_error(
+          R"({"secretStoreRef":{"name":"s"},"target":{"name":"Bad_Name"},"data":[{"secretKey":"k","remoteRef":{"key":"a"}}]})") ==
+      "spec.target.name: 'Bad_Name' is not a valid Secret name (RFC 1123 subdomain)");
+  CHECK(
+      es_error(
+          R"({"secretStoreRef":{"name":"s"},"data":[{"secretKey":"k","remoteRef":{"key":"a","decodingStrategy":"Hex"}}]})") ==
+      "spec.data[0].remoteRef.decodingStrategy: unsupported value 'Hex' (supported: None, Auto, Base64, Base64URL)");
   // template.metadata values are templates (engine v2), as in ESO: accepted, rendered at reconcile
   CHECK(
       parse_external_secret(
@@ -216,7 +235,8 @@ TEST_CASE("SecretStores: vault kubernetes and jwt auth with a serviceAccountRef 
   // Its own namespace, named: fine; another: ESO's refusal.
   CHECK(parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"team-a"},
     "spec":{"provider":{"vault":{"server":"https://v","auth":{"kubernetes":{"role":"r",
-      "serviceAccountRef":{"name":"app","namespace":"team-a"}}}}}}})")).has_value());
+      "serviceAccountRef":{"name":"app","namespace":"team-a"}}}}}}})"))
+            .has_value());
   CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"team-b"},
     "spec":{"provider":{"vault":{"server":"https://v","auth":{"kubernetes":{"role":"r",
       "serviceAccountRef":{"name":"app","namespace":"team-a"}}}}}}})") ==
@@ -252,7 +272,8 @@ TEST_CASE("SecretStores: vault kubernetes and jwt auth with a serviceAccountRef 
   CHECK(!s->vault.auth.has_service_account);
   CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{
     "server":"https://v","auth":{"kubernetes":{"role":"r"}}}}}})") ==
-        "spec.provider.vault.auth.kubernetes: serviceAccountRef or secretRef is required (rootseald has no pod token of its own)");
+        "spec.provider.vault.auth.kubernetes: serviceAccountRef or secretRef is required (rootseald has no pod token "
+        "of its own)");
   CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{
     "server":"https://v","auth":{"kubernetes":{"serviceAccountRef":{"name":"x"}}}}}}})") ==
         "spec.provider.vault.auth.kubernetes.role: required");
@@ -303,19 +324,25 @@ TEST_CASE("invalid SecretStores are refused with the field path") {
     return r.error().message;
   };
   CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"akeyless":{}}}})") ==
-        "spec.provider.akeyless: provider not served by rootseal (vault, aws, azurekv, gcpsm, conjur; push targets: aws, azurekv, gcpsm)");
-  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{"server":"vault:8200","auth":{}}}}})") ==
-        "spec.provider.vault.server: must be an http:// or https:// URL");
-  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{"server":"http://v","version":"v1","auth":{}}}}})") ==
-        "spec.provider.vault.version: unsupported value 'v1' (supported: v2)");
-  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{"server":"http://v",
+        "spec.provider.akeyless: provider not served by rootseal (vault, aws, azurekv, gcpsm, conjur; push targets: "
+        "aws, azurekv, gcpsm)");
+  CHECK(
+      err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{"server":"vault:8200","auth":{}}}}})") ==
+      "spec.provider.vault.server: must be an http:// or https:// URL");
+  CHECK(
+      err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{"server":"http://v","version":"v1","auth":{}}}}})") ==
+      "spec.provider.vault.version: unsupported value 'v1' (supported: v2)");
+  CHECK(
+      err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{"server":"http://v",
      "auth":{"tokenSecretRef":{"name":"t","key":"k","namespace":"other"}}}}}})") ==
-        "spec.provider.vault.auth.tokenSecretRef.namespace: a SecretStore may only reference Secrets in its own namespace");
+      "spec.provider.vault.auth.tokenSecretRef.namespace: a SecretStore may only reference Secrets in its own "
+      "namespace");
   CHECK(err(R"({"kind":"ClusterSecretStore","metadata":{"name":"v"},"spec":{"provider":{"vault":{"server":"http://v",
      "auth":{"tokenSecretRef":{"name":"t","key":"k"}}}}}})") ==
         "spec.provider.vault.auth.tokenSecretRef.namespace: required in a ClusterSecretStore");
-  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"aws":{"region":"x"}}}})")
-            .starts_with("spec.provider.aws.auth.secretRef: required"));
+  CHECK(
+      err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"aws":{"region":"x"}}}})")
+          .starts_with("spec.provider.aws.auth.secretRef: required"));
   CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"aws":{"region":"x",
      "auth":{"secretRef":{"accessKeyIDSecretRef":{"name":"a","key":"b"},"secretAccessKeySecretRef":{"name":"a","key":"c"}}}}},
      "conditions":[{"namespaces":["a"]}]}})") == "spec.conditions: only allowed on a ClusterSecretStore");
@@ -355,7 +382,8 @@ TEST_CASE("SecretStores: azurekv WorkloadIdentity (serviceAccountRef, ESO's name
         "spec.provider.azurekv.serviceAccountRef.namespace: " + std::string(kMsgServiceAccountNamespace));
   CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"a"},"spec":{"provider":{"azurekv":{
     "vaultUrl":"https://kv.vault.azure.net","authType":"WorkloadIdentity"}}}})") ==
-        "spec.provider.azurekv.serviceAccountRef: required with authType WorkloadIdentity (rootseald has no pod token of its own)");
+        "spec.provider.azurekv.serviceAccountRef: required with authType WorkloadIdentity (rootseald has no pod token "
+        "of its own)");
   CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"a"},"spec":{"provider":{"azurekv":{
     "vaultUrl":"https://kv.vault.azure.net","authType":"WorkloadIdentity","serviceAccountRef":{"name":"app"},
     "authSecretRef":{"clientId":{"name":"s","key":"id"},"clientSecret":{"name":"s","key":"secret"}}}}}})") ==
@@ -365,11 +393,13 @@ TEST_CASE("SecretStores: azurekv WorkloadIdentity (serviceAccountRef, ESO's name
     "authSecretRef":{"clientId":{"name":"s","key":"id"},"clientSecret":{"name":"s","key":"secret"}},"tenantId":"t"}}}})") ==
         "spec.provider.azurekv.serviceAccountRef: only used with authType WorkloadIdentity");
   CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"a"},"spec":{"provider":{"azurekv":{
-    "vaultUrl":"https://kv.vault.azure.net","authType":"ManagedIdentity"}}}})").find("authType") != std::string::npos);
-  CHECK(err(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"a","annotations":{"sync.rootseal.io/credentials":"h"}},
+    "vaultUrl":"https://kv.vault.azure.net","authType":"ManagedIdentity"}}}})")
+            .find("authType") != std::string::npos);
+  CHECK(
+      err(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"a","annotations":{"sync.rootseal.io/credentials":"h"}},
     "spec":{"provider":{"azurekv":{"vaultUrl":"https://kv.vault.azure.net","authType":"WorkloadIdentity",
     "serviceAccountRef":{"name":"app"}}}}})") ==
-        "spec.provider.azurekv.authType: WorkloadIdentity is the store's own identity (no host credentials)");
+      "spec.provider.azurekv.authType: WorkloadIdentity is the store's own identity (no host credentials)");
 }
 
 TEST_CASE("SecretStores: gcpsm workloadIdentity and workloadIdentityFederation (serviceAccountRef, refusals)") {
@@ -392,7 +422,8 @@ TEST_CASE("SecretStores: gcpsm workloadIdentity and workloadIdentityFederation (
   CHECK(wif->gcpsm.service_account_email == "r@p.iam.gserviceaccount.com");
   const auto err = [](std::string_view auth) {
     auto r = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"g","namespace":"a"},
-      "spec":{"provider":{"gcpsm":{"projectID":"p","auth":)" + std::string(auth) + "}}}}"));
+      "spec":{"provider":{"gcpsm":{"projectID":"p","auth":)" +
+                                            std::string(auth) + "}}}}"));
     REQUIRE_FALSE(r.has_value());
     return r.error().message;
   };
@@ -402,10 +433,11 @@ TEST_CASE("SecretStores: gcpsm workloadIdentity and workloadIdentityFederation (
   CHECK(err(R"({"workloadIdentityFederation":{"serviceAccountRef":{"name":"app"}}})") ==
         "spec.provider.gcpsm.auth.workloadIdentityFederation.audience: invalid workloadIdentityFederation config: "
         "audience must be provided, when serviceAccountRef or awsSecurityCredentials is provided");
-  CHECK(err(R"({"workloadIdentityFederation":{"credConfig":{"name":"c","key":"k"},"audience":"x"}})").find("credConfig") !=
-        std::string::npos);
+  CHECK(err(R"({"workloadIdentityFederation":{"credConfig":{"name":"c","key":"k"},"audience":"x"}})")
+            .find("credConfig") != std::string::npos);
   CHECK(err(R"({"workloadIdentity":{"serviceAccountRef":{"name":"app"},"clusterProjectID":"cp","clusterName":"c"}})") ==
-        "spec.provider.gcpsm.auth.workloadIdentity.clusterLocation: required (rootseald cannot ask GKE's metadata server)");
+        "spec.provider.gcpsm.auth.workloadIdentity.clusterLocation: required (rootseald cannot ask GKE's metadata "
+        "server)");
   CHECK(err(R"({"workloadIdentity":{"clusterProjectID":"cp","clusterLocation":"l","clusterName":"c"}})") ==
         "spec.provider.gcpsm.auth.workloadIdentity.serviceAccountRef: required");
   CHECK(err(R"({"secretRef":{"secretAccessKeySecretRef":{"name":"s","key":"k"}},
@@ -451,17 +483,20 @@ TEST_CASE("SecretStores: conjur (apikey, jwt with serviceAccountRef or secretRef
     REQUIRE_FALSE(r.has_value());
     return r.error().message;
   };
-  CHECK(err(R"({"url":"https://c","auth":{"jwt":{"account":"o","serviceID":"s","serviceAccountRef":{"name":"x","namespace":"b"}}}})") ==
-        "spec.provider.conjur.auth.jwt.serviceAccountRef.namespace: " + std::string(kMsgServiceAccountNamespace));
+  CHECK(
+      err(R"({"url":"https://c","auth":{"jwt":{"account":"o","serviceID":"s","serviceAccountRef":{"name":"x","namespace":"b"}}}})") ==
+      "spec.provider.conjur.auth.jwt.serviceAccountRef.namespace: " + std::string(kMsgServiceAccountNamespace));
   CHECK(err(R"({"url":"https://c","auth":{"jwt":{"account":"o","serviceID":"s"}}})") ==
         "spec.provider.conjur.auth.jwt: exactly one of serviceAccountRef or secretRef");
   CHECK(err(R"({"url":"https://c","auth":{}})") == "spec.provider.conjur.auth: exactly one of apikey or jwt");
   CHECK(err(R"({"url":"https://c","auth":{"apikey":{"account":"o","userRef":{"name":"u","key":"k"}}}})") ==
         "spec.provider.conjur.auth.apikey.apiKeyRef: required");
-  CHECK(err(R"({"url":"ftp://c","auth":{"apikey":{"account":"o"}}})") == "spec.provider.conjur.url: must be an https:// URL");
+  CHECK(err(R"({"url":"ftp://c","auth":{"apikey":{"account":"o"}}})") ==
+        "spec.provider.conjur.url: must be an https:// URL");
   CHECK(err(R"({"url":"https://c","caBundle":"not base64!","auth":{"apikey":{"account":"o"}}})") ==
         "spec.provider.conjur.caBundle: must be a PEM bundle or its base64");
-  CHECK(err(R"({"url":"https://c","auth":{"cert":{"account":"o"}}})") == "spec.provider.conjur.auth.cert: not supported by rootseal");
+  CHECK(err(R"({"url":"https://c","auth":{"cert":{"account":"o"}}})") ==
+        "spec.provider.conjur.auth.cert: not supported by rootseal");
   CHECK(err(R"({"url":"https://c","auth":{"apikey":{"account":"o"}}})",
             R"({"name":"c","namespace":"a","annotations":{"sync.rootseal.io/credentials":"x"}})") ==
         "spec.provider.conjur: conjur stores carry their own identity (no host credentials)");
@@ -515,28 +550,38 @@ TEST_CASE("SecretStores: azurekv and gcpsm (push targets) with ESO's field names
 
 TEST_CASE("invalid azurekv and gcpsm stores are refused with the field path") {
   auto err = [](std::string_view provider) {
-    auto r = parse_secret_store(json::parse(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":)" +
-                                            std::string(provider) + "}}"));
+    auto r = parse_secret_store(
+        json::parse(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":)" +
+                    std::string(provider) + "}}"));
     REQUIRE_FALSE(r.has_value());
     return r.error().message;
   };
-  const std::string refs = R"("authSecretRef":{"clientId":{"name":"z","key":"id"},"clientSecret":{"name":"z","key":"s"}})";
+  const std::string refs =
+      R"("authSecretRef":{"clientId":{"name":"z","key":"id"},"clientSecret":{"name":"z","key":"s"}})";
   CHECK(err(R"({"azurekv":{"tenantId":"t"}})") == "spec.provider.azurekv.vaultUrl: required");
-  CHECK(err(R"({"azurekv":{"vaultUrl":"kv.vault.azure.net"}})") == "spec.provider.azurekv.vaultUrl: must be an https:// URL");
+  CHECK(err(R"({"azurekv":{"vaultUrl":"kv.vault.azure.net"}})") ==
+        "spec.provider.azurekv.vaultUrl: must be an https:// URL");
   CHECK(err(R"({"azurekv":{"vaultUrl":"https://kv","tenantId":"t","authType":"ManagedIdentity",)" + refs + "}}") ==
-        "spec.provider.azurekv.authType: unsupported value 'ManagedIdentity' (supported: ServicePrincipal, WorkloadIdentity)");
+        "spec.provider.azurekv.authType: unsupported value 'ManagedIdentity' (supported: ServicePrincipal, "
+        "WorkloadIdentity)");
   CHECK(err(R"({"azurekv":{"vaultUrl":"https://kv","tenantId":"t","environmentType":"GermanCloud",)" + refs + "}}") ==
-        "spec.provider.azurekv.environmentType: unsupported value 'GermanCloud' (supported: PublicCloud, USGovernmentCloud, ChinaCloud)");
-  CHECK(err(R"({"azurekv":{"vaultUrl":"https://kv",)" + refs + "}}") == "spec.provider.azurekv.tenantId: required with authSecretRef");
-  CHECK(err(R"({"azurekv":{"vaultUrl":"https://kv","tenantId":"t","authSecretRef":{"clientId":{"name":"z","key":"id"}}}})") ==
-        "spec.provider.azurekv.authSecretRef.clientSecret: required");
+        "spec.provider.azurekv.environmentType: unsupported value 'GermanCloud' (supported: PublicCloud, "
+        "USGovernmentCloud, ChinaCloud)");
+  CHECK(err(R"({"azurekv":{"vaultUrl":"https://kv",)" + refs + "}}") ==
+        "spec.provider.azurekv.tenantId: required with authSecretRef");
+  CHECK(
+      err(R"({"azurekv":{"vaultUrl":"https://kv","tenantId":"t","authSecretRef":{"clientId":{"name":"z","key":"id"}}}})") ==
+      "spec.provider.azurekv.authSecretRef.clientSecret: required");
   CHECK(err(R"({"azurekv":{"vaultUrl":"https://kv","tenantId":"t","authSecretRef":{"clientId":{"name":"z","key":"id"},
        "clientCertificate":{"name":"z","key":"c"}}}})") ==
         "spec.provider.azurekv.authSecretRef.clientCertificate: not supported by rootseal");
-  CHECK(err(R"({"azurekv":{"vaultUrl":"https://kv","tenantId":"t"}})").starts_with("spec.provider.azurekv.authSecretRef: required (or annotate"));
-  CHECK(err(R"({"azurekv":{"vaultUrl":"https://kv","tenantId":"t","authSecretRef":{"clientId":{"name":"z","key":"id","namespace":"b"},
+  CHECK(err(R"({"azurekv":{"vaultUrl":"https://kv","tenantId":"t"}})")
+            .starts_with("spec.provider.azurekv.authSecretRef: required (or annotate"));
+  CHECK(
+      err(R"({"azurekv":{"vaultUrl":"https://kv","tenantId":"t","authSecretRef":{"clientId":{"name":"z","key":"id","namespace":"b"},
        "clientSecret":{"name":"z","key":"s"}}}})") ==
-        "spec.provider.azurekv.authSecretRef.clientId.namespace: a SecretStore may only reference Secrets in its own namespace");
+      "spec.provider.azurekv.authSecretRef.clientId.namespace: a SecretStore may only reference Secrets in its own "
+      "namespace");
   CHECK(err(R"({"gcpsm":{"projectID":"p"}})").starts_with("spec.provider.gcpsm.auth.secretRef: required (or annotate"));
   CHECK(err(R"({"gcpsm":{"auth":{"secretRef":{"secretAccessKeySecretRef":{"name":"g","key":"k"}}}}})") ==
         "spec.provider.gcpsm.projectID: required");
@@ -544,12 +589,15 @@ TEST_CASE("invalid azurekv and gcpsm stores are refused with the field path") {
         "spec.provider.gcpsm.auth.secretRef.secretAccessKeySecretRef: required");
   CHECK(err(R"({"gcpsm":{"projectID":"p","auth":{"workloadIdentity":{"clusterLocation":"x"}}}})") ==
         "spec.provider.gcpsm.auth.workloadIdentity.serviceAccountRef: required");
-  CHECK(err(R"({"gcpsm":{"projectID":"p","location":"europe-west1","auth":{"secretRef":{"secretAccessKeySecretRef":{"name":"g","key":"k"}}}}})") ==
-        "spec.provider.gcpsm.location: not supported by rootseal");
-  const std::string aws_auth = R"("auth":{"secretRef":{"accessKeyIDSecretRef":{"name":"a","key":"b"},"secretAccessKeySecretRef":{"name":"a","key":"c"}}})";
+  CHECK(
+      err(R"({"gcpsm":{"projectID":"p","location":"europe-west1","auth":{"secretRef":{"secretAccessKeySecretRef":{"name":"g","key":"k"}}}}})") ==
+      "spec.provider.gcpsm.location: not supported by rootseal");
+  const std::string aws_auth =
+      R"("auth":{"secretRef":{"accessKeyIDSecretRef":{"name":"a","key":"b"},"secretAccessKeySecretRef":{"name":"a","key":"c"}}})";
   CHECK(err(R"({"aws":{"region":"x","secretsManager":{"recoveryWindowInDays":3},)" + aws_auth + "}}") ==
         "spec.provider.aws.secretsManager.recoveryWindowInDays: must be between 7 and 30");
-  CHECK(err(R"({"aws":{"region":"x","secretsManager":{"recoveryWindowInDays":7,"forceDeleteWithoutRecovery":true},)" + aws_auth + "}}") ==
+  CHECK(err(R"({"aws":{"region":"x","secretsManager":{"recoveryWindowInDays":7,"forceDeleteWithoutRecovery":true},)" +
+            aws_auth + "}}") ==
         "spec.provider.aws.secretsManager.recoveryWindowInDays: cannot be combined with forceDeleteWithoutRecovery");
 }
 
@@ -601,7 +649,8 @@ TEST_CASE("PushSecret data[].metadata: ESO's PushSecretMetadata for AWS, every o
     return parse_push_secret(json::parse(R"({"apiVersion":"external-secrets.io/v1alpha1","kind":"PushSecret",
       "metadata":{"name":"p","namespace":"n"},"spec":{"secretStoreRefs":[{"name":"aws"}],"selector":{"secret":{"name":"s"}},
       "data":[{"match":{"secretKey":"k","remoteRef":{"remoteKey":"r"}}},
-              {"match":{"secretKey":"k","remoteRef":{"remoteKey":"r2"}},"metadata":)" + std::string(metadata) + "}]}}"));
+              {"match":{"secretKey":"k","remoteRef":{"remoteKey":"r2"}},"metadata":)" +
+                                         std::string(metadata) + "}]}}"));
   };
   const std::string head = R"({"apiVersion":"kubernetes.external-secrets.io/v1alpha1","kind":"PushSecretMetadata",)";
   // ESO's own snippet (docs/snippets/aws-sm-push-secret-with-metadata.yaml) spells kmsKeyID: Go's

@@ -30,7 +30,7 @@ TEST_CASE("folder store: put, get, list, remove") {
   REQUIRE(loop.run(store->put("b.snap", b)));
   REQUIRE(loop.run(store->put("a.snap", a)));
   // The folder is private, the objects too.
-  struct stat st {};
+  struct stat st{};
   REQUIRE(::stat(folder.c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0700);
   REQUIRE(::stat((folder / "a.snap").c_str(), &st) == 0);

@@ -114,7 +114,8 @@ CommandResult run_command(const std::string& cmd) {
 }
 
 PyDouble::PyDouble(const std::string& name, std::vector<std::string> extra_args) {
-  std::vector<std::string> argv{"/usr/bin/python3", (rootseal::test::source_dir() / "tests/doubles" / name / "server.py").string(),
+  std::vector<std::string> argv{"/usr/bin/python3",
+                                (rootseal::test::source_dir() / "tests/doubles" / name / "server.py").string(),
                                 "--port", "0"};
   for (auto& a : extra_args) argv.push_back(std::move(a));
   process = std::make_unique<ChildProcess>(argv);
@@ -132,17 +133,21 @@ PyDouble::PyDouble(const std::string& name, std::vector<std::string> extra_args)
 Moto::Moto() {
   port = free_port();
   process = std::make_unique<ChildProcess>(std::vector<std::string>{"moto_server", "-p", std::to_string(port)});
-  const bool up = wait_until([this] {
-    return run_command("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:" + std::to_string(port) +
-                       "/moto-api/ 2>/dev/null").out == "200";
-  }, std::chrono::seconds(30));
+  const bool up = wait_until(
+      [this] {
+        return run_command("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:" + std::to_string(port) +
+                           "/moto-api/ 2>/dev/null")
+                   .out == "200";
+      },
+      std::chrono::seconds(30));
   REQUIRE(up);
 }
 
 CommandResult Moto::aws(const std::string& args) const {
-  return run_command("AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN= AWS_PAGER= "
-                     "AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null aws --endpoint-url " + url() +
-                     " --region us-east-1 --output json " + args + " 2>&1");
+  return run_command(
+      "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN= AWS_PAGER= "
+      "AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null aws --endpoint-url " +
+      url() + " --region us-east-1 --output json " + args + " 2>&1");
 }
 
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds limit) {

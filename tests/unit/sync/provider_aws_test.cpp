@@ -24,7 +24,8 @@ namespace {
 
 // The credentials and clock of AWS's SigV4 test suite (aws-sig-v4-test-suite).
 const kms::SecureBytes kSuiteKeyId = kms::SecureBytes::copy_of(std::string_view("AKIDEXAMPLE"));
-const kms::SecureBytes kSuiteSecret = kms::SecureBytes::copy_of(std::string_view("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"));
+const kms::SecureBytes kSuiteSecret =
+    kms::SecureBytes::copy_of(std::string_view("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"));
 
 sigv4::Request suite_request(std::string method, std::string path,
                              std::vector<std::pair<std::string, std::string>> query = {}) {
@@ -83,7 +84,8 @@ TEST_CASE("sigv4: AWS test-suite vectors (get-vanilla, query order, post-vanilla
   CHECK(suite_signature(suite_request("GET", "/", {{"Param2", "value2"}, {"Param1", "value1"}})) ==
         "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500");
   // post-vanilla and post-vanilla-query.
-  CHECK(suite_signature(suite_request("POST", "/")) == "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b");
+  CHECK(suite_signature(suite_request("POST", "/")) ==
+        "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b");
   CHECK(suite_signature(suite_request("POST", "/", {{"Param1", "value1"}})) ==
         "28038455d6de14eafc1f9222cf5aa6f1a96197d7deb8263271d420d138af7f11");
   // get-utf8: the path as sent (percent-encoded UTF-8).
@@ -109,7 +111,8 @@ TEST_CASE("sts: AssumeRoleWithWebIdentity body and answer (credentials into lock
         "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fa%20b"
         "&RoleSessionName=external-secrets-provider-aws&WebIdentityToken=eyJ.x%2By.z");
   const std::string ok =
-      "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleWithWebIdentityResult>"
+      "<AssumeRoleWithWebIdentityResponse "
+      "xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleWithWebIdentityResult>"
       "<SubjectFromWebIdentityToken>system:serviceaccount:a:app</SubjectFromWebIdentityToken><Credentials>"
       "<AccessKeyId>ASIAEXAMPLE</AccessKeyId><SecretAccessKey>wJalr/K7MDENG</SecretAccessKey>"
       "<SessionToken>FQoGZXIvYXdz+tok=</SessionToken><Expiration>2026-12-07T07:05:38.224450Z</Expiration>"
@@ -117,21 +120,23 @@ TEST_CASE("sts: AssumeRoleWithWebIdentity body and answer (credentials into lock
   auto c = sts::parse_assume_role_with_web_identity(ok);
   REQUIRE(c);
   CHECK(std::string(reinterpret_cast<const char*>(c->access_key_id.data()), c->access_key_id.size()) == "ASIAEXAMPLE");
-  CHECK(std::string(reinterpret_cast<const char*>(c->session_token.data()), c->session_token.size()) == "FQoGZXIvYXdz+tok=");
+  CHECK(std::string(reinterpret_cast<const char*>(c->session_token.data()), c->session_token.size()) ==
+        "FQoGZXIvYXdz+tok=");
   CHECK(c->expiration == std::chrono::sys_days(std::chrono::year{2026} / 12 / 7) + std::chrono::hours(7) +
                              std::chrono::minutes(5) + std::chrono::seconds(38));
-  for (const std::string& bad : {std::string(""), std::string("<x/>"),
-                                std::string(ok).replace(ok.find("<SecretAccessKey>"), 17, "<Secret>"),
-                                std::string(ok).replace(ok.find("2026-12-07T07"), 13, "tomorrow-morn"),
-                                std::string(ok).replace(ok.find("ASIAEXAMPLE"), 11, "ASIA EXAMPL")}) {
+  for (const std::string& bad :
+       {std::string(""), std::string("<x/>"), std::string(ok).replace(ok.find("<SecretAccessKey>"), 17, "<Secret>"),
+        std::string(ok).replace(ok.find("2026-12-07T07"), 13, "tomorrow-morn"),
+        std::string(ok).replace(ok.find("ASIAEXAMPLE"), 11, "ASIA EXAMPL")}) {
     auto r = sts::parse_assume_role_with_web_identity(bad);
     REQUIRE_FALSE(r);
     CHECK(r.error().code == kms::Errc::unavailable);
     CHECK(r.error().message.find("wJalr") == std::string::npos);
     CHECK(r.error().message.find("FQoG") == std::string::npos);
   }
-  CHECK(sts::error_text(400, "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code>"
-                             "<Message>secret eyJ.x.y</Message></Error></ErrorResponse>") ==
+  CHECK(sts::error_text(400,
+                        "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code>"
+                        "<Message>secret eyJ.x.y</Message></Error></ErrorResponse>") ==
         "sts: HTTP 400 InvalidIdentityToken");
   CHECK(sts::error_text(403, "<Error><Code>not a code!</Code></Error>") == "sts: HTTP 403");
 }
@@ -172,8 +177,12 @@ TEST_CASE("sts: AssumeRole body (external id, session tags, transitive keys) and
 TEST_CASE("aws provider: SecretString, properties, SecretBinary, VersionStage and VersionId on moto") {
   Moto moto;
   TempDir dir("rootseal-aws");
-  aws_json(moto, R"(secretsmanager create-secret --name app/db --secret-string '{"user":"alice","pass":"one","cfg":{"port":"5432"}}')");
-  const auto v2 = aws_json(moto, R"(secretsmanager put-secret-value --secret-id app/db --secret-string '{"user":"alice","pass":"two","cfg":{"port":"5432"}}')");
+  aws_json(
+      moto,
+      R"(secretsmanager create-secret --name app/db --secret-string '{"user":"alice","pass":"one","cfg":{"port":"5432"}}')");
+  const auto v2 = aws_json(
+      moto,
+      R"(secretsmanager put-secret-value --secret-id app/db --secret-string '{"user":"alice","pass":"two","cfg":{"port":"5432"}}')");
   {
     std::ofstream out(dir / "blob.bin", std::ios::binary);
     out << std::string("\x00\xff\x10secret", 9);

@@ -37,7 +37,7 @@ TEST_CASE("decoding: ESO strategies None, Base64, Base64URL, Auto, with Go's bas
   CHECK_FALSE(dec(DecodingStrategy::base64, "-_8="));
   CHECK_FALSE(dec(DecodingStrategy::base64url, "+/8="));
   CHECK_FALSE(dec(DecodingStrategy::base64, "a"));
-  CHECK_FALSE(dec(DecodingStrategy::base64, "aGk=="));   // data after the padding
+  CHECK_FALSE(dec(DecodingStrategy::base64, "aGk=="));  // data after the padding
   CHECK_FALSE(dec(DecodingStrategy::base64, "aQ==aQ=="));
   CHECK_FALSE(dec(DecodingStrategy::base64, "a==="));
   CHECK_FALSE(dec(DecodingStrategy::base64, "===="));
@@ -101,15 +101,18 @@ TEST_CASE("Google STS token-exchange form and the generateAccessToken answer") {
   CHECK(std::string(kms::as_view(ok->first)) == "ya29.c.abc");
   CHECK(ok->second == seconds(3600));
   // An expireTime in the past is a spent token (0 s), one far away is bounded to a day.
-  auto past = sync::providers::parse_generate_access_token(R"({"accessToken":"t","expireTime":"2026-12-07T08:00:00Z"})", now);
+  auto past =
+      sync::providers::parse_generate_access_token(R"({"accessToken":"t","expireTime":"2026-12-07T08:00:00Z"})", now);
   REQUIRE(past);
   CHECK(past->second == seconds(0));
-  auto far = sync::providers::parse_generate_access_token(R"({"accessToken":"t","expireTime":"2199-01-01T00:00:00Z"})", now);
+  auto far =
+      sync::providers::parse_generate_access_token(R"({"accessToken":"t","expireTime":"2199-01-01T00:00:00Z"})", now);
   REQUIRE(far);
   CHECK(far->second == hours(24));
-  for (const char* bad : {R"({"expireTime":"2026-12-07T10:00:00Z"})", R"({"accessToken":"","expireTime":"2026-12-07T10:00:00Z"})",
-                          R"({"accessToken":"t"})", R"({"accessToken":"t","expireTime":"1472-12-07T10:00:00Z"})",
-                          R"({"accessToken":"t","expireTime":"tomorrow"})", "[]", "not json"}) {
+  for (const char* bad :
+       {R"({"expireTime":"2026-12-07T10:00:00Z"})", R"({"accessToken":"","expireTime":"2026-12-07T10:00:00Z"})",
+        R"({"accessToken":"t"})", R"({"accessToken":"t","expireTime":"1472-12-07T10:00:00Z"})",
+        R"({"accessToken":"t","expireTime":"tomorrow"})", "[]", "not json"}) {
     auto r = sync::providers::parse_generate_access_token(bad, now);
     REQUIRE_FALSE(r);
     CHECK(r.error().code == kms::Errc::unavailable);
@@ -118,14 +121,16 @@ TEST_CASE("Google STS token-exchange form and the generateAccessToken answer") {
 }
 
 TEST_CASE("Conjur access token: a JSON token becomes token=\"<base64>\", anything else is refused") {
-  const std::string tok = R"({"protected":"eyJhbGciOiJjb25qdXIifQ==","payload":"eyJzdWIiOiJob3N0L2EifQ==","signature":"c2ln"})";
+  const std::string tok =
+      R"({"protected":"eyJhbGciOiJjb25qdXIifQ==","payload":"eyJzdWIiOiJob3N0L2EifQ==","signature":"c2ln"})";
   auto c = sync::providers::conjur_token_credential(tok);
   REQUIRE(c);
-  const auto b64 = kms::base64_encode(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(tok.data()), tok.size()));
+  const auto b64 =
+      kms::base64_encode(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(tok.data()), tok.size()));
   CHECK(std::string(kms::as_view(*c)) == "token=\"" + b64 + "\"");
   for (const std::string& bad : {std::string(), std::string("[]"), std::string(R"({"protected":"a","payload":"b"})"),
-                                std::string(R"({"protected":"a","payload":"b","signature":1})"), std::string("eyJ0b2tlbiI6MX0="),
-                                std::string(70 * 1024, ' ')}) {
+                                 std::string(R"({"protected":"a","payload":"b","signature":1})"),
+                                 std::string("eyJ0b2tlbiI6MX0="), std::string(70 * 1024, ' ')}) {
     auto r = sync::providers::conjur_token_credential(bad);
     REQUIRE_FALSE(r);
     CHECK(r.error().code == kms::Errc::unavailable);

@@ -86,7 +86,9 @@ TEST_CASE("aws push: creates tagged, writes only on change, one version per chan
 TEST_CASE("aws push: a secret without the managed-by tag is never overwritten or deleted") {
   Moto moto;
   aws_json(moto, "secretsmanager create-secret --name theirs --secret-string original");
-  aws_json(moto, "secretsmanager create-secret --name tagged-other --secret-string x --tags Key=managed-by,Value=external-secrets");
+  aws_json(moto,
+           "secretsmanager create-secret --name tagged-other --secret-string x --tags "
+           "Key=managed-by,Value=external-secrets");
   Loop loop;
   auto p = make(loop, moto_spec(moto));
   for (const std::string name : {"theirs", "tagged-other"}) {
@@ -210,7 +212,8 @@ TEST_CASE("aws push: the write limiter holds writes to the configured rate") {
 namespace {
 
 struct Azure {
-  PyDouble d{"azure_keyvault", {"--tenant", "tenant-1", "--client", "client-1:client-secret-1", "--token", "reader-token"}};
+  PyDouble d{"azure_keyvault",
+             {"--tenant", "tenant-1", "--client", "client-1:client-secret-1", "--token", "reader-token"}};
   // Reads through the vault REST API with a static token (an independent client: curl).
   json::value get(const std::string& path) const {
     const auto r = run_command("curl -s -H 'Authorization: Bearer reader-token' '" + d.url() + path +
@@ -219,8 +222,10 @@ struct Azure {
     return json::parse(r.out);
   }
   void put_unmanaged(const std::string& name, const std::string& value) const {
-    const auto r = run_command("curl -sf -X PUT -H 'Authorization: Bearer reader-token' -H 'Content-Type: application/json' -d '{\"value\":\"" +
-                               value + "\"}' '" + d.url() + "/secrets/" + name + "?api-version=7.4'");
+    const auto r = run_command(
+        "curl -sf -X PUT -H 'Authorization: Bearer reader-token' -H 'Content-Type: application/json' -d "
+        "'{\"value\":\"" +
+        value + "\"}' '" + d.url() + "/secrets/" + name + "?api-version=7.4'");
     REQUIRE(r.status == 0);
   }
   void admin(const std::string& path, const std::string& body = "{}") const {
@@ -353,8 +358,9 @@ struct Gcp {
   std::string key_json;
   std::unique_ptr<PyDouble> d;
   explicit Gcp(std::vector<std::string> extra = {}) {
-    REQUIRE(run_command("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " + (dir / "sa.pem").string() +
-                        " 2>/dev/null").status == 0);
+    REQUIRE(run_command("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " +
+                        (dir / "sa.pem").string() + " 2>/dev/null")
+                .status == 0);
     std::ifstream in(dir / "sa.pem");
     const std::string pem((std::istreambuf_iterator<char>(in)), {});
     // The token_uri is filled in once the port is known: written twice.
@@ -446,8 +452,10 @@ TEST_CASE("gcp push: service-account JWT token cached, labelled secret, addVersi
 
 TEST_CASE("gcp push: unmanaged secrets refused, remove deletes managed ones, bad keys refused") {
   Gcp g;
-  REQUIRE(run_command("curl -sf -X POST -H 'Authorization: Bearer reader-token' -d '{\"replication\":{\"automatic\":{}}}' '" +
-                      g.d->url() + "/v1/projects/proj-1/secrets?secretId=theirs'").status == 0);
+  REQUIRE(run_command(
+              "curl -sf -X POST -H 'Authorization: Bearer reader-token' -d '{\"replication\":{\"automatic\":{}}}' '" +
+              g.d->url() + "/v1/projects/proj-1/secrets?secretId=theirs'")
+              .status == 0);
   Loop loop;
   auto p = make_gcp(loop, g.spec());
   auto r = loop.run(p->put_if_changed({"theirs", ""}, secure("x")));

@@ -23,13 +23,15 @@ namespace rootseal::test {
 
 // A provider's whole value with ESO's property and decoding applied, as the
 // reconcilers do (providers return whole values; selection is in one place).
-inline boost::asio::awaitable<kms::Result<kms::SecureBytes>> selected(std::shared_ptr<sync::Provider> p, sync::RemoteRef ref) {
+inline boost::asio::awaitable<kms::Result<kms::SecureBytes>> selected(std::shared_ptr<sync::Provider> p,
+                                                                      sync::RemoteRef ref) {
   const sync::RemoteKey key{ref.key, ref.version};  // named: no temporaries in a co_await (g++ 12)
   auto whole = co_await p->fetch(key);
   if (!whole) co_return std::unexpected(whole.error());
   co_return sync::select_value(std::move(*whole), ref.property, ref.decoding, p->value_format());
 }
-inline boost::asio::awaitable<kms::Result<sync::SecretMap>> selected_map(std::shared_ptr<sync::Provider> p, sync::RemoteRef ref) {
+inline boost::asio::awaitable<kms::Result<sync::SecretMap>> selected_map(std::shared_ptr<sync::Provider> p,
+                                                                         sync::RemoteRef ref) {
   const sync::RemoteKey key{ref.key, ref.version};  // named: no temporaries in a co_await (g++ 12)
   auto whole = co_await p->fetch(key);
   if (!whole) co_return std::unexpected(whole.error());

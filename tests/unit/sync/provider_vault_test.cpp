@@ -21,12 +21,13 @@ namespace {
 
 void vault_put(const PyDouble& v, const std::string& path, const std::string& data_json, const std::string& ns = "") {
   const auto r = run_command("curl -sf -X POST -H 'X-Vault-Token: root' " +
-                             (ns.empty() ? std::string() : "-H 'X-Vault-Namespace: " + ns + "' ") + "-d '{\"data\":" +
-                             data_json + "}' " + v.url() + "/v1/secret/data/" + path);
+                             (ns.empty() ? std::string() : "-H 'X-Vault-Namespace: " + ns + "' ") +
+                             "-d '{\"data\":" + data_json + "}' " + v.url() + "/v1/secret/data/" + path);
   REQUIRE(r.status == 0);
 }
 
-json::value admin(const PyDouble& v, const std::string& method, const std::string& path, const std::string& body = "{}") {
+json::value admin(const PyDouble& v, const std::string& method, const std::string& path,
+                  const std::string& body = "{}") {
   const auto r = run_command("curl -sf -X " + method + " -d '" + body + "' " + v.url() + "/_double/" + path);
   REQUIRE(r.status == 0);
   return json::parse(r.out);
@@ -54,8 +55,12 @@ sync::RemoteRef ref(std::string key, std::string property = "", std::string vers
 
 TEST_CASE("vault provider: token auth reads whole values, properties, nested properties, versions") {
   PyDouble vault("vault_kv");
-  vault_put(vault, "team/app", R"({"user":"alice","pass":"s3cret","cfg":{"db":{"host":"db1"}},"a.b":"literal","b64":"aGVsbG8gd29ybGQ=","url":"aGk_Pz4-"})");
-  vault_put(vault, "team/app", R"({"user":"bob","pass":"rotated","cfg":{"db":{"host":"db2"}},"a.b":"literal","b64":"aGVsbG8gd29ybGQ=","url":"aGk_Pz4-"})");
+  vault_put(
+      vault, "team/app",
+      R"({"user":"alice","pass":"s3cret","cfg":{"db":{"host":"db1"}},"a.b":"literal","b64":"aGVsbG8gd29ybGQ=","url":"aGk_Pz4-"})");
+  vault_put(
+      vault, "team/app",
+      R"({"user":"bob","pass":"rotated","cfg":{"db":{"host":"db2"}},"a.b":"literal","b64":"aGVsbG8gd29ybGQ=","url":"aGk_Pz4-"})");
   Loop loop;
   auto p = make(loop, token_spec(vault));
 
@@ -156,7 +161,8 @@ TEST_CASE("vault provider: AppRole logs in once for many concurrent fetches and 
   // The coroutines hold the RemoteRef by reference: it must outlive them.
   const auto shared_ref = ref("app", "k");
   std::vector<std::future<kms::Result<kms::SecureBytes>>> futures;
-  for (int i = 0; i < 20; ++i) futures.push_back(boost::asio::co_spawn(loop.io, selected(p, shared_ref), boost::asio::use_future));
+  for (int i = 0; i < 20; ++i)
+    futures.push_back(boost::asio::co_spawn(loop.io, selected(p, shared_ref), boost::asio::use_future));
   for (auto& f : futures) {
     auto r = f.get();
     REQUIRE(r);
@@ -166,10 +172,12 @@ TEST_CASE("vault provider: AppRole logs in once for many concurrent fetches and 
   CHECK(admin(vault, "GET", "state").at("logins") == 1);
 
   // The token lives 2 s; fetches past half of it renew (renew-self), never log in again.
-  REQUIRE(wait_until([&] {
-    auto r = loop.run(selected(p, ref("app", "k")));
-    return r && p->counters().renewals >= 2;
-  }, std::chrono::seconds(10)));
+  REQUIRE(wait_until(
+      [&] {
+        auto r = loop.run(selected(p, ref("app", "k")));
+        return r && p->counters().renewals >= 2;
+      },
+      std::chrono::seconds(10)));
   CHECK(p->counters().logins == 1);
   CHECK(admin(vault, "GET", "state").at("renewals").as_int64() >= 2);
   CHECK(admin(vault, "GET", "state").at("logins") == 1);
@@ -197,10 +205,12 @@ TEST_CASE("vault provider: AppRole logs in again after a 403 or a failed renewal
 
   // Renewal refused: the provider logs in afresh instead of failing.
   admin(vault, "POST", "faults", R"({"status":403,"count":10,"path":"renew-self"})");
-  REQUIRE(wait_until([&] {
-    auto x = loop.run(selected(p, ref("app", "k")));
-    return x && p->counters().logins >= 3;
-  }, std::chrono::seconds(10)));
+  REQUIRE(wait_until(
+      [&] {
+        auto x = loop.run(selected(p, ref("app", "k")));
+        return x && p->counters().logins >= 3;
+      },
+      std::chrono::seconds(10)));
   CHECK(p->counters().renewals >= 1);
 }
 

@@ -26,7 +26,8 @@ namespace {
 json::value es(std::string_view name, std::string_view spec_extra, std::string_view ns = "team-a") {
   return json::parse(R"({"apiVersion":"external-secrets.io/v1","kind":"ExternalSecret","metadata":{"name":")" +
                      std::string(name) + R"(","namespace":")" + std::string(ns) + R"(","generation":1},
-    "spec":{"refreshInterval":"1h","secretStoreRef":{"name":"vault"},)" + std::string(spec_extra) + "}}");
+    "spec":{"refreshInterval":"1h","secretStoreRef":{"name":"vault"},)" +
+                     std::string(spec_extra) + "}}");
 }
 
 struct Fixture {
@@ -153,12 +154,15 @@ TEST_CASE("a Secret written by ESO (same hash, labels, owner) is adopted without
   SecretMap d;
   d.emplace("pass", kms::SecureBytes::copy_of(std::string_view("pw1")));
   d.emplace("user", kms::SecureBytes::copy_of(std::string_view("alice")));
-  json::value secret = json::parse(R"({"apiVersion":"v1","kind":"Secret","type":"Opaque","metadata":{"name":"db","namespace":"team-a",
+  json::value secret =
+      json::parse(R"({"apiVersion":"v1","kind":"Secret","type":"Opaque","metadata":{"name":"db","namespace":"team-a",
     "labels":{"reconcile.external-secrets.io/managed":"true","reconcile.external-secrets.io/created-by":")" +
-                                   created_by("team-a", "db") + R"("},
-    "annotations":{"reconcile.external-secrets.io/data-hash":")" + data_hash(d) + R"("},
-    "ownerReferences":[{"apiVersion":"external-secrets.io/v1","kind":"ExternalSecret","name":"db","uid":")" + uid +
-                                   R"(","controller":true,"blockOwnerDeletion":true}]},
+                  created_by("team-a", "db") + R"("},
+    "annotations":{"reconcile.external-secrets.io/data-hash":")" +
+                  data_hash(d) + R"("},
+    "ownerReferences":[{"apiVersion":"external-secrets.io/v1","kind":"ExternalSecret","name":"db","uid":")" +
+                  uid +
+                  R"(","controller":true,"blockOwnerDeletion":true}]},
     "data":{"user":"YWxpY2U=","pass":"cHcx"}})");
   f.kube.put(f.kube.secrets, secret);
   f.reconcile("db");
@@ -213,7 +217,8 @@ TEST_CASE("fetch deduplication: many ExternalSecrets on one remote key cost one 
     boost::asio::io_context io;
     std::vector<std::future<ReconcileResult>> futs;
     for (int i = 0; i < 50; ++i) {
-      futs.push_back(boost::asio::co_spawn(io, f.rec.reconcile("team-a", "db" + std::to_string(i)), boost::asio::use_future));
+      futs.push_back(
+          boost::asio::co_spawn(io, f.rec.reconcile("team-a", "db" + std::to_string(i)), boost::asio::use_future));
     }
     io.run();
     for (auto& fu : futs) fu.get();
@@ -238,9 +243,11 @@ TEST_CASE("a ClusterSecretStore refuses a namespace outside its conditions") {
   f.kube.put(f.kube.cluster_stores, store);
   const char* spec = R"("data":[{"secretKey":"u","remoteRef":{"key":"db/creds","property":"username"}}])";
   auto allowed = es("ok", spec);
-  allowed.as_object()["spec"].as_object()["secretStoreRef"] = json::parse(R"({"name":"central","kind":"ClusterSecretStore"})");
+  allowed.as_object()["spec"].as_object()["secretStoreRef"] =
+      json::parse(R"({"name":"central","kind":"ClusterSecretStore"})");
   auto refused = es("nope", spec, "team-b");
-  refused.as_object()["spec"].as_object()["secretStoreRef"] = json::parse(R"({"name":"central","kind":"ClusterSecretStore"})");
+  refused.as_object()["spec"].as_object()["secretStoreRef"] =
+      json::parse(R"({"name":"central","kind":"ClusterSecretStore"})");
   f.kube.put(f.kube.external_secrets, allowed);
   f.kube.put(f.kube.external_secrets, refused);
   f.reconcile("ok");
@@ -255,7 +262,8 @@ TEST_CASE("a ClusterSecretStore refuses a namespace outside its conditions") {
 
 TEST_CASE("creationPolicy Merge needs an existing Secret and keeps its other keys") {
   Fixture f;
-  f.kube.put(f.kube.external_secrets, es("db", std::string(kData) + R"(,"target":{"name":"app","creationPolicy":"Merge"})"));
+  f.kube.put(f.kube.external_secrets,
+             es("db", std::string(kData) + R"(,"target":{"name":"app","creationPolicy":"Merge"})"));
   // As ESO: Ready=True with its message, and no retry before the refresh.
   auto r = f.reconcile("db");
   CHECK(r.kind == ReconcileResult::Kind::requeue_after);
@@ -263,7 +271,8 @@ TEST_CASE("creationPolicy Merge needs an existing Secret and keeps its other key
   CHECK(f.kube.es_condition("team-a", "db", "reason") == "SecretMissing");
   CHECK(f.kube.es_condition("team-a", "db", "message") == "secret will not be created due to CreationPolicy=Merge");
   CHECK(f.kube.snapshot(f.kube.secrets, "team-a", "app") == nullptr);
-  f.kube.put(f.kube.secrets, json::parse(R"({"apiVersion":"v1","kind":"Secret","metadata":{"name":"app","namespace":"team-a"},
+  f.kube.put(f.kube.secrets,
+             json::parse(R"({"apiVersion":"v1","kind":"Secret","metadata":{"name":"app","namespace":"team-a"},
                                              "data":{"other":"b3RoZXI="}})"));
   f.advance(2s);
   f.reconcile("db");
@@ -327,14 +336,16 @@ TEST_CASE("deletionPolicy: Retain keeps the Secret on a missing remote key, Dele
 
 TEST_CASE("templates render into the Secret with its type, invalid templates are Ready=False without a fetch") {
   Fixture f;
-  f.kube.put(f.kube.external_secrets, es("t", std::string(kData) + R"(,"target":{"template":{"type":"kubernetes.io/basic-auth",
+  f.kube.put(f.kube.external_secrets,
+             es("t", std::string(kData) + R"(,"target":{"template":{"type":"kubernetes.io/basic-auth",
       "data":{"dsn":"postgres://{{ .user }}:{{ .pass | b64enc }}@db"}}})"));
   f.reconcile("t");
   CHECK(f.kube.secret_value("team-a", "t", "dsn") == "postgres://alice:cHcx@db");
   CHECK(f.kube.secret_value("team-a", "t", "user").empty());  // Replace: only templated keys
   CHECK(f.kube.snapshot(f.kube.secrets, "team-a", "t")->at("type") == "kubernetes.io/basic-auth");
 
-  f.kube.put(f.kube.external_secrets, es("bad", std::string(kData) + R"(,"target":{"template":{"data":{"x":"{{ range .user }}"}}})"));
+  f.kube.put(f.kube.external_secrets,
+             es("bad", std::string(kData) + R"(,"target":{"template":{"data":{"x":"{{ range .user }}"}}})"));
   const int calls = f.providers.fake->calls;
   auto r = f.reconcile("bad");
   CHECK(r.kind == ReconcileResult::Kind::done);
@@ -348,7 +359,8 @@ TEST_CASE("an invalid spec gets Ready=False with the precise message") {
   f.kube.put(f.kube.external_secrets, es("bad", R"("data":[{"secretKey":"k","remoteRef":{"key":""}}])"));
   auto r = f.reconcile("bad");
   CHECK(r.kind == ReconcileResult::Kind::done);
-  CHECK(f.kube.es_condition("team-a", "bad", "message") == "invalid ExternalSecret: spec.data[0].remoteRef.key: required");
+  CHECK(f.kube.es_condition("team-a", "bad", "message") ==
+        "invalid ExternalSecret: spec.data[0].remoteRef.key: required");
   CHECK(f.kube.es_condition("team-a", "bad", "status") == "False");
 }
 
@@ -370,10 +382,12 @@ TEST_CASE("ExternalSecret deleted: an Owner Secret goes, an Orphan Secret stays"
 TEST_CASE("a provider not-found value is an error under Retain and the decoding strategy applies") {
   Fixture f;
   f.providers.fake->set("b64", "aGVsbG8=");
-  f.kube.put(f.kube.external_secrets, es("d", R"("data":[{"secretKey":"v","remoteRef":{"key":"b64","decodingStrategy":"Base64"}}])"));
+  f.kube.put(f.kube.external_secrets,
+             es("d", R"("data":[{"secretKey":"v","remoteRef":{"key":"b64","decodingStrategy":"Base64"}}])"));
   f.reconcile("d");
   CHECK(f.kube.secret_value("team-a", "d", "v") == "hello");
-  f.kube.put(f.kube.external_secrets, es("m", R"("data":[{"secretKey":"v","remoteRef":{"key":"db/creds","property":"nope"}}])"));
+  f.kube.put(f.kube.external_secrets,
+             es("m", R"("data":[{"secretKey":"v","remoteRef":{"key":"db/creds","property":"nope"}}])"));
   f.reconcile("m");
   CHECK(f.kube.es_condition("team-a", "m", "message").find("property 'nope' not found") != std::string::npos);
 }

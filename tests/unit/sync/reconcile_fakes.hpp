@@ -92,28 +92,31 @@ class FakeKube final : public reconcile::KubeApi {
   ObjectPtr external_secret(std::string_view ns, std::string_view name) override {
     return snapshot(external_secrets, ns, name);
   }
-  ObjectPtr push_secret(std::string_view ns, std::string_view name) override { return snapshot(push_secrets, ns, name); }
+  ObjectPtr push_secret(std::string_view ns, std::string_view name) override {
+    return snapshot(push_secrets, ns, name);
+  }
   ObjectPtr store(model::StoreKind kind, std::string_view ns, std::string_view name) override {
-    return kind == model::StoreKind::cluster_secret_store ? snapshot(cluster_stores, "", name) : snapshot(stores, ns, name);
+    return kind == model::StoreKind::cluster_secret_store ? snapshot(cluster_stores, "", name)
+                                                          : snapshot(stores, ns, name);
   }
   std::vector<std::pair<Resource, ObjectPtr>> workloads(std::string_view ns) override {
     std::lock_guard l(mu);
     std::vector<std::pair<Resource, ObjectPtr>> out;
     for (auto& [k, v] : workloads_) {
-      if (k.starts_with(std::string(ns) + "/")) out.emplace_back(v.first, std::make_shared<const json::value>(v.second));
+      if (k.starts_with(std::string(ns) + "/"))
+        out.emplace_back(v.first, std::make_shared<const json::value>(v.second));
     }
     return out;
   }
-  Task<ObjectPtr> secret(std::string_view ns, std::string_view name) override {
-    co_return snapshot(secrets, ns, name);
-  }
+  Task<ObjectPtr> secret(std::string_view ns, std::string_view name) override { co_return snapshot(secrets, ns, name); }
   Task<ObjectPtr> config_map(std::string_view ns, std::string_view name) override {
     co_return snapshot(config_maps, ns, name);
   }
   Task<model::StringMap> namespace_labels(std::string_view ns) override {
     std::lock_guard l(mu);
     ++label_reads;
-    if (ns_labels_fail) co_return kms::fail(kms::Errc::unavailable, "namespaces \"" + std::string(ns) + "\": connection refused");
+    if (ns_labels_fail)
+      co_return kms::fail(kms::Errc::unavailable, "namespaces \"" + std::string(ns) + "\": connection refused");
     co_return ns_labels[std::string(ns)];
   }
   std::map<std::string, json::value> service_account_objects;  // "ns/name" -> the object (annotations)
@@ -133,11 +136,13 @@ class FakeKube final : public reconcile::KubeApi {
     for (const auto& a : audiences) aud += (aud.empty() ? "" : ",") + a;
     token_requests.push_back(k2(ns, name) + " " + aud + " " + std::to_string(expiration_seconds));
     auto it = service_accounts.find(k2(ns, name));
-    if (it == service_accounts.end()) co_return kms::fail(kms::Errc::not_found, "serviceaccounts \"" + std::string(name) + "\" not found");
-    const auto now = token_clock == std::chrono::system_clock::time_point{} ? std::chrono::system_clock::now() : token_clock;
-    co_return kube::ServiceAccountToken{
-        kms::SecureBytes::copy_of("eyJ." + std::string(ns) + "-" + std::string(name) + "-" + std::to_string(token_requests.size()) + ".sig"),
-        now + it->second};
+    if (it == service_accounts.end())
+      co_return kms::fail(kms::Errc::not_found, "serviceaccounts \"" + std::string(name) + "\" not found");
+    const auto now =
+        token_clock == std::chrono::system_clock::time_point{} ? std::chrono::system_clock::now() : token_clock;
+    co_return kube::ServiceAccountToken{kms::SecureBytes::copy_of("eyJ." + std::string(ns) + "-" + std::string(name) +
+                                                                  "-" + std::to_string(token_requests.size()) + ".sig"),
+                                        now + it->second};
   }
   Task<ObjectPtr> create_secret(std::string_view ns, const json::value& secret, std::string_view) override {
     std::lock_guard l(mu);
@@ -305,7 +310,8 @@ class FakePush final : public PushProvider {
   Task<RemoteState> ensure_managed(std::string_view k) override { co_return co_await describe(k); }
   Task<PushOutcome> put_if_changed(const PushRef& ref, const kms::SecureBytes& value, bool if_not_exists) override {
     seen_metadata = ref.metadata != nullptr ? std::optional<PushMetadata>(*ref.metadata) : std::nullopt;
-    if (unmanaged.contains(ref.remote_key)) co_return kms::fail(kms::Errc::permission_denied, "not managed by rootseal");
+    if (unmanaged.contains(ref.remote_key))
+      co_return kms::fail(kms::Errc::permission_denied, "not managed by rootseal");
     const std::string v(reinterpret_cast<const char*>(value.data()), value.size());
     auto it = remote.find(ref.remote_key);
     if (it != remote.end() && (it->second == v || if_not_exists)) co_return PushOutcome{false, false, ""};

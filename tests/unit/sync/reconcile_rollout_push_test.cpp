@@ -31,8 +31,9 @@ json::value secret(std::string_view name, std::string_view b64value) {
 }
 
 void add_deployment(FakeKube& k, std::string_view name, std::string_view reload) {
-  json::value d = json::parse(R"({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":")" + std::string(name) +
-                              R"(","namespace":"ns","annotations":{}},"spec":{"template":{"metadata":{}}}})");
+  json::value d =
+      json::parse(R"({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":")" + std::string(name) +
+                  R"(","namespace":"ns","annotations":{}},"spec":{"template":{"metadata":{}}}})");
   if (!reload.empty()) d.as_object()["metadata"].as_object()["annotations"].as_object()[kReloadAnnotation] = reload;
   k.workloads_["ns/Deployment/" + std::string(name)] = {Resource::deployment, d};
 }
@@ -83,15 +84,18 @@ TEST_CASE("rollout restart: first sight records, a data change restarts exactly 
 namespace {
 
 json::value aws_store() {
-  return json::parse(R"({"apiVersion":"external-secrets.io/v1","kind":"SecretStore","metadata":{"name":"aws","namespace":"ns"},
+  return json::parse(
+      R"({"apiVersion":"external-secrets.io/v1","kind":"SecretStore","metadata":{"name":"aws","namespace":"ns"},
     "spec":{"provider":{"aws":{"service":"SecretsManager","region":"us-east-1","auth":{"secretRef":{
       "accessKeyIDSecretRef":{"name":"a","key":"id"},"secretAccessKeySecretRef":{"name":"a","key":"sk"}}}}}}})");
 }
 
 json::value push_secret(std::string_view selector, std::string_view extra = "") {
-  return json::parse(R"({"apiVersion":"external-secrets.io/v1alpha1","kind":"PushSecret","metadata":{"name":"p","namespace":"ns"},
-    "spec":{"refreshInterval":"1m","secretStoreRefs":[{"name":"aws"}],"selector":)" + std::string(selector) +
-                     R"(,"data":[{"match":{"secretKey":"v","remoteRef":{"remoteKey":"app/v"}}}])" + std::string(extra) + "}}");
+  return json::parse(
+      R"({"apiVersion":"external-secrets.io/v1alpha1","kind":"PushSecret","metadata":{"name":"p","namespace":"ns"},
+    "spec":{"refreshInterval":"1m","secretStoreRefs":[{"name":"aws"}],"selector":)" +
+      std::string(selector) + R"(,"data":[{"match":{"secretKey":"v","remoteRef":{"remoteKey":"app/v"}}}])" +
+      std::string(extra) + "}}");
 }
 
 std::string ps_condition(FakeKube& k, std::string_view field) {
@@ -118,12 +122,17 @@ TEST_CASE("PushSecret: pushes the source Secret, no write when unchanged, reacts
   CHECK_FALSE(k.events.back().warning);
   {
     std::lock_guard l(k.mu);
-    CHECK(k.push_secrets["ns/p"].at("status").at("syncedPushSecrets").at("SecretStore/aws").as_object().contains("app/v"));
+    CHECK(k.push_secrets["ns/p"]
+              .at("status")
+              .at("syncedPushSecrets")
+              .at("SecretStore/aws")
+              .as_object()
+              .contains("app/v"));
   }
   CHECK(r.readers_of("ns", "src") == std::vector<std::string>{"ns/p"});
   const int status_writes = k.status_patches;
   for (int i = 0; i < 10; ++i) run_sync(r.reconcile("ns", "p"));
-  CHECK(p.push->writes == 1);             // ten idle refreshes: zero remote writes
+  CHECK(p.push->writes == 1);                // ten idle refreshes: zero remote writes
   CHECK(k.status_patches == status_writes);  // and zero status writes
   {
     std::lock_guard l(k.mu);
@@ -264,7 +273,8 @@ TEST_CASE("PushSecret: store-to-cloud via selector.remoteRef, and deletionPolicy
   k.put(k.stores, aws_store());
   k.put(k.stores, vault_store("ns", "vault"));
   p.pull->set("db/creds", R"({"v":"from-vault"})");
-  k.put(k.push_secrets, push_secret(R"({"remoteRef":{"storeRef":{"name":"vault"},"key":"db/creds"}})", R"(,"deletionPolicy":"Delete")"));
+  k.put(k.push_secrets, push_secret(R"({"remoteRef":{"storeRef":{"name":"vault"},"key":"db/creds"}})",
+                                    R"(,"deletionPolicy":"Delete")"));
   PushSecretReconciler r(k, p, [] { return std::chrono::system_clock::now(); });
   run_sync(r.reconcile("ns", "p"));
   CHECK(p.push->remote["app/v"] == "from-vault");
@@ -307,9 +317,11 @@ namespace {
 json::value k8s_secret(std::string_view ns, std::string_view name, std::string_view key1, std::string_view v1,
                        std::string_view key2 = {}, std::string_view v2 = {}) {
   json::object data;
-  data[key1] = kms::base64_encode(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(v1.data()), v1.size()));
+  data[key1] =
+      kms::base64_encode(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(v1.data()), v1.size()));
   if (!key2.empty()) {
-    data[key2] = kms::base64_encode(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(v2.data()), v2.size()));
+    data[key2] =
+        kms::base64_encode(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(v2.data()), v2.size()));
   }
   json::object md;
   md["name"] = name;
@@ -397,7 +409,8 @@ TEST_CASE("EngineProviders: azurekv and gcpsm specs from Kubernetes Secrets, pul
   const auto vs = store_of(json::serialize(vault_store("ns", "v")));
   auto push_vault = run_sync(ep.push_provider(vs, "ns"));
   REQUIRE_FALSE(push_vault.has_value());
-  CHECK(push_vault.error().message == "SecretStore \"v\": vault is supported as a source only (push to: aws, azurekv, gcpsm)");
+  CHECK(push_vault.error().message ==
+        "SecretStore \"v\": vault is supported as a source only (push to: aws, azurekv, gcpsm)");
 }
 
 TEST_CASE("EngineProviders: host credentials for azure and gcp take endpoints from the configuration") {
@@ -427,7 +440,8 @@ TEST_CASE("EngineProviders: host credentials for azure and gcp take endpoints fr
                     R"(","annotations":{"sync.rootseal.io/credentials":")" + std::string(cred) +
                     R"("}},"spec":{"provider":)" + std::string(provider) + "}}");
   };
-  auto spec = run_sync(ep.spec_for(store("team-a", "azure-prod", R"({"azurekv":{"vaultUrl":"https://kv.vault.azure.net"}})"), "team-a"));
+  auto spec = run_sync(
+      ep.spec_for(store("team-a", "azure-prod", R"({"azurekv":{"vaultUrl":"https://kv.vault.azure.net"}})"), "team-a"));
   REQUIRE(spec.has_value());
   const auto* a = std::get_if<AzureSpec>(&*spec);
   REQUIRE(a != nullptr);
@@ -437,19 +451,23 @@ TEST_CASE("EngineProviders: host credentials for azure and gcp take endpoints fr
   CHECK(as_text(a->client_secret) == "host-secret");
 
   // The store may not redirect the host's credentials, nor use them from another namespace.
-  auto other_vault = run_sync(ep.spec_for(store("team-a", "azure-prod", R"({"azurekv":{"vaultUrl":"https://evil.example"}})"), "team-a"));
+  auto other_vault = run_sync(
+      ep.spec_for(store("team-a", "azure-prod", R"({"azurekv":{"vaultUrl":"https://evil.example"}})"), "team-a"));
   REQUIRE_FALSE(other_vault.has_value());
   CHECK(other_vault.error().code == kms::Errc::permission_denied);
   CHECK(other_vault.error().message ==
         "spec.provider.azurekv.vaultUrl must be https://kv.vault.azure.net to use host credentials 'azure-prod'");
   auto other_tenant = run_sync(ep.spec_for(
-      store("team-a", "azure-prod", R"({"azurekv":{"vaultUrl":"https://kv.vault.azure.net","tenantId":"t-other"}})"), "team-a"));
+      store("team-a", "azure-prod", R"({"azurekv":{"vaultUrl":"https://kv.vault.azure.net","tenantId":"t-other"}})"),
+      "team-a"));
   REQUIRE_FALSE(other_tenant.has_value());
   CHECK(other_tenant.error().code == kms::Errc::permission_denied);
-  auto other_ns = run_sync(ep.spec_for(store("team-b", "azure-prod", R"({"azurekv":{"vaultUrl":"https://kv.vault.azure.net"}})"), "team-b"));
+  auto other_ns = run_sync(
+      ep.spec_for(store("team-b", "azure-prod", R"({"azurekv":{"vaultUrl":"https://kv.vault.azure.net"}})"), "team-b"));
   REQUIRE_FALSE(other_ns.has_value());
   CHECK(other_ns.error().message.find("may not be used from namespace \"team-b\"") != std::string::npos);
-  auto wrong_kind = run_sync(ep.spec_for(store("team-a", "gcp-prod", R"({"azurekv":{"vaultUrl":"https://kv.vault.azure.net"}})"), "team-a"));
+  auto wrong_kind = run_sync(
+      ep.spec_for(store("team-a", "gcp-prod", R"({"azurekv":{"vaultUrl":"https://kv.vault.azure.net"}})"), "team-a"));
   REQUIRE_FALSE(wrong_kind.has_value());
   CHECK(wrong_kind.error().message == "host credentials 'gcp-prod' are not for azure");
 
@@ -464,7 +482,8 @@ TEST_CASE("EngineProviders: host credentials for azure and gcp take endpoints fr
   CHECK(as_text(gs->service_account_json) == R"({"client_email":"host@p"})");
   auto other_project = run_sync(ep.spec_for(store("any", "gcp-prod", R"({"gcpsm":{"projectID":"p-other"}})"), "any"));
   REQUIRE_FALSE(other_project.has_value());
-  CHECK(other_project.error().message == "spec.provider.gcpsm.projectID must be p-host (or empty) to use host credentials 'gcp-prod'");
+  CHECK(other_project.error().message ==
+        "spec.provider.gcpsm.projectID must be p-host (or empty) to use host credentials 'gcp-prod'");
 }
 
 TEST_CASE("EngineProviders: an aws store on auth.secretRef uses sync.aws_endpoint, host stores keep their own") {

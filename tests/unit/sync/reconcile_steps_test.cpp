@@ -21,16 +21,16 @@ namespace {
 model::ExternalSecret es_of(std::string_view spec) {
   auto es = model::parse_external_secret(json::parse(
       R"({"apiVersion":"external-secrets.io/v1","kind":"ExternalSecret","metadata":{"name":"app","namespace":"ns","uid":"es-uid","generation":1},
-      "spec":)" + std::string(spec) + "}"));
+      "spec":)" +
+      std::string(spec) + "}"));
   REQUIRE(es.has_value());
   return std::move(*es);
 }
 
-const std::string kOneItem = R"("secretStoreRef":{"name":"vault"},"data":[{"secretKey":"u","remoteRef":{"key":"db","property":"user"}}])";
+const std::string kOneItem =
+    R"("secretStoreRef":{"name":"vault"},"data":[{"secretKey":"u","remoteRef":{"key":"db","property":"user"}}])";
 
-model::ExternalSecret es_with(std::string_view extra = "") {
-  return es_of("{" + kOneItem + std::string(extra) + "}");
-}
+model::ExternalSecret es_with(std::string_view extra = "") { return es_of("{" + kOneItem + std::string(extra) + "}"); }
 
 kms::SecureBytes bytes(std::string_view s) { return kms::SecureBytes::copy_of(s); }
 std::string text(const kms::SecureBytes& b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
@@ -130,14 +130,16 @@ TEST_CASE("add_data: property and decoding applied once, missing keys by deletio
   REQUIRE_FALSE(gone);
   CHECK(gone.error().reason == kReasonError);
   CHECK(gone.error().retry);
-  CHECK(gone.error().message ==
-        "could not get secret data from provider: SecretStore \"vault\" key \"db\" property \"user\": secret not found");
+  CHECK(
+      gone.error().message ==
+      "could not get secret data from provider: SecretStore \"vault\" key \"db\" property \"user\": secret not found");
   auto no_prop = add_data(out, es, 0, kVault, ValueFormat::go_map, bytes(R"({"other":1})"));
   REQUIRE_FALSE(no_prop);
   CHECK(no_prop.error().message.ends_with("property 'user' not found"));
   auto down =
       add_data(out, es, 2, kVault, ValueFormat::go_map, kms::fail(kms::Errc::unavailable, "vault: connection refused"));
-  CHECK(down.error().message == "could not get secret data from provider: SecretStore \"vault\" key \"db\": vault: connection refused");
+  CHECK(down.error().message ==
+        "could not get secret data from provider: SecretStore \"vault\" key \"db\": vault: connection refused");
   // A bad encoding is the spec's fault: no retry.
   auto bad = add_data(out, es, 1, kVault, ValueFormat::go_map, bytes(R"({"cert":"***"})"));
   REQUIRE_FALSE(bad);
@@ -149,8 +151,9 @@ TEST_CASE("add_data: property and decoding applied once, missing keys by deletio
   // for the first), so the Secret is not deleted for it.
   for (const char* policy : {"Delete", "Merge"}) {
     INFO(policy);
-    auto del = es_of(std::string(R"({"secretStoreRef":{"name":"vault"},"target":{"creationPolicy":"Orphan","deletionPolicy":")") +
-                     policy + R"("},"data":[{"secretKey":"u","remoteRef":{"key":"db","property":"user"}}]})");
+    auto del = es_of(
+        std::string(R"({"secretStoreRef":{"name":"vault"},"target":{"creationPolicy":"Orphan","deletionPolicy":")") +
+        policy + R"("},"data":[{"secretKey":"u","remoteRef":{"key":"db","property":"user"}}]})");
     ProviderData skipped;
     REQUIRE(add_data(skipped, del, 0, kVault, ValueFormat::go_map, kms::fail(kms::Errc::not_found, "gone")));
     auto no_property = add_data(skipped, del, 0, kVault, ValueFormat::go_map, bytes("{}"));
@@ -234,14 +237,16 @@ TEST_CASE("add_data_from: each entry a key, decoding per entry, data overrides")
   auto not_object = add_data_from(out, es, 0, kVault, ValueFormat::go_map, bytes("plain"));
   REQUIRE_FALSE(not_object);
   CHECK(not_object.error().retry);
-  CHECK(not_object.error().message == "spec.dataFrom[0].extract: key \"all\": extract: the remote value is not a JSON object");
+  CHECK(not_object.error().message ==
+        "spec.dataFrom[0].extract: key \"all\": extract: the remote value is not a JSON object");
   auto bad = add_data_from(out, es, 1, kVault, ValueFormat::go_map, bytes(R"({"h":"***"})"));
   REQUIRE_FALSE(bad);
   CHECK_FALSE(bad.error().retry);
   CHECK(bad.error().message == "spec.dataFrom[1]: key \"h\": decodingStrategy Base64: the value is not valid base64");
   auto gone =
       add_data_from(out, es, 0, kVault, ValueFormat::go_map, kms::fail(kms::Errc::not_found, "secret not found"));
-  CHECK(gone.error().message == "could not get secret data from provider: SecretStore \"vault\" key \"all\": secret not found");
+  CHECK(gone.error().message ==
+        "could not get secret data from provider: SecretStore \"vault\" key \"all\": secret not found");
 }
 
 // ESO's AWS guide's "friendslist" value: dataFrom.extract.property selects a
@@ -277,7 +282,8 @@ TEST_CASE("add_data_from: extract.property selects a nested JSON object and spre
     auto not_object = add_data_from(out, es, i, kVault, ValueFormat::go_map, bytes(friends));
     REQUIRE_FALSE(not_object);
     CHECK(not_object.error().retry);
-    CHECK(not_object.error().message == "spec.dataFrom[" + std::to_string(i) + "].extract: key \"friendslist\": extract: property '" +
+    CHECK(not_object.error().message == "spec.dataFrom[" + std::to_string(i) +
+                                            "].extract: key \"friendslist\": extract: property '" +
                                             es.data_from[i].extract.property + "' is not a JSON object");
     CHECK(not_object.error().message.find("Tom") == std::string::npos);  // no value in the message
   }
@@ -381,8 +387,10 @@ TEST_CASE("desired_secret: up to date is no write, a change updates and keeps fo
 }
 
 TEST_CASE("desired_secret: creationPolicy Merge, CreateOrMerge, None and a foreign owner") {
-  const json::value other = json::parse(R"({"apiVersion":"v1","kind":"Secret","metadata":{"name":"app","namespace":"ns","uid":"s1"},
-    "data":{"keep":")" + b64("mine") + R"(","u":")" + b64("old") + R"("}})");
+  const json::value other =
+      json::parse(R"({"apiVersion":"v1","kind":"Secret","metadata":{"name":"app","namespace":"ns","uid":"s1"},
+    "data":{"keep":")" +
+                  b64("mine") + R"(","u":")" + b64("old") + R"("}})");
   auto merge = es_with(R"(,"target":{"creationPolicy":"Merge"})");
   // As ESO: not an error; Ready=True with ESO's message until the Secret exists.
   auto none_yet = desired_secret(merge, content_of(merge, map_of({{"u", "alice"}})), false, nullptr);
@@ -475,7 +483,8 @@ TEST_CASE("values_to_push: a Secret key, the whole Secret, a remote property, an
   REQUIRE_FALSE(missing);
   CHECK(missing.error().message == "source Secret has no key \"a\"");
 
-  auto remote = model::parse_push_secret(json::parse(R"({"apiVersion":"external-secrets.io/v1alpha1","kind":"PushSecret",
+  auto remote =
+      model::parse_push_secret(json::parse(R"({"apiVersion":"external-secrets.io/v1alpha1","kind":"PushSecret",
     "metadata":{"name":"p","namespace":"ns"},"spec":{"secretStoreRefs":[{"name":"aws"}],
     "selector":{"remoteRef":{"storeRef":{"name":"vault"},"key":"db","property":"inner","decodingStrategy":"Base64"}},
     "data":[{"match":{"secretKey":"pw","remoteRef":{"remoteKey":"r1"}}}]}})"));

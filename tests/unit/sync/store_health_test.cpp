@@ -158,8 +158,7 @@ TEST_CASE("store ids: every store an ExternalSecret or PushSecret names") {
     "secretStoreRef":{"name":"vault","kind":"SecretStore"},
     "data":[{"secretKey":"a","remoteRef":{"key":"k"},"sourceRef":{"storeRef":{"name":"aws","kind":"ClusterSecretStore"}}},
             {"secretKey":"b","remoteRef":{"key":"k"},"sourceRef":{"storeRef":{"name":"vault"}}}]}})");
-  CHECK(sync::engine::store_ids_of(es) ==
-        std::vector<std::string>{"SecretStore/ns/vault", "ClusterSecretStore//aws"});
+  CHECK(sync::engine::store_ids_of(es) == std::vector<std::string>{"SecretStore/ns/vault", "ClusterSecretStore//aws"});
   const auto ps = boost::json::parse(R"({"metadata":{"namespace":"t"},"spec":{
     "secretStoreRefs":[{"name":"azure","kind":"SecretStore"},{"name":"gcp","kind":"ClusterSecretStore"}]}})");
   CHECK(sync::engine::store_ids_of(ps) == std::vector<std::string>{"SecretStore/t/azure", "ClusterSecretStore//gcp"});

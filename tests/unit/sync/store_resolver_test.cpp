@@ -27,7 +27,7 @@ constexpr std::string_view kNs = "team-a";
 
 struct Case {
   std::string what;
-  std::string conditions;  // spec.conditions (JSON array); empty: none
+  std::string conditions;   // spec.conditions (JSON array); empty: none
   model::StringMap labels;  // of namespace team-a
   bool label_read_fails = false;
   bool admitted = false;
@@ -35,14 +35,18 @@ struct Case {
 
 std::vector<Case> cases() {
   const std::string gold = R"([{"namespaceSelector":{"matchLabels":{"tier":"gold"}}}])";
-  const std::string in = R"([{"namespaceSelector":{"matchExpressions":[{"key":"tier","operator":"In","values":["gold","platinum"]}]}}])";
-  const std::string not_in = R"([{"namespaceSelector":{"matchExpressions":[{"key":"tier","operator":"NotIn","values":["silver"]}]}}])";
+  const std::string in =
+      R"([{"namespaceSelector":{"matchExpressions":[{"key":"tier","operator":"In","values":["gold","platinum"]}]}}])";
+  const std::string not_in =
+      R"([{"namespaceSelector":{"matchExpressions":[{"key":"tier","operator":"NotIn","values":["silver"]}]}}])";
   const std::string exists = R"([{"namespaceSelector":{"matchExpressions":[{"key":"tier","operator":"Exists"}]}}])";
-  const std::string absent = R"([{"namespaceSelector":{"matchExpressions":[{"key":"quarantine","operator":"DoesNotExist"}]}}])";
+  const std::string absent =
+      R"([{"namespaceSelector":{"matchExpressions":[{"key":"quarantine","operator":"DoesNotExist"}]}}])";
   const std::string two_selectors = R"([{"namespaceSelector":{"matchLabels":{"tier":"gold"}}},
                                         {"namespaceSelector":{"matchLabels":{"team":"a"}}}])";
   const std::string anded = R"([{"namespaces":["team-a"],"namespaceSelector":{"matchLabels":{"tier":"gold"}}}])";
-  const std::string listed_or_selected = R"([{"namespaces":["team-a"]},{"namespaceSelector":{"matchLabels":{"tier":"gold"}}}])";
+  const std::string listed_or_selected =
+      R"([{"namespaces":["team-a"]},{"namespaceSelector":{"matchLabels":{"tier":"gold"}}}])";
   return {
       {"no conditions", "", {}, false, true},
       {"matchLabels: match", gold, {{"tier", "gold"}}, false, true},
@@ -87,8 +91,9 @@ json::value cluster_store(std::string_view name, std::string_view provider, cons
             "accessKeyIDSecretRef":{"name":"a","key":"id","namespace":"ops"},
             "secretAccessKeySecretRef":{"name":"a","key":"sk","namespace":"ops"}}}}})";
   }
-  json::value s = json::parse(R"({"apiVersion":"external-secrets.io/v1","kind":"ClusterSecretStore","metadata":{"name":")" +
-                              std::string(name) + R"("},"spec":{"provider":)" + p + "}}");
+  json::value s =
+      json::parse(R"({"apiVersion":"external-secrets.io/v1","kind":"ClusterSecretStore","metadata":{"name":")" +
+                  std::string(name) + R"("},"spec":{"provider":)" + p + "}}");
   if (!conditions.empty()) s.as_object()["spec"].as_object()["conditions"] = json::parse(conditions);
   return s;
 }
@@ -127,8 +132,9 @@ bool es_path_admits(const Case& c) {
 json::value push_secret(std::string_view store_refs, std::string_view selector) {
   return json::parse(R"({"apiVersion":"external-secrets.io/v1alpha1","kind":"PushSecret",
     "metadata":{"name":"p","namespace":"team-a"},
-    "spec":{"refreshInterval":"1m","secretStoreRefs":)" + std::string(store_refs) + R"(,"selector":)" +
-                     std::string(selector) + R"(,"data":[{"match":{"secretKey":"v","remoteRef":{"remoteKey":"app/v"}}}]}})");
+    "spec":{"refreshInterval":"1m","secretStoreRefs":)" +
+                     std::string(store_refs) + R"(,"selector":)" + std::string(selector) +
+                     R"(,"data":[{"match":{"secretKey":"v","remoteRef":{"remoteKey":"app/v"}}}]}})");
 }
 
 std::string ps_reason(FakeKube& k) {
@@ -142,10 +148,11 @@ bool push_target_admits(const Case& c) {
   PushProviders p;
   set_namespace(kube, c);
   kube.put(kube.cluster_stores, cluster_store("central-aws", "aws", c.conditions));
-  kube.put(kube.secrets, json::parse(R"({"apiVersion":"v1","kind":"Secret","metadata":{"name":"src","namespace":"team-a"},
+  kube.put(kube.secrets,
+           json::parse(R"({"apiVersion":"v1","kind":"Secret","metadata":{"name":"src","namespace":"team-a"},
     "data":{"v":"b25l"}})"));
-  kube.put(kube.push_secrets, push_secret(R"([{"name":"central-aws","kind":"ClusterSecretStore"}])",
-                                          R"({"secret":{"name":"src"}})"));
+  kube.put(kube.push_secrets,
+           push_secret(R"([{"name":"central-aws","kind":"ClusterSecretStore"}])", R"({"secret":{"name":"src"}})"));
   PushSecretReconciler rec(kube, p, [] { return std::chrono::system_clock::now(); });
   run_sync(rec.reconcile(std::string(kNs), "p"));
   const bool pushed = p.push->remote.contains("app/v");
@@ -166,8 +173,10 @@ bool push_source_admits(const Case& c) {
     "spec":{"provider":{"aws":{"service":"SecretsManager","region":"us-east-1","auth":{"secretRef":{
       "accessKeyIDSecretRef":{"name":"a","key":"id"},"secretAccessKeySecretRef":{"name":"a","key":"sk"}}}}}}})"));
   p.pull->set("db/creds", R"({"v":"from-vault"})");
-  kube.put(kube.push_secrets, push_secret(R"([{"name":"aws"}])",
-                                          R"({"remoteRef":{"storeRef":{"name":"central","kind":"ClusterSecretStore"},"key":"db/creds"}})"));
+  kube.put(
+      kube.push_secrets,
+      push_secret(R"([{"name":"aws"}])",
+                  R"({"remoteRef":{"storeRef":{"name":"central","kind":"ClusterSecretStore"},"key":"db/creds"}})"));
   PushSecretReconciler rec(kube, p, [] { return std::chrono::system_clock::now(); });
   run_sync(rec.reconcile(std::string(kNs), "p"));
   const bool pushed = p.push->remote.contains("app/v");
@@ -224,14 +233,16 @@ TEST_CASE("StoreResolver: refusals name the store and the reason, labels are rea
   CHECK(denied.error().message ==
         "using ClusterSecretStore \"central\" is not allowed from namespace \"team-b\": denied by spec.conditions");
 
-  kube.put(kube.cluster_stores, cluster_store("central", "vault", R"([{"namespaceSelector":{"matchLabels":{"a":"b"}}}])"));
+  kube.put(kube.cluster_stores,
+           cluster_store("central", "vault", R"([{"namespaceSelector":{"matchLabels":{"a":"b"}}}])"));
   kube.ns_labels_fail = true;
   auto unread = run_sync(resolver.resolve(central, "team-a"));
   REQUIRE_FALSE(unread);
   CHECK(kube.label_reads == 1);
   CHECK(unread.error().code == kms::Errc::unavailable);  // transient: the caller retries
-  CHECK(unread.error().message == "using ClusterSecretStore \"central\" from namespace \"team-a\" refused: "
-                                  "could not read namespace labels: namespaces \"team-a\": connection refused");
+  CHECK(unread.error().message ==
+        "using ClusterSecretStore \"central\" from namespace \"team-a\" refused: "
+        "could not read namespace labels: namespaces \"team-a\": connection refused");
 
   // A SecretStore object where a ClusterSecretStore was asked for is refused.
   kube.put(kube.cluster_stores, vault_store("team-a", "impostor"));
@@ -239,7 +250,8 @@ TEST_CASE("StoreResolver: refusals name the store and the reason, labels are rea
     std::lock_guard l(kube.mu);  // the fake looks cluster stores up as "/name"
     kube.cluster_stores["/impostor"] = kube.cluster_stores["team-a/impostor"];
   }
-  auto impostor = run_sync(resolver.resolve(model::StoreRef{"impostor", model::StoreKind::cluster_secret_store}, "team-a"));
+  auto impostor =
+      run_sync(resolver.resolve(model::StoreRef{"impostor", model::StoreKind::cluster_secret_store}, "team-a"));
   REQUIRE_FALSE(impostor);
   CHECK(impostor.error().code == kms::Errc::permission_denied);
   CHECK(impostor.error().message ==
@@ -263,8 +275,8 @@ TEST_CASE("StoreResolver: refusals name the store and the reason, labels are rea
 }
 
 TEST_CASE("admit: fails closed when labels are needed and absent, when kinds differ, on an unknown operator") {
-  auto parsed = model::parse_secret_store(
-      cluster_store("c", "vault", R"([{"namespaceSelector":{"matchExpressions":[{"key":"x","operator":"DoesNotExist"}]}}])"));
+  auto parsed = model::parse_secret_store(cluster_store(
+      "c", "vault", R"([{"namespaceSelector":{"matchExpressions":[{"key":"x","operator":"DoesNotExist"}]}}])"));
   REQUIRE(parsed);
   const model::StoreRef ref{"c", model::StoreKind::cluster_secret_store};
   CHECK(needs_namespace_labels(*parsed));
@@ -301,7 +313,8 @@ TEST_CASE("host_store_for: the one lookup of a host store, refused outside its n
   CHECK(*host_store_for(hosts, *store, "team-a") == &hosts["prod"]);
   auto other = host_store_for(hosts, *store, "team-b");
   REQUIRE_FALSE(other);
-  CHECK(other.error().message == "host credentials 'prod' may not be used from namespace \"team-b\" (sync.stores.prod.namespaces)");
+  CHECK(other.error().message ==
+        "host credentials 'prod' may not be used from namespace \"team-b\" (sync.stores.prod.namespaces)");
   CHECK_FALSE(host_store_for(hosts, *store, ""));  // no user namespace: refused
   store->host_credentials = "any";
   CHECK(*host_store_for(hosts, *store, "team-z") == &hosts["any"]);

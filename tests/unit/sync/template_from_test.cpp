@@ -113,7 +113,8 @@ TEST_CASE("templateFrom: ESO's template-v2-from-secret snippet") {
 }
 
 TEST_CASE("templateFrom: literals, Labels, valuesDecodingStrategy, mergePolicy Merge, metadata templates") {
-  auto es = es_of(R"({"template":{"mergePolicy":"Merge","metadata":{"labels":{"owner":"{{ .user }}"},"annotations":{"fixed":"x"}},
+  auto es = es_of(
+      R"({"template":{"mergePolicy":"Merge","metadata":{"labels":{"owner":"{{ .user }}"},"annotations":{"fixed":"x"}},
     "templateFrom":[{"target":"Labels","literal":"user: {{ .user }}"},
                     {"literal":"decoded: {{ .password | b64enc }}","valuesDecodingStrategy":"Base64"},
                     {"target":"annotations","literal":"'quoted key': \"{{ .uri }}\""}]}})");
@@ -169,7 +170,8 @@ TEST_CASE("templateFrom: refusals name the place and never a value") {
         "spec.target.template.templateFrom[0].configMap.items[1] (key templated): template: line 1: function "
         "\"regexFind\" is not supported (see docs/sync.md)");
 
-  auto bad_b64 = es_of(R"({"template":{"templateFrom":[{"literal":"k: {{ .password }}","valuesDecodingStrategy":"Base64"}]}})");
+  auto bad_b64 =
+      es_of(R"({"template":{"templateFrom":[{"literal":"k: {{ .password }}","valuesDecodingStrategy":"Base64"}]}})");
   auto b = secret_content_of(bad_b64, grafana(), {});
   REQUIRE_FALSE(b);
   CHECK(b.error().message.starts_with(
@@ -185,8 +187,10 @@ TEST_CASE("templateFrom: the reconciler reads the ConfigMap from the ExternalSec
   ExternalSecretReconciler rec{kube, providers, cache, ReconcilerOptions{10s, [&] { return now; }}};
   kube.put(kube.stores, vault_store("ns", "vault"));
   providers.fake->set("/grafana/user", "alice");
-  kube.put(kube.external_secrets,
-           json::parse(R"({"apiVersion":"external-secrets.io/v1","kind":"ExternalSecret","metadata":{"name":"t","namespace":"ns","generation":1},
+  kube.put(
+      kube.external_secrets,
+      json::parse(
+          R"({"apiVersion":"external-secrets.io/v1","kind":"ExternalSecret","metadata":{"name":"t","namespace":"ns","generation":1},
     "spec":{"refreshInterval":"1h","secretStoreRef":{"name":"vault"},"data":[{"secretKey":"user","remoteRef":{"key":"/grafana/user"}}],
     "target":{"name":"out","template":{"templateFrom":[{"configMap":{"name":"tpl","items":[{"key":"dsn"}]}}]}}}})"));
 
@@ -195,11 +199,13 @@ TEST_CASE("templateFrom: the reconciler reads the ConfigMap from the ExternalSec
   CHECK(kube.es_condition("ns", "t", "status") == "False");
   CHECK(kube.es_condition("ns", "t", "message") == "error fetching templateFrom data: configmaps \"tpl\" not found");
 
-  kube.put(kube.config_maps, json::parse(R"({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"tpl","namespace":"other"},
+  kube.put(kube.config_maps,
+           json::parse(R"({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"tpl","namespace":"other"},
     "data":{"dsn":"wrong namespace {{ .user }}"}})"));
   run_sync(rec.reconcile("ns", "t"));
   CHECK(kube.creates == 0);  // a ConfigMap of another namespace is never read
-  kube.put(kube.config_maps, json::parse(R"({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"tpl","namespace":"ns"},
+  kube.put(kube.config_maps,
+           json::parse(R"({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"tpl","namespace":"ns"},
     "data":{"dsn":"pg://{{ .user }}@db"}})"));
   run_sync(rec.reconcile("ns", "t"));
   CHECK(kube.creates == 1);

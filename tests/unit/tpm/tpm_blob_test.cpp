@@ -37,8 +37,8 @@ SealedBlob sealed_blob(Tpm& t, SealPolicy policy = {}) {
 
 bool same(const SealedBlob& a, const SealedBlob& b) {
   return a.primary_alg == b.primary_alg && a.primary_handle == b.primary_handle && a.pcrs == b.pcrs &&
-         a.has_auth_value == b.has_auth_value && a.primary_name == b.primary_name &&
-         a.public_area == b.public_area && a.private_area == b.private_area;
+         a.has_auth_value == b.has_auth_value && a.primary_name == b.primary_name && a.public_area == b.public_area &&
+         a.private_area == b.private_area;
 }
 
 }  // namespace
@@ -112,7 +112,7 @@ TEST_CASE("blob files: saved 0600 atomically, loaded back, missing is not_found,
   const fs::path path = dir / "root.seal";
   const SealedBlob blob = sealed_blob(t);
   REQUIRE(blob.save(path));
-  struct stat st {};
+  struct stat st{};
   REQUIRE(::stat(path.c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0600);
   auto loaded = SealedBlob::load(path);

@@ -87,7 +87,7 @@ TEST_CASE("TpmRoot: initialize, wrap/unwrap, after a restart a new TpmRoot unwra
     kcv = *k;
     CHECK(kcv.size() == 6);
   }
-  struct stat st {};
+  struct stat st{};
   REQUIRE(::stat((dir / "tpm-root.seal").c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0600);
 
@@ -299,7 +299,7 @@ TEST_CASE("sealed PIN file: seal, unseal, auth value, PCR change, missing file")
   const fs::path path = dir / "hsm-pin.seal";
   const SecureBytes pin = SecureBytes::copy_of(std::string_view("0123456789"));
   require_ok(rootseal::tpm::seal_secret_to_file(sw.tcti(), SealPolicy{}, pin, path));
-  struct stat st {};
+  struct stat st{};
   REQUIRE(::stat(path.c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0600);
   auto back = rootseal::tpm::unseal_secret_from_file(sw.tcti(), path);

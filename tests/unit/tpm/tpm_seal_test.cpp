@@ -71,8 +71,7 @@ std::string file_bytes(const std::filesystem::path& p) {
 }
 
 bool file_contains(const std::string& file, std::span<const std::uint8_t> needle) {
-  return file.find(std::string_view(reinterpret_cast<const char*>(needle.data()), needle.size())) !=
-         std::string::npos;
+  return file.find(std::string_view(reinterpret_cast<const char*>(needle.data()), needle.size())) != std::string::npos;
 }
 
 }  // namespace
@@ -362,9 +361,8 @@ TEST_CASE("a TPM in dictionary-attack lockout (someone else's failures) still un
   TPM2B_PUBLIC tmpl{};
   tmpl.publicArea.type = TPM2_ALG_KEYEDHASH;
   tmpl.publicArea.nameAlg = TPM2_ALG_SHA256;
-  tmpl.publicArea.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-                                     TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
-                                     TPMA_OBJECT_SIGN_ENCRYPT;
+  tmpl.publicArea.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
+                                     TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_SIGN_ENCRYPT;
   tmpl.publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_HMAC;
   tmpl.publicArea.parameters.keyedHashDetail.scheme.details.hmac.hashAlg = TPM2_ALG_SHA256;
   const TPM2B_DATA outside{};
@@ -455,17 +453,16 @@ TEST_CASE("a persistent primary key handle, and a missing one") {
     const TPM2B_DATA outside{};
     const TPML_PCR_SELECTION pcrs{};
     ESYS_TR primary = ESYS_TR_NONE;
-    REQUIRE(Esys_CreatePrimary(esys(t), ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sens,
-                               &tmpl, &outside, &pcrs, &primary, nullptr, nullptr, nullptr, nullptr) ==
-            TSS2_RC_SUCCESS);
+    REQUIRE(Esys_CreatePrimary(esys(t), ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sens, &tmpl,
+                               &outside, &pcrs, &primary, nullptr, nullptr, nullptr, nullptr) == TSS2_RC_SUCCESS);
     TPM2B_NAME* name = nullptr;
     REQUIRE(Esys_TR_GetName(esys(t), primary, &name) == TSS2_RC_SUCCESS);
     // The library's transient primary is exactly the TCG SRK.
     CHECK(std::vector<std::uint8_t>(name->name, name->name + name->size) == transient.primary_name);
     Esys_Free(name);
     ESYS_TR persistent = ESYS_TR_NONE;
-    REQUIRE(Esys_EvictControl(esys(t), ESYS_TR_RH_OWNER, primary, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
-                              kSrk, &persistent) == TSS2_RC_SUCCESS);
+    REQUIRE(Esys_EvictControl(esys(t), ESYS_TR_RH_OWNER, primary, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, kSrk,
+                              &persistent) == TSS2_RC_SUCCESS);
     REQUIRE(Esys_TR_Close(esys(t), &persistent) == TSS2_RC_SUCCESS);
     REQUIRE(Esys_FlushContext(esys(t), primary) == TSS2_RC_SUCCESS);
   }

@@ -68,8 +68,8 @@ inline void extend_pcr(tpm::Tpm& t, std::uint32_t pcr, std::uint8_t seed = 0x42)
   digests.count = 1;
   digests.digests[0].hashAlg = TPM2_ALG_SHA256;
   for (auto& b : digests.digests[0].digest.sha256) b = seed;
-  const TSS2_RC rc = Esys_PCR_Extend(esys(t), static_cast<ESYS_TR>(ESYS_TR_PCR0 + pcr), ESYS_TR_PASSWORD,
-                                     ESYS_TR_NONE, ESYS_TR_NONE, &digests);
+  const TSS2_RC rc = Esys_PCR_Extend(esys(t), static_cast<ESYS_TR>(ESYS_TR_PCR0 + pcr), ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                                     ESYS_TR_NONE, &digests);
   REQUIRE(rc == TSS2_RC_SUCCESS);
 }
 

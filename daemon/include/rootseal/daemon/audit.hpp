@@ -38,12 +38,12 @@ namespace rootseal::daemon {
 
 struct AuditRecord {
   std::string request_id;
-  std::string remote;          // client address:port
-  std::string client_cert;     // verified mTLS subject, if any
-  std::string accessor;        // token accessor (never the token)
+  std::string remote;       // client address:port
+  std::string client_cert;  // verified mTLS subject, if any
+  std::string accessor;     // token accessor (never the token)
   std::string method;
-  std::string path;            // request path (key names are not secret)
-  std::string operation;       // encrypt, decrypt, rotate, ... or empty
+  std::string path;       // request path (key names are not secret)
+  std::string operation;  // encrypt, decrypt, rotate, ... or empty
   std::string key;
   std::uint32_t key_version = 0;
   std::size_t batch_items = 0;
@@ -51,9 +51,9 @@ struct AuditRecord {
   // ok (2xx), denied (403: no valid token, or a token whose policies do not
   // allow it), sealed (503), invalid (other 4xx), error (5xx).
   std::string outcome;
-  std::string error;           // the error message sent, if any (never echoes request data)
+  std::string error;  // the error message sent, if any (never echoes request data)
   double latency_ms = 0;
-  std::string continues;       // first line after a reopen: the previous file's last sha256
+  std::string continues;  // first line after a reopen: the previous file's last sha256
 };
 
 // Crash consistency: lines reach the file in chain order, whole, and with no
@@ -123,7 +123,7 @@ class AuditLog {
   [[nodiscard]] std::optional<AuditRecovery> recovery() const;
   [[nodiscard]] std::uint64_t lines_written() const;
   [[nodiscard]] std::uint64_t write_failures() const;  // lines that could not be written
-  [[nodiscard]] bool healthy() const;                   // false from a failed write to the next good one
+  [[nodiscard]] bool healthy() const;                  // false from a failed write to the next good one
   // Called (by the thread that saw it, outside the log's locks) when the log
   // becomes unhealthy, with the reason, and when it is healthy again.
   void on_health_change(std::function<void(bool healthy, const std::string& reason)> listener);
@@ -139,8 +139,8 @@ class AuditLog {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<Pending*> queue_;   // lines waiting for the next write, in chain order
-  bool writing_ = false;          // a writer holds fd_, prev_, end_
+  std::vector<Pending*> queue_;  // lines waiting for the next write, in chain order
+  bool writing_ = false;         // a writer holds fd_, prev_, end_
   bool healthy_ = true;
   std::chrono::steady_clock::time_point retry_at_;
   std::chrono::milliseconds backoff_{0};
@@ -151,14 +151,14 @@ class AuditLog {
 
   // Owned by the writer (writing_), no lock needed.
   int fd_;
-  std::string prev_;  // hex SHA-256 of the last line in the file
-  off_t end_;         // where the next line goes
+  std::string prev_;         // hex SHA-256 of the last line in the file
+  off_t end_;                // where the next line goes
   bool tail_dirty_ = false;  // a failed write could not be cut back yet
 };
 
 struct AuditRecoveryLine {
-  std::uint64_t line = 0;       // 1-based
-  AuditRecovery recovery;       // damaged_file as the line names it (a file name beside the log)
+  std::uint64_t line = 0;             // 1-based
+  AuditRecovery recovery;             // damaged_file as the line names it (a file name beside the log)
   bool damaged_file_checked = false;  // found beside the log with that size and sha256
 };
 struct AuditVerification {
@@ -176,6 +176,6 @@ struct AuditVerification {
 // beside the log, that file's size and sha256 must be the ones recorded.
 // Lines edited, removed or inserted anywhere still fail.
 kms::Result<AuditVerification> verify_audit_log(const std::filesystem::path& path,
-                                                 std::optional<std::string_view> previous_last = std::nullopt);
+                                                std::optional<std::string_view> previous_last = std::nullopt);
 
 }  // namespace rootseal::daemon

@@ -65,7 +65,7 @@ enum class PinSourceKind { tpm, credential, file, typed };
 
 struct PinConfig {
   std::vector<PinSourceKind> sources = {PinSourceKind::credential, PinSourceKind::file};
-  std::string credential_name = "hsm-pin";   // $CREDENTIALS_DIRECTORY/<name>
+  std::string credential_name = "hsm-pin";  // $CREDENTIALS_DIRECTORY/<name>
   std::filesystem::path file = "/etc/rootseal/hsm-pin";
   // The HSM PIN sealed to the TPM (source `tpm`; tcti and auth value from the
   // tpm section). parse_config fills in <state_dir>/hsm-pin.tpm when absent.
@@ -84,8 +84,8 @@ struct TpmSection {
   // A file holding the TPM auth value (PolicyAuthValue); empty = none. The
   // value itself is never written in the configuration.
   std::filesystem::path auth_value_file;
-  bool initialize = false;       // create the sealed root key on first start if absent
-  bool verify_on_probe = true;   // unseal again at every probe (a PCR change seals at once)
+  bool initialize = false;      // create the sealed root key on first start if absent
+  bool verify_on_probe = true;  // unseal again at every probe (a PCR change seals at once)
 };
 
 struct Pkcs11Section {
@@ -124,10 +124,10 @@ struct PolicyConfig {
 // A token declared in the configuration by its SHA-256 (hex): the token
 // itself is never written anywhere rootseald reads it from.
 struct StaticTokenConfig {
-  std::string name;                   // display name, for logs and audit
-  std::string sha256;                 // 64 lower-case hex digits
+  std::string name;    // display name, for logs and audit
+  std::string sha256;  // 64 lower-case hex digits
   std::vector<std::string> policies;
-  std::int64_t ttl_s = 0;             // 0 = does not expire
+  std::int64_t ttl_s = 0;  // 0 = does not expire
   bool renewable = false;
 };
 
@@ -138,7 +138,7 @@ struct AdminConfig {
   bool enabled = true;
   // parse_config keeps the default; dev mode puts it in its state folder.
   std::filesystem::path socket = "/run/rootseal/admin.sock";
-  unsigned mode = 0600;  // 0600 or 0660
+  unsigned mode = 0600;                      // 0600 or 0660
   std::chrono::milliseconds timeout{10000};  // to read a request / write an answer
   // `rootseal unseal` after a wrong PIN: the next attempt is refused for
   // unseal_delay, doubling with every further wrong PIN up to max_unseal_delay.
@@ -152,25 +152,25 @@ struct KmsPluginConfig {
   bool enabled = false;
   // parse_config keeps the default; dev mode puts it in its state folder.
   std::filesystem::path socket = "/run/rootseal/kms.sock";
-  unsigned mode = 0600;                   // 0600 or 0660
-  std::string group;                      // the socket's group (with 0660: kube-apiserver's); empty: the daemon's
+  unsigned mode = 0600;  // 0600 or 0660
+  std::string group;     // the socket's group (with 0660: kube-apiserver's); empty: the daemon's
   std::vector<std::uint32_t> allowed_uids = {0};
-  std::string key = "kubernetes";         // the transit key that wraps the seeds; created if missing
+  std::string key = "kubernetes";  // the transit key that wraps the seeds; created if missing
 };
 
 // The shared state store of a cluster of hosts (storage: etcd; docs/ha.md):
 // etcd 3.4+ through its v3 JSON gateway. The password is read from
 // password_file at start (never written in the configuration).
 struct EtcdSection {
-  std::vector<std::string> endpoints;  // "https://etcd-1:2379", ...; all http or all https
-  std::string prefix = "/rootseal/";   // every key of this cluster starts with it
-  std::string username;                // empty: etcd without authentication
-  std::filesystem::path password_file; // with username: a file readable only by the service user
-  std::filesystem::path ca_file;       // https: CA bundle of the members' certificates (empty: system store)
-  std::filesystem::path cert_file;     // https: client certificate (mutual TLS), with key_file
+  std::vector<std::string> endpoints;   // "https://etcd-1:2379", ...; all http or all https
+  std::string prefix = "/rootseal/";    // every key of this cluster starts with it
+  std::string username;                 // empty: etcd without authentication
+  std::filesystem::path password_file;  // with username: a file readable only by the service user
+  std::filesystem::path ca_file;        // https: CA bundle of the members' certificates (empty: system store)
+  std::filesystem::path cert_file;      // https: client certificate (mutual TLS), with key_file
   std::filesystem::path key_file;
-  std::string server_name;             // https: name to verify instead of the endpoint's host
-  bool allow_plaintext = false;        // http:// to a host that is not loopback
+  std::string server_name;       // https: name to verify instead of the endpoint's host
+  bool allow_plaintext = false;  // http:// to a host that is not loopback
   std::chrono::milliseconds connect_timeout{500};
   std::chrono::milliseconds request_timeout{1000};
   std::chrono::milliseconds watch_idle_timeout{300000};
@@ -178,8 +178,8 @@ struct EtcdSection {
 };
 
 struct LogConfig {
-  std::string level = "info";    // trace, debug, info, warn, error
-  std::string format = "logfmt"; // logfmt or json
+  std::string level = "info";     // trace, debug, info, warn, error
+  std::string format = "logfmt";  // logfmt or json
 };
 
 }  // namespace rootseal::daemon
@@ -213,7 +213,7 @@ struct Config {
   std::size_t io_threads = 0;        // 0 = one per core
   std::size_t blocking_threads = 2;  // PKCS#11, SQLite commits
   bool dev = false;
-  std::shared_ptr<const sync::EngineConfig> sync;  // null: no `sync:` section (engine off)
+  std::shared_ptr<const sync::EngineConfig> sync;    // null: no `sync:` section (engine off)
   std::shared_ptr<const SnapshotsConfig> snapshots;  // null: no `snapshots:` section (no scheduled snapshots)
 };
 

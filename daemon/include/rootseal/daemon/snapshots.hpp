@@ -91,8 +91,7 @@ kms::Result<TakenSnapshot> take_snapshot(const std::filesystem::path& state_dir,
 // cluster id and the root check value read at one etcd revision, written as
 // the keyring section of a snapshot of the same form (manifest storage etcd,
 // etcd_revision), verified against `root` before it is returned. Blocking.
-kms::Result<TakenSnapshot> take_etcd_snapshot(etcdstore::EtcdStore& store, kms::RootOfTrust& root,
-                                              std::int64_t now_ms);
+kms::Result<TakenSnapshot> take_etcd_snapshot(etcdstore::EtcdStore& store, kms::RootOfTrust& root, std::int64_t now_ms);
 
 // The TPM root of trust of `root_of_trust: tpm`, opened as rootseald opens it
 // (tpm.tcti, tpm.sealed_file and the auth value of tpm.auth_value_file, read

@@ -69,11 +69,11 @@ std::string prefix_end(std::string_view prefix);
 
 struct RangeRequest {
   std::string key;
-  std::string range_end;       // empty: the single key
-  std::int64_t revision = 0;   // 0: the latest
-  std::int64_t limit = 0;      // 0: no limit
+  std::string range_end;      // empty: the single key
+  std::int64_t revision = 0;  // 0: the latest
+  std::int64_t limit = 0;     // 0: no limit
   bool keys_only = false;
-  bool serializable = false;   // false: linearizable (the default)
+  bool serializable = false;  // false: linearizable (the default)
 };
 struct RangeResponse {
   ResponseHeader header;
@@ -168,8 +168,8 @@ using EventHandler = std::function<void(std::span<const Event> events, const Res
 // One member's own view (POST /v3/maintenance/status).
 struct EndpointStatus {
   std::string endpoint;
-  ResponseHeader header;    // its member_id, raft_term, revision
-  std::string version;      // etcd's, e.g. "3.4.23"
+  ResponseHeader header;     // its member_id, raft_term, revision
+  std::string version;       // etcd's, e.g. "3.4.23"
   std::uint64_t leader = 0;  // the raft leader's member id (0: it knows none)
   std::int64_t db_size = 0;  // bytes
 };

@@ -44,7 +44,7 @@ struct EtcdStoreConfig {
 // What the watch reports, on the store's worker thread, in revision order.
 struct WatchCallbacks {
   std::function<void(const std::string& name)> changed;  // a key was created, changed or deleted
-  std::function<void()> reload;                           // changes were compacted away: re-read everything
+  std::function<void()> reload;                          // changes were compacted away: re-read everything
 };
 
 class EtcdStore final : public kms::StateStore {
@@ -99,7 +99,7 @@ class EtcdStore final : public kms::StateStore {
   // Linearizable only: without quorum it fails (unavailable) rather than
   // copy one member's possibly stale view. Members and locks are not part of it.
   struct Snapshot {
-    std::vector<kms::KeyRecord> keys;  // by name
+    std::vector<kms::KeyRecord> keys;                 // by name
     std::vector<kms::KeyringKeyRecord> keyring_keys;  // by id
     std::optional<std::string> cluster_id;
     std::optional<std::string> root_kcv;
@@ -139,23 +139,23 @@ class EtcdStore final : public kms::StateStore {
   // A host registered under <prefix>members/<host id> (see start_membership).
   struct Member {
     std::string host_id;
-    std::string instance;   // random per process start
-    std::string version;    // rootseald's
-    std::string root_kcv;   // of the host's root key ("" until it unsealed)
+    std::string instance;  // random per process start
+    std::string version;   // rootseald's
+    std::string root_kcv;  // of the host's root key ("" until it unsealed)
     bool sealed = true;
     std::int64_t seen_revision = 0;  // its keyring holds every key change up to this etcd revision
     std::int64_t started_unix = 0;
-    std::int64_t lease = 0;          // the etcd lease the record lives under
-    bool sync = false;               // runs the sharded sync engine (takes sync buckets)
-    std::string error;               // a record this version cannot read: why (the other fields empty)
+    std::int64_t lease = 0;  // the etcd lease the record lives under
+    bool sync = false;       // runs the sharded sync engine (takes sync buckets)
+    std::string error;       // a record this version cannot read: why (the other fields empty)
   };
   // What the cluster records, read at one revision (linearizable).
   struct ClusterView {
     std::optional<std::string> cluster_id;
     std::optional<std::string> root_kcv;
-    std::vector<Member> members;          // by host id
+    std::vector<Member> members;           // by host id
     std::optional<std::string> restoring;  // a snapshot restore under way or interrupted (its snapshot)
-    std::int64_t revision = 0;            // of the read
+    std::int64_t revision = 0;             // of the read
     std::int64_t latest_key_revision = 0;  // the newest mod_revision under keys/ (0: no key)
   };
   kms::Result<ClusterView> cluster_view();
@@ -230,7 +230,7 @@ class EtcdStore final : public kms::StateStore {
   void start_watch(WatchCallbacks callbacks);
   void stop_watch();
 
-  [[nodiscard]] std::int64_t loaded_revision() const noexcept;  // of the last load_all; 0 before
+  [[nodiscard]] std::int64_t loaded_revision() const noexcept;   // of the last load_all; 0 before
   [[nodiscard]] std::int64_t watched_revision() const noexcept;  // the last revision the watch delivered
   [[nodiscard]] const std::string& prefix() const noexcept;
 

@@ -51,12 +51,12 @@ std::string_view root_mechanism_name(RootMechanism m) noexcept;
 std::optional<RootMechanism> parse_root_mechanism(std::string_view name) noexcept;
 
 struct Pkcs11Config {
-  std::filesystem::path module;           // path of the PKCS#11 module
-  std::string token_label;                // CKA_LABEL of the token
+  std::filesystem::path module;  // path of the PKCS#11 module
+  std::string token_label;       // CKA_LABEL of the token
   std::string key_label = "rootseal-root";
-  bool generate_if_missing = false;       // create the root key on first use (dev mode, ceremony)
-  std::size_t max_sessions = 4;           // upper bound of the session pool (+1 holding the login)
-  std::size_t unwrap_parallelism = 1;     // concurrent unwraps at unseal (1 suits SoftHSM2; raise for network HSMs)
+  bool generate_if_missing = false;    // create the root key on first use (dev mode, ceremony)
+  std::size_t max_sessions = 4;        // upper bound of the session pool (+1 holding the login)
+  std::size_t unwrap_parallelism = 1;  // concurrent unwraps at unseal (1 suits SoftHSM2; raise for network HSMs)
   RootMechanism mechanism = RootMechanism::automatic;
 };
 

@@ -63,8 +63,8 @@ struct TokenDetails {
   std::string manufacturer;
   std::string model;
   std::string serial;
-  bool has_kwp = false;  // CKM_AES_KEY_WRAP_PAD (0x210A) or CKM_AES_KEY_WRAP_KWP (0x210B): wrap and unwrap
-  bool has_gcm = false;  // CKM_AES_GCM usable for encrypt and decrypt
+  bool has_kwp = false;       // CKM_AES_KEY_WRAP_PAD (0x210A) or CKM_AES_KEY_WRAP_KWP (0x210B): wrap and unwrap
+  bool has_gcm = false;       // CKM_AES_GCM usable for encrypt and decrypt
   bool has_cbc_hmac = false;  // CKM_AES_CBC_PAD (encrypt, decrypt) and CKM_SHA256_HMAC (sign, verify)
   bool has_rsa_oaep = false;  // CKM_RSA_PKCS_OAEP (encrypt, decrypt) and CKM_RSA_PKCS_KEY_PAIR_GEN
 };
@@ -77,7 +77,7 @@ struct KeyObject {
   bool aes = false;
   bool generic_secret = false;  // CKK_GENERIC_SECRET or CKK_SHA256_HMAC
   bool rsa = false;             // CKK_RSA (value_len: the modulus in bytes)
-  std::size_t value_len = 0;  // bytes; 0 if unknown
+  std::size_t value_len = 0;    // bytes; 0 if unknown
   bool token = false;
   bool is_private = false;
   bool sensitive = false;
@@ -146,8 +146,7 @@ class TokenAdmin {
   // Generates an AES-256 root key inside the token (C_GenerateKey): it has
   // never existed outside it and cannot be backed up. For aes_cbc_pad_hmac,
   // generate_hmac_key(hmac_label(label)) makes its second key.
-  kms::Result<KeyObject> generate_root_key(std::string_view label,
-                                           RootMechanism mechanism = RootMechanism::automatic);
+  kms::Result<KeyObject> generate_root_key(std::string_view label, RootMechanism mechanism = RootMechanism::automatic);
   kms::Result<KeyObject> generate_hmac_key(std::string_view label);
 
   // rsa-oaep roots (never backed up: the ceremony makes them only with

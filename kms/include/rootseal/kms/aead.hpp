@@ -43,14 +43,13 @@ class Aead {
   // Encrypts under the caller's nonce (exactly kNonceSize bytes). For
   // convergent encryption and known-answer tests only: a repeated nonce under
   // one key destroys confidentiality and authenticity.
-  virtual Result<std::vector<std::uint8_t>> seal_with_nonce(
-      std::span<const std::uint8_t> nonce, std::span<const std::uint8_t> plaintext,
-      std::span<const std::uint8_t> aad) const = 0;
+  virtual Result<std::vector<std::uint8_t>> seal_with_nonce(std::span<const std::uint8_t> nonce,
+                                                            std::span<const std::uint8_t> plaintext,
+                                                            std::span<const std::uint8_t> aad) const = 0;
 
   // Decrypts nonce || ciphertext || tag. A short input is malformed_ciphertext;
   // a tag mismatch is decryption_failed.
-  virtual Result<SecureBytes> open(std::span<const std::uint8_t> sealed,
-                                   std::span<const std::uint8_t> aad) const = 0;
+  virtual Result<SecureBytes> open(std::span<const std::uint8_t> sealed, std::span<const std::uint8_t> aad) const = 0;
 };
 
 // key.size() must equal key_size(type).

@@ -20,8 +20,8 @@ inline constexpr std::string_view kCiphertextPrefix = "vault:";
 inline constexpr std::uint32_t kMaxKeyVersion = 0x7fffffffU;
 
 struct ParsedCiphertext {
-  std::uint32_t version;            // >= 1
-  std::vector<std::uint8_t> body;   // nonce || ciphertext || tag (not secret)
+  std::uint32_t version;           // >= 1
+  std::vector<std::uint8_t> body;  // nonce || ciphertext || tag (not secret)
 };
 
 // Errors: malformed_ciphertext (no/bad prefix, bad or out-of-range version,

@@ -16,7 +16,7 @@ namespace rootseal::kms {
 // folder. On any failure the temporary file is removed and `path` is as it
 // was. A process killed in the middle leaves at most a `.<name>.tmp-XXXXXX`
 // sibling, never a partial `path`.
-Result<void> write_file_durably(const std::filesystem::path& path, std::span<const std::uint8_t> data,
-                                unsigned mode, bool exclusive);
+Result<void> write_file_durably(const std::filesystem::path& path, std::span<const std::uint8_t> data, unsigned mode,
+                                bool exclusive);
 
 }  // namespace rootseal::kms

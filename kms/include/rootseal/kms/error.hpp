@@ -21,18 +21,18 @@ enum class Errc {
   decryption_failed,     // authentication tag mismatch: wrong key, AAD, context or tampering
   version_disallowed,    // key_version / ciphertext version outside the key's policy window
   // The named thing.
-  not_found,             // no such key (or key version)
+  not_found,  // no such key (or key version)
   already_exists,
   conflict,              // a concurrent change won (e.g. two rotations of one key)
   deletion_not_allowed,  // delete of a key whose deletion_allowed is false
   // The service.
-  sealed,                // the root of trust is unavailable; nothing can be decrypted
-  unavailable,           // the HSM/TPM is reachable but failed transiently (device removed ...)
+  sealed,       // the root of trust is unavailable; nothing can be decrypted
+  unavailable,  // the HSM/TPM is reachable but failed transiently (device removed ...)
   permission_denied,
-  storage_failure,       // the state store could not read or commit
-  compacted,             // a read or watch asked for a revision the store has compacted away (etcd): reload in full
-  crypto_failure,        // a cryptographic library call failed unexpectedly
-  internal,              // a broken invariant; a bug
+  storage_failure,  // the state store could not read or commit
+  compacted,        // a read or watch asked for a revision the store has compacted away (etcd): reload in full
+  crypto_failure,   // a cryptographic library call failed unexpectedly
+  internal,         // a broken invariant; a bug
 };
 
 // A stable, lower_snake_case name for the code (for logs, metrics, JSON).
@@ -68,29 +68,29 @@ inline std::unexpected<Error> fail(Errc code, std::string message) {
 // sync's Task<U>), the same with co_return instead of return:
 //   ROOTSEAL_CO_TRY(expr);  ROOTSEAL_CO_TRY_ASSIGN(lhs, expr);  ROOTSEAL_CO_LET(name, expr);
 // `ret` below is the keyword `return` or `co_return`.
-#define ROOTSEAL_DETAIL_TRY(ret, expr)                                \
-  do {                                                                \
-    auto rootseal_try_result_ = (expr);                               \
-    if (!rootseal_try_result_) {                                      \
-      ret std::unexpected(std::move(rootseal_try_result_).error());   \
-    }                                                                 \
+#define ROOTSEAL_DETAIL_TRY(ret, expr)                              \
+  do {                                                              \
+    auto rootseal_try_result_ = (expr);                             \
+    if (!rootseal_try_result_) {                                    \
+      ret std::unexpected(std::move(rootseal_try_result_).error()); \
+    }                                                               \
   } while (false)
 
-#define ROOTSEAL_DETAIL_TRY_ASSIGN(ret, lhs, expr)                    \
-  do {                                                                \
-    auto rootseal_try_result_ = (expr);                               \
-    if (!rootseal_try_result_) {                                      \
-      ret std::unexpected(std::move(rootseal_try_result_).error());   \
-    }                                                                 \
-    (lhs) = std::move(*rootseal_try_result_);                         \
+#define ROOTSEAL_DETAIL_TRY_ASSIGN(ret, lhs, expr)                  \
+  do {                                                              \
+    auto rootseal_try_result_ = (expr);                             \
+    if (!rootseal_try_result_) {                                    \
+      ret std::unexpected(std::move(rootseal_try_result_).error()); \
+    }                                                               \
+    (lhs) = std::move(*rootseal_try_result_);                       \
   } while (false)
 
 // Not wrapped in do/while: `name` must outlive the macro.
-#define ROOTSEAL_DETAIL_LET(ret, name, expr)                          \
-  auto name##_result_ = (expr);                                       \
-  if (!name##_result_) {                                              \
-    ret std::unexpected(std::move(name##_result_).error());           \
-  }                                                                   \
+#define ROOTSEAL_DETAIL_LET(ret, name, expr)                \
+  auto name##_result_ = (expr);                             \
+  if (!name##_result_) {                                    \
+    ret std::unexpected(std::move(name##_result_).error()); \
+  }                                                         \
   auto name = std::move(*name##_result_) /* NOLINT(bugprone-macro-parentheses): a declarator */
 
 #define ROOTSEAL_TRY(expr) ROOTSEAL_DETAIL_TRY(return, expr)

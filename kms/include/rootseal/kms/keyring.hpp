@@ -154,14 +154,11 @@ class Keyring {
 
   Result<Encrypted> encrypt(std::string_view name, std::span<const std::uint8_t> plaintext,
                             const CryptoOptions& options) const;
-  Result<SecureBytes> decrypt(std::string_view name, std::string_view ciphertext,
-                              const CryptoOptions& options) const;
+  Result<SecureBytes> decrypt(std::string_view name, std::string_view ciphertext, const CryptoOptions& options) const;
   // Decrypts and re-encrypts under options.key_version (0 = latest allowed).
-  Result<Encrypted> rewrap(std::string_view name, std::string_view ciphertext,
-                           const CryptoOptions& options) const;
+  Result<Encrypted> rewrap(std::string_view name, std::string_view ciphertext, const CryptoOptions& options) const;
   // bits: 128, 256 or 512.
-  Result<DataKey> generate_data_key(std::string_view name, unsigned bits,
-                                    const CryptoOptions& options) const;
+  Result<DataKey> generate_data_key(std::string_view name, unsigned bits, const CryptoOptions& options) const;
 
  private:
   struct State;

@@ -30,9 +30,7 @@ class SecureBuffer {
   [[nodiscard]] std::size_t capacity() const noexcept { return bytes_.size(); }
   [[nodiscard]] const std::uint8_t* data() const noexcept { return bytes_.data(); }
   [[nodiscard]] std::span<const std::uint8_t> span() const noexcept { return {bytes_.data(), size_}; }
-  [[nodiscard]] std::string_view view() const noexcept {
-    return {reinterpret_cast<const char*>(bytes_.data()), size_};
-  }
+  [[nodiscard]] std::string_view view() const noexcept { return {reinterpret_cast<const char*>(bytes_.data()), size_}; }
 
   // Room for at least n bytes in all.
   void reserve(std::size_t n) {

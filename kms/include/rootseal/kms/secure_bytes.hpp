@@ -76,8 +76,8 @@ void secure_zero(void* p, std::size_t n) noexcept;
 
 // Figures of the locked arena, for metrics and tests.
 struct SecureArenaStats {
-  std::size_t locked_bytes;     // pages mapped, locked and excluded from dumps
-  std::size_t in_use_bytes;     // bytes handed out to live SecureBytes (rounded to size class)
+  std::size_t locked_bytes;  // pages mapped, locked and excluded from dumps
+  std::size_t in_use_bytes;  // bytes handed out to live SecureBytes (rounded to size class)
   std::size_t live_allocations;
   std::size_t cached_bytes = 0;   // freed large blocks kept (wiped, locked) for reuse; part of locked_bytes
   std::size_t cached_blocks = 0;  // how many (at most 64, at most 8 MiB or a quarter of RLIMIT_MEMLOCK)

@@ -66,8 +66,8 @@ bool is_secure_json_storage(const boost::json::storage_ptr& sp) noexcept;
 // stack of boost::json::parse sits on the stack and the default heap, with
 // short strings (up to 14 bytes) held inline in it. ec is set on a syntax
 // error; std::bad_alloc past the resource's limit.
-boost::json::value parse_into(std::string_view text, const boost::json::storage_ptr& sp,
-                              boost::system::error_code& ec, const boost::json::parse_options& options = {});
+boost::json::value parse_into(std::string_view text, const boost::json::storage_ptr& sp, boost::system::error_code& ec,
+                              const boost::json::parse_options& options = {});
 
 // Appends the JSON text of a value (or object) to `out`, without any
 // intermediate heap string (the serializer's buffer is on the stack, wiped).

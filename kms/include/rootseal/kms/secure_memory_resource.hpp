@@ -26,8 +26,7 @@ namespace rootseal::kms {
 // Thread-safe. Alignment up to 32 bytes (the arena's smallest class).
 class SecureMemoryResource final : public std::pmr::memory_resource {
  public:
-  explicit SecureMemoryResource(std::size_t limit = std::numeric_limits<std::size_t>::max()) noexcept
-      : limit_(limit) {}
+  explicit SecureMemoryResource(std::size_t limit = std::numeric_limits<std::size_t>::max()) noexcept : limit_(limit) {}
   SecureMemoryResource(const SecureMemoryResource&) = delete;
   SecureMemoryResource& operator=(const SecureMemoryResource&) = delete;
   ~SecureMemoryResource() override;
@@ -70,7 +69,7 @@ class SecureMonotonicResource final : public std::pmr::memory_resource {
     return this == &other;
   }
 
-  SecureBytes first_;               // the first chunk (most documents need no other)
+  SecureBytes first_;                // the first chunk (most documents need no other)
   std::vector<SecureBytes> chunks_;  // the further ones
   std::size_t used_ = 0;             // in the last chunk
   std::size_t next_chunk_;

@@ -54,8 +54,8 @@ struct SnapshotManifest {
   std::string root_kcv;              // key check value of the root every version is wrapped by
   std::uint64_t keys = 0;
   std::uint64_t versions = 0;
-  std::string storage = "sqlite";    // "sqlite" | "etcd": the store the keys were read from
-  std::int64_t etcd_revision = 0;    // storage etcd: the revision every key was read at (> 0)
+  std::string storage = "sqlite";  // "sqlite" | "etcd": the store the keys were read from
+  std::int64_t etcd_revision = 0;  // storage etcd: the revision every key was read at (> 0)
   std::vector<SnapshotSection> sections;
   std::string content_sha256;
   friend bool operator==(const SnapshotManifest&, const SnapshotManifest&) = default;

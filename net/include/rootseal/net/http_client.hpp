@@ -51,11 +51,11 @@ struct ClientTls {
   std::filesystem::path ca_file;  // PEM bundle of trusted CAs
   std::string ca_pem;             // or the bundle itself (e.g. kubeconfig certificate-authority-data, decoded)
   // Neither set: the system's default trust store.
-  std::filesystem::path cert_file;  // client certificate chain (PEM), for mutual TLS
-  std::filesystem::path key_file;   // its key (PEM, must be mode 0600)
-  std::string cert_pem;             // or in memory (kubeconfig client-certificate-data, decoded)
-  kms::SecureBytes key_pem;         //   and its key, in locked memory
-  std::string server_name;  // SNI + name to verify instead of the URL's host; empty = the URL's host
+  std::filesystem::path cert_file;    // client certificate chain (PEM), for mutual TLS
+  std::filesystem::path key_file;     // its key (PEM, must be mode 0600)
+  std::string cert_pem;               // or in memory (kubeconfig client-certificate-data, decoded)
+  kms::SecureBytes key_pem;           //   and its key, in locked memory
+  std::string server_name;            // SNI + name to verify instead of the URL's host; empty = the URL's host
   bool insecure_skip_verify = false;  // kubeconfig insecure-skip-tls-verify; never the default
   std::string min_version = "1.2";    // "1.2" or "1.3"
 };
@@ -63,13 +63,13 @@ struct ClientTls {
 struct ClientOptions {
   std::chrono::milliseconds connect_timeout{30'000};
   std::chrono::milliseconds handshake_timeout{30'000};
-  std::chrono::milliseconds request_timeout{30'000};  // write request + read whole response
+  std::chrono::milliseconds request_timeout{30'000};       // write request + read whole response
   std::chrono::milliseconds stream_idle_timeout{300'000};  // stream(): max silence between bytes
-  std::chrono::milliseconds pool_idle_timeout{60'000};    // pooled connections idle longer are dropped
-  std::size_t max_connections = 16;            // per client (in use + idle); callers beyond wait
-  std::size_t max_response_bytes = 16u << 20;  // body limit for request()
+  std::chrono::milliseconds pool_idle_timeout{60'000};     // pooled connections idle longer are dropped
+  std::size_t max_connections = 16;                        // per client (in use + idle); callers beyond wait
+  std::size_t max_response_bytes = 16u << 20;              // body limit for request()
   std::size_t max_header_bytes = 64u << 10;
-  std::size_t max_line_bytes = 16u << 20;      // stream(): longest line
+  std::size_t max_line_bytes = 16u << 20;  // stream(): longest line
   std::string user_agent = "rootseal";
 };
 
@@ -131,8 +131,8 @@ class HttpClient {
   // Retries once on a fresh connection when a reused keep-alive connection
   // turns out to be closed by the server before any response byte.
   boost::asio::awaitable<kms::Result<ClientResponse>> request(boost::beast::http::verb method, std::string_view target,
-                                                        std::span<const Header> headers = {},
-                                                        std::string_view body = {});
+                                                              std::span<const Header> headers = {},
+                                                              std::string_view body = {});
 
   // A long-lived streamed GET-style request (Kubernetes watch, chunked or
   // not). On a 2xx answer each line is handed to on_line as it arrives and
@@ -142,13 +142,13 @@ class HttpClient {
   // control.cancel() is called, or nothing arrives for stream_idle_timeout.
   // The connection is not returned to the pool.
   boost::asio::awaitable<kms::Result<ClientResponse>> stream(boost::beast::http::verb method, std::string_view target,
-                                                       std::span<const Header> headers, std::string_view body,
-                                                       LineHandler on_line, StreamControl control = {});
+                                                             std::span<const Header> headers, std::string_view body,
+                                                             LineHandler on_line, StreamControl control = {});
 
   // Closes idle pooled connections.
   void close_idle();
   [[nodiscard]] ClientStats stats() const;
-  [[nodiscard]] const std::string& host() const noexcept;  // host of the base URL (for SigV4 etc.)
+  [[nodiscard]] const std::string& host() const noexcept;         // host of the base URL (for SigV4 etc.)
   [[nodiscard]] const std::string& host_header() const noexcept;  // "host" or "host:port" as sent
 
   struct Impl;

@@ -55,10 +55,10 @@ using Handler = std::function<boost::asio::awaitable<Response>(Request&, const P
 struct ServerLimits {
   std::size_t max_body_bytes = std::size_t{1024} * 1024;  // 413 beyond
   std::size_t max_header_bytes = std::size_t{16} * 1024;  // 431 beyond
-  std::chrono::seconds header_timeout{10};       // time to receive a request's header
-  std::chrono::seconds body_timeout{30};         // time to receive the rest of the request
+  std::chrono::seconds header_timeout{10};                // time to receive a request's header
+  std::chrono::seconds body_timeout{30};                  // time to receive the rest of the request
   std::chrono::seconds write_timeout{30};
-  std::chrono::seconds idle_timeout{75};         // keep-alive wait for the next request
+  std::chrono::seconds idle_timeout{75};  // keep-alive wait for the next request
   std::size_t max_requests_per_connection = 10000;
   std::size_t max_connections = 4096;            // further accepts are closed at once
   std::size_t max_connections_per_client = 256;  // per client IP address, further accepts closed at once; 0: none

@@ -38,8 +38,8 @@ struct SecureBody {
     std::size_t put(const ConstBufferSequence& buffers, boost::beast::error_code& ec) {
       ec = {};
       std::size_t n = 0;
-      for (auto it = boost::asio::buffer_sequence_begin(buffers);
-           it != boost::asio::buffer_sequence_end(buffers); ++it) {
+      for (auto it = boost::asio::buffer_sequence_begin(buffers); it != boost::asio::buffer_sequence_end(buffers);
+           ++it) {
         boost::asio::const_buffer b = *it;
         body_.append(b.data(), b.size());
         n += b.size();

@@ -46,11 +46,11 @@ struct HostStoreConfig {
 
 struct EngineConfig {
   bool enabled = false;
-  std::filesystem::path kubeconfig;  // empty: in-cluster service account
-  std::string context;               // kubeconfig context; empty = current-context
-  std::size_t concurrency = 0;       // reconcile workers; 0 = 4 per core
+  std::filesystem::path kubeconfig;                  // empty: in-cluster service account
+  std::string context;                               // kubeconfig context; empty = current-context
+  std::size_t concurrency = 0;                       // reconcile workers; 0 = 4 per core
   std::chrono::milliseconds refresh_window{10'000};  // fetch dedup window / refresh quantum
-  std::vector<std::string> namespaces;  // watched namespaces; empty = all (needs cluster-wide RBAC)
+  std::vector<std::string> namespaces;               // watched namespaces; empty = all (needs cluster-wide RBAC)
   std::map<std::string, HostStoreConfig> stores;
   // sync.aws_endpoint: the Secrets Manager endpoint of AWS stores on their
   // own credentials (ESO's auth.secretRef), as ESO's AWS_SECRETSMANAGER_ENDPOINT;
@@ -68,7 +68,7 @@ struct EngineConfig {
   bool rollout_restart = true;  // watch Deployments/StatefulSets/DaemonSets for secret.rootseal.io/reload
   double kube_qps = 50;
   std::size_t kube_burst = 100;
-  std::chrono::milliseconds retry_base{500};    // per-item backoff on errors
+  std::chrono::milliseconds retry_base{500};  // per-item backoff on errors
   std::chrono::milliseconds retry_max{300'000};
   // The work queue's global retry bucket (sync.queue.qps / burst): how fast
   // keys that failed are retried overall. A store's recovery does not go
@@ -98,25 +98,25 @@ struct EngineConfig {
 
 struct EngineStats {
   std::uint64_t reconciles = 0;
-  std::uint64_t provider_calls = 0;   // fetches that reached a provider
-  std::uint64_t fetch_dedup_hits = 0; // fetches served by the window cache or an in-flight call
-  std::uint64_t secret_writes = 0;    // Secret creates/updates/deletes (and remote push writes)
-  std::uint64_t push_reconciles = 0;  // PushSecret reconciles
-  std::uint64_t push_writes = 0;      // remote writes by PushSecrets
-  std::uint64_t push_unchanged = 0;   // pushes that found the remote value current
-  std::uint64_t push_removals = 0;    // remote keys removed (deletionPolicy Delete)
+  std::uint64_t provider_calls = 0;    // fetches that reached a provider
+  std::uint64_t fetch_dedup_hits = 0;  // fetches served by the window cache or an in-flight call
+  std::uint64_t secret_writes = 0;     // Secret creates/updates/deletes (and remote push writes)
+  std::uint64_t push_reconciles = 0;   // PushSecret reconciles
+  std::uint64_t push_writes = 0;       // remote writes by PushSecrets
+  std::uint64_t push_unchanged = 0;    // pushes that found the remote value current
+  std::uint64_t push_removals = 0;     // remote keys removed (deletionPolicy Delete)
   std::uint64_t push_errors = 0;
   std::uint64_t status_writes = 0;
   std::uint64_t errors = 0;
   std::uint64_t conflicts = 0;
-  std::uint64_t restarts = 0;         // workload rollout restarts
+  std::uint64_t restarts = 0;  // workload rollout restarts
   std::uint64_t kube_requests = 0;
   std::size_t queue_ready = 0;
   std::size_t managed_secrets = 0;
-  bool synced = false;                // caches filled and workers running
-  std::uint64_t relists = 0;          // informer re-lists after the first list (410, failed list)
-  std::uint64_t watch_reconnects = 0; // watches reopened after a failure
-  std::uint64_t parked = 0;           // keys waiting for a store that backs off
+  bool synced = false;                 // caches filled and workers running
+  std::uint64_t relists = 0;           // informer re-lists after the first list (410, failed list)
+  std::uint64_t watch_reconnects = 0;  // watches reopened after a failure
+  std::uint64_t parked = 0;            // keys waiting for a store that backs off
 };
 
 // The watched objects (metrics; a walk over the caches, so apart from stats()).
@@ -140,7 +140,7 @@ struct StoreHealthStats {
   std::uint64_t refused = 0;     // calls refused locally
   std::uint64_t failures = 0;    // calls that failed transiently
   std::uint64_t recoveries = 0;
-  std::uint64_t parked = 0;      // ExternalSecrets/PushSecrets waiting for it
+  std::uint64_t parked = 0;  // ExternalSecrets/PushSecrets waiting for it
 };
 
 class Engine {

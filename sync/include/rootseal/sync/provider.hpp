@@ -67,7 +67,8 @@ struct RemoteKey {
 struct RemoteRef {
   std::string key;       // Vault: path below the mount ("foo/bar"); AWS: secret name or ARN
   std::string property;  // JSON property; nested with dots ("a.b.c"), a literal key with dots wins; empty = whole value
-  std::string version;   // Vault: KV version number; AWS: "uuid:<VersionId>" / a VersionId (uuid) / a stage ("AWSCURRENT", default); empty = latest
+  std::string
+      version;  // Vault: KV version number; AWS: "uuid:<VersionId>" / a VersionId (uuid) / a stage ("AWSCURRENT", default); empty = latest
   DecodingStrategy decoding = DecodingStrategy::none;
   // ESO metadataPolicy Fetch: the secret's metadata (Provider::fetch_metadata)
   // stands for its value; property then names one metadata key.
@@ -146,8 +147,8 @@ struct PushMetadata {
   std::map<std::string, std::string, std::less<>> labels;
   std::map<std::string, std::string, std::less<>> annotations;
   bool merge_labels = false;
-  std::string description;                               // empty: not given (CreateSecret: rootseal's default)
-  std::string kms_key_id;                                // empty: not given (the account's aws/secretsmanager key)
+  std::string description;      // empty: not given (CreateSecret: rootseal's default)
+  std::string kms_key_id;       // empty: not given (the account's aws/secretsmanager key)
   bool push_as_string = false;  // secretPushFormat "string"; default "binary" (ESO: SecretBinary)
   // resourcePolicy: the policy document read from its ConfigMap/Secret by the
   // reconciler (policySourceRef); BlockPublicPolicy when set.
@@ -215,7 +216,7 @@ struct TlsSpec {
 using JwtSource = std::function<boost::asio::awaitable<kms::Result<kms::SecureBytes>>(bool fresh)>;
 
 struct VaultSpec {
-  std::string server;        // "https://vault:8200"
+  std::string server;           // "https://vault:8200"
   std::string path = "secret";  // KV v2 mount
   std::string version = "v2";   // only v2 supported (v1: invalid_argument)
   std::string namespace_;       // X-Vault-Namespace, empty = none
@@ -268,7 +269,7 @@ struct AwsSpec {
   // credentials so far (the base ones above, or web identity's); the last
   // credentials are cached until a fifth of their lifetime is left.
   std::vector<AwsAssumeRole> assume_roles;
-  std::string sts_endpoint;     // empty: https://sts.<region>.amazonaws.com
+  std::string sts_endpoint;  // empty: https://sts.<region>.amazonaws.com
   TlsSpec tls;
   // Push:
   int recovery_window_days = 30;  // 7..30
@@ -348,8 +349,8 @@ class ProviderFactory {
  public:
   explicit ProviderFactory(boost::asio::any_io_executor executor);
   // Vault or AWS; Azure/GCP as pull sources are not supported (invalid_argument).
-  [[nodiscard]] kms::Result<std::shared_ptr<Provider>> make_provider(StoreSpec spec,
-                                                                     std::shared_ptr<StoreHealth> health = nullptr) const;
+  [[nodiscard]] kms::Result<std::shared_ptr<Provider>> make_provider(
+      StoreSpec spec, std::shared_ptr<StoreHealth> health = nullptr) const;
   // AWS, Azure or GCP; Vault as a push target is not supported (invalid_argument).
   [[nodiscard]] kms::Result<std::shared_ptr<PushProvider>> make_push_provider(
       StoreSpec spec, std::shared_ptr<StoreHealth> health = nullptr) const;

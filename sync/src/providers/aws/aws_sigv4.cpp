@@ -23,7 +23,8 @@ Digest hmac(std::span<const std::uint8_t> key, std::string_view data) {
   Digest out{};
   unsigned len = 0;
   if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
-           data.size(), out.data(), &len) == nullptr || len != out.size()) {
+           data.size(), out.data(), &len) == nullptr ||
+      len != out.size()) {
     throw std::runtime_error("HMAC-SHA256 failed");  // OpenSSL broken: a programming/fatal error
   }
   return out;
@@ -86,9 +87,8 @@ std::string canonical_request(const Request& r, std::string& signed_headers) {
   for (const auto& [k, v] : r.headers) h.emplace_back(lower(k), canonical_value(v));
   std::vector<std::size_t> order(h.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&h](std::size_t a, std::size_t b) {
-    return h[a].first != h[b].first ? h[a].first < h[b].first : a < b;
-  });
+  std::sort(order.begin(), order.end(),
+            [&h](std::size_t a, std::size_t b) { return h[a].first != h[b].first ? h[a].first < h[b].first : a < b; });
   std::vector<std::pair<std::string, std::string>> sorted;
   sorted.reserve(h.size());
   for (std::size_t i : order) sorted.push_back(std::move(h[i]));
@@ -105,7 +105,8 @@ std::string canonical_request(const Request& r, std::string& signed_headers) {
     if (!signed_headers.empty()) signed_headers += ';';
     signed_headers += h[i].first;
   }
-  return r.method + "\n" + r.path + "\n" + query + "\n" + headers + "\n" + signed_headers + "\n" + sha256_hex(r.payload);
+  return r.method + "\n" + r.path + "\n" + query + "\n" + headers + "\n" + signed_headers + "\n" +
+         sha256_hex(r.payload);
 }
 
 kms::SecureBytes signing_key(const kms::SecureBytes& secret, std::string_view date, std::string_view region,

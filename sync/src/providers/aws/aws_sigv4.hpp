@@ -16,10 +16,10 @@
 namespace rootseal::sync::providers::sigv4 {
 
 struct Request {
-  std::string method;                                       // "GET", "POST"
-  std::string path = "/";                                   // already URI-encoded, as sent
-  std::vector<std::pair<std::string, std::string>> query;   // unencoded name/value pairs
-  std::vector<std::pair<std::string, std::string>> headers; // to sign; must include host and x-amz-date
+  std::string method;                                        // "GET", "POST"
+  std::string path = "/";                                    // already URI-encoded, as sent
+  std::vector<std::pair<std::string, std::string>> query;    // unencoded name/value pairs
+  std::vector<std::pair<std::string, std::string>> headers;  // to sign; must include host and x-amz-date
   std::string_view payload;
 };
 

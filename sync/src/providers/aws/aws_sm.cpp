@@ -259,7 +259,7 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
   struct Description {
     bool exists = false;
     bool managed = false;
-    bool deleted = false;  // scheduled for deletion (DeletedDate set)
+    bool deleted = false;                                  // scheduled for deletion (DeletedDate set)
     std::map<std::string, std::string, std::less<>> tags;  // the last of a repeated key
     std::string description;
     std::string kms_key_id;
@@ -324,8 +324,8 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
   // credentials bought from STS, cached until a fifth of their lifetime is left.
   Task<sts::Credentials> credentials(bool renew) {
     if (!buys_credentials()) {
-      co_return sts::Credentials{spec_.access_key_id.clone(), spec_.secret_access_key.clone(),
-                                 spec_.session_token.clone(), {}};
+      co_return sts::Credentials{
+          spec_.access_key_id.clone(), spec_.secret_access_key.clone(), spec_.session_token.clone(), {}};
     }
     co_await cred_mu_.lock();
     auto r = co_await credentials_locked(renew);
@@ -367,8 +367,8 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
   Task<sts::Credentials> web_identity_credentials() {
     for (int attempt = 0;; ++attempt) {
       ROOTSEAL_CO_LET(jwt, co_await spec_.web_identity_token(attempt > 0));
-      const auto body = sts::assume_role_with_web_identity_body(spec_.web_identity_role_arn,
-                                                                spec_.web_identity_session_name, jwt);
+      const auto body =
+          sts::assume_role_with_web_identity_body(spec_.web_identity_role_arn, spec_.web_identity_session_name, jwt);
       ++counters_.sts_calls;
       const net::Header headers[] = {{"Content-Type", "application/x-www-form-urlencoded; charset=utf-8"},
                                      {"Accept", "application/xml"}};
@@ -377,9 +377,10 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
       if (res->status == 200) co_return sts::parse_assume_role_with_web_identity(res->body.view());
       // A cached ServiceAccount token STS refuses (expired, the ServiceAccount recreated): once more with a fresh one.
       if (attempt == 0 && res->status == 400) continue;
-      const Errc code = res->status == 400 || res->status == 403 ? Errc::permission_denied : errc_for_status(res->status);
-      co_return fail(code, "aws: AssumeRoleWithWebIdentity for " + spec_.web_identity_role_arn + " failed: " +
-                               sts::error_text(static_cast<int>(res->status), res->body.view()));
+      const Errc code =
+          res->status == 400 || res->status == 403 ? Errc::permission_denied : errc_for_status(res->status);
+      co_return fail(code, "aws: AssumeRoleWithWebIdentity for " + spec_.web_identity_role_arn +
+                               " failed: " + sts::error_text(static_cast<int>(res->status), res->body.view()));
     }
   }
 
@@ -445,7 +446,8 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
                    {"host", client_->host_header()},
                    {"x-amz-date", date},
                    {"x-amz-target", target}};
-    if (!creds->session_token.empty()) req.headers.emplace_back("x-amz-security-token", std::string(as_view(creds->session_token)));
+    if (!creds->session_token.empty())
+      req.headers.emplace_back("x-amz-security-token", std::string(as_view(creds->session_token)));
     req.payload = body;
     const auto auth = sigv4::authorization(req, {creds->access_key_id, creds->secret_access_key}, spec_.region,
                                            "secretsmanager", date);
@@ -539,9 +541,10 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
     if (a.type == "ResourceNotFoundException") {
       // The secret, or a version in that stage: for a secret known to exist, "no value yet".
       if (known_to_exist) co_return std::optional<kms::SecureBytes>{};
-      co_return fail(Errc::not_found, "aws: secret \"" + std::string(key) + "\"" +
-                                          (version.empty() ? std::string() : " version \"" + std::string(version) + "\"") +
-                                          " not found");
+      co_return fail(Errc::not_found,
+                     "aws: secret \"" + std::string(key) + "\"" +
+                         (version.empty() ? std::string() : " version \"" + std::string(version) + "\"") +
+                         " not found");
     }
     if (a.status != 200) co_return fail(error_code(a), error_text("GetSecretValue", a));
     co_return value_of(a.root());
@@ -799,7 +802,8 @@ kms::Result<std::shared_ptr<AwsSecretsManager>> make_aws_provider(const asio::an
                                                                   std::shared_ptr<StoreHealth> health) {
   if (spec.region.empty()) return fail(Errc::invalid_argument, "aws: region is required");
   for (char c : spec.region) {
-    if (std::isalnum(static_cast<unsigned char>(c)) == 0 && c != '-') return fail(Errc::invalid_argument, "aws: bad region");
+    if (std::isalnum(static_cast<unsigned char>(c)) == 0 && c != '-')
+      return fail(Errc::invalid_argument, "aws: bad region");
   }
   if (!spec.web_identity_role_arn.empty()) {
     if (!spec.web_identity_token) return fail(Errc::invalid_argument, "aws: web identity needs a token source");
@@ -810,7 +814,8 @@ kms::Result<std::shared_ptr<AwsSecretsManager>> make_aws_provider(const asio::an
     return fail(Errc::invalid_argument, "aws: recoveryWindowInDays must be between 7 and 30");
   }
   if (!(spec.writes_per_second > 0)) return fail(Errc::invalid_argument, "aws: writes_per_second must be positive");
-  std::string endpoint = spec.endpoint.empty() ? "https://secretsmanager." + spec.region + ".amazonaws.com" : spec.endpoint;
+  std::string endpoint =
+      spec.endpoint.empty() ? "https://secretsmanager." + spec.region + ".amazonaws.com" : spec.endpoint;
   auto u = boost::urls::parse_uri(endpoint);
   if (!u || !(u->encoded_path().empty() || u->encoded_path() == "/")) {
     return fail(Errc::invalid_argument, "aws: endpoint must be scheme://host[:port]");
@@ -822,7 +827,8 @@ kms::Result<std::shared_ptr<AwsSecretsManager>> make_aws_provider(const asio::an
     if (r.session_tags.size() > 50) return fail(Errc::invalid_argument, "aws: at most 50 session tags");
   }
   if (!spec.web_identity_role_arn.empty() || !spec.assume_roles.empty()) {
-    const std::string sts_endpoint = spec.sts_endpoint.empty() ? "https://sts." + spec.region + ".amazonaws.com" : spec.sts_endpoint;
+    const std::string sts_endpoint =
+        spec.sts_endpoint.empty() ? "https://sts." + spec.region + ".amazonaws.com" : spec.sts_endpoint;
     ROOTSEAL_LET(c, make_client(executor, sts_endpoint, spec.tls));
     sts = std::move(c);
   }

@@ -16,8 +16,8 @@
 namespace rootseal::sync::providers {
 
 struct AwsCounters {
-  std::atomic<std::size_t> calls{0};   // every API call (retries included)
-  std::atomic<std::size_t> writes{0};  // CreateSecret + PutSecretValue + DeleteSecret + RestoreSecret
+  std::atomic<std::size_t> calls{0};      // every API call (retries included)
+  std::atomic<std::size_t> writes{0};     // CreateSecret + PutSecretValue + DeleteSecret + RestoreSecret
   std::atomic<std::size_t> sts_calls{0};  // AssumeRoleWithWebIdentity (web identity)
 };
 
@@ -35,6 +35,7 @@ inline constexpr std::string_view kManagedByKey = "managed-by";
 inline constexpr std::string_view kManagedByValue = "rootseal";
 
 kms::Result<std::shared_ptr<AwsSecretsManager>> make_aws_provider(const boost::asio::any_io_executor& executor,
-    AwsSpec spec, std::shared_ptr<StoreHealth> health = nullptr);
+                                                                  AwsSpec spec,
+                                                                  std::shared_ptr<StoreHealth> health = nullptr);
 
 }  // namespace rootseal::sync::providers

@@ -38,7 +38,8 @@ void quote(std::string_view s, SecureBuffer& out) {
 
 bool valid_name(std::string_view n) {
   if (n.empty() || n.size() > 127) return false;
-  return std::all_of(n.begin(), n.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-'; });
+  return std::all_of(n.begin(), n.end(),
+                     [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-'; });
 }
 
 struct Current {
@@ -162,7 +163,8 @@ class AzureImpl final : public AzureKeyVault {
     ROOTSEAL_CO_LET(c, co_await current(ref.remote_key));
     if (c.exists && !c.managed) co_return refuse(ref.remote_key);
     if (c.exists && if_not_exists && c.value) co_return PushOutcome{false, false, {}};
-    if (!is_utf8(value.span())) co_return fail(Errc::invalid_argument, "azure: Key Vault secret values are text; the value is not UTF-8");
+    if (!is_utf8(value.span()))
+      co_return fail(Errc::invalid_argument, "azure: Key Vault secret values are text; the value is not UTF-8");
     ROOTSEAL_CO_LET(desired, with_property("azure", c.value ? &*c.value : nullptr, ref.property, value));
     const PushMetadata* md = ref.metadata;
     // ESO's Azure provider: the tags are managed-by and the metadata's; contentType the metadata's, else
@@ -267,7 +269,8 @@ class AzureImpl final : public AzureKeyVault {
   }
 
   Task<Current> current(std::string_view name) {
-    if (!valid_name(name)) co_return fail(Errc::invalid_argument, "azure: secret names must match ^[0-9a-zA-Z-]{1,127}$");
+    if (!valid_name(name))
+      co_return fail(Errc::invalid_argument, "azure: secret names must match ^[0-9a-zA-Z-]{1,127}$");
     ROOTSEAL_CO_LET(r, co_await call(http::verb::get, "/secrets/" + std::string(name), {}));
     Current c;
     if (r.status == 404) co_return c;
@@ -318,7 +321,8 @@ kms::Result<std::shared_ptr<AzureKeyVault>> make_azure_provider(const asio::any_
                                                                 std::shared_ptr<StoreHealth> health) {
   if (spec.vault_url.empty()) return fail(Errc::invalid_argument, "azure: vaultUrl is required");
   if (spec.tenant_id.empty() || spec.client_id.empty() || (spec.client_secret.empty() && !spec.client_assertion)) {
-    return fail(Errc::invalid_argument, "azure: tenantId, clientId and clientSecret (or workload identity) are required");
+    return fail(Errc::invalid_argument,
+                "azure: tenantId, clientId and clientSecret (or workload identity) are required");
   }
   if (spec.api_version.empty()) return fail(Errc::invalid_argument, "azure: api_version is required");
   ROOTSEAL_LET(vault, make_client(executor, spec.vault_url, spec.tls));

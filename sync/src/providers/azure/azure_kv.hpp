@@ -31,6 +31,7 @@ class AzureKeyVault : public Provider, public PushProvider {
 };
 
 kms::Result<std::shared_ptr<AzureKeyVault>> make_azure_provider(const boost::asio::any_io_executor& executor,
-    AzureSpec spec, std::shared_ptr<StoreHealth> health = nullptr);
+                                                                AzureSpec spec,
+                                                                std::shared_ptr<StoreHealth> health = nullptr);
 
 }  // namespace rootseal::sync::providers

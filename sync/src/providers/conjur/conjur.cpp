@@ -127,7 +127,8 @@ class ConjurImpl final : public ConjurProvider {
     if (!request.name_matches && request.tags.empty()) {
       co_return fail(Errc::invalid_argument, "conjur: dataFrom.find needs name or tags");
     }
-    if (request.path) co_return fail(Errc::invalid_argument, "conjur: dataFrom.find.path is not supported (name or tags)");
+    if (request.path)
+      co_return fail(Errc::invalid_argument, "conjur: dataFrom.find.path is not supported (name or tags)");
     std::vector<std::string> names;
     const std::string prefix = spec_.account + ":variable:";
     for (std::size_t offset = 0;; offset += kPage) {
@@ -156,7 +157,8 @@ class ConjurImpl final : public ConjurProvider {
       }
       ROOTSEAL_CO_LET(r, co_await get(base_ + "/secrets?variable_ids=" + ids, "the batch retrieval"));
       auto doc = SecureJson::parse(r.body.view());
-      if (!doc || !(*doc)->root().is_object()) co_return fail(Errc::unavailable, "conjur: the batch answer is not a JSON object");
+      if (!doc || !(*doc)->root().is_object())
+        co_return fail(Errc::unavailable, "conjur: the batch answer is not a JSON object");
       for (std::size_t j = i; j < std::min(names.size(), i + kBatch); ++j) {
         const auto* v = (*doc)->root().as_object().if_contains(prefix + names[j]);
         if (v == nullptr || !v->is_string()) {
@@ -174,7 +176,8 @@ class ConjurImpl final : public ConjurProvider {
     if (ref.key.empty() || ref.key.size() > 1024) {
       co_return fail(Errc::invalid_argument, "conjur: a variable id is 1 to 1024 characters");
     }
-    if (!ref.version.empty() && (ref.version.size() > 9 || ref.version.find_first_not_of("0123456789") != std::string::npos)) {
+    if (!ref.version.empty() &&
+        (ref.version.size() > 9 || ref.version.find_first_not_of("0123456789") != std::string::npos)) {
       co_return fail(Errc::invalid_argument, "conjur: a version is a number");
     }
     const std::string target = base_ + "/secrets/" + net::url_encode(spec_.account) + "/variable/" +
@@ -186,9 +189,11 @@ class ConjurImpl final : public ConjurProvider {
       co_return fail(Errc::not_found, "conjur: variable \"" + ref.key + "\" not found or empty: " + microsoft_error(r));
     }
     if (r.status == 401 || r.status == 403) {
-      co_return fail(Errc::permission_denied, "conjur: reading variable \"" + ref.key + "\" refused: " + microsoft_error(r));
+      co_return fail(Errc::permission_denied,
+                     "conjur: reading variable \"" + ref.key + "\" refused: " + microsoft_error(r));
     }
-    co_return fail(errc_for_status(r.status), "conjur: reading variable \"" + ref.key + "\" failed: " + microsoft_error(r));
+    co_return fail(errc_for_status(r.status),
+                   "conjur: reading variable \"" + ref.key + "\" failed: " + microsoft_error(r));
   }
 
  private:
@@ -245,10 +250,12 @@ kms::Result<ConjurListing> conjur_variable_listing(std::string_view answer, std:
 }
 
 kms::Result<kms::SecureBytes> conjur_token_credential(std::string_view answer) {
-  if (answer.empty() || answer.size() > 64 * 1024) return fail(Errc::unavailable, "conjur: the access token is empty or too large");
+  if (answer.empty() || answer.size() > 64 * 1024)
+    return fail(Errc::unavailable, "conjur: the access token is empty or too large");
   {
     auto doc = SecureJson::parse(answer);
-    if (!doc || !(*doc)->root().is_object()) return fail(Errc::unavailable, "conjur: the access token is not a JSON object");
+    if (!doc || !(*doc)->root().is_object())
+      return fail(Errc::unavailable, "conjur: the access token is not a JSON object");
     for (const char* member : {"protected", "payload", "signature"}) {
       if (json_string((*doc)->root(), member).empty()) {
         return fail(Errc::unavailable, std::string("conjur: the access token has no ") + member);
@@ -265,7 +272,8 @@ kms::Result<kms::SecureBytes> conjur_token_credential(std::string_view answer) {
 }
 
 kms::Result<std::shared_ptr<ConjurProvider>> make_conjur_provider(const boost::asio::any_io_executor& executor,
-                                                                  ConjurSpec spec, std::shared_ptr<StoreHealth> health) {
+                                                                  ConjurSpec spec,
+                                                                  std::shared_ptr<StoreHealth> health) {
   if (spec.account.empty()) return fail(Errc::invalid_argument, "conjur: account is required");
   if (spec.service_id.empty() && (spec.login.empty() || spec.api_key.empty())) {
     return fail(Errc::invalid_argument, "conjur: a login and its API key, or authn-jwt, are required");

@@ -43,9 +43,8 @@ constexpr std::string_view kScope = "https://www.googleapis.com/auth/cloud-platf
 
 bool valid_id(std::string_view n) {
   if (n.empty() || n.size() > 255) return false;
-  return std::all_of(n.begin(), n.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_';
-  });
+  return std::all_of(n.begin(), n.end(),
+                     [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_'; });
 }
 
 using StringMap = std::map<std::string, std::string, std::less<>>;
@@ -272,7 +271,8 @@ class GcpImpl final : public GcpSecretManager {
     body.append(kms::base64_encode_secure(desired.span()).span());
     body.append(R"(","dataCrc32c":")" + std::to_string(crc32c(desired.span())) + "\"}}");
     ++counters_.writes;
-    ROOTSEAL_CO_LET(r, co_await call(http::verb::post, base() + "/" + std::string(ref.remote_key) + ":addVersion", body.view()));
+    ROOTSEAL_CO_LET(
+        r, co_await call(http::verb::post, base() + "/" + std::string(ref.remote_key) + ":addVersion", body.view()));
     if (r.status != 200) co_return fail(errc_for_status(r.status), "gcp: adding a version failed: " + google_error(r));
     std::string version;
     if (auto doc = SecureJson::parse(r.body.view())) {
@@ -399,7 +399,8 @@ class GcpImpl final : public GcpSecretManager {
 
   // One API call (bearer_request: token, 401 renewal, the store's health;
   // RESOURCE_EXHAUSTED comes as 429).
-  asio::awaitable<kms::Result<net::ClientResponse>> call(http::verb verb, const std::string& target, std::string_view body) {
+  asio::awaitable<kms::Result<net::ClientResponse>> call(http::verb verb, const std::string& target,
+                                                         std::string_view body) {
     const CallCounters counted{&counters_.calls, nullptr};
     co_return co_await bearer_request(*auth_, *health_, *api_, verb, target, body, "gcp", counted);
   }
@@ -414,7 +415,7 @@ class GcpImpl final : public GcpSecretManager {
 }  // namespace
 
 kms::Result<std::shared_ptr<GcpSecretManager>> make_gcp_provider(const asio::any_io_executor& executor, GcpSpec spec,
-                                                                std::shared_ptr<StoreHealth> health) {
+                                                                 std::shared_ptr<StoreHealth> health) {
   if (spec.project_id.empty()) return fail(Errc::invalid_argument, "gcp: projectID is required");
   ROOTSEAL_LET(api, make_client(executor, spec.endpoint, spec.tls));
   if (!health) health = std::make_shared<StoreHealth>("gcp " + spec.project_id);

@@ -34,6 +34,7 @@ class GcpSecretManager : public Provider, public PushProvider {
 std::uint32_t crc32c(std::span<const std::uint8_t> data) noexcept;
 
 kms::Result<std::shared_ptr<GcpSecretManager>> make_gcp_provider(const boost::asio::any_io_executor& executor,
-    GcpSpec spec, std::shared_ptr<StoreHealth> health = nullptr);
+                                                                 GcpSpec spec,
+                                                                 std::shared_ptr<StoreHealth> health = nullptr);
 
 }  // namespace rootseal::sync::providers

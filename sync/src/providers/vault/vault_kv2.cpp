@@ -32,8 +32,8 @@ std::string vault_error(const net::ClientResponse& r) {
   auto doc = SecureJson::parse(r.body.view());
   std::string msg;
   if (doc && (*doc)->root().is_object()) {
-    if (const auto* e = (*doc)->root().as_object().if_contains("errors"); e && e->is_array() && !e->as_array().empty() &&
-                                                                       e->as_array()[0].is_string()) {
+    if (const auto* e = (*doc)->root().as_object().if_contains("errors");
+        e && e->is_array() && !e->as_array().empty() && e->as_array()[0].is_string()) {
       msg = std::string(e->as_array()[0].as_string());
     }
   }
@@ -308,7 +308,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
   }
 
   asio::awaitable<kms::Result<net::ClientResponse>> call(http::verb verb, const std::string& target,
-                                                   const kms::SecureBytes* token, std::string_view body) {
+                                                         const kms::SecureBytes* token, std::string_view body) {
     std::vector<net::Header> headers;
     headers.push_back({"X-Vault-Request", "true"});
     if (token != nullptr) headers.push_back({"X-Vault-Token", as_view(*token)});
@@ -396,10 +396,10 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
       const auto status = res->status;
       if (status == 200) co_return read_login_answer(*res);
       if (attempt == 0 && spec_.jwt_source && (status == 400 || status == 401 || status == 403)) continue;
-      const std::string_view what = cert_login()  ? std::string_view("certificate")
+      const std::string_view what = cert_login()   ? std::string_view("certificate")
                                     : !jwt_login() ? std::string_view("AppRole")
                                     : trim_slashes(spec_.jwt_auth_path) == "kubernetes" ? std::string_view("Kubernetes")
-                                                                                          : std::string_view("JWT");
+                                                                                        : std::string_view("JWT");
       co_return fail(errc_for_status(status), "vault: " + std::string(what) + " login failed: " + vault_error(*res));
     }
   }
@@ -459,7 +459,8 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
   Task<void> lookup_self() {
     ++counters_.lookups;
     ROOTSEAL_CO_LET(res, co_await call(http::verb::get, "/v1/auth/token/lookup-self", &token_, {}));
-    if (res.status != 200) co_return fail(errc_for_status(res.status), "vault: token lookup failed: " + vault_error(res));
+    if (res.status != 200)
+      co_return fail(errc_for_status(res.status), "vault: token lookup failed: " + vault_error(res));
     auto doc = SecureJson::parse(res.body.view());
     if (!doc) co_return fail(Errc::unavailable, "vault: the lookup answer is not JSON");
     const auto& root = (*doc)->root();
@@ -472,7 +473,8 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
   Task<void> renew() {
     ++counters_.renewals;
     ROOTSEAL_CO_LET(res, co_await call(http::verb::post, "/v1/auth/token/renew-self", &token_, "{}"));
-    if (res.status != 200) co_return fail(errc_for_status(res.status), "vault: token renewal failed: " + vault_error(res));
+    if (res.status != 200)
+      co_return fail(errc_for_status(res.status), "vault: token renewal failed: " + vault_error(res));
     auto doc = SecureJson::parse(res.body.view());
     if (!doc) co_return fail(Errc::unavailable, "vault: the renewal answer is not JSON");
     const auto& root = (*doc)->root();
@@ -506,8 +508,9 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
 
 }  // namespace
 
-kms::Result<std::shared_ptr<VaultKv2Provider>> make_vault_provider(const asio::any_io_executor& executor, VaultSpec spec,
-                                                                    std::shared_ptr<StoreHealth> health) {
+kms::Result<std::shared_ptr<VaultKv2Provider>> make_vault_provider(const asio::any_io_executor& executor,
+                                                                   VaultSpec spec,
+                                                                   std::shared_ptr<StoreHealth> health) {
   if (spec.server.empty()) return fail(Errc::invalid_argument, "vault: server is required");
   if (spec.version != "v2") return fail(Errc::invalid_argument, "vault: only KV version v2 is supported");
   if (!spec.cert_auth_path.empty()) {
@@ -519,16 +522,18 @@ kms::Result<std::shared_ptr<VaultKv2Provider>> make_vault_provider(const asio::a
       return fail(Errc::invalid_argument, "vault: Kubernetes/JWT auth needs a serviceAccountRef or a JWT");
     }
   } else if (spec.role_id.empty() && spec.token.empty()) {
-    return fail(Errc::invalid_argument, "vault: auth needs a token, AppRole role_id + secret_id, or a Kubernetes/JWT role");
+    return fail(Errc::invalid_argument,
+                "vault: auth needs a token, AppRole role_id + secret_id, or a Kubernetes/JWT role");
   }
-  if (!spec.role_id.empty() && spec.secret_id.empty()) return fail(Errc::invalid_argument, "vault: AppRole needs a secret_id");
+  if (!spec.role_id.empty() && spec.secret_id.empty())
+    return fail(Errc::invalid_argument, "vault: AppRole needs a secret_id");
   if (!(spec.renew_fraction > 0.0 && spec.renew_fraction < 1.0)) {
     return fail(Errc::invalid_argument, "vault: renew_fraction must be between 0 and 1");
   }
   std::shared_ptr<net::HttpClient> client;
   if (!spec.cert_auth_path.empty()) {
-    ROOTSEAL_LET(c, make_client_with_certificate(executor, spec.server, spec.tls, spec.client_cert_pem,
-                                                 spec.client_key_pem));
+    ROOTSEAL_LET(
+        c, make_client_with_certificate(executor, spec.server, spec.tls, spec.client_cert_pem, spec.client_key_pem));
     client = std::move(c);
   } else {
     ROOTSEAL_LET(c, make_client(executor, spec.server, spec.tls));

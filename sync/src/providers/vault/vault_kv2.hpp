@@ -22,7 +22,8 @@ struct VaultCounters {
 class VaultKv2Provider;
 
 kms::Result<std::shared_ptr<VaultKv2Provider>> make_vault_provider(const boost::asio::any_io_executor& executor,
-    VaultSpec spec, std::shared_ptr<StoreHealth> health = nullptr);
+                                                                   VaultSpec spec,
+                                                                   std::shared_ptr<StoreHealth> health = nullptr);
 
 class VaultKv2Provider : public Provider {
  public:

@@ -192,8 +192,8 @@ class TpmRoot final : public kms::RootOfTrust {
 
 // The TPM-sealed HSM PIN (or any small secret): seal to a file (0600, atomic
 // replace) and unseal from it. unseal: not_found if the file is absent.
-kms::Result<void> seal_secret_to_file(std::string_view tcti, const SealPolicy& policy,
-                                      const kms::SecureBytes& secret, const std::filesystem::path& path);
+kms::Result<void> seal_secret_to_file(std::string_view tcti, const SealPolicy& policy, const kms::SecureBytes& secret,
+                                      const std::filesystem::path& path);
 kms::Result<kms::SecureBytes> unseal_secret_from_file(std::string_view tcti, const std::filesystem::path& path);
 kms::Result<kms::SecureBytes> unseal_secret_from_file(std::string_view tcti, const SealPolicy& policy,
                                                       const std::filesystem::path& path);
