@@ -92,6 +92,10 @@ bench: build
 	bash bench/keyring_key.sh $(BUILD_DIR)
 	bash bench/load.sh $(BUILD_DIR)
 	ROOTSEALD=$(BUILD_DIR)/daemon/rootseald /usr/bin/python3 bench/push_1000.py
+# issue 21's test at its scale: 1,000 ExternalSecrets in 50 namespaces and 200
+# PushSecrets over three hosts, SIGKILL of one (exit 1 if not as the issue asks)
+	ROOTSEALD=$(BUILD_DIR)/daemon/rootseald ROOTSEAL_CLI=$(BUILD_DIR)/cli/rootseal /usr/bin/python3 bench/sync/bench_sync_ha.py \
+		--hosts 3 --es 1000 --namespaces 50 --keys 100 --pushsecrets 200
 
 # clang-tidy over the project's own sources (not third-party headers), with the
 # flags of the Release build (compile_commands.json). Findings are printed;

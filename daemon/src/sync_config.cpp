@@ -442,6 +442,9 @@ void add_sync_metrics(Metrics& metrics, sync::Engine* e) {
   gauge("rootseal_sync_watch_reconnects", "Watches reopened after a failure.", &sync::EngineStats::watch_reconnects);
   gauge("rootseal_sync_parked", "ExternalSecrets/PushSecrets waiting for a store that backs off.",
         &sync::EngineStats::parked);
+  gauge("rootseal_sync_shard_deferred",
+        "Work refused because this host's lease could not be confirmed in time (bucket still granted): retried in 1 s.",
+        &sync::EngineStats::shard_deferred);
   metrics.add_gauge(
       "rootseal_sync_externalsecrets_stale",
       "Periodically refreshed ExternalSecrets not refreshed successfully for refreshInterval + refresh_window + 1m.",

@@ -44,6 +44,23 @@ def b64(s):
     return base64.b64encode(s.encode()).decode()
 
 
+def moto_secrets(port, timeout=10):
+    """name -> (current value, number of versions) of every Secrets Manager
+    secret, from moto_server's own state (its /moto-api/data.json)."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/moto-api/data.json" % port, timeout=timeout) as r:
+        data = json.loads(r.read())
+    out = {}
+    for sec in (data.get("secretsmanager") or {}).get("FakeSecret") or []:
+        versions = sec.get("versions") or {}
+        version = versions.get(sec.get("default_version_id")) or {}
+        current = version.get("secret_string")
+        if current is None and version.get("secret_binary") is not None:
+            # rootseal pushes SecretBinary by default, as ESO does; moto keeps it base64.
+            current = base64.b64decode(version["secret_binary"]).decode()
+        out[sec["name"]] = (current, len(versions))
+    return out
+
+
 def http_json(port, method, path, headers, body=None, ctype="application/json", timeout=10):
     """One plain-HTTP request to 127.0.0.1:port with a JSON body; (status, parsed JSON body or None)."""
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)

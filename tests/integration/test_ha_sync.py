@@ -38,11 +38,9 @@ import threading
 import time
 import unittest
 
-import urllib.request
-
 from rootseal_testlib import (ROOTSEALD, SOFTHSM2_MODULE, free_port, make_softhsm, rmtree, tempdir, wait_moto,
                               write_private)
-from sync_testlib import ESO, K8S_TOKEN, VAULT_ROOT, Kube, b64, k8s_double, vault_double
+from sync_testlib import ESO, K8S_TOKEN, VAULT_ROOT, Kube, b64, k8s_double, moto_secrets, vault_double
 from test_ha_etcd import Etcd, poll
 
 ROOTSEAL = os.environ["ROOTSEAL_CLI"]
@@ -83,7 +81,11 @@ def owner_of(bucket, members):
     return max(sorted(members), key=lambda m: stable_hash(m.encode() + b"\0" + str(bucket).encode()))
 
 
-class HaSyncTest(unittest.TestCase):
+class HaSyncRig(unittest.TestCase):
+    """Three hosts, three etcd members, the doubles and moto (no test of its
+    own: test_ha_sync_faults.py runs other tests on the same rig)."""
+    NAMESPACES = NAMESPACES
+
     @classmethod
     def setUpClass(cls):
         cls.dir = tempdir("rootseal-ha-sync-")
@@ -107,7 +109,8 @@ class HaSyncTest(unittest.TestCase):
         cls.env.pop("CREDENTIALS_DIRECTORY", None)
         cls.pin = os.path.join(cls.dir, "pin")
         write_private(cls.pin, "1234\n")
-        for ns in NAMESPACES:
+        cls.before_hosts()
+        for ns in cls.NAMESPACES:
             cls.kube.namespace(ns)
             cls.kube.create("/api/v1/namespaces/%s/secrets" % ns, {
                 "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vault-token", "namespace": ns},
@@ -141,6 +144,16 @@ class HaSyncTest(unittest.TestCase):
 
     # --- set-up ---------------------------------------------------------------
     @classmethod
+    def before_hosts(cls):
+        """Called before the hosts' configurations are written (a subclass
+        sets up what etcd_endpoints gives)."""
+
+    @classmethod
+    def etcd_endpoints(cls, label):
+        """The etcd endpoints host `label` is configured with."""
+        return [cls.etcd.endpoint(i) for i in range(3)]
+
+    @classmethod
     def external_secret(cls, ns, name, value):
         cls.vault.put("%s/%s" % (ns, name), {"v": value})
         cls.kube.create(ESO + "/namespaces/%s/externalsecrets" % ns, {
@@ -167,23 +180,8 @@ class HaSyncTest(unittest.TestCase):
                      "selector": {"secret": {"name": "src-push"}},
                      "data": [{"match": {"secretKey": "pw", "remoteRef": {"remoteKey": "push-" + ns}}}]}})
 
-    def moto_secrets(self):
-        """name -> (current value, number of versions), from moto's own state."""
-        with urllib.request.urlopen("http://127.0.0.1:%d/moto-api/data.json" % self.moto_port, timeout=10) as r:
-            data = json.loads(r.read())
-        out = {}
-        for sec in (data.get("secretsmanager") or {}).get("FakeSecret") or []:
-            versions = sec.get("versions") or {}
-            version = versions.get(sec.get("default_version_id")) or {}
-            current = version.get("secret_string")
-            if current is None and version.get("secret_binary") is not None:
-                # rootseal pushes SecretBinary by default, as ESO does; moto keeps it base64.
-                current = base64.b64decode(version["secret_binary"]).decode()
-            out[sec["name"]] = (current, len(versions))
-        return out
-
     def pushes_are(self, pushed):
-        got = self.moto_secrets()
+        got = moto_secrets(self.moto_port)
         self.push_state = got
         return all(got.get("push-" + ns) == want for ns, want in pushed.items())
 
@@ -204,7 +202,7 @@ class HaSyncTest(unittest.TestCase):
                     "  context: {cluster: double, user: rootseal}\ncurrent-context: double\n"
                     % (cls.k8s.url, token_of(label)))
         os.chmod(kubeconfig, 0o600)
-        endpoints = ", ".join('"%s"' % cls.etcd.endpoint(i) for i in range(3))
+        endpoints = ", ".join('"%s"' % e for e in cls.etcd_endpoints(label))
         with open(os.path.join(cls.dir, "rootseald-%s.yaml" % label), "w") as f:
             f.write("listen:\n  address: 127.0.0.1:%d\n  allow_plaintext: true\n"
                     "state_dir: %s/state-%s\n"
@@ -262,6 +260,27 @@ class HaSyncTest(unittest.TestCase):
             raise AssertionError("buckets not as assigned (got, want): %r" % dict(list(diff.items())[:10]))
         return want
 
+    def watch_owner_free(self, host_id, since):
+        """Starts a thread that reads etcd until host_id owns a bucket:
+        ["until"] is then the last instant (from `since`) at which a read
+        still showed it owning none. Set ["stop"], join ["thread"]."""
+        state = {"until": since, "stop": False}
+
+        def watch():
+            deadline = time.monotonic() + 30
+            while not state["stop"] and time.monotonic() < deadline:
+                asked = time.monotonic()
+                try:
+                    owners = self.owners()
+                except OSError:
+                    continue
+                if host_id in owners.values():
+                    return
+                state["until"] = asked  # no bucket of host_id at a revision read after this instant
+        state["thread"] = threading.Thread(target=watch)
+        state["thread"].start()
+        return state
+
     def host_of_ns(self, ns, live):
         return owner_of(bucket_of(ns), ["host-" + h for h in live])[len("host-"):]
 
@@ -282,6 +301,9 @@ class HaSyncTest(unittest.TestCase):
             raise AssertionError("%s; wrong (ns, name, want, got): %r\n--- A:\n%s\n--- C:\n%s" % (
                 e, self.wrong[:5], self.log_of("A")[-2000:], self.log_of("C")[-3000:]))
 
+
+
+class HaSyncTest(HaSyncRig):
     # --- the test (one sequence: each step starts from the last one's state) ---
     def test_sharded_sync(self):
         expected = {(ns, "es-%d" % i): "v1" for ns in NAMESPACES for i in range(PER_NS)}
@@ -368,27 +390,13 @@ class HaSyncTest(unittest.TestCase):
         self.sync_poll(expected, "A and B sync C's namespaces", 30)
         # C's events (the changed ExternalSecrets) wait in its sockets and queue.
         cont = time.monotonic()
-        without = {"until": cont, "stop": False}
-
-        def watch_owners():
-            deadline = time.monotonic() + 30
-            while not without["stop"] and time.monotonic() < deadline:
-                asked = time.monotonic()
-                try:
-                    owners = self.owners()
-                except OSError:
-                    continue
-                if "host-C" in owners.values():
-                    return
-                without["until"] = asked  # C owned nothing at a revision read after this instant
-        watcher = threading.Thread(target=watch_owners)
-        watcher.start()
+        without = self.watch_owner_free("host-C", cont)
         self.hosts["C"]["proc"].send_signal(signal.SIGCONT)
         try:
             self.expect_assignment(HOSTS)
         finally:
             without["stop"] = True
-            watcher.join()
+            without["thread"].join()
         stale = self.writes("C", since=cont, until=without["until"])
         print("after SIGCONT: C owned nothing for %.2f s, wrote %d times then" % (without["until"] - cont, len(stale)),
               flush=True)

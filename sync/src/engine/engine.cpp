@@ -485,6 +485,7 @@ class EngineImpl final : public Engine {
     s.queue_ready = qs.ready_fast + qs.ready_normal;
     s.managed_secrets = const_cast<KubeFacade&>(kube_).secrets().size();
     s.synced = synced_.load();
+    s.shard_deferred = shard_deferred_.load();
     for (const auto* set : const_cast<KubeFacade&>(kube_).sets()) set->add_stats(s.relists, s.watch_reconnects);
     for (const auto& h : store_health()) s.parked += h.parked;
     return s;
@@ -756,6 +757,7 @@ class EngineImpl final : public Engine {
     auto work = cfg_.shards ? cfg_.shards->enter(ns) : std::optional<ShardGate::Work>{};
     if (cfg_.shards && !work) {
       if (!cfg_.shards->granted(namespace_bucket(ns))) co_return kube::WorkOutcome::success();
+      shard_deferred_.fetch_add(1);
       co_return kube::WorkOutcome::requeue_after(std::chrono::seconds(1), kube::Lane::normal);
     }
     if (prefix == "es")
@@ -781,6 +783,7 @@ class EngineImpl final : public Engine {
   std::shared_ptr<kube::WorkQueue> queue_;
   std::atomic<bool> stopped_{false};
   std::atomic<bool> synced_{false};
+  std::atomic<std::uint64_t> shard_deferred_{0};  // EngineStats::shard_deferred
 };
 
 }  // namespace

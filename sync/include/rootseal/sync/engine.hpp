@@ -117,6 +117,9 @@ struct EngineStats {
   std::uint64_t relists = 0;           // informer re-lists after the first list (410, failed list)
   std::uint64_t watch_reconnects = 0;  // watches reopened after a failure
   std::uint64_t parked = 0;            // keys waiting for a store that backs off
+  // Sharded: work refused while its bucket was granted but past the lease
+  // deadline (no keepalive answered in time), tried again 1 s later.
+  std::uint64_t shard_deferred = 0;
 };
 
 // The watched objects (metrics; a walk over the caches, so apart from stats()).
