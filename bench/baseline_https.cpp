@@ -2,9 +2,10 @@
 // every request with a fixed 200 JSON body: the size of a 32 B encrypt answer,
 // or of a 1 KiB one for a target ending in "/1k". Same TLS settings as rootseald
 // (net::make_server_tls), same threads, keep-alive, TCP_NODELAY, but none of rootseald's
-// work: it bounds what any HTTPS service can do on this machine.
+// work: it bounds what any HTTPS service can do on this machine. With "-" for
+// the certificate and key it serves plain HTTP (rootseald's loopback plain listener).
 //
-//   rootseal_baseline_https <cert.pem> <key.pem> <port> [threads]
+//   rootseal_baseline_https <cert.pem|-> <key.pem|-> <port> [threads]
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -18,6 +19,8 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -47,11 +50,9 @@ const std::string& body_1k() {
   return body;
 }
 
-asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<asio::ssl::context> ctx) {
-  beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), *ctx);
-  beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
-  auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kTuple);
-  if (hec) co_return;
+// Answers requests on the stream until the client closes or stops keep-alive.
+template <class Stream>
+asio::awaitable<void> serve(Stream& stream) {
   beast::flat_buffer buffer;
   for (;;) {
     http::request<http::string_body> req;
@@ -70,6 +71,21 @@ asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<asio::ssl::con
     auto [wec, wn] = co_await http::async_write(stream, res, kTuple);
     if (wec || !res.keep_alive()) break;
   }
+}
+
+asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<asio::ssl::context> ctx) {
+  if (!ctx) {
+    beast::tcp_stream stream(std::move(socket));
+    co_await serve(stream);
+    boost::system::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    co_return;
+  }
+  beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), *ctx);
+  beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
+  auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kTuple);
+  if (hec) co_return;
+  co_await serve(stream);
   beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(1));
   (void)co_await stream.async_shutdown(kTuple);
 }
@@ -89,21 +105,25 @@ asio::awaitable<void> listen(tcp::acceptor& acceptor, std::shared_ptr<asio::ssl:
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: %s <cert.pem> <key.pem> <port> [threads]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s <cert.pem|-> <key.pem|-> <port> [threads]\n", argv[0]);
     return 2;
   }
-  rootseal::net::TlsConfig tls;
-  tls.cert_file = argv[1];
-  tls.key_file = argv[2];
-  auto ctx = rootseal::net::make_server_tls(tls);
-  if (!ctx) {
-    std::fprintf(stderr, "%s\n", ctx.error().message.c_str());
-    return 1;
+  std::shared_ptr<asio::ssl::context> ctx;  // null: plain HTTP
+  if (std::string_view(argv[1]) != "-") {
+    rootseal::net::TlsConfig tls;
+    tls.cert_file = argv[1];
+    tls.key_file = argv[2];
+    auto made = rootseal::net::make_server_tls(tls);
+    if (!made) {
+      std::fprintf(stderr, "%s\n", made.error().message.c_str());
+      return 1;
+    }
+    ctx = std::move(*made);
   }
   const int threads = argc > 4 ? std::atoi(argv[4]) : static_cast<int>(std::thread::hardware_concurrency());
   asio::io_context io(threads);
   tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(std::atoi(argv[3]))});
-  asio::co_spawn(io, listen(acceptor, *ctx), asio::detached);
+  asio::co_spawn(io, listen(acceptor, ctx), asio::detached);
   asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](auto, auto) { io.stop(); });
   std::vector<std::thread> pool;

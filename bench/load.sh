@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Load harness: rootseald over TLS with keep-alive against a minimal Beast
-# HTTPS baseline (bench/baseline_https.cpp, same TLS settings), driven by wrk.
+# Load harness: rootseald with keep-alive against two baselines serving a
+# fixed 200 JSON over the same transport: a minimal Beast server
+# (bench/baseline_https.cpp, rootseald's own HTTP stack and TLS settings) and
+# nginx (Debian's nginx-light, 2 workers, generated config, same certificate
+# and TLS settings), driven by wrk. Each transport of TRANSPORTS (TLS, then
+# plain HTTP on loopback) is a run of its own: servers started, all rounds,
+# servers stopped.
 #
 #   bench/load.sh BUILD_DIR
 #
@@ -8,6 +13,8 @@
 #   baseline      POST of the 32 B encrypt body to the baseline (fixed 200 JSON)
 #   baseline-1k   POST of the 1 KiB encrypt body to the baseline (fixed 200 JSON
 #                 of a 1 KiB encrypt answer's size): the reference of the 1k scenarios
+#   nginx, nginx-1k  the same two requests to nginx (the same two answers)
+#   datakey       POST /v1/transit/datakey/plaintext/bench (256-bit key)
 #   encrypt-32    POST /v1/transit/encrypt/bench, 32 B plaintext
 #   encrypt-1k    same, 1 KiB
 #   decrypt-32    POST /v1/transit/decrypt/bench of a 32 B plaintext's ciphertext
@@ -29,6 +36,9 @@
 #
 # Environment (defaults):
 #   DURATION=10s CONNECTIONS=32 THREADS=2 ROUNDS=3 THINK_MS="2 1"
+#   TRANSPORTS="tls plain"      one run per transport (TRANSPORT=tls|plain: that run only);
+#                               the RSS run is made in the first one
+#   NGINX=/usr/sbin/nginx NGINX_WORKERS=2
 #   SERVER_THREADS=$(nproc)     I/O threads of both servers
 #   SERVER_CPUS= CLIENT_CPUS=   taskset CPU lists for both servers / for wrk (empty: no pinning)
 #   RSS_REQUESTS=1000000 RSS_INTERVAL=2   (RSS_REQUESTS=0 skips the RSS run)
@@ -39,6 +49,21 @@
 #   STORAGE=etcd                rootseald's keyring on a three-member etcd started here on loopback
 #                               (/usr/bin/etcd); compare the ratios of a STORAGE=sqlite run (the default)
 set -euo pipefail
+
+if [[ -z ${TRANSPORT:-} ]]; then
+  read -r -a transports <<<"${TRANSPORTS:-tls plain}"
+  rss=${RSS_REQUESTS:-1000000}
+  for t in "${transports[@]}"; do
+    echo "=== transport $t"
+    TRANSPORT=$t RSS_REQUESTS=$rss RESULTS=${RESULTS:+$RESULTS.$t} bash "$0" "$@"
+    rss=0
+  done
+  if [[ -n ${RESULTS:-} ]]; then
+    for t in "${transports[@]}"; do cat "$RESULTS.$t" && echo && rm -f "$RESULTS.$t"; done >"$RESULTS"
+  fi
+  exit 0
+fi
+[[ $TRANSPORT == tls || $TRANSPORT == plain ]] || { echo "load.sh: TRANSPORT must be tls or plain" >&2; exit 1; }
 
 BUILD=$(cd "${1:?usage: bench/load.sh BUILD_DIR}" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -54,12 +79,15 @@ RSS_INTERVAL=${RSS_INTERVAL:-2}
 RESULTS=${RESULTS:-}
 read -r -a THINK_MS <<<"${THINK_MS:-2 1}"
 BATCH_ITEMS=1000
+NGINX=${NGINX:-/usr/sbin/nginx}
+NGINX_WORKERS=${NGINX_WORKERS:-2}
 
 ROOTSEALD=$BUILD/daemon/rootseald
 BASELINE=$BUILD/bench/rootseal_baseline_https
 for exe in "$ROOTSEALD" "$BASELINE"; do
   [[ -x $exe ]] || { echo "load.sh: $exe is missing (build it first)" >&2; exit 1; }
 done
+[[ -x $NGINX ]] || { echo "load.sh: $NGINX is missing (scripts/install-deps installs nginx-light)" >&2; exit 1; }
 for tool in wrk openssl curl softhsm2-util python3 taskset; do
   command -v "$tool" >/dev/null || { echo "load.sh: $tool is not installed (scripts/install-deps)" >&2; exit 1; }
 done
@@ -79,7 +107,14 @@ CLIENT_PIN=()
 [[ -n $SERVER_CPUS ]] && SERVER_PIN=(taskset -c "$SERVER_CPUS")
 [[ -n $CLIENT_CPUS ]] && CLIENT_PIN=(taskset -c "$CLIENT_CPUS")
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# utime + stime of a process (all its threads) and of its child processes (nginx's workers).
+cpu_ticks() {
+  local p t=0
+  for p in "$1" $(pgrep -P "$1" || true); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
 CLK_TCK=$(getconf CLK_TCK)
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
@@ -132,12 +167,16 @@ fi
 
 RS_PORT=$(free_port)
 BL_PORT=$(free_port)
+NG_PORT=$(free_port)
+if [[ $TRANSPORT == tls ]]; then
+  LISTEN_YAML=$(printf '  tls:\n    cert_file: %s\n    key_file: %s' "$DIR/server.pem" "$DIR/server.key")
+else
+  LISTEN_YAML="  allow_plaintext: true"
+fi
 cat >"$DIR/rootseald.yaml" <<EOF
 listen:
   address: 127.0.0.1:$RS_PORT
-  tls:
-    cert_file: $DIR/server.pem
-    key_file: $DIR/server.key
+$LISTEN_YAML
 state_dir: $DIR/state
 pkcs11:
   module: /usr/lib/softhsm/libsofthsm2.so
@@ -164,10 +203,68 @@ if [[ $(id -u) == 0 ]] && "$ROOTSEALD" --help 2>&1 | grep -q -- --allow-root; th
 "${SERVER_PIN[@]}" "$ROOTSEALD" "${RS_ARGS[@]}" >"$DIR/rootseald.out" 2>"$DIR/rootseald.log" &
 RS_PID=$!
 PIDS+=("$RS_PID")
-"${SERVER_PIN[@]}" "$BASELINE" "$DIR/server.pem" "$DIR/server.key" "$BL_PORT" "$SERVER_THREADS" \
-  >"$DIR/baseline.log" 2>&1 &
+if [[ $TRANSPORT == tls ]]; then BL_TLS=("$DIR/server.pem" "$DIR/server.key"); else BL_TLS=(- -); fi
+"${SERVER_PIN[@]}" "$BASELINE" "${BL_TLS[@]}" "$BL_PORT" "$SERVER_THREADS" >"$DIR/baseline.log" 2>&1 &
 BL_PID=$!
 PIDS+=("$BL_PID")
+
+# nginx: the answers of the Beast baseline (same bytes), keep-alive without a
+# request limit, no access log, and for TLS rootseald's settings
+# (net/src/tls.cpp): TLS 1.2/1.3, the same TLS 1.2 AEAD list with the
+# server's preference, OpenSSL's default TLS 1.3 suites and groups, no
+# tickets, no session cache. In the foreground (daemon off) so that its
+# master is our child and is stopped with the others.
+python3 - "$DIR" <<'ANSWERS'
+import sys
+d = sys.argv[1]
+body = ('{"request_id":"00000000-0000-0000-0000-000000000000","lease_id":"","renewable":false,"lease_duration":0,'
+        '"data":{"ciphertext":"vault:v1:' + 'A' * 56 + '","key_version":1},'
+        '"wrap_info":null,"warnings":null,"auth":null}')
+open(d + "/answer-32.json", "w").write(body)
+open(d + "/answer-1k.json", "w").write(body.replace("A" * 56, "A" * 1404))
+ANSWERS
+NG_LISTEN="listen 127.0.0.1:$NG_PORT;"
+if [[ $TRANSPORT == tls ]]; then
+  NG_LISTEN="listen 127.0.0.1:$NG_PORT ssl;
+    ssl_certificate $DIR/server.pem;
+    ssl_certificate_key $DIR/server.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;
+    ssl_prefer_server_ciphers on;
+    ssl_session_tickets off;
+    ssl_session_cache off;"
+fi
+mkdir -p "$DIR/nginx"
+cat >"$DIR/nginx.conf" <<NGINXCONF
+daemon off;
+master_process on;
+worker_processes $NGINX_WORKERS;
+$([[ $(id -u) == 0 ]] && echo "user root;")
+pid $DIR/nginx.pid;
+error_log $DIR/nginx.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $DIR/nginx/body;
+  proxy_temp_path $DIR/nginx/proxy;
+  fastcgi_temp_path $DIR/nginx/fastcgi;
+  uwsgi_temp_path $DIR/nginx/uwsgi;
+  scgi_temp_path $DIR/nginx/scgi;
+  keepalive_requests 100000000;
+  keepalive_timeout 60s;
+  tcp_nodelay on;
+  server_tokens off;
+  server {
+    $NG_LISTEN
+    default_type application/json;
+    location / { return 200 '$(cat "$DIR/answer-32.json")'; }
+    location ~ /1k\$ { return 200 '$(cat "$DIR/answer-1k.json")'; }
+  }
+}
+NGINXCONF
+"${SERVER_PIN[@]}" "$NGINX" -p "$DIR/nginx" -e "$DIR/nginx.log" -c "$DIR/nginx.conf" >"$DIR/nginx.out" 2>&1 &
+NG_PID=$!
+PIDS+=("$NG_PID")
 
 CURL=(curl -s --cacert "$DIR/ca.pem" -H "X-Vault-Token: $TOKEN" -H "Content-Type: application/json")
 wait_ready() {  # name pid url
@@ -178,10 +275,19 @@ wait_ready() {  # name pid url
     sleep 0.1
   done
 }
-RS_URL=https://127.0.0.1:$RS_PORT
-BL_URL=https://127.0.0.1:$BL_PORT
+SCHEME=https
+[[ $TRANSPORT == plain ]] && SCHEME=http
+RS_URL=$SCHEME://127.0.0.1:$RS_PORT
+BL_URL=$SCHEME://127.0.0.1:$BL_PORT
+NG_URL=$SCHEME://127.0.0.1:$NG_PORT
 wait_ready rootseald "$RS_PID" "$RS_URL/v1/sys/health"
 wait_ready baseline "$BL_PID" "$BL_URL/"
+wait_ready nginx "$NG_PID" "$NG_URL/"
+for size in 32 1k; do  # nginx answers the Beast baseline's bytes
+  cmp -s <("${CURL[@]}" -X POST -d '{}' "$NG_URL/v1/transit/encrypt/$size") \
+    <("${CURL[@]}" -X POST -d '{}' "$BL_URL/v1/transit/encrypt/$size") \
+    || { echo "load.sh: nginx and the baseline answer different bodies ($size)" >&2; exit 1; }
+done
 RSS_IDLE=$(rss_kib "$RS_PID")
 
 # --- key and request bodies ---
@@ -194,6 +300,8 @@ b64 = lambda k: base64.b64encode(os.urandom(k)).decode()
 for name, size in (("encrypt-32", 32), ("encrypt-1k", 1024)):
     with open(os.path.join(d, name + ".json"), "w") as f:
         json.dump({"plaintext": b64(size)}, f)
+with open(os.path.join(d, "datakey.json"), "w") as f:
+    json.dump({"bits": 256}, f)
 with open(os.path.join(d, "batch-1000.json"), "w") as f:
     json.dump({"batch_input": [{"plaintext": b64(32)} for _ in range(n)]}, f)
 EOF
@@ -219,12 +327,14 @@ elif name.startswith("encrypt"):
     assert data["ciphertext"].startswith("vault:v1:")
 elif name.startswith("decrypt"):
     assert data["plaintext"]
+elif name == "datakey":
+    assert data["ciphertext"].startswith("vault:v1:") and data["plaintext"]
 EOF
 }
 body_of() {
   case $(kind_of "$1") in
-    baseline) echo "$DIR/encrypt-32.json" ;;
-    baseline-1k) echo "$DIR/encrypt-1k.json" ;;
+    baseline | nginx) echo "$DIR/encrypt-32.json" ;;
+    baseline-1k | nginx-1k) echo "$DIR/encrypt-1k.json" ;;
     *) echo "$DIR/$(kind_of "$1").json" ;;
   esac
 }
@@ -232,15 +342,32 @@ url_of() {
   case $(kind_of "$1") in
     baseline) echo "$BL_URL/v1/transit/encrypt/bench" ;;
     baseline-1k) echo "$BL_URL/v1/transit/encrypt/1k" ;;
+    nginx) echo "$NG_URL/v1/transit/encrypt/bench" ;;
+    nginx-1k) echo "$NG_URL/v1/transit/encrypt/1k" ;;
+    datakey) echo "$RS_URL/v1/transit/datakey/plaintext/bench" ;;
     encrypt-* | batch-*) echo "$RS_URL/v1/transit/encrypt/bench" ;;
     decrypt-*) echo "$RS_URL/v1/transit/decrypt/bench" ;;
   esac
 }
 # A scenario's request kind: paced-encrypt-32@2 -> encrypt-32.
 kind_of() { local k=${1#paced-}; echo "${k%@*}"; }
-pid_of() { if [[ $(kind_of "$1") == baseline* ]]; then echo "$BL_PID"; else echo "$RS_PID"; fi; }
+pid_of() {
+  case $(kind_of "$1") in
+    baseline*) echo "$BL_PID" ;;
+    nginx*) echo "$NG_PID" ;;
+    *) echo "$RS_PID" ;;
+  esac
+}
 # The reference of a scenario's ratio: the baseline moving the same sizes.
 base_of() { if [[ $1 == *-1k && " ${SCENARIOS[*]} " == *" baseline-1k "* ]]; then echo baseline-1k; else echo baseline; fi; }
+# The nginx run of the same sizes, if nginx is measured.
+nginx_of() {
+  if [[ $1 == *-1k && " ${SCENARIOS[*]} " == *" nginx-1k "* ]]; then
+    echo nginx-1k
+  elif [[ " ${SCENARIOS[*]} " == *" nginx "* ]]; then
+    echo nginx
+  fi
+}
 think_of() { if [[ $1 == *@* ]]; then echo "${1##*@}"; else echo 0; fi; }
 
 # One wrk run; prints its RESULT line extended with the server's CPU time per request.
@@ -261,7 +388,7 @@ run_wrk() {  # scenario duration
   echo "$line server_cpu_s=$(awk -v t=$((t1 - t0)) -v c="$CLK_TCK" 'BEGIN {printf "%.2f", t / c}')"
 }
 
-read -r -a REQUESTED <<<"${SCENARIOS:-baseline baseline-1k encrypt-32 encrypt-1k decrypt-32 decrypt-1k batch-1000 paced-baseline paced-encrypt-32}"
+read -r -a REQUESTED <<<"${SCENARIOS:-baseline baseline-1k nginx nginx-1k encrypt-32 encrypt-1k decrypt-32 decrypt-1k datakey batch-1000 paced-baseline paced-encrypt-32}"
 SCENARIOS=()  # paced-X becomes paced-X@T for each think time T
 for s in "${REQUESTED[@]}"; do
   if [[ $s == paced-* && $s != *@* ]]; then
@@ -273,7 +400,7 @@ done
 [[ ${SCENARIOS[0]} == baseline ]] || { echo "load.sh: SCENARIOS must start with baseline" >&2; exit 1; }
 for s in "${SCENARIOS[@]}"; do check "$s" "$(url_of "$s")"; done
 
-echo "rootseald pid $RS_PID, baseline pid $BL_PID; server threads $SERVER_THREADS, CPUs ${SERVER_CPUS:-any};" \
+echo "transport $TRANSPORT; rootseald pid $RS_PID, baseline pid $BL_PID, nginx pid $NG_PID ($NGINX_WORKERS workers); server threads $SERVER_THREADS, CPUs ${SERVER_CPUS:-any};" \
   "wrk $THREADS threads, $CONNECTIONS connections, CPUs ${CLIENT_CPUS:-any}; $DURATION x $ROUNDS rounds"
 echo "rootseald idle RSS: $(mib "$RSS_IDLE") MiB"
 for s in "${SCENARIOS[@]}"; do run_wrk "$s" 2s >/dev/null; done  # warm-up
@@ -305,8 +432,8 @@ median_of() {
     | sort -n -k1 | awk -v m=$(((ROUNDS + 1) / 2)) 'NR == m {sub(/^[^ ]+ /, ""); print}'
 }
 
-TABLE="| scenario | req/s | × baseline (same sizes) | items/s | p50 ms | p99 ms | server CPU µs/req |
-|---|---:|---:|---:|---:|---:|---:|"
+TABLE="| scenario | req/s | × baseline (same sizes) | × nginx (same sizes) | items/s | p50 ms | p99 ms | server CPU µs/req |
+|---|---:|---:|---:|---:|---:|---:|---:|"
 PACED_TABLE="| scenario@think time mean (ms) | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | server CPU µs/req |
 |---|---:|---:|---:|---:|---:|---:|"
 PACED=0
@@ -322,14 +449,17 @@ for s in "${SCENARIOS[@]}"; do
   fi
   rps=$(field rps "$line")
   ratio=$(median_ratio "$s" "$(base_of "$s")")
+  ng=$(nginx_of "$s")
+  nratio=—
+  [[ -n $ng ]] && nratio=$(median_ratio "$s" "$ng" | awk '{printf "%.2f", $1}')
   items=$rps
   [[ $s == batch-* ]] && items=$(awk -v r="$rps" -v n="$BATCH_ITEMS" 'BEGIN {printf "%.0f", r * n}')
-  TABLE+=$'\n'$(awk -v s="$s" -v r="$rps" -v x="$ratio" -v i="$items" -v p50="$(field p50_us "$line")" \
+  TABLE+=$'\n'$(awk -v s="$s" -v r="$rps" -v x="$ratio" -v nx="$nratio" -v i="$items" -v p50="$(field p50_us "$line")" \
     -v p99="$(field p99_us "$line")" -v cpu="$(field server_cpu_s "$line")" -v n="$(field requests "$line")" \
-    'BEGIN {printf "| %s | %.0f | %.2f | %.0f | %.2f | %.2f | %.0f |", s, r, x, i, p50 / 1000, p99 / 1000, cpu * 1e6 / n}')
+    'BEGIN {printf "| %s | %.0f | %.2f | %s | %.0f | %.2f | %.2f | %.0f |", s, r, x, nx, i, p50 / 1000, p99 / 1000, cpu * 1e6 / n}')
 done
 echo
-echo "median of $ROUNDS rounds, $DURATION each, $CONNECTIONS connections, storage $STORAGE:"
+echo "transport $TRANSPORT: median of $ROUNDS rounds, $DURATION each, $CONNECTIONS connections, storage $STORAGE:"
 echo "$TABLE"
 if ((PACED)); then
   echo
@@ -373,7 +503,7 @@ fi
 if [[ -n $RESULTS ]]; then
   {
     echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, load average at end $(loadavg)"
-    echo "storage $STORAGE; server threads $SERVER_THREADS, CPUs ${SERVER_CPUS:-any}; wrk $THREADS threads, $CONNECTIONS connections, CPUs ${CLIENT_CPUS:-any}; median of $ROUNDS rounds of $DURATION"
+    echo "transport $TRANSPORT; storage $STORAGE; server threads $SERVER_THREADS, CPUs ${SERVER_CPUS:-any}; wrk $THREADS threads, $CONNECTIONS connections, CPUs ${CLIENT_CPUS:-any}; median of $ROUNDS rounds of $DURATION"
     echo
     echo "$TABLE"
     if ((PACED)); then printf '\n%s\n' "$PACED_TABLE"; fi
