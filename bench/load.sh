@@ -25,7 +25,9 @@
 #                 each connection waits a random think time (exponential, mean
 #                 T ms) after each answer, so the latency is the service's,
 #                 not the queue of 32 requests always outstanding; run once
-#                 for each T in THINK_MS (as paced-...@T)
+#                 for each T in THINK_MS (as paced-...@T); T "half" is the think time
+#                 that offers half of nginx's req/s of the same round (32 B: needs
+#                 the nginx scenario; the think time is 2 x CONNECTIONS / that rate)
 # All scenarios run ROUNDS times, interleaved (baseline, then each rootseald
 # scenario, then again), and the run with the median req/s is reported (for
 # paced scenarios: the median p99). The ratio to the baseline is taken within
@@ -35,7 +37,7 @@
 # RSS_REQUESTS requests are done, sampling rootseald's VmRSS every RSS_INTERVAL s.
 #
 # Environment (defaults):
-#   DURATION=10s CONNECTIONS=32 THREADS=2 ROUNDS=3 THINK_MS="2 1"
+#   DURATION=10s CONNECTIONS=32 THREADS=2 ROUNDS=3 THINK_MS="2 1 half"
 #   TRANSPORTS="tls plain"      one run per transport (TRANSPORT=tls|plain: that run only);
 #                               the RSS run is made in the first one
 #   NGINX=/usr/sbin/nginx NGINX_WORKERS=2
@@ -77,7 +79,7 @@ CLIENT_CPUS=${CLIENT_CPUS:-}
 RSS_REQUESTS=${RSS_REQUESTS:-1000000}
 RSS_INTERVAL=${RSS_INTERVAL:-2}
 RESULTS=${RESULTS:-}
-read -r -a THINK_MS <<<"${THINK_MS:-2 1}"
+read -r -a THINK_MS <<<"${THINK_MS:-2 1 half}"
 BATCH_ITEMS=1000
 NGINX=${NGINX:-/usr/sbin/nginx}
 NGINX_WORKERS=${NGINX_WORKERS:-2}
@@ -368,7 +370,18 @@ nginx_of() {
     echo nginx
   fi
 }
-think_of() { if [[ $1 == *@* ]]; then echo "${1##*@}"; else echo 0; fi; }
+think_of() {
+  if [[ $1 != *@* ]]; then
+    echo 0
+  elif [[ ${1##*@} == half ]]; then  # (in the warm-up, before any nginx round: 1 ms)
+    tail -n1 "$DIR/result-nginx" 2>/dev/null | awk -v c="$CONNECTIONS" '{
+        for (i = 1; i <= NF; i++) if ($i ~ /^rps=/) {split($i, a, "="); r = a[2]}
+        printf "%.3f", 2000 * c / r
+      }' | grep . || echo 1
+  else
+    echo "${1##*@}"
+  fi
+}
 
 # One wrk run; prints its RESULT line extended with the server's CPU time per request.
 run_wrk() {  # scenario duration
