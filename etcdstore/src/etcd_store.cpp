@@ -185,6 +185,52 @@ struct EtcdStore::Impl {
     return r->succeeded;
   }
 
+  // Takes `key` for this host: put `value` under `lease` if the key is free
+  // (create_revision 0) and this host's member record (`member_key`) still
+  // lives under that lease (the fence: leases alone are not fencing). Either
+  // way the answer holds the key as it is after the transaction and whether
+  // the member record is still this lease's. A claim under a lock or a bucket
+  // is this one transaction (hold_lock, claim_bucket).
+  struct Claim {
+    bool created = false;              // written now
+    std::optional<etcd::KeyValue> kv;  // the key after the transaction (nullopt: absent)
+    bool fenced = false;               // the member record lives under `lease`
+  };
+  Result<Claim> claim_fenced(const std::string& key, std::string value, const std::string& member_key,
+                             std::int64_t lease) {
+    etcd::TxnRequest txn;
+    txn.compare.push_back(lease_is(member_key, lease));
+    txn.compare.push_back(etcd::Compare::create_revision(key, 0));
+    etcd::PutRequest put;
+    put.key = key;
+    put.value = std::move(value);
+    put.lease = lease;
+    txn.success.emplace_back(std::move(put));
+    etcd::RangeRequest read;
+    read.key = key;
+    txn.success.emplace_back(read);
+    txn.failure.emplace_back(read);
+    etcd::RangeRequest member;
+    member.key = member_key;
+    txn.failure.emplace_back(std::move(member));
+    auto r = run(client->txn(std::move(txn)));
+    if (!r) return std::unexpected(write_failed(r.error()));
+    const std::size_t at = r->succeeded ? 1 : 0;  // the read of `key`
+    const auto* range = r->responses.size() <= at ? nullptr : std::get_if<etcd::RangeResponse>(&r->responses[at]);
+    if (range == nullptr) return fail(Errc::storage_failure, "etcd store: an incomplete answer to a claim");
+    Claim c;
+    c.created = r->succeeded;
+    if (!range->kvs.empty()) c.kv = range->kvs.front();
+    if (r->succeeded) {
+      if (!c.kv) return fail(Errc::storage_failure, "etcd store: an incomplete answer to a claim");
+      c.fenced = true;
+      return c;
+    }
+    const auto* m = r->responses.size() < 2 ? nullptr : std::get_if<etcd::RangeResponse>(&r->responses[1]);
+    c.fenced = m != nullptr && !m->kvs.empty() && m->kvs.front().lease == lease;
+    return c;
+  }
+
   // Runs one client call on the store's thread and waits for it.
   template <class T>
   T run(asio::awaitable<T> call) {
@@ -854,28 +900,13 @@ Result<bool> EtcdStore::hold_lock(std::string_view name, std::string_view me, st
   Impl& s = *impl_;
   const std::int64_t lease = s.member_lease.load();
   if (lease == 0) return fail(Errc::unavailable, "etcd store: this host is not registered (no member lease) yet");
-  const std::string key = s.prefix + "locks/" + std::string(name);
-  // Taken if free (create_revision 0), else read: ours when it lives under our lease.
-  etcd::TxnRequest txn;
-  txn.compare.push_back(etcd::Compare::create_revision(key, 0));
-  etcd::PutRequest put;
-  put.key = key;
-  put.value = std::string(me);
-  put.lease = lease;
-  txn.success.emplace_back(std::move(put));
-  etcd::RangeRequest read;
-  read.key = key;
-  txn.failure.emplace_back(std::move(read));
-  auto r = s.run(s.client->txn(std::move(txn)));
-  if (!r) return std::unexpected(write_failed(r.error()));
-  if (r->succeeded) {
-    if (holder != nullptr) *holder = std::string(me);
-    return true;
-  }
-  const auto* range = r->responses.empty() ? nullptr : std::get_if<etcd::RangeResponse>(&r->responses.front());
-  if (range == nullptr || range->kvs.empty()) return false;  // released meanwhile: the next call takes it
-  if (holder != nullptr) *holder = range->kvs.front().value;
-  return range->kvs.front().lease == lease;
+  // Taken if free, else read: ours when it lives under our lease and our
+  // member record still does too.
+  ROOTSEAL_LET(c, s.claim_fenced(s.prefix + "locks/" + std::string(name), std::string(me),
+                                 s.prefix + "members/" + std::string(me), lease));
+  if (!c.kv) return false;  // released meanwhile (or not fenced): the next call takes it
+  if (holder != nullptr) *holder = c.kv->value;
+  return c.created || (c.fenced && c.kv->lease == lease);
 }
 
 void EtcdStore::release_lock(std::string_view name) {
@@ -1016,29 +1047,13 @@ Result<std::optional<std::int64_t>> EtcdStore::claim_bucket(std::uint32_t bucket
   Impl& s = *impl_;
   const std::int64_t lease = s.member_lease.load();
   if (lease == 0) return fail(Errc::unavailable, "etcd store: this host is not registered (no member lease) yet");
-  const std::string key = bucket_key(s.prefix, bucket);
-  etcd::TxnRequest txn;
-  // The fence: this host's record still lives under the lease we write with.
-  txn.compare.push_back(Impl::lease_is(s.prefix + "members/" + std::string(host_id), lease));
-  txn.compare.push_back(etcd::Compare::create_revision(key, 0));
   BucketOwner owner;
   owner.host_id = std::string(host_id);
   owner.instance = std::string(instance);
-  etcd::PutRequest put;
-  put.key = key;
-  put.value = detail::serialize_bucket_owner(owner);
-  put.lease = lease;
-  txn.success.emplace_back(std::move(put));
-  etcd::RangeRequest read;
-  read.key = key;
-  txn.success.emplace_back(std::move(read));
-  auto r = s.run(s.client->txn(std::move(txn)));
-  if (!r) return std::unexpected(write_failed(r.error()));
-  if (!r->succeeded) return std::optional<std::int64_t>{};
-  const auto* range = r->responses.size() < 2 ? nullptr : std::get_if<etcd::RangeResponse>(&r->responses[1]);
-  if (range == nullptr || range->kvs.empty())
-    return fail(Errc::storage_failure, "etcd store: an incomplete answer to a claim");
-  return std::optional<std::int64_t>(range->kvs.front().create_revision);
+  ROOTSEAL_LET(c, s.claim_fenced(bucket_key(s.prefix, bucket), detail::serialize_bucket_owner(owner),
+                                 s.prefix + "members/" + std::string(host_id), lease));
+  if (!c.created) return std::optional<std::int64_t>{};
+  return std::optional<std::int64_t>(c.kv->create_revision);  // the epoch
 }
 
 Result<bool> EtcdStore::release_bucket(std::uint32_t bucket) {

@@ -604,6 +604,15 @@ TEST_CASE("etcd store: one holder of a lock under its member lease, gone with th
   // b stops (its lease revoked): a takes it.
   b->stop_membership();
   CHECK(*a->hold_lock("snapshots", "a"));
+  // The fence, as for buckets: a's member record no longer under a's lease
+  // (another process under the same host id, or the record of an expired
+  // lease): a neither counts the lock it holds as held nor takes a free one.
+  REQUIRE(cluster.etcdctl(0,
+                          "put /rs-test/members/a '{\"host_id\":\"a\",\"instance\":\"other\",\"version\":\"\","
+                          "\"root_kcv\":\"\",\"sealed\":true,\"seen_revision\":0,\"started\":0}'") == 0);
+  CHECK_FALSE(*a->hold_lock("snapshots", "a", &holder));
+  CHECK(holder == "a");
+  CHECK_FALSE(*a->hold_lock("other", "a"));
 }
 
 TEST_CASE(

@@ -124,7 +124,9 @@ class EtcdStore final : public kms::StateStore {
   // A lock at <prefix>locks/<name> (one holder in the cluster), held under
   // this host's member lease (start_membership): true when this host holds it
   // now (taken now or before), false when another host has it (`holder` then
-  // says who); unavailable before the host is registered. The lock goes with
+  // says who) or when this host's member record <prefix>members/<me> no longer
+  // lives under that lease (the fence, as claim_bucket's); unavailable before
+  // the host is registered. The lock goes with
   // the lease: at once when the host stops (stop_membership revokes it), when
   // the lease expires if the host dies (etcd.member_ttl); the next call of
   // another host then takes it. release_lock lets it go now, if it is ours.
