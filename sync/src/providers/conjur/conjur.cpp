@@ -21,6 +21,11 @@ using kms::fail;
 
 namespace {
 
+// "403 Forbidden: message" from Conjur's JSON error answer: Conjur writes
+// {"error":{"code","message"}}, the shape Microsoft's APIs use, so the reader
+// is the one the Azure provider uses.
+std::string conjur_error(const net::ClientResponse& r) { return microsoft_error(r); }
+
 // Conjur's access tokens live 8 minutes (BearerAuth renews them with a tenth
 // of that left, and once after a 401).
 constexpr std::chrono::seconds kConjurTokenLifetime{8 * 60};
@@ -77,7 +82,7 @@ class ConjurAuth final : public BearerAuth {
     if (!r) co_return fail(r.error().code, "conjur: " + who + " failed: " + r.error().message);
     if (r->status == 401) co_return fail(Errc::permission_denied, "conjur: " + who + " refused (401 Unauthorized)");
     if (r->status != 200) {
-      co_return fail(errc_for_status(r->status), "conjur: " + who + " refused: " + microsoft_error(*r));
+      co_return fail(errc_for_status(r->status), "conjur: " + who + " refused: " + conjur_error(*r));
     }
     ROOTSEAL_CO_LET(cred, conjur_token_credential(r->body.view()));
     co_return Token{std::move(cred), kConjurTokenLifetime};
@@ -186,14 +191,14 @@ class ConjurImpl final : public ConjurProvider {
                                                {&counters_.calls, nullptr}));
     if (r.status == 200) co_return kms::SecureBytes::copy_of(r.body.view());
     if (r.status == 404) {
-      co_return fail(Errc::not_found, "conjur: variable \"" + ref.key + "\" not found or empty: " + microsoft_error(r));
+      co_return fail(Errc::not_found, "conjur: variable \"" + ref.key + "\" not found or empty: " + conjur_error(r));
     }
     if (r.status == 401 || r.status == 403) {
       co_return fail(Errc::permission_denied,
-                     "conjur: reading variable \"" + ref.key + "\" refused: " + microsoft_error(r));
+                     "conjur: reading variable \"" + ref.key + "\" refused: " + conjur_error(r));
     }
     co_return fail(errc_for_status(r.status),
-                   "conjur: reading variable \"" + ref.key + "\" failed: " + microsoft_error(r));
+                   "conjur: reading variable \"" + ref.key + "\" failed: " + conjur_error(r));
   }
 
  private:
@@ -209,7 +214,7 @@ class ConjurImpl final : public ConjurProvider {
     const Errc code = r.status == 401 || r.status == 403 ? Errc::permission_denied
                       : r.status == 404                  ? Errc::not_found
                                                          : errc_for_status(r.status);
-    co_return fail(code, "conjur: " + what + " failed: " + microsoft_error(r));
+    co_return fail(code, "conjur: " + what + " failed: " + conjur_error(r));
   }
 
   ConjurSpec spec_;
