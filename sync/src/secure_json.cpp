@@ -9,6 +9,8 @@
 #include <charconv>
 #include <cstdint>
 #include <new>
+#include <optional>
+#include <vector>
 
 namespace rootseal::sync {
 
@@ -124,6 +126,23 @@ kms::Result<kms::SecureBytes> extract_property(const kms::SecureBytes& whole, st
   ROOTSEAL_LET(doc, parse_remote(whole, what));
   const auto root = Document::root();
   SecureBuffer out(64);
+  if (format == ValueFormat::azure_tags) {
+    // ESO's Azure getSecretTag: the tag of that name, else "<tag>.<path>"
+    // read in the tag's value (getProperty); else the tag does not exist.
+    if (doc.kind(root) != Kind::object) return fail(Errc::invalid_argument, what + ": the metadata is not an object");
+    if (const auto v = doc.last_member(root, property); v && doc.kind(*v) == Kind::string) {
+      out.append(doc.string(*v));
+      return out.take();
+    }
+    const auto dot = property.find('.');
+    if (dot != std::string_view::npos && dot > 0) {
+      if (const auto tag = doc.last_member(root, property.substr(0, dot)); tag && doc.kind(*tag) == Kind::string) {
+        out.append(doc.string(*tag));
+        return extract_property(out.take(), property.substr(dot + 1), ValueFormat::gjson_path_first);
+      }
+    }
+    return fail(Errc::not_found, "tag " + std::string(property) + " does not exist");
+  }
   if (format == ValueFormat::go_map && doc.kind(root) == Kind::object) {
     // Vault: data[property] first, its number as written (UseNumber).
     if (const auto v = doc.last_member(root, property)) {
@@ -217,6 +236,66 @@ kms::Result<SecretMap> select_map(kms::SecureBytes whole, std::string_view prope
     if (!dec) return fail(dec.error().code, "key \"" + k + "\": " + dec.error().message);
     out.emplace(k, std::move(*dec));
   }
+  return out;
+}
+
+namespace {
+
+// Go's json.Unmarshal of `text` into a map[string]string: nullopt when it
+// fails (not JSON, not an object, a value not a string or null); `null` is
+// an empty map.
+std::optional<std::vector<std::pair<std::string, kms::SecureBytes>>> string_map_of(const kms::SecureBytes& text) {
+  auto doc = Document::parse(text.span());
+  if (!doc) return std::nullopt;
+  const auto root = Document::root();
+  std::vector<std::pair<std::string, kms::SecureBytes>> out;
+  if (doc->kind(root) == Kind::null) return out;
+  if (doc->kind(root) != Kind::object) return std::nullopt;
+  for (const auto& m : doc->members(root)) {
+    const auto kind = doc->kind(m.value);
+    if (kind != Kind::string && kind != Kind::null) return std::nullopt;
+    SecureBuffer v(16);
+    if (kind == Kind::string) v.append(doc->string(m.value));
+    out.emplace_back(std::string(doc->string(m.key)), v.take());
+  }
+  return out;
+}
+
+}  // namespace
+
+kms::Result<SecretMap> metadata_map(kms::SecureBytes whole, std::string_view key, std::string_view property,
+                                    ValueFormat format) {
+  if (format != ValueFormat::azure_tags) return select_map(std::move(whole), property, DecodingStrategy::none, format);
+  // GetSecretMap reads the secret first (GetSecret with Fetch: the property must be a tag).
+  if (!property.empty()) ROOTSEAL_TRY(extract_property(whole, property, format));
+  auto doc = Document::parse(whole.span());
+  if (!doc || doc->kind(Document::root()) != Kind::object) {
+    return fail(Errc::invalid_argument, "extract: the metadata is not a JSON object");
+  }
+  std::string_view name = key;
+  if (name.starts_with("secret/")) name.remove_prefix(7);
+  // getSecretTagsWithLegacySDK: "<name>_<tag>", a JSON object of strings spread as "<name>_<tag>_<k>".
+  SecretMap tags;
+  for (const auto& m : doc->members(Document::root())) {
+    if (doc->kind(m.value) != Kind::string) continue;
+    const std::string tag = std::string(name) + "_" + std::string(doc->string(m.key));
+    SecureBuffer v(32);
+    v.append(doc->string(m.value));
+    kms::SecureBytes value = v.take();
+    if (auto spread = string_map_of(value)) {
+      for (auto& [k, sub] : *spread) tags.insert_or_assign(tag + "_" + k, std::move(sub));
+    } else {
+      tags.insert_or_assign(tag, std::move(value));
+    }
+  }
+  if (property.empty()) return tags;
+  // getSecretMapProperties: "<key>_<property>" looked up as a tag (getSecretTag); absent: empty.
+  const std::string wanted = std::string(key) + "_" + std::string(property);
+  SecureBuffer as_json(64);
+  json_object_of(tags, as_json);
+  auto one = extract_property(as_json.take(), wanted, format);
+  SecretMap out;
+  out.emplace(wanted, one ? std::move(*one) : kms::SecureBytes());
   return out;
 }
 

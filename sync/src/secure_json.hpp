@@ -71,5 +71,15 @@ kms::Result<kms::SecureBytes> select_value(kms::SecureBytes whole, std::string_v
                                            ValueFormat format);
 kms::Result<SecretMap> select_map(kms::SecureBytes whole, std::string_view property, DecodingStrategy decoding,
                                   ValueFormat format);
+// dataFrom.extract with metadataPolicy Fetch of remote key `key`: the
+// metadata a provider's fetch_metadata answered, as a map. As select_map
+// (no decoding) for every format but azure_tags, where it is ESO's Azure
+// GetSecretMap: `property`, if any, must name a tag (as for data[]); the map
+// is every tag as "<name>_<tag>" (a tag whose value is a JSON object of
+// strings: "<name>_<tag>_<k>" for each k) and attribute as
+// "<name>_attribute.<a>", <name> the key without "secret/"; with a property,
+// only "<key>_<property>" (looked up as a tag of that map; empty when absent).
+kms::Result<SecretMap> metadata_map(kms::SecureBytes whole, std::string_view key, std::string_view property,
+                                    ValueFormat format);
 
 }  // namespace rootseal::sync

@@ -5,7 +5,9 @@
 // Properties: a refusal is invalid_argument; Go's Marshal of a document is
 // valid JSON that reads back to the same Marshal (a fixed point), whatever
 // the numbers; every byte_value / gjson_string / extract runs clean; a
-// property that exists is found again in the marshalled form (Vault).
+// property that exists is found again in the marshalled form (Vault); ESO's
+// Azure metadata map (metadataPolicy Fetch, extract) has only "<name>_..."
+// keys.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -50,7 +52,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   sync::gojson::gjson_string(*doc, Document::root(), g);
 
   const auto whole = kms::SecureBytes::copy_of(text);
-  for (const auto format : {sync::ValueFormat::text, sync::ValueFormat::go_map, sync::ValueFormat::gjson_path_first}) {
+  for (const auto format : {sync::ValueFormat::text, sync::ValueFormat::go_map, sync::ValueFormat::gjson_path_first,
+                            sync::ValueFormat::azure_tags}) {
     if (auto m = sync::extract_map(whole, format); !m) {
       fuzz::require_clean_error(m.error(), {kms::Errc::invalid_argument}, "extract refusal");
     }
@@ -58,6 +61,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto p = sync::extract_property(whole, property, format);
     if (!p)
       fuzz::require_clean_error(p.error(), {kms::Errc::invalid_argument, kms::Errc::not_found}, "property refusal");
+  }
+  for (const std::string_view key : {std::string_view("db"), std::string_view("secret/db")}) {
+    auto md = sync::metadata_map(whole.clone(), key, property, sync::ValueFormat::azure_tags);
+    if (!md) {
+      fuzz::require_clean_error(md.error(), {kms::Errc::invalid_argument, kms::Errc::not_found}, "metadata refusal");
+      continue;
+    }
+    const std::string one = std::string(key) + "_" + std::string(property);
+    for (const auto& [k, v] : *md) {
+      fuzz::require(property.empty() ? k.starts_with("db_") : k == one, "metadata keys are <name>_<tag>");
+    }
   }
   if (!property.empty() && doc->kind(Document::root()) == sync::gojson::Kind::object &&
       sync::gojson::is_plain_gjson_path(property) && sync::gojson::gjson_get(*doc, Document::root(), property)) {

@@ -149,6 +149,15 @@ class Kube:
                 return c.get("status"), c.get("reason"), c.get("message")
         return None
 
+    def event_messages(self, ns, name, reason="UpdateFailed", kind="ExternalSecret"):
+        """The messages of the events `reason` about the object kind ns/name.
+        A failed ExternalSecret's condition carries ESO's fixed text
+        ("could not get secret data from provider", ...); the error is in its
+        Warning event UpdateFailed."""
+        items = (self.get("/api/v1/namespaces/%s/events" % ns) or {}).get("items") or []
+        return [e.get("message") for e in items if e.get("reason") == reason and
+                e.get("involvedObject", {}).get("kind") == kind and e.get("involvedObject", {}).get("name") == name]
+
 
 class SyncEnv:
     """Doubles + rootseald with sync enabled. Call start(); stop() in tearDown."""

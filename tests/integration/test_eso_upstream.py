@@ -22,6 +22,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 import unittest
 
 import yaml
@@ -121,8 +122,11 @@ def gcp_put(sid, value):
     assert st == 200, (sid, st, body)
 
 
-def azure_put(name, value):
-    st, body = CLOUD.azure("PUT", "/secrets/" + name, {"value": value})
+def azure_put(name, value, tags=None):
+    body = {"value": value}
+    if tags:
+        body["tags"] = tags
+    st, body = CLOUD.azure("PUT", "/secrets/" + name, body)
     assert st == 200, (name, st, body)
 
 
@@ -192,6 +196,21 @@ def seed():
     gcp_put("ssl-certificate-p12-example", "not-read")
     # Azure Key Vault.
     azure_put("tls-client-credentials", "not-read")
+    # aws-sm-external-secret.yaml's secrets (its store, aws-sm-store.yaml, is in eu-central-1): the AWS
+    # guide's friendslist, and database-credentials with the tags its metadataPolicy examples read.
+    ENV.aws("create-secret", "--region", "eu-central-1", "--name", "friendslist", "--secret-string", json.dumps(
+        {"name": {"first": "Tom", "last": "Anderson"},
+         "friends": [{"first": "Dale", "last": "Murphy"}, {"first": "Roger", "last": "Craig"}]}))
+    ENV.aws("create-secret", "--region", "eu-central-1", "--name", "database-credentials", "--secret-string",
+            '{"username":"db-user","password":"db-pw"}', "--tags", "Key=dev,Value=alice", "Key=team,Value=a<b>")
+    # azkv-external-secret.yaml's and azkv-datafrom-external-secret.yaml's secrets: one tag of
+    # database-credentials a JSON object of strings (ESO's Azure provider spreads those for extract).
+    azure_put("database-username", "az-user")
+    azure_put("database-password", "az-pass")
+    azure_put("database-credentials", '{"username":"db-admin","password":"db-pw"}',
+              {"environment": "production", "owner": '{"team":"payments","oncall":"alice"}'})
+    azure_put("dev-username", "dev-user")
+    azure_put("api-token", "t0k3n", {"environment": "dev"})
 
 
 # ---- applying the manifests ---------------------------------------------------------
@@ -348,6 +367,9 @@ def ps_ready(ns, name, status):
                     "PushSecret %s/%s Ready=%s" % (ns, name, status))
 
 
+# ESO's fixed condition messages (externalsecret_controller.go): the error itself is in the event.
+GET_DATA = "could not get secret data from provider"
+UPDATE = "could not update secret"
 PKCS12_REFUSED = ("invalid ExternalSecret: spec.target.template.data.tls.crt: template: line 1: function "
                   "\"pkcs12cert\" is not supported (see docs/sync.md)")
 
@@ -371,16 +393,17 @@ class EsoUpstreamExamples(unittest.TestCase):
         follow the status it goes with, and other events may come first."""
         ENV.wait(lambda: want in events(ns, kind, name), "event %r of %s %s/%s" % (want, kind, ns, name))
 
-    def refused(self, ns, es, message):
-        """A failure: Ready=False SecretSyncedError with this message, a
-        Warning UpdateFailed event with it. ESO's condition message is its fixed text ("could
-        not get secret data from provider", ...) with the error in the event;
-        rootseal puts the same error in both."""
+    def refused(self, ns, es, event, condition=GET_DATA):
+        """A failure as ESO's markAsFailed: Ready=False SecretSyncedError with
+        ESO's fixed text for the path (`condition`: "could not get secret data
+        from provider", "could not update secret", ...) and a Warning
+        UpdateFailed event with the error (`event`). rootseal's own refusals
+        (an invalid spec, a template it does not run) carry the error in both:
+        condition=event."""
         st, reason, msg = es_ready(ns, es, "False")
-        self.assertEqual((st, reason), ("False", "SecretSyncedError"))
-        self.assertEqual(msg, message)
-        self.wait_event(ns, "ExternalSecret", es, ("Warning", "UpdateFailed", msg))
-        return msg
+        self.assertEqual((st, reason, msg), ("False", "SecretSyncedError", condition))
+        self.wait_event(ns, "ExternalSecret", es, ("Warning", "UpdateFailed", event))
+        return event
 
     # -- Vault KV v2 (vault-token-store.yaml) --------------------------------------
 
@@ -506,6 +529,43 @@ class EsoUpstreamExamples(unittest.TestCase):
         apply("getallsecrets-find-by-tags.yaml", "aws-find-tags")
         self.synced("aws-find-tags", "find-by-tags", "secret-to-be-created", {"prod-app": "tagged-both"})
 
+    def test_aws_sm_external_secret_with_metadata_policy(self):
+        # docs/provider/aws-secrets-manager.md: aws-sm-store.yaml (its `role` assumed through moto's STS)
+        # and aws-sm-external-secret.yaml: two properties of friendslist (the comments' Tom and Roger),
+        # the tags of database-credentials as Go's JSON of a map (HTML escaped) and its `dev` tag.
+        namespace("aws-sm")
+        aws_credentials("aws-sm")
+        apply("aws-sm-store.yaml", "aws-sm")
+        apply("aws-sm-external-secret.yaml", "aws-sm")
+        self.synced("aws-sm", "example", "friends", {
+            "my_name": "Tom", "first_friend": "Roger", "tags": '{"dev":"alice","team":"a\\u003cb\\u003e"}',
+            "developer": "alice"})
+
+    def test_aws_sm_push_secret_with_metadata(self):
+        # aws-sm-push-secret-with-metadata.yaml (namespace teamb); its store teamb-secret-store is in no
+        # snippet: basic-secret-store.yaml under that name; its source Secret my-secret neither.
+        namespace("teamb")
+        aws_credentials("teamb")
+        apply("basic-secret-store.yaml", "teamb", rename="teamb-secret-store")
+        ENV.kube.create("/api/v1/namespaces/teamb/secrets", {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "my-secret", "namespace": "teamb"},
+            "data": {"key1": b64("teamb-value")}})
+        apply("aws-sm-push-secret-with-metadata.yaml", "teamb")
+        self.assertEqual(ps_ready("teamb", "pushsecret-example", "True"),
+                         ("True", "Synced", "PushSecret synced successfully"))
+        self.wait_event("teamb", "PushSecret", "pushsecret-example",
+                        ("Normal", "Synced", "PushSecret synced successfully"))
+        # secretPushFormat string: SecretString; description, KMS key and tags as the metadata says (with
+        # rootseal's managed-by tag where ESO's is managed-by=external-secrets, docs/push.md).
+        got = ENV.aws("get-secret-value", "--secret-id", "teamb-my-first-parameter-3")
+        self.assertEqual(got.get("SecretString"), "teamb-value")
+        self.assertNotIn("SecretBinary", got)
+        d = CLOUD.aws_describe("teamb-my-first-parameter-3")
+        self.assertEqual(d["Description"], "secret 'managed-by:secret-manager' from 'secret-store:teamb-secret-store'")
+        self.assertEqual(d["KmsKeyId"], "bb123123-b2b0-4f60-ac3a-44a13f0e6b6c")
+        self.assertEqual({t["Key"]: t["Value"] for t in d["Tags"]},
+                         {"managed-by": "rootseal", "secret-store": "teamb-secret-store", "refresh-interval": "1h"})
+
     def test_decoding_strategy_auto(self):
         # docs/guides/decoding-strategy.md: Gustavo and Fring stay, the base64 address is decoded.
         aws_store("aws-decoding")
@@ -576,6 +636,7 @@ class EsoUpstreamExamples(unittest.TestCase):
         cluster_store("aws-parameter-store.yaml", "cluster-parameter-store")
         apply("aws-jenkins-credential-github-ssh-external-secret.yaml", "ci")
         self.refused("ci", "github-ssh-access",
+                     "error processing spec.data[0] (key: /service/github/sshUserPrivateKeyUserName), err: "
                      "ClusterSecretStore \"cluster-parameter-store\" is invalid: spec.provider.aws.service: "
                      "unsupported value 'ParameterStore' (supported: SecretsManager)")
         self.assertIsNone(ENV.kube.secret("ci", "github-ssh-access"))
@@ -600,8 +661,9 @@ class EsoUpstreamExamples(unittest.TestCase):
         aws_store("tpl-from-cm")
         apply("template-v2-from-secret.yaml", "tpl-from-cm")
         self.refused("tpl-from-cm", "my-template-example",
+                     "could not apply template: error fetching templateFrom data: "
                      "spec.target.template.templateFrom[1].configMap.items[0] (key annotations): template: line 2: "
-                     "function \"now\" is not supported (see docs/sync.md)")
+                     "function \"now\" is not supported (see docs/sync.md)", UPDATE)
         self.assertIsNone(ENV.kube.secret("tpl-from-cm", "secret-to-be-created"))
 
     def test_template_functions_refused(self):
@@ -616,8 +678,9 @@ class EsoUpstreamExamples(unittest.TestCase):
             aws_store(ns)
             apply(snippet, ns)
             with self.subTest(snippet=snippet):
-                self.refused(ns, es, "invalid ExternalSecret: spec.target.template.data.%s: template: line 1: "
-                                     "function \"%s\" is not supported (see docs/sync.md)" % (key, function))
+                msg = ("invalid ExternalSecret: spec.target.template.data.%s: template: line 1: "
+                       "function \"%s\" is not supported (see docs/sync.md)" % (key, function))
+                self.refused(ns, es, msg, msg)
 
     def test_multiline_template_replace(self):
         aws_store("tpl-multiline")
@@ -633,8 +696,9 @@ class EsoUpstreamExamples(unittest.TestCase):
         aws_store("tpl-literal")
         apply("template-v2-literal-example.yaml", "tpl-literal")
         self.refused("tpl-literal", "my-template-example",
+                     "could not apply template: error fetching templateFrom data: "
                      "spec.target.template.templateFrom[0].literal: template: line 3: function \"htpasswd\" is not "
-                     "supported (see docs/sync.md)")
+                     "supported (see docs/sync.md)", UPDATE)
         self.assertIsNone(ENV.kube.secret("tpl-literal", "secret-to-be-created"))
 
     def test_vault_pushsecret(self):
@@ -645,8 +709,9 @@ class EsoUpstreamExamples(unittest.TestCase):
         st, reason, msg = ps_ready("vault-push", "pushsecret-example", "False")
         # Documented refusal (docs/sync.md, push.md): push targets are AWS, Azure and GCP.
         self.assertEqual((st, reason), ("False", "Errored"))
-        self.assertEqual(msg, 'SecretStore/vault-secretstore: SecretStore "vault-secretstore": vault is supported '
-                              'as a source only (push to: aws, azurekv, gcpsm)')
+        self.assertEqual(msg, 'set secret failed: could not get secrets client for store vault-secretstore: '
+                              'SecretStore "vault-secretstore": vault is supported as a source only (push to: aws, '
+                              'azurekv, gcpsm)')
         self.wait_event("vault-push", "PushSecret", "pushsecret-example", ("Warning", "Errored", msg))
 
     def test_pushing_the_whole_secret(self):
@@ -724,14 +789,60 @@ class EsoUpstreamExamples(unittest.TestCase):
     def test_gcpsm_tls_refused_pkcs12(self):
         gcp_store("gcp-tls", "example")
         apply("gcpsm-tls-externalsecret.yaml", "gcp-tls")
-        self.refused("gcp-tls", "template-tls-example", PKCS12_REFUSED)
+        self.refused("gcp-tls", "template-tls-example", PKCS12_REFUSED, PKCS12_REFUSED)
 
     # -- Azure Key Vault (azkv-credentials-secret.yaml, azkv-secret-store-spn-secret.yaml) --
+
+    def test_azkv_external_secret_refused_cert_and_key(self):
+        # docs/provider/azure-key-vault.md's ExternalSecret: its secrets and both metadataPolicy Fetch
+        # items are read, then data[4] names a certificate (cert/), which rootseal does not serve
+        # (docs/sync.md): ESO's condition text, the error in the event, no Secret.
+        azure_store("azkv-es", "azure-store")
+        apply("azkv-external-secret.yaml", "azkv-es")
+        self.refused("azkv-es", "database-credentials",
+                     'error processing spec.data[4] (key: cert/db-client-cert), err: SecretStore "azure-store" key '
+                     '"cert/db-client-cert": azure: certificates and keys (remoteRef.key cert/db-client-cert) are not '
+                     'served by rootseal; secrets are')
+        self.assertIsNone(ENV.kube.secret("azkv-es", "database-credentials"))
+
+    def test_azkv_datafrom_find_extract_and_metadata(self):
+        # azkv-datafrom-external-secret.yaml: find by name (^dev) and by tags (environment: dev), the
+        # JSON of database-credentials, and its tags with metadataPolicy Fetch as ESO's Azure
+        # GetSecretMap makes them: "<name>_<tag>", a JSON object of strings spread one key per member,
+        # and the attributes created and updated (RFC 3339, UTC).
+        azure_store("azkv-datafrom", "azure-store")
+        st, body = CLOUD.azure("GET", "/secrets/database-credentials")
+        self.assertEqual(st, 200)
+        attrs = body["attributes"]
+        rfc3339 = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
+        apply("azkv-datafrom-external-secret.yaml", "azkv-datafrom")
+        self.synced("azkv-datafrom", "all-secrets", "all-secrets", {
+            "dev-username": "dev-user", "api-token": "t0k3n", "username": "db-admin", "password": "db-pw",
+            "database-credentials_environment": "production", "database-credentials_owner_team": "payments",
+            "database-credentials_owner_oncall": "alice",
+            "database-credentials_attribute.created": rfc3339(attrs["created"]),
+            "database-credentials_attribute.updated": rfc3339(attrs["updated"])})
+
+    def test_azkv_pushsecret_with_metadata(self):
+        # azkv-pushsecret-secret.yaml (its Secret and PushSecret, moved out of "default", where another
+        # example's PushSecret has the same name): tags, contentType and expirationDate applied.
+        azure_store("azkv-push", "azure-store")
+        apply("azkv-pushsecret-secret.yaml", "azkv-push", relocate=True)
+        self.assertEqual(ps_ready("azkv-push", "pushsecret-example", "True"),
+                         ("True", "Synced", "PushSecret synced successfully"))
+        self.wait_event("azkv-push", "PushSecret", "pushsecret-example",
+                        ("Normal", "Synced", "PushSecret synced successfully"))
+        st, body = CLOUD.azure("GET", "/secrets/my-azkv-secret-name")
+        self.assertEqual(st, 200)
+        self.assertEqual(body["value"], "my-secret")
+        self.assertEqual(body["contentType"], "application/json")
+        self.assertEqual(body["attributes"]["exp"], 1735689599)  # 2024-12-31T23:59:59Z
+        self.assertEqual(body["tags"], {"managed-by": "rootseal", "environment": "production"})
 
     def test_azkv_pkcs12_refused(self):
         azure_store("azure-tls", "azure-store")
         apply("azkv-pkcs12-cert-external-secret.yaml", "azure-tls")
-        self.refused("azure-tls", "tls-client-credentials", PKCS12_REFUSED)
+        self.refused("azure-tls", "tls-client-credentials", PKCS12_REFUSED, PKCS12_REFUSED)
 
 
 if __name__ == "__main__":

@@ -103,14 +103,17 @@ class AwsSecretRefAgainstMoto(unittest.TestCase):
     def test_extract_property_missing_or_not_an_object_is_ready_false_with_the_property_named(self):
         external_secret("nickname", {"dataFrom": [{"extract": {"key": "friendslist", "property": "nickname"}}]})
         external_secret("friends-array", {"dataFrom": [{"extract": {"key": "friendslist", "property": "friends"}}]})
-        st, reason, msg = wait_ready("nickname", "False")
-        self.assertEqual(reason, "SecretSyncedError")
-        self.assertEqual(msg, 'could not get secret data from provider: SecretStore "aws" key "friendslist" '
-                              'property "nickname": property \'nickname\' not found')
-        st, reason, msg = wait_ready("friends-array", "False")
-        self.assertEqual(msg, 'spec.dataFrom[0].extract: key "friendslist": extract: property \'friends\' '
-                              'is not a JSON object')
-        self.assertNotIn("Dale", msg)
+        # ESO's condition text; the error in the Warning event UpdateFailed.
+        self.assertEqual(wait_ready("nickname", "False"),
+                         ("False", "SecretSyncedError", "could not get secret data from provider"))
+        ENV.wait(lambda: 'error processing spec.dataFrom[0].extract, err: SecretStore "aws" key "friendslist" '
+                         'property "nickname": property \'nickname\' not found' in ENV.kube.event_messages(NS, "nickname"),
+                 "UpdateFailed event of nickname")
+        self.assertEqual(wait_ready("friends-array", "False"),
+                         ("False", "SecretSyncedError", "could not get secret data from provider"))
+        msg = 'error processing spec.dataFrom[0].extract, err: key "friendslist": extract: property \'friends\' ' \
+              'is not a JSON object'
+        ENV.wait(lambda: msg in ENV.kube.event_messages(NS, "friends-array"), "UpdateFailed event of friends-array")
         self.assertIsNone(ENV.kube.secret(NS, "nickname"))
         self.assertIsNone(ENV.kube.secret(NS, "friends-array"))
         # Gone, so that their retries do not reach moto during another test's recording.
@@ -120,7 +123,8 @@ class AwsSecretRefAgainstMoto(unittest.TestCase):
     def test_a_credential_secret_without_the_key_is_ready_false_naming_it(self):
         external_secret("badref", {"data": [{"secretKey": "n", "remoteRef": {"key": "friendslist"}}]},
                         store="aws-badref")
-        st, reason, msg = wait_ready("badref", "False")
+        self.assertEqual(wait_ready("badref", "False")[2], "could not get secret data from provider")
+        msg = ENV.wait(lambda: ENV.kube.event_messages(NS, "badref"), "UpdateFailed event of badref")[-1]
         self.assertIn("credential Secret %s/awssm-secret has no key 'no-such-key'" % NS, msg)
         self.assertNotIn("testing", msg)
 
@@ -237,8 +241,8 @@ class AwsSecretRefAgainstMoto(unittest.TestCase):
         external_secret("db-tag-missing", {"data": [{"secretKey": "x", "remoteRef": {
             "metadataPolicy": "Fetch", "key": "database-credentials", "property": "nope"}}]})
         st, reason, msg = wait_ready("db-tag-missing", "False")
-        self.assertEqual(reason, "SecretSyncedError")
-        self.assertIn("nope", msg)
+        self.assertEqual((reason, msg), ("SecretSyncedError", "could not get secret data from provider"))
+        self.assertIn("nope", ENV.wait(lambda: ENV.kube.event_messages(NS, "db-tag-missing"), "its event")[-1])
         # Gone, so that its retries do not reach moto during another test's recording.
         for name in ("db-tags", "db-tags-tpl", "db-tag-missing"):
             ENV.kube.delete(ESO + "/namespaces/%s/externalsecrets/%s" % (NS, name))

@@ -89,7 +89,10 @@ class SyncE2E(unittest.TestCase):
         # No ConfigMap yet: Ready=False with ESO's reason text, no Secret.
         ready = self.env.wait(lambda: (self.kube.ready(ns, "grafana") or [None])[0] == "False" and
                               self.kube.ready(ns, "grafana"), "Ready=False")
-        self.assertEqual(ready[2], 'error fetching templateFrom data: configmaps "grafana-config-tpl" not found')
+        # ESO's ApplyTemplate error: "could not update secret", the error in the event.
+        self.assertEqual(ready[2], "could not update secret")
+        self.env.wait(lambda: 'could not apply template: error fetching templateFrom data: configmaps '
+                      '"grafana-config-tpl" not found' in self.kube.event_messages(ns, "grafana"), "UpdateFailed event")
         self.assertIsNone(self.kube.secret(ns, "grafana-out"))
         self.kube.create("/api/v1/namespaces/%s/configmaps" % ns, {
             "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "grafana-config-tpl", "namespace": ns},
@@ -193,8 +196,10 @@ class SyncE2E(unittest.TestCase):
             ready = self.env.wait(lambda: (self.kube.ready(ns, "d") or ("",))[0] == "False" and self.kube.ready(ns, "d"),
                                   "Ready=False while the store is down", timeout=20)
             self.assertEqual(ready[1], "SecretSyncedError")
-            self.assertIn("could not get secret data from provider", ready[2])
-            self.assertNotIn("after", ready[2])
+            self.assertEqual("could not get secret data from provider", ready[2])
+            failed = self.env.wait(lambda: self.kube.event_messages(ns, "d"), "UpdateFailed event")
+            self.assertTrue(failed[-1].startswith("error processing spec.data[0] (key: down/key), err: "), failed)
+            self.assertNotIn("after", failed[-1])
             s = self.kube.secret(ns, "d")
             self.assertEqual(s["metadata"]["resourceVersion"], rv)
             self.assertEqual(base64.b64decode(s["data"]["value"]).decode(), "before")
@@ -255,8 +260,9 @@ class SyncE2E(unittest.TestCase):
         self.env.external_secret(refused, "s", ref, store="shared", kind="ClusterSecretStore")
         self.env.wait(lambda: self.kube.secret_value(allowed, "s", "value") == "shared", "allowed namespace synced")
         ready = self.env.wait(lambda: self.kube.ready(refused, "s"), "refused status")
-        self.assertEqual(ready[:2], ("False", "SecretSyncedError"))
-        self.assertIn("is not allowed from namespace \"%s\"" % refused, ready[2])
+        self.assertEqual(ready, ("False", "SecretSyncedError", "could not get secret data from provider"))
+        self.env.wait(lambda: any("is not allowed from namespace \"%s\"" % refused in m
+                                  for m in self.kube.event_messages(refused, "s")), "UpdateFailed event")
         self.assertIsNone(self.kube.secret(refused, "s"))
 
     def test_cluster_secret_store_selector_fails_closed_when_labels_cannot_be_read(self):
@@ -283,11 +289,13 @@ class SyncE2E(unittest.TestCase):
             self.env.external_secret(ns, "s", ref, store="selected", kind="ClusterSecretStore")
         self.env.wait(lambda: self.kube.secret_value(ok, "s", "value") == "selected", "admitted namespace synced")
         denied = self.env.wait(lambda: self.kube.ready(quarantined, "s"), "refused status")
-        self.assertEqual(denied[:2], ("False", "SecretSyncedError"))
-        self.assertIn("is not allowed from namespace \"%s\"" % quarantined, denied[2])
+        self.assertEqual(denied, ("False", "SecretSyncedError", "could not get secret data from provider"))
+        self.env.wait(lambda: any("is not allowed from namespace \"%s\"" % quarantined in m
+                                  for m in self.kube.event_messages(quarantined, "s")), "UpdateFailed event")
         refused = self.env.wait(lambda: self.kube.ready(unread, "s"), "refused status (labels unread)")
-        self.assertEqual(refused[:2], ("False", "SecretSyncedError"))
-        self.assertIn("refused: could not read namespace labels", refused[2])
+        self.assertEqual(refused, ("False", "SecretSyncedError", "could not get secret data from provider"))
+        self.env.wait(lambda: any("refused: could not read namespace labels" in m
+                                  for m in self.kube.event_messages(unread, "s")), "UpdateFailed event")
         self.assertIsNone(self.kube.secret(quarantined, "s"))
         self.assertIsNone(self.kube.secret(unread, "s"))
 
@@ -338,8 +346,9 @@ class SyncE2E(unittest.TestCase):
                                      store="central")
         self.env.wait(lambda: self.kube.secret_value(ok, "h", "value") == "h", "host-credential store synced")
         ready = self.env.wait(lambda: self.kube.ready(no, "h"), "refused host credentials")
-        self.assertEqual(ready[0], "False")
-        self.assertIn("may not be used from namespace", ready[2])
+        self.assertEqual(ready, ("False", "SecretSyncedError", "could not get secret data from provider"))
+        self.env.wait(lambda: any("may not be used from namespace" in m for m in self.kube.event_messages(no, "h")),
+                      "UpdateFailed event")
         self.assertIsNone(self.kube.secret(no, "h"))
 
 

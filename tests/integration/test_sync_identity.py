@@ -141,12 +141,18 @@ class Identity(unittest.TestCase):
                                  refresh=refresh, target=target, store=store, kind=kind)
 
     def refused(self, ns, name="db", timeout=20):
-        """The Ready condition of ExternalSecret ns/name once it is False for a reason other than its store not
-        being in rootseald's cache yet (an ExternalSecret created right after its store may see that first)."""
+        """(status, reason, error) of ExternalSecret ns/name once it is Ready=False for a reason other than its
+        store not being in rootseald's cache yet (an ExternalSecret created right after its store may see that
+        first): the condition carries ESO's fixed text, the error is its latest Warning event UpdateFailed."""
         def settled():
             r = self.kube.ready(ns, name)
-            return r if r and r[0] == "False" and not re.search(r'Secret ?Store "[^"]*" not found', r[2] or "") else None
-        return self.env.wait(settled, "%s/%s refused" % (ns, name), timeout=timeout)
+            failed = self.kube.event_messages(ns, name)
+            if not r or r[0] != "False" or not failed or re.search(r'Secret ?Store "[^"]*" not found', failed[-1]):
+                return None
+            return r[0], r[1], failed[-1], r[2]
+        st, reason, error, condition = self.env.wait(settled, "%s/%s refused" % (ns, name), timeout=timeout)
+        self.assertEqual((reason, condition), ("SecretSyncedError", "could not get secret data from provider"))
+        return st, reason, error
 
     def follow_changes(self, ns, put, exchanges):
         """Starting from value v1 synced into Secret <ns>/db-creds key "v": writes v2, v3, ... with put(value)
@@ -232,8 +238,7 @@ class Identity(unittest.TestCase):
         self.assertGreaterEqual(self.env.k8s.stats()["by_resource"]["tokenreviews"]["create"], 1)
         # Vault's policy for that identity decides: another namespace's path is refused.
         self.es(ns, "id-other/db", name="other")
-        ready = self.env.wait(lambda: (self.kube.ready(ns, "other") or [None])[0] == "False" and
-                              self.kube.ready(ns, "other"), "other refused")
+        ready = self.refused(ns, "other")
         self.assertIn("permission denied", ready[2])
         self.assertIsNone(self.kube.secret(ns, "other-creds"))
         self.assert_no_credentials_leaked([ns])
@@ -350,8 +355,7 @@ class Identity(unittest.TestCase):
         self.env.wait(lambda: self.kube.secret_value(ns, "db-creds", "password") == "kept", "first sync")
         st, _ = self.kube.delete("/api/v1/namespaces/%s/serviceaccounts/app" % ns)
         self.assertEqual(st, 200)
-        ready = self.env.wait(lambda: (self.kube.ready(ns, "db") or [None])[0] == "False" and
-                              self.kube.ready(ns, "db"), "Ready False", timeout=30)
+        ready = self.refused(ns, "db", timeout=30)
         self.assertIn('cannot request Kubernetes service account token for service account "app"', ready[2])
         self.assertIn('serviceaccounts "app" not found', ready[2])
         # No retry storm: over 6 s, the ExternalSecret's backoff (retry_base 200 ms, retry_max 2 s) allows a
@@ -547,8 +551,7 @@ class Identity(unittest.TestCase):
                for n in ("by-name", "by-tag")}
         self.assertEqual(got["by-name"], {ns + "-a": "value-a", ns + "-b": "value-b"})
         self.assertEqual(got["by-tag"], {ns + "-a": "value-a", ns + "-c": "value-c"})
-        refused = self.env.wait(lambda: (self.kube.ready(ns, refused_name) or [None])[0] == "False" and
-                                self.kube.ready(ns, refused_name), refused_name + " refused")
+        refused = self.refused(ns, refused_name)
         self.assertIn(refusal, refused[2])
         self.assertIsNone(self.kube.secret(ns, refused_name))
 
@@ -679,8 +682,7 @@ class Identity(unittest.TestCase):
         self.env.wait(lambda: self.kube.secret_value(ns, "db-creds", "v") == "kept", "first sync")
         st, _ = self.kube.delete("/api/v1/namespaces/%s/serviceaccounts/app" % ns)
         self.assertEqual(st, 200)
-        ready = self.env.wait(lambda: (self.kube.ready(ns, "db") or [None])[0] == "False" and
-                              self.kube.ready(ns, "db"), "Ready False", timeout=30)
+        ready = self.refused(ns, "db", timeout=30)
         self.assertIn('serviceaccounts "app" not found', ready[2])
         t0 = time.time()
         deadline = time.monotonic() + 6
@@ -953,8 +955,7 @@ class Identity(unittest.TestCase):
         # Conjur's policy decides: a variable the host may not read is refused (403), the Secret not written.
         self.env.external_secret(ns, "other", [{"secretKey": "p", "remoteRef": {"key": "other/db/password"}}],
                                  refresh="1h", target={"name": "other-creds"}, store="conjur")
-        ready = self.env.wait(lambda: (self.kube.ready(ns, "other") or [None])[0] == "False" and
-                              self.kube.ready(ns, "other"), "other refused")
+        ready = self.refused(ns, "other")
         self.assertIn('conjur: reading variable "other/db/password" refused: 403 forbidden: Forbidden', ready[2])
         self.assertIsNone(self.kube.secret(ns, "other-creds"))
         self.assert_no_conjur_tokens_leaked(ns)
@@ -1122,8 +1123,7 @@ class Identity(unittest.TestCase):
             # The "web" certificate presented for role "other": refused by Vault, said clearly.
             store("vault-wrong", "web", "other")
             self.es(ns, "cert/db", name="wrong", refresh="1h", store="vault-wrong")
-            ready = self.env.wait(lambda: (self.kube.ready(ns, "wrong") or [None])[0] == "False" and
-                                  self.kube.ready(ns, "wrong"), "wrong refused")
+            ready = self.refused(ns, "wrong")
             self.assertIn("vault: certificate login failed: vault answered 400: invalid certificate", ready[2])
             # No private key material in the log or the statuses.
             self.env.err.flush()

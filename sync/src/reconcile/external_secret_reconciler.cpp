@@ -7,6 +7,7 @@
 #include "model/parse.hpp"
 #include "reconcile/eso_meta.hpp"
 #include "rewrite.hpp"
+#include "secure_buffer.hpp"
 
 namespace rootseal::sync::reconcile {
 
@@ -177,12 +178,13 @@ asio::awaitable<ReconcileResult> ExternalSecretReconciler::fail(const std::strin
   {
     std::lock_guard lock(mu_);
     auto& st = state_[key];
-    new_error = st.last_error != why.message;
-    st.last_error = why.message;
+    new_error = st.last_error != why.event;
+    st.last_error = why.event;
     st.synced_rv.clear();  // force a refresh on the next attempt
   }
-  if (new_error) api_.event(Resource::external_secret, es.meta, true, "UpdateFailed", why.message);
-  co_await set_status(es, false, why.reason, why.message, es.status.synced_resource_version);
+  // As ESO's markAsFailed: the condition's fixed message, the error in the event.
+  if (new_error) api_.event(Resource::external_secret, es.meta, true, "UpdateFailed", why.event);
+  co_await set_status(es, false, why.reason, why.condition, es.status.synced_resource_version);
   co_return why.retry ? ReconcileResult::retry() : ReconcileResult::done();
 }
 
@@ -217,7 +219,7 @@ asio::awaitable<ReconcileResult> ExternalSecretReconciler::run(const std::string
   if (!parsed) {  // an invalid spec: Ready=False with the precise message; no retry until it changes
     auto shell = invalid_shell(object);
     if (!shell) co_return ReconcileResult::done();
-    const Refusal why{kReasonError, "invalid ExternalSecret: " + parsed.error().message, false, false};
+    const Refusal why = own_refusal("invalid ExternalSecret: " + parsed.error().message, false);
     co_return co_await fail(key, *shell, why);
   }
   const model::ExternalSecret es = std::move(*parsed);
@@ -239,7 +241,7 @@ asio::awaitable<ReconcileResult> ExternalSecretReconciler::run(const std::string
   }
   auto existing_r = co_await api_.secret(es.meta.namespace_, es.target.name);
   if (!existing_r) {
-    const Refusal why{kReasonError, "could not read Secret: " + existing_r.error().message, true, false};
+    const Refusal why = own_refusal("could not read Secret: " + existing_r.error().message, true);
     co_return co_await fail(key, es, why);
   }
   const ObjectPtr existing = *existing_r;
@@ -255,10 +257,11 @@ asio::awaitable<ReconcileResult> ExternalSecretReconciler::run(const std::string
   // As ESO: a Normal event MissingProviderSecret for each remote secret skipped.
   for (const auto& m : fetched->missing)
     api_.event(Resource::external_secret, es.meta, false, "MissingProviderSecret", m);
+  const bool exists = existing != nullptr;
   auto sources = co_await template_sources(es);
-  if (!sources) co_return co_await fail(key, es, sources.error());
+  if (!sources) co_return co_await fail(key, es, mutate_refusal(es, exists, sources.error()));
   auto content = secret_content_of(es, std::move(fetched->data), *sources);
-  if (!content) co_return co_await fail(key, es, content.error());
+  if (!content) co_return co_await fail(key, es, mutate_refusal(es, exists, content.error()));
   auto action = desired_secret(es, std::move(*content), !fetched->missing.empty(), existing.get());
   if (!action) co_return co_await fail(key, es, action.error());
   auto status = co_await apply(es, std::move(*action));
@@ -274,7 +277,8 @@ asio::awaitable<Step<TemplateSources>> ExternalSecretReconciler::template_source
     auto cm = co_await api_.config_map(es.meta.namespace_, *tf.config_map);
     if (!cm) {
       co_return std::unexpected(
-          Refusal{kReasonError, "error fetching templateFrom data: " + cm.error().message, true, false});
+          refusal(kMsgErrorUpdateSecret,
+                  "could not apply template: error fetching templateFrom data: " + cm.error().message, true));
     }
     out.emplace(*tf.config_map, std::move(*cm));
   }
@@ -291,13 +295,13 @@ asio::awaitable<Step<ProviderData>> ExternalSecretReconciler::fetch(const model:
     const model::StoreRef ref = item.store_override ? *item.store_override : es.store_ref;
     if (item.find) {
       auto found = co_await find_all(stores, es.meta.namespace_, ref, *item.find);
-      if (!found) co_return std::unexpected(found.error());
+      if (!found) co_return std::unexpected(provider_refusal(data_from_where(es, i), found.error()));
       auto added = add_data_found(out, es, i, std::move(*found));
       if (!added) co_return std::unexpected(added.error());
       continue;
     }
     auto whole = co_await fetch_whole(stores, es.meta.namespace_, ref, item.extract);
-    if (!whole) co_return std::unexpected(whole.error());
+    if (!whole) co_return std::unexpected(provider_refusal(data_from_where(es, i), whole.error()));
     auto added = add_data_from(out, es, i, ref, whole->format, std::move(whole->value));
     if (!added) co_return std::unexpected(added.error());
   }
@@ -305,7 +309,7 @@ asio::awaitable<Step<ProviderData>> ExternalSecretReconciler::fetch(const model:
     const auto& item = es.data[i];
     const model::StoreRef ref = item.store_override ? *item.store_override : es.store_ref;
     auto whole = co_await fetch_whole(stores, es.meta.namespace_, ref, item.remote_ref);
-    if (!whole) co_return std::unexpected(whole.error());
+    if (!whole) co_return std::unexpected(provider_refusal(data_where(es, i), whole.error()));
     auto added = add_data(out, es, i, ref, whole->format, std::move(whole->value));
     if (!added) co_return std::unexpected(added.error());
   }
@@ -330,11 +334,68 @@ asio::awaitable<Step<ExternalSecretReconciler::Whole>> ExternalSecretReconciler:
   std::string cache_key = fetch_key((*used)->id, remote.key, remote.version);
   if (metadata) cache_key += "\x1fmetadata";
   auto value = co_await cache_.get(cache_key, f);  // named: no co_await inside a braced initializer (g++ 12)
-  co_return Whole{std::move(value), provider->value_format()};
+  const ValueFormat format = metadata ? provider->metadata_format() : provider->value_format();
+  co_return Whole{std::move(value), format};
 }
 
-// dataFrom[].find through the store's provider (not cached: a search, not one
-// key). Outer error: the store was refused; inner: the search's outcome.
+namespace {
+
+// A found map as one locked buffer for the FetchCache: per entry the key's
+// and the value's length (4 bytes each, big-endian), then their bytes.
+void put_length(SecureBuffer& out, std::size_t n) {
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((n >> shift) & 0xffU));
+}
+
+kms::SecureBytes encode_found(const SecretMap& found) {
+  SecureBuffer out(256);
+  for (const auto& [k, v] : found) {
+    put_length(out, k.size());
+    out.append(k);
+    put_length(out, v.size());
+    out.append(v.span());
+  }
+  return out.take();
+}
+
+kms::Result<SecretMap> decode_found(const kms::SecureBytes& bytes) {
+  SecretMap out;
+  const auto* p = bytes.data();
+  std::size_t left = bytes.size();
+  const auto take_length = [&](std::size_t& n) {
+    if (left < 4) return false;
+    n = (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) | (std::size_t{p[2]} << 8) | std::size_t{p[3]};
+    p += 4;
+    left -= 4;
+    return n <= left;
+  };
+  while (left > 0) {
+    std::size_t klen = 0;
+    std::size_t vlen = 0;
+    if (!take_length(klen)) return kms::fail(Errc::internal, "find cache: a truncated entry");
+    std::string key(reinterpret_cast<const char*>(p), klen);
+    p += klen;
+    left -= klen;
+    if (!take_length(vlen)) return kms::fail(Errc::internal, "find cache: a truncated entry");
+    out.insert_or_assign(std::move(key), kms::SecureBytes::copy_of(std::span<const std::uint8_t>(p, vlen)));
+    p += vlen;
+    left -= vlen;
+  }
+  return out;
+}
+
+// A component of a cache key, length-prefixed so that no two searches share a key.
+void key_part(std::string& key, std::string_view part) {
+  key += std::to_string(part.size());
+  key.push_back(':');
+  key.append(part);
+}
+
+}  // namespace
+
+// dataFrom[].find through the store's provider, shared like a fetch: one
+// search per (store generation, path, tags, name regexp) per refresh window
+// (FetchCache), whichever ExternalSecrets ask for it. Outer error: the store
+// was refused; inner: the search's outcome.
 asio::awaitable<Step<kms::Result<SecretMap>>> ExternalSecretReconciler::find_all(
     std::map<std::string, UsedStore>& stores, const std::string& ns, const model::StoreRef& ref,
     const model::FindRef& find) {
@@ -354,8 +415,31 @@ asio::awaitable<Step<kms::Result<SecretMap>>> ExternalSecretReconciler::find_all
     name.emplace(std::move(*re));
     request.name_matches = [&name](std::string_view n) { return name->matches(n); };
   }
-  auto found = co_await (*used)->provider->find(request);  // request and name outlive the call
-  co_return found;
+  std::string cache_key = (*used)->id;
+  cache_key +=
+      "\x1f"
+      "find";
+  // (no ?: on strings in coroutines: g++ 12 double-destroys temporaries)
+  std::string part = "-";
+  if (find.path) part = "p" + *find.path;
+  key_part(cache_key, part);
+  part = "-";
+  if (find.name_regexp) part = "n" + *find.name_regexp;
+  key_part(cache_key, part);
+  for (const auto& [k, v] : request.tags) {
+    key_part(cache_key, k);
+    key_part(cache_key, v);
+  }
+  std::shared_ptr<Provider> provider = (*used)->provider;
+  // Run by this coroutine when it leads the flight: request and name outlive the call.
+  FetchCache::Fetch f = [provider, &request]() -> Task<kms::SecureBytes> {
+    auto found = co_await provider->find(request);
+    if (!found) co_return std::unexpected(found.error());
+    co_return encode_found(*found);
+  };
+  auto cached = co_await cache_.get(cache_key, f);
+  if (!cached) co_return kms::Result<SecretMap>(std::unexpected(cached.error()));
+  co_return decode_found(*cached);
 }
 
 // The store `ref` names for this reconcile, admitted for the namespace, with
@@ -374,7 +458,7 @@ asio::awaitable<Step<ExternalSecretReconciler::UsedStore*>> ExternalSecretReconc
     }
     if (!provider) {  // refused by the store's conditions or host policy: wait for a change; else retry
       const bool refused = provider.error().code == Errc::permission_denied;
-      co_return std::unexpected(Refusal{kReasonError, provider.error().message, !refused, false});
+      co_return std::unexpected(refusal(kMsgErrorGetSecretData, provider.error().message, !refused));
     }
     UsedStore used{std::move(*provider), id + "@" + store->meta.uid + ":" + store->meta.resource_version};
     it = stores.emplace(id, std::move(used)).first;
@@ -390,7 +474,7 @@ asio::awaitable<Step<Keep>> ExternalSecretReconciler::apply(const model::Externa
   if (auto* del = std::get_if<Delete>(&action)) {
     auto d = co_await api_.delete_secret(ns, es.target.name, del->uid);
     if (!d && d.error().code != Errc::not_found) {
-      co_return std::unexpected(Refusal{kReasonError, "could not delete Secret: " + d.error().message, true, false});
+      co_return std::unexpected(refusal(kMsgErrorDeleteSecret, d.error().message, true));
     }
     ++stats_.secret_writes;
     api_.event(Resource::external_secret, es.meta, false, "Deleted", std::string(kMsgDeleted));
@@ -405,10 +489,13 @@ asio::awaitable<Step<Keep>> ExternalSecretReconciler::apply(const model::Externa
     written = co_await api_.update_secret(ns, write.body, fm);
   }
   if (!written) {
+    // As ESO's createSecret (the API's error as it is) and updateSecret
+    // ("unable to update secret <name>: ").
     const auto code = written.error().code;
-    const bool conflict = code == Errc::conflict || code == Errc::already_exists;
-    co_return std::unexpected(
-        Refusal{kReasonError, "could not write Secret: " + written.error().message, true, conflict});
+    Refusal why = refusal(kMsgErrorUpdateSecret, written.error().message, true);
+    why.conflict = code == Errc::conflict || code == Errc::already_exists;
+    if (!write.create) why.event.insert(0, "unable to update secret " + es.target.name + ": ");
+    co_return std::unexpected(std::move(why));
   }
   ++stats_.secret_writes;
   if (write.create) {

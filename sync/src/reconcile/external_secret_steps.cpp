@@ -71,16 +71,16 @@ bool has_entry(const json::object* m, std::string_view k, std::string_view v) {
   return x != nullptr && x->is_string() && x->as_string() == v;
 }
 
-Refusal refused(std::string message, bool retry, std::string_view reason = kReasonError) {
-  return Refusal{reason, std::move(message), retry, false};
-}
-
+// What a provider answered for `key` (and `property`): the store, the
+// property when one is read, the provider's error.
 std::string provider_error(const model::StoreRef& store, const std::string& key, const std::string& property,
                            const kms::Error& e) {
-  std::string m = "could not get secret data from provider: " + store_label(store) + " key \"" + key + "\"";
+  std::string m = store_label(store) + " key \"" + key + "\"";
   if (!property.empty()) m += " property \"" + property + "\"";
   return m + ": " + e.message;
 }
+
+Refusal data_refused(std::string event, bool retry) { return refusal(kMsgErrorGetSecretData, std::move(event), retry); }
 
 // The metadata rootseal wants on the Secret (template metadata + ESO's).
 struct WantedMeta {
@@ -116,7 +116,10 @@ bool up_to_date(const model::ExternalSecret& es, const json::value& existing, co
   for (const auto& [k, v] : want.labels) ok = ok && has_entry(labels, k, as_view(v));
   for (const auto& [k, v] : want.annotations) ok = ok && has_entry(anns, k, as_view(v));
   if (!want.type.empty()) ok = ok && str_at(existing, "type") == want.type;
-  if (es.target.creation == model::CreationPolicy::owner) ok = ok && controller_of(existing) != nullptr;
+  if (es.target.creation == model::CreationPolicy::owner) {
+    const auto* ctl = controller_of(existing);  // this ExternalSecret, not a former one of its name
+    ok = ok && ctl != nullptr && obj_str(ctl, "uid") == es.meta.uid;
+  }
   return ok;
 }
 
@@ -184,23 +187,71 @@ bool immutable(const json::value& secret) {
   return v != nullptr && v->is_bool() && v->as_bool();
 }
 
-// The refusal that does not depend on the data: a Secret controlled by
-// another owner.
+// The API group of an ownerReference's apiVersion ("" for the core group).
+std::string_view api_group(std::string_view api_version) {
+  const auto slash = api_version.find('/');
+  return slash == std::string_view::npos ? std::string_view{} : api_version.substr(0, slash);
+}
+
+// The refusals that do not depend on the data, as ESO's applyOwnership: a
+// Secret controlled by another ExternalSecret (any creationPolicy), or, with
+// creationPolicy Owner, by another controller. Owners are compared by group,
+// kind and name (a recreated ExternalSecret takes its Secret over), as
+// controller-runtime's SetControllerReference.
 Step<void> check_existing(const model::ExternalSecret& es, const json::value* existing) {
-  const auto cp = es.target.creation;
-  if (existing != nullptr && cp == model::CreationPolicy::owner) {
-    const auto* ctl = controller_of(*existing);
-    if (ctl != nullptr && obj_str(ctl, "uid") != es.meta.uid) {
-      return std::unexpected(refused("Secret \"" + es.target.name + "\" is controlled by another owner (" +
-                                         std::string(obj_str(ctl, "kind")) + "/" + std::string(obj_str(ctl, "name")) +
-                                         ")",
-                                     true));
-    }
+  if (existing == nullptr) return {};
+  const auto* ctl = controller_of(*existing);
+  if (ctl == nullptr) return {};
+  const bool es_kind =
+      obj_str(ctl, "kind") == "ExternalSecret" && api_group(obj_str(ctl, "apiVersion")) == "external-secrets.io";
+  const bool this_es = es_kind && obj_str(ctl, "name") == es.meta.name;
+  const std::string mutate = "unable to mutate secret " + es.target.name + ": ";
+  if (es_kind && !this_es) {
+    return std::unexpected(
+        refusal(kMsgErrorIsOwned,
+                mutate + "secret is owned by another ExternalSecret: " + std::string(obj_str(ctl, "name")), true));
+  }
+  if (es.target.creation == model::CreationPolicy::owner && !this_es) {
+    return std::unexpected(refusal(kMsgErrorBecomeOwner,
+                                   mutate + "could not set controller reference on secret: Object " +
+                                       es.meta.namespace_ + "/" + es.target.name + " is already owned by another " +
+                                       std::string(obj_str(ctl, "kind")) + " controller " +
+                                       std::string(obj_str(ctl, "name")),
+                                   true));
   }
   return {};
 }
 
 }  // namespace
+
+Refusal refusal(std::string_view condition, std::string event, bool retry) {
+  return Refusal{kReasonError, std::string(condition), std::move(event), retry, false};
+}
+
+Refusal own_refusal(std::string message, bool retry) {
+  std::string condition = message;
+  return Refusal{kReasonError, std::move(condition), std::move(message), retry, false};
+}
+
+std::string data_from_where(const model::ExternalSecret& es, std::size_t i) {
+  const bool find = es.data_from.at(i).find.has_value();
+  return "error processing spec.dataFrom[" + std::to_string(i) + "]." + (find ? "find" : "extract") + ", err: ";
+}
+
+std::string data_where(const model::ExternalSecret& es, std::size_t i) {
+  return "error processing spec.data[" + std::to_string(i) + "] (key: " + es.data.at(i).remote_ref.key + "), err: ";
+}
+
+Refusal provider_refusal(const std::string& where, Refusal why) {
+  why.condition = std::string(kMsgErrorGetSecretData);
+  why.event.insert(0, where);
+  return why;
+}
+
+Refusal mutate_refusal(const model::ExternalSecret& es, bool existing, Refusal why) {
+  if (existing) why.event.insert(0, "unable to mutate secret " + es.target.name + ": ");
+  return why;
+}
 
 std::optional<model::ExternalSecret> invalid_shell(const json::value& object) {
   auto meta = model::parse_meta(object);
@@ -230,7 +281,7 @@ Step<void> check_templates(const model::ExternalSecret& es) {
   for (const auto& [k, text] : es.target.template_->data) {
     if (auto ok = check_template(text); !ok) {
       return std::unexpected(
-          refused("invalid ExternalSecret: spec.target.template.data." + k + ": " + ok.error().message, false));
+          own_refusal("invalid ExternalSecret: spec.target.template.data." + k + ": " + ok.error().message, false));
     }
   }
   return {};
@@ -266,28 +317,29 @@ namespace {
 // key validation. Messages as ESO's events. A bad rewrite is the manifest's
 // fault (no retry); a collision or an invalid key comes from the remote
 // value, which may change (retry).
-Step<SecretMap> keys_of(const model::DataFromItem& item, std::size_t i, SecretMap map) {
-  const std::string where =
-      "error processing spec.dataFrom[" + std::to_string(i) + "]." + (item.find ? "find" : "extract") + ", err: ";
+Step<SecretMap> keys_of(const model::ExternalSecret& es, std::size_t i, SecretMap map) {
+  const auto& item = es.data_from.at(i);
+  const std::string where = data_from_where(es, i);
   if (!item.rewrite.empty()) {
     auto rewritten = rewrite_map(item.rewrite, std::move(map));
     if (!rewritten) {
       // A bad regexp or template is the manifest's fault (no retry); a merge
       // the remote values do not allow may pass later.
       const bool retry = rewritten.error().code != Errc::invalid_argument;
-      return std::unexpected(refused(where + "error applying rewrite to keys: " + rewritten.error().message, retry));
+      return std::unexpected(
+          data_refused(where + "error applying rewrite to keys: " + rewritten.error().message, retry));
     }
     map = std::move(*rewritten);
   } else {
     auto converted = convert_keys(std::move(map));
     if (!converted) {
-      return std::unexpected(
-          refused(where + "error applying conversion strategy Default to keys: " + converted.error().message, true));
+      return std::unexpected(data_refused(
+          where + "error applying conversion strategy Default to keys: " + converted.error().message, true));
     }
     map = std::move(*converted);
   }
   if (auto valid = validate_keys(map); !valid) {
-    return std::unexpected(refused(
+    return std::unexpected(data_refused(
         where + "invalid secret keys (TIP: use rewrite or conversionStrategy to change keys): " + valid.error().message,
         true));
   }
@@ -307,26 +359,28 @@ std::string missing_event(std::size_t i, std::string_view key = {}) {
 Step<void> add_data_from(ProviderData& out, const model::ExternalSecret& es, std::size_t i,
                          const model::StoreRef& store, ValueFormat format, kms::Result<kms::SecureBytes> whole) {
   const auto& ref = es.data_from.at(i).extract;
+  const std::string where = data_from_where(es, i);
   if (!whole && whole.error().code == Errc::not_found && es.target.deletion != model::DeletionPolicy::retain) {
     out.missing.push_back(missing_event(i));
     return {};
   }
-  if (!whole) return std::unexpected(refused(provider_error(store, ref.key, "", whole.error()), true));
-  auto map = select_map(std::move(*whole), ref.property, DecodingStrategy::none, format);
+  if (!whole) return std::unexpected(data_refused(where + provider_error(store, ref.key, "", whole.error()), true));
+  // With metadataPolicy Fetch the metadata is read as ESO's provider of the kind reads it for extract
+  // (Azure: its own map of the tags, unlike its data[] reading).
+  auto map = ref.fetch_metadata ? metadata_map(std::move(*whole), ref.key, ref.property, format)
+                                : select_map(std::move(*whole), ref.property, DecodingStrategy::none, format);
   if (!map && map.error().code == Errc::not_found) {  // the property is missing: an error, as ESO's providers
-    return std::unexpected(refused(provider_error(store, ref.key, ref.property, map.error()), true));
+    return std::unexpected(data_refused(where + provider_error(store, ref.key, ref.property, map.error()), true));
   }
   if (!map) {
-    return std::unexpected(refused(
-        "spec.dataFrom[" + std::to_string(i) + "].extract: key \"" + ref.key + "\": " + map.error().message, true));
+    return std::unexpected(data_refused(where + "key \"" + ref.key + "\": " + map.error().message, true));
   }
-  auto keyed = keys_of(es.data_from.at(i), i, std::move(*map));
+  auto keyed = keys_of(es, i, std::move(*map));
   if (!keyed) return std::unexpected(keyed.error());
   for (auto& [k, v] : *keyed) {  // decodingStrategy last, on the final keys (ESO)
     auto decoded = apply_decoding(ref.decoding, std::move(v));
     if (!decoded) {
-      return std::unexpected(
-          refused("spec.dataFrom[" + std::to_string(i) + "]: key \"" + k + "\": " + decoded.error().message, false));
+      return std::unexpected(data_refused(where + "key \"" + k + "\": " + decoded.error().message, false));
     }
     out.data.insert_or_assign(k, std::move(*decoded));
   }
@@ -336,7 +390,7 @@ Step<void> add_data_from(ProviderData& out, const model::ExternalSecret& es, std
 Step<void> add_data_found(ProviderData& out, const model::ExternalSecret& es, std::size_t i,
                           kms::Result<SecretMap> found) {
   const auto& item = es.data_from.at(i);
-  const std::string where = "error processing spec.dataFrom[" + std::to_string(i) + "].find, err: ";
+  const std::string where = data_from_where(es, i);
   if (!found && found.error().code == Errc::not_found && es.target.deletion != model::DeletionPolicy::retain) {
     out.missing.push_back(missing_event(i));
     return {};
@@ -345,14 +399,14 @@ Step<void> add_data_found(ProviderData& out, const model::ExternalSecret& es, st
     // A bad request (the regexp, a find the provider does not serve) is the
     // manifest's fault: no retry; anything else may pass.
     const bool retry = found.error().code != Errc::invalid_argument;
-    return std::unexpected(refused(where + "error getting all secrets: " + found.error().message, retry));
+    return std::unexpected(data_refused(where + "error getting all secrets: " + found.error().message, retry));
   }
-  auto keyed = keys_of(item, i, std::move(*found));
+  auto keyed = keys_of(es, i, std::move(*found));
   if (!keyed) return std::unexpected(keyed.error());
   for (auto& [k, v] : *keyed) {  // decodingStrategy last, on the final keys (ESO)
     auto decoded = apply_decoding(item.find->decoding, std::move(v));
     if (!decoded) {
-      return std::unexpected(refused(where + "key \"" + k + "\": " + decoded.error().message, false));
+      return std::unexpected(data_refused(where + "key \"" + k + "\": " + decoded.error().message, false));
     }
     out.data.insert_or_assign(k, std::move(*decoded));
   }
@@ -372,16 +426,27 @@ Step<void> add_data(ProviderData& out, const model::ExternalSecret& es, std::siz
   }
   kms::Result<kms::SecureBytes> value = std::move(whole);
   if (value) value = select_value(std::move(*value), ref.property, ref.decoding, format);
+  const std::string where = data_where(es, i);
   if (!value && value.error().code == Errc::bad_base64) {
-    return std::unexpected(
-        refused("spec.data[" + std::to_string(i) + "] (" + item.secret_key + "): " + value.error().message, false));
+    return std::unexpected(data_refused(where + value.error().message, false));
   }
-  if (!value) return std::unexpected(refused(provider_error(store, ref.key, ref.property, value.error()), true));
+  if (!value) {
+    return std::unexpected(data_refused(where + provider_error(store, ref.key, ref.property, value.error()), true));
+  }
   out.data.insert_or_assign(item.secret_key, std::move(*value));
   return {};
 }
 
 namespace {
+
+// A template that fails, as ESO's ApplyTemplate: "could not update secret",
+// the event "could not apply template: " + `stage` (ESO's wrapping of the
+// templateFrom or the data/metadata stage) + the error.
+Refusal template_refused(std::string_view stage, Refusal why) {
+  why.condition = std::string(kMsgErrorUpdateSecret);
+  why.event = "could not apply template: " + std::string(stage) + why.event;
+  return why;
+}
 
 // One template of templateFrom: rendered over the provider data, then put
 // under its key (Values) or read as a YAML map of keys and values
@@ -389,7 +454,7 @@ namespace {
 Step<void> apply_template(SecretMap& target, const std::string& key, std::string_view text, model::TemplateScope scope,
                           const SecretMap& values, DecodingStrategy decoding, const std::string& where) {
   auto rendered = render_template(text, values);
-  if (!rendered) return std::unexpected(refused(where + ": " + rendered.error().message, false));
+  if (!rendered) return std::unexpected(own_refusal(where + ": " + rendered.error().message, false));
   SecretMap entries;
   if (scope == model::TemplateScope::values) {
     entries.emplace(key, std::move(*rendered));
@@ -397,7 +462,7 @@ Step<void> apply_template(SecretMap& target, const std::string& key, std::string
     auto map = parse_yaml_string_map(as_view(*rendered));
     if (!map) {
       return std::unexpected(
-          refused(where + ": could not unmarshal template to 'map[string][]byte': " + map.error().message, false));
+          own_refusal(where + ": could not unmarshal template to 'map[string][]byte': " + map.error().message, false));
     }
     entries = std::move(*map);
   }
@@ -409,7 +474,7 @@ Step<void> apply_template(SecretMap& target, const std::string& key, std::string
       m += k;
       m += ": ";
       m += decoded.error().message;
-      return std::unexpected(refused(std::move(m), false));
+      return std::unexpected(own_refusal(std::move(m), false));
     }
     target.insert_or_assign(k, std::move(*decoded));
   }
@@ -438,16 +503,14 @@ Step<void> apply_template_from(SecretContent& out, const model::ExternalSecret& 
     if (tf.config_map) {
       const auto it = config_maps.find(*tf.config_map);
       if (it == config_maps.end() || it->second == nullptr) {
-        return std::unexpected(
-            refused("error fetching templateFrom data: configmaps \"" + *tf.config_map + "\" not found", true));
+        return std::unexpected(own_refusal("configmaps \"" + *tf.config_map + "\" not found", true));
       }
       for (std::size_t j = 0; j < tf.items.size(); ++j) {
         const auto& item = tf.items[j];
         const auto* text = config_map_value(*it->second, item.key);
         if (text == nullptr) {
-          return std::unexpected(refused(
-              "error fetching templateFrom data: error in configmap " + *tf.config_map + ": missing key " + item.key,
-              true));
+          return std::unexpected(
+              own_refusal("error in configmap " + *tf.config_map + ": missing key " + item.key, true));
         }
         ROOTSEAL_STEP_TRY(apply_template(target, item.key, *text, item.scope, values, tf.values_decoding,
                                          at + ".configMap.items[" + std::to_string(j) + "] (key " + item.key + ")"));
@@ -491,13 +554,21 @@ Step<SecretContent> secret_content_of(const model::ExternalSecret& es, SecretMap
   if (tmpl->merge_policy == model::MergePolicy::merge || (tmpl->data.empty() && tmpl->template_from.empty())) {
     for (const auto& [k, v] : provider_data) out.data.insert_or_assign(k, v.clone());
   }
-  ROOTSEAL_STEP_TRY(apply_template_from(out, es, provider_data, config_maps));
+  if (auto from = apply_template_from(out, es, provider_data, config_maps); !from) {
+    return std::unexpected(template_refused("error fetching templateFrom data: ", std::move(from).error()));
+  }
   for (const auto& [k, text] : tmpl->data) {
     auto r = render_template(text, provider_data);
-    if (!r) return std::unexpected(refused("spec.target.template.data." + k + ": " + r.error().message, false));
+    if (!r) {
+      return std::unexpected(
+          template_refused("could not execute template: ",
+                           own_refusal("spec.target.template.data." + k + ": " + r.error().message, false)));
+    }
     out.data.insert_or_assign(k, std::move(*r));
   }
-  ROOTSEAL_STEP_TRY(render_metadata(out, es, provider_data));
+  if (auto md = render_metadata(out, es, provider_data); !md) {
+    return std::unexpected(template_refused("could not execute template: ", std::move(md).error()));
+  }
   return out;
 }
 
@@ -531,7 +602,9 @@ Step<Action> desired_secret(const model::ExternalSecret& es, SecretContent conte
   SecretMap final_data;
   if (existing != nullptr && (cp == model::CreationPolicy::merge || cp == model::CreationPolicy::create_or_merge)) {
     auto cur = secret_data(*existing);
-    if (!cur) return std::unexpected(refused(cur.error().message, false));
+    if (!cur)
+      return std::unexpected(refusal(kMsgErrorUpdateSecret,
+                                     "unable to mutate secret " + es.target.name + ": " + cur.error().message, false));
     final_data = std::move(*cur);
   }
   for (auto& [k, v] : data) final_data.insert_or_assign(k, std::move(v));
@@ -539,7 +612,8 @@ Step<Action> desired_secret(const model::ExternalSecret& es, SecretContent conte
   const WantedMeta want = wanted_meta(es, hash, content);
   if (existing != nullptr && up_to_date(es, *existing, hash, want)) return Keep{};
   if (existing != nullptr && immutable(*existing)) {
-    return std::unexpected(refused("Secret \"" + es.target.name + "\" is immutable and its data differs", false));
+    return std::unexpected(refusal(kMsgErrorUpdateImmutable,
+                                   "unable to update secret " + es.target.name + ": secret is immutable", false));
   }
   return Write{secret_body(es, existing, final_data, want), existing == nullptr};
 }

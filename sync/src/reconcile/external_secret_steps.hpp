@@ -46,15 +46,47 @@ inline constexpr std::string_view kMsgMissing = "secret will not be created due 
 // ESO's Normal event messages for a Secret written (eventCreated, eventUpdated).
 inline constexpr std::string_view kEventCreated = "secret created";
 inline constexpr std::string_view kEventUpdated = "secret updated";
+// ESO's fixed Ready=False messages (reason SecretSyncedError), one per path;
+// the error itself goes only into the Warning event UpdateFailed.
+inline constexpr std::string_view kMsgErrorGetSecretData = "could not get secret data from provider";
+inline constexpr std::string_view kMsgErrorDeleteSecret = "could not delete secret";
+inline constexpr std::string_view kMsgErrorUpdateSecret = "could not update secret";
+inline constexpr std::string_view kMsgErrorUpdateImmutable = "could not update secret, target is immutable";
+inline constexpr std::string_view kMsgErrorBecomeOwner = "failed to take ownership of target secret";
+inline constexpr std::string_view kMsgErrorIsOwned = "target is owned by another ExternalSecret";
 
-// Why a reconcile stops short. retry false: wait for a change of the object.
-// conflict: a 409 on the write — retry at once, status untouched.
+// Why a reconcile stops short: the Ready=False condition's reason and
+// message (ESO's fixed text for the path) and the Warning event UpdateFailed's
+// message (the error, worded as ESO's controller wraps it). Refusals ESO has
+// no path for (an invalid spec, which ESO's webhook refuses; a template
+// rootseal does not run; the Secret unreadable) carry the error in both.
+// retry false: wait for a change of the object. conflict: a 409 on the
+// write — retry at once, status untouched.
 struct Refusal {
   std::string_view reason = kReasonError;
-  std::string message;
+  std::string condition;
+  std::string event;
   bool retry = true;
   bool conflict = false;
 };
+// A refusal of ESO's path `condition`, with the error `event`.
+Refusal refusal(std::string_view condition, std::string event, bool retry);
+// A refusal ESO has no path for: the error in the condition and the event.
+Refusal own_refusal(std::string message, bool retry);
+
+// The prefixes of ESO's GetProviderSecretData errors (the event of a
+// "could not get secret data from provider"): "error processing
+// spec.dataFrom[i].find, err: " (or .extract), "error processing
+// spec.data[i] (key: <remote key>), err: ".
+std::string data_from_where(const model::ExternalSecret& es, std::size_t i);
+std::string data_where(const model::ExternalSecret& es, std::size_t i);
+// A refusal met while reading item `where` (a store refused, ...): ESO's
+// provider-data condition, the event prefixed with `where`.
+Refusal provider_refusal(const std::string& where, Refusal why);
+// A refusal of the Secret's mutation (templates, ownership) as ESO's
+// updateSecret words it for an existing Secret: "unable to mutate secret
+// <name>: " before the event; unchanged for a Secret to create.
+Refusal mutate_refusal(const model::ExternalSecret& es, bool existing, Refusal why);
 template <class T>
 using Step = std::expected<T, Refusal>;
 

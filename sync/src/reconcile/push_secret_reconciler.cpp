@@ -207,10 +207,23 @@ asio::awaitable<kms::Result<std::vector<PushSecretReconciler::Target>>> PushSecr
   for (const auto& ref : ps.store_refs) {
     const model::StoreRef sref{ref.name, ref.kind};
     auto store = co_await resolver_.resolve(sref, ps.meta.namespace_);
-    if (!store) co_return std::unexpected(store.error());
-    auto p = co_await providers_.push_provider(*store, ps.meta.namespace_);
-    const std::string label = std::string(model::to_string(ref.kind)) + "/" + ref.name;
-    if (!p) co_return kms::fail(p.error().code, label + ": " + p.error().message);
+    const std::string kind(model::to_string(ref.kind));
+    if (!store && store.error().code == Errc::not_found) {  // ESO's errGetSecretStore and the API's NotFound
+      std::string resource = kind == "ClusterSecretStore" ? "clustersecretstores" : "secretstores";
+      co_return kms::fail(Errc::not_found, "could not get " + kind + " \"" + ref.name + "\", " + resource +
+                                               ".external-secrets.io \"" + ref.name + "\" not found");
+    }
+    kms::Result<std::shared_ptr<PushProvider>> p = std::shared_ptr<PushProvider>();
+    if (store) {
+      p = co_await providers_.push_provider(*store, ps.meta.namespace_);
+    } else {
+      p = std::unexpected(store.error());
+    }
+    const std::string label = kind + "/" + ref.name;
+    if (!p) {  // ESO: the store's client could not be made
+      co_return kms::fail(p.error().code, "set secret failed: could not get secrets client for store " + ref.name +
+                                              ": " + p.error().message);
+    }
     targets.push_back(Target{label, std::move(*p)});
   }
   co_return targets;
@@ -231,7 +244,7 @@ asio::awaitable<ReconcileResult> PushSecretReconciler::finalize(const model::Pus
         if (!api_.may_write(ps.meta.namespace_)) co_return ReconcileResult::done();
         auto r = co_await t.provider->remove(ref);
         if (!r) {
-          const std::string msg = "could not delete " + t.label + " key \"" + d.remote_key + "\": " + r.error().message;
+          const std::string msg = "Failed to Delete Secrets from Provider: " + r.error().message;
           co_await error_status(ctx, msg);
           co_return ReconcileResult::retry();
         }
@@ -265,10 +278,11 @@ asio::awaitable<kms::Result<std::vector<kms::SecureBytes>>> PushSecretReconciler
       const RemoteKey rk{src.ref.key, src.ref.version};
       if (src.ref.fetch_metadata) {
         whole = co_await (*p)->fetch_metadata(rk);
+        format = (*p)->metadata_format();
       } else {
         whole = co_await (*p)->fetch(rk);
+        format = (*p)->value_format();
       }
-      format = (*p)->value_format();
     } else {
       whole = std::unexpected(p.error());
     }
@@ -277,7 +291,8 @@ asio::awaitable<kms::Result<std::vector<kms::SecureBytes>>> PushSecretReconciler
     co_return values_to_push(ps, SecretMap{}, &*remote);
   }
   auto secret = co_await api_.secret(ns, ps.source_secret);
-  if (!secret || !*secret) co_return kms::fail(Errc::not_found, "source Secret \"" + ps.source_secret + "\" not found");
+  // ESO's errFailedGetSecret (its message names neither the Secret nor the error).
+  if (!secret || !*secret) co_return kms::fail(Errc::not_found, "could not get source secret");
   auto data = secret_data(**secret);
   if (!data) co_return std::unexpected(data.error());
   co_return values_to_push(ps, *data, nullptr);
@@ -306,8 +321,10 @@ asio::awaitable<ReconcileResult> PushSecretReconciler::push_all(const model::Pus
       if (!api_.may_write(ps.meta.namespace_)) co_return ReconcileResult::done();
       auto out = co_await t.provider->put_if_changed(ref, values[i], if_not_exists);
       if (!out) {
-        const std::string msg =
-            "could not push to " + t.label + " key \"" + d.remote_key + "\": " + out.error().message;
+        // ESO's errFailedSetSecret around errSetSecretFailed: the secret key and the store's name.
+        const std::string msg = "set secret failed: could not write remote ref " + d.secret_key +
+                                " to target secretstore " + t.label.substr(t.label.find('/') + 1) + ": " +
+                                out.error().message;
         co_await error_status(ctx, msg);
         co_return ReconcileResult::retry();
       }
@@ -452,7 +469,9 @@ kms::Result<std::vector<kms::SecureBytes>> values_to_push(const model::PushSecre
       out.push_back(buf.take());
     } else {
       auto it = source.find(d.secret_key);
-      if (it == source.end()) return kms::fail(Errc::not_found, "source Secret has no key \"" + d.secret_key + "\"");
+      if (it == source.end()) {  // ESO's pushSecretEntry, under errFailedSetSecret
+        return kms::fail(Errc::not_found, "set secret failed: secret key " + d.secret_key + " does not exist");
+      }
       out.push_back(it->second.clone());
     }
   }

@@ -9,6 +9,7 @@
 #include "providers/aws/aws_sm.hpp"
 #include "rootseal/kms/encoding.hpp"
 
+#include <ctime>
 #include <fstream>
 
 using namespace rootseal;
@@ -522,6 +523,91 @@ TEST_CASE("azure pull: latest and by version, properties as ESO's Azure provider
   CHECK(bad_version.error().code == kms::Errc::invalid_argument);
 }
 
+namespace {
+
+std::vector<std::string> keys_of(const sync::SecretMap& m) {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : m) out.push_back(k);
+  return out;
+}
+
+// Go's time.Format(time.RFC3339) of Unix seconds in UTC.
+std::string utc(std::int64_t seconds) {
+  const auto t = static_cast<std::time_t>(seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  return std::string(buf, std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm));
+}
+
+}  // namespace
+
+TEST_CASE("azure metadataPolicy Fetch: tags and attributes as ESO's, data[] by tag, extract as ESO's GetSecretMap") {
+  Azure az;
+  // Written through the REST API (curl): tags, one a JSON object of strings, and the expiry and not-before.
+  REQUIRE(run_command("curl -sf -X PUT -H 'Authorization: Bearer reader-token' -H 'Content-Type: application/json' "
+                      "-d '{\"value\":\"{\\\"user\\\":\\\"alice\\\"}\",\"tags\":{\"env\":\"prod\",\"html\":\"<b>\","
+                      "\"owner\":\"{\\\"team\\\":\\\"payments\\\",\\\"oncall\\\":\\\"bob\\\"}\"},"
+                      "\"attributes\":{\"exp\":1735689599,\"nbf\":1700000000}}' '" +
+                      az.d.url() + "/secrets/db?api-version=7.4'")
+              .status == 0);
+  const auto attrs = az.get("/secrets/db").at("attributes");
+  const std::string created = utc(attrs.at("created").as_int64());
+  const std::string updated = utc(attrs.at("updated").as_int64());
+  Loop loop;
+  auto p = make_azure(loop, az.spec());
+  std::shared_ptr<sync::Provider> pull = p;
+  CHECK(pull->metadata_format() == sync::ValueFormat::azure_tags);
+  auto whole = loop.run(pull->fetch_metadata({"secret/db", ""}));
+  REQUIRE(whole);
+  // ESO's getSecretAllMetadata through json.Marshal of a map[string]string: keys sorted, HTML escaped.
+  CHECK(text(*whole) ==
+        R"({"attribute.created":")" + created +
+            R"(","attribute.expires":"2024-12-31T23:59:59Z","attribute.notBefore":"2023-11-14T22:13:20Z",)"
+            R"("attribute.updated":")" +
+            updated +
+            R"(","env":"prod","html":"\u003cb\u003e",)"
+            R"("owner":"{\"team\":\"payments\",\"oncall\":\"bob\"}"})");
+  const auto fmt = pull->metadata_format();
+  // data[]: a tag by name, "<tag>.<path>" inside a tag's value, else "tag ... does not exist".
+  CHECK(text(*sync::select_value(whole->clone(), "env", sync::DecodingStrategy::none, fmt)) == "prod");
+  CHECK(text(*sync::select_value(whole->clone(), "owner.team", sync::DecodingStrategy::none, fmt)) == "payments");
+  CHECK(text(*sync::select_value(whole->clone(), "attribute.expires", sync::DecodingStrategy::none, fmt)) ==
+        "2024-12-31T23:59:59Z");
+  auto nope = sync::select_value(whole->clone(), "nope", sync::DecodingStrategy::none, fmt);
+  REQUIRE_FALSE(nope);
+  CHECK(nope.error().code == kms::Errc::not_found);
+  CHECK(nope.error().message == "tag nope does not exist");
+  // dataFrom.extract: every tag as "<name>_<tag>", a JSON object of strings spread, the attributes.
+  auto all = sync::metadata_map(whole->clone(), "secret/db", "", fmt);
+  REQUIRE(all);
+  CHECK(keys_of(*all) == std::vector<std::string>{"db_attribute.created", "db_attribute.expires",
+                                                  "db_attribute.notBefore", "db_attribute.updated", "db_env", "db_html",
+                                                  "db_owner_oncall", "db_owner_team"});
+  CHECK(text(all->at("db_owner_team")) == "payments");
+  CHECK(text(all->at("db_html")) == "<b>");
+  // With a property: only "<key>_<property>"; a tag that was spread is not found there: empty, as ESO.
+  auto env = sync::metadata_map(whole->clone(), "db", "env", fmt);
+  REQUIRE(env);
+  CHECK(keys_of(*env) == std::vector<std::string>{"db_env"});
+  CHECK(text(env->at("db_env")) == "prod");
+  auto owner = sync::metadata_map(whole->clone(), "db", "owner", fmt);
+  REQUIRE(owner);
+  CHECK(text(owner->at("db_owner")).empty());
+  // The property must be a tag (ESO's GetSecretMap reads it with GetSecret first).
+  auto missing_tag = sync::metadata_map(whole->clone(), "db", "nope", fmt);
+  REQUIRE_FALSE(missing_tag);
+  CHECK(missing_tag.error().code == kms::Errc::not_found);
+  // A missing secret is missing (ESO's Azure provider answers NoSecretErr).
+  auto missing = loop.run(pull->fetch_metadata({"nope", ""}));
+  REQUIRE_FALSE(missing);
+  CHECK(missing.error().code == kms::Errc::not_found);
+  // Other formats: extract as select_map.
+  auto plain = sync::metadata_map(secure(R"({"a":"1"})"), "db", "", sync::ValueFormat::text);
+  REQUIRE(plain);
+  CHECK(keys_of(*plain) == std::vector<std::string>{"a"});
+}
+
 TEST_CASE("gcp pull: latest and numbered versions, CRC32C-checked payloads, missing versions not_found") {
   Gcp g;
   Loop loop;
@@ -548,12 +634,6 @@ TEST_CASE("gcp pull: latest and numbered versions, CRC32C-checked payloads, miss
 }
 
 namespace {
-
-std::vector<std::string> keys_of(const sync::SecretMap& m) {
-  std::vector<std::string> out;
-  for (const auto& [k, v] : m) out.push_back(k);
-  return out;
-}
 
 // A GCP secret written through the REST API with curl (an independent client):
 // labels, and one version with `value` unless it is empty.

@@ -197,8 +197,12 @@ TEST_CASE("provider down: the Secret is untouched, status says why, retry, then 
   CHECK(f.kube.secret_value("team-a", "db", "pass") == "pw1");
   CHECK(f.kube.es_condition("team-a", "db", "status") == "False");
   CHECK(f.kube.es_condition("team-a", "db", "reason") == "SecretSyncedError");
-  CHECK(f.kube.es_condition("team-a", "db", "message").find("connection refused") != std::string::npos);
-  CHECK(f.kube.es_condition("team-a", "db", "message").find("pw") == std::string::npos);
+  // As ESO's markAsFailed: the condition's fixed text, the error in the Warning event.
+  CHECK(f.kube.es_condition("team-a", "db", "message") == "could not get secret data from provider");
+  const std::string event = f.kube.last_event("team-a", "db", "UpdateFailed");
+  CHECK(event.starts_with("error processing spec.data[0] (key: db/creds), err: "));
+  CHECK(event.find("connection refused") != std::string::npos);
+  CHECK(event.find("pw") == std::string::npos);
   f.advance(1s);
   f.reconcile("db");
   CHECK(f.kube.count_events("UpdateFailed") == 1);  // one event per distinct error, not per retry
@@ -232,6 +236,31 @@ TEST_CASE("fetch deduplication: many ExternalSecrets on one remote key cost one 
   CHECK(f.providers.fake->calls == 2);
 }
 
+TEST_CASE("find deduplication: ExternalSecrets with the same search share one listing per window") {
+  Fixture f;
+  f.providers.fake->set("app/a", std::string("bin\0\xff", 5));  // any bytes survive the shared listing
+  f.providers.fake->set("app/b", "b");
+  f.providers.fake->set("other/c", "c");
+  const char* same = R"("dataFrom":[{"find":{"path":"app/","name":{"regexp":"^app"}}}])";
+  for (const char* name : {"f1", "f2", "f3"}) {
+    f.kube.put(f.kube.external_secrets, es(name, same));
+  }
+  f.kube.put(f.kube.external_secrets, es("f4", R"("dataFrom":[{"find":{"name":{"regexp":"c$"}}}])"));
+  for (const char* name : {"f1", "f2", "f3", "f4"}) f.reconcile(name);
+  CHECK(f.providers.fake->find_calls == 2);  // one per distinct search
+  for (const char* name : {"f1", "f2", "f3"}) {
+    INFO(name);
+    CHECK(f.kube.secret_value("team-a", name, "app_a") == std::string("bin\0\xff", 5));
+    CHECK(f.kube.secret_value("team-a", name, "app_b") == "b");
+    CHECK(f.kube.secret_value("team-a", name, "other_c").empty());
+  }
+  CHECK(f.kube.secret_value("team-a", "f4", "other_c") == "c");
+  // The next window searches again, once for all.
+  f.advance(3601s);
+  for (const char* name : {"f1", "f2", "f3"}) f.reconcile(name);
+  CHECK(f.providers.fake->find_calls == 3);
+}
+
 TEST_CASE("a ClusterSecretStore refuses a namespace outside its conditions") {
   Fixture f;
   json::value store = vault_store("", "central");
@@ -255,8 +284,10 @@ TEST_CASE("a ClusterSecretStore refuses a namespace outside its conditions") {
   CHECK(f.kube.secret_value("team-a", "ok", "u") == "alice");
   CHECK(f.kube.snapshot(f.kube.secrets, "team-b", "nope") == nullptr);
   CHECK(f.kube.es_condition("team-b", "nope", "reason") == "SecretSyncedError");
-  CHECK(f.kube.es_condition("team-b", "nope", "message") ==
-        "using ClusterSecretStore \"central\" is not allowed from namespace \"team-b\": denied by spec.conditions");
+  CHECK(f.kube.es_condition("team-b", "nope", "message") == "could not get secret data from provider");
+  CHECK(f.kube.last_event("team-b", "nope", "UpdateFailed") ==
+        "error processing spec.data[0] (key: db/creds), err: using ClusterSecretStore \"central\" is not allowed "
+        "from namespace \"team-b\": denied by spec.conditions");
   CHECK(f.providers.fake->calls == 1);
 }
 
@@ -352,6 +383,7 @@ TEST_CASE("templates render into the Secret with its type, invalid templates are
   CHECK(f.providers.fake->calls == calls);
   CHECK(f.kube.es_condition("team-a", "bad", "message")
             .find("spec.target.template.data.x: template: line 1: unexpected EOF") != std::string::npos);
+  CHECK(f.kube.last_event("team-a", "bad", "UpdateFailed") == f.kube.es_condition("team-a", "bad", "message"));
 }
 
 TEST_CASE("an invalid spec gets Ready=False with the precise message") {
@@ -389,7 +421,8 @@ TEST_CASE("a provider not-found value is an error under Retain and the decoding 
   f.kube.put(f.kube.external_secrets,
              es("m", R"("data":[{"secretKey":"v","remoteRef":{"key":"db/creds","property":"nope"}}])"));
   f.reconcile("m");
-  CHECK(f.kube.es_condition("team-a", "m", "message").find("property 'nope' not found") != std::string::npos);
+  CHECK(f.kube.es_condition("team-a", "m", "message") == "could not get secret data from provider");
+  CHECK(f.kube.last_event("team-a", "m", "UpdateFailed").find("property 'nope' not found") != std::string::npos);
 }
 
 TEST_CASE("stale: an ExternalSecret not refreshed for refreshInterval + grace is counted until a refresh succeeds") {
@@ -465,6 +498,6 @@ TEST_CASE(
                          "target":{"name":"missing-secret"})"));
   f.reconcile("missing");
   CHECK(f.kube.es_condition("team-a", "missing", "status") == "False");
-  CHECK(f.kube.es_condition("team-a", "missing", "message").find("nope") != std::string::npos);
+  CHECK(f.kube.last_event("team-a", "missing", "UpdateFailed").find("nope") != std::string::npos);
   CHECK(f.kube.snapshot(f.kube.secrets, "team-a", "missing-secret") == nullptr);
 }

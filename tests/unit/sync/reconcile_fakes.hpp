@@ -238,6 +238,15 @@ class FakeKube final : public reconcile::KubeApi {
     for (auto& e : events) n += e.reason == reason ? 1 : 0;
     return n;
   }
+  // The message of the last event `reason` about ns/name; empty when none.
+  std::string last_event(std::string_view ns, std::string_view name, std::string_view reason) {
+    std::lock_guard l(mu);
+    const std::string about = k2(ns, name);
+    for (auto it = events.rbegin(); it != events.rend(); ++it) {
+      if (it->about == about && it->reason == reason) return it->message;
+    }
+    return {};
+  }
 };
 
 // A store: key -> (version -> value); "latest" = highest version.
@@ -282,6 +291,19 @@ class FakeProvider final : public Provider {
   }
   Task<void> validate() override { co_return kms::Result<void>{}; }
   [[nodiscard]] std::string_view kind() const noexcept override { return "fake"; }
+  // dataFrom.find: the latest value of every key below `path` whose name matches.
+  std::atomic<int> find_calls{0};
+  Task<SecretMap> find(const FindRequest& request) override {
+    ++find_calls;
+    std::lock_guard l(mu);
+    SecretMap out;
+    for (const auto& [k, v] : values) {
+      if (v.empty() || (request.path && !k.starts_with(*request.path))) continue;
+      if (request.name_matches && !request.name_matches(k)) continue;
+      out.emplace(k, kms::SecureBytes::copy_of(v.rbegin()->second));
+    }
+    co_return out;
+  }
 };
 
 class FakeProviders final : public reconcile::ProviderSource {

@@ -170,6 +170,9 @@ TEST_CASE("PushSecret: an unmanaged remote secret is refused with the reason in 
   CHECK(run_sync(r.reconcile("ns", "p")).kind == ReconcileResult::Kind::retry);
   CHECK(p.push->remote["app/v"] == "theirs");
   CHECK(ps_condition(k, "reason") == "Errored");
+  CHECK(ps_condition(k, "message")
+            .starts_with(
+                "set secret failed: could not write remote ref v to target secretstore aws: "));  // ESO's wrapping
   CHECK(ps_condition(k, "message").find("not managed by rootseal") != std::string::npos);
   // ESO's markAsFailed: a Warning event "Errored" with the condition's message, once per distinct error.
   REQUIRE(k.count_events("Errored") == 1);
@@ -178,6 +181,30 @@ TEST_CASE("PushSecret: an unmanaged remote secret is refused with the reason in 
   CHECK(k.events.back().message == ps_condition(k, "message"));
   CHECK(run_sync(r.reconcile("ns", "p")).kind == ReconcileResult::Kind::retry);
   CHECK(k.count_events("Errored") == 1);
+}
+
+TEST_CASE("PushSecret: ESO's texts for a missing source Secret or key and a missing store") {
+  FakeKube k;
+  PushProviders p;
+  k.put(k.stores, aws_store());
+  k.put(k.push_secrets, push_secret(R"({"secret":{"name":"src"}})"));
+  PushSecretReconciler r(k, p, [] { return std::chrono::system_clock::now(); });
+  CHECK(run_sync(r.reconcile("ns", "p")).kind == ReconcileResult::Kind::retry);
+  CHECK(ps_condition(k, "reason") == "Errored");
+  CHECK(ps_condition(k, "message") == "could not get source secret");  // ESO's errFailedGetSecret
+  CHECK(k.events.back().message == "could not get source secret");
+  k.put(k.secrets, secret("src", "b25l"));
+  k.put(k.push_secrets, json::parse(R"({"apiVersion":"external-secrets.io/v1alpha1","kind":"PushSecret",
+      "metadata":{"name":"p","namespace":"ns"},"spec":{"refreshInterval":"1m","secretStoreRefs":[{"name":"aws"}],
+      "selector":{"secret":{"name":"src"}},"data":[{"match":{"secretKey":"nope","remoteRef":{"remoteKey":"app/v"}}}]}})"));
+  CHECK(run_sync(r.reconcile("ns", "p")).kind == ReconcileResult::Kind::retry);
+  CHECK(ps_condition(k, "message") == "set secret failed: secret key nope does not exist");
+  k.stores.clear();
+  CHECK(run_sync(r.reconcile("ns", "p")).kind == ReconcileResult::Kind::retry);
+  CHECK(ps_condition(k, "message") ==
+        "could not get SecretStore \"aws\", secretstores.external-secrets.io \"aws\" not found");  // errGetSecretStore
+  CHECK(k.events.back().message == ps_condition(k, "message"));
+  CHECK(p.push->writes == 0);
 }
 
 TEST_CASE(

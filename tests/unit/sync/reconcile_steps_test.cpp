@@ -130,21 +130,26 @@ TEST_CASE("add_data: property and decoding applied once, missing keys by deletio
   REQUIRE_FALSE(gone);
   CHECK(gone.error().reason == kReasonError);
   CHECK(gone.error().retry);
-  CHECK(
-      gone.error().message ==
-      "could not get secret data from provider: SecretStore \"vault\" key \"db\" property \"user\": secret not found");
+  // ESO's markAsFailed: the condition's fixed text, the error (as GetProviderSecretData wraps it) in the event.
+  CHECK(gone.error().condition == "could not get secret data from provider");
+  CHECK(gone.error().event ==
+        "error processing spec.data[0] (key: db), err: SecretStore \"vault\" key \"db\" property \"user\": secret "
+        "not found");
   auto no_prop = add_data(out, es, 0, kVault, ValueFormat::go_map, bytes(R"({"other":1})"));
   REQUIRE_FALSE(no_prop);
-  CHECK(no_prop.error().message.ends_with("property 'user' not found"));
+  CHECK(no_prop.error().condition == "could not get secret data from provider");
+  CHECK(no_prop.error().event.ends_with("property 'user' not found"));
   auto down =
       add_data(out, es, 2, kVault, ValueFormat::go_map, kms::fail(kms::Errc::unavailable, "vault: connection refused"));
-  CHECK(down.error().message ==
-        "could not get secret data from provider: SecretStore \"vault\" key \"db\": vault: connection refused");
+  CHECK(down.error().event ==
+        "error processing spec.data[2] (key: db), err: SecretStore \"vault\" key \"db\": vault: connection refused");
   // A bad encoding is the spec's fault: no retry.
   auto bad = add_data(out, es, 1, kVault, ValueFormat::go_map, bytes(R"({"cert":"***"})"));
   REQUIRE_FALSE(bad);
   CHECK_FALSE(bad.error().retry);
-  CHECK(bad.error().message == "spec.data[1] (c): decodingStrategy Base64: the value is not valid base64");
+  CHECK(bad.error().condition == "could not get secret data from provider");
+  CHECK(bad.error().event ==
+        "error processing spec.data[1] (key: db), err: decodingStrategy Base64: the value is not valid base64");
 
   // Delete / Merge: a remote secret that is gone is skipped and listed; a
   // missing property stays an error (ESO's providers answer NoSecretErr only
@@ -159,7 +164,7 @@ TEST_CASE("add_data: property and decoding applied once, missing keys by deletio
     auto no_property = add_data(skipped, del, 0, kVault, ValueFormat::go_map, bytes("{}"));
     REQUIRE_FALSE(no_property);
     CHECK(no_property.error().retry);
-    CHECK(no_property.error().message.ends_with("property 'user' not found"));
+    CHECK(no_property.error().event.ends_with("property 'user' not found"));
     CHECK(skipped.data.empty());
     CHECK(skipped.missing ==
           std::vector<std::string>{"secret does not exist at provider using spec.dataFrom[0] (key=db)"});
@@ -197,14 +202,15 @@ TEST_CASE("dataFrom.find: parsed as ESO's ExternalSecretFind, found names conver
   auto undecodable = add_data_found(out, es, 0, std::move(bad_b64));
   REQUIRE_FALSE(undecodable);
   CHECK_FALSE(undecodable.error().retry);
-  CHECK(undecodable.error().message ==
+  CHECK(undecodable.error().condition == "could not get secret data from provider");
+  CHECK(undecodable.error().event ==
         "error processing spec.dataFrom[0].find, err: key \"team_x\": decodingStrategy Base64: the value is not valid "
         "base64");
   auto regexp =
       add_data_found(out, es, 0, kms::fail(kms::Errc::invalid_argument, "could not compile find.name.regexp [(]: x"));
   REQUIRE_FALSE(regexp);
   CHECK_FALSE(regexp.error().retry);
-  CHECK(regexp.error().message ==
+  CHECK(regexp.error().event ==
         "error processing spec.dataFrom[0].find, err: error getting all secrets: could not compile find.name.regexp "
         "[(]: x");
   auto down = add_data_found(out, es, 0, kms::fail(kms::Errc::unavailable, "vault: connection refused"));
@@ -237,16 +243,59 @@ TEST_CASE("add_data_from: each entry a key, decoding per entry, data overrides")
   auto not_object = add_data_from(out, es, 0, kVault, ValueFormat::go_map, bytes("plain"));
   REQUIRE_FALSE(not_object);
   CHECK(not_object.error().retry);
-  CHECK(not_object.error().message ==
-        "spec.dataFrom[0].extract: key \"all\": extract: the remote value is not a JSON object");
+  CHECK(not_object.error().condition == "could not get secret data from provider");
+  CHECK(not_object.error().event ==
+        "error processing spec.dataFrom[0].extract, err: key \"all\": extract: the remote value is not a JSON object");
   auto bad = add_data_from(out, es, 1, kVault, ValueFormat::go_map, bytes(R"({"h":"***"})"));
   REQUIRE_FALSE(bad);
   CHECK_FALSE(bad.error().retry);
-  CHECK(bad.error().message == "spec.dataFrom[1]: key \"h\": decodingStrategy Base64: the value is not valid base64");
+  CHECK(bad.error().event ==
+        "error processing spec.dataFrom[1].extract, err: key \"h\": decodingStrategy Base64: the value is not valid "
+        "base64");
   auto gone =
       add_data_from(out, es, 0, kVault, ValueFormat::go_map, kms::fail(kms::Errc::not_found, "secret not found"));
-  CHECK(gone.error().message ==
-        "could not get secret data from provider: SecretStore \"vault\" key \"all\": secret not found");
+  CHECK(gone.error().condition == "could not get secret data from provider");
+  CHECK(gone.error().event ==
+        "error processing spec.dataFrom[0].extract, err: SecretStore \"vault\" key \"all\": secret not found");
+}
+
+// ESO's Azure provider reads its metadata (metadataPolicy Fetch) one way for
+// data[] (a tag by property) and another for dataFrom.extract (its own map of
+// "<name>_<tag>" keys): the reconciler tells them apart.
+TEST_CASE("metadataPolicy Fetch on Azure: data[] by tag, dataFrom.extract as ESO's GetSecretMap") {
+  auto es = es_of(R"({"secretStoreRef":{"name":"azure"},
+    "data":[{"secretKey":"env","remoteRef":{"key":"db","metadataPolicy":"Fetch","property":"env"}},
+            {"secretKey":"all","remoteRef":{"key":"db","metadataPolicy":"Fetch"}}],
+    "dataFrom":[{"extract":{"key":"db","metadataPolicy":"Fetch"}},
+                {"extract":{"key":"db","metadataPolicy":"Fetch","property":"env"}},
+                {"extract":{"key":"db","metadataPolicy":"Fetch","property":"nope"}}]})");
+  const std::string meta = R"({"attribute.created":"2026-01-02T03:04:05Z","env":"prod","owner":"{\"team\":\"a\"}"})";
+  ProviderData out;
+  REQUIRE(add_data_from(out, es, 0, kVault, ValueFormat::azure_tags, bytes(meta)));
+  CHECK(text(out.data.at("db_env")) == "prod");
+  CHECK(text(out.data.at("db_owner_team")) == "a");
+  CHECK(text(out.data.at("db_attribute.created")) == "2026-01-02T03:04:05Z");
+  CHECK(out.data.size() == 3);
+  ProviderData one;
+  REQUIRE(add_data_from(one, es, 1, kVault, ValueFormat::azure_tags, bytes(meta)));
+  CHECK(one.data.size() == 1);
+  CHECK(text(one.data.at("db_env")) == "prod");
+  auto nope = add_data_from(one, es, 2, kVault, ValueFormat::azure_tags, bytes(meta));
+  REQUIRE_FALSE(nope);
+  CHECK(nope.error().event ==
+        "error processing spec.dataFrom[2].extract, err: SecretStore \"vault\" key \"db\" property \"nope\": tag nope "
+        "does not exist");
+  ProviderData data;
+  REQUIRE(add_data(data, es, 0, kVault, ValueFormat::azure_tags, bytes(meta)));
+  REQUIRE(add_data(data, es, 1, kVault, ValueFormat::azure_tags, bytes(meta)));
+  CHECK(text(data.data.at("env")) == "prod");
+  CHECK(text(data.data.at("all")) == meta);
+  // Without Fetch an extract reads the value itself, even in that format.
+  auto plain = es_of(R"({"secretStoreRef":{"name":"azure"},"dataFrom":[{"extract":{"key":"db"}}]})");
+  ProviderData value;
+  REQUIRE(add_data_from(value, plain, 0, kVault, ValueFormat::azure_tags, bytes(meta)));
+  CHECK(text(value.data.at("env")) == "prod");
+  CHECK(value.data.count("db_env") == 0);
 }
 
 // ESO's AWS guide's "friendslist" value: dataFrom.extract.property selects a
@@ -275,17 +324,17 @@ TEST_CASE("add_data_from: extract.property selects a nested JSON object and spre
   auto missing = add_data_from(out, es, 2, kVault, ValueFormat::go_map, bytes(friends));
   REQUIRE_FALSE(missing);
   CHECK(missing.error().retry);
-  CHECK(missing.error().message ==
-        "could not get secret data from provider: SecretStore \"vault\" key \"friendslist\" property \"nickname\": "
-        "property 'nickname' not found");
+  CHECK(missing.error().event ==
+        "error processing spec.dataFrom[2].extract, err: SecretStore \"vault\" key \"friendslist\" property "
+        "\"nickname\": property 'nickname' not found");
   for (const std::size_t i : {std::size_t{3}, std::size_t{4}}) {  // an array, a string: not objects
     auto not_object = add_data_from(out, es, i, kVault, ValueFormat::go_map, bytes(friends));
     REQUIRE_FALSE(not_object);
     CHECK(not_object.error().retry);
-    CHECK(not_object.error().message == "spec.dataFrom[" + std::to_string(i) +
-                                            "].extract: key \"friendslist\": extract: property '" +
-                                            es.data_from[i].extract.property + "' is not a JSON object");
-    CHECK(not_object.error().message.find("Tom") == std::string::npos);  // no value in the message
+    CHECK(not_object.error().event == "error processing spec.dataFrom[" + std::to_string(i) +
+                                          "].extract, err: key \"friendslist\": extract: property '" +
+                                          es.data_from[i].extract.property + "' is not a JSON object");
+    CHECK(not_object.error().event.find("Tom") == std::string::npos);  // no value in the message
   }
   // a missing remote key with deletionPolicy Delete is still "missing", not an error
   auto del = es_of(R"({"secretStoreRef":{"name":"vault"},"target":{"deletionPolicy":"Delete"},
@@ -310,7 +359,14 @@ TEST_CASE("secret_content_of: provider data as is, template Replace and Merge, r
   auto missing = data_of(replace, SecretMap{});
   REQUIRE_FALSE(missing);
   CHECK_FALSE(missing.error().retry);
-  CHECK(missing.error().message.starts_with("spec.target.template.data.dsn: "));
+  // ESO: "could not update secret", the event as ApplyTemplate wraps the error (for a Secret to create).
+  CHECK(missing.error().condition == "could not update secret");
+  CHECK(
+      missing.error().event.starts_with("could not apply template: could not execute template: "
+                                        "spec.target.template.data.dsn: "));
+  // For an existing Secret, as ESO's updateSecret.
+  CHECK(mutate_refusal(replace, true, missing.error())
+            .event.starts_with("unable to mutate secret app: could not apply template: could not execute template: "));
 }
 
 TEST_CASE("desired_secret: a new Secret carries ESO's metadata, owner reference and data") {
@@ -382,7 +438,8 @@ TEST_CASE("desired_secret: up to date is no write, a change updates and keeps fo
   auto imm = desired_secret(es, content_of(es, map_of({{"u", "bob"}})), false, &frozen);
   REQUIRE_FALSE(imm);
   CHECK_FALSE(imm.error().retry);
-  CHECK(imm.error().message == "Secret \"app\" is immutable and its data differs");
+  CHECK(imm.error().condition == "could not update secret, target is immutable");
+  CHECK(imm.error().event == "unable to update secret app: secret is immutable");
   CHECK(desired_secret(es, content_of(es, map_of({{"u", "alice"}})), false, &frozen));  // unchanged: fine
 }
 
@@ -418,7 +475,30 @@ TEST_CASE("desired_secret: creationPolicy Merge, CreateOrMerge, None and a forei
       json::parse(R"([{"kind":"Deployment","name":"web","uid":"d1","controller":true}])");
   auto foreign = desired_secret(es_with(), content_of(es_with(), map_of({{"u", "alice"}})), false, &owned);
   REQUIRE_FALSE(foreign);
-  CHECK(foreign.error().message == "Secret \"app\" is controlled by another owner (Deployment/web)");
+  // ESO's applyOwnership: SetControllerReference's AlreadyOwnedError under ErrSecretSetCtrlRef.
+  CHECK(foreign.error().condition == "failed to take ownership of target secret");
+  CHECK(foreign.error().event ==
+        "unable to mutate secret app: could not set controller reference on secret: Object ns/app is already owned "
+        "by another Deployment controller web");
+  // Without Owner another controller is no obstacle (Merge writes into it) ...
+  CHECK(desired_secret(merge, content_of(merge, map_of({{"u", "alice"}})), false, &owned));
+  // ... but another ExternalSecret is, whatever the creationPolicy (ESO's ErrSecretIsOwned).
+  json::value other_es = other;
+  other_es.as_object()["metadata"].as_object()["ownerReferences"] = json::parse(
+      R"([{"apiVersion":"external-secrets.io/v1","kind":"ExternalSecret","name":"other","uid":"e2","controller":true}])");
+  for (const auto* es : {&merge, &com}) {
+    auto is_owned = desired_secret(*es, content_of(*es, map_of({{"u", "alice"}})), false, &other_es);
+    REQUIRE_FALSE(is_owned);
+    CHECK(is_owned.error().condition == "target is owned by another ExternalSecret");
+    CHECK(is_owned.error().event == "unable to mutate secret app: secret is owned by another ExternalSecret: other");
+  }
+  // The same ExternalSecret recreated (another uid) takes its Secret over, as ESO (owners compared by name).
+  json::value recreated = other_es;
+  recreated.as_object()["metadata"].as_object()["ownerReferences"].as_array()[0].as_object()["name"] = "app";
+  auto taken = desired_secret(es_with(), content_of(es_with(), map_of({{"u", "alice"}})), false, &recreated);
+  REQUIRE(taken);
+  const json::value taken_body(std::get<Write>(*taken).body);
+  CHECK(taken_body.at("metadata").at("ownerReferences").at(0).at("uid") == "es-uid");
 }
 
 TEST_CASE("desired_secret: every remote key missing — Delete removes an owned Secret, Retain keeps it") {
@@ -466,7 +546,9 @@ TEST_CASE("invalid_shell and check_templates: refusals before any read") {
   auto t = check_templates(es_with(R"(,"target":{"template":{"data":{"k":"{{ .u "}}})"));
   REQUIRE_FALSE(t);
   CHECK_FALSE(t.error().retry);
-  CHECK(t.error().message.starts_with("invalid ExternalSecret: spec.target.template.data.k: "));
+  // rootseal's own refusal (ESO has no such check): the error in the condition and the event.
+  CHECK(t.error().event.starts_with("invalid ExternalSecret: spec.target.template.data.k: "));
+  CHECK(t.error().condition == t.error().event);
 }
 
 TEST_CASE("values_to_push: a Secret key, the whole Secret, a remote property, and remote_source_value") {
@@ -481,7 +563,7 @@ TEST_CASE("values_to_push: a Secret key, the whole Secret, a remote property, an
   CHECK(json::parse(text((*v)[1])) == json::parse(R"({"a":"1","b":"2"})"));
   auto missing = values_to_push(*ps, map_of({{"b", "2"}}), nullptr);
   REQUIRE_FALSE(missing);
-  CHECK(missing.error().message == "source Secret has no key \"a\"");
+  CHECK(missing.error().message == "set secret failed: secret key a does not exist");  // ESO's texts
 
   auto remote =
       model::parse_push_secret(json::parse(R"({"apiVersion":"external-secrets.io/v1alpha1","kind":"PushSecret",

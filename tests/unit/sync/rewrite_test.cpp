@@ -166,21 +166,21 @@ TEST_CASE("add_data_from: rewrite, then key checks, then decoding") {
   auto bad_re = add_data_from(out, es, 2, kVault, ValueFormat::go_map, bytes(R"({"k":"v"})"));
   REQUIRE_FALSE(bad_re);
   CHECK_FALSE(bad_re.error().retry);
-  CHECK(bad_re.error().message ==
+  CHECK(bad_re.error().event ==
         "error processing spec.dataFrom[2].extract, err: error applying rewrite to keys: failed rewrite operation[0]: "
         "regexp failed with failed to compile: error parsing regexp: missing closing ): `(`");
   auto invalid = add_data_from(out, es, 3, kVault, ValueFormat::go_map, bytes(R"({"db_x":"secret-value"})"));
   REQUIRE_FALSE(invalid);
   CHECK(invalid.error().retry);
   CHECK(
-      invalid.error().message ==
+      invalid.error().event ==
       "error processing spec.dataFrom[3].extract, err: invalid secret keys (TIP: use rewrite or conversionStrategy to "
       "change keys): key has invalid character /, only alphanumeric, '-', '.' and '_' are allowed: db/x");
-  CHECK(invalid.error().message.find("secret-value") == std::string::npos);
+  CHECK(invalid.error().event.find("secret-value") == std::string::npos);
   auto collide = add_data_from(out, es, 1, kVault, ValueFormat::go_map, bytes(R"({"a/b":"1","a_b":"2"})"));
   REQUIRE_FALSE(collide);
   CHECK(
-      collide.error().message ==
+      collide.error().event ==
       "error processing spec.dataFrom[1].extract, err: error applying conversion strategy Default to keys: secret name "
       "collision during conversion: a_b");
 }

@@ -86,7 +86,7 @@ TEST_CASE("templateFrom: ESO's template-v2-from-secret snippet") {
   REQUIRE(es.target.template_.has_value());
   REQUIRE(es.target.template_->template_from.size() == 2);
   auto c = secret_content_of(es, grafana(), sources_with(grafana_config_map()));
-  INFO((c ? std::string() : c.error().message));
+  INFO((c ? std::string() : c.error().event));
   REQUIRE(c);
   // No data template and no mergePolicy Merge: the provider keys are not in the Secret (ESO).
   CHECK(c->data.size() == 4);
@@ -119,7 +119,7 @@ TEST_CASE("templateFrom: literals, Labels, valuesDecodingStrategy, mergePolicy M
                     {"literal":"decoded: {{ .password | b64enc }}","valuesDecodingStrategy":"Base64"},
                     {"target":"annotations","literal":"'quoted key': \"{{ .uri }}\""}]}})");
   auto c = secret_content_of(es, grafana(), {});
-  INFO((c ? std::string() : c.error().message));
+  INFO((c ? std::string() : c.error().event));
   REQUIRE(c);
   CHECK(text(c->data.at("decoded")) == "s3cret");
   CHECK(text(c->data.at("user")) == "alice");  // mergePolicy Merge keeps the provider keys
@@ -135,24 +135,30 @@ TEST_CASE("templateFrom: refusals name the place and never a value") {
   auto none = secret_content_of(es, grafana(), {});
   REQUIRE_FALSE(none);
   CHECK(none.error().retry);
-  CHECK(none.error().message == "error fetching templateFrom data: configmaps \"grafana-config-tpl\" not found");
+  // ESO: "could not update secret", the event as ApplyTemplate wraps MergeTemplateFrom's error.
+  CHECK(none.error().condition == "could not update secret");
+  CHECK(none.error().event ==
+        "could not apply template: error fetching templateFrom data: configmaps \"grafana-config-tpl\" not found");
 
   json::value cm = grafana_config_map();
   cm.at("data").as_object().erase("templated");
   auto missing = secret_content_of(es, grafana(), sources_with(cm));
   REQUIRE_FALSE(missing);
-  CHECK(missing.error().message ==
-        "error fetching templateFrom data: error in configmap grafana-config-tpl: missing key templated");
+  CHECK(
+      missing.error().event ==
+      "could not apply template: error fetching templateFrom data: error in configmap grafana-config-tpl: missing key "
+      "templated");
 
   cm = grafana_config_map();
   cm.at("data").as_object()["templated"] = "nested:\n  key: {{ .password }}\n";
   auto nested = secret_content_of(es, grafana(), sources_with(cm));
   REQUIRE_FALSE(nested);
   CHECK_FALSE(nested.error().retry);
-  CHECK(nested.error().message.starts_with(
+  CHECK(nested.error().event.starts_with(
+      "could not apply template: error fetching templateFrom data: "
       "spec.target.template.templateFrom[0].configMap.items[1] (key templated): could not unmarshal template to "
       "'map[string][]byte': unsupported YAML at line 2"));
-  CHECK(nested.error().message.find("s3cret") == std::string::npos);
+  CHECK(nested.error().event.find("s3cret") == std::string::npos);
 
   cm = grafana_config_map();
   cm.at("data").as_object()["templated"] =
@@ -160,13 +166,14 @@ TEST_CASE("templateFrom: refusals name the place and never a value") {
   // ESO's own templateFrom example (if/else with hasPrefix) renders since
   // the engine is Go's text/template + Sprig.
   auto control = secret_content_of(es, grafana(), sources_with(cm));
-  INFO((control ? std::string() : control.error().message));
+  INFO((control ? std::string() : control.error().event));
   REQUIRE(control);
   CHECK(text(control->data.at("enableOCI")) == "true");
   cm.at("data").as_object()["templated"] = "k: {{ regexFind \"x\" .uri }}\n";
   auto refused = secret_content_of(es, grafana(), sources_with(cm));
   REQUIRE_FALSE(refused);
-  CHECK(refused.error().message ==
+  CHECK(refused.error().event ==
+        "could not apply template: error fetching templateFrom data: "
         "spec.target.template.templateFrom[0].configMap.items[1] (key templated): template: line 1: function "
         "\"regexFind\" is not supported (see docs/sync.md)");
 
@@ -174,9 +181,10 @@ TEST_CASE("templateFrom: refusals name the place and never a value") {
       es_of(R"({"template":{"templateFrom":[{"literal":"k: {{ .password }}","valuesDecodingStrategy":"Base64"}]}})");
   auto b = secret_content_of(bad_b64, grafana(), {});
   REQUIRE_FALSE(b);
-  CHECK(b.error().message.starts_with(
-      "spec.target.template.templateFrom[0].literal: failed to decode rendered template value for key k: "));
-  CHECK(b.error().message.find("s3cret") == std::string::npos);
+  CHECK(b.error().event.starts_with(
+      "could not apply template: error fetching templateFrom data: spec.target.template.templateFrom[0].literal: "
+      "failed to decode rendered template value for key k: "));
+  CHECK(b.error().event.find("s3cret") == std::string::npos);
 }
 
 TEST_CASE("templateFrom: the reconciler reads the ConfigMap from the ExternalSecret's namespace") {
@@ -197,7 +205,9 @@ TEST_CASE("templateFrom: the reconciler reads the ConfigMap from the ExternalSec
   run_sync(rec.reconcile("ns", "t"));
   CHECK(kube.creates == 0);
   CHECK(kube.es_condition("ns", "t", "status") == "False");
-  CHECK(kube.es_condition("ns", "t", "message") == "error fetching templateFrom data: configmaps \"tpl\" not found");
+  CHECK(kube.es_condition("ns", "t", "message") == "could not update secret");
+  CHECK(kube.last_event("ns", "t", "UpdateFailed") ==
+        "could not apply template: error fetching templateFrom data: configmaps \"tpl\" not found");
 
   kube.put(kube.config_maps,
            json::parse(R"({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"tpl","namespace":"other"},

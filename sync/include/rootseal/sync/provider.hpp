@@ -91,6 +91,11 @@ enum class ValueFormat {
   // As text, but a property path is tried before a key with dots in it
   // (ESO's Azure Key Vault provider).
   gjson_path_first,
+  // ESO's Azure Key Vault metadata (metadataPolicy Fetch): a JSON object of
+  // strings, the tags and attribute.*. property: a tag by name, else
+  // "<tag>.<path>", the path (as gjson_path_first) in that tag's value;
+  // dataFrom.extract: see metadata_map (secure_json.hpp).
+  azure_tags,
 };
 
 // Key -> value (dataFrom.extract, a Secret's data). Values in locked memory.
@@ -129,6 +134,8 @@ class Provider {
   // never not_found (ESO's provider does not answer NoSecretErr there); for
   // GCP it is not_found (ESO's does). Providers without it: invalid_argument.
   virtual Task<kms::SecureBytes> fetch_metadata(const RemoteKey& ref);
+  // How fetch_metadata()'s values are read (Azure: ValueFormat::azure_tags).
+  [[nodiscard]] virtual ValueFormat metadata_format() const noexcept { return value_format(); }
 };
 
 // ESO's PushSecretMetadata (kubernetes.external-secrets.io/v1alpha1) of a

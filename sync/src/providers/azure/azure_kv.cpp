@@ -6,6 +6,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstdint>
+#include <ctime>
 #include <map>
 #include <optional>
 #include <vector>
@@ -34,6 +35,16 @@ bool valid_version(std::string_view v) {
 
 void quote(std::string_view s, SecureBuffer& out) {
   json_quote(std::span(reinterpret_cast<const std::uint8_t*>(s.data()), s.size()), out);
+}
+
+// Unix seconds as Go's time.Format(time.RFC3339) of a UTC time.
+std::string rfc3339_utc(std::int64_t seconds) {
+  const auto t = static_cast<std::time_t>(seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  const std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return std::string(buf, n);
 }
 
 bool valid_name(std::string_view n) {
@@ -77,6 +88,46 @@ class AzureImpl final : public AzureKeyVault {
   // ESO's GetSecret for a secret: remoteRef.key is the name ("secret/<name>"
   // as well; certificates and keys are not served), version a version id.
   Task<kms::SecureBytes> fetch(const RemoteKey& ref) override {
+    ROOTSEAL_CO_LET(doc, co_await get_secret(ref));
+    const auto& root = doc->root();
+    const json::value* v = root.is_object() ? root.as_object().if_contains("value") : nullptr;
+    if (v == nullptr || !v->is_string()) co_return fail(Errc::unavailable, "azure: the answer has no value");
+    co_return kms::SecureBytes::copy_of(std::string_view(v->as_string()));
+  }
+
+  ValueFormat metadata_format() const noexcept override { return ValueFormat::azure_tags; }
+
+  // ESO's metadataPolicy Fetch (its legacy SDK's getSecretAllMetadata): the
+  // secret's tags and its attributes "attribute.expires", "attribute.created",
+  // "attribute.updated" and "attribute.notBefore" (RFC 3339, UTC) as the JSON
+  // object Go's json.Marshal makes of a map[string]string. A missing secret
+  // is not_found (ESO: NoSecretErr).
+  Task<kms::SecureBytes> fetch_metadata(const RemoteKey& ref) override {
+    ROOTSEAL_CO_LET(doc, co_await get_secret(ref));
+    const auto& root = doc->root();
+    std::map<std::string, std::string, std::less<>> meta;
+    if (const auto* tags = root.is_object() ? root.as_object().if_contains("tags") : nullptr;
+        tags != nullptr && tags->is_object()) {
+      for (const auto& t : tags->as_object()) {
+        if (t.value().is_string()) meta.insert_or_assign(std::string(t.key()), std::string(t.value().as_string()));
+      }
+    }
+    if (const auto* a = root.is_object() ? root.as_object().if_contains("attributes") : nullptr;
+        a != nullptr && a->is_object()) {
+      static constexpr std::pair<std::string_view, std::string_view> kAttributes[] = {{"exp", "attribute.expires"},
+                                                                                      {"created", "attribute.created"},
+                                                                                      {"updated", "attribute.updated"},
+                                                                                      {"nbf", "attribute.notBefore"}};
+      for (const auto& [field, key] : kAttributes) {
+        const auto* t = a->as_object().if_contains(field);
+        if (t != nullptr && t->is_int64()) meta.insert_or_assign(std::string(key), rfc3339_utc(t->as_int64()));
+      }
+    }
+    co_return go_string_map_json(meta);
+  }
+
+  // GET of the secret `ref` names, parsed; not_found for a 404.
+  Task<std::shared_ptr<SecureJson>> get_secret(const RemoteKey& ref) {
     std::string_view name = ref.key;
     if (name.starts_with("secret/")) name.remove_prefix(7);
     if (name.starts_with("cert/") || name.starts_with("key/")) {
@@ -96,10 +147,7 @@ class AzureImpl final : public AzureKeyVault {
       co_return fail(errc_for_status(r.status), "azure: reading the secret failed: " + microsoft_error(r));
     auto doc = SecureJson::parse(r.body.view());
     if (!doc) co_return fail(Errc::unavailable, "azure: the answer is not JSON");
-    const auto& root = (*doc)->root();
-    const json::value* v = root.is_object() ? root.as_object().if_contains("value") : nullptr;
-    if (v == nullptr || !v->is_string()) co_return fail(Errc::unavailable, "azure: the answer has no value");
-    co_return kms::SecureBytes::copy_of(std::string_view(v->as_string()));
+    co_return std::move(*doc);
   }
 
   // ESO's Azure GetAllSecrets: every page of the secrets list (nextLink),
