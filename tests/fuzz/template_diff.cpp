@@ -122,7 +122,21 @@ std::string generate(std::mt19937& rng, const std::vector<std::string>& keys) {
                                                  "nospace",
                                                  "sha1sum",
                                                  "has \"a\"",
-                                                 "append (list 1)"};
+                                                 "append (list 1)",
+                                                 "filterPEM \"CERTIFICATE\"",
+                                                 "certSANs",
+                                                 "filterCertChain \"leaf\"",
+                                                 "rsaDecrypt \"None\" \"SHA1\" \"ct\"",
+                                                 "regexFind \"[a-z]+\"",
+                                                 "regexFindAll \"[aeiou]\" -1",
+                                                 "regexFindAll \"x*\" 2",
+                                                 "regexSplit \"[, ]\" -1",
+                                                 "regexSplit \"\" 3",
+                                                 "regexReplaceAll \"(l+)\" \"<${1}>\"",
+                                                 "regexReplaceAllLiteral \"a|e\" \"$1\"",
+                                                 "regexReplaceAll \"\\\\b\" \"|\"",
+                                                 "regexQuoteMeta",
+                                                 "mustRegexFind \"(\""};
   static const std::vector<std::string> literals = {
       "\"lit\"", "`raw`", "\"a b\"", "\"\"", "\"x\\ty\"",      "\"q\\\"\"",          "42", "-1", "0",     "1.5",
       "true",    "false", "nil",     "0x10", "(list 1 \"a\")", "(dict \"k\" .user)", "$",  "$v", "$.user"};
@@ -185,7 +199,21 @@ std::string generate(std::mt19937& rng, const std::vector<std::string>& keys) {
       "{{ pluck \"host\" (.json | fromJson) }}",
       "{{ hasKey (.json | fromJson) \"host\" }}",
       "{{ split \":\" .password }}",
-      "{{ .json | fromJson }}"};
+      "{{ .json | fromJson }}",
+      "{{ filterPEM \"CERTIFICATE\" \"\" }}",
+      "{{ filterPEM \"X\" \"-----BEGIN X-----\\nQUJD\\n-----END X-----\\n\" }}",
+      "{{ filterPEM \"x\" \"j\\n-----BEGIN X-----\\nK: v\\n\\nQUJD\\n-----END X-----\\n-----BEGIN Y-----\\n-----END "
+      "Y-----\" }}",
+      "{{ certSANs \"-----BEGIN X-----\\nQUJD\\n-----END X-----\" }}",
+      "{{ rsaDecrypt \"RSA-OAEP\" \"SHA1\" .user .user }}",
+      "{{ regexSplit \"a\" \"\" -1 | toJson }}",
+      "{{ regexSplit \"x*\" \"axbc\" -1 | toJson }}",
+      "{{ regexSplit \"b\" \"abcbd\" 0 | toJson }}",
+      "{{ regexFindAll \"\" \"h\\u00e9llo\" -1 | toJson }}",
+      "{{ regexFindAll \"a\" \"bbb\" -1 | toJson }}",
+      "{{ regexReplaceAll \"a*\" \"baaac\" \"-\" }}",
+      "{{ regexReplaceAll \"(?P<first>\\\\w+) (\\\\w+)\" \"ab cd\" \"$2 ${first}$$\" }}",
+      "{{ regexFind \"(\" .user }}"};
   std::string out;
   const int pieces = std::uniform_int_distribution<int>(1, 4)(rng);
   const bool ranged = chance(20);
@@ -269,6 +297,68 @@ int main(int argc, char** argv) {
   for (int i = 0; i < generated; ++i) {
     Case c{"generated-" + std::to_string(i), generate(rng, keys), {}};
     for (const auto& [k, v] : gen_data) c.data.emplace(k, v.clone());
+    cases.push_back(std::move(c));
+  }
+
+  // PEM text for filterPEM / certSANs / filterCertChain (ESO's helpers on
+  // Go's encoding/pem): pieces of PEM put together at random, near-misses
+  // included, so that both parsers meet the same odd input.
+  static const std::vector<std::string> pem_pieces = {"-----BEGIN A-----",
+                                                      "-----BEGIN B-----",
+                                                      "-----END A-----",
+                                                      "-----END B-----",
+                                                      "-----BEGIN A-----  ",
+                                                      "-----BEGIN ",
+                                                      "-----END ",
+                                                      "\n",
+                                                      "\r\n",
+                                                      "\n",
+                                                      "QUJD",
+                                                      "QQ==",
+                                                      "QUI=",
+                                                      "Q===",
+                                                      "QUJ",
+                                                      " ",
+                                                      "\t",
+                                                      "K: v",
+                                                      "Proc-Type: 4,X",
+                                                      "a:b",
+                                                      "junk",
+                                                      "=",
+                                                      "-----",
+                                                      "A-----",
+                                                      "!"};
+  const auto any = [&](const std::vector<std::string>& v) -> const std::string& {
+    return v[std::uniform_int_distribution<std::size_t>(0, v.size() - 1)(rng)];
+  };
+  for (int i = 0; i < generated / 6; ++i) {
+    std::string pem;
+    if (i % 2 == 0) {
+      // Pieces put together at random.
+      const int n = std::uniform_int_distribution<int>(1, 14)(rng);
+      for (int k = 0; k < n; ++k) pem += any(pem_pieces);
+    } else {
+      // Blocks, each part of it right or slightly wrong.
+      const int blocks = std::uniform_int_distribution<int>(1, 3)(rng);
+      for (int b = 0; b < blocks; ++b) {
+        pem += any({"", "", "x\n", "junk ", "\n\n"});
+        pem += any(
+            {"-----BEGIN A-----", "-----BEGIN B-----", "-----BEGIN a-----", "-----BEGIN A----", "-----BEGIN A-----x"});
+        pem += any({"\n", "\n", "\r\n", " \n", "\t\n", ""});
+        pem += any({"", "", "K: v\n\n", "Proc-Type: 4,X\nB: c\n\n", "K:v\n", "K: v\n"});
+        pem += any({"QUJD", "QUJDRA==", "QUJD\nRA==", "QU JD", "QUJDR", "QUJD=", "", "QUJD\r\nREVG", "!!!!"});
+        pem += any({"\n", "\n", "\r\n", ""});
+        pem += any({"-----END A-----", "-----END B-----", "-----END a-----", "-----END A----", "-----END A-----x"});
+        pem += any({"", "\n", "\n", " \n", "junk\n", "\t", "\r\n", " x\n"});
+      }
+    }
+    static const std::vector<std::string> uses = {"{{ filterPEM \"A\" .pem }}", "{{ filterPEM \"a\" .pem }}",
+                                                  "{{ .pem | filterPEM \"B\" | len }}", "{{ certSANs .pem }}",
+                                                  "{{ filterCertChain \"root\" .pem }}"};
+    Case c{"generated-pem-" + std::to_string(i),
+           uses[std::uniform_int_distribution<std::size_t>(0, uses.size() - 1)(rng)],
+           {}};
+    c.data.emplace("pem", kms::SecureBytes::copy_of(std::string_view(pem)));
     cases.push_back(std::move(c));
   }
 

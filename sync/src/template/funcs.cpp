@@ -14,6 +14,7 @@
 
 #include "../rewrite.hpp"
 #include "ast.hpp"
+#include "eso_funcs.hpp"
 #include "rootseal/kms/encoding.hpp"
 
 namespace rootseal::sync::tmpl {
@@ -970,19 +971,88 @@ const std::unordered_map<std::string_view, Fn>& table() {
           return str_out(out);
         }};
 
-    // Sprig: regular expressions (Go's regexp: RE2). Only matching: a
-    // replacement would build the value outside locked memory. A bad
-    // expression is an error (Sprig's regexMatch answers false).
-    const auto regex_match = [](Args& a) -> Result<Value> {
-      auto re = GoRegexp::compile(a[0].str());
+    // Sprig: regular expressions (Go's regexp: RE2); what they find or build
+    // is in locked memory. A bad expression is an error (Sprig's regexMatch
+    // answers false; its other functions fail, as here).
+    const auto compile = [](std::string_view fn, const Value& re) -> Result<GoRegexp> {
+      auto r = GoRegexp::compile(re.str());
       // Go's message quotes the expression: only one from the template text.
-      if (!re)
-        return fn_fail(a[0].literal ? "regexMatch: " + re.error().message
-                                    : "regexMatch: the expression (computed from data) is not valid");
-      return bool_value(re->matches(a[1].str()));
+      if (!r)
+        return fn_fail(re.literal ? std::string(fn) + ": " + r.error().message
+                                  : std::string(fn) + ": the expression (computed from data) is not valid");
+      return r;
+    };
+    const auto regex_match = [compile](Args& a) -> Result<Value> {
+      ROOTSEAL_LET(re, compile("regexMatch", a[0]));
+      return bool_value(re.matches(a[1].str()));
     };
     m["regexMatch"] = {"ss", regex_match};
     m["mustRegexMatch"] = {"ss", regex_match};
+    const auto regex_find = [compile](Args& a) -> Result<Value> {
+      ROOTSEAL_LET(re, compile("regexFind", a[0]));
+      const auto s = a[1].str();
+      const auto hits = re.find_all(s, 1);
+      return sv(hits.empty() ? std::string_view() : s.substr(hits[0].first, hits[0].second - hits[0].first));
+    };
+    m["regexFind"] = {"ss", regex_find};
+    m["mustRegexFind"] = {"ss", regex_find};
+    // A []string, nil (printed "[]", toJson "null") when Go's is.
+    const auto string_list = [](List l, bool nil) {
+      Value v = list_value(std::move(l), true);
+      v.null_list = nil;
+      return v;
+    };
+    const auto regex_find_all = [compile, string_list](Args& a) -> Result<Value> {
+      ROOTSEAL_LET(re, compile("regexFindAll", a[0]));
+      const auto s = a[1].str();
+      List out;
+      for (const auto& [b, e] : re.find_all(s, static_cast<long>(a[2].i))) out.push_back(sv(s.substr(b, e - b)));
+      const bool nil = out.empty();
+      return string_list(std::move(out), nil);
+    };
+    m["regexFindAll"] = {"ssi", regex_find_all};
+    m["mustRegexFindAll"] = {"ssi", regex_find_all};
+    const auto regex_replace = [compile](bool literal) {
+      return [compile, literal](Args& a) -> Result<Value> {
+        ROOTSEAL_LET(re, compile(literal ? "regexReplaceAllLiteral" : "regexReplaceAll", a[0]));
+        auto out = re.replace_all_secure(a[1].str(), a[2].str(), literal, kMaxBytes);
+        if (!out) return fn_fail("a value would exceed 8 MiB: refused");
+        return string_value(std::move(*out));
+      };
+    };
+    m["regexReplaceAll"] = {"sss", regex_replace(false)};
+    m["mustRegexReplaceAll"] = {"sss", regex_replace(false)};
+    m["regexReplaceAllLiteral"] = {"sss", regex_replace(true)};
+    m["mustRegexReplaceAllLiteral"] = {"sss", regex_replace(true)};
+    // Go's Regexp.Split.
+    const auto regex_split = [compile, string_list](Args& a) -> Result<Value> {
+      ROOTSEAL_LET(re, compile("regexSplit", a[0]));
+      const auto s = a[1].str();
+      const std::int64_t n = a[2].i;
+      if (n == 0) return string_list({}, true);
+      if (!a[0].str().empty() && s.empty()) return string_list({sv("")}, false);
+      List out;
+      std::size_t beg = 0, end = 0;
+      for (const auto& [b, e] : re.find_all(s, static_cast<long>(n))) {
+        if (n > 0 && static_cast<std::int64_t>(out.size()) == n - 1) break;
+        end = b;
+        if (e != 0) out.push_back(sv(s.substr(beg, end - beg)));
+        beg = e;
+      }
+      if (end != s.size()) out.push_back(sv(s.substr(beg)));
+      return string_list(std::move(out), false);
+    };
+    m["regexSplit"] = {"ssi", regex_split};
+    m["mustRegexSplit"] = {"ssi", regex_split};
+    m["regexQuoteMeta"] = {"s", [](Args& a) -> Result<Value> {
+                             SecureBuffer out(a[0].str().size() * 2);
+                             for (char c : a[0].str()) {
+                               if (std::string_view("\\.+*?()|[]{}^$").find(c) != std::string_view::npos)
+                                 out.append("\\");
+                               out.push_back(c);
+                             }
+                             return str_out(out);
+                           }};
 
     // Sprig: more lists, types, integer arithmetic.
     m["rest"] = {"a", [](Args& a) -> Result<Value> {
@@ -1211,6 +1281,30 @@ const std::unordered_map<std::string_view, Fn>& table() {
     m["toRawJson"] = {"a", json_fn("", false)};
     m["fromJson"] = {"s", [](Args& a) { return from_json(a[0].str()); }};
     m["mustFromJson"] = {"s", [](Args& a) { return from_json(a[0].str()); }};
+
+    // ESO's own helpers (runtime/template/v2: pem.go, pkcs12.go, jwk.go,
+    // decrypt.go), in eso_funcs.cpp.
+    m["filterPEM"] = {"ss", [](Args& a) { return eso::filter_pem(a[0].str(), a[1].str()); }};
+    m["filterCertChain"] = {"ss", [](Args& a) { return eso::filter_cert_chain(a[0].str(), a[1].str()); }};
+    m["certSANs"] = {"s", [](Args& a) { return eso::cert_sans(a[0].str()); }};
+    m["pkcs12key"] = {"s", [](Args& a) { return eso::pkcs12_key("pkcs12key", "", a[0].str()); }};
+    m["pkcs12keyPass"] = {"ss", [](Args& a) { return eso::pkcs12_key("pkcs12keyPass", a[0].str(), a[1].str()); }};
+    m["pkcs12cert"] = {"s", [](Args& a) { return eso::pkcs12_cert("pkcs12cert", "", a[0].str()); }};
+    m["pkcs12certPass"] = {"ss", [](Args& a) { return eso::pkcs12_cert("pkcs12certPass", a[0].str(), a[1].str()); }};
+    m["pemToPkcs12"] = {"ss",
+                        [](Args& a) { return eso::pem_to_pkcs12("pemToPkcs12", a[0].str(), a[1].str(), "", false); }};
+    m["pemToPkcs12Pass"] = {"sss", [](Args& a) {
+                              return eso::pem_to_pkcs12("pemToPkcs12Pass", a[0].str(), a[1].str(), a[2].str(), false);
+                            }};
+    m["fullPemToPkcs12"] = {
+        "ss", [](Args& a) { return eso::pem_to_pkcs12("fullPemToPkcs12", a[0].str(), a[1].str(), "", true); }};
+    m["fullPemToPkcs12Pass"] = {
+        "sss",
+        [](Args& a) { return eso::pem_to_pkcs12("fullPemToPkcs12Pass", a[0].str(), a[1].str(), a[2].str(), true); }};
+    m["jwkPublicKeyPem"] = {"s", [](Args& a) { return eso::jwk_pem("jwkPublicKeyPem", a[0].str(), false); }};
+    m["jwkPrivateKeyPem"] = {"s", [](Args& a) { return eso::jwk_pem("jwkPrivateKeyPem", a[0].str(), true); }};
+    m["rsaDecrypt"] = {"ssss",
+                       [](Args& a) { return eso::rsa_decrypt(a[0].str(), a[1].str(), a[2].str(), a[3].str()); }};
     return m;
   }();
   return t;

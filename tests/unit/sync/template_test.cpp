@@ -205,3 +205,26 @@ TEST_CASE("templates follow Go where ESO's engine would differ") {
   // %q and quote escape as strconv.Quote.
   CHECK(render("{{ \"t\\tx\\x01\\u00a0\xc3\xa9\\xff\" | quote }}") == "\"t\\tx\\x01\\u00a0\xc3\xa9\\xff\"");
 }
+
+TEST_CASE("Sprig regular expression functions follow Go's regexp") {
+  CHECK(render("{{ regexFind \"[a-z]+\" \"12abc34de\" }}") == "abc");
+  CHECK(render("[{{ regexFind \"x\" .user }}]") == "[]");
+  CHECK(render("{{ regexFindAll \"[a-z]\" .user 2 | toJson }}") == R"(["a","l"])");
+  // No match, or n = 0: Go's nil slice (toJson null).
+  CHECK(render("{{ regexFindAll \"q\" .user -1 | toJson }}") == "null");
+  // Empty matches: not right after a match, one per character (é is one).
+  CHECK(render("{{ regexFindAll \"a*\" \"baac\" -1 | toJson }}") == R"(["","aa",""])");
+  CHECK(render("{{ regexReplaceAll \"x*\" \"h\xc3\xa9\" \"-\" }}") == "-h-\xc3\xa9-");
+  CHECK(render("{{ regexReplaceAll \"(?P<u>[a-z]+)@(\\\\w+)\" \"bob@ex\" \"${2}:$u$$\" }}") == "ex:bob$");
+  CHECK(render("{{ regexReplaceAllLiteral \"[0-9]\" \"a1b2\" \"$1\" }}") == "a$1b$1");
+  CHECK(render("{{ regexSplit \"[,;] *\" \"a, b;c\" -1 | toJson }}") == R"(["a","b","c"])");
+  CHECK(render("{{ regexSplit \",\" \"a,b,c\" 2 | toJson }}") == R"(["a","b,c"])");
+  CHECK(render("{{ regexSplit \"z*\" \"abc\" -1 | toJson }}") == R"(["a","b","c"])");
+  CHECK(render("{{ regexSplit \"a\" \"\" -1 | toJson }}") == R"([""])");
+  CHECK(render("{{ regexQuoteMeta \"1.5+[x]\" }}") == "1\\.5\\+\\[x\\]");
+  CHECK(error("{{ regexFind \"(\" .user }}") ==
+        "template: line 1: regexFind: error parsing regexp: missing closing ): `(`");
+  // A replacement's result is capped as any value.
+  CHECK(error("{{ regexReplaceAll \"\" (repeat 5000 \"ab\") (repeat 1000 \"x\") }}").find("exceed 8 MiB") !=
+        std::string::npos);
+}
