@@ -45,6 +45,7 @@ openssl pkcs12 -export -in leaf.crt -inkey leaf.key -passout pass: -out nopass.p
 openssl pkcs12 -export -in leaf.crt -inkey leaf.key -certfile cas.crt -passout pass:s3 \
   -keypbe PBE-SHA1-3DES -certpbe PBE-SHA1-3DES -macalg sha1 -out legacy.pfx
 openssl pkcs12 -export -in leaf.crt -inkey leaf.key -passout pass:x -iter 1000001 -out slow.pfx
+openssl pkcs12 -export -in leaf.crt -inkey leaf.key -passout pass: -nomac -keypbe NONE -certpbe NONE -out plain.pfx
 openssl pkey -in leaf.key -out leaf.pkcs8
 openssl pkey -in leaf.key -pubout -out leaf.pub
 openssl pkey -in int.key -out int.pkcs8
@@ -129,7 +130,7 @@ SecretMap data() {
   SecretMap m;
   for (const char* f :
        {"root.crt", "int.crt", "leaf.crt", "leaf.key", "int.key", "pass.pfx", "nopass.pfx", "legacy.pfx", "slow.pfx",
-        "leaf.pkcs8", "int.pkcs8", "ct-sha1", "ct-sha256", "ct-sha512", "ed.key"}) {
+        "plain.pfx", "leaf.pkcs8", "int.pkcs8", "ct-sha1", "ct-sha256", "ct-sha512", "ed.key"}) {
     std::string k(f);
     std::replace(k.begin(), k.end(), '.', '_');
     std::replace(k.begin(), k.end(), '-', '_');
@@ -203,6 +204,9 @@ TEST_CASE("pkcs12key and pkcs12cert read openssl's PKCS12 files") {
   CHECK(error("{{ .pass_pfx | pkcs12cert }}").find("unable to decode pkcs12 certificate with password") !=
         std::string::npos);
   CHECK(error("{{ .leaf_crt | pkcs12key }}").find("pkcs12") != std::string::npos);
+  // No MAC and no encryption (a plain key bag): read with no password only, as go-pkcs12.
+  CHECK(render("{{ .plain_pfx | pkcs12key }}") == p.read("leaf.pkcs8"));
+  CHECK(error("{{ .plain_pfx | pkcs12keyPass \"pw\" }}").find("pkcs12: no MAC in data") != std::string::npos);
   // The iteration counts are the file's: capped.
   CHECK(error("{{ .slow_pfx | pkcs12keyPass \"x\" }}").find("more than 1000000 iterations are not supported") !=
         std::string::npos);
