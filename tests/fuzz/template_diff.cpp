@@ -136,7 +136,9 @@ std::string generate(std::mt19937& rng, const std::vector<std::string>& keys) {
                                                  "regexReplaceAllLiteral \"a|e\" \"$1\"",
                                                  "regexReplaceAll \"\\\\b\" \"|\"",
                                                  "regexQuoteMeta",
-                                                 "mustRegexFind \"(\""};
+                                                 "mustRegexFind \"(\"",
+                                                 "merge (dict \"k\" .user)",
+                                                 "mergeOverwrite (dict \"user\" 1) (dict \"b64\" 2)"};
   static const std::vector<std::string> literals = {
       "\"lit\"", "`raw`", "\"a b\"", "\"\"", "\"x\\ty\"",      "\"q\\\"\"",          "42", "-1", "0",     "1.5",
       "true",    "false", "nil",     "0x10", "(list 1 \"a\")", "(dict \"k\" .user)", "$",  "$v", "$.user"};
@@ -213,7 +215,29 @@ std::string generate(std::mt19937& rng, const std::vector<std::string>& keys) {
       "{{ regexFindAll \"a\" \"bbb\" -1 | toJson }}",
       "{{ regexReplaceAll \"a*\" \"baaac\" \"-\" }}",
       "{{ regexReplaceAll \"(?P<first>\\\\w+) (\\\\w+)\" \"ab cd\" \"$2 ${first}$$\" }}",
-      "{{ regexFind \"(\" .user }}"};
+      "{{ regexFind \"(\" .user }}",
+      "{{ $a := dict \"x\" 1 \"y\" \"\" \"n\" (dict \"p\" 1) }}{{ $b := dict \"x\" 2 \"y\" \"b\" \"z\" 3 \"n\" (dict "
+      "\"p\" 2 \"q\" 3) }}{{ merge $a $b | toJson }}{{ $a.n | toJson }}",
+      "{{ $a := dict \"x\" 1 \"y\" \"\" \"n\" (dict \"p\" 1) }}{{ $b := dict \"x\" 2 \"y\" \"b\" \"z\" 3 \"n\" (dict "
+      "\"p\" 2 \"q\" 3) }}{{ mergeOverwrite $a $b | toJson }}",
+      "{{ merge (dict \"l\" (list 1) \"e\" list \"s\" \"x\") (dict \"l\" (list 2) \"e\" (list 3) \"m\" list \"s\" "
+      "(list 4)) | toJson }}",
+      "{{ mergeOverwrite (dict \"l\" (list 1) \"e\" list \"s\" \"x\") (dict \"l\" (list 2) \"e\" (list 3) \"m\" list "
+      "\"s\" (list 4)) | toJson }}",
+      "{{ mergeOverwrite (dict \"a\" 1 \"b\" 2) (dict \"a\" nil \"c\" nil) | toJson }}{{ merge (dict \"a\" 1) (dict "
+      "\"a\" nil \"c\" nil) | toJson }}",
+      "{{ mergeOverwrite (dict \"a\" \"x\" \"b\" \"\" \"c\" (dict)) (dict \"a\" (dict \"k\" 1) \"b\" (dict \"k\" 2) "
+      "\"c\" (dict)) | toJson }}",
+      "{{ merge (.json | fromJson) (dict \"host\" \"h2\" \"new\" 1 \"list\" (list \"z\")) | toJson }}",
+      "{{ mergeOverwrite (.json | fromJson) (dict \"host\" \"\" \"port\" 0 \"n\" (dict \"x\" 1)) | toJson }}",
+      "{{ $d := dict \"a\" 1 \"b\" (dict \"c\" 2) }}{{ merge $d $d | toJson }}{{ mergeOverwrite $d $d | toJson }}",
+      "{{ merge (dict) (dict \"a\" 1) (dict \"a\" 2 \"b\" 2) | toJson }}{{ mergeOverwrite (dict) (dict \"a\" 1) (dict "
+      "\"a\" 2 \"b\" \"\") | toJson }}",
+      "{{ merge (dict \"a\" 0 \"b\" false \"c\" 0.0 \"d\" \"\") (dict \"a\" 5 \"b\" true \"c\" 1.5 \"d\" \"x\") | "
+      "toJson }}",
+      "{{ merge (dict \"a\" 1) (split \",\" \"x,y\") }}",
+      "{{ merge (dict \"a\" (split \",\" \"x,y\")) (dict \"a\" (dict \"_0\" 1)) | toJson }}",
+      "{{ merge (dict \"a\" 1) .user }}"};
   std::string out;
   const int pieces = std::uniform_int_distribution<int>(1, 4)(rng);
   const bool ranged = chance(20);

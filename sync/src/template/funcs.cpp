@@ -706,6 +706,40 @@ Result<Value> join_non_nil(const Args& args, Each each) {
   return str_out(out);
 }
 
+// mergo's deepMerge of one map into another (v0.3.12, as Sprig's merge and
+// mergeOverwrite call it): a key dst lacks, or whose value is empty, takes
+// src's value; maps in both are merged in place; with overwrite, src's value
+// wins but over a non-empty dst value a map is only merged into a map; a nil
+// src value is skipped (overwrite: copied).
+Result<void> mergo(Map& dst, bool dst_strings, const Map& src, bool src_strings, bool overwrite, int depth) {
+  if (depth > kMaxDepth) return fn_fail("merge: maps nested more than 64 deep are not supported");
+  // Go would panic putting an interface{} value into a map[string]string.
+  if (dst_strings && !src_strings && !src.empty())
+    return fn_fail("merge: merging a map of values into a map of strings is not supported");
+  // A snapshot: src may be dst itself.
+  std::vector<std::pair<std::string_view, Value>> entries;
+  for (const auto& [k, v] : src) entries.emplace_back(as_view(k), v);
+  for (const auto& [k, se] : entries) {
+    auto it = dst.find(k);
+    const bool has = it != dst.end();
+    if (se.kind == Value::Kind::nil) {
+      if (overwrite) dst.insert_or_assign(kms::SecureBytes::copy_of(k), se);
+      continue;
+    }
+    if (se.kind == Value::Kind::map && has && it->second.kind == Value::Kind::map) {
+      const Value nested = it->second;
+      ROOTSEAL_TRY(mergo(*nested.m, nested.strings, *se.m, se.strings, overwrite, depth + 1));
+    }
+    if (se.kind == Value::Kind::list && overwrite) {
+      dst.insert_or_assign(kms::SecureBytes::copy_of(k), se);
+      continue;
+    }
+    if (has && !empty(it->second) && (se.kind == Value::Kind::map || se.kind == Value::Kind::list)) continue;
+    if (overwrite || !has || empty(it->second)) dst.insert_or_assign(kms::SecureBytes::copy_of(k), se);
+  }
+  return {};
+}
+
 // ---- the table -----------------------------------------------------------------
 
 Value sv(std::string_view s) { return string_value(s); }
@@ -1223,6 +1257,17 @@ const std::unordered_map<std::string_view, Fn>& table() {
                      for (const auto& kv : *a[0].m) out.push_back(kv.second);
                      return list_value(std::move(out));
                    }};
+    const auto merge = [](bool overwrite) {
+      return [overwrite](Args& a) -> Result<Value> {
+        for (std::size_t k = 1; k < a.size(); ++k)
+          ROOTSEAL_TRY(mergo(*a[0].m, a[0].strings, *a[k].m, a[k].strings, overwrite, 0));
+        return a[0];
+      };
+    };
+    m["merge"] = {"mm.", merge(false)};
+    m["mustMerge"] = {"mm.", merge(false)};
+    m["mergeOverwrite"] = {"mm.", merge(true)};
+    m["mustMergeOverwrite"] = {"mm.", merge(true)};
     m["pluck"] = {"sm.", [](Args& a) -> Result<Value> {
                     List out;
                     for (std::size_t k = 1; k < a.size(); ++k) {

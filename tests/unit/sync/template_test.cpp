@@ -228,3 +228,17 @@ TEST_CASE("Sprig regular expression functions follow Go's regexp") {
   CHECK(error("{{ regexReplaceAll \"\" (repeat 5000 \"ab\") (repeat 1000 \"x\") }}").find("exceed 8 MiB") !=
         std::string::npos);
 }
+
+TEST_CASE("merge and mergeOverwrite follow Sprig and mergo") {
+  // merge: only keys dst lacks or holds empty; dicts merged in place (the first argument is changed).
+  CHECK(render("{{ $a := dict \"x\" 1 \"y\" \"\" \"n\" (dict \"p\" 1) }}"
+               "{{ $_ := merge $a (dict \"x\" 2 \"y\" \"b\" \"n\" (dict \"p\" 2 \"q\" 3)) }}{{ toJson $a }}") ==
+        R"({"n":{"p":1,"q":3},"x":1,"y":"b"})");
+  // mergeOverwrite: the source wins, but a dict does not replace a non-empty scalar; nil is copied.
+  CHECK(render("{{ mergeOverwrite (dict \"a\" \"x\" \"b\" \"\" \"l\" (list 1) \"z\" 1) "
+               "(dict \"a\" (dict \"k\" 1) \"b\" (dict \"k\" 2) \"l\" (list 2) \"z\" nil) | toJson }}") ==
+        R"({"a":"x","b":{"k":2},"l":[2],"z":null})");
+  CHECK(render("{{ merge (dict \"z\" 1) (dict \"z\" nil \"w\" nil) | toJson }}") == R"({"z":1})");
+  CHECK(error("{{ merge (dict \"a\" (split \",\" \"x\")) (dict \"a\" (dict \"_0\" 1)) }}")
+            .find("merging a map of values into a map of strings is not supported") != std::string::npos);
+}
