@@ -608,16 +608,6 @@ class EsoUpstreamExamples(unittest.TestCase):
                       "  password: \"grafana-pass\"\n  user: \"grafana-user\"\n",
             "connection": "postgresql://db.example/app"})
 
-    def test_literal_template_refused_htpasswd(self):
-        # Variables, range and append render; htpasswd (bcrypt, which OpenSSL does not offer) is refused by
-        # name (docs/sync.md, Templates).
-        aws_store("tpl-literal")
-        apply("template-v2-literal-example.yaml", "tpl-literal")
-        self.refused("tpl-literal", "my-template-example",
-                     "spec.target.template.templateFrom[0].literal: template: line 3: function \"htpasswd\" is not "
-                     "supported (see docs/sync.md)")
-        self.assertIsNone(ENV.kube.secret("tpl-literal", "secret-to-be-created"))
-
     def test_vault_pushsecret(self):
         # vault-pushsecret.yaml's store vault-secretstore is not in the snippets: vault-token-store.yaml
         # under that name.
@@ -837,6 +827,30 @@ class EsoTemplateHelperExamples(unittest.TestCase):
         self.synced(ns, "cert-sans", "cert-sans", {
             "sans": "tls.example,www.tls.example,10.1.2.3", "primary-domain": "tls.example",
             "sans-json": '["tls.example","www.tls.example","10.1.2.3"]'})
+
+    def test_literal_template_htpasswd(self):
+        # template-v2-literal-example.yaml: ESO's Sprig htpasswd with "bcrypt" over the extracted users,
+        # one "user:hash" line each, the literal read as keys and values. The salt is random: the hash
+        # is checked with crypt(3) (Python's crypt module on libxcrypt), its form is Go's ($2a$, cost 10).
+        import re
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt
+        aws_store("tpl-literal")
+        apply("template-v2-literal-example.yaml", "tpl-literal")
+        got = ENV.wait(lambda: secret_data("tpl-literal", "secret-to-be-created"), "Secret tpl-literal")
+        self.assertEqual(sorted(got), ["auth"])
+        m = re.fullmatch(r"alice:(\$2a\$10\$[./A-Za-z0-9]{53})", got["auth"].decode())
+        self.assertIsNotNone(m, got["auth"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.assertEqual(crypt.crypt("pw", m.group(1)), m.group(1))
+            self.assertNotEqual(crypt.crypt("other", m.group(1)), m.group(1))
+        self.assertEqual(es_ready("tpl-literal", "my-template-example", "True"),
+                         ("True", "SecretSynced", "secret synced"))
+        self.wait_event("tpl-literal", "ExternalSecret", "my-template-example",
+                        ("Normal", "Created", "secret created"))
 
 
 if __name__ == "__main__":

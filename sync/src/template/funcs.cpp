@@ -3,6 +3,8 @@
 // string, an int one an int or an integral number literal) and Sprig's
 // behaviour. Where Go would differ on text rootseal cannot treat the same
 // way (Unicode case mapping, for one), the function refuses the input.
+#include <crypt.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include <algorithm>
@@ -740,6 +742,32 @@ Result<void> mergo(Map& dst, bool dst_strings, const Map& src, bool src_strings,
   return {};
 }
 
+// Go's bcrypt.GenerateFromPassword at DefaultCost ($2a$, cost 10) on
+// libxcrypt, the salt from OpenSSL's RAND_bytes, the work area and the
+// password in locked memory. Passwords of more than 72 bytes get the text
+// ESO's Sprig returns for Go's error.
+Result<kms::SecureBytes> bcrypt_hash(std::string_view password) {
+  if (password.size() > 72)
+    return kms::SecureBytes::copy_of(
+        std::string_view("failed to encrypt string with bcrypt: bcrypt: password length exceeds 72 bytes"));
+  if (password.find('\0') != std::string_view::npos)
+    return fn_fail("htpasswd: a password with a NUL character is not supported");
+  unsigned char random[16];
+  char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+  if (RAND_bytes(random, sizeof random) != 1 || crypt_gensalt_rn("$2a$", 10, reinterpret_cast<const char*>(random),
+                                                                 sizeof random, setting, sizeof setting) == nullptr)
+    return fn_fail("htpasswd: bcrypt is not available");
+  kms::SecureBytes phrase(password.size() + 1);
+  std::memcpy(phrase.data(), password.data(), password.size());
+  phrase.data()[password.size()] = 0;
+  kms::SecureBytes work(sizeof(struct crypt_data));
+  std::memset(work.data(), 0, work.size());
+  const char* hash =
+      crypt_rn(reinterpret_cast<const char*>(phrase.data()), setting, work.data(), static_cast<int>(work.size()));
+  if (hash == nullptr || hash[0] == '*') return fn_fail("htpasswd: bcrypt is not available");
+  return kms::SecureBytes::copy_of(std::string_view(hash));
+}
+
 // ---- the table -----------------------------------------------------------------
 
 Value sv(std::string_view s) { return string_value(s); }
@@ -1268,6 +1296,30 @@ const std::unordered_map<std::string_view, Fn>& table() {
     m["mustMerge"] = {"mm.", merge(false)};
     m["mergeOverwrite"] = {"mm.", merge(true)};
     m["mustMergeOverwrite"] = {"mm.", merge(true)};
+    // ESO's Sprig htpasswd USER PASSWORD ALGORITHM: "sha" gives {SHA} and
+    // the base64 of the password's SHA-1, anything else bcrypt (random salt).
+    m["htpasswd"] = {"sss", [](Args& a) -> Result<Value> {
+                       const auto user = a[0].str();
+                       SecureBuffer out(96);
+                       if (user.find(':') != std::string_view::npos) {
+                         out.append("invalid username: ");
+                         out.append(user);
+                         return str_out(out);
+                       }
+                       out.append(user);
+                       out.append(":");
+                       if (a[2].str() == "sha") {
+                         kms::SecureBytes digest(SHA_DIGEST_LENGTH);
+                         SHA1(reinterpret_cast<const unsigned char*>(a[1].str().data()), a[1].str().size(),
+                              digest.data());
+                         out.append("{SHA}");
+                         out.append(kms::base64_encode_secure(digest.span()).span());
+                       } else {
+                         ROOTSEAL_LET(hash, bcrypt_hash(a[1].str()));
+                         out.append(hash.span());
+                       }
+                       return str_out(out);
+                     }};
     m["pluck"] = {"sm.", [](Args& a) -> Result<Value> {
                     List out;
                     for (std::size_t k = 1; k < a.size(); ++k) {

@@ -10,16 +10,19 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/rsa"
-	_ "crypto/sha1" // crypto.SHA1
+	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"hash"
 	"strings"
 	"text/template"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 func esoFuncs() template.FuncMap {
@@ -29,6 +32,29 @@ func esoFuncs() template.FuncMap {
 		"certSANs":        certSANs,
 		"rsaDecrypt":      rsaDecrypt,
 	}
+}
+
+// esoSprigFuncs: functions of ESO's own copy of Sprig
+// (runtime/template/v2/sprig) that differ from Debian's Sprig 3.2.3.
+func esoSprigFuncs() template.FuncMap {
+	return template.FuncMap{"htpasswd": htpasswd}
+}
+
+// htpasswd as ESO's Sprig has it: a third argument names the hash ("sha"
+// or bcrypt).
+func htpasswd(username, password, hashAlgorithm string) string {
+	if strings.Contains(username, ":") {
+		return fmt.Sprintf("invalid username: %s", username)
+	}
+	if hashAlgorithm == "sha" {
+		sum := sha1.Sum([]byte(password))
+		return fmt.Sprintf("%s:{SHA}%s", username, base64.StdEncoding.EncodeToString(sum[:]))
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return fmt.Sprintf("%s:failed to encrypt string with bcrypt: %s", username, err)
+	}
+	return fmt.Sprintf("%s:%s", username, hash)
 }
 
 func trimJunk(input string) string {

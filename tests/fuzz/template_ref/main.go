@@ -50,6 +50,9 @@ func render(r request) (out []byte, err error) {
 			funcs[name] = f
 		}
 	}
+	for name, f := range esoSprigFuncs() {
+		funcs[name] = f
+	}
 	t, err := template.New("t").Option("missingkey=error").Funcs(funcs).Parse(string(r.T))
 	if err != nil {
 		return nil, err

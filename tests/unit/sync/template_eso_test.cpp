@@ -268,3 +268,25 @@ TEST_CASE("rsaDecrypt decrypts RSA-OAEP with the hash named") {
         std::string::npos);
   CHECK(error("{{ rsaDecrypt \"PKCS1\" \"SHA1\" .ct_sha1 .leaf_key }}").find("is not supported") != std::string::npos);
 }
+
+TEST_CASE("htpasswd as ESO's Sprig: sha or bcrypt") {
+  const Pki& p = pki();
+  p.write("pw", "s3cr3t");
+  const auto sha = test::run_command("openssl dgst -sha1 -binary '" + (p.dir / "pw").string() + "' | base64");
+  REQUIRE(sha.status == 0);
+  CHECK(render("{{ htpasswd \"alice\" \"s3cr3t\" \"sha\" }}") == "alice:{SHA}" + sha.out.substr(0, sha.out.find('\n')));
+  CHECK(render("{{ htpasswd \"a:b\" \"s3cr3t\" \"sha\" }}") == "invalid username: a:b");
+  // bcrypt as Go's (2a, cost 10), random salt: checked with crypt(3) through Python.
+  const std::string line = render("{{ htpasswd \"alice\" \"s3cr3t\" \"bcrypt\" }}");
+  REQUIRE(line.starts_with("alice:$2a$10$"));
+  CHECK(line.size() == 6 + 60);
+  CHECK(line != render("{{ htpasswd \"alice\" \"s3cr3t\" \"bcrypt\" }}"));
+  p.write("hash", line.substr(6));
+  const auto ok = test::run_command(
+      "python3 -W ignore -c 'import crypt,sys; h=open(sys.argv[1]).read(); "
+      "print(crypt.crypt(\"s3cr3t\", h) == h, crypt.crypt(\"other\", h) == h)' '" +
+      (p.dir / "hash").string() + "'");
+  CHECK(ok.out == "True False\n");
+  CHECK(render("{{ htpasswd \"u\" (repeat 73 \"x\") \"bcrypt\" }}") ==
+        "u:failed to encrypt string with bcrypt: bcrypt: password length exceeds 72 bytes");
+}
