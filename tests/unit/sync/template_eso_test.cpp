@@ -80,12 +80,14 @@ done
     std::ofstream(dir / name, std::ios::binary) << bytes;
   }
   // The JWK (RFC 7517) of a PEM key, private or public, by Python's cryptography.
-  [[nodiscard]] std::string jwk(const std::string& key_file, bool priv) const {
+  // mode: "0" public, "1" private, "2" private without the CRT members dp, dq, qi.
+  [[nodiscard]] std::string jwk(const std::string& key_file, const char* mode) const {
     const std::string py = R"(import sys, json, base64
 from cryptography.hazmat.primitives import serialization as s
 from cryptography.hazmat.primitives.asymmetric import rsa, ec, ed25519
 k = s.load_pem_private_key(open(sys.argv[1], "rb").read(), None)
-priv = sys.argv[2] == "1"
+priv = sys.argv[2] != "0"
+crt = sys.argv[2] == "1"
 def b(n, size=None):
     if isinstance(n, int):
         n = n.to_bytes(size or max(1, (n.bit_length() + 7) // 8), "big")
@@ -93,7 +95,8 @@ def b(n, size=None):
 if isinstance(k, rsa.RSAPrivateKey):
     p = k.private_numbers(); q = p.public_numbers
     j = {"kty": "RSA", "n": b(q.n), "e": b(q.e)}
-    if priv: j.update(d=b(p.d), p=b(p.p), q=b(p.q), dp=b(p.dmp1), dq=b(p.dmq1), qi=b(p.iqmp))
+    if priv: j.update(d=b(p.d), p=b(p.p), q=b(p.q))
+    if crt: j.update(dp=b(p.dmp1), dq=b(p.dmq1), qi=b(p.iqmp))
 elif isinstance(k, ec.EllipticCurvePrivateKey):
     p = k.private_numbers(); q = p.public_numbers
     j = {"kty": "EC", "crv": "P-256", "x": b(q.x, 32), "y": b(q.y, 32)}
@@ -105,8 +108,8 @@ else:
 print(json.dumps(j))
 )";
     write("jwk.py", py);
-    const auto r = test::run_command("python3 '" + (dir / "jwk.py").string() + "' '" + (dir / key_file).string() +
-                                     "' " + (priv ? "1" : "0"));
+    const auto r =
+        test::run_command("python3 '" + (dir / "jwk.py").string() + "' '" + (dir / key_file).string() + "' " + mode);
     REQUIRE(r.status == 0);
     return r.out;
   }
@@ -140,12 +143,13 @@ SecretMap data() {
             kms::SecureBytes::copy_of(std::string_view(p.read("int.crt") + p.read("root.crt") + p.read("leaf.crt"))));
   m.emplace("bundle", kms::SecureBytes::copy_of(std::string_view("junk\n" + p.read("leaf.key") + p.read("leaf.crt") +
                                                                  p.read("int.crt") + "trailer\n")));
-  m.emplace("jwk_rsa", kms::SecureBytes::copy_of(std::string_view(p.jwk("leaf.key", true))));
-  m.emplace("jwk_rsa_pub", kms::SecureBytes::copy_of(std::string_view(p.jwk("leaf.key", false))));
-  m.emplace("jwk_ec", kms::SecureBytes::copy_of(std::string_view(p.jwk("int.key", true))));
-  m.emplace("jwk_ec_pub", kms::SecureBytes::copy_of(std::string_view(p.jwk("int.key", false))));
-  m.emplace("jwk_ed", kms::SecureBytes::copy_of(std::string_view(p.jwk("ed.key", true))));
-  m.emplace("jwk_ed_pub", kms::SecureBytes::copy_of(std::string_view(p.jwk("ed.key", false))));
+  m.emplace("jwk_rsa", kms::SecureBytes::copy_of(std::string_view(p.jwk("leaf.key", "1"))));
+  m.emplace("jwk_rsa_nocrt", kms::SecureBytes::copy_of(std::string_view(p.jwk("leaf.key", "2"))));
+  m.emplace("jwk_rsa_pub", kms::SecureBytes::copy_of(std::string_view(p.jwk("leaf.key", "0"))));
+  m.emplace("jwk_ec", kms::SecureBytes::copy_of(std::string_view(p.jwk("int.key", "1"))));
+  m.emplace("jwk_ec_pub", kms::SecureBytes::copy_of(std::string_view(p.jwk("int.key", "0"))));
+  m.emplace("jwk_ed", kms::SecureBytes::copy_of(std::string_view(p.jwk("ed.key", "1"))));
+  m.emplace("jwk_ed_pub", kms::SecureBytes::copy_of(std::string_view(p.jwk("ed.key", "0"))));
   return m;
 }
 
@@ -245,6 +249,8 @@ TEST_CASE("jwkPublicKeyPem and jwkPrivateKeyPem give openssl's PKIX and PKCS8 PE
   const Pki& p = pki();
   CHECK(render("{{ .jwk_rsa | jwkPrivateKeyPem }}") == p.read("leaf.pkcs8"));
   CHECK(render("{{ .jwk_rsa_pub | jwkPublicKeyPem }}") == p.read("leaf.pub"));
+  // Without dp, dq, qi: computed, as Go's rsa.PrivateKey.Precompute does.
+  CHECK(render("{{ .jwk_rsa_nocrt | jwkPrivateKeyPem }}") == p.read("leaf.pkcs8"));
   CHECK(render("{{ .jwk_ec | jwkPrivateKeyPem }}") == p.read("int.pkcs8"));
   CHECK(render("{{ .jwk_ec_pub | jwkPublicKeyPem }}") == p.read("int.pub"));
   CHECK(render("{{ .jwk_ed | jwkPrivateKeyPem }}") == p.read("ed.key"));
