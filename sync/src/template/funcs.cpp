@@ -1285,17 +1285,27 @@ const std::unordered_map<std::string_view, Fn>& table() {
                      for (const auto& kv : *a[0].m) out.push_back(kv.second);
                      return list_value(std::move(out));
                    }};
-    const auto merge = [](bool overwrite) {
-      return [overwrite](Args& a) -> Result<Value> {
-        for (std::size_t k = 1; k < a.size(); ++k)
+    // Go passes nil as a nil map: a nil source merges nothing; a nil
+    // destination (which mergo replaces by a new map) is refused.
+    const auto merge = [](std::string_view fn, bool overwrite) {
+      return [fn, overwrite](Args& a) -> Result<Value> {
+        for (const auto& v : a) {
+          if (v.kind != Value::Kind::nil && (v.kind != Value::Kind::map || v.strings))
+            return fn_fail("error calling " + std::string(fn) +
+                           ": wrong type for value; expected map[string]interface {}; got " + v.type_name());
+        }
+        if (a[0].kind == Value::Kind::nil) return fn_fail(std::string(fn) + ": a nil destination is not supported");
+        for (std::size_t k = 1; k < a.size(); ++k) {
+          if (a[k].kind == Value::Kind::nil) continue;
           ROOTSEAL_TRY(mergo(*a[0].m, a[0].strings, *a[k].m, a[k].strings, overwrite, 0));
+        }
         return a[0];
       };
     };
-    m["merge"] = {"mm.", merge(false)};
-    m["mustMerge"] = {"mm.", merge(false)};
-    m["mergeOverwrite"] = {"mm.", merge(true)};
-    m["mustMergeOverwrite"] = {"mm.", merge(true)};
+    m["merge"] = {"aa.", merge("merge", false)};
+    m["mustMerge"] = {"aa.", merge("mustMerge", false)};
+    m["mergeOverwrite"] = {"aa.", merge("mergeOverwrite", true)};
+    m["mustMergeOverwrite"] = {"aa.", merge("mustMergeOverwrite", true)};
     // ESO's Sprig htpasswd USER PASSWORD ALGORITHM: "sha" gives {SHA} and
     // the base64 of the password's SHA-1, anything else bcrypt (random salt).
     m["htpasswd"] = {"sss", [](Args& a) -> Result<Value> {

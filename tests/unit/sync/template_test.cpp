@@ -239,6 +239,10 @@ TEST_CASE("merge and mergeOverwrite follow Sprig and mergo") {
                "(dict \"a\" (dict \"k\" 1) \"b\" (dict \"k\" 2) \"l\" (list 2) \"z\" nil) | toJson }}") ==
         R"({"a":"x","b":{"k":2},"l":[2],"z":null})");
   CHECK(render("{{ merge (dict \"z\" 1) (dict \"z\" nil \"w\" nil) | toJson }}") == R"({"z":1})");
+  // nil is Go's nil map: as a source it merges nothing.
+  CHECK(render("{{ mergeOverwrite (dict \"z\" 1) nil | toJson }}") == R"({"z":1})");
+  CHECK(error("{{ merge (dict) \"x\" }}") ==
+        "template: line 1: error calling merge: wrong type for value; expected map[string]interface {}; got string");
   CHECK(error("{{ merge (dict \"a\" (split \",\" \"x\")) (dict \"a\" (dict \"_0\" 1)) }}")
             .find("merging a map of values into a map of strings is not supported") != std::string::npos);
 }
