@@ -187,7 +187,8 @@ kms::Result<GoRegexp> GoRegexp::compile(std::string_view pattern) {
   return out;
 }
 
-void GoRegexp::expand(std::string& out, std::string_view tmpl, const std::vector<std::string_view>& groups) const {
+template <typename Out>
+void GoRegexp::expand(Out& out, std::string_view tmpl, const std::vector<std::string_view>& groups) const {
   while (!tmpl.empty()) {
     const auto dollar = tmpl.find('$');
     if (dollar == std::string_view::npos) break;
@@ -237,8 +238,9 @@ bool GoRegexp::matches(std::string_view s) const {
   return false;
 }
 
-std::string GoRegexp::replace_all(std::string_view src, std::string_view tmpl) const {
-  std::string out;
+template <typename Out>
+bool GoRegexp::replace_into(Out& out, std::string_view src, std::string_view tmpl, bool literal,
+                            std::size_t max) const {
   std::vector<re2::StringPiece> m(names_.size());
   std::vector<std::string_view> groups(names_.size());
   const re2::StringPiece text(src.data(), src.size());
@@ -263,11 +265,16 @@ std::string GoRegexp::replace_all(std::string_view src, std::string_view tmpl) c
     out.append(src.substr(last_end, begin - last_end));
     // No replacement for an empty match right after the previous match.
     if (end > last_end || begin == 0) {
-      for (std::size_t g = 0; g < m.size(); ++g) {
-        groups[g] = m[g].data() == nullptr ? std::string_view{} : std::string_view(m[g].data(), m[g].size());
+      if (literal) {
+        out.append(tmpl);
+      } else {
+        for (std::size_t g = 0; g < m.size(); ++g) {
+          groups[g] = m[g].data() == nullptr ? std::string_view{} : std::string_view(m[g].data(), m[g].size());
+        }
+        expand(out, tmpl, groups);
       }
-      expand(out, tmpl, groups);
     }
+    if (out.size() > max) return false;
     last_end = end;
     // Advance past this match, by at least one character.
     const std::size_t width = decode_rune(src, search).width;
@@ -280,6 +287,51 @@ std::string GoRegexp::replace_all(std::string_view src, std::string_view tmpl) c
     }
   }
   out.append(src.substr(last_end));
+  return out.size() <= max;
+}
+
+std::string GoRegexp::replace_all(std::string_view src, std::string_view tmpl) const {
+  std::string out;
+  replace_into(out, src, tmpl, false, std::string::npos);
+  return out;
+}
+
+std::optional<kms::SecureBytes> GoRegexp::replace_all_secure(std::string_view src, std::string_view repl, bool literal,
+                                                             std::size_t max) const {
+  kms::SecureBuffer out(src.size());
+  if (!replace_into(out, src, repl, literal, max)) return std::nullopt;
+  return out.take();
+}
+
+std::vector<std::pair<std::size_t, std::size_t>> GoRegexp::find_all(std::string_view s, long n) const {
+  std::vector<std::pair<std::size_t, std::size_t>> out;
+  if (n < 0) n = static_cast<long>(s.size()) + 1;
+  const re2::StringPiece text(s.data(), s.size());
+  re2::StringPiece m;
+  std::size_t pos = 0;
+  std::optional<std::size_t> prev_end;
+  while (static_cast<long>(out.size()) < n && pos <= s.size()) {
+    if (!re_->Match(text, pos, s.size(), re2::RE2::UNANCHORED, &m, 1)) break;
+    const auto begin = static_cast<std::size_t>(m.data() - s.data());
+    const std::size_t end = begin + m.size();
+    // As in replace_into: Go tries a match only at character boundaries.
+    std::size_t at = pos;
+    while (at < begin) at += decode_rune(s, at).width;
+    if (at != begin) {
+      pos = at;
+      continue;
+    }
+    bool accept = true;
+    if (end == pos) {
+      // An empty match: not right after the previous match; move on a character.
+      if (prev_end && begin == *prev_end) accept = false;
+      pos += pos < s.size() ? decode_rune(s, pos).width : 1;
+    } else {
+      pos = end;
+    }
+    prev_end = end;
+    if (accept) out.emplace_back(begin, end);
+  }
   return out;
 }
 

@@ -5,12 +5,14 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "model/types.hpp"
 #include "rootseal/kms/error.hpp"
+#include "rootseal/kms/secure_buffer.hpp"
 #include "rootseal/sync/provider.hpp"
 
 namespace re2 {
@@ -30,6 +32,13 @@ class GoRegexp {
   [[nodiscard]] std::string replace_all(std::string_view src, std::string_view tmpl) const;
   // Go's Regexp.MatchString: a match anywhere in `s`.
   [[nodiscard]] bool matches(std::string_view s) const;
+  // ReplaceAllString (literal: ReplaceAllLiteralString) into locked memory;
+  // nullopt when the result would pass `max` bytes.
+  [[nodiscard]] std::optional<kms::SecureBytes> replace_all_secure(std::string_view src, std::string_view repl,
+                                                                   bool literal, std::size_t max) const;
+  // Go's allMatches (FindAllString, FindAllStringIndex, Split): the [begin,
+  // end) of the first `n` successive matches (n < 0: all).
+  [[nodiscard]] std::vector<std::pair<std::size_t, std::size_t>> find_all(std::string_view s, long n) const;
 
   GoRegexp(GoRegexp&&) noexcept;
   GoRegexp& operator=(GoRegexp&&) noexcept;
@@ -37,7 +46,10 @@ class GoRegexp {
 
  private:
   GoRegexp();
-  void expand(std::string& out, std::string_view tmpl, const std::vector<std::string_view>& groups) const;
+  template <typename Out>
+  void expand(Out& out, std::string_view tmpl, const std::vector<std::string_view>& groups) const;
+  template <typename Out>
+  bool replace_into(Out& out, std::string_view src, std::string_view tmpl, bool literal, std::size_t max) const;
   std::unique_ptr<re2::RE2> re_;
   std::vector<std::string> names_;  // by group index; "" for unnamed groups and 0
 };

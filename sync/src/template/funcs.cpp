@@ -3,6 +3,8 @@
 // string, an int one an int or an integral number literal) and Sprig's
 // behaviour. Where Go would differ on text rootseal cannot treat the same
 // way (Unicode case mapping, for one), the function refuses the input.
+#include <crypt.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include <algorithm>
@@ -14,6 +16,7 @@
 
 #include "../rewrite.hpp"
 #include "ast.hpp"
+#include "eso_funcs.hpp"
 #include "rootseal/kms/encoding.hpp"
 
 namespace rootseal::sync::tmpl {
@@ -705,6 +708,66 @@ Result<Value> join_non_nil(const Args& args, Each each) {
   return str_out(out);
 }
 
+// mergo's deepMerge of one map into another (v0.3.12, as Sprig's merge and
+// mergeOverwrite call it): a key dst lacks, or whose value is empty, takes
+// src's value; maps in both are merged in place; with overwrite, src's value
+// wins but over a non-empty dst value a map is only merged into a map; a nil
+// src value is skipped (overwrite: copied).
+Result<void> mergo(Map& dst, bool dst_strings, const Map& src, bool src_strings, bool overwrite, int depth) {
+  if (depth > kMaxDepth) return fn_fail("merge: maps nested more than 64 deep are not supported");
+  // Go would panic putting an interface{} value into a map[string]string.
+  if (dst_strings && !src_strings && !src.empty())
+    return fn_fail("merge: merging a map of values into a map of strings is not supported");
+  // A snapshot: src may be dst itself.
+  std::vector<std::pair<std::string_view, Value>> entries;
+  for (const auto& [k, v] : src) entries.emplace_back(as_view(k), v);
+  for (const auto& [k, se] : entries) {
+    auto it = dst.find(k);
+    const bool has = it != dst.end();
+    if (se.kind == Value::Kind::nil) {
+      if (overwrite) dst.insert_or_assign(kms::SecureBytes::copy_of(k), se);
+      continue;
+    }
+    if (se.kind == Value::Kind::map && has && it->second.kind == Value::Kind::map) {
+      const Value nested = it->second;
+      ROOTSEAL_TRY(mergo(*nested.m, nested.strings, *se.m, se.strings, overwrite, depth + 1));
+    }
+    if (se.kind == Value::Kind::list && overwrite) {
+      dst.insert_or_assign(kms::SecureBytes::copy_of(k), se);
+      continue;
+    }
+    if (has && !empty(it->second) && (se.kind == Value::Kind::map || se.kind == Value::Kind::list)) continue;
+    if (overwrite || !has || empty(it->second)) dst.insert_or_assign(kms::SecureBytes::copy_of(k), se);
+  }
+  return {};
+}
+
+// Go's bcrypt.GenerateFromPassword at DefaultCost ($2a$, cost 10) on
+// libxcrypt, the salt from OpenSSL's RAND_bytes, the work area and the
+// password in locked memory. Passwords of more than 72 bytes get the text
+// ESO's Sprig returns for Go's error.
+Result<kms::SecureBytes> bcrypt_hash(std::string_view password) {
+  if (password.size() > 72)
+    return kms::SecureBytes::copy_of(
+        std::string_view("failed to encrypt string with bcrypt: bcrypt: password length exceeds 72 bytes"));
+  if (password.find('\0') != std::string_view::npos)
+    return fn_fail("htpasswd: a password with a NUL character is not supported");
+  unsigned char random[16];
+  char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+  if (RAND_bytes(random, sizeof random) != 1 || crypt_gensalt_rn("$2a$", 10, reinterpret_cast<const char*>(random),
+                                                                 sizeof random, setting, sizeof setting) == nullptr)
+    return fn_fail("htpasswd: bcrypt is not available");
+  kms::SecureBytes phrase(password.size() + 1);
+  std::memcpy(phrase.data(), password.data(), password.size());
+  phrase.data()[password.size()] = 0;
+  kms::SecureBytes work(sizeof(struct crypt_data));
+  std::memset(work.data(), 0, work.size());
+  const char* hash =
+      crypt_rn(reinterpret_cast<const char*>(phrase.data()), setting, work.data(), static_cast<int>(work.size()));
+  if (hash == nullptr || hash[0] == '*') return fn_fail("htpasswd: bcrypt is not available");
+  return kms::SecureBytes::copy_of(std::string_view(hash));
+}
+
 // ---- the table -----------------------------------------------------------------
 
 Value sv(std::string_view s) { return string_value(s); }
@@ -970,19 +1033,88 @@ const std::unordered_map<std::string_view, Fn>& table() {
           return str_out(out);
         }};
 
-    // Sprig: regular expressions (Go's regexp: RE2). Only matching: a
-    // replacement would build the value outside locked memory. A bad
-    // expression is an error (Sprig's regexMatch answers false).
-    const auto regex_match = [](Args& a) -> Result<Value> {
-      auto re = GoRegexp::compile(a[0].str());
+    // Sprig: regular expressions (Go's regexp: RE2); what they find or build
+    // is in locked memory. A bad expression is an error (Sprig's regexMatch
+    // answers false; its other functions fail, as here).
+    const auto compile = [](std::string_view fn, const Value& re) -> Result<GoRegexp> {
+      auto r = GoRegexp::compile(re.str());
       // Go's message quotes the expression: only one from the template text.
-      if (!re)
-        return fn_fail(a[0].literal ? "regexMatch: " + re.error().message
-                                    : "regexMatch: the expression (computed from data) is not valid");
-      return bool_value(re->matches(a[1].str()));
+      if (!r)
+        return fn_fail(re.literal ? std::string(fn) + ": " + r.error().message
+                                  : std::string(fn) + ": the expression (computed from data) is not valid");
+      return r;
+    };
+    const auto regex_match = [compile](Args& a) -> Result<Value> {
+      ROOTSEAL_LET(re, compile("regexMatch", a[0]));
+      return bool_value(re.matches(a[1].str()));
     };
     m["regexMatch"] = {"ss", regex_match};
     m["mustRegexMatch"] = {"ss", regex_match};
+    const auto regex_find = [compile](Args& a) -> Result<Value> {
+      ROOTSEAL_LET(re, compile("regexFind", a[0]));
+      const auto s = a[1].str();
+      const auto hits = re.find_all(s, 1);
+      return sv(hits.empty() ? std::string_view() : s.substr(hits[0].first, hits[0].second - hits[0].first));
+    };
+    m["regexFind"] = {"ss", regex_find};
+    m["mustRegexFind"] = {"ss", regex_find};
+    // A []string, nil (printed "[]", toJson "null") when Go's is.
+    const auto string_list = [](List l, bool nil) {
+      Value v = list_value(std::move(l), true);
+      v.null_list = nil;
+      return v;
+    };
+    const auto regex_find_all = [compile, string_list](Args& a) -> Result<Value> {
+      ROOTSEAL_LET(re, compile("regexFindAll", a[0]));
+      const auto s = a[1].str();
+      List out;
+      for (const auto& [b, e] : re.find_all(s, static_cast<long>(a[2].i))) out.push_back(sv(s.substr(b, e - b)));
+      const bool nil = out.empty();
+      return string_list(std::move(out), nil);
+    };
+    m["regexFindAll"] = {"ssi", regex_find_all};
+    m["mustRegexFindAll"] = {"ssi", regex_find_all};
+    const auto regex_replace = [compile](bool literal) {
+      return [compile, literal](Args& a) -> Result<Value> {
+        ROOTSEAL_LET(re, compile(literal ? "regexReplaceAllLiteral" : "regexReplaceAll", a[0]));
+        auto out = re.replace_all_secure(a[1].str(), a[2].str(), literal, kMaxBytes);
+        if (!out) return fn_fail("a value would exceed 8 MiB: refused");
+        return string_value(std::move(*out));
+      };
+    };
+    m["regexReplaceAll"] = {"sss", regex_replace(false)};
+    m["mustRegexReplaceAll"] = {"sss", regex_replace(false)};
+    m["regexReplaceAllLiteral"] = {"sss", regex_replace(true)};
+    m["mustRegexReplaceAllLiteral"] = {"sss", regex_replace(true)};
+    // Go's Regexp.Split.
+    const auto regex_split = [compile, string_list](Args& a) -> Result<Value> {
+      ROOTSEAL_LET(re, compile("regexSplit", a[0]));
+      const auto s = a[1].str();
+      const std::int64_t n = a[2].i;
+      if (n == 0) return string_list({}, true);
+      if (!a[0].str().empty() && s.empty()) return string_list({sv("")}, false);
+      List out;
+      std::size_t beg = 0, end = 0;
+      for (const auto& [b, e] : re.find_all(s, static_cast<long>(n))) {
+        if (n > 0 && static_cast<std::int64_t>(out.size()) == n - 1) break;
+        end = b;
+        if (e != 0) out.push_back(sv(s.substr(beg, end - beg)));
+        beg = e;
+      }
+      if (end != s.size()) out.push_back(sv(s.substr(beg)));
+      return string_list(std::move(out), false);
+    };
+    m["regexSplit"] = {"ssi", regex_split};
+    m["mustRegexSplit"] = {"ssi", regex_split};
+    m["regexQuoteMeta"] = {"s", [](Args& a) -> Result<Value> {
+                             SecureBuffer out(a[0].str().size() * 2);
+                             for (char c : a[0].str()) {
+                               if (std::string_view("\\.+*?()|[]{}^$").find(c) != std::string_view::npos)
+                                 out.append("\\");
+                               out.push_back(c);
+                             }
+                             return str_out(out);
+                           }};
 
     // Sprig: more lists, types, integer arithmetic.
     m["rest"] = {"a", [](Args& a) -> Result<Value> {
@@ -1153,6 +1285,51 @@ const std::unordered_map<std::string_view, Fn>& table() {
                      for (const auto& kv : *a[0].m) out.push_back(kv.second);
                      return list_value(std::move(out));
                    }};
+    // Go passes nil as a nil map: a nil source merges nothing; a nil
+    // destination (which mergo replaces by a new map) is refused.
+    const auto merge = [](std::string_view fn, bool overwrite) {
+      return [fn, overwrite](Args& a) -> Result<Value> {
+        for (const auto& v : a) {
+          if (v.kind != Value::Kind::nil && (v.kind != Value::Kind::map || v.strings))
+            return fn_fail("error calling " + std::string(fn) +
+                           ": wrong type for value; expected map[string]interface {}; got " + v.type_name());
+        }
+        if (a[0].kind == Value::Kind::nil) return fn_fail(std::string(fn) + ": a nil destination is not supported");
+        for (std::size_t k = 1; k < a.size(); ++k) {
+          if (a[k].kind == Value::Kind::nil) continue;
+          ROOTSEAL_TRY(mergo(*a[0].m, a[0].strings, *a[k].m, a[k].strings, overwrite, 0));
+        }
+        return a[0];
+      };
+    };
+    m["merge"] = {"aa.", merge("merge", false)};
+    m["mustMerge"] = {"aa.", merge("mustMerge", false)};
+    m["mergeOverwrite"] = {"aa.", merge("mergeOverwrite", true)};
+    m["mustMergeOverwrite"] = {"aa.", merge("mustMergeOverwrite", true)};
+    // ESO's Sprig htpasswd USER PASSWORD ALGORITHM: "sha" gives {SHA} and
+    // the base64 of the password's SHA-1, anything else bcrypt (random salt).
+    m["htpasswd"] = {"sss", [](Args& a) -> Result<Value> {
+                       const auto user = a[0].str();
+                       SecureBuffer out(96);
+                       if (user.find(':') != std::string_view::npos) {
+                         out.append("invalid username: ");
+                         out.append(user);
+                         return str_out(out);
+                       }
+                       out.append(user);
+                       out.append(":");
+                       if (a[2].str() == "sha") {
+                         kms::SecureBytes digest(SHA_DIGEST_LENGTH);
+                         SHA1(reinterpret_cast<const unsigned char*>(a[1].str().data()), a[1].str().size(),
+                              digest.data());
+                         out.append("{SHA}");
+                         out.append(kms::base64_encode_secure(digest.span()).span());
+                       } else {
+                         ROOTSEAL_LET(hash, bcrypt_hash(a[1].str()));
+                         out.append(hash.span());
+                       }
+                       return str_out(out);
+                     }};
     m["pluck"] = {"sm.", [](Args& a) -> Result<Value> {
                     List out;
                     for (std::size_t k = 1; k < a.size(); ++k) {
@@ -1211,6 +1388,30 @@ const std::unordered_map<std::string_view, Fn>& table() {
     m["toRawJson"] = {"a", json_fn("", false)};
     m["fromJson"] = {"s", [](Args& a) { return from_json(a[0].str()); }};
     m["mustFromJson"] = {"s", [](Args& a) { return from_json(a[0].str()); }};
+
+    // ESO's own helpers (runtime/template/v2: pem.go, pkcs12.go, jwk.go,
+    // decrypt.go), in eso_funcs.cpp.
+    m["filterPEM"] = {"ss", [](Args& a) { return eso::filter_pem(a[0].str(), a[1].str()); }};
+    m["filterCertChain"] = {"ss", [](Args& a) { return eso::filter_cert_chain(a[0].str(), a[1].str()); }};
+    m["certSANs"] = {"s", [](Args& a) { return eso::cert_sans(a[0].str()); }};
+    m["pkcs12key"] = {"s", [](Args& a) { return eso::pkcs12_key("pkcs12key", "", a[0].str()); }};
+    m["pkcs12keyPass"] = {"ss", [](Args& a) { return eso::pkcs12_key("pkcs12keyPass", a[0].str(), a[1].str()); }};
+    m["pkcs12cert"] = {"s", [](Args& a) { return eso::pkcs12_cert("pkcs12cert", "", a[0].str()); }};
+    m["pkcs12certPass"] = {"ss", [](Args& a) { return eso::pkcs12_cert("pkcs12certPass", a[0].str(), a[1].str()); }};
+    m["pemToPkcs12"] = {"ss",
+                        [](Args& a) { return eso::pem_to_pkcs12("pemToPkcs12", a[0].str(), a[1].str(), "", false); }};
+    m["pemToPkcs12Pass"] = {"sss", [](Args& a) {
+                              return eso::pem_to_pkcs12("pemToPkcs12Pass", a[0].str(), a[1].str(), a[2].str(), false);
+                            }};
+    m["fullPemToPkcs12"] = {
+        "ss", [](Args& a) { return eso::pem_to_pkcs12("fullPemToPkcs12", a[0].str(), a[1].str(), "", true); }};
+    m["fullPemToPkcs12Pass"] = {
+        "sss",
+        [](Args& a) { return eso::pem_to_pkcs12("fullPemToPkcs12Pass", a[0].str(), a[1].str(), a[2].str(), true); }};
+    m["jwkPublicKeyPem"] = {"s", [](Args& a) { return eso::jwk_pem("jwkPublicKeyPem", a[0].str(), false); }};
+    m["jwkPrivateKeyPem"] = {"s", [](Args& a) { return eso::jwk_pem("jwkPrivateKeyPem", a[0].str(), true); }};
+    m["rsaDecrypt"] = {"ssss",
+                       [](Args& a) { return eso::rsa_decrypt(a[0].str(), a[1].str(), a[2].str(), a[3].str()); }};
     return m;
   }();
   return t;

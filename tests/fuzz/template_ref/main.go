@@ -1,6 +1,7 @@
 // template_ref renders templates the way External Secrets Operator's
-// template engine v2 does (pkg/template/v2): Go's text/template with the
-// Sprig function map, option missingkey=error, the data as a map of strings.
+// template engine v2 does (runtime/template/v2): Go's text/template with the
+// Sprig function map and ESO's PEM, certificate and RSA helpers (eso.go),
+// option missingkey=error, the data as a map of strings.
 // It is the reference side of rootseal's template_diff test.
 //
 // Protocol: one JSON object per line on stdin, {"t": <template, base64>,
@@ -43,6 +44,15 @@ func render(r request) (out []byte, err error) {
 	// ESO removes these from the map it gives templates.
 	delete(funcs, "env")
 	delete(funcs, "expandenv")
+	// ESO's own helpers that the standard library can express (eso.go).
+	for name, f := range esoFuncs() {
+		if _, sprigHas := funcs[name]; !sprigHas {
+			funcs[name] = f
+		}
+	}
+	for name, f := range esoSprigFuncs() {
+		funcs[name] = f
+	}
 	t, err := template.New("t").Option("missingkey=error").Funcs(funcs).Parse(string(r.T))
 	if err != nil {
 		return nil, err

@@ -169,13 +169,13 @@ TEST_CASE("templateFrom: refusals name the place and never a value") {
   INFO((control ? std::string() : control.error().event));
   REQUIRE(control);
   CHECK(text(control->data.at("enableOCI")) == "true");
-  cm.at("data").as_object()["templated"] = "k: {{ regexFind \"x\" .uri }}\n";
+  cm.at("data").as_object()["templated"] = "k: {{ uuidv4 }}\n";
   auto refused = secret_content_of(es, grafana(), sources_with(cm));
   REQUIRE_FALSE(refused);
   CHECK(refused.error().event ==
         "could not apply template: error fetching templateFrom data: "
         "spec.target.template.templateFrom[0].configMap.items[1] (key templated): template: line 1: function "
-        "\"regexFind\" is not supported (see docs/sync.md)");
+        "\"uuidv4\" is not supported (see docs/sync.md)");
 
   auto bad_b64 =
       es_of(R"({"template":{"templateFrom":[{"literal":"k: {{ .password }}","valuesDecodingStrategy":"Base64"}]}})");

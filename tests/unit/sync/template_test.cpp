@@ -205,3 +205,44 @@ TEST_CASE("templates follow Go where ESO's engine would differ") {
   // %q and quote escape as strconv.Quote.
   CHECK(render("{{ \"t\\tx\\x01\\u00a0\xc3\xa9\\xff\" | quote }}") == "\"t\\tx\\x01\\u00a0\xc3\xa9\\xff\"");
 }
+
+TEST_CASE("Sprig regular expression functions follow Go's regexp") {
+  CHECK(render("{{ regexFind \"[a-z]+\" \"12abc34de\" }}") == "abc");
+  CHECK(render("[{{ regexFind \"x\" .user }}]") == "[]");
+  CHECK(render("{{ regexFindAll \"[a-z]\" .user 2 | toJson }}") == R"(["a","l"])");
+  // No match, or n = 0: Go's nil slice (toJson null).
+  CHECK(render("{{ regexFindAll \"q\" .user -1 | toJson }}") == "null");
+  // Empty matches: not right after a match, one per character (é is one).
+  CHECK(render("{{ regexFindAll \"a*\" \"baac\" -1 | toJson }}") == R"(["","aa",""])");
+  CHECK(render("{{ regexReplaceAll \"x*\" \"h\xc3\xa9\" \"-\" }}") == "-h-\xc3\xa9-");
+  CHECK(render("{{ regexReplaceAll \"(?P<u>[a-z]+)@(\\\\w+)\" \"bob@ex\" \"${2}:$u$$\" }}") == "ex:bob$");
+  CHECK(render("{{ regexReplaceAllLiteral \"[0-9]\" \"a1b2\" \"$1\" }}") == "a$1b$1");
+  CHECK(render("{{ regexSplit \"[,;] *\" \"a, b;c\" -1 | toJson }}") == R"(["a","b","c"])");
+  CHECK(render("{{ regexSplit \",\" \"a,b,c\" 2 | toJson }}") == R"(["a","b,c"])");
+  CHECK(render("{{ regexSplit \"z*\" \"abc\" -1 | toJson }}") == R"(["a","b","c"])");
+  CHECK(render("{{ regexSplit \"a\" \"\" -1 | toJson }}") == R"([""])");
+  CHECK(render("{{ regexQuoteMeta \"1.5+[x]\" }}") == "1\\.5\\+\\[x\\]");
+  CHECK(error("{{ regexFind \"(\" .user }}") ==
+        "template: line 1: regexFind: error parsing regexp: missing closing ): `(`");
+  // A replacement's result is capped as any value.
+  CHECK(error("{{ regexReplaceAll \"\" (repeat 5000 \"ab\") (repeat 1000 \"x\") }}").find("exceed 8 MiB") !=
+        std::string::npos);
+}
+
+TEST_CASE("merge and mergeOverwrite follow Sprig and mergo") {
+  // merge: only keys dst lacks or holds empty; dicts merged in place (the first argument is changed).
+  CHECK(render("{{ $a := dict \"x\" 1 \"y\" \"\" \"n\" (dict \"p\" 1) }}"
+               "{{ $_ := merge $a (dict \"x\" 2 \"y\" \"b\" \"n\" (dict \"p\" 2 \"q\" 3)) }}{{ toJson $a }}") ==
+        R"({"n":{"p":1,"q":3},"x":1,"y":"b"})");
+  // mergeOverwrite: the source wins, but a dict does not replace a non-empty scalar; nil is copied.
+  CHECK(render("{{ mergeOverwrite (dict \"a\" \"x\" \"b\" \"\" \"l\" (list 1) \"z\" 1) "
+               "(dict \"a\" (dict \"k\" 1) \"b\" (dict \"k\" 2) \"l\" (list 2) \"z\" nil) | toJson }}") ==
+        R"({"a":"x","b":{"k":2},"l":[2],"z":null})");
+  CHECK(render("{{ merge (dict \"z\" 1) (dict \"z\" nil \"w\" nil) | toJson }}") == R"({"z":1})");
+  // nil is Go's nil map: as a source it merges nothing.
+  CHECK(render("{{ mergeOverwrite (dict \"z\" 1) nil | toJson }}") == R"({"z":1})");
+  CHECK(error("{{ merge (dict) \"x\" }}") ==
+        "template: line 1: error calling merge: wrong type for value; expected map[string]interface {}; got string");
+  CHECK(error("{{ merge (dict \"a\" (split \",\" \"x\")) (dict \"a\" (dict \"_0\" 1)) }}")
+            .find("merging a map of values into a map of strings is not supported") != std::string::npos);
+}
