@@ -436,6 +436,9 @@ void add_sync_metrics(Metrics& metrics, sync::Engine* e) {
   gauge("rootseal_sync_push_removals", "Remote keys removed for deletionPolicy Delete.",
         &sync::EngineStats::push_removals);
   gauge("rootseal_sync_push_errors", "PushSecret reconciles that ended in an error.", &sync::EngineStats::push_errors);
+  gauge("rootseal_sync_push_stale_refused",
+        "Pushes not written because the remote value was written by a newer owner of the bucket (a larger epoch).",
+        &sync::EngineStats::push_stale_refused);
   gauge("rootseal_sync_synced", "1 once the caches are filled and workers run.", &sync::EngineStats::synced);
   gauge("rootseal_sync_informer_relists", "Informer re-lists after the first list (410 Gone, failed list).",
         &sync::EngineStats::relists);

@@ -130,6 +130,7 @@ void SyncShards::round() {
     }
     if (!wanted_since_[b]) wanted_since_[b] = now;
     if (ours) {
+      gate_->set_epoch(b, rec->epoch);
       grant.push_back(b);  // ours already (or a claim whose answer was lost)
       continue;
     }
@@ -141,6 +142,7 @@ void SyncShards::round() {
       break;
     }
     if (!claimed->has_value()) continue;  // taken meanwhile, or our fence failed: the next round sees why
+    gate_->set_epoch(b, **claimed);
     grant.push_back(b);
     ++taken_;
     const double waited = std::chrono::duration<double>(Clock::now() - *wanted_since_[b]).count();

@@ -17,7 +17,9 @@ token, so the double's write log says which host wrote.
      after the kill are synced by the others; every Secret is correct; its
      PushSecrets (to moto_server, refreshed every 2 s) are pushed by the new
      owners when their source changes, and no pushed secret gains a version
-     from a handover (moto's own version counts, checked again at the end).
+     from a handover (moto's own version counts, checked again at the end);
+     each version's VersionId records the bucket and the epoch of the owner
+     that wrote it (the new owner's a larger one, the bucket record's in etcd).
   3. The host restarted: it gets its share back (the others drain and
      release it), and writes only for its own namespaces.
   4. SIGSTOP of a host past its lease while its ExternalSecrets change, the
@@ -32,11 +34,13 @@ fault (it ends when the others have taken over, polled).
 import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
 import time
 import unittest
+import urllib.request
 
 from rootseal_testlib import (ROOTSEALD, SOFTHSM2_MODULE, free_port, make_softhsm, rmtree, tempdir, wait_moto,
                               write_private)
@@ -75,6 +79,25 @@ def stable_hash(data):
 
 def bucket_of(ns):
     return stable_hash(ns.encode()) % 256
+
+
+def moto_version_ids(port, name):
+    """The VersionIds of a Secrets Manager secret (in no particular order)
+    and its current one, from moto_server's own state."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/moto-api/data.json" % port, timeout=10) as r:
+        data = json.loads(r.read())
+    for sec in (data.get("secretsmanager") or {}).get("FakeSecret") or []:
+        if sec["name"] == name:
+            return list((sec.get("versions") or {}).keys()), sec.get("default_version_id")
+    return [], None
+
+
+def version_epoch(version_id, bucket):
+    """The epoch a VersionId made by a sharded push records
+    ("rs-<bucket>-<epoch>-<32 hex>", docs/push.md); fails for another bucket's."""
+    m = re.fullmatch(r"rs-(\d+)-(\d+)-[0-9a-f]{32}", version_id)
+    assert m is not None and int(m.group(1)) == bucket, "VersionId %r of bucket %d" % (version_id, bucket)
+    return int(m.group(2))
 
 
 def owner_of(bucket, members):
@@ -233,17 +256,21 @@ class HaSyncRig(unittest.TestCase):
             return f.read().decode(errors="replace")[-4000:]
 
     # --- what etcd and the double say ------------------------------------------
-    def owners(self):
-        """bucket -> host id, read from etcd (a plain range read at one revision)."""
+    def shard_records(self):
+        """bucket -> its ownership record's kv, read from etcd (a plain range read at one revision)."""
         prefix = PREFIX + "shards/"
         answer = self.etcd.post("/v3/kv/range", {
             "key": base64.b64encode(prefix.encode()).decode(),
             "range_end": base64.b64encode((PREFIX + "shards0").encode()).decode()})
-        out = {}
-        for kv in answer.get("kvs", []):
-            bucket = int(base64.b64decode(kv["key"]).decode()[len(prefix):])
-            out[bucket] = json.loads(base64.b64decode(kv["value"]))["host_id"]
-        return out
+        return {int(base64.b64decode(kv["key"]).decode()[len(prefix):]): kv for kv in answer.get("kvs", [])}
+
+    def owners(self):
+        """bucket -> host id."""
+        return {b: json.loads(base64.b64decode(kv["value"]))["host_id"] for b, kv in self.shard_records().items()}
+
+    def epochs(self):
+        """bucket -> epoch (its ownership record's create_revision)."""
+        return {b: int(kv["create_revision"]) for b, kv in self.shard_records().items()}
 
     def expect_assignment(self, live):
         want = {b: owner_of(b, ["host-" + h for h in live]) for b in range(256)}
@@ -366,6 +393,15 @@ class HaSyncTest(HaSyncRig):
         self.kube.merge_patch("/api/v1/namespaces/%s/secrets/src-push" % changed, {"data": {"pw": b64("p2")}})
         pushed[changed] = ("p2", 2)
         poll(lambda: self.pushes_are(pushed), "C's PushSecrets pushed by their new owners", 30)
+        # Each version records who wrote it: C under its epoch, the change
+        # under the new owner's (larger, its ownership record's in etcd).
+        bucket = bucket_of(changed)
+        ids, current = moto_version_ids(self.moto_port, "push-" + changed)
+        epochs = sorted(version_epoch(v, bucket) for v in ids)
+        self.assertEqual(len(epochs), 2, ids)
+        self.assertLess(epochs[0], epochs[1])
+        self.assertEqual(version_epoch(current, bucket), epochs[1])
+        self.assertEqual(epochs[1], self.epochs()[bucket])
         print("takeover after SIGKILL: %.1f s (member_ttl %d s)" % (took, TTL), flush=True)
 
         # 3. C restarted: it gets exactly its share back.
@@ -404,6 +440,9 @@ class HaSyncTest(HaSyncRig):
         self.sync_poll(expected, "every Secret correct at the end", 30)
         self.assertTrue(self.pushes_are(pushed), "one version per pushed secret (no extra version from the "
                         "handovers): %r" % self.push_state)
+        for ns in pushed:
+            for v in moto_version_ids(self.moto_port, "push-" + ns)[0]:
+                version_epoch(v, bucket_of(ns))  # every version written under its namespace's bucket's epoch
         for h in HOSTS:
             self.assertIsNone(self.hosts[h]["proc"].poll(), "host %s still runs" % h)
 

@@ -307,6 +307,7 @@ class KubeFacade final : public reconcile::KubeApi {
     co_return kube::parse_token_request_answer(*r);
   }
   bool may_write(std::string_view ns) override { return shards_ == nullptr || shards_->acts_on(ns); }
+  std::int64_t write_epoch(std::string_view ns) override { return shards_ == nullptr ? 0 : shards_->epoch(ns); }
   // The refusal of a write for a namespace whose bucket this host lost.
   static kms::Error not_owned(std::string_view ns) {
     return kms::Error(Errc::conflict, "sync: the bucket of namespace " + std::string(ns) +
@@ -479,6 +480,7 @@ class EngineImpl final : public Engine {
     s.push_unchanged = ps.unchanged.load();
     s.push_removals = ps.removals.load();
     s.push_errors = ps.errors.load();
+    s.push_stale_refused = ps.stale_refused.load();
     s.restarts = rollout_.restarts();
     s.kube_requests = client_->stats().requests;
     const auto qs = queue_->stats();

@@ -71,6 +71,15 @@ std::uint32_t ShardGate::in_flight(std::uint32_t bucket) const noexcept {
   return bucket < kBuckets ? in_flight_[bucket].load() : 0;
 }
 
+std::int64_t ShardGate::epoch(std::string_view ns) const noexcept {
+  const std::uint32_t b = namespace_bucket(ns);
+  return granted(b) ? epoch_[b].load() : 0;
+}
+
+void ShardGate::set_epoch(std::uint32_t bucket, std::int64_t epoch) noexcept {
+  if (bucket < kBuckets) epoch_[bucket].store(epoch);
+}
+
 void ShardGate::grant(std::span<const std::uint32_t> buckets) {
   std::vector<std::uint32_t> gained;
   for (const auto b : buckets) {

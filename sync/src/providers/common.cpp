@@ -206,6 +206,23 @@ std::unexpected<kms::Error> not_managed(std::string_view who, std::string_view n
                                               " managed-by=rootseal missing); refusing to overwrite it"));
 }
 
+std::string epoch_mark(const PushRef& ref) {
+  if (ref.epoch <= 0) return {};
+  return std::to_string(ref.bucket) + "-" + std::to_string(ref.epoch);
+}
+
+std::int64_t newer_owner_epoch(const PushRef& ref, std::string_view mark) noexcept {
+  if (ref.epoch <= 0) return 0;
+  const char* end = mark.data() + mark.size();
+  std::uint32_t bucket = 0;
+  std::int64_t epoch = 0;
+  const auto b = std::from_chars(mark.data(), end, bucket);
+  if (b.ec != std::errc() || b.ptr == mark.data() || b.ptr == end || *b.ptr != '-') return 0;
+  const auto e = std::from_chars(b.ptr + 1, end, epoch);
+  if (e.ec != std::errc() || e.ptr == b.ptr + 1 || (e.ptr != end && *e.ptr != '-')) return 0;
+  return bucket == ref.bucket && epoch > ref.epoch ? epoch : 0;
+}
+
 kms::Result<kms::SecureBytes> with_property(std::string_view who, const kms::SecureBytes* current,
                                             const std::string& property, const kms::SecureBytes& value) {
   namespace json = boost::json;

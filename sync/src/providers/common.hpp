@@ -137,6 +137,19 @@ kms::SecureBytes go_string_map_json(const std::map<std::string, std::string, std
 // managed-by=rootseal.
 std::unexpected<kms::Error> not_managed(std::string_view who, std::string_view name, std::string_view marker);
 
+// The sync engine sharded across hosts (docs/ha.md, docs/push.md): every
+// value a push writes records its writer's bucket and epoch as
+// "<bucket>-<epoch>" (AWS: in the version's ClientRequestToken; Azure: the
+// version's tag rootseal-epoch; GCP: the secret's label rootseal-epoch).
+// kEpochMark is that tag/label name; epoch_mark is "" for one host (epoch 0).
+inline constexpr std::string_view kEpochMark = "rootseal-epoch";
+std::string epoch_mark(const PushRef& ref);
+// The epoch `mark` records when it is a newer owner's of ref's bucket (a
+// larger epoch than ref.epoch): the writer is a stale owner; else 0 (one
+// host, another bucket, no mark, an older or the same owner). `mark` may go
+// on after the epoch with '-' and anything (AWS's VersionId).
+std::int64_t newer_owner_epoch(const PushRef& ref, std::string_view mark) noexcept;
+
 // The value to store for a PushRef: `value` itself (empty property), or the
 // current JSON object (none: a new one) with `property` set to value as a
 // string (value must then be UTF-8).

@@ -74,6 +74,9 @@ class KubeApi {
   // Whether this host may write for namespace `ns` now (the sync engine
   // sharded across hosts: its bucket is this host's). One host: always.
   virtual bool may_write(std::string_view /*ns*/) { return true; }
+  // The epoch under which this host holds the namespace's bucket (carried
+  // into cloud pushes); 0: one host, not sharded.
+  virtual std::int64_t write_epoch(std::string_view /*ns*/) { return 0; }
   virtual void event(Resource r, const model::ObjectMeta& about, bool warning, std::string_view reason,
                      std::string message) = 0;
 };

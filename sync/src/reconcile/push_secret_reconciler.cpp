@@ -8,6 +8,7 @@
 
 #include "model/parse.hpp"
 #include "reconcile/eso_meta.hpp"
+#include "rootseal/sync/shard.hpp"
 #include "secure_json.hpp"
 
 namespace rootseal::sync::reconcile {
@@ -240,8 +241,10 @@ asio::awaitable<ReconcileResult> PushSecretReconciler::finalize(const model::Pus
     if (!targets) co_return ReconcileResult::retry();
     for (const auto& t : *targets) {
       for (const auto& d : ps.data) {
-        const PushRef ref{d.remote_key, d.property};
+        PushRef ref{d.remote_key, d.property};
         if (!api_.may_write(ps.meta.namespace_)) co_return ReconcileResult::done();
+        ref.bucket = namespace_bucket(ps.meta.namespace_);
+        ref.epoch = api_.write_epoch(ps.meta.namespace_);
         auto r = co_await t.provider->remove(ref);
         if (!r) {
           const std::string msg = "Failed to Delete Secrets from Provider: " + r.error().message;
@@ -316,10 +319,22 @@ asio::awaitable<ReconcileResult> PushSecretReconciler::push_all(const model::Pus
     for (std::size_t i = 0; i < ps.data.size(); ++i) {
       const auto& d = ps.data[i];
       const auto& md = (*metadata)[i];
-      const PushRef ref{d.remote_key, d.property, md ? &*md : nullptr};
+      PushRef ref{d.remote_key, d.property, md ? &*md : nullptr};
       // Sharded across hosts: a bucket lost meanwhile is the new owner's to push.
       if (!api_.may_write(ps.meta.namespace_)) co_return ReconcileResult::done();
+      ref.bucket = namespace_bucket(ps.meta.namespace_);
+      ref.epoch = api_.write_epoch(ps.meta.namespace_);
       auto out = co_await t.provider->put_if_changed(ref, values[i], if_not_exists);
+      if (out && out->newer_epoch != 0) {
+        // A newer owner of the bucket wrote this value: this host is a stale
+        // owner. Nothing more is written (no status either: the owner's); not
+        // an error, so no retry storm: the next try is the usual refresh.
+        ++stats_.stale_refused;
+        co_return ps.refresh_interval.count() == 0
+            ? ReconcileResult::done()
+            : ReconcileResult::requeue_after(
+                  std::chrono::duration_cast<std::chrono::milliseconds>(ps.refresh_interval));
+      }
       if (!out) {
         // ESO's errFailedSetSecret around errSetSecretFailed: the secret key and the store's name.
         const std::string msg = "set secret failed: could not write remote ref " + d.secret_key +

@@ -37,6 +37,9 @@ struct PushStats {
   std::atomic<std::uint64_t> status_writes{0};
   std::atomic<std::uint64_t> errors{0};
   std::atomic<std::uint64_t> removals{0};
+  // Pushes refused because the remote value was written by a newer owner of
+  // the namespace's bucket (PushOutcome.newer_epoch): not errors, no retry.
+  std::atomic<std::uint64_t> stale_refused{0};
 };
 
 class PushSecretReconciler {

@@ -84,6 +84,97 @@ TEST_CASE("aws push: creates tagged, writes only on change, one version per chan
   CHECK(state->managed);
 }
 
+namespace {
+
+// The VersionIds of a secret, oldest first (moto lists them in creation order), and the current one's.
+std::vector<std::string> cli_version_ids(const Moto& moto, const std::string& name) {
+  const auto listed = aws_json(moto, "secretsmanager list-secret-version-ids --secret-id " + name);
+  std::vector<std::string> out;
+  for (const auto& v : listed.at("Versions").as_array()) out.emplace_back(v.at("VersionId").as_string());
+  return out;
+}
+std::string cli_current_id(const Moto& moto, const std::string& name) {
+  return std::string(aws_json(moto, "secretsmanager get-secret-value --secret-id " + name).at("VersionId").as_string());
+}
+
+sync::PushRef sharded(std::string key, std::uint32_t bucket, std::int64_t epoch) {
+  sync::PushRef r{std::move(key), ""};
+  r.bucket = bucket;
+  r.epoch = epoch;
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("aws push: sharded each version records its owner's epoch and a newer owner's value is not overwritten") {
+  Moto moto;
+  Loop loop;
+  auto p = make(loop, moto_spec(moto));
+  const auto old_owner = sharded("ha/db", 17, 100);
+  const auto new_owner = sharded("ha/db", 17, 250);
+
+  auto first = loop.run(p->put_if_changed(old_owner, secure("v1")));
+  REQUIRE(first);
+  CHECK(first->created);
+  CHECK(first->version.starts_with("rs-17-100-"));  // CreateSecret's ClientRequestToken became the VersionId
+  CHECK(cli_current_id(moto, "ha/db") == first->version);
+  const auto id_len = first->version.size();
+  CHECK((id_len >= 32 && id_len <= 64));
+
+  // A re-push of the same content (a retry, a refresh, the handover) writes nothing.
+  auto again = loop.run(p->put_if_changed(old_owner, secure("v1")));
+  REQUIRE(again);
+  CHECK_FALSE(again->written);
+  CHECK(cli_versions(moto, "ha/db") == 1);
+
+  // The bucket's next owner writes a changed value under its epoch.
+  auto taken = loop.run(p->put_if_changed(new_owner, secure("v2")));
+  REQUIRE(taken);
+  CHECK(taken->written);
+  CHECK(taken->newer_epoch == 0);
+  CHECK(taken->version.starts_with("rs-17-250-"));
+  CHECK(cli_current_id(moto, "ha/db") == taken->version);
+  auto same = loop.run(p->put_if_changed(new_owner, secure("v2")));
+  REQUIRE(same);
+  CHECK_FALSE(same->written);
+
+  // The old owner's late push (a stale owner): refused, the newer value kept, no version, no write call.
+  const auto writes_before = p->counters().writes.load();
+  auto late = loop.run(p->put_if_changed(old_owner, secure("v1-late")));
+  REQUIRE(late);
+  CHECK_FALSE(late->written);
+  CHECK(late->newer_epoch == 250);
+  CHECK(p->counters().writes == writes_before);
+  CHECK(cli_value(moto, "ha/db") == "v2");
+  CHECK(cli_versions(moto, "ha/db") == 2);
+  // Its same value is no write either way; IfNotExists leaves the value alone.
+  auto late_same = loop.run(p->put_if_changed(old_owner, secure("v2")));
+  REQUIRE(late_same);
+  CHECK_FALSE(late_same->written);
+  auto late_ine = loop.run(p->put_if_changed(old_owner, secure("v3"), true));
+  REQUIRE(late_ine);
+  CHECK_FALSE(late_ine->written);
+  CHECK(cli_versions(moto, "ha/db") == 2);
+
+  // Another bucket's epoch is not compared (two PushSecrets of different
+  // namespaces on one key fight as on one host); one host (epoch 0) records
+  // and compares nothing: a plain UUID VersionId.
+  auto other = loop.run(p->put_if_changed(sharded("ha/db", 18, 100), secure("v3")));
+  REQUIRE(other);
+  CHECK(other->written);
+  CHECK(other->version.starts_with("rs-18-100-"));
+  auto single = loop.run(p->put_if_changed({"ha/db", ""}, secure("v4")));
+  REQUIRE(single);
+  CHECK(single->written);
+  CHECK_FALSE(single->version.starts_with("rs-"));
+  CHECK(single->version.size() == 36);
+  const auto ids = cli_version_ids(moto, "ha/db");
+  REQUIRE(ids.size() == 4);
+  CHECK(ids[0].starts_with("rs-17-100-"));
+  CHECK(ids[1].starts_with("rs-17-250-"));
+  CHECK(cli_value(moto, "ha/db") == "v4");
+}
+
 TEST_CASE("aws push: a secret without the managed-by tag is never overwritten or deleted") {
   Moto moto;
   aws_json(moto, "secretsmanager create-secret --name theirs --secret-string original");
@@ -285,6 +376,54 @@ TEST_CASE("azure push: PUT only on change, tagged, one token for many calls") {
         json::parse(R"({"user":"alice","pass":"pw"})"));
 }
 
+TEST_CASE("azure push: sharded each version tagged with its owner's epoch and a newer owner's never overwritten") {
+  Azure az;
+  Loop loop;
+  auto p = make_azure(loop, az.spec());
+  const auto old_owner = sharded("ha-db", 17, 100);
+  const auto new_owner = sharded("ha-db", 17, 250);
+  const auto versions = [&az] { return az.get("/secrets/ha-db/versions").at("value").as_array().size(); };
+  sync::PushMetadata md;
+  md.fields = {"tags"};
+  md.tags = {{"team", "a"}};
+  auto old_md = old_owner;
+  old_md.metadata = &md;
+  auto new_md = new_owner;
+  new_md.metadata = &md;
+
+  auto first = loop.run(p->put_if_changed(old_md, secure("v1")));
+  REQUIRE(first);
+  CHECK(first->written);
+  CHECK(az.get("/secrets/ha-db").at("tags").at("rootseal-epoch") == "17-100");
+  CHECK(az.get("/secrets/ha-db").at("tags").at("team") == "a");
+  // The next owner re-pushing the same value and tags writes no version (the epoch tag alone is not a change).
+  auto same = loop.run(p->put_if_changed(new_md, secure("v1")));
+  REQUIRE(same);
+  CHECK_FALSE(same->written);
+  CHECK(versions() == 1);
+  auto taken = loop.run(p->put_if_changed(new_owner, secure("v2")));
+  REQUIRE(taken);
+  CHECK(taken->written);
+  CHECK(az.get("/secrets/ha-db").at("tags").at("rootseal-epoch") == "17-250");
+  CHECK(versions() == 2);
+
+  // The old owner's late push: refused, nothing written.
+  const auto writes = p->counters().writes.load();
+  auto late = loop.run(p->put_if_changed(old_owner, secure("v1-late")));
+  REQUIRE(late);
+  CHECK_FALSE(late->written);
+  CHECK(late->newer_epoch == 250);
+  CHECK(p->counters().writes == writes);
+  CHECK(az.get("/secrets/ha-db").at("value") == "v2");
+  CHECK(versions() == 2);
+
+  // One host: no epoch tag, nothing compared.
+  auto single = loop.run(p->put_if_changed({"ha-db", ""}, secure("v3")));
+  REQUIRE(single);
+  CHECK(single->written);
+  CHECK_FALSE(az.get("/secrets/ha-db").at("tags").as_object().contains("rootseal-epoch"));
+}
+
 TEST_CASE("azure push: unmanaged secrets are refused, names validated, deletes only managed") {
   Azure az;
   az.put_unmanaged("theirs", "original");
@@ -449,6 +588,53 @@ TEST_CASE("gcp push: service-account JWT token cached, labelled secret, addVersi
   const std::string binary("\x00\xff\x01", 3);
   REQUIRE(loop.run(p->put_if_changed({"bin", ""}, secure(binary))));
   CHECK(gcp_latest(g, "bin") == binary);
+}
+
+TEST_CASE("gcp push: sharded the secret labelled with the writing owner's epoch and a newer one not overwritten") {
+  Gcp g;
+  Loop loop;
+  auto p = make_gcp(loop, g.spec());
+  const auto old_owner = sharded("ha-db", 17, 100);
+  const auto new_owner = sharded("ha-db", 17, 250);
+  const auto label = [&g] {
+    return std::string(g.get("/v1/projects/proj-1/secrets/ha-db").at("labels").at("rootseal-epoch").as_string());
+  };
+  const auto versions = [&g] {
+    return g.get("/v1/projects/proj-1/secrets/ha-db/versions").at("versions").as_array().size();
+  };
+
+  auto first = loop.run(p->put_if_changed(old_owner, secure("v1")));
+  REQUIRE(first);
+  CHECK(first->created);
+  CHECK(label() == "17-100");  // set at creation
+  // The next owner's re-push of the same value: no version, no label write.
+  const auto writes_idle = p->counters().writes.load();
+  auto same = loop.run(p->put_if_changed(new_owner, secure("v1")));
+  REQUIRE(same);
+  CHECK_FALSE(same->written);
+  CHECK(p->counters().writes == writes_idle);
+  CHECK(label() == "17-100");
+  auto taken = loop.run(p->put_if_changed(new_owner, secure("v2")));
+  REQUIRE(taken);
+  CHECK(taken->written);
+  CHECK(label() == "17-250");  // labelled before its version is added
+  CHECK(versions() == 2);
+
+  const auto writes = p->counters().writes.load();
+  auto late = loop.run(p->put_if_changed(old_owner, secure("v1-late")));
+  REQUIRE(late);
+  CHECK_FALSE(late->written);
+  CHECK(late->newer_epoch == 250);
+  CHECK(p->counters().writes == writes);
+  CHECK(gcp_latest(g, "ha-db") == "v2");
+  CHECK(versions() == 2);
+  CHECK(label() == "17-250");
+
+  // One host (epoch 0): nothing compared, the label left as it is.
+  auto single = loop.run(p->put_if_changed({"ha-db", ""}, secure("v3")));
+  REQUIRE(single);
+  CHECK(single->written);
+  CHECK(label() == "17-250");
 }
 
 TEST_CASE("gcp push: unmanaged secrets refused, remove deletes managed ones, bad keys refused") {

@@ -45,6 +45,7 @@ class FakeKube final : public reconcile::KubeApi {
   std::vector<std::string> patches;  // "Kind ns/name <json>"
   int creates = 0, updates = 0, deletes = 0, status_patches = 0;
   int conflicts_to_inject = 0;
+  std::int64_t epoch = 0;  // write_epoch(): the bucket's epoch as a sharded engine would give it
   std::uint64_t rv = 100;
   std::uint64_t uid = 1;
 
@@ -184,6 +185,7 @@ class FakeKube final : public reconcile::KubeApi {
     ++deletes;
     co_return kms::Result<void>{};
   }
+  std::int64_t write_epoch(std::string_view /*ns*/) override { return epoch; }
   Task<void> patch_status(Resource r, std::string_view ns, std::string_view name, const json::value& status) override {
     std::lock_guard l(mu);
     auto& m = r == Resource::external_secret ? external_secrets : push_secrets;
@@ -326,12 +328,18 @@ class FakePush final : public PushProvider {
   int removes = 0;
   std::string kind_name = "fake";
   std::optional<PushMetadata> seen_metadata;  // of the last put_if_changed
+  std::uint32_t seen_bucket = 0;              // of the last put_if_changed
+  std::int64_t seen_epoch = 0;
+  std::int64_t newer_epoch = 0;  // nonzero: put_if_changed answers that a newer owner wrote the value
   Task<RemoteState> describe(std::string_view k) override {
     co_return RemoteState{remote.contains(std::string(k)), !unmanaged.contains(std::string(k))};
   }
   Task<RemoteState> ensure_managed(std::string_view k) override { co_return co_await describe(k); }
   Task<PushOutcome> put_if_changed(const PushRef& ref, const kms::SecureBytes& value, bool if_not_exists) override {
     seen_metadata = ref.metadata != nullptr ? std::optional<PushMetadata>(*ref.metadata) : std::nullopt;
+    seen_bucket = ref.bucket;
+    seen_epoch = ref.epoch;
+    if (newer_epoch != 0) co_return PushOutcome{false, false, "", newer_epoch};
     if (unmanaged.contains(ref.remote_key))
       co_return kms::fail(kms::Errc::permission_denied, "not managed by rootseal");
     const std::string v(reinterpret_cast<const char*>(value.data()), value.size());

@@ -16,6 +16,7 @@
 #include "reconcile/push_secret_reconciler.hpp"
 #include "reconcile/rollout.hpp"
 #include "reconcile_fakes.hpp"
+#include "rootseal/sync/shard.hpp"
 
 using namespace rootseal;
 using namespace rootseal::sync;
@@ -142,6 +143,42 @@ TEST_CASE("PushSecret: pushes the source Secret, no write when unchanged, reacts
   CHECK(p.push->remote["app/v"] == "two");
   CHECK(p.push->writes == 2);
   CHECK(k.count_events("Synced") == 2);  // one per change, none for the idle refreshes
+}
+
+TEST_CASE("PushSecret: sharded the bucket's epoch goes with every push and a newer owner's value stops it") {
+  FakeKube k;
+  PushProviders p;
+  k.put(k.stores, aws_store());
+  k.put(k.secrets, secret("src", "b25l"));  // "one"
+  k.put(k.push_secrets, push_secret(R"({"secret":{"name":"src"}})"));
+  k.epoch = 4242;
+  PushSecretReconciler r(k, p, [] { return std::chrono::system_clock::now(); });
+  run_sync(r.reconcile("ns", "p"));
+  CHECK(p.push->remote["app/v"] == "one");
+  CHECK(p.push->seen_epoch == 4242);
+  CHECK(p.push->seen_bucket == namespace_bucket("ns"));
+  CHECK(ps_condition(k, "reason") == "Synced");
+  CHECK(r.stats().stale_refused == 0);
+
+  // The remote value is a newer owner's: counted, no status, no event, no
+  // error, the usual refresh (not a retry with backoff).
+  p.push->newer_epoch = 5000;
+  {
+    std::lock_guard l(k.mu);
+    k.secrets["ns/src"].as_object()["data"].as_object()["v"] = "dHdv";  // "two"
+  }
+  const int status_writes = k.status_patches;
+  const auto events = k.events.size();
+  for (int i = 0; i < 3; ++i) {
+    const auto res = run_sync(r.reconcile("ns", "p"));
+    CHECK(res.kind == ReconcileResult::Kind::requeue_after);
+  }
+  CHECK(p.push->remote["app/v"] == "one");
+  CHECK(r.stats().stale_refused == 3);
+  CHECK(r.stats().errors == 0);
+  CHECK(k.status_patches == status_writes);
+  CHECK(k.events.size() == events);
+  CHECK(ps_condition(k, "reason") == "Synced");
 }
 
 TEST_CASE("PushSecret: updatePolicy IfNotExists says so in the condition, as ESO") {

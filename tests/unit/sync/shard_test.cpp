@@ -185,3 +185,18 @@ TEST_CASE("the gate asks its deadline source at every check, and tells a lapsed 
   CHECK_FALSE(gate.granted(b));
   CHECK_FALSE(gate.owns(b));
 }
+
+TEST_CASE("the gate gives the epoch of a namespace's bucket while it is granted", "[shard]") {
+  ShardGate gate;
+  const std::uint32_t b = namespace_bucket("team-e");
+  CHECK(gate.epoch("team-e") == 0);  // never granted
+  gate.set_epoch(b, 4711);
+  CHECK(gate.epoch("team-e") == 0);  // an epoch alone is no grant
+  const std::vector<std::uint32_t> grant{b};
+  gate.grant(grant);
+  CHECK(gate.epoch("team-e") == 4711);
+  gate.set_epoch(b, 9000);  // lost and claimed again: the new record's epoch
+  CHECK(gate.epoch("team-e") == 9000);
+  gate.revoke(b);
+  CHECK(gate.epoch("team-e") == 0);
+}

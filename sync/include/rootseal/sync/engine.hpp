@@ -106,6 +106,7 @@ struct EngineStats {
   std::uint64_t push_unchanged = 0;    // pushes that found the remote value current
   std::uint64_t push_removals = 0;     // remote keys removed (deletionPolicy Delete)
   std::uint64_t push_errors = 0;
+  std::uint64_t push_stale_refused = 0;  // pushes refused: the remote value is a newer owner's (epoch)
   std::uint64_t status_writes = 0;
   std::uint64_t errors = 0;
   std::uint64_t conflicts = 0;

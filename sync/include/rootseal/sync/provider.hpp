@@ -172,6 +172,12 @@ struct PushRef {
   std::string property;    // non-empty: the value goes into this key of a JSON object kept in the remote secret
   // The entry's PushSecretMetadata (AWS, Azure, GCP); null: none (the defaults: AWS SecretBinary, no tags of the user's).
   const PushMetadata* metadata = nullptr;
+  // The sync engine sharded across hosts (docs/ha.md): the bucket of the
+  // PushSecret's namespace and the epoch under which this host holds it,
+  // recorded with every value written (AWS: in the version's
+  // ClientRequestToken). epoch 0: one host, nothing recorded or compared.
+  std::uint32_t bucket = 0;
+  std::int64_t epoch = 0;
 };
 
 struct RemoteState {
@@ -183,6 +189,10 @@ struct PushOutcome {
   bool written = false;  // false: value already current, nothing written
   bool created = false;  // the remote secret was created by this call
   std::string version;   // remote version id after the call, when the API gives one
+  // Nonzero: nothing written, the remote's current value was written by a
+  // newer owner of the same bucket (this epoch, larger than PushRef.epoch):
+  // this host is a stale owner.
+  std::int64_t newer_epoch = 0;
 };
 
 class PushProvider {

@@ -79,11 +79,18 @@ class ShardGate {
   // enter() keeps the work counted until it ends (in_flight).
   [[nodiscard]] std::optional<Work> enter(std::string_view ns);
   [[nodiscard]] std::uint32_t in_flight(std::uint32_t bucket) const noexcept;
+  // The epoch of the namespace's bucket as this host holds it (the
+  // create_revision of its ownership record in etcd: larger for every new
+  // owner); 0 when this host does not hold it. Carried into cloud pushes
+  // (docs/ha.md "Writes after a lost bucket").
+  [[nodiscard]] std::int64_t epoch(std::string_view ns) const noexcept;
 
   // The coordinator's side. grant() calls the on_gained callback with the
   // buckets newly granted (on the caller's thread).
   void grant(std::span<const std::uint32_t> buckets);
   void revoke(std::uint32_t bucket) noexcept;
+  // The epoch under which `bucket` is held (set before granting it).
+  void set_epoch(std::uint32_t bucket, std::int64_t epoch) noexcept;
   void revoke_all() noexcept;
   void set_deadline(Clock::time_point until) noexcept;
   // Asked at every check instead of the stored deadline, when set (the
@@ -97,6 +104,7 @@ class ShardGate {
  private:
   std::array<std::atomic<bool>, kBuckets> owned_{};
   std::array<std::atomic<std::uint32_t>, kBuckets> in_flight_{};
+  std::array<std::atomic<std::int64_t>, kBuckets> epoch_{};
   std::atomic<Clock::rep> deadline_{Clock::time_point::min().time_since_epoch().count()};
   std::function<Clock::time_point()> deadline_source_;  // set before use, then only read
   mutable std::mutex mu_;

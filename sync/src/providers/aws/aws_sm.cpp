@@ -30,6 +30,18 @@ std::span<const std::uint8_t> bytes_of(std::string_view s) {
 
 void quote(std::string_view s, SecureBuffer& out) { json_quote(bytes_of(s), out); }
 
+// The ClientRequestToken of a value write, which AWS makes the version's
+// VersionId: a fresh UUID on one host; sharded (docs/ha.md), it also records
+// the writer's bucket and epoch, "rs-<bucket>-<epoch>-<32 hex>" (39 to 59
+// characters of AWS's 32-64), so every version says which owner wrote it.
+std::string request_token(const PushRef& ref) {
+  std::string uuid = kms::uuid_v4();
+  const std::string mark = epoch_mark(ref);
+  if (mark.empty()) return uuid;
+  std::erase(uuid, '-');
+  return "rs-" + mark + "-" + uuid;
+}
+
 // An AWS answer: status and parsed body (in locked memory).
 struct Answer {
   unsigned status = 0;
@@ -196,7 +208,8 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
     if (d.exists && !d.managed) co_return refuse(ref.remote_key);
     if (!d.exists) {
       ROOTSEAL_CO_LET(desired, with_property("aws", nullptr, ref.property, value));
-      auto created = co_await create(ref.remote_key, &desired, md);
+      const std::string create_token = request_token(ref);
+      auto created = co_await create(ref.remote_key, &desired, md, create_token);
       if (created) {
         if (md != nullptr && md->resource_policy && !md->resource_policy->policy.empty()) {
           ROOTSEAL_CO_TRY(co_await put_policy(ref.remote_key, *md->resource_policy));
@@ -210,9 +223,16 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
       d = std::move(again);
     }
     if (d.deleted) ROOTSEAL_CO_TRY(co_await restore(ref.remote_key));
-    ROOTSEAL_CO_LET(current, co_await get_value(ref.remote_key, "", true));
+    std::string current_version;
+    ROOTSEAL_CO_LET(current, co_await get_value(ref.remote_key, "", true, &current_version));
     // IfNotExists: an existing value is left alone, its metadata too (ESO skips the push).
     if (if_not_exists && current) co_return PushOutcome{false, false, {}};
+    // Sharded: the current version written by a newer owner of this bucket
+    // (a larger epoch) means this host is a stale owner: nothing is written.
+    if (current_version.starts_with("rs-")) {
+      const std::int64_t newer = newer_owner_epoch(ref, std::string_view(current_version).substr(3));
+      if (newer != 0) co_return PushOutcome{false, false, {}, newer};
+    }
     bool changed = false;
     if (md != nullptr) {
       ROOTSEAL_CO_LET(patched, co_await apply_metadata(ref.remote_key, d, *md));
@@ -222,7 +242,8 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
     // As ESO: equal bytes are not written again, whichever of SecretString
     // and SecretBinary holds them.
     if (current && *current == desired) co_return PushOutcome{changed, false, {}};
-    ROOTSEAL_CO_LET(version, co_await put_value(ref.remote_key, desired, as_string));
+    const std::string token = request_token(ref);
+    ROOTSEAL_CO_LET(version, co_await put_value(ref.remote_key, desired, as_string, token));
     co_return PushOutcome{true, false, std::move(version)};
   }
 
@@ -237,7 +258,8 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
         const auto rest = without_property(*current, ref.property);
         if (rest) {
           const bool as_string = ref.metadata != nullptr && ref.metadata->push_as_string;
-          if (!(*rest == *current)) ROOTSEAL_CO_TRY(co_await put_value(ref.remote_key, *rest, as_string));
+          const std::string token = request_token(ref);
+          if (!(*rest == *current)) ROOTSEAL_CO_TRY(co_await put_value(ref.remote_key, *rest, as_string, token));
           co_return kms::Result<void>{};
         }
       }
@@ -522,9 +544,10 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
   }
 
   // The current value (SecretString or decoded SecretBinary); nullopt when the
-  // secret exists without a value in that version/stage.
+  // secret exists without a value in that version/stage. `version_id`: set
+  // to the VersionId read, when given.
   Task<std::optional<kms::SecureBytes>> get_value(std::string_view key, std::string_view version,
-                                                  bool known_to_exist = false) {
+                                                  bool known_to_exist = false, std::string* version_id = nullptr) {
     if (key.empty()) co_return fail(Errc::invalid_argument, "aws: remoteRef.key is empty");
     SecureBuffer body(96);
     body.append(R"({"SecretId":)");
@@ -547,6 +570,7 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
                          " not found");
     }
     if (a.status != 200) co_return fail(error_code(a), error_text("GetSecretValue", a));
+    if (version_id != nullptr) *version_id = std::string(json_string(a.root(), "VersionId"));
     co_return value_of(a.root());
   }
 
@@ -585,7 +609,8 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
   // Creates the secret, tagged managed-by=rootseal and with the metadata's
   // tags, description (else rootseal's) and KMS key, with the value if
   // given; its VersionId.
-  Task<std::string> create(std::string_view key, const kms::SecureBytes* value, const PushMetadata* md) {
+  Task<std::string> create(std::string_view key, const kms::SecureBytes* value, const PushMetadata* md,
+                           std::string token = {}) {
     if (!valid_secret_name(key)) {
       co_return fail(Errc::invalid_argument, "aws: secret name must be 1-512 characters of A-Za-z0-9/_+=.@-");
     }
@@ -601,7 +626,7 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
     body.append(R"(,"Tags":)");
     append_tags(md != nullptr ? &md->tags : nullptr, body);
     if (value != nullptr) {
-      body.append(R"(,"ClientRequestToken":")" + kms::uuid_v4() + "\",");
+      body.append(R"(,"ClientRequestToken":")" + (token.empty() ? kms::uuid_v4() : token) + "\",");
       append_value(*value, body, md != nullptr && md->push_as_string);
     }
     body.append("}");
@@ -760,13 +785,13 @@ class AwsImpl final : public AwsSecretsManager, public std::enable_shared_from_t
     co_return kms::Result<void>{};
   }
 
-  Task<std::string> put_value(std::string_view key, const kms::SecureBytes& value, bool as_string) {
+  Task<std::string> put_value(std::string_view key, const kms::SecureBytes& value, bool as_string, std::string token) {
     SecureBuffer body(128 + value.size() * 2);
     body.append(R"({"SecretId":)");
     quote(key, body);
     // One token per logical write, reused by every retry of it: AWS treats a
     // repeat with the same token and data as a no-op, never a second version.
-    body.append(R"(,"ClientRequestToken":")" + kms::uuid_v4() + "\",");
+    body.append(R"(,"ClientRequestToken":")" + token + "\",");
     append_value(value, body, as_string);
     body.append("}");
     ROOTSEAL_CO_LET(a, co_await write("PutSecretValue", body.view()));

@@ -211,6 +211,12 @@ class AzureImpl final : public AzureKeyVault {
     ROOTSEAL_CO_LET(c, co_await current(ref.remote_key));
     if (c.exists && !c.managed) co_return refuse(ref.remote_key);
     if (c.exists && if_not_exists && c.value) co_return PushOutcome{false, false, {}};
+    // Sharded: the latest version written by a newer owner of this bucket
+    // (its tag rootseal-epoch) means this host is a stale owner: no write.
+    if (const auto mark = c.tags.find(kEpochMark); mark != c.tags.end()) {
+      if (const std::int64_t newer = newer_owner_epoch(ref, mark->second); newer != 0)
+        co_return PushOutcome{false, false, {}, newer};
+    }
     if (!is_utf8(value.span()))
       co_return fail(Errc::invalid_argument, "azure: Key Vault secret values are text; the value is not UTF-8");
     ROOTSEAL_CO_LET(desired, with_property("azure", c.value ? &*c.value : nullptr, ref.property, value));
@@ -219,13 +225,18 @@ class AzureImpl final : public AzureKeyVault {
     // the secret's own (rootseal: text/plain for a new one); attributes.exp the metadata's expirationDate.
     std::map<std::string, std::string, std::less<>> tags{{"managed-by", "rootseal"}};
     if (md != nullptr) tags.insert(md->tags.begin(), md->tags.end());
+    // Which owner wrote the version (sharded); not compared: a new owner alone writes no version.
+    auto current_tags = c.tags;
+    if (const auto own = current_tags.find(kEpochMark); own != current_tags.end()) current_tags.erase(own);
+    const auto compared_tags = tags;
+    if (const std::string mark = epoch_mark(ref); !mark.empty()) tags.insert_or_assign(std::string(kEpochMark), mark);
     const std::optional<std::int64_t> expires = md != nullptr ? md->expires : std::nullopt;
     std::string content_type = md != nullptr ? md->content_type : std::string();
     // Unchanged as ESO decides (value, expiry, a contentType asked for), and rootseal also writes when the
     // metadata's tags are not those of the secret (ESO would leave them until the value changes).
     const bool same = c.value && *c.value == desired && c.expires == expires &&
                       (content_type.empty() || content_type == c.content_type) &&
-                      (md == nullptr || md->tags.empty() || c.tags == tags);
+                      (md == nullptr || md->tags.empty() || current_tags == compared_tags);
     if (same) co_return PushOutcome{false, false, {}};
     if (content_type.empty()) content_type = c.content_type.empty() ? "text/plain" : c.content_type;
     SecureBuffer body(256 + desired.size() * 2);
@@ -264,7 +275,9 @@ class AzureImpl final : public AzureKeyVault {
     if (!ref.property.empty() && c.value) {
       if (auto rest = without_property(*c.value, ref.property)) {
         if (*rest == *c.value) co_return kms::Result<void>{};
-        const PushRef whole{ref.remote_key, ""};
+        PushRef whole{ref.remote_key, ""};
+        whole.bucket = ref.bucket;
+        whole.epoch = ref.epoch;
         ROOTSEAL_CO_LET(w, co_await put_if_changed(whole, *rest, false));
         (void)w;
         co_return kms::Result<void>{};

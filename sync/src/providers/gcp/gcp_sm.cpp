@@ -54,6 +54,7 @@ struct Current {
   bool managed = false;
   StringMap labels;
   StringMap annotations;
+  std::string etag;
 };
 
 // A map of strings as a JSON object (labels and annotations are not secret).
@@ -248,9 +249,10 @@ class GcpImpl final : public GcpSecretManager {
       co_return fail(Errc::invalid_argument, "gcp: cannot specify metadata and property at the same time");
     ROOTSEAL_CO_LET(c, co_await secret(ref.remote_key));
     if (c.exists && !c.managed) co_return refuse(ref.remote_key);
+    const std::string mark = epoch_mark(ref);
     bool created = false;
     if (!c.exists) {
-      ROOTSEAL_CO_TRY(co_await create(ref.remote_key, md));
+      ROOTSEAL_CO_TRY(co_await create(ref.remote_key, md, mark));
       created = true;
     }
     std::optional<kms::SecureBytes> cur;
@@ -259,13 +261,22 @@ class GcpImpl final : public GcpSecretManager {
       cur = std::move(latest);
     }
     if (if_not_exists && cur) co_return PushOutcome{false, false, {}};  // its metadata too (ESO skips the push)
-    bool changed = false;
-    if (!created && md != nullptr) {
-      ROOTSEAL_CO_LET(patched, co_await apply_metadata(ref.remote_key, c, *md));
-      changed = patched;
+    // Sharded: the secret's label rootseal-epoch is a newer owner's of this
+    // bucket: this host is a stale owner, nothing is written.
+    if (const auto own = c.labels.find(kEpochMark); own != c.labels.end()) {
+      if (const std::int64_t newer = newer_owner_epoch(ref, own->second); newer != 0)
+        co_return PushOutcome{false, false, {}, newer};
     }
     ROOTSEAL_CO_LET(desired, with_property("gcp", cur ? &*cur : nullptr, ref.property, value));
-    if (cur && *cur == desired) co_return PushOutcome{changed, false, {}};
+    const bool same = cur && *cur == desired;
+    bool changed = false;
+    // This owner's mark goes on only with a value it writes.
+    const std::string label_mark = same ? std::string() : mark;
+    if (!created) {
+      ROOTSEAL_CO_LET(patched, co_await update_labels(ref.remote_key, c, md, label_mark));
+      changed = patched;
+    }
+    if (same) co_return PushOutcome{changed, false, {}};
     SecureBuffer body(128 + desired.size() * 2);
     body.append(R"({"payload":{"data":")");
     body.append(kms::base64_encode_secure(desired.span()).span());
@@ -291,7 +302,9 @@ class GcpImpl final : public GcpSecretManager {
       if (cur) {
         if (auto rest = without_property(*cur, ref.property)) {
           if (*rest == *cur) co_return kms::Result<void>{};
-          const PushRef whole{ref.remote_key, ""};
+          PushRef whole{ref.remote_key, ""};
+          whole.bucket = ref.bucket;
+          whole.epoch = ref.epoch;
           ROOTSEAL_CO_LET(w, co_await put_if_changed(whole, *rest, false));
           (void)w;
           co_return kms::Result<void>{};
@@ -323,6 +336,7 @@ class GcpImpl final : public GcpSecretManager {
     if (!doc) co_return fail(Errc::unavailable, "gcp: the answer is not JSON");
     c.exists = true;
     const auto& root = (*doc)->root();
+    c.etag = std::string(json_string(root, "etag"));
     if (root.is_object()) {
       if (const auto* labels = root.as_object().if_contains("labels"); labels && labels->is_object()) {
         c.managed = json_string(*labels, "managed-by") == "rootseal";
@@ -340,10 +354,12 @@ class GcpImpl final : public GcpSecretManager {
   }
 
   // Creates the secret, labelled managed-by=rootseal (and with the
-  // metadata's labels and annotations).
-  Task<void> create(std::string_view id, const PushMetadata* md) {
+  // metadata's labels and annotations, and rootseal-epoch `mark` if any).
+  Task<void> create(std::string_view id, const PushMetadata* md, const std::string& mark = {}) {
     ++counters_.writes;
-    std::string body = R"({"replication":{"automatic":{}},"labels":)" + json_of(desired_labels(md, {}));
+    StringMap labels = desired_labels(md, {});
+    if (!mark.empty()) labels.insert_or_assign(std::string(kEpochMark), mark);
+    std::string body = R"({"replication":{"automatic":{}},"labels":)" + json_of(labels);
     if (md != nullptr && !md->annotations.empty()) body += R"(,"annotations":)" + json_of(md->annotations);
     body += "}";
     ROOTSEAL_CO_LET(r, co_await call(http::verb::post, base() + "?secretId=" + std::string(id), body));
@@ -357,15 +373,31 @@ class GcpImpl final : public GcpSecretManager {
     co_return kms::Result<void>{};
   }
 
-  // The metadata's labels and annotations on an existing secret (one PATCH
-  // when either differs); true when patched. Annotations are replaced, as ESO.
-  Task<bool> apply_metadata(std::string_view id, const Current& c, const PushMetadata& md) {
-    const StringMap labels = desired_labels(&md, c.labels);
-    if (labels == c.labels && md.annotations == c.annotations) co_return false;
+  // The labels (and with metadata the annotations) a push leaves on an
+  // existing secret: the metadata's (as ESO; annotations replaced), and
+  // rootseal-epoch: `mark` (this owner's, when it writes a value) or else the
+  // secret's own. One PATCH when anything differs, guarded by the etag read
+  // (a change meanwhile: conflict, tried again); true when patched.
+  Task<bool> update_labels(std::string_view id, const Current& c, const PushMetadata* md, const std::string& mark) {
+    StringMap labels = md != nullptr ? desired_labels(md, c.labels) : c.labels;
+    if (const auto old = labels.find(kEpochMark); old != labels.end()) labels.erase(old);
+    const auto own = c.labels.find(kEpochMark);
+    if (!mark.empty()) {
+      labels.insert_or_assign(std::string(kEpochMark), mark);
+    } else if (own != c.labels.end()) {
+      labels.insert_or_assign(own->first, own->second);
+    }
+    if (labels == c.labels && (md == nullptr || md->annotations == c.annotations)) co_return false;
     ++counters_.writes;
-    const std::string body = R"({"labels":)" + json_of(labels) + R"(,"annotations":)" + json_of(md.annotations) + "}";
-    ROOTSEAL_CO_LET(
-        r, co_await call(http::verb::patch, base() + "/" + std::string(id) + "?updateMask=labels,annotations", body));
+    std::string body = R"({"labels":)" + json_of(labels);
+    if (md != nullptr) body += R"(,"annotations":)" + json_of(md->annotations);
+    if (!c.etag.empty()) body += R"(,"etag":)" + json::serialize(json::value(c.etag));
+    body += "}";
+    const std::string mask = md != nullptr ? "labels,annotations" : "labels";
+    ROOTSEAL_CO_LET(r, co_await call(http::verb::patch, base() + "/" + std::string(id) + "?updateMask=" + mask, body));
+    if (r.status == 409) {
+      co_return fail(Errc::conflict, "gcp: the secret changed while its labels were updated (etag): tried again");
+    }
     if (r.status != 200)
       co_return fail(errc_for_status(r.status), "gcp: updating the secret's labels failed: " + google_error(r));
     co_return true;
