@@ -891,19 +891,23 @@ class EsoTemplateHelperExamples(unittest.TestCase):
         # .certificate, so ESO's template fails on the missing key (missingkey=error), and so does
         # rootseal's, after the fetch. rsadecrypt's private key comes from a `kubernetes` provider store
         # (sourceRef), which rootseal does not serve (docs/sync.md): no store of that name is there.
-        for i, (snippet, es, message) in enumerate((
+        # ESO's conditions: a template that fails is "could not update secret", a store that is not
+        # there "could not get secret data from provider"; the errors are in the UpdateFailed events.
+        for i, (snippet, es, message, condition) in enumerate((
                 ("jwk-template-v2-external-secret.yaml", "template",
-                 "spec.target.template.data.jwk_priv: template: line 1: map has no entry for key \"myjwk\""),
+                 "could not apply template: could not execute template: spec.target.template.data.jwk_priv: "
+                 "template: line 1: map has no entry for key \"myjwk\"", UPDATE),
                 ("certsans-template-v2-external-secret.yaml", "cert-sans-example",
-                 "spec.target.template.data.primary-domain: template: line 1: map has no entry for key "
-                 "\"certificate\""),
+                 "could not apply template: could not execute template: spec.target.template.data.primary-domain: "
+                 "template: line 1: map has no entry for key \"certificate\"", UPDATE),
                 ("rsadecrypt-template-v2-external-secret.yaml", "rsa-decrypt-template-v2",
-                 "SecretStore \"kubernetes\" not found"))):
+                 "error processing spec.data[0] (key: a-secretname-in-cluster), err: "
+                 "SecretStore \"kubernetes\" not found", GET_DATA))):
             ns = "tpl-helper-%d" % i
             aws_store(ns)
             apply(snippet, ns)
             with self.subTest(snippet=snippet):
-                self.refused(ns, es, message)
+                self.refused(ns, es, message, condition)
 
     def test_jwk_and_certsans_with_their_data(self):
         # The same snippets with the `data` entry they leave out (the one edit, made here): the JWK and
@@ -928,9 +932,10 @@ class EsoTemplateHelperExamples(unittest.TestCase):
             kubectl_apply(docs, ns)
 
         with_data("jwk-template-v2-external-secret.yaml", "jwk-both", "myjwk", "tmpl-eso/jwk-private")
-        self.refused(ns, "jwk-both", "spec.target.template.data.jwk_pub: template: line 1: error calling "
+        self.refused(ns, "jwk-both", "could not apply template: could not execute template: "
+                                     "spec.target.template.data.jwk_pub: template: line 1: error calling "
                                      "jwkPublicKeyPem: x509: only public keys are supported (the JWK has a private "
-                                     "part)")
+                                     "part)", UPDATE)
         with_data("jwk-template-v2-external-secret.yaml", "jwk-priv", "myjwk", "tmpl-eso/jwk-private", "jwk_priv")
         self.synced(ns, "jwk-priv", "jwk-priv", {"jwk_priv": tls.key})
         with_data("jwk-template-v2-external-secret.yaml", "jwk-pub", "myjwk", "tmpl-eso/jwk-public", "jwk_pub")
