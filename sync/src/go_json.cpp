@@ -192,7 +192,7 @@ constexpr char kHex[] = "0123456789abcdef";
 }  // namespace
 
 // Go's encodeState.string (Go 1.22 and later: \b and \f).
-void append_go_string(SecureBuffer& out, std::string_view s, bool escape_html) {
+void append_json_string(SecureBuffer& out, std::string_view s, JsonStringStyle style) {
   out.push_back('"');
   std::size_t i = 0;
   while (i < s.size()) {
@@ -221,13 +221,18 @@ void append_go_string(SecureBuffer& out, std::string_view s, bool escape_html) {
           out.append("\\f");
           break;
         default:
-          if (c < 0x20 || (escape_html && (c == '<' || c == '>' || c == '&'))) {
+          if (c < 0x20 || (style.escape_html && (c == '<' || c == '>' || c == '&'))) {
             const char esc[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
             out.append(std::string_view(esc, 6));
           } else {
             out.push_back(static_cast<char>(c));
           }
       }
+      ++i;
+      continue;
+    }
+    if (!style.go_utf8) {
+      out.push_back(static_cast<char>(c));
       ++i;
       continue;
     }

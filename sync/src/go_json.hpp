@@ -95,9 +95,21 @@ class Document {
 // not fit a float64 (Go's Unmarshal refuses it).
 kms::Result<void> marshal(const Document& doc, Document::Id id, Numbers numbers, SecureBuffer& out,
                           bool escape_html = true);
-// A Go string literal as encoding/json writes it (escape_html: <, >, & as
-// \u003c...; an Encoder with SetEscapeHTML(false) leaves them).
-void append_go_string(SecureBuffer& out, std::string_view s, bool escape_html = true);
+// How append_json_string escapes: `escape_html` writes <, >, & as \u003c...
+// (json.Marshal; an Encoder with SetEscapeHTML(false) leaves them); `go_utf8`
+// replaces invalid UTF-8 by \ufffd and escapes U+2028/U+2029 as Go's
+// encoding/json does, otherwise bytes >= 0x80 are copied as they are.
+struct JsonStringStyle {
+  bool escape_html = true;
+  bool go_utf8 = true;
+};
+// Appends the JSON string literal of `s` (quotes included): the one JSON
+// string escaper of the sync module.
+void append_json_string(SecureBuffer& out, std::string_view s, JsonStringStyle style);
+// A Go string literal as encoding/json writes it.
+inline void append_go_string(SecureBuffer& out, std::string_view s, bool escape_html = true) {
+  append_json_string(out, s, {.escape_html = escape_html, .go_utf8 = true});
+}
 
 // esutils.GetByteValue of the decoded value.
 kms::Result<void> byte_value(const Document& doc, Document::Id id, Numbers numbers, SecureBuffer& out);

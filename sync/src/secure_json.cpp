@@ -57,41 +57,8 @@ kms::Result<std::shared_ptr<SecureJson>> SecureJson::parse(std::span<const std::
 void serialize_json(const json::value& v, SecureBuffer& out) { kms::serialize_into(v, out); }
 
 void json_quote(std::span<const std::uint8_t> bytes, SecureBuffer& out) {
-  static constexpr char hex[] = "0123456789abcdef";
-  out.push_back('"');
-  for (const std::uint8_t c : bytes) {
-    switch (c) {
-      case '"':
-        out.append("\\\"");
-        break;
-      case '\\':
-        out.append("\\\\");
-        break;
-      case '\n':
-        out.append("\\n");
-        break;
-      case '\r':
-        out.append("\\r");
-        break;
-      case '\t':
-        out.append("\\t");
-        break;
-      case '\b':
-        out.append("\\b");
-        break;
-      case '\f':
-        out.append("\\f");
-        break;
-      default:
-        if (c < 0x20) {
-          const char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-          out.append(std::string_view(esc, 6));
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out.push_back('"');
+  gojson::append_json_string(out, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
+                             {.escape_html = false, .go_utf8 = false});
 }
 
 kms::SecureBytes json_value_bytes(const json::value& v) {

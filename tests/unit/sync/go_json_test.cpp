@@ -92,3 +92,20 @@ TEST_CASE("go_json: refusals", "[sync][gojson]") {
   CHECK(missing.error().code == kms::Errc::not_found);
   CHECK(missing.error().message == "property 'b' not found");
 }
+
+TEST_CASE("go_json: the one string escaper in its two styles", "[sync][gojson]") {
+  const std::string in = std::string("a\"\\\n\r\t\b\f\x01<>&") + "\xC3\xA9" + "\xE2\x80\xA8" + "\xFF";
+  const auto quoted = [&](gojson::JsonStringStyle style) {
+    SecureBuffer out(16);
+    gojson::append_json_string(out, in, style);
+    return std::string(out.view());
+  };
+  // encoding/json's Marshal: HTML escaped, invalid UTF-8 as U+FFFD, U+2028 escaped.
+  CHECK(quoted({}) == "\"a\\\"\\\\\\n\\r\\t\\b\\f\\u0001\\u003c\\u003e\\u0026\xC3\xA9\\u2028\\ufffd\"");
+  CHECK(quoted({.escape_html = false, .go_utf8 = true}) ==
+        "\"a\\\"\\\\\\n\\r\\t\\b\\f\\u0001<>&\xC3\xA9\\u2028\\ufffd\"");
+  // json_quote (request bodies of the providers): bytes >= 0x80 as they are.
+  SecureBuffer raw(16);
+  json_quote(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(in.data()), in.size()), raw);
+  CHECK(std::string(raw.view()) == "\"a\\\"\\\\\\n\\r\\t\\b\\f\\u0001<>&\xC3\xA9\xE2\x80\xA8\xFF\"");
+}
