@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from rootseal_testlib import free_port, make_softhsm, rmtree, tempdir, SOFTHSM2_MODULE  # noqa: E402
 from sync_testlib import http_json  # noqa: E402
 
-ROOTSEALD = os.environ.get("ROOTSEALD") or os.path.join(ROOT, "build", "daemon", "rootseald")
+ROOTSEALD = os.environ.get("ROOTSEALD") or os.path.join(ROOT, "build", "release", "daemon", "rootseald")
 K8S_TOKEN = "bench-token"
 VAULT_TOKEN = "bench-root"
 
@@ -83,10 +83,11 @@ def host_files(work, kport):
     return env, pin, kubeconfig
 
 
-def start_rootseald(work, kport, sync_extra, procs):
+def start_rootseald(work, kport, sync_extra, procs, top_extra=""):
     """rootseald in config mode on a fresh SoftHSM2 token, syncing with the
-    Kubernetes double at kport; sync_extra is YAML appended under `sync:`
-    (indented by two). Returns (port, process, monotonic start time)."""
+    Kubernetes double at kport; top_extra is YAML of top-level keys (storage,
+    etcd, host_id...), sync_extra is YAML appended under `sync:` (indented by
+    two). Returns (port, process, monotonic start time)."""
     env, pin, kubeconfig = host_files(work, kport)
     port = free_port()
     cfg = os.path.join(work, "rootseald.yaml")
@@ -96,13 +97,13 @@ state_dir: %s/state
 pkcs11: {module: %s, token_label: bench, generate_key: true}
 pin: {sources: [file], file: %s}
 log: {level: warn}
-sync:
+%ssync:
   enabled: true
   kubeconfig: %s
   kube_qps: 5000
   kube_burst: 5000
   rollout_restart: false
-%s""" % (port, work, SOFTHSM2_MODULE, pin, kubeconfig, sync_extra))
+%s""" % (port, work, SOFTHSM2_MODULE, pin, top_extra, kubeconfig, sync_extra))
     t_start = time.monotonic()
     err = open(os.path.join(work, "stderr.log"), "wb")
     rs = subprocess.Popen([ROOTSEALD, "--config", cfg, "--allow-root"], stdout=subprocess.DEVNULL, stderr=err, env=env)

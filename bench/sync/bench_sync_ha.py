@@ -38,43 +38,27 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, HERE)
-from bench_sync import (Http, K8S_TOKEN, VAULT_TOKEN, host_files, metrics, rss_kib, start_double,  # noqa: E402
-                        stop_all, wait_for)
-from rootseal_testlib import SOFTHSM2_MODULE, free_port, rmtree, tempdir, wait_moto, write_private  # noqa: E402
+from bench_sync import (Http, K8S_TOKEN, VAULT_TOKEN, metrics, rss_kib, start_double,  # noqa: E402
+                        start_rootseald, stop_all, wait_for)
+from rootseal_testlib import free_port, rmtree, tempdir, wait_moto, write_private  # noqa: E402
 os.environ.setdefault("ROOTSEAL_CLI", os.path.join(ROOT, "build", "release", "cli", "rootseal"))  # test_ha_etcd reads it
 from sync_testlib import moto_secrets  # noqa: E402
 from test_ha_etcd import Etcd  # noqa: E402
 
-ROOTSEALD = os.environ.get("ROOTSEALD") or os.path.join(ROOT, "build", "release", "daemon", "rootseald")
 PREFIX = "/rootseal-bench/"
 
 
 def start_host(work, label, kport, endpoints, ttl, window, moto_port=0):
     d = os.path.join(work, label)
     os.makedirs(d)
-    env, pin, kubeconfig = host_files(d, kport)
-    port = free_port()
-    cfg = os.path.join(d, "rootseald.yaml")
-    with open(cfg, "w") as f:
-        f.write("""listen: {address: 127.0.0.1:%d, allow_plaintext: true}
-state_dir: %s/state
-pkcs11: {module: %s, token_label: bench, generate_key: true}
-pin: {sources: [file], file: %s}
-log: {level: warn}
-admin: {socket: %s/admin.sock}
+    top = """admin: {socket: %s/admin.sock}
 host_id: %s
 storage: etcd
 etcd: {endpoints: [%s], prefix: %s, request_timeout: 1s, member_ttl: %ds}
-sync:
-  enabled: true
-  kubeconfig: %s
-  kube_qps: 5000
-  kube_burst: 5000
-  rollout_restart: false
-  refresh_window: %s
-""" % (port, d, SOFTHSM2_MODULE, pin, d, label, ", ".join(endpoints), PREFIX, ttl, kubeconfig, window))
-        if moto_port:
-            f.write("""  stores:
+""" % (d, label, ", ".join(endpoints), PREFIX, ttl)
+    sync = "  refresh_window: %s\n" % window
+    if moto_port:
+        sync += """  stores:
     moto:
       kind: aws
       region: us-east-1
@@ -83,10 +67,9 @@ sync:
       secret_access_key: {file: %s}
       namespaces: ["*"]
 """ % (moto_port, write_private(os.path.join(d, "aws-id"), "testing\n"),
-       write_private(os.path.join(d, "aws-secret"), "testing\n")))
-    err = open(os.path.join(d, "stderr.log"), "wb")
-    proc = subprocess.Popen([ROOTSEALD, "--config", cfg, "--allow-root"], stdout=subprocess.DEVNULL, stderr=err,
-                            env=env)
+       write_private(os.path.join(d, "aws-secret"), "testing\n"))
+    procs = []
+    port, proc, _ = start_rootseald(d, kport, sync, procs, top_extra=top)
     return {"label": label, "port": port, "proc": proc}
 
 
