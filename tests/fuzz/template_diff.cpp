@@ -6,7 +6,10 @@
 // Cases: every file of the folder (the fuzz corpus, format in
 // template_cases.hpp) and a fixed-seed generated set built from the
 // supported constructs and functions, refused constructs and near-misses,
-// over data of printable ASCII. Each case is rendered by both; the rules:
+// over data of printable ASCII, and generated date templates (Go layouts,
+// zones, toDate, durations). Both sides take the same fixed instant for the
+// present of Sprig's date functions (kNowSec below; the reference's
+// clock.go). Each case is rendered by both; the rules:
 //   1. both render: the outputs are identical (bcrypt hashes, whose salt is
 //      random, by their shape);
 //   2. Go refuses: rootseal refuses too (rendering what ESO cannot would
