@@ -420,9 +420,11 @@ std::shared_ptr<const Zone> load_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return nullptr;
   std::string data;
-  data.resize(10u << 20);  // Go's readFile cap
-  in.read(data.data(), static_cast<std::streamsize>(data.size()));
-  data.resize(static_cast<std::size_t>(in.gcount()));
+  char buf[4096];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    data.append(buf, static_cast<std::size_t>(in.gcount()));
+    if (data.size() > (10u << 20)) return nullptr;  // Go's readFile cap
+  }
   return read_tzif(data);
 }
 
