@@ -6,7 +6,10 @@
 // Cases: every file of the folder (the fuzz corpus, format in
 // template_cases.hpp) and a fixed-seed generated set built from the
 // supported constructs and functions, refused constructs and near-misses,
-// over data of printable ASCII. Each case is rendered by both; the rules:
+// over data of printable ASCII, and generated date templates (Go layouts,
+// zones, toDate, durations). Both sides take the same fixed instant for the
+// present of Sprig's date functions (kNowSec below; the reference's
+// clock.go). Each case is rendered by both; the rules:
 //   1. both render: the outputs are identical (bcrypt hashes, whose salt is
 //      random, by their shape);
 //   2. Go refuses: rootseal refuses too (rendering what ESO cannot would
@@ -37,6 +40,7 @@
 #include "reference_process.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "template.hpp"
+#include "template/date_funcs.hpp"
 #include "template_cases.hpp"
 
 namespace json = boost::json;
@@ -44,6 +48,11 @@ namespace fs = std::filesystem;
 using namespace rootseal;
 
 namespace {
+
+// The present of both sides (2026-03-29 00:59:59.987654321 UTC: the second
+// before Europe/Berlin's change to summer time).
+constexpr std::int64_t kNowSec = 1774745999;
+constexpr std::int32_t kNowNsec = 987654321;
 
 struct Case {
   std::string name;
@@ -140,10 +149,45 @@ std::string generate(std::mt19937& rng, const std::vector<std::string>& keys) {
                                                  "regexQuoteMeta",
                                                  "mustRegexFind \"(\"",
                                                  "merge (dict \"k\" .user)",
-                                                 "mergeOverwrite (dict \"user\" 1) (dict \"b64\" 2)"};
-  static const std::vector<std::string> literals = {
-      "\"lit\"", "`raw`", "\"a b\"", "\"\"", "\"x\\ty\"",      "\"q\\\"\"",          "42", "-1", "0",     "1.5",
-      "true",    "false", "nil",     "0x10", "(list 1 \"a\")", "(dict \"k\" .user)", "$",  "$v", "$.user"};
+                                                 "mergeOverwrite (dict \"user\" 1) (dict \"b64\" 2)",
+                                                 "date \"2006-01-02 15:04:05.000 MST\"",
+                                                 "htmlDate",
+                                                 "htmlDateInZone \"Asia/Kolkata\"",
+                                                 "dateInZone \"Jan _2 3:04PM -07:00\" now",
+                                                 "ago",
+                                                 "duration",
+                                                 "durationRound",
+                                                 "unixEpoch",
+                                                 "dateModify \"-1h30m\"",
+                                                 "mustDateModify \"90s\"",
+                                                 "toDate \"2006\"",
+                                                 "mustToDate \"2006-01-02\""};
+  static const std::vector<std::string> literals = {"\"lit\"",
+                                                    "`raw`",
+                                                    "\"a b\"",
+                                                    "\"\"",
+                                                    "\"x\\ty\"",
+                                                    "\"q\\\"\"",
+                                                    "42",
+                                                    "-1",
+                                                    "0",
+                                                    "1.5",
+                                                    "true",
+                                                    "false",
+                                                    "nil",
+                                                    "0x10",
+                                                    "(list 1 \"a\")",
+                                                    "(dict \"k\" .user)",
+                                                    "$",
+                                                    "$v",
+                                                    "$.user",
+                                                    "now",
+                                                    "(now)",
+                                                    "1700000000",
+                                                    "(add 1700000000 1)",
+                                                    "\"90m\"",
+                                                    "\"3600\"",
+                                                    "(toDate \"2006-01-02 15:04\" \"2024-02-29 13:45\")"};
   static const std::vector<std::string> odd = {
       "{{ if .user }}y{{ end }}",
       "{{ range . }}x{{ end }}",
@@ -243,7 +287,47 @@ std::string generate(std::mt19937& rng, const std::vector<std::string>& keys) {
       "toJson }}",
       "{{ merge (dict \"a\" 1) (split \",\" \"x,y\") }}",
       "{{ merge (dict \"a\" (split \",\" \"x,y\")) (dict \"a\" (dict \"_0\" 1)) | toJson }}",
-      "{{ merge (dict \"a\" 1) .user }}"};
+      "{{ merge (dict \"a\" 1) .user }}",
+      "{{ now }}",
+      "{{ now | toJson }}|{{ list now 1 | toJson }}|{{ dict \"t\" now | toPrettyJson }}",
+      "{{ now | unixEpoch }}|{{ now | kindOf }}|{{ now | typeOf }}|{{ empty now }}|{{ if now }}t{{ end }}",
+      "{{ printf \"%v|%s|%20v|%-40s|\" now now now now }}|{{ print now }}|{{ now | toString }}|{{ list now }}",
+      "{{ printf \"%d\" now }}",
+      "{{ now | dateModify \"-24h\" | date \"Mon Jan _2 15:04:05 MST 2006\" }}",
+      "{{ now | dateModify \"bad\" | date \"2006\" }}|{{ now | date_modify \"1h\" }}",
+      "{{ now | mustDateModify \"bad\" }}",
+      "{{ now | must_date_modify \"2s\" }}",
+      "{{ dateInZone \"2006-01-02 15:04:05 MST -0700\" now \"Europe/Berlin\" }}",
+      "{{ date_in_zone \"3:04PM Jan 2 .999 ,000\" now \"America/New_York\" }}",
+      "{{ dateInZone \"2006 MST\" now \"../etc/passwd\" }}|{{ dateInZone \"2006 MST\" now \"Nowhere/City\" }}",
+      "{{ htmlDate 0 }}|{{ htmlDateInZone 1700000000 \"Asia/Kolkata\" }}|{{ htmlDate \"x\" }}|{{ htmlDate 1.5 }}",
+      "{{ date \"_2 __2 002 Monday Jan January 01 1 02 2 03 3 04 4 05 5 06 PM pm -07 -07:00:00 Z07 Z070000\" "
+      "(toDate \"2006-01-02\" \"2024-03-05\") }}",
+      "{{ toDate \"2006-01-02\" \"2024-02-30\" }}|{{ toDate \"2006-01-02\" \"x\" | unixEpoch }}",
+      "{{ mustToDate \"2006-01-02\" \"x\" }}",
+      "{{ toDate \"02 Jan 06 15:04 -0700\" \"29 Feb 24 13:45 +0530\" }}",
+      "{{ toDate \"2006-01-02T15:04:05Z07:00\" \"2024-02-29T13:45:00Z\" }}",
+      "{{ toDate \"Monday, January 2 2006 3:04:05.000 pm\" \"thursday, FEBRUARY 29 2024 1:45:00.123 pm\" }}",
+      "{{ toDate \"2006 002\" \"2024 060\" }}|{{ toDate \"2006 __2\" \"2023  60\" }}|{{ toDate \"2006 002\" \"2023 "
+      "366\" }}",
+      "{{ toDate \"2006-01-02 15:04:05\" \"2024-02-29 13:45:00.123456\" }}",
+      "{{ toDate \"2006 002\" \"2023 031\" }}|{{ toDate \"2006 002\" \"2023 365\" }}|{{ toDate \"2006 __2 Jan\" \"2024 "
+      "61 Mar\" }}|{{ toDate \"2006 002 _2\" \"2023 059 27\" }}",
+      "{{ toDate \"MST 2006\" \"UTC 2020\" }}",
+      "{{ toDate \"2006-01-02\" \"1999-12-31\" | ago }}|{{ 1700000000 | ago }}|{{ ago now }}|{{ ago \"x\" }}",
+      "{{ duration \"3725\" }}|{{ duration 90 }}|{{ duration (add 90 0) }}|{{ duration \"x\" }}|{{ duration "
+      "\"99999999999999999999\" }}",
+      "{{ durationRound \"2h45m\" }}|{{ durationRound \"400h\" }}|{{ durationRound (toDate \"2006\" \"2001\") }}|{{ "
+      "durationRound \"bad\" }}|{{ durationRound (mul 3 1000000000) }}",
+      "{{ dateModify \"1.5h\" (toDate \"2006-01-02\" \"2024-01-01\") }}",
+      "{{ dateModify \"1h\" \"x\" }}",
+      "{{ eq now 1 }}",
+      "{{ now | upper }}",
+      "{{ date \"2006\" .user }}|{{ date \"2006-01-02\" 1.5 }}|{{ date \"15:04:05.000000\" nil }}",
+      "{{ toDate \"2006-01-02\" \"2024-01-01\" | dateInZone \"15:04 MST\" }}",
+      "{{ unixEpoch 5 }}",
+      "{{ now.Year }}",
+      "{{ (now).Year }}|{{ (toDate \"2006\" \"2020\").Unix }}"};
   std::string out;
   const int pieces = std::uniform_int_distribution<int>(1, 4)(rng);
   const bool ranged = chance(20);
@@ -398,14 +482,112 @@ int main(int argc, char** argv) {
     cases.push_back(std::move(c));
   }
 
+  // Sprig's date functions (Go's time.Format, Parse, zones, durations):
+  // layouts put together from Go's layout elements, near-misses and
+  // literal text, over instants of the years 1 to 9999 in zones of the
+  // system's tzdata (half-hour, 45-minute and DST zones, unknown names that
+  // fall back to UTC), and toDate over values put together the same way.
+  static const std::vector<std::string> layout_pieces = {
+      "2006", "06",      "01",        "1",     "Jan",    "January", "02",      "2",          "_2",         "002",
+      "__2",  "15",      "03",        "3",     "04",     "4",       "05",      "5",          "PM",         "pm",
+      "Mon",  "Monday",  "MST",       "-0700", "-07:00", "-07",     "-070000", "-07:00:00",  "Z0700",      "Z07:00",
+      "Z07",  "Z070000", "Z07:00:00", ".000",  ".999",   ",000",    ",9",      ".0",         ".999999999", ".000000000",
+      "-",    " ",       ":",         "T",     "x",      "Ja",      "Janu",    "Mond",       "_",          "0",
+      "J",    "M",       "Z",         "Jan1",  "Monx",   ".",       "_2006",   "2006-01-02", "15:04:05"};
+  static const std::vector<std::string> zones = {"UTC",
+                                                 "Local",
+                                                 "",
+                                                 "Europe/Berlin",
+                                                 "America/New_York",
+                                                 "Asia/Kolkata",
+                                                 "Australia/Lord_Howe",
+                                                 "Pacific/Chatham",
+                                                 "America/St_Johns",
+                                                 "Africa/Monrovia",
+                                                 "Europe/Dublin",
+                                                 "Nowhere/City",
+                                                 "../zoneinfo/UTC",
+                                                 "Etc/GMT+5",
+                                                 "Asia/Kathmandu",
+                                                 "/etc/localtime",
+                                                 "europe/berlin",
+                                                 "America/Sao_Paulo"};
+  static const std::vector<std::string> value_pieces = {
+      "2024", "24", "1",  "01",    "Feb",    "february", "29",  "_",         "002",  "060", "13",  "1",
+      "45",   "PM", "am", "+0530", "-07:00", "Z",        "UTC", "CET",       ".123", ",5",  "Thu", "thursday",
+      " ",    ":",  "-",  "T",     "9999",   "0000",     "00",  "+01:00:30", "366",  " 1",  "  7", "12"};
+  const auto two = [](int v) { return (v < 10 ? "0" : "") + std::to_string(v); };
+  for (int i = 0; i < generated / 3; ++i) {
+    std::string layout;
+    const int n = std::uniform_int_distribution<int>(1, 6)(rng);
+    for (int k = 0; k < n; ++k) layout += any(layout_pieces);
+    // An instant as RFC 3339 text: years 1 to 9999 (day up to 28: always valid).
+    const bool recent = std::uniform_int_distribution<int>(0, 1)(rng) == 0;
+    const int year =
+        recent ? std::uniform_int_distribution<int>(1960, 2040)(rng) : std::uniform_int_distribution<int>(1, 9999)(rng);
+    std::string y = std::to_string(year);
+    y.insert(0, 4 - y.size(), '0');
+    const int nsec =
+        std::uniform_int_distribution<int>(0, 2)(rng) == 0 ? 0 : std::uniform_int_distribution<int>(0, 999999999)(rng);
+    std::string frac = std::to_string(nsec);
+    frac.insert(0, 9 - frac.size(), '0');
+    const std::string rfc = y + "-" + two(std::uniform_int_distribution<int>(1, 12)(rng)) + "-" +
+                            two(std::uniform_int_distribution<int>(1, 28)(rng)) + "T" +
+                            two(std::uniform_int_distribution<int>(0, 23)(rng)) + ":" +
+                            two(std::uniform_int_distribution<int>(0, 59)(rng)) + ":" +
+                            two(std::uniform_int_distribution<int>(0, 59)(rng)) + "." + frac +
+                            any({"Z", "+05:30", "-03:00", "+14:00", "+01:00"});
+    const std::string t = "(toDate \"2006-01-02T15:04:05.999999999Z07:00\" \"" + rfc + "\")";
+    const std::string zone = any(zones);
+    std::string text;
+    switch (std::uniform_int_distribution<int>(0, 5)(rng)) {
+      case 0:
+        text = "{{ dateInZone `" + layout + "` " + t + " \"" + zone + "\" }}";
+        break;
+      case 1:  // formatted, then read back with the same layout (in Local)
+        text = "{{ $s := dateInZone `" + layout + "` " + t + " \"" + zone + "\" }}{{ $s }}|{{ toDate `" + layout +
+               "` $s }}|{{ toDate `" + layout + "` $s | unixEpoch }}";
+        break;
+      case 2: {
+        std::string value;
+        const int m = std::uniform_int_distribution<int>(1, 6)(rng);
+        for (int k = 0; k < m; ++k) value += any(value_pieces);
+        text = "{{ toDate `" + layout + "` `" + value + "` }}";
+        break;
+      }
+      case 3:  // Unix seconds (a Go int) in a zone, and the time's own String
+        text = "{{ dateInZone `" + layout + "` " +
+               std::to_string(std::uniform_int_distribution<std::int64_t>(-62135596800, 253402300799)(rng)) + " \"" +
+               zone + "\" }}|{{ " + t + " }}";
+        break;
+      case 4:  // durations
+        text = "{{ " + t + " | dateModify \"" +
+               any({"1h", "-90m", "1.5h", "2h45m30.5s", "-0.000001s", "1us", "1\xc2\xb5s", "100ns", "0", "+5m", "x", "",
+                    "1d", ".5s", "-.s", "9223372036854775807ns", "2562047h"}) +
+               "\" | date `" + layout + "` }}|{{ durationRound \"" +
+               any({"1h", "400h", "800000h", "59s", "61s", "-3h", "bad", "", "90m", "721h", "8761h"}) +
+               "\" }}|{{ duration \"" + any({"0", "59", "3600", "86399", "-61", "x", "99999999999999999999", "+7"}) +
+               "\" }}";
+        break;
+      default:  // the present (the test's fixed instant)
+        text = "{{ now | date `" + layout + "` }}|{{ " + t + " | ago }}|{{ durationRound " + t +
+               " }}|{{ htmlDateInZone " + t + " \"" + zone + "\" }}";
+        break;
+    }
+    cases.push_back(Case{"generated-date-" + std::to_string(i), std::move(text), {}});
+  }
+
   // The requests, one JSON line each, through the reference in one run.
   std::vector<std::string> requests;
   requests.reserve(cases.size());
   for (const auto& c : cases) {
     json::object d;
     for (const auto& [k, v] : c.data) d[k] = b64(str(v));
-    requests.push_back(json::serialize(json::object{{"t", b64(c.text)}, {"d", std::move(d)}}));
+    requests.push_back(json::serialize(
+        json::object{{"t", b64(c.text)}, {"d", std::move(d)}, {"now", json::array{kNowSec, kNowNsec}}}));
   }
+  // Both sides take the same instant for the present (the date functions).
+  sync::tmpl::date::set_clock_for_tests(std::make_pair(kNowSec, kNowNsec));
   const auto replies = fuzz::run_reference(ref, requests);
   if (!replies) return 2;
   std::vector<json::value> answers;
@@ -457,6 +639,7 @@ int main(int argc, char** argv) {
         documented = documented || r.error().message.find(m) != std::string::npos;
       if (documented) {
         ++stricter;
+        if (verbose) std::cout << "STRICTER " << c.name << " " << r.error().message << "\n";
         continue;
       }
       verdict = "rootseal refuses (" + r.error().message + ") what Go renders: " + cut(go_out);

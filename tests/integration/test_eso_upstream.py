@@ -18,8 +18,10 @@ bytes, the Ready condition (status, reason, message) and the events. Where
 rootseal refuses a feature on purpose (docs/sync.md's table) the documented
 refusal is asserted instead. Every wait is a bounded poll."""
 import base64
+import datetime
 import json
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -653,16 +655,29 @@ class EsoUpstreamExamples(unittest.TestCase):
             "db-user": "{{ .dbUser | toString }}",
             "postgres-password": "{{ .postgresPassword | toString }}"})
 
-    def test_template_from_configmap_refused_now(self):
-        # The ConfigMap's `templated` item (if/else, hasPrefix) renders; its `annotations` item calls
-        # Sprig's `now`, which rootseal does not implement (docs/sync.md, Templates): refused by name.
+    def test_template_from_configmap_now(self):
+        # The ConfigMap's `templated` item (if/else, hasPrefix) renders, and its `annotations` item
+        # calls Sprig's `now` with no format: Go's time.Time String() in the daemon's Local zone, with
+        # the monotonic reading ("m=+<seconds since the process started>"), as ESO's controller writes it.
         aws_store("tpl-from-cm")
+        before = time.time()
         apply("template-v2-from-secret.yaml", "tpl-from-cm")
-        self.refused("tpl-from-cm", "my-template-example",
-                     "could not apply template: error fetching templateFrom data: "
-                     "spec.target.template.templateFrom[1].configMap.items[0] (key annotations): template: line 2: "
-                     "function \"now\" is not supported (see docs/sync.md)", UPDATE)
-        self.assertIsNone(ENV.kube.secret("tpl-from-cm", "secret-to-be-created"))
+        self.synced("tpl-from-cm", "my-template-example", "secret-to-be-created", {
+            "config.yaml": "datasources:\n  - name: Graphite\n    type: graphite\n    access: proxy\n"
+                           "    url: \"oci://registry.example/grafana\"\n    password: \"grafana-pass\"\n"
+                           "    user: \"grafana-user\"\n",
+            "my-application-grafana-user": base64.b64encode(b"grafana-pass").decode(),
+            "enableOCI": "true",
+            "application-type": "grafana"})
+        after = time.time()
+        annotations = ENV.kube.secret("tpl-from-cm", "secret-to-be-created")["metadata"]["annotations"]
+        stamp = annotations["last-synced-for-user/grafana-user"]
+        m = re.fullmatch(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(\.\d{1,9})? ([+-]\d{4}) [A-Za-z+\-0-9]+ "
+                         r"m=\+\d+\.\d{9}", stamp)
+        self.assertIsNotNone(m, stamp)
+        when = datetime.datetime.strptime(m.group(1) + m.group(3), "%Y-%m-%d %H:%M:%S%z").timestamp()
+        self.assertLessEqual(int(before), when)
+        self.assertLessEqual(when, after)
 
     def test_multiline_template_replace(self):
         aws_store("tpl-multiline")

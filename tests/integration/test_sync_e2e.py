@@ -224,6 +224,33 @@ class SyncE2E(unittest.TestCase):
         self.env.wait(lambda: self.kube.secret(ns, "owned") is None, "Owner Secret removed")
         self.assertEqual(self.kube.secret_value(ns, "orphan", "value"), "x")
 
+    def test_creation_policy_change_from_owner_and_none(self):
+        """As ESO's reconcile: a policy changed from Owner drops the controller
+        ownerReference and the created-by label (applyOwnership); under None the
+        template is never applied, so one that cannot render is no error."""
+        ns = self.ns("e2e-policy")
+        self.env.vault.put("pol/key", {"value": "x"})
+        self.env.vault_store(ns)
+        ref = [{"secretKey": "value", "remoteRef": {"key": "pol/key", "property": "value"}}]
+        es = self.env.external_secret(ns, "pol", ref)
+        created_by = "reconcile.external-secrets.io/created-by"
+        md = lambda: (self.kube.secret(ns, "pol") or {}).get("metadata") or {}  # noqa: E731
+        self.env.wait(lambda: md().get("ownerReferences") and created_by in md().get("labels", {}), "owned Secret")
+        self.assertEqual(md()["ownerReferences"][0]["uid"], es["metadata"]["uid"])
+        path = ESO + "/namespaces/%s/externalsecrets/pol" % ns
+        self.kube.merge_patch(path, {"spec": {"target": {"creationPolicy": "Orphan"}}})
+        self.env.wait(lambda: not md().get("ownerReferences") and created_by not in md().get("labels", {}),
+                      "ownerReference and created-by label dropped")
+        self.assertEqual(self.kube.secret_value(ns, "pol", "value"), "x")
+        version = self.kube.secret(ns, "pol")["metadata"]["resourceVersion"]
+        self.kube.merge_patch(path, {"spec": {"target": {"creationPolicy": "None",
+                                                         "template": {"data": {"x": "{{ .nope }}"}}}}})
+        self.env.wait(lambda: ((self.kube.es(ns, "pol").get("status") or {}).get("syncedResourceVersion") or "")
+                      .startswith("3-"), "the None spec reconciled")
+        self.assertEqual(self.kube.ready(ns, "pol"), ("True", "SecretSynced", "secret synced"))
+        self.assertEqual(self.kube.secret(ns, "pol")["metadata"]["resourceVersion"], version)
+        self.assertEqual(self.kube.event_messages(ns, "pol"), [])
+
     def test_deletion_policy_delete_removes_secret_when_remote_key_is_gone(self):
         # The reconciler itself deletes the Secret here (the ExternalSecret, its owner, still exists),
         # with the Secret's uid as a delete precondition.

@@ -271,7 +271,8 @@ asio::awaitable<ReconcileResult> ExternalSecretReconciler::run(const std::string
 
 asio::awaitable<Step<TemplateSources>> ExternalSecretReconciler::template_sources(const model::ExternalSecret& es) {
   TemplateSources out;
-  if (!es.target.template_) co_return out;
+  // creationPolicy None: the template is never applied, its sources never read (ESO).
+  if (!es.target.template_ || es.target.creation == model::CreationPolicy::none) co_return out;
   for (const auto& tf : es.target.template_->template_from) {
     if (!tf.config_map || out.contains(*tf.config_map)) continue;
     auto cm = co_await api_.config_map(es.meta.namespace_, *tf.config_map);

@@ -2,6 +2,8 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
+
 #include "model/parse.hpp"
 #include "reconcile/eso_meta.hpp"
 #include "reconcile/store_resolver.hpp"
@@ -55,6 +57,21 @@ const json::object* controller_of(const json::value& obj) {
     if (is_controller(r)) return &r.as_object();
   }
   return nullptr;
+}
+
+// The API group of an ownerReference's apiVersion ("" for the core group).
+std::string_view api_group(std::string_view api_version) {
+  const auto slash = api_version.find('/');
+  return slash == std::string_view::npos ? std::string_view{} : api_version.substr(0, slash);
+}
+
+// An ownerReference to an ExternalSecret (any version), and to this one
+// (by name: controller-runtime compares group, kind and name).
+bool es_kind(const json::object& ref) {
+  return obj_str(&ref, "kind") == "ExternalSecret" && api_group(obj_str(&ref, "apiVersion")) == "external-secrets.io";
+}
+bool this_es(const json::object& ref, const model::ExternalSecret& es) {
+  return es_kind(ref) && obj_str(&ref, "name") == es.meta.name;
 }
 
 const json::object* object_at(const json::value& v, std::string_view a, std::string_view b) {
@@ -116,9 +133,14 @@ bool up_to_date(const model::ExternalSecret& es, const json::value& existing, co
   for (const auto& [k, v] : want.labels) ok = ok && has_entry(labels, k, as_view(v));
   for (const auto& [k, v] : want.annotations) ok = ok && has_entry(anns, k, as_view(v));
   if (!want.type.empty()) ok = ok && str_at(existing, "type") == want.type;
+  const auto* ctl = controller_of(existing);
   if (es.target.creation == model::CreationPolicy::owner) {
-    const auto* ctl = controller_of(existing);  // this ExternalSecret, not a former one of its name
+    // this ExternalSecret, not a former one of its name
     ok = ok && ctl != nullptr && obj_str(ctl, "uid") == es.meta.uid;
+  } else {
+    // ESO's applyOwnership: no controller reference of this ExternalSecret
+    // (a former creationPolicy Owner) and no created-by label.
+    ok = ok && (ctl == nullptr || !this_es(*ctl, es)) && (labels == nullptr || !labels->contains(kCreatedByLabel));
   }
   return ok;
 }
@@ -165,7 +187,23 @@ json::value secret_body(const model::ExternalSecret& es, const json::value* exis
   for (const auto& [k, v] : want.labels) labels[k] = json::string(as_view(v), sp);
   json::object& anns = child_object(md, "annotations", sp);
   for (const auto& [k, v] : want.annotations) anns[k] = json::string(as_view(v), sp);
-  if (es.target.creation == model::CreationPolicy::owner) md["ownerReferences"] = owner_refs(es, md, sp);
+  if (es.target.creation == model::CreationPolicy::owner) {
+    md["ownerReferences"] = owner_refs(es, md, sp);
+  } else {
+    // ESO's applyOwnership for any other policy (creationPolicy changed
+    // from Owner): controller-runtime's RemoveControllerReference when this
+    // ExternalSecret is the controller (the first reference of its group,
+    // kind and name goes), and the created-by label goes in any case.
+    labels.erase(kCreatedByLabel);
+    const auto* ctl = existing != nullptr ? controller_of(*existing) : nullptr;
+    auto* refs = md.if_contains("ownerReferences");
+    if (ctl != nullptr && this_es(*ctl, es) && refs != nullptr && refs->is_array()) {
+      auto& arr = refs->as_array();
+      const auto it = std::find_if(arr.begin(), arr.end(),
+                                   [&](const json::value& r) { return r.is_object() && this_es(r.as_object(), es); });
+      if (it != arr.end()) arr.erase(it);
+    }
+  }
   if (!want.type.empty()) {
     o["type"] = want.type;
   } else if (!o.contains("type")) {
@@ -187,12 +225,6 @@ bool immutable(const json::value& secret) {
   return v != nullptr && v->is_bool() && v->as_bool();
 }
 
-// The API group of an ownerReference's apiVersion ("" for the core group).
-std::string_view api_group(std::string_view api_version) {
-  const auto slash = api_version.find('/');
-  return slash == std::string_view::npos ? std::string_view{} : api_version.substr(0, slash);
-}
-
 // The refusals that do not depend on the data, as ESO's applyOwnership: a
 // Secret controlled by another ExternalSecret (any creationPolicy), or, with
 // creationPolicy Owner, by another controller. Owners are compared by group,
@@ -202,16 +234,14 @@ Step<void> check_existing(const model::ExternalSecret& es, const json::value* ex
   if (existing == nullptr) return {};
   const auto* ctl = controller_of(*existing);
   if (ctl == nullptr) return {};
-  const bool es_kind =
-      obj_str(ctl, "kind") == "ExternalSecret" && api_group(obj_str(ctl, "apiVersion")) == "external-secrets.io";
-  const bool this_es = es_kind && obj_str(ctl, "name") == es.meta.name;
+  const bool ours = this_es(*ctl, es);
   const std::string mutate = "unable to mutate secret " + es.target.name + ": ";
-  if (es_kind && !this_es) {
+  if (es_kind(*ctl) && !ours) {
     return std::unexpected(
         refusal(kMsgErrorIsOwned,
                 mutate + "secret is owned by another ExternalSecret: " + std::string(obj_str(ctl, "name")), true));
   }
-  if (es.target.creation == model::CreationPolicy::owner && !this_es) {
+  if (es.target.creation == model::CreationPolicy::owner && !ours) {
     return std::unexpected(refusal(kMsgErrorBecomeOwner,
                                    mutate + "could not set controller reference on secret: Object " +
                                        es.meta.namespace_ + "/" + es.target.name + " is already owned by another " +
@@ -277,7 +307,8 @@ std::optional<model::ExternalSecret> invalid_shell(const json::value& object) {
 }
 
 Step<void> check_templates(const model::ExternalSecret& es) {
-  if (!es.target.template_) return {};
+  // As ESO: creationPolicy None never applies (so never parses) the template.
+  if (!es.target.template_ || es.target.creation == model::CreationPolicy::none) return {};
   for (const auto& [k, text] : es.target.template_->data) {
     if (auto ok = check_template(text); !ok) {
       return std::unexpected(
@@ -544,7 +575,8 @@ Step<SecretContent> secret_content_of(const model::ExternalSecret& es, SecretMap
                                       const TemplateSources& config_maps) {
   SecretContent out;
   const auto& tmpl = es.target.template_;
-  if (!tmpl) {
+  // As ESO: creationPolicy None never applies the template (nothing is written).
+  if (!tmpl || es.target.creation == model::CreationPolicy::none) {
     out.data = std::move(provider_data);
     return out;
   }

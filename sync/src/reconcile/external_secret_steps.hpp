@@ -94,7 +94,8 @@ using Step = std::expected<T, Refusal>;
 // target name, current status); nullopt when even its metadata is unreadable.
 std::optional<model::ExternalSecret> invalid_shell(const boost::json::value& object);
 
-// Template texts are checked before anything is fetched (no retry).
+// Template texts are checked before anything is fetched (no retry); with
+// creationPolicy None they are not (ESO never applies them).
 Step<void> check_templates(const model::ExternalSecret& es);
 
 // ESO's isSecretValid: the managed label, and a data-hash annotation that
@@ -145,7 +146,8 @@ using TemplateSources = std::map<std::string, std::shared_ptr<const boost::json:
 // templateFrom (configMap items, literals; Values or KeysAndValues; into
 // Data, Annotations or Labels), then template.data, then the
 // template.metadata labels and annotations, all rendered over the provider
-// data.
+// data. With creationPolicy None nothing is rendered (ESO's mutation never
+// runs): the provider data as it is.
 Step<SecretContent> secret_content_of(const model::ExternalSecret& es, SecretMap provider_data,
                                       const TemplateSources& config_maps);
 

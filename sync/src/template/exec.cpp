@@ -263,6 +263,8 @@ class Exec {
         base = std::move(next);
       } else if (base.kind == Value::Kind::nil) {
         return fail_at(line, "nil pointer evaluating interface {}." + f);
+      } else if (base.kind == Value::Kind::time) {
+        return fail_at(line, "the method " + f + " of time.Time is not supported (format it with date)");
       } else {
         return fail_at(line, "can't evaluate field " + f + " in type " + base.type_name());
       }

@@ -16,6 +16,7 @@
 
 #include "../rewrite.hpp"
 #include "ast.hpp"
+#include "date_funcs.hpp"
 #include "eso_funcs.hpp"
 #include "rootseal/kms/encoding.hpp"
 
@@ -34,7 +35,8 @@ using Impl = std::function<Result<Value>(Args&)>;
 
 struct Fn {
   // One letter a parameter: s string, i int, b bool, a any, m
-  // map[string]interface{}; a trailing '.' makes the last one variadic.
+  // map[string]interface{}, t time.Time; a trailing '.' makes the last one
+  // variadic.
   std::string_view params;
   Impl impl;
 };
@@ -72,6 +74,9 @@ Result<void> check_args(std::string_view name, std::string_view params, Args& ar
         break;
       case 'm':
         if (v.kind != Value::Kind::map || v.strings) return wrong("map[string]interface {}");
+        break;
+      case 't':
+        if (v.kind != Value::Kind::time) return wrong("time.Time");
         break;
       default:
         break;
@@ -219,6 +224,8 @@ Result<bool> eq2(const Value& a, const Value& b) {
       break;
   }
   if (a.kind == Value::Kind::nil || b.kind == Value::Kind::nil) return a.kind == b.kind;
+  if (a.kind == Value::Kind::time && b.kind == Value::Kind::time)
+    return fn_fail("error calling eq: comparing two time.Time values is not supported");
   if (a.kind != b.kind) return fn_fail("error calling eq: non-comparable types");
   return fn_fail("error calling eq: non-comparable type " + a.type_name());
 }
@@ -325,15 +332,17 @@ Result<Value> sprintf(std::string_view f, const Args& args) {
       continue;
     }
     const Value& v = args[next++];
-    if ((v.kind == Value::Kind::list || v.kind == Value::Kind::map) && verb != 'v' && verb != 's') {
-      return fn_fail("printf: %" + std::string(1, verb) + " of a list or map is not supported");
+    if ((v.kind == Value::Kind::list || v.kind == Value::Kind::map || v.kind == Value::Kind::time) && verb != 'v' &&
+        verb != 's') {
+      return fn_fail("printf: %" + std::string(1, verb) + " of a list, map or time is not supported");
     }
     SecureBuffer field(32);
     bool numeric = false;
     switch (verb) {
       case 'v':
       case 's':
-        if (verb == 's' && v.kind != Value::Kind::string && v.kind != Value::Kind::list && v.kind != Value::Kind::map) {
+        if (verb == 's' && v.kind != Value::Kind::string && v.kind != Value::Kind::list && v.kind != Value::Kind::map &&
+            v.kind != Value::Kind::time) {
           bad_verb(field, verb, v);
           break;
         }
@@ -641,6 +650,8 @@ bool deep_equal(const Value& a, const Value& b, int depth = 0) {
       }
       return true;
     }
+    case Value::Kind::time:
+      return a.t == b.t;  // the same reading (Go compares the fields and the zone)
   }
   return false;
 }
@@ -1174,6 +1185,8 @@ const std::unordered_map<std::string_view, Fn>& table() {
           return "slice";
         case Value::Kind::map:
           return "map";
+        case Value::Kind::time:
+          return "struct";
       }
       return "invalid";
     };
@@ -1410,6 +1423,23 @@ const std::unordered_map<std::string_view, Fn>& table() {
         [](Args& a) { return eso::pem_to_pkcs12("fullPemToPkcs12Pass", a[0].str(), a[1].str(), a[2].str(), true); }};
     m["jwkPublicKeyPem"] = {"s", [](Args& a) { return eso::jwk_pem("jwkPublicKeyPem", a[0].str(), false); }};
     m["jwkPrivateKeyPem"] = {"s", [](Args& a) { return eso::jwk_pem("jwkPrivateKeyPem", a[0].str(), true); }};
+    // Sprig's date functions (date_funcs.cpp).
+    m["now"] = {"", date::now};
+    m["date"] = {"sa", date::date};
+    m["dateInZone"] = {"sas", date::date_in_zone};
+    m["date_in_zone"] = {"sas", date::date_in_zone};
+    m["htmlDate"] = {"a", date::html_date};
+    m["htmlDateInZone"] = {"as", date::html_date_in_zone};
+    m["dateModify"] = {"st", date::date_modify};
+    m["date_modify"] = {"st", date::date_modify};
+    m["mustDateModify"] = {"st", date::must_date_modify};
+    m["must_date_modify"] = {"st", date::must_date_modify};
+    m["toDate"] = {"ss", date::to_date};
+    m["mustToDate"] = {"ss", date::must_to_date};
+    m["unixEpoch"] = {"t", date::unix_epoch};
+    m["ago"] = {"a", date::ago};
+    m["duration"] = {"a", date::duration};
+    m["durationRound"] = {"a", date::duration_round};
     m["rsaDecrypt"] = {"ssss",
                        [](Args& a) { return eso::rsa_decrypt(a[0].str(), a[1].str(), a[2].str(), a[3].str()); }};
     return m;

@@ -654,6 +654,8 @@ class Parser {
     }
     // A field chain right after the term: (x).a, $x.a (lexed with the variable).
     if (i < end && toks[i].kind == Token::Kind::field && !toks[i].spaced) {
+      if (a.kind == Arg::Kind::func)
+        return fail_at(line, "a field or method of a function's result (" + a.text + ".) is not supported");
       if (a.kind != Arg::Kind::paren) return fail_at(line, "unexpected . after term " + a.text);
       a.chain = toks[i].chain;
       ++i;

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "../go_json.hpp"
+#include "date_funcs.hpp"
 
 namespace rootseal::sync::tmpl {
 
@@ -76,6 +77,8 @@ std::string Value::type_name() const {
       return strings ? "[]string" : "[]interface {}";
     case Kind::map:
       return strings ? "map[string]string" : "map[string]interface {}";
+    case Kind::time:
+      return "time.Time";
   }
   return "?";
 }
@@ -96,6 +99,8 @@ bool truth(const Value& v) {
       return !v.l->empty();
     case Value::Kind::map:
       return !v.m->empty();
+    case Value::Kind::time:
+      return true;  // a struct
   }
   return false;
 }
@@ -145,6 +150,9 @@ Result<void> print_inner(const Value& v, SecureBuffer& out, int depth) {
       out.append("]");
       break;
     }
+    case Value::Kind::time:
+      ROOTSEAL_TRY(date::print_time(v, out));  // its String method
+      break;
   }
   return {};
 }
@@ -351,6 +359,11 @@ Result<void> to_json(const Value& v, SecureBuffer& out, std::string_view indent,
       out.append("}");
       break;
     }
+    case Value::Kind::time:  // its MarshalJSON: RFC 3339 with nanoseconds
+      out.append("\"");
+      ROOTSEAL_TRY(date::rfc3339_nano(v, out));
+      out.append("\"");
+      break;
   }
   return {};
 }

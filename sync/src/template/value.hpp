@@ -23,6 +23,7 @@ constexpr std::size_t kMaxSteps = 1'000'000;    // commands evaluated, range ite
 constexpr std::size_t kMaxBytes = 8u << 20;     // the output, and any one value built
 
 struct Value;
+struct Time;  // Go's time.Time (date_funcs.cpp)
 struct KeyLess {
   using is_transparent = void;
   bool operator()(const kms::SecureBytes& a, const kms::SecureBytes& b) const { return as_view(a) < as_view(b); }
@@ -33,7 +34,7 @@ using List = std::vector<Value>;
 using Map = std::map<kms::SecureBytes, Value, KeyLess>;  // Go's map: iterated in key order (text/template sorts)
 
 struct Value {
-  enum class Kind : std::uint8_t { nil, boolean, integer, floating, string, list, map };
+  enum class Kind : std::uint8_t { nil, boolean, integer, floating, string, list, map, time };
   Kind kind = Kind::nil;
   bool b = false;
   std::int64_t i = 0;
@@ -41,10 +42,11 @@ struct Value {
   std::shared_ptr<const kms::SecureBytes> s;
   std::shared_ptr<List> l;  // Go slices and maps are references: shared
   std::shared_ptr<Map> m;
-  bool strings = false;    // map[string]string / []string rather than ...interface{}
-  bool int64 = false;      // Go's int64 (Sprig's arithmetic) rather than int
-  bool null_list = false;  // a nil slice (Sprig's rest/initial of an empty list): toJson "null"
-  bool literal = false;    // from the template text: may be quoted in an error; a number literal converts to int
+  std::shared_ptr<const Time> t;  // kind time
+  bool strings = false;           // map[string]string / []string rather than ...interface{}
+  bool int64 = false;             // Go's int64 (Sprig's arithmetic) rather than int
+  bool null_list = false;         // a nil slice (Sprig's rest/initial of an empty list): toJson "null"
+  bool literal = false;           // from the template text: may be quoted in an error; a number literal converts to int
 
   [[nodiscard]] std::string_view str() const { return s ? as_view(*s) : std::string_view(); }
   [[nodiscard]] std::string type_name() const;

@@ -5,7 +5,9 @@
 // It is the reference side of rootseal's template_diff test.
 //
 // Protocol: one JSON object per line on stdin, {"t": <template, base64>,
-// "d": {<key>: <value, base64>}}; one JSON object per line on stdout,
+// "d": {<key>: <value, base64>}, "now": [<Unix seconds>, <nanoseconds>]};
+// "now", when given, is the instant Sprig's date functions take for the
+// present (clock.go); one JSON object per line on stdout,
 // {"ok": true, "out": <base64>} or {"ok": false, "err": "<message>"}.
 // Built offline from Debian's packages (golang-go,
 // golang-github-masterminds-sprig-dev) with GO111MODULE=off and
@@ -19,13 +21,15 @@ import (
 	"fmt"
 	"os"
 	"text/template"
+	"time"
 
 	"github.com/Masterminds/sprig"
 )
 
 type request struct {
-	T []byte            `json:"t"`
-	D map[string][]byte `json:"d"`
+	T   []byte            `json:"t"`
+	D   map[string][]byte `json:"d"`
+	Now []int64           `json:"now,omitempty"`
 }
 
 type answer struct {
@@ -52,6 +56,9 @@ func render(r request) (out []byte, err error) {
 	}
 	for name, f := range esoSprigFuncs() {
 		funcs[name] = f
+	}
+	if len(r.Now) == 2 {
+		fixClock(funcs, time.Unix(r.Now[0], r.Now[1]))
 	}
 	t, err := template.New("t").Option("missingkey=error").Funcs(funcs).Parse(string(r.T))
 	if err != nil {

@@ -501,6 +501,75 @@ TEST_CASE("desired_secret: creationPolicy Merge, CreateOrMerge, None and a forei
   CHECK(taken_body.at("metadata").at("ownerReferences").at(0).at("uid") == "es-uid");
 }
 
+TEST_CASE("desired_secret: creationPolicy changed from Owner drops the controller reference and created-by label") {
+  // ESO's applyOwnership: RemoveControllerReference when this ExternalSecret
+  // controls the Secret, and the created-by label deleted, for any policy but Owner.
+  const auto data = map_of({{"u", "alice"}});
+  json::value cur = written(es_with(), data);
+  auto& md = cur.as_object()["metadata"].as_object();
+  md["resourceVersion"] = "7";
+  auto& refs = md["ownerReferences"].as_array();
+  refs.insert(refs.begin(), json::parse(R"({"apiVersion":"apps/v1","kind":"Deployment","name":"web","uid":"d1"})"));
+  REQUIRE(refs.size() == 2);
+  for (const char* policy : {"Orphan", "Merge", "CreateOrMerge"}) {
+    INFO(policy);
+    auto es = es_with(std::string(R"(,"target":{"creationPolicy":")") + policy + R"("})");
+    auto a = desired_secret(es, content_of(es, map_of({{"u", "alice"}})), false, &cur);
+    REQUIRE(a);
+    REQUIRE(std::holds_alternative<Write>(*a));  // the data is unchanged: the ownership alone is written
+    const json::value body(std::get<Write>(*a).body);
+    const auto& bmd = body.at("metadata");
+    REQUIRE(bmd.at("ownerReferences").as_array().size() == 1);
+    CHECK(bmd.at("ownerReferences").at(0).at("kind") == "Deployment");  // other owners stay
+    CHECK_FALSE(bmd.at("labels").as_object().contains(kCreatedByLabel));
+    CHECK(bmd.at("labels").at(kManagedLabel) == "true");
+    CHECK(bmd.at("resourceVersion") == "7");
+    CHECK(body.at("data").at("u").as_string() == b64("alice"));
+    // Written once: the next pass is up to date.
+    auto again = desired_secret(es, content_of(es, map_of({{"u", "alice"}})), false, &body);
+    REQUIRE(again);
+    CHECK(std::holds_alternative<Keep>(*again));
+  }
+  // The controller reference alone (the label already gone) is written away too.
+  json::value ref_only = cur;
+  ref_only.as_object()["metadata"].as_object()["labels"].as_object().erase(kCreatedByLabel);
+  auto orphan_es = es_with(R"(,"target":{"creationPolicy":"Orphan"})");
+  auto unref = desired_secret(orphan_es, content_of(orphan_es, map_of({{"u", "alice"}})), false, &ref_only);
+  REQUIRE(unref);
+  REQUIRE(std::holds_alternative<Write>(*unref));
+  CHECK(std::get<Write>(*unref).body.at("metadata").at("ownerReferences").as_array().size() == 1);
+  // A created-by label alone (no controller reference) goes too.
+  json::value labelled = written(es_with(R"(,"target":{"creationPolicy":"Orphan"})"), data);
+  labelled.as_object()["metadata"].as_object()["labels"].as_object()[kCreatedByLabel] = created_by("ns", "app");
+  auto orphan = es_with(R"(,"target":{"creationPolicy":"Orphan"})");
+  auto relabel = desired_secret(orphan, content_of(orphan, map_of({{"u", "alice"}})), false, &labelled);
+  REQUIRE(relabel);
+  REQUIRE(std::holds_alternative<Write>(*relabel));
+  CHECK_FALSE(std::get<Write>(*relabel).body.at("metadata").at("labels").as_object().contains(kCreatedByLabel));
+  // Owner again: the reference and the label come back.
+  const json::value back = written(es_with(), data, &std::get<Write>(*relabel).body);
+  CHECK(back.at("metadata").at("ownerReferences").at(0).at("uid") == "es-uid");
+  CHECK(back.at("metadata").at("labels").as_object().contains(kCreatedByLabel));
+}
+
+TEST_CASE("creationPolicy None never applies the template") {
+  // ESO's reconcile: the mutation (ApplyTemplate) never runs for None, so a
+  // template that could not parse or render is no error.
+  const std::string bad = R"(,"template":{"data":{"x":"{{ .nope }}","y":"{{ .u"}})";
+  auto none = es_with(R"(,"target":{"creationPolicy":"None")" + bad + "}");
+  auto owner = es_with(R"(,"target":{"creationPolicy":"Owner")" + bad + "}");
+  CHECK(check_templates(none));
+  CHECK_FALSE(check_templates(owner));
+  auto c = secret_content_of(none, map_of({{"u", "alice"}}), {});
+  REQUIRE(c);
+  CHECK(c->data.size() == 1);
+  auto a = desired_secret(none, std::move(*c), false, nullptr);
+  REQUIRE(a);
+  CHECK(std::holds_alternative<Keep>(*a));
+  auto good_owner = es_with(R"(,"target":{"template":{"data":{"x":"{{ .nope }}"}}})");
+  CHECK_FALSE(secret_content_of(good_owner, map_of({{"u", "alice"}}), {}));
+}
+
 TEST_CASE("desired_secret: every remote key missing — Delete removes an owned Secret, Retain keeps it") {
   auto del = es_with(R"(,"target":{"deletionPolicy":"Delete"})");
   json::value mine = written(del, map_of({{"u", "alice"}}));

@@ -4,8 +4,9 @@
 // the reconciler reading the ConfigMaps. The first case is ESO's own
 // documentation snippet template-v2-from-secret.yaml (docs/snippets,
 // external-secrets/external-secrets at cc5bfbc), edited: its `{{ now }}`
-// annotation is a fixed text so the result can be asserted, and its
-// `{{- if hasPrefix }}` block is its outcome (rootseal's engine has neither).
+// annotation is a fixed text so the result can be asserted exactly, and its
+// `{{- if hasPrefix }}` block is its outcome (the unedited example, `now`
+// and `hasPrefix` included, runs in integration_eso_upstream).
 #include <catch2/catch.hpp>
 
 #include <boost/json.hpp>
@@ -53,8 +54,7 @@ json::value grafana_config_map() {
       "datasources:\n  - name: Graphite\n    type: graphite\n    access: proxy\n    url: \"{{ .uri }}\"\n"
       "    password: \"{{ .password }}\"\n    user: \"{{ .user }}\"\n";
   // The snippet's conditional keys ({{- if hasPrefix ... }}) are reduced to
-  // their outcome: rootseal's engine refuses control flow and hasPrefix
-  // (see the refusal test below).
+  // their outcome.
   data["templated"] =
       "# key and value templated\nmy-application-{{ .user}}: {{ .password | b64enc }}\n# conditional keys\n"
       "enableOCI: true\n"

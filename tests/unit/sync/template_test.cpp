@@ -1,9 +1,12 @@
 // rootseal::sync — the target.template evaluator.
 #include <catch2/catch.hpp>
 
+#include <ctime>
+#include <regex>
 #include <string>
 
 #include "template.hpp"
+#include "template/date_funcs.hpp"
 
 using namespace rootseal;
 using namespace rootseal::sync;
@@ -245,4 +248,95 @@ TEST_CASE("merge and mergeOverwrite follow Sprig and mergo") {
         "template: line 1: error calling merge: wrong type for value; expected map[string]interface {}; got string");
   CHECK(error("{{ merge (dict \"a\" (split \",\" \"x\")) (dict \"a\" (dict \"_0\" 1)) }}")
             .find("merging a map of values into a map of strings is not supported") != std::string::npos);
+}
+
+// Sprig's date functions (sync/src/template/date_funcs.cpp): the real clock
+// (which template_diff replaces by a fixed instant on both sides), Go's
+// monotonic reading in `now`'s String, zones from the system's tzdata
+// (transitions and the POSIX rule past them), and errors without data. Go's
+// formatting itself is compared with Go by template_diff.
+
+// Restores the real clock however a test ends.
+namespace {
+struct FixedClock {
+  FixedClock(std::int64_t sec, std::int32_t nsec) { tmpl::date::set_clock_for_tests(std::make_pair(sec, nsec)); }
+  ~FixedClock() { tmpl::date::set_clock_for_tests(std::nullopt); }
+  FixedClock(const FixedClock&) = delete;
+  FixedClock& operator=(const FixedClock&) = delete;
+};
+}  // namespace
+
+TEST_CASE("now reads the real clock") {
+  const std::time_t before = std::time(nullptr);
+  const std::string got = render("{{ dateInZone \"2006-01-02T15:04:05Z07:00\" now \"UTC\" }}|{{ now | unixEpoch }}");
+  const std::time_t after = std::time(nullptr);
+  std::tm tm{};
+  REQUIRE(strptime(got.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) != nullptr);
+  const std::time_t stamp = timegm(&tm);
+  CHECK(before <= stamp);
+  CHECK(stamp <= after);
+  const std::time_t epoch = std::stoll(got.substr(got.find('|') + 1));
+  CHECK(before <= epoch);
+  CHECK(epoch <= after);
+}
+
+TEST_CASE("now prints as Go's time.Time String with the monotonic reading") {
+  // "2006-01-02 15:04:05.999999999 -0700 MST m=+s.nnnnnnnnn" (seconds since the process started).
+  static const std::regex shape(R"((\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{1,9})? [+-]\d{4} \S+) m=\+(\d+\.\d{9}))");
+  const std::string a = render("{{ now }}");
+  const std::string b = render("{{ now }}");
+  std::smatch ma, mb;
+  REQUIRE(std::regex_match(a, ma, shape));
+  REQUIRE(std::regex_match(b, mb, shape));
+  CHECK(std::stod(ma[3].str()) <= std::stod(mb[3].str()));
+  // dateModify moves the monotonic reading with the wall clock; formatting drops it.
+  std::smatch mc;
+  const std::string c = render("{{ now | dateModify \"1000h\" }}");
+  REQUIRE(std::regex_match(c, mc, shape));
+  CHECK(std::stod(mc[3].str()) >= 3600000.0);
+  CHECK(render("{{ now | date \"2006\" }}").size() == 4);
+  // A parsed time has no reading.
+  CHECK(render("{{ toDate \"2006-01-02T15:04:05Z07:00\" \"2024-02-29T13:45:00+01:00\" }}") ==
+        "2024-02-29 13:45:00 +0100 +0100");
+}
+
+TEST_CASE("date functions over a fixed present") {
+  // 2026-03-29 00:59:59.987654321 UTC: the second before Europe/Berlin's summer time.
+  const FixedClock clock(1774745999, 987654321);
+  CHECK(render("{{ now | unixEpoch }}") == "1774745999");
+  CHECK(render("{{ dateInZone \"2006-01-02 15:04:05.000 MST -07:00\" now \"Europe/Berlin\" }}") ==
+        "2026-03-29 01:59:59.987 CET +01:00");
+  CHECK(render("{{ dateInZone \"2006-01-02 15:04:05.999999999 MST\" (now | dateModify \"1s\") \"Europe/Berlin\" }}") ==
+        "2026-03-29 03:00:00.987654321 CEST");
+  // Past the tzdata's last transition (2037): the zone's POSIX rule.
+  CHECK(render("{{ dateInZone \"2006-01-02 15:04 MST\" 4102444800 \"Europe/Berlin\" }}") == "2100-01-01 01:00 CET");
+  CHECK(render("{{ dateInZone \"2006-01-02 15:04 MST\" 4118083200 \"Europe/Berlin\" }}") == "2100-07-01 02:00 CEST");
+  // Half-hour zones; an unknown zone is UTC (Sprig).
+  CHECK(render("{{ htmlDateInZone now \"Asia/Kolkata\" }}|{{ dateInZone \"15:04 MST\" now \"Asia/Kolkata\" }}") ==
+        "2026-03-29|06:29 IST");
+  CHECK(render("{{ dateInZone \"15:04 MST\" now \"No/Such_Zone\" }}|{{ dateInZone \"MST\" now \"../UTC\" }}") ==
+        "00:59 UTC|UTC");
+  // Sprig's defaults: a DATE that is not a time or an int is the present.
+  CHECK(render("{{ date \"2006-01-02\" .pass }}") == render("{{ date \"2006-01-02\" now }}"));
+  CHECK(render("{{ toDate \"2006-01-02\" \"2024-02-29\" | ago }}") == "18217h0m0s");
+  CHECK(render("{{ durationRound (toDate \"2006\" \"2001\") }}") == "25y");
+  CHECK(render("{{ duration \"3725\" }}|{{ duration 90 }}|{{ duration (add 90 0) }}") == "1h2m5s|0s|1m30s");
+  CHECK(render("{{ durationRound \"2h45m\" }}|{{ durationRound \"bad\" }}|{{ dateModify \"bad\" now | unixEpoch }}") ==
+        "2h|0s|1774745999");
+  CHECK(render("{{ toDate \"2006-01-02\" \"2024-02-30\" }}") == "0001-01-01 00:00:00 +0000 UTC");
+  CHECK(render("{{ now | toJson }}") == "\"2026-03-29T00:59:59.987654321Z\"");
+}
+
+TEST_CASE("date functions fail without data in the message") {
+  const std::string e1 = error("{{ mustToDate \"2006-01-02\" .pass }}");
+  CHECK(e1 == "template: line 1: error calling mustToDate: parsing time: the value does not match the layout");
+  const std::string e2 = error("{{ mustDateModify .pass now }}");
+  CHECK(e2.find("s3cr") == std::string::npos);
+  CHECK(e2.find("invalid duration") != std::string::npos);
+  CHECK(error("{{ dateModify \"1h\" .pass }}") ==
+        "template: line 1: error calling dateModify: wrong type for value; expected time.Time; got string");
+  // What rootseal does not do, by name.
+  CHECK(error("{{ dateInZone \"2006\" 999999999999 \"UTC\" }}").find("not supported") != std::string::npos);
+  CHECK(error("{{ toDate \"MST 2006\" \"UTC 2020\" }}").find("not supported") != std::string::npos);
+  CHECK(error("{{ (now).Year }}").find("not supported") != std::string::npos);
 }
