@@ -38,11 +38,10 @@ SyncRunner::SyncRunner(asio::io_context& io, asio::thread_pool& blocking, Metric
       ttl_(member_ttl),
       reaper_(io),
       peers_timer_(io) {
-  if (etcd_ != nullptr) {
-    metrics_.add_gauge("rootseal_sync_config_peers_disagree",
-                       "1 while another host's sync configuration fingerprint differs from this host's, else 0.",
-                       [this] { return disagree_.load(); });
-  }
+  // Always there (0 with storage: sqlite: no peers), so that one alert rule fits every host.
+  metrics_.add_gauge("rootseal_sync_config_peers_disagree",
+                     "1 while another host's sync configuration fingerprint differs from this host's, else 0.",
+                     [this] { return disagree_.load(); });
 }
 
 SyncRunner::~SyncRunner() { stop(); }

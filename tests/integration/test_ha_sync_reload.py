@@ -67,6 +67,8 @@ class HaSyncReloadTest(ha.HaSyncRig):
         if extra.get("bad"):
             stores += "    broken:\n      kind: nosuch\n"
         text = text.replace("  stores:\n", "  stores:\n" + stores)
+        if extra.get("no_kubeconfig"):  # parses, but the engine cannot be built
+            text = re.sub(r"(?m)^  kubeconfig: .*$", "  kubeconfig: %s/no-such-kubeconfig" % cls.dir, text)
         text += "tokens:\n  - name: reload-test\n    sha256: %s\n    policies: [root]\n" % sha256_hex(TOKEN)
         with open(path, "w") as f:
             f.write(text)
@@ -223,7 +225,16 @@ class HaSyncReloadTest(ha.HaSyncRig):
         self.repoint(ns, "keep", "after")
         self.sync_poll({(ns, "keep"): "after"}, "the old engine syncs after the refused reload", 30)
         self.assertEqual(self.metric(label, "rootseal_sync_engine_replacements_total"), replaced)
-        self.reload(label, bad=False, vault2=not self.extra[label]["vault2"])
+        # A section that parses but whose engine cannot be built (the
+        # kubeconfig is missing): refused too, before anything changed.
+        self.reload(label, bad=False, no_kubeconfig=True)
+        poll(lambda: self.metric(label, "rootseal_config_reload_failures_total") == failures + 2,
+             "the second refused reload counted", 20)
+        self.assertIn("no-such-kubeconfig", self.status_json(label)["last_reload"]["error"])
+        self.repoint(ns, "keep", "again")
+        self.sync_poll({(ns, "keep"): "again"}, "the old engine syncs after the second refused reload", 30)
+        self.assertEqual(self.metric(label, "rootseal_sync_engine_replacements_total"), replaced)
+        self.reload(label, no_kubeconfig=False, vault2=not self.extra[label]["vault2"])
         poll(lambda: self.metric(label, "rootseal_config_last_reload_successful") == 1, "a good reload applied", 20)
         self.assertTrue(self.status_json(label)["last_reload"]["ok"])
 
