@@ -173,10 +173,23 @@ class HaSyncReloadTest(ha.HaSyncRig):
         traffic = self.transit_traffic(u)
         try:
             poll(lambda: traffic["ok"] > 0, "Transit answers before the reload", 20)
+            # Work in flight when the old engine stops (ExternalSecrets created
+            # just before and after the SIGHUP): the old one finishes or drops
+            # its reconciles before it is freed, the new one syncs them all.
+            burst = {}
+            for i in range(24):
+                ns = mine[i % len(mine)]
+                self.external_secret(ns, "burst-%02d" % i, "b%d" % i)
+                burst[(ns, "burst-%02d" % i)] = "b%d" % i
             self.reload(u, vault2=True)
+            for i in range(24, 40):
+                ns = mine[i % len(mine)]
+                self.external_secret(ns, "burst-%02d" % i, "b%d" % i)
+                burst[(ns, "burst-%02d" % i)] = "b%d" % i
             poll(lambda: self.count(u, "sync: the new engine runs") > runs, "the new engine started on " + u, 30)
             poll(lambda: self.count(u, "sync: the previous engine has drained") > freed, "the old engine freed", 30)
             self.sync_poll({(ns, "v2-0"): "one" for ns in mine}, "the reloaded host syncs through vault2", 30)
+            self.sync_poll(burst, "the ExternalSecrets created around the reload synced", 30)
             self.disagree_everywhere(1)
             for h in HOSTS:
                 poll(lambda: "the hosts' sync configurations differ" in self.full_log(h),
