@@ -16,6 +16,9 @@ the Kubernetes API double, the Vault double; issue 21, docs/ha.md
   3. sync.sharded off on one host: its buckets go to the other two, which
      see its configuration differ; on again: the three share the buckets and
      agree.
+  4. sync.enabled off on one host: its buckets go to the other two (no
+     disagreement: it runs no sync), its sync metrics read zeros; on again:
+     it takes its share and syncs.
 
 Waits poll with deadlines (no sleep decides anything).
 """
@@ -58,8 +61,8 @@ class HaSyncReloadTest(ha.HaSyncRig):
         with open(path) as f:
             text = f.read()
         extra = getattr(cls, "extra", {}).get(label, {})
-        text = text.replace("sync:\n  enabled: true\n", "sync:\n  enabled: true\n  sharded: %s\n" % (
-            "true" if extra.get("sharded", True) else "false"))
+        text = text.replace("sync:\n  enabled: true\n", "sync:\n  enabled: %s\n  sharded: %s\n" % (
+            "true" if extra.get("enabled", True) else "false", "true" if extra.get("sharded", True) else "false"))
         stores = ""
         if extra.get("vault2"):
             stores += ("    vault2:\n      kind: vault\n      server: %s\n      token: {file: %s}\n"
@@ -267,6 +270,25 @@ class HaSyncReloadTest(ha.HaSyncRig):
         self.external_secret(ns, "back", "on")
         self.sync_poll({(ns, "back"): "on"}, "C syncs its namespace again", 30)
         self.assertRegex(self.full_log("C"), re.compile(r"not sharded any more"))
+
+    def test_4_sync_off_and_on_by_reload(self):
+        """A host whose reload turns sync off leaves the buckets to the others
+        (a host without sync is not a disagreement) and its metrics read zeros;
+        turned on again it takes its share and syncs."""
+        pid = self.hosts["B"]["proc"].pid
+        self.expect_assignment(HOSTS)
+        poll(lambda: self.metric("B", "rootseal_sync_synced") == 1, "B's engine synced", 20)
+        self.reload("B", enabled=False)
+        self.expect_assignment(("A", "C"))
+        poll(lambda: self.metric("B", "rootseal_sync_synced") == 0, "B's sync metrics read no engine", 20)
+        self.disagree_everywhere(0)
+        self.reload("B", enabled=True)
+        self.expect_assignment(HOSTS)
+        poll(lambda: self.metric("B", "rootseal_sync_synced") == 1, "B's new engine synced", 20)
+        ns = next(n for n in NAMESPACES if self.host_of_ns(n, HOSTS) == "B")
+        self.external_secret(ns, "again", "on")
+        self.sync_poll({(ns, "again"): "on"}, "B syncs its namespace again", 30)
+        self.assertEqual(self.hosts["B"]["proc"].pid, pid)
 
 
 if __name__ == "__main__":
