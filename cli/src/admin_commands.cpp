@@ -234,6 +234,12 @@ int run_status(const AdminCommands& c, Console& con) {
     if (num(d, "unseal_retry_after_ms") > 0) {
       con.out("next unseal   in " + std::to_string((num(d, "unseal_retry_after_ms") + 999) / 1000) + "s\n");
     }
+    if (const auto* lr = d.if_contains("last_reload");
+        lr != nullptr && lr->is_object() && num(lr->as_object(), "unix") > 0) {
+      const auto& o = lr->as_object();
+      const bool ok = o.at("ok").is_bool() && o.at("ok").as_bool();
+      con.out("last reload   " + utc(num(o, "unix")) + (ok ? " applied" : " refused: " + str(o, "error")) + "\n");
+    }
   }
   return sealed ? 2 : 0;
 }

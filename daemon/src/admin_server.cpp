@@ -504,6 +504,7 @@ AdminServer::Answer AdminServer::status() {
       {"pin_sources", deps_.root_kind == "pkcs11" ? json::value(std::move(sources)) : json::value(nullptr)},
       {"unseal_retry_after_ms", retry_ms},
       {"dev", cfg.dev},
+      {"last_reload", deps_.reload_status ? json::value(deps_.reload_status()) : json::value(nullptr)},
   });
 }
 

@@ -94,6 +94,9 @@ struct AdminDeps {
   kms::Keyring* keyring = nullptr;
   // cluster.status: members, etcd endpoints, this host's view. Blocking.
   std::function<boost::json::object()> cluster_status;
+  // The status's last_reload: {ok, unix (0: none since start), applied,
+  // refused, error (when the last one was refused)}. May be empty.
+  std::function<boost::json::object()> reload_status;
 };
 
 class AdminServer {

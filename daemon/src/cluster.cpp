@@ -65,13 +65,21 @@ void ClusterMember::start() {
         m.sealed = s.sealed;
         m.seen_revision = std::max(store_->loaded_revision(), store_->watched_revision());
         m.started_unix = started_unix_;
+        std::lock_guard lock(sync_mu_);
         m.sync = static_cast<bool>(sync_);
+        m.sync_config = sync_fingerprint_;
         return m;
       },
       [id = host_id_](const kms::Error& e) {
         log::warn("cluster: this host's record in etcd not kept (retried)", {{"host_id", id}, {"error", e.message}});
       });
   log::info("cluster: registering this host in etcd", {{"host_id", host_id_}, {"member_ttl_s", ttl_.count()}});
+}
+
+void ClusterMember::set_sync(std::function<boost::json::object()> sync, std::string fingerprint) {
+  std::lock_guard lock(sync_mu_);
+  sync_ = std::move(sync);
+  sync_fingerprint_ = std::move(fingerprint);
 }
 
 void ClusterMember::stop() {
@@ -152,13 +160,19 @@ json::object ClusterMember::status() const {
       o["started"] = utc_time_text(m.started_unix);
       o["self"] = m.instance == instance_;
       o["sync"] = m.sync;
+      if (!m.sync_config.empty()) o["sync_config"] = m.sync_config;
       registered = registered || m.instance == instance_;
     }
     o["lease"] = hex_id(static_cast<std::uint64_t>(m.lease));
     members.emplace_back(std::move(o));
   }
   out["members"] = std::move(members);
-  if (sync_) out["sync"] = sync_();
+  std::function<json::object()> sync;
+  {
+    std::lock_guard lock(sync_mu_);
+    sync = sync_;
+  }
+  if (sync) out["sync"] = sync();
   self["registered"] = registered;
   self["current"] = seen >= view->latest_key_revision;
   out["this_host"] = std::move(self);

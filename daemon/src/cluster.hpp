@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <string>
 
 #include "rootseal/daemon/config.hpp"
@@ -46,10 +47,13 @@ class ClusterMember {
 
   [[nodiscard]] const std::string& host_id() const noexcept { return host_id_; }
   [[nodiscard]] const std::string& instance() const noexcept { return instance_; }
-  // Before start(): this host runs the sharded sync engine (its record says
-  // so, and the hosts split the sync buckets between those that do); `sync`
-  // answers the "sync" part of status().
-  void set_sync(std::function<boost::json::object()> sync) { sync_ = std::move(sync); }
+  // This host runs the sharded sync engine when `sync` is set (its record
+  // says so, and the hosts split the sync buckets between those that do;
+  // `sync` answers the "sync" part of status()); `fingerprint`: its `sync:`
+  // configuration's (docs/ha.md "Configuration changes"), "" without sync.
+  // Any time, from any thread: the record is written again at the next
+  // keepalive (a third of the TTL).
+  void set_sync(std::function<boost::json::object()> sync, std::string fingerprint);
 
  private:
   etcdstore::EtcdStore* store_;
@@ -60,7 +64,9 @@ class ClusterMember {
   std::string version_;
   std::chrono::seconds ttl_;
   std::int64_t started_unix_ = 0;
-  std::function<boost::json::object()> sync_;
+  mutable std::mutex sync_mu_;
+  std::function<boost::json::object()> sync_;  // under sync_mu_
+  std::string sync_fingerprint_;               // under sync_mu_
 };
 
 }  // namespace rootseal::daemon

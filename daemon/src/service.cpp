@@ -63,7 +63,7 @@ Service::Service(Config config, std::optional<kms::SecureBytes> root_token, std:
       watchdog_(io_) {}
 
 Service::~Service() {
-  if (sync_shards_) sync_shards_->stop(std::chrono::milliseconds(0));  // before the lease it claims under goes
+  if (sync_) sync_->stop();        // its coordinator before the lease it claims under goes
   if (cluster_) cluster_->stop();  // revokes this host's record: it leaves the member list at once
   if (etcd_store_ != nullptr) etcd_store_->stop_watch();    // its callbacks use the keyring
   if (tokens_.db() != nullptr) tokens_.db()->stop_watch();  // its callbacks post token reloads
@@ -142,19 +142,25 @@ kms::Result<void> Service::start() {
       std::make_unique<AutoRotator>(io_, blocking_, *keyring_, config_.auto_rotate.check_interval, audit_.get());
   auto_rotate_->register_metrics(metrics_);
   auto_rotate_->start();
-  std::shared_ptr<sync::ShardGate> shard_gate;
-  if (etcd_store_ != nullptr && config_.sync && config_.sync->enabled && config_.sync->sharded) {
-    sync_shards_ =
-        std::make_unique<SyncShards>(*etcd_store_, cluster_->host_id(), cluster_->instance(), config_.etcd.member_ttl);
-    shard_gate = sync_shards_->gate();
-    cluster_->set_sync([s = sync_shards_.get()] { return s->status(); });
-  }
+  metrics_.add_gauge("rootseal_config_reloads_total", "SIGHUP reloads applied since start.", [this] {
+    std::lock_guard lock(reload_mu_);
+    return static_cast<double>(reloads_ok_);
+  });
+  metrics_.add_gauge("rootseal_config_reload_failures_total",
+                     "SIGHUP reloads refused since start (the running configuration kept serving).", [this] {
+                       std::lock_guard lock(reload_mu_);
+                       return static_cast<double>(reloads_failed_);
+                     });
+  metrics_.add_gauge("rootseal_config_last_reload_successful", "0 when the last SIGHUP reload was refused, else 1.",
+                     [this] {
+                       std::lock_guard lock(reload_mu_);
+                       return last_reload_ok_ ? 1.0 : 0.0;
+                     });
+  // Before the member record is first written: it says whether this host
+  // takes sync buckets, and its configuration's fingerprint.
+  sync_ = std::make_unique<SyncRunner>(io_, blocking_, metrics_, etcd_store_, *cluster_, config_.etcd.member_ttl);
+  ROOTSEAL_TRY(sync_->start(config_.sync));
   cluster_->start();
-  ROOTSEAL_TRY_ASSIGN(sync_, start_sync_engine(config_, io_.get_executor(), metrics_, shard_gate));
-  if (sync_shards_) {
-    sync_shards_->register_metrics(metrics_);
-    sync_shards_->start();
-  }
   log::info("listening", {{"address", bound_address()},
                           {"tls", tls != nullptr},
                           {"mtls", !config_.listen.tls.client_ca_file.empty()},
@@ -535,6 +541,7 @@ bool Service::make_admin(ResealRoot reseal_root) {
   admin.reseal_root = std::move(reseal_root);
   admin.snapshots = snapshots_.get();
   admin.cluster_status = [c = cluster_.get()] { return c->status(); };
+  admin.reload_status = [this] { return reload_status(); };
   admin.keyring = keyring_.get();
   if (kms_plugin_) {
     admin.kms_rotate = [p = kms_plugin_.get()]() -> kms::Result<AdminDeps::KmsRotation> {
@@ -641,31 +648,35 @@ void Service::reload() {
     finish(true);
     return;
   }
-  auto next = load_config(config_path_);
-  if (!next) {
-    log::error("reload rejected, the running configuration keeps serving", {{"reason", next.error().message}});
+  auto reject = [&](const std::string& reason) {
+    log::error("reload rejected, the running configuration keeps serving", {{"reason", reason}});
+    reload_done(false, reason);
     finish(false);
-    return;
-  }
+  };
+  auto next = load_config(config_path_);
+  if (!next) return reject(next.error().message);
   std::shared_ptr<boost::asio::ssl::context> tls;
   if (next->listen.tls.enabled()) {
     net::TlsConfig t{next->listen.tls.cert_file, next->listen.tls.key_file, next->listen.tls.client_ca_file,
                      next->listen.tls.require_client_cert, next->listen.tls.min_version};
     auto ctx = net::make_server_tls(t);
-    if (!ctx) {
-      log::error("reload rejected, the running configuration keeps serving", {{"reason", ctx.error().message}});
-      finish(false);
-      return;
-    }
+    if (!ctx) return reject(ctx.error().message);
     tls = *ctx;
   } else if (config_.listen.tls.enabled()) {
-    log::error("reload rejected, the running configuration keeps serving",
-               {{"reason", "listen.tls cannot be removed by a reload; restart to serve plain HTTP"}});
-    finish(false);
-    return;
+    return reject("listen.tls cannot be removed by a reload; restart to serve plain HTTP");
+  }
+  // Last of the checks (nothing after it can refuse): a changed `sync:`
+  // section gets its engine built now; refused, the running engine goes on.
+  std::optional<SyncRunner::Next> sync_next;
+  if (auto n = sync_->prepare(next->sync); !n) {
+    return reject(n.error().message);
+  } else {
+    sync_next = std::move(*n);
   }
   // Everything checked: apply all at once.
   if (tls) server_->set_tls(tls);
+  if (sync_next) sync_->apply(std::move(*sync_next));
+  config_.sync = next->sync;
   authorizer_->replace(next->policies, next->client_certs);
   const auto now =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -687,9 +698,29 @@ void Service::reload() {
   config_.policies = next->policies;
   config_.tokens = next->tokens;
   config_.client_certs = next->client_certs;
-  log::info("reloaded",
-            {{"tls", tls != nullptr}, {"policies", next->policies.size()}, {"tokens", next->tokens.size()}});
+  log::info("reloaded", {{"tls", tls != nullptr},
+                         {"policies", next->policies.size()},
+                         {"tokens", next->tokens.size()},
+                         {"sync", sync_next ? "replaced" : "unchanged"}});
+  reload_done(true, "");
   finish(true);
+}
+
+void Service::reload_done(bool ok, const std::string& reason) {
+  std::lock_guard lock(reload_mu_);
+  ++(ok ? reloads_ok_ : reloads_failed_);
+  last_reload_unix_ =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  last_reload_ok_ = ok;
+  last_reload_error_ = reason;
+}
+
+boost::json::object Service::reload_status() const {
+  std::lock_guard lock(reload_mu_);
+  boost::json::object o{
+      {"ok", last_reload_ok_}, {"unix", last_reload_unix_}, {"applied", reloads_ok_}, {"refused", reloads_failed_}};
+  if (!last_reload_ok_) o["error"] = last_reload_error_;
+  return o;
 }
 
 std::string Service::bound_address() const {
@@ -711,7 +742,6 @@ void Service::stop() {
   // take them over at their next round); one with a reconcile in flight goes
   // with the lease, revoked once the I/O context has finished its work.
   // No waiting here: the work in flight runs on this I/O context.
-  if (sync_shards_) sync_shards_->stop(std::chrono::milliseconds(0));
   if (sync_) sync_->stop();
   if (snapshots_) snapshots_->stop();
   signals_.cancel();

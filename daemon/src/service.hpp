@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <optional>
 #include <string>
@@ -30,7 +31,7 @@
 #include "transit.hpp"
 #include "seal_manager.hpp"
 #include "snapshot_scheduler.hpp"
-#include "sync_shards.hpp"
+#include "sync_runner.hpp"
 #include "auto_rotate.hpp"
 
 namespace rootseal::etcdstore {
@@ -81,6 +82,10 @@ class Service {
   // SIGHUP: re-read the config; apply TLS material, policies and static tokens
   // all together, or nothing (the old ones keep serving) if anything is wrong.
   void reload();
+  // A reload's outcome: logged, counted (rootseal_config_reload*), and kept
+  // for the admin status ("last_reload").
+  void reload_done(bool ok, const std::string& reason);
+  [[nodiscard]] boost::json::object reload_status() const;
   void reopen_audit();
   void
   log_audit_recovery();  // a warning for the recovery the audit log's last open did  // SIGHUP: a rotated audit log is reopened, its chain carried over
@@ -105,14 +110,18 @@ class Service {
   std::unique_ptr<Router> router_;
   std::unique_ptr<net::HttpServer> server_;
   Metrics metrics_;
-  std::unique_ptr<sync::Engine> sync_;            // the sync engine, when sync.enabled
-  std::unique_ptr<SyncShards> sync_shards_;       // storage: etcd with sync.sharded: this host's buckets
+  std::unique_ptr<SyncRunner> sync_;              // the sync engine (when sync.enabled) across reloads
   std::unique_ptr<SnapshotScheduler> snapshots_;  // when snapshots: is configured and enabled
   std::unique_ptr<AuditLog> audit_;
   std::unique_ptr<AutoRotator> auto_rotate_;  // keys' auto_rotate_period (after audit_: destroyed before it)
   std::shared_ptr<PinBroker> pins_;
   std::unique_ptr<AdminServer> admin_;
   std::unique_ptr<KmsPlugin> kms_plugin_;  // when kms_plugin.enabled
+  mutable std::mutex reload_mu_;
+  std::uint64_t reloads_ok_ = 0, reloads_failed_ = 0;  // under reload_mu_
+  std::int64_t last_reload_unix_ = 0;                  // 0: none since start
+  bool last_reload_ok_ = true;
+  std::string last_reload_error_;
   boost::asio::signal_set signals_;
   boost::asio::steady_timer watchdog_;
   std::jthread drain_guard_;

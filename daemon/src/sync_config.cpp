@@ -1,6 +1,9 @@
 #include "sync_config.hpp"
 
+#include <openssl/evp.h>
+
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <map>
 #include <set>
@@ -10,6 +13,7 @@
 
 #include "log.hpp"
 #include "metrics.hpp"
+#include "rootseal/kms/encoding.hpp"
 #include "rootseal/kms/numbers.hpp"
 
 namespace rootseal::daemon {
@@ -410,10 +414,17 @@ Result<SnapshotDestination> parse_snapshot_destination(const YAML::Node& d, std:
   return dest;
 }
 
-// The sync engine's metrics (docs/operations.md lists them).
-void add_sync_metrics(Metrics& metrics, sync::Engine* e) {
+}  // namespace
+
+// The sync engine's metrics (docs/operations.md lists them), read through
+// `current` at every scrape: the engine a reload put in place (zeros and no
+// per-store series while there is none).
+void add_sync_metrics(Metrics& metrics, std::function<std::shared_ptr<sync::Engine>()> current) {
   auto gauge = [&](const char* name, const char* help, auto field) {
-    metrics.add_gauge(name, help, [e, field] { return static_cast<double>(e->stats().*field); });
+    metrics.add_gauge(name, help, [current, field] {
+      const auto e = current();
+      return e ? static_cast<double>(e->stats().*field) : 0.0;
+    });
   };
   gauge("rootseal_sync_reconciles", "ExternalSecret reconciles since start.", &sync::EngineStats::reconciles);
   gauge("rootseal_sync_provider_calls", "Provider fetches that reached a store.", &sync::EngineStats::provider_calls);
@@ -451,14 +462,18 @@ void add_sync_metrics(Metrics& metrics, sync::Engine* e) {
   metrics.add_gauge(
       "rootseal_sync_externalsecrets_stale",
       "Periodically refreshed ExternalSecrets not refreshed successfully for refreshInterval + refresh_window + 1m.",
-      [e] { return static_cast<double>(e->object_stats().es_stale); });
+      [current] {
+        const auto e = current();
+        return e ? static_cast<double>(e->object_stats().es_stale) : 0.0;
+      });
   // ExternalSecrets / PushSecrets by their Ready condition: one series each
   // for True, False and Unknown (no condition yet), zeros included.
   auto by_ready = [&](const char* name, const char* help, auto ready, auto not_ready, auto unknown) {
     metrics.add_gauge_family(
         name, help,
-        [e, ready, not_ready, unknown] {
-          const auto s = e->object_stats();
+        [current, ready, not_ready, unknown] {
+          const auto e = current();
+          const auto s = e ? e->object_stats() : sync::ObjectStats{};
           return std::vector<std::pair<std::string, double>>{{"True", static_cast<double>(s.*ready)},
                                                              {"False", static_cast<double>(s.*not_ready)},
                                                              {"Unknown", static_cast<double>(s.*unknown)}};
@@ -474,8 +489,10 @@ void add_sync_metrics(Metrics& metrics, sync::Engine* e) {
   auto family = [&](const char* name, const char* help, auto value) {
     metrics.add_gauge_family(
         name, help,
-        [e, value] {
+        [current, value] {
           std::vector<std::pair<std::string, double>> out;
+          const auto e = current();
+          if (!e) return out;
           for (const auto& h : e->store_health()) out.emplace_back(h.store, value(h));
           return out;
         },
@@ -492,8 +509,6 @@ void add_sync_metrics(Metrics& metrics, sync::Engine* e) {
   family("rootseal_sync_store_parked", "ExternalSecrets/PushSecrets waiting for the store.",
          [](const sync::StoreHealthStats& h) { return static_cast<double>(h.parked); });
 }
-
-}  // namespace
 
 Result<std::shared_ptr<const sync::EngineConfig>> parse_sync_config(const YAML::Node& n) {
   ROOTSEAL_TRY(only_keys(n, "sync", {"enabled",        "kubeconfig",       "context",          "concurrency",
@@ -592,10 +607,10 @@ Result<std::shared_ptr<const SnapshotsConfig>> parse_snapshots_config(const YAML
   return std::shared_ptr<const SnapshotsConfig>(std::move(cfg));
 }
 
-Result<std::unique_ptr<sync::Engine>> start_sync_engine(const Config& cfg, boost::asio::any_io_executor ex,
-                                                        Metrics& metrics, std::shared_ptr<sync::ShardGate> shards) {
-  if (!cfg.sync || !cfg.sync->enabled) return std::unique_ptr<sync::Engine>();
-  sync::EngineConfig ec = *cfg.sync;
+Result<std::unique_ptr<sync::Engine>> make_sync_engine(const sync::EngineConfig& config,
+                                                       boost::asio::any_io_executor ex,
+                                                       std::shared_ptr<sync::ShardGate> shards) {
+  sync::EngineConfig ec = config;
   ec.shards = std::move(shards);
   ec.log = [](bool warning, std::string_view message, const std::vector<std::pair<std::string, std::string>>& fields) {
     std::vector<log::Field> f;
@@ -605,9 +620,104 @@ Result<std::unique_ptr<sync::Engine>> start_sync_engine(const Config& cfg, boost
   };
   auto engine = sync::Engine::create(std::move(ex), std::move(ec));
   if (!engine) return fail(engine.error().code, "sync: " + engine.error().message);
-  add_sync_metrics(metrics, engine->get());
-  (*engine)->start();
   return std::move(*engine);
+}
+
+namespace {
+
+// A URL without its user information: "https://user:pw@host/" -> "https://host/".
+std::string without_userinfo(std::string_view url) {
+  const auto scheme = url.find("://");
+  if (scheme == std::string_view::npos) return std::string(url);
+  const auto start = scheme + 3;
+  const auto end = url.find_first_of("/?#", start);
+  const auto authority = url.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+  const auto at = authority.rfind('@');
+  if (at == std::string_view::npos) return std::string(url);
+  return std::string(url.substr(0, start)) + "<userinfo>@" + std::string(url.substr(start + at + 1));
+}
+
+// One line "name=value", the value's length first (no value can forge a line).
+void field(std::string& out, std::string_view name, std::string_view value) {
+  out += name;
+  out += '=';
+  out += std::to_string(value.size());
+  out += ':';
+  out += value;
+  out += '\n';
+}
+
+}  // namespace
+
+std::string canonical_sync_config(const sync::EngineConfig& c, bool local) {
+  auto url = [local](const std::string& u) { return local ? u : without_userinfo(u); };
+  auto ms = [](std::chrono::milliseconds d) { return std::to_string(d.count()); };
+  auto num = [](double v) {
+    char buf[64];
+    const auto r = std::to_chars(buf, buf + sizeof buf, v);  // shortest round-trip form
+    return std::string(buf, r.ptr);
+  };
+  std::string out = "rootseal sync configuration v1\n";
+  field(out, "enabled", c.enabled ? "true" : "false");
+  if (local) {  // each host's own way to the API (its own file, its own credentials)
+    field(out, "kubeconfig", c.kubeconfig.string());
+    field(out, "context", c.context);
+  }
+  field(out, "concurrency", std::to_string(c.concurrency));
+  field(out, "refresh_window", ms(c.refresh_window));
+  field(out, "namespaces", std::to_string(c.namespaces.size()));
+  for (const auto& n : c.namespaces) field(out, "namespace", n);
+  field(out, "rollout_restart", c.rollout_restart ? "true" : "false");
+  field(out, "kube_qps", num(c.kube_qps));
+  field(out, "kube_burst", std::to_string(c.kube_burst));
+  field(out, "retry_base", ms(c.retry_base));
+  field(out, "retry_max", ms(c.retry_max));
+  field(out, "queue.qps", num(c.queue_qps));
+  field(out, "queue.burst", std::to_string(c.queue_burst));
+  field(out, "store_backoff.base", ms(c.store_backoff_base));
+  field(out, "store_backoff.max", ms(c.store_backoff_max));
+  field(out, "aws_endpoint", url(c.aws_endpoint));
+  field(out, "azure_authority_host", url(c.azure_authority_host));
+  field(out, "gcp_endpoint", url(c.gcp_endpoint));
+  field(out, "gcp_sts_endpoint", url(c.gcp_sts_endpoint));
+  field(out, "gcp_iam_endpoint", url(c.gcp_iam_endpoint));
+  field(out, "sharded", c.sharded ? "true" : "false");
+  field(out, "stores", std::to_string(c.stores.size()));
+  for (const auto& [name, st] : c.stores) {  // a std::map: by name
+    field(out, "store", name);
+    field(out, "store.namespaces", std::to_string(st.namespaces.size()));
+    for (const auto& n : st.namespaces) field(out, "store.namespace", n);
+    field(out, "store.ca_file", st.ca_file.string());
+    std::visit(
+        [&]<class H>(const H& h) {
+          field(out, "store.kind", H::kind);
+          for (const auto& o : H::options()) {
+            if (const auto* text = std::get_if<std::string H::*>(&o.field)) {
+              field(out, std::string("store.") + std::string(o.name), o.url ? url(h.**text) : h.**text);
+            } else {
+              // A credential is a reference (a file or a systemd credential's
+              // name), never a value: the reference is what is compared.
+              const auto& ref = h.*std::get<sync::CredentialRef H::*>(o.field);
+              field(out, std::string("store.") + std::string(o.name) + ".file", ref.file.string());
+              field(out, std::string("store.") + std::string(o.name) + ".credential", ref.credential);
+            }
+          }
+        },
+        st.settings);
+  }
+  return out;
+}
+
+std::string sync_config_fingerprint(const sync::EngineConfig& c) {
+  // Domain-separated: a digest of this text only, never taken for another one.
+  constexpr std::string_view kDomain("rootseal/sync-config-fingerprint/v1\0", 36);  // the NUL included
+  const std::string text = std::string(kDomain) + canonical_sync_config(c, false);
+  std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
+  unsigned int n = 0;
+  if (EVP_Digest(text.data(), text.size(), md.data(), &n, EVP_sha256(), nullptr) != 1 || n != 32) {
+    throw std::runtime_error("SHA-256 failed");
+  }
+  return kms::hex_encode(std::span<const std::uint8_t>(md.data(), n));
 }
 
 }  // namespace rootseal::daemon

@@ -29,7 +29,9 @@
 
 #include <boost/asio/any_io_executor.hpp>
 
+#include <functional>
 #include <memory>
+#include <string>
 
 #include "rootseal/daemon/config.hpp"
 #include "rootseal/daemon/snapshots.hpp"
@@ -47,12 +49,33 @@ kms::Result<std::shared_ptr<const sync::EngineConfig>> parse_sync_config(const Y
 // parsed here with the same rules as the sync engine's host stores.
 kms::Result<std::shared_ptr<const SnapshotsConfig>> parse_snapshots_config(const YAML::Node& node);
 
-// Starts the engine when cfg.sync is set and enabled (nullptr otherwise) and
-// registers its gauges with `metrics`. Errors (bad kubeconfig ...) are fatal
-// start-up problems. `shards`: the gate of a host sharing the work with
-// others (null: every namespace).
-kms::Result<std::unique_ptr<sync::Engine>> start_sync_engine(const Config& cfg, boost::asio::any_io_executor ex,
-                                                             Metrics& metrics,
-                                                             std::shared_ptr<sync::ShardGate> shards = nullptr);
+// Builds the engine of an enabled `sync:` section on `ex` (not started),
+// logging through the daemon's log. Errors (bad kubeconfig ...) refuse the
+// configuration. `shards`: the gate of a host sharing the work with others
+// (null: every namespace).
+kms::Result<std::unique_ptr<sync::Engine>> make_sync_engine(const sync::EngineConfig& sync,
+                                                            boost::asio::any_io_executor ex,
+                                                            std::shared_ptr<sync::ShardGate> shards);
+
+// Registers the engine's gauges with `metrics`, read at every scrape from
+// the engine `current` returns (null: zeros, no per-store series).
+void add_sync_metrics(Metrics& metrics, std::function<std::shared_ptr<sync::Engine>()> current);
+
+// The effective `sync:` section as text, every option (defaults included)
+// in a fixed order, one "name=<length>:value" line each, so that two
+// spellings of one configuration ("10s", "10000ms") give the same text.
+// Credentials appear as their references ({file}/{credential}), never as
+// values (the section holds none). `local` true: everything, for this
+// host's own comparison (a reload); false: what the hosts of a cluster must
+// share, for the published fingerprint: without the kubeconfig path and
+// context (each host's own way to the API) and with a URL's user information
+// (user:password@) replaced by "<userinfo>@".
+std::string canonical_sync_config(const sync::EngineConfig& sync, bool local);
+
+// The configuration's fingerprint published in this host's member record
+// (docs/ha.md "Configuration changes"): SHA-256, hex, of a domain tag and
+// canonical_sync_config(sync, false). Nothing secret goes in: no credential
+// value, no URL user information.
+std::string sync_config_fingerprint(const sync::EngineConfig& sync);
 
 }  // namespace rootseal::daemon

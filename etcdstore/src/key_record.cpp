@@ -262,6 +262,7 @@ std::string serialize_member(const EtcdStore::Member& m) {
   o["seen_revision"] = m.seen_revision;
   o["started"] = m.started_unix;
   if (m.sync) o["sync"] = true;  // written only when set: older readers see the record they know
+  if (!m.sync_config.empty()) o["sync_config"] = m.sync_config;  // likewise
   return json::serialize(o);
 }
 
@@ -311,6 +312,18 @@ EtcdStore::Member parse_member(std::string_view text, std::string_view host_id) 
       return bad;
     }
     m.sync = *sync;
+  }
+  if (o.contains("sync_config")) {
+    // A fingerprint: exactly 64 lowercase hex digits, nothing else is taken.
+    auto fp = r.string(o, "sync_config");
+    if (!fp || fp->size() != 64 ||
+        !std::all_of(fp->begin(), fp->end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); })) {
+      EtcdStore::Member bad;
+      bad.host_id = std::string(host_id);
+      bad.error = "the record has a missing or bad field (written by another version?)";
+      return bad;
+    }
+    m.sync_config = std::string(*fp);
   }
   return m;
 }

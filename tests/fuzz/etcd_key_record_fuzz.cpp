@@ -55,14 +55,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto member = detail::parse_member(in, name);
   fuzz::require(member.host_id == name, "a member record is listed under its key's name");
   if (!member.error.empty()) {
-    fuzz::require(member.instance.empty() && member.version.empty() && member.root_kcv.empty(),
-                  "an unreadable member record carries its reason only");
+    fuzz::require(
+        member.instance.empty() && member.version.empty() && member.root_kcv.empty() && member.sync_config.empty(),
+        "an unreadable member record carries its reason only");
   } else {
     const auto again = detail::parse_member(detail::serialize_member(member), name);
     fuzz::require(again.error.empty() && again.instance == member.instance && again.version == member.version &&
                       again.root_kcv == member.root_kcv && again.sealed == member.sealed &&
                       again.seen_revision == member.seen_revision && again.started_unix == member.started_unix &&
-                      again.sync == member.sync,
+                      again.sync == member.sync && again.sync_config == member.sync_config,
                   "a member record round-trips");
   }
   // As a sync bucket's owner: never refused, a bad one carries its reason

@@ -7,6 +7,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
+#include <mutex>
 #include <thread>
 
 #include "engine/provider_source.hpp"
@@ -31,6 +32,21 @@ using reconcile::ObjectPtr;
 using reconcile::Resource;
 
 namespace {
+
+// The engine's coroutines still running: each one it co_spawns is counted
+// until it has ended (its frame gone), so that a stopped engine is destroyed
+// only once nothing of it can run any more (Engine::drained).
+struct PendingWork {
+  std::atomic<std::int64_t> running{0};
+};
+
+template <class Awaitable>
+void spawn_counted(const std::shared_ptr<PendingWork>& pending, const asio::any_io_executor& ex, Awaitable work) {
+  pending->running.fetch_add(1);
+  // A plain completion handler (not a coroutine lambda): it runs after the
+  // coroutine's frame is destroyed.
+  asio::co_spawn(ex, std::move(work), [pending](const std::exception_ptr&) { pending->running.fetch_sub(1); });
+}
 
 const kube::GroupVersionResource& es_gvr() {
   static const kube::GroupVersionResource g{"external-secrets.io", "v1", "externalsecrets",
@@ -188,8 +204,8 @@ class InformerSet {
       reconnects += st.reconnects;
     }
   }
-  void start(asio::any_io_executor ex) {
-    for (auto& i : all_) asio::co_spawn(ex, i->run(), asio::detached);
+  void start(const asio::any_io_executor& ex, const std::shared_ptr<PendingWork>& pending) {
+    for (auto& i : all_) spawn_counted(pending, ex, i->run());
   }
   void stop() {
     for (auto& i : all_) i->stop();
@@ -203,9 +219,11 @@ class InformerSet {
 // KubeApi over the real client and the informers.
 class KubeFacade final : public reconcile::KubeApi {
  public:
-  KubeFacade(std::shared_ptr<kube::KubeClient> client, asio::any_io_executor ex, const EngineConfig& cfg)
+  KubeFacade(std::shared_ptr<kube::KubeClient> client, asio::any_io_executor ex, const EngineConfig& cfg,
+             std::shared_ptr<PendingWork> pending)
       : client_(std::move(client)),
         ex_(std::move(ex)),
+        pending_(std::move(pending)),
         shards_(cfg.shards),
         es_(client_, es_gvr(), cfg.namespaces, cfg),
         ps_(client_, ps_gvr(), cfg.namespaces, cfg),
@@ -233,7 +251,7 @@ class KubeFacade final : public reconcile::KubeApi {
   std::optional<InformerSet>& ds() { return ds_; }
 
   void start() {
-    for (auto* s : sets()) s->start(ex_);
+    for (auto* s : sets()) s->start(ex_, pending_);
   }
   void stop() {
     for (auto* s : sets()) s->stop();
@@ -381,8 +399,7 @@ class KubeFacade final : public reconcile::KubeApi {
     ev["count"] = 1;
     // A plain coroutine with by-value parameters (not a capturing lambda:
     // g++ 12 mishandles capturing coroutine lambdas).
-    asio::co_spawn(ex_, post_event(client_, about.namespace_, json::value(std::move(ev)), &events_failed_),
-                   asio::detached);
+    spawn_counted(pending_, ex_, post_event(client_, about.namespace_, json::value(std::move(ev)), &events_failed_));
   }
 
   static asio::awaitable<void> post_event(std::shared_ptr<kube::KubeClient> client, std::string ns, json::value body,
@@ -395,6 +412,7 @@ class KubeFacade final : public reconcile::KubeApi {
  private:
   std::shared_ptr<kube::KubeClient> client_;
   asio::any_io_executor ex_;
+  std::shared_ptr<PendingWork> pending_;
   std::shared_ptr<ShardGate> shards_;
   InformerSet es_, ps_, ss_, css_, secrets_, sources_;
   std::optional<InformerSet> deploy_, sts_, ds_;
@@ -407,7 +425,7 @@ class EngineImpl final : public Engine {
       : ex_(ex),
         cfg_(std::move(cfg)),
         client_(client),
-        kube_(client, ex, cfg_),
+        kube_(client, ex, cfg_, pending_),
         providers_(
             kube_, ProviderFactory(ex), cfg_.stores, cfg_.credentials_directory, std::chrono::seconds(300),
             StoreHealthOptions{cfg_.store_backoff_base, cfg_.store_backoff_max, StoreHealthOptions{}.wait_budget}),
@@ -433,14 +451,24 @@ class EngineImpl final : public Engine {
     es_rec_.on_secret_changed(
         [this](const std::string& ns, const std::string& secret) { enqueue_workloads(ns, secret); });
     wire();
-    if (cfg_.shards) {
-      cfg_.shards->on_gained([this](const std::vector<std::uint32_t>& buckets) { enqueue_buckets(buckets); });
-    }
   }
 
   void start() override {
+    if (cfg_.shards) {
+      // Through the relay, which stop() empties: a callback the gate copied
+      // before stop() cannot reach this engine after it (the gate outlives
+      // engines: a reload gives it to the next one, which registers its own).
+      {
+        std::lock_guard lock(gained_->mu);
+        gained_->enqueue = [this](const std::vector<std::uint32_t>& buckets) { enqueue_buckets(buckets); };
+      }
+      cfg_.shards->on_gained([relay = gained_](const std::vector<std::uint32_t>& buckets) {
+        std::lock_guard lock(relay->mu);
+        if (relay->enqueue) relay->enqueue(buckets);
+      });
+    }
     kube_.start();
-    asio::co_spawn(ex_, run_workers(queue_), asio::detached);
+    spawn_counted(pending_, ex_, run_workers(queue_));
   }
 
   // Workers start once every cache is filled: no reconcile reads a half-listed world.
@@ -458,10 +486,15 @@ class EngineImpl final : public Engine {
 
   void stop() override {
     if (stopped_.exchange(true)) return;
-    if (cfg_.shards) cfg_.shards->on_gained({});
+    {
+      std::lock_guard lock(gained_->mu);
+      gained_->enqueue = nullptr;
+    }
     kube_.stop();
     queue_->shut_down();
   }
+
+  [[nodiscard]] bool drained() const override { return stopped_.load() && pending_->running.load() == 0; }
 
   [[nodiscard]] EngineStats stats() const override {
     EngineStats s;
@@ -597,7 +630,7 @@ class EngineImpl final : public Engine {
                                },
                                [this, es_key](const ObjectPtr& o) {
                                  if (!cfg_.shards || cfg_.shards->acts_on(str_of(*o, "metadata", "namespace"))) {
-                                   asio::co_spawn(ex_, es_rec_.deleted(o), asio::detached);
+                                   spawn_counted(pending_, ex_, es_rec_.deleted(o));
                                  }
                                  queue_->add(es_key(o), kube::Lane::fast);
                                },
@@ -772,6 +805,14 @@ class EngineImpl final : public Engine {
     co_return kube::WorkOutcome::success();
   }
 
+  // First: the facade's informers are counted in it.
+  std::shared_ptr<PendingWork> pending_ = std::make_shared<PendingWork>();
+  // The gate's on_gained callback goes through this (see start()).
+  struct GainedRelay {
+    std::mutex mu;
+    std::function<void(const std::vector<std::uint32_t>&)> enqueue;
+  };
+  std::shared_ptr<GainedRelay> gained_ = std::make_shared<GainedRelay>();
   asio::any_io_executor ex_;
   EngineConfig cfg_;
   std::shared_ptr<kube::KubeClient> client_;

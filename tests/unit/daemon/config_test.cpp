@@ -2,6 +2,7 @@
 
 #include "rootseal/daemon/config.hpp"
 #include "rootseal/sync/engine.hpp"
+#include "sync_config.hpp"
 
 using namespace rootseal;
 using namespace rootseal::daemon;
@@ -679,4 +680,39 @@ TEST_CASE("storage: sqlite by default, etcd with a full section, and bad values 
     REQUIRE_FALSE(cfg);
     CHECK_THAT(cfg.error().message, Catch::Contains(message));
   }
+}
+
+TEST_CASE("sync: fingerprint: one value for two spellings with user information and the kubeconfig left out") {
+  auto fp = [](const std::string& text) {
+    auto cfg = parse_config(text);
+    REQUIRE(cfg);
+    REQUIRE(cfg->sync);
+    return std::pair{sync_config_fingerprint(*cfg->sync), canonical_sync_config(*cfg->sync, true)};
+  };
+  const std::string store =
+      "  stores:\n    v:\n      kind: vault\n      server: https://vault.example:8200\n"
+      "      token: {file: /etc/rootseal/vault-token}\n      namespaces: [\"*\"]\n";
+  const auto base = fp("sync:\n  enabled: true\n  refresh_window: 10s\n" + store);
+  CHECK(base.first.size() == 64);
+  // The defaults written out, another spelling of a duration: the same.
+  CHECK(fp("sync:\n  enabled: true\n  refresh_window: 10000ms\n  sharded: true\n  kube_qps: 50\n" + store) == base);
+  // Every option counts: a store, its credential reference, an interval, sharding.
+  CHECK(fp("sync:\n  enabled: true\n  refresh_window: 11s\n" + store).first != base.first);
+  CHECK(fp("sync:\n  enabled: true\n  sharded: false\n" + store).first != base.first);
+  CHECK(fp("sync:\n  enabled: true\n  refresh_window: 10s\n" +
+           std::string("  stores:\n    v:\n      kind: vault\n      server: https://vault.example:8200\n"
+                       "      token: {credential: vault-token}\n      namespaces: [\"*\"]\n"))
+            .first != base.first);
+  CHECK(fp("sync:\n  enabled: true\n").first != base.first);
+  // Each host's own kubeconfig: the same fingerprint, but a change for the host itself.
+  const auto kc = fp("sync:\n  enabled: true\n  kubeconfig: /etc/rootseal/kubeconfig-b\n" + store);
+  CHECK(kc.first == base.first);
+  CHECK(kc.second != base.second);
+  // A URL's user information is never hashed into the published fingerprint.
+  const auto a = fp("sync:\n  enabled: true\n  aws_endpoint: https://u:secret-one@aws.example/\n");
+  const auto b = fp("sync:\n  enabled: true\n  aws_endpoint: https://u:secret-two@aws.example/\n");
+  CHECK(a.first == b.first);
+  CHECK(a.second != b.second);  // the host itself sees the change
+  CHECK(canonical_sync_config(*parse_config("sync:\n  aws_endpoint: https://u:secret-one@aws.example/\n")->sync, false)
+            .find("secret-one") == std::string::npos);
 }

@@ -131,6 +131,28 @@ TEST_CASE("etcd member record: the sync flag is written when set and read back, 
   CHECK_FALSE(bad.sync);
 }
 
+TEST_CASE("etcd member record: the sync configuration's fingerprint is written when set and read back") {
+  etcdstore::EtcdStore::Member m;
+  m.host_id = "host-a";
+  m.instance = "i-1";
+  CHECK(etcdstore::detail::serialize_member(m).find("sync_config") == std::string::npos);
+  m.sync = true;
+  m.sync_config = std::string(64, 'a');
+  const auto back = etcdstore::detail::parse_member(etcdstore::detail::serialize_member(m), "host-a");
+  CHECK(back.error.empty());
+  CHECK(back.sync_config == m.sync_config);
+  // Anything but 64 lowercase hex digits is a bad record (nothing else is taken from it).
+  for (const std::string& fp : {std::string(63, 'a'), std::string(64, 'A'), std::string(63, 'a') + "g"}) {
+    const auto bad = etcdstore::detail::parse_member(
+        R"({"host_id":"x","instance":"i","version":"v","root_kcv":"k","sealed":true,"seen_revision":1,"started":1,)"
+        R"("sync_config":")" +
+            fp + R"("})",
+        "x");
+    CHECK_FALSE(bad.error.empty());
+    CHECK(bad.sync_config.empty());
+  }
+}
+
 TEST_CASE("etcd bucket owner record: written and read back, unreadable ones carry the reason") {
   etcdstore::EtcdStore::BucketOwner o;
   o.host_id = "rs-1";

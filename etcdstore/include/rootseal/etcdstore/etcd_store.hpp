@@ -149,7 +149,10 @@ class EtcdStore final : public kms::StateStore {
     std::int64_t started_unix = 0;
     std::int64_t lease = 0;  // the etcd lease the record lives under
     bool sync = false;       // runs the sharded sync engine (takes sync buckets)
-    std::string error;       // a record this version cannot read: why (the other fields empty)
+    // The fingerprint of the host's effective `sync:` configuration (64 hex
+    // digits, docs/ha.md "Configuration changes"); "" when sync is off.
+    std::string sync_config;
+    std::string error;  // a record this version cannot read: why (the other fields empty)
   };
   // What the cluster records, read at one revision (linearizable).
   struct ClusterView {

@@ -154,8 +154,13 @@ class Engine {
   virtual ~Engine() = default;
   // Starts the caches and the workers (returns at once).
   virtual void start() = 0;
-  // Stops watching and working; safe to call twice.
+  // Stops watching and working (watches cancelled, the queue shut down,
+  // reconciles in flight end on their own deadlines); safe to call twice.
   virtual void stop() = 0;
+  // Stopped, and none of its coroutines is left (informers, workers,
+  // reconciles, events): from then on destroying it is safe. Before, a
+  // stopped engine must be kept (a reload keeps it until drained).
+  [[nodiscard]] virtual bool drained() const = 0;
   [[nodiscard]] virtual EngineStats stats() const = 0;
   [[nodiscard]] virtual std::vector<StoreHealthStats> store_health() const = 0;
   [[nodiscard]] virtual ObjectStats object_stats() const = 0;
