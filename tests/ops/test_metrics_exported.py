@@ -112,7 +112,17 @@ snapshots:
         env.vault_store("ops")
         env.external_secret("ops", "good", [{"secretKey": "p", "remoteRef": {"key": "ops/db", "property": "password"}}])
         env.external_secret("ops", "bad", [{"secretKey": "p", "remoteRef": {"key": "ops/missing", "property": "x"}}])
-        # One Transit request (refused: no token), so the route's series exist.
+        # One Transit request (refused: no token), so the route's series exist;
+        # after the unseal (the engine can report synced before it: a sealed
+        # host answers 503, not 403).
+        def unsealed():
+            h = http.client.HTTPConnection("127.0.0.1", env.port, timeout=5)
+            try:
+                h.request("GET", "/v1/sys/health")
+                return h.getresponse().status == 200
+            finally:
+                h.close()
+        env.wait(unsealed, "unsealed", timeout=30)
         c = http.client.HTTPConnection("127.0.0.1", env.port, timeout=5)
         c.request("POST", "/v1/transit/encrypt/k", body=b'{"plaintext":"YQ=="}')
         self.assertEqual(c.getresponse().status, 403)
