@@ -124,7 +124,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     if (!r) co_return std::unexpected(std::move(r).error());
     if (r->status != 200) co_return std::unexpected(detail::gateway_error(r->status, r->body.view()));
     boost::system::error_code ec;
-    auto storage = kms::secure_json_storage(1024, 64 * 1024);
+    auto storage = kms::secure_json_storage(1024, std::size_t{64} * 1024);
     json::value v;
     try {
       v = kms::parse_into(r->body.view(), storage, ec);

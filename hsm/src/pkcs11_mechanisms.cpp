@@ -423,8 +423,10 @@ std::vector<std::uint8_t> rsa_check_value(std::span<const std::uint8_t> modulus,
   EVP_PKEY* pkey = nullptr;
   if (n != nullptr && e != nullptr && bld != nullptr && ctx != nullptr && !BN_is_zero(n) &&
       OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) == 1 &&
-      OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) == 1 &&
-      (params = OSSL_PARAM_BLD_to_param(bld)) != nullptr && EVP_PKEY_fromdata_init(ctx) == 1 &&
+      OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) == 1) {
+    params = OSSL_PARAM_BLD_to_param(bld);
+  }
+  if (params != nullptr && EVP_PKEY_fromdata_init(ctx) == 1 &&
       EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) == 1) {
     unsigned char* der = nullptr;
     const int der_len = i2d_PUBKEY(pkey, &der);

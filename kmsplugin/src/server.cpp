@@ -199,7 +199,7 @@ struct Server::Impl final : v2::KeyManagementService::Service {
     listen_fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (listen_fd < 0) return fail(Errc::internal, where + ": socket(): " + kms::errno_text(errno));
     const sockaddr_un tmp_sa = address_of(tmp);
-    auto undo = [&](std::string what) {
+    auto undo = [&](const std::string& what) {
       const int err = errno;
       ::close(listen_fd);
       listen_fd = -1;
@@ -214,7 +214,7 @@ struct Server::Impl final : v2::KeyManagementService::Service {
     return {};
   }
 
-  void accept_loop(std::stop_token stop) {
+  void accept_loop(const std::stop_token& stop) {
     while (!stop.stop_requested()) {
       pollfd fds[2] = {{listen_fd, POLLIN, 0}, {stop_fd, POLLIN, 0}};
       if (::poll(fds, 2, -1) < 0) {
@@ -277,7 +277,7 @@ kms::Result<void> Server::start() {
     stop();
     return fail(Errc::internal, "kms_plugin: the gRPC server did not start");
   }
-  s.acceptor = std::jthread([&s](std::stop_token stop) { s.accept_loop(stop); });
+  s.acceptor = std::jthread([&s](const std::stop_token& stop) { s.accept_loop(stop); });
   return {};
 }
 

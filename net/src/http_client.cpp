@@ -183,7 +183,7 @@ namespace {
 struct Connection {
   std::variant<std::unique_ptr<PlainStream>, std::unique_ptr<TlsStream>> stream;
   SecureFlatBuffer buffer;
-  Clock::time_point idle_since{};
+  Clock::time_point idle_since;
   std::size_t served = 0;
 
   PlainStream& lowest() {
@@ -459,7 +459,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
     out.status = parser.get().result_int();
     for (const auto& f : parser.get()) out.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
     const bool ok = out.status >= 200 && out.status < 300;
-    kms::SecureBytes chunk(64 * 1024);
+    kms::SecureBytes chunk(std::size_t{64} * 1024);
     SecureBuffer line;
     std::size_t total = 0;
     bool stop = false;

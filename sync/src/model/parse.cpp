@@ -1041,6 +1041,40 @@ Result<LabelSelector> label_selector(const Obj& o) {
   return sel;
 }
 
+// spec.conditions of a ClusterSecretStore: which namespaces may use it.
+Result<void> parse_store_conditions(const Obj& spec, SecretStore& s) {
+  ROOTSEAL_LET(conds, opt_array(spec, "conditions"));
+  if (conds != nullptr && !conds->empty()) {
+    if (s.kind != StoreKind::cluster_secret_store)
+      return bad("spec.conditions", "only allowed on a ClusterSecretStore");
+    std::size_t i = 0;
+    for (const auto& c : *conds) {
+      ROOTSEAL_LET(co, as_obj(c, index("spec.conditions", i++)));
+      ClusterStoreCondition cond;
+      ROOTSEAL_LET(sel, opt_obj(co, "namespaceSelector"));
+      if (sel) {
+        ROOTSEAL_LET(ls, label_selector(*sel));
+        cond.namespace_selector = std::move(ls);
+      }
+      ROOTSEAL_TRY_ASSIGN(cond.namespaces, str_list(co, "namespaces"));
+      ROOTSEAL_TRY_ASSIGN(cond.namespace_regexes, str_list(co, "namespaceRegexes"));
+      std::size_t j = 0;
+      for (const auto& re : cond.namespace_regexes) {
+        const std::string path = index(co.at("namespaceRegexes"), j++);
+        if (re.size() > 256) return bad(path, "longer than 256 characters");
+        try {
+          std::regex compiled(re, std::regex::ECMAScript);
+          (void)compiled;
+        } catch (const std::regex_error&) {
+          return bad(path, "not a valid regular expression");
+        }
+      }
+      s.conditions.push_back(std::move(cond));
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<SecretStore> parse_secret_store(const json::value& object) {
@@ -1094,35 +1128,7 @@ Result<SecretStore> parse_secret_store(const json::value& object) {
     ROOTSEAL_LET(g, opt_obj(*provider, "gcpsm"));
     ROOTSEAL_TRY(parse_gcpsm(*g, s));
   }
-  ROOTSEAL_LET(conds, opt_array(*spec, "conditions"));
-  if (conds != nullptr && !conds->empty()) {
-    if (s.kind != StoreKind::cluster_secret_store)
-      return bad("spec.conditions", "only allowed on a ClusterSecretStore");
-    std::size_t i = 0;
-    for (const auto& c : *conds) {
-      ROOTSEAL_LET(co, as_obj(c, index("spec.conditions", i++)));
-      ClusterStoreCondition cond;
-      ROOTSEAL_LET(sel, opt_obj(co, "namespaceSelector"));
-      if (sel) {
-        ROOTSEAL_LET(ls, label_selector(*sel));
-        cond.namespace_selector = std::move(ls);
-      }
-      ROOTSEAL_TRY_ASSIGN(cond.namespaces, str_list(co, "namespaces"));
-      ROOTSEAL_TRY_ASSIGN(cond.namespace_regexes, str_list(co, "namespaceRegexes"));
-      std::size_t j = 0;
-      for (const auto& re : cond.namespace_regexes) {
-        const std::string path = index(co.at("namespaceRegexes"), j++);
-        if (re.size() > 256) return bad(path, "longer than 256 characters");
-        try {
-          std::regex compiled(re, std::regex::ECMAScript);
-          (void)compiled;
-        } catch (const std::regex_error&) {
-          return bad(path, "not a valid regular expression");
-        }
-      }
-      s.conditions.push_back(std::move(cond));
-    }
-  }
+  ROOTSEAL_TRY(parse_store_conditions(*spec, s));
   return s;
 }
 

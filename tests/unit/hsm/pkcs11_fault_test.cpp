@@ -221,6 +221,7 @@ TEST_CASE("fault: operations racing a device removal and return only succeed or 
   std::atomic<long> unavailable{0};
   std::atomic<long> other{0};
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       while (!stop) {

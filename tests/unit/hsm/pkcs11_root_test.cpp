@@ -649,6 +649,7 @@ TEST_CASE("operations racing real token removals and returns only succeed or say
   std::atomic<bool> stop{false};
   std::atomic<long> ok{0}, unavailable{0}, other{0};
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       while (!stop) {
@@ -708,6 +709,7 @@ TEST_CASE("4 threads x 200 wrap/unwrap concurrently") {
   std::atomic<int> ok{0};
   std::atomic<int> failed{0};
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 200; ++i) {
