@@ -44,6 +44,8 @@ std::vector<ScriptedAnswer> parse_script(std::string_view in, bool keep_retryabl
 // client reads, so the targets' comparisons with a second reader skip it.
 bool any_raw(const std::vector<ScriptedAnswer>& answers);
 
+// Not thread-safe: for an io_context run by one thread (the fuzz targets',
+// the unit test's).
 class ScriptedTransport final : public net::Transport {
  public:
   // Replaces the script (and resets the request count).
