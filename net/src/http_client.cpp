@@ -35,6 +35,7 @@
 #include <variant>
 
 #include "rootseal/kms/secure_memory_resource.hpp"
+#include "rootseal/net/transport.hpp"
 
 namespace rootseal::net {
 
@@ -180,20 +181,42 @@ bool StreamControl::cancelled() const noexcept {
 
 namespace {
 
+// The installed transport (transport.hpp): a service of the execution context.
+struct TransportService : asio::execution_context::service {
+  static inline asio::execution_context::id id;
+  explicit TransportService(asio::execution_context& context) : service(context) {}
+  void shutdown() override {}
+  std::mutex mu;
+  std::shared_ptr<Transport> transport;
+};
+
+// A TCP socket (PlainStream), TLS over one, or a connection of an installed Transport.
 struct Connection {
-  std::variant<std::unique_ptr<PlainStream>, std::unique_ptr<TlsStream>> stream;
+  std::variant<std::unique_ptr<PlainStream>, std::unique_ptr<TlsStream>, std::unique_ptr<ByteStream>> stream;
   SecureFlatBuffer buffer;
   Clock::time_point idle_since;
   std::size_t served = 0;
 
-  PlainStream& lowest() {
-    if (auto* p = std::get_if<std::unique_ptr<PlainStream>>(&stream)) return **p;
-    return beast::get_lowest_layer(*std::get<std::unique_ptr<TlsStream>>(stream));
+  PlainStream* lowest() {
+    if (auto* p = std::get_if<std::unique_ptr<PlainStream>>(&stream)) return p->get();
+    if (auto* t = std::get_if<std::unique_ptr<TlsStream>>(&stream)) return &beast::get_lowest_layer(**t);
+    return nullptr;
+  }
+  void expires_at(Clock::time_point deadline) {
+    if (PlainStream* s = lowest()) {
+      s->expires_at(deadline);
+    } else {
+      std::get<std::unique_ptr<ByteStream>>(stream)->expires_at(deadline);
+    }
   }
   void close() {
-    boost::system::error_code ignored;
-    lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
-    lowest().socket().close(ignored);
+    if (PlainStream* s = lowest()) {
+      boost::system::error_code ignored;
+      s->socket().shutdown(tcp::socket::shutdown_both, ignored);
+      s->socket().close(ignored);
+    } else {
+      std::get<std::unique_ptr<ByteStream>>(stream)->close();
+    }
   }
 };
 
@@ -214,6 +237,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
   std::string verify_name;
   bool verify_is_ip = false;
   bool insecure = false;
+  std::shared_ptr<Transport> transport;  // nullptr: TCP
 
   // A token per connection that may exist; acquire = receive, release = send.
   asio::experimental::concurrent_channel<void(boost::system::error_code)> slots;
@@ -264,6 +288,14 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
 
   asio::awaitable<kms::Result<std::unique_ptr<Connection>>> connect(Clock::time_point request_deadline) {
     const auto connect_deadline = std::min(request_deadline, Clock::now() + options.connect_timeout);
+    if (transport) {
+      auto made = co_await transport->connect(executor, host, port, connect_deadline);
+      if (!made) co_return std::unexpected(std::move(made).error());
+      auto conn = std::make_unique<Connection>();
+      conn->stream = std::move(*made);
+      opened.fetch_add(1);
+      co_return conn;
+    }
     tcp::resolver resolver(executor);
     asio::steady_timer timer(executor);
     timer.expires_at(connect_deadline);
@@ -380,7 +412,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
   asio::awaitable<kms::Result<ClientResponse>> exchange(Stream& s, Connection& conn, const SecureBuffer& req,
                                                         http::verb method, Clock::time_point deadline, bool& got_bytes,
                                                         bool& reusable) {
-    conn.lowest().expires_at(deadline);
+    conn.expires_at(deadline);
     if (auto ec = co_await write(s, req))
       co_return fail(Errc::unavailable, "http: sending the request failed: " + describe(ec));
     http::response_parser<SecureBody, kms::SecureAllocator<char>> parser;
@@ -425,8 +457,10 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
       bool reusable = false;
       if (auto* p = std::get_if<std::unique_ptr<PlainStream>>(&conn->stream)) {
         result = co_await exchange(**p, *conn, req, method, deadline, got_bytes, reusable);
+      } else if (auto* t = std::get_if<std::unique_ptr<TlsStream>>(&conn->stream)) {
+        result = co_await exchange(**t, *conn, req, method, deadline, got_bytes, reusable);
       } else {
-        result = co_await exchange(*std::get<std::unique_ptr<TlsStream>>(conn->stream), *conn, req, method, deadline,
+        result = co_await exchange(*std::get<std::unique_ptr<ByteStream>>(conn->stream), *conn, req, method, deadline,
                                    got_bytes, reusable);
       }
       if (result && reusable) {
@@ -446,7 +480,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
   template <class Stream>
   asio::awaitable<kms::Result<ClientResponse>> stream_on(Stream& s, Connection& conn, const SecureBuffer& req,
                                                          const LineHandler& on_line, Clock::time_point deadline) {
-    conn.lowest().expires_at(deadline);
+    conn.expires_at(deadline);
     if (auto ec = co_await write(s, req))
       co_return fail(Errc::unavailable, "http: sending the request failed: " + describe(ec));
     http::response_parser<http::buffer_body, kms::SecureAllocator<char>> parser;
@@ -466,7 +500,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
     while (!parser.is_done() && !stop) {
       parser.get().body().data = chunk.data();
       parser.get().body().size = chunk.size();
-      conn.lowest().expires_after(ok ? options.stream_idle_timeout : options.request_timeout);
+      conn.expires_at(Clock::now() + (ok ? options.stream_idle_timeout : options.request_timeout));
       auto [ec, n] = co_await http::async_read_some(s, conn.buffer, parser, kTuple);
       (void)n;
       if (ec == http::error::need_buffer) ec = {};
@@ -548,8 +582,10 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
       result = fail(Errc::unavailable, "http: stream cancelled");
     } else if (auto* p = std::get_if<std::unique_ptr<PlainStream>>(&conn->stream)) {
       result = co_await stream_on(**p, *conn, req, on_line, deadline);
+    } else if (auto* t = std::get_if<std::unique_ptr<TlsStream>>(&conn->stream)) {
+      result = co_await stream_on(**t, *conn, req, on_line, deadline);
     } else {
-      result = co_await stream_on(*std::get<std::unique_ptr<TlsStream>>(conn->stream), *conn, req, on_line, deadline);
+      result = co_await stream_on(*std::get<std::unique_ptr<ByteStream>>(conn->stream), *conn, req, on_line, deadline);
     }
     {
       std::lock_guard lock(control.state_->mu);
@@ -581,6 +617,10 @@ kms::Result<std::shared_ptr<HttpClient>> HttpClient::create(asio::any_io_executo
     impl->tls = true;
   } else if (scheme != "http") {
     return fail(Errc::invalid_argument, "http: the base URL must be http:// or https://");
+  }
+  impl->transport = installed_transport(asio::query(impl->executor, asio::execution::context));
+  if (impl->tls && impl->transport) {
+    return fail(Errc::invalid_argument, "http: https:// is not supported over an installed transport");
   }
   if (u.has_userinfo() || u.has_query() || u.has_fragment()) {
     return fail(Errc::invalid_argument, "http: the base URL must not carry user info, a query or a fragment");
@@ -633,6 +673,19 @@ ClientStats HttpClient::stats() const {
   std::lock_guard lock(impl_->mu);
   s.idle = impl_->idle.size();
   return s;
+}
+
+void use_transport(asio::execution_context& context, std::shared_ptr<Transport> transport) {
+  auto& service = asio::use_service<TransportService>(context);
+  std::lock_guard lock(service.mu);
+  service.transport = std::move(transport);
+}
+
+std::shared_ptr<Transport> installed_transport(asio::execution_context& context) {
+  if (!asio::has_service<TransportService>(context)) return nullptr;
+  auto& service = asio::use_service<TransportService>(context);
+  std::lock_guard lock(service.mu);
+  return service.transport;
 }
 
 const std::string& HttpClient::host() const noexcept { return impl_->host; }

@@ -6,8 +6,9 @@
 // Vault and GCP Secret Manager (OAuth token answers, secret and version
 // reads, list pages with tags / labels for find, writes), the snapshot object stores on S3, Google Cloud Storage
 // and Azure Blob Storage (listings, objects, uploads), success and error
-// bodies. The real providers talk HTTP to the scripted loopback server
-// (scripted_server.hpp).
+// bodies. The real providers and their HttpClients read the answers through
+// their own HTTP/1.1 code from an in-process transport instead of a socket
+// (scripted_transport.hpp).
 //
 // Input: line 1 "<provider> <op> <key> [<property>]", provider one of vault,
 // vault-approle, vault-kubernetes, aws, aws-web-identity (STS
@@ -22,7 +23,8 @@
 // fetch_metadata (metadataPolicy Fetch), describe, ensure, put, put_new,
 // put_md, put_md_string (with PushSecretMetadata), remove (pull ops for
 // vault/aws/azure/gcp/conjur, push ops for aws/azure/gcp); then the answers, in the order the provider asks:
-// blocks separated by a line "--", each "<status>\n<body>".
+// blocks separated by a line "--", each "<status>\n<body>" or a whole raw
+// HTTP answer ("HTTP/1.1 200 OK\r\n...": header fields, chunked bodies).
 //
 // The providers' pauses between retries (providers::sleep_for, called from
 // vault_kv2.cpp and aws_sm.cpp) are linked to a no-op here (-Wl,--wrap):
@@ -37,7 +39,7 @@
 //    not_found, permission_denied, unavailable, invalid_argument,
 //    bad_base64) with a message;
 //  - agreement with a second JSON reader for Vault: a fetch_all that
-//    succeeded on a one-answer script gives exactly the string members of
+//    succeeded on a one-answer script (not raw) gives exactly the string members of
 //    the answer's data.data (boost::json on the plain heap), non-strings as
 //    their JSON text.
 #include <openssl/evp.h>
@@ -64,7 +66,7 @@
 #include "providers/vault/vault_kv2.hpp"
 #include "rootseal/sync/object_store.hpp"
 #include "remote_loop.hpp"
-#include "scripted_server.hpp"
+#include "scripted_transport.hpp"
 #include "providers/store_health.hpp"
 #include "secure_json.hpp"
 
@@ -79,15 +81,24 @@ boost::asio::awaitable<void> fuzz_no_sleep(std::chrono::milliseconds) { co_retur
 
 namespace {
 
-fuzz::ScriptedServer& server() {
-  static auto* s = new fuzz::ScriptedServer();  // lives for the whole run
-  return *s;
+// One io_context for the run, with the scripted transport installed.
+boost::asio::io_context& io_context() {
+  static boost::asio::io_context io;
+  return io;
 }
 
-// A GCP service-account key file with a fresh RSA key, made once.
+fuzz::ScriptedTransport& server() {
+  static fuzz::ScriptedTransport& t = fuzz::install_scripted_transport(io_context());
+  return t;
+}
+
+// A GCP service-account key file with a fresh RSA key, made once. 1024
+// bits: the answers' handling does not depend on the key's size, and each
+// GCP and GCS input signs a JWT with it (RSA-2048 signing was most of those
+// inputs' time).
 const std::string& gcp_key_json() {
   static const std::string key = [] {
-    EVP_PKEY* pkey = EVP_RSA_gen(2048);
+    EVP_PKEY* pkey = EVP_RSA_gen(1024);
     if (pkey == nullptr) fuzz::fail_property("RSA key");
     BIO* bio = BIO_new(BIO_s_mem());
     PEM_write_bio_PrivateKey(bio, pkey, nullptr, nullptr, 0, nullptr, nullptr);
@@ -116,7 +127,7 @@ void check(const kms::Result<T>& r) {
 std::string text(const kms::SecureBytes& b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
 
 void vault_agreement(const sync::SecretMap& got, const std::vector<fuzz::ScriptedAnswer>& answers) {
-  if (answers.size() != 1 || server().requests() != 1) return;
+  if (answers.size() != 1 || answers[0].raw || server().requests() != 1) return;
   // A second reading of the answer (Boost.JSON; it refuses what Go reads with
   // U+FFFD, such as invalid UTF-8: then there is nothing to compare). String
   // members must come out as they are; numbers are Go's float64 text and are
@@ -149,11 +160,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto script = fuzz::parse_script(in);
   const auto answers = script;
   server().set_script(std::move(script));
-  const std::string url = server().url();
+  const std::string url(fuzz::kScriptedUrl);
 
-  // One io_context for the run; providers are made per input (they cache
-  // tokens, which would make an input's answers depend on earlier inputs).
-  static boost::asio::io_context io;
+  // Providers are made per input (they cache tokens, which would make an
+  // input's answers depend on earlier inputs).
+  boost::asio::io_context& io = io_context();
   const auto ex = io.get_executor();
   auto health = std::make_shared<sync::StoreHealth>(
       "fuzz store", sync::StoreHealthOptions{std::chrono::milliseconds(1), std::chrono::milliseconds(2),
@@ -174,6 +185,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       pull.reset();
       push.reset();
       health.reset();
+      server().set_script({});  // the answers not asked for
       io.restart();
       io.run();
       io.restart();

@@ -8,7 +8,11 @@
 # Prints executions per target. Add a crash input to tests/fuzz/corpus/<dir>
 # once fixed: it is then replayed by every `make test`. Each run appends
 # "time target executions corpus exit" to CORPUS_ROOT/history.tsv.
-# NICE (environment, default 10) is the niceness of the runs. Allocation
+# NICE (environment, default 10) is the niceness of the runs. TIMEOUT
+# (default 30) is libFuzzer's -timeout in seconds: the template engine's step
+# budget (1,000,000) admits renders of about 2.5 s each under ASan+UBSan on an
+# idle core, the template target renders twice, and at nice 15 on a shared
+# machine such an input took 12 s (a false "timeout" finding at 10 s). Allocation
 # stacks are cut to 8 frames (ASan's default 30 made the YAML and HTTP
 # targets half as fast); reproduce a finding with the default for the rest.
 # RUNS (environment, default 0 = no limit) also stops a target after that
@@ -39,7 +43,7 @@ while IFS='=' read -r name seeds; do
   log="$root/$name.log"
   echo "== $name: ${seconds}s${runs_flag:+ or $runs executions}, corpus $root/$name (seeds $seeds)"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:malloc_context_size=8 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    nice -n "${NICE:-10}" "$bin" -max_total_time="$seconds" "${runs_flag[@]}" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
+    nice -n "${NICE:-10}" "$bin" -max_total_time="$seconds" "${runs_flag[@]}" -timeout="${TIMEOUT:-30}" -rss_limit_mb=2048 -max_len=4096 \
     -print_final_stats=1 -artifact_prefix="$root/$name.crash-" "$root/$name" "$seeds" >"$log" 2>&1
   rc=$?
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)

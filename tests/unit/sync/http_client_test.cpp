@@ -23,7 +23,9 @@
 #include <thread>
 
 #include "rootseal/net/http_client.hpp"
+#include "rootseal/net/transport.hpp"
 #include "http_test_server.hpp"
+#include "scripted_transport.hpp"
 #include "temp_dir.hpp"
 
 namespace asio = boost::asio;
@@ -402,6 +404,74 @@ TEST_CASE("http client: a stream is cancelled from another thread, times out whe
     REQUIRE_FALSE(res);
     CHECK(res.error().message == "bad event");
   }
+}
+
+// The transport seam (transport.hpp) with the fuzz targets' in-process
+// transport (tests/fuzz/scripted_transport.*): the client's own HTTP code
+// reads what it answers, chunked bodies, header fields and a connection the
+// server ends included; https:// is refused over it; without it, TCP again.
+TEST_CASE("http client: an installed transport carries the requests through the client's HTTP code") {
+  ClientLoop loop;
+  auto transport = std::make_shared<fuzz::ScriptedTransport>();
+  net::use_transport(loop.io, transport);
+  REQUIRE(net::installed_transport(loop.io) == transport);
+  transport->set_script(fuzz::parse_script(
+      "200\n{\"a\":1}\n--\n"
+      "HTTP/1.1 201 Created\r\nX-Test: yes\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n\n--\n"
+      "503\nretried after a pause: not scripted\n--\n"
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n{\"e\":1}\n\r\n9\r\n{\"e\":2}\r\n\r\n0\r\n\r\n"));
+  auto client = net::HttpClient::create(loop.io.get_executor(), fuzz::kScriptedUrl);
+  REQUIRE(client);
+  auto& c = **client;
+
+  auto first = loop.run(c.request(http::verb::get, "/one"));
+  REQUIRE(first);
+  CHECK(first->status == 200);
+  CHECK(first->body.view() == R"({"a":1})");
+  CHECK(first->header("Content-Type") == "application/json");
+
+  const std::string body = "x=1";
+  auto second = loop.run(c.request(http::verb::post, "/two", {}, body));
+  REQUIRE(second);
+  CHECK(second->status == 201);
+  CHECK(second->body.view() == "abcde");
+  CHECK(second->header("x-test") == "yes");
+  CHECK(c.stats().connections_opened == 1);  // one keep-alive connection so far
+
+  // The server ended that connection after its raw answer: the client finds
+  // out when it sends and asks again on a fresh one.
+  auto third = loop.run(c.request(http::verb::get, "/three"));
+  REQUIRE(third);
+  CHECK(third->status == 400);  // 503 is scripted as 400 (no retry pause in a fuzz run)
+  CHECK(c.stats().connections_opened == 2);
+
+  std::vector<std::string> lines;
+  auto streamed = loop.run(c.stream(http::verb::get, "/watch", {}, {}, [&](std::string_view line) -> kms::Result<bool> {
+    lines.emplace_back(line);
+    return true;
+  }));
+  REQUIRE(streamed);
+  CHECK(streamed->status == 200);
+  CHECK(lines == std::vector<std::string>{R"({"e":1})", R"({"e":2})"});
+  CHECK(transport->requests() == 4);
+
+  // The script is used up: 404.
+  auto after = loop.run(c.request(http::verb::get, "/four"));
+  REQUIRE(after);
+  CHECK(after->status == 404);
+
+  auto tls = net::HttpClient::create(loop.io.get_executor(), "https://127.0.0.1:8080");
+  REQUIRE_FALSE(tls);
+  CHECK(tls.error().code == kms::Errc::invalid_argument);
+
+  net::use_transport(loop.io, nullptr);
+  CHECK(net::installed_transport(loop.io) == nullptr);
+  auto tcp_client = net::HttpClient::create(loop.io.get_executor(), "http://127.0.0.1:1");
+  REQUIRE(tcp_client);
+  auto refused = loop.run((*tcp_client)->request(http::verb::get, "/"));
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().code == kms::Errc::unavailable);
+  CHECK(refused.error().message.find("cannot connect") != std::string::npos);
 }
 
 TEST_CASE("http client: url_encode keeps unreserved characters only") {
