@@ -737,28 +737,10 @@ static Result<void> parse_kms_plugin(const YAML::Node& n, KmsPluginConfig& out) 
   return {};
 }
 
-Result<Config> parse_config(std::string_view yaml_text) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(std::string(yaml_text));
-  } catch (const YAML::Exception& e) {
-    return fail(Errc::invalid_argument, "config: YAML syntax error at line " + std::to_string(e.mark.line + 1));
-  }
-  Config cfg;
-  if (root.IsNull()) {  // an empty file: all defaults
-    ROOTSEAL_TRY(finish(cfg));
-    return cfg;
-  }
-  ROOTSEAL_TRY(refuse_inline_secrets(root, ""));
-  ROOTSEAL_TRY(check_keys(root, "config", {"listen", "api",          "state_dir",  "root_of_trust", "pkcs11",
-                                           "tpm",    "pin",          "seal",       "log",           "policies",
-                                           "tokens", "client_certs", "audit",      "io_threads",    "blocking_threads",
-                                           "admin",  "kms_plugin",   "sync",       "snapshots",     "storage",
-                                           "etcd",   "host_id",      "auto_rotate"}));
-  if (root["sync"]) ROOTSEAL_TRY_ASSIGN(cfg.sync, parse_sync_config(root["sync"]));
-  if (root["snapshots"]) ROOTSEAL_TRY_ASSIGN(cfg.snapshots, parse_snapshots_config(root["snapshots"]));
-  if (root["listen"]) ROOTSEAL_TRY(parse_listen(root["listen"], cfg.listen));
-  if (root["api"]) ROOTSEAL_TRY(parse_api(root["api"], cfg.api));
+namespace {
+
+// state_dir, host_id and where the keyring lives (storage, etcd).
+Result<void> parse_placement(const YAML::Node& root, Config& cfg) {
   if (root["state_dir"]) {
     std::string s;
     ROOTSEAL_TRY_ASSIGN(s, scalar<std::string>(root["state_dir"], "state_dir"));
@@ -783,6 +765,11 @@ Result<Config> parse_config(std::string_view yaml_text) {
   }
   if (root["etcd"] && cfg.storage != "etcd") return fail(Errc::invalid_argument, "etcd: only with storage: etcd");
   if (root["etcd"]) ROOTSEAL_TRY(parse_etcd(root["etcd"], cfg.etcd));
+  return {};
+}
+
+// The root of trust and how it is opened (pkcs11, tpm, pin).
+Result<void> parse_root_of_trust(const YAML::Node& root, Config& cfg) {
   if (root["root_of_trust"])
     ROOTSEAL_TRY_ASSIGN(cfg.root_of_trust, scalar<std::string>(root["root_of_trust"], "root_of_trust"));
   if (cfg.root_of_trust != "pkcs11" && cfg.root_of_trust != "tpm") {
@@ -791,6 +778,11 @@ Result<Config> parse_config(std::string_view yaml_text) {
   if (root["pkcs11"]) ROOTSEAL_TRY(parse_pkcs11(root["pkcs11"], cfg.pkcs11));
   if (root["tpm"]) ROOTSEAL_TRY(parse_tpm(root["tpm"], cfg.tpm));
   if (root["pin"]) ROOTSEAL_TRY(parse_pin(root["pin"], cfg.pin));
+  return {};
+}
+
+// seal.probe_interval and auto_rotate.check_interval.
+Result<void> parse_timers(const YAML::Node& root, Config& cfg) {
   if (root["seal"]) {
     ROOTSEAL_TRY(check_keys(root["seal"], "seal", {"probe_interval"}));
     if (root["seal"]["probe_interval"])
@@ -810,6 +802,11 @@ Result<Config> parse_config(std::string_view yaml_text) {
       return fail(Errc::invalid_argument, "auto_rotate.check_interval: 1s to 1h");
     }
   }
+  return {};
+}
+
+// log.level and log.format.
+Result<void> parse_log(const YAML::Node& root, Config& cfg) {
   if (root["log"]) {
     ROOTSEAL_TRY(check_keys(root["log"], "log", {"level", "format"}));
     if (root["log"]["level"])
@@ -823,9 +820,11 @@ Result<Config> parse_config(std::string_view yaml_text) {
       return fail(Errc::invalid_argument, "log.format: logfmt or json");
     }
   }
-  if (root["policies"]) ROOTSEAL_TRY(parse_policies(root["policies"], cfg.policies));
-  if (root["tokens"]) ROOTSEAL_TRY(parse_tokens(root["tokens"], cfg.policies, cfg.tokens));
-  if (root["client_certs"]) ROOTSEAL_TRY(parse_client_certs(root["client_certs"], cfg.policies, cfg.client_certs));
+  return {};
+}
+
+// audit.enabled, audit.fsync and audit.file.
+Result<void> parse_audit(const YAML::Node& root, Config& cfg) {
   if (root["audit"]) {
     ROOTSEAL_TRY(check_keys(root["audit"], "audit", {"enabled", "file", "fsync"}));
     if (root["audit"]["enabled"])
@@ -839,8 +838,11 @@ Result<Config> parse_config(std::string_view yaml_text) {
       if (!cfg.audit.file.is_absolute()) return fail(Errc::invalid_argument, "audit.file: must be an absolute path");
     }
   }
-  if (root["admin"]) ROOTSEAL_TRY(parse_admin(root["admin"], cfg.admin));
-  if (root["kms_plugin"]) ROOTSEAL_TRY(parse_kms_plugin(root["kms_plugin"], cfg.kms_plugin));
+  return {};
+}
+
+// io_threads and blocking_threads.
+Result<void> parse_threads(const YAML::Node& root, Config& cfg) {
   if (root["io_threads"]) {
     auto v = scalar<std::int64_t>(root["io_threads"], "io_threads");
     if (!v || *v < 0 || *v > 256) return fail(Errc::invalid_argument, "io_threads: 0 (one per core) to 256");
@@ -848,6 +850,44 @@ Result<Config> parse_config(std::string_view yaml_text) {
   }
   if (root["blocking_threads"])
     ROOTSEAL_TRY_ASSIGN(cfg.blocking_threads, positive(root["blocking_threads"], "blocking_threads", 64));
+  return {};
+}
+
+}  // namespace
+
+Result<Config> parse_config(std::string_view yaml_text) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml_text));
+  } catch (const YAML::Exception& e) {
+    return fail(Errc::invalid_argument, "config: YAML syntax error at line " + std::to_string(e.mark.line + 1));
+  }
+  Config cfg;
+  if (root.IsNull()) {  // an empty file: all defaults
+    ROOTSEAL_TRY(finish(cfg));
+    return cfg;
+  }
+  ROOTSEAL_TRY(refuse_inline_secrets(root, ""));
+  ROOTSEAL_TRY(check_keys(root, "config", {"listen", "api",          "state_dir",  "root_of_trust", "pkcs11",
+                                           "tpm",    "pin",          "seal",       "log",           "policies",
+                                           "tokens", "client_certs", "audit",      "io_threads",    "blocking_threads",
+                                           "admin",  "kms_plugin",   "sync",       "snapshots",     "storage",
+                                           "etcd",   "host_id",      "auto_rotate"}));
+  if (root["sync"]) ROOTSEAL_TRY_ASSIGN(cfg.sync, parse_sync_config(root["sync"]));
+  if (root["snapshots"]) ROOTSEAL_TRY_ASSIGN(cfg.snapshots, parse_snapshots_config(root["snapshots"]));
+  if (root["listen"]) ROOTSEAL_TRY(parse_listen(root["listen"], cfg.listen));
+  if (root["api"]) ROOTSEAL_TRY(parse_api(root["api"], cfg.api));
+  ROOTSEAL_TRY(parse_placement(root, cfg));
+  ROOTSEAL_TRY(parse_root_of_trust(root, cfg));
+  ROOTSEAL_TRY(parse_timers(root, cfg));
+  ROOTSEAL_TRY(parse_log(root, cfg));
+  if (root["policies"]) ROOTSEAL_TRY(parse_policies(root["policies"], cfg.policies));
+  if (root["tokens"]) ROOTSEAL_TRY(parse_tokens(root["tokens"], cfg.policies, cfg.tokens));
+  if (root["client_certs"]) ROOTSEAL_TRY(parse_client_certs(root["client_certs"], cfg.policies, cfg.client_certs));
+  ROOTSEAL_TRY(parse_audit(root, cfg));
+  if (root["admin"]) ROOTSEAL_TRY(parse_admin(root["admin"], cfg.admin));
+  if (root["kms_plugin"]) ROOTSEAL_TRY(parse_kms_plugin(root["kms_plugin"], cfg.kms_plugin));
+  ROOTSEAL_TRY(parse_threads(root, cfg));
   ROOTSEAL_TRY(finish(cfg));
   return cfg;
 }
