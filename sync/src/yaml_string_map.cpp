@@ -229,6 +229,71 @@ struct Scalar {
   bool plain = false;
 };
 
+// The character a one-character escape of a double-quoted scalar stands for
+// (YAML 1.2's list, as go-yaml reads it), or nullopt.
+std::optional<char32_t> escaped_character(char e) {
+  switch (e) {
+    case '0':
+      return U'\0';
+    case 'a':
+      return U'\a';
+    case 'b':
+      return U'\b';
+    case 't':
+    case '\t':
+      return U'\t';
+    case 'n':
+      return U'\n';
+    case 'v':
+      return U'\v';
+    case 'f':
+      return U'\f';
+    case 'r':
+      return U'\r';
+    case 'e':
+      return U'\x1b';
+    case ' ':
+      return U' ';
+    case '"':
+      return U'"';
+    case '\\':
+      return U'\\';
+    case 'N':
+      return U'\x85';
+    case '_':
+      return U'\xA0';
+    case 'L':
+      return U'\x2028';
+    case 'P':
+      return U'\x2029';
+    default:
+      return std::nullopt;
+  }
+}
+
+// The escape sequence of a double-quoted scalar at line[i] (the character
+// after the backslash), appended to `out`; i is moved past it.
+kms::Result<void> unescape(std::string_view line, std::size_t& i, std::size_t n, SecureBuffer& out) {
+  if (i >= line.size()) return unsupported(n, "an escaped line break in a double-quoted scalar");
+  const char e = line[i++];
+  if (const auto c = escaped_character(e)) {
+    gojson::append_utf8(out, *c);
+    return {};
+  }
+  const std::size_t hex = e == 'x' ? 2 : e == 'u' ? 4 : e == 'U' ? 8 : 0;
+  if (hex == 0) return yaml_error(n, "found unknown escape character while parsing a quoted scalar");
+  if (i + hex > line.size()) return yaml_error(n, "a short escape sequence");
+  std::uint32_t cp = 0;
+  auto [end, ec] = std::from_chars(line.data() + i, line.data() + i + hex, cp, 16);
+  if (ec != std::errc{} || end != line.data() + i + hex)
+    return yaml_error(n, "did not find expected hexdecimal number");
+  if ((cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+    return yaml_error(n, "found invalid Unicode character escape code");
+  gojson::append_utf8(out, cp);
+  i += hex;
+  return {};
+}
+
 // A quoted scalar starting at line[i] (the quote); on success i is past the
 // closing quote. A scalar that goes on to the next line is unsupported.
 kms::Result<Scalar> quoted(std::string_view line, std::size_t& i, std::size_t n) {
@@ -260,82 +325,8 @@ kms::Result<Scalar> quoted(std::string_view line, std::size_t& i, std::size_t n)
       ++i;
       continue;
     }
-    if (i + 1 >= line.size()) return unsupported(n, "an escaped line break in a double-quoted scalar");
-    const char e = line[i + 1];
-    i += 2;
-    int hex = 0;
-    switch (e) {
-      case '0':
-        s.text.push_back('\0');
-        break;
-      case 'a':
-        s.text.push_back('\a');
-        break;
-      case 'b':
-        s.text.push_back('\b');
-        break;
-      case 't':
-      case '\t':
-        s.text.push_back('\t');
-        break;
-      case 'n':
-        s.text.push_back('\n');
-        break;
-      case 'v':
-        s.text.push_back('\v');
-        break;
-      case 'f':
-        s.text.push_back('\f');
-        break;
-      case 'r':
-        s.text.push_back('\r');
-        break;
-      case 'e':
-        s.text.push_back('\x1b');
-        break;
-      case ' ':
-        s.text.push_back(' ');
-        break;
-      case '"':
-        s.text.push_back('"');
-        break;
-      case '\\':
-        s.text.push_back('\\');
-        break;
-      case 'N':
-        gojson::append_utf8(s.text, 0x85);
-        break;
-      case '_':
-        gojson::append_utf8(s.text, 0xA0);
-        break;
-      case 'L':
-        gojson::append_utf8(s.text, 0x2028);
-        break;
-      case 'P':
-        gojson::append_utf8(s.text, 0x2029);
-        break;
-      case 'x':
-        hex = 2;
-        break;
-      case 'u':
-        hex = 4;
-        break;
-      case 'U':
-        hex = 8;
-        break;
-      default:
-        return yaml_error(n, "found unknown escape character while parsing a quoted scalar");
-    }
-    if (hex == 0) continue;
-    if (i + static_cast<std::size_t>(hex) > line.size()) return yaml_error(n, "a short escape sequence");
-    std::uint32_t cp = 0;
-    auto [end, ec] = std::from_chars(line.data() + i, line.data() + i + hex, cp, 16);
-    if (ec != std::errc{} || end != line.data() + i + hex)
-      return yaml_error(n, "did not find expected hexdecimal number");
-    if ((cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-      return yaml_error(n, "found invalid Unicode character escape code");
-    gojson::append_utf8(s.text, cp);
-    i += static_cast<std::size_t>(hex);
+    ++i;
+    ROOTSEAL_TRY(unescape(line, i, n, s.text));
   }
 }
 
