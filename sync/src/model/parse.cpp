@@ -1219,6 +1219,34 @@ Result<Obj> go_struct(const json::value& v, const std::string& path, std::initia
   return Obj{&canonical, path};
 }
 
+// spec.resourcePolicy of AWS's PushSecretMetadataSpec, if given.
+Result<void> push_resource_policy(const Obj& spec, PushMetadata& md, PushMatch& m) {
+  const auto* rp_v = spec.get("resourcePolicy");
+  if (rp_v == nullptr) return {};
+  json::object rp_fields;
+  ROOTSEAL_LET(rp, go_struct(*rp_v, spec.at("resourcePolicy"), {"blockPublicPolicy", "policySourceRef"}, rp_fields));
+  PushMetadata::ResourcePolicy policy;
+  if (rp.get("blockPublicPolicy") != nullptr) {
+    ROOTSEAL_TRY_ASSIGN(policy.block_public_policy, bool_or(rp, "blockPublicPolicy", false));
+  }
+  const auto* src_v = rp.get("policySourceRef");
+  if (src_v == nullptr) return bad(rp.at("policySourceRef"), "required");
+  json::object src_fields;
+  ROOTSEAL_LET(src, go_struct(*src_v, rp.at("policySourceRef"), {"kind", "name", "key"}, src_fields));
+  PolicySourceRef ref;
+  ROOTSEAL_LET(src_kind, req_str(src, "kind"));
+  if (src_kind == "Secret") {
+    ref.secret = true;
+  } else if (src_kind != "ConfigMap") {
+    return bad(src.at("kind"), "unsupported PolicySourceRef kind: " + src_kind + " (must be ConfigMap or Secret)");
+  }
+  ROOTSEAL_TRY_ASSIGN(ref.name, req_str(src, "name"));
+  ROOTSEAL_TRY_ASSIGN(ref.key, req_str(src, "key"));
+  md.resource_policy = std::move(policy);
+  m.policy_source = std::move(ref);
+  return {};
+}
+
 // data[].metadata: ESO's PushSecretMetadata (runtime/esutils/metadata) with the
 // spec of its AWS Secrets Manager provider (PushSecretMetadataSpec).
 Result<void> push_metadata(const json::value& v, const std::string& path, PushMatch& m) {
@@ -1287,29 +1315,7 @@ Result<void> push_metadata(const json::value& v, const std::string& path, PushMa
     return bad(spec.at("replicationLocations"),
                "not supported by rootseal (replica regions are not managed); remove it");
   }
-  if (const auto* rp_v = spec.get("resourcePolicy"); rp_v != nullptr) {
-    json::object rp_fields;
-    ROOTSEAL_LET(rp, go_struct(*rp_v, spec.at("resourcePolicy"), {"blockPublicPolicy", "policySourceRef"}, rp_fields));
-    PushMetadata::ResourcePolicy policy;
-    if (rp.get("blockPublicPolicy") != nullptr) {
-      ROOTSEAL_TRY_ASSIGN(policy.block_public_policy, bool_or(rp, "blockPublicPolicy", false));
-    }
-    const auto* src_v = rp.get("policySourceRef");
-    if (src_v == nullptr) return bad(rp.at("policySourceRef"), "required");
-    json::object src_fields;
-    ROOTSEAL_LET(src, go_struct(*src_v, rp.at("policySourceRef"), {"kind", "name", "key"}, src_fields));
-    PolicySourceRef ref;
-    ROOTSEAL_LET(src_kind, req_str(src, "kind"));
-    if (src_kind == "Secret") {
-      ref.secret = true;
-    } else if (src_kind != "ConfigMap") {
-      return bad(src.at("kind"), "unsupported PolicySourceRef kind: " + src_kind + " (must be ConfigMap or Secret)");
-    }
-    ROOTSEAL_TRY_ASSIGN(ref.name, req_str(src, "name"));
-    ROOTSEAL_TRY_ASSIGN(ref.key, req_str(src, "key"));
-    md.resource_policy = std::move(policy);
-    m.policy_source = std::move(ref);
-  }
+  ROOTSEAL_TRY(push_resource_policy(spec, md, m));
   m.metadata = std::move(md);
   return {};
 }
