@@ -6,6 +6,7 @@
 #include <cctype>
 #include <charconv>
 #include <optional>
+#include <utility>
 
 #include "../go_json.hpp"
 #include "ast.hpp"
@@ -114,6 +115,33 @@ struct Token {
   bool spaced = true;  // whitespace before it
 };
 
+// The byte a one-character escape of a Go string literal stands for
+// (strconv.Unquote), or nullopt.
+std::optional<char> go_simple_escape(char e) {
+  switch (e) {
+    case 'a':
+      return '\a';
+    case 'b':
+      return '\b';
+    case 'f':
+      return '\f';
+    case 'n':
+      return '\n';
+    case 'r':
+      return '\r';
+    case 't':
+      return '\t';
+    case 'v':
+      return '\v';
+    case '\\':
+    case '"':
+    case '\'':
+      return e;
+    default:
+      return std::nullopt;
+  }
+}
+
 Result<std::string> unquote(std::string_view s, int line) {
   std::string out;
   for (std::size_t i = 0; i < s.size(); ++i) {
@@ -131,37 +159,11 @@ Result<std::string> unquote(std::string_view s, int line) {
       i += n;
       return v;
     };
+    if (const auto c = go_simple_escape(e)) {
+      out.push_back(*c);
+      continue;
+    }
     switch (e) {
-      case 'a':
-        out.push_back('\a');
-        break;
-      case 'b':
-        out.push_back('\b');
-        break;
-      case 'f':
-        out.push_back('\f');
-        break;
-      case 'n':
-        out.push_back('\n');
-        break;
-      case 'r':
-        out.push_back('\r');
-        break;
-      case 't':
-        out.push_back('\t');
-        break;
-      case 'v':
-        out.push_back('\v');
-        break;
-      case '\\':
-        out.push_back('\\');
-        break;
-      case '"':
-        out.push_back('"');
-        break;
-      case '\'':
-        out.push_back('\'');
-        break;
       case 'x': {
         auto v = hex(2);
         if (!v) return fail_at(line, "bad escape in quoted string");
@@ -236,6 +238,69 @@ Result<Value> number(std::string_view t, int line) {
   return v;
 }
 
+// Where the quoted text starting at s[pos] (its quote) ends: the closing
+// quote's index (backslash escapes skipped, but in a raw string), or npos.
+std::size_t closing_quote(std::string_view s, std::size_t pos) {
+  const char q = s[pos];
+  if (q == '`') return s.find('`', pos + 1);
+  for (std::size_t i = pos + 1; i < s.size(); ++i) {
+    if (s[i] == '\\') {
+      ++i;
+    } else if (s[i] == q) {
+      return i;
+    }
+  }
+  return std::string_view::npos;
+}
+
+// A string ("..." or `...`) or character ('x') literal at s[pos] as a
+// constant token; pos moves past it.
+Result<void> quoted_constant(std::string_view s, std::size_t& pos, int line, Token& t) {
+  const char c = s[pos];
+  const std::size_t close = closing_quote(s, pos);
+  if (close == std::string_view::npos) {
+    return fail_at(line, c == '`'   ? "unterminated raw quoted string"
+                         : c == '"' ? "unterminated quoted string"
+                                    : "unterminated character constant");
+  }
+  const auto body = s.substr(pos + 1, close - pos - 1);
+  t.kind = Token::Kind::constant;
+  if (c == '\'') {
+    ROOTSEAL_LET(value, unquote(body, line));
+    if (value.size() != 1) return fail_at(line, "character constants other than one ASCII character are not supported");
+    t.constant = int_value(static_cast<unsigned char>(value[0]));
+  } else if (c == '"') {
+    ROOTSEAL_LET(value, unquote(body, line));
+    t.constant = string_value(value);
+  } else {
+    t.constant = string_value(std::string(body));
+  }
+  t.constant.literal = true;
+  pos = close + 1;
+  return {};
+}
+
+// The punctuation at s[pos] ( ( ) | , := = ): its token kind and length.
+std::optional<std::pair<Token::Kind, std::size_t>> punctuation(std::string_view s, std::size_t pos) {
+  switch (s[pos]) {
+    case '(':
+      return std::pair{Token::Kind::lparen, std::size_t{1}};
+    case ')':
+      return std::pair{Token::Kind::rparen, std::size_t{1}};
+    case '|':
+      return std::pair{Token::Kind::pipe, std::size_t{1}};
+    case ',':
+      return std::pair{Token::Kind::comma, std::size_t{1}};
+    case '=':
+      return std::pair{Token::Kind::assign, std::size_t{1}};
+    case ':':
+      if (pos + 1 < s.size() && s[pos + 1] == '=') return std::pair{Token::Kind::declare, std::size_t{2}};
+      return std::nullopt;
+    default:
+      return std::nullopt;
+  }
+}
+
 Result<std::vector<Token>> tokenize(std::string_view s, int line) {
   std::vector<Token> out;
   std::size_t pos = 0;
@@ -279,50 +344,8 @@ Result<std::vector<Token>> tokenize(std::string_view s, int line) {
       } else {
         t.kind = Token::Kind::ident;
       }
-    } else if (c == '"' || c == '`') {
-      const auto end = c == '`' ? s.find('`', pos + 1) : std::string_view::npos;
-      std::size_t close = end;
-      if (c == '"') {
-        for (std::size_t i = pos + 1; i < s.size(); ++i) {
-          if (s[i] == '\\') {
-            ++i;
-          } else if (s[i] == '"') {
-            close = i;
-            break;
-          }
-        }
-      }
-      if (close == std::string_view::npos)
-        return fail_at(line, c == '`' ? "unterminated raw quoted string" : "unterminated quoted string");
-      const auto body = s.substr(pos + 1, close - pos - 1);
-      std::string value;
-      if (c == '"') {
-        ROOTSEAL_TRY_ASSIGN(value, unquote(body, line));
-      } else {
-        value = std::string(body);
-      }
-      t.kind = Token::Kind::constant;
-      t.constant = string_value(value);
-      t.constant.literal = true;
-      pos = close + 1;
-    } else if (c == '\'') {
-      std::size_t close = std::string_view::npos;
-      for (std::size_t i = pos + 1; i < s.size(); ++i) {
-        if (s[i] == '\\') {
-          ++i;
-        } else if (s[i] == '\'') {
-          close = i;
-          break;
-        }
-      }
-      if (close == std::string_view::npos) return fail_at(line, "unterminated character constant");
-      ROOTSEAL_LET(value, unquote(s.substr(pos + 1, close - pos - 1), line));
-      if (value.size() != 1)
-        return fail_at(line, "character constants other than one ASCII character are not supported");
-      t.kind = Token::Kind::constant;
-      t.constant = int_value(static_cast<unsigned char>(value[0]));
-      t.constant.literal = true;
-      pos = close + 1;
+    } else if (c == '"' || c == '`' || c == '\'') {
+      ROOTSEAL_TRY(quoted_constant(s, pos, line, t));
     } else if (std::isdigit(static_cast<unsigned char>(c)) != 0 || c == '.' ||
                ((c == '-' || c == '+') && pos + 1 < s.size() &&
                 (std::isdigit(static_cast<unsigned char>(s[pos + 1])) != 0 || s[pos + 1] == '.'))) {
@@ -335,24 +358,9 @@ Result<std::vector<Token>> tokenize(std::string_view s, int line) {
       ROOTSEAL_LET(v, number(s.substr(start, pos - start), line));
       t.kind = Token::Kind::constant;
       t.constant = std::move(v);
-    } else if (c == '(') {
-      ++pos;
-      t.kind = Token::Kind::lparen;
-    } else if (c == ')') {
-      ++pos;
-      t.kind = Token::Kind::rparen;
-    } else if (c == '|') {
-      ++pos;
-      t.kind = Token::Kind::pipe;
-    } else if (c == ',') {
-      ++pos;
-      t.kind = Token::Kind::comma;
-    } else if (c == ':' && pos + 1 < s.size() && s[pos + 1] == '=') {
-      pos += 2;
-      t.kind = Token::Kind::declare;
-    } else if (c == '=') {
-      ++pos;
-      t.kind = Token::Kind::assign;
+    } else if (const auto p = punctuation(s, pos)) {
+      t.kind = p->first;
+      pos += p->second;
     } else {
       return fail_at(line, "unexpected \"" + std::string(1, c) + "\" in command");
     }
