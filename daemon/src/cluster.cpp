@@ -94,6 +94,29 @@ std::string hex_id(std::uint64_t id) {
   return std::string(buf.data(), n > 0 ? static_cast<std::size_t>(n) : 0);
 }
 
+// Each etcd endpoint's answer to the status call; `leader` is set to the
+// leader any of them names (0: none).
+json::array endpoints_status(etcdstore::EtcdStore& store, std::uint64_t& leader) {
+  json::array endpoints;
+  for (const auto& h : store.endpoint_health()) {
+    json::object e{{"endpoint", h.status.endpoint}, {"reachable", h.reachable}};
+    if (h.reachable) {
+      e["member_id"] = hex_id(h.status.header.member_id);
+      e["leader_id"] = hex_id(h.status.leader);
+      e["is_leader"] = h.status.leader != 0 && h.status.leader == h.status.header.member_id;
+      e["raft_term"] = h.status.header.raft_term;
+      e["revision"] = h.status.header.revision;
+      e["version"] = h.status.version;
+      e["db_size"] = h.status.db_size;
+      if (h.status.leader != 0) leader = h.status.leader;
+    } else {
+      e["error"] = h.error;
+    }
+    endpoints.emplace_back(std::move(e));
+  }
+  return endpoints;
+}
+
 }  // namespace
 
 json::object ClusterMember::status() const {
@@ -112,24 +135,8 @@ json::object ClusterMember::status() const {
   self["seen_revision"] = seen;
   out["prefix"] = store_->prefix();
 
-  json::array endpoints;
   std::uint64_t leader = 0;
-  for (const auto& h : store_->endpoint_health()) {
-    json::object e{{"endpoint", h.status.endpoint}, {"reachable", h.reachable}};
-    if (h.reachable) {
-      e["member_id"] = hex_id(h.status.header.member_id);
-      e["leader_id"] = hex_id(h.status.leader);
-      e["is_leader"] = h.status.leader != 0 && h.status.leader == h.status.header.member_id;
-      e["raft_term"] = h.status.header.raft_term;
-      e["revision"] = h.status.header.revision;
-      e["version"] = h.status.version;
-      e["db_size"] = h.status.db_size;
-      if (h.status.leader != 0) leader = h.status.leader;
-    } else {
-      e["error"] = h.error;
-    }
-    endpoints.emplace_back(std::move(e));
-  }
+  json::array endpoints = endpoints_status(*store_, leader);
   out["endpoints"] = std::move(endpoints);
   out["etcd_leader_id"] = leader == 0 ? "" : hex_id(leader);
 

@@ -234,6 +234,13 @@ asio::awaitable<kms::Result<SnapshotScheduler::RunResult>> SnapshotScheduler::ru
                               {"versions", taken->report.unwrapped},
                               {"destinations", destinations_.size()}});
   // Retention, only now.
+  const std::string newest = taken->name;
+  co_await apply_retention(newest);
+  co_return RunResult{taken->name, taken->bytes.size(), taken->report.manifest.keys, taken->report.unwrapped,
+                      destinations_.size()};
+}
+
+asio::awaitable<void> SnapshotScheduler::apply_retention(std::string newest) {
   for (std::size_t i = 0; i < destinations_.size(); ++i) {
     auto listed = co_await destinations_[i]->list();
     if (!listed) {
@@ -243,7 +250,7 @@ asio::awaitable<kms::Result<SnapshotScheduler::RunResult>> SnapshotScheduler::ru
     }
     // Kept out of the range-for header: GCC 12 has mishandled temporaries that live across a co_await.
     const std::vector<std::string> doomed =
-        snapshots_to_delete(*listed, taken->name, config_->retain_count, config_->retain_age, now_ms());
+        snapshots_to_delete(*listed, newest, config_->retain_count, config_->retain_age, now_ms());
     for (const auto& name : doomed) {
       auto removed = co_await destinations_[i]->remove(name);
       if (removed) {
@@ -257,8 +264,6 @@ asio::awaitable<kms::Result<SnapshotScheduler::RunResult>> SnapshotScheduler::ru
       }
     }
   }
-  co_return RunResult{taken->name, taken->bytes.size(), taken->report.manifest.keys, taken->report.unwrapped,
-                      destinations_.size()};
 }
 
 }  // namespace rootseal::daemon

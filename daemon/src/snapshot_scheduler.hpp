@@ -67,6 +67,8 @@ class SnapshotScheduler {
   boost::asio::awaitable<bool> take_turn();
   boost::asio::awaitable<kms::Result<TakenSnapshot>> take(std::int64_t started);
   boost::asio::awaitable<kms::Result<std::string>> upload(sync::ObjectStore& dest, const TakenSnapshot& snap);
+  // Deletes what the retention rules no longer keep at every destination, `newest` always kept.
+  boost::asio::awaitable<void> apply_retention(std::string newest);
 
   boost::asio::thread_pool& blocking_;
   kms::RootOfTrust& root_;
