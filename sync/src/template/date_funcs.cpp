@@ -566,6 +566,7 @@ bool lower_start(std::string_view s) { return !s.empty() && s[0] >= 'a' && s[0] 
 bool digit_at(std::string_view s, std::size_t i) { return i < s.size() && s[i] >= '0' && s[i] <= '9'; }
 
 // Go's nextStdChunk.
+// NOLINTNEXTLINE(readability-function-size): Go's nextStdChunk case by case, in one piece to be read against Go's source
 Chunk next_chunk(std::string_view l) {
   const auto at = [&](std::size_t i, std::string_view w) { return l.substr(i, w.size()) == w; };
   for (std::size_t i = 0; i < l.size(); ++i) {
@@ -677,6 +678,7 @@ constexpr std::string_view kLongDays[] = {"Sunday", "Monday", "Tuesday", "Wednes
 constexpr std::string_view kShortDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
 
 // Go's Time.AppendFormat with the time in zone z.
+// NOLINTNEXTLINE(readability-function-size): Go's appendFormat, one case per layout chunk, read against Go's source
 Result<void> format(const Time& t, const Zone& z, std::string_view layout, SecureBuffer& out) {
   ROOTSEAL_LET(p, lookup(z, t.sec));
   const Civil c = civil(t.sec + p.offset);
@@ -1166,6 +1168,7 @@ Result<Time> make_date(std::int64_t year, int month, int day, int hour, int min,
 
 // Go's parse(layout, value, Local, Local); an error value of "" means a
 // parse error, others are refusals.
+// NOLINTNEXTLINE(readability-function-size): Go's time.parse, one case per layout chunk, read against Go's source
 Result<std::optional<Time>> parse(std::string_view layout, std::string_view value) {
   const auto local = local_zone();
   bool am = false, pm = false;

@@ -285,6 +285,7 @@ void bad_verb(SecureBuffer& out, char verb, const Value& v) {
 
 // fmt.Sprintf for the verbs %v %s %d %q %x %X %t %f %% with the flags '-'
 // and '0', a width and a precision; anything else is refused.
+// NOLINTNEXTLINE(readability-function-size): Go's fmt verbs and flags in one loop, read against fmt's doPrintf
 Result<Value> sprintf(std::string_view f, const Args& args) {
   SecureBuffer out(f.size() + 32);
   std::size_t next = 0;
@@ -783,6 +784,7 @@ Result<kms::SecureBytes> bcrypt_hash(std::string_view password) {
 
 Value sv(std::string_view s) { return string_value(s); }
 
+// NOLINTNEXTLINE(readability-function-size): the function table, one entry per name
 const std::unordered_map<std::string_view, Fn>& table() {
   static const std::unordered_map<std::string_view, Fn> t = [] {
     std::unordered_map<std::string_view, Fn> m;
