@@ -33,6 +33,18 @@ runs_flag=()
 list="$build/tests/fuzz/fuzz-targets.txt"
 [[ -f $list ]] || { echo "run-long: $list missing (configure the fuzz build first)" >&2; exit 2; }
 mkdir -p "$root"
+# The sanitizers symbolize through llvm-symbolizer; given its real path (the
+# PATH lookup of Debian's versioned symlink fails: "invalid path to external
+# symbolizer"), findings and NEW_FUNC lines show function, file and line.
+if [[ -z ${ASAN_SYMBOLIZER_PATH:-} ]]; then
+  for s in llvm-symbolizer-19 llvm-symbolizer; do
+    if command -v "$s" >/dev/null; then
+      export ASAN_SYMBOLIZER_PATH
+      ASAN_SYMBOLIZER_PATH=$(readlink -f "$(command -v "$s")")
+      break
+    fi
+  done
+fi
 failed=()
 summary=()
 while IFS='=' read -r name seeds; do
