@@ -108,20 +108,36 @@ def share_root(base, env, labels):
         rootseal_with_pin(restore, label, env)
 
 
+class EtcdExited(Exception):
+    """An etcd member's process ended while it was awaited."""
+
+
 class Etcd:
     """Three etcd members on free loopback ports, each with its own data folder."""
 
+    START_ATTEMPTS = 3
+
     def __init__(self, base):
         self.base = base
-        self.members = []
-        for i in range(3):
-            self.members.append({"name": "m%d" % i, "client": free_port(), "peer": free_port(),
-                                 "data": os.path.join(base, "m%d" % i), "proc": None})
-        self.initial = ",".join("%s=http://127.0.0.1:%d" % (m["name"], m["peer"]) for m in self.members)
-        for i in range(3):
-            self.start(i, new=True)
-        for i in range(3):
-            self.wait_healthy(i)
+        # A port found free can be taken before etcd binds it (other tests pick
+        # ports too): a member that exits while the cluster forms is a new
+        # attempt on fresh ports and folders, not a failed test.
+        for attempt in range(1, self.START_ATTEMPTS + 1):
+            self.members = []
+            for i in range(3):
+                self.members.append({"name": "m%d" % i, "client": free_port(), "peer": free_port(),
+                                     "data": os.path.join(base, "a%d-m%d" % (attempt, i)), "proc": None})
+            self.initial = ",".join("%s=http://127.0.0.1:%d" % (m["name"], m["peer"]) for m in self.members)
+            for i in range(3):
+                self.start(i, new=True)
+            try:
+                for i in range(3):
+                    self.wait_healthy(i)
+                return
+            except EtcdExited:
+                self.close()
+                if attempt == self.START_ATTEMPTS:
+                    raise
 
     def start(self, i, new=False):
         m = self.members[i]
@@ -143,8 +159,23 @@ class Etcd:
         with urllib.request.urlopen(self.endpoint(i) + "/health", timeout=2) as r:
             return json.loads(r.read()).get("health") == "true"
 
+    def log_tail(self, i, lines=20):
+        with open(os.path.join(self.base, self.members[i]["name"] + ".log"), "rb") as f:
+            return b"".join(f.readlines()[-lines:]).decode(errors="replace")
+
     def wait_healthy(self, i, timeout=60):
-        poll(lambda: self.healthy(i), "etcd member %d healthy" % i, timeout)
+        """Until member i answers healthy; EtcdExited at once if it exited,
+        AssertionError (with every member's log) after the timeout."""
+        def check():
+            p = self.members[i]["proc"]
+            if p.poll() is not None:
+                raise EtcdExited("etcd member %d exited %s:\n%s" % (i, p.returncode, self.log_tail(i)))
+            return self.healthy(i)
+        try:
+            poll(check, "etcd member %d healthy" % i, timeout)
+        except AssertionError as e:
+            logs = "\n".join("-- m%d:\n%s" % (k, self.log_tail(k)) for k in range(len(self.members)))
+            raise AssertionError("%s\n%s" % (e, logs)) from None
 
     def kill(self, i):
         p = self.members[i]["proc"]
