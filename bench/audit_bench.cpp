@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "rootseal/daemon/audit.hpp"
 
 using namespace rootseal::daemon;
@@ -58,15 +59,13 @@ void run(const std::filesystem::path& dir, int threads, int total, bool sync) {
   AuditOptions options;
   options.sync = sync;
   auto log = AuditLog::open(path, options);
-  if (!log) {
-    std::fprintf(stderr, "open: %s\n", log.error().message.c_str());
-    std::exit(1);
-  }
+  if (!log) rootseal::bench::die("open: " + log.error().message);
   const int per_thread = total / threads;
   std::atomic<int> failures{0};
   const auto calls_before = write_syscalls();
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::thread> pool;
+  pool.reserve(static_cast<std::size_t>(threads));
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {
       for (int i = 0; i < per_thread; ++i) {
@@ -97,9 +96,9 @@ int main(int argc, char** argv) {
     if (a == "--dir")
       dir = argv[i + 1];
     else if (a == "--lines")
-      lines = std::atoi(argv[i + 1]);
+      lines = rootseal::bench::parse_arg<int>(argv[i + 1], "--lines");
     else if (a == "--fsync-lines")
-      fsync_lines = std::atoi(argv[i + 1]);
+      fsync_lines = rootseal::bench::parse_arg<int>(argv[i + 1], "--fsync-lines");
   }
   for (int threads : {1, 2, 4, 16}) run(dir, threads, lines, false);
   for (int threads : {1, 4, 16}) run(dir, threads, fsync_lines, true);

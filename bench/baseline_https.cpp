@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "rootseal/net/tls.hpp"
+#include "bench_util.hpp"
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -101,13 +102,7 @@ asio::awaitable<void> listen(tcp::acceptor& acceptor, std::shared_ptr<asio::ssl:
   }
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  if (argc < 4) {
-    std::fprintf(stderr, "usage: %s <cert.pem|-> <key.pem|-> <port> [threads]\n", argv[0]);
-    return 2;
-  }
+int serve(char** argv, int argc) {
   std::shared_ptr<asio::ssl::context> ctx;  // null: plain HTTP
   if (std::string_view(argv[1]) != "-") {
     rootseal::net::TlsConfig tls;
@@ -120,15 +115,32 @@ int main(int argc, char** argv) {
     }
     ctx = std::move(*made);
   }
-  const int threads = argc > 4 ? std::atoi(argv[4]) : static_cast<int>(std::thread::hardware_concurrency());
+  const int threads = argc > 4 ? rootseal::bench::parse_arg<int>(argv[4], "threads")
+                               : static_cast<int>(std::thread::hardware_concurrency());
   asio::io_context io(threads);
-  tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(std::atoi(argv[3]))});
+  tcp::acceptor acceptor(
+      io, {asio::ip::make_address("127.0.0.1"), rootseal::bench::parse_arg<unsigned short>(argv[3], "port")});
   asio::co_spawn(io, listen(acceptor, ctx), asio::detached);
   asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](auto, auto) { io.stop(); });
   std::vector<std::thread> pool;
+  pool.reserve(static_cast<std::size_t>(threads));
   for (int i = 1; i < threads; ++i) pool.emplace_back([&] { io.run(); });
   io.run();
   for (auto& t : pool) t.join();
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 4) {
+    std::fprintf(stderr, "usage: %s <cert.pem|-> <key.pem|-> <port> [threads]\n", argv[0]);
+    return 2;
+  }
+  try {
+    return serve(argv, argc);
+  } catch (const std::exception& e) {  // a port in use, a thread that cannot start
+    rootseal::bench::die(e.what());
+  }
 }

@@ -57,9 +57,9 @@ struct Host {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int rotations = argc > 1 ? std::atoi(argv[1]) : 300;
-  const int keys = argc > 2 ? std::atoi(argv[2]) : 100;
-  const int per_key = argc > 3 ? std::atoi(argv[3]) : 100;
+  const int rotations = argc > 1 ? bench::parse_arg<int>(argv[1], "rotations") : 300;
+  const int keys = argc > 2 ? bench::parse_arg<int>(argv[2], "keys") : 100;
+  const int per_key = argc > 3 ? bench::parse_arg<int>(argv[3], "per-key") : 100;
 
   test::EtcdCluster cluster(3);
   const auto key = kms::SecureBytes::random(32);
@@ -110,10 +110,13 @@ int main(int argc, char** argv) {
     const auto t0 = Clock::now();
     must(c.ring->unseal(), "unseal C");
     unseal_ms.push_back(ms(Clock::now() - t0));
-    if (c.ring->version_count() < static_cast<std::size_t>(keys * per_key)) die("unseal loaded too few versions");
+    if (c.ring->version_count() < static_cast<std::size_t>(keys) * static_cast<std::size_t>(per_key))
+      die("unseal loaded too few versions");
   }
   const std::string label =
-      "unseal, " + std::to_string(a.ring->version_count() + static_cast<std::size_t>(keys * per_key)) + " versions";
+      "unseal, " +
+      std::to_string(a.ring->version_count() + static_cast<std::size_t>(keys) * static_cast<std::size_t>(per_key)) +
+      " versions";
   report(label.c_str(), unseal_ms);
   return 0;
 }

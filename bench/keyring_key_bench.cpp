@@ -85,7 +85,7 @@ int main(int argc, char** argv) {
   const std::string dir = argv[1];
   const long keys = std::strtol(argv[2], nullptr, 10);
   const long versions = std::strtol(argv[3], nullptr, 10);
-  const int runs = argc > 4 ? std::atoi(argv[4]) : 5;
+  const int runs = argc > 4 ? bench::parse_arg<int>(argv[4], "runs") : 5;
   auto hsm_root = root_labelled("bench-root");
   Counted root(*hsm_root);
   auto store = must(kms::open_sqlite_store(dir + "/rootseal.db"), "store");

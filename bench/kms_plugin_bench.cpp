@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "api.grpc.pb.h"
+#include "bench_util.hpp"
 
 namespace {
 
@@ -56,6 +57,7 @@ template <class Call>
 Phase run(const std::string& socket, int callers, int seconds, double rate, Call call) {
   std::vector<Phase> per(static_cast<std::size_t>(callers));
   std::vector<std::thread> threads;
+  threads.reserve(static_cast<std::size_t>(callers));
   std::atomic<bool> go{false};
   const auto end_after = std::chrono::seconds(seconds);
   for (int i = 0; i < callers; ++i) {
@@ -115,9 +117,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string socket = argv[1];
-  const int callers = argc > 2 ? std::atoi(argv[2]) : 64;
-  const int seconds = argc > 3 ? std::atoi(argv[3]) : 5;
-  const double rate = argc > 4 ? std::atof(argv[4]) : 0.0;
+  const int callers = argc > 2 ? rootseal::bench::parse_arg<int>(argv[2], "callers") : 64;
+  const int seconds = argc > 3 ? rootseal::bench::parse_arg<int>(argv[3], "seconds") : 5;
+  const double rate = argc > 4 ? rootseal::bench::parse_arg<double>(argv[4], "rate") : 0.0;
   if (callers < 1 || seconds < 1 || rate < 0) return 2;
 
   // Until the plugin's self-test has passed (Status ok), as kube-apiserver waits.

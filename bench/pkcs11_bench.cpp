@@ -61,6 +61,7 @@ class Env {
         conf << "directories.tokendir = " << (dir_ / "tokens").string() << "\n"
              << "objectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n";
       }
+      // NOLINTNEXTLINE(concurrency-mt-unsafe): once, in env()'s static initialisation (other callers wait), before a module is loaded
       ::setenv("SOFTHSM2_CONF", (dir_ / "softhsm2.conf").c_str(), 1);
       module_ = ROOTSEAL_SOFTHSM_MODULE;
       token_ = "bench";

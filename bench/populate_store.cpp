@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
   const long keys = std::strtol(argv[2], nullptr, 10);
   const long versions = std::strtol(argv[3], nullptr, 10);
   const std::string conf = dir + "/softhsm/softhsm2.conf";
-  ::setenv("SOFTHSM2_CONF", conf.c_str(), 1);
+  ::setenv("SOFTHSM2_CONF", conf.c_str(), 1);  // NOLINT(concurrency-mt-unsafe): before any thread starts
 
   hsm::Pkcs11Config cfg;
   cfg.module = "/usr/lib/softhsm/libsofthsm2.so";

@@ -70,7 +70,7 @@ void BM_RequestFields(benchmark::State& state) {
 void BM_TransitRequestArena(benchmark::State& state) {
   const std::string_view body = R"({"plaintext":"aGVsbG8gd29ybGQ="})";
   for (auto _ : state) {
-    kms::SecureJsonResource arena(3 * 1024 + 2 * body.size(), 64 * body.size() + 1024 * 1024);
+    kms::SecureJsonResource arena(std::size_t{3} * 1024 + 2 * body.size(), 64 * body.size() + std::size_t{1024} * 1024);
     auto v = boost::json::parse(body, arena.storage());
     benchmark::DoNotOptimize(&v);
   }
@@ -80,7 +80,7 @@ void BM_TransitRequestArena(benchmark::State& state) {
 
 BENCHMARK(BM_RequestFields)->Arg(0)->Arg(1);
 BENCHMARK(BM_TransitRequestArena);
-BENCHMARK(BM_SecureBytesAllocFree)->Arg(48)->Arg(1024)->Arg(64 * 1024)->Arg(1024 * 1024);
+BENCHMARK(BM_SecureBytesAllocFree)->Arg(48)->Arg(1024)->Arg(std::int64_t{64} * 1024)->Arg(std::int64_t{1024} * 1024);
 BENCHMARK(BM_SecureBytesBatch)->Arg(48);
 
 BENCHMARK_MAIN();

@@ -89,7 +89,7 @@ kms::Result<std::string> resolve_mechanism(hsm::RootMechanism requested, const h
     case M::aes_kwp:
     case M::aes_gcm:
     case M::aes_cbc_pad_hmac: {
-      const std::string name(hsm::root_mechanism_name(requested));
+      std::string name(hsm::root_mechanism_name(requested));
       ROOTSEAL_TRY(token_can_hold(t, name, "--mechanism " + name));
       return name;
     }

@@ -427,6 +427,7 @@ kms::Result<Outcome> abandon_unrecorded(const RotateOptions& o, hsm::TokenAdmin&
   std::vector<kms::KeyringKeyRecord> keyring_keys;
   ROOTSEAL_TRY_ASSIGN(keyring_keys, store->keyring_keys());
   std::vector<const hsm::KeyObject*> roots_at_t;  // AES keys and RSA private keys
+  roots_at_t.reserve(at_t.size() + at_rt.size());
   for (const auto& tk : at_t) roots_at_t.push_back(&tk);
   for (const auto& tk : at_rt) roots_at_t.push_back(&tk);
   for (const hsm::KeyObject* tkp : roots_at_t) {

@@ -49,6 +49,7 @@ kms::Result<void> refuse_registered_hosts(const etcdstore::EtcdStore::ClusterVie
                                           std::string_view what) {
   if (view.members.empty()) return {};
   std::vector<std::string> hosts;
+  hosts.reserve(view.members.size());
   for (const auto& m : view.members) hosts.push_back(m.host_id);
   return fail(Errc::conflict, std::to_string(hosts.size()) +
                                   (hosts.size() == 1 ? " rootseald host is" : " rootseald hosts are") +

@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include <cstring>
+#include <stdexcept>
 
 #include "rootseal/kms/encoding.hpp"
 #include "util.hpp"
@@ -425,7 +426,8 @@ kms::Result<TypedShareReader::Status> TypedShareReader::feed(std::span<const std
 }
 
 TypedShare TypedShareReader::take() {
-  TypedShare s = std::move(done_.value());  // throws if no share is complete
+  if (!done_) throw std::logic_error("TypedShareReader::take: no share is complete");
+  TypedShare s = std::move(*done_);
   done_.reset();
   return s;
 }

@@ -432,7 +432,9 @@ std::string Client::preferred_endpoint() const { return impl_->endpoints[impl_->
 
 KeepAlive::KeepAlive(std::shared_ptr<State> state) : state_(std::move(state)) {}
 
-KeepAlive::~KeepAlive() { stop(); }
+// stop() throws only when a mutex or an allocation fails: std::terminate is
+// the right end then.
+KeepAlive::~KeepAlive() { stop(); }  // NOLINT(bugprone-exception-escape)
 
 void KeepAlive::stop() {
   {

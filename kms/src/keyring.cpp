@@ -817,6 +817,7 @@ Result<std::vector<std::string>> Keyring::list() const {
 Result<KeyInfo> Keyring::rotate(std::string_view name) {
   std::optional<KeyInfo> info;
   ROOTSEAL_TRY_ASSIGN(info, state_->rotate(name, false));
+  if (!info) return fail(Errc::internal, "rotate: the rotation reported no key");  // only rotate(_, only_if_due) skips
   return std::move(*info);
 }
 

@@ -57,7 +57,9 @@ int main(int argc, char** argv) {
     auto r = root(argv[3], argv[4]);
     kms::Keyring ring(**store, *r);
     if (auto u = ring.unseal(); !u) return die("unseal: " + u.error().message);
-    const long n = std::atol(argv[5]);
+    char* end = nullptr;
+    const long n = std::strtol(argv[5], &end, 10);
+    if (end == argv[5] || *end != '\0' || n < 0) return die("not a count: " + std::string(argv[5]));
     std::ofstream samples(argv[6]);
     for (long i = 0; i < n; ++i) {
       const std::string name = "k" + std::to_string(i);

@@ -40,11 +40,11 @@ inline KeyPair make_key_pair(const std::filesystem::path& dir, const std::string
   if (k == nullptr) throw std::runtime_error("keygen " + kind);
   KeyPair kp{dir / (name + ".pub.pem"), dir / (name + ".key.pem")};
   FILE* f = std::fopen(kp.pub.c_str(), "w");
-  PEM_write_PUBKEY(f, k);
-  std::fclose(f);
+  if (f == nullptr || PEM_write_PUBKEY(f, k) != 1 || std::fclose(f) != 0) throw std::runtime_error("write " + kind);
   f = std::fopen(kp.priv.c_str(), "w");
-  PEM_write_PrivateKey(f, k, nullptr, nullptr, 0, nullptr, nullptr);
-  std::fclose(f);
+  if (f == nullptr || PEM_write_PrivateKey(f, k, nullptr, nullptr, 0, nullptr, nullptr) != 1 || std::fclose(f) != 0) {
+    throw std::runtime_error("write " + kind);
+  }
   EVP_PKEY_free(k);
   return kp;
 }

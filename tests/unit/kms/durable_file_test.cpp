@@ -58,7 +58,7 @@ TEST_CASE("durable file: a write that fails (file size limit, as a full disk) le
   const pid_t pid = ::fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
-    std::signal(SIGXFSZ, SIG_IGN);
+    if (std::signal(SIGXFSZ, SIG_IGN) == SIG_ERR) ::_exit(11);
     rlimit original{};
     if (::getrlimit(RLIMIT_FSIZE, &original) != 0) ::_exit(10);
     const rlimit limit{4, original.rlim_max};

@@ -24,7 +24,7 @@ namespace {
 // Not real wrapped keys: the store treats them as opaque blobs.
 std::vector<std::uint8_t> blob(std::uint32_t seed, std::size_t n = 40) {
   std::vector<std::uint8_t> b(n);
-  for (std::size_t i = 0; i < n; ++i) b[i] = static_cast<std::uint8_t>((seed * 131U + i * 7U) & 0xffU);
+  for (std::size_t i = 0; i < n; ++i) b[i] = static_cast<std::uint8_t>((std::size_t{seed} * 131U + i * 7U) & 0xffU);
   return b;
 }
 

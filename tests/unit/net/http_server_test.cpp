@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <atomic>
@@ -377,7 +378,7 @@ TEST_CASE("a request's token and plaintext are gone from the server's memory onc
     p = std::copy(mid.begin(), mid.end(), p);
     plaintext.write_to(p);
     p += plaintext.size();
-    std::memcpy(p, "\"}", 2);
+    std::copy_n("\"}", 2, p);  // the body's last two bytes, no NUL
     asio::write(c.socket, asio::buffer(raw.data(), raw.size()));
   }
   auto res = c.read();

@@ -401,7 +401,9 @@ TEST_CASE("parameter encryption: neither the secret nor the auth value crosses t
   Swtpm sw;
   TempDir dir;
   const auto pcap = dir / "bus.pcap";
-  REQUIRE(::setenv("TCTI_PCAP_FILE", pcap.c_str(), 1) == 0);  // this test's own process
+  // This test's own process; Catch2 runs test cases on one thread, and
+  // tpm2-tss reads the variable when the TCTI starts, after this line.
+  REQUIRE(::setenv("TCTI_PCAP_FILE", pcap.c_str(), 1) == 0);  // NOLINT(concurrency-mt-unsafe)
   const SecureBytes secret = SecureBytes::random(64);
   const std::string auth = "a long and recognisable auth value";
   std::vector<std::uint8_t> public_area;
