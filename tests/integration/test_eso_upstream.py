@@ -702,9 +702,9 @@ class EsoUpstreamExamples(unittest.TestCase):
 
     def test_pushing_the_whole_secret(self):
         # docs/guides/pushsecrets.md, "Pushing the whole secret". The snippets name the store
-        # aws-parameterstore; ParameterStore is refused (test_full_pushsecret_refused), so the store of
-        # that name here is basic-secret-store.yaml (Secrets Manager). Both PushSecrets are called
-        # pokedex-credentials in "default": each is applied in its own namespace.
+        # aws-parameterstore; ParameterStore is refused (test_jenkins_github_ssh_refused_parameter_store),
+        # so the store of that name here is basic-secret-store.yaml (Secrets Manager). Both PushSecrets
+        # are called pokedex-credentials in "default": each is applied in its own namespace.
         for ns in ("push-whole", "push-property"):
             namespace(ns)
             aws_credentials(ns)
@@ -727,18 +727,43 @@ class EsoUpstreamExamples(unittest.TestCase):
         self.assertEqual(CLOUD.aws_value("my-first-parameter"),
                          '{"best-pokemon":"Pikachu","trainer":"Ash","single-value-secret":"Pikachu"}')
 
-    def test_full_pushsecret_refused(self):
-        # Documented refusals: PushSecret `template` (push.md) and the ParameterStore service; the
-        # spec is checked first, so nothing is read or pushed. (The snippet's Secret is called
-        # pushsecret-example, its PushSecret selects pokedex-credentials.)
+    def test_full_pushsecret_template(self):
+        # docs/snippets/full-pushsecret.yaml: spec.template (engine v2 over the source Secret's data,
+        # templateFrom a ConfigMap) as ESO's PushSecret controller applies it. Its store
+        # aws-parameterstore is ParameterStore, which rootseal refuses (asserted with the github-ssh
+        # example): basic-secret-store.yaml (Secrets Manager, moto) under that name, as for the
+        # whole-secret PushSecrets. The snippet's Secret is called pushsecret-example, its selector
+        # names pokedex-credentials, and its ConfigMap application-config-tmpl is in no snippet.
         namespace("default")
         aws_credentials("default")
-        apply("aws-parameter-store.yaml", "default", rename="aws-parameterstore")
+        apply("basic-secret-store.yaml", "default", rename="aws-parameterstore")
         apply("full-pushsecret.yaml", "default")
-        st, reason, msg = ps_ready("default", "pushsecret-example", "False")
-        self.assertEqual(reason, "Errored")
-        self.assertEqual(msg, "invalid PushSecret: spec.template: not supported by rootseal")
-        self.wait_event("default", "PushSecret", "pushsecret-example", ("Warning", "Errored", msg))
+        # 1. As written: ESO's errFailedGetSecret (the selector's Secret is not the snippet's).
+        self.assertEqual(ps_ready("default", "pushsecret-example", "False"),
+                         ("False", "Errored", "could not get source secret"))
+        self.wait_event("default", "PushSecret", "pushsecret-example",
+                        ("Warning", "Errored", "could not get source secret"))
+        self.assertIsNone(CLOUD.aws_value("destination-secret"))
+        # 2. The ConfigMap, then the snippet's Secret under the selector's name: the template renders over
+        # its data (best-pokemon-src kept, best-pokemon and config.yml added, in memory) and data[0]
+        # pushes best-pokemon into the property best-pokemon-dst of destination-secret.
+        ENV.kube.create("/api/v1/namespaces/default/configmaps", {
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "application-config-tmpl", "namespace": "default"},
+            "data": {"config.yml": 'pokemon: {{ index . "best-pokemon-src" }}\n'}})
+        ENV.kube.create("/api/v1/namespaces/default/secrets", {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pokedex-credentials", "namespace": "default"},
+            "data": {"best-pokemon-src": b64("Pikachu")}})
+        self.assertEqual(ps_ready("default", "pushsecret-example", "True"),
+                         ("True", "Synced", "PushSecret synced successfully"))
+        self.wait_event("default", "PushSecret", "pushsecret-example",
+                        ("Normal", "Synced", "PushSecret synced successfully"))
+        # ESO's sjson.SetBytes of the property on a new secret; SecretBinary, as ESO's default.
+        self.assertEqual(CLOUD.aws_value("destination-secret"), '{"best-pokemon-dst":"PIKACHU is the really best!"}')
+        got = ENV.aws("get-secret-value", "--secret-id", "destination-secret")
+        self.assertIn("SecretBinary", got)
+        # The source Secret is templated in memory only.
+        self.assertEqual(secret_data("default", "pokedex-credentials"), {"best-pokemon-src": b"Pikachu"})
 
     # -- GCP Secret Manager (gcpsm-sa-credentials-secret.yaml, gcpsm-sa-secret-store.yaml) --
 

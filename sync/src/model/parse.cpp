@@ -321,9 +321,21 @@ Result<std::vector<TemplateFrom>> parse_template_from(const Obj& t) {
   return out;
 }
 
-Result<SecretTemplate> parse_template(const Obj& t) {
+// Whose template: an ExternalSecret's target.template, or a PushSecret's
+// spec.template, which ESO's PushSecret controller always renders with
+// engine v2 (engineVersion v1 too) and whose data keys are keys of the
+// source Secret in memory, never written to Kubernetes (not checked as
+// Secret keys, as ESO does not).
+enum class TemplateOf { external_secret, push_secret };
+
+Result<SecretTemplate> parse_template(const Obj& t, TemplateOf of) {
   SecretTemplate out;
-  ROOTSEAL_TRY(enum_field(t, "engineVersion", 2, {{"v2", 2}}));
+  const bool push = of == TemplateOf::push_secret;
+  if (push) {
+    ROOTSEAL_TRY(enum_field(t, "engineVersion", 2, {{"v2", 2}, {"v1", 1}}));
+  } else {
+    ROOTSEAL_TRY(enum_field(t, "engineVersion", 2, {{"v2", 2}}));
+  }
   ROOTSEAL_LET(type, opt_str(t, "type"));
   if (type && !type->empty()) out.type = std::move(*type);
   ROOTSEAL_TRY_ASSIGN(out.merge_policy, enum_field(t, "mergePolicy", MergePolicy::replace,
@@ -337,7 +349,7 @@ Result<SecretTemplate> parse_template(const Obj& t) {
   ROOTSEAL_TRY_ASSIGN(out.template_from, parse_template_from(t));
   ROOTSEAL_LET(data, str_map(t, "data"));
   for (auto& [k, v] : data) {
-    if (!valid_secret_key(k)) return bad(t.at("data") + "." + k, "not a valid Secret key ([-._a-zA-Z0-9]+)");
+    if (!push && !valid_secret_key(k)) return bad(t.at("data") + "." + k, "not a valid Secret key ([-._a-zA-Z0-9]+)");
     out.data.emplace(k, std::move(v));
   }
   return out;
@@ -394,7 +406,7 @@ Result<void> parse_target(const Obj& spec, ExternalSecret& es) {
     ROOTSEAL_TRY_ASSIGN(es.target.immutable, bool_or(*target, "immutable", false));
     ROOTSEAL_LET(tmpl, opt_obj(*target, "template"));
     if (tmpl) {
-      ROOTSEAL_LET(t, parse_template(*tmpl));
+      ROOTSEAL_LET(t, parse_template(*tmpl, TemplateOf::external_secret));
       es.target.template_ = std::move(t);
     }
   }
@@ -1333,7 +1345,7 @@ Result<PushSecret> parse_push_secret(const json::value& object) {
   ROOTSEAL_LET(spec, opt_obj(root, "spec"));
   if (!spec) return bad("spec", "required");
   spec->path = "spec";
-  ROOTSEAL_TRY(unsupported(*spec, {"dataTo", "template"}));
+  ROOTSEAL_TRY(unsupported(*spec, {"dataTo"}));
   ROOTSEAL_TRY_ASSIGN(p.refresh_interval, duration_field(*spec, "refreshInterval", std::chrono::hours(1)));
   ROOTSEAL_TRY_ASSIGN(p.update_policy,
                       enum_field(*spec, "updatePolicy", UpdatePolicy::replace,
@@ -1394,6 +1406,16 @@ Result<PushSecret> parse_push_secret(const json::value& object) {
     ROOTSEAL_TRY_ASSIGN(m.remote_key, req_str(*rr, "remoteKey"));
     ROOTSEAL_TRY_ASSIGN(m.property, str_or(*rr, "property", ""));
     p.data.push_back(std::move(m));
+  }
+  ROOTSEAL_LET(tmpl, opt_obj(*spec, "template"));
+  if (tmpl) {
+    // ESO templates the source Secret; rootseal's remoteRef source has no Secret to template.
+    if (p.source_remote)
+      return bad(spec->at("template"),
+                 "not supported with selector.remoteRef (rootseal's store-to-cloud source); template a selector.secret "
+                 "source");
+    ROOTSEAL_LET(t, parse_template(*tmpl, TemplateOf::push_secret));
+    p.template_ = std::move(t);
   }
   return p;
 }

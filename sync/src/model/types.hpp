@@ -382,6 +382,10 @@ struct PushSecret {
   UpdatePolicy update_policy = UpdatePolicy::replace;
   PushDeletionPolicy deletion_policy = PushDeletionPolicy::none;
   std::chrono::nanoseconds refresh_interval = std::chrono::hours(1);
+  // spec.template (ESO's ExternalSecretTemplate): applied to the source
+  // Secret's data in memory before the push, always by engine v2 and over
+  // every source key (ESO ignores engineVersion and mergePolicy here).
+  std::optional<SecretTemplate> template_;
 };
 
 inline constexpr std::string_view kPushSecretFinalizer = "pushsecret.externalsecrets.io/finalizer";

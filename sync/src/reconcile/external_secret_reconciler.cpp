@@ -270,17 +270,24 @@ asio::awaitable<ReconcileResult> ExternalSecretReconciler::run(const std::string
 }
 
 asio::awaitable<Step<TemplateSources>> ExternalSecretReconciler::template_sources(const model::ExternalSecret& es) {
-  TemplateSources out;
   // creationPolicy None: the template is never applied, its sources never read (ESO).
-  if (!es.target.template_ || es.target.creation == model::CreationPolicy::none) co_return out;
-  for (const auto& tf : es.target.template_->template_from) {
+  if (!es.target.template_ || es.target.creation == model::CreationPolicy::none) co_return TemplateSources{};
+  const std::string ns = es.meta.namespace_;
+  auto out = co_await template_config_maps(api_, ns, *es.target.template_);
+  if (!out) {
+    co_return std::unexpected(
+        refusal(kMsgErrorUpdateSecret,
+                "could not apply template: error fetching templateFrom data: " + out.error().message, true));
+  }
+  co_return std::move(*out);
+}
+
+Task<TemplateSources> template_config_maps(KubeApi& api, std::string ns, const model::SecretTemplate& tmpl) {
+  TemplateSources out;
+  for (const auto& tf : tmpl.template_from) {
     if (!tf.config_map || out.contains(*tf.config_map)) continue;
-    auto cm = co_await api_.config_map(es.meta.namespace_, *tf.config_map);
-    if (!cm) {
-      co_return std::unexpected(
-          refusal(kMsgErrorUpdateSecret,
-                  "could not apply template: error fetching templateFrom data: " + cm.error().message, true));
-    }
+    auto cm = co_await api.config_map(ns, *tf.config_map);
+    if (!cm) co_return std::unexpected(cm.error());
     out.emplace(*tf.config_map, std::move(*cm));
   }
   co_return out;

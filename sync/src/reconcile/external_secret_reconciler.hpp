@@ -143,6 +143,11 @@ class ExternalSecretReconciler {
   std::unordered_map<std::string, std::set<std::string>> writers_;  // "ns/secret" -> ES keys
 };
 
+// The ConfigMaps a template's templateFrom names, read from namespace `ns`
+// (live GETs; an absent one as nullptr, for apply_secret_template to refuse
+// by name); the API's error otherwise.
+Task<TemplateSources> template_config_maps(KubeApi& api, std::string ns, const model::SecretTemplate& tmpl);
+
 // RFC 3339 UTC with seconds ("2026-11-27T22:56:14Z"), as Kubernetes writes times.
 std::string rfc3339(std::chrono::system_clock::time_point t);
 

@@ -470,12 +470,12 @@ Step<void> add_data(ProviderData& out, const model::ExternalSecret& es, std::siz
 
 namespace {
 
-// A template that fails, as ESO's ApplyTemplate: "could not update secret",
-// the event "could not apply template: " + `stage` (ESO's wrapping of the
-// templateFrom or the data/metadata stage) + the error.
-Refusal template_refused(std::string_view stage, Refusal why) {
-  why.condition = std::string(kMsgErrorUpdateSecret);
-  why.event = "could not apply template: " + std::string(stage) + why.event;
+// A stage of ESO's templating that fails: `stage` (ESO's wrapping of the
+// templateFrom or the data/metadata stage) before the error, in the
+// condition and the event (the caller words it for its controller).
+Refusal stage_refused(std::string_view stage, Refusal why) {
+  why.event.insert(0, stage);
+  why.condition = why.event;
   return why;
 }
 
@@ -521,16 +521,15 @@ const json::string* config_map_value(const json::value& cm, std::string_view key
   return v != nullptr && v->is_string() ? &v->as_string() : nullptr;
 }
 
-Step<void> apply_template_from(SecretContent& out, const model::ExternalSecret& es, const SecretMap& values,
-                               const TemplateSources& config_maps) {
-  if (!es.target.template_) return {};
-  const auto& from = es.target.template_->template_from;
+Step<void> apply_template_from(SecretContent& out, const model::SecretTemplate& tmpl, std::string_view at,
+                               const SecretMap& values, const TemplateSources& config_maps) {
+  const auto& from = tmpl.template_from;
   for (std::size_t i = 0; i < from.size(); ++i) {
     const auto& tf = from[i];
     SecretMap& target = tf.target == model::TemplateTarget::data          ? out.data
                         : tf.target == model::TemplateTarget::annotations ? out.annotations
                                                                           : out.labels;
-    const std::string at = "spec.target.template.templateFrom[" + std::to_string(i) + "]";
+    const std::string where = std::string(at) + ".templateFrom[" + std::to_string(i) + "]";
     if (tf.config_map) {
       const auto it = config_maps.find(*tf.config_map);
       if (it == config_maps.end() || it->second == nullptr) {
@@ -544,32 +543,53 @@ Step<void> apply_template_from(SecretContent& out, const model::ExternalSecret& 
               own_refusal("error in configmap " + *tf.config_map + ": missing key " + item.key, true));
         }
         ROOTSEAL_STEP_TRY(apply_template(target, item.key, *text, item.scope, values, tf.values_decoding,
-                                         at + ".configMap.items[" + std::to_string(j) + "] (key " + item.key + ")"));
+                                         where + ".configMap.items[" + std::to_string(j) + "] (key " + item.key + ")"));
       }
     }
     if (tf.literal) {
       ROOTSEAL_STEP_TRY(apply_template(target, *tf.literal, *tf.literal, model::TemplateScope::keys_and_values, values,
-                                       tf.values_decoding, at + ".literal"));
+                                       tf.values_decoding, where + ".literal"));
     }
   }
   return {};
 }
 
 // template.metadata labels and annotations, rendered over `values`.
-Step<void> render_metadata(SecretContent& out, const model::ExternalSecret& es, const SecretMap& values) {
-  if (!es.target.template_) return {};
-  for (const auto& [k, text] : es.target.template_->labels) {
+Step<void> render_metadata(SecretContent& out, const model::SecretTemplate& tmpl, std::string_view at,
+                           const SecretMap& values) {
+  const std::string where = std::string(at) + ".metadata.";
+  for (const auto& [k, text] : tmpl.labels) {
     ROOTSEAL_STEP_TRY(apply_template(out.labels, k, text, model::TemplateScope::values, values, DecodingStrategy::none,
-                                     "spec.target.template.metadata.labels." + k));
+                                     where + "labels." + k));
   }
-  for (const auto& [k, text] : es.target.template_->annotations) {
+  for (const auto& [k, text] : tmpl.annotations) {
     ROOTSEAL_STEP_TRY(apply_template(out.annotations, k, text, model::TemplateScope::values, values,
-                                     DecodingStrategy::none, "spec.target.template.metadata.annotations." + k));
+                                     DecodingStrategy::none, where + "annotations." + k));
   }
   return {};
 }
 
 }  // namespace
+
+Step<void> apply_secret_template(SecretContent& out, const model::SecretTemplate& tmpl, std::string_view at,
+                                 const SecretMap& values, const TemplateSources& config_maps) {
+  if (auto from = apply_template_from(out, tmpl, at, values, config_maps); !from) {
+    return std::unexpected(stage_refused("error fetching templateFrom data: ", std::move(from).error()));
+  }
+  for (const auto& [k, text] : tmpl.data) {
+    auto r = render_template(text, values);
+    if (!r) {
+      return std::unexpected(
+          stage_refused("could not execute template: ",
+                        own_refusal(std::string(at) + ".data." + k + ": " + r.error().message, false)));
+    }
+    out.data.insert_or_assign(k, std::move(*r));
+  }
+  if (auto md = render_metadata(out, tmpl, at, values); !md) {
+    return std::unexpected(stage_refused("could not execute template: ", std::move(md).error()));
+  }
+  return {};
+}
 
 Step<SecretContent> secret_content_of(const model::ExternalSecret& es, SecretMap provider_data,
                                       const TemplateSources& config_maps) {
@@ -586,20 +606,13 @@ Step<SecretContent> secret_content_of(const model::ExternalSecret& es, SecretMap
   if (tmpl->merge_policy == model::MergePolicy::merge || (tmpl->data.empty() && tmpl->template_from.empty())) {
     for (const auto& [k, v] : provider_data) out.data.insert_or_assign(k, v.clone());
   }
-  if (auto from = apply_template_from(out, es, provider_data, config_maps); !from) {
-    return std::unexpected(template_refused("error fetching templateFrom data: ", std::move(from).error()));
-  }
-  for (const auto& [k, text] : tmpl->data) {
-    auto r = render_template(text, provider_data);
-    if (!r) {
-      return std::unexpected(
-          template_refused("could not execute template: ",
-                           own_refusal("spec.target.template.data." + k + ": " + r.error().message, false)));
-    }
-    out.data.insert_or_assign(k, std::move(*r));
-  }
-  if (auto md = render_metadata(out, es, provider_data); !md) {
-    return std::unexpected(template_refused("could not execute template: ", std::move(md).error()));
+  if (auto applied = apply_secret_template(out, *tmpl, "spec.target.template", provider_data, config_maps); !applied) {
+    // ESO's ApplyTemplate failing: "could not update secret", the event
+    // "could not apply template: " before the stage's error.
+    Refusal why = std::move(applied).error();
+    why.condition = std::string(kMsgErrorUpdateSecret);
+    why.event.insert(0, "could not apply template: ");
+    return std::unexpected(std::move(why));
   }
   return out;
 }

@@ -9,7 +9,9 @@
 //                                       dataFrom's rewrite / key conversion and
 //                                       validation (rewrite.hpp), decoding
 //   secret_content_of                 → target.template rendered (templateFrom
-//                                       ConfigMaps read by the caller)
+//                                       ConfigMaps read by the caller;
+//                                       apply_secret_template, which the
+//                                       PushSecret's spec.template shares)
 //   desired_secret                    → Keep, Delete or Write (the body)
 //
 // Every step that can stop the reconcile says why in a Refusal: the Ready=False
@@ -141,13 +143,23 @@ struct SecretContent {
 // The ConfigMaps templateFrom names, by name, as read (nullptr: absent).
 using TemplateSources = std::map<std::string, std::shared_ptr<const boost::json::value>, std::less<>>;
 
+// ESO's templating.Parser, shared by the ExternalSecret and the PushSecret:
+// each templateFrom (configMap items, literals; Values or KeysAndValues;
+// into Data, Annotations or Labels), then template.data, then the
+// template.metadata labels and annotations, all rendered over `values` into
+// `out` (which holds what the caller starts from). `at` names the template
+// in errors ("spec.target.template", "spec.template"). A refusal carries
+// ESO's wrapping of the stage ("error fetching templateFrom data: ",
+// "could not execute template: ") and the error in condition and event.
+Step<void> apply_secret_template(SecretContent& out, const model::SecretTemplate& tmpl, std::string_view at,
+                                 const SecretMap& values, const TemplateSources& config_maps);
+
 // ESO's ApplyTemplate: the provider data (without a template, or with
-// mergePolicy Merge, or when no data template exists), then each
-// templateFrom (configMap items, literals; Values or KeysAndValues; into
-// Data, Annotations or Labels), then template.data, then the
-// template.metadata labels and annotations, all rendered over the provider
-// data. With creationPolicy None nothing is rendered (ESO's mutation never
-// runs): the provider data as it is.
+// mergePolicy Merge, or when no data template exists), then
+// apply_secret_template over the provider data; a failure is "could not
+// update secret", the event "could not apply template: " + the error. With
+// creationPolicy None nothing is rendered (ESO's mutation never runs): the
+// provider data as it is.
 Step<SecretContent> secret_content_of(const model::ExternalSecret& es, SecretMap provider_data,
                                       const TemplateSources& config_maps);
 

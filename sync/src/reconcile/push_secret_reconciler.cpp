@@ -298,6 +298,14 @@ asio::awaitable<kms::Result<std::vector<kms::SecureBytes>>> PushSecretReconciler
   if (!secret || !*secret) co_return kms::fail(Errc::not_found, "could not get source secret");
   auto data = secret_data(**secret);
   if (!data) co_return std::unexpected(data.error());
+  if (ps.template_) {  // ESO's applyTemplate, in memory: the Secret itself is never changed
+    auto sources = co_await template_config_maps(api_, ns, *ps.template_);
+    if (!sources) {
+      co_return kms::fail(sources.error().code, "error fetching templateFrom data: " + sources.error().message);
+    }
+    data = templated_source(ps, std::move(*data), *sources);
+    if (!data) co_return std::unexpected(data.error());
+  }
   co_return values_to_push(ps, *data, nullptr);
 }
 
@@ -467,6 +475,16 @@ kms::Result<kms::SecureBytes> remote_source_value(const model::PushSecret& ps, k
                      "could not read the source remote key \"" + src.ref.key + "\": " + whole.error().message);
   }
   return whole;
+}
+
+kms::Result<SecretMap> templated_source(const model::PushSecret& ps, SecretMap source,
+                                        const TemplateSources& config_maps) {
+  if (!ps.template_) return source;
+  SecretContent out;
+  for (const auto& [k, v] : source) out.data.insert_or_assign(k, v.clone());
+  auto applied = apply_secret_template(out, *ps.template_, "spec.template", source, config_maps);
+  if (!applied) return kms::fail(Errc::invalid_argument, std::move(applied).error().event);
+  return std::move(out.data);
 }
 
 kms::Result<std::vector<kms::SecureBytes>> values_to_push(const model::PushSecret& ps, const SecretMap& source,

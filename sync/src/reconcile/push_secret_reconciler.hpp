@@ -3,6 +3,8 @@
 // `selector.remoteRef`, from a remote key of a SecretStore — pushed to the
 // stores of spec.secretStoreRefs through their PushProvider.
 //
+//  - spec.template (ESO's applyTemplate, engine v2): the source Secret's data
+//    templated in memory before anything is selected (templated_source);
 //  - updatePolicy Replace (write when the value differs; the provider compares,
 //    so an unchanged value makes no remote write) or IfNotExists;
 //  - deletionPolicy Delete: the finalizer pushsecret.externalsecrets.io/finalizer
@@ -89,6 +91,17 @@ class PushSecretReconciler {
 // remote key ...".
 kms::Result<kms::SecureBytes> remote_source_value(const model::PushSecret& ps, kms::Result<kms::SecureBytes> whole,
                                                   ValueFormat format);
+// spec.template applied as ESO's PushSecret controller applies it
+// (applyTemplate, engine v2): templateFrom, then template.data, then the
+// metadata templates, all rendered over the source Secret's data; every
+// source key stays (whatever mergePolicy says) and the rendered keys are
+// added or replace theirs. The labels, annotations and type a template sets
+// are rendered (their errors count) but pushed nowhere: no push provider
+// reads them. No template: the source as it is. Errors are ESO's wrapping,
+// "error fetching templateFrom data: ..." or "could not execute template:
+// ...", and never contain a value.
+kms::Result<SecretMap> templated_source(const model::PushSecret& ps, SecretMap source,
+                                        const TemplateSources& config_maps);
 // The value each spec.data entry pushes, in order: from the source Secret's
 // data (secretKey; empty: the whole Secret as a JSON object of strings) or,
 // when `remote` is set, the property secretKey of the remote value (the

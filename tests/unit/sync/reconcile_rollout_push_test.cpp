@@ -588,3 +588,73 @@ TEST_CASE("EngineProviders: an aws store on auth.secretRef uses sync.aws_endpoin
   CHECK(hs.endpoint == "http://127.0.0.1:7");
   CHECK(as_text(hs.access_key_id) == "AKIDHOST");
 }
+
+namespace {
+
+json::value push_object(std::string_view tmpl) {
+  return json::parse(
+      R"({"apiVersion":"external-secrets.io/v1alpha1","kind":"PushSecret","metadata":{"name":"p","namespace":"ns"},
+    "spec":{"refreshInterval":"1m","secretStoreRefs":[{"name":"aws"}],"selector":{"secret":{"name":"src"}},
+    "data":[{"match":{"secretKey":"v","remoteRef":{"remoteKey":"app/v"}}},{"match":{"secretKey":"dsn","remoteRef":{"remoteKey":"app/dsn"}}}],
+    "template":)" +
+      std::string(tmpl) + "}}");
+}
+
+json::value config_map(std::string_view ns, std::string_view dsn) {
+  return json::parse(R"({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"tpl","namespace":")" +
+                     std::string(ns) + R"("},"data":{"dsn":")" + std::string(dsn) + R"("}})");
+}
+
+}  // namespace
+
+// spec.template (push_template_test.cpp has the pure step): the reconciler's part.
+TEST_CASE("PushSecret template: the reconciler pushes the templated values and reports a template failure") {
+  FakeKube k;
+  PushProviders p;
+  k.put(k.stores, aws_store());
+  k.put(k.secrets, json::parse(R"({"apiVersion":"v1","kind":"Secret","metadata":{"name":"src","namespace":"ns"},
+    "data":{"v":"czNjcjN0LXZhbHVl"}})"));  // "s3cr3t-value"
+  const std::string tmpl =
+      R"({"data":{"v":"{{ .v | upper }}"},"templateFrom":[{"configMap":{"name":"tpl","items":[{"key":"dsn"}]}}]})";
+  k.put(k.push_secrets, push_object(tmpl));
+  PushSecretReconciler r(k, p, [] { return std::chrono::system_clock::now(); });
+
+  // The ConfigMap is missing: ESO's wrapping of the API's NotFound, nothing pushed, retried.
+  CHECK(run_sync(r.reconcile("ns", "p")).kind == ReconcileResult::Kind::retry);
+  CHECK(ps_condition(k, "reason") == "Errored");
+  CHECK(ps_condition(k, "message") == "error fetching templateFrom data: configmaps \"tpl\" not found");
+  REQUIRE(k.count_events("Errored") == 1);
+  CHECK(k.events.back().warning);
+  CHECK(k.events.back().message == ps_condition(k, "message"));
+  CHECK(p.push->writes == 0);
+
+  // A ConfigMap of another namespace is never read; the PushSecret's own is.
+  k.put(k.config_maps, config_map("other", "wrong"));
+  CHECK(run_sync(r.reconcile("ns", "p")).kind == ReconcileResult::Kind::retry);
+  CHECK(p.push->writes == 0);
+  k.put(k.config_maps, config_map("ns", "pg://app:{{ .v }}@db"));
+  CHECK(run_sync(r.reconcile("ns", "p")).kind == ReconcileResult::Kind::requeue_after);
+  CHECK(p.push->remote["app/v"] == "S3CR3T-VALUE");
+  CHECK(p.push->remote["app/dsn"] == "pg://app:s3cr3t-value@db");
+  CHECK(ps_condition(k, "reason") == "Synced");
+  CHECK(ps_condition(k, "message") == "PushSecret synced successfully");
+  {
+    std::lock_guard l(k.mu);  // the source Secret is templated in memory only
+    CHECK(k.secrets["ns/src"].at("data") == json::parse(R"({"v":"czNjcjN0LXZhbHVl"})"));
+  }
+
+  // A template that fails on the value: Ready=False Errored and a Warning event with the error, no value in
+  // either, nothing pushed; rootseal reports it where ESO's controller only returns the error (docs/push.md).
+  k.put(k.push_secrets, push_object(R"({"data":{"v":"{{ .v | b64dec }}"}})"));
+  const int writes = p.push->writes;
+  CHECK(run_sync(r.reconcile("ns", "p")).kind == ReconcileResult::Kind::retry);
+  CHECK(ps_condition(k, "status") == "False");
+  CHECK(ps_condition(k, "reason") == "Errored");
+  CHECK(ps_condition(k, "message").starts_with("could not execute template: spec.template.data.v: template: line 1: "));
+  CHECK(ps_condition(k, "message").find("s3cr3t") == std::string::npos);
+  CHECK(k.events.back().warning);
+  CHECK(k.events.back().reason == "Errored");
+  CHECK(k.events.back().message == ps_condition(k, "message"));
+  CHECK(p.push->writes == writes);
+  CHECK(p.push->remote["app/v"] == "S3CR3T-VALUE");
+}
