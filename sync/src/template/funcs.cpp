@@ -18,6 +18,7 @@
 #include "ast.hpp"
 #include "date_funcs.hpp"
 #include "eso_funcs.hpp"
+#include "yaml_funcs.hpp"
 #include "rootseal/kms/encoding.hpp"
 
 namespace rootseal::sync::tmpl {
@@ -1403,6 +1404,8 @@ const std::unordered_map<std::string_view, Fn>& table() {
     m["toRawJson"] = {"a", json_fn("", false)};
     m["fromJson"] = {"s", [](Args& a) { return from_json(a[0].str()); }};
     m["mustFromJson"] = {"s", [](Args& a) { return from_json(a[0].str()); }};
+    // ESO's YAML (runtime/template/v2/yaml.go), in yaml_funcs.cpp.
+    m["toYaml"] = {"a", [](Args& a) { return yaml::to_yaml(a[0]); }};
 
     // ESO's own helpers (runtime/template/v2: pem.go, pkcs12.go, jwk.go,
     // decrypt.go), in eso_funcs.cpp.
