@@ -1426,6 +1426,11 @@ const std::unordered_map<std::string_view, Fn>& table() {
     m["fullPemToPkcs12Pass"] = {
         "sss",
         [](Args& a) { return eso::pem_to_pkcs12("fullPemToPkcs12Pass", a[0].str(), a[1].str(), a[2].str(), true); }};
+    m["pemTruststoreToPKCS12"] = {
+        "s", [](Args& a) { return eso::pem_truststore_to_pkcs12("pemTruststoreToPKCS12", a[0].str(), ""); }};
+    m["pemTruststoreToPKCS12Pass"] = {
+        "ss",
+        [](Args& a) { return eso::pem_truststore_to_pkcs12("pemTruststoreToPKCS12Pass", a[0].str(), a[1].str()); }};
     m["jwkPublicKeyPem"] = {"s", [](Args& a) { return eso::jwk_pem("jwkPublicKeyPem", a[0].str(), false); }};
     m["jwkPrivateKeyPem"] = {"s", [](Args& a) { return eso::jwk_pem("jwkPrivateKeyPem", a[0].str(), true); }};
     // Sprig's date functions (date_funcs.cpp).
