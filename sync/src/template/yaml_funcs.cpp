@@ -176,7 +176,9 @@ bool rune_in(char32_t r, const RE2& re) {
     buf[n++] = static_cast<char>(0x80 | ((r >> 6) & 0x3f));
   }
   buf[n++] = static_cast<char>(0x80 | (r & 0x3f));
-  return RE2::FullMatch(std::string_view(buf, n), re);
+  const bool in = RE2::FullMatch(std::string_view(buf, n), re);
+  kms::secure_zero(buf, sizeof buf);  // a character of a key
+  return in;
 }
 // Go's unicode.IsLetter and unicode.IsDigit.
 bool is_letter(char32_t r) {
@@ -192,6 +194,7 @@ bool is_digit(char32_t r) {
 
 std::vector<char32_t> runes(std::string_view s) {
   std::vector<char32_t> r;
+  r.reserve(s.size());  // no reallocation leaves a copy of the key behind
   for (std::size_t i = 0; i < s.size();) {
     const auto [cp, n] = decode_utf8(s, i);
     r.push_back(n == 0 ? U'\uFFFD' : cp);
