@@ -178,9 +178,19 @@ Resolved resolve_plain(std::string_view in, bool key) {
   }
   const char h = in.front();
   if (h == '.') {
-    std::string_view rest = in.substr(1);
-    if (yaml_style_float(in) && rest.find('.') == std::string_view::npos) {
-      if (auto f = go_parse_float(in)) return other_float(*f);
+    // strconv.ParseFloat: an underscore only between two digits.
+    SecureBuffer digits(in.size());
+    for (std::size_t i = 0; i < in.size(); ++i) {
+      if (in[i] != '_') {
+        digits.push_back(in[i]);
+      } else if (i == 0 || i + 1 == in.size() || in[i - 1] < '0' || in[i - 1] > '9' || in[i + 1] < '0' ||
+                 in[i + 1] > '9') {
+        return {Kind::string, {}};
+      }
+    }
+    const std::string_view d = digits.view();
+    if (yaml_style_float(d) && d.substr(1).find('.') == std::string_view::npos) {
+      if (auto f = go_parse_float(d)) return other_float(*f);
     }
     return {Kind::string, {}};
   }
@@ -487,5 +497,7 @@ kms::Result<SecretMap> parse_yaml_string_map(std::string_view text) {
   }
   return out;
 }
+
+bool yaml_plain_is_string(std::string_view text) { return resolve_plain(text, false).kind == Kind::string; }
 
 }  // namespace rootseal::sync

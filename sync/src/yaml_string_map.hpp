@@ -25,4 +25,9 @@ namespace rootseal::sync {
 // too), or "unsupported YAML at line <n>: <what>". No value is quoted.
 kms::Result<SecretMap> parse_yaml_string_map(std::string_view text);
 
+// Whether go-yaml v2's resolve() leaves this plain scalar a string (not null,
+// a bool, an int or a float). Timestamps, `<<` and base 60 floats are not
+// judged here (they resolve to strings in map[string]string).
+bool yaml_plain_is_string(std::string_view text);
+
 }  // namespace rootseal::sync

@@ -6,8 +6,8 @@
 // Cases: every file of the folder (the fuzz corpus, format in
 // template_cases.hpp) and a fixed-seed generated set built from the
 // supported constructs and functions, refused constructs and near-misses,
-// over data of printable ASCII, and generated date templates (Go layouts,
-// zones, toDate, durations). Both sides take the same fixed instant for the
+// over data of printable ASCII, generated date templates (Go layouts,
+// zones, toDate, durations) and generated toYaml values (add_yaml_cases). Both sides take the same fixed instant for the
 // present of Sprig's date functions (kNowSec below; the reference's
 // clock.go). Each case is rendered by both; the rules:
 //   1. both render: the outputs are identical (bcrypt hashes, whose salt is
@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <iostream>
 #include <random>
@@ -373,7 +374,189 @@ std::string bcrypt_shape(const std::string& s) {
 
 std::string cut(const std::string& s) {
   const std::string j = json::serialize(json::value(s));
-  return j.size() > 300 ? j.substr(0, 300) + "... (" + std::to_string(s.size()) + " bytes)" : j;
+  return j.size() > (std::getenv("TEMPLATE_DIFF_FULL") != nullptr ? 100000 : 300)
+             ? j.substr(0, 300) + "... (" + std::to_string(s.size()) + " bytes)"
+             : j;
+}
+
+// ESO's toYaml (sigs.k8s.io/yaml over go-yaml v2's emitter): values and keys
+// put together from pieces that need a style of their own (text that would
+// read as another type, indicators, leading and trailing spaces, line
+// breaks, Unicode, escapes, long lines that fold), in nested dicts and
+// lists, numbers as encoding/json writes them. A generator of its own, so
+// that the other generated sets stay as they were.
+void add_yaml_cases(std::vector<Case>& cases, int count, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  const auto any = [&](const std::vector<std::string>& v) -> const std::string& {
+    return v[std::uniform_int_distribution<std::size_t>(0, v.size() - 1)(rng)];
+  };
+  const auto upto = [&](int n) { return std::uniform_int_distribution<int>(0, n)(rng); };
+  static const std::vector<std::string> pieces = {
+      "yes",
+      "No",
+      "on",
+      "OFF",
+      "y",
+      "null",
+      "~",
+      "",
+      "1e3",
+      "0x1F",
+      "017",
+      "08",
+      "1_000",
+      "+12",
+      "-0",
+      ".5",
+      ".inf",
+      "-.INF",
+      ".nan",
+      "1:20",
+      "1:2:3.5",
+      "190:20:30",
+      "2006-01-02",
+      "2001-12-14t21:59:43.10-05:00",
+      "2002-12-14 21:59:43",
+      "2024-02-30",
+      "2024-2-9",
+      "2001-12-14T21:59:43Z",
+      "<<",
+      "-",
+      "- x",
+      "a: b",
+      "a:b",
+      "#c",
+      "a #c",
+      "x#",
+      "'q'",
+      "\"d\"",
+      "it's",
+      " lead",
+      "trail ",
+      "\ttab",
+      "a\nb",
+      "a\n",
+      "\n",
+      "a\n\n",
+      "\n\n",
+      "x\r\ny",
+      " \n",
+      "\n ",
+      "é",
+      "日本語",
+      "\u00a0",
+      "\u2028",
+      "\u0085",
+      "\ufeff",
+      "\x01",
+      "\x7f",
+      "\x1b",
+      "\\",
+      "---",
+      "...",
+      "? x",
+      "?x",
+      "@a",
+      "`b",
+      "%p",
+      "!t",
+      "&a",
+      "*a",
+      "[",
+      "]",
+      "{x}",
+      "|",
+      ">",
+      "true",
+      "True",
+      "FALSE",
+      "a,b",
+      ":",
+      "::",
+      "word",
+      "two words",
+      "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore",
+      "a-very-long-token-without-any-space-in-it-that-goes-on-and-on-past-the-eighty-column-limit-of-go-yaml",
+      "x  y",
+      "end.",
+      "   ",
+      "\t"};
+  static const std::vector<std::string> key_pieces = {
+      "a",    "b",  "B",  "Z",   "a1",  "a10",  "a2",   "a01",
+      "a001", "x0", "00", "0",   "1",   "10",   "2",    "é",
+      "_x",   "-",  "",   "yes", "x y", "a\nb", "aé",   "é1",
+      "a.b",  "日", "٣",  "k:",  "#k",  " k",   "null", std::string(130, 'k')};
+  static const std::vector<std::string> numbers = {"0",
+                                                   "-0",
+                                                   "1.5",
+                                                   "1e21",
+                                                   "1e20",
+                                                   "1e-7",
+                                                   "0.000001",
+                                                   "3.0",
+                                                   "0.1",
+                                                   "100",
+                                                   "-2.5e-300",
+                                                   "123456789012345678",
+                                                   "18446744073709551615",
+                                                   "18446744073709551616",
+                                                   "1e300",
+                                                   "9007199254740993"};
+  for (int i = 0; i < count; ++i) {
+    Case c{"generated-yaml-" + std::to_string(i), {}, {}};
+    for (int k = 0; k < 8; ++k) {
+      std::string v;
+      for (int n = upto(3); n >= 0; --n) v += any(pieces);
+      c.data.emplace("v" + std::to_string(k), kms::SecureBytes::copy_of(std::string_view(v)));
+      // One piece: go-yaml's key order is no order for keys such as "10",
+      // "1é1", "2" (10 < 1é1 < 2 < 10), and Go's map order then decides.
+      const std::string& key = any(key_pieces);
+      c.data.emplace("k" + std::to_string(k), kms::SecureBytes::copy_of(std::string_view(key)));
+    }
+    std::string nums = "[";
+    for (std::size_t k = 0; k < numbers.size(); ++k) nums += (k != 0 ? "," : "") + numbers[k];
+    c.data.emplace("nums", kms::SecureBytes::copy_of(std::string_view(nums + "]")));
+    // An expression: a data value, a number, a literal, or a dict / list of them.
+    std::function<std::string(int)> expr = [&](int depth) -> std::string {
+      const int kind = depth > 3 ? upto(4) : upto(8);
+      switch (kind) {
+        case 0:
+        case 1:
+        case 2:
+          return ".v" + std::to_string(upto(7));
+        case 3:
+          return "(index (.nums | fromJson) " + std::to_string(upto(static_cast<int>(numbers.size()) - 1)) + ")";
+        case 4:
+          return any({"true", "nil", "42", "-7", "\"lit\"", "(list)", "(dict)", "\"\""});
+        case 5:
+        case 6: {
+          std::string d = "(dict";
+          for (int n = upto(4); n >= 0; --n) d += " .k" + std::to_string(upto(7)) + " " + expr(depth + 1);
+          return d + ")";
+        }
+        default: {
+          std::string l = "(list";
+          for (int n = upto(3); n >= 0; --n) l += " " + expr(depth + 1);
+          return l + ")";
+        }
+      }
+    };
+    switch (upto(5)) {
+      case 0:
+        c.text = "{{ toYaml " + expr(4) + " }}";
+        break;
+      case 1:
+        c.text = "{{ . | toYaml }}";
+        break;
+      case 2:
+        c.text = "v:\n  {{- toYaml " + expr(0) + " | nindent 2 }}";
+        break;
+      default:
+        c.text = "{{ toYaml " + expr(0) + " }}";
+        break;
+    }
+    cases.push_back(std::move(c));
+  }
 }
 
 }  // namespace
@@ -576,6 +759,9 @@ int main(int argc, char** argv) {
     }
     cases.push_back(Case{"generated-date-" + std::to_string(i), std::move(text), {}});
   }
+
+  add_yaml_cases(cases, generated,
+                 seed_env != nullptr ? static_cast<std::uint32_t>(std::strtoul(seed_env, nullptr, 10)) + 1 : 20261207u);
 
   // The requests, one JSON line each, through the reference in one run.
   std::vector<std::string> requests;

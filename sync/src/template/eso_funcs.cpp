@@ -25,6 +25,7 @@
 #include <optional>
 #include <vector>
 
+#include "../go_json.hpp"
 #include "rootseal/kms/encoding.hpp"
 
 namespace rootseal::sync::tmpl::eso {
@@ -636,6 +637,209 @@ Result<PkeyPtr> jwk_okp(std::string_view fn, const Map& jwk, bool priv) {
   return k;
 }
 
+// The password as OpenSSL takes it: NUL-terminated, in locked memory.
+kms::SecureBytes nul_terminated(std::string_view pass) {
+  kms::SecureBytes z(pass.size() + 1);
+  if (!pass.empty()) std::memcpy(z.data(), pass.data(), pass.size());
+  z.data()[pass.size()] = 0;
+  return z;
+}
+
+// The PFX of the safes with go-pkcs12 Modern's MAC (SHA-256, 2048
+// iterations, a 16-byte salt), DER in base64.
+Result<Value> seal_pkcs12(std::string_view fn, STACK_OF(PKCS7) * safes, std::string_view pass, const char* pwz) {
+  P12Ptr p12(PKCS12_add_safes_ex(safes, 0, nullptr, nullptr));
+  if (!p12) return fail(fn, "pkcs12: the certificates cannot be encoded");
+  if (PKCS12_set_mac(p12.get(), pwz, static_cast<int>(pass.size()), nullptr, 16, 2048, EVP_sha256()) != 1)
+    return fail(fn, "pkcs12: cannot compute the MAC");
+  const int len = i2d_PKCS12(p12.get(), nullptr);
+  if (len <= 0) return fail(fn, "pkcs12: cannot encode");
+  kms::SecureBytes der(static_cast<std::size_t>(len));
+  unsigned char* q = der.data();
+  i2d_PKCS12(p12.get(), &q);
+  return string_value(kms::base64_encode_secure(der.span()));
+}
+
+// ---- Go's pkix.Name.String (go-pkcs12 names trust store entries with it) ----
+
+bool valid_utf8(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const auto [cp, n] = decode_utf8(s, i);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
+// The value Go's x509 parser gives a name attribute: the text of a string
+// type (a BMPString decoded from UTF-16), nullopt for other types.
+std::optional<kms::SecureBytes> go_atv_string(const ASN1_STRING* d) {
+  const std::span<const std::uint8_t> b(ASN1_STRING_get0_data(d), static_cast<std::size_t>(ASN1_STRING_length(d)));
+  switch (ASN1_STRING_type(d)) {
+    case V_ASN1_UTF8STRING:
+    case V_ASN1_PRINTABLESTRING:
+    case V_ASN1_IA5STRING:
+    case V_ASN1_T61STRING:
+    case V_ASN1_NUMERICSTRING:
+      return kms::SecureBytes::copy_of(b);
+    case V_ASN1_BMPSTRING: {
+      if (b.size() % 2 != 0) return std::nullopt;
+      SecureBuffer out(b.size() * 2);
+      for (std::size_t i = 0; i < b.size(); i += 2) {
+        auto r = static_cast<char32_t>(b[i] << 8 | b[i + 1]);
+        if (r >= 0xd800 && r < 0xdc00 && i + 3 < b.size()) {
+          const auto lo = static_cast<char32_t>(b[i + 2] << 8 | b[i + 3]);
+          if (lo >= 0xdc00 && lo < 0xe000) {
+            r = 0x10000 + ((r - 0xd800) << 10) + (lo - 0xdc00);
+            i += 2;
+          } else {
+            r = 0xfffd;
+          }
+        } else if (r >= 0xd800 && r < 0xe000) {
+          r = 0xfffd;
+        }
+        gojson::append_utf8(out, r);
+      }
+      return out.take();
+    }
+    default:
+      return std::nullopt;
+  }
+}
+
+// Go's asn1.Marshal of a string: a PrintableString when every character is
+// one, else a UTF8String (nullopt: not valid UTF-8, Go's Marshal fails).
+std::optional<kms::SecureBytes> go_marshal_string(std::string_view v) {
+  const auto printable = [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return (u < 0x80 && std::isalnum(u) != 0) || std::string_view(" '()+,-./:=?").find(c) != std::string_view::npos;
+  };
+  const bool ps = std::all_of(v.begin(), v.end(), printable);
+  if (!ps && !valid_utf8(v)) return std::nullopt;
+  SecureBuffer out(v.size() + 10);
+  out.push_back(static_cast<char>(ps ? 0x13 : 0x0c));
+  if (v.size() < 0x80) {
+    out.push_back(static_cast<char>(v.size()));
+  } else {
+    unsigned char len[8];
+    int n = 0;
+    for (std::size_t l = v.size(); l != 0; l >>= 8) len[n++] = static_cast<unsigned char>(l & 0xff);
+    out.push_back(static_cast<char>(0x80 | n));
+    while (n > 0) out.push_back(static_cast<char>(len[--n]));
+  }
+  out.append(v);
+  return out.take();
+}
+
+// One attribute as RDNSequence.String writes it: TYPE=value, the value
+// escaped as Go does (, + " \ < > ; anywhere, a space first or last, #
+// first; a byte that is not UTF-8 becomes U+FFFD, as Go's range gives it).
+void append_atv(SecureBuffer& out, std::string_view type, std::string_view v) {
+  out.append(type);
+  out.push_back('=');
+  for (std::size_t k = 0; k < v.size();) {
+    const auto [cp, n] = decode_utf8(v, k);
+    const char c = v[k];
+    bool esc = n == 1 && std::string_view(",+\"\\<>;").find(c) != std::string_view::npos;
+    if (c == ' ') esc = k == 0 || k == v.size() - 1;
+    if (c == '#') esc = k == 0;
+    if (esc) out.push_back('\\');
+    out.append(n == 0 ? std::string_view("\xef\xbf\xbd") : v.substr(k, n));
+    k += n == 0 ? 1 : n;
+  }
+}
+
+struct Atv {
+  std::string type;  // "CN", or a dotted OID (its value then written as #hex)
+  kms::SecureBytes value;
+  bool hex = false;
+};
+
+void append_rdns(SecureBuffer& out, const std::vector<std::vector<Atv>>& rdns) {
+  for (std::size_t i = 0; i < rdns.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    const auto& rdn = rdns[rdns.size() - 1 - i];
+    for (std::size_t j = 0; j < rdn.size(); ++j) {
+      if (j > 0) out.push_back('+');
+      if (!rdn[j].hex) {
+        append_atv(out, rdn[j].type, view(rdn[j].value));
+        continue;
+      }
+      out.append(rdn[j].type);
+      out.append("=#");
+      const std::size_t at = out.size();
+      out.append(std::string(rdn[j].value.size() * 2, '0'));
+      kms::hex_encode_into(rdn[j].value.span(), const_cast<char*>(out.view().data()) + at);
+    }
+  }
+}
+
+// pkix.Name.String() of a certificate's subject: the attributes of types
+// other than C, ST, L, STREET, POSTALCODE, O, OU, CN, SERIALNUMBER first
+// (each "OID=#" and the hex of its value as Go's asn1.Marshal writes it),
+// then those in that order (the values of one type as one multi-valued RDN;
+// of CN and SERIALNUMBER the last value), the whole reversed.
+Result<kms::SecureBytes> go_name_string(std::string_view fn, const X509_NAME* name) {
+  static constexpr std::pair<int, const char*> kStandard[] = {{NID_countryName, "C"},
+                                                              {NID_stateOrProvinceName, "ST"},
+                                                              {NID_localityName, "L"},
+                                                              {NID_streetAddress, "STREET"},
+                                                              {NID_postalCode, "POSTALCODE"},
+                                                              {NID_organizationName, "O"},
+                                                              {NID_organizationalUnitName, "OU"},
+                                                              {NID_commonName, "CN"},
+                                                              {NID_serialNumber, "SERIALNUMBER"}};
+  std::vector<std::vector<Atv>> rdns;
+  std::vector<std::vector<kms::SecureBytes>> fields(std::size(kStandard));
+  for (int i = 0; i < X509_NAME_entry_count(name); ++i) {
+    const X509_NAME_ENTRY* e = X509_NAME_get_entry(name, i);
+    const ASN1_OBJECT* obj = X509_NAME_ENTRY_get_object(e);
+    const int nid = OBJ_obj2nid(obj);
+    auto value = go_atv_string(X509_NAME_ENTRY_get_data(e));
+    const auto* std_it =
+        std::find_if(std::begin(kStandard), std::end(kStandard), [&](const auto& s) { return s.first == nid; });
+    if (std_it != std::end(kStandard)) {
+      if (value) fields[static_cast<std::size_t>(std_it - std::begin(kStandard))].push_back(std::move(*value));
+      continue;
+    }
+    if (!value) return fail(fn, "pkcs12: a certificate subject attribute that is not a string is not supported");
+    char oid[128];
+    if (OBJ_obj2txt(oid, sizeof oid, obj, 1) <= 0) return fail(fn, "x509: malformed subject");
+    auto der = go_marshal_string(view(*value));
+    std::vector<Atv> one;
+    one.push_back(der ? Atv{oid, std::move(*der), true} : Atv{oid, std::move(*value), false});
+    rdns.push_back(std::move(one));
+  }
+  for (std::size_t f = 0; f < fields.size(); ++f) {
+    auto& vals = fields[f];
+    const bool single = kStandard[f].first == NID_commonName || kStandard[f].first == NID_serialNumber;
+    std::vector<Atv> rdn;
+    if (single && !vals.empty() && !vals.back().empty()) {
+      rdn.push_back(Atv{kStandard[f].second, std::move(vals.back()), false});
+    } else if (!single) {
+      for (auto& v : vals) rdn.push_back(Atv{kStandard[f].second, std::move(v), false});
+    }
+    if (!rdn.empty()) rdns.push_back(std::move(rdn));
+  }
+  SecureBuffer out(64);
+  append_rdns(out, rdns);
+  return out.take();
+}
+
+// go-pkcs12's bmpString: UTF-16 big-endian, refused past U+FFFF.
+Result<kms::SecureBytes> bmp_string(std::string_view fn, std::string_view s) {
+  SecureBuffer out(s.size() * 2);
+  for (std::size_t i = 0; i < s.size();) {
+    auto [cp, n] = decode_utf8(s, i);
+    if (n == 0) cp = 0xfffd, n = 1;
+    if (cp > 0xffff) return fail(fn, "pkcs12: string contains characters that cannot be encoded in UCS-2");
+    out.push_back(static_cast<char>(cp >> 8));
+    out.push_back(static_cast<char>(cp & 0xff));
+    i += n;
+  }
+  return out.take();
+}
+
 }  // namespace
 
 Result<Value> filter_pem(std::string_view type, std::string_view input) {
@@ -795,15 +999,9 @@ Result<Value> pem_to_pkcs12(std::string_view fn, std::string_view cert, std::str
   PkeyPtr k = parse_private_key(kb->bytes.span());
   if (!k) return fail(fn, "unable to parse private key type");
   if (pass.find('\0') != std::string_view::npos) return fail(fn, "a password with a NUL character is not supported");
-  const char* pw = pass.empty() ? "" : pass.data();
   // go-pkcs12's Modern: PBES2 (AES-256-CBC, PBKDF2-HMAC-SHA256) for the key
   // and the certificates, 2048 iterations, a SHA-256 MAC with a 16-byte salt.
-  const kms::SecureBytes pw_z = [&] {
-    kms::SecureBytes z(pass.size() + 1);
-    std::memcpy(z.data(), pw, pass.size());
-    z.data()[pass.size()] = 0;
-    return z;
-  }();
+  const kms::SecureBytes pw_z = nul_terminated(pass);
   const char* pwz = reinterpret_cast<const char*>(pw_z.data());
   // As go-pkcs12 lays the file out: the certificates (the first with a
   // localKeyId, the SHA-1 of its DER) in an encrypted safe, the shrouded key
@@ -833,16 +1031,49 @@ Result<Value> pem_to_pkcs12(std::string_view fn, std::string_view cert, std::str
   safes.reset(sf);
   if (cert_safe != 1 || PKCS12_add_safe_ex(&sf, key_bags.get(), -1, 0, nullptr, nullptr, nullptr) != 1)
     return encode_failed();
-  P12Ptr p12(PKCS12_add_safes_ex(safes.get(), 0, nullptr, nullptr));
-  if (!p12) return encode_failed();
-  if (PKCS12_set_mac(p12.get(), pwz, static_cast<int>(pass.size()), nullptr, 16, 2048, EVP_sha256()) != 1)
-    return fail(fn, "pkcs12: cannot compute the MAC");
-  const int len = i2d_PKCS12(p12.get(), nullptr);
-  if (len <= 0) return fail(fn, "pkcs12: cannot encode");
-  kms::SecureBytes der(static_cast<std::size_t>(len));
-  unsigned char* q = der.data();
-  i2d_PKCS12(p12.get(), &q);
-  return string_value(kms::base64_encode_secure(der.span()));
+  return seal_pkcs12(fn, safes.get(), pass, pwz);
+}
+
+Result<Value> pem_truststore_to_pkcs12(std::string_view fn, std::string_view certs, std::string_view pass) {
+  // ESO's parseCaCerts: PEM blocks until nothing is left (text after the
+  // last block that is no block: Go dereferences the missing block).
+  constexpr std::string_view kNoBlock = "runtime error: invalid memory address or nil pointer dereference";
+  if (pass.find('\0') != std::string_view::npos) return fail(fn, "a password with a NUL character is not supported");
+  std::vector<Cert> cas;
+  for (std::string_view rest = certs; !rest.empty();) {
+    auto [b, r] = pem_decode(rest);
+    if (!b) return fail(fn, kNoBlock);
+    rest = r;
+    ROOTSEAL_LET(c, parse_cert(fn, b->bytes.span()));
+    cas.push_back(std::move(c));
+  }
+  // go-pkcs12's Modern.EncodeTrustStore: one safe, encrypted as the
+  // certificates of pemToPkcs12, of certificate bags each with the Java
+  // trusted key usage attribute (2.16.840.1.113894.746875.1.1 = {
+  // anyExtendedKeyUsage }) and the subject as its friendlyName.
+  const kms::SecureBytes pw_z = nul_terminated(pass);
+  const char* pwz = reinterpret_cast<const char*>(pw_z.data());
+  const auto encode_failed = [&] { return fail(fn, "pkcs12: the certificates cannot be encoded"); };
+  std::unique_ptr<STACK_OF(PKCS12_SAFEBAG), BagsFree> bags(sk_PKCS12_SAFEBAG_new_null());
+  std::unique_ptr<ASN1_OBJECT, Deleter<ASN1_OBJECT_free>> any_eku(OBJ_txt2obj("2.5.29.37.0", 1));
+  if (!bags || !any_eku) return encode_failed();
+  for (const auto& c : cas) {
+    STACK_OF(PKCS12_SAFEBAG)* cb = bags.get();
+    PKCS12_SAFEBAG* bag = PKCS12_add_cert(&cb, c.x.get());
+    if (bag == nullptr) return encode_failed();
+    ROOTSEAL_LET(subject, go_name_string(fn, X509_get_subject_name(c.x.get())));
+    ROOTSEAL_LET(bmp, bmp_string(fn, view(subject)));
+    if (PKCS12_add1_attr_by_txt(bag, "2.16.840.1.113894.746875.1.1", V_ASN1_OBJECT,
+                                reinterpret_cast<const unsigned char*>(any_eku.get()), -1) != 1 ||
+        PKCS12_add1_attr_by_NID(bag, NID_friendlyName, V_ASN1_BMPSTRING, bmp.data(), static_cast<int>(bmp.size())) != 1)
+      return encode_failed();
+  }
+  std::unique_ptr<STACK_OF(PKCS7), SafesFree> safes;
+  STACK_OF(PKCS7)* sf = nullptr;
+  const int added = PKCS12_add_safe_ex(&sf, bags.get(), NID_aes_256_cbc, 2048, pwz, nullptr, nullptr);
+  safes.reset(sf);
+  if (added != 1) return encode_failed();
+  return seal_pkcs12(fn, safes.get(), pass, pwz);
 }
 
 Result<Value> jwk_pem(std::string_view fn, std::string_view jwk, bool private_key) {

@@ -28,6 +28,9 @@ kms::Result<Value> pkcs12_cert(std::string_view fn, std::string_view pass, std::
 // PEM certificate (full: and the CA certificates after it) and a PEM key.
 kms::Result<Value> pem_to_pkcs12(std::string_view fn, std::string_view cert, std::string_view key,
                                  std::string_view pass, bool full);
+// pemTruststoreToPKCS12[Pass]: a PKCS#12 trust store (base64) of the PEM
+// certificates, each marked for Java as trusted for any extended key usage.
+kms::Result<Value> pem_truststore_to_pkcs12(std::string_view fn, std::string_view certs, std::string_view pass);
 // jwkPublicKeyPem / jwkPrivateKeyPem: a JWK (RSA, EC P-256/384/521,
 // Ed25519) as a PKIX public key or a PKCS#8 private key in PEM.
 kms::Result<Value> jwk_pem(std::string_view fn, std::string_view jwk, bool private_key);

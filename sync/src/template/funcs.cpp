@@ -18,6 +18,7 @@
 #include "ast.hpp"
 #include "date_funcs.hpp"
 #include "eso_funcs.hpp"
+#include "yaml_funcs.hpp"
 #include "rootseal/kms/encoding.hpp"
 
 namespace rootseal::sync::tmpl {
@@ -1403,6 +1404,8 @@ const std::unordered_map<std::string_view, Fn>& table() {
     m["toRawJson"] = {"a", json_fn("", false)};
     m["fromJson"] = {"s", [](Args& a) { return from_json(a[0].str()); }};
     m["mustFromJson"] = {"s", [](Args& a) { return from_json(a[0].str()); }};
+    // ESO's YAML (runtime/template/v2/yaml.go), in yaml_funcs.cpp.
+    m["toYaml"] = {"a", [](Args& a) { return yaml::to_yaml(a[0]); }};
 
     // ESO's own helpers (runtime/template/v2: pem.go, pkcs12.go, jwk.go,
     // decrypt.go), in eso_funcs.cpp.
@@ -1423,6 +1426,11 @@ const std::unordered_map<std::string_view, Fn>& table() {
     m["fullPemToPkcs12Pass"] = {
         "sss",
         [](Args& a) { return eso::pem_to_pkcs12("fullPemToPkcs12Pass", a[0].str(), a[1].str(), a[2].str(), true); }};
+    m["pemTruststoreToPKCS12"] = {
+        "s", [](Args& a) { return eso::pem_truststore_to_pkcs12("pemTruststoreToPKCS12", a[0].str(), ""); }};
+    m["pemTruststoreToPKCS12Pass"] = {
+        "ss",
+        [](Args& a) { return eso::pem_truststore_to_pkcs12("pemTruststoreToPKCS12Pass", a[0].str(), a[1].str()); }};
     m["jwkPublicKeyPem"] = {"s", [](Args& a) { return eso::jwk_pem("jwkPublicKeyPem", a[0].str(), false); }};
     m["jwkPrivateKeyPem"] = {"s", [](Args& a) { return eso::jwk_pem("jwkPrivateKeyPem", a[0].str(), true); }};
     // Sprig's date functions (date_funcs.cpp).

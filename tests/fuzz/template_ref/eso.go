@@ -31,6 +31,8 @@ func esoFuncs() template.FuncMap {
 		"filterCertChain": filterCertChain,
 		"certSANs":        certSANs,
 		"rsaDecrypt":      rsaDecrypt,
+		"toYaml":          toYAML,
+		"fromYaml":        fromYAML,
 	}
 }
 

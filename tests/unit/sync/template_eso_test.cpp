@@ -46,6 +46,8 @@ openssl pkcs12 -export -in leaf.crt -inkey leaf.key -certfile cas.crt -passout p
   -keypbe PBE-SHA1-3DES -certpbe PBE-SHA1-3DES -macalg sha1 -out legacy.pfx
 openssl pkcs12 -export -in leaf.crt -inkey leaf.key -passout pass:x -iter 1000001 -out slow.pfx
 openssl pkcs12 -export -in leaf.crt -inkey leaf.key -passout pass: -nomac -keypbe NONE -certpbe NONE -out plain.pfx
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout named.key -out named.crt -days 30 \
+  -subj '/C=DE/O=Acme, Inc./OU=a/OU=b/CN=#ca <1> /emailAddress=x@y.z'
 openssl pkey -in leaf.key -out leaf.pkcs8
 openssl pkey -in leaf.key -pubout -out leaf.pub
 openssl pkey -in int.key -out int.pkcs8
@@ -133,7 +135,7 @@ SecretMap data() {
   SecretMap m;
   for (const char* f :
        {"root.crt", "int.crt", "leaf.crt", "leaf.key", "int.key", "pass.pfx", "nopass.pfx", "legacy.pfx", "slow.pfx",
-        "plain.pfx", "leaf.pkcs8", "int.pkcs8", "ct-sha1", "ct-sha256", "ct-sha512", "ed.key"}) {
+        "plain.pfx", "named.crt", "leaf.pkcs8", "int.pkcs8", "ct-sha1", "ct-sha256", "ct-sha512", "ed.key"}) {
     std::string k(f);
     std::replace(k.begin(), k.end(), '.', '_');
     std::replace(k.begin(), k.end(), '-', '_');
@@ -243,6 +245,42 @@ TEST_CASE("pemToPkcs12 writes files the openssl CLI reads back") {
         p.read("leaf.crt") + p.read("int.crt") + p.read("root.crt"));
   CHECK(error("{{ pemToPkcs12 .ct_sha1 .leaf_key }}").find("pemToPkcs12") != std::string::npos);
   CHECK(error("{{ pemToPkcs12 .leaf_crt .root_crt }}").find("unable to parse private key type") != std::string::npos);
+}
+
+TEST_CASE("pemTruststoreToPKCS12 writes a Java trust store the openssl CLI reads back") {
+  const Pki& p = pki();
+  const std::string b64 = render("{{ pemTruststoreToPKCS12Pass (print .root_crt .int_crt .named_crt) \"pw7\" }}");
+  const auto info = p.info(b64, "pw7");
+  INFO(info.out);
+  REQUIRE(info.status == 0);
+  CHECK(info.out.find("MAC: sha256, Iteration 2048") != std::string::npos);
+  CHECK(info.out.find("PBES2, PBKDF2, AES-256-CBC, Iteration 2048, PRF hmacWithSHA256") != std::string::npos);
+  // Each certificate with the Java trusted key usage attribute and its
+  // subject as Go's pkix.Name.String() writes it (checked against Go 1.19's
+  // crypto/x509: the e-mail address, a type Go does not name, last as the
+  // hex of a UTF8String; OU values as one RDN; RFC 2253 escapes).
+  CHECK(info.out.find("friendlyName: CN=root-ca") != std::string::npos);
+  CHECK(info.out.find("friendlyName: CN=int-ca") != std::string::npos);
+  CHECK(info.out.find(
+            "friendlyName: CN=\\#ca \\<1\\>\\ ,OU=a+OU=b,O=Acme\\, Inc.,C=DE,1.2.840.113549.1.9.1=#0c057840792e7a") !=
+        std::string::npos);
+  std::size_t java = 0;
+  for (std::size_t at = 0; (at = info.out.find("2.16.840.1.113894.746875.1.1: ", at)) != std::string::npos; ++at)
+    ++java;
+  CHECK(java == 3);
+  CHECK(info.out.find("Key Attributes") == std::string::npos);
+  CHECK(p.info(b64, "other").status != 0);
+  // ESO's pkcs12cert (go-pkcs12's DecodeChain) wants a key: a trust store has none.
+  CHECK(error("{{ pemTruststoreToPKCS12 .root_crt | b64dec | pkcs12cert }}").find("private key missing") !=
+        std::string::npos);
+  const auto none = p.info(render("{{ pemTruststoreToPKCS12 \"\" }}"), "");
+  INFO(none.out);
+  CHECK(none.status == 0);
+  // As in ESO: text after the last block that is no block fails (Go
+  // dereferences the missing block), and so does a block that is no certificate.
+  CHECK(error("{{ pemTruststoreToPKCS12 (print .root_crt \"\\n\") }}").find("nil pointer dereference") !=
+        std::string::npos);
+  CHECK(error("{{ pemTruststoreToPKCS12 .leaf_key }}").find("pemTruststoreToPKCS12") != std::string::npos);
 }
 
 TEST_CASE("jwkPublicKeyPem and jwkPrivateKeyPem give openssl's PKIX and PKCS8 PEMs") {

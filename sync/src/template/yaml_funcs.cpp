@@ -1,0 +1,804 @@
+// ESO's toYaml (yaml_funcs.hpp). sigs.k8s.io/yaml's Marshal writes the value
+// as encoding/json does, reads that JSON with go-yaml v2 (numbers become
+// int, uint64 or float64; strings stay strings) and writes it with go-yaml
+// v2's encoder and emitter (emitterc.go, itself libyaml's). This file states
+// that emitter for the nodes JSON can produce: block mappings with keys in
+// go-yaml's order (sorter.go), block sequences (not indented under a key),
+// `{}` / `[]` for empty ones, and scalars in the style the encoder asks for
+// (a string with a newline literal, one that would resolve to another type
+// double-quoted) and the emitter settles (analyze_scalar, select_scalar_style),
+// lines folded past column 80 as go-yaml's writers fold them.
+#include "yaml_funcs.hpp"
+
+#include <re2/re2.h>
+
+#include <algorithm>
+#include <charconv>
+#include <deque>
+#include <cstdint>
+#include <vector>
+
+#include "../go_json.hpp"
+#include "../yaml_string_map.hpp"
+
+namespace rootseal::sync::tmpl::yaml {
+
+using kms::Result;
+
+namespace {
+
+// --- go-yaml's character classes (yamlprivateh.go); past the end reads NUL --
+
+std::uint8_t at(std::string_view s, std::size_t i) { return i < s.size() ? static_cast<std::uint8_t>(s[i]) : 0; }
+
+std::size_t width(std::uint8_t b) {
+  if ((b & 0x80) == 0) return 1;
+  if ((b & 0xe0) == 0xc0) return 2;
+  if ((b & 0xf0) == 0xe0) return 3;
+  if ((b & 0xf8) == 0xf0) return 4;
+  return 1;  // not reached for valid UTF-8 (go-yaml would panic)
+}
+bool is_space(std::string_view s, std::size_t i) { return at(s, i) == ' '; }
+bool is_blank(std::string_view s, std::size_t i) { return at(s, i) == ' ' || at(s, i) == '\t'; }
+bool is_break(std::string_view s, std::size_t i) {
+  const auto b = at(s, i);
+  return b == '\r' || b == '\n' || (b == 0xc2 && at(s, i + 1) == 0x85) ||
+         (b == 0xe2 && at(s, i + 1) == 0x80 && (at(s, i + 2) == 0xa8 || at(s, i + 2) == 0xa9));
+}
+bool is_blankz(std::string_view s, std::size_t i) { return is_blank(s, i) || is_break(s, i) || at(s, i) == 0; }
+bool is_printable(std::string_view s, std::size_t i) {
+  const auto b = at(s, i);
+  const auto b1 = at(s, i + 1);
+  const auto b2 = at(s, i + 2);
+  return b == 0x0a || (b >= 0x20 && b <= 0x7e) || (b == 0xc2 && b1 >= 0xa0) || (b > 0xc2 && b < 0xed) ||
+         (b == 0xed && b1 < 0xa0) || b == 0xee ||
+         (b == 0xef && !(b1 == 0xbb && b2 == 0xbf) && !(b1 == 0xbf && (b2 == 0xbe || b2 == 0xbf)));
+}
+// go-yaml's is_bom looks at the start of the value whatever the position.
+bool is_bom(std::string_view s) { return at(s, 0) == 0xef && at(s, 1) == 0xbb && at(s, 2) == 0xbf; }
+
+// --- what the encoder asks for a string (encode.go stringv) ------------------
+
+bool digit(char c) { return c >= '0' && c <= '9'; }
+
+// go-yaml's isBase60Float: ^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$
+bool base60_float(std::string_view s) {
+  std::size_t i = 0;
+  if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+  if (i >= s.size() || !digit(s[i])) return false;
+  while (i < s.size() && (digit(s[i]) || s[i] == '_')) ++i;
+  bool group = false;
+  while (i < s.size() && s[i] == ':') {
+    ++i;
+    // [0-5]?[0-9]: one digit, or two with the first 0-5.
+    if (i + 1 < s.size() && s[i] >= '0' && s[i] <= '5' && digit(s[i + 1])) {
+      i += 2;
+    } else if (i < s.size() && digit(s[i])) {
+      ++i;
+    } else {
+      return false;
+    }
+    group = true;
+  }
+  if (!group) return false;
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    while (i < s.size() && (digit(s[i]) || s[i] == '_')) ++i;
+  }
+  return i == s.size();
+}
+
+// Go's getnum: one digit, or two.
+bool getnum(std::string_view& s, int& v) {
+  if (s.empty() || !digit(s[0])) return false;
+  if (s.size() < 2 || !digit(s[1])) {
+    v = s[0] - '0';
+    s.remove_prefix(1);
+    return true;
+  }
+  v = (s[0] - '0') * 10 + (s[1] - '0');
+  s.remove_prefix(2);
+  return true;
+}
+bool fraction(std::string_view& s) {  // Go's fractional second: [.,] and digits
+  if (s.size() >= 2 && (s[0] == '.' || s[0] == ',') && digit(s[1])) {
+    std::size_t n = 1;
+    while (n < s.size() && digit(s[n])) ++n;
+    s.remove_prefix(n);
+  }
+  return true;
+}
+bool skip_space(std::string_view& s) {  // a space of a Go layout takes one or more
+  if (s.empty() || s[0] != ' ') return false;
+  while (!s.empty() && s[0] == ' ') s.remove_prefix(1);
+  return true;
+}
+int days_in(int month, int year) {
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+  return month == 2 && leap ? 29 : kDays[month - 1];
+}
+
+// go-yaml's parseTimestamp: time.Parse with "2006-1-2T15:4:5.999999999Z07:00",
+// the same with 't', "2006-1-2 15:4:5.999999999" and "2006-1-2".
+bool timestamp(std::string_view s) {
+  if (s.size() < 5 || !std::all_of(s.begin(), s.begin() + 4, digit) || s[4] != '-') return false;
+  const int year = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
+  s.remove_prefix(5);
+  int month = 0;
+  int day = 0;
+  if (!getnum(s, month) || s.empty() || s[0] != '-') return false;
+  s.remove_prefix(1);
+  if (!getnum(s, day) || month < 1 || month > 12 || day < 1 || day > days_in(month, year)) return false;
+  if (s.empty()) return true;
+  const char sep = s[0];
+  if (sep == 'T' || sep == 't') {
+    s.remove_prefix(1);
+  } else if (!skip_space(s)) {
+    return false;
+  }
+  int h = 0;
+  int m = 0;
+  int sec = 0;
+  if (!getnum(s, h) || h > 23 || s.empty() || s[0] != ':') return false;
+  s.remove_prefix(1);
+  if (!getnum(s, m) || m > 59 || s.empty() || s[0] != ':') return false;
+  s.remove_prefix(1);
+  if (!getnum(s, sec) || sec > 59) return false;
+  fraction(s);
+  if (sep == ' ') return s.empty();
+  if (s == "Z") return true;
+  if (s.size() != 6 || (s[0] != '+' && s[0] != '-') || s[3] != ':') return false;
+  if (!digit(s[1]) || !digit(s[2]) || !digit(s[4]) || !digit(s[5])) return false;
+  return (s[1] - '0') * 10 + (s[2] - '0') <= 24 && (s[4] - '0') * 10 + (s[5] - '0') <= 60;
+}
+
+// resolve("", s) gives !!str and s is no base 60 float: it can be plain.
+bool can_use_plain(std::string_view s) {
+  if (!yaml_plain_is_string(s) || base60_float(s)) return false;
+  return !timestamp(s);
+}
+
+// --- go-yaml's key order (sorter.go keyList.Less for two strings) ------------
+
+// Whether the rune (UTF-8 encoded) matches a one-rune RE2 class.
+bool rune_in(char32_t r, const RE2& re) {
+  char buf[4];
+  std::size_t n = 0;
+  if (r < 0x800) {
+    buf[n++] = static_cast<char>(0xc0 | (r >> 6));
+  } else if (r < 0x10000) {
+    buf[n++] = static_cast<char>(0xe0 | (r >> 12));
+    buf[n++] = static_cast<char>(0x80 | ((r >> 6) & 0x3f));
+  } else {
+    buf[n++] = static_cast<char>(0xf0 | (r >> 18));
+    buf[n++] = static_cast<char>(0x80 | ((r >> 12) & 0x3f));
+    buf[n++] = static_cast<char>(0x80 | ((r >> 6) & 0x3f));
+  }
+  buf[n++] = static_cast<char>(0x80 | (r & 0x3f));
+  const bool in = RE2::FullMatch(std::string_view(buf, n), re);
+  kms::secure_zero(buf, sizeof buf);  // a character of a key
+  return in;
+}
+// Go's unicode.IsLetter and unicode.IsDigit.
+bool is_letter(char32_t r) {
+  if (r < 0x80) return (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z');
+  static const RE2 letter("\\pL");
+  return rune_in(r, letter);
+}
+bool is_digit(char32_t r) {
+  if (r < 0x80) return r >= '0' && r <= '9';
+  static const RE2 nd("\\p{Nd}");
+  return rune_in(r, nd);
+}
+
+std::vector<char32_t> runes(std::string_view s) {
+  std::vector<char32_t> r;
+  r.reserve(s.size());  // no reallocation leaves a copy of the key behind
+  for (std::size_t i = 0; i < s.size();) {
+    const auto [cp, n] = decode_utf8(s, i);
+    r.push_back(n == 0 ? U'\uFFFD' : cp);
+    i += n == 0 ? 1 : n;
+  }
+  return r;
+}
+
+bool key_less(const std::vector<char32_t>& a, const std::vector<char32_t>& b) {
+  for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    if (a[i] == b[i]) continue;
+    const bool al = is_letter(a[i]);
+    const bool bl = is_letter(b[i]);
+    if (al && bl) return a[i] < b[i];
+    if (al || bl) return bl;
+    std::uint64_t an = 0;  // Go's int64 arithmetic, wrapping
+    std::uint64_t bn = 0;
+    if (a[i] == '0' || b[i] == '0') {
+      for (std::size_t j = i; j-- > 0 && is_digit(a[j]);) {
+        if (a[j] != '0') {
+          an = bn = 1;
+          break;
+        }
+      }
+    }
+    std::size_t ai = i;
+    std::size_t bi = i;
+    for (; ai < a.size() && is_digit(a[ai]); ++ai) an = an * 10 + static_cast<std::uint64_t>(a[ai]) - '0';
+    for (; bi < b.size() && is_digit(b[bi]); ++bi) bn = bn * 10 + static_cast<std::uint64_t>(b[bi]) - '0';
+    if (an != bn) return static_cast<std::int64_t>(an) < static_cast<std::int64_t>(bn);
+    if (ai != bi) return ai < bi;
+    return a[i] < b[i];
+  }
+  return a.size() < b.size();
+}
+
+// --- what go-yaml's reader and scanner make of the JSON text -----------------
+
+// yaml_parser_update_buffer refuses characters outside YAML's printable set
+// ("control characters are not allowed"). encoding/json escapes the C0
+// controls but writes DEL, the C1 controls and U+FFFE / U+FFFF as they are.
+bool reader_refuses(std::string_view json) {
+  for (std::size_t i = 0; i < json.size();) {
+    const auto [cp, n] = decode_utf8(json, i);
+    if (n == 0) return true;
+    i += n;
+    if (cp == 0x7f || (cp >= 0x80 && cp <= 0x9f && cp != 0x85) || cp == 0xfffe || cp == 0xffff) return true;
+  }
+  return false;
+}
+
+// A JSON string is a double-quoted YAML scalar: the raw line break NEL
+// (U+0085, which encoding/json does not escape) folds as go-yaml's scanner
+// folds line breaks there (yaml_parser_scan_flow_scalar): the spaces before
+// it go, the blanks after it go, one break becomes a space, more become
+// that many newlines less one. "---" or "..." and a blank right after a
+// break is a document indicator: an error (false). Other characters of the
+// string came escaped or are not blanks.
+bool fold_nel(std::string_view s, SecureBuffer& out) {
+  const auto nel = [&](std::size_t i) { return at(s, i) == 0xc2 && at(s, i + 1) == 0x85; };
+  SecureBuffer whitespaces;
+  for (std::size_t i = 0; i < s.size();) {
+    while (i < s.size() && s[i] != ' ' && !nel(i)) out.push_back(s[i++]);
+    bool leading_blanks = false;
+    std::size_t breaks = 0;
+    whitespaces.clear();
+    while (i < s.size() && (s[i] == ' ' || nel(i))) {
+      if (s[i] == ' ') {
+        if (!leading_blanks) whitespaces.push_back(' ');
+        ++i;
+        continue;
+      }
+      i += 2;
+      if (i + 3 < s.size() && (s.substr(i, 3) == "---" || s.substr(i, 3) == "...") && (s[i + 3] == ' ' || nel(i + 3)))
+        return false;
+      leading_blanks = true;
+      ++breaks;
+    }
+    if (!leading_blanks) {
+      out.append(whitespaces.view());
+    } else if (breaks == 1) {
+      out.push_back(' ');
+    } else {
+      for (std::size_t k = 1; k < breaks; ++k) out.push_back('\n');
+    }
+  }
+  return true;
+}
+
+// --- the emitter (emitterc.go), for one document of JSON's nodes -------------
+
+enum class Style : std::uint8_t { plain, single, dbl, literal };
+
+struct Analysis {
+  bool multiline = false;
+  bool flow_plain = false;
+  bool block_plain = true;
+  bool single_quoted = true;
+  bool block = false;
+};
+
+// yaml_emitter_analyze_scalar (unicode output on, as go-yaml's encoder sets it).
+Analysis analyze(std::string_view v) {
+  Analysis a;
+  if (v.empty()) return a;
+  bool block_ind = false;
+  bool flow_ind = false;
+  bool line_breaks = false;
+  bool special = false;
+  bool leading_space = false;
+  bool leading_break = false;
+  bool trailing_space = false;
+  bool trailing_break = false;
+  bool break_space = false;
+  bool space_break = false;
+  bool previous_space = false;
+  bool previous_break = false;
+  if (v.starts_with("---") || v.starts_with("...")) block_ind = flow_ind = true;
+  bool preceded_by_ws = true;
+  for (std::size_t i = 0, w = 0; i < v.size(); i += w) {
+    w = width(at(v, i));
+    const bool followed_by_ws = i + w >= v.size() || is_blank(v, i + w);
+    const char c = v[i];
+    if (i == 0) {
+      switch (c) {
+        case '#':
+        case ',':
+        case '[':
+        case ']':
+        case '{':
+        case '}':
+        case '&':
+        case '*':
+        case '!':
+        case '|':
+        case '>':
+        case '\'':
+        case '"':
+        case '%':
+        case '@':
+        case '`':
+          flow_ind = block_ind = true;
+          break;
+        case '?':
+        case ':':
+          flow_ind = true;
+          if (followed_by_ws) block_ind = true;
+          break;
+        case '-':
+          if (followed_by_ws) flow_ind = block_ind = true;
+          break;
+        default:
+          break;
+      }
+    } else {
+      switch (c) {
+        case ',':
+        case '?':
+        case '[':
+        case ']':
+        case '{':
+        case '}':
+          flow_ind = true;
+          break;
+        case ':':
+          flow_ind = true;
+          if (followed_by_ws) block_ind = true;
+          break;
+        case '#':
+          if (preceded_by_ws) flow_ind = block_ind = true;
+          break;
+        default:
+          break;
+      }
+    }
+    if (!is_printable(v, i)) special = true;
+    if (is_space(v, i)) {
+      if (i == 0) leading_space = true;
+      if (i + w == v.size()) trailing_space = true;
+      if (previous_break) break_space = true;
+      previous_space = true;
+      previous_break = false;
+    } else if (is_break(v, i)) {
+      line_breaks = true;
+      if (i == 0) leading_break = true;
+      if (i + w == v.size()) trailing_break = true;
+      if (previous_space) space_break = true;
+      previous_space = false;
+      previous_break = true;
+    } else {
+      previous_space = previous_break = false;
+    }
+    preceded_by_ws = is_blankz(v, i);
+  }
+  a.multiline = line_breaks;
+  a.flow_plain = a.block_plain = a.single_quoted = a.block = true;
+  if (leading_space || leading_break || trailing_space || trailing_break) a.flow_plain = a.block_plain = false;
+  if (trailing_space) a.block = false;
+  if (break_space) a.flow_plain = a.block_plain = a.single_quoted = false;
+  if (space_break || special) a.flow_plain = a.block_plain = a.single_quoted = a.block = false;
+  if (line_breaks) a.flow_plain = a.block_plain = false;
+  if (flow_ind) a.flow_plain = false;
+  if (block_ind) a.block_plain = false;
+  return a;
+}
+
+class Emitter {
+ public:
+  Emitter(const gojson::Document& doc, SecureBuffer& out) : doc_(doc), out_(out) {}
+
+  // Whether go-yaml could not read the JSON back (sigs.k8s.io/yaml fails).
+  [[nodiscard]] bool unreadable() const noexcept { return unreadable_; }
+
+  Result<void> document() {
+    ROOTSEAL_TRY(node(gojson::Document::root(), false, false, 0));
+    write_indent();  // the document's end (implicit): the last line ends
+    return {};
+  }
+
+ private:
+  static constexpr int kBestWidth = 80;
+  static constexpr int kBestIndent = 2;
+
+  const gojson::Document& doc_;
+  SecureBuffer& out_;
+  int indent_ = -1;
+  std::vector<int> indents_;
+  int column_ = 0;
+  bool whitespace_ = true;
+  bool indention_ = true;
+  bool mapping_ = false;
+  bool simple_key_ = false;
+  bool unreadable_ = false;
+  std::deque<SecureBuffer> folded_;
+
+  // A string of the document as go-yaml reads it back (fold_nel).
+  std::string_view text(gojson::Document::Id id) {
+    const std::string_view s = doc_.string(id);
+    if (s.find("\xc2\x85") == std::string_view::npos) return s;
+    auto& out = folded_.emplace_back(s.size());
+    if (!fold_nel(s, out)) unreadable_ = true;
+    return out.view();
+  }
+
+  void put(char c) {
+    out_.push_back(c);
+    ++column_;
+  }
+  void put_break() {
+    out_.push_back('\n');
+    column_ = 0;
+  }
+  void write(std::string_view s, std::size_t& i) {
+    const std::size_t w = std::min(width(at(s, i)), s.size() - i);
+    out_.append(s.substr(i, w));
+    ++column_;
+    i += w;
+  }
+  void write_break(std::string_view s, std::size_t& i) {
+    if (s[i] == '\n') {
+      put_break();
+      ++i;
+    } else {
+      write(s, i);
+      column_ = 0;
+    }
+  }
+  void write_indent() {
+    const int indent = std::max(indent_, 0);
+    if (!indention_ || column_ > indent || (column_ == indent && !whitespace_)) put_break();
+    while (column_ < indent) put(' ');
+    whitespace_ = indention_ = true;
+  }
+  void write_indicator(std::string_view ind, bool need_ws, bool is_ws, bool is_indention) {
+    if (need_ws && !whitespace_) put(' ');
+    for (std::size_t i = 0; i < ind.size();) write(ind, i);
+    whitespace_ = is_ws;
+    indention_ = indention_ && is_indention;
+  }
+  void increase_indent(bool flow, bool indentless) {
+    indents_.push_back(indent_);
+    if (indent_ < 0) {
+      indent_ = flow ? kBestIndent : 0;
+    } else if (!indentless) {
+      indent_ += kBestIndent;
+    }
+  }
+  void pop_indent() {
+    indent_ = indents_.back();
+    indents_.pop_back();
+  }
+
+  Result<void> node(gojson::Document::Id id, bool map, bool simple_key, int depth) {
+    if (depth > kMaxDepth) return kms::fail(kms::Errc::invalid_argument, "template: value nested too deep");
+    if (out_.size() > kMaxBytes)
+      return kms::fail(kms::Errc::invalid_argument, "template: a value would exceed 8 MiB: refused");
+    mapping_ = map, simple_key_ = simple_key;
+    switch (doc_.kind(id)) {
+      case gojson::Kind::null:
+        scalar("null", Style::plain);
+        break;
+      case gojson::Kind::boolean:
+        scalar(doc_.raw(id), Style::plain);
+        break;
+      case gojson::Kind::number:
+        number(doc_.raw(id));
+        break;
+      case gojson::Kind::string:
+        string(text(id));
+        break;
+      case gojson::Kind::array:
+        if (doc_.elements(id).empty()) {
+          empty("[", "]");
+          break;
+        }
+        increase_indent(false, mapping_ && !indention_);
+        for (const auto e : doc_.elements(id)) {
+          write_indent();
+          write_indicator("-", true, false, true);
+          ROOTSEAL_TRY(node(e, false, false, depth + 1));
+        }
+        pop_indent();
+        break;
+      case gojson::Kind::object:
+        if (doc_.members(id).empty()) {
+          empty("{", "}");
+          break;
+        }
+        ROOTSEAL_TRY(mapping(id, depth));
+        break;
+    }
+    return {};
+  }
+
+  void empty(std::string_view open, std::string_view close) {
+    write_indicator(open, true, true, false);
+    write_indicator(close, false, false, false);
+  }
+
+  Result<void> mapping(gojson::Document::Id id, int depth) {
+    struct Key {
+      std::vector<char32_t> runes;
+      gojson::Document::Member member;
+    };
+    std::vector<Key> keys;
+    for (const auto& m : doc_.members(id)) keys.push_back({runes(text(m.key)), m});
+    std::sort(keys.begin(), keys.end(), [](const Key& a, const Key& b) { return key_less(a.runes, b.runes); });
+    for (auto& k : keys) std::fill(k.runes.begin(), k.runes.end(), U'\0');  // key text: wiped
+    increase_indent(false, false);
+    for (const auto& k : keys) {
+      write_indent();
+      const std::string_view key = text(k.member.key);
+      const bool simple = !analyze(key).multiline && key.size() <= 128;  // yaml_emitter_check_simple_key
+      if (simple) {
+        ROOTSEAL_TRY(node(k.member.key, true, true, depth + 1));
+        write_indicator(":", false, false, false);
+      } else {
+        write_indicator("?", true, false, true);
+        ROOTSEAL_TRY(node(k.member.key, true, false, depth + 1));
+        write_indent();
+        write_indicator(":", true, false, true);
+      }
+      ROOTSEAL_TRY(node(k.member.value, true, false, depth + 1));
+    }
+    pop_indent();
+    return {};
+  }
+
+  // go-yaml's reading of a JSON number (resolve: int, then uint64, then
+  // float64) and its writing (FormatInt / FormatUint / FormatFloat 'g').
+  void number(std::string_view raw) {
+    if (raw.find_first_of(".eE") == std::string_view::npos) {
+      std::int64_t i = 0;
+      std::uint64_t u = 0;
+      const char* end = raw.data() + raw.size();
+      const auto fits = [&](auto r) { return r.ptr == end && r.ec == std::errc{}; };
+      if (fits(std::from_chars(raw.data(), end, i)) || fits(std::from_chars(raw.data(), end, u))) {
+        scalar(raw == "-0" ? std::string_view("0") : raw, Style::plain);
+        return;
+      }
+    }
+    double f = 0;
+    std::from_chars(raw.data(), raw.data() + raw.size(), f);
+    SecureBuffer text(32);
+    gojson::append_format_float(text, f, 'g', 64);
+    scalar(text.view(), Style::plain);
+  }
+
+  void string(std::string_view s) {
+    if (s.find('\n') != std::string_view::npos) {
+      scalar(s, Style::literal);
+    } else {
+      scalar(s, can_use_plain(s) ? Style::plain : Style::dbl);
+    }
+  }
+
+  // yaml_emitter_emit_scalar: select_scalar_style, then process_scalar.
+  void scalar(std::string_view v, Style style) {
+    const Analysis a = analyze(v);
+    if (simple_key_ && a.multiline) style = Style::dbl;
+    if (style == Style::plain) {
+      if (!a.block_plain || (v.empty() && simple_key_)) style = Style::single;
+    }
+    if (style == Style::single && !a.single_quoted) style = Style::dbl;
+    if (style == Style::literal && (!a.block || simple_key_)) style = Style::dbl;
+    increase_indent(true, false);
+    const bool allow_breaks = !simple_key_;
+    switch (style) {
+      case Style::plain:
+        write_plain_or_single(v, allow_breaks, false);
+        break;
+      case Style::single:
+        write_plain_or_single(v, allow_breaks, true);
+        break;
+      case Style::dbl:
+        write_double(v, allow_breaks);
+        break;
+      case Style::literal:
+        write_literal(v);
+        break;
+    }
+    pop_indent();
+  }
+
+  // yaml_emitter_write_plain_scalar, and (quoted) _write_single_quoted_scalar.
+  void write_plain_or_single(std::string_view v, bool allow_breaks, bool quoted) {
+    if (quoted) {
+      write_indicator("'", true, false, false);
+    } else if (!whitespace_) {
+      put(' ');
+    }
+    bool spaces = false;
+    bool breaks = false;
+    for (std::size_t i = 0; i < v.size();) {
+      if (is_space(v, i)) {
+        const bool inside = !quoted || (i > 0 && i < v.size() - 1);
+        if (allow_breaks && !spaces && column_ > kBestWidth && inside && !is_space(v, i + 1)) {
+          write_indent();
+          i += 1;
+        } else {
+          write(v, i);
+        }
+        spaces = true;
+      } else if (is_break(v, i)) {
+        if (!breaks && v[i] == '\n') put_break();
+        write_break(v, i);
+        indention_ = true;
+        breaks = true;
+      } else {
+        if (breaks) write_indent();
+        if (quoted && v[i] == '\'') put('\'');
+        write(v, i);
+        indention_ = false;
+        spaces = breaks = false;
+      }
+    }
+    if (quoted) write_indicator("'", false, false, false);
+    whitespace_ = indention_ = false;
+  }
+
+  void escape(std::string_view v, std::size_t& i) {
+    const auto [decoded, n] = decode_utf8(v, i);
+    const char32_t cp = n == 0 ? static_cast<std::uint8_t>(v[i]) : decoded;
+    i += n == 0 ? 1 : n;
+    put('\\');
+    switch (cp) {
+      case 0x00:
+        put('0');
+        return;
+      case 0x07:
+        put('a');
+        return;
+      case 0x08:
+        put('b');
+        return;
+      case 0x09:
+        put('t');
+        return;
+      case 0x0a:
+        put('n');
+        return;
+      case 0x0b:
+        put('v');
+        return;
+      case 0x0c:
+        put('f');
+        return;
+      case 0x0d:
+        put('r');
+        return;
+      case 0x1b:
+        put('e');
+        return;
+      case 0x22:
+        put('"');
+        return;
+      case 0x5c:
+        put('\\');
+        return;
+      case 0x85:
+        put('N');
+        return;
+      case 0xa0:
+        put('_');
+        return;
+      case 0x2028:
+        put('L');
+        return;
+      case 0x2029:
+        put('P');
+        return;
+      default:
+        break;
+    }
+    int digits = 8;
+    if (cp <= 0xff) {
+      put('x'), digits = 2;
+    } else if (cp <= 0xffff) {
+      put('u'), digits = 4;
+    } else {
+      put('U');
+    }
+    for (int k = (digits - 1) * 4; k >= 0; k -= 4) put("0123456789ABCDEF"[(cp >> k) & 0x0f]);
+  }
+
+  void write_double(std::string_view v, bool allow_breaks) {
+    bool spaces = false;
+    write_indicator("\"", true, false, false);
+    for (std::size_t i = 0; i < v.size();) {
+      if (!is_printable(v, i) || is_bom(v) || is_break(v, i) || v[i] == '"' || v[i] == '\\') {
+        escape(v, i);
+        spaces = false;
+      } else if (is_space(v, i)) {
+        if (allow_breaks && !spaces && column_ > kBestWidth && i > 0 && i < v.size() - 1) {
+          write_indent();
+          if (is_space(v, i + 1)) put('\\');
+          i += 1;
+        } else {
+          write(v, i);
+        }
+        spaces = true;
+      } else {
+        write(v, i);
+        spaces = false;
+      }
+    }
+    write_indicator("\"", false, false, false);
+    whitespace_ = indention_ = false;
+  }
+
+  void write_literal(std::string_view v) {
+    write_indicator("|", true, false, false);
+    // yaml_emitter_write_block_scalar_hints
+    if (is_space(v, 0) || is_break(v, 0)) write_indicator("2", false, false, false);
+    std::size_t i = v.size() - 1;
+    while ((at(v, i) & 0xc0) == 0x80) --i;
+    if (!is_break(v, i)) {
+      write_indicator("-", false, false, false);
+    } else if (i == 0) {
+      write_indicator("+", false, false, false);
+    } else {
+      --i;
+      while ((at(v, i) & 0xc0) == 0x80) --i;
+      if (is_break(v, i)) write_indicator("+", false, false, false);
+    }
+    put_break();
+    indention_ = whitespace_ = true;
+    bool breaks = true;
+    for (std::size_t k = 0; k < v.size();) {
+      if (is_break(v, k)) {
+        write_break(v, k);
+        indention_ = true;
+        breaks = true;
+      } else {
+        if (breaks) write_indent();
+        write(v, k);
+        indention_ = false;
+        breaks = false;
+      }
+    }
+  }
+};
+
+}  // namespace
+
+Result<Value> to_yaml(const Value& v) {
+  SecureBuffer json(64);
+  if (auto r = to_json(v, json, "", true); !r) {
+    // encoding/json's refusals (NaN, an infinity) give "", as in ESO; the
+    // engine's own caps stay errors.
+    if (r.error().message.find("NaN or infinity") != std::string::npos) return string_value(std::string_view());
+    return std::unexpected(r.error());
+  }
+  if (reader_refuses(json.view())) return string_value(std::string_view());
+  auto doc = gojson::Document::parse(json.view());
+  if (!doc) return kms::fail(kms::Errc::invalid_argument, "template: toYaml: the value is not valid JSON");
+  SecureBuffer out(json.size() + 16);
+  Emitter emitter(*doc, out);
+  ROOTSEAL_TRY(emitter.document());
+  if (emitter.unreadable()) return string_value(std::string_view());
+  if (out.size() > kMaxBytes)
+    return kms::fail(kms::Errc::invalid_argument, "template: a value would exceed 8 MiB: refused");
+  if (out.size() > 0 && out.view().back() == '\n') out.pop(1);
+  return string_value(out.take());
+}
+
+}  // namespace rootseal::sync::tmpl::yaml
