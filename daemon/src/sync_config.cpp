@@ -15,6 +15,7 @@
 #include "metrics.hpp"
 #include "rootseal/kms/encoding.hpp"
 #include "rootseal/kms/numbers.hpp"
+#include "rootseal/kms/secure_buffer.hpp"
 
 namespace rootseal::daemon {
 
@@ -639,26 +640,32 @@ std::string without_userinfo(std::string_view url) {
 }
 
 // One line "name=value", the value's length first (no value can forge a line).
-void field(std::string& out, std::string_view name, std::string_view value) {
-  out += name;
-  out += '=';
-  out += std::to_string(value.size());
-  out += ':';
-  out += value;
-  out += '\n';
+void field(kms::SecureBuffer& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.push_back('=');
+  out.append(std::to_string(value.size()));
+  out.push_back(':');
+  out.append(value);
+  out.push_back('\n');
 }
 
-}  // namespace
-
-std::string canonical_sync_config(const sync::EngineConfig& c, bool local) {
-  auto url = [local](const std::string& u) { return local ? u : without_userinfo(u); };
+// canonical_sync_config's text, appended to `out`. With `local`, URLs go in
+// whole, user information included, and only into `out` (never a copy).
+void append_canonical_sync_config(kms::SecureBuffer& out, const sync::EngineConfig& c, bool local) {
+  auto url = [&](std::string_view name, const std::string& u) {
+    if (local) {
+      field(out, name, u);
+    } else {
+      field(out, name, without_userinfo(u));
+    }
+  };
   auto ms = [](std::chrono::milliseconds d) { return std::to_string(d.count()); };
   auto num = [](double v) {
     char buf[64];
     const auto r = std::to_chars(buf, buf + sizeof buf, v);  // shortest round-trip form
     return std::string(buf, r.ptr);
   };
-  std::string out = "rootseal sync configuration v1\n";
+  out.append("rootseal sync configuration v1\n");
   field(out, "enabled", c.enabled ? "true" : "false");
   if (local) {  // each host's own way to the API (its own file, its own credentials)
     field(out, "kubeconfig", c.kubeconfig.string());
@@ -677,11 +684,11 @@ std::string canonical_sync_config(const sync::EngineConfig& c, bool local) {
   field(out, "queue.burst", std::to_string(c.queue_burst));
   field(out, "store_backoff.base", ms(c.store_backoff_base));
   field(out, "store_backoff.max", ms(c.store_backoff_max));
-  field(out, "aws_endpoint", url(c.aws_endpoint));
-  field(out, "azure_authority_host", url(c.azure_authority_host));
-  field(out, "gcp_endpoint", url(c.gcp_endpoint));
-  field(out, "gcp_sts_endpoint", url(c.gcp_sts_endpoint));
-  field(out, "gcp_iam_endpoint", url(c.gcp_iam_endpoint));
+  url("aws_endpoint", c.aws_endpoint);
+  url("azure_authority_host", c.azure_authority_host);
+  url("gcp_endpoint", c.gcp_endpoint);
+  url("gcp_sts_endpoint", c.gcp_sts_endpoint);
+  url("gcp_iam_endpoint", c.gcp_iam_endpoint);
   field(out, "sharded", c.sharded ? "true" : "false");
   field(out, "stores", std::to_string(c.stores.size()));
   for (const auto& [name, st] : c.stores) {  // a std::map: by name
@@ -694,7 +701,12 @@ std::string canonical_sync_config(const sync::EngineConfig& c, bool local) {
           field(out, "store.kind", H::kind);
           for (const auto& o : H::options()) {
             if (const auto* text = std::get_if<std::string H::*>(&o.field)) {
-              field(out, std::string("store.") + std::string(o.name), o.url ? url(h.**text) : h.**text);
+              const std::string option = std::string("store.") + std::string(o.name);
+              if (o.url) {
+                url(option, h.**text);
+              } else {
+                field(out, option, h.**text);
+              }
             } else {
               // A credential is a reference (a file or a systemd credential's
               // name), never a value: the reference is what is compared.
@@ -706,13 +718,25 @@ std::string canonical_sync_config(const sync::EngineConfig& c, bool local) {
         },
         st.settings);
   }
+}
+
+}  // namespace
+
+kms::SecureBuffer canonical_sync_config(const sync::EngineConfig& c, bool local) {
+  kms::SecureBuffer out(2048);
+  append_canonical_sync_config(out, c, local);
   return out;
+}
+
+bool same_sync_config(const sync::EngineConfig& a, const sync::EngineConfig& b) {
+  return canonical_sync_config(a, true).view() == canonical_sync_config(b, true).view();
 }
 
 std::string sync_config_fingerprint(const sync::EngineConfig& c) {
   // Domain-separated: a digest of this text only, never taken for another one.
   constexpr std::string_view kDomain("rootseal/sync-config-fingerprint/v1\0", 36);  // the NUL included
-  const std::string text = std::string(kDomain) + canonical_sync_config(c, false);
+  kms::SecureBuffer text(kDomain);
+  append_canonical_sync_config(text, c, false);
   std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
   unsigned int n = 0;
   if (EVP_Digest(text.data(), text.size(), md.data(), &n, EVP_sha256(), nullptr) != 1 || n != 32) {

@@ -36,6 +36,7 @@
 #include "rootseal/daemon/config.hpp"
 #include "rootseal/daemon/snapshots.hpp"
 #include "rootseal/kms/error.hpp"
+#include "rootseal/kms/secure_buffer.hpp"
 #include "rootseal/sync/engine.hpp"
 
 namespace rootseal::daemon {
@@ -69,8 +70,16 @@ void add_sync_metrics(Metrics& metrics, std::function<std::shared_ptr<sync::Engi
 // host's own comparison (a reload); false: what the hosts of a cluster must
 // share, for the published fingerprint: without the kubeconfig path and
 // context (each host's own way to the API) and with a URL's user information
-// (user:password@) replaced by "<userinfo>@".
-std::string canonical_sync_config(const sync::EngineConfig& sync, bool local);
+// (user:password@) replaced by "<userinfo>@". The text is built in locked
+// memory, wiped when the buffer goes: with `local` it holds that user
+// information, which may be a password.
+kms::SecureBuffer canonical_sync_config(const sync::EngineConfig& sync, bool local);
+
+// Whether two `sync:` sections are one configuration for this host (a
+// reload changes nothing): their canonical_sync_config(.., true) texts are
+// equal, compared in locked memory, so a changed password in a URL is a
+// change.
+bool same_sync_config(const sync::EngineConfig& a, const sync::EngineConfig& b);
 
 // The configuration's fingerprint published in this host's member record
 // (docs/ha.md "Configuration changes"): SHA-256, hex, of a domain tag and

@@ -98,8 +98,9 @@ kms::Result<std::optional<SyncRunner::Next>> SyncRunner::prepare(std::shared_ptr
     std::lock_guard lock(mu_);
     now = config_;
   }
-  // Compared with URL user information included: a changed password is a change.
-  if (on ? (now && canonical_sync_config(*now, true) == canonical_sync_config(*config, true)) : !now) {
+  // Compared with URL user information included (a changed password is a
+  // change), in locked memory.
+  if (on ? (now && same_sync_config(*now, *config)) : !now) {
     return std::optional<Next>{};
   }
   if (!on) return std::optional<Next>(Next{});

@@ -33,6 +33,26 @@ void append_utf8(SecureBuffer& out, char32_t cp) {
   }
 }
 
+std::optional<char> simple_escape(char e, Escapes set) {
+  // One table: the letter, the byte, and which quoted texts accept it.
+  struct Escape {
+    char letter, byte;
+    bool json, go_string, go_char;
+  };
+  static constexpr Escape kEscapes[] = {
+      {'b', '\b', true, true, true},  {'f', '\f', true, true, true},    {'n', '\n', true, true, true},
+      {'r', '\r', true, true, true},  {'t', '\t', true, true, true},    {'\\', '\\', true, true, true},
+      {'"', '"', true, true, false},  {'/', '/', true, false, false},   {'a', '\a', false, true, true},
+      {'v', '\v', false, true, true}, {'\'', '\'', false, false, true},
+  };
+  for (const auto& x : kEscapes) {
+    if (x.letter != e) continue;
+    const bool ok = set == Escapes::json ? x.json : set == Escapes::go_string ? x.go_string : x.go_char;
+    return ok ? std::optional<char>(x.byte) : std::nullopt;
+  }
+  return std::nullopt;
+}
+
 namespace {
 
 constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
@@ -69,28 +89,6 @@ std::size_t utf8_length(std::string_view s, std::size_t i) {
     return 4;
   }
   return 0;
-}
-
-// The byte a one-character JSON escape (\b \f \n \r \t \" \\ \/) stands for.
-std::optional<char> simple_escape(char e) {
-  switch (e) {
-    case 'b':
-      return '\b';
-    case 'f':
-      return '\f';
-    case 'n':
-      return '\n';
-    case 'r':
-      return '\r';
-    case 't':
-      return '\t';
-    case '"':
-    case '\\':
-    case '/':
-      return e;
-    default:
-      return std::nullopt;
-  }
 }
 
 int hex_digit(char c) {
@@ -378,7 +376,7 @@ class Document::Parser {
         if (i_ + 1 >= s_.size()) return string_failed();
         const char e = s_[i_ + 1];
         i_ += 2;
-        if (const auto byte = simple_escape(e)) {
+        if (const auto byte = simple_escape(e, Escapes::json)) {
           out.push_back(*byte);
           continue;
         }
@@ -662,7 +660,7 @@ void append_gjson_unescaped(SecureBuffer& out, std::string_view raw) {
       continue;
     }
     const char e = s[++i];
-    if (const auto c = simple_escape(e)) {
+    if (const auto c = simple_escape(e, Escapes::json)) {
       out.push_back(*c);
       continue;
     }

@@ -127,6 +127,14 @@ bool is_plain_gjson_path(std::string_view path);
 // exist or the path is not plain.
 std::optional<Document::Id> gjson_get(const Document& doc, Document::Id from, std::string_view path);
 
+// The one-character escapes of a quoted text: JSON's (\b \f \n \r \t \\ \"
+// \/), or a Go literal's as strconv.Unquote reads it: JSON's without \/,
+// with \a and \v, and of the quotes only the literal's own (\" in a
+// "string", \' in a 'c' character constant).
+enum class Escapes : std::uint8_t { json, go_string, go_char };
+// The byte the escape letter `e` stands for in that set, or nullopt.
+std::optional<char> simple_escape(char e, Escapes set);
+
 // The UTF-8 encoding of a code point, appended.
 void append_utf8(SecureBuffer& out, char32_t cp);
 

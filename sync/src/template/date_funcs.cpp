@@ -104,6 +104,7 @@ struct Period {
   std::string_view abbr;
   std::int32_t offset;
   std::int64_t start, end;
+  bool dst;
 };
 
 std::shared_ptr<const Zone> fixed_zone(std::string abbr, std::int32_t offset) {
@@ -266,7 +267,7 @@ std::optional<Period> tzset(std::string_view s, std::int64_t last_tx, std::int64
   if (!std_off) return std::nullopt;
   int std_offset = -*std_off;
   std::string_view stdn = std_name->first;
-  if (s.empty() || s[0] == ',') return Period{stdn, std_offset, last_tx, kOmega};
+  if (s.empty() || s[0] == ',') return Period{stdn, std_offset, last_tx, kOmega, false};
   auto dst_name = tzset_name(s);
   if (!dst_name) return std::nullopt;
   s = dst_name->second;
@@ -292,19 +293,22 @@ std::optional<Period> tzset(std::string_view s, std::int64_t last_tx, std::int64
   const std::int64_t abs = days_from_civil(c.year, 1, 1) * kSecPerDay;
   std::int64_t start_sec = tzrule_time(c.year, *start_rule, std_offset);
   std::int64_t end_sec = tzrule_time(c.year, *end_rule, dst_offset);
+  // Southern hemisphere: the names, offsets and DST flags change places.
+  bool std_is_dst = false;
   if (end_sec < start_sec) {
     std::swap(start_sec, end_sec);
     std::swap(stdn, dstn);
     std::swap(std_offset, dst_offset);
+    std_is_dst = true;
   }
-  if (ysec < start_sec) return Period{stdn, std_offset, abs, start_sec + abs};
-  if (ysec >= end_sec) return Period{stdn, std_offset, end_sec + abs, abs + 365 * kSecPerDay};
-  return Period{dstn, dst_offset, start_sec + abs, end_sec + abs};
+  if (ysec < start_sec) return Period{stdn, std_offset, abs, start_sec + abs, std_is_dst};
+  if (ysec >= end_sec) return Period{stdn, std_offset, end_sec + abs, abs + 365 * kSecPerDay, std_is_dst};
+  return Period{dstn, dst_offset, start_sec + abs, end_sec + abs, !std_is_dst};
 }
 
 // Go's Location.lookup.
 Result<Period> lookup(const Zone& z, std::int64_t sec) {
-  if (z.types.empty()) return Period{"UTC", 0, kAlpha, kOmega};
+  if (z.types.empty()) return Period{"UTC", 0, kAlpha, kOmega, false};
   if (z.when.empty() || sec < z.when.front()) {
     // lookupFirstZone
     std::size_t first = 0;
@@ -328,7 +332,7 @@ Result<Period> lookup(const Zone& z, std::int64_t sec) {
       if (!found) first = 0;
     }
     const auto& t = z.types[first];
-    return Period{t.abbr, t.offset, kAlpha, z.when.empty() ? kOmega : z.when.front()};
+    return Period{t.abbr, t.offset, kAlpha, z.when.empty() ? kOmega : z.when.front(), t.dst};
   }
   std::int64_t end = kOmega;
   std::size_t lo = 0, hi = z.when.size();
@@ -345,7 +349,7 @@ Result<Period> lookup(const Zone& z, std::int64_t sec) {
   if (lo == z.when.size() - 1 && !z.extend.empty()) {
     if (auto p = tzset(z.extend, z.when[lo], sec)) return *p;
   }
-  return Period{t.abbr, t.offset, z.when[lo], end};
+  return Period{t.abbr, t.offset, z.when[lo], end, t.dst};
 }
 
 std::uint32_t be32(std::string_view d, std::size_t at) {
@@ -355,26 +359,32 @@ std::uint32_t be32(std::string_view d, std::size_t at) {
          static_cast<std::uint32_t>(static_cast<unsigned char>(d[at + 3]));
 }
 
-// Go's LoadLocationFromTZData for TZif data (version 1, or 2 and later
-// with 64-bit times and a footer).
+// Go's LoadLocationFromTZData for TZif data: version 1, or 2 and 3 with
+// 64-bit times and a footer. As Go: other versions are refused and the
+// second header's magic is not checked. Unlike Go: transition times must
+// ascend strictly (RFC 8536 section 3.2), else the data is refused; Go
+// takes them as they come, and its binary search (lookup) then answers for
+// an order the file does not have.
 std::shared_ptr<const Zone> read_tzif(std::string_view d) {
-  const auto header = [&](std::size_t at, std::array<std::uint32_t, 6>& n) {
-    if (d.size() < at + 44 || d.substr(at, 4) != "TZif") return false;
-    for (std::size_t k = 0; k < 6; ++k) n[k] = be32(d, at + 20 + 4 * k);
+  std::array<std::uint32_t, 6> n{};  // isutcnt isstdcnt leapcnt timecnt typecnt charcnt
+  const auto counts = [&](std::size_t at) {
+    if (d.size() < at + 24) return false;
+    for (std::size_t k = 0; k < 6; ++k) n[k] = be32(d, at + 4 * k);
     return true;
   };
-  std::array<std::uint32_t, 6> n{};  // isutcnt isstdcnt leapcnt timecnt typecnt charcnt
-  if (!header(0, n)) return nullptr;
+  if (d.size() < 20 || d.substr(0, 4) != "TZif") return nullptr;
   const char version = d[4];
+  if (version != '\0' && version != '2' && version != '3') return nullptr;
+  if (!counts(20)) return nullptr;
   std::size_t at = 44;
   std::size_t tsize = 4;
   const auto block = [&](std::size_t ts) {
     return std::size_t{n[3]} * ts + n[3] + std::size_t{n[4]} * 6 + n[5] + std::size_t{n[2]} * (ts + 4) + n[1] + n[0];
   };
-  if (version >= '2') {
-    at += block(4);
-    if (!header(at, n)) return nullptr;
-    at += 44;
+  if (version != '\0') {
+    at += block(4) + 20;  // the version 1 data, then the second header's magic and version
+    if (!counts(at)) return nullptr;
+    at += 24;
     tsize = 8;
   }
   if (d.size() < at + block(tsize) || n[4] == 0) return nullptr;
@@ -395,12 +405,13 @@ std::shared_ptr<const Zone> read_tzif(std::string_view d) {
   for (std::uint32_t k = 0; k < n[3]; ++k) {
     std::int64_t w = 0;
     if (tsize == 8) {
-      w = static_cast<std::int64_t>((std::uint64_t{be32(d, tx + 8 * k)} << 32) | be32(d, tx + 8 * k + 4));
+      const std::size_t p = tx + std::size_t{8} * k;
+      w = static_cast<std::int64_t>((std::uint64_t{be32(d, p)} << 32) | be32(d, p + 4));
     } else {
-      w = static_cast<std::int32_t>(be32(d, tx + 4 * k));
+      w = static_cast<std::int32_t>(be32(d, tx + std::size_t{4} * k));
     }
     const auto i = static_cast<std::uint8_t>(d[idx + k]);
-    if (i >= n[4]) return nullptr;
+    if (i >= n[4] || (!z->when.empty() && w <= z->when.back())) return nullptr;
     z->when.push_back(w);
     z->index.push_back(i);
   }
@@ -408,11 +419,11 @@ std::shared_ptr<const Zone> read_tzif(std::string_view d) {
     z->when.push_back(kAlpha);
     z->index.push_back(0);
   }
-  if (tsize == 8) {
-    const auto rest = d.substr(std::min(d.size(), at + block(8)));
-    if (rest.size() > 2 && rest.front() == '\n' && rest.back() == '\n')
-      z->extend = std::string(rest.substr(1, rest.size() - 2));
-  }
+  // The footer, as Go reads it: whatever follows the data between two
+  // newlines, in version 1 data too.
+  const auto rest = d.substr(at + block(tsize));
+  if (rest.size() > 2 && rest.front() == '\n' && rest.back() == '\n')
+    z->extend = std::string(rest.substr(1, rest.size() - 2));
   return z;
 }
 
@@ -788,7 +799,7 @@ Result<void> format(const Time& t, const Zone& z, std::string_view layout, Secur
           break;
         }
         std::int32_t zone = p.offset / 60;
-        std::int32_t abs = p.offset;
+        std::int64_t abs = p.offset;  // Go's int: -(-2^31) fits
         if (zone < 0) {
           out.append("-");
           zone = -zone;
@@ -1429,6 +1440,33 @@ Result<Value> in_zone(std::string_view layout, const Value& d, std::string_view 
 void set_clock_for_tests(std::optional<std::pair<std::int64_t, std::int32_t>> instant) {
   const std::lock_guard lock(g_clock_mu);
   g_clock = instant;
+}
+
+std::optional<TzifForTests> TzifForTests::read(std::string_view data) {
+  auto z = read_tzif(data);
+  if (!z) return std::nullopt;
+  TzifForTests t;
+  t.zone_ = std::move(z);
+  return t;
+}
+
+std::vector<std::int64_t> TzifForTests::transitions() const { return zone_->when; }
+
+std::string_view TzifForTests::footer() const { return zone_->extend; }
+
+ZoneAt TzifForTests::at(std::int64_t unix_sec) const {
+  const Period p = *lookup(*zone_, unix_sec);  // lookup never fails
+  return {std::string(p.abbr), p.offset, p.dst, p.start, p.end};
+}
+
+Result<std::string> TzifForTests::format(std::int64_t unix_sec, std::string_view layout) const {
+  if (unix_sec < kMinSec || unix_sec > kMaxSec) return fail("times outside the years 1 to 9999 are not supported");
+  Time t;
+  t.sec = unix_sec;
+  t.zone = zone_;
+  SecureBuffer out(64);
+  ROOTSEAL_TRY(date::format(t, *zone_, layout, out));
+  return std::string(out.view());
 }
 
 Result<void> print_time(const Value& v, SecureBuffer& out) {

@@ -11,12 +11,18 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "../secure_buffer.hpp"
 #include "value.hpp"
+
+namespace rootseal::sync::tmpl {
+struct Zone;  // a zone as Go's Location has it (date_funcs.cpp)
+}  // namespace rootseal::sync::tmpl
 
 namespace rootseal::sync::tmpl::date {
 
@@ -48,5 +54,33 @@ kms::Result<void> rfc3339_nano(const Value& v, SecureBuffer& out);
 // Tests only: the instant `now` (and Sprig's defaults to it) gives, Unix
 // seconds and nanoseconds, without a monotonic reading; nullopt: the clock.
 void set_clock_for_tests(std::optional<std::pair<std::int64_t, std::int32_t>> instant);
+
+// Tests only (tests/fuzz: fuzz_tzif, tzif_diff): zone file data read as the
+// date functions read a file of /usr/share/zoneinfo (Go's
+// LoadLocationFromTZData), and what the zone says at an instant.
+struct ZoneAt {
+  std::string abbr;
+  std::int32_t offset = 0;  // seconds east of UTC
+  bool dst = false;
+  std::int64_t start = 0, end = 0;  // the period Go's Location.lookup gives with it
+  bool operator==(const ZoneAt&) const = default;
+};
+class TzifForTests {
+ public:
+  // nullopt: the data is refused (Go's LoadLocationFromTZData fails, or the
+  // transition times do not ascend strictly).
+  static std::optional<TzifForTests> read(std::string_view data);
+  // The transition times as read (Go's single one at -2^63 when there are none).
+  [[nodiscard]] std::vector<std::int64_t> transitions() const;
+  // The POSIX TZ rule of the footer ("" when none).
+  [[nodiscard]] std::string_view footer() const;
+  // Go's Location.lookup at a Unix second.
+  [[nodiscard]] ZoneAt at(std::int64_t unix_sec) const;
+  // Go's Time.Format of the Unix second in this zone (within the years 1 to 9999).
+  [[nodiscard]] kms::Result<std::string> format(std::int64_t unix_sec, std::string_view layout) const;
+
+ private:
+  std::shared_ptr<const Zone> zone_;
+};
 
 }  // namespace rootseal::sync::tmpl::date

@@ -115,34 +115,9 @@ struct Token {
   bool spaced = true;  // whitespace before it
 };
 
-// The byte a one-character escape of a Go string literal stands for
-// (strconv.Unquote), or nullopt.
-std::optional<char> go_simple_escape(char e) {
-  switch (e) {
-    case 'a':
-      return '\a';
-    case 'b':
-      return '\b';
-    case 'f':
-      return '\f';
-    case 'n':
-      return '\n';
-    case 'r':
-      return '\r';
-    case 't':
-      return '\t';
-    case 'v':
-      return '\v';
-    case '\\':
-    case '"':
-    case '\'':
-      return e;
-    default:
-      return std::nullopt;
-  }
-}
-
-Result<std::string> unquote(std::string_view s, int line) {
+// strconv.Unquote of a literal's body: quote '"' for a string, '\'' for a
+// character constant (each accepts only its own quote escaped).
+Result<std::string> unquote(std::string_view s, char quote, int line) {
   std::string out;
   for (std::size_t i = 0; i < s.size(); ++i) {
     if (s[i] != '\\') {
@@ -159,7 +134,8 @@ Result<std::string> unquote(std::string_view s, int line) {
       i += n;
       return v;
     };
-    if (const auto c = go_simple_escape(e)) {
+    if (const auto c =
+            gojson::simple_escape(e, quote == '\'' ? gojson::Escapes::go_char : gojson::Escapes::go_string)) {
       out.push_back(*c);
       continue;
     }
@@ -266,11 +242,11 @@ Result<void> quoted_constant(std::string_view s, std::size_t& pos, int line, Tok
   const auto body = s.substr(pos + 1, close - pos - 1);
   t.kind = Token::Kind::constant;
   if (c == '\'') {
-    ROOTSEAL_LET(value, unquote(body, line));
+    ROOTSEAL_LET(value, unquote(body, c, line));
     if (value.size() != 1) return fail_at(line, "character constants other than one ASCII character are not supported");
     t.constant = int_value(static_cast<unsigned char>(value[0]));
   } else if (c == '"') {
-    ROOTSEAL_LET(value, unquote(body, line));
+    ROOTSEAL_LET(value, unquote(body, c, line));
     t.constant = string_value(value);
   } else {
     t.constant = string_value(std::string(body));

@@ -683,36 +683,69 @@ TEST_CASE("storage: sqlite by default, etcd with a full section, and bad values 
 }
 
 TEST_CASE("sync: fingerprint: one value for two spellings with user information and the kubeconfig left out") {
-  auto fp = [](const std::string& text) {
+  auto parsed = [](const std::string& text) {
     auto cfg = parse_config(text);
     REQUIRE(cfg);
     REQUIRE(cfg->sync);
-    return std::pair{sync_config_fingerprint(*cfg->sync), canonical_sync_config(*cfg->sync, true)};
+    return cfg->sync;
   };
+  auto fp = [&](const std::string& text) { return sync_config_fingerprint(*parsed(text)); };
   const std::string store =
       "  stores:\n    v:\n      kind: vault\n      server: https://vault.example:8200\n"
       "      token: {file: /etc/rootseal/vault-token}\n      namespaces: [\"*\"]\n";
-  const auto base = fp("sync:\n  enabled: true\n  refresh_window: 10s\n" + store);
-  CHECK(base.first.size() == 64);
-  // The defaults written out, another spelling of a duration: the same.
-  CHECK(fp("sync:\n  enabled: true\n  refresh_window: 10000ms\n  sharded: true\n  kube_qps: 50\n" + store) == base);
+  const auto base_cfg = parsed("sync:\n  enabled: true\n  refresh_window: 10s\n" + store);
+  const auto base = sync_config_fingerprint(*base_cfg);
+  CHECK(base.size() == 64);
+  // The defaults written out, another spelling of a duration: the same, for
+  // the cluster and for this host.
+  const auto spelled =
+      parsed("sync:\n  enabled: true\n  refresh_window: 10000ms\n  sharded: true\n  kube_qps: 50\n" + store);
+  CHECK(sync_config_fingerprint(*spelled) == base);
+  CHECK(same_sync_config(*spelled, *base_cfg));
   // Every option counts: a store, its credential reference, an interval, sharding.
-  CHECK(fp("sync:\n  enabled: true\n  refresh_window: 11s\n" + store).first != base.first);
-  CHECK(fp("sync:\n  enabled: true\n  sharded: false\n" + store).first != base.first);
+  CHECK(fp("sync:\n  enabled: true\n  refresh_window: 11s\n" + store) != base);
+  CHECK(fp("sync:\n  enabled: true\n  sharded: false\n" + store) != base);
   CHECK(fp("sync:\n  enabled: true\n  refresh_window: 10s\n" +
            std::string("  stores:\n    v:\n      kind: vault\n      server: https://vault.example:8200\n"
-                       "      token: {credential: vault-token}\n      namespaces: [\"*\"]\n"))
-            .first != base.first);
-  CHECK(fp("sync:\n  enabled: true\n").first != base.first);
+                       "      token: {credential: vault-token}\n      namespaces: [\"*\"]\n")) != base);
+  CHECK(fp("sync:\n  enabled: true\n") != base);
   // Each host's own kubeconfig: the same fingerprint, but a change for the host itself.
-  const auto kc = fp("sync:\n  enabled: true\n  kubeconfig: /etc/rootseal/kubeconfig-b\n" + store);
-  CHECK(kc.first == base.first);
-  CHECK(kc.second != base.second);
-  // A URL's user information is never hashed into the published fingerprint.
-  const auto a = fp("sync:\n  enabled: true\n  aws_endpoint: https://u:secret-one@aws.example/\n");
-  const auto b = fp("sync:\n  enabled: true\n  aws_endpoint: https://u:secret-two@aws.example/\n");
-  CHECK(a.first == b.first);
-  CHECK(a.second != b.second);  // the host itself sees the change
-  CHECK(canonical_sync_config(*parse_config("sync:\n  aws_endpoint: https://u:secret-one@aws.example/\n")->sync, false)
-            .find("secret-one") == std::string::npos);
+  const auto kc = parsed("sync:\n  enabled: true\n  kubeconfig: /etc/rootseal/kubeconfig-b\n" + store);
+  CHECK(sync_config_fingerprint(*kc) == base);
+  CHECK_FALSE(same_sync_config(*kc, *base_cfg));
+}
+
+TEST_CASE("sync: URL user information changes the host's configuration but never the shared text") {
+  auto parsed = [](const std::string& text) {
+    auto cfg = parse_config(text);
+    REQUIRE(cfg);
+    REQUIRE(cfg->sync);
+    return cfg->sync;
+  };
+  const std::string store_with = "  stores:\n    v:\n      kind: vault\n      server: https://u:store-pw-";
+  const std::string store_rest =
+      "@vault.example:8200\n      token: {file: /etc/rootseal/vault-token}\n      namespaces: [\"*\"]\n";
+  const auto a = parsed("sync:\n  enabled: true\n  aws_endpoint: https://u:secret-one@aws.example/\n" + store_with +
+                        "one" + store_rest);
+  const auto b = parsed("sync:\n  enabled: true\n  aws_endpoint: https://u:secret-two@aws.example/\n" + store_with +
+                        "one" + store_rest);
+  const auto c = parsed("sync:\n  enabled: true\n  aws_endpoint: https://u:secret-one@aws.example/\n" + store_with +
+                        "two" + store_rest);
+  // The published fingerprint is the same, the host itself sees each change
+  // (a reload with a new password replaces the engine).
+  CHECK(sync_config_fingerprint(*a) == sync_config_fingerprint(*b));
+  CHECK(sync_config_fingerprint(*a) == sync_config_fingerprint(*c));
+  CHECK(same_sync_config(*a, *a));
+  CHECK_FALSE(same_sync_config(*a, *b));
+  CHECK_FALSE(same_sync_config(*a, *c));
+  // The shared text (the fingerprint's) never carries a password; the
+  // host's own does, in locked memory.
+  const auto shared = canonical_sync_config(*a, false);
+  CHECK(shared.view().find("secret-one") == std::string_view::npos);
+  CHECK(shared.view().find("store-pw-one") == std::string_view::npos);
+  CHECK(shared.view().find("<userinfo>@aws.example") != std::string_view::npos);
+  CHECK(shared.view().find("<userinfo>@vault.example") != std::string_view::npos);
+  const auto own = canonical_sync_config(*a, true);
+  CHECK(own.view().find("https://u:secret-one@aws.example/") != std::string_view::npos);
+  CHECK(own.view().find("https://u:store-pw-one@vault.example:8200") != std::string_view::npos);
 }
