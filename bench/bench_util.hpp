@@ -20,7 +20,7 @@ namespace rootseal::bench {
 // destructors (std::exit would run them under those threads' feet).
 [[noreturn]] inline void die(const std::string& what) {
   std::fprintf(stderr, "%s: %s\n", program_invocation_short_name, what.c_str());
-  std::fflush(nullptr);
+  (void)std::fflush(nullptr);  // on the way out: nothing to do about a failure
   std::_Exit(1);
 }
 
