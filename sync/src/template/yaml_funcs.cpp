@@ -814,8 +814,9 @@ Result<Value> to_yaml(const Value& v) {
 // YAML 1.1 resolution of plain scalars, `<<` merges, aliases), the keys are
 // turned into strings, encoding/json writes the tree and reads it back
 // (every number a float64). ESO puts an error's text in the map under
-// "Error"; rootseal writes go-yaml's text where it is its own (the JSON
-// steps) and refuses the rest ("fromYaml: refused").
+// "Error"; rootseal writes Go's text for the parse errors (libyaml's
+// problems are go-yaml's) and the JSON steps, and refuses the rest
+// ("fromYaml: refused").
 
 namespace {
 
@@ -884,6 +885,7 @@ class YamlReader {
   }
 
   std::deque<YamlNode> nodes;
+  std::string go_error;  // set with a parse error: ESO's "Error" text
 
  private:
   void drop_event() {
@@ -896,11 +898,19 @@ class YamlReader {
   Result<void> next() {
     if (has_event_) drop_event();
     if (yaml_parser_parse(&parser_, &event_) == 0) {
-      // libyaml's problem is a fixed text (no part of the input).
-      return std::unexpected(refused(std::string("YAML go-yaml reads with an error (") +
-                                     (parser_.problem != nullptr ? parser_.problem : "error") + " at line " +
-                                     std::to_string(parser_.problem_mark.line + 1) +
-                                     "; ESO's text in \"Error\" is go-yaml's wording)"));
+      // go-yaml's text of a scanner or parser error (yaml.go's fail()): the
+      // problem, a fixed text that quotes nothing, after a line number.
+      if (parser_.error == YAML_SCANNER_ERROR || parser_.error == YAML_PARSER_ERROR) {
+        std::size_t line = 0;
+        if (parser_.problem_mark.line != 0) {
+          line = parser_.problem_mark.line + (parser_.error == YAML_SCANNER_ERROR ? 1 : 0);
+        } else if (parser_.context_mark.line != 0) {
+          line = parser_.context_mark.line;
+        }
+        go_error = "error converting YAML to JSON: yaml: " + (line != 0 ? "line " + std::to_string(line) + ": " : "") +
+                   (parser_.problem != nullptr ? parser_.problem : "unknown problem parsing YAML content");
+      }
+      return std::unexpected(refused("text go-yaml's reader refuses (not UTF-8, or control characters)"));
     }
     has_event_ = true;
     return {};
@@ -1194,7 +1204,10 @@ Value error_map(std::string_view text) {
 
 Result<Value> from_yaml(std::string_view text) {
   YamlReader reader(text);
-  ROOTSEAL_LET(root, reader.document());
+  auto doc = reader.document();
+  if (!doc && !reader.go_error.empty()) return error_map(reader.go_error);
+  if (!doc) return std::unexpected(doc.error());
+  const std::size_t root = *doc;
   if (root == kNoNode) return map_value(Map{});
   YamlDecoder decoder(reader.nodes);
   ROOTSEAL_LET(v, decoder.decode(root, 0));

@@ -376,14 +376,25 @@ TEST_CASE("fromYaml puts the JSON steps' errors in Error as ESO does") {
         "error converting YAML to JSON: json: unsupported value: NaN");
   CHECK(render("{{ (fromYaml \"a: 1\\nb: -.inf\").Error }}") ==
         "error converting YAML to JSON: json: unsupported value: -Inf");
+  // go-yaml's parse errors: its problem texts and line numbers, no part of the text.
+  CHECK(render("{{ fromYaml \"a: 's3cr3t\" }}") ==
+        "map[Error:error converting YAML to JSON: yaml: found unexpected end of stream]");
+  CHECK(render("{{ (fromYaml \"a: s3cr3t\\nc\").Error }}") ==
+        "error converting YAML to JSON: yaml: line 3: could not find expected ':'");
+  CHECK(render("{{ (fromYaml \"'a\\n b': s3cr3t\").Error }}") ==
+        "error converting YAML to JSON: yaml: line 2: mapping values are not allowed in this context");
+  CHECK(render("{{ (fromYaml \"a: s3cr3t: c\").Error }}") ==
+        "error converting YAML to JSON: yaml: mapping values are not allowed in this context");
 }
 
 TEST_CASE("fromYaml refuses what it does not read as go-yaml does and quotes no value") {
   for (const std::string_view doc :
-       {"a: 's3cr3t", "a: !!str s3cr3t", "~: s3cr3t", "a: *s3cr3t", "x: &a [*a, s3cr3t]", "1: s3cr3t\\n'1': b",
-        "? [s3cr3t]\\n: b", "%YAML 1.1\\n---\\na: s3cr3t", "1.5: s3cr3t", "18446744073709551615: s3cr3t"}) {
+       {"a: !!str s3cr3t", "~: s3cr3t", "a: *s3cr3t", "x: &a [*a, s3cr3t]", "1: s3cr3t\\n'1': b", "? [s3cr3t]\\n: b",
+        "%YAML 1.1\\n---\\na: s3cr3t", "1.5: s3cr3t", "18446744073709551615: s3cr3t"}) {
     const std::string e = error("{{ fromYaml \"" + std::string(doc) + "\" }}");
     CHECK(e.find("fromYaml: refused") != std::string::npos);
     CHECK(e.find("s3cr3t") == std::string::npos);
   }
+  // Not UTF-8 ("a: \xff"): go-yaml's reader refuses it, with a text rootseal does not write.
+  CHECK(error("{{ fromYaml (b64dec \"YTog/w==\") }}").find("fromYaml: refused") != std::string::npos);
 }
