@@ -980,6 +980,8 @@ class YamlDecoder {
  public:
   explicit YamlDecoder(const std::deque<YamlNode>& nodes) : nodes_(nodes) {}
 
+  std::string go_error;  // set with go-yaml's own failures: ESO's "Error" text
+
   Result<Value> decode(std::size_t id, int depth) {
     if (depth > kMaxDepth) return std::unexpected(refused("nested too deep"));
     ROOTSEAL_TRY(count());
@@ -1021,6 +1023,12 @@ class YamlDecoder {
   // The Go type of a key before sigs.k8s.io/yaml made it a string.
   enum class Key : std::uint8_t { string, integer, boolean };
 
+  // A failure go-yaml's decoder states in a fixed text (decode.go failf).
+  std::unexpected<kms::Error> go_fail(std::string_view what) {
+    go_error = "error converting YAML to JSON: yaml: " + std::string(what);
+    return std::unexpected(refused(what));
+  }
+
   // go-yaml's unmarshal() counts each node it decodes, and refuses alias
   // bombs (decode.go allowedAliasRatio).
   Result<void> count() {
@@ -1028,7 +1036,7 @@ class YamlDecoder {
     if (alias_depth_ > 0) ++alias_count_;
     if (alias_count_ > 100 && decode_count_ > 1000 &&
         static_cast<double>(alias_count_) / static_cast<double>(decode_count_) > allowed_alias_ratio()) {
-      return std::unexpected(refused("document contains excessive aliasing"));
+      return go_fail("document contains excessive aliasing");
     }
     if (decode_count_ > kMaxSteps) return std::unexpected(refused("too much work"));
     return {};
@@ -1137,7 +1145,7 @@ class YamlDecoder {
     const YamlNode& n = nodes_[id];
     const auto into = [&](std::size_t mid) -> Result<void> {
       if (target(mid).kind != YamlNode::Kind::mapping) {
-        return std::unexpected(refused("map merge requires map or sequence of maps as the value"));
+        return go_fail("map merge requires map or sequence of maps as the value");
       }
       // Decoded as go-yaml does (its counts, an alias's cycle check), into m.
       const std::size_t map_id = nodes_[mid].kind == YamlNode::Kind::alias ? nodes_[mid].alias : mid;
@@ -1161,7 +1169,7 @@ class YamlDecoder {
       for (std::size_t i = n.children.size(); i-- > 0;) {
         if (nodes_[n.children[i]].kind != YamlNode::Kind::alias &&
             nodes_[n.children[i]].kind != YamlNode::Kind::mapping) {
-          return std::unexpected(refused("map merge requires map or sequence of maps as the value"));
+          return go_fail("map merge requires map or sequence of maps as the value");
         }
         ROOTSEAL_TRY(into(n.children[i]));
       }
@@ -1210,7 +1218,10 @@ Result<Value> from_yaml(std::string_view text) {
   const std::size_t root = *doc;
   if (root == kNoNode) return map_value(Map{});
   YamlDecoder decoder(reader.nodes);
-  ROOTSEAL_LET(v, decoder.decode(root, 0));
+  auto decoded = decoder.decode(root, 0);
+  if (!decoded && !decoder.go_error.empty()) return error_map(decoder.go_error);
+  if (!decoded) return std::unexpected(decoded.error());
+  const Value& v = *decoded;
   if (const auto* bad = non_finite(v)) {
     return error_map(std::isnan(bad->f) ? "error converting YAML to JSON: json: unsupported value: NaN"
                      : bad->f > 0       ? "error converting YAML to JSON: json: unsupported value: +Inf"

@@ -383,6 +383,8 @@ TEST_CASE("fromYaml puts the JSON steps' errors in Error as ESO does") {
         "error converting YAML to JSON: yaml: line 3: could not find expected ':'");
   CHECK(render("{{ (fromYaml \"'a\\n b': s3cr3t\").Error }}") ==
         "error converting YAML to JSON: yaml: line 2: mapping values are not allowed in this context");
+  CHECK(render("{{ (fromYaml \"a: s3cr3t\\n<<: [{b: 1}, s3cr3t]\").Error }}") ==
+        "error converting YAML to JSON: yaml: map merge requires map or sequence of maps as the value");
   CHECK(render("{{ (fromYaml \"a: s3cr3t: c\").Error }}") ==
         "error converting YAML to JSON: yaml: mapping values are not allowed in this context");
 }
