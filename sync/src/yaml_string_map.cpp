@@ -159,22 +159,24 @@ Resolved other_number(T v, bool minus = false) {
   return r;
 }
 
-// go-yaml v2's resolve() for a plain scalar, then sigs.k8s.io/yaml's
-// conversion of a bool/int/float to a string. Kind::string: the text stays.
-Resolved resolve_plain(std::string_view in, bool key) {
-  if (in.empty() || in == "~" || in == "null" || in == "Null" || in == "NULL") return {Kind::null, {}};
+}  // namespace
+
+// go-yaml v2's resolve() for a plain scalar (yaml_string_map.hpp).
+YamlPlain resolve_yaml_plain(std::string_view in) {
+  using K = YamlPlain::Kind;
+  if (in.empty() || in == "~" || in == "null" || in == "Null" || in == "NULL") return {K::null};
   for (std::string_view t : {"y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"}) {
-    if (in == t) return other("true");
+    if (in == t) return {K::boolean, true};
   }
   for (std::string_view f : {"n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"}) {
-    if (in == f) return other("false");
+    if (in == f) return {K::boolean, false};
   }
-  if (in == ".nan" || in == ".NaN" || in == ".NAN") return other(key ? ".nan" : "NaN");
+  if (in == ".nan" || in == ".NaN" || in == ".NAN") return {K::floating, false, 0, 0, std::nan("")};
   for (std::string_view inf : {".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF"}) {
-    if (in == inf) return other(key ? ".inf" : "+Inf");
+    if (in == inf) return {K::floating, false, 0, 0, HUGE_VAL};
   }
   for (std::string_view inf : {"-.inf", "-.Inf", "-.INF"}) {
-    if (in == inf) return other(key ? "-.inf" : "-Inf");
+    if (in == inf) return {K::floating, false, 0, 0, -HUGE_VAL};
   }
   const char h = in.front();
   if (h == '.') {
@@ -185,25 +187,25 @@ Resolved resolve_plain(std::string_view in, bool key) {
         digits.push_back(in[i]);
       } else if (i == 0 || i + 1 == in.size() || in[i - 1] < '0' || in[i - 1] > '9' || in[i + 1] < '0' ||
                  in[i + 1] > '9') {
-        return {Kind::string, {}};
+        return {};
       }
     }
     const std::string_view d = digits.view();
     if (yaml_style_float(d) && d.substr(1).find('.') == std::string_view::npos) {
-      if (auto f = go_parse_float(d)) return other_float(*f);
+      if (auto f = go_parse_float(d)) return {K::floating, false, 0, 0, *f};
     }
-    return {Kind::string, {}};
+    return {};
   }
-  if (h != '+' && h != '-' && (h < '0' || h > '9')) return {Kind::string, {}};
+  if (h != '+' && h != '-' && (h < '0' || h > '9')) return {};
   SecureBuffer without_underscores(in.size());
   for (char c : in) {
     if (c != '_') without_underscores.push_back(c);
   }
   const std::string_view plain = without_underscores.view();
-  if (auto i = go_parse_int<std::int64_t>(plain, true)) return other_number(*i);
-  if (auto u = go_parse_int<std::uint64_t>(plain, false)) return other_number(*u);
+  if (auto i = go_parse_int<std::int64_t>(plain, true)) return {K::int64, false, *i};
+  if (auto u = go_parse_int<std::uint64_t>(plain, false)) return {K::uint64, false, 0, *u};
   if (yaml_style_float(plain)) {
-    if (auto f = go_parse_float(plain)) return other_float(*f);
+    if (auto f = go_parse_float(plain)) return {K::floating, false, 0, 0, *f};
   }
   // go-yaml: "0b…" is ParseInt(rest, 2) then ParseUint(rest, 2); "-0b…" is
   // ParseInt("-" + rest, 2). ParseInt takes one sign of its own.
@@ -218,16 +220,46 @@ Resolved resolve_plain(std::string_view in, bool key) {
       sd.remove_prefix(1);
     }
   } else {
-    return {Kind::string, {}};
+    return {};
   }
   if (!sd.empty() && sd.front() != '+' && sd.front() != '-') {
     std::uint64_t mag = 0;
     auto [end, ec] = std::from_chars(sd.data(), sd.data() + sd.size(), mag, 2);
     if (ec == std::errc{} && end == sd.data() + sd.size()) {
       constexpr auto kMax = static_cast<std::uint64_t>(INT64_MAX);
-      if (!minus) return other_number(mag);  // ParseInt, or ParseUint beyond int64
-      if (mag <= kMax + 1) return mag == kMax + 1 ? other_number(INT64_MIN) : other_number(mag, true);
+      if (!minus) {  // ParseInt, or ParseUint beyond int64
+        if (mag <= kMax) return {K::int64, false, static_cast<std::int64_t>(mag)};
+        return {K::uint64, false, 0, mag};
+      }
+      if (mag <= kMax + 1) {
+        return {K::int64, false, mag == kMax + 1 ? INT64_MIN : -static_cast<std::int64_t>(mag)};
+      }
     }
+  }
+  return {};
+}
+
+namespace {
+
+// go-yaml v2's resolve() for a plain scalar, then sigs.k8s.io/yaml's
+// conversion of a bool/int/float to a string. Kind::string: the text stays.
+Resolved resolve_plain(std::string_view in, bool key) {
+  const YamlPlain r = resolve_yaml_plain(in);
+  switch (r.kind) {
+    case YamlPlain::Kind::string:
+      return {Kind::string, {}};
+    case YamlPlain::Kind::null:
+      return {Kind::null, {}};
+    case YamlPlain::Kind::boolean:
+      return other(r.b ? "true" : "false");
+    case YamlPlain::Kind::int64:
+      return other_number(r.i);
+    case YamlPlain::Kind::uint64:
+      return other_number(r.u);
+    case YamlPlain::Kind::floating:
+      if (std::isnan(r.f)) return other(key ? ".nan" : "NaN");
+      if (std::isinf(r.f)) return other(r.f > 0 ? (key ? ".inf" : "+Inf") : (key ? "-.inf" : "-Inf"));
+      return other_float(r.f);
   }
   return {Kind::string, {}};
 }

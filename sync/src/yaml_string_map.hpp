@@ -14,6 +14,7 @@
 // fuzz.kv_yaml_diff checks the result against sigs.k8s.io/yaml itself.
 #pragma once
 
+#include <cstdint>
 #include <string_view>
 
 #include "rootseal/kms/error.hpp"
@@ -29,5 +30,18 @@ kms::Result<SecretMap> parse_yaml_string_map(std::string_view text);
 // a bool, an int or a float). Timestamps, `<<` and base 60 floats are not
 // judged here (they resolve to strings in map[string]string).
 bool yaml_plain_is_string(std::string_view text);
+
+// go-yaml v2's resolve() of a plain scalar as the value it decodes into an
+// interface{}: null, a bool, an int (int64, or uint64 past it), a float64,
+// or a string (timestamps, base 60 numbers and `<<` stay strings).
+struct YamlPlain {
+  enum class Kind : std::uint8_t { string, null, boolean, int64, uint64, floating };
+  Kind kind = Kind::string;
+  bool b = false;
+  std::int64_t i = 0;
+  std::uint64_t u = 0;
+  double f = 0;
+};
+YamlPlain resolve_yaml_plain(std::string_view text);
 
 }  // namespace rootseal::sync

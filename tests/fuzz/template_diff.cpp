@@ -7,7 +7,8 @@
 // template_cases.hpp) and a fixed-seed generated set built from the
 // supported constructs and functions, refused constructs and near-misses,
 // over data of printable ASCII, generated date templates (Go layouts,
-// zones, toDate, durations) and generated toYaml values (add_yaml_cases). Both sides take the same fixed instant for the
+// zones, toDate, durations), generated toYaml values (add_yaml_cases) and
+// fromYaml documents (add_fromyaml_cases). Both sides take the same fixed instant for the
 // present of Sprig's date functions (kNowSec below; the reference's
 // clock.go). Each case is rendered by both; the rules:
 //   1. both render: the outputs are identical (bcrypt hashes, whose salt is
@@ -17,7 +18,9 @@
 //   3. rootseal refuses, Go renders: only for the documented refusals
 //      (docs/sync.md): a function or form rootseal does not implement
 //      ("not supported"), b64dec/b32dec/fromJson of bad input (Sprig renders
-//      its error text / nothing), regexMatch of a bad expression (Sprig
+//      its error text / nothing), fromYaml of YAML rootseal does not read
+//      as go-yaml does or that go-yaml refuses ("fromYaml: refused": ESO
+//      renders go-yaml's error text), regexMatch of a bad expression (Sprig
 //      answers false), a pipeline ending in '|' (Go 1.19 accepts it, later
 //      Go refuses it), and the caps on work, depth and size.
 // Any other outcome is a failure; the cases are printed (no data values:
@@ -559,6 +562,196 @@ void add_yaml_cases(std::vector<Case>& cases, int count, std::uint32_t seed) {
   }
 }
 
+// ESO's fromYaml (sigs.k8s.io/yaml's Unmarshal over go-yaml v2): YAML
+// documents put together from block and flow mappings and sequences,
+// plain scalars of every YAML 1.1 type, quoted and block scalars, anchors,
+// aliases and merge keys, keys that read as other types; and round trips
+// fromYaml (toYaml x) over values that need quoting. Printed as toJson and
+// as %v (numbers are float64 after encoding/json). A generator of its own.
+void add_fromyaml_cases(std::vector<Case>& cases, int count, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  const auto any = [&](const std::vector<std::string>& v) -> const std::string& {
+    return v[std::uniform_int_distribution<std::size_t>(0, v.size() - 1)(rng)];
+  };
+  const auto upto = [&](int n) { return std::uniform_int_distribution<int>(0, n)(rng); };
+  static const std::vector<std::string> plain = {"yes",
+                                                 "No",
+                                                 "on",
+                                                 "OFF",
+                                                 "y",
+                                                 "n",
+                                                 "true",
+                                                 "False",
+                                                 "null",
+                                                 "~",
+                                                 "Null",
+                                                 "0",
+                                                 "-0",
+                                                 "017",
+                                                 "08",
+                                                 "0o17",
+                                                 "0x1F",
+                                                 "-0x10",
+                                                 "0b101",
+                                                 "-0b11",
+                                                 "1_000",
+                                                 "+12",
+                                                 "1e3",
+                                                 "1E-7",
+                                                 "1.5",
+                                                 "-2.50",
+                                                 ".5",
+                                                 "._5",
+                                                 "3.",
+                                                 "1_0.5",
+                                                 ".inf",
+                                                 "-.Inf",
+                                                 "1:20",
+                                                 "190:20:30",
+                                                 "2006-01-02",
+                                                 "2001-12-14t21:59:43.10-05:00",
+                                                 "2002-12-14 21:59:43",
+                                                 "123456789012345678901",
+                                                 "9223372036854775808",
+                                                 "18446744073709551615",
+                                                 "-9223372036854775808",
+                                                 "9007199254740993",
+                                                 "<<",
+                                                 "=",
+                                                 "word",
+                                                 "two words",
+                                                 "a:b",
+                                                 "x#y",
+                                                 "é",
+                                                 "日本",
+                                                 "a.b",
+                                                 "-x",
+                                                 "?x",
+                                                 "1.2.3",
+                                                 "0x",
+                                                 "+",
+                                                 "."};
+  static const std::vector<std::string> quoted = {
+      "'yes'", "'1'",      "''",          "'it''s'",  "\"0x1F\"", "\"a\\tb\"", "\"\\u00e9\\x41\"",
+      "\"\"",  "'a\n  b'", "\"l1\\nl2\"", "\"null\"", "'~'"};
+  static const std::vector<std::string> keys = {"a",    "b",  "port", "x y", "1",     "0x1F", "yes", "no",
+                                                "True", "-3", "1_0",  "'q'", "\"d\"", "é",    "a.b", "<<x",
+                                                "k1",   "k2", "00",   "010", "'1'",   "on"};
+  for (int i = 0; i < count; ++i) {
+    Case c{"generated-fromyaml-" + std::to_string(i), {}, {}};
+    std::vector<std::string> map_anchors, anchors;
+    int next_anchor = 0;
+    const auto scalar = [&]() -> std::string {
+      switch (upto(5)) {
+        case 0:
+          return any(quoted);
+        case 1:
+          if (!anchors.empty() && upto(1) == 0) return "*" + any(anchors);
+          return any(plain);
+        default:
+          return any(plain);
+      }
+    };
+    // A flow collection on one line.
+    std::function<std::string(int)> flow = [&](int depth) -> std::string {
+      const bool seq = upto(1) == 0;
+      std::string f = seq ? "[" : "{";
+      for (int n = upto(3); n >= 0; --n) {
+        if (f.size() > 1) f += ", ";
+        if (!seq) f += any(keys) + ": ";
+        f += depth < 2 && upto(4) == 0 ? flow(depth + 1) : scalar();
+      }
+      return f + (seq ? "]" : "}");
+    };
+    std::function<void(std::string&, int, int)> block_map;
+    std::function<void(std::string&, int, int)> block_seq;
+    // The value after "key:" or "- ".
+    const auto value = [&](std::string& out, int indent, int depth) {
+      const int kind = depth > 2 ? upto(3) : upto(9);
+      std::string anchor;
+      if (upto(6) == 0) anchor = "&a" + std::to_string(next_anchor++);
+      const std::string pad(static_cast<std::size_t>(indent + 2), ' ');
+      switch (kind) {
+        case 0:
+        case 1:
+        case 2:
+          out += " " + (anchor.empty() ? "" : anchor + " ") + scalar() + "\n";
+          if (!anchor.empty()) anchors.push_back(anchor.substr(1));
+          break;
+        case 3:
+          out += " " + (anchor.empty() ? "" : anchor + " ") + flow(0) + "\n";
+          if (!anchor.empty()) anchors.push_back(anchor.substr(1));
+          break;
+        case 4:
+          out += std::string(" ") + any({"|", "|-", "|+", ">", ">-"}) + "\n" + pad + any(plain) + "\n" + pad +
+                 any(plain) + " " + any(plain) + "\n";
+          if (upto(1) == 0) out += "\n" + pad + "more\n";
+          break;
+        case 5:
+        case 6:
+        case 7:
+          out += (anchor.empty() ? "" : " " + anchor) + "\n";
+          block_map(out, indent + 2, depth + 1);
+          if (!anchor.empty()) map_anchors.push_back(anchor.substr(1)), anchors.push_back(anchor.substr(1));
+          break;
+        default:
+          out += (anchor.empty() ? "" : " " + anchor) + "\n";
+          block_seq(out, indent + (upto(1) == 0 ? 0 : 2), depth + 1);
+          if (!anchor.empty()) anchors.push_back(anchor.substr(1));
+          break;
+      }
+    };
+    block_map = [&](std::string& out, int indent, int depth) {
+      const std::string pad(static_cast<std::size_t>(indent), ' ');
+      for (int n = upto(4); n >= 0; --n) {
+        if (!map_anchors.empty() && upto(5) == 0) {
+          out += pad + "<<: " +
+                 (upto(2) == 0 ? "[*" + any(map_anchors) + ", *" + any(map_anchors) + "]" : "*" + any(map_anchors)) +
+                 "\n";
+          continue;
+        }
+        out += pad + any(keys) + ":";
+        value(out, indent, depth);
+      }
+    };
+    block_seq = [&](std::string& out, int indent, int depth) {
+      const std::string pad(static_cast<std::size_t>(indent), ' ');
+      for (int n = upto(3); n >= 0; --n) {
+        out += pad + "-";
+        value(out, indent, depth);
+      }
+    };
+    std::string doc = upto(5) == 0 ? "---\n" : "";
+    if (upto(9) == 0) {
+      doc += flow(0) + "\n";
+    } else {
+      block_map(doc, 0, 0);
+    }
+    c.data.emplace("y", kms::SecureBytes::copy_of(std::string_view(doc)));
+    // Round trips: toYaml of values, read back.
+    for (int k = 0; k < 4; ++k) {
+      c.data.emplace("v" + std::to_string(k), kms::SecureBytes::copy_of(std::string_view(any(plain) + any(quoted))));
+      c.data.emplace("k" + std::to_string(k), kms::SecureBytes::copy_of(std::string_view(any(keys))));
+    }
+    switch (upto(4)) {
+      case 0:
+        c.text = "{{ fromYaml .y }}";
+        break;
+      case 1:
+        c.text = "{{ range $k, $v := fromYaml .y }}{{ $k }}={{ $v }};{{ end }}";
+        break;
+      case 2:
+        c.text =
+            "{{ toJson (fromYaml (toYaml (dict .k0 .v0 .k1 (list .v1 1.5 true nil) .k2 (dict .k3 .v2 \"n\" "
+            "-7)))) }}";
+        break;
+      default:
+        c.text = "{{ toJson (fromYaml .y) }}";
+        break;
+    }
+    cases.push_back(std::move(c));
+  }
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -762,6 +955,9 @@ int main(int argc, char** argv) {
 
   add_yaml_cases(cases, generated,
                  seed_env != nullptr ? static_cast<std::uint32_t>(std::strtoul(seed_env, nullptr, 10)) + 1 : 20261207u);
+  add_fromyaml_cases(
+      cases, generated,
+      seed_env != nullptr ? static_cast<std::uint32_t>(std::strtoul(seed_env, nullptr, 10)) + 2 : 20261208u);
 
   // The requests, one JSON line each, through the reference in one run.
   std::vector<std::string> requests;
@@ -787,6 +983,7 @@ int main(int argc, char** argv) {
       "b64dec: the value is not valid base64",
       "b32dec: the value is not valid base32",
       "fromJson: the value is not valid JSON",
+      "fromYaml: refused",
       "missing command",
       "too much work",
       "exceeds 8 MiB",

@@ -1406,6 +1406,7 @@ const std::unordered_map<std::string_view, Fn>& table() {
     m["mustFromJson"] = {"s", [](Args& a) { return from_json(a[0].str()); }};
     // ESO's YAML (runtime/template/v2/yaml.go), in yaml_funcs.cpp.
     m["toYaml"] = {"a", [](Args& a) { return yaml::to_yaml(a[0]); }};
+    m["fromYaml"] = {"s", [](Args& a) { return yaml::from_yaml(a[0].str()); }};
 
     // ESO's own helpers (runtime/template/v2: pem.go, pkcs12.go, jwk.go,
     // decrypt.go), in eso_funcs.cpp.

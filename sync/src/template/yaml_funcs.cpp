@@ -11,11 +11,16 @@
 #include "yaml_funcs.hpp"
 
 #include <re2/re2.h>
+#include <yaml.h>
 
 #include <algorithm>
+#include <array>
+#include <cmath>
 #include <charconv>
-#include <deque>
 #include <cstdint>
+#include <deque>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "../go_json.hpp"
@@ -799,6 +804,450 @@ Result<Value> to_yaml(const Value& v) {
     return kms::fail(kms::Errc::invalid_argument, "template: a value would exceed 8 MiB: refused");
   if (out.size() > 0 && out.view().back() == '\n') out.pop(1);
   return string_value(out.take());
+}
+
+// --- fromYaml ----------------------------------------------------------------
+//
+// sigs.k8s.io/yaml's Unmarshal into a map[string]interface{}: go-yaml v2
+// reads the first document (its parser is a port of libyaml's, which reads
+// it here: the same events), decodes it into interface{} values (decode.go:
+// YAML 1.1 resolution of plain scalars, `<<` merges, aliases), the keys are
+// turned into strings, encoding/json writes the tree and reads it back
+// (every number a float64). ESO puts an error's text in the map under
+// "Error"; rootseal writes Go's text for the parse errors (libyaml's
+// problems are go-yaml's) and the JSON steps, and refuses the rest
+// ("fromYaml: refused").
+
+namespace {
+
+constexpr std::size_t kNoNode = ~std::size_t{0};
+
+// go-yaml's node tree (yaml.go's node): scalars, sequences, mappings, and
+// aliases naming the node their anchor stood on.
+struct YamlNode {
+  enum class Kind : std::uint8_t { scalar, sequence, mapping, alias };
+  Kind kind = Kind::scalar;
+  kms::SecureBytes text;  // scalar
+  bool plain = false;     // a plain scalar without a tag: resolved
+  std::vector<std::size_t> children;
+  std::size_t alias = kNoNode;
+};
+
+kms::Error refused(std::string_view what) {
+  return kms::Error{kms::Errc::invalid_argument, "template: fromYaml: refused: " + std::string(what)};
+}
+
+// libyaml's parser over the text, its buffers wiped before they are freed
+// (scalars are copied into locked memory as they come).
+class YamlReader {
+ public:
+  explicit YamlReader(std::string_view text) {
+    yaml_parser_initialize(&parser_);
+    static constexpr unsigned char kEmpty[1] = {0};
+    yaml_parser_set_input_string(&parser_, text.empty() ? kEmpty : reinterpret_cast<const unsigned char*>(text.data()),
+                                 text.size());
+  }
+  YamlReader(const YamlReader&) = delete;
+  YamlReader& operator=(const YamlReader&) = delete;
+  ~YamlReader() {
+    if (has_event_) drop_event();
+    for (auto* t = parser_.tokens.head; t != parser_.tokens.tail; ++t) {
+      if (t->type == YAML_SCALAR_TOKEN && t->data.scalar.value != nullptr) {
+        kms::secure_zero(t->data.scalar.value, t->data.scalar.length);
+      }
+    }
+    if (parser_.raw_buffer.start != nullptr) {
+      kms::secure_zero(parser_.raw_buffer.start,
+                       static_cast<std::size_t>(parser_.raw_buffer.end - parser_.raw_buffer.start));
+    }
+    if (parser_.buffer.start != nullptr) {
+      kms::secure_zero(parser_.buffer.start, static_cast<std::size_t>(parser_.buffer.end - parser_.buffer.start));
+    }
+    yaml_parser_delete(&parser_);
+  }
+
+  // The first document's tree; kNoNode for an empty stream.
+  Result<std::size_t> document() {
+    ROOTSEAL_TRY(next());
+    if (event_.type != YAML_STREAM_START_EVENT) return std::unexpected(refused("no stream"));
+    ROOTSEAL_TRY(next());
+    if (event_.type == YAML_STREAM_END_EVENT) return kNoNode;
+    if (event_.type != YAML_DOCUMENT_START_EVENT) return std::unexpected(refused("no document"));
+    if (event_.data.document_start.version_directive != nullptr ||
+        event_.data.document_start.tag_directives.start != event_.data.document_start.tag_directives.end) {
+      return std::unexpected(refused("a %YAML or %TAG directive"));
+    }
+    ROOTSEAL_TRY(next());
+    ROOTSEAL_LET(root, node(0));
+    ROOTSEAL_TRY(next());
+    if (event_.type != YAML_DOCUMENT_END_EVENT) return std::unexpected(refused("no document end"));
+    return root;
+  }
+
+  std::deque<YamlNode> nodes;
+  std::string go_error;  // set with a parse error: ESO's "Error" text
+
+ private:
+  void drop_event() {
+    if (event_.type == YAML_SCALAR_EVENT && event_.data.scalar.value != nullptr) {
+      kms::secure_zero(event_.data.scalar.value, event_.data.scalar.length);
+    }
+    yaml_event_delete(&event_);
+    has_event_ = false;
+  }
+  Result<void> next() {
+    if (has_event_) drop_event();
+    if (yaml_parser_parse(&parser_, &event_) == 0) {
+      // go-yaml's text of a scanner or parser error (yaml.go's fail()): the
+      // problem, a fixed text that quotes nothing, after a line number.
+      if (parser_.error == YAML_SCANNER_ERROR || parser_.error == YAML_PARSER_ERROR) {
+        std::size_t line = 0;
+        if (parser_.problem_mark.line != 0) {
+          line = parser_.problem_mark.line + (parser_.error == YAML_SCANNER_ERROR ? 1 : 0);
+        } else if (parser_.context_mark.line != 0) {
+          line = parser_.context_mark.line;
+        }
+        go_error = "error converting YAML to JSON: yaml: " + (line != 0 ? "line " + std::to_string(line) + ": " : "") +
+                   (parser_.problem != nullptr ? parser_.problem : "unknown problem parsing YAML content");
+      }
+      return std::unexpected(refused("text go-yaml's reader refuses (not UTF-8, or control characters)"));
+    }
+    has_event_ = true;
+    return {};
+  }
+  static bool tagged(const unsigned char* tag) { return tag != nullptr; }
+  Result<void> anchor(const unsigned char* a, std::size_t id) {
+    if (a != nullptr) anchors_[reinterpret_cast<const char*>(a)] = id;
+    return {};
+  }
+
+  // The node whose first event is the current one.
+  Result<std::size_t> node(int depth) {
+    if (depth > kMaxDepth) return std::unexpected(refused("nested too deep"));
+    const std::size_t id = nodes.size();
+    switch (event_.type) {
+      case YAML_ALIAS_EVENT: {
+        const auto it = anchors_.find(reinterpret_cast<const char*>(event_.data.alias.anchor));
+        if (it == anchors_.end()) return std::unexpected(refused("an alias of an unknown anchor"));
+        nodes.push_back(YamlNode{YamlNode::Kind::alias, {}, false, {}, it->second});
+        return id;
+      }
+      case YAML_SCALAR_EVENT: {
+        const auto& sc = event_.data.scalar;
+        if (tagged(sc.tag)) return std::unexpected(refused("a tag is not supported"));
+        nodes.push_back(
+            YamlNode{YamlNode::Kind::scalar,
+                     kms::SecureBytes::copy_of(std::string_view(reinterpret_cast<const char*>(sc.value), sc.length)),
+                     sc.plain_implicit != 0 && sc.style == YAML_PLAIN_SCALAR_STYLE,
+                     {},
+                     kNoNode});
+        ROOTSEAL_TRY(anchor(sc.anchor, id));
+        return id;
+      }
+      case YAML_SEQUENCE_START_EVENT:
+      case YAML_MAPPING_START_EVENT: {
+        const bool seq = event_.type == YAML_SEQUENCE_START_EVENT;
+        if (tagged(seq ? event_.data.sequence_start.tag : event_.data.mapping_start.tag)) {
+          return std::unexpected(refused("a tag is not supported"));
+        }
+        nodes.push_back(YamlNode{seq ? YamlNode::Kind::sequence : YamlNode::Kind::mapping, {}, false, {}, kNoNode});
+        // go-yaml names the node before its children (an alias inside it
+        // is the node itself).
+        ROOTSEAL_TRY(anchor(seq ? event_.data.sequence_start.anchor : event_.data.mapping_start.anchor, id));
+        const auto end = seq ? YAML_SEQUENCE_END_EVENT : YAML_MAPPING_END_EVENT;
+        for (;;) {
+          ROOTSEAL_TRY(next());
+          if (event_.type == end) break;
+          ROOTSEAL_LET(child, node(depth + 1));
+          nodes[id].children.push_back(child);
+        }
+        return id;
+      }
+      default:
+        return std::unexpected(refused("an unexpected event"));
+    }
+  }
+
+  yaml_parser_t parser_{};
+  yaml_event_t event_{};
+  bool has_event_ = false;
+  std::map<std::string, std::size_t> anchors_;
+};
+
+// go-yaml v2's decoder into interface{} (decode.go), then sigs.k8s.io/yaml's
+// keys as strings and encoding/json's round trip.
+class YamlDecoder {
+ public:
+  explicit YamlDecoder(const std::deque<YamlNode>& nodes) : nodes_(nodes) {}
+
+  std::string go_error;  // set with go-yaml's own failures: ESO's "Error" text
+
+  Result<Value> decode(std::size_t id, int depth) {
+    if (depth > kMaxDepth) return std::unexpected(refused("nested too deep"));
+    ROOTSEAL_TRY(count());
+    const YamlNode& n = nodes_[id];
+    switch (n.kind) {
+      case YamlNode::Kind::alias: {
+        if (std::find(active_.begin(), active_.end(), n.alias) != active_.end()) {
+          return std::unexpected(refused("an anchor's value contains itself"));
+        }
+        active_.push_back(n.alias);
+        ++alias_depth_;
+        auto v = decode(n.alias, depth + 1);
+        --alias_depth_;
+        active_.pop_back();
+        return v;
+      }
+      case YamlNode::Kind::scalar:
+        return scalar(n);
+      case YamlNode::Kind::sequence: {
+        List l;
+        l.reserve(n.children.size());
+        for (const auto c : n.children) {
+          ROOTSEAL_LET(v, decode(c, depth + 1));
+          l.push_back(std::move(v));
+        }
+        return list_value(std::move(l));
+      }
+      case YamlNode::Kind::mapping: {
+        Map m;
+        std::map<kms::SecureBytes, Key, KeyLess> kinds;
+        ROOTSEAL_TRY(mapping(id, m, kinds, depth));
+        return map_value(std::move(m));
+      }
+    }
+    return nil_value();
+  }
+
+ private:
+  // The Go type of a key before sigs.k8s.io/yaml made it a string.
+  enum class Key : std::uint8_t { string, integer, boolean };
+
+  // A failure go-yaml's decoder states in a fixed text (decode.go failf).
+  std::unexpected<kms::Error> go_fail(std::string_view what) {
+    go_error = "error converting YAML to JSON: yaml: " + std::string(what);
+    return std::unexpected(refused(what));
+  }
+
+  // go-yaml's unmarshal() counts each node it decodes, and refuses alias
+  // bombs (decode.go allowedAliasRatio).
+  Result<void> count() {
+    ++decode_count_;
+    if (alias_depth_ > 0) ++alias_count_;
+    if (alias_count_ > 100 && decode_count_ > 1000 &&
+        static_cast<double>(alias_count_) / static_cast<double>(decode_count_) > allowed_alias_ratio()) {
+      return go_fail("document contains excessive aliasing");
+    }
+    if (decode_count_ > kMaxSteps) return std::unexpected(refused("too much work"));
+    return {};
+  }
+
+  double allowed_alias_ratio() const {
+    constexpr double kMin = 400000, kMax = 4000000;
+    if (static_cast<double>(decode_count_) <= kMin) return 0.99;
+    if (static_cast<double>(decode_count_) >= kMax) return 0.10;
+    return 0.99 - 0.89 * ((static_cast<double>(decode_count_) - kMin) / (kMax - kMin));
+  }
+
+  static Result<Value> scalar(const YamlNode& n) {
+    if (!n.plain) return string_value(kms::SecureBytes::copy_of(as_view(n.text)));
+    const YamlPlain r = resolve_yaml_plain(as_view(n.text));
+    switch (r.kind) {
+      case YamlPlain::Kind::string:
+        return string_value(kms::SecureBytes::copy_of(as_view(n.text)));
+      case YamlPlain::Kind::null:
+        return nil_value();
+      case YamlPlain::Kind::boolean:
+        return bool_value(r.b);
+      // encoding/json writes the integer, json.Unmarshal reads a float64.
+      case YamlPlain::Kind::int64:
+        return float_value(static_cast<double>(r.i));
+      case YamlPlain::Kind::uint64:
+        return float_value(static_cast<double>(r.u));
+      case YamlPlain::Kind::floating:
+        return float_value(r.f);
+    }
+    return nil_value();
+  }
+
+  // strconv.Itoa, written digit by digit into locked memory (the key is text
+  // of the document).
+  static kms::SecureBytes itoa(std::int64_t i) {
+    SecureBuffer out(24);
+    if (i < 0) out.push_back('-');
+    const std::uint64_t mag = i < 0 ? 0 - static_cast<std::uint64_t>(i) : static_cast<std::uint64_t>(i);
+    std::uint64_t p = 1;
+    while (mag / p >= 10) p *= 10;
+    for (; p != 0; p /= 10) out.push_back(static_cast<char>('0' + mag / p % 10));
+    return out.take();
+  }
+
+  bool is_merge(std::size_t id) const {
+    const YamlNode& k = nodes_[id];
+    return k.kind == YamlNode::Kind::scalar && k.plain && as_view(k.text) == "<<";
+  }
+  const YamlNode& target(std::size_t id) const {
+    const YamlNode& n = nodes_[id];
+    return n.kind == YamlNode::Kind::alias ? nodes_[n.alias] : n;
+  }
+
+  // go-yaml v2's mapping(): pairs in order, a later key replacing an earlier
+  // one, a merge key's maps decoded into this map where it stands.
+  Result<void> mapping(std::size_t id, Map& m, std::map<kms::SecureBytes, Key, KeyLess>& kinds, int depth) {
+    const auto& ch = nodes_[id].children;
+    for (std::size_t i = 0; i + 1 < ch.size(); i += 2) {
+      if (is_merge(ch[i])) {
+        ROOTSEAL_TRY(merge(ch[i + 1], m, kinds, depth));
+        continue;
+      }
+      // Decoded for go-yaml's counts; the key's string is sigs.k8s.io/yaml's.
+      if (auto counted = decode(ch[i], depth + 1); !counted) return std::unexpected(counted.error());
+      const YamlNode& k = target(ch[i]);
+      if (k.kind != YamlNode::Kind::scalar) return std::unexpected(refused("a sequence or a mapping as a key"));
+      const YamlPlain r = k.plain ? resolve_yaml_plain(as_view(k.text)) : YamlPlain{};
+      Key kind = Key::string;
+      kms::SecureBytes name;
+      switch (r.kind) {
+        case YamlPlain::Kind::string:
+          name = kms::SecureBytes::copy_of(as_view(k.text));
+          break;
+        case YamlPlain::Kind::boolean:
+          kind = Key::boolean;
+          name = kms::SecureBytes::copy_of(std::string_view(r.b ? "true" : "false"));
+          break;
+        case YamlPlain::Kind::int64: {  // strconv.Itoa
+          kind = Key::integer;
+          name = itoa(r.i);
+          break;
+        }
+        default:  // null: Go's error quotes the value; uint64 likewise; float: FormatFloat 'g' 32
+          return std::unexpected(refused("a key that reads as null, a float or an integer past int64"));
+      }
+      ROOTSEAL_LET(value, decode(ch[i + 1], depth + 1));
+      ROOTSEAL_TRY(set(m, kinds, std::move(name), kind, std::move(value)));
+    }
+    return {};
+  }
+
+  static Result<void> set(Map& m, std::map<kms::SecureBytes, Key, KeyLess>& kinds, kms::SecureBytes name, Key kind,
+                          Value value) {
+    const auto k = kinds.find(as_view(name));
+    if (k != kinds.end() && k->second != kind) {
+      // Two Go keys (1 and "1") made one string: Go's map order picks.
+      return std::unexpected(refused("keys of different types that read as the same string"));
+    }
+    kinds.insert_or_assign(kms::SecureBytes::copy_of(as_view(name)), kind);
+    m.insert_or_assign(std::move(name), std::move(value));
+    return {};
+  }
+
+  Result<void> merge(std::size_t id, Map& m, std::map<kms::SecureBytes, Key, KeyLess>& kinds, int depth) {
+    const YamlNode& n = nodes_[id];
+    const auto into = [&](std::size_t mid) -> Result<void> {
+      if (target(mid).kind != YamlNode::Kind::mapping) {
+        return go_fail("map merge requires map or sequence of maps as the value");
+      }
+      // Decoded as go-yaml does (its counts, an alias's cycle check), into m.
+      const std::size_t map_id = nodes_[mid].kind == YamlNode::Kind::alias ? nodes_[mid].alias : mid;
+      ROOTSEAL_TRY(count());
+      if (nodes_[mid].kind == YamlNode::Kind::alias) {
+        if (std::find(active_.begin(), active_.end(), map_id) != active_.end()) {
+          return std::unexpected(refused("an anchor's value contains itself"));
+        }
+        active_.push_back(map_id);
+        ++alias_depth_;
+        auto r = count();
+        if (r) r = mapping(map_id, m, kinds, depth + 1);
+        --alias_depth_;
+        active_.pop_back();
+        return r;
+      }
+      return mapping(map_id, m, kinds, depth + 1);
+    };
+    if (n.kind == YamlNode::Kind::sequence) {
+      // Backwards: an earlier map takes precedence.
+      for (std::size_t i = n.children.size(); i-- > 0;) {
+        if (nodes_[n.children[i]].kind != YamlNode::Kind::alias &&
+            nodes_[n.children[i]].kind != YamlNode::Kind::mapping) {
+          return go_fail("map merge requires map or sequence of maps as the value");
+        }
+        ROOTSEAL_TRY(into(n.children[i]));
+      }
+      return {};
+    }
+    return into(id);
+  }
+
+  const std::deque<YamlNode>& nodes_;
+  std::size_t decode_count_ = 1;  // go-yaml counts the document node too
+  std::size_t alias_count_ = 0;
+  int alias_depth_ = 0;
+  std::vector<std::size_t> active_;  // the anchors being decoded through aliases
+};
+
+// encoding/json's refusal of a NaN or an infinity, the first in its order
+// (keys sorted, as the Map holds them).
+const Value* non_finite(const Value& v) {
+  if (v.kind == Value::Kind::floating) return std::isfinite(v.f) ? nullptr : &v;
+  if (v.kind == Value::Kind::list) {
+    for (const auto& e : *v.l) {
+      if (const auto* r = non_finite(e)) return r;
+    }
+  }
+  if (v.kind == Value::Kind::map) {
+    for (const auto& [k, e] : *v.m) {
+      if (const auto* r = non_finite(e)) return r;
+    }
+  }
+  return nullptr;
+}
+
+Value error_map(std::string_view text) {
+  Map m;
+  m.emplace(kms::SecureBytes::copy_of(std::string_view("Error")), string_value(text));
+  return map_value(std::move(m));
+}
+
+}  // namespace
+
+Result<Value> from_yaml(std::string_view text) {
+  YamlReader reader(text);
+  auto doc = reader.document();
+  if (!doc && !reader.go_error.empty()) return error_map(reader.go_error);
+  if (!doc) return std::unexpected(doc.error());
+  const std::size_t root = *doc;
+  if (root == kNoNode) return map_value(Map{});
+  YamlDecoder decoder(reader.nodes);
+  auto decoded = decoder.decode(root, 0);
+  if (!decoded && !decoder.go_error.empty()) return error_map(decoder.go_error);
+  if (!decoded) return std::unexpected(decoded.error());
+  const Value& v = *decoded;
+  if (const auto* bad = non_finite(v)) {
+    return error_map(std::isnan(bad->f) ? "error converting YAML to JSON: json: unsupported value: NaN"
+                     : bad->f > 0       ? "error converting YAML to JSON: json: unsupported value: +Inf"
+                                        : "error converting YAML to JSON: json: unsupported value: -Inf");
+  }
+  const char* json_type = nullptr;
+  switch (v.kind) {
+    case Value::Kind::map:
+      return v;
+    case Value::Kind::nil:
+      return map_value(Map{});
+    case Value::Kind::string:
+      json_type = "string";
+      break;
+    case Value::Kind::boolean:
+      json_type = "bool";
+      break;
+    case Value::Kind::floating:
+      json_type = "number";
+      break;
+    default:
+      json_type = "array";
+      break;
+  }
+  return error_map(std::string("error unmarshaling JSON: while decoding JSON: json: cannot unmarshal ") + json_type +
+                   " into Go value of type map[string]interface {}");
 }
 
 }  // namespace rootseal::sync::tmpl::yaml

@@ -334,3 +334,69 @@ TEST_CASE("htpasswd as ESO's Sprig: sha or bcrypt") {
   CHECK(render("{{ htpasswd \"u\" (repeat 73 \"x\") \"bcrypt\" }}") ==
         "u:failed to encrypt string with bcrypt: bcrypt: password length exceeds 72 bytes");
 }
+
+TEST_CASE("fromYaml reads YAML 1.1 as sigs.k8s.io/yaml into a map of JSON values") {
+  // go-yaml v2's resolution of plain scalars, numbers float64 after encoding/json.
+  CHECK(
+      render("{{ toJson (fromYaml \"a: 1\\nb: yes\\nc: 0x1F\\nd: ~\\ne: 2006-01-02\\nf: '1'\\ng: 1.50\\nh: 017\\n"
+             "i: 1_000\\nj: Off\\nk: 1:20\\nl: <<\") }}") ==
+      R"({"a":1,"b":true,"c":31,"d":null,"e":"2006-01-02","f":"1","g":1.5,"h":15,"i":1000,"j":false,"k":"1:20","l":"\u003c\u003c"})");
+  CHECK(render("{{ (fromYaml \"num: 1234567\").num }}") == "1.234567e+06");
+  CHECK(render("{{ (fromYaml \"num: 12345678901234567890\").num }}") == "1.2345678901234567e+19");
+  CHECK(render("{{ fromYaml \"n: 1\\ny: 2\" }}") == "map[false:1 true:2]");  // YAML 1.1: n and y are booleans
+  // Nested block and flow collections, block scalars.
+  CHECK(render("{{ $m := fromYaml \"db:\\n  host: h\\n  opts: {ssl: on, ns: [1, x]}\\nl:\\n- a\\n- |\\n  two\\n  "
+               "lines\\n\" }}"
+               "{{ $m.db.host }} {{ $m.db.opts }} {{ index $m.l 1 | quote }}") ==
+        "h map[ns:[1 x] ssl:true] \"two\\nlines\\n\"");
+  // Anchors, aliases and merge keys (go-yaml v2: merged in order, a later key wins).
+  CHECK(
+      render("{{ toJson (fromYaml \"base: &b {u: x, p: 1}\\nprod:\\n  <<: *b\\n  p: 2\\nlate:\\n  p: 3\\n  <<: *b\\n"
+             "both:\\n  <<: [{p: 4}, *b]\\ncopy: *b\") }}") ==
+      R"({"base":{"p":1,"u":"x"},"both":{"p":4,"u":"x"},"copy":{"p":1,"u":"x"},"late":{"p":1,"u":"x"},"prod":{"p":2,"u":"x"}})");
+  // Keys as sigs.k8s.io/yaml makes them strings.
+  CHECK(render("{{ toJson (fromYaml \"1: a\\ntrue: b\\n0x10: c\\n'x': d\") }}") ==
+        R"({"1":"a","16":"c","true":"b","x":"d"})");
+  // Only the first document.
+  CHECK(render("{{ toJson (fromYaml \"a: b\\n---\\n[\") }}") == R"({"a":"b"})");
+  // A round trip of toYaml.
+  CHECK(render("{{ toJson (fromYaml (toYaml (dict \"k\" \"yes\" \"l\" (list \"0x1F\" 2 nil) \"m\" \"a\\nb\"))) }}") ==
+        R"({"k":"yes","l":["0x1F",2,null],"m":"a\nb"})");
+}
+
+TEST_CASE("fromYaml puts the JSON steps' errors in Error as ESO does") {
+  CHECK(render("{{ fromYaml \"\" }}|{{ fromYaml \"~\" }}") == "map[]|map[]");
+  CHECK(render("{{ fromYaml \"- a\" }}") ==
+        "map[Error:error unmarshaling JSON: while decoding JSON: json: cannot unmarshal array into Go value of type "
+        "map[string]interface {}]");
+  CHECK(render("{{ (fromYaml \"text\").Error }}") ==
+        "error unmarshaling JSON: while decoding JSON: json: cannot unmarshal string into Go value of type "
+        "map[string]interface {}");
+  CHECK(render("{{ (fromYaml \"a: [1, .nan]\\nb: -.inf\").Error }}") ==
+        "error converting YAML to JSON: json: unsupported value: NaN");
+  CHECK(render("{{ (fromYaml \"a: 1\\nb: -.inf\").Error }}") ==
+        "error converting YAML to JSON: json: unsupported value: -Inf");
+  // go-yaml's parse errors: its problem texts and line numbers, no part of the text.
+  CHECK(render("{{ fromYaml \"a: 's3cr3t\" }}") ==
+        "map[Error:error converting YAML to JSON: yaml: found unexpected end of stream]");
+  CHECK(render("{{ (fromYaml \"a: s3cr3t\\nc\").Error }}") ==
+        "error converting YAML to JSON: yaml: line 3: could not find expected ':'");
+  CHECK(render("{{ (fromYaml \"'a\\n b': s3cr3t\").Error }}") ==
+        "error converting YAML to JSON: yaml: line 2: mapping values are not allowed in this context");
+  CHECK(render("{{ (fromYaml \"a: s3cr3t\\n<<: [{b: 1}, s3cr3t]\").Error }}") ==
+        "error converting YAML to JSON: yaml: map merge requires map or sequence of maps as the value");
+  CHECK(render("{{ (fromYaml \"a: s3cr3t: c\").Error }}") ==
+        "error converting YAML to JSON: yaml: mapping values are not allowed in this context");
+}
+
+TEST_CASE("fromYaml refuses what it does not read as go-yaml does and quotes no value") {
+  for (const std::string_view doc :
+       {"a: !!str s3cr3t", "~: s3cr3t", "a: *s3cr3t", "x: &a [*a, s3cr3t]", "1: s3cr3t\\n'1': b", "? [s3cr3t]\\n: b",
+        "%YAML 1.1\\n---\\na: s3cr3t", "1.5: s3cr3t", "18446744073709551615: s3cr3t"}) {
+    const std::string e = error("{{ fromYaml \"" + std::string(doc) + "\" }}");
+    CHECK(e.find("fromYaml: refused") != std::string::npos);
+    CHECK(e.find("s3cr3t") == std::string::npos);
+  }
+  // Not UTF-8 ("a: \xff"): go-yaml's reader refuses it, with a text rootseal does not write.
+  CHECK(error("{{ fromYaml (b64dec \"YTog/w==\") }}").find("fromYaml: refused") != std::string::npos);
+}
