@@ -88,7 +88,7 @@ std::unexpected<kms::Error> property_not_found(std::string_view property) {
 
 kms::Result<kms::SecureBytes> extract_property(const kms::SecureBytes& whole, std::string_view property,
                                                ValueFormat format) {
-  if (property.empty()) return whole.clone();
+  if (property.empty() || format == ValueFormat::whole) return whole.clone();
   const std::string what = "property '" + std::string(property) + "'";
   ROOTSEAL_LET(doc, parse_remote(whole, what));
   const auto root = Document::root();
@@ -140,6 +140,8 @@ kms::Result<kms::SecureBytes> extract_property(const kms::SecureBytes& whole, st
 }
 
 kms::Result<SecretMap> extract_map(const kms::SecureBytes& whole, ValueFormat format) {
+  if (format == ValueFormat::whole)
+    return fail(Errc::invalid_argument, "extract: the remote value is not a JSON object");
   auto doc = Document::parse(whole.span());
   SecretMap out;
   // AWS: Unmarshal of `null` into a map leaves it empty, without an error.

@@ -367,12 +367,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto whole = fuzz::run_to_completion(io, [&] { return pull->fetch(ref); });
     check(whole);
     if (whole)
-      check(sync::select_value(std::move(*whole), property, sync::DecodingStrategy::none, pull->value_format()));
+      check(sync::select_value(std::move(*whole), property, sync::DecodingStrategy::none, pull->value_format_of(ref)));
   } else if (pull && op == "fetch_all") {
+    if (auto refused = pull->extract_refusal(ref); !refused) {
+      check(refused);
+      return 0;
+    }
     auto whole = fuzz::run_to_completion(io, [&] { return pull->fetch(ref); });
     check(whole);
     if (!whole) return 0;
-    const auto r = sync::select_map(std::move(*whole), property, sync::DecodingStrategy::none, pull->value_format());
+    const auto r =
+        sync::select_map(std::move(*whole), property, sync::DecodingStrategy::none, pull->value_format_of(ref));
     check(r);
     if (r && provider == "vault" && property.empty()) vault_agreement(*r, answers);
   } else if (pull && op == "find") {

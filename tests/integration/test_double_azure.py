@@ -56,8 +56,8 @@ def run_check(cert, args):
     return steps
 
 
-def test_sdk(d, cert):
-    steps = run_check(cert, [d.url, TENANT, CLIENT, SECRET])
+def test_sdk(d, cert, key):
+    steps = run_check(cert, [d.url, TENANT, CLIENT, SECRET, cert, key])
     assert steps["set"]["id"].startswith(d.url + "/secrets/db-password/"), steps["set"]
     assert steps["list"] == {"versions": 2, "names": ["db-password"]}, steps["list"]
     assert steps["missing"] == {"status": 404, "code": "SecretNotFound"}, steps["missing"]
@@ -66,6 +66,9 @@ def test_sdk(d, cert):
     assert steps["throttled"]["elapsed_ms"] >= 900, steps["throttled"]
     assert steps["deleted-conflict"] == {"status": 409, "code": "Conflict"}, steps["deleted-conflict"]
     assert "AADSTS7000215" in steps["badcred"]["message"], steps["badcred"]
+    # Certificates and keys (the double's cert/ and key/ endpoints) through the SDK's own clients.
+    assert steps["certificate"]["version"] == 32 and steps["certificate"]["bytes"] > 500, steps["certificate"]
+    assert steps["key"] == {"kty": "RSA", "ops": ["sign", "verify"]}, steps["key"]
     assert "done" in steps
     st = d.stats()
     # One token for the whole session of the good client (cached), one attempt for the bad one.
@@ -181,7 +184,7 @@ def main():
     cert, key = make_cert(work)
     d = azure.AzureKeyVaultDouble(tls_cert=cert, tls_key=key, tenant=TENANT, clients={CLIENT: SECRET}).start()
     try:
-        test_sdk(d, cert)
+        test_sdk(d, cert, key)
         test_sdk_federated(d, cert)
         test_rest(d, ssl.create_default_context(cafile=cert))
     finally:

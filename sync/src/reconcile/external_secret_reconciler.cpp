@@ -308,7 +308,7 @@ asio::awaitable<Step<ProviderData>> ExternalSecretReconciler::fetch(const model:
       if (!added) co_return std::unexpected(added.error());
       continue;
     }
-    auto whole = co_await fetch_whole(stores, es.meta.namespace_, ref, item.extract);
+    auto whole = co_await fetch_whole(stores, es.meta.namespace_, ref, item.extract, true);
     if (!whole) co_return std::unexpected(provider_refusal(data_from_where(es, i), whole.error()));
     auto added = add_data_from(out, es, i, ref, whole->format, std::move(whole->value));
     if (!added) co_return std::unexpected(added.error());
@@ -329,11 +329,15 @@ asio::awaitable<Step<ProviderData>> ExternalSecretReconciler::fetch(const model:
 // (store generation, key, version) per refresh window.
 asio::awaitable<Step<ExternalSecretReconciler::Whole>> ExternalSecretReconciler::fetch_whole(
     std::map<std::string, UsedStore>& stores, const std::string& ns, const model::StoreRef& ref,
-    const RemoteRef& remote) {
+    const RemoteRef& remote, bool extract) {
   auto used = co_await use_store(stores, ns, ref);
   if (!used) co_return std::unexpected(used.error());
   std::shared_ptr<Provider> provider = (*used)->provider;
   const RemoteKey whole{remote.key, remote.version};
+  if (extract) {  // ESO's GetSecretMap may refuse the key before reading anything (Azure: certificates, keys)
+    if (auto refused = provider->extract_refusal(whole); !refused)
+      co_return Whole{std::unexpected(refused.error()), provider->value_format()};
+  }
   const bool metadata = remote.fetch_metadata;  // metadataPolicy Fetch: the secret's metadata, cached apart
   FetchCache::Fetch f = [provider, whole, metadata]() -> Task<kms::SecureBytes> {
     if (metadata) co_return co_await provider->fetch_metadata(whole);
@@ -342,7 +346,7 @@ asio::awaitable<Step<ExternalSecretReconciler::Whole>> ExternalSecretReconciler:
   std::string cache_key = fetch_key((*used)->id, remote.key, remote.version);
   if (metadata) cache_key += "\x1fmetadata";
   auto value = co_await cache_.get(cache_key, f);  // named: no co_await inside a braced initializer (g++ 12)
-  const ValueFormat format = metadata ? provider->metadata_format() : provider->value_format();
+  const ValueFormat format = metadata ? provider->metadata_format() : provider->value_format_of(whole);
   co_return Whole{std::move(value), format};
 }
 

@@ -112,7 +112,8 @@ class ExternalSecretReconciler {
     ValueFormat format;
   };
   boost::asio::awaitable<Step<Whole>> fetch_whole(std::map<std::string, UsedStore>& stores, const std::string& ns,
-                                                  const model::StoreRef& ref, const RemoteRef& remote);
+                                                  const model::StoreRef& ref, const RemoteRef& remote,
+                                                  bool extract = false);  // dataFrom.extract
   boost::asio::awaitable<Step<kms::Result<SecretMap>>> find_all(std::map<std::string, UsedStore>& stores,
                                                                 const std::string& ns, const model::StoreRef& ref,
                                                                 const model::FindRef& find);

@@ -6,7 +6,13 @@ Key Vault secrets REST (api-version 7.4; 7.0-7.6 and 2025-07-01 accepted):
 PUT /secrets/{name}, GET /secrets/{name}[/{version}], GET /secrets,
 GET /secrets/{name}/versions, PATCH /secrets/{name}[/{version}],
 DELETE /secrets/{name} (soft delete), /deletedsecrets/{name} get, purge,
-recover. 401 with a WWW-Authenticate challenge on a missing or bad bearer
+recover. Certificates: POST /certificates/{name}/import (a PEM certificate
+with its key: the value as the PEM text; PKCS#12 is not modelled, 400),
+GET /certificates/{name}[/{version}] ("cer": the DER in base64, "x5t");
+the import also writes the secret {name} (the PEM, application/x-pem-file),
+as Key Vault does (the backing key is not made). Keys: PUT /keys/{name}
+(import of an RSA or EC JWK; the bundle carries the public part only),
+GET /keys/{name}[/{version}]. 401 with a WWW-Authenticate challenge on a missing or bad bearer
 token, {"error":{"code","message"}} bodies, name validation.
 Identity: POST /{tenant}/oauth2/v2.0/token (client_credentials, client
 secret in the form or HTTP Basic, or a federated client assertion: a JWT
@@ -24,6 +30,7 @@ Test-only admin endpoints live under /_double/ (no auth); see
 docs/testing-doubles.md.
 """
 import base64
+import hashlib
 import hmac
 import json
 import os
@@ -69,6 +76,12 @@ class AzError(Exception):
         return {"error": e}
 
 
+def object_not_found(kind, code, name):
+    return AzError(404, code, "A %s with (name/id) %s was not found in this key vault. If you recently deleted "
+                   "this %s you may be able to recover it using the correct recovery command. For help resolving "
+                   "this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182" % (kind, name, kind))
+
+
 def not_found(name):
     return AzError(404, "SecretNotFound",
                    "A secret with (name/id) %s was not found in this key vault. If you recently deleted this "
@@ -99,6 +112,8 @@ class AzureState:
         self.tokens = {}  # access token -> (client_id, expires)
         self.secrets = {}  # name -> {"versions": {ver: bundle}, "order": [ver, ...]}
         self.deleted = {}  # name -> (deleted bundle, entry)
+        self.certificates = {}  # name -> {"versions": {ver: bundle}, "order": [ver, ...], "latest": bundle}
+        self.keys = {}  # the same for keys
         self.token_requests = 0
 
 
@@ -343,6 +358,8 @@ class AzureHandler(BaseDoubleHandler):
                     return self.send_json(200, self._bundle_out(self._get(name, parts[2])))
                 if len(parts) in (2, 3) and m == "PATCH":
                     return self.update_secret(name, parts[2] if len(parts) == 3 else None, args or {})
+            if len(parts) >= 2 and parts[0] in ("certificates", "keys"):
+                return self.cert_or_key(parts, m, args)
             if len(parts) >= 1 and parts[0] == "deletedsecrets":
                 if len(parts) == 1 and m == "GET":
                     return self.list_items(sorted(st.deleted), lambda n: dict(self._item(st.deleted[n][0], True),
@@ -361,6 +378,112 @@ class AzureHandler(BaseDoubleHandler):
                     st.secrets[name] = entry
                     return self.send_json(200, self._bundle_out(entry["latest"]))
         raise AzError(405, "MethodNotAllowed", "The requested resource does not support http method '%s'." % m)
+
+    # ------------------------------------------------ certificates and keys
+    def cert_or_key(self, parts, m, args):
+        st = self.server.double.state
+        kind, name = parts[0], parts[1]
+        if not _NAME.match(name):
+            raise AzError(400, "BadParameter", "The request URI contains an invalid name: %s" % name)
+        store = st.certificates if kind == "certificates" else st.keys
+        noun, code = ("certificate", "CertificateNotFound") if kind == "certificates" else ("key", "KeyNotFound")
+        if kind == "certificates" and len(parts) == 3 and parts[2] == "import" and m == "POST":
+            return self.import_certificate(name, args)
+        if kind == "keys" and len(parts) == 2 and m == "PUT":
+            return self.import_key(name, args)
+        if m == "GET" and len(parts) in (2, 3):
+            e = store.get(name)
+            if e is None:
+                raise object_not_found(noun, code, name)
+            b = e["latest"] if len(parts) == 2 else e["versions"].get(parts[2])
+            if b is None:
+                raise object_not_found(noun, code, "%s/%s" % (name, parts[2]))
+            return self.send_json(200, self._bundle_out(b))
+        raise AzError(405, "MethodNotAllowed", "The requested resource does not support http method '%s'." % m)
+
+    @staticmethod
+    def _attributes(args, now):
+        attrs_in = (args or {}).get("attributes") or {}
+        attrs = {"enabled": bool(attrs_in.get("enabled", True)), "created": now, "updated": now,
+                 "recoveryLevel": "Recoverable+Purgeable", "recoverableDays": 90}
+        for k in ("nbf", "exp"):
+            if k in attrs_in:
+                attrs[k] = int(attrs_in[k])
+        return attrs
+
+    @staticmethod
+    def _tags(args):
+        tags = (args or {}).get("tags")
+        if tags is not None and (not isinstance(tags, dict) or len(tags) > 15 or any(
+                not isinstance(v, str) or len(k) > 512 or len(v) > 256 for k, v in tags.items())):
+            raise AzError(400, "BadParameter", "Tags must be a map of at most 15 string entries "
+                          "(name up to 512 and value up to 256 characters).")
+        return tags
+
+    @staticmethod
+    def _add_version(store, name, b, ver):
+        e = store.setdefault(name, {"versions": {}, "order": []})
+        e["versions"][ver] = b
+        e["order"].append(ver)
+        e["latest"] = b
+
+    def import_certificate(self, name, args):
+        d = self.server.double
+        st = d.state
+        if not isinstance(args, dict) or not isinstance(args.get("value"), str):
+            raise AzError(400, "BadParameter", "Property value is required and must be a string.")
+        pem = args["value"]
+        blocks = re.findall(r"-----BEGIN CERTIFICATE-----\s*(.*?)\s*-----END CERTIFICATE-----", pem, re.S)
+        if not blocks:
+            raise AzError(400, "BadParameter", "The specified PEM X.509 certificate content is in an unexpected "
+                          "format. Please check if certificate is in valid PEM format. (PKCS#12 imports are not "
+                          "modelled by this double.)")
+        if "PRIVATE KEY-----" not in pem:
+            raise AzError(400, "BadParameter", "Private key is not specified in the specified X.509 PEM "
+                          "certificate content. Please specify private key in the X.509 PEM certificate content.")
+        try:
+            der = base64.b64decode("".join(blocks[0].split()), validate=True)
+        except ValueError:
+            raise AzError(400, "BadParameter", "The specified PEM X.509 certificate content is in an unexpected "
+                          "format. Please check if certificate is in valid PEM format.")
+        tags = self._tags(args)
+        now = int(time.time())
+        ver = uuid.uuid4().hex
+        b = {"id": "%s/certificates/%s/%s" % (d.url, name, ver), "kid": "%s/keys/%s/%s" % (d.url, name, ver),
+             "sid": "%s/secrets/%s/%s" % (d.url, name, ver),
+             "x5t": b64url(hashlib.sha1(der).digest()), "cer": base64.b64encode(der).decode(),
+             "attributes": self._attributes(args, now), "tags": tags}
+        self._add_version(st.certificates, name, b, ver)
+        # Key Vault keeps the certificate with its key as a secret of the same name.
+        secret = {"value": pem, "id": b["sid"], "contentType": "application/x-pem-file",
+                  "attributes": dict(b["attributes"]), "tags": tags, "kid": b["kid"], "managed": True}
+        self._add_version(st.secrets, name, secret, ver)
+        return self.send_json(200, self._bundle_out(b))
+
+    def import_key(self, name, args):
+        d = self.server.double
+        st = d.state
+        jwk = args.get("key") if isinstance(args, dict) else None
+        if not isinstance(jwk, dict):
+            raise AzError(400, "BadParameter", "Property key is required.")
+        kty = jwk.get("kty")
+        public = {"RSA": ("n", "e"), "RSA-HSM": ("n", "e"), "EC": ("crv", "x", "y"), "EC-HSM": ("crv", "x", "y")}
+        if kty not in public:
+            raise AzError(400, "BadParameter", "Invalid key type: %s" % kty)
+        if any(not isinstance(jwk.get(f), str) or not jwk.get(f) for f in public[kty]):
+            raise AzError(400, "BadParameter", "The key is missing one of: %s." % ", ".join(public[kty]))
+        tags = self._tags(args)
+        ver = uuid.uuid4().hex
+        ops = jwk.get("key_ops") or (["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"]
+                                     if kty.startswith("RSA") else ["sign", "verify"])
+        if args.get("hsm") and not kty.endswith("-HSM"):
+            kty += "-HSM"
+        key = {"kid": "%s/keys/%s/%s" % (d.url, name, ver), "kty": kty, "key_ops": ops}
+        for f in public[jwk["kty"]]:
+            key[f] = jwk[f]
+        b = {"key": key, "attributes": self._attributes(args, int(time.time())), "tags": tags}
+        self._add_version(st.keys, name, b, ver)
+        return self.send_json(200, self._bundle_out(b))
 
     def list_items(self, keys, fn, q):
         d = self.server.double

@@ -28,11 +28,12 @@ inline boost::asio::awaitable<kms::Result<kms::SecureBytes>> selected(std::share
   const sync::RemoteKey key{ref.key, ref.version};  // named: no temporaries in a co_await (g++ 12)
   auto whole = co_await p->fetch(key);
   if (!whole) co_return std::unexpected(whole.error());
-  co_return sync::select_value(std::move(*whole), ref.property, ref.decoding, p->value_format());
+  co_return sync::select_value(std::move(*whole), ref.property, ref.decoding, p->value_format_of(key));
 }
 inline boost::asio::awaitable<kms::Result<sync::SecretMap>> selected_map(std::shared_ptr<sync::Provider> p,
                                                                          sync::RemoteRef ref) {
   const sync::RemoteKey key{ref.key, ref.version};  // named: no temporaries in a co_await (g++ 12)
+  if (auto refused = p->extract_refusal(key); !refused) co_return std::unexpected(refused.error());
   auto whole = co_await p->fetch(key);
   if (!whole) co_return std::unexpected(whole.error());
   co_return sync::select_map(std::move(*whole), ref.property, ref.decoding, p->value_format());

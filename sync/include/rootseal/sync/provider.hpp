@@ -96,6 +96,10 @@ enum class ValueFormat {
   // "<tag>.<path>", the path (as gjson_path_first) in that tag's value;
   // dataFrom.extract: see metadata_map (secure_json.hpp).
   azure_tags,
+  // Bytes read whole: property is not applied (ESO's Azure provider answers a
+  // certificate's DER whatever the property); dataFrom.extract is refused by
+  // the provider (Provider::extract_refusal).
+  whole,
 };
 
 // Key -> value (dataFrom.extract, a Secret's data). Values in locked memory.
@@ -122,6 +126,12 @@ class Provider {
   [[nodiscard]] virtual std::string_view kind() const noexcept = 0;  // "vault", "aws", ...
   // How fetch()'s values are read by property and dataFrom.extract.
   [[nodiscard]] virtual ValueFormat value_format() const noexcept { return ValueFormat::text; }
+  // How fetch(ref)'s value is read, when it depends on the key (Azure: a
+  // certificate's DER is read whole); default value_format().
+  [[nodiscard]] virtual ValueFormat value_format_of(const RemoteKey& /*ref*/) const noexcept { return value_format(); }
+  // dataFrom.extract of ref refused before anything is read (ESO's Azure
+  // GetSecretMap: certificates and keys), as invalid_argument; default none.
+  [[nodiscard]] virtual kms::Result<void> extract_refusal(const RemoteKey& /*ref*/) const { return {}; }
   // dataFrom.find: name -> whole value (as fetch() returns it). not_found
   // when the search itself finds no place to look (ESO's NoSecretErr);
   // invalid_argument from providers without find.

@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "providers/cloud_auth.hpp"
+#include "go_json.hpp"
 #include "providers/common.hpp"
+#include "rootseal/kms/encoding.hpp"
 #include "secure_buffer.hpp"
 #include "secure_json.hpp"
 
@@ -53,6 +55,98 @@ bool valid_name(std::string_view n) {
                      [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-'; });
 }
 
+// What remoteRef.key names, as ESO's getObjType splits it: "<type>/<name>"
+// (a later segment is not read), else a secret.
+enum class Object { secret, certificate, key };
+struct Named {
+  Object object = Object::secret;
+  std::string_view name;
+};
+
+kms::Result<Named> named(std::string_view key) {
+  const auto slash = key.find('/');
+  if (slash == std::string_view::npos) return Named{Object::secret, key};
+  const std::string_view type = key.substr(0, slash);
+  std::string_view name = key.substr(slash + 1);
+  name = name.substr(0, name.find('/'));
+  if (type == "secret") return Named{Object::secret, name};
+  if (type == "cert") return Named{Object::certificate, name};
+  if (type == "key") return Named{Object::key, name};
+  return fail(Errc::invalid_argument, "azure: unknown Azure Keyvault object Type for " + std::string(name));
+}
+
+constexpr std::string_view noun(Object o) {
+  return o == Object::certificate ? "certificate" : o == Object::key ? "key" : "secret";
+}
+
+bool equal_fold(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// The member Go's json.Unmarshal sets a struct field `name` from: the last
+// whose name matches, ASCII case folded.
+const json::value* go_member(const json::value& v, std::string_view name) {
+  if (!v.is_object()) return nullptr;
+  const json::value* out = nullptr;
+  for (const auto& m : v.as_object()) {
+    if (equal_fold(m.key(), name)) out = &m.value();
+  }
+  return out;
+}
+
+// json.Marshal of the legacy SDK's keyvault.JSONWebKey (services/keyvault/v7.0)
+// that json.Unmarshal made of a Key Vault key's "key": its fields in the
+// struct's order, absent and null ones left out (omitempty pointers; kty and
+// crv when empty), strings as Go writes them. A JWK may hold a private part:
+// the output is in locked memory and no error names a value.
+kms::Result<kms::SecureBytes> go_jwk(const json::value* key) {
+  SecureBuffer out(1024);
+  if (key == nullptr || key->is_null()) {
+    out.append("null");
+    return out.take();
+  }
+  if (!key->is_object()) return fail(Errc::unavailable, "azure: the key's \"key\" is not a JSON object");
+  static constexpr std::string_view kFields[] = {"kid", "kty", "key_ops", "n", "e",       "d",   "dp", "dq",
+                                                 "qi",  "p",   "q",       "k", "key_hsm", "crv", "x",  "y"};
+  out.push_back('{');
+  bool first = true;
+  for (const std::string_view field : kFields) {
+    const json::value* v = go_member(*key, field);
+    if (v == nullptr || v->is_null()) continue;
+    const bool plain = field == "kty" || field == "crv";  // string, not *string: "" is left out
+    if (field == "key_ops") {
+      if (!v->is_array()) return fail(Errc::unavailable, "azure: the key's key_ops is not an array of strings");
+      for (const auto& op : v->as_array()) {
+        if (!op.is_string() && !op.is_null())
+          return fail(Errc::unavailable, "azure: the key's key_ops is not an array of strings");
+      }
+    } else if (!v->is_string()) {
+      return fail(Errc::unavailable, "azure: the key's " + std::string(field) + " is not a string");
+    }
+    if (plain && v->as_string().empty()) continue;
+    if (!first) out.push_back(',');
+    first = false;
+    gojson::append_go_string(out, field);
+    out.push_back(':');
+    if (field != "key_ops") {
+      gojson::append_go_string(out, std::string_view(v->as_string()));
+      continue;
+    }
+    out.push_back('[');
+    bool first_op = true;
+    for (const auto& op : v->as_array()) {
+      if (!first_op) out.push_back(',');
+      first_op = false;
+      gojson::append_go_string(out, op.is_string() ? std::string_view(op.as_string()) : std::string_view());
+    }
+    out.push_back(']');
+  }
+  out.push_back('}');
+  return out.take();
+}
+
 struct Current {
   bool exists = false;
   bool managed = false;
@@ -85,25 +179,53 @@ class AzureImpl final : public AzureKeyVault {
   // ---- pull ----
   ValueFormat value_format() const noexcept override { return ValueFormat::gjson_path_first; }
 
-  // ESO's GetSecret for a secret: remoteRef.key is the name ("secret/<name>"
-  // as well; certificates and keys are not served), version a version id.
+  // ESO's GetSecret: remoteRef.key "<name>" or "secret/<name>" is a secret
+  // (its value), "cert/<name>" a certificate (its "cer": the DER bytes, read
+  // whole whatever the property), "key/<name>" a key (its JWK as Go's
+  // json.Marshal of the legacy SDK's JSONWebKey writes it); version a version id.
   Task<kms::SecureBytes> fetch(const RemoteKey& ref) override {
-    ROOTSEAL_CO_LET(doc, co_await get_secret(ref));
+    ROOTSEAL_CO_LET(doc, co_await get_object(ref));
+    ROOTSEAL_CO_LET(what, named(ref.key));
     const auto& root = doc->root();
+    if (what.object == Object::key) co_return go_jwk(go_member(root, "key"));
+    if (what.object == Object::certificate) {
+      const json::value* cer = go_member(root, "cer");
+      if (cer == nullptr || !cer->is_string()) co_return fail(Errc::unavailable, "azure: the certificate has no cer");
+      auto der = kms::base64_decode(std::string_view(cer->as_string()));
+      if (!der) co_return fail(Errc::unavailable, "azure: the certificate's cer is not base64");
+      co_return kms::SecureBytes::copy_of(std::span<const std::uint8_t>(*der));
+    }
     const json::value* v = root.is_object() ? root.as_object().if_contains("value") : nullptr;
     if (v == nullptr || !v->is_string()) co_return fail(Errc::unavailable, "azure: the answer has no value");
     co_return kms::SecureBytes::copy_of(std::string_view(v->as_string()));
   }
 
+  // A certificate's DER is read whole (ESO ignores the property there).
+  ValueFormat value_format_of(const RemoteKey& ref) const noexcept override {
+    const auto what = named(ref.key);
+    return what && what->object == Object::certificate ? ValueFormat::whole : value_format();
+  }
+
+  // ESO's GetSecretMap: dataFrom.extract of a certificate or a key is refused
+  // before anything is read (with metadataPolicy Fetch too).
+  kms::Result<void> extract_refusal(const RemoteKey& ref) const override {
+    ROOTSEAL_LET(what, named(ref.key));
+    if (what.object == Object::certificate)
+      return fail(Errc::invalid_argument, "cannot get use dataFrom to get certificate secret");
+    if (what.object == Object::key) return fail(Errc::invalid_argument, "cannot get use dataFrom to get key secret");
+    return {};
+  }
+
   ValueFormat metadata_format() const noexcept override { return ValueFormat::azure_tags; }
 
   // ESO's metadataPolicy Fetch (its legacy SDK's getSecretAllMetadata): the
-  // secret's tags and its attributes "attribute.expires", "attribute.created",
-  // "attribute.updated" and "attribute.notBefore" (RFC 3339, UTC) as the JSON
-  // object Go's json.Marshal makes of a map[string]string. A missing secret
-  // is not_found (ESO: NoSecretErr).
+  // secret's, certificate's or key's tags and its attributes
+  // "attribute.expires", "attribute.created", "attribute.updated" and
+  // "attribute.notBefore" (RFC 3339, UTC) as the JSON object Go's
+  // json.Marshal makes of a map[string]string. A missing object is not_found
+  // (ESO: NoSecretErr).
   Task<kms::SecureBytes> fetch_metadata(const RemoteKey& ref) override {
-    ROOTSEAL_CO_LET(doc, co_await get_secret(ref));
+    ROOTSEAL_CO_LET(doc, co_await get_object(ref));
     const auto& root = doc->root();
     std::map<std::string, std::string, std::less<>> meta;
     if (const auto* tags = root.is_object() ? root.as_object().if_contains("tags") : nullptr;
@@ -126,25 +248,25 @@ class AzureImpl final : public AzureKeyVault {
     co_return go_string_map_json(meta);
   }
 
-  // GET of the secret `ref` names, parsed; not_found for a 404.
-  Task<std::shared_ptr<SecureJson>> get_secret(const RemoteKey& ref) {
-    std::string_view name = ref.key;
-    if (name.starts_with("secret/")) name.remove_prefix(7);
-    if (name.starts_with("cert/") || name.starts_with("key/")) {
-      co_return fail(Errc::invalid_argument, "azure: certificates and keys (remoteRef.key " + std::string(ref.key) +
-                                                 ") are not served by rootseal; secrets are");
-    }
+  // GET of the secret, certificate or key `ref` names, parsed; not_found for a 404.
+  Task<std::shared_ptr<SecureJson>> get_object(const RemoteKey& ref) {
+    ROOTSEAL_CO_LET(what, named(ref.key));
+    const std::string_view name = what.name;
+    const std::string type(noun(what.object));
     if (!valid_name(name))
-      co_return fail(Errc::invalid_argument, "azure: secret names must match ^[0-9a-zA-Z-]{1,127}$");
+      co_return fail(Errc::invalid_argument, "azure: " + type + " names must match ^[0-9a-zA-Z-]{1,127}$");
     if (!ref.version.empty() && !valid_version(ref.version)) {
       co_return fail(Errc::invalid_argument, "azure: a version is 32 hexadecimal characters");
     }
-    std::string target = "/secrets/" + std::string(name);
+    std::string target = (what.object == Object::certificate ? "/certificates/"
+                          : what.object == Object::key       ? "/keys/"
+                                                             : "/secrets/") +
+                         std::string(name);
     if (!ref.version.empty()) target += "/" + ref.version;
     ROOTSEAL_CO_LET(r, co_await call(http::verb::get, target, {}));
-    if (r.status == 404) co_return fail(Errc::not_found, "azure: secret \"" + std::string(name) + "\" not found");
+    if (r.status == 404) co_return fail(Errc::not_found, "azure: " + type + " \"" + std::string(name) + "\" not found");
     if (r.status != 200)
-      co_return fail(errc_for_status(r.status), "azure: reading the secret failed: " + microsoft_error(r));
+      co_return fail(errc_for_status(r.status), "azure: reading the " + type + " failed: " + microsoft_error(r));
     auto doc = SecureJson::parse(r.body.view());
     if (!doc) co_return fail(Errc::unavailable, "azure: the answer is not JSON");
     co_return std::move(*doc);

@@ -1,4 +1,5 @@
-// Azure Key Vault secrets (push), REST API version 7.4. Client-credentials
+// Azure Key Vault: secrets (pull and push), certificates and keys (pull:
+// remoteRef.key cert/<name>, key/<name>), REST API version 7.4. Client-credentials
 // token from the Microsoft identity platform (client secret, or workload
 // identity: a ServiceAccount token as the client assertion), cached until shortly before it
 // expires (a 401 drops it and retries once). PUT only when the value changed

@@ -1,13 +1,18 @@
 // Drives the Azure Key Vault double with the real Azure SDK for JavaScript
-// (@azure/keyvault-secrets + @azure/identity). Run by
+// (@azure/keyvault-secrets, -certificates and -keys + @azure/identity). Run by
 // tests/integration/test_double_azure.py with NODE_EXTRA_CA_CERTS set to the
 // double's throwaway CA. Prints one JSON line per step; exits non-zero on a
 // failed expectation.
 "use strict";
 const { SecretClient } = require("@azure/keyvault-secrets");
+const { CertificateClient } = require("@azure/keyvault-certificates");
+const { KeyClient } = require("@azure/keyvault-keys");
+const crypto = require("crypto");
+const fs = require("fs");
 const { ClientAssertionCredential, ClientSecretCredential } = require("@azure/identity");
 
-const [url, tenant, clientId, clientSecret] = process.argv.slice(2);
+// certPem, keyPem (optional): a certificate and its key for the certificate and key steps.
+const [url, tenant, clientId, clientSecret, certPem, keyPem] = process.argv.slice(2);
 // "federated": node check.js federated <url> <tenant> <clientId> <assertion> <unfederated assertion>
 const federated = process.argv[2] === "federated";
 const out = (step, data) => console.log(JSON.stringify({ step, ...data }));
@@ -82,6 +87,8 @@ async function main() {
   assert(s3.value === "p3", "set after purge");
   out("purged", {});
 
+  if (certPem) await certificatesAndKeys(cred);
+
   // A wrong client secret: the credential fails with AADSTS7000215.
   const bad = new SecretClient(url, new ClientSecretCredential(tenant, clientId, "wrong", { authorityHost: url, disableInstanceDiscovery: true }),
     { serviceVersion: "7.4", disableChallengeResourceVerification: true, retryOptions: { maxRetries: 0 } });
@@ -93,6 +100,52 @@ async function main() {
   }
   out("done", {});
 }
+// Certificates (import of a PEM with its key; get, by version; 404) and keys
+// (import of an RSA JWK; get: the public part; 404) through the SDK's own clients.
+async function certificatesAndKeys(cred) {
+  const opts = { serviceVersion: "7.4", disableChallengeResourceVerification: true, retryOptions: { maxRetries: 0 } };
+  const certs = new CertificateClient(url, cred, opts);
+  const pem = fs.readFileSync(certPem, "utf8") + fs.readFileSync(keyPem, "utf8");
+  const imported = await certs.importCertificate("tls-cert", Buffer.from(pem), {
+    policy: { contentType: "application/x-pem-file" }, tags: { env: "prod" } });
+  const der = new crypto.X509Certificate(fs.readFileSync(certPem)).raw;
+  assert(Buffer.from(imported.cer).equals(der), "imported cer is the DER");
+  const got = await certs.getCertificate("tls-cert");
+  assert(Buffer.from(got.cer).equals(der) && got.properties.tags.env === "prod", "getCertificate");
+  const thumb = crypto.createHash("sha1").update(der).digest();
+  assert(Buffer.from(got.properties.x509Thumbprint).equals(thumb), "x5t is the SHA-1 thumbprint");
+  const byVersion = await certs.getCertificateVersion("tls-cert", got.properties.version);
+  assert(Buffer.from(byVersion.cer).equals(der), "getCertificateVersion");
+  const client = new SecretClient(url, cred, opts);
+  const backing = await client.getSecret("tls-cert");
+  assert(backing.value === pem && backing.properties.contentType === "application/x-pem-file" && backing.properties.managed,
+    "the certificate's secret");
+  try {
+    await certs.getCertificate("no-such-cert");
+    assert(false, "missing certificate must throw");
+  } catch (e) {
+    assert(e.statusCode === 404 && e.code === "CertificateNotFound", "404 CertificateNotFound, got " + e.statusCode + " " + e.code);
+  }
+  out("certificate", { version: got.properties.version.length, bytes: der.length });
+
+  const keys = new KeyClient(url, cred, opts);
+  const jwk = crypto.createPrivateKey(fs.readFileSync(keyPem)).export({ format: "jwk" });
+  const b64u = (s) => Buffer.from(s, "base64url");
+  const k = await keys.importKey("tls-key", { kty: "RSA", n: b64u(jwk.n), e: b64u(jwk.e), d: b64u(jwk.d), p: b64u(jwk.p),
+    q: b64u(jwk.q), dp: b64u(jwk.dp), dq: b64u(jwk.dq), qi: b64u(jwk.qi), keyOps: ["sign", "verify"] }, { tags: { team: "a" } });
+  const key = await keys.getKey("tls-key", { version: k.properties.version });
+  assert(key.keyType === "RSA" && Buffer.from(key.key.n).equals(b64u(jwk.n)) && key.key.d === undefined, "getKey: the public part");
+  assert(key.keyOperations.join(",") === "sign,verify" && key.properties.tags.team === "a", "key_ops and tags");
+  assert(key.id === url + "/keys/tls-key/" + k.properties.version, "kid");
+  try {
+    await keys.getKey("no-such-key");
+    assert(false, "missing key must throw");
+  } catch (e) {
+    assert(e.statusCode === 404 && e.code === "KeyNotFound", "404 KeyNotFound, got " + e.statusCode + " " + e.code);
+  }
+  out("key", { kty: key.keyType, ops: key.keyOperations });
+}
+
 // Workload identity federation: ClientAssertionCredential (what
 // WorkloadIdentityCredential uses) with a Kubernetes ServiceAccount token.
 async function mainFederated() {
