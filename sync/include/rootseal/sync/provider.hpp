@@ -368,7 +368,7 @@ class ProviderFactory {
   // Vault or AWS; Azure/GCP as pull sources are not supported (invalid_argument).
   [[nodiscard]] kms::Result<std::shared_ptr<Provider>> make_provider(
       StoreSpec spec, std::shared_ptr<StoreHealth> health = nullptr) const;
-  // AWS, Azure or GCP; Vault as a push target is not supported (invalid_argument).
+  // AWS, Azure, GCP or Vault (KV v2); Conjur as a push target is not supported (invalid_argument).
   [[nodiscard]] kms::Result<std::shared_ptr<PushProvider>> make_push_provider(
       StoreSpec spec, std::shared_ptr<StoreHealth> health = nullptr) const;
 
