@@ -225,7 +225,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
         if (const auto have = current->doc.last_member(current->data, ref.property)) {
           if (current->doc.kind(*have) != gojson::Kind::string)
             co_return fail(Errc::invalid_argument, "error converting " + ref.property + " to string");
-          if (current->doc.string(*have) == as_view(value)) co_return PushOutcome{};
+          if (kms::constant_time_equal(current->doc.string(*have), as_view(value))) co_return PushOutcome{};
         }
       }
       SecureBuffer quoted(value.size() + 2);
@@ -339,7 +339,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
       if (kind != b.kind(bv)) return false;
       switch (kind) {
         case gojson::Kind::string:
-          if (a.string(av) != b.string(bv)) return false;
+          if (!kms::constant_time_equal(a.string(av), b.string(bv))) return false;
           break;
         case gojson::Kind::boolean:
           if (a.raw(av) != b.raw(bv)) return false;
