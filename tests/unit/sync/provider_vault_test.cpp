@@ -262,11 +262,11 @@ TEST_CASE("vault provider: bad specs are refused") {
   CHECK_FALSE(sync::providers::make_vault_provider(loop.io.get_executor(), std::move(none)));
   sync::VaultSpec v1;
   v1.server = "http://127.0.0.1:1";
-  v1.version = "v1";
+  v1.version = "v3";
   v1.token = secure("t");
   auto r = sync::providers::make_vault_provider(loop.io.get_executor(), std::move(v1));
   REQUIRE_FALSE(r);
-  CHECK(r.error().message.find("v2") != std::string::npos);
+  CHECK(r.error().message == "vault: KV version must be v2 or v1");
 }
 
 TEST_CASE(
@@ -511,4 +511,83 @@ TEST_CASE("vault push: remove takes a managed property or secret away and leaves
   auto refused = loop.run(p->ensure_managed("theirs"));
   REQUIRE_FALSE(refused);
   CHECK(refused.error().code == kms::Errc::permission_denied);
+}
+
+namespace {
+
+sync::VaultSpec kv1_spec(const PyDouble& v) {
+  auto s = token_spec(v);
+  s.path = "kv";  // the double's KV v1 mount
+  s.version = "v1";
+  return s;
+}
+
+// GET /v1/kv/<path>: the secret's map (null when Vault answers 404).
+json::value kv1_get(const PyDouble& v, const std::string& path) {
+  const auto r = run_command("curl -s -w '\\n%{http_code}' -H 'X-Vault-Token: root' " + v.url() + "/v1/kv/" + path);
+  REQUIRE(r.status == 0);
+  const auto nl = r.out.rfind('\n');
+  if (r.out.substr(nl + 1) == "404") return nullptr;
+  REQUIRE(r.out.substr(nl + 1) == "200");
+  return json::parse(r.out.substr(0, nl)).at("data");
+}
+
+}  // namespace
+
+TEST_CASE("vault KV v1: pull reads the map and push keeps ESO's marker inside it") {
+  PyDouble vault("vault_kv");
+  REQUIRE(run_command("curl -sf -X POST -H 'X-Vault-Token: root' -d '{\"k\":\"v\",\"n\":1}' " + vault.url() +
+                      "/v1/kv/theirs")
+              .status == 0);
+  Loop loop;
+  auto p = make(loop, kv1_spec(vault));
+  // Pull: the whole map (ESO's v1 GetSecret), a property; versions and find by tags are v2's.
+  auto whole = loop.run(p->fetch({"theirs", ""}));
+  REQUIRE(whole);
+  CHECK(text(*whole) == R"({"k":"v","n":1})");
+  auto k = loop.run(selected(p, ref("theirs", "k")));
+  REQUIRE(k);
+  CHECK(text(*k) == "v");
+  auto versioned = loop.run(p->fetch({"theirs", "2"}));
+  REQUIRE_FALSE(versioned);
+  CHECK(versioned.error().message == "vault: remoteRef.version needs KV v2 (the store is v1)");
+  sync::FindRequest by_tags;
+  by_tags.tags = {{"a", "b"}};
+  auto found = loop.run(p->find(by_tags));
+  REQUIRE_FALSE(found);
+  CHECK(found.error().message == "cannot perform find by tag operations with kv version v1");
+  sync::FindRequest by_name;
+  by_name.name_matches = [](std::string_view n) { return n == "theirs"; };
+  found = loop.run(p->find(by_name));
+  REQUIRE(found);
+  CHECK(found->size() == 1);
+
+  // Push: the marker is a key of the map; no metadata/ call.
+  const json::value marker = json::parse(R"({"managed-by":"external-secrets"})");
+  auto out = loop.run(p->put_if_changed(push_ref("team/one"), secure(R"({"foo":"bar"})")));
+  REQUIRE(out);
+  CHECK(out->written);
+  CHECK(kv1_get(vault, "team/one") == json::value{{"foo", "bar"}, {"custom_metadata", marker}});
+  out = loop.run(p->put_if_changed(push_ref("team/one"), secure(R"({"foo":"bar"})")));
+  REQUIRE(out);
+  CHECK_FALSE(out->written);  // the map without its marker equals the value
+  CHECK(p->counters().writes == 1);
+  out = loop.run(p->put_if_changed(push_ref("team/one", "other"), secure("x")));
+  REQUIRE(out);
+  CHECK(out->written);
+  CHECK(kv1_get(vault, "team/one") == json::value{{"foo", "bar"}, {"other", "x"}, {"custom_metadata", marker}});
+  out = loop.run(p->put_if_changed(push_ref("team/one", "other"), secure("x")));
+  REQUIRE(out);
+  CHECK_FALSE(out->written);
+  // Not ESO's: refused, and left alone by a delete.
+  out = loop.run(p->put_if_changed(push_ref("theirs", "k"), secure("w")));
+  REQUIRE_FALSE(out);
+  CHECK(out.error().message == "secret not managed by external-secrets");
+  REQUIRE(loop.run(p->remove(push_ref("theirs"))));
+  CHECK(kv1_get(vault, "theirs") == json::parse(R"({"k":"v","n":1})"));
+  // Delete: a property, then the last one takes the marker and the secret with it.
+  REQUIRE(loop.run(p->remove(push_ref("team/one", "foo"))));
+  CHECK(kv1_get(vault, "team/one") == json::value{{"other", "x"}, {"custom_metadata", marker}});
+  REQUIRE(loop.run(p->remove(push_ref("team/one", "other"))));
+  CHECK(kv1_get(vault, "team/one").is_null());
 }

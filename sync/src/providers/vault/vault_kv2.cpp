@@ -74,6 +74,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
             std::shared_ptr<StoreHealth> health)
       : spec_(std::move(spec)), client_(std::move(client)), health_(std::move(health)), mu_(executor) {
     mount_ = trim_slashes(spec_.path);
+    kv1_ = spec_.version == "v1";
   }
 
   ValueFormat value_format() const noexcept override { return ValueFormat::go_map; }
@@ -127,6 +128,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
       }
     };
     for (const std::string_view system : {"created_time", "current_version", "delete_version_after"}) {
+      if (kv1_) break;  // KV v1 has none: custom_metadata of the map only (ESO)
       const auto v = doc.last_member(*data, system);
       if (!v || doc.kind(*v) == Kind::null) continue;
       ROOTSEAL_CO_LET(t, text(*v));
@@ -149,6 +151,8 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
   Task<SecretMap> find(const FindRequest& request) override {
     if (mount_.empty())
       co_return fail(Errc::invalid_argument, "vault: dataFrom.find needs the store's path (the KV mount)");
+    if (kv1_ && !request.tags.empty())
+      co_return fail(Errc::invalid_argument, "cannot perform find by tag operations with kv version v1");
     std::string search;
     if (request.path) {
       search = trim_slashes(*request.path);
@@ -219,10 +223,11 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
       if (!managed) co_return fail(Errc::permission_denied, std::string(kNotManaged));
       ROOTSEAL_CO_LET(kept, fields_of(current->doc, current->data, gojson::Numbers::as_written));
       fields = std::move(kept);
+      if (kv1_) fields.erase(std::string(kCustomMetadata));  // ESO compares and merges the map without its marker
     }
     if (!ref.property.empty()) {
       if (current) {
-        if (const auto have = current->doc.last_member(current->data, ref.property)) {
+        if (const auto have = stored_member(*current, ref.property)) {
           if (current->doc.kind(*have) != gojson::Kind::string)
             co_return fail(Errc::invalid_argument, "error converting " + ref.property + " to string");
           if (kms::constant_time_equal(current->doc.string(*have), as_view(value))) co_return PushOutcome{};
@@ -241,13 +246,17 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
                                                    ? "error unmarshalling incoming secret value: invalid JSON format"
                                                    : "error unmarshalling vault secret: invalid JSON format");
       }
-      if (current && same_map(current->doc, current->data, *incoming, gojson::Document::root())) {
+      if (current && same_map(current->doc, current->data, *incoming, gojson::Document::root(), kv1_)) {
         co_return PushOutcome{};
       }
       ROOTSEAL_CO_LET(pushed, fields_of(*incoming, gojson::Document::root(), gojson::Numbers::float64));
       fields = std::move(pushed);
     }
-    ROOTSEAL_CO_TRY(co_await write_marker(ref.remote_key));
+    if (kv1_) {
+      fields.insert_or_assign(std::string(kCustomMetadata), marker_json());  // KV v1: the marker is in the map
+    } else {
+      ROOTSEAL_CO_TRY(co_await write_marker(ref.remote_key));
+    }
     const kms::SecureBytes body = data_body(fields);
     ROOTSEAL_CO_TRY(co_await write_data(ref.remote_key, body));
     PushOutcome out;
@@ -268,6 +277,8 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
     if (!ref.property.empty()) {
       ROOTSEAL_CO_LET(fields, fields_of(current->doc, current->data, gojson::Numbers::as_written));
       fields.erase(ref.property);
+      // KV v1: the marker alone left is nothing left (ESO's DeleteSecret).
+      if (kv1_ && fields.size() == 1) fields.erase(std::string(kCustomMetadata));
       if (!fields.empty()) {
         const kms::SecureBytes body = data_body(fields);
         co_return co_await write_data(ref.remote_key, body);
@@ -275,6 +286,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
     }
     const std::string key = trim_slashes(ref.remote_key);
     for (const std::string_view kind : {"data", "metadata"}) {
+      if (kv1_ && kind == "metadata") break;  // KV v1: the secret is all there is
       ROOTSEAL_CO_LET(target, data_target(ref.remote_key, kind));
       const std::string_view no_body;
       ROOTSEAL_CO_LET(res, co_await authed(http::verb::delete_, target, no_body));
@@ -289,6 +301,19 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
 
  private:
   static constexpr std::string_view kNotManaged = "secret not managed by external-secrets";
+  static constexpr std::string_view kCustomMetadata = "custom_metadata";
+
+  // {"managed-by":"external-secrets"}: ESO's marker as JSON.
+  static kms::SecureBytes marker_json() {
+    return kms::SecureBytes::copy_of(R"({")" + std::string(kVaultManagedByKey) + R"(":")" +
+                                     std::string(kVaultManagedByValue) + R"("})");
+  }
+
+  // A key of the stored map as ESO sees it (KV v1: custom_metadata is not the secret's).
+  std::optional<gojson::Document::Id> stored_member(const DataAnswer& a, std::string_view key) const {
+    if (kv1_ && key == kCustomMetadata) return std::nullopt;
+    return a.doc.last_member(a.data, key);
+  }
 
   // The secret's current data, or nullopt when missing or its current
   // version deleted (ESO: NoSecretError).
@@ -324,11 +349,13 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
   // Go's maps.Equal of the stored map (Vault's client: numbers json.Number)
   // and the pushed one (numbers float64): strings, booleans and nulls
   // compare; numbers never (different types), objects and arrays never.
+  // KV v1 (`without_marker`): the stored map's custom_metadata left out, as ESO deletes it first.
   static bool same_map(const gojson::Document& a, gojson::Document::Id ao, const gojson::Document& b,
-                       gojson::Document::Id bo) {
+                       gojson::Document::Id bo, bool without_marker) {
     std::map<std::string_view, gojson::Document::Id, std::less<>> am;
     std::map<std::string_view, gojson::Document::Id, std::less<>> bm;
     for (const auto& m : a.members(ao)) am.insert_or_assign(a.string(m.key), m.value);
+    if (without_marker) am.erase(kCustomMetadata);
     for (const auto& m : b.members(bo)) bm.insert_or_assign(b.string(m.key), m.value);
     if (am.size() != bm.size()) return false;
     for (const auto& [k, av] : am) {
@@ -353,10 +380,10 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
     return true;
   }
 
-  // {"data":{...}}: the body of a KV v2 write (Go's json.Marshal of ESO's map).
-  static kms::SecureBytes data_body(const FieldMap& fields) {
+  // {"data":{...}}: the body of a KV v2 write; KV v1: the map itself (Go's json.Marshal of ESO's map).
+  kms::SecureBytes data_body(const FieldMap& fields) const {
     SecureBuffer out(64);
-    out.append(R"({"data":{)");
+    out.append(kv1_ ? "{" : R"({"data":{)");
     bool first = true;
     for (const auto& [k, v] : fields) {
       if (!first) out.push_back(',');
@@ -365,16 +392,16 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
       out.push_back(':');
       out.append(v.span());
     }
-    out.append("}}");
+    out.append(kv1_ ? "}" : "}}");
     return out.take();
   }
 
   // POST metadata/ {"custom_metadata":{"managed-by":"external-secrets"}}
   // (Vault replaces the secret's custom_metadata with it, as under ESO).
+  // KV v1: a map holding only the marker.
   Task<void> write_marker(std::string_view remote_key) {
     ROOTSEAL_CO_LET(target, data_target(remote_key, "metadata"));
-    const std::string body = R"({"custom_metadata":{")" + std::string(kVaultManagedByKey) + R"(":")" +
-                             std::string(kVaultManagedByValue) + R"("}})";
+    const std::string body = R"({"custom_metadata":)" + std::string(as_view(marker_json())) + "}";
     ROOTSEAL_CO_LET(res, co_await authed(http::verb::post, target, body));
     if (res.status / 100 != 2) co_return fail(errc_for_status(res.status), vault_error(res));
     co_return kms::Result<void>{};
@@ -390,7 +417,11 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
 
  public:
  private:
-  // "/v1/<mount>/<kind>/<key>" (kind "data" or "metadata") of a remoteRef.key.
+  // "<kind>/" on KV v2; nothing on KV v1 (data and metadata are the secret itself).
+  std::string kind_segment(std::string_view kind) const { return kv1_ ? std::string() : std::string(kind) + "/"; }
+
+  // "/v1/<mount>/<kind>/<key>" (kind "data" or "metadata"; KV v1:
+  // "/v1/<mount>/<key>") of a remoteRef.key.
   kms::Result<std::string> data_target(std::string_view ref_key, std::string_view kind) const {
     const std::string key = trim_slashes(ref_key);
     if (key.empty()) return fail(Errc::invalid_argument, "vault: remoteRef.key is empty");
@@ -401,10 +432,10 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
       // No mount in the store: the key's first segment is the mount (ESO's behaviour).
       const auto slash = key.find('/');
       if (slash == std::string::npos) return fail(Errc::invalid_argument, "vault: key needs a mount (path is empty)");
-      target += net::url_encode(key.substr(0, slash), false) + "/" + std::string(kind) + "/" +
+      target += net::url_encode(key.substr(0, slash), false) + "/" + kind_segment(kind) +
                 net::url_encode(key.substr(slash + 1), false);
     } else {
-      target += net::url_encode(mount_, false) + "/" + std::string(kind) + "/" + net::url_encode(key, false);
+      target += net::url_encode(mount_, false) + "/" + kind_segment(kind) + net::url_encode(key, false);
     }
     return target;
   }
@@ -413,6 +444,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
   Task<kms::SecureBytes> read(const RemoteKey& ref) {
     ROOTSEAL_CO_LET(target, data_target(ref.key, "data"));
     if (!ref.version.empty()) {
+      if (kv1_) co_return fail(Errc::invalid_argument, "vault: remoteRef.version needs KV v2 (the store is v1)");
       if (ref.version.find_first_not_of("0123456789") != std::string::npos || ref.version.size() > 18) {
         co_return fail(Errc::invalid_argument, "vault: version must be a KV version number");
       }
@@ -435,6 +467,11 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
     ROOTSEAL_CO_LET(doc, co_await get_answer(target, missing, ""));
     using gojson::Kind;
     const auto data = data_of(doc);
+    if (kv1_) {  // the answer's data is the secret's map
+      if (!data) co_return fail(Errc::unavailable, "vault: the answer has no data object");
+      const auto id = *data;
+      co_return DataAnswer{std::move(doc), id};
+    }
     const auto inner = data ? doc.last_member(*data, "data") : std::nullopt;
     if (!inner || doc.kind(*inner) == Kind::null) {
       co_return fail(Errc::not_found, "vault: secret \"" + key + "\" has no data (deleted or destroyed version)");
@@ -450,7 +487,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
   // when Vault has nothing at `prefix` (ESO: NoSecretError).
   Task<void> list_below(const std::string& prefix, std::vector<std::string>& names, int depth) {
     if (depth > kMaxListDepth) co_return fail(Errc::invalid_argument, "vault: find.path nests deeper than 64 folders");
-    std::string target = "/v1/" + net::url_encode(mount_, false) + "/metadata/";
+    std::string target = "/v1/" + net::url_encode(mount_, false) + "/" + kind_segment("metadata");
     if (!prefix.empty()) target += net::url_encode(prefix, false);
     target += "?list=true";
     const std::string where = prefix.empty() ? "/" : prefix;
@@ -728,6 +765,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
 
   VaultSpec spec_;
   std::string mount_;
+  bool kv1_ = false;  // KV version 1: <mount>/<key>, no versions, custom_metadata inside the map (ESO)
   std::shared_ptr<net::HttpClient> client_;
   std::shared_ptr<StoreHealth> health_;
   AsyncMutex mu_;
@@ -745,7 +783,8 @@ kms::Result<std::shared_ptr<VaultKv2Provider>> make_vault_provider(const asio::a
                                                                    VaultSpec spec,
                                                                    std::shared_ptr<StoreHealth> health) {
   if (spec.server.empty()) return fail(Errc::invalid_argument, "vault: server is required");
-  if (spec.version != "v2") return fail(Errc::invalid_argument, "vault: only KV version v2 is supported");
+  if (spec.version != "v2" && spec.version != "v1")
+    return fail(Errc::invalid_argument, "vault: KV version must be v2 or v1");
   if (!spec.cert_auth_path.empty()) {
     if (spec.client_cert_pem.empty() || spec.client_key_pem.empty()) {
       return fail(Errc::invalid_argument, "vault: certificate auth needs a client certificate and its key");

@@ -1,5 +1,6 @@
-// Vault KV version 2: pull, and push as ESO's Vault provider (PushSecret,
-// DeleteSecret: the custom_metadata marker managed-by=external-secrets).
+// Vault KV version 2 (and version 1, as ESO reads and writes it): pull, and
+// push as ESO's Vault provider (PushSecret, DeleteSecret: the custom_metadata
+// marker managed-by=external-secrets; on KV v1 a key of the map itself).
 // Token or AppRole auth; one login reused across
 // fetches and renewed (renew-self) once renew_fraction of its TTL has passed;
 // a failed renewal or a 403 on a read triggers one fresh login (AppRole).
