@@ -116,6 +116,30 @@ def test_kv(d):
     print("kv checks passed")
 
 
+def test_kv1(d):
+    # The KV v1 mount "kv": hvac's kv.v1 client against it, and Vault's answers read raw.
+    c = hvac.Client(url=d.url, token=ROOT)
+    kv = c.secrets.kv.v1
+    kv.create_or_update_secret(path="team/app", secret={"user": "u", "n": 1}, mount_point="kv")
+    got = kv.read_secret(path="team/app", mount_point="kv")
+    assert got["data"] == {"user": "u", "n": 1} and got["lease_duration"] == 2764800, got
+    kv.create_or_update_secret(path="team/app", secret={"user": "v"}, mount_point="kv")  # replaces the map
+    assert kv.read_secret(path="team/app", mount_point="kv")["data"] == {"user": "v"}
+    kv.create_or_update_secret(path="team/web", secret={"a": "b"}, mount_point="kv")
+    assert kv.list_secrets(path="team", mount_point="kv")["data"]["keys"] == ["app", "web"]
+    assert kv.list_secrets(path="", mount_point="kv")["data"]["keys"] == ["team/"]
+    st, _, body = raw(d, "POST", "/v1/kv/team/raw", {"k": "v"}, {"X-Vault-Token": ROOT})
+    assert st == 204, (st, body)
+    kv.delete_secret(path="team/app", mount_point="kv")
+    expect(hvac.exceptions.InvalidPath, kv.read_secret, path="team/app", mount_point="kv")
+    st, _, body = raw(d, "GET", "/v1/kv/team/app", headers={"X-Vault-Token": ROOT})
+    assert st == 404 and body == {"errors": []}, (st, body)
+    e = expect(hvac.exceptions.Forbidden, hvac.Client(url=d.url, token="wrong").secrets.kv.v1.read_secret,
+               path="team/web", mount_point="kv")
+    assert "permission denied" in str(e), e
+    print("kv v1 checks passed")
+
+
 def test_auth(d):
     root = hvac.Client(url=d.url, token=ROOT)
     # AppRole set up through hvac's own role API.
@@ -368,6 +392,7 @@ def main():
     d = vault.VaultKvDouble(root_token=ROOT).start()
     try:
         test_kv(d)
+        test_kv1(d)
         test_auth(d)
         test_namespaces(d)
         test_faults_and_counters(d)

@@ -117,6 +117,17 @@ def vault_put(path, data, vault=None, custom_metadata=None):
         assert st in (200, 204), (path, st, body)
 
 
+def vault_get(path, vault=None):
+    """(data answer, metadata answer) of secret/<path>: each the answer's data."""
+    port = (vault or ENV.vault).port
+    out = []
+    for kind in ("data", "metadata"):
+        st, body = http_json(port, "GET", "/v1/secret/%s/%s" % (kind, path), {"X-Vault-Token": VAULT_ROOT})
+        assert st == 200, (kind, path, st, body)
+        out.append(body["data"])
+    return tuple(out)
+
+
 def gcp_put(sid, value):
     st, body = CLOUD.gcp("POST", "secrets?secretId=" + sid, {"replication": {"automatic": {}}})
     assert st == 200, (sid, st, body)
@@ -689,16 +700,20 @@ class EsoUpstreamExamples(unittest.TestCase):
 
     def test_vault_pushsecret(self):
         # vault-pushsecret.yaml's store vault-secretstore is not in the snippets: vault-token-store.yaml
-        # under that name.
+        # under that name (KV v2 at "secret").
         vault_store("vault-push", "vault-secretstore")
         apply("vault-pushsecret.yaml", "vault-push", relocate=True)
-        st, reason, msg = ps_ready("vault-push", "pushsecret-example", "False")
-        # Documented refusal (docs/sync.md, push.md): push targets are AWS, Azure and GCP.
-        self.assertEqual((st, reason), ("False", "Errored"))
-        self.assertEqual(msg, 'set secret failed: could not get secrets client for store vault-secretstore: '
-                              'SecretStore "vault-secretstore": vault is supported as a source only (push to: aws, '
-                              'azurekv, gcpsm)')
-        self.wait_event("vault-push", "PushSecret", "pushsecret-example", ("Warning", "Errored", msg))
+        self.assertEqual(ps_ready("vault-push", "pushsecret-example", "True"),
+                         ("True", "Synced", "PushSecret synced successfully"))
+        self.wait_event("vault-push", "PushSecret", "pushsecret-example",
+                        ("Normal", "Synced", "PushSecret synced successfully"))
+        # As ESO's Vault PushSecret writes them: source-key1 (a JSON object, no property) is the data map,
+        # source-key2 ("bar") the property foo; each secret carries ESO's custom_metadata marker.
+        for path in ("vault/secret1", "vault/secret2"):
+            data, meta = vault_get(path)
+            self.assertEqual(data["data"], {"foo": "bar"}, path)
+            self.assertEqual(meta["custom_metadata"], {"managed-by": "external-secrets"}, path)
+            self.assertEqual(meta["current_version"], 1, path)
 
     def test_pushing_the_whole_secret(self):
         # docs/guides/pushsecrets.md, "Pushing the whole secret". The snippets name the store

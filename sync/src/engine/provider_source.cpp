@@ -640,10 +640,10 @@ Task<std::shared_ptr<Provider>> EngineProviders::provider(const model::SecretSto
 
 Task<std::shared_ptr<PushProvider>> EngineProviders::push_provider(const model::SecretStore& store,
                                                                    std::string_view ns) {
-  if (store.provider == model::SecretStore::Provider::vault || store.provider == model::SecretStore::Provider::conjur) {
+  if (store.provider == model::SecretStore::Provider::conjur) {
     co_return fail(Errc::invalid_argument, std::string(model::to_string(store.kind)) + " \"" + store.meta.name +
                                                "\": " + std::string(model::to_string(store.provider)) +
-                                               " is supported as a source only (push to: aws, azurekv, gcpsm)");
+                                               " is supported as a source only (push to: aws, azurekv, gcpsm, vault)");
   }
   const auto make = [this](StoreSpec spec, std::shared_ptr<StoreHealth> h) {
     return factory_.make_push_provider(std::move(spec), std::move(h));

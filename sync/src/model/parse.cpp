@@ -713,7 +713,8 @@ Result<void> parse_vault(const Obj& v, SecretStore& s) {
     return bad(v.at("server"), "must be an http:// or https:// URL");
   }
   ROOTSEAL_TRY_ASSIGN(out.path, str_or(v, "path", ""));
-  ROOTSEAL_TRY_ASSIGN(out.version, enum_field(v, "version", std::string("v2"), {{"v2", std::string("v2")}}));
+  ROOTSEAL_TRY_ASSIGN(
+      out.version, enum_field(v, "version", std::string("v2"), {{"v2", std::string("v2")}, {"v1", std::string("v1")}}));
   ROOTSEAL_TRY_ASSIGN(out.namespace_, str_or(v, "namespace", ""));
   ROOTSEAL_TRY(
       unsupported(v, {"caProvider", "tls", "headers", "checkAndSet", "forwardInconsistent", "readYourWrites"}));

@@ -47,7 +47,11 @@ kms::Result<std::shared_ptr<PushProvider>> ProviderFactory::make_push_provider(
   }
   if (auto* z = std::get_if<AzureSpec>(&spec)) return providers::make_azure_provider(executor_, std::move(*z), health);
   if (auto* g = std::get_if<GcpSpec>(&spec)) return providers::make_gcp_provider(executor_, std::move(*g), health);
-  return fail(Errc::invalid_argument, "vault and conjur are supported as pull sources only (push: aws, azure, gcp)");
+  if (auto* v = std::get_if<VaultSpec>(&spec)) {
+    ROOTSEAL_LET(p, providers::make_vault_provider(executor_, std::move(*v), health));
+    return std::shared_ptr<PushProvider>(std::move(p));
+  }
+  return fail(Errc::invalid_argument, "conjur is supported as a pull source only (push: aws, azure, gcp, vault)");
 }
 
 }  // namespace rootseal::sync

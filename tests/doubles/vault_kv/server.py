@@ -4,7 +4,7 @@ Kubernetes, JWT and TLS certificate auth, ACL policies, namespaces (Python 3
 standard library only).
 
 Serves /v1/<mount>/data|metadata|delete|undelete|destroy/<path> for KV v2
-mounts, /v1/auth/token/lookup-self|renew-self|revoke-self|create,
+mounts, /v1/<mount>/<path> (GET, POST/PUT, DELETE, LIST) for KV v1 mounts, /v1/auth/token/lookup-self|renew-self|revoke-self|create,
 /v1/auth/approle/login and the AppRole role endpoints hvac uses,
 /v1/sys/auth/<path> (enable kubernetes or jwt auth), /v1/auth/<path>/config,
 /v1/auth/<path>/role/<name> and /v1/auth/<path>/login for them (Kubernetes:
@@ -16,7 +16,7 @@ capabilities, enforced for the tokens whose policies have rules),
 Error bodies are Vault's {"errors":[...]}.
 
 Run:   python3 server.py --port 0 [--tls-cert F --tls-key F] [--token ROOT]
-       [--mount secret] prints "READY <port>" once listening.
+       [--mount secret] [--kv1-mount kv] prints "READY <port>" once listening.
 Import: VaultKvDouble(port=0, root_token="root").start() ... .stop()
 
 Test-only admin endpoints live under /_double/ (no auth); see
@@ -93,6 +93,7 @@ class KvEntry:
 class Namespace:
     def __init__(self):
         self.kv = {}  # (mount, path) -> KvEntry
+        self.kv1 = {}  # (mount, path) -> the secret's map (KV v1)
         self.roles = {}  # name -> {"role_id", "secret_ids": {sid: {...}}, config}
         self.auth_mounts = {}  # path -> {"type": "kubernetes"|"jwt", "config": {}, "roles": {}}
         self.policies = {}  # name -> [(path glob, set of capabilities)]
@@ -100,9 +101,10 @@ class Namespace:
 
 class VaultState:
     def __init__(self, root_token="root", mounts=("secret",), mount_max_versions=10, default_ttl=3600,
-                 max_ttl=86400):
+                 max_ttl=86400, kv1_mounts=("kv",)):
         self.lock = threading.RLock()
         self.mounts = set(mounts)
+        self.kv1_mounts = set(kv1_mounts)
         self.mount_max_versions = mount_max_versions
         self.default_ttl, self.max_ttl = default_ttl, max_ttl
         self.namespaces = {"": Namespace()}
@@ -281,6 +283,11 @@ class VaultHandler(BaseDoubleHandler):
                 return self.jwt_admin(method, am[2:], mount, tok, args)
         parts = path.split("/")
         mount = parts[0]
+        if mount in st.kv1_mounts:
+            with st.lock:
+                ns = st.ns(nsname)
+                self.check_acl(ns, tok, path.rstrip("/") if method != "LIST" else path, method)
+                return self.kv1(method, ns, mount, "/".join(parts[1:]), args)
         if mount not in st.mounts or len(parts) < 2:
             raise VaultError(403 if "root" not in tok.policies else 404,
                              ["permission denied"] if "root" not in tok.policies else
@@ -301,6 +308,38 @@ class VaultHandler(BaseDoubleHandler):
                 return self.kv_metadata(method, ns, mount, key, args)
             if op in ("delete", "undelete", "destroy") and method in ("POST", "PUT"):
                 return self.kv_versions(op, ns, mount, key, args)
+        raise VaultError(405, ["unsupported operation"])
+
+    # ------------------------------------------------------------------ KV v1
+    def kv1(self, method, ns, mount, key, args):
+        """KV v1: one unversioned map per path; a write replaces it (no metadata, no versions)."""
+        if method == "LIST":
+            prefix = key.strip("/") + "/" if key.strip("/") else ""
+            keys = set()
+            for (m, k) in ns.kv1:
+                if m == mount and k.startswith(prefix):
+                    rest = k[len(prefix):]
+                    keys.add(rest.split("/", 1)[0] + "/" if "/" in rest else rest)
+            if not keys:
+                raise VaultError(404, [])
+            return self.reply(200, {"keys": sorted(keys)})
+        key = key.strip("/")
+        if not key:
+            raise VaultError(405, ["unsupported operation"])
+        if method == "GET":
+            v = ns.kv1.get((mount, key))
+            if v is None:
+                raise VaultError(404, [])
+            # Vault answers a KV v1 read with the mount's default lease (768h).
+            return self.reply(200, raw={"request_id": str(uuid.uuid4()), "lease_id": "", "renewable": False,
+                                        "lease_duration": 2764800, "data": copy.deepcopy(v), "wrap_info": None,
+                                        "warnings": None, "auth": None})
+        if method in ("POST", "PUT"):
+            ns.kv1[(mount, key)] = copy.deepcopy(args)
+            return self.reply(204)
+        if method == "DELETE":
+            ns.kv1.pop((mount, key), None)
+            return self.reply(204)
         raise VaultError(405, ["unsupported operation"])
 
     # ------------------------------------------------------------------ KV v2
@@ -816,8 +855,9 @@ class VaultKvDouble(DoubleServer):
     handler = VaultHandler
 
     def __init__(self, host="127.0.0.1", port=0, tls_cert=None, tls_key=None, root_token="root",
-                 mounts=("secret",), default_ttl=3600, max_ttl=86400, verbose=False, client_ca=None):
-        self.state = VaultState(root_token, mounts, default_ttl=default_ttl, max_ttl=max_ttl)
+                 mounts=("secret",), default_ttl=3600, max_ttl=86400, verbose=False, client_ca=None,
+                 kv1_mounts=("kv",)):
+        self.state = VaultState(root_token, mounts, default_ttl=default_ttl, max_ttl=max_ttl, kv1_mounts=kv1_mounts)
         self.client_ca = client_ca  # TLS client certificates it signed may log in with cert auth
         self.logins = 0
         self.renewals = 0
@@ -853,12 +893,13 @@ def main(argv=None):
     ap = arg_parser(__doc__)
     ap.add_argument("--token", default="root", help="root token (default: root)")
     ap.add_argument("--mount", action="append", help="KV v2 mount path (repeatable; default: secret)")
+    ap.add_argument("--kv1-mount", action="append", help="KV v1 mount path (repeatable; default: kv)")
     ap.add_argument("--default-ttl", type=int, default=3600, help="TTL of AppRole/created tokens")
     ap.add_argument("--approle", action="append", default=[],
                     help="NAME:ROLE_ID:SECRET_ID[:NAMESPACE] AppRole to create at start (repeatable)")
     a = parse_args(ap, argv)
     d = VaultKvDouble(a.host, a.port, a.tls_cert, a.tls_key, a.token, tuple(a.mount or ["secret"]),
-                      a.default_ttl, verbose=a.verbose)
+                      a.default_ttl, verbose=a.verbose, kv1_mounts=tuple(a.kv1_mount or ["kv"]))
     for spec in a.approle:
         p = spec.split(":")
         if len(p) < 3:

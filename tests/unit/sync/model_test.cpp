@@ -330,8 +330,8 @@ TEST_CASE("invalid SecretStores are refused with the field path") {
       err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{"server":"vault:8200","auth":{}}}}})") ==
       "spec.provider.vault.server: must be an http:// or https:// URL");
   CHECK(
-      err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{"server":"http://v","version":"v1","auth":{}}}}})") ==
-      "spec.provider.vault.version: unsupported value 'v1' (supported: v2)");
+      err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{"server":"http://v","version":"v3","auth":{}}}}})") ==
+      "spec.provider.vault.version: unsupported value 'v3' (supported: v2, v1)");
   CHECK(
       err(R"({"kind":"SecretStore","metadata":{"name":"v","namespace":"a"},"spec":{"provider":{"vault":{"server":"http://v",
      "auth":{"tokenSecretRef":{"name":"t","key":"k","namespace":"other"}}}}}})") ==

@@ -262,11 +262,11 @@ TEST_CASE("vault provider: bad specs are refused") {
   CHECK_FALSE(sync::providers::make_vault_provider(loop.io.get_executor(), std::move(none)));
   sync::VaultSpec v1;
   v1.server = "http://127.0.0.1:1";
-  v1.version = "v1";
+  v1.version = "v3";
   v1.token = secure("t");
   auto r = sync::providers::make_vault_provider(loop.io.get_executor(), std::move(v1));
   REQUIRE_FALSE(r);
-  CHECK(r.error().message.find("v2") != std::string::npos);
+  CHECK(r.error().message == "vault: KV version must be v2 or v1");
 }
 
 TEST_CASE(
@@ -353,4 +353,241 @@ TEST_CASE("vault provider: metadataPolicy Fetch reads system metadata and custom
   REQUIRE_FALSE(missing);
   CHECK(missing.error().code == kms::Errc::unavailable);
   CHECK(missing.error().message == "vault: secret \"team/none\" not found (metadata)");
+}
+
+namespace {
+
+// GET /v1/secret/<what>/<path> with the root token: the answer's data (null when Vault answers 404).
+json::value vault_get(const PyDouble& v, const std::string& what, const std::string& path) {
+  const auto r = run_command("curl -s -w '\\n%{http_code}' -H 'X-Vault-Token: root' " + v.url() + "/v1/secret/" + what +
+                             "/" + path);
+  REQUIRE(r.status == 0);
+  const auto nl = r.out.rfind('\n');
+  if (r.out.substr(nl + 1) == "404") return nullptr;
+  REQUIRE(r.out.substr(nl + 1) == "200");
+  return json::parse(r.out.substr(0, nl)).at("data");
+}
+
+sync::PushRef push_ref(std::string key, std::string property = "") {
+  return sync::PushRef{std::move(key), std::move(property)};
+}
+
+}  // namespace
+
+TEST_CASE("vault push: a new secret gets ESO's marker and its data map and an unchanged value writes nothing") {
+  PyDouble vault("vault_kv");
+  Loop loop;
+  auto p = make(loop, token_spec(vault));
+  const json::value marker = json::parse(R"({"managed-by":"external-secrets"})");
+
+  // A key holding a JSON object, no property (ESO's vault-pushsecret.yaml source-key1).
+  auto out = loop.run(p->put_if_changed(push_ref("vault/secret1"), secure(R"({"foo":"bar"})")));
+  REQUIRE(out);
+  CHECK(out->written);
+  CHECK(out->created);
+  CHECK(vault_get(vault, "data", "vault/secret1").at("data") == json::parse(R"({"foo":"bar"})"));
+  CHECK(vault_get(vault, "metadata", "vault/secret1").at("custom_metadata") == marker);
+  CHECK(p->counters().writes == 2);  // metadata/ then data/
+  out = loop.run(p->put_if_changed(push_ref("vault/secret1"), secure(R"({ "foo" : "bar" })")));
+  REQUIRE(out);
+  CHECK_FALSE(out->written);  // the same map: nothing written
+  CHECK(p->counters().writes == 2);
+  CHECK(vault_get(vault, "metadata", "vault/secret1").at("current_version") == 1);
+
+  // A plain string into a property (source-key2 -> property foo), then the same again, then a change.
+  out = loop.run(p->put_if_changed(push_ref("vault/secret2", "foo"), secure("bar")));
+  REQUIRE(out);
+  CHECK(out->created);
+  CHECK(vault_get(vault, "data", "vault/secret2").at("data") == json::parse(R"({"foo":"bar"})"));
+  CHECK(vault_get(vault, "metadata", "vault/secret2").at("custom_metadata") == marker);
+  out = loop.run(p->put_if_changed(push_ref("vault/secret2", "foo"), secure("bar")));
+  REQUIRE(out);
+  CHECK_FALSE(out->written);
+  CHECK(p->counters().writes == 4);
+  out = loop.run(p->put_if_changed(push_ref("vault/secret2", "other"), secure("x<y")));
+  REQUIRE(out);
+  CHECK(out->written);
+  CHECK_FALSE(out->created);
+  CHECK(vault_get(vault, "data", "vault/secret2").at("data") == json::parse(R"({"foo":"bar","other":"x<y"})"));
+  CHECK(vault_get(vault, "metadata", "vault/secret2").at("current_version") == 2);
+
+  // The whole value replaces the map; its numbers as Go's float64 (json.Unmarshal into a map).
+  out = loop.run(p->put_if_changed(push_ref("vault/secret2"), secure(R"({"n":12345678901234567890,"s":"t"})")));
+  REQUIRE(out);
+  CHECK(out->written);
+  const auto raw = run_command("curl -s -H 'X-Vault-Token: root' " + vault.url() + "/v1/secret/data/vault/secret2");
+  CHECK(raw.out.find("12345678901234567000") != std::string::npos);
+  // A number stored is never equal to a pushed one (json.Number against float64): written again.
+  out = loop.run(p->put_if_changed(push_ref("vault/secret2"), secure(R"({"n":12345678901234567000,"s":"t"})")));
+  REQUIRE(out);
+  CHECK(out->written);
+
+  // updatePolicy IfNotExists: an existing secret (or property) is left alone, a missing property is pushed.
+  out = loop.run(p->put_if_changed(push_ref("vault/secret1"), secure(R"({"foo":"new"})"), true));
+  REQUIRE(out);
+  CHECK_FALSE(out->written);
+  out = loop.run(p->put_if_changed(push_ref("vault/secret1", "foo"), secure("new"), true));
+  REQUIRE(out);
+  CHECK_FALSE(out->written);
+  out = loop.run(p->put_if_changed(push_ref("vault/secret1", "added"), secure("v"), true));
+  REQUIRE(out);
+  CHECK(out->written);
+  CHECK(vault_get(vault, "data", "vault/secret1").at("data") == json::parse(R"({"foo":"bar","added":"v"})"));
+}
+
+TEST_CASE("vault push: a secret ESO does not manage is refused and bad values are refused without their text") {
+  PyDouble vault("vault_kv");
+  vault_put(vault, "app", R"({"k":"v"})");
+  Loop loop;
+  auto p = make(loop, token_spec(vault));
+  auto out = loop.run(p->put_if_changed(push_ref("app"), secure(R"({"k":"w"})")));
+  REQUIRE_FALSE(out);
+  CHECK(out.error().code == kms::Errc::permission_denied);
+  CHECK(out.error().message == "secret not managed by external-secrets");
+  out = loop.run(p->put_if_changed(push_ref("app", "k"), secure("v")));  // even an equal value
+  REQUIRE_FALSE(out);
+  CHECK(out.error().message == "secret not managed by external-secrets");
+  CHECK(p->counters().writes == 0);
+  CHECK(vault_get(vault, "data", "app").at("data") == json::parse(R"({"k":"v"})"));
+  CHECK(vault_get(vault, "metadata", "app").at("custom_metadata").is_null());
+
+  // Another owner's marker is not ESO's.
+  REQUIRE(run_command("curl -sf -X POST -H 'X-Vault-Token: root' -d '{\"custom_metadata\":{\"managed-by\":\"me\"}}' " +
+                      vault.url() + "/v1/secret/metadata/app")
+              .status == 0);
+  out = loop.run(p->put_if_changed(push_ref("app", "k"), secure("w")));
+  REQUIRE_FALSE(out);
+  CHECK(out.error().message == "secret not managed by external-secrets");
+
+  // Without a property the value must be a JSON object; the message never carries it.
+  out = loop.run(p->put_if_changed(push_ref("new"), secure("s3cr3t-plain")));
+  REQUIRE_FALSE(out);
+  CHECK(out.error().code == kms::Errc::invalid_argument);
+  CHECK(out.error().message == "error unmarshalling vault secret: invalid JSON format");
+  CHECK(vault_get(vault, "metadata", "new").is_null());  // nothing written, not even the marker
+  REQUIRE(loop.run(p->put_if_changed(push_ref("mine"), secure(R"({"n":7,"s":"x"})"))));
+  out = loop.run(p->put_if_changed(push_ref("mine"), secure(R"(["s3cr3t-list"])")));
+  REQUIRE_FALSE(out);
+  CHECK(out.error().message == "error unmarshalling incoming secret value: invalid JSON format");
+  // A property holding a number is not a string: ESO's error.
+  out = loop.run(p->put_if_changed(push_ref("mine", "n"), secure("8")));
+  REQUIRE_FALSE(out);
+  CHECK(out.error().message == "error converting n to string");
+  CHECK(vault_get(vault, "metadata", "mine").at("current_version") == 1);
+}
+
+TEST_CASE("vault push: remove takes a managed property or secret away and leaves the unmanaged alone") {
+  PyDouble vault("vault_kv");
+  vault_put(vault, "theirs", R"({"k":"v"})");
+  Loop loop;
+  auto p = make(loop, token_spec(vault));
+  REQUIRE(loop.run(p->put_if_changed(push_ref("ours"), secure(R"({"a":"1","b":"2"})"))));
+
+  REQUIRE(loop.run(p->remove(push_ref("ours", "a"))));
+  CHECK(vault_get(vault, "data", "ours").at("data") == json::parse(R"({"b":"2"})"));
+  REQUIRE(loop.run(p->remove(push_ref("ours", "b"))));  // nothing left: the secret goes, every version
+  CHECK(vault_get(vault, "data", "ours").is_null());
+  CHECK(vault_get(vault, "metadata", "ours").is_null());
+
+  REQUIRE(loop.run(p->put_if_changed(push_ref("whole"), secure(R"({"a":"1"})"))));
+  REQUIRE(loop.run(p->remove(push_ref("whole"))));
+  CHECK(vault_get(vault, "metadata", "whole").is_null());
+  REQUIRE(loop.run(p->remove(push_ref("whole"))));  // missing: nothing to do
+
+  const auto before = p->counters().writes.load();
+  REQUIRE(loop.run(p->remove(push_ref("theirs"))));  // not ESO's: left as it is, no error (ESO's DeleteSecret)
+  REQUIRE(loop.run(p->remove(push_ref("theirs", "k"))));
+  CHECK(p->counters().writes == before);
+  CHECK(vault_get(vault, "data", "theirs").at("data") == json::parse(R"({"k":"v"})"));
+
+  auto state = loop.run(p->describe("theirs"));
+  REQUIRE(state);
+  CHECK(state->exists);
+  CHECK_FALSE(state->managed);
+  auto ensured = loop.run(p->ensure_managed("fresh"));
+  REQUIRE(ensured);
+  CHECK(vault_get(vault, "metadata", "fresh").at("custom_metadata") ==
+        json::parse(R"({"managed-by":"external-secrets"})"));
+  auto refused = loop.run(p->ensure_managed("theirs"));
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().code == kms::Errc::permission_denied);
+}
+
+namespace {
+
+sync::VaultSpec kv1_spec(const PyDouble& v) {
+  auto s = token_spec(v);
+  s.path = "kv";  // the double's KV v1 mount
+  s.version = "v1";
+  return s;
+}
+
+// GET /v1/kv/<path>: the secret's map (null when Vault answers 404).
+json::value kv1_get(const PyDouble& v, const std::string& path) {
+  const auto r = run_command("curl -s -w '\\n%{http_code}' -H 'X-Vault-Token: root' " + v.url() + "/v1/kv/" + path);
+  REQUIRE(r.status == 0);
+  const auto nl = r.out.rfind('\n');
+  if (r.out.substr(nl + 1) == "404") return nullptr;
+  REQUIRE(r.out.substr(nl + 1) == "200");
+  return json::parse(r.out.substr(0, nl)).at("data");
+}
+
+}  // namespace
+
+TEST_CASE("vault KV v1: pull reads the map and push keeps ESO's marker inside it") {
+  PyDouble vault("vault_kv");
+  REQUIRE(run_command("curl -sf -X POST -H 'X-Vault-Token: root' -d '{\"k\":\"v\",\"n\":1}' " + vault.url() +
+                      "/v1/kv/theirs")
+              .status == 0);
+  Loop loop;
+  auto p = make(loop, kv1_spec(vault));
+  // Pull: the whole map (ESO's v1 GetSecret), a property; versions and find by tags are v2's.
+  auto whole = loop.run(p->fetch({"theirs", ""}));
+  REQUIRE(whole);
+  CHECK(text(*whole) == R"({"k":"v","n":1})");
+  auto k = loop.run(selected(p, ref("theirs", "k")));
+  REQUIRE(k);
+  CHECK(text(*k) == "v");
+  auto versioned = loop.run(p->fetch({"theirs", "2"}));
+  REQUIRE_FALSE(versioned);
+  CHECK(versioned.error().message == "vault: remoteRef.version needs KV v2 (the store is v1)");
+  sync::FindRequest by_tags;
+  by_tags.tags = {{"a", "b"}};
+  auto found = loop.run(p->find(by_tags));
+  REQUIRE_FALSE(found);
+  CHECK(found.error().message == "cannot perform find by tag operations with kv version v1");
+  sync::FindRequest by_name;
+  by_name.name_matches = [](std::string_view n) { return n == "theirs"; };
+  found = loop.run(p->find(by_name));
+  REQUIRE(found);
+  CHECK(found->size() == 1);
+
+  // Push: the marker is a key of the map; no metadata/ call.
+  const json::value marker = json::parse(R"({"managed-by":"external-secrets"})");
+  auto out = loop.run(p->put_if_changed(push_ref("team/one"), secure(R"({"foo":"bar"})")));
+  REQUIRE(out);
+  CHECK(out->written);
+  CHECK(kv1_get(vault, "team/one") == json::value{{"foo", "bar"}, {"custom_metadata", marker}});
+  out = loop.run(p->put_if_changed(push_ref("team/one"), secure(R"({"foo":"bar"})")));
+  REQUIRE(out);
+  CHECK_FALSE(out->written);  // the map without its marker equals the value
+  CHECK(p->counters().writes == 1);
+  out = loop.run(p->put_if_changed(push_ref("team/one", "other"), secure("x")));
+  REQUIRE(out);
+  CHECK(out->written);
+  CHECK(kv1_get(vault, "team/one") == json::value{{"foo", "bar"}, {"other", "x"}, {"custom_metadata", marker}});
+  out = loop.run(p->put_if_changed(push_ref("team/one", "other"), secure("x")));
+  REQUIRE(out);
+  CHECK_FALSE(out->written);
+  // Not ESO's: refused, and left alone by a delete.
+  out = loop.run(p->put_if_changed(push_ref("theirs", "k"), secure("w")));
+  REQUIRE_FALSE(out);
+  CHECK(out.error().message == "secret not managed by external-secrets");
+  REQUIRE(loop.run(p->remove(push_ref("theirs"))));
+  CHECK(kv1_get(vault, "theirs") == json::parse(R"({"k":"v","n":1})"));
+  // Delete: a property, then the last one takes the marker and the secret with it.
+  REQUIRE(loop.run(p->remove(push_ref("team/one", "foo"))));
+  CHECK(kv1_get(vault, "team/one") == json::value{{"other", "x"}, {"custom_metadata", marker}});
+  REQUIRE(loop.run(p->remove(push_ref("team/one", "other"))));
+  CHECK(kv1_get(vault, "team/one").is_null());
 }

@@ -433,6 +433,7 @@ TEST_CASE("EngineProviders: azurekv and gcpsm specs from Kubernetes Secrets, pul
   FakeKube kube;
   kube.put(kube.secrets, k8s_secret("ns", "azure", "client-id", "app-1", "client-secret", "s3cret"));
   kube.put(kube.secrets, k8s_secret("ns", "gcp", "sa.json", R"({"client_email":"a@b"})"));
+  kube.put(kube.secrets, k8s_secret("ns", "vault-token", "token", "t"));
   engine::EngineProviders ep(kube, ProviderFactory(io.get_executor()), {}, {});
 
   const auto az = store_of(R"({"kind":"SecretStore","metadata":{"name":"kv","namespace":"ns","resourceVersion":"1"},
@@ -466,15 +467,14 @@ TEST_CASE("EngineProviders: azurekv and gcpsm specs from Kubernetes Secrets, pul
   REQUIRE_FALSE(missing.has_value());
   CHECK(missing.error().message == "credential Secret ns/azure has no key 'nope'");
 
-  // Reading from Azure Key Vault (pull since the providers serve it), pushing to vault: refused with the store named.
+  // Reading from Azure Key Vault (pull since the providers serve it), pushing to Vault (KV v2, as ESO).
   auto pull = run_sync(ep.provider(az, "ns"));
   REQUIRE(pull.has_value());
   CHECK((*pull)->kind() == "azure");
   const auto vs = store_of(json::serialize(vault_store("ns", "v")));
   auto push_vault = run_sync(ep.push_provider(vs, "ns"));
-  REQUIRE_FALSE(push_vault.has_value());
-  CHECK(push_vault.error().message ==
-        "SecretStore \"v\": vault is supported as a source only (push to: aws, azurekv, gcpsm)");
+  REQUIRE(push_vault.has_value());
+  CHECK((*push_vault)->kind() == "vault");
 }
 
 TEST_CASE("EngineProviders: host credentials for azure and gcp take endpoints from the configuration") {

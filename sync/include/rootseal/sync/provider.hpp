@@ -245,7 +245,7 @@ using JwtSource = std::function<boost::asio::awaitable<kms::Result<kms::SecureBy
 struct VaultSpec {
   std::string server;           // "https://vault:8200"
   std::string path = "secret";  // KV v2 mount
-  std::string version = "v2";   // only v2 supported (v1: invalid_argument)
+  std::string version = "v2";   // KV "v2" or "v1" (ESO's version)
   std::string namespace_;       // X-Vault-Namespace, empty = none
   TlsSpec tls;
   // Auth: token, or AppRole when role_id is set.
@@ -378,7 +378,7 @@ class ProviderFactory {
   // Vault or AWS; Azure/GCP as pull sources are not supported (invalid_argument).
   [[nodiscard]] kms::Result<std::shared_ptr<Provider>> make_provider(
       StoreSpec spec, std::shared_ptr<StoreHealth> health = nullptr) const;
-  // AWS, Azure or GCP; Vault as a push target is not supported (invalid_argument).
+  // AWS, Azure, GCP or Vault (KV v2 or v1); Conjur as a push target is not supported (invalid_argument).
   [[nodiscard]] kms::Result<std::shared_ptr<PushProvider>> make_push_provider(
       StoreSpec spec, std::shared_ptr<StoreHealth> health = nullptr) const;
 

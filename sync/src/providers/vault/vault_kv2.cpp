@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include <chrono>
+#include <map>
 #include <optional>
 
 #include "go_json.hpp"
@@ -58,13 +59,24 @@ bool json_bool(const json::value& obj, std::string_view key) {
 
 class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_this<VaultImpl> {
  public:
+  // A data answer and its data.data object.
+  struct DataAnswer {
+    gojson::Document doc;
+    gojson::Document::Id data;
+  };
+
+  // Key -> the value's JSON text, as Go marshals the map (keys sorted bytewise).
+  using FieldMap = std::map<std::string, kms::SecureBytes, std::less<>>;
+
+  using MetadataMap = std::map<std::string, std::string, std::less<>>;
+
   VaultImpl(asio::any_io_executor executor, VaultSpec spec, std::shared_ptr<net::HttpClient> client,
             std::shared_ptr<StoreHealth> health)
       : spec_(std::move(spec)), client_(std::move(client)), health_(std::move(health)), mu_(executor) {
     mount_ = trim_slashes(spec_.path);
+    kv1_ = spec_.version == "v1";
   }
 
-  std::string_view kind() const noexcept override { return "vault"; }
   ValueFormat value_format() const noexcept override { return ValueFormat::go_map; }
   const VaultCounters& counters() const noexcept override { return counters_; }
 
@@ -85,14 +97,23 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
 
  private:
   Task<kms::SecureBytes> read_metadata(const RemoteKey& ref) {
-    ROOTSEAL_CO_LET(target, data_target(ref.key, "metadata"));
     const std::string key = trim_slashes(ref.key);
     const kms::Error missing(Errc::unavailable, "vault: secret \"" + key + "\" not found (metadata)");
+    ROOTSEAL_CO_LET(fields, co_await metadata_fields(ref.key, missing));
+    co_return go_string_map_json(fields);
+  }
+
+  // ESO's readSecretMetadata: the system fields created_time,
+  // current_version and delete_version_after, then custom_metadata (a custom
+  // key wins), each as fmt's %v of what Vault's client decoded (strings as
+  // they are, numbers and booleans as written, null "<nil>"). `missing`: 404.
+  Task<MetadataMap> metadata_fields(std::string_view ref_key, const kms::Error& missing) {
+    ROOTSEAL_CO_LET(target, data_target(ref_key, "metadata"));
     ROOTSEAL_CO_LET(doc, co_await get_answer(target, missing, " metadata"));
     using gojson::Kind;
     const auto data = data_of(doc);
     if (!data) co_return fail(Errc::unavailable, "vault: the metadata answer has no data");
-    std::map<std::string, std::string, std::less<>> fields;
+    MetadataMap fields;
     const auto text = [&doc](gojson::Document::Id v) -> kms::Result<std::string> {
       switch (doc.kind(v)) {
         case Kind::string:
@@ -107,6 +128,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
       }
     };
     for (const std::string_view system : {"created_time", "current_version", "delete_version_after"}) {
+      if (kv1_) break;  // KV v1 has none: custom_metadata of the map only (ESO)
       const auto v = doc.last_member(*data, system);
       if (!v || doc.kind(*v) == Kind::null) continue;
       ROOTSEAL_CO_LET(t, text(*v));
@@ -118,7 +140,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
         fields.insert_or_assign(std::string(doc.string(m.key)), std::move(t));
       }
     }
-    co_return go_string_map_json(fields);
+    co_return fields;
   }
 
  public:
@@ -129,6 +151,8 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
   Task<SecretMap> find(const FindRequest& request) override {
     if (mount_.empty())
       co_return fail(Errc::invalid_argument, "vault: dataFrom.find needs the store's path (the KV mount)");
+    if (kv1_ && !request.tags.empty())
+      co_return fail(Errc::invalid_argument, "cannot perform find by tag operations with kv version v1");
     std::string search;
     if (request.path) {
       search = trim_slashes(*request.path);
@@ -161,8 +185,243 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
     co_return kms::Result<void>{};
   }
 
+  // ---- push: ESO's Vault PushSecret and DeleteSecret (KV v2) ----
+
+  Task<RemoteState> describe(std::string_view remote_key) override {
+    ROOTSEAL_CO_LET(current, co_await current_data(remote_key));
+    if (!current) co_return RemoteState{};
+    ROOTSEAL_CO_LET(managed, co_await managed_by_eso(remote_key));
+    co_return RemoteState{true, managed};
+  }
+
+  // A missing secret gets its metadata (the marker, no version yet).
+  Task<RemoteState> ensure_managed(std::string_view remote_key) override {
+    ROOTSEAL_CO_LET(state, co_await describe(remote_key));
+    if (state.exists && !state.managed) co_return fail(Errc::permission_denied, std::string(kNotManaged));
+    if (!state.exists) {
+      ROOTSEAL_CO_TRY(co_await write_marker(remote_key));
+    }
+    co_return RemoteState{true, true};
+  }
+
+  // ESO's PushSecret: read the secret; an existing one must carry
+  // custom_metadata managed-by=external-secrets; unchanged (the whole data
+  // map equal, or the property's string equal): nothing written. Else the
+  // marker is written to metadata/ and the new data map to data/ (the
+  // secret's other keys kept when a property is pushed). The value of a
+  // push without property must be a JSON object (the Secret's JSON or a
+  // key holding one). Not recorded: the HA epoch (the marker is ESO's).
+  Task<PushOutcome> put_if_changed(const PushRef& ref, const kms::SecureBytes& value, bool if_not_exists) override {
+    ROOTSEAL_CO_LET(current, co_await current_data(ref.remote_key));
+    if (if_not_exists && current &&
+        (ref.property.empty() || current->doc.last_member(current->data, ref.property).has_value())) {
+      co_return PushOutcome{};  // ESO's SecretExists: the secret (or its property) is there
+    }
+    FieldMap fields;
+    if (current) {
+      ROOTSEAL_CO_LET(managed, co_await managed_by_eso(ref.remote_key));
+      if (!managed) co_return fail(Errc::permission_denied, std::string(kNotManaged));
+      ROOTSEAL_CO_LET(kept, fields_of(current->doc, current->data, gojson::Numbers::as_written));
+      fields = std::move(kept);
+      if (kv1_) fields.erase(std::string(kCustomMetadata));  // ESO compares and merges the map without its marker
+    }
+    if (!ref.property.empty()) {
+      if (current) {
+        if (const auto have = stored_member(*current, ref.property)) {
+          if (current->doc.kind(*have) != gojson::Kind::string)
+            co_return fail(Errc::invalid_argument, "error converting " + ref.property + " to string");
+          if (kms::constant_time_equal(current->doc.string(*have), as_view(value))) co_return PushOutcome{};
+        }
+      }
+      SecureBuffer quoted(value.size() + 2);
+      gojson::append_go_string(quoted, as_view(value));
+      fields.insert_or_assign(ref.property, quoted.take());
+    } else {
+      // Go's json.Unmarshal into a map: numbers as float64, errors never quoting the value.
+      auto incoming = gojson::Document::parse(value.span());
+      const bool object = incoming && incoming->kind(gojson::Document::root()) == gojson::Kind::object &&
+                          incoming->numbers_fit_float64();
+      if (!object) {
+        co_return fail(Errc::invalid_argument, current
+                                                   ? "error unmarshalling incoming secret value: invalid JSON format"
+                                                   : "error unmarshalling vault secret: invalid JSON format");
+      }
+      if (current && same_map(current->doc, current->data, *incoming, gojson::Document::root(), kv1_)) {
+        co_return PushOutcome{};
+      }
+      ROOTSEAL_CO_LET(pushed, fields_of(*incoming, gojson::Document::root(), gojson::Numbers::float64));
+      fields = std::move(pushed);
+    }
+    if (kv1_) {
+      fields.insert_or_assign(std::string(kCustomMetadata), marker_json());  // KV v1: the marker is in the map
+    } else {
+      ROOTSEAL_CO_TRY(co_await write_marker(ref.remote_key));
+    }
+    const kms::SecureBytes body = data_body(fields);
+    ROOTSEAL_CO_TRY(co_await write_data(ref.remote_key, body));
+    PushOutcome out;
+    out.written = true;
+    out.created = !current;
+    co_return out;
+  }
+
+  // ESO's DeleteSecret: a missing secret or one not managed by ESO is left
+  // alone (no error); with a property, that key is removed and the rest
+  // written back; without one, or when nothing is left, the secret is
+  // deleted (data/, then metadata/: every version).
+  Task<void> remove(const PushRef& ref) override {
+    ROOTSEAL_CO_LET(current, co_await current_data(ref.remote_key));
+    if (!current) co_return kms::Result<void>{};
+    ROOTSEAL_CO_LET(managed, co_await managed_by_eso(ref.remote_key));
+    if (!managed) co_return kms::Result<void>{};
+    if (!ref.property.empty()) {
+      ROOTSEAL_CO_LET(fields, fields_of(current->doc, current->data, gojson::Numbers::as_written));
+      fields.erase(ref.property);
+      // KV v1: the marker alone left is nothing left (ESO's DeleteSecret).
+      if (kv1_ && fields.size() == 1) fields.erase(std::string(kCustomMetadata));
+      if (!fields.empty()) {
+        const kms::SecureBytes body = data_body(fields);
+        co_return co_await write_data(ref.remote_key, body);
+      }
+    }
+    const std::string key = trim_slashes(ref.remote_key);
+    for (const std::string_view kind : {"data", "metadata"}) {
+      if (kv1_ && kind == "metadata") break;  // KV v1: the secret is all there is
+      ROOTSEAL_CO_LET(target, data_target(ref.remote_key, kind));
+      const std::string_view no_body;
+      ROOTSEAL_CO_LET(res, co_await authed(http::verb::delete_, target, no_body));
+      if (res.status / 100 != 2) {
+        co_return fail(errc_for_status(res.status), std::string("could not delete secret ") +
+                                                        (kind == "data" ? "" : "metadata ") + key + ": " +
+                                                        vault_error(res));
+      }
+    }
+    co_return kms::Result<void>{};
+  }
+
  private:
-  // "/v1/<mount>/<kind>/<key>" (kind "data" or "metadata") of a remoteRef.key.
+  static constexpr std::string_view kNotManaged = "secret not managed by external-secrets";
+  static constexpr std::string_view kCustomMetadata = "custom_metadata";
+
+  // {"managed-by":"external-secrets"}: ESO's marker as JSON.
+  static kms::SecureBytes marker_json() {
+    return kms::SecureBytes::copy_of(R"({")" + std::string(kVaultManagedByKey) + R"(":")" +
+                                     std::string(kVaultManagedByValue) + R"("})");
+  }
+
+  // A key of the stored map as ESO sees it (KV v1: custom_metadata is not the secret's).
+  std::optional<gojson::Document::Id> stored_member(const DataAnswer& a, std::string_view key) const {
+    if (kv1_ && key == kCustomMetadata) return std::nullopt;
+    return a.doc.last_member(a.data, key);
+  }
+
+  // The secret's current data, or nullopt when missing or its current
+  // version deleted (ESO: NoSecretError).
+  Task<std::optional<DataAnswer>> current_data(std::string_view remote_key) {
+    ROOTSEAL_CO_LET(target, data_target(remote_key, "data"));
+    const std::string key = trim_slashes(remote_key);
+    auto answer = co_await read_data(target, key);
+    if (!answer && answer.error().code == Errc::not_found) co_return std::optional<DataAnswer>();
+    if (!answer) co_return std::unexpected(std::move(answer).error());
+    co_return std::optional<DataAnswer>(std::move(*answer));
+  }
+
+  // ESO's readSecretMetadata then metadata["managed-by"] == "external-secrets".
+  Task<bool> managed_by_eso(std::string_view remote_key) {
+    const kms::Error missing(Errc::unavailable, "secret not found");
+    ROOTSEAL_CO_LET(fields, co_await metadata_fields(remote_key, missing));
+    const auto it = fields.find(kVaultManagedByKey);
+    co_return it != fields.end() && it->second == kVaultManagedByValue;
+  }
+
+  // The members of an object as Go's decoded map, each value re-marshalled.
+  static kms::Result<FieldMap> fields_of(const gojson::Document& doc, gojson::Document::Id object,
+                                         gojson::Numbers numbers) {
+    FieldMap out;
+    for (const auto& m : doc.members(object)) {  // the last of a repeated key wins, as in Go
+      SecureBuffer v(doc.raw(m.value).size());
+      ROOTSEAL_TRY(gojson::marshal(doc, m.value, numbers, v));
+      out.insert_or_assign(std::string(doc.string(m.key)), v.take());
+    }
+    return out;
+  }
+
+  // Go's maps.Equal of the stored map (Vault's client: numbers json.Number)
+  // and the pushed one (numbers float64): strings, booleans and nulls
+  // compare; numbers never (different types), objects and arrays never.
+  // KV v1 (`without_marker`): the stored map's custom_metadata left out, as ESO deletes it first.
+  static bool same_map(const gojson::Document& a, gojson::Document::Id ao, const gojson::Document& b,
+                       gojson::Document::Id bo, bool without_marker) {
+    std::map<std::string_view, gojson::Document::Id, std::less<>> am;
+    std::map<std::string_view, gojson::Document::Id, std::less<>> bm;
+    for (const auto& m : a.members(ao)) am.insert_or_assign(a.string(m.key), m.value);
+    if (without_marker) am.erase(kCustomMetadata);
+    for (const auto& m : b.members(bo)) bm.insert_or_assign(b.string(m.key), m.value);
+    if (am.size() != bm.size()) return false;
+    for (const auto& [k, av] : am) {
+      const auto it = bm.find(k);
+      if (it == bm.end()) return false;
+      const auto bv = it->second;
+      const auto kind = a.kind(av);
+      if (kind != b.kind(bv)) return false;
+      switch (kind) {
+        case gojson::Kind::string:
+          if (!kms::constant_time_equal(a.string(av), b.string(bv))) return false;
+          break;
+        case gojson::Kind::boolean:
+          if (a.raw(av) != b.raw(bv)) return false;
+          break;
+        case gojson::Kind::null:
+          break;
+        default:
+          return false;
+      }
+    }
+    return true;
+  }
+
+  // {"data":{...}}: the body of a KV v2 write; KV v1: the map itself (Go's json.Marshal of ESO's map).
+  kms::SecureBytes data_body(const FieldMap& fields) const {
+    SecureBuffer out(64);
+    out.append(kv1_ ? "{" : R"({"data":{)");
+    bool first = true;
+    for (const auto& [k, v] : fields) {
+      if (!first) out.push_back(',');
+      first = false;
+      gojson::append_go_string(out, k);
+      out.push_back(':');
+      out.append(v.span());
+    }
+    out.append(kv1_ ? "}" : "}}");
+    return out.take();
+  }
+
+  // POST metadata/ {"custom_metadata":{"managed-by":"external-secrets"}}
+  // (Vault replaces the secret's custom_metadata with it, as under ESO).
+  // KV v1: a map holding only the marker.
+  Task<void> write_marker(std::string_view remote_key) {
+    ROOTSEAL_CO_LET(target, data_target(remote_key, "metadata"));
+    const std::string body = R"({"custom_metadata":)" + std::string(as_view(marker_json())) + "}";
+    ROOTSEAL_CO_LET(res, co_await authed(http::verb::post, target, body));
+    if (res.status / 100 != 2) co_return fail(errc_for_status(res.status), vault_error(res));
+    co_return kms::Result<void>{};
+  }
+
+  Task<void> write_data(std::string_view remote_key, const kms::SecureBytes& body) {
+    ROOTSEAL_CO_LET(target, data_target(remote_key, "data"));
+    const std::string_view text = as_view(body);
+    ROOTSEAL_CO_LET(res, co_await authed(http::verb::post, target, text));
+    if (res.status / 100 != 2) co_return fail(errc_for_status(res.status), vault_error(res));
+    co_return kms::Result<void>{};
+  }
+
+ public:
+ private:
+  // "<kind>/" on KV v2; nothing on KV v1 (data and metadata are the secret itself).
+  std::string kind_segment(std::string_view kind) const { return kv1_ ? std::string() : std::string(kind) + "/"; }
+
+  // "/v1/<mount>/<kind>/<key>" (kind "data" or "metadata"; KV v1:
+  // "/v1/<mount>/<key>") of a remoteRef.key.
   kms::Result<std::string> data_target(std::string_view ref_key, std::string_view kind) const {
     const std::string key = trim_slashes(ref_key);
     if (key.empty()) return fail(Errc::invalid_argument, "vault: remoteRef.key is empty");
@@ -173,10 +432,10 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
       // No mount in the store: the key's first segment is the mount (ESO's behaviour).
       const auto slash = key.find('/');
       if (slash == std::string::npos) return fail(Errc::invalid_argument, "vault: key needs a mount (path is empty)");
-      target += net::url_encode(key.substr(0, slash), false) + "/" + std::string(kind) + "/" +
+      target += net::url_encode(key.substr(0, slash), false) + "/" + kind_segment(kind) +
                 net::url_encode(key.substr(slash + 1), false);
     } else {
-      target += net::url_encode(mount_, false) + "/" + std::string(kind) + "/" + net::url_encode(key, false);
+      target += net::url_encode(mount_, false) + "/" + kind_segment(kind) + net::url_encode(key, false);
     }
     return target;
   }
@@ -184,8 +443,8 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
   // The data map of the secret (KV v2 data.data) as JSON text.
   Task<kms::SecureBytes> read(const RemoteKey& ref) {
     ROOTSEAL_CO_LET(target, data_target(ref.key, "data"));
-    const std::string key = trim_slashes(ref.key);
     if (!ref.version.empty()) {
+      if (kv1_) co_return fail(Errc::invalid_argument, "vault: remoteRef.version needs KV v2 (the store is v1)");
       if (ref.version.find_first_not_of("0123456789") != std::string::npos || ref.version.size() > 18) {
         co_return fail(Errc::invalid_argument, "vault: version must be a KV version number");
       }
@@ -194,18 +453,32 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
     // The secret's data as ESO hands it on: Go's json.Marshal of the map
     // Vault's client decoded with UseNumber (numbers as written).
     // (Arguments of a coroutine call named first: GCC 12 mishandles temporaries there.)
+    const std::string key = trim_slashes(ref.key);
+    ROOTSEAL_CO_LET(answer, co_await read_data(target, key));
+    SecureBuffer out(answer.doc.raw(gojson::Document::root()).size());
+    ROOTSEAL_CO_TRY(gojson::marshal(answer.doc, answer.data, gojson::Numbers::as_written, out));
+    co_return out.take();
+  }
+
+  // GET of a data/ target: not_found when the secret is missing or its
+  // version deleted or destroyed (ESO's NoSecretError).
+  Task<DataAnswer> read_data(const std::string& target, const std::string& key) {
     const kms::Error missing(Errc::not_found, "vault: secret \"" + key + "\" not found");
     ROOTSEAL_CO_LET(doc, co_await get_answer(target, missing, ""));
     using gojson::Kind;
     const auto data = data_of(doc);
+    if (kv1_) {  // the answer's data is the secret's map
+      if (!data) co_return fail(Errc::unavailable, "vault: the answer has no data object");
+      const auto id = *data;
+      co_return DataAnswer{std::move(doc), id};
+    }
     const auto inner = data ? doc.last_member(*data, "data") : std::nullopt;
     if (!inner || doc.kind(*inner) == Kind::null) {
       co_return fail(Errc::not_found, "vault: secret \"" + key + "\" has no data (deleted or destroyed version)");
     }
     if (doc.kind(*inner) != Kind::object) co_return fail(Errc::unavailable, "vault: data.data is not an object");
-    SecureBuffer out(doc.raw(gojson::Document::root()).size());
-    ROOTSEAL_CO_TRY(gojson::marshal(doc, *inner, gojson::Numbers::as_written, out));
-    co_return out.take();
+    const auto id = *inner;
+    co_return DataAnswer{std::move(doc), id};
   }
 
   static constexpr int kMaxListDepth = 64;
@@ -214,7 +487,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
   // when Vault has nothing at `prefix` (ESO: NoSecretError).
   Task<void> list_below(const std::string& prefix, std::vector<std::string>& names, int depth) {
     if (depth > kMaxListDepth) co_return fail(Errc::invalid_argument, "vault: find.path nests deeper than 64 folders");
-    std::string target = "/v1/" + net::url_encode(mount_, false) + "/metadata/";
+    std::string target = "/v1/" + net::url_encode(mount_, false) + "/" + kind_segment("metadata");
     if (!prefix.empty()) target += net::url_encode(prefix, false);
     target += "?list=true";
     const std::string where = prefix.empty() ? "/" : prefix;
@@ -270,7 +543,8 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
   // `missing` for a 404, Vault's error for another status, unavailable when
   // the answer ("the<what> answer") is not JSON.
   Task<gojson::Document> get_answer(const std::string& target, const kms::Error& missing, std::string_view what) {
-    ROOTSEAL_CO_LET(res, co_await authed_get(target));
+    const std::string_view no_body;
+    ROOTSEAL_CO_LET(res, co_await authed(http::verb::get, target, no_body));
     if (res.status == 404) co_return std::unexpected(missing);
     if (res.status != 200) co_return fail(errc_for_status(res.status), vault_error(res));
     auto doc = gojson::Document::parse(res.body.view());
@@ -287,13 +561,13 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
     return data;
   }
 
-  // A GET with the current token; an AppRole token refused with 403 is
-  // replaced by a fresh login once.
-  Task<net::ClientResponse> authed_get(const std::string& target) {
+  // A request with the current token (a body: JSON); an AppRole token
+  // refused with 403 is replaced by a fresh login once.
+  Task<net::ClientResponse> authed(http::verb verb, const std::string& target, std::string_view body) {
     for (int attempt = 0;; ++attempt) {
       ROOTSEAL_CO_LET(token, co_await current_token());
-      ++counters_.reads;
-      auto res = co_await get(target, token);
+      ++(verb == http::verb::get ? counters_.reads : counters_.writes);
+      auto res = co_await call(verb, target, &token, body);
       if (!res) co_return std::unexpected(std::move(res).error());
       if (res->status == 403 && attempt == 0 && logs_in()) {
         co_await invalidate(token);  // revoked or expired behind our back: log in again, once
@@ -301,10 +575,6 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
       }
       co_return res;
     }
-  }
-
-  asio::awaitable<kms::Result<net::ClientResponse>> get(const std::string& target, const kms::SecureBytes& token) {
-    return call(http::verb::get, target, &token, {});
   }
 
   asio::awaitable<kms::Result<net::ClientResponse>> call(http::verb verb, const std::string& target,
@@ -495,6 +765,7 @@ class VaultImpl final : public VaultKv2Provider, public std::enable_shared_from_
 
   VaultSpec spec_;
   std::string mount_;
+  bool kv1_ = false;  // KV version 1: <mount>/<key>, no versions, custom_metadata inside the map (ESO)
   std::shared_ptr<net::HttpClient> client_;
   std::shared_ptr<StoreHealth> health_;
   AsyncMutex mu_;
@@ -512,7 +783,8 @@ kms::Result<std::shared_ptr<VaultKv2Provider>> make_vault_provider(const asio::a
                                                                    VaultSpec spec,
                                                                    std::shared_ptr<StoreHealth> health) {
   if (spec.server.empty()) return fail(Errc::invalid_argument, "vault: server is required");
-  if (spec.version != "v2") return fail(Errc::invalid_argument, "vault: only KV version v2 is supported");
+  if (spec.version != "v2" && spec.version != "v1")
+    return fail(Errc::invalid_argument, "vault: KV version must be v2 or v1");
   if (!spec.cert_auth_path.empty()) {
     if (spec.client_cert_pem.empty() || spec.client_key_pem.empty()) {
       return fail(Errc::invalid_argument, "vault: certificate auth needs a client certificate and its key");

@@ -1,4 +1,7 @@
-// Vault KV version 2 (pull). Token or AppRole auth; one login reused across
+// Vault KV version 2 (and version 1, as ESO reads and writes it): pull, and
+// push as ESO's Vault provider (PushSecret, DeleteSecret: the custom_metadata
+// marker managed-by=external-secrets; on KV v1 a key of the map itself).
+// Token or AppRole auth; one login reused across
 // fetches and renewed (renew-self) once renew_fraction of its TTL has passed;
 // a failed renewal or a 403 on a read triggers one fresh login (AppRole).
 // X-Vault-Namespace when the spec names one.
@@ -17,7 +20,13 @@ struct VaultCounters {
   std::atomic<std::size_t> renewals{0};
   std::atomic<std::size_t> lookups{0};
   std::atomic<std::size_t> reads{0};
+  std::atomic<std::size_t> writes{0};  // POST/DELETE of data/ and metadata/ (push)
 };
+
+// ESO's ownership marker: the custom_metadata pair every secret ESO's Vault
+// provider pushes carries (and that it requires before changing one).
+inline constexpr std::string_view kVaultManagedByKey = "managed-by";
+inline constexpr std::string_view kVaultManagedByValue = "external-secrets";
 
 class VaultKv2Provider;
 
@@ -25,8 +34,11 @@ kms::Result<std::shared_ptr<VaultKv2Provider>> make_vault_provider(const boost::
                                                                    VaultSpec spec,
                                                                    std::shared_ptr<StoreHealth> health = nullptr);
 
-class VaultKv2Provider : public Provider {
+class VaultKv2Provider : public Provider, public PushProvider {
  public:
+  [[nodiscard]] std::string_view kind() const noexcept override { return "vault"; }
+  // Overrides both bases' validate() (one answer for pull and push).
+  Task<void> validate() override = 0;
   [[nodiscard]] virtual const VaultCounters& counters() const noexcept = 0;
 };
 
