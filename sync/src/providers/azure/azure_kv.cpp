@@ -1,5 +1,6 @@
 #include "providers/azure/azure_kv.hpp"
 
+#include <boost/beast/core/string.hpp>
 #include <boost/json.hpp>
 
 #include <algorithm>
@@ -79,19 +80,13 @@ constexpr std::string_view noun(Object o) {
   return o == Object::certificate ? "certificate" : o == Object::key ? "key" : "secret";
 }
 
-bool equal_fold(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
 // The member Go's json.Unmarshal sets a struct field `name` from: the last
 // whose name matches, ASCII case folded.
 const json::value* go_member(const json::value& v, std::string_view name) {
   if (!v.is_object()) return nullptr;
   const json::value* out = nullptr;
   for (const auto& m : v.as_object()) {
-    if (equal_fold(m.key(), name)) out = &m.value();
+    if (boost::beast::iequals(m.key(), name)) out = &m.value();
   }
   return out;
 }
