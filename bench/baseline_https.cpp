@@ -17,6 +17,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -102,7 +103,7 @@ asio::awaitable<void> listen(tcp::acceptor& acceptor, std::shared_ptr<asio::ssl:
   }
 }
 
-int serve(char** argv, int argc) {
+int run_server(int argc, char** argv) {
   std::shared_ptr<asio::ssl::context> ctx;  // null: plain HTTP
   if (std::string_view(argv[1]) != "-") {
     rootseal::net::TlsConfig tls;
@@ -116,7 +117,8 @@ int serve(char** argv, int argc) {
     ctx = std::move(*made);
   }
   const int threads = argc > 4 ? rootseal::bench::parse_arg<int>(argv[4], "threads")
-                               : static_cast<int>(std::thread::hardware_concurrency());
+                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (threads < 1) rootseal::bench::die("threads: at least 1");
   asio::io_context io(threads);
   tcp::acceptor acceptor(
       io, {asio::ip::make_address("127.0.0.1"), rootseal::bench::parse_arg<unsigned short>(argv[3], "port")});
@@ -139,7 +141,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    return serve(argv, argc);
+    return run_server(argc, argv);
   } catch (const std::exception& e) {  // a port in use, a thread that cannot start
     rootseal::bench::die(e.what());
   }
