@@ -22,7 +22,9 @@
 // under the prefix "p/"); op one of fetch, fetch_all, validate,
 // fetch_metadata (metadataPolicy Fetch), describe, ensure, put, put_new,
 // put_md, put_md_string (with PushSecretMetadata), remove (pull ops for
-// vault/aws/azure/gcp/conjur, push ops for aws/azure/gcp); then the answers, in the order the provider asks:
+// vault/aws/azure/gcp/conjur, push ops for vault/aws/azure/gcp; a Vault push
+// without a property pushes a JSON object, as a whole Secret is); then the
+// answers, in the order the provider asks:
 // blocks separated by a line "--", each "<status>\n<body>" or a whole raw
 // HTTP answer ("HTTP/1.1 200 OK\r\n...": header fields, chunked bodies).
 //
@@ -39,7 +41,8 @@
 //    not_found, permission_denied, unavailable, invalid_argument,
 //    bad_base64) with a message;
 //  - agreement with a second JSON reader for Vault: a fetch_all that
-//    succeeded on a one-answer script (not raw) gives exactly the string members of
+//    succeeded on a script of the token lookup and one read answer (not
+//    raw) gives exactly the string members of
 //    the answer's data.data (boost::json on the plain heap), non-strings as
 //    their JSON text.
 #include <openssl/evp.h>
@@ -126,14 +129,16 @@ void check(const kms::Result<T>& r) {
 
 std::string text(const kms::SecureBytes& b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
 
+// The provider on a static token asks Vault about the token first
+// (auth/token/lookup-self), then reads: the read answer is the second.
 void vault_agreement(const sync::SecretMap& got, const std::vector<fuzz::ScriptedAnswer>& answers) {
-  if (answers.size() != 1 || answers[0].raw || server().requests() != 1) return;
+  if (answers.size() != 2 || answers[1].raw || server().requests() != 2) return;
   // A second reading of the answer (Boost.JSON; it refuses what Go reads with
   // U+FFFD, such as invalid UTF-8: then there is nothing to compare). String
   // members must come out as they are; numbers are Go's float64 text and are
   // checked against Go itself by fuzz.go_json_diff.
   json::error_code ec;
-  const json::value v = json::parse(answers[0].body, ec);
+  const json::value v = json::parse(answers[1].body, ec);
   if (ec) return;
   fuzz::require(v.is_object(), "vault: a read answer the provider took is an object");
   const json::value& inner = v.at("data").at("data");
@@ -209,6 +214,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto p = providers::make_vault_provider(ex, std::move(s), health);
     fuzz::require(p.has_value(), "vault provider");
     pull = *p;
+    push = *p;
   } else if (provider == "aws" || provider == "aws-web-identity" || provider == "aws-role") {
     sync::AwsSpec s;
     s.region = "us-east-1";
@@ -362,7 +368,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   sync::PushRef pref;
   pref.remote_key = key;
   pref.property = property;
-  const auto value = kms::SecureBytes::copy_of(std::string_view("fuzz-value"));
+  // Vault stores a whole-secret push as its map: the pushed value is a JSON
+  // object then (ESO: the Secret's data as JSON), numbers beyond float64's
+  // precision included; a property push is a string everywhere.
+  const bool vault_object = provider.starts_with("vault") && property.empty();
+  const auto value = kms::SecureBytes::copy_of(
+      std::string_view(vault_object ? R"({"token":"fuzz-value","n":12345678901234567890})" : "fuzz-value"));
   if (pull && op == "fetch") {
     auto whole = fuzz::run_to_completion(io, [&] { return pull->fetch(ref); });
     check(whole);
@@ -413,8 +424,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // property as fetch()'s values.
     auto whole = fuzz::run_to_completion(io, [&] { return pull->fetch_metadata(ref); });
     check(whole);
-    // AWS and Vault never answer not_found here (ESO's providers pass the error on); GCP does (ESO: NoSecretErr).
-    if (!whole && !provider.starts_with("gcp"))
+    // AWS and Vault never answer not_found here (ESO's providers pass the
+    // error on); GCP and Azure do for a missing secret, certificate or key
+    // (ESO: NoSecretError, Azure's parseError of a 404).
+    if (!whole && !provider.starts_with("gcp") && !provider.starts_with("azure"))
       fuzz::require(whole.error().code != kms::Errc::not_found, "fetch_metadata: never not_found");
     if (whole) {
       boost::system::error_code ec;
