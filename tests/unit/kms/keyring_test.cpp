@@ -838,7 +838,7 @@ TEST_CASE("keyring: unseal of 10000 key versions (timing)", "[keyring][scale]") 
   const auto t3 = std::chrono::steady_clock::now();
   if (!u) FAIL("unseal: " << u.error().message);
   REQUIRE(ring.key_count() == kKeys);
-  REQUIRE(ring.version_count() == kKeys * kVersions);
+  REQUIRE(ring.version_count() == std::size_t{kKeys} * kVersions);
 
   kms::CryptoOptions v50;
   v50.key_version = 50;
